@@ -1,0 +1,66 @@
+"""Shared fixtures: one simulator and one gateway process per test session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import Process, running_gateway, running_simulator
+
+UPSTREAM_KEY = "sk-upstream-test-0123456789abcdef"
+
+
+@pytest.fixture(scope="session")
+def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where child processes write their output."""
+    return tmp_path_factory.mktemp("processes")
+
+
+@pytest.fixture(scope="session")
+def simulator_url(log_dir: Path) -> Iterator[str]:
+    """A simulated provider process that requires ``UPSTREAM_KEY``."""
+    with running_simulator(log_dir, "--api-key", UPSTREAM_KEY) as url:
+        yield url
+
+
+def gateway_config(simulator_url: str, **upstream: Any) -> dict[str, Any]:
+    """A gateway config with chat, embedding, Azure and fault-prone models on the simulator."""
+    base = f"{simulator_url}/v1"
+    key = "env:TEST_UPSTREAM_KEY"
+    return {
+        "upstream": upstream or {"timeouts": {"connect": "2s", "first_byte": "2s", "total": "10s"}},
+        "models": [
+            {"name": "test-chat", "deployments": [
+                {"provider": "openai", "model": "sim-chat", "api_base": base, "api_key": key}]},
+            {"name": "test-embed", "kind": "embedding", "deployments": [
+                {"provider": "openai", "model": "sim-embed", "api_base": base, "api_key": key}]},
+            {"name": "test-azure", "deployments": [
+                {"provider": "azure_openai", "model": "sim-chat", "azure_deployment": "my-chat",
+                 "api_base": simulator_url, "api_version": "2024-10-21", "api_key": key}]},
+            {"name": "test-fallback", "deployments": [
+                {"provider": "openai", "model": "sim-chat", "api_base": "http://127.0.0.1:9/v1",
+                 "api_key": key, "id": "dead-primary"},
+                {"provider": "openai", "model": "sim-chat", "api_base": base, "api_key": key,
+                 "id": "live-secondary"}]},
+            {"name": "test-badkey", "deployments": [
+                {"provider": "openai", "model": "sim-chat", "api_base": base,
+                 "api_key": "env:TEST_WRONG_KEY"}]},
+        ],
+    }
+
+
+@pytest.fixture(scope="session")
+def gateway(log_dir: Path, simulator_url: str) -> Iterator[tuple[str, Process]]:
+    """A gateway process in front of the simulator; yields (base URL, process)."""
+    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TEST_WRONG_KEY": "sk-wrong-key-for-test-9876"}
+    with running_gateway(log_dir, gateway_config(simulator_url), env) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def gateway_url(gateway: tuple[str, Process]) -> str:
+    """The gateway's base URL (no /v1)."""
+    return gateway[0]

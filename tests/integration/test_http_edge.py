@@ -1,0 +1,161 @@
+"""Raw HTTP against the gateway: error shapes and statuses, timeouts, faults, health, curl."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from typing import Any
+
+import aiohttp
+import pytest
+
+CHAT = "/v1/chat/completions"
+HELLO = {"model": "test-chat", "messages": [{"role": "user", "content": "hello"}]}
+
+
+async def post(url: str, body: bytes | dict[str, Any], headers: dict[str, str] | None = None
+               ) -> tuple[int, dict[str, Any], aiohttp.typedefs.LooseHeaders]:
+    """POST and return (status, JSON body, headers)."""
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    async with aiohttp.ClientSession() as session, session.post(
+        url, data=data, headers={"Content-Type": "application/json", **(headers or {})}
+    ) as response:
+        return response.status, await response.json(content_type=None), response.headers
+
+
+def assert_openai_error(body: dict[str, Any], error_type: str, param: str | None = None) -> None:
+    """``body`` is OpenAI's error object with this type (and param)."""
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+    assert body["error"]["type"] == error_type
+    assert body["error"]["message"]
+    if param is not None:
+        assert body["error"]["param"] == param
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        (b"{not json", None),
+        (b"[1, 2]", None),
+        (b"", None),
+        ({"messages": [{"role": "user", "content": "x"}]}, "model"),
+        ({"model": "test-chat"}, "messages"),
+        ({"model": "test-chat", "messages": "hi"}, "messages"),
+        ({"model": "test-chat", "messages": [{"role": "robot", "content": "x"}]},
+         "messages[0].role"),
+        ({"model": "test-chat", "messages": [{"role": "user", "content": 5}]},
+         "messages[0].content"),
+        ({**HELLO, "temperature": "hot"}, "temperature"),
+        ({**HELLO, "stop": [1]}, "stop"),
+        ({**HELLO, "tools": [{"type": "function", "function": {}}]}, "tools[0].function.name"),
+        ({**HELLO, "tool_choice": "sometimes"}, "tool_choice"),
+        ({**HELLO, "response_format": {"type": "yaml"}}, "response_format.type"),
+    ],
+)
+async def test_bad_requests_are_400_in_openai_shape(
+    gateway_url: str, body: bytes | dict[str, Any], param: str | None
+) -> None:
+    status, payload, headers = await post(gateway_url + CHAT, body)
+    assert status == 400
+    assert_openai_error(payload, "invalid_request_error", param)
+    assert headers["x-request-id"]
+
+
+async def test_body_over_the_limit_is_413(gateway_url: str) -> None:
+    huge = {**HELLO, "messages": [{"role": "user", "content": "x" * (9 * 1024 * 1024)}]}
+    status, payload, _ = await post(gateway_url + CHAT, huge)
+    assert status == 413
+    assert_openai_error(payload, "invalid_request_error")
+
+
+async def test_embedding_model_on_chat_route_is_400(gateway_url: str) -> None:
+    status, payload, _ = await post(gateway_url + CHAT, {**HELLO, "model": "test-embed"})
+    assert status == 400
+    assert payload["error"]["code"] == "model_not_supported"
+
+
+async def test_unknown_route_and_wrong_method_are_404_in_openai_shape(gateway_url: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        for method, path in (("POST", "/v1/nothing"), ("GET", CHAT)):
+            async with session.request(method, gateway_url + path) as response:
+                assert response.status == 404
+                payload = await response.json()
+                assert_openai_error(payload, "invalid_request_error")
+                assert path in payload["error"]["message"]
+
+
+async def test_first_byte_that_never_comes_is_504_within_the_bound(gateway_url: str) -> None:
+    started = time.monotonic()
+    status, payload, _ = await post(gateway_url + CHAT, HELLO, {"x-sim-fault": "hang"})
+    elapsed = time.monotonic() - started
+    assert status == 504
+    assert payload["error"]["code"] == "upstream_first_byte_timeout"
+    assert elapsed < 6  # first_byte is 2s in the test config; generous for a loaded machine
+
+
+async def test_connection_reset_is_502(gateway_url: str) -> None:
+    status, payload, _ = await post(gateway_url + CHAT, HELLO, {"x-sim-fault": "reset"})
+    assert status == 502
+    assert payload["error"]["type"] == "upstream_error"
+
+
+async def test_stream_error_before_first_byte_is_a_json_error(gateway_url: str) -> None:
+    status, payload, _ = await post(gateway_url + CHAT, {**HELLO, "stream": True},
+                                    {"x-sim-fault": "status:500"})
+    assert status == 502
+    assert_openai_error(payload, "upstream_error")
+
+
+async def test_stream_cut_after_first_chunk_ends_with_an_error_event(gateway_url: str) -> None:
+    events = []
+    async with aiohttp.ClientSession() as session, session.post(
+        gateway_url + CHAT, json={**HELLO, "stream": True}, headers={"x-sim-fault": "stop-after:2"}
+    ) as response:
+        assert response.status == 200
+        async for line in response.content:
+            if line.startswith(b"data: "):
+                events.append(line[6:].strip())
+    assert events[-1] != b"[DONE]"
+    assert b"[DONE]" not in events
+    last = json.loads(events[-1])
+    assert last["error"]["type"] == "upstream_error"
+    assert "before [DONE]" in last["error"]["message"]
+    assert any(json.loads(e).get("choices") for e in events[:-1])
+
+
+async def test_stream_chunks_arrive_as_they_are_produced(gateway_url: str) -> None:
+    arrivals = []
+    started = time.monotonic()
+    async with aiohttp.ClientSession() as session, session.post(
+        gateway_url + CHAT, json={**HELLO, "stream": True},
+        headers={"x-sim-tpot-ms": "100", "x-sim-output-tokens": "6"},
+    ) as response:
+        async for line in response.content:
+            if line.startswith(b"data: {"):
+                arrivals.append(time.monotonic() - started)
+    # Six tokens 100 ms apart: a buffering proxy would deliver them all at once at the end.
+    assert arrivals[-1] - arrivals[0] > 0.3
+
+
+async def test_health(gateway_url: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(gateway_url + "/health/live") as response:
+            assert response.status == 200 and (await response.json())["status"] == "ok"
+        async with session.get(gateway_url + "/health/ready") as response:
+            assert response.status == 200 and (await response.json())["status"] == "ready"
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_curl_chat_completion(gateway_url: str) -> None:
+    result = subprocess.run(
+        ["curl", "-sS", "-D", "-", gateway_url + CHAT, "-H", "Content-Type: application/json",
+         "-d", json.dumps(HELLO)],
+        capture_output=True, text=True, timeout=30, check=True,
+    )
+    head, _, body = result.stdout.partition("\r\n\r\n")
+    assert head.startswith("HTTP/1.1 200")
+    assert "x-tollway-provider: openai" in head.lower()
+    assert json.loads(body)["choices"][0]["message"]["content"]

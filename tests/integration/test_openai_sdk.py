@@ -1,0 +1,290 @@
+"""The real ``openai`` SDK, sync and async, against a gateway process in front of the simulator."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import openai
+import pytest
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Weather for a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "unit": {"enum": ["c", "f"]}},
+            "required": ["city", "unit"],
+        },
+    },
+}
+TIME_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_time",
+        "parameters": {"type": "object", "properties": {"zone": {"type": "string"}},
+                       "required": ["zone"]},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def client(gateway_url: str) -> Iterator[openai.OpenAI]:
+    """A sync SDK client whose only change is the base URL."""
+    with openai.OpenAI(base_url=gateway_url + "/v1", api_key="client-key", max_retries=0) as c:
+        yield c
+
+
+@pytest.fixture
+async def async_client(gateway_url: str) -> openai.AsyncOpenAI:
+    """An async SDK client whose only change is the base URL."""
+    return openai.AsyncOpenAI(base_url=gateway_url + "/v1", api_key="client-key", max_retries=0)
+
+
+def test_chat_completion_returns_content_and_consistent_usage(client: openai.OpenAI) -> None:
+    raw = client.chat.completions.with_raw_response.create(
+        model="test-chat", messages=[{"role": "user", "content": "hello there gateway"}]
+    )
+    completion = raw.parse()
+    assert completion.object == "chat.completion"
+    assert completion.model == "sim-chat"
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.choices[0].message.role == "assistant"
+    assert "hello there gateway" in (completion.choices[0].message.content or "")
+    usage = completion.usage
+    assert usage is not None and usage.prompt_tokens > 0 and usage.completion_tokens > 0
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+    assert raw.headers["x-tollway-provider"] == "openai"
+    assert raw.headers["x-tollway-model"] == "sim-chat"
+    assert raw.headers["x-tollway-deployment"] == "test-chat#0"
+    assert raw.headers["x-request-id"].startswith("req_")
+
+
+def test_client_request_id_is_honoured(client: openai.OpenAI) -> None:
+    raw = client.chat.completions.with_raw_response.create(
+        model="test-chat",
+        messages=[{"role": "user", "content": "hi"}],
+        extra_headers={"x-request-id": "my-trace-42"},
+    )
+    assert raw.headers["x-request-id"] == "my-trace-42"
+
+
+def test_max_tokens_stop_n_and_seed(client: openai.OpenAI) -> None:
+    capped = client.chat.completions.create(
+        model="test-chat", messages=[{"role": "user", "content": "long"}], max_tokens=3
+    )
+    assert capped.choices[0].finish_reason == "length"
+    assert capped.usage is not None and capped.usage.completion_tokens == 3
+    several = client.chat.completions.create(
+        model="test-chat", messages=[{"role": "user", "content": "two please"}], n=2, seed=7,
+        user="alice",
+    )
+    assert [choice.index for choice in several.choices] == [0, 1]
+
+
+def test_streaming_forwards_chunks_and_usage(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model="test-chat",
+        messages=[{"role": "user", "content": "stream to me"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert "stream to me" in text
+    assert chunks[0].choices[0].delta.role == "assistant"
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert finishes[-1] == "stop"
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == len([c for c in chunks
+                                                      if c.choices and c.choices[0].delta.content])
+
+
+def test_streaming_without_include_usage_sends_no_usage(client: openai.OpenAI) -> None:
+    chunks = list(client.chat.completions.create(
+        model="test-chat", messages=[{"role": "user", "content": "no usage"}], stream=True))
+    assert all(chunk.choices for chunk in chunks)
+    assert all(chunk.usage is None for chunk in chunks)
+
+
+def test_tool_call_round_trip(client: openai.OpenAI) -> None:
+    messages: list[dict[str, object]] = [{"role": "user", "content": "weather in Paris?"}]
+    first = client.chat.completions.create(
+        model="test-chat", messages=messages, tools=[WEATHER_TOOL], tool_choice="auto"  # type: ignore[list-item]
+    )
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    call = choice.message.tool_calls[0]  # type: ignore[index]
+    assert call.function.name == "get_weather"  # type: ignore[union-attr]
+    arguments = json.loads(call.function.arguments)  # type: ignore[union-attr]
+    assert set(arguments) >= {"city", "unit"}
+    messages.append(choice.message.model_dump(exclude_none=True))
+    messages.append({"role": "tool", "tool_call_id": call.id, "content": "sunny, 21C"})
+    second = client.chat.completions.create(
+        model="test-chat", messages=messages, tools=[WEATHER_TOOL]  # type: ignore[arg-type]
+    )
+    assert second.choices[0].finish_reason == "stop"
+    assert "sunny, 21C" in (second.choices[0].message.content or "")
+
+
+def test_streamed_parallel_tool_calls_assemble(client: openai.OpenAI) -> None:
+    with client.chat.completions.stream(
+        model="test-chat",
+        messages=[{"role": "user", "content": "call both in parallel"}],
+        tools=[WEATHER_TOOL, TIME_TOOL],  # type: ignore[list-item]
+    ) as stream:
+        final = stream.get_final_completion()
+    calls = final.choices[0].message.tool_calls or []
+    assert [c.function.name for c in calls] == ["get_weather", "get_time"]  # type: ignore[union-attr]
+    assert all(json.loads(c.function.arguments) for c in calls)  # type: ignore[union-attr]
+    assert final.choices[0].finish_reason == "tool_calls"
+
+
+def test_json_response_format(client: openai.OpenAI) -> None:
+    completion = client.chat.completions.create(
+        model="test-chat",
+        messages=[{"role": "user", "content": "json please"}],
+        response_format={"type": "json_object"},
+    )
+    assert isinstance(json.loads(completion.choices[0].message.content or ""), dict)
+
+
+def test_unknown_fields_reach_the_upstream(client: openai.OpenAI, simulator_url: str) -> None:
+    import httpx
+
+    client.chat.completions.create(
+        model="test-chat",
+        messages=[{"role": "user", "content": "extra fields"}],
+        extra_body={"frobnicate": {"level": 3}},
+        presence_penalty=0.5,
+        extra_headers={"x-request-id": "extra-fields-check"},
+    )
+    recorded = httpx.get(simulator_url + "/_sim/requests").json()
+    body = next(r["json"] for r in reversed(recorded)
+                if r["json"] and r["json"].get("messages", [{}])[0].get("content") == "extra fields")
+    assert body["frobnicate"] == {"level": 3}
+    assert body["presence_penalty"] == 0.5
+    assert body["model"] == "sim-chat"
+
+
+def test_client_authorization_is_not_forwarded(client: openai.OpenAI, simulator_url: str) -> None:
+    import httpx
+
+    from tests.conftest import UPSTREAM_KEY
+
+    client.chat.completions.create(model="test-chat",
+                                   messages=[{"role": "user", "content": "whose key"}])
+    recorded = httpx.get(simulator_url + "/_sim/requests").json()
+    last = next(r for r in reversed(recorded)
+                if r["json"] and r["json"].get("messages", [{}])[0].get("content") == "whose key")
+    headers = {k.lower(): v for k, v in last["headers"].items()}
+    assert headers["authorization"] == f"Bearer {UPSTREAM_KEY}"
+    assert "client-key" not in json.dumps(last)
+
+
+def test_embeddings_float_and_base64(client: openai.OpenAI) -> None:
+    default = client.embeddings.create(model="test-embed", input=["one", "two"])
+    assert [item.index for item in default.data] == [0, 1]
+    assert len(default.data[0].embedding) == 1536
+    assert default.usage.prompt_tokens > 0
+    floats = client.embeddings.create(model="test-embed", input="one", encoding_format="float",
+                                      dimensions=64)
+    vector = floats.data[0].embedding
+    assert len(vector) == 64
+    assert sum(x * x for x in vector) == pytest.approx(1.0, rel=1e-3)
+    again = client.embeddings.create(model="test-embed", input="one", encoding_format="float",
+                                     dimensions=64)
+    assert again.data[0].embedding == vector
+
+
+def test_models_lists_configured_names(client: openai.OpenAI) -> None:
+    names = {model.id for model in client.models.list()}
+    assert {"test-chat", "test-embed", "test-azure"} <= names
+    assert client.models.retrieve("test-chat").id == "test-chat"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("no-such-model")
+
+
+def test_azure_deployment_is_served(client: openai.OpenAI, simulator_url: str) -> None:
+    import httpx
+
+    raw = client.chat.completions.with_raw_response.create(
+        model="test-azure", messages=[{"role": "user", "content": "via azure"}]
+    )
+    assert raw.headers["x-tollway-provider"] == "azure_openai"
+    recorded = httpx.get(simulator_url + "/_sim/requests").json()
+    last = next(r for r in reversed(recorded) if "/openai/deployments/" in r["path"])
+    assert last["path"] == "/openai/deployments/my-chat/chat/completions"
+    assert last["query"] == {"api-version": "2024-10-21"}
+    headers = {k.lower() for k in last["headers"]}
+    assert "api-key" in headers and "authorization" not in headers
+
+
+def test_fallback_to_second_deployment_when_first_is_unreachable(client: openai.OpenAI) -> None:
+    raw = client.chat.completions.with_raw_response.create(
+        model="test-fallback", messages=[{"role": "user", "content": "fall back"}]
+    )
+    assert raw.headers["x-tollway-deployment"] == "live-secondary"
+    assert raw.headers["x-tollway-attempts"] == "2"
+
+
+def test_unknown_model_is_404_in_openai_shape(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
+    assert caught.value.code == "model_not_found"
+    assert "nope" in caught.value.message
+
+
+def test_invalid_request_is_400_naming_the_field(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="test-chat", messages=[])
+    assert caught.value.param == "messages"
+
+
+def test_upstream_auth_failure_passes_through_without_the_key(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.AuthenticationError) as caught:
+        client.chat.completions.create(model="test-badkey",
+                                       messages=[{"role": "user", "content": "x"}])
+    assert "sk-wrong-key-for-test-9876" not in str(caught.value.body)
+
+
+def test_upstream_rate_limit_passes_through_with_retry_after(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.chat.completions.create(
+            model="test-chat", messages=[{"role": "user", "content": "x"}],
+            extra_headers={"x-sim-fault": "status:429", "x-sim-retry-after": "7"},
+        )
+    assert caught.value.response.headers["retry-after"] == "7"
+
+
+def test_upstream_server_error_becomes_502(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.InternalServerError) as caught:
+        client.chat.completions.create(
+            model="test-chat", messages=[{"role": "user", "content": "x"}],
+            extra_headers={"x-sim-fault": "status:503"},
+        )
+    assert caught.value.status_code == 502
+
+
+async def test_async_chat_stream_and_embeddings(async_client: openai.AsyncOpenAI) -> None:
+    completion = await async_client.chat.completions.create(
+        model="test-chat", messages=[{"role": "user", "content": "async hello"}]
+    )
+    assert "async hello" in (completion.choices[0].message.content or "")
+    stream = await async_client.chat.completions.create(
+        model="test-chat", messages=[{"role": "user", "content": "async stream"}], stream=True
+    )
+    text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert "async stream" in text
+    embedding = await async_client.embeddings.create(model="test-embed", input="async")
+    assert len(embedding.data[0].embedding) == 1536
+    await async_client.close()
+
+
+async def test_async_errors(async_client: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.NotFoundError):
+        await async_client.chat.completions.create(
+            model="missing", messages=[{"role": "user", "content": "x"}])
+    await async_client.close()

@@ -1,0 +1,27 @@
+"""The vault resolves references and says which cannot be resolved, without the secret."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tollway.auth.vault import MissingCredential, Vault
+from tollway.config import SecretRef
+
+
+def test_env_file_and_literal_references(tmp_path: Path) -> None:
+    secret_file = tmp_path / "key"
+    secret_file.write_text("sk-from-file\n")
+    vault = Vault({"KEY": "sk-from-env"})
+    assert vault.reveal(SecretRef("env:KEY")) == "sk-from-env"
+    assert vault.reveal(SecretRef(f"file:{secret_file}")) == "sk-from-file"
+    assert vault.reveal(SecretRef("sk-literal")) == "sk-literal"
+
+
+def test_missing_references_are_named_not_revealed(tmp_path: Path) -> None:
+    vault = Vault({"SET": "sk-set"})
+    with pytest.raises(MissingCredential, match="env:UNSET"):
+        vault.reveal(SecretRef("env:UNSET"))
+    refs = [SecretRef("env:SET"), SecretRef("env:UNSET"), SecretRef(f"file:{tmp_path}/none")]
+    assert vault.missing(refs) == ["env:UNSET", f"file:{tmp_path}/none"]

@@ -1,0 +1,115 @@
+"""Config loading: valid files, and errors that name the file, the path and the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tollway.config import ConfigError, SecretRef, default_settings, load_settings, parse_duration
+
+GOOD = """
+server: {port: 4100, max_body_size: 1MiB}
+upstream:
+  timeouts: {connect: 500ms, first_byte: 30s, total: 2m}
+models:
+  - name: gpt-4o
+    deployments:
+      - provider: openai
+        model: gpt-4o
+        api_key: env:OPENAI_API_KEY
+        timeouts: {first_byte: 10s}
+      - provider: azure_openai
+        model: gpt-4o
+        api_base: https://example.openai.azure.com
+        api_version: 2024-10-21
+        api_key: file:/run/secrets/azure
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "tollway.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_a_valid_file_loads_with_units_resolved(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, GOOD))
+    assert settings.server.port == 4100
+    assert settings.server.max_body_size == 1024 * 1024
+    assert settings.upstream.timeouts.connect == 0.5
+    assert settings.upstream.timeouts.total == 120
+    group = settings.models[0]
+    assert group.deployments[0].api_key == SecretRef("env:OPENAI_API_KEY")
+    merged = settings.upstream.timeouts.merged(group.deployments[0].timeouts)
+    assert (merged.connect, merged.first_byte, merged.total) == (0.5, 10, 120)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("models: [{name: a, deployments: [{provider: nope, model: m}]}]",
+         "models[0].deployments[0].provider: unknown provider 'nope'"),
+        ("models: [{name: a, deployments: [{provider: openai}]}]",
+         "models[0].deployments[0].model: required option missing"),
+        ("server: {port: 4000, prot: 1}", "server.prot: unknown option"),
+        ("upstream: {timeouts: {connect: soon}}", "upstream.timeouts.connect: 'soon' is not a"),
+        ("models: [{name: a, deployments: []}]", "models[0].deployments: List should have at"),
+        ("models: [{name: a, deployments: [{provider: azure_openai, model: m, "
+         "api_base: 'https://x'}]}]", "needs api_version"),
+        ("models: [{name: a, deployments: [{provider: openai, model: m, "
+         "headers: {Authorization: x}}]}]", "must be set with api_key"),
+        ("models: [{name: a, deployments: [{provider: openai, model: m}]},"
+         " {name: a, deployments: [{provider: openai, model: m}]}]", "repeated: a"),
+        ("models: [{name: a, deployments: [{provider: openai, model: m, "
+         "api_base: embedded-simulator}]}]", "needs simulator.enabled"),
+        ("server: [1, 2", "line 1, column"),
+        ("- just\n- a list", "top level must be a mapping"),
+    ],
+)
+def test_errors_name_file_path_and_problem(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert str(path) in str(caught.value)
+    assert expected in str(caught.value)
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(tmp_path / "absent.yaml")
+
+
+def test_durations() -> None:
+    assert parse_duration("250ms") == 0.25
+    assert parse_duration("5s") == 5
+    assert parse_duration("2m") == 120
+    assert parse_duration("1h") == 3600
+    assert parse_duration(3) == 3
+    for bad in ("-1s", "0", "fast", True, "5 parsecs"):
+        with pytest.raises(ValueError):
+            parse_duration(bad)
+
+
+def test_secret_refs_dump_redacted(tmp_path: Path) -> None:
+    text = ("models: [{name: a, deployments: [{provider: openai, model: m, "
+            "api_key: sk-literal-secret-value}]}]")
+    settings = load_settings(write(tmp_path, text))
+    dumped = settings.model_dump_json()
+    assert "sk-literal-secret-value" not in dumped
+    assert "***" in dumped
+    assert "sk-literal-secret-value" not in repr(settings)
+    assert SecretRef("env:X").redacted() == "env:X"
+    with pytest.raises(ValueError):
+        SecretRef("env:")
+
+
+def test_embedded_default_offers_demo_models_and_openai_when_keyed() -> None:
+    bare = default_settings({})
+    assert bare.simulator.enabled
+    assert {g.name for g in bare.models} == {"demo-chat", "demo-chat-large", "demo-embed"}
+    keyed = default_settings({"OPENAI_API_KEY": "sk-x"})
+    names = {g.name for g in keyed.models}
+    assert {"gpt-4o", "gpt-4o-mini", "text-embedding-3-small"} <= names
+    gpt = next(g for g in keyed.models if g.name == "gpt-4o")
+    assert gpt.deployments[0].api_key == SecretRef("env:OPENAI_API_KEY")

@@ -1,0 +1,172 @@
+"""OpenAI wire codec: what goes in comes out the same after a round trip through canonical types."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tollway.core.types import ImagePart, OpaquePart, TextPart
+from tollway.wire.openai_embeddings import embedding_request_from_wire
+from tollway.wire.openai_request import request_from_wire, request_to_wire
+from tollway.wire.openai_response import (
+    chunk_from_wire,
+    chunk_to_wire,
+    response_from_wire,
+    response_to_wire,
+)
+
+text = st.text(max_size=20)
+names = st.from_regex(r"[a-z_]{1,12}", fullmatch=True)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-1000, 1000) | text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(names, inner, max_size=3),
+    max_leaves=6,
+)
+
+text_part = st.builds(lambda t: {"type": "text", "text": t}, text)
+image_part = st.builds(
+    lambda url, detail: {"type": "image_url", "image_url": {"url": url, **detail}},
+    st.sampled_from(["https://example.com/cat.png", "data:image/png;base64,iVBORw0KGgo="]),
+    st.sampled_from([{}, {"detail": "low"}]),
+)
+audio_part = st.just({"type": "input_audio", "input_audio": {"data": "AAA=", "format": "wav"}})
+content = text | st.lists(text_part | image_part | audio_part, min_size=1, max_size=3)
+tool_call = st.builds(
+    lambda i, n, a: {"id": f"call_{i}", "type": "function",
+                     "function": {"name": n, "arguments": a}},
+    st.integers(0, 99), names, st.sampled_from(["{}", '{"city": "Paris"}']),
+)
+message = st.one_of(
+    st.builds(lambda c: {"role": "system", "content": c}, text),
+    st.builds(lambda c: {"role": "user", "content": c}, content),
+    st.builds(lambda c, n: {"role": "user", "content": c, "name": n}, text, names),
+    st.builds(lambda c: {"role": "assistant", "content": c}, text),
+    st.builds(lambda calls: {"role": "assistant", "content": None, "tool_calls": calls},
+              st.lists(tool_call, min_size=1, max_size=2)),
+    st.builds(lambda i, c: {"role": "tool", "tool_call_id": f"call_{i}", "content": c},
+              st.integers(0, 99), text),
+)
+tool = st.builds(
+    lambda n, d: {"type": "function", "function": {"name": n, **d,
+                  "parameters": {"type": "object", "properties": {}}}},
+    names, st.sampled_from([{}, {"description": "does things"}]),
+)
+optional_fields = st.fixed_dictionaries(
+    {},
+    optional={
+        "max_tokens": st.integers(1, 4096),
+        "temperature": st.floats(0, 2, allow_nan=False),
+        "top_p": st.floats(0, 1, allow_nan=False),
+        "n": st.integers(1, 4),
+        "stop": st.lists(text, min_size=1, max_size=4),
+        "seed": st.integers(0, 2**31),
+        "user": text,
+        "tools": st.lists(tool, min_size=1, max_size=3),
+        "tool_choice": st.sampled_from(
+            ["auto", "none", "required", {"type": "function", "function": {"name": "f"}}]),
+        "parallel_tool_calls": st.booleans(),
+        "response_format": st.sampled_from([
+            {"type": "text"}, {"type": "json_object"},
+            {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}},
+        ]),
+        "logprobs": st.booleans(),
+        "metadata": st.dictionaries(names, text, max_size=2),
+        "x_vendor_option": json_values,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(message, min_size=1, max_size=5), optional_fields)
+def test_request_round_trip_is_identity(messages: list[dict[str, Any]],
+                                        fields: dict[str, Any]) -> None:
+    body = {"model": "m", "messages": messages, **fields}
+    assert request_to_wire(request_from_wire(body), "m") == body
+
+
+def test_request_parts_become_canonical_types() -> None:
+    request = request_from_wire({"model": "m", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "look"},
+        {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,AAAA"}},
+        {"type": "file", "file": {"file_id": "f1"}},
+    ]}]})
+    parts = request.messages[0].content
+    assert isinstance(parts, list)
+    assert parts[0] == TextPart("look")
+    assert parts[1] == ImagePart(data="AAAA", media_type="image/jpeg")
+    assert isinstance(parts[2], OpaquePart) and parts[2].type == "file"
+
+
+def test_max_completion_tokens_keeps_its_name_and_follows_the_canonical_value() -> None:
+    request = request_from_wire({"model": "m", "messages": [{"role": "user", "content": "x"}],
+                                 "max_completion_tokens": 100})
+    assert request.max_tokens == 100
+    request.max_tokens = 40  # e.g. lowered by a budget policy
+    wire = request_to_wire(request, "up")
+    assert wire["max_completion_tokens"] == 40 and "max_tokens" not in wire
+
+
+def test_streams_always_ask_the_upstream_for_usage() -> None:
+    request = request_from_wire({"model": "m", "stream": True,
+                                 "messages": [{"role": "user", "content": "x"}]})
+    assert not request.include_usage
+    assert request_to_wire(request, "m")["stream_options"] == {"include_usage": True}
+
+
+usage = st.builds(
+    lambda p, c, cached, reasoning: {
+        "prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c,
+        "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": reasoning},
+    },
+    st.integers(0, 10**6), st.integers(0, 10**5), st.integers(0, 1000), st.integers(0, 1000),
+)
+response_message = st.one_of(
+    st.builds(lambda c: {"role": "assistant", "content": c, "refusal": None}, text),
+    st.builds(lambda calls: {"role": "assistant", "content": None, "tool_calls": calls},
+              st.lists(tool_call, min_size=1, max_size=3)),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(response_message, min_size=1, max_size=3), usage,
+       st.sampled_from(["stop", "length", "tool_calls", "content_filter"]))
+def test_response_round_trip_is_identity(messages: list[dict[str, Any]], usage: dict[str, Any],
+                                         finish: str) -> None:
+    body = {
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1700000000, "model": "m",
+        "choices": [{"index": i, "message": m, "finish_reason": finish, "logprobs": None}
+                    for i, m in enumerate(messages)],
+        "usage": usage, "system_fingerprint": "fp_1", "service_tier": "default",
+    }
+    assert response_to_wire(response_from_wire(body)) == body
+
+
+@settings(max_examples=200, deadline=None)
+@given(text, st.sampled_from([None, "stop", "length"]), st.booleans())
+def test_chunk_round_trip_is_identity(content: str, finish: str | None, role: bool) -> None:
+    delta: dict[str, Any] = {"role": "assistant"} if role else {}
+    delta["content"] = content
+    body = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+            "usage": None}
+    assert chunk_to_wire(chunk_from_wire(body), include_usage=True) == body
+
+
+def test_tool_call_deltas_round_trip() -> None:
+    first = {"index": 0, "id": "call_1", "type": "function",
+             "function": {"name": "f", "arguments": ""}}
+    later = {"index": 0, "function": {"arguments": '{"a":'}}
+    for call in (first, later):
+        body = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                "choices": [{"index": 0, "delta": {"tool_calls": [call]}, "logprobs": None,
+                             "finish_reason": None}]}
+        assert chunk_to_wire(chunk_from_wire(body), include_usage=False) == body
+
+
+def test_embedding_inputs_normalise_to_lists() -> None:
+    assert embedding_request_from_wire({"model": "e", "input": "a"}).input == ["a"]
+    assert embedding_request_from_wire({"model": "e", "input": [1, 2]}).input == [[1, 2]]
+    assert embedding_request_from_wire({"model": "e", "input": [[1], [2]]}).input == [[1], [2]]

@@ -1,0 +1,5 @@
+"""``python -m tollway``: the command line."""
+
+from tollway.cli import main
+
+main()

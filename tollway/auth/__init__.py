@@ -1,0 +1,1 @@
+"""Identity and secrets: who is calling, and the vault of provider credentials."""

@@ -1,0 +1,55 @@
+"""The vault: the only place provider credentials are read and held.
+
+Config holds references (``env:NAME``, ``file:PATH``); the vault turns one into the secret
+only when a provider call needs it. Secrets never leave this module except into the
+outgoing request's auth header.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from tollway.config.types import SecretRef
+from tollway.core.errors import UpstreamUnavailable
+
+
+class MissingCredential(UpstreamUnavailable):
+    """A credential reference points at nothing (unset variable, unreadable file)."""
+
+
+class Vault:
+    """Resolves secret references; file contents are read once and cached."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self._environ = os.environ if environ is None else environ
+        self._files: dict[str, str] = {}
+
+    def reveal(self, ref: SecretRef) -> str:
+        """The secret behind ``ref``; raises ``MissingCredential`` naming the reference."""
+        if ref.kind == "literal":
+            return ref.target
+        if ref.kind == "env":
+            value = self._environ.get(ref.target)
+            if not value:
+                raise MissingCredential(f"credential {ref.redacted()} is not set")
+            return value
+        cached = self._files.get(ref.target)
+        if cached is None:
+            try:
+                cached = Path(ref.target).read_text(encoding="utf-8").strip()
+            except OSError:
+                raise MissingCredential(f"credential {ref.redacted()} cannot be read") from None
+            self._files[ref.target] = cached
+        return cached
+
+    def missing(self, refs: list[SecretRef]) -> list[str]:
+        """The redacted references among ``refs`` that cannot be resolved now."""
+        missing = []
+        for ref in refs:
+            try:
+                self.reveal(ref)
+            except MissingCredential:
+                missing.append(ref.redacted())
+        return missing

@@ -1,0 +1,130 @@
+"""The ``tollway`` command line: serve, config check, mock-provider."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tollway.config import ConfigError, Settings, default_settings, load_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Tollway, the AI gateway.")
+config_app = typer.Typer(no_args_is_help=True, help="Work with configuration files.")
+app.add_typer(config_app, name="config")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="YAML config file (default: $TOLLWAY_CONFIG, else the embedded demo default).",
+        exists=False,
+        dir_okay=False,
+    ),
+]
+
+
+def _install_event_loop() -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def _load(config: Path | None) -> tuple[Settings, str]:
+    path = config or (
+        Path(os.environ["TOLLWAY_CONFIG"]) if os.environ.get("TOLLWAY_CONFIG") else None
+    )
+    try:
+        if path is None:
+            return default_settings(os.environ), "embedded default"
+        return load_settings(path), str(path)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[str | None, typer.Option(help="Listen address [config: server.host]")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port [config: server.port]")] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+) -> None:
+    """Run the gateway."""
+    from aiohttp import web
+
+    from tollway.app import create_app
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings, source = _load(config)
+    server = settings.server
+    host = host or server.host
+    port = server.port if port is None else port
+    models = ", ".join(group.name for group in settings.models) or "(none)"
+    logging.getLogger("tollway").info(
+        "Tollway on http://%s:%d (config: %s; models: %s)", host, port, source, models
+    )
+    _install_event_loop()
+    web.run_app(
+        create_app(settings),
+        host=host,
+        port=port,
+        access_log=logging.getLogger("aiohttp.access") if server.access_log else None,
+        shutdown_timeout=server.shutdown_timeout,
+        print=None,
+    )
+
+
+@config_app.command("check")
+def config_check(file: Annotated[Path, typer.Argument(help="The YAML config file")]) -> None:
+    """Validate a config file; exit 0 when valid, 2 with every problem listed when not."""
+    settings, _ = _load(file)
+    deployments = sum(len(group.deployments) for group in settings.models)
+    typer.echo(f"{file}: OK ({len(settings.models)} models, {deployments} deployments)")
+
+
+@app.command("mock-provider")
+def mock_provider(
+    host: Annotated[str, typer.Option(help="Listen address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Listen port")] = 9000,
+    ttft_ms: Annotated[float, typer.Option(help="Time to first token, ms")] = 0.0,
+    tpot_ms: Annotated[float, typer.Option(help="Time per output token, ms")] = 0.0,
+    output_tokens: Annotated[int, typer.Option(help="Default completion length")] = 16,
+    api_key: Annotated[
+        str | None, typer.Option(help="Require this API key", envvar="TOLLWAY_SIM_API_KEY")
+    ] = None,
+    fault: Annotated[str | None, typer.Option(help="Server-wide fault, e.g. status:500")] = None,
+    fault_rate: Annotated[float, typer.Option(help="Share of requests the fault hits")] = 1.0,
+) -> None:
+    """Run the simulated provider (OpenAI and Anthropic wire formats)."""
+    from tollway.simulator import SimulatorSettings
+    from tollway.simulator import serve as serve_simulator
+
+    settings = SimulatorSettings(
+        ttft_ms=ttft_ms,
+        tpot_ms=tpot_ms,
+        output_tokens=output_tokens,
+        api_key=api_key,
+        fault=fault,
+        fault_rate=fault_rate,
+    )
+    typer.echo(f"Simulated provider on http://{host}:{port}", err=True)
+    serve_simulator(host, port, settings)
+
+
+def main() -> None:
+    """Entry point of the ``tollway`` command."""
+    app(prog_name="tollway")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""The per-request state every pipeline stage reads and writes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from tollway.core.errors import GatewayError
+from tollway.core.types import ChatRequest, Deployment, EmbeddingRequest, Usage
+
+Endpoint = Literal["chat", "embeddings"]
+
+
+@dataclass(slots=True)
+class RequestContext:
+    """Everything known about one request as it passes the pipeline.
+
+    Stages keep no per-request state of their own; what they learn goes here.
+    """
+
+    request_id: str
+    endpoint: Endpoint
+    model: str
+    client_headers: Mapping[str, str]
+    chat: ChatRequest | None = None
+    embedding: EmbeddingRequest | None = None
+    received_at: float = field(default_factory=time.time)
+    started: float = field(default_factory=time.perf_counter)
+    deployment: Deployment | None = None
+    attempts: int = 0
+    usage: Usage | None = None
+    first_token_at: float | None = None
+    finished_at: float | None = None
+    error: GatewayError | None = None
+    response_headers: dict[str, str] = field(default_factory=dict)
+    stages_entered: int = 0
+
+    @property
+    def ttft(self) -> float | None:
+        """Seconds from receipt to the first streamed token, if any."""
+        return None if self.first_token_at is None else self.first_token_at - self.started

@@ -1,0 +1,168 @@
+"""The gateway's one exception tree; each dialect renders it in its own error shape.
+
+    GatewayError                      status, message, and how each dialect names it
+    ├── InvalidRequest                400  malformed JSON, bad fields, untranslatable feature
+    ├── AuthenticationFailed          401
+    ├── PermissionDenied              403
+    ├── NotFound                      404  unknown model or route
+    ├── PayloadTooLarge               413
+    ├── RateLimited                   429  over a rate limit or a budget (``code`` says which)
+    └── UpstreamError                      the provider could not give an answer
+        ├── UpstreamStatusError       4xx passed through as is; 5xx and 429 become 502 / 429
+        ├── UpstreamTimeout           504  connect, first byte or total timeout
+        ├── UpstreamUnavailable       502  connection refused, reset, DNS
+        └── UpstreamProtocolError     502  unparseable answer, stream cut before its terminal event
+
+``retryable`` tells the router whether another candidate deployment may still succeed.
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway answers a client with."""
+
+    status: int = 500
+    openai_type: str = "server_error"
+    anthropic_type: str = "api_error"
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.param = param
+        self.headers = headers or {}
+
+
+class InvalidRequest(GatewayError):
+    """The client's request cannot be served as sent."""
+
+    status = 400
+    openai_type = "invalid_request_error"
+    anthropic_type = "invalid_request_error"
+
+
+class AuthenticationFailed(GatewayError):
+    """No usable credential was presented."""
+
+    status = 401
+    openai_type = "authentication_error"
+    anthropic_type = "authentication_error"
+
+
+class PermissionDenied(GatewayError):
+    """The caller is known but may not do this."""
+
+    status = 403
+    openai_type = "permission_error"
+    anthropic_type = "permission_error"
+
+
+class NotFound(GatewayError):
+    """An unknown model or route."""
+
+    status = 404
+    openai_type = "invalid_request_error"
+    anthropic_type = "not_found_error"
+
+
+class PayloadTooLarge(GatewayError):
+    """The request body is over the configured limit."""
+
+    status = 413
+    openai_type = "invalid_request_error"
+    anthropic_type = "request_too_large"
+
+
+class RateLimited(GatewayError):
+    """Over a rate limit or budget; ``code`` distinguishes them."""
+
+    status = 429
+    openai_type = "rate_limit_error"
+    anthropic_type = "rate_limit_error"
+
+
+class UpstreamError(GatewayError):
+    """The upstream provider failed to answer."""
+
+    status = 502
+    openai_type = "upstream_error"
+    anthropic_type = "api_error"
+    retryable = True
+
+
+class UpstreamStatusError(UpstreamError):
+    """The provider answered with an error status; 4xx keep their status, 5xx become 502."""
+
+    def __init__(
+        self,
+        upstream_status: int,
+        message: str,
+        *,
+        error_type: str | None = None,
+        code: str | None = None,
+        param: str | None = None,
+        retry_after: str | None = None,
+    ) -> None:
+        headers = {"retry-after": retry_after} if retry_after else None
+        super().__init__(message, code=code, param=param, headers=headers)
+        self.upstream_status = upstream_status
+        self.retry_after = retry_after
+        # Client errors are the caller's fault and would fail on every candidate alike.
+        client_error = 400 <= upstream_status < 500 and upstream_status not in (408, 409, 429)
+        self.retryable = not client_error
+        self.status = upstream_status if upstream_status < 500 else 502
+        if error_type is not None:
+            self.openai_type = error_type
+            self.anthropic_type = _ANTHROPIC_TYPES.get(self.status, "api_error")
+        elif self.status < 500:
+            self.openai_type = _OPENAI_TYPES.get(self.status, "invalid_request_error")
+            self.anthropic_type = _ANTHROPIC_TYPES.get(self.status, "invalid_request_error")
+
+
+class UpstreamTimeout(UpstreamError):
+    """The provider did not answer in time (``phase``: connect, first_byte or total)."""
+
+    status = 504
+    openai_type = "timeout_error"
+    anthropic_type = "api_error"
+
+    def __init__(self, message: str, *, phase: str) -> None:
+        super().__init__(message, code=f"upstream_{phase}_timeout")
+        self.phase = phase
+
+
+class UpstreamUnavailable(UpstreamError):
+    """The provider could not be reached or dropped the connection."""
+
+
+class UpstreamProtocolError(UpstreamError):
+    """The provider's answer was malformed or cut short."""
+
+
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    502: "api_error",
+}

@@ -1,0 +1,253 @@
+"""Canonical request and response types shared by every stage of the pipeline.
+
+Dialects (what the client speaks) and providers (what the upstream speaks) translate to and
+from these types at the edges; nothing in between sees a wire format. Fields a type does not
+model are kept in ``extra`` so a same-family hop (OpenAI client to OpenAI-compatible
+upstream) passes them through untouched, while a cross-family hop can ignore them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from tollway.config.types import SecretRef
+
+Role = Literal["system", "developer", "user", "assistant", "tool"]
+JSON = dict[str, Any]
+
+
+@dataclass(slots=True)
+class TextPart:
+    """A run of text inside a message."""
+
+    text: str
+    extra: JSON = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ImagePart:
+    """An image given by URL or as base64 data with its media type."""
+
+    url: str | None = None
+    data: str | None = None
+    media_type: str | None = None
+    detail: str | None = None
+    extra: JSON = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class OpaquePart:
+    """A content part the gateway does not model (audio, files...), kept as sent.
+
+    Same-family upstreams get it back unchanged; other families reject it by name.
+    """
+
+    type: str
+    data: JSON
+
+
+ContentPart = TextPart | ImagePart | OpaquePart
+
+
+@dataclass(slots=True)
+class ToolCall:
+    """A function call the model asked for; ``arguments`` is the JSON text."""
+
+    id: str
+    name: str
+    arguments: str
+    extra: JSON = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Message:
+    """One turn of a conversation."""
+
+    role: Role
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+    extra: JSON = field(default_factory=dict)
+
+    def text(self) -> str:
+        """The message's text parts joined; images are left out."""
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content if isinstance(part, TextPart))
+
+
+@dataclass(slots=True)
+class Tool:
+    """A function the model may call, described by a JSON schema."""
+
+    name: str
+    description: str | None = None
+    parameters: JSON | None = None
+    strict: bool | None = None
+    extra: JSON = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ToolChoice:
+    """``auto``, ``none``, ``required`` (any tool) or one named function."""
+
+    mode: Literal["auto", "none", "required", "function"]
+    name: str | None = None
+
+
+@dataclass(slots=True)
+class ResponseFormat:
+    """Structured output: plain text, any JSON object, or JSON matching a schema."""
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JSON | None = None
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token counts of one request. ``input_tokens`` includes cached and cache-write tokens."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    extra: JSON = field(default_factory=dict)
+
+    @property
+    def total_tokens(self) -> int:
+        """Input plus output tokens."""
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    """A chat completion request, whatever dialect it arrived in."""
+
+    model: str
+    messages: list[Message]
+    stream: bool = False
+    include_usage: bool = False
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    n: int | None = None
+    stop: list[str] | None = None
+    seed: int | None = None
+    user: str | None = None
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    extra: JSON = field(default_factory=dict)
+
+
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"]
+
+
+@dataclass(slots=True)
+class Choice:
+    """One generated alternative of a non-streaming response."""
+
+    index: int
+    message: Message
+    finish_reason: FinishReason | None
+    stop_sequence: str | None = None
+    extra: JSON = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ChatResponse:
+    """A complete (non-streaming) chat completion."""
+
+    id: str
+    model: str
+    created: int
+    choices: list[Choice]
+    usage: Usage | None = None
+    extra: JSON = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ToolCallDelta:
+    """A fragment of a streamed tool call; id and name come with the first fragment."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(slots=True)
+class ChunkChoice:
+    """The delta of one alternative within a stream chunk."""
+
+    index: int
+    role: Role | None = None
+    content: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
+    finish_reason: FinishReason | None = None
+    stop_sequence: str | None = None
+    extra: JSON = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ChatChunk:
+    """One event of a streamed chat completion; the last may carry only ``usage``."""
+
+    id: str
+    model: str
+    created: int
+    choices: list[ChunkChoice]
+    usage: Usage | None = None
+    extra: JSON = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class EmbeddingRequest:
+    """Texts (or token arrays) to embed."""
+
+    model: str
+    input: list[str] | list[list[int]]
+    dimensions: int | None = None
+    encoding_format: Literal["float", "base64"] | None = None
+    user: str | None = None
+    extra: JSON = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class EmbeddingResponse:
+    """Embeddings in input order; each is a float list or base64 text, as requested."""
+
+    model: str
+    data: list[list[float] | str]
+    usage: Usage
+    extra: JSON = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamTimeouts:
+    """Seconds allowed to connect, to the first byte (and between stream events), in total."""
+
+    connect: float
+    first_byte: float
+    total: float
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """One concrete place a model is served, resolved from config at load time."""
+
+    id: str
+    provider: str
+    model: str
+    api_base: str
+    timeouts: UpstreamTimeouts
+    api_key: SecretRef | None = None
+    api_version: str | None = None
+    azure_deployment: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()

@@ -1,0 +1,1 @@
+"""Dialects: the HTTP edge where a client's API shape meets the canonical types."""

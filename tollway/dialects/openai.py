@@ -1,0 +1,213 @@
+"""The OpenAI dialect: ``/v1/chat/completions``, ``/v1/embeddings``, ``/v1/models``.
+
+Parses requests into canonical types, runs them through the pipeline, and writes answers
+and errors in OpenAI's shapes. This is the one place OpenAI-route errors are rendered.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import orjson
+from aiohttp import web
+
+from tollway.core.context import RequestContext
+from tollway.core.errors import GatewayError, NotFound
+from tollway.core.types import ChatChunk
+from tollway.dialects.http import read_json_object, request_id, routing_headers
+from tollway.wire.openai_embeddings import (
+    embedding_request_from_wire,
+    embedding_response_to_wire,
+)
+from tollway.wire.openai_request import request_from_wire
+from tollway.wire.openai_response import chunk_to_wire, response_to_wire
+
+if TYPE_CHECKING:
+    from tollway.gateway import Gateway
+
+log = logging.getLogger("tollway.dialects.openai")
+
+_JSON = "application/json"
+_DONE = b"data: [DONE]\n\n"
+
+
+def error_body(exc: GatewayError) -> bytes:
+    """OpenAI's error object for ``exc``."""
+    return orjson.dumps(
+        {
+            "error": {
+                "message": exc.message,
+                "type": exc.openai_type,
+                "param": exc.param,
+                "code": exc.code,
+            }
+        }
+    )
+
+
+def error_response(exc: GatewayError, headers: dict[str, str]) -> web.Response:
+    """An HTTP answer carrying ``exc`` in OpenAI's shape."""
+    return web.Response(
+        status=exc.status,
+        body=error_body(exc),
+        content_type=_JSON,
+        headers={**headers, **exc.headers},
+    )
+
+
+def internal_error(ctx_id: str, exc: BaseException) -> web.Response:
+    """A 500 that names the request id and nothing of the failure's internals."""
+    log.error("request %s failed unexpectedly", ctx_id, exc_info=exc)
+    error = GatewayError(f"The gateway failed to handle request {ctx_id}; see its log.")
+    return error_response(error, {"x-request-id": ctx_id})
+
+
+class OpenAIDialect:
+    """aiohttp handlers for the OpenAI-compatible routes."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+
+    def routes(self) -> list[web.RouteDef]:
+        """The routes this dialect serves."""
+        return [
+            web.post("/v1/chat/completions", self.chat_completions),
+            web.post("/chat/completions", self.chat_completions),
+            web.post("/v1/embeddings", self.embeddings),
+            web.post("/embeddings", self.embeddings),
+            web.get("/v1/models", self.list_models),
+            web.get("/v1/models/{model}", self.get_model),
+        ]
+
+    async def chat_completions(self, request: web.Request) -> web.StreamResponse:
+        """``POST /v1/chat/completions``, streaming or not."""
+        rid = request_id(request)
+        pipeline = self._gateway.pipeline
+        ctx: RequestContext | None = None
+        try:
+            body = await read_json_object(request, self._gateway.max_body_size)
+            chat = request_from_wire(body)
+            ctx = RequestContext(rid, "chat", chat.model, request.headers, chat=chat)
+            if chat.stream:
+                return await self._stream(request, ctx)
+            response = await pipeline.chat(ctx)
+            return web.Response(
+                body=orjson.dumps(response_to_wire(response)),
+                content_type=_JSON,
+                headers=routing_headers(ctx),
+            )
+        except GatewayError as exc:
+            if ctx is not None:
+                ctx.error = exc
+                return error_response(exc, routing_headers(ctx))
+            return error_response(exc, {"x-request-id": rid})
+        except Exception as exc:
+            return internal_error(rid, exc)
+        finally:
+            if ctx is not None:
+                await pipeline.finish(ctx)
+
+    async def _stream(self, request: web.Request, ctx: RequestContext) -> web.StreamResponse:
+        # Errors until the first chunk is in hand propagate as ordinary JSON errors (and the
+        # pipeline may fail over); after the first byte they become an error event.
+        assert ctx.chat is not None
+        chunks = await self._gateway.pipeline.stream(ctx)
+        response = web.StreamResponse(
+            headers={
+                **routing_headers(ctx),
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+            }
+        )
+        await response.prepare(request)
+        try:
+            await _write_chunks(response, chunks, include_usage=ctx.chat.include_usage)
+        except GatewayError as exc:
+            ctx.error = exc
+            await _write_quietly(response, b"data: " + error_body(exc) + b"\n\n")
+        except ConnectionResetError:
+            ctx.error = GatewayError("client disconnected mid-stream", code="client_disconnected")
+            return response
+        finally:
+            await chunks.aclose()  # type: ignore[attr-defined]
+        await _write_quietly(response, b"")
+        return response
+
+    async def embeddings(self, request: web.Request) -> web.Response:
+        """``POST /v1/embeddings``."""
+        rid = request_id(request)
+        pipeline = self._gateway.pipeline
+        ctx: RequestContext | None = None
+        try:
+            body = await read_json_object(request, self._gateway.max_body_size)
+            embedding = embedding_request_from_wire(body)
+            ctx = RequestContext(
+                rid, "embeddings", embedding.model, request.headers, embedding=embedding
+            )
+            response = await pipeline.embed(ctx)
+            return web.Response(
+                body=orjson.dumps(embedding_response_to_wire(response)),
+                content_type=_JSON,
+                headers=routing_headers(ctx),
+            )
+        except GatewayError as exc:
+            if ctx is not None:
+                ctx.error = exc
+                return error_response(exc, routing_headers(ctx))
+            return error_response(exc, {"x-request-id": rid})
+        except Exception as exc:
+            return internal_error(rid, exc)
+        finally:
+            if ctx is not None:
+                await pipeline.finish(ctx)
+
+    async def list_models(self, request: web.Request) -> web.Response:
+        """``GET /v1/models``: the model names this caller may use."""
+        created = self._gateway.started_at
+        data = [
+            {"id": group.name, "object": "model", "created": created, "owned_by": group.owned_by}
+            for group in self._gateway.pipeline.routing.groups
+        ]
+        return web.Response(body=orjson.dumps({"object": "list", "data": data}), content_type=_JSON)
+
+    async def get_model(self, request: web.Request) -> web.Response:
+        """``GET /v1/models/{model}``."""
+        name = request.match_info["model"]
+        for group in self._gateway.pipeline.routing.groups:
+            if group.name == name:
+                model = {
+                    "id": name,
+                    "object": "model",
+                    "created": self._gateway.started_at,
+                    "owned_by": group.owned_by,
+                }
+                return web.Response(body=orjson.dumps(model), content_type=_JSON)
+        error = NotFound(
+            f"The model '{name}' does not exist or you do not have access to it.",
+            code="model_not_found",
+            param="model",
+        )
+        return error_response(error, {"x-request-id": request_id(request)})
+
+
+async def _write_chunks(
+    response: web.StreamResponse, chunks: AsyncIterator[ChatChunk], *, include_usage: bool
+) -> None:
+    async for chunk in chunks:
+        if not chunk.choices and not include_usage:
+            continue  # the usage-only chunk the gateway asked for on its own behalf
+        wire = chunk_to_wire(chunk, include_usage=include_usage)
+        await response.write(b"data: " + orjson.dumps(wire) + b"\n\n")
+    await response.write(_DONE)
+
+
+async def _write_quietly(response: web.StreamResponse, data: bytes) -> None:
+    """Write and end the stream, ignoring a client that has already gone."""
+    try:
+        if data:
+            await response.write(data)
+        await response.write_eof()
+    except ConnectionResetError:
+        pass

@@ -1,0 +1,61 @@
+"""What a provider is: small capability protocols, and what a provider is built from."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from tollway.auth.vault import Vault
+from tollway.core.types import (
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    Deployment,
+    EmbeddingRequest,
+    EmbeddingResponse,
+)
+from tollway.providers.http import UpstreamClient
+
+
+@runtime_checkable
+class ChatProvider(Protocol):
+    """Serves chat completions for deployments of one provider family."""
+
+    async def chat(self, request: ChatRequest, deployment: Deployment) -> ChatResponse:
+        """One complete answer."""
+        ...
+
+    def stream(self, request: ChatRequest, deployment: Deployment) -> AsyncIterator[ChatChunk]:
+        """The answer as chunks, yielded as the upstream sends them."""
+        ...
+
+
+@runtime_checkable
+class EmbeddingProvider(Protocol):
+    """Serves embeddings."""
+
+    async def embed(self, request: EmbeddingRequest, deployment: Deployment) -> EmbeddingResponse:
+        """Embeddings of every input, in order."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderResources:
+    """What every provider is built with."""
+
+    client: UpstreamClient
+    vault: Vault
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSpec:
+    """A registered provider family: how to build it and where its API lives by default."""
+
+    name: str
+    build: Callable[[ProviderResources], ChatProvider | EmbeddingProvider]
+    default_api_base: str | None
+    simulator_path: str
+    """Path under the embedded simulator's root that this family's API is served at."""
+    required_fields: tuple[str, ...] = ()
+    """Deployment config fields this family cannot do without."""

@@ -1,0 +1,185 @@
+"""The shared upstream HTTP client: timeouts, error mapping and server-sent events.
+
+aiohttp was chosen for the upstream client by measurement (docs/performance.md): on this
+kind of machine it costs a tenth of httpx per request under load.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+
+from tollway.core.errors import (
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamStatusError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from tollway.core.types import UpstreamTimeouts
+
+ErrorParser = Callable[[Any], tuple[str, str | None, str | None, str | None]]
+"""Turns an upstream error body into ``(message, type, code, param)``."""
+
+_MAX_ERROR_BODY = 64 * 1024
+
+
+@dataclass(slots=True)
+class SSEvent:
+    """One server-sent event: its ``event:`` name (or None) and joined ``data:`` lines."""
+
+    event: str | None
+    data: bytes
+
+
+class UpstreamClient:
+    """Sends provider requests over one pooled aiohttp session."""
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self._session = session
+        self._timeouts: dict[UpstreamTimeouts, aiohttp.ClientTimeout] = {}
+
+    def _client_timeout(self, timeouts: UpstreamTimeouts, stream: bool) -> aiohttp.ClientTimeout:
+        # Streams enforce the total themselves between events; the socket-read timeout bounds
+        # the wait for the first byte and every later gap.
+        key = (
+            timeouts if not stream else UpstreamTimeouts(timeouts.connect, timeouts.first_byte, 0.0)
+        )
+        client_timeout = self._timeouts.get(key)
+        if client_timeout is None:
+            client_timeout = aiohttp.ClientTimeout(
+                total=timeouts.total if not stream else None,
+                sock_connect=timeouts.connect,
+                sock_read=timeouts.first_byte,
+            )
+            self._timeouts[key] = client_timeout
+        return client_timeout
+
+    async def post_json(
+        self,
+        url: str,
+        body: Any,
+        headers: Mapping[str, str],
+        timeouts: UpstreamTimeouts,
+        parse_error: ErrorParser,
+        secret: str | None = None,
+    ) -> Any:
+        """POST a JSON body and return the parsed JSON answer; upstream errors are raised."""
+        try:
+            async with self._session.post(
+                url,
+                data=orjson.dumps(body),
+                headers=headers,
+                timeout=self._client_timeout(timeouts, stream=False),
+            ) as response:
+                if response.status >= 400:
+                    raise await _status_error(response, parse_error, secret)
+                payload = await response.read()
+        except UpstreamError:
+            raise
+        except Exception as exc:
+            raise _transport_error(exc, url) from None
+        try:
+            return orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            raise UpstreamProtocolError("upstream answered with invalid JSON") from None
+
+    async def post_stream(
+        self,
+        url: str,
+        body: Any,
+        headers: Mapping[str, str],
+        timeouts: UpstreamTimeouts,
+        parse_error: ErrorParser,
+        secret: str | None = None,
+    ) -> AsyncIterator[SSEvent]:
+        """POST a JSON body and yield the server-sent events of the answer as they arrive."""
+        deadline = time.monotonic() + timeouts.total
+        try:
+            async with self._session.post(
+                url,
+                data=orjson.dumps(body),
+                headers=headers,
+                timeout=self._client_timeout(timeouts, stream=True),
+            ) as response:
+                if response.status >= 400:
+                    raise await _status_error(response, parse_error, secret)
+                async for event in _read_events(response.content):
+                    yield event
+                    if time.monotonic() > deadline:
+                        raise UpstreamTimeout(
+                            f"upstream stream exceeded the total timeout of {timeouts.total:g}s",
+                            phase="total",
+                        )
+        except UpstreamError:
+            raise
+        except Exception as exc:
+            raise _transport_error(exc, url) from None
+
+
+async def _read_events(content: aiohttp.StreamReader) -> AsyncIterator[SSEvent]:
+    event: str | None = None
+    data: list[bytes] = []
+    async for raw_line in content:
+        line = raw_line.rstrip(b"\r\n")
+        if not line:
+            if data:
+                yield SSEvent(event, b"\n".join(data))
+            event, data = None, []
+        elif line.startswith(b"data:"):
+            data.append(line[6:] if line[5:6] == b" " else line[5:])
+        elif line.startswith(b"event:"):
+            event = line[6:].strip().decode()
+    if data:
+        yield SSEvent(event, b"\n".join(data))
+
+
+async def _status_error(
+    response: aiohttp.ClientResponse, parse_error: ErrorParser, secret: str | None
+) -> Exception:
+    raw = await response.content.read(_MAX_ERROR_BODY)
+    if secret:
+        # Some providers echo the key they were sent (in part or whole) in auth errors.
+        raw = raw.replace(secret.encode(), b"***")
+    try:
+        parsed: Any = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        parsed = raw.decode("utf-8", "replace").strip() or response.reason or ""
+    message, error_type, code, param = parse_error(parsed)
+    return UpstreamStatusError(
+        response.status,
+        message or f"upstream answered {response.status}",
+        error_type=error_type,
+        code=code,
+        param=param,
+        retry_after=response.headers.get("retry-after"),
+    )
+
+
+def _transport_error(exc: Exception, url: str) -> UpstreamError:
+    host = _host(url)
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return UpstreamTimeout(f"timed out connecting to upstream {host}", phase="connect")
+    if isinstance(exc, aiohttp.SocketTimeoutError):
+        return UpstreamTimeout(
+            f"upstream {host} sent nothing within the first-byte timeout", phase="first_byte"
+        )
+    if isinstance(exc, TimeoutError):
+        return UpstreamTimeout(f"upstream {host} exceeded the total timeout", phase="total")
+    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
+        return UpstreamUnavailable(f"upstream {host} closed the connection mid-answer")
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        return UpstreamUnavailable(f"cannot reach upstream {host}: {type(exc).__name__}")
+    return UpstreamProtocolError(f"upstream {host} failed: {type(exc).__name__}")
+
+
+def _host(url: str) -> str:
+    # Only scheme and authority: a path or query could carry a credential (some APIs take keys
+    # in the query string), and error messages reach clients.
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0].rsplit('@', 1)[-1]}"

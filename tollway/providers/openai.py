@@ -1,0 +1,161 @@
+"""OpenAI and every server that speaks its API (vLLM, Ollama, Groq, Mistral, ...), and Azure.
+
+The family differs only in where the endpoint is and how the key is sent, so each member is
+a row of data (``OpenAIFlavor``); the translation is shared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import orjson
+
+from tollway.core.errors import UpstreamProtocolError
+from tollway.core.types import (
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    Deployment,
+    EmbeddingRequest,
+    EmbeddingResponse,
+)
+from tollway.providers.base import ProviderResources, ProviderSpec
+from tollway.wire.openai_embeddings import (
+    embedding_request_to_wire,
+    embedding_response_from_wire,
+)
+from tollway.wire.openai_request import request_to_wire
+from tollway.wire.openai_response import chunk_from_wire, error_from_wire, response_from_wire
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAIFlavor:
+    """Where one member of the family puts its endpoints and its key."""
+
+    url: Callable[[Deployment, str], str]
+    auth_header: str
+    auth_prefix: str
+
+
+def _plain_url(deployment: Deployment, endpoint: str) -> str:
+    return f"{deployment.api_base}/{endpoint}"
+
+
+def _azure_url(deployment: Deployment, endpoint: str) -> str:
+    name = deployment.azure_deployment or deployment.model
+    return (
+        f"{deployment.api_base}/openai/deployments/{name}/{endpoint}"
+        f"?api-version={deployment.api_version}"
+    )
+
+
+OPENAI = OpenAIFlavor(url=_plain_url, auth_header="Authorization", auth_prefix="Bearer ")
+AZURE = OpenAIFlavor(url=_azure_url, auth_header="api-key", auth_prefix="")
+
+
+class OpenAIProvider:
+    """Chat and embeddings over the OpenAI wire format."""
+
+    def __init__(self, resources: ProviderResources, flavor: OpenAIFlavor) -> None:
+        self._client = resources.client
+        self._vault = resources.vault
+        self._flavor = flavor
+
+    def _headers(self, deployment: Deployment) -> tuple[dict[str, str], str | None]:
+        """Request headers with the credential injected, and the secret (to scrub errors)."""
+        headers = {"Content-Type": "application/json", **dict(deployment.headers)}
+        if deployment.api_key is None:
+            return headers, None
+        secret = self._vault.reveal(deployment.api_key)
+        headers[self._flavor.auth_header] = self._flavor.auth_prefix + secret
+        return headers, secret
+
+    async def chat(self, request: ChatRequest, deployment: Deployment) -> ChatResponse:
+        """One complete chat answer."""
+        headers, secret = self._headers(deployment)
+        raw = await self._client.post_json(
+            self._flavor.url(deployment, "chat/completions"),
+            request_to_wire(request, deployment.model),
+            headers,
+            deployment.timeouts,
+            error_from_wire,
+            secret,
+        )
+        return response_from_wire(raw)
+
+    async def stream(
+        self, request: ChatRequest, deployment: Deployment
+    ) -> AsyncIterator[ChatChunk]:
+        """Chunks as the upstream sends them; a stream without ``[DONE]`` is an error."""
+        headers, secret = self._headers(deployment)
+        events = self._client.post_stream(
+            self._flavor.url(deployment, "chat/completions"),
+            request_to_wire(request, deployment.model),
+            headers,
+            deployment.timeouts,
+            error_from_wire,
+            secret,
+        )
+        async for event in events:
+            if event.data == b"[DONE]":
+                return
+            try:
+                raw = orjson.loads(event.data)
+            except orjson.JSONDecodeError:
+                raise UpstreamProtocolError("upstream sent an invalid stream event") from None
+            if "error" in raw and "choices" not in raw:
+                message, *_ = error_from_wire(raw)
+                raise UpstreamProtocolError(f"upstream stream failed: {message}")
+            yield chunk_from_wire(raw)
+        raise UpstreamProtocolError("upstream stream ended before [DONE]")
+
+    async def embed(self, request: EmbeddingRequest, deployment: Deployment) -> EmbeddingResponse:
+        """Embeddings of every input."""
+        headers, secret = self._headers(deployment)
+        raw = await self._client.post_json(
+            self._flavor.url(deployment, "embeddings"),
+            embedding_request_to_wire(request, deployment.model),
+            headers,
+            deployment.timeouts,
+            error_from_wire,
+            secret,
+        )
+        return embedding_response_from_wire(raw)
+
+
+def _openai(resources: ProviderResources) -> OpenAIProvider:
+    return OpenAIProvider(resources, OPENAI)
+
+
+def _azure(resources: ProviderResources) -> OpenAIProvider:
+    return OpenAIProvider(resources, AZURE)
+
+
+# OpenAI-compatible services differ only in their default endpoint.
+COMPATIBLE_BASES = {
+    "openai": "https://api.openai.com/v1",
+    "groq": "https://api.groq.com/openai/v1",
+    "mistral": "https://api.mistral.ai/v1",
+    "together": "https://api.together.xyz/v1",
+    "deepseek": "https://api.deepseek.com/v1",
+    "openrouter": "https://openrouter.ai/api/v1",
+    "fireworks": "https://api.fireworks.ai/inference/v1",
+    "ollama": "http://127.0.0.1:11434/v1",
+    "vllm": "http://127.0.0.1:8000/v1",
+    "lmstudio": "http://127.0.0.1:1234/v1",
+}
+
+SPECS = (
+    *(
+        ProviderSpec(name=name, build=_openai, default_api_base=base, simulator_path="/v1")
+        for name, base in COMPATIBLE_BASES.items()
+    ),
+    ProviderSpec(
+        name="azure_openai",
+        build=_azure,
+        default_api_base=None,
+        simulator_path="",
+        required_fields=("api_base", "api_version"),
+    ),
+)

@@ -1,0 +1,90 @@
+"""The routing table: built once from config, then read-only; a reload builds a new one."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from tollway.config.schema import EMBEDDED_SIMULATOR, DeploymentConfig, ResolvedTimeouts, Settings
+from tollway.core.errors import InvalidRequest, NotFound
+from tollway.core.types import Deployment, UpstreamTimeouts
+from tollway.providers import BUILTIN_PROVIDERS
+
+
+@dataclass(frozen=True, slots=True)
+class ModelGroup:
+    """A client-facing model name, its kind and its deployments in priority order."""
+
+    name: str
+    kind: Literal["chat", "embedding"]
+    deployments: tuple[Deployment, ...]
+    owned_by: str
+
+
+class RoutingTable:
+    """Answers which deployments may serve a model name, best first."""
+
+    def __init__(self, groups: Sequence[ModelGroup]) -> None:
+        self._groups: Mapping[str, ModelGroup] = {group.name: group for group in groups}
+
+    @property
+    def groups(self) -> Sequence[ModelGroup]:
+        """Every model group, in config order."""
+        return tuple(self._groups.values())
+
+    def candidates(self, model: str, kind: Literal["chat", "embedding"]) -> Sequence[Deployment]:
+        """The deployments to try for ``model``; unknown or wrong-kind names are client errors."""
+        group = self._groups.get(model)
+        if group is None:
+            raise NotFound(
+                f"The model '{model}' does not exist or you do not have access to it.",
+                code="model_not_found",
+                param="model",
+            )
+        if group.kind != kind:
+            raise InvalidRequest(
+                f"The model '{model}' is an {group.kind} model and cannot serve this endpoint.",
+                code="model_not_supported",
+                param="model",
+            )
+        return group.deployments
+
+
+def build_routing_table(settings: Settings, simulator_url: str | None) -> RoutingTable:
+    """Resolve every deployment in ``settings``; ``simulator_url`` is the embedded simulator."""
+    defaults = settings.upstream.timeouts
+    groups = []
+    for group in settings.models:
+        deployments = tuple(
+            _deployment(group.name, index, config, simulator_url, defaults.merged(config.timeouts))
+            for index, config in enumerate(group.deployments)
+        )
+        groups.append(ModelGroup(group.name, group.kind, deployments, group.owned_by))
+    return RoutingTable(groups)
+
+
+def _deployment(
+    group: str,
+    index: int,
+    config: DeploymentConfig,
+    simulator_url: str | None,
+    timeouts: ResolvedTimeouts,
+) -> Deployment:
+    spec = BUILTIN_PROVIDERS[config.provider]
+    api_base = config.api_base or spec.default_api_base or ""
+    if api_base == EMBEDDED_SIMULATOR:
+        if simulator_url is None:
+            raise RuntimeError("the embedded simulator is not running")
+        api_base = simulator_url + spec.simulator_path
+    return Deployment(
+        id=config.id or f"{group}#{index}",
+        provider=config.provider,
+        model=config.model,
+        api_base=api_base.rstrip("/"),
+        timeouts=UpstreamTimeouts(timeouts.connect, timeouts.first_byte, timeouts.total),
+        api_key=config.api_key,
+        api_version=config.api_version,
+        azure_deployment=config.azure_deployment,
+        headers=tuple(config.headers.items()),
+    )

@@ -1,0 +1,65 @@
+"""Typed reads from untrusted JSON objects that fail with a 400 naming the field."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from tollway.core.errors import InvalidRequest
+
+T = TypeVar("T")
+
+_TYPE_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "a boolean",
+    list: "an array",
+    dict: "an object",
+}
+
+
+def _type_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
+
+
+def _matches(value: Any, kind: type | tuple[type, ...]) -> bool:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds:
+        return False  # JSON true is not a number here
+    if float in kinds and isinstance(value, int):
+        return True
+    return isinstance(value, kinds)
+
+
+def optional(obj: dict[str, Any], key: str, kind: type[T], param: str | None = None) -> T | None:
+    """``obj[key]`` if present and not null, checked to be of ``kind``."""
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not _matches(value, kind):
+        name = param or key
+        raise InvalidRequest(f"'{name}' must be {_type_name(kind)}", param=name)
+    return value  # type: ignore[no-any-return]
+
+
+def required(obj: dict[str, Any], key: str, kind: type[T], param: str | None = None) -> T:
+    """``obj[key]``, which must be present and of ``kind``."""
+    value = optional(obj, key, kind, param)
+    if value is None:
+        name = param or key
+        raise InvalidRequest(f"'{name}' is a required property", param=name)
+    return value
+
+
+def number(obj: dict[str, Any], key: str, param: str | None = None) -> float | None:
+    """An optional JSON number as a float (integers accepted)."""
+    value = optional(obj, key, float, param)
+    return None if value is None else float(value)
+
+
+def json_object(value: Any, param: str) -> dict[str, Any]:
+    """``value`` checked to be a JSON object."""
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"'{param}' must be an object", param=param)
+    return value

@@ -1,0 +1,282 @@
+"""OpenAI Chat Completions requests: wire JSON to ``ChatRequest`` and back."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from tollway.core.errors import InvalidRequest
+from tollway.core.types import (
+    ChatRequest,
+    ContentPart,
+    ImagePart,
+    Message,
+    OpaquePart,
+    ResponseFormat,
+    Role,
+    TextPart,
+    Tool,
+    ToolCall,
+    ToolChoice,
+)
+from tollway.wire.fields import json_object, number, optional, required
+
+_REQUEST_KEYS = frozenset(
+    {
+        "model", "messages", "stream", "stream_options", "max_tokens", "temperature",
+        "top_p", "n", "stop", "seed", "user", "tools", "tool_choice", "parallel_tool_calls",
+        "response_format",
+    }
+)  # fmt: skip
+_ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+_MESSAGE_KEYS = frozenset({"role", "content", "name", "tool_calls", "tool_call_id"})
+
+
+def request_from_wire(body: dict[str, Any]) -> ChatRequest:
+    """Parse and validate a Chat Completions request body."""
+    messages = required(body, "messages", list)
+    if not messages:
+        raise InvalidRequest("'messages' must contain at least one message", param="messages")
+    stream_options = optional(body, "stream_options", dict) or {}
+    max_tokens = optional(body, "max_completion_tokens", int) or optional(body, "max_tokens", int)
+    extra = {k: v for k, v in body.items() if k not in _REQUEST_KEYS}
+    stop = body.get("stop")
+    return ChatRequest(
+        model=required(body, "model", str),
+        messages=[_message_from_wire(m, i) for i, m in enumerate(messages)],
+        stream=bool(optional(body, "stream", bool)),
+        include_usage=bool(stream_options.get("include_usage")),
+        max_tokens=max_tokens,
+        temperature=number(body, "temperature"),
+        top_p=number(body, "top_p"),
+        n=optional(body, "n", int),
+        stop=_stop_from_wire(stop),
+        seed=optional(body, "seed", int),
+        user=optional(body, "user", str),
+        tools=_tools_from_wire(optional(body, "tools", list)),
+        tool_choice=_tool_choice_from_wire(body.get("tool_choice")),
+        parallel_tool_calls=optional(body, "parallel_tool_calls", bool),
+        response_format=_response_format_from_wire(body.get("response_format")),
+        extra=extra,
+    )
+
+
+def request_to_wire(request: ChatRequest, model: str) -> dict[str, Any]:
+    """The upstream body for ``request`` addressed to the upstream ``model``.
+
+    Streams always ask for usage so the gateway can account for every token; the client's
+    own ``include_usage`` is honoured on the way back out.
+    """
+    body: dict[str, Any] = dict(request.extra)
+    body["model"] = model
+    body["messages"] = [_message_to_wire(m) for m in request.messages]
+    if request.stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    if request.max_tokens is not None:
+        # Keep the field name the client used: older compatible servers only know max_tokens.
+        key = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
+        body[key] = request.max_tokens
+    _set_if(body, "temperature", request.temperature)
+    _set_if(body, "top_p", request.top_p)
+    _set_if(body, "n", request.n)
+    _set_if(body, "stop", request.stop)
+    _set_if(body, "seed", request.seed)
+    _set_if(body, "user", request.user)
+    _set_if(body, "parallel_tool_calls", request.parallel_tool_calls)
+    if request.tools is not None:
+        body["tools"] = [_tool_to_wire(t) for t in request.tools]
+    if request.tool_choice is not None:
+        body["tool_choice"] = _tool_choice_to_wire(request.tool_choice)
+    if request.response_format is not None:
+        body["response_format"] = _response_format_to_wire(request.response_format)
+    return body
+
+
+def _set_if(body: dict[str, Any], key: str, value: object) -> None:
+    if value is not None:
+        body[key] = value
+
+
+def _stop_from_wire(stop: Any) -> list[str] | None:
+    if stop is None:
+        return None
+    if isinstance(stop, str):
+        return [stop]
+    if isinstance(stop, list) and all(isinstance(s, str) for s in stop):
+        return list(stop)
+    raise InvalidRequest("'stop' must be a string or an array of strings", param="stop")
+
+
+def _message_from_wire(raw: Any, index: int) -> Message:
+    param = f"messages[{index}]"
+    obj = json_object(raw, param)
+    role = required(obj, "role", str, f"{param}.role")
+    if role not in _ROLES:
+        raise InvalidRequest(
+            f"'{param}.role' must be one of {', '.join(sorted(_ROLES))}, not {role!r}",
+            param=f"{param}.role",
+        )
+    tool_calls = optional(obj, "tool_calls", list, f"{param}.tool_calls")
+    return Message(
+        role=cast(Role, role),
+        content=_content_from_wire(obj.get("content"), f"{param}.content"),
+        name=optional(obj, "name", str, f"{param}.name"),
+        tool_calls=None
+        if tool_calls is None
+        else [
+            _tool_call_from_wire(c, f"{param}.tool_calls[{i}]") for i, c in enumerate(tool_calls)
+        ],
+        tool_call_id=optional(obj, "tool_call_id", str, f"{param}.tool_call_id"),
+        extra={k: v for k, v in obj.items() if k not in _MESSAGE_KEYS},
+    )
+
+
+def _content_from_wire(content: Any, param: str) -> str | list[ContentPart] | None:
+    if content is None or isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise InvalidRequest(f"'{param}' must be a string or an array of parts", param=param)
+    return [_part_from_wire(part, f"{param}[{i}]") for i, part in enumerate(content)]
+
+
+def _part_from_wire(raw: Any, param: str) -> ContentPart:
+    part = json_object(raw, param)
+    kind = required(part, "type", str, f"{param}.type")
+    if kind == "text":
+        text = required(part, "text", str, f"{param}.text")
+        return TextPart(text, extra={k: v for k, v in part.items() if k not in ("type", "text")})
+    if kind == "image_url":
+        image = json_object(part.get("image_url"), f"{param}.image_url")
+        url = required(image, "url", str, f"{param}.image_url.url")
+        detail = optional(image, "detail", str, f"{param}.image_url.detail")
+        if url.startswith("data:") and ";base64," in url:
+            media_type, _, data = url[5:].partition(";base64,")
+            return ImagePart(data=data, media_type=media_type, detail=detail)
+        return ImagePart(url=url, detail=detail)
+    return OpaquePart(type=kind, data=part)
+
+
+def _tool_call_from_wire(raw: Any, param: str) -> ToolCall:
+    call = json_object(raw, param)
+    function = json_object(call.get("function"), f"{param}.function")
+    return ToolCall(
+        id=required(call, "id", str, f"{param}.id"),
+        name=required(function, "name", str, f"{param}.function.name"),
+        arguments=optional(function, "arguments", str, f"{param}.function.arguments") or "",
+        extra={k: v for k, v in call.items() if k not in ("id", "type", "function")},
+    )
+
+
+def _tools_from_wire(tools: list[Any] | None) -> list[Tool] | None:
+    if tools is None:
+        return None
+    parsed = []
+    for index, raw in enumerate(tools):
+        param = f"tools[{index}]"
+        tool = json_object(raw, param)
+        if tool.get("type") != "function":
+            raise InvalidRequest(
+                f"'{param}.type' {tool.get('type')!r} is not supported; use 'function'",
+                param=f"{param}.type",
+            )
+        function = json_object(tool.get("function"), f"{param}.function")
+        parsed.append(
+            Tool(
+                name=required(function, "name", str, f"{param}.function.name"),
+                description=optional(function, "description", str),
+                parameters=optional(function, "parameters", dict, f"{param}.function.parameters"),
+                strict=optional(function, "strict", bool, f"{param}.function.strict"),
+            )
+        )
+    return parsed
+
+
+def _tool_choice_from_wire(raw: Any) -> ToolChoice | None:
+    if raw is None:
+        return None
+    if raw in ("auto", "none", "required"):
+        return ToolChoice(mode=raw)
+    if isinstance(raw, dict) and raw.get("type") == "function":
+        function = json_object(raw.get("function"), "tool_choice.function")
+        return ToolChoice(mode="function", name=required(function, "name", str, "tool_choice"))
+    raise InvalidRequest(
+        "'tool_choice' must be 'auto', 'none', 'required' or a function object",
+        param="tool_choice",
+    )
+
+
+def _response_format_from_wire(raw: Any) -> ResponseFormat | None:
+    if raw is None:
+        return None
+    fmt = json_object(raw, "response_format")
+    kind = fmt.get("type")
+    if kind in ("text", "json_object"):
+        return ResponseFormat(type=kind)
+    if kind == "json_schema":
+        schema = json_object(fmt.get("json_schema"), "response_format.json_schema")
+        return ResponseFormat(type="json_schema", json_schema=schema)
+    raise InvalidRequest(
+        "'response_format.type' must be 'text', 'json_object' or 'json_schema'",
+        param="response_format.type",
+    )
+
+
+def _message_to_wire(message: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": message.role}
+    content = message.content
+    if isinstance(content, list):
+        out["content"] = [_part_to_wire(part) for part in content]
+    else:
+        out["content"] = content
+    if message.name is not None:
+        out["name"] = message.name
+    if message.tool_calls:
+        out["tool_calls"] = [
+            {
+                **call.extra,
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+            for call in message.tool_calls
+        ]
+    if message.tool_call_id is not None:
+        out["tool_call_id"] = message.tool_call_id
+    if message.extra:
+        out.update(message.extra)
+    return out
+
+
+def _part_to_wire(part: ContentPart) -> dict[str, Any]:
+    if isinstance(part, TextPart):
+        return {**part.extra, "type": "text", "text": part.text}
+    if isinstance(part, ImagePart):
+        url = part.url if part.url is not None else f"data:{part.media_type};base64,{part.data}"
+        image: dict[str, Any] = {"url": url}
+        if part.detail is not None:
+            image["detail"] = part.detail
+        return {"type": "image_url", "image_url": image}
+    return part.data
+
+
+def _tool_to_wire(tool: Tool) -> dict[str, Any]:
+    function: dict[str, Any] = {"name": tool.name}
+    if tool.description is not None:
+        function["description"] = tool.description
+    if tool.parameters is not None:
+        function["parameters"] = tool.parameters
+    if tool.strict is not None:
+        function["strict"] = tool.strict
+    return {"type": "function", "function": function}
+
+
+def _tool_choice_to_wire(choice: ToolChoice) -> str | dict[str, Any]:
+    if choice.mode == "function":
+        return {"type": "function", "function": {"name": choice.name}}
+    return choice.mode
+
+
+def _response_format_to_wire(fmt: ResponseFormat) -> dict[str, Any]:
+    if fmt.type == "json_schema":
+        return {"type": "json_schema", "json_schema": fmt.json_schema}
+    return {"type": fmt.type}

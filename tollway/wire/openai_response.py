@@ -1,0 +1,256 @@
+"""OpenAI Chat Completions responses, stream chunks, usage and errors, in both directions."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from tollway.core.errors import UpstreamProtocolError
+from tollway.core.types import (
+    ChatChunk,
+    ChatResponse,
+    Choice,
+    ChunkChoice,
+    FinishReason,
+    Message,
+    Role,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
+
+_USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
+
+
+def usage_from_wire(raw: Any) -> Usage | None:
+    """Canonical usage from an OpenAI ``usage`` object (cached and reasoning details too)."""
+    if not isinstance(raw, dict):
+        return None
+    prompt_details = raw.get("prompt_tokens_details") or {}
+    completion_details = raw.get("completion_tokens_details") or {}
+    return Usage(
+        input_tokens=int(raw.get("prompt_tokens") or 0),
+        output_tokens=int(raw.get("completion_tokens") or 0),
+        cached_input_tokens=int(prompt_details.get("cached_tokens") or 0),
+        reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
+        extra={k: v for k, v in raw.items() if k not in _USAGE_KEYS},
+    )
+
+
+def usage_to_wire(usage: Usage) -> dict[str, Any]:
+    """An OpenAI ``usage`` object; details the gateway does not model are kept."""
+    out: dict[str, Any] = {
+        "prompt_tokens": usage.input_tokens,
+        "completion_tokens": usage.output_tokens,
+        "total_tokens": usage.total_tokens,
+        **usage.extra,
+    }
+    if usage.cached_input_tokens or "prompt_tokens_details" in out:
+        details = dict(out.get("prompt_tokens_details") or {})
+        details["cached_tokens"] = usage.cached_input_tokens
+        out["prompt_tokens_details"] = details
+    if usage.reasoning_tokens or "completion_tokens_details" in out:
+        details = dict(out.get("completion_tokens_details") or {})
+        details["reasoning_tokens"] = usage.reasoning_tokens
+        out["completion_tokens_details"] = details
+    return out
+
+
+def response_from_wire(raw: Any) -> ChatResponse:
+    """Canonical response from an upstream Chat Completions body."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("choices"), list):
+        raise UpstreamProtocolError("upstream answered without a 'choices' array")
+    try:
+        choices = [_choice_from_wire(c) for c in raw["choices"]]
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise UpstreamProtocolError(f"upstream choice is malformed: {exc}") from None
+    return ChatResponse(
+        id=str(raw.get("id") or ""),
+        model=str(raw.get("model") or ""),
+        created=int(raw.get("created") or 0),
+        choices=choices,
+        usage=usage_from_wire(raw.get("usage")),
+        extra={
+            k: v
+            for k, v in raw.items()
+            if k not in ("id", "model", "created", "choices", "usage", "object")
+        },
+    )
+
+
+def response_to_wire(response: ChatResponse) -> dict[str, Any]:
+    """A Chat Completions body for the client."""
+    out: dict[str, Any] = {
+        "id": response.id,
+        "object": "chat.completion",
+        "created": response.created,
+        "model": response.model,
+        "choices": [_choice_to_wire(c) for c in response.choices],
+    }
+    if response.usage is not None:
+        out["usage"] = usage_to_wire(response.usage)
+    out.update(response.extra)
+    return out
+
+
+def _choice_from_wire(raw: dict[str, Any]) -> Choice:
+    message = raw["message"]
+    calls = message.get("tool_calls")
+    return Choice(
+        index=int(raw.get("index") or 0),
+        message=Message(
+            role=cast(Role, message.get("role") or "assistant"),
+            content=message.get("content"),
+            tool_calls=None
+            if not calls
+            else [
+                ToolCall(
+                    id=call["id"],
+                    name=call["function"]["name"],
+                    arguments=call["function"].get("arguments") or "",
+                    extra={k: v for k, v in call.items() if k not in ("id", "type", "function")},
+                )
+                for call in calls
+            ],
+            extra={k: v for k, v in message.items() if k not in ("role", "content", "tool_calls")},
+        ),
+        finish_reason=cast(FinishReason | None, raw.get("finish_reason")),
+        extra={k: v for k, v in raw.items() if k not in ("index", "message", "finish_reason")},
+    )
+
+
+def _choice_to_wire(choice: Choice) -> dict[str, Any]:
+    message = choice.message
+    wire_message: dict[str, Any] = {
+        "role": message.role,
+        "content": message.text() if isinstance(message.content, list) else message.content,
+    }
+    if message.tool_calls:
+        wire_message["tool_calls"] = [
+            {
+                **call.extra,
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+            for call in message.tool_calls
+        ]
+    wire_message.update(message.extra)
+    out: dict[str, Any] = {
+        "index": choice.index,
+        "message": wire_message,
+        "finish_reason": choice.finish_reason,
+    }
+    out.setdefault("logprobs", None)
+    out.update(choice.extra)
+    return out
+
+
+def chunk_from_wire(raw: Any) -> ChatChunk:
+    """Canonical chunk from one upstream ``chat.completion.chunk`` event."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("choices"), list):
+        raise UpstreamProtocolError("upstream stream event has no 'choices' array")
+    try:
+        choices = [_chunk_choice_from_wire(c) for c in raw["choices"]]
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise UpstreamProtocolError(f"upstream stream event is malformed: {exc}") from None
+    return ChatChunk(
+        id=str(raw.get("id") or ""),
+        model=str(raw.get("model") or ""),
+        created=int(raw.get("created") or 0),
+        choices=choices,
+        usage=usage_from_wire(raw.get("usage")),
+        extra={
+            k: v
+            for k, v in raw.items()
+            if k not in ("id", "model", "created", "choices", "usage", "object")
+        },
+    )
+
+
+def _chunk_choice_from_wire(raw: dict[str, Any]) -> ChunkChoice:
+    delta = raw.get("delta") or {}
+    calls = delta.get("tool_calls")
+    return ChunkChoice(
+        index=int(raw.get("index") or 0),
+        role=delta.get("role"),
+        content=delta.get("content"),
+        tool_calls=None
+        if not calls
+        else [
+            ToolCallDelta(
+                index=int(call.get("index") or 0),
+                id=call.get("id"),
+                name=(call.get("function") or {}).get("name"),
+                arguments=(call.get("function") or {}).get("arguments") or "",
+            )
+            for call in calls
+        ],
+        finish_reason=raw.get("finish_reason"),
+        extra={k: v for k, v in delta.items() if k not in ("role", "content", "tool_calls")},
+    )
+
+
+def chunk_to_wire(chunk: ChatChunk, *, include_usage: bool) -> dict[str, Any]:
+    """A ``chat.completion.chunk`` event for the client."""
+    out: dict[str, Any] = {
+        "id": chunk.id,
+        "object": "chat.completion.chunk",
+        "created": chunk.created,
+        "model": chunk.model,
+        "choices": [_chunk_choice_to_wire(c) for c in chunk.choices],
+    }
+    out.update(chunk.extra)
+    if include_usage:
+        out["usage"] = None if chunk.usage is None else usage_to_wire(chunk.usage)
+    return out
+
+
+def _chunk_choice_to_wire(choice: ChunkChoice) -> dict[str, Any]:
+    delta: dict[str, Any] = {}
+    if choice.role is not None:
+        delta["role"] = choice.role
+    if choice.content is not None:
+        delta["content"] = choice.content
+    if choice.tool_calls:
+        delta["tool_calls"] = [_tool_delta_to_wire(call) for call in choice.tool_calls]
+    delta.update(choice.extra)
+    return {
+        "index": choice.index,
+        "delta": delta,
+        "logprobs": None,
+        "finish_reason": choice.finish_reason,
+    }
+
+
+def _tool_delta_to_wire(call: ToolCallDelta) -> dict[str, Any]:
+    out: dict[str, Any] = {"index": call.index}
+    function: dict[str, Any] = {"arguments": call.arguments}
+    if call.id is not None:
+        out["id"] = call.id
+        out["type"] = "function"
+    if call.name is not None:
+        function["name"] = call.name
+    out["function"] = function
+    return out
+
+
+def error_from_wire(raw: Any) -> tuple[str, str | None, str | None, str | None]:
+    """``(message, type, code, param)`` from an OpenAI-style error body, tolerant of others."""
+    if isinstance(raw, dict):
+        error = raw.get("error", raw)
+        if isinstance(error, dict):
+            message = error.get("message") or error.get("detail") or str(error)
+            code = error.get("code")
+            return (
+                str(message),
+                _str_or_none(error.get("type")),
+                None if code is None else str(code),
+                _str_or_none(error.get("param")),
+            )
+        if isinstance(error, str):
+            return error, None, None, None
+    return str(raw)[:500], None, None, None
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
