@@ -33,21 +33,62 @@ def gateway_config(simulator_url: str, **upstream: Any) -> dict[str, Any]:
     return {
         "upstream": upstream or {"timeouts": {"connect": "2s", "first_byte": "2s", "total": "10s"}},
         "models": [
-            {"name": "test-chat", "deployments": [
-                {"provider": "openai", "model": "sim-chat", "api_base": base, "api_key": key}]},
-            {"name": "test-embed", "kind": "embedding", "deployments": [
-                {"provider": "openai", "model": "sim-embed", "api_base": base, "api_key": key}]},
-            {"name": "test-azure", "deployments": [
-                {"provider": "azure_openai", "model": "sim-chat", "azure_deployment": "my-chat",
-                 "api_base": simulator_url, "api_version": "2024-10-21", "api_key": key}]},
-            {"name": "test-fallback", "deployments": [
-                {"provider": "openai", "model": "sim-chat", "api_base": "http://127.0.0.1:9/v1",
-                 "api_key": key, "id": "dead-primary"},
-                {"provider": "openai", "model": "sim-chat", "api_base": base, "api_key": key,
-                 "id": "live-secondary"}]},
-            {"name": "test-badkey", "deployments": [
-                {"provider": "openai", "model": "sim-chat", "api_base": base,
-                 "api_key": "env:TEST_WRONG_KEY"}]},
+            {
+                "name": "test-chat",
+                "deployments": [
+                    {"provider": "openai", "model": "sim-chat", "api_base": base, "api_key": key}
+                ],
+            },
+            {
+                "name": "test-embed",
+                "kind": "embedding",
+                "deployments": [
+                    {"provider": "openai", "model": "sim-embed", "api_base": base, "api_key": key}
+                ],
+            },
+            {
+                "name": "test-azure",
+                "deployments": [
+                    {
+                        "provider": "azure_openai",
+                        "model": "sim-chat",
+                        "azure_deployment": "my-chat",
+                        "api_base": simulator_url,
+                        "api_version": "2024-10-21",
+                        "api_key": key,
+                    }
+                ],
+            },
+            {
+                "name": "test-fallback",
+                "deployments": [
+                    {
+                        "provider": "openai",
+                        "model": "sim-chat",
+                        "api_base": "http://127.0.0.1:9/v1",
+                        "api_key": key,
+                        "id": "dead-primary",
+                    },
+                    {
+                        "provider": "openai",
+                        "model": "sim-chat",
+                        "api_base": base,
+                        "api_key": key,
+                        "id": "live-secondary",
+                    },
+                ],
+            },
+            {
+                "name": "test-badkey",
+                "deployments": [
+                    {
+                        "provider": "openai",
+                        "model": "sim-chat",
+                        "api_base": base,
+                        "api_key": "env:TEST_WRONG_KEY",
+                    }
+                ],
+            },
         ],
     }
 

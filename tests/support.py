@@ -37,7 +37,7 @@ def wait_http(url: str, timeout: float = 20.0, proc: subprocess.Popen[bytes] | N
             with urllib.request.urlopen(url, timeout=1) as response:
                 if response.status == 200:
                     return
-        except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
+        except Exception as exc:
             last = exc
         time.sleep(0.05)
     raise RuntimeError(f"{url} not ready after {timeout}s: {last}")
@@ -50,7 +50,11 @@ class Process:
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.proc = subprocess.Popen(
-            args, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+            args,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
             start_new_session=True,
         )
 
@@ -80,8 +84,10 @@ def tollway_command(*args: str) -> list[str]:
 def running_simulator(log_dir: Path, *extra: str) -> Iterator[str]:
     """A ``tollway mock-provider`` process; yields its base URL (no /v1)."""
     port = free_port()
-    process = Process(tollway_command("mock-provider", "--port", str(port), *extra),
-                      log_dir / f"simulator-{port}.log")
+    process = Process(
+        tollway_command("mock-provider", "--port", str(port), *extra),
+        log_dir / f"simulator-{port}.log",
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(url + "/_sim/config", proc=process.proc)
@@ -101,8 +107,9 @@ def running_gateway(
         config_path = log_dir / f"gateway-{port}.yaml"
         config_path.write_text(yaml.safe_dump(config))
         args += ["--config", str(config_path)]
-    full_env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY",
-                                                                   "TOLLWAY_CONFIG")}
+    full_env = {
+        k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "TOLLWAY_CONFIG")
+    }
     full_env.update(env or {})
     process = Process(tollway_command(*args), log_dir / f"gateway-{port}.log", env=full_env)
     url = f"http://127.0.0.1:{port}"

@@ -52,10 +52,12 @@ class Gateway:
             keepalive_timeout=upstream.keepalive,
             enable_cleanup_closed=True,
         )
-        # No client-wide timeout: every call passes the timeouts of its deployment.
+        # No client-wide timeout: every call passes the timeouts of its deployment. No cookie
+        # jar: upstream cookies must never carry state from one client's request to another's.
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=None),
+            cookie_jar=aiohttp.DummyCookieJar(),
             skip_auto_headers=("User-Agent",),
             auto_decompress=True,
         )

@@ -15,13 +15,17 @@ CHAT = "/v1/chat/completions"
 HELLO = {"model": "test-chat", "messages": [{"role": "user", "content": "hello"}]}
 
 
-async def post(url: str, body: bytes | dict[str, Any], headers: dict[str, str] | None = None
-               ) -> tuple[int, dict[str, Any], aiohttp.typedefs.LooseHeaders]:
+async def post(
+    url: str, body: bytes | dict[str, Any], headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any], aiohttp.typedefs.LooseHeaders]:
     """POST and return (status, JSON body, headers)."""
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    async with aiohttp.ClientSession() as session, session.post(
-        url, data=data, headers={"Content-Type": "application/json", **(headers or {})}
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            url, data=data, headers={"Content-Type": "application/json", **(headers or {})}
+        ) as response,
+    ):
         return response.status, await response.json(content_type=None), response.headers
 
 
@@ -44,10 +48,14 @@ def assert_openai_error(body: dict[str, Any], error_type: str, param: str | None
         ({"messages": [{"role": "user", "content": "x"}]}, "model"),
         ({"model": "test-chat"}, "messages"),
         ({"model": "test-chat", "messages": "hi"}, "messages"),
-        ({"model": "test-chat", "messages": [{"role": "robot", "content": "x"}]},
-         "messages[0].role"),
-        ({"model": "test-chat", "messages": [{"role": "user", "content": 5}]},
-         "messages[0].content"),
+        (
+            {"model": "test-chat", "messages": [{"role": "robot", "content": "x"}]},
+            "messages[0].role",
+        ),
+        (
+            {"model": "test-chat", "messages": [{"role": "user", "content": 5}]},
+            "messages[0].content",
+        ),
         ({**HELLO, "temperature": "hot"}, "temperature"),
         ({**HELLO, "stop": [1]}, "stop"),
         ({**HELLO, "tools": [{"type": "function", "function": {}}]}, "tools[0].function.name"),
@@ -103,17 +111,23 @@ async def test_connection_reset_is_502(gateway_url: str) -> None:
 
 
 async def test_stream_error_before_first_byte_is_a_json_error(gateway_url: str) -> None:
-    status, payload, _ = await post(gateway_url + CHAT, {**HELLO, "stream": True},
-                                    {"x-sim-fault": "status:500"})
+    status, payload, _ = await post(
+        gateway_url + CHAT, {**HELLO, "stream": True}, {"x-sim-fault": "status:500"}
+    )
     assert status == 502
     assert_openai_error(payload, "upstream_error")
 
 
 async def test_stream_cut_after_first_chunk_ends_with_an_error_event(gateway_url: str) -> None:
     events = []
-    async with aiohttp.ClientSession() as session, session.post(
-        gateway_url + CHAT, json={**HELLO, "stream": True}, headers={"x-sim-fault": "stop-after:2"}
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            gateway_url + CHAT,
+            json={**HELLO, "stream": True},
+            headers={"x-sim-fault": "stop-after:2"},
+        ) as response,
+    ):
         assert response.status == 200
         async for line in response.content:
             if line.startswith(b"data: "):
@@ -129,10 +143,14 @@ async def test_stream_cut_after_first_chunk_ends_with_an_error_event(gateway_url
 async def test_stream_chunks_arrive_as_they_are_produced(gateway_url: str) -> None:
     arrivals = []
     started = time.monotonic()
-    async with aiohttp.ClientSession() as session, session.post(
-        gateway_url + CHAT, json={**HELLO, "stream": True},
-        headers={"x-sim-tpot-ms": "100", "x-sim-output-tokens": "6"},
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            gateway_url + CHAT,
+            json={**HELLO, "stream": True},
+            headers={"x-sim-tpot-ms": "100", "x-sim-output-tokens": "6"},
+        ) as response,
+    ):
         async for line in response.content:
             if line.startswith(b"data: {"):
                 arrivals.append(time.monotonic() - started)
@@ -151,9 +169,21 @@ async def test_health(gateway_url: str) -> None:
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_curl_chat_completion(gateway_url: str) -> None:
     result = subprocess.run(
-        ["curl", "-sS", "-D", "-", gateway_url + CHAT, "-H", "Content-Type: application/json",
-         "-d", json.dumps(HELLO)],
-        capture_output=True, text=True, timeout=30, check=True,
+        [
+            "curl",
+            "-sS",
+            "-D",
+            "-",
+            gateway_url + CHAT,
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            json.dumps(HELLO),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
     )
     head, _, body = result.stdout.partition("\r\n\r\n")
     assert head.startswith("HTTP/1.1 200")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
+import httpx
 import openai
 import pytest
 
@@ -24,10 +26,23 @@ TIME_TOOL = {
     "type": "function",
     "function": {
         "name": "get_time",
-        "parameters": {"type": "object", "properties": {"zone": {"type": "string"}},
-                       "required": ["zone"]},
+        "parameters": {
+            "type": "object",
+            "properties": {"zone": {"type": "string"}},
+            "required": ["zone"],
+        },
     },
 }
+
+
+def recorded_request(simulator_url: str, content: str) -> dict[str, Any]:
+    """The last request the simulator received whose first message has this content."""
+    recorded = httpx.get(simulator_url + "/_sim/requests").json()
+    for request in reversed(recorded):
+        messages = (request["json"] or {}).get("messages") or [{}]
+        if messages[0].get("content") == content:
+            return dict(request)
+    raise AssertionError(f"the simulator received no request with content {content!r}")
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +93,10 @@ def test_max_tokens_stop_n_and_seed(client: openai.OpenAI) -> None:
     assert capped.choices[0].finish_reason == "length"
     assert capped.usage is not None and capped.usage.completion_tokens == 3
     several = client.chat.completions.create(
-        model="test-chat", messages=[{"role": "user", "content": "two please"}], n=2, seed=7,
+        model="test-chat",
+        messages=[{"role": "user", "content": "two please"}],
+        n=2,
+        seed=7,
         user="alice",
     )
     assert [choice.index for choice in several.choices] == [0, 1]
@@ -98,13 +116,17 @@ def test_streaming_forwards_chunks_and_usage(client: openai.OpenAI) -> None:
     finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
     assert finishes[-1] == "stop"
     assert chunks[-1].choices == [] and chunks[-1].usage is not None
-    assert chunks[-1].usage.completion_tokens == len([c for c in chunks
-                                                      if c.choices and c.choices[0].delta.content])
+    assert chunks[-1].usage.completion_tokens == len(
+        [c for c in chunks if c.choices and c.choices[0].delta.content]
+    )
 
 
 def test_streaming_without_include_usage_sends_no_usage(client: openai.OpenAI) -> None:
-    chunks = list(client.chat.completions.create(
-        model="test-chat", messages=[{"role": "user", "content": "no usage"}], stream=True))
+    chunks = list(
+        client.chat.completions.create(
+            model="test-chat", messages=[{"role": "user", "content": "no usage"}], stream=True
+        )
+    )
     assert all(chunk.choices for chunk in chunks)
     assert all(chunk.usage is None for chunk in chunks)
 
@@ -112,7 +134,10 @@ def test_streaming_without_include_usage_sends_no_usage(client: openai.OpenAI) -
 def test_tool_call_round_trip(client: openai.OpenAI) -> None:
     messages: list[dict[str, object]] = [{"role": "user", "content": "weather in Paris?"}]
     first = client.chat.completions.create(
-        model="test-chat", messages=messages, tools=[WEATHER_TOOL], tool_choice="auto"  # type: ignore[list-item]
+        model="test-chat",
+        messages=messages,
+        tools=[WEATHER_TOOL],
+        tool_choice="auto",  # type: ignore[list-item]
     )
     choice = first.choices[0]
     assert choice.finish_reason == "tool_calls"
@@ -123,7 +148,9 @@ def test_tool_call_round_trip(client: openai.OpenAI) -> None:
     messages.append(choice.message.model_dump(exclude_none=True))
     messages.append({"role": "tool", "tool_call_id": call.id, "content": "sunny, 21C"})
     second = client.chat.completions.create(
-        model="test-chat", messages=messages, tools=[WEATHER_TOOL]  # type: ignore[arg-type]
+        model="test-chat",
+        messages=messages,
+        tools=[WEATHER_TOOL],  # type: ignore[arg-type]
     )
     assert second.choices[0].finish_reason == "stop"
     assert "sunny, 21C" in (second.choices[0].message.content or "")
@@ -152,8 +179,6 @@ def test_json_response_format(client: openai.OpenAI) -> None:
 
 
 def test_unknown_fields_reach_the_upstream(client: openai.OpenAI, simulator_url: str) -> None:
-    import httpx
-
     client.chat.completions.create(
         model="test-chat",
         messages=[{"role": "user", "content": "extra fields"}],
@@ -161,24 +186,19 @@ def test_unknown_fields_reach_the_upstream(client: openai.OpenAI, simulator_url:
         presence_penalty=0.5,
         extra_headers={"x-request-id": "extra-fields-check"},
     )
-    recorded = httpx.get(simulator_url + "/_sim/requests").json()
-    body = next(r["json"] for r in reversed(recorded)
-                if r["json"] and r["json"].get("messages", [{}])[0].get("content") == "extra fields")
+    body = recorded_request(simulator_url, "extra fields")["json"]
     assert body["frobnicate"] == {"level": 3}
     assert body["presence_penalty"] == 0.5
     assert body["model"] == "sim-chat"
 
 
 def test_client_authorization_is_not_forwarded(client: openai.OpenAI, simulator_url: str) -> None:
-    import httpx
-
     from tests.conftest import UPSTREAM_KEY
 
-    client.chat.completions.create(model="test-chat",
-                                   messages=[{"role": "user", "content": "whose key"}])
-    recorded = httpx.get(simulator_url + "/_sim/requests").json()
-    last = next(r for r in reversed(recorded)
-                if r["json"] and r["json"].get("messages", [{}])[0].get("content") == "whose key")
+    client.chat.completions.create(
+        model="test-chat", messages=[{"role": "user", "content": "whose key"}]
+    )
+    last = recorded_request(simulator_url, "whose key")
     headers = {k.lower(): v for k, v in last["headers"].items()}
     assert headers["authorization"] == f"Bearer {UPSTREAM_KEY}"
     assert "client-key" not in json.dumps(last)
@@ -189,13 +209,15 @@ def test_embeddings_float_and_base64(client: openai.OpenAI) -> None:
     assert [item.index for item in default.data] == [0, 1]
     assert len(default.data[0].embedding) == 1536
     assert default.usage.prompt_tokens > 0
-    floats = client.embeddings.create(model="test-embed", input="one", encoding_format="float",
-                                      dimensions=64)
+    floats = client.embeddings.create(
+        model="test-embed", input="one", encoding_format="float", dimensions=64
+    )
     vector = floats.data[0].embedding
     assert len(vector) == 64
     assert sum(x * x for x in vector) == pytest.approx(1.0, rel=1e-3)
-    again = client.embeddings.create(model="test-embed", input="one", encoding_format="float",
-                                     dimensions=64)
+    again = client.embeddings.create(
+        model="test-embed", input="one", encoding_format="float", dimensions=64
+    )
     assert again.data[0].embedding == vector
 
 
@@ -208,14 +230,11 @@ def test_models_lists_configured_names(client: openai.OpenAI) -> None:
 
 
 def test_azure_deployment_is_served(client: openai.OpenAI, simulator_url: str) -> None:
-    import httpx
-
     raw = client.chat.completions.with_raw_response.create(
         model="test-azure", messages=[{"role": "user", "content": "via azure"}]
     )
     assert raw.headers["x-tollway-provider"] == "azure_openai"
-    recorded = httpx.get(simulator_url + "/_sim/requests").json()
-    last = next(r for r in reversed(recorded) if "/openai/deployments/" in r["path"])
+    last = recorded_request(simulator_url, "via azure")
     assert last["path"] == "/openai/deployments/my-chat/chat/completions"
     assert last["query"] == {"api-version": "2024-10-21"}
     headers = {k.lower() for k in last["headers"]}
@@ -245,15 +264,17 @@ def test_invalid_request_is_400_naming_the_field(client: openai.OpenAI) -> None:
 
 def test_upstream_auth_failure_passes_through_without_the_key(client: openai.OpenAI) -> None:
     with pytest.raises(openai.AuthenticationError) as caught:
-        client.chat.completions.create(model="test-badkey",
-                                       messages=[{"role": "user", "content": "x"}])
+        client.chat.completions.create(
+            model="test-badkey", messages=[{"role": "user", "content": "x"}]
+        )
     assert "sk-wrong-key-for-test-9876" not in str(caught.value.body)
 
 
 def test_upstream_rate_limit_passes_through_with_retry_after(client: openai.OpenAI) -> None:
     with pytest.raises(openai.RateLimitError) as caught:
         client.chat.completions.create(
-            model="test-chat", messages=[{"role": "user", "content": "x"}],
+            model="test-chat",
+            messages=[{"role": "user", "content": "x"}],
             extra_headers={"x-sim-fault": "status:429", "x-sim-retry-after": "7"},
         )
     assert caught.value.response.headers["retry-after"] == "7"
@@ -262,7 +283,8 @@ def test_upstream_rate_limit_passes_through_with_retry_after(client: openai.Open
 def test_upstream_server_error_becomes_502(client: openai.OpenAI) -> None:
     with pytest.raises(openai.InternalServerError) as caught:
         client.chat.completions.create(
-            model="test-chat", messages=[{"role": "user", "content": "x"}],
+            model="test-chat",
+            messages=[{"role": "user", "content": "x"}],
             extra_headers={"x-sim-fault": "status:503"},
         )
     assert caught.value.status_code == 502
@@ -286,5 +308,6 @@ async def test_async_chat_stream_and_embeddings(async_client: openai.AsyncOpenAI
 async def test_async_errors(async_client: openai.AsyncOpenAI) -> None:
     with pytest.raises(openai.NotFoundError):
         await async_client.chat.completions.create(
-            model="missing", messages=[{"role": "user", "content": "x"}])
+            model="missing", messages=[{"role": "user", "content": "x"}]
+        )
     await async_client.close()

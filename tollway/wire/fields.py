@@ -35,8 +35,8 @@ def _matches(value: Any, kind: type | tuple[type, ...]) -> bool:
 def optional(obj: dict[str, Any], key: str, kind: type[T], param: str | None = None) -> T | None:
     """``obj[key]`` if present and not null, checked to be of ``kind``."""
     value = obj.get(key)
-    if value is None:
-        return None
+    if value is None or type(value) is kind:  # the common case, checked cheaply first
+        return value
     if not _matches(value, kind):
         name = param or key
         raise InvalidRequest(f"'{name}' must be {_type_name(kind)}", param=name)

@@ -10,7 +10,6 @@ from tollway.core.types import (
     ChatResponse,
     Choice,
     ChunkChoice,
-    FinishReason,
     Message,
     Role,
     ToolCall,
@@ -113,7 +112,7 @@ def _choice_from_wire(raw: dict[str, Any]) -> Choice:
             ],
             extra={k: v for k, v in message.items() if k not in ("role", "content", "tool_calls")},
         ),
-        finish_reason=cast(FinishReason | None, raw.get("finish_reason")),
+        finish_reason=raw.get("finish_reason"),
         extra={k: v for k, v in raw.items() if k not in ("index", "message", "finish_reason")},
     )
 

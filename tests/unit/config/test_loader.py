@@ -48,21 +48,37 @@ def test_a_valid_file_loads_with_units_resolved(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("models: [{name: a, deployments: [{provider: nope, model: m}]}]",
-         "models[0].deployments[0].provider: unknown provider 'nope'"),
-        ("models: [{name: a, deployments: [{provider: openai}]}]",
-         "models[0].deployments[0].model: required option missing"),
+        (
+            "models: [{name: a, deployments: [{provider: nope, model: m}]}]",
+            "models[0].deployments[0].provider: unknown provider 'nope'",
+        ),
+        (
+            "models: [{name: a, deployments: [{provider: openai}]}]",
+            "models[0].deployments[0].model: required option missing",
+        ),
         ("server: {port: 4000, prot: 1}", "server.prot: unknown option"),
         ("upstream: {timeouts: {connect: soon}}", "upstream.timeouts.connect: 'soon' is not a"),
         ("models: [{name: a, deployments: []}]", "models[0].deployments: List should have at"),
-        ("models: [{name: a, deployments: [{provider: azure_openai, model: m, "
-         "api_base: 'https://x'}]}]", "needs api_version"),
-        ("models: [{name: a, deployments: [{provider: openai, model: m, "
-         "headers: {Authorization: x}}]}]", "must be set with api_key"),
-        ("models: [{name: a, deployments: [{provider: openai, model: m}]},"
-         " {name: a, deployments: [{provider: openai, model: m}]}]", "repeated: a"),
-        ("models: [{name: a, deployments: [{provider: openai, model: m, "
-         "api_base: embedded-simulator}]}]", "needs simulator.enabled"),
+        (
+            "models: [{name: a, deployments: [{provider: azure_openai, model: m, "
+            "api_base: 'https://x'}]}]",
+            "needs api_version",
+        ),
+        (
+            "models: [{name: a, deployments: [{provider: openai, model: m, "
+            "headers: {Authorization: x}}]}]",
+            "must be set with api_key",
+        ),
+        (
+            "models: [{name: a, deployments: [{provider: openai, model: m}]},"
+            " {name: a, deployments: [{provider: openai, model: m}]}]",
+            "repeated: a",
+        ),
+        (
+            "models: [{name: a, deployments: [{provider: openai, model: m, "
+            "api_base: embedded-simulator}]}]",
+            "needs simulator.enabled",
+        ),
         ("server: [1, 2", "line 1, column"),
         ("- just\n- a list", "top level must be a mapping"),
     ],
@@ -92,8 +108,10 @@ def test_durations() -> None:
 
 
 def test_secret_refs_dump_redacted(tmp_path: Path) -> None:
-    text = ("models: [{name: a, deployments: [{provider: openai, model: m, "
-            "api_key: sk-literal-secret-value}]}]")
+    text = (
+        "models: [{name: a, deployments: [{provider: openai, model: m, "
+        "api_key: sk-literal-secret-value}]}]"
+    )
     settings = load_settings(write(tmp_path, text))
     dumped = settings.model_dump_json()
     assert "sk-literal-secret-value" not in dumped

@@ -34,24 +34,37 @@ image_part = st.builds(
 audio_part = st.just({"type": "input_audio", "input_audio": {"data": "AAA=", "format": "wav"}})
 content = text | st.lists(text_part | image_part | audio_part, min_size=1, max_size=3)
 tool_call = st.builds(
-    lambda i, n, a: {"id": f"call_{i}", "type": "function",
-                     "function": {"name": n, "arguments": a}},
-    st.integers(0, 99), names, st.sampled_from(["{}", '{"city": "Paris"}']),
+    lambda i, n, a: {
+        "id": f"call_{i}",
+        "type": "function",
+        "function": {"name": n, "arguments": a},
+    },
+    st.integers(0, 99),
+    names,
+    st.sampled_from(["{}", '{"city": "Paris"}']),
 )
 message = st.one_of(
     st.builds(lambda c: {"role": "system", "content": c}, text),
     st.builds(lambda c: {"role": "user", "content": c}, content),
     st.builds(lambda c, n: {"role": "user", "content": c, "name": n}, text, names),
     st.builds(lambda c: {"role": "assistant", "content": c}, text),
-    st.builds(lambda calls: {"role": "assistant", "content": None, "tool_calls": calls},
-              st.lists(tool_call, min_size=1, max_size=2)),
-    st.builds(lambda i, c: {"role": "tool", "tool_call_id": f"call_{i}", "content": c},
-              st.integers(0, 99), text),
+    st.builds(
+        lambda calls: {"role": "assistant", "content": None, "tool_calls": calls},
+        st.lists(tool_call, min_size=1, max_size=2),
+    ),
+    st.builds(
+        lambda i, c: {"role": "tool", "tool_call_id": f"call_{i}", "content": c},
+        st.integers(0, 99),
+        text,
+    ),
 )
 tool = st.builds(
-    lambda n, d: {"type": "function", "function": {"name": n, **d,
-                  "parameters": {"type": "object", "properties": {}}}},
-    names, st.sampled_from([{}, {"description": "does things"}]),
+    lambda n, d: {
+        "type": "function",
+        "function": {"name": n, **d, "parameters": {"type": "object", "properties": {}}},
+    },
+    names,
+    st.sampled_from([{}, {"description": "does things"}]),
 )
 optional_fields = st.fixed_dictionaries(
     {},
@@ -65,12 +78,16 @@ optional_fields = st.fixed_dictionaries(
         "user": text,
         "tools": st.lists(tool, min_size=1, max_size=3),
         "tool_choice": st.sampled_from(
-            ["auto", "none", "required", {"type": "function", "function": {"name": "f"}}]),
+            ["auto", "none", "required", {"type": "function", "function": {"name": "f"}}]
+        ),
         "parallel_tool_calls": st.booleans(),
-        "response_format": st.sampled_from([
-            {"type": "text"}, {"type": "json_object"},
-            {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}},
-        ]),
+        "response_format": st.sampled_from(
+            [
+                {"type": "text"},
+                {"type": "json_object"},
+                {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}},
+            ]
+        ),
         "logprobs": st.booleans(),
         "metadata": st.dictionaries(names, text, max_size=2),
         "x_vendor_option": json_values,
@@ -80,18 +97,29 @@ optional_fields = st.fixed_dictionaries(
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(message, min_size=1, max_size=5), optional_fields)
-def test_request_round_trip_is_identity(messages: list[dict[str, Any]],
-                                        fields: dict[str, Any]) -> None:
+def test_request_round_trip_is_identity(
+    messages: list[dict[str, Any]], fields: dict[str, Any]
+) -> None:
     body = {"model": "m", "messages": messages, **fields}
     assert request_to_wire(request_from_wire(body), "m") == body
 
 
 def test_request_parts_become_canonical_types() -> None:
-    request = request_from_wire({"model": "m", "messages": [{"role": "user", "content": [
-        {"type": "text", "text": "look"},
-        {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,AAAA"}},
-        {"type": "file", "file": {"file_id": "f1"}},
-    ]}]})
+    request = request_from_wire(
+        {
+            "model": "m",
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "look"},
+                        {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,AAAA"}},
+                        {"type": "file", "file": {"file_id": "f1"}},
+                    ],
+                }
+            ],
+        }
+    )
     parts = request.messages[0].content
     assert isinstance(parts, list)
     assert parts[0] == TextPart("look")
@@ -100,8 +128,9 @@ def test_request_parts_become_canonical_types() -> None:
 
 
 def test_max_completion_tokens_keeps_its_name_and_follows_the_canonical_value() -> None:
-    request = request_from_wire({"model": "m", "messages": [{"role": "user", "content": "x"}],
-                                 "max_completion_tokens": 100})
+    request = request_from_wire(
+        {"model": "m", "messages": [{"role": "user", "content": "x"}], "max_completion_tokens": 100}
+    )
     assert request.max_tokens == 100
     request.max_tokens = 40  # e.g. lowered by a budget policy
     wire = request_to_wire(request, "up")
@@ -109,37 +138,56 @@ def test_max_completion_tokens_keeps_its_name_and_follows_the_canonical_value() 
 
 
 def test_streams_always_ask_the_upstream_for_usage() -> None:
-    request = request_from_wire({"model": "m", "stream": True,
-                                 "messages": [{"role": "user", "content": "x"}]})
+    request = request_from_wire(
+        {"model": "m", "stream": True, "messages": [{"role": "user", "content": "x"}]}
+    )
     assert not request.include_usage
     assert request_to_wire(request, "m")["stream_options"] == {"include_usage": True}
 
 
 usage = st.builds(
     lambda p, c, cached, reasoning: {
-        "prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c,
+        "prompt_tokens": p,
+        "completion_tokens": c,
+        "total_tokens": p + c,
         "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
         "completion_tokens_details": {"reasoning_tokens": reasoning},
     },
-    st.integers(0, 10**6), st.integers(0, 10**5), st.integers(0, 1000), st.integers(0, 1000),
+    st.integers(0, 10**6),
+    st.integers(0, 10**5),
+    st.integers(0, 1000),
+    st.integers(0, 1000),
 )
 response_message = st.one_of(
     st.builds(lambda c: {"role": "assistant", "content": c, "refusal": None}, text),
-    st.builds(lambda calls: {"role": "assistant", "content": None, "tool_calls": calls},
-              st.lists(tool_call, min_size=1, max_size=3)),
+    st.builds(
+        lambda calls: {"role": "assistant", "content": None, "tool_calls": calls},
+        st.lists(tool_call, min_size=1, max_size=3),
+    ),
 )
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(response_message, min_size=1, max_size=3), usage,
-       st.sampled_from(["stop", "length", "tool_calls", "content_filter"]))
-def test_response_round_trip_is_identity(messages: list[dict[str, Any]], usage: dict[str, Any],
-                                         finish: str) -> None:
+@given(
+    st.lists(response_message, min_size=1, max_size=3),
+    usage,
+    st.sampled_from(["stop", "length", "tool_calls", "content_filter"]),
+)
+def test_response_round_trip_is_identity(
+    messages: list[dict[str, Any]], usage: dict[str, Any], finish: str
+) -> None:
     body = {
-        "id": "chatcmpl-1", "object": "chat.completion", "created": 1700000000, "model": "m",
-        "choices": [{"index": i, "message": m, "finish_reason": finish, "logprobs": None}
-                    for i, m in enumerate(messages)],
-        "usage": usage, "system_fingerprint": "fp_1", "service_tier": "default",
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": "m",
+        "choices": [
+            {"index": i, "message": m, "finish_reason": finish, "logprobs": None}
+            for i, m in enumerate(messages)
+        ],
+        "usage": usage,
+        "system_fingerprint": "fp_1",
+        "service_tier": "default",
     }
     assert response_to_wire(response_from_wire(body)) == body
 
@@ -149,20 +197,40 @@ def test_response_round_trip_is_identity(messages: list[dict[str, Any]], usage: 
 def test_chunk_round_trip_is_identity(content: str, finish: str | None, role: bool) -> None:
     delta: dict[str, Any] = {"role": "assistant"} if role else {}
     delta["content"] = content
-    body = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-            "usage": None}
+    body = {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "m",
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        "usage": None,
+    }
     assert chunk_to_wire(chunk_from_wire(body), include_usage=True) == body
 
 
 def test_tool_call_deltas_round_trip() -> None:
-    first = {"index": 0, "id": "call_1", "type": "function",
-             "function": {"name": "f", "arguments": ""}}
+    first = {
+        "index": 0,
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "f", "arguments": ""},
+    }
     later = {"index": 0, "function": {"arguments": '{"a":'}}
     for call in (first, later):
-        body = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
-                "choices": [{"index": 0, "delta": {"tool_calls": [call]}, "logprobs": None,
-                             "finish_reason": None}]}
+        body = {
+            "id": "c",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "m",
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {"tool_calls": [call]},
+                    "logprobs": None,
+                    "finish_reason": None,
+                }
+            ],
+        }
         assert chunk_to_wire(chunk_from_wire(body), include_usage=False) == body
 
 
