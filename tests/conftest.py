@@ -31,7 +31,11 @@ def gateway_config(simulator_url: str, **upstream: Any) -> dict[str, Any]:
     base = f"{simulator_url}/v1"
     key = "env:TEST_UPSTREAM_KEY"
     return {
-        "upstream": upstream or {"timeouts": {"connect": "2s", "first_byte": "2s", "total": "10s"}},
+        "upstream": upstream
+        or {
+            "timeouts": {"connect": "2s", "first_byte": "2s", "total": "10s"},
+            "forward_headers": ["x-sim-*"],
+        },
         "models": [
             {
                 "name": "test-chat",

@@ -12,6 +12,7 @@ import aiohttp
 from tollway.auth.vault import Vault
 from tollway.config.schema import Settings
 from tollway.core.pipeline import Pipeline
+from tollway.dialects.http import HeaderForwarder
 from tollway.providers import BUILTIN_PROVIDERS, ChatProvider, EmbeddingProvider, ProviderResources
 from tollway.providers.http import UpstreamClient
 from tollway.routing.table import build_routing_table
@@ -28,6 +29,7 @@ class Gateway:
         self.vault = Vault(os.environ if environ is None else environ)
         self.max_body_size = int(settings.server.max_body_size)
         self.started_at = int(time.time())
+        self.forwarder = HeaderForwarder(settings.upstream.forward_headers)
         self.ready = False
         self.simulator: Simulator | None = None
         self._session: aiohttp.ClientSession | None = None

@@ -123,6 +123,8 @@ class UpstreamConfig(Strict):
     max_connections: int = Field(default=1000, ge=1)
     max_connections_per_host: int = Field(default=0, ge=0)
     keepalive: Duration = 30.0
+    forward_headers: list[str] = Field(default_factory=lambda: ["anthropic-beta", "openai-beta"])
+    """Client header names (``*`` globs, any case) passed on to providers; credentials never."""
 
 
 class SimulatorConfig(Strict):

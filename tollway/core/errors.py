@@ -120,11 +120,9 @@ class UpstreamStatusError(UpstreamError):
         client_error = 400 <= upstream_status < 500 and upstream_status not in (408, 409, 429)
         self.retryable = not client_error
         self.status = upstream_status if upstream_status < 500 else 502
-        if error_type is not None:
-            self.openai_type = error_type
-            self.anthropic_type = _ANTHROPIC_TYPES.get(self.status, "api_error")
-        elif self.status < 500:
-            self.openai_type = _OPENAI_TYPES.get(self.status, "invalid_request_error")
+        if self.status < 500:
+            # Passed through: keep the provider's own error type where it gave one.
+            self.openai_type = error_type or _OPENAI_TYPES.get(self.status, "invalid_request_error")
             self.anthropic_type = _ANTHROPIC_TYPES.get(self.status, "invalid_request_error")
 
 

@@ -144,6 +144,8 @@ class ChatRequest:
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
     extra: JSON = field(default_factory=dict)
+    upstream_headers: dict[str, str] = field(default_factory=dict)
+    """Client headers that policy (``upstream.forward_headers``) lets through to the provider."""
 
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"]
@@ -217,6 +219,8 @@ class EmbeddingRequest:
     encoding_format: Literal["float", "base64"] | None = None
     user: str | None = None
     extra: JSON = field(default_factory=dict)
+    upstream_headers: dict[str, str] = field(default_factory=dict)
+    """Client headers that policy (``upstream.forward_headers``) lets through to the provider."""
 
 
 @dataclass(slots=True)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import fnmatch
+import re
 import secrets
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -12,6 +15,33 @@ from tollway.core.context import RequestContext
 from tollway.core.errors import InvalidRequest, PayloadTooLarge
 
 _MAX_REQUEST_ID = 128
+# Never forwarded whatever the patterns say: client credentials and hop-by-hop headers.
+_NEVER_FORWARDED = frozenset(
+    {
+        "authorization", "api-key", "x-api-key", "cookie", "proxy-authorization", "host",
+        "content-length", "content-type", "transfer-encoding", "connection", "keep-alive",
+        "upgrade", "te", "trailer", "accept-encoding",
+    }
+)  # fmt: skip
+
+
+class HeaderForwarder:
+    """Picks the client headers that may go on to the provider (``upstream.forward_headers``)."""
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        regexes = [fnmatch.translate(pattern.lower()) for pattern in patterns]
+        self._pattern = re.compile("|".join(regexes)) if regexes else None
+
+    def select(self, headers: Mapping[str, str]) -> dict[str, str]:
+        """The forwardable subset of ``headers``."""
+        if self._pattern is None:
+            return {}
+        match = self._pattern.match
+        return {
+            name: value
+            for name, value in headers.items()
+            if (lowered := name.lower()) not in _NEVER_FORWARDED and match(lowered)
+        }
 
 
 async def read_json_object(request: web.Request, max_size: int) -> dict[str, Any]:

@@ -89,6 +89,7 @@ class OpenAIDialect:
         try:
             body = await read_json_object(request, self._gateway.max_body_size)
             chat = request_from_wire(body)
+            chat.upstream_headers = self._gateway.forwarder.select(request.headers)
             ctx = RequestContext(rid, "chat", chat.model, request.headers, chat=chat)
             if chat.stream:
                 return await self._stream(request, ctx)
@@ -143,6 +144,7 @@ class OpenAIDialect:
         try:
             body = await read_json_object(request, self._gateway.max_body_size)
             embedding = embedding_request_from_wire(body)
+            embedding.upstream_headers = self._gateway.forwarder.select(request.headers)
             ctx = RequestContext(
                 rid, "embeddings", embedding.model, request.headers, embedding=embedding
             )

@@ -62,9 +62,11 @@ class OpenAIProvider:
         self._vault = resources.vault
         self._flavor = flavor
 
-    def _headers(self, deployment: Deployment) -> tuple[dict[str, str], str | None]:
+    def _headers(
+        self, deployment: Deployment, forwarded: dict[str, str]
+    ) -> tuple[dict[str, str], str | None]:
         """Request headers with the credential injected, and the secret (to scrub errors)."""
-        headers = {"Content-Type": "application/json", **dict(deployment.headers)}
+        headers = {**forwarded, **dict(deployment.headers), "Content-Type": "application/json"}
         if deployment.api_key is None:
             return headers, None
         secret = self._vault.reveal(deployment.api_key)
@@ -73,7 +75,7 @@ class OpenAIProvider:
 
     async def chat(self, request: ChatRequest, deployment: Deployment) -> ChatResponse:
         """One complete chat answer."""
-        headers, secret = self._headers(deployment)
+        headers, secret = self._headers(deployment, request.upstream_headers)
         raw = await self._client.post_json(
             self._flavor.url(deployment, "chat/completions"),
             request_to_wire(request, deployment.model),
@@ -88,7 +90,7 @@ class OpenAIProvider:
         self, request: ChatRequest, deployment: Deployment
     ) -> AsyncIterator[ChatChunk]:
         """Chunks as the upstream sends them; a stream without ``[DONE]`` is an error."""
-        headers, secret = self._headers(deployment)
+        headers, secret = self._headers(deployment, request.upstream_headers)
         events = self._client.post_stream(
             self._flavor.url(deployment, "chat/completions"),
             request_to_wire(request, deployment.model),
@@ -112,7 +114,7 @@ class OpenAIProvider:
 
     async def embed(self, request: EmbeddingRequest, deployment: Deployment) -> EmbeddingResponse:
         """Embeddings of every input."""
-        headers, secret = self._headers(deployment)
+        headers, secret = self._headers(deployment, request.upstream_headers)
         raw = await self._client.post_json(
             self._flavor.url(deployment, "embeddings"),
             embedding_request_to_wire(request, deployment.model),

@@ -1,0 +1,116 @@
+"""Upstreams that break the protocol: the client gets a clear error, never a hang or a 500."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from tests.support import Process, free_port, running_gateway
+
+CHUNK = {
+    "id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "bad",
+    "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}],
+}  # fmt: skip
+
+
+async def misbehave(request: web.Request) -> web.StreamResponse:
+    """Answers according to the first user message: the way this upstream goes wrong."""
+    body = await request.json()
+    mode = body["messages"][0]["content"]
+    if mode == "garbage":
+        return web.Response(text="this is not json", content_type="application/json")
+    if mode == "html-502":
+        return web.Response(status=502, text="<html>Bad Gateway</html>", content_type="text/html")
+    if mode == "no-choices":
+        return web.json_response({"id": "x", "object": "chat.completion"})
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    if mode == "no-done":
+        for _ in range(3):
+            await response.write(b"data: " + json.dumps(CHUNK).encode() + b"\n\n")
+        await response.write_eof()  # a clean end of the body, but no [DONE]
+        return response
+    if mode == "trickle":
+        for _ in range(100):  # bounded: ~20 s at most, the total timeout ends it far sooner
+            await response.write(b"data: " + json.dumps(CHUNK).encode() + b"\n\n")
+            await asyncio.sleep(0.2)
+    return response
+
+
+@pytest.fixture(scope="module")
+async def upstream_url() -> AsyncIterator[str]:
+    """A deliberately broken OpenAI-style upstream on a real port."""
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", misbehave)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield f"http://127.0.0.1:{port}/v1"
+    await runner.cleanup()
+
+
+@pytest.fixture(scope="module")
+def broken_gateway(log_dir: Path, upstream_url: str) -> Iterator[tuple[str, Process]]:
+    """A gateway whose only model is served by the broken upstream."""
+    config = {
+        "upstream": {"timeouts": {"first_byte": "1s", "total": "1500ms"}},
+        "models": [{"name": "bad", "deployments": [
+            {"provider": "openai", "model": "bad", "api_base": upstream_url}]}],
+    }  # fmt: skip
+    with running_gateway(log_dir, config) as running:
+        yield running
+
+
+async def ask(url: str, mode: str, stream: bool) -> tuple[int, bytes]:
+    body = {"model": "bad", "stream": stream, "messages": [{"role": "user", "content": mode}]}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            url + "/v1/chat/completions", json=body, timeout=aiohttp.ClientTimeout(total=15)
+        ) as response,
+    ):
+        return response.status, await response.read()
+
+
+@pytest.mark.parametrize("mode", ["garbage", "html-502", "no-choices"])
+async def test_malformed_answers_are_502_with_a_message(
+    broken_gateway: tuple[str, Process], mode: str
+) -> None:
+    status, raw = await ask(broken_gateway[0], mode, stream=False)
+    assert status == 502
+    error = json.loads(raw)["error"]
+    assert error["type"] == "upstream_error" and error["message"]
+
+
+async def test_stream_without_done_ends_with_an_error_event(
+    broken_gateway: tuple[str, Process],
+) -> None:
+    status, raw = await ask(broken_gateway[0], "no-done", stream=True)
+    assert status == 200
+    events = [line[6:] for line in raw.split(b"\n") if line.startswith(b"data: ")]
+    assert b"[DONE]" not in events
+    assert json.loads(events[0])["choices"][0]["delta"]["content"] == "hi"
+    assert "ended before [DONE]" in json.loads(events[-1])["error"]["message"]
+
+
+async def test_stream_over_the_total_timeout_is_cut_with_an_error_event(
+    broken_gateway: tuple[str, Process],
+) -> None:
+    started = asyncio.get_running_loop().time()
+    status, raw = await ask(broken_gateway[0], "trickle", stream=True)
+    elapsed = asyncio.get_running_loop().time() - started
+    events = [line[6:] for line in raw.split(b"\n") if line.startswith(b"data: ")]
+    assert status == 200
+    assert json.loads(events[-1])["error"]["code"] == "upstream_total_timeout"
+    assert elapsed < 5
+
+
+async def test_gateway_logged_no_traceback(broken_gateway: tuple[str, Process]) -> None:
+    assert "Traceback" not in broken_gateway[1].output()
