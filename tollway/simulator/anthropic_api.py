@@ -1,0 +1,267 @@
+"""Anthropic Messages API: ``/v1/messages`` (plain and streaming) and token counting.
+
+Stream event order follows the Messages streaming docs and the anthropic-python accumulator:
+``message_start`` (empty content, output_tokens 1), then per content block
+``content_block_start`` / ``content_block_delta``s / ``content_block_stop`` with one ``ping``
+after the first block start, then ``message_delta`` (stop_reason, stop_sequence, cumulative
+usage) and ``message_stop``. Tool input streams as ``input_json_delta`` fragments after an
+empty one, as the real API does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from tollway.simulator.content import (
+    IMAGE_TOKENS,
+    MESSAGE_OVERHEAD,
+    TOOL_TOKENS,
+    Completion,
+    InvalidRequest,
+    Prompt,
+    ToolSpec,
+    complete,
+    word_count,
+)
+from tollway.simulator.errors import Dialect, json_response, request_id_header
+from tollway.simulator.exchange import SSE_HEADERS, Call, StreamParts, delay, send_stream
+from tollway.simulator.state import SimulatorState
+
+_STOP_REASON = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "stop_sequence": "stop_sequence",
+    "tool_calls": "tool_use",
+}
+_MEDIA_BLOCKS = ("image", "document")
+
+
+def _blocks_text(content: Any) -> tuple[str, str | None, int]:
+    """Text, tool-result text (None if no tool_result block) and token count of a content."""
+    if isinstance(content, str):
+        return content, None, word_count(content)
+    if not isinstance(content, list):
+        return "", None, 0
+    texts: list[str] = []
+    results: list[str] | None = None
+    tokens = 0
+    for block in content:
+        if not isinstance(block, dict):
+            continue
+        kind = block.get("type")
+        if kind == "text" and isinstance(block.get("text"), str):
+            texts.append(block["text"])
+            tokens += word_count(block["text"])
+        elif kind in _MEDIA_BLOCKS:
+            tokens += IMAGE_TOKENS
+        elif kind == "tool_use":
+            tokens += word_count(orjson.dumps(block.get("input", {})).decode())
+        elif kind == "tool_result":
+            text, _, inner = _blocks_text(block.get("content", ""))
+            results = [*(results or []), text]
+            tokens += inner
+    return " ".join(texts), None if results is None else " ".join(results), tokens
+
+
+def _system_tokens(system: Any) -> int:
+    text, _, tokens = _blocks_text(system)
+    return MESSAGE_OVERHEAD + tokens if text or tokens else 0
+
+
+def _require(body: dict[str, Any], name: str) -> Any:
+    if name not in body:
+        raise InvalidRequest(f"{name}: Field required", name)
+    return body[name]
+
+
+def _tools(body: dict[str, Any]) -> list[ToolSpec]:
+    specs: list[ToolSpec] = []
+    for tool in body.get("tools") or ():
+        # Server tools (web search, code execution, ...) have no input_schema; they are skipped.
+        if isinstance(tool, dict) and isinstance(tool.get("name"), str) and "input_schema" in tool:
+            schema = tool["input_schema"]
+            specs.append(ToolSpec(tool["name"], schema if isinstance(schema, dict) else None))
+    return specs
+
+
+def _apply_tool_choice(prompt: Prompt, choice: Any) -> None:
+    if not isinstance(choice, dict):
+        return
+    kind = choice.get("type")
+    if kind == "none":
+        prompt.tool_mode = "none"
+    elif kind == "any":
+        prompt.tool_mode = "required"
+    elif kind == "tool" and isinstance(choice.get("name"), str):
+        prompt.forced_tool = choice["name"]
+    if choice.get("disable_parallel_tool_use") is True:
+        prompt.parallel_tools = False
+
+
+def _output_schema(body: dict[str, Any]) -> dict[str, Any] | None:
+    config = body.get("output_config")
+    spec = config.get("format") if isinstance(config, dict) else body.get("output_format")
+    if isinstance(spec, dict) and spec.get("type") == "json_schema":
+        schema = spec.get("schema")
+        return schema if isinstance(schema, dict) else {}
+    return None
+
+
+def read_prompt(body: dict[str, Any], target_tokens: int) -> tuple[Prompt, int]:
+    """Pull the generator's inputs and the input token count out of a Messages request."""
+    _require(body, "model")
+    messages = _require(body, "messages")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequest("messages: at least one message is required", "messages")
+    input_tokens = _system_tokens(body.get("system"))
+    last_user = ""
+    tool_result: str | None = None
+    for message in messages:
+        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
+            raise InvalidRequest("messages: each message needs role user or assistant", "messages")
+        text, tool_result, tokens = _blocks_text(message.get("content"))
+        input_tokens += MESSAGE_OVERHEAD + tokens
+        if message["role"] == "user" and tool_result is None:
+            last_user = text
+    last_is_user = messages[-1]["role"] == "user"
+    prompt = Prompt(
+        last_user_text=last_user,
+        tool_result_text=tool_result if last_is_user else None,
+        last_is_user=last_is_user,
+        tools=_tools(body),
+        target_tokens=target_tokens,
+    )
+    input_tokens += TOOL_TOKENS * len(prompt.tools)
+    _apply_tool_choice(prompt, body.get("tool_choice"))
+    prompt.json_schema = _output_schema(body)
+    stops = body.get("stop_sequences")
+    prompt.stop = [s for s in stops if isinstance(s, str)] if isinstance(stops, list) else []
+    return prompt, input_tokens
+
+
+def _max_tokens(body: dict[str, Any]) -> int:
+    value = _require(body, "max_tokens")
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise InvalidRequest("max_tokens: Input should be a valid integer >= 1", "max_tokens")
+    return value
+
+
+def _usage(input_tokens: int, output_tokens: int) -> dict[str, int]:
+    return {
+        "input_tokens": input_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "output_tokens": output_tokens,
+    }
+
+
+def _blocks(completion: Completion) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    if completion.pieces:
+        blocks.append({"type": "text", "text": completion.text})
+    for call in completion.tool_calls:
+        blocks.append({"type": "tool_use", "id": call.id, "name": call.name, "input": call.input()})
+    return blocks
+
+
+async def handle_messages(
+    request: web.Request, call: Call, state: SimulatorState
+) -> web.StreamResponse:
+    """Answer an admitted Messages request (raises InvalidRequest on a bad body)."""
+    body = call.body
+    prompt, input_tokens = read_prompt(body, call.output_tokens)
+    prompt.max_tokens = _max_tokens(body)
+    completion = complete(prompt, 0, lambda: state.new_id("toolu_"))
+    message: dict[str, Any] = {
+        "id": state.new_id("msg_"),
+        "type": "message",
+        "role": "assistant",
+        "model": body["model"],
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": _usage(input_tokens, 1),
+    }
+    if body.get("stream") is True:
+        parts = stream_parts(message, completion, input_tokens)
+        headers = {**SSE_HEADERS, request_id_header(Dialect.ANTHROPIC): call.request_id}
+        return await send_stream(request, call, parts, headers)
+    await delay(call, completion.output_tokens)
+    message["content"] = _blocks(completion)
+    message["stop_reason"] = _STOP_REASON[completion.finish]
+    message["stop_sequence"] = completion.stop_sequence
+    message["usage"] = _usage(input_tokens, completion.output_tokens)
+    return json_response(message, call.request_id, Dialect.ANTHROPIC)
+
+
+def _event(name: bytes, payload: dict[str, Any]) -> bytes:
+    return b"event: " + name + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+
+_PING = _event(b"ping", {"type": "ping"})
+_MESSAGE_STOP = _event(b"message_stop", {"type": "message_stop"})
+
+
+def _text_block_parts(index: int, pieces: list[str]) -> StreamParts:
+    start = {
+        "type": "content_block_start",
+        "index": index,
+        "content_block": {"type": "text", "text": ""},
+    }
+    parts: StreamParts = [(_event(b"content_block_start", start), False)]
+    # Text deltas are the hot path: splice each piece into a template, no dict per token.
+    head = (
+        b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,'
+        b'"delta":{"type":"text_delta","text":' % index
+    )
+    parts.extend((head + orjson.dumps(piece) + b"}}\n\n", True) for piece in pieces)
+    return parts
+
+
+def stream_parts(message: dict[str, Any], completion: Completion, input_tokens: int) -> StreamParts:
+    """Every event of a Messages stream."""
+    parts: StreamParts = [
+        (_event(b"message_start", {"type": "message_start", "message": message}), False)
+    ]
+    blocks: list[StreamParts] = []
+    if completion.pieces:
+        blocks.append(_text_block_parts(0, completion.pieces))
+    for call in completion.tool_calls:
+        index = len(blocks)
+        block = {"type": "tool_use", "id": call.id, "name": call.name, "input": {}}
+        start = {"type": "content_block_start", "index": index, "content_block": block}
+        block_parts: StreamParts = [(_event(b"content_block_start", start), False)]
+        for fragment, is_token in [("", False), *((f, True) for f in call.fragments)]:
+            delta = {"type": "input_json_delta", "partial_json": fragment}
+            event = {"type": "content_block_delta", "index": index, "delta": delta}
+            block_parts.append((_event(b"content_block_delta", event), is_token))
+        blocks.append(block_parts)
+    if not blocks:
+        parts.append((_PING, False))
+    for index, block_parts in enumerate(blocks):
+        parts.append(block_parts[0])
+        if index == 0:
+            parts.append((_PING, False))
+        parts.extend(block_parts[1:])
+        stop = {"type": "content_block_stop", "index": index}
+        parts.append((_event(b"content_block_stop", stop), False))
+    message_delta = {
+        "type": "message_delta",
+        "delta": {
+            "stop_reason": _STOP_REASON[completion.finish],
+            "stop_sequence": completion.stop_sequence,
+        },
+        "usage": _usage(input_tokens, completion.output_tokens),
+    }
+    parts.append((_event(b"message_delta", message_delta), False))
+    parts.append((_MESSAGE_STOP, False))
+    return parts
+
+
+async def handle_count_tokens(call: Call) -> web.Response:
+    """Answer an admitted count_tokens request with the input token count."""
+    _, input_tokens = read_prompt(call.body, call.output_tokens)
+    return json_response({"input_tokens": input_tokens}, call.request_id, Dialect.ANTHROPIC)

@@ -1,0 +1,122 @@
+"""Error bodies in each provider's wire shape, and the JSON response helpers around them.
+
+OpenAI: ``{"error": {"message", "type", "param", "code"}}``. Azure OpenAI: the same for request
+validation errors, and ``{"error": {"code": "<status>", "message"}}`` for the errors its gateway
+produces (auth, throttling, unknown routes, outages). Anthropic:
+``{"type": "error", "error": {"type", "message"}, "request_id"}``.
+"""
+
+from __future__ import annotations
+
+import enum
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+JSON_CONTENT_TYPE = "application/json"
+
+
+class Dialect(enum.Enum):
+    """The wire format an endpoint speaks."""
+
+    OPENAI = "openai"
+    AZURE = "azure"
+    ANTHROPIC = "anthropic"
+
+
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+_OPENAI_TYPES = {
+    401: "invalid_request_error",
+    403: "permission_error",
+    429: "requests",
+}
+_OPENAI_CODES = {401: "invalid_api_key", 429: "rate_limit_exceeded"}
+_REASONS = {529: "Overloaded"}
+
+
+def request_id_header(dialect: Dialect) -> str:
+    """The response header the provider puts its request id in."""
+    return "request-id" if dialect is Dialect.ANTHROPIC else "x-request-id"
+
+
+def json_response(
+    payload: Any, request_id: str, dialect: Dialect, status: int = 200
+) -> web.Response:
+    """A JSON response with the dialect's request-id header."""
+    headers = {"Content-Type": JSON_CONTENT_TYPE, request_id_header(dialect): request_id}
+    return web.Response(body=orjson.dumps(payload), status=status, headers=headers)
+
+
+def reason(status: int) -> str:
+    """The reason phrase of a status code, including non-standard ones like 529."""
+    if status in _REASONS:
+        return _REASONS[status]
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def error_body(
+    dialect: Dialect,
+    status: int,
+    message: str,
+    *,
+    param: str | None = None,
+    code: str | None = None,
+    request_id: str = "",
+) -> dict[str, Any]:
+    """The error payload for ``status`` in ``dialect``'s shape."""
+    if dialect is Dialect.ANTHROPIC:
+        if status in _ANTHROPIC_TYPES:
+            kind = _ANTHROPIC_TYPES[status]
+        else:
+            kind = "api_error" if status >= 500 else "invalid_request_error"
+        return {
+            "type": "error",
+            "error": {"type": kind, "message": message},
+            "request_id": request_id,
+        }
+    if dialect is Dialect.AZURE and status != 400:
+        return {"error": {"code": code or str(status), "message": message}}
+    default = "server_error" if status >= 500 else "invalid_request_error"
+    kind = _OPENAI_TYPES.get(status, default)
+    return {
+        "error": {
+            "message": message,
+            "type": kind,
+            "param": param,
+            "code": code if code is not None else _OPENAI_CODES.get(status),
+        }
+    }
+
+
+def error_response(
+    dialect: Dialect,
+    status: int,
+    message: str,
+    *,
+    request_id: str,
+    param: str | None = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    """An error response for ``status`` in ``dialect``'s shape."""
+    body = error_body(dialect, status, message, param=param, code=code, request_id=request_id)
+    response = json_response(body, request_id, dialect, status)
+    if headers:
+        response.headers.update(headers)
+    return response

@@ -1,0 +1,203 @@
+"""What every simulated API call goes through before and after its dialect's own logic.
+
+``admit`` reads and records the request, enforces the API key and applies faults and latency
+knobs; ``send_stream`` writes a server-sent-event stream honouring time per token and
+``stop-after``; ``delay`` sleeps for a non-streaming reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from tollway.simulator.errors import Dialect, error_response, reason
+from tollway.simulator.faults import close_connection, reset_connection
+from tollway.simulator.state import SimulatorState
+
+HANG_SECONDS = 3600.0
+DEFAULT_RETRY_AFTER = "1"
+SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
+
+# An SSE stream as (bytes, is_token): token parts are paced by tpot and counted by stop-after.
+StreamParts = list[tuple[bytes, bool]]
+
+
+@dataclass(slots=True)
+class Call:
+    """An admitted request: its JSON body and the latency knobs in force for it."""
+
+    body: dict[str, Any]
+    request_id: str
+    ttft: float
+    tpot: float
+    output_tokens: int
+    stop_after: int | None
+
+
+def _has_key(request: web.BaseRequest, key: str) -> bool:
+    headers = request.headers
+    auth = headers.get("Authorization")
+    if auth is not None and auth.startswith("Bearer ") and auth[7:].strip() == key:
+        return True
+    return headers.get("api-key") == key or headers.get("x-api-key") == key
+
+
+def _auth_error(dialect: Dialect, request_id: str) -> web.Response:
+    if dialect is Dialect.ANTHROPIC:
+        message = "invalid x-api-key"
+    elif dialect is Dialect.AZURE:
+        message = (
+            "Access denied due to invalid subscription key or wrong API endpoint. Make sure to "
+            "provide a valid key for an active subscription and use a correct regional API "
+            "endpoint for your resource."
+        )
+    else:
+        message = "Incorrect API key provided. You can find your API key in your account."
+    return error_response(dialect, 401, message, request_id=request_id)
+
+
+def _knob(request: web.BaseRequest, name: str, default: float) -> float:
+    raw = request.headers.get(name)
+    if raw is None:
+        return default
+    value = float(raw)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite non-negative number")
+    return value
+
+
+async def _parse_body(request: web.BaseRequest) -> tuple[Any, bool]:
+    if not request.body_exists:
+        return None, False
+    raw = await request.read()
+    if not raw:
+        return None, False
+    try:
+        return orjson.loads(raw), False
+    except orjson.JSONDecodeError:
+        return None, True
+
+
+async def admit(
+    request: web.BaseRequest, state: SimulatorState, dialect: Dialect
+) -> Call | web.StreamResponse:
+    """Record, authenticate and fault-inject a request; a response means "answer with this"."""
+    body, malformed = await _parse_body(request)
+    state.record(request, body)
+    settings = state.settings
+    request_id = state.new_id("req_")
+    if settings.api_key is not None and not _has_key(request, settings.api_key):
+        return _auth_error(dialect, request_id)
+    if dialect is Dialect.ANTHROPIC and "anthropic-version" not in request.headers:
+        message = "anthropic-version: header is required"
+        return error_response(dialect, 400, message, request_id=request_id)
+    try:
+        fault = state.pick_fault(request.headers.get("x-sim-fault"))
+        ttft = _knob(request, "x-sim-ttft-ms", settings.ttft_ms) / 1000.0
+        tpot = _knob(request, "x-sim-tpot-ms", settings.tpot_ms) / 1000.0
+        output_tokens = int(_knob(request, "x-sim-output-tokens", settings.output_tokens))
+    except ValueError as exc:
+        return error_response(dialect, 400, f"simulator: {exc}", request_id=request_id)
+    stop_after = None
+    if fault is not None:
+        if fault.kind == "status":
+            return _status_fault(request, dialect, fault.value, request_id)
+        if fault.kind == "reset" or (fault.kind == "stop-after" and not _streaming(body)):
+            return reset_connection(request)
+        if fault.kind == "hang":
+            return await _hang(request, state)
+        stop_after = fault.value
+    if request.method == "GET":
+        body = {}
+    elif malformed or not isinstance(body, dict):
+        return _bad_body(dialect, request_id, malformed)
+    return Call(body, request_id, ttft, tpot, max(output_tokens, 1), stop_after)
+
+
+def _streaming(body: Any) -> bool:
+    return isinstance(body, dict) and body.get("stream") is True
+
+
+def _bad_body(dialect: Dialect, request_id: str, malformed: bool) -> web.Response:
+    if malformed and dialect is Dialect.ANTHROPIC:
+        message = "There was an error parsing the body of your request: invalid JSON."
+    elif malformed:
+        message = (
+            "We could not parse the JSON body of your request. (HINT: This likely means you "
+            "aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, "
+            "but what was sent was not valid JSON.)"
+        )
+    else:
+        message = "The request body must be a JSON object."
+    return error_response(dialect, 400, message, request_id=request_id)
+
+
+def _status_fault(
+    request: web.BaseRequest, dialect: Dialect, status: int, request_id: str
+) -> web.Response:
+    headers: dict[str, str] = {}
+    retry_after = request.headers.get("x-sim-retry-after")
+    if retry_after is not None or status == 429:
+        headers["retry-after"] = retry_after or DEFAULT_RETRY_AFTER
+    message = f"{reason(status)} (simulated fault)"
+    return error_response(dialect, status, message, request_id=request_id, headers=headers)
+
+
+async def _hang(request: web.BaseRequest, state: SimulatorState) -> web.Response:
+    # Client disconnects cancel this (the runner enables handler cancellation); a stopping
+    # simulator sets the event so shutdown never waits on a hung request.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(state.stopping.wait(), HANG_SECONDS)
+    return reset_connection(request)
+
+
+async def delay(call: Call, tokens: int) -> None:
+    """Sleep for a non-streaming reply: time to first token plus time per output token."""
+    seconds = call.ttft + tokens * call.tpot
+    if seconds > 0:
+        await asyncio.sleep(seconds)
+
+
+async def send_stream(
+    request: web.BaseRequest, call: Call, parts: StreamParts, headers: dict[str, str]
+) -> web.StreamResponse:
+    """Write an SSE stream, pacing tokens by tpot and cutting it short for stop-after."""
+    if call.ttft > 0:
+        await asyncio.sleep(call.ttft)
+    response = web.StreamResponse(headers=headers)
+    try:
+        await response.prepare(request)
+        if call.tpot <= 0 and call.stop_after is None:
+            # Headers, body and terminating chunk leave in a single write: the fast path.
+            await response.write_eof(b"".join(data for data, _ in parts))
+        else:
+            await _paced(request, response, call, parts)
+    except ConnectionResetError:
+        pass  # the client went away mid-stream; nothing left to tell it
+    return response
+
+
+async def _paced(
+    request: web.BaseRequest, response: web.StreamResponse, call: Call, parts: StreamParts
+) -> None:
+    pending: list[bytes] = []
+    tokens = 0
+    for data, is_token in parts:
+        if is_token:
+            if call.stop_after is not None and tokens >= call.stop_after:
+                await response.write(b"".join(pending))
+                close_connection(request)
+                return
+            if tokens and call.tpot > 0:
+                await response.write(b"".join(pending))
+                pending.clear()
+                await asyncio.sleep(call.tpot)
+            tokens += 1
+        pending.append(data)
+    await response.write_eof(b"".join(pending))

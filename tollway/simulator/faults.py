@@ -1,0 +1,73 @@
+"""Fault specs (the ``x-sim-fault`` grammar) and the low-level ways of breaking a connection.
+
+Grammar: ``status:NNN`` (answer with that status in the dialect's error shape), ``reset`` (drop
+the connection without a response), ``stop-after:N`` (stream N content chunks, then drop the
+connection; a non-streaming request behaves like ``reset``) and ``hang`` (never answer).
+In the ``x-sim-fault`` header, ``none`` exempts that request from the server-wide fault.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+from dataclasses import dataclass
+from typing import Literal
+
+from aiohttp import web
+
+FaultKind = Literal["status", "reset", "stop-after", "hang"]
+
+# SO_LINGER on with a zero timeout makes close() send a TCP RST instead of a FIN, which is what a
+# crashed upstream or a middlebox killing the connection looks like to the client.
+_LINGER_RST = struct.pack("ii", 1, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """A parsed fault spec; ``value`` is the status code or the chunk count."""
+
+    kind: FaultKind
+    value: int = 0
+
+
+def parse_fault(spec: str) -> Fault:
+    """Parse a fault spec, raising ValueError with a readable message when it is invalid."""
+    name, _, arg = spec.strip().partition(":")
+    name = name.strip().lower()
+    arg = arg.strip()
+    if name in ("reset", "hang"):
+        if arg:
+            raise ValueError(f"fault {name!r} takes no argument")
+        return Fault(name)  # type: ignore[arg-type]
+    if name in ("status", "stop-after"):
+        try:
+            value = int(arg)
+        except ValueError:
+            raise ValueError(f"fault {name!r} needs an integer argument, got {arg!r}") from None
+        if name == "status" and not 400 <= value <= 599:
+            raise ValueError(f"fault status must be 400..599, got {value}")
+        if name == "stop-after" and value < 0:
+            raise ValueError(f"stop-after must be >= 0, got {value}")
+        return Fault(name, value)  # type: ignore[arg-type]
+    raise ValueError(f"unknown fault {spec!r}; expected status:NNN, reset, stop-after:N or hang")
+
+
+def reset_connection(request: web.BaseRequest) -> web.Response:
+    """Abort the connection with a TCP reset; the returned response is never sent."""
+    transport = request.transport
+    if transport is not None:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+        transport.abort()
+    # aiohttp fails to write this on the dead transport and treats it as a client disconnect.
+    return web.Response(status=500)
+
+
+def close_connection(request: web.BaseRequest) -> None:
+    """Close the connection after flushing what was already written (a cut-off stream)."""
+    transport = request.transport
+    if transport is not None:
+        transport.close()

@@ -1,0 +1,299 @@
+"""OpenAI (and Azure OpenAI) chat completions: request reading, replies and SSE chunks.
+
+Shapes follow the openai-python ``ChatCompletion`` / ``ChatCompletionChunk`` types: a stream
+opens with a role delta per choice, sends one chunk per token (tool-call arguments in fragments,
+the first carrying id, type and name), closes each choice with an empty delta and its
+finish_reason, then a ``choices: []`` usage chunk when ``stream_options.include_usage`` is set
+(all other chunks then carry ``"usage": null``), then ``data: [DONE]``. Azure streams open with
+the empty-choices ``prompt_filter_results`` chunk real Azure sends.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from tollway.simulator.content import (
+    IMAGE_TOKENS,
+    MESSAGE_OVERHEAD,
+    TOOL_TOKENS,
+    Completion,
+    InvalidRequest,
+    Prompt,
+    ToolSpec,
+    complete,
+    word_count,
+)
+from tollway.simulator.errors import Dialect, json_response, request_id_header
+from tollway.simulator.exchange import SSE_HEADERS, Call, StreamParts, delay, send_stream
+from tollway.simulator.state import SimulatorState
+
+SYSTEM_FINGERPRINT = "fp_tollway_sim"
+_FINISH = {"stop": "stop", "stop_sequence": "stop", "length": "length", "tool_calls": "tool_calls"}
+_NOT_FILTERED = {"filtered": False, "severity": "safe"}
+CONTENT_FILTER_RESULTS = {
+    name: _NOT_FILTERED for name in ("hate", "self_harm", "sexual", "violence")
+}
+PROMPT_FILTER_RESULTS = [{"prompt_index": 0, "content_filter_results": CONTENT_FILTER_RESULTS}]
+_DONE = b"data: [DONE]\n\n"
+_TOKEN_TAIL = b'},"logprobs":null,"finish_reason":null}'
+
+
+def _content_text(content: Any) -> tuple[str, int]:
+    """A message content's text and its token count (words plus images)."""
+    if isinstance(content, str):
+        return content, word_count(content)
+    if not isinstance(content, list):
+        return "", 0
+    texts: list[str] = []
+    images = 0
+    for part in content:
+        if not isinstance(part, dict):
+            continue
+        kind = part.get("type")
+        if kind == "text" and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        elif kind in ("image_url", "input_image", "image"):
+            images += 1
+    text = " ".join(texts)
+    return text, word_count(text) + images * IMAGE_TOKENS
+
+
+def _message_tokens(message: dict[str, Any]) -> tuple[str, int]:
+    text, tokens = _content_text(message.get("content"))
+    for call in message.get("tool_calls") or ():
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+            tokens += word_count(function["arguments"])
+    return text, tokens + MESSAGE_OVERHEAD
+
+
+def _tools(body: dict[str, Any]) -> list[ToolSpec]:
+    specs: list[ToolSpec] = []
+    for tool in body.get("tools") or ():
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("name"), str):
+            parameters = function.get("parameters")
+            specs.append(
+                ToolSpec(function["name"], parameters if isinstance(parameters, dict) else None)
+            )
+    return specs
+
+
+def _apply_tool_choice(prompt: Prompt, choice: Any) -> None:
+    if choice in ("none", "auto", "required"):
+        prompt.tool_mode = choice
+    elif isinstance(choice, dict):
+        function = choice.get("function")
+        if isinstance(function, dict) and isinstance(function.get("name"), str):
+            prompt.forced_tool = function["name"]
+
+
+def _apply_response_format(prompt: Prompt, response_format: Any) -> None:
+    if not isinstance(response_format, dict):
+        return
+    kind = response_format.get("type")
+    if kind == "json_object":
+        prompt.json_mode = True
+    elif kind == "json_schema":
+        prompt.json_mode = True
+        spec = response_format.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        prompt.json_schema = schema if isinstance(schema, dict) else None
+
+
+def _max_tokens(body: dict[str, Any]) -> int | None:
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = body.get(name)
+        if value is not None:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise InvalidRequest(f"Invalid '{name}': expected an integer >= 1.", name)
+            return value
+    return None
+
+
+def read_prompt(body: dict[str, Any], call: Call) -> tuple[Prompt, int]:
+    """Pull the generator's inputs and the prompt token count out of a chat request."""
+    messages = body.get("messages")
+    if messages is None:
+        raise InvalidRequest("Missing required parameter: 'messages'.", "messages")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequest("Invalid 'messages': expected a non-empty array.", "messages")
+    prompt_tokens = 0
+    last_user = ""
+    last_text = ""
+    for message in messages:
+        if not isinstance(message, dict):
+            raise InvalidRequest("Invalid 'messages': each message must be an object.", "messages")
+        last_text, tokens = _message_tokens(message)
+        prompt_tokens += tokens
+        if message.get("role") == "user":
+            last_user = last_text
+    role = messages[-1].get("role")
+    prompt = Prompt(
+        last_user_text=last_user,
+        tool_result_text=last_text if role == "tool" else None,
+        last_is_user=role == "user",
+        tools=_tools(body),
+        parallel_tools=body.get("parallel_tool_calls") is not False,
+        max_tokens=_max_tokens(body),
+        target_tokens=call.output_tokens,
+    )
+    prompt_tokens += TOOL_TOKENS * len(prompt.tools)
+    _apply_tool_choice(prompt, body.get("tool_choice"))
+    _apply_response_format(prompt, body.get("response_format"))
+    stop = body.get("stop")
+    prompt.stop = [stop] if isinstance(stop, str) else [s for s in stop or () if isinstance(s, str)]
+    return prompt, prompt_tokens
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+    """An OpenAI usage object."""
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+
+
+def _choice_count(body: dict[str, Any]) -> int:
+    n = body.get("n", 1)
+    if n is None:
+        return 1
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 128:
+        raise InvalidRequest("Invalid 'n': expected an integer between 1 and 128.", "n")
+    return n
+
+
+async def handle_chat(
+    request: web.Request, call: Call, state: SimulatorState, dialect: Dialect, model: str
+) -> web.StreamResponse:
+    """Answer an admitted chat completion request (raises InvalidRequest on a bad body)."""
+    body = call.body
+    prompt, prompt_tokens = read_prompt(body, call)
+    n = _choice_count(body)
+    if body.get("stream_options") is not None and body.get("stream") is not True:
+        message = "The 'stream_options' parameter is only allowed when 'stream' is enabled."
+        raise InvalidRequest(message, "stream_options")
+    completions = [complete(prompt, i, lambda: state.new_id("call_")) for i in range(n)]
+    completion_id = state.new_id("chatcmpl-")
+    created = int(time.time())
+    completion_tokens = sum(c.output_tokens for c in completions)
+    if body.get("stream") is True:
+        options = body.get("stream_options")
+        include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        head = {"id": completion_id, "object": "chat.completion.chunk", "created": created}
+        head.update(model=model, service_tier="default", system_fingerprint=SYSTEM_FINGERPRINT)
+        parts = stream_parts(head, completions, dialect, include_usage)
+        if include_usage:
+            final = {**head, "choices": [], "usage": usage(prompt_tokens, completion_tokens)}
+            parts.append((b"data: " + orjson.dumps(final) + b"\n\n", False))
+        parts.append((_DONE, False))
+        headers = {**SSE_HEADERS, request_id_header(dialect): call.request_id}
+        return await send_stream(request, call, parts, headers)
+    await delay(call, completion_tokens)
+    payload: dict[str, Any] = {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [_choice(i, c, dialect) for i, c in enumerate(completions)],
+        "usage": usage(prompt_tokens, completion_tokens),
+        "service_tier": "default",
+        "system_fingerprint": SYSTEM_FINGERPRINT,
+    }
+    if dialect is Dialect.AZURE:
+        payload["prompt_filter_results"] = PROMPT_FILTER_RESULTS
+    return json_response(payload, call.request_id, dialect)
+
+
+def _choice(index: int, completion: Completion, dialect: Dialect) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None}
+    if completion.tool_calls:
+        message["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in completion.tool_calls
+        ]
+    else:
+        message["content"] = completion.text
+    message["annotations"] = []
+    choice = {
+        "index": index,
+        "message": message,
+        "logprobs": None,
+        "finish_reason": _FINISH[completion.finish],
+    }
+    if dialect is Dialect.AZURE:
+        choice["content_filter_results"] = CONTENT_FILTER_RESULTS
+    return choice
+
+
+def _choice_deltas(index: int, completion: Completion) -> StreamParts:
+    """One choice's serialised choice objects before its finish chunk, as (bytes, is_token)."""
+    deltas: list[tuple[dict[str, Any], bool]] = []
+    if not completion.tool_calls:
+        deltas.append(({"role": "assistant", "content": "", "refusal": None}, False))
+    for k, tool_call in enumerate(completion.tool_calls):
+        opening: dict[str, Any] = {
+            "index": k,
+            "id": tool_call.id,
+            "type": "function",
+            "function": {"name": tool_call.name, "arguments": ""},
+        }
+        if k == 0:
+            first = {"role": "assistant", "content": None, "tool_calls": [opening]}
+            deltas.append(({**first, "refusal": None}, False))
+        else:
+            deltas.append(({"tool_calls": [opening]}, False))
+        deltas.extend(
+            ({"tool_calls": [{"index": k, "function": {"arguments": fragment}}]}, True)
+            for fragment in tool_call.fragments
+        )
+    parts = [
+        (orjson.dumps({"index": index, "delta": d, "logprobs": None, "finish_reason": None}), t)
+        for d, t in deltas
+    ]
+    # Text tokens are the hot path of every benchmark: splice each piece into a template
+    # instead of building and serialising a dict per token.
+    head = b'{"index":%d,"delta":{"content":' % index
+    parts[1:1] = [(head + orjson.dumps(p) + _TOKEN_TAIL, True) for p in completion.pieces]
+    return parts
+
+
+def stream_parts(
+    head: dict[str, Any], completions: list[Completion], dialect: Dialect, include_usage: bool
+) -> StreamParts:
+    """Every chunk of the stream except the usage chunk and [DONE]."""
+    prefix = b"data: " + orjson.dumps(head)[:-1] + b',"choices":['
+    suffix = b'],"usage":null}\n\n' if include_usage else b"]}\n\n"
+    parts: StreamParts = []
+    if dialect is Dialect.AZURE:
+        opening = {"choices": [], "created": 0, "id": "", "model": "", "object": ""}
+        opening["prompt_filter_results"] = PROMPT_FILTER_RESULTS
+        parts.append((b"data: " + orjson.dumps(opening) + b"\n\n", False))
+    per_choice = [_choice_deltas(i, c) for i, c in enumerate(completions)]
+    # Choices are interleaved token by token, the way the real API streams n > 1.
+    for row in itertools.zip_longest(*per_choice):
+        for item in row:
+            if item is not None:
+                parts.append((prefix + item[0] + suffix, item[1]))
+    for index, completion in enumerate(completions):
+        finish = {
+            "index": index,
+            "delta": {},
+            "logprobs": None,
+            "finish_reason": _FINISH[completion.finish],
+        }
+        parts.append((prefix + orjson.dumps(finish) + suffix, False))
+    return parts
