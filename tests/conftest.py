@@ -27,7 +27,7 @@ def simulator_url(log_dir: Path) -> Iterator[str]:
 
 
 def gateway_config(simulator_url: str, **upstream: Any) -> dict[str, Any]:
-    """A gateway config with chat, embedding, Azure and fault-prone models on the simulator."""
+    """A gateway config with OpenAI, Azure, Anthropic and fault-prone models on the simulator."""
     base = f"{simulator_url}/v1"
     key = "env:TEST_UPSTREAM_KEY"
     return {
@@ -89,6 +89,28 @@ def gateway_config(simulator_url: str, **upstream: Any) -> dict[str, Any]:
                         "provider": "openai",
                         "model": "sim-chat",
                         "api_base": base,
+                        "api_key": "env:TEST_WRONG_KEY",
+                    }
+                ],
+            },
+            {
+                "name": "test-claude",
+                "deployments": [
+                    {
+                        "provider": "anthropic",
+                        "model": "sim-chat",
+                        "api_base": simulator_url,
+                        "api_key": key,
+                    }
+                ],
+            },
+            {
+                "name": "test-claude-badkey",
+                "deployments": [
+                    {
+                        "provider": "anthropic",
+                        "model": "sim-chat",
+                        "api_base": simulator_url,
                         "api_key": "env:TEST_WRONG_KEY",
                     }
                 ],

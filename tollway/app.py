@@ -9,6 +9,7 @@ from aiohttp import web
 
 from tollway.config.schema import Settings
 from tollway.core.errors import NotFound
+from tollway.dialects.anthropic import AnthropicDialect
 from tollway.dialects.http import request_id
 from tollway.dialects.openai import OpenAIDialect, error_response
 from tollway.gateway import Gateway
@@ -30,6 +31,7 @@ def create_app(settings: Settings, environ: Mapping[str, str] | None = None) -> 
 
     app.cleanup_ctx.append(lifecycle)
     app.router.add_routes(OpenAIDialect(gateway).routes())
+    app.router.add_routes(AnthropicDialect(gateway).routes())
     app.router.add_get("/health/live", _live)
     app.router.add_get("/health/ready", _ready)
     app.router.add_route("*", "/{tail:.*}", _unknown_route)

@@ -20,7 +20,7 @@ from tollway.core.types import (
     EmbeddingResponse,
     ToolCallDelta,
 )
-from tollway.providers.base import ChatProvider, EmbeddingProvider
+from tollway.providers.base import ChatProvider, EmbeddingProvider, TokenCounter
 from tollway.routing.table import RoutingTable
 
 Reply = ChatResponse | EmbeddingResponse
@@ -164,6 +164,20 @@ class Pipeline:
             return
         finally:
             await rest.aclose()  # type: ignore[attr-defined]
+
+    async def count_tokens(self, ctx: RequestContext) -> int | None:
+        """Input tokens of ``ctx.chat`` as the model's first deployment counts them, if it can.
+
+        No stages run: counting is free and sends nothing to a model.
+        """
+        assert ctx.chat is not None
+        deployment = self.routing.candidates(ctx.model, "chat")[0]
+        provider = self._chat_providers[deployment.provider]
+        if not isinstance(provider, TokenCounter):
+            return None
+        ctx.attempts += 1
+        ctx.deployment = deployment
+        return await provider.count_tokens(ctx.chat, deployment)
 
     async def embed(self, ctx: RequestContext) -> EmbeddingResponse:
         """Embeddings from a stage or the first candidate deployment that gives them."""

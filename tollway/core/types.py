@@ -4,6 +4,8 @@ Dialects (what the client speaks) and providers (what the upstream speaks) trans
 from these types at the edges; nothing in between sees a wire format. Fields a type does not
 model are kept in ``extra`` so a same-family hop (OpenAI client to OpenAI-compatible
 upstream) passes them through untouched, while a cross-family hop can ignore them.
+``wire_format`` names the format a value was parsed from, which says whose ``extra`` it is
+(``tollway/wire/crossing.py``).
 """
 
 from __future__ import annotations
@@ -146,6 +148,9 @@ class ChatRequest:
     extra: JSON = field(default_factory=dict)
     upstream_headers: dict[str, str] = field(default_factory=dict)
     """Client headers that policy (``upstream.forward_headers``) lets through to the provider."""
+    wire_format: str | None = None
+    """The wire format this was parsed from (its ``extra`` fields, at every level, are in its
+    terms); ``None`` when built in code."""
 
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"]
@@ -172,6 +177,8 @@ class ChatResponse:
     choices: list[Choice]
     usage: Usage | None = None
     extra: JSON = field(default_factory=dict)
+    wire_format: str | None = None
+    """The wire format this was parsed from; see ``ChatRequest.wire_format``."""
 
 
 @dataclass(slots=True)
@@ -207,6 +214,8 @@ class ChatChunk:
     choices: list[ChunkChoice]
     usage: Usage | None = None
     extra: JSON = field(default_factory=dict)
+    wire_format: str | None = None
+    """The wire format this was parsed from; see ``ChatRequest.wire_format``."""
 
 
 @dataclass(slots=True)

@@ -40,6 +40,15 @@ class EmbeddingProvider(Protocol):
         ...
 
 
+@runtime_checkable
+class TokenCounter(Protocol):
+    """Counts a chat request's input tokens the way the provider bills them."""
+
+    async def count_tokens(self, request: ChatRequest, deployment: Deployment) -> int:
+        """The input tokens of ``request`` on ``deployment``."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class ProviderResources:
     """What every provider is built with."""

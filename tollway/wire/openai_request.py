@@ -18,7 +18,10 @@ from tollway.core.types import (
     ToolCall,
     ToolChoice,
 )
+from tollway.wire.crossing import request_for
 from tollway.wire.fields import json_object, number, optional, required
+
+WIRE_FORMAT = "openai"
 
 _REQUEST_KEYS = frozenset(
     {
@@ -57,6 +60,7 @@ def request_from_wire(body: dict[str, Any]) -> ChatRequest:
         parallel_tool_calls=optional(body, "parallel_tool_calls", bool),
         response_format=_response_format_from_wire(body.get("response_format")),
         extra=extra,
+        wire_format=WIRE_FORMAT,
     )
 
 
@@ -66,6 +70,7 @@ def request_to_wire(request: ChatRequest, model: str) -> dict[str, Any]:
     Streams always ask for usage so the gateway can account for every token; the client's
     own ``include_usage`` is honoured on the way back out.
     """
+    request = request_for(request, WIRE_FORMAT)
     body: dict[str, Any] = dict(request.extra)
     body["model"] = model
     body["messages"] = [_message_to_wire(m) for m in request.messages]

@@ -16,7 +16,9 @@ from tollway.core.types import (
     ToolCallDelta,
     Usage,
 )
+from tollway.wire.crossing import chunk_for, response_for
 
+WIRE_FORMAT = "openai"
 _USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
 
 
@@ -73,11 +75,13 @@ def response_from_wire(raw: Any) -> ChatResponse:
             for k, v in raw.items()
             if k not in ("id", "model", "created", "choices", "usage", "object")
         },
+        wire_format=WIRE_FORMAT,
     )
 
 
 def response_to_wire(response: ChatResponse) -> dict[str, Any]:
     """A Chat Completions body for the client."""
+    response = response_for(response, WIRE_FORMAT)
     out: dict[str, Any] = {
         "id": response.id,
         "object": "chat.completion",
@@ -163,6 +167,7 @@ def chunk_from_wire(raw: Any) -> ChatChunk:
             for k, v in raw.items()
             if k not in ("id", "model", "created", "choices", "usage", "object")
         },
+        wire_format=WIRE_FORMAT,
     )
 
 
@@ -191,6 +196,7 @@ def _chunk_choice_from_wire(raw: dict[str, Any]) -> ChunkChoice:
 
 def chunk_to_wire(chunk: ChatChunk, *, include_usage: bool) -> dict[str, Any]:
     """A ``chat.completion.chunk`` event for the client."""
+    chunk = chunk_for(chunk, WIRE_FORMAT)
     out: dict[str, Any] = {
         "id": chunk.id,
         "object": "chat.completion.chunk",

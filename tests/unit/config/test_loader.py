@@ -122,12 +122,26 @@ def test_secret_refs_dump_redacted(tmp_path: Path) -> None:
         SecretRef("env:")
 
 
-def test_embedded_default_offers_demo_models_and_openai_when_keyed() -> None:
+def test_embedded_default_offers_demo_models_and_providers_when_keyed() -> None:
     bare = default_settings({})
     assert bare.simulator.enabled
-    assert {g.name for g in bare.models} == {"demo-chat", "demo-chat-large", "demo-embed"}
+    names = {g.name for g in bare.models}
+    assert names == {"demo-chat", "demo-chat-large", "demo-embed", "demo-claude"}
+    claude = next(g for g in bare.models if g.name == "demo-claude")
+    assert claude.deployments[0].provider == "anthropic"
+    assert claude.deployments[0].api_base == "embedded-simulator"
+    assert claude.owned_by == "tollway"
     keyed = default_settings({"OPENAI_API_KEY": "sk-x"})
     names = {g.name for g in keyed.models}
     assert {"gpt-4o", "gpt-4o-mini", "text-embedding-3-small"} <= names
+    assert not any(name.startswith("claude-") for name in names)
     gpt = next(g for g in keyed.models if g.name == "gpt-4o")
     assert gpt.deployments[0].api_key == SecretRef("env:OPENAI_API_KEY")
+    anthropic = default_settings({"ANTHROPIC_API_KEY": "sk-ant-x"})
+    names = {g.name for g in anthropic.models}
+    assert {"claude-sonnet-5-5", "claude-haiku-4-5"} <= names
+    assert "gpt-4o" not in names
+    sonnet = next(g for g in anthropic.models if g.name == "claude-sonnet-5-5")
+    assert sonnet.deployments[0].provider == "anthropic"
+    assert sonnet.deployments[0].api_key == SecretRef("env:ANTHROPIC_API_KEY")
+    assert sonnet.owned_by == "anthropic"

@@ -1,0 +1,488 @@
+"""The real ``anthropic`` SDK against a gateway process, served by Anthropic and OpenAI upstreams.
+
+Every Anthropic-SDK behaviour runs against ``test-claude`` (an Anthropic deployment on the
+simulator) and ``test-chat`` (an OpenAI deployment); the reverse, the ``openai`` SDK against
+``test-claude``, is at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from tests.conftest import UPSTREAM_KEY
+from tests.support import running_gateway
+
+BOTH = pytest.mark.parametrize("model", ["test-claude", "test-chat"])
+PROVIDER = {"test-claude": "anthropic", "test-chat": "openai"}
+WEATHER_TOOL: dict[str, Any] = {
+    "name": "get_weather",
+    "description": "Weather for a city",
+    "input_schema": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "unit": {"enum": ["c", "f"]}},
+        "required": ["city", "unit"],
+    },
+}
+TIME_TOOL: dict[str, Any] = {
+    "name": "get_time",
+    "input_schema": {
+        "type": "object",
+        "properties": {"zone": {"type": "string"}},
+        "required": ["zone"],
+    },
+}
+
+
+def user(text: str) -> list[Any]:
+    return [{"role": "user", "content": text}]
+
+
+def text_of(message: anthropic.types.Message) -> str:
+    return "".join(block.text for block in message.content if block.type == "text")
+
+
+def recorded_request(simulator_url: str, marker: str) -> dict[str, Any]:
+    """The last request the simulator received with a message mentioning ``marker``."""
+    recorded = httpx.get(simulator_url + "/_sim/requests").json()
+    for request in reversed(recorded):
+        for message in (request["json"] or {}).get("messages") or ():
+            if marker in json.dumps(message.get("content")):
+                return dict(request)
+    raise AssertionError(f"the simulator received no request mentioning {marker!r}")
+
+
+@pytest.fixture(scope="module")
+def claude(gateway_url: str) -> Iterator[anthropic.Anthropic]:
+    """A sync Anthropic SDK client whose only change is the base URL."""
+    with anthropic.Anthropic(base_url=gateway_url, api_key="client-key", max_retries=0) as c:
+        yield c
+
+
+@pytest.fixture
+async def async_claude(gateway_url: str) -> AsyncIterator[anthropic.AsyncAnthropic]:
+    """An async Anthropic SDK client whose only change is the base URL."""
+    client = anthropic.AsyncAnthropic(base_url=gateway_url, api_key="client-key", max_retries=0)
+    yield client
+    await client.close()
+
+
+@pytest.fixture(scope="module")
+def gpt(gateway_url: str) -> Iterator[openai.OpenAI]:
+    """A sync OpenAI SDK client, for Anthropic deployments served to OpenAI clients."""
+    with openai.OpenAI(base_url=gateway_url + "/v1", api_key="client-key", max_retries=0) as c:
+        yield c
+
+
+@BOTH
+def test_message_has_text_stop_reason_usage_and_routing_headers(
+    claude: anthropic.Anthropic, model: str
+) -> None:
+    raw = claude.messages.with_raw_response.create(
+        model=model, max_tokens=100, messages=user("hello there gateway")
+    )
+    message = raw.parse()
+    assert message.type == "message" and message.role == "assistant"
+    assert message.model == "sim-chat"
+    assert "hello there gateway" in text_of(message)
+    assert message.stop_reason == "end_turn" and message.stop_sequence is None
+    assert message.usage.input_tokens > 0 and message.usage.output_tokens > 0
+    assert message.usage.cache_read_input_tokens == 0
+    assert raw.headers["x-tollway-provider"] == PROVIDER[model]
+    assert raw.headers["request-id"] == raw.headers["x-request-id"]
+
+
+@BOTH
+def test_stream_helper_assembles_text_and_usage(claude: anthropic.Anthropic, model: str) -> None:
+    plain = claude.messages.create(model=model, max_tokens=100, messages=user("stream me"))
+    with claude.messages.stream(model=model, max_tokens=100, messages=user("stream me")) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == text_of(final) == text_of(plain)
+    assert final.stop_reason == "end_turn"
+    assert final.usage.input_tokens == plain.usage.input_tokens
+    assert final.usage.output_tokens == plain.usage.output_tokens
+
+
+@BOTH
+def test_raw_stream_follows_anthropics_event_sequence(
+    claude: anthropic.Anthropic, model: str
+) -> None:
+    events = list(
+        claude.messages.create(model=model, max_tokens=100, messages=user("raw"), stream=True)
+    )
+    kinds = [event.type for event in events]
+    assert kinds[:2] == ["message_start", "content_block_start"]
+    assert kinds[-3:] == ["content_block_stop", "message_delta", "message_stop"]
+    assert set(kinds[2:-3]) == {"content_block_delta"}
+    delta = events[-2]
+    assert delta.type == "message_delta"
+    assert delta.delta.stop_reason == "end_turn"
+    assert delta.usage.output_tokens == len(kinds) - 5
+    assert (delta.usage.input_tokens or 0) > 0
+
+
+@BOTH
+def test_tool_use_round_trip(claude: anthropic.Anthropic, model: str) -> None:
+    question = user("weather in Paris?")
+    first = claude.messages.create(
+        model=model, max_tokens=200, messages=question, tools=[WEATHER_TOOL]
+    )
+    assert first.stop_reason == "tool_use"
+    call = next(block for block in first.content if block.type == "tool_use")
+    assert call.name == "get_weather"
+    assert isinstance(call.input, dict) and set(call.input) >= {"city", "unit"}
+    result = {"type": "tool_result", "tool_use_id": call.id, "content": "sunny, 21C"}
+    second = claude.messages.create(
+        model=model,
+        max_tokens=200,
+        tools=[WEATHER_TOOL],
+        messages=[
+            *question,
+            {"role": "assistant", "content": first.content},
+            {"role": "user", "content": [result]},
+        ],
+    )
+    assert second.stop_reason == "end_turn"
+    assert "sunny, 21C" in text_of(second)
+
+
+@BOTH
+def test_streamed_parallel_tool_calls_assemble(claude: anthropic.Anthropic, model: str) -> None:
+    with claude.messages.stream(
+        model=model,
+        max_tokens=200,
+        messages=user("call both in parallel"),
+        tools=[WEATHER_TOOL, TIME_TOOL],
+    ) as stream:
+        final = stream.get_final_message()
+    calls = [block for block in final.content if block.type == "tool_use"]
+    assert [call.name for call in calls] == ["get_weather", "get_time"]
+    assert all(isinstance(call.input, dict) and call.input for call in calls)
+    assert final.stop_reason == "tool_use"
+
+
+@BOTH
+def test_system_prompt_reaches_the_upstream(
+    claude: anthropic.Anthropic, simulator_url: str, model: str
+) -> None:
+    marker = f"system check {model}"
+    claude.messages.create(
+        model=model, max_tokens=50, system="You are terse.", messages=user(marker)
+    )
+    body = recorded_request(simulator_url, marker)["json"]
+    if model == "test-claude":
+        assert body["system"] == "You are terse."
+        assert body["max_tokens"] == 50
+    else:
+        assert body["messages"][0] == {"role": "system", "content": "You are terse."}
+        assert body["max_tokens"] == 50
+
+
+@BOTH
+def test_stop_sequences(claude: anthropic.Anthropic, simulator_url: str, model: str) -> None:
+    marker = f"stop here {model}"
+    message = claude.messages.create(
+        model=model, max_tokens=100, messages=user(marker), stop_sequences=[" bravo"]
+    )
+    assert text_of(message).endswith(" alpha")
+    if model == "test-claude":
+        assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", " bravo")
+    else:  # OpenAI does not say which stop sequence ended the answer
+        assert (message.stop_reason, message.stop_sequence) == ("end_turn", None)
+        assert recorded_request(simulator_url, marker)["json"]["stop"] == [" bravo"]
+
+
+@BOTH
+def test_max_tokens_ends_with_stop_reason_max_tokens(
+    claude: anthropic.Anthropic, model: str
+) -> None:
+    message = claude.messages.create(model=model, max_tokens=3, messages=user("long answer"))
+    assert message.stop_reason == "max_tokens"
+    assert message.usage.output_tokens == 3
+
+
+@BOTH
+def test_count_tokens_forwards_to_anthropic_or_estimates(
+    claude: anthropic.Anthropic, model: str
+) -> None:
+    question = "how many tokens is this question?"
+    kwargs: dict[str, Any] = {"system": "be brief", "messages": user(question)}
+    raw = claude.messages.with_raw_response.count_tokens(model=model, **kwargs)
+    count = raw.parse().input_tokens
+    if model == "test-claude":
+        assert "x-tollway-token-count" not in raw.headers
+        used = claude.messages.create(model=model, max_tokens=5, **kwargs).usage.input_tokens
+        assert count == used
+    else:
+        assert raw.headers["x-tollway-token-count"] == "estimate"
+        assert count == math.ceil(len("be brief" + question) / 4)
+
+
+def test_unknown_model_is_404_in_anthropic_shape(claude: anthropic.Anthropic) -> None:
+    with pytest.raises(anthropic.NotFoundError) as caught:
+        claude.messages.create(model="nope", max_tokens=5, messages=user("x"))
+    body = caught.value.body
+    assert isinstance(body, dict) and body["type"] == "error"
+    assert body["error"]["type"] == "not_found_error"
+    assert "nope" in body["error"]["message"]
+    assert body["request_id"] == caught.value.response.headers["request-id"]
+
+
+@BOTH
+def test_bad_request_is_400_in_anthropic_shape(claude: anthropic.Anthropic, model: str) -> None:
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        claude.messages.create(model=model, max_tokens=5, messages=[])
+    body = caught.value.body
+    assert isinstance(body, dict) and body["error"]["type"] == "invalid_request_error"
+    assert "messages" in body["error"]["message"]
+
+
+@BOTH
+def test_upstream_rate_limit_keeps_retry_after(claude: anthropic.Anthropic, model: str) -> None:
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        claude.messages.create(
+            model=model,
+            max_tokens=5,
+            messages=user("x"),
+            extra_headers={"x-sim-fault": "status:429", "x-sim-retry-after": "7"},
+        )
+    assert caught.value.response.headers["retry-after"] == "7"
+    body = caught.value.body
+    assert isinstance(body, dict) and body["error"]["type"] == "rate_limit_error"
+
+
+@BOTH
+def test_upstream_server_error_becomes_502(claude: anthropic.Anthropic, model: str) -> None:
+    with pytest.raises(anthropic.InternalServerError) as caught:
+        claude.messages.create(
+            model=model,
+            max_tokens=5,
+            messages=user("x"),
+            extra_headers={"x-sim-fault": "status:500"},
+        )
+    assert caught.value.status_code == 502
+    body = caught.value.body
+    assert isinstance(body, dict) and body["error"]["type"] == "api_error"
+
+
+@BOTH
+def test_stream_cut_by_the_upstream_ends_with_an_error_event(
+    claude: anthropic.Anthropic, model: str
+) -> None:
+    stream = claude.messages.create(
+        model=model,
+        max_tokens=50,
+        messages=user("cut me off"),
+        stream=True,
+        extra_headers={"x-sim-fault": "stop-after:2"},
+    )
+    seen: list[str] = []
+    with pytest.raises(anthropic.APIStatusError) as caught:
+        for event in stream:
+            seen.append(event.type)
+    assert seen[0] == "message_start" and "message_stop" not in seen
+    body = caught.value.body
+    assert isinstance(body, dict) and body["type"] == "error"
+
+
+def test_upstream_auth_failure_passes_through_without_the_key(
+    claude: anthropic.Anthropic,
+) -> None:
+    with pytest.raises(anthropic.AuthenticationError) as caught:
+        claude.messages.create(model="test-claude-badkey", max_tokens=5, messages=user("x"))
+    assert "sk-wrong-key-for-test-9876" not in json.dumps(caught.value.body)
+
+
+def test_the_clients_key_never_reaches_the_upstream(
+    claude: anthropic.Anthropic, simulator_url: str
+) -> None:
+    claude.messages.create(
+        model="test-claude",
+        max_tokens=5,
+        messages=user("whose key is this"),
+        extra_headers={"x-api-key": "client-key"},
+    )
+    recorded = recorded_request(simulator_url, "whose key is this")
+    assert recorded["path"] == "/v1/messages"
+    headers = recorded["headers"]
+    assert headers["x-api-key"] == UPSTREAM_KEY
+    assert headers["anthropic-version"] == "2023-06-01"
+    assert "authorization" not in headers
+    assert "client-key" not in json.dumps(recorded)
+
+
+def test_anthropic_only_features_are_refused_by_name_on_openai_deployments(
+    claude: anthropic.Anthropic,
+) -> None:
+    with pytest.raises(anthropic.BadRequestError, match="thinking"):
+        claude.messages.create(
+            model="test-chat",
+            max_tokens=2000,
+            messages=user("think"),
+            thinking={"type": "enabled", "budget_tokens": 1024},
+        )
+
+
+def test_anthropic_fields_pass_through_to_anthropic_deployments(
+    claude: anthropic.Anthropic, simulator_url: str
+) -> None:
+    claude.messages.create(
+        model="test-claude",
+        max_tokens=2000,
+        system=[{"type": "text", "text": "cached", "cache_control": {"type": "ephemeral"}}],
+        messages=user("pass it all through"),
+        extra_body={"top_k": 5, "service_tier": "auto"},
+        metadata={"user_id": "user-42"},
+    )
+    body = recorded_request(simulator_url, "pass it all through")["json"]
+    assert body["system"] == [
+        {"type": "text", "text": "cached", "cache_control": {"type": "ephemeral"}}
+    ]
+    assert (body["top_k"], body["service_tier"]) == (5, "auto")
+    assert body["metadata"] == {"user_id": "user-42"}
+
+
+async def test_async_message_stream_and_errors(async_claude: anthropic.AsyncAnthropic) -> None:
+    message = await async_claude.messages.create(
+        model="test-claude", max_tokens=100, messages=user("async hello")
+    )
+    assert "async hello" in text_of(message)
+    async with async_claude.messages.stream(
+        model="test-chat", max_tokens=100, messages=user("async stream")
+    ) as stream:
+        text = "".join([piece async for piece in stream.text_stream])
+    assert "async stream" in text
+    with pytest.raises(anthropic.NotFoundError):
+        await async_claude.messages.create(model="missing", max_tokens=5, messages=user("x"))
+    count = await async_claude.messages.count_tokens(model="test-claude", messages=user("x"))
+    assert count.input_tokens > 0
+
+
+def test_openai_sdk_chat_on_an_anthropic_deployment(gpt: openai.OpenAI, simulator_url: str) -> None:
+    raw = gpt.chat.completions.with_raw_response.create(
+        model="test-claude",
+        messages=[
+            {"role": "system", "content": "be kind"},
+            {"role": "user", "content": "openai to claude"},
+        ],
+        user="alice",
+    )
+    completion = raw.parse()
+    assert raw.headers["x-tollway-provider"] == "anthropic"
+    assert "openai to claude" in (completion.choices[0].message.content or "")
+    assert completion.choices[0].finish_reason == "stop"
+    usage = completion.usage
+    assert usage is not None and usage.prompt_tokens > 0 and usage.completion_tokens > 0
+    body = recorded_request(simulator_url, "openai to claude")["json"]
+    assert body["max_tokens"] == 4096  # Anthropic requires one; the client set none
+    assert body["system"] == "be kind"
+    assert body["metadata"] == {"user_id": "alice"}
+
+
+def test_openai_sdk_stream_on_an_anthropic_deployment(gpt: openai.OpenAI) -> None:
+    chunks = list(
+        gpt.chat.completions.create(
+            model="test-claude",
+            messages=[{"role": "user", "content": "stream to me"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert "stream to me" in text
+    assert chunks[0].choices[0].delta.role == "assistant"
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert finishes[-1] == "stop"
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == len(
+        [c for c in chunks if c.choices and c.choices[0].delta.content]
+    )
+
+
+def test_openai_sdk_tool_round_trip_on_an_anthropic_deployment(gpt: openai.OpenAI) -> None:
+    tool: Any = {
+        "type": "function",
+        "function": {"name": "get_weather", "parameters": WEATHER_TOOL["input_schema"]},
+    }
+    messages: list[Any] = [{"role": "user", "content": "weather in Oslo?"}]
+    first = gpt.chat.completions.create(model="test-claude", messages=messages, tools=[tool])
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    call: Any = (choice.message.tool_calls or [])[0]
+    assert call.function.name == "get_weather"
+    assert set(json.loads(call.function.arguments)) >= {"city", "unit"}
+    messages.append(choice.message.model_dump(exclude_none=True))
+    messages.append({"role": "tool", "tool_call_id": call.id, "content": "snowing, -3C"})
+    second = gpt.chat.completions.create(model="test-claude", messages=messages, tools=[tool])
+    assert second.choices[0].finish_reason == "stop"
+    assert "snowing, -3C" in (second.choices[0].message.content or "")
+
+
+def test_openai_sdk_streamed_tool_calls_on_an_anthropic_deployment(gpt: openai.OpenAI) -> None:
+    tools: Any = [
+        {"type": "function", "function": {"name": t["name"], "parameters": t["input_schema"]}}
+        for t in (WEATHER_TOOL, TIME_TOOL)
+    ]
+    with gpt.chat.completions.stream(
+        model="test-claude",
+        messages=[{"role": "user", "content": "call both in parallel"}],
+        tools=tools,
+    ) as stream:
+        final = stream.get_final_completion()
+    calls: Any = final.choices[0].message.tool_calls or []
+    assert [c.function.name for c in calls] == ["get_weather", "get_time"]
+    assert all(json.loads(c.function.arguments) for c in calls)
+    assert final.choices[0].finish_reason == "tool_calls"
+
+
+def test_openai_sdk_json_output_on_an_anthropic_deployment(
+    gpt: openai.OpenAI, simulator_url: str
+) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+        "additionalProperties": False,
+    }
+    structured = gpt.chat.completions.create(
+        model="test-claude",
+        messages=[{"role": "user", "content": "structured please"}],
+        response_format={"type": "json_schema", "json_schema": {"name": "c", "schema": schema}},
+    )
+    assert set(json.loads(structured.choices[0].message.content or "")) == {"city"}
+    gpt.chat.completions.create(
+        model="test-claude",
+        messages=[{"role": "user", "content": "any json please"}],
+        response_format={"type": "json_object"},
+    )
+    body = recorded_request(simulator_url, "any json please")["json"]
+    assert "JSON object" in body["system"][-1]["text"]
+
+
+@pytest.mark.parametrize(("extra", "param"), [({"n": 2}, "n"), ({"logprobs": True}, "logprobs")])
+def test_openai_features_anthropic_lacks_are_400s(
+    gpt: openai.OpenAI, extra: dict[str, Any], param: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        gpt.chat.completions.create(
+            model="test-claude", messages=[{"role": "user", "content": "x"}], **extra
+        )
+    assert caught.value.param == param
+
+
+def test_demo_claude_works_with_no_keys(log_dir: Path) -> None:
+    with running_gateway(log_dir, None) as (url, _):
+        client = anthropic.Anthropic(base_url=url, api_key="anything", max_retries=0)
+        message = client.messages.create(model="demo-claude", max_tokens=20, messages=user("hi"))
+        client.close()
+    assert message.stop_reason in ("end_turn", "max_tokens")
+    assert "hi" in text_of(message)

@@ -1,0 +1,926 @@
+"""Anthropic wire codec: round trips, translation to and from OpenAI, streams both ways."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tollway.auth.vault import Vault
+from tollway.config.types import SecretRef
+from tollway.core.errors import InvalidRequest, UpstreamProtocolError, UpstreamStatusError
+from tollway.core.types import (
+    ChatRequest,
+    Deployment,
+    ImagePart,
+    Message,
+    TextPart,
+    UpstreamTimeouts,
+    Usage,
+)
+from tollway.dialects.anthropic import estimate_input_tokens
+from tollway.providers.anthropic import AnthropicProvider
+from tollway.providers.base import ProviderResources
+from tollway.providers.http import SSEvent
+from tollway.wire import openai_request, openai_response
+from tollway.wire.anthropic_request import (
+    DEFAULT_MAX_TOKENS,
+    JSON_OBJECT_INSTRUCTION,
+    count_tokens_to_wire,
+    request_from_wire,
+    request_to_wire,
+)
+from tollway.wire.anthropic_response import (
+    error_from_wire,
+    response_from_wire,
+    response_to_wire,
+    usage_from_wire,
+    usage_to_wire,
+)
+from tollway.wire.anthropic_stream import StreamReader, StreamWriter
+
+text = st.text(max_size=20)
+words = st.text(st.characters(min_codepoint=32, max_codepoint=126), min_size=1, max_size=12)
+names = st.from_regex(r"[a-z_]{1,12}", fullmatch=True)
+cache_control = st.sampled_from([{}, {"cache_control": {"type": "ephemeral"}}])
+
+text_block = st.builds(lambda t, c: {"type": "text", "text": t, **c}, text, cache_control)
+image_block = st.builds(
+    lambda source, c: {"type": "image", "source": source, **c},
+    st.sampled_from(
+        [
+            {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="},
+            {"type": "url", "url": "https://example.com/cat.png"},
+        ]
+    ),
+    cache_control,
+)
+document_block = st.just(
+    {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "doc"}}
+)
+tool_use_block = st.builds(
+    lambda i, n, args: {"type": "tool_use", "id": f"toolu_{i}", "name": n, "input": args},
+    st.integers(0, 99),
+    names,
+    st.sampled_from([{}, {"city": "Paris"}, {"n": 1, "nested": {"a": [1, 2]}}]),
+)
+tool_result_block = st.builds(
+    lambda i, content, error: {
+        "type": "tool_result",
+        "tool_use_id": f"toolu_{i}",
+        **content,
+        **error,
+    },
+    st.integers(0, 99),
+    st.sampled_from([{}, {"content": "sunny"}, {"content": [{"type": "text", "text": "sunny"}]}]),
+    st.sampled_from([{}, {"is_error": True}]),
+)
+user_turn = st.one_of(
+    text.map(lambda t: {"role": "user", "content": t}),
+    st.lists(text_block | image_block | document_block, min_size=1, max_size=3).map(
+        lambda blocks: {"role": "user", "content": blocks}
+    ),
+    st.builds(
+        lambda results, rest: {"role": "user", "content": results + rest},
+        st.lists(tool_result_block, min_size=1, max_size=2),
+        st.lists(text_block, max_size=2),
+    ),
+)
+assistant_turn = st.one_of(
+    text.map(lambda t: {"role": "assistant", "content": t}),
+    st.builds(
+        lambda texts, calls: {"role": "assistant", "content": texts + calls},
+        st.lists(text_block, max_size=2),
+        st.lists(tool_use_block, max_size=2),
+    ).filter(lambda message: bool(message["content"])),
+)
+conversation = st.lists(st.tuples(user_turn, assistant_turn), min_size=1, max_size=3).map(
+    lambda pairs: [turn for pair in pairs for turn in pair][:-1]
+)
+tool = st.builds(
+    lambda n, d, c: {
+        "name": n,
+        **d,
+        "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+        **c,
+    },
+    names,
+    st.sampled_from([{}, {"description": "does things"}]),
+    cache_control,
+)
+optional_fields = st.fixed_dictionaries(
+    {},
+    optional={
+        "system": text | st.lists(text_block, min_size=1, max_size=2),
+        "stream": st.just(True),
+        "temperature": st.floats(0, 1, allow_nan=False),
+        "top_p": st.floats(0, 1, allow_nan=False),
+        "stop_sequences": st.lists(text, min_size=1, max_size=3),
+        "metadata": names.map(lambda user: {"user_id": user}),
+        "tools": st.lists(tool, min_size=1, max_size=3),
+        "tool_choice": st.sampled_from(
+            [
+                {"type": "auto"},
+                {"type": "any", "disable_parallel_tool_use": True},
+                {"type": "tool", "name": "f"},
+                {"type": "auto", "disable_parallel_tool_use": False},
+                {"type": "none"},
+            ]
+        ),
+        "output_config": st.sampled_from(
+            [
+                {"effort": "high"},
+                {"format": {"type": "json_schema", "schema": {"type": "object"}}},
+                {"effort": "low", "format": {"type": "json_schema", "schema": {"type": "object"}}},
+            ]
+        ),
+        "thinking": st.just({"type": "enabled", "budget_tokens": 1024}),
+        "top_k": st.integers(1, 100),
+        "service_tier": st.just("auto"),
+        "cache_control": st.just({"type": "ephemeral"}),
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(conversation, optional_fields, st.integers(1, 8192))
+def test_request_round_trip_is_identity(
+    messages: list[dict[str, Any]], fields: dict[str, Any], max_tokens: int
+) -> None:
+    body = {"model": "m", "max_tokens": max_tokens, "messages": messages, **fields}
+    assert request_to_wire(request_from_wire(body), "m") == body
+
+
+def test_request_becomes_canonical_turns() -> None:
+    request = request_from_wire(
+        {
+            "model": "m",
+            "max_tokens": 10,
+            "system": "be brief",
+            "metadata": {"user_id": "u-1"},
+            "messages": [
+                {"role": "user", "content": "weather?"},
+                {
+                    "role": "assistant",
+                    "content": [
+                        {"type": "tool_use", "id": "t1", "name": "w", "input": {"city": "Oslo"}}
+                    ],
+                },
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "tool_result", "tool_use_id": "t1", "content": "cold"},
+                        {"type": "text", "text": "and tomorrow?"},
+                    ],
+                },
+            ],
+            "tool_choice": {"type": "any", "disable_parallel_tool_use": True},
+        }
+    )
+    assert [m.role for m in request.messages] == ["system", "user", "assistant", "tool", "user"]
+    assistant = request.messages[2]
+    assert assistant.content is None and assistant.tool_calls is not None
+    assert orjson.loads(assistant.tool_calls[0].arguments) == {"city": "Oslo"}
+    assert request.messages[3].tool_call_id == "t1" and request.messages[3].content == "cold"
+    assert request.user == "u-1"
+    assert request.tool_choice is not None and request.tool_choice.mode == "required"
+    assert request.parallel_tool_calls is False
+    assert request.wire_format == "anthropic"
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"model": "m", "messages": [{"role": "user", "content": "x"}]}, "max_tokens"),
+        ({"model": "m", "max_tokens": 5, "messages": []}, "messages"),
+        ({"model": "m", "max_tokens": 0, "messages": [{"role": "user", "content": "x"}]}, None),
+        ({"model": "m", "max_tokens": 5, "messages": [{"role": "system", "content": "x"}]}, None),
+        ({"model": "m", "max_tokens": 5, "messages": [{"role": "user"}]}, "messages[0].content"),
+        (
+            {
+                "model": "m",
+                "max_tokens": 5,
+                "messages": [{"role": "user", "content": "x"}],
+                "tools": [{"name": "f"}],
+            },
+            "tools[0].input_schema",
+        ),
+        (
+            {
+                "model": "m",
+                "max_tokens": 5,
+                "messages": [{"role": "user", "content": "x"}],
+                "tool_choice": {"type": "sometimes"},
+            },
+            "tool_choice.type",
+        ),
+    ],
+)
+def test_invalid_requests_are_400s_naming_the_field(body: dict[str, Any], param: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        request_from_wire(body)
+    if param is not None:
+        assert caught.value.param == param
+
+
+def test_count_tokens_body_needs_no_max_tokens_and_sends_none() -> None:
+    request = request_from_wire(
+        {"model": "m", "messages": [{"role": "user", "content": "x"}], "system": "s"},
+        counting=True,
+    )
+    body = count_tokens_to_wire(request, "up")
+    assert body == {"model": "up", "system": "s", "messages": [{"role": "user", "content": "x"}]}
+
+
+OPENAI_BODY: dict[str, Any] = {
+    "model": "gpt",
+    "messages": [
+        {"role": "system", "content": "be brief"},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "look"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+            ],
+        },
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}},
+                {
+                    "id": "c2",
+                    "type": "function",
+                    "function": {"name": "g", "arguments": '{"a": 1}'},
+                },
+            ],
+            "refusal": None,
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "one"},
+        {"role": "tool", "tool_call_id": "c2", "content": "two"},
+        {"role": "developer", "content": "answer in French"},
+        {"role": "user", "content": "go on", "name": "alice"},
+    ],
+    "tools": [{"type": "function", "function": {"name": "f"}}],
+    "tool_choice": "required",
+    "parallel_tool_calls": False,
+    "stop": "END",
+    "user": "u-9",
+    "seed": 3,
+    "store": True,
+    "metadata": {"app": "x"},
+}
+
+
+def test_openai_request_translates_to_anthropic() -> None:
+    body = request_to_wire(openai_request.request_from_wire(OPENAI_BODY), "claude")
+    assert body == {
+        "model": "claude",
+        "max_tokens": DEFAULT_MAX_TOKENS,
+        "system": [
+            {"type": "text", "text": "be brief"},
+            {"type": "text", "text": "answer in French"},
+        ],
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "look"},
+                    {
+                        "type": "image",
+                        "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"},
+                    },
+                ],
+            },
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "tool_use", "id": "c1", "name": "f", "input": {}},
+                    {"type": "tool_use", "id": "c2", "name": "g", "input": {"a": 1}},
+                ],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {"type": "tool_result", "tool_use_id": "c1", "content": "one"},
+                    {"type": "tool_result", "tool_use_id": "c2", "content": "two"},
+                    {"type": "text", "text": "go on"},
+                ],
+            },
+        ],
+        "stop_sequences": ["END"],
+        "metadata": {"user_id": "u-9"},
+        "tools": [{"name": "f", "input_schema": {"type": "object", "properties": {}}}],
+        "tool_choice": {"type": "any", "disable_parallel_tool_use": True},
+    }
+
+
+def test_json_output_translates_to_structured_output_or_an_instruction() -> None:
+    base = {"model": "gpt", "messages": [{"role": "user", "content": "json"}]}
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    with_schema = openai_request.request_from_wire(
+        {
+            **base,
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "x", "schema": schema},
+            },
+        }
+    )
+    assert request_to_wire(with_schema, "c")["output_config"] == {
+        "format": {"type": "json_schema", "schema": schema}
+    }
+    any_object = openai_request.request_from_wire(
+        {**base, "response_format": {"type": "json_object"}}
+    )
+    assert request_to_wire(any_object, "c")["system"] == [
+        {"type": "text", "text": JSON_OBJECT_INSTRUCTION}
+    ]
+    back = openai_request.request_to_wire(
+        request_from_wire(
+            {
+                "model": "c",
+                "max_tokens": 5,
+                "messages": [{"role": "user", "content": "json"}],
+                "output_config": {"format": {"type": "json_schema", "schema": schema}},
+            }
+        ),
+        "gpt",
+    )
+    assert back["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "response", "schema": schema},
+    }
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ({"n": 2}, "'n'"),
+        ({"logprobs": True}, "'logprobs'"),
+        ({"frequency_penalty": 0.5}, "'frequency_penalty'"),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "input_audio", "input_audio": {"data": "AA", "format": "wav"}}
+                        ],
+                    }
+                ]
+            },
+            "'input_audio'",
+        ),
+    ],
+)
+def test_untranslatable_openai_features_are_400s_naming_them(
+    extra: dict[str, Any], named: str
+) -> None:
+    body = {"model": "gpt", "messages": [{"role": "user", "content": "x"}], **extra}
+    with pytest.raises(InvalidRequest, match=named):
+        request_to_wire(openai_request.request_from_wire(body), "claude")
+
+
+def test_openai_hints_and_false_flags_cross_as_absent() -> None:
+    body = {
+        "model": "gpt",
+        "messages": [{"role": "user", "content": "x"}],
+        "store": True,
+        "service_tier": "auto",
+        "logprobs": False,
+        "prompt_cache_key": "k",
+    }
+    wire = request_to_wire(openai_request.request_from_wire(body), "claude")
+    assert set(wire) == {"model", "max_tokens", "messages"}
+
+
+def test_anthropic_request_translates_to_openai_without_anthropic_details() -> None:
+    request = request_from_wire(
+        {
+            "model": "c",
+            "max_tokens": 100,
+            "system": [{"type": "text", "text": "sys", "cache_control": {"type": "ephemeral"}}],
+            "messages": [
+                {"role": "user", "content": "q"},
+                {
+                    "role": "assistant",
+                    "content": [{"type": "tool_use", "id": "t", "name": "f", "input": {"a": 1}}],
+                },
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "tool_result",
+                            "tool_use_id": "t",
+                            "content": "r",
+                            "is_error": True,
+                        }
+                    ],
+                },
+            ],
+            "service_tier": "auto",
+            "tools": [{"name": "f", "input_schema": {"type": "object"}, "cache_control": {}}],
+        }
+    )
+    assert openai_request.request_to_wire(request, "gpt") == {
+        "model": "gpt",
+        "max_tokens": 100,
+        "messages": [
+            {"role": "system", "content": [{"type": "text", "text": "sys"}]},
+            {"role": "user", "content": "q"},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "t",
+                        "type": "function",
+                        "function": {"name": "f", "arguments": '{"a":1}'},
+                    }
+                ],
+            },
+            {"role": "tool", "content": "r", "tool_call_id": "t"},
+        ],
+        "tools": [
+            {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ({"thinking": {"type": "enabled", "budget_tokens": 2000}}, "'thinking'"),
+        ({"top_k": 5}, "'top_k'"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "document", "source": {}}]}]},
+            "'document'",
+        ),
+        ({"tools": [{"type": "web_search_20250305", "name": "web_search"}]}, "web_search"),
+    ],
+)
+def test_untranslatable_anthropic_features_are_400s_naming_them(
+    extra: dict[str, Any], named: str
+) -> None:
+    body = {"model": "c", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], **extra}
+    with pytest.raises(InvalidRequest, match=named):
+        openai_request.request_to_wire(request_from_wire(body), "gpt")
+
+
+usage = st.builds(
+    lambda i, o, read, write: {
+        "input_tokens": i,
+        "cache_creation_input_tokens": write,
+        "cache_read_input_tokens": read,
+        "output_tokens": o,
+    },
+    st.integers(0, 10**6),
+    st.integers(0, 10**5),
+    st.integers(0, 10**5),
+    st.integers(0, 10**5),
+)
+response_content = st.builds(
+    lambda thinking, texts, calls: thinking + texts + calls,
+    st.sampled_from([[], [{"type": "thinking", "thinking": "hmm", "signature": "sig"}]]),
+    st.lists(st.builds(lambda t: {"type": "text", "text": t}, text), max_size=2),
+    st.lists(tool_use_block, max_size=2),
+)
+stop = st.sampled_from(
+    [
+        ("end_turn", None),
+        ("max_tokens", None),
+        ("stop_sequence", "END"),
+        ("tool_use", None),
+        ("refusal", None),
+        ("pause_turn", None),
+        ("model_context_window_exceeded", None),
+    ]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(response_content, stop, usage, st.sampled_from([{}, {"container": None}]))
+def test_response_round_trip_is_identity(
+    content: list[dict[str, Any]],
+    stop: tuple[str, str | None],
+    usage: dict[str, Any],
+    extra: dict[str, Any],
+) -> None:
+    body = {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude",
+        "content": content,
+        "stop_reason": stop[0],
+        "stop_sequence": stop[1],
+        "usage": usage,
+        **extra,
+    }
+    assert response_to_wire(response_from_wire(body)) == body
+
+
+def test_usage_folds_cache_counts_into_input_and_back() -> None:
+    wire = {
+        "input_tokens": 10,
+        "cache_creation_input_tokens": 200,
+        "cache_read_input_tokens": 3000,
+        "output_tokens": 7,
+        "service_tier": "standard",
+    }
+    usage = usage_from_wire(wire)
+    assert usage is not None
+    assert (usage.input_tokens, usage.cached_input_tokens, usage.cache_write_tokens) == (
+        3210,
+        3000,
+        200,
+    )
+    assert usage.total_tokens == 3217
+    assert usage_to_wire(usage) == wire
+    # From OpenAI, cached tokens are part of prompt_tokens: uncached input is the difference.
+    openai_usage = Usage(input_tokens=100, output_tokens=5, cached_input_tokens=60)
+    assert usage_to_wire(openai_usage) == {
+        "input_tokens": 40,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 60,
+        "output_tokens": 5,
+    }
+
+
+def test_openai_response_becomes_an_anthropic_message_without_openai_details() -> None:
+    response = openai_response.response_from_wire(
+        {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "created": 1,
+            "model": "gpt",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {
+                        "role": "assistant",
+                        "content": "calling",
+                        "refusal": None,
+                        "tool_calls": [
+                            {
+                                "id": "c1",
+                                "type": "function",
+                                "function": {"name": "f", "arguments": '{"x": 2}'},
+                            }
+                        ],
+                    },
+                    "finish_reason": "tool_calls",
+                    "logprobs": None,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": 50,
+                "completion_tokens": 9,
+                "total_tokens": 59,
+                "prompt_tokens_details": {"cached_tokens": 20},
+            },
+            "system_fingerprint": "fp",
+        }
+    )
+    assert response_to_wire(response) == {
+        "id": "chatcmpl-1",
+        "type": "message",
+        "role": "assistant",
+        "model": "gpt",
+        "content": [
+            {"type": "text", "text": "calling"},
+            {"type": "tool_use", "id": "c1", "name": "f", "input": {"x": 2}},
+        ],
+        "stop_reason": "tool_use",
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": 30,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 20,
+            "output_tokens": 9,
+        },
+    }
+
+
+def test_anthropic_response_becomes_openai_without_anthropic_details() -> None:
+    response = response_from_wire(
+        {
+            "id": "msg_1",
+            "type": "message",
+            "role": "assistant",
+            "model": "claude",
+            "content": [
+                {"type": "thinking", "thinking": "hmm", "signature": "s"},
+                {"type": "text", "text": "hi"},
+            ],
+            "stop_reason": "pause_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": 1, "output_tokens": 2, "service_tier": "standard"},
+            "container": None,
+        }
+    )
+    wire = openai_response.response_to_wire(response)
+    assert wire["choices"] == [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "hi"},
+            "finish_reason": "stop",
+            "logprobs": None,
+        }
+    ]
+    assert wire["usage"] == {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
+    assert "container" not in wire
+
+
+def test_error_bodies_and_stream_errors() -> None:
+    body = {
+        "type": "error",
+        "error": {"type": "overloaded_error", "message": "Overloaded"},
+        "request_id": "r",
+    }
+    assert error_from_wire(body) == ("Overloaded", None, "overloaded_error", None)
+    assert error_from_wire("plain text") == ("plain text", None, None, None)
+    reader = StreamReader()
+    with pytest.raises(UpstreamStatusError) as caught:
+        reader.feed(orjson.dumps(body))
+    assert caught.value.status == 502 and caught.value.retryable
+    with pytest.raises(UpstreamProtocolError):
+        reader.feed(b"not json")
+
+
+def sse(events: list[dict[str, Any]]) -> list[bytes]:
+    return [orjson.dumps(event) for event in events]
+
+
+def upstream_events(
+    pieces: list[str], calls: list[tuple[str, list[str]]], usage: dict[str, int]
+) -> list[dict[str, Any]]:
+    """A Messages stream as the API sends it, pings and empty first fragments included."""
+    start_usage = {**usage, "output_tokens": 1}
+    events: list[dict[str, Any]] = [
+        {
+            "type": "message_start",
+            "message": {
+                "id": "msg_1",
+                "type": "message",
+                "role": "assistant",
+                "model": "claude",
+                "content": [],
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": start_usage,
+            },
+        },
+        {"type": "ping"},
+    ]
+    blocks: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+    if pieces:
+        deltas = [{"type": "text_delta", "text": piece} for piece in pieces]
+        blocks.append(({"type": "text", "text": ""}, deltas))
+    for index, (name, fragments) in enumerate(calls):
+        block = {"type": "tool_use", "id": f"toolu_{index}", "name": name, "input": {}}
+        deltas = [{"type": "input_json_delta", "partial_json": f} for f in ["", *fragments]]
+        blocks.append((block, deltas))
+    for index, (block, deltas) in enumerate(blocks):
+        events.append({"type": "content_block_start", "index": index, "content_block": block})
+        events += [{"type": "content_block_delta", "index": index, "delta": d} for d in deltas]
+        events.append({"type": "content_block_stop", "index": index})
+    events.append(
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "tool_use" if calls else "end_turn", "stop_sequence": None},
+            "usage": {"output_tokens": usage["output_tokens"]},
+        }
+    )
+    events.append({"type": "message_stop"})
+    return events
+
+
+def parse_events(data: bytes) -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for block in data.decode().strip().split("\n\n"):
+        name_line, data_line = block.split("\n")
+        assert name_line.startswith("event: ") and data_line.startswith("data: ")
+        payload = orjson.loads(data_line[6:])
+        assert payload["type"] == name_line[7:]
+        out.append((name_line[7:], payload))
+    return out
+
+
+stream_usage = st.builds(
+    lambda i, o, r, w: {
+        "input_tokens": i,
+        "cache_creation_input_tokens": w,
+        "cache_read_input_tokens": r,
+        "output_tokens": o,
+    },
+    st.integers(0, 1000),
+    st.integers(1, 1000),
+    st.integers(0, 1000),
+    st.integers(0, 1000),
+)
+stream_calls = st.lists(st.tuples(names, st.lists(words, min_size=1, max_size=3)), max_size=3)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(words, max_size=5), stream_calls, stream_usage)
+def test_anthropic_stream_passes_through_the_gateway_unchanged(
+    pieces: list[str], calls: list[tuple[str, list[str]]], usage: dict[str, int]
+) -> None:
+    events = upstream_events(pieces, calls, usage)
+    reader, writer = StreamReader(), StreamWriter()
+    written = b""
+    chunks = []
+    for raw in sse(events):
+        chunk = reader.feed(raw)
+        if chunk is not None:
+            chunks.append(chunk)
+            written += writer.feed(chunk)
+    written += writer.finish()
+    assert reader.done
+    assert chunks[-1].choices == [] and chunks[-1].usage == usage_from_wire(usage)
+    # What changes: no pings, no empty fragments, input usage moves from the start to the end.
+    expected = [e for e in events if e["type"] != "ping" and e.get("delta") != {
+        "type": "input_json_delta", "partial_json": ""}]  # fmt: skip
+    expected[0]["message"]["usage"] = dict.fromkeys(usage, 0)
+    expected[-2]["usage"] = usage
+    assert [payload for _, payload in parse_events(written)] == expected
+
+
+def test_stream_reader_numbers_tool_calls_by_their_order() -> None:
+    events = upstream_events(["Let me check."], [("a", ['{"x":', "1}"]), ("b", ["{}"])], {
+        "input_tokens": 5, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 2,
+        "output_tokens": 9})  # fmt: skip
+    reader = StreamReader()
+    chunks = [c for c in (reader.feed(raw) for raw in sse(events)) if c is not None]
+    calls = [call for c in chunks for ch in c.choices for call in ch.tool_calls or ()]
+    assert [(c.index, c.id, c.name, c.arguments) for c in calls] == [
+        (0, "toolu_0", "a", ""),
+        (0, None, None, '{"x":'),
+        (0, None, None, "1}"),
+        (1, "toolu_1", "b", ""),
+        (1, None, None, "{}"),
+    ]
+    assert chunks[0].choices[0].role == "assistant"
+    finishes = [ch.finish_reason for c in chunks for ch in c.choices if ch.finish_reason]
+    assert finishes == ["tool_calls"]
+    assert chunks[-1].usage == Usage(
+        input_tokens=7, output_tokens=9, cached_input_tokens=2, cache_write_tokens=0
+    )
+
+
+def openai_chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "gpt",
+        "system_fingerprint": "fp",
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+    }
+
+
+def test_openai_stream_becomes_anthropic_events() -> None:
+    def call(index: int, **function: str) -> dict[str, Any]:
+        head = {"id": f"call_{index}", "type": "function"} if "name" in function else {}
+        return {"tool_calls": [{"index": index, **head, "function": function}]}
+
+    raw_chunks = [
+        openai_chunk({"role": "assistant", "content": ""}),
+        openai_chunk({"content": "Checking"}),
+        openai_chunk({"content": " now."}),
+        openai_chunk(call(0, name="a", arguments="")),
+        openai_chunk(call(0, arguments='{"x": 1}')),
+        openai_chunk(call(1, name="b", arguments="{}")),
+        openai_chunk({}, "tool_calls"),
+        {
+            "id": "chatcmpl-1",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "gpt",
+            "choices": [],
+            "usage": {"prompt_tokens": 30, "completion_tokens": 12, "total_tokens": 42},
+        },
+    ]
+    writer = StreamWriter()
+    data = b"".join(writer.feed(openai_response.chunk_from_wire(c)) for c in raw_chunks)
+    events = parse_events(data + writer.finish())
+    assert [name for name, _ in events] == [
+        "message_start",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_delta",
+        "content_block_stop",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+    start = events[0][1]["message"]
+    assert start["id"] == "chatcmpl-1" and "system_fingerprint" not in start
+    assert events[5][1]["content_block"] == {
+        "type": "tool_use",
+        "id": "call_0",
+        "name": "a",
+        "input": {},
+    }
+    assert [events[i][1]["index"] for i in (1, 5, 8)] == [0, 1, 2]
+    assert events[6][1]["delta"] == {"type": "input_json_delta", "partial_json": '{"x": 1}'}
+    assert events[-2][1] == {
+        "type": "message_delta",
+        "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+        "usage": {
+            "input_tokens": 30,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+            "output_tokens": 12,
+        },
+    }
+
+
+def test_interleaved_tool_call_fragments_are_a_protocol_error() -> None:
+    writer = StreamWriter()
+    first = {"index": 0, "id": "c0", "type": "function", "function": {"name": "a", "arguments": ""}}
+    second = {
+        "index": 1,
+        "id": "c1",
+        "type": "function",
+        "function": {"name": "b", "arguments": ""},
+    }
+    late = {"index": 0, "function": {"arguments": "{}"}}
+    for call in (first, second):
+        writer.feed(openai_response.chunk_from_wire(openai_chunk({"tool_calls": [call]})))
+    with pytest.raises(UpstreamProtocolError):
+        writer.feed(openai_response.chunk_from_wire(openai_chunk({"tool_calls": [late]})))
+
+
+class FakeUpstream:
+    """Stands in for ``UpstreamClient``: answers every stream with the given events."""
+
+    def __init__(self, events: list[dict[str, Any]]) -> None:
+        self.events = events
+        self.headers: dict[str, str] = {}
+        self.body: Any = None
+
+    async def post_stream(
+        self, url: str, body: Any, headers: dict[str, str], *args: Any
+    ) -> AsyncIterator[SSEvent]:
+        self.headers, self.body = headers, body
+        for event in self.events:
+            yield SSEvent(event["type"], orjson.dumps(event))
+
+
+DEPLOYMENT = Deployment(
+    id="d",
+    provider="anthropic",
+    model="claude-x",
+    api_base="https://api.example",
+    timeouts=UpstreamTimeouts(1, 1, 1),
+    api_key=SecretRef("env:KEY"),
+)
+
+
+async def collect(events: list[dict[str, Any]]) -> tuple[list[Any], FakeUpstream]:
+    upstream = FakeUpstream(events)
+    resources = ProviderResources(client=upstream, vault=Vault({"KEY": "sk-ant"}))  # type: ignore[arg-type]
+    provider = AnthropicProvider(resources)
+    request = ChatRequest(model="c", messages=[Message(role="user", content="hi")], stream=True)
+    request.upstream_headers = {"anthropic-beta": "x"}
+    return [chunk async for chunk in provider.stream(request, DEPLOYMENT)], upstream
+
+
+async def test_provider_streams_until_message_stop_with_its_own_key_and_version() -> None:
+    usage = {"input_tokens": 1, "output_tokens": 2}
+    chunks, upstream = await collect(upstream_events(["hi"], [], usage))
+    assert chunks[-1].usage == Usage(input_tokens=1, output_tokens=2)
+    assert upstream.headers["x-api-key"] == "sk-ant"
+    assert upstream.headers["anthropic-version"] == "2023-06-01"
+    assert upstream.headers["anthropic-beta"] == "x"
+    assert upstream.body["stream"] is True and upstream.body["model"] == "claude-x"
+
+
+async def test_a_stream_that_ends_without_message_stop_is_a_protocol_error() -> None:
+    events = upstream_events(["hi"], [], {"input_tokens": 1, "output_tokens": 2})[:-1]
+    with pytest.raises(UpstreamProtocolError, match="message_stop"):
+        await collect(events)
+
+
+def test_local_token_estimate_counts_text_tools_and_images() -> None:
+    request = ChatRequest(
+        model="m",
+        messages=[
+            Message(role="system", content="x" * 40),
+            Message(role="user", content=[TextPart("y" * 40), ImagePart(url="https://i")]),
+        ],
+    )
+    assert estimate_input_tokens(request) == 20 + 1600
+    assert estimate_input_tokens(ChatRequest(model="m", messages=[])) == 1

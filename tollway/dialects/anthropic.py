@@ -1,0 +1,216 @@
+"""The Anthropic dialect: ``/v1/messages`` (plain and streaming) and its ``count_tokens``.
+
+Parses Messages requests into canonical types, runs them through the pipeline, and writes
+answers, stream events and errors in Anthropic's shapes whichever provider served. This is the
+one place Anthropic-route errors are rendered. The client's ``x-api-key`` (or
+``Authorization``) and ``anthropic-version`` headers are accepted and never sent upstream: the
+provider sends the deployment's own key and version.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiohttp import web
+
+from tollway.core.context import RequestContext
+from tollway.core.errors import GatewayError, NotFound
+from tollway.core.types import ChatChunk, ChatRequest, ImagePart, OpaquePart, TextPart
+from tollway.dialects.http import read_json_object, request_id, routing_headers
+from tollway.wire.anthropic_request import request_from_wire
+from tollway.wire.anthropic_response import response_to_wire
+from tollway.wire.anthropic_stream import StreamWriter, event
+
+if TYPE_CHECKING:
+    from tollway.gateway import Gateway
+
+log = logging.getLogger("tollway.dialects.anthropic")
+
+_JSON = "application/json"
+CHARS_PER_TOKEN = 4
+"""Local token estimate (count_tokens on non-Anthropic deployments): characters per token."""
+IMAGE_TOKENS = 1600
+"""Local token estimate per image (Anthropic's count for an image of about 1.2 megapixels)."""
+
+
+def error_payload(exc: GatewayError, rid: str) -> dict[str, Any]:
+    """Anthropic's error object for ``exc``."""
+    return {
+        "type": "error",
+        "error": {"type": exc.anthropic_type, "message": exc.message},
+        "request_id": rid,
+    }
+
+
+def error_response(exc: GatewayError, rid: str, headers: dict[str, str]) -> web.Response:
+    """An HTTP answer carrying ``exc`` in Anthropic's shape."""
+    return web.Response(
+        status=exc.status,
+        body=orjson.dumps(error_payload(exc, rid)),
+        content_type=_JSON,
+        headers={**headers, "request-id": rid, **exc.headers},
+    )
+
+
+def internal_error(rid: str, exc: BaseException) -> web.Response:
+    """A 500 that names the request id and nothing of the failure's internals."""
+    log.error("request %s failed unexpectedly", rid, exc_info=exc)
+    error = GatewayError(f"The gateway failed to handle request {rid}; see its log.")
+    return error_response(error, rid, {"x-request-id": rid})
+
+
+def estimate_input_tokens(request: ChatRequest) -> int:
+    """An estimate, not a count: ~4 characters a token over all text and tools, images flat."""
+    chars = 0
+    images = 0
+    for message in request.messages:
+        content = message.content
+        for part in [TextPart(content)] if isinstance(content, str) else content or ():
+            if isinstance(part, TextPart):
+                chars += len(part.text)
+            elif isinstance(part, ImagePart):
+                images += 1
+            elif isinstance(part, OpaquePart):
+                chars += len(orjson.dumps(part.data))
+        for call in message.tool_calls or ():
+            chars += len(call.name) + len(call.arguments)
+    for tool in request.tools or ():
+        chars += len(tool.name) + len(tool.description or "")
+        chars += len(orjson.dumps(tool.parameters or {}))
+    return max(1, math.ceil(chars / CHARS_PER_TOKEN)) + images * IMAGE_TOKENS
+
+
+class AnthropicDialect:
+    """aiohttp handlers for the Anthropic-compatible routes."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+
+    def routes(self) -> list[web.RouteDef]:
+        """The routes this dialect serves."""
+        return [
+            web.post("/v1/messages", self.messages),
+            web.post("/v1/messages/count_tokens", self.count_tokens),
+            web.route("*", "/v1/messages/{tail:.*}", self.unknown_route),
+        ]
+
+    async def _parse(self, request: web.Request, rid: str, *, counting: bool) -> RequestContext:
+        body = await read_json_object(request, self._gateway.max_body_size)
+        chat = request_from_wire(body, counting=counting)
+        chat.upstream_headers = self._gateway.forwarder.select(request.headers)
+        return RequestContext(rid, "chat", chat.model, request.headers, chat=chat)
+
+    async def messages(self, request: web.Request) -> web.StreamResponse:
+        """``POST /v1/messages``, streaming or not."""
+        rid = request_id(request)
+        pipeline = self._gateway.pipeline
+        ctx: RequestContext | None = None
+        try:
+            ctx = await self._parse(request, rid, counting=False)
+            assert ctx.chat is not None
+            if ctx.chat.stream:
+                return await self._stream(request, ctx)
+            response = await pipeline.chat(ctx)
+            return web.Response(
+                body=orjson.dumps(response_to_wire(response)),
+                content_type=_JSON,
+                headers=_headers(ctx),
+            )
+        except GatewayError as exc:
+            return _failed(exc, rid, ctx)
+        except Exception as exc:
+            return internal_error(rid, exc)
+        finally:
+            if ctx is not None:
+                await pipeline.finish(ctx)
+
+    async def _stream(self, request: web.Request, ctx: RequestContext) -> web.StreamResponse:
+        # Errors until the first chunk is in hand propagate as ordinary JSON errors (and the
+        # pipeline may fail over); after the first byte they become an error event.
+        chunks = await self._gateway.pipeline.stream(ctx)
+        response = web.StreamResponse(
+            headers={
+                **_headers(ctx),
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+            }
+        )
+        await response.prepare(request)
+        try:
+            await _write_events(response, chunks)
+        except GatewayError as exc:
+            ctx.error = exc
+            await _write_quietly(response, event("error", error_payload(exc, ctx.request_id)))
+        except ConnectionResetError:
+            ctx.error = GatewayError("client disconnected mid-stream", code="client_disconnected")
+            return response
+        finally:
+            await chunks.aclose()  # type: ignore[attr-defined]
+        await _write_quietly(response, b"")
+        return response
+
+    async def count_tokens(self, request: web.Request) -> web.Response:
+        """``POST /v1/messages/count_tokens``: the provider's count, or a local estimate."""
+        rid = request_id(request)
+        pipeline = self._gateway.pipeline
+        ctx: RequestContext | None = None
+        try:
+            ctx = await self._parse(request, rid, counting=True)
+            assert ctx.chat is not None
+            tokens = await pipeline.count_tokens(ctx)
+            if tokens is None:
+                tokens = estimate_input_tokens(ctx.chat)
+                ctx.response_headers["x-tollway-token-count"] = "estimate"
+            return web.Response(
+                body=orjson.dumps({"input_tokens": tokens}),
+                content_type=_JSON,
+                headers=_headers(ctx),
+            )
+        except GatewayError as exc:
+            return _failed(exc, rid, ctx)
+        except Exception as exc:
+            return internal_error(rid, exc)
+        finally:
+            if ctx is not None:
+                await pipeline.finish(ctx)
+
+    async def unknown_route(self, request: web.Request) -> web.Response:
+        """Anything else under ``/v1/messages/``: a 404 in Anthropic's shape."""
+        rid = request_id(request)
+        error = NotFound(f"Invalid URL ({request.method} {request.path})", code="unknown_url")
+        return error_response(error, rid, {"x-request-id": rid})
+
+
+def _headers(ctx: RequestContext) -> dict[str, str]:
+    # Anthropic's SDKs read the request id from ``request-id``.
+    return {**routing_headers(ctx), "request-id": ctx.request_id}
+
+
+def _failed(exc: GatewayError, rid: str, ctx: RequestContext | None) -> web.Response:
+    if ctx is None:
+        return error_response(exc, rid, {"x-request-id": rid})
+    ctx.error = exc
+    return error_response(exc, rid, routing_headers(ctx))
+
+
+async def _write_events(response: web.StreamResponse, chunks: AsyncIterator[ChatChunk]) -> None:
+    writer = StreamWriter()
+    async for chunk in chunks:
+        data = writer.feed(chunk)
+        if data:
+            await response.write(data)
+    await response.write(writer.finish())
+
+
+async def _write_quietly(response: web.StreamResponse, data: bytes) -> None:
+    """Write and end the stream, ignoring a client that has already gone."""
+    try:
+        if data:
+            await response.write(data)
+        await response.write_eof()
+    except ConnectionResetError:
+        pass

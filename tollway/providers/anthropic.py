@@ -1,0 +1,109 @@
+"""Anthropic's Messages API: chat, streaming and token counting.
+
+The key goes in ``x-api-key``; every call names the API version it was written against
+(``ANTHROPIC_VERSION``), which a deployment's ``headers`` may override.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from tollway.core.errors import UpstreamProtocolError
+from tollway.core.types import ChatChunk, ChatRequest, ChatResponse, Deployment
+from tollway.providers.base import ProviderResources, ProviderSpec
+from tollway.wire.anthropic_request import count_tokens_to_wire, request_to_wire
+from tollway.wire.anthropic_response import error_from_wire, response_from_wire
+from tollway.wire.anthropic_stream import StreamReader
+
+ANTHROPIC_VERSION = "2023-06-01"
+
+
+class AnthropicProvider:
+    """Chat, streams and token counts over the Anthropic Messages wire format."""
+
+    def __init__(self, resources: ProviderResources) -> None:
+        self._client = resources.client
+        self._vault = resources.vault
+
+    def _headers(
+        self, request: ChatRequest, deployment: Deployment
+    ) -> tuple[dict[str, str], str | None]:
+        """Request headers with the credential injected, and the secret (to scrub errors)."""
+        headers = {
+            **request.upstream_headers,
+            "anthropic-version": ANTHROPIC_VERSION,
+            **dict(deployment.headers),
+            "Content-Type": "application/json",
+        }
+        if deployment.api_key is None:
+            return headers, None
+        secret = self._vault.reveal(deployment.api_key)
+        headers["x-api-key"] = secret
+        return headers, secret
+
+    async def _post(
+        self, request: ChatRequest, deployment: Deployment, path: str, body: Any
+    ) -> Any:
+        headers, secret = self._headers(request, deployment)
+        return await self._client.post_json(
+            f"{deployment.api_base}{path}",
+            body,
+            headers,
+            deployment.timeouts,
+            error_from_wire,
+            secret,
+        )
+
+    async def chat(self, request: ChatRequest, deployment: Deployment) -> ChatResponse:
+        """One complete answer."""
+        body = request_to_wire(request, deployment.model)
+        body.pop("stream", None)
+        return response_from_wire(await self._post(request, deployment, "/v1/messages", body))
+
+    async def count_tokens(self, request: ChatRequest, deployment: Deployment) -> int:
+        """The input tokens of ``request`` as the upstream counts them."""
+        body = count_tokens_to_wire(request, deployment.model)
+        raw = await self._post(request, deployment, "/v1/messages/count_tokens", body)
+        tokens = raw.get("input_tokens") if isinstance(raw, dict) else None
+        if not isinstance(tokens, int):
+            raise UpstreamProtocolError("upstream token count has no 'input_tokens'")
+        return tokens
+
+    async def stream(
+        self, request: ChatRequest, deployment: Deployment
+    ) -> AsyncIterator[ChatChunk]:
+        """Chunks as the upstream sends them; a stream without ``message_stop`` is an error."""
+        headers, secret = self._headers(request, deployment)
+        body = request_to_wire(request, deployment.model)
+        body["stream"] = True
+        reader = StreamReader()
+        events = self._client.post_stream(
+            f"{deployment.api_base}/v1/messages",
+            body,
+            headers,
+            deployment.timeouts,
+            error_from_wire,
+            secret,
+        )
+        try:
+            async for event in events:
+                chunk = reader.feed(event.data)
+                if chunk is not None:
+                    yield chunk
+                if reader.done:
+                    return
+        finally:
+            # Returning at message_stop leaves the upstream generator open; close it now.
+            await events.aclose()  # type: ignore[attr-defined]
+        raise UpstreamProtocolError("upstream stream ended before message_stop")
+
+
+SPECS = (
+    ProviderSpec(
+        name="anthropic",
+        build=AnthropicProvider,
+        default_api_base="https://api.anthropic.com",
+        simulator_path="",
+    ),
+)

@@ -1,0 +1,195 @@
+"""Anthropic content blocks ⇄ canonical parts, tool calls and tool results.
+
+Shared by requests (every turn) and responses (the assistant's turn). Blocks the gateway does
+not model (documents, thinking, server tool results, ...) are kept as ``OpaquePart``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from tollway.core.errors import InvalidRequest
+from tollway.core.types import ContentPart, ImagePart, Message, OpaquePart, TextPart, ToolCall
+from tollway.wire.fields import json_object, required
+
+
+def text_from_wire(raw: Any, param: str) -> TextPart:
+    """A ``text`` block (anything else is a 400 naming ``param``)."""
+    block = json_object(raw, param)
+    if block.get("type") != "text":
+        raise InvalidRequest(f"'{param}.type' must be 'text'", param=f"{param}.type")
+    text = required(block, "text", str, f"{param}.text")
+    return TextPart(text, extra={k: v for k, v in block.items() if k not in ("type", "text")})
+
+
+def user_from_wire(content: Any, param: str, extra: dict[str, Any]) -> list[Message]:
+    """Tool results as one ``tool`` message each, then the rest of the turn as a user message."""
+    if isinstance(content, str):
+        return [Message(role="user", content=content, extra=extra)]
+    blocks = _blocks(content, param)
+    results = [
+        _tool_result_from_wire(block, f"{param}[{i}]")
+        for i, block in enumerate(blocks)
+        if block.get("type") == "tool_result"
+    ]
+    parts = [
+        _part_from_wire(block, f"{param}[{i}]")
+        for i, block in enumerate(blocks)
+        if block.get("type") != "tool_result"
+    ]
+    if results and not parts:
+        return results
+    return [*results, Message(role="user", content=parts, extra=extra)]
+
+
+def _blocks(content: Any, param: str) -> list[dict[str, Any]]:
+    if not isinstance(content, list):
+        raise InvalidRequest(f"'{param}' must be a string or an array of blocks", param=param)
+    return [json_object(block, f"{param}[{i}]") for i, block in enumerate(content)]
+
+
+def _tool_result_from_wire(block: dict[str, Any], param: str) -> Message:
+    content = block.get("content")
+    if content is not None and not isinstance(content, str):
+        blocks = _blocks(content, f"{param}.content")
+        content = [_part_from_wire(b, f"{param}.content[{i}]") for i, b in enumerate(blocks)]
+    return Message(
+        role="tool",
+        content=content,
+        tool_call_id=required(block, "tool_use_id", str, f"{param}.tool_use_id"),
+        extra={k: v for k, v in block.items() if k not in ("type", "tool_use_id", "content")},
+    )
+
+
+def assistant_from_wire(content: Any, param: str) -> Message:
+    """An assistant turn from its content: text and other blocks, and ``tool_use`` calls."""
+    if isinstance(content, str):
+        return Message(role="assistant", content=content)
+    parts: list[ContentPart] = []
+    calls: list[ToolCall] = []
+    for index, block in enumerate(_blocks(content, param)):
+        if block.get("type") == "tool_use":
+            calls.append(_tool_use_from_wire(block, f"{param}[{index}]"))
+        else:
+            parts.append(_part_from_wire(block, f"{param}[{index}]"))
+    return Message(
+        role="assistant",
+        content=None if calls and not parts else parts,
+        tool_calls=calls or None,
+    )
+
+
+def _tool_use_from_wire(block: dict[str, Any], param: str) -> ToolCall:
+    arguments = block.get("input")
+    if not isinstance(arguments, dict):
+        raise InvalidRequest(f"'{param}.input' must be an object", param=f"{param}.input")
+    return ToolCall(
+        id=required(block, "id", str, f"{param}.id"),
+        name=required(block, "name", str, f"{param}.name"),
+        arguments=orjson.dumps(arguments).decode(),
+        extra={k: v for k, v in block.items() if k not in ("type", "id", "name", "input")},
+    )
+
+
+def _part_from_wire(raw: Any, param: str) -> ContentPart:
+    block = json_object(raw, param)
+    kind = required(block, "type", str, f"{param}.type")
+    if kind == "text":
+        return text_from_wire(block, param)
+    source = block.get("source")
+    if kind == "image" and isinstance(source, dict) and source.get("type") in ("base64", "url"):
+        extra = {k: v for k, v in block.items() if k not in ("type", "source")}
+        if source["type"] == "url":
+            return ImagePart(url=required(source, "url", str, f"{param}.source.url"), extra=extra)
+        return ImagePart(
+            data=required(source, "data", str, f"{param}.source.data"),
+            media_type=required(source, "media_type", str, f"{param}.source.media_type"),
+            extra=extra,
+        )
+    return OpaquePart(type=kind, data=block)
+
+
+def holds_tool_results(message: dict[str, Any]) -> bool:
+    """Whether a wire message is a user turn of tool results (more may join it)."""
+    content = message["content"]
+    return (
+        message["role"] == "user"
+        and isinstance(content, list)
+        and bool(content)
+        and content[0].get("type") == "tool_result"
+    )
+
+
+def tool_result_to_wire(message: Message, param: str) -> dict[str, Any]:
+    """A ``tool_result`` block from a canonical tool message."""
+    if message.tool_call_id is None:
+        raise InvalidRequest(
+            f"'{param}.tool_call_id' is a required property", param=f"{param}.tool_call_id"
+        )
+    out: dict[str, Any] = {
+        **message.extra,
+        "type": "tool_result",
+        "tool_use_id": message.tool_call_id,
+    }
+    if isinstance(message.content, list):
+        out["content"] = content_blocks(message.content)
+    elif message.content is not None:
+        out["content"] = message.content
+    return out
+
+
+def assistant_content(message: Message, param: str) -> str | list[dict[str, Any]]:
+    """An assistant turn's ``content``: its text as sent, or blocks when it has calls."""
+    if not message.tool_calls and not isinstance(message.content, list):
+        return message.content or ""
+    return assistant_blocks(message, param)
+
+
+def assistant_blocks(message: Message, param: str) -> list[dict[str, Any]]:
+    """An assistant turn as content blocks: its content, then one ``tool_use`` per call."""
+    blocks = content_blocks(message.content)
+    for index, call in enumerate(message.tool_calls or ()):
+        blocks.append(
+            {
+                **call.extra,
+                "type": "tool_use",
+                "id": call.id,
+                "name": call.name,
+                "input": _arguments(call.arguments, f"{param}.tool_calls[{index}].arguments"),
+            }
+        )
+    return blocks
+
+
+def _arguments(text: str, param: str) -> dict[str, Any]:
+    if not text.strip():
+        return {}
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"'{param}' must be a JSON object", param=param)
+    return value
+
+
+def content_blocks(content: str | list[ContentPart] | None) -> list[dict[str, Any]]:
+    """Canonical content as blocks; empty text becomes no block (Anthropic refuses those)."""
+    if content is None or isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    return [_part_to_wire(part) for part in content]
+
+
+def _part_to_wire(part: ContentPart) -> dict[str, Any]:
+    """One content block; an image's ``detail`` has no Anthropic counterpart and is dropped."""
+    if isinstance(part, TextPart):
+        return {**part.extra, "type": "text", "text": part.text}
+    if isinstance(part, ImagePart):
+        if part.url is not None:
+            source: dict[str, Any] = {"type": "url", "url": part.url}
+        else:
+            source = {"type": "base64", "media_type": part.media_type, "data": part.data}
+        return {**part.extra, "type": "image", "source": source}
+    return part.data

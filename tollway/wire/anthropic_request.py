@@ -1,0 +1,325 @@
+"""Anthropic Messages requests: wire JSON to ``ChatRequest`` and back.
+
+Where Anthropic's shape differs from the canonical one:
+
+- ``system`` is a top-level field; canonically it is a leading system message. On the way out
+  every system or developer message is hoisted into it, in order.
+- A tool result is a ``tool_result`` block in a user turn; canonically it is one ``tool``
+  message per result (``is_error`` and other block fields in its ``extra``). On the way out
+  consecutive tool messages, and a user message right after them, form one user turn.
+- A tool call is a ``tool_use`` block with an ``input`` object; canonically the arguments are
+  JSON text.
+- ``max_tokens`` is required: ``DEFAULT_MAX_TOKENS`` when a client of another format set none.
+- JSON output: a ``json_schema`` response format is Anthropic's structured output
+  (``output_config.format``); ``json_object`` (any JSON object, no schema) has no Anthropic
+  equivalent and becomes ``JSON_OBJECT_INSTRUCTION`` at the end of the system prompt.
+- No counterpart: ``n`` > 1 is a 400; ``seed`` is dropped (OpenAI itself only promises best
+  effort); an image's ``detail`` and a message's ``name`` are dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from tollway.core.errors import InvalidRequest
+from tollway.core.types import (
+    ChatRequest,
+    ContentPart,
+    Message,
+    ResponseFormat,
+    TextPart,
+    Tool,
+    ToolChoice,
+)
+from tollway.wire.anthropic_content import (
+    assistant_content,
+    assistant_from_wire,
+    content_blocks,
+    holds_tool_results,
+    text_from_wire,
+    tool_result_to_wire,
+    user_from_wire,
+)
+from tollway.wire.crossing import request_for
+from tollway.wire.fields import json_object, number, optional, required
+
+WIRE_FORMAT = "anthropic"
+DEFAULT_MAX_TOKENS = 4096
+"""``max_tokens`` sent to Anthropic when the client set none (Anthropic requires one)."""
+JSON_OBJECT_INSTRUCTION = (
+    "Respond with a single JSON object and nothing else: no prose before or after it and no "
+    "code fences."
+)
+"""Appended to the system prompt for ``response_format: json_object``."""
+
+_REQUEST_KEYS = frozenset(
+    {
+        "model", "messages", "system", "max_tokens", "stream", "temperature", "top_p",
+        "stop_sequences", "metadata", "tools", "tool_choice", "output_config",
+    }
+)  # fmt: skip
+_TOOL_KEYS = frozenset({"name", "description", "input_schema", "strict"})
+# Fields only generation reads; the count_tokens endpoint refuses them.
+_GENERATION_ONLY = (
+    "max_tokens", "stream", "stop_sequences", "temperature", "top_p", "top_k", "metadata",
+    "service_tier", "container", "inference_geo", "diagnostics",
+)  # fmt: skip
+_ToolMode = Literal["auto", "none", "required", "function"]
+_TOOL_CHOICES: dict[str, _ToolMode] = {
+    "auto": "auto",
+    "none": "none",
+    "any": "required",
+    "tool": "function",
+}
+_TOOL_CHOICES_OUT = {mode: kind for kind, mode in _TOOL_CHOICES.items()}
+
+
+def request_from_wire(body: dict[str, Any], *, counting: bool = False) -> ChatRequest:
+    """Parse and validate a Messages body (``counting``: a count_tokens body, no max_tokens)."""
+    model = required(body, "model", str)
+    if counting:
+        max_tokens = optional(body, "max_tokens", int)
+    else:
+        max_tokens = required(body, "max_tokens", int)
+    if max_tokens is not None and max_tokens < 1:
+        raise InvalidRequest("'max_tokens' must be at least 1", param="max_tokens")
+    messages = required(body, "messages", list)
+    if not messages:
+        raise InvalidRequest("'messages' must contain at least one message", param="messages")
+    extra = {k: v for k, v in body.items() if k not in _REQUEST_KEYS}
+    metadata = optional(body, "metadata", dict) or {}
+    if rest := {k: v for k, v in metadata.items() if k != "user_id"}:
+        extra["metadata"] = rest
+    tool_choice, parallel = _tool_choice_from_wire(body.get("tool_choice"))
+    return ChatRequest(
+        model=model,
+        messages=_system_from_wire(body.get("system")) + _messages_from_wire(messages),
+        stream=bool(optional(body, "stream", bool)),
+        include_usage=True,  # Anthropic streams always end with usage
+        max_tokens=max_tokens,
+        temperature=number(body, "temperature"),
+        top_p=number(body, "top_p"),
+        stop=_stop_sequences_from_wire(body.get("stop_sequences")),
+        user=optional(metadata, "user_id", str, "metadata.user_id"),
+        tools=_tools_from_wire(optional(body, "tools", list)),
+        tool_choice=tool_choice,
+        parallel_tool_calls=parallel,
+        response_format=_output_config_from_wire(body, extra),
+        extra=extra,
+        wire_format=WIRE_FORMAT,
+    )
+
+
+def request_to_wire(request: ChatRequest, model: str) -> dict[str, Any]:
+    """The upstream Messages body for ``request`` addressed to the upstream ``model``."""
+    request = request_for(request, WIRE_FORMAT)
+    if request.n is not None and request.n > 1:
+        raise InvalidRequest("'n' greater than 1 is not supported by Anthropic models", param="n")
+    body: dict[str, Any] = dict(request.extra)
+    body["model"] = model
+    body["max_tokens"] = DEFAULT_MAX_TOKENS if request.max_tokens is None else request.max_tokens
+    fmt = request.response_format
+    system = _system_to_wire(request.messages, fmt is not None and fmt.type == "json_object")
+    if system is not None:
+        body["system"] = system
+    body["messages"] = _messages_to_wire(request.messages)
+    if request.stream:
+        body["stream"] = True
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.top_p is not None:
+        body["top_p"] = request.top_p
+    if request.stop is not None:
+        body["stop_sequences"] = request.stop
+    if request.user is not None:
+        body["metadata"] = {**(body.get("metadata") or {}), "user_id": request.user}
+    if request.tools is not None:
+        body["tools"] = [_tool_to_wire(tool) for tool in request.tools]
+    tool_choice = _tool_choice_to_wire(request)
+    if tool_choice is not None:
+        body["tool_choice"] = tool_choice
+    if fmt is not None and fmt.type == "json_schema":
+        schema = (fmt.json_schema or {}).get("schema") or {"type": "object"}
+        output_config = {**(body.get("output_config") or {})}
+        output_config["format"] = {"type": "json_schema", "schema": schema}
+        body["output_config"] = output_config
+    return body
+
+
+def count_tokens_to_wire(request: ChatRequest, model: str) -> dict[str, Any]:
+    """The body of a count_tokens call for ``request``: the Messages body minus generation."""
+    body = request_to_wire(request, model)
+    for key in _GENERATION_ONLY:
+        body.pop(key, None)
+    return body
+
+
+def _stop_sequences_from_wire(raw: Any) -> list[str] | None:
+    if raw is None:
+        return None
+    if isinstance(raw, list) and all(isinstance(s, str) for s in raw):
+        return list(raw)
+    raise InvalidRequest("'stop_sequences' must be an array of strings", param="stop_sequences")
+
+
+def _output_config_from_wire(body: dict[str, Any], extra: dict[str, Any]) -> ResponseFormat | None:
+    """Structured output from ``output_config.format``; other settings stay in ``extra``."""
+    config = optional(body, "output_config", dict)
+    if config is None:
+        return None
+    fmt = optional(config, "format", dict, "output_config.format")
+    if fmt is None or fmt.get("type") != "json_schema":
+        extra["output_config"] = config
+        return None
+    if rest := {k: v for k, v in config.items() if k != "format"}:
+        extra["output_config"] = rest
+    schema = required(fmt, "schema", dict, "output_config.format.schema")
+    return ResponseFormat(type="json_schema", json_schema={"name": "response", "schema": schema})
+
+
+def _system_from_wire(raw: Any) -> list[Message]:
+    if raw is None:
+        return []
+    if isinstance(raw, str):
+        return [Message(role="system", content=raw)]
+    if isinstance(raw, list):
+        parts: list[ContentPart] = [text_from_wire(b, f"system[{i}]") for i, b in enumerate(raw)]
+        return [Message(role="system", content=parts)]
+    raise InvalidRequest("'system' must be a string or an array of text blocks", param="system")
+
+
+def _messages_from_wire(raw: list[Any]) -> list[Message]:
+    messages: list[Message] = []
+    for index, item in enumerate(raw):
+        param = f"messages[{index}]"
+        obj = json_object(item, param)
+        role = required(obj, "role", str, f"{param}.role")
+        if "content" not in obj:
+            raise InvalidRequest(
+                f"'{param}.content' is a required property", param=f"{param}.content"
+            )
+        extra = {k: v for k, v in obj.items() if k not in ("role", "content")}
+        if role == "assistant":
+            message = assistant_from_wire(obj["content"], f"{param}.content")
+            message.extra = extra
+            messages.append(message)
+        elif role == "user":
+            messages.extend(user_from_wire(obj["content"], f"{param}.content", extra))
+        else:
+            raise InvalidRequest(
+                f"'{param}.role' must be 'user' or 'assistant', not {role!r}",
+                param=f"{param}.role",
+            )
+    return messages
+
+
+def _tools_from_wire(raw: list[Any] | None) -> list[Tool] | None:
+    if raw is None:
+        return None
+    tools = []
+    for index, item in enumerate(raw):
+        param = f"tools[{index}]"
+        tool = json_object(item, param)
+        schema = optional(tool, "input_schema", dict, f"{param}.input_schema")
+        if schema is None and tool.get("type") in (None, "custom"):
+            raise InvalidRequest(
+                f"'{param}.input_schema' is a required property", param=f"{param}.input_schema"
+            )
+        tools.append(
+            Tool(
+                name=required(tool, "name", str, f"{param}.name"),
+                description=optional(tool, "description", str, f"{param}.description"),
+                parameters=schema,
+                strict=optional(tool, "strict", bool, f"{param}.strict"),
+                extra={k: v for k, v in tool.items() if k not in _TOOL_KEYS},
+            )
+        )
+    return tools
+
+
+def _tool_choice_from_wire(raw: Any) -> tuple[ToolChoice | None, bool | None]:
+    """The tool choice and ``parallel_tool_calls`` (from ``disable_parallel_tool_use``)."""
+    if raw is None:
+        return None, None
+    choice = json_object(raw, "tool_choice")
+    kind = choice.get("type")
+    if kind not in _TOOL_CHOICES:
+        raise InvalidRequest(
+            "'tool_choice.type' must be 'auto', 'any', 'tool' or 'none'", param="tool_choice.type"
+        )
+    disable = optional(
+        choice, "disable_parallel_tool_use", bool, "tool_choice.disable_parallel_tool_use"
+    )
+    name = required(choice, "name", str, "tool_choice.name") if kind == "tool" else None
+    parallel = None if disable is None else not disable
+    return ToolChoice(mode=_TOOL_CHOICES[kind], name=name), parallel
+
+
+def _system_to_wire(messages: list[Message], json_object: bool) -> str | list[Any] | None:
+    system = [m for m in messages if m.role in ("system", "developer")]
+    if len(system) == 1 and isinstance(system[0].content, str) and not json_object:
+        return system[0].content
+    blocks = [block for message in system for block in _system_blocks(message)]
+    if json_object:
+        blocks.append({"type": "text", "text": JSON_OBJECT_INSTRUCTION})
+    return blocks or None
+
+
+def _system_blocks(message: Message) -> list[dict[str, Any]]:
+    content = message.content
+    if isinstance(content, list) and not all(isinstance(part, TextPart) for part in content):
+        raise InvalidRequest(
+            "system messages can only hold text for Anthropic models", param="messages"
+        )
+    return content_blocks(content)
+
+
+def _messages_to_wire(messages: list[Message]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for index, message in enumerate(messages):
+        # A tool result, and a user message right after results, join the results' user turn.
+        joins = bool(out) and holds_tool_results(out[-1])
+        if message.role in ("system", "developer"):
+            continue
+        if message.role == "assistant":
+            turn = assistant_content(message, f"messages[{index}]")
+            out.append({**message.extra, "role": "assistant", "content": turn})
+        elif message.role == "tool":
+            result = tool_result_to_wire(message, f"messages[{index}]")
+            if joins:
+                out[-1]["content"].append(result)
+            else:
+                out.append({"role": "user", "content": [result]})
+        elif joins:
+            out[-1]["content"].extend(content_blocks(message.content))
+        else:
+            text = message.content
+            user = text if isinstance(text, str) else content_blocks(text)
+            out.append({**message.extra, "role": "user", "content": user})
+    return out
+
+
+def _tool_to_wire(tool: Tool) -> dict[str, Any]:
+    out: dict[str, Any] = {**tool.extra, "name": tool.name}
+    if tool.description is not None:
+        out["description"] = tool.description
+    if tool.parameters is not None:
+        out["input_schema"] = tool.parameters
+    elif "type" not in tool.extra:  # a function tool; server tools have no schema
+        out["input_schema"] = {"type": "object", "properties": {}}
+    if tool.strict is not None:
+        out["strict"] = tool.strict
+    return out
+
+
+def _tool_choice_to_wire(request: ChatRequest) -> dict[str, Any] | None:
+    choice, parallel = request.tool_choice, request.parallel_tool_calls
+    if choice is None and (parallel is None or not request.tools):
+        return None
+    mode = "auto" if choice is None else choice.mode
+    out: dict[str, Any] = {"type": _TOOL_CHOICES_OUT[mode]}
+    if choice is not None and choice.mode == "function":
+        out["name"] = choice.name
+    if parallel is not None and mode != "none":
+        out["disable_parallel_tool_use"] = not parallel
+    return out

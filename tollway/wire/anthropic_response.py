@@ -1,0 +1,202 @@
+"""Anthropic Messages responses, usage, stop reasons and errors, in both directions.
+
+Usage: Anthropic's ``input_tokens`` leaves out the tokens read from and written to the prompt
+cache; canonical ``Usage.input_tokens`` includes them. So canonical input is
+``input_tokens + cache_read_input_tokens + cache_creation_input_tokens``, with the two cache
+counts kept as ``cached_input_tokens`` and ``cache_write_tokens``, and the reverse on the way
+out. ``output_tokens_details.thinking_tokens`` is ``reasoning_tokens``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from tollway.core.errors import (
+    InvalidRequest,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamStatusError,
+)
+from tollway.core.types import ChatResponse, Choice, FinishReason, Message, Usage
+from tollway.wire.anthropic_content import assistant_blocks, assistant_from_wire
+from tollway.wire.crossing import response_for
+
+WIRE_FORMAT = "anthropic"
+
+_FINISH_REASONS: dict[str, FinishReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+    "pause_turn": "stop",
+    "model_context_window_exceeded": "length",
+}
+_STOP_REASONS: dict[FinishReason | None, str] = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "content_filter": "refusal",
+    "error": "end_turn",
+    None: "end_turn",
+}
+_ERROR_STATUSES = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+_USAGE_KEYS = frozenset(
+    {"input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"}
+)
+_MESSAGE_KEYS = frozenset(
+    {"id", "type", "role", "model", "content", "stop_reason", "stop_sequence", "usage"}
+)
+
+
+def finish_from_wire(stop_reason: Any) -> tuple[FinishReason | None, dict[str, Any]]:
+    """The finish reason, and a choice ``extra`` keeping a stop reason it cannot say exactly."""
+    if stop_reason is None:
+        return None, {}
+    finish = _FINISH_REASONS.get(str(stop_reason), "stop")
+    exact = stop_reason in ("end_turn", "stop_sequence") or _STOP_REASONS[finish] == stop_reason
+    return finish, {} if exact else {"stop_reason": stop_reason}
+
+
+def stop_reason_to_wire(
+    finish: FinishReason | None, stop_sequence: str | None, extra: dict[str, Any]
+) -> str:
+    """Anthropic's ``stop_reason`` for a canonical finish (``extra`` may hold the exact one)."""
+    if "stop_reason" in extra:
+        return str(extra["stop_reason"])
+    if finish == "stop" and stop_sequence is not None:
+        return "stop_sequence"
+    return _STOP_REASONS.get(finish, "end_turn")  # an upstream may send reasons of its own
+
+
+def usage_from_wire(raw: Any) -> Usage | None:
+    """Canonical usage from an Anthropic ``usage`` object (cache counts folded into input)."""
+    if not isinstance(raw, dict):
+        return None
+    cache_read = int(raw.get("cache_read_input_tokens") or 0)
+    cache_write = int(raw.get("cache_creation_input_tokens") or 0)
+    details = raw.get("output_tokens_details")
+    thinking = details.get("thinking_tokens") if isinstance(details, dict) else None
+    return Usage(
+        input_tokens=int(raw.get("input_tokens") or 0) + cache_read + cache_write,
+        output_tokens=int(raw.get("output_tokens") or 0),
+        cached_input_tokens=cache_read,
+        cache_write_tokens=cache_write,
+        reasoning_tokens=int(thinking or 0),
+        extra={k: v for k, v in raw.items() if k not in _USAGE_KEYS},
+    )
+
+
+def usage_to_wire(usage: Usage) -> dict[str, Any]:
+    """An Anthropic ``usage`` object; details the gateway does not model are kept."""
+    uncached = usage.input_tokens - usage.cached_input_tokens - usage.cache_write_tokens
+    out: dict[str, Any] = {
+        **usage.extra,
+        "input_tokens": max(uncached, 0),
+        "cache_creation_input_tokens": usage.cache_write_tokens,
+        "cache_read_input_tokens": usage.cached_input_tokens,
+        "output_tokens": usage.output_tokens,
+    }
+    if usage.reasoning_tokens or "output_tokens_details" in out:
+        details = dict(out.get("output_tokens_details") or {})
+        details["thinking_tokens"] = usage.reasoning_tokens
+        out["output_tokens_details"] = details
+    return out
+
+
+def response_from_wire(raw: Any) -> ChatResponse:
+    """Canonical response from an upstream Messages body."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("content"), list):
+        raise UpstreamProtocolError("upstream answered without a 'content' array")
+    try:
+        message = assistant_from_wire(raw["content"], "content")
+        usage = usage_from_wire(raw.get("usage"))
+    except InvalidRequest as exc:
+        raise UpstreamProtocolError(f"upstream content is malformed: {exc.message}") from None
+    except (TypeError, ValueError) as exc:
+        raise UpstreamProtocolError(f"upstream usage is malformed: {exc}") from None
+    finish, choice_extra = finish_from_wire(raw.get("stop_reason"))
+    stop_sequence = raw.get("stop_sequence")
+    return ChatResponse(
+        id=str(raw.get("id") or ""),
+        model=str(raw.get("model") or ""),
+        created=int(time.time()),  # Anthropic messages carry no timestamp
+        choices=[
+            Choice(
+                index=0,
+                message=message,
+                finish_reason=finish,
+                stop_sequence=None if stop_sequence is None else str(stop_sequence),
+                extra=choice_extra,
+            )
+        ],
+        usage=usage,
+        extra={k: v for k, v in raw.items() if k not in _MESSAGE_KEYS},
+        wire_format=WIRE_FORMAT,
+    )
+
+
+def response_to_wire(response: ChatResponse) -> dict[str, Any]:
+    """A Messages body for the client, from the first choice of ``response``."""
+    response = response_for(response, WIRE_FORMAT)
+    choice = response.choices[0] if response.choices else None
+    message = choice.message if choice is not None else Message(role="assistant", content=None)
+    try:
+        content = assistant_blocks(message, "choices[0].message")
+    except InvalidRequest as exc:
+        # Tool-call arguments the upstream model wrote are not a JSON object.
+        raise UpstreamProtocolError(
+            f"upstream answer cannot be translated: {exc.message}"
+        ) from None
+    stop_sequence = None if choice is None else choice.stop_sequence
+    return {
+        "id": response.id,
+        "type": "message",
+        "role": "assistant",
+        "model": response.model,
+        "content": content,
+        "stop_reason": stop_reason_to_wire(
+            None if choice is None else choice.finish_reason,
+            stop_sequence,
+            {} if choice is None else choice.extra,
+        ),
+        "stop_sequence": stop_sequence,
+        "usage": usage_to_wire(response.usage or Usage()),
+        **response.extra,
+    }
+
+
+def error_from_wire(raw: Any) -> tuple[str, str | None, str | None, str | None]:
+    """``(message, type, code, param)`` from an Anthropic error body; its type is the code.
+
+    The type is not passed as the error type: the gateway derives each dialect's type from the
+    status, so OpenAI clients of an Anthropic deployment see OpenAI's names.
+    """
+    if isinstance(raw, dict):
+        error = raw.get("error")
+        if isinstance(error, dict):
+            kind = error.get("type")
+            message = error.get("message") or str(error)
+            return str(message), None, None if kind is None else str(kind), None
+        if isinstance(error, str):
+            return error, None, None, None
+    return str(raw)[:500], None, None, None
+
+
+def stream_error(raw: Any) -> UpstreamError:
+    """The failure an upstream ``error`` stream event reports."""
+    message, _, kind, _ = error_from_wire(raw)
+    status = _ERROR_STATUSES.get(kind or "", 500)
+    return UpstreamStatusError(status, f"upstream stream failed: {message}", code=kind)

@@ -1,0 +1,233 @@
+"""Anthropic Messages streams: upstream events to canonical chunks, and chunks to events.
+
+Upstream (``StreamReader``): ``message_start`` gives the role chunk; text deltas become
+content; each ``tool_use`` block becomes the tool call numbered by its order among the tool
+calls, with id and name on its first fragment and ``partial_json`` as argument fragments;
+``message_delta`` gives the finish reason; ``message_stop`` gives a last, usage-only chunk
+with the usage of ``message_start`` and ``message_delta`` combined. Blocks the gateway does not
+model (thinking, ...) travel in the chunk's ``extra`` so an Anthropic client gets them back.
+
+Client (``StreamWriter``): chunks from any upstream become ``message_start``, then per block
+``content_block_start`` / ``content_block_delta``s / ``content_block_stop`` (a text block, then
+one ``tool_use`` block per tool call, each closed before the next opens), then
+``message_delta`` (stop reason, cumulative usage) and ``message_stop``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from tollway.core.errors import UpstreamProtocolError
+from tollway.core.types import ChatChunk, ChunkChoice, FinishReason, ToolCallDelta, Usage
+from tollway.wire.anthropic_response import (
+    WIRE_FORMAT,
+    finish_from_wire,
+    stop_reason_to_wire,
+    stream_error,
+    usage_from_wire,
+    usage_to_wire,
+)
+from tollway.wire.crossing import chunk_for
+
+_MESSAGE_STOP = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+
+
+class StreamReader:
+    """Turns one upstream Messages event stream into canonical chunks, event by event."""
+
+    def __init__(self) -> None:
+        self.done = False
+        self._id = ""
+        self._model = ""
+        self._created = int(time.time())
+        self._usage: dict[str, Any] = {}
+        self._tool_of_block: dict[int, int] = {}
+
+    def feed(self, data: bytes) -> ChatChunk | None:
+        """The chunk one event's ``data`` stands for, if any; raises on an ``error`` event."""
+        try:
+            event = orjson.loads(data)
+            return self._event(event)
+        except orjson.JSONDecodeError:
+            raise UpstreamProtocolError("upstream sent an invalid stream event") from None
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise UpstreamProtocolError(f"upstream stream event is malformed: {exc!r}") from None
+
+    def _event(self, event: dict[str, Any]) -> ChatChunk | None:
+        kind = event["type"]
+        if kind == "message_start":
+            message = event["message"]
+            self._id, self._model = str(message["id"]), str(message["model"])
+            self._usage = dict(message.get("usage") or {})
+            return self._chunk(ChunkChoice(index=0, role="assistant"))
+        if kind == "content_block_start":
+            return self._block_start(int(event["index"]), event["content_block"])
+        if kind == "content_block_delta":
+            return self._block_delta(int(event["index"]), event["delta"])
+        if kind == "message_delta":
+            usage = event.get("usage") or {}
+            self._usage.update({k: v for k, v in usage.items() if v is not None})
+            delta = event.get("delta") or {}
+            finish, extra = finish_from_wire(delta.get("stop_reason"))
+            stop_sequence = delta.get("stop_sequence")
+            return self._chunk(
+                ChunkChoice(index=0, finish_reason=finish, stop_sequence=stop_sequence, extra=extra)
+            )
+        if kind == "message_stop":
+            self.done = True
+            last = ChatChunk(self._id, self._model, self._created, [], wire_format=WIRE_FORMAT)
+            last.usage = usage_from_wire(self._usage)
+            return last
+        if kind == "error":
+            raise stream_error(event)
+        return None  # ping, content_block_stop, and event types newer than this code
+
+    def _block_start(self, index: int, block: dict[str, Any]) -> ChatChunk | None:
+        kind = block["type"]
+        if kind == "text":
+            return (
+                self._chunk(ChunkChoice(index=0, content=block["text"])) if block["text"] else None
+            )
+        if kind != "tool_use":
+            return self._chunk(ChunkChoice(index=0, extra={"content_block": block}))
+        ordinal = len(self._tool_of_block)
+        self._tool_of_block[index] = ordinal
+        given = block.get("input")
+        call = ToolCallDelta(
+            index=ordinal,
+            id=str(block["id"]),
+            name=str(block["name"]),
+            arguments=orjson.dumps(given).decode() if given else "",
+        )
+        return self._chunk(ChunkChoice(index=0, tool_calls=[call]))
+
+    def _block_delta(self, index: int, delta: dict[str, Any]) -> ChatChunk | None:
+        kind = delta["type"]
+        if kind == "text_delta":
+            return self._chunk(ChunkChoice(index=0, content=str(delta["text"])))
+        if kind != "input_json_delta":
+            return self._chunk(ChunkChoice(index=0, extra={"delta": delta}))
+        fragment = str(delta.get("partial_json") or "")
+        if not fragment:
+            return None
+        call = ToolCallDelta(index=self._tool_of_block[index], arguments=fragment)
+        return self._chunk(ChunkChoice(index=0, tool_calls=[call]))
+
+    def _chunk(self, choice: ChunkChoice) -> ChatChunk:
+        return ChatChunk(self._id, self._model, self._created, [choice], wire_format=WIRE_FORMAT)
+
+
+def event(name: str, payload: dict[str, Any]) -> bytes:
+    """One server-sent event with its ``event:`` line, as Anthropic's clients require."""
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+
+class StreamWriter:
+    """Turns canonical chunks from any upstream into Anthropic's event sequence."""
+
+    def __init__(self) -> None:
+        self._started = False
+        self._open: int | None = None
+        self._open_kind = ""
+        self._blocks = 0
+        self._block_of_tool: dict[int, int] = {}
+        self._finish: FinishReason | None = None
+        self._stop_sequence: str | None = None
+        self._stop_extra: dict[str, Any] = {}
+        self._usage = Usage()
+
+    def feed(self, chunk: ChatChunk) -> bytes:
+        """The events ``chunk`` stands for (``message_start`` first); may be empty."""
+        chunk = chunk_for(chunk, WIRE_FORMAT)
+        out: list[bytes] = []
+        if not self._started:
+            self._started = True
+            out.append(self._message_start(chunk))
+        if chunk.usage is not None:
+            self._usage = chunk.usage
+        for choice in chunk.choices:
+            if choice.index == 0:  # Anthropic has one alternative
+                self._choice(choice, out)
+        return b"".join(out)
+
+    def finish(self) -> bytes:
+        """The closing events: the open block's stop, ``message_delta``, ``message_stop``."""
+        out: list[bytes] = []
+        self._close(out)
+        stop_reason = stop_reason_to_wire(self._finish, self._stop_sequence, self._stop_extra)
+        delta = {"stop_reason": stop_reason, "stop_sequence": self._stop_sequence}
+        usage = usage_to_wire(self._usage)
+        out.append(
+            event("message_delta", {"type": "message_delta", "delta": delta, "usage": usage})
+        )
+        out.append(_MESSAGE_STOP)
+        return b"".join(out)
+
+    def _message_start(self, chunk: ChatChunk) -> bytes:
+        message: dict[str, Any] = {
+            "id": chunk.id,
+            "type": "message",
+            "role": "assistant",
+            "model": chunk.model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            # Input usage is only known here when the first chunk carries it.
+            "usage": usage_to_wire(chunk.usage or Usage()),
+        }
+        return event("message_start", {"type": "message_start", "message": message})
+
+    def _choice(self, choice: ChunkChoice, out: list[bytes]) -> None:
+        if "content_block" in choice.extra:
+            self._open_block("other", choice.extra["content_block"], out)
+        if "delta" in choice.extra and self._open is not None:
+            out.append(self._delta(choice.extra["delta"]))
+        if choice.content:
+            if self._open_kind != "text":
+                self._open_block("text", {"type": "text", "text": ""}, out)
+            out.append(self._delta({"type": "text_delta", "text": choice.content}))
+        for call in choice.tool_calls or ():
+            self._tool_delta(call, out)
+        if choice.finish_reason is not None:
+            self._finish = choice.finish_reason
+            self._stop_sequence = choice.stop_sequence
+            self._stop_extra = choice.extra
+
+    def _tool_delta(self, call: ToolCallDelta, out: list[bytes]) -> None:
+        block = self._block_of_tool.get(call.index)
+        if block is None:
+            tool_use = {
+                "type": "tool_use",
+                "id": call.id or f"toolu_{len(self._block_of_tool)}",
+                "name": call.name or "",
+                "input": {},
+            }
+            self._block_of_tool[call.index] = self._open_block("tool", tool_use, out)
+        elif block != self._open:
+            # Anthropic blocks are strictly sequential; interleaved fragments cannot be sent.
+            raise UpstreamProtocolError("upstream interleaved the fragments of two tool calls")
+        if call.arguments:
+            out.append(self._delta({"type": "input_json_delta", "partial_json": call.arguments}))
+
+    def _open_block(self, kind: str, block: dict[str, Any], out: list[bytes]) -> int:
+        self._close(out)
+        index = self._blocks
+        self._blocks += 1
+        self._open, self._open_kind = index, kind
+        start = {"type": "content_block_start", "index": index, "content_block": block}
+        out.append(event("content_block_start", start))
+        return index
+
+    def _delta(self, delta: dict[str, Any]) -> bytes:
+        payload = {"type": "content_block_delta", "index": self._open, "delta": delta}
+        return event("content_block_delta", payload)
+
+    def _close(self, out: list[bytes]) -> None:
+        if self._open is not None:
+            out.append(
+                event("content_block_stop", {"type": "content_block_stop", "index": self._open})
+            )
+            self._open, self._open_kind = None, ""

@@ -1,0 +1,147 @@
+"""What a request or an answer loses when it crosses from one wire format to another.
+
+Every codec tags what it parses with its ``wire_format``; the ``extra`` fields at every level
+are then in that format's terms and mean nothing to another. A codec about to write a value
+that came from another format passes it through here first:
+
+- top-level request fields that only steer storage, caching, billing or latency
+  (``DROPPABLE``) are left out; any other is a 400 naming it, never a silent drop;
+- per-message, per-part and per-tool extras (labels, cache hints, annotations) are left out;
+- content parts and tools the gateway does not model are a 400 naming their type;
+- answers and chunks lose their extras (they are the other format's details).
+
+A value tagged with the target format, or not tagged at all (built in code), is unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from types import MappingProxyType
+
+from tollway.core.errors import InvalidRequest
+from tollway.core.types import (
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    Choice,
+    ContentPart,
+    Message,
+    OpaquePart,
+    TextPart,
+    Tool,
+    Usage,
+)
+
+DROPPABLE: Mapping[str, frozenset[str]] = MappingProxyType(
+    {
+        "openai": frozenset(
+            {"store", "metadata", "service_tier", "prompt_cache_key", "safety_identifier",
+             "prediction"}
+        ),
+        "anthropic": frozenset(
+            {"service_tier", "metadata", "cache_control", "inference_geo", "speed",
+             "diagnostics", "container"}
+        ),
+    }
+)  # fmt: skip
+"""Per format, the request fields a hop to another format may drop without changing the answer."""
+
+_FUNCTION_TOOL_TYPES = (None, "function", "custom")
+
+
+def is_foreign(wire_format: str | None, target: str) -> bool:
+    """Whether a value tagged ``wire_format`` carries extras in another format than ``target``."""
+    return wire_format is not None and wire_format != target
+
+
+def request_for(request: ChatRequest, target: str) -> ChatRequest:
+    """``request`` as a codec of ``target`` may write it: foreign extras checked and left out."""
+    origin = request.wire_format
+    if origin is None or origin == target:
+        return request
+    droppable = DROPPABLE.get(origin, frozenset())
+    for key, value in request.extra.items():
+        # null and false ask for nothing (e.g. ``logprobs: false``), so they cross as absent.
+        if key not in droppable and value is not None and value is not False:
+            raise InvalidRequest(
+                f"'{key}' cannot be translated for a {target} deployment", param=key
+            )
+    return replace(
+        request,
+        messages=[_plain_message(message, target) for message in request.messages],
+        tools=None if request.tools is None else [_plain_tool(t, target) for t in request.tools],
+        extra={},
+        wire_format=None,
+    )
+
+
+def _plain_message(message: Message, target: str) -> Message:
+    content = message.content
+    if isinstance(content, list):
+        content = [_plain_part(part, target) for part in content]
+    calls = message.tool_calls
+    if calls:
+        calls = [replace(call, extra={}) if call.extra else call for call in calls]
+    return replace(message, content=content, tool_calls=calls, extra={})
+
+
+def _plain_part(part: ContentPart, target: str) -> ContentPart:
+    if isinstance(part, OpaquePart):
+        raise InvalidRequest(
+            f"content of type '{part.type}' cannot be translated for a {target} deployment",
+            param="messages",
+        )
+    if not part.extra:
+        return part
+    return TextPart(part.text) if isinstance(part, TextPart) else replace(part, extra={})
+
+
+def _plain_tool(tool: Tool, target: str) -> Tool:
+    kind = tool.extra.get("type")
+    if kind not in _FUNCTION_TOOL_TYPES:
+        raise InvalidRequest(
+            f"tools of type '{kind}' cannot be translated for a {target} deployment",
+            param="tools",
+        )
+    return replace(tool, extra={}) if tool.extra else tool
+
+
+def response_for(response: ChatResponse, target: str) -> ChatResponse:
+    """``response`` without the extras of another format than ``target``."""
+    if not is_foreign(response.wire_format, target):
+        return response
+    return replace(
+        response,
+        choices=[_plain_choice(choice) for choice in response.choices],
+        usage=_plain_usage(response.usage),
+        extra={},
+        wire_format=None,
+    )
+
+
+def _plain_choice(choice: Choice) -> Choice:
+    message = choice.message
+    calls = message.tool_calls
+    if calls:
+        calls = [replace(call, extra={}) if call.extra else call for call in calls]
+    return replace(choice, message=replace(message, tool_calls=calls, extra={}), extra={})
+
+
+def chunk_for(chunk: ChatChunk, target: str) -> ChatChunk:
+    """``chunk`` without the extras of another format than ``target``."""
+    if not is_foreign(chunk.wire_format, target):
+        return chunk
+    return replace(
+        chunk,
+        choices=[replace(c, extra={}) if c.extra else c for c in chunk.choices],
+        usage=_plain_usage(chunk.usage),
+        extra={},
+        wire_format=None,
+    )
+
+
+def _plain_usage(usage: Usage | None) -> Usage | None:
+    if usage is None or not usage.extra:
+        return usage
+    return replace(usage, extra={})
