@@ -12,6 +12,7 @@ from tollway.core.errors import NotFound
 from tollway.dialects.anthropic import AnthropicDialect
 from tollway.dialects.http import request_id
 from tollway.dialects.openai import OpenAIDialect, error_response
+from tollway.dialects.responses import ResponsesDialect
 from tollway.gateway import Gateway
 
 GATEWAY = web.AppKey("gateway", Gateway)
@@ -31,6 +32,7 @@ def create_app(settings: Settings, environ: Mapping[str, str] | None = None) -> 
 
     app.cleanup_ctx.append(lifecycle)
     app.router.add_routes(OpenAIDialect(gateway).routes())
+    app.router.add_routes(ResponsesDialect(gateway).routes())
     app.router.add_routes(AnthropicDialect(gateway).routes())
     app.router.add_get("/health/live", _live)
     app.router.add_get("/health/ready", _ready)

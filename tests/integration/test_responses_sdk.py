@@ -1,0 +1,258 @@
+"""The real ``openai`` SDK's Responses API, sync and async, against a gateway and the simulator."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+WEATHER_TOOL: Any = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Weather for a city",
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "unit": {"enum": ["c", "f"]}},
+        "required": ["city", "unit"],
+        "additionalProperties": False,
+    },
+    "strict": True,
+}
+TIME_TOOL: Any = {
+    "type": "function",
+    "name": "get_time",
+    "parameters": {
+        "type": "object",
+        "properties": {"zone": {"type": "string"}},
+        "required": ["zone"],
+    },
+    "strict": False,
+}
+
+
+def upstream_body(simulator_url: str, last_content: Any) -> dict[str, Any]:
+    """The chat body the simulator last received whose last message has this content."""
+    for request in reversed(httpx.get(simulator_url + "/_sim/requests").json()):
+        messages = (request["json"] or {}).get("messages") or [{}]
+        if messages[-1].get("content") == last_content:
+            return dict(request["json"])
+    raise AssertionError(f"the simulator received no request ending in {last_content!r}")
+
+
+@pytest.fixture(scope="module")
+def client(gateway_url: str) -> Iterator[openai.OpenAI]:
+    """A sync SDK client whose only change is the base URL."""
+    with openai.OpenAI(base_url=gateway_url + "/v1", api_key="k", max_retries=0) as c:
+        yield c
+
+
+def test_create_answers_text_with_usage(client: openai.OpenAI) -> None:
+    raw = client.responses.with_raw_response.create(model="test-chat", input="hello responses api")
+    response = raw.parse()
+    assert response.object == "response" and response.id.startswith("resp_")
+    assert response.status == "completed" and response.error is None
+    assert "hello responses api" in response.output_text
+    assert response.output[0].type == "message" and response.output[0].role == "assistant"
+    usage = response.usage
+    assert usage is not None and usage.input_tokens > 0 and usage.output_tokens > 0
+    assert usage.total_tokens == usage.input_tokens + usage.output_tokens
+    assert raw.headers["x-tollway-deployment"] == "test-chat#0"
+    assert raw.headers["x-request-id"].startswith("req_")
+
+
+def test_instructions_lead_as_a_system_message(client: openai.OpenAI, simulator_url: str) -> None:
+    response = client.responses.create(
+        model="test-chat", instructions="Answer in one word.", input="instructed prompt"
+    )
+    assert response.instructions == "Answer in one word."
+    assert "instructed prompt" in response.output_text
+    body = upstream_body(simulator_url, "instructed prompt")
+    assert body["messages"][0] == {"role": "system", "content": "Answer in one word."}
+
+
+def test_multi_turn_input_list(client: openai.OpenAI, simulator_url: str) -> None:
+    response = client.responses.create(
+        model="test-chat",
+        input=[
+            {"role": "developer", "content": "be nice"},
+            {"role": "user", "content": "first question"},
+            {"role": "assistant", "content": "first answer"},
+            {"role": "user", "content": [{"type": "input_text", "text": "second question"}]},
+        ],
+    )
+    assert "second question" in response.output_text
+    messages = upstream_body(simulator_url, [{"type": "text", "text": "second question"}])[
+        "messages"
+    ]
+    assert [m["role"] for m in messages] == ["developer", "user", "assistant", "user"]
+    assert messages[2]["content"] == "first answer"
+
+
+def test_small_max_output_tokens_is_incomplete(client: openai.OpenAI) -> None:
+    response = client.responses.create(
+        model="test-chat", input="a long answer please", max_output_tokens=3
+    )
+    assert response.status == "incomplete"
+    assert response.incomplete_details is not None
+    assert response.incomplete_details.reason == "max_output_tokens"
+    assert response.max_output_tokens == 3
+    assert response.usage is not None and response.usage.output_tokens == 3
+
+
+def test_json_schema_text_format_gives_parseable_json(client: openai.OpenAI) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+        "required": ["name", "age"],
+        "additionalProperties": False,
+    }
+    response = client.responses.create(
+        model="test-chat",
+        input="describe a person",
+        text={"format": {"type": "json_schema", "name": "person", "schema": schema}},
+    )
+    assert set(json.loads(response.output_text)) == {"name", "age"}
+    assert response.text is not None and response.text.format is not None
+    assert response.text.format.type == "json_schema"
+
+
+def test_function_tool_round_trip(client: openai.OpenAI) -> None:
+    first = client.responses.create(
+        model="test-chat", input="weather in Paris?", tools=[WEATHER_TOOL]
+    )
+    calls = [item for item in first.output if item.type == "function_call"]
+    assert len(calls) == 1 and calls[0].name == "get_weather"
+    assert set(json.loads(calls[0].arguments)) == {"city", "unit"}
+    assert first.tools[0].type == "function" and first.status == "completed"
+    follow_up: list[Any] = [{"role": "user", "content": "weather in Paris?"}]
+    follow_up += [item.model_dump(exclude_none=True) for item in first.output]
+    follow_up.append(
+        {"type": "function_call_output", "call_id": calls[0].call_id, "output": "sunny, 21C"}
+    )
+    second = client.responses.create(model="test-chat", input=follow_up, tools=[WEATHER_TOOL])
+    assert "sunny, 21C" in second.output_text
+    assert all(item.type == "message" for item in second.output)
+
+
+def test_stream_helper_assembles_text(client: openai.OpenAI) -> None:
+    deltas: list[str] = []
+    with client.responses.stream(model="test-chat", input="stream this to me") as stream:
+        for event in stream:
+            if event.type == "response.output_text.delta":
+                deltas.append(event.delta)
+        final = stream.get_final_response()
+    assert "stream this to me" in "".join(deltas)
+    assert final.output_text == "".join(deltas)
+    assert final.status == "completed"
+    assert final.usage is not None and final.usage.output_tokens == len(deltas)
+
+
+def test_raw_stream_events_are_ordered(client: openai.OpenAI) -> None:
+    events = list(client.responses.create(model="test-chat", input="raw events", stream=True))
+    kinds = [event.type for event in events]
+    assert kinds[0] == "response.created" and kinds[1] == "response.in_progress"
+    assert kinds[-1] == "response.completed"
+    numbers = [event.sequence_number for event in events]
+    assert numbers == sorted(set(numbers)) and numbers[0] == 0
+    assert kinds.index("response.output_item.added") < kinds.index("response.output_text.delta")
+    assert kinds.index("response.output_text.done") < kinds.index("response.output_item.done")
+    completed = events[-1]
+    assert completed.type == "response.completed"
+    assert completed.response.id == events[0].response.id  # type: ignore[union-attr]
+    assert "raw events" in completed.response.output_text
+
+
+def test_streamed_function_calls_assemble(client: openai.OpenAI) -> None:
+    with client.responses.stream(
+        model="test-chat", input="call both in parallel", tools=[WEATHER_TOOL, TIME_TOOL]
+    ) as stream:
+        argument_deltas = [
+            event for event in stream if event.type == "response.function_call_arguments.delta"
+        ]
+        final = stream.get_final_response()
+    calls = [item for item in final.output if item.type == "function_call"]
+    assert [call.name for call in calls] == ["get_weather", "get_time"]
+    assert set(json.loads(calls[0].arguments)) == {"city", "unit"}
+    assert json.loads(calls[1].arguments) == {"zone": "sample"}
+    assert len(argument_deltas) > 2
+
+
+def test_stream_cut_by_max_output_tokens_ends_incomplete(client: openai.OpenAI) -> None:
+    events = list(
+        client.responses.create(
+            model="test-chat", input="long stream", max_output_tokens=2, stream=True
+        )
+    )
+    last = events[-1]
+    assert last.type == "response.incomplete"
+    assert last.response.incomplete_details is not None
+    assert last.response.incomplete_details.reason == "max_output_tokens"
+
+
+def test_failure_after_the_first_byte_is_an_error_event(client: openai.OpenAI) -> None:
+    events = list(
+        client.responses.create(
+            model="test-chat",
+            input="cut me off",
+            stream=True,
+            extra_headers={"x-sim-fault": "stop-after:3"},
+        )
+    )
+    kinds = [event.type for event in events]
+    assert kinds[0] == "response.created" and "response.output_text.delta" in kinds
+    assert kinds[-1] == "error" and "response.completed" not in kinds
+    error = events[-1]
+    assert error.type == "error" and error.message
+    assert error.sequence_number == events[-2].sequence_number + 1
+
+
+def test_previous_response_id_is_refused(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model="test-chat", input="x", previous_response_id="resp_123")
+    assert caught.value.param == "previous_response_id"
+    assert "no response state" in caught.value.message
+
+
+def test_builtin_tools_are_refused(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model="test-chat", input="x", tools=[{"type": "web_search"}])
+    assert caught.value.param == "tools[0].type" and "web_search" in caught.value.message
+
+
+def test_stored_responses_cannot_be_retrieved_or_deleted(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.responses.retrieve("resp_123")
+    assert "does not store responses" in caught.value.message
+    with pytest.raises(openai.NotFoundError):
+        client.responses.delete("resp_123")
+
+
+def test_unknown_model_is_not_found(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.responses.create(model="no-such-model", input="x")
+    assert caught.value.code == "model_not_found"
+
+
+def test_upstream_fault_is_502(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.InternalServerError) as caught:
+        client.responses.create(
+            model="test-chat", input="x", extra_headers={"x-sim-fault": "status:500"}
+        )
+    assert caught.value.status_code == 502
+
+
+async def test_async_create_and_stream(gateway_url: str) -> None:
+    async with openai.AsyncOpenAI(
+        base_url=gateway_url + "/v1", api_key="k", max_retries=0
+    ) as client:
+        response = await client.responses.create(model="test-chat", input="async responses")
+        assert "async responses" in response.output_text
+        async with client.responses.stream(model="test-chat", input="async stream") as stream:
+            final = await stream.get_final_response()
+        assert "async stream" in final.output_text
+        with pytest.raises(openai.BadRequestError):
+            await client.responses.create(model="test-chat", input="x", conversation="conv_1")

@@ -1,0 +1,479 @@
+"""Responses codec: requests to canonical types; answers and chunk streams to Responses shapes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from openai.types.responses import Response, ResponseStreamEvent
+from pydantic import TypeAdapter
+
+from tollway.core.errors import InvalidRequest, UpstreamProtocolError, UpstreamTimeout
+from tollway.core.types import (
+    ChatChunk,
+    ChatResponse,
+    Choice,
+    ChunkChoice,
+    ImagePart,
+    Message,
+    OpaquePart,
+    TextPart,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
+from tollway.wire.openai_request import request_to_wire
+from tollway.wire.responses_request import request_from_wire
+from tollway.wire.responses_response import response_to_wire
+from tollway.wire.responses_stream import StreamWriter
+
+WEATHER = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Weather for a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    "strict": True,
+}
+EVENTS: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
+
+
+def parse(**body: Any) -> Any:
+    return request_from_wire({"model": "m", "input": "hi", **body})
+
+
+# --- requests ---------------------------------------------------------------------------------
+
+
+def test_string_input_and_instructions_become_system_then_user() -> None:
+    chat = parse(instructions="Be brief.", input="hello").chat
+    assert [(m.role, m.content) for m in chat.messages] == [
+        ("system", "Be brief."),
+        ("user", "hello"),
+    ]
+    assert chat.model == "m" and chat.stream is False and chat.wire_format == "openai"
+
+
+def test_message_items_with_parts() -> None:
+    chat = parse(
+        input=[
+            {"role": "developer", "content": "rules"},
+            {
+                "type": "message",
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": "look"},
+                    {"type": "input_image", "image_url": "https://x/cat.png", "detail": "low"},
+                    {"type": "input_image", "image_url": "data:image/png;base64,iVBO"},
+                    {"type": "input_file", "file_data": "data:application/pdf;base64,JVBE"},
+                ],
+            },
+            {
+                "type": "message",
+                "role": "assistant",
+                "id": "msg_1",
+                "status": "completed",
+                "content": [
+                    {"type": "output_text", "text": "a ", "annotations": []},
+                    {"type": "output_text", "text": "cat"},
+                ],
+            },
+        ]
+    ).chat
+    developer, user, assistant = chat.messages
+    assert (developer.role, developer.content) == ("developer", "rules")
+    assert user.content == [
+        TextPart("look"),
+        ImagePart(url="https://x/cat.png", detail="low"),
+        ImagePart(data="iVBO", media_type="image/png"),
+        OpaquePart(
+            "file", {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBE"}}
+        ),
+    ]
+    assert (assistant.role, assistant.content) == ("assistant", "a cat")
+
+
+def test_function_calls_join_the_assistant_turn_and_outputs_become_tool_messages() -> None:
+    chat = parse(
+        input=[
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": "Let me look."},
+            {"type": "function_call", "call_id": "c1", "name": "w", "arguments": '{"a":1}'},
+            {"type": "function_call", "call_id": "c2", "name": "t", "arguments": "{}"},
+            {"type": "reasoning", "id": "rs_1", "summary": []},
+            {"type": "function_call_output", "call_id": "c1", "output": "sunny"},
+            {
+                "type": "function_call_output",
+                "call_id": "c2",
+                "output": [{"type": "input_text", "text": "noon"}],
+            },
+            {"type": "function_call", "call_id": "c3", "name": "w", "arguments": "{}"},
+        ]
+    ).chat
+    roles = [m.role for m in chat.messages]
+    assert roles == ["user", "assistant", "tool", "tool", "assistant"]
+    assistant = chat.messages[1]
+    assert assistant.content == "Let me look."
+    assert assistant.tool_calls == [ToolCall("c1", "w", '{"a":1}'), ToolCall("c2", "t", "{}")]
+    assert chat.messages[2] == Message(role="tool", content="sunny", tool_call_id="c1")
+    assert chat.messages[3].content == [TextPart("noon")]
+    assert chat.messages[4].content is None
+    assert chat.messages[4].tool_calls == [ToolCall("c3", "w", "{}")]
+
+
+def test_settings_map_to_canonical_fields() -> None:
+    chat = parse(
+        tools=[WEATHER],
+        tool_choice={"type": "function", "name": "get_weather"},
+        parallel_tool_calls=False,
+        max_output_tokens=50,
+        temperature=0.2,
+        top_p=1,
+        user="alice",
+        text={"format": {"type": "json_schema", "name": "out", "schema": {"type": "object"}}},
+        stream=True,
+    ).chat
+    assert chat.tools is not None and chat.tools[0].name == "get_weather"
+    assert chat.tools[0].parameters == WEATHER["parameters"] and chat.tools[0].strict is True
+    assert chat.tool_choice is not None
+    assert (chat.tool_choice.mode, chat.tool_choice.name) == ("function", "get_weather")
+    assert chat.parallel_tool_calls is False and chat.max_tokens == 50
+    assert chat.temperature == 0.2 and chat.top_p == 1.0 and chat.user == "alice"
+    assert chat.stream is True
+    assert chat.response_format is not None
+    assert chat.response_format.json_schema == {"name": "out", "schema": {"type": "object"}}
+
+
+@pytest.mark.parametrize("kind", ["text", "json_object"])
+def test_simple_text_formats(kind: str) -> None:
+    fmt = parse(text={"format": {"type": kind}}).chat.response_format
+    assert fmt is not None and fmt.type == kind
+
+
+def test_chat_counterparts_travel_as_chat_extras() -> None:
+    request = parse(
+        reasoning={"effort": "low", "summary": "auto"},
+        text={"verbosity": "low"},
+        service_tier="flex",
+        prompt_cache_key="k",
+        safety_identifier="u1",
+        input=[{"role": "user", "content": [{"type": "input_text", "text": "x"}]}],
+    )
+    body = request_to_wire(request.chat, "upstream-model")
+    assert body["reasoning_effort"] == "low" and body["verbosity"] == "low"
+    assert body["service_tier"] == "flex" and body["prompt_cache_key"] == "k"
+    assert body["safety_identifier"] == "u1"
+    assert body["messages"] == [{"role": "user", "content": [{"type": "text", "text": "x"}]}]
+    assert body["model"] == "upstream-model"
+
+
+def test_echo_repeats_the_settings_and_says_nothing_is_stored() -> None:
+    echo = parse(
+        store=True,
+        metadata={"team": "a"},
+        tools=[WEATHER],
+        instructions="hi",
+        include=["reasoning.encrypted_content"],
+        truncation="auto",
+        background=False,
+        previous_response_id=None,
+    ).echo
+    assert echo["store"] is False and echo["metadata"] == {"team": "a"}
+    assert echo["tools"] == [WEATHER] and echo["tool_choice"] == "auto"
+    assert echo["instructions"] == "hi" and echo["parallel_tool_calls"] is True
+    assert echo["text"] == {"format": {"type": "text"}}
+    assert echo["previous_response_id"] is None
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "words"),
+    [
+        ({"previous_response_id": "resp_1"}, "previous_response_id", "no response state"),
+        ({"conversation": "conv_1"}, "conversation", "no response state"),
+        ({"background": True}, "background", "no response state"),
+        ({"prompt": {"id": "pmpt_1"}}, "prompt", "instructions"),
+        ({"context_management": [{"type": "x"}]}, "context_management", "no response state"),
+        ({"frobnicate": 1}, "frobnicate", "not supported"),
+        ({"tools": [{"type": "web_search"}]}, "tools[0].type", "'web_search'"),
+        ({"tools": [{"type": "file_search", "vector_store_ids": []}]}, "tools[0].type", "file"),
+        (
+            {"tools": [{"type": "function", "function": {"name": "f"}}]},
+            "tools[0].name",
+            "not nested",
+        ),
+        ({"tools": [{"type": "function"}]}, "tools[0].name", "required"),
+        ({"tool_choice": {"type": "web_search"}}, "tool_choice", "tool_choice"),
+        ({"tool_choice": "sometimes"}, "tool_choice", "tool_choice"),
+        ({"text": {"format": {"type": "xml"}}}, "text.format.type", "json_schema"),
+        ({"text": {"format": {"type": "json_schema", "schema": {}}}}, "text.format.name", "name"),
+        ({"text": {"format": {"type": "json_schema", "name": "x"}}}, "text.format.schema", "sch"),
+        ({"max_output_tokens": "many"}, "max_output_tokens", "integer"),
+        ({"metadata": "x"}, "metadata", "object"),
+        ({"model": None}, "model", "required"),
+        ({"input": None}, "input", "required"),
+        ({"input": []}, "input", "non-empty"),
+        ({"input": 3}, "input", "string"),
+        ({"input": ["hi"]}, "input[0]", "object"),
+        ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0]", "no response state"),
+        ({"input": [{"type": "web_search_call", "id": "ws"}]}, "input[0].type", "web_search"),
+        ({"input": [{"role": "tool", "content": "x"}]}, "input[0].role", "one of"),
+        ({"input": [{"role": "user", "content": 5}]}, "input[0].content", "string"),
+        (
+            {"input": [{"role": "user", "content": [{"type": "input_image", "file_id": "f"}]}]},
+            "input[0].content[0].file_id",
+            "image_url",
+        ),
+        (
+            {"input": [{"role": "user", "content": [{"type": "input_image"}]}]},
+            "input[0].content[0].image_url",
+            "required",
+        ),
+        (
+            {"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]},
+            "input[0].content[0]",
+            "file_data",
+        ),
+        (
+            {"input": [{"role": "user", "content": [{"type": "input_audio"}]}]},
+            "input[0].content[0].type",
+            "input_audio",
+        ),
+        (
+            {
+                "input": [
+                    {
+                        "role": "assistant",
+                        "content": [{"type": "input_image", "image_url": "https://x"}],
+                    }
+                ]
+            },
+            "input[0].content",
+            "only hold text",
+        ),
+        (
+            {"input": [{"type": "function_call", "name": "f", "arguments": "{}"}]},
+            "input[0].call_id",
+            "required",
+        ),
+        (
+            {"input": [{"type": "function_call_output", "call_id": "c", "output": 1}]},
+            "input[0].output",
+            "string",
+        ),
+        (
+            {
+                "input": [
+                    {
+                        "type": "function_call_output",
+                        "call_id": "c",
+                        "output": [{"type": "input_image", "image_url": "https://x"}],
+                    }
+                ]
+            },
+            "input[0].output",
+            "text parts",
+        ),
+    ],
+)
+def test_unsupported_requests_are_400_naming_the_field(
+    body: dict[str, Any], param: str, words: str
+) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        request_from_wire({"model": "m", "input": "hi", **body})
+    assert caught.value.param == param
+    assert words in caught.value.message
+
+
+# --- complete answers -------------------------------------------------------------------------
+
+
+def answer(message: Message, finish: str = "stop", usage: Usage | None = None) -> ChatResponse:
+    return ChatResponse(
+        id="chatcmpl-1",
+        model="up-model",
+        created=1700000000,
+        choices=[Choice(index=0, message=message, finish_reason=finish)],  # type: ignore[arg-type]
+        usage=usage or Usage(input_tokens=10, output_tokens=4, cached_input_tokens=2),
+    )
+
+
+def test_text_answer_renders_a_completed_response() -> None:
+    echo = parse(instructions="sys", metadata={"k": "v"}).echo
+    wire = response_to_wire(answer(Message(role="assistant", content="Hello there")), echo)
+    response = Response.model_validate(wire)
+    assert response.id.startswith("resp_") and response.object == "response"
+    assert response.status == "completed" and response.incomplete_details is None
+    assert response.output_text == "Hello there"
+    item = response.output[0]
+    assert item.type == "message" and item.id.startswith("msg_") and item.status == "completed"
+    assert response.model == "up-model" and response.created_at == 1700000000
+    assert response.instructions == "sys" and response.metadata == {"k": "v"}
+    assert wire["store"] is False and wire["error"] is None
+    usage = response.usage
+    assert usage is not None and usage.input_tokens == 10 and usage.output_tokens == 4
+    assert usage.total_tokens == 14 and usage.input_tokens_details.cached_tokens == 2
+    assert usage.output_tokens_details.reasoning_tokens == 0
+
+
+def test_length_finish_is_incomplete_for_max_output_tokens() -> None:
+    wire = response_to_wire(answer(Message(role="assistant", content="cut"), "length"), {})
+    assert wire["status"] == "incomplete"
+    assert wire["incomplete_details"] == {"reason": "max_output_tokens"}
+    assert wire["output"][0]["status"] == "incomplete"
+
+
+def test_tool_calls_render_function_call_items() -> None:
+    message = Message(
+        role="assistant",
+        content="Checking.",
+        tool_calls=[
+            ToolCall("call_a", "get_weather", '{"city":"Paris"}'),
+            ToolCall("call_b", "t", "{}"),
+        ],
+    )
+    wire = response_to_wire(answer(message, "tool_calls"), parse(tools=[WEATHER]).echo)
+    response = Response.model_validate(wire)
+    assert [item.type for item in response.output] == ["message", "function_call", "function_call"]
+    call = response.output[1]
+    assert call.type == "function_call" and call.id is not None and call.id.startswith("fc_")
+    assert (call.call_id, call.name, call.arguments) == (
+        "call_a",
+        "get_weather",
+        '{"city":"Paris"}',
+    )
+    assert response.status == "completed" and response.output_text == "Checking."
+    only_calls = response_to_wire(
+        answer(Message(role="assistant", tool_calls=[ToolCall("c", "f", "{}")]), "tool_calls"), {}
+    )
+    assert [item["type"] for item in only_calls["output"]] == ["function_call"]
+
+
+# --- streams ----------------------------------------------------------------------------------
+
+
+def chunk(
+    content: str | None = None,
+    calls: list[ToolCallDelta] | None = None,
+    finish: str | None = None,
+    usage: Usage | None = None,
+    index: int = 0,
+) -> ChatChunk:
+    choice = ChunkChoice(index=index, content=content, tool_calls=calls, finish_reason=finish)  # type: ignore[arg-type]
+    return ChatChunk("chatcmpl-1", "up-model", 1700000000, [] if usage else [choice], usage=usage)
+
+
+def run(chunks: list[ChatChunk], echo: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    writer = StreamWriter(echo if echo is not None else parse().echo)
+    data = b"".join(writer.feed(c) for c in chunks) + writer.finish()
+    return frames(data)
+
+
+def frames(data: bytes) -> list[dict[str, Any]]:
+    events = []
+    for frame in data.decode().split("\n\n")[:-1]:
+        head, body = frame.split("\n")
+        event = orjson.loads(body.removeprefix("data: "))
+        assert head == "event: " + event["type"]
+        EVENTS.validate_python(event)  # every event is one the SDK knows, with its fields
+        events.append(event)
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    return events
+
+
+def test_text_stream_event_order_indices_and_final_response() -> None:
+    usage = Usage(input_tokens=5, output_tokens=2)
+    events = run([chunk(""), chunk("Hel"), chunk("lo"), chunk(finish="stop"), chunk(usage=usage)])
+    assert [e["type"] for e in events] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_text.delta",
+        "response.output_text.delta",
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    created = events[0]["response"]
+    assert created["status"] == "in_progress" and created["output"] == []
+    item_id = events[2]["item"]["id"]
+    assert all(e["item_id"] == item_id and e["output_index"] == 0 for e in events[3:8])
+    assert [e["delta"] for e in events[4:6]] == ["Hel", "lo"]
+    assert events[6]["text"] == "Hello" and events[6]["content_index"] == 0
+    final = Response.model_validate(events[-1]["response"])
+    assert final.id == created["id"] and final.status == "completed"
+    assert final.output_text == "Hello" and final.output[0].id == item_id
+    assert final.usage is not None and final.usage.total_tokens == 7
+
+
+def test_tool_call_stream_closes_each_item_before_the_next() -> None:
+    events = run(
+        [
+            chunk("Sure."),
+            chunk(calls=[ToolCallDelta(0, id="call_a", name="get_weather")]),
+            chunk(calls=[ToolCallDelta(0, arguments='{"city":')]),
+            chunk(calls=[ToolCallDelta(0, arguments='"Paris"}')]),
+            chunk(calls=[ToolCallDelta(1, id="call_b", name="t", arguments="{}")]),
+            chunk(finish="tool_calls"),
+        ]
+    )
+    kinds = [e["type"] for e in events]
+    assert kinds[8:] == [
+        "response.output_item.added",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.output_item.added",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    first_call = events[8]["item"]
+    assert (first_call["call_id"], first_call["name"]) == ("call_a", "get_weather")
+    assert first_call["status"] == "in_progress" and first_call["arguments"] == ""
+    assert events[8]["output_index"] == 1 and events[13]["output_index"] == 2
+    assert events[11]["arguments"] == '{"city":"Paris"}' and events[11]["name"] == "get_weather"
+    final = Response.model_validate(events[-1]["response"])
+    assert [item.type for item in final.output] == ["message", "function_call", "function_call"]
+    assert final.output[1].type == "function_call"
+    assert final.output[1].call_id == "call_a" and final.output[1].arguments == '{"city":"Paris"}'
+
+
+def test_interleaved_tool_fragments_are_a_protocol_error() -> None:
+    writer = StreamWriter(parse().echo)
+    writer.feed(chunk(calls=[ToolCallDelta(0, id="a", name="f")]))
+    writer.feed(chunk(calls=[ToolCallDelta(1, id="b", name="g")]))
+    with pytest.raises(UpstreamProtocolError):
+        writer.feed(chunk(calls=[ToolCallDelta(0, arguments="{}")]))
+
+
+def test_length_stream_ends_with_response_incomplete() -> None:
+    events = run([chunk("cut"), chunk(finish="length"), chunk(usage=Usage(1, 1))])
+    assert events[-1]["type"] == "response.incomplete"
+    response = events[-1]["response"]
+    assert response["status"] == "incomplete"
+    assert response["incomplete_details"] == {"reason": "max_output_tokens"}
+    assert events[-2]["item"]["status"] == "incomplete"
+
+
+def test_empty_stream_is_one_empty_message_and_other_choices_are_ignored() -> None:
+    events = run([chunk("other", index=1), chunk(finish="stop")])
+    final = Response.model_validate(events[-1]["response"])
+    assert final.output_text == "" and len(final.output) == 1
+
+
+def test_error_after_the_first_byte_is_an_error_event_in_sequence() -> None:
+    writer = StreamWriter(parse().echo)
+    data = writer.feed(chunk("partial"))
+    data += writer.error(UpstreamTimeout("upstream went quiet", phase="first_byte"))
+    events = frames(data)
+    assert events[-1] == {
+        "type": "error",
+        "sequence_number": len(events) - 1,
+        "code": "upstream_first_byte_timeout",
+        "message": "upstream went quiet",
+        "param": None,
+    }

@@ -1,0 +1,353 @@
+"""OpenAI Responses API requests (``POST /v1/responses``): wire JSON to a canonical ``ChatRequest``.
+
+``input`` (a string, or message / ``function_call`` / ``function_call_output`` items) becomes
+the messages, after a system message made of ``instructions``; flat ``function`` tools, the
+tool choice, ``text.format``, ``max_output_tokens`` and the sampling fields map onto their
+canonical counterparts. The few fields with a Chat Completions counterpart the canonical types
+do not model (``reasoning.effort``, ``text.verbosity``, ``service_tier``, ``prompt_cache_key``,
+``safety_identifier``) travel as Chat Completions extras, so the request is tagged with the
+``openai`` wire format and ``wire/crossing.py`` decides what another family keeps.
+
+The gateway keeps no responses: fields that need stored state (``previous_response_id``,
+``conversation``, ``background``, ``prompt``, ``context_management``, ``item_reference``
+items) are a 400 saying so; ``store`` is accepted and answered with ``"store": false``;
+``include``, ``truncation``, ``top_logprobs`` and the like are accepted and have no effect.
+Built-in tools (web search, file search, ...) and anything else unknown are a 400 naming them.
+Reasoning items in ``input`` are dropped: they are context from another upstream that a Chat
+Completions deployment cannot take, and the answer does not depend on them being echoed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, cast
+
+from tollway.core.errors import InvalidRequest
+from tollway.core.types import (
+    JSON,
+    ChatRequest,
+    ContentPart,
+    ImagePart,
+    Message,
+    OpaquePart,
+    ResponseFormat,
+    Role,
+    TextPart,
+    Tool,
+    ToolCall,
+    ToolChoice,
+)
+from tollway.wire.fields import json_object, number, optional, required
+from tollway.wire.openai_request import WIRE_FORMAT
+
+_MODELLED = frozenset(
+    {
+        "model", "input", "instructions", "max_output_tokens", "metadata", "parallel_tool_calls",
+        "stream", "temperature", "text", "tool_choice", "tools", "top_p", "user", "reasoning",
+        "service_tier", "prompt_cache_key", "safety_identifier", "store",
+    }
+)  # fmt: skip
+# Accepted and without effect: they shape storage, truncation or extra output the gateway
+# does not produce, never the text of the answer.
+_IGNORED = frozenset(
+    {
+        "include", "truncation", "stream_options", "top_logprobs", "max_tool_calls",
+        "prompt_cache_retention", "prompt_cache_options",
+    }
+)  # fmt: skip
+_STATELESS = (
+    "the gateway keeps no response state; send the whole conversation in 'input' "
+    "(earlier output items can be sent back as input items)"
+)
+_NEEDS_STATE: Mapping[str, str] = MappingProxyType(
+    {
+        "previous_response_id": _STATELESS,
+        "conversation": _STATELESS,
+        "background": "the gateway keeps no response state to poll; stream the response instead",
+        "prompt": "stored prompt templates live on OpenAI's platform; send 'instructions' instead",
+        "context_management": _STATELESS,
+    }
+)
+_CHAT_COUNTERPARTS = ("service_tier", "prompt_cache_key", "safety_identifier")
+_ROLES = frozenset({"user", "assistant", "system", "developer"})
+_TEXT_PARTS = frozenset({"input_text", "output_text"})
+
+
+@dataclass(slots=True)
+class ResponsesRequest:
+    """A parsed Responses request: the canonical request and what the answer repeats back."""
+
+    chat: ChatRequest
+    echo: JSON
+    """Request settings a Response object carries (instructions, tools, text, ...), as sent."""
+
+
+def request_from_wire(body: dict[str, Any]) -> ResponsesRequest:
+    """Parse and validate a Responses API request body."""
+    _refuse_unsupported(body)
+    instructions = optional(body, "instructions", str)
+    extra: JSON = {key: body[key] for key in _CHAT_COUNTERPARTS if body.get(key) is not None}
+    text = optional(body, "text", dict) or {}
+    if text.get("verbosity") is not None:
+        extra["verbosity"] = text["verbosity"]
+    reasoning = optional(body, "reasoning", dict) or {}
+    if reasoning.get("effort") is not None:
+        extra["reasoning_effort"] = reasoning["effort"]
+    chat = ChatRequest(
+        model=required(body, "model", str),
+        messages=_messages_from_input(body.get("input"), instructions),
+        stream=bool(optional(body, "stream", bool)),
+        max_tokens=optional(body, "max_output_tokens", int),
+        temperature=number(body, "temperature"),
+        top_p=number(body, "top_p"),
+        user=optional(body, "user", str),
+        tools=_tools_from_wire(optional(body, "tools", list)),
+        tool_choice=_tool_choice_from_wire(body.get("tool_choice")),
+        parallel_tool_calls=optional(body, "parallel_tool_calls", bool),
+        response_format=_format_from_wire(text.get("format")),
+        extra=extra,
+        wire_format=WIRE_FORMAT,
+    )
+    return ResponsesRequest(chat, _echo(body, chat, text))
+
+
+def _refuse_unsupported(body: dict[str, Any]) -> None:
+    for key, value in body.items():
+        # null and false ask for nothing (``background: false``), so they pass as absent.
+        if key in _MODELLED or key in _IGNORED or value is None or value is False:
+            continue
+        reason = _NEEDS_STATE.get(key)
+        if reason is not None:
+            raise InvalidRequest(f"'{key}' is not supported: {reason}", param=key)
+        raise InvalidRequest(f"'{key}' is not supported by the gateway's Responses API", param=key)
+
+
+def _echo(body: dict[str, Any], chat: ChatRequest, text: JSON) -> JSON:
+    reasoning = body.get("reasoning") or {}
+    return {
+        "instructions": body.get("instructions"),
+        "max_output_tokens": chat.max_tokens,
+        "metadata": optional(body, "metadata", dict) or {},
+        "parallel_tool_calls": chat.parallel_tool_calls is not False,
+        "previous_response_id": None,
+        "reasoning": {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")},
+        "store": False,
+        "temperature": chat.temperature,
+        "text": {**text, "format": text.get("format") or {"type": "text"}},
+        "tool_choice": body.get("tool_choice") or "auto",
+        "tools": body.get("tools") or [],
+        "top_p": chat.top_p,
+        "truncation": body.get("truncation") or "disabled",
+        "user": chat.user,
+    }
+
+
+def _messages_from_input(raw: Any, instructions: str | None) -> list[Message]:
+    messages = [Message(role="system", content=instructions)] if instructions else []
+    if isinstance(raw, str):
+        messages.append(Message(role="user", content=raw))
+        return messages
+    if raw is None:
+        raise InvalidRequest("'input' is a required property", param="input")
+    if not isinstance(raw, list) or not raw:
+        raise InvalidRequest(
+            "'input' must be a string or a non-empty array of items", param="input"
+        )
+    for index, item in enumerate(raw):
+        _add_item(messages, json_object(item, f"input[{index}]"), f"input[{index}]")
+    return messages
+
+
+def _add_item(messages: list[Message], item: JSON, param: str) -> None:
+    kind = item.get("type", "message" if "role" in item else None)
+    if kind == "message":
+        messages.append(_message_from_wire(item, param))
+    elif kind == "function_call":
+        _add_function_call(messages, item, param)
+    elif kind == "function_call_output":
+        messages.append(_function_output_from_wire(item, param))
+    elif kind == "item_reference":
+        raise InvalidRequest(f"'{param}' is an item_reference: {_STATELESS}", param=param)
+    elif kind != "reasoning":
+        raise InvalidRequest(
+            f"'{param}.type' {kind!r} is not supported; send message, function_call and "
+            "function_call_output items",
+            param=f"{param}.type",
+        )
+
+
+def _message_from_wire(item: JSON, param: str) -> Message:
+    role = required(item, "role", str, f"{param}.role")
+    if role not in _ROLES:
+        raise InvalidRequest(
+            f"'{param}.role' must be one of {', '.join(sorted(_ROLES))}, not {role!r}",
+            param=f"{param}.role",
+        )
+    content = item.get("content")
+    if isinstance(content, str):
+        return Message(role=cast(Role, role), content=content)
+    if not isinstance(content, list):
+        raise InvalidRequest(
+            f"'{param}.content' must be a string or an array of content parts",
+            param=f"{param}.content",
+        )
+    parts = [_part_from_wire(part, f"{param}.content[{i}]") for i, part in enumerate(content)]
+    if role == "assistant":
+        # Chat Completions takes assistant history as text; an image there has no meaning.
+        if not all(isinstance(part, TextPart) for part in parts):
+            raise InvalidRequest(
+                f"'{param}.content' of an assistant message may only hold text",
+                param=f"{param}.content",
+            )
+        return Message(role="assistant", content="".join(cast(TextPart, p).text for p in parts))
+    return Message(role=cast(Role, role), content=parts)
+
+
+def _part_from_wire(raw: Any, param: str) -> ContentPart:
+    part = json_object(raw, param)
+    kind = required(part, "type", str, f"{param}.type")
+    if kind in _TEXT_PARTS:
+        return TextPart(required(part, "text", str, f"{param}.text"))
+    if kind == "refusal":
+        return TextPart(required(part, "refusal", str, f"{param}.refusal"))
+    if kind == "input_image":
+        return _image_from_wire(part, param)
+    if kind == "input_file":
+        return _file_from_wire(part, param)
+    raise InvalidRequest(
+        f"'{param}.type' {kind!r} is not supported; send input_text, input_image, input_file "
+        "or (in assistant messages) output_text parts",
+        param=f"{param}.type",
+    )
+
+
+def _image_from_wire(part: JSON, param: str) -> ImagePart:
+    if part.get("file_id") is not None:
+        raise InvalidRequest(
+            f"'{param}.file_id': files stored on OpenAI cannot be read through the gateway; "
+            "send the image as 'image_url' (a URL or a data: URL)",
+            param=f"{param}.file_id",
+        )
+    url = required(part, "image_url", str, f"{param}.image_url")
+    detail = optional(part, "detail", str, f"{param}.detail")
+    if url.startswith("data:") and ";base64," in url:
+        media_type, _, data = url[5:].partition(";base64,")
+        return ImagePart(data=data, media_type=media_type, detail=detail)
+    return ImagePart(url=url, detail=detail)
+
+
+def _file_from_wire(part: JSON, param: str) -> OpaquePart:
+    data = optional(part, "file_data", str, f"{param}.file_data")
+    if data is None:
+        raise InvalidRequest(
+            f"'{param}': only files sent inline as 'file_data' can pass the gateway "
+            "('file_id' needs OpenAI's file storage, 'file_url' has no Chat Completions form)",
+            param=param,
+        )
+    file: JSON = {"file_data": data}
+    filename = optional(part, "filename", str, f"{param}.filename")
+    if filename is not None:
+        file["filename"] = filename
+    # In Chat Completions terms, which is what the request is tagged with.
+    return OpaquePart(type="file", data={"type": "file", "file": file})
+
+
+def _add_function_call(messages: list[Message], item: JSON, param: str) -> None:
+    call = ToolCall(
+        id=required(item, "call_id", str, f"{param}.call_id"),
+        name=required(item, "name", str, f"{param}.name"),
+        arguments=optional(item, "arguments", str, f"{param}.arguments") or "",
+    )
+    last = messages[-1] if messages else None
+    # Calls right after an assistant turn belong to it, as Chat Completions expects.
+    if last is not None and last.role == "assistant":
+        last.tool_calls = [*(last.tool_calls or ()), call]
+    else:
+        messages.append(Message(role="assistant", content=None, tool_calls=[call]))
+
+
+def _function_output_from_wire(item: JSON, param: str) -> Message:
+    call_id = required(item, "call_id", str, f"{param}.call_id")
+    output = item.get("output")
+    if isinstance(output, list):
+        parts = [_part_from_wire(part, f"{param}.output[{i}]") for i, part in enumerate(output)]
+        if not all(isinstance(part, TextPart) for part in parts):
+            raise InvalidRequest(
+                f"'{param}.output' may only hold text parts", param=f"{param}.output"
+            )
+        return Message(role="tool", content=parts, tool_call_id=call_id)
+    if not isinstance(output, str):
+        raise InvalidRequest(
+            f"'{param}.output' must be a string or an array of text parts",
+            param=f"{param}.output",
+        )
+    return Message(role="tool", content=output, tool_call_id=call_id)
+
+
+def _tools_from_wire(tools: list[Any] | None) -> list[Tool] | None:
+    if not tools:
+        return None  # an empty list is the same as none, and some upstreams reject it
+    parsed = []
+    for index, raw in enumerate(tools):
+        param = f"tools[{index}]"
+        tool = json_object(raw, param)
+        kind = tool.get("type")
+        if kind != "function":
+            raise InvalidRequest(
+                f"'{param}.type' {kind!r} is a tool OpenAI runs on its own side, which the "
+                "gateway cannot offer; only 'function' tools are supported",
+                param=f"{param}.type",
+            )
+        if "name" not in tool and isinstance(tool.get("function"), dict):
+            raise InvalidRequest(
+                f"'{param}.name' is a required property: Responses function tools are flat "
+                "({type, name, description, parameters}), not nested as in Chat Completions",
+                param=f"{param}.name",
+            )
+        parsed.append(
+            Tool(
+                name=required(tool, "name", str, f"{param}.name"),
+                description=optional(tool, "description", str, f"{param}.description"),
+                parameters=optional(tool, "parameters", dict, f"{param}.parameters"),
+                strict=optional(tool, "strict", bool, f"{param}.strict"),
+            )
+        )
+    return parsed
+
+
+def _tool_choice_from_wire(raw: Any) -> ToolChoice | None:
+    if raw is None:
+        return None
+    if raw in ("auto", "none", "required"):
+        return ToolChoice(mode=raw)
+    if isinstance(raw, dict) and raw.get("type") == "function":
+        return ToolChoice(mode="function", name=required(raw, "name", str, "tool_choice.name"))
+    raise InvalidRequest(
+        "'tool_choice' must be 'auto', 'none', 'required' or {'type': 'function', 'name': ...}",
+        param="tool_choice",
+    )
+
+
+def _format_from_wire(raw: Any) -> ResponseFormat | None:
+    if raw is None:
+        return None
+    fmt = json_object(raw, "text.format")
+    kind = fmt.get("type")
+    if kind in ("text", "json_object"):
+        return ResponseFormat(type=kind)
+    if kind != "json_schema":
+        raise InvalidRequest(
+            "'text.format.type' must be 'text', 'json_object' or 'json_schema'",
+            param="text.format.type",
+        )
+    # The canonical schema is Chat Completions' ``json_schema`` object: name, schema, ...
+    schema: JSON = {
+        "name": required(fmt, "name", str, "text.format.name"),
+        "schema": required(fmt, "schema", dict, "text.format.schema"),
+    }
+    for key in ("description", "strict"):
+        if fmt.get(key) is not None:
+            schema[key] = fmt[key]
+    return ResponseFormat(type="json_schema", json_schema=schema)

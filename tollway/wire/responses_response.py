@@ -1,0 +1,125 @@
+"""Canonical answers as OpenAI Responses API ``Response`` objects: output items and usage.
+
+A choice's text becomes one ``message`` item and each tool call a ``function_call`` item
+(``call_id`` is the upstream's call id, which the client sends back in its
+``function_call_output``). A ``length`` finish makes the response ``incomplete`` with reason
+``max_output_tokens``. Only the first choice is rendered: the Responses API has no ``n``.
+Extras of the upstream's wire format (fingerprints, refusals, annotations) are not rendered.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+from tollway.core.types import JSON, ChatResponse, FinishReason, Usage
+
+_INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
+
+
+def new_id(prefix: str) -> str:
+    """A fresh identifier in OpenAI's style: ``resp_...``, ``msg_...``, ``fc_...``."""
+    return f"{prefix}_{secrets.token_hex(24)}"
+
+
+def usage_to_wire(usage: Usage) -> JSON:
+    """A Responses ``usage`` object."""
+    return {
+        "input_tokens": usage.input_tokens,
+        "input_tokens_details": {
+            "cached_tokens": usage.cached_input_tokens,
+            "cache_write_tokens": usage.cache_write_tokens,
+        },
+        "output_tokens": usage.output_tokens,
+        "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+        "total_tokens": usage.total_tokens,
+    }
+
+
+def status_for(finish: FinishReason | None) -> tuple[str, JSON | None]:
+    """The response ``status`` and ``incomplete_details`` a finish reason stands for."""
+    reason = _INCOMPLETE_REASONS.get(finish or "")
+    return ("completed", None) if reason is None else ("incomplete", {"reason": reason})
+
+
+def output_text(text: str) -> JSON:
+    """An ``output_text`` content part."""
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+
+def message_item(item_id: str, text: str | None, status: str) -> JSON:
+    """An assistant ``message`` output item; ``None`` text means its part is not open yet."""
+    content = [] if text is None else [output_text(text)]
+    return {
+        "id": item_id,
+        "type": "message",
+        "status": status,
+        "content": content,
+        "role": "assistant",
+    }
+
+
+def function_call_item(item_id: str, call_id: str, name: str, arguments: str, status: str) -> JSON:
+    """A ``function_call`` output item."""
+    return {
+        "id": item_id,
+        "type": "function_call",
+        "status": status,
+        "arguments": arguments,
+        "call_id": call_id,
+        "name": name,
+    }
+
+
+def response_object(
+    response_id: str,
+    model: str,
+    created_at: int,
+    echo: JSON,
+    *,
+    status: str,
+    output: list[JSON],
+    usage: Usage | None = None,
+    incomplete_details: JSON | None = None,
+) -> JSON:
+    """A whole ``Response`` object; ``echo`` holds the request settings it repeats back."""
+    return {
+        "id": response_id,
+        "object": "response",
+        "created_at": created_at,
+        "status": status,
+        "background": False,
+        "error": None,
+        "incomplete_details": incomplete_details,
+        "model": model,
+        "output": output,
+        "usage": None if usage is None else usage_to_wire(usage),
+        **echo,
+    }
+
+
+def response_to_wire(response: ChatResponse, echo: JSON) -> dict[str, Any]:
+    """The Responses API body for a complete answer."""
+    choice = response.choices[0] if response.choices else None
+    status, incomplete = status_for(None if choice is None else choice.finish_reason)
+    output: list[JSON] = []
+    if choice is not None:
+        message = choice.message
+        text = message.text()
+        if text or not message.tool_calls:
+            output.append(message_item(new_id("msg"), text, status))
+        output.extend(
+            function_call_item(new_id("fc"), call.id, call.name, call.arguments, "completed")
+            for call in message.tool_calls or ()
+        )
+    return response_object(
+        new_id("resp"),
+        response.model,
+        response.created or int(time.time()),
+        echo,
+        status=status,
+        output=output,
+        usage=response.usage,
+        incomplete_details=incomplete,
+    )

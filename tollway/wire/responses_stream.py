@@ -1,0 +1,186 @@
+"""Canonical chunks as the Responses API's typed event stream (``stream: true``).
+
+The events, each with ``type`` and a ``sequence_number`` counting from 0:
+``response.created`` and ``response.in_progress`` (status ``in_progress``, no output), then
+per output item, one at a time as the real API sends them:
+
+- text: ``response.output_item.added`` (a ``message``), ``response.content_part.added``,
+  ``response.output_text.delta``..., ``response.output_text.done``,
+  ``response.content_part.done``, ``response.output_item.done``;
+- each tool call: ``response.output_item.added`` (a ``function_call``),
+  ``response.function_call_arguments.delta``..., ``response.function_call_arguments.done``,
+  ``response.output_item.done``;
+
+and last ``response.completed`` (or ``response.incomplete`` after a ``length`` finish) with
+the whole response, output and usage included. A failure after the first byte is an
+``error`` event, and the stream ends there. Frames are ``event: <type>\\ndata: <json>\\n\\n``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import orjson
+
+from tollway.core.errors import GatewayError, UpstreamProtocolError
+from tollway.core.types import JSON, ChatChunk, FinishReason, ToolCallDelta, Usage
+from tollway.wire.responses_response import (
+    function_call_item,
+    message_item,
+    new_id,
+    output_text,
+    response_object,
+    status_for,
+)
+
+
+@dataclass(slots=True)
+class _OpenItem:
+    """The output item being streamed: its place, its opening shape, what it has so far."""
+
+    output_index: int
+    item: JSON
+    pieces: list[str] = field(default_factory=list)
+
+
+class StreamWriter:
+    """Turns the canonical chunks of one answer into the Responses event stream."""
+
+    def __init__(self, echo: JSON) -> None:
+        self._echo = echo
+        self._id = new_id("resp")
+        self._sequence = 0
+        self._model = ""
+        self._created_at = 0
+        self._started = False
+        self._output: list[JSON] = []
+        self._open: _OpenItem | None = None
+        self._item_of_tool: dict[int, int] = {}
+        self._finish: FinishReason | None = None
+        self._usage: Usage | None = None
+
+    def feed(self, chunk: ChatChunk) -> bytes:
+        """The events ``chunk`` stands for (``response.created`` first); may be empty."""
+        out: list[bytes] = []
+        if not self._started:
+            self._start(chunk.model, chunk.created, out)
+        if chunk.usage is not None:
+            self._usage = chunk.usage
+        for choice in chunk.choices:
+            if choice.index != 0:  # the Responses API has one alternative
+                continue
+            if choice.content:
+                self._text(choice.content, out)
+            for call in choice.tool_calls or ():
+                self._tool_call(call, out)
+            if choice.finish_reason is not None:
+                self._finish = choice.finish_reason
+        return b"".join(out)
+
+    def finish(self) -> bytes:
+        """The closing events: the open item's, then ``response.completed`` / ``.incomplete``."""
+        out: list[bytes] = []
+        if not self._started:
+            self._start("", 0, out)
+        if self._open is None and not self._output:
+            self._open_message(out)  # an empty answer is still one (empty) message
+        status, incomplete = status_for(self._finish)
+        self._close(out, status)
+        snapshot = self._snapshot(status, self._output, incomplete)
+        out.append(self._event(f"response.{status}", {"response": snapshot}))
+        return b"".join(out)
+
+    def error(self, exc: GatewayError) -> bytes:
+        """The ``error`` event that ends a stream which failed after its first byte."""
+        fields = {"code": exc.code or exc.openai_type, "message": exc.message, "param": exc.param}
+        return self._event("error", fields)
+
+    def _start(self, model: str, created: int, out: list[bytes]) -> None:
+        self._started = True
+        self._model = model
+        self._created_at = created or int(time.time())
+        snapshot = self._snapshot("in_progress", [], None)
+        out.append(self._event("response.created", {"response": snapshot}))
+        out.append(self._event("response.in_progress", {"response": snapshot}))
+
+    def _snapshot(self, status: str, output: list[JSON], incomplete: JSON | None) -> JSON:
+        usage = self._usage if status != "in_progress" else None
+        return response_object(
+            self._id,
+            self._model,
+            self._created_at,
+            self._echo,
+            status=status,
+            output=output,
+            usage=usage,
+            incomplete_details=incomplete,
+        )
+
+    def _text(self, delta: str, out: list[bytes]) -> None:
+        if self._open is None or self._open.item["type"] != "message":
+            self._close(out, "completed")
+            self._open_message(out)
+        assert self._open is not None
+        self._open.pieces.append(delta)
+        fields = {**self._where(self._open), "content_index": 0, "delta": delta, "logprobs": []}
+        out.append(self._event("response.output_text.delta", fields))
+
+    def _open_message(self, out: list[bytes]) -> None:
+        item = message_item(new_id("msg"), None, "in_progress")
+        opened = self._open_item(item, out)
+        part = {**self._where(opened), "content_index": 0, "part": output_text("")}
+        out.append(self._event("response.content_part.added", part))
+
+    def _tool_call(self, call: ToolCallDelta, out: list[bytes]) -> None:
+        index = self._item_of_tool.get(call.index)
+        if index is None:
+            self._close(out, "completed")
+            call_id = call.id or new_id("call")
+            item = function_call_item(new_id("fc"), call_id, call.name or "", "", "in_progress")
+            self._item_of_tool[call.index] = self._open_item(item, out).output_index
+        elif self._open is None or self._open.output_index != index:
+            # Output items are strictly sequential; a closed call cannot take more fragments.
+            raise UpstreamProtocolError("upstream interleaved the fragments of two tool calls")
+        if call.arguments:
+            assert self._open is not None
+            self._open.pieces.append(call.arguments)
+            fields = {**self._where(self._open), "delta": call.arguments}
+            out.append(self._event("response.function_call_arguments.delta", fields))
+
+    def _open_item(self, item: JSON, out: list[bytes]) -> _OpenItem:
+        self._open = _OpenItem(output_index=len(self._output), item=item)
+        added = {"output_index": self._open.output_index, "item": item}
+        out.append(self._event("response.output_item.added", added))
+        return self._open
+
+    def _close(self, out: list[bytes], status: str) -> None:
+        opened = self._open
+        if opened is None:
+            return
+        self._open = None
+        where = self._where(opened)
+        text = "".join(opened.pieces)
+        item = opened.item
+        if item["type"] == "message":
+            done = message_item(item["id"], text, status)
+            text_done = {**where, "content_index": 0, "text": text, "logprobs": []}
+            out.append(self._event("response.output_text.done", text_done))
+            part_done = {**where, "content_index": 0, "part": done["content"][0]}
+            out.append(self._event("response.content_part.done", part_done))
+        else:
+            done = function_call_item(item["id"], item["call_id"], item["name"], text, "completed")
+            arguments_done = {**where, "name": item["name"], "arguments": text}
+            out.append(self._event("response.function_call_arguments.done", arguments_done))
+        self._output.append(done)
+        item_done = {"output_index": opened.output_index, "item": done}
+        out.append(self._event("response.output_item.done", item_done))
+
+    @staticmethod
+    def _where(opened: _OpenItem) -> JSON:
+        return {"item_id": opened.item["id"], "output_index": opened.output_index}
+
+    def _event(self, kind: str, fields: JSON) -> bytes:
+        payload = {"type": kind, "sequence_number": self._sequence, **fields}
+        self._sequence += 1
+        return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
