@@ -9,9 +9,7 @@ provider sends the deployment's own key and version.
 
 from __future__ import annotations
 
-import logging
 import math
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -19,8 +17,14 @@ from aiohttp import web
 
 from tollway.core.context import RequestContext
 from tollway.core.errors import GatewayError, NotFound
-from tollway.core.types import ChatChunk, ChatRequest, ImagePart, OpaquePart, TextPart
-from tollway.dialects.http import read_json_object, request_id, routing_headers
+from tollway.core.types import ChatRequest, ImagePart, OpaquePart, TextPart
+from tollway.dialects.http import (
+    log_internal_error,
+    read_json_object,
+    request_id,
+    routing_headers,
+    stream_events,
+)
 from tollway.wire.anthropic_request import request_from_wire
 from tollway.wire.anthropic_response import response_to_wire
 from tollway.wire.anthropic_stream import StreamWriter, event
@@ -28,7 +32,6 @@ from tollway.wire.anthropic_stream import StreamWriter, event
 if TYPE_CHECKING:
     from tollway.gateway import Gateway
 
-log = logging.getLogger("tollway.dialects.anthropic")
 
 _JSON = "application/json"
 CHARS_PER_TOKEN = 4
@@ -58,9 +61,7 @@ def error_response(exc: GatewayError, rid: str, headers: dict[str, str]) -> web.
 
 def internal_error(rid: str, exc: BaseException) -> web.Response:
     """A 500 that names the request id and nothing of the failure's internals."""
-    log.error("request %s failed unexpectedly", rid, exc_info=exc)
-    error = GatewayError(f"The gateway failed to handle request {rid}; see its log.")
-    return error_response(error, rid, {"x-request-id": rid})
+    return error_response(log_internal_error(rid, exc), rid, {"x-request-id": rid})
 
 
 def estimate_input_tokens(request: ChatRequest) -> int:
@@ -129,29 +130,9 @@ class AnthropicDialect:
                 await pipeline.finish(ctx)
 
     async def _stream(self, request: web.Request, ctx: RequestContext) -> web.StreamResponse:
-        # Errors until the first chunk is in hand propagate as ordinary JSON errors (and the
-        # pipeline may fail over); after the first byte they become an error event.
         chunks = await self._gateway.pipeline.stream(ctx)
-        response = web.StreamResponse(
-            headers={
-                **_headers(ctx),
-                "Content-Type": "text/event-stream",
-                "Cache-Control": "no-cache",
-            }
-        )
-        await response.prepare(request)
-        try:
-            await _write_events(response, chunks)
-        except GatewayError as exc:
-            ctx.error = exc
-            await _write_quietly(response, event("error", error_payload(exc, ctx.request_id)))
-        except ConnectionResetError:
-            ctx.error = GatewayError("client disconnected mid-stream", code="client_disconnected")
-            return response
-        finally:
-            await chunks.aclose()  # type: ignore[attr-defined]
-        await _write_quietly(response, b"")
-        return response
+        encoder = _Encoder(ctx.request_id)
+        return await stream_events(request, ctx, chunks, encoder, _headers(ctx))
 
     async def count_tokens(self, request: web.Request) -> web.Response:
         """``POST /v1/messages/count_tokens``: the provider's count, or a local estimate."""
@@ -197,20 +178,13 @@ def _failed(exc: GatewayError, rid: str, ctx: RequestContext | None) -> web.Resp
     return error_response(exc, rid, routing_headers(ctx))
 
 
-async def _write_events(response: web.StreamResponse, chunks: AsyncIterator[ChatChunk]) -> None:
-    writer = StreamWriter()
-    async for chunk in chunks:
-        data = writer.feed(chunk)
-        if data:
-            await response.write(data)
-    await response.write(writer.finish())
+class _Encoder(StreamWriter):
+    """Anthropic's event sequence, with its error event naming the request."""
 
+    def __init__(self, rid: str) -> None:
+        super().__init__()
+        self._rid = rid
 
-async def _write_quietly(response: web.StreamResponse, data: bytes) -> None:
-    """Write and end the stream, ignoring a client that has already gone."""
-    try:
-        if data:
-            await response.write(data)
-        await response.write_eof()
-    except ConnectionResetError:
-        pass
+    def error(self, exc: GatewayError) -> bytes:
+        """An ``error`` event; ``message_stop`` never follows it."""
+        return event("error", error_payload(exc, self._rid))

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import fnmatch
+import logging
 import re
 import secrets
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
 
 from tollway.core.context import RequestContext
-from tollway.core.errors import InvalidRequest, PayloadTooLarge
+from tollway.core.errors import GatewayError, InvalidRequest, PayloadTooLarge
+from tollway.core.types import ChatChunk
+
+log = logging.getLogger("tollway.dialects")
 
 _MAX_REQUEST_ID = 128
 # Never forwarded whatever the patterns say: client credentials and hop-by-hop headers.
@@ -82,3 +86,70 @@ def routing_headers(ctx: RequestContext) -> dict[str, str]:
         headers["x-tollway-attempts"] = str(ctx.attempts)
     headers.update(ctx.response_headers)
     return headers
+
+
+class EventEncoder(Protocol):
+    """Turns canonical chunks into one dialect's stream events."""
+
+    def feed(self, chunk: ChatChunk) -> bytes:
+        """The events for one chunk (may be empty)."""
+        ...
+
+    def finish(self) -> bytes:
+        """The closing events after the last chunk."""
+        ...
+
+    def error(self, exc: GatewayError) -> bytes:
+        """The event that reports a failure after the first byte."""
+        ...
+
+
+async def stream_events(
+    request: web.Request,
+    ctx: RequestContext,
+    chunks: AsyncIterator[ChatChunk],
+    encoder: EventEncoder,
+    headers: dict[str, str],
+) -> web.StreamResponse:
+    """Send ``chunks`` as server-sent events as they arrive.
+
+    The pipeline hands over ``chunks`` only once the first one is in hand, so failures up to
+    here were ordinary JSON errors; from the first byte on a failure becomes the dialect's
+    error event and the stream ends, and a client that goes away closes the upstream.
+    """
+    response = web.StreamResponse(
+        headers={**headers, "Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    await response.prepare(request)
+    try:
+        async for chunk in chunks:
+            data = encoder.feed(chunk)
+            if data:
+                await response.write(data)
+        await response.write(encoder.finish())
+    except GatewayError as exc:
+        ctx.error = exc
+        await _write_quietly(response, encoder.error(exc))
+    except ConnectionResetError:
+        ctx.error = GatewayError("client disconnected mid-stream", code="client_disconnected")
+        return response
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
+    await _write_quietly(response, b"")
+    return response
+
+
+async def _write_quietly(response: web.StreamResponse, data: bytes) -> None:
+    """Write and end the stream, ignoring a client that has already gone."""
+    try:
+        if data:
+            await response.write(data)
+        await response.write_eof()
+    except ConnectionResetError:
+        pass
+
+
+def log_internal_error(rid: str, exc: BaseException) -> GatewayError:
+    """Log an unexpected failure with its traceback; the error to answer names only ``rid``."""
+    log.error("request %s failed unexpectedly", rid, exc_info=exc)
+    return GatewayError(f"The gateway failed to handle request {rid}; see its log.")

@@ -6,8 +6,6 @@ and errors in OpenAI's shapes. This is the one place OpenAI-route errors are ren
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import orjson
@@ -16,7 +14,13 @@ from aiohttp import web
 from tollway.core.context import RequestContext
 from tollway.core.errors import GatewayError, NotFound
 from tollway.core.types import ChatChunk
-from tollway.dialects.http import read_json_object, request_id, routing_headers
+from tollway.dialects.http import (
+    log_internal_error,
+    read_json_object,
+    request_id,
+    routing_headers,
+    stream_events,
+)
 from tollway.wire.openai_embeddings import (
     embedding_request_from_wire,
     embedding_response_to_wire,
@@ -27,7 +31,6 @@ from tollway.wire.openai_response import chunk_to_wire, response_to_wire
 if TYPE_CHECKING:
     from tollway.gateway import Gateway
 
-log = logging.getLogger("tollway.dialects.openai")
 
 _JSON = "application/json"
 _DONE = b"data: [DONE]\n\n"
@@ -57,11 +60,9 @@ def error_response(exc: GatewayError, headers: dict[str, str]) -> web.Response:
     )
 
 
-def internal_error(ctx_id: str, exc: BaseException) -> web.Response:
+def internal_error(rid: str, exc: BaseException) -> web.Response:
     """A 500 that names the request id and nothing of the failure's internals."""
-    log.error("request %s failed unexpectedly", ctx_id, exc_info=exc)
-    error = GatewayError(f"The gateway failed to handle request {ctx_id}; see its log.")
-    return error_response(error, {"x-request-id": ctx_id})
+    return error_response(log_internal_error(rid, exc), {"x-request-id": rid})
 
 
 class OpenAIDialect:
@@ -111,30 +112,10 @@ class OpenAIDialect:
                 await pipeline.finish(ctx)
 
     async def _stream(self, request: web.Request, ctx: RequestContext) -> web.StreamResponse:
-        # Errors until the first chunk is in hand propagate as ordinary JSON errors (and the
-        # pipeline may fail over); after the first byte they become an error event.
         assert ctx.chat is not None
         chunks = await self._gateway.pipeline.stream(ctx)
-        response = web.StreamResponse(
-            headers={
-                **routing_headers(ctx),
-                "Content-Type": "text/event-stream",
-                "Cache-Control": "no-cache",
-            }
-        )
-        await response.prepare(request)
-        try:
-            await _write_chunks(response, chunks, include_usage=ctx.chat.include_usage)
-        except GatewayError as exc:
-            ctx.error = exc
-            await _write_quietly(response, b"data: " + error_body(exc) + b"\n\n")
-        except ConnectionResetError:
-            ctx.error = GatewayError("client disconnected mid-stream", code="client_disconnected")
-            return response
-        finally:
-            await chunks.aclose()  # type: ignore[attr-defined]
-        await _write_quietly(response, b"")
-        return response
+        encoder = ChunkEncoder(include_usage=ctx.chat.include_usage)
+        return await stream_events(request, ctx, chunks, encoder, routing_headers(ctx))
 
     async def embeddings(self, request: web.Request) -> web.Response:
         """``POST /v1/embeddings``."""
@@ -194,22 +175,23 @@ class OpenAIDialect:
         return error_response(error, {"x-request-id": request_id(request)})
 
 
-async def _write_chunks(
-    response: web.StreamResponse, chunks: AsyncIterator[ChatChunk], *, include_usage: bool
-) -> None:
-    async for chunk in chunks:
-        if not chunk.choices and not include_usage:
-            continue  # the usage-only chunk the gateway asked for on its own behalf
-        wire = chunk_to_wire(chunk, include_usage=include_usage)
-        await response.write(b"data: " + orjson.dumps(wire) + b"\n\n")
-    await response.write(_DONE)
+class ChunkEncoder:
+    """Chat Completions stream events: ``data: {chunk}`` lines, then ``data: [DONE]``."""
 
+    def __init__(self, *, include_usage: bool) -> None:
+        self._include_usage = include_usage
 
-async def _write_quietly(response: web.StreamResponse, data: bytes) -> None:
-    """Write and end the stream, ignoring a client that has already gone."""
-    try:
-        if data:
-            await response.write(data)
-        await response.write_eof()
-    except ConnectionResetError:
-        pass
+    def feed(self, chunk: ChatChunk) -> bytes:
+        """One ``data:`` event; nothing for the usage-only chunk the client did not ask for."""
+        if not chunk.choices and not self._include_usage:
+            return b""
+        wire = chunk_to_wire(chunk, include_usage=self._include_usage)
+        return b"data: " + orjson.dumps(wire) + b"\n\n"
+
+    def finish(self) -> bytes:
+        """The terminal ``[DONE]``."""
+        return _DONE
+
+    def error(self, exc: GatewayError) -> bytes:
+        """An error object as the last event; no ``[DONE]`` follows."""
+        return b"data: " + error_body(exc) + b"\n\n"

@@ -8,7 +8,6 @@ no responses, so the routes that read or change a stored one answer a 404 that s
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import orjson
@@ -16,8 +15,7 @@ from aiohttp import web
 
 from tollway.core.context import RequestContext
 from tollway.core.errors import GatewayError, NotFound
-from tollway.core.types import ChatChunk
-from tollway.dialects.http import read_json_object, request_id, routing_headers
+from tollway.dialects.http import read_json_object, request_id, routing_headers, stream_events
 from tollway.dialects.openai import error_response, internal_error
 from tollway.wire.responses_request import ResponsesRequest, request_from_wire
 from tollway.wire.responses_response import response_to_wire
@@ -81,30 +79,9 @@ class ResponsesDialect:
     async def _stream(
         self, request: web.Request, ctx: RequestContext, parsed: ResponsesRequest
     ) -> web.StreamResponse:
-        # Errors until the first chunk is in hand propagate as ordinary JSON errors (and the
-        # pipeline may fail over); after the first byte they become an error event.
         chunks = await self._gateway.pipeline.stream(ctx)
-        response = web.StreamResponse(
-            headers={
-                **routing_headers(ctx),
-                "Content-Type": "text/event-stream",
-                "Cache-Control": "no-cache",
-            }
-        )
-        await response.prepare(request)
-        writer = StreamWriter(parsed.echo)
-        try:
-            await _write_events(response, chunks, writer)
-        except GatewayError as exc:
-            ctx.error = exc
-            await _write_quietly(response, writer.error(exc))
-        except ConnectionResetError:
-            ctx.error = GatewayError("client disconnected mid-stream", code="client_disconnected")
-            return response
-        finally:
-            await chunks.aclose()  # type: ignore[attr-defined]
-        await _write_quietly(response, b"")
-        return response
+        encoder = StreamWriter(parsed.echo)
+        return await stream_events(request, ctx, chunks, encoder, routing_headers(ctx))
 
     async def not_stored(self, request: web.Request) -> web.Response:
         """Reading, cancelling or deleting a stored response: a 404, as none is stored."""
@@ -116,23 +93,3 @@ class ResponsesDialect:
             code="response_not_stored",
         )
         return error_response(error, {"x-request-id": request_id(request)})
-
-
-async def _write_events(
-    response: web.StreamResponse, chunks: AsyncIterator[ChatChunk], writer: StreamWriter
-) -> None:
-    async for chunk in chunks:
-        data = writer.feed(chunk)
-        if data:
-            await response.write(data)
-    await response.write(writer.finish())
-
-
-async def _write_quietly(response: web.StreamResponse, data: bytes) -> None:
-    """Write and end the stream, ignoring a client that has already gone."""
-    try:
-        if data:
-            await response.write(data)
-        await response.write_eof()
-    except ConnectionResetError:
-        pass
