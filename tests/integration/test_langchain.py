@@ -1,0 +1,69 @@
+"""LangChain chat models with only the base URL changed: invoke, stream, tool binding."""
+
+from __future__ import annotations
+
+import pytest
+from langchain_anthropic import ChatAnthropic
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langchain_core.tools import tool
+from langchain_openai import ChatOpenAI
+
+# Every model group is served by a different provider family behind the gateway.
+MODELS = ["test-chat", "test-claude"]
+
+
+@tool
+def get_weather(city: str) -> str:
+    """Weather for a city."""
+    return f"sunny in {city}"
+
+
+def openai_chat(gateway_url: str, model: str) -> ChatOpenAI:
+    return ChatOpenAI(
+        base_url=gateway_url + "/v1", api_key="client-key", model=model, max_retries=0, timeout=30
+    )  # type: ignore[arg-type]
+
+
+def anthropic_chat(gateway_url: str, model: str) -> ChatAnthropic:
+    return ChatAnthropic(
+        base_url=gateway_url,
+        api_key="client-key",
+        model=model,
+        max_retries=0,
+        timeout=30,
+        max_tokens=256,
+    )  # type: ignore[call-arg]
+
+
+CLIENTS = [openai_chat, anthropic_chat]
+
+
+@pytest.mark.parametrize("make", CLIENTS, ids=["langchain-openai", "langchain-anthropic"])
+@pytest.mark.parametrize("model", MODELS)
+def test_invoke(gateway_url: str, make, model: str) -> None:  # type: ignore[no-untyped-def]
+    reply = make(gateway_url, model).invoke("hello from langchain")
+    assert isinstance(reply, AIMessage)
+    assert "hello from langchain" in reply.text
+    assert reply.usage_metadata is not None and reply.usage_metadata["output_tokens"] > 0
+
+
+@pytest.mark.parametrize("make", CLIENTS, ids=["langchain-openai", "langchain-anthropic"])
+@pytest.mark.parametrize("model", MODELS)
+def test_stream(gateway_url: str, make, model: str) -> None:  # type: ignore[no-untyped-def]
+    pieces = [chunk.text for chunk in make(gateway_url, model).stream("stream from langchain")]
+    assert len([p for p in pieces if p]) > 3
+    assert "stream from langchain" in "".join(pieces)
+
+
+@pytest.mark.parametrize("make", CLIENTS, ids=["langchain-openai", "langchain-anthropic"])
+@pytest.mark.parametrize("model", MODELS)
+def test_tool_binding_round_trip(gateway_url: str, make, model: str) -> None:  # type: ignore[no-untyped-def]
+    chat = make(gateway_url, model).bind_tools([get_weather])
+    question = HumanMessage("what is the weather in Oslo?")
+    first = chat.invoke([question])
+    assert first.tool_calls and first.tool_calls[0]["name"] == "get_weather"
+    call = first.tool_calls[0]
+    assert "city" in call["args"]
+    result = ToolMessage(get_weather.invoke(call["args"]), tool_call_id=call["id"])
+    second = chat.invoke([question, first, result])
+    assert "sunny in" in second.text
