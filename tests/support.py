@@ -108,7 +108,9 @@ def running_gateway(
         config_path.write_text(yaml.safe_dump(config))
         args += ["--config", str(config_path)]
     full_env = {
-        k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "TOLLWAY_CONFIG")
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "TOLLWAY_CONFIG")
     }
     full_env.update(env or {})
     process = Process(tollway_command(*args), log_dir / f"gateway-{port}.log", env=full_env)
