@@ -1,0 +1,75 @@
+"""The command line: config check, and serve on the embedded default."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from tests.support import Process, running_gateway, tollway_command
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(tollway_command(*args), capture_output=True, text=True, timeout=60)
+
+
+def test_config_check_accepts_a_valid_file(tmp_path: Path) -> None:
+    path = tmp_path / "ok.yaml"
+    path.write_text("models: [{name: m, deployments: [{provider: openai, model: gpt-4o}]}]\n")
+    result = run_cli("config", "check", str(path))
+    assert result.returncode == 0
+    assert f"{path}: OK (1 models, 1 deployments)" in result.stdout
+
+
+def test_config_check_lists_every_problem_with_file_and_path(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "server: {port: 99999}\n"
+        "models: [{name: m, deployments: [{provider: openia, model: gpt-4o}]}]\n"
+    )
+    result = run_cli("config", "check", str(path))
+    assert result.returncode == 2
+    assert f"{path}: server.port:" in result.stderr
+    assert f"{path}: models[0].deployments[0].provider: unknown provider 'openia'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture(scope="module")
+def embedded(log_dir: Path) -> Iterator[tuple[str, Process]]:
+    """``tollway serve`` with no config file at all."""
+    with running_gateway(log_dir, None) as running:
+        yield running
+
+
+def test_embedded_default_answers_at_once(embedded: tuple[str, Process]) -> None:
+    url = embedded[0]
+    reply = httpx.post(
+        url + "/v1/chat/completions",
+        json={"model": "demo-chat", "messages": [{"role": "user", "content": "first try"}]},
+    )
+    assert reply.status_code == 200
+    assert "first try" in reply.json()["choices"][0]["message"]["content"]
+    names = {m.id for m in openai.OpenAI(base_url=url + "/v1", api_key="x").models.list()}
+    assert names == {"demo-chat", "demo-chat-large", "demo-claude", "demo-embed"}
+
+
+def test_embedded_default_serves_the_anthropic_sdk(embedded: tuple[str, Process]) -> None:
+    client = anthropic.Anthropic(base_url=embedded[0], api_key="x", max_retries=0)
+    message = client.messages.create(
+        model="demo-claude", max_tokens=64, messages=[{"role": "user", "content": "hi claude"}]
+    )
+    assert "hi claude" in message.content[0].text  # type: ignore[union-attr]
+
+
+def test_provider_keys_in_the_environment_add_their_models(log_dir: Path) -> None:
+    env = {"OPENAI_API_KEY": "sk-not-used-here", "ANTHROPIC_API_KEY": "sk-ant-not-used"}
+    with running_gateway(log_dir, None, env) as (url, process):
+        names = {m["id"] for m in httpx.get(url + "/v1/models").json()["data"]}
+        assert {"gpt-4o", "gpt-4o-mini", "text-embedding-3-small", "demo-chat"} <= names
+        assert any(name.startswith("claude-") for name in names)
+    assert "sk-not-used-here" not in process.output()
