@@ -1,0 +1,117 @@
+"""Migrations on both backends: from empty to head and back, and models matching the schema."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Column, Connection, Integer, MetaData, Table, inspect
+
+from tests.integration.store.conftest import Database
+from tollway.store import SchemaMismatch, downgrade, head_revision, migrate
+from tollway.store.engine import make_engine
+from tollway.store.migration import current_revision
+from tollway.store.models import Base
+
+TABLES = {
+    "teams",
+    "users",
+    "team_members",
+    "virtual_keys",
+    "provider_credentials",
+    "audit_events",
+}
+
+
+def schema_differences(connection: Connection, metadata: MetaData) -> list[Any]:
+    """What Alembic's autogenerate would change to make the database match ``metadata``."""
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    return list(compare_metadata(context, metadata))
+
+
+async def inspect_database(database: Database) -> tuple[str | None, set[str], list[Any]]:
+    """The database's revision, its tables, and its differences from the models."""
+    engine = make_engine(database.url, schema=database.schema)
+    try:
+        async with engine.connect() as connection:
+            revision = await connection.run_sync(current_revision)
+            tables = set(await connection.run_sync(lambda sync: inspect(sync).get_table_names()))
+            differences = await connection.run_sync(schema_differences, Base.metadata)
+    finally:
+        await engine.dispose()
+    return revision, tables, differences
+
+
+async def test_migrate_from_empty_to_head_matches_the_models(empty_database: Database) -> None:
+    revision, tables, differences = await inspect_database(empty_database)
+    assert (revision, tables) == (None, set())
+    assert {difference[0] for difference in differences} >= {"add_table"}
+    await migrate(empty_database.url, schema=empty_database.schema)
+    revision, tables, differences = await inspect_database(empty_database)
+    assert revision == head_revision()
+    assert tables == TABLES | {"alembic_version"}
+    assert differences == []
+    # Running it again is a no-op.
+    await migrate(empty_database.url, schema=empty_database.schema)
+    assert (await inspect_database(empty_database))[0] == head_revision()
+
+
+async def test_the_comparison_would_notice_drift(database: Database) -> None:
+    drifted = MetaData()
+    for table in Base.metadata.sorted_tables:
+        table.to_metadata(drifted)
+    Table("extra", drifted, Column("id", Integer, primary_key=True))
+    drifted.tables["teams"].append_column(Column("budget", Integer))
+    engine = make_engine(database.url, schema=database.schema)
+    try:
+        async with engine.connect() as connection:
+            differences = await connection.run_sync(schema_differences, drifted)
+    finally:
+        await engine.dispose()
+    assert {difference[0] for difference in differences} == {"add_table", "add_column"}
+
+
+async def test_downgrade_to_base_and_up_again(empty_database: Database) -> None:
+    url, schema = empty_database.url, empty_database.schema
+    await migrate(url, schema=schema)
+    await downgrade(url, "base", schema=schema)
+    revision, tables, _ = await inspect_database(empty_database)
+    assert revision is None and tables <= {"alembic_version"}
+    await migrate(url, schema=schema)
+    assert (await inspect_database(empty_database))[1] == TABLES | {"alembic_version"}
+
+
+async def test_store_refuses_an_unmigrated_database_unless_asked(empty_database: Database) -> None:
+    store = empty_database.store()
+    with pytest.raises(SchemaMismatch, match="empty"):
+        await store.open()
+    await store.open(migrate=True)
+    assert await store.teams.find() == []
+    await store.close()
+
+
+async def test_replicas_starting_together_migrate_one_at_a_time(
+    empty_database: Database,
+) -> None:
+    if empty_database.backend != "postgresql":
+        pytest.skip("a SQLite file serves one node; only PostgreSQL replicas race")
+    # Separate processes, as replicas are: Alembic keeps its context in module globals,
+    # so one process runs one migration at a time.
+    script = (
+        "import asyncio, sys; from tollway.store import migrate; "
+        "asyncio.run(migrate(sys.argv[1], schema=sys.argv[2]))"
+    )
+    replicas = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", script, empty_database.url, str(empty_database.schema)
+        )
+        for _ in range(4)
+    ]
+    assert [await replica.wait() for replica in replicas] == [0, 0, 0, 0]
+    revision, tables, differences = await inspect_database(empty_database)
+    assert (revision, differences) == (head_revision(), [])
+    assert tables == TABLES | {"alembic_version"}

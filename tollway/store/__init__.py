@@ -1,0 +1,71 @@
+"""The durable store: teams, users, virtual keys, provider credentials and the audit trail.
+
+``Store`` is the entry point; ``migrate`` brings a database to the schema this code needs.
+docs/store.md describes the tables, the backends and how to add a migration.
+"""
+
+from tollway.store.crypto import VAULT_KEY_ENV, SecretBox, generate_vault_key
+from tollway.store.engine import DEFAULT_URL
+from tollway.store.errors import (
+    InvalidRecord,
+    RecordConflict,
+    RecordNotFound,
+    SchemaMismatch,
+    StoreError,
+    VaultKeyError,
+)
+from tollway.store.keys import GeneratedKey, generate_key, hash_key, key_prefix, verify
+from tollway.store.migration import downgrade, head_revision, migrate
+from tollway.store.records import (
+    UNSET,
+    AuditEntry,
+    AuditPage,
+    AuditRecord,
+    CredentialRecord,
+    KeyRecord,
+    KeyStatus,
+    MembershipRecord,
+    NewKey,
+    TeamRecord,
+    TeamRole,
+    UserKind,
+    UserRecord,
+    UserRole,
+)
+from tollway.store.store import Store
+
+__all__ = [
+    "DEFAULT_URL",
+    "UNSET",
+    "VAULT_KEY_ENV",
+    "AuditEntry",
+    "AuditPage",
+    "AuditRecord",
+    "CredentialRecord",
+    "GeneratedKey",
+    "InvalidRecord",
+    "KeyRecord",
+    "KeyStatus",
+    "MembershipRecord",
+    "NewKey",
+    "RecordConflict",
+    "RecordNotFound",
+    "SchemaMismatch",
+    "SecretBox",
+    "Store",
+    "StoreError",
+    "TeamRecord",
+    "TeamRole",
+    "UserKind",
+    "UserRecord",
+    "UserRole",
+    "VaultKeyError",
+    "downgrade",
+    "generate_key",
+    "generate_vault_key",
+    "hash_key",
+    "head_revision",
+    "key_prefix",
+    "migrate",
+    "verify",
+]

@@ -1,0 +1,75 @@
+"""Async engines for the two backends: a SQLite file (default) and PostgreSQL."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from tollway.store.errors import StoreError
+
+DEFAULT_URL = "sqlite+aiosqlite:///./tollway.db"
+"""A SQLite file in the working directory: the single-node default."""
+
+_ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def store_url(url: str) -> URL:
+    """``url`` parsed, with the async driver filled in (``postgresql://`` → ``+asyncpg``)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StoreError(f"{url!r} is not a database URL") from None
+    backend = parsed.get_backend_name()
+    driver = _ASYNC_DRIVERS.get(backend)
+    if driver is None:
+        raise StoreError(
+            f"unsupported store URL {redacted(parsed)}: use sqlite+aiosqlite:///PATH "
+            "or postgresql+asyncpg://USER@HOST/DATABASE"
+        )
+    if "+" in parsed.drivername and parsed.get_driver_name() != driver:
+        raise StoreError(f"store URL {redacted(parsed)} needs the async driver {driver!r}")
+    return parsed.set(drivername=f"{backend}+{driver}")
+
+
+def redacted(url: URL) -> str:
+    """``url`` for messages and logs: the password hidden."""
+    return url.render_as_string(hide_password=True)
+
+
+def make_engine(url: str, *, schema: str | None = None, echo: bool = False) -> AsyncEngine:
+    """An async engine for ``url``; ``schema`` (PostgreSQL only) becomes the search path."""
+    parsed = store_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if schema is not None:
+            raise StoreError("a schema can only be set for PostgreSQL")
+        engine = create_async_engine(parsed, echo=echo, connect_args={"timeout": 30})
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    connect_args: dict[str, Any] = {}
+    if schema is not None:
+        check_schema_name(schema)
+        connect_args["server_settings"] = {"search_path": schema}
+    return create_async_engine(parsed, echo=echo, pool_pre_ping=True, connect_args=connect_args)
+
+
+def check_schema_name(schema: str) -> None:
+    """Raise ``StoreError`` unless ``schema`` is a plain lower-case SQL identifier."""
+    # It is put into DDL and the search path as it is, so only a safe shape is accepted.
+    if not _SCHEMA_NAME.match(schema):
+        raise StoreError(f"schema {schema!r} must be a lower-case SQL identifier")
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # SQLite enforces foreign keys only when asked, per connection; WAL lets readers run
+    # while the batch writer writes.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()

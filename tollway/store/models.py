@@ -1,0 +1,174 @@
+"""The tables, as SQLAlchemy declarative models; only the repositories touch these.
+
+Changing a model means writing a migration (docs/store.md); a test checks the two agree.
+Ids are UUID text so they read the same on every backend and in URLs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    MetaData,
+    String,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from tollway.store.columns import BigId, JSONColumn, UTCDateTime, utcnow
+from tollway.store.records import (
+    KEY_STATUSES,
+    TEAM_ROLES,
+    USER_KINDS,
+    USER_ROLES,
+    KeyStatus,
+    TeamRole,
+    UserKind,
+    UserRole,
+)
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+"""Named constraints, so later migrations can alter them (SQLite batch mode needs names)."""
+
+
+def new_id() -> str:
+    """A fresh random id (UUID4 text)."""
+    return str(uuid.uuid4())
+
+
+def one_of(column: str, values: tuple[str, ...]) -> str:
+    """A CHECK expression limiting ``column`` to ``values``."""
+    quoted = ", ".join(f"'{value}'" for value in values)
+    return f"{column} IN ({quoted})"
+
+
+class Base(DeclarativeBase):
+    """Declarative base carrying the shared metadata."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class TeamRow(Base):
+    """``teams``: a group of users and keys sharing budgets and policies."""
+
+    __tablename__ = "teams"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    organization: Mapped[str | None] = mapped_column(String(200))
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSONColumn, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class UserRow(Base):
+    """``users``: people and service accounts; emails are stored lower-cased."""
+
+    __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint(one_of("kind", USER_KINDS), name="kind"),
+        CheckConstraint(one_of("role", USER_ROLES), name="role"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    email: Mapped[str | None] = mapped_column(String(320), unique=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    kind: Mapped[UserKind] = mapped_column(String(16))
+    role: Mapped[UserRole] = mapped_column(String(16))
+    blocked: Mapped[bool] = mapped_column(Boolean, default=False)
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSONColumn, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MembershipRow(Base):
+    """``team_members``: a user's role in a team; a user may be in several teams."""
+
+    __tablename__ = "team_members"
+    __table_args__ = (CheckConstraint(one_of("role", TEAM_ROLES), name="role"),)
+
+    team_id: Mapped[str] = mapped_column(
+        ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    role: Mapped[TeamRole] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class KeyRow(Base):
+    """``virtual_keys``: keys clients authenticate with; only the SHA-256 of a key is kept."""
+
+    __tablename__ = "virtual_keys"
+    __table_args__ = (CheckConstraint(one_of("status", KEY_STATUSES), name="status"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    prefix: Mapped[str] = mapped_column(String(32), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # Deleting a user or team revokes its keys first (repositories), then detaches them.
+    user_id: Mapped[str | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    team_id: Mapped[str | None] = mapped_column(
+        ForeignKey("teams.id", ondelete="SET NULL"), index=True
+    )
+    allowed_models: Mapped[list[str]] = mapped_column(JSONColumn, default=list)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    tags: Mapped[dict[str, str]] = mapped_column(JSONColumn, default=dict)
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSONColumn, default=dict)
+    limits: Mapped[dict[str, Any] | None] = mapped_column(JSONColumn)
+    status: Mapped[KeyStatus] = mapped_column(String(16), default="active", index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    rotated_from: Mapped[str | None] = mapped_column(
+        ForeignKey("virtual_keys.id", ondelete="SET NULL")
+    )
+    grace_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class CredentialRow(Base):
+    """``provider_credentials``: provider secrets, Fernet-encrypted with the vault key."""
+
+    __tablename__ = "provider_credentials"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    provider: Mapped[str] = mapped_column(String(64))
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    rotated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    def __repr__(self) -> str:
+        return f"CredentialRow(name={self.name!r}, provider={self.provider!r})"
+
+
+class AuditRow(Base):
+    """``audit_events``: who did what to which record; append-only, never secrets."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_target", "target_type", "target_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(320), index=True)
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    target_type: Mapped[str | None] = mapped_column(String(64))
+    target_id: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[dict[str, Any]] = mapped_column(JSONColumn, default=dict)
+    source_ip: Mapped[str | None] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(128))

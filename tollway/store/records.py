@@ -1,0 +1,165 @@
+"""What the store hands out and takes in: frozen dataclasses, never ORM rows.
+
+Callers keep these as long as they like (the in-memory key cache does); no session or
+lazy load hides behind them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+UserKind = Literal["human", "service"]
+UserRole = Literal["admin", "team_admin", "member", "viewer"]
+TeamRole = Literal["team_admin", "member", "viewer"]
+KeyStatus = Literal["active", "blocked", "revoked"]
+
+USER_KINDS: Final[tuple[UserKind, ...]] = ("human", "service")
+USER_ROLES: Final[tuple[UserRole, ...]] = ("admin", "team_admin", "member", "viewer")
+TEAM_ROLES: Final[tuple[TeamRole, ...]] = ("team_admin", "member", "viewer")
+KEY_STATUSES: Final[tuple[KeyStatus, ...]] = ("active", "blocked", "revoked")
+
+
+class Unset(enum.Enum):
+    """The type of ``UNSET``: an update argument that was not given (``None`` clears)."""
+
+    UNSET = "unset"
+
+
+UNSET: Final = Unset.UNSET
+
+
+@dataclass(frozen=True, slots=True)
+class TeamRecord:
+    """A team: the unit budgets, limits and cache namespaces are usually attached to."""
+
+    id: str
+    name: str
+    organization: str | None
+    metadata: Mapping[str, Any]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    """A person (``human``) or a service account (``service``, usually without email)."""
+
+    id: str
+    email: str | None
+    name: str | None
+    kind: UserKind
+    role: UserRole
+    blocked: bool
+    metadata: Mapping[str, Any]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipRecord:
+    """A user's role in one team."""
+
+    team_id: str
+    user_id: str
+    role: TeamRole
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewKey:
+    """A virtual key to create; the caller generated it and passes only prefix and hash."""
+
+    name: str
+    prefix: str
+    key_hash: str = field(repr=False)
+    user_id: str | None = None
+    team_id: str | None = None
+    allowed_models: tuple[str, ...] = ()
+    expires_at: dt.datetime | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    limits: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """A virtual key as stored: everything but the key itself."""
+
+    id: str
+    name: str
+    prefix: str
+    key_hash: str = field(repr=False)
+    user_id: str | None
+    team_id: str | None
+    allowed_models: tuple[str, ...]
+    expires_at: dt.datetime | None
+    tags: Mapping[str, str]
+    metadata: Mapping[str, Any]
+    limits: Mapping[str, Any] | None
+    status: KeyStatus
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None
+    rotated_from: str | None
+    grace_until: dt.datetime | None
+    last_used_at: dt.datetime | None
+
+    def accepts_requests(self, now: dt.datetime) -> bool:
+        """Whether a request made with this key at ``now`` may pass authentication."""
+        if self.expires_at is not None and now >= self.expires_at:
+            return False
+        if self.status == "active":
+            return True
+        # A rotated key is revoked with a grace period so clients can switch over.
+        return self.status == "revoked" and self.grace_until is not None and now < self.grace_until
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialRecord:
+    """A provider credential's description; the secret is only given by ``reveal``."""
+
+    id: str
+    name: str
+    provider: str
+    created_at: dt.datetime
+    rotated_at: dt.datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """An audit event to append; ``at`` defaults to the time it is written."""
+
+    actor: str
+    action: str
+    target_type: str | None = None
+    target_id: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+    source_ip: str | None = None
+    request_id: str | None = None
+    at: dt.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """An audit event as stored."""
+
+    id: int
+    at: dt.datetime
+    actor: str
+    action: str
+    target_type: str | None
+    target_id: str | None
+    details: Mapping[str, Any]
+    source_ip: str | None
+    request_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditPage:
+    """One page of audit events, newest first; pass ``next_cursor`` to get the next."""
+
+    events: tuple[AuditRecord, ...]
+    next_cursor: str | None

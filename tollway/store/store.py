@@ -1,0 +1,91 @@
+"""``Store``: one engine, its sessions, and a repository per aggregate."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from tollway.store.audit import AuditRepository
+from tollway.store.credentials import CredentialRepository
+from tollway.store.crypto import SecretBox
+from tollway.store.engine import DEFAULT_URL, make_engine, redacted, store_url
+from tollway.store.errors import StoreError
+from tollway.store.migration import ensure_current, upgrade_engine
+from tollway.store.teams import TeamRepository
+from tollway.store.users import UserRepository
+from tollway.store.virtual_keys import KeyRepository
+
+
+class Store:
+    """The durable store of teams, users, keys, credentials and audit events."""
+
+    # Built from settings at start-up, opened, passed to what needs it, closed at shutdown.
+    # Every repository method runs its own short transaction and returns frozen records,
+    # so nothing outside ever holds a session. Nothing here belongs on the hot path: the
+    # gateway loads what it needs into memory (``keys.all_active``) and refreshes it.
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        schema: str | None = None,
+        secret_box: SecretBox | None = None,
+        echo: bool = False,
+    ) -> None:
+        """Set up the engine; nothing connects before ``open``.
+
+        ``url``: ``sqlite+aiosqlite:///PATH`` or ``postgresql+asyncpg://...`` (docs/store.md).
+        ``schema``: a PostgreSQL schema to keep the tables in, instead of the default.
+        ``secret_box``: encrypts credentials; by default built from ``TOLLWAY_VAULT_KEY``
+        when a credential is first written or revealed.
+        ``echo``: log every SQL statement.
+        """
+        self._where = redacted(store_url(url))
+        self._schema = schema
+        self._engine = make_engine(url, schema=schema, echo=echo)
+        self._secret_box = secret_box
+        sessions = async_sessionmaker(self._engine, expire_on_commit=False)
+        self.teams = TeamRepository(sessions)
+        self.users = UserRepository(sessions)
+        self.keys = KeyRepository(sessions)
+        self.credentials = CredentialRepository(sessions, self._vault)
+        self.audit = AuditRepository(sessions)
+
+    async def open(self, *, migrate: bool = False) -> None:
+        """Connect and check the schema is current (``migrate``: upgrade it first)."""
+        try:
+            if migrate:
+                await upgrade_engine(self._engine, schema=self._schema)
+            async with self._engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+                await connection.run_sync(ensure_current)
+        except (SQLAlchemyError, OSError) as error:
+            raise StoreError(f"cannot use the store at {self._where}: {error}") from error
+
+    async def close(self) -> None:
+        """Close every pooled connection."""
+        await self._engine.dispose()
+
+    async def __aenter__(self) -> Store:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({self._where!r})"
+
+    def _vault(self) -> SecretBox:
+        # Built on first use: a gateway keeping no credentials in the store needs no key.
+        if self._secret_box is None:
+            self._secret_box = SecretBox.from_environ()
+        return self._secret_box

@@ -1,0 +1,152 @@
+"""Teams and their members."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tollway.store.columns import utcnow
+from tollway.store.errors import RecordNotFound
+from tollway.store.models import KeyRow, MembershipRow, TeamRow, UserRow
+from tollway.store.records import TEAM_ROLES, UNSET, MembershipRecord, TeamRecord, TeamRole, Unset
+from tollway.store.transaction import Sessions, given, require_one_of, transaction
+from tollway.store.virtual_keys import revoke_keys
+
+
+def team_record(row: TeamRow) -> TeamRecord:
+    """The record for a ``teams`` row."""
+    return TeamRecord(
+        id=row.id,
+        name=row.name,
+        organization=row.organization,
+        metadata=dict(row.meta),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def membership_record(row: MembershipRow) -> MembershipRecord:
+    """The record for a ``team_members`` row."""
+    return MembershipRecord(
+        team_id=row.team_id, user_id=row.user_id, role=row.role, created_at=row.created_at
+    )
+
+
+class TeamRepository:
+    """Creates, reads, changes and deletes teams and their membership."""
+
+    def __init__(self, sessions: Sessions) -> None:
+        self._sessions = sessions
+
+    async def create(
+        self,
+        name: str,
+        *,
+        organization: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> TeamRecord:
+        """A new team; raises ``RecordConflict`` when the name is taken."""
+        row = TeamRow(name=name, organization=organization, meta=dict(metadata or {}))
+        async with transaction(self._sessions, f"a team named {name!r} exists") as session:
+            session.add(row)
+            await session.flush()
+            return team_record(row)
+
+    async def get(self, team_id: str) -> TeamRecord:
+        """The team with ``team_id``; raises ``RecordNotFound``."""
+        async with self._sessions() as session:
+            return team_record(await _team_row(session, team_id))
+
+    async def get_by_name(self, name: str) -> TeamRecord:
+        """The team called ``name``; raises ``RecordNotFound``."""
+        async with self._sessions() as session:
+            row = await session.scalar(select(TeamRow).where(TeamRow.name == name))
+        if row is None:
+            raise RecordNotFound(f"no team named {name!r}")
+        return team_record(row)
+
+    async def find(self, *, organization: str | None = None) -> list[TeamRecord]:
+        """Every team (of ``organization`` when given), by name."""
+        query = select(TeamRow).order_by(TeamRow.name)
+        if organization is not None:
+            query = query.where(TeamRow.organization == organization)
+        async with self._sessions() as session:
+            return [team_record(row) for row in await session.scalars(query)]
+
+    async def update(
+        self,
+        team_id: str,
+        *,
+        name: str | Unset = UNSET,
+        organization: str | Unset | None = UNSET,
+        metadata: Mapping[str, Any] | Unset = UNSET,
+    ) -> TeamRecord:
+        """The team with the given fields changed; ``None`` clears the organization."""
+        changes = given(name=name, organization=organization, meta=metadata)
+        if "meta" in changes:
+            changes["meta"] = dict(changes["meta"])
+        async with transaction(self._sessions, f"a team named {name!r} exists") as session:
+            row = await _team_row(session, team_id)
+            for field, value in changes.items():
+                setattr(row, field, value)
+            row.updated_at = utcnow()
+            await session.flush()
+            return team_record(row)
+
+    async def delete(self, team_id: str) -> None:
+        """Delete a team and its memberships; its keys are revoked first, then detached."""
+        now = utcnow()
+        async with transaction(self._sessions, "the team is still referenced") as session:
+            await _team_row(session, team_id)
+            # Revoke before the foreign key detaches them: a key must not live on without
+            # the team whose limits it was under.
+            await revoke_keys(session, KeyRow.team_id == team_id, now)
+            await session.execute(delete(TeamRow).where(TeamRow.id == team_id))
+
+    async def add_member(
+        self, team_id: str, user_id: str, role: TeamRole = "member"
+    ) -> MembershipRecord:
+        """Add a user to a team, or change their role there."""
+        require_one_of(role, TEAM_ROLES, "team role")
+        async with transaction(self._sessions, "membership changed concurrently") as session:
+            await _team_row(session, team_id)
+            if await session.get(UserRow, user_id) is None:
+                raise RecordNotFound(f"no user with id {user_id!r}")
+            row = await session.get(MembershipRow, (team_id, user_id))
+            if row is None:
+                row = MembershipRow(team_id=team_id, user_id=user_id, role=role)
+                session.add(row)
+            else:
+                row.role = role
+            await session.flush()
+            return membership_record(row)
+
+    async def remove_member(self, team_id: str, user_id: str) -> None:
+        """Take a user out of a team; raises ``RecordNotFound`` when they were not in it."""
+        async with transaction(self._sessions, "membership changed concurrently") as session:
+            row = await session.get(MembershipRow, (team_id, user_id))
+            if row is None:
+                raise RecordNotFound(f"user {user_id!r} is not a member of team {team_id!r}")
+            await session.delete(row)
+
+    async def members(
+        self, *, team_id: str | None = None, user_id: str | None = None
+    ) -> list[MembershipRecord]:
+        """Memberships of a team, of a user, or all of them."""
+        query = select(MembershipRow).order_by(MembershipRow.team_id, MembershipRow.created_at)
+        if team_id is not None:
+            query = query.where(MembershipRow.team_id == team_id)
+        if user_id is not None:
+            query = query.where(MembershipRow.user_id == user_id)
+        async with self._sessions() as session:
+            return [membership_record(row) for row in await session.scalars(query)]
+
+
+async def _team_row(session: AsyncSession, team_id: str) -> TeamRow:
+    row = await session.get(TeamRow, team_id)
+    if row is None:
+        raise RecordNotFound(f"no team with id {team_id!r}")
+    return row

@@ -1,0 +1,157 @@
+"""Users: people and service accounts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tollway.store.columns import utcnow
+from tollway.store.errors import InvalidRecord, RecordNotFound
+from tollway.store.models import KeyRow, MembershipRow, UserRow
+from tollway.store.records import (
+    UNSET,
+    USER_KINDS,
+    USER_ROLES,
+    Unset,
+    UserKind,
+    UserRecord,
+    UserRole,
+)
+from tollway.store.transaction import Sessions, given, require_one_of, transaction
+from tollway.store.virtual_keys import revoke_keys
+
+
+def user_record(row: UserRow) -> UserRecord:
+    """The record for a ``users`` row."""
+    return UserRecord(
+        id=row.id,
+        email=row.email,
+        name=row.name,
+        kind=row.kind,
+        role=row.role,
+        blocked=row.blocked,
+        metadata=dict(row.meta),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def normal_email(email: str | None) -> str | None:
+    """``email`` as stored: trimmed and lower-cased, so lookups ignore case."""
+    if email is None:
+        return None
+    email = email.strip().lower()
+    if "@" not in email:
+        raise InvalidRecord(f"{email!r} is not an email address")
+    return email
+
+
+class UserRepository:
+    """Creates, reads, changes and deletes users."""
+
+    def __init__(self, sessions: Sessions) -> None:
+        self._sessions = sessions
+
+    async def create(
+        self,
+        *,
+        email: str | None = None,
+        name: str | None = None,
+        kind: UserKind = "human",
+        role: UserRole = "member",
+        metadata: Mapping[str, Any] | None = None,
+    ) -> UserRecord:
+        """A new user; humans need an email, which must be unused (``RecordConflict``)."""
+        require_one_of(kind, USER_KINDS, "user kind")
+        require_one_of(role, USER_ROLES, "user role")
+        email = normal_email(email)
+        if kind == "human" and email is None:
+            raise InvalidRecord("a human user needs an email")
+        row = UserRow(email=email, name=name, kind=kind, role=role, meta=dict(metadata or {}))
+        async with transaction(self._sessions, f"a user with email {email!r} exists") as session:
+            session.add(row)
+            await session.flush()
+            return user_record(row)
+
+    async def get(self, user_id: str) -> UserRecord:
+        """The user with ``user_id``; raises ``RecordNotFound``."""
+        async with self._sessions() as session:
+            return user_record(await _user_row(session, user_id))
+
+    async def get_by_email(self, email: str) -> UserRecord:
+        """The user with ``email`` (any case); raises ``RecordNotFound``."""
+        query = select(UserRow).where(UserRow.email == normal_email(email))
+        async with self._sessions() as session:
+            row = await session.scalar(query)
+        if row is None:
+            raise RecordNotFound(f"no user with email {email!r}")
+        return user_record(row)
+
+    async def find(
+        self,
+        *,
+        kind: UserKind | None = None,
+        role: UserRole | None = None,
+        team_id: str | None = None,
+        blocked: bool | None = None,
+    ) -> list[UserRecord]:
+        """Every user matching the given filters, oldest first."""
+        query = select(UserRow).order_by(UserRow.created_at, UserRow.id)
+        if kind is not None:
+            query = query.where(UserRow.kind == kind)
+        if role is not None:
+            query = query.where(UserRow.role == role)
+        if blocked is not None:
+            query = query.where(UserRow.blocked == blocked)
+        if team_id is not None:
+            query = query.join(MembershipRow, MembershipRow.user_id == UserRow.id).where(
+                MembershipRow.team_id == team_id
+            )
+        async with self._sessions() as session:
+            return [user_record(row) for row in await session.scalars(query)]
+
+    async def update(
+        self,
+        user_id: str,
+        *,
+        email: str | Unset | None = UNSET,
+        name: str | Unset | None = UNSET,
+        role: UserRole | Unset = UNSET,
+        blocked: bool | Unset = UNSET,
+        metadata: Mapping[str, Any] | Unset = UNSET,
+    ) -> UserRecord:
+        """The user with the given fields changed; ``None`` clears email or name."""
+        if not isinstance(role, Unset):
+            require_one_of(role, USER_ROLES, "user role")
+        changes = given(name=name, role=role, blocked=blocked, meta=metadata)
+        if not isinstance(email, Unset):
+            changes["email"] = normal_email(email)
+        if "meta" in changes:
+            changes["meta"] = dict(changes["meta"])
+        async with transaction(self._sessions, f"a user with email {email!r} exists") as session:
+            row = await _user_row(session, user_id)
+            for field, value in changes.items():
+                setattr(row, field, value)
+            if row.kind == "human" and row.email is None:
+                raise InvalidRecord("a human user needs an email")
+            row.updated_at = utcnow()
+            await session.flush()
+            return user_record(row)
+
+    async def delete(self, user_id: str) -> None:
+        """Delete a user and their memberships; their keys are revoked first, then detached."""
+        now = utcnow()
+        async with transaction(self._sessions, "the user is still referenced") as session:
+            await _user_row(session, user_id)
+            await revoke_keys(session, KeyRow.user_id == user_id, now)
+            await session.execute(delete(UserRow).where(UserRow.id == user_id))
+
+
+async def _user_row(session: AsyncSession, user_id: str) -> UserRow:
+    row = await session.get(UserRow, user_id)
+    if row is None:
+        raise RecordNotFound(f"no user with id {user_id!r}")
+    return row

@@ -1,0 +1,263 @@
+"""Virtual keys: create, look up, change status, rotate, and load them for the key cache.
+
+Keys are never deleted: a revoked key stays for the audit trail and the spend history.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+from sqlalchemy import ColumnElement, Table, and_, bindparam, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tollway.store.columns import UTCDateTime, require_aware, utcnow
+from tollway.store.errors import RecordConflict, RecordNotFound
+from tollway.store.models import KeyRow, TeamRow, UserRow
+from tollway.store.records import (
+    KEY_STATUSES,
+    UNSET,
+    KeyRecord,
+    KeyStatus,
+    NewKey,
+    Unset,
+)
+from tollway.store.transaction import Sessions, given, require_one_of, transaction
+
+
+def key_record(row: KeyRow) -> KeyRecord:
+    """The record for a ``virtual_keys`` row."""
+    return KeyRecord(
+        id=row.id,
+        name=row.name,
+        prefix=row.prefix,
+        key_hash=row.key_hash,
+        user_id=row.user_id,
+        team_id=row.team_id,
+        allowed_models=tuple(row.allowed_models),
+        expires_at=row.expires_at,
+        tags=dict(row.tags),
+        metadata=dict(row.meta),
+        limits=None if row.limits is None else dict(row.limits),
+        status=row.status,
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
+        rotated_from=row.rotated_from,
+        grace_until=row.grace_until,
+        last_used_at=row.last_used_at,
+    )
+
+
+async def revoke_keys(
+    session: AsyncSession, condition: ColumnElement[bool], now: dt.datetime
+) -> None:
+    """Revoke every key matching ``condition`` at once, ending any grace period."""
+    await session.execute(
+        update(KeyRow)
+        .where(condition, KeyRow.status != "revoked")
+        .values(status="revoked", revoked_at=now, grace_until=None)
+    )
+    await session.execute(
+        update(KeyRow).where(condition, KeyRow.grace_until.is_not(None)).values(grace_until=None)
+    )
+
+
+class KeyRepository:
+    """Stores virtual keys by their hash; the keys themselves are never seen here."""
+
+    def __init__(self, sessions: Sessions) -> None:
+        self._sessions = sessions
+
+    async def create(self, new: NewKey) -> KeyRecord:
+        """A new active key; raises ``RecordNotFound`` for an unknown user or team."""
+        row = _new_row(new)
+        async with transaction(self._sessions, "a key with this hash exists") as session:
+            await _check_owners(session, new.user_id, new.team_id)
+            session.add(row)
+            await session.flush()
+            return key_record(row)
+
+    async def get(self, key_id: str) -> KeyRecord:
+        """The key with ``key_id``; raises ``RecordNotFound``."""
+        async with self._sessions() as session:
+            return key_record(await _key_row(session, key_id))
+
+    async def get_by_hash(self, key_hash: str) -> KeyRecord:
+        """The key whose SHA-256 is ``key_hash``; raises ``RecordNotFound``."""
+        query = select(KeyRow).where(KeyRow.key_hash == key_hash.lower())
+        async with self._sessions() as session:
+            row = await session.scalar(query)
+        if row is None:
+            raise RecordNotFound("no key with this hash")
+        return key_record(row)
+
+    async def find(
+        self,
+        *,
+        team_id: str | None = None,
+        user_id: str | None = None,
+        status: KeyStatus | None = None,
+        prefix: str | None = None,
+    ) -> list[KeyRecord]:
+        """Every key matching the given filters, oldest first."""
+        query = select(KeyRow).order_by(KeyRow.created_at, KeyRow.id)
+        if team_id is not None:
+            query = query.where(KeyRow.team_id == team_id)
+        if user_id is not None:
+            query = query.where(KeyRow.user_id == user_id)
+        if status is not None:
+            query = query.where(KeyRow.status == status)
+        if prefix is not None:
+            query = query.where(KeyRow.prefix == prefix)
+        async with self._sessions() as session:
+            return [key_record(row) for row in await session.scalars(query)]
+
+    async def update(
+        self,
+        key_id: str,
+        *,
+        name: str | Unset = UNSET,
+        allowed_models: Sequence[str] | Unset = UNSET,
+        expires_at: dt.datetime | Unset | None = UNSET,
+        tags: Mapping[str, str] | Unset = UNSET,
+        metadata: Mapping[str, Any] | Unset = UNSET,
+        limits: Mapping[str, Any] | Unset | None = UNSET,
+    ) -> KeyRecord:
+        """The key with the given fields changed; ``None`` clears expiry or limits."""
+        changes = given(
+            name=name,
+            allowed_models=_json_copy(allowed_models),
+            expires_at=expires_at,
+            tags=_json_copy(tags),
+            meta=_json_copy(metadata),
+            limits=_json_copy(limits),
+        )
+        if isinstance(expires_at, dt.datetime):
+            changes["expires_at"] = require_aware(expires_at, "expires_at")
+        async with transaction(self._sessions, "the key changed concurrently") as session:
+            row = await _key_row(session, key_id)
+            for field, value in changes.items():
+                setattr(row, field, value)
+            await session.flush()
+            return key_record(row)
+
+    async def set_status(self, key_id: str, status: KeyStatus) -> KeyRecord:
+        """Block, unblock or revoke a key; revoking is final and ends any grace period."""
+        require_one_of(status, KEY_STATUSES, "key status")
+        async with transaction(self._sessions, "the key changed concurrently") as session:
+            row = await _key_row(session, key_id)
+            if row.status == "revoked" and status != "revoked":
+                raise RecordConflict(f"key {key_id!r} is revoked; a revoked key stays revoked")
+            if status == "revoked":
+                row.revoked_at = row.revoked_at or utcnow()
+                row.grace_until = None
+            row.status = status
+            await session.flush()
+            return key_record(row)
+
+    async def rotate(
+        self,
+        key_id: str,
+        *,
+        prefix: str,
+        key_hash: str,
+        grace_until: dt.datetime | None = None,
+    ) -> KeyRecord:
+        """A new key with the settings of active key ``key_id``, which is revoked but stays
+        valid until ``grace_until`` so its clients can switch over."""
+        if grace_until is not None:
+            grace_until = require_aware(grace_until, "grace_until")
+        async with transaction(self._sessions, "a key with this hash exists") as session:
+            old = await _key_row(session, key_id)
+            if old.status != "active":
+                raise RecordConflict(f"key {key_id!r} is {old.status}; only active keys rotate")
+            new = KeyRow(
+                name=old.name,
+                prefix=prefix,
+                key_hash=key_hash.lower(),
+                user_id=old.user_id,
+                team_id=old.team_id,
+                allowed_models=list(old.allowed_models),
+                expires_at=old.expires_at,
+                tags=dict(old.tags),
+                meta=dict(old.meta),
+                limits=None if old.limits is None else dict(old.limits),
+                rotated_from=old.id,
+            )
+            old.status, old.revoked_at, old.grace_until = "revoked", utcnow(), grace_until
+            session.add(new)
+            await session.flush()
+            return key_record(new)
+
+    async def all_active(self, now: dt.datetime | None = None) -> list[KeyRecord]:
+        """Every key the gateway's key cache holds at ``now``: active and blocked keys, and
+        rotated ones still in their grace period (see ``KeyRecord.accepts_requests``)."""
+        # Blocked and expired keys are kept so the gateway can say why a key is refused
+        # rather than calling it unknown.
+        now = utcnow() if now is None else require_aware(now, "now")
+        in_grace = and_(KeyRow.status == "revoked", KeyRow.grace_until > now)
+        query = (
+            select(KeyRow)
+            .where(or_(KeyRow.status.in_(("active", "blocked")), in_grace))
+            .order_by(KeyRow.created_at, KeyRow.id)
+        )
+        async with self._sessions() as session:
+            return [key_record(row) for row in await session.scalars(query)]
+
+    async def record_use(self, last_used: Mapping[str, dt.datetime]) -> None:
+        """Write many keys' ``last_used_at`` at once (the usage writer batches these)."""
+        if not last_used:
+            return
+        table = cast(Table, KeyRow.__table__)
+        statement = (
+            update(table)
+            .where(table.c.id == bindparam("key_id"))
+            .values(last_used_at=bindparam("used_at", type_=UTCDateTime()))
+        )
+        rows = [
+            {"key_id": key_id, "used_at": require_aware(at, "last_used_at")}
+            for key_id, at in last_used.items()
+        ]
+        async with transaction(self._sessions, "the key changed concurrently") as session:
+            await session.execute(statement, rows)
+
+
+def _new_row(new: NewKey) -> KeyRow:
+    expires_at = None if new.expires_at is None else require_aware(new.expires_at, "expires_at")
+    return KeyRow(
+        name=new.name,
+        prefix=new.prefix,
+        key_hash=new.key_hash.lower(),
+        user_id=new.user_id,
+        team_id=new.team_id,
+        allowed_models=list(new.allowed_models),
+        expires_at=expires_at,
+        tags=dict(new.tags),
+        meta=dict(new.metadata),
+        limits=None if new.limits is None else dict(new.limits),
+        status="active",
+    )
+
+
+def _json_copy(value: Any) -> Any:
+    # Plain lists and dicts: the JSON column would not notice a caller's later mutation.
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return list(value)
+    return value
+
+
+async def _check_owners(session: AsyncSession, user_id: str | None, team_id: str | None) -> None:
+    if user_id is not None and await session.get(UserRow, user_id) is None:
+        raise RecordNotFound(f"no user with id {user_id!r}")
+    if team_id is not None and await session.get(TeamRow, team_id) is None:
+        raise RecordNotFound(f"no team with id {team_id!r}")
+
+
+async def _key_row(session: AsyncSession, key_id: str) -> KeyRow:
+    row = await session.get(KeyRow, key_id)
+    if row is None:
+        raise RecordNotFound(f"no key with id {key_id!r}")
+    return row
