@@ -1,0 +1,458 @@
+"""The real ``openai`` and ``anthropic`` SDKs against Gemini deployments, through a gateway process.
+
+``test-gemini`` is a Gemini API deployment on the simulator, ``test-vertex`` the same model
+reached the Vertex AI way; what the simulator recorded proves the wire body, the URL and the
+credential the gateway sent.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from tests.conftest import UPSTREAM_KEY
+from tests.support import CLIENT_KEY, running_gateway
+
+BOTH = pytest.mark.parametrize("model", ["test-gemini", "test-vertex"])
+PATHS = {
+    "test-gemini": "/v1beta/models/sim-chat",
+    "test-vertex": "/v1/projects/test/locations/europe-west4/publishers/google/models/sim-chat",
+}
+WEATHER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}, "unit": {"enum": ["c", "f"]}},
+    "required": ["city", "unit"],
+}
+WEATHER: Any = {
+    "type": "function",
+    "function": {"name": "get_weather", "description": "Weather", "parameters": WEATHER_SCHEMA},
+}
+TIME: Any = {
+    "type": "function",
+    "function": {
+        "name": "get_time",
+        "parameters": {"type": "object", "properties": {"zone": {"type": "string"}}},
+    },
+}
+
+
+def user(text: str) -> list[Any]:
+    return [{"role": "user", "content": text}]
+
+
+def recorded(simulator_url: str, marker: str) -> dict[str, Any]:
+    """The last request the simulator received whose body mentions ``marker``."""
+    for request in reversed(httpx.get(simulator_url + "/_sim/requests").json()):
+        if marker in json.dumps(request["json"]):
+            return dict(request)
+    raise AssertionError(f"the simulator received no request mentioning {marker!r}")
+
+
+@pytest.fixture(scope="module")
+def gpt(gateway_url: str) -> Iterator[openai.OpenAI]:
+    """A sync OpenAI SDK client whose only change is the base URL."""
+    with openai.OpenAI(base_url=gateway_url + "/v1", api_key=CLIENT_KEY, max_retries=0) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def claude(gateway_url: str) -> Iterator[anthropic.Anthropic]:
+    """A sync Anthropic SDK client whose only change is the base URL."""
+    with anthropic.Anthropic(base_url=gateway_url, api_key=CLIENT_KEY, max_retries=0) as c:
+        yield c
+
+
+@BOTH
+def test_chat_sends_gemini_json_with_the_deployments_credential(
+    gpt: openai.OpenAI, simulator_url: str, model: str
+) -> None:
+    marker = f"plain chat on {model}"
+    raw = gpt.chat.completions.with_raw_response.create(
+        model=model,
+        messages=[{"role": "system", "content": "be brief"}, *user(marker)],
+        max_tokens=50,
+        temperature=0.5,
+        stop=["zulu"],
+        seed=7,
+        user="alice",
+    )
+    completion = raw.parse()
+    assert raw.headers["x-tollway-provider"] == model.removeprefix("test-").replace(
+        "vertex", "vertex_ai"
+    )
+    choice = completion.choices[0]
+    assert marker in (choice.message.content or "") and choice.finish_reason == "stop"
+    assert completion.model == "sim-chat"
+    usage = completion.usage
+    assert usage is not None and usage.prompt_tokens > 0 and usage.completion_tokens > 0
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+    sent = recorded(simulator_url, marker)
+    assert sent["path"] == PATHS[model] + ":generateContent"
+    assert sent["json"] == {
+        "systemInstruction": {"parts": [{"text": "be brief"}]},
+        "contents": [{"role": "user", "parts": [{"text": marker}]}],
+        "generationConfig": {
+            "temperature": 0.5,
+            "maxOutputTokens": 50,
+            "stopSequences": ["zulu"],
+            "seed": 7,
+        },
+    }
+    headers = sent["headers"]
+    if model == "test-gemini":
+        assert headers["x-goog-api-key"] == UPSTREAM_KEY and "authorization" not in headers
+    else:
+        assert headers["authorization"] == f"Bearer {UPSTREAM_KEY}"
+        assert "x-goog-api-key" not in headers
+    assert CLIENT_KEY not in json.dumps(sent)
+
+
+@BOTH
+def test_stream_with_usage_matches_the_plain_answer(
+    gpt: openai.OpenAI, simulator_url: str, model: str
+) -> None:
+    marker = f"stream me on {model}"
+    plain = gpt.chat.completions.create(model=model, messages=user(marker))
+    chunks = list(
+        gpt.chat.completions.create(
+            model=model,
+            messages=user(marker),
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == plain.choices[0].message.content
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert finishes[-1] == "stop" and finishes.count("stop") == 1
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].usage == plain.usage
+    pieces = [c for c in chunks if c.choices and c.choices[0].delta.content]
+    assert chunks[-1].usage.completion_tokens == len(pieces)
+    sent = recorded(simulator_url, marker)
+    assert sent["path"] == PATHS[model] + ":streamGenerateContent"
+    assert sent["query"] == {"alt": "sse"} and "stream" not in sent["json"]
+
+
+def test_stream_without_include_usage_has_no_usage_chunk(gpt: openai.OpenAI) -> None:
+    chunks = list(gpt.chat.completions.create(model="test-gemini", messages=user("x"), stream=True))
+    assert all(chunk.choices for chunk in chunks)
+    assert all(chunk.usage is None for chunk in chunks)
+
+
+@BOTH
+def test_tool_round_trip_maps_results_back_to_the_function(
+    gpt: openai.OpenAI, simulator_url: str, model: str
+) -> None:
+    messages: list[Any] = user(f"weather in Oslo via {model}?")
+    first = gpt.chat.completions.create(model=model, messages=messages, tools=[WEATHER])
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    call: Any = (choice.message.tool_calls or [])[0]
+    assert call.id == "call_0_get_weather" and call.function.name == "get_weather"
+    assert set(json.loads(call.function.arguments)) == {"city", "unit"}
+    messages.append(choice.message.model_dump(exclude_none=True))
+    messages.append({"role": "tool", "tool_call_id": call.id, "content": "snowing, -3C"})
+    second = gpt.chat.completions.create(model=model, messages=messages, tools=[WEATHER])
+    assert second.choices[0].finish_reason == "stop"
+    assert "snowing, -3C" in (second.choices[0].message.content or "")
+    body = recorded(simulator_url, "snowing, -3C")["json"]
+    assert body["tools"] == [
+        {
+            "functionDeclarations": [
+                {
+                    "name": "get_weather",
+                    "description": "Weather",
+                    "parametersJsonSchema": WEATHER_SCHEMA,
+                }
+            ]
+        }
+    ]
+    model_turn, result_turn = body["contents"][1:]
+    assert model_turn["role"] == "model"
+    assert model_turn["parts"][0]["functionCall"] == {
+        "name": "get_weather",
+        "args": json.loads(call.function.arguments),
+    }
+    assert model_turn["parts"][0]["thoughtSignature"] == "skip_thought_signature_validator"
+    assert result_turn == {
+        "role": "user",
+        "parts": [
+            {"functionResponse": {"name": "get_weather", "response": {"output": "snowing, -3C"}}}
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("tool_choice", "calling"),
+    [
+        ("required", {"mode": "ANY"}),
+        ("none", {"mode": "NONE"}),
+        (
+            {"type": "function", "function": {"name": "get_time"}},
+            {"mode": "ANY", "allowedFunctionNames": ["get_time"]},
+        ),
+    ],
+)
+def test_tool_choice_becomes_function_calling_config(
+    gpt: openai.OpenAI, simulator_url: str, tool_choice: Any, calling: dict[str, Any]
+) -> None:
+    marker = f"tool choice {calling['mode']} {len(calling)}"
+    answer = gpt.chat.completions.create(
+        model="test-gemini", messages=user(marker), tools=[WEATHER, TIME], tool_choice=tool_choice
+    )
+    body = recorded(simulator_url, marker)["json"]
+    assert body["toolConfig"] == {"functionCallingConfig": calling}
+    calls = answer.choices[0].message.tool_calls or []
+    expected = {"none": [], "required": ["get_weather"]}.get(str(tool_choice), ["get_time"])
+    assert [c.function.name for c in calls] == expected  # type: ignore[union-attr]
+
+
+def test_streamed_parallel_tool_calls_assemble(gpt: openai.OpenAI) -> None:
+    with gpt.chat.completions.stream(
+        model="test-gemini", messages=user("call both in parallel"), tools=[WEATHER, TIME]
+    ) as stream:
+        final = stream.get_final_completion()
+    calls: Any = final.choices[0].message.tool_calls or []
+    assert [c.function.name for c in calls] == ["get_weather", "get_time"]
+    assert [c.id for c in calls] == ["call_0_get_weather", "call_1_get_time"]
+    assert all(json.loads(c.function.arguments) for c in calls)
+    assert final.choices[0].finish_reason == "tool_calls"
+
+
+def test_json_output_becomes_response_mime_type_and_schema(
+    gpt: openai.OpenAI, simulator_url: str
+) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+        "additionalProperties": False,
+    }
+    structured = gpt.chat.completions.create(
+        model="test-gemini",
+        messages=user("structured please"),
+        response_format={"type": "json_schema", "json_schema": {"name": "c", "schema": schema}},
+    )
+    assert set(json.loads(structured.choices[0].message.content or "")) == {"city"}
+    config = recorded(simulator_url, "structured please")["json"]["generationConfig"]
+    assert config == {"responseMimeType": "application/json", "responseJsonSchema": schema}
+    loose = gpt.chat.completions.create(
+        model="test-gemini",
+        messages=user("any json please"),
+        response_format={"type": "json_object"},
+    )
+    assert isinstance(json.loads(loose.choices[0].message.content or ""), dict)
+    config = recorded(simulator_url, "any json please")["json"]["generationConfig"]
+    assert config == {"responseMimeType": "application/json"}
+
+
+def test_n_becomes_candidate_count(gpt: openai.OpenAI, simulator_url: str) -> None:
+    completion = gpt.chat.completions.create(model="test-gemini", messages=user("two of them"), n=2)
+    assert [c.index for c in completion.choices] == [0, 1]
+    assert "#2" in (completion.choices[1].message.content or "")
+    generation = recorded(simulator_url, "two of them")["json"]["generationConfig"]
+    assert generation["candidateCount"] == 2
+
+
+def test_upstream_rate_limit_keeps_retry_after(gpt: openai.OpenAI) -> None:
+    with pytest.raises(openai.RateLimitError) as caught:
+        gpt.chat.completions.create(
+            model="test-gemini",
+            messages=user("x"),
+            extra_headers={"x-sim-fault": "status:429", "x-sim-retry-after": "7"},
+        )
+    assert caught.value.response.headers["retry-after"] == "7"
+    assert caught.value.code == "RESOURCE_EXHAUSTED"
+
+
+def test_upstream_server_error_becomes_502(gpt: openai.OpenAI) -> None:
+    with pytest.raises(openai.InternalServerError) as caught:
+        gpt.chat.completions.create(
+            model="test-vertex", messages=user("x"), extra_headers={"x-sim-fault": "status:503"}
+        )
+    assert caught.value.status_code == 502
+
+
+def test_stream_cut_by_the_upstream_ends_with_an_error(gpt: openai.OpenAI) -> None:
+    stream = gpt.chat.completions.create(
+        model="test-gemini",
+        messages=user("cut me off"),
+        stream=True,
+        extra_headers={"x-sim-fault": "stop-after:2"},
+    )
+    seen = []
+    with pytest.raises(openai.APIError):
+        for chunk in stream:
+            seen.append(chunk)
+    assert 1 <= len(seen) <= 2
+
+
+def test_a_rejected_key_passes_through_without_the_key(gpt: openai.OpenAI) -> None:
+    # The Gemini API answers a wrong key with a 400 (INVALID_ARGUMENT), and so does the gateway.
+    with pytest.raises(openai.BadRequestError) as caught:
+        gpt.chat.completions.create(model="test-gemini-badkey", messages=user("x"))
+    assert "API key not valid" in caught.value.message
+    assert "sk-wrong-key-for-test-9876" not in json.dumps(caught.value.body)
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"logprobs": True}, "logprobs"),
+        ({"frequency_penalty": 0.5}, "frequency_penalty"),
+        ({"reasoning_effort": "low"}, "reasoning_effort"),
+    ],
+)
+def test_openai_features_gemini_lacks_are_400s_naming_them(
+    gpt: openai.OpenAI, extra: dict[str, Any], param: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        gpt.chat.completions.create(model="test-gemini", messages=user("x"), **extra)
+    assert caught.value.param == param
+
+
+def test_audio_content_is_a_400_naming_its_type(gpt: openai.OpenAI) -> None:
+    audio: Any = {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}
+    with pytest.raises(openai.BadRequestError, match="input_audio"):
+        gpt.chat.completions.create(
+            model="test-gemini", messages=[{"role": "user", "content": [audio]}]
+        )
+
+
+def test_storage_hints_are_dropped_and_unknown_fields_never_sent(
+    gpt: openai.OpenAI, simulator_url: str
+) -> None:
+    gpt.chat.completions.create(
+        model="test-gemini",
+        messages=user("hints are dropped"),
+        store=True,
+        metadata={"team": "a"},
+        extra_body={"prompt_cache_key": "k"},
+    )
+    body = recorded(simulator_url, "hints are dropped")["json"]
+    assert set(body) == {"contents"}
+
+
+def test_images_become_inline_data_and_file_data(gpt: openai.OpenAI, simulator_url: str) -> None:
+    parts: Any = [
+        {"type": "text", "text": "two pictures"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}},
+    ]
+    gpt.chat.completions.create(model="test-gemini", messages=[{"role": "user", "content": parts}])
+    body = recorded(simulator_url, "two pictures")["json"]
+    assert body["contents"][0]["parts"] == [
+        {"text": "two pictures"},
+        {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}},
+        {"fileData": {"fileUri": "https://example.com/cat.jpg", "mimeType": "image/jpeg"}},
+    ]
+
+
+def test_embeddings_float_and_base64(gpt: openai.OpenAI, simulator_url: str) -> None:
+    floats = gpt.embeddings.create(
+        model="test-gemini-embed", input=["one two", "three"], dimensions=8, encoding_format="float"
+    )
+    packed = gpt.embeddings.create(
+        model="test-gemini-embed", input=["one two", "three"], dimensions=8
+    )
+    assert [len(item.embedding) for item in floats.data] == [8, 8]
+    for a, b in zip(floats.data, packed.data, strict=True):
+        assert a.embedding == pytest.approx(b.embedding)
+    assert floats.usage.prompt_tokens == 3
+    sent = recorded(simulator_url, "one two")
+    assert sent["path"] == "/v1beta/models/sim-embed:batchEmbedContents"
+    assert sent["json"]["requests"][0] == {
+        "model": "models/sim-embed",
+        "content": {"parts": [{"text": "one two"}]},
+        "outputDimensionality": 8,
+    }
+
+
+def test_anthropic_sdk_message_on_a_gemini_deployment(
+    claude: anthropic.Anthropic, simulator_url: str
+) -> None:
+    message = claude.messages.create(
+        model="test-gemini", max_tokens=100, system="be kind", messages=user("claude to gemini")
+    )
+    text = "".join(block.text for block in message.content if block.type == "text")
+    assert "claude to gemini" in text and message.stop_reason == "end_turn"
+    assert message.usage.input_tokens > 0 and message.usage.output_tokens > 0
+    body = recorded(simulator_url, "claude to gemini")["json"]
+    assert body["systemInstruction"] == {"parts": [{"text": "be kind"}]}
+    assert body["generationConfig"] == {"maxOutputTokens": 100}
+
+
+def test_anthropic_sdk_stream_on_a_gemini_deployment(claude: anthropic.Anthropic) -> None:
+    plain = claude.messages.create(model="test-gemini", max_tokens=100, messages=user("stream"))
+    with claude.messages.stream(
+        model="test-gemini", max_tokens=100, messages=user("stream")
+    ) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == "".join(b.text for b in plain.content if b.type == "text")
+    assert final.stop_reason == "end_turn"
+    assert final.usage.output_tokens == plain.usage.output_tokens
+    assert final.usage.input_tokens == plain.usage.input_tokens
+
+
+def test_anthropic_sdk_tool_round_trip_on_a_gemini_deployment(
+    claude: anthropic.Anthropic,
+) -> None:
+    tool: Any = {"name": "get_weather", "input_schema": WEATHER_SCHEMA}
+    question = user("weather in Paris, says claude?")
+    first = claude.messages.create(
+        model="test-gemini", max_tokens=200, messages=question, tools=[tool]
+    )
+    assert first.stop_reason == "tool_use"
+    call = next(block for block in first.content if block.type == "tool_use")
+    assert call.name == "get_weather" and set(call.input) == {"city", "unit"}  # type: ignore[arg-type]
+    result = {"type": "tool_result", "tool_use_id": call.id, "content": "sunny, 21C"}
+    second = claude.messages.create(
+        model="test-gemini",
+        max_tokens=200,
+        tools=[tool],
+        messages=[
+            *question,
+            {"role": "assistant", "content": first.content},
+            {"role": "user", "content": [result]},
+        ],
+    )
+    assert second.stop_reason == "end_turn"
+    assert "sunny, 21C" in "".join(b.text for b in second.content if b.type == "text")
+
+
+def test_anthropic_sdk_count_tokens_asks_gemini(claude: anthropic.Anthropic) -> None:
+    kwargs: dict[str, Any] = {"system": "be brief", "messages": user("count these words")}
+    raw = claude.messages.with_raw_response.count_tokens(model="test-gemini", **kwargs)
+    assert "x-tollway-token-count" not in raw.headers
+    used = claude.messages.create(model="test-gemini", max_tokens=5, **kwargs).usage
+    assert raw.parse().input_tokens == used.input_tokens
+
+
+def test_both_flavors_reach_the_embedded_simulator(log_dir: Path) -> None:
+    def group(name: str, provider: str) -> dict[str, Any]:
+        deployment = {"provider": provider, "model": "sim-chat", "api_base": "embedded-simulator"}
+        return {"name": name, "deployments": [deployment]}
+
+    config = {
+        "simulator": {"enabled": True},
+        "models": [group("sim-gemini", "gemini"), group("sim-vertex", "vertex_ai")],
+    }
+    with running_gateway(log_dir, config) as (url, _):
+        client = openai.OpenAI(base_url=url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+        answers = [
+            client.chat.completions.create(model=name, messages=user(f"hi {name}"))
+            for name in ("sim-gemini", "sim-vertex")
+        ]
+        client.close()
+    for name, answer in zip(("sim-gemini", "sim-vertex"), answers, strict=True):
+        assert f"hi {name}" in (answer.choices[0].message.content or "")

@@ -1,0 +1,237 @@
+"""The simulator's Gemini API and Vertex AI endpoints on a real socket, by plain HTTP."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tollway.simulator import Simulator, SimulatorSettings
+
+KEY = "gemini-test-key"
+GEMINI = "/v1beta/models/sim-chat"
+VERTEX = "/v1/projects/p1/locations/us-east5/publishers/google/models/sim-chat"
+HELLO: Any = {"contents": [{"role": "user", "parts": [{"text": "hello there world"}]}]}
+WEATHER: Any = {
+    "functionDeclarations": [
+        {
+            "name": "get_weather",
+            "parametersJsonSchema": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+                "required": ["city", "days"],
+            },
+        },
+        {"name": "get_time", "parameters": {"type": "OBJECT", "properties": {}}},
+    ]
+}
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client on a fresh simulator that requires ``KEY``."""
+    async with Simulator(SimulatorSettings(api_key=KEY)) as sim:
+        headers = {"x-goog-api-key": KEY}
+        async with httpx.AsyncClient(base_url=sim.url, headers=headers, timeout=10) as http:
+            yield http
+
+
+def sse_objects(text: str) -> list[dict[str, Any]]:
+    """The JSON objects of a Gemini SSE body (``data:`` lines only, no terminal marker)."""
+    assert "[DONE]" not in text and "event:" not in text
+    return [json.loads(line[6:]) for line in text.split("\r\n") if line.startswith("data: ")]
+
+
+def text_of(answer: dict[str, Any], index: int = 0) -> str:
+    parts = answer["candidates"][index]["content"]["parts"]
+    return "".join(part.get("text", "") for part in parts)
+
+
+async def test_generate_content_answers_text_with_consistent_usage(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post(GEMINI + ":generateContent", json=HELLO)
+    assert response.status_code == 200
+    answer = response.json()
+    assert text_of(answer).startswith("Simulated reply to: hello there world alpha")
+    candidate = answer["candidates"][0]
+    assert candidate["finishReason"] == "STOP" and candidate["content"]["role"] == "model"
+    usage = answer["usageMetadata"]
+    assert usage["candidatesTokenCount"] == 16  # the default output_tokens
+    assert usage["promptTokenCount"] == 3 + 3  # one message of three words
+    assert usage["totalTokenCount"] == usage["promptTokenCount"] + 16
+    assert answer["modelVersion"] == "sim-chat" and answer["responseId"]
+
+
+async def test_max_output_tokens_and_stop_sequences(client: httpx.AsyncClient) -> None:
+    short = {**HELLO, "generationConfig": {"maxOutputTokens": 3}}
+    answer = (await client.post(GEMINI + ":generateContent", json=short)).json()
+    assert answer["candidates"][0]["finishReason"] == "MAX_TOKENS"
+    assert answer["usageMetadata"]["candidatesTokenCount"] == 3
+    stopped = {**HELLO, "generationConfig": {"stopSequences": [" bravo"]}}
+    answer = (await client.post(GEMINI + ":generateContent", json=stopped)).json()
+    assert text_of(answer).endswith(" alpha")
+    assert answer["candidates"][0]["finishReason"] == "STOP"
+
+
+async def test_stream_is_sse_of_response_objects_ending_with_the_finish(
+    client: httpx.AsyncClient,
+) -> None:
+    plain = (await client.post(GEMINI + ":generateContent", json=HELLO)).json()
+    response = await client.post(GEMINI + ":streamGenerateContent?alt=sse", json=HELLO)
+    assert response.headers["content-type"].startswith("text/event-stream")
+    objects = sse_objects(response.text)
+    assert len(objects) == 16 + 1  # one object per token, then the finish
+    assert "".join(text_of(o) for o in objects) == text_of(plain)
+    assert all("finishReason" not in o["candidates"][0] for o in objects[:-1])
+    last = objects[-1]
+    assert last["candidates"][0]["finishReason"] == "STOP"
+    assert last["usageMetadata"] == plain["usageMetadata"]
+    assert [o["usageMetadata"]["candidatesTokenCount"] for o in objects[:3]] == [1, 2, 3]
+
+
+async def test_stream_without_alt_sse_is_one_json_array(client: httpx.AsyncClient) -> None:
+    response = await client.post(GEMINI + ":streamGenerateContent", json=HELLO)
+    objects = response.json()
+    assert isinstance(objects, list) and len(objects) == 17
+    assert objects[-1]["candidates"][0]["finishReason"] == "STOP"
+
+
+async def test_candidate_count_gives_numbered_candidates(client: httpx.AsyncClient) -> None:
+    body = {**HELLO, "generationConfig": {"candidateCount": 2}}
+    answer = (await client.post(GEMINI + ":generateContent", json=body)).json()
+    assert [c["index"] for c in answer["candidates"]] == [0, 1]
+    assert text_of(answer, 1).startswith("Simulated reply #2 to:")
+    assert answer["usageMetadata"]["candidatesTokenCount"] == 32
+
+
+async def test_function_call_then_function_response(client: httpx.AsyncClient) -> None:
+    body: Any = {**HELLO, "tools": [WEATHER]}
+    answer = (await client.post(GEMINI + ":generateContent", json=body)).json()
+    part = answer["candidates"][0]["content"]["parts"][0]
+    assert part == {"functionCall": {"name": "get_weather", "args": {"city": "sample", "days": 1}}}
+    assert answer["candidates"][0]["finishReason"] == "STOP"
+    result = {"functionResponse": {"name": "get_weather", "response": {"output": "rain, 9C"}}}
+    body["contents"] = [
+        *HELLO["contents"],
+        {"role": "model", "parts": [part]},
+        {"role": "user", "parts": [result]},
+    ]
+    answer = (await client.post(GEMINI + ":generateContent", json=body)).json()
+    assert text_of(answer).startswith("Simulated reply to tool result: rain, 9C")
+
+
+async def test_tool_config_forces_or_forbids_calls(client: httpx.AsyncClient) -> None:
+    forced = {
+        **HELLO,
+        "tools": [WEATHER],
+        "toolConfig": {
+            "functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["get_time"]}
+        },
+    }
+    answer = (await client.post(GEMINI + ":generateContent", json=forced)).json()
+    assert answer["candidates"][0]["content"]["parts"][0]["functionCall"]["name"] == "get_time"
+    forbidden = {**forced, "toolConfig": {"functionCallingConfig": {"mode": "NONE"}}}
+    answer = (await client.post(GEMINI + ":generateContent", json=forbidden)).json()
+    assert "functionCall" not in answer["candidates"][0]["content"]["parts"][0]
+
+
+async def test_streamed_parallel_calls_come_whole(client: httpx.AsyncClient) -> None:
+    body = {"contents": [{"parts": [{"text": "both in parallel"}]}], "tools": [WEATHER]}
+    response = await client.post(GEMINI + ":streamGenerateContent?alt=sse", json=body)
+    objects = sse_objects(response.text)
+    calls = [o["candidates"][0]["content"]["parts"][0]["functionCall"] for o in objects[:-1]]
+    assert [call["name"] for call in calls] == ["get_weather", "get_time"]
+    assert objects[-1]["usageMetadata"]["candidatesTokenCount"] == math.ceil(
+        len(json.dumps(calls[0]["args"], separators=(",", ":"))) / 8
+    ) + math.ceil(len("{}") / 8)
+
+
+async def test_json_output_fills_the_schema(client: httpx.AsyncClient) -> None:
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    body = {
+        **HELLO,
+        "generationConfig": {"responseMimeType": "application/json", "responseJsonSchema": schema},
+    }
+    answer = (await client.post(GEMINI + ":generateContent", json=body)).json()
+    assert json.loads(text_of(answer)) == {"n": 1}
+
+
+async def test_count_tokens_agrees_with_generation(client: httpx.AsyncClient) -> None:
+    body = {**HELLO, "systemInstruction": {"parts": [{"text": "be brief"}]}, "tools": [WEATHER]}
+    used = (await client.post(GEMINI + ":generateContent", json=body)).json()["usageMetadata"]
+    wrapped = {"generateContentRequest": {"model": "models/sim-chat", **body}}
+    counted = (await client.post(GEMINI + ":countTokens", json=wrapped)).json()
+    assert counted == {"totalTokens": used["promptTokenCount"]}
+    vertex = await client.post(VERTEX + ":countTokens", json=body, headers={"x-goog-api-key": ""})
+    assert vertex.status_code == 401  # Vertex AI wants a bearer token
+    bearer = {"Authorization": f"Bearer {KEY}"}
+    counted = (await client.post(VERTEX + ":countTokens", json=body, headers=bearer)).json()
+    assert counted == {"totalTokens": used["promptTokenCount"]}
+
+
+async def test_embeddings_are_deterministic_unit_vectors(client: httpx.AsyncClient) -> None:
+    one = {"content": {"parts": [{"text": "embed me"}]}, "outputDimensionality": 16}
+    single = (await client.post("/v1beta/models/sim-embed:embedContent", json=one)).json()
+    values = single["embedding"]["values"]
+    assert len(values) == 16 and math.isclose(math.fsum(v * v for v in values), 1, rel_tol=1e-5)
+    batch = {"requests": [{"model": "models/sim-embed", **one}, {"model": "m", **one}]}
+    answer = (await client.post("/v1beta/models/sim-embed:batchEmbedContents", json=batch)).json()
+    assert [e["values"] for e in answer["embeddings"]] == [values, values]
+    assert answer["usageMetadata"] == {"promptTokenCount": 4}
+    vertex = VERTEX.replace("sim-chat", "sim-embed") + ":predict"
+    body = {"instances": [{"content": "embed me"}], "parameters": {"outputDimensionality": 16}}
+    bearer = {"Authorization": f"Bearer {KEY}"}
+    answer = (await client.post(vertex, json=body, headers=bearer)).json()
+    prediction = answer["predictions"][0]["embeddings"]
+    assert prediction["values"] == values and prediction["statistics"]["token_count"] == 2
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "status", "name"),
+    [
+        (GEMINI, {"x-goog-api-key": "wrong"}, 400, "INVALID_ARGUMENT"),
+        (GEMINI, {"x-goog-api-key": ""}, 403, "PERMISSION_DENIED"),
+        (VERTEX, {"Authorization": "Bearer wrong"}, 401, "UNAUTHENTICATED"),
+    ],
+)
+async def test_credentials_are_checked_the_way_google_does(
+    client: httpx.AsyncClient, path: str, headers: dict[str, str], status: int, name: str
+) -> None:
+    response = await client.post(path + ":generateContent", json=HELLO, headers=headers)
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert (error["code"], error["status"]) == (status, name)
+
+
+async def test_faults_and_bad_requests_answer_in_googles_error_shape(
+    client: httpx.AsyncClient,
+) -> None:
+    limited = await client.post(
+        GEMINI + ":generateContent", json=HELLO, headers={"x-sim-fault": "status:429"}
+    )
+    assert limited.status_code == 429 and limited.headers["retry-after"] == "1"
+    assert limited.json()["error"]["status"] == "RESOURCE_EXHAUSTED"
+    missing = await client.post(GEMINI + ":generateContent", json={"contents": []})
+    assert missing.status_code == 400
+    assert missing.json()["error"]["status"] == "INVALID_ARGUMENT"
+    unknown = await client.post(GEMINI + ":summon", json=HELLO)
+    assert unknown.status_code == 404 and unknown.json()["error"]["status"] == "NOT_FOUND"
+
+
+async def test_stop_after_cuts_a_stream_without_its_finish(client: httpx.AsyncClient) -> None:
+    with pytest.raises(httpx.RemoteProtocolError):
+        await client.post(
+            GEMINI + ":streamGenerateContent?alt=sse",
+            json=HELLO,
+            headers={"x-sim-fault": "stop-after:2"},
+        )
+    # Not streaming: the same fault resets the connection instead.
+    with pytest.raises(httpx.TransportError):
+        await client.post(
+            GEMINI + ":generateContent", json=HELLO, headers={"x-sim-fault": "stop-after:2"}
+        )

@@ -1,0 +1,784 @@
+"""Gemini wire codec: round trips, call ids, usage, finish reasons, streams, 400s, provider."""
+
+from __future__ import annotations
+
+import base64
+import struct
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from tollway.auth.vault import Vault
+from tollway.config.schema import DeploymentConfig
+from tollway.config.types import SecretRef
+from tollway.core.errors import InvalidRequest, UpstreamProtocolError, UpstreamStatusError
+from tollway.core.types import (
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    Choice,
+    ChunkChoice,
+    Deployment,
+    EmbeddingRequest,
+    Message,
+    ToolCall,
+    ToolCallDelta,
+    UpstreamTimeouts,
+    Usage,
+)
+from tollway.dialects.http import HeaderForwarder
+from tollway.providers.base import ProviderResources
+from tollway.providers.gemini import GEMINI_API, VERTEX_AI, GeminiProvider
+from tollway.providers.http import SSEvent
+from tollway.wire import anthropic_request, openai_request, openai_response
+from tollway.wire.gemini_content import FOREIGN_THOUGHT_SIGNATURE
+from tollway.wire.gemini_embeddings import (
+    batch_embed_to_wire,
+    embedding_response_from_wire,
+    predict_to_wire,
+)
+from tollway.wire.gemini_request import request_from_wire, request_to_wire
+from tollway.wire.gemini_response import (
+    error_from_wire,
+    finish_from_wire,
+    response_from_wire,
+    response_to_wire,
+    stream_error,
+    usage_from_wire,
+    usage_to_wire,
+)
+from tollway.wire.gemini_stream import StreamReader, StreamWriter
+
+text = st.text(max_size=20)
+names = st.from_regex(r"[a-z_]{1,12}", fullmatch=True)
+signature = st.sampled_from([{}, {"thoughtSignature": "c2lnbmF0dXJl"}])
+args = st.sampled_from([{}, {"city": "Paris"}, {"n": 1, "nested": {"a": [1, 2]}}])
+
+text_part = st.builds(lambda t, s: {"text": t, **s}, text, signature)
+image_part = st.sampled_from(
+    [
+        {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}},
+        {"fileData": {"mimeType": "image/jpeg", "fileUri": "https://example.com/cat.jpg"}},
+        {"inlineData": {"mimeType": "application/pdf", "data": "JVBERi0="}},
+        {"fileData": {"mimeType": "video/mp4", "fileUri": "gs://bucket/clip.mp4"}},
+    ]
+)
+call_part = st.builds(
+    lambda n, a, s: {"functionCall": {"name": n, "args": a}, **s}, names, args, signature
+)
+thought_part = st.just({"text": "pondering", "thought": True})
+model_turn = st.builds(
+    lambda texts, calls: {"role": "model", "parts": texts + calls},
+    st.lists(text_part | thought_part, max_size=2),
+    st.lists(call_part, max_size=2),
+).filter(lambda turn: bool(turn["parts"]))
+user_turn = st.lists(text_part | image_part, min_size=1, max_size=3).map(
+    lambda parts: {"role": "user", "parts": parts}
+)
+
+
+def answered(model: dict[str, Any], extra: list[dict[str, Any]]) -> dict[str, Any]:
+    """A user turn answering every call of ``model`` (then ``extra`` parts), or plain text."""
+    calls = [part["functionCall"]["name"] for part in model["parts"] if "functionCall" in part]
+    results = [
+        {"functionResponse": {"name": name, "response": {"output": f"result {i}"}}}
+        for i, name in enumerate(calls)
+    ]
+    return {"role": "user", "parts": results + extra or [{"text": "next"}]}
+
+
+conversation = st.lists(
+    st.tuples(user_turn, model_turn, st.lists(text_part, max_size=1)), min_size=1, max_size=3
+).map(
+    lambda turns: (
+        [turns[0][0]]
+        + [item for _, model, extra in turns for item in (model, answered(model, extra))]
+    )
+)
+declaration = st.builds(
+    lambda n, d: {
+        "name": n,
+        **d,
+        "parametersJsonSchema": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+    names,
+    st.sampled_from([{}, {"description": "does things"}]),
+)
+optional_fields = st.fixed_dictionaries(
+    {},
+    optional={
+        "systemInstruction": st.lists(text_part, min_size=1, max_size=2).map(
+            lambda parts: {"parts": parts}
+        ),
+        "tools": st.builds(
+            lambda decls, built_in: [{"functionDeclarations": decls}, *built_in],
+            st.lists(declaration, min_size=1, max_size=3),
+            st.sampled_from([[], [{"googleSearch": {}}], [{"codeExecution": {}}]]),
+        ),
+        "toolConfig": st.sampled_from(
+            [
+                {"functionCallingConfig": {"mode": "AUTO"}},
+                {"functionCallingConfig": {"mode": "ANY"}},
+                {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["f"]}},
+                {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["f", "g"]}},
+                {
+                    "functionCallingConfig": {"mode": "NONE"},
+                    "retrievalConfig": {"languageCode": "en"},
+                },
+            ]
+        ),
+        "generationConfig": st.fixed_dictionaries(
+            {},
+            optional={
+                "temperature": st.floats(0, 2, allow_nan=False),
+                "topP": st.floats(0, 1, allow_nan=False),
+                "topK": st.integers(1, 40),
+                "maxOutputTokens": st.integers(1, 8192),
+                "stopSequences": st.lists(text, min_size=1, max_size=3),
+                "candidateCount": st.integers(1, 4),
+                "seed": st.integers(0, 2**31),
+                "responseMimeType": st.sampled_from(["application/json", "text/plain"]),
+                "responseJsonSchema": st.just({"type": "object"}),
+                "thinkingConfig": st.just({"thinkingBudget": 1024}),
+            },
+        ).filter(bool),
+        "safetySettings": st.just(
+            [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}]
+        ),
+        "cachedContent": st.just("cachedContents/abc"),
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(conversation, optional_fields)
+def test_request_round_trip_is_identity(
+    contents: list[dict[str, Any]], fields: dict[str, Any]
+) -> None:
+    body = {"contents": contents, **fields}
+    if body.get("toolConfig") and not body.get("tools"):
+        body.pop("toolConfig")  # a tool choice without tools is not written back
+    request = request_from_wire(body, "gemini-x")
+    assert request.wire_format == "gemini" and request.model == "gemini-x"
+    assert request_to_wire(request) == body
+
+
+def test_request_becomes_canonical_turns_with_synthesized_call_ids() -> None:
+    body = {
+        "systemInstruction": {"parts": [{"text": "be brief"}]},
+        "contents": [
+            {"role": "user", "parts": [{"text": "weather?"}]},
+            {
+                "role": "model",
+                "parts": [
+                    {"functionCall": {"name": "get_weather", "args": {"city": "Oslo"}}},
+                    {"functionCall": {"name": "get_time", "args": {}}},
+                ],
+            },
+            {
+                "role": "user",
+                "parts": [
+                    {"functionResponse": {"name": "get_time", "response": {"t": "noon"}}},
+                    {"functionResponse": {"name": "get_weather", "response": {"output": "sun"}}},
+                ],
+            },
+        ],
+        "generationConfig": {"maxOutputTokens": 9, "candidateCount": 2},
+    }
+    request = request_from_wire(body, "m", stream=True)
+    system, question, turn, time_result, weather_result = request.messages
+    assert system.role == "system" and question.role == "user"
+    assert [(c.id, c.name, c.arguments) for c in turn.tool_calls or ()] == [
+        ("call_0_get_weather", "get_weather", '{"city":"Oslo"}'),
+        ("call_1_get_time", "get_time", "{}"),
+    ]
+    assert (time_result.role, time_result.tool_call_id) == ("tool", "call_1_get_time")
+    assert time_result.content == '{"t":"noon"}'
+    assert weather_result.tool_call_id == "call_0_get_weather"
+    assert (request.max_tokens, request.n, request.stream) == (9, 2, True)
+
+
+def openai_body(**fields: Any) -> dict[str, Any]:
+    return {"model": "gpt", "messages": [{"role": "user", "content": "hi"}], **fields}
+
+
+def test_openai_request_translates_to_gemini() -> None:
+    body = openai_body(
+        messages=[
+            {"role": "developer", "content": "be brief"},
+            {"role": "user", "content": "weather?"},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {"id": "call_abc", "type": "function",
+                     "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'}},
+                    {"id": "call_def", "type": "function",
+                     "function": {"name": "get_time", "arguments": ""}},
+                ],
+            },
+            {"role": "tool", "tool_call_id": "call_def", "content": '{"t": "noon"}'},
+            {"role": "tool", "tool_call_id": "call_abc", "content": "sunny"},
+            {"role": "user", "content": "thanks"},
+        ],
+        tools=[{"type": "function", "function": {"name": "get_weather", "strict": True,
+                                                 "parameters": {"type": "object"}}}],
+        tool_choice="required",
+        parallel_tool_calls=False,
+        n=3,
+        user="alice",
+        store=True,
+    )  # fmt: skip
+    wire = request_to_wire(openai_request.request_from_wire(body))
+    assert wire == {
+        "systemInstruction": {"parts": [{"text": "be brief"}]},
+        "contents": [
+            {"role": "user", "parts": [{"text": "weather?"}]},
+            {
+                "role": "model",
+                "parts": [
+                    {
+                        "functionCall": {"name": "get_weather", "args": {"city": "Oslo"}},
+                        "thoughtSignature": FOREIGN_THOUGHT_SIGNATURE,
+                    },
+                    {"functionCall": {"name": "get_time", "args": {}}},
+                ],
+            },
+            {
+                "role": "user",
+                "parts": [
+                    {"functionResponse": {"name": "get_time", "response": {"t": "noon"}}},
+                    {"functionResponse": {"name": "get_weather", "response": {"output": "sunny"}}},
+                    {"text": "thanks"},
+                ],
+            },
+        ],
+        "tools": [
+            {
+                "functionDeclarations": [
+                    {"name": "get_weather", "parametersJsonSchema": {"type": "object"}}
+                ]
+            }
+        ],
+        "toolConfig": {"functionCallingConfig": {"mode": "ANY"}},
+        "generationConfig": {"candidateCount": 3},
+    }
+
+
+def test_tool_results_find_their_function_even_when_ids_repeat_or_the_call_was_trimmed() -> None:
+    def turn(call_id: str, name: str) -> list[Message]:
+        call = ToolCall(id=call_id, name=name, arguments="{}")
+        return [
+            Message(role="assistant", tool_calls=[call]),
+            Message(role="tool", tool_call_id=call_id, content="ok"),
+        ]
+
+    messages = [Message(role="user", content="go"), *turn("x", "first"), *turn("x", "second")]
+    # A client that trimmed the call away still names the function through a made-up id.
+    messages.append(Message(role="tool", tool_call_id="call_3_get_time", content="noon"))
+    wire = request_to_wire(ChatRequest(model="m", messages=messages))
+    results = [
+        part["functionResponse"]["name"]
+        for content in wire["contents"]
+        for part in content["parts"]
+        if "functionResponse" in part
+    ]
+    assert results == ["first", "second", "get_time"]
+    orphan = [Message(role="user", content="go"), Message(role="tool", tool_call_id="nope")]
+    with pytest.raises(InvalidRequest) as caught:
+        request_to_wire(ChatRequest(model="m", messages=orphan))
+    assert caught.value.param == "messages[1].tool_call_id"
+
+
+def test_json_output_and_anthropic_requests_translate() -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}}
+    body = openai_body(
+        response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
+    )
+    config = request_to_wire(openai_request.request_from_wire(body))["generationConfig"]
+    assert config == {"responseMimeType": "application/json", "responseJsonSchema": schema}
+    body = openai_body(response_format={"type": "json_object"})
+    config = request_to_wire(openai_request.request_from_wire(body))["generationConfig"]
+    assert config == {"responseMimeType": "application/json"}
+    claude = anthropic_request.request_from_wire(
+        {
+            "model": "c",
+            "max_tokens": 10,
+            "system": [{"type": "text", "text": "sys", "cache_control": {"type": "ephemeral"}}],
+            "messages": [{"role": "user", "content": "hi"}],
+            "tool_choice": {"type": "tool", "name": "f"},
+            "tools": [{"name": "f", "input_schema": {"type": "object"}}],
+            "metadata": {"user_id": "u"},
+        }
+    )
+    wire = request_to_wire(claude)
+    assert wire["systemInstruction"] == {"parts": [{"text": "sys"}]}
+    assert wire["toolConfig"] == {
+        "functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["f"]}
+    }
+    assert wire["generationConfig"] == {"maxOutputTokens": 10}
+
+
+@pytest.mark.parametrize(
+    ("body", "match"),
+    [
+        (openai_body(logprobs=True), "logprobs"),
+        (openai_body(presence_penalty=1), "presence_penalty"),
+        (
+            openai_body(
+                messages=[{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}]
+            ),
+            "input_audio",
+        ),
+        (
+            openai_body(
+                messages=[
+                    {
+                        "role": "system",
+                        "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}],
+                    },
+                    {"role": "user", "content": "hi"},
+                ]
+            ),
+            "system messages",
+        ),
+        (
+            openai_body(
+                messages=[
+                    {"role": "user", "content": "hi"},
+                    {"role": "assistant", "tool_calls": [
+                        {"id": "c", "type": "function",
+                         "function": {"name": "f", "arguments": "[1]"}}
+                    ]},
+                ]
+            ),
+            "arguments",
+        ),
+        (openai_body(tools=[{"type": "web_search"}]), "web_search"),
+    ],
+)  # fmt: skip
+def test_untranslatable_features_are_400s_naming_them(body: dict[str, Any], match: str) -> None:
+    with pytest.raises(InvalidRequest, match=match):
+        request_to_wire(openai_request.request_from_wire(body))
+
+
+def test_gemini_only_features_are_400s_for_other_formats() -> None:
+    body = {
+        "contents": [{"parts": [{"text": "hi"}]}],
+        "safetySettings": [],
+        "labels": {"team": "a"},
+    }
+    request = request_from_wire(body, "m")
+    with pytest.raises(InvalidRequest, match="safetySettings"):
+        openai_request.request_to_wire(request, "gpt")
+    del body["safetySettings"]
+    assert "labels" not in openai_request.request_to_wire(request_from_wire(body, "m"), "gpt")
+    search = {"contents": [{"parts": [{"text": "hi"}]}], "tools": [{"googleSearch": {}}]}
+    with pytest.raises(InvalidRequest, match="googleSearch"):
+        openai_request.request_to_wire(request_from_wire(search, "m"), "gpt")
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({}, "contents"),
+        ({"contents": []}, "contents"),
+        ({"contents": [{"role": "system", "parts": []}]}, "contents[0].role"),
+        ({"contents": [{"parts": "hi"}]}, "contents[0].parts"),
+        ({"contents": [{"parts": [{"text": 1}]}]}, "contents[0].parts[0].text"),
+        ({"contents": [{"parts": []}], "generationConfig": {"topP": "x"}}, "generationConfig.topP"),
+    ],
+)
+def test_invalid_requests_are_400s_naming_the_field(body: dict[str, Any], param: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        request_from_wire(body, "m")
+    assert caught.value.param == param
+
+
+def test_usage_counts_thoughts_as_output_and_tool_prompts_as_input() -> None:
+    raw = {
+        "promptTokenCount": 100,
+        "cachedContentTokenCount": 40,
+        "toolUsePromptTokenCount": 5,
+        "candidatesTokenCount": 20,
+        "thoughtsTokenCount": 30,
+        "totalTokenCount": 155,
+        "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 100}],
+    }
+    usage = usage_from_wire(raw)
+    assert usage is not None
+    assert (usage.input_tokens, usage.cached_input_tokens) == (105, 40)
+    assert (usage.output_tokens, usage.reasoning_tokens) == (50, 30)
+    assert usage.total_tokens == raw["totalTokenCount"]
+    assert usage_to_wire(usage) == raw
+    assert usage_from_wire(None) is None
+    assert usage_to_wire(Usage(3, 4)) == {
+        "promptTokenCount": 3,
+        "candidatesTokenCount": 4,
+        "totalTokenCount": 7,
+    }
+
+
+@pytest.mark.parametrize(
+    ("reason", "called", "finish", "extra"),
+    [
+        ("STOP", False, "stop", {}),
+        ("STOP", True, "tool_calls", {}),
+        ("MAX_TOKENS", False, "length", {}),
+        ("SAFETY", False, "content_filter", {}),
+        ("RECITATION", False, "content_filter", {"finishReason": "RECITATION"}),
+        ("MALFORMED_FUNCTION_CALL", False, "stop", {"finishReason": "MALFORMED_FUNCTION_CALL"}),
+        (None, False, None, {}),
+    ],
+)
+def test_finish_reasons(reason: str | None, called: bool, finish: str | None, extra: Any) -> None:
+    assert finish_from_wire(reason, called) == (finish, extra)
+
+
+def gemini_answer(**fields: Any) -> dict[str, Any]:
+    return {
+        "candidates": [
+            {
+                "content": {
+                    "role": "model",
+                    "parts": [
+                        {"text": "thinking...", "thought": True},
+                        {"text": "Here"},
+                        {"text": " it is", "thoughtSignature": "c2ln"},
+                        {
+                            "functionCall": {"name": "f", "args": {"a": 1}},
+                            "thoughtSignature": "c2ln",
+                        },
+                    ],
+                },
+                "finishReason": "STOP",
+                "index": 0,
+                "safetyRatings": [],
+            }
+        ],
+        "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 7, "totalTokenCount": 12},
+        "modelVersion": "gemini-2.5-flash",
+        "responseId": "resp-1",
+        **fields,
+    }
+
+
+def test_response_becomes_canonical_without_thoughts() -> None:
+    response = response_from_wire(gemini_answer(promptFeedback={"safetyRatings": []}))
+    choice = response.choices[0]
+    assert choice.message.content == "Here it is" and choice.finish_reason == "tool_calls"
+    call = (choice.message.tool_calls or [])[0]
+    assert (call.id, call.name, call.arguments) == ("call_0_f", "f", '{"a":1}')
+    assert (response.id, response.model) == ("resp-1", "gemini-2.5-flash")
+    assert response.usage == Usage(5, 7)
+    openai = openai_response.response_to_wire(response)
+    assert "promptFeedback" not in openai and "safetyRatings" not in openai["choices"][0]
+    assert openai["choices"][0]["message"]["tool_calls"][0] == {
+        "id": "call_0_f",
+        "type": "function",
+        "function": {"name": "f", "arguments": '{"a":1}'},
+    }
+
+
+def test_response_round_trip_keeps_what_gemini_clients_need() -> None:
+    raw = gemini_answer()
+    again = response_to_wire(response_from_wire(raw))
+    assert again["candidates"][0]["content"]["parts"] == [
+        {"text": "Here it is"},
+        {"functionCall": {"name": "f", "args": {"a": 1}}, "thoughtSignature": "c2ln"},
+    ]
+    assert again["candidates"][0]["finishReason"] == "STOP"
+    assert again["candidates"][0]["safetyRatings"] == []
+    assert again["usageMetadata"] == raw["usageMetadata"]
+    assert (again["modelVersion"], again["responseId"]) == ("gemini-2.5-flash", "resp-1")
+
+
+def test_a_blocked_prompt_is_an_empty_content_filter_answer() -> None:
+    raw = {"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": {"promptTokenCount": 3}}
+    choice = response_from_wire(raw).choices[0]
+    assert (choice.message.content, choice.finish_reason) == ("", "content_filter")
+    with pytest.raises(UpstreamProtocolError):
+        response_from_wire({"usageMetadata": {}})
+    with pytest.raises(UpstreamProtocolError):
+        response_from_wire([])
+
+
+def test_error_bodies_and_stream_errors() -> None:
+    body = {"error": {"code": 429, "message": "Resource exhausted", "status": "RESOURCE_EXHAUSTED"}}
+    assert error_from_wire(body) == ("Resource exhausted", None, "RESOURCE_EXHAUSTED", None)
+    assert error_from_wire([body])[0] == "Resource exhausted"
+    assert error_from_wire("Bad Gateway") == ("Bad Gateway", None, None, None)
+    error = stream_error(body)
+    assert isinstance(error, UpstreamStatusError) and error.status == 429
+    assert error.code == "RESOURCE_EXHAUSTED"
+    reader = StreamReader()
+    with pytest.raises(UpstreamStatusError, match="Resource exhausted"):
+        reader.feed(orjson.dumps(body))
+    with pytest.raises(UpstreamProtocolError):
+        reader.feed(b"{not json")
+
+
+def event(parts: list[dict[str, Any]], finish: str | None = None, **fields: Any) -> dict[str, Any]:
+    candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
+    if finish is not None:
+        candidate["finishReason"] = finish
+    return {"candidates": [candidate], "modelVersion": "g", "responseId": "r", **fields}
+
+
+def read(events: list[dict[str, Any]], candidates: int = 1) -> tuple[list[ChatChunk], bool]:
+    reader = StreamReader(candidates)
+    chunks = [c for e in events if (c := reader.feed(orjson.dumps(e))) is not None]
+    return [*chunks, reader.last()], reader.done
+
+
+def test_stream_reader_gives_role_text_whole_calls_finish_then_usage() -> None:
+    usage = {"promptTokenCount": 4, "candidatesTokenCount": 3, "totalTokenCount": 7}
+    events = [
+        event([{"text": "Hel", "thought": True}], usageMetadata={"promptTokenCount": 4}),
+        event([{"text": "Hello"}]),
+        event([{"functionCall": {"name": "a", "args": {}}}, {"functionCall": {"name": "b"}}]),
+        event([{"text": "", "thoughtSignature": "c2ln"}], "STOP", usageMetadata=usage),
+    ]
+    chunks, done = read(events)
+    assert done
+    choices = [chunk.choices[0] for chunk in chunks[:-1]]
+    assert (choices[0].role, choices[0].content) == ("assistant", None)
+    assert (choices[1].role, choices[1].content) == (None, "Hello")
+    assert choices[2].tool_calls == [
+        ToolCallDelta(0, "call_0_a", "a", "{}"),
+        ToolCallDelta(1, "call_1_b", "b", "{}"),
+    ]
+    assert choices[3].finish_reason == "tool_calls"
+    assert chunks[-1].choices == [] and chunks[-1].usage == Usage(4, 3)
+    assert {chunk.id for chunk in chunks} == {"r"}
+
+
+def test_a_stream_cut_before_every_candidate_finished_is_not_done() -> None:
+    _, done = read([event([{"text": "Hi"}])])
+    assert not done
+    two = {
+        "candidates": [
+            {"content": {"parts": [{"text": "a"}]}, "finishReason": "STOP", "index": 0},
+            {"content": {"parts": [{"text": "b"}]}, "index": 1},
+        ]
+    }
+    chunks, done = read([two], candidates=2)
+    assert not done and [c.index for c in chunks[0].choices] == [0, 1]
+    chunks, done = read([{"promptFeedback": {"blockReason": "OTHER"}}], candidates=2)
+    assert done and chunks[0].choices[0].finish_reason == "content_filter"
+
+
+def test_stream_writer_holds_calls_until_the_end_and_reads_back() -> None:
+    chunks = [
+        ChatChunk("id", "m", 0, [ChunkChoice(0, role="assistant", content="Hi")]),
+        ChatChunk("id", "m", 0, [ChunkChoice(0, tool_calls=[ToolCallDelta(0, "x", "f", '{"a"')])]),
+        ChatChunk("id", "m", 0, [ChunkChoice(0, tool_calls=[ToolCallDelta(0, arguments=":1}")])]),
+        ChatChunk("id", "m", 0, [ChunkChoice(0, finish_reason="tool_calls")]),
+        ChatChunk("id", "m", 0, [], usage=Usage(2, 3)),
+    ]
+    writer = StreamWriter()
+    events = [e for chunk in chunks for e in writer.feed(chunk)] + [writer.finish()]
+    assert len(events) == 2
+    assert events[-1]["candidates"][0]["content"]["parts"] == [
+        {"functionCall": {"name": "f", "args": {"a": 1}}}
+    ]
+    again, done = read(events)
+    assert done and again[0].choices[0].content == "Hi"
+    assert again[1].choices[0].tool_calls == [ToolCallDelta(0, "call_0_f", "f", '{"a":1}')]
+    assert again[1].choices[0].finish_reason == "tool_calls"
+    assert again[-1].usage == Usage(2, 3)
+
+
+def test_embedding_bodies_and_answers() -> None:
+    request = EmbeddingRequest(
+        model="e", input=["a b", "c"], dimensions=4, encoding_format="base64"
+    )
+    assert batch_embed_to_wire(request, "emb")["requests"][1] == {
+        "model": "models/emb",
+        "content": {"parts": [{"text": "c"}]},
+        "outputDimensionality": 4,
+    }
+    assert predict_to_wire(request, "emb") == {
+        "instances": [{"content": "a b"}, {"content": "c"}],
+        "parameters": {"outputDimensionality": 4},
+    }
+    raw = {"embeddings": [{"values": [0.5, -1.0]}, {"values": [0.25, 0.0]}]}
+    answer = embedding_response_from_wire(raw, request, "emb")
+    assert isinstance(answer.data[0], str)
+    assert struct.unpack("<2f", base64.b64decode(answer.data[0])) == (0.5, -1.0)
+    predictions = {
+        "predictions": [
+            {"embeddings": {"values": [1.0], "statistics": {"token_count": 2}}},
+            {"embeddings": {"values": [2.0], "statistics": {"token_count": 1}}},
+        ]
+    }
+    request.encoding_format = None
+    answer = embedding_response_from_wire(predictions, request, "emb")
+    assert answer.data == [[1.0], [2.0]] and answer.usage.input_tokens == 3
+    with pytest.raises(InvalidRequest, match="token ids"):
+        batch_embed_to_wire(EmbeddingRequest(model="e", input=[[1, 2]]), "emb")
+    with pytest.raises(InvalidRequest, match="input_type"):
+        batch_embed_to_wire(
+            EmbeddingRequest(model="e", input=["a"], extra={"input_type": "q"}), "e"
+        )
+    with pytest.raises(UpstreamProtocolError):
+        embedding_response_from_wire({"embeddings": [{"values": [1.0]}]}, request, "emb")
+
+
+class FakeUpstream:
+    """Stands in for ``UpstreamClient``: records the call, answers with canned data."""
+
+    def __init__(self, answer: Any = None, events: list[dict[str, Any]] | None = None) -> None:
+        self.answer = answer
+        self.events = events or []
+        self.url = ""
+        self.headers: dict[str, str] = {}
+        self.body: Any = None
+
+    async def post_json(self, url: str, body: Any, headers: dict[str, str], *args: Any) -> Any:
+        self.url, self.body, self.headers = url, body, headers
+        return self.answer
+
+    async def post_stream(
+        self, url: str, body: Any, headers: dict[str, str], *args: Any
+    ) -> AsyncIterator[SSEvent]:
+        self.url, self.body, self.headers = url, body, headers
+        for item in self.events:
+            yield SSEvent(None, orjson.dumps(item))
+
+
+def deployment(api_base: str) -> Deployment:
+    return Deployment(
+        id="d",
+        provider="gemini",
+        model="gemini-x",
+        api_base=api_base,
+        timeouts=UpstreamTimeouts(1, 1, 1),
+        api_key=SecretRef("env:KEY"),
+    )
+
+
+def provider(upstream: FakeUpstream, vertex: bool = False) -> GeminiProvider:
+    resources = ProviderResources(client=upstream, vault=Vault({"KEY": "sk-g"}))  # type: ignore[arg-type]
+    return GeminiProvider(resources, VERTEX_AI if vertex else GEMINI_API)
+
+
+HI = ChatRequest(model="g", messages=[Message(role="user", content="hi")])
+
+
+async def test_provider_addresses_the_gemini_api_and_vertex_ai() -> None:
+    upstream = FakeUpstream(gemini_answer())
+    answer = await provider(upstream).chat(HI, deployment("https://g.example"))
+    assert isinstance(answer, ChatResponse) and answer.choices[0].message.content == "Here it is"
+    assert upstream.url == "https://g.example/v1beta/models/gemini-x:generateContent"
+    assert upstream.headers["x-goog-api-key"] == "sk-g"
+    base = "https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/us-central1"
+    await provider(upstream, vertex=True).chat(HI, deployment(base))
+    assert upstream.url == base + "/publishers/google/models/gemini-x:generateContent"
+    assert upstream.headers["Authorization"] == "Bearer sk-g"
+    assert "x-goog-api-key" not in upstream.headers
+
+
+async def test_provider_counts_tokens_in_each_flavors_body() -> None:
+    upstream = FakeUpstream({"totalTokens": 11})
+    assert await provider(upstream).count_tokens(HI, deployment("https://g")) == 11
+    assert upstream.body == {
+        "generateContentRequest": {
+            "model": "models/gemini-x",
+            "contents": [{"role": "user", "parts": [{"text": "hi"}]}],
+        }
+    }
+    assert await provider(upstream, vertex=True).count_tokens(HI, deployment("https://v")) == 11
+    assert upstream.body == {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+    with pytest.raises(UpstreamProtocolError):
+        await provider(FakeUpstream({})).count_tokens(HI, deployment("https://g"))
+
+
+async def test_provider_stream_ends_with_usage_or_fails_when_cut() -> None:
+    usage = {"promptTokenCount": 1, "candidatesTokenCount": 1, "totalTokenCount": 2}
+    events = [event([{"text": "Hi"}]), event([{"text": ""}], "STOP", usageMetadata=usage)]
+    upstream = FakeUpstream(events=events)
+    chunks = [c async for c in provider(upstream).stream(HI, deployment("https://g"))]
+    assert upstream.url.endswith("/v1beta/models/gemini-x:streamGenerateContent?alt=sse")
+    assert "stream" not in upstream.body
+    assert chunks[-1].usage == Usage(1, 1) and chunks[-2].choices[0].finish_reason == "stop"
+    cut = FakeUpstream(events=events[:1])
+    with pytest.raises(UpstreamProtocolError, match="finishReason"):
+        _ = [c async for c in provider(cut).stream(HI, deployment("https://g"))]
+
+
+async def test_provider_embeds_through_each_flavor() -> None:
+    request = EmbeddingRequest(model="e", input=["a"])
+    upstream = FakeUpstream({"embeddings": [{"values": [1.0]}]})
+    answer = await provider(upstream).embed(request, deployment("https://g"))
+    assert answer.data == [[1.0]] and answer.model == "gemini-x"
+    assert upstream.url == "https://g/v1beta/models/gemini-x:batchEmbedContents"
+    upstream.answer = {"predictions": [{"embeddings": {"values": [1.0]}}]}
+    await provider(upstream, vertex=True).embed(request, deployment("https://v"))
+    assert upstream.url == "https://v/publishers/google/models/gemini-x:predict"
+
+
+def test_canonical_answers_render_for_gemini_clients() -> None:
+    response = ChatResponse(
+        id="x",
+        model="m",
+        created=0,
+        choices=[
+            Choice(0, Message(role="assistant", content="a"), "length"),
+            Choice(1, Message(role="assistant", content="b"), "content_filter"),
+        ],
+        usage=Usage(1, 2, reasoning_tokens=1),
+        wire_format="openai",
+        extra={"system_fingerprint": "fp"},
+    )
+    wire = response_to_wire(response)
+    assert [c["finishReason"] for c in wire["candidates"]] == ["MAX_TOKENS", "SAFETY"]
+    assert "system_fingerprint" not in wire
+    assert wire["usageMetadata"] == {
+        "promptTokenCount": 1,
+        "candidatesTokenCount": 1,
+        "thoughtsTokenCount": 1,
+        "totalTokenCount": 3,
+    }
+
+
+def test_a_clients_google_key_is_never_forwarded() -> None:
+    forwarder = HeaderForwarder(["x-*"])
+    assert forwarder.select({"x-goog-api-key": "client", "x-sim-fault": "none"}) == {
+        "x-sim-fault": "none"
+    }
+
+
+def test_max_completion_tokens_crosses_as_max_output_tokens() -> None:
+    body = openai_body(max_completion_tokens=5)
+    wire = request_to_wire(openai_request.request_from_wire(body))
+    assert wire["generationConfig"] == {"maxOutputTokens": 5}
+
+
+@pytest.mark.parametrize(
+    ("api_base", "valid"),
+    [
+        (
+            "https://europe-west4-aiplatform.googleapis.com/v1/projects/p/locations/europe-west4",
+            True,
+        ),
+        ("http://127.0.0.1:9/v1/projects/p/locations/l", True),
+        ("embedded-simulator", True),
+        ("https://europe-west4-aiplatform.googleapis.com/v1", False),
+        (None, False),
+    ],
+)
+def test_a_vertex_deployment_needs_project_and_region_in_its_api_base(
+    api_base: str | None, valid: bool
+) -> None:
+    fields = {"provider": "vertex_ai", "model": "gemini-x", "api_base": api_base}
+    if valid:
+        DeploymentConfig(**fields)  # type: ignore[arg-type]
+    else:
+        with pytest.raises(ValidationError, match="vertex_ai"):
+            DeploymentConfig(**fields)  # type: ignore[arg-type]

@@ -1,0 +1,211 @@
+"""Google Gemini models, through the Gemini API or Vertex AI: chat, streams, token counts,
+embeddings.
+
+The two share one wire format and differ in where a model's methods live, how the credential
+is sent and how embeddings are asked for, so each is a row of data (``GeminiFlavor``):
+
+- ``gemini``: ``{api_base}/v1beta/models/{model}:{method}``, the key in ``x-goog-api-key``.
+- ``vertex_ai``: ``api_base`` names the project and region,
+  ``https://{region}-aiplatform.googleapis.com/v1/projects/{project}/locations/{region}``;
+  methods are at ``{api_base}/publishers/google/models/{model}:{method}`` and the credential
+  is an OAuth access token sent as ``Authorization: Bearer``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from tollway.core.errors import UpstreamProtocolError
+from tollway.core.types import (
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    Deployment,
+    EmbeddingRequest,
+    EmbeddingResponse,
+)
+from tollway.providers.base import ProviderResources, ProviderSpec
+from tollway.wire.gemini_embeddings import (
+    batch_embed_to_wire,
+    embedding_response_from_wire,
+    predict_to_wire,
+)
+from tollway.wire.gemini_request import request_to_wire
+from tollway.wire.gemini_response import error_from_wire, response_from_wire
+from tollway.wire.gemini_stream import StreamReader
+
+if TYPE_CHECKING:
+    from tollway.config.schema import DeploymentConfig
+
+EmbedBody = Callable[[EmbeddingRequest, str], dict[str, Any]]
+CountBody = Callable[[dict[str, Any], str], dict[str, Any]]
+
+
+def _wrapped_count(body: dict[str, Any], model: str) -> dict[str, Any]:
+    # The Gemini API counts a whole request only when it comes wrapped, model and all.
+    return {"generateContentRequest": {"model": f"models/{model}", **body}}
+
+
+def _plain_count(body: dict[str, Any], model: str) -> dict[str, Any]:
+    return body
+
+
+@dataclass(frozen=True, slots=True)
+class GeminiFlavor:
+    """How one way of reaching Gemini addresses methods, sends the credential, embeds, counts."""
+
+    models_path: str
+    auth_header: str
+    auth_prefix: str
+    embed_method: str
+    embed_body: EmbedBody
+    count_body: CountBody
+
+    def url(self, deployment: Deployment, method: str) -> str:
+        """The URL of ``method`` (``generateContent``, ...) of the deployment's model."""
+        return f"{deployment.api_base}{self.models_path}/{deployment.model}:{method}"
+
+
+GEMINI_API = GeminiFlavor(
+    models_path="/v1beta/models",
+    auth_header="x-goog-api-key",
+    auth_prefix="",
+    embed_method="batchEmbedContents",
+    embed_body=batch_embed_to_wire,
+    count_body=_wrapped_count,
+)
+VERTEX_AI = GeminiFlavor(
+    models_path="/publishers/google/models",
+    auth_header="Authorization",
+    auth_prefix="Bearer ",
+    embed_method="predict",
+    embed_body=predict_to_wire,
+    count_body=_plain_count,
+)
+
+
+class GeminiProvider:
+    """Chat, streams, token counts and embeddings over the Gemini wire format."""
+
+    def __init__(self, resources: ProviderResources, flavor: GeminiFlavor) -> None:
+        self._client = resources.client
+        self._vault = resources.vault
+        self._flavor = flavor
+
+    def _headers(
+        self, deployment: Deployment, forwarded: dict[str, str]
+    ) -> tuple[dict[str, str], str | None]:
+        """Request headers with the credential injected, and the secret (to scrub errors)."""
+        headers = {**forwarded, **dict(deployment.headers), "Content-Type": "application/json"}
+        if deployment.api_key is None:
+            return headers, None
+        secret = self._vault.reveal(deployment.api_key)
+        headers[self._flavor.auth_header] = self._flavor.auth_prefix + secret
+        return headers, secret
+
+    async def _post(
+        self, deployment: Deployment, method: str, body: Any, forwarded: dict[str, str]
+    ) -> Any:
+        headers, secret = self._headers(deployment, forwarded)
+        return await self._client.post_json(
+            self._flavor.url(deployment, method),
+            body,
+            headers,
+            deployment.timeouts,
+            error_from_wire,
+            secret,
+        )
+
+    async def chat(self, request: ChatRequest, deployment: Deployment) -> ChatResponse:
+        """One complete answer."""
+        body = request_to_wire(request)
+        raw = await self._post(deployment, "generateContent", body, request.upstream_headers)
+        return response_from_wire(raw)
+
+    async def stream(
+        self, request: ChatRequest, deployment: Deployment
+    ) -> AsyncIterator[ChatChunk]:
+        """Chunks as the upstream sends them; a body that ends before the finish is an error."""
+        headers, secret = self._headers(deployment, request.upstream_headers)
+        reader = StreamReader(request.n or 1)
+        events = self._client.post_stream(
+            self._flavor.url(deployment, "streamGenerateContent") + "?alt=sse",
+            request_to_wire(request),
+            headers,
+            deployment.timeouts,
+            error_from_wire,
+            secret,
+        )
+        try:
+            async for event in events:
+                chunk = reader.feed(event.data)
+                if chunk is not None:
+                    yield chunk
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+        if not reader.done:
+            raise UpstreamProtocolError("upstream stream ended before its finishReason")
+        yield reader.last()
+
+    async def count_tokens(self, request: ChatRequest, deployment: Deployment) -> int:
+        """The input tokens of ``request`` as the upstream counts them."""
+        body = self._flavor.count_body(request_to_wire(request), deployment.model)
+        raw = await self._post(deployment, "countTokens", body, request.upstream_headers)
+        tokens = raw.get("totalTokens") if isinstance(raw, dict) else None
+        if not isinstance(tokens, int):
+            raise UpstreamProtocolError("upstream token count has no 'totalTokens'")
+        return tokens
+
+    async def embed(self, request: EmbeddingRequest, deployment: Deployment) -> EmbeddingResponse:
+        """Embeddings of every input, in order."""
+        method = self._flavor.embed_method
+        body = self._flavor.embed_body(request, deployment.model)
+        raw = await self._post(deployment, method, body, request.upstream_headers)
+        return embedding_response_from_wire(raw, request, deployment.model)
+
+
+def _gemini(resources: ProviderResources) -> GeminiProvider:
+    return GeminiProvider(resources, GEMINI_API)
+
+
+def _vertex(resources: ProviderResources) -> GeminiProvider:
+    return GeminiProvider(resources, VERTEX_AI)
+
+
+SIMULATED_VERTEX_PATH = "/v1/projects/simulated/locations/us-central1"
+"""Where the embedded simulator serves the Vertex AI form (any project and region work)."""
+_VERTEX_BASE = re.compile(r"https?://[^/]+(/[^/]+)*/projects/[^/]+/locations/[^/]+/?")
+
+
+def check_vertex_deployment(config: DeploymentConfig) -> None:
+    """A vertex_ai ``api_base`` must name the project and the region."""
+    # Imported here: the config schema itself imports the provider registry.
+    from tollway.config.schema import EMBEDDED_SIMULATOR
+
+    if config.api_base == EMBEDDED_SIMULATOR or _VERTEX_BASE.fullmatch(config.api_base or ""):
+        return
+    raise ValueError(
+        "provider 'vertex_ai' needs api_base of the form https://{region}-aiplatform"
+        ".googleapis.com/v1/projects/{project}/locations/{region}"
+    )
+
+
+SPECS = (
+    ProviderSpec(
+        name="gemini",
+        build=_gemini,
+        default_api_base="https://generativelanguage.googleapis.com",
+        simulator_path="",
+    ),
+    ProviderSpec(
+        name="vertex_ai",
+        build=_vertex,
+        default_api_base=None,
+        simulator_path=SIMULATED_VERTEX_PATH,
+        required_fields=("api_base",),
+        check_config=check_vertex_deployment,
+    ),
+)

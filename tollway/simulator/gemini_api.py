@@ -1,0 +1,347 @@
+"""Gemini API and Vertex AI: ``generateContent``, ``streamGenerateContent``, ``countTokens``.
+
+Both address a model's methods as ``.../models/{model}:{method}``; ``handle_gemini`` splits
+the last path segment and dispatches (embeddings are in ``gemini_embed``). Requests follow the
+REST shape: ``contents`` of ``user`` / ``model`` turns whose parts are ``text``,
+``inlineData`` / ``fileData`` (counted as images), ``functionCall`` and ``functionResponse``;
+``systemInstruction``; ``tools[].functionDeclarations`` (``parametersJsonSchema`` or
+``parameters``); ``toolConfig.functionCallingConfig``; ``generationConfig`` with
+``maxOutputTokens``, ``stopSequences``, ``candidateCount`` and ``responseMimeType`` /
+``responseJsonSchema`` (or ``responseSchema``).
+
+A stream (``alt=sse``) is one ``GenerateContentResponse`` per token, as ``data:`` lines without
+event names: each text piece a ``text`` part, each function call whole in one object (its
+argument fragments still count as its tokens), then a last object with an empty text part,
+``finishReason`` and the final usage. The body then ends: there is no terminal marker. Every
+object carries ``usageMetadata`` with the tokens so far. Without ``alt=sse`` the same objects
+come as one JSON array, as the real API sends them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from tollway.simulator.content import (
+    IMAGE_TOKENS,
+    MESSAGE_OVERHEAD,
+    TOOL_TOKENS,
+    Completion,
+    InvalidRequest,
+    Prompt,
+    ToolSpec,
+    complete,
+    word_count,
+)
+from tollway.simulator.errors import Dialect, error_response, json_response
+from tollway.simulator.exchange import (
+    SSE_HEADERS,
+    Call,
+    StreamParts,
+    admit,
+    delay,
+    send_stream,
+)
+from tollway.simulator.gemini_embed import EMBED_METHODS
+from tollway.simulator.settings import SimulatorSettings
+from tollway.simulator.state import SimulatorState
+
+GEMINI_MODELS_PATH = "/v1beta/models"
+VERTEX_MODELS_PATH = "/v1/projects/{project}/locations/{location}/publishers/google/models"
+_MEDIA_PARTS = ("inlineData", "fileData")
+_MAX_CANDIDATES = 8
+
+
+def _part_tokens(part: dict[str, Any]) -> tuple[str | None, str | None, int]:
+    """A part's text, its function-result text, and its token count."""
+    if isinstance(part.get("text"), str) and not part.get("thought"):
+        return part["text"], None, word_count(part["text"])
+    if any(key in part for key in _MEDIA_PARTS):
+        return None, None, IMAGE_TOKENS
+    call = part.get("functionCall")
+    if isinstance(call, dict):
+        return None, None, word_count(orjson.dumps(call.get("args") or {}).decode())
+    result = part.get("functionResponse")
+    if isinstance(result, dict):
+        response = result.get("response")
+        output = response.get("output") if isinstance(response, dict) else None
+        text = output if isinstance(output, str) else orjson.dumps(response).decode()
+        return None, text, word_count(text)
+    return None, None, 0
+
+
+def _content_tokens(content: Any, param: str) -> tuple[str, str | None, int]:
+    """A content's text, its function-result text (None if none) and its tokens."""
+    parts = content.get("parts") if isinstance(content, dict) else None
+    if not isinstance(parts, list):
+        raise InvalidRequest(f"* GenerateContentRequest.{param}.parts: required", param)
+    texts: list[str] = []
+    results: list[str] | None = None
+    tokens = 0
+    for part in parts:
+        if not isinstance(part, dict):
+            continue
+        text, result, count = _part_tokens(part)
+        tokens += count
+        if text is not None:
+            texts.append(text)
+        if result is not None:
+            results = [*(results or []), result]
+    return " ".join(texts), None if results is None else " ".join(results), tokens
+
+
+def _tools(body: dict[str, Any]) -> list[ToolSpec]:
+    specs: list[ToolSpec] = []
+    for entry in body.get("tools") or ():
+        declarations = entry.get("functionDeclarations") if isinstance(entry, dict) else None
+        for declaration in declarations or ():
+            if not isinstance(declaration, dict) or not isinstance(declaration.get("name"), str):
+                continue
+            schema = declaration.get("parametersJsonSchema") or declaration.get("parameters")
+            specs.append(
+                ToolSpec(declaration["name"], schema if isinstance(schema, dict) else None)
+            )
+    return specs
+
+
+def _apply_tool_config(prompt: Prompt, config: Any) -> None:
+    calling = config.get("functionCallingConfig") if isinstance(config, dict) else None
+    if not isinstance(calling, dict):
+        return
+    mode = calling.get("mode")
+    allowed = calling.get("allowedFunctionNames")
+    if mode == "NONE":
+        prompt.tool_mode = "none"
+    elif mode == "ANY" and isinstance(allowed, list) and len(allowed) == 1:
+        prompt.forced_tool = str(allowed[0])
+    elif mode == "ANY":
+        prompt.tool_mode = "required"
+    if isinstance(allowed, list) and len(allowed) > 1:
+        prompt.tools = [tool for tool in prompt.tools if tool.name in allowed]
+
+
+def _apply_generation(prompt: Prompt, config: Any) -> int:
+    """Length, stops and JSON output from ``generationConfig``; returns the candidate count."""
+    if config is None:
+        return 1
+    if not isinstance(config, dict):
+        raise InvalidRequest("generationConfig must be an object", "generationConfig")
+    limit = config.get("maxOutputTokens")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise InvalidRequest("maxOutputTokens must be a positive integer", "maxOutputTokens")
+    prompt.max_tokens = limit
+    stops = config.get("stopSequences")
+    prompt.stop = [s for s in stops if isinstance(s, str)] if isinstance(stops, list) else []
+    if config.get("responseMimeType") == "application/json":
+        prompt.json_mode = True
+        schema = config.get("responseJsonSchema") or config.get("responseSchema")
+        prompt.json_schema = schema if isinstance(schema, dict) else None
+    count = config.get("candidateCount", 1)
+    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= _MAX_CANDIDATES:
+        raise InvalidRequest(f"candidateCount must be between 1 and {_MAX_CANDIDATES}", "n")
+    return count
+
+
+def read_prompt(body: dict[str, Any], target_tokens: int) -> tuple[Prompt, int]:
+    """Pull the generator's inputs and the input token count out of a request body."""
+    contents = body.get("contents")
+    if not isinstance(contents, list) or not contents:
+        raise InvalidRequest("* GenerateContentRequest.contents: contents is not specified")
+    input_tokens = 0
+    if body.get("systemInstruction") is not None:
+        _, _, tokens = _content_tokens(body["systemInstruction"], "system_instruction")
+        input_tokens += MESSAGE_OVERHEAD + tokens
+    last_user, result = "", None
+    for index, content in enumerate(contents):
+        role = content.get("role", "user") if isinstance(content, dict) else None
+        if role not in ("user", "model", "function"):
+            message = f"* GenerateContentRequest.contents[{index}].role: must be user or model"
+            raise InvalidRequest(message, "contents")
+        text, result, tokens = _content_tokens(content, f"contents[{index}]")
+        input_tokens += MESSAGE_OVERHEAD + tokens
+        if role == "user" and result is None:
+            last_user = text
+    last_is_user = contents[-1].get("role", "user") != "model"
+    prompt = Prompt(
+        last_user_text=last_user,
+        tool_result_text=result if last_is_user else None,
+        last_is_user=last_is_user,
+        tools=_tools(body),
+        target_tokens=target_tokens,
+    )
+    input_tokens += TOOL_TOKENS * len(prompt.tools)
+    _apply_tool_config(prompt, body.get("toolConfig"))
+    return prompt, input_tokens
+
+
+def _parts(completion: Completion) -> list[dict[str, Any]]:
+    parts: list[dict[str, Any]] = [{"text": completion.text}] if completion.pieces else []
+    for call in completion.tool_calls:
+        parts.append({"functionCall": {"name": call.name, "args": call.input()}})
+    return parts or [{"text": ""}]
+
+
+def _finish(completion: Completion) -> str:
+    return "MAX_TOKENS" if completion.finish == "length" else "STOP"
+
+
+def _usage(input_tokens: int, output_tokens: int) -> dict[str, int]:
+    return {
+        "promptTokenCount": input_tokens,
+        "candidatesTokenCount": output_tokens,
+        "totalTokenCount": input_tokens + output_tokens,
+    }
+
+
+async def handle_gemini(
+    request: web.Request, call: Call, state: SimulatorState, dialect: Dialect
+) -> web.StreamResponse:
+    """Answer an admitted request for ``{model}:{method}`` (raises InvalidRequest on a bad body)."""
+    model, _, method = request.match_info["target"].rpartition(":")
+    if method in EMBED_METHODS and model:
+        return await EMBED_METHODS[method](call, state, dialect, model)
+    if method == "countTokens" and model:
+        inner = call.body.get("generateContentRequest")
+        _, tokens = read_prompt(inner if isinstance(inner, dict) else call.body, 1)
+        return json_response({"totalTokens": tokens}, call.request_id, dialect)
+    if method not in ("generateContent", "streamGenerateContent") or not model:
+        message = f"Method {method!r} of model {model!r} is not found."
+        return error_response(dialect, 404, message, request_id=call.request_id)
+    prompt, input_tokens = read_prompt(call.body, call.output_tokens)
+    count = _apply_generation(prompt, call.body.get("generationConfig"))
+    completions = [complete(prompt, i, lambda: "") for i in range(count)]
+    response_id = state.new_id("sim-")
+    if method == "generateContent":
+        return await _answer(call, dialect, model, response_id, completions, input_tokens)
+    events = _events(model, response_id, completions, input_tokens)
+    if request.query.get("alt") != "sse":
+        await delay(call, sum(c.output_tokens for c in completions))
+        array = [orjson.Fragment(data[6:-4]) for data, _ in events]
+        return json_response(array, call.request_id, dialect)
+    return await send_stream(
+        request, call, events, {**SSE_HEADERS, "x-request-id": call.request_id}
+    )
+
+
+async def _answer(
+    call: Call,
+    dialect: Dialect,
+    model: str,
+    response_id: str,
+    completions: list[Completion],
+    input_tokens: int,
+) -> web.Response:
+    output_tokens = sum(completion.output_tokens for completion in completions)
+    await delay(call, output_tokens)
+    candidates = [
+        {
+            "content": {"role": "model", "parts": _parts(completion)},
+            "finishReason": _finish(completion),
+            "index": index,
+        }
+        for index, completion in enumerate(completions)
+    ]
+    payload = {
+        "candidates": candidates,
+        "usageMetadata": _usage(input_tokens, output_tokens),
+        "modelVersion": model,
+        "responseId": response_id,
+    }
+    return json_response(payload, call.request_id, dialect)
+
+
+def _events(
+    model: str, response_id: str, completions: list[Completion], input_tokens: int
+) -> StreamParts:
+    """Every object of a stream, each framed as one server-sent event."""
+    parts: StreamParts = []
+    produced = 0
+
+    def event(candidates: list[dict[str, Any]]) -> bytes:
+        payload = {
+            "candidates": candidates,
+            "usageMetadata": _usage(input_tokens, produced),
+            "modelVersion": model,
+            "responseId": response_id,
+        }
+        return b"data: " + orjson.dumps(payload) + b"\r\n\r\n"
+
+    for index, completion in enumerate(completions):
+        pieces: list[tuple[dict[str, Any], int]] = [({"text": p}, 1) for p in completion.pieces]
+        for call in completion.tool_calls:
+            part = {"functionCall": {"name": call.name, "args": call.input()}}
+            pieces.append((part, len(call.fragments)))
+        for part, tokens in pieces:
+            produced += tokens
+            content = {"role": "model", "parts": [part]}
+            parts.append((event([{"content": content, "index": index}]), True))
+    last = [
+        {
+            "content": {"role": "model", "parts": [{"text": ""}]},
+            "finishReason": _finish(completion),
+            "index": index,
+        }
+        for index, completion in enumerate(completions)
+    ]
+    parts.append((event(last), False))
+    return parts
+
+
+async def _gemini_key(
+    request: web.BaseRequest, settings: SimulatorSettings, request_id: str
+) -> web.Response | None:
+    """The Gemini API's check: a key in ``x-goog-api-key`` (or ``?key=``)."""
+    key = request.headers.get("x-goog-api-key") or request.query.get("key")
+    if settings.api_key is None or key == settings.api_key:
+        return None
+    if key is None:
+        message = "Method doesn't allow unregistered callers. Please use an API key."
+        return error_response(Dialect.GEMINI, 403, message, request_id=request_id)
+    # The real API answers a wrong key with a 400, not a 401.
+    message = "API key not valid. Please pass a valid API key."
+    return error_response(Dialect.GEMINI, 400, message, request_id=request_id)
+
+
+async def _vertex_token(
+    request: web.BaseRequest, settings: SimulatorSettings, request_id: str
+) -> web.Response | None:
+    """Vertex AI's check: the key as an OAuth bearer token."""
+    if settings.api_key is None:
+        return None
+    if request.headers.get("Authorization") == f"Bearer {settings.api_key}":
+        return None
+    message = "Request had invalid authentication credentials. Expected OAuth 2 access token."
+    return error_response(Dialect.VERTEX, 401, message, request_id=request_id)
+
+
+async def _serve(
+    request: web.Request, state: SimulatorState, dialect: Dialect
+) -> web.StreamResponse:
+    streaming = request.match_info["target"].endswith(":streamGenerateContent")
+    authorize = _gemini_key if dialect is Dialect.GEMINI else _vertex_token
+    call = await admit(request, state, dialect, streaming=streaming, authorize=authorize)
+    if not isinstance(call, Call):
+        return call
+    try:
+        return await handle_gemini(request, call, state, dialect)
+    except InvalidRequest as exc:
+        return error_response(
+            dialect, 400, exc.message, request_id=call.request_id, param=exc.param
+        )
+
+
+def gemini_routes(state: SimulatorState) -> list[web.RouteDef]:
+    """The Gemini API and Vertex AI routes, bound to one simulator's state."""
+
+    async def gemini(request: web.Request) -> web.StreamResponse:
+        return await _serve(request, state, Dialect.GEMINI)
+
+    async def vertex(request: web.Request) -> web.StreamResponse:
+        return await _serve(request, state, Dialect.VERTEX)
+
+    return [
+        web.post(GEMINI_MODELS_PATH + "/{target}", gemini),
+        web.post(VERTEX_MODELS_PATH + "/{target}", vertex),
+    ]

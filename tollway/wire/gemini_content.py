@@ -1,0 +1,198 @@
+"""Gemini parts ⇄ canonical parts, tool calls and tool results; the call ids Gemini lacks.
+
+Gemini function calls carry no id the gateway can rely on, and a ``functionResponse`` names
+the function, not the call. So every call gets the id ``call_<n>_<name>`` (``n`` counts the
+calls of one model turn or one answer from 0): the same answer always gets the same ids, and
+a tool result finds its function again by looking up the assistant call with that id earlier
+in the conversation (``ToolNames``), or, when the client trimmed that turn, from the id itself.
+
+Gemini 3 models refuse a replayed ``functionCall`` without the ``thoughtSignature`` they gave
+it. Signatures cannot survive a trip through another format's client, so calls that come from
+another format carry Google's documented placeholder (``FOREIGN_THOUGHT_SIGNATURE``) on the
+first call of each model turn, as Google advises for history the model did not write.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+from typing import Any
+
+import orjson
+
+from tollway.core.errors import InvalidRequest
+from tollway.core.types import ContentPart, ImagePart, Message, OpaquePart, TextPart, ToolCall
+from tollway.wire.fields import json_object, required
+
+FOREIGN_THOUGHT_SIGNATURE = "skip_thought_signature_validator"
+"""Google's placeholder signature for function calls the model did not produce itself."""
+
+_SYNTHETIC_ID = re.compile(r"call_\d+_(?P<name>.+)")
+
+
+def call_id(ordinal: int, name: str) -> str:
+    """The canonical id of the ``ordinal``-th function call of one model turn."""
+    return f"call_{ordinal}_{name}"
+
+
+class ToolNames:
+    """Function names by call id, as the assistant turns of a conversation declare them."""
+
+    def __init__(self) -> None:
+        self._names: dict[str, str] = {}
+
+    def learn(self, message: Message) -> None:
+        """Remember the calls of an assistant turn (a later turn reusing an id wins)."""
+        for call in message.tool_calls or ():
+            self._names[call.id] = call.name
+
+    def name_of(self, tool_call_id: str | None, param: str) -> str:
+        """The function a tool result answers; a 400 naming ``param`` when none is known."""
+        if tool_call_id is not None:
+            name = self._names.get(tool_call_id)
+            if name is not None:
+                return name
+            synthetic = _SYNTHETIC_ID.fullmatch(tool_call_id)
+            if synthetic is not None:
+                return synthetic["name"]
+        raise InvalidRequest(
+            f"'{param}.tool_call_id' matches no tool call of an earlier assistant message",
+            param=f"{param}.tool_call_id",
+        )
+
+
+def parts_from_wire(raw: Any, param: str) -> list[dict[str, Any]]:
+    """A content's ``parts``, each checked to be an object."""
+    if not isinstance(raw, list):
+        raise InvalidRequest(f"'{param}' must be an array of parts", param=param)
+    return [json_object(part, f"{param}[{i}]") for i, part in enumerate(raw)]
+
+
+def part_from_wire(part: dict[str, Any], param: str) -> ContentPart:
+    """A text, image or other part of a request turn (thoughts and media kept as sent)."""
+    if "text" in part and not part.get("thought"):
+        text = required(part, "text", str, f"{param}.text")
+        return TextPart(text, extra={k: v for k, v in part.items() if k != "text"})
+    for key, source in (("inlineData", "data"), ("fileData", "fileUri")):
+        media = part.get(key)
+        if isinstance(media, dict) and str(media.get("mimeType", "")).startswith("image/"):
+            value = required(media, source, str, f"{param}.{key}.{source}")
+            extra = {k: v for k, v in part.items() if k != key}
+            if key == "inlineData":
+                return ImagePart(data=value, media_type=str(media["mimeType"]), extra=extra)
+            return ImagePart(url=value, media_type=str(media["mimeType"]), extra=extra)
+    kind = "thought" if part.get("thought") else next(iter(part), "empty")
+    return OpaquePart(type=kind, data=part)
+
+
+def function_call_from_wire(part: dict[str, Any], ordinal: int, param: str) -> ToolCall:
+    """A ``functionCall`` part as a tool call with a synthesized id."""
+    call = json_object(part["functionCall"], f"{param}.functionCall")
+    name = required(call, "name", str, f"{param}.functionCall.name")
+    args = call.get("args")
+    if args is not None and not isinstance(args, dict):
+        raise InvalidRequest(
+            f"'{param}.functionCall.args' must be an object", param=f"{param}.functionCall.args"
+        )
+    extra: dict[str, Any] = {k: v for k, v in part.items() if k != "functionCall"}
+    if rest := {k: v for k, v in call.items() if k not in ("name", "args")}:
+        extra["functionCall"] = rest
+    return ToolCall(
+        id=call_id(ordinal, name),
+        name=name,
+        arguments=orjson.dumps(args or {}).decode(),
+        extra=extra,
+    )
+
+
+def function_response_from_wire(part: dict[str, Any], tool_call_id: str, param: str) -> Message:
+    """A ``functionResponse`` part as a tool message whose content is the response's JSON."""
+    result = json_object(part["functionResponse"], f"{param}.functionResponse")
+    required(result, "name", str, f"{param}.functionResponse.name")
+    response = result.get("response")
+    if not isinstance(response, dict):
+        raise InvalidRequest(
+            f"'{param}.functionResponse.response' must be an object",
+            param=f"{param}.functionResponse.response",
+        )
+    extra: dict[str, Any] = {k: v for k, v in part.items() if k != "functionResponse"}
+    if rest := {k: v for k, v in result.items() if k not in ("name", "response")}:
+        extra["functionResponse"] = rest
+    return Message(
+        role="tool",
+        content=orjson.dumps(response).decode(),
+        tool_call_id=tool_call_id,
+        extra=extra,
+    )
+
+
+def content_parts(content: str | list[ContentPart] | None) -> list[dict[str, Any]]:
+    """Canonical content as Gemini parts; an empty string is no part."""
+    if content is None or isinstance(content, str):
+        return [{"text": content}] if content else []
+    return [_part_to_wire(part) for part in content]
+
+
+def _part_to_wire(part: ContentPart) -> dict[str, Any]:
+    """One part; an image's ``detail`` has no Gemini counterpart and is dropped."""
+    if isinstance(part, TextPart):
+        return {**part.extra, "text": part.text}
+    if isinstance(part, OpaquePart):
+        return part.data
+    if part.url is not None and not part.url.startswith("data:"):
+        media_type = part.media_type or mimetypes.guess_type(part.url)[0]
+        file_data = {"fileUri": part.url}
+        if media_type is not None:
+            file_data["mimeType"] = media_type
+        return {**part.extra, "fileData": file_data}
+    if part.url is not None:
+        media_type, _, data = part.url[5:].partition(";base64,")
+    else:
+        media_type, data = part.media_type or "", part.data or ""
+    return {**part.extra, "inlineData": {"mimeType": media_type, "data": data}}
+
+
+def function_calls_to_wire(
+    calls: list[ToolCall], param: str, *, foreign: bool
+) -> list[dict[str, Any]]:
+    """``functionCall`` parts; the first of a foreign turn gets the placeholder signature."""
+    parts = []
+    for index, call in enumerate(calls):
+        part: dict[str, Any] = {k: v for k, v in call.extra.items() if k != "functionCall"}
+        args = arguments_object(call.arguments, f"{param}.tool_calls[{index}].function.arguments")
+        part["functionCall"] = {**call.extra.get("functionCall", {}), "name": call.name}
+        part["functionCall"]["args"] = args
+        if foreign and index == 0:
+            part.setdefault("thoughtSignature", FOREIGN_THOUGHT_SIGNATURE)
+        parts.append(part)
+    return parts
+
+
+def function_response_to_wire(message: Message, name: str) -> dict[str, Any]:
+    """A ``functionResponse`` part: a JSON-object result as is, other text as ``output``."""
+    content = message.content
+    if isinstance(content, list) and not all(isinstance(part, TextPart) for part in content):
+        raise InvalidRequest("tool results can only hold text for Gemini models", param="messages")
+    text = message.text() if isinstance(content, list) else content or ""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        value = None
+    response = value if isinstance(value, dict) else {"output": text}
+    result = {**message.extra.get("functionResponse", {}), "name": name, "response": response}
+    part = {k: v for k, v in message.extra.items() if k != "functionResponse"}
+    part["functionResponse"] = result
+    return part
+
+
+def arguments_object(text: str, param: str) -> dict[str, Any]:
+    """Tool-call arguments (JSON text) as the object ``args`` needs; a 400 naming ``param``."""
+    if not text.strip():
+        return {}
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"'{param}' must be a JSON object", param=param)
+    return value

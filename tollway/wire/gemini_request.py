@@ -1,0 +1,363 @@
+"""Gemini ``generateContent`` requests: wire JSON to ``ChatRequest`` and back.
+
+Where Gemini's shape differs from the canonical one:
+
+- The model is in the URL, not the body, and streaming is another method
+  (``streamGenerateContent``), not a field.
+- System and developer messages become ``systemInstruction`` (text only), in order.
+- Turns have the roles ``user`` and ``model``. A tool call is a ``functionCall`` part with an
+  ``args`` object; a tool result is a ``functionResponse`` part naming the function, in a user
+  turn: consecutive results, and a user message right after them, form one turn. Call ids are
+  made up (see ``gemini_content``).
+- Tools are ``functionDeclarations`` whose ``parametersJsonSchema`` takes the JSON schema as
+  is; built-in tools (``googleSearch``, ``codeExecution``, ...) are tools of their own type.
+  ``tool_choice`` is ``toolConfig.functionCallingConfig``: ``required`` is ``ANY``, and one
+  named function is ``ANY`` with ``allowedFunctionNames`` holding only it.
+- Sampling, length, stop sequences, ``n`` (``candidateCount``), ``seed`` and JSON output live
+  in ``generationConfig``: ``json_object`` is ``responseMimeType: application/json`` and
+  ``json_schema`` adds the schema as ``responseJsonSchema``.
+- No counterpart, dropped: ``user``, ``parallel_tool_calls`` (the model decides), a tool's
+  ``strict``, an image's ``detail`` and a message's ``name``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from tollway.core.errors import InvalidRequest
+from tollway.core.types import (
+    ChatRequest,
+    ContentPart,
+    Message,
+    ResponseFormat,
+    TextPart,
+    Tool,
+    ToolCall,
+    ToolChoice,
+)
+from tollway.wire.crossing import is_foreign, request_for
+from tollway.wire.fields import json_object, number, optional, required
+from tollway.wire.gemini_content import (
+    ToolNames,
+    call_id,
+    content_parts,
+    function_call_from_wire,
+    function_calls_to_wire,
+    function_response_from_wire,
+    function_response_to_wire,
+    part_from_wire,
+    parts_from_wire,
+)
+
+WIRE_FORMAT = "gemini"
+JSON_MIME_TYPE = "application/json"
+
+_REQUEST_KEYS = frozenset(
+    {"contents", "systemInstruction", "tools", "toolConfig", "generationConfig"}
+)
+_GENERATION_KEYS = frozenset(
+    {"temperature", "topP", "maxOutputTokens", "stopSequences", "candidateCount", "seed"}
+)
+_DECLARATION_KEYS = frozenset({"name", "description", "parametersJsonSchema"})
+_ToolMode = Literal["auto", "none", "required", "function"]
+_MODES: dict[str, _ToolMode] = {"AUTO": "auto", "NONE": "none", "ANY": "required"}
+_MODES_OUT = {"auto": "AUTO", "none": "NONE", "required": "ANY", "function": "ANY"}
+
+
+def request_from_wire(body: dict[str, Any], model: str, *, stream: bool = False) -> ChatRequest:
+    """Parse and validate a ``generateContent`` body addressed (by URL) to ``model``."""
+    contents = required(body, "contents", list)
+    if not contents:
+        raise InvalidRequest("'contents' must contain at least one content", param="contents")
+    extra = {k: v for k, v in body.items() if k not in _REQUEST_KEYS}
+    generation = optional(body, "generationConfig", dict) or {}
+    rest = {k: v for k, v in generation.items() if k not in _GENERATION_KEYS}
+    response_format = _response_format_from_wire(rest)
+    if rest:
+        extra["generationConfig"] = rest
+    param = "generationConfig."
+    return ChatRequest(
+        model=model,
+        messages=_system_from_wire(body.get("systemInstruction")) + _contents_from_wire(contents),
+        stream=stream,
+        include_usage=True,  # every Gemini stream event carries usage
+        max_tokens=optional(generation, "maxOutputTokens", int, param + "maxOutputTokens"),
+        temperature=number(generation, "temperature", param + "temperature"),
+        top_p=number(generation, "topP", param + "topP"),
+        n=optional(generation, "candidateCount", int, param + "candidateCount"),
+        stop=_stops_from_wire(generation.get("stopSequences")),
+        seed=optional(generation, "seed", int, param + "seed"),
+        tools=_tools_from_wire(optional(body, "tools", list)),
+        tool_choice=_tool_choice_from_wire(body.get("toolConfig"), extra),
+        response_format=response_format,
+        extra=extra,
+        wire_format=WIRE_FORMAT,
+    )
+
+
+def request_to_wire(request: ChatRequest) -> dict[str, Any]:
+    """The upstream ``generateContent`` body for ``request`` (the model goes in the URL)."""
+    foreign = is_foreign(request.wire_format, WIRE_FORMAT)
+    request = request_for(request, WIRE_FORMAT)
+    body: dict[str, Any] = dict(request.extra)
+    generation = dict(body.pop("generationConfig", None) or {})
+    system = _system_to_wire(request.messages)
+    if system is not None:
+        body["systemInstruction"] = system
+    body["contents"] = _contents_to_wire(request.messages, foreign)
+    if request.tools:
+        body["tools"] = _tools_to_wire(request.tools)
+    tool_config = _tool_config_to_wire(request, body.pop("toolConfig", None))
+    if tool_config:
+        body["toolConfig"] = tool_config
+    _generation_to_wire(request, generation)
+    if generation:
+        body["generationConfig"] = generation
+    return body
+
+
+def _stops_from_wire(raw: Any) -> list[str] | None:
+    if raw is None:
+        return None
+    if isinstance(raw, list) and all(isinstance(s, str) for s in raw):
+        return list(raw)
+    param = "generationConfig.stopSequences"
+    raise InvalidRequest(f"'{param}' must be an array of strings", param=param)
+
+
+def _response_format_from_wire(rest: dict[str, Any]) -> ResponseFormat | None:
+    """JSON output from ``rest`` (unmodelled ``generationConfig``), taking what it models."""
+    if rest.get("responseMimeType") != JSON_MIME_TYPE:
+        return None
+    del rest["responseMimeType"]
+    schema = rest.get("responseJsonSchema")
+    if not isinstance(schema, dict):
+        return ResponseFormat(type="json_object")
+    del rest["responseJsonSchema"]
+    return ResponseFormat(type="json_schema", json_schema={"name": "response", "schema": schema})
+
+
+def _system_from_wire(raw: Any) -> list[Message]:
+    if raw is None:
+        return []
+    system = json_object(raw, "systemInstruction")
+    parts = parts_from_wire(system.get("parts"), "systemInstruction.parts")
+    content = [part_from_wire(p, f"systemInstruction.parts[{i}]") for i, p in enumerate(parts)]
+    extra = {k: v for k, v in system.items() if k != "parts"}
+    return [Message(role="system", content=content, extra=extra)]
+
+
+def _contents_from_wire(raw: list[Any]) -> list[Message]:
+    messages: list[Message] = []
+    unanswered: list[ToolCall] = []  # the calls of the last model turn
+    for index, item in enumerate(raw):
+        param = f"contents[{index}]"
+        content = json_object(item, param)
+        role = optional(content, "role", str, f"{param}.role") or "user"
+        parts = parts_from_wire(content.get("parts"), f"{param}.parts")
+        extra = {k: v for k, v in content.items() if k not in ("role", "parts")}
+        if role == "model":
+            message = _model_turn(parts, f"{param}.parts")
+            message.extra = extra
+            messages.append(message)
+            unanswered = list(message.tool_calls or ())
+        elif role in ("user", "function"):
+            messages.extend(_user_turn(parts, f"{param}.parts", extra, unanswered))
+        else:
+            raise InvalidRequest(
+                f"'{param}.role' must be 'user' or 'model', not {role!r}", param=f"{param}.role"
+            )
+    return messages
+
+
+def _model_turn(parts: list[dict[str, Any]], param: str) -> Message:
+    content: list[ContentPart] = []
+    calls: list[ToolCall] = []
+    for index, part in enumerate(parts):
+        if "functionCall" in part:
+            calls.append(function_call_from_wire(part, len(calls), f"{param}[{index}]"))
+        else:
+            content.append(part_from_wire(part, f"{param}[{index}]"))
+    return Message(
+        role="assistant",
+        content=None if calls and not content else content,
+        tool_calls=calls or None,
+    )
+
+
+def _user_turn(
+    parts: list[dict[str, Any]], param: str, extra: dict[str, Any], unanswered: list[ToolCall]
+) -> list[Message]:
+    """Function responses as one ``tool`` message each, then the rest as a user message."""
+    results: list[Message] = []
+    others: list[ContentPart] = []
+    for index, part in enumerate(parts):
+        part_param = f"{param}[{index}]"
+        if "functionResponse" not in part:
+            others.append(part_from_wire(part, part_param))
+            continue
+        result = json_object(part["functionResponse"], f"{part_param}.functionResponse")
+        name = required(result, "name", str, f"{part_param}.functionResponse.name")
+        answered = next((c for c in unanswered if c.name == name), None)
+        if answered is not None:
+            unanswered.remove(answered)
+        tool_call_id = call_id(len(results), name) if answered is None else answered.id
+        results.append(function_response_from_wire(part, tool_call_id, part_param))
+    if results and not others:
+        return results
+    return [*results, Message(role="user", content=others, extra=extra)]
+
+
+def _tools_from_wire(raw: list[Any] | None) -> list[Tool] | None:
+    if raw is None:
+        return None
+    tools: list[Tool] = []
+    for index, item in enumerate(raw):
+        entry = json_object(item, f"tools[{index}]")
+        for key, value in entry.items():
+            if key != "functionDeclarations":
+                tools.append(Tool(name=key, extra={"type": key, "config": value}))
+                continue
+            param = f"tools[{index}].functionDeclarations"
+            if not isinstance(value, list):
+                raise InvalidRequest(f"'{param}' must be an array", param=param)
+            tools.extend(_declaration_from_wire(d, f"{param}[{i}]") for i, d in enumerate(value))
+    return tools
+
+
+def _declaration_from_wire(raw: Any, param: str) -> Tool:
+    declaration = json_object(raw, param)
+    return Tool(
+        name=required(declaration, "name", str, f"{param}.name"),
+        description=optional(declaration, "description", str, f"{param}.description"),
+        parameters=optional(
+            declaration, "parametersJsonSchema", dict, f"{param}.parametersJsonSchema"
+        ),
+        extra={k: v for k, v in declaration.items() if k not in _DECLARATION_KEYS},
+    )
+
+
+def _tool_choice_from_wire(raw: Any, extra: dict[str, Any]) -> ToolChoice | None:
+    """The tool choice ``toolConfig`` says; what it cannot say stays in ``extra``."""
+    if raw is None:
+        return None
+    config = json_object(raw, "toolConfig")
+    calling = optional(config, "functionCallingConfig", dict, "toolConfig.functionCallingConfig")
+    choice = None if calling is None else _calling_from_wire(calling)
+    if choice is not None:
+        config = {k: v for k, v in config.items() if k != "functionCallingConfig"}
+    if config:
+        extra["toolConfig"] = config
+    return choice
+
+
+def _calling_from_wire(calling: dict[str, Any]) -> ToolChoice | None:
+    mode, names = calling.get("mode"), calling.get("allowedFunctionNames")
+    if set(calling) - {"mode", "allowedFunctionNames"} or not isinstance(mode, str):
+        return None
+    if names is None and mode in _MODES:
+        return ToolChoice(mode=_MODES[mode])
+    if mode == "ANY" and isinstance(names, list) and len(names) == 1:
+        return ToolChoice(mode="function", name=str(names[0]))
+    return None  # e.g. several allowed functions, or the VALIDATED mode
+
+
+def _system_to_wire(messages: list[Message]) -> dict[str, Any] | None:
+    system = [m for m in messages if m.role in ("system", "developer")]
+    if not system:
+        return None
+    out: dict[str, Any] = {}
+    parts: list[dict[str, Any]] = []
+    for message in system:
+        content = message.content
+        if isinstance(content, list) and not all(isinstance(part, TextPart) for part in content):
+            raise InvalidRequest(
+                "system messages can only hold text for Gemini models", param="messages"
+            )
+        out.update(message.extra)
+        parts.extend(content_parts(content))
+    out["parts"] = parts
+    return out
+
+
+def _contents_to_wire(messages: list[Message], foreign: bool) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    names = ToolNames()
+    for index, message in enumerate(messages):
+        param = f"messages[{index}]"
+        # A tool result, and a user message right after results, join the results' user turn.
+        joins = bool(out) and _holds_results(out[-1])
+        if message.role in ("system", "developer"):
+            continue
+        if message.role == "assistant":
+            names.learn(message)
+            calls = function_calls_to_wire(message.tool_calls or [], param, foreign=foreign)
+            parts = content_parts(message.content) + calls
+            out.append({**message.extra, "role": "model", "parts": parts or [{"text": ""}]})
+        elif message.role == "tool":
+            result = function_response_to_wire(message, names.name_of(message.tool_call_id, param))
+            if joins:
+                out[-1]["parts"].append(result)
+            else:
+                out.append({"role": "user", "parts": [result]})
+        elif joins:
+            out[-1]["parts"].extend(content_parts(message.content))
+        else:
+            parts = content_parts(message.content) or [{"text": ""}]
+            out.append({**message.extra, "role": "user", "parts": parts})
+    return out
+
+
+def _holds_results(content: dict[str, Any]) -> bool:
+    parts = content["parts"]
+    return content["role"] == "user" and bool(parts) and "functionResponse" in parts[0]
+
+
+def _tools_to_wire(tools: list[Tool]) -> list[dict[str, Any]]:
+    """One ``functionDeclarations`` entry for every function, then each built-in tool."""
+    declarations: list[dict[str, Any]] = []
+    built_in: list[dict[str, Any]] = []
+    for tool in tools:
+        kind = tool.extra.get("type")
+        if kind not in (None, "function"):
+            built_in.append({str(kind): tool.extra.get("config", {})})
+            continue
+        declaration = {k: v for k, v in tool.extra.items() if k != "type"}
+        declaration["name"] = tool.name
+        if tool.description is not None:
+            declaration["description"] = tool.description
+        if tool.parameters is not None:
+            declaration["parametersJsonSchema"] = tool.parameters
+        declarations.append(declaration)
+    return ([{"functionDeclarations": declarations}] if declarations else []) + built_in
+
+
+def _tool_config_to_wire(request: ChatRequest, base: Any) -> dict[str, Any] | None:
+    config: dict[str, Any] = dict(base) if isinstance(base, dict) else {}
+    choice = request.tool_choice
+    if choice is None or not request.tools:
+        return config or None
+    calling: dict[str, Any] = {"mode": _MODES_OUT[choice.mode]}
+    if choice.mode == "function":
+        calling["allowedFunctionNames"] = [choice.name]
+    config["functionCallingConfig"] = calling
+    return config
+
+
+def _generation_to_wire(request: ChatRequest, generation: dict[str, Any]) -> None:
+    for key, value in (
+        ("temperature", request.temperature),
+        ("topP", request.top_p),
+        ("maxOutputTokens", request.max_tokens),
+        ("stopSequences", request.stop),
+        ("candidateCount", request.n),
+        ("seed", request.seed),
+    ):
+        if value is not None:
+            generation[key] = value
+    fmt = request.response_format
+    if fmt is not None and fmt.type != "text":
+        generation["responseMimeType"] = JSON_MIME_TYPE
+    if fmt is not None and fmt.type == "json_schema":
+        schema = (fmt.json_schema or {}).get("schema") or {"type": "object"}
+        generation["responseJsonSchema"] = schema

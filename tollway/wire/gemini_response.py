@@ -1,0 +1,235 @@
+"""Gemini answers, usage, finish reasons and errors, in both directions.
+
+Usage: ``promptTokenCount`` already includes the cached tokens (``cachedContentTokenCount``),
+as canonical input does. Tokens of built-in tool results (``toolUsePromptTokenCount``) are
+billed as input, so they are added to it. Thinking tokens (``thoughtsTokenCount``) are billed
+at the output price but are not in ``candidatesTokenCount``; canonical output is the sum of the
+two, with the thoughts also counted as ``reasoning_tokens`` (as OpenAI's usage does).
+
+Finish reasons: ``STOP`` is ``stop``, or ``tool_calls`` when the candidate called functions;
+``MAX_TOKENS`` is ``length``; the safety, recitation and blocklist family is
+``content_filter``; anything else (``MALFORMED_FUNCTION_CALL``, ``OTHER``, ...) is ``stop``, and
+the choice's ``extra`` keeps Gemini's reason whenever the canonical one does not say it exactly.
+Thought summaries (``thought: true`` parts) are not the answer and are left out of it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from tollway.core.errors import (
+    InvalidRequest,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamStatusError,
+)
+from tollway.core.types import ChatResponse, Choice, FinishReason, Message, ToolCall, Usage
+from tollway.wire.crossing import response_for
+from tollway.wire.gemini_content import (
+    content_parts,
+    function_call_from_wire,
+    function_calls_to_wire,
+    parts_from_wire,
+)
+
+WIRE_FORMAT = "gemini"
+
+_FILTERED = frozenset(
+    {
+        "SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY",
+        "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION", "MODEL_ARMOR",
+    }
+)  # fmt: skip
+_FINISH_REASONS_OUT: dict[FinishReason | None, str] = {
+    "stop": "STOP",
+    "length": "MAX_TOKENS",
+    "tool_calls": "STOP",
+    "content_filter": "SAFETY",
+    "error": "OTHER",
+    None: "STOP",
+}
+_MODELLED_USAGE = frozenset(
+    {
+        "promptTokenCount", "candidatesTokenCount", "thoughtsTokenCount",
+        "cachedContentTokenCount", "totalTokenCount",
+    }
+)  # fmt: skip
+_CANDIDATE_KEYS = frozenset({"content", "finishReason", "index"})
+_RESPONSE_KEYS = frozenset({"candidates", "usageMetadata", "modelVersion", "responseId"})
+
+
+def finish_from_wire(reason: Any, called: bool) -> tuple[FinishReason | None, dict[str, Any]]:
+    """The finish reason (``called``: the candidate called functions), and a choice ``extra``
+    keeping Gemini's reason when the canonical one cannot say it exactly."""
+    if reason is None:
+        return None, {}
+    reason = str(reason)
+    finish: FinishReason
+    if reason == "MAX_TOKENS":
+        finish = "length"
+    elif reason in _FILTERED:
+        finish = "content_filter"
+    else:
+        finish = "tool_calls" if called and reason == "STOP" else "stop"
+    exact = _FINISH_REASONS_OUT[finish] == reason
+    return finish, {} if exact else {"finishReason": reason}
+
+
+def finish_to_wire(finish: FinishReason | None, extra: dict[str, Any]) -> str:
+    """Gemini's ``finishReason`` for a canonical finish (``extra`` may hold the exact one)."""
+    if "finishReason" in extra:
+        return str(extra["finishReason"])
+    return _FINISH_REASONS_OUT.get(finish, "STOP")  # an upstream may send reasons of its own
+
+
+def usage_from_wire(raw: Any) -> Usage | None:
+    """Canonical usage from ``usageMetadata`` (thoughts counted as output, see above)."""
+    if not isinstance(raw, dict):
+        return None
+    thoughts = int(raw.get("thoughtsTokenCount") or 0)
+    tool_prompt = int(raw.get("toolUsePromptTokenCount") or 0)
+    return Usage(
+        input_tokens=int(raw.get("promptTokenCount") or 0) + tool_prompt,
+        output_tokens=int(raw.get("candidatesTokenCount") or 0) + thoughts,
+        cached_input_tokens=int(raw.get("cachedContentTokenCount") or 0),
+        reasoning_tokens=thoughts,
+        extra={k: v for k, v in raw.items() if k not in _MODELLED_USAGE},
+    )
+
+
+def usage_to_wire(usage: Usage) -> dict[str, Any]:
+    """A ``usageMetadata`` object; details the gateway does not model are kept."""
+    tool_prompt = int(usage.extra.get("toolUsePromptTokenCount") or 0)
+    out: dict[str, Any] = {
+        **usage.extra,
+        "promptTokenCount": usage.input_tokens - tool_prompt,
+        "candidatesTokenCount": usage.output_tokens - usage.reasoning_tokens,
+        "totalTokenCount": usage.total_tokens,
+    }
+    if usage.cached_input_tokens:
+        out["cachedContentTokenCount"] = usage.cached_input_tokens
+    if usage.reasoning_tokens:
+        out["thoughtsTokenCount"] = usage.reasoning_tokens
+    return out
+
+
+def candidate_from_wire(raw: Any, position: int) -> Choice:
+    """One candidate as a choice: its text (thoughts left out) and its function calls."""
+    if not isinstance(raw, dict):
+        raise UpstreamProtocolError("upstream candidate is not an object")
+    content = raw.get("content") or {}
+    parts = parts_from_wire(content.get("parts") or [], f"candidates[{position}].content.parts")
+    texts: list[str] = []
+    calls: list[ToolCall] = []
+    for index, part in enumerate(parts):
+        if "functionCall" in part:
+            param = f"candidates[{position}].content.parts[{index}]"
+            calls.append(function_call_from_wire(part, len(calls), param))
+        elif isinstance(part.get("text"), str) and not part.get("thought"):
+            texts.append(part["text"])
+    finish, extra = finish_from_wire(raw.get("finishReason"), bool(calls))
+    extra.update((k, v) for k, v in raw.items() if k not in _CANDIDATE_KEYS)
+    text = "".join(texts)
+    return Choice(
+        index=int(raw.get("index") or 0),
+        message=Message(
+            role="assistant",
+            content=None if calls and not text else text,
+            tool_calls=calls or None,
+        ),
+        finish_reason=finish,
+        extra=extra,
+    )
+
+
+def response_from_wire(raw: Any) -> ChatResponse:
+    """Canonical response from an upstream ``GenerateContentResponse``."""
+    if not isinstance(raw, dict):
+        raise UpstreamProtocolError("upstream answer is not a JSON object")
+    try:
+        choices = [candidate_from_wire(c, i) for i, c in enumerate(raw.get("candidates") or ())]
+        usage = usage_from_wire(raw.get("usageMetadata"))
+    except InvalidRequest as exc:
+        raise UpstreamProtocolError(f"upstream content is malformed: {exc.message}") from None
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise UpstreamProtocolError(f"upstream answer is malformed: {exc}") from None
+    if not choices:
+        choices = [blocked_choice(raw)]
+    return ChatResponse(
+        id=str(raw.get("responseId") or ""),
+        model=str(raw.get("modelVersion") or ""),
+        created=int(time.time()),  # Gemini answers carry no Unix timestamp
+        choices=choices,
+        usage=usage,
+        extra={k: v for k, v in raw.items() if k not in _RESPONSE_KEYS},
+        wire_format=WIRE_FORMAT,
+    )
+
+
+def blocked_choice(raw: dict[str, Any]) -> Choice:
+    """The empty choice of an answer without candidates: the prompt itself was blocked."""
+    if not isinstance(raw.get("promptFeedback"), dict):
+        raise UpstreamProtocolError("upstream answered without candidates")
+    return Choice(
+        index=0, message=Message(role="assistant", content=""), finish_reason="content_filter"
+    )
+
+
+def response_to_wire(response: ChatResponse) -> dict[str, Any]:
+    """A ``GenerateContentResponse`` for a client of the Gemini API."""
+    response = response_for(response, WIRE_FORMAT)
+    out: dict[str, Any] = {
+        "candidates": [_candidate_to_wire(choice) for choice in response.choices],
+    }
+    if response.usage is not None:
+        out["usageMetadata"] = usage_to_wire(response.usage)
+    out["modelVersion"] = response.model
+    out["responseId"] = response.id
+    out.update(response.extra)
+    return out
+
+
+def _candidate_to_wire(choice: Choice) -> dict[str, Any]:
+    message = choice.message
+    parts = content_parts(message.text() if isinstance(message.content, list) else message.content)
+    try:
+        parts.extend(function_calls_to_wire(message.tool_calls or [], "choices", foreign=False))
+    except InvalidRequest as exc:
+        # Tool-call arguments the upstream model wrote are not a JSON object.
+        reason = f"upstream answer cannot be translated: {exc.message}"
+        raise UpstreamProtocolError(reason) from None
+    extra = {k: v for k, v in choice.extra.items() if k != "finishReason"}
+    return {
+        "content": {"role": "model", "parts": parts},
+        "finishReason": finish_to_wire(choice.finish_reason, choice.extra),
+        "index": choice.index,
+        **extra,
+    }
+
+
+def error_from_wire(raw: Any) -> tuple[str, str | None, str | None, str | None]:
+    """``(message, type, code, param)`` from a Google error body; its ``status`` is the code.
+
+    As for Anthropic, the type is left to the gateway, which names it in each dialect's terms.
+    """
+    if isinstance(raw, list) and raw:
+        raw = raw[0]  # the JSON-array form of streamGenerateContent wraps errors in a list
+    if isinstance(raw, dict):
+        error = raw.get("error")
+        if isinstance(error, dict):
+            status = error.get("status")
+            message = error.get("message") or str(error)
+            return str(message), None, None if status is None else str(status), None
+        if isinstance(error, str):
+            return error, None, None, None
+    return str(raw)[:500], None, None, None
+
+
+def stream_error(raw: Any) -> UpstreamError:
+    """The failure an ``error`` object in the middle of a stream reports."""
+    message, _, status, _ = error_from_wire(raw)
+    error = raw.get("error") if isinstance(raw, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    http_status = code if isinstance(code, int) and 400 <= code <= 599 else 500
+    return UpstreamStatusError(http_status, f"upstream stream failed: {message}", code=status)

@@ -1,0 +1,195 @@
+"""Gemini streams: upstream ``streamGenerateContent?alt=sse`` events to chunks, and back.
+
+A Gemini stream is a run of ``GenerateContentResponse`` objects with no terminal event: the
+body simply ends, and the last object carries ``finishReason`` and the final usage.
+
+Upstream (``StreamReader``): the first event of each candidate gives its role chunk; text parts
+become content (thoughts are left out); each ``functionCall`` part, which Gemini sends whole,
+becomes one complete tool-call fragment numbered by its order among the candidate's calls;
+``finishReason`` gives the finish chunk. Usage comes in every event; the latest is kept and,
+once the body ends, ``last`` gives the usage-only chunk. A stream whose body ends before every
+candidate finished was cut short (``done`` is false) and is a failure.
+
+Client (``StreamWriter``): content chunks become events at once; tool-call fragments are held
+until the end, since Gemini sends every call whole, and ``finish`` gives the last event with
+the calls, the finish reasons and the usage.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from tollway.core.errors import InvalidRequest, UpstreamProtocolError
+from tollway.core.types import ChatChunk, ChunkChoice, FinishReason, Role, ToolCallDelta, Usage
+from tollway.wire.crossing import chunk_for
+from tollway.wire.gemini_content import arguments_object, function_call_from_wire, parts_from_wire
+from tollway.wire.gemini_response import (
+    WIRE_FORMAT,
+    finish_from_wire,
+    finish_to_wire,
+    stream_error,
+    usage_from_wire,
+    usage_to_wire,
+)
+
+
+class StreamReader:
+    """Turns one upstream Gemini event stream into canonical chunks, event by event."""
+
+    def __init__(self, candidates: int = 1) -> None:
+        self._expected = max(candidates, 1)
+        self._id = ""
+        self._model = ""
+        self._created = int(time.time())
+        self._usage: Usage | None = None
+        self._calls: dict[int, int] = {}  # calls so far, by candidate index
+        self._started: set[int] = set()
+        self._finished: set[int] = set()
+
+    @property
+    def done(self) -> bool:
+        """Whether every candidate has finished (the stream may end now)."""
+        return len(self._finished) >= self._expected
+
+    def feed(self, data: bytes) -> ChatChunk | None:
+        """The chunk one event stands for, if any; raises on an ``error`` event."""
+        try:
+            event = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise UpstreamProtocolError("upstream sent an invalid stream event") from None
+        if not isinstance(event, dict):
+            raise UpstreamProtocolError("upstream stream event is not a JSON object")
+        if "error" in event and "candidates" not in event:
+            raise stream_error(event)
+        try:
+            return self._event(event)
+        except InvalidRequest as exc:
+            message = f"upstream stream event is malformed: {exc.message}"
+            raise UpstreamProtocolError(message) from None
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise UpstreamProtocolError(f"upstream stream event is malformed: {exc!r}") from None
+
+    def last(self) -> ChatChunk:
+        """The usage-only chunk that closes the stream once the body has ended."""
+        chunk = ChatChunk(self._id, self._model, self._created, [], wire_format=WIRE_FORMAT)
+        chunk.usage = self._usage or Usage()
+        return chunk
+
+    def _event(self, event: dict[str, Any]) -> ChatChunk | None:
+        self._id = str(event.get("responseId") or self._id)
+        self._model = str(event.get("modelVersion") or self._model)
+        usage = usage_from_wire(event.get("usageMetadata"))
+        if usage is not None:
+            self._usage = usage
+        candidates = event.get("candidates") or []
+        choices = [self._candidate(c, i) for i, c in enumerate(candidates)]
+        if not candidates and isinstance(event.get("promptFeedback"), dict):
+            # The prompt itself was blocked: no candidate will ever come.
+            self._finished.update(range(self._expected))
+            choices = [ChunkChoice(index=0, role="assistant", finish_reason="content_filter")]
+        kept = [choice for choice in choices if choice is not None]
+        if not kept:
+            return None
+        return ChatChunk(self._id, self._model, self._created, kept, wire_format=WIRE_FORMAT)
+
+    def _candidate(self, raw: dict[str, Any], position: int) -> ChunkChoice | None:
+        index = int(raw.get("index") or 0)
+        param = f"candidates[{position}].content.parts"
+        parts = parts_from_wire((raw.get("content") or {}).get("parts") or [], param)
+        texts: list[str] = []
+        calls: list[ToolCallDelta] = []
+        for number, part in enumerate(parts):
+            if "functionCall" in part:
+                ordinal = self._calls.get(index, 0)
+                self._calls[index] = ordinal + 1
+                call = function_call_from_wire(part, ordinal, f"{param}[{number}]")
+                calls.append(ToolCallDelta(ordinal, call.id, call.name, call.arguments))
+            elif isinstance(part.get("text"), str) and not part.get("thought"):
+                texts.append(part["text"])
+        finish, extra = finish_from_wire(raw.get("finishReason"), self._calls.get(index, 0) > 0)
+        if finish is not None:
+            self._finished.add(index)
+        role: Role | None = None if index in self._started else "assistant"
+        self._started.add(index)
+        content = "".join(texts) or None
+        if role is None and content is None and not calls and finish is None:
+            return None
+        return ChunkChoice(
+            index=index,
+            role=role,
+            content=content,
+            tool_calls=calls or None,
+            finish_reason=finish,
+            extra=extra,
+        )
+
+
+class StreamWriter:
+    """Turns canonical chunks from any upstream into ``GenerateContentResponse`` events."""
+
+    def __init__(self) -> None:
+        self._id = ""
+        self._model = ""
+        self._calls: dict[int, dict[int, ToolCallDelta]] = {}
+        self._finishes: dict[int, tuple[FinishReason | None, dict[str, Any]]] = {}
+        self._usage: Usage | None = None
+
+    def feed(self, chunk: ChatChunk) -> list[dict[str, Any]]:
+        """The events ``chunk`` stands for now; may be none."""
+        chunk = chunk_for(chunk, WIRE_FORMAT)
+        self._id, self._model = chunk.id, chunk.model
+        if chunk.usage is not None:
+            self._usage = chunk.usage
+        candidates = []
+        for choice in chunk.choices:
+            for call in choice.tool_calls or ():
+                self._hold(choice.index, call)
+            if choice.finish_reason is not None:
+                self._finishes[choice.index] = (choice.finish_reason, choice.extra)
+            if choice.content:
+                content = {"role": "model", "parts": [{"text": choice.content}]}
+                candidates.append({"content": content, "index": choice.index})
+        return [self._event(candidates)] if candidates else []
+
+    def finish(self) -> dict[str, Any]:
+        """The last event: the held function calls, every finish reason and the usage."""
+        candidates = []
+        for index in sorted(set(self._calls) | set(self._finishes)) or [0]:
+            held = self._calls.get(index, {})
+            parts: list[dict[str, Any]] = []
+            for ordinal in sorted(held):
+                call = held[ordinal]
+                try:
+                    args = arguments_object(call.arguments, "tool_calls.function.arguments")
+                except InvalidRequest as exc:
+                    raise UpstreamProtocolError(
+                        f"upstream answer cannot be translated: {exc.message}"
+                    ) from None
+                parts.append({"functionCall": {"name": call.name or "", "args": args}})
+            finish, extra = self._finishes.get(index, (None, {}))
+            candidates.append(
+                {
+                    "content": {"role": "model", "parts": parts or [{"text": ""}]},
+                    "finishReason": finish_to_wire(finish, extra),
+                    "index": index,
+                }
+            )
+        event = self._event(candidates)
+        if self._usage is not None:
+            event["usageMetadata"] = usage_to_wire(self._usage)
+        return event
+
+    def _hold(self, index: int, call: ToolCallDelta) -> None:
+        calls = self._calls.setdefault(index, {})
+        held = calls.get(call.index)
+        if held is None:
+            calls[call.index] = ToolCallDelta(call.index, call.id, call.name, call.arguments)
+        else:
+            held.arguments += call.arguments
+            held.name = held.name or call.name
+
+    def _event(self, candidates: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"candidates": candidates, "modelVersion": self._model, "responseId": self._id}
