@@ -1,0 +1,301 @@
+"""The real ``openai`` and ``anthropic`` SDKs against Bedrock deployments through the gateway.
+
+``test-bedrock`` signs with SigV4 (the simulator recomputes every signature), ``test-bedrock-
+apikey`` sends a Bedrock API key as a bearer token, ``test-bedrock-badsecret`` signs with the
+wrong secret.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from tests.conftest import AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, BEDROCK_MODEL, UPSTREAM_KEY
+from tests.support import CLIENT_KEY
+
+WEATHER: Any = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "unit": {"enum": ["c", "f"]}},
+            "required": ["city", "unit"],
+        },
+    },
+}
+CLOCK: Any = {
+    "type": "function",
+    "function": {
+        "name": "get_time",
+        "parameters": {"type": "object", "properties": {"zone": {"type": "string"}}},
+    },
+}
+SIGV4 = re.compile(
+    rf"AWS4-HMAC-SHA256 Credential={AWS_ACCESS_KEY_ID}/\d{{8}}/us-east-1/bedrock/aws4_request, "
+    r"SignedHeaders=[a-z0-9;-]+, Signature=[0-9a-f]{64}"
+)
+
+
+def recorded(simulator_url: str, marker: str) -> dict[str, Any]:
+    """The last request the simulator received whose body mentions ``marker``."""
+    for request in reversed(httpx.get(simulator_url + "/_sim/requests").json()):
+        if marker in json.dumps(request["json"]):
+            return dict(request)
+    raise AssertionError(f"the simulator received no request mentioning {marker!r}")
+
+
+@pytest.fixture(scope="module")
+def gpt(gateway_url: str) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=gateway_url + "/v1", api_key=CLIENT_KEY, max_retries=0) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def claude(gateway_url: str) -> Iterator[anthropic.Anthropic]:
+    with anthropic.Anthropic(base_url=gateway_url, api_key=CLIENT_KEY, max_retries=0) as c:
+        yield c
+
+
+def user(text: str) -> list[Any]:
+    return [{"role": "user", "content": text}]
+
+
+def test_chat_is_signed_and_translated(gpt: openai.OpenAI, simulator_url: str) -> None:
+    raw = gpt.chat.completions.with_raw_response.create(
+        model="test-bedrock",
+        messages=[{"role": "system", "content": "be kind"}, *user("openai to bedrock")],
+        max_tokens=50,
+    )
+    completion = raw.parse()
+    assert raw.headers["x-tollway-provider"] == "bedrock"
+    assert completion.model == BEDROCK_MODEL
+    assert "openai to bedrock" in (completion.choices[0].message.content or "")
+    assert completion.choices[0].finish_reason == "stop"
+    usage = completion.usage
+    assert usage is not None and usage.prompt_tokens > 0 and usage.completion_tokens > 0
+    request = recorded(simulator_url, "openai to bedrock")
+    assert request["path"] == f"/model/{BEDROCK_MODEL}/converse"
+    assert request["json"]["system"] == [{"text": "be kind"}]
+    assert request["json"]["inferenceConfig"] == {"maxTokens": 50}
+    headers = request["headers"]
+    assert SIGV4.fullmatch(headers["authorization"])
+    assert re.fullmatch(r"\d{8}T\d{6}Z", headers["x-amz-date"])
+    assert CLIENT_KEY not in json.dumps(request)
+    assert AWS_SECRET_ACCESS_KEY not in json.dumps(request)
+
+
+def test_stream_with_usage(gpt: openai.OpenAI) -> None:
+    chunks = list(
+        gpt.chat.completions.create(
+            model="test-bedrock",
+            messages=user("stream from bedrock"),
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert "stream from bedrock" in text
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    content_chunks = [c for c in chunks if c.choices and c.choices[0].delta.content]
+    assert chunks[-1].usage.completion_tokens == len(content_chunks)
+    plain = gpt.chat.completions.create(model="test-bedrock", messages=user("stream from bedrock"))
+    assert text == plain.choices[0].message.content
+
+
+def test_tool_round_trip(gpt: openai.OpenAI, simulator_url: str) -> None:
+    messages: list[Any] = user("bedrock weather in Oslo?")
+    first = gpt.chat.completions.create(model="test-bedrock", messages=messages, tools=[WEATHER])
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    call: Any = (choice.message.tool_calls or [])[0]
+    assert call.function.name == "get_weather"
+    assert set(json.loads(call.function.arguments)) == {"city", "unit"}
+    messages.append(choice.message.model_dump(exclude_none=True))
+    messages.append({"role": "tool", "tool_call_id": call.id, "content": "bedrock snow, -3C"})
+    second = gpt.chat.completions.create(model="test-bedrock", messages=messages, tools=[WEATHER])
+    assert second.choices[0].finish_reason == "stop"
+    assert "bedrock snow, -3C" in (second.choices[0].message.content or "")
+    body = recorded(simulator_url, "bedrock snow, -3C")["json"]
+    result = body["messages"][-1]["content"][0]["toolResult"]
+    assert result == {"toolUseId": call.id, "content": [{"text": "bedrock snow, -3C"}]}
+    assert body["toolConfig"]["tools"][0]["toolSpec"]["name"] == "get_weather"
+
+
+def test_streamed_parallel_tool_calls(gpt: openai.OpenAI) -> None:
+    with gpt.chat.completions.stream(
+        model="test-bedrock", messages=user("call both in parallel"), tools=[WEATHER, CLOCK]
+    ) as stream:
+        final = stream.get_final_completion()
+    calls: Any = final.choices[0].message.tool_calls or []
+    assert [c.function.name for c in calls] == ["get_weather", "get_time"]
+    assert all(json.loads(c.function.arguments) for c in calls)
+    assert final.choices[0].finish_reason == "tool_calls"
+
+
+def test_limits_and_json_output(gpt: openai.OpenAI, simulator_url: str) -> None:
+    capped = gpt.chat.completions.create(
+        model="test-bedrock", messages=user("bedrock long"), max_tokens=3
+    )
+    assert capped.choices[0].finish_reason == "length"
+    assert capped.usage is not None and capped.usage.completion_tokens == 3
+    stopped = gpt.chat.completions.create(
+        model="test-bedrock", messages=user("bedrock stop"), stop=[" bravo"]
+    )
+    assert (stopped.choices[0].message.content or "").endswith(" alpha")
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    structured = gpt.chat.completions.create(
+        model="test-bedrock",
+        messages=user("bedrock structured"),
+        response_format={"type": "json_schema", "json_schema": {"name": "c", "schema": schema}},
+    )
+    assert set(json.loads(structured.choices[0].message.content or "")) == {"city"}
+    text_format = recorded(simulator_url, "bedrock structured")["json"]["outputConfig"]
+    assert json.loads(text_format["textFormat"]["structure"]["jsonSchema"]["schema"]) == schema
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (429, openai.RateLimitError),
+        (400, openai.BadRequestError),
+        (403, openai.PermissionDeniedError),
+        (500, openai.InternalServerError),
+    ],
+)
+def test_upstream_errors_keep_their_meaning(
+    gpt: openai.OpenAI, status: int, error: type[openai.APIStatusError]
+) -> None:
+    with pytest.raises(error) as caught:
+        gpt.chat.completions.create(
+            model="test-bedrock",
+            messages=user("x"),
+            extra_headers={"x-sim-fault": f"status:{status}"},
+        )
+    assert caught.value.status_code == (502 if status >= 500 else status)
+    assert "simulated fault" in caught.value.message
+    if status == 429:
+        assert caught.value.response.headers["retry-after"] == "1"
+
+
+@pytest.mark.parametrize(("fault", "status"), [("status:429", 429), ("hang", 504)])
+def test_stream_failures_before_the_first_byte_are_plain_errors(
+    gpt: openai.OpenAI, fault: str, status: int
+) -> None:
+    with pytest.raises(openai.APIStatusError) as caught:
+        gpt.chat.completions.create(
+            model="test-bedrock",
+            messages=user("x"),
+            stream=True,
+            extra_headers={"x-sim-fault": fault},
+        )
+    assert caught.value.status_code == status
+
+
+def test_a_cut_stream_is_an_error(gpt: openai.OpenAI) -> None:
+    stream = gpt.chat.completions.create(
+        model="test-bedrock",
+        messages=user("cut me off"),
+        stream=True,
+        extra_headers={"x-sim-fault": "stop-after:2"},
+    )
+    with pytest.raises(openai.APIError):
+        for _ in stream:
+            pass
+
+
+def test_a_wrong_secret_is_refused_without_leaking_it(gpt: openai.OpenAI) -> None:
+    with pytest.raises(openai.PermissionDeniedError) as caught:
+        gpt.chat.completions.create(model="test-bedrock-badsecret", messages=user("x"))
+    assert "signature" in caught.value.message
+    assert "sk-wrong-key-for-test-9876" not in json.dumps(caught.value.body)
+
+
+def test_a_bedrock_api_key_is_a_bearer_token(gpt: openai.OpenAI, simulator_url: str) -> None:
+    completion = gpt.chat.completions.create(
+        model="test-bedrock-apikey", messages=user("bearer to bedrock")
+    )
+    assert "bearer to bedrock" in (completion.choices[0].message.content or "")
+    headers = recorded(simulator_url, "bearer to bedrock")["headers"]
+    assert headers["authorization"] == f"Bearer {UPSTREAM_KEY}"
+    assert "x-amz-date" not in headers
+
+
+def test_image_urls_and_n_are_400s(gpt: openai.OpenAI) -> None:
+    image: Any = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
+    with pytest.raises(openai.BadRequestError, match="base64"):
+        gpt.chat.completions.create(
+            model="test-bedrock", messages=[{"role": "user", "content": [image]}]
+        )
+    with pytest.raises(openai.BadRequestError) as caught:
+        gpt.chat.completions.create(model="test-bedrock", messages=user("x"), n=2)
+    assert caught.value.param == "n"
+
+
+def text_of(message: anthropic.types.Message) -> str:
+    return "".join(block.text for block in message.content if block.type == "text")
+
+
+def test_anthropic_sdk_message_and_stream(claude: anthropic.Anthropic) -> None:
+    message = claude.messages.create(
+        model="test-bedrock", max_tokens=100, messages=user("claude via bedrock")
+    )
+    assert "claude via bedrock" in text_of(message)
+    assert message.stop_reason == "end_turn"
+    assert message.usage.input_tokens > 0 and message.usage.output_tokens > 0
+    with claude.messages.stream(
+        model="test-bedrock", max_tokens=100, messages=user("claude via bedrock")
+    ) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == text_of(message) == text_of(final)
+    assert final.usage.output_tokens == message.usage.output_tokens
+    assert final.usage.input_tokens == message.usage.input_tokens
+
+
+def test_anthropic_sdk_tools(claude: anthropic.Anthropic) -> None:
+    tools: Any = [
+        {"name": t["function"]["name"], "input_schema": t["function"]["parameters"]}
+        for t in (WEATHER, CLOCK)
+    ]
+    question = user("anthropic weather via bedrock?")
+    first = claude.messages.create(
+        model="test-bedrock", max_tokens=200, messages=question, tools=tools[:1]
+    )
+    assert first.stop_reason == "tool_use"
+    call = next(block for block in first.content if block.type == "tool_use")
+    result = {"type": "tool_result", "tool_use_id": call.id, "content": "sunny, 21C"}
+    second = claude.messages.create(
+        model="test-bedrock",
+        max_tokens=200,
+        tools=tools[:1],
+        messages=[
+            *question,
+            {"role": "assistant", "content": first.content},
+            {"role": "user", "content": [result]},
+        ],
+    )
+    assert second.stop_reason == "end_turn" and "sunny, 21C" in text_of(second)
+    with claude.messages.stream(
+        model="test-bedrock", max_tokens=200, messages=user("call both in parallel"), tools=tools
+    ) as stream:
+        final = stream.get_final_message()
+    calls = [block for block in final.content if block.type == "tool_use"]
+    assert [c.name for c in calls] == ["get_weather", "get_time"]
+    assert all(isinstance(c.input, dict) for c in calls) and final.stop_reason == "tool_use"
+
+
+def test_anthropic_only_features_are_refused_by_name(claude: anthropic.Anthropic) -> None:
+    with pytest.raises(anthropic.BadRequestError, match="top_k"):
+        claude.messages.create(
+            model="test-bedrock", max_tokens=5, messages=user("x"), extra_body={"top_k": 3}
+        )

@@ -1,0 +1,239 @@
+"""The simulated Bedrock API on a real socket, driven by botocore's own bedrock-runtime client.
+
+botocore signs with SigV4, serialises Converse bodies, decodes the event streams and maps
+errors from ``x-amzn-errortype``, so passing here means the simulator speaks the real format.
+botocore is synchronous: its calls run in a thread while the simulator serves this loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from botocore.session import get_session
+
+from tollway.simulator import FILLER_WORDS, Simulator, SimulatorSettings
+from tollway.simulator.eventstream import CONTENT_TYPE
+
+KEY_ID, SECRET = "AKIDSIMULATOR0000001", "simulator/secret+key"
+MODEL = "anthropic.claude-sim-v1:0"
+WEATHER: Any = {
+    "toolSpec": {
+        "name": "get_weather",
+        "inputSchema": {
+            "json": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            }
+        },
+    }
+}
+CLOCK: Any = {"toolSpec": {"name": "get_time", "inputSchema": {"json": {"type": "object"}}}}
+
+
+def user(text: str) -> list[Any]:
+    return [{"role": "user", "content": [{"text": text}]}]
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    simulator = Simulator(
+        SimulatorSettings(aws_access_key_id=KEY_ID, aws_secret_access_key=SECRET, api_key="bk-1")
+    )
+    await simulator.start()
+    yield simulator
+    await simulator.stop()
+
+
+def client(sim: Simulator, secret: str = SECRET, headers: dict[str, str] | None = None) -> Any:
+    """A botocore bedrock-runtime client for the simulator that never retries."""
+    bedrock = get_session().create_client(
+        "bedrock-runtime",
+        region_name="us-east-1",
+        endpoint_url=sim.url,
+        aws_access_key_id=KEY_ID,
+        aws_secret_access_key=secret,
+        config=Config(retries={"total_max_attempts": 1}),
+    )
+
+    def add_headers(request: Any, **_: Any) -> None:
+        for name, value in (headers or {}).items():
+            request.headers[name] = value
+
+    bedrock.meta.events.register("before-sign.bedrock-runtime.*", add_headers)
+    return bedrock
+
+
+async def call(method: Callable[..., Any], **kwargs: Any) -> Any:
+    return await asyncio.to_thread(method, **kwargs)
+
+
+async def stream_events(bedrock: Any, **kwargs: Any) -> list[dict[str, Any]]:
+    def run() -> list[dict[str, Any]]:
+        return list(bedrock.converse_stream(**kwargs)["stream"])
+
+    return await asyncio.to_thread(run)
+
+
+async def test_converse_answers_with_text_usage_and_metrics(sim: Simulator) -> None:
+    answer = await call(
+        client(sim).converse,
+        modelId=MODEL,
+        system=[{"text": "be brief"}],
+        messages=user("hello there bedrock"),
+    )
+    text = answer["output"]["message"]["content"][0]["text"]
+    assert text.startswith("Simulated reply to: hello there bedrock alpha")
+    assert answer["stopReason"] == "end_turn"
+    usage = answer["usage"]
+    assert usage["inputTokens"] == 3 + 2 + 3 + 3  # system and user turns, by the token rule
+    assert usage["outputTokens"] == 16
+    assert usage["totalTokens"] == usage["inputTokens"] + usage["outputTokens"]
+    assert "latencyMs" in answer["metrics"]
+    recorded = sim.requests[-1]
+    assert recorded.path == f"/model/{MODEL}/converse"
+    assert recorded.headers["authorization"].startswith(f"AWS4-HMAC-SHA256 Credential={KEY_ID}/")
+
+
+async def test_converse_stream_events_in_order(sim: Simulator) -> None:
+    events = await stream_events(
+        client(sim),
+        modelId=MODEL,
+        messages=user("stream please"),
+        inferenceConfig={"maxTokens": 5},
+    )
+    kinds = [next(iter(event)) for event in events]
+    assert kinds == ["messageStart", *["contentBlockDelta"] * 5, "contentBlockStop", "messageStop",
+                     "metadata"]  # fmt: skip
+    text = "".join(e["contentBlockDelta"]["delta"]["text"] for e in events[1:6])
+    assert text == "Simulated reply to: stream please"
+    assert events[-2]["messageStop"]["stopReason"] == "max_tokens"
+    assert events[-1]["metadata"]["usage"]["outputTokens"] == 5
+
+
+async def test_tool_use_round_trip_and_streamed_calls(sim: Simulator) -> None:
+    bedrock = client(sim)
+    config = {"tools": [WEATHER, CLOCK]}
+    first = await call(
+        bedrock.converse, modelId=MODEL, messages=user("weather?"), toolConfig=config
+    )
+    assert first["stopReason"] == "tool_use"
+    use = first["output"]["message"]["content"][0]["toolUse"]
+    assert (use["name"], use["input"]) == ("get_weather", {"city": "sample"})
+    result = {"toolResult": {"toolUseId": use["toolUseId"], "content": [{"json": {"t": 21}}]}}
+    messages = [
+        *user("weather?"),
+        first["output"]["message"],
+        {"role": "user", "content": [result]},
+    ]
+    second = await call(bedrock.converse, modelId=MODEL, messages=messages, toolConfig=config)
+    assert second["stopReason"] == "end_turn"
+    assert '{"t":21}' in second["output"]["message"]["content"][0]["text"]
+    events = await stream_events(
+        bedrock, modelId=MODEL, messages=user("both in parallel"), toolConfig=config
+    )
+    starts = [
+        e["contentBlockStart"]["start"]["toolUse"] for e in events if "contentBlockStart" in e
+    ]
+    assert [s["name"] for s in starts] == ["get_weather", "get_time"]
+    assert events[-2]["messageStop"]["stopReason"] == "tool_use"
+
+
+async def test_forced_tool_and_structured_output(sim: Simulator) -> None:
+    bedrock = client(sim)
+    forced = await call(
+        bedrock.converse,
+        modelId=MODEL,
+        messages=user("what time?"),
+        toolConfig={"tools": [WEATHER, CLOCK], "toolChoice": {"tool": {"name": "get_time"}}},
+    )
+    assert forced["output"]["message"]["content"][0]["toolUse"]["name"] == "get_time"
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    text_format = {
+        "type": "json_schema",
+        "structure": {"jsonSchema": {"schema": json.dumps(schema), "name": "city"}},
+    }
+    structured = await call(
+        bedrock.converse,
+        modelId=MODEL,
+        messages=user("json please"),
+        outputConfig={"textFormat": text_format},
+    )
+    assert json.loads(structured["output"]["message"]["content"][0]["text"]) == {"city": "sample"}
+
+
+@pytest.mark.parametrize(
+    ("messages", "fragment"),
+    [
+        ([{"role": "assistant", "content": [{"text": "hi"}]}], "start with a user message"),
+        ([*user("a"), *user("b")], "alternate between user and assistant"),
+        (user(" "), "is blank"),
+        (
+            [{"role": "user", "content": [{"toolResult": {"toolUseId": "t", "content": []}}]}],
+            "toolConfig field must be defined",
+        ),
+    ],
+)
+async def test_validation_errors(sim: Simulator, messages: list[Any], fragment: str) -> None:
+    with pytest.raises(ClientError) as caught:
+        await call(client(sim).converse, modelId=MODEL, messages=messages)
+    error = caught.value.response["Error"]
+    assert error["Code"] == "ValidationException" and fragment in error["Message"]
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+async def test_faults_are_bedrock_exceptions(sim: Simulator) -> None:
+    throttled = client(sim, headers={"x-sim-fault": "status:429"})
+    with pytest.raises(ClientError) as caught:
+        await call(throttled.converse, modelId=MODEL, messages=user("x"))
+    assert caught.value.response["Error"]["Code"] == "ThrottlingException"
+    assert caught.value.response["ResponseMetadata"]["HTTPHeaders"]["retry-after"] == "1"
+    broken = client(sim, headers={"x-sim-fault": "status:503"})
+    with pytest.raises(ClientError) as caught:
+        await stream_events(broken, modelId=MODEL, messages=user("x"))
+    assert caught.value.response["Error"]["Code"] == "ServiceUnavailableException"
+
+
+async def test_wrong_credentials_are_403s(sim: Simulator) -> None:
+    with pytest.raises(ClientError) as caught:
+        await call(client(sim, secret="wrong").converse, modelId=MODEL, messages=user("x"))
+    assert caught.value.response["Error"]["Code"] == "InvalidSignatureException"
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    url = f"{sim.url}/model/{MODEL}/converse"
+    body = json.dumps({"messages": user("bearer")})
+    async with aiohttp.ClientSession() as session:
+        for authorization, status, kind in [
+            (None, 403, "MissingAuthenticationTokenException"),
+            ("Bearer nope", 403, "UnrecognizedClientException"),
+            ("Bearer bk-1", 200, None),
+        ]:
+            headers = {"Authorization": authorization} if authorization else {}
+            async with session.post(url, data=body, headers=headers) as response:
+                assert response.status == status
+                if kind is not None:
+                    assert response.headers["x-amzn-errortype"].startswith(kind + ":")
+                    assert set(await response.json()) == {"message"}
+
+
+async def test_stop_after_cuts_a_converse_stream(sim: Simulator) -> None:
+    url = f"{sim.url}/model/{MODEL}/converse-stream"
+    headers = {"Authorization": "Bearer bk-1", "x-sim-fault": "stop-after:2"}
+    async with aiohttp.ClientSession() as session:
+        async with session.post(url, json={"messages": user("cut")}, headers=headers) as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"] == CONTENT_TYPE
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await response.read()
+        plain = {"Authorization": "Bearer bk-1"}
+        async with session.post(
+            url.removesuffix("-stream"), json={"messages": user("x")}, headers=plain
+        ) as response:
+            text = (await response.json())["output"]["message"]["content"][0]["text"]
+    assert FILLER_WORDS[0] in text

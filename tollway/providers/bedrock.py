@@ -1,0 +1,142 @@
+"""Amazon Bedrock's Converse API: ``converse`` and ``converse-stream`` (AWS event streams).
+
+A deployment names its ``region`` (the default endpoint is
+``https://bedrock-runtime.{region}.amazonaws.com``) and one credential: a Bedrock API key in
+``api_key`` (sent as ``Authorization: Bearer``), or an AWS access key pair
+(``aws_access_key_id``, ``aws_secret_access_key``, optional ``aws_session_token``) that signs
+every call with SigV4 for the ``bedrock`` service. The model id goes in the URL path,
+percent-encoded as AWS's SDKs do (``...-v1%3A0``), and the URL is sent exactly as signed.
+Needs botocore (``pip install 'tollway[bedrock]'``), for signing and for event-stream decoding.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+import orjson
+from yarl import URL
+
+from tollway.core.errors import UpstreamProtocolError, UpstreamUnavailable
+from tollway.core.types import ChatChunk, ChatRequest, ChatResponse, Deployment
+from tollway.providers.base import ProviderResources, ProviderSpec
+from tollway.providers.eventstream import EventStreamDecoder
+from tollway.providers.sigv4 import AwsKey, SigV4Signer
+from tollway.wire.bedrock_request import request_to_wire
+from tollway.wire.bedrock_response import error_from_wire, response_from_wire
+from tollway.wire.bedrock_stream import StreamReader
+
+if TYPE_CHECKING:
+    from tollway.config.schema import DeploymentConfig
+
+SIGNING_NAME = "bedrock"
+_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
+
+
+class BedrockProvider:
+    """Chat and streams over the Bedrock Converse wire format."""
+
+    def __init__(self, resources: ProviderResources) -> None:
+        self._client = resources.client
+        self._vault = resources.vault
+        self._signer = SigV4Signer(SIGNING_NAME)
+
+    def _prepare(
+        self, request: ChatRequest, deployment: Deployment, action: str
+    ) -> tuple[URL, bytes, dict[str, str], str | None]:
+        """URL, body and headers of a call, credential included, and the secret (to scrub)."""
+        body = orjson.dumps(request_to_wire(request))
+        url = f"{deployment.api_base}/model/{quote(deployment.model, safe='')}/{action}"
+        headers = {
+            **request.upstream_headers,
+            **dict(deployment.headers),
+            "Content-Type": "application/json",
+        }
+        secret = None
+        if deployment.api_key is not None:
+            secret = self._vault.reveal(deployment.api_key)
+            headers["Authorization"] = f"Bearer {secret}"
+        elif deployment.aws_credentials is not None:
+            key = self._aws_key(deployment)
+            secret = key.secret_access_key
+            region = deployment.region
+            if region is None:
+                raise UpstreamUnavailable(f"deployment {deployment.id} has no region to sign for")
+            headers = self._signer.sign(url, body, headers, region, key)
+        return URL(url, encoded=True), body, headers, secret
+
+    def _aws_key(self, deployment: Deployment) -> AwsKey:
+        refs = deployment.aws_credentials
+        assert refs is not None
+        token = refs.session_token
+        return AwsKey(
+            self._vault.reveal(refs.access_key_id),
+            self._vault.reveal(refs.secret_access_key),
+            None if token is None else self._vault.reveal(token),
+        )
+
+    async def chat(self, request: ChatRequest, deployment: Deployment) -> ChatResponse:
+        """One complete answer."""
+        url, body, headers, secret = self._prepare(request, deployment, "converse")
+        raw = await self._client.post_json(
+            url, body, headers, deployment.timeouts, error_from_wire, secret
+        )
+        return response_from_wire(raw, deployment.model)
+
+    async def stream(
+        self, request: ChatRequest, deployment: Deployment
+    ) -> AsyncIterator[ChatChunk]:
+        """Chunks as the upstream sends them; a stream without ``messageStop`` is an error."""
+        url, body, headers, secret = self._prepare(request, deployment, "converse-stream")
+        decoder = EventStreamDecoder()
+        reader = StreamReader(deployment.model)
+        pieces = self._client.post_bytes_stream(
+            url, body, headers, deployment.timeouts, error_from_wire, secret
+        )
+        try:
+            async for piece in pieces:
+                for message in decoder.feed(piece):
+                    chunk = reader.feed(message.headers, message.payload)
+                    if chunk is not None:
+                        yield chunk
+                    if reader.done:
+                        return
+        finally:
+            # Returning at the metadata event leaves the upstream generator open; close it now.
+            await pieces.aclose()  # type: ignore[attr-defined]
+        if not reader.stopped:
+            raise UpstreamProtocolError("upstream stream ended before messageStop")
+
+
+def check_deployment(config: DeploymentConfig) -> None:
+    """A bedrock deployment needs botocore, a region and exactly one kind of credential."""
+    if importlib.util.find_spec("botocore") is None:
+        raise ValueError("provider 'bedrock' needs `pip install tollway[bedrock]` (botocore)")
+    if config.region is None or not _REGION.fullmatch(config.region):
+        raise ValueError(f"'region' must be an AWS region such as us-east-1, not {config.region!r}")
+    key_pair = (config.aws_access_key_id, config.aws_secret_access_key)
+    if (key_pair[0] is None) != (key_pair[1] is None):
+        raise ValueError("aws_access_key_id and aws_secret_access_key go together")
+    has_pair = key_pair[0] is not None
+    if config.aws_session_token is not None and not has_pair:
+        raise ValueError("aws_session_token needs aws_access_key_id and aws_secret_access_key")
+    credentials = "api_key (a Bedrock API key) or aws_access_key_id and aws_secret_access_key"
+    if has_pair and config.api_key is not None:
+        raise ValueError(f"provider 'bedrock' takes either {credentials}, not both")
+    if not has_pair and config.api_key is None:
+        raise ValueError(f"provider 'bedrock' needs {credentials}")
+
+
+SPECS = (
+    ProviderSpec(
+        name="bedrock",
+        build=BedrockProvider,
+        default_api_base="https://bedrock-runtime.{region}.amazonaws.com",
+        simulator_path="",
+        required_fields=("region",),
+        check_config=check_deployment,
+    ),
+)

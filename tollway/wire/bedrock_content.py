@@ -1,0 +1,180 @@
+"""Bedrock Converse content blocks ⇄ canonical parts, tool calls and tool results.
+
+A Converse block is a union: an object with one key naming its kind (``text``, ``image``,
+``toolUse``, ``toolResult``, ``document``, ``cachePoint``, ``reasoningContent``, ...).
+Kinds the gateway does not model are kept as ``OpaquePart`` named by that key. Images travel
+as base64 ``bytes`` with a ``format`` (``png``, ``jpeg``, ``gif``, ``webp``); Bedrock cannot
+fetch an image by URL, so an image URL is a 400. A ``json`` block in a tool result is a
+``TextPart`` holding the JSON text (what other formats get) with the value in its ``extra``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from tollway.core.errors import InvalidRequest
+from tollway.core.types import ContentPart, ImagePart, Message, OpaquePart, TextPart, ToolCall
+from tollway.wire.fields import json_object, required
+
+_IMAGE_FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "gif": "gif", "webp": "webp"}
+_TOOL_USE_KEYS = ("toolUseId", "name", "input")
+_TOOL_RESULT_KEYS = ("toolUseId", "content")
+
+
+def blocks(content: Any, param: str) -> list[dict[str, Any]]:
+    """``content`` checked to be an array of objects."""
+    if not isinstance(content, list):
+        raise InvalidRequest(f"'{param}' must be an array of content blocks", param=param)
+    return [json_object(block, f"{param}[{i}]") for i, block in enumerate(content)]
+
+
+def kind_of(block: dict[str, Any]) -> str:
+    """The kind of a union block: its one key (the first, when a block has several)."""
+    return next(iter(block), "")
+
+
+def part_from_wire(block: dict[str, Any], param: str) -> ContentPart:
+    """A canonical part from a text, image, json (tool results) or other block."""
+    kind = kind_of(block)
+    if kind == "text":
+        return TextPart(required(block, "text", str, f"{param}.text"))
+    if kind == "json":
+        return TextPart(orjson.dumps(block["json"]).decode(), extra={"json": block["json"]})
+    image = block.get("image")
+    if kind == "image" and isinstance(image, dict) and len(image) == 2:
+        source = image.get("source")
+        if isinstance(source, dict) and list(source) == ["bytes"]:
+            image_format = required(image, "format", str, f"{param}.image.format")
+            data = required(source, "bytes", str, f"{param}.image.source.bytes")
+            return ImagePart(data=data, media_type=f"image/{image_format}")
+    # Images in S3, documents, cache points, reasoning, ...: Bedrock's own, kept as sent.
+    return OpaquePart(type=kind, data=block)
+
+
+def user_from_wire(content: Any, param: str) -> list[Message]:
+    """Tool results as one ``tool`` message each, then the rest of the turn as a user message."""
+    turn = blocks(content, param)
+    results = [
+        _tool_result_from_wire(block["toolResult"], f"{param}[{i}].toolResult")
+        for i, block in enumerate(turn)
+        if kind_of(block) == "toolResult"
+    ]
+    parts = [
+        part_from_wire(block, f"{param}[{i}]")
+        for i, block in enumerate(turn)
+        if kind_of(block) != "toolResult"
+    ]
+    if results and not parts:
+        return results
+    return [*results, Message(role="user", content=parts)]
+
+
+def _tool_result_from_wire(raw: Any, param: str) -> Message:
+    result = json_object(raw, param)
+    inner = blocks(result.get("content", []), f"{param}.content")
+    return Message(
+        role="tool",
+        content=[part_from_wire(b, f"{param}.content[{i}]") for i, b in enumerate(inner)],
+        tool_call_id=required(result, "toolUseId", str, f"{param}.toolUseId"),
+        extra={k: v for k, v in result.items() if k not in _TOOL_RESULT_KEYS},
+    )
+
+
+def assistant_from_wire(content: Any, param: str) -> Message:
+    """An assistant turn: text and other blocks as content, ``toolUse`` blocks as calls."""
+    parts: list[ContentPart] = []
+    calls: list[ToolCall] = []
+    for index, block in enumerate(blocks(content, param)):
+        if kind_of(block) == "toolUse":
+            calls.append(_tool_use_from_wire(block["toolUse"], f"{param}[{index}].toolUse"))
+        else:
+            parts.append(part_from_wire(block, f"{param}[{index}]"))
+    return Message(
+        role="assistant",
+        content=None if calls and not parts else parts,
+        tool_calls=calls or None,
+    )
+
+
+def _tool_use_from_wire(raw: Any, param: str) -> ToolCall:
+    use = json_object(raw, param)
+    arguments = use.get("input")
+    if not isinstance(arguments, dict):
+        raise InvalidRequest(f"'{param}.input' must be an object", param=f"{param}.input")
+    return ToolCall(
+        id=required(use, "toolUseId", str, f"{param}.toolUseId"),
+        name=required(use, "name", str, f"{param}.name"),
+        arguments=orjson.dumps(arguments).decode(),
+        extra={k: v for k, v in use.items() if k not in _TOOL_USE_KEYS},
+    )
+
+
+def content_blocks(content: str | list[ContentPart] | None, param: str) -> list[dict[str, Any]]:
+    """Canonical content as blocks; empty text becomes no block (Bedrock refuses blank text)."""
+    if content is None or isinstance(content, str):
+        return [{"text": content}] if content else []
+    return [_part_to_wire(part, param) for part in content if not _empty(part)]
+
+
+def _empty(part: ContentPart) -> bool:
+    return isinstance(part, TextPart) and not part.text and "json" not in part.extra
+
+
+def _part_to_wire(part: ContentPart, param: str) -> dict[str, Any]:
+    """One block; an image's ``detail`` has no Bedrock counterpart and is dropped."""
+    if isinstance(part, TextPart):
+        return {"json": part.extra["json"]} if "json" in part.extra else {"text": part.text}
+    if isinstance(part, OpaquePart):
+        return part.data
+    if part.url is not None or part.data is None:
+        raise InvalidRequest(
+            "Bedrock cannot fetch images by URL; send the image as base64 data (a data: URL)",
+            param=param,
+        )
+    media_type = part.media_type or ""
+    image_format = _IMAGE_FORMATS.get(media_type.removeprefix("image/"))
+    if image_format is None:
+        raise InvalidRequest(
+            f"images of type {media_type!r} cannot be sent to a bedrock deployment "
+            "(png, jpeg, gif or webp)",
+            param=param,
+        )
+    return {"image": {"format": image_format, "source": {"bytes": part.data}}}
+
+
+def tool_result_to_wire(message: Message, param: str) -> dict[str, Any]:
+    """A ``toolResult`` block from a canonical tool message."""
+    if message.tool_call_id is None:
+        raise InvalidRequest(
+            f"'{param}.tool_call_id' is a required property", param=f"{param}.tool_call_id"
+        )
+    result = {
+        **message.extra,
+        "toolUseId": message.tool_call_id,
+        "content": content_blocks(message.content, param),
+    }
+    return {"toolResult": result}
+
+
+def assistant_blocks(message: Message, param: str) -> list[dict[str, Any]]:
+    """An assistant turn as blocks: its content, then one ``toolUse`` per call."""
+    out = content_blocks(message.content, param)
+    for index, call in enumerate(message.tool_calls or ()):
+        arguments = _arguments(call.arguments, f"{param}.tool_calls[{index}].arguments")
+        use = {**call.extra, "toolUseId": call.id, "name": call.name, "input": arguments}
+        out.append({"toolUse": use})
+    return out
+
+
+def _arguments(text: str, param: str) -> dict[str, Any]:
+    if not text.strip():
+        return {}
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"'{param}' must be a JSON object", param=param)
+    return value

@@ -1,0 +1,305 @@
+"""Bedrock Converse requests: wire JSON to ``ChatRequest`` and back.
+
+The model is not in the body (it is the ``{modelId}`` of the URL), and a body is the same for
+``converse`` and ``converse-stream``. Where Converse differs from the canonical shape:
+
+- ``system`` is a top-level array of blocks; on the way out every system or developer message
+  is hoisted into it, in order (text only).
+- Sampling settings live in ``inferenceConfig`` (``maxTokens``, ``temperature``, ``topP``,
+  ``stopSequences``); ``maxTokens`` is optional, so none is invented.
+- Tools are ``toolConfig.tools[].toolSpec`` with ``inputSchema.json``; ``toolChoice`` is
+  ``auto`` / ``any`` / ``tool``. Converse has no ``none``: with tool blocks in the
+  conversation (which need ``toolConfig``) the tools are sent with no choice, otherwise no
+  tools are sent at all.
+- Turns must alternate: consecutive messages of one role (tool results count as the user's)
+  are joined into one turn, so tool results and the user message after them share a turn.
+- JSON output: ``json_schema`` is ``outputConfig.textFormat`` (the schema as JSON text);
+  ``json_object`` becomes Anthropic's ``JSON_OBJECT_INSTRUCTION`` at the end of the system
+  prompt.
+- No counterpart: ``n`` > 1 is a 400; ``seed``, ``user``, ``parallel_tool_calls``, an image's
+  ``detail`` and a message's ``name`` are dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import orjson
+
+from tollway.core.errors import InvalidRequest
+from tollway.core.types import (
+    ChatRequest,
+    ImagePart,
+    Message,
+    ResponseFormat,
+    Tool,
+    ToolChoice,
+)
+from tollway.wire.anthropic_request import JSON_OBJECT_INSTRUCTION
+from tollway.wire.bedrock_content import (
+    assistant_blocks,
+    assistant_from_wire,
+    blocks,
+    content_blocks,
+    kind_of,
+    part_from_wire,
+    tool_result_to_wire,
+    user_from_wire,
+)
+from tollway.wire.crossing import request_for
+from tollway.wire.fields import json_object, number, optional, required
+
+WIRE_FORMAT = "bedrock"
+
+# Objects the codec reads some fields of; the fields it does not read are kept in ``extra``
+# under the object's own name and merged back on the way out.
+_INFERENCE_KEYS = frozenset({"maxTokens", "temperature", "topP", "stopSequences"})
+_TOOL_CONFIG_KEYS = frozenset({"tools", "toolChoice"})
+_OUTPUT_KEYS = frozenset({"textFormat"})
+_MODELLED = frozenset({"messages", "system", "inferenceConfig", "toolConfig", "outputConfig"})
+_TOOL_SPEC_KEYS = frozenset({"name", "description", "inputSchema", "strict"})
+_ToolMode = Literal["auto", "none", "required", "function"]
+_TOOL_CHOICES: dict[str, _ToolMode] = {"auto": "auto", "any": "required", "tool": "function"}
+
+
+def request_from_wire(body: dict[str, Any], model: str, *, stream: bool = False) -> ChatRequest:
+    """Parse and validate a Converse body addressed to ``model`` (from the URL)."""
+    messages = required(body, "messages", list)
+    if not messages:
+        raise InvalidRequest("'messages' must contain at least one message", param="messages")
+    extra = {k: v for k, v in body.items() if k not in _MODELLED}
+    inference = _sub_object(body, "inferenceConfig", _INFERENCE_KEYS, extra)
+    tool_config = _sub_object(body, "toolConfig", _TOOL_CONFIG_KEYS, extra)
+    output = _sub_object(body, "outputConfig", _OUTPUT_KEYS, extra)
+    max_tokens = optional(inference, "maxTokens", int, "inferenceConfig.maxTokens")
+    if max_tokens is not None and max_tokens < 1:
+        raise InvalidRequest(
+            "'inferenceConfig.maxTokens' must be at least 1", param="inferenceConfig.maxTokens"
+        )
+    return ChatRequest(
+        model=model,
+        messages=_system_from_wire(body.get("system")) + _messages_from_wire(messages),
+        stream=stream,
+        include_usage=True,  # Converse streams always end with a metadata event
+        max_tokens=max_tokens,
+        temperature=number(inference, "temperature", "inferenceConfig.temperature"),
+        top_p=number(inference, "topP", "inferenceConfig.topP"),
+        stop=_stop_from_wire(inference.get("stopSequences")),
+        tools=_tools_from_wire(tool_config.get("tools")),
+        tool_choice=_tool_choice_from_wire(tool_config.get("toolChoice")),
+        response_format=_text_format_from_wire(output.get("textFormat")),
+        extra=extra,
+        wire_format=WIRE_FORMAT,
+    )
+
+
+def request_to_wire(request: ChatRequest) -> dict[str, Any]:
+    """The upstream Converse body for ``request`` (the model goes in the URL)."""
+    request = request_for(request, WIRE_FORMAT)
+    if request.n is not None and request.n > 1:
+        raise InvalidRequest("'n' greater than 1 is not supported by Bedrock models", param="n")
+    body: dict[str, Any] = dict(request.extra)
+    fmt = request.response_format
+    system = _system_to_wire(request.messages, fmt is not None and fmt.type == "json_object")
+    if system:
+        body["system"] = system
+    body["messages"] = _messages_to_wire(request.messages)
+    _merge(body, "inferenceConfig", _inference_to_wire(request))
+    _merge(body, "toolConfig", _tool_config_to_wire(request, body["messages"]))
+    if fmt is not None and fmt.type == "json_schema":
+        _merge(body, "outputConfig", {"textFormat": _text_format_to_wire(fmt)})
+    return body
+
+
+def _sub_object(
+    body: dict[str, Any], key: str, known: frozenset[str], extra: dict[str, Any]
+) -> dict[str, Any]:
+    value = optional(body, key, dict) or {}
+    if rest := {k: v for k, v in value.items() if k not in known}:
+        extra[key] = rest
+    return value
+
+
+def _merge(body: dict[str, Any], key: str, fields: dict[str, Any]) -> None:
+    if fields:
+        body[key] = {**(body.get(key) or {}), **fields}
+
+
+def _stop_from_wire(raw: Any) -> list[str] | None:
+    if raw is None:
+        return None
+    if isinstance(raw, list) and all(isinstance(s, str) for s in raw):
+        return list(raw)
+    param = "inferenceConfig.stopSequences"
+    raise InvalidRequest(f"'{param}' must be an array of strings", param=param)
+
+
+def _system_from_wire(raw: Any) -> list[Message]:
+    if raw is None:
+        return []
+    system = blocks(raw, "system")
+    parts = [part_from_wire(block, f"system[{i}]") for i, block in enumerate(system)]
+    return [Message(role="system", content=parts)]
+
+
+def _messages_from_wire(raw: list[Any]) -> list[Message]:
+    messages: list[Message] = []
+    for index, item in enumerate(raw):
+        param = f"messages[{index}]"
+        obj = json_object(item, param)
+        role = required(obj, "role", str, f"{param}.role")
+        content = obj.get("content")
+        if role == "assistant":
+            messages.append(assistant_from_wire(content, f"{param}.content"))
+        elif role == "user":
+            messages.extend(user_from_wire(content, f"{param}.content"))
+        else:
+            raise InvalidRequest(
+                f"'{param}.role' must be 'user' or 'assistant', not {role!r}",
+                param=f"{param}.role",
+            )
+    return messages
+
+
+def _tools_from_wire(raw: Any) -> list[Tool] | None:
+    if raw is None:
+        return None
+    tools = []
+    for index, entry in enumerate(blocks(raw, "toolConfig.tools")):
+        param = f"toolConfig.tools[{index}]"
+        kind = kind_of(entry)
+        if kind != "toolSpec":  # cache points and system tools, kept as sent
+            tools.append(Tool(name=kind, extra={"type": kind, **entry}))
+            continue
+        spec = json_object(entry["toolSpec"], f"{param}.toolSpec")
+        schema = json_object(spec.get("inputSchema"), f"{param}.toolSpec.inputSchema")
+        tools.append(
+            Tool(
+                name=required(spec, "name", str, f"{param}.toolSpec.name"),
+                description=optional(spec, "description", str, f"{param}.toolSpec.description"),
+                parameters=json_object(schema.get("json"), f"{param}.toolSpec.inputSchema.json"),
+                strict=optional(spec, "strict", bool, f"{param}.toolSpec.strict"),
+                extra={k: v for k, v in spec.items() if k not in _TOOL_SPEC_KEYS},
+            )
+        )
+    return tools
+
+
+def _tool_choice_from_wire(raw: Any) -> ToolChoice | None:
+    if raw is None:
+        return None
+    choice = json_object(raw, "toolConfig.toolChoice")
+    kind = kind_of(choice)
+    if kind not in _TOOL_CHOICES:
+        param = "toolConfig.toolChoice"
+        raise InvalidRequest(f"'{param}' must be one of auto, any or tool", param=param)
+    name = None
+    if kind == "tool":
+        specific = json_object(choice["tool"], "toolConfig.toolChoice.tool")
+        name = required(specific, "name", str, "toolConfig.toolChoice.tool.name")
+    return ToolChoice(mode=_TOOL_CHOICES[kind], name=name)
+
+
+def _text_format_from_wire(raw: Any) -> ResponseFormat | None:
+    if raw is None:
+        return None
+    param = "outputConfig.textFormat.structure.jsonSchema"
+    text_format = json_object(raw, "outputConfig.textFormat")
+    structure = json_object(text_format.get("structure"), "outputConfig.textFormat.structure")
+    definition = json_object(structure.get("jsonSchema"), param)
+    try:
+        schema = orjson.loads(required(definition, "schema", str, f"{param}.schema"))
+    except orjson.JSONDecodeError:
+        raise InvalidRequest(
+            f"'{param}.schema' must be JSON text", param=f"{param}.schema"
+        ) from None
+    json_schema = {**definition, "name": definition.get("name") or "response", "schema": schema}
+    return ResponseFormat(type="json_schema", json_schema=json_schema)
+
+
+def _system_to_wire(messages: list[Message], json_object: bool) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for index, message in enumerate(messages):
+        if message.role not in ("system", "developer"):
+            continue
+        content = message.content
+        if isinstance(content, list) and any(isinstance(p, ImagePart) for p in content):
+            raise InvalidRequest(
+                "system messages can only hold text for Bedrock models", param="messages"
+            )
+        out.extend(content_blocks(content, f"messages[{index}].content"))
+    if json_object:
+        out.append({"text": JSON_OBJECT_INSTRUCTION})
+    return out
+
+
+def _messages_to_wire(messages: list[Message]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for index, message in enumerate(messages):
+        param = f"messages[{index}]"
+        if message.role in ("system", "developer"):
+            continue
+        if message.role == "assistant":
+            role, turn = "assistant", assistant_blocks(message, param)
+        elif message.role == "tool":
+            role, turn = "user", [tool_result_to_wire(message, param)]
+        else:
+            role, turn = "user", content_blocks(message.content, f"{param}.content")
+        if out and out[-1]["role"] == role:
+            out[-1]["content"].extend(turn)
+        else:
+            out.append({"role": role, "content": turn})
+    return out
+
+
+def _inference_to_wire(request: ChatRequest) -> dict[str, Any]:
+    fields = {
+        "maxTokens": request.max_tokens,
+        "temperature": request.temperature,
+        "topP": request.top_p,
+        "stopSequences": request.stop,
+    }
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def _tool_config_to_wire(request: ChatRequest, turns: list[dict[str, Any]]) -> dict[str, Any]:
+    if request.tools is None:
+        return {}
+    choice = request.tool_choice
+    if choice is not None and choice.mode == "none" and not _uses_tools(turns):
+        return {}  # no tools offered: the surest way to get none called
+    out: dict[str, Any] = {"tools": [_tool_to_wire(tool) for tool in request.tools]}
+    if choice is not None and choice.mode == "function":
+        out["toolChoice"] = {"tool": {"name": choice.name}}
+    elif choice is not None and choice.mode in ("auto", "required"):
+        out["toolChoice"] = {"auto": {}} if choice.mode == "auto" else {"any": {}}
+    return out
+
+
+def _uses_tools(turns: list[dict[str, Any]]) -> bool:
+    # Converse refuses toolUse / toolResult blocks in a conversation sent without toolConfig.
+    return any(kind_of(b) in ("toolUse", "toolResult") for t in turns for b in t["content"])
+
+
+def _tool_to_wire(tool: Tool) -> dict[str, Any]:
+    kind = tool.extra.get("type")
+    if kind is not None and kind in tool.extra:  # a cache point or system tool, as it came
+        return {kind: tool.extra[kind]}
+    spec: dict[str, Any] = {k: v for k, v in tool.extra.items() if k != "type"}
+    spec["name"] = tool.name
+    if tool.description is not None:
+        spec["description"] = tool.description
+    schema = tool.parameters if tool.parameters is not None else {"type": "object"}
+    spec["inputSchema"] = {"json": schema}
+    if tool.strict is not None:
+        spec["strict"] = tool.strict
+    return {"toolSpec": spec}
+
+
+def _text_format_to_wire(fmt: ResponseFormat) -> dict[str, Any]:
+    definition = dict(fmt.json_schema or {})
+    definition.pop("strict", None)  # Converse has no such field; its output always conforms
+    schema = definition.get("schema") or {"type": "object"}
+    definition["schema"] = orjson.dumps(schema).decode()
+    definition.setdefault("name", "response")
+    return {"type": "json_schema", "structure": {"jsonSchema": definition}}

@@ -1,0 +1,192 @@
+"""Bedrock Converse responses, usage, stop reasons and errors, in both directions.
+
+Usage: with prompt caching, Bedrock's ``inputTokens`` counts only the tokens neither read
+from nor written to the cache (AWS prompt-caching docs: total input = ``inputTokens`` +
+``cacheReadInputTokens`` + ``cacheWriteInputTokens``), as Anthropic's ``input_tokens`` does.
+Canonical ``Usage.input_tokens`` includes them, so it is that sum, with the two cache counts
+kept as ``cached_input_tokens`` and ``cache_write_tokens``; the reverse on the way out.
+
+A Converse answer carries neither an id nor the model: the id is made here and the model is
+the one the request was addressed to.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from tollway.core.errors import (
+    InvalidRequest,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamStatusError,
+)
+from tollway.core.types import ChatResponse, Choice, FinishReason, Message, Usage
+from tollway.wire.bedrock_content import assistant_blocks, assistant_from_wire
+from tollway.wire.crossing import response_for
+
+WIRE_FORMAT = "bedrock"
+
+_FINISH_REASONS: dict[str, FinishReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "content_filtered": "content_filter",
+    "guardrail_intervened": "content_filter",
+    "malformed_model_output": "error",
+    "malformed_tool_use": "error",
+    "model_context_window_exceeded": "length",
+}
+_STOP_REASONS: dict[FinishReason | None, str] = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "content_filter": "content_filtered",
+    "error": "malformed_model_output",
+    None: "end_turn",
+}
+EXCEPTION_STATUSES = {
+    "ValidationException": 400,
+    "ServiceQuotaExceededException": 400,
+    "AccessDeniedException": 403,
+    "ResourceNotFoundException": 404,
+    "ModelTimeoutException": 408,
+    "ModelErrorException": 424,
+    "ModelStreamErrorException": 424,
+    "ThrottlingException": 429,
+    "ModelNotReadyException": 429,
+    "InternalServerException": 500,
+    "ServiceUnavailableException": 503,
+}
+"""HTTP status of each Bedrock exception (botocore's service model); stream events name them
+in lower camel case (``throttlingException``)."""
+_USAGE_KEYS = frozenset(
+    {"inputTokens", "outputTokens", "totalTokens", "cacheReadInputTokens", "cacheWriteInputTokens"}
+)
+_RESPONSE_KEYS = frozenset({"output", "stopReason", "usage"})
+
+
+def finish_from_wire(stop_reason: Any) -> tuple[FinishReason | None, dict[str, Any]]:
+    """The finish reason, and a choice ``extra`` keeping a stop reason it cannot say exactly."""
+    if stop_reason is None:
+        return None, {}
+    finish = _FINISH_REASONS.get(str(stop_reason), "stop")
+    # "stop_sequence" is kept too: Converse does not say which sequence, so it cannot be
+    # told from the canonical finish by its ``stop_sequence``.
+    exact = _STOP_REASONS[finish] == stop_reason
+    return finish, {} if exact else {"stopReason": stop_reason}
+
+
+def stop_reason_to_wire(
+    finish: FinishReason | None, stop_sequence: str | None, extra: dict[str, Any]
+) -> str:
+    """Bedrock's ``stopReason`` for a canonical finish (``extra`` may hold the exact one)."""
+    if "stopReason" in extra:
+        return str(extra["stopReason"])
+    if finish == "stop" and stop_sequence is not None:
+        return "stop_sequence"
+    return _STOP_REASONS.get(finish, "end_turn")
+
+
+def usage_from_wire(raw: Any) -> Usage | None:
+    """Canonical usage from a Converse ``usage`` object (cache counts folded into input)."""
+    if not isinstance(raw, dict):
+        return None
+    cache_read = int(raw.get("cacheReadInputTokens") or 0)
+    cache_write = int(raw.get("cacheWriteInputTokens") or 0)
+    return Usage(
+        input_tokens=int(raw.get("inputTokens") or 0) + cache_read + cache_write,
+        output_tokens=int(raw.get("outputTokens") or 0),
+        cached_input_tokens=cache_read,
+        cache_write_tokens=cache_write,
+        extra={k: v for k, v in raw.items() if k not in _USAGE_KEYS},
+    )
+
+
+def usage_to_wire(usage: Usage) -> dict[str, Any]:
+    """A Converse ``usage`` object; cache counts only when there are some, as Bedrock does."""
+    uncached = usage.input_tokens - usage.cached_input_tokens - usage.cache_write_tokens
+    out: dict[str, Any] = {
+        **usage.extra,
+        "inputTokens": max(uncached, 0),
+        "outputTokens": usage.output_tokens,
+        "totalTokens": usage.total_tokens,
+    }
+    if usage.cached_input_tokens:
+        out["cacheReadInputTokens"] = usage.cached_input_tokens
+    if usage.cache_write_tokens:
+        out["cacheWriteInputTokens"] = usage.cache_write_tokens
+    return out
+
+
+def response_from_wire(raw: Any, model: str) -> ChatResponse:
+    """Canonical response from a Converse body answering a request to ``model``."""
+    output = raw.get("output") if isinstance(raw, dict) else None
+    message = output.get("message") if isinstance(output, dict) else None
+    if not isinstance(message, dict) or not isinstance(message.get("content"), list):
+        raise UpstreamProtocolError("upstream answered without 'output.message.content'")
+    try:
+        answer = assistant_from_wire(message["content"], "output.message.content")
+        usage = usage_from_wire(raw.get("usage"))
+    except InvalidRequest as exc:
+        raise UpstreamProtocolError(f"upstream content is malformed: {exc.message}") from None
+    except (TypeError, ValueError) as exc:
+        raise UpstreamProtocolError(f"upstream usage is malformed: {exc}") from None
+    finish, choice_extra = finish_from_wire(raw.get("stopReason"))
+    return ChatResponse(
+        id=new_id(),
+        model=model,
+        created=int(time.time()),
+        choices=[Choice(index=0, message=answer, finish_reason=finish, extra=choice_extra)],
+        usage=usage,
+        extra={k: v for k, v in raw.items() if k not in _RESPONSE_KEYS},
+        wire_format=WIRE_FORMAT,
+    )
+
+
+def new_id() -> str:
+    """An id for an answer (Converse answers have none)."""
+    return f"bedrock-{uuid.uuid4().hex}"
+
+
+def response_to_wire(response: ChatResponse) -> dict[str, Any]:
+    """A Converse body from the first choice of ``response``."""
+    response = response_for(response, WIRE_FORMAT)
+    choice = response.choices[0] if response.choices else None
+    message = choice.message if choice is not None else Message(role="assistant", content=None)
+    try:
+        content = assistant_blocks(message, "choices[0].message")
+    except InvalidRequest as exc:
+        raise UpstreamProtocolError(
+            f"upstream answer cannot be translated: {exc.message}"
+        ) from None
+    stop_reason = stop_reason_to_wire(
+        None if choice is None else choice.finish_reason,
+        None if choice is None else choice.stop_sequence,
+        {} if choice is None else choice.extra,
+    )
+    return {
+        **response.extra,
+        "output": {"message": {"role": "assistant", "content": content}},
+        "stopReason": stop_reason,
+        "usage": usage_to_wire(response.usage or Usage()),
+    }
+
+
+def error_from_wire(raw: Any) -> tuple[str, str | None, str | None, str | None]:
+    """``(message, type, code, param)`` from a Bedrock error body (``{"message": ...}``)."""
+    if isinstance(raw, dict):
+        message = raw.get("message") or raw.get("Message") or str(raw)
+        kind = raw.get("__type")
+        code = str(kind).rsplit("#", 1)[-1].split(":", 1)[0] if kind else None
+        return str(message), None, code, None
+    return str(raw)[:500], None, None, None
+
+
+def exception_error(kind: str, message: str) -> UpstreamError:
+    """The failure an exception event (``:exception-type`` ``kind``) of a stream reports."""
+    name = kind[:1].upper() + kind[1:]
+    status = EXCEPTION_STATUSES.get(name, 500)
+    return UpstreamStatusError(status, f"upstream stream failed: {message}", code=name)

@@ -1,0 +1,112 @@
+"""Bedrock ConverseStream events to canonical chunks.
+
+Each event-stream message (decoded by ``providers/eventstream.py``) has headers naming its
+``:message-type`` and a JSON payload. ``event`` messages, by ``:event-type``:
+``messageStart`` gives the role chunk; text deltas become content (text blocks have no
+start event); each ``toolUse`` block becomes the tool call numbered by its order among the
+tool calls, with id and name from its ``contentBlockStart`` and its ``input`` fragments as
+argument fragments; ``messageStop`` gives the finish reason; ``metadata`` (last) gives a
+usage-only chunk. ``exception`` messages (``:exception-type``, e.g. ``throttlingException``)
+and ``error`` messages (``:error-code``) raise the failure they report. Payloads carry a
+padding field ``p`` and maybe fields newer than this code; both are ignored.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from tollway.core.errors import UpstreamProtocolError
+from tollway.core.types import ChatChunk, ChunkChoice, ToolCallDelta
+from tollway.wire.bedrock_response import (
+    WIRE_FORMAT,
+    exception_error,
+    finish_from_wire,
+    new_id,
+    usage_from_wire,
+)
+
+
+class StreamReader:
+    """Turns one ConverseStream's messages into canonical chunks, message by message."""
+
+    def __init__(self, model: str) -> None:
+        self.stopped = False
+        """``messageStop`` came: the answer is complete (only ``metadata`` may follow)."""
+        self.done = False
+        """``metadata`` came: nothing follows."""
+        self._id = new_id()
+        self._model = model
+        self._created = int(time.time())
+        self._tool_of_block: dict[int, int] = {}
+
+    def feed(self, headers: Mapping[str, Any], payload: bytes) -> ChatChunk | None:
+        """The chunk one message stands for, if any; raises on exception and error messages."""
+        kind = headers.get(":message-type")
+        if kind == "exception":
+            raise exception_error(str(headers.get(":exception-type")), _message(payload))
+        if kind == "error":
+            message = str(headers.get(":error-message") or "unknown error")
+            raise exception_error(str(headers.get(":error-code")), message)
+        try:
+            return self._event(str(headers.get(":event-type")), orjson.loads(payload))
+        except orjson.JSONDecodeError:
+            raise UpstreamProtocolError("upstream sent an invalid stream event") from None
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise UpstreamProtocolError(f"upstream stream event is malformed: {exc!r}") from None
+
+    def _event(self, kind: str, event: dict[str, Any]) -> ChatChunk | None:
+        if kind == "messageStart":
+            return self._chunk(ChunkChoice(index=0, role="assistant"))
+        if kind == "contentBlockStart":
+            return self._block_start(int(event["contentBlockIndex"]), event["start"])
+        if kind == "contentBlockDelta":
+            return self._block_delta(int(event["contentBlockIndex"]), event["delta"])
+        if kind == "messageStop":
+            self.stopped = True
+            finish, extra = finish_from_wire(event["stopReason"])
+            return self._chunk(ChunkChoice(index=0, finish_reason=finish, extra=extra))
+        if kind == "metadata":
+            self.done = True
+            last = ChatChunk(self._id, self._model, self._created, [], wire_format=WIRE_FORMAT)
+            last.usage = usage_from_wire(event["usage"])
+            return last
+        return None  # contentBlockStop, and event types newer than this code
+
+    def _block_start(self, index: int, start: dict[str, Any]) -> ChatChunk | None:
+        use = start.get("toolUse")
+        if use is None:
+            return None  # tool results and images of server tools: nothing to tell
+        ordinal = len(self._tool_of_block)
+        self._tool_of_block[index] = ordinal
+        call = ToolCallDelta(index=ordinal, id=str(use["toolUseId"]), name=str(use["name"]))
+        return self._chunk(ChunkChoice(index=0, tool_calls=[call]))
+
+    def _block_delta(self, index: int, delta: dict[str, Any]) -> ChatChunk | None:
+        if "text" in delta:
+            text = str(delta["text"])
+            return self._chunk(ChunkChoice(index=0, content=text)) if text else None
+        use = delta.get("toolUse")
+        if use is None:
+            return None  # reasoning, citations: nothing the canonical chunk models
+        fragment = str(use.get("input") or "")
+        if not fragment:
+            return None
+        call = ToolCallDelta(index=self._tool_of_block[index], arguments=fragment)
+        return self._chunk(ChunkChoice(index=0, tool_calls=[call]))
+
+    def _chunk(self, choice: ChunkChoice) -> ChatChunk:
+        return ChatChunk(self._id, self._model, self._created, [choice], wire_format=WIRE_FORMAT)
+
+
+def _message(payload: bytes) -> str:
+    try:
+        body = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return payload.decode("utf-8", "replace")[:500]
+    if isinstance(body, dict) and body.get("message"):
+        return str(body["message"])
+    return str(body)[:500]
