@@ -11,6 +11,9 @@ import pytest
 from tests.support import Process, running_gateway, running_simulator
 
 UPSTREAM_KEY = "sk-upstream-test-0123456789abcdef"
+AWS_ACCESS_KEY_ID = "AKIDTOLLWAYTEST00001"
+AWS_SECRET_ACCESS_KEY = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYTOLLWAYKEY"
+BEDROCK_MODEL = "anthropic.claude-sim-v1:0"
 
 
 @pytest.fixture(scope="session")
@@ -21,13 +24,14 @@ def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def simulator_url(log_dir: Path) -> Iterator[str]:
-    """A simulated provider process that requires ``UPSTREAM_KEY``."""
-    with running_simulator(log_dir, "--api-key", UPSTREAM_KEY) as url:
+    """A simulated provider process that requires ``UPSTREAM_KEY`` (or SigV4 for Bedrock)."""
+    aws = ["--aws-access-key-id", AWS_ACCESS_KEY_ID, "--aws-secret-access-key"]
+    with running_simulator(log_dir, "--api-key", UPSTREAM_KEY, *aws, AWS_SECRET_ACCESS_KEY) as url:
         yield url
 
 
 def gateway_config(simulator_url: str, **upstream: Any) -> dict[str, Any]:
-    """A gateway config with OpenAI, Azure, Anthropic and fault-prone models on the simulator."""
+    """A gateway config with models of every provider family on the simulator, some broken."""
     base = f"{simulator_url}/v1"
     key = "env:TEST_UPSTREAM_KEY"
     return {
@@ -115,14 +119,75 @@ def gateway_config(simulator_url: str, **upstream: Any) -> dict[str, Any]:
                     }
                 ],
             },
+            *bedrock_groups(simulator_url),
+            {
+                "name": "test-gemini",
+                "deployments": [
+                    {
+                        "provider": "gemini",
+                        "model": "sim-chat",
+                        "api_base": simulator_url,
+                        "api_key": key,
+                    }
+                ],
+            },
+            {
+                "name": "test-vertex",
+                "deployments": [
+                    {
+                        "provider": "vertex_ai",
+                        "model": "sim-chat",
+                        "api_base": f"{simulator_url}/v1/projects/test/locations/europe-west4",
+                        "api_key": key,
+                    }
+                ],
+            },
+            {
+                "name": "test-gemini-embed",
+                "kind": "embedding",
+                "deployments": [
+                    {
+                        "provider": "gemini",
+                        "model": "sim-embed",
+                        "api_base": simulator_url,
+                        "api_key": key,
+                    }
+                ],
+            },
+            {
+                "name": "test-gemini-badkey",
+                "deployments": [
+                    {
+                        "provider": "gemini",
+                        "model": "sim-chat",
+                        "api_base": simulator_url,
+                        "api_key": "env:TEST_WRONG_KEY",
+                    }
+                ],
+            },
         ],
     }
+
+
+def bedrock_groups(simulator_url: str) -> list[dict[str, Any]]:
+    """Bedrock models on the simulator: SigV4-signed, with a Bedrock API key, a wrong secret."""
+    base = {"provider": "bedrock", "model": BEDROCK_MODEL, "region": "us-east-1"}
+    signed = {**base, "api_base": simulator_url, "aws_access_key_id": "env:TEST_AWS_KEY_ID"}
+    return [
+        {"name": "test-bedrock", "deployments": [
+            {**signed, "aws_secret_access_key": "env:TEST_AWS_SECRET_KEY"}]},
+        {"name": "test-bedrock-apikey", "deployments": [
+            {**base, "api_base": simulator_url, "api_key": "env:TEST_UPSTREAM_KEY"}]},
+        {"name": "test-bedrock-badsecret", "deployments": [
+            {**signed, "aws_secret_access_key": "env:TEST_WRONG_KEY"}]},
+    ]  # fmt: skip
 
 
 @pytest.fixture(scope="session")
 def gateway(log_dir: Path, simulator_url: str) -> Iterator[tuple[str, Process]]:
     """A gateway process in front of the simulator; yields (base URL, process)."""
     env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TEST_WRONG_KEY": "sk-wrong-key-for-test-9876"}
+    env |= {"TEST_AWS_KEY_ID": AWS_ACCESS_KEY_ID, "TEST_AWS_SECRET_KEY": AWS_SECRET_ACCESS_KEY}
     with running_gateway(log_dir, gateway_config(simulator_url), env) as running:
         yield running
 

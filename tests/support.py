@@ -18,6 +18,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 
+CLIENT_KEY = "client-key-for-tests-0123456789"
+"""The bootstrap admin key every test gateway accepts (``TOLLWAY_ADMIN_KEY``)."""
+
 
 def free_port() -> int:
     """A port that was free a moment ago on 127.0.0.1."""
@@ -104,7 +107,9 @@ def running_gateway(
     """A ``tollway serve`` process on ``config`` (None: the embedded default)."""
     port = free_port()
     args = ["serve", "--port", str(port)]
+    store_url = f"sqlite+aiosqlite:///{log_dir}/gateway-{port}.db"
     if config is not None:
+        config = {"store": {"url": store_url}, **config}
         config_path = log_dir / f"gateway-{port}.yaml"
         config_path.write_text(yaml.safe_dump(config))
         args += ["--config", str(config_path)]
@@ -113,6 +118,8 @@ def running_gateway(
         for k, v in os.environ.items()
         if k not in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "TOLLWAY_CONFIG")
     }
+    full_env["TOLLWAY_ADMIN_KEY"] = CLIENT_KEY
+    full_env["TOLLWAY_STORE_URL"] = store_url
     full_env.update(env or {})
     process = Process(tollway_command(*args), log_dir / f"gateway-{port}.log", env=full_env)
     url = f"http://127.0.0.1:{port}"

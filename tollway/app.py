@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator, Mapping
 import orjson
 from aiohttp import web
 
+from tollway.admin.openapi import openapi_document
+from tollway.admin.routes import ROUTES, admin_routes
 from tollway.config.schema import Settings
 from tollway.core.errors import NotFound
 from tollway.dialects.anthropic import AnthropicDialect
@@ -34,6 +36,13 @@ def create_app(settings: Settings, environ: Mapping[str, str] | None = None) -> 
     app.router.add_routes(OpenAIDialect(gateway).routes())
     app.router.add_routes(ResponsesDialect(gateway).routes())
     app.router.add_routes(AnthropicDialect(gateway).routes())
+    app.router.add_routes(admin_routes(gateway, ROUTES))
+    document = orjson.dumps(openapi_document(ROUTES))
+
+    async def openapi(_: web.Request) -> web.Response:
+        return web.Response(body=document, content_type="application/json")
+
+    app.router.add_get("/admin/openapi.json", openapi)
     app.router.add_get("/health/live", _live)
     app.router.add_get("/health/ready", _ready)
     app.router.add_route("*", "/{tail:.*}", _unknown_route)

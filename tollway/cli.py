@@ -10,11 +10,25 @@ from typing import Annotated
 
 import typer
 
-from tollway.config import ConfigError, Settings, default_settings, load_settings
+from tollway.admin import cli as admin_cli
+from tollway.config import (
+    ConfigError,
+    Settings,
+    default_settings,
+    load_settings,
+    with_environment,
+)
+from tollway.scan import scan_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Tollway, the AI gateway.")
 config_app = typer.Typer(no_args_is_help=True, help="Work with configuration files.")
 app.add_typer(config_app, name="config")
+app.add_typer(admin_cli.teams, name="teams")
+app.add_typer(admin_cli.users, name="users")
+app.add_typer(admin_cli.keys, name="keys")
+app.add_typer(admin_cli.credentials, name="credentials")
+app.add_typer(admin_cli.audit, name="audit")
+app.add_typer(scan_app)
 
 ConfigOption = Annotated[
     Path | None,
@@ -42,8 +56,8 @@ def _load(config: Path | None) -> tuple[Settings, str]:
     )
     try:
         if path is None:
-            return default_settings(os.environ), "embedded default"
-        return load_settings(path), str(path)
+            return with_environment(default_settings(os.environ), os.environ), "embedded default"
+        return with_environment(load_settings(path), os.environ), str(path)
     except ConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
@@ -101,10 +115,18 @@ def mock_provider(
     api_key: Annotated[
         str | None, typer.Option(help="Require this API key", envvar="TOLLWAY_SIM_API_KEY")
     ] = None,
+    aws_access_key_id: Annotated[
+        str | None,
+        typer.Option(help="Bedrock: require SigV4 with this key", envvar="TOLLWAY_SIM_AWS_KEY_ID"),
+    ] = None,
+    aws_secret_access_key: Annotated[
+        str | None,
+        typer.Option(help="Bedrock: its secret key", envvar="TOLLWAY_SIM_AWS_SECRET_KEY"),
+    ] = None,
     fault: Annotated[str | None, typer.Option(help="Server-wide fault, e.g. status:500")] = None,
     fault_rate: Annotated[float, typer.Option(help="Share of requests the fault hits")] = 1.0,
 ) -> None:
-    """Run the simulated provider (OpenAI and Anthropic wire formats)."""
+    """Run the simulated provider (OpenAI, Anthropic and Bedrock wire formats)."""
     from tollway.simulator import SimulatorSettings
     from tollway.simulator import serve as serve_simulator
 
@@ -113,6 +135,8 @@ def mock_provider(
         tpot_ms=tpot_ms,
         output_tokens=output_tokens,
         api_key=api_key,
+        aws_access_key_id=aws_access_key_id,
+        aws_secret_access_key=aws_secret_access_key,
         fault=fault,
         fault_rate=fault_rate,
     )

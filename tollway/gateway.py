@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from collections.abc import Mapping
 
 import aiohttp
 
+from tollway.auth.authenticator import Authenticator
+from tollway.auth.bootstrap import configured_admin_key, ensure_admin, pin_admin_key
+from tollway.auth.identity import Identity
+from tollway.auth.stage import ModelAccess
 from tollway.auth.vault import Vault
 from tollway.config.schema import Settings
 from tollway.core.pipeline import Pipeline
@@ -17,6 +22,7 @@ from tollway.providers import BUILTIN_PROVIDERS, ChatProvider, EmbeddingProvider
 from tollway.providers.http import UpstreamClient
 from tollway.routing.table import build_routing_table
 from tollway.simulator import Simulator
+from tollway.store import RecordNotFound, Store
 
 log = logging.getLogger("tollway")
 
@@ -26,7 +32,13 @@ class Gateway:
 
     def __init__(self, settings: Settings, environ: Mapping[str, str] | None = None) -> None:
         self.settings = settings
-        self.vault = Vault(os.environ if environ is None else environ)
+        self.environ = os.environ if environ is None else environ
+        self.vault = Vault(self.environ)
+        self.store = Store(settings.store.url)
+        self.identity = Identity(self.store)
+        self.authenticator = Authenticator(
+            self.identity.keys, anonymous_models=settings.auth.anonymous_models
+        )
         self.max_body_size = int(settings.server.max_body_size)
         self.started_at = int(time.time())
         self.forwarder = HeaderForwarder(settings.upstream.forward_headers)
@@ -42,7 +54,10 @@ class Gateway:
         return self._pipeline
 
     async def start(self) -> None:
-        """Start the simulator (if enabled), open the upstream pool and build the pipeline."""
+        """Open the store, load identities, start the simulator (if enabled), open the
+        upstream pool and build the pipeline."""
+        await self.store.open(migrate=self.settings.store.migrate)
+        await self._load_identities()
         simulator_url = None
         if self.settings.simulator.enabled:
             self.simulator = Simulator(self.settings.simulator.settings)
@@ -75,15 +90,42 @@ class Gateway:
         chat = {name: p for name, p in built.items() if isinstance(p, ChatProvider)}
         embedding = {name: p for name, p in built.items() if isinstance(p, EmbeddingProvider)}
         routing = build_routing_table(self.settings, simulator_url)
-        return Pipeline(routing, chat, embedding, stages=())
+        return Pipeline(routing, chat, embedding, stages=(ModelAccess(),))
+
+    async def _load_identities(self) -> None:
+        await self.identity.load()
+        for credential in await self.store.credentials.find():
+            self.vault.set_stored(
+                credential.name, await self.store.credentials.reveal(credential.name)
+            )
+        configured = self.settings.auth.admin_key
+        admin_key = configured_admin_key(
+            self.vault.reveal(configured) if configured else None, self.environ
+        )
+        if admin_key:
+            pin_admin_key(self.identity, admin_key)
+            return
+        created = await ensure_admin(self.identity)
+        if created:
+            # Shown once, on the terminal only: never through logging, which may be shipped.
+            print(
+                f"\nTollway created the first admin key. Store it now; it is not shown again:"
+                f"\n\n    {created}\n\nCreate keys with: TOLLWAY_ADMIN_KEY=<that key> "
+                f"tollway keys create --name my-app\n",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    async def credentials_changed(self, name: str) -> None:
+        """Reload one vault credential after the admin API changed it."""
+        try:
+            self.vault.set_stored(name, await self.store.credentials.reveal(name))
+        except RecordNotFound:
+            self.vault.set_stored(name, None)
 
     def _warn_missing_credentials(self) -> None:
-        refs = [
-            d.api_key
-            for group in self.settings.models
-            for d in group.deployments
-            if d.api_key is not None
-        ]
+        deployments = [d for group in self.settings.models for d in group.deployments]
+        refs = [ref for deployment in deployments for ref in deployment.secret_refs()]
         for missing in self.vault.missing(refs):
             log.warning("credential %s cannot be resolved; its deployments will fail", missing)
 
@@ -94,3 +136,4 @@ class Gateway:
             await self._session.close()
         if self.simulator is not None:
             await self.simulator.stop()
+        await self.store.close()

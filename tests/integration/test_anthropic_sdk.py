@@ -19,7 +19,7 @@ import openai
 import pytest
 
 from tests.conftest import UPSTREAM_KEY
-from tests.support import running_gateway
+from tests.support import CLIENT_KEY, running_gateway
 
 BOTH = pytest.mark.parametrize("model", ["test-claude", "test-chat"])
 PROVIDER = {"test-claude": "anthropic", "test-chat": "openai"}
@@ -63,14 +63,14 @@ def recorded_request(simulator_url: str, marker: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def claude(gateway_url: str) -> Iterator[anthropic.Anthropic]:
     """A sync Anthropic SDK client whose only change is the base URL."""
-    with anthropic.Anthropic(base_url=gateway_url, api_key="client-key", max_retries=0) as c:
+    with anthropic.Anthropic(base_url=gateway_url, api_key=CLIENT_KEY, max_retries=0) as c:
         yield c
 
 
 @pytest.fixture
 async def async_claude(gateway_url: str) -> AsyncIterator[anthropic.AsyncAnthropic]:
     """An async Anthropic SDK client whose only change is the base URL."""
-    client = anthropic.AsyncAnthropic(base_url=gateway_url, api_key="client-key", max_retries=0)
+    client = anthropic.AsyncAnthropic(base_url=gateway_url, api_key=CLIENT_KEY, max_retries=0)
     yield client
     await client.close()
 
@@ -78,7 +78,7 @@ async def async_claude(gateway_url: str) -> AsyncIterator[anthropic.AsyncAnthrop
 @pytest.fixture(scope="module")
 def gpt(gateway_url: str) -> Iterator[openai.OpenAI]:
     """A sync OpenAI SDK client, for Anthropic deployments served to OpenAI clients."""
-    with openai.OpenAI(base_url=gateway_url + "/v1", api_key="client-key", max_retries=0) as c:
+    with openai.OpenAI(base_url=gateway_url + "/v1", api_key=CLIENT_KEY, max_retries=0) as c:
         yield c
 
 
@@ -309,7 +309,7 @@ def test_the_clients_key_never_reaches_the_upstream(
         model="test-claude",
         max_tokens=5,
         messages=user("whose key is this"),
-        extra_headers={"x-api-key": "client-key"},
+        extra_headers={"x-api-key": CLIENT_KEY},
     )
     recorded = recorded_request(simulator_url, "whose key is this")
     assert recorded["path"] == "/v1/messages"
@@ -317,7 +317,7 @@ def test_the_clients_key_never_reaches_the_upstream(
     assert headers["x-api-key"] == UPSTREAM_KEY
     assert headers["anthropic-version"] == "2023-06-01"
     assert "authorization" not in headers
-    assert "client-key" not in json.dumps(recorded)
+    assert CLIENT_KEY not in json.dumps(recorded)
 
 
 def test_anthropic_only_features_are_refused_by_name_on_openai_deployments(
@@ -481,7 +481,7 @@ def test_openai_features_anthropic_lacks_are_400s(
 
 def test_demo_claude_works_with_no_keys(log_dir: Path) -> None:
     with running_gateway(log_dir, None) as (url, _):
-        client = anthropic.Anthropic(base_url=url, api_key="anything", max_retries=0)
+        client = anthropic.Anthropic(base_url=url, api_key=CLIENT_KEY, max_retries=0)
         message = client.messages.create(model="demo-claude", max_tokens=20, messages=user("hi"))
         client.close()
     assert message.stop_reason in ("end_turn", "max_tokens")

@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from tests.support import Process, running_gateway, tollway_command
+from tests.support import CLIENT_KEY, Process, running_gateway, tollway_command
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -54,12 +54,12 @@ def test_embedded_default_answers_at_once(embedded: tuple[str, Process]) -> None
     )
     assert reply.status_code == 200
     assert "first try" in reply.json()["choices"][0]["message"]["content"]
-    names = {m.id for m in openai.OpenAI(base_url=url + "/v1", api_key="x").models.list()}
+    names = {m.id for m in openai.OpenAI(base_url=url + "/v1", api_key=CLIENT_KEY).models.list()}
     assert names == {"demo-chat", "demo-chat-large", "demo-claude", "demo-embed"}
 
 
 def test_embedded_default_serves_the_anthropic_sdk(embedded: tuple[str, Process]) -> None:
-    client = anthropic.Anthropic(base_url=embedded[0], api_key="x", max_retries=0)
+    client = anthropic.Anthropic(base_url=embedded[0], api_key=CLIENT_KEY, max_retries=0)
     message = client.messages.create(
         model="demo-claude", max_tokens=64, messages=[{"role": "user", "content": "hi claude"}]
     )
@@ -69,7 +69,10 @@ def test_embedded_default_serves_the_anthropic_sdk(embedded: tuple[str, Process]
 def test_provider_keys_in_the_environment_add_their_models(log_dir: Path) -> None:
     env = {"OPENAI_API_KEY": "sk-not-used-here", "ANTHROPIC_API_KEY": "sk-ant-not-used"}
     with running_gateway(log_dir, None, env) as (url, process):
-        names = {m["id"] for m in httpx.get(url + "/v1/models").json()["data"]}
+        listed = httpx.get(url + "/v1/models", headers={"Authorization": f"Bearer {CLIENT_KEY}"})
+        names = {m["id"] for m in listed.json()["data"]}
         assert {"gpt-4o", "gpt-4o-mini", "text-embedding-3-small", "demo-chat"} <= names
+        anonymous = {m["id"] for m in httpx.get(url + "/v1/models").json()["data"]}
+        assert anonymous == {"demo-chat", "demo-chat-large", "demo-claude", "demo-embed"}
         assert any(name.startswith("claude-") for name in names)
     assert "sk-not-used-here" not in process.output()

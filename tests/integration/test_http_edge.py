@@ -11,6 +11,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.support import CLIENT_KEY
+
+AUTH = {"Authorization": f"Bearer {CLIENT_KEY}"}
 CHAT = "/v1/chat/completions"
 HELLO = {"model": "test-chat", "messages": [{"role": "user", "content": "hello"}]}
 
@@ -21,7 +24,7 @@ async def post(
     """POST and return (status, JSON body, headers)."""
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     async with (
-        aiohttp.ClientSession() as session,
+        aiohttp.ClientSession(headers=AUTH) as session,
         session.post(
             url, data=data, headers={"Content-Type": "application/json", **(headers or {})}
         ) as response,
@@ -86,7 +89,7 @@ async def test_embedding_model_on_chat_route_is_400(gateway_url: str) -> None:
 
 
 async def test_unknown_route_and_wrong_method_are_404_in_openai_shape(gateway_url: str) -> None:
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers=AUTH) as session:
         for method, path in (("POST", "/v1/nothing"), ("GET", CHAT)):
             async with session.request(method, gateway_url + path) as response:
                 assert response.status == 404
@@ -121,7 +124,7 @@ async def test_stream_error_before_first_byte_is_a_json_error(gateway_url: str) 
 async def test_stream_cut_after_first_chunk_ends_with_an_error_event(gateway_url: str) -> None:
     events = []
     async with (
-        aiohttp.ClientSession() as session,
+        aiohttp.ClientSession(headers=AUTH) as session,
         session.post(
             gateway_url + CHAT,
             json={**HELLO, "stream": True},
@@ -144,7 +147,7 @@ async def test_stream_chunks_arrive_as_they_are_produced(gateway_url: str) -> No
     arrivals = []
     started = time.monotonic()
     async with (
-        aiohttp.ClientSession() as session,
+        aiohttp.ClientSession(headers=AUTH) as session,
         session.post(
             gateway_url + CHAT,
             json={**HELLO, "stream": True},
@@ -159,7 +162,7 @@ async def test_stream_chunks_arrive_as_they_are_produced(gateway_url: str) -> No
 
 
 async def test_health(gateway_url: str) -> None:
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers=AUTH) as session:
         async with session.get(gateway_url + "/health/live") as response:
             assert response.status == 200 and (await response.json())["status"] == "ok"
         async with session.get(gateway_url + "/health/ready") as response:
@@ -177,6 +180,8 @@ def test_curl_chat_completion(gateway_url: str) -> None:
             gateway_url + CHAT,
             "-H",
             "Content-Type: application/json",
+            "-H",
+            f"Authorization: Bearer {CLIENT_KEY}",
             "-d",
             json.dumps(HELLO),
         ],

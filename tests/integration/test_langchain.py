@@ -8,6 +8,8 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 
+from tests.support import CLIENT_KEY
+
 # Every model group is served by a different provider family behind the gateway.
 MODELS = ["test-chat", "test-claude"]
 
@@ -20,14 +22,14 @@ def get_weather(city: str) -> str:
 
 def openai_chat(gateway_url: str, model: str) -> ChatOpenAI:
     return ChatOpenAI(
-        base_url=gateway_url + "/v1", api_key="client-key", model=model, max_retries=0, timeout=30
+        base_url=gateway_url + "/v1", api_key=CLIENT_KEY, model=model, max_retries=0, timeout=30
     )  # type: ignore[arg-type]
 
 
 def anthropic_chat(gateway_url: str, model: str) -> ChatAnthropic:
     return ChatAnthropic(
         base_url=gateway_url,
-        api_key="client-key",
+        api_key=CLIENT_KEY,
         model=model,
         max_retries=0,
         timeout=30,

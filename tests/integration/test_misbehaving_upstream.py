@@ -11,8 +11,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.support import Process, free_port, running_gateway
+from tests.support import CLIENT_KEY, Process, free_port, running_gateway
 
+AUTH = {"Authorization": f"Bearer {CLIENT_KEY}"}
 CHUNK = {
     "id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "bad",
     "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}],
@@ -71,7 +72,7 @@ def broken_gateway(log_dir: Path, upstream_url: str) -> Iterator[tuple[str, Proc
 async def ask(url: str, mode: str, stream: bool) -> tuple[int, bytes]:
     body = {"model": "bad", "stream": stream, "messages": [{"role": "user", "content": mode}]}
     async with (
-        aiohttp.ClientSession() as session,
+        aiohttp.ClientSession(headers=AUTH) as session,
         session.post(
             url + "/v1/chat/completions", json=body, timeout=aiohttp.ClientTimeout(total=15)
         ) as response,

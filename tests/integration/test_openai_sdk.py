@@ -10,6 +10,8 @@ import httpx
 import openai
 import pytest
 
+from tests.support import CLIENT_KEY
+
 WEATHER_TOOL = {
     "type": "function",
     "function": {
@@ -48,14 +50,14 @@ def recorded_request(simulator_url: str, content: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def client(gateway_url: str) -> Iterator[openai.OpenAI]:
     """A sync SDK client whose only change is the base URL."""
-    with openai.OpenAI(base_url=gateway_url + "/v1", api_key="client-key", max_retries=0) as c:
+    with openai.OpenAI(base_url=gateway_url + "/v1", api_key=CLIENT_KEY, max_retries=0) as c:
         yield c
 
 
 @pytest.fixture
 async def async_client(gateway_url: str) -> openai.AsyncOpenAI:
     """An async SDK client whose only change is the base URL."""
-    return openai.AsyncOpenAI(base_url=gateway_url + "/v1", api_key="client-key", max_retries=0)
+    return openai.AsyncOpenAI(base_url=gateway_url + "/v1", api_key=CLIENT_KEY, max_retries=0)
 
 
 def test_chat_completion_returns_content_and_consistent_usage(client: openai.OpenAI) -> None:
@@ -201,7 +203,7 @@ def test_client_authorization_is_not_forwarded(client: openai.OpenAI, simulator_
     last = recorded_request(simulator_url, "whose key")
     headers = {k.lower(): v for k, v in last["headers"].items()}
     assert headers["authorization"] == f"Bearer {UPSTREAM_KEY}"
-    assert "client-key" not in json.dumps(last)
+    assert CLIENT_KEY not in json.dumps(last)
 
 
 def test_embeddings_float_and_base64(client: openai.OpenAI) -> None:

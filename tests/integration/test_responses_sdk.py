@@ -10,6 +10,8 @@ import httpx
 import openai
 import pytest
 
+from tests.support import CLIENT_KEY
+
 WEATHER_TOOL: Any = {
     "type": "function",
     "name": "get_weather",
@@ -46,7 +48,7 @@ def upstream_body(simulator_url: str, last_content: Any) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def client(gateway_url: str) -> Iterator[openai.OpenAI]:
     """A sync SDK client whose only change is the base URL."""
-    with openai.OpenAI(base_url=gateway_url + "/v1", api_key="k", max_retries=0) as c:
+    with openai.OpenAI(base_url=gateway_url + "/v1", api_key=CLIENT_KEY, max_retries=0) as c:
         yield c
 
 
@@ -247,7 +249,7 @@ def test_upstream_fault_is_502(client: openai.OpenAI) -> None:
 
 async def test_async_create_and_stream(gateway_url: str) -> None:
     async with openai.AsyncOpenAI(
-        base_url=gateway_url + "/v1", api_key="k", max_retries=0
+        base_url=gateway_url + "/v1", api_key=CLIENT_KEY, max_retries=0
     ) as client:
         response = await client.responses.create(model="test-chat", input="async responses")
         assert "async responses" in response.output_text

@@ -1,8 +1,9 @@
 """The vault: the only place provider credentials are read and held.
 
-Config holds references (``env:NAME``, ``file:PATH``); the vault turns one into the secret
-only when a provider call needs it. Secrets never leave this module except into the
-outgoing request's auth header.
+Config holds references (``env:NAME``, ``file:PATH``, ``vault:NAME``); the vault turns one into
+the secret only when a provider call needs it. ``vault:`` credentials are kept encrypted in the
+store and held decrypted in memory, replaced the moment the admin API changes one. Secrets
+never leave this module except into the outgoing request's auth header.
 """
 
 from __future__ import annotations
@@ -25,6 +26,14 @@ class Vault:
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self._environ = os.environ if environ is None else environ
         self._files: dict[str, str] = {}
+        self._stored: dict[str, str] = {}
+
+    def set_stored(self, name: str, secret: str | None) -> None:
+        """Hold (or with ``None`` forget) a credential from the store, decrypted."""
+        if secret is None:
+            self._stored.pop(name, None)
+        else:
+            self._stored[name] = secret
 
     def reveal(self, ref: SecretRef) -> str:
         """The secret behind ``ref``; raises ``MissingCredential`` naming the reference."""
@@ -35,6 +44,11 @@ class Vault:
             if not value:
                 raise MissingCredential(f"credential {ref.redacted()} is not set")
             return value
+        if ref.kind == "vault":
+            stored = self._stored.get(ref.target)
+            if stored is None:
+                raise MissingCredential(f"credential {ref.redacted()} is not in the vault")
+            return stored
         cached = self._files.get(ref.target)
         if cached is None:
             try:

@@ -1,7 +1,7 @@
 """Configuration: the schema, loading from YAML and the embedded default."""
 
 from tollway.config.defaults import default_settings
-from tollway.config.loader import ConfigError, load_settings, validate_settings
+from tollway.config.loader import ConfigError, load_settings, validate_settings, with_environment
 from tollway.config.schema import EMBEDDED_SIMULATOR, DeploymentConfig, ModelGroupConfig, Settings
 from tollway.config.types import Duration, SecretRef, parse_duration
 
@@ -17,4 +17,5 @@ __all__ = [
     "load_settings",
     "parse_duration",
     "validate_settings",
+    "with_environment",
 ]

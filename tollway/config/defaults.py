@@ -55,5 +55,11 @@ def default_settings(environ: Mapping[str, str]) -> Settings:
     if environ.get("ANTHROPIC_API_KEY"):
         key = {"api_key": "env:ANTHROPIC_API_KEY"}
         models += [_group(m, "anthropic", m, "chat", **key) for m in ANTHROPIC_CHAT_MODELS]
-    data = {"simulator": {"enabled": True}, "models": models}
+    # The demo models answer without a key so the first request works at once; everything
+    # else (real providers included) needs a virtual key.
+    data = {
+        "simulator": {"enabled": True},
+        "auth": {"anonymous_models": ["demo-*"]},
+        "models": models,
+    }
     return validate_settings(data, source="<embedded default>")

@@ -69,3 +69,16 @@ def _format_location(location: tuple[int | str, ...]) -> str:
         else:
             path += f".{part}" if path else str(part)
     return path
+
+
+STORE_URL_ENV = "TOLLWAY_STORE_URL"
+
+
+def with_environment(settings: Settings, environ: Mapping[str, str]) -> Settings:
+    """``settings`` with the environment's overrides applied (``TOLLWAY_STORE_URL``)."""
+    store_url = environ.get(STORE_URL_ENV)
+    if not store_url:
+        return settings
+    return settings.model_copy(
+        update={"store": settings.store.model_copy(update={"url": store_url})}
+    )

@@ -58,6 +58,20 @@ class DeploymentConfig(Strict):
     azure_deployment: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     timeouts: Timeouts | None = None
+    region: str | None = None
+    aws_access_key_id: SecretRef | None = None
+    aws_secret_access_key: SecretRef | None = None
+    aws_session_token: SecretRef | None = None
+
+    def secret_refs(self) -> list[SecretRef]:
+        """Every credential reference this deployment names."""
+        refs = (
+            self.api_key,
+            self.aws_access_key_id,
+            self.aws_secret_access_key,
+            self.aws_session_token,
+        )
+        return [ref for ref in refs if ref is not None]
 
     @field_validator("provider")
     @classmethod
@@ -79,6 +93,8 @@ class DeploymentConfig(Strict):
         missing = [name for name in spec.required_fields if getattr(self, name) is None]
         if missing:
             raise ValueError(f"provider {self.provider!r} needs {', '.join(missing)}")
+        if spec.check_config is not None:
+            spec.check_config(self)
         return self
 
     @field_validator("api_version", mode="before")
@@ -90,7 +106,8 @@ class DeploymentConfig(Strict):
     @field_validator("headers")
     @classmethod
     def _no_auth_headers(cls, value: dict[str, str]) -> dict[str, str]:
-        reserved = {"authorization", "api-key", "x-api-key"} & {k.lower() for k in value}
+        credentials = {"authorization", "api-key", "x-api-key", "x-goog-api-key"}
+        reserved = credentials & {k.lower() for k in value}
         if reserved:
             raise ValueError(f"{sorted(reserved)} must be set with api_key, not as a header")
         return value
@@ -127,6 +144,71 @@ class UpstreamConfig(Strict):
     """Client header names (``*`` globs, any case) passed on to providers; credentials never."""
 
 
+class OIDCIssuerConfig(Strict):
+    """An OpenID Connect issuer whose JWTs are accepted as ``Authorization: Bearer``."""
+
+    issuer: str
+    audience: list[str] = Field(min_length=1)
+    discovery_url: str | None = None
+    """Defaults to ``<issuer>/.well-known/openid-configuration``."""
+    jwks_uri: str | None = None
+    """Skips discovery when set."""
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "PS256", "ES256", "EdDSA"])
+    leeway: Duration = 60.0
+    jwks_refresh: Duration = 600.0
+    user_claim: str = "email"
+    """Claim naming the user; ``sub`` is used when it is absent."""
+    team_claim: str | None = "groups"
+    """Claim holding the caller's team name(s), a string or a list."""
+    role_claim: str | None = None
+    """Claim holding role values mapped through ``role_map``."""
+    role_map: dict[str, Literal["admin", "team_admin", "member", "viewer"]] = Field(
+        default_factory=dict
+    )
+    admin_groups: list[str] = Field(default_factory=list)
+    """Members of these groups (``team_claim`` values) are admins."""
+    default_role: Literal["admin", "team_admin", "member", "viewer"] = "member"
+
+    @field_validator("algorithms")
+    @classmethod
+    def _asymmetric_only(cls, value: list[str]) -> list[str]:
+        # Symmetric (HS*) and "none" would let anyone who knows a public value mint tokens.
+        allowed = {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
+                   "ES512", "EdDSA"}  # fmt: skip
+        bad = [alg for alg in value if alg not in allowed]
+        if bad or not value:
+            raise ValueError(f"algorithms must be asymmetric ones from {sorted(allowed)}")
+        return value
+
+
+class AuthConfig(Strict):
+    """Who may call the gateway."""
+
+    anonymous_models: list[str] = Field(default_factory=list)
+    """Model names or globs callers without a credential may use; empty: a key is required."""
+    admin_key: SecretRef | None = None
+    """The bootstrap admin key; else ``TOLLWAY_ADMIN_KEY``, else one made and printed once."""
+    oidc: list[OIDCIssuerConfig] = Field(default_factory=list)
+    """Identity providers whose JWTs are accepted (docs/oidc.md); one entry per issuer."""
+
+    @field_validator("oidc")
+    @classmethod
+    def _one_entry_per_issuer(cls, value: list[OIDCIssuerConfig]) -> list[OIDCIssuerConfig]:
+        issuers = [entry.issuer for entry in value]
+        repeated = sorted({issuer for issuer in issuers if issuers.count(issuer) > 1})
+        if repeated:
+            raise ValueError(f"each OIDC issuer may appear once; repeated: {', '.join(repeated)}")
+        return value
+
+
+class StoreConfig(Strict):
+    """Where keys, teams, users, credentials and the audit trail are kept."""
+
+    url: str = "sqlite+aiosqlite:///./tollway.db"
+    migrate: bool = True
+    """Upgrade the schema to the newest migration at start-up."""
+
+
 class SimulatorConfig(Strict):
     """The in-process simulated provider used by the demo and tests."""
 
@@ -140,6 +222,8 @@ class Settings(Strict):
     server: ServerConfig = ServerConfig()
     upstream: UpstreamConfig = UpstreamConfig()
     simulator: SimulatorConfig = SimulatorConfig()
+    auth: AuthConfig = AuthConfig()
+    store: StoreConfig = StoreConfig()
     models: list[ModelGroupConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")

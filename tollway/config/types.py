@@ -40,7 +40,8 @@ Duration = Annotated[
 
 
 class SecretRef:
-    """Where a secret comes from: ``env:NAME``, ``file:PATH``, or (discouraged) the literal value.
+    """Where a secret comes from: ``env:NAME``, ``file:PATH``, ``vault:NAME`` (a credential
+    added through the admin API), or (discouraged) the literal value.
 
     The reference is what config holds and what dumps show; a literal dumps as ``"***"``.
     The value is read only by the vault when a provider call needs it.
@@ -52,9 +53,9 @@ class SecretRef:
         if not isinstance(spec, str) or not spec:
             raise ValueError("a secret reference must be a non-empty string")
         kind, sep, target = spec.partition(":")
-        if sep and kind in ("env", "file"):
+        if sep and kind in ("env", "file", "vault"):
             if not target:
-                what = "variable name" if kind == "env" else "path"
+                what = {"env": "variable name", "file": "path", "vault": "credential name"}[kind]
                 raise ValueError(f"'{kind}:' needs a {what}")
             self.kind, self.target = kind, target
         else:

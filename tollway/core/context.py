@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from tollway.auth.principal import Principal
 from tollway.core.errors import GatewayError
 from tollway.core.types import ChatRequest, Deployment, EmbeddingRequest, Usage
 
@@ -24,6 +25,7 @@ class RequestContext:
     endpoint: Endpoint
     model: str
     client_headers: Mapping[str, str]
+    principal: Principal | None = None
     chat: ChatRequest | None = None
     embedding: EmbeddingRequest | None = None
     received_at: float = field(default_factory=time.time)

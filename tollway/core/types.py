@@ -252,6 +252,15 @@ class UpstreamTimeouts:
 
 
 @dataclass(frozen=True, slots=True)
+class AwsCredentials:
+    """References to an AWS access key pair (and session token) that SigV4 signing reads."""
+
+    access_key_id: SecretRef
+    secret_access_key: SecretRef
+    session_token: SecretRef | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Deployment:
     """One concrete place a model is served, resolved from config at load time."""
 
@@ -264,3 +273,5 @@ class Deployment:
     api_version: str | None = None
     azure_deployment: str | None = None
     headers: tuple[tuple[str, str], ...] = ()
+    region: str | None = None
+    aws_credentials: AwsCredentials | None = None

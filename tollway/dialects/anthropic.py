@@ -100,10 +100,13 @@ class AnthropicDialect:
         ]
 
     async def _parse(self, request: web.Request, rid: str, *, counting: bool) -> RequestContext:
+        principal = await self._gateway.authenticator.authenticate(request.headers)
         body = await read_json_object(request, self._gateway.max_body_size)
         chat = request_from_wire(body, counting=counting)
         chat.upstream_headers = self._gateway.forwarder.select(request.headers)
-        return RequestContext(rid, "chat", chat.model, request.headers, chat=chat)
+        return RequestContext(
+            rid, "chat", chat.model, request.headers, principal=principal, chat=chat
+        )
 
     async def messages(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/messages``, streaming or not."""

@@ -22,8 +22,9 @@ _MAX_REQUEST_ID = 128
 # Never forwarded whatever the patterns say: client credentials and hop-by-hop headers.
 _NEVER_FORWARDED = frozenset(
     {
-        "authorization", "api-key", "x-api-key", "cookie", "proxy-authorization", "host",
-        "content-length", "content-type", "transfer-encoding", "connection", "keep-alive",
+        "authorization", "api-key", "x-api-key", "x-goog-api-key", "cookie",
+        "proxy-authorization", "host", "content-length", "content-type", "transfer-encoding",
+        "connection", "keep-alive",
         "upgrade", "te", "trailer", "accept-encoding",
     }
 )  # fmt: skip

@@ -88,10 +88,13 @@ class OpenAIDialect:
         pipeline = self._gateway.pipeline
         ctx: RequestContext | None = None
         try:
+            principal = await self._gateway.authenticator.authenticate(request.headers)
             body = await read_json_object(request, self._gateway.max_body_size)
             chat = request_from_wire(body)
             chat.upstream_headers = self._gateway.forwarder.select(request.headers)
-            ctx = RequestContext(rid, "chat", chat.model, request.headers, chat=chat)
+            ctx = RequestContext(
+                rid, "chat", chat.model, request.headers, principal=principal, chat=chat
+            )
             if chat.stream:
                 return await self._stream(request, ctx)
             response = await pipeline.chat(ctx)
@@ -123,11 +126,17 @@ class OpenAIDialect:
         pipeline = self._gateway.pipeline
         ctx: RequestContext | None = None
         try:
+            principal = await self._gateway.authenticator.authenticate(request.headers)
             body = await read_json_object(request, self._gateway.max_body_size)
             embedding = embedding_request_from_wire(body)
             embedding.upstream_headers = self._gateway.forwarder.select(request.headers)
             ctx = RequestContext(
-                rid, "embeddings", embedding.model, request.headers, embedding=embedding
+                rid,
+                "embeddings",
+                embedding.model,
+                request.headers,
+                principal=principal,
+                embedding=embedding,
             )
             response = await pipeline.embed(ctx)
             return web.Response(
@@ -148,18 +157,27 @@ class OpenAIDialect:
 
     async def list_models(self, request: web.Request) -> web.Response:
         """``GET /v1/models``: the model names this caller may use."""
+        try:
+            principal = await self._gateway.authenticator.authenticate(request.headers)
+        except GatewayError as exc:
+            return error_response(exc, {"x-request-id": request_id(request)})
         created = self._gateway.started_at
         data = [
             {"id": group.name, "object": "model", "created": created, "owned_by": group.owned_by}
             for group in self._gateway.pipeline.routing.groups
+            if principal.may_use(group.name)
         ]
         return web.Response(body=orjson.dumps({"object": "list", "data": data}), content_type=_JSON)
 
     async def get_model(self, request: web.Request) -> web.Response:
         """``GET /v1/models/{model}``."""
         name = request.match_info["model"]
+        try:
+            principal = await self._gateway.authenticator.authenticate(request.headers)
+        except GatewayError as exc:
+            return error_response(exc, {"x-request-id": request_id(request)})
         for group in self._gateway.pipeline.routing.groups:
-            if group.name == name:
+            if group.name == name and principal.may_use(name):
                 model = {
                     "id": name,
                     "object": "model",

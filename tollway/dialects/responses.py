@@ -52,11 +52,14 @@ class ResponsesDialect:
         pipeline = self._gateway.pipeline
         ctx: RequestContext | None = None
         try:
+            principal = await self._gateway.authenticator.authenticate(request.headers)
             body = await read_json_object(request, self._gateway.max_body_size)
             parsed = request_from_wire(body)
             chat = parsed.chat
             chat.upstream_headers = self._gateway.forwarder.select(request.headers)
-            ctx = RequestContext(rid, "chat", chat.model, request.headers, chat=chat)
+            ctx = RequestContext(
+                rid, "chat", chat.model, request.headers, principal=principal, chat=chat
+            )
             if chat.stream:
                 return await self._stream(request, ctx, parsed)
             response = await pipeline.chat(ctx)

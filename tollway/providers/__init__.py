@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from tollway.providers import anthropic, openai
+from tollway.providers import anthropic, bedrock, gemini, openai
 from tollway.providers.base import ChatProvider, EmbeddingProvider, ProviderResources, ProviderSpec
 
 BUILTIN_PROVIDERS: Mapping[str, ProviderSpec] = MappingProxyType(
-    {spec.name: spec for spec in (*openai.SPECS, *anthropic.SPECS)}
+    {spec.name: spec for spec in (*openai.SPECS, *anthropic.SPECS, *bedrock.SPECS, *gemini.SPECS)}
 )
 
 __all__ = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from tollway.auth.vault import Vault
 from tollway.core.types import (
@@ -16,6 +16,9 @@ from tollway.core.types import (
     EmbeddingResponse,
 )
 from tollway.providers.http import UpstreamClient
+
+if TYPE_CHECKING:
+    from tollway.config.schema import DeploymentConfig
 
 
 @runtime_checkable
@@ -64,7 +67,10 @@ class ProviderSpec:
     name: str
     build: Callable[[ProviderResources], ChatProvider | EmbeddingProvider]
     default_api_base: str | None
+    """May name ``{region}``, filled from the deployment's ``region``."""
     simulator_path: str
     """Path under the embedded simulator's root that this family's API is served at."""
     required_fields: tuple[str, ...] = ()
     """Deployment config fields this family cannot do without."""
+    check_config: Callable[[DeploymentConfig], None] | None = None
+    """Further checks of a deployment's config; raises ``ValueError`` saying what is wrong."""

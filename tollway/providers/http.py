@@ -1,4 +1,4 @@
-"""The shared upstream HTTP client: timeouts, error mapping and server-sent events.
+"""The shared upstream HTTP client: timeouts, error mapping, server-sent events and raw streams.
 
 aiohttp was chosen for the upstream client by measurement (docs/performance.md): on this
 kind of machine it costs a tenth of httpx per request under load.
@@ -9,10 +9,11 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from tollway.core.errors import (
     UpstreamError,
@@ -27,6 +28,7 @@ ErrorParser = Callable[[Any], tuple[str, str | None, str | None, str | None]]
 """Turns an upstream error body into ``(message, type, code, param)``."""
 
 _MAX_ERROR_BODY = 64 * 1024
+_Item = TypeVar("_Item")
 
 
 @dataclass(slots=True)
@@ -62,18 +64,21 @@ class UpstreamClient:
 
     async def post_json(
         self,
-        url: str,
+        url: str | URL,
         body: Any,
         headers: Mapping[str, str],
         timeouts: UpstreamTimeouts,
         parse_error: ErrorParser,
         secret: str | None = None,
     ) -> Any:
-        """POST a JSON body and return the parsed JSON answer; upstream errors are raised."""
+        """POST a JSON body (``bytes``: already encoded) and return the parsed JSON answer.
+
+        Upstream errors are raised. A ``URL`` is sent as it is, unnormalised (signed URLs).
+        """
         try:
             async with self._session.post(
                 url,
-                data=orjson.dumps(body),
+                data=_encoded(body),
                 headers=headers,
                 timeout=self._client_timeout(timeouts, stream=False),
             ) as response:
@@ -89,9 +94,9 @@ class UpstreamClient:
         except orjson.JSONDecodeError:
             raise UpstreamProtocolError("upstream answered with invalid JSON") from None
 
-    async def post_stream(
+    def post_stream(
         self,
-        url: str,
+        url: str | URL,
         body: Any,
         headers: Mapping[str, str],
         timeouts: UpstreamTimeouts,
@@ -99,17 +104,44 @@ class UpstreamClient:
         secret: str | None = None,
     ) -> AsyncIterator[SSEvent]:
         """POST a JSON body and yield the server-sent events of the answer as they arrive."""
+        return self._stream(url, body, headers, timeouts, parse_error, secret, _read_events)
+
+    def post_bytes_stream(
+        self,
+        url: str | URL,
+        body: Any,
+        headers: Mapping[str, str],
+        timeouts: UpstreamTimeouts,
+        parse_error: ErrorParser,
+        secret: str | None = None,
+    ) -> AsyncIterator[bytes]:
+        """POST a JSON body and yield the raw answer body in pieces as they arrive.
+
+        For binary stream framings (AWS event streams); timeouts and errors as ``post_stream``.
+        """
+        return self._stream(url, body, headers, timeouts, parse_error, secret, _read_raw)
+
+    async def _stream(
+        self,
+        url: str | URL,
+        body: Any,
+        headers: Mapping[str, str],
+        timeouts: UpstreamTimeouts,
+        parse_error: ErrorParser,
+        secret: str | None,
+        read: Callable[[aiohttp.StreamReader], AsyncIterator[_Item]],
+    ) -> AsyncIterator[_Item]:
         deadline = time.monotonic() + timeouts.total
         try:
             async with self._session.post(
                 url,
-                data=orjson.dumps(body),
+                data=_encoded(body),
                 headers=headers,
                 timeout=self._client_timeout(timeouts, stream=True),
             ) as response:
                 if response.status >= 400:
                     raise await _status_error(response, parse_error, secret)
-                async for event in _read_events(response.content):
+                async for event in read(response.content):
                     yield event
                     if time.monotonic() > deadline:
                         raise UpstreamTimeout(
@@ -120,6 +152,16 @@ class UpstreamClient:
             raise
         except Exception as exc:
             raise _transport_error(exc, url) from None
+
+
+def _encoded(body: Any) -> bytes:
+    # Bytes are a body already encoded, e.g. because a signature covers its exact bytes.
+    return body if isinstance(body, bytes) else orjson.dumps(body)
+
+
+async def _read_raw(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    async for piece in content.iter_any():
+        yield piece
 
 
 async def _read_events(content: aiohttp.StreamReader) -> AsyncIterator[SSEvent]:
@@ -161,7 +203,7 @@ async def _status_error(
     )
 
 
-def _transport_error(exc: Exception, url: str) -> UpstreamError:
+def _transport_error(exc: Exception, url: str | URL) -> UpstreamError:
     host = _host(url)
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return UpstreamTimeout(f"timed out connecting to upstream {host}", phase="connect")
@@ -178,8 +220,8 @@ def _transport_error(exc: Exception, url: str) -> UpstreamError:
     return UpstreamProtocolError(f"upstream {host} failed: {type(exc).__name__}")
 
 
-def _host(url: str) -> str:
+def _host(url: str | URL) -> str:
     # Only scheme and authority: a path or query could carry a credential (some APIs take keys
     # in the query string), and error messages reach clients.
-    scheme, _, rest = url.partition("://")
+    scheme, _, rest = str(url).partition("://")
     return f"{scheme}://{rest.split('/', 1)[0].rsplit('@', 1)[-1]}"

@@ -8,7 +8,7 @@ from typing import Literal
 
 from tollway.config.schema import EMBEDDED_SIMULATOR, DeploymentConfig, ResolvedTimeouts, Settings
 from tollway.core.errors import InvalidRequest, NotFound
-from tollway.core.types import Deployment, UpstreamTimeouts
+from tollway.core.types import AwsCredentials, Deployment, UpstreamTimeouts
 from tollway.providers import BUILTIN_PROVIDERS
 
 
@@ -72,7 +72,7 @@ def _deployment(
     timeouts: ResolvedTimeouts,
 ) -> Deployment:
     spec = BUILTIN_PROVIDERS[config.provider]
-    api_base = config.api_base or spec.default_api_base or ""
+    api_base = config.api_base or (spec.default_api_base or "").format(region=config.region)
     if api_base == EMBEDDED_SIMULATOR:
         if simulator_url is None:
             raise RuntimeError("the embedded simulator is not running")
@@ -87,4 +87,14 @@ def _deployment(
         api_version=config.api_version,
         azure_deployment=config.azure_deployment,
         headers=tuple(config.headers.items()),
+        region=config.region,
+        aws_credentials=_aws_credentials(config),
+    )
+
+
+def _aws_credentials(config: DeploymentConfig) -> AwsCredentials | None:
+    if config.aws_access_key_id is None or config.aws_secret_access_key is None:
+        return None
+    return AwsCredentials(
+        config.aws_access_key_id, config.aws_secret_access_key, config.aws_session_token
     )

@@ -1,4 +1,4 @@
-"""A simulated LLM provider speaking the OpenAI, Azure OpenAI and Anthropic wire formats.
+"""A simulated LLM provider speaking the OpenAI, Azure OpenAI, Anthropic and Gemini wire formats.
 
 Used by the gateway's demo mode, the test suite and the benchmark. Content is deterministic
 (see ``tollway.simulator.content`` for the reply and token-count rules), latency and faults are

@@ -3,7 +3,9 @@
 OpenAI: ``{"error": {"message", "type", "param", "code"}}``. Azure OpenAI: the same for request
 validation errors, and ``{"error": {"code": "<status>", "message"}}`` for the errors its gateway
 produces (auth, throttling, unknown routes, outages). Anthropic:
-``{"type": "error", "error": {"type", "message"}, "request_id"}``.
+``{"type": "error", "error": {"type", "message"}, "request_id"}``. Bedrock: ``{"message"}`` with
+the exception's name in the ``x-amzn-errortype`` header. Gemini API and Vertex AI:
+``{"error": {"code": <status>, "message", "status": "<gRPC code name>"}}``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ class Dialect(enum.Enum):
     OPENAI = "openai"
     AZURE = "azure"
     ANTHROPIC = "anthropic"
+    BEDROCK = "bedrock"
+    GEMINI = "gemini"
+    VERTEX = "vertex"
 
 
 _ANTHROPIC_TYPES = {
@@ -45,10 +50,36 @@ _OPENAI_TYPES = {
 }
 _OPENAI_CODES = {401: "invalid_api_key", 429: "rate_limit_exceeded"}
 _REASONS = {529: "Overloaded"}
+_BEDROCK_TYPES = {
+    400: "ValidationException",
+    403: "AccessDeniedException",
+    404: "ResourceNotFoundException",
+    408: "ModelTimeoutException",
+    424: "ModelErrorException",
+    429: "ThrottlingException",
+    500: "InternalServerException",
+    503: "ServiceUnavailableException",
+}
+_GOOGLE_STATUSES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ABORTED",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    501: "NOT_IMPLEMENTED",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+_BEDROCK_TYPE_SUFFIX = ":http://internal.amazon.com/coral/com.amazon.bedrock/"
 
 
 def request_id_header(dialect: Dialect) -> str:
     """The response header the provider puts its request id in."""
+    if dialect is Dialect.BEDROCK:
+        return "x-amzn-RequestId"
     return "request-id" if dialect is Dialect.ANTHROPIC else "x-request-id"
 
 
@@ -80,6 +111,12 @@ def error_body(
     request_id: str = "",
 ) -> dict[str, Any]:
     """The error payload for ``status`` in ``dialect``'s shape."""
+    if dialect is Dialect.BEDROCK:
+        return {"message": message}
+    if dialect in (Dialect.GEMINI, Dialect.VERTEX):
+        default = "INTERNAL" if status >= 500 else "FAILED_PRECONDITION"
+        name = code or _GOOGLE_STATUSES.get(status, default)
+        return {"error": {"code": status, "message": message, "status": name}}
     if dialect is Dialect.ANTHROPIC:
         if status in _ANTHROPIC_TYPES:
             kind = _ANTHROPIC_TYPES[status]
@@ -117,6 +154,10 @@ def error_response(
     """An error response for ``status`` in ``dialect``'s shape."""
     body = error_body(dialect, status, message, param=param, code=code, request_id=request_id)
     response = json_response(body, request_id, dialect, status)
+    if dialect is Dialect.BEDROCK:
+        default = "InternalServerException" if status >= 500 else "ValidationException"
+        kind = code or _BEDROCK_TYPES.get(status, default)
+        response.headers["x-amzn-errortype"] = kind + _BEDROCK_TYPE_SUFFIX
     if headers:
         response.headers.update(headers)
     return response

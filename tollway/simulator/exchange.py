@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from aiohttp import web
 
 from tollway.simulator.errors import Dialect, error_response, reason
 from tollway.simulator.faults import close_connection, reset_connection
+from tollway.simulator.settings import SimulatorSettings
 from tollway.simulator.state import SimulatorState
 
 HANG_SECONDS = 3600.0
@@ -26,6 +28,8 @@ SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Contro
 
 # An SSE stream as (bytes, is_token): token parts are paced by tpot and counted by stop-after.
 StreamParts = list[tuple[bytes, bool]]
+Authorizer = Callable[[web.BaseRequest, SimulatorSettings, str], Awaitable[web.Response | None]]
+"""A dialect's own credential check (request, settings, request id): a refusal, or None."""
 
 
 @dataclass(slots=True)
@@ -85,14 +89,27 @@ async def _parse_body(request: web.BaseRequest) -> tuple[Any, bool]:
 
 
 async def admit(
-    request: web.BaseRequest, state: SimulatorState, dialect: Dialect
+    request: web.BaseRequest,
+    state: SimulatorState,
+    dialect: Dialect,
+    *,
+    streaming: bool | None = None,
+    authorize: Authorizer | None = None,
 ) -> Call | web.StreamResponse:
-    """Record, authenticate and fault-inject a request; a response means "answer with this"."""
+    """Record, authenticate and fault-inject a request; a response means "answer with this".
+
+    ``streaming``: whether it asks for a stream, for APIs that say so by path rather than by a
+    ``stream`` field; ``authorize``: a check replacing the API key one.
+    """
     body, malformed = await _parse_body(request)
     state.record(request, body)
     settings = state.settings
     request_id = state.new_id("req_")
-    if settings.api_key is not None and not _has_key(request, settings.api_key):
+    if authorize is not None:
+        refusal = await authorize(request, settings, request_id)
+        if refusal is not None:
+            return refusal
+    elif settings.api_key is not None and not _has_key(request, settings.api_key):
         return _auth_error(dialect, request_id)
     if dialect is Dialect.ANTHROPIC and "anthropic-version" not in request.headers:
         message = "anthropic-version: header is required"
@@ -108,7 +125,8 @@ async def admit(
     if fault is not None:
         if fault.kind == "status":
             return _status_fault(request, dialect, fault.value, request_id)
-        if fault.kind == "reset" or (fault.kind == "stop-after" and not _streaming(body)):
+        streams = _streaming(body) if streaming is None else streaming
+        if fault.kind == "reset" or (fault.kind == "stop-after" and not streams):
             return reset_connection(request)
         if fault.kind == "hang":
             return await _hang(request, state)

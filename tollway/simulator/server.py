@@ -2,7 +2,9 @@
 
 Routes: OpenAI ``/v1/chat/completions``, ``/v1/embeddings``, ``/v1/models``; Azure
 ``/openai/deployments/{deployment}/chat/completions`` and ``.../embeddings``; Anthropic
-``/v1/messages`` and ``/v1/messages/count_tokens``; control endpoints under ``/_sim/``.
+``/v1/messages`` and ``/v1/messages/count_tokens``; Bedrock ``/model/{modelId}/converse`` and
+``.../converse-stream``; Gemini API and Vertex AI ``.../models/{model}:{method}``
+(``gemini_api``); control endpoints under ``/_sim/``.
 """
 
 from __future__ import annotations
@@ -19,10 +21,13 @@ import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
+from tollway.simulator import aws_auth
 from tollway.simulator.anthropic_api import handle_count_tokens, handle_messages
+from tollway.simulator.bedrock_api import handle_converse
 from tollway.simulator.content import InvalidRequest
 from tollway.simulator.errors import JSON_CONTENT_TYPE, Dialect, error_response
 from tollway.simulator.exchange import Call, admit
+from tollway.simulator.gemini_api import gemini_routes
 from tollway.simulator.openai_chat import handle_chat
 from tollway.simulator.openai_misc import ANTHROPIC_MODELS, OPENAI_MODELS, handle_embeddings
 from tollway.simulator.settings import RecordedRequest, SimulatorSettings
@@ -46,9 +51,9 @@ class _Handlers:
         self.state = state
 
     async def _run(
-        self, request: web.Request, dialect: Dialect, answer: Answer
+        self, request: web.Request, dialect: Dialect, answer: Answer, **admission: Any
     ) -> web.StreamResponse:
-        call = await admit(request, self.state, dialect)
+        call = await admit(request, self.state, dialect, **admission)
         if not isinstance(call, Call):
             return call
         if dialect is Dialect.AZURE and "api-version" not in request.query:
@@ -114,6 +119,16 @@ class _Handlers:
     async def count_tokens(self, request: web.Request) -> web.StreamResponse:
         return await self._run(request, Dialect.ANTHROPIC, handle_count_tokens)
 
+    async def converse(self, request: web.Request) -> web.StreamResponse:
+        stream = request.match_info["action"] == "converse-stream"
+
+        async def answer(call: Call) -> web.StreamResponse:
+            return await handle_converse(request, call, self.state, stream)
+
+        return await self._run(
+            request, Dialect.BEDROCK, answer, streaming=stream, authorize=aws_auth.authorize
+        )
+
     async def get_requests(self, request: web.Request) -> web.StreamResponse:
         return _json([recorded.to_dict() for recorded in self.state.recorded()])
 
@@ -154,6 +169,8 @@ def create_app(state: SimulatorState | Simulator | None = None) -> web.Applicati
     add.add_post("/openai/deployments/{deployment}/embeddings", handlers.azure_embeddings)
     add.add_post("/v1/messages", handlers.messages)
     add.add_post("/v1/messages/count_tokens", handlers.count_tokens)
+    add.add_post("/model/{model_id:.+}/{action:converse|converse-stream}", handlers.converse)
+    add.add_routes(gemini_routes(handlers.state))
     add.add_get("/_sim/requests", handlers.get_requests)
     add.add_delete("/_sim/requests", handlers.delete_requests)
     add.add_get("/_sim/config", handlers.get_config)

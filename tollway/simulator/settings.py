@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tollway.simulator.faults import parse_fault
 
@@ -24,9 +24,18 @@ class SimulatorSettings(BaseModel):
     output_tokens: int = Field(default=16, ge=1)
     embedding_dimensions: int = Field(default=1536, ge=1, le=65536)
     api_key: str | None = None
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = None
+    """With the key id: Bedrock calls must be SigV4-signed with this pair (or use ``api_key``)."""
     fault: str | None = None
     fault_rate: float = Field(default=1.0, ge=0.0, le=1.0)
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _aws_pair(self) -> SimulatorSettings:
+        if (self.aws_access_key_id is None) != (self.aws_secret_access_key is None):
+            raise ValueError("aws_access_key_id and aws_secret_access_key go together")
+        return self
 
     @field_validator("fault")
     @classmethod

@@ -35,14 +35,18 @@ from tollway.core.types import (
 
 DROPPABLE: Mapping[str, frozenset[str]] = MappingProxyType(
     {
+        # max_completion_tokens stays in extra only to keep its name for OpenAI upstreams;
+        # its value is the canonical max_tokens.
         "openai": frozenset(
             {"store", "metadata", "service_tier", "prompt_cache_key", "safety_identifier",
-             "prediction"}
+             "prediction", "max_completion_tokens"}
         ),
         "anthropic": frozenset(
             {"service_tier", "metadata", "cache_control", "inference_geo", "speed",
              "diagnostics", "container"}
         ),
+        "gemini": frozenset({"labels"}),
+        "bedrock": frozenset({"requestMetadata", "performanceConfig", "serviceTier"}),
     }
 )  # fmt: skip
 """Per format, the request fields a hop to another format may drop without changing the answer."""

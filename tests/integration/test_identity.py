@@ -1,0 +1,350 @@
+"""Virtual keys, teams, users, roles, the vault and the audit trail, end to end.
+
+A gateway process that requires keys, on SQLite and on PostgreSQL, driven through the admin
+API (httpx) and the real ``openai`` SDK.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from tests.conftest import UPSTREAM_KEY
+from tests.support import CLIENT_KEY, Process, running_gateway, tollway_command
+
+POSTGRES_URL = os.environ.get(
+    "TOLLWAY_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+ADMIN = {"Authorization": f"Bearer {CLIENT_KEY}"}
+
+
+async def _admin_database(statement: str) -> None:
+    engine = create_async_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    try:
+        async with asyncio.timeout(10), engine.connect() as connection:
+            await connection.execute(text(statement))
+    finally:
+        await engine.dispose()
+
+
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for one gateway; dropped afterwards."""
+    name = f"tollway_gw_{uuid.uuid4().hex[:10]}"
+    try:
+        asyncio.run(_admin_database(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # any failure means PostgreSQL is unusable here
+        message = f"PostgreSQL at {POSTGRES_URL} is not usable: {type(exc).__name__}: {exc}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    yield POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
+    asyncio.run(_admin_database(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def locked(
+    request: pytest.FixtureRequest, log_dir: Path, simulator_url: str
+) -> Iterator[tuple[str, Process]]:
+    """A gateway that requires keys, with one model served through a vault credential."""
+    config: dict[str, Any] = {
+        "upstream": {"forward_headers": ["x-sim-*"]},
+        "models": [
+            {"name": "open-model", "deployments": [{"provider": "openai", "model": "sim-chat",
+             "api_base": simulator_url + "/v1", "api_key": "env:TEST_UPSTREAM_KEY"}]},
+            {"name": "other-model", "deployments": [{"provider": "openai", "model": "sim-chat",
+             "api_base": simulator_url + "/v1", "api_key": "env:TEST_UPSTREAM_KEY"}]},
+            {"name": "vaulted-model", "deployments": [{"provider": "openai", "model": "sim-chat",
+             "api_base": simulator_url + "/v1", "api_key": "vault:sim-upstream"}]},
+        ],
+    }  # fmt: skip
+    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TOLLWAY_VAULT_KEY": VAULT_KEY}
+    if request.param == "postgresql":
+        databases = postgres_database()
+        url = next(databases)
+        config["store"] = {"url": url}
+        env["TOLLWAY_STORE_URL"] = url
+        with running_gateway(log_dir, config, env) as running:
+            yield running
+        next(databases, None)
+    else:
+        with running_gateway(log_dir, config, env) as running:
+            yield running
+
+
+VAULT_KEY = "cMQ5ntLHFUx7ArDfh11W-S3pdvakc5TaHIM9p3pNBDg="  # a test-only Fernet key
+
+
+class Admin:
+    """The admin API as a test calls it."""
+
+    def __init__(self, url: str, key: str = CLIENT_KEY) -> None:
+        self.client = httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30
+        )
+
+    def __call__(
+        self, method: str, path: str, body: dict[str, Any] | None = None, expect: int = 200
+    ) -> Any:
+        response = self.client.request(method, path, json=body)
+        assert response.status_code == expect, response.text
+        return response.json() if response.content else None
+
+
+def chat(url: str, key: str, model: str = "open-model") -> str:
+    client = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
+    reply = client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "who am i"}]
+    )
+    return reply.choices[0].message.content or ""
+
+
+def refused(url: str, key: str | None, model: str = "open-model") -> openai.APIStatusError:
+    client = openai.OpenAI(
+        base_url=url + "/v1",
+        api_key=key or "unused",
+        max_retries=0,
+        default_headers={} if key else {"Authorization": ""},
+    )
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(model=model, messages=[{"role": "user", "content": "x"}])
+    return caught.value
+
+
+def test_requests_need_a_valid_key(locked: tuple[str, Process]) -> None:
+    url = locked[0]
+    missing = httpx.post(
+        url + "/v1/chat/completions",
+        json={"model": "open-model", "messages": [{"role": "user", "content": "x"}]},
+    )
+    assert missing.status_code == 401
+    assert missing.json()["error"]["code"] == "missing_api_key"
+    unknown = refused(url, "tw-not-a-real-key-0000000000000000000000000000")
+    assert unknown.status_code == 401 and "not known" in unknown.message
+    anthropic_shape = httpx.post(url + "/v1/messages", headers={"x-api-key": "bogus"}, json={})
+    assert anthropic_shape.status_code == 401
+    assert anthropic_shape.json()["error"]["type"] == "authentication_error"
+
+
+def test_key_lifecycle(locked: tuple[str, Process]) -> None:
+    url, _ = locked
+    admin = Admin(url)
+    team = admin("POST", "/admin/teams", {"name": f"ml-{uuid.uuid4().hex[:6]}"}, 201)
+    user = admin("POST", "/admin/users", {"email": f"{uuid.uuid4().hex[:6]}@example.com"}, 201)
+    admin("POST", f"/admin/teams/{team['id']}/members", {"user_id": user["id"]}, 201)
+    created = admin(
+        "POST",
+        "/admin/keys",
+        {
+            "name": "classifier",
+            "user_id": user["id"],
+            "team_id": team["id"],
+            "allowed_models": ["open-model"],
+            "tags": {"service": "classification-job"},
+        },
+        201,
+    )
+    key = created["key"]
+    assert key.startswith("tw-") and created["prefix"] == key[:12]
+    assert "key_hash" not in created
+
+    assert "who am i" in chat(url, key)
+    denied = refused(url, key, "other-model")
+    assert denied.status_code == 403 and "other-model" in denied.message
+    listed = admin("GET", f"/admin/keys?team_id={team['id']}")["data"]
+    assert [k["id"] for k in listed] == [created["id"]]
+    assert all("key" not in k and "key_hash" not in k for k in listed)
+
+    admin("POST", f"/admin/keys/{created['id']}/block")
+    assert "blocked" in refused(url, key).message
+    admin("POST", f"/admin/keys/{created['id']}/unblock")
+    assert chat(url, key)
+
+    rotated = admin("POST", f"/admin/keys/{created['id']}/rotate", {"grace_period": "60s"}, 201)
+    assert chat(url, rotated["key"]) and chat(url, key)  # both work during the grace period
+    again = admin("POST", f"/admin/keys/{rotated['id']}/rotate", {}, 201)
+    assert "revoked" in refused(url, rotated["key"]).message  # no grace: gone at once
+    admin("POST", f"/admin/keys/{again['id']}/revoke")
+    assert "revoked" in refused(url, again["key"]).message
+
+    short = admin("POST", "/admin/keys", {"name": "brief", "expires_in": "1s"}, 201)
+    time.sleep(1.2)
+    assert "expired" in refused(url, short["key"]).message
+
+
+def test_blocking_a_user_stops_their_keys(locked: tuple[str, Process]) -> None:
+    url, _ = locked
+    admin = Admin(url)
+    user = admin(
+        "POST",
+        "/admin/users",
+        {"name": "leaver", "email": f"leaver-{uuid.uuid4().hex[:6]}@example.com"},
+        201,
+    )
+    key = admin("POST", "/admin/keys", {"name": "theirs", "user_id": user["id"]}, 201)["key"]
+    assert chat(url, key)
+    admin("PATCH", f"/admin/users/{user['id']}", {"blocked": True})
+    assert refused(url, key).status_code == 401
+
+
+def test_roles_are_enforced(locked: tuple[str, Process]) -> None:
+    url, _ = locked
+    admin = Admin(url)
+    ours = admin("POST", "/admin/teams", {"name": f"ours-{uuid.uuid4().hex[:6]}"}, 201)
+    theirs = admin("POST", "/admin/teams", {"name": f"theirs-{uuid.uuid4().hex[:6]}"}, 201)
+    lead = admin(
+        "POST",
+        "/admin/users",
+        {"name": "lead", "email": f"lead-{uuid.uuid4().hex[:6]}@example.com"},
+        201,
+    )
+    admin(
+        "POST",
+        f"/admin/teams/{ours['id']}/members",
+        {"user_id": lead["id"], "role": "team_admin"},
+        201,
+    )
+    lead_key = admin(
+        "POST",
+        "/admin/keys",
+        {
+            "name": "lead",
+            "user_id": lead["id"],
+            "team_id": ours["id"],
+        },
+        201,
+    )["key"]
+    as_lead = Admin(url, lead_key)
+    assert as_lead("GET", "/admin/whoami")["role"] == "team_admin"
+    made = as_lead("POST", "/admin/keys", {"name": "svc", "team_id": ours["id"]}, 201)
+    assert chat(url, made["key"])
+    as_lead("POST", "/admin/keys", {"name": "x", "team_id": theirs["id"]}, 403)
+    as_lead("POST", "/admin/teams", {"name": "nope"}, 403)
+    as_lead("GET", "/admin/credentials", expect=403)
+    assert {t["id"] for t in as_lead("GET", "/admin/teams")["data"]} == {ours["id"]}
+
+    viewer = admin(
+        "POST",
+        "/admin/users",
+        {
+            "name": "auditor",
+            "email": f"auditor-{uuid.uuid4().hex[:6]}@example.com",
+            "role": "viewer",
+        },
+        201,
+    )
+    viewer_key = admin("POST", "/admin/keys", {"name": "v", "user_id": viewer["id"]}, 201)["key"]
+    Admin(url, viewer_key)("POST", "/admin/keys", {"name": "no"}, 403)
+    assert refused(url, None).status_code == 401
+    Admin(url, "tw-wrong-wrong-wrong-wrong-wrong")("GET", "/admin/teams", expect=401)
+
+
+def test_vault_credentials_change_without_restart(
+    locked: tuple[str, Process], simulator_url: str
+) -> None:
+    url, _ = locked
+    admin = Admin(url)
+    unavailable = refused(url, CLIENT_KEY, "vaulted-model")
+    assert unavailable.status_code == 502 and "vault:sim-upstream" in unavailable.message
+    admin(
+        "POST",
+        "/admin/credentials",
+        {"name": "sim-upstream", "provider": "openai", "secret": UPSTREAM_KEY},
+        201,
+    )
+    assert chat(url, CLIENT_KEY, "vaulted-model")
+    listed = admin("GET", "/admin/credentials")["data"]
+    assert [c["name"] for c in listed] == ["sim-upstream"]
+    assert UPSTREAM_KEY not in str(listed)
+    admin(
+        "POST",
+        "/admin/credentials",
+        {"name": "sim-upstream", "provider": "openai", "secret": "sk-rotated-but-wrong"},
+        201,
+    )
+    assert refused(url, CLIENT_KEY, "vaulted-model").status_code == 401  # upstream refuses it
+    admin(
+        "POST",
+        "/admin/credentials",
+        {"name": "sim-upstream", "provider": "openai", "secret": UPSTREAM_KEY},
+        201,
+    )
+    assert chat(url, CLIENT_KEY, "vaulted-model")
+
+
+def test_audit_trail_and_openapi(locked: tuple[str, Process]) -> None:
+    url, process = locked
+    admin = Admin(url)
+    made = admin("POST", "/admin/keys", {"name": "audited"}, 201)
+    admin("POST", f"/admin/keys/{made['id']}/revoke")
+    events = admin("GET", "/admin/audit?action=key.*&limit=50")["data"]
+    revoke = next(e for e in events if e["action"] == "key.revoke" and e["target_id"] == made["id"])
+    assert revoke["actor"] == "bootstrap-admin"
+    assert revoke["source_ip"] == "127.0.0.1"
+    assert revoke["request_id"]
+    schema = httpx.get(url + "/admin/openapi.json").json()
+    assert "/admin/keys/{key_id}/rotate" in schema["paths"]
+    assert "KeyCreate" in schema["components"]["schemas"]
+    assert made["key"] not in process.output()
+    assert CLIENT_KEY not in process.output()
+
+
+def cli(url: str, *args: str) -> Any:
+    """Run ``tollway ARGS --json`` against the gateway and parse its output."""
+    env = {**os.environ, "TOLLWAY_URL": url, "TOLLWAY_ADMIN_KEY": CLIENT_KEY, "COLUMNS": "250"}
+    result = subprocess.run(
+        tollway_command(*args), capture_output=True, text=True, env=env, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout) if "--json" in args else result.stdout
+
+
+def test_cli_key_lifecycle(locked: tuple[str, Process]) -> None:
+    url, _ = locked
+    team = cli(url, "teams", "create", f"cli-{uuid.uuid4().hex[:6]}", "--json")[0]
+    user = cli(
+        url, "users", "create", "--email", f"cli-{uuid.uuid4().hex[:6]}@example.com", "--json"
+    )[0]
+    cli(url, "teams", "add-member", team["id"], user["id"])
+    created = cli(
+        url,
+        "keys",
+        "create",
+        "--name",
+        "from-cli",
+        "--team",
+        team["id"],
+        "--user",
+        user["id"],
+        "--model",
+        "open-*",
+        "--tag",
+        "service=batch",
+        "--json",
+    )
+    assert created["tags"] == {"service": "batch"}
+    assert chat(url, created["key"])
+    table = cli(url, "keys", "list", "--team", team["id"])
+    assert created["prefix"] in table and created["key"] not in table
+    cli(url, "keys", "revoke", created["id"])
+    assert refused(url, created["key"]).status_code == 401
+    failed = subprocess.run(
+        tollway_command("keys", "list"),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TOLLWAY_URL": url, "TOLLWAY_ADMIN_KEY": "tw-not-a-key-at-all-xxxxxxxx"},
+        timeout=60,
+    )
+    assert failed.returncode == 1 and "401" in failed.stderr

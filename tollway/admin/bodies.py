@@ -1,0 +1,102 @@
+"""Request bodies of the admin API, validated by pydantic (and described in its OpenAPI)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tollway.config.types import Duration
+
+Role = Literal["admin", "team_admin", "member", "viewer"]
+TeamRole = Literal["team_admin", "member", "viewer"]
+
+
+class Body(BaseModel):
+    """Unknown fields are errors, so a typo never silently does nothing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class TeamCreate(Body):
+    """A new team."""
+
+    name: str = Field(min_length=1, max_length=200)
+    organization: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class TeamUpdate(Body):
+    """Changes to a team; absent fields stay as they are."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    organization: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class MemberAdd(Body):
+    """A user joining a team (or changing role in it)."""
+
+    user_id: str
+    role: TeamRole = "member"
+
+
+class UserCreate(Body):
+    """A new person or service account."""
+
+    email: str | None = None
+    name: str | None = None
+    kind: Literal["human", "service"] = "human"
+    role: Role = "member"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class UserUpdate(Body):
+    """Changes to a user; absent fields stay as they are."""
+
+    email: str | None = None
+    name: str | None = None
+    role: Role | None = None
+    blocked: bool | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class KeyCreate(Body):
+    """A new virtual key; the key itself is in the answer, once."""
+
+    name: str = Field(min_length=1, max_length=200)
+    user_id: str | None = None
+    team_id: str | None = None
+    allowed_models: list[str] = Field(default_factory=list)
+    """Model names or ``*`` globs; empty means every model."""
+    expires_at: dt.datetime | None = None
+    expires_in: Duration | None = None
+    """Alternative to ``expires_at``: e.g. ``"30d"`` is not valid, use ``"720h"``."""
+    tags: dict[str, str] = Field(default_factory=dict)
+    """Cost attribution, e.g. ``{"service": "classification-job"}``."""
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class KeyUpdate(Body):
+    """Changes to a key; absent fields stay as they are."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    allowed_models: list[str] | None = None
+    expires_at: dt.datetime | None = None
+    tags: dict[str, str] | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class KeyRotate(Body):
+    """Rotation: a new key now; the old one keeps working for ``grace_period``."""
+
+    grace_period: Duration | None = None
+
+
+class CredentialPut(Body):
+    """A provider credential for the vault; the secret is never returned."""
+
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")
+    provider: str = Field(min_length=1)
+    secret: str = Field(min_length=1, repr=False)

@@ -1,0 +1,287 @@
+"""``tollway teams|users|keys|credentials|audit``: the admin API from the command line.
+
+Talks to a running gateway at ``TOLLWAY_URL`` with ``TOLLWAY_ADMIN_KEY`` (any key whose role
+allows the action). Prints readable tables, or JSON with ``--json``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+UrlOption = Annotated[str, typer.Option("--url", envvar="TOLLWAY_URL", help="Gateway URL")]
+KeyOption = Annotated[
+    str,
+    typer.Option(
+        "--admin-key", envvar="TOLLWAY_ADMIN_KEY", help="Admin (or team) key", show_default=False
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
+
+teams = typer.Typer(no_args_is_help=True, help="Teams and their members.")
+users = typer.Typer(no_args_is_help=True, help="People and service accounts.")
+keys = typer.Typer(no_args_is_help=True, help="Virtual keys.")
+credentials = typer.Typer(no_args_is_help=True, help="Provider credentials in the vault.")
+audit = typer.Typer(no_args_is_help=True, help="The audit trail.")
+
+_console = Console()
+_errors = Console(stderr=True)
+
+
+def call(
+    url: str,
+    key: str,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None = None,
+    params: dict[str, str] | None = None,
+) -> Any:
+    """One admin API call; prints the gateway's error message and exits 1 on failure."""
+    try:
+        response = httpx.request(
+            method,
+            url.rstrip("/") + path,
+            json=body,
+            params=params,
+            timeout=30,
+            headers={"Authorization": f"Bearer {key}"},
+        )
+    except httpx.HTTPError as exc:
+        _errors.print(f"[red]cannot reach the gateway at {url}: {type(exc).__name__}[/red]")
+        raise typer.Exit(1) from None
+    if response.status_code >= 400:
+        try:
+            message = response.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = response.text[:300]
+        _errors.print(f"[red]{response.status_code}: {message}[/red]")
+        raise typer.Exit(1)
+    return response.json() if response.content else None
+
+
+def show(rows: list[dict[str, Any]], columns: list[str], as_json: bool, title: str) -> None:
+    """Rows as a table (or JSON)."""
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(_cell(row.get(column)) for column in columns))
+    _console.print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+@teams.command("create")
+def teams_create(
+    url: UrlOption,
+    admin_key: KeyOption,
+    name: str,
+    organization: Annotated[str | None, typer.Option()] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a team."""
+    team = call(
+        url, admin_key, "POST", "/admin/teams", {"name": name, "organization": organization}
+    )
+    show([team], ["id", "name", "organization"], as_json, "team created")
+
+
+@teams.command("list")
+def teams_list(url: UrlOption, admin_key: KeyOption, as_json: JsonOption = False) -> None:
+    """List teams."""
+    rows = call(url, admin_key, "GET", "/admin/teams")["data"]
+    show(rows, ["id", "name", "organization", "created_at"], as_json, "teams")
+
+
+@teams.command("add-member")
+def teams_add_member(
+    url: UrlOption,
+    admin_key: KeyOption,
+    team_id: str,
+    user_id: str,
+    role: Annotated[str, typer.Option(help="team_admin, member or viewer")] = "member",
+) -> None:
+    """Add a user to a team (or change their role in it)."""
+    call(
+        url,
+        admin_key,
+        "POST",
+        f"/admin/teams/{team_id}/members",
+        {"user_id": user_id, "role": role},
+    )
+    typer.echo(f"{user_id} is now {role} of {team_id}")
+
+
+@users.command("create")
+def users_create(
+    url: UrlOption,
+    admin_key: KeyOption,
+    email: Annotated[str | None, typer.Option()] = None,
+    name: Annotated[str | None, typer.Option()] = None,
+    role: Annotated[str, typer.Option(help="admin, team_admin, member, viewer")] = "member",
+    service: Annotated[bool, typer.Option(help="A service account")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a user or service account."""
+    body = {"email": email, "name": name, "role": role, "kind": "service" if service else "human"}
+    user = call(url, admin_key, "POST", "/admin/users", body)
+    show([user], ["id", "email", "name", "kind", "role"], as_json, "user created")
+
+
+@users.command("list")
+def users_list(
+    url: UrlOption,
+    admin_key: KeyOption,
+    team: Annotated[str | None, typer.Option(help="Only this team's users")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List users."""
+    params = {"team_id": team} if team else None
+    rows = call(url, admin_key, "GET", "/admin/users", params=params)["data"]
+    show(rows, ["id", "email", "name", "kind", "role", "blocked"], as_json, "users")
+
+
+@users.command("block")
+def users_block(
+    url: UrlOption,
+    admin_key: KeyOption,
+    user_id: str,
+    unblock: Annotated[bool, typer.Option("--unblock")] = False,
+) -> None:
+    """Block a user (every key of theirs stops working at once), or unblock."""
+    call(url, admin_key, "PATCH", f"/admin/users/{user_id}", {"blocked": not unblock})
+    typer.echo(f"{user_id} {'unblocked' if unblock else 'blocked'}")
+
+
+KEY_COLUMNS = ["id", "name", "prefix", "status", "allowed_models", "tags", "expires_at"]
+
+
+@keys.command("create")
+def keys_create(
+    url: UrlOption,
+    admin_key: KeyOption,
+    name: Annotated[str, typer.Option(help="What the key is for")],
+    team: Annotated[str | None, typer.Option(help="Team id")] = None,
+    user: Annotated[str | None, typer.Option(help="Owner user id")] = None,
+    model: Annotated[
+        list[str] | None, typer.Option(help="Allowed model (name or glob); repeat for several")
+    ] = None,
+    expires_in: Annotated[str | None, typer.Option(help="e.g. 720h")] = None,
+    tag: Annotated[list[str] | None, typer.Option(help="key=value; repeatable")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a key; the key itself is printed once."""
+    tags = dict(item.split("=", 1) for item in tag or [])
+    body = {
+        "name": name,
+        "team_id": team,
+        "user_id": user,
+        "allowed_models": model or [],
+        "expires_in": expires_in,
+        "tags": tags,
+    }
+    created = call(url, admin_key, "POST", "/admin/keys", body)
+    if as_json:
+        typer.echo(json.dumps(created, indent=2))
+        return
+    show([created], KEY_COLUMNS, False, "key created")
+    typer.echo(f"\nKey (shown once, store it now): {created['key']}")
+
+
+@keys.command("list")
+def keys_list(
+    url: UrlOption,
+    admin_key: KeyOption,
+    team: Annotated[str | None, typer.Option()] = None,
+    user: Annotated[str | None, typer.Option()] = None,
+    status: Annotated[str | None, typer.Option()] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List keys (never their secrets)."""
+    params = {k: v for k, v in {"team_id": team, "user_id": user, "status": status}.items() if v}
+    rows = call(url, admin_key, "GET", "/admin/keys", params=params)["data"]
+    show(rows, KEY_COLUMNS, as_json, "keys")
+
+
+@keys.command("rotate")
+def keys_rotate(
+    url: UrlOption,
+    admin_key: KeyOption,
+    key_id: str,
+    grace: Annotated[
+        str | None, typer.Option(help="How long the old key keeps working, e.g. 24h")
+    ] = None,
+) -> None:
+    """Replace a key by a new one (printed once)."""
+    body = {"grace_period": grace} if grace else {}
+    created = call(url, admin_key, "POST", f"/admin/keys/{key_id}/rotate", body)
+    typer.echo(f"New key {created['id']} (shown once, store it now): {created['key']}")
+
+
+def _set_status(action: str) -> Any:
+    def change(url: UrlOption, admin_key: KeyOption, key_id: str) -> None:
+        record = call(url, admin_key, "POST", f"/admin/keys/{key_id}/{action}")
+        typer.echo(f"{key_id} is now {record['status']}")
+
+    change.__doc__ = f"{action.capitalize()} a key; effective at once."
+    return change
+
+
+for _action in ("revoke", "block", "unblock"):
+    keys.command(_action)(_set_status(_action))
+
+
+@credentials.command("add")
+def credentials_add(
+    url: UrlOption,
+    admin_key: KeyOption,
+    name: str,
+    provider: str,
+    secret: Annotated[str, typer.Option(prompt=True, hide_input=True, help="The provider key")],
+) -> None:
+    """Add or rotate a provider credential; deployments use it as ``api_key: vault:NAME``."""
+    call(
+        url,
+        admin_key,
+        "POST",
+        "/admin/credentials",
+        {"name": name, "provider": provider, "secret": secret},
+    )
+    typer.echo(f"credential {name} stored; use it as api_key: vault:{name}")
+
+
+@credentials.command("list")
+def credentials_list(url: UrlOption, admin_key: KeyOption, as_json: JsonOption = False) -> None:
+    """List provider credentials (never their secrets)."""
+    rows = call(url, admin_key, "GET", "/admin/credentials")["data"]
+    show(rows, ["name", "provider", "created_at", "rotated_at"], as_json, "credentials")
+
+
+@audit.command("list")
+def audit_list(
+    url: UrlOption,
+    admin_key: KeyOption,
+    action: Annotated[str | None, typer.Option(help="e.g. key.*")] = None,
+    limit: Annotated[int, typer.Option()] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """The newest audit events."""
+    params = {"limit": str(limit), **({"action": action} if action else {})}
+    rows = call(url, admin_key, "GET", "/admin/audit", params=params)["data"]
+    show(rows, ["at", "actor", "action", "target_type", "target_id", "source_ip"], as_json, "audit")

@@ -1,0 +1,444 @@
+"""The admin API's handlers and its route table (which also drives the OpenAPI document)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from tollway.admin import bodies
+from tollway.admin.access import (
+    may_read_key,
+    require_key_manager,
+    require_role,
+    require_team,
+)
+from tollway.admin.render import record_json
+from tollway.auth.identity import Actor
+from tollway.auth.principal import Principal
+from tollway.core.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied
+from tollway.dialects.http import log_internal_error, read_json_object, request_id
+from tollway.dialects.openai import error_response
+from tollway.store import InvalidRecord, NewKey, RecordConflict, RecordNotFound
+
+if TYPE_CHECKING:
+    from tollway.gateway import Gateway
+
+B = TypeVar("B", bound=BaseModel)
+Handler = Callable[["AdminCall"], Awaitable[Any]]
+
+
+class Conflict(GatewayError):
+    """The change conflicts with what exists (a duplicate name, a revoked key...)."""
+
+    status = 409
+    openai_type = "invalid_request_error"
+
+
+@dataclass(frozen=True, slots=True)
+class AdminCall:
+    """One admin request: the caller, its parameters, and the gateway."""
+
+    request: web.Request
+    actor: Actor
+    gateway: Gateway
+
+    @property
+    def principal(self) -> Principal:
+        """The caller."""
+        return self.actor.principal
+
+    def param(self, name: str) -> str:
+        """A path parameter."""
+        return self.request.match_info[name]
+
+    async def body(self, model: type[B]) -> B:
+        """The JSON body validated as ``model``; 400 naming the field otherwise."""
+        raw = await read_json_object(self.request, self.gateway.max_body_size)
+        try:
+            return model.model_validate(raw)
+        except ValidationError as exc:
+            error = exc.errors(include_url=False)[0]
+            field = ".".join(str(part) for part in error["loc"])
+            raise InvalidRequest(f"'{field}': {error['msg']}", param=field) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One admin endpoint: method, path, handler, what it does, its body model."""
+
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    body: type[BaseModel] | None = None
+    status: int = 200
+
+
+def admin_routes(gateway: Gateway, routes: list[Route]) -> list[web.RouteDef]:
+    """aiohttp routes that authenticate, authorise and answer in one error shape."""
+
+    def wrap(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            rid = request_id(request)
+            headers = {"x-request-id": rid}
+            try:
+                principal = await gateway.authenticator.authenticate(request.headers)
+                if principal.kind == "anonymous":
+                    raise PermissionDenied("The admin API needs a key or a token.")
+                actor = Actor(principal, request.remote, rid)
+                result = await route.handler(AdminCall(request, actor, gateway))
+            except GatewayError as exc:
+                return error_response(exc, headers)
+            except RecordNotFound as exc:
+                return error_response(NotFound(str(exc), code="not_found"), headers)
+            except RecordConflict as exc:
+                return error_response(Conflict(str(exc), code="conflict"), headers)
+            except InvalidRecord as exc:
+                return error_response(InvalidRequest(str(exc)), headers)
+            except Exception as exc:
+                return error_response(log_internal_error(rid, exc), headers)
+            if result is None:
+                return web.Response(status=204, headers=headers)
+            return web.Response(
+                status=route.status,
+                body=orjson.dumps(result),
+                content_type="application/json",
+                headers=headers,
+            )
+
+        return handle
+
+    return [web.route(r.method, r.path, wrap(r)) for r in routes]
+
+
+# Teams ---------------------------------------------------------------------------------
+
+
+async def create_team(call: AdminCall) -> dict[str, Any]:
+    require_role(call.principal, "admin")
+    body = await call.body(bodies.TeamCreate)
+    team = await call.gateway.store.teams.create(
+        body.name, organization=body.organization, metadata=body.metadata
+    )
+    await call.gateway.identity.audit(
+        call.actor, "team.create", "team", team.id, {"name": team.name}
+    )
+    return record_json(team)
+
+
+async def list_teams(call: AdminCall) -> dict[str, Any]:
+    require_role(call.principal, "viewer")
+    teams = await call.gateway.store.teams.find()
+    if not call.principal.has_role("admin"):
+        teams = [t for t in teams if t.id in call.principal.teams]
+    return {"data": [record_json(team) for team in teams]}
+
+
+async def get_team(call: AdminCall) -> dict[str, Any]:
+    team_id = call.param("team_id")
+    require_team(call.principal, team_id, "viewer")
+    team = await call.gateway.store.teams.get(team_id)
+    members = await call.gateway.store.teams.members(team_id=team_id)
+    return {**record_json(team), "members": [record_json(m) for m in members]}
+
+
+async def update_team(call: AdminCall) -> dict[str, Any]:
+    require_role(call.principal, "admin")
+    body = await call.body(bodies.TeamUpdate)
+    changes = body.model_dump(exclude_unset=True)
+    team = await call.gateway.store.teams.update(call.param("team_id"), **changes)
+    await call.gateway.identity.audit(
+        call.actor, "team.update", "team", team.id, {"fields": sorted(changes)}
+    )
+    return record_json(team)
+
+
+async def delete_team(call: AdminCall) -> None:
+    require_role(call.principal, "admin")
+    team_id = call.param("team_id")
+    await call.gateway.store.teams.delete(team_id)
+    await call.gateway.identity.identities_changed(call.actor, "team.delete", "team", team_id, {})
+
+
+async def add_member(call: AdminCall) -> dict[str, Any]:
+    team_id = call.param("team_id")
+    require_team(call.principal, team_id, "team_admin")
+    body = await call.body(bodies.MemberAdd)
+    membership = await call.gateway.store.teams.add_member(team_id, body.user_id, body.role)
+    await call.gateway.identity.identities_changed(
+        call.actor, "team.member.add", "team", team_id, {"user_id": body.user_id, "role": body.role}
+    )
+    return record_json(membership)
+
+
+async def remove_member(call: AdminCall) -> None:
+    team_id, user_id = call.param("team_id"), call.param("user_id")
+    require_team(call.principal, team_id, "team_admin")
+    await call.gateway.store.teams.remove_member(team_id, user_id)
+    await call.gateway.identity.identities_changed(
+        call.actor, "team.member.remove", "team", team_id, {"user_id": user_id}
+    )
+
+
+# Users ---------------------------------------------------------------------------------
+
+
+async def create_user(call: AdminCall) -> dict[str, Any]:
+    require_role(call.principal, "admin")
+    body = await call.body(bodies.UserCreate)
+    user = await call.gateway.store.users.create(
+        email=body.email, name=body.name, kind=body.kind, role=body.role, metadata=body.metadata
+    )
+    await call.gateway.identity.identities_changed(
+        call.actor, "user.create", "user", user.id, {"role": user.role}
+    )
+    return record_json(user)
+
+
+async def list_users(call: AdminCall) -> dict[str, Any]:
+    require_role(call.principal, "team_admin")
+    team_id = call.request.query.get("team_id")
+    if not call.principal.has_role("admin"):
+        require_team(call.principal, team_id, "team_admin")
+    users = await call.gateway.store.users.find(team_id=team_id)
+    return {"data": [record_json(user) for user in users]}
+
+
+async def get_user(call: AdminCall) -> dict[str, Any]:
+    user_id = call.param("user_id")
+    if call.principal.user != user_id:
+        require_role(call.principal, "admin")
+    user = await call.gateway.store.users.get(user_id)
+    memberships = await call.gateway.store.teams.members(user_id=user_id)
+    return {**record_json(user), "teams": [record_json(m) for m in memberships]}
+
+
+async def update_user(call: AdminCall) -> dict[str, Any]:
+    require_role(call.principal, "admin")
+    body = await call.body(bodies.UserUpdate)
+    changes = body.model_dump(exclude_unset=True)
+    user = await call.gateway.store.users.update(call.param("user_id"), **changes)
+    await call.gateway.identity.identities_changed(
+        call.actor, "user.update", "user", user.id, {"fields": sorted(changes)}
+    )
+    return record_json(user)
+
+
+# Keys ----------------------------------------------------------------------------------
+
+
+async def create_key(call: AdminCall) -> dict[str, Any]:
+    body = await call.body(bodies.KeyCreate)
+    principal = call.principal
+    user_id = body.user_id
+    if not principal.has_role("admin"):
+        if body.team_id is not None:
+            require_team(principal, body.team_id, "member")
+        if principal.role != "team_admin" or user_id not in (None, principal.user):
+            require_role(principal, "member")
+            if user_id not in (None, principal.user):
+                raise PermissionDenied("You may only create keys for yourself.")
+            user_id = principal.user
+    expires_at = body.expires_at
+    if body.expires_in is not None:
+        expires_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=body.expires_in)
+
+    def new(prefix: str, key_hash: str) -> NewKey:
+        return NewKey(
+            name=body.name,
+            prefix=prefix,
+            key_hash=key_hash,
+            user_id=user_id,
+            team_id=body.team_id,
+            allowed_models=tuple(body.allowed_models),
+            expires_at=expires_at,
+            tags=body.tags,
+            metadata=body.metadata,
+        )
+
+    record, secret = await call.gateway.identity.create_key(call.actor, new)
+    return {**record_json(record), "key": secret}
+
+
+async def list_keys(call: AdminCall) -> dict[str, Any]:
+    require_role(call.principal, "viewer")
+    query = call.request.query
+    status = query.get("status")
+    if status not in (None, "active", "blocked", "revoked"):
+        raise InvalidRequest("'status' must be active, blocked or revoked", param="status")
+    keys = await call.gateway.store.keys.find(
+        team_id=query.get("team_id"),
+        user_id=query.get("user_id"),
+        status=status,  # type: ignore[arg-type]
+    )
+    return {"data": [record_json(k) for k in keys if may_read_key(call.principal, k)]}
+
+
+async def _readable_key(call: AdminCall) -> Any:
+    key = await call.gateway.store.keys.get(call.param("key_id"))
+    if not may_read_key(call.principal, key):
+        raise NotFound(f"no key with id {key.id!r}", code="not_found")
+    return key
+
+
+async def get_key(call: AdminCall) -> dict[str, Any]:
+    return record_json(await _readable_key(call))
+
+
+async def update_key(call: AdminCall) -> dict[str, Any]:
+    key = await _readable_key(call)
+    require_key_manager(call.principal, key)
+    body = await call.body(bodies.KeyUpdate)
+    changes = {
+        k: (tuple(v) if k == "allowed_models" else v)
+        for k, v in body.model_dump(exclude_unset=True).items()
+    }
+    record = await call.gateway.identity.update_key(call.actor, key.id, changes)
+    return record_json(record)
+
+
+async def rotate_key(call: AdminCall) -> dict[str, Any]:
+    key = await _readable_key(call)
+    require_key_manager(call.principal, key)
+    body = await call.body(bodies.KeyRotate) if call.request.can_read_body else bodies.KeyRotate()
+    grace = dt.timedelta(seconds=body.grace_period) if body.grace_period else None
+    record, secret = await call.gateway.identity.rotate_key(call.actor, key.id, grace)
+    return {**record_json(record), "key": secret}
+
+
+def _status_change(status: str) -> Handler:
+    async def change(call: AdminCall) -> dict[str, Any]:
+        key = await _readable_key(call)
+        require_key_manager(call.principal, key)
+        return record_json(await call.gateway.identity.set_key_status(call.actor, key.id, status))
+
+    return change
+
+
+# Credentials and audit -----------------------------------------------------------------
+
+
+async def put_credential(call: AdminCall) -> dict[str, Any]:
+    require_role(call.principal, "admin")
+    body = await call.body(bodies.CredentialPut)
+    record = await call.gateway.store.credentials.put(body.name, body.provider, body.secret)
+    await call.gateway.credentials_changed(body.name)
+    await call.gateway.identity.audit(
+        call.actor, "credential.put", "credential", body.name, {"provider": body.provider}
+    )
+    return record_json(record)
+
+
+async def list_credentials(call: AdminCall) -> dict[str, Any]:
+    require_role(call.principal, "admin")
+    return {"data": [record_json(c) for c in await call.gateway.store.credentials.find()]}
+
+
+async def delete_credential(call: AdminCall) -> None:
+    require_role(call.principal, "admin")
+    name = call.param("name")
+    await call.gateway.store.credentials.delete(name)
+    await call.gateway.credentials_changed(name)
+    await call.gateway.identity.audit(call.actor, "credential.delete", "credential", name, {})
+
+
+async def list_audit(call: AdminCall) -> dict[str, Any]:
+    require_role(call.principal, "admin")
+    query = call.request.query
+    try:
+        limit = min(int(query.get("limit", "100")), 1000)
+    except ValueError:
+        raise InvalidRequest("'limit' must be an integer", param="limit") from None
+    page = await call.gateway.store.audit.page(
+        actor=query.get("actor"),
+        action=query.get("action"),
+        target_type=query.get("target_type"),
+        target_id=query.get("target_id"),
+        limit=limit,
+        cursor=query.get("cursor"),
+    )
+    return {"data": [record_json(e) for e in page.events], "next_cursor": page.next_cursor}
+
+
+async def whoami(call: AdminCall) -> dict[str, Any]:
+    p = call.principal
+    return {
+        "kind": p.kind,
+        "id": p.id,
+        "role": p.role,
+        "user": p.user,
+        "team": p.team,
+        "teams": list(p.teams),
+        "key_prefix": p.key_prefix,
+    }
+
+
+ROUTES = [
+    Route("GET", "/admin/whoami", whoami, "The caller's identity and role"),
+    Route("POST", "/admin/teams", create_team, "Create a team", bodies.TeamCreate, 201),
+    Route("GET", "/admin/teams", list_teams, "List teams"),
+    Route("GET", "/admin/teams/{team_id}", get_team, "A team and its members"),
+    Route("PATCH", "/admin/teams/{team_id}", update_team, "Change a team", bodies.TeamUpdate),
+    Route("DELETE", "/admin/teams/{team_id}", delete_team, "Delete a team", status=204),
+    Route(
+        "POST", "/admin/teams/{team_id}/members", add_member, "Add a member", bodies.MemberAdd, 201
+    ),
+    Route(
+        "DELETE",
+        "/admin/teams/{team_id}/members/{user_id}",
+        remove_member,
+        "Remove a member",
+        status=204,
+    ),
+    Route("POST", "/admin/users", create_user, "Create a user", bodies.UserCreate, 201),
+    Route("GET", "/admin/users", list_users, "List users"),
+    Route("GET", "/admin/users/{user_id}", get_user, "A user and their teams"),
+    Route(
+        "PATCH",
+        "/admin/users/{user_id}",
+        update_user,
+        "Change (or block) a user",
+        bodies.UserUpdate,
+    ),
+    Route(
+        "POST",
+        "/admin/keys",
+        create_key,
+        "Create a virtual key (shown once)",
+        bodies.KeyCreate,
+        201,
+    ),
+    Route("GET", "/admin/keys", list_keys, "List keys"),
+    Route("GET", "/admin/keys/{key_id}", get_key, "A key (never its secret)"),
+    Route("PATCH", "/admin/keys/{key_id}", update_key, "Change a key", bodies.KeyUpdate),
+    Route(
+        "POST",
+        "/admin/keys/{key_id}/rotate",
+        rotate_key,
+        "Rotate a key (new one shown once)",
+        bodies.KeyRotate,
+        201,
+    ),
+    Route("POST", "/admin/keys/{key_id}/revoke", _status_change("revoked"), "Revoke a key"),
+    Route("POST", "/admin/keys/{key_id}/block", _status_change("blocked"), "Block a key"),
+    Route("POST", "/admin/keys/{key_id}/unblock", _status_change("active"), "Unblock a key"),
+    Route(
+        "POST",
+        "/admin/credentials",
+        put_credential,
+        "Add or rotate a provider credential",
+        bodies.CredentialPut,
+        201,
+    ),
+    Route("GET", "/admin/credentials", list_credentials, "List provider credentials (no secrets)"),
+    Route(
+        "DELETE", "/admin/credentials/{name}", delete_credential, "Delete a credential", status=204
+    ),
+    Route("GET", "/admin/audit", list_audit, "The audit trail, newest first"),
+]

@@ -1,0 +1,70 @@
+"""Turning a request's credential into a principal: virtual keys, OIDC tokens, or anonymous."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from tollway.auth.keys import KeyIndex
+from tollway.auth.principal import Principal
+from tollway.core.errors import AuthenticationFailed
+
+
+class TokenVerifier(Protocol):
+    """Verifies bearer JWTs from trusted identity providers."""
+
+    def accepts(self, token: str) -> bool:
+        """Whether ``token`` is a JWT this verifier should judge."""
+        ...
+
+    async def authenticate(self, token: str) -> Principal:
+        """The principal of a valid token; ``AuthenticationFailed`` otherwise."""
+        ...
+
+
+def credential(headers: Mapping[str, str]) -> str | None:
+    """The credential a client sent: ``Authorization: Bearer``, ``x-api-key`` or ``api-key``."""
+    authorization = headers.get("Authorization")
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+        raise AuthenticationFailed(
+            "Authorization header must be 'Bearer <key>'.", code="invalid_authorization"
+        )
+    return headers.get("x-api-key") or headers.get("api-key") or None
+
+
+class Authenticator:
+    """Finds the principal of every request from memory (JWKS fetches aside)."""
+
+    def __init__(
+        self,
+        keys: KeyIndex,
+        tokens: TokenVerifier | None = None,
+        anonymous_models: Sequence[str] = (),
+    ) -> None:
+        self.keys = keys
+        self._tokens = tokens
+        self._anonymous = (
+            Principal(kind="anonymous", id="anonymous", allowed_models=tuple(anonymous_models))
+            if anonymous_models
+            else None
+        )
+
+    async def authenticate(self, headers: Mapping[str, str]) -> Principal:
+        """The caller's principal; ``AuthenticationFailed`` saying what is wrong otherwise.
+
+        A credential that is sent must be valid: a bad key is never downgraded to anonymous.
+        """
+        secret = credential(headers)
+        if secret is None:
+            if self._anonymous is not None:
+                return self._anonymous
+            raise AuthenticationFailed(
+                "Missing API key: send 'Authorization: Bearer <key>' (or 'x-api-key').",
+                code="missing_api_key",
+            )
+        if self._tokens is not None and self._tokens.accepts(secret):
+            return await self._tokens.authenticate(secret)
+        return await self.keys.authenticate(secret)

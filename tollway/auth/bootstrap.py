@@ -1,0 +1,49 @@
+"""The first admin: from config or ``TOLLWAY_ADMIN_KEY``, or made once on an empty store."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from tollway.auth.identity import Actor, Identity
+from tollway.auth.keys import KeyEntry
+from tollway.auth.principal import Principal
+from tollway.store import NewKey, hash_key
+
+ADMIN_KEY_ENV = "TOLLWAY_ADMIN_KEY"
+MIN_ADMIN_KEY_LENGTH = 20
+BOOTSTRAP_ID = "bootstrap-admin"
+_BOOTSTRAP = Principal(kind="key", id=BOOTSTRAP_ID, role="admin", user=BOOTSTRAP_ID)
+
+
+class BootstrapError(Exception):
+    """The configured admin key cannot be used."""
+
+
+def pin_admin_key(identity: Identity, secret: str) -> None:
+    """Accept ``secret`` as an admin key without storing it (it lives in config or env)."""
+    if len(secret) < MIN_ADMIN_KEY_LENGTH:
+        raise BootstrapError(
+            f"the admin key must be at least {MIN_ADMIN_KEY_LENGTH} characters long"
+        )
+    identity.keys.pin(KeyEntry(BOOTSTRAP_ID, hash_key(secret), "active", None, None, _BOOTSTRAP))
+
+
+async def ensure_admin(identity: Identity) -> str | None:
+    """On a store with no admin user, create one with a key and return the key (show it once)."""
+    store = identity.store
+    if await store.users.find(role="admin"):
+        return None
+    user = await store.users.create(name=BOOTSTRAP_ID, kind="service", role="admin")
+    actor = Actor(_BOOTSTRAP)
+
+    def new(prefix: str, key_hash: str) -> NewKey:
+        return NewKey(name="bootstrap admin key", prefix=prefix, key_hash=key_hash, user_id=user.id)
+
+    await identity.load()
+    _, secret = await identity.create_key(actor, new)
+    return secret
+
+
+def configured_admin_key(configured: str | None, environ: Mapping[str, str]) -> str | None:
+    """The admin key from config (already revealed) or the environment."""
+    return configured or environ.get(ADMIN_KEY_ENV) or None

@@ -1,0 +1,208 @@
+"""The identity service: keys, users and teams in memory, kept in step with the store.
+
+Every change goes to the store first, then to the in-memory index (so it takes effect on this
+node at once), then to the change feed (so other replicas reload what changed). A periodic
+reconcile reloads everything, bounding how long a missed event can matter.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from tollway.auth.keys import KeyEntry, KeyIndex
+from tollway.auth.principal import ROLE_RANK, Principal, Role
+from tollway.store import (
+    AuditEntry,
+    KeyRecord,
+    MembershipRecord,
+    NewKey,
+    RecordNotFound,
+    Store,
+    UserRecord,
+    generate_key,
+)
+
+ChangeListener = Callable[[str, str], Awaitable[None]]
+"""Called with (kind, id) after a change another replica must learn: ``("key", id)``..."""
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who did an admin action, from where; written to the audit trail."""
+
+    principal: Principal
+    source_ip: str | None = None
+    request_id: str | None = None
+
+    @property
+    def name(self) -> str:
+        """How the audit trail names the actor: a key prefix, a user, or the principal id."""
+        return self.principal.key_prefix or self.principal.user or self.principal.id
+
+
+class Identity:
+    """Loads identities from the store and applies changes to the store and memory together."""
+
+    def __init__(self, store: Store, keys: KeyIndex | None = None) -> None:
+        self.store = store
+        self.keys = keys or KeyIndex(self._lookup_by_hash)
+        self._users: dict[str, UserRecord] = {}
+        self._memberships: dict[tuple[str, str], MembershipRecord] = {}
+        self._listeners: list[ChangeListener] = []
+
+    def on_change(self, listener: ChangeListener) -> None:
+        """Register a listener (the fleet's change feed publishes through one)."""
+        self._listeners.append(listener)
+
+    async def load(self) -> None:
+        """Reload users, memberships and every usable key from the store."""
+        users = await self.store.users.find()
+        memberships = await self.store.teams.members()
+        self._users = {user.id: user for user in users}
+        self._memberships = {(m.team_id, m.user_id): m for m in memberships}
+        records = await self.store.keys.all_active()
+        self.keys.replace_all([self.entry(record) for record in records])
+
+    async def reload_key(self, key_id: str) -> None:
+        """Refresh one key from the store (a change event from another replica)."""
+        try:
+            record = await self.store.keys.get(key_id)
+        except RecordNotFound:
+            self.keys.remove(key_id)
+            return
+        self.keys.put(self.entry(record))
+
+    def entry(self, record: KeyRecord) -> KeyEntry:
+        """The index entry, with the principal, for a stored key."""
+        return KeyEntry(
+            key_id=record.id,
+            key_hash=record.key_hash,
+            status=self._effective_status(record),
+            expires_at=record.expires_at,
+            grace_until=record.grace_until,
+            principal=self.principal_for(record),
+        )
+
+    def _effective_status(self, record: KeyRecord) -> str:
+        owner = self._users.get(record.user_id) if record.user_id else None
+        return "blocked" if owner is not None and owner.blocked else record.status
+
+    def principal_for(self, record: KeyRecord) -> Principal:
+        """The principal a key acts as: its owner's role, raised by a team-admin membership."""
+        role: Role = "member"
+        owner = self._users.get(record.user_id) if record.user_id else None
+        if owner is not None:
+            role = owner.role
+        if record.team_id and record.user_id:
+            membership = self._memberships.get((record.team_id, record.user_id))
+            if membership is not None and ROLE_RANK[membership.role] > ROLE_RANK[role]:
+                role = membership.role
+        teams = tuple(team for (team, user) in self._memberships if user == record.user_id)
+        return Principal(
+            kind="key",
+            id=record.id,
+            role=role,
+            user=record.user_id,
+            team=record.team_id,
+            teams=teams if record.team_id is None else (record.team_id, *teams),
+            allowed_models=record.allowed_models or None,
+            tags=dict(record.tags),
+            key_prefix=record.prefix,
+        )
+
+    async def _lookup_by_hash(self, key_hash: str) -> KeyEntry | None:
+        try:
+            record = await self.store.keys.get_by_hash(key_hash)
+        except RecordNotFound:
+            return None
+        return self.entry(record)
+
+    async def create_key(
+        self, actor: Actor, new: Callable[[str, str], NewKey]
+    ) -> tuple[KeyRecord, str]:
+        """Make a key from ``new(prefix, hash)``; returns the record and the secret, once."""
+        generated = generate_key()
+        record = await self.store.keys.create(new(generated.prefix, generated.key_hash))
+        self.keys.put(self.entry(record))
+        await self.audit(actor, "key.create", "key", record.id, {"prefix": record.prefix})
+        await self._changed("key", record.id)
+        return record, generated.key
+
+    async def rotate_key(
+        self, actor: Actor, key_id: str, grace: dt.timedelta | None
+    ) -> tuple[KeyRecord, str]:
+        """Replace a key by a new one; the old one works until the grace period ends."""
+        generated = generate_key()
+        grace_until = dt.datetime.now(dt.UTC) + grace if grace else None
+        record = await self.store.keys.rotate(
+            key_id, prefix=generated.prefix, key_hash=generated.key_hash, grace_until=grace_until
+        )
+        await self.reload_key(key_id)
+        self.keys.put(self.entry(record))
+        details = {
+            "new_key": record.id,
+            "grace_until": grace_until.isoformat() if grace_until else None,
+        }
+        await self.audit(actor, "key.rotate", "key", key_id, details)
+        await self._changed("key", key_id)
+        await self._changed("key", record.id)
+        return record, generated.key
+
+    async def set_key_status(self, actor: Actor, key_id: str, status: str) -> KeyRecord:
+        """Revoke, block or unblock a key; effective on this node before this returns."""
+        record = await self.store.keys.set_status(key_id, status)  # type: ignore[arg-type]
+        self.keys.put(self.entry(record))
+        action = {"revoked": "key.revoke", "blocked": "key.block", "active": "key.unblock"}
+        await self.audit(actor, action[status], "key", key_id, {})
+        await self._changed("key", key_id)
+        return record
+
+    async def update_key(
+        self, actor: Actor, key_id: str, changes: Mapping[str, object]
+    ) -> KeyRecord:
+        """Change a key's name, models, expiry, tags or metadata."""
+        record = await self.store.keys.update(key_id, **changes)  # type: ignore[arg-type]
+        self.keys.put(self.entry(record))
+        await self.audit(actor, "key.update", "key", key_id, {"fields": sorted(changes)})
+        await self._changed("key", key_id)
+        return record
+
+    async def identities_changed(
+        self,
+        actor: Actor,
+        action: str,
+        target_type: str,
+        target_id: str,
+        details: Mapping[str, object],
+    ) -> None:
+        """After a user, team or membership change: audit it and re-derive every key."""
+        await self.audit(actor, action, target_type, target_id, details)
+        await self.load()
+        await self._changed(target_type, target_id)
+
+    async def audit(
+        self,
+        actor: Actor,
+        action: str,
+        target_type: str | None,
+        target_id: str | None,
+        details: Mapping[str, object],
+    ) -> None:
+        """Append one event to the audit trail."""
+        await self.store.audit.append(
+            AuditEntry(
+                actor=actor.name,
+                action=action,
+                target_type=target_type,
+                target_id=target_id,
+                details=dict(details),
+                source_ip=actor.source_ip,
+                request_id=actor.request_id,
+            )
+        )
+
+    async def _changed(self, kind: str, target_id: str) -> None:
+        for listener in self._listeners:
+            await listener(kind, target_id)

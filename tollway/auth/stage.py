@@ -1,0 +1,25 @@
+"""The pipeline stage that keeps principals to the models they may use."""
+
+from __future__ import annotations
+
+from tollway.core.context import RequestContext
+from tollway.core.errors import PermissionDenied
+from tollway.core.pipeline import Reply, Stage
+
+
+class ModelAccess(Stage):
+    """403 when the caller's key (or anonymous access) does not cover the model asked for."""
+
+    name = "model-access"
+
+    async def on_request(self, ctx: RequestContext) -> Reply | None:
+        """Refuse a model outside the principal's allowed models."""
+        principal = ctx.principal
+        if principal is not None and not principal.may_use(ctx.model):
+            who = "Anonymous callers" if principal.kind == "anonymous" else "This key"
+            raise PermissionDenied(
+                f"{who} may not use the model '{ctx.model}'.",
+                code="model_not_allowed",
+                param="model",
+            )
+        return None
