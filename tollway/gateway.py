@@ -13,6 +13,7 @@ import aiohttp
 from tollway.auth.authenticator import Authenticator
 from tollway.auth.bootstrap import configured_admin_key, ensure_admin, pin_admin_key
 from tollway.auth.identity import Identity
+from tollway.auth.oidc import OIDCAuthenticator
 from tollway.auth.stage import ModelAccess
 from tollway.auth.vault import Vault
 from tollway.config.schema import Settings
@@ -37,7 +38,9 @@ class Gateway:
         self.store = Store(settings.store.url)
         self.identity = Identity(self.store)
         self.authenticator = Authenticator(
-            self.identity.keys, anonymous_models=settings.auth.anonymous_models
+            self.identity.keys,
+            anonymous_models=settings.auth.anonymous_models,
+            is_blocked=self.identity.is_blocked,
         )
         self.max_body_size = int(settings.server.max_body_size)
         self.started_at = int(time.time())
@@ -78,6 +81,8 @@ class Gateway:
             skip_auto_headers=("User-Agent",),
             auto_decompress=True,
         )
+        if self.settings.auth.oidc:
+            self.authenticator.tokens = OIDCAuthenticator(self.settings.auth.oidc, self._session)
         self._pipeline = self._build_pipeline(simulator_url)
         self._warn_missing_credentials()
         self.ready = True

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from tollway.auth.keys import KeyIndex
@@ -43,9 +43,11 @@ class Authenticator:
         keys: KeyIndex,
         tokens: TokenVerifier | None = None,
         anonymous_models: Sequence[str] = (),
+        is_blocked: Callable[[str], bool] = lambda user: False,
     ) -> None:
         self.keys = keys
-        self._tokens = tokens
+        self.tokens = tokens
+        self._is_blocked = is_blocked
         self._anonymous = (
             Principal(kind="anonymous", id="anonymous", allowed_models=tuple(anonymous_models))
             if anonymous_models
@@ -65,6 +67,15 @@ class Authenticator:
                 "Missing API key: send 'Authorization: Bearer <key>' (or 'x-api-key').",
                 code="missing_api_key",
             )
-        if self._tokens is not None and self._tokens.accepts(secret):
-            return await self._tokens.authenticate(secret)
+        if self.tokens is not None and (_looks_like_jwt(secret) or self.tokens.accepts(secret)):
+            principal = await self.tokens.authenticate(secret)
+            # The IdP vouches for the token; the gateway's own records can still stop the user.
+            if principal.user is not None and self._is_blocked(principal.user):
+                raise AuthenticationFailed("This user is blocked.", code="user_blocked")
+            return principal
         return await self.keys.authenticate(secret)
+
+
+def _looks_like_jwt(secret: str) -> bool:
+    # A JWS compact token: base64url JSON header ("eyJ") and three dot-separated parts.
+    return secret.startswith("eyJ") and secret.count(".") == 2

@@ -49,6 +49,7 @@ class Identity:
         self.store = store
         self.keys = keys or KeyIndex(self._lookup_by_hash)
         self._users: dict[str, UserRecord] = {}
+        self._blocked_emails: frozenset[str] = frozenset()
         self._memberships: dict[tuple[str, str], MembershipRecord] = {}
         self._listeners: list[ChangeListener] = []
 
@@ -61,9 +62,17 @@ class Identity:
         users = await self.store.users.find()
         memberships = await self.store.teams.members()
         self._users = {user.id: user for user in users}
+        self._blocked_emails = frozenset(
+            user.email.lower() for user in users if user.blocked and user.email
+        )
         self._memberships = {(m.team_id, m.user_id): m for m in memberships}
         records = await self.store.keys.all_active()
         self.keys.replace_all([self.entry(record) for record in records])
+
+    def is_blocked(self, user: str) -> bool:
+        """Whether the user (an email, as OIDC names users, or a user id) is blocked here."""
+        record = self._users.get(user)
+        return (record is not None and record.blocked) or user.lower() in self._blocked_emails
 
     async def reload_key(self, key_id: str) -> None:
         """Refresh one key from the store (a change event from another replica)."""

@@ -158,14 +158,17 @@ class OIDCAuthenticator:
         issuers: Sequence[OIDCIssuerConfig],
         session: aiohttp.ClientSession,
         *,
-        min_refetch_interval: float = 10.0,
+        min_refetch_interval: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._verifiers = {
             config.issuer: IssuerVerifier(
                 config,
                 RemoteKeySet(
-                    config, session, min_refetch_interval=min_refetch_interval, clock=clock
+                    config,
+                    session,
+                    min_refetch_interval=min_refetch_interval or config.jwks_min_refetch,
+                    clock=clock,
                 ),
             )
             for config in issuers

@@ -156,6 +156,8 @@ class OIDCIssuerConfig(Strict):
     algorithms: list[str] = Field(default_factory=lambda: ["RS256", "PS256", "ES256", "EdDSA"])
     leeway: Duration = 60.0
     jwks_refresh: Duration = 600.0
+    jwks_min_refetch: Duration = 10.0
+    """An unknown ``kid`` refetches the keys at once, but at most this often."""
     user_claim: str = "email"
     """Claim naming the user; ``sub`` is used when it is absent."""
     team_claim: str | None = "groups"
