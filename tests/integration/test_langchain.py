@@ -11,7 +11,7 @@ from langchain_openai import ChatOpenAI
 from tests.support import CLIENT_KEY
 
 # Every model group is served by a different provider family behind the gateway.
-MODELS = ["test-chat", "test-claude"]
+MODELS = ["test-chat", "test-claude", "test-gemini", "test-bedrock"]
 
 
 @tool
