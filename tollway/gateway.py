@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -49,6 +51,7 @@ class Gateway:
         self.simulator: Simulator | None = None
         self._session: aiohttp.ClientSession | None = None
         self._pipeline: Pipeline | None = None
+        self._reconciler: asyncio.Task[None] | None = None
 
     @property
     def pipeline(self) -> Pipeline:
@@ -84,6 +87,7 @@ class Gateway:
         if self.settings.auth.oidc:
             self.authenticator.tokens = OIDCAuthenticator(self.settings.auth.oidc, self._session)
         self._pipeline = self._build_pipeline(simulator_url)
+        self._reconciler = asyncio.create_task(self._reconcile(), name="tollway-reconcile")
         self._warn_missing_credentials()
         self.ready = True
 
@@ -134,9 +138,22 @@ class Gateway:
         for missing in self.vault.missing(refs):
             log.warning("credential %s cannot be resolved; its deployments will fail", missing)
 
+    async def _reconcile(self) -> None:
+        interval = self.settings.auth.reconcile_interval
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.identity.load()
+            except Exception:  # a store outage must not end reconciling; the next try may work
+                log.warning("reloading identities from the store failed", exc_info=True)
+
     async def close(self) -> None:
         """Close the upstream pool and stop the simulator."""
         self.ready = False
+        if self._reconciler is not None:
+            self._reconciler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reconciler
         if self._session is not None:
             await self._session.close()
         if self.simulator is not None:
