@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,3 +77,17 @@ def test_provider_keys_in_the_environment_add_their_models(log_dir: Path) -> Non
         assert anonymous == {"demo-chat", "demo-chat-large", "demo-claude", "demo-embed"}
         assert any(name.startswith("claude-") for name in names)
     assert "sk-not-used-here" not in process.output()
+
+
+def test_first_start_prints_an_admin_key_once(tmp_path: Path) -> None:
+    # Its own log directory: this output holds a key on purpose, which the suite-wide leak
+    # check (test_zz_no_secret_leaks) would rightly flag anywhere else.
+    store = f"sqlite+aiosqlite:///{tmp_path}/first.db"
+    env = {"TOLLWAY_ADMIN_KEY": "", "TOLLWAY_STORE_URL": store}
+    with running_gateway(tmp_path, None, env) as (url, process):
+        printed = re.findall(r"tw-[A-Za-z0-9_-]{40}", process.output())
+        assert len(printed) == 1
+        me = httpx.get(url + "/admin/whoami", headers={"Authorization": f"Bearer {printed[0]}"})
+        assert me.json()["role"] == "admin"
+    with running_gateway(tmp_path, None, env) as (_, again):
+        assert not re.findall(r"tw-[A-Za-z0-9_-]{40}", again.output())
