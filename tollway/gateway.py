@@ -81,7 +81,6 @@ class Gateway:
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=None),
             cookie_jar=aiohttp.DummyCookieJar(),
-            skip_auto_headers=("User-Agent",),
             auto_decompress=True,
         )
         if self.settings.auth.oidc:

@@ -34,19 +34,26 @@ class HeaderForwarder:
     """Picks the client headers that may go on to the provider (``upstream.forward_headers``)."""
 
     def __init__(self, patterns: Iterable[str]) -> None:
-        regexes = [fnmatch.translate(pattern.lower()) for pattern in patterns]
-        self._pattern = re.compile("|".join(regexes)) if regexes else None
+        lowered = [pattern.lower() for pattern in patterns]
+        # Plain names are looked up directly: no walk over every header of every request.
+        self._names = tuple(p for p in lowered if not _is_glob(p) and p not in _NEVER_FORWARDED)
+        globs = [fnmatch.translate(p) for p in lowered if _is_glob(p)]
+        self._pattern = re.compile("|".join(globs)) if globs else None
 
     def select(self, headers: Mapping[str, str]) -> dict[str, str]:
         """The forwardable subset of ``headers``."""
-        if self._pattern is None:
-            return {}
-        match = self._pattern.match
-        return {
-            name: value
-            for name, value in headers.items()
-            if (lowered := name.lower()) not in _NEVER_FORWARDED and match(lowered)
-        }
+        selected = {name: headers[name] for name in self._names if name in headers}
+        if self._pattern is not None:
+            match = self._pattern.match
+            for name, value in headers.items():
+                lowered = name.lower()
+                if lowered not in _NEVER_FORWARDED and match(lowered):
+                    selected[name] = value
+        return selected
+
+
+def _is_glob(pattern: str) -> bool:
+    return any(char in pattern for char in "*?[")
 
 
 async def read_json_object(request: web.Request, max_size: int) -> dict[str, Any]:

@@ -148,49 +148,52 @@ def _choice_to_wire(choice: Choice) -> dict[str, Any]:
     return out
 
 
+_CHUNK_KEYS = frozenset({"id", "model", "created", "choices", "usage", "object"})
+_DELTA_KEYS = frozenset({"role", "content", "tool_calls"})
+
+
 def chunk_from_wire(raw: Any) -> ChatChunk:
-    """Canonical chunk from one upstream ``chat.completion.chunk`` event."""
-    if not isinstance(raw, dict) or not isinstance(raw.get("choices"), list):
-        raise UpstreamProtocolError("upstream stream event has no 'choices' array")
+    """Canonical chunk from one upstream ``chat.completion.chunk`` event.
+
+    This runs for every streamed token, so it reads fields directly rather than through the
+    validating helpers; anything malformed still ends as an ``UpstreamProtocolError``.
+    """
     try:
         choices = [_chunk_choice_from_wire(c) for c in raw["choices"]]
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise UpstreamProtocolError(f"upstream stream event is malformed: {exc}") from None
-    return ChatChunk(
-        id=str(raw.get("id") or ""),
-        model=str(raw.get("model") or ""),
-        created=int(raw.get("created") or 0),
-        choices=choices,
-        usage=usage_from_wire(raw.get("usage")),
-        extra={
-            k: v
-            for k, v in raw.items()
-            if k not in ("id", "model", "created", "choices", "usage", "object")
-        },
-        wire_format=WIRE_FORMAT,
-    )
+        usage = raw.get("usage")
+        return ChatChunk(
+            id=raw.get("id") or "",
+            model=raw.get("model") or "",
+            created=raw.get("created") or 0,
+            choices=choices,
+            usage=usage_from_wire(usage) if usage else None,
+            extra={k: v for k, v in raw.items() if k not in _CHUNK_KEYS},
+            wire_format=WIRE_FORMAT,
+        )
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise UpstreamProtocolError(f"upstream stream event is malformed: {exc!r}") from None
 
 
 def _chunk_choice_from_wire(raw: dict[str, Any]) -> ChunkChoice:
     delta = raw.get("delta") or {}
     calls = delta.get("tool_calls")
     return ChunkChoice(
-        index=int(raw.get("index") or 0),
+        index=raw.get("index") or 0,
         role=delta.get("role"),
         content=delta.get("content"),
-        tool_calls=None
-        if not calls
-        else [
-            ToolCallDelta(
-                index=int(call.get("index") or 0),
-                id=call.get("id"),
-                name=(call.get("function") or {}).get("name"),
-                arguments=(call.get("function") or {}).get("arguments") or "",
-            )
-            for call in calls
-        ],
+        tool_calls=None if not calls else [_tool_delta_from_wire(call) for call in calls],
         finish_reason=raw.get("finish_reason"),
-        extra={k: v for k, v in delta.items() if k not in ("role", "content", "tool_calls")},
+        extra={k: v for k, v in delta.items() if k not in _DELTA_KEYS},
+    )
+
+
+def _tool_delta_from_wire(call: dict[str, Any]) -> ToolCallDelta:
+    function = call.get("function") or {}
+    return ToolCallDelta(
+        index=int(call.get("index") or 0),
+        id=call.get("id"),
+        name=function.get("name"),
+        arguments=function.get("arguments") or "",
     )
 
 
