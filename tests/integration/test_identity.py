@@ -271,15 +271,19 @@ def test_vault_credentials_change_without_restart(
     admin(
         "POST",
         "/admin/credentials",
+        {"name": "sim-upstream", "provider": "openai", "secret": "sk-something-else"},
+        409,
+    )
+    admin(
+        "PUT",
+        "/admin/credentials/sim-upstream",
         {"name": "sim-upstream", "provider": "openai", "secret": "sk-rotated-but-wrong"},
-        201,
     )
     assert refused(url, CLIENT_KEY, "vaulted-model").status_code == 401  # upstream refuses it
     admin(
-        "POST",
-        "/admin/credentials",
+        "PUT",
+        "/admin/credentials/sim-upstream",
         {"name": "sim-upstream", "provider": "openai", "secret": UPSTREAM_KEY},
-        201,
     )
     assert chat(url, CLIENT_KEY, "vaulted-model")
 

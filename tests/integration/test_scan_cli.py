@@ -1,29 +1,25 @@
 """``tollway scan`` as a real process: table, JSON, exit codes, and ``--import``.
 
-``--import`` runs against a small fake admin API (an aiohttp server implementing only
-``POST /admin/credentials`` and ``POST /admin/keys``) until the real one is ready; then
-``FakeAdminAPI`` can give way to a gateway process from ``tests.support``.
+``--import`` runs against a real gateway process and checks what its admin API stored.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import typer
-from aiohttp import web
 from typer.testing import CliRunner
 
-from tests.support import ROOT, free_port
+from tests.support import CLIENT_KEY, ROOT, free_port, running_gateway
 from tests.unit.scan.fakes import fake_key, fake_line
 from tollway.scan import scan_app
 from tollway.scan.masking import mask
@@ -180,141 +176,89 @@ def test_the_scan_app_registers_as_a_tollway_subcommand(tree: Tree) -> None:
     assert len(json.loads(result.stdout)["findings"]) == 7
 
 
-# --import, against a fake admin API ---------------------------------------------------------
+# --import, against a real gateway ----------------------------------------------------------
+
+VAULT_KEY = "cMQ5ntLHFUx7ArDfh11W-S3pdvakc5TaHIM9p3pNBDg="  # a test-only Fernet key
 
 
-@dataclass
-class FakeAdminAPI:
-    """Just the two admin routes ``--import`` uses, with the real API's answers."""
-
-    credentials: dict[str, dict[str, Any]] = field(default_factory=dict)
-    keys: list[dict[str, Any]] = field(default_factory=list)
-
-    def application(self) -> web.Application:
-        app = web.Application()
-        app.router.add_post("/admin/credentials", self.put_credential)
-        app.router.add_post("/admin/keys", self.create_key)
-        return app
-
-    async def put_credential(self, request: web.Request) -> web.Response:
-        refused = self._refused(request)
-        if refused is not None:
-            return refused
-        body = await request.json()
-        if body["name"] in self.credentials:
-            return web.json_response({"error": {"message": "exists"}}, status=409)
-        self.credentials[body["name"]] = body
-        answer = {"name": body["name"], "provider": body["provider"], "created_at": "now"}
-        return web.json_response(answer, status=201)
-
-    async def create_key(self, request: web.Request) -> web.Response:
-        refused = self._refused(request)
-        if refused is not None:
-            return refused
-        body = await request.json()
-        self.keys.append(body)
-        key = f"tw-virtual-{len(self.keys)}"
-        answer = {"id": f"key-{len(self.keys)}", "key": key, "prefix": key[:6], **body}
-        return web.json_response(answer, status=201)
-
-    @staticmethod
-    def _refused(request: web.Request) -> web.Response | None:
-        if request.headers.get("Authorization") != f"Bearer {ADMIN_KEY}":
-            return web.json_response({"error": {"message": "bad admin key"}}, status=401)
-        return None
+@pytest.fixture(scope="module")
+def gateway(log_dir: Path) -> Iterator[str]:
+    """A gateway process whose admin API ``--import`` talks to."""
+    config = {"models": [{"name": "m", "deployments": [{"provider": "openai", "model": "m"}]}]}
+    with running_gateway(log_dir, config, {"TOLLWAY_VAULT_KEY": VAULT_KEY}) as (url, _):
+        yield url
 
 
-@asynccontextmanager
-async def running_admin_api(api: FakeAdminAPI) -> AsyncIterator[str]:
-    """Serve ``api`` on a free port of 127.0.0.1; yields its base URL."""
-    runner = web.AppRunner(api.application())
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+def admin_get(url: str, path: str, key: str = CLIENT_KEY) -> Any:
+    response = httpx.get(url + path, headers={"Authorization": f"Bearer {key}"})
+    response.raise_for_status()
+    return response.json()
 
 
-async def run_scan_async(*args: str, env: Mapping[str, str]) -> tuple[int, str, str]:
-    """The CLI as a process, awaited so that the admin API in this loop can answer it."""
-    process = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "tollway.scan", *args),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=ROOT,
-        env=_environment(env),
+def scan_keys(url: str) -> list[dict[str, Any]]:
+    return [k for k in admin_get(url, "/admin/keys")["data"] if k["name"].startswith("scan:")]
+
+
+def test_import_stores_keys_and_prints_the_lines_that_replace_them(
+    tree: Tree, gateway: str
+) -> None:
+    env = {"TOLLWAY_URL": gateway, "TOLLWAY_ADMIN_KEY": CLIENT_KEY}
+    before = {k["id"] for k in scan_keys(gateway)}
+    result = run_scan(str(tree.root), "--import", env=env)
+    assert result.returncode == 1, result.stderr
+    out = result.stdout
+    stored = {c["name"]: c["provider"] for c in admin_get(gateway, "/admin/credentials")["data"]}
+    digests = {name.rsplit("-", 1)[-1] for name in stored}
+    assert {"openai", "anthropic", "groq", "gemini", "huggingface"} <= set(stored.values())
+    made = [k for k in scan_keys(gateway) if k["id"] not in before]
+    assert sorted(k["tags"]["service"] for k in made) == ["billing", "notebooks", "search"]
+    assert f"OPENAI_BASE_URL={gateway}/v1" in out
+    assert f"ANTHROPIC_BASE_URL={gateway}\n" in out
+    assert "id and secret pair" in out
+    new_key = next(
+        line.strip().split("=", 1)[1]
+        for line in out.splitlines()
+        if line.strip().startswith("OPENAI_API_KEY=tw-")
     )
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    me = admin_get(gateway, "/admin/whoami", new_key)
+    assert me["kind"] == "key" and me["key_prefix"] == new_key[:12]
+    assert_no_key_leaked(tree, out, result.stderr)
+    assert digests  # credential names carry a short hash, never the key
+
+    again = run_scan(str(tree.root), "--import", env=env)
+    assert again.returncode == 1, again.stderr
+    assert "already stored" in again.stdout
+    assert len([k for k in scan_keys(gateway) if k["id"] not in before]) == 3
+    assert_no_key_leaked(tree, again.stdout, again.stderr)
 
 
-async def test_import_stores_keys_and_prints_the_lines_that_replace_them(tree: Tree) -> None:
-    api = FakeAdminAPI()
-    async with running_admin_api(api) as url:
-        env = {"TOLLWAY_URL": url, "TOLLWAY_ADMIN_KEY": ADMIN_KEY}
-        code, out, err = await run_scan_async(str(tree.root), "--import", env=env)
-        assert code == 1, err
-        secrets = {body["secret"]: body for body in api.credentials.values()}
-        expected = {"openai", "anthropic", "groq", "google", "hf"}
-        assert set(secrets) == {tree.keys[name] for name in expected}
-        assert {body["provider"] for body in secrets.values()} == {
-            "openai",
-            "anthropic",
-            "groq",
-            "gemini",
-            "huggingface",
-        }
-        services = sorted(body["tags"]["service"] for body in api.keys)
-        assert services == ["billing", "notebooks", "search"]
-        billing_key = next(
-            f"tw-virtual-{n}"
-            for n, body in enumerate(api.keys, 1)
-            if body["tags"]["service"] == "billing"
-        )
-        assert f"OPENAI_BASE_URL={url}/v1" in out
-        assert f"OPENAI_API_KEY={billing_key}" in out
-        assert f"ANTHROPIC_BASE_URL={url}\n" in out
-        assert "GROQ_API_KEY=tw-virtual-" in out
-        assert "id and secret pair" in out
-        assert_no_key_leaked(tree, out, err)
-
-        again, out, err = await run_scan_async(str(tree.root), "--import", env=env)
-        assert again == 1, err
-        assert "already stored" in out
-        assert len(api.keys) == 3
-        assert_no_key_leaked(tree, out, err)
-
-
-async def test_import_with_json_reports_each_replacement(tree: Tree) -> None:
-    api = FakeAdminAPI()
-    async with running_admin_api(api) as url:
-        env = {"TOLLWAY_URL": url, "TOLLWAY_ADMIN_KEY": ADMIN_KEY}
-        code, out, err = await run_scan_async(str(tree.root), "--import", "--json", env=env)
-    assert code == 1, err
-    imports = json.loads(out)["imports"]
+def test_import_with_json_reports_each_replacement(tree: Tree, log_dir: Path) -> None:
+    # A gateway of its own: the tree's keys are already stored in the module's one.
+    config = {"models": [{"name": "m", "deployments": [{"provider": "openai", "model": "m"}]}]}
+    with running_gateway(log_dir, config, {"TOLLWAY_VAULT_KEY": VAULT_KEY}) as (gateway, _):
+        env = {"TOLLWAY_URL": gateway, "TOLLWAY_ADMIN_KEY": CLIENT_KEY}
+        result = run_scan(str(tree.root), "--import", "--json", env=env)
+    assert result.returncode == 1, result.stderr
+    imports = json.loads(result.stdout)["imports"]
     env_import = next(item for item in imports if item["path"] == "billing/.env")
     assert env_import["status"] == "stored"
     assert env_import["credential"].startswith("openai-billing-")
-    assert env_import["replacement"][0] == f"OPENAI_BASE_URL={url}/v1"
-    assert_no_key_leaked(tree, out, err)
+    assert env_import["replacement"][0] == f"OPENAI_BASE_URL={gateway}/v1"
+    assert_no_key_leaked(tree, result.stdout, result.stderr)
 
 
-async def test_import_with_a_refused_admin_key_exits_3(tree: Tree) -> None:
-    async with running_admin_api(FakeAdminAPI()) as url:
-        env = {"TOLLWAY_URL": url, "TOLLWAY_ADMIN_KEY": "wrong"}
-        code, out, err = await run_scan_async(str(tree.root), "--import", env=env)
-    assert code == 3
-    assert "refused the admin key (401" in err
-    assert "billing/.env:1" in out
-    assert_no_key_leaked(tree, out, err)
+def test_import_with_a_refused_admin_key_exits_3(tree: Tree, gateway: str) -> None:
+    env = {"TOLLWAY_URL": gateway, "TOLLWAY_ADMIN_KEY": "tw-not-an-admin-key-xxxxxxxxxxxx"}
+    result = run_scan(str(tree.root), "--import", env=env)
+    assert result.returncode == 3
+    assert "refused the admin key (401" in result.stderr
+    assert "billing/.env:1" in result.stdout
+    assert_no_key_leaked(tree, result.stdout, result.stderr)
 
 
-async def test_import_with_an_unreachable_gateway_exits_3(tree: Tree) -> None:
-    env = {"TOLLWAY_URL": f"http://127.0.0.1:{free_port()}", "TOLLWAY_ADMIN_KEY": ADMIN_KEY}
-    code, out, err = await run_scan_async(str(tree.root), "--import", env=env)
-    assert code == 3
-    assert "cannot reach the gateway at http://127.0.0.1:" in err
-    assert_no_key_leaked(tree, out, err)
+def test_import_with_an_unreachable_gateway_exits_3(tree: Tree) -> None:
+    env = {"TOLLWAY_URL": f"http://127.0.0.1:{free_port()}", "TOLLWAY_ADMIN_KEY": CLIENT_KEY}
+    result = run_scan(str(tree.root), "--import", env=env)
+    assert result.returncode == 3
+    assert "cannot reach the gateway at http://127.0.0.1:" in result.stderr
+    assert_no_key_leaked(tree, result.stdout, result.stderr)

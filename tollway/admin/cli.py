@@ -254,15 +254,14 @@ def credentials_add(
     name: str,
     provider: str,
     secret: Annotated[str, typer.Option(prompt=True, hide_input=True, help="The provider key")],
+    rotate: Annotated[bool, typer.Option(help="Replace an existing credential")] = False,
 ) -> None:
-    """Add or rotate a provider credential; deployments use it as ``api_key: vault:NAME``."""
-    call(
-        url,
-        admin_key,
-        "POST",
-        "/admin/credentials",
-        {"name": name, "provider": provider, "secret": secret},
-    )
+    """Add (or with --rotate replace) a provider credential; use it as ``api_key: vault:NAME``."""
+    body = {"name": name, "provider": provider, "secret": secret}
+    if rotate:
+        call(url, admin_key, "PUT", f"/admin/credentials/{name}", body)
+    else:
+        call(url, admin_key, "POST", "/admin/credentials", body)
     typer.echo(f"credential {name} stored; use it as api_key: vault:{name}")
 
 

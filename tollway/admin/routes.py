@@ -324,9 +324,27 @@ def _status_change(status: str) -> Handler:
 # Credentials and audit -----------------------------------------------------------------
 
 
-async def put_credential(call: AdminCall) -> dict[str, Any]:
+async def add_credential(call: AdminCall) -> dict[str, Any]:
+    """Add a credential; 409 when the name is taken (rotate with PUT)."""
     require_role(call.principal, "admin")
     body = await call.body(bodies.CredentialPut)
+    try:
+        await call.gateway.store.credentials.get(body.name)
+    except RecordNotFound:
+        return await _store_credential(call, body)
+    raise Conflict(f"a credential named {body.name!r} exists; PUT to rotate it", code="conflict")
+
+
+async def rotate_credential(call: AdminCall) -> dict[str, Any]:
+    """Create or replace the credential named in the path."""
+    require_role(call.principal, "admin")
+    body = await call.body(bodies.CredentialPut)
+    if body.name != call.param("name"):
+        raise InvalidRequest("the body's 'name' must match the path", param="name")
+    return await _store_credential(call, body)
+
+
+async def _store_credential(call: AdminCall, body: bodies.CredentialPut) -> dict[str, Any]:
     record = await call.gateway.store.credentials.put(body.name, body.provider, body.secret)
     await call.gateway.credentials_changed(body.name)
     await call.gateway.identity.audit(
@@ -431,10 +449,17 @@ ROUTES = [
     Route(
         "POST",
         "/admin/credentials",
-        put_credential,
-        "Add or rotate a provider credential",
+        add_credential,
+        "Add a provider credential (409 if the name exists)",
         bodies.CredentialPut,
         201,
+    ),
+    Route(
+        "PUT",
+        "/admin/credentials/{name}",
+        rotate_credential,
+        "Add or rotate (replace) a provider credential",
+        bodies.CredentialPut,
     ),
     Route("GET", "/admin/credentials", list_credentials, "List provider credentials (no secrets)"),
     Route(
