@@ -575,13 +575,52 @@ def med(section: dict[str, dict[str, Any]], target: str, key: str) -> float:
     return float(section[target]["median"][key])
 
 
+def paired(
+    section: dict[str, dict[str, Any]],
+    name: str,
+    base: str,
+    key: str,
+    compare: Callable[[float, float], float],
+) -> float:
+    """The median over rounds of ``compare(target, base)``, each round with its own base.
+
+    Targets of one round ran minutes apart, so pairing them cancels the drift between
+    rounds that a ratio (or difference) of two medians would keep.
+    """
+    pairs = list(zip(section[name]["rounds"], section[base]["rounds"], strict=True))
+    clean = [(a, b) for a, b in pairs if max(a["other_busy"], b["other_busy"]) <= QUIET_LOAD]
+    return statistics.median(compare(a[key], b[key]) for a, b in clean or pairs)
+
+
+def summarize(results: dict[str, Any]) -> None:
+    """Add to every median the comparisons the tables and checks show, paired by round."""
+
+    def ratio(a: float, b: float) -> float:
+        return a / b
+
+    def minus(a: float, b: float) -> float:
+        return a - b
+
+    thr = results["throughput"]
+    for name, target in thr.items():
+        target["median"]["vs_passthrough"] = paired(thr, name, "passthrough", "rps", ratio)
+    for section, keys in (
+        ("fixed_rate", ("p50_ms", "p99_ms")),
+        ("streaming", ("ttft_p50_ms", "ttft_p99_ms")),
+    ):
+        for name, target in results[section].items():
+            for key in keys:
+                added = paired(results[section], name, "direct", key, minus)
+                target["median"][f"added_{key}"] = added
+
+
 def checks(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each design target with the measured value and whether it is met."""
-    thr, fixed, stream = results["throughput"], results["fixed_rate"], results["streaming"]
-    share = med(thr, "gateway", "rps") / med(thr, "passthrough", "rps")
-    added_p50 = med(fixed, "gateway", "p50_ms") - med(fixed, "direct", "p50_ms")
-    added_p99 = med(fixed, "gateway", "p99_ms") - med(fixed, "direct", "p99_ms")
-    added_ttft = med(stream, "gateway", "ttft_p50_ms") - med(stream, "direct", "ttft_p50_ms")
+    """Each design target with the measured value (see ``summarize``) and whether it is met."""
+    gateway = {section: results[section]["gateway"]["median"] for section in SECTIONS}
+    share = gateway["throughput"]["vs_passthrough"]
+    added_p50 = gateway["fixed_rate"]["added_p50_ms"]
+    added_p99 = gateway["fixed_rate"]["added_p99_ms"]
+    added_ttft = gateway["streaming"]["added_ttft_p50_ms"]
     rows = [
         ("throughput vs bare pass-through", share, THROUGHPUT_SHARE, share >= THROUGHPUT_SHARE),
         ("added latency p50 at fixed rate (ms)", added_p50, ADDED_P50_MS, None),
@@ -663,11 +702,6 @@ def num(key: str, digits: int = 2) -> Callable[[dict[str, float]], str]:
     return lambda m: f(m[key], digits)
 
 
-def added(section: dict[str, dict[str, Any]], key: str) -> Callable[[dict[str, float]], str]:
-    """A column showing how much a target adds to the direct value of ``key``."""
-    return lambda m: f(m[key] - med(section, "direct", key))
-
-
 def section_table(
     section: dict[str, dict[str, Any]], names: list[str], cols: list[Column], first: str = "target"
 ) -> str:
@@ -680,6 +714,7 @@ def throughput_table(section: dict[str, dict[str, Any]]) -> str:
     """Scenario a's table."""
     cols: list[Column] = [
         ("req/s", num("rps", 0)),
+        ("vs passthrough", pct("vs_passthrough")),
         ("p50 ms", num("p50_ms")),
         ("p99 ms", num("p99_ms")),
         ("CPU/req µs", num("cpu_us_per_req", 0)),
@@ -698,8 +733,8 @@ def fixed_rate_table(section: dict[str, dict[str, Any]]) -> str:
         ("p50 ms", num("p50_ms")),
         ("p90 ms", num("p90_ms")),
         ("p99 ms", num("p99_ms")),
-        ("added p50 ms", added(section, "p50_ms")),
-        ("added p99 ms", added(section, "p99_ms")),
+        ("added p50 ms", num("added_p50_ms")),
+        ("added p99 ms", num("added_p99_ms")),
         ("CPU/req µs", num("cpu_us_per_req", 0)),
         ("other load", pct("other_busy")),
         ("errors", num("errors", 0)),
@@ -713,8 +748,8 @@ def streaming_table(section: dict[str, dict[str, Any]]) -> str:
         ("TTFT p50 ms", num("ttft_p50_ms")),
         ("TTFT p90 ms", num("ttft_p90_ms")),
         ("TTFT p99 ms", num("ttft_p99_ms")),
-        ("added p50 ms", added(section, "ttft_p50_ms")),
-        ("added p99 ms", added(section, "ttft_p99_ms")),
+        ("added p50 ms", num("added_ttft_p50_ms")),
+        ("added p99 ms", num("added_ttft_p99_ms")),
         ("stream total p50 ms", num("total_p50_ms", 1)),
         ("other load", pct("other_busy")),
     ]
@@ -723,14 +758,13 @@ def streaming_table(section: dict[str, dict[str, Any]]) -> str:
 
 def candidates_table(section: dict[str, dict[str, Any]]) -> str:
     """The pass-through stacks side by side, relative to aiohttp + aiohttp."""
-    base = med(section, "passthrough", "rps")
     cols: list[Column] = [
         ("req/s", num("rps", 0)),
         ("p50 ms", num("p50_ms")),
         ("p99 ms", num("p99_ms")),
         ("CPU/req µs", num("cpu_us_per_req", 0)),
         ("target busy", pct("target_busy")),
-        ("vs aiohttp-aiohttp", lambda m: f"{m['rps'] / base:.0%}"),
+        ("vs aiohttp-aiohttp", pct("vs_passthrough")),
     ]
     names = ["passthrough", *(t.name for t in CANDIDATES)]
     renamed = {stack: section[name] for name, stack in zip(names, STACKS, strict=True)}
@@ -863,7 +897,8 @@ def freeze_code(procs: Processes) -> dict[str, Any]:
         digest.update(path.read_bytes())
     return {
         "commit": git("rev-parse", "--short", "HEAD") or "none",
-        "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        # Whether the measured package differs from the commit (the digest tells by how much).
+        "dirty": bool(git("status", "--porcelain", "--untracked-files=no", "--", "tollway")),
         "code_digest": digest.hexdigest()[:16],
     }
 
@@ -877,6 +912,7 @@ def report_for(
 ) -> dict[str, Any]:
     """The results with when, what (the code as at the start) and where they were measured."""
     rate = results.pop("fixed_rate_rps")
+    summarize(results)
     return {
         "date": datetime.date.today().isoformat(),
         **start,
@@ -970,22 +1006,28 @@ def main() -> int:
         signal.signal(sig, lambda signum, _: sys.exit(128 + signum))
     logdir = Path(tempfile.mkdtemp(prefix="tollway-bench-"))
     procs = Processes(logdir)
+    keep_logs = False
     try:
         preflight()
         idle_load = wait_for_quiet()
         start = freeze_code(procs)
         results = run_all(procs, profile, args.candidates)
     except BenchError as exc:
+        keep_logs = True
         log(f"benchmark failed: {exc}\n(logs in {logdir})")
         return 1
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 130
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip teardown
         procs.stop_all()
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        if not keep_logs:
+            shutil.rmtree(logdir, ignore_errors=True)
     report = report_for(results, profile, args.quick, args.candidates, start)
     report["other_load"] = {"before": idle_load, "max_during": max_other_load(results)}
     publish(report, args.out)
-    shutil.rmtree(logdir, ignore_errors=True)
     return 0
 
 
@@ -994,6 +1036,7 @@ def rerender(report: dict[str, Any]) -> dict[str, Any]:
     for section in SECTIONS:
         for target in report[section].values():
             target["median"] = medians(target["rounds"])
+    summarize(report)
     report["checks"] = checks(report)
     return report
 
