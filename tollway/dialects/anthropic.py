@@ -19,8 +19,7 @@ from tollway.core.context import RequestContext
 from tollway.core.errors import GatewayError, NotFound
 from tollway.core.types import ChatRequest, ImagePart, OpaquePart, TextPart
 from tollway.dialects.http import (
-    log_internal_error,
-    read_json_object,
+    exchange,
     request_id,
     routing_headers,
     stream_events,
@@ -30,6 +29,7 @@ from tollway.wire.anthropic_response import response_to_wire
 from tollway.wire.anthropic_stream import StreamWriter, event
 
 if TYPE_CHECKING:
+    from tollway.core.pipeline import Pipeline
     from tollway.gateway import Gateway
 
 
@@ -57,11 +57,6 @@ def error_response(exc: GatewayError, rid: str, headers: dict[str, str]) -> web.
         content_type=_JSON,
         headers={**headers, "request-id": rid, **exc.headers},
     )
-
-
-def internal_error(rid: str, exc: BaseException) -> web.Response:
-    """A 500 that names the request id and nothing of the failure's internals."""
-    return error_response(log_internal_error(rid, exc), rid, {"x-request-id": rid})
 
 
 def estimate_input_tokens(request: ChatRequest) -> int:
@@ -99,68 +94,38 @@ class AnthropicDialect:
             web.route("*", "/v1/messages/{tail:.*}", self.unknown_route),
         ]
 
-    async def _parse(self, request: web.Request, rid: str, *, counting: bool) -> RequestContext:
-        principal = await self._gateway.authenticator.authenticate(request.headers)
-        body = await read_json_object(request, self._gateway.max_body_size)
-        chat = request_from_wire(body, counting=counting)
-        chat.upstream_headers = self._gateway.forwarder.select(request.headers)
-        return RequestContext(
-            rid, "chat", chat.model, request.headers, principal=principal, chat=chat
-        )
-
     async def messages(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/messages``, streaming or not."""
-        rid = request_id(request)
-        pipeline = self._gateway.pipeline
-        ctx: RequestContext | None = None
-        try:
-            ctx = await self._parse(request, rid, counting=False)
-            assert ctx.chat is not None
-            if ctx.chat.stream:
-                return await self._stream(request, ctx)
-            response = await pipeline.chat(ctx)
-            return web.Response(
-                body=orjson.dumps(response_to_wire(response)),
-                content_type=_JSON,
-                headers=_headers(ctx),
-            )
-        except GatewayError as exc:
-            return _failed(exc, rid, ctx)
-        except Exception as exc:
-            return internal_error(rid, exc)
-        finally:
-            if ctx is not None:
-                await pipeline.finish(ctx)
+        return await exchange(request, self._gateway, request_from_wire, self._answer, failure)
 
-    async def _stream(self, request: web.Request, ctx: RequestContext) -> web.StreamResponse:
-        chunks = await self._gateway.pipeline.stream(ctx)
-        encoder = _Encoder(ctx.request_id)
-        return await stream_events(request, ctx, chunks, encoder, _headers(ctx))
+    async def _answer(
+        self, request: web.Request, pipeline: Pipeline, ctx: RequestContext
+    ) -> web.StreamResponse:
+        assert ctx.chat is not None
+        if ctx.chat.stream:
+            chunks = await pipeline.stream(ctx)
+            encoder = _Encoder(ctx.request_id)
+            return await stream_events(request, ctx, chunks, encoder, _headers(ctx))
+        response = await pipeline.chat(ctx)
+        return _json(response_to_wire(response), ctx)
 
-    async def count_tokens(self, request: web.Request) -> web.Response:
+    async def count_tokens(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/messages/count_tokens``: the provider's count, or a local estimate."""
-        rid = request_id(request)
-        pipeline = self._gateway.pipeline
-        ctx: RequestContext | None = None
-        try:
-            ctx = await self._parse(request, rid, counting=True)
-            assert ctx.chat is not None
-            tokens = await pipeline.count_tokens(ctx)
-            if tokens is None:
-                tokens = estimate_input_tokens(ctx.chat)
-                ctx.response_headers["x-tollway-token-count"] = "estimate"
-            return web.Response(
-                body=orjson.dumps({"input_tokens": tokens}),
-                content_type=_JSON,
-                headers=_headers(ctx),
-            )
-        except GatewayError as exc:
-            return _failed(exc, rid, ctx)
-        except Exception as exc:
-            return internal_error(rid, exc)
-        finally:
-            if ctx is not None:
-                await pipeline.finish(ctx)
+
+        def parse(body: dict[str, Any]) -> ChatRequest:
+            return request_from_wire(body, counting=True)
+
+        return await exchange(request, self._gateway, parse, self._count, failure)
+
+    async def _count(
+        self, request: web.Request, pipeline: Pipeline, ctx: RequestContext
+    ) -> web.StreamResponse:
+        assert ctx.chat is not None
+        tokens = await pipeline.count_tokens(ctx)
+        if tokens is None:
+            tokens = estimate_input_tokens(ctx.chat)
+            ctx.response_headers["x-tollway-token-count"] = "estimate"
+        return _json({"input_tokens": tokens}, ctx)
 
     async def unknown_route(self, request: web.Request) -> web.Response:
         """Anything else under ``/v1/messages/``: a 404 in Anthropic's shape."""
@@ -174,11 +139,13 @@ def _headers(ctx: RequestContext) -> dict[str, str]:
     return {**routing_headers(ctx), "request-id": ctx.request_id}
 
 
-def _failed(exc: GatewayError, rid: str, ctx: RequestContext | None) -> web.Response:
-    if ctx is None:
-        return error_response(exc, rid, {"x-request-id": rid})
-    ctx.error = exc
-    return error_response(exc, rid, routing_headers(ctx))
+def failure(exc: GatewayError, rid: str, headers: dict[str, str]) -> web.Response:
+    """``exc`` in Anthropic's shape (the ``Failure`` an ``exchange`` renders errors with)."""
+    return error_response(exc, rid, headers)
+
+
+def _json(payload: object, ctx: RequestContext) -> web.Response:
+    return web.Response(body=orjson.dumps(payload), content_type=_JSON, headers=_headers(ctx))
 
 
 class _Encoder(StreamWriter):

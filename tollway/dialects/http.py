@@ -6,15 +6,20 @@ import fnmatch
 import logging
 import re
 import secrets
-from collections.abc import AsyncIterator, Iterable, Mapping
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 from aiohttp import web
 
 from tollway.core.context import RequestContext
 from tollway.core.errors import GatewayError, InvalidRequest, PayloadTooLarge
-from tollway.core.types import ChatChunk
+from tollway.core.types import ChatChunk, ChatRequest, EmbeddingRequest
+
+if TYPE_CHECKING:
+    from tollway.auth.principal import Principal
+    from tollway.core.pipeline import Pipeline
+    from tollway.gateway import Gateway
 
 log = logging.getLogger("tollway.dialects")
 
@@ -73,6 +78,48 @@ async def read_json_object(request: web.Request, max_size: int) -> dict[str, Any
     if not isinstance(body, dict):
         raise InvalidRequest("Request body must be a JSON object.")
     return body
+
+
+Failure = Callable[[GatewayError, str, dict[str, str]], web.StreamResponse]
+"""Renders an error in a dialect's shape, given the request id and the response headers."""
+
+
+async def exchange(
+    request: web.Request,
+    gateway: Gateway,
+    parse: Callable[[dict[str, Any]], ChatRequest | EmbeddingRequest],
+    answer: Callable[[web.Request, Pipeline, RequestContext], Awaitable[web.StreamResponse]],
+    fail: Failure,
+) -> web.StreamResponse:
+    """The cycle every model route shares: authenticate (before reading the body), parse,
+    answer, render any failure in the dialect's shape, and always finish the pipeline."""
+    rid = request_id(request)
+    pipeline = gateway.pipeline
+    ctx: RequestContext | None = None
+    try:
+        principal: Principal = await gateway.authenticator.authenticate(request.headers)
+        parsed = parse(await read_json_object(request, gateway.max_body_size))
+        parsed.upstream_headers = gateway.forwarder.select(request.headers)
+        if isinstance(parsed, ChatRequest):
+            ctx = RequestContext(
+                rid, "chat", parsed.model, request.headers, principal=principal, chat=parsed
+            )
+        else:
+            ctx = RequestContext(
+                rid, "embeddings", parsed.model, request.headers, principal=principal,
+                embedding=parsed,
+            )  # fmt: skip
+        return await answer(request, pipeline, ctx)
+    except GatewayError as exc:
+        if ctx is None:
+            return fail(exc, rid, {"x-request-id": rid})
+        ctx.error = exc
+        return fail(exc, rid, routing_headers(ctx))
+    except Exception as exc:
+        return fail(log_internal_error(rid, exc), rid, {"x-request-id": rid})
+    finally:
+        if ctx is not None:
+            await pipeline.finish(ctx)
 
 
 def request_id(request: web.Request) -> str:

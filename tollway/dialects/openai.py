@@ -15,8 +15,7 @@ from tollway.core.context import RequestContext
 from tollway.core.errors import GatewayError, NotFound
 from tollway.core.types import ChatChunk
 from tollway.dialects.http import (
-    log_internal_error,
-    read_json_object,
+    exchange,
     request_id,
     routing_headers,
     stream_events,
@@ -29,6 +28,7 @@ from tollway.wire.openai_request import request_from_wire
 from tollway.wire.openai_response import chunk_to_wire, response_to_wire
 
 if TYPE_CHECKING:
+    from tollway.core.pipeline import Pipeline
     from tollway.gateway import Gateway
 
 
@@ -60,9 +60,15 @@ def error_response(exc: GatewayError, headers: dict[str, str]) -> web.Response:
     )
 
 
-def internal_error(rid: str, exc: BaseException) -> web.Response:
-    """A 500 that names the request id and nothing of the failure's internals."""
-    return error_response(log_internal_error(rid, exc), {"x-request-id": rid})
+def failure(exc: GatewayError, rid: str, headers: dict[str, str]) -> web.Response:
+    """``exc`` in OpenAI's shape (the ``Failure`` an ``exchange`` renders errors with)."""
+    return error_response(exc, headers)
+
+
+def _json(payload: object, ctx: RequestContext) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(payload), content_type=_JSON, headers=routing_headers(ctx)
+    )
 
 
 class OpenAIDialect:
@@ -84,76 +90,29 @@ class OpenAIDialect:
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/chat/completions``, streaming or not."""
-        rid = request_id(request)
-        pipeline = self._gateway.pipeline
-        ctx: RequestContext | None = None
-        try:
-            principal = await self._gateway.authenticator.authenticate(request.headers)
-            body = await read_json_object(request, self._gateway.max_body_size)
-            chat = request_from_wire(body)
-            chat.upstream_headers = self._gateway.forwarder.select(request.headers)
-            ctx = RequestContext(
-                rid, "chat", chat.model, request.headers, principal=principal, chat=chat
-            )
-            if chat.stream:
-                return await self._stream(request, ctx)
-            response = await pipeline.chat(ctx)
-            return web.Response(
-                body=orjson.dumps(response_to_wire(response)),
-                content_type=_JSON,
-                headers=routing_headers(ctx),
-            )
-        except GatewayError as exc:
-            if ctx is not None:
-                ctx.error = exc
-                return error_response(exc, routing_headers(ctx))
-            return error_response(exc, {"x-request-id": rid})
-        except Exception as exc:
-            return internal_error(rid, exc)
-        finally:
-            if ctx is not None:
-                await pipeline.finish(ctx)
+        return await exchange(request, self._gateway, request_from_wire, self._chat, failure)
 
-    async def _stream(self, request: web.Request, ctx: RequestContext) -> web.StreamResponse:
+    async def _chat(
+        self, request: web.Request, pipeline: Pipeline, ctx: RequestContext
+    ) -> web.StreamResponse:
         assert ctx.chat is not None
-        chunks = await self._gateway.pipeline.stream(ctx)
-        encoder = ChunkEncoder(include_usage=ctx.chat.include_usage)
-        return await stream_events(request, ctx, chunks, encoder, routing_headers(ctx))
+        if ctx.chat.stream:
+            chunks = await pipeline.stream(ctx)
+            encoder = ChunkEncoder(include_usage=ctx.chat.include_usage)
+            return await stream_events(request, ctx, chunks, encoder, routing_headers(ctx))
+        response = await pipeline.chat(ctx)
+        return _json(response_to_wire(response), ctx)
 
-    async def embeddings(self, request: web.Request) -> web.Response:
+    async def embeddings(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/embeddings``."""
-        rid = request_id(request)
-        pipeline = self._gateway.pipeline
-        ctx: RequestContext | None = None
-        try:
-            principal = await self._gateway.authenticator.authenticate(request.headers)
-            body = await read_json_object(request, self._gateway.max_body_size)
-            embedding = embedding_request_from_wire(body)
-            embedding.upstream_headers = self._gateway.forwarder.select(request.headers)
-            ctx = RequestContext(
-                rid,
-                "embeddings",
-                embedding.model,
-                request.headers,
-                principal=principal,
-                embedding=embedding,
-            )
-            response = await pipeline.embed(ctx)
-            return web.Response(
-                body=orjson.dumps(embedding_response_to_wire(response)),
-                content_type=_JSON,
-                headers=routing_headers(ctx),
-            )
-        except GatewayError as exc:
-            if ctx is not None:
-                ctx.error = exc
-                return error_response(exc, routing_headers(ctx))
-            return error_response(exc, {"x-request-id": rid})
-        except Exception as exc:
-            return internal_error(rid, exc)
-        finally:
-            if ctx is not None:
-                await pipeline.finish(ctx)
+        return await exchange(
+            request, self._gateway, embedding_request_from_wire, self._embed, failure
+        )
+
+    async def _embed(
+        self, request: web.Request, pipeline: Pipeline, ctx: RequestContext
+    ) -> web.StreamResponse:
+        return _json(embedding_response_to_wire(await pipeline.embed(ctx)), ctx)
 
     async def list_models(self, request: web.Request) -> web.Response:
         """``GET /v1/models``: the model names this caller may use."""

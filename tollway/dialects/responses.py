@@ -8,20 +8,22 @@ no responses, so the routes that read or change a stored one answer a 404 that s
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
 
 from tollway.core.context import RequestContext
-from tollway.core.errors import GatewayError, NotFound
-from tollway.dialects.http import read_json_object, request_id, routing_headers, stream_events
-from tollway.dialects.openai import error_response, internal_error
-from tollway.wire.responses_request import ResponsesRequest, request_from_wire
+from tollway.core.errors import NotFound
+from tollway.core.types import JSON, ChatRequest
+from tollway.dialects.http import exchange, request_id, routing_headers, stream_events
+from tollway.dialects.openai import error_response, failure
+from tollway.wire.responses_request import request_from_wire
 from tollway.wire.responses_response import response_to_wire
 from tollway.wire.responses_stream import StreamWriter
 
 if TYPE_CHECKING:
+    from tollway.core.pipeline import Pipeline
     from tollway.gateway import Gateway
 
 _JSON = "application/json"
@@ -48,43 +50,29 @@ class ResponsesDialect:
 
     async def create(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/responses``, streaming or not."""
-        rid = request_id(request)
-        pipeline = self._gateway.pipeline
-        ctx: RequestContext | None = None
-        try:
-            principal = await self._gateway.authenticator.authenticate(request.headers)
-            body = await read_json_object(request, self._gateway.max_body_size)
+        echo: JSON = {}
+
+        def parse(body: dict[str, Any]) -> ChatRequest:
             parsed = request_from_wire(body)
-            chat = parsed.chat
-            chat.upstream_headers = self._gateway.forwarder.select(request.headers)
-            ctx = RequestContext(
-                rid, "chat", chat.model, request.headers, principal=principal, chat=chat
-            )
-            if chat.stream:
-                return await self._stream(request, ctx, parsed)
+            echo.update(parsed.echo)  # what the Response object repeats back
+            return parsed.chat
+
+        async def answer(
+            request: web.Request, pipeline: Pipeline, ctx: RequestContext
+        ) -> web.StreamResponse:
+            assert ctx.chat is not None
+            if ctx.chat.stream:
+                chunks = await pipeline.stream(ctx)
+                encoder = StreamWriter(echo)
+                return await stream_events(request, ctx, chunks, encoder, routing_headers(ctx))
             response = await pipeline.chat(ctx)
             return web.Response(
-                body=orjson.dumps(response_to_wire(response, parsed.echo)),
+                body=orjson.dumps(response_to_wire(response, echo)),
                 content_type=_JSON,
                 headers=routing_headers(ctx),
             )
-        except GatewayError as exc:
-            if ctx is not None:
-                ctx.error = exc
-                return error_response(exc, routing_headers(ctx))
-            return error_response(exc, {"x-request-id": rid})
-        except Exception as exc:
-            return internal_error(rid, exc)
-        finally:
-            if ctx is not None:
-                await pipeline.finish(ctx)
 
-    async def _stream(
-        self, request: web.Request, ctx: RequestContext, parsed: ResponsesRequest
-    ) -> web.StreamResponse:
-        chunks = await self._gateway.pipeline.stream(ctx)
-        encoder = StreamWriter(parsed.echo)
-        return await stream_events(request, ctx, chunks, encoder, routing_headers(ctx))
+        return await exchange(request, self._gateway, parse, answer, failure)
 
     async def not_stored(self, request: web.Request) -> web.Response:
         """Reading, cancelling or deleting a stored response: a 404, as none is stored."""
