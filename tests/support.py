@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -9,17 +10,76 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 
 CLIENT_KEY = "client-key-for-tests-0123456789"
 """The bootstrap admin key every test gateway accepts (``TOLLWAY_ADMIN_KEY``)."""
+
+
+POSTGRES_URL = os.environ.get(
+    "TOLLWAY_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+"""A PostgreSQL server where tests may create and drop databases."""
+
+REDIS_URL = os.environ.get("TOLLWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+"""A Redis server tests share; each test isolates itself by a unique key prefix."""
+
+
+def unavailable(message: str) -> None:
+    """A required service is missing: a failure under ``CI=true``, else a skip saying why."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+async def _admin_database(statement: str) -> None:
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    try:
+        async with asyncio.timeout(10), engine.connect() as connection:
+            await connection.execute(text(statement))
+    finally:
+        await engine.dispose()
+
+
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database (its SQLAlchemy URL) for one test; dropped afterwards."""
+    name = f"tollway_gw_{uuid.uuid4().hex[:10]}"
+    try:
+        asyncio.run(_admin_database(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # any failure means PostgreSQL is unusable here
+        unavailable(f"PostgreSQL at {POSTGRES_URL} is not usable: {type(exc).__name__}: {exc}")
+    yield POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
+    asyncio.run(_admin_database(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def redis_url() -> str:
+    """``REDIS_URL`` once it answers PING (else fail under CI, skip elsewhere)."""
+    host, _, port = REDIS_URL.split("://", 1)[1].split("/", 1)[0].rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port or 6379)), timeout=3) as s:
+            s.sendall(b"PING\r\n")
+            if not s.recv(64).startswith(b"+PONG"):
+                raise OSError("no PONG")
+    except OSError as exc:
+        unavailable(f"Redis at {REDIS_URL} is not usable: {type(exc).__name__}: {exc}")
+    return REDIS_URL
+
+
+def unique_prefix(name: str = "t") -> str:
+    """A key prefix no other test (or concurrent test run) uses."""
+    return f"tollway-test:{name}:{uuid.uuid4().hex[:10]}:"
 
 
 def free_port() -> int:

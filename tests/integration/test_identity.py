@@ -6,7 +6,6 @@ API (httpx) and the real ``openai`` SDK.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -19,39 +18,17 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.conftest import UPSTREAM_KEY
-from tests.support import CLIENT_KEY, Process, running_gateway, tollway_command
-
-POSTGRES_URL = os.environ.get(
-    "TOLLWAY_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+from tests.support import (
+    CLIENT_KEY,
+    Process,
+    postgres_database,
+    running_gateway,
+    tollway_command,
 )
+
 ADMIN = {"Authorization": f"Bearer {CLIENT_KEY}"}
-
-
-async def _admin_database(statement: str) -> None:
-    engine = create_async_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    try:
-        async with asyncio.timeout(10), engine.connect() as connection:
-            await connection.execute(text(statement))
-    finally:
-        await engine.dispose()
-
-
-def postgres_database() -> Iterator[str]:
-    """A fresh PostgreSQL database for one gateway; dropped afterwards."""
-    name = f"tollway_gw_{uuid.uuid4().hex[:10]}"
-    try:
-        asyncio.run(_admin_database(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # any failure means PostgreSQL is unusable here
-        message = f"PostgreSQL at {POSTGRES_URL} is not usable: {type(exc).__name__}: {exc}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    yield POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
-    asyncio.run(_admin_database(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

@@ -15,6 +15,16 @@ Endpoint = Literal["chat", "embeddings"]
 
 
 @dataclass(slots=True)
+class Attempt:
+    """One call to one deployment on behalf of a request (``perf_counter`` times)."""
+
+    deployment: Deployment
+    started: float
+    ended: float | None = None
+    error: GatewayError | None = None
+
+
+@dataclass(slots=True)
 class RequestContext:
     """Everything known about one request as it passes the pipeline.
 
@@ -38,6 +48,22 @@ class RequestContext:
     error: GatewayError | None = None
     response_headers: dict[str, str] = field(default_factory=dict)
     stages_entered: int = 0
+    requested_model: str = ""
+    """The model name the client asked for; ``model`` may be changed by policy before routing."""
+    tries: list[Attempt] = field(default_factory=list)
+    """Every upstream call made for this request, in order."""
+    input_tokens_estimate: int | None = None
+    """The local count of the request's input tokens, once a stage has made it."""
+    cost_usd: float | None = None
+    """What the request cost, once settled."""
+    cache_status: str | None = None
+    """``hit``, ``miss`` or ``None`` when no cache was consulted."""
+    guardrail_flags: list[str] = field(default_factory=list)
+    """Names of the guardrails that triggered on this request."""
+
+    def __post_init__(self) -> None:
+        if not self.requested_model:
+            self.requested_model = self.model
 
     @property
     def ttft(self) -> float | None:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 
-from tollway.core.context import RequestContext
+from tollway.core.context import Attempt, RequestContext
 from tollway.core.errors import GatewayError, UpstreamProtocolError
 from tollway.core.types import (
     ChatChunk,
     ChatResponse,
     ChunkChoice,
+    Deployment,
     EmbeddingResponse,
     ToolCallDelta,
 )
@@ -101,14 +102,17 @@ class Pipeline:
         last_error: GatewayError | None = None
         for deployment in self.routing.candidates(ctx.model, "chat"):
             provider = self._chat_providers[deployment.provider]
-            ctx.attempts += 1
-            ctx.deployment = deployment
+            attempt = _begin(ctx, deployment)
             try:
-                return await provider.chat(ctx.chat, deployment)
+                response = await provider.chat(ctx.chat, deployment)
             except GatewayError as exc:
+                _end(attempt, exc)
                 if not exc.retryable:
                     raise
                 last_error = exc
+                continue
+            _end(attempt, None)
+            return response
         assert last_error is not None
         raise last_error
 
@@ -129,14 +133,15 @@ class Pipeline:
         last_error: GatewayError | None = None
         for deployment in self.routing.candidates(ctx.model, "chat"):
             provider = self._chat_providers[deployment.provider]
-            ctx.attempts += 1
-            ctx.deployment = deployment
+            attempt = _begin(ctx, deployment)
             chunks = provider.stream(ctx.chat, deployment)
             try:
                 return await anext(chunks), chunks
             except StopAsyncIteration:
                 last_error = UpstreamProtocolError("upstream stream was empty")
+                _end(attempt, last_error)
             except GatewayError as exc:
+                _end(attempt, exc)
                 if not exc.retryable:
                     raise
                 last_error = exc
@@ -188,19 +193,33 @@ class Pipeline:
         last_error: GatewayError | None = None
         for deployment in self.routing.candidates(ctx.model, "embedding"):
             provider = self._embedding_providers[deployment.provider]
-            ctx.attempts += 1
-            ctx.deployment = deployment
+            attempt = _begin(ctx, deployment)
             try:
                 response = await provider.embed(ctx.embedding, deployment)
             except GatewayError as exc:
+                _end(attempt, exc)
                 if not exc.retryable:
                     raise
                 last_error = exc
                 continue
+            _end(attempt, None)
             ctx.usage = response.usage
             return response
         assert last_error is not None
         raise last_error
+
+
+def _begin(ctx: RequestContext, deployment: Deployment) -> Attempt:
+    ctx.attempts += 1
+    ctx.deployment = deployment
+    attempt = Attempt(deployment, time.perf_counter())
+    ctx.tries.append(attempt)
+    return attempt
+
+
+def _end(attempt: Attempt, error: GatewayError | None) -> None:
+    attempt.ended = time.perf_counter()
+    attempt.error = error
 
 
 async def response_as_chunks(response: ChatResponse) -> AsyncIterator[ChatChunk]:
