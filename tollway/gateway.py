@@ -50,6 +50,7 @@ class Gateway:
         self.ready = False
         self.simulator: Simulator | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._upstream: UpstreamClient | None = None
         self._pipeline: Pipeline | None = None
         self._reconciler: asyncio.Task[None] | None = None
 
@@ -83,6 +84,7 @@ class Gateway:
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=True,
         )
+        self._upstream = UpstreamClient(self._session)
         if self.settings.auth.oidc:
             self.authenticator.tokens = OIDCAuthenticator(self.settings.auth.oidc, self._session)
         self._pipeline = self._build_pipeline(simulator_url)
@@ -91,8 +93,8 @@ class Gateway:
         self.ready = True
 
     def _build_pipeline(self, simulator_url: str | None) -> Pipeline:
-        assert self._session is not None
-        resources = ProviderResources(client=UpstreamClient(self._session), vault=self.vault)
+        assert self._upstream is not None
+        resources = ProviderResources(client=self._upstream, vault=self.vault)
         used = {d.provider for group in self.settings.models for d in group.deployments}
         built = {name: BUILTIN_PROVIDERS[name].build(resources) for name in sorted(used)}
         chat = {name: p for name, p in built.items() if isinstance(p, ChatProvider)}
@@ -153,6 +155,8 @@ class Gateway:
             self._reconciler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reconciler
+        if self._upstream is not None:
+            await self._upstream.close()
         if self._session is not None:
             await self._session.close()
         if self.simulator is not None:

@@ -6,7 +6,7 @@ kind of machine it costs a tenth of httpx per request under load.
 
 from __future__ import annotations
 
-import time
+import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -23,6 +23,7 @@ from tollway.core.errors import (
     UpstreamUnavailable,
 )
 from tollway.core.types import UpstreamTimeouts
+from tollway.providers.deadlines import Deadline, Deadlines, Phase
 
 ErrorParser = Callable[[Any], tuple[str, str | None, str | None, str | None]]
 """Turns an upstream error body into ``(message, type, code, param)``."""
@@ -40,27 +41,28 @@ class SSEvent:
 
 
 class UpstreamClient:
-    """Sends provider requests over one pooled aiohttp session."""
+    """Sends provider requests over one pooled aiohttp session.
 
-    def __init__(self, session: aiohttp.ClientSession) -> None:
+    aiohttp enforces only the connect timeout (it applies to new connections alone and costs
+    nothing on a pooled one); the first-byte / gap and total limits are kept by ``Deadlines``,
+    which is much cheaper per request than aiohttp's per-read timers.
+    """
+
+    def __init__(self, session: aiohttp.ClientSession, deadlines: Deadlines | None = None) -> None:
         self._session = session
-        self._timeouts: dict[UpstreamTimeouts, aiohttp.ClientTimeout] = {}
+        self._deadlines = deadlines or Deadlines()
+        self._connect_timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
-    def _client_timeout(self, timeouts: UpstreamTimeouts, stream: bool) -> aiohttp.ClientTimeout:
-        # Streams enforce the total themselves between events; the socket-read timeout bounds
-        # the wait for the first byte and every later gap.
-        key = (
-            timeouts if not stream else UpstreamTimeouts(timeouts.connect, timeouts.first_byte, 0.0)
-        )
-        client_timeout = self._timeouts.get(key)
+    def _client_timeout(self, timeouts: UpstreamTimeouts) -> aiohttp.ClientTimeout:
+        client_timeout = self._connect_timeouts.get(timeouts.connect)
         if client_timeout is None:
-            client_timeout = aiohttp.ClientTimeout(
-                total=timeouts.total if not stream else None,
-                sock_connect=timeouts.connect,
-                sock_read=timeouts.first_byte,
-            )
-            self._timeouts[key] = client_timeout
+            client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect)
+            self._connect_timeouts[timeouts.connect] = client_timeout
         return client_timeout
+
+    async def close(self) -> None:
+        """Stop watching deadlines (the session belongs to the caller)."""
+        await self._deadlines.close()
 
     async def post_json(
         self,
@@ -75,20 +77,28 @@ class UpstreamClient:
 
         Upstream errors are raised. A ``URL`` is sent as it is, unnormalised (signed URLs).
         """
+        deadline = self._deadlines.watch(timeouts)
         try:
-            async with self._session.post(
-                url,
-                data=_encoded(body),
-                headers=headers,
-                timeout=self._client_timeout(timeouts, stream=False),
-            ) as response:
+            response = await self._session.post(
+                url, data=_encoded(body), headers=headers, timeout=self._client_timeout(timeouts)
+            )
+            try:
                 if response.status >= 400:
                     raise await _status_error(response, parse_error, secret)
+                deadline.received()
                 payload = await response.read()
+            finally:
+                response.release()
         except UpstreamError:
+            raise
+        except asyncio.CancelledError:
+            if deadline.timed_out():
+                raise _deadline_error(deadline, timeouts, url) from None
             raise
         except Exception as exc:
             raise _transport_error(exc, url) from None
+        finally:
+            self._deadlines.forget(deadline)
         try:
             return orjson.loads(payload)
         except orjson.JSONDecodeError:
@@ -131,27 +141,50 @@ class UpstreamClient:
         secret: str | None,
         read: Callable[[aiohttp.StreamReader], AsyncIterator[_Item]],
     ) -> AsyncIterator[_Item]:
-        deadline = time.monotonic() + timeouts.total
+        deadline = self._deadlines.watch(timeouts)
         try:
-            async with self._session.post(
-                url,
-                data=_encoded(body),
-                headers=headers,
-                timeout=self._client_timeout(timeouts, stream=True),
-            ) as response:
+            response = await self._session.post(
+                url, data=_encoded(body), headers=headers, timeout=self._client_timeout(timeouts)
+            )
+            try:
                 if response.status >= 400:
                     raise await _status_error(response, parse_error, secret)
+                deadline.received()
                 async for event in read(response.content):
+                    # The consumer's own awaits (e.g. writing to its client) are not ours to
+                    # time, nor to cancel: the watch pauses while it holds the event.
+                    deadline.pause()
                     yield event
-                    if time.monotonic() > deadline:
-                        raise UpstreamTimeout(
-                            f"upstream stream exceeded the total timeout of {timeouts.total:g}s",
-                            phase="total",
-                        )
+                    if not deadline.resume():
+                        raise _deadline_error(deadline, timeouts, url, "total")
+            finally:
+                response.release()
         except UpstreamError:
+            raise
+        except asyncio.CancelledError:
+            if deadline.timed_out():
+                raise _deadline_error(deadline, timeouts, url) from None
             raise
         except Exception as exc:
             raise _transport_error(exc, url) from None
+        finally:
+            self._deadlines.forget(deadline)
+
+
+def _deadline_error(
+    deadline: Deadline, timeouts: UpstreamTimeouts, url: str | URL, phase: Phase | None = None
+) -> UpstreamTimeout:
+    phase = phase or deadline.expired or "total"
+    host = _host(url)
+    if phase == "first_byte":
+        return UpstreamTimeout(
+            f"upstream {host} sent nothing within the first-byte timeout of "
+            f"{timeouts.first_byte:g}s",
+            phase="first_byte",
+        )
+    return UpstreamTimeout(
+        f"upstream {host} exceeded the total timeout of {timeouts.total:g}s", phase="total"
+    )
 
 
 def _encoded(body: Any) -> bytes:

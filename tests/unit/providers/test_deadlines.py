@@ -1,0 +1,146 @@
+"""Upstream time limits kept by the deadline watchdog, against a real local HTTP server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from tollway.core.errors import UpstreamTimeout
+from tollway.core.types import UpstreamTimeouts
+from tollway.providers.deadlines import Deadlines
+from tollway.providers.http import UpstreamClient
+
+
+def _no_error(raw: object) -> tuple[str, None, None, None]:
+    return str(raw), None, None, None
+
+
+async def _slow_json(request: web.Request) -> web.Response:
+    await asyncio.sleep(float(request.query.get("delay", "0")))
+    return web.json_response({"ok": True})
+
+
+async def _events(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    gap = float(request.query.get("gap", "0"))
+    for index in range(int(request.query.get("count", "3"))):
+        await asyncio.sleep(gap)
+        await response.write(f"data: {index}\n\n".encode())
+    await response.write_eof()
+    return response
+
+
+async def _client() -> AsyncIterator[tuple[UpstreamClient, str]]:
+    app = web.Application()
+    app.router.add_post("/json", _slow_json)
+    app.router.add_post("/events", _events)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    session = aiohttp.ClientSession()
+    client = UpstreamClient(session, Deadlines(resolution=0.01))
+    try:
+        yield client, f"http://127.0.0.1:{port}"
+    finally:
+        await client.close()
+        await session.close()
+        await runner.cleanup()
+
+
+def _run(test: object) -> None:
+    async def main() -> None:
+        async for client, base in _client():
+            await test(client, base)  # type: ignore[operator]
+
+    asyncio.run(main())
+
+
+def test_first_byte_limit_fires_close_to_its_value() -> None:
+    async def check(client: UpstreamClient, base: str) -> None:
+        started = time.monotonic()
+        with pytest.raises(UpstreamTimeout) as caught:
+            await client.post_json(
+                base + "/json?delay=2", {}, {}, UpstreamTimeouts(1.0, 0.2, 5.0), _no_error
+            )
+        elapsed = time.monotonic() - started
+        assert caught.value.phase == "first_byte"
+        assert "first-byte timeout of 0.2s" in caught.value.message
+        assert 0.19 <= elapsed < 1.0
+
+    _run(check)
+
+
+def test_total_limit_wins_when_it_is_shorter() -> None:
+    async def check(client: UpstreamClient, base: str) -> None:
+        with pytest.raises(UpstreamTimeout) as caught:
+            await client.post_json(
+                base + "/json?delay=2", {}, {}, UpstreamTimeouts(1.0, 5.0, 0.2), _no_error
+            )
+        assert caught.value.phase == "total"
+
+    _run(check)
+
+
+def test_answer_within_limits_is_returned_and_the_task_is_not_cancelled_later() -> None:
+    async def check(client: UpstreamClient, base: str) -> None:
+        answer = await client.post_json(
+            base + "/json?delay=0.05", {}, {}, UpstreamTimeouts(1.0, 0.1, 0.2), _no_error
+        )
+        assert answer == {"ok": True}
+        # Well past both limits: a late cancellation would surface here.
+        await asyncio.sleep(0.4)
+        task = asyncio.current_task()
+        assert task is not None and task.cancelling() == 0
+
+    _run(check)
+
+
+def test_gap_between_stream_events_is_limited() -> None:
+    async def check(client: UpstreamClient, base: str) -> None:
+        events = client.post_stream(
+            base + "/events?gap=0.5&count=3", {}, {}, UpstreamTimeouts(1.0, 0.2, 5.0), _no_error
+        )
+        with pytest.raises(UpstreamTimeout) as caught:
+            async for _ in events:
+                pass
+        assert caught.value.phase == "first_byte"
+
+    _run(check)
+
+
+def test_a_slow_consumer_is_never_cancelled_by_the_gap_limit() -> None:
+    async def check(client: UpstreamClient, base: str) -> None:
+        events = client.post_stream(
+            base + "/events?gap=0&count=3", {}, {}, UpstreamTimeouts(1.0, 0.1, 5.0), _no_error
+        )
+        received = []
+        async for event in events:
+            received.append(event.data)
+            await asyncio.sleep(0.3)  # the consumer holds each event longer than the gap limit
+        assert received == [b"0", b"1", b"2"]
+
+    _run(check)
+
+
+def test_total_limit_ends_a_stream_whose_consumer_is_slow() -> None:
+    async def check(client: UpstreamClient, base: str) -> None:
+        events = client.post_stream(
+            base + "/events?gap=0&count=5", {}, {}, UpstreamTimeouts(1.0, 1.0, 0.3), _no_error
+        )
+        received = []
+        with pytest.raises(UpstreamTimeout) as caught:
+            async for event in events:
+                received.append(event.data)
+                await asyncio.sleep(0.2)
+        assert caught.value.phase == "total"
+        assert 1 <= len(received) < 5
+
+    _run(check)

@@ -1,0 +1,117 @@
+"""Upstream time limits enforced by one coarse watchdog instead of a timer per request.
+
+aiohttp's own read and total timeouts arm and re-arm event-loop timers for every request
+and every chunk; under load that bookkeeping cost about 20 µs per request on our benchmark
+(docs/performance.md). Here a request registers its deadlines in a set (a few attribute
+writes), and one task wakes every ``resolution`` seconds and cancels the calls whose
+deadline has passed. A limit therefore fires up to ``resolution`` late, which is far below
+any sensible timeout.
+
+Only a call that is waiting on its upstream is ever cancelled: a stream that has handed a
+chunk to its consumer is paused (``waiting = False``) until it asks for the next one, so the
+cancellation can never land in the consumer's own awaits (e.g. writing to a slow client).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Literal
+
+from tollway.core.types import UpstreamTimeouts
+
+Phase = Literal["first_byte", "total"]
+
+RESOLUTION = 0.05
+"""Seconds between watchdog rounds: how late a time limit may fire."""
+
+
+class Deadline:
+    """The time limits of one upstream call, as loop times."""
+
+    __slots__ = ("expired", "gap", "gap_at", "loop", "task", "total_at", "waiting")
+
+    def __init__(self, task: asyncio.Task[object], timeouts: UpstreamTimeouts) -> None:
+        self.task = task
+        self.loop = task.get_loop()
+        now = self.loop.time()
+        self.gap = timeouts.first_byte
+        self.gap_at = now + timeouts.first_byte
+        self.total_at = now + timeouts.total
+        self.waiting = True
+        self.expired: Phase | None = None
+
+    def received(self) -> None:
+        """Bytes arrived: the wait for the next ones starts now."""
+        self.gap_at = self.loop.time() + self.gap
+
+    def pause(self) -> None:
+        """The call hands data to its consumer: nothing to cancel until it asks for more."""
+        self.waiting = False
+
+    def resume(self) -> bool:
+        """The consumer asks for more; False when the total limit passed meanwhile."""
+        now = self.loop.time()
+        if now >= self.total_at:
+            return False
+        self.gap_at = now + self.gap
+        self.waiting = True
+        return True
+
+    def timed_out(self) -> bool:
+        """Whether a ``CancelledError`` in this call came from this deadline (and absorb it)."""
+        if self.expired is None:
+            return False
+        self.task.uncancel()
+        return True
+
+
+class Deadlines:
+    """Watches the deadlines of every upstream call in flight."""
+
+    def __init__(self, resolution: float = RESOLUTION) -> None:
+        self._resolution = resolution
+        self._watched: set[Deadline] = set()
+        self._watchdog: asyncio.Task[None] | None = None
+
+    def watch(self, timeouts: UpstreamTimeouts) -> Deadline:
+        """Start watching the current task's call; ``forget`` it when the call ends."""
+        task = asyncio.current_task()
+        assert task is not None, "upstream calls run inside a task"
+        deadline = Deadline(task, timeouts)
+        self._watched.add(deadline)
+        if self._watchdog is None:
+            self._watchdog = deadline.loop.create_task(
+                self._watch(), name="tollway-upstream-deadlines"
+            )
+        return deadline
+
+    def forget(self, deadline: Deadline) -> None:
+        """The call has ended."""
+        self._watched.discard(deadline)
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self._resolution)
+            if not self._watched:
+                continue
+            now = loop.time()
+            for deadline in self._watched:
+                if not deadline.waiting or deadline.expired is not None:
+                    continue
+                if now >= deadline.total_at:
+                    deadline.expired = "total"
+                elif now >= deadline.gap_at:
+                    deadline.expired = "first_byte"
+                else:
+                    continue
+                deadline.task.cancel()
+
+    async def close(self) -> None:
+        """Stop the watchdog."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+            self._watchdog = None
