@@ -19,7 +19,11 @@ from tollway.core.types import (
 from tollway.wire.crossing import chunk_for, response_for
 
 WIRE_FORMAT = "openai"
-_USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
+_USAGE_KEYS = frozenset({"prompt_tokens", "completion_tokens", "total_tokens"})
+_RESPONSE_KEYS = frozenset({"id", "model", "created", "choices", "usage", "object"})
+_CHOICE_KEYS = frozenset({"index", "message", "finish_reason"})
+_MESSAGE_KEYS = frozenset({"role", "content", "tool_calls"})
+_CALL_KEYS = frozenset({"id", "type", "function"})
 
 
 def usage_from_wire(raw: Any) -> Usage | None:
@@ -70,11 +74,7 @@ def response_from_wire(raw: Any) -> ChatResponse:
         created=int(raw.get("created") or 0),
         choices=choices,
         usage=usage_from_wire(raw.get("usage")),
-        extra={
-            k: v
-            for k, v in raw.items()
-            if k not in ("id", "model", "created", "choices", "usage", "object")
-        },
+        extra={k: v for k, v in raw.items() if k not in _RESPONSE_KEYS},
         wire_format=WIRE_FORMAT,
     )
 
@@ -110,14 +110,14 @@ def _choice_from_wire(raw: dict[str, Any]) -> Choice:
                     id=call["id"],
                     name=call["function"]["name"],
                     arguments=call["function"].get("arguments") or "",
-                    extra={k: v for k, v in call.items() if k not in ("id", "type", "function")},
+                    extra={k: v for k, v in call.items() if k not in _CALL_KEYS},
                 )
                 for call in calls
             ],
-            extra={k: v for k, v in message.items() if k not in ("role", "content", "tool_calls")},
+            extra={k: v for k, v in message.items() if k not in _MESSAGE_KEYS},
         ),
         finish_reason=raw.get("finish_reason"),
-        extra={k: v for k, v in raw.items() if k not in ("index", "message", "finish_reason")},
+        extra={k: v for k, v in raw.items() if k not in _CHOICE_KEYS},
     )
 
 
