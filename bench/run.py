@@ -98,6 +98,7 @@ class Target:
     name: str
     kind: str  # direct | passthrough | gateway
     stack: str = "aiohttp-aiohttp"
+    setup: str = "plain"  # gateway only: see GATEWAY_SETUPS
 
     @property
     def model(self) -> str:
@@ -311,9 +312,22 @@ def start_simulator(procs: Processes, name: str, settings: dict[str, float]) -> 
     return server
 
 
-def gateway_config(procs: Processes, sim: Server, port: int) -> Path:
+GATEWAY_SETUPS = {
+    # One deployment behind the model name: the foundation's benchmark.
+    "plain": 1,
+    # A three-deployment priority group (issue 6: the targets must hold with one in front).
+    "group3": 3,
+}
+
+
+def gateway_config(procs: Processes, sim: Server, port: int, setup: str = "plain") -> Path:
     """Write the gateway's config: two models on the simulator, a store of its own."""
     path = procs.logdir / f"gateway-{port}.yaml"
+    deployments = "".join(
+        f"      - {{provider: openai, model: sim-chat, id: sim-{index}, "
+        f'api_base: "{sim.url}/v1"}}\n'
+        for index in range(GATEWAY_SETUPS[setup])
+    )
     path.write_text(
         # A fresh store per start, outside the work tree; the admin key comes from the env.
         f"store:\n  url: sqlite+aiosqlite:///{procs.logdir}/gateway-{port}.db\n"
@@ -321,9 +335,7 @@ def gateway_config(procs: Processes, sim: Server, port: int) -> Path:
         "models:\n"
         "  - name: bench-chat\n"
         "    deployments:\n"
-        "      - provider: openai\n"
-        "        model: sim-chat\n"
-        f"        api_base: {sim.url}/v1\n"
+        f"{deployments}"
         "  - name: bench-embed\n"
         "    kind: embedding\n"
         "    deployments:\n"
@@ -337,7 +349,7 @@ def start_target(procs: Processes, target: Target, sim: Server) -> Server:
     port = free_port()
     name = f"{target.name}-{sim.name}"
     if target.kind == "gateway":
-        config = str(gateway_config(procs, sim, port))
+        config = str(gateway_config(procs, sim, port, target.setup))
         cmd = [*TOLLWAY, "serve", "--config", config, "--host", HOST, "--port", str(port)]
         env = {ADMIN_KEY_ENV: ADMIN_KEY}
         server = Server(name, procs.start(name, cmd, TARGET_CORE, env), port)
@@ -793,7 +805,8 @@ def markdown(report: dict[str, Any]) -> str:
     parts = [
         f"Run {report['date']}, commit {commit}, {m['nproc']} cores ({m['cpu']}), "
         f"Python {m['python']}, {m['wrk']}; {cfg['rounds']} round(s), medians shown"
-        f"{' (--quick)' if cfg['quick'] else ''}.",
+        f"{' (--quick)' if cfg['quick'] else ''}; gateway setup: "
+        f"{cfg.get('gateway_setup', 'plain')}.",
         f"\n**Max throughput** ({THROUGHPUT_CONNECTIONS} connections, non-streaming, "
         f"{cfg['duration_s']} s per run):\n",
         throughput_table(report["throughput"]),
@@ -840,11 +853,14 @@ def other_load_note(report: dict[str, Any]) -> str:
 # --- main -------------------------------------------------------------------------------------
 
 
-def run_all(procs: Processes, profile: Profile, with_candidates: bool) -> dict[str, Any]:
-    """Every scenario, every target, in one run."""
+def run_all(
+    procs: Processes, profile: Profile, with_candidates: bool, setup: str = "plain"
+) -> dict[str, Any]:
+    """Every scenario, every target, in one run; ``setup`` names the gateway's config."""
     results: dict[str, Any] = {}
     fast = start_simulator(procs, "sim-fast", FAST_SIM)
-    targets = CORE_TARGETS + (CANDIDATES if with_candidates else ())
+    core = (DIRECT, PASSTHROUGH, Target("gateway", "gateway", setup=setup))
+    targets = core + (CANDIDATES if with_candidates else ())
     log("scenario a: max throughput")
     results["throughput"] = in_rounds(
         procs,
@@ -858,7 +874,7 @@ def run_all(procs: Processes, profile: Profile, with_candidates: bool) -> dict[s
     log(f"scenario b: latency at {rate:.0f} req/s")
     results["fixed_rate"] = in_rounds(
         procs,
-        CORE_TARGETS,
+        core,
         fast,
         profile.rounds,
         "fixed rate",
@@ -869,7 +885,7 @@ def run_all(procs: Processes, profile: Profile, with_candidates: bool) -> dict[s
     log("scenario c: streaming time to first token")
     results["streaming"] = in_rounds(
         procs,
-        CORE_TARGETS,
+        core,
         stream_sim,
         profile.rounds,
         "streaming",
@@ -944,6 +960,12 @@ def parse_args() -> argparse.Namespace:
         help="also measure every pass-through server/client stack",
     )
     parser.add_argument(
+        "--gateway-setup",
+        choices=sorted(GATEWAY_SETUPS),
+        default="plain",
+        help="the gateway's config: plain (one deployment) or group3 (a three-deployment group)",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         default=BENCH / "results" / "latest.json",
@@ -1011,7 +1033,7 @@ def main() -> int:
         preflight()
         idle_load = wait_for_quiet()
         start = freeze_code(procs)
-        results = run_all(procs, profile, args.candidates)
+        results = run_all(procs, profile, args.candidates, args.gateway_setup)
     except BenchError as exc:
         keep_logs = True
         log(f"benchmark failed: {exc}\n(logs in {logdir})")
@@ -1027,6 +1049,7 @@ def main() -> int:
             shutil.rmtree(logdir, ignore_errors=True)
     report = report_for(results, profile, args.quick, args.candidates, start)
     report["other_load"] = {"before": idle_load, "max_during": max_other_load(results)}
+    report["config"]["gateway_setup"] = args.gateway_setup
     publish(report, args.out)
     return 0
 
