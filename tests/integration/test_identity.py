@@ -208,9 +208,39 @@ def test_roles_are_enforced(locked: tuple[str, Process]) -> None:
     made = as_lead("POST", "/admin/keys", {"name": "svc", "team_id": ours["id"]}, 201)
     assert chat(url, made["key"])
     as_lead("POST", "/admin/keys", {"name": "x", "team_id": theirs["id"]}, 403)
+    # Team-admin of one team, plain member of another: no admin rights in the second.
+    admin(
+        "POST",
+        f"/admin/teams/{theirs['id']}/members",
+        {"user_id": lead["id"], "role": "member"},
+        201,
+    )
+    outsider = admin(
+        "POST", "/admin/users", {"email": f"out-{uuid.uuid4().hex[:6]}@example.com"}, 201
+    )
+    theirs_key = admin("POST", "/admin/keys", {"name": "t", "team_id": theirs["id"]}, 201)
+    as_lead(
+        "POST",
+        f"/admin/teams/{theirs['id']}/members",
+        {"user_id": outsider["id"], "role": "member"},
+        403,
+    )
+    as_lead("POST", f"/admin/keys/{theirs_key['id']}/revoke", expect=403)
+    as_lead(
+        "POST",
+        "/admin/keys",
+        {"name": "y", "team_id": theirs["id"], "user_id": outsider["id"]},
+        403,
+    )
+    as_lead("POST", "/admin/keys", {"name": "svc2", "team_id": theirs["id"]}, 201)  # own key
+    as_lead("POST", "/admin/keys", {"name": "z", "user_id": outsider["id"]}, 403)
+    as_lead(
+        "POST", "/admin/keys", {"name": "z", "team_id": ours["id"], "user_id": outsider["id"]}, 403
+    )
+    assert as_lead("GET", f"/admin/keys/{theirs_key['id']}")["id"] == theirs_key["id"]
     as_lead("POST", "/admin/teams", {"name": "nope"}, 403)
     as_lead("GET", "/admin/credentials", expect=403)
-    assert {t["id"] for t in as_lead("GET", "/admin/teams")["data"]} == {ours["id"]}
+    assert {t["id"] for t in as_lead("GET", "/admin/teams")["data"]} == {ours["id"], theirs["id"]}
 
     viewer = admin(
         "POST",

@@ -238,13 +238,7 @@ async def create_key(call: AdminCall) -> dict[str, Any]:
     principal = call.principal
     user_id = body.user_id
     if not principal.has_role("admin"):
-        if body.team_id is not None:
-            require_team(principal, body.team_id, "member")
-        if principal.role != "team_admin" or user_id not in (None, principal.user):
-            require_role(principal, "member")
-            if user_id not in (None, principal.user):
-                raise PermissionDenied("You may only create keys for yourself.")
-            user_id = principal.user
+        user_id = await _key_owner_for(call, body.team_id, user_id)
     expires_at = body.expires_at
     if body.expires_in is not None:
         expires_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=body.expires_in)
@@ -264,6 +258,28 @@ async def create_key(call: AdminCall) -> dict[str, Any]:
 
     record, secret = await call.gateway.identity.create_key(call.actor, new)
     return {**record_json(record), "key": secret}
+
+
+async def _key_owner_for(call: AdminCall, team_id: str | None, user_id: str | None) -> str | None:
+    """Whom a non-admin may create a key for: themselves, or (as the team's admin) one of the
+    team's members or the team itself (a service key with no owner)."""
+    principal = call.principal
+    if team_id is not None:
+        require_team(principal, team_id, "member")
+    if user_id in (None, principal.user) and not (
+        user_id is None and principal.role_in(team_id) == "team_admin"
+    ):
+        require_role(principal, "member")
+        return principal.user
+    require_team(principal, team_id, "team_admin")
+    if user_id is not None:
+        members = await call.gateway.store.teams.members(team_id=team_id)
+        if all(member.user_id != user_id for member in members):
+            raise PermissionDenied(
+                "Keys for others can only be made for members of your team.",
+                code="outside_team",
+            )
+    return user_id
 
 
 async def list_keys(call: AdminCall) -> dict[str, Any]:

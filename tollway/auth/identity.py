@@ -108,7 +108,15 @@ class Identity:
             membership = self._memberships.get((record.team_id, record.user_id))
             if membership is not None and ROLE_RANK[membership.role] > ROLE_RANK[role]:
                 role = membership.role
-        teams = tuple(team for (team, user) in self._memberships if user == record.user_id)
+        team_roles: dict[str, Role] = {
+            team: membership.role
+            for (team, user), membership in self._memberships.items()
+            if user == record.user_id
+        }
+        if record.team_id is not None and record.team_id not in team_roles:
+            # A team's service key (no owner, or an owner outside the team) is a plain member.
+            team_roles[record.team_id] = "member"
+        teams = tuple(team for team in team_roles if team != record.team_id)
         return Principal(
             kind="key",
             id=record.id,
@@ -119,6 +127,7 @@ class Identity:
             allowed_models=record.allowed_models or None,
             tags=dict(record.tags),
             key_prefix=record.prefix,
+            team_roles=team_roles,
         )
 
     async def _lookup_by_hash(self, key_hash: str) -> KeyEntry | None:

@@ -91,13 +91,16 @@ def principal_from_claims(config: OIDCIssuerConfig, claims: Mapping[str, Any]) -
     subject = claims["sub"]
     user = claim(claims, config.user_claim)
     teams = claim_strings(claim(claims, config.team_claim)) if config.team_claim else ()
+    role = _role(config, teams, claims)
     return Principal(
         kind="oidc",
         id=f"oidc:{claims['iss']}#{subject}",
-        role=_role(config, teams, claims),
+        role=role,
         user=user if isinstance(user, str) and user else subject,
         team=teams[0] if teams else None,
         teams=teams,
+        # The identity provider grants one role; it holds in each team the token names.
+        team_roles=dict.fromkeys(teams, role),
     )
 
 

@@ -33,6 +33,9 @@ class Principal:
     allowed_models: tuple[str, ...] | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
     key_prefix: str | None = None
+    team_roles: Mapping[str, Role] = field(default_factory=dict)
+    """The caller's role in each of its teams; team-scoped permissions are judged by these,
+    so administering one team gives nothing in another."""
 
     def may_use(self, model: str) -> bool:
         """Whether this principal may call ``model``."""
@@ -46,6 +49,12 @@ class Principal:
     def has_role(self, role: Role) -> bool:
         """Whether this principal's role is ``role`` or above."""
         return ROLE_RANK[self.role] >= ROLE_RANK[role]
+
+    def role_in(self, team_id: str | None) -> Role | None:
+        """This principal's role in ``team_id``; ``None`` when outside it (admins: admin)."""
+        if self.role == "admin":
+            return "admin"
+        return None if team_id is None else self.team_roles.get(team_id)
 
 
 ANONYMOUS = Principal(kind="anonymous", id="anonymous", role="member", allowed_models=())
