@@ -40,6 +40,7 @@ PYTHON = sys.executable
 TOLLWAY = [PYTHON, "-m", "tollway"]
 HOST = "127.0.0.1"
 CHAT_PATH = "/v1/chat/completions"
+ANTHROPIC_PATH = "/v1/messages"
 
 TARGET_CORE = "0"
 SIDE_CORE = "1"  # the simulator and the load generator share the other core
@@ -70,6 +71,7 @@ THROUGHPUT_SHARE = 0.70
 ADDED_P50_MS = 1.0
 ADDED_P99_MS = 5.0
 ADDED_TTFT_P50_MS = 1.0
+ANTHROPIC_PATH_SHARE = 0.90  # issue 3: Anthropic-to-Anthropic within 10% of the OpenAI path
 
 
 class BenchError(RuntimeError):
@@ -99,11 +101,25 @@ class Target:
     kind: str  # direct | passthrough | gateway
     stack: str = "aiohttp-aiohttp"
     setup: str = "plain"  # gateway only: see GATEWAY_SETUPS
+    dialect: str = "openai"  # openai: /v1/chat/completions; anthropic: /v1/messages
 
     @property
     def model(self) -> str:
         """The model name clients send: the gateway's alias, else the simulator's own."""
+        if self.dialect == "anthropic":
+            return "bench-claude"
         return "bench-chat" if self.kind == "gateway" else "sim-chat"
+
+    @property
+    def path(self) -> str:
+        """The endpoint the load generator calls."""
+        return ANTHROPIC_PATH if self.dialect == "anthropic" else CHAT_PATH
+
+    def body(self) -> bytes:
+        """The small request the load generator sends, in this target's dialect."""
+        if self.dialect == "anthropic":
+            return messages_body(self.model)
+        return chat_body(self.model)
 
 
 DIRECT = Target("direct", "direct")
@@ -250,6 +266,16 @@ def chat_body(model: str, stream: bool = False, max_tokens: int = SMALL_MAX_TOKE
     return json.dumps(body, separators=(",", ":")).encode()
 
 
+def messages_body(model: str) -> bytes:
+    """The same small request in Anthropic's Messages format."""
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": PROMPT}],
+        "max_tokens": SMALL_MAX_TOKENS,
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
 def http(
     url: str, body: bytes | None = None, key: str | None = None, timeout: float = 5.0
 ) -> tuple[int, bytes]:
@@ -336,6 +362,9 @@ def gateway_config(procs: Processes, sim: Server, port: int, setup: str = "plain
         "  - name: bench-chat\n"
         "    deployments:\n"
         f"{deployments}"
+        "  - name: bench-claude\n"
+        "    deployments:\n"
+        f'      - {{provider: anthropic, model: sim-claude, api_base: "{sim.url}"}}\n'
         "  - name: bench-embed\n"
         "    kind: embedding\n"
         "    deployments:\n"
@@ -440,10 +469,10 @@ def wrk(
     raise BenchError(f"wrk printed no summary:\n{out[-800:]}")
 
 
-def wrk_env(model: str, key: str, rate: float | None = None) -> dict[str, str]:
+def wrk_env(target: Target, key: str, rate: float | None = None) -> dict[str, str]:
     """What the wrk Lua scripts read: body and key, and the rate for the paced one."""
     env = {
-        "BENCH_BODY": chat_body(model).decode(),
+        "BENCH_BODY": target.body().decode(),
         "BENCH_AUTH": key,
         "BENCH_WRK_DIR": str(WRK_DIR),
     }
@@ -479,12 +508,11 @@ def measure_throughput(
     procs: Processes, server: Server, sim: Server, target: Target, profile: Profile
 ) -> dict[str, float]:
     """Scenario a: closed loop, 64 connections, as fast as the target goes."""
-    env = wrk_env(target.model, server.api_key)
-    wrk(procs, server.chat_url, "post.lua", THROUGHPUT_CONNECTIONS, profile.warmup_s, env)
+    env = wrk_env(target, server.api_key)
+    url = server.url + target.path
+    wrk(procs, url, "post.lua", THROUGHPUT_CONNECTIONS, profile.warmup_s, env)
     with cpu_meter(server, sim) as cpu:
-        run = wrk(
-            procs, server.chat_url, "post.lua", THROUGHPUT_CONNECTIONS, profile.duration_s, env
-        )
+        run = wrk(procs, url, "post.lua", THROUGHPUT_CONNECTIONS, profile.duration_s, env)
     return wrk_result(run, cpu)
 
 
@@ -492,7 +520,7 @@ def measure_fixed_rate(
     procs: Processes, server: Server, sim: Server, target: Target, profile: Profile, rate: float
 ) -> dict[str, float]:
     """Scenario b: requests on a fixed schedule of ``rate`` per second."""
-    env = wrk_env(target.model, server.api_key, rate)
+    env = wrk_env(target, server.api_key, rate)
     wrk(procs, server.chat_url, "paced.lua", PACED_CONNECTIONS, profile.warmup_s, env)
     with cpu_meter(server, sim) as cpu:
         run = wrk(procs, server.chat_url, "paced.lua", PACED_CONNECTIONS, profile.duration_s, env)
@@ -616,6 +644,10 @@ def summarize(results: dict[str, Any]) -> None:
     thr = results["throughput"]
     for name, target in thr.items():
         target["median"]["vs_passthrough"] = paired(thr, name, "passthrough", "rps", ratio)
+    paths = results.get("anthropic_path")
+    if paths:
+        for name, target in paths.items():
+            target["median"]["vs_openai_path"] = paired(paths, name, "gateway", "rps", ratio)
     for section, keys in (
         ("fixed_rate", ("p50_ms", "p99_ms")),
         ("streaming", ("ttft_p50_ms", "ttft_p99_ms")),
@@ -639,7 +671,11 @@ def checks(results: dict[str, Any]) -> list[dict[str, Any]]:
         ("added latency p99 at fixed rate (ms)", added_p99, ADDED_P99_MS, None),
         ("streaming added TTFT p50 (ms)", added_ttft, ADDED_TTFT_P50_MS, None),
     ]
-    # The latency targets are ceilings, the throughput one a floor.
+    if results.get("anthropic_path"):
+        share = results["anthropic_path"]["gateway[anthropic]"]["median"]["vs_openai_path"]
+        limit = ANTHROPIC_PATH_SHARE
+        rows.append(("Anthropic path vs OpenAI path throughput", share, limit, share >= limit))
+    # The latency targets are ceilings, the throughput ones floors.
     rows = [(t, v, lim, v <= lim if ok is None else ok) for t, v, lim, ok in rows]
     return [{"target": t, "measured": v, "limit": lim, "met": ok} for t, v, lim, ok in rows]
 
@@ -768,6 +804,18 @@ def streaming_table(section: dict[str, dict[str, Any]]) -> str:
     return section_table(section, [t.name for t in CORE_TARGETS], cols)
 
 
+def anthropic_path_table(section: dict[str, dict[str, Any]]) -> str:
+    """Scenario d's table."""
+    cols: list[Column] = [
+        ("req/s", num("rps", 0)),
+        ("vs OpenAI path", pct("vs_openai_path")),
+        ("p50 ms", num("p50_ms")),
+        ("CPU/req µs", num("cpu_us_per_req", 0)),
+        ("errors", num("errors", 0)),
+    ]
+    return section_table(section, ["gateway", "gateway[anthropic]"], cols, first="path")
+
+
 def candidates_table(section: dict[str, dict[str, Any]]) -> str:
     """The pass-through stacks side by side, relative to aiohttp + aiohttp."""
     cols: list[Column] = [
@@ -818,6 +866,12 @@ def markdown(report: dict[str, Any]) -> str:
         f"{cfg['ttft_requests']} requests per run):\n",
         streaming_table(report["streaming"]),
     ]
+    if report.get("anthropic_path"):
+        parts += [
+            "\n**The Anthropic path** (scenario a's load, `anthropic`-format requests to "
+            "`/v1/messages` served by an `anthropic` deployment, against the OpenAI path):\n",
+            anthropic_path_table(report["anthropic_path"]),
+        ]
     if report.get("candidates"):
         parts += [
             "\n**Pass-through stacks** (scenario a):\n",
@@ -854,7 +908,11 @@ def other_load_note(report: dict[str, Any]) -> str:
 
 
 def run_all(
-    procs: Processes, profile: Profile, with_candidates: bool, setup: str = "plain"
+    procs: Processes,
+    profile: Profile,
+    with_candidates: bool,
+    setup: str = "plain",
+    anthropic_path: bool = False,
 ) -> dict[str, Any]:
     """Every scenario, every target, in one run; ``setup`` names the gateway's config."""
     results: dict[str, Any] = {}
@@ -870,6 +928,20 @@ def run_all(
         "throughput",
         lambda server, t: measure_throughput(procs, server, fast, t, profile),
     )
+    if anthropic_path:
+        log("scenario d: the Anthropic path against the OpenAI path")
+        paths = (
+            Target("gateway", "gateway", setup=setup),
+            Target("gateway[anthropic]", "gateway", setup=setup, dialect="anthropic"),
+        )
+        results["anthropic_path"] = in_rounds(
+            procs,
+            paths,
+            fast,
+            profile.rounds,
+            "anthropic path",
+            lambda server, t: measure_throughput(procs, server, fast, t, profile),
+        )
     rate = max(1.0, round(med(results["throughput"], "gateway", "rps") / 2))
     log(f"scenario b: latency at {rate:.0f} req/s")
     results["fixed_rate"] = in_rounds(
@@ -966,6 +1038,11 @@ def parse_args() -> argparse.Namespace:
         help="the gateway's config: plain (one deployment) or group3 (a three-deployment group)",
     )
     parser.add_argument(
+        "--anthropic-path",
+        action="store_true",
+        help="also compare the Anthropic path (/v1/messages to an anthropic deployment)",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         default=BENCH / "results" / "latest.json",
@@ -1010,8 +1087,8 @@ def max_other_load(results: dict[str, Any]) -> float:
     """The most CPU other processes used during any one measurement, in cores."""
     return max(
         run["other_busy"]
-        for section in SECTIONS
-        for target in results[section].values()
+        for section in (*SECTIONS, "anthropic_path")
+        for target in results.get(section, {}).values()
         for run in target["rounds"]
     )
 
@@ -1033,7 +1110,7 @@ def main() -> int:
         preflight()
         idle_load = wait_for_quiet()
         start = freeze_code(procs)
-        results = run_all(procs, profile, args.candidates, args.gateway_setup)
+        results = run_all(procs, profile, args.candidates, args.gateway_setup, args.anthropic_path)
     except BenchError as exc:
         keep_logs = True
         log(f"benchmark failed: {exc}\n(logs in {logdir})")
@@ -1056,8 +1133,8 @@ def main() -> int:
 
 def rerender(report: dict[str, Any]) -> dict[str, Any]:
     """An earlier report with its medians and checks computed again from its rounds."""
-    for section in SECTIONS:
-        for target in report[section].values():
+    for section in (*SECTIONS, "anthropic_path"):
+        for target in report.get(section, {}).values():
             target["median"] = medians(target["rounds"])
     summarize(report)
     report["checks"] = checks(report)
