@@ -9,7 +9,9 @@ never leave this module except into the outgoing request's auth header.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from tollway.config.types import SecretRef
@@ -20,12 +22,25 @@ class MissingCredential(UpstreamUnavailable):
     """A credential reference points at nothing (unset variable, unreadable file)."""
 
 
+FILE_RECHECK = 5.0
+"""Seconds between checks whether a ``file:`` secret changed on disk (rotated mounts)."""
+
+
+@dataclass(slots=True)
+class _FileSecret:
+    text: str
+    mtime_ns: int
+    checked_at: float
+
+
 class Vault:
-    """Resolves secret references; file contents are read once and cached."""
+    """Resolves secret references; file contents are cached and re-read when the file changes
+    (checked at most every ``FILE_RECHECK`` seconds, so a rotated mounted secret is picked
+    up without a restart)."""
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self._environ = os.environ if environ is None else environ
-        self._files: dict[str, str] = {}
+        self._files: dict[str, _FileSecret] = {}
         self._stored: dict[str, str] = {}
 
     def set_stored(self, name: str, secret: str | None) -> None:
@@ -50,13 +65,21 @@ class Vault:
                 raise MissingCredential(f"credential {ref.redacted()} is not in the vault")
             return stored
         cached = self._files.get(ref.target)
-        if cached is None:
-            try:
-                cached = Path(ref.target).read_text(encoding="utf-8").strip()
-            except OSError:
+        now = time.monotonic()
+        if cached is not None and now - cached.checked_at < FILE_RECHECK:
+            return cached.text
+        path = Path(ref.target)
+        try:
+            mtime_ns = path.stat().st_mtime_ns
+            if cached is None or cached.mtime_ns != mtime_ns:
+                cached = _FileSecret(path.read_text(encoding="utf-8").strip(), mtime_ns, now)
+                self._files[ref.target] = cached
+        except OSError:
+            if cached is None:
                 raise MissingCredential(f"credential {ref.redacted()} cannot be read") from None
-            self._files[ref.target] = cached
-        return cached
+            # A file that vanished mid-rotation: keep serving what was last read.
+        cached.checked_at = now
+        return cached.text
 
     def missing(self, refs: list[SecretRef]) -> list[str]:
         """The redacted references among ``refs`` that cannot be resolved now."""

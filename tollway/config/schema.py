@@ -62,6 +62,8 @@ class DeploymentConfig(Strict):
     aws_access_key_id: SecretRef | None = None
     aws_secret_access_key: SecretRef | None = None
     aws_session_token: SecretRef | None = None
+    google_service_account: SecretRef | None = None
+    """vertex_ai: a service account key (its JSON) the gateway mints access tokens from."""
 
     def secret_refs(self) -> list[SecretRef]:
         """Every credential reference this deployment names."""
@@ -70,6 +72,7 @@ class DeploymentConfig(Strict):
             self.aws_access_key_id,
             self.aws_secret_access_key,
             self.aws_session_token,
+            self.google_service_account,
         )
         return [ref for ref in refs if ref is not None]
 

@@ -275,3 +275,4 @@ class Deployment:
     headers: tuple[tuple[str, str], ...] = ()
     region: str | None = None
     aws_credentials: AwsCredentials | None = None
+    google_service_account: SecretRef | None = None

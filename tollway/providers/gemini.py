@@ -8,7 +8,8 @@ is sent and how embeddings are asked for, so each is a row of data (``GeminiFlav
 - ``vertex_ai``: ``api_base`` names the project and region,
   ``https://{region}-aiplatform.googleapis.com/v1/projects/{project}/locations/{region}``;
   methods are at ``{api_base}/publishers/google/models/{model}:{method}`` and the credential
-  is an OAuth access token sent as ``Authorization: Bearer``.
+  is an OAuth access token sent as ``Authorization: Bearer``: given as ``api_key``, or minted
+  by the gateway from a service account key (``google_service_account``, google_oauth.py).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from tollway.core.types import (
     EmbeddingResponse,
 )
 from tollway.providers.base import ProviderResources, ProviderSpec
+from tollway.providers.google_oauth import ServiceAccountTokens
 from tollway.wire.gemini_embeddings import (
     batch_embed_to_wire,
     embedding_response_from_wire,
@@ -94,22 +96,27 @@ class GeminiProvider:
         self._client = resources.client
         self._vault = resources.vault
         self._flavor = flavor
+        self._tokens = ServiceAccountTokens(resources.client, resources.vault)
 
-    def _headers(
+    async def _headers(
         self, deployment: Deployment, forwarded: dict[str, str]
     ) -> tuple[dict[str, str], str | None]:
         """Request headers with the credential injected, and the secret (to scrub errors)."""
         headers = {**forwarded, **dict(deployment.headers), "Content-Type": "application/json"}
-        if deployment.api_key is None:
+        account = deployment.google_service_account
+        if account is not None:
+            secret = await self._tokens.token(account, deployment.timeouts)
+        elif deployment.api_key is not None:
+            secret = self._vault.reveal(deployment.api_key)
+        else:
             return headers, None
-        secret = self._vault.reveal(deployment.api_key)
         headers[self._flavor.auth_header] = self._flavor.auth_prefix + secret
         return headers, secret
 
     async def _post(
         self, deployment: Deployment, method: str, body: Any, forwarded: dict[str, str]
     ) -> Any:
-        headers, secret = self._headers(deployment, forwarded)
+        headers, secret = await self._headers(deployment, forwarded)
         return await self._client.post_json(
             self._flavor.url(deployment, method),
             body,
@@ -129,7 +136,7 @@ class GeminiProvider:
         self, request: ChatRequest, deployment: Deployment
     ) -> AsyncIterator[ChatChunk]:
         """Chunks as the upstream sends them; a body that ends before the finish is an error."""
-        headers, secret = self._headers(deployment, request.upstream_headers)
+        headers, secret = await self._headers(deployment, request.upstream_headers)
         reader = StreamReader(request.n or 1)
         events = self._client.post_stream(
             self._flavor.url(deployment, "streamGenerateContent") + "?alt=sse",
@@ -181,10 +188,15 @@ _VERTEX_BASE = re.compile(r"https?://[^/]+(/[^/]+)*/projects/[^/]+/locations/[^/
 
 
 def check_vertex_deployment(config: DeploymentConfig) -> None:
-    """A vertex_ai ``api_base`` must name the project and the region."""
+    """A vertex_ai ``api_base`` must name the project and the region; one credential kind."""
     # Imported here: the config schema itself imports the provider registry.
     from tollway.config.schema import EMBEDDED_SIMULATOR
 
+    if config.api_key is not None and config.google_service_account is not None:
+        raise ValueError(
+            "provider 'vertex_ai' takes api_key (an access token) or google_service_account "
+            "(a service account key the gateway mints tokens from), not both"
+        )
     if config.api_base == EMBEDDED_SIMULATOR or _VERTEX_BASE.fullmatch(config.api_base or ""):
         return
     raise ValueError(

@@ -89,6 +89,7 @@ def _deployment(
         headers=tuple(config.headers.items()),
         region=config.region,
         aws_credentials=_aws_credentials(config),
+        google_service_account=config.google_service_account,
     )
 
 

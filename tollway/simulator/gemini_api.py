@@ -45,6 +45,7 @@ from tollway.simulator.exchange import (
     send_stream,
 )
 from tollway.simulator.gemini_embed import EMBED_METHODS
+from tollway.simulator.google_oauth import issued_token_is_valid
 from tollway.simulator.settings import SimulatorSettings
 from tollway.simulator.state import SimulatorState
 
@@ -307,10 +308,13 @@ async def _gemini_key(
 async def _vertex_token(
     request: web.BaseRequest, settings: SimulatorSettings, request_id: str
 ) -> web.Response | None:
-    """Vertex AI's check: the key as an OAuth bearer token."""
-    if settings.api_key is None:
+    """Vertex AI's check: the key, or a token from /oauth2/token, as an OAuth bearer token."""
+    if settings.api_key is None and settings.google_oauth_public_key is None:
         return None
-    if request.headers.get("Authorization") == f"Bearer {settings.api_key}":
+    authorization = request.headers.get("Authorization", "")
+    if settings.api_key is not None and authorization == f"Bearer {settings.api_key}":
+        return None
+    if authorization.startswith("Bearer ") and issued_token_is_valid(settings, authorization[7:]):
         return None
     message = "Request had invalid authentication credentials. Expected OAuth 2 access token."
     return error_response(Dialect.VERTEX, 401, message, request_id=request_id)

@@ -28,6 +28,7 @@ from tollway.simulator.content import InvalidRequest
 from tollway.simulator.errors import JSON_CONTENT_TYPE, Dialect, error_response
 from tollway.simulator.exchange import Call, admit
 from tollway.simulator.gemini_api import gemini_routes
+from tollway.simulator.google_oauth import oauth_routes
 from tollway.simulator.openai_chat import handle_chat
 from tollway.simulator.openai_misc import ANTHROPIC_MODELS, OPENAI_MODELS, handle_embeddings
 from tollway.simulator.settings import RecordedRequest, SimulatorSettings
@@ -171,6 +172,7 @@ def create_app(state: SimulatorState | Simulator | None = None) -> web.Applicati
     add.add_post("/v1/messages/count_tokens", handlers.count_tokens)
     add.add_post("/model/{model_id:.+}/{action:converse|converse-stream}", handlers.converse)
     add.add_routes(gemini_routes(handlers.state))
+    add.add_routes(oauth_routes(handlers.state))
     add.add_get("/_sim/requests", handlers.get_requests)
     add.add_delete("/_sim/requests", handlers.delete_requests)
     add.add_get("/_sim/config", handlers.get_config)

@@ -27,6 +27,9 @@ class SimulatorSettings(BaseModel):
     aws_access_key_id: str | None = None
     aws_secret_access_key: str | None = None
     """With the key id: Bedrock calls must be SigV4-signed with this pair (or use ``api_key``)."""
+    google_oauth_public_key: str | None = None
+    """PEM public key of a service account: /oauth2/token grants tokens for its signed JWTs,
+    and the simulated Vertex AI accepts them (beside ``api_key``)."""
     fault: str | None = None
     fault_rate: float = Field(default=1.0, ge=0.0, le=1.0)
     seed: int = 0

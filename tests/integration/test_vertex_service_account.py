@@ -1,0 +1,160 @@
+"""Vertex AI through a service account key: the gateway mints, caches and renews tokens.
+
+A simulator of its own plays Google's token endpoint (it checks the JWT-bearer assertion's
+signature with the account's public key) and Vertex AI (which then wants those tokens).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.support import running_gateway, running_simulator
+from tollway.auth.vault import FILE_RECHECK
+
+
+def _picked_up() -> None:
+    """Wait until the gateway looks at the key file again."""
+    time.sleep(FILE_RECHECK + 0.5)
+
+
+def _keypair() -> tuple[str, str]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return private, public
+
+
+def _write_account(path: Path, private_key: str, token_uri: str) -> None:
+    path.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "project_id": "simulated",
+                "private_key_id": "k1",
+                "private_key": private_key,
+                "client_email": "tollway@simulated.iam.gserviceaccount.com",
+                "token_uri": token_uri,
+            }
+        )
+    )
+
+
+def _register(sim: str, public_key: str) -> None:
+    answer = httpx.post(sim + "/_sim/config", json={"google_oauth_public_key": public_key})
+    answer.raise_for_status()
+
+
+def _recorded(sim: str, path_part: str) -> list[dict[str, Any]]:
+    requests = httpx.get(sim + "/_sim/requests").json()
+    return [r for r in requests if path_part in r["path"]]
+
+
+@pytest.fixture(scope="module")
+def vertex(log_dir: Path) -> Iterator[tuple[str, str, Path]]:
+    with running_simulator(log_dir) as sim:
+        private, public = _keypair()
+        account = log_dir / "service-account.json"
+        _write_account(account, private, sim + "/oauth2/token")
+        _register(sim, public)
+        config = {
+            "models": [
+                {
+                    "name": "vertex-sa",
+                    "deployments": [
+                        {
+                            "provider": "vertex_ai",
+                            "model": "sim-chat",
+                            "api_base": f"{sim}/v1/projects/simulated/locations/us-central1",
+                            "google_service_account": f"file:{account}",
+                        }
+                    ],
+                }
+            ]
+        }
+        with running_gateway(log_dir, config) as (url, _):
+            yield url, sim, account
+
+
+def _client(url: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=url + "/v1", api_key="client-key-for-tests-0123456789")
+
+
+def test_tokens_are_minted_once_and_reused(vertex: tuple[str, str, Path]) -> None:
+    url, sim, _ = vertex
+    httpx.delete(sim + "/_sim/requests")
+    client = _client(url)
+    for _ in range(3):
+        reply = client.chat.completions.create(
+            model="vertex-sa", messages=[{"role": "user", "content": "hi"}]
+        )
+        assert reply.choices[0].message.content
+    stream = client.chat.completions.create(
+        model="vertex-sa", messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert len(_recorded(sim, "/oauth2/token")) == 1
+    calls = _recorded(sim, ":generateContent") + _recorded(sim, ":streamGenerateContent")
+    assert len(calls) == 4
+    assert all(c["headers"]["authorization"].startswith("Bearer ya29.sim-") for c in calls)
+
+
+def test_a_rotated_key_gets_a_token_of_its_own(vertex: tuple[str, str, Path]) -> None:
+    url, sim, account = vertex
+    private, public = _keypair()
+    _write_account(account, private, sim + "/oauth2/token")
+    _register(sim, public)  # tokens of the old key are now refused by the simulated Vertex
+    _picked_up()
+    httpx.delete(sim + "/_sim/requests")
+    reply = _client(url).chat.completions.create(
+        model="vertex-sa", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert reply.choices[0].message.content
+    assert len(_recorded(sim, "/oauth2/token")) == 1
+
+
+def test_a_key_the_token_endpoint_refuses_is_a_clear_error(
+    vertex: tuple[str, str, Path],
+) -> None:
+    url, sim, account = vertex
+    stranger, _ = _keypair()  # signs with a key the endpoint does not know
+    _write_account(account, stranger, sim + "/oauth2/token")
+    _picked_up()
+    with pytest.raises(openai.APIStatusError) as caught:
+        _client(url).chat.completions.create(
+            model="vertex-sa", messages=[{"role": "user", "content": "hi"}]
+        )
+    assert "OAuth token request refused" in caught.value.message
+    assert "Invalid JWT" in caught.value.message
+    assert "PRIVATE KEY" not in caught.value.response.text
+
+
+def test_a_file_that_is_not_a_service_account_key_is_named(
+    vertex: tuple[str, str, Path],
+) -> None:
+    url, _, account = vertex
+    account.write_text('{"not": "an account"}')
+    _picked_up()
+    with pytest.raises(openai.APIStatusError) as caught:
+        _client(url).chat.completions.create(
+            model="vertex-sa", messages=[{"role": "user", "content": "hi"}]
+        )
+    assert caught.value.status_code == 502
+    assert "is not a Google service account key" in caught.value.message
