@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 from pathlib import Path
@@ -23,8 +22,6 @@ from tollway.scan import scan_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Tollway, the AI gateway.")
 config_app = typer.Typer(no_args_is_help=True, help="Work with configuration files.")
-_GC_YOUNG_THRESHOLD = 50_000
-
 app.add_typer(config_app, name="config")
 app.add_typer(admin_cli.teams, name="teams")
 app.add_typer(admin_cli.users, name="users")
@@ -90,7 +87,6 @@ def serve(
         "Tollway on http://%s:%d (config: %s; models: %s)", host, port, source, models
     )
     _install_event_loop()
-    _tune_garbage_collector()
     web.run_app(
         create_app(settings),
         host=host,
@@ -99,15 +95,6 @@ def serve(
         shutdown_timeout=server.shutdown_timeout,
         print=None,
     )
-
-
-def _tune_garbage_collector() -> None:
-    """Collect the young generation less often: request handling makes many short-lived
-    objects but almost no reference cycles, so the default (every 700 allocations) mostly
-    scans live request state for nothing. Start-up objects are frozen out of every scan."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(_GC_YOUNG_THRESHOLD, 20, 20)
 
 
 @config_app.command("check")
