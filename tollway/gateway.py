@@ -23,6 +23,8 @@ from tollway.core.pipeline import Pipeline
 from tollway.dialects.http import HeaderForwarder
 from tollway.providers import BUILTIN_PROVIDERS, ChatProvider, EmbeddingProvider, ProviderResources
 from tollway.providers.http import UpstreamClient
+from tollway.routing.health import HealthBook
+from tollway.routing.router import Router
 from tollway.routing.table import build_routing_table
 from tollway.simulator import Simulator
 from tollway.store import RecordNotFound, Store
@@ -47,6 +49,7 @@ class Gateway:
         self.max_body_size = int(settings.server.max_body_size)
         self.started_at = int(time.time())
         self.forwarder = HeaderForwarder(settings.upstream.forward_headers)
+        self.health = HealthBook(settings.routing)
         self.ready = False
         self.simulator: Simulator | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -99,8 +102,8 @@ class Gateway:
         built = {name: BUILTIN_PROVIDERS[name].build(resources) for name in sorted(used)}
         chat = {name: p for name, p in built.items() if isinstance(p, ChatProvider)}
         embedding = {name: p for name, p in built.items() if isinstance(p, EmbeddingProvider)}
-        routing = build_routing_table(self.settings, simulator_url)
-        return Pipeline(routing, chat, embedding, stages=(ModelAccess(),))
+        router = Router(build_routing_table(self.settings, simulator_url), self.health)
+        return Pipeline(router, chat, embedding, stages=(ModelAccess(),))
 
     async def _load_identities(self) -> None:
         await self.identity.load()

@@ -46,6 +46,13 @@ class ResolvedTimeouts(Strict):
         return self.model_copy(update=override.model_dump(exclude_none=True))
 
 
+class DeploymentPrice(Strict):
+    """What a deployment costs, in USD per 1M tokens."""
+
+    input: float = Field(ge=0.0)
+    output: float = Field(ge=0.0)
+
+
 class DeploymentConfig(Strict):
     """One concrete place a model is served: provider, upstream model, endpoint, credential."""
 
@@ -64,6 +71,12 @@ class DeploymentConfig(Strict):
     aws_session_token: SecretRef | None = None
     google_service_account: SecretRef | None = None
     """vertex_ai: a service account key (its JSON) the gateway mints access tokens from."""
+    weight: float = Field(default=1.0, ge=0.0)
+    """Share of traffic under the ``weighted`` strategy (relative to the group's other weights)."""
+    context_window: int | None = Field(default=None, ge=1)
+    """Tokens the model can hold (input + output); requests that cannot fit skip it."""
+    price: DeploymentPrice | None = None
+    """USD per 1M tokens, for the ``cost`` strategy."""
 
     def secret_refs(self) -> list[SecretRef]:
         """Every credential reference this deployment names."""
@@ -116,14 +129,52 @@ class DeploymentConfig(Strict):
         return value
 
 
+Strategy = Literal["priority", "weighted", "latency", "cost", "least-busy"]
+
+
 class ModelGroupConfig(Strict):
-    """A model name clients ask for and the deployments that serve it."""
+    """A model name clients ask for, the deployments that serve it and how to pick one."""
 
     name: str = Field(min_length=1)
     kind: Literal["chat", "embedding"] = "chat"
-    strategy: Literal["priority"] = "priority"
+    strategy: Strategy = "priority"
     deployments: list[DeploymentConfig] = Field(min_length=1)
+    fallbacks: list[str] = Field(default_factory=list)
+    """Other model groups whose deployments are tried, in order, after this group's own."""
+    retries: int = Field(default=0, ge=0, le=10)
+    """Further attempts at the same deployment after a transient failure (5xx, reset), with
+    backoff; rate limits and timeouts move on to the next candidate at once."""
+    latency_threshold: Duration | None = None
+    """Give up on a candidate that has sent nothing after this long, if another remains."""
     owned_by: str = "tollway"
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> ModelGroupConfig:
+        ids = [d.id for d in self.deployments if d.id is not None]
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        if repeated:
+            raise ValueError(f"deployment ids must be unique; repeated: {', '.join(repeated)}")
+        if self.name in self.fallbacks:
+            raise ValueError("a model group cannot fall back to itself")
+        return self
+
+
+class RoutingConfig(Strict):
+    """How deployments are judged healthy, retried and explored (every model group)."""
+
+    failure_threshold: int = Field(default=5, ge=1)
+    """Consecutive failures that open a deployment's circuit."""
+    cooldown: Duration = 30.0
+    """How long an open circuit skips the deployment before one probe is let through."""
+    rate_limit_cooldown: Duration = 5.0
+    """How long a 429 without ``retry-after`` keeps the deployment aside."""
+    backoff: Duration = 0.1
+    """First wait before retrying the same deployment; doubles each retry, with full jitter."""
+    backoff_max: Duration = 2.0
+    latency_alpha: float = Field(default=0.3, gt=0.0, le=1.0)
+    """Weight of the newest sample in the latency EWMA."""
+    exploration: float = Field(default=0.05, ge=0.0, le=1.0)
+    """Share of ``latency`` requests sent to a random candidate, so a recovered one is seen."""
 
 
 class ServerConfig(Strict):
@@ -134,6 +185,9 @@ class ServerConfig(Strict):
     max_body_size: ByteSize = ByteSize(8 * 1024 * 1024)
     shutdown_timeout: Duration = 30.0
     access_log: bool = False
+    reload_interval: Duration = 2.0
+    """How often the config file is checked for changes to reload model groups (0: never;
+    SIGHUP reloads at once either way)."""
 
 
 class UpstreamConfig(Strict):
@@ -232,6 +286,7 @@ class Settings(Strict):
     simulator: SimulatorConfig = SimulatorConfig()
     auth: AuthConfig = AuthConfig()
     store: StoreConfig = StoreConfig()
+    routing: RoutingConfig = RoutingConfig()
     models: list[ModelGroupConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -245,4 +300,12 @@ class Settings(Strict):
         )
         if uses_sim and not self.simulator.enabled:
             raise ValueError(f"api_base {EMBEDDED_SIMULATOR!r} needs simulator.enabled: true")
+        kinds = {group.name: group.kind for group in self.models}
+        for group in self.models:
+            for fallback in group.fallbacks:
+                if kinds.get(fallback) != group.kind:
+                    raise ValueError(
+                        f"model {group.name!r} falls back to {fallback!r}, which is not a "
+                        f"{group.kind} model of this config"
+                    )
         return self

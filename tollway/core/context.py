@@ -22,6 +22,8 @@ class Attempt:
     started: float
     ended: float | None = None
     error: GatewayError | None = None
+    first_chunk_at: float | None = None
+    """Streams: when the first chunk arrived."""
 
 
 @dataclass(slots=True)

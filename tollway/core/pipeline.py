@@ -3,16 +3,32 @@
 A stage is any object with some of the hooks of ``Stage``. ``on_request`` hooks run in
 order and may answer early by returning a reply (a short-circuit value, not an exception);
 ``on_complete`` hooks run in reverse for every stage whose ``on_request`` ran, whatever
-happened. The pipeline is built once from config and never changes afterwards.
+happened. ``on_attempt`` / ``on_attempt_end`` run around every upstream call (a stage may
+refuse a candidate, e.g. one whose own rate limit is full, by raising a retryable error).
+The pipeline is built from config and never changes; a reload builds a new one.
+
+Every request is planned by the router (routing/router.py) and tried candidate by candidate
+while nothing has been sent to the client: a transient failure (5xx, reset, cut answer) is
+retried on the same deployment up to the group's ``retries`` with jittered backoff; a rate
+limit, a timeout or the last retry moves on to the next candidate; a client error (400 and
+the like) ends the request at once. Each outcome updates the deployment's health.
 """
 
 from __future__ import annotations
 
+import asyncio
+import random
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Literal, TypeVar
 
 from tollway.core.context import Attempt, RequestContext
-from tollway.core.errors import GatewayError, UpstreamProtocolError
+from tollway.core.errors import (
+    GatewayError,
+    UpstreamProtocolError,
+    UpstreamStatusError,
+    UpstreamTimeout,
+)
 from tollway.core.types import (
     ChatChunk,
     ChatResponse,
@@ -22,9 +38,14 @@ from tollway.core.types import (
     ToolCallDelta,
 )
 from tollway.providers.base import ChatProvider, EmbeddingProvider, TokenCounter
+from tollway.routing.health import DeploymentHealth
+from tollway.routing.router import Router
 from tollway.routing.table import RoutingTable
 
 Reply = ChatResponse | EmbeddingResponse
+_Result = TypeVar("_Result")
+Once = Callable[[RequestContext, Deployment], Awaitable[_Result]]
+Stream = tuple[ChatChunk, AsyncIterator[ChatChunk]]
 
 
 class Stage:
@@ -35,6 +56,12 @@ class Stage:
     async def on_request(self, ctx: RequestContext) -> Reply | None:
         """Before routing; return a reply to answer without calling a provider."""
         return None
+
+    async def on_attempt(self, ctx: RequestContext, deployment: Deployment) -> None:
+        """Before each upstream call; raise a retryable ``GatewayError`` to skip ``deployment``."""
+
+    async def on_attempt_end(self, ctx: RequestContext, attempt: Attempt) -> None:
+        """After each upstream call (a stream's when it ends); ``attempt.error`` says how."""
 
     def on_chunk(self, ctx: RequestContext, chunk: ChatChunk) -> ChatChunk | None:
         """Each streamed chunk on its way out; ``None`` drops it."""
@@ -53,22 +80,32 @@ def _overrides(stage: Stage, hook: str) -> bool:
 
 
 class Pipeline:
-    """Runs requests through the stages, the routing table and the providers."""
+    """Runs requests through the stages, the router and the providers."""
 
     def __init__(
         self,
-        routing: RoutingTable,
+        router: Router,
         chat_providers: Mapping[str, ChatProvider],
         embedding_providers: Mapping[str, EmbeddingProvider],
         stages: Sequence[Stage] = (),
     ) -> None:
-        self.routing = routing
+        self.router = router
+        self._health = router.health
         self._chat_providers = chat_providers
         self._embedding_providers = embedding_providers
         self._stages = tuple(stages)
         # Only stages that override a hook are called for it: empty hooks cost nothing.
         self._chunk_stages = tuple(s for s in self._stages if _overrides(s, "on_chunk"))
         self._response_stages = tuple(s for s in self._stages if _overrides(s, "on_response"))
+        self._attempt_stages = tuple(s for s in self._stages if _overrides(s, "on_attempt"))
+        self._attempt_end_stages = tuple(s for s in self._stages if _overrides(s, "on_attempt_end"))
+        config = self._health.config
+        self._backoff, self._backoff_max = config.backoff, config.backoff_max
+
+    @property
+    def routing(self) -> RoutingTable:
+        """The routing table this pipeline plans with."""
+        return self.router.table
 
     async def _enter_stages(self, ctx: RequestContext) -> Reply | None:
         for stage in self._stages:
@@ -84,6 +121,8 @@ class Pipeline:
         for stage in reversed(self._stages[: ctx.stages_entered]):
             await stage.on_complete(ctx)
 
+    # --- chat ---------------------------------------------------------------------------
+
     async def chat(self, ctx: RequestContext) -> ChatResponse:
         """A complete answer, from a stage or the first candidate deployment that gives one."""
         assert ctx.chat is not None
@@ -91,30 +130,15 @@ class Pipeline:
         if isinstance(early, ChatResponse):
             response = early
         else:
-            response = await self._call_chat(ctx)
+            response = await self._attempts(ctx, "chat", self._chat_once)
         for stage in self._response_stages:
             response = await stage.on_response(ctx, response)
         ctx.usage = response.usage
         return response
 
-    async def _call_chat(self, ctx: RequestContext) -> ChatResponse:
+    async def _chat_once(self, ctx: RequestContext, deployment: Deployment) -> ChatResponse:
         assert ctx.chat is not None
-        last_error: GatewayError | None = None
-        for deployment in self.routing.candidates(ctx.model, "chat"):
-            provider = self._chat_providers[deployment.provider]
-            attempt = _begin(ctx, deployment)
-            try:
-                response = await provider.chat(ctx.chat, deployment)
-            except GatewayError as exc:
-                _end(attempt, exc)
-                if not exc.retryable:
-                    raise
-                last_error = exc
-                continue
-            _end(attempt, None)
-            return response
-        assert last_error is not None
-        raise last_error
+        return await self._chat_providers[deployment.provider].chat(ctx.chat, deployment)
 
     async def stream(self, ctx: RequestContext) -> AsyncIterator[ChatChunk]:
         """The answer as chunks; failover is possible until the first chunk is in hand."""
@@ -123,36 +147,33 @@ class Pipeline:
         if isinstance(early, ChatResponse):
             ctx.deployment = None
             replay = response_as_chunks(early)
-            first, rest = await anext(replay), replay
-        else:
-            first, rest = await self._open_stream(ctx)
-        return self._forward(ctx, first, rest)
+            return self._forward(ctx, await anext(replay), replay, None)
+        first, rest = await self._attempts(ctx, "chat", self._stream_once, streaming=True)
+        return self._forward(ctx, first, rest, self._health.of(ctx.tries[-1].deployment.id))
 
-    async def _open_stream(self, ctx: RequestContext) -> tuple[ChatChunk, AsyncIterator[ChatChunk]]:
+    async def _stream_once(self, ctx: RequestContext, deployment: Deployment) -> Stream:
         assert ctx.chat is not None
-        last_error: GatewayError | None = None
-        for deployment in self.routing.candidates(ctx.model, "chat"):
-            provider = self._chat_providers[deployment.provider]
-            attempt = _begin(ctx, deployment)
-            chunks = provider.stream(ctx.chat, deployment)
-            try:
-                return await anext(chunks), chunks
-            except StopAsyncIteration:
-                last_error = UpstreamProtocolError("upstream stream was empty")
-                _end(attempt, last_error)
-            except GatewayError as exc:
-                _end(attempt, exc)
-                if not exc.retryable:
-                    raise
-                last_error = exc
-        assert last_error is not None
-        raise last_error
+        chunks = self._chat_providers[deployment.provider].stream(ctx.chat, deployment)
+        try:
+            first = await anext(chunks)
+        except StopAsyncIteration:
+            raise UpstreamProtocolError("upstream stream was empty") from None
+        except BaseException:
+            await chunks.aclose()  # type: ignore[attr-defined]
+            raise
+        ctx.tries[-1].first_chunk_at = time.perf_counter()
+        return first, chunks
 
     async def _forward(
-        self, ctx: RequestContext, first: ChatChunk, rest: AsyncIterator[ChatChunk]
+        self,
+        ctx: RequestContext,
+        first: ChatChunk,
+        rest: AsyncIterator[ChatChunk],
+        health: DeploymentHealth | None,
     ) -> AsyncIterator[ChatChunk]:
         ctx.first_token_at = time.perf_counter()
         chunk: ChatChunk | None = first
+        outcome: GatewayError | Literal["abandoned"] | None = "abandoned"
         try:
             while True:
                 if chunk is not None:
@@ -166,9 +187,109 @@ class Pipeline:
                         yield chunk
                 chunk = await anext(rest)
         except StopAsyncIteration:
-            return
+            outcome = None
+        except GatewayError as exc:
+            outcome = exc
+            raise
         finally:
             await rest.aclose()  # type: ignore[attr-defined]
+            if health is not None:
+                await self._close_stream_attempt(ctx, health, outcome)
+
+    async def _close_stream_attempt(
+        self,
+        ctx: RequestContext,
+        health: DeploymentHealth,
+        outcome: GatewayError | Literal["abandoned"] | None,
+    ) -> None:
+        attempt = ctx.tries[-1]
+        now = time.perf_counter()
+        attempt.ended = now
+        if outcome == "abandoned":
+            self._health.abandoned(health)
+        elif outcome is None:
+            ttft = (
+                None if attempt.first_chunk_at is None else attempt.first_chunk_at - attempt.started
+            )
+            self._health.succeeded(health, now - attempt.started, ttft)
+        else:
+            attempt.error = outcome
+            self._health.failed(health, outcome, now - attempt.started)
+        for stage in self._attempt_end_stages:
+            await stage.on_attempt_end(ctx, attempt)
+
+    # --- attempts -----------------------------------------------------------------------
+
+    async def _attempts(
+        self,
+        ctx: RequestContext,
+        kind: Literal["chat", "embedding"],
+        once: Once[_Result],
+        streaming: bool = False,
+    ) -> _Result:
+        """The first answer of the planned candidates; the last failure when none gives one."""
+        plan = self.router.plan(ctx, kind)
+        last_error: GatewayError | None = None
+        resting = None
+        for deployment, health in plan.candidates:
+            if not health.available(time.monotonic()):
+                resting = resting or (deployment, health)
+                continue
+            try:
+                return await self._try(ctx, deployment, health, once, plan.retries, streaming)
+            except GatewayError as exc:
+                if not exc.retryable:
+                    raise
+                last_error = exc
+        if last_error is None and resting is not None:
+            # Every candidate is resting or cooling down: try the best one rather than none.
+            return await self._try(ctx, *resting, once, 0, streaming)
+        assert last_error is not None
+        raise last_error
+
+    async def _try(
+        self,
+        ctx: RequestContext,
+        deployment: Deployment,
+        health: DeploymentHealth,
+        once: Once[_Result],
+        retries: int,
+        streaming: bool,
+    ) -> _Result:
+        """``once`` on ``deployment``, retried on transient failures; raises the last one."""
+        for stage in self._attempt_stages:
+            await stage.on_attempt(ctx, deployment)
+        for retry in range(retries + 1):
+            if retry:
+                cap = min(self._backoff_max, self._backoff * 2 ** (retry - 1))
+                await asyncio.sleep(random.uniform(0, cap))
+            attempt = _begin(ctx, deployment)
+            self._health.started(health)
+            try:
+                result = await once(ctx, deployment)
+            except GatewayError as exc:
+                now = time.perf_counter()
+                attempt.ended, attempt.error = now, exc
+                self._health.failed(health, exc, now - attempt.started)
+                for stage in self._attempt_end_stages:
+                    await stage.on_attempt_end(ctx, attempt)
+                if retry < retries and _transient(exc):
+                    continue
+                raise
+            except BaseException:
+                attempt.ended = time.perf_counter()
+                self._health.abandoned(health)
+                raise
+            if not streaming:
+                now = time.perf_counter()
+                attempt.ended = now
+                self._health.succeeded(health, now - attempt.started, now - attempt.started)
+                for stage in self._attempt_end_stages:
+                    await stage.on_attempt_end(ctx, attempt)
+            return result
+        raise AssertionError("unreachable: the last retry returns or raises")
+
+    # --- the rest -----------------------------------------------------------------------
 
     async def count_tokens(self, ctx: RequestContext) -> int | None:
         """Input tokens of ``ctx.chat`` as the model's first deployment counts them, if it can.
@@ -176,12 +297,11 @@ class Pipeline:
         No stages run: counting is free and sends nothing to a model.
         """
         assert ctx.chat is not None
-        deployment = self.routing.candidates(ctx.model, "chat")[0]
+        deployment = self.router.first(ctx.model, "chat")
         provider = self._chat_providers[deployment.provider]
         if not isinstance(provider, TokenCounter):
             return None
-        ctx.attempts += 1
-        ctx.deployment = deployment
+        _begin(ctx, deployment)
         return await provider.count_tokens(ctx.chat, deployment)
 
     async def embed(self, ctx: RequestContext) -> EmbeddingResponse:
@@ -190,23 +310,23 @@ class Pipeline:
         early = await self._enter_stages(ctx)
         if isinstance(early, EmbeddingResponse):
             return early
-        last_error: GatewayError | None = None
-        for deployment in self.routing.candidates(ctx.model, "embedding"):
-            provider = self._embedding_providers[deployment.provider]
-            attempt = _begin(ctx, deployment)
-            try:
-                response = await provider.embed(ctx.embedding, deployment)
-            except GatewayError as exc:
-                _end(attempt, exc)
-                if not exc.retryable:
-                    raise
-                last_error = exc
-                continue
-            _end(attempt, None)
-            ctx.usage = response.usage
-            return response
-        assert last_error is not None
-        raise last_error
+        response = await self._attempts(ctx, "embedding", self._embed_once)
+        ctx.usage = response.usage
+        return response
+
+    async def _embed_once(self, ctx: RequestContext, deployment: Deployment) -> EmbeddingResponse:
+        assert ctx.embedding is not None
+        provider = self._embedding_providers[deployment.provider]
+        return await provider.embed(ctx.embedding, deployment)
+
+
+def _transient(error: GatewayError) -> bool:
+    """Worth retrying on the same deployment: not a rate limit, not a timeout."""
+    if isinstance(error, UpstreamTimeout):
+        return False
+    if isinstance(error, UpstreamStatusError):
+        return error.upstream_status >= 500
+    return error.retryable
 
 
 def _begin(ctx: RequestContext, deployment: Deployment) -> Attempt:
@@ -215,11 +335,6 @@ def _begin(ctx: RequestContext, deployment: Deployment) -> Attempt:
     attempt = Attempt(deployment, time.perf_counter())
     ctx.tries.append(attempt)
     return attempt
-
-
-def _end(attempt: Attempt, error: GatewayError | None) -> None:
-    attempt.ended = time.perf_counter()
-    attempt.error = error
 
 
 async def response_as_chunks(response: ChatResponse) -> AsyncIterator[ChatChunk]:

@@ -261,6 +261,19 @@ class AwsCredentials:
 
 
 @dataclass(frozen=True, slots=True)
+class Price:
+    """What a deployment charges, in USD per 1M tokens."""
+
+    input: float
+    output: float
+
+    @property
+    def blended(self) -> float:
+        """One number to rank by: input and output weighted alike."""
+        return self.input + self.output
+
+
+@dataclass(frozen=True, slots=True)
 class Deployment:
     """One concrete place a model is served, resolved from config at load time."""
 
@@ -276,3 +289,8 @@ class Deployment:
     region: str | None = None
     aws_credentials: AwsCredentials | None = None
     google_service_account: SecretRef | None = None
+    group: str = ""
+    """The model group that names this deployment."""
+    weight: float = 1.0
+    context_window: int | None = None
+    price: Price | None = None

@@ -3,23 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from tollway.config.schema import EMBEDDED_SIMULATOR, DeploymentConfig, ResolvedTimeouts, Settings
 from tollway.core.errors import InvalidRequest, NotFound
-from tollway.core.types import AwsCredentials, Deployment, UpstreamTimeouts
+from tollway.core.types import AwsCredentials, Deployment, Price, UpstreamTimeouts
 from tollway.providers import BUILTIN_PROVIDERS
 
 
 @dataclass(frozen=True, slots=True)
 class ModelGroup:
-    """A client-facing model name, its kind and its deployments in priority order."""
+    """A client-facing model name, its kind, its deployments (config order) and its policy."""
 
     name: str
     kind: Literal["chat", "embedding"]
     deployments: tuple[Deployment, ...]
     owned_by: str
+    strategy: str = "priority"
+    fallbacks: tuple[str, ...] = ()
+    retries: int = 0
+    hurried: Mapping[str, Deployment] = field(default_factory=dict)
+    """With a ``latency_threshold``: each deployment with its first-byte limit lowered to it,
+    used for every candidate but the last."""
 
 
 class RoutingTable:
@@ -34,7 +40,12 @@ class RoutingTable:
         return tuple(self._groups.values())
 
     def candidates(self, model: str, kind: Literal["chat", "embedding"]) -> Sequence[Deployment]:
-        """The deployments to try for ``model``; unknown or wrong-kind names are client errors."""
+        """The deployments of ``model`` in config order; unknown or wrong-kind names are
+        client errors."""
+        return self.group(model, kind).deployments
+
+    def group(self, model: str, kind: Literal["chat", "embedding"]) -> ModelGroup:
+        """The group named ``model``; unknown or wrong-kind names are client errors."""
         group = self._groups.get(model)
         if group is None:
             raise NotFound(
@@ -48,7 +59,11 @@ class RoutingTable:
                 code="model_not_supported",
                 param="model",
             )
-        return group.deployments
+        return group
+
+    def get(self, model: str) -> ModelGroup | None:
+        """The group named ``model``, if any."""
+        return self._groups.get(model)
 
 
 def build_routing_table(settings: Settings, simulator_url: str | None) -> RoutingTable:
@@ -60,8 +75,33 @@ def build_routing_table(settings: Settings, simulator_url: str | None) -> Routin
             _deployment(group.name, index, config, simulator_url, defaults.merged(config.timeouts))
             for index, config in enumerate(group.deployments)
         )
-        groups.append(ModelGroup(group.name, group.kind, deployments, group.owned_by))
+        groups.append(
+            ModelGroup(
+                group.name,
+                group.kind,
+                deployments,
+                group.owned_by,
+                strategy=group.strategy,
+                fallbacks=tuple(group.fallbacks),
+                retries=group.retries,
+                hurried=_hurried(deployments, group.latency_threshold),
+            )
+        )
     return RoutingTable(groups)
+
+
+def _hurried(
+    deployments: tuple[Deployment, ...], threshold: float | None
+) -> Mapping[str, Deployment]:
+    if threshold is None:
+        return {}
+    return {
+        d.id: replace(
+            d, timeouts=replace(d.timeouts, first_byte=min(d.timeouts.first_byte, threshold))
+        )
+        for d in deployments
+        if d.timeouts.first_byte > threshold
+    }
 
 
 def _deployment(
@@ -90,6 +130,10 @@ def _deployment(
         region=config.region,
         aws_credentials=_aws_credentials(config),
         google_service_account=config.google_service_account,
+        group=group,
+        weight=config.weight,
+        context_window=config.context_window,
+        price=None if config.price is None else Price(config.price.input, config.price.output),
     )
 
 

@@ -1,0 +1,168 @@
+"""What the gateway has learned about each deployment: circuit state, latency, load, errors.
+
+Every deployment has a circuit breaker:
+
+    closed ──(failure_threshold consecutive failures)──► open
+    open ──(cooldown elapsed)──► half-open: one request is let through as a probe
+    half-open ──probe succeeds──► closed          half-open ──probe fails──► open again
+
+A 429 does not count against the circuit (the deployment works, it is busy): it sets the
+deployment aside for its ``retry-after`` (or ``rate_limit_cooldown``) instead. Latency and
+time to first token are exponentially weighted moving averages; the error rate is one too,
+over outcomes (1 = failure). Everything here is plain attribute arithmetic on the event
+loop: no locks, no awaits, nothing allocated per request.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Literal
+
+from tollway.config.schema import RoutingConfig
+from tollway.core.errors import GatewayError, UpstreamStatusError
+
+CircuitState = Literal["closed", "open", "half_open"]
+_ERROR_ALPHA = 0.1  # weight of the newest outcome in the error-rate average
+
+
+class DeploymentHealth:
+    """The health of one deployment, kept across config reloads by its id."""
+
+    __slots__ = (
+        "consecutive_failures",
+        "deployment_id",
+        "error_rate",
+        "ewma_latency",
+        "ewma_ttft",
+        "failures",
+        "in_flight",
+        "last_error",
+        "open_until",
+        "opened_at",
+        "probing",
+        "requests",
+        "resting_until",
+        "state",
+    )
+
+    def __init__(self, deployment_id: str) -> None:
+        self.deployment_id = deployment_id
+        self.state: CircuitState = "closed"
+        self.consecutive_failures = 0
+        self.open_until = 0.0
+        self.opened_at = 0.0
+        self.probing = False
+        self.resting_until = 0.0  # a 429 asked us to wait
+        self.in_flight = 0
+        self.ewma_latency: float | None = None
+        self.ewma_ttft: float | None = None
+        self.error_rate = 0.0
+        self.requests = 0
+        self.failures = 0
+        self.last_error: str | None = None
+
+    def available(self, now: float) -> bool:
+        """Whether a request may be sent now (claims the probe of a half-open circuit)."""
+        if now < self.resting_until:
+            return False
+        if self.state == "closed":
+            return True
+        if self.state == "open":
+            if now < self.open_until:
+                return False
+            self.state = "half_open"
+            self.probing = False
+        if self.probing:
+            return False
+        self.probing = True
+        return True
+
+
+class HealthBook:
+    """The health of every deployment, with the rules that update it."""
+
+    def __init__(self, config: RoutingConfig) -> None:
+        self.config = config
+        self._health: dict[str, DeploymentHealth] = {}
+
+    def of(self, deployment_id: str) -> DeploymentHealth:
+        """The health record of ``deployment_id`` (made on first use)."""
+        health = self._health.get(deployment_id)
+        if health is None:
+            health = self._health[deployment_id] = DeploymentHealth(deployment_id)
+        return health
+
+    def records(self, deployment_ids: Iterable[str]) -> list[DeploymentHealth]:
+        """Records of the named deployments, in order."""
+        return [self.of(deployment_id) for deployment_id in deployment_ids]
+
+    def started(self, health: DeploymentHealth) -> None:
+        """A request to the deployment begins."""
+        health.in_flight += 1
+        health.requests += 1
+
+    def succeeded(self, health: DeploymentHealth, latency: float, ttft: float | None) -> None:
+        """The request ended well after ``latency`` seconds (first token after ``ttft``)."""
+        health.in_flight -= 1
+        alpha = self.config.latency_alpha
+        health.ewma_latency = _ewma(health.ewma_latency, latency, alpha)
+        if ttft is not None:
+            health.ewma_ttft = _ewma(health.ewma_ttft, ttft, alpha)
+        health.error_rate *= 1.0 - _ERROR_ALPHA
+        health.consecutive_failures = 0
+        if health.state != "closed":
+            health.state = "closed"
+            health.probing = False
+
+    def failed(self, health: DeploymentHealth, error: GatewayError, latency: float) -> None:
+        """The request failed with ``error``; may open the circuit or rest the deployment."""
+        health.in_flight -= 1
+        health.failures += 1
+        health.last_error = error.code or type(error).__name__
+        health.error_rate = health.error_rate * (1.0 - _ERROR_ALPHA) + _ERROR_ALPHA
+        now = time.monotonic()
+        if isinstance(error, UpstreamStatusError) and error.upstream_status == 429:
+            health.resting_until = now + _seconds(
+                error.retry_after, self.config.rate_limit_cooldown
+            )
+            if health.state == "half_open":
+                health.probing = False
+            return
+        if not error.retryable:
+            # The caller's own mistake says nothing about the deployment.
+            health.error_rate *= 1.0 - _ERROR_ALPHA
+            health.failures -= 1
+            if health.state == "half_open":
+                health.probing = False
+            return
+        # A slow failure still tells how slow the deployment is.
+        health.ewma_latency = _ewma(health.ewma_latency, latency, self.config.latency_alpha)
+        health.consecutive_failures += 1
+        if health.state == "half_open" or (
+            health.consecutive_failures >= self.config.failure_threshold
+        ):
+            health.state = "open"
+            health.opened_at = now
+            health.open_until = now + self.config.cooldown
+            health.probing = False
+
+    def abandoned(self, health: DeploymentHealth) -> None:
+        """The request ended without an outcome (the client went away)."""
+        health.in_flight -= 1
+        if health.state == "half_open":
+            health.probing = False
+
+
+def _ewma(current: float | None, sample: float, alpha: float) -> float:
+    return sample if current is None else current + alpha * (sample - current)
+
+
+def _seconds(retry_after: str | None, default: float) -> float:
+    """``retry-after`` in seconds (only the delta-seconds form is honoured)."""
+    if retry_after:
+        try:
+            return max(0.0, min(float(retry_after), 3600.0))
+        except ValueError:
+            pass
+    return default

@@ -1,0 +1,140 @@
+"""The router: which deployments a request may try, in which order.
+
+``plan`` turns the requested model into candidates: the group's deployments ordered by its
+strategy, then those of its ``fallbacks`` groups (the ones the caller may use), without
+deployments whose context window cannot hold the request. Whether a candidate is available
+right now (circuit, 429 rest) is asked by the pipeline just before it tries one, so a
+half-open circuit's single probe is claimed only by a request that really sends it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from tollway.core.context import RequestContext
+from tollway.core.errors import InvalidRequest
+from tollway.core.types import ChatRequest, Deployment, TextPart
+from tollway.routing.health import DeploymentHealth, HealthBook
+from tollway.routing.strategies import STRATEGIES, Candidate
+from tollway.routing.table import ModelGroup, RoutingTable
+
+Kind = Literal["chat", "embedding"]
+
+# A rough count for the context-window check when no stage has counted the input: about four
+# characters a token, plus each message's framing.
+_CHARS_PER_TOKEN = 4
+_TOKENS_PER_MESSAGE = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The candidates of one request, best first, and how often to retry each."""
+
+    candidates: list[Candidate]
+    retries: int
+
+
+class Router:
+    """Plans requests over one routing table and the shared health book."""
+
+    def __init__(self, table: RoutingTable, health: HealthBook, seed: int | None = None) -> None:
+        self.table = table
+        self.health = health
+        self._rng = random.Random(seed)
+        self._explore = health.config.exploration
+        # Health records per group, resolved once: the hot path does no dict lookups.
+        self._records: dict[str, list[Candidate]] = {
+            group.name: list(
+                zip(group.deployments, health.records(d.id for d in group.deployments), strict=True)
+            )
+            for group in table.groups
+        }
+
+    def plan(self, ctx: RequestContext, kind: Kind) -> Plan:
+        """The candidates for ``ctx.model``; raises for unknown models and impossible fits."""
+        group = self.table.group(ctx.model, kind)
+        candidates = self._ordered(group, last=not group.fallbacks)
+        for name in group.fallbacks:
+            fallback = self.table.get(name)
+            if fallback is None or fallback.kind != kind:
+                continue
+            principal = ctx.principal
+            if principal is not None and not principal.may_use(name):
+                continue
+            seen = {deployment.id for deployment, _ in candidates}
+            candidates += [c for c in self._ordered(fallback) if c[0].id not in seen]
+        if any(deployment.context_window for deployment, _ in candidates):
+            candidates = _that_fit(ctx, candidates)
+        return Plan(candidates, group.retries)
+
+    def _ordered(self, group: ModelGroup, last: bool = True) -> list[Candidate]:
+        ordered = STRATEGIES[group.strategy](self._records[group.name], self._rng, self._explore)
+        if group.hurried:
+            # Every candidate but the very last gives up early on a slow first byte.
+            final = len(ordered) - 1 if last else len(ordered)
+            ordered = [
+                (group.hurried.get(d.id, d), h) if index < final else (d, h)
+                for index, (d, h) in enumerate(ordered)
+            ]
+        return ordered
+
+    def first(self, model: str, kind: Kind) -> Deployment:
+        """The deployment that would be tried first, ignoring health (for token counts)."""
+        group = self.table.group(model, kind)
+        return group.deployments[0]
+
+    def deployments(self) -> Sequence[tuple[ModelGroup, Deployment, DeploymentHealth]]:
+        """Every deployment of the table with its group and health (for the admin view)."""
+        return [
+            (group, deployment, health)
+            for group in self.table.groups
+            for deployment, health in self._records[group.name]
+        ]
+
+
+def _that_fit(ctx: RequestContext, candidates: list[Candidate]) -> list[Candidate]:
+    """The candidates whose context window holds the request; 400 when none does."""
+    if ctx.chat is None:
+        return candidates
+    needed = estimated_input_tokens(ctx) + (ctx.chat.max_tokens or 0)
+    fitting = [
+        c for c in candidates if c[0].context_window is None or c[0].context_window >= needed
+    ]
+    if fitting:
+        return fitting
+    largest = max(c[0].context_window or 0 for c in candidates)
+    raise InvalidRequest(
+        f"This request needs about {needed} tokens (input plus max_tokens), more than the "
+        f"largest context window of model '{ctx.model}' ({largest} tokens). Shorten the "
+        "messages or lower max_tokens.",
+        code="context_length_exceeded",
+        param="messages",
+    )
+
+
+def estimated_input_tokens(ctx: RequestContext) -> int:
+    """``ctx.input_tokens_estimate`` when a stage counted it, else a character estimate."""
+    if ctx.input_tokens_estimate is not None:
+        return ctx.input_tokens_estimate
+    assert ctx.chat is not None
+    estimate = _character_estimate(ctx.chat)
+    ctx.input_tokens_estimate = estimate
+    return estimate
+
+
+def _character_estimate(request: ChatRequest) -> int:
+    characters = 0
+    for message in request.messages:
+        content = message.content
+        if isinstance(content, str):
+            characters += len(content)
+        elif content:
+            characters += sum(len(p.text) for p in content if isinstance(p, TextPart))
+        for call in message.tool_calls or ():
+            characters += len(call.name) + len(call.arguments)
+    for tool in request.tools or ():
+        characters += len(tool.name) + len(tool.description or "") + len(str(tool.parameters))
+    return characters // _CHARS_PER_TOKEN + _TOKENS_PER_MESSAGE * len(request.messages)
