@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
-from collections.abc import AsyncIterator, Mapping
+import signal
+from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
 
 import orjson
 from aiohttp import web
 
+from tollway.admin.deployments import DEPLOYMENT_ROUTES
 from tollway.admin.openapi import openapi_document
 from tollway.admin.routes import ROUTES, admin_routes
 from tollway.config.schema import Settings
@@ -21,9 +25,17 @@ from tollway.gateway import Gateway
 GATEWAY = web.AppKey("gateway", Gateway)
 
 
-def create_app(settings: Settings, environ: Mapping[str, str] | None = None) -> web.Application:
-    """The ASGI-free aiohttp application for ``settings``; components start with the app."""
-    gateway = Gateway(settings, environ)
+def create_app(
+    settings: Settings,
+    environ: Mapping[str, str] | None = None,
+    config_path: Path | None = None,
+) -> web.Application:
+    """The aiohttp application for ``settings``; components start with the app.
+
+    ``config_path`` is the file ``settings`` came from: it is watched, and SIGHUP re-reads
+    it, to reload model groups without a restart.
+    """
+    gateway = Gateway(settings, environ, config_path)
     # The dialects enforce the body limit themselves to answer in the client's error shape.
     app = web.Application(client_max_size=gateway.max_body_size + 1, handler_args=None)
     app[GATEWAY] = gateway
@@ -31,15 +43,18 @@ def create_app(settings: Settings, environ: Mapping[str, str] | None = None) -> 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
         await gateway.start()
         _settle_garbage_collector()
+        hangup = _on_hangup(gateway.reload)
         yield
+        hangup()
         await gateway.close()
 
     app.cleanup_ctx.append(lifecycle)
     app.router.add_routes(OpenAIDialect(gateway).routes())
     app.router.add_routes(ResponsesDialect(gateway).routes())
     app.router.add_routes(AnthropicDialect(gateway).routes())
-    app.router.add_routes(admin_routes(gateway, ROUTES))
-    document = orjson.dumps(openapi_document(ROUTES))
+    routes = [*ROUTES, *DEPLOYMENT_ROUTES]
+    app.router.add_routes(admin_routes(gateway, routes))
+    document = orjson.dumps(openapi_document(routes))
 
     async def openapi(_: web.Request) -> web.Response:
         return web.Response(body=document, content_type="application/json")
@@ -53,6 +68,20 @@ def create_app(settings: Settings, environ: Mapping[str, str] | None = None) -> 
 
 GC_YOUNG_THRESHOLD = 10_000
 """Net allocations between young-generation collections (Python's default is 700)."""
+
+
+def _on_hangup(reload: Callable[[], object]) -> Callable[[], None]:
+    """Reload on SIGHUP (where the platform and thread allow a handler); returns the undo."""
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGHUP, reload)
+    except (NotImplementedError, RuntimeError, ValueError):
+        return lambda: None
+
+    def undo() -> None:
+        loop.remove_signal_handler(signal.SIGHUP)
+
+    return undo
 
 
 def _settle_garbage_collector() -> None:

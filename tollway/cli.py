@@ -50,10 +50,14 @@ def _install_event_loop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
+def _config_path(config: Path | None) -> Path | None:
+    if config is not None:
+        return config
+    return Path(os.environ["TOLLWAY_CONFIG"]) if os.environ.get("TOLLWAY_CONFIG") else None
+
+
 def _load(config: Path | None) -> tuple[Settings, str]:
-    path = config or (
-        Path(os.environ["TOLLWAY_CONFIG"]) if os.environ.get("TOLLWAY_CONFIG") else None
-    )
+    path = _config_path(config)
     try:
         if path is None:
             return with_environment(default_settings(os.environ), os.environ), "embedded default"
@@ -88,7 +92,7 @@ def serve(
     )
     _install_event_loop()
     web.run_app(
-        create_app(settings),
+        create_app(settings, config_path=_config_path(config)),
         host=host,
         port=port,
         access_log=logging.getLogger("aiohttp.access") if server.access_log else None,

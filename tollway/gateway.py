@@ -9,6 +9,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping
+from pathlib import Path
 
 import aiohttp
 
@@ -18,6 +19,7 @@ from tollway.auth.identity import Identity
 from tollway.auth.oidc import OIDCAuthenticator
 from tollway.auth.stage import ModelAccess
 from tollway.auth.vault import Vault
+from tollway.config.loader import ConfigError, load_settings, with_environment
 from tollway.config.schema import Settings
 from tollway.core.pipeline import Pipeline
 from tollway.dialects.http import HeaderForwarder
@@ -32,11 +34,26 @@ from tollway.store import RecordNotFound, Store
 log = logging.getLogger("tollway")
 
 
+def _modified(path: Path) -> tuple[int, int] | None:
+    """The file's modification time and size, or None when it cannot be read now."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
 class Gateway:
     """Owns the upstream session, the embedded simulator and the current pipeline."""
 
-    def __init__(self, settings: Settings, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        environ: Mapping[str, str] | None = None,
+        config_path: Path | None = None,
+    ) -> None:
         self.settings = settings
+        self.config_path = config_path
         self.environ = os.environ if environ is None else environ
         self.vault = Vault(self.environ)
         self.store = Store(settings.store.url)
@@ -56,6 +73,8 @@ class Gateway:
         self._upstream: UpstreamClient | None = None
         self._pipeline: Pipeline | None = None
         self._reconciler: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self._simulator_url: str | None = None
 
     @property
     def pipeline(self) -> Pipeline:
@@ -90,20 +109,65 @@ class Gateway:
         self._upstream = UpstreamClient(self._session)
         if self.settings.auth.oidc:
             self.authenticator.tokens = OIDCAuthenticator(self.settings.auth.oidc, self._session)
-        self._pipeline = self._build_pipeline(simulator_url)
+        self._simulator_url = simulator_url
+        self._pipeline = self._build_pipeline(self.settings)
         self._reconciler = asyncio.create_task(self._reconcile(), name="tollway-reconcile")
+        if self.config_path is not None and self.settings.server.reload_interval:
+            self._watcher = asyncio.create_task(self._watch_config(), name="tollway-config")
         self._warn_missing_credentials()
         self.ready = True
 
-    def _build_pipeline(self, simulator_url: str | None) -> Pipeline:
+    def _build_pipeline(self, settings: Settings) -> Pipeline:
         assert self._upstream is not None
         resources = ProviderResources(client=self._upstream, vault=self.vault)
-        used = {d.provider for group in self.settings.models for d in group.deployments}
+        used = {d.provider for group in settings.models for d in group.deployments}
         built = {name: BUILTIN_PROVIDERS[name].build(resources) for name in sorted(used)}
         chat = {name: p for name, p in built.items() if isinstance(p, ChatProvider)}
         embedding = {name: p for name, p in built.items() if isinstance(p, EmbeddingProvider)}
-        router = Router(build_routing_table(self.settings, simulator_url), self.health)
+        router = Router(build_routing_table(settings, self._simulator_url), self.health)
         return Pipeline(router, chat, embedding, stages=(ModelAccess(),))
+
+    def reload(self) -> bool:
+        """Read the config file again and swap in its model groups and routing settings.
+
+        Requests in flight finish on the pipeline they started with; deployment health
+        carries over by deployment id. A config that does not load or build is refused with
+        one log line and the running one stays. Other sections need a restart.
+        """
+        if self.config_path is None:
+            log.warning("reload asked, but the gateway runs on the embedded default config")
+            return False
+        try:
+            settings = with_environment(load_settings(self.config_path), self.environ)
+            pipeline = self._build_pipeline(settings)
+        except (ConfigError, ValueError, RuntimeError) as exc:
+            log.error("config reload refused, the running model groups stay: %s", exc)
+            return False
+        later = [
+            name
+            for name in ("server", "upstream", "simulator", "auth", "store")
+            if getattr(settings, name) != getattr(self.settings, name)
+        ]
+        if later:
+            log.warning("config sections %s changed: they apply at restart", ", ".join(later))
+        self.settings = self.settings.model_copy(
+            update={"models": settings.models, "routing": settings.routing}
+        )
+        self.health.config = settings.routing
+        self._pipeline = pipeline
+        self._warn_missing_credentials()
+        log.info("config reloaded: %d model groups", len(settings.models))
+        return True
+
+    async def _watch_config(self) -> None:
+        assert self.config_path is not None
+        seen = _modified(self.config_path)
+        while True:
+            await asyncio.sleep(self.settings.server.reload_interval or 2.0)
+            current = _modified(self.config_path)
+            if current != seen:
+                seen = current
+                self.reload()
 
     async def _load_identities(self) -> None:
         await self.identity.load()
@@ -154,10 +218,11 @@ class Gateway:
     async def close(self) -> None:
         """Close the upstream pool and stop the simulator."""
         self.ready = False
-        if self._reconciler is not None:
-            self._reconciler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reconciler
+        for task in (self._reconciler, self._watcher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._upstream is not None:
             await self._upstream.close()
         if self._session is not None:

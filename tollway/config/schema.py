@@ -185,9 +185,9 @@ class ServerConfig(Strict):
     max_body_size: ByteSize = ByteSize(8 * 1024 * 1024)
     shutdown_timeout: Duration = 30.0
     access_log: bool = False
-    reload_interval: Duration = 2.0
-    """How often the config file is checked for changes to reload model groups (0: never;
-    SIGHUP reloads at once either way)."""
+    reload_interval: Duration | None = 2.0
+    """How often the config file is checked for changes to reload model groups (null: never;
+    SIGHUP and ``POST /admin/reload`` reload at once either way)."""
 
 
 class UpstreamConfig(Strict):

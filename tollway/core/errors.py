@@ -116,9 +116,12 @@ class UpstreamStatusError(UpstreamError):
         super().__init__(message, code=code, param=param, headers=headers)
         self.upstream_status = upstream_status
         self.retry_after = retry_after
-        # Client errors are the caller's fault and would fail on every candidate alike.
-        client_error = 400 <= upstream_status < 500 and upstream_status not in (408, 409, 429)
-        self.retryable = not client_error
+        # A request the provider refuses as malformed fails on every candidate alike; an
+        # auth or not-found answer is about this deployment (its key, its model), so another
+        # candidate may still serve, like a timeout, a conflict, a rate limit or a 5xx.
+        self.retryable = upstream_status not in _CALLER_FAULTS and not (
+            400 <= upstream_status < 500 and upstream_status not in _DEPLOYMENT_FAULTS
+        )
         self.status = upstream_status if upstream_status < 500 else 502
         if self.status < 500:
             # Passed through: keep the provider's own error type where it gave one.
@@ -145,6 +148,9 @@ class UpstreamUnavailable(UpstreamError):
 class UpstreamProtocolError(UpstreamError):
     """The provider's answer was malformed or cut short."""
 
+
+_CALLER_FAULTS = frozenset({400, 413, 415, 422})
+_DEPLOYMENT_FAULTS = frozenset({401, 403, 404, 408, 409, 429})
 
 _OPENAI_TYPES = {
     400: "invalid_request_error",

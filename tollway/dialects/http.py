@@ -139,6 +139,8 @@ def routing_headers(ctx: RequestContext) -> dict[str, str]:
         headers["x-tollway-deployment"] = deployment.id
         headers["x-tollway-provider"] = deployment.provider
         headers["x-tollway-attempts"] = str(ctx.attempts)
+        tried = {attempt.deployment.id for attempt in ctx.tries}
+        headers["x-tollway-fallbacks"] = str(max(len(tried) - 1, 0))
     headers.update(ctx.response_headers)
     return headers
 

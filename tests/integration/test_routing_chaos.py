@@ -1,0 +1,300 @@
+"""Routing under failure, over real sockets: two simulator processes as deployments, one of
+them made to fail, stall, rate-limit or slow down; clients use the real SDKs and httpx.
+
+Every model group here has its own deployments (ids), so the health one test teaches the
+gateway never leaks into another; the simulators' server-wide faults are reset after each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from tests.support import CLIENT_KEY, running_gateway, running_simulator
+
+ADMIN = {"Authorization": f"Bearer {CLIENT_KEY}"}
+HI = [{"role": "user", "content": "hello there"}]
+
+
+def _deployment(sim: str, ident: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "provider": "openai",
+        "model": "sim-chat",
+        "api_base": sim + "/v1",
+        "id": ident,
+        **extra,
+    }
+
+
+def _pair(name: str, a: str, b: str, **group: Any) -> dict[str, Any]:
+    """A group of a primary on simulator ``a`` and a backup on ``b``."""
+    first = group.pop("primary", {})
+    second = group.pop("backup", {})
+    return {
+        "name": name,
+        "deployments": [
+            _deployment(a, f"{name}-primary", **first),
+            _deployment(b, f"{name}-backup", **second),
+        ],
+        **group,
+    }
+
+
+@pytest.fixture(scope="module")
+def sims(log_dir: Path) -> Iterator[tuple[str, str]]:
+    with running_simulator(log_dir) as a, running_simulator(log_dir) as b:
+        yield a, b
+
+
+@pytest.fixture(scope="module")
+def gateway(log_dir: Path, sims: tuple[str, str]) -> Iterator[str]:
+    a, b = sims
+    config = {
+        "upstream": {"forward_headers": ["x-sim-*"]},
+        "routing": {
+            "failure_threshold": 3,
+            "cooldown": "1s",
+            "rate_limit_cooldown": "1s",
+            "backoff": "10ms",
+            "exploration": 0.1,
+        },
+        "models": [
+            _pair("failing", a, b, retries=1),
+            _pair("limited", a, b),
+            _pair("stalled", a, b, primary={"timeouts": {"first_byte": "500ms"}}),
+            _pair("hurried", a, b, latency_threshold="300ms"),
+            _pair("canary", a, b, strategy="weighted", primary={"weight": 90},
+                  backup={"weight": 10}),
+            _pair("fastest", a, b, strategy="latency"),
+            _pair("cheapest", a, b, strategy="cost", primary={"price": {"input": 5, "output": 15}},
+                  backup={"price": {"input": 0.15, "output": 0.6}}),
+            _pair("windows", a, b, primary={"context_window": 64},
+                  backup={"context_window": 100_000}),
+            {"name": "small-only", "deployments": [_deployment(a, "small", context_window=64)]},
+            {"name": "single", "deployments": [_deployment(a, "single-a")]},
+            {"name": "guarded", "deployments": [_deployment(a, "guarded-a")],
+             "fallbacks": ["shelter"]},
+            {"name": "shelter", "deployments": [_deployment(b, "shelter-b")]},
+        ],
+    }  # fmt: skip
+    with running_gateway(log_dir, config) as (url, _):
+        yield url
+
+
+@pytest.fixture(autouse=True)
+def calm(sims: tuple[str, str]) -> Iterator[None]:
+    """Each test starts and ends with well-behaved simulators."""
+    yield
+    for sim in sims:
+        httpx.post(sim + "/_sim/config", json={"fault": None, "ttft_ms": 0}).raise_for_status()
+
+
+def _sim_config(sim: str, **settings: Any) -> None:
+    httpx.post(sim + "/_sim/config", json=settings).raise_for_status()
+
+
+def _chat(url: str, model: str, **extra: Any) -> httpx.Response:
+    body = {"model": model, "messages": HI, "max_tokens": 4, **extra}
+    return httpx.post(url + "/v1/chat/completions", json=body, headers=ADMIN, timeout=30)
+
+
+def _health(url: str) -> dict[str, dict[str, Any]]:
+    rows = httpx.get(url + "/admin/deployments", headers=ADMIN).json()["data"]
+    return {row["id"]: row for row in rows}
+
+
+def test_a_failing_primary_is_invisible_to_clients(gateway: str, sims: tuple[str, str]) -> None:
+    _sim_config(sims[0], fault="status:500")
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=CLIENT_KEY, max_retries=0)
+    served = []
+    for _ in range(12):
+        raw = client.chat.completions.with_raw_response.create(model="failing", messages=HI)
+        assert raw.parse().choices[0].message.content
+        served.append((raw.headers["x-tollway-deployment"], int(raw.headers["x-tollway-attempts"])))
+    assert {deployment for deployment, _ in served} == {"failing-backup"}
+    # The first requests try the primary twice (retries: 1) before the backup...
+    assert served[0][1] == 3
+    # ...until three failures in a row open its circuit, and it is skipped.
+    assert served[-1][1] == 1
+    assert _health(gateway)["failing-primary"]["circuit"] == "open"
+
+    _sim_config(sims[0], fault=None)
+    time.sleep(1.2)  # the cooldown: the next request is the half-open probe
+    probe = _chat(gateway, "failing")
+    assert probe.status_code == 200
+    assert probe.headers["x-tollway-deployment"] == "failing-primary"
+    assert _health(gateway)["failing-primary"]["circuit"] == "closed"
+
+
+def test_a_rate_limited_primary_rests_for_its_retry_after(
+    gateway: str, sims: tuple[str, str]
+) -> None:
+    _sim_config(sims[0], fault="status:429")
+    first = _chat(gateway, "limited")
+    assert first.status_code == 200
+    assert first.headers["x-tollway-deployment"] == "limited-backup"
+    assert first.headers["x-tollway-fallbacks"] == "1"
+    second = _chat(gateway, "limited")
+    assert second.headers["x-tollway-deployment"] == "limited-backup"
+    assert second.headers["x-tollway-attempts"] == "1"  # resting: not even tried
+    assert _health(gateway)["limited-primary"]["rate_limited_for_s"] > 0
+    assert _health(gateway)["limited-primary"]["circuit"] == "closed"  # busy is not broken
+
+    _sim_config(sims[0], fault=None)
+    time.sleep(1.1)  # the simulator's retry-after is 1 s
+    back = _chat(gateway, "limited")
+    assert back.headers["x-tollway-deployment"] == "limited-primary"
+
+
+def test_a_first_byte_that_never_comes_fails_over_within_the_limit(
+    gateway: str, sims: tuple[str, str]
+) -> None:
+    _sim_config(sims[0], fault="hang")
+    started = time.monotonic()
+    answer = _chat(gateway, "stalled")
+    elapsed = time.monotonic() - started
+    assert answer.status_code == 200
+    assert answer.headers["x-tollway-deployment"] == "stalled-backup"
+    # 500 ms first-byte limit, checked every 50 ms, plus the backup's own answer.
+    assert 0.5 <= elapsed < 1.5
+
+
+def test_a_slow_candidate_is_abandoned_at_the_latency_threshold(
+    gateway: str, sims: tuple[str, str]
+) -> None:
+    _sim_config(sims[0], ttft_ms=3000)
+    started = time.monotonic()
+    answer = _chat(gateway, "hurried")
+    elapsed = time.monotonic() - started
+    assert answer.headers["x-tollway-deployment"] == "hurried-backup"
+    assert 0.3 <= elapsed < 1.5
+
+
+def test_when_every_candidate_is_slow_the_last_is_waited_for(
+    gateway: str, sims: tuple[str, str]
+) -> None:
+    for sim in sims:
+        _sim_config(sim, ttft_ms=600)
+    answer = _chat(gateway, "hurried")
+    assert answer.status_code == 200
+    assert answer.headers["x-tollway-deployment"] == "hurried-backup"
+
+
+@pytest.mark.parametrize("family", ["openai", "anthropic"])
+def test_a_stream_cut_after_its_first_chunk_ends_with_a_clean_error(
+    gateway: str, family: str
+) -> None:
+    cut = {"x-sim-fault": "stop-after:1"}
+    received = []
+    started = time.monotonic()
+    if family == "openai":
+        client = openai.OpenAI(base_url=gateway + "/v1", api_key=CLIENT_KEY, max_retries=0)
+        with pytest.raises(openai.APIError) as caught:
+            stream = client.chat.completions.create(
+                model="single", messages=HI, stream=True, max_tokens=8, extra_headers=cut
+            )
+            for chunk in stream:
+                received.append(chunk)
+        assert "closed the connection" in str(caught.value) or "ended" in str(caught.value)
+    else:
+        claude = anthropic.Anthropic(base_url=gateway, api_key=CLIENT_KEY, max_retries=0)
+        with (
+            pytest.raises(anthropic.APIError),
+            claude.messages.stream(
+                model="single", messages=HI, max_tokens=8, extra_headers=cut
+            ) as events,
+        ):
+            for event in events:
+                received.append(event)
+    assert received, "the first chunk reached the client before the cut"
+    assert time.monotonic() - started < 10
+
+
+def test_a_weighted_split_holds_over_two_thousand_requests(gateway: str) -> None:
+    async def run() -> Counter[str]:
+        counts: Counter[str] = Counter()
+        limits = httpx.Limits(max_connections=32)
+        async with httpx.AsyncClient(base_url=gateway, headers=ADMIN, limits=limits) as client:
+            body = {"model": "canary", "messages": HI, "max_tokens": 1}
+            gate = asyncio.Semaphore(32)
+
+            async def one() -> None:
+                async with gate:
+                    answer = await client.post("/v1/chat/completions", json=body, timeout=30)
+                    counts[answer.headers["x-tollway-deployment"]] += 1
+
+            await asyncio.gather(*(one() for _ in range(2000)))
+        return counts
+
+    counts = asyncio.run(run())
+    assert sum(counts.values()) == 2000
+    share = counts["canary-primary"] / 2000
+    assert 0.87 <= share <= 0.93, counts
+
+
+def test_latency_routing_follows_the_faster_deployment(gateway: str, sims: tuple[str, str]) -> None:
+    def served(requests: int) -> Counter[str]:
+        return Counter(
+            _chat(gateway, "fastest").headers["x-tollway-deployment"] for _ in range(requests)
+        )
+
+    _sim_config(sims[0], ttft_ms=150)  # the primary turns slow
+    served(10)  # it is measured...
+    assert served(30)["fastest-backup"] >= 24  # ...and most traffic moves away
+    _sim_config(sims[0], ttft_ms=0)
+    _sim_config(sims[1], ttft_ms=150)  # now the backup is the slow one
+    served(30)  # exploration measures the recovered primary again
+    assert served(30)["fastest-primary"] >= 24
+
+
+def test_cost_routing_prefers_the_cheaper_deployment(gateway: str) -> None:
+    answer = _chat(gateway, "cheapest")
+    assert answer.headers["x-tollway-deployment"] == "cheapest-backup"
+
+
+def test_requests_skip_deployments_whose_window_cannot_hold_them(gateway: str) -> None:
+    short = _chat(gateway, "windows")
+    assert short.headers["x-tollway-deployment"] == "windows-primary"
+    long_messages = [{"role": "user", "content": "word " * 400}]
+    long = _chat(gateway, "windows", messages=long_messages)
+    assert long.status_code == 200
+    assert long.headers["x-tollway-deployment"] == "windows-backup"
+    refused = _chat(gateway, "small-only", messages=long_messages)
+    assert refused.status_code == 400
+    error = refused.json()["error"]
+    assert error["code"] == "context_length_exceeded"
+    assert "64 tokens" in error["message"]
+
+
+def test_fallback_groups_follow_the_callers_allowed_models(
+    gateway: str, sims: tuple[str, str]
+) -> None:
+    key = httpx.post(
+        gateway + "/admin/keys",
+        json={"name": "guarded-only", "allowed_models": ["guarded"]},
+        headers=ADMIN,
+    ).json()["key"]
+    _sim_config(sims[0], fault="status:503")
+    rescued = _chat(gateway, "guarded")
+    assert rescued.status_code == 200
+    assert rescued.headers["x-tollway-deployment"] == "shelter-b"
+    body = {"model": "guarded", "messages": HI, "max_tokens": 4}
+    refused = httpx.post(
+        gateway + "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}
+    )
+    assert refused.status_code == 502  # 'shelter' is not this key's to use: no fallback
+
+
+def test_deployment_health_never_shows_a_credential(gateway: str) -> None:
+    text = httpx.get(gateway + "/admin/deployments", headers=ADMIN).text
+    assert "api_key" not in text and "Bearer" not in text
+    assert '"circuit"' in text

@@ -1,0 +1,140 @@
+"""Model groups reload without a restart: on a config file change, on SIGHUP, on the admin
+route; requests in flight finish on the old table; an invalid config is refused."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+import yaml
+
+from tests.conftest import UPSTREAM_KEY
+from tests.support import CLIENT_KEY, Process, running_gateway
+
+ADMIN = {"Authorization": f"Bearer {CLIENT_KEY}"}
+
+
+def _group(name: str, simulator_url: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "deployments": [
+            {"provider": "openai", "model": "sim-chat", "api_base": simulator_url + "/v1",
+             "api_key": "env:TEST_UPSTREAM_KEY"}
+        ],
+    }  # fmt: skip
+
+
+def _config_file(url: str, log_dir: Path) -> Path:
+    return log_dir / f"gateway-{url.rsplit(':', 1)[1]}.yaml"
+
+
+def _rewrite(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    config = yaml.safe_load(path.read_text())
+    change(config)
+    path.write_text(yaml.safe_dump(config))
+
+
+def _models(url: str) -> set[str]:
+    answer = httpx.get(url + "/v1/models", headers=ADMIN)
+    return {model["id"] for model in answer.json()["data"]}
+
+
+def _wait_for(check: Callable[[], bool], seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture
+def watched(log_dir: Path, simulator_url: str) -> Iterator[tuple[str, Process]]:
+    config = {
+        "server": {"reload_interval": "200ms"},
+        "upstream": {"forward_headers": ["x-sim-*"]},
+        "models": [_group("old-name", simulator_url)],
+    }
+    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY}
+    with running_gateway(log_dir, config, env) as running:
+        yield running
+
+
+def test_a_file_change_swaps_the_groups_and_streams_in_flight_finish(
+    watched: tuple[str, Process], log_dir: Path, simulator_url: str
+) -> None:
+    url, process = watched
+    client = openai.OpenAI(base_url=url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+    chunks: list[str] = []
+    finish: list[str | None] = []
+
+    def slow_stream() -> None:
+        stream = client.chat.completions.create(
+            model="old-name",
+            messages=[{"role": "user", "content": "tell me a long story"}],
+            max_tokens=24,
+            stream=True,
+            extra_headers={"x-sim-tpot-ms": "60"},
+        )
+        for chunk in stream:
+            if chunk.choices:
+                chunks.append(chunk.choices[0].delta.content or "")
+                finish.append(chunk.choices[0].finish_reason)
+
+    reader = threading.Thread(target=slow_stream)
+    reader.start()
+    assert _wait_for(lambda: bool(chunks))  # the stream is under way on the old table
+
+    def swap(config: dict[str, Any]) -> None:
+        config["models"] = [_group("new-name", simulator_url)]
+
+    _rewrite(_config_file(url, log_dir), swap)
+    assert _wait_for(lambda: _models(url) == {"new-name"})
+    reader.join(timeout=20)
+    assert not reader.is_alive()
+    assert finish[-1] is not None  # the old group's stream ran to its end
+    assert len(chunks) > 5
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(
+            model="old-name", messages=[{"role": "user", "content": "x"}]
+        )
+    assert "config reloaded" in process.output()
+
+
+def test_an_invalid_config_is_refused_and_the_old_one_stays(
+    watched: tuple[str, Process], log_dir: Path
+) -> None:
+    url, process = watched
+    path = _config_file(url, log_dir)
+    path.write_text(path.read_text() + "\nrouting: {failure_threshold: -1}\n")
+    assert _wait_for(lambda: "config reload refused" in process.output())
+    assert "failure_threshold" in process.output()
+    assert _models(url) == {"old-name"}
+    answer = httpx.post(url + "/admin/reload", headers=ADMIN)
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == "reload_refused"
+
+
+def test_sighup_and_the_admin_route_reload(log_dir: Path, simulator_url: str) -> None:
+    config = {"server": {"reload_interval": None}, "models": [_group("first", simulator_url)]}
+    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY}
+    with running_gateway(log_dir, config, env) as (url, process):
+        path = _config_file(url, log_dir)
+        _rewrite(path, lambda c: c["models"].append(_group("second", simulator_url)))
+        time.sleep(0.3)
+        assert _models(url) == {"first"}  # no watching: nothing happens on its own
+        process.proc.send_signal(signal.SIGHUP)
+        assert _wait_for(lambda: _models(url) == {"first", "second"})
+
+        _rewrite(path, lambda c: c["models"].append(_group("third", simulator_url)))
+        answer = httpx.post(url + "/admin/reload", headers=ADMIN)
+        assert answer.status_code == 200 and answer.json()["models"] == 3
+        assert _models(url) == {"first", "second", "third"}
+        assert process.proc.poll() is None  # SIGHUP did not end the process

@@ -1,0 +1,83 @@
+"""The circuit breaker and the health averages."""
+
+from __future__ import annotations
+
+import time
+
+from tollway.config.schema import RoutingConfig
+from tollway.core.errors import InvalidRequest, UpstreamStatusError, UpstreamUnavailable
+from tollway.routing.health import HealthBook
+
+CONFIG = RoutingConfig(failure_threshold=3, cooldown=0.2, rate_limit_cooldown=0.5)
+
+
+def _fail(book: HealthBook, deployment: str, error: Exception) -> None:
+    health = book.of(deployment)
+    book.started(health)
+    book.failed(health, error, 0.01)  # type: ignore[arg-type]
+
+
+def test_consecutive_failures_open_then_a_probe_closes() -> None:
+    book = HealthBook(CONFIG)
+    health = book.of("d")
+    for _ in range(2):
+        _fail(book, "d", UpstreamUnavailable("reset"))
+    assert health.state == "closed" and health.available(time.monotonic())
+    _fail(book, "d", UpstreamUnavailable("reset"))
+    assert health.state == "open"
+    assert not health.available(time.monotonic())
+    time.sleep(0.25)
+    assert health.available(time.monotonic())  # the single probe
+    assert health.state == "half_open"
+    assert not health.available(time.monotonic())  # nobody else while it is out
+    book.started(health)
+    book.succeeded(health, 0.1, 0.05)
+    assert health.state == "closed" and health.consecutive_failures == 0
+
+
+def test_a_failed_probe_opens_the_circuit_again() -> None:
+    book = HealthBook(CONFIG)
+    health = book.of("d")
+    for _ in range(3):
+        _fail(book, "d", UpstreamStatusError(500, "boom"))
+    time.sleep(0.25)
+    assert health.available(time.monotonic())
+    _fail(book, "d", UpstreamStatusError(502, "still down"))
+    assert health.state == "open" and not health.available(time.monotonic())
+
+
+def test_a_rate_limit_rests_the_deployment_without_opening_it() -> None:
+    book = HealthBook(CONFIG)
+    health = book.of("d")
+    _fail(book, "d", UpstreamStatusError(429, "slow down", retry_after="0.3"))
+    assert health.state == "closed"
+    assert not health.available(time.monotonic())
+    time.sleep(0.35)
+    assert health.available(time.monotonic())
+
+
+def test_caller_errors_say_nothing_about_the_deployment() -> None:
+    book = HealthBook(CONFIG)
+    health = book.of("d")
+    for _ in range(5):
+        _fail(book, "d", UpstreamStatusError(400, "bad field"))
+        _fail(book, "d", InvalidRequest("bad"))
+    assert health.state == "closed" and health.failures == 0
+    assert health.in_flight == 0
+
+
+def test_latency_averages_move_towards_new_samples() -> None:
+    book = HealthBook(CONFIG)
+    health = book.of("d")
+    for latency in (1.0, 0.1, 0.1, 0.1):
+        book.started(health)
+        book.succeeded(health, latency, latency / 2)
+    assert health.ewma_latency is not None and 0.1 < health.ewma_latency < 0.5
+    assert health.ewma_ttft is not None and health.ewma_ttft < health.ewma_latency
+
+
+def test_provider_auth_and_missing_model_answers_fail_over() -> None:
+    for status in (401, 403, 404, 408, 429, 500, 503):
+        assert UpstreamStatusError(status, "x").retryable, status
+    for status in (400, 413, 422):
+        assert not UpstreamStatusError(status, "x").retryable, status

@@ -1,0 +1,68 @@
+"""Admin view of routing: every deployment's health, and a config reload.
+
+Viewers and above may read; only admins reload. No credential (key, token, reference) is
+ever part of an answer: a deployment shows its id, group, provider, model and health.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from tollway.admin.access import require_role
+from tollway.admin.routes import AdminCall, Route
+from tollway.core.errors import InvalidRequest
+
+
+async def list_deployments(call: AdminCall) -> dict[str, Any]:
+    require_role(call.principal, "viewer")
+    now = time.monotonic()
+    rows = []
+    for group, deployment, health in call.gateway.pipeline.router.deployments():
+        resting = max(health.resting_until - now, 0.0)
+        reopens = max(health.open_until - now, 0.0) if health.state == "open" else 0.0
+        rows.append(
+            {
+                "id": deployment.id,
+                "group": group.name,
+                "strategy": group.strategy,
+                "provider": deployment.provider,
+                "model": deployment.model,
+                "weight": deployment.weight,
+                "context_window": deployment.context_window,
+                "circuit": health.state,
+                "probe_in_flight": health.probing,
+                "circuit_retry_in_s": round(reopens, 3),
+                "rate_limited_for_s": round(resting, 3),
+                "in_flight": health.in_flight,
+                "requests": health.requests,
+                "failures": health.failures,
+                "consecutive_failures": health.consecutive_failures,
+                "error_rate": round(health.error_rate, 4),
+                "ewma_latency_ms": _ms(health.ewma_latency),
+                "ewma_ttft_ms": _ms(health.ewma_ttft),
+                "last_error": health.last_error,
+            }
+        )
+    return {"data": rows}
+
+
+async def reload_config(call: AdminCall) -> dict[str, Any]:
+    require_role(call.principal, "admin")
+    if not call.gateway.reload():
+        raise InvalidRequest(
+            "The config was not reloaded (no config file, or it is invalid: see the log); "
+            "the running model groups stay.",
+            code="reload_refused",
+        )
+    return {"reloaded": True, "models": len(call.gateway.settings.models)}
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 2)
+
+
+DEPLOYMENT_ROUTES = [
+    Route("GET", "/admin/deployments", list_deployments, "Every deployment's routing health"),
+    Route("POST", "/admin/reload", reload_config, "Reload model groups from the config file"),
+]
