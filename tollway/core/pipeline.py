@@ -228,15 +228,15 @@ class Pipeline:
         streaming: bool = False,
     ) -> _Result:
         """The first answer of the planned candidates; the last failure when none gives one."""
-        plan = self.router.plan(ctx, kind)
+        candidates, retries = self.router.plan(ctx, kind)
         last_error: GatewayError | None = None
         resting = None
-        for deployment, health in plan.candidates:
+        for deployment, health in candidates:
             if not health.available(time.monotonic()):
                 resting = resting or (deployment, health)
                 continue
             try:
-                return await self._try(ctx, deployment, health, once, plan.retries, streaming)
+                return await self._try(ctx, deployment, health, once, retries, streaming)
             except GatewayError as exc:
                 if not exc.retryable:
                     raise

@@ -139,8 +139,9 @@ def routing_headers(ctx: RequestContext) -> dict[str, str]:
         headers["x-tollway-deployment"] = deployment.id
         headers["x-tollway-provider"] = deployment.provider
         headers["x-tollway-attempts"] = str(ctx.attempts)
-        tried = {attempt.deployment.id for attempt in ctx.tries}
-        headers["x-tollway-fallbacks"] = str(max(len(tried) - 1, 0))
+        tries = ctx.tries
+        fallbacks = len({attempt.deployment.id for attempt in tries}) - 1 if len(tries) > 1 else 0
+        headers["x-tollway-fallbacks"] = str(fallbacks)
     headers.update(ctx.response_headers)
     return headers
 

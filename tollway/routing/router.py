@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Literal
 
 from tollway.core.context import RequestContext
@@ -29,12 +28,8 @@ _CHARS_PER_TOKEN = 4
 _TOKENS_PER_MESSAGE = 4
 
 
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """The candidates of one request, best first, and how often to retry each."""
-
-    candidates: list[Candidate]
-    retries: int
+Plan = tuple[list[Candidate], int]
+"""The candidates of one request, best first, and how often to retry each."""
 
 
 class Router:
@@ -52,10 +47,23 @@ class Router:
             )
             for group in table.groups
         }
+        # Groups where some candidate (fallbacks included) has a context window to check.
+        self._windowed = {
+            group.name
+            for group in table.groups
+            if any(
+                d.context_window
+                for name in (group.name, *group.fallbacks)
+                if (member := table.get(name)) is not None
+                for d in member.deployments
+            )
+        }
 
     def plan(self, ctx: RequestContext, kind: Kind) -> Plan:
         """The candidates for ``ctx.model``; raises for unknown models and impossible fits."""
         group = self.table.group(ctx.model, kind)
+        if not group.fallbacks and group.name not in self._windowed:
+            return self._ordered(group), group.retries
         candidates = self._ordered(group, last=not group.fallbacks)
         for name in group.fallbacks:
             fallback = self.table.get(name)
@@ -66,9 +74,9 @@ class Router:
                 continue
             seen = {deployment.id for deployment, _ in candidates}
             candidates += [c for c in self._ordered(fallback) if c[0].id not in seen]
-        if any(deployment.context_window for deployment, _ in candidates):
+        if group.name in self._windowed:
             candidates = _that_fit(ctx, candidates)
-        return Plan(candidates, group.retries)
+        return candidates, group.retries
 
     def _ordered(self, group: ModelGroup, last: bool = True) -> list[Candidate]:
         ordered = STRATEGIES[group.strategy](self._records[group.name], self._rng, self._explore)
