@@ -198,20 +198,35 @@ async def _read_raw(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
 
 
 async def _read_events(content: aiohttp.StreamReader) -> AsyncIterator[SSEvent]:
-    event: str | None = None
+    """Server-sent events as they arrive: one wait per network read, not one per line."""
+    pending = b""
+    async for piece in content.iter_any():
+        pending += piece
+        if b"\r" in pending:
+            # A final \r may be half of a \r\n split across reads: it waits for the next one.
+            held = b"\r" if pending.endswith(b"\r") else b""
+            body = pending[:-1] if held else pending
+            pending = body.replace(b"\r\n", b"\n").replace(b"\r", b"\n") + held
+        *blocks, pending = pending.split(b"\n\n")
+        for block in blocks:
+            event = _event(block)
+            if event is not None:
+                yield event
+    event = _event(pending)
+    if event is not None:
+        yield event
+
+
+def _event(block: bytes) -> SSEvent | None:
+    """One event from its lines (``event:``, ``data:``; comments and other fields ignored)."""
+    name: str | None = None
     data: list[bytes] = []
-    async for raw_line in content:
-        line = raw_line.rstrip(b"\r\n")
-        if not line:
-            if data:
-                yield SSEvent(event, b"\n".join(data))
-            event, data = None, []
-        elif line.startswith(b"data:"):
+    for line in block.split(b"\n"):
+        if line.startswith(b"data:"):
             data.append(line[6:] if line[5:6] == b" " else line[5:])
         elif line.startswith(b"event:"):
-            event = line[6:].strip().decode()
-    if data:
-        yield SSEvent(event, b"\n".join(data))
+            name = line[6:].strip().decode()
+    return SSEvent(name, b"\n".join(data)) if data else None
 
 
 async def _status_error(
