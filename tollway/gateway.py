@@ -23,6 +23,9 @@ from tollway.config.loader import ConfigError, load_settings, with_environment
 from tollway.config.schema import Settings
 from tollway.core.pipeline import Pipeline
 from tollway.dialects.http import HeaderForwarder
+from tollway.pricing.catalog import PriceCatalog
+from tollway.pricing.metering import Metering
+from tollway.pricing.tokens import TokenCounter
 from tollway.providers import BUILTIN_PROVIDERS, ChatProvider, EmbeddingProvider, ProviderResources
 from tollway.providers.http import UpstreamClient
 from tollway.routing.health import HealthBook
@@ -67,6 +70,8 @@ class Gateway:
         self.started_at = int(time.time())
         self.forwarder = HeaderForwarder(settings.upstream.forward_headers)
         self.health = HealthBook(settings.routing)
+        self.prices = PriceCatalog.load()
+        self.metering = Metering(TokenCounter())
         self.ready = False
         self.simulator: Simulator | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -124,8 +129,17 @@ class Gateway:
         built = {name: BUILTIN_PROVIDERS[name].build(resources) for name in sorted(used)}
         chat = {name: p for name, p in built.items() if isinstance(p, ChatProvider)}
         embedding = {name: p for name, p in built.items() if isinstance(p, EmbeddingProvider)}
-        router = Router(build_routing_table(settings, self._simulator_url), self.health)
-        return Pipeline(router, chat, embedding, stages=(ModelAccess(),))
+        table = build_routing_table(settings, self._simulator_url, self.prices)
+        for group in table.groups:
+            for deployment in group.deployments:
+                if deployment.price is None:
+                    log.info(
+                        "deployment %s (%s %s) has no price in config or the catalog %s: its "
+                        "requests count as costing nothing",
+                        deployment.id, deployment.provider, deployment.model, self.prices.version,
+                    )  # fmt: skip
+        router = Router(table, self.health, counter=self.metering.counter)
+        return Pipeline(router, chat, embedding, stages=(ModelAccess(),), metering=self.metering)
 
     def reload(self) -> bool:
         """Read the config file again and swap in its model groups and routing settings.

@@ -46,11 +46,29 @@ class ResolvedTimeouts(Strict):
         return self.model_copy(update=override.model_dump(exclude_none=True))
 
 
+class PriceTierConfig(Strict):
+    """Rates for a whole request whose input exceeds ``above_input_tokens``."""
+
+    above_input_tokens: int = Field(ge=0)
+    input: float = Field(ge=0.0)
+    output: float = Field(ge=0.0)
+    cached_input: float | None = Field(default=None, ge=0.0)
+    cache_write: float | None = Field(default=None, ge=0.0)
+
+
 class DeploymentPrice(Strict):
-    """What a deployment costs, in USD per 1M tokens."""
+    """What a deployment costs, in USD per 1M tokens (overrides the price catalog)."""
 
     input: float = Field(ge=0.0)
     output: float = Field(ge=0.0)
+    cached_input: float | None = Field(default=None, ge=0.0)
+    cache_write: float | None = Field(default=None, ge=0.0)
+    reasoning: float | None = Field(default=None, ge=0.0)
+    per_image: float | None = Field(default=None, ge=0.0)
+    """USD per input image."""
+    per_request: float | None = Field(default=None, ge=0.0)
+    """USD per request."""
+    tiers: list[PriceTierConfig] = Field(default_factory=list)
 
 
 class DeploymentConfig(Strict):
@@ -74,9 +92,13 @@ class DeploymentConfig(Strict):
     weight: float = Field(default=1.0, ge=0.0)
     """Share of traffic under the ``weighted`` strategy (relative to the group's other weights)."""
     context_window: int | None = Field(default=None, ge=1)
-    """Tokens the model can hold (input + output); requests that cannot fit skip it."""
+    """Tokens the model can hold (input + output); requests that cannot fit skip it. Defaults
+    to the price catalog's value for the model."""
+    max_output: int | None = Field(default=None, ge=1)
+    """The most output tokens the model gives; defaults to the catalog's value."""
     price: DeploymentPrice | None = None
-    """USD per 1M tokens, for the ``cost`` strategy."""
+    """USD per 1M tokens; overrides the price catalog (``{input: 0, output: 0}`` for a
+    self-hosted model)."""
 
     def secret_refs(self) -> list[SecretRef]:
         """Every credential reference this deployment names."""

@@ -58,6 +58,10 @@ class RequestContext:
     """The local count of the request's input tokens, once a stage has made it."""
     cost_usd: float | None = None
     """What the request cost, once settled."""
+    usage_estimated: bool = False
+    """The provider reported no usage: ``usage`` is the gateway's own count."""
+    output_chars: int = 0
+    """Characters of streamed output forwarded so far (the fallback output count)."""
     cache_status: str | None = None
     """``hit``, ``miss`` or ``None`` when no cache was consulted."""
     guardrail_flags: list[str] = field(default_factory=list)

@@ -37,7 +37,10 @@ from tollway.core.types import (
     EmbeddingResponse,
     ToolCallDelta,
 )
-from tollway.providers.base import ChatProvider, EmbeddingProvider, TokenCounter
+from tollway.pricing.metering import Metering, format_cost
+from tollway.pricing.tokens import TokenCounter
+from tollway.providers.base import ChatProvider, EmbeddingProvider
+from tollway.providers.base import TokenCounter as ProviderTokenCounter
 from tollway.routing.health import DeploymentHealth
 from tollway.routing.router import Router
 from tollway.routing.table import RoutingTable
@@ -88,8 +91,10 @@ class Pipeline:
         chat_providers: Mapping[str, ChatProvider],
         embedding_providers: Mapping[str, EmbeddingProvider],
         stages: Sequence[Stage] = (),
+        metering: Metering | None = None,
     ) -> None:
         self.router = router
+        self.metering = metering or Metering(TokenCounter())
         self._health = router.health
         self._chat_providers = chat_providers
         self._embedding_providers = embedding_providers
@@ -134,7 +139,11 @@ class Pipeline:
         for stage in self._response_stages:
             response = await stage.on_response(ctx, response)
         ctx.usage = response.usage
+        self._settle(ctx)
         return response
+
+    def _settle(self, ctx: RequestContext) -> None:
+        ctx.response_headers["x-tollway-cost-usd"] = format_cost(self.metering.settle(ctx))
 
     async def _chat_once(self, ctx: RequestContext, deployment: Deployment) -> ChatResponse:
         assert ctx.chat is not None
@@ -179,6 +188,9 @@ class Pipeline:
                 if chunk is not None:
                     if chunk.usage is not None:
                         ctx.usage = chunk.usage
+                    for choice in chunk.choices:
+                        if choice.content:
+                            ctx.output_chars += len(choice.content)
                     for stage in self._chunk_stages:
                         chunk = stage.on_chunk(ctx, chunk)
                         if chunk is None:
@@ -193,6 +205,8 @@ class Pipeline:
             raise
         finally:
             await rest.aclose()  # type: ignore[attr-defined]
+            # Whatever ended the stream, what was generated is accounted for.
+            self.metering.settle(ctx)
             if health is not None:
                 await self._close_stream_attempt(ctx, health, outcome)
 
@@ -299,7 +313,7 @@ class Pipeline:
         assert ctx.chat is not None
         deployment = self.router.first(ctx.model, "chat")
         provider = self._chat_providers[deployment.provider]
-        if not isinstance(provider, TokenCounter):
+        if not isinstance(provider, ProviderTokenCounter):
             return None
         _begin(ctx, deployment)
         return await provider.count_tokens(ctx.chat, deployment)
@@ -312,6 +326,7 @@ class Pipeline:
             return early
         response = await self._attempts(ctx, "embedding", self._embed_once)
         ctx.usage = response.usage
+        self._settle(ctx)
         return response
 
     async def _embed_once(self, ctx: RequestContext, deployment: Deployment) -> EmbeddingResponse:

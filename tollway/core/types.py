@@ -261,11 +261,37 @@ class AwsCredentials:
 
 
 @dataclass(frozen=True, slots=True)
+class PriceTier:
+    """Rates for a whole request whose input exceeds ``above_input_tokens`` (long context)."""
+
+    above_input_tokens: int
+    input: float
+    output: float
+    cached_input: float | None = None
+    cache_write: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Price:
-    """What a deployment charges, in USD per 1M tokens."""
+    """What a deployment charges: USD per 1M tokens unless a field says otherwise.
+
+    ``None`` rates fall back: cache reads and writes to ``input``, reasoning to ``output``.
+    """
 
     input: float
     output: float
+    cached_input: float | None = None
+    cache_write: float | None = None
+    reasoning: float | None = None
+    per_image: float | None = None
+    """USD per input image, where the provider prices images by count."""
+    per_request: float | None = None
+    """USD per request."""
+    tiers: tuple[PriceTier, ...] = ()
+    context_window: int | None = None
+    max_output: int | None = None
+    source: str = "config"
+    """Where it came from: ``config`` or ``catalog <version>``."""
 
     @property
     def blended(self) -> float:
@@ -293,4 +319,6 @@ class Deployment:
     """The model group that names this deployment."""
     weight: float = 1.0
     context_window: int | None = None
+    max_output: int | None = None
     price: Price | None = None
+    """Config ``price``, else the catalog's; ``None``: unpriced (costs count as zero)."""

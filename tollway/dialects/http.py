@@ -15,6 +15,7 @@ from aiohttp import web
 from tollway.core.context import RequestContext
 from tollway.core.errors import GatewayError, InvalidRequest, PayloadTooLarge
 from tollway.core.types import ChatChunk, ChatRequest, EmbeddingRequest
+from tollway.pricing.metering import format_cost
 
 if TYPE_CHECKING:
     from tollway.auth.principal import Principal
@@ -184,7 +185,7 @@ async def stream_events(
             data = encoder.feed(chunk)
             if data:
                 await response.write(data)
-        await response.write(encoder.finish())
+        await response.write(encoder.finish() + _cost_comment(ctx))
     except GatewayError as exc:
         ctx.error = exc
         await _write_quietly(response, encoder.error(exc))
@@ -195,6 +196,13 @@ async def stream_events(
         await chunks.aclose()  # type: ignore[attr-defined]
     await _write_quietly(response, b"")
     return response
+
+
+def _cost_comment(ctx: RequestContext) -> bytes:
+    # An SSE comment: clients ignore it, curl and logs show what the stream cost.
+    if ctx.cost_usd is None:
+        return b""
+    return f": x-tollway-cost-usd={format_cost(ctx.cost_usd)}\n\n".encode()
 
 
 async def _write_quietly(response: web.StreamResponse, data: bytes) -> None:

@@ -16,6 +16,7 @@ from typing import Literal
 from tollway.core.context import RequestContext
 from tollway.core.errors import InvalidRequest
 from tollway.core.types import ChatRequest, Deployment, TextPart
+from tollway.pricing.tokens import TokenCounter
 from tollway.routing.health import DeploymentHealth, HealthBook
 from tollway.routing.strategies import STRATEGIES, Candidate
 from tollway.routing.table import ModelGroup, RoutingTable
@@ -35,9 +36,16 @@ Plan = tuple[list[Candidate], int]
 class Router:
     """Plans requests over one routing table and the shared health book."""
 
-    def __init__(self, table: RoutingTable, health: HealthBook, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        table: RoutingTable,
+        health: HealthBook,
+        seed: int | None = None,
+        counter: TokenCounter | None = None,
+    ) -> None:
         self.table = table
         self.health = health
+        self._counter = counter
         self._rng = random.Random(seed)
         self._explore = health.config.exploration
         # Health records per group, resolved once: the hot path does no dict lookups.
@@ -75,7 +83,7 @@ class Router:
             seen = {deployment.id for deployment, _ in candidates}
             candidates += [c for c in self._ordered(fallback) if c[0].id not in seen]
         if group.name in self._windowed:
-            candidates = _that_fit(ctx, candidates)
+            candidates = self._that_fit(ctx, candidates)
         return candidates, group.retries
 
     def _ordered(self, group: ModelGroup, last: bool = True) -> list[Candidate]:
@@ -102,35 +110,35 @@ class Router:
             for deployment, health in self._records[group.name]
         ]
 
+    def _that_fit(self, ctx: RequestContext, candidates: list[Candidate]) -> list[Candidate]:
+        """The candidates whose context window holds the request; 400 when none does."""
+        if ctx.chat is None:
+            return candidates
+        needed = self._input_tokens(ctx, candidates[0][0]) + (ctx.chat.max_tokens or 0)
+        fitting = [
+            c for c in candidates if c[0].context_window is None or c[0].context_window >= needed
+        ]
+        if fitting:
+            return fitting
+        largest = max(c[0].context_window or 0 for c in candidates)
+        raise InvalidRequest(
+            f"This request needs about {needed} tokens (input plus max_tokens), more than the "
+            f"largest context window of model '{ctx.model}' ({largest} tokens). Shorten the "
+            "messages or lower max_tokens.",
+            code="context_length_exceeded",
+            param="messages",
+        )
 
-def _that_fit(ctx: RequestContext, candidates: list[Candidate]) -> list[Candidate]:
-    """The candidates whose context window holds the request; 400 when none does."""
-    if ctx.chat is None:
-        return candidates
-    needed = estimated_input_tokens(ctx) + (ctx.chat.max_tokens or 0)
-    fitting = [
-        c for c in candidates if c[0].context_window is None or c[0].context_window >= needed
-    ]
-    if fitting:
-        return fitting
-    largest = max(c[0].context_window or 0 for c in candidates)
-    raise InvalidRequest(
-        f"This request needs about {needed} tokens (input plus max_tokens), more than the "
-        f"largest context window of model '{ctx.model}' ({largest} tokens). Shorten the "
-        "messages or lower max_tokens.",
-        code="context_length_exceeded",
-        param="messages",
-    )
-
-
-def estimated_input_tokens(ctx: RequestContext) -> int:
-    """``ctx.input_tokens_estimate`` when a stage counted it, else a character estimate."""
-    if ctx.input_tokens_estimate is not None:
+    def _input_tokens(self, ctx: RequestContext, first: Deployment) -> int:
+        """``ctx.input_tokens_estimate`` when counted already, else counted now (and kept)."""
+        if ctx.input_tokens_estimate is None:
+            assert ctx.chat is not None
+            if self._counter is not None:
+                count = self._counter.chat(ctx.chat, first.provider, first.model)
+            else:
+                count = _character_estimate(ctx.chat)
+            ctx.input_tokens_estimate = count
         return ctx.input_tokens_estimate
-    assert ctx.chat is not None
-    estimate = _character_estimate(ctx.chat)
-    ctx.input_tokens_estimate = estimate
-    return estimate
 
 
 def _character_estimate(request: ChatRequest) -> int:

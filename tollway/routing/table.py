@@ -9,6 +9,7 @@ from typing import Literal
 from tollway.config.schema import EMBEDDED_SIMULATOR, DeploymentConfig, ResolvedTimeouts, Settings
 from tollway.core.errors import InvalidRequest, NotFound
 from tollway.core.types import AwsCredentials, Deployment, Price, UpstreamTimeouts
+from tollway.pricing.catalog import PriceCatalog, price_from_row
 from tollway.providers import BUILTIN_PROVIDERS
 
 
@@ -66,13 +67,23 @@ class RoutingTable:
         return self._groups.get(model)
 
 
-def build_routing_table(settings: Settings, simulator_url: str | None) -> RoutingTable:
-    """Resolve every deployment in ``settings``; ``simulator_url`` is the embedded simulator."""
+def build_routing_table(
+    settings: Settings, simulator_url: str | None, prices: PriceCatalog | None = None
+) -> RoutingTable:
+    """Resolve every deployment in ``settings``; ``simulator_url`` is the embedded simulator,
+    ``prices`` the catalog that prices deployments without a ``price`` of their own."""
     defaults = settings.upstream.timeouts
     groups = []
     for group in settings.models:
         deployments = tuple(
-            _deployment(group.name, index, config, simulator_url, defaults.merged(config.timeouts))
+            _deployment(
+                group.name,
+                index,
+                config,
+                simulator_url,
+                defaults.merged(config.timeouts),
+                prices,
+            )
             for index, config in enumerate(group.deployments)
         )
         groups.append(
@@ -110,8 +121,13 @@ def _deployment(
     config: DeploymentConfig,
     simulator_url: str | None,
     timeouts: ResolvedTimeouts,
+    prices: PriceCatalog | None,
 ) -> Deployment:
     spec = BUILTIN_PROVIDERS[config.provider]
+    if config.price is not None:
+        price: Price | None = price_from_row(config.price.model_dump(), "config")
+    else:
+        price = prices.lookup(config.provider, config.model) if prices is not None else None
     api_base = config.api_base or (spec.default_api_base or "").format(region=config.region)
     if api_base == EMBEDDED_SIMULATOR:
         if simulator_url is None:
@@ -132,8 +148,9 @@ def _deployment(
         google_service_account=config.google_service_account,
         group=group,
         weight=config.weight,
-        context_window=config.context_window,
-        price=None if config.price is None else Price(config.price.input, config.price.output),
+        context_window=config.context_window or (price.context_window if price else None),
+        max_output=config.max_output or (price.max_output if price else None),
+        price=price,
     )
 
 

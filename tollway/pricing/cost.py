@@ -1,0 +1,68 @@
+"""What a request costs, by the provider's own billing rules.
+
+The usual ways gateways get bills wrong, and what is done here about each:
+
+- **Cache reads** are billed at the cached-input rate, not the input rate (``Usage``'s
+  ``input_tokens`` includes them; every codec fills it that way).
+- **Cache writes** (Anthropic) are billed at the cache-write rate (1.25x input for 5-minute
+  writes), not the input rate.
+- **Reasoning tokens** are part of ``output_tokens`` (as OpenAI and Google report them):
+  billed once, at the output rate, or at ``reasoning`` where a price sets one apart.
+- **Long-context tiers** (Gemini 2.5 Pro, Claude Sonnet 4 with 1M context): when the input
+  exceeds a tier's threshold, the whole request is billed at the tier's rates.
+- **Usage lost in streams**: the pipeline keeps the usage of a stream's last chunk (the
+  gateway always asks for it upstream), so a stream costs what the same answer costs whole.
+"""
+
+from __future__ import annotations
+
+from tollway.core.types import Price, Usage
+
+_PER_TOKEN = 1e-6  # prices are per 1M tokens
+
+
+def cost_usd(price: Price, usage: Usage, *, images: int = 0) -> float:
+    """The cost of ``usage`` at ``price``, in USD."""
+    input_rate, output_rate = price.input, price.output
+    cached_rate, write_rate = price.cached_input, price.cache_write
+    for tier in reversed(price.tiers):
+        if usage.input_tokens > tier.above_input_tokens:
+            input_rate, output_rate = tier.input, tier.output
+            cached_rate = tier.cached_input if tier.cached_input is not None else cached_rate
+            write_rate = tier.cache_write if tier.cache_write is not None else write_rate
+            break
+    cached = usage.cached_input_tokens
+    written = usage.cache_write_tokens
+    fresh = max(usage.input_tokens - cached - written, 0)
+    total = fresh * input_rate
+    total += cached * (input_rate if cached_rate is None else cached_rate)
+    total += written * (input_rate if write_rate is None else write_rate)
+    reasoning = min(usage.reasoning_tokens, usage.output_tokens)
+    if price.reasoning is None:
+        total += usage.output_tokens * output_rate
+    else:
+        total += (usage.output_tokens - reasoning) * output_rate + reasoning * price.reasoning
+    total *= _PER_TOKEN
+    if images and price.per_image:
+        total += images * price.per_image
+    if price.per_request:
+        total += price.per_request
+    return total
+
+
+def worst_case_usd(
+    price: Price, input_tokens: int, max_output_tokens: int, *, images: int = 0
+) -> float:
+    """The most a request of ``input_tokens`` and up to ``max_output_tokens`` can cost: no
+    cache discount, every output token at the highest output-side rate."""
+    output_rate = max(price.output, price.reasoning or 0.0)
+    input_rate = max(price.input, price.cache_write or 0.0)  # a prompt written to the cache
+    for tier in reversed(price.tiers):
+        if input_tokens > tier.above_input_tokens:
+            input_rate = max(tier.input, tier.cache_write or price.cache_write or 0.0)
+            output_rate = max(tier.output, price.reasoning or 0.0)
+            break
+    total = (input_tokens * input_rate + max_output_tokens * output_rate) * _PER_TOKEN
+    if images and price.per_image:
+        total += images * price.per_image
+    return total + (price.per_request or 0.0)

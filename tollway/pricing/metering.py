@@ -1,0 +1,77 @@
+"""Settles what a request cost once its answer is complete (or has failed, or was cut).
+
+The provider's usage is priced at the serving deployment's price. When the provider
+reported none (an upstream that sends no usage, a stream the client left early), the
+gateway counts for itself: the input with the local tokenizer, the output from the
+characters it forwarded (about four a token), and marks the usage as estimated.
+"""
+
+from __future__ import annotations
+
+import math
+
+from tollway.core.context import RequestContext
+from tollway.core.types import ImagePart, Usage
+from tollway.pricing.cost import cost_usd
+from tollway.pricing.tokens import TokenCounter
+
+_CHARS_PER_TOKEN = 4
+
+
+class Metering:
+    """Turns a finished request's usage into ``ctx.cost_usd``."""
+
+    def __init__(self, counter: TokenCounter) -> None:
+        self.counter = counter
+
+    def settle(self, ctx: RequestContext) -> float:
+        """Set and return ``ctx.cost_usd`` (0 when no deployment served or it is unpriced)."""
+        deployment = ctx.deployment
+        if deployment is None:
+            ctx.cost_usd = 0.0
+            return 0.0
+        usage = ctx.usage
+        if usage is None:
+            usage = ctx.usage = self._local_usage(ctx)
+            ctx.usage_estimated = True
+        price = deployment.price
+        if price is None:
+            cost = 0.0
+        else:
+            images = _images(ctx) if price.per_image else 0
+            cost = cost_usd(price, usage, images=images)
+        ctx.cost_usd = cost
+        return cost
+
+    def _local_usage(self, ctx: RequestContext) -> Usage:
+        deployment = ctx.deployment
+        assert deployment is not None
+        if ctx.input_tokens_estimate is not None:
+            input_tokens = ctx.input_tokens_estimate
+        elif ctx.chat is not None:
+            input_tokens = self.counter.chat(ctx.chat, deployment.provider, deployment.model)
+        elif ctx.embedding is not None:
+            input_tokens = self.counter.embedding(
+                ctx.embedding, deployment.provider, deployment.model
+            )
+        else:
+            input_tokens = 0
+        output_tokens = math.ceil(ctx.output_chars / _CHARS_PER_TOKEN)
+        return Usage(input_tokens=input_tokens, output_tokens=output_tokens)
+
+
+def _images(ctx: RequestContext) -> int:
+    if ctx.chat is None:
+        return 0
+    return sum(
+        1
+        for message in ctx.chat.messages
+        if isinstance(message.content, list)
+        for part in message.content
+        if isinstance(part, ImagePart)
+    )
+
+
+def format_cost(cost: float) -> str:
+    """A cost for a header or an event: up to ten decimals, no trailing zeros."""
+    return f"{cost:.10f}".rstrip("0").rstrip(".") or "0"

