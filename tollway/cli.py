@@ -18,6 +18,7 @@ from tollway.config import (
     load_settings,
     with_environment,
 )
+from tollway.pricing.cli import prices_app
 from tollway.scan import scan_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Tollway, the AI gateway.")
@@ -29,6 +30,7 @@ app.add_typer(admin_cli.keys, name="keys")
 app.add_typer(admin_cli.credentials, name="credentials")
 app.add_typer(admin_cli.audit, name="audit")
 app.add_typer(scan_app)
+app.add_typer(prices_app)
 
 ConfigOption = Annotated[
     Path | None,

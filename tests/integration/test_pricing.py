@@ -1,0 +1,130 @@
+"""What requests cost, through a running gateway: every answer says, streams included."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from tests.conftest import UPSTREAM_KEY
+from tests.support import CLIENT_KEY, running_gateway
+
+ADMIN = {"Authorization": f"Bearer {CLIENT_KEY}"}
+HI = [{"role": "user", "content": "What does a toll booth cost to run?"}]
+# The catalog's made-up prices for the simulator's models (USD per 1M tokens).
+SIM_CHAT = (1.00, 4.00)
+SIM_CLAUDE = (3.00, 15.00)
+SIM_EMBED = 0.02
+
+
+@pytest.fixture(scope="module")
+def priced(log_dir: Path, simulator_url: str) -> Iterator[str]:
+    def deployment(model: str, provider: str = "openai", **extra: object) -> dict[str, object]:
+        base = simulator_url + ("/v1" if provider == "openai" else "")
+        return {"provider": provider, "model": model, "api_base": base,
+                "api_key": "env:TEST_UPSTREAM_KEY", **extra}  # fmt: skip
+
+    config = {
+        "models": [
+            {"name": "catalog-priced", "deployments": [deployment("sim-chat")]},
+            {"name": "self-hosted", "deployments": [
+                deployment("sim-chat", price={"input": 0, "output": 0})]},
+            {"name": "negotiated", "deployments": [
+                deployment("sim-chat", price={"input": 0.5, "output": 2.0})]},
+            {"name": "claude", "deployments": [deployment("sim-claude", "anthropic")]},
+            {"name": "unpriced", "deployments": [deployment("llama-local-7b")]},
+            {"name": "embed", "kind": "embedding", "deployments": [deployment("sim-embed")]},
+        ]
+    }  # fmt: skip
+    with running_gateway(log_dir, config, {"TEST_UPSTREAM_KEY": UPSTREAM_KEY}) as (url, proc):
+        yield url
+        assert "llama-local-7b) has no price" in proc.output()
+
+
+def _client(url: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+
+
+@pytest.mark.parametrize(
+    ("model", "rates"),
+    [("catalog-priced", SIM_CHAT), ("negotiated", (0.5, 2.0)), ("self-hosted", (0.0, 0.0))],
+)
+def test_the_cost_header_prices_the_providers_usage(
+    priced: str, model: str, rates: tuple[float, float]
+) -> None:
+    raw = _client(priced).chat.completions.with_raw_response.create(
+        model=model, messages=HI, max_tokens=12
+    )
+    usage = raw.parse().usage
+    assert usage is not None
+    expected = (usage.prompt_tokens * rates[0] + usage.completion_tokens * rates[1]) / 1e6
+    assert float(raw.headers["x-tollway-cost-usd"]) == pytest.approx(expected, abs=1e-10)
+
+
+def test_a_stream_costs_what_the_same_answer_costs_whole(priced: str) -> None:
+    body = {"model": "catalog-priced", "messages": HI, "max_tokens": 12}
+    whole = httpx.post(priced + "/v1/chat/completions", json=body, headers=ADMIN)
+    streamed = httpx.post(
+        priced + "/v1/chat/completions", json={**body, "stream": True}, headers=ADMIN
+    )
+    comments = [line for line in streamed.text.splitlines() if line.startswith(": x-tollway")]
+    assert len(comments) == 1
+    assert streamed.text.index("data: [DONE]") < streamed.text.index(comments[0])
+    assert comments[0].split("=", 1)[1] == whole.headers["x-tollway-cost-usd"]
+    assert float(whole.headers["x-tollway-cost-usd"]) > 0
+
+
+def test_sdks_ignore_the_cost_comment_at_the_end_of_a_stream(priced: str) -> None:
+    stream = _client(priced).chat.completions.create(
+        model="catalog-priced", messages=HI, max_tokens=6, stream=True
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    claude = anthropic.Anthropic(base_url=priced, api_key=CLIENT_KEY, max_retries=0)
+    with claude.messages.stream(model="claude", messages=HI, max_tokens=6) as events:
+        final = events.get_final_message()
+    assert final.content and final.usage.output_tokens > 0
+
+
+def test_anthropic_route_and_embeddings_carry_the_cost(priced: str) -> None:
+    answer = httpx.post(
+        priced + "/v1/messages",
+        json={"model": "claude", "messages": HI, "max_tokens": 10},
+        headers={"x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01"},
+    )
+    usage = answer.json()["usage"]
+    expected = usage["input_tokens"] * SIM_CLAUDE[0] + usage["output_tokens"] * SIM_CLAUDE[1]
+    assert float(answer.headers["x-tollway-cost-usd"]) == pytest.approx(expected / 1e6)
+    raw = _client(priced).embeddings.with_raw_response.create(model="embed", input=["a", "b c"])
+    tokens = raw.parse().usage.prompt_tokens
+    assert float(raw.headers["x-tollway-cost-usd"]) == pytest.approx(tokens * SIM_EMBED / 1e6)
+
+
+def test_an_unpriced_deployment_costs_nothing_and_says_so(priced: str) -> None:
+    raw = _client(priced).chat.completions.with_raw_response.create(
+        model="unpriced", messages=HI, max_tokens=4
+    )
+    assert raw.headers["x-tollway-cost-usd"] == "0"
+
+
+def test_prices_command_lists_the_catalog() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "tollway", "prices", "--provider", "openai", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert '"model": "gpt-4o"' in done.stdout and '"version"' in done.stdout
+    missing = subprocess.run(
+        [sys.executable, "-m", "tollway", "prices", "--model", "nothing-like-this"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert missing.returncode == 1
