@@ -21,6 +21,8 @@ from tollway.auth.vault import Vault
 from tollway.config.schema import Settings
 from tollway.core.pipeline import Pipeline
 from tollway.dialects.http import HeaderForwarder
+from tollway.limits.memory import MemoryLimiter
+from tollway.limits.stage import Admission
 from tollway.providers import BUILTIN_PROVIDERS, ChatProvider, EmbeddingProvider, ProviderResources
 from tollway.providers.http import UpstreamClient
 from tollway.routing.table import build_routing_table
@@ -98,7 +100,8 @@ class Gateway:
         chat = {name: p for name, p in built.items() if isinstance(p, ChatProvider)}
         embedding = {name: p for name, p in built.items() if isinstance(p, EmbeddingProvider)}
         routing = build_routing_table(self.settings, simulator_url)
-        return Pipeline(routing, chat, embedding, stages=(ModelAccess(),))
+        admission = Admission(self.settings.limits, MemoryLimiter())
+        return Pipeline(routing, chat, embedding, stages=(ModelAccess(), admission))
 
     async def _load_identities(self) -> None:
         await self.identity.load()
