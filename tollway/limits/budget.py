@@ -8,6 +8,7 @@ admission, so concurrent requests cannot overspend.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -86,7 +87,19 @@ def affordable_output(
 
 
 def notify(listeners: Sequence[BudgetListener], events: Sequence[BudgetEvent]) -> None:
-    """Call every listener with every event; a failing listener does not stop the others."""
+    """Hand events to every listener, after the current request step when a loop runs."""
+    if not events or not listeners:
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        _deliver(listeners, events)
+        return
+    # Off the hot path: settlement returns before any listener runs.
+    loop.call_soon(_deliver, listeners, events)
+
+
+def _deliver(listeners: Sequence[BudgetListener], events: Sequence[BudgetEvent]) -> None:
     for event in events:
         for listener in listeners:
             try:
