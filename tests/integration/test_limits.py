@@ -17,8 +17,15 @@ from tests.support import CLIENT_KEY, running_gateway
 @pytest.fixture(scope="module")
 def limited_url(log_dir: Path, simulator_url: str) -> Iterator[str]:
     config = gateway_config(simulator_url)
+    chat, embed = dict(config["models"][0]), dict(config["models"][1])
+    config["models"] += [{**chat, "name": "chat-rpm1"}, {**embed, "name": "embed-rpm1"}]
     config["limits"] = {
-        "models": {"test-chat": {"tpm": 600, "rpm": 1000}, "test-claude": {"tpm": 300}}
+        "models": {
+            "test-chat": {"tpm": 600, "rpm": 1000},
+            "test-claude": {"tpm": 300},
+            "chat-rpm1": {"rpm": 1},
+            "embed-rpm1": {"rpm": 1},
+        }
     }
     with running_gateway(log_dir, config, {"TEST_UPSTREAM_KEY": UPSTREAM_KEY}) as (url, _):
         yield url
@@ -63,3 +70,40 @@ def test_anthropic_route_answers_rate_limit_error(limited_url: str) -> None:
             )
     body = caught.value.body
     assert isinstance(body, dict) and body["error"]["type"] == "rate_limit_error"
+
+
+def test_chat_and_responses_routes_pass_admission(limited_url: str) -> None:
+    # chat-rpm1 allows one request a minute across both routes: the second route sees it used.
+    auth = {"authorization": f"Bearer {CLIENT_KEY}"}
+    chat = httpx.post(
+        limited_url + "/v1/chat/completions",
+        headers=auth,
+        json={"model": "chat-rpm1", "messages": [{"role": "user", "content": "x"}]},
+    )
+    assert chat.status_code == 200, chat.text
+    assert chat.headers["x-ratelimit-remaining-requests"] == "0"
+    responses = httpx.post(
+        limited_url + "/v1/responses", headers=auth, json={"model": "chat-rpm1", "input": "x"}
+    )
+    assert responses.status_code == 429, responses.text
+    assert responses.json()["error"]["code"] == "rate_limit_exceeded"
+
+
+def test_embeddings_route_passes_admission(limited_url: str) -> None:
+    auth = {"authorization": f"Bearer {CLIENT_KEY}"}
+    body = {"model": "embed-rpm1", "input": "x"}
+    first = httpx.post(limited_url + "/v1/embeddings", headers=auth, json=body)
+    second = httpx.post(limited_url + "/v1/embeddings", headers=auth, json=body)
+    assert first.status_code == 200, first.text
+    assert second.status_code == 429
+    assert second.json()["error"]["code"] == "rate_limit_exceeded"
+
+
+def test_count_tokens_is_not_admitted(limited_url: str) -> None:
+    # Runs after the Anthropic test has emptied test-claude's bucket.
+    response = httpx.post(
+        limited_url + "/v1/messages/count_tokens",
+        headers={"x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01"},
+        json={"model": "test-claude", "messages": [{"role": "user", "content": "x"}]},
+    )
+    assert response.status_code == 200, response.text
