@@ -21,8 +21,11 @@ from tollway.auth.stage import ModelAccess
 from tollway.auth.vault import Vault
 from tollway.config.loader import ConfigError, load_settings, with_environment
 from tollway.config.schema import Settings
+from tollway.core.context import RequestContext
 from tollway.core.pipeline import Pipeline
 from tollway.dialects.http import HeaderForwarder
+from tollway.limits.memory import MemoryLimiter
+from tollway.limits.stage import Admission
 from tollway.pricing.catalog import PriceCatalog
 from tollway.pricing.metering import Metering
 from tollway.pricing.tokens import TokenCounter
@@ -72,6 +75,8 @@ class Gateway:
         self.health = HealthBook(settings.routing)
         self.prices = PriceCatalog.load()
         self.metering = Metering(TokenCounter())
+        # Buckets and budgets outlive config reloads: a reload must not refill anyone's limits.
+        self.limiter = MemoryLimiter()
         self.ready = False
         self.simulator: Simulator | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -139,7 +144,19 @@ class Gateway:
                         deployment.id, deployment.provider, deployment.model, self.prices.version,
                     )  # fmt: skip
         router = Router(table, self.health, counter=self.metering.counter)
-        return Pipeline(router, chat, embedding, stages=(ModelAccess(),), metering=self.metering)
+        metering = self.metering
+
+        def count_input(ctx: RequestContext) -> int:
+            group = table.get(ctx.model)
+            first = group.deployments[0] if group is not None else None
+            if first is None:
+                return metering.input_tokens(ctx, "openai", "gpt-4o")
+            return metering.input_tokens(ctx, first.provider, first.model)
+
+        admission = Admission(settings.limits, self.limiter, count_input)
+        return Pipeline(
+            router, chat, embedding, stages=(ModelAccess(), admission), metering=self.metering
+        )
 
     def reload(self) -> bool:
         """Read the config file again and swap in its model groups and routing settings.

@@ -8,7 +8,6 @@ simulator) and ``test-chat`` (an OpenAI deployment); the reverse, the ``openai``
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,8 @@ import pytest
 
 from tests.conftest import UPSTREAM_KEY
 from tests.support import CLIENT_KEY, running_gateway
+from tollway.core.types import ChatRequest, Message
+from tollway.pricing.tokens import TokenCounter
 
 BOTH = pytest.mark.parametrize("model", ["test-claude", "test-chat"])
 PROVIDER = {"test-claude": "anthropic", "test-chat": "openai"}
@@ -223,8 +224,13 @@ def test_count_tokens_forwards_to_anthropic_or_estimates(
         used = claude.messages.create(model=model, max_tokens=5, **kwargs).usage.input_tokens
         assert count == used
     else:
-        assert raw.headers["x-tollway-token-count"] == "estimate"
-        assert count == math.ceil(len("be brief" + question) / 4)
+        # An OpenAI-format deployment: counted by the gateway's own tokenizer.
+        assert raw.headers["x-tollway-token-count"] == "local"
+        request = ChatRequest(
+            model="sim-chat",
+            messages=[Message("system", "be brief"), Message("user", question)],
+        )
+        assert count == TokenCounter().chat(request, "openai", "sim-chat")
 
 
 def test_unknown_model_is_404_in_anthropic_shape(claude: anthropic.Anthropic) -> None:

@@ -300,6 +300,24 @@ class SimulatorConfig(Strict):
     settings: SimulatorSettings = SimulatorSettings()
 
 
+class RateLimitConfig(Strict):
+    """Rate limits of one key, user, team or model; unset means unlimited."""
+
+    tpm: int | None = Field(default=None, gt=0)
+    rpm: int | None = Field(default=None, gt=0)
+    max_concurrent: int | None = Field(default=None, gt=0)
+
+
+class LimitsConfig(Strict):
+    """Rate limits per key id, user, team and model (see docs/limits.md)."""
+
+    default_max_output: int = Field(default=4096, gt=0)
+    keys: dict[str, RateLimitConfig] = Field(default_factory=dict)
+    users: dict[str, RateLimitConfig] = Field(default_factory=dict)
+    teams: dict[str, RateLimitConfig] = Field(default_factory=dict)
+    models: dict[str, RateLimitConfig] = Field(default_factory=dict)
+
+
 class Settings(Strict):
     """The whole gateway configuration."""
 
@@ -309,6 +327,7 @@ class Settings(Strict):
     auth: AuthConfig = AuthConfig()
     store: StoreConfig = StoreConfig()
     routing: RoutingConfig = RoutingConfig()
+    limits: LimitsConfig = LimitsConfig()
     models: list[ModelGroupConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")

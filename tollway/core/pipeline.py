@@ -305,18 +305,19 @@ class Pipeline:
 
     # --- the rest -----------------------------------------------------------------------
 
-    async def count_tokens(self, ctx: RequestContext) -> int | None:
-        """Input tokens of ``ctx.chat`` as the model's first deployment counts them, if it can.
+    async def count_tokens(self, ctx: RequestContext) -> tuple[int, bool]:
+        """Input tokens of ``ctx.chat`` on the model's first deployment, and whether the
+        provider counted them (else the local tokenizer did: exact for OpenAI's models).
 
         No stages run: counting is free and sends nothing to a model.
         """
         assert ctx.chat is not None
         deployment = self.router.first(ctx.model, "chat")
         provider = self._chat_providers[deployment.provider]
-        if not isinstance(provider, ProviderTokenCounter):
-            return None
-        _begin(ctx, deployment)
-        return await provider.count_tokens(ctx.chat, deployment)
+        if isinstance(provider, ProviderTokenCounter):
+            _begin(ctx, deployment)
+            return await provider.count_tokens(ctx.chat, deployment), True
+        return self.metering.input_tokens(ctx, deployment.provider, deployment.model), False
 
     async def embed(self, ctx: RequestContext) -> EmbeddingResponse:
         """Embeddings from a stage or the first candidate deployment that gives them."""

@@ -9,7 +9,6 @@ provider sends the deployment's own key and version.
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -17,7 +16,7 @@ from aiohttp import web
 
 from tollway.core.context import RequestContext
 from tollway.core.errors import GatewayError, NotFound
-from tollway.core.types import ChatRequest, ImagePart, OpaquePart, TextPart
+from tollway.core.types import ChatRequest
 from tollway.dialects.http import (
     exchange,
     request_id,
@@ -34,10 +33,6 @@ if TYPE_CHECKING:
 
 
 _JSON = "application/json"
-CHARS_PER_TOKEN = 4
-"""Local token estimate (count_tokens on non-Anthropic deployments): characters per token."""
-IMAGE_TOKENS = 1600
-"""Local token estimate per image (Anthropic's count for an image of about 1.2 megapixels)."""
 
 
 def error_payload(exc: GatewayError, rid: str) -> dict[str, Any]:
@@ -57,27 +52,6 @@ def error_response(exc: GatewayError, rid: str, headers: dict[str, str]) -> web.
         content_type=_JSON,
         headers={**headers, "request-id": rid, **exc.headers},
     )
-
-
-def estimate_input_tokens(request: ChatRequest) -> int:
-    """An estimate, not a count: ~4 characters a token over all text and tools, images flat."""
-    chars = 0
-    images = 0
-    for message in request.messages:
-        content = message.content
-        for part in [TextPart(content)] if isinstance(content, str) else content or ():
-            if isinstance(part, TextPart):
-                chars += len(part.text)
-            elif isinstance(part, ImagePart):
-                images += 1
-            elif isinstance(part, OpaquePart):
-                chars += len(orjson.dumps(part.data))
-        for call in message.tool_calls or ():
-            chars += len(call.name) + len(call.arguments)
-    for tool in request.tools or ():
-        chars += len(tool.name) + len(tool.description or "")
-        chars += len(orjson.dumps(tool.parameters or {}))
-    return max(1, math.ceil(chars / CHARS_PER_TOKEN)) + images * IMAGE_TOKENS
 
 
 class AnthropicDialect:
@@ -121,10 +95,9 @@ class AnthropicDialect:
         self, request: web.Request, pipeline: Pipeline, ctx: RequestContext
     ) -> web.StreamResponse:
         assert ctx.chat is not None
-        tokens = await pipeline.count_tokens(ctx)
-        if tokens is None:
-            tokens = estimate_input_tokens(ctx.chat)
-            ctx.response_headers["x-tollway-token-count"] = "estimate"
+        tokens, by_provider = await pipeline.count_tokens(ctx)
+        if not by_provider:
+            ctx.response_headers["x-tollway-token-count"] = "local"
         return _json({"input_tokens": tokens}, ctx)
 
     async def unknown_route(self, request: web.Request) -> web.Response:

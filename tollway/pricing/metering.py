@@ -43,19 +43,20 @@ class Metering:
         ctx.cost_usd = cost
         return cost
 
+    def input_tokens(self, ctx: RequestContext, provider: str, model: str) -> int:
+        """The request's input tokens as ``provider``'s ``model`` would count them (locally)."""
+        if ctx.chat is not None:
+            return self.counter.chat(ctx.chat, provider, model)
+        if ctx.embedding is not None:
+            return self.counter.embedding(ctx.embedding, provider, model)
+        return 0
+
     def _local_usage(self, ctx: RequestContext) -> Usage:
         deployment = ctx.deployment
         assert deployment is not None
-        if ctx.input_tokens_estimate is not None:
-            input_tokens = ctx.input_tokens_estimate
-        elif ctx.chat is not None:
-            input_tokens = self.counter.chat(ctx.chat, deployment.provider, deployment.model)
-        elif ctx.embedding is not None:
-            input_tokens = self.counter.embedding(
-                ctx.embedding, deployment.provider, deployment.model
-            )
-        else:
-            input_tokens = 0
+        input_tokens = ctx.input_tokens_estimate
+        if input_tokens is None:
+            input_tokens = self.input_tokens(ctx, deployment.provider, deployment.model)
         output_tokens = math.ceil(ctx.output_chars / _CHARS_PER_TOKEN)
         return Usage(input_tokens=input_tokens, output_tokens=output_tokens)
 

@@ -16,13 +16,10 @@ from tollway.core.errors import InvalidRequest, UpstreamProtocolError, UpstreamS
 from tollway.core.types import (
     ChatRequest,
     Deployment,
-    ImagePart,
     Message,
-    TextPart,
     UpstreamTimeouts,
     Usage,
 )
-from tollway.dialects.anthropic import estimate_input_tokens
 from tollway.providers.anthropic import AnthropicProvider
 from tollway.providers.base import ProviderResources
 from tollway.providers.http import SSEvent
@@ -912,15 +909,3 @@ async def test_a_stream_that_ends_without_message_stop_is_a_protocol_error() -> 
     events = upstream_events(["hi"], [], {"input_tokens": 1, "output_tokens": 2})[:-1]
     with pytest.raises(UpstreamProtocolError, match="message_stop"):
         await collect(events)
-
-
-def test_local_token_estimate_counts_text_tools_and_images() -> None:
-    request = ChatRequest(
-        model="m",
-        messages=[
-            Message(role="system", content="x" * 40),
-            Message(role="user", content=[TextPart("y" * 40), ImagePart(url="https://i")]),
-        ],
-    )
-    assert estimate_input_tokens(request) == 20 + 1600
-    assert estimate_input_tokens(ChatRequest(model="m", messages=[])) == 1

@@ -1,0 +1,1 @@
+"""Rate limits (token buckets, concurrency caps) and currency budgets."""
