@@ -26,6 +26,7 @@ from tollway.providers.http import UpstreamClient
 from tollway.routing.table import build_routing_table
 from tollway.simulator import Simulator
 from tollway.store import RecordNotFound, Store
+from tollway.telemetry.metrics import Metrics, MetricsStage
 
 log = logging.getLogger("tollway")
 
@@ -52,6 +53,8 @@ class Gateway:
         self._session: aiohttp.ClientSession | None = None
         self._pipeline: Pipeline | None = None
         self._reconciler: asyncio.Task[None] | None = None
+        metrics = settings.telemetry.metrics
+        self.metrics = Metrics(metrics.per_key_labels) if metrics.enabled else None
 
     @property
     def pipeline(self) -> Pipeline:
@@ -98,7 +101,9 @@ class Gateway:
         chat = {name: p for name, p in built.items() if isinstance(p, ChatProvider)}
         embedding = {name: p for name, p in built.items() if isinstance(p, EmbeddingProvider)}
         routing = build_routing_table(self.settings, simulator_url)
-        return Pipeline(routing, chat, embedding, stages=(ModelAccess(),))
+        # Telemetry first: its on_complete runs last, after later stages have settled cost.
+        telemetry = (MetricsStage(self.metrics),) if self.metrics is not None else ()
+        return Pipeline(routing, chat, embedding, stages=(*telemetry, ModelAccess()))
 
     async def _load_identities(self) -> None:
         await self.identity.load()

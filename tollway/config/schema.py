@@ -221,6 +221,20 @@ class SimulatorConfig(Strict):
     settings: SimulatorSettings = SimulatorSettings()
 
 
+class MetricsConfig(Strict):
+    """Prometheus metrics at ``GET /metrics``."""
+
+    enabled: bool = True
+    per_key_labels: bool = False
+    """Add a ``key`` label (the key id) to request counts; unbounded cardinality, off by default."""
+
+
+class TelemetryConfig(Strict):
+    """Observability of the gateway."""
+
+    metrics: MetricsConfig = MetricsConfig()
+
+
 class Settings(Strict):
     """The whole gateway configuration."""
 
@@ -229,6 +243,7 @@ class Settings(Strict):
     simulator: SimulatorConfig = SimulatorConfig()
     auth: AuthConfig = AuthConfig()
     store: StoreConfig = StoreConfig()
+    telemetry: TelemetryConfig = TelemetryConfig()
     models: list[ModelGroupConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
