@@ -60,6 +60,7 @@ def create_app(
         return web.Response(body=document, content_type="application/json")
 
     app.router.add_get("/admin/openapi.json", openapi)
+    app.router.add_get("/metrics", _metrics)
     app.router.add_get("/health/live", _live)
     app.router.add_get("/health/ready", _ready)
     app.router.add_route("*", "/{tail:.*}", _unknown_route)
@@ -109,6 +110,13 @@ async def _ready(request: web.Request) -> web.Response:
         return web.json_response({"status": "starting"}, status=503, dumps=_dumps)
     models = len(gateway.pipeline.routing.groups)
     return web.json_response({"status": "ready", "models": models}, dumps=_dumps)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    metrics = request.app[GATEWAY].metrics
+    if metrics is None:
+        return await _unknown_route(request)
+    return web.Response(body=metrics.exposition(), content_type="text/plain", charset="utf-8")
 
 
 async def _unknown_route(request: web.Request) -> web.Response:

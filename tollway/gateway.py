@@ -36,8 +36,10 @@ from tollway.routing.router import Router
 from tollway.routing.table import build_routing_table
 from tollway.simulator import Simulator
 from tollway.store import RecordNotFound, Store
+from tollway.telemetry.metrics import Metrics, MetricsStage
 
 log = logging.getLogger("tollway")
+_CIRCUIT_GAUGE = {"closed": 0, "half_open": 1, "open": 2}
 
 
 def _modified(path: Path) -> tuple[int, int] | None:
@@ -72,7 +74,9 @@ class Gateway:
         self.max_body_size = int(settings.server.max_body_size)
         self.started_at = int(time.time())
         self.forwarder = HeaderForwarder(settings.upstream.forward_headers)
-        self.health = HealthBook(settings.routing)
+        metrics = settings.telemetry.metrics
+        self.metrics = Metrics(metrics.per_key_labels) if metrics.enabled else None
+        self.health = HealthBook(settings.routing, on_circuit=self._circuit_changed)
         self.prices = PriceCatalog.load()
         self.metering = Metering(TokenCounter())
         # Buckets and budgets outlive config reloads: a reload must not refill anyone's limits.
@@ -127,6 +131,10 @@ class Gateway:
         self._warn_missing_credentials()
         self.ready = True
 
+    def _circuit_changed(self, deployment_id: str, state: str) -> None:
+        if self.metrics is not None:
+            self.metrics.set_circuit_state(deployment_id, _CIRCUIT_GAUGE[state])
+
     def _build_pipeline(self, settings: Settings) -> Pipeline:
         assert self._upstream is not None
         resources = ProviderResources(client=self._upstream, vault=self.vault)
@@ -154,9 +162,10 @@ class Gateway:
             return metering.input_tokens(ctx, first.provider, first.model)
 
         admission = Admission(settings.limits, self.limiter, count_input)
-        return Pipeline(
-            router, chat, embedding, stages=(ModelAccess(), admission), metering=self.metering
-        )
+        # Telemetry first: its on_complete runs last, after the others have settled.
+        telemetry = (MetricsStage(self.metrics),) if self.metrics is not None else ()
+        stages = (*telemetry, ModelAccess(), admission)
+        return Pipeline(router, chat, embedding, stages=stages, metering=self.metering)
 
     def reload(self) -> bool:
         """Read the config file again and swap in its model groups and routing settings.

@@ -318,6 +318,20 @@ class LimitsConfig(Strict):
     models: dict[str, RateLimitConfig] = Field(default_factory=dict)
 
 
+class MetricsConfig(Strict):
+    """Prometheus metrics at ``GET /metrics``."""
+
+    enabled: bool = True
+    per_key_labels: bool = False
+    """Add a ``key`` label (the key id) to request counts; unbounded cardinality, off by default."""
+
+
+class TelemetryConfig(Strict):
+    """Observability of the gateway."""
+
+    metrics: MetricsConfig = MetricsConfig()
+
+
 class Settings(Strict):
     """The whole gateway configuration."""
 
@@ -328,6 +342,7 @@ class Settings(Strict):
     store: StoreConfig = StoreConfig()
     routing: RoutingConfig = RoutingConfig()
     limits: LimitsConfig = LimitsConfig()
+    telemetry: TelemetryConfig = TelemetryConfig()
     models: list[ModelGroupConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")

@@ -16,7 +16,7 @@ loop: no locks, no awaits, nothing allocated per request.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Literal
 
 from tollway.config.schema import RoutingConfig
@@ -82,9 +82,20 @@ class DeploymentHealth:
 class HealthBook:
     """The health of every deployment, with the rules that update it."""
 
-    def __init__(self, config: RoutingConfig) -> None:
+    def __init__(
+        self,
+        config: RoutingConfig,
+        on_circuit: Callable[[str, CircuitState], None] | None = None,
+    ) -> None:
         self.config = config
         self._health: dict[str, DeploymentHealth] = {}
+        self._on_circuit = on_circuit
+        """Told of every circuit change (deployment id, new state), e.g. for a metrics gauge."""
+
+    def _moved(self, health: DeploymentHealth, state: CircuitState) -> None:
+        health.state = state
+        if self._on_circuit is not None:
+            self._on_circuit(health.deployment_id, state)
 
     def of(self, deployment_id: str) -> DeploymentHealth:
         """The health record of ``deployment_id`` (made on first use)."""
@@ -112,7 +123,7 @@ class HealthBook:
         health.error_rate *= 1.0 - _ERROR_ALPHA
         health.consecutive_failures = 0
         if health.state != "closed":
-            health.state = "closed"
+            self._moved(health, "closed")
             health.probing = False
 
     def failed(self, health: DeploymentHealth, error: GatewayError, latency: float) -> None:
@@ -142,7 +153,7 @@ class HealthBook:
         if health.state == "half_open" or (
             health.consecutive_failures >= self.config.failure_threshold
         ):
-            health.state = "open"
+            self._moved(health, "open")
             health.opened_at = now
             health.open_until = now + self.config.cooldown
             health.probing = False
