@@ -22,7 +22,7 @@ from tollway.auth.vault import Vault
 from tollway.config.loader import ConfigError, load_settings, with_environment
 from tollway.config.schema import Settings
 from tollway.core.context import RequestContext
-from tollway.core.pipeline import Pipeline
+from tollway.core.pipeline import Pipeline, Stage
 from tollway.dialects.http import HeaderForwarder
 from tollway.limits.memory import MemoryLimiter
 from tollway.limits.stage import Admission
@@ -161,10 +161,12 @@ class Gateway:
                 return metering.input_tokens(ctx, "openai", "gpt-4o")
             return metering.input_tokens(ctx, first.provider, first.model)
 
-        admission = Admission(settings.limits, self.limiter, count_input)
         # Telemetry first: its on_complete runs last, after the others have settled.
         telemetry = (MetricsStage(self.metrics),) if self.metrics is not None else ()
-        stages = (*telemetry, ModelAccess(), admission)
+        stages: tuple[Stage, ...] = (*telemetry, ModelAccess())
+        if settings.limits.any():
+            # Without any limit configured the stage would only cost time.
+            stages += (Admission(settings.limits, self.limiter, count_input),)
         return Pipeline(router, chat, embedding, stages=stages, metering=self.metering)
 
     def reload(self) -> bool:

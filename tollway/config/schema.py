@@ -317,6 +317,10 @@ class LimitsConfig(Strict):
     teams: dict[str, RateLimitConfig] = Field(default_factory=dict)
     models: dict[str, RateLimitConfig] = Field(default_factory=dict)
 
+    def any(self) -> bool:
+        """Whether any limit is configured."""
+        return bool(self.keys or self.users or self.teams or self.models)
+
 
 class MetricsConfig(Strict):
     """Prometheus metrics at ``GET /metrics``."""

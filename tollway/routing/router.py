@@ -114,6 +114,9 @@ class Router:
         """The candidates whose context window holds the request; 400 when none does."""
         if ctx.chat is None:
             return candidates
+        smallest = min(c[0].context_window or _UNBOUNDED for c in candidates)
+        if _surely_fits(ctx.chat, smallest):
+            return candidates  # no tokenizing for the common short request
         needed = self._input_tokens(ctx, candidates[0][0]) + (ctx.chat.max_tokens or 0)
         fitting = [
             c for c in candidates if c[0].context_window is None or c[0].context_window >= needed
@@ -139,6 +142,34 @@ class Router:
                 count = _character_estimate(ctx.chat)
             ctx.input_tokens_estimate = count
         return ctx.input_tokens_estimate
+
+
+_UNBOUNDED = 1 << 62
+# A token is at least one character of text in every tokenizer the gateway meets, so text
+# plus generous allowances for framing, images and tools bounds the count from above.
+_IMAGE_ALLOWANCE = 2_000
+_FRAMING_ALLOWANCE = 16
+
+
+def _surely_fits(request: ChatRequest, window: int) -> bool:
+    """Whether ``request`` fits ``window`` by a cheap upper bound, without tokenizing."""
+    budget = window - (request.max_tokens or 0) - _FRAMING_ALLOWANCE * (len(request.messages) + 1)
+    for message in request.messages:
+        content = message.content
+        if isinstance(content, str):
+            budget -= len(content)
+        elif content:
+            for part in content:
+                budget -= len(part.text) if isinstance(part, TextPart) else _IMAGE_ALLOWANCE
+        for call in message.tool_calls or ():
+            budget -= len(call.name) + len(call.arguments)
+        if budget < 0:
+            return False
+    if request.tools:
+        budget -= sum(
+            len(str(tool.parameters)) + len(tool.description or "") + 64 for tool in request.tools
+        )
+    return budget >= 0
 
 
 def _character_estimate(request: ChatRequest) -> int:

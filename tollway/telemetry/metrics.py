@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from bisect import bisect_left
+from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 from tollway.core.context import RequestContext
 from tollway.core.pipeline import Stage
@@ -13,40 +15,74 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 _PER_TOKEN_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 
 
+class _Histogram:
+    """Bucket counts of one label set; observing is a C bisect and two additions."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        running = 0
+        out: list[tuple[str, float]] = []
+        for bound, count in zip((*map(str, self.bounds), "+Inf"), self.counts, strict=True):
+            running += count
+            out.append((bound, running))
+        return out
+
+
+class _Series:
+    """Everything recorded per (model, deployment, provider, team) label set."""
+
+    __slots__ = (
+        "cached",
+        "cost",
+        "fallbacks",
+        "input",
+        "latency",
+        "output",
+        "per_token",
+        "requests",
+        "retries",
+        "ttft",
+    )
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, ...], int] = {}  # by status (and key)
+        self.latency = _Histogram(_LATENCY_BUCKETS)
+        self.ttft = _Histogram(_LATENCY_BUCKETS)
+        self.per_token = _Histogram(_PER_TOKEN_BUCKETS)
+        self.input = self.output = self.cached = 0
+        self.cost = 0.0
+        self.retries = self.fallbacks = 0
+
+
 class Metrics:
-    """The gateway's metric families, in a registry of their own (no global state)."""
+    """The gateway's metrics: per-request series kept as plain numbers and turned into
+    Prometheus families only when ``/metrics`` is scraped.
+
+    prometheus-client's own counters and histograms take a lock and walk the buckets in
+    Python on every update; with about ten updates a request that cost 70 µs per request
+    on the benchmark (docs/performance.md). Here a request costs a dict lookup and a few
+    additions. Rare events (cache outcomes, rejections, guardrails) and the gauges use
+    prometheus-client directly.
+    """
 
     def __init__(self, per_key_labels: bool = False) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.per_key_labels = per_key_labels
-        labels = ["model", "deployment", "provider", "team", "status"]
-        if per_key_labels:
-            labels.append("key")
+        self._series: dict[tuple[str, ...], _Series] = {}
         r = self.registry
-        self.requests = Counter("tollway_requests", "Requests answered", labels, registry=r)
-        short = ["model", "deployment", "provider", "team"]
-        self.ttft = Histogram(
-            "tollway_time_to_first_token_seconds", "Time to first streamed token", short,
-            buckets=_LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
-        self.per_token = Histogram(
-            "tollway_time_per_output_token_seconds", "Generation time per output token", short,
-            buckets=_PER_TOKEN_BUCKETS, registry=r,
-        )  # fmt: skip
-        self.latency = Histogram(
-            "tollway_request_duration_seconds", "Total request latency", short,
-            buckets=_LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
-        self.tokens = Counter("tollway_tokens", "Tokens by kind", [*short, "kind"], registry=r)
-        self.cost = Counter("tollway_cost_usd", "Settled cost in USD", short, registry=r)
+        r.register(_SeriesCollector(self))
         self.cache = Counter(
             "tollway_cache_lookups", "Cache outcomes", ["model", "outcome"], registry=r
-        )
-        self.retries = Counter(
-            "tollway_retries", "Extra attempts on one deployment", short, registry=r
-        )
-        self.fallbacks = Counter(
-            "tollway_fallbacks", "Attempts moved to another deployment", short, registry=r
         )
         self.rejections = Counter(
             "tollway_rejections", "Requests refused, by error code", ["code", "team"], registry=r
@@ -62,7 +98,6 @@ class Metrics:
             "tollway_budget_utilisation_ratio", "Spent / limit per budget",
             ["scope", "scope_id", "period"], registry=r,
         )  # fmt: skip
-        self._children: dict[tuple[str, ...], tuple[Any, ...]] = {}
 
     def set_circuit_state(self, deployment: str, state: int) -> None:
         """For the routing layer: 0 closed, 1 half-open, 2 open."""
@@ -74,75 +109,111 @@ class Metrics:
 
     def exposition(self) -> bytes:
         """The text exposition format of every metric."""
-        return generate_latest(self.registry)
+        return bytes(generate_latest(self.registry))
 
-    def _label_children(self, key: tuple[str, ...]) -> tuple[Any, ...]:
-        short = key[:4]
-        children = (
-            self.requests.labels(*key),
-            self.ttft.labels(*short),
-            self.per_token.labels(*short),
-            self.latency.labels(*short),
-            self.tokens.labels(*short, "input"),
-            self.tokens.labels(*short, "output"),
-            self.tokens.labels(*short, "cached"),
-            self.cost.labels(*short),
-            self.retries.labels(*short),
-            self.fallbacks.labels(*short),
-        )
-        self._children[key] = children
-        return children
+    def series(self) -> dict[tuple[str, ...], _Series]:
+        """The per-request series, by (model, deployment, provider, team)."""
+        return self._series
 
     def record(self, ctx: RequestContext) -> None:
-        """Count one finished request (label children cached per label tuple)."""
+        """Count one finished request."""
         deployment = ctx.deployment
         principal = ctx.principal
         team = (principal.team if principal else None) or ""
-        status = str(ctx.error.status) if ctx.error is not None else "200"
-        key: tuple[str, ...] = (
+        key = (
             ctx.model,
             deployment.id if deployment else "",
             deployment.provider if deployment else "",
             team,
-            status,
         )
-        if self.per_key_labels:
-            key = (*key, principal.id if principal else "")
-        children = self._children.get(key) or self._label_children(key)
-        requests, ttft, per_token, latency, t_in, t_out, t_cached, cost, retries, fallbacks = (
-            children
-        )
-        requests.inc()
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = _Series()
+        status = str(ctx.error.status) if ctx.error is not None else "200"
+        outcome = (status, principal.id if principal else "") if self.per_key_labels else (status,)
+        series.requests[outcome] = series.requests.get(outcome, 0) + 1
         end = ctx.finished_at
         if end is not None:
-            latency.observe(end - ctx.started)
-        if ctx.first_token_at is not None:
-            ttft.observe(ctx.first_token_at - ctx.started)
+            series.latency.observe(end - ctx.started)
+        first = ctx.first_token_at
+        if first is not None:
+            series.ttft.observe(first - ctx.started)
         usage = ctx.usage
         if usage is not None:
-            t_in.inc(usage.input_tokens)
-            t_out.inc(usage.output_tokens)
-            t_cached.inc(usage.cached_input_tokens)
-            if usage.output_tokens and end is not None and ctx.first_token_at is not None:
-                per_token.observe((end - ctx.first_token_at) / usage.output_tokens)
+            series.input += usage.input_tokens
+            series.output += usage.output_tokens
+            series.cached += usage.cached_input_tokens
+            if usage.output_tokens and end is not None and first is not None:
+                series.per_token.observe((end - first) / usage.output_tokens)
         if ctx.cost_usd:
-            cost.inc(ctx.cost_usd)
-        if ctx.cache_status is not None:
-            self.cache.labels(ctx.model, ctx.cache_status).inc()
+            series.cost += ctx.cost_usd
         tries = ctx.tries
         if len(tries) > 1:
-            self._count_attempts(tries, retries, fallbacks)
+            previous = tries[0].deployment.id
+            for attempt in tries[1:]:
+                if attempt.deployment.id == previous:
+                    series.retries += 1
+                else:
+                    series.fallbacks += 1
+                previous = attempt.deployment.id
+        if ctx.cache_status is not None:
+            self.cache.labels(ctx.model, ctx.cache_status).inc()
         if ctx.error is not None and ctx.error.status in (402, 429):
             self.rejections.labels(ctx.error.code or "", team).inc()
         for flag in ctx.guardrail_flags:
             self.guardrails.labels(flag, team).inc()
 
-    @staticmethod
-    def _count_attempts(tries: list[Any], retries: Any, fallbacks: Any) -> None:
-        previous = tries[0].deployment.id
-        for attempt in tries[1:]:
-            (retries if attempt.deployment.id == previous else fallbacks).inc()
-            previous = attempt.deployment.id
+
+class _SeriesCollector:
+    """Renders the per-request series as Prometheus families at scrape time."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        short = ["model", "deployment", "provider", "team"]
+        status = ["status", "key"] if self._metrics.per_key_labels else ["status"]
+        requests = CounterMetricFamily(
+            "tollway_requests", "Requests answered", labels=short + status
+        )
+        tokens = CounterMetricFamily("tollway_tokens", "Tokens by kind", labels=[*short, "kind"])
+        cost = CounterMetricFamily("tollway_cost_usd", "Settled cost in USD", labels=short)
+        retries = CounterMetricFamily(
+            "tollway_retries", "Extra attempts on one deployment", labels=short
+        )
+        fallbacks = CounterMetricFamily(
+            "tollway_fallbacks", "Attempts moved to another deployment", labels=short
+        )
+        histograms = {
+            "latency": HistogramMetricFamily(
+                "tollway_request_duration_seconds", "Total request latency", labels=short
+            ),
+            "ttft": HistogramMetricFamily(
+                "tollway_time_to_first_token_seconds", "Time to first streamed token", labels=short
+            ),
+            "per_token": HistogramMetricFamily(
+                "tollway_time_per_output_token_seconds",
+                "Generation time per output token",
+                labels=short,
+            ),
+        }
+        for key, series in list(self._metrics.series().items()):
+            labels = list(key)
+            for outcome, count in list(series.requests.items()):
+                requests.add_metric([*labels, *outcome], count)
+            tokens.add_metric([*labels, "input"], series.input)
+            tokens.add_metric([*labels, "output"], series.output)
+            tokens.add_metric([*labels, "cached"], series.cached)
+            cost.add_metric(labels, series.cost)
+            retries.add_metric(labels, series.retries)
+            fallbacks.add_metric(labels, series.fallbacks)
+            for name, family in histograms.items():
+                histogram: _Histogram = getattr(series, name)
+                family.add_metric(labels, histogram.cumulative(), histogram.total)
+        yield from (requests, tokens, cost, retries, fallbacks, *histograms.values())
 
 
 class MetricsStage(Stage):
