@@ -104,6 +104,9 @@ class Pipeline:
         self._response_stages = tuple(s for s in self._stages if _overrides(s, "on_response"))
         self._attempt_stages = tuple(s for s in self._stages if _overrides(s, "on_attempt"))
         self._attempt_end_stages = tuple(s for s in self._stages if _overrides(s, "on_attempt_end"))
+        # Membership by identity: the stages that override each of the two per-request hooks.
+        self._request_hooked = frozenset(s for s in self._stages if _overrides(s, "on_request"))
+        self._complete_hooked = frozenset(s for s in self._stages if _overrides(s, "on_complete"))
         config = self._health.config
         self._backoff, self._backoff_max = config.backoff, config.backoff_max
 
@@ -113,18 +116,22 @@ class Pipeline:
         return self.router.table
 
     async def _enter_stages(self, ctx: RequestContext) -> Reply | None:
+        hooked = self._request_hooked
         for stage in self._stages:
             ctx.stages_entered += 1
-            reply = await stage.on_request(ctx)
-            if reply is not None:
-                return reply
+            if stage in hooked:
+                reply = await stage.on_request(ctx)
+                if reply is not None:
+                    return reply
         return None
 
     async def finish(self, ctx: RequestContext) -> None:
         """Run ``on_complete`` of every entered stage in reverse; call once per request."""
         ctx.finished_at = time.perf_counter()
+        hooked = self._complete_hooked
         for stage in reversed(self._stages[: ctx.stages_entered]):
-            await stage.on_complete(ctx)
+            if stage in hooked:
+                await stage.on_complete(ctx)
 
     # --- chat ---------------------------------------------------------------------------
 
