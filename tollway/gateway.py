@@ -23,7 +23,7 @@ from tollway.config.loader import ConfigError, load_settings, with_environment
 from tollway.config.schema import Settings
 from tollway.core.context import RequestContext
 from tollway.core.pipeline import Pipeline, Stage
-from tollway.dialects.http import HeaderForwarder
+from tollway.dialects.http import HeaderForwarder, RequestIds
 from tollway.limits.memory import MemoryLimiter
 from tollway.limits.stage import Admission
 from tollway.pricing.catalog import PriceCatalog
@@ -74,6 +74,7 @@ class Gateway:
         self.max_body_size = int(settings.server.max_body_size)
         self.started_at = int(time.time())
         self.forwarder = HeaderForwarder(settings.upstream.forward_headers)
+        self.request_ids = RequestIds()
         metrics = settings.telemetry.metrics
         self.metrics = Metrics(metrics.per_key_labels) if metrics.enabled else None
         self.health = HealthBook(settings.routing, on_circuit=self._circuit_changed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import logging
 import re
 import secrets
@@ -94,7 +95,7 @@ async def exchange(
 ) -> web.StreamResponse:
     """The cycle every model route shares: authenticate (before reading the body), parse,
     answer, render any failure in the dialect's shape, and always finish the pipeline."""
-    rid = request_id(request)
+    rid = request_id(request, gateway.request_ids)
     pipeline = gateway.pipeline
     ctx: RequestContext | None = None
     try:
@@ -123,12 +124,26 @@ async def exchange(
             await pipeline.finish(ctx)
 
 
-def request_id(request: web.Request) -> str:
-    """The client's ``x-request-id`` when it is sane, else a new one."""
+def request_id(request: web.Request, new: Callable[[], str] | None = None) -> str:
+    """The client's ``x-request-id`` when it is sane, else a new one (from ``new`` if given)."""
     given = request.headers.get("x-request-id")
     if given and len(given) <= _MAX_REQUEST_ID and given.isprintable():
         return given
-    return "req_" + secrets.token_hex(12)
+    return new() if new is not None else "req_" + secrets.token_hex(12)
+
+
+class RequestIds:
+    """New request ids without a system call each: a random per-process prefix and a counter.
+
+    Ids only need to be unique (48 random bits tell replicas apart), not unguessable.
+    """
+
+    def __init__(self) -> None:
+        self._prefix = "req_" + secrets.token_hex(6)
+        self._next = itertools.count(1).__next__
+
+    def __call__(self) -> str:
+        return f"{self._prefix}{self._next():012x}"
 
 
 def routing_headers(ctx: RequestContext) -> dict[str, str]:

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import orjson
+from yarl import URL
 
 from tollway.core.errors import UpstreamProtocolError
 from tollway.core.types import (
@@ -61,6 +62,16 @@ class OpenAIProvider:
         self._client = resources.client
         self._vault = resources.vault
         self._flavor = flavor
+        # Parsed once per deployment and endpoint: yarl parsing a URL string costs more than
+        # the rest of building the request (providers are rebuilt with every pipeline).
+        self._urls: dict[tuple[str, str, str, str], URL] = {}
+
+    def _url(self, deployment: Deployment, endpoint: str) -> URL:
+        key = (deployment.id, deployment.api_base, deployment.model, endpoint)
+        url = self._urls.get(key)
+        if url is None:
+            url = self._urls[key] = URL(self._flavor.url(deployment, endpoint))
+        return url
 
     def _headers(
         self, deployment: Deployment, forwarded: dict[str, str]
@@ -77,7 +88,7 @@ class OpenAIProvider:
         """One complete chat answer."""
         headers, secret = self._headers(deployment, request.upstream_headers)
         raw = await self._client.post_json(
-            self._flavor.url(deployment, "chat/completions"),
+            self._url(deployment, "chat/completions"),
             request_to_wire(request, deployment.model),
             headers,
             deployment.timeouts,
@@ -92,7 +103,7 @@ class OpenAIProvider:
         """Chunks as the upstream sends them; a stream without ``[DONE]`` is an error."""
         headers, secret = self._headers(deployment, request.upstream_headers)
         events = self._client.post_stream(
-            self._flavor.url(deployment, "chat/completions"),
+            self._url(deployment, "chat/completions"),
             request_to_wire(request, deployment.model),
             headers,
             deployment.timeouts,
@@ -116,7 +127,7 @@ class OpenAIProvider:
         """Embeddings of every input."""
         headers, secret = self._headers(deployment, request.upstream_headers)
         raw = await self._client.post_json(
-            self._flavor.url(deployment, "embeddings"),
+            self._url(deployment, "embeddings"),
             embedding_request_to_wire(request, deployment.model),
             headers,
             deployment.timeouts,
