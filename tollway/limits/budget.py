@@ -1,79 +1,55 @@
-"""Currency budgets with reservations (in-memory ledger).
+"""Currency budgets: their definitions, the period accounts they charge, and their events.
 
-Admission reserves the worst case; settlement replaces the reservation with the actual
-cost. Amounts are integer micro-dollars so concurrent arithmetic is exact and cheap (no
-Decimal on the hot path). ``spent + reserved`` never exceeds the hard limit through
-admission, so concurrent requests cannot overspend.
+Amounts are integer micro-dollars so concurrent arithmetic is exact and cheap (no Decimal
+on the hot path). Admission reserves a request's worst case; settlement replaces the
+reservation with the actual cost; ``spent + reserved`` never passes the limit through
+admission, so concurrent requests cannot overspend (limits/backend.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import datetime as dt
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
+from zoneinfo import ZoneInfo
 
+from tollway.limits.backend import MICRO, Settled
 from tollway.limits.events import BudgetEvent, BudgetListener
+from tollway.limits.periods import Period, period_key
 
-MICRO = 1_000_000
 Policy = Literal["reject", "shrink"]
+Scope = Literal["key", "user", "team", "org"]
+DEFAULT_THRESHOLDS = (0.5, 0.8, 1.0)
 
 
-def to_micros(usd: float) -> int:
-    """Dollars to integer micro-dollars (rounded up: never under-reserve)."""
-    return int(-(-usd * MICRO // 1))
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """A hard spending limit of one key, user, team or the whole organisation per period.
 
+    ``policy``: what admission does when the budget cannot cover a request's worst case:
+    ``reject`` it (429 ``budget_exceeded``) or ``shrink`` its max output tokens to what the
+    budget still pays for. ``soft_ratio`` with ``downgrade``: once that share is spent,
+    requests for a model in ``downgrade`` go to the cheaper model it names instead.
+    """
 
-@dataclass(slots=True)
-class BudgetAccount:
-    """One scope's budget in its current period."""
-
-    scope: str
+    scope: Scope
     scope_id: str
-    period: str
+    period: Period
     limit_micros: int
-    thresholds: Sequence[float] = (0.5, 0.8, 1.0)
-    spent_micros: int = 0
-    reserved_micros: int = 0
-    crossed: set[float] = field(default_factory=set)
+    policy: Policy = "reject"
+    soft_ratio: float | None = None
+    downgrade: Mapping[str, str] = field(default_factory=dict)
+
+    def account(self, now: dt.datetime, tz: ZoneInfo) -> str:
+        """The account this budget charges at ``now``."""
+        return f"{self.scope}:{self.scope_id}:{period_key(self.period, now, tz)}"
 
     @property
-    def remaining_micros(self) -> int:
-        """What admission may still reserve."""
-        return max(0, self.limit_micros - self.spent_micros - self.reserved_micros)
-
-    def try_reserve(self, micros: int) -> bool:
-        """Reserve ``micros`` if the budget still covers it."""
-        if micros > self.remaining_micros:
-            return False
-        self.reserved_micros += micros
-        return True
-
-    def settle(self, reserved: int, actual: int) -> list[BudgetEvent]:
-        """Replace a reservation with the actual cost; return newly crossed thresholds."""
-        self.reserved_micros = max(0, self.reserved_micros - reserved)
-        self.spent_micros += actual
-        return self._crossings()
-
-    def _crossings(self) -> list[BudgetEvent]:
-        events: list[BudgetEvent] = []
-        if self.limit_micros <= 0:
-            return events
-        ratio = self.spent_micros / self.limit_micros
-        for threshold in self.thresholds:
-            if ratio >= threshold and threshold not in self.crossed:
-                self.crossed.add(threshold)
-                events.append(
-                    BudgetEvent(
-                        scope=self.scope,
-                        scope_id=self.scope_id,
-                        period=self.period,
-                        limit_usd=self.limit_micros / MICRO,
-                        spent_usd=self.spent_micros / MICRO,
-                        threshold=threshold,
-                    )
-                )
-        return events
+    def limit_usd(self) -> float:
+        """The limit in dollars."""
+        return self.limit_micros / MICRO
 
 
 def affordable_output(
@@ -84,6 +60,28 @@ def affordable_output(
         return 1 << 30
     left = remaining_micros - input_micros
     return max(0, int(left // output_micros_per_token))
+
+
+def crossings(
+    budget: Budget, settled: Settled, thresholds: Sequence[float] = DEFAULT_THRESHOLDS
+) -> list[BudgetEvent]:
+    """The thresholds this settlement crossed (each crosses once: spend only grows)."""
+    limit = settled.limit_micros
+    if limit <= 0:
+        return []
+    before, after = settled.spent_before / limit, settled.spent_after / limit
+    return [
+        BudgetEvent(
+            scope=budget.scope,
+            scope_id=budget.scope_id,
+            period=settled.account.split(":", 2)[2],
+            limit_usd=limit / MICRO,
+            spent_usd=settled.spent_after / MICRO,
+            threshold=threshold,
+        )
+        for threshold in thresholds
+        if before < threshold <= after
+    ]
 
 
 def notify(listeners: Sequence[BudgetListener], events: Sequence[BudgetEvent]) -> None:

@@ -1,95 +1,78 @@
-"""The in-memory limiter backend: all buckets and budgets of one request in one step.
+"""The in-memory limiter backend (the default): one process's buckets, caps and budgets.
 
-Admission checks every applicable bucket, concurrency cap and budget first and only then
-takes from all of them, so a refusal leaves nothing held. The event loop is single-threaded
-and nothing here awaits, which makes each admission and settlement atomic.
+The event loop is single-threaded and nothing here awaits before it returns, so each
+admission and each settlement is atomic. Requests in flight hold their reservations in the
+ticket; when the process ends they end with it, so nothing can leak.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
+from tollway.limits.backend import (
+    AccountState,
+    Claim,
+    Refusal,
+    Settled,
+    Ticket,
+)
 from tollway.limits.bucket import ConcurrencyCap, TokenBucket
-from tollway.limits.budget import BudgetAccount, notify
-from tollway.limits.events import BudgetListener
 
 
-@dataclass(frozen=True, slots=True)
-class RateSpec:
-    """Limits of one scope (e.g. ``key:abc``); ``None`` means unlimited."""
+class _Account:
+    __slots__ = ("reserved", "spent")
 
-    tpm: int | None = None
-    rpm: int | None = None
-    max_concurrent: int | None = None
-
-
-@dataclass(slots=True)
-class Ticket:
-    """What one admitted request holds, so settlement can give back exactly that."""
-
-    scopes: tuple[str, ...]
-    tokens: int
-    budgets: tuple[BudgetAccount, ...]
-    reserved_micros: int
-    settled: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """Why admission said no."""
-
-    code: str  # "rate_limit_exceeded" or "budget_exceeded"
-    scope: str
-    retry_after_s: float | None
+    def __init__(self, spent: int = 0) -> None:
+        self.spent = spent
+        self.reserved = 0
 
 
 class MemoryLimiter:
-    """Buckets and concurrency per scope name, created on first use from its ``RateSpec``."""
+    """Buckets and caps per scope name, created on first use from their ``RateSpec``."""
 
-    def __init__(
-        self,
-        listeners: Sequence[BudgetListener] = (),
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._tpm: dict[str, TokenBucket] = {}
         self._rpm: dict[str, TokenBucket] = {}
         self._caps: dict[str, ConcurrencyCap] = {}
-        self._listeners = tuple(listeners)
+        self._accounts: dict[str, _Account] = {}
         self._clock = clock
 
-    def _buckets(self, scope: str, spec: RateSpec, now: float) -> None:
-        if spec.tpm is not None and scope not in self._tpm:
-            self._tpm[scope] = TokenBucket(spec.tpm, 60.0, now)
-        if spec.rpm is not None and scope not in self._rpm:
-            self._rpm[scope] = TokenBucket(spec.rpm, 60.0, now)
-        if spec.max_concurrent is not None and scope not in self._caps:
-            self._caps[scope] = ConcurrencyCap(spec.max_concurrent)
+    async def admit(self, claim: Claim) -> Ticket | Refusal:
+        """Take tokens and a request from every scope and reserve from every budget."""
+        return self.admit_now(claim)
 
-    def admit(
-        self,
-        limits: Sequence[tuple[str, RateSpec]],
-        tokens: int,
-        budgets: Sequence[BudgetAccount] = (),
-        reserve_micros: int = 0,
-    ) -> Ticket | Refusal:
-        """Take ``tokens`` and one request from every scope and reserve from every budget."""
+    def admit_now(self, claim: Claim) -> Ticket | Refusal:
+        """``admit`` without a coroutine (the stage calls this directly on this backend)."""
         now = self._clock()
-        for scope, spec in limits:
-            self._buckets(scope, spec, now)
+        tokens = claim.tokens
+        for scope, spec in claim.limits:
+            if spec.tpm is not None and scope not in self._tpm:
+                self._tpm[scope] = TokenBucket(spec.tpm, 60.0, now)
+            if spec.rpm is not None and scope not in self._rpm:
+                self._rpm[scope] = TokenBucket(spec.rpm, 60.0, now)
+            if spec.max_concurrent is not None and scope not in self._caps:
+                self._caps[scope] = ConcurrencyCap(spec.max_concurrent)
             refusal = self._check(scope, tokens, now)
             if refusal is not None:
                 return refusal
-        for account in budgets:
-            if reserve_micros > account.remaining_micros:
-                return Refusal("budget_exceeded", f"{account.scope}:{account.scope_id}", None)
-        for scope, _ in limits:
-            self._take(scope, tokens)
-        for account in budgets:
-            account.try_reserve(reserve_micros)
-        scopes = tuple(scope for scope, _ in limits)
-        return Ticket(scopes, tokens, tuple(budgets), reserve_micros)
+        accounts = self._accounts
+        least: int | None = None
+        for budget in claim.budgets:
+            account = accounts.get(budget.account)
+            if account is None:
+                account = accounts[budget.account] = _Account()
+            left = budget.limit_micros - account.spent - account.reserved
+            if claim.reserve_micros > left:
+                return Refusal("budget_exceeded", budget.account, None, max(0, left))
+            left -= claim.reserve_micros
+            least = left if least is None else min(least, left)
+        ticket = Ticket(claim, budget_remaining_micros=least)
+        for scope, _ in claim.limits:
+            ticket.remaining[scope] = self._take(scope, tokens)
+        for budget in claim.budgets:
+            accounts[budget.account].reserved += claim.reserve_micros
+        return ticket
 
     def _check(self, scope: str, tokens: int, now: float) -> Refusal | None:
         cap = self._caps.get(scope)
@@ -103,21 +86,30 @@ class MemoryLimiter:
             return Refusal("rate_limit_exceeded", scope, tpm.retry_after(tokens, now))
         return None
 
-    def _take(self, scope: str, tokens: int) -> None:
+    def _take(self, scope: str, tokens: int) -> tuple[float | None, float | None]:
+        requests = left_tokens = None
         if (cap := self._caps.get(scope)) is not None:
             cap.enter()
         if (rpm := self._rpm.get(scope)) is not None:
             rpm.take(1)
+            requests = max(0.0, rpm.level)
         if (tpm := self._tpm.get(scope)) is not None:
             tpm.take(tokens)
+            left_tokens = max(0.0, tpm.level)
+        return requests, left_tokens
 
-    def settle(self, ticket: Ticket, actual_tokens: int, actual_micros: int) -> None:
+    async def settle(self, ticket: Ticket, actual_tokens: int, actual_micros: int) -> list[Settled]:
         """Correct buckets to the actual tokens and budgets to the actual cost; idempotent."""
+        return self.settle_now(ticket, actual_tokens, actual_micros)
+
+    def settle_now(self, ticket: Ticket, actual_tokens: int, actual_micros: int) -> list[Settled]:
+        """``settle`` without a coroutine."""
         if ticket.settled:
-            return
+            return []
         ticket.settled = True
-        extra = actual_tokens - ticket.tokens
-        for scope in ticket.scopes:
+        claim = ticket.claim
+        extra = actual_tokens - claim.tokens
+        for scope, _ in claim.limits:
             if (cap := self._caps.get(scope)) is not None:
                 cap.leave()
             if (tpm := self._tpm.get(scope)) is not None:
@@ -125,11 +117,40 @@ class MemoryLimiter:
                     tpm.take(extra)
                 else:
                     tpm.give_back(-extra)
-        for account in ticket.budgets:
-            notify(self._listeners, account.settle(ticket.reserved_micros, actual_micros))
+        settled: list[Settled] = []
+        for budget in claim.budgets:
+            account = self._accounts[budget.account]
+            before = account.spent
+            account.reserved = max(0, account.reserved - claim.reserve_micros)
+            account.spent += actual_micros
+            settled.append(Settled(budget.account, budget.limit_micros, before, account.spent))
+        return settled
+
+    async def accounts(self, accounts: Sequence[str]) -> list[AccountState]:
+        """Spend and reservations of ``accounts`` now."""
+        states = []
+        for name in accounts:
+            account = self._accounts.get(name)
+            spent, reserved = (0, 0) if account is None else (account.spent, account.reserved)
+            states.append(AccountState(name, spent, reserved))
+        return states
+
+    def known_spent(self, account: str) -> int | None:
+        """The account's spend (exact: this process holds it)."""
+        held = self._accounts.get(account)
+        return None if held is None else held.spent
+
+    async def seed(self, spent: dict[str, int]) -> None:
+        """Accounts not held yet start at their persisted spend."""
+        for name, micros in spent.items():
+            if name not in self._accounts:
+                self._accounts[name] = _Account(micros)
+
+    async def close(self) -> None:
+        """Nothing to release."""
 
     def remaining(self, scope: str) -> tuple[float | None, float | None]:
-        """Remaining (requests, tokens) of a scope now, for the x-ratelimit headers."""
+        """Remaining (requests, tokens) of a scope now."""
         now = self._clock()
         rpm, tpm = self._rpm.get(scope), self._tpm.get(scope)
         return (

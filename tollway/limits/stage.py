@@ -14,11 +14,15 @@ from tollway.config.schema import LimitsConfig, RateLimitConfig
 from tollway.core.context import RequestContext
 from tollway.core.errors import RateLimited
 from tollway.core.pipeline import Reply, Stage
-from tollway.limits.memory import MemoryLimiter, RateSpec, Ticket
+from tollway.limits.backend import Claim, Limiter, RateSpec, Ticket
 
 
 def _spec(config: RateLimitConfig) -> RateSpec:
     return RateSpec(tpm=config.tpm, rpm=config.rpm, max_concurrent=config.max_concurrent)
+
+
+def _or_inf(value: float | None) -> float:
+    return math.inf if value is None else value
 
 
 CountInput = Callable[[RequestContext], int]
@@ -30,7 +34,7 @@ class Admission(Stage):
 
     name = "admission"
 
-    def __init__(self, config: LimitsConfig, limiter: MemoryLimiter, count: CountInput) -> None:
+    def __init__(self, config: LimitsConfig, limiter: Limiter, count: CountInput) -> None:
         self._config = config
         self._limiter = limiter
         self._count = count
@@ -68,7 +72,7 @@ class Admission(Stage):
             max_output = ctx.chat.max_tokens
         elif ctx.embedding is not None:
             max_output = 0
-        outcome = self._limiter.admit(scopes, estimate + max_output)
+        outcome = await self._limiter.admit(Claim(ctx.request_id, scopes, estimate + max_output))
         if not isinstance(outcome, Ticket):
             headers = {}
             if outcome.retry_after_s is not None:
@@ -79,13 +83,15 @@ class Admission(Stage):
                 headers=headers,
             )
         self._tickets[id(ctx)] = outcome
-        self._headers(ctx, scopes)
+        self._headers(ctx, outcome)
         return None
 
-    def _headers(self, ctx: RequestContext, scopes: list[tuple[str, RateSpec]]) -> None:
-        tightest = min(scopes, key=lambda s: self._limiter.remaining(s[0])[1] or math.inf)
-        scope, spec = tightest
-        requests, tokens = self._limiter.remaining(scope)
+    def _headers(self, ctx: RequestContext, ticket: Ticket) -> None:
+        remaining = ticket.remaining
+        scope, spec = min(
+            ticket.claim.limits, key=lambda s: _or_inf(remaining.get(s[0], (None, None))[1])
+        )
+        requests, tokens = remaining.get(scope, (None, None))
         headers = ctx.response_headers
         if spec.rpm is not None and requests is not None:
             headers["x-ratelimit-limit-requests"] = str(spec.rpm)
@@ -102,4 +108,4 @@ class Admission(Stage):
         # A request no provider answered used nothing; a cut stream has its usage counted
         # by the metering (pricing/metering.py) before this runs.
         usage = ctx.usage
-        self._limiter.settle(ticket, usage.total_tokens if usage is not None else 0, 0)
+        await self._limiter.settle(ticket, usage.total_tokens if usage is not None else 0, 0)

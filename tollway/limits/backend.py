@@ -1,0 +1,131 @@
+"""What a limiter backend does, whichever keeps the state (memory or Redis).
+
+Admission is one atomic step over every bucket, concurrency cap and budget that applies to
+a request: all are checked first and only then taken from, so a refusal holds nothing.
+Settlement is the other atomic step: buckets corrected to the actual tokens, the
+concurrency slot freed, each budget's reservation replaced by the actual cost. Both
+backends behave the same; ``tests/unit/limits`` and ``tests/integration/test_budgets.py``
+run the same cases against each (Redis for real).
+
+Budgets are named by *account* keys: ``{scope}:{scope_id}:{period key}`` (e.g.
+``team:t1:month:2026-11-01``), so a new period is simply a new, empty account.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+MICRO = 1_000_000
+RefusalCode = Literal["rate_limit_exceeded", "budget_exceeded"]
+
+
+def to_micros(usd: float) -> int:
+    """Dollars to integer micro-dollars, rounded up (a reservation never falls short)."""
+    return int(-(-usd * MICRO // 1))
+
+
+@dataclass(frozen=True, slots=True)
+class RateSpec:
+    """Limits of one scope (e.g. ``key:abc``); ``None`` means unlimited."""
+
+    tpm: int | None = None
+    rpm: int | None = None
+    max_concurrent: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetClaim:
+    """One budget account a request reserves from, with its limit (micro-dollars)."""
+
+    account: str
+    limit_micros: int
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Everything one request asks of the limiter at admission."""
+
+    request_id: str
+    limits: Sequence[tuple[str, RateSpec]] = ()
+    tokens: int = 0
+    budgets: Sequence[BudgetClaim] = ()
+    reserve_micros: int = 0
+    hold_s: float = 900.0
+    """How long a reservation or concurrency slot may be held before it is presumed lost
+    (a process that died mid-request); the Redis backend releases it after that."""
+
+
+@dataclass(slots=True)
+class Ticket:
+    """What one admitted request holds, so settlement gives back exactly that."""
+
+    claim: Claim
+    remaining: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    """Per rate-limited scope: (requests, tokens) left after admission."""
+    budget_remaining_micros: int | None = None
+    """The least any of the request's budgets can still reserve after this admission."""
+    settled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why admission said no."""
+
+    code: RefusalCode
+    scope: str
+    retry_after_s: float | None = None
+    remaining_micros: int | None = None
+    """For a budget refusal: what that budget could still reserve (the shrink policy)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AccountState:
+    """One budget account as the backend holds it now (micro-dollars)."""
+
+    account: str
+    spent_micros: int
+    reserved_micros: int
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """A budget account after a settlement: spend before and after (threshold crossings)."""
+
+    account: str
+    limit_micros: int
+    spent_before: int
+    spent_after: int
+
+
+class LimiterUnavailable(Exception):
+    """The backend cannot be reached (Redis down); the stage applies ``fail_open``."""
+
+
+class Limiter(Protocol):
+    """A limiter backend."""
+
+    async def admit(self, claim: Claim) -> Ticket | Refusal:
+        """Check and take, atomically, everything ``claim`` names."""
+        ...
+
+    async def settle(self, ticket: Ticket, actual_tokens: int, actual_micros: int) -> list[Settled]:
+        """Correct to the actual usage and cost; idempotent."""
+        ...
+
+    async def accounts(self, accounts: Sequence[str]) -> list[AccountState]:
+        """The current spend and reservations of budget accounts (missing ones as zero)."""
+        ...
+
+    def known_spent(self, account: str) -> int | None:
+        """The account's spend as last seen by this process, without a round trip."""
+        ...
+
+    async def seed(self, spent: dict[str, int]) -> None:
+        """Start accounts this backend does not hold yet at the given (persisted) spend."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
