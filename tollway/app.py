@@ -12,6 +12,7 @@ import orjson
 from aiohttp import web
 
 from tollway.admin.deployments import DEPLOYMENT_ROUTES
+from tollway.admin.limits import LIMIT_ROUTES
 from tollway.admin.openapi import openapi_document
 from tollway.admin.routes import ROUTES, admin_routes
 from tollway.config.schema import Settings
@@ -21,6 +22,7 @@ from tollway.dialects.http import request_id
 from tollway.dialects.openai import OpenAIDialect, error_response
 from tollway.dialects.responses import ResponsesDialect
 from tollway.gateway import Gateway
+from tollway.limits.estimate import estimate_route
 
 GATEWAY = web.AppKey("gateway", Gateway)
 
@@ -52,7 +54,8 @@ def create_app(
     app.router.add_routes(OpenAIDialect(gateway).routes())
     app.router.add_routes(ResponsesDialect(gateway).routes())
     app.router.add_routes(AnthropicDialect(gateway).routes())
-    routes = [*ROUTES, *DEPLOYMENT_ROUTES]
+    app.router.add_routes([estimate_route(gateway)])
+    routes = [*ROUTES, *DEPLOYMENT_ROUTES, *LIMIT_ROUTES]
     app.router.add_routes(admin_routes(gateway, routes))
     document = orjson.dumps(openapi_document(routes))
 

@@ -18,6 +18,7 @@ from tollway.config import (
     load_settings,
     with_environment,
 )
+from tollway.limits.cli import budgets_app, limits_app, spend
 from tollway.pricing.cli import prices_app
 from tollway.scan import scan_app
 
@@ -31,6 +32,9 @@ app.add_typer(admin_cli.credentials, name="credentials")
 app.add_typer(admin_cli.audit, name="audit")
 app.add_typer(scan_app)
 app.add_typer(prices_app)
+app.add_typer(budgets_app, name="budgets")
+app.add_typer(limits_app, name="limits")
+app.command("spend")(spend)
 
 ConfigOption = Annotated[
     Path | None,

@@ -24,7 +24,7 @@ from tollway.config.schema import Settings
 from tollway.core.context import RequestContext
 from tollway.core.pipeline import Pipeline, Stage
 from tollway.dialects.http import HeaderForwarder, RequestIds
-from tollway.limits.memory import MemoryLimiter
+from tollway.limits.service import LimitService, make_limiter
 from tollway.limits.stage import Admission
 from tollway.pricing.catalog import PriceCatalog
 from tollway.pricing.metering import Metering
@@ -81,7 +81,9 @@ class Gateway:
         self.prices = PriceCatalog.load()
         self.metering = Metering(TokenCounter())
         # Buckets and budgets outlive config reloads: a reload must not refill anyone's limits.
-        self.limiter = MemoryLimiter()
+        self.limits = LimitService(
+            settings.limits, make_limiter(settings.limits, self.vault), self.store
+        )
         self.ready = False
         self.simulator: Simulator | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -102,6 +104,7 @@ class Gateway:
         upstream pool and build the pipeline."""
         await self.store.open(migrate=self.settings.store.migrate)
         await self._load_identities()
+        await self.limits.load()
         simulator_url = None
         if self.settings.simulator.enabled:
             self.simulator = Simulator(self.settings.simulator.settings)
@@ -127,6 +130,7 @@ class Gateway:
         self._simulator_url = simulator_url
         self._pipeline = self._build_pipeline(self.settings)
         self._reconciler = asyncio.create_task(self._reconcile(), name="tollway-reconcile")
+        self.limits.start()
         if self.config_path is not None and self.settings.server.reload_interval:
             self._watcher = asyncio.create_task(self._watch_config(), name="tollway-config")
         self._warn_missing_credentials()
@@ -164,10 +168,9 @@ class Gateway:
 
         # Telemetry first: its on_complete runs last, after the others have settled.
         telemetry = (MetricsStage(self.metrics),) if self.metrics is not None else ()
-        stages: tuple[Stage, ...] = (*telemetry, ModelAccess())
-        if settings.limits.any():
-            # Without any limit configured the stage would only cost time.
-            stages += (Admission(settings.limits, self.limiter, count_input),)
+        # Admission always: budgets and limits set through the admin API apply at once.
+        admission = Admission(self.limits, table, count_input)
+        stages: tuple[Stage, ...] = (*telemetry, ModelAccess(), admission)
         return Pipeline(router, chat, embedding, stages=stages, metering=self.metering)
 
     def reload(self) -> bool:
@@ -175,7 +178,8 @@ class Gateway:
 
         Requests in flight finish on the pipeline they started with; deployment health
         carries over by deployment id. A config that does not load or build is refused with
-        one log line and the running one stays. Other sections need a restart.
+        one log line and the running one stays. ``limits`` applies too (but a different limiter
+        backend needs a restart); other sections need a restart.
         """
         if self.config_path is None:
             log.warning("reload asked, but the gateway runs on the embedded default config")
@@ -194,8 +198,13 @@ class Gateway:
         if later:
             log.warning("config sections %s changed: they apply at restart", ", ".join(later))
         self.settings = self.settings.model_copy(
-            update={"models": settings.models, "routing": settings.routing}
+            update={
+                "models": settings.models,
+                "routing": settings.routing,
+                "limits": settings.limits,
+            }
         )
+        self.limits.reconfigure(settings.limits)
         self.health.config = settings.routing
         self._pipeline = pipeline
         self._warn_missing_credentials()
@@ -255,8 +264,9 @@ class Gateway:
             await asyncio.sleep(interval)
             try:
                 await self.identity.load()
+                await self.limits.load()
             except Exception:  # a store outage must not end reconciling; the next try may work
-                log.warning("reloading identities from the store failed", exc_info=True)
+                log.warning("reloading identities and limits from the store failed", exc_info=True)
 
     async def close(self) -> None:
         """Close the upstream pool and stop the simulator."""
@@ -272,4 +282,5 @@ class Gateway:
             await self._session.close()
         if self.simulator is not None:
             await self.simulator.stop()
+        await self.limits.close()
         await self.store.close()

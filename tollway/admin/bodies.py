@@ -100,3 +100,26 @@ class CredentialPut(Body):
     name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")
     provider: str = Field(min_length=1)
     secret: str = Field(min_length=1, repr=False)
+
+
+class BudgetPut(Body):
+    """A budget to create or replace (scope, id and period name it)."""
+
+    scope: Literal["key", "user", "team", "org"]
+    scope_id: str = Field(min_length=1, max_length=200)
+    """The key id, user id, team id or organisation name (``*``: every request)."""
+    period: Literal["day", "week", "month", "total"] = "month"
+    limit_usd: float = Field(ge=0, le=1e9)
+    policy: Literal["reject", "shrink"] = "reject"
+    soft_limit: float | None = Field(default=None, gt=0, le=1)
+    downgrade: dict[str, str] = Field(default_factory=dict)
+
+
+class LimitPut(Body):
+    """Rate limits to create or replace for one scope and id; unset means unlimited."""
+
+    scope: Literal["key", "user", "team", "model", "deployment"]
+    scope_id: str = Field(min_length=1, max_length=200)
+    tpm: int | None = Field(default=None, gt=0)
+    rpm: int | None = Field(default=None, gt=0)
+    max_concurrent: int | None = Field(default=None, gt=0)

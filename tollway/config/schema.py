@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, field_validator, model_validator
 
@@ -308,18 +309,74 @@ class RateLimitConfig(Strict):
     max_concurrent: int | None = Field(default=None, gt=0)
 
 
-class LimitsConfig(Strict):
-    """Rate limits per key id, user, team and model (see docs/limits.md)."""
+class BudgetConfig(Strict):
+    """A spending limit set in config (the admin API sets more; both apply)."""
 
+    scope: Literal["key", "user", "team", "org"]
+    id: str = Field(min_length=1)
+    """The key id, user id, team id or organisation name; ``*`` with ``org``: every request."""
+    period: Literal["day", "week", "month", "total"] = "month"
+    limit_usd: float = Field(ge=0)
+    policy: Literal["reject", "shrink"] = "reject"
+    """Over budget: ``reject`` the request, or ``shrink`` its max output to what is left."""
+    soft_limit: float | None = Field(default=None, gt=0, le=1)
+    """A share of the limit past which ``downgrade`` applies."""
+    downgrade: dict[str, str] = Field(default_factory=dict)
+    """Past ``soft_limit``: requested model -> the cheaper model to serve instead."""
+
+
+class LimitsConfig(Strict):
+    """Rate limits and budgets (see docs/limits.md)."""
+
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url: SecretRef | None = None
+    """``backend: redis``: where, e.g. ``env:TOLLWAY_REDIS_URL`` (may hold a password)."""
+    redis_prefix: str = Field(default="tollway", min_length=1)
+    """Key prefix in Redis; gateways sharing limits use the same prefix."""
+    redis_timeout: Duration = 0.25
+    """How long one limiter round trip to Redis may take."""
+    fail_open: bool = False
+    """Redis unreachable: ``false`` answers 503 (nothing unmetered gets through); ``true``
+    lets requests through unlimited, each logged."""
+    timezone: str = "UTC"
+    """The zone in which budget days, weeks and months start (an IANA name)."""
     default_max_output: int = Field(default=4096, gt=0)
+    """Output tokens assumed (and, under a budget, enforced) when a request sets none."""
+    estimate_margin: float = Field(default=0.25, ge=0)
+    """Budgets: extra share of input tokens reserved when the local count is an estimate
+    (not an OpenAI model, whose count is exact)."""
+    hold: Duration = 900.0
+    """Redis: how long a dead process's reservation or concurrency slot is held."""
+    spend_flush_interval: Duration = 5.0
+    """How often budget spend is written to the store."""
+    alert_thresholds: list[float] = Field(default_factory=lambda: [0.5, 0.8, 1.0])
+    """Shares of a budget whose crossing is an event (log line, metric, alert)."""
     keys: dict[str, RateLimitConfig] = Field(default_factory=dict)
     users: dict[str, RateLimitConfig] = Field(default_factory=dict)
     teams: dict[str, RateLimitConfig] = Field(default_factory=dict)
     models: dict[str, RateLimitConfig] = Field(default_factory=dict)
+    deployments: dict[str, RateLimitConfig] = Field(default_factory=dict)
+    """By deployment id: stays under a provider's own limits (a refusal tries the next)."""
+    budgets: list[BudgetConfig] = Field(default_factory=list)
 
-    def any(self) -> bool:
-        """Whether any limit is configured."""
-        return bool(self.keys or self.users or self.teams or self.models)
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _redis(self) -> LimitsConfig:
+        if self.backend == "redis" and self.redis_url is None:
+            raise ValueError("backend redis needs redis_url (e.g. env:TOLLWAY_REDIS_URL)")
+        keys = [(b.scope, b.id, b.period) for b in self.budgets]
+        repeated = sorted({f"{s}:{i}:{p}" for s, i, p in keys if keys.count((s, i, p)) > 1})
+        if repeated:
+            raise ValueError(f"budgets repeated: {', '.join(repeated)}")
+        return self
 
 
 class MetricsConfig(Strict):

@@ -10,6 +10,8 @@ from typing import Literal
 from tollway.auth.principal import Principal
 from tollway.core.errors import GatewayError
 from tollway.core.types import ChatRequest, Deployment, EmbeddingRequest, Usage
+from tollway.limits.backend import Ticket
+from tollway.limits.budget import Budget
 
 Endpoint = Literal["chat", "embeddings"]
 
@@ -62,6 +64,12 @@ class RequestContext:
     """The provider reported no usage: ``usage`` is the gateway's own count."""
     output_chars: int = 0
     """Characters of streamed output forwarded so far (the fallback output count)."""
+    ticket: Ticket | None = None
+    """What admission took from limits and budgets, until settlement (limits/stage.py)."""
+    budgets: tuple[Budget, ...] = ()
+    """The budgets charged for this request."""
+    deployment_tickets: list[Ticket] | None = None
+    """Per-deployment limits taken by ``on_attempt``, until settlement."""
     cache_status: str | None = None
     """``hit``, ``miss`` or ``None`` when no cache was consulted."""
     guardrail_flags: list[str] = field(default_factory=list)

@@ -90,6 +90,20 @@ class RateLimited(GatewayError):
     anthropic_type = "rate_limit_error"
 
 
+class DeploymentBusy(RateLimited):
+    """A deployment's own limit is reached; the router moves on to the next candidate."""
+
+    retryable = True
+
+
+class LimiterDown(GatewayError):
+    """The shared limiter (Redis) cannot be reached and ``limits.fail_open`` is off."""
+
+    status = 503
+    openai_type = "server_error"
+    anthropic_type = "overloaded_error"
+
+
 class UpstreamError(GatewayError):
     """The upstream provider failed to answer."""
 

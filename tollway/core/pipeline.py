@@ -143,10 +143,11 @@ class Pipeline:
             response = early
         else:
             response = await self._attempts(ctx, "chat", self._chat_once)
-        for stage in self._response_stages:
-            response = await stage.on_response(ctx, response)
+        # Costed before the response stages, so they (admission) can settle and say so.
         ctx.usage = response.usage
         self._settle(ctx)
+        for stage in self._response_stages:
+            response = await stage.on_response(ctx, response)
         return response
 
     def _settle(self, ctx: RequestContext) -> None:

@@ -74,7 +74,7 @@ def crossings(
         BudgetEvent(
             scope=budget.scope,
             scope_id=budget.scope_id,
-            period=settled.account.split(":", 2)[2],
+            period=settled.account[len(budget.scope) + len(budget.scope_id) + 2 :],
             limit_usd=limit / MICRO,
             spent_usd=settled.spent_after / MICRO,
             threshold=threshold,

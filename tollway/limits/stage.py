@@ -1,111 +1,353 @@
-"""The admission stage: rate limits per key, user, team and model around each request.
+"""The admission stage: rate limits and budgets around every request that costs money.
 
-Input tokens are counted by the local tokenizer of the model's first deployment. Budgets,
-per-deployment limits (``on_attempt``) and the Redis backend are not wired here yet; see
-docs/limits.md for what this stage covers today.
+``on_request`` takes, in one atomic step of the backend, from every rate-limited scope of
+the request (key, user, team, model) and reserves its worst-case cost from every budget it
+is charged to (org, key, user, team). The worst case is the estimated input (with a margin
+where the local count is an estimate) plus the request's max output, priced at the dearest
+deployment that may serve it (its group's and its fallbacks'). Under a budget a request
+without ``max_tokens`` gets ``limits.default_max_output``, so the reservation bounds what
+the provider can bill. ``on_attempt`` applies per-deployment limits (a refusal moves on to
+the next candidate). Settlement replaces every reservation with the actual cost: for a
+complete answer before it is sent (so ``x-tollway-budget-remaining-usd`` is exact), else in
+``on_complete``, which runs whatever ended the request.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
-from tollway.config.schema import LimitsConfig, RateLimitConfig
-from tollway.core.context import RequestContext
-from tollway.core.errors import RateLimited
+from tollway.core.context import Attempt, RequestContext
+from tollway.core.errors import DeploymentBusy, LimiterDown, RateLimited
 from tollway.core.pipeline import Reply, Stage
-from tollway.limits.backend import Claim, Limiter, RateSpec, Ticket
-
-
-def _spec(config: RateLimitConfig) -> RateSpec:
-    return RateSpec(tpm=config.tpm, rpm=config.rpm, max_concurrent=config.max_concurrent)
-
-
-def _or_inf(value: float | None) -> float:
-    return math.inf if value is None else value
-
+from tollway.core.types import ChatResponse, Deployment, ImagePart, Price
+from tollway.limits.backend import (
+    MICRO,
+    BudgetClaim,
+    Claim,
+    LimiterUnavailable,
+    RateSpec,
+    Refusal,
+    Ticket,
+    to_micros,
+)
+from tollway.limits.budget import Budget, affordable_output
+from tollway.limits.service import LimitService
+from tollway.pricing.cost import worst_case_usd
+from tollway.routing.table import RoutingTable
 
 CountInput = Callable[[RequestContext], int]
 """The request's input tokens as the local tokenizer counts them (pricing/tokens.py)."""
 
+_EXACT_COUNTS = frozenset({"openai", "azure_openai"})
+
+
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    """What admission needs to know of the deployments that may serve one model name."""
+
+    prices: tuple[Price, ...]
+    """Prices of every priced candidate (unpriced ones cost nothing)."""
+    exact: bool
+    """Every candidate counts tokens as the local tokenizer does (OpenAI's encodings)."""
+    max_output: int | None
+    """The smallest max output among candidates that state one."""
+
+
+def candidates_of(table: RoutingTable) -> dict[str, Candidates]:
+    """Per model name: its deployments and those of its fallbacks."""
+    found: dict[str, Candidates] = {}
+    for group in table.groups:
+        deployments: list[Deployment] = list(group.deployments)
+        for name in group.fallbacks:
+            fallback = table.get(name)
+            if fallback is not None:
+                deployments += fallback.deployments
+        outputs = [d.max_output for d in deployments if d.max_output]
+        found[group.name] = Candidates(
+            prices=tuple(d.price for d in deployments if d.price is not None),
+            exact=all(d.provider in _EXACT_COUNTS for d in deployments),
+            max_output=min(outputs) if outputs else None,
+        )
+    return found
+
+
+def _images(ctx: RequestContext) -> int:
+    if ctx.chat is None:
+        return 0
+    return sum(
+        1
+        for message in ctx.chat.messages
+        if isinstance(message.content, list)
+        for part in message.content
+        if isinstance(part, ImagePart)
+    )
+
+
+def worst_case_micros(prices: Sequence[Price], input_tokens: int, output: int, images: int) -> int:
+    """The most the request can cost on any of ``prices`` (micro-dollars, rounded up)."""
+    if not prices:
+        return 0
+    return to_micros(max(worst_case_usd(p, input_tokens, output, images=images) for p in prices))
+
+
+def _affordable(prices: Sequence[Price], input_tokens: int, images: int, remaining: int) -> int:
+    """Output tokens ``remaining`` micro-dollars pay for on every candidate."""
+    best = 1 << 30
+    for price in prices:
+        base = worst_case_usd(price, input_tokens, 0, images=images) * MICRO
+        per_token = worst_case_usd(price, input_tokens, 1, images=images) * MICRO - base
+        best = min(best, affordable_output(remaining, math.ceil(base), per_token))
+    return best
+
+
+def _refused(refusal: Refusal) -> RateLimited:
+    headers = {}
+    if refusal.retry_after_s is not None:
+        headers["retry-after"] = str(max(1, math.ceil(refusal.retry_after_s)))
+    if refusal.code == "budget_exceeded":
+        scope = refusal.scope.split(":", 1)[0]
+        return RateLimited(
+            f"Budget exceeded: the {scope} budget cannot cover this request's worst-case "
+            "cost. Lower max_tokens, use a cheaper model, or ask an admin to raise the budget.",
+            code="budget_exceeded",
+            headers=headers,
+        )
+    return RateLimited(
+        f"Rate limit exceeded for {refusal.scope.split(':', 1)[0]}; retry later.",
+        code="rate_limit_exceeded",
+        headers=headers,
+    )
+
+
+def _usd(micros: int) -> str:
+    return f"{max(0, micros) / MICRO:.6f}"
+
 
 class Admission(Stage):
-    """Takes tokens and a request from every applicable bucket; 429 when one is empty."""
+    """Admits, shrinks, downgrades or refuses requests; settles what they took."""
 
     name = "admission"
 
-    def __init__(self, config: LimitsConfig, limiter: Limiter, count: CountInput) -> None:
-        self._config = config
-        self._limiter = limiter
+    def __init__(self, service: LimitService, table: RoutingTable, count: CountInput) -> None:
+        self._service = service
+        self._table = table
         self._count = count
-        # Precomputed so a request without limits does one dict lookup per scope.
-        self._keys = {k: _spec(v) for k, v in config.keys.items()}
-        self._users = {k: _spec(v) for k, v in config.users.items()}
-        self._teams = {k: _spec(v) for k, v in config.teams.items()}
-        self._models = {k: _spec(v) for k, v in config.models.items()}
-        self._tickets: dict[int, Ticket] = {}
+        self._candidates = candidates_of(table)
 
-    def _scopes(self, ctx: RequestContext) -> list[tuple[str, RateSpec]]:
-        scopes: list[tuple[str, RateSpec]] = []
-        principal = ctx.principal
-        if principal is not None:
-            if (spec := self._keys.get(principal.id)) is not None:
-                scopes.append((f"key:{principal.id}", spec))
-            if principal.user and (spec := self._users.get(principal.user)) is not None:
-                scopes.append((f"user:{principal.user}", spec))
-            if principal.team and (spec := self._teams.get(principal.team)) is not None:
-                scopes.append((f"team:{principal.team}", spec))
-        if (spec := self._models.get(ctx.model)) is not None:
-            scopes.append((f"model:{ctx.model}", spec))
-        return scopes
+    # --- admission ----------------------------------------------------------------------
 
     async def on_request(self, ctx: RequestContext) -> Reply | None:
-        """Admit the request or raise ``RateLimited``."""
-        scopes = self._scopes(ctx)
-        if not scopes:
+        """Admit the request, or raise ``RateLimited`` (429) / ``LimiterDown`` (503)."""
+        book = self._service.book
+        if book.empty:
+            return None
+        principal = ctx.principal
+        budgets = book.budgets_for(principal)
+        if budgets:
+            self._downgrade(ctx, budgets)
+        scopes = book.scopes(principal, ctx.model)
+        if not scopes and not budgets:
             return None
         estimate = ctx.input_tokens_estimate
         if estimate is None:
             estimate = ctx.input_tokens_estimate = self._count(ctx)
-        max_output = self._config.default_max_output
-        if ctx.chat is not None and ctx.chat.max_tokens is not None:
-            max_output = ctx.chat.max_tokens
-        elif ctx.embedding is not None:
-            max_output = 0
-        outcome = await self._limiter.admit(Claim(ctx.request_id, scopes, estimate + max_output))
-        if not isinstance(outcome, Ticket):
-            headers = {}
-            if outcome.retry_after_s is not None:
-                headers["retry-after"] = str(max(1, math.ceil(outcome.retry_after_s)))
-            raise RateLimited(
-                f"Rate limit exceeded for {outcome.scope.split(':', 1)[0]}; retry later.",
-                code=outcome.code,
-                headers=headers,
-            )
-        self._tickets[id(ctx)] = outcome
+        chat = ctx.chat
+        max_output = 0
+        if chat is not None:
+            max_output = chat.max_tokens or self._service.config.default_max_output
+        hold = self._service.config.hold
+        claim = Claim(ctx.request_id, scopes, estimate + max_output, hold_s=hold)
+        if budgets:
+            candidates = self._candidates.get(ctx.model)
+            if chat is not None and chat.max_tokens is None:
+                if candidates is not None and candidates.max_output:
+                    max_output = min(max_output, candidates.max_output)
+                chat.max_tokens = max_output  # the reservation must bound the bill
+            claim = self._budget_claim(ctx, claim, budgets, candidates, estimate, max_output)
+        outcome = await self._admit(claim)
+        refused_by: set[str] = set()
+        while (
+            isinstance(outcome, Refusal)
+            and outcome.code == "budget_exceeded"
+            and chat is not None
+            and outcome.scope not in refused_by
+        ):
+            # ``shrink``: lower max output to what the refusing budget still pays for.
+            refused_by.add(outcome.scope)
+            pairs = zip(budgets, claim.budgets, strict=True)
+            budget = next(b for b, c in pairs if c.account == outcome.scope)
+            candidates = self._candidates.get(ctx.model)
+            if budget.policy != "shrink" or candidates is None:
+                break
+            input_tokens = self._reserved_input(estimate, candidates)
+            images = _images(ctx) if any(p.per_image for p in candidates.prices) else 0
+            left = outcome.remaining_micros or 0
+            affordable = _affordable(candidates.prices, input_tokens, images, left)
+            if affordable < 1:
+                break
+            max_output = min(max_output, affordable)
+            assert chat is not None
+            chat.max_tokens = max_output
+            ctx.response_headers["x-tollway-budget-max-tokens"] = str(max_output)
+            claim = self._budget_claim(ctx, claim, budgets, candidates, estimate, max_output)
+            claim = replace(claim, tokens=estimate + max_output)
+            outcome = await self._admit(claim)
+        if isinstance(outcome, Refusal):
+            raise _refused(outcome)
+        if outcome is None:  # fail-open: nothing was taken, nothing to settle
+            return None
+        ctx.ticket = outcome
+        ctx.budgets = tuple(budgets)
         self._headers(ctx, outcome)
         return None
 
+    async def _admit(self, claim: Claim) -> Ticket | Refusal | None:
+        try:
+            return await self._service.admit(claim)
+        except LimiterUnavailable:
+            raise LimiterDown(
+                "Limits cannot be checked right now (the shared limiter is unreachable); "
+                "retry shortly.",
+                code="limiter_unavailable",
+                headers={"retry-after": "1"},
+            ) from None
+
+    def _reserved_input(self, estimate: int, candidates: Candidates | None) -> int:
+        if candidates is None or candidates.exact:
+            return estimate
+        return math.ceil(estimate * (1.0 + self._service.config.estimate_margin))
+
+    def _budget_claim(
+        self,
+        ctx: RequestContext,
+        claim: Claim,
+        budgets: Sequence[Budget],
+        candidates: Candidates | None,
+        estimate: int,
+        max_output: int,
+    ) -> Claim:
+        reserve = 0
+        if candidates is not None:
+            prices = candidates.prices
+            images = _images(ctx) if any(p.per_image for p in prices) else 0
+            input_tokens = self._reserved_input(estimate, candidates)
+            reserve = worst_case_micros(prices, input_tokens, max_output, images)
+        now = self._service.now()
+        zone = self._service.zone
+        accounts = [BudgetClaim(b.account(now, zone), b.limit_micros) for b in budgets]
+        return replace(claim, budgets=accounts, reserve_micros=reserve)
+
+    def _downgrade(self, ctx: RequestContext, budgets: Sequence[Budget]) -> None:
+        """Past a budget's soft limit, serve a cheaper model where its policy names one."""
+        for budget in budgets:
+            if budget.soft_ratio is None or ctx.model not in budget.downgrade:
+                continue
+            cheaper = budget.downgrade[ctx.model]
+            if cheaper not in self._candidates:
+                continue  # the config names a model this gateway does not serve
+            spent = self._service.limiter.known_spent(
+                budget.account(self._service.now(), self._service.zone)
+            )
+            if spent is not None and spent >= budget.soft_ratio * budget.limit_micros:
+                ctx.response_headers["x-tollway-downgraded-from"] = ctx.model
+                ctx.model = cheaper
+                if ctx.chat is not None:
+                    ctx.chat.model = cheaper
+                ctx.input_tokens_estimate = None  # counted again for the new model
+                return
+
     def _headers(self, ctx: RequestContext, ticket: Ticket) -> None:
-        remaining = ticket.remaining
-        scope, spec = min(
-            ticket.claim.limits, key=lambda s: _or_inf(remaining.get(s[0], (None, None))[1])
-        )
-        requests, tokens = remaining.get(scope, (None, None))
         headers = ctx.response_headers
-        if spec.rpm is not None and requests is not None:
-            headers["x-ratelimit-limit-requests"] = str(spec.rpm)
-            headers["x-ratelimit-remaining-requests"] = str(int(requests))
-        if spec.tpm is not None and tokens is not None:
-            headers["x-ratelimit-limit-tokens"] = str(spec.tpm)
-            headers["x-ratelimit-remaining-tokens"] = str(int(tokens))
+        limits = ticket.claim.limits
+        if limits:
+            remaining = ticket.remaining
+            scope, spec = min(limits, key=lambda s: _tokens_left(remaining.get(s[0])))
+            requests, tokens = remaining.get(scope, (None, None))
+            if spec.rpm is not None and requests is not None:
+                headers["x-ratelimit-limit-requests"] = str(spec.rpm)
+                headers["x-ratelimit-remaining-requests"] = str(int(requests))
+            if spec.tpm is not None and tokens is not None:
+                headers["x-ratelimit-limit-tokens"] = str(spec.tpm)
+                headers["x-ratelimit-remaining-tokens"] = str(int(tokens))
+        if ticket.budget_remaining_micros is not None:
+            headers["x-tollway-budget-remaining-usd"] = _usd(ticket.budget_remaining_micros)
+
+    # --- per-deployment limits ----------------------------------------------------------
+
+    async def on_attempt(self, ctx: RequestContext, deployment: Deployment) -> None:
+        """Take from the deployment's own limits; a refusal tries the next candidate."""
+        spec = self._service.book.deployment(deployment.id)
+        if spec is None:
+            return
+        # Called once per deployment per request: retries on it run under this one claim.
+        tokens = ctx.input_tokens_estimate
+        if tokens is None:
+            tokens = ctx.input_tokens_estimate = self._count(ctx)
+        if ctx.chat is not None:
+            tokens += ctx.chat.max_tokens or self._service.config.default_max_output
+        scope = "deployment:" + deployment.id
+        claim = Claim(ctx.request_id, [(scope, spec)], tokens, hold_s=self._service.config.hold)
+        outcome = await self._admit(claim)
+        if isinstance(outcome, Refusal):
+            error = _refused(outcome)
+            raise DeploymentBusy(
+                f"Deployment {deployment.id} is at its own rate limit; retry later.",
+                code="rate_limit_exceeded",
+                headers=error.headers,
+            )
+        if outcome is not None:
+            if ctx.deployment_tickets is None:
+                ctx.deployment_tickets = []
+            ctx.deployment_tickets.append(outcome)
+
+    async def on_attempt_end(self, ctx: RequestContext, attempt: Attempt) -> None:
+        """A failed attempt used nothing of its deployment's limits: give them back now."""
+        if attempt.error is None or not ctx.deployment_tickets:
+            return
+        scope = "deployment:" + attempt.deployment.id
+        for ticket in ctx.deployment_tickets:
+            if not ticket.settled and ticket.claim.limits[0][0] == scope:
+                await self._service.settle(ticket, 0, 0)
+
+    # --- settlement ---------------------------------------------------------------------
+
+    async def on_response(self, ctx: RequestContext, response: ChatResponse) -> ChatResponse:
+        """Settle a complete answer before it is sent, so its headers say what is left."""
+        ticket = ctx.ticket
+        if ticket is not None and not ticket.settled:
+            micros = await self._settle(ctx, ticket)
+            if ticket.budget_remaining_micros is not None:
+                left = ticket.budget_remaining_micros + ticket.claim.reserve_micros - micros
+                ctx.response_headers["x-tollway-budget-remaining-usd"] = _usd(left)
+        return response
 
     async def on_complete(self, ctx: RequestContext) -> None:
-        """Correct the buckets to the actual usage (nothing used when the request failed)."""
-        ticket = self._tickets.pop(id(ctx), None)
-        if ticket is None:
-            return
-        # A request no provider answered used nothing; a cut stream has its usage counted
-        # by the metering (pricing/metering.py) before this runs.
+        """Settle whatever is still held, whatever ended the request."""
+        ticket = ctx.ticket
+        if ticket is not None and not ticket.settled:
+            await self._settle(ctx, ticket)
+        if ctx.deployment_tickets:
+            tokens = ctx.usage.total_tokens if ctx.usage is not None else 0
+            for held in ctx.deployment_tickets:
+                if not held.settled:
+                    await self._service.settle(held, tokens, 0)
+
+    async def _settle(self, ctx: RequestContext, ticket: Ticket) -> int:
+        # A request no provider answered used and cost nothing; a cut stream's usage was
+        # counted by the metering (pricing/metering.py) before this runs.
         usage = ctx.usage
-        await self._limiter.settle(ticket, usage.total_tokens if usage is not None else 0, 0)
+        tokens = usage.total_tokens if usage is not None else 0
+        micros = to_micros(ctx.cost_usd) if ctx.cost_usd else 0
+        await self._service.settle(ticket, tokens, micros, ctx.budgets)
+        return micros
+
+
+def _tokens_left(remaining: tuple[float | None, float | None] | None) -> float:
+    if remaining is None or remaining[1] is None:
+        return math.inf
+    return remaining[1]
+
+
+__all__ = ["Admission", "CountInput", "RateSpec"]

@@ -11,10 +11,13 @@ import uuid
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
+    Float,
     ForeignKey,
     Index,
+    Integer,
     LargeBinary,
     MetaData,
     String,
@@ -23,7 +26,11 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from tollway.store.columns import BigId, JSONColumn, UTCDateTime, utcnow
 from tollway.store.records import (
+    BUDGET_PERIODS,
+    BUDGET_POLICIES,
+    BUDGET_SCOPES,
     KEY_STATUSES,
+    LIMIT_SCOPES,
     TEAM_ROLES,
     USER_KINDS,
     USER_ROLES,
@@ -172,3 +179,47 @@ class AuditRow(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSONColumn, default=dict)
     source_ip: Mapped[str | None] = mapped_column(String(64))
     request_id: Mapped[str | None] = mapped_column(String(128))
+
+
+class BudgetRow(Base):
+    """``budgets``: a spending limit per scope and period; amounts in micro-dollars."""
+
+    __tablename__ = "budgets"
+    __table_args__ = (
+        CheckConstraint(one_of("scope", BUDGET_SCOPES), name="scope"),
+        CheckConstraint(one_of("period", BUDGET_PERIODS), name="period"),
+        CheckConstraint(one_of("policy", BUDGET_POLICIES), name="policy"),
+    )
+
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)
+    scope_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    period: Mapped[str] = mapped_column(String(16), primary_key=True)
+    limit_micros: Mapped[int] = mapped_column(BigInteger)
+    policy: Mapped[str] = mapped_column(String(16))
+    soft_ratio: Mapped[float | None] = mapped_column(Float)
+    downgrade: Mapped[dict[str, str]] = mapped_column(JSONColumn, default=dict)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RateLimitRow(Base):
+    """``rate_limits``: tokens and requests per minute and concurrency per scope."""
+
+    __tablename__ = "rate_limits"
+    __table_args__ = (CheckConstraint(one_of("scope", LIMIT_SCOPES), name="scope"),)
+
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)
+    scope_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    tpm: Mapped[int | None] = mapped_column(Integer)
+    rpm: Mapped[int | None] = mapped_column(Integer)
+    max_concurrent: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SpendRow(Base):
+    """``budget_spend``: what each budget account (scope, id, period) has spent so far."""
+
+    __tablename__ = "budget_spend"
+
+    account: Mapped[str] = mapped_column(String(300), primary_key=True)
+    spent_micros: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -21,6 +21,14 @@ USER_KINDS: Final[tuple[UserKind, ...]] = ("human", "service")
 USER_ROLES: Final[tuple[UserRole, ...]] = ("admin", "team_admin", "member", "viewer")
 TEAM_ROLES: Final[tuple[TeamRole, ...]] = ("team_admin", "member", "viewer")
 KEY_STATUSES: Final[tuple[KeyStatus, ...]] = ("active", "blocked", "revoked")
+BudgetScope = Literal["key", "user", "team", "org"]
+LimitScope = Literal["key", "user", "team", "model", "deployment"]
+BudgetPeriod = Literal["day", "week", "month", "total"]
+BudgetPolicy = Literal["reject", "shrink"]
+BUDGET_SCOPES: Final[tuple[BudgetScope, ...]] = ("key", "user", "team", "org")
+LIMIT_SCOPES: Final[tuple[LimitScope, ...]] = ("key", "user", "team", "model", "deployment")
+BUDGET_PERIODS: Final[tuple[BudgetPeriod, ...]] = ("day", "week", "month", "total")
+BUDGET_POLICIES: Final[tuple[BudgetPolicy, ...]] = ("reject", "shrink")
 
 
 class Unset(enum.Enum):
@@ -163,3 +171,34 @@ class AuditPage:
 
     events: tuple[AuditRecord, ...]
     next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetRecord:
+    """A spending limit of one key, user, team or organisation per period (micro-dollars).
+
+    ``scope_id`` is the key id, user id, team id or organisation name (``*``: every
+    request). ``soft_ratio`` and ``downgrade``: past that share of the limit, requests for
+    a model named in ``downgrade`` go to the model it maps to.
+    """
+
+    scope: BudgetScope
+    scope_id: str
+    period: BudgetPeriod
+    limit_micros: int
+    policy: BudgetPolicy
+    soft_ratio: float | None
+    downgrade: Mapping[str, str]
+    updated_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitRecord:
+    """Token, request and concurrency limits of one key, user, team, model or deployment."""
+
+    scope: LimitScope
+    scope_id: str
+    tpm: int | None
+    rpm: int | None
+    max_concurrent: int | None
+    updated_at: dt.datetime

@@ -13,6 +13,7 @@ from tollway.store.credentials import CredentialRepository
 from tollway.store.crypto import SecretBox
 from tollway.store.engine import DEFAULT_URL, make_engine, redacted, store_url
 from tollway.store.errors import StoreError
+from tollway.store.limits import LimitRepository
 from tollway.store.migration import ensure_current, upgrade_engine
 from tollway.store.teams import TeamRepository
 from tollway.store.users import UserRepository
@@ -53,6 +54,7 @@ class Store:
         self.keys = KeyRepository(sessions)
         self.credentials = CredentialRepository(sessions, self._vault)
         self.audit = AuditRepository(sessions)
+        self.limits = LimitRepository(sessions)
 
     async def open(self, *, migrate: bool = False) -> None:
         """Connect and check the schema is current (``migrate``: upgrade it first)."""

@@ -24,6 +24,9 @@ TABLES = {
     "virtual_keys",
     "provider_credentials",
     "audit_events",
+    "budgets",
+    "rate_limits",
+    "budget_spend",
 }
 
 

@@ -1,0 +1,418 @@
+"""Budgets through a real gateway: reservations, settlement, policies and the admin API.
+
+Every request goes over HTTP to a ``tollway serve`` process, and from there to the simulated
+provider; budgets and limits are set through the admin API as an operator would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from tests.conftest import UPSTREAM_KEY
+from tests.support import CLIENT_KEY, running_gateway, tollway_command
+
+PRICEY = {"input": 1000.0, "output": 4000.0}  # USD per 1M tokens: cents per request
+CHEAP = {"input": 1.0, "output": 2.0}
+
+
+def budget_config(simulator_url: str) -> dict[str, Any]:
+    base = f"{simulator_url}/v1"
+    key = "env:TEST_UPSTREAM_KEY"
+
+    def openai_deployment(price: dict[str, float], **extra: Any) -> dict[str, Any]:
+        return {
+            "provider": "openai",
+            "model": "sim-chat",
+            "api_base": base,
+            "api_key": key,
+            "price": price,
+            **extra,
+        }
+
+    return {
+        "models": [
+            {"name": "pricey", "deployments": [openai_deployment(PRICEY)]},
+            {"name": "cheap", "deployments": [openai_deployment(CHEAP)]},
+            {
+                "name": "pricey-pair",
+                "deployments": [
+                    openai_deployment(PRICEY, id="dep-a"),
+                    openai_deployment(PRICEY, id="dep-b"),
+                ],
+                "strategy": "priority",
+            },
+            {
+                "name": "pricey-claude",
+                "deployments": [
+                    {
+                        "provider": "anthropic",
+                        "model": "sim-chat",
+                        "api_base": simulator_url,
+                        "api_key": key,
+                        "price": PRICEY,
+                    }
+                ],
+            },
+            {
+                "name": "embed",
+                "kind": "embedding",
+                "deployments": [
+                    {
+                        "provider": "openai",
+                        "model": "sim-embed",
+                        "api_base": base,
+                        "api_key": key,
+                        "price": {"input": 10000.0, "output": 0.0},
+                    }
+                ],
+            },
+        ],
+        "limits": {"deployments": {"dep-a": {"rpm": 1}}, "spend_flush_interval": "1s"},
+    }
+
+
+@pytest.fixture(scope="module")
+def gateway(log_dir: Path, simulator_url: str) -> Iterator[str]:
+    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY}
+    with running_gateway(log_dir, budget_config(simulator_url), env) as (url, _):
+        yield url
+
+
+def admin(url: str, method: str, path: str, body: Any = None, status: int = 200) -> Any:
+    response = httpx.request(
+        method, url + path, json=body, headers={"authorization": f"Bearer {CLIENT_KEY}"}
+    )
+    assert response.status_code == status, response.text
+    return response.json() if response.content else None
+
+
+def new_key(url: str) -> tuple[str, str]:
+    """A fresh virtual key: (its id, the key itself)."""
+    created = admin(url, "POST", "/admin/keys", {"name": f"job-{uuid.uuid4().hex[:6]}"}, 201)
+    return created["id"], created["key"]
+
+
+def set_budget(url: str, key_id: str, limit_usd: float, **extra: Any) -> dict[str, Any]:
+    body = {"scope": "key", "scope_id": key_id, "period": "day", "limit_usd": limit_usd, **extra}
+    answer: dict[str, Any] = admin(url, "PUT", "/admin/budgets", body)
+    return answer
+
+
+def spend(url: str, key_id: str) -> dict[str, Any]:
+    rows = admin(url, "GET", f"/admin/budgets?scope=key&scope_id={key_id}")["data"]
+    assert len(rows) == 1
+    row: dict[str, Any] = rows[0]
+    return row
+
+
+def test_looping_client_is_stopped_by_its_budget_with_spend_at_or_under_it(gateway: str) -> None:
+    key_id, key = new_key(gateway)
+    set_budget(gateway, key_id, 1.00)
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=key, max_retries=0)
+    costs: list[float] = []
+    with pytest.raises(openai.RateLimitError) as caught:
+        for _ in range(200):
+            raw = client.chat.completions.with_raw_response.create(
+                model="pricey", messages=[{"role": "user", "content": "loop again"}], max_tokens=40
+            )
+            costs.append(float(raw.headers["x-tollway-cost-usd"]))
+            left = float(raw.headers["x-tollway-budget-remaining-usd"])
+            assert left == pytest.approx(1.00 - sum(costs), abs=1e-5)
+    assert caught.value.code == "budget_exceeded"
+    assert "retry-after" not in caught.value.response.headers
+    assert len(costs) >= 5 and all(c > 0 for c in costs)
+    row = spend(gateway, key_id)
+    assert row["spent_usd"] <= 1.00
+    assert row["spent_usd"] == pytest.approx(sum(costs), abs=1e-5)
+    assert row["reserved_usd"] == 0
+    # Stopped only when one more worst case no longer fits: nothing is left unusable.
+    worst = (30 * PRICEY["input"] + 40 * PRICEY["output"]) / 1e6
+    assert row["remaining_usd"] < worst
+
+
+def test_looping_client_is_stopped_by_tpm_before_its_budget(gateway: str) -> None:
+    key_id, key = new_key(gateway)
+    set_budget(gateway, key_id, 5.00)
+    admin(gateway, "PUT", "/admin/limits", {"scope": "key", "scope_id": key_id, "tpm": 200})
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=key, max_retries=0)
+    ok = 0
+    with pytest.raises(openai.RateLimitError) as caught:
+        for _ in range(50):
+            raw = client.chat.completions.with_raw_response.create(
+                model="pricey", messages=[{"role": "user", "content": "loop"}], max_tokens=40
+            )
+            assert raw.headers["x-ratelimit-limit-tokens"] == "200"
+            ok += 1
+    assert caught.value.code == "rate_limit_exceeded"
+    assert int(caught.value.response.headers["retry-after"]) >= 1
+    assert ok >= 1
+    assert 0 < spend(gateway, key_id)["spent_usd"] < 5.00
+    admin(gateway, "DELETE", f"/admin/limits/key/{key_id}", status=204)
+
+
+async def test_hundreds_of_concurrent_requests_never_overspend(gateway: str) -> None:
+    key_id, key = new_key(gateway)
+    set_budget(gateway, key_id, 0.75)
+    client = openai.AsyncOpenAI(base_url=gateway + "/v1", api_key=key, max_retries=0)
+
+    async def one(i: int) -> float | str:
+        try:
+            raw = await client.chat.completions.with_raw_response.create(
+                model="pricey",
+                messages=[{"role": "user", "content": f"request {i}"}],
+                max_tokens=10 + i % 30,
+                stream=i % 3 == 0,
+            )
+        except openai.RateLimitError as exc:
+            return str(exc.code)
+        if i % 3 == 0:
+            async for _ in raw.parse():  # type: ignore[union-attr]
+                pass
+            return 0.0
+        return float(raw.headers["x-tollway-cost-usd"])
+
+    results = await asyncio.gather(*(one(i) for i in range(300)))
+    await client.close()
+    refused = [r for r in results if isinstance(r, str)]
+    assert refused and set(refused) == {"budget_exceeded"}
+    assert len(refused) < len(results)
+    row = spend(gateway, key_id)
+    assert 0.5 < row["spent_usd"] <= 0.75
+    assert row["reserved_usd"] == 0
+
+
+def test_stream_reserves_then_settles_its_actual_cost(gateway: str) -> None:
+    key_id, key = new_key(gateway)
+    set_budget(gateway, key_id, 5.0)
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=key, max_retries=0)
+    with client.chat.completions.with_streaming_response.create(
+        model="pricey",
+        messages=[{"role": "user", "content": "stream it"}],
+        max_tokens=30,
+        stream=True,
+        stream_options={"include_usage": True},
+    ) as response:
+        # At the start only the reservation is known: the worst case is held.
+        held = 5.0 - float(response.headers["x-tollway-budget-remaining-usd"])
+        usage = None
+        for chunk in response.parse():
+            usage = chunk.usage or usage
+    assert usage is not None
+    cost = (
+        usage.prompt_tokens * PRICEY["input"] + usage.completion_tokens * PRICEY["output"]
+    ) / 1e6
+    assert held >= cost
+    row = spend(gateway, key_id)
+    assert row["spent_usd"] == pytest.approx(cost, abs=1e-6)
+    assert row["reserved_usd"] == 0
+
+
+def test_a_request_without_max_tokens_is_capped_to_what_was_reserved(gateway: str) -> None:
+    key_id, key = new_key(gateway)
+    set_budget(gateway, key_id, 1000.0)
+    raw = httpx.post(
+        gateway + "/v1/chat/completions",
+        headers={"authorization": f"Bearer {key}", "x-sim-output-tokens": "50000"},
+        json={"model": "pricey", "messages": [{"role": "user", "content": "write a lot"}]},
+        timeout=60,
+    )
+    assert raw.status_code == 200, raw.text
+    assert raw.json()["usage"]["completion_tokens"] <= 4096
+
+
+def test_shrink_policy_lowers_max_tokens_to_what_the_budget_pays_for(gateway: str) -> None:
+    key_id, key = new_key(gateway)
+    set_budget(gateway, key_id, 0.25, policy="shrink")
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=key, max_retries=0)
+    # 1000 output tokens would cost $4 at worst: far over the budget, so it is shrunk.
+    raw = client.chat.completions.with_raw_response.create(
+        model="pricey", messages=[{"role": "user", "content": "long answer"}], max_tokens=1000
+    )
+    shrunk = int(raw.headers["x-tollway-budget-max-tokens"])
+    assert 0 < shrunk < 1000
+    completion = raw.parse()
+    assert completion.usage is not None and completion.usage.completion_tokens <= shrunk
+    assert spend(gateway, key_id)["spent_usd"] <= 0.25
+    # Once nothing is left even for one output token, it is refused.
+    with pytest.raises(openai.RateLimitError) as caught:
+        for _ in range(20):
+            client.chat.completions.create(
+                model="pricey", messages=[{"role": "user", "content": "more"}], max_tokens=1000
+            )
+    assert caught.value.code == "budget_exceeded"
+    assert spend(gateway, key_id)["spent_usd"] <= 0.25
+
+
+def test_soft_limit_downgrades_to_the_cheaper_model(gateway: str) -> None:
+    key_id, key = new_key(gateway)
+    set_budget(gateway, key_id, 0.40, soft_limit=0.5, downgrade={"pricey": "cheap"})
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=key, max_retries=0)
+    served: list[str | None] = []
+    for _ in range(12):
+        raw = client.chat.completions.with_raw_response.create(
+            model="pricey", messages=[{"role": "user", "content": "hi"}], max_tokens=30
+        )
+        served.append(raw.headers.get("x-tollway-downgraded-from"))
+    assert served[0] is None
+    assert served[-1] == "pricey"
+    row = spend(gateway, key_id)
+    assert 0.2 <= row["spent_usd"] < 0.40
+
+
+def test_anthropic_sdk_gets_budget_refusal_in_its_own_dialect(gateway: str) -> None:
+    key_id, key = new_key(gateway)
+    set_budget(gateway, key_id, 0.01)
+    client = anthropic.Anthropic(base_url=gateway, api_key=key, max_retries=0)
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        client.messages.create(
+            model="pricey-claude", max_tokens=100, messages=[{"role": "user", "content": "hi"}]
+        )
+    body = caught.value.body
+    assert isinstance(body, dict) and body["type"] == "error"
+    assert body["error"]["type"] == "rate_limit_error"
+    assert "Budget exceeded" in body["error"]["message"]
+    assert spend(gateway, key_id)["spent_usd"] == 0
+
+
+def test_embeddings_and_responses_are_charged_to_the_budget(gateway: str) -> None:
+    key_id, key = new_key(gateway)
+    set_budget(gateway, key_id, 10.0)
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=key, max_retries=0)
+    raw = client.embeddings.with_raw_response.create(model="embed", input="some text to embed")
+    cost = float(raw.headers["x-tollway-cost-usd"])
+    assert cost > 0
+    assert float(raw.headers["x-tollway-budget-remaining-usd"]) <= 10.0
+    client.responses.create(model="pricey", input="hello", max_output_tokens=20)
+    assert spend(gateway, key_id)["spent_usd"] > cost
+
+
+def test_per_deployment_limit_moves_requests_to_the_next_candidate(gateway: str) -> None:
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=CLIENT_KEY, max_retries=0)
+    served = []
+    for _ in range(3):
+        raw = client.chat.completions.with_raw_response.create(
+            model="pricey-pair", messages=[{"role": "user", "content": "hi"}], max_tokens=5
+        )
+        served.append(raw.headers["x-tollway-deployment"])
+    assert served[0] == "dep-a"
+    assert served[1:] == ["dep-b", "dep-b"]  # dep-a allows one request a minute
+
+
+def test_estimate_gives_counts_and_cost_range_without_spending(gateway: str) -> None:
+    key_id, key = new_key(gateway)
+    set_budget(gateway, key_id, 2.0)
+    answer = httpx.post(
+        gateway + "/v1/estimate",
+        headers={"authorization": f"Bearer {key}"},
+        json={
+            "model": "pricey",
+            "messages": [{"role": "user", "content": "hello"}],
+            "max_tokens": 100,
+        },
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    tokens = body["input_tokens"]
+    assert tokens > 0 and body["deployments"][0]["exact"] is True
+    assert body["max_output_tokens"] == 100
+    assert body["cost_usd"]["min"] == pytest.approx(tokens * PRICEY["input"] / 1e6)
+    assert body["cost_usd"]["max"] == pytest.approx(
+        (tokens * PRICEY["input"] + 100 * PRICEY["output"]) / 1e6
+    )
+    assert body["budget_remaining_usd"] == 2.0 and body["within_budget"] is True
+    assert spend(gateway, key_id)["spent_usd"] == 0
+    unknown = httpx.post(
+        gateway + "/v1/estimate",
+        headers={"authorization": f"Bearer {key}"},
+        json={"model": "nope", "messages": [{"role": "user", "content": "x"}]},
+    )
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["code"] == "model_not_found"
+
+
+def test_admin_api_sets_reads_and_removes_budgets_and_limits(gateway: str) -> None:
+    key_id, key = new_key(gateway)
+    row = set_budget(gateway, key_id, 12.5, period="month")
+    assert row["limit_usd"] == 12.5 and row["source"] == "store"
+    assert row["period_key"].startswith("month:")
+    # A budget's owner may read it but not change it.
+    own = httpx.get(gateway + "/admin/budgets", headers={"authorization": f"Bearer {key}"})
+    assert own.status_code == 200
+    assert [r["scope_id"] for r in own.json()["data"]] == [key_id]
+    denied = httpx.put(
+        gateway + "/admin/budgets",
+        headers={"authorization": f"Bearer {key}"},
+        json={"scope": "key", "scope_id": key_id, "limit_usd": 1000},
+    )
+    assert denied.status_code == 403
+    bad = httpx.put(
+        gateway + "/admin/budgets",
+        headers={"authorization": f"Bearer {CLIENT_KEY}"},
+        json={"scope": "galaxy", "scope_id": "x", "limit_usd": 1},
+    )
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "scope"
+    limit = admin(gateway, "PUT", "/admin/limits", {"scope": "team", "scope_id": "t-x", "rpm": 7})
+    assert limit == {
+        "scope": "team",
+        "scope_id": "t-x",
+        "tpm": None,
+        "rpm": 7,
+        "max_concurrent": None,
+        "source": "store",
+    }
+    listed = admin(gateway, "GET", "/admin/limits")["data"]
+    assert {"scope": "deployment", "scope_id": "dep-a", "tpm": None, "rpm": 1,
+            "max_concurrent": None, "source": "config"} in listed  # fmt: skip
+    admin(gateway, "DELETE", "/admin/limits/team/t-x", status=204)
+    admin(gateway, "DELETE", f"/admin/budgets/key/{key_id}/month", status=204)
+    assert admin(gateway, "GET", f"/admin/budgets?scope_id={key_id}")["data"] == []
+    admin(gateway, "DELETE", f"/admin/budgets/key/{key_id}/month", status=404)
+
+
+def test_spend_survives_a_restart(log_dir: Path, simulator_url: str) -> None:
+    config = budget_config(simulator_url)
+    config["store"] = {"url": f"sqlite+aiosqlite:///{log_dir}/restart-{uuid.uuid4().hex[:6]}.db"}
+    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TOLLWAY_STORE_URL": config["store"]["url"]}
+    with running_gateway(log_dir, config, env) as (url, _):
+        key_id, key = new_key(url)
+        set_budget(url, key_id, 3.0)
+        client = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
+        for _ in range(3):
+            client.chat.completions.create(
+                model="pricey", messages=[{"role": "user", "content": "x"}], max_tokens=20
+            )
+        before = spend(url, key_id)["spent_usd"]
+    assert before > 0
+    with running_gateway(log_dir, config, env) as (url, _):
+        assert spend(url, key_id)["spent_usd"] == pytest.approx(before, abs=1e-6)
+
+
+def test_cli_sets_budgets_and_shows_spend(gateway: str) -> None:
+    import subprocess
+
+    key_id, key = new_key(gateway)
+    env = {"TOLLWAY_URL": gateway, "TOLLWAY_ADMIN_KEY": CLIENT_KEY, "PATH": "/usr/bin:/bin"}
+    set_cmd = [*tollway_command("budgets", "set", "key", key_id, "4.5", "--period", "week")]
+    done = subprocess.run(set_cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=key, max_retries=0)
+    client.chat.completions.create(
+        model="pricey", messages=[{"role": "user", "content": "x"}], max_tokens=10
+    )
+    shown = subprocess.run(
+        [*tollway_command("spend", "--json")], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert shown.returncode == 0, shown.stderr
+    import json
+
+    rows = [r for r in json.loads(shown.stdout) if r["scope_id"] == key_id]
+    assert len(rows) == 1 and rows[0]["limit_usd"] == 4.5 and rows[0]["spent_usd"] > 0

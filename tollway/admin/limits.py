@@ -1,0 +1,187 @@
+"""Admin API of budgets and rate limits, with each budget's spend in its current period.
+
+Admins set and remove; anyone may read the budgets and limits that apply to themselves
+(their key, their user, their teams, the organisation). A change applies on this gateway
+at once and on other replicas at their next reconcile (``auth.reconcile_interval``).
+Budgets and limits from the config file are shown too (``source: config``); the store's
+entry of the same scope, id (and period) replaces the config's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tollway.admin import bodies
+from tollway.admin.access import require_role
+from tollway.admin.routes import AdminCall, Route
+from tollway.auth.principal import Principal
+from tollway.limits.backend import MICRO, to_micros
+from tollway.limits.budget import Budget
+
+
+def _visible(principal: Principal, scope: str, scope_id: str) -> bool:
+    if principal.has_role("admin"):
+        return True
+    if scope == "org":
+        return True
+    if scope == "key":
+        return scope_id == principal.id
+    if scope == "user":
+        return scope_id == principal.user
+    if scope == "team":
+        return scope_id in principal.teams or scope_id == principal.team
+    return scope in ("model", "deployment")
+
+
+async def _budget_rows(call: AdminCall, budgets: list[Budget]) -> list[dict[str, Any]]:
+    service = call.gateway.limits
+    now, zone = service.now(), service.zone
+    accounts = [budget.account(now, zone) for budget in budgets]
+    states = {s.account: s for s in await service.accounts(accounts)}
+    stored = {(b.scope, b.scope_id, b.period) for b in service.stored_budgets()}
+    rows = []
+    for budget, account in zip(budgets, accounts, strict=True):
+        state = states[account]
+        left = budget.limit_micros - state.spent_micros - state.reserved_micros
+        rows.append(
+            {
+                "scope": budget.scope,
+                "scope_id": budget.scope_id,
+                "period": budget.period,
+                "period_key": account[len(budget.scope) + len(budget.scope_id) + 2 :],
+                "limit_usd": budget.limit_micros / MICRO,
+                "spent_usd": state.spent_micros / MICRO,
+                "reserved_usd": state.reserved_micros / MICRO,
+                "remaining_usd": max(0, left) / MICRO,
+                "used": round(state.spent_micros / budget.limit_micros, 4)
+                if budget.limit_micros
+                else None,
+                "policy": budget.policy,
+                "soft_limit": budget.soft_ratio,
+                "downgrade": dict(budget.downgrade),
+                "source": "store"
+                if (budget.scope, budget.scope_id, budget.period) in stored
+                else "config",
+            }
+        )
+    return rows
+
+
+async def list_budgets(call: AdminCall) -> dict[str, Any]:
+    require_role(call.principal, "viewer")
+    query = call.request.query
+    budgets = [
+        b
+        for b in call.gateway.limits.book.every_budget()
+        if _visible(call.principal, b.scope, b.scope_id)
+        and query.get("scope", b.scope) == b.scope
+        and query.get("scope_id", b.scope_id) == b.scope_id
+    ]
+    budgets.sort(key=lambda b: (b.scope, b.scope_id, b.period))
+    return {"data": await _budget_rows(call, budgets)}
+
+
+async def put_budget(call: AdminCall) -> dict[str, Any]:
+    require_role(call.principal, "admin")
+    body = await call.body(bodies.BudgetPut)
+    gateway = call.gateway
+    record = await gateway.store.limits.put_budget(
+        body.scope, body.scope_id, body.period, to_micros(body.limit_usd),
+        policy=body.policy, soft_ratio=body.soft_limit, downgrade=body.downgrade,
+    )  # fmt: skip
+    await gateway.identity.audit(
+        call.actor, "budget.put", "budget", f"{record.scope}:{record.scope_id}:{record.period}",
+        {"limit_usd": body.limit_usd, "policy": body.policy},
+    )  # fmt: skip
+    await gateway.limits.load()
+    budget = next(
+        b
+        for b in gateway.limits.book.every_budget()
+        if (b.scope, b.scope_id, b.period) == (record.scope, record.scope_id, record.period)
+    )
+    return (await _budget_rows(call, [budget]))[0]
+
+
+async def delete_budget(call: AdminCall) -> None:
+    require_role(call.principal, "admin")
+    scope, scope_id, period = call.param("scope"), call.param("scope_id"), call.param("period")
+    await call.gateway.store.limits.delete_budget(scope, scope_id, period)
+    await call.gateway.identity.audit(
+        call.actor, "budget.delete", "budget", f"{scope}:{scope_id}:{period}", {}
+    )
+    await call.gateway.limits.load()
+
+
+def _limit_row(scope: str, scope_id: str, spec: Any, source: str) -> dict[str, Any]:
+    return {
+        "scope": scope,
+        "scope_id": scope_id,
+        "tpm": spec.tpm,
+        "rpm": spec.rpm,
+        "max_concurrent": spec.max_concurrent,
+        "source": source,
+    }
+
+
+async def list_limits(call: AdminCall) -> dict[str, Any]:
+    require_role(call.principal, "viewer")
+    service = call.gateway.limits
+    stored = {(r.scope, r.scope_id) for r in service.stored_limits()}
+    rows = [
+        _limit_row(scope, scope_id, spec, "store" if (scope, scope_id) in stored else "config")
+        for scope, specs in sorted(service.book.limits.items())
+        for scope_id, spec in sorted(specs.items())
+        if _visible(call.principal, scope, scope_id)
+    ]
+    return {"data": rows}
+
+
+async def put_limit(call: AdminCall) -> dict[str, Any]:
+    require_role(call.principal, "admin")
+    body = await call.body(bodies.LimitPut)
+    gateway = call.gateway
+    record = await gateway.store.limits.put_limit(
+        body.scope, body.scope_id, tpm=body.tpm, rpm=body.rpm, max_concurrent=body.max_concurrent
+    )
+    await gateway.identity.audit(
+        call.actor, "limit.put", "limit", f"{record.scope}:{record.scope_id}",
+        {"tpm": body.tpm, "rpm": body.rpm, "max_concurrent": body.max_concurrent},
+    )  # fmt: skip
+    await gateway.limits.load()
+    return _limit_row(record.scope, record.scope_id, record, "store")
+
+
+async def delete_limit(call: AdminCall) -> None:
+    require_role(call.principal, "admin")
+    scope, scope_id = call.param("scope"), call.param("scope_id")
+    await call.gateway.store.limits.delete_limit(scope, scope_id)
+    await call.gateway.identity.audit(
+        call.actor, "limit.delete", "limit", f"{scope}:{scope_id}", {}
+    )
+    await call.gateway.limits.load()
+
+
+LIMIT_ROUTES = [
+    Route("GET", "/admin/budgets", list_budgets, "Budgets with their spend this period"),
+    Route(
+        "PUT", "/admin/budgets", put_budget, "Set (create or replace) a budget", bodies.BudgetPut
+    ),
+    Route(
+        "DELETE",
+        "/admin/budgets/{scope}/{scope_id}/{period}",
+        delete_budget,
+        "Remove a budget (its spend history stays)",
+        status=204,
+    ),
+    Route("GET", "/admin/limits", list_limits, "Rate limits (tokens, requests, concurrency)"),
+    Route(
+        "PUT", "/admin/limits", put_limit, "Set (create or replace) rate limits", bodies.LimitPut
+    ),
+    Route(
+        "DELETE",
+        "/admin/limits/{scope}/{scope_id}",
+        delete_limit,
+        "Remove a scope's rate limits",
+        status=204,
+    ),
+]

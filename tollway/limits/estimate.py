@@ -1,0 +1,130 @@
+"""``POST /v1/estimate``: what a request would cost, without calling a provider.
+
+The body is a Chat Completions request (or an embeddings request: a body with ``input``
+and no ``messages``). The answer gives the local input-token count on every deployment
+that may serve the model (its group's and its fallbacks'), the max output the request may
+produce, and the cost range: at least the cheapest candidate's price for the input alone,
+at most the dearest candidate's worst case (the figure admission reserves from budgets),
+plus what the caller's tightest budget has left. Nothing is reserved or spent.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Literal
+
+import orjson
+from aiohttp import web
+
+from tollway.core.context import RequestContext
+from tollway.core.errors import GatewayError, PermissionDenied
+from tollway.core.types import ChatRequest, Deployment, Usage
+from tollway.dialects.http import read_json_object, request_id
+from tollway.dialects.openai import error_response
+from tollway.limits.backend import MICRO
+from tollway.pricing.cost import cost_usd, worst_case_usd
+from tollway.wire.openai_embeddings import embedding_request_from_wire
+from tollway.wire.openai_request import request_from_wire
+
+if TYPE_CHECKING:
+    from tollway.gateway import Gateway
+
+_EXACT = ("openai", "azure_openai")
+
+
+def _candidates(gateway: Gateway, ctx: RequestContext) -> list[Deployment]:
+    table = gateway.pipeline.routing
+    kind: Literal["chat", "embedding"] = "chat" if ctx.chat is not None else "embedding"
+    group = table.group(ctx.model, kind)  # 404 / 400 for unknown or wrong-kind models
+    deployments = list(group.deployments)
+    for name in group.fallbacks:
+        fallback = table.get(name)
+        principal = ctx.principal
+        if fallback is not None and (principal is None or principal.may_use(name)):
+            deployments += [d for d in fallback.deployments if d not in deployments]
+    return deployments
+
+
+async def estimate(gateway: Gateway, request: web.Request) -> dict[str, Any]:
+    """The estimate for one request body."""
+    principal = await gateway.authenticator.authenticate(request.headers)
+    body = await read_json_object(request, gateway.max_body_size)
+    parsed = (
+        embedding_request_from_wire(body)
+        if "input" in body and "messages" not in body
+        else request_from_wire(body)
+    )
+    rid = request_id(request)
+    if isinstance(parsed, ChatRequest):
+        ctx = RequestContext(rid, "chat", parsed.model, request.headers, principal, chat=parsed)
+    else:
+        ctx = RequestContext(
+            rid, "embeddings", parsed.model, request.headers, principal, embedding=parsed
+        )
+    if not principal.may_use(ctx.model):
+        raise PermissionDenied(
+            f"This key may not use the model '{ctx.model}'.", code="model_not_allowed"
+        )
+    limits = gateway.limits
+    max_output = 0
+    if ctx.chat is not None:
+        max_output = ctx.chat.max_tokens or limits.config.default_max_output
+    metering = gateway.pipeline.metering
+    rows = []
+    low = high = None
+    for deployment in _candidates(gateway, ctx):
+        tokens = metering.input_tokens(ctx, deployment.provider, deployment.model)
+        exact = deployment.provider in _EXACT
+        price = deployment.price
+        least = most = 0.0
+        if price is not None:
+            least = cost_usd(price, Usage(input_tokens=tokens, output_tokens=0))
+            reserved = tokens if exact else math.ceil(tokens * (1 + limits.config.estimate_margin))
+            most = worst_case_usd(price, reserved, max_output)
+        low = least if low is None else min(low, least)
+        high = most if high is None else max(high, most)
+        rows.append(
+            {
+                "deployment": deployment.id,
+                "provider": deployment.provider,
+                "model": deployment.model,
+                "input_tokens": tokens,
+                "exact": exact,
+                "priced": price is not None,
+                "min_usd": least,
+                "max_usd": most,
+            }
+        )
+    answer: dict[str, Any] = {
+        "object": "estimate",
+        "model": ctx.model,
+        "input_tokens": rows[0]["input_tokens"] if rows else 0,
+        "max_output_tokens": max_output,
+        "cost_usd": {"min": low or 0.0, "max": high or 0.0},
+        "deployments": rows,
+    }
+    budgets = limits.book.budgets_for(principal)
+    if budgets:
+        now, zone = limits.now(), limits.zone
+        accounts = [budget.account(now, zone) for budget in budgets]
+        states = await limits.accounts(accounts)
+        left = min(
+            b.limit_micros - s.spent_micros - s.reserved_micros
+            for b, s in zip(budgets, states, strict=True)
+        )
+        answer["budget_remaining_usd"] = max(0, left) / MICRO
+        answer["within_budget"] = left >= math.ceil((high or 0.0) * MICRO)
+    return answer
+
+
+def estimate_route(gateway: Gateway) -> web.RouteDef:
+    """The route, answering errors in OpenAI's shape."""
+
+    async def handle(request: web.Request) -> web.Response:
+        try:
+            answer = await estimate(gateway, request)
+        except GatewayError as exc:
+            return error_response(exc, {"x-request-id": request_id(request)})
+        return web.Response(body=orjson.dumps(answer), content_type="application/json")
+
+    return web.post("/v1/estimate", handle)

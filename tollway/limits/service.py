@@ -1,0 +1,204 @@
+"""The limits of a running gateway: its backend, the book of what applies, and spend upkeep.
+
+One per gateway process, created at start and kept across config reloads (a reload must
+not refill anyone's buckets). It reads budgets and limits from the store into a
+``LimitBook`` at start and on every reconcile, seeds budget accounts with their persisted
+spend, writes spend back every ``limits.spend_flush_interval`` and at shutdown, and retries
+settlements the backend could not take (Redis briefly down): accounting is never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from collections.abc import Sequence
+from zoneinfo import ZoneInfo
+
+from tollway.auth.vault import Vault
+from tollway.config.schema import LimitsConfig
+from tollway.limits.backend import (
+    AccountState,
+    Claim,
+    Limiter,
+    LimiterUnavailable,
+    Refusal,
+    Ticket,
+)
+from tollway.limits.book import LimitBook
+from tollway.limits.budget import Budget, crossings, notify
+from tollway.limits.events import BudgetEvent, BudgetListener
+from tollway.limits.memory import MemoryLimiter
+from tollway.store import BudgetRecord, RateLimitRecord, Store
+
+log = logging.getLogger("tollway.limits")
+_MAX_UNSETTLED = 100_000
+_WARN_EVERY_S = 10.0
+
+
+def make_limiter(config: LimitsConfig, vault: Vault) -> Limiter:
+    """The configured backend."""
+    if config.backend == "redis":
+        from tollway.limits.redis import RedisLimiter  # redis-py only when used
+
+        assert config.redis_url is not None  # the schema requires it
+        return RedisLimiter(
+            vault.reveal(config.redis_url),
+            prefix=config.redis_prefix,
+            socket_timeout=config.redis_timeout,
+        )
+    return MemoryLimiter()
+
+
+def _log_event(event: BudgetEvent) -> None:
+    log.warning(
+        "budget %s %s (%s) crossed %d%%: $%.6f of $%.2f spent",
+        event.scope, event.scope_id, event.period, round(event.threshold * 100),
+        event.spent_usd, event.limit_usd,
+    )  # fmt: skip
+
+
+class LimitService:
+    """Admission and settlement with fail-open handling, plus the book and spend upkeep."""
+
+    def __init__(self, config: LimitsConfig, limiter: Limiter, store: Store | None) -> None:
+        self.config = config
+        self.limiter = limiter
+        self.book = LimitBook.build(config)
+        self.zone = ZoneInfo(config.timezone)
+        self.listeners: list[BudgetListener] = [_log_event]
+        self._store = store
+        self._records: tuple[Sequence[BudgetRecord], Sequence[RateLimitRecord], dict[str, str]]
+        self._records = ((), (), {})
+        self._touched: set[str] = set()
+        self._unsettled: list[tuple[Ticket, int, int, Sequence[Budget]]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._warned_at = 0.0
+
+    # --- the request path ---------------------------------------------------------------
+
+    async def admit(self, claim: Claim) -> Ticket | Refusal | None:
+        """The backend's answer; ``None`` when it is unreachable and ``fail_open`` is set."""
+        try:
+            return await self.limiter.admit(claim)
+        except LimiterUnavailable as exc:
+            if not self.config.fail_open:
+                raise
+            self._warn(f"limiter unavailable, request {claim.request_id} let through: {exc}")
+            return None
+
+    async def settle(
+        self, ticket: Ticket, tokens: int, micros: int, budgets: Sequence[Budget] = ()
+    ) -> None:
+        """Settle ``ticket``; queued for a retry when the backend cannot take it now."""
+        try:
+            settled = await self.limiter.settle(ticket, tokens, micros)
+        except LimiterUnavailable as exc:
+            self._warn(f"settlement of {ticket.claim.request_id} queued for retry: {exc}")
+            ticket.settled = False
+            if len(self._unsettled) < _MAX_UNSETTLED:
+                self._unsettled.append((ticket, tokens, micros, budgets))
+            return
+        if not settled:
+            return
+        thresholds = self.config.alert_thresholds
+        events: list[BudgetEvent] = []
+        for budget, result in zip(budgets, settled, strict=False):
+            self._touched.add(result.account)
+            events += crossings(budget, result, thresholds)
+        notify(self.listeners, events)
+
+    def now(self) -> dt.datetime:
+        """The current time in the budgets' zone."""
+        return dt.datetime.now(self.zone)
+
+    def _warn(self, message: str) -> None:
+        now = time.monotonic()
+        if now - self._warned_at >= _WARN_EVERY_S:
+            self._warned_at = now
+            log.warning(message)
+
+    # --- upkeep -------------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Rebuild the book from config and store, and seed new accounts' spend."""
+        if self._store is None:
+            return
+        budgets = await self._store.limits.budgets()
+        limits = await self._store.limits.limits()
+        teams = await self._store.teams.find()
+        orgs = {team.id: team.organization for team in teams if team.organization}
+        self._records = (budgets, limits, orgs)
+        self.book = LimitBook.build(self.config, budgets, limits, orgs)
+        await self.seed()
+
+    def stored_budgets(self) -> Sequence[BudgetRecord]:
+        """Budgets read from the store at the last load."""
+        return self._records[0]
+
+    def stored_limits(self) -> Sequence[RateLimitRecord]:
+        """Rate limits read from the store at the last load."""
+        return self._records[1]
+
+    def reconfigure(self, config: LimitsConfig) -> None:
+        """Apply a reloaded ``limits`` section; a different backend needs a restart."""
+        backend = ("backend", "redis_url", "redis_prefix", "redis_timeout")
+        if any(getattr(config, name) != getattr(self.config, name) for name in backend):
+            log.warning("limits backend settings changed: they apply at restart")
+        self.config = config
+        self.zone = ZoneInfo(config.timezone)
+        self.book = LimitBook.build(config, *self._records)
+
+    async def seed(self) -> None:
+        """Start this period's accounts of every budget at their persisted spend."""
+        if self._store is None:
+            return
+        now = self.now()
+        accounts = [budget.account(now, self.zone) for budget in self.book.every_budget()]
+        if accounts:
+            await self.limiter.seed(await self._store.limits.spend(accounts))
+
+    async def flush(self) -> None:
+        """Retry queued settlements, then write touched accounts' spend to the store."""
+        pending, self._unsettled = self._unsettled, []
+        for ticket, tokens, micros, budgets in pending:
+            await self.settle(ticket, tokens, micros, budgets)
+        if self._store is None or not self._touched:
+            return
+        touched, self._touched = self._touched, set()
+        try:
+            states = await self.limiter.accounts(sorted(touched))
+            await self._store.limits.record_spend({s.account: s.spent_micros for s in states})
+        except Exception:
+            self._touched |= touched  # written next time
+            raise
+
+    async def accounts(self, names: Sequence[str]) -> list[AccountState]:
+        """Spend and reservations of budget accounts now."""
+        return await self.limiter.accounts(names)
+
+    def start(self) -> None:
+        """Begin flushing spend in the background."""
+        self._task = asyncio.create_task(self._flush_loop(), name="tollway-spend")
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.spend_flush_interval)
+            try:
+                await self.flush()
+            except Exception:  # the next round tries again; spend stays in the backend
+                log.warning("writing budget spend to the store failed", exc_info=True)
+
+    async def close(self) -> None:
+        """Stop the loop, write spend one last time, release the backend."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        try:
+            await self.flush()
+        except Exception:
+            log.warning("writing budget spend at shutdown failed", exc_info=True)
+        await self.limiter.close()

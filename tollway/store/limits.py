@@ -1,0 +1,190 @@
+"""Budgets, rate limits and the spend of budget accounts.
+
+Nothing here is on the request path: the gateway loads budgets and limits into memory at
+start and on every reconcile (``auth.reconcile_interval``), and writes spend back every few
+seconds and at shutdown (limits/book.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from tollway.store.columns import utcnow
+from tollway.store.errors import InvalidRecord, RecordNotFound
+from tollway.store.models import BudgetRow, RateLimitRow, SpendRow
+from tollway.store.records import (
+    BUDGET_PERIODS,
+    BUDGET_POLICIES,
+    BUDGET_SCOPES,
+    LIMIT_SCOPES,
+    BudgetPeriod,
+    BudgetPolicy,
+    BudgetRecord,
+    BudgetScope,
+    LimitScope,
+    RateLimitRecord,
+)
+from tollway.store.transaction import Sessions, require_one_of, transaction
+
+
+def budget_record(row: BudgetRow) -> BudgetRecord:
+    """The record for a ``budgets`` row."""
+    return BudgetRecord(
+        scope=row.scope,  # type: ignore[arg-type]  # CHECK constraint keeps it one of them
+        scope_id=row.scope_id,
+        period=row.period,  # type: ignore[arg-type]
+        limit_micros=row.limit_micros,
+        policy=row.policy,  # type: ignore[arg-type]
+        soft_ratio=row.soft_ratio,
+        downgrade=dict(row.downgrade),
+        updated_at=row.updated_at,
+    )
+
+
+def limit_record(row: RateLimitRow) -> RateLimitRecord:
+    """The record for a ``rate_limits`` row."""
+    return RateLimitRecord(
+        scope=row.scope,  # type: ignore[arg-type]
+        scope_id=row.scope_id,
+        tpm=row.tpm,
+        rpm=row.rpm,
+        max_concurrent=row.max_concurrent,
+        updated_at=row.updated_at,
+    )
+
+
+class LimitRepository:
+    """Sets, reads and removes budgets and rate limits; keeps budget spend."""
+
+    def __init__(self, sessions: Sessions) -> None:
+        self._sessions = sessions
+
+    async def put_budget(
+        self,
+        scope: BudgetScope,
+        scope_id: str,
+        period: BudgetPeriod,
+        limit_micros: int,
+        *,
+        policy: BudgetPolicy = "reject",
+        soft_ratio: float | None = None,
+        downgrade: Mapping[str, str] | None = None,
+    ) -> BudgetRecord:
+        """Create or replace the budget of ``scope``/``scope_id`` for ``period``."""
+        require_one_of(scope, BUDGET_SCOPES, "budget scope")
+        require_one_of(period, BUDGET_PERIODS, "budget period")
+        require_one_of(policy, BUDGET_POLICIES, "budget policy")
+        if limit_micros < 0:
+            raise InvalidRecord("a budget's limit cannot be negative")
+        if soft_ratio is not None and not 0 < soft_ratio <= 1:
+            raise InvalidRecord("soft_ratio must be in (0, 1]")
+        async with transaction(self._sessions, "the budget changed concurrently") as session:
+            row = await session.get(BudgetRow, (scope, scope_id, period))
+            if row is None:
+                row = BudgetRow(scope=scope, scope_id=scope_id, period=period)
+                session.add(row)
+            row.limit_micros = limit_micros
+            row.policy = policy
+            row.soft_ratio = soft_ratio
+            row.downgrade = dict(downgrade or {})
+            row.updated_at = utcnow()
+            await session.flush()
+            return budget_record(row)
+
+    async def budgets(
+        self, *, scope: str | None = None, scope_id: str | None = None
+    ) -> list[BudgetRecord]:
+        """Budgets, all or of one scope (and id)."""
+        query = select(BudgetRow).order_by(BudgetRow.scope, BudgetRow.scope_id, BudgetRow.period)
+        if scope is not None:
+            query = query.where(BudgetRow.scope == scope)
+        if scope_id is not None:
+            query = query.where(BudgetRow.scope_id == scope_id)
+        async with self._sessions() as session:
+            return [budget_record(row) for row in await session.scalars(query)]
+
+    async def delete_budget(self, scope: str, scope_id: str, period: str) -> None:
+        """Remove a budget; raises ``RecordNotFound``. Its spend history stays."""
+        async with transaction(self._sessions, "the budget changed concurrently") as session:
+            row = await session.get(BudgetRow, (scope, scope_id, period))
+            if row is None:
+                raise RecordNotFound(f"no {period} budget for {scope} {scope_id!r}")
+            await session.delete(row)
+
+    async def put_limit(
+        self,
+        scope: LimitScope,
+        scope_id: str,
+        *,
+        tpm: int | None = None,
+        rpm: int | None = None,
+        max_concurrent: int | None = None,
+    ) -> RateLimitRecord:
+        """Create or replace the rate limits of ``scope``/``scope_id``."""
+        require_one_of(scope, LIMIT_SCOPES, "limit scope")
+        for name, value in (("tpm", tpm), ("rpm", rpm), ("max_concurrent", max_concurrent)):
+            if value is not None and value <= 0:
+                raise InvalidRecord(f"{name} must be positive")
+        async with transaction(self._sessions, "the limit changed concurrently") as session:
+            row = await session.get(RateLimitRow, (scope, scope_id))
+            if row is None:
+                row = RateLimitRow(scope=scope, scope_id=scope_id)
+                session.add(row)
+            row.tpm, row.rpm, row.max_concurrent = tpm, rpm, max_concurrent
+            row.updated_at = utcnow()
+            await session.flush()
+            return limit_record(row)
+
+    async def limits(self, *, scope: str | None = None) -> list[RateLimitRecord]:
+        """Rate limits, all or of one scope."""
+        query = select(RateLimitRow).order_by(RateLimitRow.scope, RateLimitRow.scope_id)
+        if scope is not None:
+            query = query.where(RateLimitRow.scope == scope)
+        async with self._sessions() as session:
+            return [limit_record(row) for row in await session.scalars(query)]
+
+    async def delete_limit(self, scope: str, scope_id: str) -> None:
+        """Remove a scope's rate limits; raises ``RecordNotFound``."""
+        async with transaction(self._sessions, "the limit changed concurrently") as session:
+            row = await session.get(RateLimitRow, (scope, scope_id))
+            if row is None:
+                raise RecordNotFound(f"no rate limits for {scope} {scope_id!r}")
+            await session.delete(row)
+
+    async def spend(self, accounts: list[str] | None = None) -> dict[str, int]:
+        """Persisted spend (micro-dollars) of ``accounts`` (all when ``None``)."""
+        query = select(SpendRow.account, SpendRow.spent_micros)
+        if accounts is not None:
+            query = query.where(SpendRow.account.in_(accounts))
+        async with self._sessions() as session:
+            return {account: spent for account, spent in (await session.execute(query)).all()}
+
+    async def record_spend(self, spent: Mapping[str, int]) -> None:
+        """Write accounts' spend, never lowering a stored value (replicas write the same
+        shared totals; a stale writer must not undo a newer one)."""
+        if not spent:
+            return
+        now = utcnow()
+        async with transaction(self._sessions, "spend changed concurrently") as session:
+            dialect = session.get_bind().dialect.name
+            insert = pg_insert if dialect == "postgresql" else sqlite_insert
+            for account, micros in spent.items():
+                statement = insert(SpendRow).values(
+                    account=account, spent_micros=micros, updated_at=now
+                )
+                excluded = statement.excluded
+                statement = statement.on_conflict_do_update(
+                    index_elements=[SpendRow.account],
+                    set_={"spent_micros": excluded.spent_micros, "updated_at": excluded.updated_at},
+                    where=SpendRow.spent_micros < excluded.spent_micros,
+                )
+                await session.execute(statement)
+
+    async def forget_spend(self, accounts: list[str]) -> None:
+        """Delete the spend of ``accounts`` (a reset by an admin)."""
+        async with transaction(self._sessions, "spend changed concurrently") as session:
+            await session.execute(delete(SpendRow).where(SpendRow.account.in_(accounts)))
