@@ -1,0 +1,500 @@
+"""The limiter backends, one behaviour: every shared case runs against memory and Redis.
+
+Both backends read a fake clock, so tests advance time instead of sleeping. Each Redis
+test uses its own key prefix and deletes its keys afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import pytest
+from redis.asyncio import Redis
+
+from tests.support import free_port, redis_url, unique_prefix
+from tollway.limits.backend import (
+    AccountState,
+    BudgetClaim,
+    Claim,
+    Limiter,
+    LimiterUnavailable,
+    RateSpec,
+    Refusal,
+    Settled,
+    Ticket,
+)
+from tollway.limits.memory import MemoryLimiter
+from tollway.limits.redis import RedisLimiter
+
+START = 1_800_000_000.25
+"""A wall-clock-like start, so float precision is exercised as in production."""
+
+SOCKET_TIMEOUT = 5.0
+"""Generous: the test machine is shared and slow; the closed-port case uses the default."""
+
+
+class FakeClock:
+    """Wall-clock seconds that move only when a test says so."""
+
+    def __init__(self, now: float = START) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+_ids = iter(range(1, 10**9))
+
+
+def claim(
+    *limits: tuple[str, RateSpec],
+    tokens: int = 0,
+    budgets: tuple[BudgetClaim, ...] = (),
+    reserve: int = 0,
+    hold_s: float = 900.0,
+) -> Claim:
+    """A claim with a fresh request id."""
+    return Claim(f"req-{next(_ids)}", limits, tokens, budgets, reserve, hold_s)
+
+
+def admitted(outcome: Ticket | Refusal) -> Ticket:
+    assert isinstance(outcome, Ticket), outcome
+    return outcome
+
+
+def refused(outcome: Ticket | Refusal) -> Refusal:
+    assert isinstance(outcome, Refusal), outcome
+    return outcome
+
+
+async def delete_keys(url: str, prefix: str) -> int:
+    """Delete every key of ``prefix``; how many there were."""
+    client = Redis.from_url(url)
+    try:
+        keys = [key async for key in client.scan_iter(match="{" + prefix + "}*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+        return len(keys)
+    finally:
+        await client.aclose()
+
+
+@dataclass
+class RedisPlace:
+    """Where a Redis test keeps its keys, and a way to open limiters on them."""
+
+    url: str
+    prefix: str
+    opened: list[RedisLimiter]
+
+    def open(self, clock: Callable[[], float]) -> RedisLimiter:
+        limiter = RedisLimiter(self.url, self.prefix, clock=clock, socket_timeout=SOCKET_TIMEOUT)
+        self.opened.append(limiter)
+        return limiter
+
+    async def close(self) -> None:
+        """Close the limiters and delete the keys."""
+        for limiter in self.opened:
+            await limiter.close()
+        await delete_keys(self.url, self.prefix)
+
+
+@pytest.fixture
+async def redis_place() -> AsyncIterator[RedisPlace]:
+    """A unique prefix on the test Redis; its keys are deleted and limiters closed after."""
+    place = RedisPlace(redis_url(), unique_prefix("limiter"), [])
+    try:
+        yield place
+    finally:
+        await place.close()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def limiter(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[Limiter]:
+    """Each backend in turn, on the test's fake clock."""
+    if request.param == "memory":
+        yield MemoryLimiter(clock=clock)
+        return
+    place = RedisPlace(redis_url(), unique_prefix("limiter"), [])
+    try:
+        yield place.open(clock)
+    finally:
+        await place.close()
+
+
+# --- Shared cases: the same assertions against both backends ---------------------------
+
+
+async def test_tpm_stops_a_looping_client(limiter: Limiter, clock: FakeClock) -> None:
+    scope = ("key:loop", RateSpec(tpm=1000))
+    admissions = 0
+    while True:
+        outcome = await limiter.admit(claim(scope, tokens=300))
+        if isinstance(outcome, Refusal):
+            break
+        admissions += 1
+        assert await limiter.settle(outcome, 300, 0) == []
+        assert admissions < 10, "the bucket never ran dry"
+    assert admissions == 3
+    assert outcome.code == "rate_limit_exceeded"
+    assert outcome.scope == "key:loop"
+    assert outcome.remaining_micros is None
+    # 100 tokens left, 300 wanted, refill 1000/60 per second: 12 s.
+    assert outcome.retry_after_s == pytest.approx(12.0)
+    clock.advance(outcome.retry_after_s * 0.9)
+    refused(await limiter.admit(claim(scope, tokens=300)))
+    clock.advance(outcome.retry_after_s * 0.1)
+    ticket = admitted(await limiter.admit(claim(scope, tokens=300)))
+    assert ticket.remaining["key:loop"] == (None, pytest.approx(0.0, abs=1e-6))
+
+
+async def test_settlement_gives_back_unused_tokens(limiter: Limiter) -> None:
+    scope = ("key:give", RateSpec(tpm=1000))
+    big = admitted(await limiter.admit(claim(scope, tokens=900)))
+    assert big.remaining["key:give"] == (None, 100.0)
+    refusal = refused(await limiter.admit(claim(scope, tokens=200)))
+    assert refusal.retry_after_s == pytest.approx(6.0)
+    await limiter.settle(big, 100, 0)
+    again = admitted(await limiter.admit(claim(scope, tokens=800)))
+    assert again.remaining["key:give"] == (None, 100.0)
+    refused(await limiter.admit(claim(scope, tokens=200)))
+    # Using more than claimed takes the difference (the level may go below zero).
+    await limiter.settle(again, 1000, 0)
+    refusal = refused(await limiter.admit(claim(scope, tokens=1)))
+    assert refusal.retry_after_s == pytest.approx((1 + 100) / (1000 / 60))
+
+
+async def test_rpm_cap(limiter: Limiter, clock: FakeClock) -> None:
+    scope = ("user:u", RateSpec(rpm=3))
+    lefts = []
+    for _ in range(3):
+        ticket = admitted(await limiter.admit(claim(scope)))
+        lefts.append(ticket.remaining["user:u"])
+        await limiter.settle(ticket, 0, 0)
+    assert lefts == [(2.0, None), (1.0, None), (0.0, None)]
+    refusal = refused(await limiter.admit(claim(scope)))
+    assert (refusal.code, refusal.scope) == ("rate_limit_exceeded", "user:u")
+    assert refusal.retry_after_s == pytest.approx(20.0)
+    clock.advance(20.0)
+    admitted(await limiter.admit(claim(scope)))
+
+
+async def test_concurrency_cap_and_idempotent_settle(limiter: Limiter) -> None:
+    scope = ("key:conc", RateSpec(max_concurrent=2))
+    first = admitted(await limiter.admit(claim(scope)))
+    second = admitted(await limiter.admit(claim(scope)))
+    assert first.remaining["key:conc"] == (None, None)
+    refusal = refused(await limiter.admit(claim(scope)))
+    assert refusal == Refusal("rate_limit_exceeded", "key:conc", None)
+    await limiter.settle(first, 0, 0)
+    assert first.settled
+    third = admitted(await limiter.admit(claim(scope)))
+    # Settling the same ticket again frees nothing: the cap is still full.
+    assert await limiter.settle(first, 0, 0) == []
+    refused(await limiter.admit(claim(scope)))
+    await limiter.settle(second, 0, 0)
+    await limiter.settle(third, 0, 0)
+    admitted(await limiter.admit(claim(scope)))
+    admitted(await limiter.admit(claim(scope)))
+
+
+async def test_a_refusal_takes_nothing_from_the_others(limiter: Limiter) -> None:
+    key = ("key:k", RateSpec(tpm=1000, rpm=10, max_concurrent=1))
+    team = ("team:t", RateSpec(tpm=500))
+    budget = BudgetClaim("team:t:month:2026-11-01", 1000)
+    admitted(await limiter.admit(claim(team, tokens=400)))  # team has 100 left
+    # Refused by the team (the second scope): the key's bucket, slot and the budget keep all.
+    refusal = refused(
+        await limiter.admit(claim(key, team, tokens=300, budgets=(budget,), reserve=500))
+    )
+    assert (refusal.code, refusal.scope) == ("rate_limit_exceeded", "team:t")
+    assert refusal.retry_after_s == pytest.approx(200 / (500 / 60))
+    # Refused by the budget (after every scope passed): no scope gives anything either.
+    refusal = refused(await limiter.admit(claim(key, tokens=300, budgets=(budget,), reserve=1001)))
+    assert refusal == Refusal("budget_exceeded", budget.account, None, 1000)
+    [state] = await limiter.accounts([budget.account])
+    assert state == AccountState(budget.account, 0, 0)
+    # A full bucket, a free slot, 10 requests and the whole budget are still there.
+    ticket = admitted(await limiter.admit(claim(key, tokens=1000, budgets=(budget,), reserve=1000)))
+    assert ticket.remaining == {"key:k": (9.0, 0.0)}
+    assert ticket.budget_remaining_micros == 0
+    # Refused by the concurrency cap of the first scope: the team's 100 tokens stay.
+    refusal = refused(await limiter.admit(claim(key, team, tokens=100)))
+    assert (refusal.scope, refusal.retry_after_s) == ("key:k", None)
+    assert admitted(await limiter.admit(claim(team, tokens=100))).remaining == {
+        "team:t": (None, 0.0)
+    }
+
+
+async def test_budgets_under_hundreds_of_concurrent_requests(limiter: Limiter) -> None:
+    rng = random.Random(7)
+    account = "team:busy:day:2026-11-02"
+    wide = BudgetClaim("key:busy:total", 10**9)
+    limit, reserve = 20_000, 200
+    spent_by_admitted: list[int] = []
+    refusals: list[Refusal] = []
+
+    async def one() -> None:
+        delay, fails, cost = rng.random() * 0.01, rng.random() < 0.2, rng.randint(0, reserve)
+        await asyncio.sleep(rng.random() * 0.005)
+        outcome = await limiter.admit(
+            claim(
+                ("key:busy", RateSpec(max_concurrent=400)),
+                budgets=(wide, BudgetClaim(account, limit)),
+                reserve=reserve,
+            )
+        )
+        if isinstance(outcome, Refusal):
+            refusals.append(outcome)
+            return
+        assert outcome.budget_remaining_micros is not None
+        assert 0 <= outcome.budget_remaining_micros <= limit - reserve
+        await asyncio.sleep(delay)
+        actual = 0 if fails else cost
+        settled = await limiter.settle(outcome, 0, actual)
+        assert [s.spent_after - s.spent_before for s in settled] == [actual, actual]
+        spent_by_admitted.append(actual)
+
+    await asyncio.gather(*(one() for _ in range(500)))
+
+    [wide_state, state] = await limiter.accounts([wide.account, account])
+    assert state.reserved_micros == 0 and wide_state.reserved_micros == 0
+    assert state.spent_micros == sum(spent_by_admitted) == wide_state.spent_micros
+    assert state.spent_micros <= limit
+    assert len(spent_by_admitted) + len(refusals) == 500
+    assert len(spent_by_admitted) >= 100 and len(refusals) >= 50
+    for refusal in refusals:
+        assert (refusal.code, refusal.scope) == ("budget_exceeded", account)
+        assert refusal.remaining_micros is not None and 0 <= refusal.remaining_micros < reserve
+    assert limiter.known_spent(account) is not None
+
+
+async def test_settled_values_known_spent_and_seed(limiter: Limiter) -> None:
+    a = BudgetClaim("team:a:month:2026-11-01", 1000)
+    b = BudgetClaim("user:b:month:2026-11-01", 5000)
+    assert limiter.known_spent(a.account) is None
+    first = admitted(await limiter.admit(claim(budgets=(a, b), reserve=100)))
+    assert first.budget_remaining_micros == 900
+    assert limiter.known_spent(a.account) == 0
+    second = admitted(await limiter.admit(claim(budgets=(a, b), reserve=100)))
+    assert second.budget_remaining_micros == 800
+    assert await limiter.accounts([a.account]) == [AccountState(a.account, 0, 200)]
+    assert await limiter.settle(first, 0, 70) == [
+        Settled(a.account, 1000, 0, 70),
+        Settled(b.account, 5000, 0, 70),
+    ]
+    assert limiter.known_spent(a.account) == 70
+    assert await limiter.settle(second, 0, 130) == [
+        Settled(a.account, 1000, 70, 200),
+        Settled(b.account, 5000, 70, 200),
+    ]
+    assert await limiter.settle(second, 0, 130) == []
+    assert limiter.known_spent(b.account) == 200
+    assert await limiter.accounts([a.account, b.account, "nobody"]) == [
+        AccountState(a.account, 200, 0),
+        AccountState(b.account, 200, 0),
+        AccountState("nobody", 0, 0),
+    ]
+    assert limiter.known_spent("nobody") is None
+    # Seed fills only what the backend does not hold yet.
+    await limiter.seed({a.account: 999_999, "team:c:total": 4_000_000_000_000_123})
+    assert limiter.known_spent(a.account) == 200
+    assert limiter.known_spent("team:c:total") == 4_000_000_000_000_123
+    await limiter.seed({"team:c:total": 1})
+    assert await limiter.accounts([a.account, "team:c:total"]) == [
+        AccountState(a.account, 200, 0),
+        AccountState("team:c:total", 4_000_000_000_000_123, 0),
+    ]
+    # Large spends stay exact integers through admission and settlement.
+    c = BudgetClaim("team:c:total", 5_000_000_000_000_000)
+    big = admitted(await limiter.admit(claim(budgets=(c,), reserve=7)))
+    assert big.budget_remaining_micros == 5_000_000_000_000_000 - 4_000_000_000_000_123 - 7
+    assert await limiter.settle(big, 0, 3) == [
+        Settled(c.account, c.limit_micros, 4_000_000_000_000_123, 4_000_000_000_000_126)
+    ]
+
+
+async def test_backends_agree_on_a_random_workload() -> None:
+    """Memory and Redis, fed the same random claims, give the same answers."""
+    place = RedisPlace(redis_url(), unique_prefix("agree"), [])
+    clock = FakeClock()
+    memory, shared = MemoryLimiter(clock=clock), place.open(clock)
+    rng = random.Random(11)
+    specs = {
+        "key:a": RateSpec(tpm=5000, rpm=30, max_concurrent=4),
+        "team:t": RateSpec(tpm=12000),
+        "model:m": RateSpec(rpm=50, max_concurrent=6),
+    }
+    budgets = [BudgetClaim("team:t:day:x", 30_000), BudgetClaim("key:a:total", 80_000)]
+    held: list[tuple[Ticket, Ticket]] = []
+    outcomes = 0
+    try:
+        for _ in range(400):
+            if held and rng.random() < 0.45:
+                m_ticket, r_ticket = held.pop(rng.randrange(len(held)))
+                tokens, micros = rng.randint(0, 3000), rng.randint(0, 1500)
+                assert await memory.settle(m_ticket, tokens, micros) == await shared.settle(
+                    r_ticket, tokens, micros
+                )
+                continue
+            clock.advance(rng.random() * 3)
+            scopes = [s for s in specs.items() if rng.random() < 0.7]
+            some = tuple(b for b in budgets if rng.random() < 0.6)
+            request = claim(*scopes, tokens=rng.randint(0, 3000), budgets=some, reserve=1000)
+            m_outcome, r_outcome = await memory.admit(request), await shared.admit(request)
+            outcomes += 1
+            if isinstance(m_outcome, Refusal):
+                assert isinstance(r_outcome, Refusal)
+                assert (r_outcome.code, r_outcome.scope) == (m_outcome.code, m_outcome.scope)
+                assert r_outcome.remaining_micros == m_outcome.remaining_micros
+                assert r_outcome.retry_after_s == pytest.approx(m_outcome.retry_after_s)
+                continue
+            assert isinstance(r_outcome, Ticket)
+            assert r_outcome.budget_remaining_micros == m_outcome.budget_remaining_micros
+            assert r_outcome.remaining.keys() == m_outcome.remaining.keys()
+            for scope, (requests, tokens) in m_outcome.remaining.items():
+                assert r_outcome.remaining[scope] == (
+                    None if requests is None else pytest.approx(requests),
+                    None if tokens is None else pytest.approx(tokens),
+                )
+            held.append((m_outcome, r_outcome))
+        names = [b.account for b in budgets]
+        assert await memory.accounts(names) == await shared.accounts(names)
+        for name in names:
+            assert memory.known_spent(name) == shared.known_spent(name)
+        assert outcomes > 200
+    finally:
+        await place.close()
+
+
+# --- Redis only ----------------------------------------------------------------------
+
+
+async def test_expired_holds_no_longer_block(redis_place: RedisPlace) -> None:
+    clock = FakeClock()
+    limiter = redis_place.open(clock)
+    scope = ("key:crashed", RateSpec(max_concurrent=1))
+    budget = BudgetClaim("team:crashed:total", 1000)
+    # A replica admits and dies: it never settles.
+    lost_slot = admitted(await limiter.admit(claim(scope, hold_s=30)))
+    lost_money = admitted(await limiter.admit(claim(budgets=(budget,), reserve=800, hold_s=30)))
+    refused(await limiter.admit(claim(scope)))
+    assert (
+        refused(await limiter.admit(claim(budgets=(budget,), reserve=800))).remaining_micros == 200
+    )
+    assert await limiter.accounts([budget.account]) == [AccountState(budget.account, 0, 800)]
+    clock.advance(29)
+    refused(await limiter.admit(claim(scope)))
+    clock.advance(1.5)
+    assert await limiter.accounts([budget.account]) == [AccountState(budget.account, 0, 0)]
+    slot = admitted(await limiter.admit(claim(scope)))
+    money = admitted(await limiter.admit(claim(budgets=(budget,), reserve=800)))
+    assert money.budget_remaining_micros == 200
+    # The lost request settles late after all: its spend still counts, and freeing its
+    # (expired) slot and reservation takes nothing from the live ones.
+    assert await limiter.settle(lost_money, 0, 150) == [Settled(budget.account, 1000, 0, 150)]
+    await limiter.settle(lost_slot, 0, 0)
+    assert await limiter.accounts([budget.account]) == [AccountState(budget.account, 150, 800)]
+    refused(await limiter.admit(claim(scope)))
+    await limiter.settle(slot, 0, 0)
+    await limiter.settle(money, 0, 800)
+    admitted(await limiter.admit(claim(scope)))
+    assert await limiter.accounts([budget.account]) == [AccountState(budget.account, 950, 0)]
+
+
+async def test_replicas_share_budget_and_bucket(redis_place: RedisPlace) -> None:
+    clock = FakeClock()
+    one, two = redis_place.open(clock), redis_place.open(clock)
+    scope = ("key:shared", RateSpec(tpm=1000))
+    budget = BudgetClaim("team:shared:total", 1000)
+    first = admitted(await one.admit(claim(scope, tokens=700, budgets=(budget,), reserve=600)))
+    refusal = refused(await two.admit(claim(scope, tokens=700)))
+    assert refusal.retry_after_s == pytest.approx(400 / (1000 / 60))
+    assert refused(await two.admit(claim(budgets=(budget,), reserve=600))) == Refusal(
+        "budget_exceeded", budget.account, None, 400
+    )
+    assert two.known_spent(budget.account) == 0
+    await one.settle(first, 100, 250)  # 600 tokens and 350 micros come back
+    assert two.known_spent(budget.account) == 0  # no round trip: still the last it saw
+    second = admitted(await two.admit(claim(scope, tokens=700, budgets=(budget,), reserve=600)))
+    assert second.remaining == {"key:shared": (None, 200.0)}
+    assert second.budget_remaining_micros == 150
+    assert two.known_spent(budget.account) == 250
+
+
+async def test_unreachable_redis_is_unavailable_promptly() -> None:
+    password = "s3cret-pass"
+    url = f"redis://user:{password}@127.0.0.1:{free_port()}/0"
+    limiter = RedisLimiter(url, unique_prefix("down"))
+    budget = BudgetClaim("team:down:total", 1000)
+    ticket = Ticket(Claim("req-down", (("key:down", RateSpec(tpm=10)),), 5, (budget,), 10))
+    calls: list[Callable[[], Awaitable[object]]] = [
+        lambda: limiter.admit(claim(("key:down", RateSpec(tpm=10)), tokens=5)),
+        lambda: limiter.settle(ticket, 5, 10),
+        lambda: limiter.accounts([budget.account]),
+        lambda: limiter.seed({budget.account: 1}),
+    ]
+    try:
+        for call in calls:
+            started = time.monotonic()
+            with pytest.raises(LimiterUnavailable) as raised:
+                await call()
+            assert time.monotonic() - started < 2.0
+            message = str(raised.value)
+            assert password not in message
+            assert "127.0.0.1" in message and "***" in message
+    finally:
+        await limiter.close()
+
+
+async def test_key_layout_and_expiry(redis_place: RedisPlace) -> None:
+    clock = FakeClock()
+    limiter = redis_place.open(clock)
+    budget = BudgetClaim("team:keys:month:2026-11-01", 10_000)
+    spec = RateSpec(tpm=600, rpm=60, max_concurrent=5)
+    ticket = admitted(
+        await limiter.admit(claim(("key:lay", spec), tokens=300, budgets=(budget,), reserve=40))
+    )
+    tag = "{" + redis_place.prefix + "}:"
+    client = Redis.from_url(redis_place.url, decode_responses=True)
+    try:
+        keys = sorted([key async for key in client.scan_iter(match=tag + "*")])
+        assert keys == sorted(
+            tag + kind
+            for kind in (
+                "conc:key:lay",
+                "holds:" + budget.account,
+                "rpm:key:lay",
+                "spend:" + budget.account,
+                "tpm:key:lay",
+            )
+        )
+        # The TPM bucket is full again in 30 s and lives a few minutes beyond that.
+        assert 300_000 < await client.pttl(tag + "tpm:key:lay") <= 330_000
+        assert await client.pttl(tag + "spend:" + budget.account) == -1
+        spend = await client.hgetall(tag + "spend:" + budget.account)
+        assert spend.pop("spent") == "0" and spend.pop("reserved") == "40"
+        [(hold, micros)] = spend.items()
+        assert hold.startswith(ticket.claim.request_id + "/") and micros == "40"
+        await limiter.settle(ticket, 300, 40)
+        assert await client.zcard(tag + "conc:key:lay") == 0
+        assert await client.hgetall(tag + "spend:" + budget.account) == {
+            "spent": "40",
+            "reserved": "0",
+        }
+    finally:
+        await client.aclose()
+    # What stays: the two buckets and the spend (no holds left, so no conc or holds key).
+    assert await delete_keys(redis_place.url, redis_place.prefix) == 3
