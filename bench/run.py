@@ -71,6 +71,7 @@ THROUGHPUT_SHARE = 0.70
 ADDED_P50_MS = 1.0
 ADDED_P99_MS = 5.0
 ADDED_TTFT_P50_MS = 1.0
+LIMITS_ADDED_P50_MS = 0.5  # issue 5: admission and settlement, memory backend
 ANTHROPIC_PATH_SHARE = 0.90  # issue 3: Anthropic-to-Anthropic within 10% of the OpenAI path
 
 
@@ -343,15 +344,24 @@ GATEWAY_SETUPS = {
     "plain": 1,
     # A three-deployment priority group (issue 6: the targets must hold with one in front).
     "group3": 3,
+    # One priced deployment under a model TPM limit and an org budget, both too large to
+    # refuse anything (issue 5: what admission and settlement add, memory backend).
+    "limits": 1,
 }
+LIMITS_YAML = (
+    "limits:\n"
+    "  models: {bench-chat: {tpm: 1000000000, rpm: 1000000000}}\n"
+    "  budgets: [{scope: org, id: '*', period: month, limit_usd: 1000000000}]\n"
+)
 
 
 def gateway_config(procs: Processes, sim: Server, port: int, setup: str = "plain") -> Path:
     """Write the gateway's config: two models on the simulator, a store of its own."""
     path = procs.logdir / f"gateway-{port}.yaml"
+    price = ", price: {input: 2.5, output: 10}" if setup == "limits" else ""
     deployments = "".join(
         f"      - {{provider: openai, model: sim-chat, id: sim-{index}, "
-        f'api_base: "{sim.url}/v1"}}\n'
+        f'api_base: "{sim.url}/v1"{price}}}\n'
         for index in range(GATEWAY_SETUPS[setup])
     )
     path.write_text(
@@ -369,6 +379,7 @@ def gateway_config(procs: Processes, sim: Server, port: int, setup: str = "plain
         "    kind: embedding\n"
         "    deployments:\n"
         f'      - {{provider: openai, model: sim-embed, api_base: "{sim.url}/v1"}}\n'
+        + (LIMITS_YAML if setup == "limits" else "")
     )
     return path
 
@@ -648,6 +659,12 @@ def summarize(results: dict[str, Any]) -> None:
     if paths:
         for name, target in paths.items():
             target["median"]["vs_openai_path"] = paired(paths, name, "gateway", "rps", ratio)
+    limited = results.get("limits_path")
+    if limited:
+        for name, target in limited.items():
+            for key in ("p50_ms", "p99_ms"):
+                added = paired(limited, name, "gateway", key, minus)
+                target["median"][f"limits_added_{key}"] = added
     for section, keys in (
         ("fixed_rate", ("p50_ms", "p99_ms")),
         ("streaming", ("ttft_p50_ms", "ttft_p99_ms")),
@@ -675,6 +692,10 @@ def checks(results: dict[str, Any]) -> list[dict[str, Any]]:
         share = results["anthropic_path"]["gateway[anthropic]"]["median"]["vs_openai_path"]
         limit = ANTHROPIC_PATH_SHARE
         rows.append(("Anthropic path vs OpenAI path throughput", share, limit, share >= limit))
+    if results.get("limits_path"):
+        added = results["limits_path"]["gateway[limits]"]["median"]["limits_added_p50_ms"]
+        limit = LIMITS_ADDED_P50_MS
+        rows.append(("limits and budget added p50 at fixed rate (ms)", added, limit, None))
     # The latency targets are ceilings, the throughput ones floors.
     rows = [(t, v, lim, v <= lim if ok is None else ok) for t, v, lim, ok in rows]
     return [{"target": t, "measured": v, "limit": lim, "met": ok} for t, v, lim, ok in rows]
@@ -804,6 +825,18 @@ def streaming_table(section: dict[str, dict[str, Any]]) -> str:
     return section_table(section, [t.name for t in CORE_TARGETS], cols)
 
 
+def limits_path_table(section: dict[str, dict[str, Any]]) -> str:
+    """Scenario e's table: what admission and settlement add at the fixed rate."""
+    cols: list[Column] = [
+        ("p50 ms", num("p50_ms")),
+        ("p99 ms", num("p99_ms")),
+        ("added by limits p50 ms", num("limits_added_p50_ms")),
+        ("added by limits p99 ms", num("limits_added_p99_ms")),
+        ("other load", pct("other_busy")),
+    ]
+    return section_table(section, ["gateway", "gateway[limits]"], cols, first="setup")
+
+
 def anthropic_path_table(section: dict[str, dict[str, Any]]) -> str:
     """Scenario d's table."""
     cols: list[Column] = [
@@ -872,6 +905,12 @@ def markdown(report: dict[str, Any]) -> str:
             "`/v1/messages` served by an `anthropic` deployment, against the OpenAI path):\n",
             anthropic_path_table(report["anthropic_path"]),
         ]
+    if report.get("limits_path"):
+        parts += [
+            "\n**Limits and a budget in force** (scenario b's rate; the same gateway with a "
+            "model TPM/RPM limit and an org budget that never refuse, memory backend):\n",
+            limits_path_table(report["limits_path"]),
+        ]
     if report.get("candidates"):
         parts += [
             "\n**Pass-through stacks** (scenario a):\n",
@@ -913,6 +952,7 @@ def run_all(
     with_candidates: bool,
     setup: str = "plain",
     anthropic_path: bool = False,
+    limits_path: bool = False,
 ) -> dict[str, Any]:
     """Every scenario, every target, in one run; ``setup`` names the gateway's config."""
     results: dict[str, Any] = {}
@@ -943,6 +983,20 @@ def run_all(
             lambda server, t: measure_throughput(procs, server, fast, t, profile),
         )
     rate = max(1.0, round(med(results["throughput"], "gateway", "rps") / 2))
+    if limits_path:
+        log(f"scenario e: admission and settlement (limits and a budget) at {rate:.0f} req/s")
+        paths = (
+            Target("gateway", "gateway", setup=setup),
+            Target("gateway[limits]", "gateway", setup="limits"),
+        )
+        results["limits_path"] = in_rounds(
+            procs,
+            paths,
+            fast,
+            profile.rounds,
+            "limits path",
+            lambda server, t: measure_fixed_rate(procs, server, fast, t, profile, rate),
+        )
     log(f"scenario b: latency at {rate:.0f} req/s")
     results["fixed_rate"] = in_rounds(
         procs,
@@ -1038,6 +1092,11 @@ def parse_args() -> argparse.Namespace:
         help="the gateway's config: plain (one deployment) or group3 (a three-deployment group)",
     )
     parser.add_argument(
+        "--limits-path",
+        action="store_true",
+        help="also compare fixed-rate latency with a TPM limit and a budget in force",
+    )
+    parser.add_argument(
         "--anthropic-path",
         action="store_true",
         help="also compare the Anthropic path (/v1/messages to an anthropic deployment)",
@@ -1087,7 +1146,7 @@ def max_other_load(results: dict[str, Any]) -> float:
     """The most CPU other processes used during any one measurement, in cores."""
     return max(
         run["other_busy"]
-        for section in (*SECTIONS, "anthropic_path")
+        for section in (*SECTIONS, "anthropic_path", "limits_path")
         for target in results.get(section, {}).values()
         for run in target["rounds"]
     )
@@ -1110,7 +1169,14 @@ def main() -> int:
         preflight()
         idle_load = wait_for_quiet()
         start = freeze_code(procs)
-        results = run_all(procs, profile, args.candidates, args.gateway_setup, args.anthropic_path)
+        results = run_all(
+            procs,
+            profile,
+            args.candidates,
+            args.gateway_setup,
+            args.anthropic_path,
+            args.limits_path,
+        )
     except BenchError as exc:
         keep_logs = True
         log(f"benchmark failed: {exc}\n(logs in {logdir})")
@@ -1133,7 +1199,7 @@ def main() -> int:
 
 def rerender(report: dict[str, Any]) -> dict[str, Any]:
     """An earlier report with its medians and checks computed again from its rounds."""
-    for section in (*SECTIONS, "anthropic_path"):
+    for section in (*SECTIONS, "anthropic_path", "limits_path"):
         for target in report.get(section, {}).values():
             target["median"] = medians(target["rounds"])
     summarize(report)

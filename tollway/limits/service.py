@@ -157,8 +157,13 @@ class LimitService:
             return
         now = self.now()
         accounts = [budget.account(now, self.zone) for budget in self.book.every_budget()]
-        if accounts:
-            await self.limiter.seed(await self._store.limits.spend(accounts))
+        if not accounts:
+            return
+        spent = await self._store.limits.spend(accounts)
+        try:
+            await self.limiter.seed(spent)
+        except LimiterUnavailable as exc:  # seeded at the next reconcile
+            self._warn(f"cannot seed budget spend into the limiter now: {exc}")
 
     async def flush(self) -> None:
         """Retry queued settlements, then write touched accounts' spend to the store."""

@@ -1,0 +1,143 @@
+"""The seeds' incident with two gateway processes sharing limits and a budget through Redis,
+and what happens when Redis cannot be reached."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import UPSTREAM_KEY
+from tests.integration.test_budgets import PRICEY
+from tests.support import CLIENT_KEY, free_port, redis_url, running_gateway, unique_prefix
+
+BUDGET_USD = 5.00
+
+
+def shared_config(simulator_url: str, redis: str, prefix: str, **limits: Any) -> dict[str, Any]:
+    deployment = {
+        "provider": "openai", "model": "sim-chat", "api_base": f"{simulator_url}/v1",
+        "api_key": "env:TEST_UPSTREAM_KEY", "price": PRICEY,
+    }  # fmt: skip
+    return {
+        "models": [
+            {"name": "pricey", "deployments": [deployment]},
+            {"name": "pricey-tpm", "deployments": [deployment]},
+        ],
+        "limits": {
+            "backend": "redis",
+            "redis_url": "env:TOLLWAY_REDIS_URL",
+            "redis_prefix": prefix,
+            "models": {"pricey-tpm": {"tpm": 400}},
+            "budgets": [{"scope": "org", "id": "*", "period": "total", "limit_usd": BUDGET_USD}],
+            **limits,
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def two_gateways(log_dir: Path, simulator_url: str) -> Iterator[list[str]]:
+    redis = redis_url()
+    config = shared_config(simulator_url, redis, unique_prefix("budget"))
+    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TOLLWAY_REDIS_URL": redis}
+    with ExitStack() as stack:
+        urls = [stack.enter_context(running_gateway(log_dir, config, env))[0] for _ in range(2)]
+        yield urls
+
+
+def budget_row(url: str) -> dict[str, Any]:
+    response = httpx.get(url + "/admin/budgets", headers={"authorization": f"Bearer {CLIENT_KEY}"})
+    assert response.status_code == 200, response.text
+    (row,) = response.json()["data"]
+    assert isinstance(row, dict)
+    return row
+
+
+def test_tpm_limit_is_shared_by_both_gateways(two_gateways: list[str]) -> None:
+    clients = [
+        openai.OpenAI(base_url=url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+        for url in two_gateways
+    ]
+    used = 0
+    started = time.monotonic()
+    with pytest.raises(openai.RateLimitError) as caught:
+        for i in range(200):
+            completion = clients[i % 2].chat.completions.create(
+                model="pricey-tpm", messages=[{"role": "user", "content": "x"}], max_tokens=90
+            )
+            assert completion.usage is not None
+            used += completion.usage.total_tokens
+    elapsed = time.monotonic() - started
+    assert caught.value.code == "rate_limit_exceeded"
+    # One bucket of 400 tokens a minute for both: what went through is what it held plus
+    # what refilled meanwhile. Two separate buckets would have let about twice that through.
+    refilled = 400 / 60 * elapsed
+    assert 400 - 100 <= used <= 400 + refilled
+
+
+async def test_looping_clients_on_two_gateways_stop_at_one_shared_budget(
+    two_gateways: list[str],
+) -> None:
+    clients = [
+        openai.AsyncOpenAI(base_url=url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+        for url in two_gateways
+    ]
+
+    async def loop(client: openai.AsyncOpenAI, worker: int) -> list[float]:
+        costs: list[float] = []
+        for i in range(200):
+            try:
+                raw = await client.chat.completions.with_raw_response.create(
+                    model="pricey",
+                    messages=[{"role": "user", "content": f"job {worker} run {i}"}],
+                    max_tokens=20 + (worker * 7 + i) % 25,
+                )
+            except openai.RateLimitError as exc:
+                assert exc.code == "budget_exceeded"
+                return costs
+            costs.append(float(raw.headers["x-tollway-cost-usd"]))
+        raise AssertionError("the budget never stopped the loop")
+
+    before = budget_row(two_gateways[0])["spent_usd"]  # the tpm test's spend
+    # Eight looping jobs, four on each gateway, all at once.
+    results = await asyncio.gather(*(loop(clients[w % 2], w) for w in range(8)))
+    for client in clients:
+        await client.close()
+    total = sum(sum(costs) for costs in results)
+    assert sum(len(costs) for costs in results) >= 16
+    # Spend settles before each answer is sent.
+    rows = [budget_row(url) for url in two_gateways]
+    assert rows[0]["spent_usd"] == rows[1]["spent_usd"]
+    spent = rows[0]["spent_usd"]
+    assert spent <= BUDGET_USD
+    assert rows[0]["reserved_usd"] == 0
+    assert spent - before == pytest.approx(total, abs=1e-5)
+    worst = (40 * PRICEY["input"] + 45 * PRICEY["output"]) / 1e6
+    assert BUDGET_USD - spent < worst
+
+
+def test_unreachable_redis_answers_503_unless_fail_open(
+    log_dir: Path, simulator_url: str
+) -> None:
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TOLLWAY_REDIS_URL": dead}
+    body = {"model": "pricey", "messages": [{"role": "user", "content": "x"}], "max_tokens": 5}
+    headers = {"authorization": f"Bearer {CLIENT_KEY}"}
+    closed = shared_config(simulator_url, dead, unique_prefix("down"))
+    with running_gateway(log_dir, closed, env) as (url, _):
+        answer = httpx.post(url + "/v1/chat/completions", json=body, headers=headers, timeout=10)
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["error"]["code"] == "limiter_unavailable"
+        assert answer.headers["retry-after"] == "1"
+    opened = shared_config(simulator_url, dead, unique_prefix("down"), fail_open=True)
+    with running_gateway(log_dir, opened, env) as (url, _):
+        answer = httpx.post(url + "/v1/chat/completions", json=body, headers=headers, timeout=10)
+        assert answer.status_code == 200, answer.text
+        assert "x-tollway-budget-remaining-usd" not in answer.headers
