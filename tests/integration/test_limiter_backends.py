@@ -152,12 +152,14 @@ async def test_tpm_stops_a_looping_client(limiter: Limiter, clock: FakeClock) ->
     assert outcome.scope == "key:loop"
     assert outcome.remaining_micros is None
     # 100 tokens left, 300 wanted, refill 1000/60 per second: 12 s.
-    assert outcome.retry_after_s == pytest.approx(12.0)
-    clock.advance(outcome.retry_after_s * 0.9)
+    retry_after = outcome.retry_after_s
+    assert retry_after is not None and retry_after == pytest.approx(12.0)
+    clock.advance(retry_after * 0.9)
     refused(await limiter.admit(claim(scope, tokens=300)))
-    clock.advance(outcome.retry_after_s * 0.1)
+    clock.advance(retry_after * 0.1)
     ticket = admitted(await limiter.admit(claim(scope, tokens=300)))
-    assert ticket.remaining["key:loop"] == (None, pytest.approx(0.0, abs=1e-6))
+    requests, tokens = ticket.remaining["key:loop"]
+    assert requests is None and tokens == pytest.approx(0.0, abs=1e-6)
 
 
 async def test_settlement_gives_back_unused_tokens(limiter: Limiter) -> None:
@@ -174,6 +176,19 @@ async def test_settlement_gives_back_unused_tokens(limiter: Limiter) -> None:
     await limiter.settle(again, 1000, 0)
     refusal = refused(await limiter.admit(claim(scope, tokens=1)))
     assert refusal.retry_after_s == pytest.approx((1 + 100) / (1000 / 60))
+
+
+async def test_settlement_never_fills_above_capacity(limiter: Limiter, clock: FakeClock) -> None:
+    scope = ("key:cap", RateSpec(tpm=1000))
+    first = admitted(await limiter.admit(claim(scope, tokens=500)))
+    second = admitted(await limiter.admit(claim(scope, tokens=400)))
+    clock.advance(30)
+    assert admitted(await limiter.admit(claim(scope))).remaining["key:cap"] == (None, 600.0)
+    await limiter.settle(first, 0, 0)  # 500 back: 1100, held at 1000
+    await limiter.settle(second, 0, 0)  # 400 more back: still 1000
+    full = admitted(await limiter.admit(claim(scope, tokens=1000)))
+    assert full.remaining["key:cap"] == (None, 0.0)
+    refused(await limiter.admit(claim(scope, tokens=1)))
 
 
 async def test_rpm_cap(limiter: Limiter, clock: FakeClock) -> None:
@@ -364,11 +379,9 @@ async def test_backends_agree_on_a_random_workload() -> None:
             assert isinstance(r_outcome, Ticket)
             assert r_outcome.budget_remaining_micros == m_outcome.budget_remaining_micros
             assert r_outcome.remaining.keys() == m_outcome.remaining.keys()
-            for scope, (requests, tokens) in m_outcome.remaining.items():
-                assert r_outcome.remaining[scope] == (
-                    None if requests is None else pytest.approx(requests),
-                    None if tokens is None else pytest.approx(tokens),
-                )
+            for scope, expected in m_outcome.remaining.items():
+                for got, want in zip(r_outcome.remaining[scope], expected, strict=True):
+                    assert got == (None if want is None else pytest.approx(want))
             held.append((m_outcome, r_outcome))
         names = [b.account for b in budgets]
         assert await memory.accounts(names) == await shared.accounts(names)
@@ -398,10 +411,11 @@ async def test_expired_holds_no_longer_block(redis_place: RedisPlace) -> None:
     clock.advance(29)
     refused(await limiter.admit(claim(scope)))
     clock.advance(1.5)
-    assert await limiter.accounts([budget.account]) == [AccountState(budget.account, 0, 0)]
+    # Admission itself purges the expired holds (no other call in between).
     slot = admitted(await limiter.admit(claim(scope)))
     money = admitted(await limiter.admit(claim(budgets=(budget,), reserve=800)))
     assert money.budget_remaining_micros == 200
+    assert await limiter.accounts([budget.account]) == [AccountState(budget.account, 0, 800)]
     # The lost request settles late after all: its spend still counts, and freeing its
     # (expired) slot and reservation takes nothing from the live ones.
     assert await limiter.settle(lost_money, 0, 150) == [Settled(budget.account, 1000, 0, 150)]
@@ -483,11 +497,15 @@ async def test_key_layout_and_expiry(redis_place: RedisPlace) -> None:
         )
         # The TPM bucket is full again in 30 s and lives a few minutes beyond that.
         assert 300_000 < await client.pttl(tag + "tpm:key:lay") <= 330_000
+        assert 300_000 < await client.pttl(tag + "rpm:key:lay") <= 301_000
+        # The slot lives until its hold (900 s) could have expired, plus the margin.
+        assert 1_100_000 < await client.pttl(tag + "conc:key:lay") <= 1_200_000
         assert await client.pttl(tag + "spend:" + budget.account) == -1
+        assert await client.pttl(tag + "holds:" + budget.account) == -1
         spend = await client.hgetall(tag + "spend:" + budget.account)
         assert spend.pop("spent") == "0" and spend.pop("reserved") == "40"
         [(hold, micros)] = spend.items()
-        assert hold.startswith(ticket.claim.request_id + "/") and micros == "40"
+        assert str(hold).startswith(ticket.claim.request_id + "/") and micros == "40"
         await limiter.settle(ticket, 300, 40)
         assert await client.zcard(tag + "conc:key:lay") == 0
         assert await client.hgetall(tag + "spend:" + budget.account) == {
