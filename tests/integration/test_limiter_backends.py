@@ -300,6 +300,9 @@ async def test_settled_values_known_spent_and_seed(limiter: Limiter) -> None:
     a = BudgetClaim("team:a:month:2026-11-01", 1000)
     b = BudgetClaim("user:b:month:2026-11-01", 5000)
     assert limiter.known_spent(a.account) is None
+    nothing = admitted(await limiter.admit(claim(tokens=10, reserve=10)))
+    assert (nothing.remaining, nothing.budget_remaining_micros) == ({}, None)
+    assert await limiter.settle(nothing, 10, 10) == []
     first = admitted(await limiter.admit(claim(budgets=(a, b), reserve=100)))
     assert first.budget_remaining_micros == 900
     assert limiter.known_spent(a.account) == 0

@@ -399,7 +399,7 @@ class RedisLimiter:
         hold = f"{claim.request_id}/{self._nonce}{self._next():x}"
         keys: list[str] = []
         args: list[str | int] = [
-            repr(self._clock()),
+            repr(float(self._clock())),
             hold,
             repr(float(claim.hold_s)),
             claim.tokens,
@@ -414,6 +414,8 @@ class RedisLimiter:
         for budget in claim.budgets:
             keys += self._budget_keys(budget.account)
             args.append(budget.limit_micros)
+        if not keys:
+            return _HeldTicket(claim, hold=hold)  # nothing to check or take
         reply = await self._run(self._admit, keys, args)
         nscopes = len(claim.limits)
         spents: list[str] = reply[-1]
@@ -446,7 +448,7 @@ class RedisLimiter:
         hold = ticket.hold if isinstance(ticket, _HeldTicket) else claim.request_id
         keys: list[str] = []
         args: list[str | int] = [
-            repr(self._clock()),
+            repr(float(self._clock())),
             hold,
             actual_tokens - claim.tokens,
             actual_micros,
@@ -478,7 +480,9 @@ class RedisLimiter:
         if not accounts:
             return []
         keys = [key for name in accounts for key in self._budget_keys(name)]
-        reply: list[list[str | None]] = await self._run(self._accounts, keys, [repr(self._clock())])
+        reply: list[list[str | None]] = await self._run(
+            self._accounts, keys, [repr(float(self._clock()))]
+        )
         states = []
         for name, (spent, reserved) in zip(accounts, reply, strict=True):
             if spent is not None:
