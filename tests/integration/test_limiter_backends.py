@@ -451,6 +451,23 @@ async def test_replicas_share_budget_and_bucket(redis_place: RedisPlace) -> None
     assert two.known_spent(budget.account) == 250
 
 
+async def test_a_retried_settlement_is_not_counted_twice(redis_place: RedisPlace) -> None:
+    # LimitService retries a settlement Redis did not answer; if the first one did run
+    # (only its reply was lost), the retry must change nothing.
+    limiter = redis_place.open(FakeClock())
+    budget = BudgetClaim("key:retry:total", 10_000)
+    scope = ("key:retry", RateSpec(tpm=1000, max_concurrent=1))
+    ticket = admitted(await limiter.admit(claim(scope, tokens=500, budgets=(budget,), reserve=900)))
+    first = await limiter.settle(ticket, 100, 300)
+    assert [(s.spent_before, s.spent_after) for s in first] == [(0, 300)]
+    ticket.settled = False  # as if the reply had been lost
+    assert await limiter.settle(ticket, 100, 300) == []
+    (state,) = await limiter.accounts([budget.account])
+    assert (state.spent_micros, state.reserved_micros) == (300, 0)
+    again = admitted(await limiter.admit(claim(scope, tokens=100)))
+    assert again.remaining["key:retry"] == (None, 800.0)  # 100 used, not 200
+
+
 async def test_unreachable_redis_is_unavailable_promptly() -> None:
     password = "s3cret-pass"
     url = f"redis://user:{password}@127.0.0.1:{free_port()}/0"
@@ -517,5 +534,6 @@ async def test_key_layout_and_expiry(redis_place: RedisPlace) -> None:
         }
     finally:
         await client.aclose()
-    # What stays: the two buckets and the spend (no holds left, so no conc or holds key).
-    assert await delete_keys(redis_place.url, redis_place.prefix) == 3
+    # What stays: the two buckets, the spend and the settlement's done-marker (no holds
+    # left, so no conc or holds key).
+    assert await delete_keys(redis_place.url, redis_place.prefix) == 4

@@ -13,6 +13,7 @@ one script touches live on one slot (``scope`` is e.g. ``key:abc``, ``account`` 
     {prefix}:spend:<account>   hash   spent, reserved (micro-dollars), and hold id -> micros
                                       reserved by each admitted request not settled yet
     {prefix}:holds:<account>   zset   hold id -> expiry of those reservations
+    {prefix}:done:<hold id>    string a settlement of this hold has run (expires in a day)
 
 The first segment after the tag names the kind of key, so no scope or account name
 (which contain colons themselves) can make two kinds collide.
@@ -44,9 +45,11 @@ Spend (and the reservation zsets, which the purge needs) never expire: a period'
 is a new key, and accounting must not be lost.
 
 Failures. A connection error or timeout raises ``LimiterUnavailable`` (the stage applies
-``fail_open``), with the URL's password masked. Commands are not retried: a script that
-ran but whose reply was lost would otherwise take or spend twice. A ticket whose
-settlement failed stays settled; its holds expire after ``hold_s``.
+``fail_open``), with the URL's password masked. Commands are not retried here: an
+admission that ran but whose reply was lost would take twice (its holds expire after
+``hold_s``). Settlements are retried by ``LimitService`` (limits/service.py) until Redis
+takes them, so spend is not lost; each marks its hold id in ``{prefix}:done:<hold>`` (kept
+a day) as it runs, so a retry whose first reply was lost is a no-op, not a double charge.
 """
 
 from __future__ import annotations
@@ -236,13 +239,17 @@ return {1, remaining, least, spents}
 """
 )
 
-# KEYS: per scope i: tpm, conc (2i-1, 2i); then per budget j: spend, holds.
+# KEYS: per scope i: tpm, conc (2i-1, 2i); then per budget j: spend, holds; last: done.
 # ARGV: now, hold id, extra tokens (actual - claimed), actual micros, nscopes, nbudgets,
 #   margin ms; then per scope: tpm ('' when unlimited).
-# Returns the spend after, per budget (integers).
+# Returns {1, spend after per budget...}, or {0} when this hold was settled already (a
+# retried settlement whose first reply was lost must not count twice).
 _SETTLE = (
     _LUA_COMMON
     + """
+if not redis.call('SET', KEYS[#KEYS], '1', 'NX', 'EX', 86400) then
+  return {0}
+end
 local now_s = ARGV[1]
 local now = tonumber(now_s)
 local hold = ARGV[2]
@@ -275,8 +282,9 @@ for j = 1, nbudgets do
     redis.call('HINCRBY', spend, 'reserved', int(-tonumber(reserved)))
     redis.call('ZREM', holds, hold)
   end
-  after[j] = redis.call('HINCRBY', spend, 'spent', ARGV[4])
+  after[j + 1] = redis.call('HINCRBY', spend, 'spent', ARGV[4])
 end
+after[1] = 1
 return after
 """
 )
@@ -463,9 +471,12 @@ class RedisLimiter:
             keys += self._budget_keys(budget.account)
         if not keys:
             return []
-        after: list[int] = await self._run(self._settle, keys, args)
+        keys.append(tag + "done:" + hold)
+        reply: list[int] = await self._run(self._settle, keys, args)
+        if not int(reply[0]):
+            return []  # settled before: a retry after a lost reply
         settled: list[Settled] = []
-        for budget, spent in zip(claim.budgets, after, strict=True):
+        for budget, spent in zip(claim.budgets, reply[1:], strict=True):
             spent_after = int(spent)
             self._spent[budget.account] = spent_after
             settled.append(
