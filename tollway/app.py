@@ -13,6 +13,7 @@ from aiohttp import web
 
 from tollway.admin.deployments import DEPLOYMENT_ROUTES
 from tollway.admin.limits import LIMIT_ROUTES
+from tollway.admin.logs import LOG_ROUTES
 from tollway.admin.openapi import openapi_document
 from tollway.admin.routes import ROUTES, admin_routes
 from tollway.config.schema import Settings
@@ -55,7 +56,7 @@ def create_app(
     app.router.add_routes(ResponsesDialect(gateway).routes())
     app.router.add_routes(AnthropicDialect(gateway).routes())
     app.router.add_routes([estimate_route(gateway)])
-    routes = [*ROUTES, *DEPLOYMENT_ROUTES, *LIMIT_ROUTES]
+    routes = [*ROUTES, *DEPLOYMENT_ROUTES, *LIMIT_ROUTES, *LOG_ROUTES]
     app.router.add_routes(admin_routes(gateway, routes))
     document = orjson.dumps(openapi_document(routes))
 

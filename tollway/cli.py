@@ -1,4 +1,4 @@
-"""The ``tollway`` command line: serve, config check, mock-provider."""
+"""The ``tollway`` command line: serve, config check, mock-provider, and the admin groups."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from tollway.admin import cli as admin_cli
+from tollway.admin.logs_cli import logs as logs_app
 from tollway.config import (
     ConfigError,
     Settings,
@@ -30,6 +31,7 @@ app.add_typer(admin_cli.users, name="users")
 app.add_typer(admin_cli.keys, name="keys")
 app.add_typer(admin_cli.credentials, name="credentials")
 app.add_typer(admin_cli.audit, name="audit")
+app.add_typer(logs_app, name="logs")
 app.add_typer(scan_app)
 app.add_typer(prices_app)
 app.add_typer(budgets_app, name="budgets")

@@ -36,7 +36,11 @@ from tollway.routing.router import Router
 from tollway.routing.table import build_routing_table
 from tollway.simulator import Simulator
 from tollway.store import RecordNotFound, Store
+from tollway.store.engine import redacted, store_url
 from tollway.telemetry.metrics import Metrics, MetricsStage
+from tollway.telemetry.request_log import RequestLogWriter
+from tollway.telemetry.request_log_stage import BodyCapturingStage, RequestLogStage
+from tollway.telemetry.spool import default_spool_dir
 
 log = logging.getLogger("tollway")
 _CIRCUIT_GAUGE = {"closed": 0, "half_open": 1, "open": 2}
@@ -77,6 +81,7 @@ class Gateway:
         self.request_ids = RequestIds()
         metrics = settings.telemetry.metrics
         self.metrics = Metrics(metrics.per_key_labels) if metrics.enabled else None
+        self.request_log = self._request_log_writer(settings)
         self.health = HealthBook(settings.routing, on_circuit=self._circuit_changed)
         self.prices = PriceCatalog.load()
         self.metering = Metering(TokenCounter())
@@ -93,6 +98,30 @@ class Gateway:
         self._watcher: asyncio.Task[None] | None = None
         self._simulator_url: str | None = None
 
+    def _request_log_writer(self, settings: Settings) -> RequestLogWriter | None:
+        config = settings.telemetry.request_log
+        if not config.enabled:
+            return None
+        spool = config.spool_dir
+        where = redacted(store_url(settings.store.url))
+        writer = RequestLogWriter(
+            self.store, config, Path(spool) if spool else default_spool_dir(where)
+        )
+        if self.metrics is not None:
+            self.metrics.watch_request_log(writer)
+        return writer
+
+    def _request_log_stage(self) -> tuple[Stage, ...]:
+        if self.request_log is None:
+            return ()
+        bodies = self.settings.telemetry.request_log.bodies
+        put = self.request_log.put_nowait
+        if bodies.enabled:
+            return (BodyCapturingStage(put, None),)
+        if bodies.teams:
+            return (BodyCapturingStage(put, bodies.teams),)
+        return (RequestLogStage(put),)
+
     @property
     def pipeline(self) -> Pipeline:
         """The pipeline requests run through now."""
@@ -105,6 +134,8 @@ class Gateway:
         await self.store.open(migrate=self.settings.store.migrate)
         await self._load_identities()
         await self.limits.load()
+        if self.request_log is not None:
+            await self.request_log.start()
         simulator_url = None
         if self.settings.simulator.enabled:
             self.simulator = Simulator(self.settings.simulator.settings)
@@ -167,7 +198,10 @@ class Gateway:
             return metering.input_tokens(ctx, first.provider, first.model)
 
         # Telemetry first: its on_complete runs last, after the others have settled.
-        telemetry = (MetricsStage(self.metrics),) if self.metrics is not None else ()
+        telemetry: tuple[Stage, ...] = (
+            (MetricsStage(self.metrics),) if self.metrics is not None else ()
+        )
+        telemetry += self._request_log_stage()
         # Admission always: budgets and limits set through the admin API apply at once.
         admission = Admission(self.limits, table, count_input)
         stages: tuple[Stage, ...] = (*telemetry, ModelAccess(), admission)
@@ -283,4 +317,6 @@ class Gateway:
         if self.simulator is not None:
             await self.simulator.stop()
         await self.limits.close()
+        if self.request_log is not None:
+            await self.request_log.close()
         await self.store.close()

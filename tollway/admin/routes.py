@@ -105,6 +105,8 @@ def admin_routes(gateway: Gateway, routes: list[Route]) -> list[web.RouteDef]:
                 return error_response(log_internal_error(rid, exc), headers)
             if result is None:
                 return web.Response(status=204, headers=headers)
+            if isinstance(result, web.StreamResponse):  # streamed by the handler itself
+                return result
             return web.Response(
                 status=route.status,
                 body=orjson.dumps(result),

@@ -387,10 +387,48 @@ class MetricsConfig(Strict):
     """Add a ``key`` label (the key id) to request counts; unbounded cardinality, off by default."""
 
 
+class RequestLogBodiesConfig(Strict):
+    """Which requests keep their prompt and response in the request log (redacted)."""
+
+    enabled: bool = False
+    """Keep bodies of every request."""
+    teams: list[str] = Field(default_factory=list)
+    """Team ids whose requests keep their bodies (when ``enabled`` is false)."""
+    max_chars: int = Field(default=20_000, ge=1)
+    """Each text in a body is cut to this many characters."""
+    redact: bool = True
+    """Replace emails, API-key-looking strings, card and social security numbers."""
+
+
+class RequestLogConfig(Strict):
+    """The request log: one row per request, written in batches off the request path."""
+
+    enabled: bool = True
+    queue_size: int = Field(default=20_000, ge=1)
+    """Records waiting to be written; when full, new records are dropped and counted."""
+    batch_size: int = Field(default=500, ge=1)
+    flush_interval: Duration = 0.5
+    """The longest a record waits before its batch is written."""
+    write_timeout: Duration = 10.0
+    """How long one batch insert may take before the store counts as unreachable."""
+    retry_interval: Duration = 5.0
+    """While the store is unreachable: the longest wait between attempts to replay the spool."""
+    spool_dir: str | None = None
+    """Where batches wait on disk while the store is unreachable; default: a directory per
+    store under the system's temporary directory."""
+    retention_days: int | None = Field(default=90, ge=1)
+    """Rows older than this are deleted (null: kept for ever)."""
+    purge_interval: Duration = 3600.0
+    chain: bool = False
+    """Hash-chain the records (tamper evidence, ``tollway logs verify``)."""
+    bodies: RequestLogBodiesConfig = RequestLogBodiesConfig()
+
+
 class TelemetryConfig(Strict):
     """Observability of the gateway."""
 
     metrics: MetricsConfig = MetricsConfig()
+    request_log: RequestLogConfig = RequestLogConfig()
 
 
 class Settings(Strict):

@@ -74,6 +74,9 @@ class RequestContext:
     """``hit``, ``miss`` or ``None`` when no cache was consulted."""
     guardrail_flags: list[str] = field(default_factory=list)
     """Names of the guardrails that triggered on this request."""
+    captured_output: list[object] | None = None
+    """What was answered (text pieces, tool call deltas, a whole response), collected only
+    when the request log keeps this request's bodies (telemetry/request_log.py)."""
 
     def __post_init__(self) -> None:
         if not self.requested_model:

@@ -34,6 +34,12 @@ from tollway.store.records import (
     UserRecord,
     UserRole,
 )
+from tollway.store.request_log import (
+    RequestLogFilter,
+    RequestLogPage,
+    RequestLogRecord,
+    RequestLogRepository,
+)
 from tollway.store.store import Store
 
 __all__ = [
@@ -54,6 +60,10 @@ __all__ = [
     "RateLimitRecord",
     "RecordConflict",
     "RecordNotFound",
+    "RequestLogFilter",
+    "RequestLogPage",
+    "RequestLogRecord",
+    "RequestLogRepository",
     "SchemaMismatch",
     "SecretBox",
     "Store",

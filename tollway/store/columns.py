@@ -14,6 +14,11 @@ from tollway.store.errors import InvalidRecord
 JSONColumn: TypeEngine[Any] = JSON().with_variant(JSONB(), "postgresql")
 """JSON everywhere, JSONB on PostgreSQL (indexable, compact, key order not kept)."""
 
+NullableJSON: TypeEngine[Any] = JSON(none_as_null=True).with_variant(
+    JSONB(none_as_null=True), "postgresql"
+)
+"""Like ``JSONColumn``, but Python ``None`` is SQL NULL rather than JSON ``null``."""
+
 BigId: TypeEngine[int] = BigInteger().with_variant(Integer(), "sqlite")
 """A 64-bit id; SQLite only autoincrements a column declared exactly ``INTEGER``."""
 

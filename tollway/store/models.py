@@ -21,10 +21,11 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from tollway.store.columns import BigId, JSONColumn, UTCDateTime, utcnow
+from tollway.store.columns import BigId, JSONColumn, NullableJSON, UTCDateTime, utcnow
 from tollway.store.records import (
     BUDGET_PERIODS,
     BUDGET_POLICIES,
@@ -223,3 +224,55 @@ class SpendRow(Base):
     account: Mapped[str] = mapped_column(String(300), primary_key=True)
     spent_micros: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RequestLogRow(Base):
+    """``request_log``: one row per request the pipeline ran (telemetry/request_log.py).
+
+    ``chain_id`` and ``seq`` name a row uniquely per writer process, so a batch replayed from
+    the spool is inserted once; ``prev_hash`` and ``hash`` link the rows of one chain
+    (telemetry/chain.py) when ``telemetry.request_log.chain`` is on.
+    """
+
+    __tablename__ = "request_log"
+    __table_args__ = (
+        UniqueConstraint("chain_id", "seq", name="uq_request_log_chain_seq"),
+        Index("ix_request_log_team_at", "team_id", "at"),
+        Index("ix_request_log_user_at", "user_id", "at"),
+        Index("ix_request_log_key_at", "key_id", "at"),
+        Index("ix_request_log_model_at", "model", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    chain_id: Mapped[str] = mapped_column(String(32))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    request_id: Mapped[str] = mapped_column(String(128))
+    principal_kind: Mapped[str | None] = mapped_column(String(16))
+    key_id: Mapped[str | None] = mapped_column(String(64))
+    user_id: Mapped[str | None] = mapped_column(String(320))
+    team_id: Mapped[str | None] = mapped_column(String(200))
+    service: Mapped[str | None] = mapped_column(String(200))
+    endpoint: Mapped[str] = mapped_column(String(16))
+    model: Mapped[str] = mapped_column(String(200))
+    served_model: Mapped[str | None] = mapped_column(String(200))
+    deployment_id: Mapped[str | None] = mapped_column(String(200))
+    provider: Mapped[str | None] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer)
+    fallbacks: Mapped[int] = mapped_column(Integer)
+    status: Mapped[int] = mapped_column(Integer)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    stream: Mapped[bool] = mapped_column(Boolean)
+    input_tokens: Mapped[int] = mapped_column(BigInteger)
+    output_tokens: Mapped[int] = mapped_column(BigInteger)
+    cached_tokens: Mapped[int] = mapped_column(BigInteger)
+    usage_estimated: Mapped[bool] = mapped_column(Boolean)
+    cost_micros: Mapped[int] = mapped_column(BigInteger)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    ttft_ms: Mapped[float | None] = mapped_column(Float)
+    cache: Mapped[str | None] = mapped_column(String(16))
+    guardrails: Mapped[list[str]] = mapped_column(JSONColumn)
+    prompt: Mapped[Any] = mapped_column(NullableJSON)
+    response: Mapped[Any] = mapped_column(NullableJSON)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str | None] = mapped_column(String(64))

@@ -15,13 +15,14 @@ from tollway.store.engine import DEFAULT_URL, make_engine, redacted, store_url
 from tollway.store.errors import StoreError
 from tollway.store.limits import LimitRepository
 from tollway.store.migration import ensure_current, upgrade_engine
+from tollway.store.request_log import RequestLogRepository
 from tollway.store.teams import TeamRepository
 from tollway.store.users import UserRepository
 from tollway.store.virtual_keys import KeyRepository
 
 
 class Store:
-    """The durable store of teams, users, keys, credentials and audit events."""
+    """The durable store of teams, users, keys, credentials, audit events and the request log."""
 
     # Built from settings at start-up, opened, passed to what needs it, closed at shutdown.
     # Every repository method runs its own short transaction and returns frozen records,
@@ -55,6 +56,7 @@ class Store:
         self.credentials = CredentialRepository(sessions, self._vault)
         self.audit = AuditRepository(sessions)
         self.limits = LimitRepository(sessions)
+        self.request_log = RequestLogRepository(sessions)
 
     async def open(self, *, migrate: bool = False) -> None:
         """Connect and check the schema is current (``migrate``: upgrade it first)."""

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 
 from tollway.core.context import RequestContext
 from tollway.core.pipeline import Stage
@@ -106,6 +112,10 @@ class Metrics:
     def set_budget_utilisation(self, scope: str, scope_id: str, period: str, ratio: float) -> None:
         """For the limits layer: the share of a budget spent."""
         self.budget.labels(scope, scope_id, period).set(ratio)
+
+    def watch_request_log(self, writer: RequestLogCounts) -> None:
+        """Report the request log writer's queue, lag and counts (read at scrape time)."""
+        self.registry.register(_RequestLogCollector(writer))
 
     def exposition(self) -> bytes:
         """The text exposition format of every metric."""
@@ -214,6 +224,46 @@ class _SeriesCollector:
                 histogram: _Histogram = getattr(series, name)
                 family.add_metric(labels, histogram.cumulative(), histogram.total)
         yield from (requests, tokens, cost, retries, fallbacks, *histograms.values())
+
+
+class RequestLogCounts(Protocol):
+    """What the request log writer (telemetry/request_log.py) tells the metrics."""
+
+    written: int
+    dropped: int
+    spooled: int
+    rejected: int
+
+    def queue_depth(self) -> int: ...
+
+    def lag(self) -> float: ...
+
+
+class _RequestLogCollector:
+    """The request log writer's state as Prometheus families, read when scraped."""
+
+    def __init__(self, writer: RequestLogCounts) -> None:
+        self._writer = writer
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        writer = self._writer
+        prefix = "tollway_request_log_"
+        yield GaugeMetricFamily(
+            prefix + "queue_depth", "Request log records waiting in memory", writer.queue_depth()
+        )
+        yield GaugeMetricFamily(
+            prefix + "lag_seconds", "Age of the oldest record not yet in the store", writer.lag()
+        )
+        for name, help_text, value in (
+            ("written", "Request log records written to the store", writer.written),
+            ("dropped", "Request log records dropped (queue full)", writer.dropped),
+            ("spooled", "Request log records spooled to disk (store down)", writer.spooled),
+            ("rejected", "Request log records the store refused", writer.rejected),
+        ):
+            yield CounterMetricFamily(prefix + "records_" + name, help_text, value)
 
 
 class MetricsStage(Stage):

@@ -1,0 +1,186 @@
+"""Admin API of the request log: ``GET /admin/logs``, as pages of JSON or a CSV/JSONL export.
+
+Filters: ``user``, ``team``, ``key`` (ids), ``model`` (the model asked for), ``status`` (a
+status such as ``429``, a class such as ``5xx``, ``ok`` or ``error``), ``since`` (inclusive)
+and ``until`` (exclusive), each an ISO 8601 time (UTC when it has no zone) or an age such as
+``15m``, ``24h``, ``7d``. Pages are newest first: ``limit`` (1 to 1000, default 100) and
+``cursor`` (the ``next_cursor`` of the page before). ``format=csv`` or ``format=jsonl``
+streams every matching record instead, newest first, read from the store a page at a time.
+
+Who sees what follows the keys they may read (admin/access.py): admins everything; anyone
+in a team (team admin, member, viewer, or a key of that team) the team's records; anyone
+the records of their own user and their own key.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import logging
+import re
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from tollway.admin.access import require_role
+from tollway.admin.render import record_json
+from tollway.admin.routes import AdminCall, Route
+from tollway.core.errors import InvalidRequest
+from tollway.store import RequestLogFilter, RequestLogRecord
+from tollway.store.request_log import COLUMNS, MAX_PAGE
+
+log = logging.getLogger("tollway.admin")
+
+_AGE = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d)$")
+_AGE_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+EXPORT_COLUMNS = (*COLUMNS[:COLUMNS.index("cost_micros") + 1], "cost_usd",
+                  *COLUMNS[COLUMNS.index("cost_micros") + 1:])  # fmt: skip
+"""CSV columns: every stored column, and the cost in dollars after ``cost_micros``."""
+
+
+def record_row(record: RequestLogRecord) -> dict[str, Any]:
+    """A record as admin API JSON, with ``cost_usd`` beside ``cost_micros``."""
+    row = record_json(record)
+    row["cost_usd"] = record.cost_micros / 1_000_000
+    return row
+
+
+def _time(query: Any, name: str, now: dt.datetime) -> dt.datetime | None:
+    value = query.get(name)
+    if not value:
+        return None
+    age = _AGE.match(value)
+    if age is not None:
+        return now - dt.timedelta(seconds=float(age.group(1)) * _AGE_SECONDS[age.group(2)])
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidRequest(
+            f"'{name}' must be an ISO 8601 time or an age such as 24h or 7d", param=name
+        ) from None
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment
+
+
+def log_filter(call: AdminCall) -> RequestLogFilter:
+    """The filter of a ``GET /admin/logs`` call, narrowed to what the caller may read."""
+    query = call.request.query
+    principal = call.principal
+    now = dt.datetime.now(dt.UTC)
+    visible: dict[str, Any] = {}
+    if not principal.has_role("admin"):
+        visible = {
+            "visible_teams": tuple(principal.team_roles),
+            "visible_user": principal.user,
+            "visible_key": principal.id if principal.kind == "key" else None,
+        }
+    return RequestLogFilter(
+        user_id=query.get("user") or None,
+        team_id=query.get("team") or None,
+        key_id=query.get("key") or None,
+        model=query.get("model") or None,
+        status=query.get("status") or None,
+        since=_time(query, "since", now),
+        until=_time(query, "until", now),
+        **visible,
+    )
+
+
+async def list_logs(call: AdminCall) -> dict[str, Any] | web.StreamResponse:
+    require_role(call.principal, "viewer")
+    query = call.request.query
+    where = log_filter(call)
+    form = query.get("format", "json")
+    if form in ("csv", "jsonl"):
+        return await _export(call, where, form)
+    if form != "json":
+        raise InvalidRequest("'format' must be json, csv or jsonl", param="format")
+    try:
+        limit = int(query.get("limit", "100"))
+    except ValueError:
+        raise InvalidRequest("'limit' must be an integer", param="limit") from None
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidRequest(f"'limit' must be between 1 and {MAX_PAGE}", param="limit")
+    page = await call.gateway.store.request_log.page(
+        where, limit=limit, cursor=query.get("cursor") or None
+    )
+    return {"data": [record_row(r) for r in page.records], "next_cursor": page.next_cursor}
+
+
+async def _export(call: AdminCall, where: RequestLogFilter, form: str) -> web.StreamResponse:
+    """Every matching record, streamed as CSV or JSON Lines while it is read."""
+    records = call.gateway.store.request_log.scan(where)
+    # The first page is read before the answer starts, so a bad filter or a store that is
+    # down is still an ordinary error response.
+    first = await anext(records, None)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    response = web.StreamResponse(
+        headers={
+            "x-request-id": call.actor.request_id or "",
+            "Content-Type": "text/csv; charset=utf-8" if form == "csv" else "application/x-ndjson",
+            "Content-Disposition": f'attachment; filename="tollway-logs-{stamp}.{form}"',
+        }
+    )
+    response.enable_chunked_encoding()
+    await response.prepare(call.request)
+    encode = _csv_lines if form == "csv" else _jsonl_lines
+    if form == "csv":
+        await response.write(_csv_header())
+    batch: list[RequestLogRecord] = [] if first is None else [first]
+    try:
+        async for record in records:
+            batch.append(record)
+            if len(batch) >= 200:
+                await response.write(encode(batch))
+                batch = []
+        if batch:
+            await response.write(encode(batch))
+    except Exception as exc:
+        # The status is sent already: end the connection without the closing chunk, so the
+        # client sees a cut export rather than a short one that looks whole.
+        log.error("request %s: the log export failed midway: %s", call.actor.request_id, exc)
+        if call.request.transport is not None:
+            call.request.transport.abort()
+        return response
+    await response.write_eof()
+    return response
+
+
+def _csv_header() -> bytes:
+    out = io.StringIO()
+    csv.writer(out).writerow(EXPORT_COLUMNS)
+    return out.getvalue().encode()
+
+
+def _csv_lines(records: list[RequestLogRecord]) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    for record in records:
+        row = record_row(record)
+        writer.writerow(_csv_cell(row[column]) for column in EXPORT_COLUMNS)
+    return out.getvalue().encode()
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | dict):
+        return orjson.dumps(value).decode()
+    return value
+
+
+def _jsonl_lines(records: list[RequestLogRecord]) -> bytes:
+    return b"".join(orjson.dumps(record_row(record)) + b"\n" for record in records)
+
+
+LOG_ROUTES = [
+    Route(
+        "GET",
+        "/admin/logs",
+        list_logs,
+        "The request log, newest first; filters, cursor pages, format=csv|jsonl export",
+    ),
+]

@@ -1,0 +1,199 @@
+"""``tollway logs list|export|verify``: the request log from the command line.
+
+``list`` and ``export`` talk to a running gateway's admin API (``TOLLWAY_URL``,
+``TOLLWAY_ADMIN_KEY``), so they show what that key may read. ``verify`` reads the store
+itself (``--store-url``, else ``TOLLWAY_STORE_URL``, else the config file's ``store.url``)
+and checks every hash chain (telemetry/chain.py); it exits 1 when one is broken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+
+from tollway.admin.cli import JsonOption, KeyOption, UrlOption, call, show
+
+logs = typer.Typer(no_args_is_help=True, help="The request log.")
+
+_errors = Console(stderr=True)
+LIST_COLUMNS = [
+    "at", "request_id", "key_id", "team_id", "model", "served_model", "status",
+    "input_tokens", "output_tokens", "cost_usd", "latency_ms",
+]  # fmt: skip
+
+UserFilter = Annotated[str | None, typer.Option("--user", help="User id")]
+TeamFilter = Annotated[str | None, typer.Option("--team", help="Team id")]
+KeyFilter = Annotated[str | None, typer.Option("--key", help="Key id")]
+ModelFilter = Annotated[str | None, typer.Option("--model", help="Model asked for")]
+StatusFilter = Annotated[str | None, typer.Option("--status", help="e.g. 200, 429, 5xx, ok, error")]
+SinceFilter = Annotated[
+    str | None, typer.Option("--since", help="ISO 8601 time or an age: 15m, 24h, 7d")
+]
+UntilFilter = Annotated[str | None, typer.Option("--until", help="ISO 8601 time or an age")]
+
+
+def _filters(**given: str | None) -> dict[str, str]:
+    return {name: value for name, value in given.items() if value}
+
+
+@logs.command("list")
+def logs_list(
+    url: UrlOption,
+    admin_key: KeyOption,
+    user: UserFilter = None,
+    team: TeamFilter = None,
+    key: KeyFilter = None,
+    model: ModelFilter = None,
+    status: StatusFilter = None,
+    since: SinceFilter = None,
+    until: UntilFilter = None,
+    limit: Annotated[int, typer.Option(help="How many, newest first")] = 50,
+    cursor: Annotated[str | None, typer.Option(help="next_cursor of a previous page")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The newest requests, as a table (or JSON with --json)."""
+    params = _filters(
+        user=user, team=team, key=key, model=model, status=status, since=since, until=until,
+        cursor=cursor,
+    )  # fmt: skip
+    page = call(url, admin_key, "GET", "/admin/logs", params={**params, "limit": str(limit)})
+    rows: list[dict[str, Any]] = page["data"]
+    if as_json:
+        show(rows, [], True, "")
+        return
+    for row in rows:
+        row["at"] = row["at"][:23].replace("T", " ")
+        row["latency_ms"] = None if row["latency_ms"] is None else round(row["latency_ms"])
+        row["cost_usd"] = f"{row['cost_usd']:.6f}"
+    show(rows, LIST_COLUMNS, False, "request log")
+    if page.get("next_cursor"):
+        typer.echo(f"more: --cursor {page['next_cursor']}")
+
+
+@logs.command("export")
+def logs_export(
+    url: UrlOption,
+    admin_key: KeyOption,
+    form: Annotated[str, typer.Option("--format", help="csv or jsonl")] = "csv",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write (default: stdout)")
+    ] = None,
+    user: UserFilter = None,
+    team: TeamFilter = None,
+    key: KeyFilter = None,
+    model: ModelFilter = None,
+    status: StatusFilter = None,
+    since: SinceFilter = None,
+    until: UntilFilter = None,
+) -> None:
+    """Every matching request, newest first, streamed as CSV or JSON Lines."""
+    if form not in ("csv", "jsonl"):
+        _errors.print("[red]--format must be csv or jsonl[/red]")
+        raise typer.Exit(2)
+    params = _filters(
+        user=user, team=team, key=key, model=model, status=status, since=since, until=until,
+        format=form,
+    )  # fmt: skip
+    sink = output.open("wb") if output is not None else sys.stdout.buffer
+    try:
+        with httpx.stream(
+            "GET",
+            url.rstrip("/") + "/admin/logs",
+            params=params,
+            headers={"Authorization": f"Bearer {admin_key}"},
+            timeout=httpx.Timeout(30, read=300),
+        ) as response:
+            if response.status_code >= 400:
+                response.read()
+                call_error(response)
+            for piece in response.iter_bytes():
+                sink.write(piece)
+    except httpx.HTTPError as exc:
+        _errors.print(f"[red]the export failed: {type(exc).__name__}: {exc}[/red]")
+        raise typer.Exit(1) from None
+    finally:
+        sink.flush()
+        if output is not None:
+            sink.close()
+
+
+def call_error(response: httpx.Response) -> None:
+    """Print the gateway's error message and exit 1."""
+    try:
+        message = response.json()["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        message = response.text[:300]
+    _errors.print(f"[red]{response.status_code}: {message}[/red]")
+    raise typer.Exit(1)
+
+
+@logs.command("verify")
+def logs_verify(
+    store_url: Annotated[
+        str | None,
+        typer.Option("--store-url", envvar="TOLLWAY_STORE_URL", help="The store's database URL"),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="Config file whose store.url to use"),
+    ] = None,
+) -> None:
+    """Check the request log's hash chains; exit 1 at the first broken record of any chain."""
+    url = store_url or _configured_store_url(config)
+    reports = asyncio.run(_verify(url))
+    if not reports:
+        typer.echo("no request log records")
+        return
+    broken = 0
+    for report in reports:
+        span = f"seq {report.first_seq}..{report.last_seq}, {report.records} records"
+        if not report.ok:
+            broken += 1
+            typer.echo(
+                f"chain {report.chain_id}: BROKEN at record id {report.broken_id} "
+                f"(seq {report.broken_seq}): {report.problem}"
+            )
+        elif not report.chained:
+            typer.echo(f"chain {report.chain_id}: not chained ({span})")
+        else:
+            start = "" if report.first_seq == 1 else " (older records purged)"
+            typer.echo(f"chain {report.chain_id}: OK ({span}{start}); head {report.head}")
+    if broken:
+        raise typer.Exit(1)
+
+
+def _configured_store_url(config: Path | None) -> str:
+    from tollway.config import ConfigError, load_settings
+
+    if config is None and os.environ.get("TOLLWAY_CONFIG"):
+        config = Path(os.environ["TOLLWAY_CONFIG"])
+    if config is None:
+        _errors.print("[red]give --store-url, TOLLWAY_STORE_URL or --config[/red]")
+        raise typer.Exit(2)
+    try:
+        return load_settings(config).store.url
+    except ConfigError as exc:
+        _errors.print(str(exc))
+        raise typer.Exit(2) from None
+
+
+async def _verify(url: str) -> Any:
+    from tollway.store import Store, StoreError
+    from tollway.telemetry.chain import verify_chains
+
+    store = Store(url)
+    try:
+        await store.open()
+        return await verify_chains(store)
+    except StoreError as exc:
+        _errors.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    finally:
+        await store.close()

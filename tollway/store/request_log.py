@@ -1,0 +1,271 @@
+"""The request log: batch inserts, filtered pages newest first, retention, chain reads.
+
+Rows come from the request log writer (telemetry/request_log.py) as plain dicts of column
+values, already numbered (``chain_id``, ``seq``) and, when chaining is on, hashed. An insert
+skips rows whose ``(chain_id, seq)`` is already stored, so a batch written twice (a commit
+whose answer was lost, then replayed from the spool) is stored once.
+
+Pages are ordered newest first by ``(at, id)``; the cursor is the last row's ``at`` and
+``id``, so rows replayed late (an older ``at`` with a newer ``id``) still page in time order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, delete, false, func, or_, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from tollway.store.columns import require_aware
+from tollway.store.errors import InvalidRecord
+from tollway.store.models import RequestLogRow
+from tollway.store.transaction import Sessions
+
+MAX_PAGE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class RequestLogRecord:
+    """One stored request: who, what, which deployment, the outcome, tokens and cost."""
+
+    id: int
+    at: dt.datetime
+    chain_id: str
+    seq: int
+    request_id: str
+    principal_kind: str | None
+    key_id: str | None
+    user_id: str | None
+    team_id: str | None
+    service: str | None
+    endpoint: str
+    model: str
+    served_model: str | None
+    deployment_id: str | None
+    provider: str | None
+    attempts: int
+    fallbacks: int
+    status: int
+    error_code: str | None
+    stream: bool
+    input_tokens: int
+    output_tokens: int
+    cached_tokens: int
+    usage_estimated: bool
+    cost_micros: int
+    latency_ms: float | None
+    ttft_ms: float | None
+    cache: str | None
+    guardrails: tuple[str, ...]
+    prompt: Any
+    response: Any
+    prev_hash: str | None
+    hash: str | None
+
+    def columns(self) -> dict[str, Any]:
+        """Every column's value by name (``guardrails`` as a list)."""
+        values = {field.name: getattr(self, field.name) for field in fields(self)}
+        values["guardrails"] = list(self.guardrails)
+        return values
+
+
+COLUMNS: tuple[str, ...] = tuple(field.name for field in fields(RequestLogRecord))
+"""The column names, in table order."""
+
+
+def request_log_record(row: RequestLogRow) -> RequestLogRecord:
+    """The record for a ``request_log`` row."""
+    values = {name: getattr(row, name) for name in COLUMNS}
+    values["guardrails"] = tuple(row.guardrails or ())
+    return RequestLogRecord(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestLogFilter:
+    """Which rows a query returns; every field set narrows it.
+
+    ``status``: an HTTP status (``"429"``), a class (``"4xx"``), ``"ok"`` (below 400) or
+    ``"error"`` (400 and above). ``visible_*``: the rows a non-admin may read, any of
+    its teams' rows, its user's rows, its key's rows; ``None`` (the default) means all.
+    """
+
+    user_id: str | None = None
+    team_id: str | None = None
+    key_id: str | None = None
+    model: str | None = None
+    status: str | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    visible_teams: tuple[str, ...] | None = None
+    visible_user: str | None = None
+    visible_key: str | None = None
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        """The WHERE conditions of this filter."""
+        row = RequestLogRow
+        where: list[ColumnElement[bool]] = []
+        for column, value in (
+            (row.user_id, self.user_id),
+            (row.team_id, self.team_id),
+            (row.key_id, self.key_id),
+            (row.model, self.model),
+        ):
+            if value is not None:
+                where.append(column == value)
+        if self.status is not None:
+            where.append(_status_condition(self.status))
+        if self.since is not None:
+            where.append(row.at >= require_aware(self.since, "since"))
+        if self.until is not None:
+            where.append(row.at < require_aware(self.until, "until"))
+        if self.visible_teams is not None:
+            scope: list[ColumnElement[bool]] = []
+            if self.visible_teams:
+                scope.append(row.team_id.in_(self.visible_teams))
+            if self.visible_user:
+                scope.append(row.user_id == self.visible_user)
+            if self.visible_key:
+                scope.append(row.key_id == self.visible_key)
+            where.append(or_(*scope) if scope else false())
+        return where
+
+
+def _status_condition(status: str) -> ColumnElement[bool]:
+    column = RequestLogRow.status
+    if status == "ok":
+        return column < 400
+    if status == "error":
+        return column >= 400
+    if len(status) == 3 and status[0] in "12345" and status[1:].lower() == "xx":
+        low = int(status[0]) * 100
+        return and_(column >= low, column < low + 100)
+    if status.isdigit() and len(status) == 3:
+        return column == int(status)
+    raise InvalidRecord(f"status {status!r} is not an HTTP status, 4xx-style class, ok or error")
+
+
+@dataclass(frozen=True, slots=True)
+class RequestLogPage:
+    """One page of records and the cursor of the next (``None`` at the end)."""
+
+    records: tuple[RequestLogRecord, ...]
+    next_cursor: str | None
+
+
+class RequestLogRepository:
+    """Writes request log batches; reads them back by filter, chain or age."""
+
+    def __init__(self, sessions: Sessions) -> None:
+        self._sessions = sessions
+
+    async def insert(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert a batch in one transaction; rows already stored (same chain and seq) are
+        skipped. Raises whatever the database raises."""
+        if not rows:
+            return
+        async with self._sessions.begin() as session:
+            dialect = session.get_bind().dialect.name
+            insert = pg_insert if dialect == "postgresql" else sqlite_insert
+            statement = insert(RequestLogRow).on_conflict_do_nothing(
+                index_elements=[RequestLogRow.chain_id, RequestLogRow.seq]
+            )
+            await session.execute(statement, [dict(row) for row in rows])
+
+    async def ping(self) -> None:
+        """One trivial query; raises when the database cannot be reached."""
+        async with self._sessions() as session:
+            await session.execute(text("SELECT 1"))
+
+    async def page(
+        self, where: RequestLogFilter, *, limit: int = 100, cursor: str | None = None
+    ) -> RequestLogPage:
+        """Rows matching ``where``, newest first, ``limit`` at a time after ``cursor``."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise InvalidRecord(f"limit must be between 1 and {MAX_PAGE}")
+        row = RequestLogRow
+        query = (
+            select(row).where(*where.conditions()).order_by(row.at.desc(), row.id.desc())
+        ).limit(limit + 1)
+        if cursor is not None:
+            at, last_id = _parse_cursor(cursor)
+            query = query.where(or_(row.at < at, and_(row.at == at, row.id < last_id)))
+        async with self._sessions() as session:
+            rows = list(await session.scalars(query))
+        records = tuple(request_log_record(r) for r in rows[:limit])
+        more = len(rows) > limit
+        return RequestLogPage(records, _cursor(records[-1]) if more else None)
+
+    async def scan(
+        self, where: RequestLogFilter, *, page_size: int = 500
+    ) -> AsyncIterator[RequestLogRecord]:
+        """Every row matching ``where``, newest first, read a page at a time."""
+        cursor = None
+        while True:
+            page = await self.page(where, limit=page_size, cursor=cursor)
+            for record in page.records:
+                yield record
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    async def purge(self, before: dt.datetime, *, chunk: int = 5000) -> int:
+        """Delete rows older than ``before``, ``chunk`` at a time (short transactions, so
+        writers are not held up); returns how many."""
+        before = require_aware(before, "before")
+        removed = 0
+        while True:
+            ids = select(RequestLogRow.id).where(RequestLogRow.at < before).limit(chunk)
+            async with self._sessions.begin() as session:
+                result = await session.execute(
+                    delete(RequestLogRow).where(RequestLogRow.id.in_(ids.scalar_subquery()))
+                )
+            count = int(result.rowcount)  # type: ignore[attr-defined]
+            removed += count
+            if count < chunk:
+                return removed
+
+    async def chains(self) -> list[tuple[str, int, int]]:
+        """Every chain id with its lowest and highest stored ``seq``."""
+        row = RequestLogRow
+        query = (
+            select(row.chain_id, func.min(row.seq), func.max(row.seq))
+            .group_by(row.chain_id)
+            .order_by(func.min(row.at))
+        )
+        async with self._sessions() as session:
+            return [(c, int(low), int(high)) for c, low, high in (await session.execute(query))]
+
+    async def chain(
+        self, chain_id: str, *, after_seq: int = 0, limit: int = 1000
+    ) -> list[RequestLogRecord]:
+        """Rows of one chain in ``seq`` order, from just after ``after_seq``."""
+        row = RequestLogRow
+        query = (
+            select(row)
+            .where(row.chain_id == chain_id, row.seq > after_seq)
+            .order_by(row.seq)
+            .limit(limit)
+        )
+        async with self._sessions() as session:
+            return [request_log_record(r) for r in await session.scalars(query)]
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _cursor(record: RequestLogRecord) -> str:
+    # URL-safe: the row's time in microseconds since the epoch, and its id.
+    micros = (record.at - _EPOCH) // dt.timedelta(microseconds=1)
+    return f"{micros}.{record.id}"
+
+
+def _parse_cursor(cursor: str) -> tuple[dt.datetime, int]:
+    try:
+        micros, last_id = (int(part) for part in cursor.split("."))
+    except ValueError:
+        raise InvalidRecord(f"{cursor!r} is not a request log cursor") from None
+    return _EPOCH + dt.timedelta(microseconds=micros), last_id

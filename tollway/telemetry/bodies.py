@@ -1,0 +1,152 @@
+"""Prompt and response bodies for the request log: what is kept, and what is redacted.
+
+Bodies are kept only for the teams ``telemetry.request_log.bodies`` names (or for all with
+``enabled``). They are built and redacted by the writer's background task, never on the
+request path: the pipeline stage only keeps a reference to the canonical request and to what
+was answered. Nothing from the HTTP request but its parsed body is kept: no header, so never
+the client's ``Authorization``.
+
+A prompt is ``{"messages": [{"role", "content", ...}]}`` (images as a count, tool calls as
+name and arguments) or, for embeddings, ``{"input": [...]}``; a response is
+``{"text": ..., "tool_calls": [...]}``. Every text is cut to ``max_chars`` and, with
+``redact`` (the default), passed through ``REDACTIONS`` in order: e-mail addresses become
+``[EMAIL]``; ``Bearer <token>`` becomes ``Bearer [SECRET]``; API-key-looking strings become
+``[SECRET]`` (``sk-``, ``sk-ant-``, ``pk-``, ``rk-``, ``tw-`` followed by 16 or more key
+characters; AWS ``AKIA``/``ASIA`` ids; GitHub ``ghp_``/``gho_``/``github_pat_`` tokens; Slack
+``xox?-`` tokens; Google ``AIza`` keys; JWTs); 13 to 19 digits (spaces or dashes between)
+that pass the Luhn check become ``[CARD]``; US social security numbers ``123-45-6789``
+become ``[SSN]``. It is a net for the obvious, not a guarantee: keep bodies off for teams
+whose prompts must never be stored.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from tollway.core.types import (
+    ChatRequest,
+    ChatResponse,
+    EmbeddingRequest,
+    ImagePart,
+    Message,
+    OpaquePart,
+    ToolCallDelta,
+)
+
+_EMAIL = r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}"
+_SECRET = (
+    r"\b(?:sk-ant-|sk-|pk-|rk-|tw-)[A-Za-z0-9_\-]{16,}"
+    r"|\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"
+    r"|\b(?:ghp_|gho_|ghu_|ghs_|github_pat_)[A-Za-z0-9_]{20,}"
+    r"|\bxox[abprs]-[A-Za-z0-9\-]{10,}"
+    r"|\bAIza[0-9A-Za-z_\-]{35}"
+    r"|\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"
+)
+
+
+def _cards(match: re.Match[str]) -> str:
+    digits = [int(c) for c in match.group(0) if c.isdigit()]
+    if not 13 <= len(digits) <= 19:
+        return match.group(0)
+    total = 0
+    for position, digit in enumerate(reversed(digits)):
+        if position % 2:
+            digit *= 2
+            if digit > 9:
+                digit -= 9
+        total += digit
+    return "[CARD]" if total % 10 == 0 else match.group(0)
+
+
+REDACTIONS: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...] = (
+    (re.compile(_EMAIL), "[EMAIL]"),
+    (re.compile(r"\b(Bearer\s+)[A-Za-z0-9._~+/\-]{8,}=*", re.IGNORECASE), r"\1[SECRET]"),
+    (re.compile(_SECRET), "[SECRET]"),
+    (re.compile(r"\b\d(?:[ \-]?\d){12,18}\b"), _cards),
+    (re.compile(r"\b\d{3}-\d{2}-\d{4}\b"), "[SSN]"),
+)
+"""The redactions applied to every text of a kept body, in order."""
+
+
+_MARGIN = 256
+
+
+class BodyPolicy:
+    """Turns canonical requests and answers into the JSON the request log keeps."""
+
+    def __init__(self, *, max_chars: int, redact: bool) -> None:
+        self.max_chars = max_chars
+        self.redact = redact
+
+    def text(self, value: str) -> str:
+        """``value`` cut to ``max_chars``, redacted, without NUL characters (which
+        PostgreSQL's JSONB cannot hold)."""
+        # Redacted a little past the cut, so a secret across it is still found; never the
+        # whole of a huge text (the regex engine holds the event loop while it runs).
+        kept = value[: self.max_chars + _MARGIN]
+        if self.redact:
+            for pattern, replacement in REDACTIONS:
+                kept = pattern.sub(replacement, kept)
+        if len(value) > self.max_chars:
+            kept = kept[: self.max_chars] + f"…[{len(value) - self.max_chars} more chars]"
+        return kept.replace("\x00", "")
+
+    def prompt(self, request: ChatRequest | EmbeddingRequest) -> dict[str, Any]:
+        """What was asked."""
+        if isinstance(request, EmbeddingRequest):
+            return {
+                "input": [
+                    self.text(item) if isinstance(item, str) else f"[{len(item)} tokens]"
+                    for item in request.input
+                ]
+            }
+        return {"messages": [self._message(message) for message in request.messages]}
+
+    def _message(self, message: Message) -> dict[str, Any]:
+        kept: dict[str, Any] = {"role": message.role, "content": self.text(message.text())}
+        if isinstance(message.content, list):
+            images = sum(1 for part in message.content if isinstance(part, ImagePart))
+            others = [part.type for part in message.content if isinstance(part, OpaquePart)]
+            if images:
+                kept["images"] = images
+            if others:
+                kept["other_parts"] = others
+        if message.tool_calls:
+            kept["tool_calls"] = [
+                {"name": call.name, "arguments": self.text(call.arguments)}
+                for call in message.tool_calls
+            ]
+        if message.tool_call_id is not None:
+            kept["tool_call_id"] = message.tool_call_id
+        return kept
+
+    def response(self, captured: Sequence[object]) -> dict[str, Any] | None:
+        """What was answered: a complete response, or the streamed pieces in order."""
+        texts: list[str] = []
+        calls: dict[int, dict[str, str]] = {}
+        for item in captured:
+            if isinstance(item, str):
+                texts.append(item)
+            elif isinstance(item, ToolCallDelta):
+                call = calls.setdefault(item.index, {"name": "", "arguments": ""})
+                call["name"] += item.name or ""
+                call["arguments"] += item.arguments
+            elif isinstance(item, ChatResponse):
+                for choice in item.choices:
+                    texts.append(choice.message.text())
+                    for call_made in choice.message.tool_calls or ():
+                        calls[len(calls)] = {
+                            "name": call_made.name,
+                            "arguments": call_made.arguments,
+                        }
+        if not texts and not calls:
+            return None
+        kept: dict[str, Any] = {"text": self.text("".join(texts))}
+        if calls:
+            kept["tool_calls"] = [
+                {"name": call["name"], "arguments": self.text(call["arguments"])}
+                for _, call in sorted(calls.items())
+            ]
+        return kept

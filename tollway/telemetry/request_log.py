@@ -1,0 +1,380 @@
+"""The request log writer: a bounded queue, batched inserts, a disk spool, retention.
+
+```
+stage.on_complete ─put_nowait─► deque (queue_size; full: dropped and counted)
+                                   │ background task: every flush_interval, or at batch_size
+                                   ▼
+                  rows: numbered (chain_id, seq), hashed (chain), bodies redacted
+                                   │
+             spool empty? ─yes─► INSERT batch ─ok─► written
+                   │no                 │ failed: store unreachable (ping fails)
+                   ▼                   ▼
+             replay the spool,   spool/<time>-<chain>-<n>.jsonl ─► replayed oldest first
+             oldest first        once the store answers (backoff up to retry_interval)
+```
+
+Nothing here runs on the request path except ``put_nowait``: a length check and a deque
+append. While the spool holds anything, new batches go behind it, so rows reach the store in
+the order they were written. Inserts skip rows already stored (same ``chain_id`` and
+``seq``), so a batch whose commit succeeded but whose answer was lost, replayed later, is
+stored once. A batch the store refuses while it answers pings is inserted row by row and
+the rows it still refuses are set aside (``rejected/`` in the spool directory, counted).
+
+``close`` (at gateway shutdown) writes everything queued: to the store, or to the spool
+when the store is down; the spool is replayed at the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tollway.config.schema import RequestLogConfig
+from tollway.limits.backend import to_micros
+from tollway.store import Store
+from tollway.telemetry.bodies import BodyPolicy
+from tollway.telemetry.chain import GENESIS, link
+from tollway.telemetry.request_log_stage import Entry
+from tollway.telemetry.spool import Row, Spool
+
+log = logging.getLogger("tollway.request_log")
+
+_YIELD_EVERY = 64
+"""Rows prepared between yields to the event loop (hashing and bodies take CPU)."""
+
+_LIMITS = {
+    "request_id": 128, "principal_kind": 16, "key_id": 64, "user_id": 320, "team_id": 200,
+    "service": 200, "endpoint": 16, "model": 200, "served_model": 200, "deployment_id": 200,
+    "provider": 64, "error_code": 64, "cache": 16,
+}  # fmt: skip
+"""Column lengths: longer values (a client's model name, say) are cut, never refused."""
+
+
+class RequestLogWriter:
+    """Takes entries from the pipeline and writes them to the store in batches."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: RequestLogConfig,
+        spool_dir: Path,
+        *,
+        chain_id: str | None = None,
+    ) -> None:
+        """``spool_dir``: where batches wait while the store is unreachable (one directory
+        per store). ``chain_id``: this writer's chain (default: random, one per process)."""
+        self.store = store
+        self.config = config
+        self.chain_id = chain_id or secrets.token_hex(8)
+        self.spool = Spool(spool_dir)
+        self.bodies = BodyPolicy(max_chars=config.bodies.max_chars, redact=config.bodies.redact)
+        self.written = 0
+        self.dropped = 0
+        self.spooled = 0
+        self.rejected = 0
+        self._queue: deque[Entry] = deque()
+        self._capacity = config.queue_size
+        self._batch_size = config.batch_size
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._seq = 0
+        self._prev_hash = GENESIS
+        self._in_hand: float | None = None
+        self._retry_at = 0.0
+        self._backoff = 0.0
+        self._task: asyncio.Task[None] | None = None
+        self._purger: asyncio.Task[None] | None = None
+
+    # --- the request path ---------------------------------------------------------------
+
+    def put_nowait(self, entry: Entry) -> None:
+        """Queue one entry; when the queue is full it is dropped (and counted)."""
+        queue = self._queue
+        if len(queue) >= self._capacity:
+            self.dropped += 1
+            return
+        queue.append(entry)
+        if len(queue) >= self._batch_size:
+            self._wake.set()
+
+    # --- what the metrics read ----------------------------------------------------------
+
+    def queue_depth(self) -> int:
+        """Entries waiting in memory."""
+        return len(self._queue)
+
+    def lag(self) -> float:
+        """Seconds since the oldest record not yet in the store was made (0 when none)."""
+        oldest = [self._queue[0][0]] if self._queue else []
+        if self._in_hand is not None:
+            oldest.append(self._in_hand)
+        spooled = self.spool.oldest()
+        if spooled is not None:
+            oldest.append(spooled)
+        return max(0.0, time.time() - min(oldest)) if oldest else 0.0
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Index what a previous run left in the spool and start writing (and purging)."""
+        try:
+            await self.spool.open()
+        except OSError as exc:
+            log.error("request log spool %s is unusable: %s", self.spool.directory, exc)
+        if self.spool.pending_files:
+            log.info(
+                "request log: %d batches (%d records) left in %s are replayed first",
+                self.spool.pending_files, self.spool.pending_rows, self.spool.directory,
+            )  # fmt: skip
+        self._task = asyncio.create_task(self._run(), name="tollway-request-log")
+        if self.config.retention_days is not None:
+            self._purger = asyncio.create_task(self._purge_loop(), name="tollway-log-retention")
+
+    async def close(self) -> None:
+        """Write everything queued (to the store, or to the spool when it is down)."""
+        if self._purger is not None:
+            self._purger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._purger
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await self._wait()
+            try:
+                await self._replay(force=self._closing)
+                while self._queue:
+                    await self._deliver(await self._prepare(self._take()))
+            except Exception:  # a bug here must not stop the log for good
+                log.exception("request log: writing a batch failed unexpectedly")
+                await asyncio.sleep(self.config.flush_interval)
+            if self._closing and not self._queue:
+                return
+
+    async def _wait(self) -> None:
+        if self._closing or len(self._queue) >= self._batch_size:
+            return
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.config.flush_interval):
+                await self._wake.wait()
+
+    def _take(self) -> list[Entry]:
+        queue = self._queue
+        return [queue.popleft() for _ in range(min(self._batch_size, len(queue)))]
+
+    # --- rows ---------------------------------------------------------------------------
+
+    async def _prepare(self, entries: Sequence[Entry]) -> list[Row]:
+        self._in_hand = entries[0][0]
+        rows = []
+        for index, item in enumerate(entries):
+            if index and index % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+            rows.append(self._row(item))
+        return rows
+
+    def _row(self, item: Entry) -> Row:
+        (at, request_id, kind, key_id, user_id, team_id, service, endpoint, model, served,
+         deployment_id, provider, attempts, fallbacks, status, error_code, stream,
+         input_tokens, output_tokens, cached, estimated, cost, latency, ttft, cache,
+         guardrails, request, captured) = item  # fmt: skip
+        self._seq += 1
+        row: Row = {
+            "at": dt.datetime.fromtimestamp(at, dt.UTC),
+            "chain_id": self.chain_id,
+            "seq": self._seq,
+            "request_id": request_id,
+            "principal_kind": kind,
+            "key_id": key_id,
+            "user_id": user_id,
+            "team_id": team_id,
+            "service": service,
+            "endpoint": endpoint,
+            "model": model,
+            "served_model": served,
+            "deployment_id": deployment_id,
+            "provider": provider,
+            "attempts": attempts,
+            "fallbacks": fallbacks,
+            "status": status,
+            "error_code": error_code,
+            "stream": stream,
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "cached_tokens": cached,
+            "usage_estimated": estimated,
+            "cost_micros": to_micros(cost) if cost else 0,
+            "latency_ms": None if latency is None else round(latency, 3),
+            "ttft_ms": None if ttft is None else round(ttft, 3),
+            "cache": cache,
+            "guardrails": list(guardrails),
+            "prompt": None,
+            "response": None,
+        }
+        for column, limit in _LIMITS.items():
+            value = row[column]
+            if value is not None and (len(value) > limit or "\x00" in value):
+                row[column] = value.replace("\x00", "")[:limit]
+        if request is not None:
+            row["prompt"], row["response"] = self._bodies(request, captured or [])
+        if self.config.chain:
+            row["prev_hash"] = self._prev_hash
+            row["hash"] = self._prev_hash = link(self._prev_hash, row)
+        else:
+            row["prev_hash"] = row["hash"] = None
+        return row
+
+    def _bodies(self, request: Any, captured: list[object]) -> tuple[Any, Any]:
+        try:
+            return self.bodies.prompt(request), self.bodies.response(captured)
+        except Exception as exc:  # a body we cannot read must not cost the record
+            log.warning("request log: a body could not be kept (%s)", type(exc).__name__)
+            return None, None
+
+    # --- delivery -----------------------------------------------------------------------
+
+    async def _deliver(self, rows: list[Row]) -> None:
+        try:
+            await self._replay()
+            if self.spool.pending_files:
+                await self._to_spool(rows)
+            else:
+                await self._store(rows, spooled=False)
+        finally:
+            self._in_hand = None
+
+    async def _replay(self, force: bool = False) -> None:
+        """Insert spooled batches, oldest first, while the store takes them (when due)."""
+        if not self.spool.pending_files or (not force and time.monotonic() < self._retry_at):
+            return
+        while (path := self.spool.first()) is not None:
+            try:
+                rows = await self.spool.read(path)
+            except (OSError, ValueError) as exc:
+                log.error("request log: spool file %s is unreadable (%s)", path, exc)
+                await self._set_aside(path)
+                continue
+            if not await self._store(rows, spooled=True):
+                return
+            await self.spool.remove(path)
+            log.info("request log: replayed %d spooled records", len(rows))
+
+    async def _store(self, rows: list[Row], *, spooled: bool) -> bool:
+        """Insert ``rows``; False when the store is unreachable (then they are in the spool)."""
+        try:
+            async with asyncio.timeout(self.config.write_timeout):
+                await self.store.request_log.insert(rows)
+        except Exception as exc:
+            if not await self._reachable():
+                self._unreachable(exc)
+                if not spooled:
+                    await self._to_spool(rows)
+                return False
+            return await self._store_each(rows, spooled=spooled)
+        self.written += len(rows)
+        self._reachable_again()
+        return True
+
+    async def _store_each(self, rows: list[Row], *, spooled: bool) -> bool:
+        """The store answers but refused the batch: insert row by row, set the bad aside."""
+        refused = []
+        for row in rows:
+            try:
+                async with asyncio.timeout(self.config.write_timeout):
+                    await self.store.request_log.insert([row])
+            except Exception as exc:
+                if not await self._reachable():
+                    self._unreachable(exc)
+                    if not spooled:
+                        await self._to_spool(rows)  # rows stored already are skipped later
+                    return False
+                log.error("request log: the store refused a record: %s", _reason(exc))
+                refused.append(row)
+                continue
+            self.written += 1
+        if refused:
+            self.rejected += len(refused)
+            with contextlib.suppress(OSError):
+                await self.spool.reject(self.chain_id, refused)
+        return True
+
+    async def _reachable(self) -> bool:
+        try:
+            async with asyncio.timeout(min(self.config.write_timeout, 5.0)):
+                await self.store.request_log.ping()
+        except Exception:
+            return False
+        return True
+
+    def _unreachable(self, exc: BaseException) -> None:
+        if self._backoff == 0.0:
+            log.warning(
+                "request log: the store is unreachable (%s); records are spooled to %s",
+                _reason(exc), self.spool.directory,
+            )  # fmt: skip
+        self._backoff = min(max(self._backoff * 2, self.config.flush_interval),
+                            self.config.retry_interval)  # fmt: skip
+        self._retry_at = time.monotonic() + self._backoff
+
+    def _reachable_again(self) -> None:
+        if self._backoff:
+            log.info("request log: the store is reachable again")
+        self._backoff = 0.0
+        self._retry_at = 0.0
+
+    async def _to_spool(self, rows: list[Row]) -> None:
+        try:
+            await self.spool.write(self.chain_id, rows)
+        except OSError as exc:
+            self.dropped += len(rows)
+            log.error("request log: %d records lost, the spool failed: %s", len(rows), exc)
+            return
+        self.spooled += len(rows)
+
+    async def _set_aside(self, path: Path) -> None:
+        with contextlib.suppress(OSError):
+            self.spool.rejected_directory.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(path.replace, self.spool.rejected_directory / path.name)
+        await self.spool.remove(path)
+
+    # --- retention ----------------------------------------------------------------------
+
+    async def _purge_loop(self) -> None:
+        await asyncio.sleep(min(self.config.purge_interval, 60.0))
+        while True:
+            await self.purge()
+            await asyncio.sleep(self.config.purge_interval)
+
+    async def purge(self) -> int:
+        """Delete rows older than ``retention_days``; returns how many (0 on failure)."""
+        days = self.config.retention_days
+        if days is None:
+            return 0
+        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
+        try:
+            removed = await self.store.request_log.purge(cutoff)
+        except Exception as exc:
+            log.warning("request log: purging old records failed (%s)", _reason(exc))
+            return 0
+        if removed:
+            log.info("request log: purged %d records older than %d days", removed, days)
+        return removed
+
+
+def _reason(exc: BaseException) -> str:
+    """A short reason for a log line: the driver's message, never the statement or values."""
+    original = getattr(exc, "orig", None) or exc
+    text = str(original).splitlines()[0][:200] if str(original) else ""
+    return f"{type(original).__name__}: {text}" if text else type(original).__name__

@@ -1,0 +1,166 @@
+"""The pipeline stage that hands every finished request to the request log writer.
+
+It sits next to the telemetry stage at the front of the pipeline, so its ``on_complete``
+runs after every later stage's (admission has settled, the cost is known). On the request
+path it does one thing: read a few fields of the ``RequestContext`` into a flat tuple
+(``Entry``) and ``put_nowait`` it on the writer's bounded queue. Converting, numbering,
+hashing and building bodies happen in the writer's background task.
+
+When some team keeps prompt and response bodies, ``BodyCapturingStage`` is used instead: it
+also marks the requests of those teams in ``on_request`` and collects what was answered
+(``ctx.captured_output``). Without bodies the plain stage overrides ``on_complete`` only, so
+the pipeline never calls it per chunk.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection
+
+from tollway.core.context import RequestContext
+from tollway.core.pipeline import Reply, Stage
+from tollway.core.types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest
+
+Entry = tuple[
+    float,  # at: epoch seconds when the request finished
+    str,  # request_id
+    str | None,  # principal_kind
+    str | None,  # key_id
+    str | None,  # user_id
+    str | None,  # team_id
+    str | None,  # service
+    str,  # endpoint
+    str,  # model asked for
+    str | None,  # served_model
+    str | None,  # deployment_id
+    str | None,  # provider
+    int,  # attempts
+    int,  # fallbacks
+    int,  # status
+    str | None,  # error_code
+    bool,  # stream
+    int,  # input_tokens
+    int,  # output_tokens
+    int,  # cached_tokens
+    bool,  # usage_estimated
+    float | None,  # cost_usd
+    float | None,  # latency_ms
+    float | None,  # ttft_ms
+    str | None,  # cache
+    tuple[str, ...],  # guardrails
+    ChatRequest | EmbeddingRequest | None,  # the request, when bodies are kept
+    list[object] | None,  # what was answered, when bodies are kept
+]
+"""One finished request as the stage hands it over: cheap to build, converted later."""
+
+Put = Callable[[Entry], None]
+
+
+def entry(ctx: RequestContext, keep_bodies: bool = False) -> Entry:
+    """The request log entry of a finished request."""
+    principal = ctx.principal
+    if principal is None:
+        kind = key_id = user = team = service = None
+    else:
+        kind, user, team = principal.kind, principal.user, principal.team
+        key_id = principal.id if kind == "key" else None
+        service = principal.tags.get("service") if principal.tags else None
+    deployment = ctx.deployment
+    if deployment is None:
+        served = deployment_id = provider = None
+    else:
+        served, deployment_id, provider = deployment.model, deployment.id, deployment.provider
+    usage = ctx.usage
+    if usage is None:
+        input_tokens = output_tokens = cached = 0
+    else:
+        input_tokens, output_tokens = usage.input_tokens, usage.output_tokens
+        cached = usage.cached_input_tokens
+    error = ctx.error
+    chat = ctx.chat
+    if chat is None:
+        endpoint, stream = "embeddings", False
+    else:
+        endpoint = "messages" if chat.wire_format == "anthropic" else "chat"
+        stream = chat.stream
+    tries = ctx.tries
+    fallbacks = len({attempt.deployment.id for attempt in tries}) - 1 if len(tries) > 1 else 0
+    started, finished, first = ctx.started, ctx.finished_at, ctx.first_token_at
+    return (
+        time.time(),
+        ctx.request_id,
+        kind,
+        key_id,
+        user,
+        team,
+        service,
+        endpoint,
+        ctx.requested_model or ctx.model,
+        served,
+        deployment_id,
+        provider,
+        ctx.attempts,
+        fallbacks,
+        200 if error is None else error.status,
+        None if error is None else error.code,
+        stream,
+        input_tokens,
+        output_tokens,
+        cached,
+        ctx.usage_estimated,
+        ctx.cost_usd,
+        None if finished is None else (finished - started) * 1000.0,
+        None if first is None else (first - started) * 1000.0,
+        ctx.cache_status,
+        tuple(ctx.guardrail_flags) if ctx.guardrail_flags else (),
+        (chat or ctx.embedding) if keep_bodies else None,
+        ctx.captured_output if keep_bodies else None,
+    )
+
+
+class RequestLogStage(Stage):
+    """Queues one request log entry per finished request; never waits."""
+
+    name = "request_log"
+
+    def __init__(self, put: Put) -> None:
+        """``put``: the writer's ``put_nowait``."""
+        self._put = put
+
+    async def on_complete(self, ctx: RequestContext) -> None:
+        self._put(entry(ctx))
+
+
+class BodyCapturingStage(Stage):
+    """``RequestLogStage`` that also keeps the bodies of some teams' requests."""
+
+    name = "request_log"
+
+    def __init__(self, put: Put, teams: Collection[str] | None) -> None:
+        """``teams``: the team ids whose bodies are kept; ``None``: every request's."""
+        self._put = put
+        self._teams = None if teams is None else frozenset(teams)
+
+    async def on_request(self, ctx: RequestContext) -> Reply | None:
+        principal = ctx.principal
+        if self._teams is None or (principal is not None and principal.team in self._teams):
+            ctx.captured_output = []
+        return None
+
+    def on_chunk(self, ctx: RequestContext, chunk: ChatChunk) -> ChatChunk | None:
+        captured = ctx.captured_output
+        if captured is not None:
+            for choice in chunk.choices:
+                if choice.content:
+                    captured.append(choice.content)
+                if choice.tool_calls:
+                    captured.extend(choice.tool_calls)
+        return chunk
+
+    async def on_response(self, ctx: RequestContext, response: ChatResponse) -> ChatResponse:
+        if ctx.captured_output is not None:
+            ctx.captured_output.append(response)
+        return response
+
+    async def on_complete(self, ctx: RequestContext) -> None:
+        self._put(entry(ctx, ctx.captured_output is not None))

@@ -1,0 +1,135 @@
+"""Batches of request log rows kept on local disk while the store cannot take them.
+
+One JSON Lines file per batch, named so that names sort in the order batches were spooled
+(``<nanoseconds>-<chain id>-<n>.jsonl``). A file is written under a temporary name, flushed
+to disk and renamed, so a ``.jsonl`` file is always whole; a crash mid-write leaves only a
+``.tmp`` file, which is removed at the next start (its batch was never acknowledged either
+way: the process died before it). Files are read back oldest first, inserted, then deleted;
+the store skips rows it already has, so a file replayed twice (by a crash between insert and
+delete, or by two processes sharing a directory) is still stored once.
+
+Rows that the store refuses outright (not an outage: a value no column takes) are moved to
+``rejected/`` beside the spool, one file per batch, for an operator to look at.
+
+Disk work runs in a thread (``asyncio.to_thread``), never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import os
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+Row = dict[str, Any]
+
+
+def default_spool_dir(store_where: str) -> Path:
+    """A spool directory per store (by a hash of its redacted URL) under the temp dir, so
+    a spool is never replayed into another store."""
+    digest = hashlib.sha256(store_where.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / "tollway-request-log" / digest
+
+
+def encode_row(row: Mapping[str, Any]) -> bytes:
+    """One row as a JSON line (``at`` as ISO 8601)."""
+    at = row["at"]
+    assert isinstance(at, dt.datetime)
+    return orjson.dumps({**row, "at": at.isoformat()}) + b"\n"
+
+
+def decode_row(line: bytes) -> Row:
+    """A row from its JSON line."""
+    row: Row = orjson.loads(line)
+    row["at"] = dt.datetime.fromisoformat(row["at"])
+    return row
+
+
+class Spool:
+    """The spool directory: batches written, listed oldest first, read back and removed."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.rejected_directory = directory / "rejected"
+        self._counter = 0
+        self._files: list[tuple[Path, int, float]] = []
+        """Pending files oldest first, with their row count and their first row's time."""
+
+    @property
+    def pending_files(self) -> int:
+        """Batches waiting on disk."""
+        return len(self._files)
+
+    @property
+    def pending_rows(self) -> int:
+        """Rows waiting on disk."""
+        return sum(count for _, count, _ in self._files)
+
+    def oldest(self) -> float | None:
+        """The time (epoch seconds) of the oldest row waiting on disk, if any."""
+        return min((at for _, _, at in self._files), default=None)
+
+    async def open(self) -> None:
+        """Create the directory, drop half-written files and index what a previous run left."""
+        self._files = await asyncio.to_thread(self._scan)
+
+    def _scan(self) -> list[tuple[Path, int, float]]:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for partial in self.directory.glob("*.tmp"):
+            partial.unlink(missing_ok=True)
+        found = []
+        for path in sorted(self.directory.glob("*.jsonl")):
+            lines = path.read_bytes().splitlines()
+            if not lines:
+                path.unlink(missing_ok=True)
+                continue
+            found.append((path, len(lines), decode_row(lines[0])["at"].timestamp()))
+        return found
+
+    async def write(self, chain_id: str, rows: Sequence[Row]) -> Path:
+        """Keep ``rows`` on disk as one batch; returns its file."""
+        self._counter += 1
+        name = f"{time.time_ns():020d}-{chain_id}-{self._counter:06d}.jsonl"
+        path = self.directory / name
+        await asyncio.to_thread(_write_whole, path, rows)
+        self._files.append((path, len(rows), rows[0]["at"].timestamp()))
+        return path
+
+    def first(self) -> Path | None:
+        """The oldest pending batch file."""
+        return self._files[0][0] if self._files else None
+
+    async def read(self, path: Path) -> list[Row]:
+        """The rows of a batch file."""
+        data = await asyncio.to_thread(path.read_bytes)
+        return [decode_row(line) for line in data.splitlines() if line]
+
+    async def remove(self, path: Path) -> None:
+        """Forget a batch once it is stored."""
+        await asyncio.to_thread(path.unlink, True)
+        self._files = [entry for entry in self._files if entry[0] != path]
+
+    async def reject(self, chain_id: str, rows: Sequence[Row]) -> Path:
+        """Set aside rows the store refused; returns their file."""
+        self._counter += 1
+        name = f"{time.time_ns():020d}-{chain_id}-{self._counter:06d}.jsonl"
+        path = self.rejected_directory / name
+        await asyncio.to_thread(_write_whole, path, rows)
+        return path
+
+
+def _write_whole(path: Path, rows: Sequence[Row]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".tmp")
+    with partial.open("wb") as file:
+        file.write(b"".join(encode_row(row) for row in rows))
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(partial, path)
