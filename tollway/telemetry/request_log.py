@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 from tollway.config.schema import RequestLogConfig
-from tollway.limits.backend import to_micros
 from tollway.store import Store
 from tollway.telemetry.bodies import BodyPolicy
 from tollway.telemetry.chain import GENESIS, link
@@ -215,7 +214,9 @@ class RequestLogWriter:
             "output_tokens": output_tokens,
             "cached_tokens": cached,
             "usage_estimated": estimated,
-            "cost_micros": to_micros(cost) if cost else 0,
+            # The nearest micro-dollar: rounding up (as budget reservations do) would turn
+            # float noise such as 123.00000000000001 into one more.
+            "cost_micros": round(cost * 1_000_000) if cost else 0,
             "latency_ms": None if latency is None else round(latency, 3),
             "ttft_ms": None if ttft is None else round(ttft, 3),
             "cache": cache,

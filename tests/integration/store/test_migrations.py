@@ -27,6 +27,7 @@ TABLES = {
     "budgets",
     "rate_limits",
     "budget_spend",
+    "request_log",
 }
 
 

@@ -1,0 +1,232 @@
+"""The request log on both backends: inserts, pages, filters, retention and hash chains.
+
+Rows are made by the real writer (telemetry/request_log.py) from request contexts, so what is
+checked here is what a gateway stores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from tests.integration.store.conftest import Database
+from tollway.auth.principal import Principal
+from tollway.config.schema import RequestLogConfig
+from tollway.core.context import RequestContext
+from tollway.core.errors import RateLimited
+from tollway.core.types import ChatRequest, Deployment, Message, UpstreamTimeouts, Usage
+from tollway.store import InvalidRecord, RequestLogFilter, Store
+from tollway.store.engine import make_engine
+from tollway.telemetry.chain import GENESIS, verify_chains
+from tollway.telemetry.request_log import RequestLogWriter
+from tollway.telemetry.request_log_stage import entry
+
+DEPLOYMENT = Deployment(
+    id="dep-1", provider="openai", model="sim-chat", api_base="http://x",
+    timeouts=UpstreamTimeouts(1.0, 1.0, 1.0),
+)  # fmt: skip
+
+
+def context(n: int, *, team: str = "red", user: str = "u1", key: str = "k1", **fields: Any) -> Any:
+    """The entry of a finished request number ``n``."""
+    ctx = RequestContext(
+        request_id=f"req-{n}", endpoint="chat", model=fields.pop("model", "gpt-x"),
+        client_headers={}, chat=ChatRequest(model="gpt-x", messages=[Message("user", "hi")]),
+        principal=Principal(kind="key", id=key, user=user, team=team, tags={"service": "job"}),
+    )  # fmt: skip
+    ctx.deployment = DEPLOYMENT
+    ctx.attempts = 1
+    ctx.usage = Usage(input_tokens=10 + n, output_tokens=5, cached_input_tokens=1)
+    ctx.cost_usd = 0.000123
+    ctx.finished_at = ctx.started + 0.05
+    for name, value in fields.items():
+        setattr(ctx, name, value)
+    return entry(ctx)
+
+
+def at(made: Any, when: dt.datetime) -> Any:
+    """An entry made at ``when`` instead of now."""
+    return (when.timestamp(), *made[1:])
+
+
+async def execute(database: Database, sql: str, **params: Any) -> None:
+    """Run a raw statement, as someone with direct access to the database would."""
+    engine = make_engine(database.url, schema=database.schema)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text(sql), params)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def writer_for(store: Store, tmp_path: Path) -> AsyncIterator[Any]:
+    """Makes started writers on the test store; closes them at the end."""
+    writers: list[RequestLogWriter] = []
+
+    async def make(**config: Any) -> RequestLogWriter:
+        settings = RequestLogConfig(flush_interval=0.05, **config)
+        writer = RequestLogWriter(store, settings, tmp_path / f"spool-{len(writers)}")
+        await writer.start()
+        writers.append(writer)
+        return writer
+
+    yield make
+    for writer in writers:
+        await writer.close()
+
+
+async def test_a_record_round_trips_with_every_field(store: Store, writer_for: Any) -> None:
+    writer = await writer_for()
+    writer.put_nowait(context(1, error=RateLimited("slow down", code="rate_limit_exceeded")))
+    await writer.close()
+    (record,) = (await store.request_log.page(RequestLogFilter())).records
+    assert (record.request_id, record.principal_kind, record.key_id, record.user_id) == (
+        "req-1", "key", "k1", "u1",
+    )  # fmt: skip
+    assert (record.team_id, record.service, record.endpoint, record.model) == (
+        "red", "job", "chat", "gpt-x",
+    )  # fmt: skip
+    assert (record.served_model, record.deployment_id, record.provider) == (
+        "sim-chat", "dep-1", "openai",
+    )  # fmt: skip
+    assert (record.status, record.error_code, record.attempts, record.fallbacks) == (
+        429, "rate_limit_exceeded", 1, 0,
+    )  # fmt: skip
+    assert (record.input_tokens, record.output_tokens, record.cached_tokens) == (11, 5, 1)
+    assert record.cost_micros == 123 and record.usage_estimated is False
+    assert record.latency_ms == pytest.approx(50.0) and record.ttft_ms is None
+    assert record.guardrails == () and record.prompt is None and record.response is None
+    assert (record.seq, record.chain_id) == (1, writer.chain_id)
+    assert record.hash is None and record.at.tzinfo == dt.UTC
+
+
+async def test_a_batch_written_twice_is_stored_once(store: Store, writer_for: Any) -> None:
+    writer = await writer_for()
+    rows = [writer._row(context(n)) for n in range(3)]
+    await store.request_log.insert(rows)
+    await store.request_log.insert(rows)  # a replay after a lost commit acknowledgement
+    assert len((await store.request_log.page(RequestLogFilter())).records) == 3
+
+
+async def test_pages_are_newest_first_and_filtered(store: Store, writer_for: Any) -> None:
+    writer = await writer_for()
+    start = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    for n in range(7):
+        team = "red" if n % 2 else "blue"
+        writer.put_nowait(at(context(n, team=team, model=f"m{n % 3}"), start + dt.timedelta(n)))
+    await writer.close()
+
+    async def ids(limit: int = 100, **where: Any) -> list[str]:
+        page = await store.request_log.page(RequestLogFilter(**where), limit=limit)
+        return [record.request_id for record in page.records]
+
+    assert await ids() == [f"req-{n}" for n in range(6, -1, -1)]
+    assert await ids(team_id="red") == ["req-5", "req-3", "req-1"]
+    assert await ids(model="m0") == ["req-6", "req-3", "req-0"]
+    window = {"since": start + dt.timedelta(2), "until": start + dt.timedelta(4)}
+    assert await ids(**window) == ["req-3", "req-2"]
+    assert await ids(visible_teams=("blue",), visible_user="nobody") == [
+        "req-6", "req-4", "req-2", "req-0",
+    ]  # fmt: skip
+    assert await ids(visible_teams=(), visible_user=None, visible_key=None) == []
+    # Cursor pages: every record once, in order.
+    seen, cursor = [], None
+    while True:
+        page = await store.request_log.page(RequestLogFilter(), limit=3, cursor=cursor)
+        seen += [record.request_id for record in page.records]
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert seen == await ids()
+    with pytest.raises(InvalidRecord):
+        await store.request_log.page(RequestLogFilter(), cursor="not-a-cursor")
+
+
+async def test_status_filters(store: Store, writer_for: Any) -> None:
+    writer = await writer_for()
+    writer.put_nowait(context(1))
+    writer.put_nowait(context(2, error=RateLimited("no", code="rate_limit_exceeded")))
+    await writer.close()
+
+    async def count(status: str) -> int:
+        where = RequestLogFilter(status=status)
+        return len((await store.request_log.page(where)).records)
+
+    assert [await count(s) for s in ("200", "429", "4xx", "5xx", "ok", "error")] == [
+        1, 1, 1, 0, 1, 1,
+    ]  # fmt: skip
+    with pytest.raises(InvalidRecord):
+        await count("teapot")
+
+
+async def test_purge_deletes_only_rows_past_retention(store: Store, writer_for: Any) -> None:
+    writer = await writer_for(retention_days=30, chain=True)
+    now = dt.datetime.now(dt.UTC)
+    for n, age in enumerate((100, 45, 31, 10, 0)):
+        writer.put_nowait(at(context(n), now - dt.timedelta(days=age)))
+    await writer.close()
+    assert await writer.purge() == 3
+    page = await store.request_log.page(RequestLogFilter())
+    assert [record.request_id for record in page.records] == ["req-4", "req-3"]
+    # The chain still verifies from its oldest remaining record.
+    (report,) = await verify_chains(store)
+    assert report.ok and (report.first_seq, report.last_seq) == (4, 5)
+
+
+async def test_chains_verify_and_show_edits_and_deletions(
+    store: Store, database: Database, writer_for: Any
+) -> None:
+    first, second = await writer_for(chain=True), await writer_for(chain=True)
+    for n in range(5):
+        first.put_nowait(context(n))
+        second.put_nowait(context(100 + n))
+    await first.close()
+    await second.close()
+    reports = await verify_chains(store)
+    assert {r.chain_id for r in reports} == {first.chain_id, second.chain_id}
+    assert all(r.ok and r.chained and r.records == 5 for r in reports)
+    records = (await store.request_log.chain(first.chain_id))
+    assert records[0].prev_hash == GENESIS
+    assert all(b.prev_hash == a.hash for a, b in zip(records, records[1:], strict=False))
+
+    await execute(database, "UPDATE request_log SET cost_micros = 1 WHERE id = :id",
+                  id=records[2].id)  # fmt: skip
+    broken = {r.chain_id: r for r in await verify_chains(store)}
+    assert broken[second.chain_id].ok
+    assert (broken[first.chain_id].broken_id, broken[first.chain_id].problem) == (
+        records[2].id, "the hash does not match the record's contents (edited)",
+    )  # fmt: skip
+
+    await execute(database, "UPDATE request_log SET cost_micros = :c WHERE id = :id",
+                  c=records[2].cost_micros, id=records[2].id)  # fmt: skip
+    assert all(r.ok for r in await verify_chains(store))
+    await execute(database, "DELETE FROM request_log WHERE id = :id", id=records[3].id)
+    broken = {r.chain_id: r for r in await verify_chains(store)}
+    assert broken[first.chain_id].broken_seq == records[4].seq
+    assert broken[first.chain_id].problem == "1 record(s) missing before seq 5"
+
+
+async def test_a_recomputed_hash_still_breaks_the_next_link(
+    store: Store, database: Database, writer_for: Any
+) -> None:
+    writer = await writer_for(chain=True)
+    for n in range(3):
+        writer.put_nowait(context(n))
+    await writer.close()
+    records = await store.request_log.chain(writer.chain_id)
+    forged = dataclasses.replace(records[1], output_tokens=999)
+    from tollway.telemetry.chain import link
+
+    new_hash = link(forged.prev_hash or GENESIS, forged.columns())
+    await execute(database, "UPDATE request_log SET output_tokens = 999, hash = :h WHERE id = :id",
+                  h=new_hash, id=records[1].id)  # fmt: skip
+    (report,) = await verify_chains(store)
+    assert report.broken_id == records[2].id
+    assert report.problem == "prev_hash does not match the previous record's hash"
