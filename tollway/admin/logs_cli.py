@@ -12,20 +12,23 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import httpx
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from tollway.admin.cli import JsonOption, KeyOption, UrlOption, call, show
 
 logs = typer.Typer(no_args_is_help=True, help="The request log.")
 
 _errors = Console(stderr=True)
-LIST_COLUMNS = [
-    "at", "request_id", "key_id", "team_id", "model", "served_model", "status",
-    "input_tokens", "output_tokens", "cost_usd", "latency_ms",
+_console = Console()
+LIST_COLUMNS: list[tuple[str, Literal["left", "right"]]] = [
+    ("at (UTC)", "left"), ("key", "left"), ("team", "left"), ("model", "left"),
+    ("status", "left"), ("tokens in/out", "right"), ("cost USD", "right"), ("ms", "right"),
+    ("request", "left"),
 ]  # fmt: skip
 
 UserFilter = Annotated[str | None, typer.Option("--user", help="User id")]
@@ -68,13 +71,33 @@ def logs_list(
     if as_json:
         show(rows, [], True, "")
         return
-    for row in rows:
-        row["at"] = row["at"][:23].replace("T", " ")
-        row["latency_ms"] = None if row["latency_ms"] is None else round(row["latency_ms"])
-        row["cost_usd"] = f"{row['cost_usd']:.6f}"
-    show(rows, LIST_COLUMNS, False, "request log")
+    _console.print(_table(rows))
     if page.get("next_cursor"):
         typer.echo(f"more: --cursor {page['next_cursor']}")
+
+
+def _table(rows: list[dict[str, Any]]) -> Table:
+    """Records as a table: ids shortened to their first 8 characters, times to the second."""
+    table = Table(title="request log")
+    for name, justify in LIST_COLUMNS:
+        table.add_column(name, justify=justify, no_wrap=name != "request", overflow="fold")
+    for row in rows:
+        model = row["model"]
+        if row["served_model"] and row["served_model"] != model:
+            model = f"{model} → {row['served_model']}"
+        latency = row["latency_ms"]
+        table.add_row(
+            row["at"][:19].replace("T", " "),
+            (row["key_id"] or row["principal_kind"] or "")[:8],
+            (row["team_id"] or "")[:8],
+            model,
+            str(row["status"]) + (f" {row['error_code']}" if row["error_code"] else ""),
+            f"{row['input_tokens']}/{row['output_tokens']}",
+            f"{row['cost_usd']:.6f}",
+            "" if latency is None else f"{latency:.0f}",
+            row["request_id"],
+        )
+    return table
 
 
 @logs.command("export")

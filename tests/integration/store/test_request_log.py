@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -192,9 +193,9 @@ async def test_chains_verify_and_show_edits_and_deletions(
     reports = await verify_chains(store)
     assert {r.chain_id for r in reports} == {first.chain_id, second.chain_id}
     assert all(r.ok and r.chained and r.records == 5 for r in reports)
-    records = (await store.request_log.chain(first.chain_id))
+    records = await store.request_log.chain(first.chain_id)
     assert records[0].prev_hash == GENESIS
-    assert all(b.prev_hash == a.hash for a, b in zip(records, records[1:], strict=False))
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(records))
 
     await execute(database, "UPDATE request_log SET cost_micros = 1 WHERE id = :id",
                   id=records[2].id)  # fmt: skip

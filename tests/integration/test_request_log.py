@@ -1,0 +1,427 @@
+"""The request log through a real gateway process: what each request leaves, the admin API,
+the CLI, bodies and redaction, retention and the hash chain.
+
+Requests go over HTTP to a ``tollway serve`` process on SQLite and from there to the
+simulated provider; records are read back through ``GET /admin/logs`` (and the database
+itself where a test must tamper with it). The store outage tests are in
+test_request_log_outage.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import datetime as dt
+import io
+import json
+import os
+import sqlite3
+import subprocess
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import UPSTREAM_KEY
+from tests.support import CLIENT_KEY, running_gateway, tollway_command
+from tollway.admin.logs import EXPORT_COLUMNS
+from tollway.store import Store
+
+PRICE = {"input": 1000.0, "output": 4000.0}  # USD per 1M tokens: whole micro-dollars a token
+
+
+@dataclass(frozen=True)
+class Logged:
+    """The module's gateway: its URL, its SQLite file and the teams made before it started."""
+
+    url: str
+    store_url: str
+    db_path: Path
+    bodies_team: str
+    quiet_team: str
+
+
+async def _teams(store_url: str) -> tuple[str, str]:
+    store = Store(store_url)
+    await store.open(migrate=True)
+    try:
+        bodies = await store.teams.create("bodies-team")
+        quiet = await store.teams.create("quiet-team")
+    finally:
+        await store.close()
+    return bodies.id, quiet.id
+
+
+def log_config(simulator_url: str, store_url: str, **request_log: Any) -> dict[str, Any]:
+    """Models on the simulator (priced chat, embeddings, Anthropic, one for upstream
+    errors) and a request log that flushes every 100 ms."""
+    base, key = f"{simulator_url}/v1", "env:TEST_UPSTREAM_KEY"
+    openai = {"provider": "openai", "api_base": base, "api_key": key, "price": PRICE}
+    return {
+        "store": {"url": store_url},
+        "upstream": {"forward_headers": ["x-sim-*"]},
+        "auth": {"reconcile_interval": "1h"},
+        "models": [
+            {"name": "priced-chat", "deployments": [{**openai, "model": "sim-chat"}]},
+            {"name": "err-chat", "deployments": [{**openai, "model": "sim-chat"}]},
+            {"name": "priced-embed", "kind": "embedding",
+             "deployments": [{**openai, "model": "sim-embed"}]},
+            {"name": "priced-claude", "deployments": [{"provider": "anthropic",
+             "model": "sim-chat", "api_base": simulator_url, "api_key": key, "price": PRICE}]},
+        ],
+        "telemetry": {"request_log": {"flush_interval": "100ms", **request_log}},
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def logged(
+    log_dir: Path, simulator_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Logged]:
+    folder = tmp_path_factory.mktemp("request-log")
+    store_url = f"sqlite+aiosqlite:///{folder}/tollway.db"
+    bodies_team, quiet_team = asyncio.run(_teams(store_url))
+    config = log_config(
+        simulator_url, store_url, chain=True, purge_interval="1s",
+        spool_dir=str(folder / "spool"), bodies={"teams": [bodies_team]},
+    )  # fmt: skip
+    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TOLLWAY_STORE_URL": store_url}
+    with running_gateway(log_dir, config, env) as (url, _):
+        yield Logged(url, store_url, folder / "tollway.db", bodies_team, quiet_team)
+
+
+def auth(key: str = CLIENT_KEY) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def admin(url: str, method: str, path: str, body: Any = None, status: int = 200) -> Any:
+    response = httpx.request(method, url + path, json=body, headers=auth())
+    assert response.status_code == status, response.text
+    return response.json() if response.content else None
+
+
+def new_key(url: str, **fields: Any) -> tuple[str, str]:
+    """A fresh virtual key: (its id, the key itself)."""
+    body = {"name": f"log-{uuid.uuid4().hex[:6]}", **fields}
+    created = admin(url, "POST", "/admin/keys", body, 201)
+    return created["id"], created["key"]
+
+
+def chat(
+    url: str, key: str = CLIENT_KEY, model: str = "priced-chat", **extra: Any
+) -> httpx.Response:
+    """A chat completion with a request id of our own (``x-request-id``)."""
+    headers = {**auth(key), "x-request-id": f"t-{uuid.uuid4().hex[:16]}"}
+    headers.update(extra.pop("headers", {}))
+    body = {"model": model, "messages": [{"role": "user", "content": "hello"}], **extra}
+    return httpx.post(url + "/v1/chat/completions", json=body, headers=headers, timeout=30)
+
+
+def logs(url: str, as_key: str = CLIENT_KEY, **params: str) -> httpx.Response:
+    """``GET /admin/logs`` with ``params``, as the caller with key ``as_key``."""
+    return httpx.get(url + "/admin/logs", params=params, headers=auth(as_key), timeout=30)
+
+
+def wait_for(url: str, request_ids: Iterable[str], timeout: float = 15.0) -> dict[str, Any]:
+    """The records of ``request_ids`` once all are written (read with the admin key)."""
+    wanted = set(request_ids)
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = logs(url, limit="1000", since="10m").json()["data"]
+        found = {row["request_id"]: row for row in rows if row["request_id"] in wanted}
+        if len(found) == len(wanted) or time.monotonic() > deadline:
+            assert set(found) == wanted, f"not logged: {wanted - set(found)}"
+            return found
+        time.sleep(0.1)
+
+
+def micros(cost: str) -> int:
+    return round(float(cost) * 1_000_000)
+
+
+def test_each_kind_of_request_leaves_the_right_record(logged: Logged) -> None:
+    url = logged.url
+    plain = chat(url)
+    assert plain.status_code == 200
+    streamed = chat(url, stream=True, stream_options={"include_usage": True})
+    assert streamed.status_code == 200
+    stream_usage = [json.loads(line[6:]) for line in streamed.text.splitlines()
+                    if line.startswith("data: {")][-1]["usage"]  # fmt: skip
+    (stream_cost,) = [line.split("=", 1)[1] for line in streamed.text.splitlines()
+                      if line.startswith(": x-tollway-cost-usd=")]  # fmt: skip
+    embedded = httpx.post(
+        url + "/v1/embeddings", json={"model": "priced-embed", "input": ["a", "b c"]},
+        headers={**auth(), "x-request-id": "t-embed-" + uuid.uuid4().hex[:8]},
+    )  # fmt: skip
+    assert embedded.status_code == 200
+    failed = chat(url, model="err-chat", headers={"x-sim-fault": "status:500"})
+    assert failed.status_code == 502
+    unknown = chat(url, model="no-such-model")
+    assert unknown.status_code == 404
+    claude = httpx.post(
+        url + "/v1/messages",
+        json={"model": "priced-claude", "max_tokens": 20,
+              "messages": [{"role": "user", "content": "hi"}]},
+        headers={"x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01",
+                 "x-request-id": "t-claude-" + uuid.uuid4().hex[:8]},
+    )  # fmt: skip
+    assert claude.status_code == 200
+    answers = (plain, streamed, embedded, failed, unknown, claude)
+    rid = [answer.headers["x-request-id"] for answer in answers]
+    records = wait_for(url, rid)
+
+    usage = plain.json()["usage"]
+    record = records[rid[0]]
+    assert (record["endpoint"], record["model"], record["served_model"]) == (
+        "chat", "priced-chat", "sim-chat",
+    )  # fmt: skip
+    assert (record["status"], record["error_code"], record["stream"]) == (200, None, False)
+    assert (record["input_tokens"], record["output_tokens"]) == (
+        usage["prompt_tokens"], usage["completion_tokens"],
+    )  # fmt: skip
+    assert record["cost_micros"] == micros(plain.headers["x-tollway-cost-usd"]) > 0
+    assert record["deployment_id"] == plain.headers["x-tollway-deployment"]
+    assert (record["provider"], record["attempts"], record["fallbacks"]) == ("openai", 1, 0)
+    assert (record["principal_kind"], record["key_id"]) == ("key", "bootstrap-admin")
+    assert record["latency_ms"] > 0 and record["ttft_ms"] is None
+    assert record["usage_estimated"] is False and record["prompt"] is None
+
+    record = records[rid[1]]
+    assert (record["stream"], record["status"]) == (True, 200)
+    assert (record["input_tokens"], record["output_tokens"]) == (
+        stream_usage["prompt_tokens"], stream_usage["completion_tokens"],
+    )  # fmt: skip
+    assert record["cost_micros"] == micros(stream_cost) > 0
+    assert 0 < record["ttft_ms"] <= record["latency_ms"]
+
+    record = records[rid[2]]
+    assert (record["endpoint"], record["model"], record["served_model"]) == (
+        "embeddings", "priced-embed", "sim-embed",
+    )  # fmt: skip
+    assert record["input_tokens"] == embedded.json()["usage"]["prompt_tokens"] > 0
+    assert record["cost_micros"] == micros(embedded.headers["x-tollway-cost-usd"]) > 0
+
+    record = records[rid[3]]
+    assert (record["status"], record["error_code"]) == (502, failed.json()["error"]["code"])
+    assert (record["deployment_id"], record["attempts"]) == (
+        failed.headers["x-tollway-deployment"], 1,
+    )  # fmt: skip
+
+    record = records[rid[4]]
+    assert (record["status"], record["model"], record["served_model"]) == (
+        404, "no-such-model", None,
+    )  # fmt: skip
+    assert (record["attempts"], record["cost_micros"], record["input_tokens"]) == (0, 0, 0)
+    assert record["error_code"] == unknown.json()["error"]["code"]
+
+    record = records[rid[5]]
+    assert (record["endpoint"], record["provider"], record["status"]) == (
+        "messages", "anthropic", 200,
+    )  # fmt: skip
+    assert record["output_tokens"] == claude.json()["usage"]["output_tokens"]
+
+
+def test_admin_api_filters_pages_and_exports(logged: Logged) -> None:
+    url = logged.url
+    red = admin(url, "POST", "/admin/teams", {"name": f"red-{uuid.uuid4().hex[:6]}"}, 201)["id"]
+    blue = admin(url, "POST", "/admin/teams", {"name": f"blue-{uuid.uuid4().hex[:6]}"}, 201)["id"]
+    red_key_id, red_key = new_key(url, team_id=red, tags={"service": "batch-job"})
+    blue_key_id, blue_key = new_key(url, team_id=blue)
+    before = dt.datetime.now(dt.UTC)
+    sent = [chat(url, red_key) for _ in range(3)]
+    sent += [
+        httpx.post(url + "/v1/embeddings", json={"model": "priced-embed", "input": "x"},
+                   headers=auth(blue_key))
+        for _ in range(2)
+    ]  # fmt: skip
+    sent.append(chat(url, blue_key, model="err-chat", headers={"x-sim-fault": "status:500"}))
+    wait_for(url, [answer.headers["x-request-id"] for answer in sent])
+    red_ids = [answer.headers["x-request-id"] for answer in sent[:3]]
+
+    def ids(**params: str) -> list[str]:
+        response = logs(url, **params)
+        assert response.status_code == 200, response.text
+        return [row["request_id"] for row in response.json()["data"]]
+
+    assert ids(team=red) == red_ids[::-1]  # newest first
+    assert len(ids(key=blue_key_id)) == 3
+    assert len(ids(team=blue, model="priced-embed")) == 2
+    assert len(ids(key=blue_key_id, status="5xx")) == 1
+    assert len(ids(key=blue_key_id, status="ok")) == 2
+    assert ids(team=red, until=before.isoformat()) == []
+    assert len(ids(team=red, since=before.isoformat(), until="2999-01-01T00:00:00")) == 3
+    assert ids(key=red_key_id) == ids(team=red)
+    assert {row["service"] for row in logs(url, team=red).json()["data"]} == {"batch-job"}
+
+    first = logs(url, team=red, limit="2").json()
+    second = logs(url, team=red, limit="2", cursor=first["next_cursor"]).json()
+    assert [r["request_id"] for r in first["data"] + second["data"]] == red_ids[::-1]
+    assert second["next_cursor"] is None
+    for bad in ({"status": "teapot"}, {"since": "yesterday"}, {"format": "xml"},
+                {"limit": "0"}, {"cursor": "zzz"}):  # fmt: skip
+        response = logs(url, **bad)
+        assert response.status_code == 400 and "error" in response.json()
+
+    exported = logs(url, team=red, format="csv")
+    assert exported.status_code == 200
+    assert exported.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(exported.text)))
+    assert list(rows[0]) == list(EXPORT_COLUMNS)
+    assert [row["request_id"] for row in rows] == red_ids[::-1]
+    costs = {r.headers["x-request-id"]: r.headers["x-tollway-cost-usd"] for r in sent[:3]}
+    assert all(int(row["cost_micros"]) == micros(costs[row["request_id"]]) for row in rows)
+    assert {row["stream"] for row in rows} == {"false"}
+
+    lines = logs(url, team=blue, format="jsonl").text.splitlines()
+    assert len(lines) == 3
+    assert {json.loads(line)["key_id"] for line in lines} == {blue_key_id}
+
+    cli_env = {**os.environ, "TOLLWAY_URL": url, "TOLLWAY_ADMIN_KEY": CLIENT_KEY}
+    listed = subprocess.run(
+        tollway_command("logs", "list", "--team", red, "--json"),
+        env=cli_env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    assert [row["request_id"] for row in json.loads(listed.stdout)] == red_ids[::-1]
+    table = subprocess.run(
+        tollway_command("logs", "list", "--team", red), env={**cli_env, "COLUMNS": "160"},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.count("priced-chat → sim-chat") == 3, table.stdout
+    assert all(rid in table.stdout for rid in red_ids)
+    export = subprocess.run(
+        tollway_command("logs", "export", "--format", "jsonl", "--key", blue_key_id),
+        env=cli_env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert export.returncode == 0, export.stderr
+    assert len(export.stdout.splitlines()) == 3
+
+
+def test_a_member_reads_only_their_own_records(logged: Logged) -> None:
+    url = logged.url
+    email = f"m-{uuid.uuid4().hex[:6]}@example.com"
+    user = admin(url, "POST", "/admin/users", {"email": email, "role": "member"}, 201)
+    member_key_id, member_key = new_key(url, user_id=user["id"])
+    mine = [chat(url, member_key) for _ in range(2)]
+    others = [chat(url) for _ in range(2)]
+    wait_for(url, [r.headers["x-request-id"] for r in mine + others])
+    seen = logs(url, member_key, limit="1000").json()["data"]
+    assert {row["request_id"] for row in seen} == {r.headers["x-request-id"] for r in mine}
+    assert {row["key_id"] for row in seen} == {member_key_id}
+    # Filters cannot widen what a member sees.
+    assert logs(url, member_key, key="bootstrap-admin").json()["data"] == []
+    exported = logs(url, member_key, format="jsonl").text.splitlines()
+    assert {json.loads(line)["key_id"] for line in exported} == {member_key_id}
+    assert logs(url, "tw-not-a-real-key-000000000000000000000000000").status_code == 401
+
+
+def test_bodies_are_kept_for_the_enabled_team_only_and_redacted(logged: Logged) -> None:
+    url = logged.url
+    _, bodies_key = new_key(url, team_id=logged.bodies_team)
+    _, quiet_key = new_key(url, team_id=logged.quiet_team)
+    secret = "sk-proj-" + "a1B2c3D4e5F6g7H8i9J0"
+    prompt = (
+        f"mail ana.lima@example.com, card 4111 1111 1111 1111, key {secret}, "
+        f"order 1234 5678 9012 3456, ssn 123-45-6789"
+    )
+    messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": prompt}]
+    kept = chat(url, bodies_key, messages=messages)
+    streamed = chat(url, bodies_key, messages=messages, stream=True)
+    quiet = chat(url, quiet_key, messages=messages)
+    assert {kept.status_code, streamed.status_code, quiet.status_code} == {200}
+    records = wait_for(url, [r.headers["x-request-id"] for r in (kept, streamed, quiet)])
+
+    # The order number fails the Luhn check: not a card.
+    redacted = "mail [EMAIL], card [CARD], key [SECRET], order 1234 5678 9012 3456, ssn [SSN]"
+    for answer in (kept, streamed):
+        record = records[answer.headers["x-request-id"]]
+        assert record["prompt"] == {"messages": [
+            {"role": "system", "content": "be brief"}, {"role": "user", "content": redacted},
+        ]}  # fmt: skip
+        stored = json.dumps(record)
+        assert "ana.lima" not in stored and secret not in stored and "4111" not in stored
+    # The simulator echoes the prompt's first words: the kept answer is redacted the same way.
+    reply = kept.json()["choices"][0]["message"]["content"]
+    assert "ana.lima@example.com" in reply and "4111 1111 1111 1111" in reply
+    expected = reply.replace("ana.lima@example.com", "[EMAIL]")
+    expected = expected.replace("4111 1111 1111 1111", "[CARD]")
+    for answer in (kept, streamed):
+        assert records[answer.headers["x-request-id"]]["response"] == {"text": expected}
+    record = records[quiet.headers["x-request-id"]]
+    assert record["prompt"] is None and record["response"] is None
+    # Never the client's credential, whatever else is kept.
+    with sqlite3.connect(logged.db_path) as db:
+        dump = "\n".join(map(str, db.execute("SELECT * FROM request_log")))
+    assert bodies_key not in dump and quiet_key not in dump and CLIENT_KEY not in dump
+
+
+def test_retention_purges_old_records(logged: Logged) -> None:
+    now = dt.datetime.now(dt.UTC)
+    chain = "old-" + uuid.uuid4().hex[:8]
+    rows = [
+        _row(chain, 1, now - dt.timedelta(days=120)),
+        _row(chain, 2, now - dt.timedelta(days=80)),
+    ]
+    asyncio.run(_insert(logged.store_url, rows))
+    deadline = time.monotonic() + 15
+    while True:
+        with sqlite3.connect(logged.db_path) as db:
+            query = "SELECT seq FROM request_log WHERE chain_id = ? ORDER BY seq"
+            seqs = [seq for (seq,) in db.execute(query, (chain,))]
+        if seqs == [2] or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert seqs == [2]  # 120 days old: purged (retention 90 days); 80 days: kept
+
+
+def _row(chain: str, seq: int, at: dt.datetime) -> dict[str, Any]:
+    return {
+        "at": at, "chain_id": chain, "seq": seq, "request_id": f"old-{seq}",
+        "principal_kind": "key", "key_id": "k", "user_id": None, "team_id": None,
+        "service": None, "endpoint": "chat", "model": "m", "served_model": "m",
+        "deployment_id": "d", "provider": "openai", "attempts": 1, "fallbacks": 0,
+        "status": 200, "error_code": None, "stream": False, "input_tokens": 1,
+        "output_tokens": 1, "cached_tokens": 0, "usage_estimated": False, "cost_micros": 1,
+        "latency_ms": 1.0, "ttft_ms": None, "cache": None, "guardrails": [], "prompt": None,
+        "response": None, "prev_hash": None, "hash": None,
+    }  # fmt: skip
+
+
+async def _insert(store_url: str, rows: list[dict[str, Any]]) -> None:
+    store = Store(store_url)
+    await store.open()
+    try:
+        await store.request_log.insert(rows)
+    finally:
+        await store.close()
+
+
+def test_the_chain_verifies_and_an_edited_row_breaks_it(logged: Logged) -> None:
+    answers = [chat(logged.url) for _ in range(3)]
+    wait_for(logged.url, [a.headers["x-request-id"] for a in answers])
+    verify = tollway_command("logs", "verify", "--store-url", logged.store_url)
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(verify, capture_output=True, text=True, timeout=60)
+
+    ok = run()
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ": OK (seq 1.." in ok.stdout and "BROKEN" not in ok.stdout
+    target = answers[1].headers["x-request-id"]
+    with sqlite3.connect(logged.db_path) as db:
+        (row_id, tokens) = db.execute(
+            "SELECT id, output_tokens FROM request_log WHERE request_id = ?", (target,)
+        ).fetchone()
+        db.execute("UPDATE request_log SET output_tokens = ? WHERE id = ?", (tokens - 1, row_id))
+    broken = run()
+    assert broken.returncode == 1
+    assert f"BROKEN at record id {row_id} " in broken.stdout
+    assert "the hash does not match the record's contents" in broken.stdout
+    with sqlite3.connect(logged.db_path) as db:
+        db.execute("UPDATE request_log SET output_tokens = ? WHERE id = ?", (tokens, row_id))
+    assert run().returncode == 0
