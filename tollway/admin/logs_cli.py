@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 import httpx
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -25,11 +26,11 @@ logs = typer.Typer(no_args_is_help=True, help="The request log.")
 
 _errors = Console(stderr=True)
 _console = Console()
-LIST_COLUMNS: list[tuple[str, Literal["left", "right"]]] = [
-    ("at (UTC)", "left"), ("key", "left"), ("team", "left"), ("model", "left"),
-    ("status", "left"), ("tokens in/out", "right"), ("cost USD", "right"), ("ms", "right"),
-    ("request", "left"),
+LIST_COLUMNS: list[tuple[str, Literal["left", "right"], int]] = [
+    ("UTC", "left", 14), ("key", "left", 8), ("model", "left", 5), ("status", "left", 3),
+    ("in/out", "right", 6), ("USD", "right", 8), ("ms", "right", 2), ("request", "left", 7),
 ]  # fmt: skip
+"""Columns of ``logs list``: name, alignment, and the width kept on a narrow terminal."""
 
 UserFilter = Annotated[str | None, typer.Option("--user", help="User id")]
 TeamFilter = Annotated[str | None, typer.Option("--team", help="Team id")]
@@ -77,21 +78,25 @@ def logs_list(
 
 
 def _table(rows: list[dict[str, Any]]) -> Table:
-    """Records as a table: ids shortened to their first 8 characters, times to the second."""
-    table = Table(title="request log")
-    for name, justify in LIST_COLUMNS:
-        table.add_column(name, justify=justify, no_wrap=name != "request", overflow="fold")
+    """Records as a compact table (key ids cut to 8 characters, the request id last, where a
+    narrow terminal cuts it; --json has everything)."""
+    table = Table(
+        title="request log (newest first)", box=box.SIMPLE_HEAD, pad_edge=False,
+        collapse_padding=True,
+    )  # fmt: skip
+    for name, justify, least in LIST_COLUMNS:
+        table.add_column(name, justify=justify, no_wrap=True, overflow="ellipsis", min_width=least)
     for row in rows:
         model = row["model"]
         if row["served_model"] and row["served_model"] != model:
             model = f"{model} → {row['served_model']}"
         latency = row["latency_ms"]
+        status = str(row["status"])
         table.add_row(
-            row["at"][:19].replace("T", " "),
+            row["at"][5:19].replace("T", " "),
             (row["key_id"] or row["principal_kind"] or "")[:8],
-            (row["team_id"] or "")[:8],
             model,
-            str(row["status"]) + (f" {row['error_code']}" if row["error_code"] else ""),
+            status if not row["error_code"] else f"[red]{status} {row['error_code']}[/red]",
             f"{row['input_tokens']}/{row['output_tokens']}",
             f"{row['cost_usd']:.6f}",
             "" if latency is None else f"{latency:.0f}",

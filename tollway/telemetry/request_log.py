@@ -263,6 +263,9 @@ class RequestLogWriter:
         while (path := self.spool.first()) is not None:
             try:
                 rows = await self.spool.read(path)
+            except FileNotFoundError:  # another process sharing the directory replayed it
+                await self.spool.remove(path)
+                continue
             except (OSError, ValueError) as exc:
                 log.error("request log: spool file %s is unreadable (%s)", path, exc)
                 await self._set_aside(path)

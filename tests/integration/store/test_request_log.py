@@ -231,3 +231,27 @@ async def test_a_recomputed_hash_still_breaks_the_next_link(
     (report,) = await verify_chains(store)
     assert report.broken_id == records[2].id
     assert report.problem == "prev_hash does not match the previous record's hash"
+
+
+async def test_kept_bodies_hash_the_same_when_read_back(store: Store, writer_for: Any) -> None:
+    # PostgreSQL's JSONB reorders keys and rewrites numbers: the canonical form must not care.
+    writer = await writer_for(chain=True, bodies={"enabled": True})
+    ctx = RequestContext(
+        request_id="req-bodies", endpoint="chat", model="gpt-x", client_headers={},
+        chat=ChatRequest(model="gpt-x", messages=[
+            Message("system", "réponds brièvement ✓"),
+            Message("user", "what is 0.1 + 0.2? mail me at a@b.example"),
+        ]),
+    )  # fmt: skip
+    ctx.captured_output = ["0.30000000000000004", " ✓"]
+    ctx.finished_at = ctx.started + 0.001
+    writer.put_nowait(entry(ctx, keep_bodies=True))
+    await writer.close()
+    (record,) = (await store.request_log.page(RequestLogFilter())).records
+    assert record.prompt == {"messages": [
+        {"role": "system", "content": "réponds brièvement ✓"},
+        {"role": "user", "content": "what is 0.1 + 0.2? mail me at [EMAIL]"},
+    ]}  # fmt: skip
+    assert record.response == {"text": "0.30000000000000004 ✓"}
+    (report,) = await verify_chains(store)
+    assert report.ok and report.chained
