@@ -425,3 +425,19 @@ def test_the_chain_verifies_and_an_edited_row_breaks_it(logged: Logged) -> None:
     with sqlite3.connect(logged.db_path) as db:
         db.execute("UPDATE request_log SET output_tokens = ? WHERE id = ?", (tokens, row_id))
     assert run().returncode == 0
+
+
+def test_records_still_queued_at_shutdown_are_written(
+    log_dir: Path, simulator_url: str, tmp_path: Path
+) -> None:
+    store_url = f"sqlite+aiosqlite:///{tmp_path}/tollway.db"
+    # Nothing would be written for a minute: only the shutdown flush can write these.
+    config = log_config(simulator_url, store_url, flush_interval="60s", batch_size=1000)
+    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TOLLWAY_STORE_URL": store_url}
+    with running_gateway(log_dir, config, env) as (url, _):
+        sent = {chat(url).headers["x-request-id"] for _ in range(4)}
+        with sqlite3.connect(tmp_path / "tollway.db") as db:
+            assert db.execute("SELECT count(*) FROM request_log").fetchone() == (0,)
+    with sqlite3.connect(tmp_path / "tollway.db") as db:
+        stored = {rid for (rid,) in db.execute("SELECT request_id FROM request_log")}
+    assert stored == sent
