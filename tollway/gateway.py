@@ -84,6 +84,8 @@ class Gateway:
         self.limits = LimitService(
             settings.limits, make_limiter(settings.limits, self.vault), self.store
         )
+        if self.metrics is not None:
+            self.limits.utilisation = self.metrics.set_budget_utilisation
         self.ready = False
         self.simulator: Simulator | None = None
         self._session: aiohttp.ClientSession | None = None

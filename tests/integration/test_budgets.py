@@ -416,3 +416,29 @@ def test_cli_sets_budgets_and_shows_spend(gateway: str) -> None:
 
     rows = [r for r in json.loads(shown.stdout) if r["scope_id"] == key_id]
     assert len(rows) == 1 and rows[0]["limit_usd"] == 4.5 and rows[0]["spent_usd"] > 0
+
+
+def test_metrics_show_budget_utilisation_and_rejections(gateway: str) -> None:
+    key_id, key = new_key(gateway)
+    set_budget(gateway, key_id, 0.20)
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=key, max_retries=0)
+    with pytest.raises(openai.RateLimitError):
+        for _ in range(20):
+            client.chat.completions.create(
+                model="pricey", messages=[{"role": "user", "content": "m"}], max_tokens=10
+            )
+    spent = spend(gateway, key_id)["spent_usd"]
+    text = httpx.get(gateway + "/metrics").text
+    line = next(
+        line
+        for line in text.splitlines()
+        if line.startswith("tollway_budget_utilisation_ratio{") and key_id in line
+    )
+    assert 'scope="key"' in line and 'period="day"' in line
+    assert float(line.rsplit(" ", 1)[1]) == pytest.approx(spent / 0.20, abs=1e-6)
+    rejected = [
+        line
+        for line in text.splitlines()
+        if line.startswith("tollway_rejections_total{") and 'code="budget_exceeded"' in line
+    ]
+    assert rejected and float(rejected[0].rsplit(" ", 1)[1]) >= 1
