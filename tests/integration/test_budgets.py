@@ -442,3 +442,18 @@ def test_metrics_show_budget_utilisation_and_rejections(gateway: str) -> None:
         if line.startswith("tollway_rejections_total{") and 'code="budget_exceeded"' in line
     ]
     assert rejected and float(rejected[0].rsplit(" ", 1)[1]) >= 1
+
+
+def test_each_of_n_choices_is_reserved_for(gateway: str) -> None:
+    key_id, key = new_key(gateway)
+    set_budget(gateway, key_id, 1.00)
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=key, max_retries=0)
+    messages: Any = [{"role": "user", "content": "choose"}]
+    # One choice of 100 tokens: at most ~$0.41. Three: ~$1.21, more than the budget.
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.chat.completions.create(model="pricey", messages=messages, max_tokens=100, n=3)
+    assert caught.value.code == "budget_exceeded"
+    completion = client.chat.completions.create(
+        model="pricey", messages=messages, max_tokens=100, n=1
+    )
+    assert completion.choices
