@@ -130,8 +130,8 @@ class Delivery:
             if attempt + 1 < tries:
                 log.info("alert delivery to webhook %s failed (%s), retrying", hook.name, reason)
         log.warning(
-            "alert %s (%s) not delivered to webhook %s after %d attempt(s): %s",
-            alert.kind, alert.dedup_key, hook.name, attempt + 1, reason,
+            "alert %s %s (%s) not delivered to webhook %s after %d attempt(s): %s",
+            alert.kind, alert.status, alert.dedup_key, hook.name, attempt + 1, reason,
         )  # fmt: skip
         self._on_failure(hook.name)
         return False

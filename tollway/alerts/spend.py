@@ -86,8 +86,9 @@ class SpendRate:
         config = self.config
         start = self.clock.window_start(now)
         spent = ring.total(0, start, start + WINDOW_BUCKETS - 1)
-        if spent <= 0:
-            return None
+        ceiling = config.max_usd_per_window
+        if spent <= 0 or (spent < config.min_usd and (ceiling is None or spent <= ceiling)):
+            return None  # most scopes, most of the time: no need to read the baseline
         rate = spent / self.clock.covered(now) * 60
         base_start = max(ring.first, start - self._baseline_buckets)
         base_spent = ring.total(0, base_start, start - 1) if base_start < start else 0.0
@@ -100,7 +101,6 @@ class SpendRate:
         where = f"{scope} {scope_id}"
         window = seconds_text(config.window)
         if base_spent <= 0:
-            ceiling = config.max_usd_per_window
             if ceiling is None or spent <= ceiling:
                 return None
             values["max_usd_per_window"] = ceiling

@@ -166,8 +166,11 @@ def test_storm_needs_min_attempts_and_the_error_ratio() -> None:
     book.record([Attempt(A, 0.0)], 110.0)
     [alert] = book.evaluate(111.0)  # 9 of 10 failed
     assert (alert.kind, alert.scope, alert.scope_id, alert.status) == (
-        "error_storm", "deployment", "dep-a", "firing",
-    )  # fmt: skip
+        "error_storm",
+        "deployment",
+        "dep-a",
+        "firing",
+    )
     assert alert.values["attempts"] == 10 and alert.values["errors"] == 9
     assert alert.values["last_error"] == "UpstreamUnavailable (502)"
     assert "deployment dep-a is failing: 9 of 10 attempts failed (90%) in the last 1m" in (
