@@ -470,7 +470,7 @@ class AlertsConfig(Strict):
     @field_validator("webhooks")
     @classmethod
     def _unique_names(cls, value: list[WebhookConfig]) -> list[WebhookConfig]:
-        names = [hook.name for hook in value if hook.name is not None]
+        names = [hook.name or f"webhook-{index}" for index, hook in enumerate(value, 1)]
         repeated = sorted({name for name in names if names.count(name) > 1})
         if repeated:
             raise ValueError(f"webhook names must be unique; repeated: {', '.join(repeated)}")

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from tests.support import free_port
 from tests.webhooks import WebhookReceiver, webhook_receiver
@@ -135,6 +136,12 @@ def test_webhooks_take_their_kinds_and_get_default_names() -> None:
     assert second.name == "ops" and second.kinds == {"budget"}
     literal = AlertsConfig.model_validate({"webhooks": [{"url": "https://hooks.example/x"}]})
     assert "hooks.example" not in str(literal.model_dump())
+    with pytest.raises(ValidationError, match="repeated: webhook-1"):
+        AlertsConfig.model_validate(
+            {"webhooks": [{"url": "env:A"}, {"url": "env:B", "name": "webhook-1"}]}
+        )
+    with pytest.raises(ValidationError, match="baseline must be between window"):
+        AlertsConfig.model_validate({"spend_rate": {"window": "5m", "baseline": "1m"}})
 
 
 # --- the manager: de-duplication on an injected clock ----------------------------------
