@@ -71,6 +71,7 @@ class Delivery:
         self._sleep = sleep
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[bool]] = set()
+        self._closing = False
 
     async def start(self) -> None:
         """Open the shared HTTP session."""
@@ -89,21 +90,35 @@ class Delivery:
         for hook in self.webhooks:
             if alert.kind not in hook.kinds:
                 continue
-            if self._session is None or len(self._tasks) >= MAX_PENDING:
+            running = self._session is not None and not self._closing
+            if not running or len(self._tasks) >= MAX_PENDING:
                 log.warning(
                     "alert %s (%s) dropped for webhook %s: %s",
                     alert.kind, alert.dedup_key, hook.name,
-                    "delivery is not running" if self._session is None else "too many pending",
+                    "too many pending" if running else "delivery is not running",
                 )  # fmt: skip
                 self._on_failure(hook.name)
                 continue
-            task = asyncio.create_task(self.deliver(hook, alert), name="tollway-alert")
+            task = asyncio.create_task(self._guarded(hook, alert), name="tollway-alert")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
     def pending(self) -> int:
         """Deliveries in flight now."""
         return len(self._tasks)
+
+    async def _guarded(self, hook: Webhook, alert: Alert) -> bool:
+        """``deliver``, with anything unexpected logged (no traceback: it may hold the URL)
+        and counted instead of left in the task."""
+        try:
+            return await self.deliver(hook, alert)
+        except Exception as exc:
+            log.error(
+                "alert %s (%s) not delivered to webhook %s: %s",
+                alert.kind, alert.dedup_key, hook.name, type(exc).__name__,
+            )  # fmt: skip
+            self._on_failure(hook.name)
+            return False
 
     async def deliver(self, hook: Webhook, alert: Alert) -> bool:
         """Post ``alert`` to ``hook`` with retries; whether it was delivered."""
@@ -155,6 +170,7 @@ class Delivery:
 
     async def close(self) -> None:
         """Give deliveries in flight up to ``timeout`` to finish, then stop them."""
+        self._closing = True
         if self._tasks:
             _, late = await asyncio.wait(set(self._tasks), timeout=self.config.timeout)
             for task in late:

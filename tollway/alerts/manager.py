@@ -127,8 +127,8 @@ class AlertManager:
         await self.delivery.start()
         for name in self.delivery.missing_urls():
             log.warning("the url of webhook %s cannot be resolved; its alerts will fail", name)
-        if self.spend is not None or self.errors is not None:
-            self._task = asyncio.create_task(self._evaluate_loop(), name="tollway-alerts")
+        # Always: besides judging the sources, evaluation expires old dedup keys.
+        self._task = asyncio.create_task(self._evaluate_loop(), name="tollway-alerts")
 
     async def _evaluate_loop(self) -> None:
         while True:

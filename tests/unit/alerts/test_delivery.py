@@ -167,6 +167,9 @@ async def test_same_alert_is_sent_once_per_dedup_window(receiver: WebhookReceive
     assert sorted(keys) == ["spend_rate:key:k1:300s"] * 2 + ["spend_rate:team:red:300s"]
     assert sample(metrics, "tollway_alerts_total", kind="spend_rate", status="firing") == 3
     assert sample(metrics, "tollway_alerts_deduplicated_total", kind="spend_rate") == 1
+    assert manager.raise_alert(alert("spend_rate:key:late:300s"))  # after close: dropped
+    assert sample(metrics, "tollway_alert_delivery_failures_total", webhook="hook-json") == 1
+    assert len(receiver.bodies()) == 3
 
 
 async def test_resolved_is_always_sent_and_makes_the_next_storm_news(
