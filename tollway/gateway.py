@@ -13,6 +13,7 @@ from pathlib import Path
 
 import aiohttp
 
+from tollway.alerts import AlertManager
 from tollway.auth.authenticator import Authenticator
 from tollway.auth.bootstrap import configured_admin_key, ensure_admin, pin_admin_key
 from tollway.auth.identity import Identity
@@ -89,6 +90,12 @@ class Gateway:
         self.limits = LimitService(
             settings.limits, make_limiter(settings.limits, self.vault), self.store
         )
+        if self.metrics is not None:
+            self.limits.utilisation = self.metrics.set_budget_utilisation
+        # Alerts only when a webhook is configured; budget crossings come from the limits.
+        self.alerts = AlertManager.build(settings.alerts, self.vault, self.metrics)
+        if self.alerts is not None:
+            self.limits.listeners.append(self.alerts.on_budget_event)
         self.ready = False
         self.simulator: Simulator | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -162,6 +169,8 @@ class Gateway:
         self._pipeline = self._build_pipeline(self.settings)
         self._reconciler = asyncio.create_task(self._reconcile(), name="tollway-reconcile")
         self.limits.start()
+        if self.alerts is not None:
+            await self.alerts.start()
         if self.config_path is not None and self.settings.server.reload_interval:
             self._watcher = asyncio.create_task(self._watch_config(), name="tollway-config")
         self._warn_missing_credentials()
@@ -202,9 +211,12 @@ class Gateway:
             (MetricsStage(self.metrics),) if self.metrics is not None else ()
         )
         telemetry += self._request_log_stage()
+        # Alerts next: their on_complete also sees the settled cost and every attempt.
+        alerting = self.alerts.stage() if self.alerts is not None else None
+        alerts = (alerting,) if alerting is not None else ()
         # Admission always: budgets and limits set through the admin API apply at once.
         admission = Admission(self.limits, table, count_input)
-        stages: tuple[Stage, ...] = (*telemetry, ModelAccess(), admission)
+        stages: tuple[Stage, ...] = (*telemetry, *alerts, ModelAccess(), admission)
         return Pipeline(router, chat, embedding, stages=stages, metering=self.metering)
 
     def reload(self) -> bool:
@@ -226,7 +238,7 @@ class Gateway:
             return False
         later = [
             name
-            for name in ("server", "upstream", "simulator", "auth", "store")
+            for name in ("server", "upstream", "simulator", "auth", "store", "alerts")
             if getattr(settings, name) != getattr(self.settings, name)
         ]
         if later:
@@ -317,6 +329,8 @@ class Gateway:
         if self.simulator is not None:
             await self.simulator.stop()
         await self.limits.close()
+        if self.alerts is not None:
+            await self.alerts.close()
         if self.request_log is not None:
             await self.request_log.close()
         await self.store.close()

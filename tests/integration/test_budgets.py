@@ -7,6 +7,7 @@ provider; budgets and limits are set through the admin API as an operator would.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +40,10 @@ def budget_config(simulator_url: str) -> dict[str, Any]:
         }
 
     return {
+        "upstream": {
+            "timeouts": {"connect": "2s", "first_byte": "5s", "total": "30s"},
+            "forward_headers": ["x-sim-*"],  # latency and fault knobs of the simulator
+        },
         "models": [
             {"name": "pricey", "deployments": [openai_deployment(PRICEY)]},
             {"name": "cheap", "deployments": [openai_deployment(CHEAP)]},
@@ -416,3 +421,111 @@ def test_cli_sets_budgets_and_shows_spend(gateway: str) -> None:
 
     rows = [r for r in json.loads(shown.stdout) if r["scope_id"] == key_id]
     assert len(rows) == 1 and rows[0]["limit_usd"] == 4.5 and rows[0]["spent_usd"] > 0
+
+
+def test_metrics_show_budget_utilisation_and_rejections(gateway: str) -> None:
+    key_id, key = new_key(gateway)
+    set_budget(gateway, key_id, 0.20)
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=key, max_retries=0)
+    with pytest.raises(openai.RateLimitError):
+        for _ in range(20):
+            client.chat.completions.create(
+                model="pricey", messages=[{"role": "user", "content": "m"}], max_tokens=10
+            )
+    spent = spend(gateway, key_id)["spent_usd"]
+    text = httpx.get(gateway + "/metrics").text
+    line = next(
+        line
+        for line in text.splitlines()
+        if line.startswith("tollway_budget_utilisation_ratio{") and key_id in line
+    )
+    assert 'scope="key"' in line and 'period="day"' in line
+    assert float(line.rsplit(" ", 1)[1]) == pytest.approx(spent / 0.20, abs=1e-6)
+    rejected = [
+        line
+        for line in text.splitlines()
+        if line.startswith("tollway_rejections_total{") and 'code="budget_exceeded"' in line
+    ]
+    assert rejected and float(rejected[0].rsplit(" ", 1)[1]) >= 1
+
+
+def test_each_of_n_choices_is_reserved_for(gateway: str) -> None:
+    key_id, key = new_key(gateway)
+    set_budget(gateway, key_id, 1.00)
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=key, max_retries=0)
+    messages: Any = [{"role": "user", "content": "choose"}]
+    # One choice of 100 tokens: at most ~$0.41. Three: ~$1.21, more than the budget.
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.chat.completions.create(model="pricey", messages=messages, max_tokens=100, n=3)
+    assert caught.value.code == "budget_exceeded"
+    completion = client.chat.completions.create(
+        model="pricey", messages=messages, max_tokens=100, n=1
+    )
+    assert completion.choices
+
+
+def wait_settled(url: str, key_id: str) -> dict[str, Any]:
+    """The key's budget row once nothing is reserved any more (settlement is asynchronous
+    to a client that went away)."""
+    deadline = time.monotonic() + 10
+    while True:
+        row = spend(url, key_id)
+        if row["reserved_usd"] == 0 or time.monotonic() > deadline:
+            return row
+        time.sleep(0.1)
+
+
+def test_a_client_that_leaves_mid_stream_pays_for_what_was_generated(gateway: str) -> None:
+    key_id, key = new_key(gateway)
+    set_budget(gateway, key_id, 5.0)
+    headers = {"authorization": f"Bearer {key}", "x-sim-tpot-ms": "40"}
+    body = {
+        "model": "pricey", "stream": True, "max_tokens": 200,
+        "messages": [{"role": "user", "content": "tell a long story"}],
+    }  # fmt: skip
+    with httpx.stream(
+        "POST", gateway + "/v1/chat/completions", json=body, headers=headers, timeout=30
+    ) as response:
+        assert response.status_code == 200
+        held = 5.0 - float(response.headers["x-tollway-budget-remaining-usd"])
+        lines = response.iter_lines()
+        for _ in range(5):
+            next(lines)
+    # Gone after a few of 200 tokens: the reservation is released, the start is paid for.
+    row = wait_settled(gateway, key_id)
+    assert row["reserved_usd"] == 0
+    assert 0 < row["spent_usd"] < held / 4
+
+
+def test_an_upstream_that_fails_mid_stream_releases_the_rest(gateway: str) -> None:
+    key_id, key = new_key(gateway)
+    set_budget(gateway, key_id, 5.0)
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=key, max_retries=0)
+    stream = client.chat.completions.create(
+        model="pricey",
+        messages=[{"role": "user", "content": "cut me off"}],
+        max_tokens=200,
+        stream=True,
+        extra_headers={"x-sim-fault": "stop-after:3"},
+    )
+    with pytest.raises(openai.APIError):
+        for _ in stream:
+            pass
+    row = wait_settled(gateway, key_id)
+    assert row["reserved_usd"] == 0
+    assert 0 < row["spent_usd"] < 200 * PRICEY["output"] / 1e6 / 4
+
+
+def test_a_failed_request_costs_nothing_and_holds_nothing(gateway: str) -> None:
+    key_id, key = new_key(gateway)
+    set_budget(gateway, key_id, 5.0)
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=key, max_retries=0)
+    with pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(
+            model="pricey",
+            messages=[{"role": "user", "content": "fail"}],
+            max_tokens=20,
+            extra_headers={"x-sim-fault": "status:500"},
+        )
+    row = spend(gateway, key_id)
+    assert (row["spent_usd"], row["reserved_usd"]) == (0, 0)

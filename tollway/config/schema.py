@@ -431,6 +431,90 @@ class TelemetryConfig(Strict):
     request_log: RequestLogConfig = RequestLogConfig()
 
 
+AlertKind = Literal["budget", "spend_rate", "error_storm"]
+ALERT_KINDS: tuple[AlertKind, ...] = ("budget", "spend_rate", "error_storm")
+
+
+class WebhookConfig(Strict):
+    """One place alerts are POSTed to (docs/alerts.md)."""
+
+    url: SecretRef
+    """A secret reference to the URL (a Slack webhook URL is a secret), e.g. ``env:NAME``."""
+    name: str | None = None
+    """Names the webhook in logs and metrics (never the URL); default ``webhook-<index>``."""
+    format: Literal["slack", "json"] = "json"
+    kinds: list[AlertKind] = Field(default_factory=lambda: list(ALERT_KINDS))
+    """The alert kinds this webhook takes."""
+
+
+SpendScope = Literal["key", "user", "team"]
+_SPEND_SCOPES: tuple[SpendScope, ...] = ("key", "team")
+
+
+class SpendRateConfig(Strict):
+    """Spend-rate anomalies: a recent window far above the scope's own baseline."""
+
+    enabled: bool = True
+    scopes: list[SpendScope] = Field(default_factory=lambda: list(_SPEND_SCOPES))
+    """Whose spend is tracked: ``key`` (the principal's id), ``user``, ``team``."""
+    window: Duration = 300.0
+    baseline: Duration = 3600.0
+    factor: float = Field(default=5.0, gt=1.0)
+    """Alert when the window's rate is more than this many times the baseline rate ..."""
+    min_usd: float = Field(default=1.0, ge=0.0)
+    """... and the window's spend is at least this much."""
+    max_usd_per_window: float | None = Field(default=None, gt=0.0)
+    """With no baseline (a new or long-idle scope): alert when the window's spend passes it."""
+
+    @model_validator(mode="after")
+    def _windows(self) -> SpendRateConfig:
+        if not self.window <= self.baseline <= 1000 * self.window:
+            raise ValueError("baseline must be between window and 1000 x window")
+        return self
+
+
+class ErrorStormConfig(Strict):
+    """Error and fallback storms per deployment."""
+
+    enabled: bool = True
+    window: Duration = 60.0
+    min_attempts: int = Field(default=20, ge=1)
+    """Attempts a deployment needs in the window before its error ratio is judged."""
+    error_ratio: float = Field(default=0.5, gt=0.0, le=1.0)
+    """Alert when at least this share of the attempts failed."""
+    min_fallbacks: int | None = Field(default=None, ge=1)
+    """Also alert when this many requests fell back away from the deployment in the window."""
+    resolved: bool = True
+    """Send a ``resolved`` message when a deployment in a storm answers well again."""
+
+
+class AlertsConfig(Strict):
+    """Alerts delivered to webhooks (docs/alerts.md); nothing is tracked without webhooks."""
+
+    webhooks: list[WebhookConfig] = Field(default_factory=list)
+    spend_rate: SpendRateConfig = SpendRateConfig()
+    errors: ErrorStormConfig = ErrorStormConfig()
+    dedup_window: Duration = 900.0
+    """The same alert (kind, scope, id, threshold or window) is not sent again within this."""
+    evaluate_interval: Duration = 10.0
+    """How often spend rates and error ratios are judged."""
+    timeout: Duration = 5.0
+    """The longest one delivery attempt may take."""
+    retries: int = Field(default=3, ge=0, le=10)
+    """Further attempts after a failed delivery (connection error, timeout, 429, 5xx)."""
+    retry_backoff: Duration = 1.0
+    """Wait before the first retry; doubles each retry."""
+
+    @field_validator("webhooks")
+    @classmethod
+    def _unique_names(cls, value: list[WebhookConfig]) -> list[WebhookConfig]:
+        names = [hook.name or f"webhook-{index}" for index, hook in enumerate(value, 1)]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"webhook names must be unique; repeated: {', '.join(repeated)}")
+        return value
+
+
 class Settings(Strict):
     """The whole gateway configuration."""
 
@@ -442,6 +526,7 @@ class Settings(Strict):
     routing: RoutingConfig = RoutingConfig()
     limits: LimitsConfig = LimitsConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
+    alerts: AlertsConfig = AlertsConfig()
     models: list[ModelGroupConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")

@@ -68,7 +68,10 @@ async def estimate(gateway: Gateway, request: web.Request) -> dict[str, Any]:
     limits = gateway.limits
     max_output = 0
     if ctx.chat is not None:
-        max_output = ctx.chat.max_tokens or limits.config.default_max_output
+        # Each of ``n`` choices may use the whole max output.
+        max_output = (ctx.chat.max_tokens or limits.config.default_max_output) * max(
+            1, ctx.chat.n or 1
+        )
     metering = gateway.pipeline.metering
     rows = []
     low = high = None

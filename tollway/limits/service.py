@@ -14,7 +14,7 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from zoneinfo import ZoneInfo
 
 from tollway.auth.vault import Vault
@@ -69,6 +69,8 @@ class LimitService:
         self.book = LimitBook.build(config)
         self.zone = ZoneInfo(config.timezone)
         self.listeners: list[BudgetListener] = [_log_event]
+        self.utilisation: Callable[[str, str, str, float], None] | None = None
+        """Told each settled budget's share spent: (scope, id, period, ratio); a gauge."""
         self._store = store
         self._records: tuple[Sequence[BudgetRecord], Sequence[RateLimitRecord], dict[str, str]]
         self._records = ((), (), {})
@@ -105,9 +107,13 @@ class LimitService:
             return
         thresholds = self.config.alert_thresholds
         events: list[BudgetEvent] = []
+        utilisation = self.utilisation
         for budget, result in zip(budgets, settled, strict=False):
             self._touched.add(result.account)
             events += crossings(budget, result, thresholds)
+            if utilisation is not None and budget.limit_micros:
+                ratio = result.spent_after / budget.limit_micros
+                utilisation(budget.scope, budget.scope_id, budget.period, ratio)
         notify(self.listeners, events)
 
     def now(self) -> dt.datetime:

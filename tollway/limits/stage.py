@@ -184,7 +184,8 @@ class Admission(Stage):
             input_tokens = self._reserved_input(estimate, candidates)
             images = _images(ctx) if any(p.per_image for p in candidates.prices) else 0
             left = outcome.remaining_micros or 0
-            affordable = _affordable(candidates.prices, input_tokens, images, left)
+            choices = max(1, chat.n or 1)
+            affordable = _affordable(candidates.prices, input_tokens, images, left) // choices
             if affordable < 1:
                 break
             max_output = min(max_output, affordable)
@@ -233,7 +234,9 @@ class Admission(Stage):
             prices = candidates.prices
             images = _images(ctx) if any(p.per_image for p in prices) else 0
             input_tokens = self._reserved_input(estimate, candidates)
-            reserve = worst_case_micros(prices, input_tokens, max_output, images)
+            # Every one of ``n`` choices may use the whole max output.
+            choices = max(1, ctx.chat.n or 1) if ctx.chat is not None else 1
+            reserve = worst_case_micros(prices, input_tokens, max_output * choices, images)
         now = self._service.now()
         zone = self._service.zone
         accounts = [BudgetClaim(b.account(now, zone), b.limit_micros) for b in budgets]

@@ -1,1 +1,2 @@
-"""Observability: Prometheus metrics (the request log, tracing and alerts are not built yet)."""
+"""Observability: Prometheus metrics and the request log (tracing is not built yet; alerts
+are in tollway/alerts)."""

@@ -104,6 +104,17 @@ class Metrics:
             "tollway_budget_utilisation_ratio", "Spent / limit per budget",
             ["scope", "scope_id", "period"], registry=r,
         )  # fmt: skip
+        self.alerts = Counter(
+            "tollway_alerts", "Alerts raised and handed to webhooks", ["kind", "status"], registry=r
+        )
+        self.alerts_deduplicated = Counter(
+            "tollway_alerts_deduplicated", "Alerts not sent again within alerts.dedup_window",
+            ["kind"], registry=r,
+        )  # fmt: skip
+        self.alert_delivery_failures = Counter(
+            "tollway_alert_delivery_failures", "Alert deliveries that failed after every retry",
+            ["webhook"], registry=r,
+        )  # fmt: skip
 
     def set_circuit_state(self, deployment: str, state: int) -> None:
         """For the routing layer: 0 closed, 1 half-open, 2 open."""
@@ -112,6 +123,18 @@ class Metrics:
     def set_budget_utilisation(self, scope: str, scope_id: str, period: str, ratio: float) -> None:
         """For the limits layer: the share of a budget spent."""
         self.budget.labels(scope, scope_id, period).set(ratio)
+
+    def count_alert(self, kind: str, status: str) -> None:
+        """For the alerts layer: an alert was raised (``firing`` or ``resolved``)."""
+        self.alerts.labels(kind, status).inc()
+
+    def count_alert_deduplicated(self, kind: str) -> None:
+        """For the alerts layer: an alert was dropped as a repeat."""
+        self.alerts_deduplicated.labels(kind).inc()
+
+    def count_alert_delivery_failure(self, webhook: str) -> None:
+        """For the alerts layer: a delivery to the webhook named ``webhook`` failed for good."""
+        self.alert_delivery_failures.labels(webhook).inc()
 
     def watch_request_log(self, writer: RequestLogCounts) -> None:
         """Report the request log writer's queue, lag and counts (read at scrape time)."""
