@@ -15,6 +15,7 @@ from tollway.admin.deployments import DEPLOYMENT_ROUTES
 from tollway.admin.limits import LIMIT_ROUTES
 from tollway.admin.logs import LOG_ROUTES
 from tollway.admin.openapi import openapi_document
+from tollway.admin.reports import REPORT_ROUTES
 from tollway.admin.routes import ROUTES, admin_routes
 from tollway.config.schema import Settings
 from tollway.core.errors import NotFound
@@ -56,7 +57,7 @@ def create_app(
     app.router.add_routes(ResponsesDialect(gateway).routes())
     app.router.add_routes(AnthropicDialect(gateway).routes())
     app.router.add_routes([estimate_route(gateway)])
-    routes = [*ROUTES, *DEPLOYMENT_ROUTES, *LIMIT_ROUTES, *LOG_ROUTES]
+    routes = [*ROUTES, *DEPLOYMENT_ROUTES, *LIMIT_ROUTES, *LOG_ROUTES, *REPORT_ROUTES]
     app.router.add_routes(admin_routes(gateway, routes))
     document = orjson.dumps(openapi_document(routes))
 

@@ -12,6 +12,7 @@ import typer
 
 from tollway.admin import cli as admin_cli
 from tollway.admin.logs_cli import logs as logs_app
+from tollway.admin.reports_cli import report
 from tollway.config import (
     ConfigError,
     Settings,
@@ -37,6 +38,7 @@ app.add_typer(prices_app)
 app.add_typer(budgets_app, name="budgets")
 app.add_typer(limits_app, name="limits")
 app.command("spend")(spend)
+app.command("report")(report)
 
 ConfigOption = Annotated[
     Path | None,

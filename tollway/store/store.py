@@ -15,6 +15,7 @@ from tollway.store.engine import DEFAULT_URL, make_engine, redacted, store_url
 from tollway.store.errors import StoreError
 from tollway.store.limits import LimitRepository
 from tollway.store.migration import ensure_current, upgrade_engine
+from tollway.store.reports import ReportRepository
 from tollway.store.request_log import RequestLogRepository
 from tollway.store.teams import TeamRepository
 from tollway.store.users import UserRepository
@@ -57,6 +58,7 @@ class Store:
         self.audit = AuditRepository(sessions)
         self.limits = LimitRepository(sessions)
         self.request_log = RequestLogRepository(sessions)
+        self.reports = ReportRepository(sessions)
 
     async def open(self, *, migrate: bool = False) -> None:
         """Connect and check the schema is current (``migrate``: upgrade it first)."""
