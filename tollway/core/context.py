@@ -5,13 +5,16 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from tollway.auth.principal import Principal
 from tollway.core.errors import GatewayError
 from tollway.core.types import ChatRequest, Deployment, EmbeddingRequest, Usage
 from tollway.limits.backend import Ticket
 from tollway.limits.budget import Budget
+
+if TYPE_CHECKING:
+    from tollway.telemetry.tracing import RequestTrace
 
 Endpoint = Literal["chat", "embeddings"]
 
@@ -74,6 +77,8 @@ class RequestContext:
     """``hit``, ``miss`` or ``None`` when no cache was consulted."""
     guardrail_flags: list[str] = field(default_factory=list)
     """Names of the guardrails that triggered on this request."""
+    trace: RequestTrace | None = None
+    """The request's spans while it runs, when tracing is on and records it (tracing.py)."""
 
     def __post_init__(self) -> None:
         if not self.requested_model:
