@@ -262,7 +262,8 @@ class TracingStage(Stage):
         if trace is None:
             return
         end = attempt.ended if attempt.ended is not None else attempt.started
-        self._write_attempt(trace, attempt, end, abandoned=False)
+        # No upstream failure, yet the request failed: the client left mid-stream.
+        self._write_attempt(trace, attempt, end, abandoned=ctx.error is not None)
         if self._propagate:  # a retry on the same deployment gets a span id of its own
             trace.next_span_id = self._ids.reserve()
             self._send_parent(ctx, trace.span, trace.next_span_id)
