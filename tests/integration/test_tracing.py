@@ -27,15 +27,15 @@ from tests.support import CLIENT_KEY, free_port
 
 pytest.importorskip("opentelemetry.sdk", reason="tracing needs the otel extra (tollway[otel])")
 
-from opentelemetry.sdk.trace import ReadableSpan  # noqa: E402
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: E402
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
     InMemorySpanExporter,
 )
-from opentelemetry.trace import SpanKind, StatusCode  # noqa: E402
+from opentelemetry.trace import SpanKind, StatusCode
 
-from tollway.app import GATEWAY, create_app  # noqa: E402
-from tollway.config import validate_settings  # noqa: E402
-from tollway.gateway import Gateway  # noqa: E402
+from tollway.app import GATEWAY, create_app
+from tollway.config import validate_settings
+from tollway.gateway import Gateway
 
 PROMPT = "tell me about the secret garden"
 PRICE = {"input": 1.0, "output": 2.0}
@@ -102,7 +102,9 @@ class Traced:
         assert self.gateway.tracing is not None
         await asyncio.to_thread(self.gateway.tracing.flush)
         finished = self.exporter.get_finished_spans()
-        server = [s for s in finished if (s.attributes or {}).get("tollway.request_id") == request_id]
+        server = [
+            s for s in finished if (s.attributes or {}).get("tollway.request_id") == request_id
+        ]
         if not server:
             return []
         children = [s for s in finished if s.context.trace_id == server[0].context.trace_id]
@@ -126,7 +128,7 @@ async def start_traced(
     url = f"http://127.0.0.1:{port}"
     auth = {"Authorization": f"Bearer {CLIENT_KEY}"}
     async with httpx.AsyncClient(base_url=url, headers=auth) as admin:
-        team = (await admin.post("/admin/teams", json={"name": f"t-{uuid.uuid4().hex[:6]}"}))
+        team = await admin.post("/admin/teams", json={"name": f"t-{uuid.uuid4().hex[:6]}"})
         team_id = team.json()["id"]
         created = await admin.post("/admin/keys", json={"name": "app", "team_id": team_id})
         assert created.status_code == 201, created.text
@@ -350,9 +352,7 @@ async def test_refused_request_has_an_error_span_and_no_attempt(traced: Traced) 
     assert request.attributes["tollway.attempts"] == 0
 
 
-async def test_request_span_continues_the_callers_trace(
-    traced: Traced, simulator_url: str
-) -> None:
+async def test_request_span_continues_the_callers_trace(traced: Traced, simulator_url: str) -> None:
     trace_id, caller_span = uuid.uuid4().int, uuid.uuid4().int >> 64
     traceparent = f"00-{trace_id:032x}-{caller_span:016x}-01"
     request_id = rid()
@@ -381,7 +381,10 @@ async def test_unsampled_caller_gets_no_spans_but_passes_the_decision_on(
     await traced.client().chat.completions.create(
         model="test-chat",
         messages=[{"role": "user", "content": "hello"}],
-        extra_headers={"x-request-id": request_id, "traceparent": f"00-{trace_id:032x}-{1:016x}-00"},
+        extra_headers={
+            "x-request-id": request_id,
+            "traceparent": f"00-{trace_id:032x}-{1:016x}-00",
+        },
     )
     (call,) = await upstream_calls(simulator_url, trace_id)
     assert not int(call["headers"]["traceparent"][-2:], 16) & 1  # not sampled
@@ -400,7 +403,9 @@ async def test_client_leaving_mid_stream_ends_each_span_once(
     headers = {"Authorization": f"Bearer {traced.team_key}", "x-request-id": request_id,
                "x-sim-tpot-ms": "20"}  # fmt: skip
     async with aiohttp.ClientSession() as session:
-        response = await session.post(traced.url + "/v1/chat/completions", json=body, headers=headers)
+        response = await session.post(
+            traced.url + "/v1/chat/completions", json=body, headers=headers
+        )
         assert response.status == 200
         await response.content.readline()
         response.close()  # the client walks away after the first event
