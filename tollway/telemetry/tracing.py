@@ -4,42 +4,54 @@ Imported only when ``telemetry.tracing.enabled``: the rest of the gateway never 
 OpenTelemetry, and with tracing off no tracing stage is in the pipeline at all.
 
 - ``Tracing`` is built once per gateway process: a private ``TracerProvider`` (never the
-  global one), a parent-based ratio sampler, a ``BatchSpanProcessor`` and the OTLP/HTTP
-  exporter. Export runs on the processor's worker thread; the request path only appends a
-  finished span to its queue (bounded: when full, spans are dropped, never waited for).
-  ``close`` flushes what is queued.
+  global one) with a parent-based ratio sampler, the ``service.name`` resource and a
+  ``BatchSpanProcessor`` in front of the OTLP/HTTP exporter. Export runs on the processor's
+  worker thread; the request path only appends finished spans to its queue (bounded: when
+  it is full, spans are dropped, never waited for). ``close`` flushes what is queued.
 - ``TracingStage`` is built with each pipeline. Per request one SERVER span, named
-  ``{operation} {requested model}``, from ``on_request`` to ``on_complete`` (which runs for
-  every request whose ``on_request`` ran), parented on the caller's ``traceparent``. Its
-  state lives in ``ctx.trace`` (a ``RequestTrace``), as stages keep none of their own.
-- Per upstream attempt one CLIENT span, written whole in ``on_attempt_end`` from the
-  attempt's own start and end times, so it is ended exactly once however the attempt went,
-  and a candidate another stage refused in ``on_attempt`` leaves no open span behind. To
-  still send the provider the attempt's own span as parent, ``on_attempt`` reserves a span
-  id, sends it in ``traceparent``, and the span written later gets that id
-  (``_ReservedSpanIds``). An attempt cut short without ``on_attempt_end`` (the request task
-  cancelled mid-call, a stream never read) is written by ``on_complete``.
-- A request the sampler drops costs one non-recording span and the ``traceparent`` that
-  carries the decision upstream; nothing else.
+  ``{operation} {requested model}``, covering the request from receipt to ``on_complete``
+  (which runs for every request whose ``on_request`` ran), parented on the caller's
+  ``traceparent``; per upstream attempt one CLIENT span, its child, from the attempt's own
+  start to its end. The request's state lives in ``ctx.trace`` (a ``RequestTrace``), as
+  stages keep none of their own.
+- Spans are written whole, once, when what they describe is over: the sampling decision and
+  the ids are made in ``on_request`` (so ``traceparent`` can go upstream), every attribute is
+  a plain dict entry until then, and the finished ``ReadableSpan`` goes straight to the
+  processor. The SDK's live spans (``Tracer.start_span``) would cost about 30 µs each on
+  this project's machines, checking and copying every attribute under a lock, and a span
+  that is only written when over can never be left open or ended twice.
+- Each attempt's span id is drawn in ``on_attempt`` (and again after each attempt, for a
+  retry on the same deployment) and sent upstream in ``traceparent``, so the provider's own
+  spans hang under the attempt that called them. An attempt cut short without
+  ``on_attempt_end`` (the request task cancelled mid-call, a stream never read) is written
+  by ``on_complete``.
+- A request the sampler drops costs its ids and the ``traceparent`` that carries the
+  decision upstream; nothing is recorded.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, set_span_in_context
+from opentelemetry.sdk.trace.sampling import Decision, ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import (
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    get_current_span,
+)
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
+from tollway import __version__
 from tollway.auth.vault import Vault
 from tollway.config.schema import TracingConfig
 from tollway.core.context import Attempt, RequestContext
@@ -52,36 +64,9 @@ from tollway.telemetry import genai
 Attributes = dict[str, AttributeValue]
 _W3C = TraceContextTextMapPropagator()
 _PROPAGATED = frozenset({"traceparent", "tracestate"})
-
-
-class _ReservedSpanIds(IdGenerator):
-    """Random ids, except that the next span started may be given an id reserved earlier.
-
-    The event loop is one thread and ``Tracer.start_span`` asks for exactly one span id
-    synchronously, so setting ``reserved`` just before it cannot hand the id to another span.
-    """
-
-    def __init__(self) -> None:
-        self._random = RandomIdGenerator()
-        self.reserved: int | None = None
-
-    def generate_span_id(self) -> int:
-        reserved = self.reserved
-        if reserved is not None:
-            self.reserved = None
-            return reserved
-        return self._random.generate_span_id()
-
-    def generate_trace_id(self) -> int:
-        return self._random.generate_trace_id()
-
-    def is_trace_id_random(self) -> bool:
-        return True
-
-    @staticmethod
-    def reserve() -> int:
-        """A new span id (64 random bits, never the invalid 0)."""
-        return random.getrandbits(64) or 1
+_UNSET = Status(StatusCode.UNSET)
+_FLAGS = {value: TraceFlags(value) for value in range(4)}
+"""The trace flags used: sampled (0x01) and random trace id (0x02), made once."""
 
 
 class Tracing:
@@ -98,15 +83,13 @@ class Tracing:
 
             headers = {name: vault.reveal(ref) for name, ref in config.headers.items()}
             exporter = OTLPSpanExporter(endpoint=config.otlp_endpoint, headers=headers)
-        self.ids = _ReservedSpanIds()
+        self.processor = BatchSpanProcessor(exporter)
         self.provider = TracerProvider(
             sampler=ParentBased(TraceIdRatioBased(config.sample_ratio)),
             resource=Resource.create({"service.name": config.service_name}),
-            id_generator=self.ids,
         )
-        self._processor = BatchSpanProcessor(exporter)
-        self.provider.add_span_processor(self._processor)
-        self.tracer: Tracer = self.provider.get_tracer("tollway")
+        self.provider.add_span_processor(self.processor)
+        self.scope = InstrumentationScope("tollway", __version__)
 
     def stage(self, table: RoutingTable) -> TracingStage:
         """The pipeline stage for a pipeline routing by ``table``."""
@@ -123,18 +106,26 @@ class Tracing:
 
 @dataclass(slots=True)
 class RequestTrace:
-    """What tracing keeps of one request (``ctx.trace``) between its hooks."""
+    """What tracing keeps of one sampled request (``ctx.trace``) between its hooks."""
 
-    span: Span
-    parent: Context
-    """The context whose current span is ``span``: the parent of the attempt spans."""
+    context: SpanContext
+    """The request span's own ids: the parent of the attempt spans."""
+    parent: SpanContext | None
+    """The caller's span, from its ``traceparent``."""
+    name: str
     operation: str
+    attributes: Attributes
+    """The request span's attributes known when it started."""
     clock: float
     """Add to a ``perf_counter`` time to get seconds since the epoch."""
     written: int = 0
     """How many of ``ctx.tries`` have their span written."""
     next_span_id: int | None = None
-    """The id reserved (and sent upstream) for the next attempt's span."""
+    """The id drawn (and sent upstream) for the next attempt's span."""
+    upstream: dict[str, str] | None = None
+    """The headers sent upstream with each attempt (``propagate``), and the parts of
+    ``traceparent`` around the parent span id."""
+    traceparent: tuple[str, str] = ("", "")
     response_id: str | None = None
     response_model: str | None = None
     finish_reasons: list[str] = field(default_factory=list)
@@ -154,10 +145,14 @@ class TracingStage(Stage):
     name = "tracing"
 
     def __init__(self, tracing: Tracing, table: RoutingTable) -> None:
-        self._tracer = tracing.tracer
-        self._ids = tracing.ids
+        self._emit = tracing.processor.on_end
+        self._sampler = tracing.provider.sampler
+        self._ids = tracing.provider.id_generator
+        self._resource = tracing.provider.resource
+        self._scope = tracing.scope
         self._capture = tracing.config.capture_content
         self._propagate = tracing.config.propagate
+        self._retries = {group.name: group.retries for group in table.groups}
         # Attempt spans' fixed attributes, worked out once per deployment of this pipeline.
         self._deployments = {
             deployment.id: _deployment_attributes(deployment)
@@ -168,10 +163,35 @@ class TracingStage(Stage):
     # --- the request span ---------------------------------------------------------------
 
     async def on_request(self, ctx: RequestContext) -> None:
-        headers = ctx.client_headers
-        parent = _W3C.extract(headers) if "traceparent" in headers else None
         chat = ctx.chat
         operation = "chat" if chat is not None else "embeddings"
+        name = f"{operation} {ctx.requested_model}"
+        headers = ctx.client_headers
+        caller = _W3C.extract(headers) if "traceparent" in headers else None
+        parent = get_current_span(caller).get_span_context() if caller is not None else None
+        if parent is not None and parent.is_valid:
+            trace_id = parent.trace_id
+            random_id = parent.trace_flags & TraceFlags.RANDOM_TRACE_ID
+        else:
+            parent, trace_id, random_id = None, self._ids.generate_trace_id(), 0x02
+        decision = self._sampler.should_sample(caller, trace_id, name, SpanKind.SERVER)
+        sampled = decision.decision is Decision.RECORD_AND_SAMPLE
+        context = SpanContext(
+            trace_id,
+            self._ids.generate_span_id(),
+            is_remote=False,
+            trace_flags=_FLAGS[random_id | (TraceFlags.SAMPLED if sampled else 0)],
+            trace_state=decision.trace_state,
+        )
+        upstream = None
+        traceparent = (f"00-{trace_id:032x}-", f"-{int(context.trace_flags):02x}")
+        if self._propagate:
+            upstream = _upstream_headers(ctx)
+            upstream["traceparent"] = _traceparent(traceparent, context.span_id)
+            if context.trace_state:
+                upstream["tracestate"] = context.trace_state.to_header()
+        if not sampled:
+            return None
         attributes: Attributes = {
             genai.OPERATION: operation,
             genai.REQUEST_MODEL: ctx.requested_model,
@@ -186,24 +206,12 @@ class TracingStage(Stage):
                 attributes[genai.REQUEST_SEED] = chat.seed
         elif ctx.embedding is not None and ctx.embedding.dimensions is not None:
             attributes[genai.EMBEDDING_DIMENSIONS] = ctx.embedding.dimensions
-        span = self._tracer.start_span(
-            f"{operation} {ctx.requested_model}",
-            context=parent,
-            kind=SpanKind.SERVER,
-            attributes=attributes,
-            start_time=int(ctx.received_at * 1e9),
-        )
-        if self._propagate:
-            _drop_forwarded_trace_headers(ctx)
-        if not span.is_recording():
-            if self._propagate:  # the provider learns the decision not to record this trace
-                self._send_parent(ctx, span, span.get_span_context().span_id)
-            return None
         trace = RequestTrace(
-            span, set_span_in_context(span), operation, ctx.received_at - ctx.started
+            context, parent, name, operation, attributes, ctx.received_at - ctx.started
         )
+        trace.upstream, trace.traceparent = upstream, traceparent
         if chat is not None and self._capture:
-            span.set_attribute(genai.INPUT_MESSAGES, genai.input_messages(chat.messages))
+            attributes[genai.INPUT_MESSAGES] = genai.input_messages(chat.messages)
             if chat.stream:
                 trace.output = genai.StreamedOutput()
         ctx.trace = trace
@@ -234,28 +242,39 @@ class TracingStage(Stage):
         trace = ctx.trace
         if trace is None:
             return
+        ctx.trace = None  # written once, whatever calls this again
         end = ctx.finished_at if ctx.finished_at is not None else ctx.started
         for attempt in ctx.tries[trace.written :]:
             # Cut short without on_attempt_end: the request was cancelled mid-call, or a
             # stream's first chunk was in hand but the stream was never read.
             self._write_attempt(trace, attempt, end, abandoned=True)
-        span = trace.span
-        span.set_attributes(_outcome_attributes(ctx, trace))
+        attributes = trace.attributes
+        _outcome_attributes(attributes, ctx, trace)
         first = ctx.first_token_at
-        if first is not None:
-            span.add_event("gen_ai.first_token", timestamp=trace.nanos(first))
+        events = () if first is None else (Event("gen_ai.first_token", None, trace.nanos(first)),)
         error = ctx.error
-        if error is not None:
-            span.set_status(Status(StatusCode.ERROR, error.message))
-        span.end(end_time=trace.nanos(end))
+        span = ReadableSpan(
+            name=trace.name,
+            context=trace.context,
+            parent=trace.parent,
+            resource=self._resource,
+            attributes=attributes,
+            events=events,
+            kind=SpanKind.SERVER,
+            status=_UNSET if error is None else Status(StatusCode.ERROR, error.message),
+            start_time=int(ctx.received_at * 1e9),
+            end_time=trace.nanos(end),
+            instrumentation_scope=self._scope,
+        )
+        self._emit(span)
 
     # --- attempt spans ------------------------------------------------------------------
 
     async def on_attempt(self, ctx: RequestContext, deployment: Deployment) -> None:
         trace = ctx.trace
-        if trace is not None and self._propagate:
-            trace.next_span_id = self._ids.reserve()
-            self._send_parent(ctx, trace.span, trace.next_span_id)
+        if trace is not None and trace.upstream is not None:
+            trace.next_span_id = self._ids.generate_span_id()
+            trace.upstream["traceparent"] = _traceparent(trace.traceparent, trace.next_span_id)
 
     async def on_attempt_end(self, ctx: RequestContext, attempt: Attempt) -> None:
         trace = ctx.trace
@@ -264,66 +283,67 @@ class TracingStage(Stage):
         end = attempt.ended if attempt.ended is not None else attempt.started
         # No upstream failure, yet the request failed: the client left mid-stream.
         self._write_attempt(trace, attempt, end, abandoned=ctx.error is not None)
-        if self._propagate:  # a retry on the same deployment gets a span id of its own
-            trace.next_span_id = self._ids.reserve()
-            self._send_parent(ctx, trace.span, trace.next_span_id)
+        if trace.upstream is not None and self._retries.get(ctx.model):
+            # A retry on the same deployment (no on_attempt before it) gets an id of its own.
+            trace.next_span_id = self._ids.generate_span_id()
+            trace.upstream["traceparent"] = _traceparent(trace.traceparent, trace.next_span_id)
 
     def _write_attempt(
         self, trace: RequestTrace, attempt: Attempt, end: float, abandoned: bool
     ) -> None:
         deployment = attempt.deployment
-        attributes = self._deployments.get(deployment.id) or _deployment_attributes(deployment)
-        self._ids.reserved = trace.next_span_id
-        trace.next_span_id = None
-        span = self._tracer.start_span(
-            f"{trace.operation} {deployment.model}",
-            context=trace.parent,
-            kind=SpanKind.CLIENT,
-            attributes={genai.OPERATION: trace.operation, **attributes},
-            start_time=trace.nanos(attempt.started),
-        )
-        self._ids.reserved = None
-        trace.written += 1
-        outcome: Attributes = {}
+        fixed = self._deployments.get(deployment.id) or _deployment_attributes(deployment)
+        attributes: Attributes = {genai.OPERATION: trace.operation, **fixed}
         if attempt.first_chunk_at is not None:
-            outcome[genai.TIME_TO_FIRST_CHUNK] = attempt.first_chunk_at - attempt.started
+            attributes[genai.TIME_TO_FIRST_CHUNK] = attempt.first_chunk_at - attempt.started
+        status = _UNSET
         error = attempt.error
         if error is not None:
-            outcome[genai.ERROR_TYPE] = genai.error_type(error)
+            attributes[genai.ERROR_TYPE] = genai.error_type(error)
             if error.code:
-                outcome["tollway.error.code"] = error.code
+                attributes["tollway.error.code"] = error.code
             if isinstance(error, UpstreamStatusError):
-                outcome[genai.HTTP_STATUS] = error.upstream_status
-            span.set_status(Status(StatusCode.ERROR, error.message))
+                attributes[genai.HTTP_STATUS] = error.upstream_status
+            status = Status(StatusCode.ERROR, error.message)
         if abandoned:
-            outcome["tollway.abandoned"] = True
-        if outcome:
-            span.set_attributes(outcome)
-        span.end(end_time=trace.nanos(end))
-
-    @staticmethod
-    def _send_parent(ctx: RequestContext, span: Span, span_id: int) -> None:
-        """Give the upstream call ``traceparent``: this trace, ``span_id`` as its parent."""
-        request = ctx.chat if ctx.chat is not None else ctx.embedding
-        if request is None:
-            return
-        context = span.get_span_context()
-        headers = request.upstream_headers
-        headers["traceparent"] = (
-            f"00-{context.trace_id:032x}-{span_id:016x}-{int(context.trace_flags):02x}"
+            attributes["tollway.abandoned"] = True
+        span_id = trace.next_span_id or self._ids.generate_span_id()
+        trace.next_span_id = None
+        request = trace.context
+        span = ReadableSpan(
+            name=f"{trace.operation} {deployment.model}",
+            context=SpanContext(
+                request.trace_id, span_id, False, request.trace_flags, request.trace_state
+            ),
+            parent=request,
+            resource=self._resource,
+            attributes=attributes,
+            kind=SpanKind.CLIENT,
+            status=status,
+            start_time=trace.nanos(attempt.started),
+            end_time=trace.nanos(end),
+            instrumentation_scope=self._scope,
         )
-        if context.trace_state:
-            headers["tracestate"] = context.trace_state.to_header()
+        trace.written += 1
+        self._emit(span)
 
 
-def _drop_forwarded_trace_headers(ctx: RequestContext) -> None:
-    """The caller's own trace headers, if ``forward_headers`` let them through, give way to
-    the gateway's (their names may come in any case)."""
+def _upstream_headers(ctx: RequestContext) -> dict[str, str]:
+    """The headers going upstream, without the caller's own trace headers should
+    ``forward_headers`` have let them through (their names may come in any case)."""
     request = ctx.chat if ctx.chat is not None else ctx.embedding
-    if request is not None and request.upstream_headers:
-        headers = request.upstream_headers
+    if request is None:
+        return {}
+    headers = request.upstream_headers
+    if headers:
         for name in [name for name in headers if name.lower() in _PROPAGATED]:
             del headers[name]
+    return headers
+
+
+def _traceparent(parts: tuple[str, str], span_id: int) -> str:
+    """W3C ``traceparent`` naming ``span_id`` as the parent."""
+    return f"{parts[0]}{span_id:016x}{parts[1]}"
 
 
 def _request_attributes(
@@ -356,9 +376,9 @@ def _deployment_attributes(deployment: Deployment) -> Attributes:
     return attributes
 
 
-def _outcome_attributes(ctx: RequestContext, trace: RequestTrace) -> Attributes:
-    """The request span's attributes known once the request is over."""
-    attributes: Attributes = {"tollway.attempts": ctx.attempts}
+def _outcome_attributes(attributes: Attributes, ctx: RequestContext, trace: RequestTrace) -> None:
+    """Add the request span's attributes known once the request is over."""
+    attributes["tollway.attempts"] = ctx.attempts
     deployment = ctx.deployment
     if deployment is not None:
         attributes[genai.PROVIDER] = genai.provider_name(deployment.provider)
@@ -371,7 +391,7 @@ def _outcome_attributes(ctx: RequestContext, trace: RequestTrace) -> Attributes:
     if trace.response_id:
         attributes[genai.RESPONSE_ID] = trace.response_id
     if trace.finish_reasons:
-        attributes[genai.FINISH_REASONS] = trace.finish_reasons
+        attributes[genai.FINISH_REASONS] = tuple(trace.finish_reasons)
     usage = ctx.usage
     if usage is not None:
         attributes[genai.INPUT_TOKENS] = usage.input_tokens
@@ -402,4 +422,3 @@ def _outcome_attributes(ctx: RequestContext, trace: RequestTrace) -> Attributes:
         attributes[genai.ERROR_TYPE] = genai.error_type(error)
         if error.code:
             attributes["tollway.error.code"] = error.code
-    return attributes
