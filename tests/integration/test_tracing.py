@@ -329,6 +329,26 @@ async def test_upstream_error_marks_both_spans_and_each_retry_has_its_own_parent
     assert [parent_id(c) for c in calls] == [first.context.span_id, second.context.span_id]
 
 
+async def test_stream_cut_by_the_upstream_fails_both_spans(traced: Traced) -> None:
+    request_id = rid()
+    stream = await traced.client().chat.completions.create(
+        model="test-chat",
+        messages=[{"role": "user", "content": "a long story"}],
+        stream=True,
+        extra_headers={"x-request-id": request_id, "x-sim-fault": "stop-after:3"},
+    )
+    with pytest.raises(openai.APIError):
+        async for _ in stream:
+            pass
+    request, attempt = await traced.spans(request_id, 2)
+    assert request.status.status_code is StatusCode.ERROR
+    assert attempt.status.status_code is StatusCode.ERROR
+    assert request.attributes is not None and attempt.attributes is not None
+    assert attempt.attributes["error.type"] == request.attributes["error.type"]
+    assert "tollway.abandoned" not in attempt.attributes
+    assert request.attributes["gen_ai.response.time_to_first_chunk"] > 0
+
+
 async def test_refused_request_has_an_error_span_and_no_attempt(traced: Traced) -> None:
     request_id = rid()
     with pytest.raises(openai.NotFoundError):
@@ -365,6 +385,17 @@ async def test_request_span_continues_the_callers_trace(traced: Traced, simulato
     # The caller's traceparent (forwarded by forward_headers) gave way to the gateway's.
     assert parent_id(call) == attempt.context.span_id
     assert call["headers"]["tracestate"] == "vendor=abc"
+
+
+async def test_malformed_traceparent_starts_a_new_trace(traced: Traced) -> None:
+    request_id = rid()
+    await traced.client().chat.completions.create(
+        model="test-chat",
+        messages=[{"role": "user", "content": "hello"}],
+        extra_headers={"x-request-id": request_id, "traceparent": "00-not-a-trace-01"},
+    )
+    request, _ = await traced.spans(request_id, 2)
+    assert request.parent is None and request.context.is_valid
 
 
 async def test_unsampled_caller_gets_no_spans_but_passes_the_decision_on(

@@ -192,20 +192,7 @@ class TracingStage(Stage):
                 upstream["tracestate"] = context.trace_state.to_header()
         if not sampled:
             return None
-        attributes: Attributes = {
-            genai.OPERATION: operation,
-            genai.REQUEST_MODEL: ctx.requested_model,
-            "tollway.request_id": ctx.request_id,
-        }
-        if chat is not None:
-            _request_attributes(attributes, chat.max_tokens, chat.temperature, chat.top_p)
-            attributes[genai.REQUEST_STREAM] = chat.stream
-            if chat.n is not None and chat.n != 1:
-                attributes[genai.REQUEST_CHOICES] = chat.n
-            if chat.seed is not None:
-                attributes[genai.REQUEST_SEED] = chat.seed
-        elif ctx.embedding is not None and ctx.embedding.dimensions is not None:
-            attributes[genai.EMBEDDING_DIMENSIONS] = ctx.embedding.dimensions
+        attributes = _request_attributes(ctx, operation)
         trace = RequestTrace(
             context, parent, name, operation, attributes, ctx.received_at - ctx.started
         )
@@ -281,8 +268,9 @@ class TracingStage(Stage):
         if trace is None:
             return
         end = attempt.ended if attempt.ended is not None else attempt.started
-        # No upstream failure, yet the request failed: the client left mid-stream.
-        self._write_attempt(trace, attempt, end, abandoned=ctx.error is not None)
+        # No failure of its own, yet the request failed: the client left mid-stream.
+        abandoned = attempt.error is None and ctx.error is not None
+        self._write_attempt(trace, attempt, end, abandoned)
         if trace.upstream is not None and self._retries.get(ctx.model):
             # A retry on the same deployment (no on_attempt before it) gets an id of its own.
             trace.next_span_id = self._ids.generate_span_id()
@@ -346,15 +334,29 @@ def _traceparent(parts: tuple[str, str], span_id: int) -> str:
     return f"{parts[0]}{span_id:016x}{parts[1]}"
 
 
-def _request_attributes(
-    attributes: Attributes, max_tokens: int | None, temperature: float | None, top_p: float | None
-) -> None:
-    if max_tokens is not None:
-        attributes[genai.REQUEST_MAX_TOKENS] = max_tokens
-    if temperature is not None:
-        attributes[genai.REQUEST_TEMPERATURE] = temperature
-    if top_p is not None:
-        attributes[genai.REQUEST_TOP_P] = top_p
+def _request_attributes(ctx: RequestContext, operation: str) -> Attributes:
+    """The request span's attributes known when it starts: what the client asked for."""
+    attributes: Attributes = {
+        genai.OPERATION: operation,
+        genai.REQUEST_MODEL: ctx.requested_model,
+        "tollway.request_id": ctx.request_id,
+    }
+    chat = ctx.chat
+    if chat is not None:
+        attributes[genai.REQUEST_STREAM] = chat.stream
+        if chat.max_tokens is not None:
+            attributes[genai.REQUEST_MAX_TOKENS] = chat.max_tokens
+        if chat.temperature is not None:
+            attributes[genai.REQUEST_TEMPERATURE] = chat.temperature
+        if chat.top_p is not None:
+            attributes[genai.REQUEST_TOP_P] = chat.top_p
+        if chat.seed is not None:
+            attributes[genai.REQUEST_SEED] = chat.seed
+        if chat.n is not None and chat.n != 1:
+            attributes[genai.REQUEST_CHOICES] = chat.n
+    elif ctx.embedding is not None and ctx.embedding.dimensions is not None:
+        attributes[genai.EMBEDDING_DIMENSIONS] = ctx.embedding.dimensions
+    return attributes
 
 
 def _deployment_attributes(deployment: Deployment) -> Attributes:
