@@ -128,7 +128,8 @@ def test_spans_reach_an_otlp_collector_with_the_genai_attributes(
             )
             client.embeddings.create(model="test-embed", input="embed me")
             assert receiver.posts == []
-        assert "Traceback" not in process.output()
+        output = process.output()
+        assert "Traceback" not in output and OTLP_TOKEN not in output
 
     assert receiver.posts, "the gateway sent no spans when it stopped"
     for headers, _ in receiver.posts:
