@@ -13,11 +13,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
 from tollway.core.errors import GatewayError
-from tollway.core.types import ChatChunk, Choice, ImagePart, Message, OpaquePart, TextPart
+from tollway.core.types import (
+    ChatChunk,
+    Choice,
+    Deployment,
+    ImagePart,
+    Message,
+    OpaquePart,
+    TextPart,
+)
 
 OPERATION = "gen_ai.operation.name"
 PROVIDER = "gen_ai.provider.name"
@@ -67,6 +76,25 @@ def provider_name(provider: str) -> str:
 def system_name(provider: str) -> str:
     """The older ``gen_ai.system`` value of a gateway provider family."""
     return _SYSTEM_NAMES.get(provider, provider)
+
+
+def deployment_attributes(deployment: Deployment) -> dict[str, str | int]:
+    """What an attempt span says of its deployment: provider, upstream model, server."""
+    attributes: dict[str, str | int] = {
+        PROVIDER: provider_name(deployment.provider),
+        SYSTEM: system_name(deployment.provider),
+        REQUEST_MODEL: deployment.model,
+        "tollway.deployment": deployment.id,
+    }
+    url = urlsplit(deployment.api_base)
+    if url.hostname:
+        attributes[SERVER_ADDRESS] = url.hostname
+        try:
+            port = url.port
+        except ValueError:
+            port = None
+        attributes[SERVER_PORT] = port or (443 if url.scheme == "https" else 80)
+    return attributes
 
 
 def error_type(error: GatewayError) -> str:

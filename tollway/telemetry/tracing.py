@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
@@ -155,7 +154,7 @@ class TracingStage(Stage):
         self._retries = {group.name: group.retries for group in table.groups}
         # Attempt spans' fixed attributes, worked out once per deployment of this pipeline.
         self._deployments = {
-            deployment.id: _deployment_attributes(deployment)
+            deployment.id: genai.deployment_attributes(deployment)
             for group in table.groups
             for deployment in group.deployments
         }
@@ -280,7 +279,7 @@ class TracingStage(Stage):
         self, trace: RequestTrace, attempt: Attempt, end: float, abandoned: bool
     ) -> None:
         deployment = attempt.deployment
-        fixed = self._deployments.get(deployment.id) or _deployment_attributes(deployment)
+        fixed = self._deployments.get(deployment.id) or genai.deployment_attributes(deployment)
         attributes: Attributes = {genai.OPERATION: trace.operation, **fixed}
         if attempt.first_chunk_at is not None:
             attributes[genai.TIME_TO_FIRST_CHUNK] = attempt.first_chunk_at - attempt.started
@@ -356,25 +355,6 @@ def _request_attributes(ctx: RequestContext, operation: str) -> Attributes:
             attributes[genai.REQUEST_CHOICES] = chat.n
     elif ctx.embedding is not None and ctx.embedding.dimensions is not None:
         attributes[genai.EMBEDDING_DIMENSIONS] = ctx.embedding.dimensions
-    return attributes
-
-
-def _deployment_attributes(deployment: Deployment) -> Attributes:
-    """What an attempt span says of its deployment: provider, upstream model, server."""
-    attributes: Attributes = {
-        genai.PROVIDER: genai.provider_name(deployment.provider),
-        genai.SYSTEM: genai.system_name(deployment.provider),
-        genai.REQUEST_MODEL: deployment.model,
-        "tollway.deployment": deployment.id,
-    }
-    url = urlsplit(deployment.api_base)
-    if url.hostname:
-        attributes[genai.SERVER_ADDRESS] = url.hostname
-        try:
-            port = url.port
-        except ValueError:
-            port = None
-        attributes[genai.SERVER_PORT] = port or (443 if url.scheme == "https" else 80)
     return attributes
 
 
