@@ -7,6 +7,7 @@ import gc
 import signal
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 from aiohttp import web
@@ -26,6 +27,9 @@ from tollway.dialects.responses import ResponsesDialect
 from tollway.gateway import Gateway
 from tollway.limits.estimate import estimate_route
 
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
+
 GATEWAY = web.AppKey("gateway", Gateway)
 
 
@@ -33,13 +37,16 @@ def create_app(
     settings: Settings,
     environ: Mapping[str, str] | None = None,
     config_path: Path | None = None,
+    *,
+    span_exporter: SpanExporter | None = None,
 ) -> web.Application:
     """The aiohttp application for ``settings``; components start with the app.
 
     ``config_path`` is the file ``settings`` came from: it is watched, and SIGHUP re-reads
-    it, to reload model groups without a restart.
+    it, to reload model groups without a restart. ``span_exporter`` receives the spans
+    instead of the OTLP exporter when tracing is on (tests).
     """
-    gateway = Gateway(settings, environ, config_path)
+    gateway = Gateway(settings, environ, config_path, span_exporter=span_exporter)
     # The dialects enforce the body limit themselves to answer in the client's error shape.
     app = web.Application(client_max_size=gateway.max_body_size + 1, handler_args=None)
     app[GATEWAY] = gateway

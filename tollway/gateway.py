@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 
@@ -19,7 +20,7 @@ from tollway.auth.bootstrap import configured_admin_key, ensure_admin, pin_admin
 from tollway.auth.identity import Identity
 from tollway.auth.oidc import OIDCAuthenticator
 from tollway.auth.stage import ModelAccess
-from tollway.auth.vault import Vault
+from tollway.auth.vault import MissingCredential, Vault
 from tollway.config.loader import ConfigError, load_settings, with_environment
 from tollway.config.schema import Settings
 from tollway.core.context import RequestContext
@@ -43,6 +44,11 @@ from tollway.telemetry.request_log import RequestLogWriter
 from tollway.telemetry.request_log_stage import BodyCapturingStage, RequestLogStage
 from tollway.telemetry.spool import default_spool_dir
 
+if TYPE_CHECKING:  # OpenTelemetry is an optional extra, imported only when tracing is on
+    from opentelemetry.sdk.trace.export import SpanExporter
+
+    from tollway.telemetry.tracing import Tracing
+
 log = logging.getLogger("tollway")
 _CIRCUIT_GAUGE = {"closed": 0, "half_open": 1, "open": 2}
 
@@ -64,7 +70,10 @@ class Gateway:
         settings: Settings,
         environ: Mapping[str, str] | None = None,
         config_path: Path | None = None,
+        *,
+        span_exporter: SpanExporter | None = None,
     ) -> None:
+        """``span_exporter`` replaces the OTLP exporter when tracing is on (tests)."""
         self.settings = settings
         self.config_path = config_path
         self.environ = os.environ if environ is None else environ
@@ -98,6 +107,8 @@ class Gateway:
             self.limits.listeners.append(self.alerts.on_budget_event)
         self.ready = False
         self.simulator: Simulator | None = None
+        self.tracing: Tracing | None = None
+        self._span_exporter = span_exporter
         self._session: aiohttp.ClientSession | None = None
         self._upstream: UpstreamClient | None = None
         self._pipeline: Pipeline | None = None
@@ -166,6 +177,8 @@ class Gateway:
         if self.settings.auth.oidc:
             self.authenticator.tokens = OIDCAuthenticator(self.settings.auth.oidc, self._session)
         self._simulator_url = simulator_url
+        if self.settings.telemetry.tracing.enabled:
+            self.tracing = _start_tracing(self.settings, self.vault, self._span_exporter)
         self._pipeline = self._build_pipeline(self.settings)
         self._reconciler = asyncio.create_task(self._reconcile(), name="tollway-reconcile")
         self.limits.start()
@@ -211,6 +224,9 @@ class Gateway:
             (MetricsStage(self.metrics),) if self.metrics is not None else ()
         )
         telemetry += self._request_log_stage()
+        # Tracing next: its on_complete too runs after admission has settled the cost.
+        if self.tracing is not None:
+            telemetry += (self.tracing.stage(table),)
         # Alerts next: their on_complete also sees the settled cost and every attempt.
         alerting = self.alerts.stage() if self.alerts is not None else None
         alerts = (alerting,) if alerting is not None else ()
@@ -238,7 +254,7 @@ class Gateway:
             return False
         later = [
             name
-            for name in ("server", "upstream", "simulator", "auth", "store", "alerts")
+            for name in ("server", "upstream", "simulator", "auth", "store", "alerts", "telemetry")
             if getattr(settings, name) != getattr(self.settings, name)
         ]
         if later:
@@ -334,3 +350,20 @@ class Gateway:
         if self.request_log is not None:
             await self.request_log.close()
         await self.store.close()
+        if self.tracing is not None:
+            await self.tracing.close()
+
+
+def _start_tracing(settings: Settings, vault: Vault, exporter: SpanExporter | None) -> Tracing:
+    """The process's tracer provider; the config check already found the packages, this
+    says the same should they have gone since."""
+    try:
+        from tollway.telemetry.tracing import Tracing
+    except ImportError as exc:
+        raise RuntimeError(
+            f"telemetry.tracing.enabled needs `pip install 'tollway[otel]'`: {exc}"
+        ) from None
+    try:
+        return Tracing(settings.telemetry.tracing, vault, exporter)
+    except MissingCredential as exc:
+        raise RuntimeError(f"telemetry.tracing.headers: {exc}") from None

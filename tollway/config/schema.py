@@ -7,6 +7,7 @@ docs/configuration.md documents each field here; keep the two in step.
 from __future__ import annotations
 
 import datetime
+import importlib.util
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -424,11 +425,63 @@ class RequestLogConfig(Strict):
     bodies: RequestLogBodiesConfig = RequestLogBodiesConfig()
 
 
+OTEL_PACKAGES = ("opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.http")
+"""What tracing imports (``pip install 'tollway[otel]'``); nothing else in the gateway does."""
+
+
+class TracingConfig(Strict):
+    """OpenTelemetry traces of every request and upstream attempt (docs/observability.md)."""
+
+    enabled: bool = False
+    otlp_endpoint: str | None = None
+    """The collector's OTLP/HTTP traces URL, e.g. ``http://collector:4318/v1/traces``; unset:
+    ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``, else ``OTEL_EXPORTER_OTLP_ENDPOINT`` + ``/v1/traces``,
+    else ``http://localhost:4318/v1/traces``."""
+    headers: dict[str, SecretRef] = Field(default_factory=dict)
+    """Headers sent with every export (e.g. ``authorization: env:OTLP_TOKEN``)."""
+    service_name: str = Field(default="tollway", min_length=1)
+    """The ``service.name`` resource attribute of every span."""
+    sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
+    """Share of new traces recorded; a request with a ``traceparent`` follows its caller's
+    decision (parent-based)."""
+    capture_content: bool = False
+    """Put prompts and completions in spans (``gen_ai.input.messages``,
+    ``gen_ai.output.messages``); off, no message content is ever recorded."""
+    propagate: bool = True
+    """Send ``traceparent`` (and the caller's ``tracestate``) to the provider with each attempt."""
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("an http:// or https:// URL, e.g. http://collector:4318/v1/traces")
+        return value
+
+    @model_validator(mode="after")
+    def _installed(self) -> TracingConfig:
+        if self.enabled:
+            missing = [name for name in OTEL_PACKAGES if not _importable(name)]
+            if missing:
+                raise ValueError(
+                    f"tracing needs the OpenTelemetry SDK and OTLP exporter "
+                    f"(`pip install 'tollway[otel]'`); missing: {', '.join(missing)}"
+                )
+        return self
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package missing, or blocked in sys.modules
+        return False
+
+
 class TelemetryConfig(Strict):
     """Observability of the gateway."""
 
     metrics: MetricsConfig = MetricsConfig()
     request_log: RequestLogConfig = RequestLogConfig()
+    tracing: TracingConfig = TracingConfig()
 
 
 AlertKind = Literal["budget", "spend_rate", "error_storm"]

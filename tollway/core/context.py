@@ -5,13 +5,16 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from tollway.auth.principal import Principal
 from tollway.core.errors import GatewayError
 from tollway.core.types import ChatRequest, Deployment, EmbeddingRequest, Usage
 from tollway.limits.backend import Ticket
 from tollway.limits.budget import Budget
+
+if TYPE_CHECKING:
+    from tollway.telemetry.tracing import RequestTrace
 
 Endpoint = Literal["chat", "embeddings"]
 
@@ -77,6 +80,8 @@ class RequestContext:
     captured_output: list[object] | None = None
     """What was answered (text pieces, tool call deltas, a whole response), collected only
     when the request log keeps this request's bodies (telemetry/request_log.py)."""
+    trace: RequestTrace | None = None
+    """The request's spans while it runs, when tracing is on and records it (tracing.py)."""
 
     def __post_init__(self) -> None:
         if not self.requested_model:
