@@ -71,7 +71,7 @@ THROUGHPUT_SHARE = 0.70
 ADDED_P50_MS = 1.0
 ADDED_P99_MS = 5.0
 ADDED_TTFT_P50_MS = 1.0
-LIMITS_ADDED_P50_MS = 0.5  # issue 5: admission and settlement, memory backend
+OVERHEAD_ADDED_P50_MS = 0.5  # issues 5 and 7: limits and budgets; metrics and request log
 ANTHROPIC_PATH_SHARE = 0.90  # issue 3: Anthropic-to-Anthropic within 10% of the OpenAI path
 
 
@@ -347,6 +347,18 @@ GATEWAY_SETUPS = {
     # One priced deployment under a model TPM limit and an org budget, both too large to
     # refuse anything (issue 5: what admission and settlement add, memory backend).
     "limits": 1,
+    # The plain setup without metrics and request log (issue 7: what they add).
+    "quiet": 1,
+}
+QUIET_YAML = "telemetry: {metrics: {enabled: false}, request_log: {enabled: false}}\n"
+# Overhead scenarios: section -> (the target measured, the one it is compared with, check).
+OVERHEADS = {
+    "limits_path": ("gateway[limits]", "gateway", "limits and budget added p50 at fixed rate (ms)"),
+    "telemetry_path": (
+        "gateway",
+        "gateway[no-telemetry]",
+        "metrics and request log added p50 at fixed rate (ms)",
+    ),
 }
 LIMITS_YAML = (
     "limits:\n"
@@ -380,6 +392,7 @@ def gateway_config(procs: Processes, sim: Server, port: int, setup: str = "plain
         "    deployments:\n"
         f'      - {{provider: openai, model: sim-embed, api_base: "{sim.url}/v1"}}\n'
         + (LIMITS_YAML if setup == "limits" else "")
+        + (QUIET_YAML if setup == "quiet" else "")
     )
     return path
 
@@ -659,12 +672,13 @@ def summarize(results: dict[str, Any]) -> None:
     if paths:
         for name, target in paths.items():
             target["median"]["vs_openai_path"] = paired(paths, name, "gateway", "rps", ratio)
-    limited = results.get("limits_path")
-    if limited:
-        for name, target in limited.items():
-            for key in ("p50_ms", "p99_ms"):
-                added = paired(limited, name, "gateway", key, minus)
-                target["median"][f"limits_added_{key}"] = added
+    for section_name, (_, base, _) in OVERHEADS.items():
+        section = results.get(section_name)
+        if section:
+            for name, target in section.items():
+                for key in ("p50_ms", "p99_ms"):
+                    added = paired(section, name, base, key, minus)
+                    target["median"][f"overhead_added_{key}"] = added
     for section, keys in (
         ("fixed_rate", ("p50_ms", "p99_ms")),
         ("streaming", ("ttft_p50_ms", "ttft_p99_ms")),
@@ -692,10 +706,10 @@ def checks(results: dict[str, Any]) -> list[dict[str, Any]]:
         share = results["anthropic_path"]["gateway[anthropic]"]["median"]["vs_openai_path"]
         limit = ANTHROPIC_PATH_SHARE
         rows.append(("Anthropic path vs OpenAI path throughput", share, limit, share >= limit))
-    if results.get("limits_path"):
-        added = results["limits_path"]["gateway[limits]"]["median"]["limits_added_p50_ms"]
-        limit = LIMITS_ADDED_P50_MS
-        rows.append(("limits and budget added p50 at fixed rate (ms)", added, limit, None))
+    for section_name, (measured, _, title) in OVERHEADS.items():
+        if results.get(section_name):
+            added = results[section_name][measured]["median"]["overhead_added_p50_ms"]
+            rows.append((title, added, OVERHEAD_ADDED_P50_MS, None))
     # The latency targets are ceilings, the throughput ones floors.
     rows = [(t, v, lim, v <= lim if ok is None else ok) for t, v, lim, ok in rows]
     return [{"target": t, "measured": v, "limit": lim, "met": ok} for t, v, lim, ok in rows]
@@ -825,16 +839,16 @@ def streaming_table(section: dict[str, dict[str, Any]]) -> str:
     return section_table(section, [t.name for t in CORE_TARGETS], cols)
 
 
-def limits_path_table(section: dict[str, dict[str, Any]]) -> str:
-    """Scenario e's table: what admission and settlement add at the fixed rate."""
+def overhead_table(section: dict[str, dict[str, Any]], names: list[str]) -> str:
+    """Scenarios e and f: what a feature adds at the fixed rate, paired by round."""
     cols: list[Column] = [
         ("p50 ms", num("p50_ms")),
         ("p99 ms", num("p99_ms")),
-        ("added by limits p50 ms", num("limits_added_p50_ms")),
-        ("added by limits p99 ms", num("limits_added_p99_ms")),
+        ("added p50 ms", num("overhead_added_p50_ms")),
+        ("added p99 ms", num("overhead_added_p99_ms")),
         ("other load", pct("other_busy")),
     ]
-    return section_table(section, ["gateway", "gateway[limits]"], cols, first="setup")
+    return section_table(section, names, cols, first="setup")
 
 
 def anthropic_path_table(section: dict[str, dict[str, Any]]) -> str:
@@ -909,7 +923,13 @@ def markdown(report: dict[str, Any]) -> str:
         parts += [
             "\n**Limits and a budget in force** (scenario b's rate; the same gateway with a "
             "model TPM/RPM limit and an org budget that never refuse, memory backend):\n",
-            limits_path_table(report["limits_path"]),
+            overhead_table(report["limits_path"], ["gateway", "gateway[limits]"]),
+        ]
+    if report.get("telemetry_path"):
+        parts += [
+            "\n**Metrics and request log** (scenario b's rate; the same gateway with "
+            "`telemetry.metrics` and `telemetry.request_log` off, against the default):\n",
+            overhead_table(report["telemetry_path"], ["gateway[no-telemetry]", "gateway"]),
         ]
     if report.get("candidates"):
         parts += [
@@ -953,6 +973,7 @@ def run_all(
     setup: str = "plain",
     anthropic_path: bool = False,
     limits_path: bool = False,
+    telemetry_path: bool = False,
 ) -> dict[str, Any]:
     """Every scenario, every target, in one run; ``setup`` names the gateway's config."""
     results: dict[str, Any] = {}
@@ -995,6 +1016,20 @@ def run_all(
             fast,
             profile.rounds,
             "limits path",
+            lambda server, t: measure_fixed_rate(procs, server, fast, t, profile, rate),
+        )
+    if telemetry_path:
+        log(f"scenario f: metrics and request log at {rate:.0f} req/s")
+        paths = (
+            Target("gateway[no-telemetry]", "gateway", setup="quiet"),
+            Target("gateway", "gateway", setup=setup),
+        )
+        results["telemetry_path"] = in_rounds(
+            procs,
+            paths,
+            fast,
+            profile.rounds,
+            "telemetry path",
             lambda server, t: measure_fixed_rate(procs, server, fast, t, profile, rate),
         )
     log(f"scenario b: latency at {rate:.0f} req/s")
@@ -1097,6 +1132,11 @@ def parse_args() -> argparse.Namespace:
         help="also compare fixed-rate latency with a TPM limit and a budget in force",
     )
     parser.add_argument(
+        "--telemetry-path",
+        action="store_true",
+        help="also compare fixed-rate latency with and without metrics and the request log",
+    )
+    parser.add_argument(
         "--anthropic-path",
         action="store_true",
         help="also compare the Anthropic path (/v1/messages to an anthropic deployment)",
@@ -1146,7 +1186,7 @@ def max_other_load(results: dict[str, Any]) -> float:
     """The most CPU other processes used during any one measurement, in cores."""
     return max(
         run["other_busy"]
-        for section in (*SECTIONS, "anthropic_path", "limits_path")
+        for section in (*SECTIONS, "anthropic_path", "limits_path", "telemetry_path")
         for target in results.get(section, {}).values()
         for run in target["rounds"]
     )
@@ -1176,6 +1216,7 @@ def main() -> int:
             args.gateway_setup,
             args.anthropic_path,
             args.limits_path,
+            args.telemetry_path,
         )
     except BenchError as exc:
         keep_logs = True
@@ -1199,7 +1240,7 @@ def main() -> int:
 
 def rerender(report: dict[str, Any]) -> dict[str, Any]:
     """An earlier report with its medians and checks computed again from its rounds."""
-    for section in (*SECTIONS, "anthropic_path", "limits_path"):
+    for section in (*SECTIONS, "anthropic_path", "limits_path", "telemetry_path"):
         for target in report.get(section, {}).values():
             target["median"] = medians(target["rounds"])
     summarize(report)
