@@ -407,8 +407,10 @@ class RequestLogConfig(Strict):
     enabled: bool = True
     queue_size: int = Field(default=20_000, ge=1)
     """Records waiting to be written; when full, new records are dropped and counted."""
-    batch_size: int = Field(default=500, ge=1)
-    flush_interval: Duration = 0.5
+    batch_size: int = Field(default=100, ge=1)
+    """Rows per insert; small batches keep each insert short (the writer shares the
+    gateway's core: a long insert shows up in the latency of requests answered meanwhile)."""
+    flush_interval: Duration = 0.25
     """The longest a record waits before its batch is written."""
     write_timeout: Duration = 10.0
     """How long one batch insert may take before the store counts as unreachable."""

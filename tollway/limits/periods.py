@@ -30,3 +30,17 @@ def period_key(period: Period, now: datetime, tz: ZoneInfo) -> str:
     if period == "total":
         return "total"
     return f"{period}:{period_start(period, now, tz).date().isoformat()}"
+
+
+def period_end(period: Period, now: datetime, tz: ZoneInfo) -> datetime | None:
+    """When the period containing ``now`` ends (the next one's start); ``None`` for total."""
+    if period == "total":
+        return None
+    start = period_start(period, now, tz)
+    if period == "day":
+        guess = start + timedelta(days=1, hours=12)  # past any DST shift, within the next day
+    elif period == "week":
+        guess = start + timedelta(days=7, hours=12)
+    else:
+        guess = (start + timedelta(days=32)).replace(day=1, hour=12)
+    return period_start(period, guess, tz)

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from zoneinfo import ZoneInfo
@@ -31,6 +32,7 @@ from tollway.limits.book import LimitBook
 from tollway.limits.budget import Budget, crossings, notify
 from tollway.limits.events import BudgetEvent, BudgetListener
 from tollway.limits.memory import MemoryLimiter
+from tollway.limits.periods import period_end, period_key
 from tollway.store import BudgetRecord, RateLimitRecord, Store
 
 log = logging.getLogger("tollway.limits")
@@ -78,6 +80,7 @@ class LimitService:
         self._unsettled: list[tuple[Ticket, int, int, Sequence[Budget]]] = []
         self._task: asyncio.Task[None] | None = None
         self._warned_at = 0.0
+        self._periods: dict[str, tuple[float, str]] = {}
 
     # --- the request path ---------------------------------------------------------------
 
@@ -115,6 +118,21 @@ class LimitService:
                 ratio = result.spent_after / budget.limit_micros
                 utilisation(budget.scope, budget.scope_id, budget.period, ratio)
         notify(self.listeners, events)
+
+    def account(self, budget: Budget) -> str:
+        """The account ``budget`` charges now; period names are cached until the period
+        ends, so the request path does no calendar arithmetic."""
+        now = time.time()
+        cached = self._periods.get(budget.period)
+        if cached is None or now >= cached[0]:
+            moment = dt.datetime.fromtimestamp(now, self.zone)
+            end = period_end(budget.period, moment, self.zone)
+            key = period_key(budget.period, moment, self.zone)
+            cached = self._periods[budget.period] = (
+                math.inf if end is None else end.timestamp(),
+                key,
+            )
+        return f"{budget.scope}:{budget.scope_id}:{cached[1]}"
 
     def now(self) -> dt.datetime:
         """The current time in the budgets' zone."""
@@ -155,6 +173,7 @@ class LimitService:
             log.warning("limits backend settings changed: they apply at restart")
         self.config = config
         self.zone = ZoneInfo(config.timezone)
+        self._periods = {}
         self.book = LimitBook.build(config, *self._records)
 
     async def seed(self) -> None:

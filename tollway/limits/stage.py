@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from tollway.core.context import Attempt, RequestContext
 from tollway.core.errors import DeploymentBusy, LimiterDown, RateLimited
@@ -193,7 +193,10 @@ class Admission(Stage):
             chat.max_tokens = max_output
             ctx.response_headers["x-tollway-budget-max-tokens"] = str(max_output)
             claim = self._budget_claim(ctx, claim, budgets, candidates, estimate, max_output)
-            claim = replace(claim, tokens=estimate + max_output)
+            claim = Claim(
+                claim.request_id, claim.limits, estimate + max_output, claim.budgets,
+                claim.reserve_micros, claim.hold_s,
+            )  # fmt: skip
             outcome = await self._admit(claim)
         if isinstance(outcome, Refusal):
             raise _refused(outcome)
@@ -237,10 +240,9 @@ class Admission(Stage):
             # Every one of ``n`` choices may use the whole max output.
             choices = max(1, ctx.chat.n or 1) if ctx.chat is not None else 1
             reserve = worst_case_micros(prices, input_tokens, max_output * choices, images)
-        now = self._service.now()
-        zone = self._service.zone
-        accounts = [BudgetClaim(b.account(now, zone), b.limit_micros) for b in budgets]
-        return replace(claim, budgets=accounts, reserve_micros=reserve)
+        account = self._service.account
+        accounts = [BudgetClaim(account(b), b.limit_micros) for b in budgets]
+        return Claim(claim.request_id, claim.limits, claim.tokens, accounts, reserve, claim.hold_s)
 
     def _downgrade(self, ctx: RequestContext, budgets: Sequence[Budget]) -> None:
         """Past a budget's soft limit, serve a cheaper model where its policy names one."""
@@ -250,9 +252,7 @@ class Admission(Stage):
             cheaper = budget.downgrade[ctx.model]
             if cheaper not in self._candidates:
                 continue  # the config names a model this gateway does not serve
-            spent = self._service.limiter.known_spent(
-                budget.account(self._service.now(), self._service.zone)
-            )
+            spent = self._service.limiter.known_spent(self._service.account(budget))
             if spent is not None and spent >= budget.soft_ratio * budget.limit_micros:
                 ctx.response_headers["x-tollway-downgraded-from"] = ctx.model
                 ctx.model = cheaper

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import (
@@ -100,6 +100,7 @@ class Metrics:
             "tollway_circuit_state", "Circuit state per deployment (0 closed, 1 half-open, 2 open)",
             ["deployment"], registry=r,
         )  # fmt: skip
+        self._budget_children: dict[tuple[str, str, str], Any] = {}
         self.budget = Gauge(
             "tollway_budget_utilisation_ratio", "Spent / limit per budget",
             ["scope", "scope_id", "period"], registry=r,
@@ -121,8 +122,13 @@ class Metrics:
         self.circuit.labels(deployment).set(state)
 
     def set_budget_utilisation(self, scope: str, scope_id: str, period: str, ratio: float) -> None:
-        """For the limits layer: the share of a budget spent."""
-        self.budget.labels(scope, scope_id, period).set(ratio)
+        """For the limits layer: the share of a budget spent (called at every settlement,
+        so the labelled child is looked up once per budget, not through ``labels``)."""
+        key = (scope, scope_id, period)
+        child = self._budget_children.get(key)
+        if child is None:
+            child = self._budget_children[key] = self.budget.labels(scope, scope_id, period)
+        child.set(ratio)
 
     def count_alert(self, kind: str, status: str) -> None:
         """For the alerts layer: an alert was raised (``firing`` or ``resolved``)."""
