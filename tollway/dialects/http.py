@@ -118,7 +118,10 @@ async def exchange(
         ctx.error = exc
         return fail(exc, rid, routing_headers(ctx))
     except Exception as exc:
-        return fail(log_internal_error(rid, exc), rid, {"x-request-id": rid})
+        error = log_internal_error(rid, exc)
+        if ctx is not None:
+            ctx.error = error  # so metrics, the request log and traces count it as a 500
+        return fail(error, rid, {"x-request-id": rid})
     finally:
         if ctx is not None:
             await pipeline.finish(ctx)
