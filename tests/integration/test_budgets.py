@@ -529,3 +529,30 @@ def test_a_failed_request_costs_nothing_and_holds_nothing(gateway: str) -> None:
         )
     row = spend(gateway, key_id)
     assert (row["spent_usd"], row["reserved_usd"]) == (0, 0)
+
+
+def test_cli_sets_lists_and_removes_rate_limits(gateway: str) -> None:
+    import json
+    import subprocess
+
+    env = {"TOLLWAY_URL": gateway, "TOLLWAY_ADMIN_KEY": CLIENT_KEY, "PATH": "/usr/bin:/bin"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            tollway_command(*args), env=env, capture_output=True, text=True, timeout=60
+        )
+
+    done = cli("limits", "set", "user", "u-cli", "--tpm", "900", "--max-concurrent", "3")
+    assert done.returncode == 0, done.stderr
+    listed = cli("limits", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = [r for r in json.loads(listed.stdout) if r["scope_id"] == "u-cli"]
+    assert rows == [
+        {"scope": "user", "scope_id": "u-cli", "tpm": 900, "rpm": None, "max_concurrent": 3,
+         "source": "store"},
+    ]  # fmt: skip
+    assert cli("limits", "delete", "user", "u-cli").returncode == 0
+    gone = json.loads(cli("limits", "list", "--json").stdout)
+    assert not [r for r in gone if r["scope_id"] == "u-cli"]
+    refused = cli("limits", "set", "galaxy", "x", "--tpm", "1")
+    assert refused.returncode == 1 and "scope" in refused.stderr
