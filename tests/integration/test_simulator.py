@@ -717,18 +717,21 @@ async def test_latency_knobs(oai: openai.AsyncOpenAI, sim: Simulator) -> None:
         model="m", messages=HELLO, extra_headers={"x-sim-ttft-ms": "200"}
     )
     assert time.monotonic() - started >= 0.2
+    started = time.monotonic()
     stream = await oai.chat.completions.create(
         model="m",
         messages=HELLO,
         stream=True,
         extra_headers={"x-sim-tpot-ms": "50", "x-sim-output-tokens": "5"},
     )
-    stamps = []
+    tokens = 0
     async for chunk in stream:
         if chunk.choices and chunk.choices[0].delta.content:
-            stamps.append(time.monotonic())
-    assert len(stamps) == 5
-    assert stamps[-1] - stamps[0] >= 4 * 0.05 * 0.9
+            tokens += 1
+    assert tokens == 5
+    # Measured from the request, not between chunk arrivals: a busy client may read the
+    # first chunks late and together, which shortens their spacing but never the whole.
+    assert time.monotonic() - started >= 4 * 0.05 * 0.9
     sim.configure(output_tokens=4)
     short = await oai.chat.completions.create(model="m", messages=HELLO)
     assert short.usage is not None and short.usage.completion_tokens == 4
