@@ -16,6 +16,7 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.support import free_port, redis_url, unique_prefix
+from tollway.config.schema import LimitsConfig
 from tollway.limits.backend import (
     AccountState,
     BudgetClaim,
@@ -29,6 +30,7 @@ from tollway.limits.backend import (
 )
 from tollway.limits.memory import MemoryLimiter
 from tollway.limits.redis import RedisLimiter
+from tollway.limits.service import LimitService
 
 START = 1_800_000_000.25
 """A wall-clock-like start, so float precision is exercised as in production."""
@@ -466,6 +468,29 @@ async def test_a_retried_settlement_is_not_counted_twice(redis_place: RedisPlace
     assert (state.spent_micros, state.reserved_micros) == (300, 0)
     again = admitted(await limiter.admit(claim(scope, tokens=100)))
     assert again.remaining["key:retry"] == (None, 800.0)  # 100 used, not 200
+
+
+async def test_a_settlement_redis_cannot_take_is_retried_by_the_service(
+    redis_place: RedisPlace,
+) -> None:
+    # LimitService keeps a settlement that failed for want of Redis and settles it at its
+    # next flush; the spend and the reservation end where one settlement puts them.
+    live = redis_place.open(time.time)
+    budget = BudgetClaim("key:later:total", 10_000)
+    ticket = admitted(await live.admit(claim(budgets=(budget,), reserve=900)))
+    dead = RedisLimiter(f"redis://127.0.0.1:{free_port()}/0", redis_place.prefix)
+    service = LimitService(LimitsConfig(), dead, None)
+    try:
+        await service.settle(ticket, 0, 300)  # Redis unreachable: queued, not lost
+        (state,) = await live.accounts([budget.account])
+        assert (state.spent_micros, state.reserved_micros) == (0, 900)
+        service.limiter = live  # Redis answers again
+        await service.flush()
+        await service.flush()  # nothing left to settle a second time
+    finally:
+        await dead.close()
+    (state,) = await live.accounts([budget.account])
+    assert (state.spent_micros, state.reserved_micros) == (300, 0)
 
 
 async def test_unreachable_redis_is_unavailable_promptly() -> None:

@@ -35,8 +35,7 @@ def _visible(principal: Principal, scope: str, scope_id: str) -> bool:
 
 async def _budget_rows(call: AdminCall, budgets: list[Budget]) -> list[dict[str, Any]]:
     service = call.gateway.limits
-    now, zone = service.now(), service.zone
-    accounts = [budget.account(now, zone) for budget in budgets]
+    accounts = [service.account(budget) for budget in budgets]
     states = {s.account: s for s in await service.accounts(accounts)}
     stored = {(b.scope, b.scope_id, b.period) for b in service.stored_budgets()}
     rows = []

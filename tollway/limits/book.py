@@ -116,7 +116,3 @@ class LimitBook:
     def every_budget(self) -> list[Budget]:
         """All budgets (to seed their accounts' spend from the store)."""
         return [budget for group in self.budgets.values() for budget in group]
-
-    def spec(self, scope: str, scope_id: str) -> RateSpec | None:
-        """The rate limits of one scope and id (admin views)."""
-        return self.limits.get(scope, {}).get(scope_id)

@@ -9,15 +9,13 @@ admission, so concurrent requests cannot overspend (limits/backend.py).
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
-from zoneinfo import ZoneInfo
 
 from tollway.limits.backend import MICRO, Settled
 from tollway.limits.events import BudgetEvent, BudgetListener
-from tollway.limits.periods import Period, period_key
+from tollway.limits.periods import Period
 
 Policy = Literal["reject", "shrink"]
 Scope = Literal["key", "user", "team", "org"]
@@ -41,10 +39,6 @@ class Budget:
     policy: Policy = "reject"
     soft_ratio: float | None = None
     downgrade: Mapping[str, str] = field(default_factory=dict)
-
-    def account(self, now: dt.datetime, tz: ZoneInfo) -> str:
-        """The account this budget charges at ``now``."""
-        return f"{self.scope}:{self.scope_id}:{period_key(self.period, now, tz)}"
 
     @property
     def limit_usd(self) -> float:

@@ -23,13 +23,12 @@ from tollway.dialects.http import read_json_object, request_id
 from tollway.dialects.openai import error_response
 from tollway.limits.backend import MICRO
 from tollway.pricing.cost import cost_usd, worst_case_usd
+from tollway.pricing.tokens import EXACT_PROVIDERS
 from tollway.wire.openai_embeddings import embedding_request_from_wire
 from tollway.wire.openai_request import request_from_wire
 
 if TYPE_CHECKING:
     from tollway.gateway import Gateway
-
-_EXACT = ("openai", "azure_openai")
 
 
 def _candidates(gateway: Gateway, ctx: RequestContext) -> list[Deployment]:
@@ -77,7 +76,7 @@ async def estimate(gateway: Gateway, request: web.Request) -> dict[str, Any]:
     low = high = None
     for deployment in _candidates(gateway, ctx):
         tokens = metering.input_tokens(ctx, deployment.provider, deployment.model)
-        exact = deployment.provider in _EXACT
+        exact = deployment.provider in EXACT_PROVIDERS
         price = deployment.price
         least = most = 0.0
         if price is not None:
@@ -108,8 +107,7 @@ async def estimate(gateway: Gateway, request: web.Request) -> dict[str, Any]:
     }
     budgets = limits.book.budgets_for(principal)
     if budgets:
-        now, zone = limits.now(), limits.zone
-        accounts = [budget.account(now, zone) for budget in budgets]
+        accounts = [limits.account(budget) for budget in budgets]
         states = await limits.accounts(accounts)
         left = min(
             b.limit_micros - s.spent_micros - s.reserved_micros

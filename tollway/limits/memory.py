@@ -40,10 +40,6 @@ class MemoryLimiter:
 
     async def admit(self, claim: Claim) -> Ticket | Refusal:
         """Take tokens and a request from every scope and reserve from every budget."""
-        return self.admit_now(claim)
-
-    def admit_now(self, claim: Claim) -> Ticket | Refusal:
-        """``admit`` without a coroutine (the stage calls this directly on this backend)."""
         now = self._clock()
         tokens = claim.tokens
         for scope, spec in claim.limits:
@@ -100,10 +96,6 @@ class MemoryLimiter:
 
     async def settle(self, ticket: Ticket, actual_tokens: int, actual_micros: int) -> list[Settled]:
         """Correct buckets to the actual tokens and budgets to the actual cost; idempotent."""
-        return self.settle_now(ticket, actual_tokens, actual_micros)
-
-    def settle_now(self, ticket: Ticket, actual_tokens: int, actual_micros: int) -> list[Settled]:
-        """``settle`` without a coroutine."""
         if ticket.settled:
             return []
         ticket.settled = True
@@ -148,12 +140,3 @@ class MemoryLimiter:
 
     async def close(self) -> None:
         """Nothing to release."""
-
-    def remaining(self, scope: str) -> tuple[float | None, float | None]:
-        """Remaining (requests, tokens) of a scope now."""
-        now = self._clock()
-        rpm, tpm = self._rpm.get(scope), self._tpm.get(scope)
-        return (
-            None if rpm is None else max(0.0, rpm.refill(now)),
-            None if tpm is None else max(0.0, tpm.refill(now)),
-        )

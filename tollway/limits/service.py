@@ -134,10 +134,6 @@ class LimitService:
             )
         return f"{budget.scope}:{budget.scope_id}:{cached[1]}"
 
-    def now(self) -> dt.datetime:
-        """The current time in the budgets' zone."""
-        return dt.datetime.now(self.zone)
-
     def _warn(self, message: str) -> None:
         now = time.monotonic()
         if now - self._warned_at >= _WARN_EVERY_S:
@@ -180,8 +176,7 @@ class LimitService:
         """Start this period's accounts of every budget at their persisted spend."""
         if self._store is None:
             return
-        now = self.now()
-        accounts = [budget.account(now, self.zone) for budget in self.book.every_budget()]
+        accounts = [self.account(budget) for budget in self.book.every_budget()]
         if not accounts:
             return
         spent = await self._store.limits.spend(accounts)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from tollway.core.context import Attempt, RequestContext
 from tollway.core.errors import DeploymentBusy, LimiterDown, RateLimited
 from tollway.core.pipeline import Reply, Stage
-from tollway.core.types import ChatResponse, Deployment, ImagePart, Price
+from tollway.core.types import ChatResponse, Deployment, Price
 from tollway.limits.backend import (
     MICRO,
     BudgetClaim,
@@ -35,12 +35,12 @@ from tollway.limits.backend import (
 from tollway.limits.budget import Budget, affordable_output
 from tollway.limits.service import LimitService
 from tollway.pricing.cost import worst_case_usd
+from tollway.pricing.metering import image_count
+from tollway.pricing.tokens import EXACT_PROVIDERS
 from tollway.routing.table import RoutingTable
 
 CountInput = Callable[[RequestContext], int]
 """The request's input tokens as the local tokenizer counts them (pricing/tokens.py)."""
-
-_EXACT_COUNTS = frozenset({"openai", "azure_openai"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,22 +67,10 @@ def candidates_of(table: RoutingTable) -> dict[str, Candidates]:
         outputs = [d.max_output for d in deployments if d.max_output]
         found[group.name] = Candidates(
             prices=tuple(d.price for d in deployments if d.price is not None),
-            exact=all(d.provider in _EXACT_COUNTS for d in deployments),
+            exact=all(d.provider in EXACT_PROVIDERS for d in deployments),
             max_output=min(outputs) if outputs else None,
         )
     return found
-
-
-def _images(ctx: RequestContext) -> int:
-    if ctx.chat is None:
-        return 0
-    return sum(
-        1
-        for message in ctx.chat.messages
-        if isinstance(message.content, list)
-        for part in message.content
-        if isinstance(part, ImagePart)
-    )
 
 
 def worst_case_micros(prices: Sequence[Price], input_tokens: int, output: int, images: int) -> int:
@@ -182,7 +170,7 @@ class Admission(Stage):
             if budget.policy != "shrink" or candidates is None:
                 break
             input_tokens = self._reserved_input(estimate, candidates)
-            images = _images(ctx) if any(p.per_image for p in candidates.prices) else 0
+            images = image_count(ctx) if any(p.per_image for p in candidates.prices) else 0
             left = outcome.remaining_micros or 0
             choices = max(1, chat.n or 1)
             affordable = _affordable(candidates.prices, input_tokens, images, left) // choices
@@ -235,7 +223,7 @@ class Admission(Stage):
         reserve = 0
         if candidates is not None:
             prices = candidates.prices
-            images = _images(ctx) if any(p.per_image for p in prices) else 0
+            images = image_count(ctx) if any(p.per_image for p in prices) else 0
             input_tokens = self._reserved_input(estimate, candidates)
             # Every one of ``n`` choices may use the whole max output.
             choices = max(1, ctx.chat.n or 1) if ctx.chat is not None else 1

@@ -38,7 +38,7 @@ class Metering:
         if price is None:
             cost = 0.0
         else:
-            images = _images(ctx) if price.per_image else 0
+            images = image_count(ctx) if price.per_image else 0
             cost = cost_usd(price, usage, images=images)
         ctx.cost_usd = cost
         return cost
@@ -61,7 +61,8 @@ class Metering:
         return Usage(input_tokens=input_tokens, output_tokens=output_tokens)
 
 
-def _images(ctx: RequestContext) -> int:
+def image_count(ctx: RequestContext) -> int:
+    """Input images of a chat request (those priced per image)."""
     if ctx.chat is None:
         return 0
     return sum(

@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     import tiktoken
 
 _ENCODINGS_URL = "https://openaipublic.blob.core.windows.net/encodings"
+EXACT_PROVIDERS = frozenset({"openai", "azure_openai"})
+"""Providers whose models' counts here are exact (OpenAI's own encodings); others estimate."""
 _CL100K_PREFIXES = ("gpt-4-", "gpt-4", "gpt-3.5", "text-embedding")
 _O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-5", "o1", "o3", "o4", "chatgpt", "gpt-oss")
 # Families whose own tokenizer is not available offline: o200k_base times this.

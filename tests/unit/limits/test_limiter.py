@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from tollway.limits.bucket import TokenBucket
 from tollway.limits.budget import affordable_output
-from tollway.limits.periods import period_key, period_start
+from tollway.limits.periods import period_end, period_key, period_start
 
 
 def test_bucket_refills_continuously_and_says_when() -> None:
@@ -36,3 +36,18 @@ def test_periods_reset_at_the_configured_zone() -> None:
     assert period_key("total", now, tz) == "total"
     start = period_start("day", datetime(2026, 3, 9, 12, tzinfo=UTC), tz)
     assert start.utcoffset() is not None and start.utcoffset().total_seconds() == -4 * 3600
+
+
+def test_period_ends_at_the_next_start_in_the_zone() -> None:
+    tz = ZoneInfo("America/New_York")
+    now = datetime(2026, 3, 7, 20, 0, tzinfo=tz)  # the night before DST starts
+    day_end = period_end("day", now, tz)
+    assert day_end == datetime(2026, 3, 8, 0, 0, tzinfo=tz)
+    assert period_end("week", now, tz) == datetime(2026, 3, 9, 0, 0, tzinfo=tz)
+    assert period_end("month", datetime(2026, 12, 31, 23, tzinfo=tz), tz) == datetime(
+        2027, 1, 1, tzinfo=tz
+    )
+    assert period_end("total", now, tz) is None
+    # The period key changes exactly at the end.
+    assert day_end is not None
+    assert period_key("day", day_end, tz) == "day:2026-03-08"
