@@ -138,3 +138,26 @@ def test_sighup_and_the_admin_route_reload(log_dir: Path, simulator_url: str) ->
         assert answer.status_code == 200 and answer.json()["models"] == 3
         assert _models(url) == {"first", "second", "third"}
         assert process.proc.poll() is None  # SIGHUP did not end the process
+
+
+def test_a_reload_applies_new_limits(
+    log_dir: Path, simulator_url: str
+) -> None:
+    config = {"server": {"reload_interval": None}, "models": [_group("limited", simulator_url)]}
+    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY}
+    with running_gateway(log_dir, config, env) as (url, _):
+        client = openai.OpenAI(base_url=url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+        ask: Any = {"model": "limited", "messages": [{"role": "user", "content": "x"}]}
+        raw = client.chat.completions.with_raw_response.create(**ask)
+        assert "x-ratelimit-limit-requests" not in raw.headers
+        _rewrite(
+            _config_file(url, log_dir),
+            lambda c: c.update(limits={"models": {"limited": {"rpm": 2}}}),
+        )
+        assert httpx.post(url + "/admin/reload", headers=ADMIN).status_code == 200
+        raw = client.chat.completions.with_raw_response.create(**ask)
+        assert raw.headers["x-ratelimit-limit-requests"] == "2"
+        client.chat.completions.create(**ask)
+        with pytest.raises(openai.RateLimitError) as caught:
+            client.chat.completions.create(**ask)
+        assert caught.value.code == "rate_limit_exceeded"
