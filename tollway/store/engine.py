@@ -72,4 +72,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # Statement journals (a multi-row insert that may skip conflicts has one) in memory: on
+    # disk each was a temporary file created, written page by page and removed per batch.
+    cursor.execute("PRAGMA temp_store=MEMORY")
     cursor.close()

@@ -12,6 +12,7 @@ Pages are ordered newest first by ``(at, id)``; the cursor is the last row's ``a
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -178,7 +179,13 @@ class RequestLogRepository:
             connection = await session.connection()
             dialect = connection.dialect.name
             if dialect == "sqlite":
-                await connection.exec_driver_sql(_SQLITE_INSERT, [_sqlite_values(r) for r in rows])
+                # One statement of many rows, not executemany: SQLite's driver lets go of the
+                # GIL around every step, and on the gateway's one core a step per row meant
+                # a thread switch per row (about 100 µs a request at 1,000 requests/s).
+                for start in range(0, len(rows), _SQLITE_ROWS):
+                    part = rows[start : start + _SQLITE_ROWS]
+                    values = tuple(v for row in part for v in _sqlite_values(row))
+                    await connection.exec_driver_sql(_sqlite_insert(len(part)), values)
             elif dialect == "postgresql":
                 await connection.exec_driver_sql(_PG_INSERT, [_pg_values(r) for r in rows])
             else:  # pragma: no cover - the store supports only the two
@@ -287,10 +294,19 @@ _INSERT_COLUMNS: tuple[str, ...] = tuple(
     column.name for column in RequestLogRow.__table__.columns if column.name != "id"
 )
 _COLUMN_LIST = ", ".join(_INSERT_COLUMNS)
-_SQLITE_INSERT = (
-    f"INSERT INTO request_log ({_COLUMN_LIST}) VALUES ({', '.join('?' * len(_INSERT_COLUMNS))}) "
-    "ON CONFLICT (chain_id, seq) DO NOTHING"
-)
+_SQLITE_ROW = f"({', '.join('?' * len(_INSERT_COLUMNS))})"
+_SQLITE_ROWS = 32766 // len(_INSERT_COLUMNS) // 2
+"""Rows per SQLite statement: well under its limit of 32,766 parameters."""
+
+
+@functools.lru_cache(maxsize=32)
+def _sqlite_insert(rows: int) -> str:
+    """An insert of ``rows`` rows in one statement (the usual batch sizes are cached)."""
+    return (
+        f"INSERT INTO request_log ({_COLUMN_LIST}) VALUES {', '.join([_SQLITE_ROW] * rows)} "
+        "ON CONFLICT (chain_id, seq) DO NOTHING"
+    )
+
 _PG_INSERT = (
     f"INSERT INTO request_log ({_COLUMN_LIST}) VALUES "
     f"({', '.join(f'${i}' for i in range(1, len(_INSERT_COLUMNS) + 1))}) "

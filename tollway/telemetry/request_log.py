@@ -155,6 +155,11 @@ class RequestLogWriter:
                 await self._replay(force=self._closing)
                 while self._queue:
                     await self._deliver(await self._prepare(self._take()))
+                    # Under steady load rows arrive while a batch is written: go on only with
+                    # a full batch, else wait, or the writer inserts a few rows at a time
+                    # without pause (at 1,000 requests/s that cost 100 µs a request).
+                    if not self._closing and len(self._queue) < self._batch_size:
+                        break
             except Exception:  # a bug here must not stop the log for good
                 log.exception("request log: writing a batch failed unexpectedly")
                 await asyncio.sleep(self.config.flush_interval)

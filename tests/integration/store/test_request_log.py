@@ -116,6 +116,20 @@ async def test_a_batch_written_twice_is_stored_once(store: Store, writer_for: An
     assert len((await store.request_log.page(RequestLogFilter())).records) == 3
 
 
+async def test_a_batch_larger_than_one_statement_is_stored_whole(
+    store: Store, writer_for: Any
+) -> None:
+    # SQLite takes a batch as multi-row statements of a bounded size: 1,200 rows need three.
+    writer = await writer_for()
+    rows = [writer._row(context(n)) for n in range(1200)]
+    await store.request_log.insert(rows[:700])
+    await store.request_log.insert(rows)  # the first 700 again: skipped, the rest added
+    page = await store.request_log.page(RequestLogFilter(), limit=1000)
+    chain = await store.request_log.chain(writer.chain_id, limit=2000)
+    assert len(page.records) == 1000 and page.next_cursor is not None
+    assert [record.seq for record in chain] == list(range(1, 1201))
+
+
 async def test_pages_are_newest_first_and_filtered(store: Store, writer_for: Any) -> None:
     writer = await writer_for()
     start = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)

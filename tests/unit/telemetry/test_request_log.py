@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 from pathlib import Path
@@ -144,3 +145,31 @@ async def test_the_spool_keeps_batches_across_a_restart(tmp_path: Path) -> None:
     assert await again.read(first) == rows[:1]
     await again.remove(first)
     assert again.pending_files == 1 and not first.exists()
+
+
+async def test_under_steady_load_the_writer_waits_for_a_batch_or_the_interval(
+    tmp_path: Path,
+) -> None:
+    # Rows keep arriving while a batch is written; the writer must still wait for a full
+    # batch or the flush interval, not insert the few that came meanwhile without pause.
+    store = Store(f"sqlite+aiosqlite:///{tmp_path}/log.db")
+    await store.open(migrate=True)
+    config = RequestLogConfig(batch_size=10_000, flush_interval=0.2)
+    writer = RequestLogWriter(store, config, tmp_path / "spool")
+    await writer.start()
+    inserts, last, n = 0, 0, 0
+    try:
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            for _ in range(2):
+                n += 1
+                writer.put_nowait(entry(finished(n)))
+            await asyncio.sleep(0.001)
+            if writer.written != last:
+                inserts, last = inserts + 1, writer.written
+    finally:
+        await writer.close()
+        await store.close()
+    assert writer.written == n and writer.dropped == 0
+    # One second at a 0.2 s interval: about five batches (the bug wrote one every few ms).
+    assert 3 <= inserts <= 8, inserts
