@@ -123,9 +123,7 @@ async def test_looping_clients_on_two_gateways_stop_at_one_shared_budget(
     assert BUDGET_USD - spent < worst
 
 
-def test_unreachable_redis_answers_503_unless_fail_open(
-    log_dir: Path, simulator_url: str
-) -> None:
+def test_unreachable_redis_answers_503_unless_fail_open(log_dir: Path, simulator_url: str) -> None:
     dead = f"redis://127.0.0.1:{free_port()}/0"
     env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TOLLWAY_REDIS_URL": dead}
     body = {"model": "pricey", "messages": [{"role": "user", "content": "x"}], "max_tokens": 5}

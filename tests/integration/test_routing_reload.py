@@ -140,9 +140,7 @@ def test_sighup_and_the_admin_route_reload(log_dir: Path, simulator_url: str) ->
         assert process.proc.poll() is None  # SIGHUP did not end the process
 
 
-def test_a_reload_applies_new_limits(
-    log_dir: Path, simulator_url: str
-) -> None:
+def test_a_reload_applies_new_limits(log_dir: Path, simulator_url: str) -> None:
     config = {"server": {"reload_interval": None}, "models": [_group("limited", simulator_url)]}
     env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY}
     with running_gateway(log_dir, config, env) as (url, _):

@@ -307,6 +307,7 @@ def _sqlite_insert(rows: int) -> str:
         "ON CONFLICT (chain_id, seq) DO NOTHING"
     )
 
+
 _PG_INSERT = (
     f"INSERT INTO request_log ({_COLUMN_LIST}) VALUES "
     f"({', '.join(f'${i}' for i in range(1, len(_INSERT_COLUMNS) + 1))}) "
