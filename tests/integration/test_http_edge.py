@@ -161,6 +161,35 @@ async def test_stream_chunks_arrive_as_they_are_produced(gateway_url: str) -> No
     assert arrivals[-1] - arrivals[0] > 0.3
 
 
+async def stream_events(gateway_url: str, body: dict[str, Any]) -> list[bytes]:
+    """The ``data:`` payloads of a streamed answer, as bytes."""
+    async with (
+        aiohttp.ClientSession(headers=AUTH) as session,
+        session.post(gateway_url + CHAT, json=body) as response,
+    ):
+        assert response.status == 200
+        events = (await response.read()).split(b"\n\n")
+        return [event[6:] for event in events if event.startswith(b"data: ")]
+
+
+async def test_streamed_events_carry_usage_only_when_asked(gateway_url: str) -> None:
+    # Chunks from an OpenAI-format upstream go out as they came; the gateway always asks
+    # upstream for usage, so a client that did not must see no usage field at all.
+    plain = await stream_events(gateway_url, {**HELLO, "stream": True})
+    assert plain[-1] == b"[DONE]" and len(plain) > 3
+    chunks = [json.loads(event) for event in plain[:-1]]
+    assert all(chunk["choices"] and "usage" not in chunk for chunk in chunks)
+    assert all(chunk["object"] == "chat.completion.chunk" for chunk in chunks)
+    asked = await stream_events(
+        gateway_url, {**HELLO, "stream": True, "stream_options": {"include_usage": True}}
+    )
+    chunks = [json.loads(event) for event in asked[:-1]]
+    assert all(chunk["usage"] is None for chunk in chunks[:-1])
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] > 0
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert "hello" in text
+
+
 async def test_health(gateway_url: str) -> None:
     async with aiohttp.ClientSession(headers=AUTH) as session:
         async with session.get(gateway_url + "/health/live") as response:

@@ -67,7 +67,8 @@ class Stage:
         """After each upstream call (a stream's when it ends); ``attempt.error`` says how."""
 
     def on_chunk(self, ctx: RequestContext, chunk: ChatChunk) -> ChatChunk | None:
-        """Each streamed chunk on its way out; ``None`` drops it."""
+        """Each streamed chunk on its way out; ``None`` drops it. A stage that changes a
+        chunk sets its ``raw`` to ``None`` (else the client is sent the upstream's bytes)."""
         return chunk
 
     async def on_response(self, ctx: RequestContext, response: ChatResponse) -> ChatResponse:

@@ -216,6 +216,10 @@ class ChatChunk:
     extra: JSON = field(default_factory=dict)
     wire_format: str | None = None
     """The wire format this was parsed from; see ``ChatRequest.wire_format``."""
+    raw: bytes | None = None
+    """The upstream event's JSON exactly as received (in ``wire_format``), so a client of the
+    same format is sent it as it came instead of re-encoded. A stage that changes a chunk
+    must set this to ``None``."""
 
 
 @dataclass(slots=True)

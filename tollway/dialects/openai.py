@@ -25,7 +25,7 @@ from tollway.wire.openai_embeddings import (
     embedding_response_to_wire,
 )
 from tollway.wire.openai_request import request_from_wire
-from tollway.wire.openai_response import chunk_to_wire, response_to_wire
+from tollway.wire.openai_response import WIRE_FORMAT, chunk_to_wire, response_to_wire
 
 if TYPE_CHECKING:
     from tollway.core.pipeline import Pipeline
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 _JSON = "application/json"
 _DONE = b"data: [DONE]\n\n"
+_NULL_USAGE = b',"usage":null'
 
 
 def error_body(exc: GatewayError) -> bytes:
@@ -162,6 +163,13 @@ class ChunkEncoder:
         """One ``data:`` event; nothing for the usage-only chunk the client did not ask for."""
         if not chunk.choices and not self._include_usage:
             return b""
+        raw = chunk.raw
+        if raw is not None and chunk.wire_format == WIRE_FORMAT:
+            # From an OpenAI-format upstream, unchanged: sent as it came (the gateway asks
+            # upstream for usage, so without the client's include_usage its null goes).
+            if not self._include_usage:
+                raw = raw.replace(_NULL_USAGE, b"")
+            return b"data: " + raw + b"\n\n"
         wire = chunk_to_wire(chunk, include_usage=self._include_usage)
         return b"data: " + orjson.dumps(wire) + b"\n\n"
 

@@ -120,7 +120,9 @@ class OpenAIProvider:
             if "error" in raw and "choices" not in raw:
                 message, *_ = error_from_wire(raw)
                 raise UpstreamProtocolError(f"upstream stream failed: {message}")
-            yield chunk_from_wire(raw)
+            chunk = chunk_from_wire(raw)
+            chunk.raw = event.data
+            yield chunk
         raise UpstreamProtocolError("upstream stream ended before [DONE]")
 
     async def embed(self, request: EmbeddingRequest, deployment: Deployment) -> EmbeddingResponse:
