@@ -28,7 +28,6 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,11 +88,11 @@ class Profile:
     duration_s: int
     ttft_requests: int
     ttft_warmup: int
-    overhead_rounds: int  # scenarios e and f (side by side, so cheap to repeat)
+    overhead_rounds: int  # scenarios e and f: small differences need more pairs
 
 
 FULL = Profile(
-    rounds=3, warmup_s=3, duration_s=10, ttft_requests=400, ttft_warmup=40, overhead_rounds=5
+    rounds=3, warmup_s=3, duration_s=10, ttft_requests=400, ttft_warmup=40, overhead_rounds=7
 )
 QUICK = Profile(
     rounds=1, warmup_s=1, duration_s=3, ttft_requests=100, ttft_warmup=10, overhead_rounds=1
@@ -613,79 +612,6 @@ def in_rounds(
     return {name: {"median": medians(runs), "rounds": runs} for name, runs in samples.items()}
 
 
-def side_by_side(
-    procs: Processes,
-    targets: tuple[Target, Target],
-    sim: Server,
-    rounds: int,
-    label: str,
-    profile: Profile,
-    rate: float,
-) -> dict[str, dict[str, Any]]:
-    """Scenarios e and f: two setups of the gateway at once, both on the target core, each
-    at half of ``rate`` (so the core carries scenario b's load), one wrk each on the side core.
-
-    Run one after the other, the two setups met different machines: the drift of this shared
-    machine between two measurements is larger than what a feature adds. Run together, both
-    see the same conditions, and the pair of one round compares like with like.
-    """
-    samples: dict[str, list[dict[str, float]]] = {t.name: [] for t in targets}
-    half = rate / 2
-    for index in range(rounds):
-        with running(procs, targets[0], sim) as first, running(procs, targets[1], sim) as second:
-            servers = (first, second)
-            for attempt in range(1, MAX_ATTEMPTS + 1):
-                results = measure_pair(procs, servers, targets, sim, profile, half)
-                other = max(result["other_busy"] for result in results)
-                if other <= QUIET_LOAD or attempt == MAX_ATTEMPTS:
-                    break
-                log(f"  other processes used {other:.0%} of a core meanwhile: again")
-                wait_for_quiet()
-        for target, result in zip(targets, results, strict=True):
-            result["attempts"] = attempt
-            samples[target.name].append(result)
-            log(f"  [{label}] round {index + 1}/{rounds} {target.name}: {brief(result)}")
-    return {name: {"median": medians(runs), "rounds": runs} for name, runs in samples.items()}
-
-
-def measure_pair(
-    procs: Processes,
-    servers: tuple[Server, Server],
-    targets: tuple[Target, Target],
-    sim: Server,
-    profile: Profile,
-    rate: float,
-) -> list[dict[str, float]]:
-    """Both servers under the paced load at once; each one's wrk result and CPU."""
-    envs = [wrk_env(t, s.api_key, rate) for t, s in zip(targets, servers, strict=True)]
-    connections = PACED_CONNECTIONS // 2
-
-    def load(seconds: int) -> list[dict[str, float]]:
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            runs = [
-                pool.submit(wrk, procs, s.chat_url, "paced.lua", connections, seconds, env)
-                for s, env in zip(servers, envs, strict=True)
-            ]
-            return [run.result() for run in runs]
-
-    load(profile.warmup_s)
-    cpu_0 = [cpu_seconds(s.proc.pid) for s in servers]
-    sim_0, children_0 = cpu_seconds(sim.proc.pid), children_cpu_seconds()
-    machine_0, wall_0 = machine_busy_seconds(), time.monotonic()
-    runs = load(profile.duration_s)
-    wall = time.monotonic() - wall_0
-    cpus = [cpu_seconds(s.proc.pid) - c for s, c in zip(servers, cpu_0, strict=True)]
-    side = cpu_seconds(sim.proc.pid) - sim_0 + children_cpu_seconds() - children_0
-    other = max(0.0, machine_busy_seconds() - machine_0 - side - sum(cpus))
-    return [
-        wrk_result(
-            run,
-            {"wall_s": wall, "target_cpu_s": cpu, "side_cpu_s": side, "other_cpu_s": other},
-        )
-        for run, cpu in zip(runs, cpus, strict=True)
-    ]
-
-
 def measure_quietly(measure: Measure, server: Server, target: Target) -> dict[str, float]:
     """Measure; if other processes were busy meanwhile, wait for quiet and measure again."""
     for attempt in range(1, MAX_ATTEMPTS + 1):
@@ -919,7 +845,7 @@ def streaming_table(section: dict[str, dict[str, Any]]) -> str:
 
 
 def overhead_table(section: dict[str, dict[str, Any]], names: list[str]) -> str:
-    """Scenarios e and f: what a feature adds at the fixed rate, the two setups side by side."""
+    """Scenarios e and f: what a feature adds at the fixed rate, paired by round."""
     cols: list[Column] = [
         ("p50 ms", num("p50_ms")),
         ("p99 ms", num("p99_ms")),
@@ -1091,8 +1017,13 @@ def run_all(
             Target("gateway", "gateway", setup=setup),
             Target("gateway[limits]", "gateway", setup="limits"),
         )
-        results["limits_path"] = side_by_side(
-            procs, paths, fast, profile.overhead_rounds, "limits path", profile, rate
+        results["limits_path"] = in_rounds(
+            procs,
+            paths,
+            fast,
+            profile.overhead_rounds,
+            "limits path",
+            lambda server, t: measure_fixed_rate(procs, server, fast, t, profile, rate),
         )
     if telemetry_path:
         log(f"scenario f: metrics and request log at {rate:.0f} req/s")
@@ -1100,8 +1031,13 @@ def run_all(
             Target("gateway[no-telemetry]", "gateway", setup="quiet"),
             Target("gateway", "gateway", setup=setup),
         )
-        results["telemetry_path"] = side_by_side(
-            procs, paths, fast, profile.overhead_rounds, "telemetry path", profile, rate
+        results["telemetry_path"] = in_rounds(
+            procs,
+            paths,
+            fast,
+            profile.overhead_rounds,
+            "telemetry path",
+            lambda server, t: measure_fixed_rate(procs, server, fast, t, profile, rate),
         )
     log(f"scenario b: latency at {rate:.0f} req/s")
     results["fixed_rate"] = in_rounds(
