@@ -170,7 +170,12 @@ def test_each_kind_of_request_leaves_the_right_record(logged: Logged) -> None:
                  "x-request-id": "t-claude-" + uuid.uuid4().hex[:8]},
     )  # fmt: skip
     assert claude.status_code == 200
-    answers = (plain, streamed, embedded, failed, unknown, claude)
+    responses = httpx.post(
+        url + "/v1/responses", json={"model": "priced-chat", "input": "hi"},
+        headers={**auth(), "x-request-id": "t-responses-" + uuid.uuid4().hex[:8]},
+    )  # fmt: skip
+    assert responses.status_code == 200
+    answers = (plain, streamed, embedded, failed, unknown, claude, responses)
     rid = [answer.headers["x-request-id"] for answer in answers]
     records = wait_for(url, rid)
 
@@ -223,6 +228,12 @@ def test_each_kind_of_request_leaves_the_right_record(logged: Logged) -> None:
         "messages", "anthropic", 200,
     )  # fmt: skip
     assert record["output_tokens"] == claude.json()["usage"]["output_tokens"]
+
+    record = records[rid[6]]
+    assert (record["endpoint"], record["provider"], record["status"]) == (
+        "responses", "openai", 200,
+    )  # fmt: skip
+    assert record["output_tokens"] == responses.json()["usage"]["output_tokens"] > 0
 
 
 def test_admin_api_filters_pages_and_exports(logged: Logged) -> None:

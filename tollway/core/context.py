@@ -16,7 +16,9 @@ from tollway.limits.budget import Budget
 if TYPE_CHECKING:
     from tollway.telemetry.tracing import RequestTrace
 
-Endpoint = Literal["chat", "embeddings"]
+Endpoint = Literal["chat", "responses", "embeddings"]
+"""The client API a request came through; Anthropic's Messages API counts as ``chat``
+(its chat request says the wire format)."""
 
 
 @dataclass(slots=True)

@@ -61,6 +61,7 @@ class ResponsesDialect:
             request: web.Request, pipeline: Pipeline, ctx: RequestContext
         ) -> web.StreamResponse:
             assert ctx.chat is not None
+            ctx.endpoint = "responses"
             if ctx.chat.stream:
                 chunks = await pipeline.stream(ctx)
                 encoder = StreamWriter(echo)

@@ -81,7 +81,9 @@ def entry(ctx: RequestContext, keep_bodies: bool = False) -> Entry:
     if chat is None:
         endpoint, stream = "embeddings", False
     else:
-        endpoint = "messages" if chat.wire_format == "anthropic" else "chat"
+        endpoint = ctx.endpoint
+        if endpoint == "chat" and chat.wire_format == "anthropic":
+            endpoint = "messages"
         stream = chat.stream
     tries = ctx.tries
     fallbacks = len({attempt.deployment.id for attempt in tries}) - 1 if len(tries) > 1 else 0
