@@ -133,6 +133,8 @@ class Pipeline:
         for stage in reversed(self._stages[: ctx.stages_entered]):
             if stage in hooked:
                 await stage.on_complete(ctx)
+        if ctx.error is not None or len(ctx.tries) > 1:
+            _drop_tracebacks(ctx)
 
     # --- chat ---------------------------------------------------------------------------
 
@@ -396,3 +398,20 @@ async def response_as_chunks(response: ChatResponse) -> AsyncIterator[ChatChunk]
         last = chunk([])
         last.usage = response.usage
         yield last
+
+
+def _drop_tracebacks(ctx: RequestContext) -> None:
+    """Free the frames a finished request's errors still hold.
+
+    A kept error's traceback holds the frames it passed through, and they hold ``ctx``,
+    which holds the error: a reference cycle per failed request (and per failed attempt)
+    that only the cyclic garbage collector frees. During an upstream outage, when every
+    request fails, the collector then took about a quarter of the gateway's CPU.
+    """
+    errors = [ctx.error, *(attempt.error for attempt in ctx.tries)]
+    for error in errors:
+        depth = 0
+        while error is not None and depth < 8:  # the chain of causes, bounded
+            error.__traceback__ = None
+            error = error.__context__  # type: ignore[assignment]
+            depth += 1
