@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.conftest import UPSTREAM_KEY
 from tests.support import CLIENT_KEY
 
 AUTH = {"Authorization": f"Bearer {CLIENT_KEY}"}
@@ -161,11 +162,13 @@ async def test_stream_chunks_arrive_as_they_are_produced(gateway_url: str) -> No
     assert arrivals[-1] - arrivals[0] > 0.3
 
 
-async def stream_events(gateway_url: str, body: dict[str, Any]) -> list[bytes]:
-    """The ``data:`` payloads of a streamed answer, as bytes."""
+async def stream_events(
+    url: str, body: dict[str, Any], headers: dict[str, str] = AUTH
+) -> list[bytes]:
+    """The ``data:`` payloads of a streamed answer from ``url`` (a chat route), as bytes."""
     async with (
-        aiohttp.ClientSession(headers=AUTH) as session,
-        session.post(gateway_url + CHAT, json=body) as response,
+        aiohttp.ClientSession(headers=headers) as session,
+        session.post(url, json=body) as response,
     ):
         assert response.status == 200
         events = (await response.read()).split(b"\n\n")
@@ -175,19 +178,41 @@ async def stream_events(gateway_url: str, body: dict[str, Any]) -> list[bytes]:
 async def test_streamed_events_carry_usage_only_when_asked(gateway_url: str) -> None:
     # Chunks from an OpenAI-format upstream go out as they came; the gateway always asks
     # upstream for usage, so a client that did not must see no usage field at all.
-    plain = await stream_events(gateway_url, {**HELLO, "stream": True})
+    plain = await stream_events(gateway_url + CHAT, {**HELLO, "stream": True})
     assert plain[-1] == b"[DONE]" and len(plain) > 3
     chunks = [json.loads(event) for event in plain[:-1]]
     assert all(chunk["choices"] and "usage" not in chunk for chunk in chunks)
     assert all(chunk["object"] == "chat.completion.chunk" for chunk in chunks)
     asked = await stream_events(
-        gateway_url, {**HELLO, "stream": True, "stream_options": {"include_usage": True}}
+        gateway_url + CHAT, {**HELLO, "stream": True, "stream_options": {"include_usage": True}}
     )
     chunks = [json.loads(event) for event in asked[:-1]]
     assert all(chunk["usage"] is None for chunk in chunks[:-1])
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] > 0
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
     assert "hello" in text
+
+
+async def test_streamed_events_are_the_upstreams_own(gateway_url: str, simulator_url: str) -> None:
+    # Same format in and out: each event is the upstream's JSON as it came, not a re-encoding
+    # (which would, for one, move the upstream's extra fields after "choices").
+    body = {**HELLO, "stream": True, "stream_options": {"include_usage": True}}
+    direct = await stream_events(
+        simulator_url + CHAT,
+        {**body, "model": "sim-chat"},
+        {"Authorization": f"Bearer {UPSTREAM_KEY}"},
+    )
+    through = await stream_events(gateway_url + CHAT, body)
+    assert len(through) == len(direct) > 3
+
+    def shape(event: bytes) -> object:
+        # Everything but what differs per request: the id and the creation time.
+        return [
+            (key, value) for key, value in json.loads(event).items() if key not in ("id", "created")
+        ]
+
+    assert [shape(e) for e in through[:-1]] == [shape(e) for e in direct[:-1]]
+    assert list(json.loads(through[0])) == list(json.loads(direct[0]))
 
 
 async def test_health(gateway_url: str) -> None:
