@@ -49,7 +49,7 @@ def make_engine(url: str, *, schema: str | None = None, echo: bool = False) -> A
         if schema is not None:
             raise StoreError("a schema can only be set for PostgreSQL")
         engine = create_async_engine(parsed, echo=echo, connect_args={"timeout": 30})
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         return engine
     connect_args: dict[str, Any] = {}
     if schema is not None:
@@ -65,7 +65,7 @@ def check_schema_name(schema: str) -> None:
         raise StoreError(f"schema {schema!r} must be a lower-case SQL identifier")
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # SQLite enforces foreign keys only when asked, per connection; WAL lets readers run
     # while the batch writer writes.
     cursor = dbapi_connection.cursor()

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import itertools
+import operator
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -24,6 +26,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from tollway.store.columns import require_aware
 from tollway.store.errors import InvalidRecord
 from tollway.store.models import RequestLogRow
+from tollway.store.sqlite_writer import SqliteWriter
 from tollway.store.transaction import Sessions
 
 MAX_PAGE = 1000
@@ -160,8 +163,9 @@ class RequestLogPage:
 class RequestLogRepository:
     """Writes request log batches; reads them back by filter, chain or age."""
 
-    def __init__(self, sessions: Sessions) -> None:
+    def __init__(self, sessions: Sessions, writer: SqliteWriter | None = None) -> None:
         self._sessions = sessions
+        self._writer = writer
 
     async def insert(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Insert a batch in one transaction; rows already stored (same chain and seq) are
@@ -169,23 +173,22 @@ class RequestLogRepository:
 
         The rows go to the driver as plain values in the column types it takes, bypassing
         SQLAlchemy's per-row bind processing (about 65 µs a row on SQLite, which the
-        gateway's one core paid for every request): on SQLite as multi-row statements, on
-        PostgreSQL through ``executemany``. Values are stored exactly as the ORM would store
-        them, so reads and chain hashes are unchanged; the tests read rows back on both.
+        gateway's one core paid for every request): on a SQLite file as multi-row
+        statements through the store's ``SqliteWriter``, on PostgreSQL through
+        ``executemany``. Values are stored exactly as the ORM would store them, so reads and
+        chain hashes are unchanged; the tests read rows back on both.
         """
         if not rows:
+            return
+        if self._writer is not None:
+            await self._writer.write(_sqlite_statements(rows))
             return
         async with self._sessions.begin() as session:
             connection = await session.connection()
             dialect = connection.dialect.name
-            if dialect == "sqlite":
-                # One statement of many rows, not executemany: SQLite's driver lets go of the
-                # GIL around every step, and on the gateway's one core a step per row meant
-                # a thread switch per row (about 100 µs a request at 1,000 requests/s).
-                for start in range(0, len(rows), _SQLITE_ROWS):
-                    part = rows[start : start + _SQLITE_ROWS]
-                    values = tuple(v for row in part for v in _sqlite_values(row))
-                    await connection.exec_driver_sql(_sqlite_insert(len(part)), values)
+            if dialect == "sqlite":  # in memory: only the engine's connection sees the data
+                for sql, values in _sqlite_statements(rows):
+                    await connection.exec_driver_sql(sql, tuple(values))
             elif dialect == "postgresql":
                 await connection.exec_driver_sql(_PG_INSERT, [_pg_values(r) for r in rows])
             else:  # pragma: no cover - the store supports only the two
@@ -299,6 +302,19 @@ _SQLITE_ROWS = 32766 // len(_INSERT_COLUMNS) // 2
 """Rows per SQLite statement: well under its limit of 32,766 parameters."""
 
 
+def _sqlite_statements(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[Any]]]:
+    """``rows`` as multi-row inserts. One statement of many rows, not ``executemany``:
+    SQLite's driver lets go of the GIL around every step, and on the gateway's one core a
+    step per row meant a thread switch per row (about 100 µs a request at 1,000 requests/s).
+    """
+    statements = []
+    for start in range(0, len(rows), _SQLITE_ROWS):
+        part = rows[start : start + _SQLITE_ROWS]
+        values = list(itertools.chain.from_iterable(map(_sqlite_values, part)))
+        statements.append((_sqlite_insert(len(part)), values))
+    return statements
+
+
 @functools.lru_cache(maxsize=32)
 def _sqlite_insert(rows: int) -> str:
     """An insert of ``rows`` rows in one statement (the usual batch sizes are cached)."""
@@ -319,10 +335,16 @@ _NULLABLE_JSON = tuple(_INSERT_COLUMNS.index(name) for name in ("prompt", "respo
 _BOOLS = tuple(_INSERT_COLUMNS.index(name) for name in ("stream", "usage_estimated"))
 
 
+_ALL_VALUES = operator.itemgetter(*_INSERT_COLUMNS)
+
+
 def _values(row: Mapping[str, Any]) -> list[Any]:
     """The row's values in ``_INSERT_COLUMNS`` order, JSON columns as JSON text (what
     SQLAlchemy's JSON types would have sent; NULL for absent bodies)."""
-    values = [row.get(column) for column in _INSERT_COLUMNS]
+    try:
+        values = list(_ALL_VALUES(row))  # one call for the writer's rows, which have them all
+    except KeyError:
+        values = [row.get(column) for column in _INSERT_COLUMNS]
     values[_GUARDRAILS] = orjson.dumps(values[_GUARDRAILS] or []).decode()
     for index in _NULLABLE_JSON:
         if values[index] is not None:

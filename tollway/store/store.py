@@ -17,6 +17,7 @@ from tollway.store.limits import LimitRepository
 from tollway.store.migration import ensure_current, upgrade_engine
 from tollway.store.reports import ReportRepository
 from tollway.store.request_log import RequestLogRepository
+from tollway.store.sqlite_writer import SqliteWriter, file_database
 from tollway.store.teams import TeamRepository
 from tollway.store.users import UserRepository
 from tollway.store.virtual_keys import KeyRepository
@@ -57,7 +58,9 @@ class Store:
         self.credentials = CredentialRepository(sessions, self._vault)
         self.audit = AuditRepository(sessions)
         self.limits = LimitRepository(sessions)
-        self.request_log = RequestLogRepository(sessions)
+        database = file_database(self._engine.url)
+        self._sqlite_writer = None if database is None else SqliteWriter(database)
+        self.request_log = RequestLogRepository(sessions, self._sqlite_writer)
         self.reports = ReportRepository(sessions)
 
     async def open(self, *, migrate: bool = False) -> None:
@@ -73,6 +76,8 @@ class Store:
 
     async def close(self) -> None:
         """Close every pooled connection."""
+        if self._sqlite_writer is not None:
+            await self._sqlite_writer.close()
         await self._engine.dispose()
 
     async def __aenter__(self) -> Store:

@@ -1,0 +1,86 @@
+"""Batch writes to a SQLite file over a connection of their own, on a thread of their own.
+
+The request log inserts a batch of rows several times a second on the gateway's one core.
+Through SQLAlchemy's async engine each batch crossed to aiosqlite's thread once per driver
+call (begin, execute, commit, cursor handling), each crossing a wake-up of both threads,
+and the greenlet bridge ran around every one; measured on the gateway under load that cost
+about 9 µs a request more than one crossing per batch to a plain ``sqlite3`` connection
+(docs/performance.md). Reads, migrations and the other tables keep using the engine: WAL
+mode lets this connection write while the engine's read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from sqlalchemy.engine import URL
+
+from tollway.store.engine import sqlite_pragmas
+
+Statement = tuple[str, Sequence[Any]]
+"""One SQL statement and its parameters."""
+
+
+def file_database(url: URL) -> str | None:
+    """The path of the SQLite file ``url`` names; None for an in-memory or URI database
+    (another connection would not see the same data, so those stay on the engine)."""
+    database = url.database
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    if database.startswith("file:") or url.query:
+        return None
+    return database
+
+
+class SqliteWriter:
+    """Runs batches of statements, each batch one transaction, on one worker thread."""
+
+    def __init__(self, database: str, *, timeout: float = 30.0) -> None:
+        self._database = database
+        self._timeout = timeout
+        self._executor: ThreadPoolExecutor | None = None  # started by the first write
+        self._connection: sqlite3.Connection | None = None  # used on the worker thread only
+
+    async def write(self, statements: Sequence[Statement]) -> None:
+        """Run ``statements`` in one transaction; raises what SQLite raises (rolled back)."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="tollway-sqlite")
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._write, statements)
+
+    async def close(self) -> None:
+        """Close the connection and stop the thread (after a batch in progress); a later
+        write opens them again."""
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            await asyncio.get_running_loop().run_in_executor(executor, self._close)
+            executor.shutdown(wait=False)
+
+    def _write(self, statements: Sequence[Statement]) -> None:
+        connection = self._connection
+        if connection is None:
+            # Autocommit mode: the transaction is the explicit BEGIN ... COMMIT below.
+            connection = sqlite3.connect(
+                self._database, timeout=self._timeout, isolation_level=None
+            )
+            sqlite_pragmas(connection, None)
+            self._connection = connection
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, parameters in statements:
+                connection.execute(sql, parameters)
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+
+    def _close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
