@@ -215,6 +215,25 @@ async def test_streamed_events_are_the_upstreams_own(gateway_url: str, simulator
     assert list(json.loads(through[0])) == list(json.loads(direct[0]))
 
 
+async def test_a_complete_answer_is_the_upstreams_own(gateway_url: str, simulator_url: str) -> None:
+    # Same format in and out: the body is the upstream's as it came, byte for byte, not a
+    # re-encoding (which, for one, puts a choice's "logprobs" after its "finish_reason").
+    async with aiohttp.ClientSession() as session:
+        upstream = {"Authorization": f"Bearer {UPSTREAM_KEY}"}
+        async with session.post(
+            simulator_url + CHAT, json={**HELLO, "model": "sim-chat"}, headers=upstream
+        ) as response:
+            direct = await response.read()
+        async with session.post(gateway_url + CHAT, json=HELLO, headers=AUTH) as response:
+            assert response.status == 200
+            through = await response.read()
+    mine, theirs = json.loads(through), json.loads(direct)
+    assert list(theirs["choices"][0]) == ["index", "message", "logprobs", "finish_reason"]
+    for key in ("id", "created"):  # what differs from one request to the next
+        through = through.replace(json.dumps(mine[key]).encode(), json.dumps(theirs[key]).encode())
+    assert through == direct
+
+
 async def test_health(gateway_url: str) -> None:
     async with aiohttp.ClientSession(headers=AUTH) as session:
         async with session.get(gateway_url + "/health/live") as response:

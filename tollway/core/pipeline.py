@@ -72,7 +72,8 @@ class Stage:
         return chunk
 
     async def on_response(self, ctx: RequestContext, response: ChatResponse) -> ChatResponse:
-        """A complete (non-streamed) answer on its way out."""
+        """A complete (non-streamed) answer on its way out. A stage that changes it sets its
+        ``raw`` to ``None`` (else the client is sent the upstream's bytes)."""
         return response
 
     async def on_complete(self, ctx: RequestContext) -> None:

@@ -179,6 +179,10 @@ class ChatResponse:
     extra: JSON = field(default_factory=dict)
     wire_format: str | None = None
     """The wire format this was parsed from; see ``ChatRequest.wire_format``."""
+    raw: bytes | None = None
+    """The upstream's body exactly as received (in ``wire_format``), so a client of the same
+    format is sent it as it came instead of re-encoded. A stage that changes a response must
+    set this to ``None``."""
 
 
 @dataclass(slots=True)

@@ -102,6 +102,9 @@ class OpenAIDialect:
             encoder = ChunkEncoder(include_usage=ctx.chat.include_usage)
             return await stream_events(request, ctx, chunks, encoder, routing_headers(ctx))
         response = await pipeline.chat(ctx)
+        if response.raw is not None and response.wire_format == WIRE_FORMAT:
+            # From an OpenAI-format upstream, unchanged: sent as it came.
+            return web.Response(body=response.raw, content_type=_JSON, headers=routing_headers(ctx))
         return _json(response_to_wire(response), ctx)
 
     async def embeddings(self, request: web.Request) -> web.StreamResponse:

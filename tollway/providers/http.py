@@ -77,6 +77,19 @@ class UpstreamClient:
 
         Upstream errors are raised. A ``URL`` is sent as it is, unnormalised (signed URLs).
         """
+        _, parsed = await self.post_json_body(url, body, headers, timeouts, parse_error, secret)
+        return parsed
+
+    async def post_json_body(
+        self,
+        url: str | URL,
+        body: Any,
+        headers: Mapping[str, str],
+        timeouts: UpstreamTimeouts,
+        parse_error: ErrorParser,
+        secret: str | None = None,
+    ) -> tuple[bytes, Any]:
+        """``post_json``, returning the answer's bytes as received with the parsed JSON."""
         deadline = self._deadlines.watch(timeouts)
         try:
             response = await self._session.post(
@@ -100,7 +113,7 @@ class UpstreamClient:
         finally:
             self._deadlines.forget(deadline)
         try:
-            return orjson.loads(payload)
+            return payload, orjson.loads(payload)
         except orjson.JSONDecodeError:
             raise UpstreamProtocolError("upstream answered with invalid JSON") from None
 

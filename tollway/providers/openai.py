@@ -87,7 +87,7 @@ class OpenAIProvider:
     async def chat(self, request: ChatRequest, deployment: Deployment) -> ChatResponse:
         """One complete chat answer."""
         headers, secret = self._headers(deployment, request.upstream_headers)
-        raw = await self._client.post_json(
+        body, raw = await self._client.post_json_body(
             self._url(deployment, "chat/completions"),
             request_to_wire(request, deployment.model),
             headers,
@@ -95,7 +95,9 @@ class OpenAIProvider:
             error_from_wire,
             secret,
         )
-        return response_from_wire(raw)
+        response = response_from_wire(raw)
+        response.raw = body
+        return response
 
     async def stream(
         self, request: ChatRequest, deployment: Deployment

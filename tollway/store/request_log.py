@@ -298,8 +298,10 @@ _INSERT_COLUMNS: tuple[str, ...] = tuple(
 )
 _COLUMN_LIST = ", ".join(_INSERT_COLUMNS)
 _SQLITE_ROW = f"({', '.join('?' * len(_INSERT_COLUMNS))})"
-_SQLITE_ROWS = 32766 // len(_INSERT_COLUMNS) // 2
-"""Rows per SQLite statement: well under its limit of 32,766 parameters."""
+_SQLITE_ROWS = 100
+"""Rows per SQLite statement (a batch may take several, in one transaction). The driver binds a
+statement's values holding the GIL, which holds up the event loop meanwhile: 100 rows keep
+each hold short, and stay well under SQLite's limit of 32,766 parameters."""
 
 
 def _sqlite_statements(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[Any]]]:
