@@ -347,14 +347,16 @@ def _values(row: Mapping[str, Any]) -> list[Any]:
         values = list(_ALL_VALUES(row))  # one call for the writer's rows, which have them all
     except KeyError:
         values = [row.get(column) for column in _INSERT_COLUMNS]
-    values[_GUARDRAILS] = orjson.dumps(values[_GUARDRAILS] or []).decode()
+    guardrails = values[_GUARDRAILS]
+    values[_GUARDRAILS] = orjson.dumps(guardrails).decode() if guardrails else "[]"
     for index in _NULLABLE_JSON:
         if values[index] is not None:
             values[index] = orjson.dumps(values[index]).decode()
     at = values[_AT]
     if not isinstance(at, dt.datetime):
         raise InvalidRecord("a request log row needs its time")
-    values[_AT] = require_aware(at, "at")
+    if at.tzinfo is not dt.UTC:  # the writer's own rows are in UTC already
+        values[_AT] = require_aware(at, "at")
     return values
 
 
@@ -362,10 +364,34 @@ def _sqlite_values(row: Mapping[str, Any]) -> tuple[Any, ...]:
     """A row as SQLite takes it: the time as SQLAlchemy's SQLite text (UTC, always with
     microseconds), booleans as integers."""
     values = _values(row)
-    values[_AT] = values[_AT].replace(tzinfo=None).isoformat(" ", "microseconds")
+    values[_AT] = _sqlite_time(values[_AT])
     for index in _BOOLS:
-        values[index] = int(bool(values[index]))
+        values[index] = 1 if values[index] else 0
     return tuple(values)
+
+
+class _SqliteTime:
+    """A UTC time as SQLAlchemy's SQLite text, ``YYYY-MM-DD HH:MM:SS.ffffff``.
+
+    Rows come in time order, many a second: the date and time of day are formatted once a
+    second (``isoformat`` costs more than the rest of a row's values together).
+    """
+
+    __slots__ = ("_second", "_text")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._text = ""
+
+    def __call__(self, at: dt.datetime) -> str:
+        second = int(at.timestamp())
+        if second != self._second:
+            self._text = at.replace(microsecond=0, tzinfo=None).isoformat(" ")
+            self._second = second
+        return f"{self._text}.{at.microsecond:06d}"
+
+
+_sqlite_time = _SqliteTime()
 
 
 def _pg_values(row: Mapping[str, Any]) -> tuple[Any, ...]:

@@ -1,0 +1,19 @@
+"""Request log values as the SQLite driver takes them: the same text SQLAlchemy would store."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+from tollway.store.request_log import _SqliteTime
+
+
+def test_times_are_sqlalchemys_sqlite_text_in_any_order() -> None:
+    text = _SqliteTime()
+    start = dt.datetime(2026, 12, 31, 23, 59, 58, 999_990, tzinfo=dt.UTC)
+    rng = random.Random(7)
+    times = [start + dt.timedelta(microseconds=rng.randrange(3_000_000)) for _ in range(500)]
+    times += [start.replace(microsecond=0), start.replace(second=59, microsecond=999_999)]
+    times += [*sorted(times), dt.datetime(1999, 1, 2, 3, 4, 5, tzinfo=dt.UTC)]
+    for at in times:
+        assert text(at) == at.replace(tzinfo=None).isoformat(" ", "microseconds")
