@@ -76,4 +76,6 @@ def image_count(ctx: RequestContext) -> int:
 
 def format_cost(cost: float) -> str:
     """A cost for a header or an event: up to ten decimals, no trailing zeros."""
+    if not cost:
+        return "0"  # unpriced deployments, failed requests: no float formatting
     return f"{cost:.10f}".rstrip("0").rstrip(".") or "0"

@@ -66,12 +66,21 @@ class Router:
                 for d in member.deployments
             )
         }
+        # The smallest window of each group without fallbacks (its candidates are always
+        # its own deployments): a request that surely fits it needs no per-candidate check.
+        self._smallest = {
+            group.name: min(d.context_window or _UNBOUNDED for d in group.deployments)
+            for group in table.groups
+            if group.name in self._windowed and not group.fallbacks
+        }
 
     def plan(self, ctx: RequestContext, kind: Kind) -> Plan:
         """The candidates for ``ctx.model``; raises for unknown models and impossible fits."""
         group = self.table.group(ctx.model, kind)
-        if not group.fallbacks and group.name not in self._windowed:
-            return self._ordered(group), group.retries
+        if not group.fallbacks:
+            smallest = self._smallest.get(group.name)
+            if smallest is None or ctx.chat is None or _surely_fits(ctx.chat, smallest):
+                return self._ordered(group), group.retries
         candidates = self._ordered(group, last=not group.fallbacks)
         for name in group.fallbacks:
             fallback = self.table.get(name)

@@ -165,7 +165,7 @@ def _message_from_wire(raw: Any, index: int) -> Message:
         # The common message, {"role": ..., "content": "text"}, without the generic walk.
         role, content = raw.get("role"), raw.get("content")
         if type(content) is str and type(role) is str and role in _ROLES:
-            return Message(role=cast(Role, role), content=content)
+            return Message(role, content)  # type: ignore[arg-type]  # role is in _ROLES
     param = f"messages[{index}]"
     obj = json_object(raw, param)
     role = required(obj, "role", str, f"{param}.role")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from tollway.core.errors import UpstreamProtocolError
 from tollway.core.types import (
@@ -30,14 +30,17 @@ def usage_from_wire(raw: Any) -> Usage | None:
     """Canonical usage from an OpenAI ``usage`` object (cached and reasoning details too)."""
     if not isinstance(raw, dict):
         return None
-    prompt_details = raw.get("prompt_tokens_details") or {}
-    completion_details = raw.get("completion_tokens_details") or {}
+    get = raw.get
+    prompt_details = get("prompt_tokens_details")
+    completion_details = get("completion_tokens_details")
+    # Positional, in field order: input, output, cached input, cache write, reasoning, extra.
     return Usage(
-        input_tokens=int(raw.get("prompt_tokens") or 0),
-        output_tokens=int(raw.get("completion_tokens") or 0),
-        cached_input_tokens=int(prompt_details.get("cached_tokens") or 0),
-        reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
-        extra={k: v for k, v in raw.items() if k not in _USAGE_KEYS},
+        int(get("prompt_tokens") or 0),
+        int(get("completion_tokens") or 0),
+        int(prompt_details.get("cached_tokens") or 0) if prompt_details else 0,
+        0,
+        int(completion_details.get("reasoning_tokens") or 0) if completion_details else 0,
+        {k: v for k, v in raw.items() if k not in _USAGE_KEYS},
     )
 
 
@@ -68,14 +71,16 @@ def response_from_wire(raw: Any) -> ChatResponse:
         choices = [_choice_from_wire(c) for c in raw["choices"]]
     except (KeyError, TypeError, AttributeError) as exc:
         raise UpstreamProtocolError(f"upstream choice is malformed: {exc}") from None
+    get = raw.get
+    # Positional, in field order: id, model, created, choices, usage, extra, wire format.
     return ChatResponse(
-        id=str(raw.get("id") or ""),
-        model=str(raw.get("model") or ""),
-        created=int(raw.get("created") or 0),
-        choices=choices,
-        usage=usage_from_wire(raw.get("usage")),
-        extra={k: v for k, v in raw.items() if k not in _RESPONSE_KEYS},
-        wire_format=WIRE_FORMAT,
+        str(get("id") or ""),
+        str(get("model") or ""),
+        int(get("created") or 0),
+        choices,
+        usage_from_wire(get("usage")),
+        {k: v for k, v in raw.items() if k not in _RESPONSE_KEYS},
+        WIRE_FORMAT,
     )
 
 
@@ -97,27 +102,35 @@ def response_to_wire(response: ChatResponse) -> dict[str, Any]:
 
 def _choice_from_wire(raw: dict[str, Any]) -> Choice:
     message = raw["message"]
-    calls = message.get("tool_calls")
+    get = message.get
+    calls = get("tool_calls")
+    role: Role = get("role") or "assistant"
+    # Positional, in field order (Message: role, content, name, tool calls, tool call id,
+    # extra; Choice: index, message, finish reason, stop sequence, extra).
+    wire_message = Message(
+        role,
+        get("content"),
+        None,
+        None
+        if not calls
+        else [
+            ToolCall(
+                call["id"],
+                call["function"]["name"],
+                call["function"].get("arguments") or "",
+                {k: v for k, v in call.items() if k not in _CALL_KEYS},
+            )
+            for call in calls
+        ],
+        None,
+        {k: v for k, v in message.items() if k not in _MESSAGE_KEYS},
+    )
     return Choice(
-        index=int(raw.get("index") or 0),
-        message=Message(
-            role=cast(Role, message.get("role") or "assistant"),
-            content=message.get("content"),
-            tool_calls=None
-            if not calls
-            else [
-                ToolCall(
-                    id=call["id"],
-                    name=call["function"]["name"],
-                    arguments=call["function"].get("arguments") or "",
-                    extra={k: v for k, v in call.items() if k not in _CALL_KEYS},
-                )
-                for call in calls
-            ],
-            extra={k: v for k, v in message.items() if k not in _MESSAGE_KEYS},
-        ),
-        finish_reason=raw.get("finish_reason"),
-        extra={k: v for k, v in raw.items() if k not in _CHOICE_KEYS},
+        int(raw.get("index") or 0),
+        wire_message,
+        raw.get("finish_reason"),
+        None,
+        {k: v for k, v in raw.items() if k not in _CHOICE_KEYS},
     )
 
 
