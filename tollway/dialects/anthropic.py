@@ -24,7 +24,7 @@ from tollway.dialects.http import (
     stream_events,
 )
 from tollway.wire.anthropic_request import request_from_wire
-from tollway.wire.anthropic_response import response_to_wire
+from tollway.wire.anthropic_response import WIRE_FORMAT, response_to_wire
 from tollway.wire.anthropic_stream import StreamWriter, event
 
 if TYPE_CHECKING:
@@ -81,6 +81,9 @@ class AnthropicDialect:
             encoder = _Encoder(ctx.request_id)
             return await stream_events(request, ctx, chunks, encoder, _headers(ctx))
         response = await pipeline.chat(ctx)
+        if response.raw is not None and response.wire_format == WIRE_FORMAT:
+            # From an Anthropic upstream, unchanged: sent as it came.
+            return web.Response(body=response.raw, content_type=_JSON, headers=_headers(ctx))
         return _json(response_to_wire(response), ctx)
 
     async def count_tokens(self, request: web.Request) -> web.StreamResponse:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from yarl import URL
+
 from tollway.core.errors import UpstreamProtocolError
 from tollway.core.types import ChatChunk, ChatRequest, ChatResponse, Deployment
 from tollway.providers.base import ProviderResources, ProviderSpec
@@ -25,6 +27,16 @@ class AnthropicProvider:
     def __init__(self, resources: ProviderResources) -> None:
         self._client = resources.client
         self._vault = resources.vault
+        # Parsed once per deployment and path (yarl parsing a URL string costs more than the
+        # rest of building the request; providers are rebuilt with every pipeline).
+        self._urls: dict[tuple[str, str, str], URL] = {}
+
+    def _url(self, deployment: Deployment, path: str) -> URL:
+        key = (deployment.id, deployment.api_base, path)
+        url = self._urls.get(key)
+        if url is None:
+            url = self._urls[key] = URL(f"{deployment.api_base}{path}")
+        return url
 
     def _headers(
         self, request: ChatRequest, deployment: Deployment
@@ -44,10 +56,10 @@ class AnthropicProvider:
 
     async def _post(
         self, request: ChatRequest, deployment: Deployment, path: str, body: Any
-    ) -> Any:
+    ) -> tuple[bytes, Any]:
         headers, secret = self._headers(request, deployment)
-        return await self._client.post_json(
-            f"{deployment.api_base}{path}",
+        return await self._client.post_json_body(
+            self._url(deployment, path),
             body,
             headers,
             deployment.timeouts,
@@ -59,12 +71,15 @@ class AnthropicProvider:
         """One complete answer."""
         body = request_to_wire(request, deployment.model)
         body.pop("stream", None)
-        return response_from_wire(await self._post(request, deployment, "/v1/messages", body))
+        payload, raw = await self._post(request, deployment, "/v1/messages", body)
+        response = response_from_wire(raw)
+        response.raw = payload
+        return response
 
     async def count_tokens(self, request: ChatRequest, deployment: Deployment) -> int:
         """The input tokens of ``request`` as the upstream counts them."""
         body = count_tokens_to_wire(request, deployment.model)
-        raw = await self._post(request, deployment, "/v1/messages/count_tokens", body)
+        _, raw = await self._post(request, deployment, "/v1/messages/count_tokens", body)
         tokens = raw.get("input_tokens") if isinstance(raw, dict) else None
         if not isinstance(tokens, int):
             raise UpstreamProtocolError("upstream token count has no 'input_tokens'")
@@ -79,7 +94,7 @@ class AnthropicProvider:
         body["stream"] = True
         reader = StreamReader()
         events = self._client.post_stream(
-            f"{deployment.api_base}/v1/messages",
+            self._url(deployment, "/v1/messages"),
             body,
             headers,
             deployment.timeouts,
