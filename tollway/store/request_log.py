@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import itertools
+import math
 import operator
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -384,7 +385,7 @@ class _SqliteTime:
         self._text = ""
 
     def __call__(self, at: dt.datetime) -> str:
-        second = int(at.timestamp())
+        second = math.floor(at.timestamp())  # not int(): 1969.s last second is -1, not 0
         if second != self._second:
             self._text = at.replace(microsecond=0, tzinfo=None).isoformat(" ")
             self._second = second

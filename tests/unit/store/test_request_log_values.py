@@ -15,5 +15,7 @@ def test_times_are_sqlalchemys_sqlite_text_in_any_order() -> None:
     times = [start + dt.timedelta(microseconds=rng.randrange(3_000_000)) for _ in range(500)]
     times += [start.replace(microsecond=0), start.replace(second=59, microsecond=999_999)]
     times += [*sorted(times), dt.datetime(1999, 1, 2, 3, 4, 5, tzinfo=dt.UTC)]
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)  # either side of a negative timestamp
+    times += [epoch - dt.timedelta(microseconds=500_000), epoch + dt.timedelta(microseconds=3)]
     for at in times:
         assert text(at) == at.replace(tzinfo=None).isoformat(" ", "microseconds")
