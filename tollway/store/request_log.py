@@ -381,11 +381,11 @@ class _SqliteTime:
     __slots__ = ("_second", "_text")
 
     def __init__(self) -> None:
-        self._second = -1
+        self._second: int | None = None
         self._text = ""
 
     def __call__(self, at: dt.datetime) -> str:
-        second = math.floor(at.timestamp())  # not int(): 1969.s last second is -1, not 0
+        second = math.floor(at.timestamp())  # not int(): 1969's last second is -1, not 0
         if second != self._second:
             self._text = at.replace(microsecond=0, tzinfo=None).isoformat(" ")
             self._second = second

@@ -8,6 +8,11 @@ import random
 from tollway.store.request_log import _SqliteTime
 
 
+def test_the_first_time_may_be_any_second() -> None:
+    before_1970 = dt.datetime(1969, 12, 31, 23, 59, 59, 250_000, tzinfo=dt.UTC)
+    assert _SqliteTime()(before_1970) == "1969-12-31 23:59:59.250000"
+
+
 def test_times_are_sqlalchemys_sqlite_text_in_any_order() -> None:
     text = _SqliteTime()
     start = dt.datetime(2026, 12, 31, 23, 59, 58, 999_990, tzinfo=dt.UTC)
