@@ -74,11 +74,11 @@ class SqliteWriter:
         try:
             for sql, parameters in statements:
                 connection.execute(sql, parameters)
+            connection.execute("COMMIT")  # may fail too (deferred constraints, a busy file)
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 connection.execute("ROLLBACK")
             raise
-        connection.execute("COMMIT")
 
     def _close(self) -> None:
         if self._connection is not None:

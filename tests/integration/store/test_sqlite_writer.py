@@ -54,6 +54,31 @@ async def test_a_batch_is_one_transaction(tmp_path: Path) -> None:
     assert rows == [(1, "a"), (2, "b"), (5, "e")]
 
 
+async def test_a_failed_commit_leaves_no_transaction_open(tmp_path: Path) -> None:
+    path = tmp_path / "w.db"
+    setup = sqlite3.connect(path)
+    setup.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+    setup.execute(
+        "CREATE TABLE child (id INTEGER PRIMARY KEY, parent INTEGER "
+        "REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)"
+    )
+    setup.close()
+    writer = SqliteWriter(str(path))
+    try:
+        with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+            # Checked only at COMMIT: the writer must roll back, or every later batch fails.
+            await writer.write([("INSERT INTO child (id, parent) VALUES (?, ?)", [1, 99])])
+        await writer.write(
+            [
+                ("INSERT INTO parent (id) VALUES (?)", [7]),
+                ("INSERT INTO child (id, parent) VALUES (?, ?)", [2, 7]),
+            ]
+        )
+    finally:
+        await writer.close()
+    assert sqlite3.connect(path).execute("SELECT id FROM child").fetchall() == [(2,)]
+
+
 async def test_a_closed_writer_opens_again_on_the_next_write(tmp_path: Path) -> None:
     path = tmp_path / "w.db"
     sqlite3.connect(path).execute(CREATE)
