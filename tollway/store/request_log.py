@@ -168,9 +168,10 @@ class RequestLogRepository:
         self._sessions = sessions
         self._writer = writer
 
-    async def insert(self, rows: Sequence[Mapping[str, Any]]) -> None:
+    async def insert(self, rows: Sequence[Mapping[str, Any] | RowValues]) -> None:
         """Insert a batch in one transaction; rows already stored (same chain and seq) are
-        skipped. Raises whatever the database raises.
+        skipped. Raises whatever the database raises. A row is a mapping of column values or
+        a tuple of them in ``INSERT_COLUMNS`` order.
 
         The rows go to the driver as plain values in the column types it takes, bypassing
         SQLAlchemy's per-row bind processing (about 65 µs a row on SQLite, which the
@@ -196,7 +197,7 @@ class RequestLogRepository:
                 statement = sqlite_insert(RequestLogRow).on_conflict_do_nothing(
                     index_elements=[RequestLogRow.chain_id, RequestLogRow.seq]
                 )
-                await session.execute(statement, [dict(row) for row in rows])
+                await session.execute(statement, [row_mapping(row) for row in rows])
 
     async def ping(self) -> None:
         """One trivial query; raises when the database cannot be reached."""
@@ -294,18 +295,25 @@ def _parse_cursor(cursor: str) -> tuple[dt.datetime, int]:
     return _EPOCH + dt.timedelta(microseconds=micros), last_id
 
 
-_INSERT_COLUMNS: tuple[str, ...] = tuple(
+INSERT_COLUMNS: tuple[str, ...] = tuple(
     column.name for column in RequestLogRow.__table__.columns if column.name != "id"
 )
-_COLUMN_LIST = ", ".join(_INSERT_COLUMNS)
-_SQLITE_ROW = f"({', '.join('?' * len(_INSERT_COLUMNS))})"
+"""The columns an insert fills, in the order of a row given as a tuple (``RowValues``)."""
+
+RowValues = tuple[Any, ...]
+"""A row's values in ``INSERT_COLUMNS`` order, typed as in a mapping row (the request log
+writer's rows: no dict a row on its way to the driver)."""
+_COLUMN_LIST = ", ".join(INSERT_COLUMNS)
+_SQLITE_ROW = f"({', '.join('?' * len(INSERT_COLUMNS))})"
 _SQLITE_ROWS = 100
 """Rows per SQLite statement (a batch may take several, in one transaction). The driver binds a
 statement's values holding the GIL, which holds up the event loop meanwhile: 100 rows keep
 each hold short, and stay well under SQLite's limit of 32,766 parameters."""
 
 
-def _sqlite_statements(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[Any]]]:
+def _sqlite_statements(
+    rows: Sequence[Mapping[str, Any] | RowValues],
+) -> list[tuple[str, list[Any]]]:
     """``rows`` as multi-row inserts. One statement of many rows, not ``executemany``:
     SQLite's driver lets go of the GIL around every step, and on the gateway's one core a
     step per row meant a thread switch per row (about 100 µs a request at 1,000 requests/s).
@@ -329,25 +337,37 @@ def _sqlite_insert(rows: int) -> str:
 
 _PG_INSERT = (
     f"INSERT INTO request_log ({_COLUMN_LIST}) VALUES "
-    f"({', '.join(f'${i}' for i in range(1, len(_INSERT_COLUMNS) + 1))}) "
+    f"({', '.join(f'${i}' for i in range(1, len(INSERT_COLUMNS) + 1))}) "
     "ON CONFLICT (chain_id, seq) DO NOTHING"
 )
-_AT = _INSERT_COLUMNS.index("at")
-_GUARDRAILS = _INSERT_COLUMNS.index("guardrails")
-_NULLABLE_JSON = tuple(_INSERT_COLUMNS.index(name) for name in ("prompt", "response"))
-_BOOLS = tuple(_INSERT_COLUMNS.index(name) for name in ("stream", "usage_estimated"))
+_AT = INSERT_COLUMNS.index("at")
+_GUARDRAILS = INSERT_COLUMNS.index("guardrails")
+_NULLABLE_JSON = tuple(INSERT_COLUMNS.index(name) for name in ("prompt", "response"))
+_BOOLS = tuple(INSERT_COLUMNS.index(name) for name in ("stream", "usage_estimated"))
 
 
-_ALL_VALUES = operator.itemgetter(*_INSERT_COLUMNS)
+_ALL_VALUES = operator.itemgetter(*INSERT_COLUMNS)
 
 
-def _values(row: Mapping[str, Any]) -> list[Any]:
-    """The row's values in ``_INSERT_COLUMNS`` order, JSON columns as JSON text (what
+def row_mapping(row: Mapping[str, Any] | RowValues) -> dict[str, Any]:
+    """A row as a mapping of column values (for spool files and hash chains)."""
+    if isinstance(row, tuple):
+        return dict(zip(INSERT_COLUMNS, row, strict=True))
+    return dict(row)
+
+
+def _values(row: Mapping[str, Any] | RowValues) -> list[Any]:
+    """The row's values in ``INSERT_COLUMNS`` order, JSON columns as JSON text (what
     SQLAlchemy's JSON types would have sent; NULL for absent bodies)."""
-    try:
-        values = list(_ALL_VALUES(row))  # one call for the writer's rows, which have them all
-    except KeyError:
-        values = [row.get(column) for column in _INSERT_COLUMNS]
+    if isinstance(row, tuple):
+        if len(row) != len(INSERT_COLUMNS):
+            raise InvalidRecord(f"a request log row has {len(INSERT_COLUMNS)} values")
+        values = list(row)
+    else:
+        try:
+            values = list(_ALL_VALUES(row))  # one call when every column is there
+        except KeyError:
+            values = [row.get(column) for column in INSERT_COLUMNS]
     guardrails = values[_GUARDRAILS]
     values[_GUARDRAILS] = orjson.dumps(guardrails).decode() if guardrails else "[]"
     for index in _NULLABLE_JSON:
@@ -361,7 +381,7 @@ def _values(row: Mapping[str, Any]) -> list[Any]:
     return values
 
 
-def _sqlite_values(row: Mapping[str, Any]) -> tuple[Any, ...]:
+def _sqlite_values(row: Mapping[str, Any] | RowValues) -> tuple[Any, ...]:
     """A row as SQLite takes it: the time as SQLAlchemy's SQLite text (UTC, always with
     microseconds), booleans as integers."""
     values = _values(row)
@@ -395,6 +415,6 @@ class _SqliteTime:
 _sqlite_time = _SqliteTime()
 
 
-def _pg_values(row: Mapping[str, Any]) -> tuple[Any, ...]:
+def _pg_values(row: Mapping[str, Any] | RowValues) -> tuple[Any, ...]:
     """A row as asyncpg takes it (JSONB as text, as SQLAlchemy's asyncpg codecs expect)."""
     return tuple(_values(row))

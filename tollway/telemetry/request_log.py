@@ -39,6 +39,7 @@ from typing import Any
 
 from tollway.config.schema import RequestLogConfig
 from tollway.store import Store
+from tollway.store.request_log import INSERT_COLUMNS, RowValues, row_mapping
 from tollway.telemetry.bodies import BodyPolicy
 from tollway.telemetry.chain import GENESIS, link
 from tollway.telemetry.request_log_stage import Entry
@@ -55,6 +56,22 @@ _LIMITS = {
     "provider": 64, "error_code": 64, "cache": 16,
 }  # fmt: skip
 """Column lengths: longer values (a client's model name, say) are cut, never refused."""
+
+_ROW_ORDER = (
+    "at", "chain_id", "seq", "request_id", "principal_kind", "key_id", "user_id", "team_id",
+    "service", "endpoint", "model", "served_model", "deployment_id", "provider", "attempts",
+    "fallbacks", "status", "error_code", "stream", "input_tokens", "output_tokens",
+    "cached_tokens", "usage_estimated", "cost_micros", "latency_ms", "ttft_ms", "cache",
+    "guardrails", "prompt", "response", "prev_hash", "hash",
+)  # fmt: skip
+if _ROW_ORDER != INSERT_COLUMNS:  # pragma: no cover - caught by any test that imports this
+    raise RuntimeError("the request log writer's row order differs from the table's columns")
+_LIMITED = tuple((INSERT_COLUMNS.index(column), limit) for column, limit in _LIMITS.items())
+_PROMPT, _RESPONSE, _PREV_HASH, _HASH = (
+    INSERT_COLUMNS.index(column) for column in ("prompt", "response", "prev_hash", "hash")
+)
+Batch = list[Row | RowValues]
+"""Rows on their way to the store: the writer's own as tuples, spooled ones as mappings."""
 
 
 class RequestLogWriter:
@@ -180,67 +197,46 @@ class RequestLogWriter:
 
     # --- rows ---------------------------------------------------------------------------
 
-    async def _prepare(self, entries: Sequence[Entry]) -> list[Row]:
+    async def _prepare(self, entries: Sequence[Entry]) -> Batch:
         self._in_hand = entries[0][0]
-        rows = []
+        rows: Batch = []
         for index, item in enumerate(entries):
             if index and index % _YIELD_EVERY == 0:
                 await asyncio.sleep(0)
             rows.append(self._row(item))
         return rows
 
-    def _row(self, item: Entry) -> Row:
+    def _row(self, item: Entry) -> RowValues:
         (at, request_id, kind, key_id, user_id, team_id, service, endpoint, model, served,
          deployment_id, provider, attempts, fallbacks, status, error_code, stream,
          input_tokens, output_tokens, cached, estimated, cost, latency, ttft, cache,
          guardrails, request, captured) = item  # fmt: skip
         self._seq += 1
-        row: Row = {
-            "at": dt.datetime.fromtimestamp(at, dt.UTC),
-            "chain_id": self.chain_id,
-            "seq": self._seq,
-            "request_id": request_id,
-            "principal_kind": kind,
-            "key_id": key_id,
-            "user_id": user_id,
-            "team_id": team_id,
-            "service": service,
-            "endpoint": endpoint,
-            "model": model,
-            "served_model": served,
-            "deployment_id": deployment_id,
-            "provider": provider,
-            "attempts": attempts,
-            "fallbacks": fallbacks,
-            "status": status,
-            "error_code": error_code,
-            "stream": stream,
-            "input_tokens": input_tokens,
-            "output_tokens": output_tokens,
-            "cached_tokens": cached,
-            "usage_estimated": estimated,
+        # In INSERT_COLUMNS order (checked at import): a tuple goes to the driver as it is.
+        values: list[Any] = [
+            dt.datetime.fromtimestamp(at, dt.UTC), self.chain_id, self._seq, request_id,
+            kind, key_id, user_id, team_id, service, endpoint, model, served, deployment_id,
+            provider, attempts, fallbacks, status, error_code, stream, input_tokens,
+            output_tokens, cached, estimated,
             # The nearest micro-dollar: rounding up (as budget reservations do) would turn
             # float noise such as 123.00000000000001 into one more.
-            "cost_micros": round(cost * 1_000_000) if cost else 0,
-            "latency_ms": None if latency is None else round(latency, 3),
-            "ttft_ms": None if ttft is None else round(ttft, 3),
-            "cache": cache,
-            "guardrails": list(guardrails),
-            "prompt": None,
-            "response": None,
-        }
-        for column, limit in _LIMITS.items():
-            value = row[column]
+            round(cost * 1_000_000) if cost else 0,
+            None if latency is None else round(latency, 3),
+            None if ttft is None else round(ttft, 3),
+            cache, list(guardrails),
+            None, None, None, None,  # prompt, response, prev_hash, hash
+        ]  # fmt: skip
+        for index, limit in _LIMITED:
+            value = values[index]
             if value is not None and (len(value) > limit or "\x00" in value):
-                row[column] = value.replace("\x00", "")[:limit]
+                values[index] = value.replace("\x00", "")[:limit]
         if request is not None:
-            row["prompt"], row["response"] = self._bodies(request, captured or [])
+            values[_PROMPT], values[_RESPONSE] = self._bodies(request, captured or [])
         if self.config.chain:
-            row["prev_hash"] = self._prev_hash
-            row["hash"] = self._prev_hash = link(self._prev_hash, row)
-        else:
-            row["prev_hash"] = row["hash"] = None
-        return row
+            values[_PREV_HASH] = self._prev_hash
+            mapping = dict(zip(INSERT_COLUMNS, values, strict=True))
+            values[_HASH] = self._prev_hash = link(self._prev_hash, mapping)
+        return tuple(values)
 
     def _bodies(self, request: Any, captured: list[object]) -> tuple[Any, Any]:
         try:
@@ -251,7 +247,7 @@ class RequestLogWriter:
 
     # --- delivery -----------------------------------------------------------------------
 
-    async def _deliver(self, rows: list[Row]) -> None:
+    async def _deliver(self, rows: Batch) -> None:
         try:
             await self._replay()
             if self.spool.pending_files:
@@ -267,7 +263,7 @@ class RequestLogWriter:
             return
         while (path := self.spool.first()) is not None:
             try:
-                rows = await self.spool.read(path)
+                rows: Batch = list(await self.spool.read(path))
             except FileNotFoundError:  # another process sharing the directory replayed it
                 await self.spool.remove(path)
                 continue
@@ -280,7 +276,7 @@ class RequestLogWriter:
             await self.spool.remove(path)
             log.info("request log: replayed %d spooled records", len(rows))
 
-    async def _store(self, rows: list[Row], *, spooled: bool) -> bool:
+    async def _store(self, rows: Batch, *, spooled: bool) -> bool:
         """Insert ``rows``; False when the store is unreachable (then they are in the spool)."""
         try:
             async with asyncio.timeout(self.config.write_timeout):
@@ -296,7 +292,7 @@ class RequestLogWriter:
         self._reachable_again()
         return True
 
-    async def _store_each(self, rows: list[Row], *, spooled: bool) -> bool:
+    async def _store_each(self, rows: Batch, *, spooled: bool) -> bool:
         """The store answers but refused the batch: insert row by row, set the bad aside."""
         refused = []
         for row in rows:
@@ -316,7 +312,7 @@ class RequestLogWriter:
         if refused:
             self.rejected += len(refused)
             with contextlib.suppress(OSError):
-                await self.spool.reject(self.chain_id, refused)
+                await self.spool.reject(self.chain_id, [row_mapping(r) for r in refused])
         return True
 
     async def _reachable(self) -> bool:
@@ -343,9 +339,9 @@ class RequestLogWriter:
         self._backoff = 0.0
         self._retry_at = 0.0
 
-    async def _to_spool(self, rows: list[Row]) -> None:
+    async def _to_spool(self, rows: Batch) -> None:
         try:
-            await self.spool.write(self.chain_id, rows)
+            await self.spool.write(self.chain_id, [row_mapping(row) for row in rows])
         except OSError as exc:
             self.dropped += len(rows)
             log.error("request log: %d records lost, the spool failed: %s", len(rows), exc)

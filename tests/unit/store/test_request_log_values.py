@@ -5,7 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import random
 
-from tollway.store.request_log import _SqliteTime
+import pytest
+
+from tollway.store.errors import InvalidRecord
+from tollway.store.request_log import INSERT_COLUMNS, _sqlite_values, _SqliteTime, row_mapping
 
 
 def test_the_first_time_may_be_any_second() -> None:
@@ -24,3 +27,20 @@ def test_times_are_sqlalchemys_sqlite_text_in_any_order() -> None:
     times += [epoch - dt.timedelta(microseconds=500_000), epoch + dt.timedelta(microseconds=3)]
     for at in times:
         assert text(at) == at.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def test_a_row_of_values_must_have_every_column() -> None:
+    with pytest.raises(InvalidRecord, match="values"):
+        _sqlite_values(("2026-12-04",))
+
+
+def test_a_row_of_values_and_its_mapping_give_the_driver_the_same() -> None:
+    at = dt.datetime(2026, 12, 4, 7, 0, 1, 5, tzinfo=dt.UTC)
+    values = tuple({"at": at, "guardrails": ["pii"], "stream": True}.get(c) for c in INSERT_COLUMNS)
+    mapping = row_mapping(values)
+    assert list(mapping) == list(INSERT_COLUMNS)
+    assert _sqlite_values(values) == _sqlite_values(mapping)
+    sent = dict(zip(INSERT_COLUMNS, _sqlite_values(values), strict=True))
+    assert (sent["at"], sent["guardrails"], sent["stream"]) == (
+        "2026-12-04 07:00:01.000005", '["pii"]', 1,
+    )  # fmt: skip
