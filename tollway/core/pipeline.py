@@ -55,6 +55,10 @@ class Stage:
     """A pipeline stage; subclasses override the hooks they need (the rest cost nothing)."""
 
     name = "stage"
+    reads_answers = True
+    """Whether ``on_response`` reads a complete answer's content (its choices); a stage that
+    reads only the context says False, so an answer sent on as the upstream's bytes need not
+    be parsed for it (``ChatRequest.answer_as_is``)."""
 
     async def on_request(self, ctx: RequestContext) -> Reply | None:
         """Before routing; return a reply to answer without calling a provider."""
@@ -104,6 +108,7 @@ class Pipeline:
         # Only stages that override a hook are called for it: empty hooks cost nothing.
         self._chunk_stages = tuple(s for s in self._stages if _overrides(s, "on_chunk"))
         self._response_stages = tuple(s for s in self._stages if _overrides(s, "on_response"))
+        self._answers_read = any(s.reads_answers for s in self._response_stages)
         self._attempt_stages = tuple(s for s in self._stages if _overrides(s, "on_attempt"))
         self._attempt_end_stages = tuple(s for s in self._stages if _overrides(s, "on_attempt_end"))
         # Membership by identity: the stages that override each of the two per-request hooks.
@@ -142,6 +147,8 @@ class Pipeline:
     async def chat(self, ctx: RequestContext) -> ChatResponse:
         """A complete answer, from a stage or the first candidate deployment that gives one."""
         assert ctx.chat is not None
+        if self._answers_read:
+            ctx.chat.answer_as_is = False
         early = await self._enter_stages(ctx)
         if isinstance(early, ChatResponse):
             response = early

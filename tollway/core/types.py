@@ -151,6 +151,11 @@ class ChatRequest:
     wire_format: str | None = None
     """The wire format this was parsed from (its ``extra`` fields, at every level, are in its
     terms); ``None`` when built in code."""
+    answer_as_is: bool = False
+    """A complete answer in ``wire_format`` goes to the client as the upstream's bytes and
+    nothing reads its content: the provider may leave the response's ``choices`` empty and
+    parse only what accounting needs. Set by a dialect that sends ``ChatResponse.raw``; the
+    pipeline clears it when a stage reads answers (``Stage.reads_answers``)."""
 
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"]

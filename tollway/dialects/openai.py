@@ -101,6 +101,7 @@ class OpenAIDialect:
             chunks = await pipeline.stream(ctx)
             encoder = ChunkEncoder(include_usage=ctx.chat.include_usage)
             return await stream_events(request, ctx, chunks, encoder, routing_headers(ctx))
+        ctx.chat.answer_as_is = True  # sent on as the upstream's bytes when it can be
         response = await pipeline.chat(ctx)
         if response.raw is not None and response.wire_format == WIRE_FORMAT:
             # From an OpenAI-format upstream, unchanged: sent as it came.

@@ -117,6 +117,7 @@ class Admission(Stage):
     """Admits, shrinks, downgrades or refuses requests; settles what they took."""
 
     name = "admission"
+    reads_answers = False  # settles from the context's usage
 
     def __init__(self, service: LimitService, table: RoutingTable, count: CountInput) -> None:
         self._service = service

@@ -27,7 +27,13 @@ from tollway.wire.openai_embeddings import (
     embedding_response_from_wire,
 )
 from tollway.wire.openai_request import request_to_wire
-from tollway.wire.openai_response import chunk_from_wire, error_from_wire, response_from_wire
+from tollway.wire.openai_response import (
+    WIRE_FORMAT,
+    chunk_from_wire,
+    error_from_wire,
+    response_from_wire,
+    usage_from_answer,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +101,10 @@ class OpenAIProvider:
             error_from_wire,
             secret,
         )
-        response = response_from_wire(raw)
+        if request.answer_as_is and request.wire_format == WIRE_FORMAT:
+            response = usage_from_answer(raw)  # the client is sent ``body`` itself
+        else:
+            response = response_from_wire(raw)
         response.raw = body
         return response
 

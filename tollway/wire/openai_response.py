@@ -84,6 +84,23 @@ def response_from_wire(raw: Any) -> ChatResponse:
     )
 
 
+def usage_from_answer(raw: Any) -> ChatResponse:
+    """``response_from_wire`` without the choices (left empty) or extras: for an answer the
+    client is sent as it came (``ChatRequest.answer_as_is``), which needs only its usage."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("choices"), list):
+        raise UpstreamProtocolError("upstream answered without a 'choices' array")
+    get = raw.get
+    return ChatResponse(
+        str(get("id") or ""),
+        str(get("model") or ""),
+        int(get("created") or 0),
+        [],
+        usage_from_wire(get("usage")),
+        {},
+        WIRE_FORMAT,
+    )
+
+
 def response_to_wire(response: ChatResponse) -> dict[str, Any]:
     """A Chat Completions body for the client."""
     response = response_for(response, WIRE_FORMAT)
