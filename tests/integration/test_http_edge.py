@@ -234,6 +234,32 @@ async def test_a_complete_answer_is_the_upstreams_own(gateway_url: str, simulato
     assert through == direct
 
 
+async def test_a_complete_anthropic_answer_is_the_upstreams_own(
+    gateway_url: str, simulator_url: str
+) -> None:
+    # The same for an Anthropic client served by an Anthropic deployment (a re-encoding, for
+    # one, puts the usage's "service_tier" before the token counts).
+    body = {"model": "test-claude", "max_tokens": 32, "messages": HELLO["messages"]}
+    version = {"anthropic-version": "2023-06-01"}
+    async with aiohttp.ClientSession() as session:
+        async with session.post(
+            simulator_url + "/v1/messages",
+            json={**body, "model": "sim-chat"},
+            headers={"x-api-key": UPSTREAM_KEY, **version},
+        ) as response:
+            assert response.status == 200
+            direct = await response.read()
+        async with session.post(
+            gateway_url + "/v1/messages", json=body, headers={"x-api-key": CLIENT_KEY, **version}
+        ) as response:
+            assert response.status == 200
+            through = await response.read()
+    mine, theirs = json.loads(through), json.loads(direct)
+    assert list(theirs["usage"])[-1] == "service_tier"
+    through = through.replace(json.dumps(mine["id"]).encode(), json.dumps(theirs["id"]).encode())
+    assert through == direct
+
+
 async def test_health(gateway_url: str) -> None:
     async with aiohttp.ClientSession(headers=AUTH) as session:
         async with session.get(gateway_url + "/health/live") as response:

@@ -193,7 +193,9 @@ async def handle_messages(
     message["content"] = _blocks(completion)
     message["stop_reason"] = _STOP_REASON[completion.finish]
     message["stop_sequence"] = completion.stop_sequence
-    message["usage"] = _usage(input_tokens, completion.output_tokens)
+    # A complete message's usage also names the service tier, as Anthropic's does.
+    usage = _usage(input_tokens, completion.output_tokens)
+    message["usage"] = {**usage, "service_tier": "standard"}
     return json_response(message, call.request_id, Dialect.ANTHROPIC)
 
 
