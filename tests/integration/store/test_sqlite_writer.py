@@ -110,3 +110,20 @@ async def test_an_in_memory_store_keeps_its_request_log_on_the_engine(tmp_path: 
         assert [record.request_id for record in page.records] == ["req-2", "req-1", "req-0"]
     finally:
         await store.close()
+
+
+async def test_none_is_still_bound_as_null(tmp_path: Path) -> None:
+    # The writer's module registers an adapter for None (a faster registry lookup): the
+    # value stored must stay SQL NULL, for this connection and for any other of the process.
+    path = tmp_path / "w.db"
+    sqlite3.connect(path).execute("CREATE TABLE n (id INTEGER PRIMARY KEY, v)")
+    writer = SqliteWriter(str(path))
+    try:
+        await writer.write([("INSERT INTO n (id, v) VALUES (?, ?), (?, ?)", [1, None, 2, 0])])
+    finally:
+        await writer.close()
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("INSERT INTO n (id, v) VALUES (?, ?)", (3, None))
+    rows = other.execute("SELECT id, v, typeof(v) FROM n ORDER BY id").fetchall()
+    assert rows == [(1, None, "null"), (2, 0, "integer"), (3, None, "null")]
+    assert other.execute("SELECT count(*) FROM n WHERE v IS NULL").fetchone() == (2,)
