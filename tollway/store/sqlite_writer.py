@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -32,7 +32,8 @@ Statement = tuple[str, Sequence[Any]]
 # adapter for None (a C callable answering None, so the value is still bound as NULL) the
 # lookup hits at once. The registry is the module's, so this holds for every sqlite3
 # connection of the process, SQLAlchemy's too, with the same result: NULL.
-sqlite3.register_adapter(type(None), {}.get)
+_NULL: Callable[[None], None] = {}.get  # type: ignore[assignment]  # get(None) answers None
+sqlite3.register_adapter(type(None), _NULL)
 
 
 def file_database(url: URL) -> str | None:

@@ -130,6 +130,28 @@ async def test_a_batch_larger_than_one_statement_is_stored_whole(
     assert [record.seq for record in chain] == list(range(1, 1201))
 
 
+async def test_a_column_null_in_only_some_rows_keeps_every_value(
+    store: Store, writer_for: Any
+) -> None:
+    # SQLite statements leave out the columns NULL in all their rows: a column set in one
+    # row only (the error code, the TTFT, an empty service name) must still reach every row.
+    writer = await writer_for()
+    failed = context(1, error=RateLimited("slow down", code="rate_limit_exceeded"))
+    streamed = context(2, first_token_at=0.0, cache_status="miss")
+    rows = [writer._row(made) for made in (context(0), failed, streamed, context(3))]
+    await store.request_log.insert(rows)
+    records = sorted((await store.request_log.page(RequestLogFilter())).records, key=_seq)
+    assert [r.error_code for r in records] == [None, "rate_limit_exceeded", None, None]
+    assert [r.cache for r in records] == [None, None, "miss", None]
+    assert [r.ttft_ms is None for r in records] == [True, True, False, True]
+    assert [r.service for r in records] == ["job"] * 4
+    assert all(r.prompt is None and r.hash is None for r in records)
+
+
+def _seq(record: Any) -> int:
+    return int(record.seq)
+
+
 async def test_pages_are_newest_first_and_filtered(store: Store, writer_for: Any) -> None:
     writer = await writer_for()
     start = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)

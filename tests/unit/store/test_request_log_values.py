@@ -8,7 +8,13 @@ import random
 import pytest
 
 from tollway.store.errors import InvalidRecord
-from tollway.store.request_log import INSERT_COLUMNS, _sqlite_values, _SqliteTime, row_mapping
+from tollway.store.request_log import (
+    INSERT_COLUMNS,
+    _sqlite_statements,
+    _sqlite_values,
+    _SqliteTime,
+    row_mapping,
+)
 
 
 def test_the_first_time_may_be_any_second() -> None:
@@ -44,3 +50,20 @@ def test_a_row_of_values_and_its_mapping_give_the_driver_the_same() -> None:
     assert (sent["at"], sent["guardrails"], sent["stream"]) == (
         "2026-12-04 07:00:01.000005", '["pii"]', 1,
     )  # fmt: skip
+
+
+def test_a_statement_leaves_out_only_the_columns_null_in_all_its_rows() -> None:
+    at = dt.datetime(2026, 12, 4, 7, 0, 1, tzinfo=dt.UTC)
+    base = {"at": at, "chain_id": "c", "request_id": "r", "endpoint": "chat", "model": "m"}
+    rows = [
+        tuple({**base, "seq": 1}.get(c) for c in INSERT_COLUMNS),
+        tuple({**base, "seq": 2, "error_code": "x", "ttft_ms": 0.0}.get(c) for c in INSERT_COLUMNS),
+    ]
+    ((sql, values),) = _sqlite_statements(rows)
+    listed = sql.split("(", 1)[1].split(")", 1)[0].split(", ")
+    # Not-null columns stay whatever their value; nullable ones only when a row has a value.
+    assert "error_code" in listed and "ttft_ms" in listed and "seq" in listed
+    assert "prompt" not in listed and "hash" not in listed and "cache" not in listed
+    assert len(values) == 2 * len(listed) and sql.count("?") == len(values)
+    second = dict(zip(listed, values[len(listed) :], strict=True))
+    assert (second["seq"], second["error_code"], second["ttft_ms"]) == (2, "x", 0.0)
