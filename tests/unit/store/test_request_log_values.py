@@ -55,15 +55,30 @@ def test_a_row_of_values_and_its_mapping_give_the_driver_the_same() -> None:
 def test_a_statement_leaves_out_only_the_columns_null_in_all_its_rows() -> None:
     at = dt.datetime(2026, 12, 4, 7, 0, 1, tzinfo=dt.UTC)
     base = {"at": at, "chain_id": "c", "request_id": "r", "endpoint": "chat", "model": "m"}
-    rows = [
-        tuple({**base, "seq": 1}.get(c) for c in INSERT_COLUMNS),
-        tuple({**base, "seq": 2, "error_code": "x", "ttft_ms": 0.0}.get(c) for c in INSERT_COLUMNS),
-    ]
-    ((sql, values),) = _sqlite_statements(rows)
+    rows = [tuple({**base, "seq": n}.get(c) for c in INSERT_COLUMNS) for n in range(4)]
+    failed = {**base, "seq": 4, "error_code": "x", "ttft_ms": 0.0}
+    rows.append(tuple(failed.get(c) for c in INSERT_COLUMNS))
+    ((sql, values),) = _sqlite_statements(rows)  # five rows: one statement
     listed = sql.split("(", 1)[1].split(")", 1)[0].split(", ")
     # Not-null columns stay whatever their value; nullable ones only when a row has a value.
     assert "error_code" in listed and "ttft_ms" in listed and "seq" in listed
     assert "prompt" not in listed and "hash" not in listed and "cache" not in listed
-    assert len(values) == 2 * len(listed) and sql.count("?") == len(values)
-    second = dict(zip(listed, values[len(listed) :], strict=True))
-    assert (second["seq"], second["error_code"], second["ttft_ms"]) == (2, "x", 0.0)
+    assert len(values) == 5 * len(listed) and sql.count("?") == len(values)
+    last = dict(zip(listed, values[4 * len(listed) :], strict=True))
+    assert (last["seq"], last["error_code"], last["ttft_ms"]) == (4, "x", 0.0)
+
+
+def test_a_batch_is_cut_into_statements_of_a_few_sizes() -> None:
+    # Each size and shape is a statement SQLite prepares once: any batch reuses a few.
+    at = dt.datetime(2026, 12, 4, 7, 0, 1, tzinfo=dt.UTC)
+    base = {"at": at, "chain_id": "c", "request_id": "r", "endpoint": "chat", "model": "m"}
+    rows = [tuple({**base, "seq": n}.get(c) for c in INSERT_COLUMNS) for n in range(257)]
+    statements = _sqlite_statements(rows)
+    sizes = [sql.count("), (") + 1 for sql, _ in statements]
+    assert sizes == [100, 100, 20, 20, 5, 5, 5, 1, 1]
+    seq = INSERT_COLUMNS.index("seq")
+    sent = [
+        values[seq :: len(values) // size]
+        for (_, values), size in zip(statements, sizes, strict=True)
+    ]
+    assert [n for part in sent for n in part] == list(range(257))
