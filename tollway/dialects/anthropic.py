@@ -80,6 +80,7 @@ class AnthropicDialect:
             chunks = await pipeline.stream(ctx)
             encoder = _Encoder(ctx.request_id)
             return await stream_events(request, ctx, chunks, encoder, _headers(ctx))
+        ctx.chat.answer_as_is = True  # sent on as the upstream's bytes when it can be
         response = await pipeline.chat(ctx)
         if response.raw is not None and response.wire_format == WIRE_FORMAT:
             # From an Anthropic upstream, unchanged: sent as it came.

@@ -15,7 +15,12 @@ from tollway.core.errors import UpstreamProtocolError
 from tollway.core.types import ChatChunk, ChatRequest, ChatResponse, Deployment
 from tollway.providers.base import ProviderResources, ProviderSpec
 from tollway.wire.anthropic_request import count_tokens_to_wire, request_to_wire
-from tollway.wire.anthropic_response import error_from_wire, response_from_wire
+from tollway.wire.anthropic_response import (
+    WIRE_FORMAT,
+    error_from_wire,
+    response_from_wire,
+    usage_from_answer,
+)
 from tollway.wire.anthropic_stream import StreamReader
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -72,7 +77,10 @@ class AnthropicProvider:
         body = request_to_wire(request, deployment.model)
         body.pop("stream", None)
         payload, raw = await self._post(request, deployment, "/v1/messages", body)
-        response = response_from_wire(raw)
+        if request.answer_as_is and request.wire_format == WIRE_FORMAT:
+            response = usage_from_answer(raw)  # the client is sent ``payload`` itself
+        else:
+            response = response_from_wire(raw)
         response.raw = payload
         return response
 

@@ -116,6 +116,25 @@ def usage_to_wire(usage: Usage) -> dict[str, Any]:
     return out
 
 
+def usage_from_answer(raw: Any) -> ChatResponse:
+    """``response_from_wire`` without the content (``choices`` left empty) or extras: for an
+    answer the client is sent as it came (``ChatRequest.answer_as_is``), which needs only its
+    usage. Checked as strictly: a body without a content array is still an error. An answer
+    without usage is parsed whole: its content is what its cost is estimated from."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("content"), list):
+        raise UpstreamProtocolError("upstream answered without a 'content' array")
+    try:
+        usage = usage_from_wire(raw.get("usage"))
+    except (TypeError, ValueError) as exc:
+        raise UpstreamProtocolError(f"upstream usage is malformed: {exc}") from None
+    if usage is None:  # the answer itself is then what its cost is estimated from
+        return response_from_wire(raw)
+    get = raw.get
+    return ChatResponse(
+        str(get("id") or ""), str(get("model") or ""), int(time.time()), [], usage, {}, WIRE_FORMAT
+    )
+
+
 def response_from_wire(raw: Any) -> ChatResponse:
     """Canonical response from an upstream Messages body."""
     if not isinstance(raw, dict) or not isinstance(raw.get("content"), list):

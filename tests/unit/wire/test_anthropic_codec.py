@@ -35,6 +35,7 @@ from tollway.wire.anthropic_response import (
     error_from_wire,
     response_from_wire,
     response_to_wire,
+    usage_from_answer,
     usage_from_wire,
     usage_to_wire,
 )
@@ -909,3 +910,24 @@ async def test_a_stream_that_ends_without_message_stop_is_a_protocol_error() -> 
     events = upstream_events(["hi"], [], {"input_tokens": 1, "output_tokens": 2})[:-1]
     with pytest.raises(UpstreamProtocolError, match="message_stop"):
         await collect(events)
+
+
+def test_an_answer_sent_as_it_came_is_parsed_for_its_usage_only() -> None:
+    body = {
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x",
+        "content": [{"type": "text", "text": "Hello there"}],
+        "stop_reason": "end_turn", "stop_sequence": None,
+        "usage": {"input_tokens": 7, "output_tokens": 3, "cache_read_input_tokens": 2},
+    }  # fmt: skip
+    response = usage_from_answer(body)
+    assert (response.id, response.model, response.choices) == ("msg_1", "claude-x", [])
+    assert response.usage is not None
+    assert (response.usage.input_tokens, response.usage.output_tokens) == (9, 3)
+    assert response.usage.cached_input_tokens == 2 and response.wire_format == "anthropic"
+    # Without usage the content is what the cost is estimated from: parsed whole.
+    whole = usage_from_answer({k: v for k, v in body.items() if k != "usage"})
+    assert whole.usage is None and whole.choices[0].message.text() == "Hello there"
+    with pytest.raises(UpstreamProtocolError, match="content"):
+        usage_from_answer({"id": "msg_2", "usage": body["usage"]})
+    with pytest.raises(UpstreamProtocolError, match="usage"):
+        usage_from_answer({**body, "usage": {"input_tokens": "many"}})
