@@ -143,6 +143,19 @@ def micros(cost: str) -> int:
     return round(float(cost) * 1_000_000)
 
 
+def test_an_answer_without_usage_is_costed_from_its_content(logged: Logged) -> None:
+    # An OpenAI-compatible server that leaves out usage: the client gets the answer as it
+    # came, and the record the estimate (the answer's text, about 4 characters a token).
+    answer = chat(logged.url, headers={"x-sim-usage": "omit"})
+    assert answer.status_code == 200 and "usage" not in answer.json()
+    text = answer.json()["choices"][0]["message"]["content"]
+    record = wait_for(logged.url, [answer.headers["x-request-id"]])[answer.headers["x-request-id"]]
+    assert record["usage_estimated"] is True
+    assert record["output_tokens"] == -(-len(text) // 4) > 0
+    assert record["input_tokens"] > 0
+    assert record["cost_micros"] == micros(answer.headers["x-tollway-cost-usd"]) > 0
+
+
 def test_each_kind_of_request_leaves_the_right_record(logged: Logged) -> None:
     url = logged.url
     plain = chat(url)
@@ -227,7 +240,12 @@ def test_each_kind_of_request_leaves_the_right_record(logged: Logged) -> None:
     assert (record["endpoint"], record["provider"], record["status"]) == (
         "messages", "anthropic", 200,
     )  # fmt: skip
-    assert record["output_tokens"] == claude.json()["usage"]["output_tokens"]
+    # Sent as the upstream's bytes and parsed only for its usage: still fully accounted.
+    claude_usage = claude.json()["usage"]
+    assert (record["input_tokens"], record["output_tokens"]) == (
+        claude_usage["input_tokens"], claude_usage["output_tokens"],
+    )  # fmt: skip
+    assert record["cost_micros"] == micros(claude.headers["x-tollway-cost-usd"]) > 0
 
     record = records[rid[6]]
     assert (record["endpoint"], record["provider"], record["status"]) == (

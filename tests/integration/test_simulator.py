@@ -124,6 +124,19 @@ async def test_chat_reply_is_deterministic_with_consistent_usage(
     assert completion.usage.total_tokens == 22
 
 
+async def test_a_complete_answer_may_come_without_usage(oai: openai.AsyncOpenAI) -> None:
+    # As some OpenAI-compatible servers answer: the gateway must then estimate the cost.
+    completion = await oai.chat.completions.create(
+        model="m", messages=HELLO, extra_headers={"x-sim-usage": "omit"}
+    )
+    assert completion.usage is None
+    assert completion.choices[0].message.content == expected_reply("hello there world")
+    with pytest.raises(openai.BadRequestError, match="x-sim-usage"):
+        await oai.chat.completions.create(
+            model="m", messages=HELLO, extra_headers={"x-sim-usage": "sometimes"}
+        )
+
+
 async def test_stream_with_include_usage(oai: openai.AsyncOpenAI, sim: Simulator) -> None:
     stream = await oai.chat.completions.create(
         model="m", messages=HELLO, stream=True, stream_options={"include_usage": True}

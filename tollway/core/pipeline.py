@@ -32,6 +32,7 @@ from tollway.core.errors import (
 from tollway.core.types import (
     ChatChunk,
     ChatResponse,
+    Choice,
     ChunkChoice,
     Deployment,
     EmbeddingResponse,
@@ -156,6 +157,8 @@ class Pipeline:
             response = await self._attempts(ctx, "chat", self._chat_once)
         # Costed before the response stages, so they (admission) can settle and say so.
         ctx.usage = response.usage
+        if response.usage is None:  # estimated from the answer (Metering)
+            ctx.output_chars = sum(map(_answer_chars, response.choices))
         self._settle(ctx)
         for stage in self._response_stages:
             response = await stage.on_response(ctx, response)
@@ -210,6 +213,8 @@ class Pipeline:
                     for choice in chunk.choices:
                         if choice.content:
                             ctx.output_chars += len(choice.content)
+                        if choice.tool_calls:
+                            ctx.output_chars += sum(_delta_chars(c) for c in choice.tool_calls)
                     for stage in self._chunk_stages:
                         chunk = stage.on_chunk(ctx, chunk)
                         if chunk is None:
@@ -406,6 +411,19 @@ async def response_as_chunks(response: ChatResponse) -> AsyncIterator[ChatChunk]
         last = chunk([])
         last.usage = response.usage
         yield last
+
+
+def _answer_chars(choice: Choice) -> int:
+    """The characters one choice of a complete answer generated: its text and tool calls."""
+    message = choice.message
+    chars = len(message.text())
+    if message.tool_calls:
+        chars += sum(len(call.name) + len(call.arguments) for call in message.tool_calls)
+    return chars
+
+
+def _delta_chars(delta: ToolCallDelta) -> int:
+    return len(delta.name or "") + len(delta.arguments)
 
 
 def _drop_tracebacks(ctx: RequestContext) -> None:

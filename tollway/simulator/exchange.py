@@ -42,6 +42,9 @@ class Call:
     tpot: float
     output_tokens: int
     stop_after: int | None
+    omit_usage: bool = False
+    """``x-sim-usage: omit``: a complete OpenAI answer without its ``usage`` (as some
+    OpenAI-compatible servers send it)."""
 
 
 def _has_key(request: web.BaseRequest, key: str) -> bool:
@@ -119,6 +122,7 @@ async def admit(
         ttft = _knob(request, "x-sim-ttft-ms", settings.ttft_ms) / 1000.0
         tpot = _knob(request, "x-sim-tpot-ms", settings.tpot_ms) / 1000.0
         output_tokens = int(_knob(request, "x-sim-output-tokens", settings.output_tokens))
+        omit_usage = _usage_knob(request.headers.get("x-sim-usage"))
     except ValueError as exc:
         return error_response(dialect, 400, f"simulator: {exc}", request_id=request_id)
     stop_after = None
@@ -135,7 +139,16 @@ async def admit(
         body = {}
     elif malformed or not isinstance(body, dict):
         return _bad_body(dialect, request_id, malformed)
-    return Call(body, request_id, ttft, tpot, max(output_tokens, 1), stop_after)
+    return Call(body, request_id, ttft, tpot, max(output_tokens, 1), stop_after, omit_usage)
+
+
+def _usage_knob(value: str | None) -> bool:
+    """Whether ``x-sim-usage`` asks for an answer without usage."""
+    if value is None:
+        return False
+    if value.strip().lower() != "omit":
+        raise ValueError(f"x-sim-usage must be 'omit', not {value!r}")
+    return True
 
 
 def _streaming(body: Any) -> bool:

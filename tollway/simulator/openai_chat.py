@@ -213,6 +213,8 @@ async def handle_chat(
         "service_tier": "default",
         "system_fingerprint": SYSTEM_FINGERPRINT,
     }
+    if call.omit_usage:
+        del payload["usage"]
     if dialect is Dialect.AZURE:
         payload["prompt_filter_results"] = PROMPT_FILTER_RESULTS
     return json_response(payload, call.request_id, dialect)

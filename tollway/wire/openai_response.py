@@ -86,16 +86,20 @@ def response_from_wire(raw: Any) -> ChatResponse:
 
 def usage_from_answer(raw: Any) -> ChatResponse:
     """``response_from_wire`` without the choices (left empty) or extras: for an answer the
-    client is sent as it came (``ChatRequest.answer_as_is``), which needs only its usage."""
+    client is sent as it came (``ChatRequest.answer_as_is``), which needs only its usage. An
+    answer without usage is parsed whole: its content is what its cost is estimated from."""
     if not isinstance(raw, dict) or not isinstance(raw.get("choices"), list):
         raise UpstreamProtocolError("upstream answered without a 'choices' array")
     get = raw.get
+    usage = usage_from_wire(get("usage"))
+    if usage is None:  # the answer itself is then what its cost is estimated from
+        return response_from_wire(raw)
     return ChatResponse(
         str(get("id") or ""),
         str(get("model") or ""),
         int(get("created") or 0),
         [],
-        usage_from_wire(get("usage")),
+        usage,
         {},
         WIRE_FORMAT,
     )
