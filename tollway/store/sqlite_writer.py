@@ -27,7 +27,7 @@ Statement = tuple[str, Sequence[Any]]
 
 # The sqlite3 module binds int, float and str as they are, but looks every other value up in
 # its adapter registry first, None included: a miss costs two failed attribute lookups, one
-# raising and formatting an AttributeError. A request log row has a dozen NULLs, so that
+# raising and formatting an AttributeError. A request log row has about 8 NULLs, so that
 # was ~22,000 instructions a request (bench/instructions.py) and 1.4 us a row. With an
 # adapter for None (a C callable answering None, so the value is still bound as NULL) the
 # lookup hits at once. The registry is the module's, so this holds for every sqlite3

@@ -33,15 +33,19 @@ def usage_from_wire(raw: Any) -> Usage | None:
     get = raw.get
     prompt_details = get("prompt_tokens_details")
     completion_details = get("completion_tokens_details")
-    # Positional, in field order: input, output, cached input, cache write, reasoning, extra.
-    return Usage(
-        int(get("prompt_tokens") or 0),
-        int(get("completion_tokens") or 0),
-        int(prompt_details.get("cached_tokens") or 0) if prompt_details else 0,
-        0,
-        int(completion_details.get("reasoning_tokens") or 0) if completion_details else 0,
-        {k: v for k, v in raw.items() if k not in _USAGE_KEYS},
-    )
+    try:
+        # Positional, in field order: input, output, cached input, cache write, reasoning,
+        # extra.
+        return Usage(
+            int(get("prompt_tokens") or 0),
+            int(get("completion_tokens") or 0),
+            int(prompt_details.get("cached_tokens") or 0) if prompt_details else 0,
+            0,
+            int(completion_details.get("reasoning_tokens") or 0) if completion_details else 0,
+            {k: v for k, v in raw.items() if k not in _USAGE_KEYS},
+        )
+    except (TypeError, ValueError, AttributeError) as exc:  # the upstream's fault: a 502
+        raise UpstreamProtocolError(f"upstream usage is malformed: {exc}") from None
 
 
 def usage_to_wire(usage: Usage) -> dict[str, Any]:

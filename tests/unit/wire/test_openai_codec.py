@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tollway.core.errors import UpstreamProtocolError
 from tollway.core.types import ImagePart, OpaquePart, TextPart
 from tollway.wire.openai_embeddings import embedding_request_from_wire
 from tollway.wire.openai_request import request_from_wire, request_to_wire
@@ -15,6 +17,7 @@ from tollway.wire.openai_response import (
     chunk_to_wire,
     response_from_wire,
     response_to_wire,
+    usage_from_answer,
 )
 
 text = st.text(max_size=20)
@@ -238,3 +241,25 @@ def test_embedding_inputs_normalise_to_lists() -> None:
     assert embedding_request_from_wire({"model": "e", "input": "a"}).input == ["a"]
     assert embedding_request_from_wire({"model": "e", "input": [1, 2]}).input == [[1, 2]]
     assert embedding_request_from_wire({"model": "e", "input": [[1], [2]]}).input == [[1], [2]]
+
+
+def test_an_answer_with_malformed_usage_is_the_upstreams_fault() -> None:
+    # A 502 (and another deployment), never a 500: whichever way the answer is parsed.
+    choice = {"index": 0, "message": {"role": "assistant", "content": "hi"}}
+    answer = {"id": "c", "choices": [{**choice, "finish_reason": "stop"}]}
+    for usage in ({"prompt_tokens": "many"}, {"prompt_tokens_details": 7}):
+        for parse in (response_from_wire, usage_from_answer):
+            with pytest.raises(UpstreamProtocolError, match="usage is malformed"):
+                parse({**answer, "usage": usage})
+        with pytest.raises(UpstreamProtocolError, match="usage is malformed"):
+            chunk_from_wire({"id": "c", "choices": [], "usage": usage})
+
+
+def test_an_answer_sent_as_it_came_without_usage_is_parsed_whole() -> None:
+    choice = {"index": 0, "message": {"role": "assistant", "content": "hi"}}
+    answer = {"id": "c", "model": "m", "choices": [{**choice, "finish_reason": "stop"}]}
+    whole = usage_from_answer(answer)
+    assert whole.usage is None and whole.choices[0].message.content == "hi"
+    counted = usage_from_answer({**answer, "usage": {"prompt_tokens": 3, "completion_tokens": 1}})
+    assert counted.choices == [] and counted.usage is not None
+    assert (counted.usage.input_tokens, counted.usage.output_tokens) == (3, 1)
