@@ -17,7 +17,10 @@ chosen with ``run.py``.
 A variant is ``gateway`` (the benchmark's gateway), ``gateway:YAML`` (the same with YAML
 appended to its config file), ``tree:PATH`` (the gateway of another checkout of this
 repository, e.g. a git worktree at another commit; ``tree:PATH:YAML`` too) or
-``passthrough``. The first variant is the reference of the ratios.
+``passthrough``. A gateway variant written ``...@anthropic`` is loaded with Anthropic
+Messages requests served by the Anthropic deployment (``run.py``'s scenario d), so
+``gateway gateway@anthropic`` compares the two paths. The first variant is the reference of
+the ratios.
 """
 
 from __future__ import annotations
@@ -47,10 +50,21 @@ class Variant:
     kind: str  # gateway or passthrough
     root: Path  # the checkout whose code runs
     extra_yaml: str = ""
+    dialect: str = "openai"  # the requests the load sends (run.Target.dialect)
+
+    @property
+    def target(self) -> run.Target:
+        """What the load generator sends: body, path and model as in ``run.py``."""
+        return run.Target(self.label, self.kind, dialect=self.dialect)
 
 
 def parse_variant(text: str) -> Variant:
-    """``gateway[:YAML]``, ``tree:PATH[:YAML]`` or ``passthrough``."""
+    """``gateway[:YAML]``, ``tree:PATH[:YAML]`` (either with ``@anthropic``) or
+    ``passthrough``."""
+    if text.endswith("@anthropic") and text != "passthrough@anthropic":
+        variant = parse_variant(text.removesuffix("@anthropic"))
+        variant.label, variant.dialect = text, "anthropic"
+        return variant
     if text == "passthrough":
         return Variant(text, "passthrough", run.ROOT)
     if text == "gateway" or text.startswith("gateway:"):
@@ -72,7 +86,7 @@ def start(procs: run.Processes, variant: Variant, index: int, sim: run.Server) -
         cmd = [run.PYTHON, str(run.BENCH / "passthrough.py"), "--stack", "aiohttp-aiohttp"]
         cmd += ["--host", run.HOST, "--port", str(port), "--upstream", sim.url]
         server = run.Server(name, procs.start(name, cmd, run.TARGET_CORE), port)
-        run.wait_ready(procs, server, "/health", "bench-chat")
+        run.wait_ready(procs, server, "/health", variant.target.model)
         return server
     config = run.gateway_config(procs, sim, port)
     if variant.extra_yaml:
@@ -81,16 +95,18 @@ def start(procs: run.Processes, variant: Variant, index: int, sim: run.Server) -
     cmd += ["--port", str(port)]
     env = {run.ADMIN_KEY_ENV: run.ADMIN_KEY, "PYTHONPATH": str(variant.root)}
     server = run.Server(name, procs.start(name, cmd, run.TARGET_CORE, env), port)
-    run.wait_ready(procs, server, "/health/ready", "bench-chat")
+    run.wait_ready(procs, server, "/health/ready", variant.target.model)
     server.api_key = run.create_key(server)
     return server
 
 
-def load(server: run.Server, seconds: int, connections: int) -> subprocess.Popen[str]:
+def load(
+    server: run.Server, target: run.Target, seconds: int, connections: int
+) -> subprocess.Popen[str]:
     """A closed-loop wrk on the side core against ``server`` (started, not waited for)."""
-    env = dict(os.environ, **run.wrk_env(run.GATEWAY, server.api_key))
+    env = dict(os.environ, **run.wrk_env(target, server.api_key))
     cmd = ["taskset", "-c", run.SIDE_CORE, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s"]
-    cmd += ["--timeout", "10s", "-s", str(run.WRK_DIR / "post.lua"), server.chat_url]
+    cmd += ["--timeout", "10s", "-s", str(run.WRK_DIR / "post.lua"), server.url + target.path]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
 
 
@@ -110,10 +126,11 @@ def one_round(
     """CPU microseconds a request of every variant, all loaded over the same seconds."""
     servers = [start(procs, variant, i, sim) for i, variant in enumerate(variants)]
     try:
-        for proc in [load(s, WARMUP_S, args.connections) for s in servers]:
+        loads = list(zip(servers, [variant.target for variant in variants], strict=True))
+        for proc in [load(s, t, WARMUP_S, args.connections) for s, t in loads]:
             requests_done(proc)
         before = [run.cpu_seconds(s.proc.pid) for s in servers]
-        runs = [load(s, args.seconds, args.connections) for s in servers]
+        runs = [load(s, t, args.seconds, args.connections) for s, t in loads]
         done = [requests_done(proc) for proc in runs]
         after = [run.cpu_seconds(s.proc.pid) for s in servers]
     finally:
@@ -124,7 +141,9 @@ def one_round(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("variants", nargs="+", help="gateway[:YAML], tree:PATH[:YAML], passthrough")
+    parser.add_argument(
+        "variants", nargs="+", help="gateway[:YAML], tree:PATH[:YAML] (+@anthropic), passthrough"
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=10, help="measured seconds a round")
     parser.add_argument("--connections", type=int, default=run.THROUGHPUT_CONNECTIONS)
