@@ -156,6 +156,50 @@ def test_an_answer_without_usage_is_costed_from_its_content(logged: Logged) -> N
     assert record["cost_micros"] == micros(answer.headers["x-tollway-cost-usd"]) > 0
 
 
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+}
+
+
+def test_tool_calls_without_usage_are_costed_complete_or_streamed(logged: Logged) -> None:
+    # A tool call's name and arguments are what the model generated: without usage they are
+    # the estimate, whether the answer came whole or as a stream.
+    ask = {"messages": [{"role": "user", "content": "weather in Paris?"}], "tools": [WEATHER]}
+    omit = {"x-sim-usage": "omit"}
+    whole = chat(logged.url, headers=omit, **ask)
+    assert whole.status_code == 200 and "usage" not in whole.json()
+    (call,) = whole.json()["choices"][0]["message"]["tool_calls"]
+    whole_chars = len(call["function"]["name"]) + len(call["function"]["arguments"])
+    streamed = chat(logged.url, headers=omit, stream=True, **ask)
+    assert streamed.status_code == 200
+    events = [
+        json.loads(line[len("data: ") :])
+        for line in streamed.text.splitlines()
+        if line.startswith("data: {")
+    ]
+    assert all("usage" not in event or event["usage"] is None for event in events)
+    deltas = [
+        piece
+        for event in events
+        for choice in event["choices"]
+        for piece in choice["delta"].get("tool_calls") or []
+    ]
+    assert deltas
+    stream_chars = sum(
+        len(d["function"].get("name") or "") + len(d["function"].get("arguments") or "")
+        for d in deltas
+    )
+    rids = [whole.headers["x-request-id"], streamed.headers["x-request-id"]]
+    records = wait_for(logged.url, rids)
+    for rid, chars in zip(rids, (whole_chars, stream_chars), strict=True):
+        assert records[rid]["usage_estimated"] is True
+        assert records[rid]["output_tokens"] == -(-chars // 4) > 0
+
+
 def test_each_kind_of_request_leaves_the_right_record(logged: Logged) -> None:
     url = logged.url
     plain = chat(url)

@@ -43,8 +43,8 @@ class Call:
     output_tokens: int
     stop_after: int | None
     omit_usage: bool = False
-    """``x-sim-usage: omit``: a complete OpenAI answer without its ``usage`` (as some
-    OpenAI-compatible servers send it)."""
+    """``x-sim-usage: omit``: an OpenAI answer without its ``usage``, complete or streamed
+    (whatever ``stream_options`` asks), as some OpenAI-compatible servers send it."""
 
 
 def _has_key(request: web.BaseRequest, key: str) -> bool:

@@ -193,6 +193,7 @@ async def handle_chat(
     if body.get("stream") is True:
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        include_usage = include_usage and not call.omit_usage  # a server that ignores it
         head = {"id": completion_id, "object": "chat.completion.chunk", "created": created}
         head.update(model=model, service_tier="default", system_fingerprint=SYSTEM_FINGERPRINT)
         parts = stream_parts(head, completions, dialect, include_usage)
