@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from tollway.core.context import RequestContext
 from tollway.core.errors import PermissionDenied
 from tollway.core.pipeline import Reply, Stage
@@ -12,7 +14,7 @@ class ModelAccess(Stage):
 
     name = "model-access"
 
-    async def on_request(self, ctx: RequestContext) -> Reply | None:
+    def on_request(self, ctx: RequestContext) -> Awaitable[Reply | None] | None:
         """Refuse a model outside the principal's allowed models."""
         principal = ctx.principal
         if principal is not None and not principal.may_use(ctx.model):

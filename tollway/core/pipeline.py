@@ -53,7 +53,14 @@ Stream = tuple[ChatChunk, AsyncIterator[ChatChunk]]
 
 
 class Stage:
-    """A pipeline stage; subclasses override the hooks they need (the rest cost nothing)."""
+    """A pipeline stage; subclasses override the hooks they need (the rest cost nothing).
+
+    A hook other than ``on_chunk`` returns an awaitable (an ``async def`` hook does) or
+    ``None`` when it has nothing to wait for: a hook that usually finds nothing to do (no
+    limit in force, a counter to bump) is a plain method that answers ``None`` at once and
+    returns a coroutine only for the real work. A coroutine made and awaited for nothing costs
+    several times a plain call, on every request, for every such hook.
+    """
 
     name = "stage"
     reads_answers = True
@@ -61,28 +68,35 @@ class Stage:
     reads only the context says False, so an answer sent on as the upstream's bytes need not
     be parsed for it (``ChatRequest.answer_as_is``)."""
 
-    async def on_request(self, ctx: RequestContext) -> Reply | None:
-        """Before routing; return a reply to answer without calling a provider."""
+    def on_request(self, ctx: RequestContext) -> Awaitable[Reply | None] | None:
+        """Before routing; an awaitable that gives a reply answers without calling a
+        provider (``None``, or one that gives ``None``, goes on)."""
         return None
 
-    async def on_attempt(self, ctx: RequestContext, deployment: Deployment) -> None:
+    def on_attempt(self, ctx: RequestContext, deployment: Deployment) -> Awaitable[None] | None:
         """Before each upstream call; raise a retryable ``GatewayError`` to skip ``deployment``."""
+        return None
 
-    async def on_attempt_end(self, ctx: RequestContext, attempt: Attempt) -> None:
+    def on_attempt_end(self, ctx: RequestContext, attempt: Attempt) -> Awaitable[None] | None:
         """After each upstream call (a stream's when it ends); ``attempt.error`` says how."""
+        return None
 
     def on_chunk(self, ctx: RequestContext, chunk: ChatChunk) -> ChatChunk | None:
         """Each streamed chunk on its way out; ``None`` drops it. A stage that changes a
         chunk sets its ``raw`` to ``None`` (else the client is sent the upstream's bytes)."""
         return chunk
 
-    async def on_response(self, ctx: RequestContext, response: ChatResponse) -> ChatResponse:
-        """A complete (non-streamed) answer on its way out. A stage that changes it sets its
-        ``raw`` to ``None`` (else the client is sent the upstream's bytes)."""
-        return response
+    def on_response(
+        self, ctx: RequestContext, response: ChatResponse
+    ) -> Awaitable[ChatResponse] | None:
+        """A complete (non-streamed) answer on its way out; ``None`` leaves it as it is. A
+        stage that changes it sets its ``raw`` to ``None`` (else the client is sent the
+        upstream's bytes)."""
+        return None
 
-    async def on_complete(self, ctx: RequestContext) -> None:
+    def on_complete(self, ctx: RequestContext) -> Awaitable[None] | None:
         """After the last byte, or after a failure; ``ctx.error`` says which."""
+        return None
 
 
 def _overrides(stage: Stage, hook: str) -> bool:
@@ -123,23 +137,62 @@ class Pipeline:
         """The routing table this pipeline plans with."""
         return self.router.table
 
-    async def _enter_stages(self, ctx: RequestContext) -> Reply | None:
+    def _enter_stages(self, ctx: RequestContext) -> Awaitable[Reply | None] | None:
+        """Run the ``on_request`` hooks in order; what is left to await, or ``None`` when
+        every hook answered at once with nothing (no coroutine made for the usual case)."""
         hooked = self._request_hooked
         for stage in self._stages:
             ctx.stages_entered += 1
             if stage in hooked:
-                reply = await stage.on_request(ctx)
-                if reply is not None:
-                    return reply
+                pending = stage.on_request(ctx)
+                if pending is not None:
+                    return self._enter_rest(ctx, pending)
         return None
 
-    async def finish(self, ctx: RequestContext) -> None:
-        """Run ``on_complete`` of every entered stage in reverse; call once per request."""
+    async def _enter_rest(
+        self, ctx: RequestContext, pending: Awaitable[Reply | None]
+    ) -> Reply | None:
+        reply = await pending
+        if reply is not None:
+            return reply
+        hooked = self._request_hooked
+        for stage in self._stages[ctx.stages_entered :]:
+            ctx.stages_entered += 1
+            if stage in hooked:
+                later = stage.on_request(ctx)
+                if later is not None:
+                    reply = await later
+                    if reply is not None:
+                        return reply
+        return None
+
+    def finish(self, ctx: RequestContext) -> Awaitable[None] | None:
+        """Run ``on_complete`` of every entered stage in reverse; call once per request, and
+        await what it returns (``None`` when every hook finished at once)."""
         ctx.finished_at = time.perf_counter()
         hooked = self._complete_hooked
-        for stage in reversed(self._stages[: ctx.stages_entered]):
+        stages = self._stages
+        for index in range(ctx.stages_entered - 1, -1, -1):
+            stage = stages[index]
             if stage in hooked:
-                await stage.on_complete(ctx)
+                pending = stage.on_complete(ctx)
+                if pending is not None:
+                    return self._finish_rest(ctx, pending, index)
+        self._finished(ctx)
+        return None
+
+    async def _finish_rest(self, ctx: RequestContext, pending: Awaitable[None], index: int) -> None:
+        await pending
+        hooked = self._complete_hooked
+        for stage in reversed(self._stages[:index]):
+            if stage in hooked:
+                later = stage.on_complete(ctx)
+                if later is not None:
+                    await later
+        self._finished(ctx)
+
+    @staticmethod
+    def _finished(ctx: RequestContext) -> None:
         if ctx.error is not None or len(ctx.tries) > 1:
             _drop_tracebacks(ctx)
 
@@ -150,7 +203,8 @@ class Pipeline:
         assert ctx.chat is not None
         if self._answers_read:
             ctx.chat.answer_as_is = False
-        early = await self._enter_stages(ctx)
+        entering = self._enter_stages(ctx)
+        early = None if entering is None else await entering
         if isinstance(early, ChatResponse):
             response = early
         else:
@@ -161,20 +215,24 @@ class Pipeline:
             ctx.output_chars = sum(map(_answer_chars, response.choices))
         self._settle(ctx)
         for stage in self._response_stages:
-            response = await stage.on_response(ctx, response)
+            changed = stage.on_response(ctx, response)
+            if changed is not None:
+                response = await changed
         return response
 
     def _settle(self, ctx: RequestContext) -> None:
         ctx.response_headers["x-tollway-cost-usd"] = format_cost(self.metering.settle(ctx))
 
-    async def _chat_once(self, ctx: RequestContext, deployment: Deployment) -> ChatResponse:
+    def _chat_once(self, ctx: RequestContext, deployment: Deployment) -> Awaitable[ChatResponse]:
+        # The provider's own coroutine, not one around it: a layer less to pass on every resume.
         assert ctx.chat is not None
-        return await self._chat_providers[deployment.provider].chat(ctx.chat, deployment)
+        return self._chat_providers[deployment.provider].chat(ctx.chat, deployment)
 
     async def stream(self, ctx: RequestContext) -> AsyncIterator[ChatChunk]:
         """The answer as chunks; failover is possible until the first chunk is in hand."""
         assert ctx.chat is not None
-        early = await self._enter_stages(ctx)
+        entering = self._enter_stages(ctx)
+        early = None if entering is None else await entering
         if isinstance(early, ChatResponse):
             ctx.deployment = None
             replay = response_as_chunks(early)
@@ -254,7 +312,9 @@ class Pipeline:
             attempt.error = outcome
             self._health.failed(health, outcome, now - attempt.started)
         for stage in self._attempt_end_stages:
-            await stage.on_attempt_end(ctx, attempt)
+            pending = stage.on_attempt_end(ctx, attempt)
+            if pending is not None:
+                await pending
 
     # --- attempts -----------------------------------------------------------------------
 
@@ -296,7 +356,9 @@ class Pipeline:
     ) -> _Result:
         """``once`` on ``deployment``, retried on transient failures; raises the last one."""
         for stage in self._attempt_stages:
-            await stage.on_attempt(ctx, deployment)
+            pending = stage.on_attempt(ctx, deployment)
+            if pending is not None:
+                await pending
         for retry in range(retries + 1):
             if retry:
                 cap = min(self._backoff_max, self._backoff * 2 ** (retry - 1))
@@ -310,7 +372,9 @@ class Pipeline:
                 attempt.ended, attempt.error = now, exc
                 self._health.failed(health, exc, now - attempt.started)
                 for stage in self._attempt_end_stages:
-                    await stage.on_attempt_end(ctx, attempt)
+                    pending = stage.on_attempt_end(ctx, attempt)
+                    if pending is not None:
+                        await pending
                 if retry < retries and _transient(exc):
                     continue
                 raise
@@ -323,7 +387,9 @@ class Pipeline:
                 attempt.ended = now
                 self._health.succeeded(health, now - attempt.started, now - attempt.started)
                 for stage in self._attempt_end_stages:
-                    await stage.on_attempt_end(ctx, attempt)
+                    pending = stage.on_attempt_end(ctx, attempt)
+                    if pending is not None:
+                        await pending
             return result
         raise AssertionError("unreachable: the last retry returns or raises")
 
@@ -346,7 +412,8 @@ class Pipeline:
     async def embed(self, ctx: RequestContext) -> EmbeddingResponse:
         """Embeddings from a stage or the first candidate deployment that gives them."""
         assert ctx.embedding is not None
-        early = await self._enter_stages(ctx)
+        entering = self._enter_stages(ctx)
+        early = None if entering is None else await entering
         if isinstance(early, EmbeddingResponse):
             return early
         response = await self._attempts(ctx, "embedding", self._embed_once)
@@ -354,10 +421,11 @@ class Pipeline:
         self._settle(ctx)
         return response
 
-    async def _embed_once(self, ctx: RequestContext, deployment: Deployment) -> EmbeddingResponse:
+    def _embed_once(
+        self, ctx: RequestContext, deployment: Deployment
+    ) -> Awaitable[EmbeddingResponse]:
         assert ctx.embedding is not None
-        provider = self._embedding_providers[deployment.provider]
-        return await provider.embed(ctx.embedding, deployment)
+        return self._embedding_providers[deployment.provider].embed(ctx.embedding, deployment)
 
 
 def _transient(error: GatewayError) -> bool:

@@ -124,7 +124,9 @@ async def exchange(
         return fail(error, rid, {"x-request-id": rid})
     finally:
         if ctx is not None:
-            await pipeline.finish(ctx)
+            finishing = pipeline.finish(ctx)
+            if finishing is not None:
+                await finishing
 
 
 def request_id(request: web.Request, new: Callable[[], str] | None = None) -> str:

@@ -15,7 +15,7 @@ complete answer before it is sent (so ``x-tollway-budget-remaining-usd`` is exac
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from tollway.core.context import Attempt, RequestContext
@@ -127,8 +127,11 @@ class Admission(Stage):
 
     # --- admission ----------------------------------------------------------------------
 
-    async def on_request(self, ctx: RequestContext) -> Reply | None:
-        """Admit the request, or raise ``RateLimited`` (429) / ``LimiterDown`` (503)."""
+    def on_request(self, ctx: RequestContext) -> Awaitable[Reply | None] | None:
+        """Admit the request, or raise ``RateLimited`` (429) / ``LimiterDown`` (503).
+
+        Nothing to wait for (``None``) when no limit or budget applies to the request.
+        """
         book = self._service.book
         if book.empty:
             return None
@@ -139,6 +142,11 @@ class Admission(Stage):
         scopes = book.scopes(principal, ctx.model)
         if not scopes and not budgets:
             return None
+        return self._admit_request(ctx, scopes, budgets)
+
+    async def _admit_request(
+        self, ctx: RequestContext, scopes: list[tuple[str, RateSpec]], budgets: list[Budget]
+    ) -> Reply | None:
         estimate = ctx.input_tokens_estimate
         if estimate is None:
             estimate = ctx.input_tokens_estimate = self._count(ctx)
@@ -268,11 +276,16 @@ class Admission(Stage):
 
     # --- per-deployment limits ----------------------------------------------------------
 
-    async def on_attempt(self, ctx: RequestContext, deployment: Deployment) -> None:
+    def on_attempt(self, ctx: RequestContext, deployment: Deployment) -> Awaitable[None] | None:
         """Take from the deployment's own limits; a refusal tries the next candidate."""
         spec = self._service.book.deployment(deployment.id)
         if spec is None:
-            return
+            return None
+        return self._take_deployment(ctx, deployment, spec)
+
+    async def _take_deployment(
+        self, ctx: RequestContext, deployment: Deployment, spec: RateSpec
+    ) -> None:
         # Called once per deployment per request: retries on it run under this one claim.
         tokens = ctx.input_tokens_estimate
         if tokens is None:
@@ -294,10 +307,14 @@ class Admission(Stage):
                 ctx.deployment_tickets = []
             ctx.deployment_tickets.append(outcome)
 
-    async def on_attempt_end(self, ctx: RequestContext, attempt: Attempt) -> None:
+    def on_attempt_end(self, ctx: RequestContext, attempt: Attempt) -> Awaitable[None] | None:
         """A failed attempt used nothing of its deployment's limits: give them back now."""
         if attempt.error is None or not ctx.deployment_tickets:
-            return
+            return None
+        return self._give_back(ctx, attempt)
+
+    async def _give_back(self, ctx: RequestContext, attempt: Attempt) -> None:
+        assert ctx.deployment_tickets is not None
         scope = "deployment:" + attempt.deployment.id
         for ticket in ctx.deployment_tickets:
             if not ticket.settled and ticket.claim.limits[0][0] == scope:
@@ -305,18 +322,32 @@ class Admission(Stage):
 
     # --- settlement ---------------------------------------------------------------------
 
-    async def on_response(self, ctx: RequestContext, response: ChatResponse) -> ChatResponse:
+    def on_response(
+        self, ctx: RequestContext, response: ChatResponse
+    ) -> Awaitable[ChatResponse] | None:
         """Settle a complete answer before it is sent, so its headers say what is left."""
         ticket = ctx.ticket
-        if ticket is not None and not ticket.settled:
-            micros = await self._settle(ctx, ticket)
-            if ticket.budget_remaining_micros is not None:
-                left = ticket.budget_remaining_micros + ticket.claim.reserve_micros - micros
-                ctx.response_headers["x-tollway-budget-remaining-usd"] = _usd(left)
+        if ticket is None or ticket.settled:
+            return None
+        return self._settle_answer(ctx, response, ticket)
+
+    async def _settle_answer(
+        self, ctx: RequestContext, response: ChatResponse, ticket: Ticket
+    ) -> ChatResponse:
+        micros = await self._settle(ctx, ticket)
+        if ticket.budget_remaining_micros is not None:
+            left = ticket.budget_remaining_micros + ticket.claim.reserve_micros - micros
+            ctx.response_headers["x-tollway-budget-remaining-usd"] = _usd(left)
         return response
 
-    async def on_complete(self, ctx: RequestContext) -> None:
+    def on_complete(self, ctx: RequestContext) -> Awaitable[None] | None:
         """Settle whatever is still held, whatever ended the request."""
+        ticket = ctx.ticket
+        if (ticket is None or ticket.settled) and not ctx.deployment_tickets:
+            return None
+        return self._settle_rest(ctx)
+
+    async def _settle_rest(self, ctx: RequestContext) -> None:
         ticket = ctx.ticket
         if ticket is not None and not ticket.settled:
             await self._settle(ctx, ticket)

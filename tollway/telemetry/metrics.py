@@ -303,5 +303,5 @@ class MetricsStage(Stage):
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
 
-    async def on_complete(self, ctx: RequestContext) -> None:
+    def on_complete(self, ctx: RequestContext) -> None:
         self.metrics.record(ctx)

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Collection
 
 from tollway.core.context import RequestContext
-from tollway.core.pipeline import Reply, Stage
+from tollway.core.pipeline import Stage
 from tollway.core.types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest
 
 Entry = tuple[
@@ -129,7 +129,7 @@ class RequestLogStage(Stage):
         """``put``: the writer's ``put_nowait``."""
         self._put = put
 
-    async def on_complete(self, ctx: RequestContext) -> None:
+    def on_complete(self, ctx: RequestContext) -> None:
         self._put(entry(ctx))
 
 
@@ -143,7 +143,7 @@ class BodyCapturingStage(Stage):
         self._put = put
         self._teams = None if teams is None else frozenset(teams)
 
-    async def on_request(self, ctx: RequestContext) -> Reply | None:
+    def on_request(self, ctx: RequestContext) -> None:
         principal = ctx.principal
         if self._teams is None or (principal is not None and principal.team in self._teams):
             ctx.captured_output = []
@@ -159,10 +159,9 @@ class BodyCapturingStage(Stage):
                     captured.extend(choice.tool_calls)
         return chunk
 
-    async def on_response(self, ctx: RequestContext, response: ChatResponse) -> ChatResponse:
+    def on_response(self, ctx: RequestContext, response: ChatResponse) -> None:
         if ctx.captured_output is not None:
             ctx.captured_output.append(response)
-        return response
 
-    async def on_complete(self, ctx: RequestContext) -> None:
+    def on_complete(self, ctx: RequestContext) -> None:
         self._put(entry(ctx, ctx.captured_output is not None))
