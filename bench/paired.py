@@ -26,10 +26,7 @@ the ratios.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -38,8 +35,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import run  # bench/run.py: processes, simulator, gateway config, wrk scripts
-
-WARMUP_S = 3
 
 
 @dataclass
@@ -100,43 +95,16 @@ def start(procs: run.Processes, variant: Variant, index: int, sim: run.Server) -
     return server
 
 
-def load(
-    server: run.Server, target: run.Target, seconds: int, connections: int
-) -> subprocess.Popen[str]:
-    """A closed-loop wrk on the side core against ``server`` (started, not waited for)."""
-    env = dict(os.environ, **run.wrk_env(target, server.api_key))
-    cmd = ["taskset", "-c", run.SIDE_CORE, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s"]
-    cmd += ["--timeout", "10s", "-s", str(run.WRK_DIR / "post.lua"), server.url + target.path]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
-
-
-def requests_done(proc: subprocess.Popen[str]) -> int:
-    """The requests a finished wrk run completed (it must have had no errors)."""
-    out, _ = proc.communicate()
-    summary = json.loads(out.split("BENCH_JSON ", 1)[1].splitlines()[0])
-    errors = sum(summary[k] for k in ("status_errors", "read_errors", "write_errors", "timeouts"))
-    if errors or not summary["requests"]:
-        raise run.BenchError(f"wrk saw {errors} errors in {summary['requests']} requests")
-    return int(summary["requests"])
-
-
 def one_round(
     procs: run.Processes, variants: list[Variant], sim: run.Server, args: argparse.Namespace
 ) -> list[float]:
     """CPU microseconds a request of every variant, all loaded over the same seconds."""
     servers = [start(procs, variant, i, sim) for i, variant in enumerate(variants)]
     try:
-        loads = list(zip(servers, [variant.target for variant in variants], strict=True))
-        for proc in [load(s, t, WARMUP_S, args.connections) for s, t in loads]:
-            requests_done(proc)
-        before = [run.cpu_seconds(s.proc.pid) for s in servers]
-        runs = [load(s, t, args.seconds, args.connections) for s, t in loads]
-        done = [requests_done(proc) for proc in runs]
-        after = [run.cpu_seconds(s.proc.pid) for s in servers]
+        return run.side_by_side(servers, [v.target for v in variants], args.seconds)
     finally:
         for server in servers:
             procs.stop(server.proc)
-    return [(b - a) / n * 1e6 for a, b, n in zip(before, after, done, strict=True)]
 
 
 def main() -> int:

@@ -47,6 +47,7 @@ SIDE_CORE = "1"  # the simulator and the load generator share the other core
 THROUGHPUT_CONNECTIONS = 64
 # Plenty of connections so the paced schedule never waits for a free one.
 PACED_CONNECTIONS = 32
+PAIRED_WARMUP_S = 3
 TTFT_CONCURRENCY = 8
 SMALL_MAX_TOKENS = 16
 STREAM_TOKENS = 32
@@ -545,6 +546,63 @@ def measure_throughput(
     return wrk_result(run, cpu)
 
 
+def start_load(
+    server: Server, target: Target, seconds: int, connections: int = THROUGHPUT_CONNECTIONS
+) -> subprocess.Popen[str]:
+    """A closed-loop wrk on the side core against ``server``, started, not waited for."""
+    env = dict(os.environ, **wrk_env(target, server.api_key))
+    cmd = ["taskset", "-c", SIDE_CORE, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s"]
+    cmd += ["--timeout", "10s", "-s", str(WRK_DIR / "post.lua"), server.url + target.path]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
+
+
+def load_requests(proc: subprocess.Popen[str]) -> int:
+    """The requests a finished ``start_load`` run completed (it must have had no errors)."""
+    out, _ = proc.communicate()
+    if "BENCH_JSON " not in out:
+        raise BenchError(f"wrk printed no summary:\n{out[-800:]}")
+    summary = json.loads(out.split("BENCH_JSON ", 1)[1].splitlines()[0])
+    errors = sum(summary[k] for k in ("status_errors", "read_errors", "write_errors", "timeouts"))
+    if errors or not summary["requests"]:
+        raise BenchError(f"wrk saw {errors} errors in {summary['requests']} requests")
+    return int(summary["requests"])
+
+
+def side_by_side(servers: list[Server], targets: list[Target], seconds: int) -> list[float]:
+    """CPU microseconds a request of each server, all pinned to the target core and each
+    saturated by its own wrk over the same seconds (after a warm-up)."""
+    loads = list(zip(servers, targets, strict=True))
+    for proc in [start_load(server, target, PAIRED_WARMUP_S) for server, target in loads]:
+        load_requests(proc)
+    before = [cpu_seconds(server.proc.pid) for server in servers]
+    runs = [start_load(server, target, seconds) for server, target in loads]
+    done = [load_requests(proc) for proc in runs]
+    after = [cpu_seconds(server.proc.pid) for server in servers]
+    return [(b - a) / n * 1e6 for a, b, n in zip(before, after, done, strict=True)]
+
+
+def measure_side_by_side(
+    procs: Processes, targets: tuple[Target, ...], sim: Server, profile: Profile
+) -> dict[str, Any]:
+    """Scenario a, side by side: the targets at once on the target core, each under its own
+    64-connection wrk, ``profile.rounds`` times (fresh processes each round). At full load a
+    target's throughput on its core is the inverse of its CPU a request, and measured at the
+    same time both see the same machine: their ratio repeats within about 1% where rounds
+    one after the other differ by a third."""
+    rounds = []
+    for index in range(profile.rounds):
+        servers = [start_target(procs, target, sim) for target in targets]
+        try:
+            cpu = side_by_side(servers, list(targets), profile.duration_s)
+        finally:
+            for server in servers:
+                procs.stop(server.proc)
+        rounds.append(dict(zip((t.name for t in targets), cpu, strict=True)))
+        line = ", ".join(f"{t.name} {c:.1f}" for t, c in zip(targets, cpu, strict=True))
+        log(f"  [side by side] round {index + 1}/{profile.rounds}: CPU us a request: {line}")
+    return {"rounds": rounds}
+
+
 def measure_fixed_rate(
     procs: Processes, server: Server, sim: Server, target: Target, profile: Profile, rate: float
 ) -> dict[str, float]:
@@ -673,6 +731,14 @@ def summarize(results: dict[str, Any]) -> None:
     thr = results["throughput"]
     for name, target in thr.items():
         target["median"]["vs_passthrough"] = paired(thr, name, "passthrough", "rps", ratio)
+    both = results.get("side_by_side")
+    if both:
+        # Throughput on a saturated core is the inverse of CPU a request.
+        shares = sorted(r["passthrough"] / r["gateway"] for r in both["rounds"])
+        both["median"] = {
+            name: statistics.median(r[name] for r in both["rounds"]) for name in both["rounds"][0]
+        }
+        both["share"] = {"median": statistics.median(shares), "low": shares[0], "high": shares[-1]}
     paths = results.get("anthropic_path")
     if paths:
         for name, target in paths.items():
@@ -703,6 +769,12 @@ def checks(results: dict[str, Any]) -> list[dict[str, Any]]:
     added_ttft = gateway["streaming"]["added_ttft_p50_ms"]
     rows = [
         ("throughput vs bare pass-through", share, THROUGHPUT_SHARE, share >= THROUGHPUT_SHARE),
+    ]
+    if results.get("side_by_side"):
+        both = results["side_by_side"]["share"]["median"]
+        title = "throughput vs bare pass-through, side by side"
+        rows.append((title, both, THROUGHPUT_SHARE, both >= THROUGHPUT_SHARE))
+    rows += [
         ("added latency p50 at fixed rate (ms)", added_p50, ADDED_P50_MS, None),
         ("added latency p99 at fixed rate (ms)", added_p99, ADDED_P99_MS, None),
         ("streaming added TTFT p50 (ms)", added_ttft, ADDED_TTFT_P50_MS, None),
@@ -885,6 +957,26 @@ def candidates_table(section: dict[str, dict[str, Any]]) -> str:
     return section_table(renamed, list(STACKS), cols, first="server-client")
 
 
+def side_by_side_text(section: dict[str, Any] | None) -> list[str]:
+    """Scenario a side by side: CPU a request of each, and the throughput share it gives."""
+    if not section:
+        return []
+    names = list(section["rounds"][0])
+    rows = [
+        [f"round {index}", *(f(r[name], 1) for name in names), f(r["passthrough"] / r["gateway"])]
+        for index, r in enumerate(section["rounds"], 1)
+    ]
+    share = section["share"]
+    rows.append(["median", *(f(section["median"][name], 1) for name in names), f(share["median"])])
+    return [
+        "\n**Max throughput, side by side** (the pass-through and the gateway at once on the "
+        f"target core, each under its own {THROUGHPUT_CONNECTIONS}-connection wrk; CPU µs a "
+        "request, whose inverse ratio is the gateway's share of the pass-through's throughput "
+        f"on one core; rounds from {f(share['low'])} to {f(share['high'])}):\n",
+        table(["", *(f"{name} CPU/req µs" for name in names), "gateway share"], rows),
+    ]
+
+
 def checks_table(rows: list[dict[str, Any]]) -> str:
     """The design targets, met or not."""
     body = [
@@ -912,6 +1004,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"\n**Max throughput** ({THROUGHPUT_CONNECTIONS} connections, non-streaming, "
         f"{cfg['duration_s']} s per run):\n",
         throughput_table(report["throughput"]),
+        *side_by_side_text(report.get("side_by_side")),
         f"\n**Latency at a fixed rate** of {f(cfg['fixed_rate'], 0)} req/s (half the "
         f"gateway's max throughput), {PACED_CONNECTIONS} connections:\n",
         fixed_rate_table(report["fixed_rate"]),
@@ -995,6 +1088,10 @@ def run_all(
         profile.rounds,
         "throughput",
         lambda server, t: measure_throughput(procs, server, fast, t, profile),
+    )
+    log("scenario a, side by side: the pass-through and the gateway at once on one core")
+    results["side_by_side"] = measure_side_by_side(
+        procs, (PASSTHROUGH, Target("gateway", "gateway", setup=setup)), fast, profile
     )
     if anthropic_path:
         log("scenario d: the Anthropic path against the OpenAI path")
