@@ -148,6 +148,26 @@ async def test_a_column_null_in_only_some_rows_keeps_every_value(
     assert all(r.prompt is None and r.hash is None for r in records)
 
 
+async def test_a_row_the_store_refuses_is_set_aside_and_the_rest_stored(
+    store: Store, writer_for: Any
+) -> None:
+    # A row without a value that may not be NULL (a model name, here) fails its batch; the
+    # writer then stores the batch row by row and sets the refused one aside. On SQLite the
+    # statement skips rows already stored with OR IGNORE, which would skip this one too,
+    # silently: it must be refused before (store/request_log.py).
+    writer = await writer_for()
+    made = [context(n) for n in range(3)]
+    made[1] = (*made[1][:8], None, *made[1][9:])  # the model asked for
+    for item in made:
+        writer.put_nowait(item)
+    await writer.close()
+    records = sorted((await store.request_log.page(RequestLogFilter())).records, key=_seq)
+    assert [r.request_id for r in records] == ["req-0", "req-2"]
+    assert (writer.written, writer.rejected) == (2, 1)
+    (aside,) = list(writer.spool.rejected_directory.iterdir())
+    assert b'"request_id":"req-1"' in aside.read_bytes()
+
+
 def _seq(record: Any) -> int:
     return int(record.seq)
 

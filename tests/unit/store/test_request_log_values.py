@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,19 @@ from tollway.store.request_log import (
     _SqliteTime,
     row_mapping,
 )
+
+AT = dt.datetime(2026, 12, 4, 7, 0, 1, tzinfo=dt.UTC)
+COMPLETE = {
+    "at": AT, "chain_id": "c", "seq": 0, "request_id": "r", "endpoint": "chat", "model": "m",
+    "attempts": 1, "fallbacks": 0, "status": 200, "stream": False, "input_tokens": 1,
+    "output_tokens": 1, "cached_tokens": 0, "usage_estimated": False, "cost_micros": 0,
+}  # fmt: skip
+"""A value for every column that may not be NULL."""
+
+
+def _row(**fields: Any) -> tuple[Any, ...]:
+    """A row of values: ``COMPLETE`` with ``fields``, the rest NULL."""
+    return tuple({**COMPLETE, **fields}.get(column) for column in INSERT_COLUMNS)
 
 
 def test_the_first_time_may_be_any_second() -> None:
@@ -40,9 +54,18 @@ def test_a_row_of_values_must_have_every_column() -> None:
         _sqlite_values(("2026-12-04",))
 
 
+def test_a_row_without_a_value_that_may_not_be_null_is_refused_naming_it() -> None:
+    # Refused before any statement runs: SQLite's OR IGNORE would skip such a row silently.
+    with pytest.raises(InvalidRecord, match="needs model, status"):
+        _sqlite_values(_row(model=None, status=None))
+    with pytest.raises(InvalidRecord, match="needs request_id"):
+        _sqlite_statements([_row(seq=1), {**COMPLETE, "seq": 2, "request_id": None}])
+    assert _sqlite_values(_row(guardrails=None))[INSERT_COLUMNS.index("guardrails")] == "[]"
+
+
 def test_a_row_of_values_and_its_mapping_give_the_driver_the_same() -> None:
     at = dt.datetime(2026, 12, 4, 7, 0, 1, 5, tzinfo=dt.UTC)
-    values = tuple({"at": at, "guardrails": ["pii"], "stream": True}.get(c) for c in INSERT_COLUMNS)
+    values = _row(at=at, guardrails=["pii"], stream=True)
     mapping = row_mapping(values)
     assert list(mapping) == list(INSERT_COLUMNS)
     assert _sqlite_values(values) == _sqlite_values(mapping)
@@ -53,11 +76,8 @@ def test_a_row_of_values_and_its_mapping_give_the_driver_the_same() -> None:
 
 
 def test_a_statement_leaves_out_only_the_columns_null_in_all_its_rows() -> None:
-    at = dt.datetime(2026, 12, 4, 7, 0, 1, tzinfo=dt.UTC)
-    base = {"at": at, "chain_id": "c", "request_id": "r", "endpoint": "chat", "model": "m"}
-    rows = [tuple({**base, "seq": n}.get(c) for c in INSERT_COLUMNS) for n in range(4)]
-    failed = {**base, "seq": 4, "error_code": "x", "ttft_ms": 0.0}
-    rows.append(tuple(failed.get(c) for c in INSERT_COLUMNS))
+    rows = [_row(seq=n) for n in range(4)]
+    rows.append(_row(seq=4, error_code="x", ttft_ms=0.0))
     ((sql, values),) = _sqlite_statements(rows)  # five rows: one statement
     listed = sql.split("(", 1)[1].split(")", 1)[0].split(", ")
     # Not-null columns stay whatever their value; nullable ones only when a row has a value.
@@ -70,9 +90,7 @@ def test_a_statement_leaves_out_only_the_columns_null_in_all_its_rows() -> None:
 
 def test_a_batch_is_cut_into_statements_of_a_few_sizes() -> None:
     # Each size and shape is a statement SQLite prepares once: any batch reuses a few.
-    at = dt.datetime(2026, 12, 4, 7, 0, 1, tzinfo=dt.UTC)
-    base = {"at": at, "chain_id": "c", "request_id": "r", "endpoint": "chat", "model": "m"}
-    rows = [tuple({**base, "seq": n}.get(c) for c in INSERT_COLUMNS) for n in range(257)]
+    rows = [_row(seq=n) for n in range(257)]
     statements = _sqlite_statements(rows)
     sizes = [sql.count("), (") + 1 for sql, _ in statements]
     assert sizes == [100, 100, 20, 20, 5, 5, 5, 1, 1]
