@@ -5,7 +5,8 @@ one after the other differ by more than most changes are worth. Here every varia
 once, all pinned to the target core, each saturated by its own ``wrk`` on the side core
 (with the simulator). The kernel shares the core between them, so a slow minute slows all
 of them alike, and what is compared is the CPU time each process (all its threads) spends
-per request over the same seconds. The ratios repeat within about 1% from round to round.
+per request over the same seconds. The ratios repeat within a few percent from round to round
+(1 to 7%: the gateway's share is lower when the machine runs fast).
 
 The absolute numbers are higher than in ``run.py`` (the variants evict each other's caches)
 and latencies mean nothing here: use it to decide between variants, then measure the one

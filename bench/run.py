@@ -587,7 +587,7 @@ def measure_side_by_side(
     """Scenario a, side by side: the targets at once on the target core, each under its own
     64-connection wrk, ``profile.rounds`` times (fresh processes each round). At full load a
     target's throughput on its core is the inverse of its CPU a request, and measured at the
-    same time both see the same machine: their ratio repeats within about 1% where rounds
+    same time both see the same machine: their ratio repeats within a few percent where rounds
     one after the other differ by a third."""
     rounds = []
     for index in range(profile.rounds):
