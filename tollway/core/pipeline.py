@@ -138,10 +138,11 @@ class Pipeline:
         return self.router.table
 
     def _enter_stages(self, ctx: RequestContext) -> Awaitable[Reply | None] | None:
-        """Run the ``on_request`` hooks in order; what is left to await, or ``None`` when
-        every hook answered at once with nothing (no coroutine made for the usual case)."""
+        """Run the ``on_request`` hooks in order from the first stage not entered yet; what
+        is left to await, or ``None`` when every hook answered at once with nothing (no
+        coroutine made for the usual case)."""
         hooked = self._request_hooked
-        for stage in self._stages:
+        for stage in self._stages[ctx.stages_entered :]:
             ctx.stages_entered += 1
             if stage in hooked:
                 pending = stage.on_request(ctx)
@@ -155,41 +156,34 @@ class Pipeline:
         reply = await pending
         if reply is not None:
             return reply
-        hooked = self._request_hooked
-        for stage in self._stages[ctx.stages_entered :]:
-            ctx.stages_entered += 1
-            if stage in hooked:
-                later = stage.on_request(ctx)
-                if later is not None:
-                    reply = await later
-                    if reply is not None:
-                        return reply
-        return None
+        later = self._enter_stages(ctx)
+        return None if later is None else await later
 
     def finish(self, ctx: RequestContext) -> Awaitable[None] | None:
         """Run ``on_complete`` of every entered stage in reverse; call once per request, and
         await what it returns (``None`` when every hook finished at once)."""
         ctx.finished_at = time.perf_counter()
+        return self._complete_before(ctx, ctx.stages_entered)
+
+    def _complete_before(self, ctx: RequestContext, end: int) -> Awaitable[None] | None:
+        """``on_complete`` of the stages before ``end``, last first, up to one that has
+        something to await (the rest follow it)."""
         hooked = self._complete_hooked
         stages = self._stages
-        for index in range(ctx.stages_entered - 1, -1, -1):
+        for index in range(end - 1, -1, -1):
             stage = stages[index]
             if stage in hooked:
                 pending = stage.on_complete(ctx)
                 if pending is not None:
-                    return self._finish_rest(ctx, pending, index)
+                    return self._complete_rest(ctx, pending, index)
         self._finished(ctx)
         return None
 
-    async def _finish_rest(self, ctx: RequestContext, pending: Awaitable[None], index: int) -> None:
+    async def _complete_rest(self, ctx: RequestContext, pending: Awaitable[None], end: int) -> None:
         await pending
-        hooked = self._complete_hooked
-        for stage in reversed(self._stages[:index]):
-            if stage in hooked:
-                later = stage.on_complete(ctx)
-                if later is not None:
-                    await later
-        self._finished(ctx)
+        later = self._complete_before(ctx, end)
+        if later is not None:
+            await later
 
     @staticmethod
     def _finished(ctx: RequestContext) -> None:

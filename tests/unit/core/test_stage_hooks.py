@@ -79,15 +79,16 @@ def _context() -> RequestContext:
     return RequestContext("req-1", "chat", "m", {}, chat=chat)
 
 
-async def _enter(pipeline: Pipeline, ctx: RequestContext) -> Reply | None:
+async def _run(*stages: Stage) -> tuple[Reply | None, int]:
+    """Enter and finish one request through ``stages``: the early reply, the stages entered."""
+    pipeline = _pipeline(*stages)
+    ctx = _context()
     pending = pipeline._enter_stages(ctx)
-    return None if pending is None else await pending
-
-
-async def _finish(pipeline: Pipeline, ctx: RequestContext) -> None:
-    pending = pipeline.finish(ctx)
-    if pending is not None:
-        await pending
+    reply = None if pending is None else await pending
+    finishing = pipeline.finish(ctx)
+    if finishing is not None:
+        await finishing
+    return reply, ctx.stages_entered
 
 
 async def test_hooks_that_answer_at_once_make_nothing_to_await() -> None:
@@ -110,11 +111,7 @@ async def test_awaited_hooks_and_plain_ones_run_in_order_both_ways() -> None:
         Plain("a", log), Waiting("b", log), Plain("c", log), Sometimes("d", log, busy=True),
         Plain("e", log),
     )  # fmt: skip
-    pipeline = _pipeline(*stages)
-    ctx = _context()
-    assert await _enter(pipeline, ctx) is None
-    assert ctx.stages_entered == 5
-    await _finish(pipeline, ctx)
+    assert await _run(*stages) == (None, 5)
     assert log == [
         "request a", "request b", "request c", "request d (awaited)", "request e",
         "complete e", "complete d (awaited)", "complete c", "complete b", "complete a",
@@ -125,11 +122,8 @@ async def test_an_early_reply_stops_entering_and_only_entered_stages_complete() 
     log: Log = []
     reply = ChatResponse("early", "m", 0, [], None)
     stages = (Plain("a", log), Waiting("b", log, reply=reply), Plain("c", log))
-    pipeline = _pipeline(*stages)
-    ctx = _context()
-    assert await _enter(pipeline, ctx) is reply
-    assert ctx.stages_entered == 2
-    await _finish(pipeline, ctx)
+    early, entered = await _run(*stages)
+    assert early is reply and entered == 2
     assert log == ["request a", "request b", "complete b", "complete a"]
 
 
@@ -140,11 +134,8 @@ async def test_a_reply_after_an_awaited_hook_also_stops_entering() -> None:
         Sometimes("a", log, busy=True), Plain("b", log), Waiting("c", log, reply=reply),
         Plain("d", log),
     )  # fmt: skip
-    pipeline = _pipeline(*stages)
-    ctx = _context()
-    assert await _enter(pipeline, ctx) is reply
-    assert ctx.stages_entered == 3
-    await _finish(pipeline, ctx)
+    early, entered = await _run(*stages)
+    assert early is reply and entered == 3
     assert log == [
         "request a (awaited)", "request b", "request c",
         "complete c", "complete b", "complete a (awaited)",
