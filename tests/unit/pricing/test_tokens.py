@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from tollway.pricing.tokens import TokenCounter
+import math
+from typing import Any
+
+from tollway.pricing.tokens import REMEMBERED_CHARS, TokenCounter
 from tollway.wire.openai_request import request_from_wire
 
 COUNTER = TokenCounter()
@@ -74,3 +77,81 @@ def test_tools_and_images_are_counted() -> None:
 def test_families_without_an_offline_tokenizer_are_estimated_higher_for_claude() -> None:
     text = "The quick brown fox jumps over the lazy dog. " * 10
     assert COUNTER.text(text, "anthropic", "claude-sonnet-4-5") > COUNTER.text(text)
+
+
+def _encoded(text: str, encoding: str = "o200k_base") -> int:
+    return len(COUNTER.encoding(encoding).encode_ordinary(text))
+
+
+def test_a_repeated_text_counts_the_same_as_the_first_time() -> None:
+    counter = TokenCounter()
+    texts = [
+        "hello world",
+        "Schöne Grüße aus Köln! 🌍 " * 30,
+        "x" * (REMEMBERED_CHARS + 1),  # too long to keep: encoded each time
+    ]
+    for text in texts:
+        assert counter.text(text) == _encoded(text)
+        assert counter.text(text) == _encoded(text)
+        assert counter.text(text, "anthropic", "claude-sonnet-4-5") == math.ceil(
+            _encoded(text) * 1.15
+        )
+
+
+def test_each_encoding_keeps_its_own_count_of_a_text() -> None:
+    counter = TokenCounter()
+    text = "Schöne Grüße aus Köln! 🌍 " * 20
+    gpt4o = counter.text(text, "openai", "gpt-4o")
+    gpt4 = counter.text(text, "openai", "gpt-4")
+    assert gpt4o == _encoded(text, "o200k_base")
+    assert gpt4 == _encoded(text, "cl100k_base")
+    assert gpt4o != gpt4
+    assert counter.text(text, "openai", "gpt-4o") == gpt4o
+
+
+def test_the_counts_kept_are_bounded_and_long_texts_are_not_kept() -> None:
+    counter = TokenCounter(remembered=2)
+    for text in ("one", "two", "three"):
+        counter.text(text)
+    assert counter.remembered() == 2
+    roomy = TokenCounter()
+    roomy.text("y" * (REMEMBERED_CHARS + 1))
+    assert roomy.remembered() == 0
+    roomy.text("y" * REMEMBERED_CHARS)
+    assert roomy.remembered() == 1
+    assert TokenCounter(remembered=0).text("hello world") == 2
+
+
+def test_a_conversation_counts_the_same_with_and_without_kept_counts() -> None:
+    turns: list[dict[str, Any]] = [{"role": "system", "content": "You answer briefly. " * 40}]
+    for index in range(6):
+        turns.append({"role": "user", "content": f"Question {index}: what is {index} + 1?"})
+        turns.append(
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": f"call_{index}",
+                        "type": "function",
+                        "function": {"name": "add", "arguments": f'{{"a": {index}, "b": 1}}'},
+                    }
+                ],
+            }
+        )
+        turns.append({"role": "tool", "tool_call_id": f"call_{index}", "content": str(index + 1)})
+    tool = {
+        "type": "function",
+        "function": {"name": "add", "description": "Adds two numbers", "parameters": {}},
+    }
+    kept = TokenCounter()
+    fresh = TokenCounter(remembered=0)
+    for length in range(1, len(turns) + 1):  # each turn resends every message before it
+        request = request_from_wire({"model": "m", "messages": turns[:length], "tools": [tool]})
+        expected = fresh.chat(request, "openai", "gpt-4o")
+        assert kept.chat(request, "openai", "gpt-4o") == expected
+        assert kept.chat(request, "anthropic", "claude-sonnet-4-5") == fresh.chat(
+            request, "anthropic", "claude-sonnet-4-5"
+        )
+    assert fresh.remembered() == 0
+    assert 0 < kept.remembered() <= len(turns) + 2
