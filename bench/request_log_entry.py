@@ -75,12 +75,12 @@ def main() -> None:
     rows = min(n, 20_000)
     start = time.perf_counter()
     for _ in range(rows):
-        writer._row(made)
+        writer._row(made, 1)
     converted = time.perf_counter() - start
     chained = RequestLogWriter(Store(), RequestLogConfig(chain=True), spool)
     start = time.perf_counter()
     for _ in range(rows):
-        chained._row(made)
+        chained._row(made, 1)
     hashed = time.perf_counter() - start
 
     print(f"entry(ctx)                         {per_call(built, n)}")

@@ -27,7 +27,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from tollway.store.columns import require_aware
 from tollway.store.errors import InvalidRecord
 from tollway.store.models import RequestLogRow
-from tollway.store.sqlite_writer import SqliteWriter
+from tollway.store.sqlite_writer import SqliteWriter, Unexpected
 from tollway.store.transaction import Sessions
 
 MAX_PAGE = 1000
@@ -198,6 +198,35 @@ class RequestLogRepository:
                     index_elements=[RequestLogRow.chain_id, RequestLogRow.seq]
                 )
                 await session.execute(statement, [row_mapping(row) for row in rows])
+
+    @property
+    def takes_plain_rows(self) -> bool:
+        """Whether ``insert_plain`` is there: on a SQLite file, written by its own writer."""
+        return self._writer is not None
+
+    async def insert_plain(
+        self, chain_id: str, first_seq: int, rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """Insert new plain rows in one transaction, numbered ``first_seq``, ``first_seq +
+        1``, ... in the chain ``chain_id``; only where ``takes_plain_rows``.
+
+        A plain row holds the values of ``PLAIN_COLUMNS`` in that order (values after them
+        are ignored): no bodies and no hashes, ``at`` in microseconds since the epoch,
+        ``guardrails`` as JSON text, everything else as the column takes it. The request
+        log writer makes its own rows in this layout, so a row is one tuple on its way to
+        the driver instead of three conversions (docs/performance.md, "Session 10"). Every
+        row must be stored: when one is not (a required value missing, or the same chain
+        and seq stored before), nothing is, and ``InvalidRecord`` is raised; ``insert``
+        then stores what it can.
+        """
+        if not rows:
+            return
+        if self._writer is None:
+            raise RuntimeError("plain request log rows need the SQLite file's own writer")
+        try:
+            await self._writer.write(_plain_statements(chain_id, first_seq, rows), len(rows))
+        except Unexpected:
+            raise InvalidRecord("a request log row could not be stored as given") from None
 
     async def ping(self) -> None:
         """One trivial query; raises when the database cannot be reached."""
@@ -370,9 +399,14 @@ def _sqlite_insert(rows: int, kept: tuple[int, ...]) -> str:
     statement runs, so the writer still sets such a row aside and stores the rest. (The
     table has no other unique index and no CHECK constraints.)
     """
-    columns = ", ".join(INSERT_COLUMNS[index] for index in kept)
-    row = f"({', '.join('?' * len(kept))})"
-    return f"INSERT OR IGNORE INTO request_log ({columns}) VALUES {', '.join([row] * rows)}"
+    return _insert_text(tuple(INSERT_COLUMNS[index] for index in kept), rows)
+
+
+def _insert_text(columns: Sequence[str], rows: int) -> str:
+    row = f"({', '.join('?' * len(columns))})"
+    return (
+        f"INSERT OR IGNORE INTO request_log ({', '.join(columns)}) VALUES {', '.join([row] * rows)}"
+    )
 
 
 _PG_INSERT = (
@@ -462,6 +496,65 @@ class _SqliteTime:
 
 
 _sqlite_time = _SqliteTime()
+
+
+PLAIN_COLUMNS: tuple[str, ...] = tuple(
+    name
+    for name in INSERT_COLUMNS
+    if name not in ("chain_id", "seq", "prompt", "response", "prev_hash", "hash")
+)
+"""The columns of a plain row (``insert_plain``), in its order."""
+_PLAIN_WIDTH = len(PLAIN_COLUMNS)
+if PLAIN_COLUMNS[0] != "at":  # pragma: no cover - caught by any test that imports this
+    raise RuntimeError("a plain request log row must begin with its time")
+
+
+class _EpochText:
+    """Microseconds since the epoch as SQLAlchemy's SQLite text of that UTC time; the date
+    and time of day formatted once a second, as ``_SqliteTime`` does."""
+
+    __slots__ = ("_second", "_text")
+
+    def __init__(self) -> None:
+        self._second: int | None = None
+        self._text = ""
+
+    def __call__(self, micros: int) -> str:
+        second, micro = divmod(micros, 1_000_000)
+        if second != self._second:
+            self._text = (_NAIVE_EPOCH + dt.timedelta(seconds=second)).isoformat(" ")
+            self._second = second
+        return f"{self._text}.{micro:06d}"
+
+
+_NAIVE_EPOCH = dt.datetime(1970, 1, 1)
+_epoch_text = _EpochText()
+
+
+def _plain_statements(
+    chain_id: str, first_seq: int, rows: Sequence[Sequence[Any]]
+) -> list[tuple[str, list[Any]]]:
+    """Plain rows as multi-row inserts of every column but the bodies and hashes (NULL).
+    The driver binds booleans and NULLs through the adapters of ``store/sqlite_writer.py``."""
+    statements = []
+    seq = first_seq
+    start = 0
+    for count in _sizes(len(rows)):
+        values: list[Any] = []
+        extend = values.extend
+        for row in rows[start : start + count]:
+            extend((_epoch_text(row[0]), *row[1:_PLAIN_WIDTH], chain_id, seq))
+            seq += 1
+        start += count
+        statements.append((_plain_insert(count), values))
+    return statements
+
+
+@functools.lru_cache(maxsize=8)
+def _plain_insert(rows: int) -> str:
+    """An insert of ``rows`` plain rows in one statement (``OR IGNORE``: see
+    ``_sqlite_insert``; ``insert_plain`` counts what it stored)."""
+    return _insert_text((*PLAIN_COLUMNS, "chain_id", "seq"), rows)
 
 
 def _pg_values(row: Mapping[str, Any] | RowValues) -> tuple[Any, ...]:

@@ -34,6 +34,13 @@ Statement = tuple[str, Sequence[Any]]
 # connection of the process, SQLAlchemy's too, with the same result: NULL.
 _NULL: Callable[[None], None] = {}.get  # type: ignore[assignment]  # get(None) answers None
 sqlite3.register_adapter(type(None), _NULL)
+# Booleans the same way: stored as 1 and 0, which is what the driver binds for them anyway
+# (bool is an int), and SQLAlchemy's Boolean stores on SQLite; only the lookup is cheaper.
+sqlite3.register_adapter(bool, int)
+
+
+class Unexpected(Exception):
+    """A batch changed another number of rows than it had to (rolled back)."""
 
 
 def file_database(url: URL) -> str | None:
@@ -56,12 +63,14 @@ class SqliteWriter:
         self._executor: ThreadPoolExecutor | None = None  # started by the first write
         self._connection: sqlite3.Connection | None = None  # used on the worker thread only
 
-    async def write(self, statements: Sequence[Statement]) -> None:
-        """Run ``statements`` in one transaction; raises what SQLite raises (rolled back)."""
+    async def write(self, statements: Sequence[Statement], expect: int | None = None) -> int:
+        """Run ``statements`` in one transaction; raises what SQLite raises (rolled back).
+        Returns how many rows they changed; when that is not ``expect`` (if given), rolls
+        back and raises ``Unexpected``."""
         if self._executor is None:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="tollway-sqlite")
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._write, statements)
+        return await loop.run_in_executor(self._executor, self._write, statements, expect)
 
     async def close(self) -> None:
         """Close the connection and stop the thread (after a batch in progress); a later
@@ -71,7 +80,7 @@ class SqliteWriter:
             await asyncio.get_running_loop().run_in_executor(executor, self._close)
             executor.shutdown(wait=False)
 
-    def _write(self, statements: Sequence[Statement]) -> None:
+    def _write(self, statements: Sequence[Statement], expect: int | None) -> int:
         connection = self._connection
         if connection is None:
             # Autocommit mode: the transaction is the explicit BEGIN ... COMMIT below.
@@ -81,14 +90,18 @@ class SqliteWriter:
             sqlite_pragmas(connection, None)
             self._connection = connection
         connection.execute("BEGIN IMMEDIATE")
+        changed = 0
         try:
             for sql, parameters in statements:
-                connection.execute(sql, parameters)
+                changed += connection.execute(sql, parameters).rowcount
+            if expect is not None and changed != expect:
+                raise Unexpected(f"{changed} rows changed, not {expect}")
             connection.execute("COMMIT")  # may fail too (deferred constraints, a busy file)
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 connection.execute("ROLLBACK")
             raise
+        return changed
 
     def _close(self) -> None:
         if self._connection is not None:

@@ -30,16 +30,20 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import operator
 import secrets
 import time
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from tollway.config.schema import RequestLogConfig
 from tollway.store import Store
-from tollway.store.request_log import INSERT_COLUMNS, RowValues, row_mapping
+from tollway.store.request_log import INSERT_COLUMNS, PLAIN_COLUMNS, RowValues, row_mapping
 from tollway.telemetry.bodies import BodyPolicy
 from tollway.telemetry.chain import GENESIS, link
 from tollway.telemetry.request_log_stage import Entry
@@ -67,11 +71,46 @@ _ROW_ORDER = (
 if _ROW_ORDER != INSERT_COLUMNS:  # pragma: no cover - caught by any test that imports this
     raise RuntimeError("the request log writer's row order differs from the table's columns")
 _LIMITED = tuple((INSERT_COLUMNS.index(column), limit) for column, limit in _LIMITS.items())
+_ENTRY_ORDER = (
+    "at", "request_id", "principal_kind", "key_id", "user_id", "team_id", "service",
+    "endpoint", "model", "served_model", "deployment_id", "provider", "attempts", "fallbacks",
+    "status", "error_code", "stream", "input_tokens", "output_tokens", "cached_tokens",
+    "usage_estimated", "cost_micros", "latency_ms", "ttft_ms", "cache", "guardrails",
+)  # fmt: skip
+"""An ``Entry``'s values before the bodies: the store's plain row."""
+if _ENTRY_ORDER != PLAIN_COLUMNS:  # pragma: no cover - caught by any test that imports this
+    raise RuntimeError("the request log entry's order differs from the store's plain rows")
+_ENTRY_LIMITED = tuple(
+    (operator.itemgetter(_ENTRY_ORDER.index(column)), limit) for column, limit in _LIMITS.items()
+)
+_REQUEST = operator.itemgetter(len(_ENTRY_ORDER))
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _PROMPT, _RESPONSE, _PREV_HASH, _HASH = (
     INSERT_COLUMNS.index(column) for column in ("prompt", "response", "prev_hash", "hash")
 )
 Batch = list[Row | RowValues]
 """Rows on their way to the store: the writer's own as tuples, spooled ones as mappings."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Plain:
+    """Entries stored as they are (``insert_plain``), numbered from ``first``."""
+
+    first: int
+    entries: Sequence[Entry]
+
+
+def _plain(entries: Sequence[Entry]) -> bool:
+    """Whether ``entries`` can be stored as they are: no bodies, and no text to cut (too long
+    for its column, or holding a NUL, which PostgreSQL refuses). Looks at each distinct value
+    once: most columns hold a few values over a whole batch."""
+    if list(map(_REQUEST, entries)).count(None) != len(entries):
+        return False
+    for column, limit in _ENTRY_LIMITED:
+        for value in set(map(column, entries)):
+            if value is not None and (len(value) > limit or "\x00" in value):
+                return False
+    return True
 
 
 class RequestLogWriter:
@@ -129,7 +168,7 @@ class RequestLogWriter:
 
     def lag(self) -> float:
         """Seconds since the oldest record not yet in the store was made (0 when none)."""
-        oldest = [self._queue[0][0]] if self._queue else []
+        oldest = [self._queue[0][0] / 1_000_000] if self._queue else []
         if self._in_hand is not None:
             oldest.append(self._in_hand)
         spooled = self.spool.oldest()
@@ -197,33 +236,38 @@ class RequestLogWriter:
 
     # --- rows ---------------------------------------------------------------------------
 
-    async def _prepare(self, entries: Sequence[Entry]) -> Batch:
-        self._in_hand = entries[0][0]
+    async def _prepare(self, entries: Sequence[Entry]) -> Batch | _Plain:
+        """Number the entries; on a store that takes them as they are (SQLite, no hash
+        chain), hand them over so, else make rows of them."""
+        self._in_hand = entries[0][0] / 1_000_000
+        first = self._seq + 1
+        self._seq += len(entries)
+        if not self.config.chain and self.store.request_log.takes_plain_rows and _plain(entries):
+            return _Plain(first, entries)
         rows: Batch = []
         for index, item in enumerate(entries):
             if index and index % _YIELD_EVERY == 0:
                 await asyncio.sleep(0)
-            rows.append(self._row(item))
+            rows.append(self._row(item, first + index))
         return rows
 
-    def _row(self, item: Entry) -> RowValues:
+    def _rows(self, batch: Batch | _Plain) -> Batch:
+        if isinstance(batch, _Plain):
+            return [self._row(item, batch.first + i) for i, item in enumerate(batch.entries)]
+        return batch
+
+    def _row(self, item: Entry, seq: int) -> RowValues:
         (at, request_id, kind, key_id, user_id, team_id, service, endpoint, model, served,
          deployment_id, provider, attempts, fallbacks, status, error_code, stream,
-         input_tokens, output_tokens, cached, estimated, cost, latency, ttft, cache,
+         input_tokens, output_tokens, cached, estimated, cost_micros, latency, ttft, cache,
          guardrails, request, captured) = item  # fmt: skip
-        self._seq += 1
         # In INSERT_COLUMNS order (checked at import): a tuple goes to the driver as it is.
         values: list[Any] = [
-            dt.datetime.fromtimestamp(at, dt.UTC), self.chain_id, self._seq, request_id,
+            _EPOCH + dt.timedelta(microseconds=at), self.chain_id, seq, request_id,
             kind, key_id, user_id, team_id, service, endpoint, model, served, deployment_id,
             provider, attempts, fallbacks, status, error_code, stream, input_tokens,
-            output_tokens, cached, estimated,
-            # The nearest micro-dollar: rounding up (as budget reservations do) would turn
-            # float noise such as 123.00000000000001 into one more.
-            round(cost * 1_000_000) if cost else 0,
-            None if latency is None else round(latency, 3),
-            None if ttft is None else round(ttft, 3),
-            cache, list(guardrails),
+            output_tokens, cached, estimated, cost_micros, latency, ttft, cache,
+            orjson.loads(guardrails),
             None, None, None, None,  # prompt, response, prev_hash, hash
         ]  # fmt: skip
         for index, limit in _LIMITED:
@@ -247,15 +291,30 @@ class RequestLogWriter:
 
     # --- delivery -----------------------------------------------------------------------
 
-    async def _deliver(self, rows: Batch) -> None:
+    async def _deliver(self, batch: Batch | _Plain) -> None:
         try:
             await self._replay()
             if self.spool.pending_files:
-                await self._to_spool(rows)
+                await self._to_spool(self._rows(batch))
+            elif isinstance(batch, _Plain):
+                await self._store_plain(batch)
             else:
-                await self._store(rows, spooled=False)
+                await self._store(batch, spooled=False)
         finally:
             self._in_hand = None
+
+    async def _store_plain(self, batch: _Plain) -> None:
+        try:
+            async with asyncio.timeout(self.config.write_timeout):
+                await self.store.request_log.insert_plain(self.chain_id, batch.first, batch.entries)
+        except Exception:
+            # Whatever the reason (the store down, a row it would not take), the rows go the
+            # general way: inserted again (any stored meanwhile are skipped), else row by row,
+            # else to the spool.
+            await self._store(self._rows(batch), spooled=False)
+            return
+        self.written += len(batch.entries)
+        self._reachable_again()
 
     async def _replay(self, force: bool = False) -> None:
         """Insert spooled batches, oldest first, while the store takes them (when due)."""

@@ -17,12 +17,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Collection
 
+import orjson
+
 from tollway.core.context import RequestContext
 from tollway.core.pipeline import Stage
 from tollway.core.types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest
 
 Entry = tuple[
-    float,  # at: epoch seconds when the request finished
+    int,  # at: microseconds since the epoch when the request finished
     str,  # request_id
     str | None,  # principal_kind
     str | None,  # key_id
@@ -43,15 +45,19 @@ Entry = tuple[
     int,  # output_tokens
     int,  # cached_tokens
     bool,  # usage_estimated
-    float | None,  # cost_usd
+    int,  # cost_micros
     float | None,  # latency_ms
     float | None,  # ttft_ms
     str | None,  # cache
-    tuple[str, ...],  # guardrails
+    str,  # guardrails, JSON text
     ChatRequest | EmbeddingRequest | None,  # the request, when bodies are kept
     list[object] | None,  # what was answered, when bodies are kept
 ]
-"""One finished request as the stage hands it over: cheap to build, converted later."""
+"""One finished request as the stage hands it over: the store's plain row
+(``store.request_log.PLAIN_COLUMNS``) and the bodies, if kept. Values that are not stored as
+they are (bodies, and a row of the hash chain) are converted later, by the writer."""
+
+NO_GUARDRAILS = "[]"
 
 Put = Callable[[Entry], None]
 
@@ -88,8 +94,9 @@ def entry(ctx: RequestContext, keep_bodies: bool = False) -> Entry:
     tries = ctx.tries
     fallbacks = len({attempt.deployment.id for attempt in tries}) - 1 if len(tries) > 1 else 0
     started, finished, first = ctx.started, ctx.finished_at, ctx.first_token_at
+    cost, flags = ctx.cost_usd, ctx.guardrail_flags
     return (
-        time.time(),
+        time.time_ns() // 1000,
         ctx.request_id,
         kind,
         key_id,
@@ -110,11 +117,14 @@ def entry(ctx: RequestContext, keep_bodies: bool = False) -> Entry:
         output_tokens,
         cached,
         ctx.usage_estimated,
-        ctx.cost_usd,
-        None if finished is None else (finished - started) * 1000.0,
-        None if first is None else (first - started) * 1000.0,
+        # The nearest micro-dollar: rounding up (as budget reservations do) would turn float
+        # noise such as 123.00000000000001 into one more.
+        round(cost * 1_000_000) if cost else 0,
+        # Milliseconds to the microsecond (a whole-number round: round(x, 3) costs 0.3 µs).
+        None if finished is None else round((finished - started) * 1_000_000) / 1000,
+        None if first is None else round((first - started) * 1_000_000) / 1000,
         ctx.cache_status,
-        tuple(ctx.guardrail_flags) if ctx.guardrail_flags else (),
+        orjson.dumps(flags).decode() if flags else NO_GUARDRAILS,
         (chat or ctx.embedding) if keep_bodies else None,
         ctx.captured_output if keep_bodies else None,
     )

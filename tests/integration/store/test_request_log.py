@@ -52,8 +52,11 @@ def context(n: int, *, team: str = "red", user: str = "u1", key: str = "k1", **f
 
 
 def at(made: Any, when: dt.datetime) -> Any:
-    """An entry made at ``when`` instead of now."""
-    return (when.timestamp(), *made[1:])
+    """An entry made at ``when`` instead of now (entries keep microseconds since the epoch)."""
+    return ((when - EPOCH) // dt.timedelta(microseconds=1), *made[1:])
+
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 async def execute(database: Database, sql: str, **params: Any) -> None:
@@ -108,9 +111,94 @@ async def test_a_record_round_trips_with_every_field(store: Store, writer_for: A
     assert record.hash is None and record.at.tzinfo == dt.UTC
 
 
+def _varied() -> list[Any]:
+    """Entries of every shape a batch mixes: failed, streamed from a cache, flagged by a
+    guardrail, estimated, without a principal, with a fractional cost and latency."""
+    made = [
+        context(0),
+        context(1, error=RateLimited("slow down", code="rate_limit_exceeded")),
+        context(2, first_token_at=0.0123456, cache_status="hit", guardrail_flags=["pii"]),
+        context(3, usage_estimated=True, cost_usd=0.0000025, finished_at=None),
+        context(4, principal=None, cost_usd=None),
+    ]
+    made[2] = (*made[2][:16], True, *made[2][17:])  # streamed
+    return made
+
+
+def _stored(record: Any) -> dict[str, Any]:
+    """What a record says about its request: everything but its own id and chain."""
+    values = record.columns()
+    for name in ("id", "chain_id"):
+        values.pop(name)
+    return dict(values)
+
+
+async def test_plain_entries_are_stored_exactly_as_rows_are(
+    store: Store, writer_for: Any
+) -> None:
+    # On a SQLite file the writer hands its entries over as plain rows (one tuple a row,
+    # store/request_log.py insert_plain); everywhere else, and for hash chains and bodies,
+    # it makes rows. Both must store the same values.
+    made = _varied()
+    plain = await writer_for()
+    if store.request_log.takes_plain_rows:
+        assert type(await plain._prepare(made)).__name__ == "_Plain"  # the way under test
+        plain._seq = 0
+    for item in made:
+        plain.put_nowait(item)
+    await plain.close()
+    general = await writer_for()
+    await store.request_log.insert([general._row(item, seq) for seq, item in enumerate(made, 1)])
+    records = (await store.request_log.page(RequestLogFilter())).records
+    by_chain: dict[str, list[dict[str, Any]]] = {}
+    for record in sorted(records, key=_seq):
+        by_chain.setdefault(record.chain_id, []).append(_stored(record))
+    assert by_chain[plain.chain_id] == by_chain[general.chain_id]
+    first = by_chain[plain.chain_id]
+    assert [r["guardrails"] for r in first] == [[], [], ["pii"], [], []]
+    assert [r["stream"] for r in first] == [False, False, True, False, False]
+    assert [r["cost_micros"] for r in first] == [123, 123, 123, 2, 0]  # 2.5 rounds to even
+    ttft = first[2]["ttft_ms"]
+    assert ttft is not None and round(ttft, 3) == ttft and first[3]["latency_ms"] is None
+    assert first[4]["principal_kind"] is None and first[3]["usage_estimated"] is True
+
+
+async def test_plain_rows_are_stored_whole_or_not_at_all(store: Store, writer_for: Any) -> None:
+    writer = await writer_for()
+    made = [context(n) for n in range(3)]
+    if not store.request_log.takes_plain_rows:  # PostgreSQL: rows only
+        with pytest.raises(RuntimeError):
+            await store.request_log.insert_plain(writer.chain_id, 1, made)
+        return
+    await store.request_log.insert_plain(writer.chain_id, 1, made)
+    with pytest.raises(InvalidRecord):  # the same chain and seq: stored before
+        await store.request_log.insert_plain(writer.chain_id, 3, made)
+    missing = [context(n) for n in range(3, 6)]
+    missing[1] = (*missing[1][:8], None, *missing[1][9:])  # no model: NOT NULL
+    with pytest.raises(InvalidRecord):
+        await store.request_log.insert_plain(writer.chain_id, 4, missing)
+    records = (await store.request_log.page(RequestLogFilter())).records
+    assert sorted(r.request_id for r in records) == ["req-0", "req-1", "req-2"]
+
+
+async def test_text_too_long_or_with_nul_is_cut_not_refused(
+    store: Store, writer_for: Any
+) -> None:
+    # A client names any model it likes; an identity provider may send odd claims. Such text
+    # is cut to its column and NUL removed (PostgreSQL refuses NUL in text), in a batch with
+    # ordinary rows, which keep theirs.
+    writer = await writer_for()
+    odd = context(1, model="m" * 300, principal=Principal(kind="user", id="x", user="a\x00b"))
+    writer.put_nowait(context(0))
+    writer.put_nowait(odd)
+    await writer.close()
+    records = sorted((await store.request_log.page(RequestLogFilter())).records, key=_seq)
+    assert [(r.model, r.user_id) for r in records] == [("gpt-x", "u1"), ("m" * 200, "ab")]
+
+
 async def test_a_batch_written_twice_is_stored_once(store: Store, writer_for: Any) -> None:
     writer = await writer_for()
-    rows = [writer._row(context(n)) for n in range(3)]
+    rows = [writer._row(context(n), n + 1) for n in range(3)]
     await store.request_log.insert(rows)
     await store.request_log.insert(rows)  # a replay after a lost commit acknowledgement
     assert len((await store.request_log.page(RequestLogFilter())).records) == 3
@@ -121,7 +209,7 @@ async def test_a_batch_larger_than_one_statement_is_stored_whole(
 ) -> None:
     # SQLite takes a batch as multi-row statements of a bounded size: 1,200 rows need three.
     writer = await writer_for()
-    rows = [writer._row(context(n)) for n in range(1200)]
+    rows = [writer._row(context(n), n + 1) for n in range(1200)]
     await store.request_log.insert(rows[:700])
     await store.request_log.insert(rows)  # the first 700 again: skipped, the rest added
     page = await store.request_log.page(RequestLogFilter(), limit=1000)
@@ -138,7 +226,8 @@ async def test_a_column_null_in_only_some_rows_keeps_every_value(
     writer = await writer_for()
     failed = context(1, error=RateLimited("slow down", code="rate_limit_exceeded"))
     streamed = context(2, first_token_at=0.0, cache_status="miss")
-    rows = [writer._row(made) for made in (context(0), failed, streamed, context(3))]
+    made = (context(0), failed, streamed, context(3))
+    rows = [writer._row(entry, seq) for seq, entry in enumerate(made, start=1)]
     await store.request_log.insert(rows)
     records = sorted((await store.request_log.page(RequestLogFilter())).records, key=_seq)
     assert [r.error_code for r in records] == [None, "rate_limit_exceeded", None, None]

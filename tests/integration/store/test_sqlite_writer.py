@@ -105,7 +105,7 @@ async def test_an_in_memory_store_keeps_its_request_log_on_the_engine(tmp_path: 
     await store.open(migrate=True)
     try:
         writer = RequestLogWriter(store, RequestLogConfig(), tmp_path / "spool")
-        await store.request_log.insert([writer._row(context(n)) for n in range(3)])
+        await store.request_log.insert([writer._row(context(n), n + 1) for n in range(3)])
         page = await store.request_log.page(RequestLogFilter())
         assert [record.request_id for record in page.records] == ["req-2", "req-1", "req-0"]
     finally:
