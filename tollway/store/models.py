@@ -25,7 +25,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from tollway.store.columns import BigId, JSONColumn, NullableJSON, UTCDateTime, utcnow
+from tollway.store.columns import (
+    BigId,
+    JSONColumn,
+    NullableJSON,
+    UTCDateTime,
+    UTCMicros,
+    utcnow,
+)
 from tollway.store.records import (
     BUDGET_PERIODS,
     BUDGET_POLICIES,
@@ -244,7 +251,7 @@ class RequestLogRow(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCMicros, index=True)
     chain_id: Mapped[str] = mapped_column(String(32))
     seq: Mapped[int] = mapped_column(BigInteger)
     request_id: Mapped[str] = mapped_column(String(128))

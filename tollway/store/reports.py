@@ -13,7 +13,7 @@ import math
 from collections.abc import Sequence
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, Date, Select, case, cast, func, select
+from sqlalchemy import ColumnElement, Date, Integer, Select, case, cast, func, select, type_coerce
 
 from tollway.store.columns import require_aware
 from tollway.store.errors import InvalidRecord
@@ -87,7 +87,8 @@ class ReportRepository:
         if name == "day":
             if dialect == "postgresql":
                 return cast(func.timezone("UTC", RequestLogRow.at), Date)
-            return func.date(RequestLogRow.at)
+            # SQLite keeps the time as microseconds since the epoch (columns.UTCMicros).
+            return func.date(type_coerce(RequestLogRow.at, Integer) // 1_000_000, "unixepoch")
         column: ColumnElement[Any] = getattr(RequestLogRow, GROUPS[name])
         return column
 

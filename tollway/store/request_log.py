@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import itertools
-import math
 import operator
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -24,7 +23,7 @@ import orjson
 from sqlalchemy import ColumnElement, and_, delete, false, func, or_, select, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from tollway.store.columns import require_aware
+from tollway.store.columns import EPOCH, epoch_micros, require_aware
 from tollway.store.errors import InvalidRecord
 from tollway.store.models import RequestLogRow
 from tollway.store.sqlite_writer import SqliteWriter, Unexpected
@@ -307,12 +306,9 @@ class RequestLogRepository:
             return [request_log_record(r) for r in await session.scalars(query)]
 
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
-
 def _cursor(record: RequestLogRecord) -> str:
     # URL-safe: the row's time in microseconds since the epoch, and its id.
-    micros = (record.at - _EPOCH) // dt.timedelta(microseconds=1)
+    micros = epoch_micros(record.at)
     return f"{micros}.{record.id}"
 
 
@@ -321,7 +317,7 @@ def _parse_cursor(cursor: str) -> tuple[dt.datetime, int]:
         micros, last_id = (int(part) for part in cursor.split("."))
     except ValueError:
         raise InvalidRecord(f"{cursor!r} is not a request log cursor") from None
-    return _EPOCH + dt.timedelta(microseconds=micros), last_id
+    return EPOCH + dt.timedelta(microseconds=micros), last_id
 
 
 INSERT_COLUMNS: tuple[str, ...] = tuple(
@@ -465,37 +461,13 @@ def _values(row: Mapping[str, Any] | RowValues) -> list[Any]:
 
 
 def _sqlite_values(row: Mapping[str, Any] | RowValues) -> tuple[Any, ...]:
-    """A row as SQLite takes it: the time as SQLAlchemy's SQLite text (UTC, always with
-    microseconds), booleans as integers."""
+    """A row as SQLite takes it: the time in microseconds since the epoch (``UTCMicros``),
+    booleans as integers."""
     values = _values(row)
-    values[_AT] = _sqlite_time(values[_AT])
+    values[_AT] = epoch_micros(values[_AT])
     for index in _BOOLS:
         values[index] = 1 if values[index] else 0
     return tuple(values)
-
-
-class _SqliteTime:
-    """A UTC time as SQLAlchemy's SQLite text, ``YYYY-MM-DD HH:MM:SS.ffffff``.
-
-    Rows come in time order, many a second: the date and time of day are formatted once a
-    second (``isoformat`` costs more than the rest of a row's values together).
-    """
-
-    __slots__ = ("_second", "_text")
-
-    def __init__(self) -> None:
-        self._second: int | None = None
-        self._text = ""
-
-    def __call__(self, at: dt.datetime) -> str:
-        second = math.floor(at.timestamp())  # not int(): 1969's last second is -1, not 0
-        if second != self._second:
-            self._text = at.replace(microsecond=0, tzinfo=None).isoformat(" ")
-            self._second = second
-        return f"{self._text}.{at.microsecond:06d}"
-
-
-_sqlite_time = _SqliteTime()
 
 
 PLAIN_COLUMNS: tuple[str, ...] = tuple(
@@ -505,30 +477,6 @@ PLAIN_COLUMNS: tuple[str, ...] = tuple(
 )
 """The columns of a plain row (``insert_plain``), in its order."""
 _PLAIN_WIDTH = len(PLAIN_COLUMNS)
-if PLAIN_COLUMNS[0] != "at":  # pragma: no cover - caught by any test that imports this
-    raise RuntimeError("a plain request log row must begin with its time")
-
-
-class _EpochText:
-    """Microseconds since the epoch as SQLAlchemy's SQLite text of that UTC time; the date
-    and time of day formatted once a second, as ``_SqliteTime`` does."""
-
-    __slots__ = ("_second", "_text")
-
-    def __init__(self) -> None:
-        self._second: int | None = None
-        self._text = ""
-
-    def __call__(self, micros: int) -> str:
-        second, micro = divmod(micros, 1_000_000)
-        if second != self._second:
-            self._text = (_NAIVE_EPOCH + dt.timedelta(seconds=second)).isoformat(" ")
-            self._second = second
-        return f"{self._text}.{micro:06d}"
-
-
-_NAIVE_EPOCH = dt.datetime(1970, 1, 1)
-_epoch_text = _EpochText()
 
 
 def _plain_statements(
@@ -543,7 +491,7 @@ def _plain_statements(
         values: list[Any] = []
         extend = values.extend
         for row in rows[start : start + count]:
-            extend((_epoch_text(row[0]), *row[1:_PLAIN_WIDTH], chain_id, seq))
+            extend((*row[:_PLAIN_WIDTH], chain_id, seq))
             seq += 1
         start += count
         statements.append((_plain_insert(count), values))

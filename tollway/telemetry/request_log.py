@@ -43,6 +43,7 @@ import orjson
 
 from tollway.config.schema import RequestLogConfig
 from tollway.store import Store
+from tollway.store.columns import EPOCH
 from tollway.store.request_log import INSERT_COLUMNS, PLAIN_COLUMNS, RowValues, row_mapping
 from tollway.telemetry.bodies import BodyPolicy
 from tollway.telemetry.chain import GENESIS, link
@@ -84,7 +85,6 @@ _ENTRY_LIMITED = tuple(
     (operator.itemgetter(_ENTRY_ORDER.index(column)), limit) for column, limit in _LIMITS.items()
 )
 _REQUEST = operator.itemgetter(len(_ENTRY_ORDER))
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _PROMPT, _RESPONSE, _PREV_HASH, _HASH = (
     INSERT_COLUMNS.index(column) for column in ("prompt", "response", "prev_hash", "hash")
 )
@@ -263,7 +263,7 @@ class RequestLogWriter:
          guardrails, request, captured) = item  # fmt: skip
         # In INSERT_COLUMNS order (checked at import): a tuple goes to the driver as it is.
         values: list[Any] = [
-            _EPOCH + dt.timedelta(microseconds=at), self.chain_id, seq, request_id,
+            EPOCH + dt.timedelta(microseconds=at), self.chain_id, seq, request_id,
             kind, key_id, user_id, team_id, service, endpoint, model, served, deployment_id,
             provider, attempts, fallbacks, status, error_code, stream, input_tokens,
             output_tokens, cached, estimated, cost_micros, latency, ttft, cache,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import sys
 from typing import Any
 
@@ -12,7 +13,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Column, Connection, Integer, MetaData, Table, inspect
 
 from tests.integration.store.conftest import Database
-from tollway.store import SchemaMismatch, downgrade, head_revision, migrate
+from tests.integration.store.test_request_log import execute
+from tollway.store import RequestLogFilter, SchemaMismatch, downgrade, head_revision, migrate
 from tollway.store.engine import make_engine
 from tollway.store.migration import current_revision
 from tollway.store.models import Base
@@ -119,3 +121,47 @@ async def test_replicas_starting_together_migrate_one_at_a_time(
     revision, tables, differences = await inspect_database(empty_database)
     assert (revision, differences) == (head_revision(), [])
     assert tables == TABLES | {"alembic_version"}
+
+
+async def test_request_log_times_keep_their_value_across_migration_0004(
+    empty_database: Database,
+) -> None:
+    # 0004 turns SQLite's stored text times into microseconds since the epoch, and back on
+    # downgrade; PostgreSQL keeps timestamptz. Rows stored before read back the same.
+    url, schema, db = empty_database.url, empty_database.schema, empty_database
+    await migrate(url, schema=schema)
+    await downgrade(url, "0003", schema=schema)
+    times = [
+        dt.datetime(2026, 12, 4, 7, 0, 1, 5, tzinfo=dt.UTC),
+        dt.datetime(2026, 12, 31, 23, 59, 59, 999_999, tzinfo=dt.UTC),
+        dt.datetime(1969, 12, 31, 23, 59, 59, 250_000, tzinfo=dt.UTC),
+    ]
+    sqlite = db.backend == "sqlite"
+    # SQLAlchemy's text for SQLite before 0004 (always six digits of fraction).
+    text = [t.replace(tzinfo=None).isoformat(" ", "microseconds") for t in times]
+    as_stored: list[Any] = text if sqlite else times
+    for seq, at in enumerate(as_stored, start=1):
+        await execute(
+            db,
+            "INSERT INTO request_log (at, chain_id, seq, request_id, endpoint, model, attempts,"
+            " fallbacks, status, stream, input_tokens, output_tokens, cached_tokens,"
+            " usage_estimated, cost_micros, guardrails) VALUES (:at, 'c', :seq, :rid, 'chat',"
+            " 'm', 1, 0, 200, false, 1, 1, 0, false, 0, '[]')",
+            at=at, seq=seq, rid=f"req-{seq}",
+        )  # fmt: skip
+    await migrate(url, schema=schema)
+    store = db.store()
+    await store.open()
+    try:
+        records = (await store.request_log.page(RequestLogFilter())).records
+        assert sorted(r.at for r in records) == sorted(times)
+        newest = await store.request_log.page(RequestLogFilter(since=times[0]))
+        assert sorted(r.request_id for r in newest.records) == ["req-1", "req-2"]
+    finally:
+        await store.close()
+    if sqlite:
+        stored = await db.fetch("SELECT typeof(at) FROM request_log")
+        assert {row[0] for row in stored} == {"integer"}
+    await downgrade(url, "0003", schema=schema)
+    stored = await db.fetch("SELECT at FROM request_log ORDER BY seq")
+    assert [row[0] for row in stored] == as_stored

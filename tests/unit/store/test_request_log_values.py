@@ -1,4 +1,4 @@
-"""Request log values as the SQLite driver takes them: the same text SQLAlchemy would store."""
+"""Request log values as the SQLite driver takes them: what the models' types would store."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import random
 from typing import Any
 
 import pytest
+from sqlalchemy.dialects import postgresql, sqlite
 
+from tollway.store.columns import UTCMicros, epoch_micros
 from tollway.store.errors import InvalidRecord
 from tollway.store.request_log import (
     INSERT_COLUMNS,
     _sqlite_statements,
     _sqlite_values,
-    _SqliteTime,
     row_mapping,
 )
 
@@ -31,22 +32,24 @@ def _row(**fields: Any) -> tuple[Any, ...]:
     return tuple({**COMPLETE, **fields}.get(column) for column in INSERT_COLUMNS)
 
 
-def test_the_first_time_may_be_any_second() -> None:
-    before_1970 = dt.datetime(1969, 12, 31, 23, 59, 59, 250_000, tzinfo=dt.UTC)
-    assert _SqliteTime()(before_1970) == "1969-12-31 23:59:59.250000"
-
-
-def test_times_are_sqlalchemys_sqlite_text_in_any_order() -> None:
-    text = _SqliteTime()
+def test_times_are_whole_microseconds_since_the_epoch_on_sqlite_both_ways() -> None:
+    column, on_sqlite, on_postgres = UTCMicros(), sqlite.dialect(), postgresql.dialect()
     start = dt.datetime(2026, 12, 31, 23, 59, 58, 999_990, tzinfo=dt.UTC)
     rng = random.Random(7)
     times = [start + dt.timedelta(microseconds=rng.randrange(3_000_000)) for _ in range(500)]
-    times += [start.replace(microsecond=0), start.replace(second=59, microsecond=999_999)]
-    times += [*sorted(times), dt.datetime(1999, 1, 2, 3, 4, 5, tzinfo=dt.UTC)]
     epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)  # either side of a negative timestamp
     times += [epoch - dt.timedelta(microseconds=500_000), epoch + dt.timedelta(microseconds=3)]
+    times += [dt.datetime(1969, 12, 31, 23, 59, 59, 250_000, tzinfo=dt.UTC)]
     for at in times:
-        assert text(at) == at.replace(tzinfo=None).isoformat(" ", "microseconds")
+        stored = column.process_bind_param(at, on_sqlite)
+        assert stored == epoch_micros(at) and isinstance(stored, int)
+        assert column.process_result_value(stored, on_sqlite) == at
+        assert column.process_bind_param(at, on_postgres) == at
+    assert epoch_micros(epoch - dt.timedelta(microseconds=1)) == -1
+    other_zone = dt.datetime(2026, 12, 4, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    assert column.process_bind_param(other_zone, on_sqlite) == epoch_micros(other_zone)
+    with pytest.raises(InvalidRecord):
+        column.process_bind_param(dt.datetime(2026, 12, 4), on_sqlite)  # no zone
 
 
 def test_a_row_of_values_must_have_every_column() -> None:
@@ -71,7 +74,7 @@ def test_a_row_of_values_and_its_mapping_give_the_driver_the_same() -> None:
     assert _sqlite_values(values) == _sqlite_values(mapping)
     sent = dict(zip(INSERT_COLUMNS, _sqlite_values(values), strict=True))
     assert (sent["at"], sent["guardrails"], sent["stream"]) == (
-        "2026-12-04 07:00:01.000005", '["pii"]', 1,
+        1_796_367_601_000_005, '["pii"]', 1,
     )  # fmt: skip
 
 
