@@ -215,8 +215,8 @@ class RequestLogRepository:
         log writer makes its own rows in this layout, so a row is one tuple on its way to
         the driver instead of three conversions (docs/performance.md, "Session 10"). Every
         row must be stored: when one is not (a required value missing, or the same chain
-        and seq stored before), nothing is, and ``InvalidRecord`` is raised; ``insert``
-        then stores what it can.
+        and seq stored before), nothing is, and ``InvalidRecord`` is raised; the writer
+        then inserts the batch's rows one by one and sets aside those refused.
         """
         if not rows:
             return

@@ -296,25 +296,10 @@ class RequestLogWriter:
             await self._replay()
             if self.spool.pending_files:
                 await self._to_spool(self._rows(batch))
-            elif isinstance(batch, _Plain):
-                await self._store_plain(batch)
             else:
                 await self._store(batch, spooled=False)
         finally:
             self._in_hand = None
-
-    async def _store_plain(self, batch: _Plain) -> None:
-        try:
-            async with asyncio.timeout(self.config.write_timeout):
-                await self.store.request_log.insert_plain(self.chain_id, batch.first, batch.entries)
-        except Exception:
-            # Whatever the reason (the store down, a row it would not take), the rows go the
-            # general way: inserted again (any stored meanwhile are skipped), else row by row,
-            # else to the spool.
-            await self._store(self._rows(batch), spooled=False)
-            return
-        self.written += len(batch.entries)
-        self._reachable_again()
 
     async def _replay(self, force: bool = False) -> None:
         """Insert spooled batches, oldest first, while the store takes them (when due)."""
@@ -335,19 +320,26 @@ class RequestLogWriter:
             await self.spool.remove(path)
             log.info("request log: replayed %d spooled records", len(rows))
 
-    async def _store(self, rows: Batch, *, spooled: bool) -> bool:
-        """Insert ``rows``; False when the store is unreachable (then they are in the spool)."""
+    async def _store(self, batch: Batch | _Plain, *, spooled: bool) -> bool:
+        """Insert ``batch``; False when the store is unreachable (then it is in the spool).
+        A plain batch that fails is made into rows for the spool or the row-by-row insert
+        (a row stored is not stored again: same chain and seq)."""
         try:
             async with asyncio.timeout(self.config.write_timeout):
-                await self.store.request_log.insert(rows)
+                repository = self.store.request_log
+                if isinstance(batch, _Plain):
+                    await repository.insert_plain(self.chain_id, batch.first, batch.entries)
+                else:
+                    await repository.insert(batch)
         except Exception as exc:
+            rows = self._rows(batch)
             if not await self._reachable():
                 self._unreachable(exc)
                 if not spooled:
                     await self._to_spool(rows)
                 return False
             return await self._store_each(rows, spooled=spooled)
-        self.written += len(rows)
+        self.written += len(batch.entries) if isinstance(batch, _Plain) else len(batch)
         self._reachable_again()
         return True
 
