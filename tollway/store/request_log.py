@@ -477,32 +477,55 @@ PLAIN_COLUMNS: tuple[str, ...] = tuple(
 )
 """The columns of a plain row (``insert_plain``), in its order."""
 _PLAIN_WIDTH = len(PLAIN_COLUMNS)
+_PLAIN_NULLABLE = frozenset(
+    index for index, name in enumerate(PLAIN_COLUMNS) if INSERT_COLUMNS.index(name) in _NULLABLE
+)
+_PLAIN_BOOLS = frozenset(PLAIN_COLUMNS.index(name) for name in ("stream", "usage_estimated"))
 
 
 def _plain_statements(
     chain_id: str, first_seq: int, rows: Sequence[Sequence[Any]]
 ) -> list[tuple[str, list[Any]]]:
-    """Plain rows as multi-row inserts of every column but the bodies and hashes (NULL).
-    The driver binds booleans and NULLs through the adapters of ``store/sqlite_writer.py``."""
+    """Plain rows as multi-row inserts (the bodies and hashes NULL).
+
+    The values go to the driver column by column: a statement's parameters are numbered so
+    that ``?1`` is the chain, ``?2`` the first row's number (row ``r`` stores ``?2 + r``),
+    then each column's values for every row in turn. The Python side is then a few C-level
+    calls a column instead of a tuple a row, and the chain and number are bound once. A
+    nullable column that is NULL in every row is left out; booleans are bound as 0 and 1.
+    Binding costs the driver an adapter lookup for each None or bool (about 1,200
+    instructions) and SQLite a copy for each text, so what is not bound is not paid for
+    (docs/performance.md, "Session 11")."""
     statements = []
-    seq = first_seq
     start = 0
     for count in _sizes(len(rows)):
-        values: list[Any] = []
+        columns = list(zip(*rows[start : start + count], strict=False))
+        kept = tuple(
+            index
+            for index in range(_PLAIN_WIDTH)
+            if index not in _PLAIN_NULLABLE or columns[index].count(None) != count
+        )
+        values: list[Any] = [chain_id, first_seq + start]
         extend = values.extend
-        for row in rows[start : start + count]:
-            extend((*row[:_PLAIN_WIDTH], chain_id, seq))
-            seq += 1
+        for index in kept:
+            extend(map(int, columns[index]) if index in _PLAIN_BOOLS else columns[index])
+        statements.append((_plain_insert(count, kept), values))
         start += count
-        statements.append((_plain_insert(count), values))
     return statements
 
 
-@functools.lru_cache(maxsize=8)
-def _plain_insert(rows: int) -> str:
-    """An insert of ``rows`` plain rows in one statement (``OR IGNORE``: see
-    ``_sqlite_insert``; ``insert_plain`` counts what it stored)."""
-    return _insert_text((*PLAIN_COLUMNS, "chain_id", "seq"), rows)
+@functools.lru_cache(maxsize=64)
+def _plain_insert(rows: int, kept: tuple[int, ...]) -> str:
+    """An insert of ``rows`` plain rows of the columns ``kept`` (indexes into
+    ``PLAIN_COLUMNS``), parameters numbered as ``_plain_statements`` binds them (``OR
+    IGNORE``: see ``_sqlite_insert``; ``insert_plain`` counts what it stored)."""
+    names = ", ".join((*(PLAIN_COLUMNS[index] for index in kept), "chain_id", "seq"))
+    tuples = []
+    for row in range(rows):
+        values = [f"?{3 + position * rows + row}" for position in range(len(kept))]
+        values += ["?1", f"?2 + {row}" if row else "?2"]
+        tuples.append(f"({', '.join(values)})")
+    return f"INSERT OR IGNORE INTO request_log ({names}) VALUES {', '.join(tuples)}"
 
 
 def _pg_values(row: Mapping[str, Any] | RowValues) -> tuple[Any, ...]:

@@ -237,6 +237,39 @@ async def test_a_column_null_in_only_some_rows_keeps_every_value(
     assert all(r.prompt is None and r.hash is None for r in records)
 
 
+async def test_plain_rows_over_several_statements_keep_their_numbers_and_values(
+    store: Store, writer_for: Any
+) -> None:
+    # Plain rows are bound column by column with numbered parameters, the chain and first
+    # number once a statement, and a column NULL in every row of a statement left out. 126
+    # rows take statements of 100, 20, 5 and 1: each row must keep its own number and values,
+    # whether its statement holds a column's only value, some values or none.
+    if not store.request_log.takes_plain_rows:
+        pytest.skip("plain rows are for a SQLite file's writer; PostgreSQL takes rows")
+    writer = await writer_for()
+    made = [context(n, team="red" if n < 100 else "blue") for n in range(126)]
+    made[3] = context(3, error=RateLimited("slow down", code="rate_limit_exceeded"))
+    made[110] = context(110, first_token_at=0.0, cache_status="miss", team=None)
+    made[125] = context(125, principal=None, cost_usd=None)  # alone in its statement
+    made[124] = (*made[124][:16], True, *made[124][17:])  # streamed
+    await store.request_log.insert_plain(writer.chain_id, 7, made)
+    chain = await store.request_log.chain(writer.chain_id, limit=200)
+    assert [record.seq for record in chain] == list(range(7, 133))
+    assert [record.request_id for record in chain] == [f"req-{n}" for n in range(126)]
+    assert [record.input_tokens for record in chain] == [10 + n for n in range(126)]
+    assert [r.error_code for r in chain if r.error_code] == ["rate_limit_exceeded"]
+    assert chain[3].error_code == "rate_limit_exceeded"
+    assert [r.seq for r in chain if r.cache] == [117] == [r.seq for r in chain if r.ttft_ms]
+    assert [r.team_id for r in chain[98:102]] == ["red", "red", "blue", "blue"]
+    assert chain[110].team_id is None and chain[111].team_id == "blue"
+    assert [r.stream for r in chain[123:]] == [False, True, False]
+    last = chain[125]
+    assert (last.principal_kind, last.key_id, last.team_id, last.cost_micros) == (
+        None, None, None, 0
+    )  # fmt: skip
+    assert chain[124].key_id == "k1" and chain[124].cost_micros == 123
+
+
 async def test_a_row_the_store_refuses_is_set_aside_and_the_rest_stored(
     store: Store, writer_for: Any
 ) -> None:
