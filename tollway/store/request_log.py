@@ -503,7 +503,9 @@ def _plain_statements(
         kept = tuple(
             index
             for index in range(_PLAIN_WIDTH)
-            if index not in _PLAIN_NULLABLE or columns[index].count(None) != count
+            if index not in _PLAIN_NULLABLE
+            or columns[index][0] is not None  # then no need to count (a compare a value)
+            or columns[index].count(None) != count
         )
         values: list[Any] = [chain_id, first_seq + start]
         extend = values.extend
