@@ -237,6 +237,7 @@ async def test_a_column_null_in_only_some_rows_keeps_every_value(
     assert all(r.prompt is None and r.hash is None for r in records)
 
 
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)  # PostgreSQL takes rows
 async def test_plain_rows_over_several_statements_keep_their_numbers_and_values(
     store: Store, writer_for: Any
 ) -> None:
@@ -244,8 +245,7 @@ async def test_plain_rows_over_several_statements_keep_their_numbers_and_values(
     # number once a statement, and a column NULL in every row of a statement left out. 126
     # rows take statements of 100, 20, 5 and 1: each row must keep its own number and values,
     # whether its statement holds a column's only value, some values or none.
-    if not store.request_log.takes_plain_rows:
-        pytest.skip("plain rows are for a SQLite file's writer; PostgreSQL takes rows")
+    assert store.request_log.takes_plain_rows
     writer = await writer_for()
     made = [context(n, team="red" if n < 100 else "blue") for n in range(126)]
     made[3] = context(3, error=RateLimited("slow down", code="rate_limit_exceeded"))
