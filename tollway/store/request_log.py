@@ -212,8 +212,9 @@ class RequestLogRepository:
         A plain row holds the values of ``PLAIN_COLUMNS`` in that order (values after them
         are ignored): no bodies and no hashes, ``at`` in microseconds since the epoch,
         ``guardrails`` as JSON text, everything else as the column takes it. The request
-        log writer makes its own rows in this layout, so a row is one tuple on its way to
-        the driver instead of three conversions (docs/performance.md, "Session 10"). Every
+        log writer makes its own rows in this layout, so its values reach the driver with no
+        conversion a row, column by column (``_plain_statements``; docs/performance.md,
+        "Session 10" and "Session 11"). Every
         row must be stored: when one is not (a required value missing, or the same chain
         and seq stored before), nothing is, and ``InvalidRecord`` is raised; the writer
         then inserts the batch's rows one by one and sets aside those refused.
