@@ -267,10 +267,7 @@ class Admission(Stage):
         limits = ticket.claim.limits
         if limits:
             remaining = ticket.remaining
-            if len(limits) == 1:
-                scope, spec = limits[0]
-            else:  # the scope with the fewest tokens left speaks for all
-                scope, spec = min(limits, key=lambda s: _tokens_left(remaining.get(s[0])))
+            scope, spec = min(limits, key=lambda s: _tokens_left(remaining.get(s[0])))
             requests, tokens = remaining.get(scope, (None, None))
             if spec.rpm is not None and requests is not None:
                 headers["x-ratelimit-limit-requests"] = str(spec.rpm)

@@ -335,7 +335,6 @@ _NULLABLE = frozenset(
     for index, name in enumerate(INSERT_COLUMNS)
     if RequestLogRow.__table__.columns[name].nullable
 )
-_COLUMN = tuple(operator.itemgetter(index) for index in range(len(INSERT_COLUMNS)))
 _SQLITE_SIZES = (100, 20, 5, 1)
 """Rows per SQLite statement (a batch may take several, in one transaction), largest first.
 The driver binds a statement's values holding the GIL, which holds up the event loop
@@ -363,16 +362,26 @@ def _sqlite_statements(
     for count in _sizes(len(rows)):
         part = [_sqlite_values(row) for row in rows[start : start + count]]
         start += count
-        kept = tuple(
-            index
-            for index in range(len(INSERT_COLUMNS))
-            if index not in _NULLABLE or list(map(_COLUMN[index], part)).count(None) != count
-        )
+        kept = _kept(list(zip(*part, strict=True)), len(INSERT_COLUMNS), _NULLABLE)
         values = part if len(kept) == len(INSERT_COLUMNS) else map(operator.itemgetter(*kept), part)
         statements.append(
             (_sqlite_insert(count, kept), list(itertools.chain.from_iterable(values)))
         )
     return statements
+
+
+def _kept(
+    columns: Sequence[Sequence[Any]], width: int, nullable: frozenset[int]
+) -> tuple[int, ...]:
+    """The indexes of the first ``width`` ``columns`` a statement binds: all but the
+    ``nullable`` ones NULL in every row (the table gives them NULL)."""
+    return tuple(
+        index
+        for index in range(width)
+        if index not in nullable
+        or columns[index][0] is not None  # then no need to count (a compare a value)
+        or columns[index].count(None) != len(columns[index])
+    )
 
 
 def _sizes(rows: int) -> Iterator[int]:
@@ -396,14 +405,9 @@ def _sqlite_insert(rows: int, kept: tuple[int, ...]) -> str:
     statement runs, so the writer still sets such a row aside and stores the rest. (The
     table has no other unique index and no CHECK constraints.)
     """
-    return _insert_text(tuple(INSERT_COLUMNS[index] for index in kept), rows)
-
-
-def _insert_text(columns: Sequence[str], rows: int) -> str:
-    row = f"({', '.join('?' * len(columns))})"
-    return (
-        f"INSERT OR IGNORE INTO request_log ({', '.join(columns)}) VALUES {', '.join([row] * rows)}"
-    )
+    columns = ", ".join(INSERT_COLUMNS[index] for index in kept)
+    row = f"({', '.join('?' * len(kept))})"
+    return f"INSERT OR IGNORE INTO request_log ({columns}) VALUES {', '.join([row] * rows)}"
 
 
 _PG_INSERT = (
@@ -501,13 +505,7 @@ def _plain_statements(
     start = 0
     for count in _sizes(len(rows)):
         columns = list(zip(*rows[start : start + count], strict=False))
-        kept = tuple(
-            index
-            for index in range(_PLAIN_WIDTH)
-            if index not in _PLAIN_NULLABLE
-            or columns[index][0] is not None  # then no need to count (a compare a value)
-            or columns[index].count(None) != count
-        )
+        kept = _kept(columns, _PLAIN_WIDTH, _PLAIN_NULLABLE)
         values: list[Any] = [chain_id, first_seq + start]
         extend = values.extend
         for index in kept:

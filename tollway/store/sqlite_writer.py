@@ -30,16 +30,13 @@ Statement = tuple[str, Sequence[Any]]
 # raising and formatting an AttributeError. A request log row has about 8 NULLs, so that
 # was ~22,000 instructions a request (bench/instructions.py) and 1.4 us a row. With an
 # adapter for None (a C callable answering None, so the value is still bound as NULL) the
-# lookup hits at once; it still costs about 1,200 instructions a value, which is why plain
-# request log rows leave out the columns NULL in a whole statement and bind booleans as
-# ints (store/request_log.py: _plain_statements). The registry is the module's, so this
+# lookup hits at once; it still costs about 1,200 instructions a value (a bool's too), which
+# is why request log statements leave out the columns NULL in every row and bind booleans
+# as ints (store/request_log.py). The registry is the module's, so this
 # holds for every sqlite3 connection of the process, SQLAlchemy's too, with the same
 # result: NULL.
 _NULL: Callable[[None], None] = {}.get  # type: ignore[assignment]  # get(None) answers None
 sqlite3.register_adapter(type(None), _NULL)
-# Booleans the same way: stored as 1 and 0, which is what the driver binds for them anyway
-# (bool is an int), and SQLAlchemy's Boolean stores on SQLite; only the lookup is cheaper.
-sqlite3.register_adapter(bool, int)
 
 
 class Unexpected(Exception):
