@@ -9,6 +9,7 @@ thread (the request log's SQLite writer): judge those by paired timings.
     python bench/instructions.py                      # gateway, default config
     python bench/instructions.py --target passthrough
     python bench/instructions.py --quiet               # without metrics and request log
+    python bench/instructions.py --setup limits        # scenario e's limits and budget
     python bench/instructions.py --extra "telemetry: {request_log: {enabled: false}}"
     python bench/instructions.py --requests 4000 --concurrency 16
 
@@ -101,7 +102,7 @@ def measure(args: argparse.Namespace, procs: run.Processes) -> float:
         cmd += ["--host", run.HOST, "--port", str(port), "--upstream", sim.url]
         ready = f"http://{run.HOST}:{port}/health"
     else:
-        setup = "quiet" if args.quiet else "plain"
+        setup = "quiet" if args.quiet else args.setup
         config = run.gateway_config(procs, sim, port, setup)
         if args.extra:
             config.write_text(config.read_text() + args.extra + "\n")
@@ -129,6 +130,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--target", choices=("gateway", "passthrough"), default="gateway")
     parser.add_argument("--quiet", action="store_true", help="gateway without telemetry")
+    parser.add_argument(
+        "--setup", choices=tuple(run.GATEWAY_SETUPS), default="plain", help="gateway config"
+    )
     parser.add_argument("--extra", default="", help="YAML appended to the gateway's config")
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
@@ -147,6 +151,8 @@ def main() -> int:
     finally:
         procs.stop_all()
     name = f"{args.target} (quiet)" if args.quiet else args.target
+    if args.target == "gateway" and args.setup != "plain" and not args.quiet:
+        name += f" ({args.setup})"
     if args.extra:
         name += f" ({args.extra})"
     print(f"{name}: {per_request:,.0f} instructions a request")

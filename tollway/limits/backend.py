@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 MICRO = 1_000_000
+# ``Claim``, ``BudgetClaim`` and ``Settled`` are made for every request under a limit and are
+# read-only by convention, not frozen: a frozen dataclass sets each field through
+# ``object.__setattr__``, which made them about four times as dear to build.
 RefusalCode = Literal["rate_limit_exceeded", "budget_exceeded"]
 
 
@@ -35,7 +38,7 @@ class RateSpec:
     max_concurrent: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class BudgetClaim:
     """One budget account a request reserves from, with its limit (micro-dollars)."""
 
@@ -43,7 +46,7 @@ class BudgetClaim:
     limit_micros: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Claim:
     """Everything one request asks of the limiter at admission."""
 
@@ -89,7 +92,7 @@ class AccountState:
     reserved_micros: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Settled:
     """A budget account after a settlement: spend before and after (threshold crossings)."""
 
@@ -101,6 +104,19 @@ class Settled:
 
 class LimiterUnavailable(Exception):
     """The backend cannot be reached (Redis down); the stage applies ``fail_open``."""
+
+
+class ImmediateLimiter(Protocol):
+    """A backend whose state is in this process (memory): admission and settlement never
+    wait, so they are plain calls, not coroutines."""
+
+    def admit_now(self, claim: Claim) -> Ticket | Refusal:
+        """``Limiter.admit``, at once."""
+        ...
+
+    def settle_now(self, ticket: Ticket, actual_tokens: int, actual_micros: int) -> list[Settled]:
+        """``Limiter.settle``, at once."""
+        ...
 
 
 class Limiter(Protocol):

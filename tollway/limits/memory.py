@@ -1,8 +1,10 @@
 """The in-memory limiter backend (the default): one process's buckets, caps and budgets.
 
 The event loop is single-threaded and nothing here awaits before it returns, so each
-admission and each settlement is atomic. Requests in flight hold their reservations in the
-ticket; when the process ends they end with it, so nothing can leak.
+admission and each settlement is atomic, and the admission stage calls them as plain
+functions (``admit_now``, ``settle_now``): no coroutine made on the request path. Requests
+in flight hold their reservations in the ticket; when the process ends they end with it, so
+nothing can leak.
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ class MemoryLimiter:
 
     async def admit(self, claim: Claim) -> Ticket | Refusal:
         """Take tokens and a request from every scope and reserve from every budget."""
+        return self.admit_now(claim)
+
+    def admit_now(self, claim: Claim) -> Ticket | Refusal:
+        """``admit`` without a coroutine: nothing here waits (limits/stage.py calls this)."""
         now = self._clock()
         tokens = claim.tokens
         for scope, spec in claim.limits:
@@ -96,6 +102,10 @@ class MemoryLimiter:
 
     async def settle(self, ticket: Ticket, actual_tokens: int, actual_micros: int) -> list[Settled]:
         """Correct buckets to the actual tokens and budgets to the actual cost; idempotent."""
+        return self.settle_now(ticket, actual_tokens, actual_micros)
+
+    def settle_now(self, ticket: Ticket, actual_tokens: int, actual_micros: int) -> list[Settled]:
+        """``settle`` without a coroutine."""
         if ticket.settled:
             return []
         ticket.settled = True

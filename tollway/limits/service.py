@@ -23,9 +23,11 @@ from tollway.config.schema import LimitsConfig
 from tollway.limits.backend import (
     AccountState,
     Claim,
+    ImmediateLimiter,
     Limiter,
     LimiterUnavailable,
     Refusal,
+    Settled,
     Ticket,
 )
 from tollway.limits.book import LimitBook
@@ -68,6 +70,11 @@ class LimitService:
     def __init__(self, config: LimitsConfig, limiter: Limiter, store: Store | None) -> None:
         self.config = config
         self.limiter = limiter
+        self.immediate: ImmediateLimiter | None = (
+            limiter if isinstance(limiter, MemoryLimiter) else None
+        )
+        """The backend again when its calls never wait (memory): the admission stage then
+        admits and settles with plain calls, no coroutines on the request path."""
         self.book = LimitBook.build(config)
         self.zone = ZoneInfo(config.timezone)
         self.listeners: list[BudgetListener] = [_log_event]
@@ -106,6 +113,16 @@ class LimitService:
             if len(self._unsettled) < _MAX_UNSETTLED:
                 self._unsettled.append((ticket, tokens, micros, budgets))
             return
+        self._settled(settled, budgets)
+
+    def settle_now(
+        self, ticket: Ticket, tokens: int, micros: int, budgets: Sequence[Budget] = ()
+    ) -> None:
+        """``settle`` on an immediate backend (``self.immediate`` is set), at once."""
+        assert self.immediate is not None
+        self._settled(self.immediate.settle_now(ticket, tokens, micros), budgets)
+
+    def _settled(self, settled: Sequence[Settled], budgets: Sequence[Budget]) -> None:
         if not settled:
             return
         thresholds = self.config.alert_thresholds

@@ -53,6 +53,8 @@ class Candidates:
     """Every candidate counts tokens as the local tokenizer does (OpenAI's encodings)."""
     max_output: int | None
     """The smallest max output among candidates that state one."""
+    per_image: bool
+    """Some candidate prices images apart (the request's images are then counted)."""
 
 
 def candidates_of(table: RoutingTable) -> dict[str, Candidates]:
@@ -65,19 +67,24 @@ def candidates_of(table: RoutingTable) -> dict[str, Candidates]:
             if fallback is not None:
                 deployments += fallback.deployments
         outputs = [d.max_output for d in deployments if d.max_output]
+        prices = tuple(d.price for d in deployments if d.price is not None)
         found[group.name] = Candidates(
-            prices=tuple(d.price for d in deployments if d.price is not None),
+            prices=prices,
             exact=all(d.provider in EXACT_PROVIDERS for d in deployments),
             max_output=min(outputs) if outputs else None,
+            per_image=any(p.per_image for p in prices),
         )
     return found
 
 
 def worst_case_micros(prices: Sequence[Price], input_tokens: int, output: int, images: int) -> int:
     """The most the request can cost on any of ``prices`` (micro-dollars, rounded up)."""
-    if not prices:
-        return 0
-    return to_micros(max(worst_case_usd(p, input_tokens, output, images=images) for p in prices))
+    most = 0.0
+    for price in prices:
+        usd = worst_case_usd(price, input_tokens, output, images=images)
+        if usd > most:
+            most = usd
+    return to_micros(most)
 
 
 def _affordable(prices: Sequence[Price], input_tokens: int, images: int, remaining: int) -> int:
@@ -134,7 +141,8 @@ class Admission(Stage):
     def on_request(self, ctx: RequestContext) -> Awaitable[Reply | None] | None:
         """Admit the request, or raise ``RateLimited`` (429) / ``LimiterDown`` (503).
 
-        Nothing to wait for (``None``) when no limit or budget applies to the request.
+        Nothing to wait for (``None``) when no limit or budget applies to the request, or
+        when the backend is in memory and admits it at once.
         """
         book = self._service.book
         if book.empty:
@@ -146,33 +154,60 @@ class Admission(Stage):
         scopes = book.scopes(principal, ctx.model)
         if not scopes and not budgets:
             return None
-        return self._admit_request(ctx, scopes, budgets)
+        claim = self._claim(ctx, scopes, budgets)
+        immediate = self._service.immediate
+        if immediate is None:
+            return self._admit_request(ctx, claim, budgets)
+        outcome = immediate.admit_now(claim)
+        if isinstance(outcome, Ticket):
+            self._admitted(ctx, outcome, budgets)
+            return None
+        return self._decide(ctx, claim, budgets, outcome)  # a refusal: shrink or refuse
 
-    async def _admit_request(
+    def _claim(
         self, ctx: RequestContext, scopes: list[tuple[str, RateSpec]], budgets: list[Budget]
-    ) -> Reply | None:
+    ) -> Claim:
+        """What the request takes: its scopes' tokens, and under budgets its worst case (a
+        request without ``max_tokens`` is given one, so the reservation bounds the bill)."""
         estimate = ctx.input_tokens_estimate
         if estimate is None:
             estimate = ctx.input_tokens_estimate = self._count(ctx)
         chat = ctx.chat
+        config = self._service.config
         max_output = 0
         if chat is not None:
-            max_output = chat.max_tokens or self._service.config.default_max_output
-        hold = self._service.config.hold
-        claim = Claim(ctx.request_id, scopes, estimate + max_output, hold_s=hold)
-        if budgets:
-            candidates = self._candidates.get(ctx.model)
-            if chat is not None and chat.max_tokens is None:
-                if candidates is not None and candidates.max_output:
-                    max_output = min(max_output, candidates.max_output)
-                chat.max_tokens = max_output  # the reservation must bound the bill
-            claim = self._budget_claim(ctx, claim, budgets, candidates, estimate, max_output)
-        outcome = await self._admit(claim)
+            max_output = chat.max_tokens or config.default_max_output
+        if not budgets:
+            return Claim(ctx.request_id, scopes, estimate + max_output, hold_s=config.hold)
+        candidates = self._candidates.get(ctx.model)
+        if chat is not None and chat.max_tokens is None:
+            if candidates is not None and candidates.max_output:
+                max_output = min(max_output, candidates.max_output)
+            chat.max_tokens = max_output
+        return self._budget_claim(ctx, scopes, budgets, candidates, estimate, max_output)
+
+    async def _admit_request(
+        self, ctx: RequestContext, claim: Claim, budgets: list[Budget]
+    ) -> None:
+        await self._decide(ctx, claim, budgets, await self._admit(claim))
+
+    async def _decide(
+        self,
+        ctx: RequestContext,
+        claim: Claim,
+        budgets: list[Budget],
+        outcome: Ticket | Refusal | None,
+    ) -> None:
+        """After the first answer of the backend: shrink and ask again where a refusing
+        budget's policy says so, then refuse, let through (fail-open) or hold the ticket."""
+        chat = ctx.chat
+        estimate = ctx.input_tokens_estimate or 0
         refused_by: set[str] = set()
         while (
             isinstance(outcome, Refusal)
             and outcome.code == "budget_exceeded"
             and chat is not None
+            and chat.max_tokens is not None  # set by ``_claim`` under a budget
             and outcome.scope not in refused_by
         ):
             # ``shrink``: lower max output to what the refusing budget still pays for.
@@ -183,30 +218,26 @@ class Admission(Stage):
             if budget.policy != "shrink" or candidates is None:
                 break
             input_tokens = self._reserved_input(estimate, candidates)
-            images = image_count(ctx) if any(p.per_image for p in candidates.prices) else 0
+            images = image_count(ctx) if candidates.per_image else 0
             left = outcome.remaining_micros or 0
             choices = max(1, chat.n or 1)
             affordable = _affordable(candidates.prices, input_tokens, images, left) // choices
             if affordable < 1:
                 break
-            max_output = min(max_output, affordable)
-            assert chat is not None
+            max_output = min(chat.max_tokens, affordable)
             chat.max_tokens = max_output
             ctx.response_headers["x-tollway-budget-max-tokens"] = str(max_output)
-            claim = self._budget_claim(ctx, claim, budgets, candidates, estimate, max_output)
-            claim = Claim(
-                claim.request_id, claim.limits, estimate + max_output, claim.budgets,
-                claim.reserve_micros, claim.hold_s,
-            )  # fmt: skip
+            claim = self._budget_claim(ctx, claim.limits, budgets, candidates, estimate, max_output)
             outcome = await self._admit(claim)
         if isinstance(outcome, Refusal):
             raise _refused(outcome)
-        if outcome is None:  # fail-open: nothing was taken, nothing to settle
-            return None
-        ctx.ticket = outcome
+        if outcome is not None:  # else fail-open: nothing was taken, nothing to settle
+            self._admitted(ctx, outcome, budgets)
+
+    def _admitted(self, ctx: RequestContext, ticket: Ticket, budgets: list[Budget]) -> None:
+        ctx.ticket = ticket
         ctx.budgets = tuple(budgets)
-        self._headers(ctx, outcome)
-        return None
+        self._headers(ctx, ticket)
 
     async def _admit(self, claim: Claim) -> Ticket | Refusal | None:
         try:
@@ -227,7 +258,7 @@ class Admission(Stage):
     def _budget_claim(
         self,
         ctx: RequestContext,
-        claim: Claim,
+        scopes: Sequence[tuple[str, RateSpec]],
         budgets: Sequence[Budget],
         candidates: Candidates | None,
         estimate: int,
@@ -235,15 +266,19 @@ class Admission(Stage):
     ) -> Claim:
         reserve = 0
         if candidates is not None:
-            prices = candidates.prices
-            images = image_count(ctx) if any(p.per_image for p in prices) else 0
+            images = image_count(ctx) if candidates.per_image else 0
             input_tokens = self._reserved_input(estimate, candidates)
             # Every one of ``n`` choices may use the whole max output.
             choices = max(1, ctx.chat.n or 1) if ctx.chat is not None else 1
-            reserve = worst_case_micros(prices, input_tokens, max_output * choices, images)
+            reserve = worst_case_micros(
+                candidates.prices, input_tokens, max_output * choices, images
+            )
         account = self._service.account
         accounts = [BudgetClaim(account(b), b.limit_micros) for b in budgets]
-        return Claim(claim.request_id, claim.limits, claim.tokens, accounts, reserve, claim.hold_s)
+        return Claim(
+            ctx.request_id, scopes, estimate + max_output, accounts, reserve,
+            self._service.config.hold,
+        )  # fmt: skip
 
     def _downgrade(self, ctx: RequestContext, budgets: Sequence[Budget]) -> None:
         """Past a budget's soft limit, serve a cheaper model where its policy names one."""
@@ -333,42 +368,57 @@ class Admission(Stage):
         ticket = ctx.ticket
         if ticket is None or ticket.settled:
             return None
-        return self._settle_answer(ctx, response, ticket)
+        if self._service.immediate is None:
+            return self._settle_answer(ctx, response, ticket)
+        tokens, micros = _actual(ctx)
+        self._service.settle_now(ticket, tokens, micros, ctx.budgets)
+        self._remaining_header(ctx, ticket, micros)
+        return None
 
     async def _settle_answer(
         self, ctx: RequestContext, response: ChatResponse, ticket: Ticket
     ) -> ChatResponse:
-        micros = await self._settle(ctx, ticket)
+        tokens, micros = _actual(ctx)
+        await self._service.settle(ticket, tokens, micros, ctx.budgets)
+        self._remaining_header(ctx, ticket, micros)
+        return response
+
+    @staticmethod
+    def _remaining_header(ctx: RequestContext, ticket: Ticket, micros: int) -> None:
         if ticket.budget_remaining_micros is not None:
             left = ticket.budget_remaining_micros + ticket.claim.reserve_micros - micros
             ctx.response_headers["x-tollway-budget-remaining-usd"] = _usd(left)
-        return response
 
     def on_complete(self, ctx: RequestContext) -> Awaitable[None] | None:
         """Settle whatever is still held, whatever ended the request."""
         ticket = ctx.ticket
-        if (ticket is None or ticket.settled) and not ctx.deployment_tickets:
+        held = ticket is not None and not ticket.settled
+        if not held and not ctx.deployment_tickets:
             return None
-        return self._settle_rest(ctx)
+        if self._service.immediate is None or ctx.deployment_tickets:
+            return self._settle_rest(ctx)
+        assert ticket is not None
+        self._service.settle_now(ticket, *_actual(ctx), ctx.budgets)
+        return None
 
     async def _settle_rest(self, ctx: RequestContext) -> None:
         ticket = ctx.ticket
         if ticket is not None and not ticket.settled:
-            await self._settle(ctx, ticket)
+            await self._service.settle(ticket, *_actual(ctx), ctx.budgets)
         if ctx.deployment_tickets:
             tokens = ctx.usage.total_tokens if ctx.usage is not None else 0
             for held in ctx.deployment_tickets:
                 if not held.settled:
                     await self._service.settle(held, tokens, 0)
 
-    async def _settle(self, ctx: RequestContext, ticket: Ticket) -> int:
-        # A request no provider answered used and cost nothing; a cut stream's usage was
-        # counted by the metering (pricing/metering.py) before this runs.
-        usage = ctx.usage
-        tokens = usage.total_tokens if usage is not None else 0
-        micros = to_micros(ctx.cost_usd) if ctx.cost_usd else 0
-        await self._service.settle(ticket, tokens, micros, ctx.budgets)
-        return micros
+
+def _actual(ctx: RequestContext) -> tuple[int, int]:
+    """The tokens and micro-dollars a request used, to settle with. A request no provider
+    answered used and cost nothing; a cut stream's usage was counted by the metering
+    (pricing/metering.py) before this runs."""
+    usage = ctx.usage
+    tokens = usage.total_tokens if usage is not None else 0
+    return tokens, to_micros(ctx.cost_usd) if ctx.cost_usd else 0
 
 
 def _tokens_left(remaining: tuple[float | None, float | None] | None) -> float:

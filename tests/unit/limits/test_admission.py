@@ -1,0 +1,146 @@
+"""The admission stage on the in-memory backend: plain calls for what never waits.
+
+With limits in memory an admitted request is admitted and settled by plain calls (nothing
+for the pipeline to await); only a refusal, which may shrink and ask again, is a coroutine.
+The same cases on Redis, where every step is awaited, are in tests/integration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from tollway.auth.principal import Principal
+from tollway.config.schema import Settings
+from tollway.core.context import RequestContext
+from tollway.core.errors import RateLimited
+from tollway.core.types import ChatResponse, Usage
+from tollway.limits.memory import MemoryLimiter
+from tollway.limits.service import LimitService
+from tollway.limits.stage import Admission
+from tollway.pricing.metering import Metering
+from tollway.pricing.tokens import TokenCounter
+from tollway.routing.table import build_routing_table
+from tollway.wire.openai_request import request_from_wire
+
+PRICE = {"input": 2.5, "output": 10.0}  # USD per 1M tokens
+KEY = Principal(kind="key", id="key_1")
+
+
+def _stage(limits: dict[str, Any]) -> tuple[Admission, LimitService, Metering, Settings]:
+    settings = Settings.model_validate(
+        {
+            "models": [
+                {
+                    "name": "chat",
+                    "deployments": [
+                        {"provider": "openai", "model": "gpt-4o", "api_base": "http://x/v1",
+                         "price": PRICE},
+                    ],
+                }
+            ],
+            "limits": limits,
+        }
+    )  # fmt: skip
+    table = build_routing_table(settings, None)
+    service = LimitService(settings.limits, MemoryLimiter(), None)
+    metering = Metering(TokenCounter())
+
+    def count(ctx: RequestContext) -> int:
+        return metering.input_tokens(ctx, "openai", "gpt-4o")
+
+    return Admission(service, table, count), service, metering, settings
+
+
+def _context(max_tokens: int | None = 100) -> RequestContext:
+    body: dict[str, Any] = {"model": "chat", "messages": [{"role": "user", "content": "Hi"}]}
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
+    return RequestContext("req_1", "chat", "chat", {}, principal=KEY, chat=request_from_wire(body))
+
+
+def _answered(ctx: RequestContext, metering: Metering, settings: Settings) -> None:
+    """What the pipeline does before the response stages: the deployment and its cost."""
+    ctx.deployment = build_routing_table(settings, None).candidates("chat", "chat")[0]
+    ctx.usage = Usage(input_tokens=8, output_tokens=20)
+    metering.settle(ctx)
+
+
+def test_an_admitted_request_is_admitted_and_settled_without_awaiting() -> None:
+    stage, service, metering, settings = _stage(
+        {
+            "models": {"chat": {"tpm": 10_000, "rpm": 10}},
+            "budgets": [{"scope": "org", "id": "*", "period": "month", "limit_usd": 1.0}],
+        }
+    )
+    ctx = _context()
+    assert stage.on_request(ctx) is None  # nothing to await: admitted at once
+    ticket = ctx.ticket
+    assert ticket is not None and not ticket.settled
+    headers = ctx.response_headers
+    assert headers["x-ratelimit-remaining-requests"] == "9"
+    # 1.0 USD less the worst case reserved: input at 2.5/M and all 100 output tokens at 10/M.
+    reserved = ticket.claim.reserve_micros
+    assert reserved == -(-(ctx.input_tokens_estimate or 0) * 25 // 10) + 1_000
+    assert headers["x-tollway-budget-remaining-usd"] == f"0.{1_000_000 - reserved:06d}"
+
+    _answered(ctx, metering, settings)
+    response = ChatResponse(id="c", model="gpt-4o", created=0, choices=[])
+    assert stage.on_response(ctx, response) is None  # settled at once too
+    assert ticket.settled
+    cost = 8 * 25 // 10 + 20 * 10  # micro-dollars: 8 input tokens, 20 output tokens
+    assert headers["x-tollway-budget-remaining-usd"] == f"0.{1_000_000 - cost:06d}"
+    assert stage.on_complete(ctx) is None  # nothing left to settle
+    account = service.account(service.book.budgets_for(KEY)[0])
+    assert service.limiter.known_spent(account) == cost
+
+
+def test_a_stream_is_settled_at_completion_without_awaiting() -> None:
+    stage, service, metering, settings = _stage(
+        {"budgets": [{"scope": "key", "id": "key_1", "period": "day", "limit_usd": 5.0}]}
+    )
+    ctx = _context()
+    assert stage.on_request(ctx) is None
+    _answered(ctx, metering, settings)  # streams have no on_response: on_complete settles
+    assert stage.on_complete(ctx) is None
+    assert ctx.ticket is not None and ctx.ticket.settled
+    account = service.account(service.book.budgets_for(KEY)[0])
+    assert service.limiter.known_spent(account) == 8 * 25 // 10 + 20 * 10
+
+
+def test_a_refusal_is_raised_when_awaited() -> None:
+    stage, _, _, _ = _stage(
+        {"budgets": [{"scope": "org", "id": "*", "period": "month", "limit_usd": 0.0005}]}
+    )
+    ctx = _context(max_tokens=1_000)  # 0.01 USD of output: more than the budget
+    pending = stage.on_request(ctx)
+    assert pending is not None
+    with pytest.raises(RateLimited) as refused:
+        asyncio.run(_wait(pending))
+    assert refused.value.code == "budget_exceeded"
+    assert ctx.ticket is None  # a refusal holds nothing
+
+
+def test_a_shrinking_budget_lowers_max_tokens_and_admits() -> None:
+    stage, _, _, _ = _stage(
+        {
+            "budgets": [
+                {"scope": "org", "id": "*", "period": "month", "limit_usd": 0.0005,
+                 "policy": "shrink"},
+            ]
+        }
+    )  # fmt: skip
+    ctx = _context(max_tokens=1_000)
+    pending = stage.on_request(ctx)
+    assert pending is not None  # refused first, then asked again: awaited
+    asyncio.run(_wait(pending))
+    assert ctx.chat is not None and ctx.chat.max_tokens is not None
+    assert 0 < ctx.chat.max_tokens < 50  # 500 micro-dollars at 10 per output token, less input
+    assert ctx.response_headers["x-tollway-budget-max-tokens"] == str(ctx.chat.max_tokens)
+    assert ctx.ticket is not None and ctx.ticket.claim.reserve_micros <= 500
+
+
+async def _wait(pending: Any) -> None:
+    await pending
