@@ -128,7 +128,9 @@ class LimitService:
         thresholds = self.config.alert_thresholds
         events: list[BudgetEvent] = []
         utilisation = self.utilisation
-        for budget, result in zip(budgets, settled, strict=False):
+        # One result per budget, in order. No ``strict=``: a keyword makes ``zip`` parse its
+        # arguments the slow way, and settlement runs for every request under a budget.
+        for budget, result in zip(budgets, settled):  # noqa: B905
             self._touched.add(result.account)
             events += crossings(budget, result, thresholds)
             if utilisation is not None and budget.limit_micros:

@@ -302,7 +302,11 @@ class Admission(Stage):
         limits = ticket.claim.limits
         if limits:
             remaining = ticket.remaining
-            scope, spec = min(limits, key=lambda s: _tokens_left(remaining.get(s[0])))
+            # The headers describe the tightest scope: the one with the fewest tokens left.
+            if len(limits) == 1:  # the usual case, without min()'s keyword call
+                scope, spec = limits[0]
+            else:
+                scope, spec = min(limits, key=lambda s: _tokens_left(remaining.get(s[0])))
             requests, tokens = remaining.get(scope, (None, None))
             if spec.rpm is not None and requests is not None:
                 headers["x-ratelimit-limit-requests"] = str(spec.rpm)
