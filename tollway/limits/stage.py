@@ -324,11 +324,6 @@ class Admission(Stage):
         spec = self._service.book.deployment(deployment.id)
         if spec is None:
             return None
-        return self._take_deployment(ctx, deployment, spec)
-
-    async def _take_deployment(
-        self, ctx: RequestContext, deployment: Deployment, spec: RateSpec
-    ) -> None:
         # Called once per deployment per request: retries on it run under this one claim.
         tokens = ctx.input_tokens_estimate
         if tokens is None:
@@ -337,7 +332,21 @@ class Admission(Stage):
             tokens += ctx.chat.max_tokens or self._service.config.default_max_output
         scope = "deployment:" + deployment.id
         claim = Claim(ctx.request_id, [(scope, spec)], tokens, hold_s=self._service.config.hold)
-        outcome = await self._admit(claim)
+        immediate = self._service.immediate
+        if immediate is None:
+            return self._take_deployment(ctx, deployment, claim)
+        self._took(ctx, deployment, immediate.admit_now(claim))
+        return None
+
+    async def _take_deployment(
+        self, ctx: RequestContext, deployment: Deployment, claim: Claim
+    ) -> None:
+        self._took(ctx, deployment, await self._admit(claim))
+
+    @staticmethod
+    def _took(
+        ctx: RequestContext, deployment: Deployment, outcome: Ticket | Refusal | None
+    ) -> None:
         if isinstance(outcome, Refusal):
             error = _refused(outcome)
             raise DeploymentBusy(
@@ -354,14 +363,19 @@ class Admission(Stage):
         """A failed attempt used nothing of its deployment's limits: give them back now."""
         if attempt.error is None or not ctx.deployment_tickets:
             return None
-        return self._give_back(ctx, attempt)
-
-    async def _give_back(self, ctx: RequestContext, attempt: Attempt) -> None:
-        assert ctx.deployment_tickets is not None
         scope = "deployment:" + attempt.deployment.id
-        for ticket in ctx.deployment_tickets:
-            if not ticket.settled and ticket.claim.limits[0][0] == scope:
-                await self._service.settle(ticket, 0, 0)
+        held = [
+            t for t in ctx.deployment_tickets if not t.settled and t.claim.limits[0][0] == scope
+        ]
+        if self._service.immediate is None:
+            return self._give_back(held)
+        for ticket in held:
+            self._service.settle_now(ticket, 0, 0)
+        return None
+
+    async def _give_back(self, held: list[Ticket]) -> None:
+        for ticket in held:
+            await self._service.settle(ticket, 0, 0)
 
     # --- settlement ---------------------------------------------------------------------
 
@@ -399,21 +413,25 @@ class Admission(Stage):
         held = ticket is not None and not ticket.settled
         if not held and not ctx.deployment_tickets:
             return None
-        if self._service.immediate is None or ctx.deployment_tickets:
+        if self._service.immediate is None:
             return self._settle_rest(ctx)
-        assert ticket is not None
-        self._service.settle_now(ticket, *_actual(ctx), ctx.budgets)
+        settle = self._service.settle_now
+        if ticket is not None and not ticket.settled:
+            settle(ticket, *_actual(ctx), ctx.budgets)
+        tokens = ctx.usage.total_tokens if ctx.usage is not None else 0
+        for kept in ctx.deployment_tickets or ():
+            if not kept.settled:
+                settle(kept, tokens, 0)
         return None
 
     async def _settle_rest(self, ctx: RequestContext) -> None:
         ticket = ctx.ticket
         if ticket is not None and not ticket.settled:
             await self._service.settle(ticket, *_actual(ctx), ctx.budgets)
-        if ctx.deployment_tickets:
-            tokens = ctx.usage.total_tokens if ctx.usage is not None else 0
-            for held in ctx.deployment_tickets:
-                if not held.settled:
-                    await self._service.settle(held, tokens, 0)
+        tokens = ctx.usage.total_tokens if ctx.usage is not None else 0
+        for kept in ctx.deployment_tickets or ():
+            if not kept.settled:
+                await self._service.settle(kept, tokens, 0)
 
 
 def _actual(ctx: RequestContext) -> tuple[int, int]:

@@ -14,8 +14,8 @@ import pytest
 
 from tollway.auth.principal import Principal
 from tollway.config.schema import Settings
-from tollway.core.context import RequestContext
-from tollway.core.errors import RateLimited
+from tollway.core.context import Attempt, RequestContext
+from tollway.core.errors import DeploymentBusy, RateLimited, UpstreamUnavailable
 from tollway.core.types import ChatResponse, Usage
 from tollway.limits.memory import MemoryLimiter
 from tollway.limits.service import LimitService
@@ -37,7 +37,7 @@ def _stage(limits: dict[str, Any]) -> tuple[Admission, LimitService, Metering, S
                     "name": "chat",
                     "deployments": [
                         {"provider": "openai", "model": "gpt-4o", "api_base": "http://x/v1",
-                         "price": PRICE},
+                         "price": PRICE, "id": "dep-a"},
                     ],
                 }
             ],
@@ -140,6 +140,31 @@ def test_a_shrinking_budget_lowers_max_tokens_and_admits() -> None:
     assert 0 < ctx.chat.max_tokens < 50  # 500 micro-dollars at 10 per output token, less input
     assert ctx.response_headers["x-tollway-budget-max-tokens"] == str(ctx.chat.max_tokens)
     assert ctx.ticket is not None and ctx.ticket.claim.reserve_micros <= 500
+
+
+def test_a_deployment_limit_is_taken_given_back_and_settled_without_awaiting() -> None:
+    # Each request claims its input (a few tokens) and its 100 output tokens: two fit in 250.
+    stage, service, metering, settings = _stage({"deployments": {"dep-a": {"tpm": 250}}})
+    deployment = build_routing_table(settings, None).candidates("chat", "chat")[0]
+    failed = _context()
+    assert stage.on_request(failed) is None  # no limit on the request itself
+    assert stage.on_attempt(failed, deployment) is None
+    attempt = Attempt(deployment, 0.0, error=UpstreamUnavailable("upstream down"))
+    assert stage.on_attempt_end(failed, attempt) is None  # a failed attempt gives it back
+    assert failed.deployment_tickets is not None and failed.deployment_tickets[0].settled
+
+    served = [_context(), _context()]  # the given-back tokens leave room for two more
+    for ctx in served:
+        assert stage.on_attempt(ctx, deployment) is None
+    with pytest.raises(DeploymentBusy):
+        stage.on_attempt(_context(), deployment)  # a third does not fit: next candidate
+    for ctx in served:
+        _answered(ctx, metering, settings)
+        assert stage.on_complete(ctx) is None
+        assert ctx.deployment_tickets is not None and ctx.deployment_tickets[0].settled
+    # Settled at what they used (8 + 20 tokens each): the next request fits again.
+    assert stage.on_attempt(_context(), deployment) is None
+    assert service.book.deployment("dep-a") is not None
 
 
 async def _wait(pending: Any) -> None:
