@@ -7,7 +7,8 @@ calls, with id and name on its first fragment and ``partial_json`` as argument f
 with the usage of ``message_start`` and ``message_delta`` combined. Blocks the gateway does not
 model (thinking, ...) travel in the chunk's ``extra`` so an Anthropic client gets them back.
 
-Client (``StreamWriter``): chunks from any upstream become ``message_start``, then per block
+Client (``StreamWriter``): chunks from any upstream become ``message_start`` (with the input
+usage an Anthropic upstream gave at its start) and a ``ping``, then per block
 ``content_block_start`` / ``content_block_delta``s / ``content_block_stop`` (a text block, then
 one ``tool_use`` block per tool call, each closed before the next opens), then
 ``message_delta`` (stop reason, cumulative usage) and ``message_stop``.
@@ -33,6 +34,7 @@ from tollway.wire.anthropic_response import (
 from tollway.wire.crossing import chunk_for
 
 _MESSAGE_STOP = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+_PING = b'event: ping\ndata: {"type":"ping"}\n\n'
 
 
 class StreamReader:
@@ -62,7 +64,12 @@ class StreamReader:
             message = event["message"]
             self._id, self._model = str(message["id"]), str(message["model"])
             self._usage = dict(message.get("usage") or {})
-            return self._chunk(ChunkChoice(index=0, role="assistant"))
+            first = self._chunk(ChunkChoice(index=0, role="assistant"))
+            # What ``message_start`` says of the input, for an Anthropic client's own
+            # ``message_start`` (an extra: another format's client never sees it, and the
+            # request's usage stays unknown until the stream says it in full).
+            first.extra["message_usage"] = dict(self._usage)
+            return first
         if kind == "content_block_start":
             return self._block_start(int(event["index"]), event["content_block"])
         if kind == "content_block_delta":
@@ -108,7 +115,8 @@ class StreamReader:
         kind = delta["type"]
         if kind == "text_delta":
             return self._chunk(ChunkChoice(index=0, content=str(delta["text"])))
-        if kind != "input_json_delta":
+        if kind != "input_json_delta" or index not in self._tool_of_block:
+            # Deltas of blocks not modelled (thinking, server tools' input) travel as they are.
             return self._chunk(ChunkChoice(index=0, extra={"delta": delta}))
         fragment = str(delta.get("partial_json") or "")
         if not fragment:
@@ -175,10 +183,11 @@ class StreamWriter:
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            # Input usage is only known here when the first chunk carries it.
-            "usage": usage_to_wire(chunk.usage or Usage()),
+            # Input usage is only known here when the upstream said it at its start.
+            "usage": chunk.extra.get("message_usage") or usage_to_wire(chunk.usage or Usage()),
         }
-        return event("message_start", {"type": "message_start", "message": message})
+        # Anthropic's own streams send a ping after ``message_start``.
+        return event("message_start", {"type": "message_start", "message": message}) + _PING
 
     def _choice(self, choice: ChunkChoice, out: list[bytes]) -> None:
         if "content_block" in choice.extra:

@@ -742,10 +742,11 @@ def test_anthropic_stream_passes_through_the_gateway_unchanged(
     written += writer.finish()
     assert reader.done
     assert chunks[-1].choices == [] and chunks[-1].usage == usage_from_wire(usage)
-    # What changes: no pings, no empty fragments, input usage moves from the start to the end.
-    expected = [e for e in events if e["type"] != "ping" and e.get("delta") != {
+    # What changes: no empty fragments, and the final usage is cumulative (the start's input
+    # usage, and its ping after it, stay as they came).
+    expected = [e for e in events if e.get("delta") != {
         "type": "input_json_delta", "partial_json": ""}]  # fmt: skip
-    expected[0]["message"]["usage"] = dict.fromkeys(usage, 0)
+    assert expected[1] == {"type": "ping"}
     expected[-2]["usage"] = usage
     assert [payload for _, payload in parse_events(written)] == expected
 
@@ -810,6 +811,7 @@ def test_openai_stream_becomes_anthropic_events() -> None:
     events = parse_events(data + writer.finish())
     assert [name for name, _ in events] == [
         "message_start",
+        "ping",
         "content_block_start",
         "content_block_delta",
         "content_block_delta",
@@ -825,14 +827,14 @@ def test_openai_stream_becomes_anthropic_events() -> None:
     ]
     start = events[0][1]["message"]
     assert start["id"] == "chatcmpl-1" and "system_fingerprint" not in start
-    assert events[5][1]["content_block"] == {
+    assert events[6][1]["content_block"] == {
         "type": "tool_use",
         "id": "call_0",
         "name": "a",
         "input": {},
     }
-    assert [events[i][1]["index"] for i in (1, 5, 8)] == [0, 1, 2]
-    assert events[6][1]["delta"] == {"type": "input_json_delta", "partial_json": '{"x": 1}'}
+    assert [events[i][1]["index"] for i in (2, 6, 9)] == [0, 1, 2]
+    assert events[7][1]["delta"] == {"type": "input_json_delta", "partial_json": '{"x": 1}'}
     assert events[-2][1] == {
         "type": "message_delta",
         "delta": {"stop_reason": "tool_use", "stop_sequence": None},
@@ -843,6 +845,45 @@ def test_openai_stream_becomes_anthropic_events() -> None:
             "output_tokens": 12,
         },
     }
+
+
+def test_server_tool_blocks_stream_through_as_they_came() -> None:
+    # Anthropic's server tools (web search, code execution): a ``server_tool_use`` block with
+    # input_json_delta fragments, then its result block; neither is a client tool call.
+    usage = {"input_tokens": 12, "cache_creation_input_tokens": 0,
+             "cache_read_input_tokens": 3, "output_tokens": 1}  # fmt: skip
+    search = {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {}}
+    found = {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": []}
+    events: list[dict[str, Any]] = [
+        {"type": "message_start", "message": {
+            "id": "msg_1", "type": "message", "role": "assistant", "model": "claude",
+            "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}},
+        {"type": "ping"},
+        {"type": "content_block_start", "index": 0, "content_block": search},
+        {"type": "content_block_delta", "index": 0,
+         "delta": {"type": "input_json_delta", "partial_json": '{"query": "tolls"}'}},
+        {"type": "content_block_stop", "index": 0},
+        {"type": "content_block_start", "index": 1, "content_block": found},
+        {"type": "content_block_stop", "index": 1},
+        {"type": "content_block_start", "index": 2, "content_block": {"type": "text", "text": ""}},
+        {"type": "content_block_delta", "index": 2,
+         "delta": {"type": "text_delta", "text": "Found it."}},
+        {"type": "content_block_stop", "index": 2},
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+         "usage": {"output_tokens": 20}},
+        {"type": "message_stop"},
+    ]  # fmt: skip
+    reader, writer = StreamReader(), StreamWriter()
+    written = b""
+    for raw in sse(events):
+        chunk = reader.feed(raw)
+        if chunk is not None:
+            assert not any(c.tool_calls for c in chunk.choices)  # not a client tool call
+            written += writer.feed(chunk)
+    written += writer.finish()
+    expected = [dict(e) for e in events]
+    expected[-2] = {**expected[-2], "usage": {**usage, "output_tokens": 20}}
+    assert [payload for _, payload in parse_events(written)] == expected
 
 
 def test_interleaved_tool_call_fragments_are_a_protocol_error() -> None:
