@@ -84,7 +84,11 @@ def gateway(log_dir: Path, sims: tuple[str, str]) -> Iterator[str]:
             {"name": "guarded", "deployments": [_deployment(a, "guarded-a")],
              "fallbacks": ["shelter"]},
             {"name": "shelter", "deployments": [_deployment(b, "shelter-b")]},
+            _pair("probed", a, b),
         ],
+        # The probed group's primary has a token limit of its own (issue 5's per-deployment
+        # limits), so admission can refuse it while its circuit waits for a probe.
+        "limits": {"deployments": {"probed-primary": {"tpm": 1000}}},
     }  # fmt: skip
     with running_gateway(log_dir, config) as (url, _):
         yield url
@@ -300,3 +304,26 @@ def test_deployment_health_never_shows_a_credential(gateway: str) -> None:
     text = httpx.get(gateway + "/admin/deployments", headers=ADMIN).text
     assert "api_key" not in text and "Bearer" not in text
     assert '"circuit"' in text
+
+
+def test_a_probe_refused_by_the_deployments_own_limit_goes_to_the_next_request(
+    gateway: str, sims: tuple[str, str]
+) -> None:
+    # Most of the primary's 1,000 tokens a minute taken by one long prompt it answers.
+    long = [{"role": "user", "content": "toll " * 850}]
+    assert _chat(gateway, "probed", messages=long).headers["x-tollway-deployment"] == (
+        "probed-primary"
+    )
+    _sim_config(sims[0], fault="status:500")
+    for _ in range(3):  # the failure threshold: the circuit opens, the backup answers
+        assert _chat(gateway, "probed").headers["x-tollway-deployment"] == "probed-backup"
+    _sim_config(sims[0], fault=None)
+    assert _health(gateway)["probed-primary"]["circuit"] == "open"
+    time.sleep(1.2)  # the cooldown: the next request may probe the primary
+    # Too large for what is left of the primary's minute: its own limit refuses it before
+    # any call, and the backup answers. The probe it had claimed must not be lost with it.
+    big = _chat(gateway, "probed", max_tokens=600)
+    assert big.status_code == 200 and big.headers["x-tollway-deployment"] == "probed-backup"
+    small = _chat(gateway, "probed")  # fits: it is the probe, and it closes the circuit
+    assert small.headers["x-tollway-deployment"] == "probed-primary"
+    assert _health(gateway)["probed-primary"]["circuit"] == "closed"

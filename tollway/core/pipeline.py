@@ -349,10 +349,14 @@ class Pipeline:
         streaming: bool,
     ) -> _Result:
         """``once`` on ``deployment``, retried on transient failures; raises the last one."""
-        for stage in self._attempt_stages:
-            pending = stage.on_attempt(ctx, deployment)
-            if pending is not None:
-                await pending
+        try:
+            for stage in self._attempt_stages:
+                pending = stage.on_attempt(ctx, deployment)
+                if pending is not None:
+                    await pending
+        except BaseException:
+            self._health.released(health)  # refused before any call: not its failure
+            raise
         for retry in range(retries + 1):
             if retry:
                 cap = min(self._backoff_max, self._backoff * 2 ** (retry - 1))

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import Literal
 
 from tollway.config.schema import RoutingConfig
-from tollway.core.errors import GatewayError, UpstreamStatusError
+from tollway.core.errors import GatewayError, UpstreamStatusError, UpstreamTimeout
 
 CircuitState = Literal["closed", "open", "half_open"]
 _ERROR_ALPHA = 0.1  # weight of the newest outcome in the error-rate average
@@ -147,8 +147,12 @@ class HealthBook:
             if health.state == "half_open":
                 health.probing = False
             return
-        # A slow failure still tells how slow the deployment is.
-        health.ewma_latency = _ewma(health.ewma_latency, latency, self.config.latency_alpha)
+        # A slow failure still tells how slow the deployment is; a timeout says too that its
+        # first token came no sooner (the latency strategy ranks by time to first token).
+        alpha = self.config.latency_alpha
+        health.ewma_latency = _ewma(health.ewma_latency, latency, alpha)
+        if isinstance(error, UpstreamTimeout):
+            health.ewma_ttft = _ewma(health.ewma_ttft, latency, alpha)
         health.consecutive_failures += 1
         if health.state == "half_open" or (
             health.consecutive_failures >= self.config.failure_threshold
@@ -156,6 +160,12 @@ class HealthBook:
             self._moved(health, "open")
             health.opened_at = now
             health.open_until = now + self.config.cooldown
+            health.probing = False
+
+    def released(self, health: DeploymentHealth) -> None:
+        """The deployment was refused before any call (a stage, such as its own rate limit,
+        turned it down): a probe it had claimed goes to the next request."""
+        if health.state == "half_open":
             health.probing = False
 
     def abandoned(self, health: DeploymentHealth) -> None:

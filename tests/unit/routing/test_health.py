@@ -5,7 +5,12 @@ from __future__ import annotations
 import time
 
 from tollway.config.schema import RoutingConfig
-from tollway.core.errors import InvalidRequest, UpstreamStatusError, UpstreamUnavailable
+from tollway.core.errors import (
+    InvalidRequest,
+    UpstreamStatusError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from tollway.routing.health import HealthBook
 
 CONFIG = RoutingConfig(failure_threshold=3, cooldown=0.2, rate_limit_cooldown=0.5)
@@ -74,6 +79,20 @@ def test_latency_averages_move_towards_new_samples() -> None:
         book.succeeded(health, latency, latency / 2)
     assert health.ewma_latency is not None and 0.1 < health.ewma_latency < 0.5
     assert health.ewma_ttft is not None and health.ewma_ttft < health.ewma_latency
+
+
+def test_a_timeout_slows_the_time_to_first_token_the_latency_strategy_ranks_by() -> None:
+    book = HealthBook(RoutingConfig(failure_threshold=100))
+    health = book.of("d")
+    book.started(health)
+    book.succeeded(health, 0.2, 0.01)  # fast so far
+    for _ in range(3):  # then its first byte stops coming: each wait ends at the timeout
+        book.started(health)
+        book.failed(health, UpstreamTimeout("nothing", phase="first_byte"), 5.0)
+    assert health.ewma_ttft is not None and health.ewma_ttft > 1.0
+    book.started(health)
+    book.failed(health, UpstreamUnavailable("reset"), 0.001)  # other failures: no TTFT
+    assert health.ewma_ttft > 1.0
 
 
 def test_provider_auth_and_missing_model_answers_fail_over() -> None:
