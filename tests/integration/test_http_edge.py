@@ -76,6 +76,34 @@ async def test_bad_requests_are_400_in_openai_shape(
     assert headers["x-request-id"]
 
 
+def _nested(depth: int) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    for _ in range(depth):
+        schema = {"type": "object", "properties": {"x": schema}}
+    return schema
+
+
+async def test_json_nested_too_deep_to_send_on_is_400_before_any_call(gateway_url: str) -> None:
+    tool = {"type": "function", "function": {"name": "deep", "parameters": _nested(100)}}
+    status, _, headers = await post(gateway_url + CHAT, {**HELLO, "tools": [tool]})
+    assert status == 200  # deep, but not too deep to be sent on
+    tool["function"]["parameters"] = _nested(130)  # two levels each: over the 255 allowed
+    status, payload, headers = await post(gateway_url + CHAT, {**HELLO, "tools": [tool]})
+    assert status == 400
+    assert_openai_error(payload, "invalid_request_error")
+    assert "255 levels" in payload["error"]["message"]
+    assert "x-tollway-attempts" not in headers  # no deployment was tried, none was harmed
+
+
+async def test_a_body_that_is_not_its_content_encoding_is_400(gateway_url: str) -> None:
+    status, payload, _ = await post(
+        gateway_url + CHAT, json.dumps(HELLO).encode(), {"Content-Encoding": "gzip"}
+    )
+    assert status == 400
+    assert_openai_error(payload, "invalid_request_error")
+    assert "gzip" in payload["error"]["message"]
+
+
 async def test_body_over_the_limit_is_413(gateway_url: str) -> None:
     huge = {**HELLO, "messages": [{"role": "user", "content": "x" * (9 * 1024 * 1024)}]}
     status, payload, _ = await post(gateway_url + CHAT, huge)

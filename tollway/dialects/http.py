@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("tollway.dialects")
 
 _MAX_REQUEST_ID = 128
+_MAX_DEPTH = 255  # levels of JSON nesting orjson encodes
 # Never forwarded whatever the patterns say: client credentials and hop-by-hop headers.
 _NEVER_FORWARDED = frozenset(
     {
@@ -71,6 +72,11 @@ async def read_json_object(request: web.Request, max_size: int) -> dict[str, Any
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(f"Request body is over the limit of {max_size} bytes.") from None
+    except web.RequestPayloadError:  # e.g. a body that is not the gzip it says it is
+        encoding = request.headers.get("Content-Encoding", "none")
+        raise InvalidRequest(
+            f"Request body cannot be read with its Content-Encoding ({encoding})."
+        ) from None
     if not raw:
         raise InvalidRequest("Request body is empty; send a JSON object.")
     try:
@@ -79,6 +85,16 @@ async def read_json_object(request: web.Request, max_size: int) -> dict[str, Any
         raise InvalidRequest(f"Request body is not valid JSON: {exc.msg}.") from None
     if not isinstance(body, dict):
         raise InvalidRequest("Request body must be a JSON object.")
+    if raw.count(b"{") + raw.count(b"[") > _MAX_DEPTH:
+        # Only a body with that many brackets can nest too deep for the JSON the gateway
+        # writes upstream (the parser takes 1,024 levels, the encoder 255): checked in full
+        # only then, so it is a clear 400 here, not a failed upstream call later.
+        try:
+            orjson.dumps(body)
+        except orjson.JSONEncodeError:
+            raise InvalidRequest(
+                f"Request body nests JSON more than {_MAX_DEPTH} levels deep."
+            ) from None
     return body
 
 

@@ -17,13 +17,13 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-import orjson
 from yarl import URL
 
 from tollway.core.errors import UpstreamProtocolError, UpstreamUnavailable
 from tollway.core.types import ChatChunk, ChatRequest, ChatResponse, Deployment
 from tollway.providers.base import ProviderResources, ProviderSpec
 from tollway.providers.eventstream import EventStreamDecoder
+from tollway.providers.http import encoded
 from tollway.providers.sigv4 import AwsKey, SigV4Signer
 from tollway.wire.bedrock_request import request_to_wire
 from tollway.wire.bedrock_response import error_from_wire, response_from_wire
@@ -48,7 +48,7 @@ class BedrockProvider:
         self, request: ChatRequest, deployment: Deployment, action: str
     ) -> tuple[URL, bytes, dict[str, str], str | None]:
         """URL, body and headers of a call, credential included, and the secret (to scrub)."""
-        body = orjson.dumps(request_to_wire(request))
+        body = encoded(request_to_wire(request))
         url = f"{deployment.api_base}/model/{quote(deployment.model, safe='')}/{action}"
         headers = {
             **request.upstream_headers,

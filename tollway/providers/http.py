@@ -16,6 +16,7 @@ import orjson
 from yarl import URL
 
 from tollway.core.errors import (
+    InvalidRequest,
     UpstreamError,
     UpstreamProtocolError,
     UpstreamStatusError,
@@ -90,10 +91,11 @@ class UpstreamClient:
         secret: str | None = None,
     ) -> tuple[bytes, Any]:
         """``post_json``, returning the answer's bytes as received with the parsed JSON."""
+        data = encoded(body)
         deadline = self._deadlines.watch(timeouts)
         try:
             response = await self._session.post(
-                url, data=_encoded(body), headers=headers, timeout=self._client_timeout(timeouts)
+                url, data=data, headers=headers, timeout=self._client_timeout(timeouts)
             )
             try:
                 if response.status >= 400:
@@ -154,10 +156,11 @@ class UpstreamClient:
         secret: str | None,
         read: Callable[[aiohttp.StreamReader], AsyncIterator[_Item]],
     ) -> AsyncIterator[_Item]:
+        data = encoded(body)
         deadline = self._deadlines.watch(timeouts)
         try:
             response = await self._session.post(
-                url, data=_encoded(body), headers=headers, timeout=self._client_timeout(timeouts)
+                url, data=data, headers=headers, timeout=self._client_timeout(timeouts)
             )
             try:
                 if response.status >= 400:
@@ -200,9 +203,18 @@ def _deadline_error(
     )
 
 
-def _encoded(body: Any) -> bytes:
-    # Bytes are a body already encoded, e.g. because a signature covers its exact bytes.
-    return body if isinstance(body, bytes) else orjson.dumps(body)
+def encoded(body: Any) -> bytes:
+    """The JSON of an upstream body; one that cannot be written is the client's request's
+    fault (a 400 before any call, never a failed attempt that counts against a deployment).
+
+    Bytes are a body already encoded, e.g. because a signature covers its exact bytes.
+    """
+    if isinstance(body, bytes):
+        return body
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError as exc:
+        raise InvalidRequest(f"The request cannot be sent upstream as JSON: {exc}.") from None
 
 
 async def _read_raw(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
