@@ -7,6 +7,7 @@ kind of machine it costs a tenth of httpx per request under load.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -30,6 +31,7 @@ ErrorParser = Callable[[Any], tuple[str, str | None, str | None, str | None]]
 """Turns an upstream error body into ``(message, type, code, param)``."""
 
 _MAX_ERROR_BODY = 64 * 1024
+_WHOLE_KEY = 8  # characters from which a key is masked even inside longer words
 _Item = TypeVar("_Item")
 
 
@@ -259,8 +261,7 @@ async def _status_error(
 ) -> Exception:
     raw = await response.content.read(_MAX_ERROR_BODY)
     if secret:
-        # Some providers echo the key they were sent (in part or whole) in auth errors.
-        raw = raw.replace(secret.encode(), b"***")
+        raw = scrub(raw, secret)
     try:
         parsed: Any = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -274,6 +275,20 @@ async def _status_error(
         param=param,
         retry_after=response.headers.get("retry-after"),
     )
+
+
+def scrub(raw: bytes, secret: str) -> bytes:
+    """``raw`` with ``secret`` masked wherever it occurs.
+
+    Some providers echo the key they were sent in auth errors. A short key (``x``, ``none``:
+    local servers take any) is masked only where it stands alone, so that ``max_tokens``
+    does not become ``ma***_tokens`` in the error the client reads.
+    """
+    if len(secret) >= _WHOLE_KEY:
+        return raw.replace(secret.encode(), b"***")
+    word = rb"[A-Za-z0-9_\-]"
+    pattern = rb"(?<!" + word + rb")" + re.escape(secret.encode()) + rb"(?!" + word + rb")"
+    return re.sub(pattern, b"***", raw)
 
 
 def _transport_error(exc: Exception, url: str | URL) -> UpstreamError:

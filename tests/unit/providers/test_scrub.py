@@ -1,0 +1,21 @@
+"""Provider keys echoed in upstream error bodies are masked before a client reads them."""
+
+from __future__ import annotations
+
+from tollway.providers.http import scrub
+
+
+def test_a_real_key_is_masked_wherever_it_occurs() -> None:
+    key = "sk-proj-abc123XYZ"
+    body = f'{{"message": "Incorrect API key provided: {key}. Also {key}_suffix"}}'.encode()
+    assert key.encode() not in scrub(body, key)
+    assert scrub(body, key).count(b"***") == 2
+
+
+def test_a_short_key_is_masked_only_where_it_stands_alone() -> None:
+    # Local servers (vLLM, Ollama, LM Studio) take any key, so deployments often send "x".
+    body = b'{"error": {"code": "rate_limit_exceeded", "param": "max_tokens", "key": "x"}}'
+    assert scrub(body, "x") == (
+        b'{"error": {"code": "rate_limit_exceeded", "param": "max_tokens", "key": "***"}}'
+    )
+    assert scrub(b"invalid key: none.", "none") == b"invalid key: ***."
