@@ -55,8 +55,9 @@ class RoutingTable:
                 param="model",
             )
         if group.kind != kind:
+            what = "an embedding" if group.kind == "embedding" else "a chat"
             raise InvalidRequest(
-                f"The model '{model}' is an {group.kind} model and cannot serve this endpoint.",
+                f"The model '{model}' is {what} model and cannot serve this endpoint.",
                 code="model_not_supported",
                 param="model",
             )

@@ -59,6 +59,19 @@ def is_foreign(wire_format: str | None, target: str) -> bool:
     return wire_format is not None and wire_format != target
 
 
+def _asks_nothing(value: object) -> bool:
+    """Whether a field's value is its default (null, false, zero, empty, text only, off),
+    so it crosses as absent: ``logprobs: false``, ``presence_penalty: 0``, ``logit_bias: {}``,
+    ``modalities: ["text"]``, ``thinking: {"type": "disabled"}``."""
+    if value is None or value is False or value == 0 or value == {} or value == []:
+        return True
+    return value == ["text"] or value == {"type": "disabled"}
+
+
+def _a(word: str) -> str:
+    return ("an " if word[:1] in ("a", "e", "i", "o", "u") else "a ") + word
+
+
 def request_for(request: ChatRequest, target: str) -> ChatRequest:
     """``request`` as a codec of ``target`` may write it: foreign extras checked and left out."""
     origin = request.wire_format
@@ -66,10 +79,9 @@ def request_for(request: ChatRequest, target: str) -> ChatRequest:
         return request
     droppable = DROPPABLE.get(origin, frozenset())
     for key, value in request.extra.items():
-        # null and false ask for nothing (e.g. ``logprobs: false``), so they cross as absent.
-        if key not in droppable and value is not None and value is not False:
+        if key not in droppable and not _asks_nothing(value):
             raise InvalidRequest(
-                f"'{key}' cannot be translated for a {target} deployment", param=key
+                f"'{key}' cannot be translated for {_a(target)} deployment", param=key
             )
     return replace(
         request,
@@ -93,7 +105,7 @@ def _plain_message(message: Message, target: str) -> Message:
 def _plain_part(part: ContentPart, target: str) -> ContentPart:
     if isinstance(part, OpaquePart):
         raise InvalidRequest(
-            f"content of type '{part.type}' cannot be translated for a {target} deployment",
+            f"content of type '{part.type}' cannot be translated for {_a(target)} deployment",
             param="messages",
         )
     if not part.extra:
@@ -105,7 +117,7 @@ def _plain_tool(tool: Tool, target: str) -> Tool:
     kind = tool.extra.get("type")
     if kind not in _FUNCTION_TOOL_TYPES:
         raise InvalidRequest(
-            f"tools of type '{kind}' cannot be translated for a {target} deployment",
+            f"tools of type '{kind}' cannot be translated for {_a(target)} deployment",
             param="tools",
         )
     return replace(tool, extra={}) if tool.extra else tool

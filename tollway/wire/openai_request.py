@@ -63,7 +63,14 @@ def request_from_wire(body: dict[str, Any]) -> ChatRequest:
             extra[key] = value
     if "max_completion_tokens" in body:
         # The newer name wins when a client sends both.
-        request.max_tokens = optional(body, "max_completion_tokens", int) or request.max_tokens
+        newer = optional(body, "max_completion_tokens", int)
+        if newer is not None:
+            request.max_tokens = newer
+    if request.max_tokens is not None and request.max_tokens < 1:
+        name = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
+        raise InvalidRequest(f"'{name}' must be at least 1", param=name)
+    if request.n is not None and request.n < 1:
+        raise InvalidRequest("'n' must be at least 1", param="n")
     request.stream = bool(request.stream)
     return request
 

@@ -392,9 +392,25 @@ def test_openai_hints_and_false_flags_cross_as_absent() -> None:
         "service_tier": "auto",
         "logprobs": False,
         "prompt_cache_key": "k",
+        # Defaults, which ask for nothing either.
+        "presence_penalty": 0,
+        "frequency_penalty": 0.0,
+        "logit_bias": {},
+        "top_logprobs": 0,
+        "modalities": ["text"],
     }
     wire = request_to_wire(openai_request.request_from_wire(body), "claude")
     assert set(wire) == {"model", "max_tokens", "messages"}
+
+
+def test_anthropic_thinking_off_crosses_as_absent() -> None:
+    body = {"model": "c", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}],
+            "thinking": {"type": "disabled"}}  # fmt: skip
+    wire = openai_request.request_to_wire(request_from_wire(body), "gpt")
+    assert "thinking" not in wire
+    body["thinking"] = {"type": "enabled", "budget_tokens": 2000}
+    with pytest.raises(InvalidRequest, match="for an openai deployment"):
+        openai_request.request_to_wire(request_from_wire(body), "gpt")
 
 
 def test_anthropic_request_translates_to_openai_without_anthropic_details() -> None:

@@ -370,7 +370,7 @@ def test_untranslatable_features_are_400s_naming_them(body: dict[str, Any], matc
 def test_gemini_only_features_are_400s_for_other_formats() -> None:
     body = {
         "contents": [{"parts": [{"text": "hi"}]}],
-        "safetySettings": [],
+        "safetySettings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}],
         "labels": {"team": "a"},
     }
     request = request_from_wire(body, "m")
