@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from yarl import URL
@@ -57,6 +58,8 @@ def _azure_url(deployment: Deployment, endpoint: str) -> str:
     )
 
 
+_OFFICIAL = "https://api.openai.com"
+
 OPENAI = OpenAIFlavor(url=_plain_url, auth_header="Authorization", auth_prefix="Bearer ")
 AZURE = OpenAIFlavor(url=_azure_url, auth_header="api-key", auth_prefix="")
 
@@ -79,6 +82,12 @@ class OpenAIProvider:
             url = self._urls[key] = URL(self._flavor.url(deployment, endpoint))
         return url
 
+    def _body(self, request: ChatRequest, deployment: Deployment) -> dict[str, Any]:
+        # OpenAI's own API names the output limit max_completion_tokens (its reasoning models
+        # refuse max_tokens); compatible servers may know only max_tokens.
+        official = deployment.api_base.startswith(_OFFICIAL)
+        return request_to_wire(request, deployment.model, completion_tokens=official)
+
     def _headers(
         self, deployment: Deployment, forwarded: dict[str, str]
     ) -> tuple[dict[str, str], str | None]:
@@ -95,7 +104,7 @@ class OpenAIProvider:
         headers, secret = self._headers(deployment, request.upstream_headers)
         body, raw = await self._client.post_json_body(
             self._url(deployment, "chat/completions"),
-            request_to_wire(request, deployment.model),
+            self._body(request, deployment),
             headers,
             deployment.timeouts,
             error_from_wire,
@@ -115,7 +124,7 @@ class OpenAIProvider:
         headers, secret = self._headers(deployment, request.upstream_headers)
         events = self._client.post_stream(
             self._url(deployment, "chat/completions"),
-            request_to_wire(request, deployment.model),
+            self._body(request, deployment),
             headers,
             deployment.timeouts,
             error_from_wire,

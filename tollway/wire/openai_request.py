@@ -119,11 +119,17 @@ _STRUCTURED: dict[str, Callable[[ChatRequest, Any], None]] = {
 }
 
 
-def request_to_wire(request: ChatRequest, model: str) -> dict[str, Any]:
+def request_to_wire(
+    request: ChatRequest, model: str, *, completion_tokens: bool = False
+) -> dict[str, Any]:
     """The upstream body for ``request`` addressed to the upstream ``model``.
 
     Streams always ask for usage so the gateway can account for every token; the client's
-    own ``include_usage`` is honoured on the way back out.
+    own ``include_usage`` is honoured on the way back out. The output limit keeps the name
+    an OpenAI client used; a request from another API names it ``max_completion_tokens``
+    when ``completion_tokens`` says the upstream wants that name (OpenAI's own API, whose
+    reasoning models refuse ``max_tokens``), else ``max_tokens``, which every compatible
+    server knows.
     """
     request = request_for(request, WIRE_FORMAT)
     body: dict[str, Any] = dict(request.extra)
@@ -134,7 +140,10 @@ def request_to_wire(request: ChatRequest, model: str) -> dict[str, Any]:
         body["stream_options"] = {"include_usage": True}
     if request.max_tokens is not None:
         # Keep the field name the client used: older compatible servers only know max_tokens.
-        key = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
+        newer = "max_completion_tokens" in body or (
+            completion_tokens and request.wire_format != WIRE_FORMAT
+        )
+        key = "max_completion_tokens" if newer else "max_tokens"
         body[key] = request.max_tokens
     _set_if(body, "temperature", request.temperature)
     _set_if(body, "top_p", request.top_p)

@@ -988,3 +988,19 @@ def test_an_answer_sent_as_it_came_is_parsed_for_its_usage_only() -> None:
         usage_from_answer({"id": "msg_2", "usage": body["usage"]})
     with pytest.raises(UpstreamProtocolError, match="usage"):
         usage_from_answer({**body, "usage": {"input_tokens": "many"}})
+
+
+def test_the_output_limit_is_named_as_the_openai_upstream_wants_it() -> None:
+    hello = [{"role": "user", "content": "x"}]
+    from_anthropic = request_from_wire({"model": "c", "max_tokens": 50, "messages": hello})
+    # OpenAI's own API (its reasoning models refuse max_tokens) and any compatible server.
+    official = openai_request.request_to_wire(from_anthropic, "o4-mini", completion_tokens=True)
+    assert official["max_completion_tokens"] == 50 and "max_tokens" not in official
+    compatible = openai_request.request_to_wire(from_anthropic, "llama")
+    assert compatible["max_tokens"] == 50 and "max_completion_tokens" not in compatible
+    # An OpenAI client's own choice of name is kept either way.
+    openai_body = {"model": "g", "max_tokens": 7, "messages": hello}
+    kept = openai_request.request_to_wire(
+        openai_request.request_from_wire(openai_body), "gpt-4o", completion_tokens=True
+    )
+    assert kept["max_tokens"] == 7 and "max_completion_tokens" not in kept
