@@ -229,6 +229,11 @@ def test_models_lists_configured_names(client: openai.OpenAI) -> None:
     assert client.models.retrieve("test-chat").id == "test-chat"
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("no-such-model")
+    # Named like every other answer, the client's own id honoured.
+    listed = client.models.with_raw_response.list(extra_headers={"x-request-id": "req-models"})
+    assert listed.headers["x-request-id"] == "req-models"
+    one = client.models.with_raw_response.retrieve("test-chat")
+    assert one.headers["x-request-id"].startswith("req_")
 
 
 def test_azure_deployment_is_served(client: openai.OpenAI, simulator_url: str) -> None:

@@ -131,7 +131,11 @@ class OpenAIDialect:
             for group in self._gateway.pipeline.routing.groups
             if principal.may_use(group.name)
         ]
-        return web.Response(body=orjson.dumps({"object": "list", "data": data}), content_type=_JSON)
+        return web.Response(
+            body=orjson.dumps({"object": "list", "data": data}),
+            content_type=_JSON,
+            headers={"x-request-id": request_id(request)},
+        )
 
     async def get_model(self, request: web.Request) -> web.Response:
         """``GET /v1/models/{model}``."""
@@ -148,7 +152,11 @@ class OpenAIDialect:
                     "created": self._gateway.started_at,
                     "owned_by": group.owned_by,
                 }
-                return web.Response(body=orjson.dumps(model), content_type=_JSON)
+                return web.Response(
+                    body=orjson.dumps(model),
+                    content_type=_JSON,
+                    headers={"x-request-id": request_id(request)},
+                )
         error = NotFound(
             f"The model '{name}' does not exist or you do not have access to it.",
             code="model_not_found",
