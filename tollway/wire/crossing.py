@@ -6,7 +6,10 @@ that came from another format passes it through here first:
 
 - top-level request fields that only steer storage, caching, billing or latency
   (``DROPPABLE``) are left out; any other is a 400 naming it, never a silent drop;
-- per-message, per-part and per-tool extras (labels, cache hints, annotations) are left out;
+- per-message, per-part and per-tool extras (labels, cache hints, annotations) are left out,
+  but a failed tool call (Anthropic's ``is_error``) is said in its result's text;
+- a prefilled answer (a final assistant message) is a 400 for OpenAI deployments, which
+  cannot continue one, and so is an image in a tool result;
 - content parts and tools the gateway does not model are a 400 naming their type;
 - answers and chunks lose their extras (they are the other format's details).
 
@@ -26,6 +29,7 @@ from tollway.core.types import (
     ChatResponse,
     Choice,
     ContentPart,
+    ImagePart,
     Message,
     OpaquePart,
     TextPart,
@@ -83,6 +87,13 @@ def request_for(request: ChatRequest, target: str) -> ChatRequest:
             raise InvalidRequest(
                 f"'{key}' cannot be translated for {_a(target)} deployment", param=key
             )
+    if target == "openai" and request.messages and request.messages[-1].role == "assistant":
+        # A prefilled answer: OpenAI's API starts a new answer instead of continuing it.
+        raise InvalidRequest(
+            "a final assistant message (a prefilled answer to continue) cannot be translated "
+            "for an openai deployment",
+            param="messages",
+        )
     return replace(
         request,
         messages=[_plain_message(message, target) for message in request.messages],
@@ -96,10 +107,30 @@ def _plain_message(message: Message, target: str) -> Message:
     content = message.content
     if isinstance(content, list):
         content = [_plain_part(part, target) for part in content]
+    if message.role == "tool":
+        content = _tool_result(message, content, target)
     calls = message.tool_calls
     if calls:
         calls = [replace(call, extra={}) if call.extra else call for call in calls]
     return replace(message, content=content, tool_calls=calls, extra={})
+
+
+def _tool_result(
+    message: Message, content: str | list[ContentPart] | None, target: str
+) -> str | list[ContentPart] | None:
+    """A tool result's content for a family without its origin's details: a failed call
+    (Anthropic's ``is_error``) says so in its text, since only the words reach the model."""
+    images = isinstance(content, list) and any(isinstance(p, ImagePart) for p in content)
+    if target == "openai" and images:  # OpenAI takes only text in a tool message
+        raise InvalidRequest(
+            "an image in a tool result cannot be translated for an openai deployment",
+            param="messages",
+        )
+    if message.extra.get("is_error") is True:
+        if isinstance(content, list):
+            return [TextPart("Error: "), *content]
+        return "Error: " + (content or "the tool call failed")
+    return content
 
 
 def _plain_part(part: ContentPart, target: str) -> ContentPart:

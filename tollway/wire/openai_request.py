@@ -300,6 +300,8 @@ def _message_to_wire(message: Message) -> dict[str, Any]:
     content = message.content
     if isinstance(content, list):
         out["content"] = [_part_to_wire(part) for part in content]
+    elif content is None and message.role == "tool":
+        out["content"] = ""  # a tool message must have content (an empty result)
     else:
         out["content"] = content
     if message.name is not None:

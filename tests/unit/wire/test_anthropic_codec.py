@@ -458,12 +458,49 @@ def test_anthropic_request_translates_to_openai_without_anthropic_details() -> N
                     }
                 ],
             },
-            {"role": "tool", "content": "r", "tool_call_id": "t"},
+            # The failed call is said in the text: OpenAI has no flag for it.
+            {"role": "tool", "content": "Error: r", "tool_call_id": "t"},
         ],
         "tools": [
             {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
         ],
     }
+
+
+def _tool_turns(result: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {"role": "user", "content": "q"},
+        {"role": "assistant",
+         "content": [{"type": "tool_use", "id": "t", "name": "f", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", **result}]},
+    ]  # fmt: skip
+
+
+def test_tool_results_openai_cannot_take_are_400s_or_made_acceptable() -> None:
+    def to_openai(result: dict[str, Any]) -> dict[str, Any]:
+        body = {"model": "c", "max_tokens": 9, "messages": _tool_turns(result)}
+        return openai_request.request_to_wire(request_from_wire(body), "gpt")
+
+    empty = to_openai({})  # no content: OpenAI requires some on a tool message
+    assert empty["messages"][-1] == {"role": "tool", "content": "", "tool_call_id": "t"}
+    failed = to_openai({"is_error": True})
+    assert failed["messages"][-1]["content"] == "Error: the tool call failed"
+    parts = to_openai({"is_error": True, "content": [{"type": "text", "text": "boom"}]})
+    assert parts["messages"][-1]["content"] == [
+        {"type": "text", "text": "Error: "}, {"type": "text", "text": "boom"}]  # fmt: skip
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                         "data": "iVBORw0KGgo="}}  # fmt: skip
+    with pytest.raises(InvalidRequest, match="image in a tool result"):
+        to_openai({"content": [image]})
+
+
+def test_a_prefilled_answer_is_a_400_for_openai_deployments() -> None:
+    body = {"model": "c", "max_tokens": 9, "messages": [
+        {"role": "user", "content": "Answer in JSON."},
+        {"role": "assistant", "content": "{"}]}  # fmt: skip
+    with pytest.raises(InvalidRequest, match="prefilled answer"):
+        openai_request.request_to_wire(request_from_wire(body), "gpt")
+    assert request_to_wire(request_from_wire(body), "claude")["messages"][-1]["content"] == "{"
 
 
 @pytest.mark.parametrize(
