@@ -73,6 +73,9 @@ async def read_json_object(request: web.Request, max_size: int) -> dict[str, Any
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(f"Request body is over the limit of {max_size} bytes.") from None
     except web.RequestPayloadError:  # e.g. a body that is not the gzip it says it is
+        # The rest of the body is unreadable too: given up on here, so that aiohttp does not
+        # try to drain it after the answer (and log the same error as unhandled).
+        request.content.feed_eof()
         encoding = request.headers.get("Content-Encoding", "none")
         raise InvalidRequest(
             f"Request body cannot be read with its Content-Encoding ({encoding})."
