@@ -85,6 +85,7 @@ def gateway(log_dir: Path, sims: tuple[str, str]) -> Iterator[str]:
              "fallbacks": ["shelter"]},
             {"name": "shelter", "deployments": [_deployment(b, "shelter-b")]},
             _pair("probed", a, b),
+            _pair("lone", a, b, latency_threshold="300ms"),
         ],
         # The probed group's primary has a token limit of its own (issue 5's per-deployment
         # limits), so admission can refuse it while its circuit waits for a probe.
@@ -191,6 +192,33 @@ def test_when_every_candidate_is_slow_the_last_is_waited_for(
     answer = _chat(gateway, "hurried")
     assert answer.status_code == 200
     assert answer.headers["x-tollway-deployment"] == "hurried-backup"
+
+
+def test_the_last_candidate_that_can_answer_is_waited_for_in_full(
+    gateway: str, sims: tuple[str, str]
+) -> None:
+    # The backup's circuit opens while the primary only asks to be left alone (a 429 with
+    # retry-after 0 rests it for no time and says nothing against it).
+    _sim_config(sims[0], fault="status:429")
+    _sim_config(sims[1], fault="status:500")
+    for _ in range(3):
+        httpx.post(
+            gateway + "/v1/chat/completions",
+            json={"model": "lone", "messages": HI, "max_tokens": 4},
+            headers={**ADMIN, "x-sim-retry-after": "0"},
+            timeout=30,
+        )
+    assert _health(gateway)["lone-backup"]["circuit"] == "open"
+    # Now the primary answers, slower than the group's latency threshold: it is the only
+    # candidate that can answer, so it is not given up at the threshold.
+    _sim_config(sims[0], fault=None, ttft_ms=800)
+    _sim_config(sims[1], fault=None)
+    started = time.monotonic()
+    answer = _chat(gateway, "lone")
+    elapsed = time.monotonic() - started
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-tollway-deployment"] == "lone-primary"
+    assert elapsed >= 0.8
 
 
 @pytest.mark.parametrize("family", ["openai", "anthropic"])

@@ -323,10 +323,16 @@ class Pipeline:
         candidates, retries = self.router.plan(ctx, kind)
         last_error: GatewayError | None = None
         resting = None
-        for deployment, health in candidates:
-            if not health.available(time.monotonic()):
+        for index, (deployment, health) in enumerate(candidates):
+            now = time.monotonic()
+            if not health.available(now):
                 resting = resting or (deployment, health)
                 continue
+            if deployment.hurried and not any(
+                h.could_answer(now) for _, h in candidates[index + 1 :]
+            ):
+                # The last candidate that can answer gets its own first-byte limit in full.
+                deployment = self.router.table.unhurried(deployment)
             try:
                 return await self._try(ctx, deployment, health, once, retries, streaming)
             except GatewayError as exc:
@@ -335,7 +341,10 @@ class Pipeline:
                 last_error = exc
         if last_error is None and resting is not None:
             # Every candidate is resting or cooling down: try the best one rather than none.
-            return await self._try(ctx, *resting, once, 0, streaming)
+            deployment, health = resting
+            if deployment.hurried:
+                deployment = self.router.table.unhurried(deployment)
+            return await self._try(ctx, deployment, health, once, 0, streaming)
         assert last_error is not None
         raise last_error
 

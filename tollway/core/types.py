@@ -335,3 +335,6 @@ class Deployment:
     max_output: int | None = None
     price: Price | None = None
     """Config ``price``, else the catalog's; ``None``: unpriced (costs count as zero)."""
+    hurried: bool = False
+    """This copy's first-byte limit is its group's ``latency_threshold``: used while another
+    candidate could still answer (``RoutingTable.unhurried`` gives the deployment itself)."""

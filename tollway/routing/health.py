@@ -62,6 +62,16 @@ class DeploymentHealth:
         self.failures = 0
         self.last_error: str | None = None
 
+    def could_answer(self, now: float) -> bool:
+        """Whether ``available`` would let a request through now (it claims nothing)."""
+        if now < self.resting_until:
+            return False
+        if self.state == "closed":
+            return True
+        if self.state == "open":
+            return now >= self.open_until
+        return not self.probing
+
     def available(self, now: float) -> bool:
         """Whether a request may be sent now (claims the probe of a half-open circuit)."""
         if now < self.resting_until:

@@ -81,7 +81,7 @@ class Router:
             smallest = self._smallest.get(group.name)
             if smallest is None or ctx.chat is None or _surely_fits(ctx.chat, smallest):
                 return self._ordered(group), group.retries
-        candidates = self._ordered(group, last=not group.fallbacks)
+        candidates = self._ordered(group)
         for name in group.fallbacks:
             fallback = self.table.get(name)
             if fallback is None or fallback.kind != kind:
@@ -95,15 +95,12 @@ class Router:
             candidates = self._that_fit(ctx, candidates)
         return candidates, group.retries
 
-    def _ordered(self, group: ModelGroup, last: bool = True) -> list[Candidate]:
+    def _ordered(self, group: ModelGroup) -> list[Candidate]:
         ordered = STRATEGIES[group.strategy](self._records[group.name], self._rng, self._explore)
         if group.hurried:
-            # Every candidate but the very last gives up early on a slow first byte.
-            final = len(ordered) - 1 if last else len(ordered)
-            ordered = [
-                (group.hurried.get(d.id, d), h) if index < final else (d, h)
-                for index, (d, h) in enumerate(ordered)
-            ]
+            # Every candidate gives up early on a slow first byte, but the pipeline waits in
+            # full for the last one that can answer (which only health at the time tells).
+            ordered = [(group.hurried.get(d.id, d), h) for d, h in ordered]
         return ordered
 
     def first(self, model: str, kind: Kind) -> Deployment:

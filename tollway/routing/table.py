@@ -67,6 +67,15 @@ class RoutingTable:
         """The group named ``model``, if any."""
         return self._groups.get(model)
 
+    def unhurried(self, deployment: Deployment) -> Deployment:
+        """The deployment a hurried copy was made from (its own first-byte limit)."""
+        group = self._groups.get(deployment.group)
+        if group is not None:
+            for own in group.deployments:
+                if own.id == deployment.id:
+                    return own
+        return deployment
+
 
 def build_routing_table(
     settings: Settings, simulator_url: str | None, prices: PriceCatalog | None = None
@@ -109,7 +118,9 @@ def _hurried(
         return {}
     return {
         d.id: replace(
-            d, timeouts=replace(d.timeouts, first_byte=min(d.timeouts.first_byte, threshold))
+            d,
+            timeouts=replace(d.timeouts, first_byte=min(d.timeouts.first_byte, threshold)),
+            hurried=True,
         )
         for d in deployments
         if d.timeouts.first_byte > threshold
