@@ -215,10 +215,13 @@ def test_failure_after_the_first_byte_is_an_error_event(client: openai.OpenAI) -
     )
     kinds = [event.type for event in events]
     assert kinds[0] == "response.created" and "response.output_text.delta" in kinds
-    assert kinds[-1] == "error" and "response.completed" not in kinds
-    error = events[-1]
+    assert kinds[-2:] == ["error", "response.failed"] and "response.completed" not in kinds
+    error, failed = events[-2], events[-1]
     assert error.type == "error" and error.message
-    assert error.sequence_number == events[-2].sequence_number + 1
+    assert error.sequence_number == events[-3].sequence_number + 1
+    assert failed.type == "response.failed" and failed.sequence_number == error.sequence_number + 1
+    assert failed.response.status == "failed"
+    assert failed.response.error is not None and failed.response.error.message == error.message
 
 
 def test_previous_response_id_is_refused(client: openai.OpenAI) -> None:

@@ -13,7 +13,8 @@ per output item, one at a time as the real API sends them:
 
 and last ``response.completed`` (or ``response.incomplete`` after a ``length`` finish) with
 the whole response, output and usage included. A failure after the first byte is an
-``error`` event, and the stream ends there. Frames are ``event: <type>\\ndata: <json>\\n\\n``.
+``error`` event and ``response.failed`` (the items completed so far and the error in the
+response), and the stream ends there. Frames are ``event: <type>\\ndata: <json>\\n\\n``.
 """
 
 from __future__ import annotations
@@ -92,9 +93,18 @@ class StreamWriter:
         return b"".join(out)
 
     def error(self, exc: GatewayError) -> bytes:
-        """The ``error`` event that ends a stream which failed after its first byte."""
-        fields = {"code": exc.code or exc.openai_type, "message": exc.message, "param": exc.param}
-        return self._event("error", fields)
+        """The events that end a stream which failed after its first byte: ``error``, then
+        ``response.failed`` with what was generated so far and the error, so a client that
+        waits for the final response learns it failed instead of seeing the stream stop."""
+        code = exc.code or exc.openai_type
+        out = [self._event("error", {"code": code, "message": exc.message, "param": exc.param})]
+        if not self._started:
+            self._start("", 0, out)
+        # Only the items that were complete: the one cut off is not closed as if it were.
+        snapshot = self._snapshot("failed", self._output, None)
+        snapshot["error"] = {"code": code, "message": exc.message}
+        out.append(self._event("response.failed", {"response": snapshot}))
+        return b"".join(out)
 
     def _start(self, model: str, created: int, out: list[bytes]) -> None:
         self._started = True
