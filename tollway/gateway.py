@@ -250,7 +250,9 @@ class Gateway:
             settings = with_environment(load_settings(self.config_path), self.environ)
             pipeline = self._build_pipeline(settings)
         except (ConfigError, ValueError, RuntimeError) as exc:
-            log.error("config reload refused, the running model groups stay: %s", exc)
+            # One line (log collectors split on newlines): the problems joined with "; ".
+            problems = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+            log.error("config reload refused, the running model groups stay: %s", problems)
             return False
         later = [
             name

@@ -86,6 +86,7 @@ def gateway(log_dir: Path, sims: tuple[str, str]) -> Iterator[str]:
             {"name": "shelter", "deployments": [_deployment(b, "shelter-b")]},
             _pair("probed", a, b),
             _pair("lone", a, b, latency_threshold="300ms"),
+            _pair("retried", a, b, retries=1),
         ],
         # The probed group's primary has a token limit of its own (issue 5's per-deployment
         # limits), so admission can refuse it while its circuit waits for a probe.
@@ -219,6 +220,20 @@ def test_the_last_candidate_that_can_answer_is_waited_for_in_full(
     assert answer.status_code == 200, answer.text
     assert answer.headers["x-tollway-deployment"] == "lone-primary"
     assert elapsed >= 0.8
+
+
+def test_a_failed_probe_is_not_retried_on_the_deployment_it_reopened(
+    gateway: str, sims: tuple[str, str]
+) -> None:
+    _sim_config(sims[0], fault="reset")
+    for _ in range(2):  # two calls each (a retry), three failures open the circuit
+        assert _chat(gateway, "retried").headers["x-tollway-deployment"] == "retried-backup"
+    assert _health(gateway)["retried-primary"]["circuit"] == "open"
+    time.sleep(1.2)  # the cooldown: the next request probes the primary, which still fails
+    probe = _chat(gateway, "retried")
+    assert probe.headers["x-tollway-deployment"] == "retried-backup"
+    assert probe.headers["x-tollway-attempts"] == "2"  # the probe and the backup, no retry
+    assert _health(gateway)["retried-primary"]["circuit"] == "open"
 
 
 @pytest.mark.parametrize("family", ["openai", "anthropic"])

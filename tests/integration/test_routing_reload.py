@@ -115,7 +115,9 @@ def test_an_invalid_config_is_refused_and_the_old_one_stays(
     path = _config_file(url, log_dir)
     path.write_text(path.read_text() + "\nrouting: {failure_threshold: -1}\n")
     assert _wait_for(lambda: "config reload refused" in process.output())
-    assert "failure_threshold" in process.output()
+    refused = next(line for line in process.output().splitlines() if "reload refused" in line)
+    assert "failure_threshold" in refused  # the whole reason on the one line
+    assert "routing.failure_threshold" in refused
     assert _models(url) == {"old-name"}
     answer = httpx.post(url + "/admin/reload", headers=ADMIN)
     assert answer.status_code == 400

@@ -382,8 +382,8 @@ class Pipeline:
                     pending = stage.on_attempt_end(ctx, attempt)
                     if pending is not None:
                         await pending
-                if retry < retries and _transient(exc):
-                    continue
+                if retry < retries and _transient(exc) and health.state == "closed":
+                    continue  # never again on a deployment whose circuit this failure opened
                 raise
             except BaseException:
                 attempt.ended = time.perf_counter()
