@@ -38,6 +38,7 @@ class DeploymentHealth:
         "failures",
         "in_flight",
         "last_error",
+        "on_circuit",
         "open_until",
         "opened_at",
         "probing",
@@ -46,8 +47,12 @@ class DeploymentHealth:
         "state",
     )
 
-    def __init__(self, deployment_id: str) -> None:
+    def __init__(
+        self, deployment_id: str, on_circuit: Callable[[str, CircuitState], None] | None = None
+    ) -> None:
         self.deployment_id = deployment_id
+        self.on_circuit = on_circuit
+        """Told when the circuit moves here (to half-open); the book tells the other moves."""
         self.state: CircuitState = "closed"
         self.consecutive_failures = 0
         self.open_until = 0.0
@@ -83,6 +88,8 @@ class DeploymentHealth:
                 return False
             self.state = "half_open"
             self.probing = False
+            if self.on_circuit is not None:
+                self.on_circuit(self.deployment_id, "half_open")
         if self.probing:
             return False
         self.probing = True
@@ -111,7 +118,7 @@ class HealthBook:
         """The health record of ``deployment_id`` (made on first use)."""
         health = self._health.get(deployment_id)
         if health is None:
-            health = self._health[deployment_id] = DeploymentHealth(deployment_id)
+            health = self._health[deployment_id] = DeploymentHealth(deployment_id, self._on_circuit)
         return health
 
     def records(self, deployment_ids: Iterable[str]) -> list[DeploymentHealth]:

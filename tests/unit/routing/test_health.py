@@ -40,6 +40,19 @@ def test_consecutive_failures_open_then_a_probe_closes() -> None:
     assert health.state == "closed" and health.consecutive_failures == 0
 
 
+def test_every_circuit_move_is_told_half_open_included() -> None:
+    moves: list[tuple[str, str]] = []
+    book = HealthBook(CONFIG, on_circuit=lambda name, state: moves.append((name, state)))
+    health = book.of("d")
+    for _ in range(3):
+        _fail(book, "d", UpstreamUnavailable("reset"))
+    time.sleep(0.25)
+    assert health.available(time.monotonic())  # the probe
+    book.started(health)
+    book.succeeded(health, 0.1, 0.05)
+    assert moves == [("d", "open"), ("d", "half_open"), ("d", "closed")]
+
+
 def test_a_failed_probe_opens_the_circuit_again() -> None:
     book = HealthBook(CONFIG)
     health = book.of("d")
