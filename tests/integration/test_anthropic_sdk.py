@@ -113,6 +113,22 @@ def test_stream_helper_assembles_text_and_usage(claude: anthropic.Anthropic, mod
     assert final.usage.output_tokens == plain.usage.output_tokens
 
 
+def test_usage_an_openai_upstream_left_out_is_the_gateways_own_count(
+    claude: anthropic.Anthropic,
+) -> None:
+    # Some OpenAI-compatible servers send no usage; Anthropic's answers always state it.
+    silent = {"x-sim-usage": "omit"}
+    plain = claude.messages.create(
+        model="test-chat", max_tokens=100, messages=user("count for me"), extra_headers=silent
+    )
+    assert plain.usage.input_tokens > 0 and plain.usage.output_tokens > 0
+    with claude.messages.stream(
+        model="test-chat", max_tokens=100, messages=user("count for me"), extra_headers=silent
+    ) as stream:
+        final = stream.get_final_message()
+    assert final.usage.input_tokens > 0 and final.usage.output_tokens > 0
+
+
 @BOTH
 def test_raw_stream_follows_anthropics_event_sequence(
     claude: anthropic.Anthropic, model: str

@@ -78,13 +78,17 @@ class AnthropicDialect:
         assert ctx.chat is not None
         if ctx.chat.stream:
             chunks = await pipeline.stream(ctx)
-            encoder = _Encoder(ctx.request_id)
+            encoder = _Encoder(ctx)
             return await stream_events(request, ctx, chunks, encoder, _headers(ctx))
         ctx.chat.answer_as_is = True  # sent on as the upstream's bytes when it can be
         response = await pipeline.chat(ctx)
         if response.raw is not None and response.wire_format == WIRE_FORMAT:
             # From an Anthropic upstream, unchanged: sent as it came.
             return web.Response(body=response.raw, content_type=_JSON, headers=_headers(ctx))
+        if response.usage is None:
+            # Anthropic's answers always state usage: the gateway's own count when the
+            # upstream gave none (as metered: ``usage_estimated`` in the request log).
+            response.usage = ctx.usage
         return _json(response_to_wire(response), ctx)
 
     async def count_tokens(self, request: web.Request) -> web.StreamResponse:
@@ -128,10 +132,17 @@ def _json(payload: object, ctx: RequestContext) -> web.Response:
 class _Encoder(StreamWriter):
     """Anthropic's event sequence, with its error event naming the request."""
 
-    def __init__(self, rid: str) -> None:
+    def __init__(self, ctx: RequestContext) -> None:
         super().__init__()
-        self._rid = rid
+        self._ctx = ctx
+
+    def finish(self) -> bytes:
+        """The closing events; with the gateway's own count as usage when the upstream's
+        stream gave none (metered by then: the stream's end settled it)."""
+        if not self.usage_seen and self._ctx.usage is not None:
+            self.usage_from(self._ctx.usage)
+        return super().finish()
 
     def error(self, exc: GatewayError) -> bytes:
         """An ``error`` event; ``message_stop`` never follows it."""
-        return event("error", error_payload(exc, self._rid))
+        return event("error", error_payload(exc, self._ctx.request_id))

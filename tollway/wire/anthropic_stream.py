@@ -146,6 +146,16 @@ class StreamWriter:
         self._stop_sequence: str | None = None
         self._stop_extra: dict[str, Any] = {}
         self._usage = Usage()
+        self._usage_seen = False
+
+    @property
+    def usage_seen(self) -> bool:
+        """Whether a chunk carried usage (the upstream reported it)."""
+        return self._usage_seen
+
+    def usage_from(self, usage: Usage) -> None:
+        """Report ``usage`` at the end (the gateway's own count of an upstream's silence)."""
+        self._usage = usage
 
     def feed(self, chunk: ChatChunk) -> bytes:
         """The events ``chunk`` stands for (``message_start`` first); may be empty."""
@@ -156,6 +166,7 @@ class StreamWriter:
             out.append(self._message_start(chunk))
         if chunk.usage is not None:
             self._usage = chunk.usage
+            self._usage_seen = True
         for choice in chunk.choices:
             if choice.index == 0:  # Anthropic has one alternative
                 self._choice(choice, out)
