@@ -64,6 +64,7 @@ def assert_openai_error(body: dict[str, Any], error_type: str, param: str | None
         ({**HELLO, "max_tokens": 0}, "max_tokens"),
         ({**HELLO, "max_completion_tokens": 0}, "max_completion_tokens"),
         ({**HELLO, "n": 0}, "n"),
+        ({**HELLO, "tool_choice": "required"}, "tool_choice"),
         ({**HELLO, "stop": [1]}, "stop"),
         ({**HELLO, "tools": [{"type": "function", "function": {}}]}, "tools[0].function.name"),
         ({**HELLO, "tool_choice": "sometimes"}, "tool_choice"),

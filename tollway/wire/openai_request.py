@@ -71,6 +71,12 @@ def request_from_wire(body: dict[str, Any]) -> ChatRequest:
         raise InvalidRequest(f"'{name}' must be at least 1", param=name)
     if request.n is not None and request.n < 1:
         raise InvalidRequest("'n' must be at least 1", param="n")
+    choice = request.tool_choice
+    if choice is not None and choice.mode in ("required", "function") and not request.tools:
+        # As OpenAI answers it: a tool cannot be required where none is offered.
+        raise InvalidRequest(
+            "'tool_choice' requires a tool, but the request has no 'tools'", param="tool_choice"
+        )
     request.stream = bool(request.stream)
     return request
 

@@ -102,7 +102,9 @@ class StreamWriter:
             self._start("", 0, out)
         # Only the items that were complete: the one cut off is not closed as if it were.
         snapshot = self._snapshot("failed", self._output, None)
-        snapshot["error"] = {"code": code, "message": exc.message}
+        # The response's error code is one of the API's own (the event above has ours).
+        failed = "rate_limit_exceeded" if exc.status == 429 else "server_error"
+        snapshot["error"] = {"code": failed, "message": exc.message}
         out.append(self._event("response.failed", {"response": snapshot}))
         return b"".join(out)
 

@@ -470,10 +470,15 @@ def test_error_after_the_first_byte_is_an_error_event_in_sequence() -> None:
     data = writer.feed(chunk("partial"))
     data += writer.error(UpstreamTimeout("upstream went quiet", phase="first_byte"))
     events = frames(data)
-    assert events[-1] == {
+    assert events[-2] == {
         "type": "error",
-        "sequence_number": len(events) - 1,
+        "sequence_number": len(events) - 2,
         "code": "upstream_first_byte_timeout",
         "message": "upstream went quiet",
         "param": None,
     }
+    failed = events[-1]
+    assert failed["type"] == "response.failed" and failed["sequence_number"] == len(events) - 1
+    assert failed["response"]["status"] == "failed"
+    assert failed["response"]["error"] == {"code": "server_error", "message": "upstream went quiet"}
+    assert failed["response"]["output"] == []  # the cut-off message is not passed off as done
