@@ -10,6 +10,8 @@ that came from another format passes it through here first:
   but a failed tool call (Anthropic's ``is_error``) is said in its result's text;
 - a prefilled answer (a final assistant message) is a 400 for OpenAI deployments, which
   cannot continue one, and so is an image in a tool result;
+- an OpenAI assistant turn's ``refusal`` becomes its text, and an assistant turn with nothing
+  in it is left out for Anthropic, which refuses empty content;
 - content parts and tools the gateway does not model are a 400 naming their type;
 - answers and chunks lose their extras (they are the other format's details).
 
@@ -94,9 +96,14 @@ def request_for(request: ChatRequest, target: str) -> ChatRequest:
             "for an openai deployment",
             param="messages",
         )
+    messages = [_plain_message(message, target) for message in request.messages]
+    if target == "anthropic":
+        # An assistant turn with nothing in it (no text, no tool call) says nothing, and
+        # Anthropic refuses empty content (and joins the turns around it): it is left out.
+        messages = [m for m in messages if m.role != "assistant" or m.content or m.tool_calls]
     return replace(
         request,
-        messages=[_plain_message(message, target) for message in request.messages],
+        messages=messages,
         tools=None if request.tools is None else [_plain_tool(t, target) for t in request.tools],
         extra={},
         wire_format=None,
@@ -109,6 +116,10 @@ def _plain_message(message: Message, target: str) -> Message:
         content = [_plain_part(part, target) for part in content]
     if message.role == "tool":
         content = _tool_result(message, content, target)
+    elif message.role == "assistant" and not content:
+        refusal = message.extra.get("refusal")  # OpenAI's: the words of a declined answer
+        if isinstance(refusal, str) and refusal:
+            content = refusal
     calls = message.tool_calls
     if calls:
         calls = [replace(call, extra={}) if call.extra else call for call in calls]

@@ -1041,3 +1041,20 @@ def test_the_output_limit_is_named_as_the_openai_upstream_wants_it() -> None:
         openai_request.request_from_wire(openai_body), "gpt-4o", completion_tokens=True
     )
     assert kept["max_tokens"] == 7 and "max_completion_tokens" not in kept
+
+
+def test_empty_and_refused_assistant_turns_reach_anthropic_as_it_accepts_them() -> None:
+    body = {"model": "g", "max_tokens": 9, "messages": [
+        {"role": "user", "content": "Help me with this."},
+        {"role": "assistant", "content": None, "refusal": "I can't help with that."},
+        {"role": "user", "content": "Something else, then."},
+        {"role": "assistant", "content": ""},
+        {"role": "user", "content": "Still there?"},
+    ]}  # fmt: skip
+    wire = request_to_wire(openai_request.request_from_wire(body), "claude")
+    assert [(m["role"], m["content"]) for m in wire["messages"]] == [
+        ("user", "Help me with this."),
+        ("assistant", "I can't help with that."),  # the refusal's words
+        ("user", "Something else, then."),
+        ("user", "Still there?"),  # the empty turn left out: Anthropic joins the two
+    ]
