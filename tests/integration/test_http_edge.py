@@ -176,6 +176,25 @@ async def test_stream_cut_after_first_chunk_ends_with_an_error_event(gateway_url
     assert any(json.loads(e).get("choices") for e in events[:-1])
 
 
+async def test_a_stream_that_goes_silent_mid_answer_says_so(gateway_url: str) -> None:
+    events = []
+    async with (
+        aiohttp.ClientSession(headers=AUTH) as session,
+        session.post(
+            gateway_url + CHAT,
+            json={**HELLO, "stream": True},
+            headers={"x-sim-tpot-ms": "2500"},  # longer than the 2 s first-byte (gap) limit
+        ) as response,
+    ):
+        assert response.status == 200
+        async for line in response.content:
+            if line.startswith(b"data: "):
+                events.append(line[6:].strip())
+    last = json.loads(events[-1])
+    assert last["error"]["code"] == "upstream_first_byte_timeout"
+    assert "went silent mid-answer" in last["error"]["message"]
+
+
 async def test_stream_chunks_arrive_as_they_are_produced(gateway_url: str) -> None:
     arrivals = []
     started = time.monotonic()

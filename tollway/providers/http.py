@@ -160,6 +160,7 @@ class UpstreamClient:
     ) -> AsyncIterator[_Item]:
         data = encoded(body)
         deadline = self._deadlines.watch(timeouts)
+        streaming = False  # an event has come: a later silence is a gap, not a first byte
         try:
             response = await self._session.post(
                 url, data=data, headers=headers, timeout=self._client_timeout(timeouts)
@@ -172,6 +173,7 @@ class UpstreamClient:
                     # The consumer's own awaits (e.g. writing to its client) are not ours to
                     # time, nor to cancel: the watch pauses while it holds the event.
                     deadline.pause()
+                    streaming = True
                     yield event
                     if not deadline.resume():
                         raise _deadline_error(deadline, timeouts, url, "total")
@@ -181,7 +183,7 @@ class UpstreamClient:
             raise
         except asyncio.CancelledError:
             if deadline.timed_out():
-                raise _deadline_error(deadline, timeouts, url) from None
+                raise _deadline_error(deadline, timeouts, url, mid_stream=streaming) from None
             raise
         except Exception as exc:
             raise _transport_error(exc, url) from None
@@ -190,10 +192,22 @@ class UpstreamClient:
 
 
 def _deadline_error(
-    deadline: Deadline, timeouts: UpstreamTimeouts, url: str | URL, phase: Phase | None = None
+    deadline: Deadline,
+    timeouts: UpstreamTimeouts,
+    url: str | URL,
+    phase: Phase | None = None,
+    *,
+    mid_stream: bool = False,
 ) -> UpstreamTimeout:
     phase = phase or deadline.expired or "total"
     host = _host(url)
+    if phase == "first_byte" and mid_stream:
+        # The same limit bounds the gaps between a stream's events.
+        return UpstreamTimeout(
+            f"upstream {host} went silent mid-answer for longer than the first-byte timeout "
+            f"of {timeouts.first_byte:g}s",
+            phase="first_byte",
+        )
     if phase == "first_byte":
         return UpstreamTimeout(
             f"upstream {host} sent nothing within the first-byte timeout of "
