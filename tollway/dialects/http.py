@@ -88,10 +88,11 @@ async def read_json_object(request: web.Request, max_size: int) -> dict[str, Any
         raise InvalidRequest(f"Request body is not valid JSON: {exc.msg}.") from None
     if not isinstance(body, dict):
         raise InvalidRequest("Request body must be a JSON object.")
-    if raw.count(b"{") + raw.count(b"[") > _MAX_DEPTH:
-        # Only a body with that many brackets can nest too deep for the JSON the gateway
-        # writes upstream (the parser takes 1,024 levels, the encoder 255): checked in full
-        # only then, so it is a clear 400 here, not a failed upstream call later.
+    if len(raw) > 2 * _MAX_DEPTH and raw.count(b"{") + raw.count(b"[") > _MAX_DEPTH:
+        # Only a body with that many brackets (each opened and closed) can nest too deep for
+        # the JSON the gateway writes upstream (the parser takes 1,024 levels, the encoder
+        # 255): checked in full only then, so it is a clear 400 here, not a failed upstream
+        # call later.
         try:
             orjson.dumps(body)
         except orjson.JSONEncodeError:
