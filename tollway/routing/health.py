@@ -147,7 +147,11 @@ class HealthBook:
         """The request failed with ``error``; may open the circuit or rest the deployment."""
         health.in_flight -= 1
         health.failures += 1
-        health.last_error = error.code or type(error).__name__
+        health.last_error = error.code or (
+            f"upstream_status_{error.upstream_status}"
+            if isinstance(error, UpstreamStatusError)
+            else type(error).__name__
+        )
         health.error_rate = health.error_rate * (1.0 - _ERROR_ALPHA) + _ERROR_ALPHA
         now = time.monotonic()
         if isinstance(error, UpstreamStatusError) and error.upstream_status == 429:

@@ -64,6 +64,14 @@ def test_a_failed_probe_opens_the_circuit_again() -> None:
     assert health.state == "open" and not health.available(time.monotonic())
 
 
+def test_the_last_error_names_an_upstream_status_without_a_code() -> None:
+    book = HealthBook(CONFIG)
+    _fail(book, "d", UpstreamStatusError(503, "unavailable"))
+    assert book.of("d").last_error == "upstream_status_503"
+    _fail(book, "d", UpstreamStatusError(500, "boom", code="server_error"))
+    assert book.of("d").last_error == "server_error"
+
+
 def test_a_rate_limit_rests_the_deployment_without_opening_it() -> None:
     book = HealthBook(CONFIG)
     health = book.of("d")
