@@ -231,6 +231,14 @@ def test_previous_response_id_is_refused(client: openai.OpenAI) -> None:
     assert "no response state" in caught.value.message
 
 
+def test_errors_name_fields_as_the_responses_client_sent_them(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:  # not translatable for Anthropic
+        client.responses.create(model="test-claude", input="x", reasoning={"effort": "high"})
+    assert caught.value.param == "reasoning.effort"
+    assert "'reasoning.effort'" in caught.value.message
+    assert "reasoning_effort" not in caught.value.message
+
+
 def test_builtin_tools_are_refused(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         client.responses.create(model="test-chat", input="x", tools=[{"type": "web_search"}])

@@ -14,7 +14,7 @@ import orjson
 from aiohttp import web
 
 from tollway.core.context import RequestContext
-from tollway.core.errors import NotFound
+from tollway.core.errors import GatewayError, NotFound
 from tollway.core.types import JSON, ChatRequest
 from tollway.dialects.http import exchange, request_id, routing_headers, stream_events
 from tollway.dialects.openai import error_response, failure
@@ -27,6 +27,24 @@ if TYPE_CHECKING:
     from tollway.gateway import Gateway
 
 _JSON = "application/json"
+# The Chat Completions names a Responses request's fields take inside the gateway (its
+# canonical request is a chat request), and the names the client sent them under.
+_CLIENT_NAMES = {
+    "reasoning_effort": "reasoning.effort",
+    "verbosity": "text.verbosity",
+    "max_tokens": "max_output_tokens",
+    "max_completion_tokens": "max_output_tokens",
+    "messages": "input",
+}
+
+
+def _failure(exc: GatewayError, rid: str, headers: dict[str, str]) -> web.StreamResponse:
+    """An error in OpenAI's shape that names the fields as the Responses client sent them."""
+    name = _CLIENT_NAMES.get(exc.param or "")
+    if name is not None:
+        exc.message = exc.message.replace(f"'{exc.param}'", f"'{name}'")
+        exc.param = name
+    return failure(exc, rid, headers)
 
 
 class ResponsesDialect:
@@ -73,7 +91,7 @@ class ResponsesDialect:
                 headers=routing_headers(ctx),
             )
 
-        return await exchange(request, self._gateway, parse, answer, failure)
+        return await exchange(request, self._gateway, parse, answer, _failure)
 
     async def not_stored(self, request: web.Request) -> web.Response:
         """Reading, cancelling or deleting a stored response: a 404, as none is stored."""
