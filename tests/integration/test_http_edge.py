@@ -154,20 +154,22 @@ async def test_stream_error_before_first_byte_is_a_json_error(gateway_url: str) 
     assert_openai_error(payload, "upstream_error")
 
 
-async def test_stream_cut_after_first_chunk_ends_with_an_error_event(gateway_url: str) -> None:
+async def stream_data(url: str, headers: dict[str, str]) -> list[bytes]:
+    """The ``data:`` payloads of a streamed chat completion that starts with a 200."""
     events = []
     async with (
         aiohttp.ClientSession(headers=AUTH) as session,
-        session.post(
-            gateway_url + CHAT,
-            json={**HELLO, "stream": True},
-            headers={"x-sim-fault": "stop-after:2"},
-        ) as response,
+        session.post(url + CHAT, json={**HELLO, "stream": True}, headers=headers) as response,
     ):
         assert response.status == 200
         async for line in response.content:
             if line.startswith(b"data: "):
                 events.append(line[6:].strip())
+    return events
+
+
+async def test_stream_cut_after_first_chunk_ends_with_an_error_event(gateway_url: str) -> None:
+    events = await stream_data(gateway_url, {"x-sim-fault": "stop-after:2"})
     assert events[-1] != b"[DONE]"
     assert b"[DONE]" not in events
     last = json.loads(events[-1])
@@ -177,19 +179,8 @@ async def test_stream_cut_after_first_chunk_ends_with_an_error_event(gateway_url
 
 
 async def test_a_stream_that_goes_silent_mid_answer_says_so(gateway_url: str) -> None:
-    events = []
-    async with (
-        aiohttp.ClientSession(headers=AUTH) as session,
-        session.post(
-            gateway_url + CHAT,
-            json={**HELLO, "stream": True},
-            headers={"x-sim-tpot-ms": "2500"},  # longer than the 2 s first-byte (gap) limit
-        ) as response,
-    ):
-        assert response.status == 200
-        async for line in response.content:
-            if line.startswith(b"data: "):
-                events.append(line[6:].strip())
+    # A token every 2.5 s: longer than the 2 s first-byte limit, which bounds the gaps too.
+    events = await stream_data(gateway_url, {"x-sim-tpot-ms": "2500"})
     last = json.loads(events[-1])
     assert last["error"]["code"] == "upstream_first_byte_timeout"
     assert "went silent mid-answer" in last["error"]["message"]

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from tollway.core.context import RequestContext
 from tollway.core.errors import GatewayError, NotFound
-from tollway.core.types import ChatRequest
+from tollway.core.types import ChatRequest, Usage
 from tollway.dialects.http import (
     exchange,
     request_id,
@@ -136,12 +136,10 @@ class _Encoder(StreamWriter):
         super().__init__()
         self._ctx = ctx
 
-    def finish(self) -> bytes:
+    def finish(self, counted: Usage | None = None) -> bytes:
         """The closing events; with the gateway's own count as usage when the upstream's
         stream gave none (metered by then: the stream's end settled it)."""
-        if not self.usage_seen and self._ctx.usage is not None:
-            self.usage_from(self._ctx.usage)
-        return super().finish()
+        return super().finish(counted or self._ctx.usage)
 
     def error(self, exc: GatewayError) -> bytes:
         """An ``error`` event; ``message_stop`` never follows it."""

@@ -79,19 +79,14 @@ class DeploymentHealth:
 
     def available(self, now: float) -> bool:
         """Whether a request may be sent now (claims the probe of a half-open circuit)."""
-        if now < self.resting_until:
+        if not self.could_answer(now):
             return False
         if self.state == "closed":
             return True
-        if self.state == "open":
-            if now < self.open_until:
-                return False
+        if self.state == "open":  # its cooldown is over
             self.state = "half_open"
-            self.probing = False
             if self.on_circuit is not None:
                 self.on_circuit(self.deployment_id, "half_open")
-        if self.probing:
-            return False
         self.probing = True
         return True
 

@@ -145,17 +145,7 @@ class StreamWriter:
         self._finish: FinishReason | None = None
         self._stop_sequence: str | None = None
         self._stop_extra: dict[str, Any] = {}
-        self._usage = Usage()
-        self._usage_seen = False
-
-    @property
-    def usage_seen(self) -> bool:
-        """Whether a chunk carried usage (the upstream reported it)."""
-        return self._usage_seen
-
-    def usage_from(self, usage: Usage) -> None:
-        """Report ``usage`` at the end (the gateway's own count of an upstream's silence)."""
-        self._usage = usage
+        self._usage: Usage | None = None
 
     def feed(self, chunk: ChatChunk) -> bytes:
         """The events ``chunk`` stands for (``message_start`` first); may be empty."""
@@ -166,19 +156,21 @@ class StreamWriter:
             out.append(self._message_start(chunk))
         if chunk.usage is not None:
             self._usage = chunk.usage
-            self._usage_seen = True
         for choice in chunk.choices:
             if choice.index == 0:  # Anthropic has one alternative
                 self._choice(choice, out)
         return b"".join(out)
 
-    def finish(self) -> bytes:
-        """The closing events: the open block's stop, ``message_delta``, ``message_stop``."""
+    def finish(self, counted: Usage | None = None) -> bytes:
+        """The closing events: the open block's stop, ``message_delta``, ``message_stop``.
+
+        ``counted`` (the gateway's own count) is the usage when no chunk carried any.
+        """
         out: list[bytes] = []
         self._close(out)
         stop_reason = stop_reason_to_wire(self._finish, self._stop_sequence, self._stop_extra)
         delta = {"stop_reason": stop_reason, "stop_sequence": self._stop_sequence}
-        usage = usage_to_wire(self._usage)
+        usage = usage_to_wire(self._usage or counted or Usage())
         out.append(
             event("message_delta", {"type": "message_delta", "delta": delta, "usage": usage})
         )

@@ -96,10 +96,11 @@ class StreamWriter:
         """The events that end a stream which failed after its first byte: ``error``, then
         ``response.failed`` with what was generated so far and the error, so a client that
         waits for the final response learns it failed instead of seeing the stream stop."""
-        code = exc.code or exc.openai_type
-        out = [self._event("error", {"code": code, "message": exc.message, "param": exc.param})]
+        out: list[bytes] = []
         if not self._started:
             self._start("", 0, out)
+        code = exc.code or exc.openai_type
+        out.append(self._event("error", {"code": code, "message": exc.message, "param": exc.param}))
         # Only the items that were complete: the one cut off is not closed as if it were.
         snapshot = self._snapshot("failed", self._output, None)
         # The response's error code is one of the API's own (the event above has ours).
