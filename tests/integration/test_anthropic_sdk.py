@@ -354,6 +354,28 @@ def test_anthropic_only_features_are_refused_by_name_on_openai_deployments(
         )
 
 
+def test_what_openai_deployments_cannot_take_is_refused_or_said_in_words(
+    claude: anthropic.Anthropic, simulator_url: str
+) -> None:
+    with pytest.raises(anthropic.BadRequestError, match="prefilled answer"):
+        claude.messages.create(
+            model="test-chat",
+            max_tokens=50,
+            messages=[*user("Answer in JSON."), {"role": "assistant", "content": "{"}],
+        )
+    turns: list[Any] = [
+        *user("look up tolls-failed"),
+        {"role": "assistant",
+         "content": [{"type": "tool_use", "id": "toolu_1", "name": "lookup", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
+                                      "content": "timeout", "is_error": True}]},
+    ]  # fmt: skip
+    tools: list[Any] = [{"name": "lookup", "input_schema": {"type": "object"}}]
+    claude.messages.create(model="test-chat", max_tokens=50, messages=turns, tools=tools)
+    sent = recorded_request(simulator_url, "tolls-failed")["json"]["messages"]
+    assert sent[-1] == {"role": "tool", "tool_call_id": "toolu_1", "content": "Error: timeout"}
+
+
 def test_anthropic_fields_pass_through_to_anthropic_deployments(
     claude: anthropic.Anthropic, simulator_url: str
 ) -> None:
