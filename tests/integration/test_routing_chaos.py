@@ -87,6 +87,7 @@ def gateway(log_dir: Path, sims: tuple[str, str]) -> Iterator[str]:
             _pair("probed", a, b),
             _pair("lone", a, b, latency_threshold="300ms"),
             _pair("retried", a, b, retries=1),
+            _pair("bounded", a, b, deadline="700ms", retries=1),
         ],
         # The probed group's primary has a token limit of its own (issue 5's per-deployment
         # limits), so admission can refuse it while its circuit waits for a probe.
@@ -220,6 +221,75 @@ def test_the_last_candidate_that_can_answer_is_waited_for_in_full(
     assert answer.status_code == 200, answer.text
     assert answer.headers["x-tollway-deployment"] == "lone-primary"
     assert elapsed >= 0.8
+
+
+def test_a_stream_may_pause_longer_than_the_latency_threshold_once_it_has_begun(
+    gateway: str,
+) -> None:
+    # The threshold bounds the wait for the first token; pauses between later tokens (a
+    # model thinking, a tool call being written) are bounded by the deployment's own limit.
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=CLIENT_KEY, max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(
+        model="hurried",
+        messages=HI,
+        stream=True,
+        max_tokens=4,
+        extra_headers={"x-sim-tpot-ms": "450"},
+    )
+    assert raw.headers["x-tollway-deployment"] == "hurried-primary"
+    chunks = list(raw.parse())
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text
+    assert any(c.choices and c.choices[0].finish_reason == "length" for c in chunks)
+
+
+def test_a_deadline_bounds_the_wait_over_every_candidate(
+    gateway: str, sims: tuple[str, str]
+) -> None:
+    before = _health(gateway)
+    started = time.monotonic()
+    answer = httpx.post(
+        gateway + "/v1/chat/completions",
+        json={"model": "bounded", "messages": HI, "max_tokens": 4},
+        headers={**ADMIN, "x-sim-ttft-ms": "3000"},
+        timeout=30,
+    )
+    elapsed = time.monotonic() - started
+    assert answer.status_code == 504, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "deadline_exceeded"
+    assert "deadline of 0.7s" in error["message"]
+    assert 0.7 <= elapsed < 1.5  # the deadline, checked every 50 ms; not 3 s, not 6 s
+    # The deadline cut the wait short: no failure is held against either deployment.
+    after = _health(gateway)
+    for ident in ("bounded-primary", "bounded-backup"):
+        assert after[ident]["failures"] == before[ident]["failures"]
+        assert after[ident]["circuit"] == "closed"
+
+
+def test_a_deadline_leaves_time_for_the_next_candidate_only_if_some_is_left(
+    gateway: str, sims: tuple[str, str]
+) -> None:
+    # A quick failure leaves time: the backup answers within the deadline.
+    _sim_config(sims[0], fault="status:500")
+    answer = _chat(gateway, "bounded")
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-tollway-deployment"] == "bounded-backup"
+
+
+def test_a_stream_that_has_begun_outlives_the_deadline(gateway: str) -> None:
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=CLIENT_KEY, max_retries=0)
+    started = time.monotonic()
+    stream = client.chat.completions.create(
+        model="bounded",
+        messages=HI,
+        stream=True,
+        max_tokens=4,
+        extra_headers={"x-sim-tpot-ms": "300"},
+    )
+    chunks = list(stream)
+    assert time.monotonic() - started > 0.7  # longer than the deadline, and whole
+    assert any(c.choices and c.choices[0].finish_reason == "length" for c in chunks)
 
 
 def test_a_failed_probe_is_not_retried_on_the_deployment_it_reopened(

@@ -170,6 +170,10 @@ class ModelGroupConfig(Strict):
     backoff; rate limits and timeouts move on to the next candidate at once."""
     latency_threshold: Duration | None = None
     """Give up on a candidate that has sent nothing after this long, if another remains."""
+    deadline: Duration | None = None
+    """The longest a request waits for an answer over all its attempts, retries and
+    fallbacks: no attempt starts after it, the one under way gets only what is left (a
+    stream: until its first event), and the client then gets a 504 ``deadline_exceeded``."""
     owned_by: str = "tollway"
 
     @model_validator(mode="after")

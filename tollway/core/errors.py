@@ -10,6 +10,7 @@
     └── UpstreamError                      the provider could not give an answer
         ├── UpstreamStatusError       4xx passed through as is; 5xx and 429 become 502 / 429
         ├── UpstreamTimeout           504  connect, first byte or total timeout
+        │   └── DeadlineExceeded      504  the model group's deadline passed (no further try)
         ├── UpstreamUnavailable       502  connection refused, reset, DNS
         └── UpstreamProtocolError     502  unparseable answer, stream cut before its terminal event
 
@@ -153,6 +154,17 @@ class UpstreamTimeout(UpstreamError):
     def __init__(self, message: str, *, phase: str) -> None:
         super().__init__(message, code=f"upstream_{phase}_timeout")
         self.phase = phase
+
+
+class DeadlineExceeded(UpstreamTimeout):
+    """The model group's ``deadline`` passed before any candidate answered: nothing more is
+    tried."""
+
+    retryable = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, phase="deadline")
+        self.code = "deadline_exceeded"
 
 
 class UpstreamUnavailable(UpstreamError):

@@ -24,6 +24,7 @@ from typing import Literal, TypeVar
 
 from tollway.core.context import Attempt, RequestContext
 from tollway.core.errors import (
+    DeadlineExceeded,
     GatewayError,
     UpstreamProtocolError,
     UpstreamStatusError,
@@ -44,7 +45,7 @@ from tollway.providers.base import ChatProvider, EmbeddingProvider
 from tollway.providers.base import TokenCounter as ProviderTokenCounter
 from tollway.routing.health import DeploymentHealth
 from tollway.routing.router import Router
-from tollway.routing.table import RoutingTable
+from tollway.routing.table import RoutingTable, within
 
 Reply = ChatResponse | EmbeddingResponse
 _Result = TypeVar("_Result")
@@ -320,7 +321,8 @@ class Pipeline:
         streaming: bool = False,
     ) -> _Result:
         """The first answer of the planned candidates; the last failure when none gives one."""
-        candidates, retries = self.router.plan(ctx, kind)
+        candidates, retries, deadline = self.router.plan(ctx, kind)
+        until = None if deadline is None else time.monotonic() + deadline
         last_error: GatewayError | None = None
         resting = None
         for index, (deployment, health) in enumerate(candidates):
@@ -328,23 +330,28 @@ class Pipeline:
             if not health.available(now):
                 resting = resting or (deployment, health)
                 continue
+            if until is not None and now >= until:
+                break
             if deployment.hurried and not any(
                 h.could_answer(now) for _, h in candidates[index + 1 :]
             ):
                 # The last candidate that can answer gets its own first-byte limit in full.
                 deployment = self.router.table.unhurried(deployment)
             try:
-                return await self._try(ctx, deployment, health, once, retries, streaming)
+                return await self._try(ctx, deployment, health, once, retries, streaming, until)
             except GatewayError as exc:
                 if not exc.retryable:
                     raise
                 last_error = exc
+        if until is not None and time.monotonic() >= until:
+            assert deadline is not None
+            raise _overdue(ctx, deadline, last_error)
         if last_error is None and resting is not None:
             # Every candidate is resting or cooling down: try the best one rather than none.
             deployment, health = resting
             if deployment.hurried:
                 deployment = self.router.table.unhurried(deployment)
-            return await self._try(ctx, deployment, health, once, 0, streaming)
+            return await self._try(ctx, deployment, health, once, 0, streaming, until)
         assert last_error is not None
         raise last_error
 
@@ -356,8 +363,10 @@ class Pipeline:
         once: Once[_Result],
         retries: int,
         streaming: bool,
+        until: float | None = None,
     ) -> _Result:
-        """``once`` on ``deployment``, retried on transient failures; raises the last one."""
+        """``once`` on ``deployment``, retried on transient failures; raises the last one.
+        With a deadline (``until``, monotonic), each call gets only the time left."""
         try:
             for stage in self._attempt_stages:
                 pending = stage.on_attempt(ctx, deployment)
@@ -366,24 +375,43 @@ class Pipeline:
         except BaseException:
             self._health.released(health)  # refused before any call: not its failure
             raise
+        target = deployment
+        failure: GatewayError | None = None
         for retry in range(retries + 1):
             if retry:
                 cap = min(self._backoff_max, self._backoff * 2 ** (retry - 1))
-                await asyncio.sleep(random.uniform(0, cap))
+                delay = random.uniform(0, cap)
+                if until is not None and time.monotonic() + delay >= until:
+                    assert failure is not None
+                    raise failure  # no time left to try here again
+                await asyncio.sleep(delay)
+            if until is not None:
+                # Never 0: aiohttp reads a zero connect limit as none at all.
+                target = within(deployment, max(until - time.monotonic(), 0.001), streaming)
             attempt = _begin(ctx, deployment)
             self._health.started(health)
             try:
-                result = await once(ctx, deployment)
+                result = await once(ctx, target)
             except GatewayError as exc:
                 now = time.perf_counter()
                 attempt.ended, attempt.error = now, exc
-                self._health.failed(health, exc, now - attempt.started)
+                if target is not deployment and isinstance(exc, UpstreamTimeout):
+                    # Cut short by the deadline, not by the deployment's own limits.
+                    self._health.abandoned(health)
+                else:
+                    self._health.failed(health, exc, now - attempt.started)
                 for stage in self._attempt_end_stages:
                     pending = stage.on_attempt_end(ctx, attempt)
                     if pending is not None:
                         await pending
-                if retry < retries and _transient(exc) and health.state == "closed":
-                    continue  # never again on a deployment whose circuit this failure opened
+                if (
+                    retry < retries
+                    and _transient(exc)
+                    and health.state == "closed"  # never again once this failure opened it
+                    and (until is None or time.monotonic() < until)
+                ):
+                    failure = exc
+                    continue
                 raise
             except BaseException:
                 attempt.ended = time.perf_counter()
@@ -433,6 +461,18 @@ class Pipeline:
     ) -> Awaitable[EmbeddingResponse]:
         assert ctx.embedding is not None
         return self._embedding_providers[deployment.provider].embed(ctx.embedding, deployment)
+
+
+def _overdue(
+    ctx: RequestContext, deadline: float, last_error: GatewayError | None
+) -> DeadlineExceeded:
+    """The client's error when the model group's deadline has passed."""
+    tries = "attempt" if ctx.attempts == 1 else "attempts"
+    message = f"No answer for '{ctx.model}' within its deadline of {deadline:g}s"
+    message += f" ({ctx.attempts} {tries}"
+    if last_error is not None and not isinstance(last_error, UpstreamTimeout):
+        message += f"; the last failed: {last_error.message}"
+    return DeadlineExceeded(message + ").")
 
 
 def _transient(error: GatewayError) -> bool:

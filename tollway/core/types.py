@@ -257,11 +257,15 @@ class EmbeddingResponse:
 
 @dataclass(frozen=True, slots=True)
 class UpstreamTimeouts:
-    """Seconds allowed to connect, to the first byte (and between stream events), in total."""
+    """Seconds allowed to connect, to the first byte, between stream events, in total."""
 
     connect: float
     first_byte: float
     total: float
+    gap: float | None = None
+    """Between a stream's events once the first has come; ``None``: ``first_byte``'s value.
+    Set where ``first_byte`` is lowered for one attempt (a latency threshold, a deadline):
+    the wait for the first token is shortened, the stream once started is not."""
 
 
 @dataclass(frozen=True, slots=True)

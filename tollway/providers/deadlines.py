@@ -29,21 +29,23 @@ RESOLUTION = 0.05
 class Deadline:
     """The time limits of one upstream call, as loop times."""
 
-    __slots__ = ("expired", "gap", "gap_at", "loop", "task", "total_at", "waiting")
+    __slots__ = ("expired", "first_byte", "gap", "gap_at", "loop", "task", "total_at", "waiting")
 
     def __init__(self, task: asyncio.Task[object], timeouts: UpstreamTimeouts) -> None:
         self.task = task
         self.loop = task.get_loop()
         now = self.loop.time()
-        self.gap = timeouts.first_byte
+        self.first_byte = timeouts.first_byte
+        self.gap = timeouts.first_byte if timeouts.gap is None else timeouts.gap
         self.gap_at = now + timeouts.first_byte
         self.total_at = now + timeouts.total
         self.waiting = True
         self.expired: Phase | None = None
 
     def received(self) -> None:
-        """Bytes arrived: the wait for the next ones starts now."""
-        self.gap_at = self.loop.time() + self.gap
+        """The answer's head arrived: the wait for its first content starts now (still under
+        the first-byte limit; the gap limit applies once content has been handed over)."""
+        self.gap_at = self.loop.time() + self.first_byte
 
     def pause(self) -> None:
         """The call hands data to its consumer: nothing to cancel until it asks for more."""

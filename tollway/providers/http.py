@@ -202,10 +202,10 @@ def _deadline_error(
     phase = phase or deadline.expired or "total"
     host = _host(url)
     if phase == "first_byte" and mid_stream:
-        # The same limit bounds the gaps between a stream's events.
+        # The gap limit: the deployment's own first-byte limit, even where a latency
+        # threshold or a deadline shortened the wait for the first event.
         return UpstreamTimeout(
-            f"upstream {host} went silent mid-answer for longer than the first-byte timeout "
-            f"of {timeouts.first_byte:g}s",
+            f"upstream {host} went silent mid-answer for longer than {deadline.gap:g}s",
             phase="first_byte",
         )
     if phase == "first_byte":

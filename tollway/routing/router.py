@@ -29,7 +29,8 @@ _CHARS_PER_TOKEN = 4
 _TOKENS_PER_MESSAGE = 4
 
 
-Plan = tuple[list[Candidate], int]
+Plan = tuple[list[Candidate], int, float | None]
+"""The candidates in order, retries a candidate, and the group's deadline (seconds)."""
 """The candidates of one request, best first, and how often to retry each."""
 
 
@@ -80,7 +81,7 @@ class Router:
         if not group.fallbacks:
             smallest = self._smallest.get(group.name)
             if smallest is None or ctx.chat is None or _surely_fits(ctx.chat, smallest):
-                return self._ordered(group), group.retries
+                return self._ordered(group), group.retries, group.deadline
         candidates = self._ordered(group)
         for name in group.fallbacks:
             fallback = self.table.get(name)
@@ -93,7 +94,7 @@ class Router:
             candidates += [c for c in self._ordered(fallback) if c[0].id not in seen]
         if group.name in self._windowed:
             candidates = self._that_fit(ctx, candidates)
-        return candidates, group.retries
+        return candidates, group.retries, group.deadline
 
     def _ordered(self, group: ModelGroup) -> list[Candidate]:
         ordered = STRATEGIES[group.strategy](self._records[group.name], self._rng, self._explore)

@@ -27,6 +27,8 @@ class ModelGroup:
     hurried: Mapping[str, Deployment] = field(default_factory=dict)
     """With a ``latency_threshold``: each deployment with its first-byte limit lowered to it,
     used for every candidate but the last."""
+    deadline: float | None = None
+    """Seconds a request may wait for an answer over all its attempts (``None``: no limit)."""
 
 
 class RoutingTable:
@@ -106,6 +108,7 @@ def build_routing_table(
                 fallbacks=tuple(group.fallbacks),
                 retries=group.retries,
                 hurried=_hurried(deployments, group.latency_threshold),
+                deadline=group.deadline,
             )
         )
     return RoutingTable(groups)
@@ -119,12 +122,31 @@ def _hurried(
     return {
         d.id: replace(
             d,
-            timeouts=replace(d.timeouts, first_byte=min(d.timeouts.first_byte, threshold)),
+            timeouts=replace(d.timeouts, first_byte=threshold, gap=_gap(d.timeouts)),
             hurried=True,
         )
         for d in deployments
         if d.timeouts.first_byte > threshold
     }
+
+
+def within(deployment: Deployment, left: float, streaming: bool) -> Deployment:
+    """``deployment`` with its limits cut to the ``left`` seconds of a deadline: connecting
+    and the first byte, and for an answer in one piece the total too (a stream that has begun
+    runs on its own limits). The deployment itself when its limits are shorter already."""
+    timeouts = deployment.timeouts
+    total = timeouts.total if streaming else min(timeouts.total, left)
+    if timeouts.first_byte <= left and timeouts.connect <= left and total == timeouts.total:
+        return deployment
+    cut = UpstreamTimeouts(
+        min(timeouts.connect, left), min(timeouts.first_byte, left), total, _gap(timeouts)
+    )
+    return replace(deployment, timeouts=cut)
+
+
+def _gap(timeouts: UpstreamTimeouts) -> float:
+    """The limit between a stream's events: its own, else the first-byte limit's."""
+    return timeouts.first_byte if timeouts.gap is None else timeouts.gap
 
 
 def _deployment(
