@@ -75,17 +75,20 @@ class Deadlines:
         self._resolution = resolution
         self._watched: set[Deadline] = set()
         self._watchdog: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the first call's: one loop only
 
     def watch(self, timeouts: UpstreamTimeouts) -> Deadline:
         """Start watching the current task's call; ``forget`` it when the call ends."""
-        task = asyncio.current_task()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        # With its loop given, current_task skips get_running_loop (a getpid system call).
+        task = asyncio.current_task(loop)
         assert task is not None, "upstream calls run inside a task"
         deadline = Deadline(task, timeouts)
         self._watched.add(deadline)
         if self._watchdog is None:
-            self._watchdog = deadline.loop.create_task(
-                self._watch(), name="tollway-upstream-deadlines"
-            )
+            self._watchdog = loop.create_task(self._watch(), name="tollway-upstream-deadlines")
         return deadline
 
     def forget(self, deadline: Deadline) -> None:
@@ -117,3 +120,4 @@ class Deadlines:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watchdog
             self._watchdog = None
+        self._loop = None

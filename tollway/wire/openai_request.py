@@ -151,13 +151,21 @@ def request_to_wire(
         )
         key = "max_completion_tokens" if newer else "max_tokens"
         body[key] = request.max_tokens
-    _set_if(body, "temperature", request.temperature)
-    _set_if(body, "top_p", request.top_p)
-    _set_if(body, "n", request.n)
-    _set_if(body, "stop", request.stop)
-    _set_if(body, "seed", request.seed)
-    _set_if(body, "user", request.user)
-    _set_if(body, "parallel_tool_calls", request.parallel_tool_calls)
+    # Written out rather than a helper called seven times: every request passes here.
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.top_p is not None:
+        body["top_p"] = request.top_p
+    if request.n is not None:
+        body["n"] = request.n
+    if request.stop is not None:
+        body["stop"] = request.stop
+    if request.seed is not None:
+        body["seed"] = request.seed
+    if request.user is not None:
+        body["user"] = request.user
+    if request.parallel_tool_calls is not None:
+        body["parallel_tool_calls"] = request.parallel_tool_calls
     if request.tools is not None:
         body["tools"] = [_tool_to_wire(t) for t in request.tools]
     if request.tool_choice is not None:
@@ -165,11 +173,6 @@ def request_to_wire(
     if request.response_format is not None:
         body["response_format"] = _response_format_to_wire(request.response_format)
     return body
-
-
-def _set_if(body: dict[str, Any], key: str, value: object) -> None:
-    if value is not None:
-        body[key] = value
 
 
 def _stop_from_wire(stop: Any) -> list[str] | None:
