@@ -131,6 +131,36 @@ def test_tool_round_trip(gpt: openai.OpenAI, simulator_url: str) -> None:
     assert body["toolConfig"]["tools"][0]["toolSpec"]["name"] == "get_weather"
 
 
+def test_blank_text_and_empty_assistant_turns_are_not_sent(
+    gpt: openai.OpenAI, simulator_url: str
+) -> None:
+    # Bedrock refuses a text block that is empty or only whitespace, and a turn without content.
+    call = {
+        "id": "tooluse_blank",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city": "Oslo", "unit": "c"}'},
+    }
+    messages: list[Any] = [
+        {"role": "system", "content": "be brief"},
+        {"role": "developer", "content": " \n"},
+        *user("first question"),
+        {"role": "assistant", "content": ""},
+        *user("bedrock blank turns, Oslo?"),
+        {"role": "assistant", "content": "\n\n", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "tooluse_blank", "content": "blank snow, -3C"},
+    ]
+    answer = gpt.chat.completions.create(model="test-bedrock", messages=messages, tools=[WEATHER])
+    assert "blank snow, -3C" in (answer.choices[0].message.content or "")
+    body = recorded(simulator_url, "blank snow, -3C")["json"]
+    assert body["system"] == [{"text": "be brief"}]
+    assert [m["role"] for m in body["messages"]] == ["user", "assistant", "user"]
+    assert body["messages"][0]["content"] == [
+        {"text": "first question"},
+        {"text": "bedrock blank turns, Oslo?"},
+    ]
+    assert [next(iter(b)) for b in body["messages"][1]["content"]] == ["toolUse"]
+
+
 def test_streamed_parallel_tool_calls(gpt: openai.OpenAI) -> None:
     with gpt.chat.completions.stream(
         model="test-bedrock", messages=user("call both in parallel"), tools=[WEATHER, CLOCK]

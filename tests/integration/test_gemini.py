@@ -191,6 +191,32 @@ def test_tool_round_trip_maps_results_back_to_the_function(
     }
 
 
+@BOTH
+def test_empty_turns_and_empty_text_are_not_sent(
+    gpt: openai.OpenAI, simulator_url: str, model: str
+) -> None:
+    # Google refuses an empty text part ("empty text parameter") and a content without parts;
+    # a client replays empty turns, e.g. an answer that said nothing (MALFORMED_FUNCTION_CALL).
+    marker = f"after an empty answer on {model}"
+    messages: list[Any] = [
+        {"role": "system", "content": ""},
+        *user("first question"),
+        {"role": "assistant", "content": ""},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": ""}, {"type": "text", "text": marker}],
+        },
+    ]
+    answer = gpt.chat.completions.create(model=model, messages=messages)
+    assert marker in (answer.choices[0].message.content or "")
+    body = recorded(simulator_url, marker)["json"]
+    assert "systemInstruction" not in body
+    assert body["contents"] == [
+        {"role": "user", "parts": [{"text": "first question"}]},
+        {"role": "user", "parts": [{"text": marker}]},
+    ]
+
+
 @pytest.mark.parametrize(
     ("tool_choice", "calling"),
     [

@@ -7,7 +7,8 @@ REST shape: ``contents`` of ``user`` / ``model`` turns whose parts are ``text``,
 ``systemInstruction``; ``tools[].functionDeclarations`` (``parametersJsonSchema`` or
 ``parameters``); ``toolConfig.functionCallingConfig``; ``generationConfig`` with
 ``maxOutputTokens``, ``stopSequences``, ``candidateCount`` and ``responseMimeType`` /
-``responseJsonSchema`` (or ``responseSchema``).
+``responseJsonSchema`` (or ``responseSchema``). As Google does, a content without parts or with
+an empty text part is a 400 ("empty text parameter").
 
 A stream (``alt=sse``) is one ``GenerateContentResponse`` per token, as ``data:`` lines without
 event names: each text piece a ``text`` part, each function call whole in one object (its
@@ -52,6 +53,17 @@ from tollway.simulator.state import SimulatorState
 GEMINI_MODELS_PATH = "/v1beta/models"
 VERTEX_MODELS_PATH = "/v1/projects/{project}/locations/{location}/publishers/google/models"
 _MEDIA_PARTS = ("inlineData", "fileData")
+_LEARN_MORE = (
+    "Learn more: https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/gemini"
+)
+_NO_PARTS = (
+    "Unable to submit request because it must include at least one parts field, which describes "
+    "the prompt input. " + _LEARN_MORE
+)
+_EMPTY_TEXT = (
+    "Unable to submit request because it has an empty text parameter. Add a value to the "
+    "parameter and try again. " + _LEARN_MORE
+)
 _MAX_CANDIDATES = 8
 
 
@@ -78,6 +90,10 @@ def _content_tokens(content: Any, param: str) -> tuple[str, str | None, int]:
     parts = content.get("parts") if isinstance(content, dict) else None
     if not isinstance(parts, list):
         raise InvalidRequest(f"* GenerateContentRequest.{param}.parts: required", param)
+    if not parts:
+        raise InvalidRequest(_NO_PARTS, param)
+    if any(isinstance(part, dict) and part.get("text") == "" for part in parts):
+        raise InvalidRequest(_EMPTY_TEXT, param)
     texts: list[str] = []
     results: list[str] | None = None
     tokens = 0

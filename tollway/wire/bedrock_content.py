@@ -112,14 +112,17 @@ def _tool_use_from_wire(raw: Any, param: str) -> ToolCall:
 
 
 def content_blocks(content: str | list[ContentPart] | None, param: str) -> list[dict[str, Any]]:
-    """Canonical content as blocks; empty text becomes no block (Bedrock refuses blank text)."""
+    """Canonical content as blocks; blank text (empty or only whitespace) becomes no block:
+    Bedrock refuses a text block without a visible character."""
     if content is None or isinstance(content, str):
-        return [{"text": content}] if content else []
-    return [_part_to_wire(part, param) for part in content if not _empty(part)]
+        return [{"text": content}] if content and not content.isspace() else []
+    return [_part_to_wire(part, param) for part in content if not _blank(part)]
 
 
-def _empty(part: ContentPart) -> bool:
-    return isinstance(part, TextPart) and not part.text and "json" not in part.extra
+def _blank(part: ContentPart) -> bool:
+    if not isinstance(part, TextPart) or "json" in part.extra:
+        return False
+    return not part.text or part.text.isspace()
 
 
 def _part_to_wire(part: ContentPart, param: str) -> dict[str, Any]:

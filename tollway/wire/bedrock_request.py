@@ -13,6 +13,8 @@ The model is not in the body (it is the ``{modelId}`` of the URL), and a body is
   tools are sent at all.
 - Turns must alternate: consecutive messages of one role (tool results count as the user's)
   are joined into one turn, so tool results and the user message after them share a turn.
+- Bedrock refuses blank text (empty or only whitespace): such text is no block, and an
+  assistant turn left with no block at all is left out.
 - JSON output: ``json_schema`` is ``outputConfig.textFormat`` (the schema as JSON text);
   ``json_object`` becomes Anthropic's ``JSON_OBJECT_INSTRUCTION`` at the end of the system
   prompt.
@@ -241,6 +243,10 @@ def _messages_to_wire(messages: list[Message]) -> list[dict[str, Any]]:
             continue
         if message.role == "assistant":
             role, turn = "assistant", assistant_blocks(message, param)
+            if not turn:
+                # Nothing but blank text: Bedrock refuses a turn without content, and the
+                # turn says nothing, so it is left out (the user turns around it join).
+                continue
         elif message.role == "tool":
             role, turn = "user", [tool_result_to_wire(message, param)]
         else:

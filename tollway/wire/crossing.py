@@ -13,7 +13,8 @@ that came from another format passes it through here first:
 - an OpenAI assistant turn's ``refusal`` becomes its text, and an assistant turn with nothing
   in it is left out for Anthropic, which refuses empty content;
 - content parts and tools the gateway does not model are a 400 naming their type;
-- answers and chunks lose their extras (they are the other format's details).
+- answers and chunks lose their extras (they are the other format's details), and an answer
+  loses its content blocks of kinds the gateway does not model (reasoning, thinking, ...).
 
 A value tagged with the target format, or not tagged at all (built in code), is unchanged.
 """
@@ -183,7 +184,19 @@ def _plain_choice(choice: Choice) -> Choice:
     calls = message.tool_calls
     if calls:
         calls = [replace(call, extra={}) if call.extra else call for call in calls]
-    return replace(choice, message=replace(message, tool_calls=calls, extra={}), extra={})
+    content = message.content
+    if isinstance(content, list):
+        # Blocks of the upstream's own kinds (Bedrock's reasoningContent, Anthropic's
+        # thinking, ...) mean nothing to another format's client, whose SDK cannot read them.
+        content = [_plain_answer_part(p) for p in content if not isinstance(p, OpaquePart)]
+    message = replace(message, content=content, tool_calls=calls, extra={})
+    return replace(choice, message=message, extra={})
+
+
+def _plain_answer_part(part: TextPart | ImagePart) -> ContentPart:
+    if not part.extra:
+        return part
+    return TextPart(part.text) if isinstance(part, TextPart) else replace(part, extra={})
 
 
 def chunk_for(chunk: ChatChunk, target: str) -> ChatChunk:

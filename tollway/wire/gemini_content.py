@@ -127,10 +127,15 @@ def function_response_from_wire(part: dict[str, Any], tool_call_id: str, param: 
 
 
 def content_parts(content: str | list[ContentPart] | None) -> list[dict[str, Any]]:
-    """Canonical content as Gemini parts; an empty string is no part."""
+    """Canonical content as Gemini parts; empty text is no part (Google refuses an empty
+    text part: "empty text parameter"), unless it carries more (a thought signature)."""
     if content is None or isinstance(content, str):
         return [{"text": content}] if content else []
-    return [_part_to_wire(part) for part in content]
+    return [
+        _part_to_wire(part)
+        for part in content
+        if not (isinstance(part, TextPart) and not part.text and not part.extra)
+    ]
 
 
 def _part_to_wire(part: ContentPart) -> dict[str, Any]:

@@ -5,6 +5,8 @@ Where Gemini's shape differs from the canonical one:
 - The model is in the URL, not the body, and streaming is another method
   (``streamGenerateContent``), not a field.
 - System and developer messages become ``systemInstruction`` (text only), in order.
+- Google refuses an empty text part and a content without parts: empty text is no part, and a
+  turn (or system instruction) left without parts is not sent.
 - Turns have the roles ``user`` and ``model``. A tool call is a ``functionCall`` part with an
   ``args`` object; a tool result is a ``functionResponse`` part naming the function, in a user
   turn: consecutive results, and a user message right after them, form one turn. Call ids are
@@ -276,6 +278,8 @@ def _system_to_wire(messages: list[Message]) -> dict[str, Any] | None:
             )
         out.update(message.extra)
         parts.extend(content_parts(content))
+    if not parts:
+        return None  # Google refuses a system instruction without parts
     out["parts"] = parts
     return out
 
@@ -293,7 +297,8 @@ def _contents_to_wire(messages: list[Message], foreign: bool) -> list[dict[str, 
             names.learn(message)
             calls = function_calls_to_wire(message.tool_calls or [], param, foreign=foreign)
             parts = content_parts(message.content) + calls
-            out.append({**message.extra, "role": "model", "parts": parts or [{"text": ""}]})
+            if parts:  # a turn with nothing in it says nothing, and has no part to send
+                out.append({**message.extra, "role": "model", "parts": parts})
         elif message.role == "tool":
             result = function_response_to_wire(message, names.name_of(message.tool_call_id, param))
             if joins:
@@ -302,8 +307,7 @@ def _contents_to_wire(messages: list[Message], foreign: bool) -> list[dict[str, 
                 out.append({"role": "user", "parts": [result]})
         elif joins:
             out[-1]["parts"].extend(content_parts(message.content))
-        else:
-            parts = content_parts(message.content) or [{"text": ""}]
+        elif parts := content_parts(message.content):
             out.append({**message.extra, "role": "user", "parts": parts})
     return out
 

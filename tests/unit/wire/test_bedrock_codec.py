@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from tollway.core.errors import InvalidRequest, UpstreamProtocolError
 from tollway.core.types import ChatResponse, Choice, Message, Usage
-from tollway.wire import anthropic_request, openai_request, openai_response
+from tollway.wire import anthropic_request, anthropic_response, openai_request, openai_response
 from tollway.wire.anthropic_request import JSON_OBJECT_INSTRUCTION
 from tollway.wire.bedrock_request import request_from_wire, request_to_wire
 from tollway.wire.bedrock_response import (
@@ -26,7 +26,8 @@ from tollway.wire.bedrock_response import (
 
 text = st.text(min_size=1, max_size=20)
 names = st.from_regex(r"[a-z_]{1,12}", fullmatch=True)
-text_block = text.map(lambda t: {"text": t})
+# Bedrock refuses blank text blocks, so a valid request never holds one.
+text_block = text.filter(lambda t: not t.isspace()).map(lambda t: {"text": t})
 image_block = st.sampled_from(
     [
         {"image": {"format": "png", "source": {"bytes": "iVBORw0KGgo="}}},
@@ -469,6 +470,28 @@ def test_bedrock_answer_reaches_openai_clients_without_bedrock_details() -> None
     assert choice["message"]["tool_calls"][0]["function"] == {"name": "f", "arguments": '{"a":1}'}
     assert out["usage"]["prompt_tokens"] == 6
     assert out["usage"]["prompt_tokens_details"] == {"cached_tokens": 4}
+
+
+def test_reasoning_blocks_stay_out_of_an_anthropic_clients_answer() -> None:
+    # A reasoning model on Bedrock (gpt-oss, DeepSeek-R1, Claude thinking) answers with a
+    # reasoningContent block: no Anthropic content block, so the SDK could not read it.
+    reasoning = {"reasoningContent": {"reasoningText": {"text": "hmm", "signature": "s"}}}
+    raw = {
+        "output": {"message": {"role": "assistant", "content": [
+            reasoning, {"text": "hi"}, {"toolUse": {"toolUseId": "t", "name": "f", "input": {}}}]}},
+        "stopReason": "tool_use",
+        "usage": {"inputTokens": 2, "outputTokens": 3, "totalTokens": 5},
+    }  # fmt: skip
+    out = anthropic_response.response_to_wire(response_from_wire(raw, "m"))
+    assert out["content"] == [
+        {"type": "text", "text": "hi"},
+        {"type": "tool_use", "id": "t", "name": "f", "input": {}},
+    ]
+    assert out["stop_reason"] == "tool_use"
+    # A Bedrock client of a Bedrock deployment still gets the block as it came.
+    assert response_to_wire(response_from_wire(raw, "m"))["output"]["message"]["content"][0] == (
+        reasoning
+    )
 
 
 def test_openai_answer_renders_as_converse() -> None:

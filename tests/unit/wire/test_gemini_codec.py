@@ -59,7 +59,10 @@ names = st.from_regex(r"[a-z_]{1,12}", fullmatch=True)
 signature = st.sampled_from([{}, {"thoughtSignature": "c2lnbmF0dXJl"}])
 args = st.sampled_from([{}, {"city": "Paris"}, {"n": 1, "nested": {"a": [1, 2]}}])
 
-text_part = st.builds(lambda t, s: {"text": t, **s}, text, signature)
+# Google refuses an empty text part, unless it carries a signature (a stream's last part).
+text_part = st.builds(lambda t, s: {"text": t, **s}, text, signature).filter(
+    lambda part: bool(part["text"]) or len(part) > 1
+)
 image_part = st.sampled_from(
     [
         {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}},
