@@ -192,6 +192,20 @@ def test_streamed_function_calls_assemble(client: openai.OpenAI, model: str) -> 
     assert len(argument_deltas) >= 2 if model == "test-gemini" else len(argument_deltas) > 2
 
 
+def test_usage_an_upstream_left_out_is_the_gateways_own_count(client: openai.OpenAI) -> None:
+    # Some OpenAI-compatible servers send no usage; a Response always states it.
+    silent = {"x-sim-usage": "omit"}
+    plain = client.responses.create(model="test-chat", input="count for me", extra_headers=silent)
+    assert plain.usage is not None
+    assert plain.usage.input_tokens > 0 and plain.usage.output_tokens > 0
+    with client.responses.stream(
+        model="test-chat", input="count for me", extra_headers=silent
+    ) as stream:
+        final = stream.get_final_response()
+    assert final.usage is not None
+    assert final.usage.input_tokens > 0 and final.usage.output_tokens > 0
+
+
 def test_stream_cut_by_max_output_tokens_ends_incomplete(client: openai.OpenAI) -> None:
     events = list(
         client.responses.create(

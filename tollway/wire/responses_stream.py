@@ -61,6 +61,15 @@ class StreamWriter:
         self._finish: FinishReason | None = None
         self._usage: Usage | None = None
 
+    @property
+    def usage_seen(self) -> bool:
+        """Whether a chunk carried usage (the upstream reported it)."""
+        return self._usage is not None
+
+    def usage_from(self, usage: Usage) -> None:
+        """Report ``usage`` at the end (the gateway's own count of an upstream's silence)."""
+        self._usage = usage
+
     def feed(self, chunk: ChatChunk) -> bytes:
         """The events ``chunk`` stands for (``response.created`` first); may be empty."""
         out: list[bytes] = []
