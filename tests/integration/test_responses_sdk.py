@@ -253,6 +253,21 @@ def test_errors_name_fields_as_the_responses_client_sent_them(client: openai.Ope
     assert "reasoning_effort" not in caught.value.message
 
 
+@pytest.mark.parametrize("model", FAMILIES)
+def test_what_no_family_could_meet_is_refused_before_the_upstream(
+    client: openai.OpenAI, model: str
+) -> None:
+    # Without this, a required tool with none offered came back as plain text (a choice
+    # silently not met) and a zero limit was the upstream's error, in its own field names.
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model=model, input="x", tool_choice="required")
+    assert caught.value.param == "tool_choice" and "no 'tools'" in caught.value.message
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model=model, input="x", max_output_tokens=0)
+    assert caught.value.param == "max_output_tokens"
+    assert "'max_output_tokens' must be at least 1" in caught.value.message
+
+
 def test_builtin_tools_are_refused(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         client.responses.create(model="test-chat", input="x", tools=[{"type": "web_search"}])

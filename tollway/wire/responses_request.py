@@ -110,7 +110,20 @@ def request_from_wire(body: dict[str, Any]) -> ResponsesRequest:
         extra=extra,
         wire_format=WIRE_FORMAT,
     )
+    _check_limits(chat)
     return ResponsesRequest(chat, _echo(body, chat, text))
+
+
+def _check_limits(chat: ChatRequest) -> None:
+    """What the API refuses before any model runs, refused here alike whoever serves it."""
+    if chat.max_tokens is not None and chat.max_tokens < 1:
+        raise InvalidRequest("'max_output_tokens' must be at least 1", param="max_output_tokens")
+    choice = chat.tool_choice
+    if choice is not None and choice.mode in ("required", "function") and not chat.tools:
+        # Otherwise silently not met: some families answer in text when no tool is offered.
+        raise InvalidRequest(
+            "'tool_choice' requires a tool, but the request has no 'tools'", param="tool_choice"
+        )
 
 
 def _refuse_unsupported(body: dict[str, Any]) -> None:
