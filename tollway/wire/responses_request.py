@@ -109,6 +109,7 @@ def request_from_wire(body: dict[str, Any]) -> ResponsesRequest:
         response_format=_format_from_wire(text.get("format")),
         extra=extra,
         wire_format=WIRE_FORMAT,
+        limit_named_by_client=False,  # max_output_tokens has no Chat Completions name
     )
     _check_limits(chat)
     return ResponsesRequest(chat, _echo(body, chat, text))

@@ -167,6 +167,16 @@ def test_chat_counterparts_travel_as_chat_extras() -> None:
     assert body["model"] == "upstream-model"
 
 
+def test_max_output_tokens_is_named_as_the_openai_upstream_wants_it() -> None:
+    chat = parse(max_output_tokens=50).chat
+    # OpenAI's own API: its reasoning models (the Responses API's usual ones) refuse
+    # max_tokens. It went as max_tokens, as if a Chat Completions client had chosen that name.
+    official = request_to_wire(chat, "gpt-5", completion_tokens=True)
+    assert official["max_completion_tokens"] == 50 and "max_tokens" not in official
+    compatible = request_to_wire(chat, "llama")  # a server that may know only max_tokens
+    assert compatible["max_tokens"] == 50 and "max_completion_tokens" not in compatible
+
+
 def test_echo_repeats_the_settings_and_says_nothing_is_stored() -> None:
     echo = parse(
         store=True,
