@@ -268,6 +268,22 @@ def test_what_no_family_could_meet_is_refused_before_the_upstream(
     assert "'max_output_tokens' must be at least 1" in caught.value.message
 
 
+def test_log_probabilities_are_refused_not_answered_empty(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(
+            model="test-chat", input="x", include=["message.output_text.logprobs"]
+        )
+    assert caught.value.param == "include" and "log probabilities" in caught.value.message
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model="test-chat", input="x", top_logprobs=3)
+    assert caught.value.param == "top_logprobs"
+    # What has no bearing on a stateless answer still passes.
+    response = client.responses.create(
+        model="test-chat", input="x", include=["reasoning.encrypted_content"], top_logprobs=0
+    )
+    assert response.status == "completed"
+
+
 def test_builtin_tools_are_refused(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         client.responses.create(model="test-chat", input="x", tools=[{"type": "web_search"}])
