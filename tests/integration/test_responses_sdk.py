@@ -192,6 +192,20 @@ def test_streamed_function_calls_assemble(client: openai.OpenAI, model: str) -> 
     assert len(argument_deltas) >= 2 if model == "test-gemini" else len(argument_deltas) > 2
 
 
+def test_usage_an_upstream_left_out_is_the_gateways_own_count(client: openai.OpenAI) -> None:
+    # Some OpenAI-compatible servers send no usage; a Response always states it.
+    silent = {"x-sim-usage": "omit"}
+    plain = client.responses.create(model="test-chat", input="count for me", extra_headers=silent)
+    assert plain.usage is not None
+    assert plain.usage.input_tokens > 0 and plain.usage.output_tokens > 0
+    with client.responses.stream(
+        model="test-chat", input="count for me", extra_headers=silent
+    ) as stream:
+        final = stream.get_final_response()
+    assert final.usage is not None
+    assert final.usage.input_tokens > 0 and final.usage.output_tokens > 0
+
+
 def test_stream_cut_by_max_output_tokens_ends_incomplete(client: openai.OpenAI) -> None:
     events = list(
         client.responses.create(
@@ -237,6 +251,37 @@ def test_errors_name_fields_as_the_responses_client_sent_them(client: openai.Ope
     assert caught.value.param == "reasoning.effort"
     assert "'reasoning.effort'" in caught.value.message
     assert "reasoning_effort" not in caught.value.message
+
+
+@pytest.mark.parametrize("model", FAMILIES)
+def test_what_no_family_could_meet_is_refused_before_the_upstream(
+    client: openai.OpenAI, model: str
+) -> None:
+    # Without this, a required tool with none offered came back as plain text (a choice
+    # silently not met) and a zero limit was the upstream's error, in its own field names.
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model=model, input="x", tool_choice="required")
+    assert caught.value.param == "tool_choice" and "no 'tools'" in caught.value.message
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model=model, input="x", max_output_tokens=0)
+    assert caught.value.param == "max_output_tokens"
+    assert "'max_output_tokens' must be at least 1" in caught.value.message
+
+
+def test_log_probabilities_are_refused_not_answered_empty(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(
+            model="test-chat", input="x", include=["message.output_text.logprobs"]
+        )
+    assert caught.value.param == "include" and "log probabilities" in caught.value.message
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model="test-chat", input="x", top_logprobs=3)
+    assert caught.value.param == "top_logprobs"
+    # What has no bearing on a stateless answer still passes.
+    response = client.responses.create(
+        model="test-chat", input="x", include=["reasoning.encrypted_content"], top_logprobs=0
+    )
+    assert response.status == "completed"
 
 
 def test_builtin_tools_are_refused(client: openai.OpenAI) -> None:

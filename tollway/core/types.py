@@ -151,6 +151,11 @@ class ChatRequest:
     wire_format: str | None = None
     """The wire format this was parsed from (its ``extra`` fields, at every level, are in its
     terms); ``None`` when built in code."""
+    limit_named_by_client: bool = True
+    """In a request tagged ``openai``: the client named the output limit in Chat Completions'
+    terms (``max_tokens`` or ``max_completion_tokens``), so an OpenAI upstream is sent that
+    name. ``False`` for a Responses request (``max_output_tokens``): the upstream gets the
+    name it prefers, as for a request from another format."""
     answer_as_is: bool = False
     """A complete answer in ``wire_format`` goes to the client as the upstream's bytes and
     nothing reads its content: the provider may leave the response's ``choices`` empty and

@@ -47,6 +47,21 @@ def _failure(exc: GatewayError, rid: str, headers: dict[str, str]) -> web.Stream
     return failure(exc, rid, headers)
 
 
+class _Encoder(StreamWriter):
+    """The Responses event stream, closing with the gateway's own count as usage when the
+    upstream's stream gave none (metered by then: the stream's end settled it)."""
+
+    def __init__(self, echo: JSON, ctx: RequestContext) -> None:
+        super().__init__(echo)
+        self._ctx = ctx
+
+    def finish(self) -> bytes:
+        """The closing events, usage included."""
+        if not self.usage_seen and self._ctx.usage is not None:
+            self.usage_from(self._ctx.usage)
+        return super().finish()
+
+
 class ResponsesDialect:
     """aiohttp handlers for the Responses API routes."""
 
@@ -82,9 +97,13 @@ class ResponsesDialect:
             ctx.endpoint = "responses"
             if ctx.chat.stream:
                 chunks = await pipeline.stream(ctx)
-                encoder = StreamWriter(echo)
+                encoder = _Encoder(echo, ctx)
                 return await stream_events(request, ctx, chunks, encoder, routing_headers(ctx))
             response = await pipeline.chat(ctx)
+            if response.usage is None:
+                # A Response always states usage: the gateway's own count when the upstream
+                # gave none (as metered: ``usage_estimated`` in the request log).
+                response.usage = ctx.usage
             return web.Response(
                 body=orjson.dumps(response_to_wire(response, echo)),
                 content_type=_JSON,

@@ -132,10 +132,10 @@ def request_to_wire(
 
     Streams always ask for usage so the gateway can account for every token; the client's
     own ``include_usage`` is honoured on the way back out. The output limit keeps the name
-    an OpenAI client used; a request from another API names it ``max_completion_tokens``
-    when ``completion_tokens`` says the upstream wants that name (OpenAI's own API, whose
-    reasoning models refuse ``max_tokens``), else ``max_tokens``, which every compatible
-    server knows.
+    a Chat Completions client used; a request from another API (Responses included) names
+    it ``max_completion_tokens`` when ``completion_tokens`` says the upstream wants that name
+    (OpenAI's own API, whose reasoning models refuse ``max_tokens``), else ``max_tokens``,
+    which every compatible server knows.
     """
     request = request_for(request, WIRE_FORMAT)
     body: dict[str, Any] = dict(request.extra)
@@ -146,9 +146,8 @@ def request_to_wire(
         body["stream_options"] = {"include_usage": True}
     if request.max_tokens is not None:
         # Keep the field name the client used: older compatible servers only know max_tokens.
-        newer = "max_completion_tokens" in body or (
-            completion_tokens and request.wire_format != WIRE_FORMAT
-        )
+        named = request.wire_format == WIRE_FORMAT and request.limit_named_by_client
+        newer = "max_completion_tokens" in body or (completion_tokens and not named)
         key = "max_completion_tokens" if newer else "max_tokens"
         body[key] = request.max_tokens
     # Written out rather than a helper called seven times: every request passes here.

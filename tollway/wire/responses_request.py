@@ -11,7 +11,8 @@ do not model (``reasoning.effort``, ``text.verbosity``, ``service_tier``, ``prom
 The gateway keeps no responses: fields that need stored state (``previous_response_id``,
 ``conversation``, ``background``, ``prompt``, ``context_management``, ``item_reference``
 items) are a 400 saying so; ``store`` is accepted and answered with ``"store": false``;
-``include``, ``truncation``, ``top_logprobs`` and the like are accepted and have no effect.
+``include``, ``truncation`` and the like are accepted and have no effect, but log probabilities
+(``include: ["message.output_text.logprobs"]``, ``top_logprobs``) are a 400: the answer has none.
 Built-in tools (web search, file search, ...) and anything else unknown are a 400 naming them.
 Reasoning items in ``input`` are dropped: they are context from another upstream that a Chat
 Completions deployment cannot take, and the answer does not depend on them being echoed.
@@ -50,13 +51,15 @@ _MODELLED = frozenset(
     }
 )  # fmt: skip
 # Accepted and without effect: they shape storage, truncation or extra output the gateway
-# does not produce, never the text of the answer.
+# does not produce, never the text of the answer (but log probabilities, asked for with
+# ``include`` or ``top_logprobs``, are refused: the answer would lack them).
 _IGNORED = frozenset(
     {
         "include", "truncation", "stream_options", "top_logprobs", "max_tool_calls",
         "prompt_cache_retention", "prompt_cache_options",
     }
 )  # fmt: skip
+_LOGPROBS = "message.output_text.logprobs"
 _STATELESS = (
     "the gateway keeps no response state; send the whole conversation in 'input' "
     "(earlier output items can be sent back as input items)"
@@ -109,11 +112,26 @@ def request_from_wire(body: dict[str, Any]) -> ResponsesRequest:
         response_format=_format_from_wire(text.get("format")),
         extra=extra,
         wire_format=WIRE_FORMAT,
+        limit_named_by_client=False,  # max_output_tokens has no Chat Completions name
     )
+    _check_limits(chat)
     return ResponsesRequest(chat, _echo(body, chat, text))
 
 
+def _check_limits(chat: ChatRequest) -> None:
+    """What the API refuses before any model runs, refused here alike whoever serves it."""
+    if chat.max_tokens is not None and chat.max_tokens < 1:
+        raise InvalidRequest("'max_output_tokens' must be at least 1", param="max_output_tokens")
+    choice = chat.tool_choice
+    if choice is not None and choice.mode in ("required", "function") and not chat.tools:
+        # Otherwise silently not met: some families answer in text when no tool is offered.
+        raise InvalidRequest(
+            "'tool_choice' requires a tool, but the request has no 'tools'", param="tool_choice"
+        )
+
+
 def _refuse_unsupported(body: dict[str, Any]) -> None:
+    _refuse_logprobs(body)
     for key, value in body.items():
         # null and false ask for nothing (``background: false``), so they pass as absent.
         if key in _MODELLED or key in _IGNORED or value is None or value is False:
@@ -122,6 +140,23 @@ def _refuse_unsupported(body: dict[str, Any]) -> None:
         if reason is not None:
             raise InvalidRequest(f"'{key}' is not supported: {reason}", param=key)
         raise InvalidRequest(f"'{key}' is not supported by the gateway's Responses API", param=key)
+
+
+def _refuse_logprobs(body: dict[str, Any]) -> None:
+    """Log probabilities are extra output the answer would lack: a 400, not an empty list."""
+    include = optional(body, "include", list) or []
+    if _LOGPROBS in include:
+        raise InvalidRequest(
+            f"'include' value {_LOGPROBS!r} is not supported: the gateway's Responses API "
+            "returns no log probabilities",
+            param="include",
+        )
+    if optional(body, "top_logprobs", int):
+        raise InvalidRequest(
+            "'top_logprobs' is not supported: the gateway's Responses API returns no log "
+            "probabilities",
+            param="top_logprobs",
+        )
 
 
 def _echo(body: dict[str, Any], chat: ChatRequest, text: JSON) -> JSON:

@@ -4,7 +4,9 @@ A choice's text becomes one ``message`` item and each tool call a ``function_cal
 (``call_id`` is the upstream's call id, which the client sends back in its
 ``function_call_output``). A ``length`` finish makes the response ``incomplete`` with reason
 ``max_output_tokens``. Only the first choice is rendered: the Responses API has no ``n``.
-Extras of the upstream's wire format (fingerprints, refusals, annotations) are not rendered.
+An OpenAI upstream's ``refusal`` (a structured-output request the model declined) is the
+message's ``refusal`` part, as the Responses API gives it; other extras of the upstream's wire
+format (fingerprints, annotations) are not rendered.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import secrets
 import time
 from typing import Any
 
-from tollway.core.types import JSON, ChatResponse, FinishReason, Usage
+from tollway.core.types import JSON, ChatResponse, FinishReason, Message, Usage
+from tollway.wire.openai_response import WIRE_FORMAT as OPENAI
 
 _INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
@@ -48,9 +51,20 @@ def output_text(text: str) -> JSON:
     return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
 
 
-def message_item(item_id: str, text: str | None, status: str) -> JSON:
-    """An assistant ``message`` output item; ``None`` text means its part is not open yet."""
-    content = [] if text is None else [output_text(text)]
+def refusal_part(refusal: str) -> JSON:
+    """A ``refusal`` content part."""
+    return {"type": "refusal", "refusal": refusal}
+
+
+def refusal_of(extra: JSON, wire_format: str | None) -> str | None:
+    """An OpenAI upstream's refusal (whole, or a streamed piece) in a message's or delta's
+    extras; ``None`` from other formats, whose extras mean something else."""
+    refusal = extra.get("refusal") if wire_format == OPENAI else None
+    return refusal if isinstance(refusal, str) and refusal else None
+
+
+def message_item(item_id: str, content: list[JSON], status: str) -> JSON:
+    """An assistant ``message`` output item with these content parts."""
     return {
         "id": item_id,
         "type": "message",
@@ -106,9 +120,9 @@ def response_to_wire(response: ChatResponse, echo: JSON) -> dict[str, Any]:
     output: list[JSON] = []
     if choice is not None:
         message = choice.message
-        text = message.text()
-        if text or not message.tool_calls:
-            output.append(message_item(new_id("msg"), text, status))
+        content = _content(message, response.wire_format)
+        if content or not message.tool_calls:
+            output.append(message_item(new_id("msg"), content or [output_text("")], status))
         output.extend(
             function_call_item(new_id("fc"), call.id, call.name, call.arguments, "completed")
             for call in message.tool_calls or ()
@@ -123,3 +137,12 @@ def response_to_wire(response: ChatResponse, echo: JSON) -> dict[str, Any]:
         usage=response.usage,
         incomplete_details=incomplete,
     )
+
+
+def _content(message: Message, wire_format: str | None) -> list[JSON]:
+    text = message.text()
+    content = [output_text(text)] if text else []
+    refusal = refusal_of(message.extra, wire_format)
+    if refusal is not None:
+        content.append(refusal_part(refusal))
+    return content

@@ -7,6 +7,8 @@ per output item, one at a time as the real API sends them:
 - text: ``response.output_item.added`` (a ``message``), ``response.content_part.added``,
   ``response.output_text.delta``..., ``response.output_text.done``,
   ``response.content_part.done``, ``response.output_item.done``;
+- an OpenAI upstream's refusal: the same with a ``refusal`` part and
+  ``response.refusal.delta``... / ``response.refusal.done``;
 - each tool call: ``response.output_item.added`` (a ``function_call``),
   ``response.function_call_arguments.delta``..., ``response.function_call_arguments.done``,
   ``response.output_item.done``;
@@ -31,9 +33,13 @@ from tollway.wire.responses_response import (
     message_item,
     new_id,
     output_text,
+    refusal_of,
+    refusal_part,
     response_object,
     status_for,
 )
+
+_TEXT, _REFUSAL = "output_text", "refusal"
 
 
 @dataclass(slots=True)
@@ -42,6 +48,8 @@ class _OpenItem:
 
     output_index: int
     item: JSON
+    part: str | None = None
+    """A message's one content part: ``output_text`` or ``refusal``."""
     pieces: list[str] = field(default_factory=list)
 
 
@@ -61,6 +69,15 @@ class StreamWriter:
         self._finish: FinishReason | None = None
         self._usage: Usage | None = None
 
+    @property
+    def usage_seen(self) -> bool:
+        """Whether a chunk carried usage (the upstream reported it)."""
+        return self._usage is not None
+
+    def usage_from(self, usage: Usage) -> None:
+        """Report ``usage`` at the end (the gateway's own count of an upstream's silence)."""
+        self._usage = usage
+
     def feed(self, chunk: ChatChunk) -> bytes:
         """The events ``chunk`` stands for (``response.created`` first); may be empty."""
         out: list[bytes] = []
@@ -72,7 +89,10 @@ class StreamWriter:
             if choice.index != 0:  # the Responses API has one alternative
                 continue
             if choice.content:
-                self._text(choice.content, out)
+                self._text(choice.content, _TEXT, out)
+            refusal = refusal_of(choice.extra, chunk.wire_format)
+            if refusal is not None:
+                self._text(refusal, _REFUSAL, out)
             for call in choice.tool_calls or ():
                 self._tool_call(call, out)
             if choice.finish_reason is not None:
@@ -85,7 +105,7 @@ class StreamWriter:
         if not self._started:
             self._start("", 0, out)
         if self._open is None and not self._output:
-            self._open_message(out)  # an empty answer is still one (empty) message
+            self._open_message(_TEXT, out)  # an empty answer is still one (empty) message
         status, incomplete = status_for(self._finish)
         self._close(out, status)
         snapshot = self._snapshot(status, self._output, incomplete)
@@ -130,20 +150,24 @@ class StreamWriter:
             incomplete_details=incomplete,
         )
 
-    def _text(self, delta: str, out: list[bytes]) -> None:
-        if self._open is None or self._open.item["type"] != "message":
+    def _text(self, delta: str, part: str, out: list[bytes]) -> None:
+        """A piece of the answer's text or of its refusal, each a message's one part."""
+        if self._open is None or self._open.part != part:
             self._close(out, "completed")
-            self._open_message(out)
+            self._open_message(part, out)
         assert self._open is not None
         self._open.pieces.append(delta)
-        fields = {**self._where(self._open), "content_index": 0, "delta": delta, "logprobs": []}
-        out.append(self._event("response.output_text.delta", fields))
+        fields = {**self._where(self._open), "content_index": 0, "delta": delta}
+        if part == _TEXT:
+            fields["logprobs"] = []
+        out.append(self._event(f"response.{part}.delta", fields))
 
-    def _open_message(self, out: list[bytes]) -> None:
-        item = message_item(new_id("msg"), None, "in_progress")
-        opened = self._open_item(item, out)
-        part = {**self._where(opened), "content_index": 0, "part": output_text("")}
-        out.append(self._event("response.content_part.added", part))
+    def _open_message(self, part: str, out: list[bytes]) -> None:
+        opened = self._open_item(message_item(new_id("msg"), [], "in_progress"), out)
+        opened.part = part
+        empty = output_text("") if part == _TEXT else refusal_part("")
+        added = {**self._where(opened), "content_index": 0, "part": empty}
+        out.append(self._event("response.content_part.added", added))
 
     def _tool_call(self, call: ToolCallDelta, out: list[bytes]) -> None:
         index = self._item_of_tool.get(call.index)
@@ -175,12 +199,17 @@ class StreamWriter:
         where = self._where(opened)
         text = "".join(opened.pieces)
         item = opened.item
-        if item["type"] == "message":
-            done = message_item(item["id"], text, status)
-            text_done = {**where, "content_index": 0, "text": text, "logprobs": []}
-            out.append(self._event("response.output_text.done", text_done))
-            part_done = {**where, "content_index": 0, "part": done["content"][0]}
+        if opened.part is not None:
+            if opened.part == _TEXT:
+                part = output_text(text)
+                text_done = {**where, "content_index": 0, "text": text, "logprobs": []}
+            else:
+                part = refusal_part(text)
+                text_done = {**where, "content_index": 0, "refusal": text}
+            out.append(self._event(f"response.{opened.part}.done", text_done))
+            part_done = {**where, "content_index": 0, "part": part}
             out.append(self._event("response.content_part.done", part_done))
+            done = message_item(item["id"], [part], status)
         else:
             done = function_call_item(item["id"], item["call_id"], item["name"], text, "completed")
             arguments_done = {**where, "name": item["name"], "arguments": text}

@@ -6,6 +6,8 @@ from typing import Any
 
 import orjson
 import pytest
+from openai import omit
+from openai.lib.streaming.responses import ResponseStreamState
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
@@ -24,6 +26,7 @@ from tollway.core.types import (
     Usage,
 )
 from tollway.wire.openai_request import request_to_wire
+from tollway.wire.openai_response import chunk_from_wire, response_from_wire
 from tollway.wire.responses_request import request_from_wire
 from tollway.wire.responses_response import response_to_wire
 from tollway.wire.responses_stream import StreamWriter
@@ -167,6 +170,16 @@ def test_chat_counterparts_travel_as_chat_extras() -> None:
     assert body["model"] == "upstream-model"
 
 
+def test_max_output_tokens_is_named_as_the_openai_upstream_wants_it() -> None:
+    chat = parse(max_output_tokens=50).chat
+    # OpenAI's own API: its reasoning models (the Responses API's usual ones) refuse
+    # max_tokens. It went as max_tokens, as if a Chat Completions client had chosen that name.
+    official = request_to_wire(chat, "gpt-5", completion_tokens=True)
+    assert official["max_completion_tokens"] == 50 and "max_tokens" not in official
+    compatible = request_to_wire(chat, "llama")  # a server that may know only max_tokens
+    assert compatible["max_tokens"] == 50 and "max_completion_tokens" not in compatible
+
+
 def test_echo_repeats_the_settings_and_says_nothing_is_stored() -> None:
     echo = parse(
         store=True,
@@ -208,6 +221,13 @@ def test_echo_repeats_the_settings_and_says_nothing_is_stored() -> None:
         ({"text": {"format": {"type": "json_schema", "schema": {}}}}, "text.format.name", "name"),
         ({"text": {"format": {"type": "json_schema", "name": "x"}}}, "text.format.schema", "sch"),
         ({"max_output_tokens": "many"}, "max_output_tokens", "integer"),
+        ({"max_output_tokens": 0}, "max_output_tokens", "at least 1"),
+        ({"include": ["message.output_text.logprobs"]}, "include", "log probabilities"),
+        ({"top_logprobs": 5}, "top_logprobs", "log probabilities"),
+        ({"include": "reasoning.encrypted_content"}, "include", "array"),
+        ({"tool_choice": "required"}, "tool_choice", "no 'tools'"),
+        ({"tool_choice": {"type": "function", "name": "f"}}, "tool_choice", "no 'tools'"),
+        ({"tool_choice": "required", "tools": []}, "tool_choice", "no 'tools'"),
         ({"metadata": "x"}, "metadata", "object"),
         ({"model": None}, "model", "required"),
         ({"input": None}, "input", "required"),
@@ -348,6 +368,34 @@ def test_tool_calls_render_function_call_items() -> None:
     assert [item["type"] for item in only_calls["output"]] == ["function_call"]
 
 
+REFUSAL = "I'm sorry, I can't help with that."
+
+
+def test_an_openai_refusal_is_the_messages_refusal_part() -> None:
+    upstream = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": "gpt-4o",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": None, "refusal": REFUSAL},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 9, "completion_tokens": 8, "total_tokens": 17},
+    }
+    wire = response_to_wire(response_from_wire(upstream), parse().echo)
+    response = Response.model_validate(wire)
+    item = response.output[0]
+    assert item.type == "message" and response.status == "completed"
+    assert [part.model_dump() for part in item.content] == [
+        {"type": "refusal", "refusal": REFUSAL}
+    ]  # it was an empty output_text: the words lost, and a parse of "" failing
+    assert response.output_text == ""
+
+
 # --- streams ----------------------------------------------------------------------------------
 
 
@@ -482,3 +530,44 @@ def test_error_after_the_first_byte_is_an_error_event_in_sequence() -> None:
     assert failed["response"]["status"] == "failed"
     assert failed["response"]["error"] == {"code": "server_error", "message": "upstream went quiet"}
     assert failed["response"]["output"] == []  # the cut-off message is not passed off as done
+
+
+def test_a_streamed_openai_refusal_is_a_refusal_part_with_its_events() -> None:
+    def upstream(delta: dict[str, Any], finish: str | None = None) -> ChatChunk:
+        return chunk_from_wire(
+            {
+                "id": "chatcmpl-1",
+                "object": "chat.completion.chunk",
+                "created": 1700000000,
+                "model": "gpt-4o",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+        )
+
+    chunks = [
+        upstream({"role": "assistant", "content": "", "refusal": None}),
+        upstream({"refusal": "I'm sorry, "}),
+        upstream({"refusal": "I can't help with that."}),
+        upstream({}, "stop"),
+    ]
+    events = run(chunks)
+    kinds = [e["type"] for e in events]
+    assert kinds[2:-1] == [
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.refusal.delta",
+        "response.refusal.delta",
+        "response.refusal.done",
+        "response.content_part.done",
+        "response.output_item.done",
+    ]
+    assert events[3]["part"] == {"type": "refusal", "refusal": ""}
+    assert events[6]["refusal"] == REFUSAL
+    # The SDK's stream helper assembles it as the real API's stream.
+    state: ResponseStreamState[Any] = ResponseStreamState(input_tools=[], text_format=omit)
+    for event in events:
+        state.handle_event(EVENTS.validate_python(event))
+    final = Response.model_validate(events[-1]["response"])
+    assert [part.model_dump() for part in final.output[0].content] == [  # type: ignore[union-attr]
+        {"type": "refusal", "refusal": REFUSAL}
+    ]
