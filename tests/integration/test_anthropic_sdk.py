@@ -395,6 +395,33 @@ def test_anthropic_fields_pass_through_to_anthropic_deployments(
     assert body["metadata"] == {"user_id": "user-42"}
 
 
+def test_an_assistant_turn_reaches_anthropic_deployments_in_the_clients_block_order(
+    claude: anthropic.Anthropic, simulator_url: str
+) -> None:
+    turn: list[Any] = [
+        {"type": "thinking", "thinking": "look it up first", "signature": "sig-1"},
+        {"type": "tool_use", "id": "toolu_7", "name": "get_weather",
+         "input": {"city": "Oslo", "unit": "c"}},
+        {"type": "text", "text": "Checking the weather."},
+    ]  # fmt: skip
+    messages: list[Any] = [
+        *user("weather in block-order-town?"),
+        {"role": "assistant", "content": turn},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_7",
+                                      "content": "cold"}]},
+    ]  # fmt: skip
+    claude.messages.count_tokens(model="test-claude", messages=messages, tools=[WEATHER_TOOL])
+    counted = recorded_request(simulator_url, "block-order-town")
+    assert counted["path"] == "/v1/messages/count_tokens"
+    assert counted["json"]["messages"][1]["content"] == turn
+    claude.messages.create(
+        model="test-claude", max_tokens=50, messages=messages, tools=[WEATHER_TOOL]
+    )
+    sent = recorded_request(simulator_url, "block-order-town")
+    assert sent["path"] == "/v1/messages"
+    assert sent["json"]["messages"][1]["content"] == turn
+
+
 async def test_async_message_stream_and_errors(async_claude: anthropic.AsyncAnthropic) -> None:
     message = await async_claude.messages.create(
         model="test-claude", max_tokens=100, messages=user("async hello")
