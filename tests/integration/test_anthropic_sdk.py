@@ -249,6 +249,67 @@ def test_count_tokens_forwards_to_anthropic_or_estimates(
         assert count == TokenCounter().chat(request, "openai", "sim-chat")
 
 
+TEXT_DOCUMENT: dict[str, Any] = {
+    "type": "document",
+    "title": "Toll schedule",
+    "source": {"type": "text", "media_type": "text/plain", "data": "Cars pay 3 euros. " * 40},
+}
+PDF_DOCUMENT: dict[str, Any] = {
+    "type": "document",
+    "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0xLjQK"},
+}
+# What Anthropic clients may send that the other families cannot take: a 400 naming it.
+UNTRANSLATABLE: dict[str, dict[str, Any]] = {
+    "thinking": {"thinking": {"type": "enabled", "budget_tokens": 1024}},
+    "top_k": {"extra_body": {"top_k": 5}},
+    "unknown field": {"extra_body": {"no_such_field": True}},
+    "server tool": {"tools": [{"type": "web_search_20250305", "name": "web_search"}]},
+    "text document": {"messages": [{"role": "user", "content": [TEXT_DOCUMENT]}]},
+    "pdf document": {"messages": [{"role": "user", "content": [PDF_DOCUMENT]}]},
+}
+PREFILL = {"messages": [*user("Answer in JSON."), {"role": "assistant", "content": "{"}]}
+
+
+@pytest.mark.parametrize(
+    ("model", "fields"),
+    [
+        *(pytest.param("test-chat", f, id=f"openai-{name}") for name, f in UNTRANSLATABLE.items()),
+        pytest.param("test-chat", PREFILL, id="openai-prefill"),
+        *(pytest.param("test-bedrock", f, id=f"bedrock-{n}") for n, f in UNTRANSLATABLE.items()),
+    ],
+)
+def test_count_tokens_refuses_what_messages_refuses_on_a_locally_counted_deployment(
+    claude: anthropic.Anthropic, model: str, fields: dict[str, Any]
+) -> None:
+    kwargs = {"messages": user("count me"), **fields}
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        claude.messages.create(model=model, max_tokens=2000, **kwargs)
+    with pytest.raises(anthropic.BadRequestError) as counted:
+        claude.messages.count_tokens(model=model, **kwargs)
+    assert counted.value.status_code == refused.value.status_code == 400
+    body = counted.value.body
+    assert isinstance(body, dict) and body["type"] == "error"
+    assert body["error"] == refused.value.body["error"]  # type: ignore[index]
+    assert body["error"]["type"] == "invalid_request_error"
+
+
+def test_count_tokens_of_documents_on_an_anthropic_deployment_is_the_upstreams(
+    claude: anthropic.Anthropic, simulator_url: str
+) -> None:
+    content: list[Any] = [TEXT_DOCUMENT, PDF_DOCUMENT, {"type": "text", "text": "doc-count-marker"}]
+    raw = claude.messages.with_raw_response.count_tokens(
+        model="test-claude", messages=[{"role": "user", "content": content}]
+    )
+    assert "x-tollway-token-count" not in raw.headers
+    forwarded = recorded_request(simulator_url, "doc-count-marker")
+    assert forwarded["path"] == "/v1/messages/count_tokens"
+    assert forwarded["json"]["messages"][0]["content"] == content
+    used = claude.messages.create(
+        model="test-claude", max_tokens=5, messages=[{"role": "user", "content": content}]
+    )
+    assert raw.parse().input_tokens == used.usage.input_tokens
+
+
 def test_unknown_model_is_404_in_anthropic_shape(claude: anthropic.Anthropic) -> None:
     with pytest.raises(anthropic.NotFoundError) as caught:
         claude.messages.create(model="nope", max_tokens=5, messages=user("x"))
