@@ -249,6 +249,67 @@ def test_count_tokens_forwards_to_anthropic_or_estimates(
         assert count == TokenCounter().chat(request, "openai", "sim-chat")
 
 
+TEXT_DOCUMENT: dict[str, Any] = {
+    "type": "document",
+    "title": "Toll schedule",
+    "source": {"type": "text", "media_type": "text/plain", "data": "Cars pay 3 euros. " * 40},
+}
+PDF_DOCUMENT: dict[str, Any] = {
+    "type": "document",
+    "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0xLjQK"},
+}
+# What Anthropic clients may send that the other families cannot take: a 400 naming it.
+UNTRANSLATABLE: dict[str, dict[str, Any]] = {
+    "thinking": {"thinking": {"type": "enabled", "budget_tokens": 1024}},
+    "top_k": {"extra_body": {"top_k": 5}},
+    "unknown field": {"extra_body": {"no_such_field": True}},
+    "server tool": {"tools": [{"type": "web_search_20250305", "name": "web_search"}]},
+    "text document": {"messages": [{"role": "user", "content": [TEXT_DOCUMENT]}]},
+    "pdf document": {"messages": [{"role": "user", "content": [PDF_DOCUMENT]}]},
+}
+PREFILL = {"messages": [*user("Answer in JSON."), {"role": "assistant", "content": "{"}]}
+
+
+@pytest.mark.parametrize(
+    ("model", "fields"),
+    [
+        *(pytest.param("test-chat", f, id=f"openai-{name}") for name, f in UNTRANSLATABLE.items()),
+        pytest.param("test-chat", PREFILL, id="openai-prefill"),
+        *(pytest.param("test-bedrock", f, id=f"bedrock-{n}") for n, f in UNTRANSLATABLE.items()),
+    ],
+)
+def test_count_tokens_refuses_what_messages_refuses_on_a_locally_counted_deployment(
+    claude: anthropic.Anthropic, model: str, fields: dict[str, Any]
+) -> None:
+    kwargs = {"messages": user("count me"), **fields}
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        claude.messages.create(model=model, max_tokens=2000, **kwargs)
+    with pytest.raises(anthropic.BadRequestError) as counted:
+        claude.messages.count_tokens(model=model, **kwargs)
+    assert counted.value.status_code == refused.value.status_code == 400
+    body = counted.value.body
+    assert isinstance(body, dict) and body["type"] == "error"
+    assert body["error"] == refused.value.body["error"]  # type: ignore[index]
+    assert body["error"]["type"] == "invalid_request_error"
+
+
+def test_count_tokens_of_documents_on_an_anthropic_deployment_is_the_upstreams(
+    claude: anthropic.Anthropic, simulator_url: str
+) -> None:
+    content: list[Any] = [TEXT_DOCUMENT, PDF_DOCUMENT, {"type": "text", "text": "doc-count-marker"}]
+    raw = claude.messages.with_raw_response.count_tokens(
+        model="test-claude", messages=[{"role": "user", "content": content}]
+    )
+    assert "x-tollway-token-count" not in raw.headers
+    forwarded = recorded_request(simulator_url, "doc-count-marker")
+    assert forwarded["path"] == "/v1/messages/count_tokens"
+    assert forwarded["json"]["messages"][0]["content"] == content
+    used = claude.messages.create(
+        model="test-claude", max_tokens=5, messages=[{"role": "user", "content": content}]
+    )
+    assert raw.parse().input_tokens == used.usage.input_tokens
+
+
 def test_unknown_model_is_404_in_anthropic_shape(claude: anthropic.Anthropic) -> None:
     with pytest.raises(anthropic.NotFoundError) as caught:
         claude.messages.create(model="nope", max_tokens=5, messages=user("x"))
@@ -393,6 +454,33 @@ def test_anthropic_fields_pass_through_to_anthropic_deployments(
     ]
     assert (body["top_k"], body["service_tier"]) == (5, "auto")
     assert body["metadata"] == {"user_id": "user-42"}
+
+
+def test_an_assistant_turn_reaches_anthropic_deployments_in_the_clients_block_order(
+    claude: anthropic.Anthropic, simulator_url: str
+) -> None:
+    turn: list[Any] = [
+        {"type": "thinking", "thinking": "look it up first", "signature": "sig-1"},
+        {"type": "tool_use", "id": "toolu_7", "name": "get_weather",
+         "input": {"city": "Oslo", "unit": "c"}},
+        {"type": "text", "text": "Checking the weather."},
+    ]  # fmt: skip
+    messages: list[Any] = [
+        *user("weather in block-order-town?"),
+        {"role": "assistant", "content": turn},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_7",
+                                      "content": "cold"}]},
+    ]  # fmt: skip
+    claude.messages.count_tokens(model="test-claude", messages=messages, tools=[WEATHER_TOOL])
+    counted = recorded_request(simulator_url, "block-order-town")
+    assert counted["path"] == "/v1/messages/count_tokens"
+    assert counted["json"]["messages"][1]["content"] == turn
+    claude.messages.create(
+        model="test-claude", max_tokens=50, messages=messages, tools=[WEATHER_TOOL]
+    )
+    sent = recorded_request(simulator_url, "block-order-town")
+    assert sent["path"] == "/v1/messages"
+    assert sent["json"]["messages"][1]["content"] == turn
 
 
 async def test_async_message_stream_and_errors(async_claude: anthropic.AsyncAnthropic) -> None:

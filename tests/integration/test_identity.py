@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -159,6 +160,21 @@ def test_key_lifecycle(locked: tuple[str, Process]) -> None:
     short = admin("POST", "/admin/keys", {"name": "brief", "expires_in": "1s"}, 201)
     time.sleep(1.2)
     assert "expired" in refused(url, short["key"]).message
+
+
+def test_a_key_counts_tokens_only_on_the_models_it_may_use(locked: tuple[str, Process]) -> None:
+    url, _ = locked
+    key = Admin(url)("POST", "/admin/keys", {"name": "n", "allowed_models": ["open-model"]}, 201)
+    claude = anthropic.Anthropic(base_url=url, api_key=key["key"], max_retries=0)
+    messages: list[Any] = [{"role": "user", "content": "how long is this"}]
+    assert claude.messages.count_tokens(model="open-model", messages=messages).input_tokens > 0
+    with pytest.raises(anthropic.PermissionDeniedError) as sent:
+        claude.messages.create(model="other-model", max_tokens=5, messages=messages)
+    with pytest.raises(anthropic.PermissionDeniedError) as counted:
+        claude.messages.count_tokens(model="other-model", messages=messages)
+    refusal = counted.value.body
+    assert isinstance(refusal, dict) and refusal["error"]["type"] == "permission_error"
+    assert refusal["error"] == sent.value.body["error"]  # type: ignore[index]
 
 
 def test_blocking_a_user_stops_their_keys(locked: tuple[str, Process]) -> None:

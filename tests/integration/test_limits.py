@@ -12,19 +12,28 @@ import pytest
 
 from tests.conftest import UPSTREAM_KEY, gateway_config
 from tests.support import CLIENT_KEY, running_gateway
+from tollway.pricing.tokens import TokenCounter
+
+DOCUMENT_TPM = 1_000_000
 
 
 @pytest.fixture(scope="module")
 def limited_url(log_dir: Path, simulator_url: str) -> Iterator[str]:
     config = gateway_config(simulator_url)
     chat, embed = dict(config["models"][0]), dict(config["models"][1])
-    config["models"] += [{**chat, "name": "chat-rpm1"}, {**embed, "name": "embed-rpm1"}]
+    claude = next(group for group in config["models"] if group["name"] == "test-claude")
+    config["models"] += [
+        {**chat, "name": "chat-rpm1"},
+        {**embed, "name": "embed-rpm1"},
+        {**claude, "name": "claude-documents"},
+    ]
     config["limits"] = {
         "models": {
             "test-chat": {"tpm": 600, "rpm": 1000},
             "test-claude": {"tpm": 300},
             "chat-rpm1": {"rpm": 1},
             "embed-rpm1": {"rpm": 1},
+            "claude-documents": {"tpm": DOCUMENT_TPM},
         }
     }
     with running_gateway(log_dir, config, {"TEST_UPSTREAM_KEY": UPSTREAM_KEY}) as (url, _):
@@ -107,3 +116,21 @@ def test_count_tokens_is_not_admitted(limited_url: str) -> None:
         json={"model": "test-claude", "messages": [{"role": "user", "content": "x"}]},
     )
     assert response.status_code == 200, response.text
+
+
+def test_a_documents_text_is_reserved_from_the_token_limit(limited_url: str) -> None:
+    text = "Cars pay 3 euros at the north gate and lorries pay 9. " * 60
+    document = {
+        "type": "document",
+        "title": "Toll schedule",
+        "source": {"type": "text", "media_type": "text/plain", "data": text},
+    }
+    client = anthropic.Anthropic(base_url=limited_url, api_key=CLIENT_KEY, max_retries=0)
+    raw = client.messages.with_raw_response.create(
+        model="claude-documents",
+        max_tokens=10,
+        messages=[{"role": "user", "content": [document, {"type": "text", "text": "gist?"}]}],
+    )
+    reserved = DOCUMENT_TPM - int(raw.headers["x-ratelimit-remaining-tokens"])
+    # Admission reserves the input it counts plus max_tokens: the document's text included.
+    assert reserved >= TokenCounter().text(text, "anthropic", "sim-chat") + 10

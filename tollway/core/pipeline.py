@@ -41,7 +41,7 @@ from tollway.core.types import (
 )
 from tollway.pricing.metering import Metering, format_cost
 from tollway.pricing.tokens import TokenCounter
-from tollway.providers.base import ChatProvider, EmbeddingProvider
+from tollway.providers.base import ChatProvider, EmbeddingProvider, RequestChecker
 from tollway.providers.base import TokenCounter as ProviderTokenCounter
 from tollway.routing.health import DeploymentHealth
 from tollway.routing.router import Router
@@ -434,6 +434,9 @@ class Pipeline:
         """Input tokens of ``ctx.chat`` on the model's first deployment, and whether the
         provider counted them (else the local tokenizer did: exact for OpenAI's models).
 
+        A request the deployment could not be sent is refused as a chat call would refuse
+        it: the provider translates it either way (for its own count, or only to check it),
+        so a count never answers for what a chat call would answer with a 400.
         No stages run: counting is free and sends nothing to a model.
         """
         assert ctx.chat is not None
@@ -442,6 +445,8 @@ class Pipeline:
         if isinstance(provider, ProviderTokenCounter):
             _begin(ctx, deployment)
             return await provider.count_tokens(ctx.chat, deployment), True
+        if isinstance(provider, RequestChecker):
+            provider.check(ctx.chat, deployment)
         return self.metering.input_tokens(ctx, deployment.provider, deployment.model), False
 
     async def embed(self, ctx: RequestContext) -> EmbeddingResponse:

@@ -60,6 +60,11 @@ class ToolCall:
     name: str
     arguments: str
     extra: JSON = field(default_factory=dict)
+    position: int | None = None
+    """Where the call stood among its turn's blocks: how many of the message's content parts
+    came before it; ``None``: after all of them. Set by codecs whose turns interleave text and
+    calls in one list (Anthropic), so that a same-family hop keeps the client's block order
+    (Anthropic wants a turn with thinking back exactly as its model wrote it)."""
 
 
 @dataclass(slots=True)

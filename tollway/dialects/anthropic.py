@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
+from tollway.auth.stage import check_model_access
 from tollway.core.context import RequestContext
 from tollway.core.errors import GatewayError, NotFound
 from tollway.core.types import ChatRequest, Usage
@@ -103,6 +104,9 @@ class AnthropicDialect:
         self, request: web.Request, pipeline: Pipeline, ctx: RequestContext
     ) -> web.StreamResponse:
         assert ctx.chat is not None
+        # Counting runs no stages (it is neither limited nor metered), but a key counts only
+        # on the models it may use: an Anthropic deployment's count spends its credential.
+        check_model_access(ctx)
         tokens, by_provider = await pipeline.count_tokens(ctx)
         if not by_provider:
             ctx.response_headers["x-tollway-token-count"] = "local"

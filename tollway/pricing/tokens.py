@@ -12,7 +12,9 @@ needs a download): their counts are the ``o200k_base`` count times a per-family 
 an estimate (docs/pricing.md gives what is known of its error). Chat requests count like
 OpenAI's own accounting: 3 tokens of framing per message (1 more with a ``name``), 3 to
 prime the reply, tool definitions as their JSON, images by the family's rule when the size
-is unknown.
+is unknown. Anthropic's ``document`` blocks (kept as they came, as ``OpaquePart``) count by
+what they hold: title, context and text, or their content blocks; a PDF, which the gateway
+cannot read, by an estimate from its size (docs/pricing.md).
 """
 
 from __future__ import annotations
@@ -24,11 +26,11 @@ import math
 import os
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from tollway.core.types import ChatRequest, EmbeddingRequest, ImagePart, TextPart
+from tollway.core.types import ChatRequest, EmbeddingRequest, ImagePart, OpaquePart, TextPart
 
 if TYPE_CHECKING:
     import tiktoken
@@ -48,6 +50,11 @@ _TOKENS_PER_TOOL = 8
 # 1024x1024 picture. OpenAI: 85 + 170 per 512-pixel tile (4 tiles) at high detail, 85 at low.
 _IMAGE_TOKENS = {"openai": 765, "anthropic": 1398, "bedrock": 1398, "gemini": 258, "vertex_ai": 258}
 _IMAGE_TOKENS_LOW_DETAIL = 85
+# A PDF document: Anthropic charges each page as its text plus an image of the page (1,500 to
+# 3,000 tokens a page, its docs say); pages are guessed from the size (a PDF by URL or an
+# uploaded file, whose size the gateway does not know, counts as one page).
+_PDF_TOKENS_PER_PAGE = 2_300
+_PDF_BYTES_PER_PAGE = 50_000
 REMEMBERED_TEXTS = 1_024
 """How many counted texts a counter remembers (least recently used go first)."""
 REMEMBERED_CHARS = 16_384
@@ -115,6 +122,8 @@ class TokenCounter:
                             tokens += _IMAGE_TOKENS_LOW_DETAIL
                         else:
                             tokens += _image_tokens(provider)
+                    elif isinstance(part, OpaquePart) and part.type == "document":
+                        tokens += self._document(encoding, part.data, provider)
             for call in message.tool_calls or ():
                 tokens += count(encoding, call.name) + count(encoding, call.arguments)
         for tool in request.tools or ():
@@ -125,6 +134,41 @@ class TokenCounter:
             }
             tokens += _TOKENS_PER_TOOL + count(encoding, orjson.dumps(definition).decode())
         return _scaled(tokens, provider)
+
+    def _document(self, encoding: str, block: dict[str, Any], provider: str) -> int:
+        """An Anthropic ``document`` block: its title and context, then its source's text,
+        its content blocks, or a PDF's estimate (nothing for a shape Anthropic would refuse)."""
+        count = self._count
+        tokens = 0
+        for key in ("title", "context"):
+            value = block.get(key)
+            if isinstance(value, str):
+                tokens += count(encoding, value)
+        source = block.get("source")
+        if not isinstance(source, dict):
+            return tokens
+        kind = source.get("type")
+        if kind == "text" and isinstance(source.get("data"), str):
+            tokens += count(encoding, source["data"])
+        elif kind == "content":
+            content = source.get("content")
+            if isinstance(content, str):
+                tokens += count(encoding, content)
+            elif isinstance(content, list):
+                for item in content:
+                    if not isinstance(item, dict):
+                        continue
+                    if item.get("type") == "text" and isinstance(item.get("text"), str):
+                        tokens += count(encoding, item["text"])
+                    elif item.get("type") == "image":
+                        tokens += _image_tokens(provider)
+        elif kind == "base64":
+            data = source.get("data")
+            size = len(data) * 3 // 4 if isinstance(data, str) else 0
+            tokens += _PDF_TOKENS_PER_PAGE * max(1, math.ceil(size / _PDF_BYTES_PER_PAGE))
+        elif kind in ("url", "file"):
+            tokens += _PDF_TOKENS_PER_PAGE
+        return tokens
 
     def embedding(self, request: EmbeddingRequest, provider: str, model: str) -> int:
         """Input tokens of an embeddings request (token-id inputs count as themselves).

@@ -52,6 +52,16 @@ class TokenCounter(Protocol):
         ...
 
 
+@runtime_checkable
+class RequestChecker(Protocol):
+    """Tells, without calling the upstream, whether a chat request can be sent to it."""
+
+    def check(self, request: ChatRequest, deployment: Deployment) -> None:
+        """Raise what ``chat`` would raise for ``request`` before any call: the 400 naming
+        what cannot be translated for ``deployment``, or what cannot be written as JSON."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class ProviderResources:
     """What every provider is built with."""

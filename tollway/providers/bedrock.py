@@ -68,6 +68,10 @@ class BedrockProvider:
             headers = self._signer.sign(url, body, headers, region, key)
         return URL(url, encoded=True), body, headers, secret
 
+    def check(self, request: ChatRequest, deployment: Deployment) -> None:
+        """The 400s ``chat`` would answer for ``request`` before calling (for token counts)."""
+        encoded(request_to_wire(request))
+
     def _aws_key(self, deployment: Deployment) -> AwsKey:
         refs = deployment.aws_credentials
         assert refs is not None

@@ -23,6 +23,7 @@ from tollway.core.types import (
     EmbeddingResponse,
 )
 from tollway.providers.base import ProviderResources, ProviderSpec
+from tollway.providers.http import encoded
 from tollway.wire.openai_embeddings import (
     embedding_request_to_wire,
     embedding_response_from_wire,
@@ -87,6 +88,10 @@ class OpenAIProvider:
         # refuse max_tokens); compatible servers may know only max_tokens.
         official = deployment.api_base.startswith(_OFFICIAL)
         return request_to_wire(request, deployment.model, completion_tokens=official)
+
+    def check(self, request: ChatRequest, deployment: Deployment) -> None:
+        """The 400s ``chat`` would answer for ``request`` before calling (for token counts)."""
+        encoded(self._body(request, deployment))
 
     def _headers(
         self, deployment: Deployment, forwarded: dict[str, str]

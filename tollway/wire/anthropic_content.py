@@ -71,7 +71,9 @@ def assistant_from_wire(content: Any, param: str) -> Message:
     calls: list[ToolCall] = []
     for index, block in enumerate(_blocks(content, param)):
         if block.get("type") == "tool_use":
-            calls.append(_tool_use_from_wire(block, f"{param}[{index}]"))
+            call = _tool_use_from_wire(block, f"{param}[{index}]")
+            call.position = len(parts)  # so the turn's block order survives (assistant_blocks)
+            calls.append(call)
         else:
             parts.append(_part_from_wire(block, f"{param}[{index}]"))
     return Message(
@@ -148,18 +150,22 @@ def assistant_content(message: Message, param: str) -> str | list[dict[str, Any]
 
 
 def assistant_blocks(message: Message, param: str) -> list[dict[str, Any]]:
-    """An assistant turn as content blocks: its content, then one ``tool_use`` per call."""
+    """An assistant turn as content blocks: its content with one ``tool_use`` per call, each
+    where it stood in the turn it was parsed from (``ToolCall.position``), else at the end."""
     blocks = content_blocks(message.content)
     for index, call in enumerate(message.tool_calls or ()):
-        blocks.append(
-            {
-                **call.extra,
-                "type": "tool_use",
-                "id": call.id,
-                "name": call.name,
-                "input": _arguments(call.arguments, f"{param}.tool_calls[{index}].arguments"),
-            }
-        )
+        block = {
+            **call.extra,
+            "type": "tool_use",
+            "id": call.id,
+            "name": call.name,
+            "input": _arguments(call.arguments, f"{param}.tool_calls[{index}].arguments"),
+        }
+        if call.position is None:
+            blocks.append(block)
+        else:
+            # Its parts before it, and the calls before it (placed already), come first.
+            blocks.insert(min(call.position + index, len(blocks)), block)
     return blocks
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from tollway.core.types import ChatRequest
 from tollway.pricing.tokens import REMEMBERED_CHARS, TokenCounter
+from tollway.wire import anthropic_request
 from tollway.wire.openai_request import request_from_wire
 
 COUNTER = TokenCounter()
@@ -155,3 +157,48 @@ def test_a_conversation_counts_the_same_with_and_without_kept_counts() -> None:
         )
     assert fresh.remembered() == 0
     assert 0 < kept.remembered() <= len(turns) + 2
+
+
+def _anthropic_turn(*blocks: dict[str, Any]) -> ChatRequest:
+    body = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": list(blocks)}]}
+    return anthropic_request.request_from_wire(body)
+
+
+def test_anthropic_documents_count_by_what_they_hold() -> None:
+    text = "Cars pay 3 euros, lorries 9. " * 30
+    as_text = COUNTER.chat(_anthropic_turn({"type": "text", "text": text}), "openai", "gpt-4o")
+    plain = {
+        "type": "document",
+        "source": {"type": "text", "media_type": "text/plain", "data": text},
+    }
+    assert COUNTER.chat(_anthropic_turn(plain), "openai", "gpt-4o") == as_text
+    titled = {**plain, "title": "Tolls", "context": "from the 2026 schedule"}
+    described = _encoded("Tolls") + _encoded("from the 2026 schedule")
+    assert COUNTER.chat(_anthropic_turn(titled), "openai", "gpt-4o") == as_text + described
+    blocks = [
+        {"type": "text", "text": text},
+        {"type": "image", "source": {"type": "url", "url": "u"}},
+    ]
+    content = {"type": "document", "source": {"type": "content", "content": blocks}}
+    image = {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}
+    for provider in ("anthropic", "openai"):
+        assert COUNTER.chat(_anthropic_turn(content), provider, "m") == COUNTER.chat(
+            _anthropic_turn({"type": "text", "text": text}, image), provider, "m"
+        )
+    as_string = {"type": "document", "source": {"type": "content", "content": text}}
+    assert COUNTER.chat(_anthropic_turn(as_string), "openai", "gpt-4o") == as_text
+
+
+def test_a_pdf_the_gateway_cannot_read_counts_by_an_estimate_never_zero() -> None:
+    empty = COUNTER.chat(_anthropic_turn(), "anthropic", "claude")
+
+    def pdf(source: dict[str, Any]) -> int:
+        document = {"type": "document", "source": source}
+        return COUNTER.chat(_anthropic_turn(document), "anthropic", "claude") - empty
+
+    small = pdf({"type": "base64", "media_type": "application/pdf", "data": "JVBERi0xLjQK"})
+    large = pdf({"type": "base64", "media_type": "application/pdf", "data": "A" * 400_000})
+    by_url = pdf({"type": "url", "url": "https://example.com/tolls.pdf"})
+    uploaded = pdf({"type": "file", "file_id": "file_011"})
+    assert 2_300 <= small == by_url == uploaded  # a page, as Anthropic charges one
+    assert large > 5 * small  # 300 KB: about six pages

@@ -88,13 +88,15 @@ user_turn = st.one_of(
         st.lists(text_block, max_size=2),
     ),
 )
+thinking_blocks = st.sampled_from([[], [{"type": "thinking", "thinking": "hmm", "signature": "s"}]])
 assistant_turn = st.one_of(
     text.map(lambda t: {"role": "assistant", "content": t}),
+    # Text and tool calls in any order, after thinking or not: the order must survive.
     st.builds(
-        lambda texts, calls: {"role": "assistant", "content": texts + calls},
-        st.lists(text_block, max_size=2),
-        st.lists(tool_use_block, max_size=2),
-    ).filter(lambda message: bool(message["content"])),
+        lambda thinking, blocks: {"role": "assistant", "content": thinking + blocks},
+        thinking_blocks,
+        st.lists(text_block | tool_use_block, min_size=1, max_size=4),
+    ),
 )
 conversation = st.lists(st.tuples(user_turn, assistant_turn), min_size=1, max_size=3).map(
     lambda pairs: [turn for pair in pairs for turn in pair][:-1]
@@ -151,6 +153,29 @@ def test_request_round_trip_is_identity(
 ) -> None:
     body = {"model": "m", "max_tokens": max_tokens, "messages": messages, **fields}
     assert request_to_wire(request_from_wire(body), "m") == body
+
+
+def test_an_assistant_turn_reaches_anthropic_in_the_clients_block_order() -> None:
+    thinking = {"type": "thinking", "thinking": "check the weather first", "signature": "sig"}
+    call = {"type": "tool_use", "id": "toolu_1", "name": "w", "input": {"city": "Oslo"}}
+    later = {"type": "tool_use", "id": "toolu_2", "name": "t", "input": {}}
+    for content in (
+        [thinking, call, {"type": "text", "text": "Looking it up."}],
+        [{"type": "text", "text": "a"}, call, {"type": "text", "text": "b"}, later],
+        [call, later, {"type": "text", "text": "both asked"}],
+    ):
+        body = {"model": "m", "max_tokens": 50, "messages": [
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": content},
+            {"role": "user", "content": "go on"},
+        ]}  # fmt: skip
+        request = request_from_wire(body)
+        assert request_to_wire(request, "m")["messages"][1]["content"] == content
+        assert count_tokens_to_wire(request, "m")["messages"][1]["content"] == content
+        answer = {"id": "msg_1", "type": "message", "role": "assistant", "model": "m",
+                  "content": content, "stop_reason": "tool_use", "stop_sequence": None,
+                  "usage": usage_to_wire(Usage(input_tokens=5, output_tokens=7))}  # fmt: skip
+        assert response_to_wire(response_from_wire(answer))["content"] == content
 
 
 def test_request_becomes_canonical_turns() -> None:
@@ -536,10 +561,9 @@ usage = st.builds(
     st.integers(0, 10**5),
 )
 response_content = st.builds(
-    lambda thinking, texts, calls: thinking + texts + calls,
-    st.sampled_from([[], [{"type": "thinking", "thinking": "hmm", "signature": "sig"}]]),
-    st.lists(st.builds(lambda t: {"type": "text", "text": t}, text), max_size=2),
-    st.lists(tool_use_block, max_size=2),
+    lambda thinking, blocks: thinking + blocks,
+    thinking_blocks,
+    st.lists(st.builds(lambda t: {"type": "text", "text": t}, text) | tool_use_block, max_size=4),
 )
 stop = st.sampled_from(
     [
