@@ -30,6 +30,12 @@ async def misbehave(request: web.Request) -> web.StreamResponse:
         return web.Response(status=502, text="<html>Bad Gateway</html>", content_type="text/html")
     if mode == "no-choices":
         return web.json_response({"id": "x", "object": "chat.completion"})
+    if mode == "proxy-502":  # a proxy's page that names the address it could not reach
+        page = f"<html>502: connect() failed while connecting to http://{request.host}/v1</html>"
+        return web.Response(status=502, text=page, content_type="text/html")
+    if mode == "named-404":  # a compatible server that names itself in its error
+        message = f"model 'bad' is not served at {request.host}"
+        return web.json_response({"error": {"message": message}}, status=404)
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await response.prepare(request)
     if mode == "no-done":
@@ -80,14 +86,26 @@ async def ask(url: str, mode: str, stream: bool) -> tuple[int, bytes]:
         return response.status, await response.read()
 
 
-@pytest.mark.parametrize("mode", ["garbage", "html-502", "no-choices"])
+@pytest.mark.parametrize("mode", ["garbage", "html-502", "no-choices", "proxy-502"])
 async def test_malformed_answers_are_502_with_a_message(
-    broken_gateway: tuple[str, Process], mode: str
+    broken_gateway: tuple[str, Process], upstream_url: str, mode: str
 ) -> None:
     status, raw = await ask(broken_gateway[0], mode, stream=False)
     assert status == 502
     error = json.loads(raw)["error"]
     assert error["type"] == "upstream_error" and error["message"]
+    assert error["message"].startswith("deployment 'bad#0' (model group 'bad'): ")
+    assert "127.0.0.1" not in raw.decode() and upstream_url not in raw.decode()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_an_upstream_error_that_names_its_address_reaches_the_client_without_it(
+    broken_gateway: tuple[str, Process], stream: bool
+) -> None:
+    status, raw = await ask(broken_gateway[0], "named-404", stream=stream)
+    assert status == 404  # the provider's own 4xx, in its own words, but for the address
+    error = json.loads(raw)["error"]
+    assert error["message"] == "model 'bad' is not served at <upstream>"
 
 
 async def test_stream_without_done_ends_with_an_error_event(

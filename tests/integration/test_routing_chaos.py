@@ -19,7 +19,7 @@ import httpx
 import openai
 import pytest
 
-from tests.support import CLIENT_KEY, running_gateway, running_simulator
+from tests.support import CLIENT_KEY, free_port, running_gateway, running_simulator
 
 ADMIN = {"Authorization": f"Bearer {CLIENT_KEY}"}
 HI = [{"role": "user", "content": "hello there"}]
@@ -56,8 +56,15 @@ def sims(log_dir: Path) -> Iterator[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def gateway(log_dir: Path, sims: tuple[str, str]) -> Iterator[str]:
+def closed_port() -> int:
+    """A port nothing listens on: a deployment there cannot be reached."""
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def gateway(log_dir: Path, sims: tuple[str, str], closed_port: int) -> Iterator[str]:
     a, b = sims
+    closed = f"http://127.0.0.1:{closed_port}"
     config = {
         "upstream": {"forward_headers": ["x-sim-*"]},
         "routing": {
@@ -87,6 +94,9 @@ def gateway(log_dir: Path, sims: tuple[str, str]) -> Iterator[str]:
             _pair("probed", a, b),
             _pair("lone", a, b, latency_threshold="300ms"),
             _pair("retried", a, b, retries=1),
+            {"name": "unreachable", "deployments": [_deployment(closed, "unreachable-a")]},
+            {"name": "silent", "deployments": [
+                _deployment(a, "silent-a", timeouts={"first_byte": "300ms"})]},
         ],
         # The probed group's primary has a token limit of its own (issue 5's per-deployment
         # limits), so admission can refuse it while its circuit waits for a probe.
@@ -370,3 +380,88 @@ def test_a_probe_refused_by_the_deployments_own_limit_goes_to_the_next_request(
     small = _chat(gateway, "probed")  # fits: it is the probe, and it closes the circuit
     assert small.headers["x-tollway-deployment"] == "probed-primary"
     assert _health(gateway)["probed-primary"]["circuit"] == "closed"
+
+
+# --- what a failed upstream's error tells the client ---------------------------------------
+
+
+def _no_address(message: str, address: str) -> None:
+    """``message`` names neither the upstream's URL nor its host or port."""
+    host, port = address.removeprefix("http://").split(":")
+    assert "http://" not in message and host not in message and f":{port}" not in message
+
+
+def _openai_error(gateway: str, model: str, stream: bool, **headers: str) -> openai.APIStatusError:
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=CLIENT_KEY, max_retries=0)
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(
+            model=model, messages=HI, max_tokens=4, stream=stream, extra_headers=headers
+        )
+    return caught.value
+
+
+def _anthropic_error(gateway: str, model: str, **headers: str) -> anthropic.APIStatusError:
+    claude = anthropic.Anthropic(base_url=gateway, api_key=CLIENT_KEY, max_retries=0)
+    with pytest.raises(anthropic.APIStatusError) as caught:
+        claude.messages.create(model=model, messages=HI, max_tokens=4, extra_headers=headers)
+    return caught.value
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_unreachable_upstream_is_named_by_its_deployment_not_its_address(
+    gateway: str, closed_port: int, stream: bool
+) -> None:
+    address = f"http://127.0.0.1:{closed_port}"
+    error = _openai_error(gateway, "unreachable", stream)
+    assert error.status_code == 502
+    assert "'unreachable-a'" in error.message and "'unreachable'" in error.message
+    _no_address(error.message, address)
+    _no_address(str(error.body), address)
+
+    refused = _anthropic_error(gateway, "unreachable")
+    assert refused.status_code == 502
+    body = refused.body
+    assert isinstance(body, dict) and body["error"]["type"] == "api_error"
+    assert "'unreachable-a'" in body["error"]["message"]
+    _no_address(body["error"]["message"], address)
+
+    # The operator still learns where the gateway could not connect.
+    assert address in _health(gateway)["unreachable-a"]["last_error_detail"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_first_byte_that_never_comes_is_named_by_its_deployment_not_its_address(
+    gateway: str, sims: tuple[str, str], stream: bool
+) -> None:
+    error = _openai_error(gateway, "silent", stream, **{"x-sim-fault": "hang"})
+    assert error.status_code == 504 and error.code == "upstream_first_byte_timeout"
+    assert "'silent-a'" in error.message and "first-byte timeout" in error.message
+    _no_address(error.message, sims[0])
+
+    timed_out = _anthropic_error(gateway, "silent", **{"x-sim-fault": "hang"})
+    assert timed_out.status_code == 504
+    body = timed_out.body
+    assert isinstance(body, dict) and "'silent-a'" in body["error"]["message"]
+    _no_address(body["error"]["message"], sims[0])
+    assert sims[0] in _health(gateway)["silent-a"]["last_error_detail"]
+
+
+def test_an_upstream_that_goes_silent_mid_answer_is_named_by_its_deployment_not_its_address(
+    gateway: str, sims: tuple[str, str]
+) -> None:
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=CLIENT_KEY, max_retries=0)
+    received = []
+    with pytest.raises(openai.APIError) as caught:
+        stream = client.chat.completions.create(
+            model="silent",
+            messages=HI,
+            max_tokens=4,
+            stream=True,
+            extra_headers={"x-sim-tpot-ms": "1000"},
+        )
+        for chunk in stream:
+            received.append(chunk)
+    assert received, "the first chunk came before the silence"
+    assert "went silent mid-answer" in caught.value.message
+    assert "'silent-a'" in caught.value.message
+    _no_address(caught.value.message, sims[0])

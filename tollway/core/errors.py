@@ -14,9 +14,17 @@
         └── UpstreamProtocolError     502  unparseable answer, stream cut before its terminal event
 
 ``retryable`` tells the router whether another candidate deployment may still succeed.
+
+An upstream's URL or host never reaches a client: it is an internal address. An
+``UpstreamError``'s ``message`` says what failed in words and, once the pipeline knows which
+deployment failed, names it (``blame``); ``detail`` keeps the operator's side (the host, the
+exception) for the log and ``/admin/deployments``.
 """
 
 from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
 
 
 class GatewayError(Exception):
@@ -112,6 +120,36 @@ class UpstreamError(GatewayError):
     anthropic_type = "api_error"
     retryable = True
 
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+        detail: str | None = None,
+    ) -> None:
+        super().__init__(message, code=code, param=param, headers=headers)
+        self.detail = detail
+        """For the operator only (log, admin view): may name the upstream's host."""
+        self.deployment_id: str | None = None
+
+    def blame(self, deployment_id: str, group: str, api_base: str) -> None:
+        """Name the deployment that failed in the client's message (once), and mask its
+        address wherever the upstream's own words (an error body, a proxy's page, a stream's
+        error event) named it.
+
+        Only a failure the gateway answers for (5xx) names the deployment; a provider's own
+        4xx passes on in the provider's words.
+        """
+        if self.deployment_id is not None:
+            return
+        self.deployment_id = deployment_id
+        message = without_address(self.message, api_base)
+        if self.status >= 500:
+            message = f"deployment {deployment_id!r} (model group {group!r}): {message}"
+        self.message = message
+
 
 class UpstreamStatusError(UpstreamError):
     """The provider answered with an error status; 4xx keep their status, 5xx become 502."""
@@ -125,9 +163,10 @@ class UpstreamStatusError(UpstreamError):
         code: str | None = None,
         param: str | None = None,
         retry_after: str | None = None,
+        detail: str | None = None,
     ) -> None:
         headers = {"retry-after": retry_after} if retry_after else None
-        super().__init__(message, code=code, param=param, headers=headers)
+        super().__init__(message, code=code, param=param, headers=headers, detail=detail)
         self.upstream_status = upstream_status
         self.retry_after = retry_after
         # A request the provider refuses as malformed fails on every candidate alike; an
@@ -150,8 +189,8 @@ class UpstreamTimeout(UpstreamError):
     openai_type = "timeout_error"
     anthropic_type = "api_error"
 
-    def __init__(self, message: str, *, phase: str) -> None:
-        super().__init__(message, code=f"upstream_{phase}_timeout")
+    def __init__(self, message: str, *, phase: str, detail: str | None = None) -> None:
+        super().__init__(message, code=f"upstream_{phase}_timeout", detail=detail)
         self.phase = phase
 
 
@@ -184,3 +223,21 @@ _ANTHROPIC_TYPES = {
     429: "rate_limit_error",
     502: "api_error",
 }
+
+
+def without_address(text: str, api_base: str) -> str:
+    """``text`` with the host of ``api_base`` (and any scheme, user and port with it) masked.
+
+    A proxy's error page or a compatible server's message may name the address the gateway
+    called: an internal one, which the client must not learn from an error passed on to it.
+    """
+    try:
+        host = urlsplit(api_base).hostname
+    except ValueError:
+        return text
+    if not host or host not in text.lower():
+        return text
+    pattern = (
+        rf"(?<![\w.-])(?:[a-z][\w+.-]*://)?(?:[^\s/@\"']*@)?{re.escape(host)}(?::\d+)?(?![\w-])"
+    )
+    return re.sub(pattern, "<upstream>", text, flags=re.IGNORECASE)

@@ -17,6 +17,7 @@ the like) ends the request at once. Each outcome updates the deployment's health
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -25,6 +26,7 @@ from typing import Literal, TypeVar
 from tollway.core.context import Attempt, RequestContext
 from tollway.core.errors import (
     GatewayError,
+    UpstreamError,
     UpstreamProtocolError,
     UpstreamStatusError,
     UpstreamTimeout,
@@ -45,6 +47,8 @@ from tollway.providers.base import TokenCounter as ProviderTokenCounter
 from tollway.routing.health import DeploymentHealth
 from tollway.routing.router import Router
 from tollway.routing.table import RoutingTable
+
+log = logging.getLogger("tollway.pipeline")
 
 Reply = ChatResponse | EmbeddingResponse
 _Result = TypeVar("_Result")
@@ -278,6 +282,8 @@ class Pipeline:
             outcome = None
         except GatewayError as exc:
             outcome = exc
+            if health is not None:
+                _blame(exc, ctx.tries[-1].deployment)
             raise
         finally:
             await rest.aclose()  # type: ignore[attr-defined]
@@ -377,6 +383,7 @@ class Pipeline:
             except GatewayError as exc:
                 now = time.perf_counter()
                 attempt.ended, attempt.error = now, exc
+                _blame(exc, deployment)
                 self._health.failed(health, exc, now - attempt.started)
                 for stage in self._attempt_end_stages:
                     pending = stage.on_attempt_end(ctx, attempt)
@@ -413,7 +420,11 @@ class Pipeline:
         provider = self._chat_providers[deployment.provider]
         if isinstance(provider, ProviderTokenCounter):
             _begin(ctx, deployment)
-            return await provider.count_tokens(ctx.chat, deployment), True
+            try:
+                return await provider.count_tokens(ctx.chat, deployment), True
+            except GatewayError as exc:
+                _blame(exc, deployment)
+                raise
         return self.metering.input_tokens(ctx, deployment.provider, deployment.model), False
 
     async def embed(self, ctx: RequestContext) -> EmbeddingResponse:
@@ -442,6 +453,19 @@ def _transient(error: GatewayError) -> bool:
     if isinstance(error, UpstreamStatusError):
         return error.upstream_status >= 500
     return error.retryable
+
+
+def _blame(error: GatewayError, deployment: Deployment) -> None:
+    """An upstream failure names its deployment, never its address, to the client; the log
+    keeps the operator's detail (a busy deployment's 429 or a refused request is no news)."""
+    if not isinstance(error, UpstreamError):
+        return
+    error.blame(deployment.id, deployment.group, deployment.api_base)
+    if error.retryable and error.status != 429:
+        detail = error.detail or error.message
+        log.warning(
+            "deployment %s (model group %s) failed: %s", deployment.id, deployment.group, detail
+        )
 
 
 def _begin(ctx: RequestContext, deployment: Deployment) -> Attempt:

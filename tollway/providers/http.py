@@ -101,7 +101,7 @@ class UpstreamClient:
             )
             try:
                 if response.status >= 400:
-                    raise await _status_error(response, parse_error, secret)
+                    raise await _status_error(response, parse_error, secret, url)
                 deadline.received()
                 payload = await response.read()
             finally:
@@ -119,7 +119,9 @@ class UpstreamClient:
         try:
             return payload, orjson.loads(payload)
         except orjson.JSONDecodeError:
-            raise UpstreamProtocolError("upstream answered with invalid JSON") from None
+            raise UpstreamProtocolError(
+                "upstream answered with invalid JSON", detail=f"{_host(url)}: invalid JSON"
+            ) from None
 
     def post_stream(
         self,
@@ -167,7 +169,7 @@ class UpstreamClient:
             )
             try:
                 if response.status >= 400:
-                    raise await _status_error(response, parse_error, secret)
+                    raise await _status_error(response, parse_error, secret, url)
                 deadline.received()
                 async for event in read(response.content):
                     # The consumer's own awaits (e.g. writing to its client) are not ours to
@@ -200,23 +202,18 @@ def _deadline_error(
     mid_stream: bool = False,
 ) -> UpstreamTimeout:
     phase = phase or deadline.expired or "total"
-    host = _host(url)
     if phase == "first_byte" and mid_stream:
         # The same limit bounds the gaps between a stream's events.
-        return UpstreamTimeout(
-            f"upstream {host} went silent mid-answer for longer than the first-byte timeout "
-            f"of {timeouts.first_byte:g}s",
-            phase="first_byte",
+        message = (
+            "upstream went silent mid-answer for longer than the first-byte timeout of "
+            f"{timeouts.first_byte:g}s"
         )
-    if phase == "first_byte":
-        return UpstreamTimeout(
-            f"upstream {host} sent nothing within the first-byte timeout of "
-            f"{timeouts.first_byte:g}s",
-            phase="first_byte",
-        )
-    return UpstreamTimeout(
-        f"upstream {host} exceeded the total timeout of {timeouts.total:g}s", phase="total"
-    )
+    elif phase == "first_byte":
+        message = f"upstream sent nothing within the first-byte timeout of {timeouts.first_byte:g}s"
+    else:
+        phase = "total"
+        message = f"upstream exceeded the total timeout of {timeouts.total:g}s"
+    return UpstreamTimeout(message, phase=phase, detail=f"{_host(url)}: {message}")
 
 
 def encoded(body: Any) -> bytes:
@@ -271,7 +268,10 @@ def _event(block: bytes) -> SSEvent | None:
 
 
 async def _status_error(
-    response: aiohttp.ClientResponse, parse_error: ErrorParser, secret: str | None
+    response: aiohttp.ClientResponse,
+    parse_error: ErrorParser,
+    secret: str | None,
+    url: str | URL,
 ) -> Exception:
     raw = await response.content.read(_MAX_ERROR_BODY)
     if secret:
@@ -281,13 +281,15 @@ async def _status_error(
     except orjson.JSONDecodeError:
         parsed = raw.decode("utf-8", "replace").strip() or response.reason or ""
     message, error_type, code, param = parse_error(parsed)
+    message = message or f"upstream answered {response.status}"
     return UpstreamStatusError(
         response.status,
-        message or f"upstream answered {response.status}",
+        message,
         error_type=error_type,
         code=code,
         param=param,
         retry_after=response.headers.get("retry-after"),
+        detail=f"{_host(url)} answered {response.status}: {message}",
     )
 
 
@@ -306,24 +308,27 @@ def scrub(raw: bytes, secret: str) -> bytes:
 
 
 def _transport_error(exc: Exception, url: str | URL) -> UpstreamError:
+    """The failure ``exc`` means, in words that do not name the upstream (``detail`` does)."""
     host = _host(url)
+    detail = f"{host}: {type(exc).__name__}: {str(exc).replace(str(url), host)}"
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return UpstreamTimeout(f"timed out connecting to upstream {host}", phase="connect")
-    if isinstance(exc, aiohttp.SocketTimeoutError):
         return UpstreamTimeout(
-            f"upstream {host} sent nothing within the first-byte timeout", phase="first_byte"
+            "timed out connecting to the upstream", phase="connect", detail=detail
         )
+    if isinstance(exc, aiohttp.SocketTimeoutError):
+        message = "upstream sent nothing within the first-byte timeout"
+        return UpstreamTimeout(message, phase="first_byte", detail=detail)
     if isinstance(exc, TimeoutError):
-        return UpstreamTimeout(f"upstream {host} exceeded the total timeout", phase="total")
+        return UpstreamTimeout("upstream exceeded the total timeout", phase="total", detail=detail)
     if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
-        return UpstreamUnavailable(f"upstream {host} closed the connection mid-answer")
+        return UpstreamUnavailable("upstream closed the connection mid-answer", detail=detail)
     if isinstance(exc, aiohttp.ClientError | OSError):
-        return UpstreamUnavailable(f"cannot reach upstream {host}: {type(exc).__name__}")
-    return UpstreamProtocolError(f"upstream {host} failed: {type(exc).__name__}")
+        return UpstreamUnavailable("cannot reach the upstream", detail=detail)
+    return UpstreamProtocolError("the call to the upstream failed", detail=detail)
 
 
 def _host(url: str | URL) -> str:
-    # Only scheme and authority: a path or query could carry a credential (some APIs take keys
-    # in the query string), and error messages reach clients.
+    # Only scheme and authority, for the operator's detail: a path or query could carry a
+    # credential (some APIs take keys in the query string).
     scheme, _, rest = str(url).partition("://")
     return f"{scheme}://{rest.split('/', 1)[0].rsplit('@', 1)[-1]}"
