@@ -523,6 +523,84 @@ def test_openai_features_anthropic_lacks_are_400s(
     assert caught.value.param == param
 
 
+# --- an upstream's error in the other family's words ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "error_type", "code"),
+    [
+        (400, "invalid_request_error", None),
+        (404, "invalid_request_error", None),
+        (413, "invalid_request_error", None),
+        (429, "rate_limit_error", "rate_limit_exceeded"),
+        (500, "upstream_error", None),
+        (529, "upstream_error", None),
+    ],
+)
+def test_an_anthropic_deployments_error_reaches_openai_clients_in_openais_words(
+    gpt: openai.OpenAI, status: int, error_type: str, code: str | None
+) -> None:
+    with pytest.raises(openai.APIStatusError) as caught:
+        gpt.chat.completions.create(
+            model="test-claude",
+            messages=[{"role": "user", "content": "x"}],
+            extra_headers={"x-sim-fault": f"status:{status}"},
+        )
+    assert caught.value.status_code == (502 if status >= 500 else status)
+    body = caught.value.body
+    # Anthropic's own type names (rate_limit_error, overloaded_error, ...) are not OpenAI codes.
+    assert isinstance(body, dict) and (body["type"], body["code"]) == (error_type, code)
+    assert body["param"] is None
+
+
+def test_an_openai_deployments_code_and_param_reach_openai_clients(gpt: openai.OpenAI) -> None:
+    tool: Any = {"type": "function", "function": {"name": "get_weather", "parameters": {}}}
+    with pytest.raises(openai.BadRequestError) as caught:
+        gpt.chat.completions.create(  # the upstream refuses a forced tool it was not given
+            model="test-chat",
+            messages=[{"role": "user", "content": "x"}],
+            tools=[tool],
+            tool_choice={"type": "function", "function": {"name": "get_time"}},
+        )
+    assert caught.value.param == "tool_choice"
+    assert "get_time" in caught.value.message
+    with pytest.raises(openai.RateLimitError) as limited:
+        gpt.chat.completions.create(
+            model="test-chat",
+            messages=[{"role": "user", "content": "x"}],
+            extra_headers={"x-sim-fault": "status:429"},
+        )
+    assert limited.value.code == "rate_limit_exceeded"  # the upstream's own
+
+
+@pytest.mark.parametrize(
+    ("status", "error_type"),
+    [
+        (400, "invalid_request_error"),
+        (404, "not_found_error"),
+        (413, "request_too_large"),
+        (422, "invalid_request_error"),
+        (429, "rate_limit_error"),
+        (500, "api_error"),
+        (503, "api_error"),
+    ],
+)
+def test_an_openai_deployments_error_reaches_anthropic_clients_in_anthropics_words(
+    claude: anthropic.Anthropic, status: int, error_type: str
+) -> None:
+    with pytest.raises(anthropic.APIStatusError) as caught:
+        claude.messages.create(
+            model="test-chat",
+            max_tokens=5,
+            messages=user("x"),
+            extra_headers={"x-sim-fault": f"status:{status}"},
+        )
+    assert caught.value.status_code == (502 if status >= 500 else status)
+    body = caught.value.body
+    assert isinstance(body, dict) and body["type"] == "error"
+    assert body["error"]["type"] == error_type  # never OpenAI's (e.g. the simulator's "requests")
+
+
 def test_demo_claude_works_with_no_keys(log_dir: Path) -> None:
     with running_gateway(log_dir, None) as (url, _):
         client = anthropic.Anthropic(base_url=url, api_key=CLIENT_KEY, max_retries=0)

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
+import openai
 import pytest
 from aiohttp import web
 
@@ -18,6 +19,12 @@ CHUNK = {
     "id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "bad",
     "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}],
 }  # fmt: skip
+CODED = {
+    "message": "This model's maximum context length is 8 tokens.",
+    "type": "invalid_request_error",
+    "param": "messages",
+    "code": "context_length_exceeded",
+}
 
 
 async def misbehave(request: web.Request) -> web.StreamResponse:
@@ -36,8 +43,15 @@ async def misbehave(request: web.Request) -> web.StreamResponse:
     if mode == "named-404":  # a compatible server that names itself in its error
         message = f"model 'bad' is not served at {request.host}"
         return web.json_response({"error": {"message": message}}, status=404)
+    if mode == "coded-400":  # an OpenAI-format refusal with its own code and param
+        return web.json_response({"error": CODED}, status=400)
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await response.prepare(request)
+    if mode == "error-event":  # a stream that fails after its first chunk, saying how
+        await response.write(b"data: " + json.dumps(CHUNK).encode() + b"\n\n")
+        await response.write(b"data: " + json.dumps({"error": CODED}).encode() + b"\n\n")
+        await response.write_eof()
+        return response
     if mode == "no-done":
         for _ in range(3):
             await response.write(b"data: " + json.dumps(CHUNK).encode() + b"\n\n")
@@ -133,3 +147,29 @@ async def test_stream_over_the_total_timeout_is_cut_with_an_error_event(
 
 async def test_gateway_logged_no_traceback(broken_gateway: tuple[str, Process]) -> None:
     assert "Traceback" not in broken_gateway[1].output()
+
+
+async def test_an_openai_upstreams_code_and_param_reach_the_openai_client(
+    broken_gateway: tuple[str, Process],
+) -> None:
+    # The async client: the upstream answers from this test's event loop.
+    client = openai.AsyncOpenAI(
+        base_url=broken_gateway[0] + "/v1", api_key=CLIENT_KEY, max_retries=0
+    )
+    with pytest.raises(openai.BadRequestError) as refused:
+        await client.chat.completions.create(
+            model="bad", messages=[{"role": "user", "content": "coded-400"}]
+        )
+    assert (refused.value.code, refused.value.param) == ("context_length_exceeded", "messages")
+
+    stream = await client.chat.completions.create(
+        model="bad", messages=[{"role": "user", "content": "error-event"}], stream=True
+    )
+    received = []
+    with pytest.raises(openai.APIError) as failed:
+        async for chunk in stream:
+            received.append(chunk)
+    await client.close()
+    assert received, "the first chunk came before the failure"
+    assert "maximum context length" in failed.value.message
+    assert (failed.value.code, failed.value.param) == ("context_length_exceeded", "messages")

@@ -24,6 +24,7 @@ exception) for the log and ``/admin/deployments``.
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 
@@ -151,8 +152,29 @@ class UpstreamError(GatewayError):
         self.message = message
 
 
+class UpstreamErrorBody(NamedTuple):
+    """What a provider's error body says (a provider's error parser reads it).
+
+    ``type``, ``code`` and ``param`` are OpenAI's vocabulary, which OpenAI-dialect clients are
+    sent: only an OpenAI-format upstream gives them. ``kind`` is the provider's own name for
+    the error (Anthropic's ``overloaded_error``, Gemini's ``RESOURCE_EXHAUSTED``, Bedrock's
+    ``ThrottlingException``), for operators and the gateway's own decisions.
+    """
+
+    message: str
+    type: str | None = None
+    code: str | None = None
+    param: str | None = None
+    kind: str | None = None
+
+
 class UpstreamStatusError(UpstreamError):
-    """The provider answered with an error status; 4xx keep their status, 5xx become 502."""
+    """The provider answered with an error status; 4xx keep their status, 5xx become 502.
+
+    ``code`` is what OpenAI-dialect clients read: an OpenAI-format upstream's own, else one
+    of OpenAI's codes the status means (``rate_limit_exceeded``) or none; ``kind`` is the
+    provider's own name for the error, never sent as an OpenAI code.
+    """
 
     def __init__(
         self,
@@ -163,12 +185,15 @@ class UpstreamStatusError(UpstreamError):
         code: str | None = None,
         param: str | None = None,
         retry_after: str | None = None,
+        kind: str | None = None,
         detail: str | None = None,
     ) -> None:
         headers = {"retry-after": retry_after} if retry_after else None
+        code = code or _OPENAI_CODES.get(upstream_status)
         super().__init__(message, code=code, param=param, headers=headers, detail=detail)
         self.upstream_status = upstream_status
         self.retry_after = retry_after
+        self.kind = kind
         # A request the provider refuses as malformed fails on every candidate alike; an
         # auth or not-found answer is about this deployment (its key, its model), so another
         # candidate may still serve, like a timeout, a conflict, a rate limit or a 5xx.
@@ -205,6 +230,7 @@ class UpstreamProtocolError(UpstreamError):
 _CALLER_FAULTS = frozenset({400, 413, 415, 422})
 _DEPLOYMENT_FAULTS = frozenset({401, 403, 404, 408, 409, 429})
 
+_OPENAI_CODES = {429: "rate_limit_exceeded"}
 _OPENAI_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",

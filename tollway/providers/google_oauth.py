@@ -26,7 +26,7 @@ import orjson
 
 from tollway.auth.vault import MissingCredential, Vault
 from tollway.config.types import SecretRef
-from tollway.core.errors import UpstreamProtocolError
+from tollway.core.errors import UpstreamErrorBody, UpstreamProtocolError
 from tollway.core.types import UpstreamTimeouts
 from tollway.providers.http import UpstreamClient
 
@@ -125,11 +125,12 @@ def _still_valid(tokens: dict[str, _Token]) -> dict[str, _Token]:
     return {text: token for text, token in tokens.items() if now < token.renew_at}
 
 
-def oauth_error(raw: Any) -> tuple[str, str | None, str | None, str | None]:
-    """An OAuth error answer (``error``, ``error_description``) as message, type, code, param."""
+def oauth_error(raw: Any) -> UpstreamErrorBody:
+    """An OAuth error answer (``error``, ``error_description``): the message, and the OAuth
+    error (``invalid_grant``) as the kind."""
     if isinstance(raw, dict):
         code = raw.get("error") if isinstance(raw.get("error"), str) else None
         description = raw.get("error_description")
         message = description if isinstance(description, str) else code or ""
-        return f"OAuth token request refused: {message}", "authentication_error", code, None
-    return f"OAuth token request refused: {str(raw)[:200]}", "authentication_error", None, None
+        return UpstreamErrorBody(f"OAuth token request refused: {message}", kind=code)
+    return UpstreamErrorBody(f"OAuth token request refused: {str(raw)[:200]}")

@@ -19,6 +19,7 @@ from yarl import URL
 from tollway.core.errors import (
     InvalidRequest,
     UpstreamError,
+    UpstreamErrorBody,
     UpstreamProtocolError,
     UpstreamStatusError,
     UpstreamTimeout,
@@ -27,8 +28,8 @@ from tollway.core.errors import (
 from tollway.core.types import UpstreamTimeouts
 from tollway.providers.deadlines import Deadline, Deadlines, Phase
 
-ErrorParser = Callable[[Any], tuple[str, str | None, str | None, str | None]]
-"""Turns an upstream error body into ``(message, type, code, param)``."""
+ErrorParser = Callable[[Any], UpstreamErrorBody]
+"""Reads an upstream error body (parsed JSON, else its text)."""
 
 _MAX_ERROR_BODY = 64 * 1024
 _WHOLE_KEY = 8  # characters from which a key is masked even inside longer words
@@ -280,15 +281,16 @@ async def _status_error(
         parsed: Any = orjson.loads(raw)
     except orjson.JSONDecodeError:
         parsed = raw.decode("utf-8", "replace").strip() or response.reason or ""
-    message, error_type, code, param = parse_error(parsed)
-    message = message or f"upstream answered {response.status}"
+    body = parse_error(parsed)
+    message = body.message or f"upstream answered {response.status}"
     return UpstreamStatusError(
         response.status,
         message,
-        error_type=error_type,
-        code=code,
-        param=param,
+        error_type=body.type,
+        code=body.code,
+        param=body.param,
         retry_after=response.headers.get("retry-after"),
+        kind=body.kind,
         detail=f"{_host(url)} answered {response.status}: {message}",
     )
 

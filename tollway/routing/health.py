@@ -146,11 +146,11 @@ class HealthBook:
         """The request failed with ``error``; may open the circuit or rest the deployment."""
         health.in_flight -= 1
         health.failures += 1
-        health.last_error = error.code or (
-            f"upstream_status_{error.upstream_status}"
-            if isinstance(error, UpstreamStatusError)
-            else type(error).__name__
-        )
+        if isinstance(error, UpstreamStatusError):  # the provider's own name for it first
+            status = f"upstream_status_{error.upstream_status}"
+            health.last_error = error.kind or error.code or status
+        else:
+            health.last_error = error.code or type(error).__name__
         detail = error.detail if isinstance(error, UpstreamError) else None
         health.last_error_detail = detail or error.message
         health.error_rate = health.error_rate * (1.0 - _ERROR_ALPHA) + _ERROR_ALPHA
