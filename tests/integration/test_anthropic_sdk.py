@@ -316,12 +316,37 @@ def test_stream_cut_by_the_upstream_ends_with_an_error_event(
     assert isinstance(body, dict) and body["type"] == "error"
 
 
-def test_upstream_auth_failure_passes_through_without_the_key(
+def test_an_upstream_refusing_the_gateways_key_is_a_502_not_the_clients_auth_error(
     claude: anthropic.Anthropic,
 ) -> None:
-    with pytest.raises(anthropic.AuthenticationError) as caught:
+    # The provider refused the deployment's (wrong) key; the client's own key is fine.
+    with pytest.raises(anthropic.APIStatusError) as caught:
         claude.messages.create(model="test-claude-badkey", max_tokens=5, messages=user("x"))
-    assert "sk-wrong-key-for-test-9876" not in json.dumps(caught.value.body)
+    assert not isinstance(caught.value, anthropic.AuthenticationError)
+    assert caught.value.status_code == 502
+    body = caught.value.body
+    assert isinstance(body, dict) and body["error"]["type"] == "api_error"
+    assert "'test-claude-badkey#0'" in body["error"]["message"]
+    assert "refused the gateway's credential" in body["error"]["message"]
+    assert "sk-wrong-key-for-test-9876" not in caught.value.response.text
+
+
+@BOTH
+@pytest.mark.parametrize("status", [401, 403])
+def test_an_upstream_401_or_403_is_a_502_for_anthropic_clients(
+    claude: anthropic.Anthropic, model: str, status: int
+) -> None:
+    with pytest.raises(anthropic.InternalServerError) as caught:
+        claude.messages.create(
+            model=model,
+            max_tokens=5,
+            messages=user("x"),
+            extra_headers={"x-sim-fault": f"status:{status}"},
+        )
+    assert caught.value.status_code == 502
+    body = caught.value.body
+    assert isinstance(body, dict) and body["error"]["type"] == "api_error"
+    assert f"upstream {status}" in body["error"]["message"]
 
 
 def test_the_clients_key_never_reaches_the_upstream(

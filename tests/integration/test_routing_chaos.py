@@ -95,6 +95,7 @@ def gateway(log_dir: Path, sims: tuple[str, str], closed_port: int) -> Iterator[
             _pair("lone", a, b, latency_threshold="300ms"),
             _pair("retried", a, b, retries=1),
             {"name": "unreachable", "deployments": [_deployment(closed, "unreachable-a")]},
+            _pair("rekeyed", a, b, primary={"headers": {"x-sim-fault": "status:401"}}),
             {"name": "silent", "deployments": [
                 _deployment(a, "silent-a", timeouts={"first_byte": "300ms"})]},
         ],
@@ -380,6 +381,21 @@ def test_a_probe_refused_by_the_deployments_own_limit_goes_to_the_next_request(
     small = _chat(gateway, "probed")  # fits: it is the probe, and it closes the circuit
     assert small.headers["x-tollway-deployment"] == "probed-primary"
     assert _health(gateway)["probed-primary"]["circuit"] == "closed"
+
+
+def test_a_refused_credential_fails_over_and_counts_against_the_deployment(
+    gateway: str,
+) -> None:
+    # The primary's provider refuses the gateway's key for it (401) on every call.
+    for _ in range(3):
+        answer = _chat(gateway, "rekeyed")
+        assert answer.status_code == 200
+        assert answer.headers["x-tollway-deployment"] == "rekeyed-backup"
+    primary = _health(gateway)["rekeyed-primary"]
+    # Its fault, not the client's: three failures (the threshold) open its circuit.
+    assert (primary["failures"], primary["circuit"]) == (3, "open")
+    assert "401" in primary["last_error_detail"]
+    assert _chat(gateway, "rekeyed").headers["x-tollway-attempts"] == "1"  # skipped now
 
 
 # --- what a failed upstream's error tells the client ---------------------------------------

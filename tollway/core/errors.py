@@ -8,7 +8,8 @@
     ├── PayloadTooLarge               413
     ├── RateLimited                   429  over a rate limit or a budget (``code`` says which)
     └── UpstreamError                      the provider could not give an answer
-        ├── UpstreamStatusError       4xx passed through as is; 5xx and 429 become 502 / 429
+        ├── UpstreamStatusError       4xx passed through as is, but 401 / 403 (the provider
+        │                             refused the gateway's own key) become 502; 5xx 502
         ├── UpstreamTimeout           504  connect, first byte or total timeout
         ├── UpstreamUnavailable       502  connection refused, reset, DNS
         └── UpstreamProtocolError     502  unparseable answer, stream cut before its terminal event
@@ -169,7 +170,8 @@ class UpstreamErrorBody(NamedTuple):
 
 
 class UpstreamStatusError(UpstreamError):
-    """The provider answered with an error status; 4xx keep their status, 5xx become 502.
+    """The provider answered with an error status; 4xx keep their status, 5xx become 502,
+    and so do 401 and 403: the provider refused the gateway's credential, not the client's.
 
     ``code`` is what OpenAI-dialect clients read: an OpenAI-format upstream's own, else one
     of OpenAI's codes the status means (``rate_limit_exceeded``) or none; ``kind`` is the
@@ -189,6 +191,14 @@ class UpstreamStatusError(UpstreamError):
         detail: str | None = None,
     ) -> None:
         headers = {"retry-after": retry_after} if retry_after else None
+        refusal = _CREDENTIAL_REFUSALS.get(upstream_status)
+        if refusal is not None:
+            # The provider refused the gateway's own key for this deployment: the client's key
+            # was accepted, so this is the gateway's failure (a 502), never in words that read
+            # as the client's key being wrong. The provider's own words are the operator's.
+            detail = detail or f"upstream answered {upstream_status}: {message}"
+            code, message = refusal
+            error_type = param = None
         code = code or _OPENAI_CODES.get(upstream_status)
         super().__init__(message, code=code, param=param, headers=headers, detail=detail)
         self.upstream_status = upstream_status
@@ -200,7 +210,7 @@ class UpstreamStatusError(UpstreamError):
         self.retryable = upstream_status not in _CALLER_FAULTS and not (
             400 <= upstream_status < 500 and upstream_status not in _DEPLOYMENT_FAULTS
         )
-        self.status = upstream_status if upstream_status < 500 else 502
+        self.status = upstream_status if upstream_status < 500 and refusal is None else 502
         if self.status < 500:
             # Passed through: keep the provider's own error type where it gave one.
             self.openai_type = error_type or _OPENAI_TYPES.get(self.status, "invalid_request_error")
@@ -231,6 +241,18 @@ _CALLER_FAULTS = frozenset({400, 413, 415, 422})
 _DEPLOYMENT_FAULTS = frozenset({401, 403, 404, 408, 409, 429})
 
 _OPENAI_CODES = {429: "rate_limit_exceeded"}
+_CREDENTIAL_REFUSALS = {
+    401: (
+        "upstream_authentication_failed",
+        "the provider refused the gateway's credential for this deployment (upstream 401: "
+        "authentication failed); the client's own key was accepted",
+    ),
+    403: (
+        "upstream_permission_denied",
+        "the provider refused the gateway's credential for this deployment (upstream 403: "
+        "permission denied); the client's own key was accepted",
+    ),
+}
 _OPENAI_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",

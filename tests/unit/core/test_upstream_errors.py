@@ -46,3 +46,17 @@ def test_a_providers_own_4xx_keeps_its_words_but_not_the_address() -> None:
     error = UpstreamStatusError(404, "model x is not served at 10.0.0.7:8000")
     error.blame("primary", "chat", BASE)
     assert error.message == "model x is not served at <upstream>"
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [(401, "upstream_authentication_failed"), (403, "upstream_permission_denied")],
+)
+def test_a_refused_gateway_credential_is_the_gateways_502(status: int, code: str) -> None:
+    words = "Incorrect API key provided: sk-abc***wxyz"
+    error = UpstreamStatusError(status, words, error_type="invalid_request_error", code="x")
+    assert (error.status, error.code, error.param) == (502, code, None)
+    assert (error.openai_type, error.anthropic_type) == ("upstream_error", "api_error")
+    assert error.retryable  # another deployment's key may still be good
+    assert "refused the gateway's credential" in error.message and words not in error.message
+    assert words in (error.detail or "")  # the operator's to read
