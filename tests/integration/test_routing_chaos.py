@@ -35,6 +35,11 @@ def _deployment(sim: str, ident: str, **extra: Any) -> dict[str, Any]:
     }
 
 
+def _busy(retry_after: str) -> dict[str, str]:
+    """Deployment headers that make the simulator answer every call with this 429."""
+    return {"x-sim-fault": "status:429", "x-sim-retry-after": retry_after}
+
+
 def _pair(name: str, a: str, b: str, **group: Any) -> dict[str, Any]:
     """A group of a primary on simulator ``a`` and a backup on ``b``."""
     first = group.pop("primary", {})
@@ -96,6 +101,8 @@ def gateway(log_dir: Path, sims: tuple[str, str], closed_port: int) -> Iterator[
             _pair("retried", a, b, retries=1),
             {"name": "unreachable", "deployments": [_deployment(closed, "unreachable-a")]},
             _pair("rekeyed", a, b, primary={"headers": {"x-sim-fault": "status:401"}}),
+            *(_pair(f"crowded-{family}", a, b, primary={"headers": _busy("4")},
+                    backup={"headers": _busy("30")}) for family in ("openai", "anthropic")),
             {"name": "silent", "deployments": [
                 _deployment(a, "silent-a", timeouts={"first_byte": "300ms"})]},
         ],
@@ -170,6 +177,28 @@ def test_a_rate_limited_primary_rests_for_its_retry_after(
     time.sleep(1.1)  # the simulator's retry-after is 1 s
     back = _chat(gateway, "limited")
     assert back.headers["x-tollway-deployment"] == "limited-primary"
+
+
+@pytest.mark.parametrize("family", ["openai", "anthropic"])
+def test_when_every_candidate_is_busy_the_client_waits_for_the_soonest(
+    gateway: str, family: str
+) -> None:
+    # The primary asks for 4 s, the backup, tried last, for 30 s: the primary may serve first.
+    model = f"crowded-{family}"
+    if family == "openai":
+        client = openai.OpenAI(base_url=gateway + "/v1", api_key=CLIENT_KEY, max_retries=0)
+        with pytest.raises(openai.RateLimitError) as caught:
+            client.chat.completions.create(model=model, messages=HI, max_tokens=4)
+        headers = caught.value.response.headers
+    else:
+        claude = anthropic.Anthropic(base_url=gateway, api_key=CLIENT_KEY, max_retries=0)
+        with pytest.raises(anthropic.RateLimitError) as limited:
+            claude.messages.create(model=model, messages=HI, max_tokens=4)
+        headers = limited.value.response.headers
+    assert headers["x-tollway-attempts"] == "2" and headers["x-tollway-deployment"] == (
+        f"{model}-backup"
+    )
+    assert headers["retry-after"] == "4"
 
 
 def test_a_first_byte_that_never_comes_fails_over_within_the_limit(

@@ -17,6 +17,7 @@ the like) ends the request at once. Each outcome updates the deployment's health
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import logging
 import random
 import time
@@ -325,9 +326,11 @@ class Pipeline:
         once: Once[_Result],
         streaming: bool = False,
     ) -> _Result:
-        """The first answer of the planned candidates; the last failure when none gives one."""
+        """The first answer of the planned candidates; the last failure when none gives one
+        (a 429 with the soonest ``retry-after`` any candidate asked for)."""
         candidates, retries = self.router.plan(ctx, kind)
         last_error: GatewayError | None = None
+        soonest: tuple[float, str] | None = None
         resting = None
         for index, (deployment, health) in enumerate(candidates):
             now = time.monotonic()
@@ -345,6 +348,8 @@ class Pipeline:
                 if not exc.retryable:
                     raise
                 last_error = exc
+                if exc.status == 429:
+                    soonest = _sooner(soonest, exc.headers.get("retry-after"))
         if last_error is None and resting is not None:
             # Every candidate is resting or cooling down: try the best one rather than none.
             deployment, health = resting
@@ -352,6 +357,10 @@ class Pipeline:
                 deployment = self.router.table.unhurried(deployment)
             return await self._try(ctx, deployment, health, once, 0, streaming)
         assert last_error is not None
+        if last_error.status == 429 and soonest is not None:
+            # Every candidate is busy: the client may come back when the first of them may
+            # serve again, not when the last one tried asked.
+            last_error.headers = {**last_error.headers, "retry-after": soonest[1]}
         raise last_error
 
     async def _try(
@@ -453,6 +462,24 @@ def _transient(error: GatewayError) -> bool:
     if isinstance(error, UpstreamStatusError):
         return error.upstream_status >= 500
     return error.retryable
+
+
+def _sooner(soonest: tuple[float, str] | None, retry_after: str | None) -> tuple[float, str] | None:
+    """The sooner of ``soonest`` and ``retry_after`` (delta-seconds or an HTTP date), as
+    seconds and the header's value; one that is neither is passed over."""
+    if not retry_after:
+        return soonest
+    try:
+        seconds = float(retry_after)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(retry_after)
+        except (TypeError, ValueError):
+            return soonest
+        seconds = when.timestamp() - time.time()
+    if soonest is None or seconds < soonest[0]:
+        return seconds, retry_after
+    return soonest
 
 
 def _blame(error: GatewayError, deployment: Deployment) -> None:
