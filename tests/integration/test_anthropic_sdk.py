@@ -377,12 +377,37 @@ def test_stream_cut_by_the_upstream_ends_with_an_error_event(
     assert isinstance(body, dict) and body["type"] == "error"
 
 
-def test_upstream_auth_failure_passes_through_without_the_key(
+def test_an_upstream_refusing_the_gateways_key_is_a_502_not_the_clients_auth_error(
     claude: anthropic.Anthropic,
 ) -> None:
-    with pytest.raises(anthropic.AuthenticationError) as caught:
+    # The provider refused the deployment's (wrong) key; the client's own key is fine.
+    with pytest.raises(anthropic.APIStatusError) as caught:
         claude.messages.create(model="test-claude-badkey", max_tokens=5, messages=user("x"))
-    assert "sk-wrong-key-for-test-9876" not in json.dumps(caught.value.body)
+    assert not isinstance(caught.value, anthropic.AuthenticationError)
+    assert caught.value.status_code == 502
+    body = caught.value.body
+    assert isinstance(body, dict) and body["error"]["type"] == "api_error"
+    assert "'test-claude-badkey#0'" in body["error"]["message"]
+    assert "refused the gateway's credential" in body["error"]["message"]
+    assert "sk-wrong-key-for-test-9876" not in caught.value.response.text
+
+
+@BOTH
+@pytest.mark.parametrize("status", [401, 403])
+def test_an_upstream_401_or_403_is_a_502_for_anthropic_clients(
+    claude: anthropic.Anthropic, model: str, status: int
+) -> None:
+    with pytest.raises(anthropic.InternalServerError) as caught:
+        claude.messages.create(
+            model=model,
+            max_tokens=5,
+            messages=user("x"),
+            extra_headers={"x-sim-fault": f"status:{status}"},
+        )
+    assert caught.value.status_code == 502
+    body = caught.value.body
+    assert isinstance(body, dict) and body["error"]["type"] == "api_error"
+    assert f"upstream {status}" in body["error"]["message"]
 
 
 def test_the_clients_key_never_reaches_the_upstream(
@@ -609,6 +634,84 @@ def test_openai_features_anthropic_lacks_are_400s(
             model="test-claude", messages=[{"role": "user", "content": "x"}], **extra
         )
     assert caught.value.param == param
+
+
+# --- an upstream's error in the other family's words ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "error_type", "code"),
+    [
+        (400, "invalid_request_error", None),
+        (404, "invalid_request_error", None),
+        (413, "invalid_request_error", None),
+        (429, "rate_limit_error", "rate_limit_exceeded"),
+        (500, "upstream_error", None),
+        (529, "upstream_error", None),
+    ],
+)
+def test_an_anthropic_deployments_error_reaches_openai_clients_in_openais_words(
+    gpt: openai.OpenAI, status: int, error_type: str, code: str | None
+) -> None:
+    with pytest.raises(openai.APIStatusError) as caught:
+        gpt.chat.completions.create(
+            model="test-claude",
+            messages=[{"role": "user", "content": "x"}],
+            extra_headers={"x-sim-fault": f"status:{status}"},
+        )
+    assert caught.value.status_code == (502 if status >= 500 else status)
+    body = caught.value.body
+    # Anthropic's own type names (rate_limit_error, overloaded_error, ...) are not OpenAI codes.
+    assert isinstance(body, dict) and (body["type"], body["code"]) == (error_type, code)
+    assert body["param"] is None
+
+
+def test_an_openai_deployments_code_and_param_reach_openai_clients(gpt: openai.OpenAI) -> None:
+    tool: Any = {"type": "function", "function": {"name": "get_weather", "parameters": {}}}
+    with pytest.raises(openai.BadRequestError) as caught:
+        gpt.chat.completions.create(  # the upstream refuses a forced tool it was not given
+            model="test-chat",
+            messages=[{"role": "user", "content": "x"}],
+            tools=[tool],
+            tool_choice={"type": "function", "function": {"name": "get_time"}},
+        )
+    assert caught.value.param == "tool_choice"
+    assert "get_time" in caught.value.message
+    with pytest.raises(openai.RateLimitError) as limited:
+        gpt.chat.completions.create(
+            model="test-chat",
+            messages=[{"role": "user", "content": "x"}],
+            extra_headers={"x-sim-fault": "status:429"},
+        )
+    assert limited.value.code == "rate_limit_exceeded"  # the upstream's own
+
+
+@pytest.mark.parametrize(
+    ("status", "error_type"),
+    [
+        (400, "invalid_request_error"),
+        (404, "not_found_error"),
+        (413, "request_too_large"),
+        (422, "invalid_request_error"),
+        (429, "rate_limit_error"),
+        (500, "api_error"),
+        (503, "api_error"),
+    ],
+)
+def test_an_openai_deployments_error_reaches_anthropic_clients_in_anthropics_words(
+    claude: anthropic.Anthropic, status: int, error_type: str
+) -> None:
+    with pytest.raises(anthropic.APIStatusError) as caught:
+        claude.messages.create(
+            model="test-chat",
+            max_tokens=5,
+            messages=user("x"),
+            extra_headers={"x-sim-fault": f"status:{status}"},
+        )
+    assert caught.value.status_code == (502 if status >= 500 else status)
+    body = caught.value.body
+    assert isinstance(body, dict) and body["type"] == "error"
+    assert body["error"]["type"] == error_type  # never OpenAI's (e.g. the simulator's "requests")
 
 
 def test_demo_claude_works_with_no_keys(log_dir: Path) -> None:

@@ -198,7 +198,7 @@ def test_limits_and_json_output(gpt: openai.OpenAI, simulator_url: str) -> None:
     [
         (429, openai.RateLimitError),
         (400, openai.BadRequestError),
-        (403, openai.PermissionDeniedError),
+        (403, openai.InternalServerError),  # AWS refused the gateway's credential: a 502
         (500, openai.InternalServerError),
     ],
 )
@@ -211,8 +211,11 @@ def test_upstream_errors_keep_their_meaning(
             messages=user("x"),
             extra_headers={"x-sim-fault": f"status:{status}"},
         )
-    assert caught.value.status_code == (502 if status >= 500 else status)
-    assert "simulated fault" in caught.value.message
+    assert caught.value.status_code == (502 if status == 403 or status >= 500 else status)
+    if status == 403:
+        assert caught.value.code == "upstream_permission_denied"
+    else:
+        assert "simulated fault" in caught.value.message
     if status == 429:
         assert caught.value.response.headers["retry-after"] == "1"
 
@@ -243,11 +246,19 @@ def test_a_cut_stream_is_an_error(gpt: openai.OpenAI) -> None:
             pass
 
 
-def test_a_wrong_secret_is_refused_without_leaking_it(gpt: openai.OpenAI) -> None:
-    with pytest.raises(openai.PermissionDeniedError) as caught:
+def test_a_wrong_secret_is_refused_without_leaking_it(gpt: openai.OpenAI, gateway_url: str) -> None:
+    with pytest.raises(openai.InternalServerError) as caught:
         gpt.chat.completions.create(model="test-bedrock-badsecret", messages=user("x"))
-    assert "signature" in caught.value.message
+    assert caught.value.status_code == 502  # the gateway's credential, not the client's
+    assert caught.value.code == "upstream_permission_denied"
     assert "sk-wrong-key-for-test-9876" not in json.dumps(caught.value.body)
+    # What AWS said is the operator's to read.
+    rows = httpx.get(
+        gateway_url + "/admin/deployments", headers={"Authorization": f"Bearer {CLIENT_KEY}"}
+    ).json()["data"]
+    (row,) = [row for row in rows if row["group"] == "test-bedrock-badsecret"]
+    assert "signature" in row["last_error_detail"]
+    assert "sk-wrong-key-for-test-9876" not in json.dumps(row)
 
 
 def test_a_bedrock_api_key_is_a_bearer_token(gpt: openai.OpenAI, simulator_url: str) -> None:

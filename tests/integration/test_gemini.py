@@ -297,7 +297,7 @@ def test_upstream_rate_limit_keeps_retry_after(gpt: openai.OpenAI) -> None:
             extra_headers={"x-sim-fault": "status:429", "x-sim-retry-after": "7"},
         )
     assert caught.value.response.headers["retry-after"] == "7"
-    assert caught.value.code == "RESOURCE_EXHAUSTED"
+    assert caught.value.code == "rate_limit_exceeded"  # OpenAI's, not Google's RESOURCE_EXHAUSTED
 
 
 def test_upstream_server_error_becomes_502(gpt: openai.OpenAI) -> None:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
+import openai
 import pytest
 from aiohttp import web
 
@@ -18,6 +19,12 @@ CHUNK = {
     "id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "bad",
     "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}],
 }  # fmt: skip
+CODED = {
+    "message": "This model's maximum context length is 8 tokens.",
+    "type": "invalid_request_error",
+    "param": "messages",
+    "code": "context_length_exceeded",
+}
 
 
 async def misbehave(request: web.Request) -> web.StreamResponse:
@@ -30,8 +37,21 @@ async def misbehave(request: web.Request) -> web.StreamResponse:
         return web.Response(status=502, text="<html>Bad Gateway</html>", content_type="text/html")
     if mode == "no-choices":
         return web.json_response({"id": "x", "object": "chat.completion"})
+    if mode == "proxy-502":  # a proxy's page that names the address it could not reach
+        page = f"<html>502: connect() failed while connecting to http://{request.host}/v1</html>"
+        return web.Response(status=502, text=page, content_type="text/html")
+    if mode == "named-404":  # a compatible server that names itself in its error
+        message = f"model 'bad' is not served at {request.host}"
+        return web.json_response({"error": {"message": message}}, status=404)
+    if mode == "coded-400":  # an OpenAI-format refusal with its own code and param
+        return web.json_response({"error": CODED}, status=400)
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await response.prepare(request)
+    if mode == "error-event":  # a stream that fails after its first chunk, saying how
+        await response.write(b"data: " + json.dumps(CHUNK).encode() + b"\n\n")
+        await response.write(b"data: " + json.dumps({"error": CODED}).encode() + b"\n\n")
+        await response.write_eof()
+        return response
     if mode == "no-done":
         for _ in range(3):
             await response.write(b"data: " + json.dumps(CHUNK).encode() + b"\n\n")
@@ -80,14 +100,26 @@ async def ask(url: str, mode: str, stream: bool) -> tuple[int, bytes]:
         return response.status, await response.read()
 
 
-@pytest.mark.parametrize("mode", ["garbage", "html-502", "no-choices"])
+@pytest.mark.parametrize("mode", ["garbage", "html-502", "no-choices", "proxy-502"])
 async def test_malformed_answers_are_502_with_a_message(
-    broken_gateway: tuple[str, Process], mode: str
+    broken_gateway: tuple[str, Process], upstream_url: str, mode: str
 ) -> None:
     status, raw = await ask(broken_gateway[0], mode, stream=False)
     assert status == 502
     error = json.loads(raw)["error"]
     assert error["type"] == "upstream_error" and error["message"]
+    assert error["message"].startswith("deployment 'bad#0' (model group 'bad'): ")
+    assert "127.0.0.1" not in raw.decode() and upstream_url not in raw.decode()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_an_upstream_error_that_names_its_address_reaches_the_client_without_it(
+    broken_gateway: tuple[str, Process], stream: bool
+) -> None:
+    status, raw = await ask(broken_gateway[0], "named-404", stream=stream)
+    assert status == 404  # the provider's own 4xx, in its own words, but for the address
+    error = json.loads(raw)["error"]
+    assert error["message"] == "model 'bad' is not served at <upstream>"
 
 
 async def test_stream_without_done_ends_with_an_error_event(
@@ -115,3 +147,29 @@ async def test_stream_over_the_total_timeout_is_cut_with_an_error_event(
 
 async def test_gateway_logged_no_traceback(broken_gateway: tuple[str, Process]) -> None:
     assert "Traceback" not in broken_gateway[1].output()
+
+
+async def test_an_openai_upstreams_code_and_param_reach_the_openai_client(
+    broken_gateway: tuple[str, Process],
+) -> None:
+    # The async client: the upstream answers from this test's event loop.
+    client = openai.AsyncOpenAI(
+        base_url=broken_gateway[0] + "/v1", api_key=CLIENT_KEY, max_retries=0
+    )
+    with pytest.raises(openai.BadRequestError) as refused:
+        await client.chat.completions.create(
+            model="bad", messages=[{"role": "user", "content": "coded-400"}]
+        )
+    assert (refused.value.code, refused.value.param) == ("context_length_exceeded", "messages")
+
+    stream = await client.chat.completions.create(
+        model="bad", messages=[{"role": "user", "content": "error-event"}], stream=True
+    )
+    received = []
+    with pytest.raises(openai.APIError) as failed:
+        async for chunk in stream:
+            received.append(chunk)
+    await client.close()
+    assert received, "the first chunk came before the failure"
+    assert "maximum context length" in failed.value.message
+    assert (failed.value.code, failed.value.param) == ("context_length_exceeded", "messages")

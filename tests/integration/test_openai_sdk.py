@@ -269,12 +269,37 @@ def test_invalid_request_is_400_naming_the_field(client: openai.OpenAI) -> None:
     assert caught.value.param == "messages"
 
 
-def test_upstream_auth_failure_passes_through_without_the_key(client: openai.OpenAI) -> None:
-    with pytest.raises(openai.AuthenticationError) as caught:
+def test_an_upstream_refusing_the_gateways_key_is_a_502_not_the_clients_auth_error(
+    client: openai.OpenAI,
+) -> None:
+    # The provider refused the deployment's (wrong) key; the client's own key is fine.
+    with pytest.raises(openai.APIStatusError) as caught:
         client.chat.completions.create(
             model="test-badkey", messages=[{"role": "user", "content": "x"}]
         )
-    assert "sk-wrong-key-for-test-9876" not in str(caught.value.body)
+    assert not isinstance(caught.value, openai.AuthenticationError)
+    assert caught.value.status_code == 502
+    assert caught.value.type == "upstream_error"
+    assert caught.value.code == "upstream_authentication_failed"
+    assert "deployment 'test-badkey#0' (model group 'test-badkey')" in caught.value.message
+    assert "refused the gateway's credential" in caught.value.message
+    assert "sk-wrong-key-for-test-9876" not in caught.value.response.text
+
+
+def test_an_upstream_403_is_a_502_naming_the_refused_credential(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(
+            model="test-chat",
+            messages=[{"role": "user", "content": "x"}],
+            extra_headers={"x-sim-fault": "status:403"},
+        )
+    assert not isinstance(caught.value, openai.PermissionDeniedError)
+    assert caught.value.status_code == 502
+    assert (caught.value.type, caught.value.code) == (
+        "upstream_error",
+        "upstream_permission_denied",
+    )
+    assert "refused the gateway's credential" in caught.value.message
 
 
 def test_upstream_rate_limit_passes_through_with_retry_after(client: openai.OpenAI) -> None:

@@ -19,7 +19,7 @@ import httpx
 import openai
 import pytest
 
-from tests.support import CLIENT_KEY, running_gateway, running_simulator
+from tests.support import CLIENT_KEY, free_port, running_gateway, running_simulator
 
 ADMIN = {"Authorization": f"Bearer {CLIENT_KEY}"}
 HI = [{"role": "user", "content": "hello there"}]
@@ -33,6 +33,11 @@ def _deployment(sim: str, ident: str, **extra: Any) -> dict[str, Any]:
         "id": ident,
         **extra,
     }
+
+
+def _busy(retry_after: str) -> dict[str, str]:
+    """Deployment headers that make the simulator answer every call with this 429."""
+    return {"x-sim-fault": "status:429", "x-sim-retry-after": retry_after}
 
 
 def _pair(name: str, a: str, b: str, **group: Any) -> dict[str, Any]:
@@ -56,8 +61,15 @@ def sims(log_dir: Path) -> Iterator[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def gateway(log_dir: Path, sims: tuple[str, str]) -> Iterator[str]:
+def closed_port() -> int:
+    """A port nothing listens on: a deployment there cannot be reached."""
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def gateway(log_dir: Path, sims: tuple[str, str], closed_port: int) -> Iterator[str]:
     a, b = sims
+    closed = f"http://127.0.0.1:{closed_port}"
     config = {
         "upstream": {"forward_headers": ["x-sim-*"]},
         "routing": {
@@ -88,6 +100,12 @@ def gateway(log_dir: Path, sims: tuple[str, str]) -> Iterator[str]:
             _pair("lone", a, b, latency_threshold="300ms"),
             _pair("retried", a, b, retries=1),
             _pair("bounded", a, b, deadline="700ms", retries=1),
+            {"name": "unreachable", "deployments": [_deployment(closed, "unreachable-a")]},
+            _pair("rekeyed", a, b, primary={"headers": {"x-sim-fault": "status:401"}}),
+            *(_pair(f"crowded-{family}", a, b, primary={"headers": _busy("4")},
+                    backup={"headers": _busy("30")}) for family in ("openai", "anthropic")),
+            {"name": "silent", "deployments": [
+                _deployment(a, "silent-a", timeouts={"first_byte": "300ms"})]},
         ],
         # The probed group's primary has a token limit of its own (issue 5's per-deployment
         # limits), so admission can refuse it while its circuit waits for a probe.
@@ -160,6 +178,28 @@ def test_a_rate_limited_primary_rests_for_its_retry_after(
     time.sleep(1.1)  # the simulator's retry-after is 1 s
     back = _chat(gateway, "limited")
     assert back.headers["x-tollway-deployment"] == "limited-primary"
+
+
+@pytest.mark.parametrize("family", ["openai", "anthropic"])
+def test_when_every_candidate_is_busy_the_client_waits_for_the_soonest(
+    gateway: str, family: str
+) -> None:
+    # The primary asks for 4 s, the backup, tried last, for 30 s: the primary may serve first.
+    model = f"crowded-{family}"
+    if family == "openai":
+        client = openai.OpenAI(base_url=gateway + "/v1", api_key=CLIENT_KEY, max_retries=0)
+        with pytest.raises(openai.RateLimitError) as caught:
+            client.chat.completions.create(model=model, messages=HI, max_tokens=4)
+        headers = caught.value.response.headers
+    else:
+        claude = anthropic.Anthropic(base_url=gateway, api_key=CLIENT_KEY, max_retries=0)
+        with pytest.raises(anthropic.RateLimitError) as limited:
+            claude.messages.create(model=model, messages=HI, max_tokens=4)
+        headers = limited.value.response.headers
+    assert headers["x-tollway-attempts"] == "2" and headers["x-tollway-deployment"] == (
+        f"{model}-backup"
+    )
+    assert headers["retry-after"] == "4"
 
 
 def test_a_first_byte_that_never_comes_fails_over_within_the_limit(
@@ -440,3 +480,103 @@ def test_a_probe_refused_by_the_deployments_own_limit_goes_to_the_next_request(
     small = _chat(gateway, "probed")  # fits: it is the probe, and it closes the circuit
     assert small.headers["x-tollway-deployment"] == "probed-primary"
     assert _health(gateway)["probed-primary"]["circuit"] == "closed"
+
+
+def test_a_refused_credential_fails_over_and_counts_against_the_deployment(
+    gateway: str,
+) -> None:
+    # The primary's provider refuses the gateway's key for it (401) on every call.
+    for _ in range(3):
+        answer = _chat(gateway, "rekeyed")
+        assert answer.status_code == 200
+        assert answer.headers["x-tollway-deployment"] == "rekeyed-backup"
+    primary = _health(gateway)["rekeyed-primary"]
+    # Its fault, not the client's: three failures (the threshold) open its circuit.
+    assert (primary["failures"], primary["circuit"]) == (3, "open")
+    assert "401" in primary["last_error_detail"]
+    assert _chat(gateway, "rekeyed").headers["x-tollway-attempts"] == "1"  # skipped now
+
+
+# --- what a failed upstream's error tells the client ---------------------------------------
+
+
+def _no_address(message: str, address: str) -> None:
+    """``message`` names neither the upstream's URL nor its host or port."""
+    host, port = address.removeprefix("http://").split(":")
+    assert "http://" not in message and host not in message and f":{port}" not in message
+
+
+def _openai_error(gateway: str, model: str, stream: bool, **headers: str) -> openai.APIStatusError:
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=CLIENT_KEY, max_retries=0)
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(
+            model=model, messages=HI, max_tokens=4, stream=stream, extra_headers=headers
+        )
+    return caught.value
+
+
+def _anthropic_error(gateway: str, model: str, **headers: str) -> anthropic.APIStatusError:
+    claude = anthropic.Anthropic(base_url=gateway, api_key=CLIENT_KEY, max_retries=0)
+    with pytest.raises(anthropic.APIStatusError) as caught:
+        claude.messages.create(model=model, messages=HI, max_tokens=4, extra_headers=headers)
+    return caught.value
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_unreachable_upstream_is_named_by_its_deployment_not_its_address(
+    gateway: str, closed_port: int, stream: bool
+) -> None:
+    address = f"http://127.0.0.1:{closed_port}"
+    error = _openai_error(gateway, "unreachable", stream)
+    assert error.status_code == 502
+    assert "'unreachable-a'" in error.message and "'unreachable'" in error.message
+    _no_address(error.message, address)
+    _no_address(str(error.body), address)
+
+    refused = _anthropic_error(gateway, "unreachable")
+    assert refused.status_code == 502
+    body = refused.body
+    assert isinstance(body, dict) and body["error"]["type"] == "api_error"
+    assert "'unreachable-a'" in body["error"]["message"]
+    _no_address(body["error"]["message"], address)
+
+    # The operator still learns where the gateway could not connect.
+    assert address in _health(gateway)["unreachable-a"]["last_error_detail"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_first_byte_that_never_comes_is_named_by_its_deployment_not_its_address(
+    gateway: str, sims: tuple[str, str], stream: bool
+) -> None:
+    error = _openai_error(gateway, "silent", stream, **{"x-sim-fault": "hang"})
+    assert error.status_code == 504 and error.code == "upstream_first_byte_timeout"
+    assert "'silent-a'" in error.message and "first-byte timeout" in error.message
+    _no_address(error.message, sims[0])
+
+    timed_out = _anthropic_error(gateway, "silent", **{"x-sim-fault": "hang"})
+    assert timed_out.status_code == 504
+    body = timed_out.body
+    assert isinstance(body, dict) and "'silent-a'" in body["error"]["message"]
+    _no_address(body["error"]["message"], sims[0])
+    assert sims[0] in _health(gateway)["silent-a"]["last_error_detail"]
+
+
+def test_an_upstream_that_goes_silent_mid_answer_is_named_by_its_deployment_not_its_address(
+    gateway: str, sims: tuple[str, str]
+) -> None:
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=CLIENT_KEY, max_retries=0)
+    received = []
+    with pytest.raises(openai.APIError) as caught:
+        stream = client.chat.completions.create(
+            model="silent",
+            messages=HI,
+            max_tokens=4,
+            stream=True,
+            extra_headers={"x-sim-tpot-ms": "1000"},
+        )
+        for chunk in stream:
+            received.append(chunk)
+    assert received, "the first chunk came before the silence"
+    assert "went silent mid-answer" in caught.value.message
+    assert "'silent-a'" in caught.value.message
+    _no_address(caught.value.message, sims[0])

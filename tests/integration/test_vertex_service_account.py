@@ -141,9 +141,17 @@ def test_a_key_the_token_endpoint_refuses_is_a_clear_error(
         _client(url).chat.completions.create(
             model="vertex-sa", messages=[{"role": "user", "content": "hi"}]
         )
-    assert "OAuth token request refused" in caught.value.message
-    assert "Invalid JWT" in caught.value.message
+    # The gateway's credential was refused, not the client's key: a 502 that says so.
+    assert caught.value.status_code == 502
+    assert caught.value.code == "upstream_authentication_failed"
+    assert "refused the gateway's credential" in caught.value.message
     assert "PRIVATE KEY" not in caught.value.response.text
+    # The token endpoint's own words are the operator's to read.
+    admin = {"Authorization": "Bearer client-key-for-tests-0123456789"}
+    (row,) = httpx.get(url + "/admin/deployments", headers=admin).json()["data"]
+    assert "OAuth token request refused" in row["last_error_detail"]
+    assert "Invalid JWT" in row["last_error_detail"]
+    assert "PRIVATE KEY" not in json.dumps(row)
 
 
 def test_a_file_that_is_not_a_service_account_key_is_named(

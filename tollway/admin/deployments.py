@@ -42,6 +42,7 @@ async def list_deployments(call: AdminCall) -> dict[str, Any]:
                 "ewma_latency_ms": _ms(health.ewma_latency),
                 "ewma_ttft_ms": _ms(health.ewma_ttft),
                 "last_error": health.last_error,
+                "last_error_detail": health.last_error_detail,
             }
         )
     return {"data": rows}

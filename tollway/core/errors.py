@@ -8,16 +8,26 @@
     ├── PayloadTooLarge               413
     ├── RateLimited                   429  over a rate limit or a budget (``code`` says which)
     └── UpstreamError                      the provider could not give an answer
-        ├── UpstreamStatusError       4xx passed through as is; 5xx and 429 become 502 / 429
+        ├── UpstreamStatusError       4xx passed through as is, but 401 / 403 (the provider
+        │                             refused the gateway's own key) become 502; 5xx 502
         ├── UpstreamTimeout           504  connect, first byte or total timeout
         │   └── DeadlineExceeded      504  the model group's deadline passed (no further try)
         ├── UpstreamUnavailable       502  connection refused, reset, DNS
         └── UpstreamProtocolError     502  unparseable answer, stream cut before its terminal event
 
 ``retryable`` tells the router whether another candidate deployment may still succeed.
+
+An upstream's URL or host never reaches a client: it is an internal address. An
+``UpstreamError``'s ``message`` says what failed in words and, once the pipeline knows which
+deployment failed, names it (``blame``); ``detail`` keeps the operator's side (the host, the
+exception) for the log and ``/admin/deployments``.
 """
 
 from __future__ import annotations
+
+import re
+from typing import NamedTuple
+from urllib.parse import urlsplit
 
 
 class GatewayError(Exception):
@@ -113,9 +123,61 @@ class UpstreamError(GatewayError):
     anthropic_type = "api_error"
     retryable = True
 
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+        detail: str | None = None,
+    ) -> None:
+        super().__init__(message, code=code, param=param, headers=headers)
+        self.detail = detail
+        """For the operator only (log, admin view): may name the upstream's host."""
+        self.deployment_id: str | None = None
+
+    def blame(self, deployment_id: str, group: str, api_base: str) -> None:
+        """Name the deployment that failed in the client's message (once), and mask its
+        address wherever the upstream's own words (an error body, a proxy's page, a stream's
+        error event) named it.
+
+        Only a failure the gateway answers for (5xx) names the deployment; a provider's own
+        4xx passes on in the provider's words.
+        """
+        if self.deployment_id is not None:
+            return
+        self.deployment_id = deployment_id
+        message = without_address(self.message, api_base)
+        if self.status >= 500:
+            message = f"deployment {deployment_id!r} (model group {group!r}): {message}"
+        self.message = message
+
+
+class UpstreamErrorBody(NamedTuple):
+    """What a provider's error body says (a provider's error parser reads it).
+
+    ``type``, ``code`` and ``param`` are OpenAI's vocabulary, which OpenAI-dialect clients are
+    sent: only an OpenAI-format upstream gives them. ``kind`` is the provider's own name for
+    the error (Anthropic's ``overloaded_error``, Gemini's ``RESOURCE_EXHAUSTED``, Bedrock's
+    ``ThrottlingException``), for operators and the gateway's own decisions.
+    """
+
+    message: str
+    type: str | None = None
+    code: str | None = None
+    param: str | None = None
+    kind: str | None = None
+
 
 class UpstreamStatusError(UpstreamError):
-    """The provider answered with an error status; 4xx keep their status, 5xx become 502."""
+    """The provider answered with an error status; 4xx keep their status, 5xx become 502,
+    and so do 401 and 403: the provider refused the gateway's credential, not the client's.
+
+    ``code`` is what OpenAI-dialect clients read: an OpenAI-format upstream's own, else one
+    of OpenAI's codes the status means (``rate_limit_exceeded``) or none; ``kind`` is the
+    provider's own name for the error, never sent as an OpenAI code.
+    """
 
     def __init__(
         self,
@@ -126,18 +188,30 @@ class UpstreamStatusError(UpstreamError):
         code: str | None = None,
         param: str | None = None,
         retry_after: str | None = None,
+        kind: str | None = None,
+        detail: str | None = None,
     ) -> None:
         headers = {"retry-after": retry_after} if retry_after else None
-        super().__init__(message, code=code, param=param, headers=headers)
+        refusal = _CREDENTIAL_REFUSALS.get(upstream_status)
+        if refusal is not None:
+            # The provider refused the gateway's own key for this deployment: the client's key
+            # was accepted, so this is the gateway's failure (a 502), never in words that read
+            # as the client's key being wrong. The provider's own words are the operator's.
+            detail = detail or f"upstream answered {upstream_status}: {message}"
+            code, message = refusal
+            error_type = param = None
+        code = code or _OPENAI_CODES.get(upstream_status)
+        super().__init__(message, code=code, param=param, headers=headers, detail=detail)
         self.upstream_status = upstream_status
         self.retry_after = retry_after
+        self.kind = kind
         # A request the provider refuses as malformed fails on every candidate alike; an
         # auth or not-found answer is about this deployment (its key, its model), so another
         # candidate may still serve, like a timeout, a conflict, a rate limit or a 5xx.
         self.retryable = upstream_status not in _CALLER_FAULTS and not (
             400 <= upstream_status < 500 and upstream_status not in _DEPLOYMENT_FAULTS
         )
-        self.status = upstream_status if upstream_status < 500 else 502
+        self.status = upstream_status if upstream_status < 500 and refusal is None else 502
         if self.status < 500:
             # Passed through: keep the provider's own error type where it gave one.
             self.openai_type = error_type or _OPENAI_TYPES.get(self.status, "invalid_request_error")
@@ -151,8 +225,8 @@ class UpstreamTimeout(UpstreamError):
     openai_type = "timeout_error"
     anthropic_type = "api_error"
 
-    def __init__(self, message: str, *, phase: str) -> None:
-        super().__init__(message, code=f"upstream_{phase}_timeout")
+    def __init__(self, message: str, *, phase: str, detail: str | None = None) -> None:
+        super().__init__(message, code=f"upstream_{phase}_timeout", detail=detail)
         self.phase = phase
 
 
@@ -178,6 +252,19 @@ class UpstreamProtocolError(UpstreamError):
 _CALLER_FAULTS = frozenset({400, 413, 415, 422})
 _DEPLOYMENT_FAULTS = frozenset({401, 403, 404, 408, 409, 429})
 
+_OPENAI_CODES = {429: "rate_limit_exceeded"}
+_CREDENTIAL_REFUSALS = {
+    401: (
+        "upstream_authentication_failed",
+        "the provider refused the gateway's credential for this deployment (upstream 401: "
+        "authentication failed); the client's own key was accepted",
+    ),
+    403: (
+        "upstream_permission_denied",
+        "the provider refused the gateway's credential for this deployment (upstream 403: "
+        "permission denied); the client's own key was accepted",
+    ),
+}
 _OPENAI_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -196,3 +283,21 @@ _ANTHROPIC_TYPES = {
     429: "rate_limit_error",
     502: "api_error",
 }
+
+
+def without_address(text: str, api_base: str) -> str:
+    """``text`` with the host of ``api_base`` (and any scheme, user and port with it) masked.
+
+    A proxy's error page or a compatible server's message may name the address the gateway
+    called: an internal one, which the client must not learn from an error passed on to it.
+    """
+    try:
+        host = urlsplit(api_base).hostname
+    except ValueError:
+        return text
+    if not host or host not in text.lower():
+        return text
+    pattern = (
+        rf"(?<![\w.-])(?:[a-z][\w+.-]*://)?(?:[^\s/@\"']*@)?{re.escape(host)}(?::\d+)?(?![\w-])"
+    )
+    return re.sub(pattern, "<upstream>", text, flags=re.IGNORECASE)

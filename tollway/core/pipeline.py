@@ -17,6 +17,8 @@ the like) ends the request at once. Each outcome updates the deployment's health
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -26,6 +28,7 @@ from tollway.core.context import Attempt, RequestContext
 from tollway.core.errors import (
     DeadlineExceeded,
     GatewayError,
+    UpstreamError,
     UpstreamProtocolError,
     UpstreamStatusError,
     UpstreamTimeout,
@@ -46,6 +49,8 @@ from tollway.providers.base import TokenCounter as ProviderTokenCounter
 from tollway.routing.health import DeploymentHealth
 from tollway.routing.router import Router
 from tollway.routing.table import RoutingTable, within
+
+log = logging.getLogger("tollway.pipeline")
 
 Reply = ChatResponse | EmbeddingResponse
 _Result = TypeVar("_Result")
@@ -279,6 +284,8 @@ class Pipeline:
             outcome = None
         except GatewayError as exc:
             outcome = exc
+            if health is not None:
+                _blame(exc, ctx.tries[-1].deployment)
             raise
         finally:
             await rest.aclose()  # type: ignore[attr-defined]
@@ -320,10 +327,12 @@ class Pipeline:
         once: Once[_Result],
         streaming: bool = False,
     ) -> _Result:
-        """The first answer of the planned candidates; the last failure when none gives one."""
+        """The first answer of the planned candidates; the last failure when none gives one
+        (a 429 with the soonest ``retry-after`` any candidate asked for)."""
         candidates, retries, deadline = self.router.plan(ctx, kind)
         until = None if deadline is None else time.monotonic() + deadline
         last_error: GatewayError | None = None
+        soonest: tuple[float, str] | None = None
         resting = None
         for index, (deployment, health) in enumerate(candidates):
             now = time.monotonic()
@@ -343,6 +352,8 @@ class Pipeline:
                 if not exc.retryable:
                     raise
                 last_error = exc
+                if exc.status == 429:
+                    soonest = _sooner(soonest, exc.headers.get("retry-after"))
         if until is not None and time.monotonic() >= until:
             assert deadline is not None
             raise _overdue(ctx, deadline, last_error)
@@ -353,6 +364,10 @@ class Pipeline:
                 deployment = self.router.table.unhurried(deployment)
             return await self._try(ctx, deployment, health, once, 0, streaming, until)
         assert last_error is not None
+        if last_error.status == 429 and soonest is not None:
+            # Every candidate is busy: the client may come back when the first of them may
+            # serve again, not when the last one tried asked.
+            last_error.headers = {**last_error.headers, "retry-after": soonest[1]}
         raise last_error
 
     async def _try(
@@ -395,6 +410,7 @@ class Pipeline:
             except GatewayError as exc:
                 now = time.perf_counter()
                 attempt.ended, attempt.error = now, exc
+                _blame(exc, deployment)
                 if target is not deployment and isinstance(exc, UpstreamTimeout):
                     # Cut short by the deadline, not by the deployment's own limits.
                     self._health.abandoned(health)
@@ -444,7 +460,11 @@ class Pipeline:
         provider = self._chat_providers[deployment.provider]
         if isinstance(provider, ProviderTokenCounter):
             _begin(ctx, deployment)
-            return await provider.count_tokens(ctx.chat, deployment), True
+            try:
+                return await provider.count_tokens(ctx.chat, deployment), True
+            except GatewayError as exc:
+                _blame(exc, deployment)
+                raise
         if isinstance(provider, RequestChecker):
             provider.check(ctx.chat, deployment)
         return self.metering.input_tokens(ctx, deployment.provider, deployment.model), False
@@ -487,6 +507,37 @@ def _transient(error: GatewayError) -> bool:
     if isinstance(error, UpstreamStatusError):
         return error.upstream_status >= 500
     return error.retryable
+
+
+def _sooner(soonest: tuple[float, str] | None, retry_after: str | None) -> tuple[float, str] | None:
+    """The sooner of ``soonest`` and ``retry_after`` (delta-seconds or an HTTP date), as
+    seconds and the header's value; one that is neither is passed over."""
+    if not retry_after:
+        return soonest
+    try:
+        seconds = float(retry_after)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(retry_after)
+        except (TypeError, ValueError):
+            return soonest
+        seconds = when.timestamp() - time.time()
+    if soonest is None or seconds < soonest[0]:
+        return seconds, retry_after
+    return soonest
+
+
+def _blame(error: GatewayError, deployment: Deployment) -> None:
+    """An upstream failure names its deployment, never its address, to the client; the log
+    keeps the operator's detail (a busy deployment's 429 or a refused request is no news)."""
+    if not isinstance(error, UpstreamError):
+        return
+    error.blame(deployment.id, deployment.group, deployment.api_base)
+    if error.retryable and error.status != 429:
+        detail = error.detail or error.message
+        log.warning(
+            "deployment %s (model group %s) failed: %s", deployment.id, deployment.group, detail
+        )
 
 
 def _begin(ctx: RequestContext, deployment: Deployment) -> Attempt:

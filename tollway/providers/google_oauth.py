@@ -26,7 +26,7 @@ import orjson
 
 from tollway.auth.vault import MissingCredential, Vault
 from tollway.config.types import SecretRef
-from tollway.core.errors import UpstreamProtocolError
+from tollway.core.errors import UpstreamErrorBody, UpstreamProtocolError, UpstreamStatusError
 from tollway.core.types import UpstreamTimeouts
 from tollway.providers.http import UpstreamClient
 
@@ -88,13 +88,20 @@ class ServiceAccountTokens:
                 f"credential {ref.redacted()} holds a private key that cannot sign"
             ) from None
         body = urllib.parse.urlencode({"grant_type": GRANT_TYPE, "assertion": assertion})
-        answer = await self._client.post_json(
-            token_uri,
-            body.encode(),
-            {"Content-Type": "application/x-www-form-urlencoded"},
-            timeouts,
-            oauth_error,
-        )
+        try:
+            answer = await self._client.post_json(
+                token_uri,
+                body.encode(),
+                {"Content-Type": "application/x-www-form-urlencoded"},
+                timeouts,
+                oauth_error,
+            )
+        except UpstreamStatusError as exc:
+            if exc.upstream_status >= 500 or exc.upstream_status in (408, 429):
+                raise
+            # invalid_grant (400), invalid_client (401): the service account is refused, a
+            # refusal of the gateway's credential like a 401 from the model's own API.
+            raise UpstreamStatusError(401, exc.message, kind=exc.kind, detail=exc.detail) from None
         access_token = answer.get("access_token") if isinstance(answer, dict) else None
         if not isinstance(access_token, str) or not access_token:
             raise UpstreamProtocolError("the OAuth token endpoint answered without a token")
@@ -125,11 +132,12 @@ def _still_valid(tokens: dict[str, _Token]) -> dict[str, _Token]:
     return {text: token for text, token in tokens.items() if now < token.renew_at}
 
 
-def oauth_error(raw: Any) -> tuple[str, str | None, str | None, str | None]:
-    """An OAuth error answer (``error``, ``error_description``) as message, type, code, param."""
+def oauth_error(raw: Any) -> UpstreamErrorBody:
+    """An OAuth error answer (``error``, ``error_description``): the message, and the OAuth
+    error (``invalid_grant``) as the kind."""
     if isinstance(raw, dict):
         code = raw.get("error") if isinstance(raw.get("error"), str) else None
         description = raw.get("error_description")
         message = description if isinstance(description, str) else code or ""
-        return f"OAuth token request refused: {message}", "authentication_error", code, None
-    return f"OAuth token request refused: {str(raw)[:200]}", "authentication_error", None, None
+        return UpstreamErrorBody(f"OAuth token request refused: {message}", kind=code)
+    return UpstreamErrorBody(f"OAuth token request refused: {str(raw)[:200]}")

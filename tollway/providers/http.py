@@ -19,6 +19,7 @@ from yarl import URL
 from tollway.core.errors import (
     InvalidRequest,
     UpstreamError,
+    UpstreamErrorBody,
     UpstreamProtocolError,
     UpstreamStatusError,
     UpstreamTimeout,
@@ -27,8 +28,8 @@ from tollway.core.errors import (
 from tollway.core.types import UpstreamTimeouts
 from tollway.providers.deadlines import Deadline, Deadlines, Phase
 
-ErrorParser = Callable[[Any], tuple[str, str | None, str | None, str | None]]
-"""Turns an upstream error body into ``(message, type, code, param)``."""
+ErrorParser = Callable[[Any], UpstreamErrorBody]
+"""Reads an upstream error body (parsed JSON, else its text)."""
 
 _MAX_ERROR_BODY = 64 * 1024
 _WHOLE_KEY = 8  # characters from which a key is masked even inside longer words
@@ -101,7 +102,7 @@ class UpstreamClient:
             )
             try:
                 if response.status >= 400:
-                    raise await _status_error(response, parse_error, secret)
+                    raise await _status_error(response, parse_error, secret, url)
                 deadline.received()
                 payload = await response.read()
             finally:
@@ -119,7 +120,9 @@ class UpstreamClient:
         try:
             return payload, orjson.loads(payload)
         except orjson.JSONDecodeError:
-            raise UpstreamProtocolError("upstream answered with invalid JSON") from None
+            raise UpstreamProtocolError(
+                "upstream answered with invalid JSON", detail=f"{_host(url)}: invalid JSON"
+            ) from None
 
     def post_stream(
         self,
@@ -167,7 +170,7 @@ class UpstreamClient:
             )
             try:
                 if response.status >= 400:
-                    raise await _status_error(response, parse_error, secret)
+                    raise await _status_error(response, parse_error, secret, url)
                 deadline.received()
                 async for event in read(response.content):
                     # The consumer's own awaits (e.g. writing to its client) are not ours to
@@ -200,23 +203,16 @@ def _deadline_error(
     mid_stream: bool = False,
 ) -> UpstreamTimeout:
     phase = phase or deadline.expired or "total"
-    host = _host(url)
     if phase == "first_byte" and mid_stream:
         # The gap limit: the deployment's own first-byte limit, even where a latency
         # threshold or a deadline shortened the wait for the first event.
-        return UpstreamTimeout(
-            f"upstream {host} went silent mid-answer for longer than {deadline.gap:g}s",
-            phase="first_byte",
-        )
-    if phase == "first_byte":
-        return UpstreamTimeout(
-            f"upstream {host} sent nothing within the first-byte timeout of "
-            f"{timeouts.first_byte:g}s",
-            phase="first_byte",
-        )
-    return UpstreamTimeout(
-        f"upstream {host} exceeded the total timeout of {timeouts.total:g}s", phase="total"
-    )
+        message = f"upstream went silent mid-answer for longer than {deadline.gap:g}s"
+    elif phase == "first_byte":
+        message = f"upstream sent nothing within the first-byte timeout of {timeouts.first_byte:g}s"
+    else:
+        phase = "total"
+        message = f"upstream exceeded the total timeout of {timeouts.total:g}s"
+    return UpstreamTimeout(message, phase=phase, detail=f"{_host(url)}: {message}")
 
 
 def encoded(body: Any) -> bytes:
@@ -271,7 +267,10 @@ def _event(block: bytes) -> SSEvent | None:
 
 
 async def _status_error(
-    response: aiohttp.ClientResponse, parse_error: ErrorParser, secret: str | None
+    response: aiohttp.ClientResponse,
+    parse_error: ErrorParser,
+    secret: str | None,
+    url: str | URL,
 ) -> Exception:
     raw = await response.content.read(_MAX_ERROR_BODY)
     if secret:
@@ -280,14 +279,17 @@ async def _status_error(
         parsed: Any = orjson.loads(raw)
     except orjson.JSONDecodeError:
         parsed = raw.decode("utf-8", "replace").strip() or response.reason or ""
-    message, error_type, code, param = parse_error(parsed)
+    body = parse_error(parsed)
+    message = body.message or f"upstream answered {response.status}"
     return UpstreamStatusError(
         response.status,
-        message or f"upstream answered {response.status}",
-        error_type=error_type,
-        code=code,
-        param=param,
+        message,
+        error_type=body.type,
+        code=body.code,
+        param=body.param,
         retry_after=response.headers.get("retry-after"),
+        kind=body.kind,
+        detail=f"{_host(url)} answered {response.status}: {message}",
     )
 
 
@@ -306,24 +308,27 @@ def scrub(raw: bytes, secret: str) -> bytes:
 
 
 def _transport_error(exc: Exception, url: str | URL) -> UpstreamError:
+    """The failure ``exc`` means, in words that do not name the upstream (``detail`` does)."""
     host = _host(url)
+    detail = f"{host}: {type(exc).__name__}: {str(exc).replace(str(url), host)}"
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return UpstreamTimeout(f"timed out connecting to upstream {host}", phase="connect")
-    if isinstance(exc, aiohttp.SocketTimeoutError):
         return UpstreamTimeout(
-            f"upstream {host} sent nothing within the first-byte timeout", phase="first_byte"
+            "timed out connecting to the upstream", phase="connect", detail=detail
         )
+    if isinstance(exc, aiohttp.SocketTimeoutError):
+        message = "upstream sent nothing within the first-byte timeout"
+        return UpstreamTimeout(message, phase="first_byte", detail=detail)
     if isinstance(exc, TimeoutError):
-        return UpstreamTimeout(f"upstream {host} exceeded the total timeout", phase="total")
+        return UpstreamTimeout("upstream exceeded the total timeout", phase="total", detail=detail)
     if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
-        return UpstreamUnavailable(f"upstream {host} closed the connection mid-answer")
+        return UpstreamUnavailable("upstream closed the connection mid-answer", detail=detail)
     if isinstance(exc, aiohttp.ClientError | OSError):
-        return UpstreamUnavailable(f"cannot reach upstream {host}: {type(exc).__name__}")
-    return UpstreamProtocolError(f"upstream {host} failed: {type(exc).__name__}")
+        return UpstreamUnavailable("cannot reach the upstream", detail=detail)
+    return UpstreamProtocolError("the call to the upstream failed", detail=detail)
 
 
 def _host(url: str | URL) -> str:
-    # Only scheme and authority: a path or query could carry a credential (some APIs take keys
-    # in the query string), and error messages reach clients.
+    # Only scheme and authority, for the operator's detail: a path or query could carry a
+    # credential (some APIs take keys in the query string).
     scheme, _, rest = str(url).partition("://")
     return f"{scheme}://{rest.split('/', 1)[0].rsplit('@', 1)[-1]}"

@@ -143,8 +143,10 @@ class OpenAIProvider:
             except orjson.JSONDecodeError:
                 raise UpstreamProtocolError("upstream sent an invalid stream event") from None
             if "error" in raw and "choices" not in raw:
-                message, *_ = error_from_wire(raw)
-                raise UpstreamProtocolError(f"upstream stream failed: {message}")
+                error = error_from_wire(raw)  # its code and param are OpenAI's: passed on
+                raise UpstreamProtocolError(
+                    f"upstream stream failed: {error.message}", code=error.code, param=error.param
+                )
             chunk = chunk_from_wire(raw)
             chunk.raw = event.data
             yield chunk

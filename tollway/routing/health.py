@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import Literal
 
 from tollway.config.schema import RoutingConfig
-from tollway.core.errors import GatewayError, UpstreamStatusError, UpstreamTimeout
+from tollway.core.errors import GatewayError, UpstreamError, UpstreamStatusError, UpstreamTimeout
 
 CircuitState = Literal["closed", "open", "half_open"]
 _ERROR_ALPHA = 0.1  # weight of the newest outcome in the error-rate average
@@ -38,6 +38,7 @@ class DeploymentHealth:
         "failures",
         "in_flight",
         "last_error",
+        "last_error_detail",
         "on_circuit",
         "open_until",
         "opened_at",
@@ -66,6 +67,9 @@ class DeploymentHealth:
         self.requests = 0
         self.failures = 0
         self.last_error: str | None = None
+        self.last_error_detail: str | None = None
+        """What the operator needs to know of the last error (the upstream's host, the
+        exception); never sent to a client."""
 
     def could_answer(self, now: float) -> bool:
         """Whether ``available`` would let a request through now (it claims nothing)."""
@@ -142,11 +146,13 @@ class HealthBook:
         """The request failed with ``error``; may open the circuit or rest the deployment."""
         health.in_flight -= 1
         health.failures += 1
-        health.last_error = error.code or (
-            f"upstream_status_{error.upstream_status}"
-            if isinstance(error, UpstreamStatusError)
-            else type(error).__name__
-        )
+        if isinstance(error, UpstreamStatusError):  # the provider's own name for it first
+            status = f"upstream_status_{error.upstream_status}"
+            health.last_error = error.kind or error.code or status
+        else:
+            health.last_error = error.code or type(error).__name__
+        detail = error.detail if isinstance(error, UpstreamError) else None
+        health.last_error_detail = detail or error.message
         health.error_rate = health.error_rate * (1.0 - _ERROR_ALPHA) + _ERROR_ALPHA
         now = time.monotonic()
         if isinstance(error, UpstreamStatusError) and error.upstream_status == 429:

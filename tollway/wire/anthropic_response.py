@@ -15,6 +15,7 @@ from typing import Any
 from tollway.core.errors import (
     InvalidRequest,
     UpstreamError,
+    UpstreamErrorBody,
     UpstreamProtocolError,
     UpstreamStatusError,
 )
@@ -197,25 +198,26 @@ def response_to_wire(response: ChatResponse) -> dict[str, Any]:
     }
 
 
-def error_from_wire(raw: Any) -> tuple[str, str | None, str | None, str | None]:
-    """``(message, type, code, param)`` from an Anthropic error body; its type is the code.
+def error_from_wire(raw: Any) -> UpstreamErrorBody:
+    """An Anthropic error body: its message, and its type as the error's ``kind``.
 
-    The type is not passed as the error type: the gateway derives each dialect's type from the
-    status, so OpenAI clients of an Anthropic deployment see OpenAI's names.
+    Anthropic's type names are neither OpenAI's types nor its codes: the gateway derives each
+    dialect's type (and OpenAI's code) from the status, so OpenAI clients of an Anthropic
+    deployment read OpenAI's names.
     """
     if isinstance(raw, dict):
         error = raw.get("error")
         if isinstance(error, dict):
             kind = error.get("type")
             message = error.get("message") or str(error)
-            return str(message), None, None if kind is None else str(kind), None
+            return UpstreamErrorBody(str(message), kind=None if kind is None else str(kind))
         if isinstance(error, str):
-            return error, None, None, None
-    return str(raw)[:500], None, None, None
+            return UpstreamErrorBody(error)
+    return UpstreamErrorBody(str(raw)[:500])
 
 
 def stream_error(raw: Any) -> UpstreamError:
     """The failure an upstream ``error`` stream event reports."""
-    message, _, kind, _ = error_from_wire(raw)
-    status = _ERROR_STATUSES.get(kind or "", 500)
-    return UpstreamStatusError(status, f"upstream stream failed: {message}", code=kind)
+    body = error_from_wire(raw)
+    status = _ERROR_STATUSES.get(body.kind or "", 500)
+    return UpstreamStatusError(status, f"upstream stream failed: {body.message}", kind=body.kind)

@@ -19,6 +19,7 @@ from typing import Any
 from tollway.core.errors import (
     InvalidRequest,
     UpstreamError,
+    UpstreamErrorBody,
     UpstreamProtocolError,
     UpstreamStatusError,
 )
@@ -175,18 +176,19 @@ def response_to_wire(response: ChatResponse) -> dict[str, Any]:
     }
 
 
-def error_from_wire(raw: Any) -> tuple[str, str | None, str | None, str | None]:
-    """``(message, type, code, param)`` from a Bedrock error body (``{"message": ...}``)."""
+def error_from_wire(raw: Any) -> UpstreamErrorBody:
+    """A Bedrock error body (``{"message": ...}``): its message, and the exception's name
+    (``ThrottlingException``) as the kind."""
     if isinstance(raw, dict):
         message = raw.get("message") or raw.get("Message") or str(raw)
         kind = raw.get("__type")
-        code = str(kind).rsplit("#", 1)[-1].split(":", 1)[0] if kind else None
-        return str(message), None, code, None
-    return str(raw)[:500], None, None, None
+        name = str(kind).rsplit("#", 1)[-1].split(":", 1)[0] if kind else None
+        return UpstreamErrorBody(str(message), kind=name)
+    return UpstreamErrorBody(str(raw)[:500])
 
 
 def exception_error(kind: str, message: str) -> UpstreamError:
     """The failure an exception event (``:exception-type`` ``kind``) of a stream reports."""
     name = kind[:1].upper() + kind[1:]
     status = EXCEPTION_STATUSES.get(name, 500)
-    return UpstreamStatusError(status, f"upstream stream failed: {message}", code=name)
+    return UpstreamStatusError(status, f"upstream stream failed: {message}", kind=name)

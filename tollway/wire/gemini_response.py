@@ -21,6 +21,7 @@ from typing import Any
 from tollway.core.errors import (
     InvalidRequest,
     UpstreamError,
+    UpstreamErrorBody,
     UpstreamProtocolError,
     UpstreamStatusError,
 )
@@ -208,10 +209,11 @@ def _candidate_to_wire(choice: Choice) -> dict[str, Any]:
     }
 
 
-def error_from_wire(raw: Any) -> tuple[str, str | None, str | None, str | None]:
-    """``(message, type, code, param)`` from a Google error body; its ``status`` is the code.
+def error_from_wire(raw: Any) -> UpstreamErrorBody:
+    """A Google error body: its message, and its ``status`` (a gRPC code name) as the kind.
 
-    As for Anthropic, the type is left to the gateway, which names it in each dialect's terms.
+    As for Anthropic, the type and code are left to the gateway, which names them in each
+    dialect's terms.
     """
     if isinstance(raw, list) and raw:
         raw = raw[0]  # the JSON-array form of streamGenerateContent wraps errors in a list
@@ -220,16 +222,17 @@ def error_from_wire(raw: Any) -> tuple[str, str | None, str | None, str | None]:
         if isinstance(error, dict):
             status = error.get("status")
             message = error.get("message") or str(error)
-            return str(message), None, None if status is None else str(status), None
+            return UpstreamErrorBody(str(message), kind=None if status is None else str(status))
         if isinstance(error, str):
-            return error, None, None, None
-    return str(raw)[:500], None, None, None
+            return UpstreamErrorBody(error)
+    return UpstreamErrorBody(str(raw)[:500])
 
 
 def stream_error(raw: Any) -> UpstreamError:
     """The failure an ``error`` object in the middle of a stream reports."""
-    message, _, status, _ = error_from_wire(raw)
+    body = error_from_wire(raw)
     error = raw.get("error") if isinstance(raw, dict) else None
     code = error.get("code") if isinstance(error, dict) else None
     http_status = code if isinstance(code, int) and 400 <= code <= 599 else 500
-    return UpstreamStatusError(http_status, f"upstream stream failed: {message}", code=status)
+    message = f"upstream stream failed: {body.message}"
+    return UpstreamStatusError(http_status, message, kind=body.kind)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tollway.core.errors import UpstreamProtocolError
+from tollway.core.errors import UpstreamErrorBody, UpstreamProtocolError
 from tollway.core.types import (
     ChatChunk,
     ChatResponse,
@@ -280,22 +280,20 @@ def _tool_delta_to_wire(call: ToolCallDelta) -> dict[str, Any]:
     return out
 
 
-def error_from_wire(raw: Any) -> tuple[str, str | None, str | None, str | None]:
-    """``(message, type, code, param)`` from an OpenAI-style error body, tolerant of others."""
+def error_from_wire(raw: Any) -> UpstreamErrorBody:
+    """An OpenAI-style error body, tolerant of others: its type, code and param are OpenAI's
+    vocabulary, passed on to OpenAI clients as they are."""
     if isinstance(raw, dict):
         error = raw.get("error", raw)
         if isinstance(error, dict):
             message = error.get("message") or error.get("detail") or str(error)
-            code = error.get("code")
-            return (
-                str(message),
-                _str_or_none(error.get("type")),
-                None if code is None else str(code),
-                _str_or_none(error.get("param")),
-            )
+            error_type = _str_or_none(error.get("type"))
+            code = _str_or_none(error.get("code"))
+            param = _str_or_none(error.get("param"))
+            return UpstreamErrorBody(str(message), error_type, code, param, code or error_type)
         if isinstance(error, str):
-            return error, None, None, None
-    return str(raw)[:500], None, None, None
+            return UpstreamErrorBody(error)
+    return UpstreamErrorBody(str(raw)[:500])
 
 
 def _str_or_none(value: Any) -> str | None:

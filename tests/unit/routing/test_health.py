@@ -70,6 +70,16 @@ def test_the_last_error_names_an_upstream_status_without_a_code() -> None:
     assert book.of("d").last_error == "upstream_status_503"
     _fail(book, "d", UpstreamStatusError(500, "boom", code="server_error"))
     assert book.of("d").last_error == "server_error"
+    # The provider's own name for it, which OpenAI clients are not sent as a code.
+    _fail(book, "d", UpstreamStatusError(529, "Overloaded", kind="overloaded_error"))
+    assert book.of("d").last_error == "overloaded_error"
+
+
+def test_a_refused_credential_counts_against_the_deployment() -> None:
+    book = HealthBook(CONFIG)
+    for _ in range(CONFIG.failure_threshold):
+        _fail(book, "d", UpstreamStatusError(401, "invalid x-api-key"))
+    assert book.of("d").state == "open" and book.of("d").failures == CONFIG.failure_threshold
 
 
 def test_a_rate_limit_rests_the_deployment_without_opening_it() -> None:

@@ -12,7 +12,12 @@ from hypothesis import strategies as st
 
 from tollway.auth.vault import Vault
 from tollway.config.types import SecretRef
-from tollway.core.errors import InvalidRequest, UpstreamProtocolError, UpstreamStatusError
+from tollway.core.errors import (
+    InvalidRequest,
+    UpstreamErrorBody,
+    UpstreamProtocolError,
+    UpstreamStatusError,
+)
 from tollway.core.types import (
     ChatRequest,
     Deployment,
@@ -718,12 +723,14 @@ def test_error_bodies_and_stream_errors() -> None:
         "error": {"type": "overloaded_error", "message": "Overloaded"},
         "request_id": "r",
     }
-    assert error_from_wire(body) == ("Overloaded", None, "overloaded_error", None)
-    assert error_from_wire("plain text") == ("plain text", None, None, None)
+    # Anthropic's type is its own word for the error, not one of OpenAI's codes.
+    assert error_from_wire(body) == UpstreamErrorBody("Overloaded", kind="overloaded_error")
+    assert error_from_wire("plain text") == UpstreamErrorBody("plain text")
     reader = StreamReader()
     with pytest.raises(UpstreamStatusError) as caught:
         reader.feed(orjson.dumps(body))
     assert caught.value.status == 502 and caught.value.retryable
+    assert (caught.value.kind, caught.value.code) == ("overloaded_error", None)
     with pytest.raises(UpstreamProtocolError):
         reader.feed(b"not json")
 

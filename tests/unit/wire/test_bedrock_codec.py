@@ -521,13 +521,8 @@ def test_malformed_answers_are_protocol_errors(raw: Any) -> None:
 
 
 def test_error_bodies() -> None:
-    assert error_from_wire({"message": "Too many requests"}) == (
-        "Too many requests",
-        None,
-        None,
-        None,
-    )
+    assert error_from_wire({"message": "Too many requests"}) == ("Too many requests",) + (None,) * 4
     typed = {"__type": "com.amazon.coral.validate#ValidationException", "message": "bad"}
-    assert error_from_wire(typed) == ("bad", None, "ValidationException", None)
+    assert error_from_wire(typed) == ("bad", None, None, None, "ValidationException")
     assert error_from_wire({"Message": "Upper"})[0] == "Upper"
     assert error_from_wire("plain text")[0] == "plain text"

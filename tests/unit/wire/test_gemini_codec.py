@@ -513,12 +513,12 @@ def test_a_blocked_prompt_is_an_empty_content_filter_answer() -> None:
 
 def test_error_bodies_and_stream_errors() -> None:
     body = {"error": {"code": 429, "message": "Resource exhausted", "status": "RESOURCE_EXHAUSTED"}}
-    assert error_from_wire(body) == ("Resource exhausted", None, "RESOURCE_EXHAUSTED", None)
+    assert error_from_wire(body) == ("Resource exhausted", None, None, None, "RESOURCE_EXHAUSTED")
     assert error_from_wire([body])[0] == "Resource exhausted"
-    assert error_from_wire("Bad Gateway") == ("Bad Gateway", None, None, None)
+    assert error_from_wire("Bad Gateway") == ("Bad Gateway", None, None, None, None)
     error = stream_error(body)
     assert isinstance(error, UpstreamStatusError) and error.status == 429
-    assert error.code == "RESOURCE_EXHAUSTED"
+    assert (error.kind, error.code) == ("RESOURCE_EXHAUSTED", "rate_limit_exceeded")
     reader = StreamReader()
     with pytest.raises(UpstreamStatusError, match="Resource exhausted"):
         reader.feed(orjson.dumps(body))

@@ -1,0 +1,23 @@
+"""When every candidate is busy, the client is told the soonest ``retry-after`` among them."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+
+from tollway.core.pipeline import _sooner
+
+
+def test_the_soonest_of_delta_seconds_and_http_dates_wins() -> None:
+    in_a_minute = email.utils.formatdate(time.time() + 60, usegmt=True)
+    soonest = None
+    for retry_after in ("30", in_a_minute, None, "not a time", "4", "12"):
+        soonest = _sooner(soonest, retry_after)
+    assert soonest is not None and soonest[1] == "4"
+    after_a_minute = _sooner(_sooner(None, "120"), in_a_minute)
+    assert after_a_minute is not None and after_a_minute[1] == in_a_minute
+
+
+def test_a_header_that_is_no_time_is_passed_over() -> None:
+    assert _sooner(None, "soon") is None
+    assert _sooner((3.0, "3"), "") == (3.0, "3")
