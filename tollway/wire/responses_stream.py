@@ -11,7 +11,8 @@ per output item, one at a time as the real API sends them:
   ``response.refusal.delta``... / ``response.refusal.done``;
 - each tool call: ``response.output_item.added`` (a ``function_call``),
   ``response.function_call_arguments.delta``..., ``response.function_call_arguments.done``,
-  ``response.output_item.done``;
+  ``response.output_item.done``; calls an OpenAI-format upstream interleaves are sent one
+  item after the other (``held_calls``);
 
 and last ``response.completed`` (or ``response.incomplete`` after a ``length`` finish) with
 the whole response, output and usage included. A failure after the first byte is an
@@ -28,6 +29,7 @@ import orjson
 
 from tollway.core.errors import GatewayError, UpstreamProtocolError
 from tollway.core.types import JSON, ChatChunk, FinishReason, ToolCallDelta, Usage
+from tollway.wire.held_calls import HeldCall, hold, may_interleave, release
 from tollway.wire.responses_response import (
     function_call_item,
     message_item,
@@ -66,6 +68,8 @@ class StreamWriter:
         self._output: list[JSON] = []
         self._open: _OpenItem | None = None
         self._item_of_tool: dict[int, int] = {}
+        self._interleavable = True
+        self._held: dict[int, HeldCall] = {}
         self._finish: FinishReason | None = None
         self._usage: Usage | None = None
 
@@ -82,6 +86,7 @@ class StreamWriter:
         """The events ``chunk`` stands for (``response.created`` first); may be empty."""
         out: list[bytes] = []
         if not self._started:
+            self._interleavable = may_interleave(chunk.wire_format)
             self._start(chunk.model, chunk.created, out)
         if chunk.usage is not None:
             self._usage = chunk.usage
@@ -172,18 +177,42 @@ class StreamWriter:
     def _tool_call(self, call: ToolCallDelta, out: list[bytes]) -> None:
         index = self._item_of_tool.get(call.index)
         if index is None:
+            opened = self._open
+            calling = opened is not None and opened.part is None
+            if call.index in self._held or (calling and self._interleavable):
+                # Another call is being streamed and may not be complete: this one waits.
+                hold(self._held, call)
+                return
             self._close(out, "completed")
-            call_id = call.id or new_id("call")
-            item = function_call_item(new_id("fc"), call_id, call.name or "", "", "in_progress")
-            self._item_of_tool[call.index] = self._open_item(item, out).output_index
+            self._open_call(call.index, call.id, call.name, out)
         elif self._open is None or self._open.output_index != index:
-            # Output items are strictly sequential; a closed call cannot take more fragments.
-            raise UpstreamProtocolError("upstream interleaved the fragments of two tool calls")
+            # Its item was done when other content followed it, and items cannot reopen.
+            raise UpstreamProtocolError("upstream sent more of a tool call after other content")
         if call.arguments:
             assert self._open is not None
             self._open.pieces.append(call.arguments)
             fields = {**self._where(self._open), "delta": call.arguments}
             out.append(self._event("response.function_call_arguments.delta", fields))
+
+    def _open_call(
+        self, index: int, call_id: str | None, name: str | None, out: list[bytes]
+    ) -> _OpenItem:
+        call_id = call_id or new_id("call")
+        item = function_call_item(new_id("fc"), call_id, name or "", "", "in_progress")
+        opened = self._open_item(item, out)
+        self._item_of_tool[index] = opened.output_index
+        return opened
+
+    def _release_held(self, out: list[bytes], status: str) -> None:
+        """Each held tool call as a whole item, in index order, closed as ``status``."""
+        for call in release(self._held):
+            opened = self._open_call(call.index, call.id, call.name, out)
+            if call.fragments:
+                arguments = call.arguments
+                opened.pieces.append(arguments)
+                fields = {**self._where(opened), "delta": arguments}
+                out.append(self._event("response.function_call_arguments.delta", fields))
+            self._close(out, status)
 
     def _open_item(self, item: JSON, out: list[bytes]) -> _OpenItem:
         self._open = _OpenItem(output_index=len(self._output), item=item)
@@ -217,6 +246,8 @@ class StreamWriter:
         self._output.append(done)
         item_done = {"output_index": opened.output_index, "item": done}
         out.append(self._event("response.output_item.done", item_done))
+        if self._held:  # the open call has ended, so the calls held behind it can go
+            self._release_held(out, status)
 
     @staticmethod
     def _where(opened: _OpenItem) -> JSON:
