@@ -14,10 +14,11 @@ per output item, one at a time as the real API sends them:
   ``response.output_item.done``; calls an OpenAI-format upstream interleaves are sent one
   item after the other (``held_calls``);
 
-and last ``response.completed`` (or ``response.incomplete`` after a ``length`` finish) with
-the whole response, output and usage included. A failure after the first byte is an
-``error`` event and ``response.failed`` (the items completed so far and the error in the
-response), and the stream ends there. Frames are ``event: <type>\\ndata: <json>\\n\\n``.
+and last ``response.completed`` (or ``response.incomplete`` after a ``length`` finish, its last
+item, text or call, being ``incomplete`` too) with the whole response, output and usage
+included. A failure after the first byte is an ``error`` event and ``response.failed`` (the
+items completed so far and the error in the response), and the stream ends there. Frames
+are ``event: <type>\\ndata: <json>\\n\\n``.
 """
 
 from __future__ import annotations
@@ -204,15 +205,16 @@ class StreamWriter:
         return opened
 
     def _release_held(self, out: list[bytes], status: str) -> None:
-        """Each held tool call as a whole item, in index order, closed as ``status``."""
-        for call in release(self._held):
+        """Each held tool call as a whole item, in index order; the last closed as ``status``."""
+        calls = release(self._held)
+        for call in calls:
             opened = self._open_call(call.index, call.id, call.name, out)
             if call.fragments:
                 arguments = call.arguments
                 opened.pieces.append(arguments)
                 fields = {**self._where(opened), "delta": arguments}
                 out.append(self._event("response.function_call_arguments.delta", fields))
-            self._close(out, status)
+            self._close(out, status if call is calls[-1] else "completed")
 
     def _open_item(self, item: JSON, out: list[bytes]) -> _OpenItem:
         self._open = _OpenItem(output_index=len(self._output), item=item)
@@ -221,10 +223,15 @@ class StreamWriter:
         return self._open
 
     def _close(self, out: list[bytes], status: str) -> None:
+        """Close the open item as ``status`` (``incomplete`` when a length finish cut it off),
+        then send the calls held behind it, the last of them taking ``status`` instead."""
         opened = self._open
         if opened is None:
             return
         self._open = None
+        last_status = status
+        if self._held:  # the calls held behind this one follow it: the last of them ends
+            status = "completed"
         where = self._where(opened)
         text = "".join(opened.pieces)
         item = opened.item
@@ -240,14 +247,14 @@ class StreamWriter:
             out.append(self._event("response.content_part.done", part_done))
             done = message_item(item["id"], [part], status)
         else:
-            done = function_call_item(item["id"], item["call_id"], item["name"], text, "completed")
+            done = function_call_item(item["id"], item["call_id"], item["name"], text, status)
             arguments_done = {**where, "name": item["name"], "arguments": text}
             out.append(self._event("response.function_call_arguments.done", arguments_done))
         self._output.append(done)
         item_done = {"output_index": opened.output_index, "item": done}
         out.append(self._event("response.output_item.done", item_done))
         if self._held:  # the open call has ended, so the calls held behind it can go
-            self._release_held(out, status)
+            self._release_held(out, last_status)
 
     @staticmethod
     def _where(opened: _OpenItem) -> JSON:

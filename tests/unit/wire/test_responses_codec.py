@@ -342,6 +342,20 @@ def test_length_finish_is_incomplete_for_max_output_tokens() -> None:
     assert wire["output"][0]["status"] == "incomplete"
 
 
+def test_a_call_cut_by_the_output_limit_is_the_incomplete_item() -> None:
+    message = Message(
+        role="assistant",
+        content="Checking.",
+        tool_calls=[ToolCall("call_a", "f", "{}"), ToolCall("call_b", "g", '{"x":')],
+    )
+    wire = response_to_wire(answer(message, "length"), parse().echo)
+    assert wire["status"] == "incomplete"
+    assert wire["incomplete_details"] == {"reason": "max_output_tokens"}
+    # The limit cut the answer's end: the last call, not the text before the calls.
+    assert [item["status"] for item in wire["output"]] == ["completed", "completed", "incomplete"]
+    Response.model_validate(wire)
+
+
 def test_tool_calls_render_function_call_items() -> None:
     message = Message(
         role="assistant",
@@ -590,6 +604,45 @@ def test_length_stream_ends_with_response_incomplete() -> None:
     assert response["status"] == "incomplete"
     assert response["incomplete_details"] == {"reason": "max_output_tokens"}
     assert events[-2]["item"]["status"] == "incomplete"
+
+
+def test_a_streamed_call_cut_by_the_output_limit_is_incomplete() -> None:
+    events = run(
+        [
+            chunk("Checking."),
+            chunk(calls=[ToolCallDelta(0, id="call_a", name="f", arguments='{"x":')]),
+            chunk(finish="length"),
+            chunk(usage=Usage(3, 4)),
+        ]
+    )
+    done = [e["item"] for e in events if e["type"] == "response.output_item.done"]
+    assert [(item["type"], item["status"]) for item in done] == [
+        ("message", "completed"),
+        ("function_call", "incomplete"),  # it was "completed", its arguments cut short
+    ]
+    last = events[-1]
+    assert last["type"] == "response.incomplete"
+    final = Response.model_validate(last["response"])
+    assert final.status == "incomplete" and final.incomplete_details is not None
+    assert final.incomplete_details.reason == "max_output_tokens"
+    assert [item.status for item in final.output] == ["completed", "incomplete"]
+
+
+def test_held_calls_cut_by_the_output_limit_end_with_the_incomplete_one() -> None:
+    events = run(
+        [
+            chunk(calls=[ToolCallDelta(0, id="call_a", name="f", arguments='{"x":')]),
+            chunk(calls=[ToolCallDelta(1, id="call_b", name="g", arguments='{"y":')]),
+            chunk(calls=[ToolCallDelta(0, arguments="1}")]),
+            chunk(finish="length"),
+        ]
+    )
+    final = Response.model_validate(events[-1]["response"])
+    assert final.status == "incomplete"
+    assert [(item.status, getattr(item, "arguments", None)) for item in final.output] == [
+        ("completed", '{"x":1}'),
+        ("incomplete", '{"y":'),
+    ]
 
 
 def test_empty_stream_is_one_empty_message_and_other_choices_are_ignored() -> None:
