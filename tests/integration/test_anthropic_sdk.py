@@ -187,6 +187,76 @@ def test_streamed_parallel_tool_calls_assemble(claude: anthropic.Anthropic, mode
     assert final.stop_reason == "tool_use"
 
 
+def next_call_id(call_id: str) -> str:
+    """The id the simulator gives the call after ``call_id`` (its ids count up in hex)."""
+    return f"{call_id[:-12]}{int(call_id[-12:], 16) + 1:012x}"
+
+
+def assert_weather_then_time(calls: list[Any]) -> None:
+    """The two parallel calls the simulator answers with, in order, whole and with their ids."""
+    assert [(call.name, call.input) for call in calls] == [
+        ("get_weather", {"city": "sample", "unit": "c"}),
+        ("get_time", {"zone": "sample"}),
+    ]
+    assert calls[0].id.startswith("call_") and calls[1].id == next_call_id(calls[0].id)
+
+
+INTERLEAVED = {"x-sim-tool-calls": "interleave"}
+"""An OpenAI-format upstream that streams parallel tool calls' fragments in turn."""
+
+
+def test_interleaved_parallel_tool_calls_reach_the_stream_helper_whole(
+    claude: anthropic.Anthropic,
+) -> None:
+    with claude.messages.stream(
+        model="test-chat",
+        max_tokens=200,
+        messages=user("call both in parallel"),
+        tools=[WEATHER_TOOL, TIME_TOOL],
+        extra_headers=INTERLEAVED,
+    ) as stream:
+        final = stream.get_final_message()
+    assert_weather_then_time([block for block in final.content if block.type == "tool_use"])
+    assert final.stop_reason == "tool_use"
+
+
+def test_interleaved_parallel_tool_calls_come_as_one_block_after_another(
+    claude: anthropic.Anthropic,
+) -> None:
+    events = list(
+        claude.messages.create(
+            model="test-chat",
+            max_tokens=200,
+            messages=user("call both in parallel"),
+            tools=[WEATHER_TOOL, TIME_TOOL],
+            extra_headers=INTERLEAVED,
+            stream=True,
+        )
+    )
+    blocks: list[Any] = []
+    arguments: list[str] = []
+    open_index: int | None = None
+    for event in events:  # start, deltas, stop of one block before the next starts
+        if event.type == "content_block_start":
+            assert open_index is None and event.index == len(blocks)
+            open_index = event.index
+            blocks.append(event.content_block)
+            arguments.append("")
+        elif event.type == "content_block_delta":
+            assert event.index == open_index and event.delta.type == "input_json_delta"
+            arguments[event.index] += event.delta.partial_json
+        elif event.type == "content_block_stop":
+            assert event.index == open_index
+            open_index = None
+    assert open_index is None and [event.type for event in events][-2:] == [
+        "message_delta",
+        "message_stop",
+    ]
+    for block, text in zip(blocks, arguments, strict=True):
+        block.input = json.loads(text)
+    assert_weather_then_time(blocks)
+
+
 @BOTH
 def test_system_prompt_reaches_the_upstream(
     claude: anthropic.Anthropic, simulator_url: str, model: str

@@ -192,6 +192,74 @@ def test_streamed_function_calls_assemble(client: openai.OpenAI, model: str) -> 
     assert len(argument_deltas) >= 2 if model == "test-gemini" else len(argument_deltas) > 2
 
 
+INTERLEAVED = {"x-sim-tool-calls": "interleave"}
+"""An OpenAI-format upstream that streams parallel tool calls' fragments in turn."""
+
+
+def assert_weather_then_time(calls: list[Any]) -> None:
+    """The two parallel calls the simulator answers with, in order, whole and with their ids
+    (the simulator's ids count up in hex)."""
+    assert [(call.name, json.loads(call.arguments)) for call in calls] == [
+        ("get_weather", {"city": "sample", "unit": "c"}),
+        ("get_time", {"zone": "sample"}),
+    ]
+    first, second = calls[0].call_id, calls[1].call_id
+    assert first.startswith("call_") and second == f"{first[:-12]}{int(first[-12:], 16) + 1:012x}"
+
+
+def test_interleaved_parallel_function_calls_reach_the_stream_helper_whole(
+    client: openai.OpenAI,
+) -> None:
+    with client.responses.stream(
+        model="test-chat",
+        input="call both in parallel",
+        tools=[WEATHER_TOOL, TIME_TOOL],
+        extra_headers=INTERLEAVED,
+    ) as stream:
+        final = stream.get_final_response()
+    assert final.status == "completed"
+    assert_weather_then_time([item for item in final.output if item.type == "function_call"])
+
+
+def test_interleaved_parallel_function_calls_come_as_one_item_after_another(
+    client: openai.OpenAI,
+) -> None:
+    events = list(
+        client.responses.create(
+            model="test-chat",
+            input="call both in parallel",
+            tools=[WEATHER_TOOL, TIME_TOOL],
+            extra_headers=INTERLEAVED,
+            stream=True,
+        )
+    )
+    assert [event.sequence_number for event in events] == list(range(len(events)))
+    items: list[Any] = []
+    arguments: list[str] = []
+    open_item: Any = None
+    for event in events:  # added, argument deltas, done of one item before the next is added
+        if event.type == "response.output_item.added":
+            assert open_item is None and event.output_index == len(items)
+            open_item = event.item
+            items.append(event.item)
+            arguments.append("")
+        elif event.type == "response.function_call_arguments.delta":
+            assert (event.item_id, event.output_index) == (open_item.id, len(items) - 1)
+            arguments[-1] += event.delta
+        elif event.type == "response.function_call_arguments.done":
+            assert (event.item_id, event.arguments) == (open_item.id, arguments[-1])
+        elif event.type == "response.output_item.done":
+            assert (event.item.id, event.output_index) == (open_item.id, len(items) - 1)
+            assert event.item.arguments == arguments[-1]  # type: ignore[union-attr]
+            open_item = None
+    completed = events[-1]
+    assert completed.type == "response.completed" and open_item is None
+    assert [item.id for item in completed.response.output] == [item.id for item in items]
+    for item, text in zip(items, arguments, strict=True):
+        item.arguments = text
+    assert_weather_then_time(items)
+
+
 def test_usage_an_upstream_left_out_is_the_gateways_own_count(client: openai.OpenAI) -> None:
     # Some OpenAI-compatible servers send no usage; a Response always states it.
     silent = {"x-sim-usage": "omit"}

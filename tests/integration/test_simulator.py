@@ -253,6 +253,31 @@ async def test_streamed_tool_arguments_come_in_fragments(sim: Simulator) -> None
     assert json.loads(arguments) == WEATHER_ARGS
 
 
+async def test_interleave_knob_streams_parallel_tool_calls_in_turn(
+    sim: Simulator, oai: openai.AsyncOpenAI
+) -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "parallel"}], "stream": True}
+    body["tools"] = [WEATHER, {**CLOCK, "function": {**CLOCK["function"], "name": "get_zone"}}]
+    headers = {"x-sim-tool-calls": "interleave"}
+    _, payload, _ = await raw("POST", sim.url + "/v1/chat/completions", body, headers)
+    deltas = [json.loads(d)["choices"][0]["delta"] for d in sse_data(payload)[:-1]]
+    order = [d["tool_calls"][0]["index"] for d in deltas if d.get("tool_calls")]
+    assert order[:4] == [0, 1, 0, 1]  # both headers, then a fragment of each in turn
+    assert deltas[0]["role"] == "assistant" and deltas[1]["tool_calls"][0]["id"]
+    # The SDK, which assembles by index, gets the same calls as from a sequential stream.
+    async with oai.chat.completions.stream(
+        model="m", messages=body["messages"], tools=body["tools"], extra_headers=headers
+    ) as stream:
+        final = await stream.get_final_completion()
+    calls = final.choices[0].message.tool_calls or []
+    assert [c.function.name for c in calls] == ["get_weather", "get_zone"]
+    assert json.loads(calls[0].function.arguments) == WEATHER_ARGS
+    with pytest.raises(openai.BadRequestError, match="x-sim-tool-calls"):
+        await oai.chat.completions.create(
+            model="m", messages=HELLO, extra_headers={"x-sim-tool-calls": "sometimes"}
+        )
+
+
 async def test_json_response_formats(oai: openai.AsyncOpenAI) -> None:
     plain = await oai.chat.completions.create(
         model="m", messages=HELLO, response_format={"type": "json_object"}

@@ -45,6 +45,10 @@ class Call:
     omit_usage: bool = False
     """``x-sim-usage: omit``: an OpenAI answer without its ``usage``, complete or streamed
     (whatever ``stream_options`` asks), as some OpenAI-compatible servers send it."""
+    interleave_tools: bool = False
+    """``x-sim-tool-calls: interleave``: an OpenAI stream of parallel tool calls sends their
+    fragments in turn (every call's header, then one fragment of each), as some
+    OpenAI-compatible servers do."""
 
 
 def _has_key(request: web.BaseRequest, key: str) -> bool:
@@ -123,6 +127,7 @@ async def admit(
         tpot = _knob(request, "x-sim-tpot-ms", settings.tpot_ms) / 1000.0
         output_tokens = int(_knob(request, "x-sim-output-tokens", settings.output_tokens))
         omit_usage = _usage_knob(request.headers.get("x-sim-usage"))
+        interleave_tools = _tool_calls_knob(request.headers.get("x-sim-tool-calls"))
     except ValueError as exc:
         return error_response(dialect, 400, f"simulator: {exc}", request_id=request_id)
     stop_after = None
@@ -139,7 +144,10 @@ async def admit(
         body = {}
     elif malformed or not isinstance(body, dict):
         return _bad_body(dialect, request_id, malformed)
-    return Call(body, request_id, ttft, tpot, max(output_tokens, 1), stop_after, omit_usage)
+    output_tokens = max(output_tokens, 1)
+    return Call(
+        body, request_id, ttft, tpot, output_tokens, stop_after, omit_usage, interleave_tools
+    )
 
 
 def _usage_knob(value: str | None) -> bool:
@@ -148,6 +156,15 @@ def _usage_knob(value: str | None) -> bool:
         return False
     if value.strip().lower() != "omit":
         raise ValueError(f"x-sim-usage must be 'omit', not {value!r}")
+    return True
+
+
+def _tool_calls_knob(value: str | None) -> bool:
+    """Whether ``x-sim-tool-calls`` asks for parallel tool calls streamed interleaved."""
+    if value is None:
+        return False
+    if value.strip().lower() != "interleave":
+        raise ValueError(f"x-sim-tool-calls must be 'interleave', not {value!r}")
     return True
 
 

@@ -2,7 +2,8 @@
 
 Shapes follow the openai-python ``ChatCompletion`` / ``ChatCompletionChunk`` types: a stream
 opens with a role delta per choice, sends one chunk per token (tool-call arguments in fragments,
-the first carrying id, type and name), closes each choice with an empty delta and its
+the first carrying id, type and name; parallel calls one after the other, or in turn with
+``x-sim-tool-calls: interleave``), closes each choice with an empty delta and its
 finish_reason, then a ``choices: []`` usage chunk when ``stream_options.include_usage`` is set
 (all other chunks then carry ``"usage": null``), then ``data: [DONE]``. Azure streams open with
 the empty-choices ``prompt_filter_results`` chunk real Azure sends.
@@ -19,6 +20,7 @@ from aiohttp import web
 
 from tollway.simulator.content import (
     IMAGE_TOKENS,
+    JSON,
     MESSAGE_OVERHEAD,
     TOOL_TOKENS,
     Completion,
@@ -196,7 +198,7 @@ async def handle_chat(
         include_usage = include_usage and not call.omit_usage  # a server that ignores it
         head = {"id": completion_id, "object": "chat.completion.chunk", "created": created}
         head.update(model=model, service_tier="default", system_fingerprint=SYSTEM_FINGERPRINT)
-        parts = stream_parts(head, completions, dialect, include_usage)
+        parts = stream_parts(head, completions, dialect, include_usage, call.interleave_tools)
         if include_usage:
             final = {**head, "choices": [], "usage": usage(prompt_tokens, completion_tokens)}
             parts.append((b"data: " + orjson.dumps(final) + b"\n\n", False))
@@ -242,13 +244,12 @@ def _choice(index: int, completion: Completion, dialect: Dialect) -> dict[str, A
     return choice
 
 
-def _choice_deltas(index: int, completion: Completion) -> StreamParts:
-    """One choice's serialised choice objects before its finish chunk, as (bytes, is_token)."""
-    deltas: list[tuple[dict[str, Any], bool]] = []
-    if not completion.tool_calls:
-        deltas.append(({"role": "assistant", "content": "", "refusal": None}, False))
+def _tool_call_deltas(completion: Completion, interleave: bool) -> list[tuple[JSON, bool]]:
+    """The deltas of a choice's tool calls, as (delta, is_token): one call after the other,
+    or ``interleave``d (every call's first delta, then one fragment of each in turn)."""
+    per_call: list[list[tuple[JSON, bool]]] = []
     for k, tool_call in enumerate(completion.tool_calls):
-        opening: dict[str, Any] = {
+        opening: JSON = {
             "index": k,
             "id": tool_call.id,
             "type": "function",
@@ -256,13 +257,25 @@ def _choice_deltas(index: int, completion: Completion) -> StreamParts:
         }
         if k == 0:
             first = {"role": "assistant", "content": None, "tool_calls": [opening]}
-            deltas.append(({**first, "refusal": None}, False))
+            deltas = [({**first, "refusal": None}, False)]
         else:
-            deltas.append(({"tool_calls": [opening]}, False))
+            deltas = [({"tool_calls": [opening]}, False)]
         deltas.extend(
             ({"tool_calls": [{"index": k, "function": {"arguments": fragment}}]}, True)
             for fragment in tool_call.fragments
         )
+        per_call.append(deltas)
+    if not interleave:
+        return list(itertools.chain.from_iterable(per_call))
+    rounds = itertools.zip_longest(*per_call)
+    return [delta for row in rounds for delta in row if delta is not None]
+
+
+def _choice_deltas(index: int, completion: Completion, interleave: bool) -> StreamParts:
+    """One choice's serialised choice objects before its finish chunk, as (bytes, is_token)."""
+    deltas = _tool_call_deltas(completion, interleave)
+    if not completion.tool_calls:
+        deltas.append(({"role": "assistant", "content": "", "refusal": None}, False))
     parts = [
         (orjson.dumps({"index": index, "delta": d, "logprobs": None, "finish_reason": None}), t)
         for d, t in deltas
@@ -275,9 +288,14 @@ def _choice_deltas(index: int, completion: Completion) -> StreamParts:
 
 
 def stream_parts(
-    head: dict[str, Any], completions: list[Completion], dialect: Dialect, include_usage: bool
+    head: dict[str, Any],
+    completions: list[Completion],
+    dialect: Dialect,
+    include_usage: bool,
+    interleave_tools: bool = False,
 ) -> StreamParts:
-    """Every chunk of the stream except the usage chunk and [DONE]."""
+    """Every chunk of the stream except the usage chunk and [DONE]; ``interleave_tools``
+    interleaves the fragments of parallel tool calls."""
     prefix = b"data: " + orjson.dumps(head)[:-1] + b',"choices":['
     suffix = b'],"usage":null}\n\n' if include_usage else b"]}\n\n"
     parts: StreamParts = []
@@ -285,7 +303,7 @@ def stream_parts(
         opening = {"choices": [], "created": 0, "id": "", "model": "", "object": ""}
         opening["prompt_filter_results"] = PROMPT_FILTER_RESULTS
         parts.append((b"data: " + orjson.dumps(opening) + b"\n\n", False))
-    per_choice = [_choice_deltas(i, c) for i, c in enumerate(completions)]
+    per_choice = [_choice_deltas(i, c, interleave_tools) for i, c in enumerate(completions)]
     # Choices are interleaved token by token, the way the real API streams n > 1.
     for row in itertools.zip_longest(*per_choice):
         for item in row:

@@ -11,7 +11,8 @@ Client (``StreamWriter``): chunks from any upstream become ``message_start`` (wi
 usage an Anthropic upstream gave at its start) and a ``ping``, then per block
 ``content_block_start`` / ``content_block_delta``s / ``content_block_stop`` (a text block, then
 one ``tool_use`` block per tool call, each closed before the next opens), then
-``message_delta`` (stop reason, cumulative usage) and ``message_stop``.
+``message_delta`` (stop reason, cumulative usage) and ``message_stop``. Tool calls an
+OpenAI-format upstream interleaves are sent one block after the other (``held_calls``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from tollway.wire.anthropic_response import (
     usage_to_wire,
 )
 from tollway.wire.crossing import chunk_for
+from tollway.wire.held_calls import HeldCall, hold, may_interleave, release
 
 _MESSAGE_STOP = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
 _PING = b'event: ping\ndata: {"type":"ping"}\n\n'
@@ -142,6 +144,8 @@ class StreamWriter:
         self._open_kind = ""
         self._blocks = 0
         self._block_of_tool: dict[int, int] = {}
+        self._interleavable = True
+        self._held: dict[int, HeldCall] = {}
         self._finish: FinishReason | None = None
         self._stop_sequence: str | None = None
         self._stop_extra: dict[str, Any] = {}
@@ -149,11 +153,15 @@ class StreamWriter:
 
     def feed(self, chunk: ChatChunk) -> bytes:
         """The events ``chunk`` stands for (``message_start`` first); may be empty."""
-        chunk = chunk_for(chunk, WIRE_FORMAT)
         out: list[bytes] = []
         if not self._started:
             self._started = True
+            # Read before chunk_for, which drops another format's tag.
+            self._interleavable = may_interleave(chunk.wire_format)
+            chunk = chunk_for(chunk, WIRE_FORMAT)
             out.append(self._message_start(chunk))
+        else:
+            chunk = chunk_for(chunk, WIRE_FORMAT)
         if chunk.usage is not None:
             self._usage = chunk.usage
         for choice in chunk.choices:
@@ -211,18 +219,36 @@ class StreamWriter:
     def _tool_delta(self, call: ToolCallDelta, out: list[bytes]) -> None:
         block = self._block_of_tool.get(call.index)
         if block is None:
-            tool_use = {
-                "type": "tool_use",
-                "id": call.id or f"toolu_{len(self._block_of_tool)}",
-                "name": call.name or "",
-                "input": {},
-            }
-            self._block_of_tool[call.index] = self._open_block("tool", tool_use, out)
+            if call.index in self._held or (self._open_kind == "tool" and self._interleavable):
+                # Another call is being streamed and may not be complete: this one waits.
+                hold(self._held, call)
+                return
+            self._open_tool(call.index, call.id, call.name, out)
         elif block != self._open:
-            # Anthropic blocks are strictly sequential; interleaved fragments cannot be sent.
-            raise UpstreamProtocolError("upstream interleaved the fragments of two tool calls")
+            # Its block was closed when other content followed it, and blocks cannot reopen.
+            raise UpstreamProtocolError("upstream sent more of a tool call after other content")
         if call.arguments:
             out.append(self._delta({"type": "input_json_delta", "partial_json": call.arguments}))
+
+    def _open_tool(
+        self, index: int, call_id: str | None, name: str | None, out: list[bytes]
+    ) -> None:
+        tool_use = {
+            "type": "tool_use",
+            "id": call_id or f"toolu_{len(self._block_of_tool)}",
+            "name": name or "",
+            "input": {},
+        }
+        self._block_of_tool[index] = self._open_block("tool", tool_use, out)
+
+    def _release_held(self, out: list[bytes]) -> None:
+        """Each held tool call as a whole block, in index order."""
+        for call in release(self._held):
+            self._open_tool(call.index, call.id, call.name, out)
+            if call.fragments:
+                delta = {"type": "input_json_delta", "partial_json": call.arguments}
+                out.append(self._delta(delta))
+            self._close(out)
 
     def _open_block(self, kind: str, block: dict[str, Any], out: list[bytes]) -> int:
         self._close(out)
@@ -243,3 +269,5 @@ class StreamWriter:
                 event("content_block_stop", {"type": "content_block_stop", "index": self._open})
             )
             self._open, self._open_kind = None, ""
+            if self._held:  # the open call has ended, so the calls held behind it can go
+                self._release_held(out)

@@ -3,10 +3,11 @@
 A choice's text becomes one ``message`` item and each tool call a ``function_call`` item
 (``call_id`` is the upstream's call id, which the client sends back in its
 ``function_call_output``). A ``length`` finish makes the response ``incomplete`` with reason
-``max_output_tokens``. Only the first choice is rendered: the Responses API has no ``n``.
-An OpenAI upstream's ``refusal`` (a structured-output request the model declined) is the
-message's ``refusal`` part, as the Responses API gives it; other extras of the upstream's wire
-format (fingerprints, annotations) are not rendered.
+``max_output_tokens``, and its last item (the text or the call it cut off) ``incomplete``.
+Only the first choice is rendered: the Responses API has no ``n``. An OpenAI upstream's
+``refusal`` (a structured-output request the model declined) is the message's ``refusal``
+part, as the Responses API gives it; other extras of the upstream's wire format
+(fingerprints, annotations) are not rendered.
 """
 
 from __future__ import annotations
@@ -122,11 +123,12 @@ def response_to_wire(response: ChatResponse, echo: JSON) -> dict[str, Any]:
         message = choice.message
         content = _content(message, response.wire_format)
         if content or not message.tool_calls:
-            output.append(message_item(new_id("msg"), content or [output_text("")], status))
+            output.append(message_item(new_id("msg"), content or [output_text("")], "completed"))
         output.extend(
             function_call_item(new_id("fc"), call.id, call.name, call.arguments, "completed")
             for call in message.tool_calls or ()
         )
+        output[-1]["status"] = status  # what a length finish cut off is the answer's end
     return response_object(
         new_id("resp"),
         response.model,

@@ -11,12 +11,14 @@ per output item, one at a time as the real API sends them:
   ``response.refusal.delta``... / ``response.refusal.done``;
 - each tool call: ``response.output_item.added`` (a ``function_call``),
   ``response.function_call_arguments.delta``..., ``response.function_call_arguments.done``,
-  ``response.output_item.done``;
+  ``response.output_item.done``; calls an OpenAI-format upstream interleaves are sent one
+  item after the other (``held_calls``);
 
-and last ``response.completed`` (or ``response.incomplete`` after a ``length`` finish) with
-the whole response, output and usage included. A failure after the first byte is an
-``error`` event and ``response.failed`` (the items completed so far and the error in the
-response), and the stream ends there. Frames are ``event: <type>\\ndata: <json>\\n\\n``.
+and last ``response.completed`` (or ``response.incomplete`` after a ``length`` finish, its last
+item, text or call, being ``incomplete`` too) with the whole response, output and usage
+included. A failure after the first byte is an ``error`` event and ``response.failed`` (the
+items completed so far and the error in the response), and the stream ends there. Frames
+are ``event: <type>\\ndata: <json>\\n\\n``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import orjson
 
 from tollway.core.errors import GatewayError, UpstreamProtocolError
 from tollway.core.types import JSON, ChatChunk, FinishReason, ToolCallDelta, Usage
+from tollway.wire.held_calls import HeldCall, hold, may_interleave, release
 from tollway.wire.responses_response import (
     function_call_item,
     message_item,
@@ -66,6 +69,8 @@ class StreamWriter:
         self._output: list[JSON] = []
         self._open: _OpenItem | None = None
         self._item_of_tool: dict[int, int] = {}
+        self._interleavable = True
+        self._held: dict[int, HeldCall] = {}
         self._finish: FinishReason | None = None
         self._usage: Usage | None = None
 
@@ -82,6 +87,7 @@ class StreamWriter:
         """The events ``chunk`` stands for (``response.created`` first); may be empty."""
         out: list[bytes] = []
         if not self._started:
+            self._interleavable = may_interleave(chunk.wire_format)
             self._start(chunk.model, chunk.created, out)
         if chunk.usage is not None:
             self._usage = chunk.usage
@@ -172,18 +178,43 @@ class StreamWriter:
     def _tool_call(self, call: ToolCallDelta, out: list[bytes]) -> None:
         index = self._item_of_tool.get(call.index)
         if index is None:
+            opened = self._open
+            calling = opened is not None and opened.part is None
+            if call.index in self._held or (calling and self._interleavable):
+                # Another call is being streamed and may not be complete: this one waits.
+                hold(self._held, call)
+                return
             self._close(out, "completed")
-            call_id = call.id or new_id("call")
-            item = function_call_item(new_id("fc"), call_id, call.name or "", "", "in_progress")
-            self._item_of_tool[call.index] = self._open_item(item, out).output_index
+            self._open_call(call.index, call.id, call.name, out)
         elif self._open is None or self._open.output_index != index:
-            # Output items are strictly sequential; a closed call cannot take more fragments.
-            raise UpstreamProtocolError("upstream interleaved the fragments of two tool calls")
+            # Its item was done when other content followed it, and items cannot reopen.
+            raise UpstreamProtocolError("upstream sent more of a tool call after other content")
         if call.arguments:
             assert self._open is not None
             self._open.pieces.append(call.arguments)
             fields = {**self._where(self._open), "delta": call.arguments}
             out.append(self._event("response.function_call_arguments.delta", fields))
+
+    def _open_call(
+        self, index: int, call_id: str | None, name: str | None, out: list[bytes]
+    ) -> _OpenItem:
+        call_id = call_id or new_id("call")
+        item = function_call_item(new_id("fc"), call_id, name or "", "", "in_progress")
+        opened = self._open_item(item, out)
+        self._item_of_tool[index] = opened.output_index
+        return opened
+
+    def _release_held(self, out: list[bytes], status: str) -> None:
+        """Each held tool call as a whole item, in index order; the last closed as ``status``."""
+        calls = release(self._held)
+        for call in calls:
+            opened = self._open_call(call.index, call.id, call.name, out)
+            if call.fragments:
+                arguments = call.arguments
+                opened.pieces.append(arguments)
+                fields = {**self._where(opened), "delta": arguments}
+                out.append(self._event("response.function_call_arguments.delta", fields))
+            self._close(out, status if call is calls[-1] else "completed")
 
     def _open_item(self, item: JSON, out: list[bytes]) -> _OpenItem:
         self._open = _OpenItem(output_index=len(self._output), item=item)
@@ -192,10 +223,15 @@ class StreamWriter:
         return self._open
 
     def _close(self, out: list[bytes], status: str) -> None:
+        """Close the open item as ``status`` (``incomplete`` when a length finish cut it off),
+        then send the calls held behind it, the last of them taking ``status`` instead."""
         opened = self._open
         if opened is None:
             return
         self._open = None
+        last_status = status
+        if self._held:  # the calls held behind this one follow it: the last of them ends
+            status = "completed"
         where = self._where(opened)
         text = "".join(opened.pieces)
         item = opened.item
@@ -211,12 +247,14 @@ class StreamWriter:
             out.append(self._event("response.content_part.done", part_done))
             done = message_item(item["id"], [part], status)
         else:
-            done = function_call_item(item["id"], item["call_id"], item["name"], text, "completed")
+            done = function_call_item(item["id"], item["call_id"], item["name"], text, status)
             arguments_done = {**where, "name": item["name"], "arguments": text}
             out.append(self._event("response.function_call_arguments.done", arguments_done))
         self._output.append(done)
         item_done = {"output_index": opened.output_index, "item": done}
         out.append(self._event("response.output_item.done", item_done))
+        if self._held:  # the open call has ended, so the calls held behind it can go
+            self._release_held(out, last_status)
 
     @staticmethod
     def _where(opened: _OpenItem) -> JSON:

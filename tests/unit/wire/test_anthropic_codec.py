@@ -970,20 +970,109 @@ def test_server_tool_blocks_stream_through_as_they_came() -> None:
     assert [payload for _, payload in parse_events(written)] == expected
 
 
-def test_interleaved_tool_call_fragments_are_a_protocol_error() -> None:
+def openai_call(index: int, name: str | None = None, arguments: str = "") -> dict[str, Any]:
+    """An OpenAI delta with one tool-call fragment; a ``name`` makes it the call's header."""
+    head = {"id": f"call_{index}", "type": "function"} if name else {}
+    function = {"name": name, "arguments": arguments} if name else {"arguments": arguments}
+    return {"tool_calls": [{"index": index, **head, "function": function}]}
+
+
+def test_interleaved_openai_tool_calls_become_one_block_after_another() -> None:
+    # As some OpenAI-compatible servers stream parallel calls: every header, then in turn.
+    raw_chunks = [
+        openai_chunk({"role": "assistant", "content": "Checking."}),
+        openai_chunk(openai_call(0, "a")),
+        openai_chunk(openai_call(1, "b")),
+        openai_chunk(openai_call(0, arguments='{"x":')),
+        openai_chunk(openai_call(1, arguments='{"y":')),
+        openai_chunk(openai_call(0, arguments=" 1}")),
+        openai_chunk(openai_call(2, "c", "{}")),
+        openai_chunk(openai_call(1, arguments=" 2}")),
+        openai_chunk({}, "tool_calls"),
+    ]
     writer = StreamWriter()
-    first = {"index": 0, "id": "c0", "type": "function", "function": {"name": "a", "arguments": ""}}
-    second = {
-        "index": 1,
-        "id": "c1",
-        "type": "function",
-        "function": {"name": "b", "arguments": ""},
-    }
-    late = {"index": 0, "function": {"arguments": "{}"}}
-    for call in (first, second):
-        writer.feed(openai_response.chunk_from_wire(openai_chunk({"tool_calls": [call]})))
-    with pytest.raises(UpstreamProtocolError):
-        writer.feed(openai_response.chunk_from_wire(openai_chunk({"tool_calls": [late]})))
+    fed = [writer.feed(openai_response.chunk_from_wire(c)) for c in raw_chunks]
+    # The first call streams live; the ones that start while it is open wait for its end.
+    assert [payload["delta"] for _, payload in parse_events(fed[3])] == [
+        {"type": "input_json_delta", "partial_json": '{"x":'}
+    ]
+    assert fed[2] == fed[4] == fed[6] == fed[7] == b""
+    events = [payload for _, payload in parse_events(b"".join(fed) + writer.finish())]
+    blocks = [
+        (e["type"], e["index"], e.get("content_block") or e.get("delta"))
+        for e in events
+        if e["type"].startswith("content_block")
+    ]
+    tool = {"type": "tool_use", "input": {}}
+    assert blocks == [
+        ("content_block_start", 0, {"type": "text", "text": ""}),
+        ("content_block_delta", 0, {"type": "text_delta", "text": "Checking."}),
+        ("content_block_stop", 0, None),
+        ("content_block_start", 1, {**tool, "id": "call_0", "name": "a"}),
+        ("content_block_delta", 1, {"type": "input_json_delta", "partial_json": '{"x":'}),
+        ("content_block_delta", 1, {"type": "input_json_delta", "partial_json": " 1}"}),
+        ("content_block_stop", 1, None),
+        ("content_block_start", 2, {**tool, "id": "call_1", "name": "b"}),
+        ("content_block_delta", 2, {"type": "input_json_delta", "partial_json": '{"y": 2}'}),
+        ("content_block_stop", 2, None),
+        ("content_block_start", 3, {**tool, "id": "call_2", "name": "c"}),
+        ("content_block_delta", 3, {"type": "input_json_delta", "partial_json": "{}"}),
+        ("content_block_stop", 3, None),
+    ]
+    assert events[-2]["delta"]["stop_reason"] == "tool_use"
+    assert events[-1] == {"type": "message_stop"}
+
+
+def test_text_after_held_tool_calls_follows_their_blocks() -> None:
+    writer = StreamWriter()
+    data = b"".join(
+        writer.feed(openai_response.chunk_from_wire(openai_chunk(delta)))
+        for delta in (
+            openai_call(0, "a", '{"x":'),
+            openai_call(1, "b", '{"y":'),
+            openai_call(0, arguments="1}"),
+            openai_call(1, arguments="2}"),
+            {"content": "Done."},
+        )
+    )
+    # A block cannot reopen: more of a call after the text that followed it is an error.
+    late = openai_response.chunk_from_wire(openai_chunk(openai_call(0, arguments=" ")))
+    with pytest.raises(UpstreamProtocolError, match="after other content"):
+        writer.feed(late)
+    events = [payload for _, payload in parse_events(data + writer.finish())]
+    blocks = [(e["type"], e["index"]) for e in events if e["type"].startswith("content_block")]
+    assert blocks == [
+        ("content_block_start", 0),
+        ("content_block_delta", 0),
+        ("content_block_delta", 0),
+        ("content_block_stop", 0),
+        ("content_block_start", 1),
+        ("content_block_delta", 1),
+        ("content_block_stop", 1),
+        ("content_block_start", 2),
+        ("content_block_delta", 2),
+        ("content_block_stop", 2),
+    ]
+    assert events[7]["delta"]["partial_json"] == '{"y":2}'
+    assert events[10]["delta"] == {"type": "text_delta", "text": "Done."}
+
+
+def test_tool_calls_of_a_sequential_upstream_still_stream_live() -> None:
+    # Anthropic's blocks come one after the other: a new tool_use block ends the open one at
+    # once, with nothing held back until the end.
+    events = upstream_events([], [("a", ['{"x":', "1}"]), ("b", ["{}"])], {
+        "input_tokens": 5, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
+        "output_tokens": 9})  # fmt: skip
+    reader, writer = StreamReader(), StreamWriter()
+    written = {}
+    for raw in sse(events):
+        chunk = reader.feed(raw)
+        written[raw] = writer.feed(chunk) if chunk is not None else b""
+    second = next(raw for raw in written if b'"toolu_1"' in raw)
+    assert [(name, e["index"]) for name, e in parse_events(written[second])] == [
+        ("content_block_stop", 0),
+        ("content_block_start", 1),
+    ]
 
 
 class FakeUpstream:

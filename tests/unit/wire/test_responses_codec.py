@@ -342,6 +342,20 @@ def test_length_finish_is_incomplete_for_max_output_tokens() -> None:
     assert wire["output"][0]["status"] == "incomplete"
 
 
+def test_a_call_cut_by_the_output_limit_is_the_incomplete_item() -> None:
+    message = Message(
+        role="assistant",
+        content="Checking.",
+        tool_calls=[ToolCall("call_a", "f", "{}"), ToolCall("call_b", "g", '{"x":')],
+    )
+    wire = response_to_wire(answer(message, "length"), parse().echo)
+    assert wire["status"] == "incomplete"
+    assert wire["incomplete_details"] == {"reason": "max_output_tokens"}
+    # The limit cut the answer's end: the last call, not the text before the calls.
+    assert [item["status"] for item in wire["output"]] == ["completed", "completed", "incomplete"]
+    Response.model_validate(wire)
+
+
 def test_tool_calls_render_function_call_items() -> None:
     message = Message(
         role="assistant",
@@ -490,12 +504,97 @@ def test_tool_call_stream_closes_each_item_before_the_next() -> None:
     assert final.output[1].call_id == "call_a" and final.output[1].arguments == '{"city":"Paris"}'
 
 
-def test_interleaved_tool_fragments_are_a_protocol_error() -> None:
+def test_interleaved_tool_calls_become_one_item_after_another() -> None:
+    # As some OpenAI-compatible servers stream parallel calls: every header, then in turn.
     writer = StreamWriter(parse().echo)
-    writer.feed(chunk(calls=[ToolCallDelta(0, id="a", name="f")]))
-    writer.feed(chunk(calls=[ToolCallDelta(1, id="b", name="g")]))
-    with pytest.raises(UpstreamProtocolError):
-        writer.feed(chunk(calls=[ToolCallDelta(0, arguments="{}")]))
+    fed = [
+        writer.feed(c)
+        for c in (
+            chunk("Sure."),
+            chunk(calls=[ToolCallDelta(0, id="call_a", name="get_weather")]),
+            chunk(calls=[ToolCallDelta(1, id="call_b", name="get_time")]),
+            chunk(calls=[ToolCallDelta(0, arguments='{"city":')]),
+            chunk(calls=[ToolCallDelta(1, arguments='{"zone":')]),
+            chunk(calls=[ToolCallDelta(0, arguments='"Paris"}')]),
+            chunk(calls=[ToolCallDelta(2, id="call_c", name="noop", arguments="{}")]),
+            chunk(calls=[ToolCallDelta(1, arguments='"CET"}')]),
+            chunk(finish="tool_calls"),
+            chunk(usage=Usage(3, 9)),
+        )
+    ]
+    # The first call streams live; the ones that start while it is open wait for its end.
+    assert b"response.function_call_arguments.delta" in fed[3]
+    assert fed[2] == fed[4] == fed[6] == fed[7] == b""
+    events = frames(b"".join(fed) + writer.finish())
+    calls = [e for e in events if e["type"] == "response.output_item.added"][1:]
+    assert [(e["output_index"], e["item"]["call_id"]) for e in calls] == [
+        (1, "call_a"),
+        (2, "call_b"),
+        (3, "call_c"),
+    ]
+    kinds = [e["type"] for e in events]
+    per_call = [
+        "response.output_item.added",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+    ]
+    assert kinds[8:] == [
+        *per_call[:2],
+        *per_call[1:],  # the first call's two live fragments
+        *per_call,
+        *per_call,
+        "response.completed",
+    ]
+    for first, last in ((8, 12), (13, 16), (17, 20)):  # each item's events name it alone
+        item_id, output_index = events[first]["item"]["id"], events[first]["output_index"]
+        for e in events[first + 1 : last + 1]:
+            assert (e["item_id"] if "item_id" in e else e["item"]["id"]) == item_id
+            assert e["output_index"] == output_index
+    assert events[15]["arguments"] == '{"zone":"CET"}' and events[15]["name"] == "get_time"
+    final = Response.model_validate(events[-1]["response"])
+    assert final.status == "completed"
+    assert [(i.type, getattr(i, "arguments", None)) for i in final.output] == [
+        ("message", None),
+        ("function_call", '{"city":"Paris"}'),
+        ("function_call", '{"zone":"CET"}'),
+        ("function_call", "{}"),
+    ]
+    # The SDK's stream accumulator, which checks every item's identity, builds each call's
+    # arguments from its own deltas.
+    state: ResponseStreamState[Any] = ResponseStreamState(input_tools=[], text_format=omit)
+    handled = [e for raw in events for e in state.handle_event(EVENTS.validate_python(raw))]
+    assert [e.snapshot for e in handled if e.type == "response.function_call_arguments.delta"] == [
+        '{"city":',
+        '{"city":"Paris"}',
+        '{"zone":"CET"}',
+        "{}",
+    ]
+
+
+def test_text_after_held_tool_calls_follows_their_items() -> None:
+    writer = StreamWriter(parse().echo)
+    data = b"".join(
+        writer.feed(c)
+        for c in (
+            chunk(calls=[ToolCallDelta(0, id="a", name="f", arguments='{"x":')]),
+            chunk(calls=[ToolCallDelta(1, id="b", name="g", arguments='{"y":')]),
+            chunk(calls=[ToolCallDelta(0, arguments="1}")]),
+            chunk(calls=[ToolCallDelta(1, arguments="2}")]),
+            chunk("Done."),
+        )
+    )
+    # An item cannot reopen: more of a call after the text that followed it is an error.
+    with pytest.raises(UpstreamProtocolError, match="after other content"):
+        writer.feed(chunk(calls=[ToolCallDelta(0, arguments=" ")]))
+    events = frames(data + writer.finish())
+    final = Response.model_validate(events[-1]["response"])
+    assert [(i.type, getattr(i, "arguments", None)) for i in final.output] == [
+        ("function_call", '{"x":1}'),
+        ("function_call", '{"y":2}'),
+        ("message", None),
+    ]
+    assert final.output_text == "Done."
 
 
 def test_length_stream_ends_with_response_incomplete() -> None:
@@ -505,6 +604,45 @@ def test_length_stream_ends_with_response_incomplete() -> None:
     assert response["status"] == "incomplete"
     assert response["incomplete_details"] == {"reason": "max_output_tokens"}
     assert events[-2]["item"]["status"] == "incomplete"
+
+
+def test_a_streamed_call_cut_by_the_output_limit_is_incomplete() -> None:
+    events = run(
+        [
+            chunk("Checking."),
+            chunk(calls=[ToolCallDelta(0, id="call_a", name="f", arguments='{"x":')]),
+            chunk(finish="length"),
+            chunk(usage=Usage(3, 4)),
+        ]
+    )
+    done = [e["item"] for e in events if e["type"] == "response.output_item.done"]
+    assert [(item["type"], item["status"]) for item in done] == [
+        ("message", "completed"),
+        ("function_call", "incomplete"),  # it was "completed", its arguments cut short
+    ]
+    last = events[-1]
+    assert last["type"] == "response.incomplete"
+    final = Response.model_validate(last["response"])
+    assert final.status == "incomplete" and final.incomplete_details is not None
+    assert final.incomplete_details.reason == "max_output_tokens"
+    assert [item.status for item in final.output] == ["completed", "incomplete"]
+
+
+def test_held_calls_cut_by_the_output_limit_end_with_the_incomplete_one() -> None:
+    events = run(
+        [
+            chunk(calls=[ToolCallDelta(0, id="call_a", name="f", arguments='{"x":')]),
+            chunk(calls=[ToolCallDelta(1, id="call_b", name="g", arguments='{"y":')]),
+            chunk(calls=[ToolCallDelta(0, arguments="1}")]),
+            chunk(finish="length"),
+        ]
+    )
+    final = Response.model_validate(events[-1]["response"])
+    assert final.status == "incomplete"
+    assert [(item.status, getattr(item, "arguments", None)) for item in final.output] == [
+        ("completed", '{"x":1}'),
+        ("incomplete", '{"y":'),
+    ]
 
 
 def test_empty_stream_is_one_empty_message_and_other_choices_are_ignored() -> None:
