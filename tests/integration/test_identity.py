@@ -302,7 +302,9 @@ def test_vault_credentials_change_without_restart(
         "/admin/credentials/sim-upstream",
         {"name": "sim-upstream", "provider": "openai", "secret": "sk-rotated-but-wrong"},
     )
-    assert refused(url, CLIENT_KEY, "vaulted-model").status_code == 401  # upstream refuses it
+    # The upstream refuses the rotated key: the gateway's credential, not the client's.
+    wrong = refused(url, CLIENT_KEY, "vaulted-model")
+    assert wrong.status_code == 502 and "refused the gateway's credential" in wrong.message
     admin(
         "PUT",
         "/admin/credentials/sim-upstream",
