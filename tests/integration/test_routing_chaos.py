@@ -557,6 +557,7 @@ def test_a_first_byte_that_never_comes_is_named_by_its_deployment_not_its_addres
     assert timed_out.status_code == 504
     body = timed_out.body
     assert isinstance(body, dict) and "'silent-a'" in body["error"]["message"]
+    assert body["error"]["type"] == "timeout_error"  # Anthropic's own name for a 504
     _no_address(body["error"]["message"], sims[0])
     assert sims[0] in _health(gateway)["silent-a"]["last_error_detail"]
 

@@ -223,7 +223,7 @@ class UpstreamTimeout(UpstreamError):
 
     status = 504
     openai_type = "timeout_error"
-    anthropic_type = "api_error"
+    anthropic_type = "timeout_error"  # Anthropic's own 504 (the SDK's GatewayTimeoutError)
 
     def __init__(self, message: str, *, phase: str, detail: str | None = None) -> None:
         super().__init__(message, code=f"upstream_{phase}_timeout", detail=detail)
