@@ -312,6 +312,25 @@ def test_upstream_rate_limit_passes_through_with_retry_after(client: openai.Open
     assert caught.value.response.headers["retry-after"] == "7"
 
 
+def test_azure_status_codes_are_not_openai_error_codes(client: openai.OpenAI) -> None:
+    """Azure's gateway says ``"code": "429"``; OpenAI clients read OpenAI's code for it."""
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.chat.completions.create(
+            model="test-azure",
+            messages=[{"role": "user", "content": "x"}],
+            extra_headers={"x-sim-fault": "status:429"},
+        )
+    assert caught.value.code == "rate_limit_exceeded"
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.chat.completions.create(
+            model="test-azure",
+            messages=[{"role": "user", "content": "x"}],
+            extra_headers={"x-sim-fault": "status:404"},
+        )
+    assert missing.value.code is None
+    assert missing.value.type == "invalid_request_error"
+
+
 def test_upstream_server_error_becomes_502(client: openai.OpenAI) -> None:
     with pytest.raises(openai.InternalServerError) as caught:
         client.chat.completions.create(
