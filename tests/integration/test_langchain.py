@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from langchain_anthropic import ChatAnthropic
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
@@ -101,3 +102,23 @@ def test_stream_metadata_names_the_answer(gateway_url: str, make, model: str) ->
     first is an id-less, model-less ``prompt_filter_results`` chunk)."""
     merged = _merged(make(gateway_url, model).stream("name yourself"))
     assert merged.response_metadata["model_name"] == UPSTREAM_MODEL.get(model, "sim-chat")
+
+
+def _upstream_body(simulator_url: str, marker: str) -> dict:  # type: ignore[type-arg]
+    for request in reversed(httpx.get(simulator_url + "/_sim/requests").json()):
+        if marker in str((request["json"] or {}).get("messages")):
+            return dict(request["json"])
+    raise AssertionError(f"the simulator received no request saying {marker!r}")
+
+
+@pytest.mark.parametrize("make", [anthropic_chat, responses_chat], ids=ALL_IDS[1:])
+def test_an_azure_deployment_is_sent_the_limit_its_reasoning_models_accept(
+    gateway_url: str, simulator_url: str, make
+) -> None:  # type: ignore[no-untyped-def]
+    """Azure's o-series and gpt-5 deployments refuse ``max_tokens``; an api-version that knows
+    ``max_completion_tokens`` (2024-10-21 here) is sent the limit by that name."""
+    marker = f"azure limit {make.__name__}"
+    reply = make(gateway_url, "test-azure").bind(max_tokens=5).invoke(marker)
+    assert reply.text
+    body = _upstream_body(simulator_url, marker)
+    assert body.get("max_completion_tokens") == 5 and "max_tokens" not in body

@@ -45,6 +45,9 @@ class OpenAIFlavor:
     url: Callable[[Deployment, str], str]
     auth_header: str
     auth_prefix: str
+    completion_tokens: Callable[[Deployment], bool]
+    """Whether the upstream names the output limit ``max_completion_tokens`` (its reasoning
+    models refuse ``max_tokens``) when the client's API gave it no name of its own."""
 
 
 def _plain_url(deployment: Deployment, endpoint: str) -> str:
@@ -60,9 +63,31 @@ def _azure_url(deployment: Deployment, endpoint: str) -> str:
 
 
 _OFFICIAL = "https://api.openai.com"
+# Azure knows max_completion_tokens from this api-version on (and its o-series and gpt-5
+# deployments refuse max_tokens, as OpenAI's do); older versions know only max_tokens.
+_AZURE_COMPLETION_TOKENS_SINCE = "2024-09-01"
 
-OPENAI = OpenAIFlavor(url=_plain_url, auth_header="Authorization", auth_prefix="Bearer ")
-AZURE = OpenAIFlavor(url=_azure_url, auth_header="api-key", auth_prefix="")
+
+def _official(deployment: Deployment) -> bool:
+    # Compatible servers may know only max_tokens.
+    return deployment.api_base.startswith(_OFFICIAL)
+
+
+def _azure_completion_tokens(deployment: Deployment) -> bool:
+    version = deployment.api_version or ""
+    dated = version[:4].isdigit()
+    return not dated or version >= _AZURE_COMPLETION_TOKENS_SINCE
+
+
+OPENAI = OpenAIFlavor(
+    url=_plain_url, auth_header="Authorization", auth_prefix="Bearer ", completion_tokens=_official
+)
+AZURE = OpenAIFlavor(
+    url=_azure_url,
+    auth_header="api-key",
+    auth_prefix="",
+    completion_tokens=_azure_completion_tokens,
+)
 
 
 class OpenAIProvider:
@@ -84,10 +109,8 @@ class OpenAIProvider:
         return url
 
     def _body(self, request: ChatRequest, deployment: Deployment) -> dict[str, Any]:
-        # OpenAI's own API names the output limit max_completion_tokens (its reasoning models
-        # refuse max_tokens); compatible servers may know only max_tokens.
-        official = deployment.api_base.startswith(_OFFICIAL)
-        return request_to_wire(request, deployment.model, completion_tokens=official)
+        completion_tokens = self._flavor.completion_tokens(deployment)
+        return request_to_wire(request, deployment.model, completion_tokens=completion_tokens)
 
     def check(self, request: ChatRequest, deployment: Deployment) -> None:
         """The 400s ``chat`` would answer for ``request`` before calling (for token counts)."""
