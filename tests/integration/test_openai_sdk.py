@@ -248,6 +248,23 @@ def test_azure_deployment_is_served(client: openai.OpenAI, simulator_url: str) -
     assert "api-key" in headers and "authorization" not in headers
 
 
+def test_azure_v1_api_is_served(client: openai.OpenAI, simulator_url: str) -> None:
+    """``api_version: v1``: Azure's ``/openai/v1/`` paths, the deployment named in the body."""
+    reply = client.chat.completions.create(
+        model="test-azure-v1", messages=[{"role": "user", "content": "via azure v1"}]
+    )
+    assert "via azure v1" in (reply.choices[0].message.content or "")
+    last = recorded_request(simulator_url, "via azure v1")
+    assert last["path"] == "/openai/v1/chat/completions"
+    assert last["query"] == {}
+    assert last["json"]["model"] == "my-chat-v1"
+    assert "api-key" in {k.lower() for k in last["headers"]}
+    stream = client.chat.completions.create(
+        model="test-azure-v1", messages=[{"role": "user", "content": "streamed v1"}], stream=True
+    )
+    assert "streamed v1" in "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+
+
 def test_fallback_to_second_deployment_when_first_is_unreachable(client: openai.OpenAI) -> None:
     raw = client.chat.completions.with_raw_response.create(
         model="test-fallback", messages=[{"role": "user", "content": "fall back"}]

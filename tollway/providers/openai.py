@@ -43,6 +43,8 @@ class OpenAIFlavor:
     """Where one member of the family puts its endpoints and its key."""
 
     url: Callable[[Deployment, str], str]
+    body_model: Callable[[Deployment], str]
+    """The ``model`` a request body names (Azure's v1 API finds the deployment by it)."""
     auth_header: str
     auth_prefix: str
     completion_tokens: Callable[[Deployment], bool]
@@ -54,10 +56,20 @@ def _plain_url(deployment: Deployment, endpoint: str) -> str:
     return f"{deployment.api_base}/{endpoint}"
 
 
+AZURE_V1 = "v1"
+"""The ``api_version`` of Azure's v1 API: ``/openai/v1/...`` with no ``api-version`` query and
+the deployment named by the body's ``model``."""
+
+
+def _azure_name(deployment: Deployment) -> str:
+    return deployment.azure_deployment or deployment.model
+
+
 def _azure_url(deployment: Deployment, endpoint: str) -> str:
-    name = deployment.azure_deployment or deployment.model
+    if deployment.api_version == AZURE_V1:
+        return f"{deployment.api_base}/openai/v1/{endpoint}"
     return (
-        f"{deployment.api_base}/openai/deployments/{name}/{endpoint}"
+        f"{deployment.api_base}/openai/deployments/{_azure_name(deployment)}/{endpoint}"
         f"?api-version={deployment.api_version}"
     )
 
@@ -68,22 +80,31 @@ _OFFICIAL = "https://api.openai.com"
 _AZURE_COMPLETION_TOKENS_SINCE = "2024-09-01"
 
 
+def _model(deployment: Deployment) -> str:
+    return deployment.model
+
+
 def _official(deployment: Deployment) -> bool:
     # Compatible servers may know only max_tokens.
     return deployment.api_base.startswith(_OFFICIAL)
 
 
 def _azure_completion_tokens(deployment: Deployment) -> bool:
-    version = deployment.api_version or ""
+    version = deployment.api_version or ""  # v1, preview, latest: the newest
     dated = version[:4].isdigit()
     return not dated or version >= _AZURE_COMPLETION_TOKENS_SINCE
 
 
 OPENAI = OpenAIFlavor(
-    url=_plain_url, auth_header="Authorization", auth_prefix="Bearer ", completion_tokens=_official
+    url=_plain_url,
+    body_model=_model,
+    auth_header="Authorization",
+    auth_prefix="Bearer ",
+    completion_tokens=_official,
 )
 AZURE = OpenAIFlavor(
     url=_azure_url,
+    body_model=_azure_name,
     auth_header="api-key",
     auth_prefix="",
     completion_tokens=_azure_completion_tokens,
@@ -110,7 +131,8 @@ class OpenAIProvider:
 
     def _body(self, request: ChatRequest, deployment: Deployment) -> dict[str, Any]:
         completion_tokens = self._flavor.completion_tokens(deployment)
-        return request_to_wire(request, deployment.model, completion_tokens=completion_tokens)
+        model = self._flavor.body_model(deployment)
+        return request_to_wire(request, model, completion_tokens=completion_tokens)
 
     def check(self, request: ChatRequest, deployment: Deployment) -> None:
         """The 400s ``chat`` would answer for ``request`` before calling (for token counts)."""
@@ -180,7 +202,7 @@ class OpenAIProvider:
         headers, secret = self._headers(deployment, request.upstream_headers)
         raw = await self._client.post_json(
             self._url(deployment, "embeddings"),
-            embedding_request_to_wire(request, deployment.model),
+            embedding_request_to_wire(request, self._flavor.body_model(deployment)),
             headers,
             deployment.timeouts,
             error_from_wire,
