@@ -65,6 +65,11 @@ def _azure_name(deployment: Deployment) -> str:
     return deployment.azure_deployment or deployment.model
 
 
+def _azure_body_model(deployment: Deployment) -> str:
+    # The deployments form names the deployment in the path (the body's model is ignored).
+    return _azure_name(deployment) if deployment.api_version == AZURE_V1 else deployment.model
+
+
 def _azure_url(deployment: Deployment, endpoint: str) -> str:
     if deployment.api_version == AZURE_V1:
         return f"{deployment.api_base}/openai/v1/{endpoint}"
@@ -104,7 +109,7 @@ OPENAI = OpenAIFlavor(
 )
 AZURE = OpenAIFlavor(
     url=_azure_url,
-    body_model=_azure_name,
+    body_model=_azure_body_model,
     auth_header="api-key",
     auth_prefix="",
     completion_tokens=_azure_completion_tokens,
