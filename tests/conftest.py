@@ -68,6 +68,19 @@ def gateway_config(simulator_url: str, **upstream: Any) -> dict[str, Any]:
                 ],
             },
             {
+                "name": "test-azure-v1",
+                "deployments": [
+                    {
+                        "provider": "azure_openai",
+                        "model": "sim-chat",
+                        "azure_deployment": "my-chat-v1",
+                        "api_base": simulator_url,
+                        "api_version": "v1",
+                        "api_key": key,
+                    }
+                ],
+            },
+            {
                 "name": "test-fallback",
                 "deployments": [
                     {

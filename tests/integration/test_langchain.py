@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from langchain_anthropic import ChatAnthropic
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
@@ -11,7 +12,8 @@ from langchain_openai import ChatOpenAI
 from tests.support import CLIENT_KEY
 
 # Every model group is served by a different provider family behind the gateway.
-MODELS = ["test-chat", "test-claude", "test-gemini", "test-bedrock"]
+MODELS = ["test-chat", "test-azure", "test-claude", "test-gemini", "test-bedrock"]
+UPSTREAM_MODEL = {"test-bedrock": "anthropic.claude-sim-v1:0"}
 
 
 @tool
@@ -37,7 +39,21 @@ def anthropic_chat(gateway_url: str, model: str) -> ChatAnthropic:
     )  # type: ignore[call-arg]
 
 
+def responses_chat(gateway_url: str, model: str) -> ChatOpenAI:
+    """ChatOpenAI on the Responses API (``/v1/responses``)."""
+    return ChatOpenAI(
+        base_url=gateway_url + "/v1",
+        api_key=CLIENT_KEY,
+        model=model,
+        max_retries=0,
+        timeout=30,
+        use_responses_api=True,
+    )  # type: ignore[arg-type]
+
+
 CLIENTS = [openai_chat, anthropic_chat]
+ALL_CLIENTS = [openai_chat, anthropic_chat, responses_chat]
+ALL_IDS = ["langchain-openai", "langchain-anthropic", "langchain-openai-responses"]
 
 
 @pytest.mark.parametrize("make", CLIENTS, ids=["langchain-openai", "langchain-anthropic"])
@@ -69,3 +85,40 @@ def test_tool_binding_round_trip(gateway_url: str, make, model: str) -> None:  #
     result = ToolMessage(get_weather.invoke(call["args"]), tool_call_id=call["id"])
     second = chat.invoke([question, first, result])
     assert "sunny in" in second.text
+
+
+def _merged(chunks):  # type: ignore[no-untyped-def]
+    merged = None
+    for chunk in chunks:
+        merged = chunk if merged is None else merged + chunk
+    assert merged is not None
+    return merged
+
+
+@pytest.mark.parametrize("make", ALL_CLIENTS, ids=ALL_IDS)
+@pytest.mark.parametrize("model", MODELS)
+def test_stream_metadata_names_the_answer(gateway_url: str, make, model: str) -> None:  # type: ignore[no-untyped-def]
+    """Streamed metadata names the model whatever chunk the upstream opens with (Azure's
+    first is an id-less, model-less ``prompt_filter_results`` chunk)."""
+    merged = _merged(make(gateway_url, model).stream("name yourself"))
+    assert merged.response_metadata["model_name"] == UPSTREAM_MODEL.get(model, "sim-chat")
+
+
+def _upstream_body(simulator_url: str, marker: str) -> dict:  # type: ignore[type-arg]
+    for request in reversed(httpx.get(simulator_url + "/_sim/requests").json()):
+        if marker in str((request["json"] or {}).get("messages")):
+            return dict(request["json"])
+    raise AssertionError(f"the simulator received no request saying {marker!r}")
+
+
+@pytest.mark.parametrize("make", [anthropic_chat, responses_chat], ids=ALL_IDS[1:])
+def test_an_azure_deployment_is_sent_the_limit_its_reasoning_models_accept(
+    gateway_url: str, simulator_url: str, make
+) -> None:  # type: ignore[no-untyped-def]
+    """Azure's o-series and gpt-5 deployments refuse ``max_tokens``; an api-version that knows
+    ``max_completion_tokens`` (2024-10-21 here) is sent the limit by that name."""
+    marker = f"azure limit {make.__name__}"
+    reply = make(gateway_url, "test-azure").bind(max_tokens=5).invoke(marker)
+    assert reply.text
+    body = _upstream_body(simulator_url, marker)
+    assert body.get("max_completion_tokens") == 5 and "max_tokens" not in body

@@ -248,6 +248,23 @@ def test_azure_deployment_is_served(client: openai.OpenAI, simulator_url: str) -
     assert "api-key" in headers and "authorization" not in headers
 
 
+def test_azure_v1_api_is_served(client: openai.OpenAI, simulator_url: str) -> None:
+    """``api_version: v1``: Azure's ``/openai/v1/`` paths, the deployment named in the body."""
+    reply = client.chat.completions.create(
+        model="test-azure-v1", messages=[{"role": "user", "content": "via azure v1"}]
+    )
+    assert "via azure v1" in (reply.choices[0].message.content or "")
+    last = recorded_request(simulator_url, "via azure v1")
+    assert last["path"] == "/openai/v1/chat/completions"
+    assert last["query"] == {}
+    assert last["json"]["model"] == "my-chat-v1"
+    assert "api-key" in {k.lower() for k in last["headers"]}
+    stream = client.chat.completions.create(
+        model="test-azure-v1", messages=[{"role": "user", "content": "streamed v1"}], stream=True
+    )
+    assert "streamed v1" in "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+
+
 def test_fallback_to_second_deployment_when_first_is_unreachable(client: openai.OpenAI) -> None:
     raw = client.chat.completions.with_raw_response.create(
         model="test-fallback", messages=[{"role": "user", "content": "fall back"}]
@@ -310,6 +327,25 @@ def test_upstream_rate_limit_passes_through_with_retry_after(client: openai.Open
             extra_headers={"x-sim-fault": "status:429", "x-sim-retry-after": "7"},
         )
     assert caught.value.response.headers["retry-after"] == "7"
+
+
+def test_azure_status_codes_are_not_openai_error_codes(client: openai.OpenAI) -> None:
+    """Azure's gateway says ``"code": "429"``; OpenAI clients read OpenAI's code for it."""
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.chat.completions.create(
+            model="test-azure",
+            messages=[{"role": "user", "content": "x"}],
+            extra_headers={"x-sim-fault": "status:429"},
+        )
+    assert caught.value.code == "rate_limit_exceeded"
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.chat.completions.create(
+            model="test-azure",
+            messages=[{"role": "user", "content": "x"}],
+            extra_headers={"x-sim-fault": "status:404"},
+        )
+    assert missing.value.code is None
+    assert missing.value.type == "invalid_request_error"
 
 
 def test_upstream_server_error_becomes_502(client: openai.OpenAI) -> None:

@@ -43,26 +43,77 @@ class OpenAIFlavor:
     """Where one member of the family puts its endpoints and its key."""
 
     url: Callable[[Deployment, str], str]
+    body_model: Callable[[Deployment], str]
+    """The ``model`` a request body names (Azure's v1 API finds the deployment by it)."""
     auth_header: str
     auth_prefix: str
+    completion_tokens: Callable[[Deployment], bool]
+    """Whether the upstream names the output limit ``max_completion_tokens`` (its reasoning
+    models refuse ``max_tokens``) when the client's API gave it no name of its own."""
 
 
 def _plain_url(deployment: Deployment, endpoint: str) -> str:
     return f"{deployment.api_base}/{endpoint}"
 
 
+AZURE_V1 = "v1"
+"""The ``api_version`` of Azure's v1 API: ``/openai/v1/...`` with no ``api-version`` query and
+the deployment named by the body's ``model``."""
+
+
+def _azure_name(deployment: Deployment) -> str:
+    return deployment.azure_deployment or deployment.model
+
+
+def _azure_body_model(deployment: Deployment) -> str:
+    # The deployments form names the deployment in the path (the body's model is ignored).
+    return _azure_name(deployment) if deployment.api_version == AZURE_V1 else deployment.model
+
+
 def _azure_url(deployment: Deployment, endpoint: str) -> str:
-    name = deployment.azure_deployment or deployment.model
+    if deployment.api_version == AZURE_V1:
+        return f"{deployment.api_base}/openai/v1/{endpoint}"
     return (
-        f"{deployment.api_base}/openai/deployments/{name}/{endpoint}"
+        f"{deployment.api_base}/openai/deployments/{_azure_name(deployment)}/{endpoint}"
         f"?api-version={deployment.api_version}"
     )
 
 
 _OFFICIAL = "https://api.openai.com"
+# Azure knows max_completion_tokens from this api-version on (and its o-series and gpt-5
+# deployments refuse max_tokens, as OpenAI's do); older versions know only max_tokens.
+_AZURE_COMPLETION_TOKENS_SINCE = "2024-09-01"
 
-OPENAI = OpenAIFlavor(url=_plain_url, auth_header="Authorization", auth_prefix="Bearer ")
-AZURE = OpenAIFlavor(url=_azure_url, auth_header="api-key", auth_prefix="")
+
+def _model(deployment: Deployment) -> str:
+    return deployment.model
+
+
+def _official(deployment: Deployment) -> bool:
+    # Compatible servers may know only max_tokens.
+    return deployment.api_base.startswith(_OFFICIAL)
+
+
+def _azure_completion_tokens(deployment: Deployment) -> bool:
+    version = deployment.api_version or ""  # v1, preview, latest: the newest
+    dated = version[:4].isdigit()
+    return not dated or version >= _AZURE_COMPLETION_TOKENS_SINCE
+
+
+OPENAI = OpenAIFlavor(
+    url=_plain_url,
+    body_model=_model,
+    auth_header="Authorization",
+    auth_prefix="Bearer ",
+    completion_tokens=_official,
+)
+AZURE = OpenAIFlavor(
+    url=_azure_url,
+    body_model=_azure_body_model,
+    auth_header="api-key",
+    auth_prefix="",
+    completion_tokens=_azure_completion_tokens,
+)
 
 
 class OpenAIProvider:
@@ -84,10 +135,9 @@ class OpenAIProvider:
         return url
 
     def _body(self, request: ChatRequest, deployment: Deployment) -> dict[str, Any]:
-        # OpenAI's own API names the output limit max_completion_tokens (its reasoning models
-        # refuse max_tokens); compatible servers may know only max_tokens.
-        official = deployment.api_base.startswith(_OFFICIAL)
-        return request_to_wire(request, deployment.model, completion_tokens=official)
+        completion_tokens = self._flavor.completion_tokens(deployment)
+        model = self._flavor.body_model(deployment)
+        return request_to_wire(request, model, completion_tokens=completion_tokens)
 
     def check(self, request: ChatRequest, deployment: Deployment) -> None:
         """The 400s ``chat`` would answer for ``request`` before calling (for token counts)."""
@@ -157,7 +207,7 @@ class OpenAIProvider:
         headers, secret = self._headers(deployment, request.upstream_headers)
         raw = await self._client.post_json(
             self._url(deployment, "embeddings"),
-            embedding_request_to_wire(request, deployment.model),
+            embedding_request_to_wire(request, self._flavor.body_model(deployment)),
             headers,
             deployment.timeouts,
             error_from_wire,

@@ -1,7 +1,8 @@
 """The simulator's HTTP surface: routes, control endpoints, the ``Simulator`` handle and ``serve``.
 
 Routes: OpenAI ``/v1/chat/completions``, ``/v1/embeddings``, ``/v1/models``; Azure
-``/openai/deployments/{deployment}/chat/completions`` and ``.../embeddings``; Anthropic
+``/openai/deployments/{deployment}/chat/completions`` and ``.../embeddings``, and its v1 API's
+``/openai/v1/chat/completions`` and ``/openai/v1/embeddings``; Anthropic
 ``/v1/messages`` and ``/v1/messages/count_tokens``; Bedrock ``/model/{modelId}/converse`` and
 ``.../converse-stream``; Gemini API and Vertex AI ``.../models/{model}:{method}``
 (``gemini_api``); control endpoints under ``/_sim/``.
@@ -57,7 +58,8 @@ class _Handlers:
         call = await admit(request, self.state, dialect, **admission)
         if not isinstance(call, Call):
             return call
-        if dialect is Dialect.AZURE and "api-version" not in request.query:
+        v1 = request.path.startswith("/openai/v1/")
+        if dialect is Dialect.AZURE and not v1 and "api-version" not in request.query:
             # Real Azure answers a missing api-version with a 404, not a 400.
             return error_response(dialect, 404, "Resource not found", request_id=call.request_id)
         try:
@@ -69,7 +71,7 @@ class _Handlers:
 
     def _openai_model(self, call: Call, request: web.Request, dialect: Dialect) -> str:
         model = call.body.get("model")
-        if dialect is Dialect.AZURE:
+        if dialect is Dialect.AZURE and "deployment" in request.match_info:
             return model if isinstance(model, str) else request.match_info["deployment"]
         if not isinstance(model, str) or not model:
             raise InvalidRequest("Missing required parameter: 'model'.", "model")
@@ -168,6 +170,8 @@ def create_app(state: SimulatorState | Simulator | None = None) -> web.Applicati
     add.add_get("/v1/models", handlers.models)
     add.add_post("/openai/deployments/{deployment}/chat/completions", handlers.azure_chat)
     add.add_post("/openai/deployments/{deployment}/embeddings", handlers.azure_embeddings)
+    add.add_post("/openai/v1/chat/completions", handlers.azure_chat)
+    add.add_post("/openai/v1/embeddings", handlers.azure_embeddings)
     add.add_post("/v1/messages", handlers.messages)
     add.add_post("/v1/messages/count_tokens", handlers.count_tokens)
     add.add_post("/model/{model_id:.+}/{action:converse|converse-stream}", handlers.converse)

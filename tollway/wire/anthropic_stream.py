@@ -32,7 +32,7 @@ from tollway.wire.anthropic_response import (
     usage_from_wire,
     usage_to_wire,
 )
-from tollway.wire.crossing import chunk_for
+from tollway.wire.crossing import chunk_for, is_preamble
 from tollway.wire.held_calls import HeldCall, hold, may_interleave, release
 
 _MESSAGE_STOP = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
@@ -155,6 +155,8 @@ class StreamWriter:
         """The events ``chunk`` stands for (``message_start`` first); may be empty."""
         out: list[bytes] = []
         if not self._started:
+            if is_preamble(chunk):
+                return b""  # message_start takes its id and model from the answer's chunk
             self._started = True
             # Read before chunk_for, which drops another format's tag.
             self._interleavable = may_interleave(chunk.wire_format)
@@ -175,6 +177,9 @@ class StreamWriter:
         ``counted`` (the gateway's own count) is the usage when no chunk carried any.
         """
         out: list[bytes] = []
+        if not self._started:  # the upstream's stream named no answer
+            self._started = True
+            out.append(self._message_start(ChatChunk("", "", 0, [])))
         self._close(out)
         stop_reason = stop_reason_to_wire(self._finish, self._stop_sequence, self._stop_extra)
         delta = {"stop_reason": stop_reason, "stop_sequence": self._stop_sequence}

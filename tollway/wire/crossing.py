@@ -14,7 +14,10 @@ that came from another format passes it through here first:
   in it is left out for Anthropic, which refuses empty content;
 - content parts and tools the gateway does not model are a 400 naming their type;
 - answers and chunks lose their extras (they are the other format's details), and an answer
-  loses its content blocks of kinds the gateway does not model (reasoning, thinking, ...).
+  loses its content blocks of kinds the gateway does not model (reasoning, thinking, ...);
+- a chunk that names no answer (``is_preamble``: Azure opens its streams with one holding
+  only ``prompt_filter_results``, its id and model empty) starts nothing in another format:
+  the answer's identity comes from the first chunk that has one.
 
 A value tagged with the target format, or not tagged at all (built in code), is unchanged.
 """
@@ -210,6 +213,12 @@ def chunk_for(chunk: ChatChunk, target: str) -> ChatChunk:
         extra={},
         wire_format=None,
     )
+
+
+def is_preamble(chunk: ChatChunk) -> bool:
+    """Whether ``chunk`` comes before the answer and names none of it (no choices, usage or
+    model), as the ``prompt_filter_results`` chunk Azure opens its streams with."""
+    return not chunk.choices and chunk.usage is None and not chunk.model
 
 
 def _plain_usage(usage: Usage | None) -> Usage | None:

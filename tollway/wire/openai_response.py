@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from tollway.core.errors import UpstreamErrorBody, UpstreamProtocolError
@@ -24,6 +25,10 @@ _RESPONSE_KEYS = frozenset({"id", "model", "created", "choices", "usage", "objec
 _CHOICE_KEYS = frozenset({"index", "message", "finish_reason"})
 _MESSAGE_KEYS = frozenset({"role", "content", "tool_calls"})
 _CALL_KEYS = frozenset({"id", "type", "function"})
+# OpenAI's error types and codes are lower-case words (rate_limit_exceeded, server_error);
+# Azure's own gateway says the status ("429") or a name (DeploymentNotFound), vLLM a class
+# name (BadRequestError) and a number: those are the upstream's kind, not OpenAI's words.
+_OPENAI_WORD = re.compile(r"[a-z][a-z0-9_.]*")
 
 
 def usage_from_wire(raw: Any) -> Usage | None:
@@ -282,7 +287,8 @@ def _tool_delta_to_wire(call: ToolCallDelta) -> dict[str, Any]:
 
 def error_from_wire(raw: Any) -> UpstreamErrorBody:
     """An OpenAI-style error body, tolerant of others: its type, code and param are OpenAI's
-    vocabulary, passed on to OpenAI clients as they are."""
+    vocabulary, passed on to OpenAI clients as they are; a type or code in other words (an
+    HTTP status, a class name) is only the error's ``kind``."""
     if isinstance(raw, dict):
         error = raw.get("error", raw)
         if isinstance(error, dict):
@@ -290,10 +296,17 @@ def error_from_wire(raw: Any) -> UpstreamErrorBody:
             error_type = _str_or_none(error.get("type"))
             code = _str_or_none(error.get("code"))
             param = _str_or_none(error.get("param"))
-            return UpstreamErrorBody(str(message), error_type, code, param, code or error_type)
+            kind = code or error_type
+            return UpstreamErrorBody(
+                str(message), _openai_word(error_type), _openai_word(code), param, kind
+            )
         if isinstance(error, str):
             return UpstreamErrorBody(error)
     return UpstreamErrorBody(str(raw)[:500])
+
+
+def _openai_word(value: str | None) -> str | None:
+    return value if value is not None and _OPENAI_WORD.fullmatch(value) else None
 
 
 def _str_or_none(value: Any) -> str | None:

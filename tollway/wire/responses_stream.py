@@ -30,6 +30,7 @@ import orjson
 
 from tollway.core.errors import GatewayError, UpstreamProtocolError
 from tollway.core.types import JSON, ChatChunk, FinishReason, ToolCallDelta, Usage
+from tollway.wire.crossing import is_preamble
 from tollway.wire.held_calls import HeldCall, hold, may_interleave, release
 from tollway.wire.responses_response import (
     function_call_item,
@@ -87,6 +88,8 @@ class StreamWriter:
         """The events ``chunk`` stands for (``response.created`` first); may be empty."""
         out: list[bytes] = []
         if not self._started:
+            if is_preamble(chunk):
+                return b""  # the response takes its model from the answer's first chunk
             self._interleavable = may_interleave(chunk.wire_format)
             self._start(chunk.model, chunk.created, out)
         if chunk.usage is not None:

@@ -8,13 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tollway.core.errors import InvalidRequest, UpstreamProtocolError
+from tollway.core.errors import InvalidRequest, UpstreamErrorBody, UpstreamProtocolError
 from tollway.core.types import ImagePart, OpaquePart, TextPart
 from tollway.wire.openai_embeddings import embedding_request_from_wire
 from tollway.wire.openai_request import request_from_wire, request_to_wire
 from tollway.wire.openai_response import (
     chunk_from_wire,
     chunk_to_wire,
+    error_from_wire,
     response_from_wire,
     response_to_wire,
     usage_from_answer,
@@ -268,3 +269,24 @@ def test_an_answer_sent_as_it_came_without_usage_is_parsed_whole() -> None:
     counted = usage_from_answer({**answer, "usage": {"prompt_tokens": 3, "completion_tokens": 1}})
     assert counted.choices == [] and counted.usage is not None
     assert (counted.usage.input_tokens, counted.usage.output_tokens) == (3, 1)
+
+
+def test_an_error_type_or_code_in_other_words_than_openais_is_only_its_kind() -> None:
+    openai_body = {"error": {"message": "m", "type": "invalid_request_error", "param": "max_tokens",
+                             "code": "unsupported_parameter"}}  # fmt: skip
+    assert error_from_wire(openai_body) == UpstreamErrorBody(
+        "m", "invalid_request_error", "unsupported_parameter", "max_tokens", "unsupported_parameter"
+    )
+    # Azure's own gateway: the status as the code, or a name of its own.
+    assert error_from_wire({"error": {"code": "429", "message": "slow down"}}) == (
+        UpstreamErrorBody("slow down", kind="429")
+    )
+    not_found = {"error": {"code": "DeploymentNotFound", "message": "gone"}}
+    assert error_from_wire(not_found) == UpstreamErrorBody("gone", kind="DeploymentNotFound")
+    # Azure's content filter refusing a prompt speaks OpenAI's words.
+    assert error_from_wire({"error": {"code": "content_filter", "message": "no"}}).code == (
+        "content_filter"
+    )
+    # vLLM: a class name as the type, the status as a number.
+    vllm = {"object": "error", "message": "bad", "type": "BadRequestError", "code": 400}
+    assert error_from_wire(vllm) == UpstreamErrorBody("bad", kind="400")

@@ -1,0 +1,43 @@
+"""What each member of the OpenAI family wants the output limit called."""
+
+from __future__ import annotations
+
+import pytest
+
+from tollway.core.types import Deployment, UpstreamTimeouts
+from tollway.providers.openai import AZURE, OPENAI
+
+
+def _deployment(provider: str, api_base: str, api_version: str | None = None) -> Deployment:
+    return Deployment(
+        id="d",
+        provider=provider,
+        model="m",
+        api_base=api_base,
+        timeouts=UpstreamTimeouts(connect=1, first_byte=1, total=1),
+        api_version=api_version,
+    )
+
+
+@pytest.mark.parametrize(
+    ("api_version", "newer"),
+    [
+        ("2024-02-01", False),
+        ("2024-06-01", False),
+        ("2024-08-01-preview", False),
+        ("2024-09-01-preview", True),
+        ("2024-10-21", True),
+        ("2025-04-01-preview", True),
+        ("preview", True),
+    ],
+)
+def test_azure_names_the_limit_max_completion_tokens_from_the_version_that_knows_it(
+    api_version: str, newer: bool
+) -> None:
+    deployment = _deployment("azure_openai", "https://x.openai.azure.com", api_version)
+    assert AZURE.completion_tokens(deployment) is newer
+
+
+def test_only_openais_own_api_among_compatible_servers_wants_max_completion_tokens() -> None:
+    assert OPENAI.completion_tokens(_deployment("openai", "https://api.openai.com/v1"))
+    assert not OPENAI.completion_tokens(_deployment("vllm", "http://127.0.0.1:8000/v1"))
