@@ -336,11 +336,11 @@ class Pipeline:
         resting = None
         for index, (deployment, health) in enumerate(candidates):
             now = time.monotonic()
+            if until is not None and now >= until:
+                break  # before ``available``, which may claim a half-open circuit's probe
             if not health.available(now):
                 resting = resting or (deployment, health)
                 continue
-            if until is not None and now >= until:
-                break
             if deployment.hurried and not any(
                 h.could_answer(now) for _, h in candidates[index + 1 :]
             ):
