@@ -100,6 +100,7 @@ def gateway(log_dir: Path, sims: tuple[str, str], closed_port: int) -> Iterator[
             _pair("lone", a, b, latency_threshold="300ms"),
             _pair("retried", a, b, retries=1),
             _pair("bounded", a, b, deadline="700ms", retries=1),
+            _pair("unhurried", a, b, deadline="5s", primary={"timeouts": {"first_byte": "300ms"}}),
             {"name": "cutoff", "deployments": [_deployment(a, "cutoff-a")], "deadline": "500ms",
              "fallbacks": ["cutoff-shelter"]},
             {"name": "cutoff-shelter", "deployments": [_deployment(b, "cutoff-shelter-b")]},
@@ -333,6 +334,21 @@ def test_a_stream_that_has_begun_outlives_the_deadline(gateway: str) -> None:
     chunks = list(stream)
     assert time.monotonic() - started > 0.7  # longer than the deadline, and whole
     assert any(c.choices and c.choices[0].finish_reason == "length" for c in chunks)
+
+
+def test_a_timeout_of_the_deployments_own_limit_counts_against_it_under_a_deadline(
+    gateway: str, sims: tuple[str, str]
+) -> None:
+    # The deadline (5 s) cuts nothing but the total of an answer in one piece; the primary's
+    # own first-byte limit (300 ms) is what gives up on it: its failure, as without a deadline.
+    _sim_config(sims[0], ttft_ms=2000)
+    before = _health(gateway)["unhurried-primary"]["failures"]
+    answer = _chat(gateway, "unhurried")
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-tollway-deployment"] == "unhurried-backup"
+    primary = _health(gateway)["unhurried-primary"]
+    assert primary["failures"] == before + 1
+    assert primary["last_error"] == "upstream_first_byte_timeout"
 
 
 def test_a_request_past_its_deadline_leaves_a_half_open_circuits_probe_to_the_next(

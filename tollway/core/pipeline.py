@@ -411,7 +411,7 @@ class Pipeline:
                 now = time.perf_counter()
                 attempt.ended, attempt.error = now, exc
                 _blame(exc, deployment)
-                if target is not deployment and isinstance(exc, UpstreamTimeout):
+                if target is not deployment and _cut_short(exc, target, deployment):
                     # Cut short by the deadline, not by the deployment's own limits.
                     self._health.abandoned(health)
                 else:
@@ -498,6 +498,19 @@ def _overdue(
     if last_error is not None and not isinstance(last_error, UpstreamTimeout):
         message += f"; the last failed: {last_error.message}"
     return DeadlineExceeded(message + ").")
+
+
+def _cut_short(error: GatewayError, target: Deployment, deployment: Deployment) -> bool:
+    """Whether ``error`` is a timeout of a limit the deadline lowered (``within``): one of the
+    deployment's own limits (a connect or first-byte limit the deadline left as it was) is its
+    failure, whatever else the deadline cut."""
+    if not isinstance(error, UpstreamTimeout) or error.phase not in _PHASES:
+        return False
+    phase = error.phase
+    return bool(getattr(target.timeouts, phase) < getattr(deployment.timeouts, phase))
+
+
+_PHASES = frozenset({"connect", "first_byte", "total"})
 
 
 def _transient(error: GatewayError) -> bool:
