@@ -144,3 +144,17 @@ def test_total_limit_ends_a_stream_whose_consumer_is_slow() -> None:
         assert 1 <= len(received) < 5
 
     _run(check)
+
+
+def test_connect_limits_cut_by_a_deadline_are_not_remembered_for_ever() -> None:
+    # A model group's deadline gives each call the time left as its connect limit: a value
+    # of its own nearly every request. The client keeps a few limits' aiohttp timeouts only.
+    async def test(client: UpstreamClient, base: str) -> None:
+        for left in range(1, 201):
+            timeouts = UpstreamTimeouts(connect=left / 1000, first_byte=1.0, total=2.0)
+            assert await client.post_json(base + "/json", {}, {}, timeouts, _no_error) == {
+                "ok": True
+            }
+        assert len(client._connect_timeouts) <= 64
+
+    _run(test)
