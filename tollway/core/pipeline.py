@@ -411,7 +411,7 @@ class Pipeline:
                 now = time.perf_counter()
                 attempt.ended, attempt.error = now, exc
                 _blame(exc, deployment)
-                if target is not deployment and _cut_short(exc, target, deployment):
+                if _cut_short(exc, until):
                     # Cut short by the deadline, not by the deployment's own limits.
                     self._health.abandoned(health)
                 else:
@@ -500,17 +500,11 @@ def _overdue(
     return DeadlineExceeded(message + ").")
 
 
-def _cut_short(error: GatewayError, target: Deployment, deployment: Deployment) -> bool:
-    """Whether ``error`` is a timeout of a limit the deadline lowered (``within``): one of the
-    deployment's own limits (a connect or first-byte limit the deadline left as it was) is its
-    failure, whatever else the deadline cut."""
-    if not isinstance(error, UpstreamTimeout) or error.phase not in _PHASES:
-        return False
-    phase = error.phase
-    return bool(getattr(target.timeouts, phase) < getattr(deployment.timeouts, phase))
-
-
-_PHASES = frozenset({"connect", "first_byte", "total"})
+def _cut_short(error: GatewayError, until: float | None) -> bool:
+    """Whether ``error`` is the deadline's doing: a timeout once it has passed (the limits
+    ``within`` cut end there, and the deployment's own limits end before it). A deployment's
+    own limit (a connect or first-byte limit the deadline left as it was) is its failure."""
+    return until is not None and isinstance(error, UpstreamTimeout) and time.monotonic() >= until
 
 
 def _transient(error: GatewayError) -> bool:
