@@ -100,6 +100,10 @@ def gateway(log_dir: Path, sims: tuple[str, str], closed_port: int) -> Iterator[
             _pair("lone", a, b, latency_threshold="300ms"),
             _pair("retried", a, b, retries=1),
             _pair("bounded", a, b, deadline="700ms", retries=1),
+            _pair("unhurried", a, b, deadline="5s", primary={"timeouts": {"first_byte": "300ms"}}),
+            {"name": "cutoff", "deployments": [_deployment(a, "cutoff-a")], "deadline": "500ms",
+             "fallbacks": ["cutoff-shelter"]},
+            {"name": "cutoff-shelter", "deployments": [_deployment(b, "cutoff-shelter-b")]},
             {"name": "unreachable", "deployments": [_deployment(closed, "unreachable-a")]},
             _pair("rekeyed", a, b, primary={"headers": {"x-sim-fault": "status:401"}}),
             *(_pair(f"crowded-{family}", a, b, primary={"headers": _busy("4")},
@@ -330,6 +334,44 @@ def test_a_stream_that_has_begun_outlives_the_deadline(gateway: str) -> None:
     chunks = list(stream)
     assert time.monotonic() - started > 0.7  # longer than the deadline, and whole
     assert any(c.choices and c.choices[0].finish_reason == "length" for c in chunks)
+
+
+def test_a_timeout_of_the_deployments_own_limit_counts_against_it_under_a_deadline(
+    gateway: str, sims: tuple[str, str]
+) -> None:
+    # The deadline (5 s) cuts nothing but the total of an answer in one piece; the primary's
+    # own first-byte limit (300 ms) is what gives up on it: its failure, as without a deadline.
+    _sim_config(sims[0], ttft_ms=2000)
+    before = _health(gateway)["unhurried-primary"]["failures"]
+    answer = _chat(gateway, "unhurried")
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-tollway-deployment"] == "unhurried-backup"
+    primary = _health(gateway)["unhurried-primary"]
+    assert primary["failures"] == before + 1
+    assert primary["last_error"] == "upstream_first_byte_timeout"
+
+
+def test_a_request_past_its_deadline_leaves_a_half_open_circuits_probe_to_the_next(
+    gateway: str, sims: tuple[str, str]
+) -> None:
+    # The fallback's circuit opens (three failures), and its cooldown (1 s) passes.
+    _sim_config(sims[1], fault="status:500")
+    for _ in range(3):
+        assert _chat(gateway, "cutoff-shelter").status_code == 502
+    assert _health(gateway)["cutoff-shelter-b"]["circuit"] == "open"
+    _sim_config(sims[1], fault=None)
+    time.sleep(1.2)
+    # The primary takes the whole deadline: the fallback is not tried, nor its probe claimed.
+    _sim_config(sims[0], ttft_ms=3000)
+    overdue = _chat(gateway, "cutoff")
+    assert overdue.status_code == 504, overdue.text
+    assert overdue.json()["error"]["code"] == "deadline_exceeded"
+    # So the next request whose primary fails probes the fallback, which answers.
+    _sim_config(sims[0], ttft_ms=0, fault="status:500")
+    answer = _chat(gateway, "cutoff")
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-tollway-deployment"] == "cutoff-shelter-b"
+    assert _health(gateway)["cutoff-shelter-b"]["circuit"] == "closed"
 
 
 def test_a_failed_probe_is_not_retried_on_the_deployment_it_reopened(

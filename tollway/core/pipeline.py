@@ -336,11 +336,11 @@ class Pipeline:
         resting = None
         for index, (deployment, health) in enumerate(candidates):
             now = time.monotonic()
+            if until is not None and now >= until:
+                break  # before ``available``, which may claim a half-open circuit's probe
             if not health.available(now):
                 resting = resting or (deployment, health)
                 continue
-            if until is not None and now >= until:
-                break
             if deployment.hurried and not any(
                 h.could_answer(now) for _, h in candidates[index + 1 :]
             ):
@@ -411,7 +411,7 @@ class Pipeline:
                 now = time.perf_counter()
                 attempt.ended, attempt.error = now, exc
                 _blame(exc, deployment)
-                if target is not deployment and isinstance(exc, UpstreamTimeout):
+                if _cut_short(exc, until):
                     # Cut short by the deadline, not by the deployment's own limits.
                     self._health.abandoned(health)
                 else:
@@ -498,6 +498,13 @@ def _overdue(
     if last_error is not None and not isinstance(last_error, UpstreamTimeout):
         message += f"; the last failed: {last_error.message}"
     return DeadlineExceeded(message + ").")
+
+
+def _cut_short(error: GatewayError, until: float | None) -> bool:
+    """Whether ``error`` is the deadline's doing: a timeout once it has passed (the limits
+    ``within`` cut end there, and the deployment's own limits end before it). A deployment's
+    own limit (a connect or first-byte limit the deadline left as it was) is its failure."""
+    return until is not None and isinstance(error, UpstreamTimeout) and time.monotonic() >= until
 
 
 def _transient(error: GatewayError) -> bool:

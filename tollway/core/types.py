@@ -276,6 +276,10 @@ class UpstreamTimeouts:
     """Between a stream's events once the first has come; ``None``: ``first_byte``'s value.
     Set where ``first_byte`` is lowered for one attempt (a latency threshold, a deadline):
     the wait for the first token is shortened, the stream once started is not."""
+    first_event: float | None = None
+    """Set by a deadline (the time it leaves): the first event comes this long after the call
+    began at the latest, however early the answer's head came (``first_byte`` restarts
+    there); ``None``: no such bound."""
 
 
 @dataclass(frozen=True, slots=True)

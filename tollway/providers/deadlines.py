@@ -29,7 +29,17 @@ RESOLUTION = 0.05
 class Deadline:
     """The time limits of one upstream call, as loop times."""
 
-    __slots__ = ("expired", "first_byte", "gap", "gap_at", "loop", "task", "total_at", "waiting")
+    __slots__ = (
+        "expired",
+        "first_byte",
+        "first_event_at",
+        "gap",
+        "gap_at",
+        "loop",
+        "task",
+        "total_at",
+        "waiting",
+    )
 
     def __init__(self, task: asyncio.Task[object], timeouts: UpstreamTimeouts) -> None:
         self.task = task
@@ -39,13 +49,18 @@ class Deadline:
         self.gap = timeouts.first_byte if timeouts.gap is None else timeouts.gap
         self.gap_at = now + timeouts.first_byte
         self.total_at = now + timeouts.total
+        first_event = timeouts.first_event
+        self.first_event_at = None if first_event is None else now + first_event
         self.waiting = True
         self.expired: Phase | None = None
 
     def received(self) -> None:
         """The answer's head arrived: the wait for its first content starts now (still under
-        the first-byte limit; the gap limit applies once content has been handed over)."""
-        self.gap_at = self.loop.time() + self.first_byte
+        the first-byte limit; the gap limit applies once content has been handed over), but
+        no later than a deadline allows."""
+        gap_at = self.loop.time() + self.first_byte
+        latest = self.first_event_at
+        self.gap_at = gap_at if latest is None or gap_at < latest else latest
 
     def pause(self) -> None:
         """The call hands data to its consumer: nothing to cancel until it asks for more."""

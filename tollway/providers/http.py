@@ -32,6 +32,7 @@ ErrorParser = Callable[[Any], UpstreamErrorBody]
 """Reads an upstream error body (parsed JSON, else its text)."""
 
 _MAX_ERROR_BODY = 64 * 1024
+_REMEMBERED_CONNECT_LIMITS = 64  # distinct connect limits whose aiohttp timeout is reused
 _WHOLE_KEY = 8  # characters from which a key is masked even inside longer words
 _Item = TypeVar("_Item")
 
@@ -61,7 +62,10 @@ class UpstreamClient:
         client_timeout = self._connect_timeouts.get(timeouts.connect)
         if client_timeout is None:
             client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect)
-            self._connect_timeouts[timeouts.connect] = client_timeout
+            # The configured limits are few; a model group's deadline cuts the limit to the
+            # time left, a new value nearly every request, which must not be kept for ever.
+            if len(self._connect_timeouts) < _REMEMBERED_CONNECT_LIMITS:
+                self._connect_timeouts[timeouts.connect] = client_timeout
         return client_timeout
 
     async def close(self) -> None:

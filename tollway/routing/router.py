@@ -30,8 +30,8 @@ _TOKENS_PER_MESSAGE = 4
 
 
 Plan = tuple[list[Candidate], int, float | None]
-"""The candidates in order, retries a candidate, and the group's deadline (seconds)."""
-"""The candidates of one request, best first, and how often to retry each."""
+"""The candidates of one request, best first, how often to retry each, and the group's
+deadline in seconds (``None``: none)."""
 
 
 class Router:

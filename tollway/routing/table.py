@@ -133,13 +133,17 @@ def _hurried(
 def within(deployment: Deployment, left: float, streaming: bool) -> Deployment:
     """``deployment`` with its limits cut to the ``left`` seconds of a deadline: connecting
     and the first byte, and for an answer in one piece the total too (a stream that has begun
-    runs on its own limits). The deployment itself when its limits are shorter already."""
+    runs on its own limits, but its first event comes within ``left`` even when the head came
+    first). The deployment itself when its limits are shorter already."""
     timeouts = deployment.timeouts
-    total = timeouts.total if streaming else min(timeouts.total, left)
-    if timeouts.first_byte <= left and timeouts.connect <= left and total == timeouts.total:
-        return deployment
+    if timeouts.total <= left:
+        return deployment  # nothing it waits for can outlast the deadline
     cut = UpstreamTimeouts(
-        min(timeouts.connect, left), min(timeouts.first_byte, left), total, _gap(timeouts)
+        min(timeouts.connect, left),
+        min(timeouts.first_byte, left),
+        timeouts.total if streaming else left,
+        _gap(timeouts),
+        first_event=left,
     )
     return replace(deployment, timeouts=cut)
 

@@ -11,9 +11,10 @@ import pytest
 from aiohttp import web
 
 from tollway.core.errors import UpstreamTimeout
-from tollway.core.types import UpstreamTimeouts
+from tollway.core.types import Deployment, UpstreamTimeouts
 from tollway.providers.deadlines import Deadlines
 from tollway.providers.http import UpstreamClient
+from tollway.routing.table import within
 
 
 def _no_error(raw: object) -> tuple[str, None, None, None]:
@@ -26,6 +27,7 @@ async def _slow_json(request: web.Request) -> web.Response:
 
 
 async def _events(request: web.Request) -> web.StreamResponse:
+    await asyncio.sleep(float(request.query.get("head", "0")))  # before the answer's head
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await response.prepare(request)
     gap = float(request.query.get("gap", "0"))
@@ -142,5 +144,41 @@ def test_total_limit_ends_a_stream_whose_consumer_is_slow() -> None:
                 await asyncio.sleep(0.2)
         assert caught.value.phase == "total"
         assert 1 <= len(received) < 5
+
+    _run(check)
+
+
+def test_connect_limits_cut_by_a_deadline_are_not_remembered_for_ever() -> None:
+    # A model group's deadline gives each call the time left as its connect limit: a value
+    # of its own nearly every request. The client keeps a few limits' aiohttp timeouts only.
+    async def test(client: UpstreamClient, base: str) -> None:
+        for left in range(1, 201):
+            timeouts = UpstreamTimeouts(connect=left / 1000, first_byte=1.0, total=2.0)
+            assert await client.post_json(base + "/json", {}, {}, timeouts, _no_error) == {
+                "ok": True
+            }
+        assert len(client._connect_timeouts) <= 64
+
+    _run(test)
+
+
+@pytest.mark.parametrize("first_byte", [0.35, 60.0])
+def test_a_deadline_bounds_a_streams_first_event_however_early_its_head_came(
+    first_byte: float,
+) -> None:
+    # 0.4 s of a deadline left: the head comes at 0.3 s, the first event 0.3 s after it. The
+    # first-byte limit restarts at the head, but the deadline does not (whether it cut the
+    # deployment's own first-byte limit or left it as it was).
+    own = UpstreamTimeouts(connect=0.2, first_byte=first_byte, total=10.0)
+    deployment = within(Deployment("d", "openai", "m", "http://u", own), 0.4, streaming=True)
+
+    async def check(client: UpstreamClient, base: str) -> None:
+        started = time.monotonic()
+        url = base + "/events?head=0.3&gap=0.3&count=1"
+        with pytest.raises(UpstreamTimeout) as caught:
+            async for _ in client.post_stream(url, {}, {}, deployment.timeouts, _no_error):
+                pass
+        assert caught.value.phase == "first_byte"
+        assert time.monotonic() - started < 0.55
 
     _run(check)
