@@ -516,6 +516,42 @@ def test_an_upstream_that_fails_mid_stream_releases_the_rest(gateway: str) -> No
     assert 0 < row["spent_usd"] < 200 * PRICEY["output"] / 1e6 / 4
 
 
+def test_an_answer_without_usage_never_costs_more_than_was_reserved(gateway: str) -> None:
+    # The upstream reports no usage, so the gateway counts the output from the text it passed
+    # on (about four characters a token); the simulator's words run longer than that, which
+    # counted 50 generated tokens as about 80 and pushed spend past the budget.
+    key_id, key = new_key(gateway)
+    set_budget(gateway, key_id, 0.55)
+    headers = {
+        "authorization": f"Bearer {key}", "x-sim-usage": "omit", "x-sim-output-tokens": "500",
+    }  # fmt: skip
+    body: dict[str, Any] = {
+        "model": "pricey", "max_tokens": 50,
+        "messages": [{"role": "user", "content": "answer without usage"}],
+    }  # fmt: skip
+    estimate = httpx.post(gateway + "/v1/estimate", json=body, headers=headers)
+    reserved = estimate.json()["cost_usd"]["max"]
+    with httpx.stream(
+        "POST", gateway + "/v1/chat/completions", json={**body, "stream": True}, headers=headers
+    ) as response:
+        assert response.status_code == 200
+        comment = [line for line in response.iter_lines() if "x-tollway-cost-usd=" in line]
+    costs = [float(comment[0].split("=", 1)[1])]
+    for _ in range(10):
+        answer = httpx.post(gateway + "/v1/chat/completions", json=body, headers=headers)
+        if answer.status_code == 429:
+            assert answer.json()["error"]["code"] == "budget_exceeded"
+            break
+        assert answer.status_code == 200, answer.text
+        costs.append(float(answer.headers["x-tollway-cost-usd"]))
+    assert len(costs) >= 2
+    assert max(costs) <= reserved
+    row = wait_settled(gateway, key_id)
+    assert row["reserved_usd"] == 0
+    assert row["spent_usd"] == pytest.approx(sum(costs), abs=1e-5)
+    assert row["spent_usd"] <= 0.55
+
+
 def test_a_failed_request_costs_nothing_and_holds_nothing(gateway: str) -> None:
     key_id, key = new_key(gateway)
     set_budget(gateway, key_id, 5.0)

@@ -4,11 +4,13 @@ and what happens when Redis cannot be reached."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import openai
@@ -139,3 +141,102 @@ def test_unreachable_redis_answers_503_unless_fail_open(log_dir: Path, simulator
         answer = httpx.post(url + "/v1/chat/completions", json=body, headers=headers, timeout=10)
         assert answer.status_code == 200, answer.text
         assert "x-tollway-budget-remaining-usd" not in answer.headers
+
+
+class RedisSwitch:
+    """A TCP relay in front of the test Redis that can be cut and restored: an outage of the
+    gateway's Redis without touching Redis itself (other tests share it)."""
+
+    def __init__(self, target: str) -> None:
+        parts = urlsplit(target)
+        self._target = (parts.hostname or "127.0.0.1", parts.port or 6379)
+        self.url = f"redis://127.0.0.1:{free_port()}{parts.path}"
+        self._port = int(urlsplit(self.url).port or 0)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    def up(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._up(), self._loop).result(5)
+
+    def down(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._down(), self._loop).result(5)
+
+    def close(self) -> None:
+        self.down()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    async def _up(self) -> None:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self._port)
+
+    async def _down(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for writer in self._writers:
+            writer.close()
+        self._writers.clear()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection(*self._target)
+        self._writers |= {writer, upstream_writer}
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            except OSError:
+                pass
+            finally:
+                sink.close()
+
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+
+
+def test_spend_let_through_while_redis_was_down_is_charged_when_it_is_back(
+    log_dir: Path, simulator_url: str
+) -> None:
+    # fail_open lets requests through while Redis cannot be reached; what they cost was never
+    # charged to their budgets (admission took nothing, so settlement had nothing to settle),
+    # and the shared budget stayed short of what had been spent.
+    switch = RedisSwitch(redis_url())
+    switch.up()
+    try:
+        env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TOLLWAY_REDIS_URL": switch.url}
+        config = shared_config(
+            simulator_url, switch.url, unique_prefix("outage"), fail_open=True,
+            spend_flush_interval="1s",
+        )  # fmt: skip
+        body = {"model": "pricey", "messages": [{"role": "user", "content": "x"}], "max_tokens": 5}
+        headers = {"authorization": f"Bearer {CLIENT_KEY}"}
+        with running_gateway(log_dir, config, env) as (url, _):
+            first = httpx.post(url + "/v1/chat/completions", json=body, headers=headers)
+            assert first.status_code == 200, first.text
+            before = budget_row(url)["spent_usd"]
+            assert before == pytest.approx(float(first.headers["x-tollway-cost-usd"]), abs=1e-6)
+            switch.down()
+            costs = []
+            for _ in range(3):
+                answer = httpx.post(
+                    url + "/v1/chat/completions", json=body, headers=headers, timeout=10
+                )
+                assert answer.status_code == 200, answer.text
+                costs.append(float(answer.headers["x-tollway-cost-usd"]))
+            switch.up()
+            deadline = time.monotonic() + 10
+            while True:
+                time.sleep(0.2)
+                answer = httpx.get(url + "/admin/budgets", headers=headers)
+                if answer.status_code != 200:  # a pooled connection cut by the outage
+                    continue
+                (row,) = answer.json()["data"]
+                if row["spent_usd"] > before or time.monotonic() > deadline:
+                    break
+            assert row["spent_usd"] == pytest.approx(before + sum(costs), abs=1e-5)
+            assert row["reserved_usd"] == 0
+    finally:
+        switch.close()

@@ -19,6 +19,8 @@ HI = [{"role": "user", "content": "What does a toll booth cost to run?"}]
 SIM_CHAT = (1.00, 4.00)
 SIM_CLAUDE = (3.00, 15.00)
 SIM_EMBED = 0.02
+# The catalog's claude-sonnet-4-5: input, 5-minute and 1-hour cache writes, output.
+SONNET = {"input": 3.00, "5m": 3.75, "1h": 6.00, "output": 15.00}
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +38,7 @@ def priced(log_dir: Path, simulator_url: str) -> Iterator[str]:
             {"name": "negotiated", "deployments": [
                 deployment("sim-chat", price={"input": 0.5, "output": 2.0})]},
             {"name": "claude", "deployments": [deployment("sim-claude", "anthropic")]},
+            {"name": "sonnet", "deployments": [deployment("claude-sonnet-4-5", "anthropic")]},
             {"name": "unpriced", "deployments": [deployment("llama-local-7b")]},
             {"name": "embed", "kind": "embedding", "deployments": [deployment("sim-embed")]},
         ]
@@ -101,6 +104,37 @@ def test_anthropic_route_and_embeddings_carry_the_cost(priced: str) -> None:
     raw = _client(priced).embeddings.with_raw_response.create(model="embed", input=["a", "b c"])
     tokens = raw.parse().usage.prompt_tokens
     assert float(raw.headers["x-tollway-cost-usd"]) == pytest.approx(tokens * SIM_EMBED / 1e6)
+
+
+@pytest.mark.parametrize("ttl", ["5m", "1h"])
+def test_cache_writes_are_billed_at_the_rate_of_their_time_to_live(priced: str, ttl: str) -> None:
+    # Anthropic bills a prompt written to the cache for an hour at twice the input rate, not
+    # the 1.25x of a five-minute write; the gateway billed every write at 1.25x, and reserved
+    # no more, so a budget could be overspent by the difference.
+    claude = anthropic.Anthropic(base_url=priced, api_key=CLIENT_KEY, max_retries=0)
+    messages = [{"role": "user", "content": "a long shared context " * 300}]
+    control = {"type": "ephemeral", "ttl": ttl}
+    raw = claude.messages.with_raw_response.create(
+        model="sonnet", messages=messages, max_tokens=10, extra_body={"cache_control": control}
+    )
+    usage = raw.parse().usage
+    written = usage.cache_creation_input_tokens or 0
+    assert written > 1000 and usage.input_tokens == 0
+    expected = (written * SONNET[ttl] + usage.output_tokens * SONNET["output"]) / 1e6
+    cost = float(raw.headers["x-tollway-cost-usd"])
+    assert cost == pytest.approx(expected, abs=1e-9)
+    body = {"model": "sonnet", "messages": messages, "max_tokens": 10, "cache_control": control}
+    streamed = httpx.post(
+        priced + "/v1/messages",
+        json={**body, "stream": True},
+        headers={"x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01"},
+    )
+    comments = [line for line in streamed.text.splitlines() if line.startswith(": x-tollway")]
+    assert comments and float(comments[0].split("=", 1)[1]) == pytest.approx(cost, abs=1e-9)
+    # What admission reserves for the request covers it.
+    del body["cache_control"]
+    estimate = httpx.post(priced + "/v1/estimate", json=body, headers=ADMIN).json()
+    assert estimate["cost_usd"]["max"] >= cost
 
 
 def test_an_unpriced_deployment_costs_nothing_and_says_so(priced: str) -> None:

@@ -56,6 +56,7 @@ class PriceTierConfig(Strict):
     output: float = Field(ge=0.0)
     cached_input: float | None = Field(default=None, ge=0.0)
     cache_write: float | None = Field(default=None, ge=0.0)
+    cache_write_1h: float | None = Field(default=None, ge=0.0)
 
 
 class DeploymentPrice(Strict):
@@ -65,6 +66,7 @@ class DeploymentPrice(Strict):
     output: float = Field(ge=0.0)
     cached_input: float | None = Field(default=None, ge=0.0)
     cache_write: float | None = Field(default=None, ge=0.0)
+    cache_write_1h: float | None = Field(default=None, ge=0.0)
     reasoning: float | None = Field(default=None, ge=0.0)
     per_image: float | None = Field(default=None, ge=0.0)
     """USD per input image."""

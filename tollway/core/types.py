@@ -124,6 +124,9 @@ class Usage:
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
     extra: JSON = field(default_factory=dict)
+    cache_write_1h_tokens: int = 0
+    """Of ``cache_write_tokens``, those written for an hour (Anthropic's ``ttl: 1h``), which
+    are billed at a higher rate than five-minute writes."""
 
     @property
     def total_tokens(self) -> int:
@@ -300,19 +303,23 @@ class PriceTier:
     output: float
     cached_input: float | None = None
     cache_write: float | None = None
+    cache_write_1h: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Price:
     """What a deployment charges: USD per 1M tokens unless a field says otherwise.
 
-    ``None`` rates fall back: cache reads and writes to ``input``, reasoning to ``output``.
+    ``None`` rates fall back: cache reads and writes to ``input``, one-hour cache writes to
+    ``cache_write``, reasoning to ``output``.
     """
 
     input: float
     output: float
     cached_input: float | None = None
     cache_write: float | None = None
+    cache_write_1h: float | None = None
+    """Per 1M tokens written to the cache for an hour (Anthropic: twice ``input``)."""
     reasoning: float | None = None
     per_image: float | None = None
     """USD per input image, where the provider prices images by count."""

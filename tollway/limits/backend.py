@@ -134,6 +134,11 @@ class Limiter(Protocol):
         """The current spend and reservations of budget accounts (missing ones as zero)."""
         ...
 
+    def unchecked(self, claim: Claim) -> Ticket:
+        """A ticket for a request let through while the backend was unreachable (fail-open):
+        it holds nothing, and settling it charges what the request used."""
+        ...
+
     def known_spent(self, account: str) -> int | None:
         """The account's spend as last seen by this process, without a round trip."""
         ...

@@ -137,6 +137,10 @@ class MemoryLimiter:
             states.append(AccountState(name, spent, reserved))
         return states
 
+    def unchecked(self, claim: Claim) -> Ticket:
+        """A ticket holding nothing (never needed: memory is always reachable)."""
+        return Ticket(Claim(claim.request_id, (), 0, claim.budgets, 0, claim.hold_s))
+
     def known_spent(self, account: str) -> int | None:
         """The account's spend (exact: this process holds it)."""
         held = self._accounts.get(account)

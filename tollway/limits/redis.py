@@ -501,6 +501,13 @@ class RedisLimiter:
             states.append(AccountState(name, int(spent or 0), int(reserved or 0)))
         return states
 
+    def unchecked(self, claim: Claim) -> Ticket:
+        """A ticket under a hold id of its own that holds nothing: its settlement (retried
+        until Redis takes it) frees no slot and no reservation, and charges the buckets and
+        budgets what the request used."""
+        unheld = Claim(claim.request_id, claim.limits, 0, claim.budgets, 0, claim.hold_s)
+        return _HeldTicket(unheld, hold=f"{claim.request_id}/{self._nonce}{self._next():x}")
+
     def known_spent(self, account: str) -> int | None:
         """The account's spend as this instance last saw it (admit, settle, accounts, seed)."""
         return self._spent.get(account)

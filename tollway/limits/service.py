@@ -91,15 +91,16 @@ class LimitService:
 
     # --- the request path ---------------------------------------------------------------
 
-    async def admit(self, claim: Claim) -> Ticket | Refusal | None:
-        """The backend's answer; ``None`` when it is unreachable and ``fail_open`` is set."""
+    async def admit(self, claim: Claim) -> Ticket | Refusal:
+        """The backend's answer; when it is unreachable and ``fail_open`` is set, a ticket
+        that holds nothing, so what the request costs is still charged once it is back."""
         try:
             return await self.limiter.admit(claim)
         except LimiterUnavailable as exc:
             if not self.config.fail_open:
                 raise
             self._warn(f"limiter unavailable, request {claim.request_id} let through: {exc}")
-            return None
+            return self.limiter.unchecked(claim)
 
     async def settle(
         self, ticket: Ticket, tokens: int, micros: int, budgets: Sequence[Budget] = ()

@@ -196,10 +196,11 @@ class Admission(Stage):
         ctx: RequestContext,
         claim: Claim,
         budgets: list[Budget],
-        outcome: Ticket | Refusal | None,
+        outcome: Ticket | Refusal,
     ) -> None:
         """After the first answer of the backend: shrink and ask again where a refusing
-        budget's policy says so, then refuse, let through (fail-open) or hold the ticket."""
+        budget's policy says so, then refuse or hold the ticket (fail-open: one that holds
+        nothing, so the request's cost is still charged)."""
         chat = ctx.chat
         estimate = ctx.input_tokens_estimate or 0
         refused_by: set[str] = set()
@@ -231,15 +232,14 @@ class Admission(Stage):
             outcome = await self._admit(claim)
         if isinstance(outcome, Refusal):
             raise _refused(outcome)
-        if outcome is not None:  # else fail-open: nothing was taken, nothing to settle
-            self._admitted(ctx, outcome, budgets)
+        self._admitted(ctx, outcome, budgets)
 
     def _admitted(self, ctx: RequestContext, ticket: Ticket, budgets: list[Budget]) -> None:
         ctx.ticket = ticket
         ctx.budgets = tuple(budgets)
         self._headers(ctx, ticket)
 
-    async def _admit(self, claim: Claim) -> Ticket | Refusal | None:
+    async def _admit(self, claim: Claim) -> Ticket | Refusal:
         try:
             return await self._service.admit(claim)
         except LimiterUnavailable:
@@ -344,9 +344,7 @@ class Admission(Stage):
         self._took(ctx, deployment, await self._admit(claim))
 
     @staticmethod
-    def _took(
-        ctx: RequestContext, deployment: Deployment, outcome: Ticket | Refusal | None
-    ) -> None:
+    def _took(ctx: RequestContext, deployment: Deployment, outcome: Ticket | Refusal) -> None:
         if isinstance(outcome, Refusal):
             error = _refused(outcome)
             raise DeploymentBusy(
@@ -354,10 +352,9 @@ class Admission(Stage):
                 code="rate_limit_exceeded",
                 headers=error.headers,
             )
-        if outcome is not None:
-            if ctx.deployment_tickets is None:
-                ctx.deployment_tickets = []
-            ctx.deployment_tickets.append(outcome)
+        if ctx.deployment_tickets is None:
+            ctx.deployment_tickets = []
+        ctx.deployment_tickets.append(outcome)
 
     def on_attempt_end(self, ctx: RequestContext, attempt: Attempt) -> Awaitable[None] | None:
         """A failed attempt used nothing of its deployment's limits: give them back now."""

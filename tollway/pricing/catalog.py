@@ -86,6 +86,7 @@ def price_from_row(row: Mapping[str, Any], source: str) -> Price:
             output=float(tier["output"]),
             cached_input=_rate(tier.get("cached_input")),
             cache_write=_rate(tier.get("cache_write")),
+            cache_write_1h=_rate(tier.get("cache_write_1h")),
         )
         for tier in row.get("tiers") or ()
     )
@@ -94,6 +95,7 @@ def price_from_row(row: Mapping[str, Any], source: str) -> Price:
         output=float(row["output"]),
         cached_input=_rate(row.get("cached_input")),
         cache_write=_rate(row.get("cache_write")),
+        cache_write_1h=_rate(row.get("cache_write_1h")),
         reasoning=_rate(row.get("reasoning")),
         per_image=_rate(row.get("per_image")),
         per_request=_rate(row.get("per_request")),

@@ -74,6 +74,7 @@ def _fields(price: Price) -> dict[str, object]:
         "output": price.output,
         "cached_input": price.cached_input,
         "cache_write": price.cache_write,
+        "cache_write_1h": price.cache_write_1h,
         "reasoning": price.reasoning,
         "per_image": price.per_image,
         "per_request": price.per_request,
@@ -86,6 +87,7 @@ def _fields(price: Price) -> dict[str, object]:
                 "output": t.output,
                 "cached_input": t.cached_input,
                 "cache_write": t.cache_write,
+                "cache_write_1h": t.cache_write_1h,
             }
             for t in price.tiers
         ],

@@ -5,7 +5,7 @@ The usual ways gateways get bills wrong, and what is done here about each:
 - **Cache reads** are billed at the cached-input rate, not the input rate (``Usage``'s
   ``input_tokens`` includes them; every codec fills it that way).
 - **Cache writes** (Anthropic) are billed at the cache-write rate (1.25x input for 5-minute
-  writes), not the input rate.
+  writes), not the input rate; one-hour writes at their own rate (2x input).
 - **Reasoning tokens** are part of ``output_tokens`` (as OpenAI and Google report them):
   billed once, at the output rate, or at ``reasoning`` where a price sets one apart.
 - **Long-context tiers** (Gemini 2.5 Pro, Claude Sonnet 4 with 1M context): when the input
@@ -36,7 +36,16 @@ def cost_usd(price: Price, usage: Usage, *, images: int = 0) -> float:
     fresh = max(usage.input_tokens - cached - written, 0)
     total = fresh * input_rate
     total += cached * (input_rate if cached_rate is None else cached_rate)
-    total += written * (input_rate if write_rate is None else write_rate)
+    write_rate = input_rate if write_rate is None else write_rate
+    total += written * write_rate
+    if usage.cache_write_1h_tokens:
+        long_rate = price.cache_write_1h
+        for tier in reversed(price.tiers):
+            if usage.input_tokens > tier.above_input_tokens:
+                long_rate = tier.cache_write_1h if tier.cache_write_1h is not None else long_rate
+                break
+        if long_rate is not None:
+            total += min(usage.cache_write_1h_tokens, written) * (long_rate - write_rate)
     reasoning = min(usage.reasoning_tokens, usage.output_tokens)
     if price.reasoning is None:
         total += usage.output_tokens * output_rate
@@ -56,10 +65,15 @@ def worst_case_usd(
     """The most a request of ``input_tokens`` and up to ``max_output_tokens`` can cost: no
     cache discount, every output token at the highest output-side rate."""
     output_rate = max(price.output, price.reasoning or 0.0)
-    input_rate = max(price.input, price.cache_write or 0.0)  # a prompt written to the cache
+    # A prompt written to the cache, for five minutes or for an hour.
+    input_rate = max(price.input, price.cache_write or 0.0, price.cache_write_1h or 0.0)
     for tier in reversed(price.tiers):
         if input_tokens > tier.above_input_tokens:
-            input_rate = max(tier.input, tier.cache_write or price.cache_write or 0.0)
+            input_rate = max(
+                tier.input,
+                tier.cache_write or price.cache_write or 0.0,
+                tier.cache_write_1h or price.cache_write_1h or 0.0,
+            )
             output_rate = max(tier.output, price.reasoning or 0.0)
             break
     total = (input_tokens * input_rate + max_output_tokens * output_rate) * _PER_TOKEN

@@ -3,7 +3,9 @@
 The provider's usage is priced at the serving deployment's price. When the provider
 reported none (an upstream that sends no usage, a stream the client left early), the
 gateway counts for itself: the input with the local tokenizer, the output from the
-characters it forwarded (about four a token), and marks the usage as estimated.
+characters it forwarded (about four a token, never more than the request's ``max_tokens``
+for each of its choices: the provider stops there, and admission reserved no more), and
+marks the usage as estimated.
 """
 
 from __future__ import annotations
@@ -58,6 +60,11 @@ class Metering:
         if input_tokens is None:
             input_tokens = self.input_tokens(ctx, deployment.provider, deployment.model)
         output_tokens = math.ceil(ctx.output_chars / _CHARS_PER_TOKEN)
+        chat = ctx.chat
+        if chat is not None and chat.max_tokens is not None:
+            # Words longer than four characters would count past what the provider can have
+            # generated, and past the budget reservation that bounds it.
+            output_tokens = min(output_tokens, chat.max_tokens * max(1, chat.n or 1))
         return Usage(input_tokens=input_tokens, output_tokens=output_tokens)
 
 

@@ -6,6 +6,11 @@ Stream event order follows the Messages streaming docs and the anthropic-python 
 after the first block start, then ``message_delta`` (stop_reason, stop_sequence, cumulative
 usage) and ``message_stop``. Tool input streams as ``input_json_delta`` fragments after an
 empty one, as the real API does.
+
+Prompt caching: a request with a top-level ``cache_control`` (``{"type": "ephemeral"}``, with
+``"ttl": "1h"`` for an hour) reports its whole prompt as written to the cache, in
+``cache_creation_input_tokens`` and split by time to live in ``cache_creation``, as Anthropic
+does; the simulator keeps no cache, so nothing is ever read from it.
 """
 
 from __future__ import annotations
@@ -149,11 +154,36 @@ def _max_tokens(body: dict[str, Any]) -> int:
     return value
 
 
-def _usage(input_tokens: int, output_tokens: int) -> dict[str, int]:
+def _cache_ttl(body: dict[str, Any]) -> str | None:
+    """How long a request asks its prompt to be cached (``None``: not at all)."""
+    control = body.get("cache_control")
+    if control is None:
+        return None
+    ttl = control.get("ttl", "5m") if isinstance(control, dict) else None
+    if ttl not in ("5m", "1h") or control.get("type") != "ephemeral":
+        raise InvalidRequest(
+            "cache_control: expected {'type': 'ephemeral', 'ttl': '5m' | '1h'}", "cache_control"
+        )
+    return str(ttl)
+
+
+def _usage(input_tokens: int, output_tokens: int, cache_ttl: str | None = None) -> dict[str, Any]:
+    if cache_ttl is None:
+        return {
+            "input_tokens": input_tokens,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+            "output_tokens": output_tokens,
+        }
+    hour = cache_ttl == "1h"
     return {
-        "input_tokens": input_tokens,
-        "cache_creation_input_tokens": 0,
+        "input_tokens": 0,
+        "cache_creation_input_tokens": input_tokens,
         "cache_read_input_tokens": 0,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": 0 if hour else input_tokens,
+            "ephemeral_1h_input_tokens": input_tokens if hour else 0,
+        },
         "output_tokens": output_tokens,
     }
 
@@ -174,6 +204,7 @@ async def handle_messages(
     body = call.body
     prompt, input_tokens = read_prompt(body, call.output_tokens)
     prompt.max_tokens = _max_tokens(body)
+    ttl = _cache_ttl(body)
     completion = complete(prompt, 0, lambda: state.new_id("toolu_"))
     message: dict[str, Any] = {
         "id": state.new_id("msg_"),
@@ -183,10 +214,10 @@ async def handle_messages(
         "content": [],
         "stop_reason": None,
         "stop_sequence": None,
-        "usage": _usage(input_tokens, 1),
+        "usage": _usage(input_tokens, 1, ttl),
     }
     if body.get("stream") is True:
-        parts = stream_parts(message, completion, input_tokens)
+        parts = stream_parts(message, completion, input_tokens, ttl)
         headers = {**SSE_HEADERS, request_id_header(Dialect.ANTHROPIC): call.request_id}
         return await send_stream(request, call, parts, headers)
     await delay(call, completion.output_tokens)
@@ -194,7 +225,7 @@ async def handle_messages(
     message["stop_reason"] = _STOP_REASON[completion.finish]
     message["stop_sequence"] = completion.stop_sequence
     # A complete message's usage also names the service tier, as Anthropic's does.
-    usage = _usage(input_tokens, completion.output_tokens)
+    usage = _usage(input_tokens, completion.output_tokens, ttl)
     message["usage"] = {**usage, "service_tier": "standard"}
     return json_response(message, call.request_id, Dialect.ANTHROPIC)
 
@@ -223,7 +254,12 @@ def _text_block_parts(index: int, pieces: list[str]) -> StreamParts:
     return parts
 
 
-def stream_parts(message: dict[str, Any], completion: Completion, input_tokens: int) -> StreamParts:
+def stream_parts(
+    message: dict[str, Any],
+    completion: Completion,
+    input_tokens: int,
+    cache_ttl: str | None = None,
+) -> StreamParts:
     """Every event of a Messages stream."""
     parts: StreamParts = [
         (_event(b"message_start", {"type": "message_start", "message": message}), False)
@@ -256,7 +292,7 @@ def stream_parts(message: dict[str, Any], completion: Completion, input_tokens: 
             "stop_reason": _STOP_REASON[completion.finish],
             "stop_sequence": completion.stop_sequence,
         },
-        "usage": _usage(input_tokens, completion.output_tokens),
+        "usage": _usage(input_tokens, completion.output_tokens, cache_ttl),
     }
     parts.append((_event(b"message_delta", message_delta), False))
     parts.append((_MESSAGE_STOP, False))

@@ -4,7 +4,8 @@ Usage: Anthropic's ``input_tokens`` leaves out the tokens read from and written 
 cache; canonical ``Usage.input_tokens`` includes them. So canonical input is
 ``input_tokens + cache_read_input_tokens + cache_creation_input_tokens``, with the two cache
 counts kept as ``cached_input_tokens`` and ``cache_write_tokens``, and the reverse on the way
-out. ``output_tokens_details.thinking_tokens`` is ``reasoning_tokens``.
+out; ``cache_creation.ephemeral_1h_input_tokens`` (writes kept an hour, billed higher) is
+``cache_write_1h_tokens``. ``output_tokens_details.thinking_tokens`` is ``reasoning_tokens``.
 """
 
 from __future__ import annotations
@@ -90,6 +91,9 @@ def usage_from_wire(raw: Any) -> Usage | None:
     cache_write = int(raw.get("cache_creation_input_tokens") or 0)
     details = raw.get("output_tokens_details")
     thinking = details.get("thinking_tokens") if isinstance(details, dict) else None
+    # The split of the writes by time to live (kept in ``extra`` for Anthropic clients).
+    split = raw.get("cache_creation")
+    long_writes = split.get("ephemeral_1h_input_tokens") if isinstance(split, dict) else None
     return Usage(
         input_tokens=int(raw.get("input_tokens") or 0) + cache_read + cache_write,
         output_tokens=int(raw.get("output_tokens") or 0),
@@ -97,6 +101,7 @@ def usage_from_wire(raw: Any) -> Usage | None:
         cache_write_tokens=cache_write,
         reasoning_tokens=int(thinking or 0),
         extra={k: v for k, v in raw.items() if k not in _USAGE_KEYS},
+        cache_write_1h_tokens=int(long_writes or 0),
     )
 
 

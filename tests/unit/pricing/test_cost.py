@@ -15,9 +15,15 @@ SONNET = Price(
     input=3.00,
     cached_input=0.30,
     cache_write=3.75,
+    cache_write_1h=6.00,
     output=15.00,
-    tiers=(PriceTier(200_000, input=6.00, output=22.50, cached_input=0.60, cache_write=7.50),),
-)
+    tiers=(
+        PriceTier(
+            200_000, input=6.00, output=22.50, cached_input=0.60, cache_write=7.50,
+            cache_write_1h=12.00,
+        ),
+    ),
+)  # fmt: skip
 
 
 def test_plain_input_and_output() -> None:
@@ -34,6 +40,20 @@ def test_cache_writes_are_billed_at_the_write_rate() -> None:
     usage = Usage(input_tokens=5_000, output_tokens=100, cache_write_tokens=4_000)
     expected = (1_000 * 3.00 + 4_000 * 3.75 + 100 * 15.00) / 1e6
     assert cost_usd(SONNET, usage) == pytest.approx(expected)
+
+
+def test_one_hour_cache_writes_are_billed_at_their_own_rate() -> None:
+    usage = Usage(
+        input_tokens=5_000, output_tokens=100, cache_write_tokens=4_000, cache_write_1h_tokens=3_000
+    )
+    expected = (1_000 * 3.00 + 1_000 * 3.75 + 3_000 * 6.00 + 100 * 15.00) / 1e6
+    assert cost_usd(SONNET, usage) == pytest.approx(expected)
+    # Above the long-context threshold, at the tier's one-hour rate.
+    usage = Usage(input_tokens=300_000, cache_write_tokens=300_000, cache_write_1h_tokens=300_000)
+    assert cost_usd(SONNET, usage) == pytest.approx(300_000 * 12.00 / 1e6)
+    # A price without a one-hour rate bills them as other writes.
+    plain = Price(input=3.00, cache_write=3.75, output=15.00)
+    assert cost_usd(plain, usage) == pytest.approx(300_000 * 3.75 / 1e6)
 
 
 def test_reasoning_tokens_are_part_of_output_and_billed_once() -> None:
@@ -80,6 +100,14 @@ def test_the_worst_case_is_never_below_what_the_answer_costs(
 ) -> None:
     cached = input_tokens * cached_pct // 100
     written = (input_tokens - cached) * written_pct // 100
+    for long_writes in (0, written // 2, written):
+        _check_worst_case(input_tokens, max_output, cached, written, long_writes, reasoning_pct)
+
+
+def _check_worst_case(
+    input_tokens: int, max_output: int, cached: int, written: int, long_writes: int,
+    reasoning_pct: int,
+) -> None:  # fmt: skip
     for price in (GPT_4O, SONNET, Price(input=1.0, output=2.0, reasoning=5.0)):
         usage = Usage(
             input_tokens=input_tokens,
@@ -87,6 +115,7 @@ def test_the_worst_case_is_never_below_what_the_answer_costs(
             cached_input_tokens=cached,
             cache_write_tokens=written,
             reasoning_tokens=max_output * reasoning_pct // 100,
+            cache_write_1h_tokens=long_writes,
         )
         assert cost_usd(price, usage) <= worst_case_usd(price, input_tokens, max_output) + 1e-12
 
@@ -112,6 +141,8 @@ def test_every_catalog_row_is_sane() -> None:
         assert price.input >= 0 and price.output >= 0, entry
         if price.cached_input is not None:
             assert price.cached_input <= price.input, entry
+        if price.cache_write_1h is not None:
+            assert price.cache_write_1h >= (price.cache_write or price.input), entry
         for tier in price.tiers:
             assert tier.input >= price.input, entry
 
