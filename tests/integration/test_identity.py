@@ -377,3 +377,36 @@ def test_cli_key_lifecycle(locked: tuple[str, Process]) -> None:
         timeout=60,
     )
     assert failed.returncode == 1 and "401" in failed.stderr
+
+
+def test_a_key_gives_no_key_more_models_than_it_may_use(locked: tuple[str, Process]) -> None:
+    url, _ = locked
+    admin = Admin(url)
+    team = admin("POST", "/admin/teams", {"name": f"narrow-{uuid.uuid4().hex[:6]}"}, 201)
+    user = admin("POST", "/admin/users", {"email": f"n-{uuid.uuid4().hex[:6]}@example.com"}, 201)
+    admin("POST", f"/admin/teams/{team['id']}/members", {"user_id": user["id"]}, 201)
+    narrow = admin(
+        "POST",
+        "/admin/keys",
+        {"name": "n", "user_id": user["id"], "team_id": team["id"], "allowed_models": ["open-*"]},
+        201,
+    )
+    as_narrow = Admin(url, narrow["key"])
+    # Naming no models (every model) or a model outside its own: refused.
+    for wider in ([], ["other-model"], ["*"], ["open-*", "other-*"]):
+        body = {"name": "w", "team_id": team["id"], "allowed_models": wider}
+        refusal = as_narrow("POST", "/admin/keys", body, 403)
+        assert refusal["error"]["code"] == "model_not_allowed"
+        as_narrow("PATCH", f"/admin/keys/{narrow['id']}", {"allowed_models": wider}, 403)
+    assert refused(url, narrow["key"], "other-model").status_code == 403
+    # Within its own models: allowed.
+    same = as_narrow("POST", "/admin/keys", {"name": "s", "allowed_models": ["open-*"]}, 201)
+    exact = as_narrow("POST", "/admin/keys", {"name": "e", "allowed_models": ["open-model"]}, 201)
+    assert chat(url, same["key"]) and chat(url, exact["key"])
+    as_narrow("PATCH", f"/admin/keys/{exact['id']}", {"allowed_models": ["open-m*"]})
+    # A team's service key (no owner) makes no keys: they would be nobody's, out of its team.
+    service = admin(
+        "POST", "/admin/keys", {"name": "svc", "team_id": team["id"], "allowed_models": []}, 201
+    )
+    orphan = Admin(url, service["key"])("POST", "/admin/keys", {"name": "orphan"}, 403)
+    assert orphan["error"]["code"] == "insufficient_role"

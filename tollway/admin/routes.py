@@ -15,6 +15,7 @@ from tollway.admin import bodies
 from tollway.admin.access import (
     may_read_key,
     require_key_manager,
+    require_models_within,
     require_role,
     require_team,
 )
@@ -241,6 +242,7 @@ async def create_key(call: AdminCall) -> dict[str, Any]:
     user_id = body.user_id
     if not principal.has_role("admin"):
         user_id = await _key_owner_for(call, body.team_id, user_id)
+        require_models_within(principal, body.allowed_models)
     expires_at = body.expires_at
     if body.expires_in is not None:
         expires_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=body.expires_in)
@@ -272,6 +274,12 @@ async def _key_owner_for(call: AdminCall, team_id: str | None, user_id: str | No
         user_id is None and principal.role_in(team_id) == "team_admin"
     ):
         require_role(principal, "member")
+        if principal.user is None:
+            # A team's service key: a key "for itself" would belong to nobody, and it could
+            # neither see nor revoke it afterwards.
+            raise PermissionDenied(
+                "A key without an owner cannot make keys.", code="insufficient_role"
+            )
         return principal.user
     require_team(principal, team_id, "team_admin")
     if user_id is not None:
@@ -313,6 +321,8 @@ async def update_key(call: AdminCall) -> dict[str, Any]:
     key = await _readable_key(call)
     require_key_manager(call.principal, key)
     body = await call.body(bodies.KeyUpdate)
+    if body.allowed_models is not None and not call.principal.has_role("admin"):
+        require_models_within(call.principal, body.allowed_models)
     changes = {
         k: (tuple(v) if k == "allowed_models" else v)
         for k, v in body.model_dump(exclude_unset=True).items()
