@@ -410,3 +410,32 @@ def test_a_key_gives_no_key_more_models_than_it_may_use(locked: tuple[str, Proce
     )
     orphan = Admin(url, service["key"])("POST", "/admin/keys", {"name": "orphan"}, 403)
     assert orphan["error"]["code"] == "insufficient_role"
+
+
+def test_a_change_that_sets_a_required_field_to_null_is_a_clear_400(
+    locked: tuple[str, Process],
+) -> None:
+    url, _ = locked
+    admin = Admin(url)
+    team = admin("POST", "/admin/teams", {"name": f"null-{uuid.uuid4().hex[:6]}"}, 201)
+    user = admin("POST", "/admin/users", {"email": f"null-{uuid.uuid4().hex[:6]}@example.com"}, 201)
+    key = admin("POST", "/admin/keys", {"name": "k", "allowed_models": ["open-model"]}, 201)
+    for path, field in [
+        (f"/admin/keys/{key['id']}", "name"),
+        (f"/admin/keys/{key['id']}", "allowed_models"),
+        (f"/admin/keys/{key['id']}", "tags"),
+        (f"/admin/keys/{key['id']}", "metadata"),
+        (f"/admin/users/{user['id']}", "role"),
+        (f"/admin/users/{user['id']}", "blocked"),
+        (f"/admin/users/{user['id']}", "metadata"),
+        (f"/admin/teams/{team['id']}", "name"),
+        (f"/admin/teams/{team['id']}", "metadata"),
+    ]:
+        error = admin("PATCH", path, {field: None}, 400)["error"]
+        assert error["param"] == field and error["message"] == (
+            f"'{field}': cannot be null (leave the field out to keep it as it is)"
+        )
+    assert admin("GET", f"/admin/keys/{key['id']}")["allowed_models"] == ["open-model"]
+    # What can be cleared still is.
+    assert admin("PATCH", f"/admin/keys/{key['id']}", {"expires_at": None})["expires_at"] is None
+    assert admin("PATCH", f"/admin/teams/{team['id']}", {"organization": None})["name"]

@@ -66,7 +66,8 @@ class AdminCall:
         except ValidationError as exc:
             error = exc.errors(include_url=False)[0]
             field = ".".join(str(part) for part in error["loc"])
-            raise InvalidRequest(f"'{field}': {error['msg']}", param=field) from None
+            message = error["msg"].removeprefix("Value error, ")
+            raise InvalidRequest(f"'{field}': {message}", param=field) from None
 
 
 @dataclass(frozen=True, slots=True)
