@@ -116,6 +116,30 @@ def test_requests_need_a_valid_key(locked: tuple[str, Process]) -> None:
     assert anthropic_shape.json()["error"]["type"] == "authentication_error"
 
 
+def test_a_key_that_is_not_utf8_is_an_unknown_key(locked: tuple[str, Process]) -> None:
+    url, process = locked
+    body = {"model": "open-model", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}
+    for headers, method, path, shape in [
+        (
+            {"Authorization": b"Bearer tw-\xff\xfe-not-utf8"},
+            "POST",
+            "/v1/chat/completions",
+            "openai",
+        ),
+        ({"x-api-key": b"tw-\xff-not-utf8"}, "POST", "/v1/messages", "anthropic"),
+        ({"Authorization": b"Bearer tw-\xff"}, "GET", "/v1/models", "openai"),
+        ({"Authorization": b"Bearer tw-\xff"}, "GET", "/admin/whoami", "openai"),
+    ]:
+        answer = httpx.request(method, url + path, headers=headers, json=body)
+        assert answer.status_code == 401, answer.text
+        error = answer.json()["error"]
+        if shape == "anthropic":
+            assert error["type"] == "authentication_error"
+        else:
+            assert error["code"] == "invalid_api_key"
+    assert "Traceback" not in process.output()
+
+
 def test_key_lifecycle(locked: tuple[str, Process]) -> None:
     url, _ = locked
     admin = Admin(url)
