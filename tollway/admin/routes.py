@@ -22,7 +22,13 @@ from tollway.admin.access import (
 from tollway.admin.render import record_json
 from tollway.auth.identity import Actor
 from tollway.auth.principal import Principal
-from tollway.core.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied
+from tollway.core.errors import (
+    AuthenticationFailed,
+    GatewayError,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+)
 from tollway.dialects.http import log_internal_error, read_json_object, request_id
 from tollway.dialects.openai import error_response
 from tollway.store import InvalidRecord, NewKey, RecordConflict, RecordNotFound
@@ -92,7 +98,11 @@ def admin_routes(gateway: Gateway, routes: list[Route]) -> list[web.RouteDef]:
             try:
                 principal = await gateway.authenticator.authenticate(request.headers)
                 if principal.kind == "anonymous":
-                    raise PermissionDenied("The admin API needs a key or a token.")
+                    # Not authenticated (401), whatever anonymous callers may do elsewhere.
+                    raise AuthenticationFailed(
+                        "The admin API needs a key or a token: send 'Authorization: Bearer <key>'.",
+                        code="missing_api_key",
+                    )
                 actor = Actor(principal, request.remote, rid)
                 result = await route.handler(AdminCall(request, actor, gateway))
             except GatewayError as exc:
