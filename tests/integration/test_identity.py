@@ -463,3 +463,42 @@ def test_a_change_that_sets_a_required_field_to_null_is_a_clear_400(
     # What can be cleared still is.
     assert admin("PATCH", f"/admin/keys/{key['id']}", {"expires_at": None})["expires_at"] is None
     assert admin("PATCH", f"/admin/teams/{team['id']}", {"organization": None})["name"]
+
+
+def test_a_team_admin_cannot_make_or_rotate_an_admins_key(locked: tuple[str, Process]) -> None:
+    url, _ = locked
+    admin = Admin(url)
+    team = admin("POST", "/admin/teams", {"name": f"climb-{uuid.uuid4().hex[:6]}"}, 201)
+    lead = admin("POST", "/admin/users", {"email": f"l-{uuid.uuid4().hex[:6]}@example.com"}, 201)
+    boss = admin(
+        "POST",
+        "/admin/users",
+        {"email": f"b-{uuid.uuid4().hex[:6]}@example.com", "role": "admin"},
+        201,
+    )
+    member = admin("POST", "/admin/users", {"email": f"m-{uuid.uuid4().hex[:6]}@example.com"}, 201)
+    members = f"/admin/teams/{team['id']}/members"
+    admin("POST", members, {"user_id": lead["id"], "role": "team_admin"}, 201)
+    admin("POST", members, {"user_id": member["id"]}, 201)
+    lead_key = admin(
+        "POST", "/admin/keys", {"name": "l", "user_id": lead["id"], "team_id": team["id"]}, 201
+    )
+    as_lead = Admin(url, lead_key["key"])
+    # The lead may add the admin to the team, but not make a key (which would act as admin).
+    as_lead("POST", members, {"user_id": boss["id"]}, 201)
+    refusal = as_lead(
+        "POST", "/admin/keys", {"name": "x", "user_id": boss["id"], "team_id": team["id"]}, 403
+    )
+    assert refusal["error"]["code"] == "insufficient_role"
+    bosses = admin(
+        "POST", "/admin/keys", {"name": "b", "user_id": boss["id"], "team_id": team["id"]}, 201
+    )
+    as_lead("POST", f"/admin/keys/{bosses['id']}/rotate", {}, 403)
+    as_lead("PATCH", f"/admin/keys/{bosses['id']}", {"name": "mine now"}, 403)
+    as_lead("POST", f"/admin/keys/{bosses['id']}/revoke", expect=403)
+    assert chat(url, bosses["key"])
+    # Its members' keys it still makes and manages.
+    made = as_lead(
+        "POST", "/admin/keys", {"name": "m", "user_id": member["id"], "team_id": team["id"]}, 201
+    )
+    assert as_lead("POST", f"/admin/keys/{made['id']}/rotate", {}, 201)["key"]

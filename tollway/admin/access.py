@@ -78,11 +78,26 @@ def _covered(pattern: str, own: Sequence[str]) -> bool:
     )
 
 
-def require_key_manager(principal: Principal, key: KeyRecord) -> None:
-    """403 unless ``principal`` may change ``key``: admin, its team's admin, or its owner."""
+def require_outranked_owner(principal: Principal, owner_role: Role | None) -> None:
+    """403 when a key's owner has a role above the caller's: a key acts with its owner's role,
+    so making (or rotating) one would hand the caller that role."""
+    # Below admin, no role outranks a team's admin in that team.
+    if owner_role == "admin" and not principal.has_role("admin"):
+        raise PermissionDenied(
+            "Only an admin may make or manage the keys of an admin.", code="insufficient_role"
+        )
+
+
+def require_key_manager(
+    principal: Principal, key: KeyRecord, owner_role: Role | None = None
+) -> None:
+    """403 unless ``principal`` may change ``key``: admin, its team's admin (unless the key's
+    owner, whose role ``owner_role`` is, is an admin), or its owner."""
     if principal.has_role("admin"):
         return
     if principal.role_in(key.team_id) == "team_admin":
+        if key.user_id != principal.user:
+            require_outranked_owner(principal, owner_role)
         return
     if principal.has_role("member") and principal.user and key.user_id == principal.user:
         return

@@ -16,12 +16,13 @@ from tollway.admin.access import (
     may_read_key,
     require_key_manager,
     require_models_within,
+    require_outranked_owner,
     require_role,
     require_team,
 )
 from tollway.admin.render import record_json
 from tollway.auth.identity import Actor
-from tollway.auth.principal import Principal
+from tollway.auth.principal import Principal, Role
 from tollway.core.errors import (
     AuthenticationFailed,
     GatewayError,
@@ -294,6 +295,7 @@ async def _key_owner_for(call: AdminCall, team_id: str | None, user_id: str | No
         return principal.user
     require_team(principal, team_id, "team_admin")
     if user_id is not None:
+        require_outranked_owner(principal, await _owner_role(call, user_id))
         members = await call.gateway.store.teams.members(team_id=team_id)
         if all(member.user_id != user_id for member in members):
             raise PermissionDenied(
@@ -301,6 +303,17 @@ async def _key_owner_for(call: AdminCall, team_id: str | None, user_id: str | No
                 code="outside_team",
             )
     return user_id
+
+
+async def _owner_role(call: AdminCall, user_id: str | None) -> Role | None:
+    """The role of a key's owner, from the store (a user made on another replica a moment
+    ago counts too)."""
+    if user_id is None:
+        return None
+    try:
+        return (await call.gateway.store.users.get(user_id)).role
+    except RecordNotFound:
+        return None
 
 
 async def list_keys(call: AdminCall) -> dict[str, Any]:
@@ -330,7 +343,7 @@ async def get_key(call: AdminCall) -> dict[str, Any]:
 
 async def update_key(call: AdminCall) -> dict[str, Any]:
     key = await _readable_key(call)
-    require_key_manager(call.principal, key)
+    require_key_manager(call.principal, key, await _owner_role(call, key.user_id))
     body = await call.body(bodies.KeyUpdate)
     if body.allowed_models is not None and not call.principal.has_role("admin"):
         require_models_within(call.principal, body.allowed_models)
@@ -344,7 +357,7 @@ async def update_key(call: AdminCall) -> dict[str, Any]:
 
 async def rotate_key(call: AdminCall) -> dict[str, Any]:
     key = await _readable_key(call)
-    require_key_manager(call.principal, key)
+    require_key_manager(call.principal, key, await _owner_role(call, key.user_id))
     body = await call.body(bodies.KeyRotate) if call.request.can_read_body else bodies.KeyRotate()
     grace = dt.timedelta(seconds=body.grace_period) if body.grace_period else None
     record, secret = await call.gateway.identity.rotate_key(call.actor, key.id, grace)
@@ -354,7 +367,7 @@ async def rotate_key(call: AdminCall) -> dict[str, Any]:
 def _status_change(status: str) -> Handler:
     async def change(call: AdminCall) -> dict[str, Any]:
         key = await _readable_key(call)
-        require_key_manager(call.principal, key)
+        require_key_manager(call.principal, key, await _owner_role(call, key.user_id))
         return record_json(await call.gateway.identity.set_key_status(call.actor, key.id, status))
 
     return change
