@@ -273,6 +273,23 @@ def test_soft_limit_downgrades_to_the_cheaper_model(gateway: str) -> None:
     assert 0.2 <= row["spent_usd"] < 0.40
 
 
+def test_soft_limit_never_downgrades_to_a_model_the_key_may_not_use(gateway: str) -> None:
+    created = admin(
+        gateway, "POST", "/admin/keys", {"name": "pricey-only", "allowed_models": ["pricey"]}, 201
+    )
+    set_budget(gateway, created["id"], 0.40, soft_limit=0.5, downgrade={"pricey": "cheap"})
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=created["key"], max_retries=0)
+    served: list[str | None] = []
+    with pytest.raises(openai.RateLimitError) as stopped:
+        for _ in range(30):
+            raw = client.chat.completions.with_raw_response.create(
+                model="pricey", messages=[{"role": "user", "content": "hi"}], max_tokens=30
+            )
+            served.append(raw.headers.get("x-tollway-downgraded-from"))
+    assert stopped.value.code == "budget_exceeded"  # the hard limit, on the model it may use
+    assert len(served) > 2 and served == [None] * len(served)
+
+
 def test_anthropic_sdk_gets_budget_refusal_in_its_own_dialect(gateway: str) -> None:
     key_id, key = new_key(gateway)
     set_budget(gateway, key_id, 0.01)

@@ -67,6 +67,16 @@ def test_embedded_default_serves_the_anthropic_sdk(embedded: tuple[str, Process]
     assert "hi claude" in message.content[0].text  # type: ignore[union-attr]
 
 
+def test_the_admin_api_asks_a_caller_without_a_key_for_one(
+    embedded: tuple[str, Process],
+) -> None:
+    # Anonymous callers may use the demo models, but the admin API needs a credential: 401.
+    for method, path in [("GET", "/admin/whoami"), ("GET", "/admin/keys"), ("POST", "/admin/keys")]:
+        answer = httpx.request(method, embedded[0] + path, json={"name": "x"})
+        assert answer.status_code == 401, answer.text
+        assert answer.json()["error"]["code"] == "missing_api_key"
+
+
 def test_provider_keys_in_the_environment_add_their_models(log_dir: Path) -> None:
     env = {"OPENAI_API_KEY": "sk-not-used-here", "ANTHROPIC_API_KEY": "sk-ant-not-used"}
     with running_gateway(log_dir, None, env) as (url, process):

@@ -116,6 +116,30 @@ def test_requests_need_a_valid_key(locked: tuple[str, Process]) -> None:
     assert anthropic_shape.json()["error"]["type"] == "authentication_error"
 
 
+def test_a_key_that_is_not_utf8_is_an_unknown_key(locked: tuple[str, Process]) -> None:
+    url, process = locked
+    body = {"model": "open-model", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}
+    for headers, method, path, shape in [
+        (
+            {"Authorization": b"Bearer tw-\xff\xfe-not-utf8"},
+            "POST",
+            "/v1/chat/completions",
+            "openai",
+        ),
+        ({"x-api-key": b"tw-\xff-not-utf8"}, "POST", "/v1/messages", "anthropic"),
+        ({"Authorization": b"Bearer tw-\xff"}, "GET", "/v1/models", "openai"),
+        ({"Authorization": b"Bearer tw-\xff"}, "GET", "/admin/whoami", "openai"),
+    ]:
+        answer = httpx.request(method, url + path, headers=headers, json=body)
+        assert answer.status_code == 401, answer.text
+        error = answer.json()["error"]
+        if shape == "anthropic":
+            assert error["type"] == "authentication_error"
+        else:
+            assert error["code"] == "invalid_api_key"
+    assert "Traceback" not in process.output()
+
+
 def test_key_lifecycle(locked: tuple[str, Process]) -> None:
     url, _ = locked
     admin = Admin(url)
@@ -377,3 +401,104 @@ def test_cli_key_lifecycle(locked: tuple[str, Process]) -> None:
         timeout=60,
     )
     assert failed.returncode == 1 and "401" in failed.stderr
+
+
+def test_a_key_gives_no_key_more_models_than_it_may_use(locked: tuple[str, Process]) -> None:
+    url, _ = locked
+    admin = Admin(url)
+    team = admin("POST", "/admin/teams", {"name": f"narrow-{uuid.uuid4().hex[:6]}"}, 201)
+    user = admin("POST", "/admin/users", {"email": f"n-{uuid.uuid4().hex[:6]}@example.com"}, 201)
+    admin("POST", f"/admin/teams/{team['id']}/members", {"user_id": user["id"]}, 201)
+    narrow = admin(
+        "POST",
+        "/admin/keys",
+        {"name": "n", "user_id": user["id"], "team_id": team["id"], "allowed_models": ["open-*"]},
+        201,
+    )
+    as_narrow = Admin(url, narrow["key"])
+    # Naming no models (every model) or a model outside its own: refused.
+    for wider in ([], ["other-model"], ["*"], ["open-*", "other-*"]):
+        body = {"name": "w", "team_id": team["id"], "allowed_models": wider}
+        refusal = as_narrow("POST", "/admin/keys", body, 403)
+        assert refusal["error"]["code"] == "model_not_allowed"
+        as_narrow("PATCH", f"/admin/keys/{narrow['id']}", {"allowed_models": wider}, 403)
+    assert refused(url, narrow["key"], "other-model").status_code == 403
+    # Within its own models: allowed.
+    same = as_narrow("POST", "/admin/keys", {"name": "s", "allowed_models": ["open-*"]}, 201)
+    exact = as_narrow("POST", "/admin/keys", {"name": "e", "allowed_models": ["open-model"]}, 201)
+    assert chat(url, same["key"]) and chat(url, exact["key"])
+    as_narrow("PATCH", f"/admin/keys/{exact['id']}", {"allowed_models": ["open-m*"]})
+    # A team's service key (no owner) makes no keys: they would be nobody's, out of its team.
+    service = admin(
+        "POST", "/admin/keys", {"name": "svc", "team_id": team["id"], "allowed_models": []}, 201
+    )
+    orphan = Admin(url, service["key"])("POST", "/admin/keys", {"name": "orphan"}, 403)
+    assert orphan["error"]["code"] == "insufficient_role"
+
+
+def test_a_change_that_sets_a_required_field_to_null_is_a_clear_400(
+    locked: tuple[str, Process],
+) -> None:
+    url, _ = locked
+    admin = Admin(url)
+    team = admin("POST", "/admin/teams", {"name": f"null-{uuid.uuid4().hex[:6]}"}, 201)
+    user = admin("POST", "/admin/users", {"email": f"null-{uuid.uuid4().hex[:6]}@example.com"}, 201)
+    key = admin("POST", "/admin/keys", {"name": "k", "allowed_models": ["open-model"]}, 201)
+    for path, field in [
+        (f"/admin/keys/{key['id']}", "name"),
+        (f"/admin/keys/{key['id']}", "allowed_models"),
+        (f"/admin/keys/{key['id']}", "tags"),
+        (f"/admin/keys/{key['id']}", "metadata"),
+        (f"/admin/users/{user['id']}", "role"),
+        (f"/admin/users/{user['id']}", "blocked"),
+        (f"/admin/users/{user['id']}", "metadata"),
+        (f"/admin/teams/{team['id']}", "name"),
+        (f"/admin/teams/{team['id']}", "metadata"),
+    ]:
+        error = admin("PATCH", path, {field: None}, 400)["error"]
+        assert error["param"] == field and error["message"] == (
+            f"'{field}': cannot be null (leave the field out to keep it as it is)"
+        )
+    assert admin("GET", f"/admin/keys/{key['id']}")["allowed_models"] == ["open-model"]
+    # What can be cleared still is.
+    assert admin("PATCH", f"/admin/keys/{key['id']}", {"expires_at": None})["expires_at"] is None
+    assert admin("PATCH", f"/admin/teams/{team['id']}", {"organization": None})["name"]
+
+
+def test_a_team_admin_cannot_make_or_rotate_an_admins_key(locked: tuple[str, Process]) -> None:
+    url, _ = locked
+    admin = Admin(url)
+    team = admin("POST", "/admin/teams", {"name": f"climb-{uuid.uuid4().hex[:6]}"}, 201)
+    lead = admin("POST", "/admin/users", {"email": f"l-{uuid.uuid4().hex[:6]}@example.com"}, 201)
+    boss = admin(
+        "POST",
+        "/admin/users",
+        {"email": f"b-{uuid.uuid4().hex[:6]}@example.com", "role": "admin"},
+        201,
+    )
+    member = admin("POST", "/admin/users", {"email": f"m-{uuid.uuid4().hex[:6]}@example.com"}, 201)
+    members = f"/admin/teams/{team['id']}/members"
+    admin("POST", members, {"user_id": lead["id"], "role": "team_admin"}, 201)
+    admin("POST", members, {"user_id": member["id"]}, 201)
+    lead_key = admin(
+        "POST", "/admin/keys", {"name": "l", "user_id": lead["id"], "team_id": team["id"]}, 201
+    )
+    as_lead = Admin(url, lead_key["key"])
+    # The lead may add the admin to the team, but not make a key (which would act as admin).
+    as_lead("POST", members, {"user_id": boss["id"]}, 201)
+    refusal = as_lead(
+        "POST", "/admin/keys", {"name": "x", "user_id": boss["id"], "team_id": team["id"]}, 403
+    )
+    assert refusal["error"]["code"] == "insufficient_role"
+    bosses = admin(
+        "POST", "/admin/keys", {"name": "b", "user_id": boss["id"], "team_id": team["id"]}, 201
+    )
+    as_lead("POST", f"/admin/keys/{bosses['id']}/rotate", {}, 403)
+    as_lead("PATCH", f"/admin/keys/{bosses['id']}", {"name": "mine now"}, 403)
+    as_lead("POST", f"/admin/keys/{bosses['id']}/revoke", expect=403)
+    assert chat(url, bosses["key"])
+    # Its members' keys it still makes and manages.
+    made = as_lead(
+        "POST", "/admin/keys", {"name": "m", "user_id": member["id"], "team_id": team["id"]}, 201
+    )
+    assert as_lead("POST", f"/admin/keys/{made['id']}/rotate", {}, 201)["key"]

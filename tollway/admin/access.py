@@ -4,9 +4,15 @@ admin       everything
 team_admin  its teams: read them, manage their members and their keys
 member      its own keys (list, create in its teams, rotate, revoke); read its teams
 viewer      read its teams and their keys
+
+Whoever makes or changes a key can give it only models the caller may use itself, so a key
+limited to some models cannot make (or widen) a key into one that reaches others.
 """
 
 from __future__ import annotations
+
+import fnmatch
+from collections.abc import Sequence
 
 from tollway.auth.principal import ROLE_RANK, Principal, Role
 from tollway.core.errors import PermissionDenied
@@ -41,11 +47,57 @@ def may_read_key(principal: Principal, key: KeyRecord) -> bool:
     return principal.role_in(key.team_id) is not None
 
 
-def require_key_manager(principal: Principal, key: KeyRecord) -> None:
-    """403 unless ``principal`` may change ``key``: admin, its team's admin, or its owner."""
+def require_models_within(principal: Principal, models: Sequence[str]) -> None:
+    """403 unless every model ``models`` allows (none: every model) is one ``principal`` may use."""
+    own = principal.allowed_models
+    if own is None:
+        return
+    wider = [pattern for pattern in models if not _covered(pattern, own)] if models else ["*"]
+    if wider:
+        raise PermissionDenied(
+            f"A key can only be given models you may use yourself ({', '.join(own) or 'none'});"
+            f" not {', '.join(wider)} (no models means every model).",
+            code="model_not_allowed",
+            param="allowed_models",
+        )
+
+
+def _covered(pattern: str, own: Sequence[str]) -> bool:
+    """Whether everything ``pattern`` names is in one of the ``own`` names or globs."""
+    if pattern in own:
+        return True
+    if not any(char in pattern for char in "*?["):
+        return any(fnmatch.fnmatchcase(pattern, mine) for mine in own)
+    # A glob is covered by a plain prefix glob ("gpt-4o*" covers "gpt-4o-mini*"); anything
+    # subtler is refused rather than guessed at.
+    return any(
+        mine.endswith("*")
+        and not any(c in mine[:-1] for c in "*?[")
+        and pattern.startswith(mine[:-1])
+        for mine in own
+    )
+
+
+def require_outranked_owner(principal: Principal, owner_role: Role | None) -> None:
+    """403 when a key's owner has a role above the caller's: a key acts with its owner's role,
+    so making (or rotating) one would hand the caller that role."""
+    # Below admin, no role outranks a team's admin in that team.
+    if owner_role == "admin" and not principal.has_role("admin"):
+        raise PermissionDenied(
+            "Only an admin may make or manage the keys of an admin.", code="insufficient_role"
+        )
+
+
+def require_key_manager(
+    principal: Principal, key: KeyRecord, owner_role: Role | None = None
+) -> None:
+    """403 unless ``principal`` may change ``key``: admin, its team's admin (unless the key's
+    owner, whose role ``owner_role`` is, is an admin), or its owner."""
     if principal.has_role("admin"):
         return
     if principal.role_in(key.team_id) == "team_admin":
+        if key.user_id != principal.user:
+            require_outranked_owner(principal, owner_role)
         return
     if principal.has_role("member") and principal.user and key.user_id == principal.user:
         return

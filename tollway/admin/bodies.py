@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tollway.config.types import Duration
 
@@ -17,6 +17,14 @@ class Body(BaseModel):
     """Unknown fields are errors, so a typo never silently does nothing."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+def _not_null(value: Any) -> Any:
+    # A change's fields are optional to leave out, not to send as null: only the ones that
+    # can be cleared (a key's expiry, a user's name) accept null.
+    if value is None:
+        raise ValueError("cannot be null (leave the field out to keep it as it is)")
+    return value
 
 
 class TeamCreate(Body):
@@ -33,6 +41,8 @@ class TeamUpdate(Body):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     organization: str | None = None
     metadata: dict[str, Any] | None = None
+
+    _present = field_validator("name", "metadata", mode="before")(_not_null)
 
 
 class MemberAdd(Body):
@@ -61,6 +71,8 @@ class UserUpdate(Body):
     blocked: bool | None = None
     metadata: dict[str, Any] | None = None
 
+    _present = field_validator("role", "blocked", "metadata", mode="before")(_not_null)
+
 
 class KeyCreate(Body):
     """A new virtual key; the key itself is in the answer, once."""
@@ -86,6 +98,10 @@ class KeyUpdate(Body):
     expires_at: dt.datetime | None = None
     tags: dict[str, str] | None = None
     metadata: dict[str, Any] | None = None
+
+    _present = field_validator("name", "allowed_models", "tags", "metadata", mode="before")(
+        _not_null
+    )
 
 
 class KeyRotate(Body):

@@ -15,13 +15,21 @@ from tollway.admin import bodies
 from tollway.admin.access import (
     may_read_key,
     require_key_manager,
+    require_models_within,
+    require_outranked_owner,
     require_role,
     require_team,
 )
 from tollway.admin.render import record_json
 from tollway.auth.identity import Actor
-from tollway.auth.principal import Principal
-from tollway.core.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied
+from tollway.auth.principal import Principal, Role
+from tollway.core.errors import (
+    AuthenticationFailed,
+    GatewayError,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+)
 from tollway.dialects.http import log_internal_error, read_json_object, request_id
 from tollway.dialects.openai import error_response
 from tollway.store import InvalidRecord, NewKey, RecordConflict, RecordNotFound
@@ -65,7 +73,8 @@ class AdminCall:
         except ValidationError as exc:
             error = exc.errors(include_url=False)[0]
             field = ".".join(str(part) for part in error["loc"])
-            raise InvalidRequest(f"'{field}': {error['msg']}", param=field) from None
+            message = error["msg"].removeprefix("Value error, ")
+            raise InvalidRequest(f"'{field}': {message}", param=field) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +99,11 @@ def admin_routes(gateway: Gateway, routes: list[Route]) -> list[web.RouteDef]:
             try:
                 principal = await gateway.authenticator.authenticate(request.headers)
                 if principal.kind == "anonymous":
-                    raise PermissionDenied("The admin API needs a key or a token.")
+                    # Not authenticated (401), whatever anonymous callers may do elsewhere.
+                    raise AuthenticationFailed(
+                        "The admin API needs a key or a token: send 'Authorization: Bearer <key>'.",
+                        code="missing_api_key",
+                    )
                 actor = Actor(principal, request.remote, rid)
                 result = await route.handler(AdminCall(request, actor, gateway))
             except GatewayError as exc:
@@ -241,6 +254,7 @@ async def create_key(call: AdminCall) -> dict[str, Any]:
     user_id = body.user_id
     if not principal.has_role("admin"):
         user_id = await _key_owner_for(call, body.team_id, user_id)
+        require_models_within(principal, body.allowed_models)
     expires_at = body.expires_at
     if body.expires_in is not None:
         expires_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=body.expires_in)
@@ -272,9 +286,16 @@ async def _key_owner_for(call: AdminCall, team_id: str | None, user_id: str | No
         user_id is None and principal.role_in(team_id) == "team_admin"
     ):
         require_role(principal, "member")
+        if principal.user is None:
+            # A team's service key: a key "for itself" would belong to nobody, and it could
+            # neither see nor revoke it afterwards.
+            raise PermissionDenied(
+                "A key without an owner cannot make keys.", code="insufficient_role"
+            )
         return principal.user
     require_team(principal, team_id, "team_admin")
     if user_id is not None:
+        require_outranked_owner(principal, await _owner_role(call, user_id))
         members = await call.gateway.store.teams.members(team_id=team_id)
         if all(member.user_id != user_id for member in members):
             raise PermissionDenied(
@@ -282,6 +303,17 @@ async def _key_owner_for(call: AdminCall, team_id: str | None, user_id: str | No
                 code="outside_team",
             )
     return user_id
+
+
+async def _owner_role(call: AdminCall, user_id: str | None) -> Role | None:
+    """The role of a key's owner, from the store (a user made on another replica a moment
+    ago counts too)."""
+    if user_id is None:
+        return None
+    try:
+        return (await call.gateway.store.users.get(user_id)).role
+    except RecordNotFound:
+        return None
 
 
 async def list_keys(call: AdminCall) -> dict[str, Any]:
@@ -311,8 +343,10 @@ async def get_key(call: AdminCall) -> dict[str, Any]:
 
 async def update_key(call: AdminCall) -> dict[str, Any]:
     key = await _readable_key(call)
-    require_key_manager(call.principal, key)
+    require_key_manager(call.principal, key, await _owner_role(call, key.user_id))
     body = await call.body(bodies.KeyUpdate)
+    if body.allowed_models is not None and not call.principal.has_role("admin"):
+        require_models_within(call.principal, body.allowed_models)
     changes = {
         k: (tuple(v) if k == "allowed_models" else v)
         for k, v in body.model_dump(exclude_unset=True).items()
@@ -323,7 +357,7 @@ async def update_key(call: AdminCall) -> dict[str, Any]:
 
 async def rotate_key(call: AdminCall) -> dict[str, Any]:
     key = await _readable_key(call)
-    require_key_manager(call.principal, key)
+    require_key_manager(call.principal, key, await _owner_role(call, key.user_id))
     body = await call.body(bodies.KeyRotate) if call.request.can_read_body else bodies.KeyRotate()
     grace = dt.timedelta(seconds=body.grace_period) if body.grace_period else None
     record, secret = await call.gateway.identity.rotate_key(call.actor, key.id, grace)
@@ -333,7 +367,7 @@ async def rotate_key(call: AdminCall) -> dict[str, Any]:
 def _status_change(status: str) -> Handler:
     async def change(call: AdminCall) -> dict[str, Any]:
         key = await _readable_key(call)
-        require_key_manager(call.principal, key)
+        require_key_manager(call.principal, key, await _owner_role(call, key.user_id))
         return record_json(await call.gateway.identity.set_key_status(call.actor, key.id, status))
 
     return change

@@ -288,6 +288,9 @@ class Admission(Stage):
             cheaper = budget.downgrade[ctx.model]
             if cheaper not in self._candidates:
                 continue  # the config names a model this gateway does not serve
+            principal = ctx.principal
+            if principal is not None and not principal.may_use(cheaper):
+                continue  # a budget's policy never widens what the caller's key allows
             spent = self._service.limiter.known_spent(self._service.account(budget))
             if spent is not None and spent >= budget.soft_ratio * budget.limit_micros:
                 ctx.response_headers["x-tollway-downgraded-from"] = ctx.model

@@ -102,10 +102,14 @@ class UpstreamClient:
         deadline = self._deadlines.watch(timeouts)
         try:
             response = await self._session.post(
-                url, data=data, headers=headers, timeout=self._client_timeout(timeouts)
+                url,
+                data=data,
+                headers=headers,
+                timeout=self._client_timeout(timeouts),
+                allow_redirects=False,  # see _status_error
             )
             try:
-                if response.status >= 400:
+                if response.status >= 300:
                     raise await _status_error(response, parse_error, secret, url)
                 deadline.received()
                 payload = await response.read()
@@ -170,10 +174,14 @@ class UpstreamClient:
         streaming = False  # an event has come: a later silence is a gap, not a first byte
         try:
             response = await self._session.post(
-                url, data=data, headers=headers, timeout=self._client_timeout(timeouts)
+                url,
+                data=data,
+                headers=headers,
+                timeout=self._client_timeout(timeouts),
+                allow_redirects=False,  # see _status_error
             )
             try:
-                if response.status >= 400:
+                if response.status >= 300:
                     raise await _status_error(response, parse_error, secret, url)
                 deadline.received()
                 async for event in read(response.content):
@@ -276,6 +284,14 @@ async def _status_error(
     secret: str | None,
     url: str | URL,
 ) -> Exception:
+    if response.status < 400:
+        # A redirect is never followed: the client would send the provider key to wherever it
+        # points (aiohttp drops only Authorization when it leaves the origin, not x-api-key,
+        # api-key or x-goog-api-key), and the request body with it.
+        return UpstreamProtocolError(
+            f"upstream answered with a redirect ({response.status}), which is not followed",
+            detail=f"{_host(url)} answered {response.status}: a redirect, not followed",
+        )
     raw = await response.content.read(_MAX_ERROR_BODY)
     if secret:
         raw = scrub(raw, secret)

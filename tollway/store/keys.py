@@ -45,7 +45,9 @@ def key_prefix(key: str) -> str:
 
 def hash_key(key: str) -> str:
     """The SHA-256 of ``key``, as lower-case hex."""
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+    # A header that is not UTF-8 reaches us with its bytes as surrogates: hashed as sent, it
+    # is an unknown key (401), not a failure to encode it (500).
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def verify(key: str, stored_hash: str) -> bool:
