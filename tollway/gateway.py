@@ -221,7 +221,7 @@ class Gateway:
 
         # Telemetry first: its on_complete runs last, after the others have settled.
         telemetry: tuple[Stage, ...] = (
-            (MetricsStage(self.metrics),) if self.metrics is not None else ()
+            (MetricsStage(self.metrics, table.get),) if self.metrics is not None else ()
         )
         telemetry += self._request_log_stage()
         # Tracing next: its on_complete too runs after admission has settled the cost.

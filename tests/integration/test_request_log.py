@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
 
@@ -296,6 +297,31 @@ def test_each_kind_of_request_leaves_the_right_record(logged: Logged) -> None:
         "responses", "openai", 200,
     )  # fmt: skip
     assert record["output_tokens"] == responses.json()["usage"]["output_tokens"] > 0
+
+
+async def _leave_after_first_event(url: str, request_id: str) -> None:
+    body = {"model": "priced-chat", "stream": True, "max_tokens": 200,
+            "messages": [{"role": "user", "content": "a long story"}]}  # fmt: skip
+    headers = {**auth(), "x-request-id": request_id, "x-sim-tpot-ms": "20"}
+    async with aiohttp.ClientSession() as session:
+        response = await session.post(url + "/v1/chat/completions", json=body, headers=headers)
+        assert response.status == 200
+        await response.content.readline()
+        response.close()  # the client walks away after the first event
+
+
+def test_a_client_leaving_mid_stream_is_499_not_a_server_error(logged: Logged) -> None:
+    """A user pressing stop is not a 5xx: it counted in every 5xx dashboard and alert."""
+    request_id = f"t-left-{uuid.uuid4().hex[:12]}"
+    asyncio.run(_leave_after_first_event(logged.url, request_id))
+    record = wait_for(logged.url, [request_id])[request_id]
+    assert (record["status"], record["error_code"]) == (499, "client_disconnected")
+    assert (record["stream"], record["attempts"]) == (True, 1)
+    assert record["output_tokens"] > 0 and record["cost_micros"] > 0  # what was generated
+    server_errors = logs(logged.url, status="5xx", since="10m").json()["data"]
+    assert request_id not in {row["request_id"] for row in server_errors}
+    metrics = httpx.get(logged.url + "/metrics").text
+    assert 'model="priced-chat",provider="openai",status="499"' in metrics
 
 
 def test_admin_api_filters_pages_and_exports(logged: Logged) -> None:

@@ -70,3 +70,32 @@ def test_failed_requests_are_counted_by_status(gateway_url: str) -> None:
         before, name, model="test-chat", status=status
     )
     assert grew == 1
+
+
+def test_model_names_no_group_has_share_one_label_not_one_series_each(gateway_url: str) -> None:
+    """The model label of a refused request is the client's text: one series per name would
+    let any caller grow /metrics (and Prometheus) without end."""
+    headers = {"authorization": f"Bearer {CLIENT_KEY}"}
+    names = [f"no-such-model-{n}" for n in range(5)]
+    before = httpx.get(gateway_url + "/metrics").text
+    for name in names:
+        response = httpx.post(
+            gateway_url + "/v1/chat/completions",
+            headers=headers,
+            json={"model": name, "messages": [{"role": "user", "content": "hi"}]},
+        )
+        assert response.status_code == 404
+    after = httpx.get(gateway_url + "/metrics").text
+    assert not any(name in after for name in names)
+    name = "tollway_requests_total"
+    labels = {"model": "(unknown)", "status": "404"}
+    assert sample(after, name, **labels) == sample(before, name, **labels) + len(names)
+    # A model group's own refusals keep its name.
+    refused = httpx.post(
+        gateway_url + "/v1/chat/completions",
+        headers=headers,
+        json={"model": "test-embed", "messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert refused.status_code == 400
+    labels = {"model": "test-embed", "status": "400"}
+    assert sample(httpx.get(gateway_url + "/metrics").text, name, **labels) >= 1

@@ -4,7 +4,8 @@ Per request (``record``) every upstream attempt in ``ctx.tries`` adds to its dep
 current bucket (window.py): one attempt; one error when the attempt failed in a way that is
 the deployment's fault (a retryable error: 5xx, 429, timeout, connection, its own auth; not
 a malformed request, which would fail anywhere); one fallback when the next attempt of the
-same request went to another deployment.
+same request went to another deployment. An attempt the model group's deadline cut short
+counts for nothing, as it does for the deployment's health (routing/health.py).
 
 In the background (``evaluate``), over the last ``window``, a deployment is in a storm when
 
@@ -50,6 +51,8 @@ class ErrorStorms:
         rings = self._rings
         previous: str | None = None
         for attempt in tries:
+            if attempt.cut_short:
+                continue  # the deadline's doing, as the deployment's health counts it
             deployment = attempt.deployment.id
             ring = rings.get(deployment)
             if ring is None:

@@ -31,6 +31,9 @@ class Attempt:
     error: GatewayError | None = None
     first_chunk_at: float | None = None
     """Streams: when the first chunk arrived."""
+    cut_short: bool = False
+    """The model group's deadline cut the call (its ``error`` a timeout that is not the
+    deployment's failure: its health and error storms leave it out)."""
 
 
 @dataclass(slots=True)

@@ -7,6 +7,7 @@
     ├── NotFound                      404  unknown model or route
     ├── PayloadTooLarge               413
     ├── RateLimited                   429  over a rate limit or a budget (``code`` says which)
+    ├── ClientDisconnected            499  the client left mid-stream (recorded, never sent)
     └── UpstreamError                      the provider could not give an answer
         ├── UpstreamStatusError       4xx passed through as is, but 401 / 403 (the provider
         │                             refused the gateway's own key) become 502; 5xx 502
@@ -105,6 +106,15 @@ class DeploymentBusy(RateLimited):
     """A deployment's own limit is reached; the router moves on to the next candidate."""
 
     retryable = True
+
+
+class ClientDisconnected(GatewayError):
+    """The client went away before its stream ended: how the request ended, for metrics, the
+    request log and traces (nginx's 499), not a failure of the gateway or a provider."""
+
+    status = 499
+    openai_type = "invalid_request_error"
+    anthropic_type = "invalid_request_error"
 
 
 class LimiterDown(GatewayError):

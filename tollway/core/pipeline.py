@@ -413,6 +413,7 @@ class Pipeline:
                 _blame(exc, deployment)
                 if _cut_short(exc, until):
                     # Cut short by the deadline, not by the deployment's own limits.
+                    attempt.cut_short = True
                     self._health.abandoned(health)
                 else:
                     self._health.failed(health, exc, now - attempt.started)

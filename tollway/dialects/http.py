@@ -14,7 +14,7 @@ import orjson
 from aiohttp import web
 
 from tollway.core.context import RequestContext
-from tollway.core.errors import GatewayError, InvalidRequest, PayloadTooLarge
+from tollway.core.errors import ClientDisconnected, GatewayError, InvalidRequest, PayloadTooLarge
 from tollway.core.types import ChatChunk, ChatRequest, EmbeddingRequest
 from tollway.pricing.metering import format_cost
 
@@ -230,7 +230,7 @@ async def stream_events(
         ctx.error = exc
         await _write_quietly(response, encoder.error(exc))
     except ConnectionResetError:
-        ctx.error = GatewayError("client disconnected mid-stream", code="client_disconnected")
+        ctx.error = ClientDisconnected("client disconnected mid-stream", code="client_disconnected")
         return response
     finally:
         await chunks.aclose()  # type: ignore[attr-defined]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
@@ -19,6 +19,10 @@ from tollway.core.pipeline import Stage
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _PER_TOKEN_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
+
+UNKNOWN_MODEL = "(unknown)"
+"""The ``model`` label of a request for a name no model group has: the name is the client's,
+and a label per name would let any caller add series without end."""
 
 
 class _Histogram:
@@ -154,13 +158,15 @@ class Metrics:
         """The per-request series, by (model, deployment, provider, team)."""
         return self._series
 
-    def record(self, ctx: RequestContext) -> None:
-        """Count one finished request."""
+    def record(self, ctx: RequestContext, model: str | None = None) -> None:
+        """Count one finished request; ``model``: its label, when not ``ctx.model``."""
         deployment = ctx.deployment
         principal = ctx.principal
         team = (principal.team if principal else None) or ""
+        if model is None:
+            model = ctx.model
         key = (
-            ctx.model,
+            model,
             deployment.id if deployment else "",
             deployment.provider if deployment else "",
             team,
@@ -196,7 +202,7 @@ class Metrics:
                     series.fallbacks += 1
                 previous = attempt.deployment.id
         if ctx.cache_status is not None:
-            self.cache.labels(ctx.model, ctx.cache_status).inc()
+            self.cache.labels(model, ctx.cache_status).inc()
         if ctx.error is not None and ctx.error.status in (402, 429):
             self.rejections.labels(ctx.error.code or "", team).inc()
         for flag in ctx.guardrail_flags:
@@ -300,8 +306,15 @@ class MetricsStage(Stage):
 
     name = "telemetry"
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, is_model: Callable[[str], object]) -> None:
+        """``is_model``: truthy for the name of a model group (the routing table's ``get``)."""
         self.metrics = metrics
+        self._is_model = is_model
 
     def on_complete(self, ctx: RequestContext) -> None:
-        self.metrics.record(ctx)
+        # A request that reached a deployment asked for a model group; one that did not may
+        # have asked for any name at all (refused with a 404, or earlier).
+        if ctx.deployment is None and not self._is_model(ctx.model):
+            self.metrics.record(ctx, UNKNOWN_MODEL)
+        else:
+            self.metrics.record(ctx)
