@@ -294,6 +294,7 @@ def test_attempts_a_deadline_cut_short_raise_no_error_storm(
         with pytest.raises(openai.APIStatusError) as refused:
             chat(client, "tight", extra_headers={"x-sim-ttft-ms": "1000"})
         assert refused.value.status_code == 504
+        assert refused.value.code == "deadline_exceeded"  # never the deployment's own timeout
     time.sleep(1.0)  # five evaluations, the cut attempts still in the 2 s window
     assert of(receiver.bodies(JSON_PATH), "error_storm", "slow-dep") == []
     for _ in range(6):

@@ -330,13 +330,13 @@ class Pipeline:
         """The first answer of the planned candidates; the last failure when none gives one
         (a 429 with the soonest ``retry-after`` any candidate asked for)."""
         candidates, retries, deadline = self.router.plan(ctx, kind)
-        until = None if deadline is None else time.monotonic() + deadline
+        until = None if deadline is None else _clock() + deadline
         last_error: GatewayError | None = None
         soonest: tuple[float, str] | None = None
         resting = None
         for index, (deployment, health) in enumerate(candidates):
             now = time.monotonic()
-            if until is not None and now >= until:
+            if until is not None and _clock() >= until:
                 break  # before ``available``, which may claim a half-open circuit's probe
             if not health.available(now):
                 resting = resting or (deployment, health)
@@ -354,7 +354,7 @@ class Pipeline:
                 last_error = exc
                 if exc.status == 429:
                     soonest = _sooner(soonest, exc.headers.get("retry-after"))
-        if until is not None and time.monotonic() >= until:
+        if until is not None and _clock() >= until:
             assert deadline is not None
             raise _overdue(ctx, deadline, last_error)
         if last_error is None and resting is not None:
@@ -381,7 +381,7 @@ class Pipeline:
         until: float | None = None,
     ) -> _Result:
         """``once`` on ``deployment``, retried on transient failures; raises the last one.
-        With a deadline (``until``, monotonic), each call gets only the time left."""
+        With a deadline (``until``, on the loop's clock), each call gets only the time left."""
         try:
             for stage in self._attempt_stages:
                 pending = stage.on_attempt(ctx, deployment)
@@ -396,13 +396,13 @@ class Pipeline:
             if retry:
                 cap = min(self._backoff_max, self._backoff * 2 ** (retry - 1))
                 delay = random.uniform(0, cap)
-                if until is not None and time.monotonic() + delay >= until:
+                if until is not None and _clock() + delay >= until:
                     assert failure is not None
                     raise failure  # no time left to try here again
                 await asyncio.sleep(delay)
             if until is not None:
                 # Never 0: aiohttp reads a zero connect limit as none at all.
-                target = within(deployment, max(until - time.monotonic(), 0.001), streaming)
+                target = within(deployment, max(until - _clock(), 0.001), streaming)
             attempt = _begin(ctx, deployment)
             self._health.started(health)
             try:
@@ -425,7 +425,7 @@ class Pipeline:
                     retry < retries
                     and _transient(exc)
                     and health.state == "closed"  # never again once this failure opened it
-                    and (until is None or time.monotonic() < until)
+                    and (until is None or _clock() < until)
                 ):
                     failure = exc
                     continue
@@ -505,7 +505,15 @@ def _cut_short(error: GatewayError, until: float | None) -> bool:
     """Whether ``error`` is the deadline's doing: a timeout once it has passed (the limits
     ``within`` cut end there, and the deployment's own limits end before it). A deployment's
     own limit (a connect or first-byte limit the deadline left as it was) is its failure."""
-    return until is not None and isinstance(error, UpstreamTimeout) and time.monotonic() >= until
+    return until is not None and isinstance(error, UpstreamTimeout) and _clock() >= until
+
+
+def _clock() -> float:
+    """The event loop's clock, which the upstream time limits (``Deadlines``) run on: a
+    deadline kept on another clock (``time.monotonic``, ahead of uvloop's, which is read once
+    a loop turn in whole milliseconds) could see a limit it cut fire just before it passed.
+    Read only for groups with a deadline."""
+    return asyncio.get_running_loop().time()
 
 
 def _transient(error: GatewayError) -> bool:
