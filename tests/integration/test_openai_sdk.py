@@ -236,6 +236,20 @@ def test_models_lists_configured_names(client: openai.OpenAI) -> None:
     assert one.headers["x-request-id"].startswith("req_")
 
 
+def test_a_model_named_with_a_slash_is_found_however_the_client_writes_its_path(
+    client: openai.OpenAI, gateway_url: str
+) -> None:
+    # This SDK percent-encodes the slash; older ones, curl and other clients send it as is.
+    assert client.models.retrieve("vendor/test-chat").id == "vendor/test-chat"
+    headers = {"Authorization": f"Bearer {CLIENT_KEY}"}
+    plain = httpx.get(gateway_url + "/v1/models/vendor/test-chat", headers=headers)
+    assert plain.status_code == 200, plain.text
+    assert plain.json()["id"] == "vendor/test-chat"
+    missing = httpx.get(gateway_url + "/v1/models/vendor/no-such-model", headers=headers)
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "model_not_found"
+
+
 def test_azure_deployment_is_served(client: openai.OpenAI, simulator_url: str) -> None:
     raw = client.chat.completions.with_raw_response.create(
         model="test-azure", messages=[{"role": "user", "content": "via azure"}]
