@@ -194,6 +194,51 @@ def test_unknown_fields_reach_the_upstream(client: openai.OpenAI, simulator_url:
     assert body["model"] == "sim-chat"
 
 
+def test_custom_tools_and_allowed_tools_reach_openai_deployments_unchanged(
+    client: openai.OpenAI, simulator_url: str
+) -> None:
+    custom = {"type": "custom", "custom": {"name": "sql", "description": "Run SQL"}}
+    allowed = {
+        "type": "allowed_tools",
+        "allowed_tools": {"mode": "auto", "tools": [{"type": "custom", "custom": {"name": "sql"}}]},
+    }
+    history: list[Any] = [
+        {"role": "user", "content": "custom tools"},
+        {
+            "role": "assistant",
+            "tool_calls": [
+                {"id": "call_1", "type": "custom", "custom": {"name": "sql", "input": "SELECT 1"}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "1"},
+    ]
+    answer = client.chat.completions.create(
+        model="test-chat", messages=history, tools=[custom, WEATHER_TOOL], tool_choice=allowed
+    )
+    assert answer.choices[0].message.content
+    body = recorded_request(simulator_url, "custom tools")["json"]
+    assert body["tools"] == [custom, WEATHER_TOOL]
+    assert body["tool_choice"] == allowed
+    assert body["messages"][1]["tool_calls"] == history[1]["tool_calls"]
+    # A named custom tool as the choice, with function tools only, is OpenAI's too.
+    named = {"type": "custom", "custom": {"name": "sql"}}
+    client.chat.completions.create(
+        model="test-chat", messages=history[:1], tools=[WEATHER_TOOL], tool_choice=named
+    )
+    assert recorded_request(simulator_url, "custom tools")["json"]["tool_choice"] == named
+    # Another family cannot take them: a 400 naming what it cannot, never a silent drop.
+    refused = [
+        ({"tools": [custom]}, "tools"),
+        ({"tools": [WEATHER_TOOL], "tool_choice": named}, "tool_choice"),
+        ({"messages": history}, "messages"),
+    ]
+    for fields, param in refused:
+        request: dict[str, Any] = {"model": "test-claude", "messages": history[:1], **fields}
+        with pytest.raises(openai.BadRequestError) as refusal:
+            client.chat.completions.create(**request)
+        assert refusal.value.param == param, refusal.value.message
+
+
 def test_client_authorization_is_not_forwarded(client: openai.OpenAI, simulator_url: str) -> None:
     from tests.conftest import UPSTREAM_KEY
 
