@@ -54,6 +54,12 @@ def gateway_config(simulator_url: str, **upstream: Any) -> dict[str, Any]:
                 ],
             },
             {
+                "name": "test-mistral",
+                "deployments": [
+                    {"provider": "mistral", "model": "sim-chat", "api_base": base, "api_key": key}
+                ],
+            },
+            {
                 "name": "test-embed",
                 "kind": "embedding",
                 "deployments": [

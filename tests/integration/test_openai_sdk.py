@@ -133,6 +133,30 @@ def test_streaming_without_include_usage_sends_no_usage(client: openai.OpenAI) -
     assert all(chunk.usage is None for chunk in chunks)
 
 
+def test_streams_to_mistral_never_send_stream_options(
+    client: openai.OpenAI, simulator_url: str
+) -> None:
+    # Mistral refuses the field (422 extra_forbidden) and ends every stream with its usage.
+    stream = client.chat.completions.create(
+        model="test-mistral",
+        messages=[{"role": "user", "content": "stream from mistral"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert "stream from mistral" in text
+    body = recorded_request(simulator_url, "stream from mistral")["json"]
+    assert body["stream"] is True and "stream_options" not in body
+    # Every other OpenAI-format deployment is asked for usage, whatever the client asked.
+    list(
+        client.chat.completions.create(
+            model="test-chat", messages=[{"role": "user", "content": "ask usage"}], stream=True
+        )
+    )
+    asked = recorded_request(simulator_url, "ask usage")["json"]
+    assert asked["stream_options"] == {"include_usage": True}
+
+
 def test_tool_call_round_trip(client: openai.OpenAI) -> None:
     messages: list[dict[str, object]] = [{"role": "user", "content": "weather in Paris?"}]
     first = client.chat.completions.create(

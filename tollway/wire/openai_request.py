@@ -140,16 +140,21 @@ _STRUCTURED: dict[str, Callable[[ChatRequest, Any], None]] = {
 
 
 def request_to_wire(
-    request: ChatRequest, model: str, *, completion_tokens: bool = False
+    request: ChatRequest,
+    model: str,
+    *,
+    completion_tokens: bool = False,
+    stream_options: bool = True,
 ) -> dict[str, Any]:
     """The upstream body for ``request`` addressed to the upstream ``model``.
 
-    Streams always ask for usage so the gateway can account for every token; the client's
-    own ``include_usage`` is honoured on the way back out. The output limit keeps the name
-    a Chat Completions client used; a request from another API (Responses included) names
-    it ``max_completion_tokens`` when ``completion_tokens`` says the upstream wants that name
-    (OpenAI's own API, whose reasoning models refuse ``max_tokens``), else ``max_tokens``,
-    which every compatible server knows.
+    Streams always ask for usage so the gateway can account for every token, unless
+    ``stream_options`` says the upstream refuses the field (Mistral, which ends every stream
+    with usage anyway); the client's own ``include_usage`` is honoured on the way back out.
+    The output limit keeps the name a Chat Completions client used; a request from another
+    API (Responses included) names it ``max_completion_tokens`` when ``completion_tokens``
+    says the upstream wants that name (OpenAI's own API, whose reasoning models refuse
+    ``max_tokens``), else ``max_tokens``, which every compatible server knows.
     """
     request = request_for(request, WIRE_FORMAT)
     body: dict[str, Any] = dict(request.extra)
@@ -157,7 +162,8 @@ def request_to_wire(
     body["messages"] = [_message_to_wire(m) for m in request.messages]
     if request.stream:
         body["stream"] = True
-        body["stream_options"] = {"include_usage": True}
+        if stream_options:
+            body["stream_options"] = {"include_usage": True}
     if request.max_tokens is not None:
         # Keep the field name the client used: older compatible servers only know max_tokens.
         named = request.wire_format == WIRE_FORMAT and request.limit_named_by_client
