@@ -462,3 +462,13 @@ async def test_async_errors(async_client: openai.AsyncOpenAI) -> None:
             model="missing", messages=[{"role": "user", "content": "x"}]
         )
     await async_client.close()
+
+
+def test_a_base_url_without_v1_serves_models_as_it_serves_chat(gateway_url: str) -> None:
+    with openai.OpenAI(base_url=gateway_url, api_key=CLIENT_KEY, max_retries=0) as bare:
+        answer = bare.chat.completions.create(
+            model="test-chat", messages=[{"role": "user", "content": "no v1"}]
+        )
+        assert answer.choices[0].message.content
+        assert "test-chat" in {model.id for model in bare.models.list()}
+        assert bare.models.retrieve("vendor/test-chat").id == "vendor/test-chat"
