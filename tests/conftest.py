@@ -48,6 +48,18 @@ def gateway_config(simulator_url: str, **upstream: Any) -> dict[str, Any]:
                 ],
             },
             {
+                "name": "vendor/test-chat",
+                "deployments": [
+                    {"provider": "openai", "model": "sim-chat", "api_base": base, "api_key": key}
+                ],
+            },
+            {
+                "name": "test-mistral",
+                "deployments": [
+                    {"provider": "mistral", "model": "sim-chat", "api_base": base, "api_key": key}
+                ],
+            },
+            {
                 "name": "test-embed",
                 "kind": "embedding",
                 "deployments": [

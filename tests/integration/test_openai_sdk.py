@@ -133,6 +133,30 @@ def test_streaming_without_include_usage_sends_no_usage(client: openai.OpenAI) -
     assert all(chunk.usage is None for chunk in chunks)
 
 
+def test_streams_to_mistral_never_send_stream_options(
+    client: openai.OpenAI, simulator_url: str
+) -> None:
+    # Mistral refuses the field (422 extra_forbidden) and ends every stream with its usage.
+    stream = client.chat.completions.create(
+        model="test-mistral",
+        messages=[{"role": "user", "content": "stream from mistral"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert "stream from mistral" in text
+    body = recorded_request(simulator_url, "stream from mistral")["json"]
+    assert body["stream"] is True and "stream_options" not in body
+    # Every other OpenAI-format deployment is asked for usage, whatever the client asked.
+    list(
+        client.chat.completions.create(
+            model="test-chat", messages=[{"role": "user", "content": "ask usage"}], stream=True
+        )
+    )
+    asked = recorded_request(simulator_url, "ask usage")["json"]
+    assert asked["stream_options"] == {"include_usage": True}
+
+
 def test_tool_call_round_trip(client: openai.OpenAI) -> None:
     messages: list[dict[str, object]] = [{"role": "user", "content": "weather in Paris?"}]
     first = client.chat.completions.create(
@@ -194,6 +218,51 @@ def test_unknown_fields_reach_the_upstream(client: openai.OpenAI, simulator_url:
     assert body["model"] == "sim-chat"
 
 
+def test_custom_tools_and_allowed_tools_reach_openai_deployments_unchanged(
+    client: openai.OpenAI, simulator_url: str
+) -> None:
+    custom = {"type": "custom", "custom": {"name": "sql", "description": "Run SQL"}}
+    allowed = {
+        "type": "allowed_tools",
+        "allowed_tools": {"mode": "auto", "tools": [{"type": "custom", "custom": {"name": "sql"}}]},
+    }
+    history: list[Any] = [
+        {"role": "user", "content": "custom tools"},
+        {
+            "role": "assistant",
+            "tool_calls": [
+                {"id": "call_1", "type": "custom", "custom": {"name": "sql", "input": "SELECT 1"}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "1"},
+    ]
+    answer = client.chat.completions.create(
+        model="test-chat", messages=history, tools=[custom, WEATHER_TOOL], tool_choice=allowed
+    )
+    assert answer.choices[0].message.content
+    body = recorded_request(simulator_url, "custom tools")["json"]
+    assert body["tools"] == [custom, WEATHER_TOOL]
+    assert body["tool_choice"] == allowed
+    assert body["messages"][1]["tool_calls"] == history[1]["tool_calls"]
+    # A named custom tool as the choice, with function tools only, is OpenAI's too.
+    named = {"type": "custom", "custom": {"name": "sql"}}
+    client.chat.completions.create(
+        model="test-chat", messages=history[:1], tools=[WEATHER_TOOL], tool_choice=named
+    )
+    assert recorded_request(simulator_url, "custom tools")["json"]["tool_choice"] == named
+    # Another family cannot take them: a 400 naming what it cannot, never a silent drop.
+    refused = [
+        ({"tools": [custom]}, "tools"),
+        ({"tools": [WEATHER_TOOL], "tool_choice": named}, "tool_choice"),
+        ({"messages": history}, "messages"),
+    ]
+    for fields, param in refused:
+        request: dict[str, Any] = {"model": "test-claude", "messages": history[:1], **fields}
+        with pytest.raises(openai.BadRequestError) as refusal:
+            client.chat.completions.create(**request)
+        assert refusal.value.param == param, refusal.value.message
+
+
 def test_client_authorization_is_not_forwarded(client: openai.OpenAI, simulator_url: str) -> None:
     from tests.conftest import UPSTREAM_KEY
 
@@ -234,6 +303,20 @@ def test_models_lists_configured_names(client: openai.OpenAI) -> None:
     assert listed.headers["x-request-id"] == "req-models"
     one = client.models.with_raw_response.retrieve("test-chat")
     assert one.headers["x-request-id"].startswith("req_")
+
+
+def test_a_model_named_with_a_slash_is_found_however_the_client_writes_its_path(
+    client: openai.OpenAI, gateway_url: str
+) -> None:
+    # This SDK percent-encodes the slash; older ones, curl and other clients send it as is.
+    assert client.models.retrieve("vendor/test-chat").id == "vendor/test-chat"
+    headers = {"Authorization": f"Bearer {CLIENT_KEY}"}
+    plain = httpx.get(gateway_url + "/v1/models/vendor/test-chat", headers=headers)
+    assert plain.status_code == 200, plain.text
+    assert plain.json()["id"] == "vendor/test-chat"
+    missing = httpx.get(gateway_url + "/v1/models/vendor/no-such-model", headers=headers)
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "model_not_found"
 
 
 def test_azure_deployment_is_served(client: openai.OpenAI, simulator_url: str) -> None:
@@ -379,3 +462,13 @@ async def test_async_errors(async_client: openai.AsyncOpenAI) -> None:
             model="missing", messages=[{"role": "user", "content": "x"}]
         )
     await async_client.close()
+
+
+def test_a_base_url_without_v1_serves_models_as_it_serves_chat(gateway_url: str) -> None:
+    with openai.OpenAI(base_url=gateway_url, api_key=CLIENT_KEY, max_retries=0) as bare:
+        answer = bare.chat.completions.create(
+            model="test-chat", messages=[{"role": "user", "content": "no v1"}]
+        )
+        assert answer.choices[0].message.content
+        assert "test-chat" in {model.id for model in bare.models.list()}
+        assert bare.models.retrieve("vendor/test-chat").id == "vendor/test-chat"

@@ -86,7 +86,11 @@ class OpenAIDialect:
             web.post("/v1/embeddings", self.embeddings),
             web.post("/embeddings", self.embeddings),
             web.get("/v1/models", self.list_models),
-            web.get("/v1/models/{model}", self.get_model),
+            # A model's name may hold slashes (vendor/model), sent as they are by older SDKs.
+            web.get("/v1/models/{model:.+}", self.get_model),
+            # Without /v1 as well, like chat and embeddings: a client whose base URL lacks it.
+            web.get("/models", self.list_models),
+            web.get("/models/{model:.+}", self.get_model),
         ]
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:

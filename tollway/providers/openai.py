@@ -7,7 +7,7 @@ a row of data (``OpenAIFlavor``); the translation is shared.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -50,6 +50,9 @@ class OpenAIFlavor:
     completion_tokens: Callable[[Deployment], bool]
     """Whether the upstream names the output limit ``max_completion_tokens`` (its reasoning
     models refuse ``max_tokens``) when the client's API gave it no name of its own."""
+    stream_options: bool = True
+    """Whether the upstream takes ``stream_options`` (Mistral refuses it, 422 extra_forbidden,
+    and puts usage in every stream's last chunk unasked)."""
 
 
 def _plain_url(deployment: Deployment, endpoint: str) -> str:
@@ -107,6 +110,7 @@ OPENAI = OpenAIFlavor(
     auth_prefix="Bearer ",
     completion_tokens=_official,
 )
+MISTRAL = replace(OPENAI, stream_options=False)
 AZURE = OpenAIFlavor(
     url=_azure_url,
     body_model=_azure_body_model,
@@ -137,7 +141,12 @@ class OpenAIProvider:
     def _body(self, request: ChatRequest, deployment: Deployment) -> dict[str, Any]:
         completion_tokens = self._flavor.completion_tokens(deployment)
         model = self._flavor.body_model(deployment)
-        return request_to_wire(request, model, completion_tokens=completion_tokens)
+        return request_to_wire(
+            request,
+            model,
+            completion_tokens=completion_tokens,
+            stream_options=self._flavor.stream_options,
+        )
 
     def check(self, request: ChatRequest, deployment: Deployment) -> None:
         """The 400s ``chat`` would answer for ``request`` before calling (for token counts)."""
@@ -220,11 +229,16 @@ def _openai(resources: ProviderResources) -> OpenAIProvider:
     return OpenAIProvider(resources, OPENAI)
 
 
+def _mistral(resources: ProviderResources) -> OpenAIProvider:
+    return OpenAIProvider(resources, MISTRAL)
+
+
 def _azure(resources: ProviderResources) -> OpenAIProvider:
     return OpenAIProvider(resources, AZURE)
 
 
-# OpenAI-compatible services differ only in their default endpoint.
+# OpenAI-compatible services differ only in their default endpoint, and a few in a flavor.
+_BUILDS = {"mistral": _mistral}
 COMPATIBLE_BASES = {
     "openai": "https://api.openai.com/v1",
     "groq": "https://api.groq.com/openai/v1",
@@ -240,7 +254,12 @@ COMPATIBLE_BASES = {
 
 SPECS = (
     *(
-        ProviderSpec(name=name, build=_openai, default_api_base=base, simulator_path="/v1")
+        ProviderSpec(
+            name=name,
+            build=_BUILDS.get(name, _openai),
+            default_api_base=base,
+            simulator_path="/v1",
+        )
         for name, base in COMPATIBLE_BASES.items()
     ),
     ProviderSpec(

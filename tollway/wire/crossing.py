@@ -115,6 +115,11 @@ def request_for(request: ChatRequest, target: str) -> ChatRequest:
 
 
 def _plain_message(message: Message, target: str) -> Message:
+    if "tool_calls" in message.extra:  # calls of tools the gateway does not model (custom)
+        raise InvalidRequest(
+            f"calls of custom tools cannot be translated for {_a(target)} deployment",
+            param="messages",
+        )
     content = message.content
     if isinstance(content, list):
         content = [_plain_part(part, target) for part in content]

@@ -32,6 +32,12 @@ _REQUEST_KEYS = frozenset(
     }
 )  # fmt: skip
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+# OpenAI's tools and tool choices the gateway does not model (custom tools, with free-form
+# input; a choice among ``allowed_tools``; a named custom tool): kept as the client sent them,
+# in ``extra``, so they reach OpenAI-format deployments unchanged and are a 400 naming their
+# field for any other (crossing.py), never a 400 where OpenAI itself would answer.
+_OPENAI_ONLY_TOOLS = frozenset({"custom"})
+_OPENAI_ONLY_CHOICES = frozenset({"allowed_tools", "custom"})
 _MESSAGE_KEYS = frozenset({"role", "content", "name", "tool_calls", "tool_call_id"})
 
 
@@ -72,7 +78,8 @@ def request_from_wire(body: dict[str, Any]) -> ChatRequest:
     if request.n is not None and request.n < 1:
         raise InvalidRequest("'n' must be at least 1", param="n")
     choice = request.tool_choice
-    if choice is not None and choice.mode in ("required", "function") and not request.tools:
+    required_tool = choice is not None and choice.mode in ("required", "function")
+    if required_tool and not request.tools and "tools" not in extra:
         # As OpenAI answers it: a tool cannot be required where none is offered.
         raise InvalidRequest(
             "'tool_choice' requires a tool, but the request has no 'tools'", param="tool_choice"
@@ -88,11 +95,18 @@ def _set_stop(request: ChatRequest, value: Any) -> None:
 def _set_tools(request: ChatRequest, value: Any) -> None:
     if value is not None and not isinstance(value, list):
         raise InvalidRequest("'tools' must be an array", param="tools")
-    request.tools = _tools_from_wire(value)
+    if value and any(type(t) is dict and t.get("type") in _OPENAI_ONLY_TOOLS for t in value):
+        _check_openai_only_tools(value)
+        request.extra["tools"] = value
+    else:
+        request.tools = _tools_from_wire(value)
 
 
 def _set_tool_choice(request: ChatRequest, value: Any) -> None:
-    request.tool_choice = _tool_choice_from_wire(value)
+    if isinstance(value, dict) and value.get("type") in _OPENAI_ONLY_CHOICES:
+        request.extra["tool_choice"] = value
+    else:
+        request.tool_choice = _tool_choice_from_wire(value)
 
 
 def _set_response_format(request: ChatRequest, value: Any) -> None:
@@ -126,16 +140,21 @@ _STRUCTURED: dict[str, Callable[[ChatRequest, Any], None]] = {
 
 
 def request_to_wire(
-    request: ChatRequest, model: str, *, completion_tokens: bool = False
+    request: ChatRequest,
+    model: str,
+    *,
+    completion_tokens: bool = False,
+    stream_options: bool = True,
 ) -> dict[str, Any]:
     """The upstream body for ``request`` addressed to the upstream ``model``.
 
-    Streams always ask for usage so the gateway can account for every token; the client's
-    own ``include_usage`` is honoured on the way back out. The output limit keeps the name
-    a Chat Completions client used; a request from another API (Responses included) names
-    it ``max_completion_tokens`` when ``completion_tokens`` says the upstream wants that name
-    (OpenAI's own API, whose reasoning models refuse ``max_tokens``), else ``max_tokens``,
-    which every compatible server knows.
+    Streams always ask for usage so the gateway can account for every token, unless
+    ``stream_options`` says the upstream refuses the field (Mistral, which ends every stream
+    with usage anyway); the client's own ``include_usage`` is honoured on the way back out.
+    The output limit keeps the name a Chat Completions client used; a request from another
+    API (Responses included) names it ``max_completion_tokens`` when ``completion_tokens``
+    says the upstream wants that name (OpenAI's own API, whose reasoning models refuse
+    ``max_tokens``), else ``max_tokens``, which every compatible server knows.
     """
     request = request_for(request, WIRE_FORMAT)
     body: dict[str, Any] = dict(request.extra)
@@ -143,7 +162,8 @@ def request_to_wire(
     body["messages"] = [_message_to_wire(m) for m in request.messages]
     if request.stream:
         body["stream"] = True
-        body["stream_options"] = {"include_usage": True}
+        if stream_options:
+            body["stream_options"] = {"include_usage": True}
     if request.max_tokens is not None:
         # Keep the field name the client used: older compatible servers only know max_tokens.
         named = request.wire_format == WIRE_FORMAT and request.limit_named_by_client
@@ -199,6 +219,13 @@ def _message_from_wire(raw: Any, index: int) -> Message:
             param=f"{param}.role",
         )
     tool_calls = optional(obj, "tool_calls", list, f"{param}.tool_calls")
+    extra = {k: v for k, v in obj.items() if k not in _MESSAGE_KEYS}
+    if tool_calls and any(
+        isinstance(c, dict) and c.get("type") in _OPENAI_ONLY_TOOLS for c in tool_calls
+    ):
+        # Calls of custom tools: kept as sent, like the tools (see _OPENAI_ONLY_TOOLS).
+        extra["tool_calls"] = tool_calls
+        tool_calls = None
     return Message(
         role=cast(Role, role),
         content=_content_from_wire(obj.get("content"), f"{param}.content"),
@@ -209,7 +236,7 @@ def _message_from_wire(raw: Any, index: int) -> Message:
             _tool_call_from_wire(c, f"{param}.tool_calls[{i}]") for i, c in enumerate(tool_calls)
         ],
         tool_call_id=optional(obj, "tool_call_id", str, f"{param}.tool_call_id"),
-        extra={k: v for k, v in obj.items() if k not in _MESSAGE_KEYS},
+        extra=extra,
     )
 
 
@@ -271,6 +298,18 @@ def _tools_from_wire(tools: list[Any] | None) -> list[Tool] | None:
             )
         )
     return parsed
+
+
+def _check_openai_only_tools(tools: list[Any]) -> None:
+    """Tools kept as sent: each an object of a type OpenAI knows."""
+    for index, raw in enumerate(tools):
+        param = f"tools[{index}]"
+        kind = json_object(raw, param).get("type")
+        if kind != "function" and kind not in _OPENAI_ONLY_TOOLS:
+            raise InvalidRequest(
+                f"'{param}.type' {kind!r} is not supported; use 'function' or 'custom'",
+                param=f"{param}.type",
+            )
 
 
 def _tool_choice_from_wire(raw: Any) -> ToolChoice | None:
