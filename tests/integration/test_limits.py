@@ -20,8 +20,8 @@ DOCUMENT_TPM = 1_000_000
 @pytest.fixture(scope="module")
 def limited_url(log_dir: Path, simulator_url: str) -> Iterator[str]:
     config = gateway_config(simulator_url)
-    chat, embed = dict(config["models"][0]), dict(config["models"][1])
-    claude = next(group for group in config["models"] if group["name"] == "test-claude")
+    groups = {group["name"]: group for group in config["models"]}
+    chat, embed, claude = groups["test-chat"], groups["test-embed"], groups["test-claude"]
     config["models"] += [
         {**chat, "name": "chat-rpm1"},
         {**embed, "name": "embed-rpm1"},
