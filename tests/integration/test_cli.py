@@ -59,6 +59,19 @@ def test_embedded_default_answers_at_once(embedded: tuple[str, Process]) -> None
     assert names == {"demo-chat", "demo-chat-large", "demo-claude", "demo-embed"}
 
 
+def test_every_embedded_demo_model_has_a_price(embedded: tuple[str, Process]) -> None:
+    # A first start warned that demo-chat-large had no price, and its answers cost 0.
+    url, process = embedded
+    for model in ("demo-chat", "demo-chat-large", "demo-claude"):
+        reply = httpx.post(
+            url + "/v1/chat/completions",
+            json={"model": model, "messages": [{"role": "user", "content": "price me"}]},
+        )
+        assert reply.status_code == 200, reply.text
+        assert float(reply.headers["x-tollway-cost-usd"]) > 0, model
+    assert "has no price" not in process.output()
+
+
 def test_embedded_default_serves_the_anthropic_sdk(embedded: tuple[str, Process]) -> None:
     client = anthropic.Anthropic(base_url=embedded[0], api_key=CLIENT_KEY, max_retries=0)
     message = client.messages.create(
