@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
 from collections.abc import Iterator
@@ -15,8 +17,10 @@ import pytest
 from tests.support import CLIENT_KEY, Process, running_gateway, tollway_command
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(tollway_command(*args), capture_output=True, text=True, timeout=60)
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        tollway_command(*args), capture_output=True, text=True, timeout=60, env=env
+    )
 
 
 def test_config_check_accepts_a_valid_file(tmp_path: Path) -> None:
@@ -70,6 +74,23 @@ def test_every_embedded_demo_model_has_a_price(embedded: tuple[str, Process]) ->
         assert reply.status_code == 200, reply.text
         assert float(reply.headers["x-tollway-cost-usd"]) > 0, model
     assert "has no price" not in process.output()
+
+
+def test_key_ids_are_printed_whole_for_the_next_command(
+    embedded: tuple[str, Process],
+) -> None:
+    # `keys list` cut ids to "d8f609b1-…" in an 80-column table, so `budgets set key <id>`
+    # had nothing to paste; piped, the table is wide; on a narrow terminal the id folds.
+    env = {**os.environ, "TOLLWAY_URL": embedded[0], "TOLLWAY_ADMIN_KEY": CLIENT_KEY}
+    created = run_cli("keys", "create", "--name", "whole-id", "--json", env=env)
+    key_id = json.loads(created.stdout)["id"]
+    env.pop("COLUMNS", None)
+    assert key_id in run_cli("keys", "list", env=env).stdout
+    narrow = run_cli("keys", "list", env={**env, "COLUMNS": "80"}).stdout
+    assert "…" not in "".join(line.split("│")[1] for line in narrow.splitlines() if "│" in line)
+    assert key_id in "".join(
+        line.split("│")[1].strip() for line in narrow.splitlines() if "│" in line
+    )
 
 
 def test_embedded_default_serves_the_anthropic_sdk(embedded: tuple[str, Process]) -> None:

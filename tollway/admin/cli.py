@@ -7,6 +7,7 @@ allows the action). Prints readable tables, or JSON with ``--json``.
 from __future__ import annotations
 
 import json
+import os
 from typing import Annotated, Any
 
 import httpx
@@ -71,10 +72,16 @@ def show(rows: list[dict[str, Any]], columns: list[str], as_json: bool, title: s
         return
     table = Table(title=title)
     for column in columns:
-        table.add_column(column)
+        # An id is copied into the next command: folded onto two lines when the table is
+        # too wide, never cut to an ellipsis.
+        table.add_column(column, overflow="fold" if column in ("id", "scope_id") else "ellipsis")
     for row in rows:
         table.add_row(*(_cell(row.get(column)) for column in columns))
-    _console.print(table)
+    console = _console
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        # Piped (grep, a script, CI): wide enough that ids and names stay on one line.
+        console = Console(width=200)
+    console.print(table)
 
 
 def _cell(value: Any) -> str:
