@@ -44,6 +44,21 @@ def test_config_check_lists_every_problem_with_file_and_path(tmp_path: Path) -> 
     assert "Traceback" not in result.stderr
 
 
+def test_config_check_suggests_the_option_a_typo_meant(tmp_path: Path) -> None:
+    path = tmp_path / "typo.yaml"
+    path.write_text(
+        "server: {prot: 5000}\n"
+        "telemetry: {tracing: {zzz: 1}}\n"
+        "models: [{name: m, deployments: [{provider: openai, model: gpt-4o, api_kye: x}]}]\n"
+    )
+    result = run_cli("config", "check", str(path))
+    assert result.returncode == 2
+    assert f"{path}: server.prot: unknown option (did you mean 'port'?)" in result.stderr
+    deployment = "models[0].deployments[0]"
+    assert f"{deployment}.api_kye: unknown option (did you mean 'api_key'?)" in result.stderr
+    assert "telemetry.tracing.zzz: unknown option (options here: enabled, " in result.stderr
+
+
 @pytest.fixture(scope="module")
 def embedded(log_dir: Path) -> Iterator[tuple[str, Process]]:
     """``tollway serve`` with no config file at all."""

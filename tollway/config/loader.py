@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import difflib
 import os
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from tollway.config.schema import Settings
 
@@ -54,11 +56,46 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
         path = _format_location(error["loc"])
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
-            message = "unknown option"
+            message = "unknown option" + _suggestion(error["loc"])
         elif error["type"] == "missing":
             message = "required option missing"
         lines.append(f"  {source}: {path or '(top level)'}: {message}")
     return "\n".join(lines)
+
+
+def _suggestion(location: tuple[int | str, ...]) -> str:
+    """`` (did you mean 'port'?)`` for a misspelt option, else the options allowed there."""
+    options = _options_at(location[:-1])
+    if not options:
+        return ""
+    close = difflib.get_close_matches(str(location[-1]), options, n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    return f" (options here: {', '.join(options)})"
+
+
+def _options_at(location: tuple[int | str, ...]) -> list[str]:
+    model: type[BaseModel] = Settings
+    for part in location:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            continue  # a list index or a map key: the entry's model is already in hand
+        inner = _model_in(field.annotation)
+        if inner is None:
+            return []
+        model = inner
+    return list(model.model_fields)
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The config model a field holds, directly or in a list, a map or an optional."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in typing.get_args(annotation):
+        found = _model_in(argument)
+        if found is not None:
+            return found
+    return None
 
 
 def _format_location(location: tuple[int | str, ...]) -> str:
