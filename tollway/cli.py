@@ -20,6 +20,7 @@ from tollway.config import (
     load_settings,
     with_environment,
 )
+from tollway.config.secret_presence import missing_secrets
 from tollway.limits.cli import budgets_app, limits_app, spend
 from tollway.pricing.cli import prices_app
 from tollway.scan import scan_app
@@ -112,9 +113,23 @@ def serve(
 
 
 @config_app.command("check")
-def config_check(file: Annotated[Path, typer.Argument(help="The YAML config file")]) -> None:
+def config_check(
+    file: Annotated[Path, typer.Argument(help="The YAML config file")],
+    secrets: Annotated[
+        bool,
+        typer.Option(
+            help="Check that every env: variable is set and every file: secret readable here "
+            "(--no-secrets when checking on a machine other than the gateway's)."
+        ),
+    ] = True,
+) -> None:
     """Validate a config file; exit 0 when valid, 2 with every problem listed when not."""
     settings, _ = _load(file)
+    missing = missing_secrets(settings, os.environ) if secrets else []
+    if missing:
+        lines = [f"{file}: {len(missing)} problem(s):", *(f"  {file}: {m}" for m in missing)]
+        typer.echo("\n".join(lines), err=True)
+        raise typer.Exit(2)
     deployments = sum(len(group.deployments) for group in settings.models)
     typer.echo(f"{file}: OK ({len(settings.models)} models, {deployments} deployments)")
 

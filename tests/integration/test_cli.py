@@ -59,6 +59,35 @@ def test_config_check_suggests_the_option_a_typo_meant(tmp_path: Path) -> None:
     assert "telemetry.tracing.zzz: unknown option (options here: enabled, " in result.stderr
 
 
+def test_config_check_rejects_env_and_file_secrets_it_cannot_read(tmp_path: Path) -> None:
+    # They were "OK" and first showed as a failed request once the gateway needed them.
+    key_file = tmp_path / "present-key"
+    key_file.write_text("sk-present")
+    path = tmp_path / "secrets.yaml"
+    deployments = [
+        {"provider": "openai", "model": "gpt-4o", "api_key": "env:TOLLWAY_TEST_UNSET_VAR"},
+        {"provider": "openai", "model": "gpt-4o", "api_key": "file:/nonexistent/key"},
+        {"provider": "openai", "model": "gpt-4o", "api_key": f"file:{key_file}"},
+        {"provider": "openai", "model": "gpt-4o", "api_key": "env:TOLLWAY_TEST_SET_VAR"},
+        {"provider": "openai", "model": "gpt-4o", "api_key": "vault:in-the-store"},
+    ]
+    path.write_text(json.dumps({"models": [{"name": "m", "deployments": deployments}]}))
+    env = {**os.environ, "TOLLWAY_TEST_SET_VAR": "sk-set"}
+    env.pop("TOLLWAY_TEST_UNSET_VAR", None)
+    result = run_cli("config", "check", str(path), env=env)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"{path}: 2 problem(s):",
+        f"  {path}: models[0].deployments[0].api_key: environment variable "
+        "TOLLWAY_TEST_UNSET_VAR is not set",
+        f"  {path}: models[0].deployments[1].api_key: file /nonexistent/key does not exist "
+        "or cannot be read",
+    ]
+    elsewhere = run_cli("config", "check", "--no-secrets", str(path), env=env)
+    assert elsewhere.returncode == 0, elsewhere.stderr
+    assert f"{path}: OK (1 models, 5 deployments)" in elsewhere.stdout
+
+
 @pytest.fixture(scope="module")
 def embedded(log_dir: Path) -> Iterator[tuple[str, Process]]:
     """``tollway serve`` with no config file at all."""
