@@ -278,10 +278,10 @@ class AuthConfig(Strict):
     admin_key: SecretRef | None = None
     """The bootstrap admin key; else ``TOLLWAY_ADMIN_KEY``, else one made and printed once."""
     oidc: list[OIDCIssuerConfig] = Field(default_factory=list)
+    """Identity providers whose JWTs are accepted (docs/oidc.md); one entry per issuer."""
     reconcile_interval: Duration = 30.0
     """How often keys, users and teams are reloaded from the store in full, bounding how long
     a change made by another replica can go unseen if its change event was missed."""
-    """Identity providers whose JWTs are accepted (docs/oidc.md); one entry per issuer."""
 
     @field_validator("oidc")
     @classmethod
