@@ -97,6 +97,9 @@ def serve(
     server = settings.server
     host = host or server.host
     port = server.port if port is None else port
+    # The gateway tells the first admin where it listens, so it needs what --host/--port say.
+    server = server.model_copy(update={"host": host, "port": port})
+    settings = settings.model_copy(update={"server": server})
     models = ", ".join(group.name for group in settings.models) or "(none)"
     logging.getLogger("tollway").info(
         "Tollway on http://%s:%d (config: %s; models: %s)", host, port, source, models

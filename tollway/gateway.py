@@ -300,11 +300,16 @@ class Gateway:
             return
         created = await ensure_admin(self.identity)
         if created:
+            server = self.settings.server
+            host = "127.0.0.1" if server.host in ("0.0.0.0", "::", "") else server.host
+            url = (
+                f"http://[{host}]:{server.port}" if ":" in host else f"http://{host}:{server.port}"
+            )
             # Shown once, on the terminal only: never through logging, which may be shipped.
             print(
                 f"\nTollway created the first admin key. Store it now; it is not shown again:"
-                f"\n\n    {created}\n\nCreate keys with: TOLLWAY_ADMIN_KEY=<that key> "
-                f"tollway keys create --name my-app\n",
+                f"\n\n    {created}\n\nCreate keys with: TOLLWAY_URL={url} "
+                f"TOLLWAY_ADMIN_KEY=<that key> tollway keys create --name my-app\n",
                 file=sys.stderr,
                 flush=True,
             )

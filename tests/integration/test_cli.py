@@ -175,6 +175,9 @@ def test_first_start_prints_an_admin_key_once(tmp_path: Path) -> None:
     with running_gateway(tmp_path, None, env) as (url, process):
         printed = re.findall(r"tw-[A-Za-z0-9_-]{40}", process.output())
         assert len(printed) == 1
+        # The hint named no URL, and the CLI requires one: it failed as printed.
+        hint = f"TOLLWAY_URL={url} TOLLWAY_ADMIN_KEY=<that key> tollway keys create"
+        assert hint in process.output()
         me = httpx.get(url + "/admin/whoami", headers={"Authorization": f"Bearer {printed[0]}"})
         assert me.json()["role"] == "admin"
     with running_gateway(tmp_path, None, env) as (_, again):
