@@ -5,7 +5,9 @@ content; each ``tool_use`` block becomes the tool call numbered by its order amo
 calls, with id and name on its first fragment and ``partial_json`` as argument fragments;
 ``message_delta`` gives the finish reason; ``message_stop`` gives a last, usage-only chunk
 with the usage of ``message_start`` and ``message_delta`` combined. Blocks the gateway does not
-model (thinking, ...) travel in the chunk's ``extra`` so an Anthropic client gets them back.
+model (thinking, ...) travel in the chunk's ``extra`` so an Anthropic client gets them back, and
+so do each text block's start (Anthropic splits text around citations: every block stays its
+own) and ``message_delta``'s other fields (``container``, ``stop_details``).
 
 Client (``StreamWriter``): chunks from any upstream become ``message_start`` (with the input
 usage an Anthropic upstream gave at its start) and a ``ping``, then per block
@@ -37,6 +39,7 @@ from tollway.wire.held_calls import HeldCall, hold, may_interleave, release
 
 _MESSAGE_STOP = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
 _PING = b'event: ping\ndata: {"type":"ping"}\n\n'
+_DELTA_KEYS = ("stop_reason", "stop_sequence")
 
 
 class StreamReader:
@@ -82,6 +85,9 @@ class StreamReader:
             delta = event.get("delta") or {}
             finish, extra = finish_from_wire(delta.get("stop_reason"))
             stop_sequence = delta.get("stop_sequence")
+            # The rest (container, stop_details, ...) is for an Anthropic client's message_delta.
+            if rest := {k: v for k, v in delta.items() if k not in _DELTA_KEYS}:
+                extra = {**extra, "message_delta": rest}
             return self._chunk(
                 ChunkChoice(index=0, finish_reason=finish, stop_sequence=stop_sequence, extra=extra)
             )
@@ -97,9 +103,12 @@ class StreamReader:
     def _block_start(self, index: int, block: dict[str, Any]) -> ChatChunk | None:
         kind = block["type"]
         if kind == "text":
-            return (
-                self._chunk(ChunkChoice(index=0, content=block["text"])) if block["text"] else None
-            )
+            # Each text block stays its own for an Anthropic client: Anthropic splits an
+            # answer's text around its citations, and a citations_delta is its block's.
+            text = block["text"]
+            start = {**block, "text": ""} if text else block
+            choice = ChunkChoice(index=0, content=text or None, extra={"content_block": start})
+            return self._chunk(choice)
         if kind != "tool_use":
             return self._chunk(ChunkChoice(index=0, extra={"content_block": block}))
         ordinal = len(self._tool_of_block)
@@ -182,7 +191,11 @@ class StreamWriter:
             out.append(self._message_start(ChatChunk("", "", 0, [])))
         self._close(out)
         stop_reason = stop_reason_to_wire(self._finish, self._stop_sequence, self._stop_extra)
-        delta = {"stop_reason": stop_reason, "stop_sequence": self._stop_sequence}
+        delta = {
+            **self._stop_extra.get("message_delta", {}),
+            "stop_reason": stop_reason,
+            "stop_sequence": self._stop_sequence,
+        }
         usage = usage_to_wire(self._usage or counted or Usage())
         out.append(
             event("message_delta", {"type": "message_delta", "delta": delta, "usage": usage})
@@ -207,7 +220,8 @@ class StreamWriter:
 
     def _choice(self, choice: ChunkChoice, out: list[bytes]) -> None:
         if "content_block" in choice.extra:
-            self._open_block("other", choice.extra["content_block"], out)
+            block = choice.extra["content_block"]
+            self._open_block("text" if block["type"] == "text" else "other", block, out)
         if "delta" in choice.extra and self._open is not None:
             out.append(self._delta(choice.extra["delta"]))
         if choice.content:
