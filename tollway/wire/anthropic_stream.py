@@ -40,6 +40,7 @@ from tollway.wire.held_calls import HeldCall, hold, may_interleave, release
 _MESSAGE_STOP = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
 _PING = b'event: ping\ndata: {"type":"ping"}\n\n'
 _DELTA_KEYS = ("stop_reason", "stop_sequence")
+_TOOL_USE_KEYS = ("type", "id", "name", "input")
 
 
 class StreamReader:
@@ -120,7 +121,10 @@ class StreamReader:
             name=str(block["name"]),
             arguments=orjson.dumps(given).decode() if given else "",
         )
-        return self._chunk(ChunkChoice(index=0, tool_calls=[call]))
+        # Its other fields (``caller``: the tool that made the call) for an Anthropic client.
+        rest = {k: v for k, v in block.items() if k not in _TOOL_USE_KEYS}
+        extra = {"tool_use": rest} if rest else {}
+        return self._chunk(ChunkChoice(index=0, tool_calls=[call], extra=extra))
 
     def _block_delta(self, index: int, delta: dict[str, Any]) -> ChatChunk | None:
         kind = delta["type"]
@@ -229,20 +233,22 @@ class StreamWriter:
                 self._open_block("text", {"type": "text", "text": ""}, out)
             out.append(self._delta({"type": "text_delta", "text": choice.content}))
         for call in choice.tool_calls or ():
-            self._tool_delta(call, out)
+            self._tool_delta(call, out, choice.extra.get("tool_use"))
         if choice.finish_reason is not None:
             self._finish = choice.finish_reason
             self._stop_sequence = choice.stop_sequence
             self._stop_extra = choice.extra
 
-    def _tool_delta(self, call: ToolCallDelta, out: list[bytes]) -> None:
+    def _tool_delta(
+        self, call: ToolCallDelta, out: list[bytes], fields: dict[str, Any] | None = None
+    ) -> None:
         block = self._block_of_tool.get(call.index)
         if block is None:
             if call.index in self._held or (self._open_kind == "tool" and self._interleavable):
                 # Another call is being streamed and may not be complete: this one waits.
                 hold(self._held, call)
                 return
-            self._open_tool(call.index, call.id, call.name, out)
+            self._open_tool(call.index, call.id, call.name, out, fields)
         elif block != self._open:
             # Its block was closed when other content followed it, and blocks cannot reopen.
             raise UpstreamProtocolError("upstream sent more of a tool call after other content")
@@ -250,9 +256,15 @@ class StreamWriter:
             out.append(self._delta({"type": "input_json_delta", "partial_json": call.arguments}))
 
     def _open_tool(
-        self, index: int, call_id: str | None, name: str | None, out: list[bytes]
+        self,
+        index: int,
+        call_id: str | None,
+        name: str | None,
+        out: list[bytes],
+        fields: dict[str, Any] | None = None,
     ) -> None:
         tool_use = {
+            **(fields or {}),
             "type": "tool_use",
             "id": call_id or f"toolu_{len(self._block_of_tool)}",
             "name": name or "",

@@ -1230,3 +1230,35 @@ def test_every_block_and_delta_of_an_anthropic_stream_passes_through_as_it_came(
     expected = [dict(e) for e in events]
     expected[-2] = {**expected[-2], "usage": {**usage, "output_tokens": 30}}
     assert [payload for _, payload in parse_events(written)] == expected
+
+
+def test_a_streamed_tool_use_keeps_the_fields_of_its_start() -> None:
+    # A call the code execution tool made (programmatic tool calling) names its ``caller``;
+    # the client echoes the block back in its next turn, so the stream must keep it.
+    usage = {"input_tokens": 9, "cache_creation_input_tokens": 0,
+             "cache_read_input_tokens": 0, "output_tokens": 1}  # fmt: skip
+    call = {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {},
+            "caller": {"type": "code_execution_20250825", "tool_id": "srvtoolu_1"}}  # fmt: skip
+    events: list[dict[str, Any]] = [
+        {"type": "message_start", "message": {
+            "id": "msg_1", "type": "message", "role": "assistant", "model": "claude",
+            "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}},
+        {"type": "ping"},
+        {"type": "content_block_start", "index": 0, "content_block": call},
+        {"type": "content_block_delta", "index": 0,
+         "delta": {"type": "input_json_delta", "partial_json": '{"city": "Oslo"}'}},
+        {"type": "content_block_stop", "index": 0},
+        {"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+         "usage": {"output_tokens": 7}},
+        {"type": "message_stop"},
+    ]  # fmt: skip
+    reader, writer = StreamReader(), StreamWriter()
+    written = b""
+    for raw in sse(events):
+        chunk = reader.feed(raw)
+        if chunk is not None:
+            written += writer.feed(chunk)
+    written += writer.finish()
+    expected = [dict(e) for e in events]
+    expected[-2] = {**expected[-2], "usage": {**usage, "output_tokens": 7}}
+    assert [payload for _, payload in parse_events(written)] == expected
