@@ -7,7 +7,8 @@ calls, with id and name on its first fragment and ``partial_json`` as argument f
 with the usage of ``message_start`` and ``message_delta`` combined. Blocks the gateway does not
 model (thinking, ...) travel in the chunk's ``extra`` so an Anthropic client gets them back, and
 so do each text block's start (Anthropic splits text around citations: every block stays its
-own) and ``message_delta``'s other fields (``container``, ``stop_details``).
+own), ``message_delta``'s other fields (``container``, ``stop_details``), and the pings after
+the first (which the client's own ``message_start`` is followed by).
 
 Client (``StreamWriter``): chunks from any upstream become ``message_start`` (with the input
 usage an Anthropic upstream gave at its start) and a ``ping``, then per block
@@ -53,6 +54,7 @@ class StreamReader:
         self._created = int(time.time())
         self._usage: dict[str, Any] = {}
         self._tool_of_block: dict[int, int] = {}
+        self._pings = 0
 
     def feed(self, data: bytes) -> ChatChunk | None:
         """The chunk one event's ``data`` stands for, if any; raises on an ``error`` event."""
@@ -97,9 +99,15 @@ class StreamReader:
             last = ChatChunk(self._id, self._model, self._created, [], wire_format=WIRE_FORMAT)
             last.usage = usage_from_wire(self._usage)
             return last
+        if kind == "ping":
+            # The first follows message_start, as the client's own does (StreamWriter); later
+            # ones keep the client's connection alive while nothing else comes.
+            self._pings += 1
+            alive = ChunkChoice(index=0, extra={"ping": True})
+            return self._chunk(alive) if self._pings > 1 else None
         if kind == "error":
             raise stream_error(event)
-        return None  # ping, content_block_stop, and event types newer than this code
+        return None  # content_block_stop, and event types newer than this code
 
     def _block_start(self, index: int, block: dict[str, Any]) -> ChatChunk | None:
         kind = block["type"]
@@ -223,6 +231,8 @@ class StreamWriter:
         return event("message_start", {"type": "message_start", "message": message}) + _PING
 
     def _choice(self, choice: ChunkChoice, out: list[bytes]) -> None:
+        if "ping" in choice.extra:
+            out.append(_PING)
         if "content_block" in choice.extra:
             block = choice.extra["content_block"]
             self._open_block("text" if block["type"] == "text" else "other", block, out)

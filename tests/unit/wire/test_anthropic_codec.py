@@ -1262,3 +1262,38 @@ def test_a_streamed_tool_use_keeps_the_fields_of_its_start() -> None:
     expected = [dict(e) for e in events]
     expected[-2] = {**expected[-2], "usage": {**usage, "output_tokens": 7}}
     assert [payload for _, payload in parse_events(written)] == expected
+
+
+def test_pings_in_the_middle_of_a_stream_reach_the_client() -> None:
+    # Anthropic keeps a stream alive with pings while nothing else comes (a long think, a
+    # server tool running); a client, or a proxy before it, that hears nothing may give up.
+    usage = {"input_tokens": 9, "cache_creation_input_tokens": 0,
+             "cache_read_input_tokens": 0, "output_tokens": 1}  # fmt: skip
+    thinking = {"type": "thinking", "thinking": "", "signature": ""}
+    events: list[dict[str, Any]] = [
+        {"type": "message_start", "message": {
+            "id": "msg_1", "type": "message", "role": "assistant", "model": "claude",
+            "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}},
+        {"type": "ping"},
+        {"type": "content_block_start", "index": 0, "content_block": thinking},
+        {"type": "content_block_delta", "index": 0,
+         "delta": {"type": "thinking_delta", "thinking": "Hmm."}},
+        {"type": "ping"},
+        {"type": "ping"},
+        {"type": "content_block_delta", "index": 0,
+         "delta": {"type": "signature_delta", "signature": "EqQB"}},
+        {"type": "content_block_stop", "index": 0},
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+         "usage": {"output_tokens": 7}},
+        {"type": "message_stop"},
+    ]  # fmt: skip
+    reader, writer = StreamReader(), StreamWriter()
+    written = b""
+    for raw in sse(events):
+        chunk = reader.feed(raw)
+        if chunk is not None:
+            written += writer.feed(chunk)
+    written += writer.finish()
+    expected = [dict(e) for e in events]
+    expected[-2] = {**expected[-2], "usage": {**usage, "output_tokens": 7}}
+    assert [payload for _, payload in parse_events(written)] == expected
