@@ -551,6 +551,30 @@ def test_anthropic_fields_pass_through_to_anthropic_deployments(
     assert body["metadata"] == {"user_id": "user-42"}
 
 
+def test_a_cited_answer_streams_into_the_message_a_plain_request_gets(
+    claude: anthropic.Anthropic,
+) -> None:
+    # Anthropic answers with citations in separate text blocks around each quote; streamed,
+    # every block (and its citations_delta) must stay its own for the stream helper.
+    document = {
+        "type": "document",
+        "source": {"type": "text", "media_type": "text/plain", "data": "The grass is green."},
+        "title": "Facts",
+        "citations": {"enabled": True},
+    }
+    messages: Any = [
+        {"role": "user", "content": [document, {"type": "text", "text": "What colour?"}]}
+    ]
+    plain = claude.messages.create(model="test-claude", max_tokens=100, messages=messages)
+    with claude.messages.stream(model="test-claude", max_tokens=100, messages=messages) as s:
+        final = s.get_final_message()
+    assert len(plain.content) == 3
+    cited = plain.content[1]
+    assert cited.type == "text" and cited.citations is not None
+    assert cited.citations[0].cited_text == "The grass is green."
+    assert [b.to_dict() for b in final.content] == [b.to_dict() for b in plain.content]
+
+
 def test_an_assistant_turn_reaches_anthropic_deployments_in_the_clients_block_order(
     claude: anthropic.Anthropic, simulator_url: str
 ) -> None:
