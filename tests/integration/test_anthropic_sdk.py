@@ -17,7 +17,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import UPSTREAM_KEY
+from tests.conftest import UPSTREAM_KEY, gateway_config
 from tests.support import CLIENT_KEY, running_gateway
 from tollway.core.types import ChatRequest, Message
 from tollway.pricing.tokens import TokenCounter
@@ -551,6 +551,30 @@ def test_anthropic_fields_pass_through_to_anthropic_deployments(
     assert body["metadata"] == {"user_id": "user-42"}
 
 
+def test_a_cited_answer_streams_into_the_message_a_plain_request_gets(
+    claude: anthropic.Anthropic,
+) -> None:
+    # Anthropic answers with citations in separate text blocks around each quote; streamed,
+    # every block (and its citations_delta) must stay its own for the stream helper.
+    document = {
+        "type": "document",
+        "source": {"type": "text", "media_type": "text/plain", "data": "The grass is green."},
+        "title": "Facts",
+        "citations": {"enabled": True},
+    }
+    messages: Any = [
+        {"role": "user", "content": [document, {"type": "text", "text": "What colour?"}]}
+    ]
+    plain = claude.messages.create(model="test-claude", max_tokens=100, messages=messages)
+    with claude.messages.stream(model="test-claude", max_tokens=100, messages=messages) as s:
+        final = s.get_final_message()
+    assert len(plain.content) == 3
+    cited = plain.content[1]
+    assert cited.type == "text" and cited.citations is not None
+    assert cited.citations[0].cited_text == "The grass is green."
+    assert [b.to_dict() for b in final.content] == [b.to_dict() for b in plain.content]
+
+
 def test_an_assistant_turn_reaches_anthropic_deployments_in_the_clients_block_order(
     claude: anthropic.Anthropic, simulator_url: str
 ) -> None:
@@ -791,3 +815,40 @@ def test_demo_claude_works_with_no_keys(log_dir: Path) -> None:
         client.close()
     assert message.stop_reason in ("end_turn", "max_tokens")
     assert "hi" in text_of(message)
+
+
+def test_beta_and_version_headers_reach_the_upstream_as_configured(
+    claude: anthropic.Anthropic, log_dir: Path, simulator_url: str
+) -> None:
+    # The shared gateway forwards only x-sim-*: the client's beta stays with the gateway.
+    claude.beta.messages.create(
+        model="test-claude", max_tokens=5, messages=user("betas unforwarded"), betas=["b-1"]
+    )
+    assert "anthropic-beta" not in recorded_request(simulator_url, "betas unforwarded")["headers"]
+    # The client's anthropic-beta goes on only when upstream.forward_headers names it; a
+    # deployment's own headers win, in whatever case they are written.
+    config = gateway_config(simulator_url, forward_headers=["anthropic-beta", "x-sim-*"])
+    pinned = {"Anthropic-Version": "2023-01-01", "Anthropic-Beta": "pinned-2025-01-01"}
+    deployment = {"provider": "anthropic", "model": "sim-chat", "api_base": simulator_url,
+                  "api_key": "env:TEST_UPSTREAM_KEY"}  # fmt: skip
+    config["models"] += [
+        {"name": "claude-plain", "deployments": [deployment]},
+        {"name": "claude-pinned", "deployments": [{**deployment, "headers": pinned}]},
+    ]
+    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY}
+    with running_gateway(log_dir, config, env) as (url, _):
+        client = anthropic.Anthropic(base_url=url, api_key=CLIENT_KEY, max_retries=0)
+        for model in ("claude-plain", "claude-pinned"):
+            client.beta.messages.create(
+                model=model,
+                max_tokens=5,
+                messages=user(f"betas for {model}"),
+                betas=["client-beta-2025-01-01"],
+            )
+        client.close()
+    plain = recorded_request(simulator_url, "betas for claude-plain")["headers"]
+    assert plain["anthropic-beta"] == "client-beta-2025-01-01"
+    assert plain["anthropic-version"] == "2023-06-01"
+    headers = recorded_request(simulator_url, "betas for claude-pinned")["headers"]
+    assert headers["anthropic-version"] == "2023-01-01"
+    assert headers["anthropic-beta"] == "pinned-2025-01-01"

@@ -11,6 +11,11 @@ Prompt caching: a request with a top-level ``cache_control`` (``{"type": "epheme
 ``"ttl": "1h"`` for an hour) reports its whole prompt as written to the cache, in
 ``cache_creation_input_tokens`` and split by time to live in ``cache_creation``, as Anthropic
 does; the simulator keeps no cache, so nothing is ever read from it.
+
+Citations: a request holding a plain-text ``document`` with ``citations: {"enabled": true}``
+(and asking for no tool call) is answered as Anthropic answers one, in separate text blocks
+around the quote, the quoting block alone carrying its ``char_location`` citation; streamed,
+each is its own block, the citation coming as a ``citations_delta`` before the quoted text.
 """
 
 from __future__ import annotations
@@ -197,6 +202,37 @@ def _blocks(completion: Completion) -> list[dict[str, Any]]:
     return blocks
 
 
+def _cited_blocks(body: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """An answer quoting the first plain-text document with citations enabled, if any."""
+    documents = [
+        block
+        for message in body.get("messages") or ()
+        if isinstance(message, dict) and isinstance(message.get("content"), list)
+        for block in message["content"]
+        if isinstance(block, dict) and block.get("type") == "document"
+    ]
+    for index, document in enumerate(documents):
+        source, citations = document.get("source"), document.get("citations")
+        if not (isinstance(citations, dict) and citations.get("enabled") is True):
+            continue
+        if isinstance(source, dict) and source.get("type") == "text":
+            text = str(source.get("data") or "")
+            citation = {
+                "type": "char_location",
+                "cited_text": text,
+                "document_index": index,
+                "document_title": document.get("title"),
+                "start_char_index": 0,
+                "end_char_index": len(text),
+            }
+            return [
+                {"type": "text", "text": "The document says: "},
+                {"type": "text", "text": text, "citations": [citation]},
+                {"type": "text", "text": " That is all it says."},
+            ]
+    return None
+
+
 async def handle_messages(
     request: web.Request, call: Call, state: SimulatorState
 ) -> web.StreamResponse:
@@ -206,6 +242,7 @@ async def handle_messages(
     prompt.max_tokens = _max_tokens(body)
     ttl = _cache_ttl(body)
     completion = complete(prompt, 0, lambda: state.new_id("toolu_"))
+    cited = None if completion.tool_calls else _cited_blocks(body)
     message: dict[str, Any] = {
         "id": state.new_id("msg_"),
         "type": "message",
@@ -217,11 +254,11 @@ async def handle_messages(
         "usage": _usage(input_tokens, 1, ttl),
     }
     if body.get("stream") is True:
-        parts = stream_parts(message, completion, input_tokens, ttl)
+        parts = stream_parts(message, completion, input_tokens, ttl, cited)
         headers = {**SSE_HEADERS, request_id_header(Dialect.ANTHROPIC): call.request_id}
         return await send_stream(request, call, parts, headers)
     await delay(call, completion.output_tokens)
-    message["content"] = _blocks(completion)
+    message["content"] = _blocks(completion) if cited is None else cited
     message["stop_reason"] = _STOP_REASON[completion.finish]
     message["stop_sequence"] = completion.stop_sequence
     # A complete message's usage also names the service tier, as Anthropic's does.
@@ -254,18 +291,30 @@ def _text_block_parts(index: int, pieces: list[str]) -> StreamParts:
     return parts
 
 
+def _cited_block_parts(index: int, block: dict[str, Any]) -> StreamParts:
+    parts = _text_block_parts(index, [block["text"]])
+    for citation in block.get("citations") or ():
+        delta = {"type": "citations_delta", "citation": citation}
+        event = {"type": "content_block_delta", "index": index, "delta": delta}
+        parts.insert(1, (_event(b"content_block_delta", event), False))
+    return parts
+
+
 def stream_parts(
     message: dict[str, Any],
     completion: Completion,
     input_tokens: int,
     cache_ttl: str | None = None,
+    cited: list[dict[str, Any]] | None = None,
 ) -> StreamParts:
-    """Every event of a Messages stream."""
+    """Every event of a Messages stream (``cited``: the text blocks of a cited answer)."""
     parts: StreamParts = [
         (_event(b"message_start", {"type": "message_start", "message": message}), False)
     ]
     blocks: list[StreamParts] = []
-    if completion.pieces:
+    if cited is not None:
+        blocks.extend(_cited_block_parts(index, block) for index, block in enumerate(cited))
+    elif completion.pieces:
         blocks.append(_text_block_parts(0, completion.pieces))
     for call in completion.tool_calls:
         index = len(blocks)

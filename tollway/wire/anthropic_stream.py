@@ -5,7 +5,10 @@ content; each ``tool_use`` block becomes the tool call numbered by its order amo
 calls, with id and name on its first fragment and ``partial_json`` as argument fragments;
 ``message_delta`` gives the finish reason; ``message_stop`` gives a last, usage-only chunk
 with the usage of ``message_start`` and ``message_delta`` combined. Blocks the gateway does not
-model (thinking, ...) travel in the chunk's ``extra`` so an Anthropic client gets them back.
+model (thinking, ...) travel in the chunk's ``extra`` so an Anthropic client gets them back, and
+so do each text block's start (Anthropic splits text around citations: every block stays its
+own), ``message_delta``'s other fields (``container``, ``stop_details``), and the pings after
+the first (which the client's own ``message_start`` is followed by).
 
 Client (``StreamWriter``): chunks from any upstream become ``message_start`` (with the input
 usage an Anthropic upstream gave at its start) and a ``ping``, then per block
@@ -37,6 +40,8 @@ from tollway.wire.held_calls import HeldCall, hold, may_interleave, release
 
 _MESSAGE_STOP = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
 _PING = b'event: ping\ndata: {"type":"ping"}\n\n'
+_DELTA_KEYS = ("stop_reason", "stop_sequence")
+_TOOL_USE_KEYS = ("type", "id", "name", "input")
 
 
 class StreamReader:
@@ -49,6 +54,7 @@ class StreamReader:
         self._created = int(time.time())
         self._usage: dict[str, Any] = {}
         self._tool_of_block: dict[int, int] = {}
+        self._pings = 0
 
     def feed(self, data: bytes) -> ChatChunk | None:
         """The chunk one event's ``data`` stands for, if any; raises on an ``error`` event."""
@@ -82,6 +88,9 @@ class StreamReader:
             delta = event.get("delta") or {}
             finish, extra = finish_from_wire(delta.get("stop_reason"))
             stop_sequence = delta.get("stop_sequence")
+            # The rest (container, stop_details, ...) is for an Anthropic client's message_delta.
+            if rest := {k: v for k, v in delta.items() if k not in _DELTA_KEYS}:
+                extra = {**extra, "message_delta": rest}
             return self._chunk(
                 ChunkChoice(index=0, finish_reason=finish, stop_sequence=stop_sequence, extra=extra)
             )
@@ -90,16 +99,25 @@ class StreamReader:
             last = ChatChunk(self._id, self._model, self._created, [], wire_format=WIRE_FORMAT)
             last.usage = usage_from_wire(self._usage)
             return last
+        if kind == "ping":
+            # The first follows message_start, as the client's own does (StreamWriter); later
+            # ones keep the client's connection alive while nothing else comes.
+            self._pings += 1
+            alive = ChunkChoice(index=0, extra={"ping": True})
+            return self._chunk(alive) if self._pings > 1 else None
         if kind == "error":
             raise stream_error(event)
-        return None  # ping, content_block_stop, and event types newer than this code
+        return None  # content_block_stop, and event types newer than this code
 
     def _block_start(self, index: int, block: dict[str, Any]) -> ChatChunk | None:
         kind = block["type"]
         if kind == "text":
-            return (
-                self._chunk(ChunkChoice(index=0, content=block["text"])) if block["text"] else None
-            )
+            # Each text block stays its own for an Anthropic client: Anthropic splits an
+            # answer's text around its citations, and a citations_delta is its block's.
+            text = block["text"]
+            start = {**block, "text": ""} if text else block
+            choice = ChunkChoice(index=0, content=text or None, extra={"content_block": start})
+            return self._chunk(choice)
         if kind != "tool_use":
             return self._chunk(ChunkChoice(index=0, extra={"content_block": block}))
         ordinal = len(self._tool_of_block)
@@ -111,7 +129,10 @@ class StreamReader:
             name=str(block["name"]),
             arguments=orjson.dumps(given).decode() if given else "",
         )
-        return self._chunk(ChunkChoice(index=0, tool_calls=[call]))
+        # Its other fields (``caller``: the tool that made the call) for an Anthropic client.
+        rest = {k: v for k, v in block.items() if k not in _TOOL_USE_KEYS}
+        extra = {"tool_use": rest} if rest else {}
+        return self._chunk(ChunkChoice(index=0, tool_calls=[call], extra=extra))
 
     def _block_delta(self, index: int, delta: dict[str, Any]) -> ChatChunk | None:
         kind = delta["type"]
@@ -182,7 +203,11 @@ class StreamWriter:
             out.append(self._message_start(ChatChunk("", "", 0, [])))
         self._close(out)
         stop_reason = stop_reason_to_wire(self._finish, self._stop_sequence, self._stop_extra)
-        delta = {"stop_reason": stop_reason, "stop_sequence": self._stop_sequence}
+        delta = {
+            **self._stop_extra.get("message_delta", {}),
+            "stop_reason": stop_reason,
+            "stop_sequence": self._stop_sequence,
+        }
         usage = usage_to_wire(self._usage or counted or Usage())
         out.append(
             event("message_delta", {"type": "message_delta", "delta": delta, "usage": usage})
@@ -206,8 +231,11 @@ class StreamWriter:
         return event("message_start", {"type": "message_start", "message": message}) + _PING
 
     def _choice(self, choice: ChunkChoice, out: list[bytes]) -> None:
+        if "ping" in choice.extra:
+            out.append(_PING)
         if "content_block" in choice.extra:
-            self._open_block("other", choice.extra["content_block"], out)
+            block = choice.extra["content_block"]
+            self._open_block("text" if block["type"] == "text" else "other", block, out)
         if "delta" in choice.extra and self._open is not None:
             out.append(self._delta(choice.extra["delta"]))
         if choice.content:
@@ -215,20 +243,22 @@ class StreamWriter:
                 self._open_block("text", {"type": "text", "text": ""}, out)
             out.append(self._delta({"type": "text_delta", "text": choice.content}))
         for call in choice.tool_calls or ():
-            self._tool_delta(call, out)
+            self._tool_delta(call, out, choice.extra.get("tool_use"))
         if choice.finish_reason is not None:
             self._finish = choice.finish_reason
             self._stop_sequence = choice.stop_sequence
             self._stop_extra = choice.extra
 
-    def _tool_delta(self, call: ToolCallDelta, out: list[bytes]) -> None:
+    def _tool_delta(
+        self, call: ToolCallDelta, out: list[bytes], fields: dict[str, Any] | None = None
+    ) -> None:
         block = self._block_of_tool.get(call.index)
         if block is None:
             if call.index in self._held or (self._open_kind == "tool" and self._interleavable):
                 # Another call is being streamed and may not be complete: this one waits.
                 hold(self._held, call)
                 return
-            self._open_tool(call.index, call.id, call.name, out)
+            self._open_tool(call.index, call.id, call.name, out, fields)
         elif block != self._open:
             # Its block was closed when other content followed it, and blocks cannot reopen.
             raise UpstreamProtocolError("upstream sent more of a tool call after other content")
@@ -236,9 +266,15 @@ class StreamWriter:
             out.append(self._delta({"type": "input_json_delta", "partial_json": call.arguments}))
 
     def _open_tool(
-        self, index: int, call_id: str | None, name: str | None, out: list[bytes]
+        self,
+        index: int,
+        call_id: str | None,
+        name: str | None,
+        out: list[bytes],
+        fields: dict[str, Any] | None = None,
     ) -> None:
         tool_use = {
+            **(fields or {}),
             "type": "tool_use",
             "id": call_id or f"toolu_{len(self._block_of_tool)}",
             "name": name or "",

@@ -1178,3 +1178,122 @@ def test_empty_and_refused_assistant_turns_reach_anthropic_as_it_accepts_them() 
         ("user", "Something else, then."),
         ("user", "Still there?"),  # the empty turn left out: Anthropic joins the two
     ]
+
+
+def test_every_block_and_delta_of_an_anthropic_stream_passes_through_as_it_came() -> None:
+    # Thinking with its signature, redacted thinking, and an answer in three text blocks (the
+    # middle one cited, as Anthropic splits text around citations): each block stays its own
+    # block, each citations_delta on its block, and message_delta keeps its container and
+    # stop_details (the SDK's stream helper copies both into its final message).
+    usage = {"input_tokens": 40, "cache_creation_input_tokens": 0,
+             "cache_read_input_tokens": 0, "output_tokens": 1}  # fmt: skip
+    citation = {"type": "char_location", "cited_text": "The grass is green.",
+                "document_index": 0, "document_title": "Facts",
+                "start_char_index": 0, "end_char_index": 19}  # fmt: skip
+    container = {"id": "container_1", "expires_at": "2026-12-05T01:00:00Z"}
+
+    def block(index: int, content_block: dict[str, Any], *deltas: dict[str, Any]) -> list[Any]:
+        return [
+            {"type": "content_block_start", "index": index, "content_block": content_block},
+            *({"type": "content_block_delta", "index": index, "delta": d} for d in deltas),
+            {"type": "content_block_stop", "index": index},
+        ]
+
+    events: list[dict[str, Any]] = [
+        {"type": "message_start", "message": {
+            "id": "msg_1", "type": "message", "role": "assistant", "model": "claude",
+            "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}},
+        {"type": "ping"},
+        *block(0, {"type": "thinking", "thinking": "", "signature": ""},
+               {"type": "thinking_delta", "thinking": "Look it up."},
+               {"type": "signature_delta", "signature": "EqQBCgIYAhIM"}),
+        *block(1, {"type": "redacted_thinking", "data": "EmwKAhgBEgy3va"}),
+        *block(2, {"type": "text", "text": ""}, {"type": "text_delta", "text": "It says "}),
+        *block(3, {"type": "text", "text": ""},
+               {"type": "citations_delta", "citation": citation},
+               {"type": "text_delta", "text": "the grass is green"}),
+        *block(4, {"type": "text", "text": ""}),
+        *block(5, {"type": "text", "text": ""}, {"type": "text_delta", "text": "."}),
+        {"type": "message_delta",
+         "delta": {"stop_reason": "end_turn", "stop_sequence": None, "container": container,
+                   "stop_details": None},
+         "usage": {"output_tokens": 30}},
+        {"type": "message_stop"},
+    ]  # fmt: skip
+    reader, writer = StreamReader(), StreamWriter()
+    written = b""
+    for raw in sse(events):
+        chunk = reader.feed(raw)
+        if chunk is not None:
+            written += writer.feed(chunk)
+    written += writer.finish()
+    expected = [dict(e) for e in events]
+    expected[-2] = {**expected[-2], "usage": {**usage, "output_tokens": 30}}
+    assert [payload for _, payload in parse_events(written)] == expected
+
+
+def test_a_streamed_tool_use_keeps_the_fields_of_its_start() -> None:
+    # A call the code execution tool made (programmatic tool calling) names its ``caller``;
+    # the client echoes the block back in its next turn, so the stream must keep it.
+    usage = {"input_tokens": 9, "cache_creation_input_tokens": 0,
+             "cache_read_input_tokens": 0, "output_tokens": 1}  # fmt: skip
+    call = {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {},
+            "caller": {"type": "code_execution_20250825", "tool_id": "srvtoolu_1"}}  # fmt: skip
+    events: list[dict[str, Any]] = [
+        {"type": "message_start", "message": {
+            "id": "msg_1", "type": "message", "role": "assistant", "model": "claude",
+            "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}},
+        {"type": "ping"},
+        {"type": "content_block_start", "index": 0, "content_block": call},
+        {"type": "content_block_delta", "index": 0,
+         "delta": {"type": "input_json_delta", "partial_json": '{"city": "Oslo"}'}},
+        {"type": "content_block_stop", "index": 0},
+        {"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+         "usage": {"output_tokens": 7}},
+        {"type": "message_stop"},
+    ]  # fmt: skip
+    reader, writer = StreamReader(), StreamWriter()
+    written = b""
+    for raw in sse(events):
+        chunk = reader.feed(raw)
+        if chunk is not None:
+            written += writer.feed(chunk)
+    written += writer.finish()
+    expected = [dict(e) for e in events]
+    expected[-2] = {**expected[-2], "usage": {**usage, "output_tokens": 7}}
+    assert [payload for _, payload in parse_events(written)] == expected
+
+
+def test_pings_in_the_middle_of_a_stream_reach_the_client() -> None:
+    # Anthropic keeps a stream alive with pings while nothing else comes (a long think, a
+    # server tool running); a client, or a proxy before it, that hears nothing may give up.
+    usage = {"input_tokens": 9, "cache_creation_input_tokens": 0,
+             "cache_read_input_tokens": 0, "output_tokens": 1}  # fmt: skip
+    thinking = {"type": "thinking", "thinking": "", "signature": ""}
+    events: list[dict[str, Any]] = [
+        {"type": "message_start", "message": {
+            "id": "msg_1", "type": "message", "role": "assistant", "model": "claude",
+            "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}},
+        {"type": "ping"},
+        {"type": "content_block_start", "index": 0, "content_block": thinking},
+        {"type": "content_block_delta", "index": 0,
+         "delta": {"type": "thinking_delta", "thinking": "Hmm."}},
+        {"type": "ping"},
+        {"type": "ping"},
+        {"type": "content_block_delta", "index": 0,
+         "delta": {"type": "signature_delta", "signature": "EqQB"}},
+        {"type": "content_block_stop", "index": 0},
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+         "usage": {"output_tokens": 7}},
+        {"type": "message_stop"},
+    ]  # fmt: skip
+    reader, writer = StreamReader(), StreamWriter()
+    written = b""
+    for raw in sse(events):
+        chunk = reader.feed(raw)
+        if chunk is not None:
+            written += writer.feed(chunk)
+    written += writer.finish()
+    expected = [dict(e) for e in events]
+    expected[-2] = {**expected[-2], "usage": {**usage, "output_tokens": 7}}
+    assert [payload for _, payload in parse_events(written)] == expected
