@@ -1180,6 +1180,33 @@ def test_empty_and_refused_assistant_turns_reach_anthropic_as_it_accepts_them() 
     ]
 
 
+def _message_start(usage: dict[str, int]) -> dict[str, Any]:
+    return {"type": "message_start", "message": {
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude",
+        "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}}  # fmt: skip
+
+
+def _relayed(events: list[dict[str, Any]]) -> list[Any]:
+    """What an Anthropic client is sent for an Anthropic upstream's ``events``: read into
+    canonical chunks and written again."""
+    reader, writer = StreamReader(), StreamWriter()
+    written = b""
+    for raw in sse(events):
+        chunk = reader.feed(raw)
+        if chunk is not None:
+            written += writer.feed(chunk)
+    written += writer.finish()
+    return [payload for _, payload in parse_events(written)]
+
+
+def _as_sent(events: list[dict[str, Any]], usage: dict[str, int], output: int) -> list[Any]:
+    """``events`` as the client must see them: message_delta's usage whole (as Anthropic
+    sends the final counts)."""
+    expected = [dict(e) for e in events]
+    expected[-2] = {**expected[-2], "usage": {**usage, "output_tokens": output}}
+    return expected
+
+
 def test_every_block_and_delta_of_an_anthropic_stream_passes_through_as_it_came() -> None:
     # Thinking with its signature, redacted thinking, and an answer in three text blocks (the
     # middle one cited, as Anthropic splits text around citations): each block stays its own
@@ -1200,9 +1227,7 @@ def test_every_block_and_delta_of_an_anthropic_stream_passes_through_as_it_came(
         ]
 
     events: list[dict[str, Any]] = [
-        {"type": "message_start", "message": {
-            "id": "msg_1", "type": "message", "role": "assistant", "model": "claude",
-            "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}},
+        _message_start(usage),
         {"type": "ping"},
         *block(0, {"type": "thinking", "thinking": "", "signature": ""},
                {"type": "thinking_delta", "thinking": "Look it up."},
@@ -1220,16 +1245,7 @@ def test_every_block_and_delta_of_an_anthropic_stream_passes_through_as_it_came(
          "usage": {"output_tokens": 30}},
         {"type": "message_stop"},
     ]  # fmt: skip
-    reader, writer = StreamReader(), StreamWriter()
-    written = b""
-    for raw in sse(events):
-        chunk = reader.feed(raw)
-        if chunk is not None:
-            written += writer.feed(chunk)
-    written += writer.finish()
-    expected = [dict(e) for e in events]
-    expected[-2] = {**expected[-2], "usage": {**usage, "output_tokens": 30}}
-    assert [payload for _, payload in parse_events(written)] == expected
+    assert _relayed(events) == _as_sent(events, usage, 30)
 
 
 def test_a_streamed_tool_use_keeps_the_fields_of_its_start() -> None:
@@ -1240,9 +1256,7 @@ def test_a_streamed_tool_use_keeps_the_fields_of_its_start() -> None:
     call = {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {},
             "caller": {"type": "code_execution_20250825", "tool_id": "srvtoolu_1"}}  # fmt: skip
     events: list[dict[str, Any]] = [
-        {"type": "message_start", "message": {
-            "id": "msg_1", "type": "message", "role": "assistant", "model": "claude",
-            "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}},
+        _message_start(usage),
         {"type": "ping"},
         {"type": "content_block_start", "index": 0, "content_block": call},
         {"type": "content_block_delta", "index": 0,
@@ -1252,16 +1266,7 @@ def test_a_streamed_tool_use_keeps_the_fields_of_its_start() -> None:
          "usage": {"output_tokens": 7}},
         {"type": "message_stop"},
     ]  # fmt: skip
-    reader, writer = StreamReader(), StreamWriter()
-    written = b""
-    for raw in sse(events):
-        chunk = reader.feed(raw)
-        if chunk is not None:
-            written += writer.feed(chunk)
-    written += writer.finish()
-    expected = [dict(e) for e in events]
-    expected[-2] = {**expected[-2], "usage": {**usage, "output_tokens": 7}}
-    assert [payload for _, payload in parse_events(written)] == expected
+    assert _relayed(events) == _as_sent(events, usage, 7)
 
 
 def test_pings_in_the_middle_of_a_stream_reach_the_client() -> None:
@@ -1271,9 +1276,7 @@ def test_pings_in_the_middle_of_a_stream_reach_the_client() -> None:
              "cache_read_input_tokens": 0, "output_tokens": 1}  # fmt: skip
     thinking = {"type": "thinking", "thinking": "", "signature": ""}
     events: list[dict[str, Any]] = [
-        {"type": "message_start", "message": {
-            "id": "msg_1", "type": "message", "role": "assistant", "model": "claude",
-            "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}},
+        _message_start(usage),
         {"type": "ping"},
         {"type": "content_block_start", "index": 0, "content_block": thinking},
         {"type": "content_block_delta", "index": 0,
@@ -1287,13 +1290,4 @@ def test_pings_in_the_middle_of_a_stream_reach_the_client() -> None:
          "usage": {"output_tokens": 7}},
         {"type": "message_stop"},
     ]  # fmt: skip
-    reader, writer = StreamReader(), StreamWriter()
-    written = b""
-    for raw in sse(events):
-        chunk = reader.feed(raw)
-        if chunk is not None:
-            written += writer.feed(chunk)
-    written += writer.finish()
-    expected = [dict(e) for e in events]
-    expected[-2] = {**expected[-2], "usage": {**usage, "output_tokens": 7}}
-    assert [payload for _, payload in parse_events(written)] == expected
+    assert _relayed(events) == _as_sent(events, usage, 7)
