@@ -17,7 +17,6 @@ the like) ends the request at once. Each outcome updates the deployment's health
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import random
 import time
@@ -46,7 +45,7 @@ from tollway.pricing.metering import Metering, format_cost
 from tollway.pricing.tokens import TokenCounter
 from tollway.providers.base import ChatProvider, EmbeddingProvider, RequestChecker
 from tollway.providers.base import TokenCounter as ProviderTokenCounter
-from tollway.routing.health import DeploymentHealth
+from tollway.routing.health import DeploymentHealth, retry_after_seconds
 from tollway.routing.router import Router
 from tollway.routing.table import RoutingTable, within
 
@@ -528,16 +527,9 @@ def _transient(error: GatewayError) -> bool:
 def _sooner(soonest: tuple[float, str] | None, retry_after: str | None) -> tuple[float, str] | None:
     """The sooner of ``soonest`` and ``retry_after`` (delta-seconds or an HTTP date), as
     seconds and the header's value; one that is neither is passed over."""
-    if not retry_after:
+    seconds = retry_after_seconds(retry_after)
+    if seconds is None or retry_after is None:
         return soonest
-    try:
-        seconds = float(retry_after)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(retry_after)
-        except (TypeError, ValueError):
-            return soonest
-        seconds = when.timestamp() - time.time()
     if soonest is None or seconds < soonest[0]:
         return seconds, retry_after
     return soonest

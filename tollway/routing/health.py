@@ -15,6 +15,8 @@ loop: no locks, no awaits, nothing allocated per request.
 
 from __future__ import annotations
 
+import datetime as dt
+import email.utils
 import time
 from collections.abc import Callable, Iterable
 from typing import Literal
@@ -202,10 +204,24 @@ def _ewma(current: float | None, sample: float, alpha: float) -> float:
 
 
 def _seconds(retry_after: str | None, default: float) -> float:
-    """``retry-after`` in seconds (only the delta-seconds form is honoured)."""
-    if retry_after:
-        try:
-            return max(0.0, min(float(retry_after), 3600.0))
-        except ValueError:
-            pass
-    return default
+    """``retry-after`` in seconds, at most an hour; ``default`` when there is none."""
+    seconds = retry_after_seconds(retry_after)
+    return default if seconds is None else max(0.0, min(seconds, 3600.0))
+
+
+def retry_after_seconds(retry_after: str | None) -> float | None:
+    """Seconds a ``retry-after`` header asks for, in either form (delta-seconds or an HTTP
+    date, read as UTC when it names no zone); None when absent or neither."""
+    if not retry_after:
+        return None
+    try:
+        return float(retry_after)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(retry_after)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.timestamp() - time.time()

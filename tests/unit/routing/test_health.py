@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.utils
 import time
 
 from tollway.config.schema import RoutingConfig
@@ -11,7 +12,7 @@ from tollway.core.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from tollway.routing.health import HealthBook
+from tollway.routing.health import HealthBook, retry_after_seconds
 
 CONFIG = RoutingConfig(failure_threshold=3, cooldown=0.2, rate_limit_cooldown=0.5)
 
@@ -90,6 +91,28 @@ def test_a_rate_limit_rests_the_deployment_without_opening_it() -> None:
     assert not health.available(time.monotonic())
     time.sleep(0.35)
     assert health.available(time.monotonic())
+
+
+def test_a_rate_limit_rests_the_deployment_until_the_http_date_it_names() -> None:
+    book = HealthBook(CONFIG)
+    health = book.of("d")
+    # RFC 9110's other form of retry-after: 30 s away, far past rate_limit_cooldown (0.5 s).
+    when = email.utils.formatdate(time.time() + 30, usegmt=True)
+    _fail(book, "d", UpstreamStatusError(429, "slow down", retry_after=when))
+    assert not health.available(time.monotonic() + 5)
+    assert health.available(time.monotonic() + 31)
+
+
+def test_retry_after_reads_both_forms_and_dates_without_a_zone_as_utc() -> None:
+    assert retry_after_seconds("7") == 7.0
+    assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None
+    in_a_minute = time.time() + 60
+    for header in (
+        email.utils.formatdate(in_a_minute, usegmt=True),  # "... GMT"
+        email.utils.formatdate(in_a_minute).replace("-0000", "").strip(),  # no zone at all
+    ):
+        seconds = retry_after_seconds(header)
+        assert seconds is not None and 55 < seconds <= 60, header
 
 
 def test_caller_errors_say_nothing_about_the_deployment() -> None:
