@@ -6,33 +6,37 @@ otherwise first show as a failed request; ``tollway config check`` reports it up
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
+from tollway.auth.vault import MissingCredential, Vault
 from tollway.config.types import SecretRef
 
 
 def missing_secrets(settings: BaseModel, environ: Mapping[str, str]) -> list[str]:
-    """``path: what is missing`` for each ``env:`` or ``file:`` reference that cannot be read.
+    """``path: what is missing`` for each ``env:`` or ``file:`` reference that cannot be read
+    (as the gateway's ``Vault`` would read it).
 
     ``vault:`` references live in the store and literals are there by definition; neither
     is checked.
     """
+    vault = Vault(environ)
     problems = []
     for path, ref in _secret_refs(settings, ""):
-        if ref.kind == "env" and not environ.get(ref.target):
-            problems.append(f"{path}: environment variable {ref.target} is not set")
-        elif ref.kind == "file" and not _readable(Path(ref.target)):
-            problems.append(f"{path}: file {ref.target} does not exist or cannot be read")
+        if ref.kind not in ("env", "file"):
+            continue
+        try:
+            vault.reveal(ref)
+        except MissingCredential:
+            what = (
+                f"environment variable {ref.target} is not set"
+                if ref.kind == "env"
+                else f"file {ref.target} does not exist or cannot be read"
+            )
+            problems.append(f"{path}: {what}")
     return problems
-
-
-def _readable(path: Path) -> bool:
-    return path.is_file() and os.access(path, os.R_OK)
 
 
 def _secret_refs(value: Any, path: str) -> Iterator[tuple[str, SecretRef]]:
