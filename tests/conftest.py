@@ -56,7 +56,12 @@ def gateway_config(simulator_url: str, **upstream: Any) -> dict[str, Any]:
             {
                 "name": "test-mistral",
                 "deployments": [
-                    {"provider": "mistral", "model": "sim-chat", "api_base": base, "api_key": key}
+                    {
+                        "provider": "mistral",
+                        "model": "sim-chat",
+                        "api_base": f"{simulator_url}/mistral/v1",  # as strict as Mistral
+                        "api_key": key,
+                    }
                 ],
             },
             {

@@ -404,6 +404,36 @@ async def test_azure_chat_stream_and_embeddings(sim: Simulator) -> None:
     assert status == 401 and json.loads(payload)["error"]["code"] == "401"
 
 
+async def test_mistral_refuses_what_its_schema_lacks_and_streams_usage_unasked(
+    sim: Simulator,
+) -> None:
+    url = sim.url + "/mistral/v1/chat/completions"
+    messages = [
+        {"role": "developer", "content": "be brief"},
+        {"role": "user", "content": "hi", "name": "alice"},
+    ]
+    body = {"model": "m", "messages": messages, "max_completion_tokens": 5, "seed": 1}
+    status, payload, _ = await raw("POST", url, body)
+    refusal = json.loads(payload)
+    assert status == 422 and refusal["object"] == "error"
+    locations = [detail["loc"] for detail in refusal["message"]["detail"]]
+    assert locations == [
+        ["body", "max_completion_tokens"],
+        ["body", "seed"],
+        ["body", "messages", 0],
+        ["body", "messages", 1, "user", "name"],
+    ]
+    mistral = openai.AsyncOpenAI(base_url=sim.url + "/mistral/v1", api_key="k", max_retries=0)
+    stream = await mistral.chat.completions.create(
+        model="m", messages=HELLO, stream=True, max_tokens=3, extra_body={"random_seed": 1}
+    )
+    chunks = [chunk async for chunk in stream]
+    await mistral.close()
+    assert chunks[-1].choices[0].finish_reason == "length"
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 3
+    assert all(chunk.usage is None for chunk in chunks[:-1])
+
+
 # --- Anthropic -----------------------------------------------------------------------------
 
 

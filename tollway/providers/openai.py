@@ -23,6 +23,7 @@ from tollway.core.types import (
     EmbeddingResponse,
 )
 from tollway.providers.base import ProviderResources, ProviderSpec
+from tollway.providers.field_rules import FieldRules
 from tollway.providers.http import encoded
 from tollway.wire.openai_embeddings import (
     embedding_request_to_wire,
@@ -53,6 +54,9 @@ class OpenAIFlavor:
     stream_options: bool = True
     """Whether the upstream takes ``stream_options`` (Mistral refuses it, 422 extra_forbidden,
     and puts usage in every stream's last chunk unasked)."""
+    fields: FieldRules | None = None
+    """For a strict server, the fields it renames, ignores or refuses; ``None``: the body goes
+    as the codec wrote it (every field the client sent passes through)."""
 
 
 def _plain_url(deployment: Deployment, endpoint: str) -> str:
@@ -110,7 +114,26 @@ OPENAI = OpenAIFlavor(
     auth_prefix="Bearer ",
     completion_tokens=_official,
 )
-MISTRAL = replace(OPENAI, stream_options=False)
+# Mistral's chat schema (ChatCompletionRequest in mistralai/client-python) forbids extra
+# fields, so OpenAI's fields it lacks are renamed, left out or refused here, not by a 422.
+_MISTRAL_REFUSED = (
+    "logit_bias", "logprobs", "top_logprobs", "modalities", "audio", "web_search_options",
+    "verbosity", "functions", "function_call",
+)  # fmt: skip
+MISTRAL_FIELDS = FieldRules(
+    provider="mistral",
+    renamed={"max_completion_tokens": "max_tokens", "seed": "random_seed"},
+    dropped=frozenset({"store", "service_tier", "safety_identifier", "user"}),
+    refused=frozenset(_MISTRAL_REFUSED),
+    roles={"developer": "system"},
+    message_keys={
+        "system": frozenset({"role", "content"}),
+        "user": frozenset({"role", "content"}),
+        "assistant": frozenset({"role", "content", "tool_calls", "prefix"}),
+        "tool": frozenset({"role", "content", "tool_call_id", "name"}),
+    },
+)
+MISTRAL = replace(OPENAI, stream_options=False, fields=MISTRAL_FIELDS)
 AZURE = OpenAIFlavor(
     url=_azure_url,
     body_model=_azure_body_model,
@@ -141,12 +164,14 @@ class OpenAIProvider:
     def _body(self, request: ChatRequest, deployment: Deployment) -> dict[str, Any]:
         completion_tokens = self._flavor.completion_tokens(deployment)
         model = self._flavor.body_model(deployment)
-        return request_to_wire(
+        body = request_to_wire(
             request,
             model,
             completion_tokens=completion_tokens,
             stream_options=self._flavor.stream_options,
         )
+        fields = self._flavor.fields
+        return body if fields is None else fields.apply(body)
 
     def check(self, request: ChatRequest, deployment: Deployment) -> None:
         """The 400s ``chat`` would answer for ``request`` before calling (for token counts)."""
@@ -237,8 +262,10 @@ def _azure(resources: ProviderResources) -> OpenAIProvider:
     return OpenAIProvider(resources, AZURE)
 
 
-# OpenAI-compatible services differ only in their default endpoint, and a few in a flavor.
+# OpenAI-compatible services differ only in their default endpoint, and a few in a flavor
+# (and where the simulator serves that flavor's strictness).
 _BUILDS = {"mistral": _mistral}
+_SIMULATOR_PATHS = {"mistral": "/mistral/v1"}
 COMPATIBLE_BASES = {
     "openai": "https://api.openai.com/v1",
     "groq": "https://api.groq.com/openai/v1",
@@ -258,7 +285,7 @@ SPECS = (
             name=name,
             build=_BUILDS.get(name, _openai),
             default_api_base=base,
-            simulator_path="/v1",
+            simulator_path=_SIMULATOR_PATHS.get(name, "/v1"),
         )
         for name, base in COMPATIBLE_BASES.items()
     ),

@@ -25,6 +25,7 @@ class Dialect(enum.Enum):
 
     OPENAI = "openai"
     AZURE = "azure"
+    MISTRAL = "mistral"
     ANTHROPIC = "anthropic"
     BEDROCK = "bedrock"
     GEMINI = "gemini"

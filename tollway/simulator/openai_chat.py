@@ -6,7 +6,8 @@ the first carrying id, type and name; parallel calls one after the other, or in 
 ``x-sim-tool-calls: interleave``), closes each choice with an empty delta and its
 finish_reason, then a ``choices: []`` usage chunk when ``stream_options.include_usage`` is set
 (all other chunks then carry ``"usage": null``), then ``data: [DONE]``. Azure streams open with
-the empty-choices ``prompt_filter_results`` chunk real Azure sends.
+the empty-choices ``prompt_filter_results`` chunk real Azure sends; Mistral's carry the usage on
+their last chunk, unasked.
 """
 
 from __future__ import annotations
@@ -199,6 +200,13 @@ async def handle_chat(
         head = {"id": completion_id, "object": "chat.completion.chunk", "created": created}
         head.update(model=model, service_tier="default", system_fingerprint=SYSTEM_FINGERPRINT)
         parts = stream_parts(head, completions, dialect, include_usage, call.interleave_tools)
+        if dialect is Dialect.MISTRAL and not call.omit_usage:
+            # Mistral puts the usage on the stream's last chunk, unasked (and refuses
+            # stream_options, so include_usage is never set).
+            last = len(completions) - 1
+            finish = {"index": last, "delta": {}, "finish_reason": _FINISH[completions[-1].finish]}
+            final = {**head, "choices": [finish], "usage": usage(prompt_tokens, completion_tokens)}
+            parts[-1] = (b"data: " + orjson.dumps(final) + b"\n\n", False)
         if include_usage:
             final = {**head, "choices": [], "usage": usage(prompt_tokens, completion_tokens)}
             parts.append((b"data: " + orjson.dumps(final) + b"\n\n", False))

@@ -1,6 +1,7 @@
 """The simulator's HTTP surface: routes, control endpoints, the ``Simulator`` handle and ``serve``.
 
-Routes: OpenAI ``/v1/chat/completions``, ``/v1/embeddings``, ``/v1/models``; Azure
+Routes: OpenAI ``/v1/chat/completions``, ``/v1/embeddings``, ``/v1/models``; Mistral's
+strictness at ``/mistral/v1/chat/completions`` and ``/mistral/v1/embeddings``; Azure
 ``/openai/deployments/{deployment}/chat/completions`` and ``.../embeddings``, and its v1 API's
 ``/openai/v1/chat/completions`` and ``/openai/v1/embeddings``; Anthropic
 ``/v1/messages`` and ``/v1/messages/count_tokens``; Bedrock ``/model/{modelId}/converse`` and
@@ -30,6 +31,7 @@ from tollway.simulator.errors import JSON_CONTENT_TYPE, Dialect, error_response
 from tollway.simulator.exchange import Call, admit
 from tollway.simulator.gemini_api import gemini_routes
 from tollway.simulator.google_oauth import oauth_routes
+from tollway.simulator.mistral_api import problems, refusal
 from tollway.simulator.openai_chat import handle_chat
 from tollway.simulator.openai_misc import ANTHROPIC_MODELS, OPENAI_MODELS, handle_embeddings
 from tollway.simulator.settings import RecordedRequest, SimulatorSettings
@@ -79,6 +81,8 @@ class _Handlers:
 
     async def _chat(self, request: web.Request, dialect: Dialect) -> web.StreamResponse:
         async def answer(call: Call) -> web.StreamResponse:
+            if dialect is Dialect.MISTRAL and (details := problems(call.body)):
+                return refusal(details, call.request_id)
             model = self._openai_model(call, request, dialect)
             return await handle_chat(request, call, self.state, dialect, model)
 
@@ -96,6 +100,9 @@ class _Handlers:
 
     async def azure_chat(self, request: web.Request) -> web.StreamResponse:
         return await self._chat(request, Dialect.AZURE)
+
+    async def mistral_chat(self, request: web.Request) -> web.StreamResponse:
+        return await self._chat(request, Dialect.MISTRAL)
 
     async def openai_embeddings(self, request: web.Request) -> web.StreamResponse:
         return await self._embeddings(request, Dialect.OPENAI)
@@ -168,6 +175,8 @@ def create_app(state: SimulatorState | Simulator | None = None) -> web.Applicati
     add.add_post("/v1/chat/completions", handlers.openai_chat)
     add.add_post("/v1/embeddings", handlers.openai_embeddings)
     add.add_get("/v1/models", handlers.models)
+    add.add_post("/mistral/v1/chat/completions", handlers.mistral_chat)
+    add.add_post("/mistral/v1/embeddings", handlers.openai_embeddings)
     add.add_post("/openai/deployments/{deployment}/chat/completions", handlers.azure_chat)
     add.add_post("/openai/deployments/{deployment}/embeddings", handlers.azure_embeddings)
     add.add_post("/openai/v1/chat/completions", handlers.azure_chat)

@@ -69,7 +69,7 @@ def is_foreign(wire_format: str | None, target: str) -> bool:
     return wire_format is not None and wire_format != target
 
 
-def _asks_nothing(value: object) -> bool:
+def asks_nothing(value: object) -> bool:
     """Whether a field's value is its default (null, false, zero, empty, text only, off),
     so it crosses as absent: ``logprobs: false``, ``presence_penalty: 0``, ``logit_bias: {}``,
     ``modalities: ["text"]``, ``thinking: {"type": "disabled"}``."""
@@ -89,7 +89,7 @@ def request_for(request: ChatRequest, target: str) -> ChatRequest:
         return request
     droppable = DROPPABLE.get(origin, frozenset())
     for key, value in request.extra.items():
-        if key not in droppable and not _asks_nothing(value):
+        if key not in droppable and not asks_nothing(value):
             raise InvalidRequest(
                 f"'{key}' cannot be translated for {_a(target)} deployment", param=key
             )
