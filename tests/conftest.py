@@ -85,6 +85,19 @@ def gateway_config(simulator_url: str, **upstream: Any) -> dict[str, Any]:
                 ],
             },
             {
+                "name": "test-azure-2024-06",  # an api-version that predates stream_options
+                "deployments": [
+                    {
+                        "provider": "azure_openai",
+                        "model": "sim-chat",
+                        "azure_deployment": "my-old-chat",
+                        "api_base": simulator_url,
+                        "api_version": "2024-06-01",
+                        "api_key": key,
+                    }
+                ],
+            },
+            {
                 "name": "test-azure-v1",
                 "deployments": [
                     {

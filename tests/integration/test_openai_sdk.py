@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -346,6 +347,41 @@ def test_azure_v1_api_is_served(client: openai.OpenAI, simulator_url: str) -> No
         model="test-azure-v1", messages=[{"role": "user", "content": "streamed v1"}], stream=True
     )
     assert "streamed v1" in "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+
+
+def test_streams_from_an_azure_api_version_without_stream_options_are_counted_by_the_gateway(
+    client: openai.OpenAI, gateway_url: str, simulator_url: str
+) -> None:
+    # Azure before api-version 2024-08-01 refuses stream_options ("Unrecognized request
+    # argument supplied"), so its streams carry no usage: the gateway counts it.
+    stream = client.chat.completions.create(
+        model="test-azure-2024-06",
+        messages=[{"role": "user", "content": "old azure stream"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    assert "old azure stream" in "".join(
+        c.choices[0].delta.content or "" for c in stream if c.choices
+    )
+    sent = recorded_request(simulator_url, "old azure stream")
+    assert sent["query"] == {"api-version": "2024-06-01"}
+    assert sent["json"]["stream"] is True and "stream_options" not in sent["json"]
+    claude = anthropic.Anthropic(base_url=gateway_url, api_key=CLIENT_KEY, max_retries=0)
+    with claude.messages.stream(
+        model="test-azure-2024-06",
+        max_tokens=100,
+        messages=[{"role": "user", "content": "count old azure"}],
+    ) as events:
+        final = events.get_final_message()
+    assert final.usage.input_tokens > 0 and final.usage.output_tokens > 0
+    # From 2024-08-01 on, Azure is asked for the usage like any OpenAI-format upstream.
+    list(
+        client.chat.completions.create(
+            model="test-azure", messages=[{"role": "user", "content": "new azure"}], stream=True
+        )
+    )
+    asked = recorded_request(simulator_url, "new azure")["json"]
+    assert asked["stream_options"] == {"include_usage": True}
 
 
 def test_fallback_to_second_deployment_when_first_is_unreachable(client: openai.OpenAI) -> None:

@@ -51,9 +51,10 @@ class OpenAIFlavor:
     completion_tokens: Callable[[Deployment], bool]
     """Whether the upstream names the output limit ``max_completion_tokens`` (its reasoning
     models refuse ``max_tokens``) when the client's API gave it no name of its own."""
-    stream_options: bool = True
+    stream_options: Callable[[Deployment], bool]
     """Whether the upstream takes ``stream_options`` (Mistral refuses it, 422 extra_forbidden,
-    and puts usage in every stream's last chunk unasked)."""
+    and puts usage in every stream's last chunk unasked; Azure before api-version 2024-08-01
+    refuses it, and its streams then carry no usage, so the gateway counts it)."""
     fields: FieldRules | None = None
     """For a strict server, the fields it renames, ignores or refuses; ``None``: the body goes
     as the codec wrote it (every field the client sent passes through)."""
@@ -90,6 +91,10 @@ _OFFICIAL = "https://api.openai.com"
 # Azure knows max_completion_tokens from this api-version on (and its o-series and gpt-5
 # deployments refuse max_tokens, as OpenAI's do); older versions know only max_tokens.
 _AZURE_COMPLETION_TOKENS_SINCE = "2024-09-01"
+# Azure takes stream_options (include_usage) from this api-version on (2024-08-01-preview,
+# the first whose spec has chatCompletionStreamOptions; 2024-10-21 the first stable one);
+# older versions answer "Unrecognized request argument supplied: stream_options".
+_AZURE_STREAM_OPTIONS_SINCE = "2024-08-01"
 
 
 def _model(deployment: Deployment) -> str:
@@ -101,10 +106,26 @@ def _official(deployment: Deployment) -> bool:
     return deployment.api_base.startswith(_OFFICIAL)
 
 
+def _always(deployment: Deployment) -> bool:
+    return True
+
+
+def _never(deployment: Deployment) -> bool:
+    return False
+
+
+def _azure_since(version: str, deployment: Deployment) -> bool:
+    """Whether ``deployment``'s api-version is ``version`` (a date) or later."""
+    own = deployment.api_version or ""  # v1, preview, latest: the newest
+    return not own[:4].isdigit() or own >= version
+
+
 def _azure_completion_tokens(deployment: Deployment) -> bool:
-    version = deployment.api_version or ""  # v1, preview, latest: the newest
-    dated = version[:4].isdigit()
-    return not dated or version >= _AZURE_COMPLETION_TOKENS_SINCE
+    return _azure_since(_AZURE_COMPLETION_TOKENS_SINCE, deployment)
+
+
+def _azure_stream_options(deployment: Deployment) -> bool:
+    return _azure_since(_AZURE_STREAM_OPTIONS_SINCE, deployment)
 
 
 OPENAI = OpenAIFlavor(
@@ -113,6 +134,7 @@ OPENAI = OpenAIFlavor(
     auth_header="Authorization",
     auth_prefix="Bearer ",
     completion_tokens=_official,
+    stream_options=_always,
 )
 # Mistral's chat schema (ChatCompletionRequest in mistralai/client-python) forbids extra
 # fields, so OpenAI's fields it lacks are renamed, left out or refused here, not by a 422.
@@ -133,13 +155,14 @@ MISTRAL_FIELDS = FieldRules(
         "tool": frozenset({"role", "content", "tool_call_id", "name"}),
     },
 )
-MISTRAL = replace(OPENAI, stream_options=False, fields=MISTRAL_FIELDS)
+MISTRAL = replace(OPENAI, stream_options=_never, fields=MISTRAL_FIELDS)
 AZURE = OpenAIFlavor(
     url=_azure_url,
     body_model=_azure_body_model,
     auth_header="api-key",
     auth_prefix="",
     completion_tokens=_azure_completion_tokens,
+    stream_options=_azure_stream_options,
 )
 
 
@@ -168,7 +191,7 @@ class OpenAIProvider:
             request,
             model,
             completion_tokens=completion_tokens,
-            stream_options=self._flavor.stream_options,
+            stream_options=self._flavor.stream_options(deployment),
         )
         fields = self._flavor.fields
         return body if fields is None else fields.apply(body)

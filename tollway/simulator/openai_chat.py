@@ -6,7 +6,9 @@ the first carrying id, type and name; parallel calls one after the other, or in 
 ``x-sim-tool-calls: interleave``), closes each choice with an empty delta and its
 finish_reason, then a ``choices: []`` usage chunk when ``stream_options.include_usage`` is set
 (all other chunks then carry ``"usage": null``), then ``data: [DONE]``. Azure streams open with
-the empty-choices ``prompt_filter_results`` chunk real Azure sends; Mistral's carry the usage on
+the empty-choices ``prompt_filter_results`` chunk real Azure sends, and Azure's dated
+api-versions refuse the fields they predate (``stream_options`` before 2024-08-01,
+``max_completion_tokens`` before 2024-09-01); Mistral's carry the usage on
 their last chunk, unasked.
 """
 
@@ -170,6 +172,19 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
     }
 
 
+# Request fields Azure's dated api-versions refuse before the version that added them.
+_AZURE_SINCE = {"stream_options": "2024-08-01", "max_completion_tokens": "2024-09-01"}
+
+
+def _check_azure_version(body: dict[str, Any], api_version: str | None) -> None:
+    """Refuse, as Azure does, a field the request's api-version does not know yet."""
+    if api_version is None or not api_version[:4].isdigit():
+        return  # the v1 API (no api-version) or preview/latest: the newest
+    for field, since in _AZURE_SINCE.items():
+        if field in body and api_version < since:
+            raise InvalidRequest(f"Unrecognized request argument supplied: {field}")
+
+
 def _choice_count(body: dict[str, Any]) -> int:
     n = body.get("n", 1)
     if n is None:
@@ -184,6 +199,8 @@ async def handle_chat(
 ) -> web.StreamResponse:
     """Answer an admitted chat completion request (raises InvalidRequest on a bad body)."""
     body = call.body
+    if dialect is Dialect.AZURE:
+        _check_azure_version(body, request.query.get("api-version"))
     prompt, prompt_tokens = read_prompt(body, call)
     n = _choice_count(body)
     if body.get("stream_options") is not None and body.get("stream") is not True:

@@ -150,7 +150,8 @@ def request_to_wire(
 
     Streams always ask for usage so the gateway can account for every token, unless
     ``stream_options`` says the upstream refuses the field (Mistral, which ends every stream
-    with usage anyway); the client's own ``include_usage`` is honoured on the way back out.
+    with usage anyway; Azure's older api-versions, whose streams the gateway then counts
+    itself); the client's own ``include_usage`` is honoured on the way back out.
     The output limit keeps the name a Chat Completions client used; a request from another
     API (Responses included) names it ``max_completion_tokens`` when ``completion_tokens``
     says the upstream wants that name (OpenAI's own API, whose reasoning models refuse

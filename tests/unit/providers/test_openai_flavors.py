@@ -1,4 +1,5 @@
-"""What each member of the OpenAI family wants the output limit called."""
+"""What each member of the OpenAI family wants the output limit called, and whether it takes
+``stream_options``."""
 
 from __future__ import annotations
 
@@ -41,3 +42,22 @@ def test_azure_names_the_limit_max_completion_tokens_from_the_version_that_knows
 def test_only_openais_own_api_among_compatible_servers_wants_max_completion_tokens() -> None:
     assert OPENAI.completion_tokens(_deployment("openai", "https://api.openai.com/v1"))
     assert not OPENAI.completion_tokens(_deployment("vllm", "http://127.0.0.1:8000/v1"))
+
+
+@pytest.mark.parametrize(
+    ("api_version", "takes"),
+    [
+        ("2023-05-15", False),
+        ("2024-06-01", False),
+        ("2024-07-01-preview", False),
+        ("2024-08-01-preview", True),
+        ("2024-10-21", True),
+        ("v1", True),
+        ("preview", True),
+    ],
+)
+def test_azure_is_sent_stream_options_from_the_version_that_knows_it(
+    api_version: str, takes: bool
+) -> None:
+    deployment = _deployment("azure_openai", "https://x.openai.azure.com", api_version)
+    assert AZURE.stream_options(deployment) is takes
