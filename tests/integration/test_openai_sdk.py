@@ -158,6 +158,26 @@ def test_streams_to_mistral_never_send_stream_options(
     assert asked["stream_options"] == {"include_usage": True}
 
 
+@pytest.mark.parametrize("model", ["test-chat", "test-azure", "test-mistral"])
+def test_include_obfuscation_is_not_sent_where_streams_are_never_padded(
+    client: openai.OpenAI, simulator_url: str, model: str
+) -> None:
+    # Only OpenAI's own API pads stream events (unit: test_openai_flavors); a compatible
+    # server, Azure or Mistral has nothing to turn off, and a strict one would refuse it.
+    marker = f"no padding {model}"
+    stream = client.chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": marker}],
+        stream=True,
+        stream_options={"include_usage": True, "include_obfuscation": False},
+    )
+    chunks = list(stream)
+    assert marker in "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert chunks[-1].usage is not None
+    options = recorded_request(simulator_url, marker)["json"].get("stream_options", {})
+    assert "include_obfuscation" not in options
+
+
 def test_tool_call_round_trip(client: openai.OpenAI) -> None:
     messages: list[dict[str, object]] = [{"role": "user", "content": "weather in Paris?"}]
     first = client.chat.completions.create(

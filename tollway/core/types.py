@@ -142,6 +142,10 @@ class ChatRequest:
     messages: list[Message]
     stream: bool = False
     include_usage: bool = False
+    include_obfuscation: bool | None = None
+    """OpenAI's ``stream_options.include_obfuscation`` as the client sent it (``None``: not
+    sent). Only OpenAI's own API pads stream events with an ``obfuscation`` field (by
+    default), so only it is sent the choice; other upstreams never pad."""
     max_tokens: int | None = None
     temperature: float | None = None
     top_p: float | None = None

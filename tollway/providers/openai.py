@@ -39,6 +39,14 @@ from tollway.wire.openai_response import (
 )
 
 
+def _always(deployment: Deployment) -> bool:
+    return True
+
+
+def _never(deployment: Deployment) -> bool:
+    return False
+
+
 @dataclass(frozen=True, slots=True)
 class OpenAIFlavor:
     """Where one member of the family puts its endpoints and its key."""
@@ -55,6 +63,10 @@ class OpenAIFlavor:
     """Whether the upstream takes ``stream_options`` (Mistral refuses it, 422 extra_forbidden,
     and puts usage in every stream's last chunk unasked; Azure before api-version 2024-08-01
     refuses it, and its streams then carry no usage, so the gateway counts it)."""
+    obfuscation: Callable[[Deployment], bool] = _never
+    """Whether the upstream pads stream events with ``obfuscation`` (OpenAI's own API, unless
+    the client sends ``stream_options.include_obfuscation: false``); elsewhere the client's
+    choice is not sent."""
     fields: FieldRules | None = None
     """For a strict server, the fields it renames, ignores or refuses; ``None``: the body goes
     as the codec wrote it (every field the client sent passes through)."""
@@ -106,14 +118,6 @@ def _official(deployment: Deployment) -> bool:
     return deployment.api_base.startswith(_OFFICIAL)
 
 
-def _always(deployment: Deployment) -> bool:
-    return True
-
-
-def _never(deployment: Deployment) -> bool:
-    return False
-
-
 def _azure_since(version: str, deployment: Deployment) -> bool:
     """Whether ``deployment``'s api-version is ``version`` (a date) or later."""
     own = deployment.api_version or ""  # v1, preview, latest: the newest
@@ -135,6 +139,7 @@ OPENAI = OpenAIFlavor(
     auth_prefix="Bearer ",
     completion_tokens=_official,
     stream_options=_always,
+    obfuscation=_official,
 )
 # Mistral's chat schema (ChatCompletionRequest in mistralai/client-python) forbids extra
 # fields, so OpenAI's fields it lacks are renamed, left out or refused here, not by a 422.
@@ -155,7 +160,7 @@ MISTRAL_FIELDS = FieldRules(
         "tool": frozenset({"role", "content", "tool_call_id", "name"}),
     },
 )
-MISTRAL = replace(OPENAI, stream_options=_never, fields=MISTRAL_FIELDS)
+MISTRAL = replace(OPENAI, stream_options=_never, obfuscation=_never, fields=MISTRAL_FIELDS)
 AZURE = OpenAIFlavor(
     url=_azure_url,
     body_model=_azure_body_model,
@@ -192,6 +197,7 @@ class OpenAIProvider:
             model,
             completion_tokens=completion_tokens,
             stream_options=self._flavor.stream_options(deployment),
+            obfuscation=self._flavor.obfuscation(deployment),
         )
         fields = self._flavor.fields
         return body if fields is None else fields.apply(body)

@@ -116,7 +116,11 @@ def _set_response_format(request: ChatRequest, value: Any) -> None:
 def _set_stream_options(request: ChatRequest, value: Any) -> None:
     if value is not None and not isinstance(value, dict):
         raise InvalidRequest("'stream_options' must be an object", param="stream_options")
-    request.include_usage = bool((value or {}).get("include_usage"))
+    options = value or {}
+    request.include_usage = bool(options.get("include_usage"))
+    request.include_obfuscation = optional(
+        options, "include_obfuscation", bool, "stream_options.include_obfuscation"
+    )
 
 
 # Fields read as one JSON type each: wire name -> (attribute, type); floats accept integers.
@@ -145,13 +149,16 @@ def request_to_wire(
     *,
     completion_tokens: bool = False,
     stream_options: bool = True,
+    obfuscation: bool = False,
 ) -> dict[str, Any]:
     """The upstream body for ``request`` addressed to the upstream ``model``.
 
     Streams always ask for usage so the gateway can account for every token, unless
     ``stream_options`` says the upstream refuses the field (Mistral, which ends every stream
     with usage anyway; Azure's older api-versions, whose streams the gateway then counts
-    itself); the client's own ``include_usage`` is honoured on the way back out.
+    itself); the client's own ``include_usage`` is honoured on the way back out. The client's
+    ``include_obfuscation`` is sent only where ``obfuscation`` says the upstream pads its
+    stream events (OpenAI's own API); elsewhere there is nothing to turn off.
     The output limit keeps the name a Chat Completions client used; a request from another
     API (Responses included) names it ``max_completion_tokens`` when ``completion_tokens``
     says the upstream wants that name (OpenAI's own API, whose reasoning models refuse
@@ -164,7 +171,10 @@ def request_to_wire(
     if request.stream:
         body["stream"] = True
         if stream_options:
-            body["stream_options"] = {"include_usage": True}
+            options: dict[str, Any] = {"include_usage": True}
+            if obfuscation and request.include_obfuscation is not None:
+                options["include_obfuscation"] = request.include_obfuscation
+            body["stream_options"] = options
     if request.max_tokens is not None:
         # Keep the field name the client used: older compatible servers only know max_tokens.
         named = request.wire_format == WIRE_FORMAT and request.limit_named_by_client

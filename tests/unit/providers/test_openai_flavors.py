@@ -1,12 +1,12 @@
 """What each member of the OpenAI family wants the output limit called, and whether it takes
-``stream_options``."""
+``stream_options`` and the client's ``include_obfuscation``."""
 
 from __future__ import annotations
 
 import pytest
 
 from tollway.core.types import Deployment, UpstreamTimeouts
-from tollway.providers.openai import AZURE, OPENAI
+from tollway.providers.openai import AZURE, MISTRAL, OPENAI
 
 
 def _deployment(provider: str, api_base: str, api_version: str | None = None) -> Deployment:
@@ -61,3 +61,12 @@ def test_azure_is_sent_stream_options_from_the_version_that_knows_it(
 ) -> None:
     deployment = _deployment("azure_openai", "https://x.openai.azure.com", api_version)
     assert AZURE.stream_options(deployment) is takes
+
+
+def test_only_openais_own_api_is_sent_the_clients_include_obfuscation() -> None:
+    # Only OpenAI pads its stream events (the obfuscation field); nothing to turn off elsewhere.
+    assert OPENAI.obfuscation(_deployment("openai", "https://api.openai.com/v1"))
+    assert not OPENAI.obfuscation(_deployment("vllm", "http://127.0.0.1:8000/v1"))
+    azure = _deployment("azure_openai", "https://x.openai.azure.com", "2024-10-21")
+    assert not AZURE.obfuscation(azure)
+    assert not MISTRAL.obfuscation(_deployment("mistral", "https://api.mistral.ai/v1"))

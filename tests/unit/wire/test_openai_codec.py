@@ -154,6 +154,30 @@ def test_streams_always_ask_the_upstream_for_usage() -> None:
     assert request_to_wire(request, "m")["stream_options"] == {"include_usage": True}
 
 
+def test_include_obfuscation_reaches_only_an_upstream_that_obfuscates() -> None:
+    options = {"include_usage": False, "include_obfuscation": False}
+    request = request_from_wire(
+        {"model": "m", "stream": True, "messages": [{"role": "user", "content": "x"}]}
+        | {"stream_options": options}
+    )
+    assert request.include_obfuscation is False
+    to_openai = request_to_wire(request, "m", obfuscation=True)
+    assert to_openai["stream_options"] == {"include_usage": True, "include_obfuscation": False}
+    assert request_to_wire(request, "m")["stream_options"] == {"include_usage": True}
+    unsaid = request_from_wire(
+        {"model": "m", "stream": True, "messages": [{"role": "user", "content": "x"}]}
+    )
+    assert request_to_wire(unsaid, "m", obfuscation=True)["stream_options"] == {
+        "include_usage": True
+    }
+    with pytest.raises(InvalidRequest) as caught:
+        request_from_wire(
+            {"model": "m", "messages": [{"role": "user", "content": "x"}]}
+            | {"stream_options": {"include_obfuscation": "no"}}
+        )
+    assert caught.value.param == "stream_options.include_obfuscation"
+
+
 usage = st.builds(
     lambda p, c, cached, reasoning: {
         "prompt_tokens": p,
