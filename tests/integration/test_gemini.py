@@ -383,6 +383,45 @@ def test_images_become_inline_data_and_file_data(gpt: openai.OpenAI, simulator_u
     ]
 
 
+def test_an_image_urls_type_is_read_from_its_path_whatever_its_query(
+    gpt: openai.OpenAI, simulator_url: str
+) -> None:
+    url = "https://cdn.example.com/cat.webp?sig=abc&size=large"
+    parts: Any = [
+        {"type": "text", "text": "signed picture"},
+        {"type": "image_url", "image_url": {"url": url}},
+    ]
+    gpt.chat.completions.create(model="test-gemini", messages=[{"role": "user", "content": parts}])
+    body = recorded(simulator_url, "signed picture")["json"]
+    assert body["contents"][0]["parts"][1] == {
+        "fileData": {"fileUri": url, "mimeType": "image/webp"}
+    }
+
+
+@pytest.mark.parametrize("model", ["test-gemini", "test-vertex"])
+def test_an_image_url_that_does_not_tell_its_type_is_a_400_naming_the_part(
+    gpt: openai.OpenAI, simulator_url: str, model: str
+) -> None:
+    # Gemini requires fileData.mimeType; a guess would be a wrong answer or Google's 400.
+    marker = f"untyped picture {model}"
+    parts: Any = [
+        {"type": "text", "text": marker},
+        {"type": "image_url", "image_url": {"url": "https://example.com/photo?id=3"}},
+    ]
+    with pytest.raises(openai.BadRequestError) as caught:
+        gpt.chat.completions.create(
+            model=model,
+            messages=[
+                {"role": "system", "content": "describe"},
+                {"role": "user", "content": parts},
+            ],
+        )
+    assert caught.value.param == "messages[1].content[1]"
+    assert "data: URL" in caught.value.message
+    sent = httpx.get(simulator_url + "/_sim/requests").json()
+    assert not any(marker in str(request["json"]) for request in sent)
+
+
 def test_embeddings_float_and_base64(gpt: openai.OpenAI, simulator_url: str) -> None:
     floats = gpt.embeddings.create(
         model="test-gemini-embed", input=["one two", "three"], dimensions=8, encoding_format="float"

@@ -8,7 +8,8 @@ REST shape: ``contents`` of ``user`` / ``model`` turns whose parts are ``text``,
 ``parameters``); ``toolConfig.functionCallingConfig``; ``generationConfig`` with
 ``maxOutputTokens``, ``stopSequences``, ``candidateCount`` and ``responseMimeType`` /
 ``responseJsonSchema`` (or ``responseSchema``). As Google does, a content without parts or with
-an empty text part is a 400 ("empty text parameter").
+an empty text part is a 400 ("empty text parameter"), and so is an ``inlineData`` or
+``fileData`` part without its ``mimeType`` ("empty mimeType parameter").
 
 A stream (``alt=sse``) is one ``GenerateContentResponse`` per token, as ``data:`` lines without
 event names: each text piece a ``text`` part, each function call whole in one object (its
@@ -67,6 +68,13 @@ _EMPTY_TEXT = (
 _MAX_CANDIDATES = 8
 
 
+def _empty_mime_type(media: str) -> str:
+    return (
+        f"Unable to submit request because it has an empty mimeType parameter in {media}. "
+        "Add a value to the parameter and try again. " + _LEARN_MORE
+    )
+
+
 def _part_tokens(part: dict[str, Any]) -> tuple[str | None, str | None, int]:
     """A part's text, its function-result text, and its token count."""
     if isinstance(part.get("text"), str) and not part.get("thought"):
@@ -94,6 +102,11 @@ def _content_tokens(content: Any, param: str) -> tuple[str, str | None, int]:
         raise InvalidRequest(_NO_PARTS, param)
     if any(isinstance(part, dict) and part.get("text") == "" for part in parts):
         raise InvalidRequest(_EMPTY_TEXT, param)
+    for part in parts:
+        for media in _MEDIA_PARTS:
+            value = part.get(media) if isinstance(part, dict) else None
+            if isinstance(value, dict) and not value.get("mimeType"):
+                raise InvalidRequest(_empty_mime_type(media), param)
     texts: list[str] = []
     results: list[str] | None = None
     tokens = 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 import mimetypes
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -126,35 +127,54 @@ def function_response_from_wire(part: dict[str, Any], tool_call_id: str, param: 
     )
 
 
-def content_parts(content: str | list[ContentPart] | None) -> list[dict[str, Any]]:
-    """Canonical content as Gemini parts; empty text is no part (Google refuses an empty
-    text part: "empty text parameter"), unless it carries more (a thought signature)."""
+def content_parts(
+    content: str | list[ContentPart] | None, param: str = "messages"
+) -> list[dict[str, Any]]:
+    """Canonical content (at ``param``, for errors) as Gemini parts; empty text is no part
+    (Google refuses an empty text part: "empty text parameter"), unless it carries more (a
+    thought signature)."""
     if content is None or isinstance(content, str):
         return [{"text": content}] if content else []
     return [
-        _part_to_wire(part)
-        for part in content
+        _part_to_wire(part, f"{param}[{index}]")
+        for index, part in enumerate(content)
         if not (isinstance(part, TextPart) and not part.text and not part.extra)
     ]
 
 
-def _part_to_wire(part: ContentPart) -> dict[str, Any]:
+def _part_to_wire(part: ContentPart, param: str) -> dict[str, Any]:
     """One part; an image's ``detail`` has no Gemini counterpart and is dropped."""
     if isinstance(part, TextPart):
         return {**part.extra, "text": part.text}
     if isinstance(part, OpaquePart):
         return part.data
     if part.url is not None and not part.url.startswith("data:"):
-        media_type = part.media_type or mimetypes.guess_type(part.url)[0]
-        file_data = {"fileUri": part.url}
-        if media_type is not None:
-            file_data["mimeType"] = media_type
-        return {**part.extra, "fileData": file_data}
+        media_type = part.media_type or _media_type(part.url, param)
+        return {**part.extra, "fileData": {"fileUri": part.url, "mimeType": media_type}}
     if part.url is not None:
-        media_type, _, data = part.url[5:].partition(";base64,")
+        media_type, base64, data = part.url[5:].partition(";base64,")
+        if not base64:
+            raise InvalidRequest(
+                f"'{param}': an image's data: URL must hold base64 data (data:<type>;base64,...)",
+                param=param,
+            )
     else:
         media_type, data = part.media_type or "", part.data or ""
     return {**part.extra, "inlineData": {"mimeType": media_type, "data": data}}
+
+
+def _media_type(url: str, param: str) -> str:
+    """The media type an image URL's path names by its extension (a query or fragment does
+    not hide it); Gemini requires ``fileData.mimeType``, so none is a 400 naming ``param``."""
+    media_type = mimetypes.guess_type(urlsplit(url).path)[0]
+    if media_type is None:
+        raise InvalidRequest(
+            f"'{param}': Gemini needs the media type of an image given by URL, and this URL's "
+            "path has no extension that tells it; send the image as a base64 data: URL, or by "
+            "a URL whose path ends in its extension (.png, .jpg, .webp, ...)",
+            param=param,
+        )
+    return media_type
 
 
 def function_calls_to_wire(

@@ -296,7 +296,7 @@ def _contents_to_wire(messages: list[Message], foreign: bool) -> list[dict[str, 
         if message.role == "assistant":
             names.learn(message)
             calls = function_calls_to_wire(message.tool_calls or [], param, foreign=foreign)
-            parts = content_parts(message.content) + calls
+            parts = content_parts(message.content, f"{param}.content") + calls
             if parts:  # a turn with nothing in it says nothing, and has no part to send
                 out.append({**message.extra, "role": "model", "parts": parts})
         elif message.role == "tool":
@@ -306,8 +306,8 @@ def _contents_to_wire(messages: list[Message], foreign: bool) -> list[dict[str, 
             else:
                 out.append({"role": "user", "parts": [result]})
         elif joins:
-            out[-1]["parts"].extend(content_parts(message.content))
-        elif parts := content_parts(message.content):
+            out[-1]["parts"].extend(content_parts(message.content, f"{param}.content"))
+        elif parts := content_parts(message.content, f"{param}.content"):
             out.append({**message.extra, "role": "user", "parts": parts})
     return out
 

@@ -785,3 +785,11 @@ def test_a_vertex_deployment_needs_project_and_region_in_its_api_base(
     else:
         with pytest.raises(ValidationError, match="vertex_ai"):
             DeploymentConfig(**fields)  # type: ignore[arg-type]
+
+
+def test_a_data_url_without_base64_is_a_400_naming_the_part() -> None:
+    image = {"type": "image_url", "image_url": {"url": "data:image/svg+xml,<svg/>"}}
+    body = openai_body(messages=[{"role": "user", "content": [image]}])
+    with pytest.raises(InvalidRequest, match="base64") as caught:
+        request_to_wire(openai_request.request_from_wire(body))
+    assert caught.value.param == "messages[0].content[0]"
