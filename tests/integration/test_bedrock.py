@@ -340,3 +340,37 @@ def test_anthropic_only_features_are_refused_by_name(claude: anthropic.Anthropic
         claude.messages.create(
             model="test-bedrock", max_tokens=5, messages=user("x"), extra_body={"top_k": 3}
         )
+
+
+def test_an_anthropic_assistant_turn_keeps_its_block_order_on_bedrock(
+    claude: anthropic.Anthropic, simulator_url: str
+) -> None:
+    # Canonically a turn's text and its calls are two lists; each call remembers its place
+    # (ToolCall.position) so Bedrock gets the blocks as the client (and the model) wrote them.
+    tools: Any = [{"name": "get_weather", "input_schema": WEATHER["function"]["parameters"]}]
+    turn: Any = [
+        {"type": "text", "text": "Let me look that up."},
+        {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Oslo"}},
+        {"type": "text", "text": "One moment."},
+    ]
+    result: Any = {"type": "tool_result", "tool_use_id": "toolu_1", "content": "rainy, 9C"}
+    answer = claude.messages.create(
+        model="test-bedrock",
+        max_tokens=200,
+        tools=tools,
+        messages=[
+            *user("block order to bedrock?"),
+            {"role": "assistant", "content": turn},
+            {"role": "user", "content": [result]},
+        ],
+    )
+    assert "rainy, 9C" in text_of(answer)
+    sent = recorded(simulator_url, "block order to bedrock?")["json"]["messages"][1]
+    assert sent == {
+        "role": "assistant",
+        "content": [
+            {"text": "Let me look that up."},
+            {"toolUse": {"toolUseId": "toolu_1", "name": "get_weather", "input": {"city": "Oslo"}}},
+            {"text": "One moment."},
+        ],
+    }

@@ -63,8 +63,9 @@ class ToolCall:
     position: int | None = None
     """Where the call stood among its turn's blocks: how many of the message's content parts
     came before it; ``None``: after all of them. Set by codecs whose turns interleave text and
-    calls in one list (Anthropic), so that a same-family hop keeps the client's block order
-    (Anthropic wants a turn with thinking back exactly as its model wrote it)."""
+    calls in one list (Anthropic, Bedrock) and honoured by those that write such lists, so the
+    client's block order survives (Anthropic wants a turn with thinking back exactly as its
+    model wrote it)."""
 
 
 @dataclass(slots=True)

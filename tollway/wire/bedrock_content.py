@@ -88,7 +88,9 @@ def assistant_from_wire(content: Any, param: str) -> Message:
     calls: list[ToolCall] = []
     for index, block in enumerate(blocks(content, param)):
         if kind_of(block) == "toolUse":
-            calls.append(_tool_use_from_wire(block["toolUse"], f"{param}[{index}].toolUse"))
+            call = _tool_use_from_wire(block["toolUse"], f"{param}[{index}].toolUse")
+            call.position = len(parts)  # so the turn's block order survives (assistant_blocks)
+            calls.append(call)
         else:
             parts.append(part_from_wire(block, f"{param}[{index}]"))
     return Message(
@@ -162,12 +164,29 @@ def tool_result_to_wire(message: Message, param: str) -> dict[str, Any]:
 
 
 def assistant_blocks(message: Message, param: str) -> list[dict[str, Any]]:
-    """An assistant turn as blocks: its content, then one ``toolUse`` per call."""
-    out = content_blocks(message.content, param)
+    """An assistant turn as blocks: its content with one ``toolUse`` per call, each where it
+    stood in the turn it was parsed from (``ToolCall.position``: an Anthropic or Bedrock turn
+    such as [text, toolUse, text] keeps its order), else at the end; blank text is no block."""
+    content = message.content
+    if isinstance(content, list):
+        placed: list[ContentPart | tuple[int, ToolCall]] = list(content)
+    else:
+        placed = [TextPart(content)] if content else []
     for index, call in enumerate(message.tool_calls or ()):
-        arguments = _arguments(call.arguments, f"{param}.tool_calls[{index}].arguments")
-        use = {**call.extra, "toolUseId": call.id, "name": call.name, "input": arguments}
-        out.append({"toolUse": use})
+        if call.position is None:
+            placed.append((index, call))
+        else:
+            # Its parts before it, and the calls before it (placed already), come first.
+            placed.insert(min(call.position + index, len(placed)), (index, call))
+    out: list[dict[str, Any]] = []
+    for item in placed:
+        if isinstance(item, tuple):
+            index, call = item
+            arguments = _arguments(call.arguments, f"{param}.tool_calls[{index}].arguments")
+            use = {**call.extra, "toolUseId": call.id, "name": call.name, "input": arguments}
+            out.append({"toolUse": use})
+        elif not _blank(item):
+            out.append(_part_to_wire(item, param))
     return out
 
 

@@ -40,6 +40,7 @@ from tollway.core.types import (
     OpaquePart,
     TextPart,
     Tool,
+    ToolCall,
     Usage,
 )
 
@@ -196,9 +197,19 @@ def _plain_choice(choice: Choice) -> Choice:
     if isinstance(content, list):
         # Blocks of the upstream's own kinds (Bedrock's reasoningContent, Anthropic's
         # thinking, ...) mean nothing to another format's client, whose SDK cannot read them.
+        kept = [not isinstance(p, OpaquePart) for p in content]
+        if calls and not all(kept):
+            # A call's place counts the parts before it: only those kept count now.
+            calls = [_placed_among(call, kept) for call in calls]
         content = [_plain_answer_part(p) for p in content if not isinstance(p, OpaquePart)]
     message = replace(message, content=content, tool_calls=calls, extra={})
     return replace(choice, message=message, extra={})
+
+
+def _placed_among(call: ToolCall, kept: list[bool]) -> ToolCall:
+    if call.position is None:
+        return call
+    return replace(call, position=sum(kept[: call.position]))
 
 
 def _plain_answer_part(part: TextPart | ImagePart) -> ContentPart:

@@ -494,6 +494,51 @@ def test_reasoning_blocks_stay_out_of_an_anthropic_clients_answer() -> None:
     )
 
 
+def test_an_answer_keeps_its_block_order_for_an_anthropic_client() -> None:
+    # [reasoning, toolUse, text]: the reasoning is left out, the call stays before the text.
+    reasoning = {"reasoningContent": {"reasoningText": {"text": "hmm", "signature": "s"}}}
+    use = {"toolUse": {"toolUseId": "t", "name": "f", "input": {}}}
+    raw = {
+        "output": {"message": {"role": "assistant", "content": [reasoning, use, {"text": "hi"}]}},
+        "stopReason": "tool_use",
+        "usage": {"inputTokens": 2, "outputTokens": 3, "totalTokens": 5},
+    }
+    out = anthropic_response.response_to_wire(response_from_wire(raw, "m"))
+    assert [block["type"] for block in out["content"]] == ["tool_use", "text"]
+    assert (
+        response_to_wire(response_from_wire(raw, "m"))["output"]["message"]["content"]
+        == (
+            raw["output"]["message"]["content"]  # type: ignore[index]
+        )
+    )
+
+
+def test_a_turn_keeps_its_block_order_from_anthropic_to_converse() -> None:
+    turn = [
+        {"type": "text", "text": "looking"},
+        {"type": "tool_use", "id": "t", "name": "f", "input": {"a": 1}},
+        {"type": "text", "text": "wait"},
+        {"type": "tool_use", "id": "u", "name": "g", "input": {}},
+    ]
+    body = {
+        "model": "m",
+        "max_tokens": 9,
+        "messages": [
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "content": turn},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "t", "content": "1"},
+                {"type": "tool_result", "tool_use_id": "u", "content": "2"}]},
+        ],
+        "tools": [{"name": "f", "input_schema": {"type": "object"}},
+                  {"name": "g", "input_schema": {"type": "object"}}],
+    }  # fmt: skip
+    wire = request_to_wire(anthropic_request.request_from_wire(body))
+    assert [next(iter(block)) for block in wire["messages"][1]["content"]] == [
+        "text", "toolUse", "text", "toolUse"
+    ]  # fmt: skip
+
+
 def test_openai_answer_renders_as_converse() -> None:
     response = ChatResponse(
         id="x",
