@@ -80,6 +80,23 @@ def test_instructions_lead_as_a_system_message(client: openai.OpenAI, simulator_
     assert body["messages"][0] == {"role": "system", "content": "Answer in one word."}
 
 
+@pytest.mark.parametrize("model", ["test-chat", "test-azure"])
+def test_parallel_tool_calls_without_tools_is_not_sent_to_chat_completions(
+    client: openai.OpenAI, simulator_url: str, model: str
+) -> None:
+    # The Responses API takes it without tools; Chat Completions refuses it ("only allowed
+    # when 'tools' are specified"), and without tools it says nothing.
+    marker = f"no tools, serially {model}"
+    response = client.responses.create(model=model, input=marker, parallel_tool_calls=False)
+    assert marker in response.output_text and response.parallel_tool_calls is False
+    assert "parallel_tool_calls" not in upstream_body(simulator_url, marker)
+    with_tools = client.responses.create(
+        model=model, input=f"weather, {marker}", tools=[WEATHER_TOOL], parallel_tool_calls=False
+    )
+    assert with_tools.parallel_tool_calls is False
+    assert upstream_body(simulator_url, f"weather, {marker}")["parallel_tool_calls"] is False
+
+
 def test_multi_turn_input_list(client: openai.OpenAI, simulator_url: str) -> None:
     response = client.responses.create(
         model="test-chat",

@@ -8,7 +8,8 @@ finish_reason, then a ``choices: []`` usage chunk when ``stream_options.include_
 (all other chunks then carry ``"usage": null``), then ``data: [DONE]``. Azure streams open with
 the empty-choices ``prompt_filter_results`` chunk real Azure sends, and Azure's dated
 api-versions refuse the fields they predate (``stream_options`` before 2024-08-01,
-``max_completion_tokens`` before 2024-09-01); Mistral's carry the usage on
+``max_completion_tokens`` before 2024-09-01). As OpenAI does, ``parallel_tool_calls`` without
+``tools`` is a 400. Mistral's carry the usage on
 their last chunk, unasked.
 """
 
@@ -201,6 +202,12 @@ async def handle_chat(
     body = call.body
     if dialect is Dialect.AZURE:
         _check_azure_version(body, request.query.get("api-version"))
+    if body.get("parallel_tool_calls") is not None and not body.get("tools"):
+        message = (
+            "Invalid value for 'parallel_tool_calls': 'parallel_tool_calls' is only allowed "
+            "when 'tools' are specified."
+        )
+        raise InvalidRequest(message, "parallel_tool_calls")
     prompt, prompt_tokens = read_prompt(body, call)
     n = _choice_count(body)
     if body.get("stream_options") is not None and body.get("stream") is not True:

@@ -98,6 +98,8 @@ def request_from_wire(body: dict[str, Any]) -> ResponsesRequest:
     reasoning = optional(body, "reasoning", dict) or {}
     if reasoning.get("effort") is not None:
         extra["reasoning_effort"] = reasoning["effort"]
+    tools = _tools_from_wire(optional(body, "tools", list))
+    parallel_tool_calls = optional(body, "parallel_tool_calls", bool)
     chat = ChatRequest(
         model=required(body, "model", str),
         messages=_messages_from_input(body.get("input"), instructions),
@@ -106,9 +108,11 @@ def request_from_wire(body: dict[str, Any]) -> ResponsesRequest:
         temperature=number(body, "temperature"),
         top_p=number(body, "top_p"),
         user=optional(body, "user", str),
-        tools=_tools_from_wire(optional(body, "tools", list)),
+        tools=tools,
         tool_choice=_tool_choice_from_wire(body.get("tool_choice")),
-        parallel_tool_calls=optional(body, "parallel_tool_calls", bool),
+        # Without tools it says nothing, and Chat Completions refuses it ("only allowed when
+        # 'tools' are specified"), where the Responses API takes it.
+        parallel_tool_calls=parallel_tool_calls if tools else None,
         response_format=_format_from_wire(text.get("format")),
         extra=extra,
         wire_format=WIRE_FORMAT,
@@ -165,7 +169,7 @@ def _echo(body: dict[str, Any], chat: ChatRequest, text: JSON) -> JSON:
         "instructions": body.get("instructions"),
         "max_output_tokens": chat.max_tokens,
         "metadata": optional(body, "metadata", dict) or {},
-        "parallel_tool_calls": chat.parallel_tool_calls is not False,
+        "parallel_tool_calls": body.get("parallel_tool_calls") is not False,
         "previous_response_id": None,
         "reasoning": {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")},
         "store": False,
