@@ -190,17 +190,16 @@ class OpenAIProvider:
         return url
 
     def _body(self, request: ChatRequest, deployment: Deployment) -> dict[str, Any]:
-        completion_tokens = self._flavor.completion_tokens(deployment)
-        model = self._flavor.body_model(deployment)
+        flavor = self._flavor
+        stream = request.stream  # the stream rules are not even asked for a plain answer
         body = request_to_wire(
             request,
-            model,
-            completion_tokens=completion_tokens,
-            stream_options=self._flavor.stream_options(deployment),
-            obfuscation=self._flavor.obfuscation(deployment),
+            flavor.body_model(deployment),
+            completion_tokens=flavor.completion_tokens(deployment),
+            stream_options=stream and flavor.stream_options(deployment),
+            obfuscation=stream and flavor.obfuscation(deployment),
         )
-        fields = self._flavor.fields
-        return body if fields is None else fields.apply(body)
+        return body if flavor.fields is None else flavor.fields.apply(body)
 
     def check(self, request: ChatRequest, deployment: Deployment) -> None:
         """The 400s ``chat`` would answer for ``request`` before calling (for token counts)."""
