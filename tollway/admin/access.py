@@ -6,7 +6,9 @@ member      its own keys (list, create in its teams, rotate, revoke); read its t
 viewer      read its teams and their keys
 
 Whoever makes or changes a key can give it only models the caller may use itself, so a key
-limited to some models cannot make (or widen) a key into one that reaches others.
+limited to some models cannot make (or widen) a key into one that reaches others. A block is
+lifted only by as much authority as made it: an admin's block by an admin, a team admin's by
+that team's admin (or an admin); the owner lifts only its own.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from collections.abc import Sequence
 
 from tollway.auth.principal import ROLE_RANK, Principal, Role
 from tollway.core.errors import PermissionDenied
-from tollway.store import KeyRecord
+from tollway.store import KeyAuthority, KeyRecord
+from tollway.store.records import KEY_AUTHORITIES
+
+_BLOCKERS = {"owner": "its owner", "team_admin": "a team admin", "admin": "an admin"}
 
 
 def require_role(principal: Principal, role: Role) -> None:
@@ -102,3 +107,28 @@ def require_key_manager(
     if principal.has_role("member") and principal.user and key.user_id == principal.user:
         return
     raise PermissionDenied("You may not manage this key.", code="not_your_key")
+
+
+def key_authority(principal: Principal, key: KeyRecord) -> KeyAuthority:
+    """How ``principal`` acts on ``key`` (once ``require_key_manager`` let it): as an admin,
+    as the admin of the key's team, or as its owner."""
+    if principal.has_role("admin"):
+        return "admin"
+    if principal.role_in(key.team_id) == "team_admin":
+        return "team_admin"
+    return "owner"
+
+
+def require_may_unblock(authority: KeyAuthority, key: KeyRecord) -> None:
+    """403 when ``key`` was blocked with more authority than ``authority``: an owner cannot
+    lift its team admin's or an admin's block, nor a team admin an admin's."""
+    if key.status != "blocked":
+        return
+    blocker = key.blocked_by or "admin"  # blocked before blockers were recorded
+    if KEY_AUTHORITIES.index(authority) < KEY_AUTHORITIES.index(blocker):
+        raise PermissionDenied(
+            f"This key was blocked by {_BLOCKERS[blocker]}; only {_BLOCKERS[blocker]}"
+            f"{'' if blocker == 'admin' else ' or an admin'} may unblock it.",
+            code="insufficient_role",
+        )
+

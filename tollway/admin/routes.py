@@ -13,8 +13,10 @@ from pydantic import BaseModel, ValidationError
 
 from tollway.admin import bodies
 from tollway.admin.access import (
+    key_authority,
     may_read_key,
     require_key_manager,
+    require_may_unblock,
     require_models_within,
     require_outranked_owner,
     require_role,
@@ -32,7 +34,7 @@ from tollway.core.errors import (
 )
 from tollway.dialects.http import log_internal_error, read_json_object, request_id
 from tollway.dialects.openai import error_response
-from tollway.store import InvalidRecord, NewKey, RecordConflict, RecordNotFound
+from tollway.store import InvalidRecord, KeyStatus, NewKey, RecordConflict, RecordNotFound
 
 if TYPE_CHECKING:
     from tollway.gateway import Gateway
@@ -364,11 +366,15 @@ async def rotate_key(call: AdminCall) -> dict[str, Any]:
     return {**record_json(record), "key": secret}
 
 
-def _status_change(status: str) -> Handler:
+def _status_change(status: KeyStatus) -> Handler:
     async def change(call: AdminCall) -> dict[str, Any]:
         key = await _readable_key(call)
         require_key_manager(call.principal, key, await _owner_role(call, key.user_id))
-        return record_json(await call.gateway.identity.set_key_status(call.actor, key.id, status))
+        authority = key_authority(call.principal, key)
+        if status == "active":
+            require_may_unblock(authority, key)
+        identity = call.gateway.identity
+        return record_json(await identity.set_key_status(call.actor, key.id, status, authority))
 
     return change
 

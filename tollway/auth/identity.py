@@ -21,7 +21,9 @@ from tollway.auth.keys import KeyEntry, KeyIndex
 from tollway.auth.principal import ROLE_RANK, Principal, Role
 from tollway.store import (
     AuditEntry,
+    KeyAuthority,
     KeyRecord,
+    KeyStatus,
     MembershipRecord,
     NewKey,
     RecordNotFound,
@@ -193,14 +195,31 @@ class Identity:
         await self._changed("key", record.id)
         return record, generated.key
 
-    async def set_key_status(self, actor: Actor, key_id: str, status: str) -> KeyRecord:
-        """Revoke, block or unblock a key; effective on this node before this returns."""
-        record = await self.store.keys.set_status(key_id, status)  # type: ignore[arg-type]
+    async def set_key_status(
+        self, actor: Actor, key_id: str, status: KeyStatus, authority: KeyAuthority = "admin"
+    ) -> KeyRecord:
+        """Revoke, block or unblock a key as ``authority`` (see ``KeyRepository.set_status``);
+        effective on this node before this returns."""
+        record = await self.store.keys.set_status(key_id, status, authority=authority)
         await self.reload_key(key_id)
+        # Blocking or revoking ended the grace period of the keys this one replaced.
+        ended = await self._reload_predecessors(record) if status != "active" else []
         action = {"revoked": "key.revoke", "blocked": "key.block", "active": "key.unblock"}
-        await self.audit(actor, action[status], "key", key_id, {})
-        await self._changed("key", key_id)
+        details = {"authority": authority} if status == "blocked" else {}
+        await self.audit(actor, action[status], "key", key_id, details)
+        for changed in (key_id, *ended):
+            await self._changed("key", changed)
         return record
+
+    async def _reload_predecessors(self, record: KeyRecord) -> list[str]:
+        """Reload the keys ``record`` was rotated from; their ids."""
+        ids: list[str] = []
+        previous = record.rotated_from
+        while previous is not None and previous not in ids and previous != record.id:
+            ids.append(previous)
+            earlier = await self.reload_key(previous)
+            previous = earlier.rotated_from if earlier is not None else None
+        return ids
 
     async def update_key(
         self, actor: Actor, key_id: str, changes: Mapping[str, object]

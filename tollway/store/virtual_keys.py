@@ -3,9 +3,9 @@
 Keys are never deleted: a revoked key stays for the audit trail and the spend history.
 
 Every change of a key is one ``UPDATE`` whose ``WHERE`` holds the rule it must keep (a revoked
-key stays revoked; only an active key rotates), so two replicas changing one key at once
-cannot undo each other: the database judges the second against what the first wrote. The
-record returned is read after that write.
+key stays revoked; only an active key rotates; a block is lifted only by its blocker's
+equal), so two replicas changing one key at once cannot undo each other: the database judges
+the second against what the first wrote. The record returned is read after that write.
 """
 
 from __future__ import annotations
@@ -31,8 +31,10 @@ from tollway.store.columns import UTCDateTime, require_aware, utcnow
 from tollway.store.errors import RecordConflict, RecordNotFound
 from tollway.store.models import KeyRow, TeamRow, UserRow
 from tollway.store.records import (
+    KEY_AUTHORITIES,
     KEY_STATUSES,
     UNSET,
+    KeyAuthority,
     KeyRecord,
     KeyStatus,
     NewKey,
@@ -61,6 +63,7 @@ def key_record(row: KeyRow) -> KeyRecord:
         rotated_from=row.rotated_from,
         grace_until=row.grace_until,
         last_used_at=row.last_used_at,
+        blocked_by=row.blocked_by,
     )
 
 
@@ -156,20 +159,43 @@ class KeyRepository:
                 await _update_key(session, key_id, KeyRow.id == key_id, changes)
             return key_record(await _key_row(session, key_id))
 
-    async def set_status(self, key_id: str, status: KeyStatus) -> KeyRecord:
-        """Block, unblock or revoke a key; revoking is final and ends any grace period."""
+    async def set_status(
+        self, key_id: str, status: KeyStatus, *, authority: KeyAuthority = "admin"
+    ) -> KeyRecord:
+        """Block, unblock or revoke a key as ``authority``.
+
+        Revoking is final and ends any grace period. A block records ``authority`` (never
+        lowering a block already made with more); unblocking needs as much authority as the
+        block had, else ``RecordConflict``. Blocking or revoking also ends the grace period of
+        the keys this one was rotated from: their secrets are this key's, older.
+        """
         require_one_of(status, KEY_STATUSES, "key status")
+        require_one_of(authority, KEY_AUTHORITIES, "key authority")
         rule: ColumnElement[bool] = KeyRow.id == key_id
         values: dict[str, Any] = {"status": status}
         if status == "revoked":
             now = literal(utcnow(), UTCDateTime())
             values |= {"revoked_at": func.coalesce(KeyRow.revoked_at, now), "grace_until": None}
         else:
-            rule = and_(rule, KeyRow.status != "revoked")  # a revoked key stays revoked
+            # Never out of revoked; and a block is overwritten (or lifted) only by as much
+            # authority as made it: a stronger block stays as it is.
+            liftable = or_(KeyRow.status != "blocked", may_lift(authority))
+            rule = and_(rule, KeyRow.status != "revoked", liftable)
+            values["blocked_by"] = authority if status == "blocked" else None
         async with transaction(self._sessions, "the key changed concurrently") as session:
             if not await _update_key(session, key_id, rule, values):
-                raise RecordConflict(f"key {key_id!r} is revoked; a revoked key stays revoked")
-            return key_record(await _key_row(session, key_id))
+                row = await _key_row(session, key_id)
+                if row.status == "revoked":
+                    raise RecordConflict(f"key {key_id!r} is revoked; a revoked key stays revoked")
+                if status == "active":
+                    raise RecordConflict(
+                        f"key {key_id!r} was blocked by {row.blocked_by or 'admin'}: "
+                        "only as much authority lifts the block"
+                    )
+            row = await _key_row(session, key_id)
+            if status != "active":
+                await _end_grace_before(session, row)
+            return key_record(row)
 
     async def rotate(
         self,
@@ -273,6 +299,14 @@ async def _check_owners(session: AsyncSession, user_id: str | None, team_id: str
         raise RecordNotFound(f"no team with id {team_id!r}")
 
 
+def may_lift(authority: KeyAuthority) -> ColumnElement[bool]:
+    """Whether a key's block is one ``authority`` may lift (or replace with its own)."""
+    weaker_or_equal = KEY_AUTHORITIES[: KEY_AUTHORITIES.index(authority) + 1]
+    lifted = KeyRow.blocked_by.in_(weaker_or_equal)
+    # A block from before blockers were recorded counts as an admin's.
+    return or_(lifted, KeyRow.blocked_by.is_(None)) if authority == "admin" else lifted
+
+
 async def _update_key(
     session: AsyncSession, key_id: str, where: ColumnElement[bool], values: Mapping[str, Any]
 ) -> bool:
@@ -288,6 +322,20 @@ async def _update_key(
         return False
     session.expire_all()  # a row loaded before is stale now
     return True
+
+
+async def _end_grace_before(session: AsyncSession, row: KeyRow) -> None:
+    """End the grace period of every key ``row`` was rotated from, directly or not."""
+    seen = {row.id}
+    previous = row.rotated_from
+    while previous is not None and previous not in seen:
+        seen.add(previous)
+        earlier = await session.get(KeyRow, previous)
+        if earlier is None:
+            break
+        earlier.grace_until = None
+        previous = earlier.rotated_from
+    await session.flush()
 
 
 async def _key_row(session: AsyncSession, key_id: str) -> KeyRow:
