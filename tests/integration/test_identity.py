@@ -517,6 +517,36 @@ def _user(admin: Admin, name: str) -> dict[str, Any]:
     return made
 
 
+def test_a_member_makes_keys_only_in_a_team_of_its_own(locked: tuple[str, Process]) -> None:
+    url, _ = locked
+    admin = Admin(url)
+    ours = admin("POST", "/admin/teams", {"name": f"own-{uuid.uuid4().hex[:6]}"}, 201)
+    other = admin("POST", "/admin/teams", {"name": f"other-{uuid.uuid4().hex[:6]}"}, 201)
+    member = _user(admin, "member")
+    admin("POST", f"/admin/teams/{ours['id']}/members", {"user_id": member["id"]}, 201)
+    as_member = Admin(url, _key_for(admin, member["id"])["key"])  # an admin's personal key
+    # No team named: the member's only team, so that team's budgets apply to the key.
+    made = as_member("POST", "/admin/keys", {"name": "x"}, 201)
+    assert (made["team_id"], made["user_id"]) == (ours["id"], member["id"])
+    assert chat(url, made["key"])
+    refusal = as_member("POST", "/admin/keys", {"name": "x", "team_id": other["id"]}, 403)
+    assert refusal["error"]["code"] == "outside_team"
+    # In two teams: it must say which.
+    admin("POST", f"/admin/teams/{other['id']}/members", {"user_id": member["id"]}, 201)
+    unclear = as_member("POST", "/admin/keys", {"name": "x"}, 400)
+    assert unclear["error"]["param"] == "team_id"
+    assert as_member("POST", "/admin/keys", {"name": "x", "team_id": other["id"]}, 201)
+    # A member of no team makes no keys (an admin may make it one).
+    loner = _user(admin, "loner")
+    as_loner = Admin(url, _key_for(admin, loner["id"])["key"])
+    assert as_loner("POST", "/admin/keys", {"name": "x"}, 403)["error"]["code"] == "outside_team"
+    # Leaving a team ends making keys there, even with a key of that team in hand.
+    team_key = Admin(url, _key_for(admin, member["id"], ours["id"])["key"])
+    admin("DELETE", f"/admin/teams/{ours['id']}/members/{member['id']}", expect=204)
+    gone = team_key("POST", "/admin/keys", {"name": "x", "team_id": ours["id"]}, 403)
+    assert gone["error"]["code"] == "outside_team"
+
+
 def test_a_block_is_lifted_only_by_as_much_authority_as_made_it(
     locked: tuple[str, Process],
 ) -> None:

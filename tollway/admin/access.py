@@ -6,9 +6,10 @@ member      its own keys (list, create in its teams, rotate, revoke); read its t
 viewer      read its teams and their keys
 
 Whoever makes or changes a key can give it only models the caller may use itself, so a key
-limited to some models cannot make (or widen) a key into one that reaches others. A block is
-lifted only by as much authority as made it: an admin's block by an admin, a team admin's by
-that team's admin (or an admin); the owner lifts only its own.
+limited to some models cannot make (or widen) a key into one that reaches others. A key that
+a non-admin makes belongs to one of its owner's teams, so that team's budgets and limits
+apply to it. A block is lifted only by as much authority as made it: an admin's block by an
+admin, a team admin's by that team's admin (or an admin); the owner lifts only its own.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import fnmatch
 from collections.abc import Sequence
 
 from tollway.auth.principal import ROLE_RANK, Principal, Role
-from tollway.core.errors import PermissionDenied
+from tollway.core.errors import InvalidRequest, PermissionDenied
 from tollway.store import KeyAuthority, KeyRecord
 from tollway.store.records import KEY_AUTHORITIES
 
@@ -132,3 +133,22 @@ def require_may_unblock(authority: KeyAuthority, key: KeyRecord) -> None:
             code="insufficient_role",
         )
 
+
+def own_team(principal: Principal) -> str:
+    """The team a non-admin's key goes to when the request names none: the caller's only
+    team (where it is at least a member); 400 when it has several, 403 when none."""
+    member = ROLE_RANK["member"]
+    teams = [team for team, role in principal.team_roles.items() if ROLE_RANK[role] >= member]
+    if len(teams) == 1:
+        return teams[0]
+    if not teams:
+        raise PermissionDenied(
+            "Keys you make belong to one of your teams (its budgets apply to them), and you are"
+            " a member of none: ask an admin to add you to a team, or to make the key.",
+            code="outside_team",
+        )
+    raise InvalidRequest(
+        "'team_id': you are in several teams; name the one the key belongs to (its budgets"
+        " apply to the key).",
+        param="team_id",
+    )
