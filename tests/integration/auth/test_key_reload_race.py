@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from tests.integration.auth.held import held_after
+from tests.integration.held import held_after
 from tests.integration.store.conftest import Database
 from tollway.auth.identity import Actor, Identity
 from tollway.auth.principal import Principal
