@@ -502,3 +502,166 @@ def test_a_team_admin_cannot_make_or_rotate_an_admins_key(locked: tuple[str, Pro
         "POST", "/admin/keys", {"name": "m", "user_id": member["id"], "team_id": team["id"]}, 201
     )
     assert as_lead("POST", f"/admin/keys/{made['id']}/rotate", {}, 201)["key"]
+
+
+def _key_for(admin: Admin, user_id: str, team_id: str | None = None) -> dict[str, Any]:
+    body = {"name": "own", "user_id": user_id, **({"team_id": team_id} if team_id else {})}
+    made: dict[str, Any] = admin("POST", "/admin/keys", body, 201)
+    return made
+
+
+def _user(admin: Admin, name: str) -> dict[str, Any]:
+    made: dict[str, Any] = admin(
+        "POST", "/admin/users", {"email": f"{name}-{uuid.uuid4().hex[:6]}@example.com"}, 201
+    )
+    return made
+
+
+def test_a_member_makes_keys_only_in_a_team_of_its_own(locked: tuple[str, Process]) -> None:
+    url, _ = locked
+    admin = Admin(url)
+    ours = admin("POST", "/admin/teams", {"name": f"own-{uuid.uuid4().hex[:6]}"}, 201)
+    other = admin("POST", "/admin/teams", {"name": f"other-{uuid.uuid4().hex[:6]}"}, 201)
+    member = _user(admin, "member")
+    admin("POST", f"/admin/teams/{ours['id']}/members", {"user_id": member["id"]}, 201)
+    as_member = Admin(url, _key_for(admin, member["id"])["key"])  # an admin's personal key
+    # No team named: the member's only team, so that team's budgets apply to the key.
+    made = as_member("POST", "/admin/keys", {"name": "x"}, 201)
+    assert (made["team_id"], made["user_id"]) == (ours["id"], member["id"])
+    assert chat(url, made["key"])
+    refusal = as_member("POST", "/admin/keys", {"name": "x", "team_id": other["id"]}, 403)
+    assert refusal["error"]["code"] == "outside_team"
+    # In two teams: it must say which.
+    admin("POST", f"/admin/teams/{other['id']}/members", {"user_id": member["id"]}, 201)
+    unclear = as_member("POST", "/admin/keys", {"name": "x"}, 400)
+    assert unclear["error"]["param"] == "team_id"
+    assert as_member("POST", "/admin/keys", {"name": "x", "team_id": other["id"]}, 201)
+    # A member of no team makes no keys (an admin may make it one).
+    loner = _user(admin, "loner")
+    as_loner = Admin(url, _key_for(admin, loner["id"])["key"])
+    assert as_loner("POST", "/admin/keys", {"name": "x"}, 403)["error"]["code"] == "outside_team"
+    # Leaving a team ends making keys there, even with a key of that team in hand.
+    team_key = Admin(url, _key_for(admin, member["id"], ours["id"])["key"])
+    admin("DELETE", f"/admin/teams/{ours['id']}/members/{member['id']}", expect=204)
+    gone = team_key("POST", "/admin/keys", {"name": "x", "team_id": ours["id"]}, 403)
+    assert gone["error"]["code"] == "outside_team"
+
+
+def test_a_block_is_lifted_only_by_as_much_authority_as_made_it(
+    locked: tuple[str, Process],
+) -> None:
+    url, _ = locked
+    admin = Admin(url)
+    team = admin("POST", "/admin/teams", {"name": f"blocks-{uuid.uuid4().hex[:6]}"}, 201)
+    lead, member = _user(admin, "lead"), _user(admin, "member")
+    members = f"/admin/teams/{team['id']}/members"
+    admin("POST", members, {"user_id": lead["id"], "role": "team_admin"}, 201)
+    admin("POST", members, {"user_id": member["id"]}, 201)
+    as_lead = Admin(url, _key_for(admin, lead["id"], team["id"])["key"])
+    as_member = Admin(url, _key_for(admin, member["id"], team["id"])["key"])
+    key = _key_for(admin, member["id"], team["id"])
+    path = f"/admin/keys/{key['id']}"
+
+    admin("POST", path + "/block")
+    for lower in (as_member, as_lead):
+        refusal = lower("POST", path + "/unblock", expect=403)
+        assert refusal["error"]["code"] == "insufficient_role"
+        assert "an admin" in refusal["error"]["message"]
+    assert refused(url, key["key"]).code == "key_blocked"
+    assert admin("GET", path)["blocked_by"] == "admin"
+    # Blocking again with less authority keeps the admin's block.
+    assert as_member("POST", path + "/block")["blocked_by"] == "admin"
+    as_member("POST", path + "/unblock", expect=403)
+    assert admin("POST", path + "/unblock")["status"] == "active"
+    assert chat(url, key["key"])
+
+    assert as_lead("POST", path + "/block")["blocked_by"] == "team_admin"
+    as_member("POST", path + "/unblock", expect=403)
+    assert as_lead("POST", path + "/unblock")["blocked_by"] is None
+
+    assert as_member("POST", path + "/block")["blocked_by"] == "owner"
+    assert as_member("POST", path + "/unblock")["status"] == "active"
+    assert chat(url, key["key"])
+
+
+def _openai_refusal(url: str, key: str) -> tuple[int, str | None]:
+    error = refused(url, key)
+    return error.status_code, error.code
+
+
+def _anthropic_refusal(url: str, key: str) -> tuple[int, str | None]:
+    client = anthropic.Anthropic(base_url=url, api_key=key, max_retries=0)
+    with pytest.raises(anthropic.AuthenticationError) as caught:
+        client.messages.create(
+            model="open-model", max_tokens=5, messages=[{"role": "user", "content": "x"}]
+        )
+    body = caught.value.body
+    assert isinstance(body, dict) and body["type"] == "error", body
+    assert body["error"]["type"] == "authentication_error"
+    return caught.value.status_code, None
+
+
+def test_keys_that_ended_are_refused_with_a_401_in_each_dialect(
+    locked: tuple[str, Process],
+) -> None:
+    url, process = locked
+    admin = Admin(url)
+    team = admin("POST", "/admin/teams", {"name": f"ended-{uuid.uuid4().hex[:6]}"}, 201)
+    made = [
+        admin("POST", "/admin/keys", {"name": "k", "team_id": team["id"]}, 201) for _ in "12345"
+    ]
+    expired, revoked, rotated, lapsed, deleted = made
+    admin("PATCH", f"/admin/keys/{expired['id']}", {"expires_at": "2020-01-01T00:00:00Z"})
+    admin("POST", f"/admin/keys/{revoked['id']}/revoke")
+    admin("POST", f"/admin/keys/{rotated['id']}/rotate", {}, 201)
+    admin("POST", f"/admin/keys/{lapsed['id']}/rotate", {"grace_period": "1s"}, 201)
+    assert chat(url, lapsed["key"])  # in its grace period
+    time.sleep(1.1)
+    expected = [
+        (expired, "key_expired"),
+        (revoked, "key_revoked"),
+        (rotated, "key_revoked"),
+        (lapsed, "key_rotated"),
+    ]
+    for key, code in expected:
+        assert _openai_refusal(url, key["key"]) == (401, code)
+        assert _anthropic_refusal(url, key["key"]) == (401, None)
+    # Deleting the team revokes its keys.
+    assert chat(url, deleted["key"])
+    admin("DELETE", f"/admin/teams/{team['id']}", expect=204)
+    assert _openai_refusal(url, deleted["key"]) == (401, "key_revoked")
+    assert _anthropic_refusal(url, deleted["key"]) == (401, None)
+    assert all(key["key"] not in process.output() for key in made)
+
+
+@pytest.mark.parametrize("ending", ["block", "revoke"])
+def test_blocking_or_revoking_a_key_ends_the_grace_of_the_secrets_it_replaced(
+    locked: tuple[str, Process], ending: str
+) -> None:
+    url, _ = locked
+    admin = Admin(url)
+    first = admin("POST", "/admin/keys", {"name": "k"}, 201)
+    second = admin("POST", f"/admin/keys/{first['id']}/rotate", {"grace_period": "1h"}, 201)
+    third = admin("POST", f"/admin/keys/{second['id']}/rotate", {"grace_period": "1h"}, 201)
+    assert chat(url, first["key"]) and chat(url, second["key"])  # both in their grace period
+    admin("POST", f"/admin/keys/{third['id']}/{ending}")
+    # The older secrets are the same key: they stop with it, and stay stopped after an unblock.
+    for older in (first, second):
+        assert _openai_refusal(url, older["key"]) == (401, "key_revoked")
+        assert _anthropic_refusal(url, older["key"]) == (401, None)
+        assert admin("GET", f"/admin/keys/{older['id']}")["grace_until"] is None
+    if ending == "block":
+        admin("POST", f"/admin/keys/{third['id']}/unblock")
+        assert chat(url, third["key"])
+        assert _openai_refusal(url, first["key"]) == (401, "key_revoked")
+
+
+def test_a_grace_period_is_at_most_a_week(locked: tuple[str, Process]) -> None:
+    url, _ = locked
+    admin = Admin(url)
+    key = admin("POST", "/admin/keys", {"name": "k"}, 201)
+    refusal = admin("POST", f"/admin/keys/{key['id']}/rotate", {"grace_period": "169h"}, 400)
+    assert refusal["error"]["param"] == "grace_period"
+    assert "168h" in refusal["error"]["message"]
+    assert chat(url, key["key"])  # not rotated
+    admin("POST", f"/admin/keys/{key['id']}/rotate", {"grace_period": "168h"}, 201)

@@ -6,7 +6,10 @@ member      its own keys (list, create in its teams, rotate, revoke); read its t
 viewer      read its teams and their keys
 
 Whoever makes or changes a key can give it only models the caller may use itself, so a key
-limited to some models cannot make (or widen) a key into one that reaches others.
+limited to some models cannot make (or widen) a key into one that reaches others. A key that
+a non-admin makes belongs to one of its owner's teams, so that team's budgets and limits
+apply to it. A block is lifted only by as much authority as made it: an admin's block by an
+admin, a team admin's by that team's admin (or an admin); the owner lifts only its own.
 """
 
 from __future__ import annotations
@@ -15,8 +18,11 @@ import fnmatch
 from collections.abc import Sequence
 
 from tollway.auth.principal import ROLE_RANK, Principal, Role
-from tollway.core.errors import PermissionDenied
-from tollway.store import KeyRecord
+from tollway.core.errors import InvalidRequest, PermissionDenied
+from tollway.store import KeyAuthority, KeyRecord
+from tollway.store.records import KEY_AUTHORITIES
+
+_BLOCKERS = {"owner": "its owner", "team_admin": "a team admin", "admin": "an admin"}
 
 
 def require_role(principal: Principal, role: Role) -> None:
@@ -102,3 +108,47 @@ def require_key_manager(
     if principal.has_role("member") and principal.user and key.user_id == principal.user:
         return
     raise PermissionDenied("You may not manage this key.", code="not_your_key")
+
+
+def key_authority(principal: Principal, key: KeyRecord) -> KeyAuthority:
+    """How ``principal`` acts on ``key`` (once ``require_key_manager`` let it): as an admin,
+    as the admin of the key's team, or as its owner."""
+    if principal.has_role("admin"):
+        return "admin"
+    if principal.role_in(key.team_id) == "team_admin":
+        return "team_admin"
+    return "owner"
+
+
+def require_may_unblock(authority: KeyAuthority, key: KeyRecord) -> None:
+    """403 when ``key`` was blocked with more authority than ``authority``: an owner cannot
+    lift its team admin's or an admin's block, nor a team admin an admin's."""
+    if key.status != "blocked":
+        return
+    blocker = key.blocked_by or "admin"  # blocked before blockers were recorded
+    if KEY_AUTHORITIES.index(authority) < KEY_AUTHORITIES.index(blocker):
+        raise PermissionDenied(
+            f"This key was blocked by {_BLOCKERS[blocker]}; only {_BLOCKERS[blocker]}"
+            f"{'' if blocker == 'admin' else ' or an admin'} may unblock it.",
+            code="insufficient_role",
+        )
+
+
+def own_team(principal: Principal) -> str:
+    """The team a non-admin's key goes to when the request names none: the caller's only
+    team (where it is at least a member); 400 when it has several, 403 when none."""
+    member = ROLE_RANK["member"]
+    teams = [team for team, role in principal.team_roles.items() if ROLE_RANK[role] >= member]
+    if len(teams) == 1:
+        return teams[0]
+    if not teams:
+        raise PermissionDenied(
+            "Keys you make belong to one of your teams (its budgets apply to them), and you are"
+            " a member of none: ask an admin to add you to a team, or to make the key.",
+            code="outside_team",
+        )
+    raise InvalidRequest(
+        "'team_id': you are in several teams; name the one the key belongs to (its budgets"
+        " apply to the key).",
+        param="team_id",
+    )

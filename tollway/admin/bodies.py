@@ -104,10 +104,23 @@ class KeyUpdate(Body):
     )
 
 
+MAX_GRACE_PERIOD = 7 * 24 * 3600.0
+"""The longest a rotated key's old secret may keep working (an old secret that works longer
+is a second key, which should be made as one)."""
+
+
 class KeyRotate(Body):
-    """Rotation: a new key now; the old one keeps working for ``grace_period``."""
+    """Rotation: a new key now; the old one keeps working for ``grace_period`` (none by
+    default, at most 168h), unless the new key is blocked or revoked before."""
 
     grace_period: Duration | None = None
+
+    @field_validator("grace_period")
+    @classmethod
+    def _bounded(cls, value: float | None) -> float | None:
+        if value is not None and not 0 <= value <= MAX_GRACE_PERIOD:
+            raise ValueError("must be between 0s and 168h (7 days)")
+        return value
 
 
 class CredentialPut(Body):

@@ -232,7 +232,7 @@ def keys_rotate(
     admin_key: KeyOption,
     key_id: str,
     grace: Annotated[
-        str | None, typer.Option(help="How long the old key keeps working, e.g. 24h")
+        str | None, typer.Option(help="How long the old key keeps working, e.g. 24h (at most 168h)")
     ] = None,
 ) -> None:
     """Replace a key by a new one (printed once)."""

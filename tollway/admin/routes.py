@@ -13,8 +13,11 @@ from pydantic import BaseModel, ValidationError
 
 from tollway.admin import bodies
 from tollway.admin.access import (
+    key_authority,
     may_read_key,
+    own_team,
     require_key_manager,
+    require_may_unblock,
     require_models_within,
     require_outranked_owner,
     require_role,
@@ -32,7 +35,7 @@ from tollway.core.errors import (
 )
 from tollway.dialects.http import log_internal_error, read_json_object, request_id
 from tollway.dialects.openai import error_response
-from tollway.store import InvalidRecord, NewKey, RecordConflict, RecordNotFound
+from tollway.store import InvalidRecord, KeyStatus, NewKey, RecordConflict, RecordNotFound
 
 if TYPE_CHECKING:
     from tollway.gateway import Gateway
@@ -251,9 +254,12 @@ async def update_user(call: AdminCall) -> dict[str, Any]:
 async def create_key(call: AdminCall) -> dict[str, Any]:
     body = await call.body(bodies.KeyCreate)
     principal = call.principal
-    user_id = body.user_id
+    user_id, team_id = body.user_id, body.team_id
     if not principal.has_role("admin"):
-        user_id = await _key_owner_for(call, body.team_id, user_id)
+        user_id = await _key_owner_for(call, team_id, user_id)
+        if team_id is None:  # a key for oneself: in one's only team
+            team_id = own_team(principal)
+        await _require_member(call, team_id, user_id)
         require_models_within(principal, body.allowed_models)
     expires_at = body.expires_at
     if body.expires_in is not None:
@@ -265,7 +271,7 @@ async def create_key(call: AdminCall) -> dict[str, Any]:
             prefix=prefix,
             key_hash=key_hash,
             user_id=user_id,
-            team_id=body.team_id,
+            team_id=team_id,
             allowed_models=tuple(body.allowed_models),
             expires_at=expires_at,
             tags=body.tags,
@@ -296,13 +302,22 @@ async def _key_owner_for(call: AdminCall, team_id: str | None, user_id: str | No
     require_team(principal, team_id, "team_admin")
     if user_id is not None:
         require_outranked_owner(principal, await _owner_role(call, user_id))
-        members = await call.gateway.store.teams.members(team_id=team_id)
-        if all(member.user_id != user_id for member in members):
-            raise PermissionDenied(
-                "Keys for others can only be made for members of your team.",
-                code="outside_team",
-            )
     return user_id
+
+
+async def _require_member(call: AdminCall, team_id: str, user_id: str | None) -> None:
+    """403 unless the owner of a key a non-admin makes is a member of the key's team (the
+    team's budgets must apply to it). A key's own team counts in its principal even for an
+    owner who has left the team, so the store's membership decides; an OIDC caller's teams
+    come from its token, which the identity provider vouches for."""
+    if user_id is None or (call.principal.kind == "oidc" and user_id == call.principal.user):
+        return
+    members = await call.gateway.store.teams.members(team_id=team_id)
+    if all(member.user_id != user_id for member in members):
+        who = "you are" if user_id == call.principal.user else "its owner is"
+        raise PermissionDenied(
+            f"A key you make must belong to a team {who} a member of.", code="outside_team"
+        )
 
 
 async def _owner_role(call: AdminCall, user_id: str | None) -> Role | None:
@@ -364,11 +379,15 @@ async def rotate_key(call: AdminCall) -> dict[str, Any]:
     return {**record_json(record), "key": secret}
 
 
-def _status_change(status: str) -> Handler:
+def _status_change(status: KeyStatus) -> Handler:
     async def change(call: AdminCall) -> dict[str, Any]:
         key = await _readable_key(call)
         require_key_manager(call.principal, key, await _owner_role(call, key.user_id))
-        return record_json(await call.gateway.identity.set_key_status(call.actor, key.id, status))
+        authority = key_authority(call.principal, key)
+        if status == "active":
+            require_may_unblock(authority, key)
+        identity = call.gateway.identity
+        return record_json(await identity.set_key_status(call.actor, key.id, status, authority))
 
     return change
 

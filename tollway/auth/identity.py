@@ -3,6 +3,12 @@
 Every change goes to the store first, then to the in-memory index (so it takes effect on this
 node at once), then to the change feed (so other replicas reload what changed). A periodic
 reconcile reloads everything, bounding how long a missed event can matter.
+
+A change reaches the index as a fresh read of the key after the write (``reload_key``), never
+as the write's own answer: two changes of one key can finish in either order, a read that
+starts after both sees both. Reads that raced a change are not applied over it (see
+``KeyIndex``), and a full reload applies users, memberships and keys together, only if no
+reload that began after it has been applied already.
 """
 
 from __future__ import annotations
@@ -15,7 +21,9 @@ from tollway.auth.keys import KeyEntry, KeyIndex
 from tollway.auth.principal import ROLE_RANK, Principal, Role
 from tollway.store import (
     AuditEntry,
+    KeyAuthority,
     KeyRecord,
+    KeyStatus,
     MembershipRecord,
     NewKey,
     RecordNotFound,
@@ -23,6 +31,9 @@ from tollway.store import (
     UserRecord,
     generate_key,
 )
+
+_RELOAD_TRIES = 3
+"""Reads of a key that other changes kept overtaking before it is left to the store."""
 
 ChangeListener = Callable[[str, str], Awaitable[None]]
 """Called with (kind, id) after a change another replica must learn: ``("key", id)``..."""
@@ -59,29 +70,45 @@ class Identity:
 
     async def load(self) -> None:
         """Reload users, memberships and every usable key from the store."""
+        snapshot = self.keys.begin_snapshot()
         users = await self.store.users.find()
         memberships = await self.store.teams.members()
+        records = await self.store.keys.all_active()
+        # From here on nothing awaits: what was read is applied whole, or not at all when a
+        # reload that began later (and so read later) has been applied already.
+        if self.keys.is_outdated(snapshot):
+            return
         self._users = {user.id: user for user in users}
         self._blocked_emails = frozenset(
             user.email.lower() for user in users if user.blocked and user.email
         )
         self._memberships = {(m.team_id, m.user_id): m for m in memberships}
-        records = await self.store.keys.all_active()
-        self.keys.replace_all([self.entry(record) for record in records])
+        self.keys.replace_all([self.entry(record) for record in records], snapshot)
 
     def is_blocked(self, user: str) -> bool:
         """Whether the user (an email, as OIDC names users, or a user id) is blocked here."""
         record = self._users.get(user)
         return (record is not None and record.blocked) or user.lower() in self._blocked_emails
 
-    async def reload_key(self, key_id: str) -> None:
-        """Refresh one key from the store (a change event from another replica)."""
-        try:
-            record = await self.store.keys.get(key_id)
-        except RecordNotFound:
-            self.keys.remove(key_id)
-            return
-        self.keys.put(self.entry(record))
+    async def reload_key(self, key_id: str) -> KeyRecord | None:
+        """Refresh one key from the store (after a change here, or another replica's event);
+        returns what was read (``None``: no such key)."""
+        record: KeyRecord | None = None
+        for _ in range(_RELOAD_TRIES):
+            mark = self.keys.mark()
+            try:
+                record = await self.store.keys.get(key_id)
+            except RecordNotFound:
+                record = None
+                if self.keys.remove(key_id, since=mark):
+                    return None
+                continue
+            # Not applied when the key changed while it was read: that read may be older.
+            if self.keys.put(self.entry(record), since=mark):
+                return record
+        # Overtaken every time: without it here, its next request reads the store itself.
+        self.keys.remove(key_id)
+        return record
 
     def entry(self, record: KeyRecord) -> KeyEntry:
         """The index entry, with the principal, for a stored key."""
@@ -158,7 +185,7 @@ class Identity:
             key_id, prefix=generated.prefix, key_hash=generated.key_hash, grace_until=grace_until
         )
         await self.reload_key(key_id)
-        self.keys.put(self.entry(record))
+        await self.reload_key(record.id)
         details = {
             "new_key": record.id,
             "grace_until": grace_until.isoformat() if grace_until else None,
@@ -168,21 +195,38 @@ class Identity:
         await self._changed("key", record.id)
         return record, generated.key
 
-    async def set_key_status(self, actor: Actor, key_id: str, status: str) -> KeyRecord:
-        """Revoke, block or unblock a key; effective on this node before this returns."""
-        record = await self.store.keys.set_status(key_id, status)  # type: ignore[arg-type]
-        self.keys.put(self.entry(record))
+    async def set_key_status(
+        self, actor: Actor, key_id: str, status: KeyStatus, authority: KeyAuthority = "admin"
+    ) -> KeyRecord:
+        """Revoke, block or unblock a key as ``authority`` (see ``KeyRepository.set_status``);
+        effective on this node before this returns."""
+        record = await self.store.keys.set_status(key_id, status, authority=authority)
+        await self.reload_key(key_id)
+        # Blocking or revoking ended the grace period of the keys this one replaced.
+        ended = await self._reload_predecessors(record) if status != "active" else []
         action = {"revoked": "key.revoke", "blocked": "key.block", "active": "key.unblock"}
-        await self.audit(actor, action[status], "key", key_id, {})
-        await self._changed("key", key_id)
+        details = {"authority": authority} if status == "blocked" else {}
+        await self.audit(actor, action[status], "key", key_id, details)
+        for changed in (key_id, *ended):
+            await self._changed("key", changed)
         return record
+
+    async def _reload_predecessors(self, record: KeyRecord) -> list[str]:
+        """Reload the keys ``record`` was rotated from; their ids."""
+        ids: list[str] = []
+        previous = record.rotated_from
+        while previous is not None and previous not in ids and previous != record.id:
+            ids.append(previous)
+            earlier = await self.reload_key(previous)
+            previous = earlier.rotated_from if earlier is not None else None
+        return ids
 
     async def update_key(
         self, actor: Actor, key_id: str, changes: Mapping[str, object]
     ) -> KeyRecord:
         """Change a key's name, models, expiry, tags or metadata."""
         record = await self.store.keys.update(key_id, **changes)  # type: ignore[arg-type]
-        self.keys.put(self.entry(record))
+        await self.reload_key(key_id)
         await self.audit(actor, "key.update", "key", key_id, {"fields": sorted(changes)})
         await self._changed("key", key_id)
         return record

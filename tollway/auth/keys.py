@@ -6,6 +6,13 @@ identity service, which applies each change here the moment it is written; other
 learn through the change feed. A key the index does not know is looked up in the store once
 (it may have been created on another replica a moment ago) and remembered as unknown for a
 short while, so a client retrying a bad key cannot turn every request into a query.
+
+Reads of the store race with changes: a full reload (or a lookup) can read a key just before
+a revoke and land after the revoke was applied here. So every change counts on one clock
+(``_version``); a reader notes the clock before it reads (``mark``, ``begin_snapshot``) and
+what it read is not applied over a key changed since (``put(since=...)``, ``replace_all``),
+nor is a snapshot applied over one that began later. Leaving a key out is always safe: the
+next request looks it up in the store afresh.
 """
 
 from __future__ import annotations
@@ -50,36 +57,94 @@ class KeyIndex:
         self._unknown: OrderedDict[str, float] = OrderedDict()
         self._lookup_miss = lookup_miss
         self._pinned: dict[str, KeyEntry] = {}
+        self._version = 0
+        self._changed_at: dict[str, int] = {}  # key id -> version of its last put or remove
+        self._snapshot = 0  # the mark of the snapshot in use
+        self._replaced_at = 0  # the version at which it was swapped in
 
     def __len__(self) -> int:
         return len(self._by_hash)
 
-    def put(self, entry: KeyEntry) -> None:
-        """Add or replace a key (replacing takes effect for the next request)."""
+    def mark(self) -> int:
+        """Now, on the index's clock: note it before reading a key from the store."""
+        return self._version
+
+    def begin_snapshot(self) -> int:
+        """Note the start of a full read of the store, for ``replace_all``."""
+        self._version += 1
+        return self._version
+
+    def is_outdated(self, snapshot: int) -> bool:
+        """Whether a snapshot begun at ``snapshot`` is older than the one in use."""
+        return snapshot < self._snapshot
+
+    def changed_since(self, key_id: str, mark: int) -> bool:
+        """Whether ``key_id`` (or the whole index) changed after ``mark``."""
+        return self._replaced_at > mark or self._changed_at.get(key_id, 0) > mark
+
+    def put(self, entry: KeyEntry, since: int | None = None) -> bool:
+        """Add or replace a key (replacing takes effect for the next request).
+
+        With ``since`` (the ``mark`` taken before ``entry`` was read), nothing happens when
+        the key changed after it: what was read may be older than that change. Returns whether
+        the entry was put.
+        """
+        if since is not None and self.changed_since(entry.key_id, since):
+            return False
         old_hash = self._hash_by_id.get(entry.key_id)
         if old_hash is not None and old_hash != entry.key_hash:
             self._by_hash.pop(old_hash, None)
         self._by_hash[entry.key_hash] = entry
         self._hash_by_id[entry.key_id] = entry.key_hash
         self._unknown.pop(entry.key_hash, None)
+        self._touch(entry.key_id)
+        return True
 
-    def remove(self, key_id: str) -> None:
-        """Forget a key."""
+    def remove(self, key_id: str, since: int | None = None) -> bool:
+        """Forget a key (the next request with it looks it up); ``since`` as for ``put``."""
+        if since is not None and self.changed_since(key_id, since):
+            return False
         key_hash = self._hash_by_id.pop(key_id, None)
         if key_hash is not None:
             self._by_hash.pop(key_hash, None)
+        self._touch(key_id)
+        return True
+
+    def _touch(self, key_id: str) -> None:
+        self._version += 1
+        self._changed_at[key_id] = self._version
 
     def pin(self, entry: KeyEntry) -> None:
         """Add a key that lives outside the store (the bootstrap admin key from config)."""
         self._pinned[entry.key_id] = entry
         self.put(entry)
 
-    def replace_all(self, entries: list[KeyEntry]) -> None:
-        """Swap in a complete set (start-up, periodic reconcile); pinned keys stay."""
-        everything = [*entries, *self._pinned.values()]
+    def replace_all(self, entries: list[KeyEntry], snapshot: int | None = None) -> bool:
+        """Swap in a complete set (start-up, periodic reconcile); pinned keys stay.
+
+        ``snapshot`` is what ``begin_snapshot`` gave before the set was read: a key changed
+        since is left out (its next request looks it up), and a snapshot older than the one
+        in use is not applied at all. Returns whether the set was swapped in.
+        """
+        if snapshot is None:
+            snapshot = self.begin_snapshot()
+        if self.is_outdated(snapshot):
+            return False
+        changed = {key_id for key_id, at in self._changed_at.items() if at > snapshot}
+        everything = [
+            *(entry for entry in entries if entry.key_id not in changed),
+            *self._pinned.values(),
+        ]
         self._by_hash = {entry.key_hash: entry for entry in everything}
         self._hash_by_id = {entry.key_id: entry.key_hash for entry in everything}
         self._unknown.clear()
+        self._snapshot = snapshot
+        self._version += 1
+        self._replaced_at = self._version
+        # A later snapshot begins after this one, and a single-key read marked before now
+        # sees the swap as a change: only changes since this snapshot began still matter.
+        self._changed_at = {key_id: at for key_id, at in self._changed_at.items() if at > snapshot}
+        return True
 
     async def authenticate(self, secret: str, now: dt.datetime | None = None) -> Principal:
         """The principal of ``secret``, or ``AuthenticationFailed`` saying why not."""
@@ -104,14 +169,18 @@ class KeyIndex:
         seen = self._unknown.get(key_hash)
         if seen is not None and now - seen < _NEGATIVE_TTL:
             return None
+        mark = self.mark()
         entry = await self._lookup_miss(key_hash)
         if entry is None:
-            self._unknown[key_hash] = now
-            self._unknown.move_to_end(key_hash)
-            while len(self._unknown) > _NEGATIVE_MAX:
-                self._unknown.popitem(last=False)
+            if self._replaced_at <= mark:  # a reload meanwhile may have brought the key
+                self._unknown[key_hash] = now
+                self._unknown.move_to_end(key_hash)
+                while len(self._unknown) > _NEGATIVE_MAX:
+                    self._unknown.popitem(last=False)
             return None
-        self.put(entry)
+        # Kept only when nothing changed the key while it was read (a revoke may have); this
+        # request is judged on what it read either way, as one already in flight would be.
+        self.put(entry, since=mark)
         return entry
 
 

@@ -83,6 +83,8 @@ class LimitService:
         self._store = store
         self._records: tuple[Sequence[BudgetRecord], Sequence[RateLimitRecord], dict[str, str]]
         self._records = ((), (), {})
+        self._loads_begun = 0
+        self._load_applied = 0  # which of them the book was built from
         self._touched: set[str] = set()
         self._unsettled: list[tuple[Ticket, int, int, Sequence[Budget]]] = []
         self._task: asyncio.Task[None] | None = None
@@ -166,9 +168,16 @@ class LimitService:
         """Rebuild the book from config and store, and seed new accounts' spend."""
         if self._store is None:
             return
+        self._loads_begun += 1
+        load = self._loads_begun
         budgets = await self._store.limits.budgets()
         limits = await self._store.limits.limits()
         teams = await self._store.teams.find()
+        # A load that began later read later: what this one read must not replace it (a
+        # reconcile that read before a budget was set would drop the budget until the next).
+        if load < self._load_applied:
+            return
+        self._load_applied = load
         orgs = {team.id: team.organization for team in teams if team.organization}
         self._records = (budgets, limits, orgs)
         self.book = LimitBook.build(self.config, budgets, limits, orgs)

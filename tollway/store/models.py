@@ -42,6 +42,7 @@ from tollway.store.records import (
     TEAM_ROLES,
     USER_KINDS,
     USER_ROLES,
+    KeyAuthority,
     KeyStatus,
     TeamRole,
     UserKind,
@@ -154,6 +155,8 @@ class KeyRow(Base):
     )
     grace_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # owner, team_admin or admin: a block is lifted only by as much authority as made it.
+    blocked_by: Mapped[KeyAuthority | None] = mapped_column(String(16))
 
 
 class CredentialRow(Base):

@@ -21,6 +21,9 @@ USER_KINDS: Final[tuple[UserKind, ...]] = ("human", "service")
 USER_ROLES: Final[tuple[UserRole, ...]] = ("admin", "team_admin", "member", "viewer")
 TEAM_ROLES: Final[tuple[TeamRole, ...]] = ("team_admin", "member", "viewer")
 KEY_STATUSES: Final[tuple[KeyStatus, ...]] = ("active", "blocked", "revoked")
+KeyAuthority = Literal["owner", "team_admin", "admin"]
+KEY_AUTHORITIES: Final[tuple[KeyAuthority, ...]] = ("owner", "team_admin", "admin")
+"""Who may act on a key, weakest first: a block is lifted only by its blocker's equal or above."""
 BudgetScope = Literal["key", "user", "team", "org"]
 LimitScope = Literal["key", "user", "team", "model", "deployment"]
 BudgetPeriod = Literal["day", "week", "month", "total"]
@@ -114,6 +117,8 @@ class KeyRecord:
     rotated_from: str | None
     grace_until: dt.datetime | None
     last_used_at: dt.datetime | None
+    blocked_by: KeyAuthority | None = None
+    """Who blocked the key (a blocked key from before this was recorded counts as ``admin``)."""
 
     def accepts_requests(self, now: dt.datetime) -> bool:
         """Whether a request made with this key at ``now`` may pass authentication."""

@@ -1,6 +1,11 @@
 """Virtual keys: create, look up, change status, rotate, and load them for the key cache.
 
 Keys are never deleted: a revoked key stays for the audit trail and the spend history.
+
+Every change of a key is one ``UPDATE`` whose ``WHERE`` holds the rule it must keep (a revoked
+key stays revoked; only an active key rotates; a block is lifted only by its blocker's
+equal), so two replicas changing one key at once cannot undo each other: the database judges
+the second against what the first wrote. The record returned is read after that write.
 """
 
 from __future__ import annotations
@@ -9,15 +14,27 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, and_, bindparam, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    and_,
+    bindparam,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollway.store.columns import UTCDateTime, require_aware, utcnow
 from tollway.store.errors import RecordConflict, RecordNotFound
 from tollway.store.models import KeyRow, TeamRow, UserRow
 from tollway.store.records import (
+    KEY_AUTHORITIES,
     KEY_STATUSES,
     UNSET,
+    KeyAuthority,
     KeyRecord,
     KeyStatus,
     NewKey,
@@ -46,6 +63,7 @@ def key_record(row: KeyRow) -> KeyRecord:
         rotated_from=row.rotated_from,
         grace_until=row.grace_until,
         last_used_at=row.last_used_at,
+        blocked_by=row.blocked_by,
     )
 
 
@@ -136,24 +154,47 @@ class KeyRepository:
         if isinstance(expires_at, dt.datetime):
             changes["expires_at"] = require_aware(expires_at, "expires_at")
         async with transaction(self._sessions, "the key changed concurrently") as session:
-            row = await _key_row(session, key_id)
-            for field, value in changes.items():
-                setattr(row, field, value)
-            await session.flush()
-            return key_record(row)
+            # Only the fields given are written: a concurrent revoke's status stays.
+            if changes:
+                await _update_key(session, key_id, KeyRow.id == key_id, changes)
+            return key_record(await _key_row(session, key_id))
 
-    async def set_status(self, key_id: str, status: KeyStatus) -> KeyRecord:
-        """Block, unblock or revoke a key; revoking is final and ends any grace period."""
+    async def set_status(
+        self, key_id: str, status: KeyStatus, *, authority: KeyAuthority = "admin"
+    ) -> KeyRecord:
+        """Block, unblock or revoke a key as ``authority``.
+
+        Revoking is final and ends any grace period. A block records ``authority`` (never
+        lowering a block already made with more); unblocking needs as much authority as the
+        block had, else ``RecordConflict``. Blocking or revoking also ends the grace period of
+        the keys this one was rotated from: their secrets are this key's, older.
+        """
         require_one_of(status, KEY_STATUSES, "key status")
+        require_one_of(authority, KEY_AUTHORITIES, "key authority")
+        rule: ColumnElement[bool] = KeyRow.id == key_id
+        values: dict[str, Any] = {"status": status}
+        if status == "revoked":
+            now = literal(utcnow(), UTCDateTime())
+            values |= {"revoked_at": func.coalesce(KeyRow.revoked_at, now), "grace_until": None}
+        else:
+            # Never out of revoked; and a block is overwritten (or lifted) only by as much
+            # authority as made it: a stronger block stays as it is.
+            liftable = or_(KeyRow.status != "blocked", may_lift(authority))
+            rule = and_(rule, KeyRow.status != "revoked", liftable)
+            values["blocked_by"] = authority if status == "blocked" else None
         async with transaction(self._sessions, "the key changed concurrently") as session:
+            if not await _update_key(session, key_id, rule, values):
+                row = await _key_row(session, key_id)
+                if row.status == "revoked":
+                    raise RecordConflict(f"key {key_id!r} is revoked; a revoked key stays revoked")
+                if status == "active":
+                    raise RecordConflict(
+                        f"key {key_id!r} was blocked by {row.blocked_by or 'admin'}: "
+                        "only as much authority lifts the block"
+                    )
             row = await _key_row(session, key_id)
-            if row.status == "revoked" and status != "revoked":
-                raise RecordConflict(f"key {key_id!r} is revoked; a revoked key stays revoked")
-            if status == "revoked":
-                row.revoked_at = row.revoked_at or utcnow()
-                row.grace_until = None
-            row.status = status
-            await session.flush()
+            if status != "active":
+                await _end_grace_before(session, row)
             return key_record(row)
 
     async def rotate(
@@ -168,10 +209,13 @@ class KeyRepository:
         valid until ``grace_until`` so its clients can switch over."""
         if grace_until is not None:
             grace_until = require_aware(grace_until, "grace_until")
+        retired = {"status": "revoked", "revoked_at": utcnow(), "grace_until": grace_until}
         async with transaction(self._sessions, "a key with this hash exists") as session:
-            old = await _key_row(session, key_id)
-            if old.status != "active":
+            active = and_(KeyRow.id == key_id, KeyRow.status == "active")
+            if not await _update_key(session, key_id, active, retired):
+                old = await _key_row(session, key_id)
                 raise RecordConflict(f"key {key_id!r} is {old.status}; only active keys rotate")
+            old = await _key_row(session, key_id)
             new = KeyRow(
                 name=old.name,
                 prefix=prefix,
@@ -185,7 +229,6 @@ class KeyRepository:
                 limits=None if old.limits is None else dict(old.limits),
                 rotated_from=old.id,
             )
-            old.status, old.revoked_at, old.grace_until = "revoked", utcnow(), grace_until
             session.add(new)
             await session.flush()
             return key_record(new)
@@ -254,6 +297,45 @@ async def _check_owners(session: AsyncSession, user_id: str | None, team_id: str
         raise RecordNotFound(f"no user with id {user_id!r}")
     if team_id is not None and await session.get(TeamRow, team_id) is None:
         raise RecordNotFound(f"no team with id {team_id!r}")
+
+
+def may_lift(authority: KeyAuthority) -> ColumnElement[bool]:
+    """Whether a key's block is one ``authority`` may lift (or replace with its own)."""
+    weaker_or_equal = KEY_AUTHORITIES[: KEY_AUTHORITIES.index(authority) + 1]
+    lifted = KeyRow.blocked_by.in_(weaker_or_equal)
+    # A block from before blockers were recorded counts as an admin's.
+    return or_(lifted, KeyRow.blocked_by.is_(None)) if authority == "admin" else lifted
+
+
+async def _update_key(
+    session: AsyncSession, key_id: str, where: ColumnElement[bool], values: Mapping[str, Any]
+) -> bool:
+    """One ``UPDATE`` of the key where ``where`` holds; whether it did (``RecordNotFound``
+    when there is no such key). On PostgreSQL the row is then this transaction's until it
+    commits, so what the caller reads next is what it wrote."""
+    statement = (
+        update(KeyRow).where(where).values(**values).execution_options(synchronize_session=False)
+    )
+    result = await session.execute(statement)
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        await _key_row(session, key_id)
+        return False
+    session.expire_all()  # a row loaded before is stale now
+    return True
+
+
+async def _end_grace_before(session: AsyncSession, row: KeyRow) -> None:
+    """End the grace period of every key ``row`` was rotated from, directly or not."""
+    seen = {row.id}
+    previous = row.rotated_from
+    while previous is not None and previous not in seen:
+        seen.add(previous)
+        earlier = await session.get(KeyRow, previous)
+        if earlier is None:
+            break
+        earlier.grace_until = None
+        previous = earlier.rotated_from
+    await session.flush()
 
 
 async def _key_row(session: AsyncSession, key_id: str) -> KeyRow:

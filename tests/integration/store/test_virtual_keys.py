@@ -8,6 +8,7 @@ import pytest
 
 from tollway.store import (
     InvalidRecord,
+    KeyStatus,
     NewKey,
     RecordConflict,
     RecordNotFound,
@@ -116,6 +117,51 @@ async def test_status_changes_and_revocation_is_final(store: Store) -> None:
         await store.keys.set_status(key.id, "active")
     with pytest.raises(InvalidRecord):
         await store.keys.set_status(key.id, "deleted")  # type: ignore[arg-type]
+
+
+async def test_a_block_is_lifted_only_by_as_much_authority_as_made_it(store: Store) -> None:
+    key = await store.keys.create(new_key()[1])
+    assert (await store.keys.set_status(key.id, "blocked", authority="team_admin")).blocked_by == (
+        "team_admin"
+    )
+    with pytest.raises(RecordConflict, match="blocked by team_admin"):
+        await store.keys.set_status(key.id, "active", authority="owner")
+    # A weaker block leaves the stronger one as it is; a stronger one replaces it.
+    weaker = await store.keys.set_status(key.id, "blocked", authority="owner")
+    assert (weaker.status, weaker.blocked_by) == ("blocked", "team_admin")
+    assert (await store.keys.set_status(key.id, "blocked")).blocked_by == "admin"
+    with pytest.raises(RecordConflict):
+        await store.keys.set_status(key.id, "active", authority="team_admin")
+    lifted = await store.keys.set_status(key.id, "active")
+    assert (lifted.status, lifted.blocked_by) == ("active", None)
+    await store.keys.set_status(key.id, "blocked", authority="owner")
+    assert (await store.keys.set_status(key.id, "active", authority="owner")).status == "active"
+
+
+@pytest.mark.parametrize("ending", ["blocked", "revoked"])
+async def test_ending_a_key_ends_the_grace_of_the_keys_it_replaced(
+    store: Store, ending: KeyStatus
+) -> None:
+    first = await store.keys.create(new_key()[1])
+    grace = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+    second = await store.keys.rotate(
+        first.id, prefix="tw-2", key_hash=hash_key("2"), grace_until=grace
+    )
+    third = await store.keys.rotate(
+        second.id, prefix="tw-3", key_hash=hash_key("3"), grace_until=grace
+    )
+    other = await store.keys.create(new_key()[1])
+    assert {k.id for k in await store.keys.all_active()} == {
+        first.id,
+        second.id,
+        third.id,
+        other.id,
+    }
+    await store.keys.set_status(third.id, ending)
+    assert {k.id for k in await store.keys.all_active()} == {third.id, other.id} - (
+        {third.id} if ending == "revoked" else set()
+    )
+    assert [(await store.keys.get(k.id)).grace_until for k in (first, second)] == [None, None]
 
 
 async def test_rotation_keeps_the_old_key_through_its_grace_period(store: Store) -> None:
