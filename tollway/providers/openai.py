@@ -201,6 +201,8 @@ class OpenAIProvider:
                 raw = orjson.loads(event.data)
             except orjson.JSONDecodeError:
                 raise UpstreamProtocolError("upstream sent an invalid stream event") from None
+            if not isinstance(raw, dict):
+                raise UpstreamProtocolError("upstream stream event is not a JSON object")
             if "error" in raw and "choices" not in raw:
                 error = error_from_wire(raw)  # its code and param are OpenAI's: passed on
                 raise UpstreamProtocolError(

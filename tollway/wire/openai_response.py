@@ -220,10 +220,13 @@ def chunk_from_wire(raw: Any) -> ChatChunk:
 def _chunk_choice_from_wire(raw: dict[str, Any]) -> ChunkChoice:
     delta = raw.get("delta") or {}
     calls = delta.get("tool_calls")
+    content = delta.get("content")
+    if content is not None and not isinstance(content, str):
+        raise TypeError(f"delta.content is a {type(content).__name__}, not text")
     return ChunkChoice(
         index=raw.get("index") or 0,
         role=delta.get("role"),
-        content=delta.get("content"),
+        content=content,
         tool_calls=None if not calls else [_tool_delta_from_wire(call) for call in calls],
         finish_reason=raw.get("finish_reason"),
         extra={k: v for k, v in delta.items() if k not in _DELTA_KEYS},
@@ -232,11 +235,14 @@ def _chunk_choice_from_wire(raw: dict[str, Any]) -> ChunkChoice:
 
 def _tool_delta_from_wire(call: dict[str, Any]) -> ToolCallDelta:
     function = call.get("function") or {}
+    arguments = function.get("arguments") or ""
+    if not isinstance(arguments, str):  # JSON text: an object would be a fragment of nothing
+        raise TypeError(f"function.arguments is a {type(arguments).__name__}, not text")
     return ToolCallDelta(
         index=int(call.get("index") or 0),
         id=call.get("id"),
         name=function.get("name"),
-        arguments=function.get("arguments") or "",
+        arguments=arguments,
     )
 
 
