@@ -278,6 +278,23 @@ async def test_interleave_knob_streams_parallel_tool_calls_in_turn(
         )
 
 
+async def test_unindexed_knob_streams_tool_call_deltas_without_their_index(
+    sim: Simulator,
+) -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "parallel"}], "stream": True}
+    body["tools"] = [WEATHER, {**CLOCK, "function": {**CLOCK["function"], "name": "get_zone"}}]
+    headers = {"x-sim-tool-calls": "unindexed"}
+    _, payload, _ = await raw("POST", sim.url + "/v1/chat/completions", body, headers)
+    deltas = [json.loads(d)["choices"][0]["delta"] for d in sse_data(payload)[:-1]]
+    calls = [call for d in deltas for call in d.get("tool_calls") or ()]
+    assert calls and all("index" not in call for call in calls)
+    # A new call is told by its id; the fragments after it are its arguments.
+    starts = [k for k, call in enumerate(calls) if "id" in call]
+    assert len(starts) == 2 and calls[starts[1]]["function"]["name"] == "get_zone"
+    arguments = "".join(c["function"]["arguments"] for c in calls[: starts[1]])
+    assert json.loads(arguments) == WEATHER_ARGS
+
+
 async def test_json_response_formats(oai: openai.AsyncOpenAI) -> None:
     plain = await oai.chat.completions.create(
         model="m", messages=HELLO, response_format={"type": "json_object"}
