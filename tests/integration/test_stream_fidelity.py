@@ -160,3 +160,62 @@ def test_chat_stream_state_builds_the_plain_completion(
         return shown
 
     assert comparable(final) == comparable(plain)
+
+
+UNINDEXED = {"x-sim-tool-calls": "unindexed"}
+"""An OpenAI-format upstream whose tool-call deltas leave out their ``index`` (Gemini's
+OpenAI-compatible API does): each SDK must still get two calls, not one merged."""
+TWO_TOOLS_PROMPT = "both tools in parallel please"
+
+
+def test_chat_stream_helper_tells_apart_calls_streamed_without_their_index(
+    gpt: openai.OpenAI,
+) -> None:
+    tools: Any = [
+        {"type": "function", "function": {"name": "get_weather", "parameters": CITY}},
+        {"type": "function", "function": {"name": "get_time", "parameters": ZONE}},
+    ]
+    messages: Any = [{"role": "user", "content": TWO_TOOLS_PROMPT}]
+    with gpt.chat.completions.stream(
+        model="test-chat", messages=messages, tools=tools, extra_headers=UNINDEXED
+    ) as stream:
+        final = stream.get_final_completion()
+    calls = final.choices[0].message.tool_calls or []
+    assert [(c.function.name, c.function.arguments) for c in calls] == [
+        ("get_weather", '{"city":"sample"}'),
+        ("get_time", '{"zone":"sample"}'),
+    ]
+    assert calls[0].id != calls[1].id and final.choices[0].finish_reason == "tool_calls"
+
+
+def test_anthropic_stream_helper_tells_apart_calls_streamed_without_their_index(
+    claude: anthropic.Anthropic,
+) -> None:
+    with claude.messages.stream(
+        model="test-chat",
+        max_tokens=200,
+        messages=[{"role": "user", "content": TWO_TOOLS_PROMPT}],
+        tools=[
+            {"name": "get_weather", "input_schema": CITY},
+            {"name": "get_time", "input_schema": ZONE},
+        ],
+        extra_headers=UNINDEXED,
+    ) as stream:
+        final = stream.get_final_message()
+    calls = [(b.name, b.input) for b in final.content if b.type == "tool_use"]
+    assert calls == [("get_weather", {"city": "sample"}), ("get_time", {"zone": "sample"})]
+
+
+def test_responses_stream_tells_apart_calls_streamed_without_their_index(
+    gpt: openai.OpenAI,
+) -> None:
+    tools: Any = [
+        {"type": "function", "name": "get_weather", "parameters": CITY, "strict": False},
+        {"type": "function", "name": "get_time", "parameters": ZONE, "strict": False},
+    ]
+    with gpt.responses.stream(
+        model="test-chat", input=TWO_TOOLS_PROMPT, tools=tools, extra_headers=UNINDEXED
+    ) as stream:
+        final = stream.get_final_response()
+    calls = [(item.name, item.arguments) for item in final.output if item.type == "function_call"]
+    assert calls == [("get_weather", '{"city":"sample"}'), ("get_time", '{"zone":"sample"}')]

@@ -31,6 +31,7 @@ from tollway.wire.openai_embeddings import (
 from tollway.wire.openai_request import request_to_wire
 from tollway.wire.openai_response import (
     WIRE_FORMAT,
+    ToolCallSlots,
     chunk_from_wire,
     error_from_wire,
     response_from_wire,
@@ -194,6 +195,7 @@ class OpenAIProvider:
             error_from_wire,
             secret,
         )
+        slots = ToolCallSlots()
         async for event in events:
             if event.data == b"[DONE]":
                 return
@@ -208,8 +210,9 @@ class OpenAIProvider:
                 raise UpstreamProtocolError(
                     f"upstream stream failed: {error.message}", code=error.code, param=error.param
                 )
-            chunk = chunk_from_wire(raw)
-            chunk.raw = event.data
+            chunk = chunk_from_wire(raw, slots)
+            if not slots.placed:  # else re-encoded for OpenAI clients, with each call's index
+                chunk.raw = event.data
             yield chunk
         raise UpstreamProtocolError("upstream stream ended before [DONE]")
 
