@@ -204,6 +204,9 @@ async def test_tool_choice_named_none_and_parallel(oai: openai.AsyncOpenAI) -> N
     )
     calls = tool_calls(named)
     assert [c.function.name for c in calls] == ["get_time"]
+    # As OpenAI answers it: a call a named tool_choice forces ends with "stop".
+    assert named.choices[0].finish_reason == "stop"
+    assert both.choices[0].finish_reason == "tool_calls"
     none = await oai.chat.completions.create(
         model="m", messages=ask, tools=[WEATHER], tool_choice="none"
     )

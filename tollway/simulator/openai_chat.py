@@ -190,6 +190,12 @@ async def handle_chat(
         message = "The 'stream_options' parameter is only allowed when 'stream' is enabled."
         raise InvalidRequest(message, "stream_options")
     completions = [complete(prompt, i, lambda: state.new_id("call_")) for i in range(n)]
+    if prompt.forced_tool is not None:
+        # OpenAI ends the call a named tool_choice forces with "stop", not "tool_calls"
+        # ("required" and "auto" calls end with "tool_calls"), streamed or not.
+        for completion in completions:
+            if completion.finish == "tool_calls":
+                completion.finish = "stop"
     completion_id = state.new_id("chatcmpl-")
     created = int(time.time())
     completion_tokens = sum(c.output_tokens for c in completions)
