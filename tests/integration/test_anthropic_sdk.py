@@ -172,6 +172,28 @@ def test_tool_use_round_trip(claude: anthropic.Anthropic, model: str) -> None:
     assert "sunny, 21C" in text_of(second)
 
 
+@pytest.mark.parametrize("model", ["test-claude", "test-chat", "test-gemini", "test-bedrock"])
+def test_a_call_the_tool_choice_forced_ends_the_turn_in_tool_use(
+    claude: anthropic.Anthropic, model: str
+) -> None:
+    # OpenAI ends a call that a named tool_choice forced with finish_reason "stop"; an
+    # Anthropic client still reads tool_use, as Anthropic answers it, streamed or not.
+    forced: Any = {"type": "tool", "name": "get_time"}
+    asked: dict[str, Any] = {
+        "model": model,
+        "max_tokens": 200,
+        "messages": user("what time is it?"),
+        "tools": [WEATHER_TOOL, TIME_TOOL],
+        "tool_choice": forced,
+    }
+    plain = claude.messages.create(**asked)
+    with claude.messages.stream(**asked) as stream:
+        final = stream.get_final_message()
+    for message in (plain, final):
+        assert [block.type for block in message.content] == ["tool_use"]
+        assert message.stop_reason == "tool_use"
+
+
 @BOTH
 def test_streamed_parallel_tool_calls_assemble(claude: anthropic.Anthropic, model: str) -> None:
     with claude.messages.stream(

@@ -122,3 +122,30 @@ def test_an_azure_deployment_is_sent_the_limit_its_reasoning_models_accept(
     assert reply.text
     body = _upstream_body(simulator_url, marker)
     assert body.get("max_completion_tokens") == 5 and "max_tokens" not in body
+
+
+@tool
+def get_time(zone: str) -> str:
+    """Time in a zone."""
+    return f"noon in {zone}"
+
+
+@pytest.mark.parametrize("make", ALL_CLIENTS, ids=ALL_IDS)
+@pytest.mark.parametrize("model", ["test-chat", "test-claude", "test-gemini", "test-bedrock"])
+def test_streamed_parallel_tool_calls_are_the_invoked_ones(  # type: ignore[no-untyped-def]
+    gateway_url: str, make, model: str
+) -> None:
+    """Tool calls assembled from a stream's chunks (each client's own deltas: OpenAI's
+    indexed fragments, Anthropic's input_json_delta, the Responses API's argument deltas)
+    are the calls a plain request gets, and the answer to their results streams too."""
+    chat = make(gateway_url, model).bind_tools([get_weather, get_time])
+    question = HumanMessage("weather and time in parallel please")
+    plain = chat.invoke([question])
+    streamed = _merged(chat.stream([question]))
+    assert not streamed.invalid_tool_calls
+    calls = [(call["name"], call["args"]) for call in streamed.tool_calls]
+    assert calls == [(call["name"], call["args"]) for call in plain.tool_calls]
+    assert [name for name, _ in calls] == ["get_weather", "get_time"]
+    results = [ToolMessage("done", tool_call_id=call["id"]) for call in streamed.tool_calls]
+    answer = _merged(chat.stream([question, streamed, *results]))
+    assert "Simulated reply to tool result" in answer.text

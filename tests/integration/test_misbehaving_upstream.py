@@ -19,6 +19,18 @@ CHUNK = {
     "id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "bad",
     "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}],
 }  # fmt: skip
+# Events that are JSON but not what a Chat Completions stream sends (after a first good chunk).
+ODD_EVENTS = {
+    "null-event": b"null",
+    "number-content": json.dumps(
+        {**CHUNK, "choices": [{"index": 0, "delta": {"content": 5}, "finish_reason": None}]}
+    ).encode(),
+    "object-arguments": json.dumps(
+        {**CHUNK, "choices": [{"index": 0, "finish_reason": None, "delta": {"tool_calls": [
+            {"index": 0, "id": "call_1", "type": "function",
+             "function": {"name": "f", "arguments": {"a": 1}}}]}}]}
+    ).encode(),
+}  # fmt: skip
 CODED = {
     "message": "This model's maximum context length is 8 tokens.",
     "type": "invalid_request_error",
@@ -50,6 +62,13 @@ async def misbehave(request: web.Request) -> web.StreamResponse:
     if mode == "error-event":  # a stream that fails after its first chunk, saying how
         await response.write(b"data: " + json.dumps(CHUNK).encode() + b"\n\n")
         await response.write(b"data: " + json.dumps({"error": CODED}).encode() + b"\n\n")
+        await response.write_eof()
+        return response
+    if mode in ODD_EVENTS or mode == "null-first":
+        if mode != "null-first":
+            await response.write(b"data: " + json.dumps(CHUNK).encode() + b"\n\n")
+        await response.write(b"data: " + ODD_EVENTS.get(mode, b"null") + b"\n\n")
+        await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
     if mode == "no-done":
@@ -143,6 +162,40 @@ async def test_stream_over_the_total_timeout_is_cut_with_an_error_event(
     assert status == 200
     assert json.loads(events[-1])["error"]["code"] == "upstream_total_timeout"
     assert elapsed < 5
+
+
+@pytest.mark.parametrize("mode", list(ODD_EVENTS))
+async def test_an_event_of_the_wrong_shape_mid_stream_ends_it_with_a_protocol_error(
+    broken_gateway: tuple[str, Process], mode: str
+) -> None:
+    status, raw = await ask(broken_gateway[0], mode, stream=True)
+    assert status == 200 and b"HTTP/1.1" not in raw
+    events = [line[6:] for line in raw.split(b"\n") if line.startswith(b"data: ")]
+    assert json.loads(events[0])["choices"][0]["delta"]["content"] == "hi"
+    error = json.loads(events[-1])["error"]
+    assert error["type"] == "upstream_error" and "upstream stream event" in error["message"]
+    assert b"[DONE]" not in events
+
+    body = {"model": "bad", "stream": True, "max_tokens": 50,
+            "messages": [{"role": "user", "content": mode}]}  # fmt: skip
+    async with (
+        aiohttp.ClientSession(headers=AUTH) as session,
+        session.post(broken_gateway[0] + "/v1/messages", json=body) as response,
+    ):
+        assert response.status == 200
+        anthropic_raw = await response.read()
+    last = anthropic_raw.rstrip().rsplit(b"\n\n", 1)[-1]
+    assert last.startswith(b"event: error\n") and b"message_stop" not in anthropic_raw
+    assert b"upstream stream event" in last
+
+
+async def test_an_event_of_the_wrong_shape_first_is_a_502(
+    broken_gateway: tuple[str, Process],
+) -> None:
+    status, raw = await ask(broken_gateway[0], "null-first", stream=True)
+    assert status == 502
+    error = json.loads(raw)["error"]
+    assert error["type"] == "upstream_error" and "upstream stream event" in error["message"]
 
 
 async def test_gateway_logged_no_traceback(broken_gateway: tuple[str, Process]) -> None:

@@ -124,6 +124,37 @@ def test_streaming_forwards_chunks_and_usage(client: openai.OpenAI) -> None:
     )
 
 
+def test_a_stream_asking_for_usage_gets_the_gateways_count_when_the_upstream_gave_none(
+    client: openai.OpenAI,
+) -> None:
+    # Some OpenAI-compatible servers ignore stream_options; a client that asked for usage
+    # still gets its usage chunk (the gateway's own count, as the Responses and Anthropic
+    # dialects state it), and one that did not ask gets none.
+    silent = {"x-sim-usage": "omit"}
+    messages: Any = [{"role": "user", "content": "count my stream"}]
+    chunks = list(
+        client.chat.completions.create(
+            model="test-chat",
+            messages=messages,
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_headers=silent,
+        )
+    )
+    last = chunks[-1]
+    assert last.choices == [] and last.usage is not None
+    assert last.usage.prompt_tokens > 0 and last.usage.completion_tokens > 0
+    assert last.usage.total_tokens == last.usage.prompt_tokens + last.usage.completion_tokens
+    assert last.id == chunks[0].id and last.model == chunks[0].model
+    assert [c for c in chunks if c.usage is not None] == [last]
+    unasked = list(
+        client.chat.completions.create(
+            model="test-chat", messages=messages, stream=True, extra_headers=silent
+        )
+    )
+    assert all(chunk.choices and chunk.usage is None for chunk in unasked)
+
+
 def test_streaming_without_include_usage_sends_no_usage(client: openai.OpenAI) -> None:
     chunks = list(
         client.chat.completions.create(

@@ -204,6 +204,9 @@ async def test_tool_choice_named_none_and_parallel(oai: openai.AsyncOpenAI) -> N
     )
     calls = tool_calls(named)
     assert [c.function.name for c in calls] == ["get_time"]
+    # As OpenAI answers it: a call a named tool_choice forces ends with "stop".
+    assert named.choices[0].finish_reason == "stop"
+    assert both.choices[0].finish_reason == "tool_calls"
     none = await oai.chat.completions.create(
         model="m", messages=ask, tools=[WEATHER], tool_choice="none"
     )
@@ -276,6 +279,23 @@ async def test_interleave_knob_streams_parallel_tool_calls_in_turn(
         await oai.chat.completions.create(
             model="m", messages=HELLO, extra_headers={"x-sim-tool-calls": "sometimes"}
         )
+
+
+async def test_unindexed_knob_streams_tool_call_deltas_without_their_index(
+    sim: Simulator,
+) -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "parallel"}], "stream": True}
+    body["tools"] = [WEATHER, {**CLOCK, "function": {**CLOCK["function"], "name": "get_zone"}}]
+    headers = {"x-sim-tool-calls": "unindexed"}
+    _, payload, _ = await raw("POST", sim.url + "/v1/chat/completions", body, headers)
+    deltas = [json.loads(d)["choices"][0]["delta"] for d in sse_data(payload)[:-1]]
+    calls = [call for d in deltas for call in d.get("tool_calls") or ()]
+    assert calls and all("index" not in call for call in calls)
+    # A new call is told by its id; the fragments after it are its arguments.
+    starts = [k for k, call in enumerate(calls) if "id" in call]
+    assert len(starts) == 2 and calls[starts[1]]["function"]["name"] == "get_zone"
+    arguments = "".join(c["function"]["arguments"] for c in calls[: starts[1]])
+    assert json.loads(arguments) == WEATHER_ARGS
 
 
 async def test_json_response_formats(oai: openai.AsyncOpenAI) -> None:

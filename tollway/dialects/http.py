@@ -232,6 +232,13 @@ async def stream_events(
     except ConnectionResetError:
         ctx.error = ClientDisconnected("client disconnected mid-stream", code="client_disconnected")
         return response
+    except Exception as exc:
+        # The head is sent: raised on, this would end in a second response written into the
+        # body (a status line where the client reads the next chunk). It ends the stream in
+        # the dialect's words instead, as any other failure after the first byte does.
+        error = log_internal_error(ctx.request_id, exc)
+        ctx.error = error
+        await _write_quietly(response, encoder.error(error))
     finally:
         await chunks.aclose()  # type: ignore[attr-defined]
     await _write_quietly(response, b"")

@@ -103,7 +103,7 @@ class OpenAIDialect:
         assert ctx.chat is not None
         if ctx.chat.stream:
             chunks = await pipeline.stream(ctx)
-            encoder = ChunkEncoder(include_usage=ctx.chat.include_usage)
+            encoder = ChunkEncoder(include_usage=ctx.chat.include_usage, ctx=ctx)
             return await stream_events(request, ctx, chunks, encoder, routing_headers(ctx))
         ctx.chat.answer_as_is = True  # sent on as the upstream's bytes when it can be
         response = await pipeline.chat(ctx)
@@ -170,15 +170,27 @@ class OpenAIDialect:
 
 
 class ChunkEncoder:
-    """Chat Completions stream events: ``data: {chunk}`` lines, then ``data: [DONE]``."""
+    """Chat Completions stream events: ``data: {chunk}`` lines, then ``data: [DONE]``.
 
-    def __init__(self, *, include_usage: bool) -> None:
+    A client that asked for usage (``stream_options.include_usage``) gets its usage chunk
+    even from an upstream that sent none: the gateway's own count, as metered (``ctx``).
+    """
+
+    def __init__(self, *, include_usage: bool, ctx: RequestContext | None = None) -> None:
         self._include_usage = include_usage
+        self._ctx = ctx
+        self._last: ChatChunk | None = None
+        self._usage_sent = False
 
     def feed(self, chunk: ChatChunk) -> bytes:
         """One ``data:`` event; nothing for the usage-only chunk the client did not ask for."""
-        if not chunk.choices and not self._include_usage:
-            return b""
+        if not self._include_usage:
+            if not chunk.choices:
+                return b""
+        else:
+            self._last = chunk
+            if chunk.usage is not None:
+                self._usage_sent = True
         raw = chunk.raw
         if raw is not None and chunk.wire_format == WIRE_FORMAT:
             # From an OpenAI-format upstream, unchanged: sent as it came (the gateway asks
@@ -190,8 +202,14 @@ class ChunkEncoder:
         return b"data: " + orjson.dumps(wire) + b"\n\n"
 
     def finish(self) -> bytes:
-        """The terminal ``[DONE]``."""
-        return _DONE
+        """The terminal ``[DONE]``, after the usage chunk the upstream left out (if asked)."""
+        if self._usage_sent or self._ctx is None or self._ctx.usage is None:
+            return _DONE
+        last = self._last
+        if last is None:  # not asked for (nothing kept), or nothing came at all
+            return _DONE
+        counted = ChatChunk(last.id, last.model, last.created, [], usage=self._ctx.usage)
+        return self.feed(counted) + _DONE
 
     def error(self, exc: GatewayError) -> bytes:
         """An error object as the last event; no ``[DONE]`` follows."""

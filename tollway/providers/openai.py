@@ -32,6 +32,7 @@ from tollway.wire.openai_embeddings import (
 from tollway.wire.openai_request import request_to_wire
 from tollway.wire.openai_response import (
     WIRE_FORMAT,
+    ToolCallSlots,
     chunk_from_wire,
     error_from_wire,
     response_from_wire,
@@ -247,6 +248,7 @@ class OpenAIProvider:
             error_from_wire,
             secret,
         )
+        slots = ToolCallSlots()
         async for event in events:
             if event.data == b"[DONE]":
                 return
@@ -254,13 +256,16 @@ class OpenAIProvider:
                 raw = orjson.loads(event.data)
             except orjson.JSONDecodeError:
                 raise UpstreamProtocolError("upstream sent an invalid stream event") from None
+            if not isinstance(raw, dict):
+                raise UpstreamProtocolError("upstream stream event is not a JSON object")
             if "error" in raw and "choices" not in raw:
                 error = error_from_wire(raw)  # its code and param are OpenAI's: passed on
                 raise UpstreamProtocolError(
                     f"upstream stream failed: {error.message}", code=error.code, param=error.param
                 )
-            chunk = chunk_from_wire(raw)
-            chunk.raw = event.data
+            chunk = chunk_from_wire(raw, slots)
+            if not slots.placed:  # else re-encoded for OpenAI clients, with each call's index
+                chunk.raw = event.data
             yield chunk
         raise UpstreamProtocolError("upstream stream ended before [DONE]")
 

@@ -47,6 +47,7 @@ _STOP_REASON = {
     "tool_calls": "tool_use",
 }
 _MEDIA_BLOCKS = ("image", "document")
+_SERVICE_TIER = "standard"
 
 
 def _blocks_text(content: Any) -> tuple[str, str | None, int]:
@@ -251,7 +252,9 @@ async def handle_messages(
         "content": [],
         "stop_reason": None,
         "stop_sequence": None,
-        "usage": _usage(input_tokens, 1, ttl),
+        # Its usage names the service tier, as Anthropic's message_start does (and the
+        # complete message: a streamed answer's final message equals the plain one).
+        "usage": {**_usage(input_tokens, 1, ttl), "service_tier": _SERVICE_TIER},
     }
     if body.get("stream") is True:
         parts = stream_parts(message, completion, input_tokens, ttl, cited)
@@ -261,9 +264,8 @@ async def handle_messages(
     message["content"] = _blocks(completion) if cited is None else cited
     message["stop_reason"] = _STOP_REASON[completion.finish]
     message["stop_sequence"] = completion.stop_sequence
-    # A complete message's usage also names the service tier, as Anthropic's does.
     usage = _usage(input_tokens, completion.output_tokens, ttl)
-    message["usage"] = {**usage, "service_tier": "standard"}
+    message["usage"] = {**usage, "service_tier": _SERVICE_TIER}
     return json_response(message, call.request_id, Dialect.ANTHROPIC)
 
 

@@ -49,6 +49,10 @@ class Call:
     """``x-sim-tool-calls: interleave``: an OpenAI stream of parallel tool calls sends their
     fragments in turn (every call's header, then one fragment of each), as some
     OpenAI-compatible servers do."""
+    unindexed_tools: bool = False
+    """``x-sim-tool-calls: unindexed``: an OpenAI stream's tool-call deltas leave out their
+    ``index`` (a new call is told by its id), as Gemini's OpenAI-compatible API and some
+    OpenAI-compatible servers send them."""
 
 
 def _has_key(request: web.BaseRequest, key: str) -> bool:
@@ -127,7 +131,7 @@ async def admit(
         tpot = _knob(request, "x-sim-tpot-ms", settings.tpot_ms) / 1000.0
         output_tokens = int(_knob(request, "x-sim-output-tokens", settings.output_tokens))
         omit_usage = _usage_knob(request.headers.get("x-sim-usage"))
-        interleave_tools = _tool_calls_knob(request.headers.get("x-sim-tool-calls"))
+        tool_calls = _tool_calls_knob(request.headers.get("x-sim-tool-calls"))
     except ValueError as exc:
         return error_response(dialect, 400, f"simulator: {exc}", request_id=request_id)
     stop_after = None
@@ -146,7 +150,15 @@ async def admit(
         return _bad_body(dialect, request_id, malformed)
     output_tokens = max(output_tokens, 1)
     return Call(
-        body, request_id, ttft, tpot, output_tokens, stop_after, omit_usage, interleave_tools
+        body,
+        request_id,
+        ttft,
+        tpot,
+        output_tokens,
+        stop_after,
+        omit_usage,
+        interleave_tools=tool_calls == "interleave",
+        unindexed_tools=tool_calls == "unindexed",
     )
 
 
@@ -159,13 +171,15 @@ def _usage_knob(value: str | None) -> bool:
     return True
 
 
-def _tool_calls_knob(value: str | None) -> bool:
-    """Whether ``x-sim-tool-calls`` asks for parallel tool calls streamed interleaved."""
+def _tool_calls_knob(value: str | None) -> str | None:
+    """How ``x-sim-tool-calls`` asks for tool calls to be streamed: ``interleave`` (parallel
+    calls' fragments in turn), ``unindexed`` (deltas without ``index``) or as usual."""
     if value is None:
-        return False
-    if value.strip().lower() != "interleave":
-        raise ValueError(f"x-sim-tool-calls must be 'interleave', not {value!r}")
-    return True
+        return None
+    mode = value.strip().lower()
+    if mode not in ("interleave", "unindexed"):
+        raise ValueError(f"x-sim-tool-calls must be 'interleave' or 'unindexed', not {value!r}")
+    return mode
 
 
 def _streaming(body: Any) -> bool:

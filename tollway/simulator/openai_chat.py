@@ -3,7 +3,8 @@
 Shapes follow the openai-python ``ChatCompletion`` / ``ChatCompletionChunk`` types: a stream
 opens with a role delta per choice, sends one chunk per token (tool-call arguments in fragments,
 the first carrying id, type and name; parallel calls one after the other, or in turn with
-``x-sim-tool-calls: interleave``), closes each choice with an empty delta and its
+``x-sim-tool-calls: interleave``; every delta without its ``index`` with
+``x-sim-tool-calls: unindexed``), closes each choice with an empty delta and its
 finish_reason, then a ``choices: []`` usage chunk when ``stream_options.include_usage`` is set
 (all other chunks then carry ``"usage": null``), then ``data: [DONE]``. Azure streams open with
 the empty-choices ``prompt_filter_results`` chunk real Azure sends, and Azure's dated
@@ -214,6 +215,12 @@ async def handle_chat(
         message = "The 'stream_options' parameter is only allowed when 'stream' is enabled."
         raise InvalidRequest(message, "stream_options")
     completions = [complete(prompt, i, lambda: state.new_id("call_")) for i in range(n)]
+    if prompt.forced_tool is not None:
+        # OpenAI ends the call a named tool_choice forces with "stop", not "tool_calls"
+        # ("required" and "auto" calls end with "tool_calls"), streamed or not.
+        for completion in completions:
+            if completion.finish == "tool_calls":
+                completion.finish = "stop"
     completion_id = state.new_id("chatcmpl-")
     created = int(time.time())
     completion_tokens = sum(c.output_tokens for c in completions)
@@ -223,7 +230,14 @@ async def handle_chat(
         include_usage = include_usage and not call.omit_usage  # a server that ignores it
         head = {"id": completion_id, "object": "chat.completion.chunk", "created": created}
         head.update(model=model, service_tier="default", system_fingerprint=SYSTEM_FINGERPRINT)
-        parts = stream_parts(head, completions, dialect, include_usage, call.interleave_tools)
+        parts = stream_parts(
+            head,
+            completions,
+            dialect,
+            include_usage,
+            call.interleave_tools,
+            unindexed_tools=call.unindexed_tools,
+        )
         if dialect is Dialect.MISTRAL and not call.omit_usage:
             # Mistral puts the usage on the stream's last chunk, unasked (and refuses
             # stream_options, so include_usage is never set).
@@ -276,13 +290,17 @@ def _choice(index: int, completion: Completion, dialect: Dialect) -> dict[str, A
     return choice
 
 
-def _tool_call_deltas(completion: Completion, interleave: bool) -> list[tuple[JSON, bool]]:
+def _tool_call_deltas(
+    completion: Completion, interleave: bool, unindexed: bool = False
+) -> list[tuple[JSON, bool]]:
     """The deltas of a choice's tool calls, as (delta, is_token): one call after the other,
-    or ``interleave``d (every call's first delta, then one fragment of each in turn)."""
+    or ``interleave``d (every call's first delta, then one fragment of each in turn);
+    ``unindexed``: without their ``index``."""
     per_call: list[list[tuple[JSON, bool]]] = []
     for k, tool_call in enumerate(completion.tool_calls):
+        where: JSON = {} if unindexed else {"index": k}
         opening: JSON = {
-            "index": k,
+            **where,
             "id": tool_call.id,
             "type": "function",
             "function": {"name": tool_call.name, "arguments": ""},
@@ -293,7 +311,7 @@ def _tool_call_deltas(completion: Completion, interleave: bool) -> list[tuple[JS
         else:
             deltas = [({"tool_calls": [opening]}, False)]
         deltas.extend(
-            ({"tool_calls": [{"index": k, "function": {"arguments": fragment}}]}, True)
+            ({"tool_calls": [{**where, "function": {"arguments": fragment}}]}, True)
             for fragment in tool_call.fragments
         )
         per_call.append(deltas)
@@ -303,9 +321,11 @@ def _tool_call_deltas(completion: Completion, interleave: bool) -> list[tuple[JS
     return [delta for row in rounds for delta in row if delta is not None]
 
 
-def _choice_deltas(index: int, completion: Completion, interleave: bool) -> StreamParts:
+def _choice_deltas(
+    index: int, completion: Completion, interleave: bool, unindexed: bool = False
+) -> StreamParts:
     """One choice's serialised choice objects before its finish chunk, as (bytes, is_token)."""
-    deltas = _tool_call_deltas(completion, interleave)
+    deltas = _tool_call_deltas(completion, interleave, unindexed)
     if not completion.tool_calls:
         deltas.append(({"role": "assistant", "content": "", "refusal": None}, False))
     parts = [
@@ -325,9 +345,12 @@ def stream_parts(
     dialect: Dialect,
     include_usage: bool,
     interleave_tools: bool = False,
+    *,
+    unindexed_tools: bool = False,
 ) -> StreamParts:
     """Every chunk of the stream except the usage chunk and [DONE]; ``interleave_tools``
-    interleaves the fragments of parallel tool calls."""
+    interleaves the fragments of parallel tool calls, ``unindexed_tools`` leaves out their
+    deltas' ``index``."""
     prefix = b"data: " + orjson.dumps(head)[:-1] + b',"choices":['
     suffix = b'],"usage":null}\n\n' if include_usage else b"]}\n\n"
     parts: StreamParts = []
@@ -335,7 +358,9 @@ def stream_parts(
         opening = {"choices": [], "created": 0, "id": "", "model": "", "object": ""}
         opening["prompt_filter_results"] = PROMPT_FILTER_RESULTS
         parts.append((b"data: " + orjson.dumps(opening) + b"\n\n", False))
-    per_choice = [_choice_deltas(i, c, interleave_tools) for i, c in enumerate(completions)]
+    per_choice = [
+        _choice_deltas(i, c, interleave_tools, unindexed_tools) for i, c in enumerate(completions)
+    ]
     # Choices are interleaved token by token, the way the real API streams n > 1.
     for row in itertools.zip_longest(*per_choice):
         for item in row:

@@ -73,13 +73,21 @@ def finish_from_wire(stop_reason: Any) -> tuple[FinishReason | None, dict[str, A
 
 
 def stop_reason_to_wire(
-    finish: FinishReason | None, stop_sequence: str | None, extra: dict[str, Any]
+    finish: FinishReason | None,
+    stop_sequence: str | None,
+    extra: dict[str, Any],
+    called: bool = False,
 ) -> str:
-    """Anthropic's ``stop_reason`` for a canonical finish (``extra`` may hold the exact one)."""
+    """Anthropic's ``stop_reason`` for a canonical finish (``extra`` may hold the exact one);
+    ``called``: another format's answer that ends in tool calls."""
     if "stop_reason" in extra:
         return str(extra["stop_reason"])
     if finish == "stop" and stop_sequence is not None:
         return "stop_sequence"
+    if finish == "stop" and called:
+        # OpenAI ends a call that a named tool_choice forced with "stop" (some compatible
+        # servers any call); Anthropic's turn that ends in a tool call is tool_use.
+        return "tool_use"
     return _STOP_REASONS.get(finish, "end_turn")  # an upstream may send reasons of its own
 
 
@@ -196,6 +204,7 @@ def response_to_wire(response: ChatResponse) -> dict[str, Any]:
             None if choice is None else choice.finish_reason,
             stop_sequence,
             {} if choice is None else choice.extra,
+            called=bool(message.tool_calls) and response.wire_format != WIRE_FORMAT,
         ),
         "stop_sequence": stop_sequence,
         "usage": usage_to_wire(response.usage or Usage()),

@@ -166,6 +166,8 @@ class StreamWriter:
         self._blocks = 0
         self._block_of_tool: dict[int, int] = {}
         self._interleavable = True
+        self._foreign = True
+        """The answer is another format's (whose stop reasons say less than Anthropic's)."""
         self._held: dict[int, HeldCall] = {}
         self._finish: FinishReason | None = None
         self._stop_sequence: str | None = None
@@ -181,6 +183,7 @@ class StreamWriter:
             self._started = True
             # Read before chunk_for, which drops another format's tag.
             self._interleavable = may_interleave(chunk.wire_format)
+            self._foreign = chunk.wire_format != WIRE_FORMAT
             chunk = chunk_for(chunk, WIRE_FORMAT)
             out.append(self._message_start(chunk))
         else:
@@ -202,7 +205,10 @@ class StreamWriter:
             self._started = True
             out.append(self._message_start(ChatChunk("", "", 0, [])))
         self._close(out)
-        stop_reason = stop_reason_to_wire(self._finish, self._stop_sequence, self._stop_extra)
+        called = self._foreign and bool(self._block_of_tool)
+        stop_reason = stop_reason_to_wire(
+            self._finish, self._stop_sequence, self._stop_extra, called
+        )
         delta = {
             **self._stop_extra.get("message_delta", {}),
             "stop_reason": stop_reason,

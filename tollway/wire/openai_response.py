@@ -195,14 +195,42 @@ _CHUNK_KEYS = frozenset({"id", "model", "created", "choices", "usage", "object"}
 _DELTA_KEYS = frozenset({"role", "content", "tool_calls"})
 
 
-def chunk_from_wire(raw: Any) -> ChatChunk:
-    """Canonical chunk from one upstream ``chat.completion.chunk`` event.
+class ToolCallSlots:
+    """Where each tool call of one stream goes when its server leaves out the deltas'
+    ``index`` (Gemini's OpenAI-compatible API, some OpenAI-compatible servers).
+
+    Per choice, a delta whose id differs from the last call's starts the next call, and a
+    delta without one (or repeating it) continues the last; read as index 0, every parallel
+    call would be merged into the first, its arguments one invalid JSON text.
+    """
+
+    __slots__ = ("_last", "placed")
+
+    def __init__(self) -> None:
+        self._last: dict[int, tuple[int, str | None]] = {}
+        self.placed = False
+        """A delta had no ``index``: the stream's events are not the OpenAI shape as sent."""
+
+    def place(self, choice: int, call_id: str | None) -> int:
+        """The index of the call a delta without one (with ``call_id``, if any) belongs to."""
+        self.placed = True
+        last = self._last.get(choice)
+        if last is not None and (call_id is None or call_id == last[1]):
+            return last[0]
+        index = 0 if last is None else last[0] + 1
+        self._last[choice] = (index, call_id)
+        return index
+
+
+def chunk_from_wire(raw: Any, slots: ToolCallSlots | None = None) -> ChatChunk:
+    """Canonical chunk from one upstream ``chat.completion.chunk`` event; ``slots`` places
+    the tool-call deltas a server sends without their ``index`` (else each is index 0).
 
     This runs for every streamed token, so it reads fields directly rather than through the
     validating helpers; anything malformed still ends as an ``UpstreamProtocolError``.
     """
     try:
-        choices = [_chunk_choice_from_wire(c) for c in raw["choices"]]
+        choices = [_chunk_choice_from_wire(c, slots) for c in raw["choices"]]
         usage = raw.get("usage")
         return ChatChunk(
             id=raw.get("id") or "",
@@ -217,26 +245,40 @@ def chunk_from_wire(raw: Any) -> ChatChunk:
         raise UpstreamProtocolError(f"upstream stream event is malformed: {exc!r}") from None
 
 
-def _chunk_choice_from_wire(raw: dict[str, Any]) -> ChunkChoice:
+def _chunk_choice_from_wire(raw: dict[str, Any], slots: ToolCallSlots | None) -> ChunkChoice:
     delta = raw.get("delta") or {}
     calls = delta.get("tool_calls")
+    content = delta.get("content")
+    if content is not None and not isinstance(content, str):
+        raise TypeError(f"delta.content is a {type(content).__name__}, not text")
+    index = raw.get("index") or 0
     return ChunkChoice(
-        index=raw.get("index") or 0,
+        index=index,
         role=delta.get("role"),
-        content=delta.get("content"),
-        tool_calls=None if not calls else [_tool_delta_from_wire(call) for call in calls],
+        content=content,
+        tool_calls=None
+        if not calls
+        else [_tool_delta_from_wire(call, index, slots) for call in calls],
         finish_reason=raw.get("finish_reason"),
         extra={k: v for k, v in delta.items() if k not in _DELTA_KEYS},
     )
 
 
-def _tool_delta_from_wire(call: dict[str, Any]) -> ToolCallDelta:
+def _tool_delta_from_wire(
+    call: dict[str, Any], choice: int, slots: ToolCallSlots | None
+) -> ToolCallDelta:
     function = call.get("function") or {}
+    arguments = function.get("arguments") or ""
+    if not isinstance(arguments, str):  # JSON text: an object would be a fragment of nothing
+        raise TypeError(f"function.arguments is a {type(arguments).__name__}, not text")
+    index = call.get("index")
+    if index is None and slots is not None:
+        index = slots.place(choice, call.get("id"))
     return ToolCallDelta(
-        index=int(call.get("index") or 0),
+        index=int(index or 0),
         id=call.get("id"),
         name=function.get("name"),
-        arguments=function.get("arguments") or "",
+        arguments=arguments,
     )
 
 

@@ -9,10 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tollway.core.errors import InvalidRequest, UpstreamErrorBody, UpstreamProtocolError
-from tollway.core.types import ImagePart, OpaquePart, TextPart
+from tollway.core.types import ImagePart, OpaquePart, TextPart, ToolCallDelta
 from tollway.wire.openai_embeddings import embedding_request_from_wire
 from tollway.wire.openai_request import request_from_wire, request_to_wire
 from tollway.wire.openai_response import (
+    ToolCallSlots,
     chunk_from_wire,
     chunk_to_wire,
     error_from_wire,
@@ -265,6 +266,45 @@ def test_tool_call_deltas_round_trip() -> None:
             ],
         }
         assert chunk_to_wire(chunk_from_wire(body), include_usage=False) == body
+
+
+def _calls_chunk(*calls: dict[str, Any], choice: int = 0) -> dict[str, Any]:
+    delta = {"tool_calls": list(calls)}
+    return {"id": "c", "model": "m", "choices": [{"index": choice, "delta": delta}]}
+
+
+def test_tool_call_deltas_without_an_index_are_placed_by_their_id() -> None:
+    # As Gemini's OpenAI-compatible API streams them: no index, each new call with its id
+    # (sometimes repeated on its fragments), several calls in one chunk or one per chunk.
+    slots = ToolCallSlots()
+    chunks = [
+        _calls_chunk({"id": "a", "function": {"name": "f", "arguments": '{"x":'}}),
+        _calls_chunk({"function": {"arguments": "1}"}}),
+        _calls_chunk(
+            {"id": "b", "function": {"name": "g", "arguments": "{}"}},
+            {"id": "c", "function": {"name": "h", "arguments": "{"}},
+        ),
+        _calls_chunk({"id": "c", "function": {"arguments": "}"}}),
+        _calls_chunk({"id": "z", "function": {"name": "f", "arguments": "{}"}}, choice=1),
+    ]
+    placed = [
+        [(choice.index, call.index, call.name, call.arguments) for call in choice.tool_calls or ()]
+        for chunk in chunks
+        for choice in chunk_from_wire(chunk, slots).choices
+    ]
+    assert placed == [
+        [(0, 0, "f", '{"x":')],
+        [(0, 0, None, "1}")],
+        [(0, 1, "g", "{}"), (0, 2, "h", "{")],
+        [(0, 2, None, "}")],
+        [(1, 0, "f", "{}")],
+    ]
+    assert slots.placed
+    # A server that sends the index is read as it says, and nothing is placed.
+    indexed = ToolCallSlots()
+    chunk = chunk_from_wire(_calls_chunk({"index": 3, "id": "d", "function": {}}), indexed)
+    assert chunk.choices[0].tool_calls == [ToolCallDelta(3, "d", None, "")]
+    assert not indexed.placed
 
 
 def test_embedding_inputs_normalise_to_lists() -> None:
