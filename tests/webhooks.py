@@ -1,7 +1,7 @@
 """A webhook receiver for alert tests: a real aiohttp server on a free port, in a thread.
 
 It records every POSTed body by path, and can be told to answer the first N deliveries
-(of a path, or of any) with 500, so retries are seen from the outside.
+(of a path, or of any) with 500, so retries are seen from the outside, or to redirect them.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ class WebhookReceiver:
         self._received: list[tuple[str, Any]] = []
         self._failures_left = 0
         self._failure_status = 500
+        self._redirect: str | None = None
         self.failed = 0
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
@@ -51,6 +52,10 @@ class WebhookReceiver:
             if self._failures_left > 0:
                 self._failures_left -= 1
                 self.failed += 1
+                if self._redirect is not None:
+                    # 307 keeps the method and the body: a client that follows it re-POSTs.
+                    headers = {"Location": self._redirect}
+                    return web.Response(status=self._failure_status, headers=headers)
                 return web.Response(status=self._failure_status, text="told to fail")
             self._received.append((request.path, orjson.loads(body)))
         return web.Response(text="ok")
@@ -60,6 +65,14 @@ class WebhookReceiver:
         with self._lock:
             self._failures_left = count
             self._failure_status = status
+            self._redirect = None
+
+    def redirect_next(self, count: int, location: str, status: int = 307) -> None:
+        """Answer the next ``count`` deliveries with a redirect to ``location``."""
+        with self._lock:
+            self._failures_left = count
+            self._failure_status = status
+            self._redirect = location
 
     def bodies(self, path: str | None = None) -> list[Any]:
         """The bodies received so far (at ``path``, if given), in order."""

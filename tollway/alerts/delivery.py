@@ -5,7 +5,8 @@
 resolves the webhook's URL through the vault at that moment (a rotated ``file:`` secret is
 picked up), POSTs the rendered body, and retries a connection error, a timeout, a 429 or a
 5xx up to ``retries`` more times, waiting ``retry_backoff`` and doubling. Any other answer
-(a 4xx: the URL is wrong or revoked) fails at once.
+(a 4xx: the URL is wrong or revoked) fails at once, and so does a redirect (3xx), which is
+never followed: the alert would go wherever it points.
 
 A webhook URL is a secret (Slack's carries its token in the path): it is never logged.
 Failures are logged with the webhook's name, the alert's kind and dedup key, and only the
@@ -156,7 +157,11 @@ class Delivery:
         assert self._session is not None
         headers = {"content-type": "application/json"}
         try:
-            async with self._session.post(url, data=body, headers=headers) as response:
+            # A redirect is never followed: it would send the alert (spend, keys' names) to
+            # wherever the answer points, and the webhook's own URL is checked, not that one.
+            async with self._session.post(
+                url, data=body, headers=headers, allow_redirects=False
+            ) as response:
                 await response.read()
                 status = response.status
         except TimeoutError:
@@ -166,6 +171,9 @@ class Delivery:
             return type(exc).__name__, True
         if status < 300:
             return "", False
+        if status < 400:
+            # Only the status: the Location may carry a token, like the webhook's own URL.
+            return f"HTTP {status}, a redirect (not followed)", False
         return f"HTTP {status}", status == 429 or status >= 500
 
     async def close(self) -> None:

@@ -105,6 +105,33 @@ async def test_a_webhook_that_keeps_failing_is_given_up_and_counted(
     assert SECRET_PATH not in caplog.text and "127.0.0.1" not in caplog.text
 
 
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+async def test_a_redirect_is_never_followed_and_is_a_failed_delivery(
+    receiver: WebhookReceiver, caplog: pytest.LogCaptureFixture, status: int
+) -> None:
+    # The webhook's URL carries a token in its query too; so may the Location it points to.
+    receiver.clear()
+    elsewhere = f"{receiver.url}/elsewhere?token=redirected-secret-9191"
+    receiver.redirect_next(1, elsewhere, status)
+    failures: list[str] = []
+    url = receiver.url + "/json" + SECRET_PATH + "?token=query-secret-4242"
+    delivery = Delivery(
+        alerts_config("json", retries=2), Vault({"HOOK_JSON": url}), failures.append
+    )
+    await delivery.start()
+    try:
+        [hook] = delivery.webhooks
+        with caplog.at_level(logging.INFO, "tollway.alerts"):
+            assert not await delivery.deliver(hook, alert())
+    finally:
+        await delivery.close()
+    assert receiver.bodies() == []  # nothing reached where the redirect pointed
+    assert failures == ["hook-json"]
+    assert f"after 1 attempt(s): HTTP {status}, a redirect (not followed)" in caplog.text
+    for secret in (SECRET_PATH, "query-secret-4242", "redirected-secret-9191", "127.0.0.1"):
+        assert secret not in caplog.text
+
+
 async def test_unreachable_or_unset_urls_fail_without_naming_the_url(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
