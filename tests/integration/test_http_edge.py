@@ -108,13 +108,6 @@ async def test_a_body_that_is_not_its_content_encoding_is_400(gateway_url: str) 
     assert "gzip" in payload["error"]["message"]
 
 
-async def test_body_over_the_limit_is_413(gateway_url: str) -> None:
-    huge = {**HELLO, "messages": [{"role": "user", "content": "x" * (9 * 1024 * 1024)}]}
-    status, payload, _ = await post(gateway_url + CHAT, huge)
-    assert status == 413
-    assert_openai_error(payload, "invalid_request_error")
-
-
 async def test_embedding_model_on_chat_route_is_400(gateway_url: str) -> None:
     status, payload, _ = await post(gateway_url + CHAT, {**HELLO, "model": "test-embed"})
     assert status == 400

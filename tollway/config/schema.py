@@ -212,7 +212,10 @@ class ServerConfig(Strict):
 
     host: str = "127.0.0.1"
     port: int = Field(default=4000, ge=0, le=65535)
-    max_body_size: ByteSize = ByteSize(8 * 1024 * 1024)
+    max_body_size: ByteSize = ByteSize(64 * 1024 * 1024)
+    """Request bodies over this get a 413. The default takes what the providers take: 32 MB
+    for Anthropic's Messages API, up to 50 MB of images (as base64, a third more) for
+    OpenAI's."""
     shutdown_timeout: Duration = 30.0
     access_log: bool = False
     reload_interval: Duration | None = 2.0

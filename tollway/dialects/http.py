@@ -69,9 +69,9 @@ async def read_json_object(request: web.Request, max_size: int) -> dict[str, Any
     if request.content_length is not None and request.content_length > max_size:
         raise PayloadTooLarge(f"Request body is over the limit of {max_size} bytes.")
     try:
-        raw = await request.read()
+        raw: bytes | None = await request.read()  # one growing buffer: copied once, not per read
     except web.HTTPRequestEntityTooLarge:
-        raise PayloadTooLarge(f"Request body is over the limit of {max_size} bytes.") from None
+        raw = None
     except web.RequestPayloadError:  # e.g. a body that is not the gzip it says it is
         # The rest of the body is unreadable too: given up on here, so that aiohttp does not
         # try to drain it after the answer (and log the same error as unhandled).
@@ -80,6 +80,10 @@ async def read_json_object(request: web.Request, max_size: int) -> dict[str, Any
         raise InvalidRequest(
             f"Request body cannot be read with its Content-Encoding ({encoding})."
         ) from None
+    if raw is None or len(raw) > max_size:
+        # A body without Content-Length (chunked) is known too large only once read; aiohttp
+        # stops reading at its own limit, one byte over this one.
+        raise PayloadTooLarge(f"Request body is over the limit of {max_size} bytes.")
     if not raw:
         raise InvalidRequest("Request body is empty; send a JSON object.")
     try:
