@@ -756,18 +756,19 @@ def test_openai_features_anthropic_lacks_are_400s(
 
 
 @pytest.mark.parametrize(
-    ("status", "error_type", "code"),
+    ("status", "sent", "error_type", "code"),
     [
-        (400, "invalid_request_error", None),
-        (404, "invalid_request_error", None),
-        (413, "invalid_request_error", None),
-        (429, "rate_limit_error", "rate_limit_exceeded"),
-        (500, "upstream_error", None),
-        (529, "upstream_error", None),
+        (400, 400, "invalid_request_error", None),
+        (404, 404, "invalid_request_error", None),
+        (413, 413, "invalid_request_error", None),
+        (429, 429, "rate_limit_error", "rate_limit_exceeded"),
+        (500, 502, "upstream_error", None),
+        # Anthropic's overload is OpenAI's own: 503 server_is_overloaded (no 529 in OpenAI).
+        (529, 503, "service_unavailable_error", "server_is_overloaded"),
     ],
 )
 def test_an_anthropic_deployments_error_reaches_openai_clients_in_openais_words(
-    gpt: openai.OpenAI, status: int, error_type: str, code: str | None
+    gpt: openai.OpenAI, status: int, sent: int, error_type: str, code: str | None
 ) -> None:
     with pytest.raises(openai.APIStatusError) as caught:
         gpt.chat.completions.create(
@@ -775,7 +776,7 @@ def test_an_anthropic_deployments_error_reaches_openai_clients_in_openais_words(
             messages=[{"role": "user", "content": "x"}],
             extra_headers={"x-sim-fault": f"status:{status}"},
         )
-    assert caught.value.status_code == (502 if status >= 500 else status)
+    assert caught.value.status_code == sent
     body = caught.value.body
     # Anthropic's own type names (rate_limit_error, overloaded_error, ...) are not OpenAI codes.
     assert isinstance(body, dict) and (body["type"], body["code"]) == (error_type, code)
@@ -811,7 +812,7 @@ def test_an_openai_deployments_code_and_param_reach_openai_clients(gpt: openai.O
         (422, "invalid_request_error"),
         (429, "rate_limit_error"),
         (500, "api_error"),
-        (503, "api_error"),
+        (503, "overloaded_error"),
     ],
 )
 def test_an_openai_deployments_error_reaches_anthropic_clients_in_anthropics_words(
@@ -824,7 +825,8 @@ def test_an_openai_deployments_error_reaches_anthropic_clients_in_anthropics_wor
             messages=user("x"),
             extra_headers={"x-sim-fault": f"status:{status}"},
         )
-    assert caught.value.status_code == (502 if status >= 500 else status)
+    # An overload (503) is Anthropic's own: 529 overloaded_error, the SDK's OverloadedError.
+    assert caught.value.status_code == {500: 502, 503: 529}.get(status, status)
     body = caught.value.body
     assert isinstance(body, dict) and body["type"] == "error"
     assert body["error"]["type"] == error_type  # never OpenAI's (e.g. the simulator's "requests")

@@ -303,7 +303,7 @@ def test_upstream_rate_limit_keeps_retry_after(gpt: openai.OpenAI) -> None:
 def test_upstream_server_error_becomes_502(gpt: openai.OpenAI) -> None:
     with pytest.raises(openai.InternalServerError) as caught:
         gpt.chat.completions.create(
-            model="test-vertex", messages=user("x"), extra_headers={"x-sim-fault": "status:503"}
+            model="test-vertex", messages=user("x"), extra_headers={"x-sim-fault": "status:500"}
         )
     assert caught.value.status_code == 502
 

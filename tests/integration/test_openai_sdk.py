@@ -523,7 +523,7 @@ def test_upstream_server_error_becomes_502(client: openai.OpenAI) -> None:
         client.chat.completions.create(
             model="test-chat",
             messages=[{"role": "user", "content": "x"}],
-            extra_headers={"x-sim-fault": "status:503"},
+            extra_headers={"x-sim-fault": "status:500"},
         )
     assert caught.value.status_code == 502
 

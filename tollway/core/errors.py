@@ -10,7 +10,9 @@
     ├── ClientDisconnected            499  the client left mid-stream (recorded, never sent)
     └── UpstreamError                      the provider could not give an answer
         ├── UpstreamStatusError       4xx passed through as is, but 401 / 403 (the provider
-        │                             refused the gateway's own key) become 502; 5xx 502
+        │                             refused the gateway's own key) become 502; an overload
+        │                             (503, Anthropic's 529) 503, sent to Anthropic clients as
+        │                             Anthropic sends it (529 overloaded_error); other 5xx 502
         ├── UpstreamTimeout           504  connect, first byte or total timeout
         │   └── DeadlineExceeded      504  the model group's deadline passed (no further try)
         ├── UpstreamUnavailable       502  connection refused, reset, DNS
@@ -35,6 +37,9 @@ class GatewayError(Exception):
     """Base of every error the gateway answers a client with."""
 
     status: int = 500
+    anthropic_status: int | None = None
+    """The status Anthropic-dialect clients get when it is not ``status``: Anthropic's API
+    answers an overload with 529, a status no other API uses."""
     openai_type: str = "server_error"
     anthropic_type: str = "api_error"
     retryable: bool = False
@@ -184,6 +189,13 @@ class UpstreamStatusError(UpstreamError):
     """The provider answered with an error status; 4xx keep their status, 5xx become 502,
     and so do 401 and 403: the provider refused the gateway's credential, not the client's.
 
+    An overload (503 from any provider: OpenAI's "server is overloaded", Gemini's
+    ``UNAVAILABLE``, Bedrock's ``ServiceUnavailableException``; Anthropic's 529
+    ``overloaded_error``) is not the gateway's failure but the provider's "try again later":
+    OpenAI-dialect clients get 503 as OpenAI sends it (``service_unavailable_error``,
+    ``server_is_overloaded``), Anthropic-dialect clients 529 ``overloaded_error``, as Anthropic
+    sends it, so code written against either SDK's overload error works through the gateway.
+
     ``code`` is what OpenAI-dialect clients read: an OpenAI-format upstream's own, else one
     of OpenAI's codes the status means (``rate_limit_exceeded``) or none; ``kind`` is the
     provider's own name for the error, never sent as an OpenAI code.
@@ -222,7 +234,10 @@ class UpstreamStatusError(UpstreamError):
             400 <= upstream_status < 500 and upstream_status not in _DEPLOYMENT_FAULTS
         )
         self.status = upstream_status if upstream_status < 500 and refusal is None else 502
-        if self.status < 500:
+        if upstream_status in _OVERLOADS:
+            self.status, self.anthropic_status = 503, 529
+            self.openai_type, self.anthropic_type = "service_unavailable_error", "overloaded_error"
+        elif self.status < 500:
             # Passed through: keep the provider's own error type where it gave one.
             self.openai_type = error_type or _OPENAI_TYPES.get(self.status, "invalid_request_error")
             self.anthropic_type = _ANTHROPIC_TYPES.get(self.status, "invalid_request_error")
@@ -262,7 +277,12 @@ class UpstreamProtocolError(UpstreamError):
 _CALLER_FAULTS = frozenset({400, 413, 415, 422})
 _DEPLOYMENT_FAULTS = frozenset({401, 403, 404, 408, 409, 429})
 
-_OPENAI_CODES = {429: "rate_limit_exceeded"}
+_OVERLOADS = frozenset({503, 529})
+_OPENAI_CODES = {
+    429: "rate_limit_exceeded",
+    503: "server_is_overloaded",
+    529: "server_is_overloaded",
+}
 _CREDENTIAL_REFUSALS = {
     401: (
         "upstream_authentication_failed",

@@ -46,9 +46,10 @@ def error_payload(exc: GatewayError, rid: str) -> dict[str, Any]:
 
 
 def error_response(exc: GatewayError, rid: str, headers: dict[str, str]) -> web.Response:
-    """An HTTP answer carrying ``exc`` in Anthropic's shape."""
+    """An HTTP answer carrying ``exc`` in Anthropic's shape (with Anthropic's own status for
+    it, e.g. 529 for an overload)."""
     return web.Response(
-        status=exc.status,
+        status=exc.anthropic_status or exc.status,
         body=orjson.dumps(error_payload(exc, rid)),
         content_type=_JSON,
         headers={**headers, "request-id": rid, **exc.headers},

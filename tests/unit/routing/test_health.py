@@ -67,8 +67,11 @@ def test_a_failed_probe_opens_the_circuit_again() -> None:
 
 def test_the_last_error_names_an_upstream_status_without_a_code() -> None:
     book = HealthBook(CONFIG)
+    _fail(book, "d", UpstreamStatusError(500, "internal"))
+    assert book.of("d").last_error == "upstream_status_500"
+    # An overload is named as OpenAI names it to its clients (a 429 likewise).
     _fail(book, "d", UpstreamStatusError(503, "unavailable"))
-    assert book.of("d").last_error == "upstream_status_503"
+    assert book.of("d").last_error == "server_is_overloaded"
     _fail(book, "d", UpstreamStatusError(500, "boom", code="server_error"))
     assert book.of("d").last_error == "server_error"
     # The provider's own name for it, which OpenAI clients are not sent as a code.

@@ -1,0 +1,149 @@
+"""Provider errors as clients see them, over real ports with the real SDKs.
+
+An overload (Anthropic's 529, a 503 from the others) as each SDK knows it. A gateway of its
+own in front of the session's simulator, so the health these failures teach it stays here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from tests.conftest import BEDROCK_MODEL, UPSTREAM_KEY
+from tests.support import CLIENT_KEY, running_gateway
+
+AUTH = {"Authorization": f"Bearer {CLIENT_KEY}", "anthropic-version": "2023-06-01"}
+KEY = "env:TEST_UPSTREAM_KEY"
+FAMILIES = ("openai", "azure", "anthropic", "gemini", "bedrock")
+
+
+def deployment(family: str, simulator_url: str, **extra: Any) -> dict[str, Any]:
+    """One deployment of ``family`` on the simulator."""
+    if family == "openai":
+        where = {"provider": "openai", "model": "sim-chat", "api_base": f"{simulator_url}/v1"}
+    elif family == "azure":
+        where = {"provider": "azure_openai", "model": "sim-chat", "api_base": simulator_url,
+                 "azure_deployment": "my-chat", "api_version": "2024-10-21"}  # fmt: skip
+    elif family == "bedrock":
+        where = {"provider": "bedrock", "model": BEDROCK_MODEL, "region": "us-east-1",
+                 "api_base": simulator_url}  # fmt: skip
+    else:
+        where = {"provider": family, "model": "sim-chat", "api_base": simulator_url}
+    return {**where, "api_key": KEY, **extra}
+
+
+@pytest.fixture(scope="module")
+def gateway(log_dir: Path, simulator_url: str) -> Iterator[str]:
+    def fails(header: str, value: str, ident: str, family: str) -> dict[str, Any]:
+        # A deployment's own headers win over the client's: this one always fails so.
+        return deployment(family, simulator_url, id=ident, headers={header: value})
+
+    groups: list[dict[str, Any]] = [
+        {"name": f"err-{family}", "deployments": [deployment(family, simulator_url)]}
+        for family in FAMILIES
+    ]
+    groups += [
+        {"name": "overloaded-then-ok", "deployments": [
+            fails("x-sim-fault", "status:529", "overloaded-primary", "anthropic"),
+            deployment("anthropic", simulator_url, id="overloaded-backup")]},
+        {"name": "all-overloaded", "deployments": [
+            fails("x-sim-fault", "status:529", "overloaded-1", "anthropic"),
+            fails("x-sim-fault", "status:503", "overloaded-2", "gemini")]},
+    ]  # fmt: skip
+    config = {
+        "upstream": {
+            "timeouts": {"connect": "2s", "first_byte": "5s", "total": "20s"},
+            "forward_headers": ["x-sim-*"],
+        },
+        "models": groups,
+    }
+    with running_gateway(log_dir, config, {"TEST_UPSTREAM_KEY": UPSTREAM_KEY}) as (url, _):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def claude(gateway: str) -> Iterator[anthropic.Anthropic]:
+    with anthropic.Anthropic(base_url=gateway, api_key=CLIENT_KEY, max_retries=0) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def gpt(gateway: str) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=gateway + "/v1", api_key=CLIENT_KEY, max_retries=0) as client:
+        yield client
+
+
+# --- overloads ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "fault"),
+    [("err-anthropic", "status:529"), ("err-gemini", "status:503"),
+     ("err-bedrock", "status:503"), ("err-openai", "status:503")],
+)  # fmt: skip
+def test_an_overload_is_anthropics_overloaded_error_to_anthropic_clients(
+    claude: anthropic.Anthropic, model: str, fault: str
+) -> None:
+    headers = {"x-sim-fault": fault}
+    with pytest.raises(anthropic.OverloadedError) as caught:
+        claude.messages.create(
+            model=model, max_tokens=16, messages=[{"role": "user", "content": "hi"}],
+            extra_headers=headers,
+        )  # fmt: skip
+    assert caught.value.status_code == 529
+    assert isinstance(caught.value.body, dict)
+    assert caught.value.body["error"]["type"] == "overloaded_error"
+    stream = claude.messages.stream(
+        model=model, max_tokens=16, messages=[{"role": "user", "content": "hi"}],
+        extra_headers=headers,
+    )  # fmt: skip
+    with pytest.raises(anthropic.OverloadedError), stream:  # fails before its first byte
+        pass
+
+
+@pytest.mark.parametrize("fault", ["status:529", "status:503"])
+def test_an_overload_is_openais_503_to_openai_clients(gpt: openai.OpenAI, fault: str) -> None:
+    headers = {"x-sim-fault": fault}
+    with pytest.raises(openai.InternalServerError) as caught:
+        gpt.chat.completions.create(
+            model="err-anthropic", messages=[{"role": "user", "content": "hi"}],
+            extra_headers=headers,
+        )  # fmt: skip
+    assert caught.value.status_code == 503
+    assert (caught.value.type, caught.value.code) == (
+        "service_unavailable_error", "server_is_overloaded"
+    )  # fmt: skip
+    with pytest.raises(openai.InternalServerError) as responses:
+        gpt.responses.create(model="err-anthropic", input="hi", extra_headers=headers)
+    assert (responses.value.status_code, responses.value.code) == (503, "server_is_overloaded")
+
+
+def test_an_overloaded_deployment_fails_over_and_counts_as_its_failure(
+    claude: anthropic.Anthropic, gateway: str
+) -> None:
+    raw = claude.messages.with_raw_response.create(
+        model="overloaded-then-ok", max_tokens=16, messages=[{"role": "user", "content": "hi"}]
+    )
+    assert raw.parse().stop_reason in ("end_turn", "max_tokens")
+    assert raw.headers["x-tollway-deployment"] == "overloaded-backup"
+    assert raw.headers["x-tollway-fallbacks"] == "1"
+    rows = httpx.get(gateway + "/admin/deployments", headers=AUTH).json()["data"]
+    primary = next(row for row in rows if row["id"] == "overloaded-primary")
+    assert primary["failures"] >= 1 and primary["last_error"] == "overloaded_error"
+
+
+def test_every_candidate_overloaded_is_an_overload(
+    claude: anthropic.Anthropic, gpt: openai.OpenAI
+) -> None:
+    messages: Any = [{"role": "user", "content": "hi"}]
+    with pytest.raises(anthropic.OverloadedError):
+        claude.messages.create(model="all-overloaded", max_tokens=16, messages=messages)
+    with pytest.raises(openai.InternalServerError) as caught:
+        gpt.chat.completions.create(model="all-overloaded", messages=messages)
+    assert (caught.value.status_code, caught.value.code) == (503, "server_is_overloaded")
