@@ -1,7 +1,8 @@
-"""Provider errors as clients see them, over real ports with the real SDKs.
+"""Provider errors as clients see them, over real ports with the real SDKs and raw HTTP.
 
-An overload (Anthropic's 529, a 503 from the others) as each SDK knows it. A gateway of its
-own in front of the session's simulator, so the health these failures teach it stays here.
+Every provider family's error statuses through every client API; an overload (Anthropic's
+529, a 503 from the others) as each SDK knows it. A gateway of its own in front of the
+session's simulator, so the health these failures teach it stays here.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from tests.support import CLIENT_KEY, running_gateway
 AUTH = {"Authorization": f"Bearer {CLIENT_KEY}", "anthropic-version": "2023-06-01"}
 KEY = "env:TEST_UPSTREAM_KEY"
 FAMILIES = ("openai", "azure", "anthropic", "gemini", "bedrock")
+DIALECTS = ("chat", "messages", "responses")
+PATHS = {"chat": "/v1/chat/completions", "messages": "/v1/messages", "responses": "/v1/responses"}
 
 
 def deployment(family: str, simulator_url: str, **extra: Any) -> dict[str, Any]:
@@ -79,6 +82,104 @@ def gpt(gateway: str) -> Iterator[openai.OpenAI]:
         yield client
 
 
+def body_for(dialect: str, model: str, stream: bool = False) -> dict[str, Any]:
+    """The smallest request of ``dialect``."""
+    if dialect == "responses":
+        body: dict[str, Any] = {"model": model, "input": "hello there"}
+    else:
+        body = {"model": model, "messages": [{"role": "user", "content": "hello there"}]}
+    if dialect == "messages":
+        body["max_tokens"] = 32
+    return {**body, "stream": True} if stream else body
+
+
+def ask(
+    gateway: str, dialect: str, model: str, headers: dict[str, str], stream: bool = False
+) -> httpx.Response:
+    return httpx.post(
+        gateway + PATHS[dialect],
+        json=body_for(dialect, model, stream),
+        headers={**AUTH, **headers},
+        timeout=30,
+    )
+
+
+def error_of(dialect: str, response: httpx.Response) -> dict[str, Any]:
+    """The error object of a JSON error answer, checked to be in the dialect's shape."""
+    payload = response.json()
+    if dialect == "messages":
+        assert payload["type"] == "error" and set(payload["error"]) == {"type", "message"}
+        assert payload["request_id"] == response.headers["request-id"]
+    else:
+        assert set(payload) == {"error"}
+        assert set(payload["error"]) == {"message", "type", "param", "code"}
+    return dict(payload["error"])
+
+
+# --- the matrix: every family's error statuses through every client API -----------------------
+
+STATUSES = (400, 404, 413, 422, 429, 500, 503)
+UPSTREAM_KINDS = {
+    "openai": {500: "server_error", 503: "server_error"},
+    "anthropic": {500: "api_error", 503: "api_error"},
+    "gemini": {500: "INTERNAL", 503: "UNAVAILABLE"},
+    "bedrock": {500: "InternalServerException", 503: "ServiceUnavailableException"},
+}
+ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    500: "api_error",
+    503: "overloaded_error",
+}
+OPENAI_TYPES = {
+    400: "invalid_request_error",
+    404: "invalid_request_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    500: "upstream_error",
+    503: "service_unavailable_error",
+}
+
+
+@pytest.mark.parametrize("status", STATUSES)
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize("family", FAMILIES)
+def test_an_upstream_error_reaches_each_client_api_with_its_status_type_and_words(
+    gateway: str, family: str, dialect: str, status: int
+) -> None:
+    headers = {"x-sim-fault": f"status:{status}", "x-sim-retry-after": "7"}
+    response = ask(gateway, dialect, f"err-{family}", headers)
+    error = error_of(dialect, response)
+    if status == 503:  # an overload: each API's own status for it
+        assert response.status_code == (529 if dialect == "messages" else 503)
+    else:
+        assert response.status_code == (502 if status >= 500 else status)
+    if dialect == "messages":
+        assert error["type"] == ANTHROPIC_TYPES[status]
+    elif family == "openai" and status == 429:
+        assert error["type"] == "requests"  # an OpenAI-format upstream's own type, passed on
+    else:
+        assert error["type"] == OPENAI_TYPES[status]
+    if dialect != "messages" and status in (429, 503):
+        codes = {429: "rate_limit_exceeded", 503: "server_is_overloaded"}
+        assert error["code"] == codes[status]
+    message = error["message"]
+    assert "(simulated fault)" in message  # the provider's own words
+    if status >= 500:  # the gateway's failure to answer: which deployment, what it said
+        group = f"err-{family}"
+        assert message.startswith(f"deployment '{group}#0' (model group '{group}'): ")
+        kind = UPSTREAM_KINDS.get(family, {}).get(status)  # the provider's name for it
+        assert f"upstream answered {status}{f' {kind}' if kind else ''}: " in message
+    else:
+        assert not message.startswith("deployment")
+    if status in (429, 503):  # Gemini says it in its body (RetryInfo): a header all the same
+        assert response.headers["retry-after"] == "7"
+
+
 # --- overloads ---------------------------------------------------------------------------------
 
 
@@ -119,6 +220,7 @@ def test_an_overload_is_openais_503_to_openai_clients(gpt: openai.OpenAI, fault:
     assert (caught.value.type, caught.value.code) == (
         "service_unavailable_error", "server_is_overloaded"
     )  # fmt: skip
+    assert "upstream answered" in caught.value.message
     with pytest.raises(openai.InternalServerError) as responses:
         gpt.responses.create(model="err-anthropic", input="hi", extra_headers=headers)
     assert (responses.value.status_code, responses.value.code) == (503, "server_is_overloaded")

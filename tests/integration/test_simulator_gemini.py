@@ -214,8 +214,12 @@ async def test_faults_and_bad_requests_answer_in_googles_error_shape(
     limited = await client.post(
         GEMINI + ":generateContent", json=HELLO, headers={"x-sim-fault": "status:429"}
     )
-    assert limited.status_code == 429 and limited.headers["retry-after"] == "1"
+    # Google says how long to wait in the body (RetryInfo), not in a retry-after header.
+    assert limited.status_code == 429 and "retry-after" not in limited.headers
     assert limited.json()["error"]["status"] == "RESOURCE_EXHAUSTED"
+    assert limited.json()["error"]["details"] == [
+        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "1s"}
+    ]
     missing = await client.post(GEMINI + ":generateContent", json={"contents": []})
     assert missing.status_code == 400
     assert missing.json()["error"]["status"] == "INVALID_ARGUMENT"

@@ -176,6 +176,8 @@ class UpstreamErrorBody(NamedTuple):
     sent: only an OpenAI-format upstream gives them. ``kind`` is the provider's own name for
     the error (Anthropic's ``overloaded_error``, Gemini's ``RESOURCE_EXHAUSTED``, Bedrock's
     ``ThrottlingException``), for operators and the gateway's own decisions.
+    ``retry_after`` is a wait the body asks for (Google's ``RetryInfo``), as the delta-seconds
+    of a ``retry-after`` header, for providers that say it there rather than in the header.
     """
 
     message: str
@@ -183,6 +185,7 @@ class UpstreamErrorBody(NamedTuple):
     code: str | None = None
     param: str | None = None
     kind: str | None = None
+    retry_after: str | None = None
 
 
 class UpstreamStatusError(UpstreamError):

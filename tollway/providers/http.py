@@ -300,15 +300,22 @@ async def _status_error(
     except orjson.JSONDecodeError:
         parsed = raw.decode("utf-8", "replace").strip() or response.reason or ""
     body = parse_error(parsed)
+    # AWS services name the error in a header (``ThrottlingException:http://...``), not the body.
+    kind = body.kind or response.headers.get("x-amzn-errortype", "").split(":", 1)[0] or None
     message = body.message or f"upstream answered {response.status}"
+    if response.status >= 500 and body.message:
+        # The gateway answers for a 5xx in its own words: say what the provider answered.
+        # (Azure's gateway names an error by its status again: said once.)
+        named = f"{response.status} {kind}" if kind and not kind.isdigit() else str(response.status)
+        message = f"upstream answered {named}: {body.message}"
     return UpstreamStatusError(
         response.status,
         message,
         error_type=body.type,
         code=body.code,
         param=body.param,
-        retry_after=response.headers.get("retry-after"),
-        kind=body.kind,
+        retry_after=response.headers.get("retry-after") or body.retry_after,
+        kind=kind,
         detail=f"{_host(url)} answered {response.status}: {message}",
     )
 

@@ -5,7 +5,8 @@ validation errors, and ``{"error": {"code": "<status>", "message"}}`` for the er
 produces (auth, throttling, unknown routes, outages). Anthropic:
 ``{"type": "error", "error": {"type", "message"}, "request_id"}``. Bedrock: ``{"message"}`` with
 the exception's name in the ``x-amzn-errortype`` header. Gemini API and Vertex AI:
-``{"error": {"code": <status>, "message", "status": "<gRPC code name>"}}``.
+``{"error": {"code": <status>, "message", "status": "<gRPC code name>"}}``, with a
+``google.rpc.RetryInfo`` in ``details`` when the client should wait.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ _GOOGLE_STATUSES = {
     503: "UNAVAILABLE",
     504: "DEADLINE_EXCEEDED",
 }
+_RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
 _BEDROCK_TYPE_SUFFIX = ":http://internal.amazon.com/coral/com.amazon.bedrock/"
 
 
@@ -140,6 +142,16 @@ def error_body(
             "code": code if code is not None else _OPENAI_CODES.get(status),
         }
     }
+
+
+def google_error_response(
+    dialect: Dialect, status: int, message: str, request_id: str, *, retry_delay: str
+) -> web.Response:
+    """A Google error asking the client to wait ``retry_delay`` (``"7s"``), as Google asks:
+    a ``google.rpc.RetryInfo`` among the error's ``details``, and no ``retry-after`` header."""
+    body = error_body(dialect, status, message, request_id=request_id)
+    body["error"]["details"] = [{"@type": _RETRY_INFO, "retryDelay": retry_delay}]
+    return json_response(body, request_id, dialect, status)
 
 
 def error_response(

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from tollway.simulator.errors import Dialect, error_response, reason
+from tollway.simulator.errors import Dialect, error_response, google_error_response, reason
 from tollway.simulator.faults import close_connection, reset_connection
 from tollway.simulator.settings import SimulatorSettings
 from tollway.simulator.state import SimulatorState
@@ -208,6 +208,10 @@ def _status_fault(
     if retry_after is not None or status == 429:
         headers["retry-after"] = retry_after or DEFAULT_RETRY_AFTER
     message = f"{reason(status)} (simulated fault)"
+    if dialect in (Dialect.GEMINI, Dialect.VERTEX) and headers:
+        # Google says how long to wait in the body (google.rpc.RetryInfo), not in a header.
+        delay = f"{headers.pop('retry-after')}s"
+        return google_error_response(dialect, status, message, request_id, retry_delay=delay)
     return error_response(dialect, status, message, request_id=request_id, headers=headers)
 
 

@@ -15,6 +15,7 @@ Thought summaries (``thought: true`` parts) are not the answer and are left out 
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -56,6 +57,7 @@ _MODELLED_USAGE = frozenset(
         "cachedContentTokenCount", "totalTokenCount",
     }
 )  # fmt: skip
+_RETRY_INFO = "google.rpc.RetryInfo"
 _CANDIDATE_KEYS = frozenset({"content", "finishReason", "index"})
 _RESPONSE_KEYS = frozenset({"candidates", "usageMetadata", "modelVersion", "responseId"})
 
@@ -222,10 +224,33 @@ def error_from_wire(raw: Any) -> UpstreamErrorBody:
         if isinstance(error, dict):
             status = error.get("status")
             message = error.get("message") or str(error)
-            return UpstreamErrorBody(str(message), kind=None if status is None else str(status))
+            return UpstreamErrorBody(
+                str(message),
+                kind=None if status is None else str(status),
+                retry_after=_retry_delay(error.get("details")),
+            )
         if isinstance(error, str):
             return UpstreamErrorBody(error)
     return UpstreamErrorBody(str(raw)[:500])
+
+
+def _retry_delay(details: Any) -> str | None:
+    """The wait a ``google.rpc.RetryInfo`` detail asks for (``"23s"``, ``"0.5s"``), as whole
+    delta-seconds (rounded up): Google says it there, never in a ``retry-after`` header."""
+    if not isinstance(details, list):
+        return None
+    for detail in details:
+        if not isinstance(detail, dict) or not str(detail.get("@type", "")).endswith(_RETRY_INFO):
+            continue
+        delay = detail.get("retryDelay")
+        if isinstance(delay, str) and delay.endswith("s"):
+            try:
+                seconds = float(delay[:-1])
+            except ValueError:
+                return None
+            if math.isfinite(seconds) and seconds >= 0:
+                return str(math.ceil(seconds))
+    return None
 
 
 def stream_error(raw: Any) -> UpstreamError:
@@ -235,4 +260,4 @@ def stream_error(raw: Any) -> UpstreamError:
     code = error.get("code") if isinstance(error, dict) else None
     http_status = code if isinstance(code, int) and 400 <= code <= 599 else 500
     message = f"upstream stream failed: {body.message}"
-    return UpstreamStatusError(http_status, message, kind=body.kind)
+    return UpstreamStatusError(http_status, message, kind=body.kind, retry_after=body.retry_after)

@@ -9,7 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tollway.core.errors import InvalidRequest, UpstreamProtocolError
+from tollway.core.errors import (
+    InvalidRequest,
+    UpstreamErrorBody,
+    UpstreamProtocolError,
+)
 from tollway.core.types import ChatResponse, Choice, Message, Usage
 from tollway.wire import anthropic_request, anthropic_response, openai_request, openai_response
 from tollway.wire.anthropic_request import JSON_OBJECT_INSTRUCTION
@@ -566,8 +570,10 @@ def test_malformed_answers_are_protocol_errors(raw: Any) -> None:
 
 
 def test_error_bodies() -> None:
-    assert error_from_wire({"message": "Too many requests"}) == ("Too many requests",) + (None,) * 4
+    assert error_from_wire({"message": "Too many requests"}) == UpstreamErrorBody(
+        "Too many requests"
+    )
     typed = {"__type": "com.amazon.coral.validate#ValidationException", "message": "bad"}
-    assert error_from_wire(typed) == ("bad", None, None, None, "ValidationException")
+    assert error_from_wire(typed) == UpstreamErrorBody("bad", kind="ValidationException")
     assert error_from_wire({"Message": "Upper"})[0] == "Upper"
     assert error_from_wire("plain text")[0] == "plain text"

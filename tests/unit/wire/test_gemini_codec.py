@@ -16,7 +16,12 @@ from pydantic import ValidationError
 from tollway.auth.vault import Vault
 from tollway.config.schema import DeploymentConfig
 from tollway.config.types import SecretRef
-from tollway.core.errors import InvalidRequest, UpstreamProtocolError, UpstreamStatusError
+from tollway.core.errors import (
+    InvalidRequest,
+    UpstreamErrorBody,
+    UpstreamProtocolError,
+    UpstreamStatusError,
+)
 from tollway.core.types import (
     ChatChunk,
     ChatRequest,
@@ -513,9 +518,11 @@ def test_a_blocked_prompt_is_an_empty_content_filter_answer() -> None:
 
 def test_error_bodies_and_stream_errors() -> None:
     body = {"error": {"code": 429, "message": "Resource exhausted", "status": "RESOURCE_EXHAUSTED"}}
-    assert error_from_wire(body) == ("Resource exhausted", None, None, None, "RESOURCE_EXHAUSTED")
+    assert error_from_wire(body) == UpstreamErrorBody(
+        "Resource exhausted", kind="RESOURCE_EXHAUSTED"
+    )
     assert error_from_wire([body])[0] == "Resource exhausted"
-    assert error_from_wire("Bad Gateway") == ("Bad Gateway", None, None, None, None)
+    assert error_from_wire("Bad Gateway") == UpstreamErrorBody("Bad Gateway")
     error = stream_error(body)
     assert isinstance(error, UpstreamStatusError) and error.status == 429
     assert (error.kind, error.code) == ("RESOURCE_EXHAUSTED", "rate_limit_exceeded")
@@ -524,6 +531,22 @@ def test_error_bodies_and_stream_errors() -> None:
         reader.feed(orjson.dumps(body))
     with pytest.raises(UpstreamProtocolError):
         reader.feed(b"{not json")
+
+
+def test_a_retry_delay_in_the_error_details_is_the_retry_after() -> None:
+    # Google says how long to wait in a google.rpc.RetryInfo detail, never in a header.
+    details = [
+        {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": []},
+        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "22.5s"},
+    ]
+    body = {"error": {"code": 429, "message": "Quota", "status": "RESOURCE_EXHAUSTED"}}
+    body["error"]["details"] = details
+    assert error_from_wire(body).retry_after == "23"
+    error = stream_error(body)
+    assert isinstance(error, UpstreamStatusError) and error.headers == {"retry-after": "23"}
+    for delay in ("soon", "-1s", "nans", 5):
+        details[1]["retryDelay"] = delay
+        assert error_from_wire(body).retry_after is None
 
 
 def event(parts: list[dict[str, Any]], finish: str | None = None, **fields: Any) -> dict[str, Any]:
