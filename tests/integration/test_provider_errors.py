@@ -1,8 +1,9 @@
 """Provider errors as clients see them, over real ports with the real SDKs and raw HTTP.
 
 Every provider family's error statuses through every client API; an overload (Anthropic's
-529, a 503 from the others) as each SDK knows it. A gateway of its own in front of the
-session's simulator, so the health these failures teach it stays here.
+529, a 503 from the others) as each SDK knows it; answers a provider ended as unusable
+(Gemini's MALFORMED_FUNCTION_CALL, Bedrock's malformed_tool_use). A gateway of its own in
+front of the session's simulator, so the health these failures teach it stays here.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import anthropic
 import httpx
 import openai
+import orjson
 import pytest
 
 from tests.conftest import BEDROCK_MODEL, UPSTREAM_KEY
@@ -58,6 +60,9 @@ def gateway(log_dir: Path, simulator_url: str) -> Iterator[str]:
         {"name": "all-overloaded", "deployments": [
             fails("x-sim-fault", "status:529", "overloaded-1", "anthropic"),
             fails("x-sim-fault", "status:503", "overloaded-2", "gemini")]},
+        {"name": "malformed-then-ok", "deployments": [
+            fails("x-sim-finish-reason", "MALFORMED_FUNCTION_CALL", "malformed-primary", "gemini"),
+            deployment("openai", simulator_url, id="malformed-backup")]},
     ]  # fmt: skip
     config = {
         "upstream": {
@@ -249,3 +254,99 @@ def test_every_candidate_overloaded_is_an_overload(
     with pytest.raises(openai.InternalServerError) as caught:
         gpt.chat.completions.create(model="all-overloaded", messages=messages)
     assert (caught.value.status_code, caught.value.code) == (503, "server_is_overloaded")
+
+
+# --- answers a provider ended as unusable ------------------------------------------------------
+
+UNUSABLE = [
+    ("err-gemini", "MALFORMED_FUNCTION_CALL"),
+    ("err-gemini", "UNEXPECTED_TOOL_CALL"),
+    ("err-gemini", "TOO_MANY_TOOL_CALLS"),
+    ("err-bedrock", "malformed_tool_use"),
+    ("err-bedrock", "malformed_model_output"),
+]
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize(("model", "reason"), UNUSABLE)
+def test_an_answer_ended_as_unusable_is_a_502_naming_the_providers_reason(
+    gateway: str, model: str, reason: str, dialect: str
+) -> None:
+    # Gemini's used to be an empty answer with finish_reason "stop", Bedrock's "error" (no
+    # OpenAI finish reason) or Anthropic's end_turn: each read as a finished answer.
+    response = ask(gateway, dialect, model, {"x-sim-finish-reason": reason})
+    assert response.status_code == 502
+    error = error_of(dialect, response)
+    assert error["type"] == ("api_error" if dialect == "messages" else "upstream_error")
+    if dialect != "messages":
+        assert error["code"] == "invalid_model_output"
+    assert f"ended it with {reason}" in error["message"]
+    assert error["message"].startswith(f"deployment '{model}#0' (model group '{model}'): ")
+
+
+def sse_events(response: httpx.Response) -> list[tuple[str | None, Any]]:
+    """(event name, parsed data) of each server-sent event."""
+    events = []
+    for block in response.text.strip().split("\n\n"):
+        name, data = None, []
+        for line in block.split("\n"):
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                data.append(line[6:])
+        if data:
+            joined = "\n".join(data)
+            events.append((name, joined if joined == "[DONE]" else orjson.loads(joined)))
+    return events
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize(("model", "reason"), [UNUSABLE[0], UNUSABLE[3]])
+def test_a_stream_ended_as_unusable_fails_as_the_client_api_reports_failures(
+    gateway: str, model: str, reason: str, dialect: str
+) -> None:
+    response = ask(gateway, dialect, model, {"x-sim-finish-reason": reason}, stream=True)
+    if model == "err-gemini":
+        # Gemini sends it as the stream's only event: a failure before the first byte, an
+        # ordinary error answer (and another candidate's turn, had there been one).
+        assert response.status_code == 502
+        assert f"ended it with {reason}" in error_of(dialect, response)["message"]
+        return
+    # Bedrock's messageStop comes after the answer began: the API's error event ends it.
+    assert response.status_code == 200
+    events = sse_events(response)
+    if dialect == "chat":
+        assert events[-1][1]["error"]["code"] == "invalid_model_output"
+        assert all(data != "[DONE]" for _, data in events)
+        failure = events[-1][1]["error"]["message"]
+    elif dialect == "messages":
+        name, data = events[-1]
+        assert (name, data["type"], data["error"]["type"]) == ("error", "error", "api_error")
+        assert all(name != "message_stop" for name, _ in events)
+        failure = data["error"]["message"]
+    else:
+        error = next(data for name, data in events if name == "error")
+        assert error["code"] == "invalid_model_output"
+        assert events[-1][0] == "response.failed"
+        failure = error["message"]
+    assert f"ended it with {reason}" in failure
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_answer_ended_as_unusable_fails_over(gpt: openai.OpenAI, stream: bool) -> None:
+    messages: Any = [{"role": "user", "content": "hello there"}]
+    if stream:
+        chunks = list(
+            gpt.chat.completions.create(model="malformed-then-ok", messages=messages, stream=True)
+        )
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert "hello there" in text
+        return
+    raw = gpt.chat.completions.with_raw_response.create(
+        model="malformed-then-ok", messages=messages
+    )
+    answer = raw.parse()
+    assert answer.choices[0].finish_reason == "stop"
+    assert "hello there" in (answer.choices[0].message.content or "")
+    assert raw.headers["x-tollway-deployment"] == "malformed-backup"
+    assert raw.headers["x-tollway-fallbacks"] == "1"

@@ -208,6 +208,27 @@ async def test_credentials_are_checked_the_way_google_does(
     assert (error["code"], error["status"]) == (status, name)
 
 
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_failed_function_call_is_a_candidate_without_content(
+    client: httpx.AsyncClient, stream: bool
+) -> None:
+    headers = {"x-sim-finish-reason": "MALFORMED_FUNCTION_CALL"}
+    method = ":streamGenerateContent?alt=sse" if stream else ":generateContent"
+    response = await client.post(GEMINI + method, json=HELLO, headers=headers)
+    assert response.status_code == 200
+    if stream:
+        [event] = [line for line in response.text.splitlines() if line.startswith("data: ")]
+        answer = json.loads(event[6:])
+    else:
+        answer = response.json()
+    assert answer["candidates"] == [{"finishReason": "MALFORMED_FUNCTION_CALL", "index": 0}]
+    other = await client.post(
+        GEMINI + ":generateContent", json=HELLO, headers={"x-sim-finish-reason": "OTHER"}
+    )
+    [candidate] = other.json()["candidates"]
+    assert candidate["finishReason"] == "OTHER" and candidate["content"]["parts"][0]["text"]
+
+
 async def test_faults_and_bad_requests_answer_in_googles_error_shape(
     client: httpx.AsyncClient,
 ) -> None:

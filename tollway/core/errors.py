@@ -16,7 +16,9 @@
         ├── UpstreamTimeout           504  connect, first byte or total timeout
         │   └── DeadlineExceeded      504  the model group's deadline passed (no further try)
         ├── UpstreamUnavailable       502  connection refused, reset, DNS
-        └── UpstreamProtocolError     502  unparseable answer, stream cut before its terminal event
+        ├── UpstreamProtocolError     502  unparseable answer, stream cut before its terminal event
+        └── InvalidModelOutput        502  the provider ended the answer as unusable (Gemini's
+                                           MALFORMED_FUNCTION_CALL, Bedrock's malformed_tool_use)
 
 ``retryable`` tells the router whether another candidate deployment may still succeed.
 
@@ -275,6 +277,21 @@ class UpstreamUnavailable(UpstreamError):
 
 class UpstreamProtocolError(UpstreamError):
     """The provider's answer was malformed or cut short."""
+
+
+class InvalidModelOutput(UpstreamError):
+    """The provider answered, but ended the answer with a reason that says the model's output
+    is unusable (a tool call it could not parse, a call to a tool it was not given, ...).
+
+    Not a finish reason a client could act on (OpenAI's API has none for it, and an empty
+    ``stop`` would read as a finished answer): a failure the router may retry or fail over,
+    named by the provider's own reason (``reason``) for the client and the operator.
+    """
+
+    def __init__(self, provider: str, reason: str, meaning: str) -> None:
+        message = f"the model's answer was unusable: {provider} ended it with {reason} ({meaning})"
+        super().__init__(message, code="invalid_model_output")
+        self.reason = reason
 
 
 _CALLER_FAULTS = frozenset({400, 413, 415, 422})

@@ -220,11 +220,12 @@ async def handle_converse(
     latency = {"latencyMs": int((call.ttft + completion.output_tokens * call.tpot) * 1000)}
     if stream:
         headers = {**STREAM_HEADERS, request_id_header(Dialect.BEDROCK): call.request_id}
-        return await send_stream(request, call, stream_parts(completion, usage, latency), headers)
+        parts = stream_parts(completion, usage, latency, call.finish_reason)
+        return await send_stream(request, call, parts, headers)
     await delay(call, completion.output_tokens)
     answer = {
         "output": {"message": {"role": "assistant", "content": _content(completion)}},
-        "stopReason": _STOP_REASON[completion.finish],
+        "stopReason": call.finish_reason or _STOP_REASON[completion.finish],
         "usage": usage,
         "metrics": latency,
     }
@@ -237,9 +238,13 @@ def _event(name: str, payload: dict[str, Any]) -> bytes:
 
 
 def stream_parts(
-    completion: Completion, usage: dict[str, int], latency: dict[str, int]
+    completion: Completion,
+    usage: dict[str, int],
+    latency: dict[str, int],
+    stop_reason: str | None = None,
 ) -> StreamParts:
-    """Every message of a ConverseStream answer; content deltas are the token parts."""
+    """Every message of a ConverseStream answer; content deltas are the token parts.
+    ``stop_reason``: what ``messageStop`` says instead of the completion's own reason."""
     parts: StreamParts = [(_event("messageStart", {"role": "assistant"}), False)]
     index = 0
     if completion.pieces:
@@ -257,7 +262,7 @@ def stream_parts(
             parts.append((_event("contentBlockDelta", delta), True))
         parts.append((_event("contentBlockStop", {"contentBlockIndex": index}), False))
         index += 1
-    stop = {"stopReason": _STOP_REASON[completion.finish]}
+    stop = {"stopReason": stop_reason or _STOP_REASON[completion.finish]}
     parts.append((_event("messageStop", stop), False))
     parts.append((_event("metadata", {"usage": usage, "metrics": latency}), False))
     return parts

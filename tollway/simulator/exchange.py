@@ -53,6 +53,9 @@ class Call:
     """``x-sim-tool-calls: unindexed``: an OpenAI stream's tool-call deltas leave out their
     ``index`` (a new call is told by its id), as Gemini's OpenAI-compatible API and some
     OpenAI-compatible servers send them."""
+    finish_reason: str | None = None
+    """``x-sim-finish-reason``: the reason a Gemini or Bedrock answer ends with, in that API's
+    own words (``MALFORMED_FUNCTION_CALL``, ``malformed_tool_use``), instead of its own."""
 
 
 def _has_key(request: web.BaseRequest, key: str) -> bool:
@@ -132,6 +135,7 @@ async def admit(
         output_tokens = int(_knob(request, "x-sim-output-tokens", settings.output_tokens))
         omit_usage = _usage_knob(request.headers.get("x-sim-usage"))
         tool_calls = _tool_calls_knob(request.headers.get("x-sim-tool-calls"))
+        finish_reason = _finish_reason_knob(request.headers.get("x-sim-finish-reason"))
     except ValueError as exc:
         return error_response(dialect, 400, f"simulator: {exc}", request_id=request_id)
     stop_after = None
@@ -159,6 +163,7 @@ async def admit(
         omit_usage,
         interleave_tools=tool_calls == "interleave",
         unindexed_tools=tool_calls == "unindexed",
+        finish_reason=finish_reason,
     )
 
 
@@ -180,6 +185,16 @@ def _tool_calls_knob(value: str | None) -> str | None:
     if mode not in ("interleave", "unindexed"):
         raise ValueError(f"x-sim-tool-calls must be 'interleave' or 'unindexed', not {value!r}")
     return mode
+
+
+def _finish_reason_knob(value: str | None) -> str | None:
+    """The finish reason ``x-sim-finish-reason`` asks for (a word such as ``OTHER``)."""
+    if value is None:
+        return None
+    reason = value.strip()
+    if not reason.replace("_", "").isalnum():
+        raise ValueError(f"x-sim-finish-reason must be one word, not {value!r}")
+    return reason
 
 
 def _streaming(body: Any) -> bool:

@@ -54,6 +54,10 @@ from tollway.simulator.state import SimulatorState
 GEMINI_MODELS_PATH = "/v1beta/models"
 VERTEX_MODELS_PATH = "/v1/projects/{project}/locations/{location}/publishers/google/models"
 _MEDIA_PARTS = ("inlineData", "fileData")
+# Finish reasons Gemini sends, without content, when the model's function call failed.
+_FAILED_CALLS = frozenset(
+    {"MALFORMED_FUNCTION_CALL", "UNEXPECTED_TOOL_CALL", "TOO_MANY_TOOL_CALLS"}
+)
 _LEARN_MORE = (
     "Learn more: https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/gemini"
 )
@@ -213,8 +217,18 @@ def _parts(completion: Completion) -> list[dict[str, Any]]:
     return parts or [{"text": ""}]
 
 
-def _finish(completion: Completion) -> str:
+def _finish(completion: Completion, ending: str | None) -> str:
+    if ending is not None:
+        return ending
     return "MAX_TOKENS" if completion.finish == "length" else "STOP"
+
+
+def _ending(completion: Completion, reason: str) -> Completion:
+    """``completion`` as Gemini sends an answer ending with ``reason`` (``x-sim-finish-reason``):
+    after a failed function call, nothing at all (no content, no tokens)."""
+    if reason in _FAILED_CALLS:
+        return Completion([], completion.finish)
+    return completion
 
 
 def _usage(input_tokens: int, output_tokens: int) -> dict[str, int]:
@@ -242,10 +256,13 @@ async def handle_gemini(
     prompt, input_tokens = read_prompt(call.body, call.output_tokens)
     count = _apply_generation(prompt, call.body.get("generationConfig"))
     completions = [complete(prompt, i, lambda: "") for i in range(count)]
+    ending = call.finish_reason
+    if ending is not None:
+        completions = [_ending(completion, ending) for completion in completions]
     response_id = state.new_id("sim-")
     if method == "generateContent":
         return await _answer(call, dialect, model, response_id, completions, input_tokens)
-    events = _events(model, response_id, completions, input_tokens)
+    events = _events(model, response_id, completions, input_tokens, ending)
     if request.query.get("alt") != "sse":
         await delay(call, sum(c.output_tokens for c in completions))
         array = [orjson.Fragment(data[6:-4]) for data, _ in events]
@@ -266,11 +283,7 @@ async def _answer(
     output_tokens = sum(completion.output_tokens for completion in completions)
     await delay(call, output_tokens)
     candidates = [
-        {
-            "content": {"role": "model", "parts": _parts(completion)},
-            "finishReason": _finish(completion),
-            "index": index,
-        }
+        _candidate(completion, index, call.finish_reason)
         for index, completion in enumerate(completions)
     ]
     payload = {
@@ -282,8 +295,20 @@ async def _answer(
     return json_response(payload, call.request_id, dialect)
 
 
+def _candidate(completion: Completion, index: int, ending: str | None) -> dict[str, Any]:
+    reason = _finish(completion, ending)
+    if reason in _FAILED_CALLS:
+        return {"finishReason": reason, "index": index}  # Gemini sends no content with it
+    content = {"role": "model", "parts": _parts(completion)}
+    return {"content": content, "finishReason": reason, "index": index}
+
+
 def _events(
-    model: str, response_id: str, completions: list[Completion], input_tokens: int
+    model: str,
+    response_id: str,
+    completions: list[Completion],
+    input_tokens: int,
+    ending: str | None = None,
 ) -> StreamParts:
     """Every object of a stream, each framed as one server-sent event."""
     parts: StreamParts = []
@@ -308,11 +333,7 @@ def _events(
             content = {"role": "model", "parts": [part]}
             parts.append((event([{"content": content, "index": index}]), True))
     last = [
-        {
-            "content": {"role": "model", "parts": [{"text": ""}]},
-            "finishReason": _finish(completion),
-            "index": index,
-        }
+        _candidate(Completion([], completion.finish), index, ending)
         for index, completion in enumerate(completions)
     ]
     parts.append((event(last), False))

@@ -17,6 +17,7 @@ import uuid
 from typing import Any
 
 from tollway.core.errors import (
+    InvalidModelOutput,
     InvalidRequest,
     UpstreamError,
     UpstreamErrorBody,
@@ -48,6 +49,10 @@ _STOP_REASONS: dict[FinishReason | None, str] = {
     "error": "malformed_model_output",
     None: "end_turn",
 }
+_UNUSABLE = {
+    "malformed_model_output": "the model's output is invalid",
+    "malformed_tool_use": "the tool use the model generated is invalid",
+}
 EXCEPTION_STATUSES = {
     "ValidationException": 400,
     "ServiceQuotaExceededException": 400,
@@ -78,6 +83,15 @@ def finish_from_wire(stop_reason: Any) -> tuple[FinishReason | None, dict[str, A
     # told from the canonical finish by its ``stop_sequence``.
     exact = _STOP_REASONS[finish] == stop_reason
     return finish, {} if exact else {"stopReason": stop_reason}
+
+
+def unusable(stop_reason: Any) -> InvalidModelOutput | None:
+    """The failure a ``stopReason`` stands for, if it says that the model's output is
+    unusable (``malformed_model_output``, ``malformed_tool_use``): not a finish any client
+    API can state (OpenAI's has no such finish reason, and an ``end_turn`` would read as a
+    finished answer), but a failed attempt the router may retry or fail over."""
+    meaning = _UNUSABLE.get(stop_reason) if isinstance(stop_reason, str) else None
+    return None if meaning is None else InvalidModelOutput("Bedrock", stop_reason, meaning)
 
 
 def stop_reason_to_wire(
@@ -135,6 +149,9 @@ def response_from_wire(raw: Any, model: str) -> ChatResponse:
         raise UpstreamProtocolError(f"upstream content is malformed: {exc.message}") from None
     except (TypeError, ValueError) as exc:
         raise UpstreamProtocolError(f"upstream usage is malformed: {exc}") from None
+    failure = unusable(raw.get("stopReason"))
+    if failure is not None:
+        raise failure
     finish, choice_extra = finish_from_wire(raw.get("stopReason"))
     return ChatResponse(
         id=new_id(),

@@ -5,8 +5,9 @@ Each event-stream message (decoded by ``providers/eventstream.py``) has headers 
 ``messageStart`` gives the role chunk; text deltas become content (text blocks have no
 start event); each ``toolUse`` block becomes the tool call numbered by its order among the
 tool calls, with id and name from its ``contentBlockStart`` and its ``input`` fragments as
-argument fragments; ``messageStop`` gives the finish reason; ``metadata`` (last) gives a
-usage-only chunk. ``exception`` messages (``:exception-type``, e.g. ``throttlingException``)
+argument fragments; ``messageStop`` gives the finish reason (a ``stopReason`` saying the
+output is unusable, ``malformed_tool_use``, raises that failure instead); ``metadata`` (last)
+gives a usage-only chunk. ``exception`` messages (``:exception-type``, e.g. ``throttlingException``)
 and ``error`` messages (``:error-code``) raise the failure they report. Payloads carry a
 padding field ``p`` and maybe fields newer than this code; both are ignored.
 """
@@ -26,6 +27,7 @@ from tollway.wire.bedrock_response import (
     exception_error,
     finish_from_wire,
     new_id,
+    unusable,
     usage_from_wire,
 )
 
@@ -66,6 +68,9 @@ class StreamReader:
         if kind == "contentBlockDelta":
             return self._block_delta(int(event["contentBlockIndex"]), event["delta"])
         if kind == "messageStop":
+            failure = unusable(event["stopReason"])
+            if failure is not None:
+                raise failure
             self.stopped = True
             finish, extra = finish_from_wire(event["stopReason"])
             return self._chunk(ChunkChoice(index=0, finish_reason=finish, extra=extra))

@@ -8,8 +8,12 @@ two, with the thoughts also counted as ``reasoning_tokens`` (as OpenAI's usage d
 
 Finish reasons: ``STOP`` is ``stop``, or ``tool_calls`` when the candidate called functions;
 ``MAX_TOKENS`` is ``length``; the safety, recitation and blocklist family is
-``content_filter``; anything else (``MALFORMED_FUNCTION_CALL``, ``OTHER``, ...) is ``stop``, and
-the choice's ``extra`` keeps Gemini's reason whenever the canonical one does not say it exactly.
+``content_filter``; anything else (``OTHER``, ...) is ``stop``, and the choice's ``extra`` keeps
+Gemini's reason whenever the canonical one does not say it exactly. The reasons that say the
+model's output is unusable (``MALFORMED_FUNCTION_CALL``, ``UNEXPECTED_TOOL_CALL``,
+``TOO_MANY_TOOL_CALLS``: the candidate then holds no call, often nothing at all) are not finish
+reasons but failures (``InvalidModelOutput``, see ``unusable``), as Bedrock's
+``malformed_tool_use`` is.
 Thought summaries (``thought: true`` parts) are not the answer and are left out of it.
 """
 
@@ -20,6 +24,7 @@ import time
 from typing import Any
 
 from tollway.core.errors import (
+    InvalidModelOutput,
     InvalidRequest,
     UpstreamError,
     UpstreamErrorBody,
@@ -43,6 +48,11 @@ _FILTERED = frozenset(
         "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION", "MODEL_ARMOR",
     }
 )  # fmt: skip
+_UNUSABLE = {
+    "MALFORMED_FUNCTION_CALL": "the function call the model generated is invalid",
+    "UNEXPECTED_TOOL_CALL": "the model called a tool the request did not offer",
+    "TOO_MANY_TOOL_CALLS": "the model called tools too many times in a row",
+}
 _FINISH_REASONS_OUT: dict[FinishReason | None, str] = {
     "stop": "STOP",
     "length": "MAX_TOKENS",
@@ -77,6 +87,13 @@ def finish_from_wire(reason: Any, called: bool) -> tuple[FinishReason | None, di
         finish = "tool_calls" if called and reason == "STOP" else "stop"
     exact = _FINISH_REASONS_OUT[finish] == reason
     return finish, {} if exact else {"finishReason": reason}
+
+
+def unusable(reason: Any) -> InvalidModelOutput | None:
+    """The failure a candidate's ``finishReason`` stands for, if it says that the model's
+    output is unusable."""
+    meaning = _UNUSABLE.get(reason) if isinstance(reason, str) else None
+    return None if meaning is None else InvalidModelOutput("Gemini", reason, meaning)
 
 
 def finish_to_wire(finish: FinishReason | None, extra: dict[str, Any]) -> str:
@@ -121,6 +138,9 @@ def candidate_from_wire(raw: Any, position: int) -> Choice:
     """One candidate as a choice: its text (thoughts left out) and its function calls."""
     if not isinstance(raw, dict):
         raise UpstreamProtocolError("upstream candidate is not an object")
+    failure = unusable(raw.get("finishReason"))
+    if failure is not None:
+        raise failure
     content = raw.get("content") or {}
     parts = parts_from_wire(content.get("parts") or [], f"candidates[{position}].content.parts")
     texts: list[str] = []

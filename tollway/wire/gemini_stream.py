@@ -6,9 +6,10 @@ body simply ends, and the last object carries ``finishReason`` and the final usa
 Upstream (``StreamReader``): the first event of each candidate gives its role chunk; text parts
 become content (thoughts are left out); each ``functionCall`` part, which Gemini sends whole,
 becomes one complete tool-call fragment numbered by its order among the candidate's calls;
-``finishReason`` gives the finish chunk. Usage comes in every event; the latest is kept and,
-once the body ends, ``last`` gives the usage-only chunk. A stream whose body ends before every
-candidate finished was cut short (``done`` is false) and is a failure.
+``finishReason`` gives the finish chunk, unless it says the output is unusable
+(``MALFORMED_FUNCTION_CALL``, ...), which raises that failure. Usage comes in every event; the
+latest is kept and, once the body ends, ``last`` gives the usage-only chunk. A stream whose
+body ends before every candidate finished was cut short (``done`` is false) and is a failure.
 
 Client (``StreamWriter``): content chunks become events at once; tool-call fragments are held
 until the end, since Gemini sends every call whole, and ``finish`` gives the last event with
@@ -31,6 +32,7 @@ from tollway.wire.gemini_response import (
     finish_from_wire,
     finish_to_wire,
     stream_error,
+    unusable,
     usage_from_wire,
     usage_to_wire,
 )
@@ -96,6 +98,9 @@ class StreamReader:
         return ChatChunk(self._id, self._model, self._created, kept, wire_format=WIRE_FORMAT)
 
     def _candidate(self, raw: dict[str, Any], position: int) -> ChunkChoice | None:
+        failure = unusable(raw.get("finishReason"))
+        if failure is not None:
+            raise failure
         index = int(raw.get("index") or 0)
         param = f"candidates[{position}].content.parts"
         parts = parts_from_wire((raw.get("content") or {}).get("parts") or [], param)

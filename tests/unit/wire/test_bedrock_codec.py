@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tollway.core.errors import (
+    InvalidModelOutput,
     InvalidRequest,
     UpstreamErrorBody,
     UpstreamProtocolError,
@@ -382,8 +383,7 @@ response_content = st.builds(
 stop_reasons = st.sampled_from(
     [
         "end_turn", "tool_use", "max_tokens", "stop_sequence", "guardrail_intervened",
-        "content_filtered", "malformed_model_output", "malformed_tool_use",
-        "model_context_window_exceeded",
+        "content_filtered", "model_context_window_exceeded",
     ]
 )  # fmt: skip
 usages = st.builds(
@@ -414,6 +414,23 @@ def test_response_round_trip_is_identity(
     response = response_from_wire(raw, "m")
     assert response.model == "m" and response.id.startswith("bedrock-")
     assert response_to_wire(response) == raw
+
+
+@pytest.mark.parametrize("stop_reason", ["malformed_model_output", "malformed_tool_use"])
+def test_an_answer_ended_as_malformed_is_a_failure_naming_the_reason(stop_reason: str) -> None:
+    # Not a finish reason (it was "error", which no client API has, or Anthropic's end_turn):
+    # the failure the router retries or fails over, named by Bedrock's own reason.
+    raw = {
+        "output": {"message": {"role": "assistant", "content": [{"text": "Let me call"}]}},
+        "stopReason": stop_reason,
+        "usage": {"inputTokens": 5, "outputTokens": 2, "totalTokens": 7},
+    }
+    with pytest.raises(InvalidModelOutput) as caught:
+        response_from_wire(raw, "m")
+    error = caught.value
+    assert (error.status, error.code, error.reason) == (502, "invalid_model_output", stop_reason)
+    assert error.retryable
+    assert f"Bedrock ended it with {stop_reason}" in error.message
 
 
 def test_usage_folds_cache_counts_into_input_and_back() -> None:

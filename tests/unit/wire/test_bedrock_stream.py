@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from tollway.auth.vault import Vault
 from tollway.config.schema import DeploymentConfig, Settings
 from tollway.config.types import SecretRef
-from tollway.core.errors import UpstreamProtocolError, UpstreamStatusError
+from tollway.core.errors import InvalidModelOutput, UpstreamProtocolError, UpstreamStatusError
 from tollway.core.types import (
     AwsCredentials,
     ChatRequest,
@@ -161,6 +161,13 @@ def test_malformed_events_are_protocol_errors() -> None:
     for frame in bad:
         with pytest.raises(UpstreamProtocolError):
             read([frame])
+
+
+def test_a_stream_ended_as_malformed_is_a_failure_naming_the_reason() -> None:
+    frames = converse_events(["Let me", " call"], [])
+    frames[-2] = eventstream.event("messageStop", {"stopReason": "malformed_tool_use"})
+    with pytest.raises(InvalidModelOutput, match="Bedrock ended it with malformed_tool_use"):
+        read(frames)
 
 
 def test_unknown_events_and_deltas_are_ignored() -> None:

@@ -17,6 +17,7 @@ from tollway.auth.vault import Vault
 from tollway.config.schema import DeploymentConfig
 from tollway.config.types import SecretRef
 from tollway.core.errors import (
+    InvalidModelOutput,
     InvalidRequest,
     UpstreamErrorBody,
     UpstreamProtocolError,
@@ -547,6 +548,24 @@ def test_a_retry_delay_in_the_error_details_is_the_retry_after() -> None:
     for delay in ("soon", "-1s", "nans", 5):
         details[1]["retryDelay"] = delay
         assert error_from_wire(body).retry_after is None
+
+
+@pytest.mark.parametrize(
+    "reason", ["MALFORMED_FUNCTION_CALL", "UNEXPECTED_TOOL_CALL", "TOO_MANY_TOOL_CALLS"]
+)
+def test_a_failed_function_call_is_a_failure_naming_the_reason(reason: str) -> None:
+    # It was finish_reason "stop" with empty content: a finished answer that said nothing.
+    usage = {"promptTokenCount": 9, "totalTokenCount": 9}
+    answer = {"candidates": [{"finishReason": reason, "index": 0}], "usageMetadata": usage}
+    with pytest.raises(InvalidModelOutput) as caught:
+        response_from_wire(answer)
+    error = caught.value
+    assert (error.status, error.code, error.reason) == (502, "invalid_model_output", reason)
+    assert error.retryable and f"Gemini ended it with {reason}" in error.message
+    with pytest.raises(InvalidModelOutput, match=reason):
+        read([{**answer, "modelVersion": "g"}])
+    with pytest.raises(InvalidModelOutput, match=reason):  # after some text, mid-stream
+        read([event([{"text": "Calling"}]), event([], reason)])
 
 
 def event(parts: list[dict[str, Any]], finish: str | None = None, **fields: Any) -> dict[str, Any]:
