@@ -249,8 +249,19 @@ async def _read_raw(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
 async def _read_events(content: aiohttp.StreamReader) -> AsyncIterator[SSEvent]:
     """Server-sent events as they arrive: one wait per network read, not one per line."""
     pending = b""
+    waiting: list[bytes] = []  # pieces that cannot end an event, joined once one can
     async for piece in content.iter_any():
-        pending += piece
+        if b"\n" not in piece and b"\r" not in piece:
+            # The middle of a long event (a large inline image): adding each piece to
+            # ``pending`` and scanning it again would copy the event once per read.
+            waiting.append(piece)
+            continue
+        if waiting:
+            waiting.append(piece)
+            pending += b"".join(waiting)
+            waiting.clear()
+        else:
+            pending += piece
         if b"\r" in pending:
             # A final \r may be half of a \r\n split across reads: it waits for the next one.
             held = b"\r" if pending.endswith(b"\r") else b""
@@ -261,7 +272,7 @@ async def _read_events(content: aiohttp.StreamReader) -> AsyncIterator[SSEvent]:
             event = _event(block)
             if event is not None:
                 yield event
-    event = _event(pending)
+    event = _event(pending + b"".join(waiting))
     if event is not None:
         yield event
 
