@@ -3,7 +3,9 @@ revocation on one reaches the other within the reconcile interval."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -11,7 +13,10 @@ import openai
 import pytest
 
 from tests.conftest import UPSTREAM_KEY
-from tests.support import CLIENT_KEY, running_gateway
+from tests.support import CLIENT_KEY, postgres_database, running_gateway
+from tollway.auth.bootstrap import ensure_admin
+from tollway.auth.identity import Identity
+from tollway.store import Store, migrate
 
 
 def works(url: str, key: str) -> bool:
@@ -49,3 +54,39 @@ def test_two_replicas_share_keys(log_dir: Path, simulator_url: str) -> None:
             if time.monotonic() > deadline:
                 pytest.fail("the other replica still accepts the revoked key after 1.5 s")
             time.sleep(0.1)
+
+
+@pytest.fixture
+def database() -> Iterator[str]:
+    """A fresh PostgreSQL database (its URL) for one test."""
+    databases = postgres_database()
+    url = next(databases)
+    yield url
+    next(databases, None)
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def any_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database of each backend for one test: PostgreSQL, or a SQLite file."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path}/fleet.db"
+        return
+    yield request.getfixturevalue("database")
+
+
+async def test_replicas_starting_together_make_one_first_admin(any_database: str) -> None:
+    database = any_database
+    await migrate(database)
+    stores = [Store(database) for _ in range(3)]
+    for store in stores:
+        await store.open()
+    try:
+        made = await asyncio.gather(*(ensure_admin(Identity(store)) for store in stores))
+        admins = await stores[0].users.find(role="admin")
+        keys = await stores[0].keys.find()
+    finally:
+        for store in stores:
+            await store.close()
+    assert len([key for key in made if key is not None]) == 1
+    assert len(admins) == 1
+    assert len(keys) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 
 from sqlalchemy import text
@@ -14,6 +15,7 @@ from tollway.store.crypto import SecretBox
 from tollway.store.engine import DEFAULT_URL, make_engine, redacted, store_url
 from tollway.store.errors import StoreError
 from tollway.store.limits import LimitRepository
+from tollway.store.locks import store_lock
 from tollway.store.migration import ensure_current, upgrade_engine
 from tollway.store.reports import ReportRepository
 from tollway.store.request_log import RequestLogRepository
@@ -73,6 +75,11 @@ class Store:
                 await connection.run_sync(ensure_current)
         except (SQLAlchemyError, OSError) as error:
             raise StoreError(f"cannot use the store at {self._where}: {error}") from error
+
+    def exclusive(self, name: str) -> AbstractAsyncContextManager[None]:
+        """A lock every process on this store respects, held inside an ``async with``
+        (replicas starting together do a one-off job, such as the first admin, once)."""
+        return store_lock(self._engine, name)
 
     async def close(self) -> None:
         """Close every pooled connection."""
