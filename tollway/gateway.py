@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import aiohttp
+from sqlalchemy.exc import SQLAlchemyError
 
 from tollway.alerts import AlertManager
 from tollway.auth.authenticator import Authenticator
@@ -24,10 +25,12 @@ from tollway.auth.vault import MissingCredential, Vault
 from tollway.config.loader import ConfigError, load_settings, with_environment
 from tollway.config.schema import Settings
 from tollway.core.context import RequestContext
+from tollway.core.errors import GatewayError, StoreUnavailable
 from tollway.core.pipeline import Pipeline, Stage
 from tollway.dialects.http import HeaderForwarder, RequestIds
+from tollway.limits.backend import LimiterUnavailable
 from tollway.limits.service import LimitService, make_limiter
-from tollway.limits.stage import Admission
+from tollway.limits.stage import Admission, limiter_down
 from tollway.pricing.catalog import PriceCatalog
 from tollway.pricing.metering import Metering
 from tollway.pricing.tokens import TokenCounter
@@ -37,7 +40,7 @@ from tollway.routing.health import HealthBook
 from tollway.routing.router import Router
 from tollway.routing.table import build_routing_table
 from tollway.simulator import Simulator
-from tollway.store import RecordNotFound, Store
+from tollway.store import RecordNotFound, Store, StoreError
 from tollway.store.engine import redacted, store_url
 from tollway.telemetry.metrics import Metrics, MetricsStage
 from tollway.telemetry.request_log import RequestLogWriter
@@ -314,6 +317,21 @@ class Gateway:
                 flush=True,
             )
 
+    async def outage(self, exc: BaseException) -> GatewayError | None:
+        """The answer when ``exc`` came of a shared service being down rather than a fault:
+        503 ``limiter_unavailable`` (Redis) or ``store_unavailable`` (the store does not answer
+        a ping now); None for anything else, which stays a 500 with its traceback logged."""
+        if isinstance(exc, LimiterUnavailable):
+            return limiter_down()
+        store_failure = isinstance(exc, (SQLAlchemyError, StoreError, OSError, TimeoutError))
+        if store_failure and not await self.store.reachable():
+            log.warning("the store is unreachable: %s", _first_line(exc))
+            return StoreUnavailable(
+                "The gateway's store is unreachable, so this cannot be answered now; "
+                "model requests with known keys still work. Retry shortly."
+            )
+        return None
+
     async def credentials_changed(self, name: str) -> None:
         """Reload one vault credential after the admin API changed it."""
         try:
@@ -359,6 +377,12 @@ class Gateway:
         await self.store.close()
         if self.tracing is not None:
             await self.tracing.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception as one log line: its type and the first line of its message."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def _start_tracing(settings: Settings, vault: Vault, exporter: SpanExporter | None) -> Tracing:

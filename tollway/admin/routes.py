@@ -115,7 +115,8 @@ def admin_routes(gateway: Gateway, routes: list[Route]) -> list[web.RouteDef]:
             except InvalidRecord as exc:
                 return error_response(InvalidRequest(str(exc)), headers)
             except Exception as exc:
-                return error_response(log_internal_error(rid, exc), headers)
+                down = await gateway.outage(exc)
+                return error_response(down or log_internal_error(rid, exc), headers)
             if result is None:
                 return web.Response(status=204, headers=headers)
             if isinstance(result, web.StreamResponse):  # streamed by the handler itself

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 
@@ -75,6 +76,16 @@ class Store:
                 await connection.run_sync(ensure_current)
         except (SQLAlchemyError, OSError) as error:
             raise StoreError(f"cannot use the store at {self._where}: {error}") from error
+
+    async def reachable(self) -> bool:
+        """Whether the database answers a trivial query within 2 s now (after an error:
+        tells an outage from a fault in what was asked)."""
+        try:
+            async with asyncio.timeout(2.0), self._engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except Exception:
+            return False
+        return True
 
     def exclusive(self, name: str) -> AbstractAsyncContextManager[None]:
         """A lock every process on this store respects, held inside an ``async with``
