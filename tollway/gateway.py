@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import os
 import sys
@@ -118,6 +119,7 @@ class Gateway:
         self._reconciler: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._simulator_url: str | None = None
+        self._credential_versions: dict[str, tuple[str, dt.datetime | None]] = {}
 
     def _request_log_writer(self, settings: Settings) -> RequestLogWriter | None:
         config = settings.telemetry.request_log
@@ -290,10 +292,7 @@ class Gateway:
 
     async def _load_identities(self) -> None:
         await self.identity.load()
-        for credential in await self.store.credentials.find():
-            self.vault.set_stored(
-                credential.name, await self.store.credentials.reveal(credential.name)
-            )
+        await self.load_credentials()
         configured = self.settings.auth.admin_key
         admin_key = configured_admin_key(
             self.vault.reveal(configured) if configured else None, self.environ
@@ -338,6 +337,23 @@ class Gateway:
             self.vault.set_stored(name, await self.store.credentials.reveal(name))
         except RecordNotFound:
             self.vault.set_stored(name, None)
+        self._credential_versions.pop(name, None)  # read again at the next load
+
+    async def load_credentials(self) -> None:
+        """Hold the store's vault credentials: at start and every reconcile, so one added,
+        rotated or deleted through another replica applies here too. Only those whose
+        version (id, rotation time) changed since the last load are decrypted again."""
+        records = await self.store.credentials.find()
+        versions = {record.name: (record.id, record.rotated_at) for record in records}
+        for name in self._credential_versions.keys() - versions.keys():
+            self.vault.set_stored(name, None)
+        for name, version in versions.items():
+            if self._credential_versions.get(name) != version:
+                try:
+                    self.vault.set_stored(name, await self.store.credentials.reveal(name))
+                except RecordNotFound:  # deleted since it was listed
+                    self.vault.set_stored(name, None)
+        self._credential_versions = versions
 
     def _warn_missing_credentials(self) -> None:
         deployments = [d for group in self.settings.models for d in group.deployments]
@@ -352,6 +368,7 @@ class Gateway:
             try:
                 await self.identity.load()
                 await self.limits.load()
+                await self.load_credentials()
             except Exception:  # a store outage must not end reconciling; the next try may work
                 log.warning("reloading identities and limits from the store failed", exc_info=True)
 
