@@ -7,6 +7,7 @@ import contextlib
 import datetime as dt
 import logging
 import os
+import socket
 import sys
 import time
 from collections.abc import Mapping
@@ -84,6 +85,9 @@ class Gateway:
         self.vault = Vault(self.environ)
         self.store = Store(settings.store.url)
         self.identity = Identity(self.store)
+        self.replica = f"{socket.gethostname()}:{os.getpid()}"
+        """This process among the replicas on one store (host and process id)."""
+        self.identity.on_change(self.announce)
         self.authenticator = Authenticator(
             self.identity.keys,
             anonymous_models=settings.auth.anonymous_models,
@@ -117,6 +121,7 @@ class Gateway:
         self._upstream: UpstreamClient | None = None
         self._pipeline: Pipeline | None = None
         self._reconciler: asyncio.Task[None] | None = None
+        self._follower: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._simulator_url: str | None = None
         self._credential_versions: dict[str, tuple[str, dt.datetime | None]] = {}
@@ -186,6 +191,10 @@ class Gateway:
             self.tracing = _start_tracing(self.settings, self.vault, self._span_exporter)
         self._pipeline = self._build_pipeline(self.settings)
         self._reconciler = asyncio.create_task(self._reconcile(), name="tollway-reconcile")
+        self._follower = asyncio.create_task(
+            self.store.changes.follow(self.replica, self._apply_change, self._reload_all),
+            name="tollway-changes",
+        )
         self.limits.start()
         if self.alerts is not None:
             await self.alerts.start()
@@ -332,12 +341,55 @@ class Gateway:
         return None
 
     async def credentials_changed(self, name: str) -> None:
-        """Reload one vault credential after the admin API changed it."""
+        """Reload one vault credential after the admin API changed it, and tell the other
+        replicas."""
+        await self._reload_credential(name)
+        await self.announce("credential", name)
+
+    async def _reload_credential(self, name: str) -> None:
         try:
             self.vault.set_stored(name, await self.store.credentials.reveal(name))
         except RecordNotFound:
             self.vault.set_stored(name, None)
         self._credential_versions.pop(name, None)  # read again at the next load
+
+    async def limits_changed(self, what: str) -> None:
+        """Rebuild the limit book after the admin API changed a budget or a rate limit
+        (``what`` names it), and tell the other replicas."""
+        await self.limits.load()
+        await self.announce("limits", what)
+
+    async def announce(self, kind: str, target: str) -> None:
+        """Tell the other replicas on the store that ``kind`` ``target`` changed (the
+        change feed, PostgreSQL only). Their reconcile catches up should this fail."""
+        try:
+            await self.store.changes.publish(self.replica, kind, target)
+        except Exception as exc:
+            log.warning(
+                "the other replicas could not be told of a change to %s %s (%s); they see it "
+                "at their next reconcile", kind, target, _first_line(exc),
+            )  # fmt: skip
+
+    async def _apply_change(self, kind: str, target: str) -> None:
+        """Another replica changed ``kind`` ``target``: reload just that from the store."""
+        if kind == "key":
+            await self.identity.reload_key(target)
+        elif kind == "user":
+            await self.identity.load()
+        elif kind == "team":  # memberships, and the organisations org budgets go by
+            await self.identity.load()
+            await self.limits.load()
+        elif kind == "limits":
+            await self.limits.load()
+        elif kind == "credential":
+            await self._reload_credential(target)
+        else:
+            await self._reload_all()
+
+    async def _reload_all(self) -> None:
+        await self.identity.load()
+        await self.limits.load()
+        await self.load_credentials()
 
     async def load_credentials(self) -> None:
         """Hold the store's vault credentials: at start and every reconcile, so one added,
@@ -366,16 +418,14 @@ class Gateway:
         while True:
             await asyncio.sleep(interval)
             try:
-                await self.identity.load()
-                await self.limits.load()
-                await self.load_credentials()
+                await self._reload_all()
             except Exception:  # a store outage must not end reconciling; the next try may work
                 log.warning("reloading identities and limits from the store failed", exc_info=True)
 
     async def close(self) -> None:
         """Close the upstream pool and stop the simulator."""
         self.ready = False
-        for task in (self._reconciler, self._watcher):
+        for task in (self._reconciler, self._follower, self._watcher):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import openai
 import pytest
 
 from tests.conftest import UPSTREAM_KEY
+from tests.integration.test_request_log_outage import cut, restore
 from tests.support import CLIENT_KEY, postgres_database, running_gateway
 from tollway.auth.bootstrap import ensure_admin
 from tollway.auth.identity import Identity
@@ -34,24 +36,25 @@ def works(url: str, key: str, model: str = "chat") -> bool:
     return True
 
 
+PRICE = {"input": 10.0, "output": 30.0}  # USD per million tokens
+
+
 def fleet_config(simulator_url: str, store: str, reconcile: str) -> dict[str, Any]:
-    """A model on the simulator by an environment key, and one by a vault credential."""
+    """A priced model on the simulator by an environment key, and one by a vault credential."""
     deployment = {"provider": "openai", "model": "sim-chat", "api_base": simulator_url + "/v1"}
     return {
         "store": {"url": store},
         "auth": {"reconcile_interval": reconcile},
         "models": [
-            {"name": "chat", "deployments": [{**deployment, "api_key": "env:TEST_UPSTREAM_KEY"}]},
+            {"name": "chat", "deployments": [
+                {**deployment, "api_key": "env:TEST_UPSTREAM_KEY", "price": PRICE}]},
             {"name": "vaulted", "deployments": [{**deployment, "api_key": "vault:sim"}]},
         ],
-    }
+    }  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def sqlite_pair(log_dir: Path, simulator_url: str) -> Iterator[tuple[str, str]]:
-    """Two replicas on one SQLite file, reloading the store every 500 ms."""
-    store = f"sqlite+aiosqlite:///{log_dir}/replicas.db"
-    config = fleet_config(simulator_url, store, "500ms")
+@contextmanager
+def pair(log_dir: Path, config: dict[str, Any], store: str) -> Iterator[tuple[str, str]]:
     env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TOLLWAY_STORE_URL": store}
     env["TOLLWAY_VAULT_KEY"] = VAULT_KEY
     with (
@@ -61,26 +64,117 @@ def sqlite_pair(log_dir: Path, simulator_url: str) -> Iterator[tuple[str, str]]:
         yield first, second
 
 
+@pytest.fixture(scope="module")
+def sqlite_pair(log_dir: Path, simulator_url: str) -> Iterator[tuple[str, str]]:
+    """Two replicas on one SQLite file (no change feed), reloading the store every 500 ms."""
+    store = f"sqlite+aiosqlite:///{log_dir}/replicas.db"
+    with pair(log_dir, fleet_config(simulator_url, store, "500ms"), store) as urls:
+        yield urls
+
+
+@pytest.fixture(scope="module")
+def postgres_pair(log_dir: Path, simulator_url: str) -> Iterator[tuple[str, str, str]]:
+    """Two replicas on one PostgreSQL database that never reload it in full (1 h): what
+    reaches one from the other comes through the change feed. Yields both URLs and the
+    database's."""
+    databases = postgres_database()
+    store = next(databases)
+    with pair(log_dir, fleet_config(simulator_url, store, "1h"), store) as urls:
+        yield (*urls, store)
+    next(databases, None)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def replicas(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """Two replicas: on SQLite (the reconcile brings changes), on PostgreSQL (the feed)."""
+    if request.param == "sqlite":
+        urls: tuple[str, str] = request.getfixturevalue("sqlite_pair")
+        return urls
+    first, second, _ = request.getfixturevalue("postgres_pair")
+    return first, second
+
+
 def within(seconds: float, condition: Callable[[], bool], what: str) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
         if time.monotonic() > deadline:
             pytest.fail(f"{what} after {seconds} s")
-        time.sleep(0.1)
+        time.sleep(0.05)
 
 
-def test_two_replicas_share_keys(sqlite_pair: tuple[str, str]) -> None:
-    first, second = sqlite_pair
-    admin = httpx.Client(base_url=first, headers={"Authorization": f"Bearer {CLIENT_KEY}"})
-    made = admin.post("/admin/keys", json={"name": "shared"}).json()
+def admin(url: str) -> httpx.Client:
+    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {CLIENT_KEY}"})
+
+
+def refusal(url: str, key: str) -> str | None:
+    """Why ``url`` refuses ``key`` (the error code), or None when it serves it."""
+    client = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
+    try:
+        client.chat.completions.create(
+            model="chat", messages=[{"role": "user", "content": "replica"}], max_tokens=5
+        )
+    except (openai.AuthenticationError, openai.RateLimitError) as exc:
+        return str(exc.code)
+    return None
+
+
+def test_two_replicas_share_keys(replicas: tuple[str, str]) -> None:
+    first, second = replicas
+    made = admin(first).post("/admin/keys", json={"name": "shared"}).json()
     assert works(second, made["key"])  # unknown to the second: found in the store at once
-    admin.post(f"/admin/keys/{made['id']}/revoke").raise_for_status()
+    admin(first).post(f"/admin/keys/{made['id']}/revoke").raise_for_status()
     assert not works(first, made["key"])  # the node that revoked: at once
     within(
         1.5,
         lambda: not works(second, made["key"]),
         "the other replica still accepts the revoked key",
     )
+
+
+def test_blocks_made_on_one_replica_are_kept_by_the_other_at_once(
+    postgres_pair: tuple[str, str, str],
+) -> None:
+    first, second, _ = postgres_pair
+    user = admin(first).post("/admin/users", json={"email": "blocked@example.com"}).json()
+    made = admin(first).post("/admin/keys", json={"name": "b", "user_id": user["id"]}).json()
+    key = made["key"]
+    assert refusal(second, key) is None  # the second holds it from now on
+    admin(first).post(f"/admin/keys/{made['id']}/block").raise_for_status()
+    within(1.0, lambda: refusal(second, key) == "key_blocked", "the block did not reach it")
+    admin(first).post(f"/admin/keys/{made['id']}/unblock").raise_for_status()
+    within(1.0, lambda: refusal(second, key) is None, "the unblock did not reach it")
+    admin(first).patch(f"/admin/users/{user['id']}", json={"blocked": True}).raise_for_status()
+    within(1.0, lambda: refusal(second, key) == "key_blocked", "the user's block did not")
+
+
+def test_a_budget_set_on_one_replica_applies_on_the_other_at_once(
+    postgres_pair: tuple[str, str, str],
+) -> None:
+    first, second, _ = postgres_pair
+    budget = {"scope": "org", "scope_id": "*", "period": "day", "limit_usd": 0.0}
+    admin(first).put("/admin/budgets", json=budget).raise_for_status()
+    try:
+        within(1.0, lambda: refusal(second, CLIENT_KEY) == "budget_exceeded", "no budget there")
+    finally:
+        admin(first).delete("/admin/budgets/org/*/day").raise_for_status()
+    within(1.0, lambda: refusal(second, CLIENT_KEY) is None, "the budget's removal did not")
+
+
+def test_the_change_feed_listens_again_after_a_store_outage(
+    postgres_pair: tuple[str, str, str],
+) -> None:
+    first, second, database = postgres_pair
+    made = admin(first).post("/admin/keys", json={"name": "outage"}).json()
+    assert refusal(second, made["key"]) is None
+    cut(database)  # every connection of both replicas ends, the listening one too
+    time.sleep(0.5)
+    restore(database)
+    admin(first).post(f"/admin/keys/{made['id']}/block").raise_for_status()
+    within(5.0, lambda: refusal(second, made["key"]) == "key_blocked", "the block was lost")
+    again = admin(first).post("/admin/keys", json={"name": "after"}).json()
+    assert refusal(second, again["key"]) is None
+    admin(first).post(f"/admin/keys/{again['id']}/revoke").raise_for_status()
+    within(1.0, lambda: refusal(second, again["key"]) == "key_revoked", "the feed is not back")
 
 
 def upstream_refuses(url: str) -> bool:
@@ -94,21 +188,20 @@ def upstream_refuses(url: str) -> bool:
 
 
 def test_a_credential_changed_on_one_replica_is_used_by_the_others(
-    sqlite_pair: tuple[str, str],
+    replicas: tuple[str, str],
 ) -> None:
-    first, second = sqlite_pair
-    admin = httpx.Client(base_url=first, headers={"Authorization": f"Bearer {CLIENT_KEY}"})
+    first, second = replicas
     assert upstream_refuses(second)  # no credential yet
     put = {"name": "sim", "provider": "openai", "secret": UPSTREAM_KEY}
-    admin.put("/admin/credentials/sim", json=put).raise_for_status()
+    admin(first).put("/admin/credentials/sim", json=put).raise_for_status()
     assert not upstream_refuses(first)
     # The other replica read the store's credentials at start only: it never saw this one.
     within(1.5, lambda: not upstream_refuses(second), "the other replica lacks the credential")
-    admin.put("/admin/credentials/sim", json={**put, "secret": "sk-rotated-wrong"})
+    admin(first).put("/admin/credentials/sim", json={**put, "secret": "sk-rotated-wrong"})
     within(1.5, lambda: upstream_refuses(second), "the other replica still has the old secret")
-    admin.put("/admin/credentials/sim", json=put).raise_for_status()
+    admin(first).put("/admin/credentials/sim", json=put).raise_for_status()
     within(1.5, lambda: not upstream_refuses(second), "the other replica missed the rotation")
-    admin.delete("/admin/credentials/sim").raise_for_status()
+    admin(first).delete("/admin/credentials/sim").raise_for_status()
     within(1.5, lambda: upstream_refuses(second), "the other replica kept a deleted credential")
 
 

@@ -172,6 +172,9 @@ async def update_team(call: AdminCall) -> dict[str, Any]:
     await call.gateway.identity.audit(
         call.actor, "team.update", "team", team.id, {"fields": sorted(changes)}
     )
+    if "organization" in changes:  # org budgets go by the team's organisation
+        await call.gateway.limits.load()
+    await call.gateway.announce("team", team.id)
     return record_json(team)
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from tollway.store.audit import AuditRepository
+from tollway.store.changes import ChangeFeed
 from tollway.store.credentials import CredentialRepository
 from tollway.store.crypto import SecretBox
 from tollway.store.engine import DEFAULT_URL, make_engine, redacted, store_url
@@ -65,6 +66,7 @@ class Store:
         self._sqlite_writer = None if database is None else SqliteWriter(database)
         self.request_log = RequestLogRepository(sessions, self._sqlite_writer)
         self.reports = ReportRepository(sessions)
+        self.changes = ChangeFeed(self._engine, schema)
 
     async def open(self, *, migrate: bool = False) -> None:
         """Connect and check the schema is current (``migrate``: upgrade it first)."""
