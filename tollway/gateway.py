@@ -24,7 +24,12 @@ from tollway.auth.identity import Identity
 from tollway.auth.oidc import OIDCAuthenticator
 from tollway.auth.stage import ModelAccess
 from tollway.auth.vault import MissingCredential, Vault
-from tollway.config.loader import ConfigError, load_settings, with_environment
+from tollway.config.loader import (
+    ConfigError,
+    load_settings,
+    settings_version,
+    with_environment,
+)
 from tollway.config.schema import Settings
 from tollway.core.context import RequestContext
 from tollway.core.errors import GatewayError, StoreUnavailable
@@ -87,6 +92,8 @@ class Gateway:
         self.identity = Identity(self.store)
         self.replica = f"{socket.gethostname()}:{os.getpid()}"
         """This process among the replicas on one store (host and process id)."""
+        self.config_version = settings_version(settings)
+        """A fingerprint of the config this replica runs (replicas should agree)."""
         self.identity.on_change(self.announce)
         self.authenticator = Authenticator(
             self.identity.keys,
@@ -99,6 +106,8 @@ class Gateway:
         self.request_ids = RequestIds()
         metrics = settings.telemetry.metrics
         self.metrics = Metrics(metrics.per_key_labels) if metrics.enabled else None
+        if self.metrics is not None:
+            self.metrics.set_config_version(self.config_version)
         self.request_log = self._request_log_writer(settings)
         self.health = HealthBook(settings.routing, on_circuit=self._circuit_changed)
         self.prices = PriceCatalog.load()
@@ -201,6 +210,7 @@ class Gateway:
         if self.config_path is not None and self.settings.server.reload_interval:
             self._watcher = asyncio.create_task(self._watch_config(), name="tollway-config")
         self._warn_missing_credentials()
+        log.info("replica %s runs config version %s", self.replica, self.config_version)
         self.ready = True
 
     def _circuit_changed(self, deployment_id: str, state: str) -> None:
@@ -286,7 +296,13 @@ class Gateway:
         self.health.config = settings.routing
         self._pipeline = pipeline
         self._warn_missing_credentials()
-        log.info("config reloaded: %d model groups", len(settings.models))
+        self.config_version = settings_version(self.settings)
+        if self.metrics is not None:
+            self.metrics.set_config_version(self.config_version)
+        log.info(
+            "config reloaded: %d model groups (config version %s)",
+            len(settings.models), self.config_version,
+        )  # fmt: skip
         return True
 
     async def _watch_config(self) -> None:
@@ -383,6 +399,8 @@ class Gateway:
             await self.limits.load()
         elif kind == "credential":
             await self._reload_credential(target)
+        elif kind == "config":  # POST /admin/reload on another replica: read our own file
+            self.reload()
         else:
             await self._reload_all()
 

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+import yaml
 
 from tests.conftest import UPSTREAM_KEY
 from tests.integration.test_request_log_outage import cut, restore
@@ -79,7 +80,9 @@ def postgres_pair(log_dir: Path, simulator_url: str) -> Iterator[tuple[str, str,
     database's."""
     databases = postgres_database()
     store = next(databases)
-    with pair(log_dir, fleet_config(simulator_url, store, "1h"), store) as urls:
+    config = fleet_config(simulator_url, store, "1h")
+    config["server"] = {"reload_interval": None}  # no file watch: reloads only when asked
+    with pair(log_dir, config, store) as urls:
         yield (*urls, store)
     next(databases, None)
 
@@ -175,6 +178,49 @@ def test_the_change_feed_listens_again_after_a_store_outage(
     assert refusal(second, again["key"]) is None
     admin(first).post(f"/admin/keys/{again['id']}/revoke").raise_for_status()
     within(1.0, lambda: refusal(second, again["key"]) == "key_revoked", "the feed is not back")
+
+
+def replica(url: str) -> dict[str, Any]:
+    """What ``/admin/deployments`` says of the replica that answered."""
+    answer = admin(url).get("/admin/deployments")
+    answer.raise_for_status()
+    view: dict[str, Any] = answer.json()["replica"]
+    return view
+
+
+def model_names(url: str) -> set[str]:
+    return {m["id"] for m in admin(url).get("/v1/models").json()["data"]}
+
+
+def test_a_reload_through_one_replica_reloads_all_and_each_says_what_it_runs(
+    postgres_pair: tuple[str, str, str], log_dir: Path
+) -> None:
+    first, second, _ = postgres_pair
+    before = [replica(first), replica(second)]
+    assert before[0]["id"] != before[1]["id"]  # health in the answer is that replica's own
+    assert before[0]["config_version"] == before[1]["config_version"]
+    version = before[0]["config_version"]
+    assert f'tollway_config_info{{version="{version}"}} 1.0' in httpx.get(second + "/metrics").text
+    # The second replica's file gains a model; the reload is asked of the first.
+    path = log_dir / f"gateway-{second.rsplit(':', 1)[1]}.yaml"
+    original = path.read_text()
+    changed = yaml.safe_load(original)
+    changed["models"].append({**changed["models"][0], "name": "extra"})
+    path.write_text(yaml.safe_dump(changed))
+    try:
+        answer = admin(first).post("/admin/reload").json()
+        assert (answer["replica"], answer["config_version"]) == (before[0]["id"], version)
+        within(1.0, lambda: "extra" in model_names(second), "the other replica did not reload")
+        drifted = replica(second)["config_version"]
+        assert drifted != version  # the two run different configs, and say so
+        metrics = httpx.get(second + "/metrics").text
+        assert f'tollway_config_info{{version="{drifted}"}} 1.0' in metrics
+        assert version not in metrics
+    finally:
+        path.write_text(original)
+        admin(second).post("/admin/reload").raise_for_status()
+    assert replica(second)["config_version"] == version
+    assert "extra" not in model_names(second)
 
 
 def upstream_refuses(url: str) -> bool:
