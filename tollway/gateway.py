@@ -437,8 +437,14 @@ class Gateway:
             await asyncio.sleep(interval)
             try:
                 await self._reload_all()
-            except Exception:  # a store outage must not end reconciling; the next try may work
-                log.warning("reloading identities and limits from the store failed", exc_info=True)
+            except Exception as exc:  # an outage must not end reconciling; the next may work
+                if await self.store.reachable():
+                    log.warning("reloading from the store failed", exc_info=True)
+                else:  # one line per try while it is down, not a page of traceback
+                    log.warning(
+                        "reloading from the store failed, it is unreachable: %s",
+                        _first_line(exc),
+                    )
 
     async def close(self) -> None:
         """Close the upstream pool and stop the simulator."""

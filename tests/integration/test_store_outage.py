@@ -31,6 +31,7 @@ def test_while_the_store_is_down_what_needs_it_is_a_503_in_the_clients_dialect(
 ) -> None:
     env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TOLLWAY_STORE_URL": database}
     config = log_config(simulator_url, database, spool_dir=str(tmp_path / "spool"))
+    config["auth"] = {"reconcile_interval": "200ms"}  # reloads fail during the outage too
     with running_gateway(log_dir, config, env) as (url, process):
         admin = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {CLIENT_KEY}"})
         member = admin.post("/admin/keys", json={"name": "known"}).json()["key"]
