@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import os
-import socket
 import sys
 import time
 from collections.abc import Mapping
@@ -35,6 +33,7 @@ from tollway.core.context import RequestContext
 from tollway.core.errors import GatewayError, StoreUnavailable
 from tollway.core.pipeline import Pipeline, Stage
 from tollway.dialects.http import HeaderForwarder, RequestIds
+from tollway.fleet import Fleet, first_line
 from tollway.limits.backend import LimiterUnavailable
 from tollway.limits.service import LimitService, make_limiter
 from tollway.limits.stage import Admission, limiter_down
@@ -47,7 +46,7 @@ from tollway.routing.health import HealthBook
 from tollway.routing.router import Router
 from tollway.routing.table import build_routing_table
 from tollway.simulator import Simulator
-from tollway.store import RecordNotFound, Store, StoreError
+from tollway.store import Store, StoreError
 from tollway.store.engine import redacted, store_url
 from tollway.telemetry.metrics import Metrics, MetricsStage
 from tollway.telemetry.request_log import RequestLogWriter
@@ -90,11 +89,8 @@ class Gateway:
         self.vault = Vault(self.environ)
         self.store = Store(settings.store.url)
         self.identity = Identity(self.store)
-        self.replica = f"{socket.gethostname()}:{os.getpid()}"
-        """This process among the replicas on one store (host and process id)."""
         self.config_version = settings_version(settings)
         """A fingerprint of the config this replica runs (replicas should agree)."""
-        self.identity.on_change(self.announce)
         self.authenticator = Authenticator(
             self.identity.keys,
             anonymous_models=settings.auth.anonymous_models,
@@ -118,6 +114,10 @@ class Gateway:
         )
         if self.metrics is not None:
             self.limits.utilisation = self.metrics.set_budget_utilisation
+        self.fleet = Fleet(
+            self.store, self.identity, self.limits, self.vault,
+            reload_config=self.reload, reconcile_interval=settings.auth.reconcile_interval,
+        )  # fmt: skip
         # Alerts only when a webhook is configured; budget crossings come from the limits.
         self.alerts = AlertManager.build(settings.alerts, self.vault, self.metrics)
         if self.alerts is not None:
@@ -129,11 +129,8 @@ class Gateway:
         self._session: aiohttp.ClientSession | None = None
         self._upstream: UpstreamClient | None = None
         self._pipeline: Pipeline | None = None
-        self._reconciler: asyncio.Task[None] | None = None
-        self._follower: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._simulator_url: str | None = None
-        self._credential_versions: dict[str, tuple[str, dt.datetime | None]] = {}
 
     def _request_log_writer(self, settings: Settings) -> RequestLogWriter | None:
         config = settings.telemetry.request_log
@@ -199,18 +196,14 @@ class Gateway:
         if self.settings.telemetry.tracing.enabled:
             self.tracing = _start_tracing(self.settings, self.vault, self._span_exporter)
         self._pipeline = self._build_pipeline(self.settings)
-        self._reconciler = asyncio.create_task(self._reconcile(), name="tollway-reconcile")
-        self._follower = asyncio.create_task(
-            self.store.changes.follow(self.replica, self._apply_change, self._reload_all),
-            name="tollway-changes",
-        )
+        self.fleet.start()
         self.limits.start()
         if self.alerts is not None:
             await self.alerts.start()
         if self.config_path is not None and self.settings.server.reload_interval:
             self._watcher = asyncio.create_task(self._watch_config(), name="tollway-config")
         self._warn_missing_credentials()
-        log.info("replica %s runs config version %s", self.replica, self.config_version)
+        log.info("replica %s runs config version %s", self.fleet.replica, self.config_version)
         self.ready = True
 
     def _circuit_changed(self, deployment_id: str, state: str) -> None:
@@ -317,7 +310,7 @@ class Gateway:
 
     async def _load_identities(self) -> None:
         await self.identity.load()
-        await self.load_credentials()
+        await self.fleet.load_credentials()
         configured = self.settings.auth.admin_key
         admin_key = configured_admin_key(
             self.vault.reveal(configured) if configured else None, self.environ
@@ -349,81 +342,12 @@ class Gateway:
             return limiter_down()
         store_failure = isinstance(exc, (SQLAlchemyError, StoreError, OSError, TimeoutError))
         if store_failure and not await self.store.reachable():
-            log.warning("the store is unreachable: %s", _first_line(exc))
+            log.warning("the store is unreachable: %s", first_line(exc))
             return StoreUnavailable(
                 "The gateway's store is unreachable, so this cannot be answered now; "
                 "model requests with known keys still work. Retry shortly."
             )
         return None
-
-    async def credentials_changed(self, name: str) -> None:
-        """Reload one vault credential after the admin API changed it, and tell the other
-        replicas."""
-        await self._reload_credential(name)
-        await self.announce("credential", name)
-
-    async def _reload_credential(self, name: str) -> None:
-        try:
-            self.vault.set_stored(name, await self.store.credentials.reveal(name))
-        except RecordNotFound:
-            self.vault.set_stored(name, None)
-        self._credential_versions.pop(name, None)  # read again at the next load
-
-    async def limits_changed(self, what: str) -> None:
-        """Rebuild the limit book after the admin API changed a budget or a rate limit
-        (``what`` names it), and tell the other replicas."""
-        await self.limits.load()
-        await self.announce("limits", what)
-
-    async def announce(self, kind: str, target: str) -> None:
-        """Tell the other replicas on the store that ``kind`` ``target`` changed (the
-        change feed, PostgreSQL only). Their reconcile catches up should this fail."""
-        try:
-            await self.store.changes.publish(self.replica, kind, target)
-        except Exception as exc:
-            log.warning(
-                "the other replicas could not be told of a change to %s %s (%s); they see it "
-                "at their next reconcile", kind, target, _first_line(exc),
-            )  # fmt: skip
-
-    async def _apply_change(self, kind: str, target: str) -> None:
-        """Another replica changed ``kind`` ``target``: reload just that from the store."""
-        if kind == "key":
-            await self.identity.reload_key(target)
-        elif kind == "user":
-            await self.identity.load()
-        elif kind == "team":  # memberships, and the organisations org budgets go by
-            await self.identity.load()
-            await self.limits.load()
-        elif kind == "limits":
-            await self.limits.load()
-        elif kind == "credential":
-            await self._reload_credential(target)
-        elif kind == "config":  # POST /admin/reload on another replica: read our own file
-            self.reload()
-        else:
-            await self._reload_all()
-
-    async def _reload_all(self) -> None:
-        await self.identity.load()
-        await self.limits.load()
-        await self.load_credentials()
-
-    async def load_credentials(self) -> None:
-        """Hold the store's vault credentials: at start and every reconcile, so one added,
-        rotated or deleted through another replica applies here too. Only those whose
-        version (id, rotation time) changed since the last load are decrypted again."""
-        records = await self.store.credentials.find()
-        versions = {record.name: (record.id, record.rotated_at) for record in records}
-        for name in self._credential_versions.keys() - versions.keys():
-            self.vault.set_stored(name, None)
-        for name, version in versions.items():
-            if self._credential_versions.get(name) != version:
-                try:
-                    self.vault.set_stored(name, await self.store.credentials.reveal(name))
-                except RecordNotFound:  # deleted since it was listed
-                    self.vault.set_stored(name, None)
-        self._credential_versions = versions
 
     def _warn_missing_credentials(self) -> None:
         deployments = [d for group in self.settings.models for d in group.deployments]
@@ -431,29 +355,14 @@ class Gateway:
         for missing in self.vault.missing(refs):
             log.warning("credential %s cannot be resolved; its deployments will fail", missing)
 
-    async def _reconcile(self) -> None:
-        interval = self.settings.auth.reconcile_interval
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self._reload_all()
-            except Exception as exc:  # an outage must not end reconciling; the next may work
-                if await self.store.reachable():
-                    log.warning("reloading from the store failed", exc_info=True)
-                else:  # one line per try while it is down, not a page of traceback
-                    log.warning(
-                        "reloading from the store failed, it is unreachable: %s",
-                        _first_line(exc),
-                    )
-
     async def close(self) -> None:
         """Close the upstream pool and stop the simulator."""
         self.ready = False
-        for task in (self._reconciler, self._follower, self._watcher):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await self.fleet.close()
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
         if self._upstream is not None:
             await self._upstream.close()
         if self._session is not None:
@@ -468,12 +377,6 @@ class Gateway:
         await self.store.close()
         if self.tracing is not None:
             await self.tracing.close()
-
-
-def _first_line(exc: BaseException) -> str:
-    """An exception as one log line: its type and the first line of its message."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def _start_tracing(settings: Settings, vault: Vault, exporter: SpanExporter | None) -> Tracing:

@@ -49,7 +49,7 @@ async def list_deployments(call: AdminCall) -> dict[str, Any]:
     # Health is this process's own: another replica behind the same load balancer keeps its
     # own circuits and averages, so the answer says whose they are.
     replica = {
-        "id": gateway.replica,
+        "id": gateway.fleet.replica,
         "config_version": gateway.config_version,
         "started_at": gateway.started_at,
     }
@@ -66,11 +66,11 @@ async def reload_config(call: AdminCall) -> dict[str, Any]:
             code="reload_refused",
         )
     # Behind a load balancer this reached one replica: the others reload their own files.
-    await gateway.announce("config", gateway.config_version)
+    await gateway.fleet.announce("config", gateway.config_version)
     return {
         "reloaded": True,
         "models": len(gateway.settings.models),
-        "replica": gateway.replica,
+        "replica": gateway.fleet.replica,
         "config_version": gateway.config_version,
     }
 

@@ -93,7 +93,7 @@ async def put_budget(call: AdminCall) -> dict[str, Any]:
         call.actor, "budget.put", "budget", f"{record.scope}:{record.scope_id}:{record.period}",
         {"limit_usd": body.limit_usd, "policy": body.policy},
     )  # fmt: skip
-    await gateway.limits_changed(f"budget:{record.scope}:{record.scope_id}:{record.period}")
+    await gateway.fleet.limits_changed(f"budget:{record.scope}:{record.scope_id}:{record.period}")
     budget = next(
         b
         for b in gateway.limits.book.every_budget()
@@ -109,7 +109,7 @@ async def delete_budget(call: AdminCall) -> None:
     await call.gateway.identity.audit(
         call.actor, "budget.delete", "budget", f"{scope}:{scope_id}:{period}", {}
     )
-    await call.gateway.limits_changed(f"budget:{scope}:{scope_id}:{period}")
+    await call.gateway.fleet.limits_changed(f"budget:{scope}:{scope_id}:{period}")
 
 
 def _limit_row(scope: str, scope_id: str, spec: Any, source: str) -> dict[str, Any]:
@@ -147,7 +147,7 @@ async def put_limit(call: AdminCall) -> dict[str, Any]:
         call.actor, "limit.put", "limit", f"{record.scope}:{record.scope_id}",
         {"tpm": body.tpm, "rpm": body.rpm, "max_concurrent": body.max_concurrent},
     )  # fmt: skip
-    await gateway.limits_changed(f"limit:{record.scope}:{record.scope_id}")
+    await gateway.fleet.limits_changed(f"limit:{record.scope}:{record.scope_id}")
     return _limit_row(record.scope, record.scope_id, record, "store")
 
 
@@ -158,7 +158,7 @@ async def delete_limit(call: AdminCall) -> None:
     await call.gateway.identity.audit(
         call.actor, "limit.delete", "limit", f"{scope}:{scope_id}", {}
     )
-    await call.gateway.limits_changed(f"limit:{scope}:{scope_id}")
+    await call.gateway.fleet.limits_changed(f"limit:{scope}:{scope_id}")
 
 
 LIMIT_ROUTES = [

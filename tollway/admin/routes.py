@@ -174,7 +174,7 @@ async def update_team(call: AdminCall) -> dict[str, Any]:
     )
     if "organization" in changes:  # org budgets go by the team's organisation
         await call.gateway.limits.load()
-    await call.gateway.announce("team", team.id)
+    await call.gateway.fleet.announce("team", team.id)
     return record_json(team)
 
 
@@ -402,7 +402,7 @@ async def rotate_credential(call: AdminCall) -> dict[str, Any]:
 
 async def _store_credential(call: AdminCall, body: bodies.CredentialPut) -> dict[str, Any]:
     record = await call.gateway.store.credentials.put(body.name, body.provider, body.secret)
-    await call.gateway.credentials_changed(body.name)
+    await call.gateway.fleet.credentials_changed(body.name)
     await call.gateway.identity.audit(
         call.actor, "credential.put", "credential", body.name, {"provider": body.provider}
     )
@@ -418,7 +418,7 @@ async def delete_credential(call: AdminCall) -> None:
     require_role(call.principal, "admin")
     name = call.param("name")
     await call.gateway.store.credentials.delete(name)
-    await call.gateway.credentials_changed(name)
+    await call.gateway.fleet.credentials_changed(name)
     await call.gateway.identity.audit(call.actor, "credential.delete", "credential", name, {})
 
 
