@@ -163,6 +163,24 @@ def test_a_budget_set_on_one_replica_applies_on_the_other_at_once(
     within(1.0, lambda: refusal(second, CLIENT_KEY) is None, "the budget's removal did not")
 
 
+def test_a_team_joining_an_organisation_comes_under_its_budget_on_every_replica(
+    postgres_pair: tuple[str, str, str],
+) -> None:
+    first, second, _ = postgres_pair
+    org = f"org-{time.monotonic_ns()}"
+    budget = {"scope": "org", "scope_id": org, "period": "day", "limit_usd": 0.0}
+    admin(first).put("/admin/budgets", json=budget).raise_for_status()
+    team = admin(first).post("/admin/teams", json={"name": org}).json()
+    key = admin(first).post("/admin/keys", json={"name": "t", "team_id": team["id"]}).json()
+    assert refusal(first, key["key"]) is None  # no organisation, no org budget
+    assert refusal(second, key["key"]) is None
+    admin(first).patch(f"/admin/teams/{team['id']}", json={"organization": org})
+    # The replica that made the change applied it to its budgets at once (it waited for the
+    # next full reload); the other hears of it.
+    assert refusal(first, key["key"]) == "budget_exceeded"
+    within(1.0, lambda: refusal(second, key["key"]) == "budget_exceeded", "no org budget there")
+
+
 def test_the_change_feed_listens_again_after_a_store_outage(
     postgres_pair: tuple[str, str, str],
 ) -> None:
