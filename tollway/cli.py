@@ -89,6 +89,7 @@ def serve(
     from aiohttp import web
 
     from tollway.app import create_app
+    from tollway.store import StoreError
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -105,14 +106,20 @@ def serve(
         "Tollway on http://%s:%d (config: %s; models: %s)", host, port, source, models
     )
     _install_event_loop()
-    web.run_app(
-        create_app(settings, config_path=_config_path(config)),
-        host=host,
-        port=port,
-        access_log=logging.getLogger("aiohttp.access") if server.access_log else None,
-        shutdown_timeout=server.shutdown_timeout,
-        print=None,
-    )
+    try:
+        web.run_app(
+            create_app(settings, config_path=_config_path(config)),
+            host=host,
+            port=port,
+            access_log=logging.getLogger("aiohttp.access") if server.access_log else None,
+            shutdown_timeout=server.shutdown_timeout,
+            print=None,
+        )
+    except StoreError as exc:
+        # A replica started while its database is down (or not migrated): one line saying
+        # so, for a supervisor that restarts it, rather than a page of traceback.
+        typer.echo(f"tollway: cannot start: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 @config_app.command("check")

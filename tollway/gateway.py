@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import aiohttp
+from sqlalchemy.exc import SQLAlchemyError
 
 from tollway.alerts import AlertManager
 from tollway.auth.authenticator import Authenticator
@@ -21,13 +22,21 @@ from tollway.auth.identity import Identity
 from tollway.auth.oidc import OIDCAuthenticator
 from tollway.auth.stage import ModelAccess
 from tollway.auth.vault import MissingCredential, Vault
-from tollway.config.loader import ConfigError, load_settings, with_environment
+from tollway.config.loader import (
+    ConfigError,
+    load_settings,
+    settings_version,
+    with_environment,
+)
 from tollway.config.schema import Settings
 from tollway.core.context import RequestContext
+from tollway.core.errors import GatewayError, StoreUnavailable
 from tollway.core.pipeline import Pipeline, Stage
 from tollway.dialects.http import HeaderForwarder, RequestIds
+from tollway.fleet import Fleet, first_line
+from tollway.limits.backend import LimiterUnavailable
 from tollway.limits.service import LimitService, make_limiter
-from tollway.limits.stage import Admission
+from tollway.limits.stage import Admission, limiter_down
 from tollway.pricing.catalog import PriceCatalog
 from tollway.pricing.metering import Metering
 from tollway.pricing.tokens import TokenCounter
@@ -37,7 +46,7 @@ from tollway.routing.health import HealthBook
 from tollway.routing.router import Router
 from tollway.routing.table import build_routing_table
 from tollway.simulator import Simulator
-from tollway.store import RecordNotFound, Store
+from tollway.store import Store, StoreError
 from tollway.store.engine import redacted, store_url
 from tollway.telemetry.metrics import Metrics, MetricsStage
 from tollway.telemetry.request_log import RequestLogWriter
@@ -80,6 +89,8 @@ class Gateway:
         self.vault = Vault(self.environ)
         self.store = Store(settings.store.url)
         self.identity = Identity(self.store)
+        self.config_version = settings_version(settings)
+        """A fingerprint of the config this replica runs (replicas should agree)."""
         self.authenticator = Authenticator(
             self.identity.keys,
             anonymous_models=settings.auth.anonymous_models,
@@ -91,6 +102,8 @@ class Gateway:
         self.request_ids = RequestIds()
         metrics = settings.telemetry.metrics
         self.metrics = Metrics(metrics.per_key_labels) if metrics.enabled else None
+        if self.metrics is not None:
+            self.metrics.set_config_version(self.config_version)
         self.request_log = self._request_log_writer(settings)
         self.health = HealthBook(settings.routing, on_circuit=self._circuit_changed)
         self.prices = PriceCatalog.load()
@@ -101,6 +114,10 @@ class Gateway:
         )
         if self.metrics is not None:
             self.limits.utilisation = self.metrics.set_budget_utilisation
+        self.fleet = Fleet(
+            self.store, self.identity, self.limits, self.vault,
+            reload_config=self.reload, reconcile_interval=settings.auth.reconcile_interval,
+        )  # fmt: skip
         # Alerts only when a webhook is configured; budget crossings come from the limits.
         self.alerts = AlertManager.build(settings.alerts, self.vault, self.metrics)
         if self.alerts is not None:
@@ -112,7 +129,6 @@ class Gateway:
         self._session: aiohttp.ClientSession | None = None
         self._upstream: UpstreamClient | None = None
         self._pipeline: Pipeline | None = None
-        self._reconciler: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._simulator_url: str | None = None
 
@@ -180,13 +196,14 @@ class Gateway:
         if self.settings.telemetry.tracing.enabled:
             self.tracing = _start_tracing(self.settings, self.vault, self._span_exporter)
         self._pipeline = self._build_pipeline(self.settings)
-        self._reconciler = asyncio.create_task(self._reconcile(), name="tollway-reconcile")
+        self.fleet.start()
         self.limits.start()
         if self.alerts is not None:
             await self.alerts.start()
         if self.config_path is not None and self.settings.server.reload_interval:
             self._watcher = asyncio.create_task(self._watch_config(), name="tollway-config")
         self._warn_missing_credentials()
+        log.info("replica %s runs config version %s", self.fleet.replica, self.config_version)
         self.ready = True
 
     def _circuit_changed(self, deployment_id: str, state: str) -> None:
@@ -272,7 +289,13 @@ class Gateway:
         self.health.config = settings.routing
         self._pipeline = pipeline
         self._warn_missing_credentials()
-        log.info("config reloaded: %d model groups", len(settings.models))
+        self.config_version = settings_version(self.settings)
+        if self.metrics is not None:
+            self.metrics.set_config_version(self.config_version)
+        log.info(
+            "config reloaded: %d model groups (config version %s)",
+            len(settings.models), self.config_version,
+        )  # fmt: skip
         return True
 
     async def _watch_config(self) -> None:
@@ -287,10 +310,7 @@ class Gateway:
 
     async def _load_identities(self) -> None:
         await self.identity.load()
-        for credential in await self.store.credentials.find():
-            self.vault.set_stored(
-                credential.name, await self.store.credentials.reveal(credential.name)
-            )
+        await self.fleet.load_credentials()
         configured = self.settings.auth.admin_key
         admin_key = configured_admin_key(
             self.vault.reveal(configured) if configured else None, self.environ
@@ -314,12 +334,20 @@ class Gateway:
                 flush=True,
             )
 
-    async def credentials_changed(self, name: str) -> None:
-        """Reload one vault credential after the admin API changed it."""
-        try:
-            self.vault.set_stored(name, await self.store.credentials.reveal(name))
-        except RecordNotFound:
-            self.vault.set_stored(name, None)
+    async def outage(self, exc: BaseException) -> GatewayError | None:
+        """The answer when ``exc`` came of a shared service being down rather than a fault:
+        503 ``limiter_unavailable`` (Redis) or ``store_unavailable`` (the store does not answer
+        a ping now); None for anything else, which stays a 500 with its traceback logged."""
+        if isinstance(exc, LimiterUnavailable):
+            return limiter_down()
+        store_failure = isinstance(exc, (SQLAlchemyError, StoreError, OSError, TimeoutError))
+        if store_failure and not await self.store.reachable():
+            log.warning("the store is unreachable: %s", first_line(exc))
+            return StoreUnavailable(
+                "The gateway's store is unreachable, so this cannot be answered now; "
+                "model requests with known keys still work. Retry shortly."
+            )
+        return None
 
     def _warn_missing_credentials(self) -> None:
         deployments = [d for group in self.settings.models for d in group.deployments]
@@ -327,24 +355,14 @@ class Gateway:
         for missing in self.vault.missing(refs):
             log.warning("credential %s cannot be resolved; its deployments will fail", missing)
 
-    async def _reconcile(self) -> None:
-        interval = self.settings.auth.reconcile_interval
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.identity.load()
-                await self.limits.load()
-            except Exception:  # a store outage must not end reconciling; the next try may work
-                log.warning("reloading identities and limits from the store failed", exc_info=True)
-
     async def close(self) -> None:
         """Close the upstream pool and stop the simulator."""
         self.ready = False
-        for task in (self._reconciler, self._watcher):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await self.fleet.close()
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
         if self._upstream is not None:
             await self._upstream.close()
         if self._session is not None:

@@ -131,11 +131,19 @@ def test_unreachable_redis_answers_503_unless_fail_open(log_dir: Path, simulator
     body = {"model": "pricey", "messages": [{"role": "user", "content": "x"}], "max_tokens": 5}
     headers = {"authorization": f"Bearer {CLIENT_KEY}"}
     closed = shared_config(simulator_url, dead, unique_prefix("down"))
-    with running_gateway(log_dir, closed, env) as (url, _):
+    with running_gateway(log_dir, closed, env) as (url, process):
         answer = httpx.post(url + "/v1/chat/completions", json=body, headers=headers, timeout=10)
         assert answer.status_code == 503, answer.text
         assert answer.json()["error"]["code"] == "limiter_unavailable"
         assert answer.headers["retry-after"] == "1"
+        # What reads budget spend says the same (it was a 500, and plain text for the estimate).
+        for read in (
+            httpx.get(url + "/admin/budgets", headers=headers, timeout=10),
+            httpx.post(url + "/v1/estimate", json=body, headers=headers, timeout=10),
+        ):
+            assert read.status_code == 503, read.text
+            assert read.json()["error"]["code"] == "limiter_unavailable"
+        assert "Traceback" not in process.output()
     opened = shared_config(simulator_url, dead, unique_prefix("down"), fail_open=True)
     with running_gateway(log_dir, opened, env) as (url, _):
         answer = httpx.post(url + "/v1/chat/completions", json=body, headers=headers, timeout=10)

@@ -14,7 +14,7 @@ import httpx
 import openai
 import pytest
 
-from tests.support import CLIENT_KEY, Process, running_gateway, tollway_command
+from tests.support import CLIENT_KEY, Process, free_port, running_gateway, tollway_command
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -165,6 +165,20 @@ def test_provider_keys_in_the_environment_add_their_models(log_dir: Path) -> Non
         assert anonymous == {"demo-chat", "demo-chat-large", "demo-claude", "demo-embed"}
         assert any(name.startswith("claude-") for name in names)
     assert "sk-not-used-here" not in process.output()
+
+
+def test_serve_without_its_store_says_so_in_one_line() -> None:
+    # A replica started while PostgreSQL is down: its supervisor restarts it, and the log
+    # should say why in a line (it was a page of traceback).
+    store = f"postgresql+asyncpg://tollway:hunter2-password@127.0.0.1:{free_port()}/fleet"
+    env = {**os.environ, "TOLLWAY_STORE_URL": store, "TOLLWAY_ADMIN_KEY": CLIENT_KEY}
+    result = run_cli("serve", "--port", str(free_port()), env=env)
+    assert result.returncode == 1
+    assert "tollway: cannot start: cannot use the store at postgresql+asyncpg://tollway:***@" in (
+        result.stderr
+    )
+    assert "Traceback" not in result.stderr
+    assert "hunter2" not in result.stderr + result.stdout
 
 
 def test_first_start_prints_an_admin_key_once(tmp_path: Path) -> None:

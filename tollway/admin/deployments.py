@@ -45,18 +45,34 @@ async def list_deployments(call: AdminCall) -> dict[str, Any]:
                 "last_error_detail": health.last_error_detail,
             }
         )
-    return {"data": rows}
+    gateway = call.gateway
+    # Health is this process's own: another replica behind the same load balancer keeps its
+    # own circuits and averages, so the answer says whose they are.
+    replica = {
+        "id": gateway.fleet.replica,
+        "config_version": gateway.config_version,
+        "started_at": gateway.started_at,
+    }
+    return {"replica": replica, "data": rows}
 
 
 async def reload_config(call: AdminCall) -> dict[str, Any]:
     require_role(call.principal, "admin")
-    if not call.gateway.reload():
+    gateway = call.gateway
+    if not gateway.reload():
         raise InvalidRequest(
             "The config was not reloaded (no config file, or it is invalid: see the log); "
             "the running model groups stay.",
             code="reload_refused",
         )
-    return {"reloaded": True, "models": len(call.gateway.settings.models)}
+    # Behind a load balancer this reached one replica: the others reload their own files.
+    await gateway.fleet.announce("config", gateway.config_version)
+    return {
+        "reloaded": True,
+        "models": len(gateway.settings.models),
+        "replica": gateway.fleet.replica,
+        "config_version": gateway.config_version,
+    }
 
 
 def _ms(seconds: float | None) -> float | None:

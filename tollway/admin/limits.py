@@ -2,7 +2,8 @@
 
 Admins set and remove; anyone may read the budgets and limits that apply to themselves
 (their key, their user, their teams, the organisation). A change applies on this gateway
-at once and on other replicas at their next reconcile (``auth.reconcile_interval``).
+at once and on other replicas when the change feed tells them (PostgreSQL; within moments),
+else at their next reconcile (``auth.reconcile_interval``).
 Budgets and limits from the config file are shown too (``source: config``); the store's
 entry of the same scope, id (and period) replaces the config's.
 """
@@ -92,7 +93,7 @@ async def put_budget(call: AdminCall) -> dict[str, Any]:
         call.actor, "budget.put", "budget", f"{record.scope}:{record.scope_id}:{record.period}",
         {"limit_usd": body.limit_usd, "policy": body.policy},
     )  # fmt: skip
-    await gateway.limits.load()
+    await gateway.fleet.limits_changed(f"budget:{record.scope}:{record.scope_id}:{record.period}")
     budget = next(
         b
         for b in gateway.limits.book.every_budget()
@@ -108,7 +109,7 @@ async def delete_budget(call: AdminCall) -> None:
     await call.gateway.identity.audit(
         call.actor, "budget.delete", "budget", f"{scope}:{scope_id}:{period}", {}
     )
-    await call.gateway.limits.load()
+    await call.gateway.fleet.limits_changed(f"budget:{scope}:{scope_id}:{period}")
 
 
 def _limit_row(scope: str, scope_id: str, spec: Any, source: str) -> dict[str, Any]:
@@ -146,7 +147,7 @@ async def put_limit(call: AdminCall) -> dict[str, Any]:
         call.actor, "limit.put", "limit", f"{record.scope}:{record.scope_id}",
         {"tpm": body.tpm, "rpm": body.rpm, "max_concurrent": body.max_concurrent},
     )  # fmt: skip
-    await gateway.limits.load()
+    await gateway.fleet.limits_changed(f"limit:{record.scope}:{record.scope_id}")
     return _limit_row(record.scope, record.scope_id, record, "store")
 
 
@@ -157,7 +158,7 @@ async def delete_limit(call: AdminCall) -> None:
     await call.gateway.identity.audit(
         call.actor, "limit.delete", "limit", f"{scope}:{scope_id}", {}
     )
-    await call.gateway.limits.load()
+    await call.gateway.fleet.limits_changed(f"limit:{scope}:{scope_id}")
 
 
 LIMIT_ROUTES = [

@@ -118,7 +118,8 @@ def admin_routes(gateway: Gateway, routes: list[Route]) -> list[web.RouteDef]:
             except InvalidRecord as exc:
                 return error_response(InvalidRequest(str(exc)), headers)
             except Exception as exc:
-                return error_response(log_internal_error(rid, exc), headers)
+                down = await gateway.outage(exc)
+                return error_response(down or log_internal_error(rid, exc), headers)
             if result is None:
                 return web.Response(status=204, headers=headers)
             if isinstance(result, web.StreamResponse):  # streamed by the handler itself
@@ -174,6 +175,9 @@ async def update_team(call: AdminCall) -> dict[str, Any]:
     await call.gateway.identity.audit(
         call.actor, "team.update", "team", team.id, {"fields": sorted(changes)}
     )
+    if "organization" in changes:  # org budgets go by the team's organisation
+        await call.gateway.limits.load()
+    await call.gateway.fleet.announce("team", team.id)
     return record_json(team)
 
 
@@ -417,7 +421,7 @@ async def rotate_credential(call: AdminCall) -> dict[str, Any]:
 
 async def _store_credential(call: AdminCall, body: bodies.CredentialPut) -> dict[str, Any]:
     record = await call.gateway.store.credentials.put(body.name, body.provider, body.secret)
-    await call.gateway.credentials_changed(body.name)
+    await call.gateway.fleet.credentials_changed(body.name)
     await call.gateway.identity.audit(
         call.actor, "credential.put", "credential", body.name, {"provider": body.provider}
     )
@@ -433,7 +437,7 @@ async def delete_credential(call: AdminCall) -> None:
     require_role(call.principal, "admin")
     name = call.param("name")
     await call.gateway.store.credentials.delete(name)
-    await call.gateway.credentials_changed(name)
+    await call.gateway.fleet.credentials_changed(name)
     await call.gateway.identity.audit(call.actor, "credential.delete", "credential", name, {})
 
 

@@ -29,7 +29,16 @@ def pin_admin_key(identity: Identity, secret: str) -> None:
 
 
 async def ensure_admin(identity: Identity) -> str | None:
-    """On a store with no admin user, create one with a key and return the key (show it once)."""
+    """On a store with no admin user, create one with a key and return the key (show it once).
+
+    Replicas starting together on an empty store take turns (a lock on the store), so the
+    first makes the admin and the others find it: one admin key, printed by one replica.
+    """
+    async with identity.store.exclusive("bootstrap-admin"):
+        return await _make_first_admin(identity)
+
+
+async def _make_first_admin(identity: Identity) -> str | None:
     store = identity.store
     if await store.users.find(role="admin"):
         return None

@@ -17,8 +17,11 @@ import datetime as dt
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from tollway.auth.keys import KeyEntry, KeyIndex
 from tollway.auth.principal import ROLE_RANK, Principal, Role
+from tollway.core.errors import StoreUnavailable
 from tollway.store import (
     AuditEntry,
     KeyAuthority,
@@ -162,6 +165,12 @@ class Identity:
             record = await self.store.keys.get_by_hash(key_hash)
         except RecordNotFound:
             return None
+        except (SQLAlchemyError, OSError, TimeoutError):
+            # Not known here, and the store that would know cannot be asked: not a 401 (the
+            # key may be good) nor a 500, but a 503 the client may retry.
+            raise StoreUnavailable(
+                "The key cannot be checked now: the gateway's store is unreachable. Retry shortly."
+            ) from None
         return self.entry(record)
 
     async def create_key(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import difflib
+import hashlib
 import os
 import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import orjson
 import yaml
 from pydantic import BaseModel, ValidationError
 
@@ -109,6 +111,17 @@ def _format_location(location: tuple[int | str, ...]) -> str:
 
 
 STORE_URL_ENV = "TOLLWAY_STORE_URL"
+
+
+def settings_version(settings: Settings) -> str:
+    """A short fingerprint of what a gateway serves with ``settings``: replicas that print
+    the same one run the same config. The listen address (which may differ per replica)
+    and the store URL (which may hold a password) are left out; secrets count only by
+    their reference (a literal one is ``***``)."""
+    dump = settings.model_dump(mode="json")
+    for section, option in (("server", "host"), ("server", "port"), ("store", "url")):
+        dump[section].pop(option, None)
+    return hashlib.sha256(orjson.dumps(dump, option=orjson.OPT_SORT_KEYS)).hexdigest()[:12]
 
 
 def with_environment(settings: Settings, environ: Mapping[str, str]) -> Settings:

@@ -8,6 +8,9 @@
     ├── PayloadTooLarge               413
     ├── RateLimited                   429  over a rate limit or a budget (``code`` says which)
     ├── ClientDisconnected            499  the client left mid-stream (recorded, never sent)
+    ├── LimiterDown                   503  the shared limiter (Redis) is unreachable
+    ├── StoreUnavailable              503  the store (PostgreSQL) is unreachable: the admin
+    │                                      API, a key not in memory that must be looked up
     └── UpstreamError                      the provider could not give an answer
         ├── UpstreamStatusError       4xx passed through as is, but 401 / 403 (the provider
         │                             refused the gateway's own key) become 502; an overload
@@ -130,6 +133,18 @@ class LimiterDown(GatewayError):
     status = 503
     openai_type = "server_error"
     anthropic_type = "overloaded_error"
+
+
+class StoreUnavailable(GatewayError):
+    """The store cannot be reached: what needs it (the admin API, looking up a key this
+    replica does not hold yet) cannot be answered now; requests with known keys still run."""
+
+    status = 503
+    openai_type = "server_error"
+    anthropic_type = "overloaded_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="store_unavailable", headers={"retry-after": "1"})
 
 
 class UpstreamError(GatewayError):

@@ -19,7 +19,7 @@ from aiohttp import web
 from tollway.core.context import RequestContext
 from tollway.core.errors import GatewayError, PermissionDenied
 from tollway.core.types import ChatRequest, Deployment, Usage
-from tollway.dialects.http import read_json_object, request_id
+from tollway.dialects.http import log_internal_error, read_json_object, request_id
 from tollway.dialects.openai import error_response
 from tollway.limits.backend import MICRO
 from tollway.pricing.cost import cost_usd, worst_case_usd
@@ -126,6 +126,10 @@ def estimate_route(gateway: Gateway) -> web.RouteDef:
             answer = await estimate(gateway, request)
         except GatewayError as exc:
             return error_response(exc, {"x-request-id": request_id(request)})
+        except Exception as exc:  # Redis or the store down, or a fault: OpenAI's shape still
+            rid = request_id(request)
+            down = await gateway.outage(exc)
+            return error_response(down or log_internal_error(rid, exc), {"x-request-id": rid})
         return web.Response(body=orjson.dumps(answer), content_type="application/json")
 
     return web.post("/v1/estimate", handle)

@@ -43,6 +43,15 @@ CountInput = Callable[[RequestContext], int]
 """The request's input tokens as the local tokenizer counts them (pricing/tokens.py)."""
 
 
+def limiter_down() -> LimiterDown:
+    """The answer when the shared limiter (Redis) cannot be reached and nothing may pass."""
+    return LimiterDown(
+        "Limits cannot be checked right now (the shared limiter is unreachable); retry shortly.",
+        code="limiter_unavailable",
+        headers={"retry-after": "1"},
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Candidates:
     """What admission needs to know of the deployments that may serve one model name."""
@@ -243,12 +252,7 @@ class Admission(Stage):
         try:
             return await self._service.admit(claim)
         except LimiterUnavailable:
-            raise LimiterDown(
-                "Limits cannot be checked right now (the shared limiter is unreachable); "
-                "retry shortly.",
-                code="limiter_unavailable",
-                headers={"retry-after": "1"},
-            ) from None
+            raise limiter_down() from None
 
     def _reserved_input(self, estimate: int, candidates: Candidates | None) -> int:
         if candidates is None or candidates.exact:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 
 from sqlalchemy import text
@@ -9,11 +11,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from tollway.store.audit import AuditRepository
+from tollway.store.changes import ChangeFeed
 from tollway.store.credentials import CredentialRepository
 from tollway.store.crypto import SecretBox
 from tollway.store.engine import DEFAULT_URL, make_engine, redacted, store_url
 from tollway.store.errors import StoreError
 from tollway.store.limits import LimitRepository
+from tollway.store.locks import store_lock
 from tollway.store.migration import ensure_current, upgrade_engine
 from tollway.store.reports import ReportRepository
 from tollway.store.request_log import RequestLogRepository
@@ -62,6 +66,7 @@ class Store:
         self._sqlite_writer = None if database is None else SqliteWriter(database)
         self.request_log = RequestLogRepository(sessions, self._sqlite_writer)
         self.reports = ReportRepository(sessions)
+        self.changes = ChangeFeed(self._engine, schema)
 
     async def open(self, *, migrate: bool = False) -> None:
         """Connect and check the schema is current (``migrate``: upgrade it first)."""
@@ -73,6 +78,21 @@ class Store:
                 await connection.run_sync(ensure_current)
         except (SQLAlchemyError, OSError) as error:
             raise StoreError(f"cannot use the store at {self._where}: {error}") from error
+
+    async def reachable(self) -> bool:
+        """Whether the database answers a trivial query within 2 s now (after an error:
+        tells an outage from a fault in what was asked)."""
+        try:
+            async with asyncio.timeout(2.0), self._engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except Exception:
+            return False
+        return True
+
+    def exclusive(self, name: str) -> AbstractAsyncContextManager[None]:
+        """A lock every process on this store respects, held inside an ``async with``
+        (replicas starting together do a one-off job, such as the first admin, once)."""
+        return store_lock(self._engine, name)
 
     async def close(self) -> None:
         """Close every pooled connection."""

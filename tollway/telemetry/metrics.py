@@ -104,6 +104,10 @@ class Metrics:
             "tollway_circuit_state", "Circuit state per deployment (0 closed, 1 half-open, 2 open)",
             ["deployment"], registry=r,
         )  # fmt: skip
+        self.config_info = Gauge(
+            "tollway_config_info", "The config this process runs, by its fingerprint",
+            ["version"], registry=r,
+        )  # fmt: skip
         self._budget_children: dict[tuple[str, str, str], Any] = {}
         self.budget = Gauge(
             "tollway_budget_utilisation_ratio", "Spent / limit per budget",
@@ -120,6 +124,12 @@ class Metrics:
             "tollway_alert_delivery_failures", "Alert deliveries that failed after every retry",
             ["webhook"], registry=r,
         )  # fmt: skip
+
+    def set_config_version(self, version: str) -> None:
+        """The config this process runs (``tollway_config_info``, 1 for the current one):
+        replicas whose versions differ run different configs."""
+        self.config_info.clear()
+        self.config_info.labels(version).set(1)
 
     def set_circuit_state(self, deployment: str, state: int) -> None:
         """For the routing layer: 0 closed, 1 half-open, 2 open."""
