@@ -31,6 +31,12 @@ ODD_EVENTS = {
              "function": {"name": "f", "arguments": {"a": 1}}}]}}]}
     ).encode(),
 }  # fmt: skip
+# Whole answers (not streamed) whose message is not what Chat Completions sends.
+PLAIN_ODD = {
+    "plain-number-content": {"role": "assistant", "content": 5},
+    "plain-object-arguments": {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": {"a": 1}}}]},
+}  # fmt: skip
 CODED = {
     "message": "This model's maximum context length is 8 tokens.",
     "type": "invalid_request_error",
@@ -57,6 +63,11 @@ async def misbehave(request: web.Request) -> web.StreamResponse:
         return web.json_response({"error": {"message": message}}, status=404)
     if mode == "coded-400":  # an OpenAI-format refusal with its own code and param
         return web.json_response({"error": CODED}, status=400)
+    if mode in PLAIN_ODD:  # a whole answer whose message is of the wrong shape
+        choice = {"index": 0, "finish_reason": "stop", "message": PLAIN_ODD[mode]}
+        usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+        answer = {"id": "x", "object": "chat.completion", "created": 1, "model": "bad"}
+        return web.json_response({**answer, "choices": [choice], "usage": usage})
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await response.prepare(request)
     if mode == "error-event":  # a stream that fails after its first chunk, saying how
@@ -73,8 +84,12 @@ async def misbehave(request: web.Request) -> web.StreamResponse:
         return response
     if mode == "large-event":  # one 2 MiB event in small writes, lines ended by \r\n
         content = "x" * (2 << 20)
-        event = json.dumps({**CHUNK, "choices": [
-            {"index": 0, "delta": {"content": content}, "finish_reason": None}]}).encode()
+        event = json.dumps(
+            {
+                **CHUNK,
+                "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}],
+            }
+        ).encode()
         data = b"data: " + event + b"\r\n\r\n"
         for start in range(0, len(data), 4096):
             await response.write(data[start : start + 4096])
@@ -253,3 +268,30 @@ async def test_a_large_event_in_many_reads_arrives_whole(
         if json.loads(event)["choices"]
     )
     assert content == "x" * (2 << 20)
+
+
+@pytest.mark.parametrize("mode", list(PLAIN_ODD))
+@pytest.mark.parametrize("route", ["/v1/messages", "/v1/responses"])
+async def test_a_whole_answer_of_the_wrong_shape_is_a_502_in_the_clients_dialect(
+    broken_gateway: tuple[str, Process], mode: str, route: str
+) -> None:
+    # Translated for another dialect, the answer is read field by field: a number for text
+    # or an object for arguments is the upstream's protocol error, not a 500.
+    if route == "/v1/messages":
+        body: dict[str, object] = {
+            "model": "bad", "max_tokens": 50, "messages": [{"role": "user", "content": mode}]
+        }  # fmt: skip
+    else:
+        body = {"model": "bad", "input": [{"role": "user", "content": mode}]}
+    async with (
+        aiohttp.ClientSession(headers=AUTH) as session,
+        session.post(broken_gateway[0] + route, json=body) as response,
+    ):
+        assert response.status == 502
+        answer = await response.json()
+    if route == "/v1/messages":
+        assert answer["type"] == "error" and answer["error"]["type"] == "api_error"
+        message = answer["error"]["message"]
+    else:
+        message = answer["error"]["message"]
+    assert "upstream choice is malformed" in message

@@ -135,11 +135,14 @@ def _choice_from_wire(raw: dict[str, Any]) -> Choice:
     get = message.get
     calls = get("tool_calls")
     role: Role = get("role") or "assistant"
+    content = get("content")
+    if content is not None and not isinstance(content, (str, list)):
+        raise TypeError("the message's content is neither text nor parts")
     # Positional, in field order (Message: role, content, name, tool calls, tool call id,
     # extra; Choice: index, message, finish reason, stop sequence, extra).
     wire_message = Message(
         role,
-        get("content"),
+        content,
         None,
         None
         if not calls
@@ -147,7 +150,7 @@ def _choice_from_wire(raw: dict[str, Any]) -> Choice:
             ToolCall(
                 call["id"],
                 call["function"]["name"],
-                call["function"].get("arguments") or "",
+                _arguments(call["function"].get("arguments")),
                 {k: v for k, v in call.items() if k not in _CALL_KEYS},
             )
             for call in calls
@@ -162,6 +165,13 @@ def _choice_from_wire(raw: dict[str, Any]) -> Choice:
         None,
         {k: v for k, v in raw.items() if k not in _CHOICE_KEYS},
     )
+
+
+def _arguments(raw: Any) -> str:
+    """A tool call's arguments: JSON text, as the format has them (never a parsed object)."""
+    if raw is None or isinstance(raw, str):
+        return raw or ""
+    raise TypeError("a tool call's arguments are not a string")
 
 
 def _choice_to_wire(choice: Choice) -> dict[str, Any]:
