@@ -87,7 +87,7 @@ class Gateway:
         self.config_path = config_path
         self.environ = os.environ if environ is None else environ
         self.vault = Vault(self.environ)
-        self.store = Store(settings.store.url)
+        self.store = Store(settings.store.url, connect_timeout=settings.store.connect_timeout)
         self.identity = Identity(self.store)
         self.config_version = settings_version(settings)
         """A fingerprint of the config this replica runs (replicas should agree)."""

@@ -302,6 +302,8 @@ class StoreConfig(Strict):
     url: str = "sqlite+aiosqlite:///./tollway.db"
     migrate: bool = True
     """Upgrade the schema to the newest migration at start-up."""
+    connect_timeout: Duration = Field(default=10.0, gt=0)
+    """How long a new PostgreSQL connection may take before the store counts as down."""
 
 
 class SimulatorConfig(Strict):

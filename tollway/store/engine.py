@@ -42,8 +42,21 @@ def redacted(url: URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
-def make_engine(url: str, *, schema: str | None = None, echo: bool = False) -> AsyncEngine:
-    """An async engine for ``url``; ``schema`` (PostgreSQL only) becomes the search path."""
+CONNECT_TIMEOUT_S = 10.0
+"""A new PostgreSQL connection's limit (asyncpg's own is 60 s): a database host that drops
+packets otherwise holds every admin call and start-up for a minute."""
+
+
+def make_engine(
+    url: str,
+    *,
+    schema: str | None = None,
+    echo: bool = False,
+    connect_timeout: float = CONNECT_TIMEOUT_S,
+) -> AsyncEngine:
+    """An async engine for ``url``; ``schema`` (PostgreSQL only) becomes the search path;
+    ``connect_timeout`` bounds a new PostgreSQL connection (SQLite has no connection to wait
+    for: its ``timeout`` is how long a writer waits for the file's lock)."""
     parsed = store_url(url)
     if parsed.get_backend_name() == "sqlite":
         if schema is not None:
@@ -51,7 +64,7 @@ def make_engine(url: str, *, schema: str | None = None, echo: bool = False) -> A
         engine = create_async_engine(parsed, echo=echo, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         return engine
-    connect_args: dict[str, Any] = {}
+    connect_args: dict[str, Any] = {"timeout": connect_timeout}
     if schema is not None:
         check_schema_name(schema)
         connect_args["server_settings"] = {"search_path": schema}

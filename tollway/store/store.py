@@ -14,7 +14,7 @@ from tollway.store.audit import AuditRepository
 from tollway.store.changes import ChangeFeed
 from tollway.store.credentials import CredentialRepository
 from tollway.store.crypto import SecretBox
-from tollway.store.engine import DEFAULT_URL, make_engine, redacted, store_url
+from tollway.store.engine import CONNECT_TIMEOUT_S, DEFAULT_URL, make_engine, redacted, store_url
 from tollway.store.errors import StoreError
 from tollway.store.limits import LimitRepository
 from tollway.store.locks import store_lock
@@ -42,6 +42,7 @@ class Store:
         schema: str | None = None,
         secret_box: SecretBox | None = None,
         echo: bool = False,
+        connect_timeout: float = CONNECT_TIMEOUT_S,
     ) -> None:
         """Set up the engine; nothing connects before ``open``.
 
@@ -50,10 +51,11 @@ class Store:
         ``secret_box``: encrypts credentials; by default built from ``TOLLWAY_VAULT_KEY``
         when a credential is first written or revealed.
         ``echo``: log every SQL statement.
+        ``connect_timeout``: how long a new PostgreSQL connection may take.
         """
         self._where = redacted(store_url(url))
         self._schema = schema
-        self._engine = make_engine(url, schema=schema, echo=echo)
+        self._engine = make_engine(url, schema=schema, echo=echo, connect_timeout=connect_timeout)
         self._secret_box = secret_box
         sessions = async_sessionmaker(self._engine, expire_on_commit=False)
         self.teams = TeamRepository(sessions)
