@@ -42,8 +42,9 @@ _MAX_UNSETTLED = 100_000
 _WARN_EVERY_S = 10.0
 
 
-def make_limiter(config: LimitsConfig, vault: Vault) -> Limiter:
-    """The configured backend."""
+def make_limiter(config: LimitsConfig, vault: Vault, store: Store | None = None) -> Limiter:
+    """The configured backend; on Redis, accounts it does not hold are seeded from
+    ``store``'s persisted spend."""
     if config.backend == "redis":
         from tollway.limits.redis import RedisLimiter  # redis-py only when used
 
@@ -52,6 +53,7 @@ def make_limiter(config: LimitsConfig, vault: Vault) -> Limiter:
             vault.reveal(config.redis_url),
             prefix=config.redis_prefix,
             socket_timeout=config.redis_timeout,
+            persisted=None if store is None else store.limits.spend,
         )
     return MemoryLimiter()
 
@@ -192,16 +194,21 @@ class LimitService:
         self._periods = {}
         self.book = LimitBook.build(config, *self._records)
 
+    def current_accounts(self) -> set[str]:
+        """This period's account of every budget."""
+        return {self.account(budget) for budget in self.book.every_budget()}
+
     async def seed(self) -> None:
-        """Start this period's accounts of every budget at their persisted spend."""
+        """Start this period's accounts of every budget at their persisted spend (0 when
+        the store has none), where the backend does not hold them yet."""
         if self._store is None:
             return
-        accounts = [self.account(budget) for budget in self.book.every_budget()]
+        accounts = sorted(self.current_accounts())
         if not accounts:
             return
         spent = await self._store.limits.spend(accounts)
         try:
-            await self.limiter.seed(spent)
+            await self.limiter.seed({name: spent.get(name, 0) for name in accounts})
         except LimiterUnavailable as exc:  # seeded at the next reconcile
             self._warn(f"cannot seed budget spend into the limiter now: {exc}")
 
