@@ -1,6 +1,6 @@
 """Two gateway processes sharing budgets through a Redis of their own (``redis-server``
 started here, so FLUSHALL wipes nobody else's keys) and one PostgreSQL store: Redis losing
-its data mid-period (a FLUSHALL).
+its data mid-period (a FLUSHALL, a restart without persistence).
 
 The store is written only every minute here, far behind Redis: what the replicas saw in
 Redis' replies has to bring back the spend the store has not been told of yet.
@@ -30,7 +30,10 @@ from tests.support import (
     postgres_database,
     running_gateway,
     unavailable,
+    unique_prefix,
 )
+from tollway.limits.backend import Claim, RateSpec, Ticket
+from tollway.limits.redis import RedisLimiter
 
 BUDGET_USD = 3.00
 WORST = (40 * PRICEY["input"] + 45 * PRICEY["output"]) / 1e6
@@ -246,3 +249,50 @@ async def test_concurrent_clients_on_two_gateways_through_losses_stop_at_the_bud
         assert row["reserved_usd"] == 0
     assert spent <= micros(BUDGET_USD)
     assert micros(BUDGET_USD) - spent < micros(WORST)
+
+
+def test_a_redis_restart_without_persistence_never_forgets_spend(
+    two_gateways: list[str], redis_server: PrivateRedis
+) -> None:
+    key_id, key = new_key_with_budget(two_gateways)
+    headers = {"authorization": f"Bearer {key}"}
+    costs: list[float] = []
+    for i in range(400):
+        body = {
+            "model": "pricey", "max_tokens": 20 + i % 25,
+            "messages": [{"role": "user", "content": f"restart {i}"}],
+        }  # fmt: skip
+        url = two_gateways[i % 2]
+        answer = httpx.post(url + "/v1/chat/completions", json=body, headers=headers, timeout=10)
+        if answer.status_code == 503:  # connections the restart cut: retry as a client would
+            assert answer.json()["error"]["code"] == "limiter_unavailable"
+            continue
+        if answer.status_code == 429:
+            assert answer.json()["error"]["code"] == "budget_exceeded"
+            break
+        assert answer.status_code == 200, answer.text
+        costs.append(float(answer.headers["x-tollway-cost-usd"]))
+        if len(costs) % 7 == 0:
+            redis_server.restart()
+    else:
+        raise AssertionError("the budget never stopped the loop")
+    spent = sum(map(micros, costs))
+    row = budget_row(two_gateways[0], key_id)
+    assert micros(row["spent_usd"]) == spent
+    assert spent <= micros(BUDGET_USD)
+    assert micros(BUDGET_USD) - spent < micros(WORST)
+
+
+async def test_a_restarted_redis_answers_the_next_admission_not_a_503(
+    redis_server: PrivateRedis,
+) -> None:
+    # A restarted Redis has closed every pooled connection; each was used once more, failed,
+    # and turned one request into a 503 limiter_unavailable.
+    limiter = RedisLimiter(redis_server.url, unique_prefix("restart"), socket_timeout=5.0)
+    scope = ("key:restart", RateSpec(rpm=100))
+    try:
+        assert isinstance(await limiter.admit(Claim("before", [scope])), Ticket)
+        redis_server.restart()
+        assert isinstance(await limiter.admit(Claim("after", [scope])), Ticket)
+    finally:
+        await limiter.close()

@@ -65,9 +65,11 @@ Spend (and the reservation zsets, which the purge needs) never expire: a period'
 is a new key, and accounting must not be lost.
 
 Failures. A connection error or timeout raises ``LimiterUnavailable`` (the stage applies
-``fail_open``), with the URL's password masked. Commands are not retried here: an
-admission that ran but whose reply was lost would take twice (its holds expire after
-``hold_s``). Settlements are retried by ``LimitService`` (limits/service.py) until Redis
+``fail_open``), with the URL's password masked. Commands are not retried here, but for one
+thing: a script sent on a connection the server had closed (a restarted Redis closes every
+pooled connection) is sent once more on a fresh one. Retrying more (a timeout) could take
+twice: an admission that ran but whose reply was lost holds until its holds expire after
+``hold_s``. Settlements are retried by ``LimitService`` (limits/service.py) until Redis
 takes them, so spend is not lost; each marks its hold id in ``{prefix}:done:<hold>`` (kept
 a day) as it runs, so a retry whose first reply was lost is a no-op, not a double charge.
 """
@@ -206,7 +208,14 @@ class RedisLimiter:
 
     async def _run(self, script: AsyncScript, keys: list[str], args: list[str | int]) -> Any:
         try:
-            return await script(keys, args)
+            try:
+                return await script(keys, args)
+            except redis_errors.ConnectionError as exc:
+                if isinstance(exc.__cause__, asyncio.TimeoutError):
+                    raise  # no pooled connection came free in time: no better on a retry
+                # A connection the server closed, as a restarted Redis closes every pooled
+                # one: once more on a fresh connection, not a 503 per stale connection.
+                return await script(keys, args)
         except _UNAVAILABLE as exc:
             self._unavailable(exc)
 
