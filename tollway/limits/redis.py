@@ -51,13 +51,15 @@ starts a new *epoch* (a random id) at a *floor*: the most of the store's persist
 (``persisted``, read from the store only then) and what this replica last saw of the
 account, plus the carry. The store lags by up to ``limits.spend_flush_interval``, but the
 replica that settled last saw the exact total in its reply, so each replica keeps per account
-the epoch and the most it saw spent, and gives what it saw in an earlier epoch at its next
-admission, settlement or read of it (admission refuses to go on until it has), and at every
-reconcile: the floor is raised to it and only the difference added, so racing replicas count
-the lost spend once. With it each replica gives back its open reservations (not settled,
-not expired), so requests in flight when Redis lost them are counted against the budget
-again. What stays lost: concurrency slots and token buckets (they refill), and a settlement
-whose reply was lost just before the loss.
+the epoch and the most it saw spent (and what replies of other epochs said, a reply that
+crossed the loss), and gives what it saw in an earlier epoch at its next admission,
+settlement or read of it (admission refuses to go on until it has), and at every reconcile:
+the floor is raised to it and only the difference added, so racing replicas count the lost
+spend once. With it each replica gives back its open reservations (not settled, not
+expired; one settled while the sync ran is released again after it), so requests in flight
+when Redis lost them are counted against the budget again. What stays lost: concurrency
+slots and token buckets (they refill), and a settlement whose reply was lost just before
+the loss.
 
 Expiry of keys. Buckets expire a few minutes after they would be full again (a missing
 bucket is a full one). Concurrency sets expire a few minutes after their last hold would.
@@ -99,7 +101,7 @@ from tollway.limits.backend import (
     Settled,
     Ticket,
 )
-from tollway.limits.redis_scripts import ACCOUNTS, ADMIT, SETTLE, SYNC
+from tollway.limits.redis_scripts import ACCOUNTS, ADMIT, RELEASE, SETTLE, SYNC
 
 PersistedSpend = Callable[[list[str]], Awaitable[Mapping[str, int]]]
 """The spend the store keeps of budget accounts (absent: none), to seed accounts from."""
@@ -187,6 +189,7 @@ class RedisLimiter:
         self._settle = self._redis.register_script(SETTLE)
         self._accounts = self._redis.register_script(ACCOUNTS)
         self._sync_script = self._redis.register_script(SYNC)
+        self._release = self._redis.register_script(RELEASE)
         self._tag = "{" + prefix + "}:"
         self._clock = clock
         self._where = _masked(url)
@@ -194,6 +197,9 @@ class RedisLimiter:
         self._persisted = persisted
         self._seen: dict[str, tuple[str, int]] = {}
         """Per account: the epoch this process is synced with, and the most it saw spent."""
+        self._elsewhen: dict[str, dict[str, int]] = {}
+        """Per account: the most seen spent in other epochs (a reply that crossed a loss),
+        until given to Redis by a sync."""
         self._open: dict[str, dict[str, tuple[int, float]]] = {}
         """Per account: this process's holds not settled yet: id -> (micros, expiry)."""
         self._syncing: dict[str, asyncio.Future[None]] = {}
@@ -223,14 +229,18 @@ class RedisLimiter:
         return self._tag + "spend:" + account, self._tag + "holds:" + account
 
     def _observe(self, account: str, spent: str | int, epoch: str) -> bool:
-        """Note a spend Redis reported; False when it is of an epoch this process has not
-        synced with (Redis lost the account since): then what it saw is still to be given."""
+        """Note a spend Redis reported; False when it is of an epoch other than the one this
+        process is synced with (Redis lost the account since, or the reply was sent before
+        it did): kept apart, to be given to Redis by a sync."""
         seen = self._seen.get(account)
+        value = int(spent)
         if seen is None or seen[0] == epoch:
-            value = int(spent)
             if seen is None or value > seen[1]:
                 self._seen[account] = (epoch, value)
             return True
+        other = self._elsewhen.setdefault(account, {})
+        if value > other.get(epoch, -1):
+            other[epoch] = value
         return False
 
     async def admit(self, claim: Claim) -> Ticket | Refusal:
@@ -258,6 +268,9 @@ class RedisLimiter:
         for budget in claim.budgets:
             keys += self._budget_keys(budget.account)
             args += (budget.limit_micros, "")
+        behind = [budget.account for budget in claim.budgets if budget.account in self._elsewhen]
+        if behind:  # a reply that crossed a loss: what it said goes to Redis before admitting
+            await self._sync_once(behind)
         for _ in range(_SYNC_TRIES):
             for j, budget in enumerate(claim.budgets):
                 seen = self._seen.get(budget.account)
@@ -446,27 +459,54 @@ class RedisLimiter:
         keys: list[str] = []
         done_keys: list[str] = []
         args: list[str | int] = [repr(now), f"{self._nonce}{self._next():x}", len(names)]
+        given: list[tuple[str, dict[str, int], list[str]]] = []
         for name in names:
             keys += self._budget_keys(name)
             seen = self._seen.get(name)
+            views = dict(self._elsewhen.get(name, {}))
+            pairs = ([] if seen is None else [seen]) + list(views.items())
             held = [(h, m, e) for h, (m, e) in self._open.get(name, {}).items() if e > now]
-            args += (
-                persisted.get(name, 0),
-                "" if seen is None else seen[0],
-                0 if seen is None else seen[1],
-                len(held),
-            )
+            args += (persisted.get(name, 0), len(pairs))
+            for epoch, value in pairs:
+                args += (epoch, value)
+            args.append(len(held))
             for hold, micros, expiry in held:
                 args += (hold, micros, repr(expiry))
                 done_keys.append(self._tag + "done:" + hold)
+            given.append((name, views, [hold for hold, _, _ in held]))
         reply: list[list[str]] = await self._run(self._sync_script, keys + done_keys, args)
         states = {}
-        for name, (spent, reserved, epoch) in zip(names, reply, strict=True):
-            seen = self._seen.get(name)
-            if seen is None or seen[0] != epoch or seen[1] < int(spent):
-                self._seen[name] = (epoch, int(spent))
+        settled_since: list[tuple[str, str]] = []
+        for (name, views, holds), (spent, reserved, epoch) in zip(given, reply, strict=True):
+            self._synced(name, views, epoch, int(spent))
             states[name] = AccountState(name, int(spent), int(reserved))
+            still = self._open.get(name, {})
+            settled_since += [(name, hold) for hold in holds if hold not in still]
+        if settled_since:
+            # Settled while the sync ran: if its settlement ran first, the sync gave back a
+            # reservation no one will settle again.
+            keys = [key for name, _ in settled_since for key in self._budget_keys(name)]
+            await self._run(self._release, keys, [hold for _, hold in settled_since])
         return states
+
+    def _synced(self, name: str, views: dict[str, int], epoch: str, spent: int) -> None:
+        """Redis holds ``name`` at ``epoch`` with what this process had seen (``views`` of
+        other epochs given): synced with it now."""
+        seen = self._seen.get(name)
+        if seen is None or seen[0] != epoch or seen[1] < spent:
+            self._seen[name] = (epoch, spent)
+        other = self._elsewhen.get(name)
+        if other is None:
+            return
+        for kept, value in list(other.items()):
+            if kept == epoch:  # a reply of the epoch just synced with, arrived meanwhile
+                if value > self._seen[name][1]:
+                    self._seen[name] = (epoch, value)
+                del other[kept]
+            elif value <= views.get(kept, -1):
+                del other[kept]  # given
+        if not other:
+            del self._elsewhen[name]
 
     async def close(self) -> None:
         """Close the client and every pooled connection."""

@@ -253,16 +253,19 @@ return out
 # seeded or of an epoch it has not synced with, and at every reconcile.
 #
 # An account not seeded starts a new epoch at its floor: the most of its persisted spend and
-# what this replica last saw of it (both lower bounds of what it had reached when lost), plus
-# the ``carry`` settled while it was not seeded. A replica that last saw an earlier epoch
-# raises the floor to what it saw, adding only the difference: the floor is the most any
-# replica knew, counted once however many race. Its open reservations (not settled yet, not
-# expired, no settlement marked done) are restored, so admissions see them again.
+# what this replica saw of it (lower bounds, all, of what it had reached when lost), plus
+# the ``carry`` settled while it was not seeded. A replica that saw it in earlier epochs
+# raises the floor to the most it saw there, adding only the difference: the floor is the
+# most any replica knew, counted once however many race. What a replica saw in the current
+# epoch is not given (it is counted already). When the replica was synced with another
+# epoch, its open reservations (not settled yet, not expired, no settlement marked done)
+# are restored, so admissions see them again.
 #
 # KEYS: per account: spend, holds; then the done key of every hold named in ARGV, in order.
-# ARGV: now, a new epoch id, n accounts; per account: persisted spend, the epoch this replica
-#   last saw ('' when none), what it saw then, its number of open holds; then per hold: id,
-#   reserved micros, expiry.
+# ARGV: now, a new epoch id, n accounts; per account: persisted spend, the number of epochs
+#   this replica saw it in, and per epoch: its id and the most seen spent then (the one it
+#   is synced with first); then the number of its open holds, and per hold: id, reserved
+#   micros, expiry.
 # Returns {spent, reserved, epoch} per account.
 SYNC = (
     _COMMON
@@ -272,8 +275,7 @@ local function greater(a, b)
   return a > b
 end
 
-local now_s = ARGV[1]
-local now = tonumber(now_s)
+local now = tonumber(ARGV[1])
 local fresh = ARGV[2]
 local n = tonumber(ARGV[3])
 local a = 4
@@ -281,15 +283,19 @@ local d = 2 * n + 1
 local out = {}
 for j = 1, n do
   local spend, holds = KEYS[2 * j - 1], KEYS[2 * j]
-  local persisted, seen_epoch, seen = ARGV[a], ARGV[a + 1], ARGV[a + 2]
-  local nholds = tonumber(ARGV[a + 3])
-  a = a + 4
-  purge(spend, holds, now_s)
+  local persisted = ARGV[a]
+  local nviews = tonumber(ARGV[a + 1])
+  local views = {}
+  for v = 1, nviews do views[v] = {ARGV[a + 2 * v], ARGV[a + 2 * v + 1]} end
+  a = a + 2 + 2 * nviews
+  purge(spend, holds, ARGV[1])
   local state = redis.call('HMGET', spend, 'spent', 'epoch', 'floor')
   local restore = false
   if not state[1] then
     local floor = persisted
-    if seen_epoch ~= '' and greater(seen, floor) then floor = seen end
+    for _, view in ipairs(views) do
+      if greater(view[2], floor) then floor = view[2] end
+    end
     redis.call('HSET', spend, 'spent', floor, 'floor', floor, 'epoch', fresh)
     local carry = redis.call('HGET', spend, 'carry')
     if carry then
@@ -297,15 +303,22 @@ for j = 1, n do
       redis.call('HDEL', spend, 'carry')
     end
     restore = true
-  elseif seen_epoch ~= '' and seen_epoch ~= epoch_of(state[2]) then
+  else
+    local epoch = epoch_of(state[2])
     local floor = state[3] or '0'
-    if greater(seen, floor) then
-      redis.call('HINCRBY', spend, 'spent', seen)
-      redis.call('HINCRBY', spend, 'spent', '-' .. floor)
-      redis.call('HSET', spend, 'floor', seen)
+    local most = floor
+    for _, view in ipairs(views) do
+      if view[1] ~= epoch and greater(view[2], most) then most = view[2] end
     end
-    restore = true
+    if most ~= floor then
+      redis.call('HINCRBY', spend, 'spent', most)
+      redis.call('HINCRBY', spend, 'spent', '-' .. floor)
+      redis.call('HSET', spend, 'floor', most)
+    end
+    restore = nviews > 0 and views[1][1] ~= epoch
   end
+  local nholds = tonumber(ARGV[a])
+  a = a + 1
   for _ = 1, nholds do
     local hold, micros, expiry = ARGV[a], ARGV[a + 1], ARGV[a + 2]
     a = a + 3
@@ -324,3 +337,19 @@ end
 return out
 """
 )
+
+# Drop the reservations a sync gave back to holds settled while it ran (their settlement
+# may have run first, and will not run again). KEYS: per hold: spend, holds of its account.
+# ARGV: the hold ids.
+RELEASE = """
+for j = 1, #ARGV do
+  local spend, holds, hold = KEYS[2 * j - 1], KEYS[2 * j], ARGV[j]
+  local reserved = redis.call('HGET', spend, hold)
+  if reserved then
+    redis.call('HDEL', spend, hold)
+    redis.call('HINCRBY', spend, 'reserved', '-' .. reserved)
+    redis.call('ZREM', holds, hold)
+  end
+end
+return 0
+"""
