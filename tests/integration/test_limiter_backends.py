@@ -715,3 +715,46 @@ async def test_an_unreadable_store_makes_a_lost_account_unavailable_not_zero(
     finally:
         await broken.close()
     assert await delete_keys(redis_place.url, redis_place.prefix) == 0  # nothing taken
+
+
+async def test_memory_forgets_accounts_no_budget_charges_once_no_request_holds_them() -> None:
+    memory = MemoryLimiter(clock=FakeClock())
+    past, current = (
+        BudgetClaim("key:k:day:2026-11-01", 1000),
+        BudgetClaim("key:k:day:2026-11-02", 1000),
+    )
+    late = admitted(await memory.admit(claim(budgets=(past,), reserve=100)))
+    settled = admitted(await memory.admit(claim(budgets=(past, current), reserve=100)))
+    await memory.settle(settled, 0, 40)
+    memory.prune({current.account})
+    # Still held by a request admitted before midnight: kept, so its settlement finds it.
+    assert memory.known_spent(past.account) == 40
+    await memory.settle(late, 0, 60)
+    assert memory.known_spent(past.account) == 100
+    memory.prune({current.account})
+    assert memory.known_spent(past.account) is None
+    assert memory.known_spent(current.account) == 40
+
+
+async def test_flush_writes_a_past_periods_spend_to_the_store_then_forgets_it(
+    store: Store,
+) -> None:
+    # A day budget's account of every past day stayed in memory for the life of the process.
+    config = LimitsConfig.model_validate(
+        {"budgets": [{"scope": "key", "id": "k", "period": "day", "limit_usd": 1}]}
+    )
+    service = LimitService(config, MemoryLimiter(), store)
+    [budget] = service.book.every_budget()
+    current, past = service.account(budget), "key:k:day:2000-01-01"
+    assert service.immediate is not None
+    for account in (past, current):
+        ticket = admitted(
+            service.immediate.admit_now(
+                claim(budgets=(BudgetClaim(account, budget.limit_micros),), reserve=50)
+            )
+        )
+        service.settle_now(ticket, 0, 40, [budget])
+    await service.flush()
+    assert await store.limits.spend([past, current]) == {past: 40, current: 40}
+    assert service.limiter.known_spent(past) is None
+    assert service.limiter.known_spent(current) == 40

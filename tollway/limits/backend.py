@@ -13,7 +13,7 @@ Budgets are named by *account* keys: ``{scope}:{scope_id}:{period key}`` (e.g.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -145,6 +145,11 @@ class Limiter(Protocol):
 
     async def seed(self, spent: dict[str, int]) -> None:
         """Start accounts this backend does not hold yet at the given (persisted) spend."""
+        ...
+
+    def prune(self, keep: Collection[str]) -> None:
+        """Forget what this process holds of accounts not in ``keep`` (past periods, removed
+        budgets) that no admitted request still holds; their spend is in the store."""
         ...
 
     async def close(self) -> None:

@@ -82,7 +82,7 @@ import asyncio
 import itertools
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -507,6 +507,19 @@ class RedisLimiter:
                 del other[kept]  # given
         if not other:
             del self._elsewhen[name]
+
+    def prune(self, keep: Collection[str]) -> None:
+        """Forget what this process saw of accounts not in ``keep`` that it holds nothing of,
+        and its holds that have expired (Redis keeps the accounts themselves)."""
+        now = float(self._clock())
+        for name, held in list(self._open.items()):
+            for hold in [h for h, (_, expiry) in held.items() if expiry <= now]:
+                del held[hold]
+            if not held:
+                del self._open[name]
+        for name in [n for n in self._seen if n not in keep and n not in self._open]:
+            del self._seen[name]
+            self._elsewhen.pop(name, None)
 
     async def close(self) -> None:
         """Close the client and every pooled connection."""

@@ -213,19 +213,24 @@ class LimitService:
             self._warn(f"cannot seed budget spend into the limiter now: {exc}")
 
     async def flush(self) -> None:
-        """Retry queued settlements, then write touched accounts' spend to the store."""
+        """Retry queued settlements, write touched accounts' spend to the store, then let
+        the backend forget accounts no budget charges any more (past periods)."""
         pending, self._unsettled = self._unsettled, []
         for ticket, tokens, micros, budgets in pending:
             await self.settle(ticket, tokens, micros, budgets)
-        if self._store is None or not self._touched:
-            return
-        touched, self._touched = self._touched, set()
-        try:
-            states = await self.limiter.accounts(sorted(touched))
-            await self._store.limits.record_spend({s.account: s.spent_micros for s in states})
-        except Exception:
-            self._touched |= touched  # written next time
-            raise
+        if self._store is None:
+            self._touched.clear()  # nowhere to write them
+        elif self._touched:
+            touched, self._touched = self._touched, set()
+            try:
+                states = await self.limiter.accounts(sorted(touched))
+                spent = {s.account: s.spent_micros for s in states}
+                await self._store.limits.record_spend(spent)
+            except Exception:
+                self._touched |= touched  # written next time
+                raise
+        # Accounts touched since (or never written: the write failed) are kept.
+        self.limiter.prune(self.current_accounts() | self._touched)
 
     async def accounts(self, names: Sequence[str]) -> list[AccountState]:
         """Spend and reservations of budget accounts now."""
