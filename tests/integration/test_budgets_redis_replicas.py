@@ -1,6 +1,7 @@
 """Two gateway processes sharing budgets through a Redis of their own (``redis-server``
-started here, so FLUSHALL wipes nobody else's keys) and one PostgreSQL store: Redis losing
-its data mid-period (a FLUSHALL, a restart without persistence).
+started here, so FLUSHALL wipes nobody else's keys) and one PostgreSQL store: bursts, cut
+streams, failures and fallbacks, and Redis losing its data mid-period (a FLUSHALL, a restart
+without persistence).
 
 The store is written only every minute here, far behind Redis: what the replicas saw in
 Redis' replies has to bring back the spend the store has not been told of yet.
@@ -109,7 +110,25 @@ def loss_config(simulator_url: str) -> dict[str, Any]:
     return {
         "auth": {"reconcile_interval": "500ms"},
         "upstream": {"forward_headers": ["x-sim-*"]},
-        "models": [{"name": "pricey", "deployments": [deployment]}],
+        "models": [
+            {"name": "pricey", "deployments": [deployment]},
+            {
+                "name": "pricey-pair",
+                "deployments": [
+                    {**deployment, "id": "pair-a"},
+                    {**deployment, "id": "pair-b"},
+                ],
+                "strategy": "priority",
+            },
+            {
+                "name": "pricey-fallback",
+                "deployments": [
+                    {**deployment, "id": "dead", "api_base": "http://127.0.0.1:9/v1"},
+                    {**deployment, "id": "live"},
+                ],
+                "strategy": "priority",
+            },
+        ],
         "limits": {
             "backend": "redis",
             "redis_url": "env:TOLLWAY_REDIS_URL",
@@ -141,8 +160,8 @@ def admin(url: str, method: str, path: str, body: Any = None) -> Any:
     return response.json()
 
 
-def new_key_with_budget(urls: list[str]) -> tuple[str, str]:
-    """A fresh key with a day budget of ``BUDGET_USD``, known to every gateway: (its id,
+def new_key_with_budget(urls: list[str], limit_usd: float = BUDGET_USD) -> tuple[str, str]:
+    """A fresh key with a day budget of ``limit_usd``, known to every gateway: (its id,
     the key)."""
     created = httpx.post(
         urls[0] + "/admin/keys",
@@ -150,7 +169,7 @@ def new_key_with_budget(urls: list[str]) -> tuple[str, str]:
         headers={"authorization": f"Bearer {CLIENT_KEY}"},
     ).json()
     key_id = created["id"]
-    body = {"scope": "key", "scope_id": key_id, "period": "day", "limit_usd": BUDGET_USD}
+    body = {"scope": "key", "scope_id": key_id, "period": "day", "limit_usd": limit_usd}
     admin(urls[0], "PUT", "/admin/budgets", body)
     deadline = time.monotonic() + 10
     for url in urls[1:]:  # the others read it at their next reconcile
@@ -168,6 +187,114 @@ def budget_row(url: str, key_id: str) -> dict[str, Any]:
 
 def micros(usd: float) -> int:
     return round(usd * 1_000_000)
+
+
+def wait_settled(url: str, key_id: str) -> dict[str, Any]:
+    """The budget row once nothing is reserved (a client that left settles after it)."""
+    deadline = time.monotonic() + 10
+    while True:
+        row = budget_row(url, key_id)
+        if row["reserved_usd"] == 0 or time.monotonic() > deadline:
+            return row
+        time.sleep(0.1)
+
+
+async def test_a_burst_across_two_gateways_never_overspends_a_small_budget(
+    two_gateways: list[str],
+) -> None:
+    key_id, key = new_key_with_budget(two_gateways, 0.75)
+    clients = [
+        openai.AsyncOpenAI(base_url=url + "/v1", api_key=key, max_retries=0) for url in two_gateways
+    ]
+
+    async def one(i: int) -> float | str:
+        try:
+            raw = await clients[i % 2].chat.completions.with_raw_response.create(
+                model="pricey",
+                messages=[{"role": "user", "content": f"burst {i}"}],
+                max_tokens=10 + i % 30,
+                stream=i % 3 == 0,
+                stream_options={"include_usage": True} if i % 3 == 0 else None,
+            )
+        except openai.RateLimitError as exc:
+            return str(exc.code)
+        if i % 3:
+            return float(raw.headers["x-tollway-cost-usd"])
+        usage = None
+        async for chunk in raw.parse():  # type: ignore[union-attr]
+            usage = chunk.usage or usage
+        assert usage is not None
+        return (
+            usage.prompt_tokens * PRICEY["input"] + usage.completion_tokens * PRICEY["output"]
+        ) / 1e6
+
+    results = await asyncio.gather(*(one(i) for i in range(240)))
+    for client in clients:
+        await client.close()
+    refused = [r for r in results if isinstance(r, str)]
+    costs = [r for r in results if isinstance(r, float)]
+    assert refused and set(refused) == {"budget_exceeded"} and costs
+    for url in two_gateways:
+        row = budget_row(url, key_id)
+        assert micros(row["spent_usd"]) == sum(map(micros, costs)) <= micros(0.75)
+        assert row["reserved_usd"] == 0
+
+
+def test_a_client_that_leaves_mid_stream_pays_for_what_was_generated(
+    two_gateways: list[str],
+) -> None:
+    key_id, key = new_key_with_budget(two_gateways)
+    body = {
+        "model": "pricey", "stream": True, "max_tokens": 200,
+        "messages": [{"role": "user", "content": "tell a long story"}],
+    }  # fmt: skip
+    headers = {"authorization": f"Bearer {key}", "x-sim-tpot-ms": "40"}
+    with httpx.stream(
+        "POST", two_gateways[1] + "/v1/chat/completions", json=body, headers=headers, timeout=30
+    ) as response:
+        assert response.status_code == 200
+        held = BUDGET_USD - float(response.headers["x-tollway-budget-remaining-usd"])
+        lines = response.iter_lines()
+        for _ in range(5):
+            next(lines)
+    # Gone after a few of 200 tokens: the reservation is released, the start is paid for.
+    row = wait_settled(two_gateways[0], key_id)
+    assert row["reserved_usd"] == 0
+    assert 0 < row["spent_usd"] < held / 4
+
+
+def test_a_request_failing_on_every_candidate_costs_nothing(two_gateways: list[str]) -> None:
+    # Providers bill no call that failed with an error status (docs/limits.md).
+    key_id, key = new_key_with_budget(two_gateways)
+    answer = httpx.post(
+        two_gateways[0] + "/v1/chat/completions",
+        json={
+            "model": "pricey-pair",
+            "max_tokens": 20,
+            "messages": [{"role": "user", "content": "x"}],
+        },
+        headers={"authorization": f"Bearer {key}", "x-sim-fault": "status:500"},
+        timeout=30,
+    )
+    assert answer.status_code == 502, answer.text
+    assert int(answer.headers["x-tollway-attempts"]) >= 2
+    row = budget_row(two_gateways[1], key_id)
+    assert (row["spent_usd"], row["reserved_usd"]) == (0, 0)
+
+
+def test_a_fallback_is_charged_for_the_attempt_that_answered_only(
+    two_gateways: list[str],
+) -> None:
+    key_id, key = new_key_with_budget(two_gateways)
+    client = openai.OpenAI(base_url=two_gateways[0] + "/v1", api_key=key, max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(
+        model="pricey-fallback", messages=[{"role": "user", "content": "x"}], max_tokens=20
+    )
+    assert raw.headers["x-tollway-deployment"] == "live"
+    assert raw.headers["x-tollway-fallbacks"] == "1"
+    row = budget_row(two_gateways[1], key_id)
+    assert micros(row["spent_usd"]) == micros(float(raw.headers["x-tollway-cost-usd"])) > 0
+    assert row["reserved_usd"] == 0
 
 
 def test_flushall_mid_period_never_forgets_spend(
