@@ -29,6 +29,17 @@ def to_micros(usd: float) -> int:
     return int(-(-usd * MICRO // 1))
 
 
+def nearest_micros(usd: float) -> int:
+    """Dollars to the nearest micro-dollar: what a request is charged (budgets and the
+    request log alike, so spend reports and budgets agree) and a budget's limit.
+
+    Rounding up, as reservations do, turned float noise (``4.03 * 1e6`` is
+    ``4030000.0000000005``) into one micro-dollar more. A cost rounded to nearest never passes
+    the reservation rounded up from a worst case at least as large.
+    """
+    return round(usd * MICRO)
+
+
 @dataclass(frozen=True, slots=True)
 class RateSpec:
     """Limits of one scope (e.g. ``key:abc``); ``None`` means unlimited."""
