@@ -110,7 +110,7 @@ class Gateway:
         self.metering = Metering(TokenCounter())
         # Buckets and budgets outlive config reloads: a reload must not refill anyone's limits.
         self.limits = LimitService(
-            settings.limits, make_limiter(settings.limits, self.vault), self.store
+            settings.limits, make_limiter(settings.limits, self.vault, self.store), self.store
         )
         if self.metrics is not None:
             self.limits.utilisation = self.metrics.set_budget_utilisation

@@ -23,6 +23,7 @@ from tests.support import CLIENT_KEY, running_gateway, tollway_command
 
 PRICEY = {"input": 1000.0, "output": 4000.0}  # USD per 1M tokens: cents per request
 CHEAP = {"input": 1.0, "output": 2.0}
+FRACTIONAL = {"input": 0.15, "output": 0.6}  # costs in fractions of a micro-dollar
 
 
 def budget_config(simulator_url: str) -> dict[str, Any]:
@@ -47,6 +48,7 @@ def budget_config(simulator_url: str) -> dict[str, Any]:
         "models": [
             {"name": "pricey", "deployments": [openai_deployment(PRICEY)]},
             {"name": "cheap", "deployments": [openai_deployment(CHEAP)]},
+            {"name": "fractional", "deployments": [openai_deployment(FRACTIONAL)]},
             {
                 "name": "pricey-pair",
                 "deployments": [
@@ -609,3 +611,38 @@ def test_cli_sets_lists_and_removes_rate_limits(gateway: str) -> None:
     assert not [r for r in gone if r["scope_id"] == "u-cli"]
     refused = cli("limits", "set", "galaxy", "x", "--tpm", "1")
     assert refused.returncode == 1 and "scope" in refused.stderr
+
+
+def test_spend_reports_add_up_to_the_budgets_spend_to_the_micro_dollar(gateway: str) -> None:
+    # Budgets rounded each request's cost up to the micro-dollar and the request log rounded
+    # it to nearest, so a report ran up to a micro-dollar a request below the budget's
+    # spend; and a limit of $4.03 was kept as 4030001 micro-dollars (float noise rounded up).
+    key_id, key = new_key(gateway)
+    assert set_budget(gateway, key_id, 4.03)["limit_usd"] == 4.03
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=key, max_retries=0)
+    sent = 0
+    for i in range(12):
+        messages: Any = [{"role": "user", "content": "count to " + "ten " * i}]
+        if i % 3 == 0:
+            stream = client.chat.completions.create(
+                model="fractional", messages=messages, max_tokens=5 + i, stream=True
+            )
+            for _ in stream:
+                pass
+        else:
+            client.chat.completions.create(model="fractional", messages=messages, max_tokens=5 + i)
+        sent += 1
+    client.embeddings.create(model="embed", input="and one embedding")
+    sent += 1
+    query = f"group_by=key&key={key_id}"
+    deadline = time.monotonic() + 10
+    while True:  # the request log is written in batches
+        rows = admin(gateway, "GET", f"/admin/reports/usage?{query}")["data"]
+        if (rows and rows[0]["requests"] == sent) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    [row] = rows
+    assert row["requests"] == sent
+    budget = wait_settled(gateway, key_id)
+    assert budget["spent_usd"] == row["cost_usd"]
+    assert budget["limit_usd"] == 4.03

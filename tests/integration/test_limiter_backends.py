@@ -11,6 +11,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
@@ -31,6 +32,7 @@ from tollway.limits.backend import (
 from tollway.limits.memory import MemoryLimiter
 from tollway.limits.redis import RedisLimiter
 from tollway.limits.service import LimitService
+from tollway.store import Store
 
 START = 1_800_000_000.25
 """A wall-clock-like start, so float precision is exercised as in production."""
@@ -549,6 +551,9 @@ async def test_key_layout_and_expiry(redis_place: RedisPlace) -> None:
         assert await client.pttl(tag + "holds:" + budget.account) == -1
         spend = await client.hgetall(tag + "spend:" + budget.account)
         assert spend.pop("spent") == "0" and spend.pop("reserved") == "40"
+        # Seeded at admission (nothing persisted, nothing seen): a new epoch at a floor of 0.
+        epoch = spend.pop("epoch")
+        assert spend.pop("floor") == "0"
         [(hold, micros)] = spend.items()
         assert str(hold).startswith(ticket.claim.request_id + "/") and micros == "40"
         await limiter.settle(ticket, 300, 40)
@@ -556,9 +561,200 @@ async def test_key_layout_and_expiry(redis_place: RedisPlace) -> None:
         assert await client.hgetall(tag + "spend:" + budget.account) == {
             "spent": "40",
             "reserved": "0",
+            "epoch": epoch,
+            "floor": "0",
         }
     finally:
         await client.aclose()
     # What stays: the two buckets, the spend and the settlement's done-marker (no holds
     # left, so no conc or holds key).
     assert await delete_keys(redis_place.url, redis_place.prefix) == 4
+
+
+# --- Redis losing its data mid-period --------------------------------------------------
+#
+# ``delete_keys`` of the test's prefix is what a restart without persistence, FLUSHALL or a
+# failover to an empty replica does to this gateway's keys (without wiping the other tests'
+# keys on the shared Redis; tests/integration/test_budgets_redis_loss.py does FLUSHALL and a
+# restart for real, on a Redis of its own).
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    """A real store (SQLite) whose persisted spend seeds the accounts Redis lost."""
+    opened = Store(f"sqlite+aiosqlite:///{tmp_path}/spend.db")
+    await opened.open(migrate=True)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+def replica(place: RedisPlace, clock: Callable[[], float], store: Store) -> RedisLimiter:
+    """A gateway replica's limiter: Redis shared, spend persisted in ``store``."""
+    limiter = RedisLimiter(
+        place.url, place.prefix, clock=clock, socket_timeout=SOCKET_TIMEOUT,
+        persisted=store.limits.spend,
+    )  # fmt: skip
+    place.opened.append(limiter)
+    return limiter
+
+
+async def spend_now(limiter: RedisLimiter, account: str) -> tuple[int, int]:
+    (state,) = await limiter.accounts([account])
+    return state.spent_micros, state.reserved_micros
+
+
+async def test_an_account_redis_lost_starts_again_from_its_spend_not_from_zero(
+    redis_place: RedisPlace, store: Store
+) -> None:
+    # The first admission after the loss wrote spent=0 for the account, and the store's
+    # persisted spend could never be seeded over it: the period's spend so far was forgotten.
+    clock = FakeClock()
+    one = replica(redis_place, clock, store)
+    budget = BudgetClaim("key:lost:day:2026-11-02", 1000)
+    for _ in range(3):
+        ticket = admitted(await one.admit(claim(budgets=(budget,), reserve=200)))
+        await one.settle(ticket, 0, 150)
+    await store.limits.record_spend({budget.account: 300})  # a flush two requests ago
+    await delete_keys(redis_place.url, redis_place.prefix)
+    # A replica that never saw the account: the store's 300 at least, never 0.
+    fresh = replica(redis_place, clock, store)
+    ticket = admitted(await fresh.admit(claim(budgets=(budget,), reserve=200)))
+    assert ticket.budget_remaining_micros == 1000 - 300 - 200
+    # The replica that settled last saw 450: the 150 the store had not been told of come back.
+    refusal = refused(await one.admit(claim(budgets=(budget,), reserve=400)))
+    assert refusal.remaining_micros == 1000 - 450 - 200
+    await fresh.settle(ticket, 0, 100)
+    assert await spend_now(one, budget.account) == (550, 0)
+    assert await spend_now(fresh, budget.account) == (550, 0)
+
+
+async def test_replicas_racing_to_seed_a_lost_account_count_its_spend_once(
+    redis_place: RedisPlace, store: Store
+) -> None:
+    clock = FakeClock()
+    one, two = replica(redis_place, clock, store), replica(redis_place, clock, store)
+    budget = BudgetClaim("team:race:total", 10_000)
+    for limiter, cost in ((one, 300), (two, 200), (one, 100)):  # one last saw 600, two 500
+        ticket = admitted(await limiter.admit(claim(budgets=(budget,), reserve=100)))
+        await limiter.settle(ticket, 0, cost)
+    await store.limits.record_spend({budget.account: 300})
+    await delete_keys(redis_place.url, redis_place.prefix)
+    # Both find the account gone at once, and each charges a little after seeding it.
+    tickets = await asyncio.gather(
+        *(r.admit(claim(budgets=(budget,), reserve=100)) for r in (one, two, two, one))
+    )
+    for limiter, ticket in zip((one, two, two, one), tickets, strict=True):
+        await limiter.settle(admitted(ticket), 0, 10)
+    assert await spend_now(one, budget.account) == (640, 0)
+    # The replica that saw less comes back first after a second loss: it seeds from what it
+    # saw (640 now, after its own settlements), the other adds only what it saw beyond that.
+    ticket = admitted(await two.admit(claim(budgets=(budget,), reserve=100)))
+    await two.settle(ticket, 0, 5)  # two saw 645
+    ticket = admitted(await one.admit(claim(budgets=(budget,), reserve=100)))
+    await one.settle(ticket, 0, 5)  # one saw 650
+    await delete_keys(redis_place.url, redis_place.prefix)
+    ticket = admitted(await two.admit(claim(budgets=(budget,), reserve=100)))
+    await two.settle(ticket, 0, 7)
+    assert await spend_now(two, budget.account) == (652, 0)  # 645 + 7: all it knows
+    assert await spend_now(one, budget.account) == (657, 0)  # one's 650, then two's 7
+    assert await spend_now(two, budget.account) == (657, 0)
+
+
+async def test_a_settlement_on_a_lost_account_is_kept_until_it_is_seeded(
+    redis_place: RedisPlace, store: Store
+) -> None:
+    clock = FakeClock()
+    one = replica(redis_place, clock, store)
+    budget = BudgetClaim("user:carry:month:2026-11-01", 1000)
+    first = admitted(await one.admit(claim(budgets=(budget,), reserve=300)))
+    await one.settle(first, 0, 250)
+    in_flight = admitted(await one.admit(claim(budgets=(budget,), reserve=300)))
+    await store.limits.record_spend({budget.account: 250})
+    await delete_keys(redis_place.url, redis_place.prefix)
+    # Settled on the lost account: its cost waits in the carry, and seeding adds it.
+    assert await one.settle(in_flight, 0, 120) == [Settled(budget.account, 1000, 250, 370)]
+    other = replica(redis_place, clock, store)
+    assert await spend_now(other, budget.account) == (370, 0)
+
+
+async def test_requests_in_flight_when_redis_lost_their_reservations_hold_them_again(
+    redis_place: RedisPlace, store: Store
+) -> None:
+    # Requests admitted before the loss are still running: their reservations must count
+    # again, or the budget admits more than it can pay for.
+    clock = FakeClock()
+    one, two = replica(redis_place, clock, store), replica(redis_place, clock, store)
+    budget = BudgetClaim("org:*:day:2026-11-02", 1000)
+    in_flight = admitted(await one.admit(claim(budgets=(budget,), reserve=700)))
+    await delete_keys(redis_place.url, redis_place.prefix)
+    # The replica holding it gives it back with its next admission, before that is checked.
+    assert refused(await one.admit(claim(budgets=(budget,), reserve=400))).remaining_micros == 300
+    assert await spend_now(two, budget.account) == (0, 700)
+    refused(await two.admit(claim(budgets=(budget,), reserve=400)))
+    await one.settle(in_flight, 0, 650)
+    assert await spend_now(two, budget.account) == (650, 0)
+    admitted(await two.admit(claim(budgets=(budget,), reserve=350)))
+    # Given back once however often it is synced (every reconcile seeds).
+    await one.seed({budget.account: 0})
+    await one.seed({budget.account: 0})
+    assert await spend_now(two, budget.account) == (650, 350)
+
+
+async def test_an_unreadable_store_makes_a_lost_account_unavailable_not_zero(
+    redis_place: RedisPlace, tmp_path: Path
+) -> None:
+    broken = Store(f"sqlite+aiosqlite:///{tmp_path}/never-migrated.db")  # no tables
+    limiter = replica(redis_place, FakeClock(), broken)
+    budget = BudgetClaim("key:nostore:total", 1000)
+    try:
+        with pytest.raises(LimiterUnavailable) as raised:
+            await limiter.admit(claim(budgets=(budget,), reserve=10))
+        assert "store" in str(raised.value)
+    finally:
+        await broken.close()
+    assert await delete_keys(redis_place.url, redis_place.prefix) == 0  # nothing taken
+
+
+async def test_memory_forgets_accounts_no_budget_charges_once_no_request_holds_them() -> None:
+    memory = MemoryLimiter(clock=FakeClock())
+    past, current = (
+        BudgetClaim("key:k:day:2026-11-01", 1000),
+        BudgetClaim("key:k:day:2026-11-02", 1000),
+    )
+    late = admitted(await memory.admit(claim(budgets=(past,), reserve=100)))
+    settled = admitted(await memory.admit(claim(budgets=(past, current), reserve=100)))
+    await memory.settle(settled, 0, 40)
+    memory.prune({current.account})
+    # Still held by a request admitted before midnight: kept, so its settlement finds it.
+    assert memory.known_spent(past.account) == 40
+    await memory.settle(late, 0, 60)
+    assert memory.known_spent(past.account) == 100
+    memory.prune({current.account})
+    assert memory.known_spent(past.account) is None
+    assert memory.known_spent(current.account) == 40
+
+
+async def test_flush_writes_a_past_periods_spend_to_the_store_then_forgets_it(
+    store: Store,
+) -> None:
+    # A day budget's account of every past day stayed in memory for the life of the process.
+    config = LimitsConfig.model_validate(
+        {"budgets": [{"scope": "key", "id": "k", "period": "day", "limit_usd": 1}]}
+    )
+    service = LimitService(config, MemoryLimiter(), store)
+    [budget] = service.book.every_budget()
+    current, past = service.account(budget), "key:k:day:2000-01-01"
+    assert service.immediate is not None
+    for account in (past, current):
+        ticket = admitted(
+            service.immediate.admit_now(
+                claim(budgets=(BudgetClaim(account, budget.limit_micros),), reserve=50)
+            )
+        )
+        service.settle_now(ticket, 0, 40, [budget])
+    await service.flush()
+    assert await store.limits.spend([past, current]) == {past: 40, current: 40}
+    assert service.limiter.known_spent(past) is None
+    assert service.limiter.known_spent(current) == 40

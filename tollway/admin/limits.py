@@ -16,7 +16,7 @@ from tollway.admin import bodies
 from tollway.admin.access import require_role
 from tollway.admin.routes import AdminCall, Route
 from tollway.auth.principal import Principal
-from tollway.limits.backend import MICRO, to_micros
+from tollway.limits.backend import MICRO, nearest_micros
 from tollway.limits.budget import Budget
 
 
@@ -86,7 +86,7 @@ async def put_budget(call: AdminCall) -> dict[str, Any]:
     body = await call.body(bodies.BudgetPut)
     gateway = call.gateway
     record = await gateway.store.limits.put_budget(
-        body.scope, body.scope_id, body.period, to_micros(body.limit_usd),
+        body.scope, body.scope_id, body.period, nearest_micros(body.limit_usd),
         policy=body.policy, soft_ratio=body.soft_limit, downgrade=body.downgrade,
     )  # fmt: skip
     await gateway.identity.audit(

@@ -13,7 +13,7 @@ Budgets are named by *account* keys: ``{scope}:{scope_id}:{period key}`` (e.g.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -27,6 +27,17 @@ RefusalCode = Literal["rate_limit_exceeded", "budget_exceeded"]
 def to_micros(usd: float) -> int:
     """Dollars to integer micro-dollars, rounded up (a reservation never falls short)."""
     return int(-(-usd * MICRO // 1))
+
+
+def nearest_micros(usd: float) -> int:
+    """Dollars to the nearest micro-dollar: what a request is charged (budgets and the
+    request log alike, so spend reports and budgets agree) and a budget's limit.
+
+    Rounding up, as reservations do, turned float noise (``4.03 * 1e6`` is
+    ``4030000.0000000005``) into one micro-dollar more. A cost rounded to nearest never passes
+    the reservation rounded up from a worst case at least as large.
+    """
+    return round(usd * MICRO)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +156,11 @@ class Limiter(Protocol):
 
     async def seed(self, spent: dict[str, int]) -> None:
         """Start accounts this backend does not hold yet at the given (persisted) spend."""
+        ...
+
+    def prune(self, keep: Collection[str]) -> None:
+        """Forget what this process holds of accounts not in ``keep`` (past periods, removed
+        budgets) that no admitted request still holds; their spend is in the store."""
         ...
 
     async def close(self) -> None:

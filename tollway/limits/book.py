@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from tollway.auth.principal import Principal
 from tollway.config.schema import LimitsConfig, RateLimitConfig
-from tollway.limits.backend import RateSpec, to_micros
+from tollway.limits.backend import RateSpec, nearest_micros
 from tollway.limits.budget import Budget
 from tollway.store.records import BudgetRecord, RateLimitRecord
 
@@ -52,7 +52,7 @@ class LimitBook:
         merged: dict[tuple[str, str, str], Budget] = {}
         for b in config.budgets:
             merged[(b.scope, b.id, b.period)] = Budget(
-                b.scope, b.id, b.period, to_micros(b.limit_usd), b.policy, b.soft_limit,
+                b.scope, b.id, b.period, nearest_micros(b.limit_usd), b.policy, b.soft_limit,
                 dict(b.downgrade),
             )  # fmt: skip
         for r in budgets:

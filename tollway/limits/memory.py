@@ -10,7 +10,7 @@ nothing can leak.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from tollway.limits.backend import (
     AccountState,
@@ -23,11 +23,14 @@ from tollway.limits.bucket import ConcurrencyCap, TokenBucket
 
 
 class _Account:
-    __slots__ = ("reserved", "spent")
+    __slots__ = ("holders", "reserved", "spent")
 
     def __init__(self, spent: int = 0) -> None:
         self.spent = spent
         self.reserved = 0
+        self.holders = 0
+        """Admitted requests not settled yet (a reservation may be 0): while any is, the
+        account is not pruned, so its settlement finds it."""
 
 
 class MemoryLimiter:
@@ -73,7 +76,9 @@ class MemoryLimiter:
         for scope, _ in claim.limits:
             ticket.remaining[scope] = self._take(scope, tokens)
         for budget in claim.budgets:
-            accounts[budget.account].reserved += claim.reserve_micros
+            account = accounts[budget.account]
+            account.reserved += claim.reserve_micros
+            account.holders += 1
         return ticket
 
     def _check(self, scope: str, tokens: int, now: float) -> Refusal | None:
@@ -124,6 +129,7 @@ class MemoryLimiter:
             account = self._accounts[budget.account]
             before = account.spent
             account.reserved = max(0, account.reserved - claim.reserve_micros)
+            account.holders -= 1
             account.spent += actual_micros
             settled.append(Settled(budget.account, budget.limit_micros, before, account.spent))
         return settled
@@ -151,6 +157,13 @@ class MemoryLimiter:
         for name, micros in spent.items():
             if name not in self._accounts:
                 self._accounts[name] = _Account(micros)
+
+    def prune(self, keep: Collection[str]) -> None:
+        """Drop accounts not in ``keep`` that no admitted request holds: a day budget's
+        account of every past day would otherwise stay for the life of the process."""
+        accounts = self._accounts
+        for name in [n for n, a in accounts.items() if not a.holders and n not in keep]:
+            del accounts[name]
 
     async def close(self) -> None:
         """Nothing to release."""

@@ -11,7 +11,9 @@ one script touches live on one slot (``scope`` is e.g. ``key:abc``, ``account`` 
     {prefix}:tpm:<scope>       hash   level, stamp: the TPM bucket as of ``stamp``
     {prefix}:conc:<scope>      zset   hold id -> expiry: the requests in flight
     {prefix}:spend:<account>   hash   spent, reserved (micro-dollars), and hold id -> micros
-                                      reserved by each admitted request not settled yet
+                                      reserved by each admitted request not settled yet;
+                                      epoch, floor: see "Losing data" below; carry: spend
+                                      settled while the account was not seeded
     {prefix}:holds:<account>   zset   hold id -> expiry of those reservations
     {prefix}:done:<hold id>    string a settlement of this hold has run (expires in a day)
 
@@ -20,8 +22,9 @@ The first segment after the tag names the kind of key, so no scope or account na
 
 Why Lua. Admission must check every scope and budget and take from all of them only if
 all pass; settlement must free, correct and account in one step. Each is one registered
-script (``EVALSHA``): atomic in Redis, and exactly one round trip per admission and per
-settlement (after Redis has the script; a restarted Redis costs one ``SCRIPT LOAD``).
+script (``EVALSHA``, the scripts are in ``redis_scripts.py``): atomic in Redis, and exactly
+one round trip per admission and per settlement (after Redis has the script; a restarted
+Redis costs one ``SCRIPT LOAD``).
 A missing bucket key is a full bucket, so a refusal writes nothing but expired holds
 it purges. Bucket arithmetic is the same IEEE double arithmetic as ``bucket.py``, in the
 same order, so both backends compute the same levels and retry times; floats travel as
@@ -39,25 +42,47 @@ expired holds of the keys it touches, so a replica that died mid-request cannot 
 slot or a reservation forever. The reserved total lives in the same hash as the
 reservations it sums, so the two cannot drift apart.
 
+Losing data. Redis may lose an account mid-period (a restart without persistence,
+``FLUSHALL``, failover to an empty replica); an account it does not hold must never start
+again from zero. An account is *seeded* when its hash has ``spent``: admission finds every
+budget account seeded, or asks nothing and answers which are not, and the client seeds them
+(``SYNC``) and asks again; a settlement on one not seeded keeps its cost in ``carry``. Seeding
+starts a new *epoch* (a random id) at a *floor*: the most of the store's persisted spend
+(``persisted``, read from the store only then) and what this replica last saw of the
+account, plus the carry. The store lags by up to ``limits.spend_flush_interval``, but the
+replica that settled last saw the exact total in its reply, so each replica keeps per account
+the epoch and the most it saw spent (and what replies of other epochs said, a reply that
+crossed the loss), and gives what it saw in an earlier epoch at its next admission,
+settlement or read of it (admission refuses to go on until it has), and at every reconcile:
+the floor is raised to it and only the difference added, so racing replicas count the lost
+spend once. With it each replica gives back its open reservations (not settled, not
+expired; one settled while the sync ran is released again after it), so requests in flight
+when Redis lost them are counted against the budget again. What stays lost: concurrency
+slots and token buckets (they refill), and a settlement whose reply was lost just before
+the loss.
+
 Expiry of keys. Buckets expire a few minutes after they would be full again (a missing
 bucket is a full one). Concurrency sets expire a few minutes after their last hold would.
 Spend (and the reservation zsets, which the purge needs) never expire: a period's account
 is a new key, and accounting must not be lost.
 
 Failures. A connection error or timeout raises ``LimiterUnavailable`` (the stage applies
-``fail_open``), with the URL's password masked. Commands are not retried here: an
-admission that ran but whose reply was lost would take twice (its holds expire after
-``hold_s``). Settlements are retried by ``LimitService`` (limits/service.py) until Redis
+``fail_open``), with the URL's password masked. Commands are not retried here, but for one
+thing: a script sent on a connection the server had closed (a restarted Redis closes every
+pooled connection) is sent once more on a fresh one. Retrying more (a timeout) could take
+twice: an admission that ran but whose reply was lost holds until its holds expire after
+``hold_s``. Settlements are retried by ``LimitService`` (limits/service.py) until Redis
 takes them, so spend is not lost; each marks its hold id in ``{prefix}:done:<hold>`` (kept
 a day) as it runs, so a retry whose first reply was lost is a no-op, not a double charge.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -76,6 +101,10 @@ from tollway.limits.backend import (
     Settled,
     Ticket,
 )
+from tollway.limits.redis_scripts import ACCOUNTS, ADMIT, RELEASE, SETTLE, SYNC
+
+PersistedSpend = Callable[[list[str]], Awaitable[Mapping[str, int]]]
+"""The spend the store keeps of budget accounts (absent: none), to seed accounts from."""
 
 MARGIN_MS = 300_000
 """How long after it would be full again (or its last hold would expire) a key lives."""
@@ -88,231 +117,8 @@ _UNAVAILABLE = (
     redis_errors.OutOfMemoryError,
     OSError,
 )
-
-# Helpers shared by the scripts. A bucket is {level, stamp}; a missing key is full at now.
-_LUA_COMMON = """
-local function num(x) return string.format('%.17g', x) end
-local function int(x) return string.format('%d', x) end
-
-local function load(key, capacity, now)
-  local s = redis.call('HMGET', key, 'level', 'stamp')
-  if not s[1] then return {level = capacity, stamp = now} end
-  return {level = tonumber(s[1]), stamp = tonumber(s[2])}
-end
-
-local function refill(b, capacity, now)
-  if now > b.stamp then
-    b.level = math.min(capacity, b.level + (now - b.stamp) * (capacity / 60.0))
-    b.stamp = now
-  end
-  return b.level
-end
-
-local function save(key, b, capacity, margin)
-  redis.call('HSET', key, 'level', num(b.level), 'stamp', num(b.stamp))
-  local ttl = margin
-  if capacity > 0 and b.level < capacity then
-    ttl = ttl + math.ceil((capacity - b.level) / (capacity / 60.0) * 1000)
-  end
-  redis.call('PEXPIRE', key, int(ttl))
-end
-
--- Drop a budget's expired reservations and take them off its reserved total.
-local function purge(spend, holds, now_s)
-  local gone = redis.call('ZRANGEBYSCORE', holds, '-inf', now_s)
-  if #gone == 0 then return end
-  local total = 0
-  for _, hold in ipairs(gone) do
-    total = total + (tonumber(redis.call('HGET', spend, hold)) or 0)
-    redis.call('HDEL', spend, hold)
-  end
-  redis.call('ZREMRANGEBYSCORE', holds, '-inf', now_s)
-  if total ~= 0 then redis.call('HINCRBY', spend, 'reserved', int(-total)) end
-end
-"""
-
-# KEYS: per scope i: rpm, tpm, conc (3i-2 .. 3i); then per budget j: spend, holds.
-# ARGV: now, hold id, hold_s, tokens, reserve, nscopes, nbudgets, margin ms;
-#   then per scope: rpm, tpm, max_concurrent ('' when unlimited); then per budget: limit.
-# Returns {0, index, retry_after or false, remaining micros or false, spents}: refused by
-#   scope (index <= nscopes) or budget (index - nscopes);
-# or {1, {requests, tokens per scope ...}, least remaining micros or false, spents}.
-_ADMIT = (
-    _LUA_COMMON
-    + """
-local now_s = ARGV[1]
-local now = tonumber(now_s)
-local hold = ARGV[2]
-local expiry = now + tonumber(ARGV[3])
-local tokens = tonumber(ARGV[4])
-local reserve = tonumber(ARGV[5])
-local nscopes = tonumber(ARGV[6])
-local nbudgets = tonumber(ARGV[7])
-local margin = tonumber(ARGV[8])
-
-local buckets = {}
-local function bucket(key, capacity)
-  local b = buckets[key]
-  if not b then
-    b = load(key, capacity, now)
-    buckets[key] = b
-  end
-  return b
-end
-
-for i = 1, nscopes do
-  local rpm = tonumber(ARGV[6 + 3 * i])
-  local tpm = tonumber(ARGV[7 + 3 * i])
-  local cap = tonumber(ARGV[8 + 3 * i])
-  if cap then
-    redis.call('ZREMRANGEBYSCORE', KEYS[3 * i], '-inf', now_s)
-    if redis.call('ZCARD', KEYS[3 * i]) >= cap then return {0, i, false, false, {}} end
-  end
-  if rpm then
-    local amount = math.min(1, rpm)
-    local missing = amount - refill(bucket(KEYS[3 * i - 2], rpm), rpm, now)
-    if missing > 0 then return {0, i, num(missing / (rpm / 60.0)), false, {}} end
-  end
-  if tpm then
-    local amount = math.min(tokens, tpm)
-    local missing = amount - refill(bucket(KEYS[3 * i - 1], tpm), tpm, now)
-    if missing > 0 then return {0, i, num(missing / (tpm / 60.0)), false, {}} end
-  end
-end
-
-local base = 3 * nscopes
-local argb = 8 + 3 * nscopes
-local spents = {}
-local least = false
-for j = 1, nbudgets do
-  local spend, holds = KEYS[base + 2 * j - 1], KEYS[base + 2 * j]
-  purge(spend, holds, now_s)
-  local state = redis.call('HMGET', spend, 'spent', 'reserved')
-  local spent = state[1]
-  if not spent then
-    spent = '0'
-    redis.call('HSET', spend, 'spent', 0)
-  end
-  spents[j] = spent
-  local left = tonumber(ARGV[argb + j]) - tonumber(spent) - (tonumber(state[2]) or 0)
-  if reserve > left then return {0, nscopes + j, false, int(math.max(0, left)), spents} end
-  left = left - reserve
-  if not least or left < least then least = left end
-end
-
-local remaining = {}
-for i = 1, nscopes do
-  local rpm = tonumber(ARGV[6 + 3 * i])
-  local tpm = tonumber(ARGV[7 + 3 * i])
-  local requests, left_tokens = false, false
-  if tonumber(ARGV[8 + 3 * i]) then
-    local conc = KEYS[3 * i]
-    redis.call('ZADD', conc, num(expiry), hold)
-    local ttl = math.ceil(tonumber(ARGV[3]) * 1000) + margin
-    if redis.call('PTTL', conc) < ttl then redis.call('PEXPIRE', conc, int(ttl)) end
-  end
-  if rpm then
-    local b = bucket(KEYS[3 * i - 2], rpm)
-    b.level = b.level - 1
-    save(KEYS[3 * i - 2], b, rpm, margin)
-    requests = num(math.max(0, b.level))
-  end
-  if tpm then
-    local b = bucket(KEYS[3 * i - 1], tpm)
-    b.level = b.level - tokens
-    save(KEYS[3 * i - 1], b, tpm, margin)
-    left_tokens = num(math.max(0, b.level))
-  end
-  remaining[2 * i - 1] = requests
-  remaining[2 * i] = left_tokens
-end
-if reserve > 0 then
-  for j = 1, nbudgets do
-    local spend, holds = KEYS[base + 2 * j - 1], KEYS[base + 2 * j]
-    redis.call('HINCRBY', spend, hold, ARGV[5])
-    redis.call('HINCRBY', spend, 'reserved', ARGV[5])
-    redis.call('ZADD', holds, num(expiry), hold)
-  end
-end
-if least then least = int(least) end
-return {1, remaining, least, spents}
-"""
-)
-
-# KEYS: per scope i: tpm, conc (2i-1, 2i); then per budget j: spend, holds; last: done.
-# ARGV: now, hold id, extra tokens (actual - claimed), actual micros, nscopes, nbudgets,
-#   margin ms; then per scope: tpm ('' when unlimited).
-# Returns {1, spend after per budget...}, or {0} when this hold was settled already (a
-# retried settlement whose first reply was lost must not count twice).
-_SETTLE = (
-    _LUA_COMMON
-    + """
-if not redis.call('SET', KEYS[#KEYS], '1', 'NX', 'EX', 86400) then
-  return {0}
-end
-local now_s = ARGV[1]
-local now = tonumber(now_s)
-local hold = ARGV[2]
-local extra = tonumber(ARGV[3])
-local nscopes = tonumber(ARGV[5])
-local nbudgets = tonumber(ARGV[6])
-local margin = tonumber(ARGV[7])
-
-for i = 1, nscopes do
-  redis.call('ZREM', KEYS[2 * i], hold)
-  local tpm = tonumber(ARGV[7 + i])
-  if tpm and extra ~= 0 then
-    local b = load(KEYS[2 * i - 1], tpm, now)
-    if extra > 0 then
-      b.level = b.level - extra
-    else
-      b.level = math.min(tpm, b.level - extra)
-    end
-    save(KEYS[2 * i - 1], b, tpm, margin)
-  end
-end
-
-local after = {}
-for j = 1, nbudgets do
-  local spend, holds = KEYS[2 * nscopes + 2 * j - 1], KEYS[2 * nscopes + 2 * j]
-  purge(spend, holds, now_s)
-  local reserved = redis.call('HGET', spend, hold)
-  if reserved then
-    redis.call('HDEL', spend, hold)
-    redis.call('HINCRBY', spend, 'reserved', int(-tonumber(reserved)))
-    redis.call('ZREM', holds, hold)
-  end
-  after[j + 1] = redis.call('HINCRBY', spend, 'spent', ARGV[4])
-end
-after[1] = 1
-return after
-"""
-)
-
-# KEYS: per account: spend, holds. ARGV: now.
-# Returns {spent or false (not held), reserved} per account.
-_ACCOUNTS = (
-    _LUA_COMMON
-    + """
-local out = {}
-for j = 1, #KEYS / 2 do
-  purge(KEYS[2 * j - 1], KEYS[2 * j], ARGV[1])
-  local state = redis.call('HMGET', KEYS[2 * j - 1], 'spent', 'reserved')
-  out[j] = {state[1], state[2] or '0'}
-end
-return out
-"""
-)
-
-# KEYS: spend per account; ARGV: its persisted spend. Returns the spend Redis now holds.
-_SEED = """
-local out = {}
-for j = 1, #KEYS do
-  redis.call('HSETNX', KEYS[j], 'spent', ARGV[j])
-  out[j] = redis.call('HGET', KEYS[j], 'spent')
-end
-return out
-"""
+_SYNC_TRIES = 3
+"""Admissions that find an account out of date and sync it before asking again."""
 
 
 @dataclass(slots=True)
@@ -362,8 +168,13 @@ class RedisLimiter:
         socket_timeout: float = 0.5,
         *,
         max_connections: int = 64,
+        persisted: PersistedSpend | None = None,
     ) -> None:
-        """Connect lazily to ``url``; waits for a pooled connection count as the timeout."""
+        """Connect lazily to ``url``; waits for a pooled connection count as the timeout.
+
+        ``persisted``: reads the store's spend of accounts, to seed those Redis does not
+        hold (lost, or new); without it they start from what the replicas saw, else 0.
+        """
         self._pool: BlockingConnectionPool = BlockingConnectionPool.from_url(
             url,
             max_connections=max_connections,
@@ -374,15 +185,24 @@ class RedisLimiter:
             decode_responses=True,
         )
         self._redis = Redis(connection_pool=self._pool)
-        self._admit = self._redis.register_script(_ADMIT)
-        self._settle = self._redis.register_script(_SETTLE)
-        self._accounts = self._redis.register_script(_ACCOUNTS)
-        self._seed = self._redis.register_script(_SEED)
+        self._admit = self._redis.register_script(ADMIT)
+        self._settle = self._redis.register_script(SETTLE)
+        self._accounts = self._redis.register_script(ACCOUNTS)
+        self._sync_script = self._redis.register_script(SYNC)
+        self._release = self._redis.register_script(RELEASE)
         self._tag = "{" + prefix + "}:"
         self._clock = clock
         self._where = _masked(url)
         self._secret = _password(url)
-        self._spent: dict[str, int] = {}
+        self._persisted = persisted
+        self._seen: dict[str, tuple[str, int]] = {}
+        """Per account: the epoch this process is synced with, and the most it saw spent."""
+        self._elsewhen: dict[str, dict[str, int]] = {}
+        """Per account: the most seen spent in other epochs (a reply that crossed a loss),
+        until given to Redis by a sync."""
+        self._open: dict[str, dict[str, tuple[int, float]]] = {}
+        """Per account: this process's holds not settled yet: id -> (micros, expiry)."""
+        self._syncing: dict[str, asyncio.Future[None]] = {}
         self._nonce = secrets.token_hex(6)
         self._next = itertools.count(1).__next__
 
@@ -394,20 +214,43 @@ class RedisLimiter:
 
     async def _run(self, script: AsyncScript, keys: list[str], args: list[str | int]) -> Any:
         try:
-            return await script(keys, args)
+            try:
+                return await script(keys, args)
+            except redis_errors.ConnectionError as exc:
+                if isinstance(exc.__cause__, asyncio.TimeoutError):
+                    raise  # no pooled connection came free in time: no better on a retry
+                # A connection the server closed, as a restarted Redis closes every pooled
+                # one: once more on a fresh connection, not a 503 per stale connection.
+                return await script(keys, args)
         except _UNAVAILABLE as exc:
             self._unavailable(exc)
 
     def _budget_keys(self, account: str) -> tuple[str, str]:
         return self._tag + "spend:" + account, self._tag + "holds:" + account
 
+    def _observe(self, account: str, spent: str | int, epoch: str) -> bool:
+        """Note a spend Redis reported; False when it is of an epoch other than the one this
+        process is synced with (Redis lost the account since, or the reply was sent before
+        it did): kept apart, to be given to Redis by a sync."""
+        seen = self._seen.get(account)
+        value = int(spent)
+        if seen is None or seen[0] == epoch:
+            if seen is None or value > seen[1]:
+                self._seen[account] = (epoch, value)
+            return True
+        other = self._elsewhen.setdefault(account, {})
+        if value > other.get(epoch, -1):
+            other[epoch] = value
+        return False
+
     async def admit(self, claim: Claim) -> Ticket | Refusal:
         """Take tokens and a request from every scope and reserve from every budget."""
         tag = self._tag
         hold = f"{claim.request_id}/{self._nonce}{self._next():x}"
+        now = float(self._clock())
         keys: list[str] = []
         args: list[str | int] = [
-            repr(float(self._clock())),
+            repr(now),
             hold,
             repr(float(claim.hold_s)),
             claim.tokens,
@@ -419,16 +262,30 @@ class RedisLimiter:
         for scope, spec in claim.limits:
             keys += (tag + "rpm:" + scope, tag + "tpm:" + scope, tag + "conc:" + scope)
             args += ("" if v is None else v for v in (spec.rpm, spec.tpm, spec.max_concurrent))
+        if not keys and not claim.budgets:
+            return _HeldTicket(claim, hold=hold)  # nothing to check or take
+        budget_args = len(args)
         for budget in claim.budgets:
             keys += self._budget_keys(budget.account)
-            args.append(budget.limit_micros)
-        if not keys:
-            return _HeldTicket(claim, hold=hold)  # nothing to check or take
-        reply = await self._run(self._admit, keys, args)
+            args += (budget.limit_micros, "")
+        behind = [budget.account for budget in claim.budgets if budget.account in self._elsewhen]
+        if behind:  # a reply that crossed a loss: what it said goes to Redis before admitting
+            await self._sync_once(behind)
+        for _ in range(_SYNC_TRIES):
+            for j, budget in enumerate(claim.budgets):
+                seen = self._seen.get(budget.account)
+                args[budget_args + 2 * j + 1] = "" if seen is None else seen[0]
+            reply = await self._run(self._admit, keys, args)
+            if reply[0] != 2:
+                return self._admitted(claim, hold, now, reply)
+            await self._sync_once([claim.budgets[j - 1].account for j in reply[1]])
+        raise LimiterUnavailable("budget accounts in Redis changed while being brought up to date")
+
+    def _admitted(self, claim: Claim, hold: str, now: float, reply: Any) -> Ticket | Refusal:
         nscopes = len(claim.limits)
         spents: list[str] = reply[-1]
-        for budget, spent in zip(claim.budgets, spents, strict=False):
-            self._spent[budget.account] = int(spent)
+        for j, budget in enumerate(claim.budgets[: len(spents) // 2]):
+            self._observe(budget.account, spents[2 * j], spents[2 * j + 1])
         if reply[0] == 0:
             index, retry_after, left = reply[1], reply[2], reply[3]
             if index <= nscopes:
@@ -444,6 +301,10 @@ class RedisLimiter:
         )
         for i, (scope, _) in enumerate(claim.limits):
             ticket.remaining[scope] = (_float(remaining[2 * i]), _float(remaining[2 * i + 1]))
+        if claim.reserve_micros:
+            held = (claim.reserve_micros, now + claim.hold_s)
+            for budget in claim.budgets:
+                self._open.setdefault(budget.account, {})[hold] = held
         return ticket
 
     async def settle(self, ticket: Ticket, actual_tokens: int, actual_micros: int) -> list[Settled]:
@@ -469,16 +330,24 @@ class RedisLimiter:
             args.append("" if spec.tpm is None else spec.tpm)
         for budget in claim.budgets:
             keys += self._budget_keys(budget.account)
+            self._close_hold(budget.account, hold)
         if not keys:
             return []
         keys.append(tag + "done:" + hold)
-        reply: list[int] = await self._run(self._settle, keys, args)
+        reply: list[Any] = await self._run(self._settle, keys, args)
         if not int(reply[0]):
             return []  # settled before: a retry after a lost reply
+        behind = [
+            budget.account
+            for j, budget in enumerate(claim.budgets)
+            if reply[2 * j + 1] is None
+            or not self._observe(budget.account, reply[2 * j + 1], reply[2 * j + 2])
+        ]
+        synced = await self._sync_once(behind) if behind else {}
         settled: list[Settled] = []
-        for budget, spent in zip(claim.budgets, reply[1:], strict=True):
-            spent_after = int(spent)
-            self._spent[budget.account] = spent_after
+        for j, budget in enumerate(claim.budgets):
+            state = synced.get(budget.account)
+            spent_after = int(reply[2 * j + 1]) if state is None else state.spent_micros
             settled.append(
                 Settled(
                     budget.account, budget.limit_micros, spent_after - actual_micros, spent_after
@@ -486,19 +355,42 @@ class RedisLimiter:
             )
         return settled
 
+    def _close_hold(self, account: str, hold: str) -> None:
+        held = self._open.get(account)
+        if held is not None:
+            held.pop(hold, None)
+            if not held:
+                del self._open[account]
+
     async def accounts(self, accounts: Sequence[str]) -> list[AccountState]:
-        """Spend and unexpired reservations of ``accounts`` now (missing ones as zero)."""
+        """Spend and unexpired reservations of ``accounts`` now (missing ones as zero); one
+        Redis lost is seeded first, as admission would."""
         if not accounts:
             return []
-        keys = [key for name in accounts for key in self._budget_keys(name)]
+        states = await self._read(accounts, sync=True)
+        return [states[name] for name in accounts]
+
+    async def _read(self, names: Sequence[str], *, sync: bool) -> dict[str, AccountState]:
+        """The states ``ACCOUNTS`` gives of those of ``names`` seeded and of an epoch this
+        process is synced with, the rest synced (``sync``) or left out. An account with
+        nothing to seed it from (no store, never seen here, no carry) is empty: zero."""
+        keys = [key for name in names for key in self._budget_keys(name)]
         reply: list[list[str | None]] = await self._run(
             self._accounts, keys, [repr(float(self._clock()))]
         )
-        states = []
-        for name, (spent, reserved) in zip(accounts, reply, strict=True):
-            if spent is not None:
-                self._spent[name] = int(spent)
-            states.append(AccountState(name, int(spent or 0), int(reserved or 0)))
+        states: dict[str, AccountState] = {}
+        behind: list[str] = []
+        for name, (spent, reserved, epoch, carry) in zip(names, reply, strict=True):
+            if spent is not None and epoch is not None:
+                if self._observe(name, spent, epoch):
+                    states[name] = AccountState(name, int(spent), int(reserved or 0))
+                    continue
+            elif self._persisted is None and name not in self._seen and carry is None:
+                states[name] = AccountState(name, 0, int(reserved or 0))
+                continue
+            behind.append(name)
+        if behind and sync:
+            states.update(await self._sync_once(behind))
         return states
 
     def unchecked(self, claim: Claim) -> Ticket:
@@ -510,17 +402,124 @@ class RedisLimiter:
 
     def known_spent(self, account: str) -> int | None:
         """The account's spend as this instance last saw it (admit, settle, accounts, seed)."""
-        return self._spent.get(account)
+        seen = self._seen.get(account)
+        return None if seen is None else seen[1]
 
     async def seed(self, spent: dict[str, int]) -> None:
-        """Accounts Redis does not hold yet start at their persisted spend."""
-        if not spent:
+        """Accounts Redis does not hold yet start at their persisted spend (or at what this
+        process saw of them before Redis lost them, if more); those it lost since this
+        process last saw them take what it saw and its open reservations back."""
+        if spent:
+            await self._sync(list(spent), spent)
+
+    async def _sync_once(self, names: Sequence[str]) -> dict[str, AccountState]:
+        """``_sync`` of ``names`` with their persisted spend, one at a time per account: a
+        caller that finds one being synced waits for that and reads it after (after a loss,
+        every request in flight finds the same accounts out of date)."""
+        states: dict[str, AccountState] = {}
+        for _ in range(_SYNC_TRIES):
+            waiting = {self._syncing[name] for name in names if name in self._syncing}
+            mine = [name for name in names if name not in self._syncing and name not in states]
+            if mine:
+                done = asyncio.get_running_loop().create_future()
+                for name in mine:
+                    self._syncing[name] = done
+                try:
+                    states.update(await self._sync(mine, await self._read_persisted(mine)))
+                finally:
+                    for name in mine:
+                        del self._syncing[name]
+                    done.set_result(None)
+            for other in waiting:
+                await other
+            rest = [name for name in names if name not in states]
+            if not rest:
+                return states
+            states.update(await self._read(rest, sync=False))
+            if len(states) == len(names):
+                return states
+        raise LimiterUnavailable("budget accounts in Redis changed while being brought up to date")
+
+    async def _read_persisted(self, names: list[str]) -> Mapping[str, int]:
+        if self._persisted is None:
+            return {}
+        try:
+            return await self._persisted(names)
+        except Exception as exc:  # any failure of the store: the account cannot be seeded
+            raise LimiterUnavailable(
+                f"budget spend cannot be read from the store to seed Redis: {type(exc).__name__}"
+            ) from exc
+
+    async def _sync(
+        self, names: list[str], persisted: Mapping[str, int]
+    ) -> dict[str, AccountState]:
+        """Run ``SYNC`` (limits/redis_scripts.py) for ``names``: seed those not held, give
+        those lost since this process saw them what it saw and its open reservations."""
+        now = float(self._clock())
+        keys: list[str] = []
+        done_keys: list[str] = []
+        args: list[str | int] = [repr(now), f"{self._nonce}{self._next():x}", len(names)]
+        given: list[tuple[str, dict[str, int], list[str]]] = []
+        for name in names:
+            keys += self._budget_keys(name)
+            seen = self._seen.get(name)
+            views = dict(self._elsewhen.get(name, {}))
+            pairs = ([] if seen is None else [seen]) + list(views.items())
+            held = [(h, m, e) for h, (m, e) in self._open.get(name, {}).items() if e > now]
+            args += (persisted.get(name, 0), len(pairs))
+            for epoch, value in pairs:
+                args += (epoch, value)
+            args.append(len(held))
+            for hold, micros, expiry in held:
+                args += (hold, micros, repr(expiry))
+                done_keys.append(self._tag + "done:" + hold)
+            given.append((name, views, [hold for hold, _, _ in held]))
+        reply: list[list[str]] = await self._run(self._sync_script, keys + done_keys, args)
+        states = {}
+        settled_since: list[tuple[str, str]] = []
+        for (name, views, holds), (spent, reserved, epoch) in zip(given, reply, strict=True):
+            self._synced(name, views, epoch, int(spent))
+            states[name] = AccountState(name, int(spent), int(reserved))
+            still = self._open.get(name, {})
+            settled_since += [(name, hold) for hold in holds if hold not in still]
+        if settled_since:
+            # Settled while the sync ran: if its settlement ran first, the sync gave back a
+            # reservation no one will settle again.
+            keys = [key for name, _ in settled_since for key in self._budget_keys(name)]
+            await self._run(self._release, keys, [hold for _, hold in settled_since])
+        return states
+
+    def _synced(self, name: str, views: dict[str, int], epoch: str, spent: int) -> None:
+        """Redis holds ``name`` at ``epoch`` with what this process had seen (``views`` of
+        other epochs given): synced with it now."""
+        seen = self._seen.get(name)
+        if seen is None or seen[0] != epoch or seen[1] < spent:
+            self._seen[name] = (epoch, spent)
+        other = self._elsewhen.get(name)
+        if other is None:
             return
-        names = list(spent)
-        keys = [self._budget_keys(name)[0] for name in names]
-        held: list[str] = await self._run(self._seed, keys, [spent[name] for name in names])
-        for name, value in zip(names, held, strict=True):
-            self._spent[name] = int(value)
+        for kept, value in list(other.items()):
+            if kept == epoch:  # a reply of the epoch just synced with, arrived meanwhile
+                if value > self._seen[name][1]:
+                    self._seen[name] = (epoch, value)
+                del other[kept]
+            elif value <= views.get(kept, -1):
+                del other[kept]  # given
+        if not other:
+            del self._elsewhen[name]
+
+    def prune(self, keep: Collection[str]) -> None:
+        """Forget what this process saw of accounts not in ``keep`` that it holds nothing of,
+        and its holds that have expired (Redis keeps the accounts themselves)."""
+        now = float(self._clock())
+        for name, held in list(self._open.items()):
+            for hold in [h for h, (_, expiry) in held.items() if expiry <= now]:
+                del held[hold]
+            if not held:
+                del self._open[name]
+        for name in [n for n in self._seen if n not in keep and n not in self._open]:
+            del self._seen[name]
+            self._elsewhen.pop(name, None)
 
     async def close(self) -> None:
         """Close the client and every pooled connection."""

@@ -42,8 +42,9 @@ _MAX_UNSETTLED = 100_000
 _WARN_EVERY_S = 10.0
 
 
-def make_limiter(config: LimitsConfig, vault: Vault) -> Limiter:
-    """The configured backend."""
+def make_limiter(config: LimitsConfig, vault: Vault, store: Store | None = None) -> Limiter:
+    """The configured backend; on Redis, accounts it does not hold are seeded from
+    ``store``'s persisted spend."""
     if config.backend == "redis":
         from tollway.limits.redis import RedisLimiter  # redis-py only when used
 
@@ -52,6 +53,7 @@ def make_limiter(config: LimitsConfig, vault: Vault) -> Limiter:
             vault.reveal(config.redis_url),
             prefix=config.redis_prefix,
             socket_timeout=config.redis_timeout,
+            persisted=None if store is None else store.limits.spend,
         )
     return MemoryLimiter()
 
@@ -201,33 +203,43 @@ class LimitService:
         self._periods = {}
         self.book = LimitBook.build(config, *self._records)
 
+    def current_accounts(self) -> set[str]:
+        """This period's account of every budget."""
+        return {self.account(budget) for budget in self.book.every_budget()}
+
     async def seed(self) -> None:
-        """Start this period's accounts of every budget at their persisted spend."""
+        """Start this period's accounts of every budget at their persisted spend (0 when
+        the store has none), where the backend does not hold them yet."""
         if self._store is None:
             return
-        accounts = [self.account(budget) for budget in self.book.every_budget()]
+        accounts = sorted(self.current_accounts())
         if not accounts:
             return
         spent = await self._store.limits.spend(accounts)
         try:
-            await self.limiter.seed(spent)
+            await self.limiter.seed({name: spent.get(name, 0) for name in accounts})
         except LimiterUnavailable as exc:  # seeded at the next reconcile
             self._warn(f"cannot seed budget spend into the limiter now: {exc}")
 
     async def flush(self) -> None:
-        """Retry queued settlements, then write touched accounts' spend to the store."""
+        """Retry queued settlements, write touched accounts' spend to the store, then let
+        the backend forget accounts no budget charges any more (past periods)."""
         pending, self._unsettled = self._unsettled, []
         for ticket, tokens, micros, budgets in pending:
             await self.settle(ticket, tokens, micros, budgets)
-        if self._store is None or not self._touched:
-            return
-        touched, self._touched = self._touched, set()
-        try:
-            states = await self.limiter.accounts(sorted(touched))
-            await self._store.limits.record_spend({s.account: s.spent_micros for s in states})
-        except Exception:
-            self._touched |= touched  # written next time
-            raise
+        if self._store is None:
+            self._touched.clear()  # nowhere to write them
+        elif self._touched:
+            touched, self._touched = self._touched, set()
+            try:
+                states = await self.limiter.accounts(sorted(touched))
+                spent = {s.account: s.spent_micros for s in states}
+                await self._store.limits.record_spend(spent)
+            except Exception:
+                self._touched |= touched  # written next time
+                raise
+        # Accounts touched since (or never written: the write failed) are kept.
+        self.limiter.prune(self.current_accounts() | self._touched)
 
     async def accounts(self, names: Sequence[str]) -> list[AccountState]:
         """Spend and reservations of budget accounts now."""

@@ -30,6 +30,7 @@ from tollway.limits.backend import (
     RateSpec,
     Refusal,
     Ticket,
+    nearest_micros,
     to_micros,
 )
 from tollway.limits.budget import Budget, affordable_output
@@ -441,10 +442,11 @@ class Admission(Stage):
 def _actual(ctx: RequestContext) -> tuple[int, int]:
     """The tokens and micro-dollars a request used, to settle with. A request no provider
     answered used and cost nothing; a cut stream's usage was counted by the metering
-    (pricing/metering.py) before this runs."""
+    (pricing/metering.py) before this runs. The cost is the request log's, to the
+    micro-dollar (``nearest_micros``), so spend reports add up to the budgets' spend."""
     usage = ctx.usage
     tokens = usage.total_tokens if usage is not None else 0
-    return tokens, to_micros(ctx.cost_usd) if ctx.cost_usd else 0
+    return tokens, nearest_micros(ctx.cost_usd) if ctx.cost_usd else 0
 
 
 def _tokens_left(remaining: tuple[float | None, float | None] | None) -> float:
