@@ -231,10 +231,7 @@ class Gateway:
 
         def count_input(ctx: RequestContext) -> int:
             group = table.get(ctx.model)
-            first = group.deployments[0] if group is not None else None
-            if first is None:
-                return metering.input_tokens(ctx, "openai", "gpt-4o")
-            return metering.input_tokens(ctx, first.provider, first.model)
+            return metering.input_tokens(ctx, group.deployments[0] if group is not None else None)
 
         # Telemetry first: its on_complete runs last, after the others have settled.
         telemetry: tuple[Stage, ...] = (

@@ -36,7 +36,6 @@ from tollway.limits.budget import Budget, affordable_output
 from tollway.limits.service import LimitService
 from tollway.pricing.cost import worst_case_usd
 from tollway.pricing.metering import image_count
-from tollway.pricing.tokens import EXACT_PROVIDERS
 from tollway.routing.table import RoutingTable
 
 CountInput = Callable[[RequestContext], int]
@@ -59,7 +58,7 @@ class Candidates:
     prices: tuple[Price, ...]
     """Prices of every priced candidate (unpriced ones cost nothing)."""
     exact: bool
-    """Every candidate counts tokens as the local tokenizer does (OpenAI's encodings)."""
+    """Every candidate's local count is exact (``Deployment.tokenizer``), not an estimate."""
     max_output: int | None
     """The smallest max output among candidates that state one."""
     per_image: bool
@@ -79,7 +78,7 @@ def candidates_of(table: RoutingTable) -> dict[str, Candidates]:
         prices = tuple(d.price for d in deployments if d.price is not None)
         found[group.name] = Candidates(
             prices=prices,
-            exact=all(d.provider in EXACT_PROVIDERS for d in deployments),
+            exact=all(d.tokenizer is not None for d in deployments),
             max_output=min(outputs) if outputs else None,
             per_image=any(p.per_image for p in prices),
         )
