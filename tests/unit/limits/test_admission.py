@@ -47,12 +47,7 @@ def _stage(
     table = build_routing_table(settings, None)
     service = LimitService(settings.limits, MemoryLimiter(), None)
     metering = Metering(TokenCounter())
-    first = table.groups[0].deployments[0]
-
-    def count(ctx: RequestContext) -> int:
-        return metering.input_tokens(ctx, first)
-
-    return Admission(service, table, count), service, metering, settings
+    return Admission(service, table, metering.input_tokens), service, metering, settings
 
 
 def _context(max_tokens: int | None = 100) -> RequestContext:
@@ -172,6 +167,7 @@ BUDGET = {"budgets": [{"scope": "org", "id": "*", "period": "month", "limit_usd"
 # A model with a tokenizer of its own, behind an OpenAI-compatible API (vLLM).
 LLAMA = {"provider": "openai", "model": "meta-llama/Llama-3.1-8B-Instruct",
          "api_base": "http://127.0.0.1:8000/v1", "price": PRICE, "id": "dep-llama"}  # fmt: skip
+CLAUDE = {"provider": "anthropic", "model": "claude-sonnet-4-5", "price": PRICE, "id": "dep-c"}
 
 
 def _micros(input_tokens: int, price: dict[str, float], output: int = 100) -> int:
@@ -197,6 +193,23 @@ def test_a_deployment_declaring_its_tokenizer_is_reserved_without_the_margin() -
     assert stage.on_request(ctx) is None
     assert ctx.ticket is not None and ctx.input_tokens_estimate is not None
     assert ctx.ticket.claim.reserve_micros == _micros(ctx.input_tokens_estimate, PRICE)
+
+
+@pytest.mark.parametrize("gpt_input_price", [2.5, 25.0])
+def test_a_mixed_group_reserves_the_worst_case_over_its_candidates(gpt_input_price: float) -> None:
+    # An exact OpenAI deployment first, then Claude: counted higher (x1.15) and estimated.
+    gpt_price = {**PRICE, "input": gpt_input_price}
+    stage, _, _, _ = _stage(BUDGET, [{**GPT_4O, "price": gpt_price}, CLAUDE])
+    ctx = _context()
+    assert stage.on_request(ctx) is None
+    assert ctx.ticket is not None and ctx.chat is not None
+    gpt = TokenCounter().chat(ctx.chat, "openai", "gpt-4o")
+    claude = TokenCounter().chat(ctx.chat, "anthropic", "claude-sonnet-4-5")
+    assert ctx.input_tokens_estimate == gpt  # the first deployment's count
+    assert claude > gpt
+    # Each candidate's own count (with the margin where it is an estimate) at its own price.
+    worst = max(_micros(gpt, gpt_price), _micros(math.ceil(claude * 1.25), PRICE))
+    assert ctx.ticket.claim.reserve_micros == worst
 
 
 async def _wait(pending: Any) -> None:
