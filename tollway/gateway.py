@@ -29,7 +29,6 @@ from tollway.config.loader import (
     with_environment,
 )
 from tollway.config.schema import Settings
-from tollway.core.context import RequestContext
 from tollway.core.errors import GatewayError, StoreUnavailable
 from tollway.core.pipeline import Pipeline, Stage
 from tollway.dialects.http import HeaderForwarder, RequestIds
@@ -227,14 +226,6 @@ class Gateway:
                         deployment.id, deployment.provider, deployment.model, self.prices.version,
                     )  # fmt: skip
         router = Router(table, self.health, counter=self.metering.counter)
-        metering = self.metering
-
-        def count_input(ctx: RequestContext) -> int:
-            group = table.get(ctx.model)
-            first = group.deployments[0] if group is not None else None
-            if first is None:
-                return metering.input_tokens(ctx, "openai", "gpt-4o")
-            return metering.input_tokens(ctx, first.provider, first.model)
 
         # Telemetry first: its on_complete runs last, after the others have settled.
         telemetry: tuple[Stage, ...] = (
@@ -248,7 +239,7 @@ class Gateway:
         alerting = self.alerts.stage() if self.alerts is not None else None
         alerts = (alerting,) if alerting is not None else ()
         # Admission always: budgets and limits set through the admin API apply at once.
-        admission = Admission(self.limits, table, count_input)
+        admission = Admission(self.limits, table, self.metering.input_tokens)
         stages: tuple[Stage, ...] = (*telemetry, *alerts, ModelAccess(), admission)
         return Pipeline(router, chat, embedding, stages=stages, metering=self.metering)
 

@@ -7,6 +7,7 @@ provider; budgets and limits are set through the admin API as an operator would.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from tests.support import CLIENT_KEY, running_gateway, tollway_command
 PRICEY = {"input": 1000.0, "output": 4000.0}  # USD per 1M tokens: cents per request
 CHEAP = {"input": 1.0, "output": 2.0}
 FRACTIONAL = {"input": 0.15, "output": 0.6}  # costs in fractions of a micro-dollar
+MARGIN = 1.25  # 1 + limits.estimate_margin: the simulator's tokens are not OpenAI's
 
 
 def budget_config(simulator_url: str) -> dict[str, Any]:
@@ -346,11 +348,12 @@ def test_estimate_gives_counts_and_cost_range_without_spending(gateway: str) -> 
     assert answer.status_code == 200, answer.text
     body = answer.json()
     tokens = body["input_tokens"]
-    assert tokens > 0 and body["deployments"][0]["exact"] is True
+    # The simulator's model behind an OpenAI-compatible API: its count is an estimate.
+    assert tokens > 0 and body["deployments"][0]["exact"] is False
     assert body["max_output_tokens"] == 100
     assert body["cost_usd"]["min"] == pytest.approx(tokens * PRICEY["input"] / 1e6)
     assert body["cost_usd"]["max"] == pytest.approx(
-        (tokens * PRICEY["input"] + 100 * PRICEY["output"]) / 1e6
+        (math.ceil(tokens * MARGIN) * PRICEY["input"] + 100 * PRICEY["output"]) / 1e6
     )
     assert body["budget_remaining_usd"] == 2.0 and body["within_budget"] is True
     assert spend(gateway, key_id)["spent_usd"] == 0
@@ -361,6 +364,86 @@ def test_estimate_gives_counts_and_cost_range_without_spending(gateway: str) -> 
     )
     assert unknown.status_code == 404
     assert unknown.json()["error"]["code"] == "model_not_found"
+
+
+PROMPT = (
+    "Summarise the quarterly report in three short paragraphs, keeping every figure that "
+    "matters to the board and leaving out the footnotes, the appendix and the glossary."
+)
+
+
+def _worst_cases(url: str, key: str, model: str, max_tokens: int) -> tuple[int, bool, float, float]:
+    """The local count of ``PROMPT`` on ``model``, whether it is exact, and the worst case
+    priced on that count as it is and with the margin."""
+    answer = httpx.post(
+        url + "/v1/estimate",
+        headers={"authorization": f"Bearer {key}"},
+        json={"model": model, "messages": [{"role": "user", "content": PROMPT}],
+              "max_tokens": max_tokens},
+    )  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    tokens: int = body["input_tokens"]
+    output = max_tokens * PRICEY["output"]
+    as_counted = (tokens * PRICEY["input"] + output) / 1e6
+    with_margin = (math.ceil(tokens * MARGIN) * PRICEY["input"] + output) / 1e6
+    return tokens, body["deployments"][0]["exact"], as_counted, with_margin
+
+
+def _held_by_a_stream(url: str, key: str, model: str, max_tokens: int, budget: float) -> float:
+    """What a stream's admission reserved: its remaining-budget header is sent before any
+    cost is known."""
+    client = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
+    with client.chat.completions.with_streaming_response.create(
+        model=model,
+        messages=[{"role": "user", "content": PROMPT}],
+        max_tokens=max_tokens,
+        stream=True,
+    ) as response:
+        held = budget - float(response.headers["x-tollway-budget-remaining-usd"])
+        for _ in response.parse():
+            pass
+    return held
+
+
+def test_a_model_behind_an_openai_compatible_api_is_reserved_with_the_margin(
+    gateway: str,
+) -> None:
+    # "pricey" serves the simulator's own model through provider openai at the simulator's
+    # api_base, as vLLM or Ollama serve theirs: a tokenizer that is not OpenAI's, so the
+    # local count is an estimate and admission reserves it with limits.estimate_margin.
+    key_id, key = new_key(gateway)
+    tokens, exact, as_counted, with_margin = _worst_cases(gateway, key, "pricey", 50)
+    assert not exact and math.ceil(tokens * MARGIN) > tokens
+    # A budget that covers the count's worst case but not the margin's refuses the request.
+    set_budget(gateway, key_id, round((as_counted + with_margin) / 2, 6))
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=key, max_retries=0)
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.chat.completions.create(
+            model="pricey", messages=[{"role": "user", "content": PROMPT}], max_tokens=50
+        )
+    assert caught.value.code == "budget_exceeded"
+    assert spend(gateway, key_id)["spent_usd"] == 0
+    # With room for it, the request holds the worst case with the margin until it ends.
+    set_budget(gateway, key_id, 5.0)
+    held = _held_by_a_stream(gateway, key, "pricey", 50, 5.0)
+    assert held == pytest.approx(with_margin, abs=2e-6)
+    assert spend(gateway, key_id)["reserved_usd"] == 0
+
+
+def test_a_deployment_declaring_its_tokenizer_is_reserved_without_the_margin(
+    log_dir: Path, simulator_url: str
+) -> None:
+    config = budget_config(simulator_url)
+    for group in config["models"]:
+        if group["name"] == "pricey":
+            group["deployments"][0]["tokenizer"] = "o200k_base"
+    with running_gateway(log_dir, config, {"TEST_UPSTREAM_KEY": UPSTREAM_KEY}) as (url, _):
+        key_id, key = new_key(url)
+        set_budget(url, key_id, 5.0)
+        _, exact, as_counted, _ = _worst_cases(url, key, "pricey", 50)
+        assert exact
+        assert _held_by_a_stream(url, key, "pricey", 50, 5.0) == pytest.approx(as_counted, abs=2e-6)
 
 
 def test_admin_api_sets_reads_and_removes_budgets_and_limits(gateway: str) -> None:

@@ -103,6 +103,11 @@ class DeploymentConfig(Strict):
     price: DeploymentPrice | None = None
     """USD per 1M tokens; overrides the price catalog (``{input: 0, output: 0}`` for a
     self-hosted model)."""
+    tokenizer: Literal["o200k_base", "cl100k_base"] | None = None
+    """The OpenAI encoding this deployment's model counts tokens with (framed as OpenAI
+    frames chat messages): its local count is then exact, not an estimate with
+    ``limits.estimate_margin``. Without it only OpenAI's own models on OpenAI's API or Azure
+    OpenAI count exactly."""
 
     def secret_refs(self) -> list[SecretRef]:
         """Every credential reference this deployment names."""
@@ -135,6 +140,11 @@ class DeploymentConfig(Strict):
         missing = [name for name in spec.required_fields if getattr(self, name) is None]
         if missing:
             raise ValueError(f"provider {self.provider!r} needs {', '.join(missing)}")
+        if self.tokenizer is not None and not spec.declares_tokenizer:
+            raise ValueError(
+                f"provider {self.provider!r} cannot declare a tokenizer: its input tokens are "
+                "not counted with OpenAI's encodings"
+            )
         if spec.check_config is not None:
             spec.check_config(self)
         return self
@@ -356,7 +366,8 @@ class LimitsConfig(Strict):
     """Output tokens assumed (and, under a budget, enforced) when a request sets none."""
     estimate_margin: float = Field(default=0.25, ge=0)
     """Budgets: extra share of input tokens reserved when the local count is an estimate
-    (not an OpenAI model, whose count is exact)."""
+    (every deployment but OpenAI's own models on OpenAI's API or Azure OpenAI, and those
+    that declare their ``tokenizer``, whose counts are exact)."""
     hold: Duration = 900.0
     """Redis: how long a dead process's reservation or concurrency slot is held."""
     spend_flush_interval: Duration = 5.0

@@ -448,7 +448,8 @@ class Pipeline:
 
     async def count_tokens(self, ctx: RequestContext) -> tuple[int, bool]:
         """Input tokens of ``ctx.chat`` on the model's first deployment, and whether the
-        provider counted them (else the local tokenizer did: exact for OpenAI's models).
+        provider counted them (else the local tokenizer did: exact for OpenAI's models where
+        OpenAI serves them, and for a deployment that declares its ``tokenizer``).
 
         A request the deployment could not be sent is refused as a chat call would refuse
         it: the provider translates it either way (for its own count, or only to check it),
@@ -467,7 +468,7 @@ class Pipeline:
                 raise
         if isinstance(provider, RequestChecker):
             provider.check(ctx.chat, deployment)
-        return self.metering.input_tokens(ctx, deployment.provider, deployment.model), False
+        return self.metering.input_tokens(ctx, deployment), False
 
     async def embed(self, ctx: RequestContext) -> EmbeddingResponse:
         """Embeddings from a stage or the first candidate deployment that gives them."""

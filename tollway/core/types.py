@@ -365,6 +365,9 @@ class Deployment:
     max_output: int | None = None
     price: Price | None = None
     """Config ``price``, else the catalog's; ``None``: unpriced (costs count as zero)."""
+    tokenizer: str | None = None
+    """The OpenAI encoding that counts this deployment's input exactly (declared in config,
+    or OpenAI's own model on OpenAI's API); ``None``: the local count is an estimate."""
     hurried: bool = False
     """This copy's first-byte limit is its group's ``latency_threshold``: used while another
     candidate could still answer (``RoutingTable.unhurried`` gives the deployment itself)."""

@@ -23,7 +23,6 @@ from tollway.dialects.http import log_internal_error, read_json_object, request_
 from tollway.dialects.openai import error_response
 from tollway.limits.backend import MICRO
 from tollway.pricing.cost import cost_usd, worst_case_usd
-from tollway.pricing.tokens import EXACT_PROVIDERS
 from tollway.wire.openai_embeddings import embedding_request_from_wire
 from tollway.wire.openai_request import request_from_wire
 
@@ -75,8 +74,8 @@ async def estimate(gateway: Gateway, request: web.Request) -> dict[str, Any]:
     rows = []
     low = high = None
     for deployment in _candidates(gateway, ctx):
-        tokens = metering.input_tokens(ctx, deployment.provider, deployment.model)
-        exact = deployment.provider in EXACT_PROVIDERS
+        tokens = metering.input_tokens(ctx, deployment)
+        exact = deployment.tokenizer is not None
         price = deployment.price
         least = most = 0.0
         if price is not None:

@@ -2,9 +2,10 @@
 
 ``on_request`` takes, in one atomic step of the backend, from every rate-limited scope of
 the request (key, user, team, model) and reserves its worst-case cost from every budget it
-is charged to (org, key, user, team). The worst case is the estimated input (with a margin
-where the local count is an estimate) plus the request's max output, priced at the dearest
-deployment that may serve it (its group's and its fallbacks'). Under a budget a request
+is charged to (org, key, user, team). The worst case is the request's input as each
+deployment that may serve it (its group's and its fallbacks') counts it, with a margin where
+that count is an estimate, plus the max output, priced at that deployment: the dearest of
+them is reserved. Under a budget a request
 without ``max_tokens`` gets ``limits.default_max_output``, so the reservation bounds what
 the provider can bill. ``on_attempt`` applies per-deployment limits (a refusal moves on to
 the next candidate). Settlement replaces every reservation with the actual cost: for a
@@ -37,11 +38,12 @@ from tollway.limits.budget import Budget, affordable_output
 from tollway.limits.service import LimitService
 from tollway.pricing.cost import worst_case_usd
 from tollway.pricing.metering import image_count
-from tollway.pricing.tokens import EXACT_PROVIDERS
+from tollway.pricing.tokens import counted_alike
 from tollway.routing.table import RoutingTable
 
-CountInput = Callable[[RequestContext], int]
-"""The request's input tokens as the local tokenizer counts them (pricing/tokens.py)."""
+CountInput = Callable[[RequestContext, Deployment | None], int]
+"""The request's input tokens as a deployment counts them locally (pricing/tokens.py);
+``None``: a model name no group serves (routing refuses it)."""
 
 
 def limiter_down() -> LimiterDown:
@@ -57,10 +59,12 @@ def limiter_down() -> LimiterDown:
 class Candidates:
     """What admission needs to know of the deployments that may serve one model name."""
 
-    prices: tuple[Price, ...]
-    """Prices of every priced candidate (unpriced ones cost nothing)."""
-    exact: bool
-    """Every candidate counts tokens as the local tokenizer does (OpenAI's encodings)."""
+    counters: tuple[Deployment, ...]
+    """One candidate for each way the candidates count input tokens (``counted_alike``),
+    the group's first deployment first: its count is ``ctx.input_tokens_estimate``."""
+    prices: tuple[tuple[Price, int], ...]
+    """Every priced candidate's price, with the index in ``counters`` of its way of counting
+    (unpriced candidates cost nothing)."""
     max_output: int | None
     """The smallest max output among candidates that state one."""
     per_image: bool
@@ -76,31 +80,45 @@ def candidates_of(table: RoutingTable) -> dict[str, Candidates]:
             fallback = table.get(name)
             if fallback is not None:
                 deployments += fallback.deployments
+        ways: dict[tuple[str, str, bool], int] = {}
+        counters: list[Deployment] = []
+        prices: list[tuple[Price, int]] = []
+        for deployment in deployments:
+            way = ways.setdefault(counted_alike(deployment), len(counters))
+            if way == len(counters):
+                counters.append(deployment)
+            if deployment.price is not None:
+                prices.append((deployment.price, way))
         outputs = [d.max_output for d in deployments if d.max_output]
-        prices = tuple(d.price for d in deployments if d.price is not None)
         found[group.name] = Candidates(
-            prices=prices,
-            exact=all(d.provider in EXACT_PROVIDERS for d in deployments),
+            counters=tuple(counters),
+            prices=tuple(prices),
             max_output=min(outputs) if outputs else None,
-            per_image=any(p.per_image for p in prices),
+            per_image=any(price.per_image for price, _ in prices),
         )
     return found
 
 
-def worst_case_micros(prices: Sequence[Price], input_tokens: int, output: int, images: int) -> int:
-    """The most the request can cost on any of ``prices`` (micro-dollars, rounded up)."""
+def worst_case_micros(
+    prices: Sequence[tuple[Price, int]], inputs: Sequence[int], output: int, images: int
+) -> int:
+    """The most the request can cost on any candidate: each of ``prices`` with the input
+    its way of counting reserves (``inputs``), in micro-dollars rounded up."""
     most = 0.0
-    for price in prices:
-        usd = worst_case_usd(price, input_tokens, output, images=images)
+    for price, way in prices:
+        usd = worst_case_usd(price, inputs[way], output, images=images)
         if usd > most:
             most = usd
     return to_micros(most)
 
 
-def _affordable(prices: Sequence[Price], input_tokens: int, images: int, remaining: int) -> int:
+def _affordable(
+    prices: Sequence[tuple[Price, int]], inputs: Sequence[int], images: int, remaining: int
+) -> int:
     """Output tokens ``remaining`` micro-dollars pay for on every candidate."""
     best = 1 << 30
-    for price in prices:
+    for price, way in prices:
+        input_tokens = inputs[way]
         base = worst_case_usd(price, input_tokens, 0, images=images) * MICRO
         per_token = worst_case_usd(price, input_tokens, 1, images=images) * MICRO - base
         best = min(best, affordable_output(remaining, math.ceil(base), per_token))
@@ -179,9 +197,7 @@ class Admission(Stage):
     ) -> Claim:
         """What the request takes: its scopes' tokens, and under budgets its worst case (a
         request without ``max_tokens`` is given one, so the reservation bounds the bill)."""
-        estimate = ctx.input_tokens_estimate
-        if estimate is None:
-            estimate = ctx.input_tokens_estimate = self._count(ctx)
+        estimate = self._estimate(ctx)
         chat = ctx.chat
         config = self._service.config
         max_output = 0
@@ -228,11 +244,11 @@ class Admission(Stage):
             candidates = self._candidates.get(ctx.model)
             if budget.policy != "shrink" or candidates is None:
                 break
-            input_tokens = self._reserved_input(estimate, candidates)
+            inputs = self._reserved_inputs(ctx, estimate, candidates)
             images = image_count(ctx) if candidates.per_image else 0
             left = outcome.remaining_micros or 0
             choices = max(1, chat.n or 1)
-            affordable = _affordable(candidates.prices, input_tokens, images, left) // choices
+            affordable = _affordable(candidates.prices, inputs, images, left) // choices
             if affordable < 1:
                 break
             max_output = min(chat.max_tokens, affordable)
@@ -255,10 +271,33 @@ class Admission(Stage):
         except LimiterUnavailable:
             raise limiter_down() from None
 
-    def _reserved_input(self, estimate: int, candidates: Candidates | None) -> int:
-        if candidates is None or candidates.exact:
-            return estimate
-        return math.ceil(estimate * (1.0 + self._service.config.estimate_margin))
+    def _estimate(self, ctx: RequestContext) -> int:
+        """``ctx.input_tokens_estimate``: the input as the model's first deployment counts it
+        (counted now, and kept, when nothing has counted it yet)."""
+        estimate = ctx.input_tokens_estimate
+        if estimate is None:
+            candidates = self._candidates.get(ctx.model)
+            first = candidates.counters[0] if candidates is not None else None
+            estimate = ctx.input_tokens_estimate = self._count(ctx, first)
+        return estimate
+
+    def _reserved_inputs(
+        self, ctx: RequestContext, estimate: int, candidates: Candidates
+    ) -> list[int]:
+        """The input reserved for each of the candidates' ways of counting: its count, plus
+        ``limits.estimate_margin`` where the count is an estimate, not the exact encoding."""
+        margin = 1.0 + self._service.config.estimate_margin
+        counters = candidates.counters
+        if len(counters) == 1:  # the usual group: every candidate counts as the first
+            return [estimate if counters[0].tokenizer is not None else math.ceil(estimate * margin)]
+        inputs = []
+        for way, deployment in enumerate(counters):
+            # The first way's count is the estimate; another costs one more count, with the
+            # request's repeated texts remembered by the counter.
+            tokens = estimate if way == 0 else self._count(ctx, deployment)
+            exact = deployment.tokenizer is not None
+            inputs.append(tokens if exact else math.ceil(tokens * margin))
+        return inputs
 
     def _budget_claim(
         self,
@@ -272,12 +311,10 @@ class Admission(Stage):
         reserve = 0
         if candidates is not None:
             images = image_count(ctx) if candidates.per_image else 0
-            input_tokens = self._reserved_input(estimate, candidates)
+            inputs = self._reserved_inputs(ctx, estimate, candidates)
             # Every one of ``n`` choices may use the whole max output.
             choices = max(1, ctx.chat.n or 1) if ctx.chat is not None else 1
-            reserve = worst_case_micros(
-                candidates.prices, input_tokens, max_output * choices, images
-            )
+            reserve = worst_case_micros(candidates.prices, inputs, max_output * choices, images)
         account = self._service.account
         accounts = [BudgetClaim(account(b), b.limit_micros) for b in budgets]
         return Claim(
@@ -333,9 +370,7 @@ class Admission(Stage):
         if spec is None:
             return None
         # Called once per deployment per request: retries on it run under this one claim.
-        tokens = ctx.input_tokens_estimate
-        if tokens is None:
-            tokens = ctx.input_tokens_estimate = self._count(ctx)
+        tokens = self._estimate(ctx)
         if ctx.chat is not None:
             tokens += ctx.chat.max_tokens or self._service.config.default_max_output
         scope = "deployment:" + deployment.id

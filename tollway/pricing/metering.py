@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 
 from tollway.core.context import RequestContext
-from tollway.core.types import ImagePart, Usage
+from tollway.core.types import Deployment, ImagePart, Usage
 from tollway.pricing.cost import cost_usd
 from tollway.pricing.tokens import TokenCounter
 
@@ -45,12 +45,18 @@ class Metering:
         ctx.cost_usd = cost
         return cost
 
-    def input_tokens(self, ctx: RequestContext, provider: str, model: str) -> int:
-        """The request's input tokens as ``provider``'s ``model`` would count them (locally)."""
+    def input_tokens(self, ctx: RequestContext, deployment: Deployment | None) -> int:
+        """The request's input tokens as ``deployment`` would count them (locally); ``None``,
+        for a model name no group serves (routing refuses it), counts as OpenAI's GPT-4o."""
+        if deployment is None:
+            provider, model, tokenizer = "openai", "gpt-4o", None
+        else:
+            provider, model = deployment.provider, deployment.model
+            tokenizer = deployment.tokenizer
         if ctx.chat is not None:
-            return self.counter.chat(ctx.chat, provider, model)
+            return self.counter.chat(ctx.chat, provider, model, tokenizer)
         if ctx.embedding is not None:
-            return self.counter.embedding(ctx.embedding, provider, model)
+            return self.counter.embedding(ctx.embedding, provider, model, tokenizer)
         return 0
 
     def _local_usage(self, ctx: RequestContext) -> Usage:
@@ -58,7 +64,7 @@ class Metering:
         assert deployment is not None
         input_tokens = ctx.input_tokens_estimate
         if input_tokens is None:
-            input_tokens = self.input_tokens(ctx, deployment.provider, deployment.model)
+            input_tokens = self.input_tokens(ctx, deployment)
         output_tokens = math.ceil(ctx.output_chars / _CHARS_PER_TOKEN)
         chat = ctx.chat
         if chat is not None and chat.max_tokens is not None:

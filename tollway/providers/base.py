@@ -84,3 +84,9 @@ class ProviderSpec:
     """Deployment config fields this family cannot do without."""
     check_config: Callable[[DeploymentConfig], None] | None = None
     """Further checks of a deployment's config; raises ``ValueError`` saying what is wrong."""
+    openai_hosts: tuple[str, ...] = ()
+    """Hosts of ``api_base`` where this family serves OpenAI's own models, whose input tokens
+    are then counted exactly (a leading dot: any subdomain; ``"*"``: any host)."""
+    declares_tokenizer: bool = False
+    """A deployment may declare ``tokenizer``: families of OpenAI's chat format, whose
+    framing the local count follows."""

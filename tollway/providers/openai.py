@@ -312,6 +312,10 @@ COMPATIBLE_BASES = {
     "lmstudio": "http://127.0.0.1:1234/v1",
 }
 
+# Where OpenAI's own models are served: OpenAI's API and its regional (data residency)
+# hosts, and Azure OpenAI's v1 API; elsewhere an OpenAI-compatible server runs other models.
+_OPENAI_HOSTS = {"openai": ("api.openai.com", ".api.openai.com", ".openai.azure.com")}
+
 SPECS = (
     *(
         ProviderSpec(
@@ -319,6 +323,8 @@ SPECS = (
             build=_BUILDS.get(name, _openai),
             default_api_base=base,
             simulator_path=_SIMULATOR_PATHS.get(name, "/v1"),
+            openai_hosts=_OPENAI_HOSTS.get(name, ()),
+            declares_tokenizer=True,
         )
         for name, base in COMPATIBLE_BASES.items()
     ),
@@ -328,5 +334,8 @@ SPECS = (
         default_api_base=None,
         simulator_path="",
         required_fields=("api_base", "api_version"),
+        # Azure OpenAI lives at each customer's own resource (or a custom domain before it).
+        openai_hosts=("*",),
+        declares_tokenizer=True,
     ),
 )

@@ -144,7 +144,7 @@ class Router:
         if ctx.input_tokens_estimate is None:
             assert ctx.chat is not None
             if self._counter is not None:
-                count = self._counter.chat(ctx.chat, first.provider, first.model)
+                count = self._counter.chat(ctx.chat, first.provider, first.model, first.tokenizer)
             else:
                 count = _character_estimate(ctx.chat)
             ctx.input_tokens_estimate = count

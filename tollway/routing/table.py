@@ -10,6 +10,7 @@ from tollway.config.schema import EMBEDDED_SIMULATOR, DeploymentConfig, Resolved
 from tollway.core.errors import InvalidRequest, NotFound
 from tollway.core.types import AwsCredentials, Deployment, Price, UpstreamTimeouts
 from tollway.pricing.catalog import PriceCatalog, price_from_row
+from tollway.pricing.tokens import exact_encoding
 from tollway.providers import BUILTIN_PROVIDERS
 
 
@@ -189,6 +190,7 @@ def _deployment(
         context_window=config.context_window or (price.context_window if price else None),
         max_output=config.max_output or (price.max_output if price else None),
         price=price,
+        tokenizer=config.tokenizer or exact_encoding(config.model, api_base, spec.openai_hosts),
     )
 
 

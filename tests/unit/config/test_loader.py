@@ -79,6 +79,15 @@ def test_a_valid_file_loads_with_units_resolved(tmp_path: Path) -> None:
             "api_base: embedded-simulator}]}]",
             "needs simulator.enabled",
         ),
+        (
+            "models: [{name: a, deployments: [{provider: anthropic, model: m, "
+            "tokenizer: o200k_base}]}]",
+            "provider 'anthropic' cannot declare a tokenizer",
+        ),
+        (
+            "models: [{name: a, deployments: [{provider: vllm, model: m, tokenizer: llama3}]}]",
+            "models[0].deployments[0].tokenizer: Input should be 'o200k_base' or 'cl100k_base'",
+        ),
         ("server: [1, 2", "line 1, column"),
         ("- just\n- a list", "top level must be a mapping"),
     ],

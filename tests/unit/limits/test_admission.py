@@ -8,6 +8,7 @@ The same cases on Redis, where every step is awaited, are in tests/integration.
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
 import pytest
@@ -29,29 +30,24 @@ PRICE = {"input": 2.5, "output": 10.0}  # USD per 1M tokens
 KEY = Principal(kind="key", id="key_1")
 
 
-def _stage(limits: dict[str, Any]) -> tuple[Admission, LimitService, Metering, Settings]:
+# OpenAI's own model on OpenAI's API: its local count is exact (nothing is sent there).
+GPT_4O = {"provider": "openai", "model": "gpt-4o", "api_base": "https://api.openai.com/v1",
+          "price": PRICE, "id": "dep-a"}  # fmt: skip
+
+
+def _stage(
+    limits: dict[str, Any], deployments: list[dict[str, Any]] | None = None
+) -> tuple[Admission, LimitService, Metering, Settings]:
     settings = Settings.model_validate(
         {
-            "models": [
-                {
-                    "name": "chat",
-                    "deployments": [
-                        {"provider": "openai", "model": "gpt-4o", "api_base": "http://x/v1",
-                         "price": PRICE, "id": "dep-a"},
-                    ],
-                }
-            ],
+            "models": [{"name": "chat", "deployments": deployments or [GPT_4O]}],
             "limits": limits,
         }
-    )  # fmt: skip
+    )
     table = build_routing_table(settings, None)
     service = LimitService(settings.limits, MemoryLimiter(), None)
     metering = Metering(TokenCounter())
-
-    def count(ctx: RequestContext) -> int:
-        return metering.input_tokens(ctx, "openai", "gpt-4o")
-
-    return Admission(service, table, count), service, metering, settings
+    return Admission(service, table, metering.input_tokens), service, metering, settings
 
 
 def _context(max_tokens: int | None = 100) -> RequestContext:
@@ -165,6 +161,55 @@ def test_a_deployment_limit_is_taken_given_back_and_settled_without_awaiting() -
     # Settled at what they used (8 + 20 tokens each): the next request fits again.
     assert stage.on_attempt(_context(), deployment) is None
     assert service.book.deployment("dep-a") is not None
+
+
+BUDGET = {"budgets": [{"scope": "org", "id": "*", "period": "month", "limit_usd": 1.0}]}
+# A model with a tokenizer of its own, behind an OpenAI-compatible API (vLLM).
+LLAMA = {"provider": "openai", "model": "meta-llama/Llama-3.1-8B-Instruct",
+         "api_base": "http://127.0.0.1:8000/v1", "price": PRICE, "id": "dep-llama"}  # fmt: skip
+CLAUDE = {"provider": "anthropic", "model": "claude-sonnet-4-5", "price": PRICE, "id": "dep-c"}
+
+
+def _micros(input_tokens: int, price: dict[str, float], output: int = 100) -> int:
+    """The worst case of ``input_tokens`` and ``output`` at ``price``, in micro-dollars
+    rounded up (prices are per 1M tokens: a token at 2.5 is 2.5 micro-dollars)."""
+    return math.ceil(input_tokens * price["input"] + output * price["output"])
+
+
+def test_a_model_behind_an_openai_compatible_api_is_reserved_with_the_margin() -> None:
+    stage, _, _, _ = _stage(BUDGET, [LLAMA])
+    ctx = _context()
+    assert stage.on_request(ctx) is None
+    assert ctx.ticket is not None and ctx.input_tokens_estimate is not None
+    # o200k_base's count is not Llama's: 25% more is reserved (limits.estimate_margin).
+    reserved_input = math.ceil(ctx.input_tokens_estimate * 1.25)
+    assert reserved_input > ctx.input_tokens_estimate
+    assert ctx.ticket.claim.reserve_micros == _micros(reserved_input, PRICE)
+
+
+def test_a_deployment_declaring_its_tokenizer_is_reserved_without_the_margin() -> None:
+    stage, _, _, _ = _stage(BUDGET, [{**LLAMA, "tokenizer": "o200k_base"}])
+    ctx = _context()
+    assert stage.on_request(ctx) is None
+    assert ctx.ticket is not None and ctx.input_tokens_estimate is not None
+    assert ctx.ticket.claim.reserve_micros == _micros(ctx.input_tokens_estimate, PRICE)
+
+
+@pytest.mark.parametrize("gpt_input_price", [2.5, 25.0])
+def test_a_mixed_group_reserves_the_worst_case_over_its_candidates(gpt_input_price: float) -> None:
+    # An exact OpenAI deployment first, then Claude: counted higher (x1.15) and estimated.
+    gpt_price = {**PRICE, "input": gpt_input_price}
+    stage, _, _, _ = _stage(BUDGET, [{**GPT_4O, "price": gpt_price}, CLAUDE])
+    ctx = _context()
+    assert stage.on_request(ctx) is None
+    assert ctx.ticket is not None and ctx.chat is not None
+    gpt = TokenCounter().chat(ctx.chat, "openai", "gpt-4o")
+    claude = TokenCounter().chat(ctx.chat, "anthropic", "claude-sonnet-4-5")
+    assert ctx.input_tokens_estimate == gpt  # the first deployment's count
+    assert claude > gpt
+    # Each candidate's own count (with the margin where it is an estimate) at its own price.
+    worst = max(_micros(gpt, gpt_price), _micros(math.ceil(claude * 1.25), PRICE))
+    assert ctx.ticket.claim.reserve_micros == worst
 
 
 async def _wait(pending: Any) -> None:

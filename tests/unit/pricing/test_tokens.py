@@ -5,8 +5,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from tollway.core.types import ChatRequest
+import pytest
+
+from tollway.config.schema import Settings
+from tollway.core.types import ChatRequest, Deployment
 from tollway.pricing.tokens import REMEMBERED_CHARS, TokenCounter
+from tollway.routing.table import build_routing_table
 from tollway.wire import anthropic_request
 from tollway.wire.openai_request import request_from_wire
 
@@ -202,3 +206,99 @@ def test_a_pdf_the_gateway_cannot_read_counts_by_an_estimate_never_zero() -> Non
     uploaded = pdf({"type": "file", "file_id": "file_011"})
     assert 2_300 <= small == by_url == uploaded  # a page, as Anthropic charges one
     assert large > 5 * small  # 300 KB: about six pages
+
+
+def _deployment(simulator_url: str | None = None, **config: Any) -> Deployment:
+    """``config`` resolved as the gateway resolves a deployment when it loads its config."""
+    kind = "embedding" if "embedding" in config["model"] else "chat"
+    settings = Settings.model_validate(
+        {
+            "simulator": {"enabled": simulator_url is not None},
+            "models": [{"name": "m", "kind": kind, "deployments": [config]}],
+        }
+    )
+    return build_routing_table(settings, simulator_url).candidates("m", kind)[0]
+
+
+AZURE = {"provider": "azure_openai", "api_base": "https://acme.openai.azure.com",
+         "api_version": "2024-10-21"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("config", "tokenizer"),
+    [
+        # OpenAI's own models on OpenAI's API (and its data-residency hosts): exact.
+        ({"provider": "openai", "model": "gpt-4o"}, "o200k_base"),
+        ({"provider": "openai", "model": "gpt-4.1-mini"}, "o200k_base"),
+        ({"provider": "openai", "model": "gpt-4-turbo"}, "cl100k_base"),
+        ({"provider": "openai", "model": "text-embedding-3-small"}, "cl100k_base"),
+        ({"provider": "openai", "model": "ft:gpt-4o-mini-2024-07-18:acme::abc123"}, "o200k_base"),
+        (
+            {"provider": "openai", "model": "gpt-4o", "api_base": "https://eu.api.openai.com/v1"},
+            "o200k_base",
+        ),
+        # Azure OpenAI serves them at each customer's own host.
+        ({**AZURE, "model": "gpt-4o"}, "o200k_base"),
+        ({**AZURE, "model": "gpt-35-turbo"}, "cl100k_base"),
+        # Other models, and OpenAI's names anywhere else: estimated.
+        ({**AZURE, "model": "DeepSeek-R1"}, None),
+        ({**AZURE, "model": "gpt-oss-120b"}, None),  # harmony encoding and framing
+        (
+            {
+                "provider": "openai",
+                "model": "meta-llama/Llama-3.1-8B-Instruct",
+                "api_base": "http://127.0.0.1:8000/v1",
+            },
+            None,
+        ),
+        (
+            {"provider": "openai", "model": "qwen2.5:7b", "api_base": "http://127.0.0.1:11434/v1"},
+            None,
+        ),
+        (
+            {"provider": "openai", "model": "gpt-4o", "api_base": "http://llm-proxy.internal/v1"},
+            None,
+        ),
+        (
+            {
+                "provider": "openai",
+                "model": "gpt-4o",
+                "api_base": "https://api.openai.com.example.net/v1",
+            },
+            None,
+        ),
+        ({"provider": "groq", "model": "llama-3.3-70b-versatile"}, None),
+        ({"provider": "openrouter", "model": "openai/gpt-4o"}, None),
+        ({"provider": "vllm", "model": "gpt-4o"}, None),
+        ({"provider": "anthropic", "model": "claude-sonnet-4-5"}, None),
+        ({"provider": "gemini", "model": "gemini-2.5-flash"}, None),
+    ],
+)
+def test_counts_are_exact_only_for_openais_models_where_openai_serves_them(
+    config: dict[str, Any], tokenizer: str | None
+) -> None:
+    assert _deployment(**config).tokenizer == tokenizer
+
+
+def test_the_simulators_models_are_estimated() -> None:
+    # The simulator counts words, not OpenAI's tokens: its demo models get the margin.
+    simulated = _deployment(
+        "http://127.0.0.1:9", provider="openai", model="sim-chat", api_base="embedded-simulator"
+    )
+    assert simulated.tokenizer is None
+
+
+def test_a_declared_tokenizer_counts_a_self_hosted_model_exactly_with_that_encoding() -> None:
+    declared = _deployment(
+        provider="openai",
+        model="company-gpt",
+        api_base="http://llm-proxy.internal/v1",
+        tokenizer="cl100k_base",
+    )
+    assert declared.tokenizer == "cl100k_base"
+    request = request_from_wire(
+        {"model": "m", "messages": [{"role": "user", "content": "Schöne Grüße aus Köln! 🌍"}]}
+    )
+    counted = COUNTER.chat(request, declared.provider, declared.model, declared.tokenizer)
+    assert counted == COUNTER.chat(request, "openai", "gpt-4")  # cl100k_base
+    assert counted != COUNTER.chat(request, "openai", "company-gpt")  # o200k_base otherwise
