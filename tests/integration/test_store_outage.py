@@ -4,6 +4,7 @@ dialect, never a 500 with a traceback; everything works again once the store is 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import anthropic
@@ -12,7 +13,7 @@ import openai
 
 from tests.conftest import UPSTREAM_KEY
 from tests.integration.test_request_log import log_config
-from tests.integration.test_request_log_outage import cut, database, no_traceback, restore
+from tests.integration.test_request_log_outage import cut, database, restore
 from tests.support import CLIENT_KEY, running_gateway
 
 __all__ = ["database"]  # the fixture, imported to be used here
@@ -32,6 +33,10 @@ def test_while_the_store_is_down_what_needs_it_is_a_503_in_the_clients_dialect(
     env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TOLLWAY_STORE_URL": database}
     config = log_config(simulator_url, database, spool_dir=str(tmp_path / "spool"))
     config["auth"] = {"reconcile_interval": "200ms"}  # reloads fail during the outage too
+    # So do the writes of budget spend (a traceback the first time, then a line each).
+    limits = {"spend_flush_interval": "200ms", "budgets": [
+        {"scope": "org", "id": "*", "period": "day", "limit_usd": 1000}]}  # fmt: skip
+    config["limits"] = limits
     with running_gateway(log_dir, config, env) as (url, process):
         admin = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {CLIENT_KEY}"})
         member = admin.post("/admin/keys", json={"name": "known"}).json()["key"]
@@ -64,10 +69,23 @@ def test_while_the_store_is_down_what_needs_it_is_a_503_in_the_clients_dialect(
             # Keys the gateway holds in memory do not need the store.
             known = openai.OpenAI(base_url=url + "/v1", api_key=member, max_retries=0)
             assert known.chat.completions.create(**body).choices  # type: ignore[call-overload]
+            time.sleep(0.7)  # its spend is written every 200 ms: a few failed writes
         finally:
             restore(database)
         assert admin.get("/admin/keys").status_code == 200
         assert admin.post("/admin/keys", json={"name": "after"}).status_code == 201
         unknown = {"Authorization": f"Bearer {UNKNOWN}"}
         assert httpx.get(url + "/v1/models", headers=unknown).status_code == 401
-        no_traceback(process)
+        for _ in range(50):  # the next write of spend (every 200 ms) says it works again
+            if "works again" in process.output():
+                break
+            time.sleep(0.1)
+        output = process.output()
+        # One traceback: the first failed write of spend; no other failure logs one.
+        # The log lines that came with a traceback (a chained one's parts follow blank lines).
+        lines = output.splitlines()
+        logged = [lines[i - 1] for i, line in enumerate(lines) if line.startswith("Traceback")]
+        logged = [line for line in logged if line]
+        assert len(logged) == 1 and logged[0].endswith("budget spend to the store failed"), logged
+        failed = output.count("writing budget spend to the store failed")
+        assert failed >= 2 and "works again" in output, output[-3000:]

@@ -250,12 +250,21 @@ class LimitService:
         self._task = asyncio.create_task(self._flush_loop(), name="tollway-spend")
 
     async def _flush_loop(self) -> None:
+        failing = False  # the traceback once an outage, then one line a round
         while True:
             await asyncio.sleep(self.config.spend_flush_interval)
             try:
                 await self.flush()
-            except Exception:  # the next round tries again; spend stays in the backend
-                log.warning("writing budget spend to the store failed", exc_info=True)
+            except Exception as exc:  # the next round tries again; spend stays in the backend
+                if failing:
+                    log.warning("writing budget spend to the store failed again: %s", exc)
+                else:
+                    log.warning("writing budget spend to the store failed", exc_info=True)
+                failing = True
+            else:
+                if failing:
+                    log.warning("writing budget spend to the store works again")
+                failing = False
 
     async def close(self) -> None:
         """Stop the loop, write spend one last time, release the backend."""
