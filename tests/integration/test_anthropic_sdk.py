@@ -352,7 +352,6 @@ PDF_DOCUMENT: dict[str, Any] = {
 }
 # What Anthropic clients may send that the other families cannot take: a 400 naming it.
 UNTRANSLATABLE: dict[str, dict[str, Any]] = {
-    "thinking": {"thinking": {"type": "enabled", "budget_tokens": 1024}},
     "top_k": {"extra_body": {"top_k": 5}},
     "unknown field": {"extra_body": {"no_such_field": True}},
     "server tool": {"tools": [{"type": "web_search_20250305", "name": "web_search"}]},
@@ -523,12 +522,11 @@ def test_the_clients_key_never_reaches_the_upstream(
 def test_anthropic_only_features_are_refused_by_name_on_openai_deployments(
     claude: anthropic.Anthropic,
 ) -> None:
-    with pytest.raises(anthropic.BadRequestError, match="thinking"):
+    # (``thinking`` is not among them: the client is shown the reasoning the model does,
+    # test_reasoning.)
+    with pytest.raises(anthropic.BadRequestError, match="top_k"):
         claude.messages.create(
-            model="test-chat",
-            max_tokens=2000,
-            messages=user("think"),
-            thinking={"type": "enabled", "budget_tokens": 1024},
+            model="test-chat", max_tokens=2000, messages=user("think"), extra_body={"top_k": 5}
         )
 
 

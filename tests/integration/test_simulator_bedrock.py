@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 from botocore.session import get_session
 
 from tollway.simulator import FILLER_WORDS, Simulator, SimulatorSettings
+from tollway.simulator.bedrock_api import thinking_signature
 from tollway.simulator.eventstream import CONTENT_TYPE
 
 KEY_ID, SECRET = "AKIDSIMULATOR0000001", "simulator/secret+key"
@@ -237,3 +238,83 @@ async def test_stop_after_cuts_a_converse_stream(sim: Simulator) -> None:
         ) as response:
             text = (await response.json())["output"]["message"]["content"][0]["text"]
     assert FILLER_WORDS[0] in text
+
+
+THINKING = {"thinking": {"type": "enabled", "budget_tokens": 1024}}
+
+
+async def test_thinking_opens_the_answer_with_signed_reasoning(sim: Simulator) -> None:
+    bedrock = client(sim)
+    ask: Any = {
+        "modelId": MODEL,
+        "inferenceConfig": {"maxTokens": 2048},
+        "additionalModelRequestFields": THINKING,
+    }
+    answer = await call(bedrock.converse, messages=user("think, redacted too"), **ask)
+    reasoning, redacted, text = answer["output"]["message"]["content"]
+    thought = reasoning["reasoningContent"]["reasoningText"]
+    assert thought["text"].startswith("Simulated reasoning about: think, redacted too")
+    assert thought["signature"] == thinking_signature(thought["text"])
+    # botocore reads redactedContent as the blob it is (base64 on the wire).
+    assert redacted["reasoningContent"]["redactedContent"] == b"tollway simulated redacted thinking"
+    assert "text" in text
+    assert answer["usage"]["outputTokens"] == 32  # reasoning and answer, 16 tokens each
+    events = await stream_events(bedrock, messages=user("think, redacted too"), **ask)
+    deltas = [e["contentBlockDelta"] for e in events if "contentBlockDelta" in e]
+    streamed = [d["delta"]["reasoningContent"] for d in deltas if d["contentBlockIndex"] == 0]
+    assert "".join(d.get("text", "") for d in streamed) == thought["text"]
+    assert streamed[-1] == {"signature": thought["signature"]}
+    assert deltas[17]["delta"]["reasoningContent"]["redactedContent"] == (
+        b"tollway simulated redacted thinking"
+    )
+    stops = [e["contentBlockStop"]["contentBlockIndex"] for e in events if "contentBlockStop" in e]
+    assert stops == [0, 1, 2]
+
+
+async def test_reasoning_must_come_back_as_it_was_given(sim: Simulator) -> None:
+    bedrock = client(sim)
+    ask: Any = {
+        "modelId": MODEL,
+        "inferenceConfig": {"maxTokens": 2048},
+        "additionalModelRequestFields": THINKING,
+        "toolConfig": {"tools": [WEATHER]},
+    }
+    first = await call(bedrock.converse, messages=user("weather?"), **ask)
+    turn = first["output"]["message"]
+    use = turn["content"][-1]["toolUse"]
+    answered = {"toolResult": {"toolUseId": use["toolUseId"], "content": [{"text": "snow"}]}}
+    result = {"role": "user", "content": [answered]}
+    second = await call(bedrock.converse, messages=[*user("weather?"), turn, result], **ask)
+    assert second["stopReason"] == "end_turn"
+    without = {"role": "assistant", "content": turn["content"][1:]}
+    forged = {"role": "assistant", "content": [
+        {"reasoningContent": {"reasoningText": {"text": "made up", "signature": "x"}}},
+        *turn["content"][1:]]}  # fmt: skip
+    for assistant, fragment in [(without, "must start with a thinking block"),
+                                (forged, "Invalid signature")]:  # fmt: skip
+        with pytest.raises(ClientError) as caught:
+            await call(bedrock.converse, messages=[*user("weather?"), assistant, result], **ask)
+        assert fragment in caught.value.response["Error"]["Message"]
+
+
+@pytest.mark.parametrize(
+    ("thinking", "max_tokens", "fragment"),
+    [
+        ({"type": "enabled", "budget_tokens": 100}, 2048, "at least 1024"),
+        ({"type": "enabled", "budget_tokens": 4096}, 2048, "greater than thinking.budget_tokens"),
+        ({"type": "sometimes"}, 2048, "thinking.type"),
+    ],
+)
+async def test_thinking_is_checked_as_claude_checks_it(
+    sim: Simulator, thinking: Any, max_tokens: int, fragment: str
+) -> None:
+    with pytest.raises(ClientError) as caught:
+        await call(
+            client(sim).converse,
+            modelId=MODEL,
+            messages=user("x"),
+            inferenceConfig={"maxTokens": max_tokens},
+            additionalModelRequestFields={"thinking": thinking},
+        )
+    assert caught.value.response["Error"]["Code"] == "ValidationException"
+    assert fragment in caught.value.response["Error"]["Message"]

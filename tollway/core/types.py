@@ -49,7 +49,32 @@ class OpaquePart:
     data: JSON
 
 
-ContentPart = TextPart | ImagePart | OpaquePart
+@dataclass(slots=True)
+class ReasoningPart:
+    """What the model reasoned before it answered: Anthropic's ``thinking`` and
+    ``redacted_thinking`` blocks, Bedrock's ``reasoningContent``, the ``reasoning_content`` of
+    an OpenAI-compatible server (DeepSeek, vLLM, ...).
+
+    A provider that signs its reasoning (Claude, directly or on Bedrock) wants it back, text
+    and ``signature`` unchanged, when a conversation is replayed; reasoning without one
+    (``None``: an OpenAI-compatible server's, or made by the gateway) cannot be verified, so
+    no provider is sent it back.
+    """
+
+    text: str = ""
+    signature: str | None = None
+    redacted: str | None = None
+    """Reasoning the provider encrypted (Anthropic's ``redacted_thinking`` ``data``, Bedrock's
+    ``redactedContent`` as its JSON carries it, base64): opaque, sent back as it came."""
+    extra: JSON = field(default_factory=dict)
+
+    @property
+    def signed(self) -> bool:
+        """Whether a provider vouches for it (it may be replayed to that provider)."""
+        return bool(self.signature) or self.redacted is not None
+
+
+ContentPart = TextPart | ImagePart | OpaquePart | ReasoningPart
 
 
 @dataclass(slots=True)
@@ -169,6 +194,12 @@ class ChatRequest:
     terms (``max_tokens`` or ``max_completion_tokens``), so an OpenAI upstream is sent that
     name. ``False`` for a Responses request (``max_output_tokens``): the upstream gets the
     name it prefers, as for a request from another format."""
+    thinking: JSON | None = None
+    """Extended thinking as the client asked for it, in Anthropic's terms (``{"type":
+    "enabled", "budget_tokens": N}``, ``{"type": "adaptive"}``, ...); ``None``: not asked.
+    Claude takes the object as it is (Anthropic's API; Bedrock in
+    ``additionalModelRequestFields``); OpenAI-compatible servers have no budget to take and
+    reason as their model does (the client is shown that reasoning)."""
     answer_as_is: bool = False
     """A complete answer in ``wire_format`` goes to the client as the upstream's bytes and
     nothing reads its content: the provider may leave the response's ``choices`` empty and
@@ -219,6 +250,16 @@ class ToolCallDelta:
 
 
 @dataclass(slots=True)
+class ReasoningDelta:
+    """A piece of streamed reasoning: text, the signature that ends a signed block, or a
+    whole block of encrypted reasoning (see ``ReasoningPart``)."""
+
+    text: str = ""
+    signature: str | None = None
+    redacted: str | None = None
+
+
+@dataclass(slots=True)
 class ChunkChoice:
     """The delta of one alternative within a stream chunk."""
 
@@ -229,6 +270,10 @@ class ChunkChoice:
     finish_reason: FinishReason | None = None
     stop_sequence: str | None = None
     extra: JSON = field(default_factory=dict)
+    reasoning: ReasoningDelta | None = None
+    """Reasoning streamed before the answer, from formats that say it in their own blocks
+    (Bedrock); an OpenAI-format upstream's stays in ``extra`` as it came (``reasoning_content``,
+    ``reasoning``), read by the writers of other formats (``wire/crossing.py``)."""
 
 
 @dataclass(slots=True)

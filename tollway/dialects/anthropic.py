@@ -24,7 +24,7 @@ from tollway.dialects.http import (
     routing_headers,
     stream_events,
 )
-from tollway.wire.anthropic_request import request_from_wire
+from tollway.wire.anthropic_request import asks_for_thinking, request_from_wire
 from tollway.wire.anthropic_response import WIRE_FORMAT, response_to_wire
 from tollway.wire.anthropic_stream import StreamWriter, event
 
@@ -91,7 +91,7 @@ class AnthropicDialect:
             # Anthropic's answers always state usage: the gateway's own count when the
             # upstream gave none (as metered: ``usage_estimated`` in the request log).
             response.usage = ctx.usage
-        return _json(response_to_wire(response), ctx)
+        return _json(response_to_wire(response, asks_for_thinking(ctx.chat)), ctx)
 
     async def count_tokens(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/messages/count_tokens``: the provider's count, or a local estimate."""
@@ -138,7 +138,8 @@ class _Encoder(StreamWriter):
     """Anthropic's event sequence, with its error event naming the request."""
 
     def __init__(self, ctx: RequestContext) -> None:
-        super().__init__()
+        assert ctx.chat is not None
+        super().__init__(thinking=asks_for_thinking(ctx.chat))
         self._ctx = ctx
 
     def finish(self, counted: Usage | None = None) -> bytes:

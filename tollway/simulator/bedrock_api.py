@@ -8,10 +8,23 @@ per content block ``contentBlockStart`` (tool use only; text blocks have none) /
 payload padded with a ``p`` field as Bedrock does. Requests are validated as Bedrock does the
 common mistakes: a first turn that is not the user's, turns that do not alternate, blank text,
 tool blocks without ``toolConfig``.
+
+Extended thinking, as Claude on Bedrock does it: ``additionalModelRequestFields.thinking``
+(``{"type": "enabled", "budget_tokens": N}``, N at least 1,024 and below ``maxTokens``, or
+``adaptive``) makes the answer open with a ``reasoningContent`` block (its ``reasoningText``
+signed: ``signature``), then a ``redactedContent`` one when the prompt says "redacted";
+streamed as ``reasoningContent`` deltas (text per token, then the signature; the redacted
+data whole), each block closed by its ``contentBlockStop``. Reasoning sent back in an
+assistant turn must be as it was given (a signature that does not match its text, or redacted
+data the simulator did not give, is Claude's 400), and with thinking on, the assistant turn
+whose tool calls the request answers must start with its reasoning, as Claude requires.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from typing import Any
 
 import orjson
@@ -42,6 +55,16 @@ _STOP_REASON = {
 }
 _PADDING = "abcdefghijklmnopqrstuvwxyzABCDEFGH"
 _MEDIA_BLOCKS = ("image", "document", "video")
+REDACTED_THINKING = base64.b64encode(b"tollway simulated redacted thinking").decode()
+"""The ``redactedContent`` the simulator gives (the base64 text its JSON carries)."""
+_REDACTED = re.compile(r"\bredacted\b", re.IGNORECASE)
+_MIN_BUDGET = 1024
+
+
+def thinking_signature(text: str) -> str:
+    """The signature the simulator gives reasoning ``text`` (and checks when it comes back)."""
+    digest = hashlib.sha256(b"tollway-sim-thinking\0" + text.encode()).digest()
+    return base64.b64encode(digest).decode()
 
 
 def _blocks_text(content: Any, param: str) -> tuple[str, str | None, int, bool]:
@@ -188,9 +211,85 @@ def read_prompt(body: dict[str, Any], target_tokens: int) -> tuple[Prompt, int]:
     if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
         raise InvalidRequest("inferenceConfig.maxTokens must be an integer >= 1", "maxTokens")
     prompt.max_tokens = max_tokens
+    prompt.reasoning = _thinking(body, max_tokens)
+    _check_reasoning(messages, prompt.reasoning)
     stops = inference.get("stopSequences")
     prompt.stop = [s for s in stops if isinstance(s, str)] if isinstance(stops, list) else []
     return prompt, input_tokens
+
+
+def _thinking(body: dict[str, Any], max_tokens: int | None) -> bool:
+    """Whether ``additionalModelRequestFields.thinking`` turns thinking on (checked as
+    Claude checks it)."""
+    fields = body.get("additionalModelRequestFields")
+    thinking = fields.get("thinking") if isinstance(fields, dict) else None
+    if thinking is None:
+        return False
+    kind = thinking.get("type") if isinstance(thinking, dict) else None
+    if kind in ("disabled", "adaptive"):
+        return bool(kind == "adaptive")
+    if kind != "enabled":
+        raise InvalidRequest(
+            "thinking.type must be 'enabled', 'disabled' or 'adaptive'", "thinking"
+        )
+    budget = thinking.get("budget_tokens")
+    if not isinstance(budget, int) or isinstance(budget, bool) or budget < _MIN_BUDGET:
+        raise InvalidRequest(
+            f"thinking.enabled.budget_tokens: must be an integer of at least {_MIN_BUDGET}",
+            "thinking",
+        )
+    if max_tokens is not None and budget >= max_tokens:
+        raise InvalidRequest("max_tokens must be greater than thinking.budget_tokens", "thinking")
+    return True
+
+
+def _check_reasoning(messages: list[dict[str, Any]], thinking: bool) -> None:
+    """Reasoning given back must be as the simulator gave it; with thinking on, the turn whose
+    tool calls the request answers must start with its reasoning."""
+    for index, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        for position, block in enumerate(message["content"]):
+            reasoning = block.get("reasoningContent") if isinstance(block, dict) else None
+            if isinstance(reasoning, dict):
+                _check_reasoning_block(reasoning, f"messages.{index}.content.{position}")
+    if not thinking or len(messages) < 2:
+        return
+    last, answered = messages[-1], messages[-2]
+    results = any(isinstance(b, dict) and "toolResult" in b for b in last["content"])
+    if last["role"] == "user" and results and answered["role"] == "assistant":
+        first = answered["content"][0]
+        if not (isinstance(first, dict) and "reasoningContent" in first):
+            found = next(iter(first), "nothing") if isinstance(first, dict) else "nothing"
+            raise InvalidRequest(
+                f"messages.{len(messages) - 2}.content.0.type: Expected thinking or "
+                f"redacted_thinking, but found {found}. When thinking is enabled, a final "
+                "assistant message must start with a thinking block.",
+                "messages",
+            )
+
+
+def _check_reasoning_block(reasoning: dict[str, Any], where: str) -> None:
+    if "redactedContent" in reasoning:
+        if reasoning["redactedContent"] != REDACTED_THINKING:
+            raise InvalidRequest(f"{where}: Invalid data in redacted_thinking block", "messages")
+        return
+    text = reasoning.get("reasoningText")
+    if not isinstance(text, dict) or not isinstance(text.get("text"), str):
+        raise InvalidRequest(f"{where}.reasoningContent: reasoningText.text is required", where)
+    if text.get("signature") != thinking_signature(text["text"]):
+        raise InvalidRequest(f"{where}: Invalid signature in thinking block", "messages")
+
+
+def _reasoning_blocks(completion: Completion, redacted: bool) -> list[dict[str, Any]]:
+    if not completion.reasoning:
+        return []
+    text = "".join(completion.reasoning)
+    signed = {"reasoningText": {"text": text, "signature": thinking_signature(text)}}
+    blocks: list[dict[str, Any]] = [{"reasoningContent": signed}]
+    if redacted:
+        blocks.append({"reasoningContent": {"redactedContent": REDACTED_THINKING}})
+    return blocks
 
 
 def _usage(input_tokens: int, output_tokens: int) -> dict[str, int]:
@@ -201,8 +300,8 @@ def _usage(input_tokens: int, output_tokens: int) -> dict[str, int]:
     }
 
 
-def _content(completion: Completion) -> list[dict[str, Any]]:
-    blocks: list[dict[str, Any]] = []
+def _content(completion: Completion, redacted: bool) -> list[dict[str, Any]]:
+    blocks = _reasoning_blocks(completion, redacted)
     if completion.pieces:
         blocks.append({"text": completion.text})
     for call in completion.tool_calls:
@@ -216,15 +315,17 @@ async def handle_converse(
     """Answer an admitted Converse (``stream``: ConverseStream) request."""
     prompt, input_tokens = read_prompt(call.body, call.output_tokens)
     completion = complete(prompt, 0, lambda: state.new_id("tooluse_"))
+    redacted = bool(_REDACTED.search(prompt.last_user_text))
     usage = _usage(input_tokens, completion.output_tokens)
     latency = {"latencyMs": int((call.ttft + completion.output_tokens * call.tpot) * 1000)}
     if stream:
         headers = {**STREAM_HEADERS, request_id_header(Dialect.BEDROCK): call.request_id}
-        parts = stream_parts(completion, usage, latency, call.finish_reason)
+        parts = stream_parts(completion, usage, latency, call.finish_reason, redacted)
         return await send_stream(request, call, parts, headers)
     await delay(call, completion.output_tokens)
+    content = _content(completion, redacted)
     answer = {
-        "output": {"message": {"role": "assistant", "content": _content(completion)}},
+        "output": {"message": {"role": "assistant", "content": content}},
         "stopReason": call.finish_reason or _STOP_REASON[completion.finish],
         "usage": usage,
         "metrics": latency,
@@ -242,11 +343,26 @@ def stream_parts(
     usage: dict[str, int],
     latency: dict[str, int],
     stop_reason: str | None = None,
+    redacted: bool = False,
 ) -> StreamParts:
     """Every message of a ConverseStream answer; content deltas are the token parts.
-    ``stop_reason``: what ``messageStop`` says instead of the completion's own reason."""
+    ``stop_reason``: what ``messageStop`` says instead of the completion's own reason;
+    ``redacted``: a redacted reasoning block follows the reasoning (if there is any)."""
     parts: StreamParts = [(_event("messageStart", {"role": "assistant"}), False)]
     index = 0
+    for block in _reasoning_blocks(completion, redacted):
+        reasoning = block["reasoningContent"]
+        if "redactedContent" in reasoning:
+            deltas = [(reasoning, False)]
+        else:
+            signed = reasoning["reasoningText"]
+            deltas = [({"text": piece}, True) for piece in completion.reasoning]
+            deltas.append(({"signature": signed["signature"]}, False))
+        for delta, is_token in deltas:
+            event = {"contentBlockIndex": index, "delta": {"reasoningContent": delta}}
+            parts.append((_event("contentBlockDelta", event), is_token))
+        parts.append((_event("contentBlockStop", {"contentBlockIndex": index}), False))
+        index += 1
     if completion.pieces:
         for piece in completion.pieces:
             delta = {"contentBlockIndex": index, "delta": {"text": piece}}

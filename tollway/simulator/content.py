@@ -12,7 +12,10 @@ Token rule (the same for OpenAI, Azure and Anthropic, so usage survives a dialec
 
 A text reply is ``"Simulated reply to: <first ECHO_WORDS words of the last user message>"``
 followed by ``FILLER_WORDS`` in order (wrapping round), cut to the requested length; choice ``i``
-of an ``n > 1`` request says ``"Simulated reply #<i+1> to:"`` instead.
+of an ``n > 1`` request says ``"Simulated reply #<i+1> to:"`` instead. A prompt that asks for
+reasoning is first answered with ``"Simulated reasoning about: <the same words>"`` and filler,
+as long as the reply would be (not cut by ``max_tokens``: a budget of its own), one token a
+word too.
 """
 
 from __future__ import annotations
@@ -77,6 +80,8 @@ class Prompt:
     stop: list[str] = field(default_factory=list)
     max_tokens: int | None = None
     target_tokens: int = 16
+    reasoning: bool = False
+    """Reason (``Completion.reasoning``) before answering."""
 
 
 @dataclass(slots=True)
@@ -101,6 +106,8 @@ class Completion:
     finish: Finish
     stop_sequence: str | None = None
     tool_calls: list[ToolCallOut] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
+    """The reasoning before the answer, one piece a token (empty: none)."""
 
     @property
     def text(self) -> str:
@@ -109,8 +116,9 @@ class Completion:
 
     @property
     def output_tokens(self) -> int:
-        """Tokens produced: content pieces plus tool-argument fragments."""
-        return len(self.pieces) + sum(len(call.fragments) for call in self.tool_calls)
+        """Tokens produced: reasoning and content pieces plus tool-argument fragments."""
+        calls = sum(len(call.fragments) for call in self.tool_calls)
+        return len(self.reasoning) + len(self.pieces) + calls
 
 
 def word_count(text: str) -> int:
@@ -247,6 +255,16 @@ def choose_tools(prompt: Prompt) -> list[ToolSpec]:
 
 def complete(prompt: Prompt, variant: int, new_tool_id: Callable[[], str]) -> Completion:
     """Generate choice number ``variant`` of the reply to ``prompt``."""
+    completion = _answer(prompt, variant, new_tool_id)
+    if prompt.reasoning:
+        source = prompt.last_user_text if prompt.tool_result_text is None else "the tool result"
+        completion.reasoning = reply_pieces(
+            "Simulated reasoning about:", source, prompt.target_tokens, variant
+        )
+    return completion
+
+
+def _answer(prompt: Prompt, variant: int, new_tool_id: Callable[[], str]) -> Completion:
     calls = choose_tools(prompt)
     if calls:
         out = []

@@ -25,6 +25,7 @@ from tollway.core.types import (
     ImagePart,
     Message,
     OpaquePart,
+    ReasoningPart,
     TextPart,
 )
 
@@ -141,9 +142,12 @@ def _tool_call(call_id: str | None, name: str | None, arguments: str) -> dict[st
     return {"type": "tool_call", "id": call_id, "name": name, "arguments": arguments}
 
 
-def _part(part: TextPart | ImagePart | OpaquePart) -> dict[str, Any]:
+def _part(part: TextPart | ImagePart | OpaquePart | ReasoningPart) -> dict[str, Any]:
     if isinstance(part, TextPart):
         return {"type": "text", "content": part.text}
+    if isinstance(part, ReasoningPart):
+        # Encrypted reasoning is recorded as there, never its data.
+        return {"type": "reasoning", "content": part.text}
     if isinstance(part, ImagePart):
         if part.url is not None:
             return {"type": "uri", "modality": "image", "uri": part.url}

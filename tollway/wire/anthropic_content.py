@@ -1,7 +1,8 @@
 """Anthropic content blocks ⇄ canonical parts, tool calls and tool results.
 
-Shared by requests (every turn) and responses (the assistant's turn). Blocks the gateway does
-not model (documents, thinking, server tool results, ...) are kept as ``OpaquePart``.
+Shared by requests (every turn) and responses (the assistant's turn). ``thinking`` and
+``redacted_thinking`` blocks are ``ReasoningPart``s; blocks the gateway does not model
+(documents, server tool results, ...) are kept as ``OpaquePart``.
 """
 
 from __future__ import annotations
@@ -11,8 +12,19 @@ from typing import Any
 import orjson
 
 from tollway.core.errors import InvalidRequest
-from tollway.core.types import ContentPart, ImagePart, Message, OpaquePart, TextPart, ToolCall
-from tollway.wire.fields import json_object, required
+from tollway.core.types import (
+    ContentPart,
+    ImagePart,
+    Message,
+    OpaquePart,
+    ReasoningPart,
+    TextPart,
+    ToolCall,
+)
+from tollway.wire.crossing import without_parts
+from tollway.wire.fields import json_object, optional, required
+
+_THINKING_KEYS = ("type", "thinking", "signature")
 
 
 def text_from_wire(raw: Any, param: str) -> TextPart:
@@ -100,6 +112,18 @@ def _part_from_wire(raw: Any, param: str) -> ContentPart:
     kind = required(block, "type", str, f"{param}.type")
     if kind == "text":
         return text_from_wire(block, param)
+    if kind == "thinking":
+        signature = optional(block, "signature", str, f"{param}.signature")
+        return ReasoningPart(
+            text=required(block, "thinking", str, f"{param}.thinking"),
+            signature=signature or None,  # "": the gateway's, for reasoning no one signed
+            extra={k: v for k, v in block.items() if k not in _THINKING_KEYS},
+        )
+    if kind == "redacted_thinking":
+        return ReasoningPart(
+            redacted=required(block, "data", str, f"{param}.data"),
+            extra={k: v for k, v in block.items() if k not in ("type", "data")},
+        )
     source = block.get("source")
     if kind == "image" and isinstance(source, dict) and source.get("type") in ("base64", "url"):
         extra = {k: v for k, v in block.items() if k not in ("type", "source")}
@@ -143,10 +167,11 @@ def tool_result_to_wire(message: Message, param: str) -> dict[str, Any]:
 
 
 def assistant_content(message: Message, param: str) -> str | list[dict[str, Any]]:
-    """An assistant turn's ``content``: its text as sent, or blocks when it has calls."""
+    """An assistant turn's ``content`` for a request: its text as sent, or blocks when it has
+    calls or parts; reasoning no provider signed is left out (Anthropic would refuse it)."""
     if not message.tool_calls and not isinstance(message.content, list):
         return message.content or ""
-    return assistant_blocks(message, param)
+    return assistant_blocks(without_parts(message, lambda part: part.signed), param)
 
 
 def assistant_blocks(message: Message, param: str) -> list[dict[str, Any]]:
@@ -189,9 +214,15 @@ def content_blocks(content: str | list[ContentPart] | None) -> list[dict[str, An
 
 
 def _part_to_wire(part: ContentPart) -> dict[str, Any]:
-    """One content block; an image's ``detail`` has no Anthropic counterpart and is dropped."""
+    """One content block; an image's ``detail`` has no Anthropic counterpart and is dropped.
+    Reasoning no provider signed is a ``thinking`` block with an empty signature."""
     if isinstance(part, TextPart):
         return {**part.extra, "type": "text", "text": part.text}
+    if isinstance(part, ReasoningPart):
+        if part.redacted is not None:
+            return {**part.extra, "type": "redacted_thinking", "data": part.redacted}
+        signature = part.signature or ""
+        return {**part.extra, "type": "thinking", "thinking": part.text, "signature": signature}
     if isinstance(part, ImagePart):
         if part.url is not None:
             source: dict[str, Any] = {"type": "url", "url": part.url}

@@ -13,6 +13,10 @@ Where Anthropic's shape differs from the canonical one:
 - JSON output: a ``json_schema`` response format is Anthropic's structured output
   (``output_config.format``); ``json_object`` (any JSON object, no schema) has no Anthropic
   equivalent and becomes ``JSON_OBJECT_INSTRUCTION`` at the end of the system prompt.
+- ``thinking`` is the canonical ``ChatRequest.thinking``, as sent; ``thinking`` and
+  ``redacted_thinking`` blocks are ``ReasoningPart``s, and those no provider signed (the
+  gateway's, from an OpenAI-compatible server's reasoning) are not sent: Anthropic would
+  refuse them, and it ignores the thinking of earlier turns anyway.
 - No counterpart: ``n`` > 1 is a 400; ``seed`` is dropped (OpenAI itself only promises best
   effort); an image's ``detail`` and a message's ``name`` are dropped.
 """
@@ -55,7 +59,7 @@ JSON_OBJECT_INSTRUCTION = (
 _REQUEST_KEYS = frozenset(
     {
         "model", "messages", "system", "max_tokens", "stream", "temperature", "top_p",
-        "stop_sequences", "metadata", "tools", "tool_choice", "output_config",
+        "stop_sequences", "metadata", "tools", "tool_choice", "output_config", "thinking",
     }
 )  # fmt: skip
 _TOOL_KEYS = frozenset({"name", "description", "input_schema", "strict"})
@@ -107,7 +111,14 @@ def request_from_wire(body: dict[str, Any], *, counting: bool = False) -> ChatRe
         response_format=_output_config_from_wire(body, extra),
         extra=extra,
         wire_format=WIRE_FORMAT,
+        thinking=optional(body, "thinking", dict),
     )
+
+
+def asks_for_thinking(request: ChatRequest) -> bool:
+    """Whether the client asked to be shown the model's reasoning (thinking on, any kind)."""
+    thinking = request.thinking
+    return thinking is not None and thinking.get("type", "disabled") != "disabled"
 
 
 def request_to_wire(request: ChatRequest, model: str) -> dict[str, Any]:
@@ -131,6 +142,8 @@ def request_to_wire(request: ChatRequest, model: str) -> dict[str, Any]:
         body["top_p"] = request.top_p
     if request.stop is not None:
         body["stop_sequences"] = request.stop
+    if request.thinking is not None:
+        body["thinking"] = request.thinking
     if request.user is not None:
         body["metadata"] = {**(body.get("metadata") or {}), "user_id": request.user}
     if request.tools is not None:
@@ -283,6 +296,8 @@ def _messages_to_wire(messages: list[Message]) -> list[dict[str, Any]]:
             continue
         if message.role == "assistant":
             turn = assistant_content(message, f"messages[{index}]")
+            if turn == []:
+                continue  # nothing but unsigned reasoning: Anthropic refuses empty content
             out.append({**message.extra, "role": "assistant", "content": turn})
         elif message.role == "tool":
             result = tool_result_to_wire(message, f"messages[{index}]")

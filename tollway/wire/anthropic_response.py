@@ -22,7 +22,7 @@ from tollway.core.errors import (
 )
 from tollway.core.types import ChatResponse, Choice, FinishReason, Message, Usage
 from tollway.wire.anthropic_content import assistant_blocks, assistant_from_wire
-from tollway.wire.crossing import response_for
+from tollway.wire.crossing import response_for, without_parts
 
 WIRE_FORMAT = "anthropic"
 
@@ -181,11 +181,19 @@ def response_from_wire(raw: Any) -> ChatResponse:
     )
 
 
-def response_to_wire(response: ChatResponse) -> dict[str, Any]:
-    """A Messages body for the client, from the first choice of ``response``."""
+def response_to_wire(response: ChatResponse, thinking: bool = False) -> dict[str, Any]:
+    """A Messages body for the client, from the first choice of ``response``.
+
+    Reasoning another format's answer holds is a ``thinking`` block (``redacted_thinking``
+    when encrypted) only for a client that asked for ``thinking``: Anthropic shows none
+    otherwise. Reasoning no provider signed (an OpenAI-compatible server's) has an empty
+    ``signature``, and is not sent back to any provider when the client replays it."""
+    foreign = response.wire_format != WIRE_FORMAT
     response = response_for(response, WIRE_FORMAT)
     choice = response.choices[0] if response.choices else None
     message = choice.message if choice is not None else Message(role="assistant", content=None)
+    if foreign and not thinking:
+        message = without_parts(message, lambda part: False)
     try:
         content = assistant_blocks(message, "choices[0].message")
     except InvalidRequest as exc:

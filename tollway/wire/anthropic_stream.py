@@ -16,6 +16,10 @@ usage an Anthropic upstream gave at its start) and a ``ping``, then per block
 one ``tool_use`` block per tool call, each closed before the next opens), then
 ``message_delta`` (stop reason, cumulative usage) and ``message_stop``. Tool calls an
 OpenAI-format upstream interleaves are sent one block after the other (``held_calls``).
+
+Another format's reasoning (Bedrock's ``reasoningContent``) becomes ``thinking`` blocks
+(``thinking_delta``s, then the ``signature_delta`` of a signed block; ``redacted_thinking``
+whole) for a client that asked for ``thinking``; otherwise it is not shown.
 """
 
 from __future__ import annotations
@@ -26,7 +30,14 @@ from typing import Any
 import orjson
 
 from tollway.core.errors import UpstreamProtocolError
-from tollway.core.types import ChatChunk, ChunkChoice, FinishReason, ToolCallDelta, Usage
+from tollway.core.types import (
+    ChatChunk,
+    ChunkChoice,
+    FinishReason,
+    ReasoningDelta,
+    ToolCallDelta,
+    Usage,
+)
 from tollway.wire.anthropic_response import (
     WIRE_FORMAT,
     finish_from_wire,
@@ -157,9 +168,11 @@ def event(name: str, payload: dict[str, Any]) -> bytes:
 
 
 class StreamWriter:
-    """Turns canonical chunks from any upstream into Anthropic's event sequence."""
+    """Turns canonical chunks from any upstream into Anthropic's event sequence;
+    ``thinking``: the client asked for thinking, so another format's reasoning is shown."""
 
-    def __init__(self) -> None:
+    def __init__(self, thinking: bool = False) -> None:
+        self._thinking = thinking
         self._started = False
         self._open: int | None = None
         self._open_kind = ""
@@ -236,18 +249,42 @@ class StreamWriter:
         # Anthropic's own streams send a ping after ``message_start``.
         return event("message_start", {"type": "message_start", "message": message}) + _PING
 
+    def _reasoning(self, delta: ReasoningDelta, out: list[bytes]) -> None:
+        if not self._thinking:
+            return  # Anthropic shows no reasoning to a client that did not ask for it
+        if delta.redacted is not None:
+            block = {"type": "redacted_thinking", "data": delta.redacted}
+            self._open_block("redacted", block, out)
+        if delta.text:
+            self._thinking_block(out)
+            out.append(self._delta({"type": "thinking_delta", "thinking": delta.text}))
+        if delta.signature:
+            self._thinking_block(out)
+            out.append(self._delta({"type": "signature_delta", "signature": delta.signature}))
+            self._open_kind = "signed"  # its signature ends it: more reasoning is a new block
+
+    def _thinking_block(self, out: list[bytes]) -> None:
+        if self._open_kind != "thinking":
+            block = {"type": "thinking", "thinking": "", "signature": ""}
+            self._open_block("thinking", block, out)
+
+    def _text(self, text: str, out: list[bytes]) -> None:
+        if self._open_kind != "text":
+            self._open_block("text", {"type": "text", "text": ""}, out)
+        out.append(self._delta({"type": "text_delta", "text": text}))
+
     def _choice(self, choice: ChunkChoice, out: list[bytes]) -> None:
         if "ping" in choice.extra:
             out.append(_PING)
+        if choice.reasoning is not None:
+            self._reasoning(choice.reasoning, out)
         if "content_block" in choice.extra:
             block = choice.extra["content_block"]
             self._open_block("text" if block["type"] == "text" else "other", block, out)
         if "delta" in choice.extra and self._open is not None:
             out.append(self._delta(choice.extra["delta"]))
         if choice.content:
-            if self._open_kind != "text":
-                self._open_block("text", {"type": "text", "text": ""}, out)
-            out.append(self._delta({"type": "text_delta", "text": choice.content}))
+            self._text(choice.content, out)
         for call in choice.tool_calls or ():
             self._tool_delta(call, out, choice.extra.get("tool_use"))
         if choice.finish_reason is not None:

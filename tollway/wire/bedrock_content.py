@@ -2,7 +2,10 @@
 
 A Converse block is a union: an object with one key naming its kind (``text``, ``image``,
 ``toolUse``, ``toolResult``, ``document``, ``cachePoint``, ``reasoningContent``, ...).
-Kinds the gateway does not model are kept as ``OpaquePart`` named by that key. Images travel
+``reasoningContent`` (``reasoningText`` with its ``signature``, or ``redactedContent``, the
+base64 text its JSON carries) is a ``ReasoningPart``; reasoning no provider signed is not sent
+back (Claude would refuse it). Kinds the gateway does not model are kept as ``OpaquePart``
+named by that key. Images travel
 as base64 ``bytes`` with a ``format`` (``png``, ``jpeg``, ``gif``, ``webp``); Bedrock cannot
 fetch an image by URL, so an image URL is a 400. A ``json`` block in a tool result is a
 ``TextPart`` holding the JSON text (what other formats get) with the value in its ``extra``.
@@ -15,8 +18,16 @@ from typing import Any
 import orjson
 
 from tollway.core.errors import InvalidRequest
-from tollway.core.types import ContentPart, ImagePart, Message, OpaquePart, TextPart, ToolCall
-from tollway.wire.fields import json_object, required
+from tollway.core.types import (
+    ContentPart,
+    ImagePart,
+    Message,
+    OpaquePart,
+    ReasoningPart,
+    TextPart,
+    ToolCall,
+)
+from tollway.wire.fields import json_object, optional, required
 
 _IMAGE_FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "gif": "gif", "webp": "webp"}
 _TOOL_USE_KEYS = ("toolUseId", "name", "input")
@@ -42,6 +53,10 @@ def part_from_wire(block: dict[str, Any], param: str) -> ContentPart:
         return TextPart(required(block, "text", str, f"{param}.text"))
     if kind == "json":
         return TextPart(orjson.dumps(block["json"]).decode(), extra={"json": block["json"]})
+    if kind == "reasoningContent":
+        reasoning = _reasoning_from_wire(block["reasoningContent"], f"{param}.reasoningContent")
+        if reasoning is not None:
+            return reasoning
     image = block.get("image")
     if kind == "image" and isinstance(image, dict) and len(image) == 2:
         source = image.get("source")
@@ -51,6 +66,22 @@ def part_from_wire(block: dict[str, Any], param: str) -> ContentPart:
             return ImagePart(data=data, media_type=f"image/{image_format}")
     # Images in S3, documents, cache points, reasoning, ...: Bedrock's own, kept as sent.
     return OpaquePart(type=kind, data=block)
+
+
+def _reasoning_from_wire(raw: Any, param: str) -> ReasoningPart | None:
+    """A ``reasoningContent`` union as a part (``None``: a member newer than this code)."""
+    union = json_object(raw, param)
+    if "redactedContent" in union:
+        return ReasoningPart(redacted=required(union, "redactedContent", str, param))
+    if "reasoningText" not in union:
+        return None
+    text = json_object(union["reasoningText"], f"{param}.reasoningText")
+    signature = optional(text, "signature", str, f"{param}.reasoningText.signature")
+    return ReasoningPart(
+        text=required(text, "text", str, f"{param}.reasoningText.text"),
+        signature=signature or None,
+        extra={k: v for k, v in text.items() if k not in ("text", "signature")},
+    )
 
 
 def user_from_wire(content: Any, param: str) -> list[Message]:
@@ -133,6 +164,13 @@ def _part_to_wire(part: ContentPart, param: str) -> dict[str, Any]:
         return {"json": part.extra["json"]} if "json" in part.extra else {"text": part.text}
     if isinstance(part, OpaquePart):
         return part.data
+    if isinstance(part, ReasoningPart):
+        if part.redacted is not None:
+            return {"reasoningContent": {"redactedContent": part.redacted}}
+        text = {**part.extra, "text": part.text}
+        if part.signature is not None:
+            text["signature"] = part.signature
+        return {"reasoningContent": {"reasoningText": text}}
     if part.url is not None or part.data is None:
         raise InvalidRequest(
             "Bedrock cannot fetch images by URL; send the image as base64 data (a data: URL)",

@@ -18,6 +18,9 @@ The model is not in the body (it is the ``{modelId}`` of the URL), and a body is
 - JSON output: ``json_schema`` is ``outputConfig.textFormat`` (the schema as JSON text);
   ``json_object`` becomes Anthropic's ``JSON_OBJECT_INSTRUCTION`` at the end of the system
   prompt.
+- Extended thinking (``ChatRequest.thinking``, Anthropic's object) is Claude's own request
+  field, so it goes as it is in ``additionalModelRequestFields.thinking``; reasoning in an
+  assistant turn is a ``reasoningContent`` block, sent back only when signed.
 - No counterpart: ``n`` > 1 is a 400; ``seed``, ``user``, ``parallel_tool_calls``, an image's
   ``detail`` and a message's ``name`` are dropped.
 """
@@ -37,7 +40,7 @@ from tollway.core.types import (
     Tool,
     ToolChoice,
 )
-from tollway.wire.anthropic_request import JSON_OBJECT_INSTRUCTION
+from tollway.wire.anthropic_request import JSON_OBJECT_INSTRUCTION, asks_for_thinking
 from tollway.wire.bedrock_content import (
     assistant_blocks,
     assistant_from_wire,
@@ -48,7 +51,7 @@ from tollway.wire.bedrock_content import (
     tool_result_to_wire,
     user_from_wire,
 )
-from tollway.wire.crossing import request_for
+from tollway.wire.crossing import request_for, without_parts
 from tollway.wire.fields import json_object, number, optional, required
 
 WIRE_FORMAT = "bedrock"
@@ -58,7 +61,13 @@ WIRE_FORMAT = "bedrock"
 _INFERENCE_KEYS = frozenset({"maxTokens", "temperature", "topP", "stopSequences"})
 _TOOL_CONFIG_KEYS = frozenset({"tools", "toolChoice"})
 _OUTPUT_KEYS = frozenset({"textFormat"})
-_MODELLED = frozenset({"messages", "system", "inferenceConfig", "toolConfig", "outputConfig"})
+_MODEL_FIELD_KEYS = frozenset({"thinking"})
+_MODELLED = frozenset(
+    {
+        "messages", "system", "inferenceConfig", "toolConfig", "outputConfig",
+        "additionalModelRequestFields",
+    }
+)  # fmt: skip
 _TOOL_SPEC_KEYS = frozenset({"name", "description", "inputSchema", "strict"})
 _ToolMode = Literal["auto", "none", "required", "function"]
 _TOOL_CHOICES: dict[str, _ToolMode] = {"auto": "auto", "any": "required", "tool": "function"}
@@ -73,6 +82,7 @@ def request_from_wire(body: dict[str, Any], model: str, *, stream: bool = False)
     inference = _sub_object(body, "inferenceConfig", _INFERENCE_KEYS, extra)
     tool_config = _sub_object(body, "toolConfig", _TOOL_CONFIG_KEYS, extra)
     output = _sub_object(body, "outputConfig", _OUTPUT_KEYS, extra)
+    model_fields = _sub_object(body, "additionalModelRequestFields", _MODEL_FIELD_KEYS, extra)
     max_tokens = optional(inference, "maxTokens", int, "inferenceConfig.maxTokens")
     if max_tokens is not None and max_tokens < 1:
         raise InvalidRequest(
@@ -92,11 +102,16 @@ def request_from_wire(body: dict[str, Any], model: str, *, stream: bool = False)
         response_format=_text_format_from_wire(output.get("textFormat")),
         extra=extra,
         wire_format=WIRE_FORMAT,
+        thinking=optional(model_fields, "thinking", dict, "additionalModelRequestFields.thinking"),
     )
 
 
 def request_to_wire(request: ChatRequest) -> dict[str, Any]:
     """The upstream Converse body for ``request`` (the model goes in the URL)."""
+    # Thinking turned off crosses as absent: only Claude knows the field.
+    thinking = request.thinking
+    if request.wire_format != WIRE_FORMAT and not asks_for_thinking(request):
+        thinking = None
     request = request_for(request, WIRE_FORMAT)
     if request.n is not None and request.n > 1:
         raise InvalidRequest("'n' greater than 1 is not supported by Bedrock models", param="n")
@@ -110,6 +125,8 @@ def request_to_wire(request: ChatRequest) -> dict[str, Any]:
     _merge(body, "toolConfig", _tool_config_to_wire(request, body["messages"]))
     if fmt is not None and fmt.type == "json_schema":
         _merge(body, "outputConfig", {"textFormat": _text_format_to_wire(fmt)})
+    if thinking is not None:
+        _merge(body, "additionalModelRequestFields", {"thinking": thinking})
     return body
 
 
@@ -242,7 +259,9 @@ def _messages_to_wire(messages: list[Message]) -> list[dict[str, Any]]:
         if message.role in ("system", "developer"):
             continue
         if message.role == "assistant":
-            role, turn = "assistant", assistant_blocks(message, param)
+            # Reasoning no provider signed is not sent: Claude would refuse it.
+            replayed = without_parts(message, lambda part: part.signed)
+            role, turn = "assistant", assistant_blocks(replayed, param)
             if not turn:
                 # Nothing but blank text: Bedrock refuses a turn without content, and the
                 # turn says nothing, so it is left out (the user turns around it join).

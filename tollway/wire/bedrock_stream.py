@@ -5,15 +5,20 @@ Each event-stream message (decoded by ``providers/eventstream.py``) has headers 
 ``messageStart`` gives the role chunk; text deltas become content (text blocks have no
 start event); each ``toolUse`` block becomes the tool call numbered by its order among the
 tool calls, with id and name from its ``contentBlockStart`` and its ``input`` fragments as
-argument fragments; ``messageStop`` gives the finish reason (a ``stopReason`` saying the
-output is unusable, ``malformed_tool_use``, raises that failure instead); ``metadata`` (last)
-gives a usage-only chunk. ``exception`` messages (``:exception-type``, e.g. ``throttlingException``)
-and ``error`` messages (``:error-code``) raise the failure they report. Payloads carry a
-padding field ``p`` and maybe fields newer than this code; both are ignored.
+argument fragments; ``reasoningContent`` deltas become reasoning: its text as it comes, its
+``signature`` and ``redactedContent`` (which may come in pieces, and are whole only together)
+at the block's ``contentBlockStop``; ``messageStop`` gives the finish reason (a
+``stopReason`` saying the output is unusable, ``malformed_tool_use``, raises that failure
+instead); ``metadata`` (last) gives a usage-only chunk. ``exception`` messages
+(``:exception-type``, e.g. ``throttlingException``) and ``error`` messages (``:error-code``)
+raise the failure they report. Payloads carry a padding field ``p`` and maybe fields newer
+than this code; both are ignored.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -21,7 +26,7 @@ from typing import Any
 import orjson
 
 from tollway.core.errors import UpstreamProtocolError
-from tollway.core.types import ChatChunk, ChunkChoice, ToolCallDelta
+from tollway.core.types import ChatChunk, ChunkChoice, ReasoningDelta, ToolCallDelta
 from tollway.wire.bedrock_response import (
     WIRE_FORMAT,
     exception_error,
@@ -44,6 +49,8 @@ class StreamReader:
         self._model = model
         self._created = int(time.time())
         self._tool_of_block: dict[int, int] = {}
+        self._signatures: dict[int, list[str]] = {}
+        self._redacted: dict[int, list[str]] = {}
 
     def feed(self, headers: Mapping[str, Any], payload: bytes) -> ChatChunk | None:
         """The chunk one message stands for, if any; raises on exception and error messages."""
@@ -67,6 +74,8 @@ class StreamReader:
             return self._block_start(int(event["contentBlockIndex"]), event["start"])
         if kind == "contentBlockDelta":
             return self._block_delta(int(event["contentBlockIndex"]), event["delta"])
+        if kind == "contentBlockStop":
+            return self._block_stop(int(event["contentBlockIndex"]))
         if kind == "messageStop":
             failure = unusable(event["stopReason"])
             if failure is not None:
@@ -79,7 +88,7 @@ class StreamReader:
             last = ChatChunk(self._id, self._model, self._created, [], wire_format=WIRE_FORMAT)
             last.usage = usage_from_wire(event["usage"])
             return last
-        return None  # contentBlockStop, and event types newer than this code
+        return None  # event types newer than this code
 
     def _block_start(self, index: int, start: dict[str, Any]) -> ChatChunk | None:
         use = start.get("toolUse")
@@ -96,15 +105,48 @@ class StreamReader:
             return self._chunk(ChunkChoice(index=0, content=text)) if text else None
         use = delta.get("toolUse")
         if use is None:
-            return None  # reasoning, citations: nothing the canonical chunk models
+            reasoning = delta.get("reasoningContent")
+            return None if reasoning is None else self._reasoning(index, reasoning)
         fragment = str(use.get("input") or "")
         if not fragment:
             return None
         call = ToolCallDelta(index=self._tool_of_block[index], arguments=fragment)
         return self._chunk(ChunkChoice(index=0, tool_calls=[call]))
 
+    def _reasoning(self, index: int, delta: dict[str, Any]) -> ChatChunk | None:
+        if "signature" in delta:
+            self._signatures.setdefault(index, []).append(str(delta["signature"]))
+        if "redactedContent" in delta:
+            self._redacted.setdefault(index, []).append(str(delta["redactedContent"]))
+        text = delta.get("text")
+        if not text:
+            return None
+        return self._chunk(ChunkChoice(index=0, reasoning=ReasoningDelta(text=str(text))))
+
+    def _block_stop(self, index: int) -> ChatChunk | None:
+        """A reasoning block's signature or encrypted reasoning, whole at its end."""
+        signature = self._signatures.pop(index, None)
+        redacted = self._redacted.pop(index, None)
+        if signature is None and redacted is None:
+            return None
+        delta = ReasoningDelta(
+            signature="".join(signature) if signature else None,
+            redacted=None if redacted is None else _joined_base64(redacted),
+        )
+        return self._chunk(ChunkChoice(index=0, reasoning=delta))
+
     def _chunk(self, choice: ChunkChoice) -> ChatChunk:
         return ChatChunk(self._id, self._model, self._created, [choice], wire_format=WIRE_FORMAT)
+
+
+def _joined_base64(pieces: list[str]) -> str:
+    """Binary data sent in pieces, each base64 as JSON carries a blob, as one base64 text."""
+    if len(pieces) == 1:
+        return pieces[0]
+    try:
+        return base64.b64encode(b"".join(base64.b64decode(p) for p in pieces)).decode()
+    except (binascii.Error, ValueError):
+        raise UpstreamProtocolError("upstream sent redacted reasoning that is not base64") from None
 
 
 def _message(payload: bytes) -> str:

@@ -12,9 +12,12 @@ that came from another format passes it through here first:
   cannot continue one, and so is an image in a tool result;
 - an OpenAI assistant turn's ``refusal`` becomes its text, and an assistant turn with nothing
   in it is left out for Anthropic, which refuses empty content;
+- reasoning in an assistant turn goes back only to the formats whose providers take it back
+  (``REPLAYS_REASONING``: Claude's, on Anthropic or Bedrock), and only signed: reasoning no
+  provider signed (an OpenAI-compatible server's) cannot be verified, so it is left out;
 - content parts and tools the gateway does not model are a 400 naming their type;
 - answers and chunks lose their extras (they are the other format's details), and an answer
-  loses its content blocks of kinds the gateway does not model (reasoning, thinking, ...);
+  loses its content blocks of kinds the gateway does not model (server tool blocks, ...);
 - a chunk that names no answer (``is_preamble``: Azure opens its streams with one holding
   only ``prompt_filter_results``, its id and model empty) starts nothing in another format:
   the answer's identity comes from the first chunk that has one.
@@ -24,7 +27,7 @@ A value tagged with the target format, or not tagged at all (built in code), is 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from types import MappingProxyType
 
@@ -38,6 +41,7 @@ from tollway.core.types import (
     ImagePart,
     Message,
     OpaquePart,
+    ReasoningPart,
     TextPart,
     Tool,
     ToolCall,
@@ -63,6 +67,9 @@ DROPPABLE: Mapping[str, frozenset[str]] = MappingProxyType(
 """Per format, the request fields a hop to another format may drop without changing the answer."""
 
 _FUNCTION_TOOL_TYPES = (None, "function", "custom")
+REPLAYS_REASONING = frozenset({"anthropic", "bedrock"})
+"""Formats whose providers take a turn's signed reasoning back (Claude's thinking, which it
+needs back in the turn of a tool call); the others are sent a replayed turn without it."""
 
 
 def is_foreign(wire_format: str | None, target: str) -> bool:
@@ -101,7 +108,11 @@ def request_for(request: ChatRequest, target: str) -> ChatRequest:
             "for an openai deployment",
             param="messages",
         )
-    messages = [_plain_message(message, target) for message in request.messages]
+    messages = [
+        _plain_message(message, target)
+        for message in request.messages
+        if not _only_reasoning_left_out(message, target)
+    ]
     if target == "anthropic":
         # An assistant turn with nothing in it (no text, no tool call) says nothing, and
         # Anthropic refuses empty content (and joins the turns around it): it is left out.
@@ -115,12 +126,27 @@ def request_for(request: ChatRequest, target: str) -> ChatRequest:
     )
 
 
+def _only_reasoning_left_out(message: Message, target: str) -> bool:
+    """Whether ``message`` is an assistant turn of nothing but reasoning that ``target`` is
+    not sent back (a turn cut off while the model reasoned): it says nothing there."""
+    content = message.content
+    if message.role != "assistant" or message.tool_calls or not isinstance(content, list):
+        return False
+    replays = target in REPLAYS_REASONING
+    return bool(content) and all(
+        isinstance(p, ReasoningPart) and not (replays and p.signed) for p in content
+    )
+
+
 def _plain_message(message: Message, target: str) -> Message:
     if "tool_calls" in message.extra:  # calls of tools the gateway does not model (custom)
         raise InvalidRequest(
             f"calls of custom tools cannot be translated for {_a(target)} deployment",
             param="messages",
         )
+    if message.role == "assistant" and isinstance(message.content, list):
+        replays = target in REPLAYS_REASONING
+        message = without_parts(message, lambda p: replays and p.signed)
     content = message.content
     if isinstance(content, list):
         content = [_plain_part(part, target) for part in content]
@@ -163,6 +189,23 @@ def _plain_part(part: ContentPart, target: str) -> ContentPart:
     if not part.extra:
         return part
     return TextPart(part.text) if isinstance(part, TextPart) else replace(part, extra={})
+
+
+def without_parts(message: Message, keep_reasoning: Callable[[ReasoningPart], bool]) -> Message:
+    """``message`` without the reasoning parts ``keep_reasoning`` refuses; each tool call
+    keeps its place among the parts left (``ToolCall.position``)."""
+    content = message.content
+    if not isinstance(content, list):
+        return message
+    kept = [not isinstance(p, ReasoningPart) or keep_reasoning(p) for p in content]
+    if all(kept):
+        return message
+    calls = message.tool_calls
+    if calls:
+        calls = [_placed_among(call, kept) for call in calls]
+    parts = [part for part, keep in zip(content, kept, strict=True) if keep]
+    # A turn of calls alone has no content, as the codecs parse one.
+    return replace(message, content=None if calls and not parts else parts, tool_calls=calls)
 
 
 def _plain_tool(tool: Tool, target: str) -> Tool:
@@ -212,7 +255,7 @@ def _placed_among(call: ToolCall, kept: list[bool]) -> ToolCall:
     return replace(call, position=sum(kept[: call.position]))
 
 
-def _plain_answer_part(part: TextPart | ImagePart) -> ContentPart:
+def _plain_answer_part(part: TextPart | ImagePart | ReasoningPart) -> ContentPart:
     if not part.extra:
         return part
     return TextPart(part.text) if isinstance(part, TextPart) else replace(part, extra={})

@@ -22,7 +22,15 @@ from urllib.parse import urlsplit
 import orjson
 
 from tollway.core.errors import InvalidRequest
-from tollway.core.types import ContentPart, ImagePart, Message, OpaquePart, TextPart, ToolCall
+from tollway.core.types import (
+    ContentPart,
+    ImagePart,
+    Message,
+    OpaquePart,
+    ReasoningPart,
+    TextPart,
+    ToolCall,
+)
 from tollway.wire.fields import json_object, required
 
 FOREIGN_THOUGHT_SIGNATURE = "skip_thought_signature_validator"
@@ -138,11 +146,13 @@ def content_parts(
     return [
         _part_to_wire(part, f"{param}[{index}]")
         for index, part in enumerate(content)
-        if not (isinstance(part, TextPart) and not part.text and not part.extra)
+        # Another provider's reasoning means nothing to Gemini (its thoughts are its own).
+        if not isinstance(part, ReasoningPart)
+        and not (isinstance(part, TextPart) and not part.text and not part.extra)
     ]
 
 
-def _part_to_wire(part: ContentPart, param: str) -> dict[str, Any]:
+def _part_to_wire(part: TextPart | ImagePart | OpaquePart, param: str) -> dict[str, Any]:
     """One part; an image's ``detail`` has no Gemini counterpart and is dropped."""
     if isinstance(part, TextPart):
         return {**part.extra, "text": part.text}

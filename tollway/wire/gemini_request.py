@@ -37,6 +37,7 @@ from tollway.core.types import (
     ToolCall,
     ToolChoice,
 )
+from tollway.wire.anthropic_request import asks_for_thinking
 from tollway.wire.crossing import is_foreign, request_for
 from tollway.wire.fields import json_object, number, optional, required
 from tollway.wire.gemini_content import (
@@ -100,6 +101,11 @@ def request_from_wire(body: dict[str, Any], model: str, *, stream: bool = False)
 def request_to_wire(request: ChatRequest) -> dict[str, Any]:
     """The upstream ``generateContent`` body for ``request`` (the model goes in the URL)."""
     foreign = is_foreign(request.wire_format, WIRE_FORMAT)
+    if asks_for_thinking(request):
+        # Gemini's thoughts are not yet shown as another API's reasoning: not a silent drop.
+        raise InvalidRequest(
+            "'thinking' cannot be translated for a gemini deployment", param="thinking"
+        )
     request = request_for(request, WIRE_FORMAT)
     body: dict[str, Any] = dict(request.extra)
     generation = dict(body.pop("generationConfig", None) or {})

@@ -12,6 +12,7 @@ from tollway.core.types import (
     ImagePart,
     Message,
     OpaquePart,
+    ReasoningPart,
     ResponseFormat,
     Role,
     TextPart,
@@ -357,7 +358,10 @@ def _message_to_wire(message: Message) -> dict[str, Any]:
     out: dict[str, Any] = {"role": message.role}
     content = message.content
     if isinstance(content, list):
-        out["content"] = [_part_to_wire(part) for part in content]
+        # Reasoning is not sent back: compatible servers take none (DeepSeek refuses it).
+        out["content"] = [
+            _part_to_wire(part) for part in content if not isinstance(part, ReasoningPart)
+        ]
     elif content is None and message.role == "tool":
         out["content"] = ""  # a tool message must have content (an empty result)
     else:
@@ -381,7 +385,7 @@ def _message_to_wire(message: Message) -> dict[str, Any]:
     return out
 
 
-def _part_to_wire(part: ContentPart) -> dict[str, Any]:
+def _part_to_wire(part: TextPart | ImagePart | OpaquePart) -> dict[str, Any]:
     if isinstance(part, TextPart):
         return {**part.extra, "type": "text", "text": part.text}
     if isinstance(part, ImagePart):

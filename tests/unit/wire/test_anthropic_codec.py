@@ -93,7 +93,17 @@ user_turn = st.one_of(
         st.lists(text_block, max_size=2),
     ),
 )
-thinking_blocks = st.sampled_from([[], [{"type": "thinking", "thinking": "hmm", "signature": "s"}]])
+thinking_blocks = st.sampled_from(
+    [
+        [],
+        [{"type": "thinking", "thinking": "hmm", "signature": "s"}],
+        [{"type": "redacted_thinking", "data": "EmwKAhgB"}],
+        [
+            {"type": "thinking", "thinking": "", "signature": "s", "cache_control": None},
+            {"type": "redacted_thinking", "data": "EmwKAhgB"},
+        ],
+    ]
+)
 assistant_turn = st.one_of(
     text.map(lambda t: {"role": "assistant", "content": t}),
     # Text and tool calls in any order, after thinking or not: the order must survive.
@@ -143,7 +153,13 @@ optional_fields = st.fixed_dictionaries(
                 {"effort": "low", "format": {"type": "json_schema", "schema": {"type": "object"}}},
             ]
         ),
-        "thinking": st.just({"type": "enabled", "budget_tokens": 1024}),
+        "thinking": st.sampled_from(
+            [
+                {"type": "enabled", "budget_tokens": 1024},
+                {"type": "adaptive"},
+                {"type": "disabled"},
+            ]
+        ),
         "top_k": st.integers(1, 100),
         "service_tier": st.just("auto"),
         "cache_control": st.just({"type": "ephemeral"}),
@@ -433,14 +449,16 @@ def test_openai_hints_and_false_flags_cross_as_absent() -> None:
     assert set(wire) == {"model", "max_tokens", "messages"}
 
 
-def test_anthropic_thinking_off_crosses_as_absent() -> None:
+def test_anthropic_thinking_reaches_an_openai_deployment_as_nothing_to_send() -> None:
+    # Off, it asks for nothing; on, it asks to be shown the reasoning the model does: an
+    # OpenAI-compatible server has no budget to take, and reasons as its model does.
     body = {"model": "c", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}],
             "thinking": {"type": "disabled"}}  # fmt: skip
     wire = openai_request.request_to_wire(request_from_wire(body), "gpt")
     assert "thinking" not in wire
     body["thinking"] = {"type": "enabled", "budget_tokens": 2000}
-    with pytest.raises(InvalidRequest, match="for an openai deployment"):
-        openai_request.request_to_wire(request_from_wire(body), "gpt")
+    wire = openai_request.request_to_wire(request_from_wire(body), "gpt")
+    assert set(wire) == {"model", "messages", "max_tokens"}
 
 
 def test_anthropic_request_translates_to_openai_without_anthropic_details() -> None:
@@ -536,7 +554,6 @@ def test_a_prefilled_answer_is_a_400_for_openai_deployments() -> None:
 @pytest.mark.parametrize(
     ("extra", "named"),
     [
-        ({"thinking": {"type": "enabled", "budget_tokens": 2000}}, "'thinking'"),
         ({"top_k": 5}, "'top_k'"),
         (
             {"messages": [{"role": "user", "content": [{"type": "document", "source": {}}]}]},

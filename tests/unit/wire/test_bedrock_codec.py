@@ -68,8 +68,19 @@ user_turn = st.one_of(
         st.lists(text_block, max_size=2),
     ),
 ).map(lambda content: {"role": "user", "content": content})
+reasoning_blocks = st.sampled_from(
+    [
+        [],
+        [{"reasoningContent": {"reasoningText": {"text": "hmm", "signature": "c2ln"}}}],
+        [
+            {"reasoningContent": {"reasoningText": {"text": "", "signature": "c2ln"}}},
+            {"reasoningContent": {"redactedContent": "AQIDBA=="}},
+        ],
+    ]
+)
 assistant_turn = st.builds(
-    lambda texts, calls: {"role": "assistant", "content": texts + calls},
+    lambda reasoning, texts, calls: {"role": "assistant", "content": reasoning + texts + calls},
+    reasoning_blocks,
     st.lists(text_block, max_size=2),
     st.lists(tool_use_block, max_size=2),
 ).filter(lambda message: bool(message["content"]))
@@ -120,7 +131,13 @@ optional_fields = st.fixed_dictionaries(
                 },
             ]
         ),
-        "additionalModelRequestFields": st.just({"top_k": 5}),
+        "additionalModelRequestFields": st.sampled_from(
+            [
+                {"top_k": 5},
+                {"thinking": {"type": "enabled", "budget_tokens": 1024}},
+                {"thinking": {"type": "disabled"}, "top_k": 5},
+            ]
+        ),
         "guardrailConfig": st.just({"guardrailIdentifier": "g", "guardrailVersion": "1"}),
         "requestMetadata": st.just({"team": "a"}),
     },
@@ -376,7 +393,9 @@ def test_anthropic_request_translates_and_refuses_what_converse_lacks() -> None:
 
 
 response_content = st.builds(
-    lambda texts, calls: texts + calls,
+    lambda reasoning, texts, calls: reasoning + texts + calls,
+    reasoning_blocks
+    | st.just([{"reasoningContent": {"reasoningText": {"text": "unsigned, as gpt-oss's"}}}]),
     st.lists(text_block, max_size=2),
     st.lists(tool_use_block, max_size=2),
 )

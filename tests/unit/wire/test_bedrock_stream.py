@@ -175,9 +175,10 @@ def test_unknown_events_and_deltas_are_ignored() -> None:
         eventstream.event("messageStart", {"role": "assistant"}),
         eventstream.event("somethingNew", {"x": 1}),
         eventstream.event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {
-            "reasoningContent": {"text": "hmm"}}}),
+            "citation": {"title": "x"}}}),
         eventstream.event("contentBlockStart", {"contentBlockIndex": 1, "start": {
             "toolResult": {"toolUseId": "t"}}}),
+        eventstream.event("contentBlockStop", {"contentBlockIndex": 1}),
         eventstream.event("messageStop", {"stopReason": "end_turn"}),
     ]  # fmt: skip
     chunks, reader = read(frames)
