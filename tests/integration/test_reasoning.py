@@ -1,17 +1,21 @@
 """Reasoning across client APIs and provider families, through the real SDKs.
 
 Claude's extended thinking on Bedrock (``test-bedrock``: the simulator signs its reasoning and
-checks what comes back).
+checks what comes back), and the reasoning text of OpenAI-compatible servers (``test-chat``
+with ``x-sim-reasoning``) for Anthropic and Responses clients.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import anthropic
 import httpx
+import openai
 import pytest
 
 from tests.support import CLIENT_KEY
@@ -26,11 +30,18 @@ WEATHER: Any = {
         "required": ["city"],
     },
 }
+DEEPSEEK = {"x-sim-reasoning": "reasoning_content"}
 
 
 @pytest.fixture(scope="module")
 def claude(gateway_url: str) -> Iterator[anthropic.Anthropic]:
     with anthropic.Anthropic(base_url=gateway_url, api_key=CLIENT_KEY, max_retries=0) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def gpt(gateway_url: str) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=gateway_url + "/v1", api_key=CLIENT_KEY, max_retries=0) as c:
         yield c
 
 
@@ -153,3 +164,127 @@ def test_tampered_thinking_is_claudes_400(claude: anthropic.Anthropic) -> None:
         claude.messages.create(
             model="test-bedrock", max_tokens=2048, thinking=THINKING, messages=messages
         )
+
+
+# An OpenAI-compatible server's reasoning, for Anthropic clients.
+
+
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
+def test_compatible_reasoning_is_a_thinking_block_for_a_client_that_asked(
+    claude: anthropic.Anthropic, field: str
+) -> None:
+    ask: Any = {
+        "model": "test-chat",
+        "max_tokens": 2048,
+        "messages": user("deepseek style reasoning"),
+        "extra_headers": {"x-sim-reasoning": field},
+    }
+    asked = claude.messages.create(thinking=THINKING, **ask)
+    assert [block.type for block in asked.content] == ["thinking", "text"]
+    thought = asked.content[0]
+    assert thought.type == "thinking"
+    assert thought.thinking.startswith("Simulated reasoning about: deepseek style reasoning")
+    assert thought.signature == ""  # nobody signed it
+    with claude.messages.stream(thinking=THINKING, **ask) as stream:
+        assert blocks(stream.get_final_message()) == blocks(asked)
+    # Not asked, Anthropic shows no thinking: nor does the gateway.
+    unasked = claude.messages.create(**ask)
+    assert [block.type for block in unasked.content] == ["text"]
+    with claude.messages.stream(**ask) as stream:
+        assert blocks(stream.get_final_message()) == blocks(unasked)
+
+
+def test_unsigned_thinking_replayed_to_the_gateway_is_not_sent_upstream(
+    claude: anthropic.Anthropic, simulator_url: str
+) -> None:
+    ask: Any = {
+        "model": "test-chat",
+        "max_tokens": 2048,
+        "thinking": THINKING,
+        "tools": [WEATHER],
+        "extra_headers": DEEPSEEK,
+    }
+    question = user("replayed weather in Bergen?")
+    first = claude.messages.create(messages=question, **ask)
+    assert [block.type for block in first.content] == ["thinking", "tool_use"]
+    call = first.content[1]
+    assert call.type == "tool_use"
+    follow_up = [
+        *question,
+        {"role": "assistant", "content": blocks(first)},
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "Bergen rain"}],
+        },
+    ]
+    second = claude.messages.create(messages=follow_up, **ask)
+    assert second.stop_reason == "end_turn"
+    sent = sent_upstream(simulator_url, "Bergen rain")["messages"][1]
+    assert sent["role"] == "assistant" and "reasoning" not in json.dumps(sent)
+    assert sent["tool_calls"][0]["id"] == call.id
+    # The same conversation sent to Claude on Bedrock: the unsigned thinking is left out
+    # (Claude would refuse it), the rest goes.
+    claude.messages.create(model="test-bedrock", max_tokens=2048, messages=follow_up,
+                           tools=[WEATHER])  # fmt: skip
+    replayed = sent_upstream(simulator_url, "Bergen rain")["messages"][1]["content"]
+    assert [next(iter(block)) for block in replayed] == ["toolUse"]
+
+
+def test_a_long_unshown_reasoning_phase_keeps_the_stream_alive_with_pings(
+    gateway_url: str,
+) -> None:
+    # 12 reasoning tokens 250 ms apart: three seconds in which the client, who did not ask
+    # for thinking, would otherwise receive nothing after message_start.
+    body = {
+        "model": "test-chat",
+        "max_tokens": 2048,
+        "stream": True,
+        "messages": user("think quietly for a while"),
+    }
+    headers = {
+        "x-api-key": CLIENT_KEY,
+        "anthropic-version": "2023-06-01",
+        "x-sim-output-tokens": "12",
+        "x-sim-tpot-ms": "250",
+        **DEEPSEEK,
+    }
+    events: list[tuple[float, str]] = []
+    with httpx.stream("POST", gateway_url + "/v1/messages", json=body, headers=headers) as r:
+        assert r.status_code == 200
+        for line in r.iter_lines():
+            if line.startswith("event: "):
+                events.append((time.monotonic(), line[7:]))
+    kinds = [kind for _, kind in events]
+    first_text = kinds.index("content_block_start")
+    assert kinds[:2] == ["message_start", "ping"]
+    assert "ping" in kinds[2:first_text]  # during the reasoning, not only at the start
+    assert "thinking" not in json.dumps(kinds)
+    gaps = [later - earlier for (earlier, _), (later, _) in itertools.pairwise(events)]
+    assert max(gaps[:first_text]) < 2.9
+
+
+# An OpenAI-compatible server's reasoning, for Responses clients.
+
+
+def test_compatible_reasoning_is_a_reasoning_item_for_responses_clients(gpt: openai.OpenAI) -> None:
+    ask: Any = {
+        "model": "test-chat",
+        "input": "responses reasoning please",
+        "extra_headers": DEEPSEEK,
+    }
+    response = gpt.responses.create(**ask)
+    reasoning, message = response.output
+    assert reasoning.type == "reasoning" and reasoning.summary == []
+    assert reasoning.content is not None
+    assert reasoning.content[0].text.startswith("Simulated reasoning about: responses reasoning")
+    assert message.type == "message"
+    assert response.output_text.startswith("Simulated reply to: responses reasoning please")
+    with gpt.responses.stream(**ask) as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_response()
+    assert kinds.count("response.reasoning_text.delta") == 16
+    assert kinds.index("response.reasoning_text.done") < kinds.index("response.output_text.delta")
+    assert [item.type for item in final.output] == ["reasoning", "message"]
+    assert final.output[0].model_dump(exclude={"id"}) == reasoning.model_dump(exclude={"id"})
+    assert final.output_text == response.output_text
+    assert final.usage is not None and final.usage.output_tokens_details.reasoning_tokens == 16

@@ -543,6 +543,32 @@ async def test_anthropic_stream_text(claude: anthropic.AsyncAnthropic) -> None:
     assert final.usage.input_tokens == 6
 
 
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
+async def test_reasoning_knob_reasons_first_as_compatible_servers_do(
+    sim: Simulator, field: str
+) -> None:
+    body = {"model": "m", "messages": HELLO}
+    headers = {"x-sim-reasoning": field}
+    status, payload, _ = await raw("POST", sim.url + "/v1/chat/completions", body, headers)
+    answer = json.loads(payload)
+    message = answer["choices"][0]["message"]
+    assert status == 200 and message[field].startswith("Simulated reasoning about: hello")
+    assert message["content"] == expected_reply("hello there world")
+    usage = answer["usage"]
+    assert usage["completion_tokens"] == 32
+    assert usage["completion_tokens_details"]["reasoning_tokens"] == 16
+    streamed = {**body, "stream": True}
+    _, payload, _ = await raw("POST", sim.url + "/v1/chat/completions", streamed, headers)
+    deltas = [json.loads(d)["choices"][0]["delta"] for d in sse_data(payload)[:-1]]
+    assert deltas[0]["role"] == "assistant"
+    reasoning = [d[field] for d in deltas if d.get(field)]
+    text = [d["content"] for d in deltas if d.get("content")]
+    assert "".join(reasoning) == message[field] and len(reasoning) == 16
+    assert "".join(text) == message["content"]
+    first_text = next(i for i, d in enumerate(deltas) if d.get("content"))
+    assert all(not d.get(field) for d in deltas[first_text:])
+
+
 async def test_anthropic_stream_event_order(sim: Simulator) -> None:
     body = {"model": "c", "max_tokens": 9, "stream": True, "messages": HELLO}
     headers = {"anthropic-version": "2023-06-01"}

@@ -56,6 +56,10 @@ class Call:
     finish_reason: str | None = None
     """``x-sim-finish-reason``: the reason a Gemini or Bedrock answer ends with, in that API's
     own words (``MALFORMED_FUNCTION_CALL``, ``malformed_tool_use``), instead of its own."""
+    reasoning_field: str | None = None
+    """``x-sim-reasoning``: the field an OpenAI-format answer says its reasoning in, as
+    OpenAI-compatible servers do (``reasoning_content``: DeepSeek, vLLM; ``reasoning``: Groq,
+    OpenRouter)."""
 
 
 def _has_key(request: web.BaseRequest, key: str) -> bool:
@@ -136,6 +140,7 @@ async def admit(
         omit_usage = _usage_knob(request.headers.get("x-sim-usage"))
         tool_calls = _tool_calls_knob(request.headers.get("x-sim-tool-calls"))
         finish_reason = _finish_reason_knob(request.headers.get("x-sim-finish-reason"))
+        reasoning_field = _reasoning_knob(request.headers.get("x-sim-reasoning"))
     except ValueError as exc:
         return error_response(dialect, 400, f"simulator: {exc}", request_id=request_id)
     stop_after = None
@@ -164,7 +169,19 @@ async def admit(
         interleave_tools=tool_calls == "interleave",
         unindexed_tools=tool_calls == "unindexed",
         finish_reason=finish_reason,
+        reasoning_field=reasoning_field,
     )
+
+
+def _reasoning_knob(value: str | None) -> str | None:
+    """The field ``x-sim-reasoning`` asks an OpenAI-format answer to reason in."""
+    if value is None:
+        return None
+    field = value.strip().lower()
+    if field not in ("reasoning_content", "reasoning"):
+        message = f"x-sim-reasoning must be 'reasoning_content' or 'reasoning', not {value!r}"
+        raise ValueError(message)
+    return field
 
 
 def _usage_knob(value: str | None) -> bool:

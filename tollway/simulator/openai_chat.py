@@ -11,7 +11,10 @@ the empty-choices ``prompt_filter_results`` chunk real Azure sends, and Azure's 
 api-versions refuse the fields they predate (``stream_options`` before 2024-08-01,
 ``max_completion_tokens`` before 2024-09-01). As OpenAI does, ``parallel_tool_calls`` without
 ``tools`` is a 400. Mistral's carry the usage on
-their last chunk, unasked.
+their last chunk, unasked. With ``x-sim-reasoning`` (the field name) it reasons first as
+OpenAI-compatible servers say it: ``message.reasoning_content`` (or ``reasoning``), streamed
+as ``delta.reasoning_content`` pieces before the answer's, counted in
+``completion_tokens_details.reasoning_tokens``.
 """
 
 from __future__ import annotations
@@ -158,7 +161,7 @@ def read_prompt(body: dict[str, Any], call: Call) -> tuple[Prompt, int]:
     return prompt, prompt_tokens
 
 
-def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+def usage(prompt_tokens: int, completion_tokens: int, reasoning_tokens: int = 0) -> dict[str, Any]:
     """An OpenAI usage object."""
     return {
         "prompt_tokens": prompt_tokens,
@@ -166,7 +169,7 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
         "total_tokens": prompt_tokens + completion_tokens,
         "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
         "completion_tokens_details": {
-            "reasoning_tokens": 0,
+            "reasoning_tokens": reasoning_tokens,
             "audio_tokens": 0,
             "accepted_prediction_tokens": 0,
             "rejected_prediction_tokens": 0,
@@ -210,6 +213,7 @@ async def handle_chat(
         )
         raise InvalidRequest(message, "parallel_tool_calls")
     prompt, prompt_tokens = read_prompt(body, call)
+    prompt.reasoning = call.reasoning_field is not None
     n = _choice_count(body)
     if body.get("stream_options") is not None and body.get("stream") is not True:
         message = "The 'stream_options' parameter is only allowed when 'stream' is enabled."
@@ -224,6 +228,8 @@ async def handle_chat(
     completion_id = state.new_id("chatcmpl-")
     created = int(time.time())
     completion_tokens = sum(c.output_tokens for c in completions)
+    reasoning_tokens = sum(len(c.reasoning) for c in completions)
+    used = usage(prompt_tokens, completion_tokens, reasoning_tokens)
     if body.get("stream") is True:
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
@@ -237,16 +243,17 @@ async def handle_chat(
             include_usage,
             call.interleave_tools,
             unindexed_tools=call.unindexed_tools,
+            reasoning_field=call.reasoning_field,
         )
         if dialect is Dialect.MISTRAL and not call.omit_usage:
             # Mistral puts the usage on the stream's last chunk, unasked (and refuses
             # stream_options, so include_usage is never set).
             last = len(completions) - 1
             finish = {"index": last, "delta": {}, "finish_reason": _FINISH[completions[-1].finish]}
-            final = {**head, "choices": [finish], "usage": usage(prompt_tokens, completion_tokens)}
+            final = {**head, "choices": [finish], "usage": used}
             parts[-1] = (b"data: " + orjson.dumps(final) + b"\n\n", False)
         if include_usage:
-            final = {**head, "choices": [], "usage": usage(prompt_tokens, completion_tokens)}
+            final = {**head, "choices": [], "usage": used}
             parts.append((b"data: " + orjson.dumps(final) + b"\n\n", False))
         parts.append((_DONE, False))
         headers = {**SSE_HEADERS, request_id_header(dialect): call.request_id}
@@ -257,8 +264,10 @@ async def handle_chat(
         "object": "chat.completion",
         "created": created,
         "model": model,
-        "choices": [_choice(i, c, dialect) for i, c in enumerate(completions)],
-        "usage": usage(prompt_tokens, completion_tokens),
+        "choices": [
+            _choice(i, c, dialect, call.reasoning_field) for i, c in enumerate(completions)
+        ],
+        "usage": used,
         "service_tier": "default",
         "system_fingerprint": SYSTEM_FINGERPRINT,
     }
@@ -269,8 +278,12 @@ async def handle_chat(
     return json_response(payload, call.request_id, dialect)
 
 
-def _choice(index: int, completion: Completion, dialect: Dialect) -> dict[str, Any]:
+def _choice(
+    index: int, completion: Completion, dialect: Dialect, reasoning_field: str | None = None
+) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None}
+    if reasoning_field is not None and completion.reasoning:
+        message[reasoning_field] = "".join(completion.reasoning)
     if completion.tool_calls:
         message["tool_calls"] = [
             {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
@@ -322,20 +335,33 @@ def _tool_call_deltas(
 
 
 def _choice_deltas(
-    index: int, completion: Completion, interleave: bool, unindexed: bool = False
+    index: int,
+    completion: Completion,
+    interleave: bool,
+    unindexed: bool = False,
+    reasoning_field: str | None = None,
 ) -> StreamParts:
-    """One choice's serialised choice objects before its finish chunk, as (bytes, is_token)."""
+    """One choice's serialised choice objects before its finish chunk, as (bytes, is_token);
+    its reasoning first, in ``reasoning_field`` deltas."""
     deltas = _tool_call_deltas(completion, interleave, unindexed)
     if not completion.tool_calls:
         deltas.append(({"role": "assistant", "content": "", "refusal": None}, False))
+    thinking: list[tuple[JSON, bool]] = []
+    if reasoning_field is not None and completion.reasoning:
+        thinking = [
+            ({"content": None, reasoning_field: piece}, True) for piece in completion.reasoning
+        ]
+        thinking[0][0]["role"] = "assistant"
+        deltas[:0] = thinking
     parts = [
         (orjson.dumps({"index": index, "delta": d, "logprobs": None, "finish_reason": None}), t)
         for d, t in deltas
     ]
     # Text tokens are the hot path of every benchmark: splice each piece into a template
-    # instead of building and serialising a dict per token.
+    # instead of building and serialising a dict per token, after the role delta.
     head = b'{"index":%d,"delta":{"content":' % index
-    parts[1:1] = [(head + orjson.dumps(p) + _TOKEN_TAIL, True) for p in completion.pieces]
+    at = len(thinking) + 1
+    parts[at:at] = [(head + orjson.dumps(p) + _TOKEN_TAIL, True) for p in completion.pieces]
     return parts
 
 
@@ -347,6 +373,7 @@ def stream_parts(
     interleave_tools: bool = False,
     *,
     unindexed_tools: bool = False,
+    reasoning_field: str | None = None,
 ) -> StreamParts:
     """Every chunk of the stream except the usage chunk and [DONE]; ``interleave_tools``
     interleaves the fragments of parallel tool calls, ``unindexed_tools`` leaves out their
@@ -359,7 +386,8 @@ def stream_parts(
         opening["prompt_filter_results"] = PROMPT_FILTER_RESULTS
         parts.append((b"data: " + orjson.dumps(opening) + b"\n\n", False))
     per_choice = [
-        _choice_deltas(i, c, interleave_tools, unindexed_tools) for i, c in enumerate(completions)
+        _choice_deltas(i, c, interleave_tools, unindexed_tools, reasoning_field)
+        for i, c in enumerate(completions)
     ]
     # Choices are interleaved token by token, the way the real API streams n > 1.
     for row in itertools.zip_longest(*per_choice):

@@ -17,9 +17,12 @@ one ``tool_use`` block per tool call, each closed before the next opens), then
 ``message_delta`` (stop reason, cumulative usage) and ``message_stop``. Tool calls an
 OpenAI-format upstream interleaves are sent one block after the other (``held_calls``).
 
-Another format's reasoning (Bedrock's ``reasoningContent``) becomes ``thinking`` blocks
-(``thinking_delta``s, then the ``signature_delta`` of a signed block; ``redacted_thinking``
-whole) for a client that asked for ``thinking``; otherwise it is not shown.
+Another format's reasoning (Bedrock's ``reasoningContent``, an OpenAI-compatible server's
+``reasoning_content`` / ``reasoning``) becomes ``thinking`` blocks (``thinking_delta``s, then
+the ``signature_delta`` of a signed block; ``redacted_thinking`` whole) for a client that
+asked for ``thinking``; otherwise it is not shown, and while it lasts a ``ping`` every
+``KEEPALIVE_SECONDS`` keeps the connection (and proxies' and SDKs' read timeouts) from
+judging the stream dead.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import orjson
 
 from tollway.core.errors import UpstreamProtocolError
 from tollway.core.types import (
+    JSON,
     ChatChunk,
     ChunkChoice,
     FinishReason,
@@ -46,12 +50,15 @@ from tollway.wire.anthropic_response import (
     usage_from_wire,
     usage_to_wire,
 )
-from tollway.wire.crossing import chunk_for, is_preamble
+from tollway.wire.crossing import chunk_for, is_preamble, reasoning_of
 from tollway.wire.held_calls import HeldCall, hold, may_interleave, release
 
 _MESSAGE_STOP = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
 _PING = b'event: ping\ndata: {"type":"ping"}\n\n'
 _DELTA_KEYS = ("stop_reason", "stop_sequence")
+_OPENAI = "openai"
+KEEPALIVE_SECONDS = 2.0
+"""While reasoning the client is not shown goes on, at most this long between ``ping``s."""
 _TOOL_USE_KEYS = ("type", "id", "name", "input")
 
 
@@ -173,6 +180,9 @@ class StreamWriter:
 
     def __init__(self, thinking: bool = False) -> None:
         self._thinking = thinking
+        self._openai = False
+        """The answer is an OpenAI-format upstream's (its reasoning in extras)."""
+        self._last_ping = 0.0
         self._started = False
         self._open: int | None = None
         self._open_kind = ""
@@ -197,14 +207,18 @@ class StreamWriter:
             # Read before chunk_for, which drops another format's tag.
             self._interleavable = may_interleave(chunk.wire_format)
             self._foreign = chunk.wire_format != WIRE_FORMAT
-            chunk = chunk_for(chunk, WIRE_FORMAT)
-            out.append(self._message_start(chunk))
+            self._openai = chunk.wire_format == _OPENAI
+            plain = chunk_for(chunk, WIRE_FORMAT)
+            out.append(self._message_start(plain))
+            self._last_ping = time.monotonic()
         else:
-            chunk = chunk_for(chunk, WIRE_FORMAT)
-        if chunk.usage is not None:
-            self._usage = chunk.usage
-        for choice in chunk.choices:
+            plain = chunk_for(chunk, WIRE_FORMAT)
+        if plain.usage is not None:
+            self._usage = plain.usage
+        for choice, given in zip(plain.choices, chunk.choices, strict=True):
             if choice.index == 0:  # Anthropic has one alternative
+                if self._openai and given.extra:
+                    self._openai_fields(given.extra, out)
                 self._choice(choice, out)
         return b"".join(out)
 
@@ -249,9 +263,19 @@ class StreamWriter:
         # Anthropic's own streams send a ping after ``message_start``.
         return event("message_start", {"type": "message_start", "message": message}) + _PING
 
+    def _openai_fields(self, extra: JSON, out: list[bytes]) -> None:
+        """An OpenAI-format delta's reasoning (in its extras), said as Anthropic says it."""
+        reasoning = reasoning_of(extra, _OPENAI)
+        if reasoning is not None:
+            self._reasoning(ReasoningDelta(reasoning), out)
+
     def _reasoning(self, delta: ReasoningDelta, out: list[bytes]) -> None:
         if not self._thinking:
-            return  # Anthropic shows no reasoning to a client that did not ask for it
+            now = time.monotonic()
+            if now - self._last_ping >= KEEPALIVE_SECONDS:
+                self._last_ping = now
+                out.append(_PING)
+            return
         if delta.redacted is not None:
             block = {"type": "redacted_thinking", "data": delta.redacted}
             self._open_block("redacted", block, out)

@@ -18,6 +18,9 @@ that came from another format passes it through here first:
 - content parts and tools the gateway does not model are a 400 naming their type;
 - answers and chunks lose their extras (they are the other format's details), and an answer
   loses its content blocks of kinds the gateway does not model (server tool blocks, ...);
+- the reasoning text an OpenAI-compatible server sends beside its answer
+  (``reasoning_content``, ``reasoning``) is a ``ReasoningPart`` of the answer in another
+  format; streamed, the writers read it from each delta (``reasoning_of``);
 - a chunk that names no answer (``is_preamble``: Azure opens its streams with one holding
   only ``prompt_filter_results``, its id and model empty) starts nothing in another format:
   the answer's identity comes from the first chunk that has one.
@@ -33,6 +36,7 @@ from types import MappingProxyType
 
 from tollway.core.errors import InvalidRequest
 from tollway.core.types import (
+    JSON,
     ChatChunk,
     ChatRequest,
     ChatResponse,
@@ -70,6 +74,22 @@ _FUNCTION_TOOL_TYPES = (None, "function", "custom")
 REPLAYS_REASONING = frozenset({"anthropic", "bedrock"})
 """Formats whose providers take a turn's signed reasoning back (Claude's thinking, which it
 needs back in the turn of a tool call); the others are sent a replayed turn without it."""
+_OPENAI = "openai"
+_OPENAI_REASONING = ("reasoning_content", "reasoning")
+"""Where OpenAI-compatible servers put the reasoning text beside the answer: DeepSeek and
+vLLM's ``reasoning_content``, the ``reasoning`` of Groq, OpenRouter, Ollama and newer vLLM."""
+
+
+def reasoning_of(extra: JSON, wire_format: str | None) -> str | None:
+    """The reasoning text (whole, or a streamed piece) an OpenAI-compatible server sent in a
+    message's or delta's extras; ``None`` from other formats."""
+    if wire_format != _OPENAI or not extra:
+        return None
+    for key in _OPENAI_REASONING:
+        text = extra.get(key)
+        if isinstance(text, str) and text:
+            return text
+    return None
 
 
 def is_foreign(wire_format: str | None, target: str) -> bool:
@@ -222,16 +242,19 @@ def response_for(response: ChatResponse, target: str) -> ChatResponse:
     """``response`` without the extras of another format than ``target``."""
     if not is_foreign(response.wire_format, target):
         return response
+    openai = response.wire_format == _OPENAI
     return replace(
         response,
-        choices=[_plain_choice(choice) for choice in response.choices],
+        choices=[_plain_choice(choice, openai) for choice in response.choices],
         usage=_plain_usage(response.usage),
         extra={},
         wire_format=None,
     )
 
 
-def _plain_choice(choice: Choice) -> Choice:
+def _plain_choice(choice: Choice, openai: bool) -> Choice:
+    if openai and choice.message.extra:
+        choice = _said_plainly(choice)
     message = choice.message
     calls = message.tool_calls
     if calls:
@@ -247,6 +270,29 @@ def _plain_choice(choice: Choice) -> Choice:
         content = [_plain_answer_part(p) for p in content if not isinstance(p, OpaquePart)]
     message = replace(message, content=content, tool_calls=calls, extra={})
     return replace(choice, message=message, extra={})
+
+
+def _said_plainly(choice: Choice) -> Choice:
+    """A compatible server's reasoning text as a ``ReasoningPart`` before the answer."""
+    message = choice.message
+    content = message.content
+    reasoning = reasoning_of(message.extra, _OPENAI)
+    if reasoning is not None:
+        parts: list[ContentPart] = [ReasoningPart(reasoning)]
+        if isinstance(content, list):
+            parts.extend(content)
+        elif content:
+            parts.append(TextPart(content))
+        content = parts
+        # A call's place counts the parts before it, now one more (the reasoning).
+        calls = message.tool_calls
+        if calls:
+            message = replace(message, tool_calls=[_after_reasoning(c) for c in calls])
+    return replace(choice, message=replace(message, content=content))
+
+
+def _after_reasoning(call: ToolCall) -> ToolCall:
+    return call if call.position is None else replace(call, position=call.position + 1)
 
 
 def _placed_among(call: ToolCall, kept: list[bool]) -> ToolCall:

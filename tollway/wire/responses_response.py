@@ -6,8 +6,12 @@ A choice's text becomes one ``message`` item and each tool call a ``function_cal
 ``max_output_tokens``, and its last item (the text or the call it cut off) ``incomplete``.
 Only the first choice is rendered: the Responses API has no ``n``. An OpenAI upstream's
 ``refusal`` (a structured-output request the model declined) is the message's ``refusal``
-part, as the Responses API gives it; other extras of the upstream's wire format
-(fingerprints, annotations) are not rendered.
+part, as the Responses API gives it; the reasoning the answer holds (an OpenAI-compatible
+server's ``reasoning_content`` / ``reasoning``, Bedrock's reasoning text) is a ``reasoning``
+item before it, its text in ``content`` (``reasoning_text`` parts, as OpenAI's open-weight
+models give it) with an empty ``summary`` (no one summarised it); encrypted reasoning is not
+rendered (it is another provider's, which no OpenAI client can send anywhere). Other extras
+of the upstream's wire format (fingerprints, annotations) are not rendered.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ import secrets
 import time
 from typing import Any
 
-from tollway.core.types import JSON, ChatResponse, FinishReason, Message, Usage
+from tollway.core.types import JSON, ChatResponse, FinishReason, Message, ReasoningPart, Usage
+from tollway.wire.crossing import reasoning_of
 from tollway.wire.openai_response import WIRE_FORMAT as OPENAI
 
 _INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
@@ -62,6 +67,16 @@ def refusal_of(extra: JSON, wire_format: str | None) -> str | None:
     extras; ``None`` from other formats, whose extras mean something else."""
     refusal = extra.get("refusal") if wire_format == OPENAI else None
     return refusal if isinstance(refusal, str) and refusal else None
+
+
+def reasoning_text(text: str) -> JSON:
+    """A ``reasoning_text`` content part of a ``reasoning`` item."""
+    return {"type": "reasoning_text", "text": text}
+
+
+def reasoning_item(item_id: str, content: list[JSON], status: str) -> JSON:
+    """A ``reasoning`` output item with these ``reasoning_text`` parts."""
+    return {"id": item_id, "type": "reasoning", "summary": [], "content": content, "status": status}
 
 
 def message_item(item_id: str, content: list[JSON], status: str) -> JSON:
@@ -121,6 +136,9 @@ def response_to_wire(response: ChatResponse, echo: JSON) -> dict[str, Any]:
     output: list[JSON] = []
     if choice is not None:
         message = choice.message
+        reasoning = _reasoning(message, response.wire_format)
+        if reasoning:
+            output.append(reasoning_item(new_id("rs"), reasoning, "completed"))
         content = _content(message, response.wire_format)
         if content or not message.tool_calls:
             output.append(message_item(new_id("msg"), content or [output_text("")], "completed"))
@@ -139,6 +157,16 @@ def response_to_wire(response: ChatResponse, echo: JSON) -> dict[str, Any]:
         usage=response.usage,
         incomplete_details=incomplete,
     )
+
+
+def _reasoning(message: Message, wire_format: str | None) -> list[JSON]:
+    given = reasoning_of(message.extra, wire_format)
+    if given is not None:
+        return [reasoning_text(given)]
+    content = message.content
+    if not isinstance(content, list):
+        return []
+    return [reasoning_text(p.text) for p in content if isinstance(p, ReasoningPart) and p.text]
 
 
 def _content(message: Message, wire_format: str | None) -> list[JSON]:

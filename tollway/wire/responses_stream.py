@@ -9,6 +9,11 @@ per output item, one at a time as the real API sends them:
   ``response.content_part.done``, ``response.output_item.done``;
 - an OpenAI upstream's refusal: the same with a ``refusal`` part and
   ``response.refusal.delta``... / ``response.refusal.done``;
+- reasoning (an OpenAI-compatible server's ``reasoning_content`` / ``reasoning``, Bedrock's
+  reasoning text): a ``reasoning`` item the same way, with a ``reasoning_text`` part and
+  ``response.reasoning_text.delta``... / ``response.reasoning_text.done``, so a long reasoning
+  phase streams as it goes (the Responses API has no keep-alive event: its stream is kept
+  alive by the reasoning it shows);
 - each tool call: ``response.output_item.added`` (a ``function_call``),
   ``response.function_call_arguments.delta``..., ``response.function_call_arguments.done``,
   ``response.output_item.done``; calls an OpenAI-format upstream interleaves are sent one
@@ -30,20 +35,22 @@ import orjson
 
 from tollway.core.errors import GatewayError, UpstreamProtocolError
 from tollway.core.types import JSON, ChatChunk, FinishReason, ToolCallDelta, Usage
-from tollway.wire.crossing import is_preamble
+from tollway.wire.crossing import is_preamble, reasoning_of
 from tollway.wire.held_calls import HeldCall, hold, may_interleave, release
 from tollway.wire.responses_response import (
     function_call_item,
     message_item,
     new_id,
     output_text,
+    reasoning_item,
+    reasoning_text,
     refusal_of,
     refusal_part,
     response_object,
     status_for,
 )
 
-_TEXT, _REFUSAL = "output_text", "refusal"
+_TEXT, _REFUSAL, _REASONING = "output_text", "refusal", "reasoning_text"
 
 
 @dataclass(slots=True)
@@ -53,7 +60,8 @@ class _OpenItem:
     output_index: int
     item: JSON
     part: str | None = None
-    """A message's one content part: ``output_text`` or ``refusal``."""
+    """A message's one content part, ``output_text`` or ``refusal``, or a reasoning item's,
+    ``reasoning_text``; ``None``: a function call."""
     pieces: list[str] = field(default_factory=list)
 
 
@@ -74,6 +82,8 @@ class StreamWriter:
         self._held: dict[int, HeldCall] = {}
         self._finish: FinishReason | None = None
         self._usage: Usage | None = None
+        self._answered = False
+        """A message or function call item was opened (reasoning alone is no answer)."""
 
     @property
     def usage_seen(self) -> bool:
@@ -97,6 +107,11 @@ class StreamWriter:
         for choice in chunk.choices:
             if choice.index != 0:  # the Responses API has one alternative
                 continue
+            reasoning = reasoning_of(choice.extra, chunk.wire_format)
+            if reasoning is None and choice.reasoning is not None:
+                reasoning = choice.reasoning.text or None
+            if reasoning is not None:
+                self._text(reasoning, _REASONING, out)
             if choice.content:
                 self._text(choice.content, _TEXT, out)
             refusal = refusal_of(choice.extra, chunk.wire_format)
@@ -113,7 +128,8 @@ class StreamWriter:
         out: list[bytes] = []
         if not self._started:
             self._start("", 0, out)
-        if self._open is None and not self._output:
+        if not self._answered:
+            self._close(out, "completed")  # the reasoning, if any, before it
             self._open_message(_TEXT, out)  # an empty answer is still one (empty) message
         status, incomplete = status_for(self._finish)
         self._close(out, status)
@@ -160,7 +176,8 @@ class StreamWriter:
         )
 
     def _text(self, delta: str, part: str, out: list[bytes]) -> None:
-        """A piece of the answer's text or of its refusal, each a message's one part."""
+        """A piece of the answer's text or of its refusal, each a message's one part, or of
+        its reasoning, a reasoning item's."""
         if self._open is None or self._open.part != part:
             self._close(out, "completed")
             self._open_message(part, out)
@@ -172,9 +189,13 @@ class StreamWriter:
         out.append(self._event(f"response.{part}.delta", fields))
 
     def _open_message(self, part: str, out: list[bytes]) -> None:
-        opened = self._open_item(message_item(new_id("msg"), [], "in_progress"), out)
+        if part == _REASONING:
+            opened = self._open_item(reasoning_item(new_id("rs"), [], "in_progress"), out)
+        else:
+            self._answered = True
+            opened = self._open_item(message_item(new_id("msg"), [], "in_progress"), out)
         opened.part = part
-        empty = output_text("") if part == _TEXT else refusal_part("")
+        empty = _part(part, "")
         added = {**self._where(opened), "content_index": 0, "part": empty}
         out.append(self._event("response.content_part.added", added))
 
@@ -201,6 +222,7 @@ class StreamWriter:
     def _open_call(
         self, index: int, call_id: str | None, name: str | None, out: list[bytes]
     ) -> _OpenItem:
+        self._answered = True
         call_id = call_id or new_id("call")
         item = function_call_item(new_id("fc"), call_id, name or "", "", "in_progress")
         opened = self._open_item(item, out)
@@ -239,16 +261,18 @@ class StreamWriter:
         text = "".join(opened.pieces)
         item = opened.item
         if opened.part is not None:
+            part = _part(opened.part, text)
+            key = "refusal" if opened.part == _REFUSAL else "text"
+            text_done = {**where, "content_index": 0, key: text}
             if opened.part == _TEXT:
-                part = output_text(text)
-                text_done = {**where, "content_index": 0, "text": text, "logprobs": []}
-            else:
-                part = refusal_part(text)
-                text_done = {**where, "content_index": 0, "refusal": text}
+                text_done["logprobs"] = []
             out.append(self._event(f"response.{opened.part}.done", text_done))
             part_done = {**where, "content_index": 0, "part": part}
             out.append(self._event("response.content_part.done", part_done))
-            done = message_item(item["id"], [part], status)
+            if opened.part == _REASONING:
+                done = reasoning_item(item["id"], [part], status)
+            else:
+                done = message_item(item["id"], [part], status)
         else:
             done = function_call_item(item["id"], item["call_id"], item["name"], text, status)
             arguments_done = {**where, "name": item["name"], "arguments": text}
@@ -267,3 +291,10 @@ class StreamWriter:
         payload = {"type": kind, "sequence_number": self._sequence, **fields}
         self._sequence += 1
         return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+
+def _part(kind: str, text: str) -> JSON:
+    """A content part of ``kind`` holding ``text``."""
+    if kind == _TEXT:
+        return output_text(text)
+    return refusal_part(text) if kind == _REFUSAL else reasoning_text(text)

@@ -1,4 +1,5 @@
-"""Reasoning crossing formats: Claude's thinking to and from Bedrock."""
+"""Reasoning crossing formats: Claude's thinking to and from Bedrock, the reasoning text of
+OpenAI-compatible servers for Anthropic and Responses clients."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ from typing import Any
 
 import orjson
 import pytest
+from openai import omit
+from openai.lib.streaming.responses import ResponseStreamState
+from openai.types.responses import Response, ResponseStreamEvent
+from pydantic import TypeAdapter
 
 from tollway.core.errors import InvalidRequest, UpstreamProtocolError
 from tollway.core.types import ChatChunk, ChatResponse
@@ -20,6 +25,10 @@ from tollway.wire import (
     bedrock_response,
     gemini_request,
     openai_request,
+    openai_response,
+    responses_request,
+    responses_response,
+    responses_stream,
 )
 from tollway.wire.bedrock_stream import StreamReader as BedrockReader
 
@@ -28,6 +37,7 @@ REDACTED = {"type": "redacted_thinking", "data": "AQIDBA=="}
 UNSIGNED = {"type": "thinking", "thinking": "a compatible server's", "signature": ""}
 CALL = {"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {"city": "Oslo"}}
 THINKING = {"type": "enabled", "budget_tokens": 1024}
+EVENTS: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
 
 
 def anthropic(turn: list[dict[str, Any]], **fields: Any) -> Any:
@@ -217,3 +227,119 @@ def test_streamed_bedrock_reasoning_is_thinking_blocks_for_a_client_that_asked()
     assert [e["content_block"]["type"] for n, e in unasked if n == "content_block_start"] == [
         "text"
     ]
+
+
+# An OpenAI-compatible server's reasoning, for Anthropic clients.
+
+
+def openai_chunk(delta: dict[str, Any], finish: str | None = None) -> ChatChunk:
+    return openai_response.chunk_from_wire(
+        {
+            "id": "chatcmpl-1",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "deepseek-reasoner",
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
+    )
+
+
+def openai_answer(message: dict[str, Any], finish: str = "stop") -> ChatResponse:
+    return openai_response.response_from_wire(
+        {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "created": 1,
+            "model": "deepseek-reasoner",
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 9, "total_tokens": 12},
+        }
+    )
+
+
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
+def test_compatible_reasoning_is_unsigned_thinking_for_a_client_that_asked(field: str) -> None:
+    message = {"role": "assistant", "content": "Four.", field: "2 + 2 is 4."}
+    asked = anthropic_response.response_to_wire(openai_answer(message), thinking=True)
+    assert asked["content"] == [
+        {"type": "thinking", "thinking": "2 + 2 is 4.", "signature": ""},
+        {"type": "text", "text": "Four."},
+    ]
+    unasked = anthropic_response.response_to_wire(openai_answer(message))
+    assert unasked["content"] == [{"type": "text", "text": "Four."}]
+    chunks = [
+        openai_chunk({"role": "assistant", "content": None, field: ""}),
+        openai_chunk({"content": None, field: "2 + 2 "}),
+        openai_chunk({"content": None, field: "is 4."}),
+        openai_chunk({"content": "Four.", field: None}),
+        openai_chunk({}, "stop"),
+    ]
+    events = anthropic_events(chunks, thinking=True)
+    assert [(n, e.get("delta")) for n, e in events if n == "content_block_delta"] == [
+        ("content_block_delta", {"type": "thinking_delta", "thinking": "2 + 2 "}),
+        ("content_block_delta", {"type": "thinking_delta", "thinking": "is 4."}),
+        ("content_block_delta", {"type": "text_delta", "text": "Four."}),
+    ]
+    assert events[-2][1]["delta"]["stop_reason"] == "end_turn"
+    quiet = anthropic_events(chunks, thinking=False)
+    assert [n for n, _ in quiet] == [
+        "message_start", "ping", "content_block_start", "content_block_delta",
+        "content_block_stop", "message_delta", "message_stop",
+    ]  # fmt: skip
+
+
+# An OpenAI-compatible server's reasoning, for Responses clients.
+
+
+def test_compatible_reasoning_is_a_reasoning_item_before_the_answer() -> None:
+    echo = responses_request.request_from_wire({"model": "m", "input": "hi"}).echo
+    message = {"role": "assistant", "content": "Four.", "reasoning_content": "2 + 2 is 4."}
+    wire = responses_response.response_to_wire(openai_answer(message), echo)
+    response = Response.model_validate(wire)
+    reasoning = response.output[0]
+    assert reasoning.type == "reasoning" and reasoning.summary == []
+    assert reasoning.model_dump(exclude={"id"}, exclude_none=True) == {
+        "type": "reasoning",
+        "summary": [],
+        "content": [{"type": "reasoning_text", "text": "2 + 2 is 4."}],
+        "status": "completed",
+    }
+    assert response.output_text == "Four."
+
+
+def test_streamed_compatible_reasoning_is_a_reasoning_item_with_its_events() -> None:
+    echo = responses_request.request_from_wire({"model": "m", "input": "hi"}).echo
+    writer = responses_stream.StreamWriter(echo)
+    chunks = [
+        openai_chunk({"role": "assistant", "content": None, "reasoning_content": ""}),
+        openai_chunk({"content": None, "reasoning_content": "2 + 2 "}),
+        openai_chunk({"content": None, "reasoning_content": "is 4."}),
+        openai_chunk({"content": "Four."}),
+        openai_chunk({}, "stop"),
+    ]
+    data = b"".join(writer.feed(c) for c in chunks) + writer.finish()
+    events = [orjson.loads(f.split("\n")[1][6:]) for f in data.decode().split("\n\n")[:-1]]
+    kinds = [e["type"] for e in events]
+    assert kinds[2:11] == [
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.reasoning_text.delta",
+        "response.reasoning_text.delta",
+        "response.reasoning_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.output_item.added",
+        "response.content_part.added",
+    ]
+    assert events[6]["text"] == "2 + 2 is 4."
+    state: ResponseStreamState[Any] = ResponseStreamState(input_tools=[], text_format=omit)
+    for event in events:
+        state.handle_event(EVENTS.validate_python(event))
+    final = Response.model_validate(events[-1]["response"])
+    assert [item.type for item in final.output] == ["reasoning", "message"]
+    assert final.output_text == "Four."
+    # Reasoning, then nothing: the answer is still one (empty) message after it.
+    writer = responses_stream.StreamWriter(echo)
+    data = writer.feed(chunks[1]) + writer.finish()
+    done = orjson.loads(data.decode().split("\n\n")[-2].split("\n")[1][6:])
+    assert [item["type"] for item in done["response"]["output"]] == ["reasoning", "message"]
