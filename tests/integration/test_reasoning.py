@@ -1,8 +1,10 @@
-"""Reasoning across client APIs and provider families, through the real SDKs.
+"""Reasoning and refusals across client APIs and provider families, through the real SDKs.
 
 Claude's extended thinking on Bedrock (``test-bedrock``: the simulator signs its reasoning and
-checks what comes back), and the reasoning text of OpenAI-compatible servers (``test-chat``
-with ``x-sim-reasoning``) for Anthropic and Responses clients.
+checks what comes back), the reasoning text of OpenAI-compatible servers (``test-chat`` with
+``x-sim-reasoning``) for Anthropic and Responses clients, and refusals both ways
+(``x-sim-refusal``): OpenAI's ``message.refusal`` to Anthropic clients, Anthropic's
+``stop_reason: "refusal"`` to OpenAI clients.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ WEATHER: Any = {
     },
 }
 DEEPSEEK = {"x-sim-reasoning": "reasoning_content"}
+REFUSAL = "I can't help with that request."
 
 
 @pytest.fixture(scope="module")
@@ -288,3 +291,65 @@ def test_compatible_reasoning_is_a_reasoning_item_for_responses_clients(gpt: ope
     assert final.output[0].model_dump(exclude={"id"}) == reasoning.model_dump(exclude={"id"})
     assert final.output_text == response.output_text
     assert final.usage is not None and final.usage.output_tokens_details.reasoning_tokens == 16
+
+
+# Refusals.
+
+
+def test_an_openai_refusal_reaches_anthropic_clients_as_a_refusal(
+    claude: anthropic.Anthropic,
+) -> None:
+    ask: Any = {
+        "model": "test-chat",
+        "max_tokens": 100,
+        "messages": user("something declined"),
+        "extra_headers": {"x-sim-refusal": REFUSAL},
+    }
+    message = claude.messages.create(**ask)
+    assert message.stop_reason == "refusal"
+    assert blocks(message) == [{"type": "text", "text": REFUSAL}]
+    with claude.messages.stream(**ask) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == REFUSAL
+    assert final.stop_reason == "refusal" and blocks(final) == blocks(message)
+
+
+def test_an_anthropic_refusal_reaches_openai_clients_as_a_content_filter_stop(
+    gpt: openai.OpenAI,
+) -> None:
+    # Anthropic's refusal is its safety system stopping the answer, which OpenAI calls a
+    # content_filter finish: the words so far stay the content (no message.refusal: that is
+    # a model declining a structured output, with no content).
+    ask: Any = {
+        "model": "test-claude",
+        "messages": user("something declined"),
+        "extra_headers": {"x-sim-refusal": REFUSAL},
+    }
+    completion = gpt.chat.completions.create(**ask)
+    choice = completion.choices[0]
+    assert choice.finish_reason == "content_filter"
+    assert choice.message.content == REFUSAL and choice.message.refusal is None
+    chunks = list(gpt.chat.completions.create(stream=True, **ask))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == REFUSAL
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "content_filter"
+    response = gpt.responses.create(
+        model="test-claude", input="something declined", extra_headers=ask["extra_headers"]
+    )
+    assert response.status == "incomplete"
+    assert response.incomplete_details is not None
+    assert response.incomplete_details.reason == "content_filter"
+    assert response.output_text == REFUSAL
+
+
+def test_an_openai_refusal_reaches_openai_clients_unchanged(gpt: openai.OpenAI) -> None:
+    ask: Any = {
+        "model": "test-chat",
+        "messages": user("something declined"),
+        "extra_headers": {"x-sim-refusal": REFUSAL},
+    }
+    message = gpt.chat.completions.create(**ask).choices[0].message
+    assert message.refusal == REFUSAL and message.content is None
+    chunks = list(gpt.chat.completions.create(stream=True, **ask))
+    pieces: Any = [getattr(c.choices[0].delta, "refusal", None) for c in chunks if c.choices]
+    assert "".join(piece or "" for piece in pieces) == REFUSAL

@@ -543,6 +543,36 @@ async def test_anthropic_stream_text(claude: anthropic.AsyncAnthropic) -> None:
     assert final.usage.input_tokens == 6
 
 
+REFUSAL = "I can't help with that."
+
+
+async def test_refusal_knob_declines_as_each_api_does(
+    oai: openai.AsyncOpenAI, claude: anthropic.AsyncAnthropic
+) -> None:
+    knob = {"x-sim-refusal": REFUSAL}
+    message = (
+        (await oai.chat.completions.create(model="m", messages=HELLO, extra_headers=knob))
+        .choices[0]
+        .message
+    )
+    assert (message.content, message.refusal) == (None, REFUSAL)
+    stream = await oai.chat.completions.create(
+        model="m", messages=HELLO, stream=True, extra_headers=knob
+    )
+    deltas: list[Any] = [chunk.choices[0].delta async for chunk in stream if chunk.choices]
+    assert "".join(d.refusal or "" for d in deltas) == REFUSAL
+    assert all(d.content is None for d in deltas)
+    refused = await claude.messages.create(
+        model="c", max_tokens=50, messages=HELLO, extra_headers=knob
+    )
+    assert refused.stop_reason == "refusal" and text_of(refused) == REFUSAL
+    async with claude.messages.stream(
+        model="c", max_tokens=50, messages=HELLO, extra_headers=knob
+    ) as events:
+        final = await events.get_final_message()
+    assert final.stop_reason == "refusal" and text_of(final) == REFUSAL
+
+
 @pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
 async def test_reasoning_knob_reasons_first_as_compatible_servers_do(
     sim: Simulator, field: str

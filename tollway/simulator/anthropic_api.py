@@ -12,6 +12,9 @@ Prompt caching: a request with a top-level ``cache_control`` (``{"type": "epheme
 ``cache_creation_input_tokens`` and split by time to live in ``cache_creation``, as Anthropic
 does; the simulator keeps no cache, so nothing is ever read from it.
 
+Refusals: with ``x-sim-refusal`` the answer is those words as text, ending with
+``stop_reason: "refusal"``, as Claude's answers a safety classifier stops end.
+
 Citations: a request holding a plain-text ``document`` with ``citations: {"enabled": true}``
 (and asking for no tool call) is answered as Anthropic answers one, in separate text blocks
 around the quote, the quoting block alone carrying its ``char_location`` citation; streamed,
@@ -34,6 +37,7 @@ from tollway.simulator.content import (
     Prompt,
     ToolSpec,
     complete,
+    refusal,
     word_count,
 )
 from tollway.simulator.errors import Dialect, json_response, request_id_header
@@ -45,6 +49,7 @@ _STOP_REASON = {
     "length": "max_tokens",
     "stop_sequence": "stop_sequence",
     "tool_calls": "tool_use",
+    "refusal": "refusal",
 }
 _MEDIA_BLOCKS = ("image", "document")
 _SERVICE_TIER = "standard"
@@ -243,7 +248,9 @@ async def handle_messages(
     prompt.max_tokens = _max_tokens(body)
     ttl = _cache_ttl(body)
     completion = complete(prompt, 0, lambda: state.new_id("toolu_"))
-    cited = None if completion.tool_calls else _cited_blocks(body)
+    if call.refusal is not None:
+        completion = refusal(call.refusal)
+    cited = None if completion.tool_calls or call.refusal else _cited_blocks(body)
     message: dict[str, Any] = {
         "id": state.new_id("msg_"),
         "type": "message",

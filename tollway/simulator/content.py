@@ -15,7 +15,7 @@ followed by ``FILLER_WORDS`` in order (wrapping round), cut to the requested len
 of an ``n > 1`` request says ``"Simulated reply #<i+1> to:"`` instead. A prompt that asks for
 reasoning is first answered with ``"Simulated reasoning about: <the same words>"`` and filler,
 as long as the reply would be (not cut by ``max_tokens``: a budget of its own), one token a
-word too.
+word too. A refusal is its words, one token each.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any, Literal
 import orjson
 
 JSON = dict[str, Any]
-Finish = Literal["stop", "length", "stop_sequence", "tool_calls"]
+Finish = Literal["stop", "length", "stop_sequence", "tool_calls", "refusal"]
 
 FILLER_WORDS: tuple[str, ...] = (
     "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
@@ -119,6 +119,12 @@ class Completion:
         """Tokens produced: reasoning and content pieces plus tool-argument fragments."""
         calls = sum(len(call.fragments) for call in self.tool_calls)
         return len(self.reasoning) + len(self.pieces) + calls
+
+
+def refusal(text: str) -> Completion:
+    """A declined answer: ``text`` in word pieces, one token each, ending ``refusal``."""
+    words = text.split()
+    return Completion([words[0], *(" " + word for word in words[1:])], "refusal")
 
 
 def word_count(text: str) -> int:

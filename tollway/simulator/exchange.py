@@ -56,6 +56,9 @@ class Call:
     finish_reason: str | None = None
     """``x-sim-finish-reason``: the reason a Gemini or Bedrock answer ends with, in that API's
     own words (``MALFORMED_FUNCTION_CALL``, ``malformed_tool_use``), instead of its own."""
+    refusal: str | None = None
+    """``x-sim-refusal``: the words an OpenAI or Anthropic answer declines in (OpenAI's
+    ``refusal``; Anthropic's text with ``stop_reason: "refusal"``)."""
     reasoning_field: str | None = None
     """``x-sim-reasoning``: the field an OpenAI-format answer says its reasoning in, as
     OpenAI-compatible servers do (``reasoning_content``: DeepSeek, vLLM; ``reasoning``: Groq,
@@ -124,9 +127,9 @@ async def admit(
     settings = state.settings
     request_id = state.new_id("req_")
     if authorize is not None:
-        refusal = await authorize(request, settings, request_id)
-        if refusal is not None:
-            return refusal
+        denied = await authorize(request, settings, request_id)
+        if denied is not None:
+            return denied
     elif settings.api_key is not None and not _has_key(request, settings.api_key):
         return _auth_error(dialect, request_id)
     if dialect is Dialect.ANTHROPIC and "anthropic-version" not in request.headers:
@@ -140,6 +143,7 @@ async def admit(
         omit_usage = _usage_knob(request.headers.get("x-sim-usage"))
         tool_calls = _tool_calls_knob(request.headers.get("x-sim-tool-calls"))
         finish_reason = _finish_reason_knob(request.headers.get("x-sim-finish-reason"))
+        refusal = _refusal_knob(request.headers.get("x-sim-refusal"))
         reasoning_field = _reasoning_knob(request.headers.get("x-sim-reasoning"))
     except ValueError as exc:
         return error_response(dialect, 400, f"simulator: {exc}", request_id=request_id)
@@ -169,8 +173,18 @@ async def admit(
         interleave_tools=tool_calls == "interleave",
         unindexed_tools=tool_calls == "unindexed",
         finish_reason=finish_reason,
+        refusal=refusal,
         reasoning_field=reasoning_field,
     )
+
+
+def _refusal_knob(value: str | None) -> str | None:
+    """The words ``x-sim-refusal`` asks an answer to decline in."""
+    if value is None:
+        return None
+    if not value.strip():
+        raise ValueError("x-sim-refusal must hold the words of the refusal")
+    return value.strip()
 
 
 def _reasoning_knob(value: str | None) -> str | None:

@@ -11,7 +11,9 @@ the empty-choices ``prompt_filter_results`` chunk real Azure sends, and Azure's 
 api-versions refuse the fields they predate (``stream_options`` before 2024-08-01,
 ``max_completion_tokens`` before 2024-09-01). As OpenAI does, ``parallel_tool_calls`` without
 ``tools`` is a 400. Mistral's carry the usage on
-their last chunk, unasked. With ``x-sim-reasoning`` (the field name) it reasons first as
+their last chunk, unasked. With ``x-sim-refusal`` the answer declines as a structured-output
+refusal comes: no content, the words in ``message.refusal`` (streamed as ``delta.refusal``
+pieces), finish ``stop``. With ``x-sim-reasoning`` (the field name) it reasons first as
 OpenAI-compatible servers say it: ``message.reasoning_content`` (or ``reasoning``), streamed
 as ``delta.reasoning_content`` pieces before the answer's, counted in
 ``completion_tokens_details.reasoning_tokens``.
@@ -36,6 +38,7 @@ from tollway.simulator.content import (
     Prompt,
     ToolSpec,
     complete,
+    refusal,
     word_count,
 )
 from tollway.simulator.errors import Dialect, json_response, request_id_header
@@ -43,7 +46,13 @@ from tollway.simulator.exchange import SSE_HEADERS, Call, StreamParts, delay, se
 from tollway.simulator.state import SimulatorState
 
 SYSTEM_FINGERPRINT = "fp_tollway_sim"
-_FINISH = {"stop": "stop", "stop_sequence": "stop", "length": "length", "tool_calls": "tool_calls"}
+_FINISH = {
+    "stop": "stop",
+    "stop_sequence": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "refusal": "stop",  # a structured-output refusal ends as any answer does
+}
 _NOT_FILTERED = {"filtered": False, "severity": "safe"}
 CONTENT_FILTER_RESULTS = {
     name: _NOT_FILTERED for name in ("hate", "self_harm", "sexual", "violence")
@@ -219,6 +228,8 @@ async def handle_chat(
         message = "The 'stream_options' parameter is only allowed when 'stream' is enabled."
         raise InvalidRequest(message, "stream_options")
     completions = [complete(prompt, i, lambda: state.new_id("call_")) for i in range(n)]
+    if call.refusal is not None:
+        completions = [refusal(call.refusal) for _ in range(n)]
     if prompt.forced_tool is not None:
         # OpenAI ends the call a named tool_choice forces with "stop", not "tool_calls"
         # ("required" and "auto" calls end with "tool_calls"), streamed or not.
@@ -284,7 +295,9 @@ def _choice(
     message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None}
     if reasoning_field is not None and completion.reasoning:
         message[reasoning_field] = "".join(completion.reasoning)
-    if completion.tool_calls:
+    if completion.finish == "refusal":
+        message["refusal"] = completion.text
+    elif completion.tool_calls:
         message["tool_calls"] = [
             {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
             for c in completion.tool_calls
@@ -344,7 +357,11 @@ def _choice_deltas(
     """One choice's serialised choice objects before its finish chunk, as (bytes, is_token);
     its reasoning first, in ``reasoning_field`` deltas."""
     deltas = _tool_call_deltas(completion, interleave, unindexed)
-    if not completion.tool_calls:
+    refused = completion.finish == "refusal"
+    if refused:
+        deltas.append(({"role": "assistant", "content": None, "refusal": ""}, False))
+        deltas.extend(({"refusal": piece}, True) for piece in completion.pieces)
+    elif not completion.tool_calls:
         deltas.append(({"role": "assistant", "content": "", "refusal": None}, False))
     thinking: list[tuple[JSON, bool]] = []
     if reasoning_field is not None and completion.reasoning:
@@ -357,11 +374,12 @@ def _choice_deltas(
         (orjson.dumps({"index": index, "delta": d, "logprobs": None, "finish_reason": None}), t)
         for d, t in deltas
     ]
-    # Text tokens are the hot path of every benchmark: splice each piece into a template
-    # instead of building and serialising a dict per token, after the role delta.
-    head = b'{"index":%d,"delta":{"content":' % index
-    at = len(thinking) + 1
-    parts[at:at] = [(head + orjson.dumps(p) + _TOKEN_TAIL, True) for p in completion.pieces]
+    if not refused:
+        # Text tokens are the hot path of every benchmark: splice each piece into a template
+        # instead of building and serialising a dict per token, after the role delta.
+        head = b'{"index":%d,"delta":{"content":' % index
+        at = len(thinking) + 1
+        parts[at:at] = [(head + orjson.dumps(p) + _TOKEN_TAIL, True) for p in completion.pieces]
     return parts
 
 

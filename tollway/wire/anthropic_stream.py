@@ -22,7 +22,8 @@ Another format's reasoning (Bedrock's ``reasoningContent``, an OpenAI-compatible
 the ``signature_delta`` of a signed block; ``redacted_thinking`` whole) for a client that
 asked for ``thinking``; otherwise it is not shown, and while it lasts a ``ping`` every
 ``KEEPALIVE_SECONDS`` keeps the connection (and proxies' and SDKs' read timeouts) from
-judging the stream dead.
+judging the stream dead. An OpenAI-format upstream's ``refusal`` is the answer's text, and
+the stream then ends with ``stop_reason: "refusal"``.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from tollway.wire.anthropic_response import (
     usage_from_wire,
     usage_to_wire,
 )
-from tollway.wire.crossing import chunk_for, is_preamble, reasoning_of
+from tollway.wire.crossing import chunk_for, is_preamble, reasoning_of, refusal_of
 from tollway.wire.held_calls import HeldCall, hold, may_interleave, release
 
 _MESSAGE_STOP = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
@@ -181,7 +182,8 @@ class StreamWriter:
     def __init__(self, thinking: bool = False) -> None:
         self._thinking = thinking
         self._openai = False
-        """The answer is an OpenAI-format upstream's (its reasoning in extras)."""
+        """The answer is an OpenAI-format upstream's (reasoning and refusal in extras)."""
+        self._refused = False
         self._last_ping = 0.0
         self._started = False
         self._open: int | None = None
@@ -233,9 +235,10 @@ class StreamWriter:
             out.append(self._message_start(ChatChunk("", "", 0, [])))
         self._close(out)
         called = self._foreign and bool(self._block_of_tool)
-        stop_reason = stop_reason_to_wire(
-            self._finish, self._stop_sequence, self._stop_extra, called
-        )
+        finish = self._finish
+        if self._refused and finish in (None, "stop"):
+            finish = "content_filter"  # Anthropic's "refusal"
+        stop_reason = stop_reason_to_wire(finish, self._stop_sequence, self._stop_extra, called)
         delta = {
             **self._stop_extra.get("message_delta", {}),
             "stop_reason": stop_reason,
@@ -264,10 +267,15 @@ class StreamWriter:
         return event("message_start", {"type": "message_start", "message": message}) + _PING
 
     def _openai_fields(self, extra: JSON, out: list[bytes]) -> None:
-        """An OpenAI-format delta's reasoning (in its extras), said as Anthropic says it."""
+        """An OpenAI-format delta's reasoning and refusal (in its extras), said as Anthropic
+        says them."""
         reasoning = reasoning_of(extra, _OPENAI)
         if reasoning is not None:
             self._reasoning(ReasoningDelta(reasoning), out)
+        refusal = refusal_of(extra, _OPENAI)
+        if refusal is not None:
+            self._refused = True
+            self._text(refusal, out)
 
     def _reasoning(self, delta: ReasoningDelta, out: list[bytes]) -> None:
         if not self._thinking:

@@ -18,9 +18,12 @@ that came from another format passes it through here first:
 - content parts and tools the gateway does not model are a 400 naming their type;
 - answers and chunks lose their extras (they are the other format's details), and an answer
   loses its content blocks of kinds the gateway does not model (server tool blocks, ...);
-- the reasoning text an OpenAI-compatible server sends beside its answer
-  (``reasoning_content``, ``reasoning``) is a ``ReasoningPart`` of the answer in another
-  format; streamed, the writers read it from each delta (``reasoning_of``);
+- what an OpenAI-format answer says in fields other formats have words for is said in theirs:
+  its ``refusal`` becomes the answer's text and its finish ``content_filter`` (Anthropic's
+  ``refusal``), the reasoning text an OpenAI-compatible server sends beside the answer
+  (``reasoning_content``, ``reasoning``) a ``ReasoningPart``; streamed, the writers read the
+  same fields of each delta (``refusal_of``, ``reasoning_of``), as a refusal's finish is only
+  known at its end;
 - a chunk that names no answer (``is_preamble``: Azure opens its streams with one holding
   only ``prompt_filter_results``, its id and model empty) starts nothing in another format:
   the answer's identity comes from the first chunk that has one.
@@ -78,6 +81,13 @@ _OPENAI = "openai"
 _OPENAI_REASONING = ("reasoning_content", "reasoning")
 """Where OpenAI-compatible servers put the reasoning text beside the answer: DeepSeek and
 vLLM's ``reasoning_content``, the ``reasoning`` of Groq, OpenRouter, Ollama and newer vLLM."""
+
+
+def refusal_of(extra: JSON, wire_format: str | None) -> str | None:
+    """An OpenAI-format answer's refusal (whole, or a streamed piece) in a message's or
+    delta's extras; ``None`` from other formats, whose extras mean something else."""
+    refusal = extra.get("refusal") if wire_format == _OPENAI else None
+    return refusal if isinstance(refusal, str) and refusal else None
 
 
 def reasoning_of(extra: JSON, wire_format: str | None) -> str | None:
@@ -273,9 +283,17 @@ def _plain_choice(choice: Choice, openai: bool) -> Choice:
 
 
 def _said_plainly(choice: Choice) -> Choice:
-    """A compatible server's reasoning text as a ``ReasoningPart`` before the answer."""
+    """An OpenAI answer's refusal as its text, with the finish other formats call a refusal
+    (``content_filter``: Anthropic's ``refusal``), and a compatible server's reasoning text
+    as a ``ReasoningPart`` before the answer."""
     message = choice.message
+    finish = choice.finish_reason
     content = message.content
+    refusal = refusal_of(message.extra, _OPENAI)
+    if refusal is not None and not content:
+        content = refusal
+        if finish in (None, "stop"):
+            finish = "content_filter"
     reasoning = reasoning_of(message.extra, _OPENAI)
     if reasoning is not None:
         parts: list[ContentPart] = [ReasoningPart(reasoning)]
@@ -288,7 +306,7 @@ def _said_plainly(choice: Choice) -> Choice:
         calls = message.tool_calls
         if calls:
             message = replace(message, tool_calls=[_after_reasoning(c) for c in calls])
-    return replace(choice, message=replace(message, content=content))
+    return replace(choice, message=replace(message, content=content), finish_reason=finish)
 
 
 def _after_reasoning(call: ToolCall) -> ToolCall:

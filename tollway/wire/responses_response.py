@@ -21,8 +21,7 @@ import time
 from typing import Any
 
 from tollway.core.types import JSON, ChatResponse, FinishReason, Message, ReasoningPart, Usage
-from tollway.wire.crossing import reasoning_of
-from tollway.wire.openai_response import WIRE_FORMAT as OPENAI
+from tollway.wire.crossing import reasoning_of, refusal_of
 
 _INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
@@ -60,13 +59,6 @@ def output_text(text: str) -> JSON:
 def refusal_part(refusal: str) -> JSON:
     """A ``refusal`` content part."""
     return {"type": "refusal", "refusal": refusal}
-
-
-def refusal_of(extra: JSON, wire_format: str | None) -> str | None:
-    """An OpenAI upstream's refusal (whole, or a streamed piece) in a message's or delta's
-    extras; ``None`` from other formats, whose extras mean something else."""
-    refusal = extra.get("refusal") if wire_format == OPENAI else None
-    return refusal if isinstance(refusal, str) and refusal else None
 
 
 def reasoning_text(text: str) -> JSON:

@@ -35,7 +35,7 @@ import orjson
 
 from tollway.core.errors import GatewayError, UpstreamProtocolError
 from tollway.core.types import JSON, ChatChunk, FinishReason, ToolCallDelta, Usage
-from tollway.wire.crossing import is_preamble, reasoning_of
+from tollway.wire.crossing import is_preamble, reasoning_of, refusal_of
 from tollway.wire.held_calls import HeldCall, hold, may_interleave, release
 from tollway.wire.responses_response import (
     function_call_item,
@@ -44,7 +44,6 @@ from tollway.wire.responses_response import (
     output_text,
     reasoning_item,
     reasoning_text,
-    refusal_of,
     refusal_part,
     response_object,
     status_for,

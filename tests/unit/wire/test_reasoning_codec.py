@@ -1,5 +1,6 @@
-"""Reasoning crossing formats: Claude's thinking to and from Bedrock, the reasoning text of
-OpenAI-compatible servers for Anthropic and Responses clients."""
+"""Reasoning and refusals crossing formats: Claude's thinking to and from Bedrock, the
+reasoning text of OpenAI-compatible servers for Anthropic and Responses clients, OpenAI's
+refusals for Anthropic clients."""
 
 from __future__ import annotations
 
@@ -229,7 +230,7 @@ def test_streamed_bedrock_reasoning_is_thinking_blocks_for_a_client_that_asked()
     ]
 
 
-# An OpenAI-compatible server's reasoning, for Anthropic clients.
+# An OpenAI-compatible server's reasoning and OpenAI's refusals, for Anthropic clients.
 
 
 def openai_chunk(delta: dict[str, Any], finish: str | None = None) -> ChatChunk:
@@ -286,6 +287,26 @@ def test_compatible_reasoning_is_unsigned_thinking_for_a_client_that_asked(field
         "message_start", "ping", "content_block_start", "content_block_delta",
         "content_block_stop", "message_delta", "message_stop",
     ]  # fmt: skip
+
+
+def test_an_openai_refusal_is_text_ending_in_refusal_for_anthropic_clients() -> None:
+    refused = openai_answer({"role": "assistant", "content": None, "refusal": "I can't."})
+    body = anthropic_response.response_to_wire(refused)
+    assert body["content"] == [{"type": "text", "text": "I can't."}]
+    assert body["stop_reason"] == "refusal"
+    chunks = [
+        openai_chunk({"role": "assistant", "content": None, "refusal": ""}),
+        openai_chunk({"refusal": "I "}),
+        openai_chunk({"refusal": "can't."}),
+        openai_chunk({}, "stop"),
+    ]
+    events = anthropic_events(chunks, thinking=False)
+    text = [e["delta"]["text"] for n, e in events if n == "content_block_delta"]
+    assert text == ["I ", "can't."]
+    assert events[-2][1]["delta"]["stop_reason"] == "refusal"
+    # An answer that was not refused stops as it said.
+    plain = anthropic_events([openai_chunk({"content": "ok"}), openai_chunk({}, "stop")], False)
+    assert plain[-2][1]["delta"]["stop_reason"] == "end_turn"
 
 
 # An OpenAI-compatible server's reasoning, for Responses clients.
