@@ -18,6 +18,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tollway.simulator import eventstream
+
 JSON_CONTENT_TYPE = "application/json"
 
 
@@ -174,3 +176,22 @@ def error_response(
     if headers:
         response.headers.update(headers)
     return response
+
+
+def overload_status(dialect: Dialect) -> int:
+    """The status an API answers an overload with: Anthropic's own 529, else 503."""
+    return 529 if dialect is Dialect.ANTHROPIC else 503
+
+
+def overload_event(dialect: Dialect, request_id: str) -> bytes:
+    """The event a stream ends with when the provider is overloaded after it began, as each
+    API sends it: Anthropic's ``event: error`` with ``overloaded_error``, an OpenAI-format or
+    Google ``data:`` event holding only an ``error``, a Bedrock ``exception`` message."""
+    status = overload_status(dialect)
+    message = f"{reason(status)} (simulated fault)"
+    if dialect is Dialect.BEDROCK:
+        return eventstream.exception("serviceUnavailableException", message)
+    body = orjson.dumps(error_body(dialect, status, message, request_id=request_id))
+    if dialect is Dialect.ANTHROPIC:
+        return b"event: error\ndata: " + body + b"\n\n"
+    return b"data: " + body + b"\n\n"

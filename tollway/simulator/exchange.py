@@ -17,7 +17,14 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from tollway.simulator.errors import Dialect, error_response, google_error_response, reason
+from tollway.simulator.errors import (
+    Dialect,
+    error_response,
+    google_error_response,
+    overload_event,
+    overload_status,
+    reason,
+)
 from tollway.simulator.faults import close_connection, reset_connection
 from tollway.simulator.settings import SimulatorSettings
 from tollway.simulator.state import SimulatorState
@@ -63,6 +70,9 @@ class Call:
     """``x-sim-reasoning``: the field an OpenAI-format answer says its reasoning in, as
     OpenAI-compatible servers do (``reasoning_content``: DeepSeek, vLLM; ``reasoning``: Groq,
     OpenRouter)."""
+    stream_error: bytes | None = None
+    """``error-after``: the event that ends the stream once ``stop_after`` tokens are sent
+    (the API's overload error), instead of a dropped connection."""
 
 
 def _has_key(request: web.BaseRequest, key: str) -> bool:
@@ -148,15 +158,20 @@ async def admit(
     except ValueError as exc:
         return error_response(dialect, 400, f"simulator: {exc}", request_id=request_id)
     stop_after = None
+    stream_error = None
     if fault is not None:
         if fault.kind == "status":
             return _status_fault(request, dialect, fault.value, request_id)
         streams = _streaming(body) if streaming is None else streaming
         if fault.kind == "reset" or (fault.kind == "stop-after" and not streams):
             return reset_connection(request)
+        if fault.kind == "error-after" and not streams:
+            return _status_fault(request, dialect, overload_status(dialect), request_id)
         if fault.kind == "hang":
             return await _hang(request, state)
         stop_after = fault.value
+        if fault.kind == "error-after":
+            stream_error = overload_event(dialect, request_id)
     if request.method == "GET":
         body = {}
     elif malformed or not isinstance(body, dict):
@@ -175,6 +190,7 @@ async def admit(
         finish_reason=finish_reason,
         refusal=refusal,
         reasoning_field=reasoning_field,
+        stream_error=stream_error,
     )
 
 
@@ -279,7 +295,8 @@ async def delay(call: Call, tokens: int) -> None:
 async def send_stream(
     request: web.BaseRequest, call: Call, parts: StreamParts, headers: dict[str, str]
 ) -> web.StreamResponse:
-    """Write an SSE stream, pacing tokens by tpot and cutting it short for stop-after."""
+    """Write an SSE stream, pacing tokens by tpot and cutting it short for stop-after (or
+    ending it with an error event for error-after)."""
     if call.ttft > 0:
         await asyncio.sleep(call.ttft)
     response = web.StreamResponse(headers=headers)
@@ -303,6 +320,9 @@ async def _paced(
     for data, is_token in parts:
         if is_token:
             if call.stop_after is not None and tokens >= call.stop_after:
+                if call.stream_error is not None:
+                    await response.write_eof(b"".join(pending) + call.stream_error)
+                    return
                 await response.write(b"".join(pending))
                 close_connection(request)
                 return

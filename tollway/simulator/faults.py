@@ -2,7 +2,10 @@
 
 Grammar: ``status:NNN`` (answer with that status in the dialect's error shape), ``reset`` (drop
 the connection without a response), ``stop-after:N`` (stream N content chunks, then drop the
-connection; a non-streaming request behaves like ``reset``) and ``hang`` (never answer).
+connection; a non-streaming request behaves like ``reset``), ``error-after:N`` (stream N content
+chunks, then the API's own error event for an overload, and end the stream: Anthropic's
+``overloaded_error`` after ``message_start`` with ``error-after:0``; a non-streaming request is
+answered with the overload's status) and ``hang`` (never answer).
 In the ``x-sim-fault`` header, ``none`` exempts that request from the server-wide fault.
 """
 
@@ -16,7 +19,7 @@ from typing import Literal
 
 from aiohttp import web
 
-FaultKind = Literal["status", "reset", "stop-after", "hang"]
+FaultKind = Literal["status", "reset", "stop-after", "error-after", "hang"]
 
 # SO_LINGER on with a zero timeout makes close() send a TCP RST instead of a FIN, which is what a
 # crashed upstream or a middlebox killing the connection looks like to the client.
@@ -40,17 +43,19 @@ def parse_fault(spec: str) -> Fault:
         if arg:
             raise ValueError(f"fault {name!r} takes no argument")
         return Fault(name)  # type: ignore[arg-type]
-    if name in ("status", "stop-after"):
+    if name in ("status", "stop-after", "error-after"):
         try:
             value = int(arg)
         except ValueError:
             raise ValueError(f"fault {name!r} needs an integer argument, got {arg!r}") from None
         if name == "status" and not 400 <= value <= 599:
             raise ValueError(f"fault status must be 400..599, got {value}")
-        if name == "stop-after" and value < 0:
-            raise ValueError(f"stop-after must be >= 0, got {value}")
+        if name != "status" and value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value}")
         return Fault(name, value)  # type: ignore[arg-type]
-    raise ValueError(f"unknown fault {spec!r}; expected status:NNN, reset, stop-after:N or hang")
+    raise ValueError(
+        f"unknown fault {spec!r}; expected status:NNN, reset, stop-after:N, error-after:N or hang"
+    )
 
 
 def reset_connection(request: web.BaseRequest) -> web.Response:

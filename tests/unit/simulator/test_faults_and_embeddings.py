@@ -22,6 +22,7 @@ from tollway.simulator.faults import Fault, parse_fault
         ("hang", Fault("hang")),
         ("stop-after:0", Fault("stop-after", 0)),
         ("stop-after:12", Fault("stop-after", 12)),
+        ("error-after:0", Fault("error-after", 0)),
     ],
 )
 def test_parse_fault(spec: str, fault: Fault) -> None:
@@ -30,7 +31,18 @@ def test_parse_fault(spec: str, fault: Fault) -> None:
 
 @pytest.mark.parametrize(
     "spec",
-    ["", "boom", "status", "status:abc", "status:200", "status:600", "reset:1", "stop-after:-1"],
+    [
+        "",
+        "boom",
+        "status",
+        "status:abc",
+        "status:200",
+        "status:600",
+        "reset:1",
+        "stop-after:-1",
+        "error-after",
+        "error-after:-2",
+    ],
 )
 def test_parse_fault_rejects(spec: str) -> None:
     with pytest.raises(ValueError):
