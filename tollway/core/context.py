@@ -30,7 +30,8 @@ class Attempt:
     ended: float | None = None
     error: GatewayError | None = None
     first_chunk_at: float | None = None
-    """Streams: when the first chunk arrived."""
+    """Streams: when the first content arrived (the stream's head before it is no token:
+    ``wire/stream_head.py``)."""
     cut_short: bool = False
     """The model group's deadline cut the call (its ``error`` a timeout that is not the
     deployment's failure: its health and error storms leave it out)."""

@@ -11,7 +11,9 @@ Every request is planned by the router (routing/router.py) and tried candidate b
 while nothing has been sent to the client: a transient failure (5xx, reset, cut answer) is
 retried on the same deployment up to the group's ``retries`` with jittered backoff; a rate
 limit, a timeout or the last retry moves on to the next candidate; a client error (400 and
-the like) ends the request at once. Each outcome updates the deployment's health.
+the like) ends the request at once. Each outcome updates the deployment's health. A stream
+is an attempt until its first content: the head before it is held (``wire/stream_head.py``),
+so a failure right after the head still fails over.
 """
 
 from __future__ import annotations
@@ -48,13 +50,15 @@ from tollway.providers.base import TokenCounter as ProviderTokenCounter
 from tollway.routing.health import DeploymentHealth, retry_after_seconds
 from tollway.routing.router import Router
 from tollway.routing.table import RoutingTable, within
+from tollway.wire.stream_head import HELD_AT_MOST, opens_only
 
 log = logging.getLogger("tollway.pipeline")
 
 Reply = ChatResponse | EmbeddingResponse
 _Result = TypeVar("_Result")
 Once = Callable[[RequestContext, Deployment], Awaitable[_Result]]
-Stream = tuple[ChatChunk, AsyncIterator[ChatChunk]]
+Stream = tuple[list[ChatChunk], AsyncIterator[ChatChunk]]
+"""A stream's chunks in hand (its held head and first content) and the rest to come."""
 
 
 class Stage:
@@ -228,58 +232,59 @@ class Pipeline:
         return self._chat_providers[deployment.provider].chat(ctx.chat, deployment)
 
     async def stream(self, ctx: RequestContext) -> AsyncIterator[ChatChunk]:
-        """The answer as chunks; failover is possible until the first chunk is in hand."""
+        """The answer as chunks; failover is possible until its first content is in hand (the
+        stream's head before it is held: ``wire/stream_head.py``)."""
         assert ctx.chat is not None
         entering = self._enter_stages(ctx)
         early = None if entering is None else await entering
         if isinstance(early, ChatResponse):
             ctx.deployment = None
             replay = response_as_chunks(early)
-            return self._forward(ctx, await anext(replay), replay, None)
-        first, rest = await self._attempts(ctx, "chat", self._stream_once, streaming=True)
-        return self._forward(ctx, first, rest, self._health.of(ctx.tries[-1].deployment.id))
+            return self._forward(ctx, [await anext(replay)], replay, None)
+        in_hand, rest = await self._attempts(ctx, "chat", self._stream_once, streaming=True)
+        return self._forward(ctx, in_hand, rest, self._health.of(ctx.tries[-1].deployment.id))
 
     async def _stream_once(self, ctx: RequestContext, deployment: Deployment) -> Stream:
+        """The stream's chunks up to its first content (the head before it held, so that a
+        failure after the head is still this attempt's, and fails over), and the rest."""
         assert ctx.chat is not None
         chunks = self._chat_providers[deployment.provider].stream(ctx.chat, deployment)
+        in_hand: list[ChatChunk] = []
         try:
-            first = await anext(chunks)
+            chunk = await anext(chunks)
+            while opens_only(chunk) and len(in_hand) < HELD_AT_MOST:
+                in_hand.append(chunk)
+                chunk = await anext(chunks)
         except StopAsyncIteration:
-            raise UpstreamProtocolError("upstream stream was empty") from None
+            if not in_hand:
+                raise UpstreamProtocolError("upstream stream was empty") from None
+            # A stream that ended cleanly after its head (an empty answer) is that answer.
+            return in_hand, chunks
         except BaseException:
             await chunks.aclose()  # type: ignore[attr-defined]
             raise
+        in_hand.append(chunk)
         ctx.tries[-1].first_chunk_at = time.perf_counter()
-        return first, chunks
+        return in_hand, chunks
 
     async def _forward(
         self,
         ctx: RequestContext,
-        first: ChatChunk,
+        in_hand: list[ChatChunk],
         rest: AsyncIterator[ChatChunk],
         health: DeploymentHealth | None,
     ) -> AsyncIterator[ChatChunk]:
         ctx.first_token_at = time.perf_counter()
-        chunk: ChatChunk | None = first
         outcome: GatewayError | Literal["abandoned"] | None = "abandoned"
         try:
-            while True:
-                if chunk is not None:
-                    if chunk.usage is not None:
-                        ctx.usage = chunk.usage
-                    for choice in chunk.choices:
-                        if choice.content:
-                            ctx.output_chars += len(choice.content)
-                        if choice.tool_calls:
-                            ctx.output_chars += sum(_delta_chars(c) for c in choice.tool_calls)
-                    for stage in self._chunk_stages:
-                        chunk = stage.on_chunk(ctx, chunk)
-                        if chunk is None:
-                            break
-                    if chunk is not None:
-                        yield chunk
-                chunk = await anext(rest)
-        except StopAsyncIteration:
+            for chunk in in_hand:
+                outgoing = self._outgoing(ctx, chunk)
+                if outgoing is not None:
+                    yield outgoing
+            async for chunk in rest:
+                outgoing = self._outgoing(ctx, chunk)
+                if outgoing is not None:
+                    yield outgoing
             outcome = None
         except GatewayError as exc:
             outcome = exc
@@ -292,6 +297,22 @@ class Pipeline:
             self.metering.settle(ctx)
             if health is not None:
                 await self._close_stream_attempt(ctx, health, outcome)
+
+    def _outgoing(self, ctx: RequestContext, chunk: ChatChunk) -> ChatChunk | None:
+        """``chunk`` counted and passed through the chunk stages (``None``: a stage dropped it)."""
+        if chunk.usage is not None:
+            ctx.usage = chunk.usage
+        for choice in chunk.choices:
+            if choice.content:
+                ctx.output_chars += len(choice.content)
+            if choice.tool_calls:
+                ctx.output_chars += sum(_delta_chars(c) for c in choice.tool_calls)
+        for stage in self._chunk_stages:
+            changed = stage.on_chunk(ctx, chunk)
+            if changed is None:
+                return None
+            chunk = changed
+        return chunk
 
     async def _close_stream_attempt(
         self,
