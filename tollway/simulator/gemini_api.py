@@ -21,6 +21,7 @@ come as one JSON array, as the real API sends them.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -384,6 +385,9 @@ async def _serve(
         return error_response(
             dialect, 400, exc.message, request_id=call.request_id, param=exc.param
         )
+    except asyncio.CancelledError:
+        state.departed(request)  # the caller left before the answer was complete
+        raise
 
 
 def gemini_routes(state: SimulatorState) -> list[web.RouteDef]:

@@ -6,7 +6,8 @@ strictness at ``/mistral/v1/chat/completions`` and ``/mistral/v1/embeddings``; A
 ``/openai/v1/chat/completions`` and ``/openai/v1/embeddings``; Anthropic
 ``/v1/messages`` and ``/v1/messages/count_tokens``; Bedrock ``/model/{modelId}/converse`` and
 ``.../converse-stream``; Gemini API and Vertex AI ``.../models/{model}:{method}``
-(``gemini_api``); control endpoints under ``/_sim/``.
+(``gemini_api``); control endpoints under ``/_sim/`` (settings, the requests received, and the
+ones whose caller left before the answer was complete).
 """
 
 from __future__ import annotations
@@ -70,6 +71,11 @@ class _Handlers:
             return error_response(
                 dialect, 400, exc.message, request_id=call.request_id, param=exc.param
             )
+        except asyncio.CancelledError:
+            # The caller closed the connection while the answer was being prepared (the
+            # runner cancels handlers then): what a gateway that gives up on a call does.
+            self.state.departed(request)
+            raise
 
     def _openai_model(self, call: Call, request: web.Request, dialect: Dialect) -> str:
         model = call.body.get("model")
@@ -145,6 +151,12 @@ class _Handlers:
     async def delete_requests(self, request: web.Request) -> web.StreamResponse:
         return _json({"deleted": self.state.clear_requests()})
 
+    async def get_departures(self, request: web.Request) -> web.StreamResponse:
+        return _json(self.state.departures())
+
+    async def delete_departures(self, request: web.Request) -> web.StreamResponse:
+        return _json({"deleted": self.state.clear_departures()})
+
     async def get_config(self, request: web.Request) -> web.StreamResponse:
         return _json(self.state.settings.model_dump())
 
@@ -188,6 +200,8 @@ def create_app(state: SimulatorState | Simulator | None = None) -> web.Applicati
     add.add_routes(oauth_routes(handlers.state))
     add.add_get("/_sim/requests", handlers.get_requests)
     add.add_delete("/_sim/requests", handlers.delete_requests)
+    add.add_get("/_sim/departures", handlers.get_departures)
+    add.add_delete("/_sim/departures", handlers.delete_departures)
     add.add_get("/_sim/config", handlers.get_config)
     add.add_post("/_sim/config", handlers.post_config)
     add.add_get("/_sim/health", handlers.health)
@@ -262,6 +276,11 @@ class Simulator:
     def clear_requests(self) -> None:
         """Forget the recorded requests."""
         self.state.clear_requests()
+
+    @property
+    def departures(self) -> list[dict[str, Any]]:
+        """The requests whose caller left before their answer was complete, oldest first."""
+        return self.state.departures()
 
     async def __aenter__(self) -> Simulator:
         await self.start()

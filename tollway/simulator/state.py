@@ -1,7 +1,8 @@
 """The state one simulator instance shares between its handlers.
 
-Settings, the request log, the fault PRNG, id generation and the embedding cache all hang off a
-``SimulatorState`` so several simulators can run in one process without sharing anything.
+Settings, the request log, the callers that left before their answer was complete, the fault
+PRNG, id generation and the embedding cache all hang off a ``SimulatorState`` so several
+simulators can run in one process without sharing anything.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import asyncio
 import itertools
 import random
 import secrets
+import time
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
@@ -33,6 +35,7 @@ class SimulatorState:
         # Raw (method, path, query, headers, body): converting to RecordedRequest only when the
         # log is read keeps the per-request cost to one tuple.
         self._log: deque[_RawRecord] = deque(maxlen=MAX_RECORDED)
+        self._departures: deque[dict[str, Any]] = deque(maxlen=MAX_RECORDED)
         self.embeddings = EmbeddingCache()
         # Set while the server stops, so hung requests give up at once instead of at timeout.
         self.stopping = asyncio.Event()
@@ -96,4 +99,26 @@ class SimulatorState:
         """Forget the logged requests; returns how many there were."""
         count = len(self._log)
         self._log.clear()
+        return count
+
+    def departed(self, request: web.BaseRequest) -> None:
+        """Remember that the caller of ``request`` closed its connection before the answer
+        was complete (its handler was cancelled)."""
+        self._departures.append(
+            {
+                "method": request.method,
+                "path": request.path,
+                "headers": {k.lower(): v for k, v in request.headers.items()},
+                "at": time.time(),
+            }
+        )
+
+    def departures(self) -> list[dict[str, Any]]:
+        """The requests whose caller left before their answer was complete, oldest first."""
+        return list(self._departures)
+
+    def clear_departures(self) -> int:
+        """Forget the departures; returns how many there were."""
+        count = len(self._departures)
+        self._departures.clear()
         return count
