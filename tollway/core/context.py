@@ -33,8 +33,10 @@ class Attempt:
     """Streams: when the first content arrived (the stream's head before it is no token:
     ``wire/stream_head.py``)."""
     cut_short: bool = False
-    """The model group's deadline cut the call (its ``error`` a timeout that is not the
-    deployment's failure: its health and error storms leave it out)."""
+    """The gateway cut the call: the model group's deadline (its ``error`` a timeout) or its
+    client leaving while it waited (no ``error`` of its own; the request's is
+    ``ClientDisconnected``). Not the deployment's failure: its health and error storms leave
+    it out."""
 
 
 @dataclass(slots=True)

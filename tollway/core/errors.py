@@ -7,7 +7,8 @@
     ├── NotFound                      404  unknown model or route
     ├── PayloadTooLarge               413
     ├── RateLimited                   429  over a rate limit or a budget (``code`` says which)
-    ├── ClientDisconnected            499  the client left mid-stream (recorded, never sent)
+    ├── ClientDisconnected            499  the client left before its answer was complete
+    │                                      (recorded, never sent)
     ├── LimiterDown                   503  the shared limiter (Redis) is unreachable
     ├── StoreUnavailable              503  the store (PostgreSQL) is unreachable: the admin
     │                                      API, a key not in memory that must be looked up
@@ -119,7 +120,8 @@ class DeploymentBusy(RateLimited):
 
 
 class ClientDisconnected(GatewayError):
-    """The client went away before its stream ended: how the request ended, for metrics, the
+    """The client went away before its answer was complete (mid-stream, or while the gateway
+    waited for the upstream, which is then given up): how the request ended, for metrics, the
     request log and traces (nginx's 499), not a failure of the gateway or a provider."""
 
     status = 499

@@ -27,6 +27,7 @@ from typing import Literal, TypeVar
 
 from tollway.core.context import Attempt, RequestContext
 from tollway.core.errors import (
+    ClientDisconnected,
     DeadlineExceeded,
     GatewayError,
     UpstreamError,
@@ -325,6 +326,11 @@ class Pipeline:
         attempt.ended = now
         if outcome == "abandoned":
             self._health.abandoned(health)
+        elif isinstance(outcome, ClientDisconnected):
+            # Its client hung up while it waited for the upstream: how the request ends, and
+            # no outcome of the deployment's.
+            ctx.error, attempt.cut_short = outcome, True
+            self._health.abandoned(health)
         elif outcome is None:
             ttft = (
                 None if attempt.first_chunk_at is None else attempt.first_chunk_at - attempt.started
@@ -427,6 +433,17 @@ class Pipeline:
             self._health.started(health)
             try:
                 result = await once(ctx, target)
+            except ClientDisconnected as exc:
+                # Its client hung up while it waited (providers/deadlines.py): how the request
+                # ends, no outcome of the deployment's, and no other candidate to try.
+                attempt.ended, attempt.cut_short = time.perf_counter(), True
+                ctx.error = exc
+                self._health.abandoned(health)
+                for stage in self._attempt_end_stages:
+                    pending = stage.on_attempt_end(ctx, attempt)
+                    if pending is not None:
+                        await pending
+                raise
             except GatewayError as exc:
                 now = time.perf_counter()
                 attempt.ended, attempt.error = now, exc

@@ -17,6 +17,7 @@ from tollway.core.context import RequestContext
 from tollway.core.errors import ClientDisconnected, GatewayError, InvalidRequest, PayloadTooLarge
 from tollway.core.types import ChatChunk, ChatRequest, EmbeddingRequest
 from tollway.pricing.metering import format_cost
+from tollway.providers.deadlines import CALLER
 
 if TYPE_CHECKING:
     from tollway.auth.principal import Principal
@@ -121,6 +122,8 @@ async def exchange(
     answer, render any failure in the dialect's shape, and always finish the pipeline."""
     rid = request_id(request, gateway.request_ids)
     pipeline = gateway.pipeline
+    # Upstream calls made in this task give up when this connection closes (deadlines.py).
+    CALLER.set(request.protocol)
     ctx: RequestContext | None = None
     try:
         principal: Principal = await gateway.authenticator.authenticate(request.headers)

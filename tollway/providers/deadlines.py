@@ -10,17 +10,40 @@ any sensible timeout.
 Only a call that is waiting on its upstream is ever cancelled: a stream that has handed a
 chunk to its consumer is paused (``waiting = False``) until it asks for the next one, so the
 cancellation can never land in the consumer's own awaits (e.g. writing to a slow client).
+
+The same rounds notice a client that has gone: a call made for a client request (``CALLER``,
+set by the dialect for its task) is cancelled, as ``"client"``, once that client's connection
+has closed, so a long wait for a first token or through a silent reasoning phase stops when
+the caller hangs up instead of running (and being billed) to the end. aiohttp's own handler
+cancellation would do it too, but at any await of the request (a budget reservation in
+Redis, a settlement); here it only ever lands where a time limit can.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Literal
+from contextvars import ContextVar
+from typing import Literal, Protocol
 
 from tollway.core.types import UpstreamTimeouts
 
-Phase = Literal["first_byte", "total"]
+Phase = Literal["first_byte", "total", "client"]
+"""What ended a call: its first-byte (or gap) limit, its total limit, or its client leaving."""
+
+
+class Caller(Protocol):
+    """The connection a client request came on (aiohttp's request handler)."""
+
+    @property
+    def connected(self) -> bool:
+        """Whether the client's connection is still open."""
+        ...
+
+
+CALLER: ContextVar[Caller | None] = ContextVar("tollway_caller", default=None)
+"""The client connection the current task serves: set by the dialect (``exchange``) in the
+request's own task (aiohttp runs each in a new one), read when an upstream call starts."""
 
 RESOLUTION = 0.05
 """Seconds between watchdog rounds: how late a time limit may fire."""
@@ -30,6 +53,7 @@ class Deadline:
     """The time limits of one upstream call, as loop times."""
 
     __slots__ = (
+        "caller",
         "expired",
         "first_byte",
         "first_event_at",
@@ -41,8 +65,11 @@ class Deadline:
         "waiting",
     )
 
-    def __init__(self, task: asyncio.Task[object], timeouts: UpstreamTimeouts) -> None:
+    def __init__(
+        self, task: asyncio.Task[object], timeouts: UpstreamTimeouts, caller: Caller | None = None
+    ) -> None:
         self.task = task
+        self.caller = caller
         self.loop = task.get_loop()
         now = self.loop.time()
         self.first_byte = timeouts.first_byte
@@ -76,7 +103,8 @@ class Deadline:
         return True
 
     def timed_out(self) -> bool:
-        """Whether a ``CancelledError`` in this call came from this deadline (and absorb it)."""
+        """Whether a ``CancelledError`` in this call came from this deadline, or from its
+        client leaving (and absorb it)."""
         if self.expired is None:
             return False
         self.task.uncancel()
@@ -100,7 +128,7 @@ class Deadlines:
         # With its loop given, current_task skips get_running_loop (a getpid system call).
         task = asyncio.current_task(loop)
         assert task is not None, "upstream calls run inside a task"
-        deadline = Deadline(task, timeouts)
+        deadline = Deadline(task, timeouts, CALLER.get())
         self._watched.add(deadline)
         if self._watchdog is None:
             self._watchdog = loop.create_task(self._watch(), name="tollway-upstream-deadlines")
@@ -124,6 +152,8 @@ class Deadlines:
                     deadline.expired = "total"
                 elif now >= deadline.gap_at:
                     deadline.expired = "first_byte"
+                elif deadline.caller is not None and not deadline.caller.connected:
+                    deadline.expired = "client"
                 else:
                     continue
                 deadline.task.cancel()

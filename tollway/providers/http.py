@@ -17,6 +17,8 @@ import orjson
 from yarl import URL
 
 from tollway.core.errors import (
+    ClientDisconnected,
+    GatewayError,
     InvalidRequest,
     UpstreamError,
     UpstreamErrorBody,
@@ -213,8 +215,13 @@ def _deadline_error(
     phase: Phase | None = None,
     *,
     mid_stream: bool = False,
-) -> UpstreamTimeout:
+) -> GatewayError:
     phase = phase or deadline.expired or "total"
+    if phase == "client":
+        # Not the upstream's failure: the client hung up while the call waited for it.
+        return ClientDisconnected(
+            "client disconnected while waiting for the upstream", code="client_disconnected"
+        )
     if phase == "first_byte" and mid_stream:
         # The gap limit: the deployment's own first-byte limit, even where a latency
         # threshold or a deadline shortened the wait for the first event.

@@ -10,9 +10,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tollway.core.errors import UpstreamTimeout
+from tollway.core.errors import ClientDisconnected, UpstreamTimeout
 from tollway.core.types import Deployment, UpstreamTimeouts
-from tollway.providers.deadlines import Deadlines
+from tollway.providers.deadlines import CALLER, Deadlines
 from tollway.providers.http import UpstreamClient
 from tollway.routing.table import within
 
@@ -180,5 +180,47 @@ def test_a_deadline_bounds_a_streams_first_event_however_early_its_head_came(
                 pass
         assert caught.value.phase == "first_byte"
         assert time.monotonic() - started < 0.55
+
+    _run(check)
+
+
+class _Caller:
+    """A client connection that closes when told to."""
+
+    def __init__(self) -> None:
+        self.connected = True
+
+
+def test_a_call_for_a_client_that_left_ends_as_its_disconnection() -> None:
+    async def check(client: UpstreamClient, base: str) -> None:
+        caller = _Caller()
+        CALLER.set(caller)
+        asyncio.get_running_loop().call_later(0.1, setattr, caller, "connected", False)
+        started = time.monotonic()
+        with pytest.raises(ClientDisconnected) as caught:
+            await client.post_json(
+                base + "/json?delay=2", {}, {}, UpstreamTimeouts(1.0, 5.0, 5.0), _no_error
+            )
+        assert caught.value.status == 499
+        assert time.monotonic() - started < 0.5
+        # The task was not left cancelled: it goes on (to settle, to log) as usual.
+        await asyncio.sleep(0)
+
+    _run(check)
+
+
+def test_a_stream_for_a_client_that_left_ends_during_a_silence() -> None:
+    async def check(client: UpstreamClient, base: str) -> None:
+        caller = _Caller()
+        CALLER.set(caller)
+        events = client.post_stream(
+            base + "/events?gap=2&count=2", {}, {}, UpstreamTimeouts(1.0, 5.0, 10.0), _no_error
+        )
+        started = time.monotonic()
+        asyncio.get_running_loop().call_later(0.1, setattr, caller, "connected", False)
+        with pytest.raises(ClientDisconnected):
+            async for _ in events:
+                pass
+        assert time.monotonic() - started < 0.5
 
     _run(check)
