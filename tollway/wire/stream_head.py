@@ -8,9 +8,10 @@ the first chunk that says something, so that an upstream failing right after its
 common one: Anthropic's ``message_start`` then an ``overloaded_error`` event) still fails over
 before the client has been sent a byte.
 
-What ends the head is content, a tool call, a finish reason, usage, or anything else a chunk
-carries in its ``extra`` that is not empty: a refusal, reasoning text, a thinking block, or a
-keep-alive (Anthropic's ``ping`` after the first, which a client must get while a model thinks).
+What ends the head is content, a tool call, a finish reason, usage, reasoning (Bedrock's
+``reasoningContent``), or anything else a chunk carries in its ``extra`` that is not empty: a
+refusal, an OpenAI-compatible server's reasoning text, a thinking block, or a keep-alive
+(Anthropic's ``ping`` after the first, which a client must get while a model thinks).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ def opens_only(chunk: ChatChunk) -> bool:
         return False
     for choice in chunk.choices:
         if choice.content or choice.tool_calls or choice.finish_reason is not None:
+            return False
+        if choice.reasoning is not None:  # reasoning is content to a client that shows it
             return False
         if choice.extra and not _empty(choice.extra):
             return False

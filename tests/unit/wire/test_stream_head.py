@@ -121,3 +121,11 @@ def test_bedrocks_message_start_opens_the_answer() -> None:
     text = {":message-type": "event", ":event-type": "contentBlockDelta"}
     delta = reader.feed(text, orjson.dumps({"contentBlockIndex": 0, "delta": {"text": "Hi"}}))
     assert delta is not None and not opens_only(delta)
+
+
+def test_bedrocks_reasoning_says_something() -> None:
+    reader = bedrock_stream.StreamReader("claude")
+    headers = {":message-type": "event", ":event-type": "contentBlockDelta"}
+    delta = {"contentBlockIndex": 0, "delta": {"reasoningContent": {"text": "Let me see"}}}
+    chunk = reader.feed(headers, orjson.dumps(delta))
+    assert chunk is not None and not opens_only(chunk)
