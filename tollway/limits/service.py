@@ -250,16 +250,16 @@ class LimitService:
         self._task = asyncio.create_task(self._flush_loop(), name="tollway-spend")
 
     async def _flush_loop(self) -> None:
-        failing = False  # the traceback once an outage, then one line a round
+        failing = False  # one line a round while it fails, one when it works again
         while True:
             await asyncio.sleep(self.config.spend_flush_interval)
             try:
                 await self.flush()
             except Exception as exc:  # the next round tries again; spend stays in the backend
-                if failing:
-                    log.warning("writing budget spend to the store failed again: %s", exc)
-                else:
-                    log.warning("writing budget spend to the store failed", exc_info=True)
+                again = " again" if failing else ""
+                name = type(exc).__name__
+                log.warning("writing budget spend to the store failed%s: %s: %s", again, name, exc)
+                log.debug("the failed write of budget spend", exc_info=True)
                 failing = True
             else:
                 if failing:
