@@ -35,7 +35,14 @@ from tollway.core.errors import (
 )
 from tollway.dialects.http import log_internal_error, read_json_object, request_id
 from tollway.dialects.openai import error_response
-from tollway.store import InvalidRecord, KeyStatus, NewKey, RecordConflict, RecordNotFound
+from tollway.store import (
+    CredentialRecord,
+    InvalidRecord,
+    KeyStatus,
+    NewKey,
+    RecordConflict,
+    RecordNotFound,
+)
 
 if TYPE_CHECKING:
     from tollway.gateway import Gateway
@@ -404,10 +411,12 @@ async def add_credential(call: AdminCall) -> dict[str, Any]:
     require_role(call.principal, "admin")
     body = await call.body(bodies.CredentialPut)
     try:
-        await call.gateway.store.credentials.get(body.name)
-    except RecordNotFound:
-        return await _store_credential(call, body)
-    raise Conflict(f"a credential named {body.name!r} exists; PUT to rotate it", code="conflict")
+        record = await call.gateway.store.credentials.add(body.name, body.provider, body.secret)
+    except RecordConflict:
+        raise Conflict(
+            f"a credential named {body.name!r} exists; PUT to rotate it", code="conflict"
+        ) from None
+    return await _credential_stored(call, body, record)
 
 
 async def rotate_credential(call: AdminCall) -> dict[str, Any]:
@@ -416,11 +425,13 @@ async def rotate_credential(call: AdminCall) -> dict[str, Any]:
     body = await call.body(bodies.CredentialPut)
     if body.name != call.param("name"):
         raise InvalidRequest("the body's 'name' must match the path", param="name")
-    return await _store_credential(call, body)
-
-
-async def _store_credential(call: AdminCall, body: bodies.CredentialPut) -> dict[str, Any]:
     record = await call.gateway.store.credentials.put(body.name, body.provider, body.secret)
+    return await _credential_stored(call, body, record)
+
+
+async def _credential_stored(
+    call: AdminCall, body: bodies.CredentialPut, record: CredentialRecord
+) -> dict[str, Any]:
     await call.gateway.fleet.credentials_changed(body.name)
     await call.gateway.identity.audit(
         call.actor, "credential.put", "credential", body.name, {"provider": body.provider}

@@ -11,6 +11,7 @@ from tollway.store.errors import (
     RecordConflict,
     RecordNotFound,
     SchemaMismatch,
+    StoreBusy,
     StoreError,
     VaultKeyError,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "SchemaMismatch",
     "SecretBox",
     "Store",
+    "StoreBusy",
     "StoreError",
     "TeamRecord",
     "TeamRole",

@@ -293,9 +293,12 @@ def _json_copy(value: Any) -> Any:
 
 
 async def _check_owners(session: AsyncSession, user_id: str | None, team_id: str | None) -> None:
-    if user_id is not None and await session.get(UserRow, user_id) is None:
+    # Shared locks (PostgreSQL): a delete of the user or team waits for this key and revokes
+    # it, or this waits for the delete and finds nothing; never a key left active, detached.
+    share = {"key_share": True}
+    if user_id is not None and await session.get(UserRow, user_id, with_for_update=share) is None:
         raise RecordNotFound(f"no user with id {user_id!r}")
-    if team_id is not None and await session.get(TeamRow, team_id) is None:
+    if team_id is not None and await session.get(TeamRow, team_id, with_for_update=share) is None:
         raise RecordNotFound(f"no team with id {team_id!r}")
 
 
