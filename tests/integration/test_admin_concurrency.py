@@ -205,3 +205,39 @@ def test_a_write_kept_waiting_past_the_busy_timeout_is_a_503(
         assert listed.status_code == 200
         assert admin.post("/admin/teams", json={"name": "t0"}).status_code == 201
         assert "Traceback" not in process.output()
+
+
+def test_a_member_removed_while_making_keys_keeps_none_active(
+    gateway: tuple[str, Process],
+) -> None:
+    url, process = gateway
+    tag = uuid.uuid4().hex[:8]
+
+    async def run() -> list[tuple[str, int, str]]:
+        async with httpx.AsyncClient(base_url=url, headers=ADMIN, timeout=60) as client:
+            team = await _made(client, "/admin/teams", {"name": f"leaving-{tag}"})
+            member = await _made(client, "/admin/users", {"email": f"leaving-{tag}@example.com"})
+            path = f"/admin/teams/{team['id']}/members"
+            await _made(client, path, {"user_id": member["id"]})
+            own = await _made(client, "/admin/keys", {"name": "own", "user_id": member["id"]})
+            as_member = {"Authorization": f"Bearer {own['key']}"}
+
+            async def one(i: int) -> tuple[str, int, str]:
+                if i == CONCURRENT // 2:
+                    answer = await client.delete(f"{path}/{member['id']}")
+                    return "remove", answer.status_code, answer.text
+                body = {"name": f"k{i}", "team_id": team["id"]}
+                answer = await client.post("/admin/keys", json=body, headers=as_member)
+                return "key", answer.status_code, answer.text
+
+            answers = list(await asyncio.gather(*(one(i) for i in range(CONCURRENT))))
+            keys = (await client.get(f"/admin/keys?team_id={team['id']}")).json()["data"]
+            # A key made before the removal is blocked by it; one made after is refused.
+            assert [k["name"] for k in keys if k["status"] != "blocked"] == [], keys
+            return answers
+
+    answers = asyncio.run(run())
+    # 403: refused by the membership read before the key's transaction; 409: by the one in it.
+    allowed = {"remove": {200}, "key": {201, 403, 409}}
+    assert [a for a in answers if a[1] not in allowed[a[0]]] == []
+    assert "Traceback" not in process.output()

@@ -18,6 +18,7 @@ from tollway.store.errors import (
 from tollway.store.keys import GeneratedKey, generate_key, hash_key, key_prefix, verify
 from tollway.store.migration import downgrade, head_revision, migrate
 from tollway.store.records import (
+    OWNER_LEFT_TEAM,
     UNSET,
     AuditEntry,
     AuditPage,
@@ -27,6 +28,7 @@ from tollway.store.records import (
     KeyAuthority,
     KeyRecord,
     KeyStatus,
+    MemberRemoval,
     MembershipRecord,
     NewKey,
     RateLimitRecord,
@@ -46,6 +48,7 @@ from tollway.store.store import Store
 
 __all__ = [
     "DEFAULT_URL",
+    "OWNER_LEFT_TEAM",
     "UNSET",
     "VAULT_KEY_ENV",
     "AuditEntry",
@@ -58,6 +61,7 @@ __all__ = [
     "KeyAuthority",
     "KeyRecord",
     "KeyStatus",
+    "MemberRemoval",
     "MembershipRecord",
     "NewKey",
     "RateLimitRecord",

@@ -15,8 +15,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollway.store.columns import utcnow
 from tollway.store.errors import RecordNotFound
+from tollway.store.key_cascades import block_member_keys, revoke_keys
 from tollway.store.models import KeyRow, MembershipRow, TeamRow, UserRow
-from tollway.store.records import TEAM_ROLES, UNSET, MembershipRecord, TeamRecord, TeamRole, Unset
+from tollway.store.records import (
+    KEY_AUTHORITIES,
+    OWNER_LEFT_TEAM,
+    TEAM_ROLES,
+    UNSET,
+    KeyAuthority,
+    MemberRemoval,
+    MembershipRecord,
+    TeamRecord,
+    TeamRole,
+    Unset,
+)
 from tollway.store.transaction import (
     Sessions,
     dialect_insert,
@@ -24,7 +36,7 @@ from tollway.store.transaction import (
     require_one_of,
     transaction,
 )
-from tollway.store.virtual_keys import revoke_keys
+from tollway.store.virtual_keys import key_records
 
 
 def team_record(row: TeamRow) -> TeamRecord:
@@ -142,13 +154,30 @@ class TeamRepository:
             assert row is not None  # written just above, in this transaction
             return membership_record(row)
 
-    async def remove_member(self, team_id: str, user_id: str) -> None:
-        """Take a user out of a team; raises ``RecordNotFound`` when they were not in it."""
+    async def remove_member(
+        self, team_id: str, user_id: str, *, authority: KeyAuthority = "admin"
+    ) -> MemberRemoval:
+        """Take a user out of a team, and stop the keys they own there: blocked as
+        ``authority`` (``OWNER_LEFT_TEAM``), rotated ones' grace ended. The team's keys
+        without an owner stay. Raises ``RecordNotFound`` when the user was not in the team."""
+        require_one_of(authority, KEY_AUTHORITIES, "key authority")
         async with transaction(self._sessions, "membership changed concurrently") as session:
+            # Locked (PostgreSQL): a key being made for the member in this team, which shares
+            # the membership, is waited for and blocked too, or waits and is refused.
             row = await session.get(MembershipRow, (team_id, user_id), with_for_update=True)
             if row is None:
                 raise RecordNotFound(f"user {user_id!r} is not a member of team {team_id!r}")
             await session.delete(row)
+            await session.flush()
+            blocked, ended = await block_member_keys(
+                session, team_id, user_id, authority, OWNER_LEFT_TEAM
+            )
+            return MemberRemoval(
+                team_id=team_id,
+                user_id=user_id,
+                blocked_keys=tuple(await key_records(session, blocked)),
+                ended_grace=tuple(await key_records(session, ended)),
+            )
 
     async def members(
         self, *, team_id: str | None = None, user_id: str | None = None

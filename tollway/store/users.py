@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollway.store.columns import utcnow
 from tollway.store.errors import InvalidRecord, RecordNotFound
+from tollway.store.key_cascades import revoke_keys
 from tollway.store.models import KeyRow, MembershipRow, UserRow
 from tollway.store.records import (
     UNSET,
@@ -21,7 +22,6 @@ from tollway.store.records import (
     UserRole,
 )
 from tollway.store.transaction import Sessions, given, require_one_of, transaction
-from tollway.store.virtual_keys import revoke_keys
 
 
 def user_record(row: UserRow) -> UserRecord:
