@@ -45,7 +45,7 @@ from tollway.routing.health import HealthBook
 from tollway.routing.router import Router
 from tollway.routing.table import build_routing_table
 from tollway.simulator import Simulator
-from tollway.store import Store, StoreError
+from tollway.store import Store, StoreBusy, StoreError
 from tollway.store.engine import redacted, store_url
 from tollway.telemetry.metrics import Metrics, MetricsStage
 from tollway.telemetry.request_log import RequestLogWriter
@@ -86,7 +86,11 @@ class Gateway:
         self.config_path = config_path
         self.environ = os.environ if environ is None else environ
         self.vault = Vault(self.environ)
-        self.store = Store(settings.store.url, connect_timeout=settings.store.connect_timeout)
+        self.store = Store(
+            settings.store.url,
+            connect_timeout=settings.store.connect_timeout,
+            busy_timeout=settings.store.busy_timeout,
+        )
         self.identity = Identity(self.store)
         self.config_version = settings_version(settings)
         """A fingerprint of the config this replica runs (replicas should agree)."""
@@ -327,10 +331,17 @@ class Gateway:
 
     async def outage(self, exc: BaseException) -> GatewayError | None:
         """The answer when ``exc`` came of a shared service being down rather than a fault:
-        503 ``limiter_unavailable`` (Redis) or ``store_unavailable`` (the store does not answer
-        a ping now); None for anything else, which stays a 500 with its traceback logged."""
+        503 ``limiter_unavailable`` (Redis), ``store_busy`` (other writes kept a store write
+        past its busy timeout) or ``store_unavailable`` (the store does not answer a ping
+        now); None for anything else, which stays a 500 with its traceback logged."""
         if isinstance(exc, LimiterUnavailable):
             return limiter_down()
+        if isinstance(exc, StoreBusy):  # reachable, but other writes kept this one waiting
+            return StoreUnavailable(
+                "The gateway's store is busy with other writes; nothing was changed. Retry "
+                "shortly.",
+                code="store_busy",
+            )
         store_failure = isinstance(exc, (SQLAlchemyError, StoreError, OSError, TimeoutError))
         if store_failure and not await self.store.reachable():
             log.warning("the store is unreachable: %s", first_line(exc))

@@ -542,9 +542,11 @@ def test_a_member_makes_keys_only_in_a_team_of_its_own(locked: tuple[str, Proces
     assert as_loner("POST", "/admin/keys", {"name": "x"}, 403)["error"]["code"] == "outside_team"
     # Leaving a team ends making keys there, even with a key of that team in hand.
     team_key = Admin(url, _key_for(admin, member["id"], ours["id"])["key"])
-    admin("DELETE", f"/admin/teams/{ours['id']}/members/{member['id']}", expect=204)
-    gone = team_key("POST", "/admin/keys", {"name": "x", "team_id": ours["id"]}, 403)
-    assert gone["error"]["code"] == "outside_team"
+    admin("DELETE", f"/admin/teams/{ours['id']}/members/{member['id']}")
+    gone = team_key("POST", "/admin/keys", {"name": "x", "team_id": ours["id"]}, 401)
+    assert gone["error"]["code"] == "key_blocked"  # the key of that team stopped with it
+    still = as_member("POST", "/admin/keys", {"name": "x", "team_id": ours["id"]}, 403)
+    assert still["error"]["code"] == "outside_team"
 
 
 def test_a_block_is_lifted_only_by_as_much_authority_as_made_it(
@@ -665,3 +667,80 @@ def test_a_grace_period_is_at_most_a_week(locked: tuple[str, Process]) -> None:
     assert "168h" in refusal["error"]["message"]
     assert chat(url, key["key"])  # not rotated
     admin("POST", f"/admin/keys/{key['id']}/rotate", {"grace_period": "168h"}, 201)
+
+
+def test_leaving_a_team_blocks_the_keys_the_member_owns_there(
+    locked: tuple[str, Process],
+) -> None:
+    url, process = locked
+    admin = Admin(url)
+    ours = admin("POST", "/admin/teams", {"name": f"left-{uuid.uuid4().hex[:6]}"}, 201)
+    other = admin("POST", "/admin/teams", {"name": f"stays-{uuid.uuid4().hex[:6]}"}, 201)
+    lead, member, colleague = _user(admin, "lead"), _user(admin, "member"), _user(admin, "peer")
+    members = f"/admin/teams/{ours['id']}/members"
+    admin("POST", members, {"user_id": lead["id"], "role": "team_admin"}, 201)
+    for user in (member, colleague):
+        admin("POST", members, {"user_id": user["id"]}, 201)
+    admin("POST", f"/admin/teams/{other['id']}/members", {"user_id": member["id"]}, 201)
+    as_lead = Admin(url, _key_for(admin, lead["id"], ours["id"])["key"])
+    in_team = _key_for(admin, member["id"], ours["id"])
+    self_blocked = _key_for(admin, member["id"], ours["id"])
+    Admin(url, in_team["key"])("POST", f"/admin/keys/{self_blocked['id']}/block")
+    old_secret = _key_for(admin, member["id"], ours["id"])
+    rotated = admin("POST", f"/admin/keys/{old_secret['id']}/rotate", {"grace_period": "1h"}, 201)
+    elsewhere = _key_for(admin, member["id"], other["id"])
+    peers = _key_for(admin, colleague["id"], ours["id"])
+    service = admin("POST", "/admin/keys", {"name": "svc", "team_id": ours["id"]}, 201)
+    assert chat(url, old_secret["key"])  # in its grace period
+
+    removed = as_lead("DELETE", f"{members}/{member['id']}")
+
+    # The answer says which keys stopped and why: blocked by the team admin who removed them
+    # (the owner's own block raised to that), the rotated secret's grace ended.
+    blocked = {key["id"]: key for key in removed["blocked_keys"]}
+    assert set(blocked) == {in_team["id"], self_blocked["id"], rotated["id"]}
+    for key in blocked.values():
+        assert (key["status"], key["blocked_by"]) == ("blocked", "team_admin")
+        assert (
+            key["blocked_reason"]
+            == removed["reason"]
+            == "its owner was removed from the key's team"
+        )
+    assert [key["id"] for key in removed["ended_grace"]] == [old_secret["id"]]
+    assert admin("GET", f"/admin/keys/{in_team['id']}")["blocked_reason"] == removed["reason"]
+    refusal = refused(url, in_team["key"])
+    assert (refusal.status_code, refusal.code) == (401, "key_blocked")
+    assert "removed from the key's team" in refusal.message
+    assert _anthropic_refusal(url, rotated["key"]) == (401, None)
+    assert _openai_refusal(url, old_secret["key"]) == (401, "key_revoked")
+    # Their keys in other teams, their colleagues' keys and the team's own keys go on.
+    for key in (elsewhere, peers, service):
+        assert chat(url, key["key"])
+    event = admin("GET", f"/admin/audit?action=team.member.remove&target_id={ours['id']}")
+    assert set(event["data"][0]["details"]["blocked_keys"]) == set(blocked)
+
+    # Neither the owner nor the team admin brings a key of a non-member back; an admin may.
+    as_member = Admin(url, elsewhere["key"])
+    assert as_member("POST", f"/admin/keys/{in_team['id']}/unblock", expect=403)
+    lead_refusal = as_lead("POST", f"/admin/keys/{in_team['id']}/unblock", expect=403)
+    assert lead_refusal["error"]["code"] == "outside_team"
+    assert admin("POST", f"/admin/keys/{self_blocked['id']}/unblock")["status"] == "active"
+    # Back in the team, the keys stay blocked until the team admin (or an admin) lifts it.
+    admin("POST", members, {"user_id": member["id"]}, 201)
+    assert refused(url, in_team["key"]).code == "key_blocked"
+    assert as_lead("POST", f"/admin/keys/{in_team['id']}/unblock")["blocked_reason"] is None
+    assert chat(url, in_team["key"])
+    # Removing nobody is a 404; a team admin removes no admin (their keys would stop).
+    as_lead("DELETE", f"{members}/{colleague['id']}")
+    assert as_lead("DELETE", f"{members}/{colleague['id']}", expect=404)
+    boss = admin(
+        "POST",
+        "/admin/users",
+        {"email": f"boss-{uuid.uuid4().hex[:6]}@example.com", "role": "admin"},
+        201,
+    )
+    admin("POST", members, {"user_id": boss["id"]}, 201)
+    denied = as_lead("DELETE", f"{members}/{boss['id']}", expect=403)
+    assert denied["error"]["code"] == "insufficient_role"
+    assert admin("DELETE", f"{members}/{boss['id']}")["blocked_keys"] == []
+    assert all(key["key"] not in process.output() for key in (in_team, rotated, old_secret))

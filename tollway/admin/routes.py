@@ -35,7 +35,17 @@ from tollway.core.errors import (
 )
 from tollway.dialects.http import log_internal_error, read_json_object, request_id
 from tollway.dialects.openai import error_response
-from tollway.store import InvalidRecord, KeyStatus, NewKey, RecordConflict, RecordNotFound
+from tollway.store import (
+    OWNER_LEFT_TEAM,
+    CredentialRecord,
+    InvalidRecord,
+    KeyAuthority,
+    KeyRecord,
+    KeyStatus,
+    NewKey,
+    RecordConflict,
+    RecordNotFound,
+)
 
 if TYPE_CHECKING:
     from tollway.gateway import Gateway
@@ -199,13 +209,31 @@ async def add_member(call: AdminCall) -> dict[str, Any]:
     return record_json(membership)
 
 
-async def remove_member(call: AdminCall) -> None:
+async def remove_member(call: AdminCall) -> dict[str, Any]:
+    """Take a user out of a team; the keys they own there are blocked (docs/identity.md)."""
     team_id, user_id = call.param("team_id"), call.param("user_id")
-    require_team(call.principal, team_id, "team_admin")
-    await call.gateway.store.teams.remove_member(team_id, user_id)
+    principal = call.principal
+    require_team(principal, team_id, "team_admin")
+    if not principal.has_role("admin") and await _owner_role(call, user_id) == "admin":
+        raise PermissionDenied(
+            "Only an admin may remove an admin from a team (their keys there are blocked).",
+            code="insufficient_role",
+        )
+    authority: KeyAuthority = "admin" if principal.has_role("admin") else "team_admin"
+    removal = await call.gateway.store.teams.remove_member(team_id, user_id, authority=authority)
+    blocked = [key.id for key in removal.blocked_keys]
+    ended = [key.id for key in removal.ended_grace]
+    details = {"user_id": user_id, "blocked_keys": blocked, "ended_grace": ended}
     await call.gateway.identity.identities_changed(
-        call.actor, "team.member.remove", "team", team_id, {"user_id": user_id}
+        call.actor, "team.member.remove", "team", team_id, details
     )
+    return {
+        "team_id": team_id,
+        "user_id": user_id,
+        "blocked_keys": [record_json(key) for key in removal.blocked_keys],
+        "ended_grace": [record_json(key) for key in removal.ended_grace],
+        "reason": OWNER_LEFT_TEAM,
+    }
 
 
 # Users ---------------------------------------------------------------------------------
@@ -282,7 +310,11 @@ async def create_key(call: AdminCall) -> dict[str, Any]:
             metadata=body.metadata,
         )
 
-    record, secret = await call.gateway.identity.create_key(call.actor, new)
+    # A key a non-admin makes must stay in a team of its owner's, also against a removal of
+    # the owner from the team while it is made (judged again in the key's transaction).
+    owner_in_team = not principal.has_role("admin") and _membership_applies(call, user_id)
+    identity = call.gateway.identity
+    record, secret = await identity.create_key(call.actor, new, owner_in_team=owner_in_team)
     return {**record_json(record), "key": secret}
 
 
@@ -309,12 +341,20 @@ async def _key_owner_for(call: AdminCall, team_id: str | None, user_id: str | No
     return user_id
 
 
+def _membership_applies(call: AdminCall, user_id: str | None) -> bool:
+    """Whether a key for ``user_id`` that a non-admin makes needs its owner in its team by
+    the store's memberships: not for a team's own key (no owner), nor for an OIDC caller's
+    own, whose teams come from its token, which the identity provider vouches for."""
+    return user_id is not None and not (
+        call.principal.kind == "oidc" and user_id == call.principal.user
+    )
+
+
 async def _require_member(call: AdminCall, team_id: str, user_id: str | None) -> None:
     """403 unless the owner of a key a non-admin makes is a member of the key's team (the
     team's budgets must apply to it). A key's own team counts in its principal even for an
-    owner who has left the team, so the store's membership decides; an OIDC caller's teams
-    come from its token, which the identity provider vouches for."""
-    if user_id is None or (call.principal.kind == "oidc" and user_id == call.principal.user):
+    owner who has left the team, so the store's membership decides."""
+    if not _membership_applies(call, user_id):
         return
     members = await call.gateway.store.teams.members(team_id=team_id)
     if all(member.user_id != user_id for member in members):
@@ -390,10 +430,24 @@ def _status_change(status: KeyStatus) -> Handler:
         authority = key_authority(call.principal, key)
         if status == "active":
             require_may_unblock(authority, key)
+            if authority != "admin":
+                await _require_owner_in_team(call, key)
         identity = call.gateway.identity
         return record_json(await identity.set_key_status(call.actor, key.id, status, authority))
 
     return change
+
+
+async def _require_owner_in_team(call: AdminCall, key: KeyRecord) -> None:
+    """403 unless the owner of ``key`` (if it has one, and a team) is a member of its team: a
+    key blocked when its owner left the team comes back only through an admin."""
+    if key.user_id is None or key.team_id is None:
+        return
+    if not await call.gateway.store.teams.members(team_id=key.team_id, user_id=key.user_id):
+        raise PermissionDenied(
+            "This key's owner is not a member of the key's team; only an admin may unblock it.",
+            code="outside_team",
+        )
 
 
 # Credentials and audit -----------------------------------------------------------------
@@ -404,10 +458,12 @@ async def add_credential(call: AdminCall) -> dict[str, Any]:
     require_role(call.principal, "admin")
     body = await call.body(bodies.CredentialPut)
     try:
-        await call.gateway.store.credentials.get(body.name)
-    except RecordNotFound:
-        return await _store_credential(call, body)
-    raise Conflict(f"a credential named {body.name!r} exists; PUT to rotate it", code="conflict")
+        record = await call.gateway.store.credentials.add(body.name, body.provider, body.secret)
+    except RecordConflict:
+        raise Conflict(
+            f"a credential named {body.name!r} exists; PUT to rotate it", code="conflict"
+        ) from None
+    return await _credential_stored(call, body, record)
 
 
 async def rotate_credential(call: AdminCall) -> dict[str, Any]:
@@ -416,11 +472,13 @@ async def rotate_credential(call: AdminCall) -> dict[str, Any]:
     body = await call.body(bodies.CredentialPut)
     if body.name != call.param("name"):
         raise InvalidRequest("the body's 'name' must match the path", param="name")
-    return await _store_credential(call, body)
-
-
-async def _store_credential(call: AdminCall, body: bodies.CredentialPut) -> dict[str, Any]:
     record = await call.gateway.store.credentials.put(body.name, body.provider, body.secret)
+    return await _credential_stored(call, body, record)
+
+
+async def _credential_stored(
+    call: AdminCall, body: bodies.CredentialPut, record: CredentialRecord
+) -> dict[str, Any]:
     await call.gateway.fleet.credentials_changed(body.name)
     await call.gateway.identity.audit(
         call.actor, "credential.put", "credential", body.name, {"provider": body.provider}
@@ -486,8 +544,7 @@ ROUTES = [
         "DELETE",
         "/admin/teams/{team_id}/members/{user_id}",
         remove_member,
-        "Remove a member",
-        status=204,
+        "Remove a member; the keys they own in the team are blocked (listed in the answer)",
     ),
     Route("POST", "/admin/users", create_user, "Create a user", bodies.UserCreate, 201),
     Route("GET", "/admin/users", list_users, "List users"),

@@ -122,6 +122,7 @@ class Identity:
             expires_at=record.expires_at,
             grace_until=record.grace_until,
             principal=self.principal_for(record),
+            blocked_reason=record.blocked_reason if record.status == "blocked" else None,
         )
 
     def _effective_status(self, record: KeyRecord) -> str:
@@ -174,11 +175,13 @@ class Identity:
         return self.entry(record)
 
     async def create_key(
-        self, actor: Actor, new: Callable[[str, str], NewKey]
+        self, actor: Actor, new: Callable[[str, str], NewKey], *, owner_in_team: bool = False
     ) -> tuple[KeyRecord, str]:
-        """Make a key from ``new(prefix, hash)``; returns the record and the secret, once."""
+        """Make a key from ``new(prefix, hash)``; returns the record and the secret, once.
+        ``owner_in_team``: its owner must be a member of its team (``KeyRepository.create``)."""
         generated = generate_key()
-        record = await self.store.keys.create(new(generated.prefix, generated.key_hash))
+        made = new(generated.prefix, generated.key_hash)
+        record = await self.store.keys.create(made, owner_in_team=owner_in_team)
         self.keys.put(self.entry(record))
         await self.audit(actor, "key.create", "key", record.id, {"prefix": record.prefix})
         await self._changed("key", record.id)

@@ -42,6 +42,8 @@ class KeyEntry:
     expires_at: dt.datetime | None
     grace_until: dt.datetime | None
     principal: Principal
+    blocked_reason: str | None = None
+    """Why the gateway blocked the key, when it says (its owner left its team)."""
 
 
 LookupMiss = Callable[[str], Awaitable[KeyEntry | None]]
@@ -197,6 +199,7 @@ def _check_usable(entry: KeyEntry, now: dt.datetime) -> None:
                 code="key_rotated",
             )
     elif entry.status == "blocked":
-        raise AuthenticationFailed("Invalid API key: the key is blocked.", code="key_blocked")
+        why = f": {entry.blocked_reason}" if entry.blocked_reason else ""
+        raise AuthenticationFailed(f"Invalid API key: the key is blocked{why}.", code="key_blocked")
     if entry.expires_at is not None and now >= entry.expires_at:
         raise AuthenticationFailed("Invalid API key: the key has expired.", code="key_expired")

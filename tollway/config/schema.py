@@ -314,6 +314,8 @@ class StoreConfig(Strict):
     """Upgrade the schema to the newest migration at start-up."""
     connect_timeout: Duration = Field(default=10.0, gt=0)
     """How long a new PostgreSQL connection may take before the store counts as down."""
+    busy_timeout: Duration = Field(default=30.0, gt=0)
+    """How long a write to a SQLite file waits for other writers before answering 503."""
 
 
 class SimulatorConfig(Strict):

@@ -11,7 +11,8 @@
     │                                      (recorded, never sent)
     ├── LimiterDown                   503  the shared limiter (Redis) is unreachable
     ├── StoreUnavailable              503  the store (PostgreSQL) is unreachable: the admin
-    │                                      API, a key not in memory that must be looked up
+    │                                      API, a key not in memory that must be looked up;
+    │                                      or too busy with other writes (``store_busy``)
     └── UpstreamError                      the provider could not give an answer
         ├── UpstreamStatusError       4xx passed through as is, but 401 / 403 (the provider
         │                             refused the gateway's own key) become 502; an overload
@@ -145,8 +146,10 @@ class StoreUnavailable(GatewayError):
     openai_type = "server_error"
     anthropic_type = "overloaded_error"
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, code="store_unavailable", headers={"retry-after": "1"})
+    def __init__(self, message: str, *, code: str = "store_unavailable") -> None:
+        """``code``: ``store_unavailable``, or ``store_busy`` when it answers but other
+        writes kept this one waiting past the busy timeout."""
+        super().__init__(message, code=code, headers={"retry-after": "1"})
 
 
 class UpstreamError(GatewayError):

@@ -11,12 +11,14 @@ from tollway.store.errors import (
     RecordConflict,
     RecordNotFound,
     SchemaMismatch,
+    StoreBusy,
     StoreError,
     VaultKeyError,
 )
 from tollway.store.keys import GeneratedKey, generate_key, hash_key, key_prefix, verify
 from tollway.store.migration import downgrade, head_revision, migrate
 from tollway.store.records import (
+    OWNER_LEFT_TEAM,
     UNSET,
     AuditEntry,
     AuditPage,
@@ -26,6 +28,7 @@ from tollway.store.records import (
     KeyAuthority,
     KeyRecord,
     KeyStatus,
+    MemberRemoval,
     MembershipRecord,
     NewKey,
     RateLimitRecord,
@@ -45,6 +48,7 @@ from tollway.store.store import Store
 
 __all__ = [
     "DEFAULT_URL",
+    "OWNER_LEFT_TEAM",
     "UNSET",
     "VAULT_KEY_ENV",
     "AuditEntry",
@@ -57,6 +61,7 @@ __all__ = [
     "KeyAuthority",
     "KeyRecord",
     "KeyStatus",
+    "MemberRemoval",
     "MembershipRecord",
     "NewKey",
     "RateLimitRecord",
@@ -69,6 +74,7 @@ __all__ = [
     "SchemaMismatch",
     "SecretBox",
     "Store",
+    "StoreBusy",
     "StoreError",
     "TeamRecord",
     "TeamRole",

@@ -12,7 +12,7 @@ from tollway.store.crypto import SecretBox
 from tollway.store.errors import RecordNotFound
 from tollway.store.models import CredentialRow
 from tollway.store.records import CredentialRecord
-from tollway.store.transaction import Sessions, transaction
+from tollway.store.transaction import Sessions, dialect_insert, transaction
 
 
 def credential_record(row: CredentialRow) -> CredentialRecord:
@@ -34,18 +34,36 @@ class CredentialRepository:
         self._sessions = sessions
         self._secret_box = secret_box
 
+    async def add(self, name: str, provider: str, secret: str) -> CredentialRecord:
+        """Store a new credential; ``RecordConflict`` when one is called ``name`` already."""
+        row = CredentialRow(
+            name=name, provider=provider, ciphertext=self._secret_box().encrypt(secret)
+        )
+        conflict = f"a credential named {name!r} exists; put it to rotate it"
+        async with transaction(self._sessions, conflict) as session:
+            session.add(row)
+            await session.flush()
+            return credential_record(row)
+
     async def put(self, name: str, provider: str, secret: str) -> CredentialRecord:
         """Store a credential under ``name``, replacing (rotating) any with that name."""
         ciphertext = self._secret_box().encrypt(secret)
         async with transaction(self._sessions, f"credential {name!r} changed") as session:
-            row = await session.scalar(select(CredentialRow).where(CredentialRow.name == name))
-            if row is None:
-                row = CredentialRow(name=name, provider=provider, ciphertext=ciphertext)
-                session.add(row)
-            else:
-                row.provider, row.ciphertext, row.rotated_at = provider, ciphertext, utcnow()
-            await session.flush()
-            return credential_record(row)
+            # One statement: two puts of a new name at once are a create and a rotation.
+            insert = dialect_insert(session)(CredentialRow).values(
+                name=name, provider=provider, ciphertext=ciphertext
+            )
+            await session.execute(
+                insert.on_conflict_do_update(
+                    index_elements=[CredentialRow.name],
+                    set_={
+                        "provider": insert.excluded.provider,
+                        "ciphertext": insert.excluded.ciphertext,
+                        "rotated_at": utcnow(),
+                    },
+                )
+            )
+            return credential_record(await _credential_row(session, name))
 
     async def get(self, name: str) -> CredentialRecord:
         """The credential called ``name``, without its secret; raises ``RecordNotFound``."""
@@ -70,7 +88,7 @@ class CredentialRepository:
         """Encrypt every secret again with the first vault key; returns how many."""
         box = self._secret_box()
         async with transaction(self._sessions, "credentials changed") as session:
-            rows = list(await session.scalars(select(CredentialRow)))
+            rows = list(await session.scalars(select(CredentialRow).with_for_update()))
             for row in rows:
                 row.ciphertext = box.reencrypt(row.ciphertext, what=f"credential {row.name!r}")
         return len(rows)
@@ -78,11 +96,12 @@ class CredentialRepository:
     async def delete(self, name: str) -> None:
         """Delete credential ``name``; raises ``RecordNotFound``."""
         async with transaction(self._sessions, f"credential {name!r} changed") as session:
-            await session.delete(await _credential_row(session, name))
+            await session.delete(await _credential_row(session, name, lock=True))
 
 
-async def _credential_row(session: AsyncSession, name: str) -> CredentialRow:
-    row = await session.scalar(select(CredentialRow).where(CredentialRow.name == name))
+async def _credential_row(session: AsyncSession, name: str, *, lock: bool = False) -> CredentialRow:
+    query = select(CredentialRow).where(CredentialRow.name == name)
+    row = await session.scalar(query.with_for_update() if lock else query)
     if row is None:
         raise RecordNotFound(f"no credential named {name!r}")
     return row

@@ -46,6 +46,9 @@ CONNECT_TIMEOUT_S = 10.0
 """A new PostgreSQL connection's limit (asyncpg's own is 60 s): a database host that drops
 packets otherwise holds every admin call and start-up for a minute."""
 
+BUSY_TIMEOUT_S = 30.0
+"""How long a write to a SQLite file waits for other writers before giving up (``StoreBusy``)."""
+
 
 def make_engine(
     url: str,
@@ -53,15 +56,16 @@ def make_engine(
     schema: str | None = None,
     echo: bool = False,
     connect_timeout: float = CONNECT_TIMEOUT_S,
+    busy_timeout: float = BUSY_TIMEOUT_S,
 ) -> AsyncEngine:
     """An async engine for ``url``; ``schema`` (PostgreSQL only) becomes the search path;
     ``connect_timeout`` bounds a new PostgreSQL connection (SQLite has no connection to wait
-    for: its ``timeout`` is how long a writer waits for the file's lock)."""
+    for); ``busy_timeout`` is how long a SQLite connection waits for the file's write lock."""
     parsed = store_url(url)
     if parsed.get_backend_name() == "sqlite":
         if schema is not None:
             raise StoreError("a schema can only be set for PostgreSQL")
-        engine = create_async_engine(parsed, echo=echo, connect_args={"timeout": 30})
+        engine = create_async_engine(parsed, echo=echo, connect_args={"timeout": busy_timeout})
         event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         return engine
     connect_args: dict[str, Any] = {"timeout": connect_timeout}

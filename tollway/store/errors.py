@@ -4,6 +4,9 @@
     ├── RecordNotFound          no row with that id or name
     ├── RecordConflict          a unique value (name, email, key hash) is already taken
     ├── InvalidRecord           a value outside its allowed set (role, status, naive timestamp)
+    ├── StoreBusy               other writes held the database past the wait allowed (SQLite's
+    │                           busy timeout; a PostgreSQL deadlock or serialization failure):
+    │                           nothing was written, and trying again may succeed
     ├── SchemaMismatch          the database is not migrated to the revision this code needs
     └── VaultKeyError           TOLLWAY_VAULT_KEY is missing, malformed or not the one used
 
@@ -27,6 +30,10 @@ class RecordConflict(StoreError):
 
 class InvalidRecord(StoreError):
     """A value is outside what the column allows."""
+
+
+class StoreBusy(StoreError):
+    """Other writers kept this write from its turn; it was rolled back and may be retried."""
 
 
 class SchemaMismatch(StoreError):

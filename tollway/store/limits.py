@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from sqlalchemy import delete, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from tollway.store.columns import utcnow
 from tollway.store.errors import InvalidRecord, RecordNotFound
@@ -28,7 +26,7 @@ from tollway.store.records import (
     LimitScope,
     RateLimitRecord,
 )
-from tollway.store.transaction import Sessions, require_one_of, transaction
+from tollway.store.transaction import Sessions, dialect_insert, require_one_of, transaction
 
 
 def budget_record(row: BudgetRow) -> BudgetRecord:
@@ -82,17 +80,26 @@ class LimitRepository:
             raise InvalidRecord("a budget's limit cannot be negative")
         if soft_ratio is not None and not 0 < soft_ratio <= 1:
             raise InvalidRecord("soft_ratio must be in (0, 1]")
+        values = {
+            "limit_micros": limit_micros,
+            "policy": policy,
+            "soft_ratio": soft_ratio,
+            "downgrade": dict(downgrade or {}),
+            "updated_at": utcnow(),
+        }
         async with transaction(self._sessions, "the budget changed concurrently") as session:
-            row = await session.get(BudgetRow, (scope, scope_id, period))
-            if row is None:
-                row = BudgetRow(scope=scope, scope_id=scope_id, period=period)
-                session.add(row)
-            row.limit_micros = limit_micros
-            row.policy = policy
-            row.soft_ratio = soft_ratio
-            row.downgrade = dict(downgrade or {})
-            row.updated_at = utcnow()
-            await session.flush()
+            # One statement: two puts of a new budget at once are a create and a replace.
+            insert = dialect_insert(session)(BudgetRow).values(
+                scope=scope, scope_id=scope_id, period=period, **values
+            )
+            await session.execute(
+                insert.on_conflict_do_update(
+                    index_elements=[BudgetRow.scope, BudgetRow.scope_id, BudgetRow.period],
+                    set_={name: insert.excluded[name] for name in values},
+                )
+            )
+            row = await session.get(BudgetRow, (scope, scope_id, period), populate_existing=True)
+            assert row is not None  # written just above, in this transaction
             return budget_record(row)
 
     async def budgets(
@@ -110,7 +117,7 @@ class LimitRepository:
     async def delete_budget(self, scope: str, scope_id: str, period: str) -> None:
         """Remove a budget; raises ``RecordNotFound``. Its spend history stays."""
         async with transaction(self._sessions, "the budget changed concurrently") as session:
-            row = await session.get(BudgetRow, (scope, scope_id, period))
+            row = await session.get(BudgetRow, (scope, scope_id, period), with_for_update=True)
             if row is None:
                 raise RecordNotFound(f"no {period} budget for {scope} {scope_id!r}")
             await session.delete(row)
@@ -129,14 +136,19 @@ class LimitRepository:
         for name, value in (("tpm", tpm), ("rpm", rpm), ("max_concurrent", max_concurrent)):
             if value is not None and value <= 0:
                 raise InvalidRecord(f"{name} must be positive")
+        values = {"tpm": tpm, "rpm": rpm, "max_concurrent": max_concurrent, "updated_at": utcnow()}
         async with transaction(self._sessions, "the limit changed concurrently") as session:
-            row = await session.get(RateLimitRow, (scope, scope_id))
-            if row is None:
-                row = RateLimitRow(scope=scope, scope_id=scope_id)
-                session.add(row)
-            row.tpm, row.rpm, row.max_concurrent = tpm, rpm, max_concurrent
-            row.updated_at = utcnow()
-            await session.flush()
+            insert = dialect_insert(session)(RateLimitRow).values(
+                scope=scope, scope_id=scope_id, **values
+            )
+            await session.execute(
+                insert.on_conflict_do_update(
+                    index_elements=[RateLimitRow.scope, RateLimitRow.scope_id],
+                    set_={name: insert.excluded[name] for name in values},
+                )
+            )
+            row = await session.get(RateLimitRow, (scope, scope_id), populate_existing=True)
+            assert row is not None  # written just above, in this transaction
             return limit_record(row)
 
     async def limits(self, *, scope: str | None = None) -> list[RateLimitRecord]:
@@ -150,7 +162,7 @@ class LimitRepository:
     async def delete_limit(self, scope: str, scope_id: str) -> None:
         """Remove a scope's rate limits; raises ``RecordNotFound``."""
         async with transaction(self._sessions, "the limit changed concurrently") as session:
-            row = await session.get(RateLimitRow, (scope, scope_id))
+            row = await session.get(RateLimitRow, (scope, scope_id), with_for_update=True)
             if row is None:
                 raise RecordNotFound(f"no rate limits for {scope} {scope_id!r}")
             await session.delete(row)
@@ -170,8 +182,7 @@ class LimitRepository:
             return
         now = utcnow()
         async with transaction(self._sessions, "spend changed concurrently") as session:
-            dialect = session.get_bind().dialect.name
-            insert = pg_insert if dialect == "postgresql" else sqlite_insert
+            insert = dialect_insert(session)
             for account, micros in spent.items():
                 statement = insert(SpendRow).values(
                     account=account, spent_micros=micros, updated_at=now

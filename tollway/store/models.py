@@ -157,6 +157,8 @@ class KeyRow(Base):
     last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # owner, team_admin or admin: a block is lifted only by as much authority as made it.
     blocked_by: Mapped[KeyAuthority | None] = mapped_column(String(16))
+    # Why, when the gateway blocked it for a reason of its own (its owner left its team).
+    blocked_reason: Mapped[str | None] = mapped_column(String(200))
 
 
 class CredentialRow(Base):

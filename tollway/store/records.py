@@ -119,6 +119,8 @@ class KeyRecord:
     last_used_at: dt.datetime | None
     blocked_by: KeyAuthority | None = None
     """Who blocked the key (a blocked key from before this was recorded counts as ``admin``)."""
+    blocked_reason: str | None = None
+    """Why, when the block was made for a reason of the gateway's own (``OWNER_LEFT_TEAM``)."""
 
     def accepts_requests(self, now: dt.datetime) -> bool:
         """Whether a request made with this key at ``now`` may pass authentication."""
@@ -128,6 +130,22 @@ class KeyRecord:
             return True
         # A rotated key is revoked with a grace period so clients can switch over.
         return self.status == "revoked" and self.grace_until is not None and now < self.grace_until
+
+
+OWNER_LEFT_TEAM: Final = "its owner was removed from the key's team"
+"""The ``blocked_reason`` of the keys blocked when their owner leaves their team."""
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRemoval:
+    """What removing a member from a team did: the keys of theirs in that team it stopped."""
+
+    team_id: str
+    user_id: str
+    blocked_keys: tuple[KeyRecord, ...]
+    """Keys now blocked by the remover's authority (active ones, and those blocked with less)."""
+    ended_grace: tuple[KeyRecord, ...]
+    """Rotated keys whose grace period it ended (their old secrets stopped working)."""
 
 
 @dataclass(frozen=True, slots=True)

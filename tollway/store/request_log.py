@@ -184,7 +184,7 @@ class RequestLogRepository:
         if self._writer is not None:
             await self._writer.write(_sqlite_statements(rows))
             return
-        async with self._sessions.begin() as session:
+        async with self._sessions.write() as session:
             connection = await session.connection()
             dialect = connection.dialect.name
             if dialect == "sqlite":  # in memory: only the engine's connection sees the data
@@ -272,7 +272,7 @@ class RequestLogRepository:
         removed = 0
         while True:
             ids = select(RequestLogRow.id).where(RequestLogRow.at < before).limit(chunk)
-            async with self._sessions.begin() as session:
+            async with self._sessions.write() as session:
                 result = await session.execute(
                     delete(RequestLogRow).where(RequestLogRow.id.in_(ids.scalar_subquery()))
                 )

@@ -8,13 +8,19 @@ from types import TracebackType
 
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from tollway.store.audit import AuditRepository
 from tollway.store.changes import ChangeFeed
 from tollway.store.credentials import CredentialRepository
 from tollway.store.crypto import SecretBox
-from tollway.store.engine import CONNECT_TIMEOUT_S, DEFAULT_URL, make_engine, redacted, store_url
+from tollway.store.engine import (
+    BUSY_TIMEOUT_S,
+    CONNECT_TIMEOUT_S,
+    DEFAULT_URL,
+    make_engine,
+    redacted,
+    store_url,
+)
 from tollway.store.errors import StoreError
 from tollway.store.limits import LimitRepository
 from tollway.store.locks import store_lock
@@ -23,6 +29,7 @@ from tollway.store.reports import ReportRepository
 from tollway.store.request_log import RequestLogRepository
 from tollway.store.sqlite_writer import SqliteWriter, file_database
 from tollway.store.teams import TeamRepository
+from tollway.store.transaction import Sessions
 from tollway.store.users import UserRepository
 from tollway.store.virtual_keys import KeyRepository
 
@@ -43,6 +50,7 @@ class Store:
         secret_box: SecretBox | None = None,
         echo: bool = False,
         connect_timeout: float = CONNECT_TIMEOUT_S,
+        busy_timeout: float = BUSY_TIMEOUT_S,
     ) -> None:
         """Set up the engine; nothing connects before ``open``.
 
@@ -52,12 +60,20 @@ class Store:
         when a credential is first written or revealed.
         ``echo``: log every SQL statement.
         ``connect_timeout``: how long a new PostgreSQL connection may take.
+        ``busy_timeout``: how long a write to a SQLite file waits for other writers before
+        raising ``StoreBusy``.
         """
         self._where = redacted(store_url(url))
         self._schema = schema
-        self._engine = make_engine(url, schema=schema, echo=echo, connect_timeout=connect_timeout)
+        self._engine = make_engine(
+            url,
+            schema=schema,
+            echo=echo,
+            connect_timeout=connect_timeout,
+            busy_timeout=busy_timeout,
+        )
         self._secret_box = secret_box
-        sessions = async_sessionmaker(self._engine, expire_on_commit=False)
+        sessions = Sessions(self._engine, busy_timeout=busy_timeout)
         self.teams = TeamRepository(sessions)
         self.users = UserRepository(sessions)
         self.keys = KeyRepository(sessions)
@@ -65,7 +81,9 @@ class Store:
         self.audit = AuditRepository(sessions)
         self.limits = LimitRepository(sessions)
         database = file_database(self._engine.url)
-        self._sqlite_writer = None if database is None else SqliteWriter(database)
+        self._sqlite_writer = (
+            None if database is None else SqliteWriter(database, timeout=busy_timeout)
+        )
         self.request_log = RequestLogRepository(sessions, self._sqlite_writer)
         self.reports = ReportRepository(sessions)
         self.changes = ChangeFeed(self._engine, schema)

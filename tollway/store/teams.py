@@ -1,4 +1,9 @@
-"""Teams and their members."""
+"""Teams and their members.
+
+A change reads what it decides on under a lock (``_team_row(lock=...)``; on SQLite the whole
+write transaction holds the file's lock, store/transaction.py), so a team deleted meanwhile
+is a ``RecordNotFound``, never an update of nothing.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,28 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollway.store.columns import utcnow
 from tollway.store.errors import RecordNotFound
+from tollway.store.key_cascades import block_member_keys, revoke_keys
 from tollway.store.models import KeyRow, MembershipRow, TeamRow, UserRow
-from tollway.store.records import TEAM_ROLES, UNSET, MembershipRecord, TeamRecord, TeamRole, Unset
-from tollway.store.transaction import Sessions, given, require_one_of, transaction
-from tollway.store.virtual_keys import revoke_keys
+from tollway.store.records import (
+    KEY_AUTHORITIES,
+    OWNER_LEFT_TEAM,
+    TEAM_ROLES,
+    UNSET,
+    KeyAuthority,
+    MemberRemoval,
+    MembershipRecord,
+    TeamRecord,
+    TeamRole,
+    Unset,
+)
+from tollway.store.transaction import (
+    Sessions,
+    dialect_insert,
+    given,
+    require_one_of,
+    transaction,
+)
+from tollway.store.virtual_keys import key_records
 
 
 def team_record(row: TeamRow) -> TeamRecord:
@@ -89,7 +112,7 @@ class TeamRepository:
         if "meta" in changes:
             changes["meta"] = dict(changes["meta"])
         async with transaction(self._sessions, f"a team named {name!r} exists") as session:
-            row = await _team_row(session, team_id)
+            row = await _team_row(session, team_id, lock=True)
             for field, value in changes.items():
                 setattr(row, field, value)
             row.updated_at = utcnow()
@@ -100,7 +123,9 @@ class TeamRepository:
         """Delete a team and its memberships; its keys are revoked first, then detached."""
         now = utcnow()
         async with transaction(self._sessions, "the team is still referenced") as session:
-            await _team_row(session, team_id)
+            # Locked first: a key being made in the team (its foreign key shares the row) is
+            # waited for and revoked too, or waits and finds the team gone.
+            await _team_row(session, team_id, lock=True)
             # Revoke before the foreign key detaches them: a key must not live on without
             # the team whose limits it was under.
             await revoke_keys(session, KeyRow.team_id == team_id, now)
@@ -112,25 +137,47 @@ class TeamRepository:
         """Add a user to a team, or change their role there."""
         require_one_of(role, TEAM_ROLES, "team role")
         async with transaction(self._sessions, "membership changed concurrently") as session:
-            await _team_row(session, team_id)
-            if await session.get(UserRow, user_id) is None:
+            # Shared locks: the team and the user stay until this commits (or were deleted).
+            await _team_row(session, team_id, lock=_KEY_SHARE)
+            if await session.get(UserRow, user_id, with_for_update=_KEY_SHARE) is None:
                 raise RecordNotFound(f"no user with id {user_id!r}")
-            row = await session.get(MembershipRow, (team_id, user_id))
-            if row is None:
-                row = MembershipRow(team_id=team_id, user_id=user_id, role=role)
-                session.add(row)
-            else:
-                row.role = role
-            await session.flush()
+            insert = dialect_insert(session)(MembershipRow).values(
+                team_id=team_id, user_id=user_id, role=role, created_at=utcnow()
+            )
+            await session.execute(
+                insert.on_conflict_do_update(
+                    index_elements=[MembershipRow.team_id, MembershipRow.user_id],
+                    set_={"role": insert.excluded.role},
+                )
+            )
+            row = await session.get(MembershipRow, (team_id, user_id), populate_existing=True)
+            assert row is not None  # written just above, in this transaction
             return membership_record(row)
 
-    async def remove_member(self, team_id: str, user_id: str) -> None:
-        """Take a user out of a team; raises ``RecordNotFound`` when they were not in it."""
+    async def remove_member(
+        self, team_id: str, user_id: str, *, authority: KeyAuthority = "admin"
+    ) -> MemberRemoval:
+        """Take a user out of a team, and stop the keys they own there: blocked as
+        ``authority`` (``OWNER_LEFT_TEAM``), rotated ones' grace ended. The team's keys
+        without an owner stay. Raises ``RecordNotFound`` when the user was not in the team."""
+        require_one_of(authority, KEY_AUTHORITIES, "key authority")
         async with transaction(self._sessions, "membership changed concurrently") as session:
-            row = await session.get(MembershipRow, (team_id, user_id))
+            # Locked (PostgreSQL): a key being made for the member in this team, which shares
+            # the membership, is waited for and blocked too, or waits and is refused.
+            row = await session.get(MembershipRow, (team_id, user_id), with_for_update=True)
             if row is None:
                 raise RecordNotFound(f"user {user_id!r} is not a member of team {team_id!r}")
             await session.delete(row)
+            await session.flush()
+            blocked, ended = await block_member_keys(
+                session, team_id, user_id, authority, OWNER_LEFT_TEAM
+            )
+            return MemberRemoval(
+                team_id=team_id,
+                user_id=user_id,
+                blocked_keys=tuple(await key_records(session, blocked)),
+                ended_grace=tuple(await key_records(session, ended)),
+            )
 
     async def members(
         self, *, team_id: str | None = None, user_id: str | None = None
@@ -145,8 +192,14 @@ class TeamRepository:
             return [membership_record(row) for row in await session.scalars(query)]
 
 
-async def _team_row(session: AsyncSession, team_id: str) -> TeamRow:
-    row = await session.get(TeamRow, team_id)
+_KEY_SHARE = {"key_share": True}
+"""``FOR KEY SHARE`` on PostgreSQL: the row may change but not go away (or change its key)."""
+
+
+async def _team_row(
+    session: AsyncSession, team_id: str, *, lock: bool | dict[str, bool] = False
+) -> TeamRow:
+    row = await session.get(TeamRow, team_id, with_for_update=lock or None)
     if row is None:
         raise RecordNotFound(f"no team with id {team_id!r}")
     return row

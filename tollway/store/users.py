@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollway.store.columns import utcnow
 from tollway.store.errors import InvalidRecord, RecordNotFound
+from tollway.store.key_cascades import revoke_keys
 from tollway.store.models import KeyRow, MembershipRow, UserRow
 from tollway.store.records import (
     UNSET,
@@ -21,7 +22,6 @@ from tollway.store.records import (
     UserRole,
 )
 from tollway.store.transaction import Sessions, given, require_one_of, transaction
-from tollway.store.virtual_keys import revoke_keys
 
 
 def user_record(row: UserRow) -> UserRecord:
@@ -132,7 +132,7 @@ class UserRepository:
         if "meta" in changes:
             changes["meta"] = dict(changes["meta"])
         async with transaction(self._sessions, f"a user with email {email!r} exists") as session:
-            row = await _user_row(session, user_id)
+            row = await _user_row(session, user_id, lock=True)
             for field, value in changes.items():
                 setattr(row, field, value)
             if row.kind == "human" and row.email is None:
@@ -145,13 +145,14 @@ class UserRepository:
         """Delete a user and their memberships; their keys are revoked first, then detached."""
         now = utcnow()
         async with transaction(self._sessions, "the user is still referenced") as session:
-            await _user_row(session, user_id)
+            # Locked first, as a team is (teams.py): a key being made for the user is revoked too.
+            await _user_row(session, user_id, lock=True)
             await revoke_keys(session, KeyRow.user_id == user_id, now)
             await session.execute(delete(UserRow).where(UserRow.id == user_id))
 
 
-async def _user_row(session: AsyncSession, user_id: str) -> UserRow:
-    row = await session.get(UserRow, user_id)
+async def _user_row(session: AsyncSession, user_id: str, *, lock: bool = False) -> UserRow:
+    row = await session.get(UserRow, user_id, with_for_update=lock or None)
     if row is None:
         raise RecordNotFound(f"no user with id {user_id!r}")
     return row

@@ -6,6 +6,10 @@ Every change of a key is one ``UPDATE`` whose ``WHERE`` holds the rule it must k
 key stays revoked; only an active key rotates; a block is lifted only by its blocker's
 equal), so two replicas changing one key at once cannot undo each other: the database judges
 the second against what the first wrote. The record returned is read after that write.
+
+A key with an owner and a team shares its owner's membership while it is made (and, below an
+admin, while it is unblocked), so a removal of the owner from the team is judged before or
+after it, never beside it (the removal blocks the owner's keys there: key_cascades.py).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollway.store.columns import UTCDateTime, require_aware, utcnow
 from tollway.store.errors import RecordConflict, RecordNotFound
-from tollway.store.models import KeyRow, TeamRow, UserRow
+from tollway.store.models import KeyRow, MembershipRow, TeamRow, UserRow
 from tollway.store.records import (
     KEY_AUTHORITIES,
     KEY_STATUSES,
@@ -64,20 +68,7 @@ def key_record(row: KeyRow) -> KeyRecord:
         grace_until=row.grace_until,
         last_used_at=row.last_used_at,
         blocked_by=row.blocked_by,
-    )
-
-
-async def revoke_keys(
-    session: AsyncSession, condition: ColumnElement[bool], now: dt.datetime
-) -> None:
-    """Revoke every key matching ``condition`` at once, ending any grace period."""
-    await session.execute(
-        update(KeyRow)
-        .where(condition, KeyRow.status != "revoked")
-        .values(status="revoked", revoked_at=now, grace_until=None)
-    )
-    await session.execute(
-        update(KeyRow).where(condition, KeyRow.grace_until.is_not(None)).values(grace_until=None)
+        blocked_reason=row.blocked_reason,
     )
 
 
@@ -87,11 +78,20 @@ class KeyRepository:
     def __init__(self, sessions: Sessions) -> None:
         self._sessions = sessions
 
-    async def create(self, new: NewKey) -> KeyRecord:
-        """A new active key; raises ``RecordNotFound`` for an unknown user or team."""
+    async def create(self, new: NewKey, *, owner_in_team: bool = False) -> KeyRecord:
+        """A new active key; raises ``RecordNotFound`` for an unknown user or team.
+
+        ``owner_in_team``: the key's owner must be a member of its team (a key a non-admin
+        makes), else ``RecordConflict``; judged in the key's transaction, so an owner being
+        removed from the team meanwhile either waits for the key and blocks it, or is gone.
+        """
         row = _new_row(new)
         async with transaction(self._sessions, "a key with this hash exists") as session:
             await _check_owners(session, new.user_id, new.team_id)
+            if new.user_id is not None and new.team_id is not None:
+                # Shared even when not required: a removal of the owner from the team meanwhile
+                # waits for this key and blocks it, as it does the owner's other keys there.
+                await _owner_in_team(session, new.team_id, new.user_id, required=owner_in_team)
             session.add(row)
             await session.flush()
             return key_record(row)
@@ -160,13 +160,19 @@ class KeyRepository:
             return key_record(await _key_row(session, key_id))
 
     async def set_status(
-        self, key_id: str, status: KeyStatus, *, authority: KeyAuthority = "admin"
+        self,
+        key_id: str,
+        status: KeyStatus,
+        *,
+        authority: KeyAuthority = "admin",
+        reason: str | None = None,
     ) -> KeyRecord:
         """Block, unblock or revoke a key as ``authority``.
 
         Revoking is final and ends any grace period. A block records ``authority`` (never
-        lowering a block already made with more); unblocking needs as much authority as the
-        block had, else ``RecordConflict``. Blocking or revoking also ends the grace period of
+        lowering a block already made with more) and ``reason``; unblocking needs as much
+        authority as the block had, and below an admin an owner who is a member of the key's
+        team, else ``RecordConflict``. Blocking or revoking also ends the grace period of
         the keys this one was rotated from: their secrets are this key's, older.
         """
         require_one_of(status, KEY_STATUSES, "key status")
@@ -182,7 +188,13 @@ class KeyRepository:
             liftable = or_(KeyRow.status != "blocked", may_lift(authority))
             rule = and_(rule, KeyRow.status != "revoked", liftable)
             values["blocked_by"] = authority if status == "blocked" else None
+            values["blocked_reason"] = reason if status == "blocked" else None
         async with transaction(self._sessions, "the key changed concurrently") as session:
+            if status == "active" and authority != "admin":
+                # A key whose owner left its team is not for the team's admin to bring back.
+                key = await _key_row(session, key_id)
+                if key.user_id is not None and key.team_id is not None:
+                    await _owner_in_team(session, key.team_id, key.user_id, required=True)
             if not await _update_key(session, key_id, rule, values):
                 row = await _key_row(session, key_id)
                 if row.status == "revoked":
@@ -266,6 +278,19 @@ class KeyRepository:
             await session.execute(statement, rows)
 
 
+async def key_records(session: AsyncSession, key_ids: Sequence[str]) -> list[KeyRecord]:
+    """The keys with ``key_ids`` as stored now (read again, not from the session's cache)."""
+    if not key_ids:
+        return []
+    query = (
+        select(KeyRow)
+        .where(KeyRow.id.in_(key_ids))
+        .order_by(KeyRow.created_at, KeyRow.id)
+        .execution_options(populate_existing=True)
+    )
+    return [key_record(row) for row in await session.scalars(query)]
+
+
 def _new_row(new: NewKey) -> KeyRow:
     expires_at = None if new.expires_at is None else require_aware(new.expires_at, "expires_at")
     return KeyRow(
@@ -293,10 +318,28 @@ def _json_copy(value: Any) -> Any:
 
 
 async def _check_owners(session: AsyncSession, user_id: str | None, team_id: str | None) -> None:
-    if user_id is not None and await session.get(UserRow, user_id) is None:
+    # Shared locks (PostgreSQL): a delete of the user or team waits for this key and revokes
+    # it, or this waits for the delete and finds nothing; never a key left active, detached.
+    share = {"key_share": True}
+    if user_id is not None and await session.get(UserRow, user_id, with_for_update=share) is None:
         raise RecordNotFound(f"no user with id {user_id!r}")
-    if team_id is not None and await session.get(TeamRow, team_id) is None:
+    if team_id is not None and await session.get(TeamRow, team_id, with_for_update=share) is None:
         raise RecordNotFound(f"no team with id {team_id!r}")
+
+
+async def _owner_in_team(
+    session: AsyncSession, team_id: str, user_id: str, *, required: bool
+) -> None:
+    # FOR SHARE (PostgreSQL): the membership stays until this commits; a removal waits, then
+    # finds (and blocks) what this wrote.
+    membership = await session.get(
+        MembershipRow, (team_id, user_id), with_for_update={"read": True}
+    )
+    if membership is None and required:
+        raise RecordConflict(
+            f"the key's owner {user_id!r} is not a member of team {team_id!r} (any more): "
+            "only an admin makes or unblocks such a key"
+        )
 
 
 def may_lift(authority: KeyAuthority) -> ColumnElement[bool]:
