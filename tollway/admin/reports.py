@@ -22,7 +22,7 @@ from tollway.store.reports import FILTERS
 _COLUMNS = (
     "requests", "errors", "input_tokens", "output_tokens", "cached_tokens", "total_tokens",
     "cost_usd", "avg_latency_ms", "p95_latency_ms", "avg_ttft_ms", "p95_ttft_ms",
-    "cache_hits", "cache_hit_rate", "guardrail_triggers",
+    "cache_hits", "cache_hit_rate", "guardrail_triggers", "estimated_requests",
 )  # fmt: skip
 
 

@@ -74,7 +74,13 @@ class RequestContext:
     usage_estimated: bool = False
     """The provider reported no usage: ``usage`` is the gateway's own count."""
     output_chars: int = 0
-    """Characters of streamed output forwarded so far (the fallback output count)."""
+    """Characters of output (text, tool calls, reasoning) forwarded so far (the fallback
+    output count)."""
+    usage_so_far: Usage | None = None
+    """The latest usage a stream reported before its end (``ChatChunk.usage_so_far``): where
+    an estimate starts when the stream is cut before its usage."""
+    output_chars_so_far: int = 0
+    """``output_chars`` when ``usage_so_far`` was reported: output after it is estimated."""
     ticket: Ticket | None = None
     """What admission took from limits and budgets, until settlement (limits/stage.py)."""
     budgets: tuple[Budget, ...] = ()

@@ -44,7 +44,12 @@ from tollway.core.types import (
     EmbeddingResponse,
     ToolCallDelta,
 )
-from tollway.pricing.metering import Metering, format_cost
+from tollway.pricing.metering import (
+    Metering,
+    format_cost,
+    reasoning_chars,
+    streamed_reasoning_chars,
+)
 from tollway.pricing.tokens import TokenCounter
 from tollway.providers.base import ChatProvider, EmbeddingProvider, RequestChecker
 from tollway.providers.base import TokenCounter as ProviderTokenCounter
@@ -216,7 +221,8 @@ class Pipeline:
         # Costed before the response stages, so they (admission) can settle and say so.
         ctx.usage = response.usage
         if response.usage is None:  # estimated from the answer (Metering)
-            ctx.output_chars = sum(map(_answer_chars, response.choices))
+            form = response.wire_format
+            ctx.output_chars = sum(_answer_chars(choice, form) for choice in response.choices)
         self._settle(ctx)
         for stage in self._response_stages:
             changed = stage.on_response(ctx, response)
@@ -308,6 +314,11 @@ class Pipeline:
                 ctx.output_chars += len(choice.content)
             if choice.tool_calls:
                 ctx.output_chars += sum(_delta_chars(c) for c in choice.tool_calls)
+            if choice.reasoning is not None or choice.extra:
+                ctx.output_chars += streamed_reasoning_chars(choice, chunk.wire_format)
+        if chunk.usage_so_far is not None:
+            ctx.usage_so_far = chunk.usage_so_far
+            ctx.output_chars_so_far = ctx.output_chars
         for stage in self._chunk_stages:
             changed = stage.on_chunk(ctx, chunk)
             if changed is None:
@@ -631,10 +642,11 @@ async def response_as_chunks(response: ChatResponse) -> AsyncIterator[ChatChunk]
         yield last
 
 
-def _answer_chars(choice: Choice) -> int:
-    """The characters one choice of a complete answer generated: its text and tool calls."""
+def _answer_chars(choice: Choice, wire_format: str | None) -> int:
+    """The characters one choice of a complete answer generated: its reasoning, text and
+    tool calls."""
     message = choice.message
-    chars = len(message.text())
+    chars = len(message.text()) + reasoning_chars(message, wire_format)
     if message.tool_calls:
         chars += sum(len(call.name) + len(call.arguments) for call in message.tool_calls)
     return chars

@@ -292,6 +292,11 @@ class ChatChunk:
     """The upstream event's JSON exactly as received (in ``wire_format``), so a client of the
     same format is sent it as it came instead of re-encoded. A stage that changes a chunk
     must set this to ``None``."""
+    usage_so_far: Usage | None = None
+    """Usage the upstream reported before its end, counting what came up to this chunk:
+    Anthropic's ``message_start`` (input and cache tokens) and ``message_delta`` (cumulative
+    output), Gemini's running ``usageMetadata``. Not the answer's usage (``usage``): only
+    what an estimate starts from when the stream is cut before that comes."""
 
 
 @dataclass(slots=True)

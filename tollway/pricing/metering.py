@@ -2,10 +2,15 @@
 
 The provider's usage is priced at the serving deployment's price. When the provider
 reported none (an upstream that sends no usage, a stream the client left early), the
-gateway counts for itself: the input with the local tokenizer, the output from the
-characters it forwarded (about four a token, never more than the request's ``max_tokens``
-for each of its choices: the provider stops there, and admission reserved no more), and
-marks the usage as estimated.
+gateway counts for itself, and marks the usage as estimated. It starts from what a stream
+reported before it was cut (``ChatChunk.usage_so_far``: Anthropic's ``message_start`` and
+``message_delta``, Gemini's running ``usageMetadata``): input and cache tokens reported are
+exact, output is at least what was reported. What is not reported is counted: the input
+with the local tokenizer as the deployment that served counts it (a fallback of another
+family counts otherwise than the first candidate), the output from the characters generated
+after the last report (reasoning, text and tool calls; about four a token, never more than
+the request's ``max_tokens`` for each of its choices: the provider stops there, and
+admission reserved no more).
 """
 
 from __future__ import annotations
@@ -13,11 +18,14 @@ from __future__ import annotations
 import math
 
 from tollway.core.context import RequestContext
-from tollway.core.types import Deployment, ImagePart, Usage
+from tollway.core.types import ChunkChoice, Deployment, ImagePart, Message, ReasoningPart, Usage
 from tollway.pricing.cost import cost_usd
 from tollway.pricing.tokens import TokenCounter
+from tollway.wire.crossing import reasoning_of
 
 _CHARS_PER_TOKEN = 4
+_ANTHROPIC = "anthropic"
+_NOTHING_REPORTED = Usage()
 
 
 class Metering:
@@ -62,16 +70,67 @@ class Metering:
     def _local_usage(self, ctx: RequestContext) -> Usage:
         deployment = ctx.deployment
         assert deployment is not None
-        input_tokens = ctx.input_tokens_estimate
-        if input_tokens is None:
+        reported = ctx.usage_so_far or _NOTHING_REPORTED
+        input_tokens = reported.input_tokens
+        if not input_tokens:
+            # ``ctx.input_tokens_estimate`` is the first candidate's count, and the one that
+            # served may be another family's (another tokenizer): counted again for it, which
+            # costs a lookup of remembered texts.
             input_tokens = self.input_tokens(ctx, deployment)
-        output_tokens = math.ceil(ctx.output_chars / _CHARS_PER_TOKEN)
+        after = ctx.output_chars - ctx.output_chars_so_far
+        output_tokens = reported.output_tokens + math.ceil(after / _CHARS_PER_TOKEN)
         chat = ctx.chat
         if chat is not None and chat.max_tokens is not None:
             # Words longer than four characters would count past what the provider can have
             # generated, and past the budget reservation that bounds it.
-            output_tokens = min(output_tokens, chat.max_tokens * max(1, chat.n or 1))
-        return Usage(input_tokens=input_tokens, output_tokens=output_tokens)
+            most = max(chat.max_tokens * max(1, chat.n or 1), reported.output_tokens)
+            output_tokens = min(output_tokens, most)
+        return Usage(
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cached_input_tokens=reported.cached_input_tokens,
+            cache_write_tokens=reported.cache_write_tokens,
+            reasoning_tokens=reported.reasoning_tokens,
+            cache_write_1h_tokens=reported.cache_write_1h_tokens,
+        )
+
+
+def reasoning_chars(message: Message, wire_format: str | None) -> int:
+    """Characters of reasoning in a complete answer's message: its ``ReasoningPart``s, or
+    what an OpenAI-compatible server said beside the answer (``reasoning_content``)."""
+    chars = 0
+    if isinstance(message.content, list):
+        for part in message.content:
+            if isinstance(part, ReasoningPart):
+                chars += len(part.text) + _redacted_chars(part.redacted)
+    told = reasoning_of(message.extra, wire_format)
+    return chars + (len(told) if told is not None else 0)
+
+
+def streamed_reasoning_chars(choice: ChunkChoice, wire_format: str | None) -> int:
+    """Characters of reasoning in a chunk: a ``ReasoningDelta``, an OpenAI-compatible
+    server's ``reasoning_content`` delta, an Anthropic ``thinking`` delta or
+    ``redacted_thinking`` block (kept in the chunk's extras)."""
+    delta = choice.reasoning
+    if delta is not None:
+        return len(delta.text) + _redacted_chars(delta.redacted)
+    extra = choice.extra
+    if wire_format == _ANTHROPIC:
+        change = extra.get("delta")
+        if isinstance(change, dict) and change.get("type") == "thinking_delta":
+            return len(str(change.get("thinking") or ""))
+        block = extra.get("content_block")
+        if isinstance(block, dict) and block.get("type") == "redacted_thinking":
+            return _redacted_chars(str(block.get("data") or ""))
+        return 0
+    told = reasoning_of(extra, wire_format)
+    return len(told) if told is not None else 0
+
+
+def _redacted_chars(redacted: str | None) -> int:
+    """Encrypted reasoning (base64) as characters of the text it hides: its decoded size, an
+    estimate (the provider bills the hidden text's tokens, which it does not say)."""
+    return len(redacted) * 3 // 4 if redacted else 0
 
 
 def image_count(ctx: RequestContext) -> int:

@@ -1,8 +1,8 @@
 """Local token counts, before a request is routed.
 
 OpenAI's encodings are exact: ``o200k_base`` (GPT-4o, GPT-4.1, GPT-5, o-series) and
-``cl100k_base`` (GPT-4, GPT-3.5, the embedding models), run by ``tiktoken``, for OpenAI's own
-models where OpenAI serves them (its API, Azure OpenAI: ``exact_encoding``) and for a
+``cl100k_base`` (GPT-4, GPT-3.5, the embedding models), run by ``tiktoken``, for OpenAI's
+own models where OpenAI serves them (its API, Azure OpenAI: ``exact_encoding``) and for a
 deployment that declares its ``tokenizer``. Any other model behind an OpenAI-compatible API
 (vLLM, Ollama, Groq...) has a tokenizer of its own: its count is an estimate. tiktoken
 normally downloads the encoding files at first use; the gateway must count offline, so the
@@ -11,14 +11,14 @@ placed in tiktoken's offline cache, and tiktoken checks them against the SHA-256
 pins before use.
 
 Other families' tokenizers are not available offline (Anthropic publishes none; Gemini's
-needs a download): their counts are the ``o200k_base`` count times a per-family factor,
-an estimate (docs/pricing.md gives what is known of its error). Chat requests count like
+needs a download): their counts are the ``o200k_base`` count times a per-family factor, an
+estimate (docs/pricing.md gives what is known of its error). Chat requests count like
 OpenAI's own accounting: 3 tokens of framing per message (1 more with a ``name``), 3 to
 prime the reply, tool definitions as their JSON, images by the family's rule when the size
-is unknown. Anthropic's ``document`` blocks (kept as they came, as ``OpaquePart``) count by
-what they hold: title, context and text, or their content blocks; a PDF, which the gateway
-cannot read, by an estimate from its size (docs/pricing.md).
-"""
+is unknown, earlier turns' reasoning where the provider is sent it back (Claude's, signed;
+encrypted reasoning by its size). Anthropic's ``document`` blocks (kept as they came, as
+``OpaquePart``) count by what they hold: title, context and text, or their content blocks; a
+PDF, which the gateway cannot read, by an estimate from its size (docs/pricing.md)."""
 
 from __future__ import annotations
 
@@ -40,8 +40,10 @@ from tollway.core.types import (
     EmbeddingRequest,
     ImagePart,
     OpaquePart,
+    ReasoningPart,
     TextPart,
 )
+from tollway.wire.crossing import REPLAYS_REASONING
 
 if TYPE_CHECKING:
     import tiktoken
@@ -57,6 +59,7 @@ _TOKENS_PER_MESSAGE = 3
 _TOKENS_PER_NAME = 1
 _REPLY_PRIMING = 3
 _TOKENS_PER_TOOL = 8
+_CHARS_PER_TOKEN = 4
 # Images whose size the gateway does not know (a URL): each family's charge for a typical
 # 1024x1024 picture. OpenAI: 85 + 170 per 512-pixel tile (4 tiles) at high detail, 85 at low.
 _IMAGE_TOKENS = {"openai": 765, "anthropic": 1398, "bedrock": 1398, "gemini": 258, "vertex_ai": 258}
@@ -125,6 +128,9 @@ class TokenCounter:
         """Input tokens of a chat request: messages with their framing, tools, images."""
         encoding = tokenizer or _encoding_for(provider, model)
         count = self._count
+        # Earlier turns' reasoning reaches only the providers that take it back, signed
+        # (wire/crossing.py); others are not sent it.
+        replays = provider in REPLAYS_REASONING
         tokens = _REPLY_PRIMING
         for message in request.messages:
             tokens += _TOKENS_PER_MESSAGE
@@ -144,6 +150,10 @@ class TokenCounter:
                             tokens += _image_tokens(provider)
                     elif isinstance(part, OpaquePart) and part.type == "document":
                         tokens += self._document(encoding, part.data, provider)
+                    elif isinstance(part, ReasoningPart) and replays and part.signed:
+                        tokens += count(encoding, part.text)
+                        if part.redacted:  # its decoded size, as characters of text
+                            tokens += math.ceil(len(part.redacted) * 3 / 4 / _CHARS_PER_TOKEN)
             for call in message.tool_calls or ():
                 tokens += count(encoding, call.name) + count(encoding, call.arguments)
         for tool in request.tools or ():

@@ -60,7 +60,8 @@ class ReportRepository:
         filters: dict[str, str] | None = None,
         teams: Sequence[str] | None = None,
     ) -> list[dict[str, Any]]:
-        """One row per group: requests, errors, tokens, cost, latency, TTFT, cache, guardrails.
+        """One row per group: requests, errors, requests whose usage the gateway estimated
+        (the provider reported none), tokens, cost, latency, TTFT, cache, guardrails.
 
         ``group_by``: names of ``GROUPS`` and ``day`` (UTC). ``teams``: only these teams'
         requests (what a non-admin may see); ``None``: all.
@@ -100,10 +101,12 @@ class ReportRepository:
         lookups = func.sum(case((row.cache.in_(("hit", "miss")), 1), else_=0))
         length = func.jsonb_array_length if dialect == "postgresql" else func.json_array_length
         guarded = func.sum(case((length(row.guardrails) > 0, 1), else_=0))
+        estimated = func.sum(case((row.usage_estimated.is_(True), 1), else_=0))
         columns: list[Any] = [
             *keys,
             func.count().label("requests"),
             errors.label("errors"),
+            estimated.label("estimated_requests"),
             func.coalesce(func.sum(row.input_tokens), 0).label("input_tokens"),
             func.coalesce(func.sum(row.output_tokens), 0).label("output_tokens"),
             func.coalesce(func.sum(row.cached_tokens), 0).label("cached_tokens"),
@@ -176,6 +179,7 @@ class ReportRepository:
         for name in (
             "requests",
             "errors",
+            "estimated_requests",
             "input_tokens",
             "output_tokens",
             "cached_tokens",

@@ -4,27 +4,28 @@ Upstream (``StreamReader``): ``message_start`` gives the role chunk; text deltas
 content; each ``tool_use`` block becomes the tool call numbered by its order among the tool
 calls, with id and name on its first fragment and ``partial_json`` as argument fragments;
 ``message_delta`` gives the finish reason; ``message_stop`` gives a last, usage-only chunk
-with the usage of ``message_start`` and ``message_delta`` combined. Blocks the gateway does not
-model (thinking, ...) travel in the chunk's ``extra`` so an Anthropic client gets them back, and
-so do each text block's start (Anthropic splits text around citations: every block stays its
-own), ``message_delta``'s other fields (``container``, ``stop_details``), and the pings after
-the first (which the client's own ``message_start`` is followed by).
+with the usage of ``message_start`` and ``message_delta`` combined (each of those two says
+what it knows so far in ``usage_so_far``, for a stream cut before ``message_stop``). Blocks
+the gateway does not model (thinking, ...) travel in the chunk's ``extra`` so an Anthropic
+client gets them back, and so do each text block's start (Anthropic splits text around
+citations: every block stays its own), ``message_delta``'s other fields (``container``,
+``stop_details``), and the pings after the first (which the client's own ``message_start``
+is followed by).
 
 Client (``StreamWriter``): chunks from any upstream become ``message_start`` (with the input
 usage an Anthropic upstream gave at its start) and a ``ping``, then per block
-``content_block_start`` / ``content_block_delta``s / ``content_block_stop`` (a text block, then
-one ``tool_use`` block per tool call, each closed before the next opens), then
+``content_block_start`` / ``content_block_delta``s / ``content_block_stop`` (a text block,
+then one ``tool_use`` block per tool call, each closed before the next opens), then
 ``message_delta`` (stop reason, cumulative usage) and ``message_stop``. Tool calls an
 OpenAI-format upstream interleaves are sent one block after the other (``held_calls``).
 
 Another format's reasoning (Bedrock's ``reasoningContent``, an OpenAI-compatible server's
-``reasoning_content`` / ``reasoning``) becomes ``thinking`` blocks (``thinking_delta``s, then
-the ``signature_delta`` of a signed block; ``redacted_thinking`` whole) for a client that
-asked for ``thinking``; otherwise it is not shown, and while it lasts a ``ping`` every
+``reasoning_content`` / ``reasoning``) becomes ``thinking`` blocks (``thinking_delta``s,
+then the ``signature_delta`` of a signed block; ``redacted_thinking`` whole) for a client
+that asked for ``thinking``; otherwise it is not shown, and while it lasts a ``ping`` every
 ``KEEPALIVE_SECONDS`` keeps the connection (and proxies' and SDKs' read timeouts) from
 judging the stream dead. An OpenAI-format upstream's ``refusal`` is the answer's text, and
-the stream then ends with ``stop_reason: "refusal"``.
-"""
+the stream then ends with ``stop_reason: "refusal"``."""
 
 from __future__ import annotations
 
@@ -96,6 +97,9 @@ class StreamReader:
             # ``message_start`` (an extra: another format's client never sees it, and the
             # request's usage stays unknown until the stream says it in full).
             first.extra["message_usage"] = dict(self._usage)
+            # Input and cache tokens are exact from here: a stream cut later is estimated
+            # from them (pricing/metering.py).
+            first.usage_so_far = usage_from_wire(self._usage)
             return first
         if kind == "content_block_start":
             return self._block_start(int(event["index"]), event["content_block"])
@@ -110,9 +114,11 @@ class StreamReader:
             # The rest (container, stop_details, ...) is for an Anthropic client's message_delta.
             if rest := {k: v for k, v in delta.items() if k not in _DELTA_KEYS}:
                 extra = {**extra, "message_delta": rest}
-            return self._chunk(
+            chunk = self._chunk(
                 ChunkChoice(index=0, finish_reason=finish, stop_sequence=stop_sequence, extra=extra)
             )
+            chunk.usage_so_far = usage_from_wire(self._usage)  # cumulative, before message_stop
+            return chunk
         if kind == "message_stop":
             self.done = True
             last = ChatChunk(self._id, self._model, self._created, [], wire_format=WIRE_FORMAT)

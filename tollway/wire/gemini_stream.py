@@ -8,7 +8,8 @@ become content (thoughts are left out); each ``functionCall`` part, which Gemini
 becomes one complete tool-call fragment numbered by its order among the candidate's calls;
 ``finishReason`` gives the finish chunk, unless it says the output is unusable
 (``MALFORMED_FUNCTION_CALL``, ...), which raises that failure. Usage comes in every event; the
-latest is kept and, once the body ends, ``last`` gives the usage-only chunk. A stream whose
+latest is kept (and told on each chunk as ``usage_so_far``, for a stream cut before its end)
+and, once the body ends, ``last`` gives the usage-only chunk. A stream whose
 body ends before every candidate finished was cut short (``done`` is false) and is a failure.
 
 Client (``StreamWriter``): content chunks become events at once; tool-call fragments are held
@@ -95,7 +96,9 @@ class StreamReader:
         kept = [choice for choice in choices if choice is not None]
         if not kept:
             return None
-        return ChatChunk(self._id, self._model, self._created, kept, wire_format=WIRE_FORMAT)
+        chunk = ChatChunk(self._id, self._model, self._created, kept, wire_format=WIRE_FORMAT)
+        chunk.usage_so_far = self._usage  # the tokens so far, this chunk's included
+        return chunk
 
     def _candidate(self, raw: dict[str, Any], position: int) -> ChunkChoice | None:
         failure = unusable(raw.get("finishReason"))

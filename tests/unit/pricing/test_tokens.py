@@ -302,3 +302,35 @@ def test_a_declared_tokenizer_counts_a_self_hosted_model_exactly_with_that_encod
     counted = COUNTER.chat(request, declared.provider, declared.model, declared.tokenizer)
     assert counted == COUNTER.chat(request, "openai", "gpt-4")  # cl100k_base
     assert counted != COUNTER.chat(request, "openai", "company-gpt")  # o200k_base otherwise
+
+
+def test_earlier_reasoning_counts_where_the_provider_is_sent_it_back() -> None:
+    from tollway.core.types import Message, ReasoningPart, TextPart
+
+    thought = "Let me think this through step by step before answering. " * 20
+
+    def conversation(signature: str | None) -> ChatRequest:
+        turn = [ReasoningPart(thought, signature=signature), TextPart("Paris.")]
+        return ChatRequest(
+            model="m",
+            messages=[
+                Message("user", "capital of France?"),
+                Message("assistant", turn),
+                Message("user", "and of Spain?"),
+            ],
+        )
+
+    counter = TokenCounter()
+    plain = ChatRequest(model="m", messages=[Message("user", "capital of France?"),
+                                             Message("assistant", "Paris."),
+                                             Message("user", "and of Spain?")])  # fmt: skip
+    signed, unsigned = conversation("sig"), conversation(None)
+    extra = math.ceil(_encoded(thought) * 1.15)
+    # Claude is sent its signed reasoning back: it is input there.
+    assert counter.chat(signed, "anthropic", "claude") >= counter.chat(plain, "anthropic", "c")
+    assert counter.chat(signed, "bedrock", "claude") - counter.chat(plain, "bedrock", "c") in (
+        extra - 1, extra, extra + 1,
+    )  # fmt: skip
+    # No provider is sent unsigned reasoning, nor OpenAI any reasoning.
+    assert counter.chat(unsigned, "anthropic", "claude") == counter.chat(plain, "anthropic", "c")
+    assert counter.chat(signed, "openai", "gpt-4o") == counter.chat(plain, "openai", "gpt-4o")
