@@ -1,10 +1,11 @@
-"""The command line: config check, and serve on the embedded default."""
+"""The command line: config check, serve on the embedded default, and the admin commands."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -196,3 +197,74 @@ def test_first_start_prints_an_admin_key_once(tmp_path: Path) -> None:
         assert me.json()["role"] == "admin"
     with running_gateway(tmp_path, None, env) as (_, again):
         assert not re.findall(r"tw-[A-Za-z0-9_-]{40}", again.output())
+
+
+def _said(output: str) -> str:
+    """``output`` as one line of words: Rich wraps messages and draws boxes around them."""
+    return " ".join(output.replace("│", " ").split())
+
+
+def _serve_fails(*args: str, env: dict[str, str], cwd: Path) -> str:
+    """``tollway serve ARGS``, which must exit 1 with one line saying why; that line."""
+    result = subprocess.run(
+        tollway_command("serve", *args), capture_output=True, text=True, timeout=60, env=env,
+        cwd=cwd,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and "╭" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "cannot start" in line]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line(tmp_path: Path) -> None:
+    # A second gateway started by mistake showed a page of Rich traceback ending in
+    # "OSError: [Errno 98] error while attempting to bind".
+    env = {
+        **os.environ,
+        "TOLLWAY_STORE_URL": f"sqlite+aiosqlite:///{tmp_path}/busy.db",
+        "TOLLWAY_ADMIN_KEY": CLIENT_KEY,
+    }
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        line = _serve_fails("--port", str(port), env=env, cwd=tmp_path)
+    assert line == (
+        f"tollway: cannot start: 127.0.0.1:{port} is in use (another gateway running?); "
+        "free it or pick --port"
+    )
+
+
+def test_serve_with_an_admin_key_it_cannot_use_says_so_in_one_line(tmp_path: Path) -> None:
+    # Both were a traceback: a TOLLWAY_ADMIN_KEY under 20 characters (BootstrapError), and
+    # an auth.admin_key naming a variable that is not set (MissingCredential).
+    env = {**os.environ, "TOLLWAY_STORE_URL": f"sqlite+aiosqlite:///{tmp_path}/admin.db"}
+    short = _serve_fails(
+        "--port", str(free_port()), env={**env, "TOLLWAY_ADMIN_KEY": "too-short"}, cwd=tmp_path
+    )
+    assert short == "tollway: cannot start: the admin key must be at least 20 characters long"
+    config = tmp_path / "admin.yaml"
+    config.write_text("auth: {admin_key: env:TOLLWAY_TEST_UNSET_ADMIN_KEY}\n")
+    env.pop("TOLLWAY_TEST_UNSET_ADMIN_KEY", None)
+    unset = _serve_fails("-c", str(config), "--port", str(free_port()), env=env, cwd=tmp_path)
+    assert unset == (
+        "tollway: cannot start: auth.admin_key: credential env:TOLLWAY_TEST_UNSET_ADMIN_KEY "
+        "is not set"
+    )
+
+
+def test_serve_refuses_an_unknown_log_level_as_a_usage_error() -> None:
+    # logging.basicConfig raised "ValueError: Unknown level: 'VERBOSE'" as a traceback.
+    result = run_cli("serve", "--log-level", "verbose")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "'verbose' is not one of debug, info, warning, error" in _said(result.stderr)
+
+
+def test_serve_help_says_what_host_and_port_default_to() -> None:
+    # "Listen address [config: server.host]" printed as "Listen address": Rich took the
+    # brackets for markup.
+    result = run_cli("serve", "--help", env={**os.environ, "COLUMNS": "200"})
+    assert "Listen address (default: the config's server.host)" in result.stdout
+    assert "Listen port (default: the config's server.port)" in result.stdout
