@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import re
 import socket
 import subprocess
+import threading
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -268,3 +272,117 @@ def test_serve_help_says_what_host_and_port_default_to() -> None:
     result = run_cli("serve", "--help", env={**os.environ, "COLUMNS": "200"})
     assert "Listen address (default: the config's server.host)" in result.stdout
     assert "Listen port (default: the config's server.port)" in result.stdout
+
+
+def _admin_env(url: str) -> dict[str, str]:
+    env = {**os.environ, "TOLLWAY_URL": url, "TOLLWAY_ADMIN_KEY": CLIENT_KEY}
+    env.pop("COLUMNS", None)
+    return env
+
+
+def test_limits_of_a_deployment_id_or_a_model_with_a_slash_can_be_deleted(
+    embedded: tuple[str, Process],
+) -> None:
+    # Ids went into the URL as they were: "demo-chat#0" (a default deployment id) lost its
+    # "#0" as a URL fragment, so the delete asked for deployment 'demo-chat' (404), and
+    # "vendor/model" split the path (404 unknown_url).
+    env = _admin_env(embedded[0])
+    for scope, scope_id in (("deployment", "demo-chat#0"), ("model", "vendor/model")):
+        made = run_cli("limits", "set", scope, scope_id, "--rpm", "5", env=env)
+        assert made.returncode == 0, made.stderr
+        gone = run_cli("limits", "delete", scope, scope_id, env=env)
+        assert gone.returncode == 0, gone.stderr
+        assert gone.stdout.strip() == f"limits of {scope} {scope_id} removed"
+    left = json.loads(run_cli("limits", "list", "--json", env=env).stdout)
+    assert {row["scope_id"] for row in left} & {"demo-chat#0", "vendor/model"} == set()
+
+
+def test_a_tag_without_a_value_is_a_usage_error(embedded: tuple[str, Process]) -> None:
+    # "ValueError: dictionary update sequence element #0 has length 1" as a traceback.
+    result = run_cli(
+        "keys", "create", "--name", "tagged", "--tag", "service", env=_admin_env(embedded[0])
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "--tag takes KEY=VALUE" in _said(result.stderr)
+
+
+class _NotAGateway(http.server.BaseHTTPRequestHandler):
+    """A web server on the URL given for the gateway: a sign-in page for every path."""
+
+    def do_GET(self) -> None:
+        body = b"<html><body>Please sign in</body></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+def test_the_cli_says_what_is_wrong_with_the_gateway_url(embedded: tuple[str, Process]) -> None:
+    # Without a scheme the CLI said "UnsupportedProtocol"; a web server that is not the
+    # gateway answering 200 made it fail with a JSONDecodeError traceback.
+    env = _admin_env(embedded[0])
+    bare = embedded[0].removeprefix("http://")
+    result = run_cli("keys", "list", "--url", bare, env=env)
+    assert result.returncode == 1
+    assert "must start with http:// or https://" in result.stderr
+    assert repr(bare) in result.stderr
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotAGateway)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        other = f"http://127.0.0.1:{server.server_address[1]}"
+        result = run_cli("keys", "list", "--url", other, env=env)
+    finally:
+        server.shutdown()
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert f"not a Tollway answer (is {other} the gateway?)" in _said(result.stderr)
+
+
+def test_logs_list_piped_keeps_the_request_id_whole(embedded: tuple[str, Process]) -> None:
+    # Piped, the table was cut to 80 columns: the request id, the column to grep for, came
+    # out as "re" or "req_c06".
+    url = embedded[0]
+    answer = httpx.post(
+        url + "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {CLIENT_KEY}"},
+        json={"model": "demo-chat", "messages": [{"role": "user", "content": "log me"}]},
+    )
+    request_id = answer.headers["x-request-id"]
+    env = _admin_env(url)
+    deadline = time.monotonic() + 10
+    while request_id not in run_cli("logs", "list", "--json", "--limit", "5", env=env).stdout:
+        assert time.monotonic() < deadline, "the request never reached the request log"
+        time.sleep(0.2)
+    assert request_id in run_cli("logs", "list", "--limit", "5", env=env).stdout
+
+
+def test_report_shows_a_small_cost_in_plain_digits(embedded: tuple[str, Process]) -> None:
+    # One demo request costs $0.000068, which the table showed as "6.8e-05".
+    url = embedded[0]
+    env = _admin_env(url)
+    service = f"tiny-{uuid.uuid4().hex[:8]}"
+    made = run_cli(
+        "keys", "create", "--name", service, "--tag", f"service={service}", "--json", env=env
+    )
+    key = json.loads(made.stdout)["key"]
+    answer = httpx.post(
+        url + "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"model": "demo-chat", "messages": [{"role": "user", "content": "Hello"}]},
+    )
+    cost = answer.headers["x-tollway-cost-usd"]
+    assert float(cost) < 1e-4
+    args = ("report", "--by", "service", "--service", service)
+    deadline = time.monotonic() + 10
+    while service not in run_cli(*args, "--json", env=env).stdout:
+        assert time.monotonic() < deadline, "the request never reached the request log"
+        time.sleep(0.2)
+    table = run_cli(*args, env=env).stdout
+    assert f" {cost} " in table
+    assert "e-0" not in table
