@@ -95,8 +95,8 @@ def test_config_check_rejects_env_and_file_secrets_it_cannot_read(tmp_path: Path
 
 @pytest.fixture(scope="module")
 def embedded(log_dir: Path) -> Iterator[tuple[str, Process]]:
-    """``tollway serve`` with no config file at all."""
-    with running_gateway(log_dir, None) as running:
+    """``tollway serve`` with no config file at all (and, as on a first day, no vault key)."""
+    with running_gateway(log_dir, None, {"TOLLWAY_VAULT_KEY": ""}) as running:
         yield running
 
 
@@ -386,3 +386,45 @@ def test_report_shows_a_small_cost_in_plain_digits(embedded: tuple[str, Process]
     table = run_cli(*args, env=env).stdout
     assert f" {cost} " in table
     assert "e-0" not in table
+
+
+def test_a_credential_without_a_vault_key_is_refused_saying_what_to_set(
+    embedded: tuple[str, Process],
+) -> None:
+    # The gateway has no TOLLWAY_VAULT_KEY: adding a credential was a 500 ("see its log"),
+    # the reason only in the gateway's traceback.
+    env = _admin_env(embedded[0])
+    result = run_cli("credentials", "add", "first-day", "openai", "--secret", "sk-test-x", env=env)
+    assert result.returncode == 1
+    said = _said(result.stderr)
+    assert said.startswith(
+        "503: TOLLWAY_VAULT_KEY is not set: it encrypts the provider credentials"
+    )
+    assert "Fernet.generate_key()" in said
+    answer = httpx.put(
+        embedded[0] + "/admin/credentials/first-day",
+        headers={"Authorization": f"Bearer {CLIENT_KEY}"},
+        json={"name": "first-day", "provider": "openai", "secret": "sk-test-x"},
+    )
+    assert answer.status_code == 503
+    assert answer.json()["error"]["code"] == "vault_unavailable"
+    assert "sk-test-x" not in answer.text
+    assert "Traceback" not in embedded[1].output()
+
+
+def test_the_audit_trail_takes_the_page_sizes_the_request_log_takes(
+    embedded: tuple[str, Process],
+) -> None:
+    # /admin/audit cut limit=5000 to 1000 without a word and refused 0 without naming the
+    # parameter, where /admin/logs refuses both with param 'limit'.
+    headers = {"Authorization": f"Bearer {CLIENT_KEY}"}
+    for path in ("/admin/audit", "/admin/logs"):
+        for limit in ("0", "5000"):
+            answer = httpx.get(embedded[0] + path, params={"limit": limit}, headers=headers)
+            assert answer.status_code == 400, (path, limit)
+            error = answer.json()["error"]
+            assert (error["param"], error["message"]) == (
+                "limit",
+                "'limit' must be between 1 and 1000",
+            )
+        assert httpx.get(embedded[0] + path, params={"limit": "1000"}, headers=headers).is_success
