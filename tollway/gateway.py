@@ -263,8 +263,10 @@ class Gateway:
             settings = with_environment(load_settings(self.config_path), self.environ)
             pipeline = self._build_pipeline(settings)
         except (ConfigError, ValueError, RuntimeError) as exc:
-            # One line (log collectors split on newlines): the problems joined with "; ".
-            problems = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+            # One line (log collectors split on newlines): the problems joined with "; ", the
+            # heading ("FILE: 2 problem(s):") followed by its first problem, not by ":;".
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            problems = "; ".join(lines).replace(":; ", ": ")
             log.error("config reload refused, the running model groups stay: %s", problems)
             return False
         later = [
