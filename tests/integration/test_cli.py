@@ -428,3 +428,30 @@ def test_the_audit_trail_takes_the_page_sizes_the_request_log_takes(
                 "'limit' must be between 1 and 1000",
             )
         assert httpx.get(embedded[0] + path, params={"limit": "1000"}, headers=headers).is_success
+
+
+def test_a_budget_crossing_logs_the_limit_as_precisely_as_the_spend(
+    embedded: tuple[str, Process],
+) -> None:
+    # "budget key ... crossed 50%: $0.000068 of $0.00 spent": the limit had two decimals.
+    url, process = embedded
+    env = _admin_env(url)
+    made = json.loads(run_cli("keys", "create", "--name", "tiny-budget", "--json", env=env).stdout)
+    budget = run_cli("budgets", "set", "key", made["id"], "0.0001", "--period", "day", env=env)
+    assert budget.returncode == 0, budget.stderr
+    answer = httpx.post(
+        url + "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {made['key']}"},
+        json={
+            "model": "demo-chat",
+            "max_tokens": 16,
+            "messages": [{"role": "user", "content": "Hi"}],
+        },
+    )
+    assert answer.status_code == 200, answer.text
+    cost = answer.headers["x-tollway-cost-usd"].rstrip("0")
+    deadline = time.monotonic() + 10
+    while not (lines := [x for x in process.output().splitlines() if f"{made['id']} (" in x]):
+        assert time.monotonic() < deadline, "no budget event was logged"
+        time.sleep(0.1)
+    assert lines[0].endswith(f"crossed 50%: ${cost} of $0.0001 spent")
