@@ -455,3 +455,29 @@ def test_a_budget_crossing_logs_the_limit_as_precisely_as_the_spend(
         assert time.monotonic() < deadline, "no budget event was logged"
         time.sleep(0.1)
     assert lines[0].endswith(f"crossed 50%: ${cost} of $0.0001 spent")
+
+
+def test_report_takes_an_age_as_logs_list_does(embedded: tuple[str, Process]) -> None:
+    # `tollway logs list --since 24h` worked, `tollway report --since 24h` was refused:
+    # "400: 'since' is not an ISO 8601 date or time".
+    url = embedded[0]
+    env = _admin_env(url)
+    service = f"aged-{uuid.uuid4().hex[:8]}"
+    made = run_cli(
+        "keys", "create", "--name", service, "--tag", f"service={service}", "--json", env=env
+    )
+    httpx.post(
+        url + "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {json.loads(made.stdout)['key']}"},
+        json={"model": "demo-chat", "messages": [{"role": "user", "content": "Hello"}]},
+    ).raise_for_status()
+    args = ("report", "--by", "service", "--service", service, "--json")
+    deadline = time.monotonic() + 10
+    while not (rows := json.loads(run_cli(*args, "--since", "24h", env=env).stdout)):
+        assert time.monotonic() < deadline, "the request never reached the report"
+        time.sleep(0.2)
+    assert [row["requests"] for row in rows] == [1]
+    assert json.loads(run_cli(*args, "--until", "24h", env=env).stdout) == []
+    bad = run_cli(*args, "--since", "yesterday", env=env)
+    assert bad.returncode == 1
+    assert "'since' must be an ISO 8601 time or an age such as 24h or 7d" in _said(bad.stderr)
