@@ -64,6 +64,31 @@ def test_config_check_suggests_the_option_a_typo_meant(tmp_path: Path) -> None:
     assert "telemetry.tracing.zzz: unknown option (options here: enabled, " in result.stderr
 
 
+def test_config_check_refuses_an_option_written_twice(tmp_path: Path) -> None:
+    # YAML kept the last of two `limits:` sections: the first one's budget was dropped
+    # without a word and the file was "OK". Merges (<<) may still override.
+    path = tmp_path / "twice.yaml"
+    path.write_text(
+        "limits:\n"
+        "  budgets: [{scope: org, id: '*', limit_usd: 100}]\n"
+        "models:\n"
+        "  - name: m\n"
+        "    deployments:\n"
+        "      - &base {provider: openai, model: gpt-4o}\n"
+        "      - {<<: *base, model: gpt-4o-mini}\n"
+        "limits:\n"
+        "  models: {m: {rpm: 10}}\n"
+    )
+    result = run_cli("config", "check", "--no-secrets", str(path))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"{path}: line 8, column 1: invalid YAML: 'limits' is written twice in one mapping"
+    )
+    path.write_text(path.read_text().rsplit("limits:", 1)[0])  # once, with its merge
+    merged = run_cli("config", "check", "--no-secrets", str(path))
+    assert merged.returncode == 0, merged.stderr
+
+
 def test_config_check_rejects_env_and_file_secrets_it_cannot_read(tmp_path: Path) -> None:
     # They were "OK" and first showed as a failed request once the gateway needed them.
     key_file = tmp_path / "present-key"
