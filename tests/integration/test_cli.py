@@ -506,3 +506,19 @@ def test_report_takes_an_age_as_logs_list_does(embedded: tuple[str, Process]) ->
     bad = run_cli(*args, "--since", "yesterday", env=env)
     assert bad.returncode == 1
     assert "'since' must be an ISO 8601 time or an age such as 24h or 7d" in _said(bad.stderr)
+
+
+def test_a_key_expiring_past_the_calendar_is_a_400_not_a_500(
+    embedded: tuple[str, Process],
+) -> None:
+    # --expires-in 100000000h (past year 9999) was an OverflowError: "500: The gateway
+    # failed to handle request ...", with a traceback in the gateway's log.
+    result = run_cli(
+        "keys", "create", "--name", "forever", "--expires-in", "100000000h",
+        env=_admin_env(embedded[0]),
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert _said(result.stderr) == (
+        "400: 'expires_in': must be at most 876000h (100 years); leave it out for no expiry"
+    )
+    assert "OverflowError" not in embedded[1].output()
