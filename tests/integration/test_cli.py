@@ -522,3 +522,17 @@ def test_a_key_expiring_past_the_calendar_is_a_400_not_a_500(
         "400: 'expires_in': must be at most 876000h (100 years); leave it out for no expiry"
     )
     assert "OverflowError" not in embedded[1].output()
+
+
+def test_an_age_older_than_the_calendar_is_a_400(embedded: tuple[str, Process]) -> None:
+    # /admin/logs?since=99999999d was an OverflowError: a 500 with a traceback.
+    headers = {"Authorization": f"Bearer {CLIENT_KEY}"}
+    for path in ("/admin/logs", "/admin/reports/usage"):
+        answer = httpx.get(embedded[0] + path, params={"since": "99999999d"}, headers=headers)
+        assert answer.status_code == 400, (path, answer.text)
+        error = answer.json()["error"]
+        assert (error["param"], error["message"]) == (
+            "since",
+            "'since' reaches back past year 1: '99999999d'",
+        )
+    assert "OverflowError" not in embedded[1].output()

@@ -55,7 +55,12 @@ def query_time(query: Any, name: str, now: dt.datetime) -> dt.datetime | None:
         return None
     age = _AGE.match(value)
     if age is not None:
-        return now - dt.timedelta(seconds=float(age.group(1)) * _AGE_SECONDS[age.group(2)])
+        try:
+            return now - dt.timedelta(seconds=float(age.group(1)) * _AGE_SECONDS[age.group(2)])
+        except OverflowError:  # 99999999d: before year 1, a 500 it was
+            raise InvalidRequest(
+                f"'{name}' reaches back past year 1: {value!r}", param=name
+            ) from None
     try:
         moment = dt.datetime.fromisoformat(value)
     except ValueError:
