@@ -536,3 +536,15 @@ def test_an_age_older_than_the_calendar_is_a_400(embedded: tuple[str, Process]) 
             "'since' reaches back past year 1: '99999999d'",
         )
     assert "OverflowError" not in embedded[1].output()
+
+
+def test_prices_piped_are_whole() -> None:
+    # Piped, the catalog was cut to 80 columns: "inp…", "128…", "16,3…".
+    env = {**os.environ}
+    env.pop("COLUMNS", None)
+    table = run_cli("prices", "--model", "gpt-4o", env=env).stdout
+    assert "…" not in table
+    row = next(line for line in table.splitlines() if " gpt-4o " in line)
+    assert [cell.strip() for cell in row.split("│")[1:-1]][:7] == [
+        "openai", "gpt-4o", "2.5", "1.25", "", "10", "128,000",
+    ]  # fmt: skip

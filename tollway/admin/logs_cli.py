@@ -35,7 +35,6 @@ from tollway.admin.cli import (
 logs = typer.Typer(no_args_is_help=True, help="The request log.")
 
 _errors = Console(stderr=True)
-_console = Console()
 LIST_COLUMNS: list[tuple[str, Literal["left", "right"], int]] = [
     ("UTC", "left", 14), ("key", "left", 8), ("model", "left", 5), ("status", "left", 3),
     ("in/out", "right", 6), ("USD", "right", 8), ("ms", "right", 2), ("request", "left", 7),
