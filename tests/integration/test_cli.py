@@ -297,6 +297,9 @@ def test_serve_help_says_what_host_and_port_default_to() -> None:
     result = run_cli("serve", "--help", env={**os.environ, "COLUMNS": "200"})
     assert "Listen address (default: the config's server.host)" in result.stdout
     assert "Listen port (default: the config's server.port)" in result.stdout
+    # The help printed the docstring's reST quotes: "use it as ``api_key: vault:NAME``".
+    vault = run_cli("credentials", "add", "--help", env={**os.environ, "COLUMNS": "200"})
+    assert "use it as api_key: vault:NAME." in vault.stdout
 
 
 def _admin_env(url: str) -> dict[str, str]:

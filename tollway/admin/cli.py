@@ -311,7 +311,7 @@ def credentials_add(
     secret: Annotated[str, typer.Option(prompt=True, hide_input=True, help="The provider key")],
     rotate: Annotated[bool, typer.Option(help="Replace an existing credential")] = False,
 ) -> None:
-    """Add (or with --rotate replace) a provider credential; use it as ``api_key: vault:NAME``."""
+    """Add (or with --rotate replace) a provider credential; use it as api_key: vault:NAME."""
     body = {"name": name, "provider": provider, "secret": secret}
     if rotate:
         call(url, admin_key, "PUT", f"/admin/credentials/{segment(name)}", body)
