@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 from pathlib import Path
@@ -81,16 +82,27 @@ def _load(config: Path | None) -> tuple[Settings, str]:
 @app.command()
 def serve(
     config: ConfigOption = None,
-    host: Annotated[str | None, typer.Option(help="Listen address [config: server.host]")] = None,
-    port: Annotated[int | None, typer.Option(help="Listen port [config: server.port]")] = None,
+    # (No brackets in help texts: the help is Rich markup, and "[config: ...]" vanished.)
+    host: Annotated[
+        str | None, typer.Option(help="Listen address (default: the config's server.host)")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Listen port (default: the config's server.port)")
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
 ) -> None:
     """Run the gateway."""
     from aiohttp import web
 
     from tollway.app import create_app
+    from tollway.auth.bootstrap import BootstrapError
+    from tollway.auth.vault import MissingCredential
     from tollway.store import StoreError
 
+    if log_level.upper() not in LOG_LEVELS:
+        raise typer.BadParameter(
+            f"{log_level!r} is not one of {', '.join(LOG_LEVELS).lower()}", param_hint="--log-level"
+        )
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -115,11 +127,23 @@ def serve(
             shutdown_timeout=server.shutdown_timeout,
             print=None,
         )
-    except StoreError as exc:
-        # A replica started while its database is down (or not migrated): one line saying
-        # so, for a supervisor that restarts it, rather than a page of traceback.
-        typer.echo(f"tollway: cannot start: {exc}", err=True)
+    except (StoreError, BootstrapError, MissingCredential, OSError) as exc:
+        # A replica started while its database is down (or not migrated), on a port another
+        # process holds, or with an admin key it cannot use: one line saying so, for the
+        # operator or a supervisor that restarts it, rather than a page of traceback.
+        typer.echo(f"tollway: cannot start: {_start_failure(exc, host, port)}", err=True)
         raise typer.Exit(1) from None
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _start_failure(exc: Exception, host: str, port: int) -> str:
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+        return f"{host}:{port} is in use (another gateway running?); free it or pick --port"
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRNOTAVAIL:
+        return f"{host} is not an address of this machine (--host or server.host)"
+    return str(exc)
 
 
 @config_app.command("check")
@@ -165,7 +189,8 @@ def mock_provider(
     fault: Annotated[str | None, typer.Option(help="Server-wide fault, e.g. status:500")] = None,
     fault_rate: Annotated[float, typer.Option(help="Share of requests the fault hits")] = 1.0,
 ) -> None:
-    """Run the simulated provider (OpenAI, Anthropic and Bedrock wire formats)."""
+    """Run the simulated provider (OpenAI, Azure, Mistral, Anthropic, Gemini, Vertex AI and
+    Bedrock wire formats)."""
     from tollway.simulator import SimulatorSettings
     from tollway.simulator import serve as serve_simulator
 

@@ -17,7 +17,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from tollway.alerts import AlertManager
 from tollway.auth.authenticator import Authenticator
-from tollway.auth.bootstrap import configured_admin_key, ensure_admin, pin_admin_key
+from tollway.auth.bootstrap import (
+    BootstrapError,
+    configured_admin_key,
+    ensure_admin,
+    pin_admin_key,
+)
 from tollway.auth.identity import Identity
 from tollway.auth.oidc import OIDCAuthenticator
 from tollway.auth.stage import ModelAccess
@@ -262,8 +267,10 @@ class Gateway:
             settings = with_environment(load_settings(self.config_path), self.environ)
             pipeline = self._build_pipeline(settings)
         except (ConfigError, ValueError, RuntimeError) as exc:
-            # One line (log collectors split on newlines): the problems joined with "; ".
-            problems = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+            # One line (log collectors split on newlines): the problems joined with "; ", the
+            # heading ("FILE: 2 problem(s):") followed by its first problem, not by ":;".
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            problems = "; ".join(lines).replace(":; ", ": ")
             log.error("config reload refused, the running model groups stay: %s", problems)
             return False
         later = [
@@ -307,9 +314,11 @@ class Gateway:
         await self.identity.load()
         await self.fleet.load_credentials()
         configured = self.settings.auth.admin_key
-        admin_key = configured_admin_key(
-            self.vault.reveal(configured) if configured else None, self.environ
-        )
+        try:
+            revealed = self.vault.reveal(configured) if configured else None
+        except MissingCredential as exc:
+            raise BootstrapError(f"auth.admin_key: {exc}") from None
+        admin_key = configured_admin_key(revealed, self.environ)
         if admin_key:
             pin_admin_key(self.identity, admin_key)
             return

@@ -1,11 +1,16 @@
-"""The command line: config check, and serve on the embedded default."""
+"""The command line: config check, serve on the embedded default, and the admin commands."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import re
+import socket
 import subprocess
+import threading
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,6 +64,31 @@ def test_config_check_suggests_the_option_a_typo_meant(tmp_path: Path) -> None:
     assert "telemetry.tracing.zzz: unknown option (options here: enabled, " in result.stderr
 
 
+def test_config_check_refuses_an_option_written_twice(tmp_path: Path) -> None:
+    # YAML kept the last of two `limits:` sections: the first one's budget was dropped
+    # without a word and the file was "OK". Merges (<<) may still override.
+    path = tmp_path / "twice.yaml"
+    path.write_text(
+        "limits:\n"
+        "  budgets: [{scope: org, id: '*', limit_usd: 100}]\n"
+        "models:\n"
+        "  - name: m\n"
+        "    deployments:\n"
+        "      - &base {provider: openai, model: gpt-4o}\n"
+        "      - {<<: *base, model: gpt-4o-mini}\n"
+        "limits:\n"
+        "  models: {m: {rpm: 10}}\n"
+    )
+    result = run_cli("config", "check", "--no-secrets", str(path))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"{path}: line 8, column 1: invalid YAML: 'limits' is written twice in one mapping"
+    )
+    path.write_text(path.read_text().rsplit("limits:", 1)[0])  # once, with its merge
+    merged = run_cli("config", "check", "--no-secrets", str(path))
+    assert merged.returncode == 0, merged.stderr
+
+
 def test_config_check_rejects_env_and_file_secrets_it_cannot_read(tmp_path: Path) -> None:
     # They were "OK" and first showed as a failed request once the gateway needed them.
     key_file = tmp_path / "present-key"
@@ -90,8 +120,8 @@ def test_config_check_rejects_env_and_file_secrets_it_cannot_read(tmp_path: Path
 
 @pytest.fixture(scope="module")
 def embedded(log_dir: Path) -> Iterator[tuple[str, Process]]:
-    """``tollway serve`` with no config file at all."""
-    with running_gateway(log_dir, None) as running:
+    """``tollway serve`` with no config file at all (and, as on a first day, no vault key)."""
+    with running_gateway(log_dir, None, {"TOLLWAY_VAULT_KEY": ""}) as running:
         yield running
 
 
@@ -196,3 +226,328 @@ def test_first_start_prints_an_admin_key_once(tmp_path: Path) -> None:
         assert me.json()["role"] == "admin"
     with running_gateway(tmp_path, None, env) as (_, again):
         assert not re.findall(r"tw-[A-Za-z0-9_-]{40}", again.output())
+
+
+def _said(output: str) -> str:
+    """``output`` as one line of words: Rich wraps messages and draws boxes around them."""
+    return " ".join(output.replace("│", " ").split())
+
+
+def _serve_fails(*args: str, env: dict[str, str], cwd: Path) -> str:
+    """``tollway serve ARGS``, which must exit 1 with one line saying why; that line."""
+    result = subprocess.run(
+        tollway_command("serve", *args), capture_output=True, text=True, timeout=60, env=env,
+        cwd=cwd,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and "╭" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "cannot start" in line]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line(tmp_path: Path) -> None:
+    # A second gateway started by mistake showed a page of Rich traceback ending in
+    # "OSError: [Errno 98] error while attempting to bind".
+    env = {
+        **os.environ,
+        "TOLLWAY_STORE_URL": f"sqlite+aiosqlite:///{tmp_path}/busy.db",
+        "TOLLWAY_ADMIN_KEY": CLIENT_KEY,
+    }
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        line = _serve_fails("--port", str(port), env=env, cwd=tmp_path)
+    assert line == (
+        f"tollway: cannot start: 127.0.0.1:{port} is in use (another gateway running?); "
+        "free it or pick --port"
+    )
+
+
+def test_serve_with_an_admin_key_it_cannot_use_says_so_in_one_line(tmp_path: Path) -> None:
+    # Both were a traceback: a TOLLWAY_ADMIN_KEY under 20 characters (BootstrapError), and
+    # an auth.admin_key naming a variable that is not set (MissingCredential).
+    env = {**os.environ, "TOLLWAY_STORE_URL": f"sqlite+aiosqlite:///{tmp_path}/admin.db"}
+    short = _serve_fails(
+        "--port", str(free_port()), env={**env, "TOLLWAY_ADMIN_KEY": "too-short"}, cwd=tmp_path
+    )
+    assert short == "tollway: cannot start: the admin key must be at least 20 characters long"
+    config = tmp_path / "admin.yaml"
+    config.write_text("auth: {admin_key: env:TOLLWAY_TEST_UNSET_ADMIN_KEY}\n")
+    env.pop("TOLLWAY_TEST_UNSET_ADMIN_KEY", None)
+    unset = _serve_fails("-c", str(config), "--port", str(free_port()), env=env, cwd=tmp_path)
+    assert unset == (
+        "tollway: cannot start: auth.admin_key: credential env:TOLLWAY_TEST_UNSET_ADMIN_KEY "
+        "is not set"
+    )
+
+
+def test_serve_refuses_an_unknown_log_level_as_a_usage_error() -> None:
+    # logging.basicConfig raised "ValueError: Unknown level: 'VERBOSE'" as a traceback.
+    result = run_cli("serve", "--log-level", "verbose")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "'verbose' is not one of debug, info, warning, error" in _said(result.stderr)
+
+
+def test_serve_help_says_what_host_and_port_default_to() -> None:
+    # "Listen address [config: server.host]" printed as "Listen address": Rich took the
+    # brackets for markup.
+    result = run_cli("serve", "--help", env={**os.environ, "COLUMNS": "200"})
+    assert "Listen address (default: the config's server.host)" in result.stdout
+    assert "Listen port (default: the config's server.port)" in result.stdout
+    # The help printed the docstring's reST quotes: "use it as ``api_key: vault:NAME``".
+    vault = run_cli("credentials", "add", "--help", env={**os.environ, "COLUMNS": "200"})
+    assert "use it as api_key: vault:NAME." in vault.stdout
+
+
+def _admin_env(url: str) -> dict[str, str]:
+    env = {**os.environ, "TOLLWAY_URL": url, "TOLLWAY_ADMIN_KEY": CLIENT_KEY}
+    env.pop("COLUMNS", None)
+    return env
+
+
+def test_limits_of_a_deployment_id_or_a_model_with_a_slash_can_be_deleted(
+    embedded: tuple[str, Process],
+) -> None:
+    # Ids went into the URL as they were: "demo-chat#0" (a default deployment id) lost its
+    # "#0" as a URL fragment, so the delete asked for deployment 'demo-chat' (404), and
+    # "vendor/model" split the path (404 unknown_url).
+    env = _admin_env(embedded[0])
+    for scope, scope_id in (("deployment", "demo-chat#0"), ("model", "vendor/model")):
+        made = run_cli("limits", "set", scope, scope_id, "--rpm", "5", env=env)
+        assert made.returncode == 0, made.stderr
+        gone = run_cli("limits", "delete", scope, scope_id, env=env)
+        assert gone.returncode == 0, gone.stderr
+        assert gone.stdout.strip() == f"limits of {scope} {scope_id} removed"
+    left = json.loads(run_cli("limits", "list", "--json", env=env).stdout)
+    assert {row["scope_id"] for row in left} & {"demo-chat#0", "vendor/model"} == set()
+
+
+def test_a_tag_without_a_value_is_a_usage_error(embedded: tuple[str, Process]) -> None:
+    # "ValueError: dictionary update sequence element #0 has length 1" as a traceback.
+    result = run_cli(
+        "keys", "create", "--name", "tagged", "--tag", "service", env=_admin_env(embedded[0])
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "--tag takes KEY=VALUE" in _said(result.stderr)
+
+
+class _NotAGateway(http.server.BaseHTTPRequestHandler):
+    """A web server on the URL given for the gateway: a sign-in page for every path."""
+
+    def do_GET(self) -> None:
+        body = b"<html><body>Please sign in</body></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+def test_the_cli_says_what_is_wrong_with_the_gateway_url(embedded: tuple[str, Process]) -> None:
+    # Without a scheme the CLI said "UnsupportedProtocol"; a web server that is not the
+    # gateway answering 200 made it fail with a JSONDecodeError traceback.
+    env = _admin_env(embedded[0])
+    bare = embedded[0].removeprefix("http://")
+    result = run_cli("keys", "list", "--url", bare, env=env)
+    assert result.returncode == 1
+    assert "must start with http:// or https://" in result.stderr
+    assert repr(bare) in result.stderr
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotAGateway)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        other = f"http://127.0.0.1:{server.server_address[1]}"
+        result = run_cli("keys", "list", "--url", other, env=env)
+    finally:
+        server.shutdown()
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert f"not a Tollway answer (is {other} the gateway?)" in _said(result.stderr)
+
+
+def test_logs_list_piped_keeps_the_request_id_whole(embedded: tuple[str, Process]) -> None:
+    # Piped, the table was cut to 80 columns: the request id, the column to grep for, came
+    # out as "re" or "req_c06".
+    url = embedded[0]
+    answer = httpx.post(
+        url + "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {CLIENT_KEY}"},
+        json={"model": "demo-chat", "messages": [{"role": "user", "content": "log me"}]},
+    )
+    request_id = answer.headers["x-request-id"]
+    env = _admin_env(url)
+    deadline = time.monotonic() + 10
+    while request_id not in run_cli("logs", "list", "--json", "--limit", "5", env=env).stdout:
+        assert time.monotonic() < deadline, "the request never reached the request log"
+        time.sleep(0.2)
+    assert request_id in run_cli("logs", "list", "--limit", "5", env=env).stdout
+
+
+def test_report_shows_a_small_cost_in_plain_digits(embedded: tuple[str, Process]) -> None:
+    # One demo request costs $0.000068, which the table showed as "6.8e-05".
+    url = embedded[0]
+    env = _admin_env(url)
+    service = f"tiny-{uuid.uuid4().hex[:8]}"
+    made = run_cli(
+        "keys", "create", "--name", service, "--tag", f"service={service}", "--json", env=env
+    )
+    key = json.loads(made.stdout)["key"]
+    answer = httpx.post(
+        url + "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"model": "demo-chat", "messages": [{"role": "user", "content": "Hello"}]},
+    )
+    cost = answer.headers["x-tollway-cost-usd"]
+    assert float(cost) < 1e-4
+    args = ("report", "--by", "service", "--service", service)
+    deadline = time.monotonic() + 10
+    while service not in run_cli(*args, "--json", env=env).stdout:
+        assert time.monotonic() < deadline, "the request never reached the request log"
+        time.sleep(0.2)
+    table = run_cli(*args, env=env).stdout
+    assert f" {cost} " in table
+    assert "e-0" not in table
+
+
+def test_a_credential_without_a_vault_key_is_refused_saying_what_to_set(
+    embedded: tuple[str, Process],
+) -> None:
+    # The gateway has no TOLLWAY_VAULT_KEY: adding a credential was a 500 ("see its log"),
+    # the reason only in the gateway's traceback.
+    env = _admin_env(embedded[0])
+    result = run_cli("credentials", "add", "first-day", "openai", "--secret", "sk-test-x", env=env)
+    assert result.returncode == 1
+    said = _said(result.stderr)
+    assert said.startswith(
+        "503: TOLLWAY_VAULT_KEY is not set: it encrypts the provider credentials"
+    )
+    assert "Fernet.generate_key()" in said
+    answer = httpx.put(
+        embedded[0] + "/admin/credentials/first-day",
+        headers={"Authorization": f"Bearer {CLIENT_KEY}"},
+        json={"name": "first-day", "provider": "openai", "secret": "sk-test-x"},
+    )
+    assert answer.status_code == 503
+    assert answer.json()["error"]["code"] == "vault_unavailable"
+    assert "sk-test-x" not in answer.text
+    assert "Traceback" not in embedded[1].output()
+
+
+def test_the_audit_trail_takes_the_page_sizes_the_request_log_takes(
+    embedded: tuple[str, Process],
+) -> None:
+    # /admin/audit cut limit=5000 to 1000 without a word and refused 0 without naming the
+    # parameter, where /admin/logs refuses both with param 'limit'.
+    headers = {"Authorization": f"Bearer {CLIENT_KEY}"}
+    for path in ("/admin/audit", "/admin/logs"):
+        for limit in ("0", "5000"):
+            answer = httpx.get(embedded[0] + path, params={"limit": limit}, headers=headers)
+            assert answer.status_code == 400, (path, limit)
+            error = answer.json()["error"]
+            assert (error["param"], error["message"]) == (
+                "limit",
+                "'limit' must be between 1 and 1000",
+            )
+        assert httpx.get(embedded[0] + path, params={"limit": "1000"}, headers=headers).is_success
+
+
+def test_a_budget_crossing_logs_the_limit_as_precisely_as_the_spend(
+    embedded: tuple[str, Process],
+) -> None:
+    # "budget key ... crossed 50%: $0.000068 of $0.00 spent": the limit had two decimals.
+    url, process = embedded
+    env = _admin_env(url)
+    made = json.loads(run_cli("keys", "create", "--name", "tiny-budget", "--json", env=env).stdout)
+    budget = run_cli("budgets", "set", "key", made["id"], "0.0001", "--period", "day", env=env)
+    assert budget.returncode == 0, budget.stderr
+    answer = httpx.post(
+        url + "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {made['key']}"},
+        json={
+            "model": "demo-chat",
+            "max_tokens": 16,
+            "messages": [{"role": "user", "content": "Hi"}],
+        },
+    )
+    assert answer.status_code == 200, answer.text
+    cost = answer.headers["x-tollway-cost-usd"].rstrip("0")
+    deadline = time.monotonic() + 10
+    while not (lines := [x for x in process.output().splitlines() if f"{made['id']} (" in x]):
+        assert time.monotonic() < deadline, "no budget event was logged"
+        time.sleep(0.1)
+    assert lines[0].endswith(f"crossed 50%: ${cost} of $0.0001 spent")
+
+
+def test_report_takes_an_age_as_logs_list_does(embedded: tuple[str, Process]) -> None:
+    # `tollway logs list --since 24h` worked, `tollway report --since 24h` was refused:
+    # "400: 'since' is not an ISO 8601 date or time".
+    url = embedded[0]
+    env = _admin_env(url)
+    service = f"aged-{uuid.uuid4().hex[:8]}"
+    made = run_cli(
+        "keys", "create", "--name", service, "--tag", f"service={service}", "--json", env=env
+    )
+    httpx.post(
+        url + "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {json.loads(made.stdout)['key']}"},
+        json={"model": "demo-chat", "messages": [{"role": "user", "content": "Hello"}]},
+    ).raise_for_status()
+    args = ("report", "--by", "service", "--service", service, "--json")
+    deadline = time.monotonic() + 10
+    while not (rows := json.loads(run_cli(*args, "--since", "24h", env=env).stdout)):
+        assert time.monotonic() < deadline, "the request never reached the report"
+        time.sleep(0.2)
+    assert [row["requests"] for row in rows] == [1]
+    assert json.loads(run_cli(*args, "--until", "24h", env=env).stdout) == []
+    bad = run_cli(*args, "--since", "yesterday", env=env)
+    assert bad.returncode == 1
+    assert "'since' must be an ISO 8601 time or an age such as 24h or 7d" in _said(bad.stderr)
+
+
+def test_a_key_expiring_past_the_calendar_is_a_400_not_a_500(
+    embedded: tuple[str, Process],
+) -> None:
+    # --expires-in 100000000h (past year 9999) was an OverflowError: "500: The gateway
+    # failed to handle request ...", with a traceback in the gateway's log.
+    result = run_cli(
+        "keys", "create", "--name", "forever", "--expires-in", "100000000h",
+        env=_admin_env(embedded[0]),
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert _said(result.stderr) == (
+        "400: 'expires_in': must be at most 876000h (100 years); leave it out for no expiry"
+    )
+    assert "OverflowError" not in embedded[1].output()
+
+
+def test_an_age_older_than_the_calendar_is_a_400(embedded: tuple[str, Process]) -> None:
+    # /admin/logs?since=99999999d was an OverflowError: a 500 with a traceback.
+    headers = {"Authorization": f"Bearer {CLIENT_KEY}"}
+    for path in ("/admin/logs", "/admin/reports/usage"):
+        answer = httpx.get(embedded[0] + path, params={"since": "99999999d"}, headers=headers)
+        assert answer.status_code == 400, (path, answer.text)
+        error = answer.json()["error"]
+        assert (error["param"], error["message"]) == (
+            "since",
+            "'since' reaches back past year 1: '99999999d'",
+        )
+    assert "OverflowError" not in embedded[1].output()
+
+
+def test_prices_piped_are_whole() -> None:
+    # Piped, the catalog was cut to 80 columns: "inp…", "128…", "16,3…".
+    env = {**os.environ}
+    env.pop("COLUMNS", None)
+    table = run_cli("prices", "--model", "gpt-4o", env=env).stdout
+    assert "…" not in table
+    row = next(line for line in table.splitlines() if " gpt-4o " in line)
+    assert [cell.strip() for cell in row.split("│")[1:-1]][:7] == [
+        "openai", "gpt-4o", "2.5", "1.25", "", "10", "128,000",
+    ]  # fmt: skip

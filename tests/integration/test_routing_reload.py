@@ -118,6 +118,7 @@ def test_an_invalid_config_is_refused_and_the_old_one_stays(
     refused = next(line for line in process.output().splitlines() if "reload refused" in line)
     assert "failure_threshold" in refused  # the whole reason on the one line
     assert "routing.failure_threshold" in refused
+    assert ":;" not in refused  # "gateway-1.yaml: 1 problem(s):; gateway-1.yaml: routing..."
     assert _models(url) == {"old-name"}
     answer = httpx.post(url + "/admin/reload", headers=ADMIN)
     assert answer.status_code == 400

@@ -74,6 +74,10 @@ class UserUpdate(Body):
     _present = field_validator("role", "blocked", "metadata", mode="before")(_not_null)
 
 
+MAX_KEY_LIFETIME = 100 * 365 * 24 * 3600.0
+"""The furthest ahead ``expires_in`` may set a key's expiry (876000h)."""
+
+
 class KeyCreate(Body):
     """A new virtual key; the key itself is in the answer, once."""
 
@@ -84,10 +88,18 @@ class KeyCreate(Body):
     """Model names or ``*`` globs; empty means every model."""
     expires_at: dt.datetime | None = None
     expires_in: Duration | None = None
-    """Alternative to ``expires_at``: e.g. ``"30d"`` is not valid, use ``"720h"``."""
+    """Alternative to ``expires_at``: e.g. ``"30d"`` is not valid, use ``"720h"``; at most
+    100 years (past year 9999 the expiry cannot be written: it was a 500)."""
     tags: dict[str, str] = Field(default_factory=dict)
     """Cost attribution, e.g. ``{"service": "classification-job"}``."""
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("expires_in")
+    @classmethod
+    def _within_a_century(cls, value: float | None) -> float | None:
+        if value is not None and value > MAX_KEY_LIFETIME:
+            raise ValueError("must be at most 876000h (100 years); leave it out for no expiry")
+        return value
 
 
 class KeyUpdate(Body):

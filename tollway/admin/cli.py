@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
+from urllib.parse import quote
 
 import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 UrlOption = Annotated[str, typer.Option("--url", envvar="TOLLWAY_URL", help="Gateway URL")]
@@ -46,23 +48,59 @@ def call(
     try:
         response = httpx.request(
             method,
-            url.rstrip("/") + path,
+            gateway_url(url) + path,
             json=body,
             params=params,
             timeout=30,
             headers={"Authorization": f"Bearer {key}"},
         )
-    except httpx.HTTPError as exc:
-        _errors.print(f"[red]cannot reach the gateway at {url}: {type(exc).__name__}[/red]")
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        _errors.print(f"[red]cannot reach the gateway at {escape(url)}: {type(exc).__name__}[/red]")
         raise typer.Exit(1) from None
     if response.status_code >= 400:
-        try:
-            message = response.json()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = response.text[:300]
-        _errors.print(f"[red]{response.status_code}: {message}[/red]")
+        fail(response, url)
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        # A web server that is not the gateway (a proxy's sign-in page, another service on
+        # that port) answered: say so rather than fail on its HTML.
+        _errors.print(f"[red]{escape(_not_ours(url))}: {escape(path)} answered without JSON[/red]")
+        raise typer.Exit(1) from None
+
+
+def gateway_url(url: str) -> str:
+    """``url`` without its trailing slash; exits 1 naming the problem unless it is an
+    ``http://`` or ``https://`` URL (``127.0.0.1:4000`` alone is not one)."""
+    if not url.startswith(("http://", "https://")):
+        _errors.print(
+            f"[red]the gateway URL must start with http:// or https:// "
+            f"(--url or TOLLWAY_URL, e.g. http://127.0.0.1:4000), not {escape(repr(url))}[/red]"
+        )
         raise typer.Exit(1)
-    return response.json() if response.content else None
+    return url.rstrip("/")
+
+
+def fail(response: httpx.Response, url: str) -> NoReturn:
+    """Print an error answer of the admin API (the gateway's message) and exit 1."""
+    try:
+        message = response.json()["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        text = " ".join(response.text.split())[:200]
+        message = f"{_not_ours(url)}: {text}" if text else _not_ours(url)
+    _errors.print(f"[red]{response.status_code}: {escape(message)}[/red]")
+    raise typer.Exit(1)
+
+
+def _not_ours(url: str) -> str:
+    return f"not a Tollway answer (is {url} the gateway?)"
+
+
+def segment(value: str) -> str:
+    """``value`` as one path segment: a deployment id's ``#`` or a model name's ``/`` would
+    otherwise end the path or split it."""
+    return quote(value, safe="")
 
 
 def show(rows: list[dict[str, Any]], columns: list[str], as_json: bool, title: str) -> None:
@@ -77,16 +115,23 @@ def show(rows: list[dict[str, Any]], columns: list[str], as_json: bool, title: s
         table.add_column(column, overflow="fold" if column in ("id", "scope_id") else "ellipsis")
     for row in rows:
         table.add_row(*(_cell(row.get(column)) for column in columns))
-    console = _console
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        # Piped (grep, a script, CI): wide enough that ids and names stay on one line.
-        console = Console(width=200)
-    console.print(table)
+    table_console().print(table)
+
+
+def table_console() -> Console:
+    """The console tables print on: piped (grep, a script, CI), wide enough that ids and
+    names stay on one line (Rich would cut them to 80 columns)."""
+    if not _console.is_terminal and "COLUMNS" not in os.environ:
+        return Console(width=200)
+    return _console
 
 
 def _cell(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, float) and "e" in repr(value):
+        # A small cost (6.8e-05) in plain digits, as the request log and headers show it.
+        return f"{value:.10f}".rstrip("0").rstrip(".")
     if isinstance(value, dict):
         return ", ".join(f"{k}={v}" for k, v in value.items())
     if isinstance(value, list):
@@ -129,7 +174,7 @@ def teams_add_member(
         url,
         admin_key,
         "POST",
-        f"/admin/teams/{team_id}/members",
+        f"/admin/teams/{segment(team_id)}/members",
         {"user_id": user_id, "role": role},
     )
     typer.echo(f"{user_id} is now {role} of {team_id}")
@@ -172,7 +217,7 @@ def users_block(
     unblock: Annotated[bool, typer.Option("--unblock")] = False,
 ) -> None:
     """Block a user (every key of theirs stops working at once), or unblock."""
-    call(url, admin_key, "PATCH", f"/admin/users/{user_id}", {"blocked": not unblock})
+    call(url, admin_key, "PATCH", f"/admin/users/{segment(user_id)}", {"blocked": not unblock})
     typer.echo(f"{user_id} {'unblocked' if unblock else 'blocked'}")
 
 
@@ -194,7 +239,10 @@ def keys_create(
     as_json: JsonOption = False,
 ) -> None:
     """Create a key; the key itself is printed once."""
-    tags = dict(item.split("=", 1) for item in tag or [])
+    pairs = [item.split("=", 1) for item in tag or []]
+    if any(len(pair) != 2 for pair in pairs):
+        raise typer.BadParameter("--tag takes KEY=VALUE, e.g. service=search", param_hint="--tag")
+    tags = dict(pairs)
     body = {
         "name": name,
         "team_id": team,
@@ -237,13 +285,13 @@ def keys_rotate(
 ) -> None:
     """Replace a key by a new one (printed once)."""
     body = {"grace_period": grace} if grace else {}
-    created = call(url, admin_key, "POST", f"/admin/keys/{key_id}/rotate", body)
+    created = call(url, admin_key, "POST", f"/admin/keys/{segment(key_id)}/rotate", body)
     typer.echo(f"New key {created['id']} (shown once, store it now): {created['key']}")
 
 
 def _set_status(action: str) -> Any:
     def change(url: UrlOption, admin_key: KeyOption, key_id: str) -> None:
-        record = call(url, admin_key, "POST", f"/admin/keys/{key_id}/{action}")
+        record = call(url, admin_key, "POST", f"/admin/keys/{segment(key_id)}/{action}")
         typer.echo(f"{key_id} is now {record['status']}")
 
     change.__doc__ = f"{action.capitalize()} a key; effective at once."
@@ -263,10 +311,10 @@ def credentials_add(
     secret: Annotated[str, typer.Option(prompt=True, hide_input=True, help="The provider key")],
     rotate: Annotated[bool, typer.Option(help="Replace an existing credential")] = False,
 ) -> None:
-    """Add (or with --rotate replace) a provider credential; use it as ``api_key: vault:NAME``."""
+    """Add (or with --rotate replace) a provider credential; use it as api_key: vault:NAME."""
     body = {"name": name, "provider": provider, "secret": secret}
     if rotate:
-        call(url, admin_key, "PUT", f"/admin/credentials/{name}", body)
+        call(url, admin_key, "PUT", f"/admin/credentials/{segment(name)}", body)
     else:
         call(url, admin_key, "POST", "/admin/credentials", body)
     typer.echo(f"credential {name} stored; use it as api_key: vault:{name}")

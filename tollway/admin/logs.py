@@ -47,13 +47,20 @@ def record_row(record: RequestLogRecord) -> dict[str, Any]:
     return row
 
 
-def _time(query: Any, name: str, now: dt.datetime) -> dt.datetime | None:
+def query_time(query: Any, name: str, now: dt.datetime) -> dt.datetime | None:
+    """Query parameter ``name`` as a time: ISO 8601 (UTC when it has no zone) or an age
+    before ``now`` (``15m``, ``24h``, ``7d``); ``None`` when absent; a 400 naming it else."""
     value = query.get(name)
     if not value:
         return None
     age = _AGE.match(value)
     if age is not None:
-        return now - dt.timedelta(seconds=float(age.group(1)) * _AGE_SECONDS[age.group(2)])
+        try:
+            return now - dt.timedelta(seconds=float(age.group(1)) * _AGE_SECONDS[age.group(2)])
+        except OverflowError:  # 99999999d: before year 1, a 500 it was
+            raise InvalidRequest(
+                f"'{name}' reaches back past year 1: {value!r}", param=name
+            ) from None
     try:
         moment = dt.datetime.fromisoformat(value)
     except ValueError:
@@ -81,8 +88,8 @@ def log_filter(call: AdminCall) -> RequestLogFilter:
         key_id=query.get("key") or None,
         model=query.get("model") or None,
         status=query.get("status") or None,
-        since=_time(query, "since", now),
-        until=_time(query, "until", now),
+        since=query_time(query, "since", now),
+        until=query_time(query, "until", now),
         **visible,
     )
 

@@ -18,14 +18,23 @@ import httpx
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from tollway.admin.cli import JsonOption, KeyOption, UrlOption, call, show
+from tollway.admin.cli import (
+    JsonOption,
+    KeyOption,
+    UrlOption,
+    call,
+    fail,
+    gateway_url,
+    show,
+    table_console,
+)
 
 logs = typer.Typer(no_args_is_help=True, help="The request log.")
 
 _errors = Console(stderr=True)
-_console = Console()
 LIST_COLUMNS: list[tuple[str, Literal["left", "right"], int]] = [
     ("UTC", "left", 14), ("key", "left", 8), ("model", "left", 5), ("status", "left", 3),
     ("in/out", "right", 6), ("USD", "right", 8), ("ms", "right", 2), ("request", "left", 7),
@@ -72,7 +81,7 @@ def logs_list(
     if as_json:
         show(rows, [], True, "")
         return
-    _console.print(_table(rows))
+    table_console().print(_table(rows))
     if page.get("next_cursor"):
         typer.echo(f"more: --cursor {page['next_cursor']}")
 
@@ -129,37 +138,28 @@ def logs_export(
         user=user, team=team, key=key, model=model, status=status, since=since, until=until,
         format=form,
     )  # fmt: skip
+    base = gateway_url(url)
     sink = output.open("wb") if output is not None else sys.stdout.buffer
     try:
         with httpx.stream(
             "GET",
-            url.rstrip("/") + "/admin/logs",
+            base + "/admin/logs",
             params=params,
             headers={"Authorization": f"Bearer {admin_key}"},
             timeout=httpx.Timeout(30, read=300),
         ) as response:
             if response.status_code >= 400:
                 response.read()
-                call_error(response)
+                fail(response, url)
             for piece in response.iter_bytes():
                 sink.write(piece)
-    except httpx.HTTPError as exc:
-        _errors.print(f"[red]the export failed: {type(exc).__name__}: {exc}[/red]")
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        _errors.print(f"[red]the export failed: {type(exc).__name__}: {escape(str(exc))}[/red]")
         raise typer.Exit(1) from None
     finally:
         sink.flush()
         if output is not None:
             sink.close()
-
-
-def call_error(response: httpx.Response) -> None:
-    """Print the gateway's error message and exit 1."""
-    try:
-        message = response.json()["error"]["message"]
-    except (ValueError, KeyError, TypeError):
-        message = response.text[:300]
-    _errors.print(f"[red]{response.status_code}: {message}[/red]")
-    raise typer.Exit(1)
 
 
 @logs.command("verify")

@@ -1,5 +1,6 @@
 """``GET /admin/reports/usage``: requests, tokens, cost, latency, cache and guardrails,
-grouped by team, user, key, service tag, model, provider, deployment and day.
+grouped by team, user, key, service tag, model, provider, deployment and day; ``since`` and
+``until`` as ISO times or ages (``7d``), as ``/admin/logs`` takes them.
 
 Admins see every request; anyone else only their teams' (viewer and above). CSV with
 ``format=csv``.
@@ -15,8 +16,8 @@ from typing import Any
 from aiohttp import web
 
 from tollway.admin.access import require_role
+from tollway.admin.logs import query_time
 from tollway.admin.routes import AdminCall, Route
-from tollway.core.errors import InvalidRequest
 from tollway.store.reports import FILTERS
 
 _COLUMNS = (
@@ -26,26 +27,18 @@ _COLUMNS = (
 )  # fmt: skip
 
 
-def _time(value: str | None, name: str) -> dt.datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidRequest(f"'{name}' is not an ISO 8601 date or time", param=name) from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.UTC)
-
-
 async def usage_report(call: AdminCall) -> Any:
     require_role(call.principal, "viewer")
     query = call.request.query
     group_by = [name for name in query.get("group_by", "team").split(",") if name]
     filters = {name: query[name] for name in FILTERS if name in query}
     teams = None if call.principal.has_role("admin") else list(call.principal.teams)
+    now = dt.datetime.now(dt.UTC)
     rows = await call.gateway.store.reports.usage(
         group_by,
-        since=_time(query.get("since"), "since"),
-        until=_time(query.get("until"), "until"),
+        # ISO times or ages (7d), as /admin/logs and `tollway logs` take them.
+        since=query_time(query, "since", now),
+        until=query_time(query, "until", now),
         filters=filters,
         teams=teams,
     )

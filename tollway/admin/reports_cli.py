@@ -24,8 +24,10 @@ def report(
             "deployment, status, day"
         ),
     ] = "team,model",
-    since: Annotated[str | None, typer.Option(help="ISO date or time (UTC unless given)")] = None,
-    until: Annotated[str | None, typer.Option(help="ISO date or time, exclusive")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="ISO date or time (UTC unless given), or an age: 24h, 7d")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="ISO date or time or an age, exclusive")] = None,
     team: Annotated[str | None, typer.Option(help="Only this team id")] = None,
     model: Annotated[str | None, typer.Option(help="Only this model name")] = None,
     service: Annotated[str | None, typer.Option(help="Only this service tag")] = None,

@@ -45,12 +45,15 @@ from tollway.store import (
     NewKey,
     RecordConflict,
     RecordNotFound,
+    VaultKeyError,
 )
+from tollway.store.audit import MAX_PAGE as MAX_AUDIT_PAGE
 
 if TYPE_CHECKING:
     from tollway.gateway import Gateway
 
 B = TypeVar("B", bound=BaseModel)
+
 Handler = Callable[["AdminCall"], Awaitable[Any]]
 
 
@@ -59,6 +62,15 @@ class Conflict(GatewayError):
 
     status = 409
     openai_type = "invalid_request_error"
+
+
+class VaultUnavailable(GatewayError):
+    """The vault key (``TOLLWAY_VAULT_KEY``) is missing or wrong, so a credential cannot be
+    stored or read until the operator sets it: the message says what to do."""
+
+    status = 503
+    openai_type = "server_error"
+    anthropic_type = "api_error"
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +139,8 @@ def admin_routes(gateway: Gateway, routes: list[Route]) -> list[web.RouteDef]:
                 return error_response(Conflict(str(exc), code="conflict"), headers)
             except InvalidRecord as exc:
                 return error_response(InvalidRequest(str(exc)), headers)
+            except VaultKeyError as exc:  # names the variable, never a key
+                return error_response(VaultUnavailable(str(exc), code="vault_unavailable"), headers)
             except Exception as exc:
                 down = await gateway.outage(exc)
                 return error_response(down or log_internal_error(rid, exc), headers)
@@ -503,9 +517,12 @@ async def list_audit(call: AdminCall) -> dict[str, Any]:
     require_role(call.principal, "admin")
     query = call.request.query
     try:
-        limit = min(int(query.get("limit", "100")), 1000)
+        limit = int(query.get("limit", "100"))
     except ValueError:
         raise InvalidRequest("'limit' must be an integer", param="limit") from None
+    if not 1 <= limit <= MAX_AUDIT_PAGE:
+        # As /admin/logs answers it (5000 was quietly cut to 1000, 0 refused unnamed).
+        raise InvalidRequest(f"'limit' must be between 1 and {MAX_AUDIT_PAGE}", param="limit")
     page = await call.gateway.store.audit.page(
         actor=query.get("actor"),
         action=query.get("action"),

@@ -21,6 +21,26 @@ class ConfigError(Exception):
     """A config file that cannot be read or does not validate; the message says where and why."""
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML that refuses an option written twice in one mapping. PyYAML keeps the last and
+    drops the first without a word: a second ``limits:`` added at the end of a file would
+    silently discard the budgets of the first, the very mistake ``extra="forbid"`` is there
+    to catch. (YAML itself says mapping keys are unique; merges, ``<<``, may override.)"""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, typing.Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{key!r} is written twice in one mapping", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_settings(path: str | os.PathLike[str]) -> Settings:
     """Read, parse and validate one YAML config file."""
     file = Path(path)
@@ -29,7 +49,7 @@ def load_settings(path: str | os.PathLike[str]) -> Settings:
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read: {exc.strerror or exc}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no Python objects
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"

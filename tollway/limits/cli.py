@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tollway.admin.cli import JsonOption, KeyOption, UrlOption, call, show
+from tollway.admin.cli import JsonOption, KeyOption, UrlOption, call, segment, show
 
 budgets_app = typer.Typer(no_args_is_help=True, help="Currency budgets of keys, users, teams.")
 limits_app = typer.Typer(no_args_is_help=True, help="Rate limits: tokens, requests, concurrency.")
@@ -63,7 +63,8 @@ def budgets_delete(
     url: UrlOption, admin_key: KeyOption, scope: str, scope_id: str, period: str
 ) -> None:
     """Remove a budget (its spend history stays)."""
-    call(url, admin_key, "DELETE", f"/admin/budgets/{scope}/{scope_id}/{period}")
+    path = f"/admin/budgets/{segment(scope)}/{segment(scope_id)}/{segment(period)}"
+    call(url, admin_key, "DELETE", path)
     typer.echo(f"budget {scope} {scope_id} {period} removed")
 
 
@@ -97,7 +98,7 @@ def limits_list(url: UrlOption, admin_key: KeyOption, as_json: JsonOption = Fals
 @limits_app.command("delete")
 def limits_delete(url: UrlOption, admin_key: KeyOption, scope: str, scope_id: str) -> None:
     """Remove the rate limits of one scope."""
-    call(url, admin_key, "DELETE", f"/admin/limits/{scope}/{scope_id}")
+    call(url, admin_key, "DELETE", f"/admin/limits/{segment(scope)}/{segment(scope_id)}")
     typer.echo(f"limits of {scope} {scope_id} removed")
 
 

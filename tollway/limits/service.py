@@ -60,10 +60,16 @@ def make_limiter(config: LimitsConfig, vault: Vault, store: Store | None = None)
 
 def _log_event(event: BudgetEvent) -> None:
     log.warning(
-        "budget %s %s (%s) crossed %d%%: $%.6f of $%.2f spent",
+        "budget %s %s (%s) crossed %d%%: $%s of $%s spent",
         event.scope, event.scope_id, event.period, round(event.threshold * 100),
-        event.spent_usd, event.limit_usd,
+        _dollars(event.spent_usd), _dollars(event.limit_usd),
     )  # fmt: skip
+
+
+def _dollars(usd: float) -> str:
+    """Dollars to the micro-dollar budgets keep, without trailing zeros: a $0.0001 limit
+    read "of $0.00" at two decimals, a $500 one reads "500"."""
+    return f"{usd:.6f}".rstrip("0").rstrip(".")
 
 
 class LimitService:

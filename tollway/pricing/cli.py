@@ -7,9 +7,9 @@ import json
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from tollway.admin.cli import table_console
 from tollway.core.types import Price
 from tollway.pricing.catalog import PriceCatalog
 
@@ -62,10 +62,10 @@ def prices(
                 for t in price.tiers
             ),
         )
-    Console().print(table)
     if not rows:
         typer.echo("No catalog entry matches.", err=True)
         raise typer.Exit(1)
+    table_console().print(table)
 
 
 def _fields(price: Price) -> dict[str, object]:
