@@ -259,8 +259,8 @@ def _messages_to_wire(messages: list[Message]) -> list[dict[str, Any]]:
         if message.role in ("system", "developer"):
             continue
         if message.role == "assistant":
-            # Reasoning no provider signed is not sent: Claude would refuse it.
-            replayed = without_parts(message, lambda part: part.signed)
+            # Only Claude's signed reasoning is sent: Claude would refuse any other.
+            replayed = without_parts(message, lambda part: part.signer == "claude")
             role, turn = "assistant", assistant_blocks(replayed, param)
             if not turn:
                 # Nothing but blank text: Bedrock refuses a turn without content, and the
