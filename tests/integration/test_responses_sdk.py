@@ -331,8 +331,8 @@ def test_previous_response_id_is_refused(client: openai.OpenAI) -> None:
 
 
 def test_errors_name_fields_as_the_responses_client_sent_them(client: openai.OpenAI) -> None:
-    with pytest.raises(openai.BadRequestError) as caught:  # not translatable for Anthropic
-        client.responses.create(model="test-claude", input="x", reasoning={"effort": "high"})
+    with pytest.raises(openai.BadRequestError) as caught:  # no budget for it on Claude
+        client.responses.create(model="test-claude", input="x", reasoning={"effort": "xhigh"})
     assert caught.value.param == "reasoning.effort"
     assert "'reasoning.effort'" in caught.value.message
     assert "reasoning_effort" not in caught.value.message

@@ -49,11 +49,19 @@ class OpaquePart:
     data: JSON
 
 
+GEMINI_SIGNATURE_PREFIX = "gemini:"
+"""Starts the canonical signature of a Gemini ``thoughtSignature`` (the signature follows).
+Claude's signatures are base64, which has no ``:``, so the two cannot be mistaken for each
+other once a client of another API has carried them (as a ``thinking`` block's
+``signature``)."""
+
+
 @dataclass(slots=True)
 class ReasoningPart:
     """What the model reasoned before it answered: Anthropic's ``thinking`` and
-    ``redacted_thinking`` blocks, Bedrock's ``reasoningContent``, the ``reasoning_content`` of
-    an OpenAI-compatible server (DeepSeek, vLLM, ...).
+    ``redacted_thinking`` blocks, Bedrock's ``reasoningContent``, Gemini's thought summaries
+    and thought signatures, the ``reasoning_content`` of an OpenAI-compatible server
+    (DeepSeek, vLLM, ...).
 
     A provider that signs its reasoning (Claude, directly or on Bedrock) wants it back, text
     and ``signature`` unchanged, when a conversation is replayed; reasoning without one
@@ -72,6 +80,15 @@ class ReasoningPart:
     def signed(self) -> bool:
         """Whether a provider vouches for it (it may be replayed to that provider)."""
         return bool(self.signature) or self.redacted is not None
+
+    @property
+    def signer(self) -> Literal["claude", "gemini"] | None:
+        """Whose signature it carries, the only provider it may go back to: ``gemini`` for
+        a Gemini thought signature (``GEMINI_SIGNATURE_PREFIX``), ``claude`` for any other
+        signature or encrypted reasoning, ``None`` when unsigned."""
+        if self.signature and self.signature.startswith(GEMINI_SIGNATURE_PREFIX):
+            return "gemini"
+        return "claude" if self.signed else None
 
 
 ContentPart = TextPart | ImagePart | OpaquePart | ReasoningPart

@@ -16,7 +16,8 @@ event names: each text piece a ``text`` part, each function call whole in one ob
 argument fragments still count as its tokens), then a last object with an empty text part,
 ``finishReason`` and the final usage. The body then ends: there is no terminal marker. Every
 object carries ``usageMetadata`` with the tokens so far. Without ``alt=sse`` the same objects
-come as one JSON array, as the real API sends them.
+come as one JSON array, as the real API sends them. Thinking (``thinkingConfig``, thought parts
+and signatures) is in ``gemini_thinking``.
 """
 
 from __future__ import annotations
@@ -48,6 +49,13 @@ from tollway.simulator.exchange import (
     send_stream,
 )
 from tollway.simulator.gemini_embed import EMBED_METHODS
+from tollway.simulator.gemini_thinking import (
+    check_history,
+    signed_parts,
+    thinking,
+    thought_signature,
+    usage,
+)
 from tollway.simulator.google_oauth import issued_token_is_valid
 from tollway.simulator.settings import SimulatorSettings
 from tollway.simulator.state import SimulatorState
@@ -232,14 +240,6 @@ def _ending(completion: Completion, reason: str) -> Completion:
     return completion
 
 
-def _usage(input_tokens: int, output_tokens: int) -> dict[str, int]:
-    return {
-        "promptTokenCount": input_tokens,
-        "candidatesTokenCount": output_tokens,
-        "totalTokenCount": input_tokens + output_tokens,
-    }
-
-
 async def handle_gemini(
     request: web.Request, call: Call, state: SimulatorState, dialect: Dialect
 ) -> web.StreamResponse:
@@ -256,14 +256,16 @@ async def handle_gemini(
         return error_response(dialect, 404, message, request_id=call.request_id)
     prompt, input_tokens = read_prompt(call.body, call.output_tokens)
     count = _apply_generation(prompt, call.body.get("generationConfig"))
+    prompt.reasoning, show = thinking(call.body.get("generationConfig"))
+    check_history(call.body["contents"], prompt.reasoning)
     completions = [complete(prompt, i, lambda: "") for i in range(count)]
     ending = call.finish_reason
     if ending is not None:
         completions = [_ending(completion, ending) for completion in completions]
     response_id = state.new_id("sim-")
     if method == "generateContent":
-        return await _answer(call, dialect, model, response_id, completions, input_tokens)
-    events = _events(model, response_id, completions, input_tokens, ending)
+        return await _answer(call, dialect, model, response_id, completions, input_tokens, show)
+    events = _events(model, response_id, completions, input_tokens, ending, show)
     if request.query.get("alt") != "sse":
         await delay(call, sum(c.output_tokens for c in completions))
         array = [orjson.Fragment(data[6:-4]) for data, _ in events]
@@ -280,27 +282,31 @@ async def _answer(
     response_id: str,
     completions: list[Completion],
     input_tokens: int,
+    show: bool,
 ) -> web.Response:
     output_tokens = sum(completion.output_tokens for completion in completions)
+    thoughts = sum(len(completion.reasoning) for completion in completions)
     await delay(call, output_tokens)
     candidates = [
-        _candidate(completion, index, call.finish_reason)
+        _candidate(completion, index, call.finish_reason, show)
         for index, completion in enumerate(completions)
     ]
     payload = {
         "candidates": candidates,
-        "usageMetadata": _usage(input_tokens, output_tokens),
+        "usageMetadata": usage(input_tokens, output_tokens, thoughts),
         "modelVersion": model,
         "responseId": response_id,
     }
     return json_response(payload, call.request_id, dialect)
 
 
-def _candidate(completion: Completion, index: int, ending: str | None) -> dict[str, Any]:
+def _candidate(
+    completion: Completion, index: int, ending: str | None, show: bool = False
+) -> dict[str, Any]:
     reason = _finish(completion, ending)
     if reason in _FAILED_CALLS:
         return {"finishReason": reason, "index": index}  # Gemini sends no content with it
-    content = {"role": "model", "parts": _parts(completion)}
+    content = {"role": "model", "parts": signed_parts(_parts(completion), completion, show)}
     return {"content": content, "finishReason": reason, "index": index}
 
 
@@ -310,35 +316,53 @@ def _events(
     completions: list[Completion],
     input_tokens: int,
     ending: str | None = None,
+    show: bool = False,
 ) -> StreamParts:
     """Every object of a stream, each framed as one server-sent event."""
     parts: StreamParts = []
-    produced = 0
+    produced = thoughts = 0
 
     def event(candidates: list[dict[str, Any]]) -> bytes:
         payload = {
             "candidates": candidates,
-            "usageMetadata": _usage(input_tokens, produced),
+            "usageMetadata": usage(input_tokens, produced, thoughts),
             "modelVersion": model,
             "responseId": response_id,
         }
         return b"data: " + orjson.dumps(payload) + b"\r\n\r\n"
 
     for index, completion in enumerate(completions):
-        pieces: list[tuple[dict[str, Any], int]] = [({"text": p}, 1) for p in completion.pieces]
-        for call in completion.tool_calls:
-            part = {"functionCall": {"name": call.name, "args": call.input()}}
+        thoughts += len(completion.reasoning)
+        produced += 0 if show else len(completion.reasoning)
+        pieces: list[tuple[dict[str, Any], int]] = []
+        if show:
+            pieces = [({"text": p, "thought": True}, 1) for p in completion.reasoning]
+        pieces.extend(({"text": p}, 1) for p in completion.pieces)
+        signature = thought_signature("".join(completion.reasoning))
+        for number, call in enumerate(completion.tool_calls):
+            part: dict[str, Any] = {"functionCall": {"name": call.name, "args": call.input()}}
+            if completion.reasoning and number == 0:
+                part["thoughtSignature"] = signature
             pieces.append((part, len(call.fragments)))
         for part, tokens in pieces:
             produced += tokens
             content = {"role": "model", "parts": [part]}
             parts.append((event([{"content": content, "index": index}]), True))
     last = [
-        _candidate(Completion([], completion.finish), index, ending)
-        for index, completion in enumerate(completions)
+        _last_candidate(completion, index, ending) for index, completion in enumerate(completions)
     ]
     parts.append((event(last), False))
     return parts
+
+
+def _last_candidate(completion: Completion, index: int, ending: str | None) -> dict[str, Any]:
+    """A stream's last object for one candidate: without calls, its empty text part carries
+    the answer's signature, as Gemini sends it."""
+    candidate = _candidate(Completion([], completion.finish), index, ending)
+    if completion.reasoning and not completion.tool_calls and "content" in candidate:
+        signature = thought_signature("".join(completion.reasoning))
+        candidate["content"]["parts"][0]["thoughtSignature"] = signature
+    return candidate
 
 
 async def _gemini_key(

@@ -168,10 +168,11 @@ def tool_result_to_wire(message: Message, param: str) -> dict[str, Any]:
 
 def assistant_content(message: Message, param: str) -> str | list[dict[str, Any]]:
     """An assistant turn's ``content`` for a request: its text as sent, or blocks when it has
-    calls or parts; reasoning no provider signed is left out (Anthropic would refuse it)."""
+    calls or parts; reasoning Claude did not sign (unsigned, or Gemini's) is left out
+    (Anthropic would refuse it)."""
     if not message.tool_calls and not isinstance(message.content, list):
         return message.content or ""
-    return assistant_blocks(without_parts(message, lambda part: part.signed), param)
+    return assistant_blocks(without_parts(message, lambda part: part.signer == "claude"), param)
 
 
 def assistant_blocks(message: Message, param: str) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ Where Anthropic's shape differs from the canonical one:
 - A tool call is a ``tool_use`` block with an ``input`` object; canonically the arguments are
   JSON text.
 - ``max_tokens`` is required: ``DEFAULT_MAX_TOKENS`` when a client of another format set none.
+- An OpenAI client's ``reasoning_effort`` is ``thinking`` with a budget (``claude_effort``).
 - JSON output: a ``json_schema`` response format is Anthropic's structured output
   (``output_config.format``); ``json_object`` (any JSON object, no schema) has no Anthropic
   equivalent and becomes ``JSON_OBJECT_INSTRUCTION`` at the end of the system prompt.
@@ -44,12 +45,11 @@ from tollway.wire.anthropic_content import (
     tool_result_to_wire,
     user_from_wire,
 )
+from tollway.wire.claude_effort import DEFAULT_MAX_TOKENS, thinking_for_effort
 from tollway.wire.crossing import request_for
 from tollway.wire.fields import json_object, number, optional, required
 
 WIRE_FORMAT = "anthropic"
-DEFAULT_MAX_TOKENS = 4096
-"""``max_tokens`` sent to Anthropic when the client set none (Anthropic requires one)."""
 JSON_OBJECT_INSTRUCTION = (
     "Respond with a single JSON object and nothing else: no prose before or after it and no "
     "code fences."
@@ -123,7 +123,7 @@ def asks_for_thinking(request: ChatRequest) -> bool:
 
 def request_to_wire(request: ChatRequest, model: str) -> dict[str, Any]:
     """The upstream Messages body for ``request`` addressed to the upstream ``model``."""
-    request = request_for(request, WIRE_FORMAT)
+    request = request_for(thinking_for_effort(request), WIRE_FORMAT)
     if request.n is not None and request.n > 1:
         raise InvalidRequest("'n' greater than 1 is not supported by Anthropic models", param="n")
     body: dict[str, Any] = dict(request.extra)

@@ -19,7 +19,8 @@ The model is not in the body (it is the ``{modelId}`` of the URL), and a body is
   ``json_object`` becomes Anthropic's ``JSON_OBJECT_INSTRUCTION`` at the end of the system
   prompt.
 - Extended thinking (``ChatRequest.thinking``, Anthropic's object) is Claude's own request
-  field, so it goes as it is in ``additionalModelRequestFields.thinking``; reasoning in an
+  field, so it goes as it is in ``additionalModelRequestFields.thinking`` (an OpenAI client's
+  ``reasoning_effort`` too, as ``claude_effort`` makes it one); reasoning in an
   assistant turn is a ``reasoningContent`` block, sent back only when signed.
 - No counterpart: ``n`` > 1 is a 400; ``seed``, ``user``, ``parallel_tool_calls``, an image's
   ``detail`` and a message's ``name`` are dropped.
@@ -51,6 +52,7 @@ from tollway.wire.bedrock_content import (
     tool_result_to_wire,
     user_from_wire,
 )
+from tollway.wire.claude_effort import thinking_for_effort
 from tollway.wire.crossing import request_for, without_parts
 from tollway.wire.fields import json_object, number, optional, required
 
@@ -109,6 +111,7 @@ def request_from_wire(body: dict[str, Any], model: str, *, stream: bool = False)
 def request_to_wire(request: ChatRequest) -> dict[str, Any]:
     """The upstream Converse body for ``request`` (the model goes in the URL)."""
     # Thinking turned off crosses as absent: only Claude knows the field.
+    request = thinking_for_effort(request)
     thinking = request.thinking
     if request.wire_format != WIRE_FORMAT and not asks_for_thinking(request):
         thinking = None
@@ -259,8 +262,8 @@ def _messages_to_wire(messages: list[Message]) -> list[dict[str, Any]]:
         if message.role in ("system", "developer"):
             continue
         if message.role == "assistant":
-            # Reasoning no provider signed is not sent: Claude would refuse it.
-            replayed = without_parts(message, lambda part: part.signed)
+            # Only Claude's signed reasoning is sent: Claude would refuse any other.
+            replayed = without_parts(message, lambda part: part.signer == "claude")
             role, turn = "assistant", assistant_blocks(replayed, param)
             if not turn:
                 # Nothing but blank text: Bedrock refuses a turn without content, and the

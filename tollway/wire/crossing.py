@@ -12,9 +12,10 @@ that came from another format passes it through here first:
   cannot continue one, and so is an image in a tool result;
 - an OpenAI assistant turn's ``refusal`` becomes its text, and an assistant turn with nothing
   in it is left out for Anthropic, which refuses empty content;
-- reasoning in an assistant turn goes back only to the formats whose providers take it back
-  (``REPLAYS_REASONING``: Claude's, on Anthropic or Bedrock), and only signed: reasoning no
-  provider signed (an OpenAI-compatible server's) cannot be verified, so it is left out;
+- reasoning in an assistant turn goes back only to the provider that signed it
+  (``REPLAYS_REASONING``: Claude's thinking to Anthropic or Bedrock, Gemini's thought
+  signatures to Gemini): reasoning no provider signed (an OpenAI-compatible server's) cannot
+  be verified, so it is left out;
 - content parts and tools the gateway does not model are a 400 naming their type;
 - answers and chunks lose their extras (they are the other format's details), and an answer
   loses its content blocks of kinds the gateway does not model (server tool blocks, ...);
@@ -74,9 +75,13 @@ DROPPABLE: Mapping[str, frozenset[str]] = MappingProxyType(
 """Per format, the request fields a hop to another format may drop without changing the answer."""
 
 _FUNCTION_TOOL_TYPES = (None, "function", "custom")
-REPLAYS_REASONING = frozenset({"anthropic", "bedrock"})
-"""Formats whose providers take a turn's signed reasoning back (Claude's thinking, which it
-needs back in the turn of a tool call); the others are sent a replayed turn without it."""
+REPLAYS_REASONING: Mapping[str, str] = MappingProxyType(
+    {"anthropic": "claude", "bedrock": "claude", "gemini": "gemini"}
+)
+"""Formats whose providers take a turn's signed reasoning back, and whose signatures they take
+(``ReasoningPart.signer``): Claude's thinking, which it needs back in the turn of a tool call;
+Gemini's thought signatures, which Gemini 3 needs back on the turn's function calls. The others
+are sent a replayed turn without it."""
 _OPENAI = "openai"
 _OPENAI_REASONING = ("reasoning_content", "reasoning")
 """Where OpenAI-compatible servers put the reasoning text beside the answer: DeepSeek and
@@ -162,9 +167,9 @@ def _only_reasoning_left_out(message: Message, target: str) -> bool:
     content = message.content
     if message.role != "assistant" or message.tool_calls or not isinstance(content, list):
         return False
-    replays = target in REPLAYS_REASONING
+    signer = REPLAYS_REASONING.get(target)
     return bool(content) and all(
-        isinstance(p, ReasoningPart) and not (replays and p.signed) for p in content
+        isinstance(p, ReasoningPart) and (p.signer is None or p.signer != signer) for p in content
     )
 
 
@@ -175,8 +180,8 @@ def _plain_message(message: Message, target: str) -> Message:
             param="messages",
         )
     if message.role == "assistant" and isinstance(message.content, list):
-        replays = target in REPLAYS_REASONING
-        message = without_parts(message, lambda p: replays and p.signed)
+        signer = REPLAYS_REASONING.get(target)
+        message = without_parts(message, lambda p: p.signer is not None and p.signer == signer)
     content = message.content
     if isinstance(content, list):
         content = [_plain_part(part, target) for part in content]

@@ -6,10 +6,20 @@ calls of one model turn or one answer from 0): the same answer always gets the s
 a tool result finds its function again by looking up the assistant call with that id earlier
 in the conversation (``ToolNames``), or, when the client trimmed that turn, from the id itself.
 
+Thoughts: a ``thought: true`` text part (a thought summary, sent when ``includeThoughts``) is
+a ``ReasoningPart``; a ``thoughtSignature`` on a part (the first function call of a step, or
+the last part of an answer) is a ``ReasoningPart`` right before that part whose ``signature``
+is the Gemini signature behind ``GEMINI_SIGNATURE_PREFIX`` (joined to the summary just before
+it, if any). So an Anthropic client sees it as a signed ``thinking`` block before the call,
+and gives it back where it stood; a model turn sent to Gemini puts each Gemini signature back
+on the part that follows it (``assistant_parts``), and other reasoning (Claude's, unsigned)
+is not sent.
+
 Gemini 3 models refuse a replayed ``functionCall`` without the ``thoughtSignature`` they gave
-it. Signatures cannot survive a trip through another format's client, so calls that come from
-another format carry Google's documented placeholder (``FOREIGN_THOUGHT_SIGNATURE``) on the
-first call of each model turn, as Google advises for history the model did not write.
+it. A client that did not keep the reasoning (another API's, or one that did not ask for
+thinking) has lost it, so calls that come from another format without one carry Google's
+documented placeholder (``FOREIGN_THOUGHT_SIGNATURE``) on the first call of each model turn,
+as Google advises for history the model did not write.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ import orjson
 
 from tollway.core.errors import InvalidRequest
 from tollway.core.types import (
+    GEMINI_SIGNATURE_PREFIX,
     ContentPart,
     ImagePart,
     Message,
@@ -185,6 +196,107 @@ def _media_type(url: str, param: str) -> str:
             param=param,
         )
     return media_type
+
+
+def answer_from_wire(
+    parts: list[dict[str, Any]], param: str
+) -> tuple[str | list[ContentPart], list[ToolCall]]:
+    """An answer's parts as content and calls: the text alone when no part is a thought or
+    carries a signature (the usual answer), else the parts in order with reasoning parts
+    for the thoughts and signatures (see above) and each call's place among them."""
+    reasoned = any(part.get("thought") or "thoughtSignature" in part for part in parts)
+    content: list[ContentPart] = []
+    calls: list[ToolCall] = []
+    for index, part in enumerate(parts):
+        signature = part.get("thoughtSignature") if reasoned else None
+        if isinstance(signature, str) and signature:
+            part = {k: v for k, v in part.items() if k != "thoughtSignature"}
+            _sign(content, signature_from_wire(signature))
+        if "functionCall" in part:
+            call = function_call_from_wire(part, len(calls), f"{param}[{index}]")
+            call.position = len(content) if reasoned else None
+            calls.append(call)
+        elif isinstance(part.get("text"), str) and part.get("thought"):
+            _think(content, part["text"])
+        elif isinstance(part.get("text"), str) and part["text"]:
+            content.append(TextPart(part["text"]))
+    if not reasoned:
+        return "".join(p.text for p in content if isinstance(p, TextPart)), calls
+    return content, calls
+
+
+def _sign(content: list[ContentPart], signature: str) -> None:
+    """A signature for the part that follows, joined to the summary just before, if any."""
+    last = content[-1] if content else None
+    if isinstance(last, ReasoningPart) and last.signature is None:
+        last.signature = signature
+    else:
+        content.append(ReasoningPart(signature=signature))
+
+
+def _think(content: list[ContentPart], text: str) -> None:
+    last = content[-1] if content else None
+    if isinstance(last, ReasoningPart) and last.signature is None:
+        last.text += text
+    else:
+        content.append(ReasoningPart(text))
+
+
+def signature_from_wire(signature: str) -> str:
+    """A ``thoughtSignature`` as a canonical reasoning signature."""
+    return GEMINI_SIGNATURE_PREFIX + signature
+
+
+def gemini_signature(part: ContentPart) -> str | None:
+    """The ``thoughtSignature`` a part carries (a reasoning part signed by Gemini), if any."""
+    if isinstance(part, ReasoningPart) and part.signer == "gemini" and part.signature:
+        return part.signature[len(GEMINI_SIGNATURE_PREFIX) :]
+    return None
+
+
+def assistant_parts(
+    message: Message, param: str, *, foreign: bool, thoughts: bool = False
+) -> list[dict[str, Any]]:
+    """A model turn's parts: its content with its function calls where they stood
+    (``ToolCall.position``), each Gemini signature on the part after it (see above), and
+    (``thoughts``: in an answer) the thought summaries as ``thought`` parts."""
+    content = message.content
+    calls = function_calls_to_wire(message.tool_calls or [], param, foreign=False)
+    if not isinstance(content, list):
+        items: list[ContentPart | dict[str, Any]] = []
+        if content:
+            items.append(TextPart(content))
+        items.extend(calls)
+    else:
+        items = list(content)
+        for index, (call, part) in enumerate(zip(message.tool_calls or (), calls, strict=True)):
+            at = len(items) if call.position is None else min(call.position + index, len(items))
+            items.insert(at, part)
+    parts: list[dict[str, Any]] = []
+    signature: str | None = None
+    for index, item in enumerate(items):
+        if isinstance(item, ReasoningPart):
+            signature = gemini_signature(item) or signature
+            if thoughts and item.text:
+                parts.append({"text": item.text, "thought": True})
+            continue
+        if isinstance(item, dict):
+            part = item
+        elif isinstance(item, TextPart) and not item.text and not item.extra and not signature:
+            continue  # Google refuses an empty text part
+        else:
+            part = _part_to_wire(item, f"{param}.content[{index}]")
+        if signature is not None:
+            part = {**part, "thoughtSignature": signature}
+            signature = None
+        parts.append(part)
+    if signature is not None and parts and "thoughtSignature" not in parts[-1]:
+        # Signed after its last part (a stream's closing empty part): the last part was.
+        parts[-1] = {**parts[-1], "thoughtSignature": signature}
+    first_call = next((part for part in parts if "functionCall" in part), None)
+    if foreign and first_call is not None:
+        first_call.setdefault("thoughtSignature", FOREIGN_THOUGHT_SIGNATURE)
+    return parts
 
 
 def function_calls_to_wire(

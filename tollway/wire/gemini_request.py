@@ -18,12 +18,20 @@ Where Gemini's shape differs from the canonical one:
 - Sampling, length, stop sequences, ``n`` (``candidateCount``), ``seed`` and JSON output live
   in ``generationConfig``: ``json_object`` is ``responseMimeType: application/json`` and
   ``json_schema`` adds the schema as ``responseJsonSchema``.
+- Thinking is ``generationConfig.thinkingConfig``: an Anthropic client's ``thinking`` is
+  ``thinkingBudget`` (its ``budget_tokens``; ``adaptive`` is ``-1``, Gemini's dynamic
+  thinking) with ``includeThoughts``, since the client asked to see it; an OpenAI client's
+  ``reasoning_effort`` (``reasoning.effort`` in Responses) is the budget Google's own
+  OpenAI-compatible endpoint gives it (``EFFORT_BUDGETS``), without thoughts shown, as
+  OpenAI's API shows none. Other levels have no documented budget and stay a 400.
 - No counterpart, dropped: ``user``, ``parallel_tool_calls`` (the model decides), a tool's
   ``strict``, an image's ``detail`` and a message's ``name``.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+from types import MappingProxyType
 from typing import Any, Literal
 
 from tollway.core.errors import InvalidRequest
@@ -42,10 +50,10 @@ from tollway.wire.crossing import is_foreign, request_for
 from tollway.wire.fields import json_object, number, optional, required
 from tollway.wire.gemini_content import (
     ToolNames,
+    assistant_parts,
     call_id,
     content_parts,
     function_call_from_wire,
-    function_calls_to_wire,
     function_response_from_wire,
     function_response_to_wire,
     part_from_wire,
@@ -62,6 +70,9 @@ _GENERATION_KEYS = frozenset(
     {"temperature", "topP", "maxOutputTokens", "stopSequences", "candidateCount", "seed"}
 )
 _DECLARATION_KEYS = frozenset({"name", "description", "parametersJsonSchema"})
+EFFORT_BUDGETS = MappingProxyType({"none": 0, "low": 1024, "medium": 8192, "high": 24576})
+"""``thinkingBudget`` per OpenAI ``reasoning_effort``, as Google's OpenAI-compatible endpoint
+maps them ("none" turns thinking off)."""
 _ToolMode = Literal["auto", "none", "required", "function"]
 _MODES: dict[str, _ToolMode] = {"AUTO": "auto", "NONE": "none", "ANY": "required"}
 _MODES_OUT = {"auto": "AUTO", "none": "NONE", "required": "ANY", "function": "ANY"}
@@ -101,14 +112,12 @@ def request_from_wire(body: dict[str, Any], model: str, *, stream: bool = False)
 def request_to_wire(request: ChatRequest) -> dict[str, Any]:
     """The upstream ``generateContent`` body for ``request`` (the model goes in the URL)."""
     foreign = is_foreign(request.wire_format, WIRE_FORMAT)
-    if asks_for_thinking(request):
-        # Gemini's thoughts are not yet shown as another API's reasoning: not a silent drop.
-        raise InvalidRequest(
-            "'thinking' cannot be translated for a gemini deployment", param="thinking"
-        )
+    request, thinking = _thinking_to_wire(request)
     request = request_for(request, WIRE_FORMAT)
     body: dict[str, Any] = dict(request.extra)
     generation = dict(body.pop("generationConfig", None) or {})
+    if thinking is not None:
+        generation["thinkingConfig"] = thinking
     system = _system_to_wire(request.messages)
     if system is not None:
         body["systemInstruction"] = system
@@ -122,6 +131,37 @@ def request_to_wire(request: ChatRequest) -> dict[str, Any]:
     if generation:
         body["generationConfig"] = generation
     return body
+
+
+def _thinking_to_wire(request: ChatRequest) -> tuple[ChatRequest, dict[str, Any] | None]:
+    """The ``thinkingConfig`` for a client's ``thinking`` or ``reasoning_effort`` (see above),
+    and the request without the effort (which ``request_for`` would refuse)."""
+    if asks_for_thinking(request):
+        thinking = request.thinking or {}
+        kind, budget = thinking.get("type"), thinking.get("budget_tokens")
+        if kind == "adaptive":
+            return request, {"thinkingBudget": -1, "includeThoughts": True}
+        if kind == "enabled" and isinstance(budget, int) and not isinstance(budget, bool):
+            return request, {"thinkingBudget": budget, "includeThoughts": True}
+        raise InvalidRequest(
+            f"'thinking' of type {kind!r} cannot be translated for a gemini deployment",
+            param="thinking",
+        )
+    if request.wire_format != "openai" or "reasoning_effort" not in request.extra:
+        return request, None
+    effort = request.extra["reasoning_effort"]
+    if effort is None:
+        budget = None
+    elif not isinstance(effort, str) or effort not in EFFORT_BUDGETS:
+        raise InvalidRequest(
+            f"'reasoning_effort' {effort!r} cannot be translated for a gemini deployment "
+            f"(it takes {', '.join(EFFORT_BUDGETS)})",
+            param="reasoning_effort",
+        )
+    else:
+        budget = EFFORT_BUDGETS[effort]
+    extra = {k: v for k, v in request.extra.items() if k != "reasoning_effort"}
+    return replace(request, extra=extra), None if budget is None else {"thinkingBudget": budget}
 
 
 def _stops_from_wire(raw: Any) -> list[str] | None:
@@ -301,8 +341,7 @@ def _contents_to_wire(messages: list[Message], foreign: bool) -> list[dict[str, 
             continue
         if message.role == "assistant":
             names.learn(message)
-            calls = function_calls_to_wire(message.tool_calls or [], param, foreign=foreign)
-            parts = content_parts(message.content, f"{param}.content") + calls
+            parts = assistant_parts(message, param, foreign=foreign)
             if parts:  # a turn with nothing in it says nothing, and has no part to send
                 out.append({**message.extra, "role": "model", "parts": parts})
         elif message.role == "tool":

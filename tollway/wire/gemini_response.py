@@ -14,7 +14,8 @@ model's output is unusable (``MALFORMED_FUNCTION_CALL``, ``UNEXPECTED_TOOL_CALL`
 ``TOO_MANY_TOOL_CALLS``: the candidate then holds no call, often nothing at all) are not finish
 reasons but failures (``InvalidModelOutput``, see ``unusable``), as Bedrock's
 ``malformed_tool_use`` is.
-Thought summaries (``thought: true`` parts) are not the answer and are left out of it.
+Thought summaries (``thought: true`` parts) and thought signatures are reasoning parts
+before the answer (``gemini_content``); a Gemini client is given them back as they came.
 """
 
 from __future__ import annotations
@@ -31,14 +32,9 @@ from tollway.core.errors import (
     UpstreamProtocolError,
     UpstreamStatusError,
 )
-from tollway.core.types import ChatResponse, Choice, FinishReason, Message, ToolCall, Usage
+from tollway.core.types import ChatResponse, Choice, FinishReason, Message, Usage
 from tollway.wire.crossing import response_for
-from tollway.wire.gemini_content import (
-    content_parts,
-    function_call_from_wire,
-    function_calls_to_wire,
-    parts_from_wire,
-)
+from tollway.wire.gemini_content import answer_from_wire, assistant_parts, parts_from_wire
 
 WIRE_FORMAT = "gemini"
 
@@ -142,23 +138,15 @@ def candidate_from_wire(raw: Any, position: int) -> Choice:
     if failure is not None:
         raise failure
     content = raw.get("content") or {}
-    parts = parts_from_wire(content.get("parts") or [], f"candidates[{position}].content.parts")
-    texts: list[str] = []
-    calls: list[ToolCall] = []
-    for index, part in enumerate(parts):
-        if "functionCall" in part:
-            param = f"candidates[{position}].content.parts[{index}]"
-            calls.append(function_call_from_wire(part, len(calls), param))
-        elif isinstance(part.get("text"), str) and not part.get("thought"):
-            texts.append(part["text"])
+    param = f"candidates[{position}].content.parts"
+    answer, calls = answer_from_wire(parts_from_wire(content.get("parts") or [], param), param)
     finish, extra = finish_from_wire(raw.get("finishReason"), bool(calls))
     extra.update((k, v) for k, v in raw.items() if k not in _CANDIDATE_KEYS)
-    text = "".join(texts)
     return Choice(
         index=int(raw.get("index") or 0),
         message=Message(
             role="assistant",
-            content=None if calls and not text else text,
+            content=None if calls and not answer else answer,
             tool_calls=calls or None,
         ),
         finish_reason=finish,
@@ -201,9 +189,11 @@ def blocked_choice(raw: dict[str, Any]) -> Choice:
 
 def response_to_wire(response: ChatResponse) -> dict[str, Any]:
     """A ``GenerateContentResponse`` for a client of the Gemini API."""
+    # Another API's reasoning is not shown: a Gemini client is shown thoughts it asked for.
+    own = response.wire_format == WIRE_FORMAT
     response = response_for(response, WIRE_FORMAT)
     out: dict[str, Any] = {
-        "candidates": [_candidate_to_wire(choice) for choice in response.choices],
+        "candidates": [_candidate_to_wire(choice, own) for choice in response.choices],
     }
     if response.usage is not None:
         out["usageMetadata"] = usage_to_wire(response.usage)
@@ -213,11 +203,9 @@ def response_to_wire(response: ChatResponse) -> dict[str, Any]:
     return out
 
 
-def _candidate_to_wire(choice: Choice) -> dict[str, Any]:
-    message = choice.message
-    parts = content_parts(message.text() if isinstance(message.content, list) else message.content)
+def _candidate_to_wire(choice: Choice, thoughts: bool) -> dict[str, Any]:
     try:
-        parts.extend(function_calls_to_wire(message.tool_calls or [], "choices", foreign=False))
+        parts = assistant_parts(choice.message, "choices", foreign=False, thoughts=thoughts)
     except InvalidRequest as exc:
         # Tool-call arguments the upstream model wrote are not a JSON object.
         reason = f"upstream answer cannot be translated: {exc.message}"

@@ -4,9 +4,11 @@ A Gemini stream is a run of ``GenerateContentResponse`` objects with no terminal
 body simply ends, and the last object carries ``finishReason`` and the final usage.
 
 Upstream (``StreamReader``): the first event of each candidate gives its role chunk; text parts
-become content (thoughts are left out); each ``functionCall`` part, which Gemini sends whole,
-becomes one complete tool-call fragment numbered by its order among the candidate's calls;
-``finishReason`` gives the finish chunk, unless it says the output is unusable
+become content; thought parts (summaries) become reasoning, and a part's ``thoughtSignature``
+the signature of a reasoning delta that comes before the part's own content (as
+``gemini_content`` places it in a whole answer); each ``functionCall`` part, which Gemini
+sends whole, becomes one complete tool-call fragment numbered by its order among the
+candidate's calls; ``finishReason`` gives the finish chunk, unless it says the output is unusable
 (``MALFORMED_FUNCTION_CALL``, ...), which raises that failure. Usage comes in every event; the
 latest is kept (and told on each chunk as ``usage_so_far``, for a stream cut before its end)
 and, once the body ends, ``last`` gives the usage-only chunk. A stream whose
@@ -25,9 +27,22 @@ from typing import Any
 import orjson
 
 from tollway.core.errors import InvalidRequest, UpstreamProtocolError
-from tollway.core.types import ChatChunk, ChunkChoice, FinishReason, Role, ToolCallDelta, Usage
+from tollway.core.types import (
+    ChatChunk,
+    ChunkChoice,
+    FinishReason,
+    ReasoningDelta,
+    Role,
+    ToolCallDelta,
+    Usage,
+)
 from tollway.wire.crossing import chunk_for
-from tollway.wire.gemini_content import arguments_object, function_call_from_wire, parts_from_wire
+from tollway.wire.gemini_content import (
+    arguments_object,
+    function_call_from_wire,
+    parts_from_wire,
+    signature_from_wire,
+)
 from tollway.wire.gemini_response import (
     WIRE_FORMAT,
     finish_from_wire,
@@ -108,22 +123,32 @@ class StreamReader:
         param = f"candidates[{position}].content.parts"
         parts = parts_from_wire((raw.get("content") or {}).get("parts") or [], param)
         texts: list[str] = []
+        thoughts: list[str] = []
+        signature: str | None = None
         calls: list[ToolCallDelta] = []
         for number, part in enumerate(parts):
+            if isinstance(part.get("thoughtSignature"), str) and part["thoughtSignature"]:
+                part = dict(part)
+                signature = signature_from_wire(part.pop("thoughtSignature"))
             if "functionCall" in part:
                 ordinal = self._calls.get(index, 0)
                 self._calls[index] = ordinal + 1
                 call = function_call_from_wire(part, ordinal, f"{param}[{number}]")
                 calls.append(ToolCallDelta(ordinal, call.id, call.name, call.arguments))
-            elif isinstance(part.get("text"), str) and not part.get("thought"):
+            elif isinstance(part.get("text"), str) and part.get("thought"):
+                thoughts.append(part["text"])
+            elif isinstance(part.get("text"), str):
                 texts.append(part["text"])
+        reasoning = None
+        if thoughts or signature is not None:
+            reasoning = ReasoningDelta("".join(thoughts), signature=signature)
         finish, extra = finish_from_wire(raw.get("finishReason"), self._calls.get(index, 0) > 0)
         if finish is not None:
             self._finished.add(index)
         role: Role | None = None if index in self._started else "assistant"
         self._started.add(index)
         content = "".join(texts) or None
-        if role is None and content is None and not calls and finish is None:
+        if role is None and content is None and not calls and finish is None and not reasoning:
             return None
         return ChunkChoice(
             index=index,
@@ -132,6 +157,7 @@ class StreamReader:
             tool_calls=calls or None,
             finish_reason=finish,
             extra=extra,
+            reasoning=reasoning,
         )
 
 

@@ -32,6 +32,8 @@ from tollway.core.types import (
     Deployment,
     EmbeddingRequest,
     Message,
+    ReasoningPart,
+    TextPart,
     ToolCall,
     ToolCallDelta,
     UpstreamTimeouts,
@@ -477,10 +479,17 @@ def gemini_answer(**fields: Any) -> dict[str, Any]:
     }
 
 
-def test_response_becomes_canonical_without_thoughts() -> None:
+def test_response_becomes_canonical_with_thoughts_as_reasoning() -> None:
     response = response_from_wire(gemini_answer(promptFeedback={"safetyRatings": []}))
     choice = response.choices[0]
-    assert choice.message.content == "Here it is" and choice.finish_reason == "tool_calls"
+    assert choice.message.text() == "Here it is" and choice.finish_reason == "tool_calls"
+    assert choice.message.content == [
+        ReasoningPart("thinking..."),
+        TextPart("Here"),
+        ReasoningPart(signature="gemini:c2ln"),
+        TextPart(" it is"),
+        ReasoningPart(signature="gemini:c2ln"),
+    ]
     call = (choice.message.tool_calls or [])[0]
     assert (call.id, call.name, call.arguments) == ("call_0_f", "f", '{"a":1}')
     assert (response.id, response.model) == ("resp-1", "gemini-2.5-flash")
@@ -497,10 +506,7 @@ def test_response_becomes_canonical_without_thoughts() -> None:
 def test_response_round_trip_keeps_what_gemini_clients_need() -> None:
     raw = gemini_answer()
     again = response_to_wire(response_from_wire(raw))
-    assert again["candidates"][0]["content"]["parts"] == [
-        {"text": "Here it is"},
-        {"functionCall": {"name": "f", "args": {"a": 1}}, "thoughtSignature": "c2ln"},
-    ]
+    assert again["candidates"][0]["content"]["parts"] == raw["candidates"][0]["content"]["parts"]
     assert again["candidates"][0]["finishReason"] == "STOP"
     assert again["candidates"][0]["safetyRatings"] == []
     assert again["usageMetadata"] == raw["usageMetadata"]
@@ -719,7 +725,7 @@ HI = ChatRequest(model="g", messages=[Message(role="user", content="hi")])
 async def test_provider_addresses_the_gemini_api_and_vertex_ai() -> None:
     upstream = FakeUpstream(gemini_answer())
     answer = await provider(upstream).chat(HI, deployment("https://g.example"))
-    assert isinstance(answer, ChatResponse) and answer.choices[0].message.content == "Here it is"
+    assert isinstance(answer, ChatResponse) and answer.choices[0].message.text() == "Here it is"
     assert upstream.url == "https://g.example/v1beta/models/gemini-x:generateContent"
     assert upstream.headers["x-goog-api-key"] == "sk-g"
     base = "https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/us-central1"

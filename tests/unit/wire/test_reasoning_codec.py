@@ -14,7 +14,7 @@ from openai.lib.streaming.responses import ResponseStreamState
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
-from tollway.core.errors import InvalidRequest, UpstreamProtocolError
+from tollway.core.errors import UpstreamProtocolError
 from tollway.core.types import ChatChunk, ChatResponse
 from tollway.providers.eventstream import EventStreamDecoder
 from tollway.simulator import eventstream
@@ -32,6 +32,7 @@ from tollway.wire import (
     responses_stream,
 )
 from tollway.wire.bedrock_stream import StreamReader as BedrockReader
+from tollway.wire.gemini_content import FOREIGN_THOUGHT_SIGNATURE
 
 SIGNED = {"type": "thinking", "thinking": "check the weather", "signature": "c2ln"}
 REDACTED = {"type": "redacted_thinking", "data": "AQIDBA=="}
@@ -108,8 +109,9 @@ def test_signed_reasoning_goes_back_only_to_claude() -> None:
     sent = openai_request.request_to_wire(request, "gpt")
     assert "thinking" not in orjson.dumps(sent).decode()
     assert sent["messages"][1]["content"] is None and sent["messages"][1]["tool_calls"]
-    with pytest.raises(InvalidRequest, match="'thinking' cannot be translated for a gemini"):
-        gemini_request.request_to_wire(request)
+    to_gemini = gemini_request.request_to_wire(request)
+    assert [next(iter(part)) for part in to_gemini["contents"][1]["parts"]] == ["functionCall"]
+    assert to_gemini["contents"][1]["parts"][0]["thoughtSignature"] == FOREIGN_THOUGHT_SIGNATURE
     without = anthropic([SIGNED, CALL])
     contents = gemini_request.request_to_wire(without)["contents"]
     assert [next(iter(part)) for part in contents[1]["parts"]] == ["functionCall"]

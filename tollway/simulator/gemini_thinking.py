@@ -1,0 +1,116 @@
+"""Gemini thinking in the simulator: ``thinkingConfig``, thought parts and thought signatures.
+
+With ``generationConfig.thinkingConfig.thinkingBudget`` other than 0 (``-1``: dynamic) the
+model reasons before it answers; its reasoning tokens are ``usageMetadata.thoughtsTokenCount``
+(not in ``candidatesTokenCount``). With ``includeThoughts`` the answer starts with the
+reasoning as a ``thought: true`` text part (streamed: one such part a token). The answer is
+signed (``thoughtSignature``) as Gemini 3 signs it: on its first ``functionCall`` part, or,
+without calls, on its last part (streamed: the last event's empty text part).
+
+On the way back every ``thoughtSignature`` in a ``model`` turn must be one the simulator gave
+(or Google's placeholder for history the model did not write, ``skip_thought_signature_
+validator``), and, with thinking on, the model turn whose function calls the request answers
+must carry a signature on its first call, as Gemini 3 requires: both are a 400 otherwise.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import Any
+
+from tollway.simulator.content import Completion, InvalidRequest
+
+PLACEHOLDER = "skip_thought_signature_validator"
+"""Google's documented signature for function calls the model did not produce itself."""
+_KEY = b"tollway-sim-gemini-thought\0"
+_MISSING = (
+    "Function call is missing a thought_signature in functionCall parts. This is required for "
+    "tools to work correctly, and missing thought_signature may lead to degraded model "
+    "performance. Additional data, function call `default_api:{name}` , position {position}."
+)
+
+
+def thought_signature(reasoning: str) -> str:
+    """The signature the simulator gives an answer that reasoned ``reasoning``."""
+    payload = hashlib.sha256(reasoning.encode()).digest()[:12]
+    mac = hashlib.sha256(_KEY + payload).digest()[:12]
+    return base64.b64encode(payload + mac).decode()
+
+
+def _valid(signature: Any) -> bool:
+    if signature == PLACEHOLDER:
+        return True
+    try:
+        raw = base64.b64decode(str(signature), validate=True)
+    except ValueError:
+        return False
+    payload, mac = raw[:12], raw[12:]
+    return len(raw) == 24 and hashlib.sha256(_KEY + payload).digest()[:12] == mac
+
+
+def thinking(config: Any) -> tuple[bool, bool]:
+    """Whether ``generationConfig`` turns thinking on, and whether thoughts are shown."""
+    thinking_config = config.get("thinkingConfig") if isinstance(config, dict) else None
+    if not isinstance(thinking_config, dict):
+        return False, False
+    budget = thinking_config.get("thinkingBudget", -1)
+    if not isinstance(budget, int) or isinstance(budget, bool) or budget < -1:
+        raise InvalidRequest("thinkingBudget must be -1, 0 or a positive integer", "thinkingConfig")
+    on = budget != 0
+    return on, on and thinking_config.get("includeThoughts") is True
+
+
+def check_history(contents: list[Any], thinking_on: bool) -> None:
+    """Signatures given back must be the simulator's; with thinking on, the calls the request
+    answers must be signed (see above)."""
+    for index, content in enumerate(contents):
+        if not isinstance(content, dict) or content.get("role") != "model":
+            continue
+        for position, part in enumerate(content.get("parts") or ()):
+            if isinstance(part, dict) and not _valid(part.get("thoughtSignature", PLACEHOLDER)):
+                raise InvalidRequest(
+                    f"Thought signature is not valid (contents[{index}].parts[{position}])",
+                    "contents",
+                )
+    if not thinking_on or len(contents) < 2:
+        return
+    answered, last = contents[-2], contents[-1]
+    if not (isinstance(answered, dict) and answered.get("role") == "model"):
+        return
+    results = [p for p in last.get("parts") or () if isinstance(p, dict)]
+    if not any("functionResponse" in part for part in results):
+        return
+    parts = answered.get("parts") or []
+    for position, part in enumerate(parts):
+        if isinstance(part, dict) and "functionCall" in part:
+            if "thoughtSignature" not in part:
+                name = part["functionCall"].get("name")
+                raise InvalidRequest(_MISSING.format(name=name, position=position + 1), "contents")
+            return
+
+
+def signed_parts(
+    parts: list[dict[str, Any]], completion: Completion, show: bool
+) -> list[dict[str, Any]]:
+    """An answer's parts with its thoughts (``show``) first and its signature in place."""
+    if not completion.reasoning:
+        return parts
+    reasoning = "".join(completion.reasoning)
+    out = [dict(part) for part in parts]
+    signed = next((part for part in out if "functionCall" in part), out[-1] if out else None)
+    if signed is not None:
+        signed["thoughtSignature"] = thought_signature(reasoning)
+    return ([{"text": reasoning, "thought": True}] if show else []) + out
+
+
+def usage(input_tokens: int, output_tokens: int, thoughts: int) -> dict[str, int]:
+    """``usageMetadata``: ``output_tokens`` includes the ``thoughts``, which are apart."""
+    out = {
+        "promptTokenCount": input_tokens,
+        "candidatesTokenCount": output_tokens - thoughts,
+        "totalTokenCount": input_tokens + output_tokens,
+    }
+    if thoughts:
+        out["thoughtsTokenCount"] = thoughts
+    return out
