@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import anthropic
 import httpx
 import pytest
 
@@ -43,6 +44,7 @@ class Logged:
     url: str
     store_url: str
     db_path: Path
+    spool: Path
     bodies_team: str
     quiet_team: str
 
@@ -92,7 +94,8 @@ def logged(
     )  # fmt: skip
     env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TOLLWAY_STORE_URL": store_url}
     with running_gateway(log_dir, config, env) as (url, _):
-        yield Logged(url, store_url, folder / "tollway.db", bodies_team, quiet_team)
+        yield Logged(url, store_url, folder / "tollway.db", folder / "spool", bodies_team,
+                     quiet_team)  # fmt: skip
 
 
 def auth(key: str = CLIENT_KEY) -> dict[str, str]:
@@ -142,6 +145,39 @@ def wait_for(url: str, request_ids: Iterable[str], timeout: float = 15.0) -> dic
 
 def micros(cost: str) -> int:
     return round(float(cost) * 1_000_000)
+
+
+def test_cache_writes_are_logged_and_reported_by_their_time_to_live(logged: Logged) -> None:
+    # Anthropic bills prompt tokens written to its cache above plain input (1.25x for five
+    # minutes, 2x for an hour): the log kept cache reads only, so a spend report could not
+    # explain such a bill.
+    key_id, key = new_key(logged.url)
+    claude = anthropic.Anthropic(base_url=logged.url, api_key=key, max_retries=0)
+    messages = [{"role": "user", "content": "a long shared context " * 50}]
+    answers = []
+    for ttl in ("5m", "1h", None):
+        control = {} if ttl is None else {"cache_control": {"type": "ephemeral", "ttl": ttl}}
+        raw = claude.messages.with_raw_response.create(
+            model="priced-claude", messages=messages, max_tokens=10, extra_body=control,
+            extra_headers={"x-request-id": f"t-cache-{uuid.uuid4().hex[:12]}"},
+        )  # fmt: skip
+        answers.append((raw.headers["x-request-id"], raw.parse().usage))
+    records = wait_for(logged.url, [rid for rid, _ in answers])
+    (five, five_usage), (hour, hour_usage), (plain, _) = answers
+    written = five_usage.cache_creation_input_tokens
+    assert written and written == hour_usage.cache_creation_input_tokens
+    assert [
+        (records[rid]["cache_write_tokens"], records[rid]["cache_write_1h_tokens"])
+        for rid in (five, hour, plain)
+    ] == [(written, 0), (written, written), (0, 0)]
+    assert records[hour]["input_tokens"] == written  # every prompt token, writes included
+    report = admin(logged.url, "GET", f"/admin/reports/usage?group_by=key&key={key_id}")
+    (row,) = report["data"]
+    assert (row["requests"], row["cache_write_tokens"], row["cache_write_1h_tokens"]) == (
+        3, 2 * written, written,
+    )  # fmt: skip
+    exported = list(csv.DictReader(io.StringIO(logs(logged.url, key=key_id, format="csv").text)))
+    assert sorted(int(r["cache_write_tokens"]) for r in exported) == [0, written, written]
 
 
 def test_an_answer_without_usage_is_costed_from_its_content(logged: Logged) -> None:
@@ -524,6 +560,47 @@ def test_the_chain_verifies_and_an_edited_row_breaks_it(logged: Logged) -> None:
     with sqlite3.connect(logged.db_path) as db:
         db.execute("UPDATE request_log SET output_tokens = ? WHERE id = ?", (tokens, row_id))
     assert run().returncode == 0
+
+
+def test_a_row_the_store_refuses_verifies_as_a_refusal_not_a_break(logged: Logged) -> None:
+    # The store refusing a row (here a trigger an operator added) left a gap in the chain,
+    # and `tollway logs verify` called the chain BROKEN, as it does a deleted row.
+    refuse = (
+        "CREATE TRIGGER refuse_err_chat BEFORE INSERT ON request_log WHEN NEW.model = "
+        "'err-chat' BEGIN SELECT RAISE(ABORT, 'err-chat rows are refused here'); END"
+    )
+    with sqlite3.connect(logged.db_path) as db:
+        db.execute(refuse)
+    try:
+        refused = chat(logged.url, model="err-chat")
+        after = chat(logged.url)
+        assert refused.status_code == after.status_code == 200
+        rid = refused.headers["x-request-id"]
+        records = wait_for(logged.url, [rid, after.headers["x-request-id"]])
+    finally:
+        with sqlite3.connect(logged.db_path) as db:
+            db.execute("DROP TRIGGER refuse_err_chat")
+    placeholder = records[rid]
+    assert placeholder["refused"] == "IntegrityError: err-chat rows are refused here"
+    assert (placeholder["model"], placeholder["status"]) == ("", 0)
+    verify = tollway_command("logs", "verify", "--store-url", logged.store_url)
+    rejected = ["--rejected", str(logged.spool / "rejected")]
+    for args in ([], rejected):
+        done = subprocess.run(verify + args, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "BROKEN" not in done.stdout and "UNCONFIRMED" not in done.stdout
+        assert "1 refused by the store, placeholders at seq " in done.stdout
+    # What the placeholder says cannot be changed unseen when the set-aside rows are given.
+    with sqlite3.connect(logged.db_path) as db:
+        db.execute("UPDATE request_log SET key_id = 'k' WHERE request_id = ?", (rid,))
+    try:
+        done = subprocess.run(verify + rejected, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 1 and "the placeholder is not what its set-aside row" in (
+            done.stdout
+        )
+    finally:
+        with sqlite3.connect(logged.db_path) as db:
+            db.execute("UPDATE request_log SET key_id = NULL WHERE request_id = ?", (rid,))
 
 
 def test_records_still_queued_at_shutdown_are_written(

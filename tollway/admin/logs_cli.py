@@ -3,7 +3,9 @@
 ``list`` and ``export`` talk to a running gateway's admin API (``TOLLWAY_URL``,
 ``TOLLWAY_ADMIN_KEY``), so they show what that key may read. ``verify`` reads the store
 itself (``--store-url``, else ``TOLLWAY_STORE_URL``, else the config file's ``store.url``)
-and checks every hash chain (telemetry/chain.py); it exits 1 when one is broken.
+and checks every hash chain (telemetry/chain.py); it exits 1 when one is broken. Placeholders
+(rows the store refused) are listed apart; ``--rejected`` checks each against the row set
+aside for it.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ logs = typer.Typer(no_args_is_help=True, help="The request log.")
 _errors = Console(stderr=True)
 LIST_COLUMNS: list[tuple[str, Literal["left", "right"], int]] = [
     ("UTC", "left", 14), ("key", "left", 8), ("model", "left", 5), ("status", "left", 3),
-    ("in/out", "right", 6), ("USD", "right", 8), ("ms", "right", 2), ("request", "left", 7),
+    ("in/out", "right", 6), ("cache r/w", "right", 3), ("USD", "right", 8), ("ms", "right", 2),
+    ("request", "left", 7),
 ]  # fmt: skip
 """Columns of ``logs list``: name, alignment, and the width kept on a narrow terminal."""
 
@@ -87,8 +90,9 @@ def logs_list(
 
 
 def _table(rows: list[dict[str, Any]]) -> Table:
-    """Records as a compact table (key ids cut to 8 characters, the request id last, where a
-    narrow terminal cuts it; --json has everything)."""
+    """Records as a compact table (key ids cut to 8 characters; input tokens include the
+    cache reads and writes shown apart; the request id last, where a narrow terminal cuts it;
+    --json has everything)."""
     table = Table(
         title="request log (newest first)", box=box.SIMPLE_HEAD, pad_edge=False,
         collapse_padding=True,
@@ -101,12 +105,18 @@ def _table(rows: list[dict[str, Any]]) -> Table:
             model = f"{model} → {row['served_model']}"
         latency = row["latency_ms"]
         status = str(row["status"])
+        if row.get("refused"):
+            status = "[yellow]refused by the store (placeholder)[/yellow]"
+        elif row["error_code"]:
+            status = f"[red]{status} {row['error_code']}[/red]"
+        cached, writes = row.get("cached_tokens", 0), row.get("cache_write_tokens", 0)
         table.add_row(
             row["at"][5:19].replace("T", " "),
             (row["key_id"] or row["principal_kind"] or "")[:8],
             model,
-            status if not row["error_code"] else f"[red]{status} {row['error_code']}[/red]",
+            status,
             f"{row['input_tokens']}/{row['output_tokens']}",
+            f"{cached}/{writes}" if cached or writes else "",
             f"{row['cost_usd']:.6f}",
             "" if latency is None else f"{latency:.0f}",
             row["request_id"],
@@ -172,29 +182,53 @@ def logs_verify(
         Path | None,
         typer.Option("--config", "-c", help="Config file whose store.url to use"),
     ] = None,
+    rejected: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--rejected",
+            help="A spool's rejected/ directory (repeat for each gateway's): check every "
+            "placeholder against the row set aside for it",
+        ),
+    ] = None,
 ) -> None:
-    """Check the request log's hash chains; exit 1 at the first broken record of any chain."""
+    """Check the request log's hash chains; exit 1 at the first broken record of any chain
+    (or, with --rejected, at a placeholder no set-aside row confirms)."""
     url = store_url or _configured_store_url(config)
-    reports = asyncio.run(_verify(url))
+    reports = asyncio.run(_verify(url, rejected))
     if not reports:
         typer.echo("no request log records")
         return
-    broken = 0
+    failed = 0
     for report in reports:
         span = f"seq {report.first_seq}..{report.last_seq}, {report.records} records"
+        refusals = _refusals(report.refused)
         if not report.ok:
-            broken += 1
+            failed += 1
             typer.echo(
                 f"chain {report.chain_id}: BROKEN at record id {report.broken_id} "
                 f"(seq {report.broken_seq}): {report.problem}"
             )
         elif not report.chained:
-            typer.echo(f"chain {report.chain_id}: not chained ({span})")
+            typer.echo(f"chain {report.chain_id}: not chained ({span}{refusals})")
         else:
             start = "" if report.first_seq == 1 else " (older records purged)"
-            typer.echo(f"chain {report.chain_id}: OK ({span}{start}); head {report.head}")
-    if broken:
+            typer.echo(f"chain {report.chain_id}: OK ({span}{start}{refusals}); head {report.head}")
+        if report.ok and report.unmatched:
+            failed += 1
+            typer.echo(
+                f"chain {report.chain_id}: UNCONFIRMED placeholders (no set-aside row): seq "
+                + ", ".join(map(str, report.unmatched))
+            )
+    if failed:
         raise typer.Exit(1)
+
+
+def _refusals(seqs: tuple[int, ...]) -> str:
+    """How a chain's placeholders are listed: refusals by the store, not tampering."""
+    if not seqs:
+        return ""
+    shown = ", ".join(map(str, seqs[:20])) + (", ..." if len(seqs) > 20 else "")
+    return f"; {len(seqs)} refused by the store, placeholders at seq {shown}"
 
 
 def _configured_store_url(config: Path | None) -> str:
@@ -212,14 +246,22 @@ def _configured_store_url(config: Path | None) -> str:
         raise typer.Exit(2) from None
 
 
-async def _verify(url: str) -> Any:
+async def _verify(url: str, rejected: list[Path] | None) -> Any:
     from tollway.store import Store, StoreError
-    from tollway.telemetry.chain import verify_chains
+    from tollway.telemetry.chain import rejected_rows, verify_chains
 
+    set_aside = None
+    if rejected:
+        set_aside = {}
+        for directory in rejected:
+            if not directory.is_dir():
+                _errors.print(f"[red]{directory} is not a directory[/red]")
+                raise typer.Exit(2)
+            set_aside.update(rejected_rows(directory))
     store = Store(url)
     try:
         await store.open()
-        return await verify_chains(store)
+        return await verify_chains(store, set_aside=set_aside)
     except StoreError as exc:
         _errors.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None

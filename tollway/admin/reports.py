@@ -2,6 +2,10 @@
 grouped by team, user, key, service tag, model, provider, deployment and day; ``since`` and
 ``until`` as ISO times or ages (``7d``), as ``/admin/logs`` takes them.
 
+Tokens: ``input_tokens`` counts every prompt token, cache reads (``cached_tokens``) and cache
+writes (``cache_write_tokens``, of which ``cache_write_1h_tokens`` for an hour) included, as
+each is billed at its own rate (Anthropic's 5-minute and 1-hour writes above plain input).
+
 Admins see every request; anyone else only their teams' (viewer and above). CSV with
 ``format=csv``.
 """
@@ -21,7 +25,8 @@ from tollway.admin.routes import AdminCall, Route
 from tollway.store.reports import FILTERS
 
 _COLUMNS = (
-    "requests", "errors", "input_tokens", "output_tokens", "cached_tokens", "total_tokens",
+    "requests", "errors", "input_tokens", "output_tokens", "cached_tokens",
+    "cache_write_tokens", "cache_write_1h_tokens", "total_tokens",
     "cost_usd", "avg_latency_ms", "p95_latency_ms", "avg_ttft_ms", "p95_ttft_ms",
     "cache_hits", "cache_hit_rate", "guardrail_triggers", "estimated_requests",
 )  # fmt: skip

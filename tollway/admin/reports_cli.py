@@ -9,7 +9,8 @@ import typer
 from tollway.admin.cli import JsonOption, KeyOption, UrlOption, call, show
 
 _NUMBERS = [
-    "requests", "errors", "input_tokens", "output_tokens", "cost_usd", "avg_latency_ms",
+    "requests", "errors", "input_tokens", "output_tokens", "cached_tokens",
+    "cache_write_tokens", "cost_usd", "avg_latency_ms",
     "p95_latency_ms", "avg_ttft_ms", "cache_hit_rate", "guardrail_triggers",
 ]  # fmt: skip
 

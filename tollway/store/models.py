@@ -278,6 +278,10 @@ class RequestLogRow(Base):
     input_tokens: Mapped[int] = mapped_column(BigInteger)
     output_tokens: Mapped[int] = mapped_column(BigInteger)
     cached_tokens: Mapped[int] = mapped_column(BigInteger)
+    # Anthropic's cache_creation_input_tokens, and the part of them written for an hour
+    # (revision 0007; rows stored before hold 0).
+    cache_write_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    cache_write_1h_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
     usage_estimated: Mapped[bool] = mapped_column(Boolean)
     cost_micros: Mapped[int] = mapped_column(BigInteger)
     latency_ms: Mapped[float | None] = mapped_column(Float)
@@ -288,3 +292,6 @@ class RequestLogRow(Base):
     response: Mapped[Any] = mapped_column(NullableJSON, nullable=True)
     prev_hash: Mapped[str | None] = mapped_column(String(64))
     hash: Mapped[str | None] = mapped_column(String(64))
+    refused: Mapped[str | None] = mapped_column(String(200))
+    """Set on a placeholder: why the store refused the row written for this request (the
+    row itself is set aside in the spool's ``rejected/``); revision 0007."""

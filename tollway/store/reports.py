@@ -61,7 +61,8 @@ class ReportRepository:
         teams: Sequence[str] | None = None,
     ) -> list[dict[str, Any]]:
         """One row per group: requests, errors, requests whose usage the gateway estimated
-        (the provider reported none), tokens, cost, latency, TTFT, cache, guardrails.
+        (the provider reported none), tokens (input, output, cache reads and writes), cost,
+        latency, TTFT, cache, guardrails.
 
         ``group_by``: names of ``GROUPS`` and ``day`` (UTC). ``teams``: only these teams'
         requests (what a non-admin may see); ``None``: all.
@@ -110,6 +111,8 @@ class ReportRepository:
             func.coalesce(func.sum(row.input_tokens), 0).label("input_tokens"),
             func.coalesce(func.sum(row.output_tokens), 0).label("output_tokens"),
             func.coalesce(func.sum(row.cached_tokens), 0).label("cached_tokens"),
+            func.coalesce(func.sum(row.cache_write_tokens), 0).label("cache_write_tokens"),
+            func.coalesce(func.sum(row.cache_write_1h_tokens), 0).label("cache_write_1h_tokens"),
             func.coalesce(func.sum(row.cost_micros), 0).label("cost_micros"),
             func.avg(row.latency_ms).label("avg_latency_ms"),
             func.avg(row.ttft_ms).label("avg_ttft_ms"),
@@ -183,6 +186,8 @@ class ReportRepository:
             "input_tokens",
             "output_tokens",
             "cached_tokens",
+            "cache_write_tokens",
+            "cache_write_1h_tokens",
             "cost_micros",
             "cache_hits",
             "cache_lookups",

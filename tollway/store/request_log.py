@@ -59,6 +59,8 @@ class RequestLogRecord:
     input_tokens: int
     output_tokens: int
     cached_tokens: int
+    cache_write_tokens: int
+    cache_write_1h_tokens: int
     usage_estimated: bool
     cost_micros: int
     latency_ms: float | None
@@ -69,6 +71,9 @@ class RequestLogRecord:
     response: Any
     prev_hash: str | None
     hash: str | None
+    refused: str | None
+    """Set on a placeholder: why the store refused the row first written for this request
+    (telemetry/request_log.py); its other values are what could be kept of it."""
 
     def columns(self) -> dict[str, Any]:
         """Every column's value by name (``guardrails`` as a list)."""
@@ -178,18 +183,34 @@ class RequestLogRepository:
         statements through the store's ``SqliteWriter``, on PostgreSQL through
         ``executemany``. Values are stored exactly as the ORM would store them, so reads and
         chain hashes are unchanged; the tests read rows back on both.
+
+        SQLite's ``OR IGNORE`` skips, without an error, a row that breaks a CHECK constraint
+        (or that a trigger ignores) as it skips one stored before: when fewer rows went in
+        than were given, those not stored now or before raise ``InvalidRecord`` (after the
+        rest were stored), so the writer can account for them.
         """
         if not rows:
             return
+        changed = 0
         if self._writer is not None:
-            await self._writer.write(_sqlite_statements(rows))
-            return
+            changed = await self._writer.write(_sqlite_statements(rows))
+        else:
+            changed = await self._insert_on_engine(rows)
+        if changed < len(rows):
+            await self._check_stored(rows)
+
+    async def _insert_on_engine(self, rows: Sequence[Mapping[str, Any] | RowValues]) -> int:
+        """``insert`` through the engine; the rows changed (as many as given on PostgreSQL,
+        where only a row stored before is skipped without an error)."""
+        changed = len(rows)
         async with self._sessions.write() as session:
             connection = await session.connection()
             dialect = connection.dialect.name
             if dialect == "sqlite":  # in memory: only the engine's connection sees the data
+                changed = 0
                 for sql, values in _sqlite_statements(rows):
-                    await connection.exec_driver_sql(sql, tuple(values))
+                    result = await connection.exec_driver_sql(sql, tuple(values))
+                    changed += result.rowcount
             elif dialect == "postgresql":
                 await connection.exec_driver_sql(_PG_INSERT, [_pg_values(r) for r in rows])
             else:  # pragma: no cover - the store supports only the two
@@ -197,6 +218,25 @@ class RequestLogRepository:
                     index_elements=[RequestLogRow.chain_id, RequestLogRow.seq]
                 )
                 await session.execute(statement, [row_mapping(row) for row in rows])
+        return changed
+
+    async def _check_stored(self, rows: Sequence[Mapping[str, Any] | RowValues]) -> None:
+        """Raise ``InvalidRecord`` unless every one of ``rows`` is stored (by chain and seq)."""
+        wanted = {(row[_CHAIN], row[_SEQ]) if isinstance(row, tuple) else
+                  (row["chain_id"], row["seq"]) for row in rows}  # fmt: skip
+        seqs = [seq for _, seq in wanted]
+        table = RequestLogRow
+        query = select(table.chain_id, table.seq).where(
+            table.chain_id.in_({chain for chain, _ in wanted}),
+            table.seq.between(min(seqs), max(seqs)),
+        )
+        async with self._sessions() as session:
+            stored = {(chain, seq) for chain, seq in await session.execute(query)}
+        if missing := wanted - stored:
+            raise InvalidRecord(
+                f"{len(missing)} request log row(s) were skipped without an error "
+                "(a constraint or trigger that ignores rows)"
+            )
 
     @property
     def takes_plain_rows(self) -> bool:
@@ -335,6 +375,14 @@ _NULLABLE = frozenset(
     for index, name in enumerate(INSERT_COLUMNS)
     if RequestLogRow.__table__.columns[name].nullable
 )
+_ZERO_DEFAULT = ("cache_write_tokens", "cache_write_1h_tokens")
+"""Counts the table fills with 0 when a statement leaves them out (most requests have none)."""
+_EMPTY: dict[int, object] = {
+    **dict.fromkeys(_NULLABLE),
+    **{INSERT_COLUMNS.index(name): 0 for name in _ZERO_DEFAULT},
+}
+"""The columns a statement may leave out when every row holds this value (what the table
+gives them)."""
 _SQLITE_SIZES = (100, 20, 5, 1)
 """Rows per SQLite statement (a batch may take several, in one transaction), largest first.
 The driver binds a statement's values holding the GIL, which holds up the event loop
@@ -362,7 +410,7 @@ def _sqlite_statements(
     for count in _sizes(len(rows)):
         part = [_sqlite_values(row) for row in rows[start : start + count]]
         start += count
-        kept = _kept(list(zip(*part, strict=True)), len(INSERT_COLUMNS), _NULLABLE)
+        kept = _kept(list(zip(*part, strict=True)), len(INSERT_COLUMNS), _EMPTY)
         values = part if len(kept) == len(INSERT_COLUMNS) else map(operator.itemgetter(*kept), part)
         statements.append(
             (_sqlite_insert(count, kept), list(itertools.chain.from_iterable(values)))
@@ -371,17 +419,22 @@ def _sqlite_statements(
 
 
 def _kept(
-    columns: Sequence[Sequence[Any]], width: int, nullable: frozenset[int]
+    columns: Sequence[Sequence[Any]], width: int, empty: Mapping[int, object]
 ) -> tuple[int, ...]:
-    """The indexes of the first ``width`` ``columns`` a statement binds: all but the
-    ``nullable`` ones NULL in every row (the table gives them NULL)."""
+    """The indexes of the first ``width`` ``columns`` a statement binds: all but those of
+    ``empty`` that hold its value (NULL, or a count's 0) in every row: the table gives them
+    that."""
     return tuple(
         index
         for index in range(width)
-        if index not in nullable
-        or columns[index][0] is not None  # then no need to count (a compare a value)
-        or columns[index].count(None) != len(columns[index])
+        if (value := empty.get(index, _BOUND)) is _BOUND
+        or columns[index][0] != value  # then no need to count (a compare a value)
+        or columns[index].count(value) != len(columns[index])
     )
+
+
+_BOUND = object()
+"""``_kept``'s mark for a column that is always bound."""
 
 
 def _sizes(rows: int) -> Iterator[int]:
@@ -416,6 +469,8 @@ _PG_INSERT = (
     "ON CONFLICT (chain_id, seq) DO NOTHING"
 )
 _AT = INSERT_COLUMNS.index("at")
+_CHAIN = INSERT_COLUMNS.index("chain_id")
+_SEQ = INSERT_COLUMNS.index("seq")
 _GUARDRAILS = INSERT_COLUMNS.index("guardrails")
 _NULLABLE_JSON = tuple(INSERT_COLUMNS.index(name) for name in ("prompt", "response"))
 _BOOLS = tuple(INSERT_COLUMNS.index(name) for name in ("stream", "usage_estimated"))
@@ -428,6 +483,7 @@ _REQUIRED = tuple(
     if index not in _NULLABLE and index != _GUARDRAILS  # no guardrails: an empty list
 )
 _REQUIRED_VALUES = operator.itemgetter(*_REQUIRED)
+_DEFAULTS = dict.fromkeys(_ZERO_DEFAULT, 0)
 
 
 def row_mapping(row: Mapping[str, Any] | RowValues) -> dict[str, Any]:
@@ -447,8 +503,8 @@ def _values(row: Mapping[str, Any] | RowValues) -> list[Any]:
     else:
         try:
             values = list(_ALL_VALUES(row))  # one call when every column is there
-        except KeyError:
-            values = [row.get(column) for column in INSERT_COLUMNS]
+        except KeyError:  # a row spooled before a column was added: its default
+            values = [row.get(column, _DEFAULTS.get(column)) for column in INSERT_COLUMNS]
     if None in _REQUIRED_VALUES(values):
         missing = [INSERT_COLUMNS[index] for index in _REQUIRED if values[index] is None]
         raise InvalidRecord(f"a request log row needs {', '.join(missing)}")
@@ -478,13 +534,15 @@ def _sqlite_values(row: Mapping[str, Any] | RowValues) -> tuple[Any, ...]:
 PLAIN_COLUMNS: tuple[str, ...] = tuple(
     name
     for name in INSERT_COLUMNS
-    if name not in ("chain_id", "seq", "prompt", "response", "prev_hash", "hash")
+    if name not in ("chain_id", "seq", "prompt", "response", "prev_hash", "hash", "refused")
 )
 """The columns of a plain row (``insert_plain``), in its order."""
 _PLAIN_WIDTH = len(PLAIN_COLUMNS)
-_PLAIN_NULLABLE = frozenset(
-    index for index, name in enumerate(PLAIN_COLUMNS) if INSERT_COLUMNS.index(name) in _NULLABLE
-)
+_PLAIN_EMPTY = {
+    index: _EMPTY[INSERT_COLUMNS.index(name)]
+    for index, name in enumerate(PLAIN_COLUMNS)
+    if INSERT_COLUMNS.index(name) in _EMPTY
+}
 _PLAIN_BOOLS = frozenset(PLAIN_COLUMNS.index(name) for name in ("stream", "usage_estimated"))
 
 
@@ -505,7 +563,7 @@ def _plain_statements(
     start = 0
     for count in _sizes(len(rows)):
         columns = list(zip(*rows[start : start + count], strict=False))
-        kept = _kept(columns, _PLAIN_WIDTH, _PLAIN_NULLABLE)
+        kept = _kept(columns, _PLAIN_WIDTH, _PLAIN_EMPTY)
         values: list[Any] = [chain_id, first_seq + start]
         extend = values.extend
         for index in kept:

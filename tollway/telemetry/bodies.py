@@ -34,6 +34,7 @@ from tollway.core.types import (
     OpaquePart,
     ToolCallDelta,
 )
+from tollway.telemetry.request_log_rows import clean_text
 
 _EMAIL = r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}"
 _SECRET = (
@@ -82,7 +83,8 @@ class BodyPolicy:
 
     def text(self, value: str) -> str:
         """``value`` cut to ``max_chars``, redacted, without NUL characters (which
-        PostgreSQL's JSONB cannot hold)."""
+        PostgreSQL's JSONB cannot hold) and with lone surrogates (no UTF-8 has them) as
+        ``?``."""
         # Redacted a little past the cut, so a secret across it is still found; never the
         # whole of a huge text (the regex engine holds the event loop while it runs).
         kept = value[: self.max_chars + _MARGIN]
@@ -91,7 +93,7 @@ class BodyPolicy:
                 kept = pattern.sub(replacement, kept)
         if len(value) > self.max_chars:
             kept = kept[: self.max_chars] + f"…[{len(value) - self.max_chars} more chars]"
-        return kept.replace("\x00", "")
+        return clean_text(kept)
 
     def prompt(self, request: ChatRequest | EmbeddingRequest) -> dict[str, Any]:
         """What was asked."""
@@ -105,21 +107,26 @@ class BodyPolicy:
         return {"messages": [self._message(message) for message in request.messages]}
 
     def _message(self, message: Message) -> dict[str, Any]:
-        kept: dict[str, Any] = {"role": message.role, "content": self.text(message.text())}
+        kept: dict[str, Any] = {
+            "role": clean_text(message.role),
+            "content": self.text(message.text()),
+        }
         if isinstance(message.content, list):
             images = sum(1 for part in message.content if isinstance(part, ImagePart))
-            others = [part.type for part in message.content if isinstance(part, OpaquePart)]
+            others = [
+                clean_text(part.type) for part in message.content if isinstance(part, OpaquePart)
+            ]
             if images:
                 kept["images"] = images
             if others:
                 kept["other_parts"] = others
         if message.tool_calls:
             kept["tool_calls"] = [
-                {"name": call.name, "arguments": self.text(call.arguments)}
+                {"name": clean_text(call.name), "arguments": self.text(call.arguments)}
                 for call in message.tool_calls
             ]
         if message.tool_call_id is not None:
-            kept["tool_call_id"] = message.tool_call_id
+            kept["tool_call_id"] = clean_text(message.tool_call_id)
         return kept
 
     def response(self, captured: Sequence[object]) -> dict[str, Any] | None:
@@ -146,7 +153,7 @@ class BodyPolicy:
         kept: dict[str, Any] = {"text": self.text("".join(texts))}
         if calls:
             kept["tool_calls"] = [
-                {"name": call["name"], "arguments": self.text(call["arguments"])}
+                {"name": clean_text(call["name"]), "arguments": self.text(call["arguments"])}
                 for _, call in sorted(calls.items())
             ]
         return kept

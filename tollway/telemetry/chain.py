@@ -23,23 +23,36 @@ import datetime as dt
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from tollway.store import RequestLogRecord, Store
 from tollway.store.request_log import COLUMNS
+from tollway.telemetry.request_log_rows import placeholders
+from tollway.telemetry.spool import decode_row
 
 GENESIS = "0" * 64
 """The ``prev_hash`` of a chain's first record."""
 
-HASHED = tuple(name for name in COLUMNS if name not in ("id", "prev_hash", "hash"))
+HASHED = tuple(name for name in COLUMNS if name not in ("id", "prev_hash", "hash", "refused"))
 """The columns a record's hash covers."""
+_PLACEHOLDER_COLUMNS = (*HASHED, "refused")
+
+ADDED_LATER = {"cache_write_tokens": 0, "cache_write_1h_tokens": 0}
+"""Columns added after the first hashed rows (revision 0007), with the value rows stored
+before hold: they enter the canonical form only when they hold another, so those rows hash
+as they did when written."""
 
 
 def canonical(values: Mapping[str, Any]) -> bytes:
     """The canonical serialisation of a record's hashed columns."""
-    document = {name: values[name] for name in HASHED}
+    document = {name: values[name] for name in HASHED if name not in ADDED_LATER}
+    for name, before in ADDED_LATER.items():
+        value = values.get(name, before)
+        if value != before:
+            document[name] = value
     at = document["at"]
     assert isinstance(at, dt.datetime)
     document["at"] = at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -67,6 +80,12 @@ class ChainReport:
     broken_id: int | None = None
     broken_seq: int | None = None
     problem: str | None = None
+    refused: tuple[int, ...] = ()
+    """The ``seq`` of each placeholder: a row the store refused, stood in for (its links
+    checked, its contents not: they are not what was hashed)."""
+    unmatched: tuple[int, ...] = ()
+    """Of ``refused``, those with no set-aside row to check them against (when set-aside
+    rows were given)."""
 
     @property
     def ok(self) -> bool:
@@ -74,19 +93,46 @@ class ChainReport:
         return self.problem is None
 
 
-async def verify_chains(store: Store, *, page_size: int = 1000) -> list[ChainReport]:
-    """Check every chain in the store, from its oldest remaining record to its newest."""
+SetAside = Mapping[tuple[str, int], Mapping[str, Any]]
+"""Rows set aside in ``rejected/`` by chain and seq (``rejected_rows``)."""
+
+
+async def verify_chains(
+    store: Store, *, page_size: int = 1000, set_aside: SetAside | None = None
+) -> list[ChainReport]:
+    """Check every chain in the store, from its oldest remaining record to its newest.
+
+    ``set_aside``: the rows the writers set aside (``rejected_rows``); each placeholder's
+    hash and links are then checked against the row it stands for, so that a row turned
+    into a placeholder later (to hide what it said) is found. Without them a placeholder's
+    links are checked and it is listed in ``ChainReport.refused``.
+    """
     reports = []
     for chain_id, _, _ in await store.request_log.chains():
-        reports.append(await _verify_chain(store, chain_id, page_size))
+        reports.append(await _verify_chain(store, chain_id, page_size, set_aside))
     return reports
 
 
-async def _verify_chain(store: Store, chain_id: str, page_size: int) -> ChainReport:
+def rejected_rows(directory: Path) -> dict[tuple[str, int], dict[str, Any]]:
+    """The rows set aside in a spool's ``rejected/`` directory, by chain and seq."""
+    rows: dict[tuple[str, int], dict[str, Any]] = {}
+    for path in sorted(directory.glob("*.jsonl")):
+        for line in path.read_bytes().splitlines():
+            if line.strip():
+                row = decode_row(line)
+                rows[(str(row["chain_id"]), int(row["seq"]))] = row
+    return rows
+
+
+async def _verify_chain(
+    store: Store, chain_id: str, page_size: int, set_aside: SetAside | None
+) -> ChainReport:
     previous: RequestLogRecord | None = None
     first: RequestLogRecord | None = None
     count = 0
     after = 0
+    refused: list[int] = []
+    unmatched: list[int] = []
     while True:
         records = await store.request_log.chain(chain_id, after_seq=after, limit=page_size)
         if not records:
@@ -94,18 +140,28 @@ async def _verify_chain(store: Store, chain_id: str, page_size: int) -> ChainRep
         for record in records:
             first = first or record
             count += 1
-            problem = _problem(previous, record, chained=first.hash is not None)
+            chained = first.hash is not None
+            problem = _problem(previous, record, chained)
+            if problem is None and record.refused is not None:
+                refused.append(record.seq)
+                if set_aside is not None:
+                    row = set_aside.get((chain_id, record.seq))
+                    if row is None:
+                        unmatched.append(record.seq)
+                    else:
+                        problem = _against_set_aside(record, row, chained)
             if problem is not None:
                 return ChainReport(
-                    chain_id, count, first.seq, record.seq, None, first.hash is not None,
-                    record.id, record.seq, problem,
+                    chain_id, count, first.seq, record.seq, None, chained, record.id,
+                    record.seq, problem, tuple(refused), tuple(unmatched),
                 )  # fmt: skip
             previous = record
         after = records[-1].seq
     assert first is not None and previous is not None, "a listed chain has rows"
     return ChainReport(
-        chain_id, count, first.seq, previous.seq, previous.hash, first.hash is not None
-    )
+        chain_id, count, first.seq, previous.seq, previous.hash, first.hash is not None,
+        refused=tuple(refused), unmatched=tuple(unmatched),
+    )  # fmt: skip
 
 
 def _problem(
@@ -120,6 +176,27 @@ def _problem(
         return "the record has no hash"
     if previous is not None and record.prev_hash != previous.hash:
         return "prev_hash does not match the previous record's hash"
-    if link(record.prev_hash, record.columns()) != record.hash:
+    if record.refused is None and link(record.prev_hash, record.columns()) != record.hash:
         return "the hash does not match the record's contents (edited)"
+    return None
+
+
+def _against_set_aside(
+    record: RequestLogRecord, row: Mapping[str, Any], chained: bool
+) -> str | None:
+    """A placeholder against the row set aside for it: (chained) the row hashes to the
+    placeholder's hash, and the placeholder holds what the writer keeps of that row."""
+    if chained and (
+        row.get("prev_hash") != record.prev_hash
+        or row.get("hash") != record.hash
+        or link(str(row["prev_hash"]), row) != record.hash
+    ):
+        return "the set-aside row does not hash to its placeholder's hash (edited)"
+    stored = record.columns()
+    assert record.refused is not None
+    if not any(
+        all(stored[name] == expected.get(name) for name in _PLACEHOLDER_COLUMNS)
+        for expected in placeholders(row, record.refused)
+    ):
+        return "the placeholder is not what its set-aside row leaves (edited)"
     return None

@@ -47,6 +47,16 @@ from tollway.store.columns import EPOCH
 from tollway.store.request_log import INSERT_COLUMNS, PLAIN_COLUMNS, RowValues, row_mapping
 from tollway.telemetry.bodies import BodyPolicy
 from tollway.telemetry.chain import GENESIS, link
+from tollway.telemetry.request_log_rows import (
+    COUNTS,
+    INT64_MAX,
+    INT64_MIN,
+    TEXT_LIMITS,
+    clamp,
+    clean_text,
+    needs_cleaning,
+    placeholders,
+)
 from tollway.telemetry.request_log_stage import Entry
 from tollway.telemetry.spool import Row, Spool
 
@@ -55,38 +65,37 @@ log = logging.getLogger("tollway.request_log")
 _YIELD_EVERY = 64
 """Rows prepared between yields to the event loop (hashing and bodies take CPU)."""
 
-_LIMITS = {
-    "request_id": 128, "principal_kind": 16, "key_id": 64, "user_id": 320, "team_id": 200,
-    "service": 200, "endpoint": 16, "model": 200, "served_model": 200, "deployment_id": 200,
-    "provider": 64, "error_code": 64, "cache": 16,
-}  # fmt: skip
-"""Column lengths: longer values (a client's model name, say) are cut, never refused."""
-
 _ROW_ORDER = (
     "at", "chain_id", "seq", "request_id", "principal_kind", "key_id", "user_id", "team_id",
     "service", "endpoint", "model", "served_model", "deployment_id", "provider", "attempts",
     "fallbacks", "status", "error_code", "stream", "input_tokens", "output_tokens",
-    "cached_tokens", "usage_estimated", "cost_micros", "latency_ms", "ttft_ms", "cache",
-    "guardrails", "prompt", "response", "prev_hash", "hash",
+    "cached_tokens", "cache_write_tokens", "cache_write_1h_tokens", "usage_estimated",
+    "cost_micros", "latency_ms", "ttft_ms", "cache", "guardrails", "prompt", "response",
+    "prev_hash", "hash", "refused",
 )  # fmt: skip
 if _ROW_ORDER != INSERT_COLUMNS:  # pragma: no cover - caught by any test that imports this
     raise RuntimeError("the request log writer's row order differs from the table's columns")
-_LIMITED = tuple((INSERT_COLUMNS.index(column), limit) for column, limit in _LIMITS.items())
+_LIMITED = tuple((INSERT_COLUMNS.index(column), limit) for column, limit in TEXT_LIMITS.items())
+_COUNTED = tuple(INSERT_COLUMNS.index(column) for column in COUNTS)
 _ENTRY_ORDER = (
     "at", "request_id", "principal_kind", "key_id", "user_id", "team_id", "service",
     "endpoint", "model", "served_model", "deployment_id", "provider", "attempts", "fallbacks",
     "status", "error_code", "stream", "input_tokens", "output_tokens", "cached_tokens",
-    "usage_estimated", "cost_micros", "latency_ms", "ttft_ms", "cache", "guardrails",
+    "cache_write_tokens", "cache_write_1h_tokens", "usage_estimated", "cost_micros",
+    "latency_ms", "ttft_ms", "cache", "guardrails",
 )  # fmt: skip
 """An ``Entry``'s values before the bodies: the store's plain row."""
 if _ENTRY_ORDER != PLAIN_COLUMNS:  # pragma: no cover - caught by any test that imports this
     raise RuntimeError("the request log entry's order differs from the store's plain rows")
 _ENTRY_LIMITED = tuple(
-    (operator.itemgetter(_ENTRY_ORDER.index(column)), limit) for column, limit in _LIMITS.items()
+    (operator.itemgetter(_ENTRY_ORDER.index(column)), limit)
+    for column, limit in TEXT_LIMITS.items()
 )
+_ENTRY_GUARDRAILS = operator.itemgetter(_ENTRY_ORDER.index("guardrails"))
 _REQUEST = operator.itemgetter(len(_ENTRY_ORDER))
-_PROMPT, _RESPONSE, _PREV_HASH, _HASH = (
-    INSERT_COLUMNS.index(column) for column in ("prompt", "response", "prev_hash", "hash")
+_PROMPT, _RESPONSE, _PREV_HASH, _HASH, _GUARDRAILS = (
+    INSERT_COLUMNS.index(column)
+    for column in ("prompt", "response", "prev_hash", "hash", "guardrails")
 )
 Batch = list[Row | RowValues]
 """Rows on their way to the store: the writer's own as tuples, spooled ones as mappings."""
@@ -101,16 +110,18 @@ class _Plain:
 
 
 def _plain(entries: Sequence[Entry]) -> bool:
-    """Whether ``entries`` can be stored as they are: no bodies, and no text to cut (too long
-    for its column, or holding a NUL, which PostgreSQL refuses). Looks at each distinct value
-    once: most columns hold a few values over a whole batch."""
+    """Whether ``entries`` can be stored as they are: no bodies, and no text to clean (too
+    long for its column, or holding what no store takes: the same rows on every store;
+    request_log_rows.py). Looks at each distinct text once: most columns hold a few values
+    over a whole batch. A count beyond 64 bits is not looked for (it would cost every row):
+    SQLite refuses to bind it, and the batch is then made into rows, which hold it."""
     if list(map(_REQUEST, entries)).count(None) != len(entries):
         return False
     for column, limit in _ENTRY_LIMITED:
         for value in set(map(column, entries)):
-            if value is not None and (len(value) > limit or "\x00" in value):
+            if value is not None and needs_cleaning(value, limit):
                 return False
-    return True
+    return not any("\\u0000" in value for value in set(map(_ENTRY_GUARDRAILS, entries)))
 
 
 class RequestLogWriter:
@@ -248,32 +259,55 @@ class RequestLogWriter:
         for index, item in enumerate(entries):
             if index and index % _YIELD_EVERY == 0:
                 await asyncio.sleep(0)
-            rows.append(self._row(item, first + index))
+            rows.append(self._made_row(item, first + index))
         return rows
 
     def _rows(self, batch: Batch | _Plain) -> Batch:
         if isinstance(batch, _Plain):
-            return [self._row(item, batch.first + i) for i, item in enumerate(batch.entries)]
+            entries = batch.entries
+            return [self._made_row(item, batch.first + i) for i, item in enumerate(entries)]
         return batch
+
+    def _made_row(self, item: Entry, seq: int) -> RowValues | Row:
+        """``_row``, or, should making it fail (a value nothing here foresaw), a bare
+        placeholder in its place, so its number is still accounted for."""
+        try:
+            return self._row(item, seq)
+        except Exception as exc:
+            reason = f"the row could not be made: {_reason(exc)}"
+            log.error("request log: record %d of chain %s: %s", seq, self.chain_id, reason)
+            made = {"at": EPOCH + dt.timedelta(microseconds=item[0]), "chain_id": self.chain_id,
+                    "seq": seq, "request_id": item[1]}  # fmt: skip
+            _, bare = placeholders(made, reason)
+            if self.config.chain:
+                bare["prev_hash"] = self._prev_hash
+                bare["hash"] = self._prev_hash = link(self._prev_hash, bare)
+            return bare
 
     def _row(self, item: Entry, seq: int) -> RowValues:
         (at, request_id, kind, key_id, user_id, team_id, service, endpoint, model, served,
          deployment_id, provider, attempts, fallbacks, status, error_code, stream,
-         input_tokens, output_tokens, cached, estimated, cost_micros, latency, ttft, cache,
-         guardrails, request, captured) = item  # fmt: skip
+         input_tokens, output_tokens, cached, cache_writes, long_writes, estimated,
+         cost_micros, latency, ttft, cache, guardrails, request, captured) = item  # fmt: skip
         # In INSERT_COLUMNS order (checked at import): a tuple goes to the driver as it is.
         values: list[Any] = [
             EPOCH + dt.timedelta(microseconds=at), self.chain_id, seq, request_id,
             kind, key_id, user_id, team_id, service, endpoint, model, served, deployment_id,
             provider, attempts, fallbacks, status, error_code, stream, input_tokens,
-            output_tokens, cached, estimated, cost_micros, latency, ttft, cache,
-            orjson.loads(guardrails),
-            None, None, None, None,  # prompt, response, prev_hash, hash
+            output_tokens, cached, cache_writes, long_writes, estimated, cost_micros,
+            latency, ttft, cache, orjson.loads(guardrails),
+            None, None, None, None, None,  # prompt, response, prev_hash, hash, refused
         ]  # fmt: skip
+        # What a store would refuse is made safe here, before the row is hashed.
         for index, limit in _LIMITED:
             value = values[index]
-            if value is not None and (len(value) > limit or "\x00" in value):
-                values[index] = value.replace("\x00", "")[:limit]
+            if value is not None and needs_cleaning(value, limit):
+                values[index] = clean_text(value, limit)
+        for index in _COUNTED:
+            if not INT64_MIN <= values[index] <= INT64_MAX:
+                values[index] = clamp(values[index])
+        if "\\u0000" in guardrails:  # PostgreSQL's JSONB takes no NUL
+            values[_GUARDRAILS] = [clean_text(name) for name in values[_GUARDRAILS]]
         if request is not None:
             values[_PROMPT], values[_RESPONSE] = self._bodies(request, captured or [])
         if self.config.chain:
@@ -338,33 +372,63 @@ class RequestLogWriter:
                 if not spooled:
                     await self._to_spool(rows)
                 return False
+            if isinstance(batch, _Plain):
+                # Made into rows, the values SQLite refused to bind (a count past 64 bits)
+                # are held to their columns: the batch may go in whole that way.
+                return await self._store(rows, spooled=spooled)
             return await self._store_each(rows, spooled=spooled)
         self.written += len(batch.entries) if isinstance(batch, _Plain) else len(batch)
         self._reachable_again()
         return True
 
     async def _store_each(self, rows: Batch, *, spooled: bool) -> bool:
-        """The store answers but refused the batch: insert row by row, set the bad aside."""
+        """The store answers but refused the batch: insert row by row. A row it refuses is
+        set aside (``rejected/``), and a placeholder stored in its place, with the same
+        chain, number and hashes (request_log_rows.py), so that the chain shows a refusal
+        and not a gap."""
         refused = []
         for row in rows:
             try:
-                async with asyncio.timeout(self.config.write_timeout):
-                    await self.store.request_log.insert([row])
+                await self._insert_one(row)
             except Exception as exc:
                 if not await self._reachable():
-                    self._unreachable(exc)
-                    if not spooled:
-                        await self._to_spool(rows)  # rows stored already are skipped later
-                    return False
-                log.error("request log: the store refused a record: %s", _reason(exc))
-                refused.append(row)
+                    return await self._unreachable_midway(exc, rows, spooled)
+                mapping = row_mapping(row)
+                reason = _reason(exc)
+                log.error(
+                    "request log: the store refused record %s of chain %s (%s); a placeholder "
+                    "takes its place", mapping["seq"], mapping["chain_id"], reason,
+                )  # fmt: skip
+                refused.append(mapping)
+                for placeholder in placeholders(mapping, reason):
+                    try:
+                        await self._insert_one(placeholder)
+                    except Exception as again:
+                        if not await self._reachable():
+                            return await self._unreachable_midway(again, rows, spooled)
+                        log.error("request log: the placeholder was refused too (%s)",
+                                  _reason(again))  # fmt: skip
+                        continue
+                    break
                 continue
             self.written += 1
         if refused:
             self.rejected += len(refused)
             with contextlib.suppress(OSError):
-                await self.spool.reject(self.chain_id, [row_mapping(r) for r in refused])
+                await self.spool.reject(self.chain_id, refused)
         return True
+
+    async def _insert_one(self, row: Row | RowValues) -> None:
+        async with asyncio.timeout(self.config.write_timeout):
+            await self.store.request_log.insert([row])
+
+    async def _unreachable_midway(self, exc: BaseException, rows: Batch, spooled: bool) -> bool:
+        """The store went away during a row-by-row insert: the batch goes to the spool (the
+        rows stored already are skipped when it is replayed)."""
+        self._unreachable(exc)
+        if not spooled:
+            await self._to_spool(rows)
+        return False
 
     async def _reachable(self) -> bool:
         try:

@@ -44,6 +44,8 @@ Entry = tuple[
     int,  # input_tokens
     int,  # output_tokens
     int,  # cached_tokens
+    int,  # cache_write_tokens
+    int,  # cache_write_1h_tokens
     bool,  # usage_estimated
     int,  # cost_micros
     float | None,  # latency_ms
@@ -78,10 +80,11 @@ def entry(ctx: RequestContext, keep_bodies: bool = False) -> Entry:
         served, deployment_id, provider = deployment.model, deployment.id, deployment.provider
     usage = ctx.usage
     if usage is None:
-        input_tokens = output_tokens = cached = 0
+        input_tokens = output_tokens = cached = cache_writes = long_writes = 0
     else:
         input_tokens, output_tokens = usage.input_tokens, usage.output_tokens
-        cached = usage.cached_input_tokens
+        cached, cache_writes = usage.cached_input_tokens, usage.cache_write_tokens
+        long_writes = usage.cache_write_1h_tokens
     error = ctx.error
     chat = ctx.chat
     if chat is None:
@@ -116,6 +119,8 @@ def entry(ctx: RequestContext, keep_bodies: bool = False) -> Entry:
         input_tokens,
         output_tokens,
         cached,
+        cache_writes,
+        long_writes,
         ctx.usage_estimated,
         # The nearest micro-dollar: rounding up (as budget reservations do) would turn float
         # noise such as 123.00000000000001 into one more.

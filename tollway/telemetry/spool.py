@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import json
 import os
 import tempfile
 import time
@@ -39,15 +40,24 @@ def default_spool_dir(store_where: str) -> Path:
 
 
 def encode_row(row: Mapping[str, Any]) -> bytes:
-    """One row as a JSON line (``at`` as ISO 8601)."""
+    """One row as a JSON line (``at`` as ISO 8601). A value orjson cannot write (a lone
+    surrogate, an integer past 64 bits: what a store refuses, in a row set aside) is
+    written by the standard library's encoder, as ``\\ud800`` or a long number."""
     at = row["at"]
     assert isinstance(at, dt.datetime)
-    return orjson.dumps({**row, "at": at.isoformat()}) + b"\n"
+    document = {**row, "at": at.isoformat()}
+    try:
+        return orjson.dumps(document) + b"\n"
+    except TypeError:
+        return json.dumps(document, default=str, separators=(",", ":")).encode() + b"\n"
 
 
 def decode_row(line: bytes) -> Row:
-    """A row from its JSON line."""
-    row: Row = orjson.loads(line)
+    """A row from its JSON line (either encoder's)."""
+    try:
+        row: Row = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        row = json.loads(line)
     row["at"] = dt.datetime.fromisoformat(row["at"])
     return row
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import sys
 from typing import Any
 
+import orjson
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -15,9 +17,11 @@ from sqlalchemy import Column, Connection, Integer, MetaData, Table, inspect
 from tests.integration.store.conftest import Database
 from tests.integration.store.test_request_log import execute
 from tollway.store import RequestLogFilter, SchemaMismatch, downgrade, head_revision, migrate
+from tollway.store.columns import epoch_micros
 from tollway.store.engine import make_engine
 from tollway.store.migration import current_revision
 from tollway.store.models import Base
+from tollway.telemetry.chain import GENESIS, verify_chains
 
 TABLES = {
     "teams",
@@ -165,3 +169,52 @@ async def test_request_log_times_keep_their_value_across_migration_0004(
     await downgrade(url, "0003", schema=schema)
     stored = await db.fetch("SELECT at FROM request_log ORDER BY seq")
     assert [row[0] for row in stored] == as_stored
+
+
+async def test_rows_hashed_before_migration_0007_still_verify(empty_database: Database) -> None:
+    # 0007 adds the cache write counts, 0 in the rows there: a chain hashed before (without
+    # them in the canonical form) must verify after, so an upgrade never reads as tampering.
+    url, schema, db = empty_database.url, empty_database.schema, empty_database
+    await migrate(url, schema=schema)
+    await downgrade(url, "0006", schema=schema)
+    at = dt.datetime(2026, 12, 4, 7, 0, 1, 5, tzinfo=dt.UTC)
+    before = {
+        "at": at, "chain_id": "c", "request_id": "r", "principal_kind": "key", "key_id": "k",
+        "user_id": None, "team_id": None, "service": None, "endpoint": "messages",
+        "model": "claude", "served_model": "claude", "deployment_id": "d",
+        "provider": "anthropic", "attempts": 1, "fallbacks": 0, "status": 200,
+        "error_code": None, "stream": False, "input_tokens": 30, "output_tokens": 5,
+        "cached_tokens": 10, "usage_estimated": False, "cost_micros": 42, "latency_ms": 1.5,
+        "ttft_ms": None, "cache": None, "guardrails": [], "prompt": None, "response": None,
+    }  # fmt: skip
+    previous = GENESIS
+    for seq in (1, 2):
+        # The canonical form as a 0004 writer made it: its own columns, sorted.
+        document = {**before, "seq": seq, "at": "2026-12-04T07:00:01.000005Z"}
+        digest = hashlib.sha256(
+            previous.encode() + b"\n" + orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
+        ).hexdigest()
+        stored_at: Any = epoch_micros(at) if db.backend == "sqlite" else at
+        await execute(
+            db,
+            "INSERT INTO request_log (at, chain_id, seq, request_id, principal_kind, key_id,"
+            " endpoint, model, served_model, deployment_id, provider, attempts, fallbacks,"
+            " status, stream, input_tokens, output_tokens, cached_tokens, usage_estimated,"
+            " cost_micros, latency_ms, guardrails, prev_hash, hash) VALUES (:at, 'c', :seq,"
+            " 'r', 'key', 'k', 'messages', 'claude', 'claude', 'd', 'anthropic', 1, 0, 200,"
+            " false, 30, 5, 10, false, 42, 1.5, '[]', :prev, :hash)",
+            at=stored_at, seq=seq, prev=previous, hash=digest,
+        )  # fmt: skip
+        previous = digest
+    await migrate(url, schema=schema)
+    store = db.store()
+    await store.open()
+    try:
+        (report,) = await verify_chains(store)
+        records = await store.request_log.chain("c")
+    finally:
+        await store.close()
+    assert report.ok and report.chained and report.records == 2
+    assert [(r.cache_write_tokens, r.cache_write_1h_tokens, r.refused) for r in records] == [
+        (0, 0, None), (0, 0, None),
+    ]  # fmt: skip

@@ -6,6 +6,7 @@ checked here is what a gateway stores.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import itertools
@@ -24,7 +25,7 @@ from tollway.core.errors import RateLimited
 from tollway.core.types import ChatRequest, Deployment, Message, UpstreamTimeouts, Usage
 from tollway.store import InvalidRecord, RequestLogFilter, Store
 from tollway.store.engine import make_engine
-from tollway.telemetry.chain import GENESIS, verify_chains
+from tollway.telemetry.chain import GENESIS, rejected_rows, verify_chains
 from tollway.telemetry.request_log import RequestLogWriter
 from tollway.telemetry.request_log_stage import entry
 
@@ -88,7 +89,10 @@ async def writer_for(store: Store, tmp_path: Path) -> AsyncIterator[Any]:
 
 async def test_a_record_round_trips_with_every_field(store: Store, writer_for: Any) -> None:
     writer = await writer_for()
-    writer.put_nowait(context(1, error=RateLimited("slow down", code="rate_limit_exceeded")))
+    usage = Usage(input_tokens=11, output_tokens=5, cached_input_tokens=1,
+                  cache_write_tokens=7, cache_write_1h_tokens=3)  # fmt: skip
+    error = RateLimited("slow down", code="rate_limit_exceeded")
+    writer.put_nowait(context(1, error=error, usage=usage))
     await writer.close()
     (record,) = (await store.request_log.page(RequestLogFilter())).records
     assert (record.request_id, record.principal_kind, record.key_id, record.user_id) == (
@@ -104,6 +108,8 @@ async def test_a_record_round_trips_with_every_field(store: Store, writer_for: A
         429, "rate_limit_exceeded", 1, 0,
     )  # fmt: skip
     assert (record.input_tokens, record.output_tokens, record.cached_tokens) == (11, 5, 1)
+    assert (record.cache_write_tokens, record.cache_write_1h_tokens) == (7, 3)
+    assert record.refused is None
     assert record.cost_micros == 123 and record.usage_estimated is False
     assert record.latency_ms == pytest.approx(50.0) and record.ttft_ms is None
     assert record.guardrails == () and record.prompt is None and record.response is None
@@ -120,6 +126,7 @@ def _varied() -> list[Any]:
         context(2, first_token_at=0.0123456, cache_status="hit", guardrail_flags=["pii"]),
         context(3, usage_estimated=True, cost_usd=0.0000025, finished_at=None),
         context(4, principal=None, cost_usd=None),
+        context(5, usage=Usage(20, 1, 0, cache_write_tokens=12, cache_write_1h_tokens=2)),
     ]
     made[2] = (*made[2][:16], True, *made[2][17:])  # streamed
     return made
@@ -133,9 +140,7 @@ def _stored(record: Any) -> dict[str, Any]:
     return dict(values)
 
 
-async def test_plain_entries_are_stored_exactly_as_rows_are(
-    store: Store, writer_for: Any
-) -> None:
+async def test_plain_entries_are_stored_exactly_as_rows_are(store: Store, writer_for: Any) -> None:
     # On a SQLite file the writer hands its entries over as plain rows (one tuple a row,
     # store/request_log.py insert_plain); everywhere else, and for hash chains and bodies,
     # it makes rows. Both must store the same values.
@@ -155,9 +160,11 @@ async def test_plain_entries_are_stored_exactly_as_rows_are(
         by_chain.setdefault(record.chain_id, []).append(_stored(record))
     assert by_chain[plain.chain_id] == by_chain[general.chain_id]
     first = by_chain[plain.chain_id]
-    assert [r["guardrails"] for r in first] == [[], [], ["pii"], [], []]
-    assert [r["stream"] for r in first] == [False, False, True, False, False]
-    assert [r["cost_micros"] for r in first] == [123, 123, 123, 2, 0]  # 2.5 rounds to even
+    assert [r["guardrails"] for r in first] == [[], [], ["pii"], [], [], []]
+    assert [r["stream"] for r in first] == [False, False, True, False, False, False]
+    assert [r["cost_micros"] for r in first] == [123, 123, 123, 2, 0, 123]  # 2.5: to even
+    writes = [(r["cache_write_tokens"], r["cache_write_1h_tokens"]) for r in first]
+    assert writes == [(0, 0)] * 5 + [(12, 2)]
     ttft = first[2]["ttft_ms"]
     assert ttft is not None and round(ttft, 3) == ttft and first[3]["latency_ms"] is None
     assert first[4]["principal_kind"] is None and first[3]["usage_estimated"] is True
@@ -181,9 +188,7 @@ async def test_plain_rows_are_stored_whole_or_not_at_all(store: Store, writer_fo
     assert sorted(r.request_id for r in records) == ["req-0", "req-1", "req-2"]
 
 
-async def test_text_too_long_or_with_nul_is_cut_not_refused(
-    store: Store, writer_for: Any
-) -> None:
+async def test_text_too_long_or_with_nul_is_cut_not_refused(store: Store, writer_for: Any) -> None:
     # A client names any model it likes; an identity provider may send odd claims. Such text
     # is cut to its column and NUL removed (PostgreSQL refuses NUL in text), in a batch with
     # ordinary rows, which keep theirs.
@@ -221,12 +226,14 @@ async def test_a_batch_larger_than_one_statement_is_stored_whole(
 async def test_a_column_null_in_only_some_rows_keeps_every_value(
     store: Store, writer_for: Any
 ) -> None:
-    # SQLite statements leave out the columns NULL in all their rows: a column set in one
-    # row only (the error code, the TTFT, an empty service name) must still reach every row.
+    # SQLite statements leave out the columns NULL in all their rows (and the cache write
+    # counts 0 in all): a column set in one row only (the error code, the TTFT, an empty
+    # service name, cache writes) must still reach every row.
     writer = await writer_for()
     failed = context(1, error=RateLimited("slow down", code="rate_limit_exceeded"))
     streamed = context(2, first_token_at=0.0, cache_status="miss")
-    made = (context(0), failed, streamed, context(3))
+    writes = context(3, usage=Usage(9, 1, 0, cache_write_tokens=4))
+    made = (context(0), failed, streamed, writes)
     rows = [writer._row(entry, seq) for seq, entry in enumerate(made, start=1)]
     await store.request_log.insert(rows)
     records = sorted((await store.request_log.page(RequestLogFilter())).records, key=_seq)
@@ -234,6 +241,9 @@ async def test_a_column_null_in_only_some_rows_keeps_every_value(
     assert [r.cache for r in records] == [None, None, "miss", None]
     assert [r.ttft_ms is None for r in records] == [True, True, False, True]
     assert [r.service for r in records] == ["job"] * 4
+    assert [(r.cache_write_tokens, r.cache_write_1h_tokens) for r in records] == [
+        (0, 0), (0, 0), (0, 0), (4, 0),
+    ]  # fmt: skip
     assert all(r.prompt is None and r.hash is None for r in records)
 
 
@@ -251,6 +261,7 @@ async def test_plain_rows_over_several_statements_keep_their_numbers_and_values(
     made[3] = context(3, error=RateLimited("slow down", code="rate_limit_exceeded"))
     made[110] = context(110, first_token_at=0.0, cache_status="miss", team=None)
     made[125] = context(125, principal=None, cost_usd=None)  # alone in its statement
+    made[121] = context(121, usage=Usage(131, 5, 0, cache_write_tokens=8, cache_write_1h_tokens=8))
     made[124] = (*made[124][:16], True, *made[124][17:])  # streamed
     await store.request_log.insert_plain(writer.chain_id, 7, made)
     chain = await store.request_log.chain(writer.chain_id, limit=200)
@@ -263,6 +274,8 @@ async def test_plain_rows_over_several_statements_keep_their_numbers_and_values(
     assert [r.team_id for r in chain[98:102]] == ["red", "red", "blue", "blue"]
     assert chain[110].team_id is None and chain[111].team_id == "blue"
     assert [r.stream for r in chain[123:]] == [False, True, False]
+    assert [(r.seq, r.cache_write_tokens) for r in chain if r.cache_write_tokens] == [(128, 8)]
+    assert [r.seq for r in chain if r.cache_write_1h_tokens] == [128]
     last = chain[125]
     assert (last.principal_kind, last.key_id, last.team_id, last.cost_micros) == (
         None, None, None, 0
@@ -270,13 +283,14 @@ async def test_plain_rows_over_several_statements_keep_their_numbers_and_values(
     assert chain[124].key_id == "k1" and chain[124].cost_micros == 123
 
 
-async def test_a_row_the_store_refuses_is_set_aside_and_the_rest_stored(
+async def test_a_row_without_a_required_value_leaves_a_placeholder(
     store: Store, writer_for: Any
 ) -> None:
     # A row without a value that may not be NULL (a model name, here) fails its batch; the
-    # writer then stores the batch row by row and sets the refused one aside. On SQLite the
-    # statement skips rows already stored with OR IGNORE, which would skip this one too,
-    # silently: it must be refused before (store/request_log.py).
+    # writer then stores the batch row by row, sets the refused one aside and stores a
+    # placeholder in its place. On SQLite the statement skips rows already stored with OR
+    # IGNORE, which would skip this one too, silently: it must be refused before
+    # (store/request_log.py).
     writer = await writer_for()
     made = [context(n) for n in range(3)]
     made[1] = (*made[1][:8], None, *made[1][9:])  # the model asked for
@@ -284,10 +298,144 @@ async def test_a_row_the_store_refuses_is_set_aside_and_the_rest_stored(
         writer.put_nowait(item)
     await writer.close()
     records = sorted((await store.request_log.page(RequestLogFilter())).records, key=_seq)
-    assert [r.request_id for r in records] == ["req-0", "req-2"]
+    assert [r.request_id for r in records] == ["req-0", "req-1", "req-2"]
+    assert [r.refused for r in records] == [None, "InvalidRecord: a request log row needs model",
+                                            None]  # fmt: skip
+    assert (records[1].model, records[1].key_id, records[1].input_tokens) == ("", "k1", 11)
     assert (writer.written, writer.rejected) == (2, 1)
     (aside,) = list(writer.spool.rejected_directory.iterdir())
     assert b'"request_id":"req-1"' in aside.read_bytes()
+    (report,) = await verify_chains(store)
+    assert report.ok and report.refused == (2,)
+
+
+@pytest.mark.parametrize("chain", [False, True], ids=["plain", "chained"])
+async def test_values_a_store_would_refuse_are_made_safe_before_the_row_is_made(
+    store: Store, writer_for: Any, chain: bool
+) -> None:
+    # What each backend refused, found by trying: counts past 64 bits (an upstream's usage is
+    # unbounded), a lone surrogate (no UTF-8 for it), a NUL in JSON (PostgreSQL). Refused,
+    # each row left a gap in its chain; chained, the row could not even be hashed and its
+    # whole batch was lost. Now they are held, cleaned and stored, on both backends alike.
+    writer = await writer_for(chain=chain)
+    huge = Usage(input_tokens=2**64, output_tokens=-(2**70), cache_write_tokens=2**63)
+    odd_names = Principal(kind="user", id="x", user="ana\udcff", team="t\x00")
+    made = [
+        context(0),
+        context(1, usage=huge, cost_usd=1e20),
+        context(2, model="gpt-\ud800x", principal=odd_names),
+        context(3, guardrail_flags=["pii\x00"]),
+        context(4),
+    ]
+    for item in made:
+        writer.put_nowait(item)
+    await writer.close()
+    records = await store.request_log.chain(writer.chain_id)
+    assert [r.request_id for r in records] == [f"req-{n}" for n in range(5)]
+    assert all(r.refused is None for r in records) and writer.rejected == 0
+    counts = records[1]
+    assert (counts.input_tokens, counts.output_tokens) == (2**63 - 1, -(2**63))
+    assert (counts.cache_write_tokens, counts.cost_micros) == (2**63 - 1, 2**63 - 1)
+    assert (records[2].model, records[2].user_id, records[2].team_id) == ("gpt-?x", "ana?", "t")
+    assert records[3].guardrails == ("pii",)
+    (report,) = await verify_chains(store)
+    assert report.ok and report.records == 5 and report.refused == ()
+
+
+@contextlib.asynccontextmanager
+async def refusing(database: Database, model: str, *, silently: bool = False) -> Any:
+    """The database refuses rows asking for ``model``, as a constraint or trigger an operator
+    added would (``silently``: SQLite skips them without an error, as ``OR IGNORE`` does a
+    row that breaks a CHECK constraint)."""
+    if database.backend == "sqlite":
+        action = "RAISE(IGNORE)" if silently else "RAISE(ABORT, 'refused by policy')"
+        trigger = (
+            "CREATE TRIGGER refuse_model BEFORE INSERT ON request_log "
+            f"WHEN NEW.model = '{model}' BEGIN SELECT {action}; END"
+        )
+        await execute(database, trigger)
+        undo = "DROP TRIGGER refuse_model"
+    else:
+        assert not silently
+        check = f"CHECK (model <> '{model}') NOT VALID"
+        await execute(database, f"ALTER TABLE request_log ADD CONSTRAINT ck_refuse_model {check}")
+        undo = "ALTER TABLE request_log DROP CONSTRAINT ck_refuse_model"
+    try:
+        yield
+    finally:
+        await execute(database, undo)
+
+
+async def test_a_row_the_store_refuses_leaves_a_placeholder_and_verify_tells_it_apart(
+    store: Store, database: Database, writer_for: Any
+) -> None:
+    # A refused row left a gap, which verify reported as a broken chain: an auditor could
+    # not tell a refusal from a deletion. Now a placeholder holds its number and hashes.
+    async with refusing(database, "refuse-me"):
+        writer = await writer_for(chain=True)
+        for item in (context(0), context(1, model="refuse-me"), context(2)):
+            writer.put_nowait(item)
+        await writer.close()
+    records = await store.request_log.chain(writer.chain_id)
+    assert [(r.seq, r.request_id) for r in records] == [(1, "req-0"), (2, "req-1"), (3, "req-2")]
+    placeholder = records[1]
+    assert placeholder.refused is not None
+    assert ("refused by policy" if database.backend == "sqlite" else "ck_refuse_model") in (
+        placeholder.refused
+    )
+    # Reduced, the row was refused again (its model): the bare placeholder took its place.
+    assert (placeholder.model, placeholder.key_id, placeholder.status) == ("", None, 0)
+    assert records[2].prev_hash == placeholder.hash and writer.rejected == 1
+    (report,) = await verify_chains(store)
+    assert report.ok and report.refused == (2,) and report.head == records[2].hash
+    set_aside = rejected_rows(writer.spool.rejected_directory)
+    assert set_aside[(writer.chain_id, 2)]["model"] == "refuse-me"
+    (report,) = await verify_chains(store, set_aside=set_aside)
+    assert report.ok and report.unmatched == ()
+
+    async def verdict(**given: Any) -> tuple[int | None, str | None, tuple[int, ...]]:
+        (found,) = await verify_chains(store, **given)
+        return found.broken_seq, found.problem, found.unmatched
+
+    # Tampering is still told apart: an edited row...
+    edit = "UPDATE request_log SET cost_micros = :cost WHERE id = :id"
+    await execute(database, edit, cost=1, id=records[2].id)
+    assert await verdict() == (3, "the hash does not match the record's contents (edited)", ())
+    await execute(database, edit, cost=records[2].cost_micros, id=records[2].id)
+    # ... an edited placeholder, against the row set aside for it ...
+    await execute(database, "UPDATE request_log SET key_id = 'k9' WHERE id = :id",
+                  id=placeholder.id)  # fmt: skip
+    assert await verdict(set_aside=set_aside) == (
+        2, "the placeholder is not what its set-aside row leaves (edited)", (),
+    )  # fmt: skip
+    await execute(database, "UPDATE request_log SET key_id = NULL WHERE id = :id",
+                  id=placeholder.id)  # fmt: skip
+    # ... and a row made into a placeholder to hide what it said: a refusal to look into,
+    # which no set-aside row confirms.
+    await execute(database, "UPDATE request_log SET refused = 'x', key_id = NULL WHERE id = :id",
+                  id=records[0].id)  # fmt: skip
+    (report,) = await verify_chains(store)
+    assert report.ok and report.refused == (1, 2)
+    assert await verdict(set_aside=set_aside) == (None, None, (1,))
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)  # PostgreSQL raises
+async def test_a_row_sqlite_skips_without_an_error_is_accounted_for_too(
+    store: Store, database: Database, writer_for: Any
+) -> None:
+    # OR IGNORE skips a row that breaks a CHECK constraint (or that a trigger ignores) as it
+    # skips one stored before: fewer rows changed than given is looked into.
+    for chain in (False, True):
+        async with refusing(database, "skip-me", silently=True):
+            writer = await writer_for(chain=chain)
+            for item in (context(0), context(1, model="skip-me"), context(2)):
+                writer.put_nowait(item)
+            await writer.close()
+        records = await store.request_log.chain(writer.chain_id)
+        assert [r.seq for r in records] == [1, 2, 3]
+        assert records[1].refused is not None and "skipped without an error" in records[1].refused
+        assert (writer.written, writer.rejected) == (2, 1)
+    assert all(report.ok and report.refused == (2,) for report in await verify_chains(store))
 
 
 def _seq(record: Any) -> int:

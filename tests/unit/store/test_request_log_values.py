@@ -22,7 +22,8 @@ AT = dt.datetime(2026, 12, 4, 7, 0, 1, tzinfo=dt.UTC)
 COMPLETE = {
     "at": AT, "chain_id": "c", "seq": 0, "request_id": "r", "endpoint": "chat", "model": "m",
     "attempts": 1, "fallbacks": 0, "status": 200, "stream": False, "input_tokens": 1,
-    "output_tokens": 1, "cached_tokens": 0, "usage_estimated": False, "cost_micros": 0,
+    "output_tokens": 1, "cached_tokens": 0, "cache_write_tokens": 0, "cache_write_1h_tokens": 0,
+    "usage_estimated": False, "cost_micros": 0,
 }  # fmt: skip
 """A value for every column that may not be NULL."""
 
@@ -66,6 +67,13 @@ def test_a_row_without_a_value_that_may_not_be_null_is_refused_naming_it() -> No
     assert _sqlite_values(_row(guardrails=None))[INSERT_COLUMNS.index("guardrails")] == "[]"
 
 
+def test_a_row_spooled_before_the_cache_write_columns_stores_them_as_0() -> None:
+    # A spool file left by a gateway before revision 0005 has rows without them.
+    older = {k: v for k, v in COMPLETE.items() if not k.startswith("cache_write")}
+    sent = dict(zip(INSERT_COLUMNS, _sqlite_values(older), strict=True))
+    assert (sent["cache_write_tokens"], sent["cache_write_1h_tokens"]) == (0, 0)
+
+
 def test_a_row_of_values_and_its_mapping_give_the_driver_the_same() -> None:
     at = dt.datetime(2026, 12, 4, 7, 0, 1, 5, tzinfo=dt.UTC)
     values = _row(at=at, guardrails=["pii"], stream=True)
@@ -86,9 +94,16 @@ def test_a_statement_leaves_out_only_the_columns_null_in_all_its_rows() -> None:
     # Not-null columns stay whatever their value; nullable ones only when a row has a value.
     assert "error_code" in listed and "ttft_ms" in listed and "seq" in listed
     assert "prompt" not in listed and "hash" not in listed and "cache" not in listed
+    assert "cache_write_tokens" not in listed  # 0 in every row: the table's default
     assert len(values) == 5 * len(listed) and sql.count("?") == len(values)
     last = dict(zip(listed, values[4 * len(listed) :], strict=True))
     assert (last["seq"], last["error_code"], last["ttft_ms"]) == (4, "x", 0.0)
+    rows[2] = _row(seq=2, cache_write_1h_tokens=5)
+    ((sql, values),) = _sqlite_statements(rows)
+    listed = sql.split("(", 1)[1].split(")", 1)[0].split(", ")
+    assert "cache_write_1h_tokens" in listed and "cache_write_tokens" not in listed
+    writes = values[listed.index("cache_write_1h_tokens") :: len(listed)]
+    assert writes == [0, 0, 5, 0, 0]
 
 
 def test_a_batch_is_cut_into_statements_of_a_few_sizes() -> None:
