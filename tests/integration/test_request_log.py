@@ -15,6 +15,7 @@ import datetime as dt
 import io
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import time
@@ -30,7 +31,7 @@ import httpx
 import pytest
 
 from tests.conftest import UPSTREAM_KEY
-from tests.support import CLIENT_KEY, running_gateway, tollway_command
+from tests.support import CLIENT_KEY, Process, running_gateway, tollway_command
 from tollway.admin.logs import EXPORT_COLUMNS
 from tollway.store import Store
 
@@ -617,3 +618,66 @@ def test_records_still_queued_at_shutdown_are_written(
     with sqlite3.connect(tmp_path / "tollway.db") as db:
         stored = {rid for (rid,) in db.execute("SELECT request_id FROM request_log")}
     assert stored == sent
+
+
+async def _load_until_stopped(url: str, process: Process) -> dict[str, str]:
+    """Quick requests answered, then slow ones (streamed and not) in flight with a burst of
+    quick ones when SIGTERM comes; how each ended for the client, by request id."""
+    ended: dict[str, str] = {}
+
+    async def send(session: aiohttp.ClientSession, kind: str, stream: bool) -> None:
+        rid = f"t-{kind}-{uuid.uuid4().hex[:12]}"
+        slow = {"x-sim-ttft-ms": "6000"} if kind == "slow" else {}
+        if kind == "slow" and stream:
+            slow = {"x-sim-tpot-ms": "100", "x-sim-output-tokens": "100"}
+        body = {"model": "priced-chat", "stream": stream,
+                "messages": [{"role": "user", "content": "hello"}]}  # fmt: skip
+        try:
+            async with session.post(
+                url + "/v1/chat/completions", json=body,
+                headers={**auth(), "x-request-id": rid, **slow},
+            ) as response:  # fmt: skip
+                text = await response.text()
+                whole = "[DONE]" in text if stream else '"choices"' in text
+                ended[rid] = "answered" if response.status == 200 and whole else "cut"
+        except aiohttp.ClientError:
+            ended[rid] = "cut"
+
+    async with aiohttp.ClientSession() as session:
+        for _ in range(10):
+            await send(session, "quick", False)
+        slow = [asyncio.create_task(send(session, "slow", n % 2 == 0)) for n in range(10)]
+        await asyncio.sleep(1.0)  # the slow ones are waiting on the simulator
+        burst = [asyncio.create_task(send(session, "burst", False)) for _ in range(40)]
+        await asyncio.sleep(0.02)
+        process.proc.send_signal(signal.SIGTERM)
+        await asyncio.gather(*slow, *burst)
+    return ended
+
+
+def test_a_shutdown_under_load_records_every_request_once_as_it_ended(
+    log_dir: Path, simulator_url: str, tmp_path: Path
+) -> None:
+    # Requests still running when the shutdown timeout ran out were cancelled, and recorded
+    # as 200 (nothing had failed): a client cut off with no answer read as served.
+    store_url = f"sqlite+aiosqlite:///{tmp_path}/tollway.db"
+    config = log_config(simulator_url, store_url, flush_interval="60s", batch_size=1000)
+    config["server"] = {"shutdown_timeout": "1s"}
+    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TOLLWAY_STORE_URL": store_url}
+    with running_gateway(log_dir, config, env) as (url, process):
+        ended = asyncio.run(_load_until_stopped(url, process))
+        assert process.proc.wait(30) == 0
+        assert "Traceback" not in process.output()
+    with sqlite3.connect(tmp_path / "tollway.db") as db:
+        rows = db.execute("SELECT request_id, status, error_code FROM request_log").fetchall()
+    logged: dict[str, list[tuple[int, str | None]]] = {}
+    for rid, status, code in rows:
+        logged.setdefault(rid, []).append((status, code))
+    assert set(logged) <= set(ended) and all(len(seen) == 1 for seen in logged.values())
+    for rid, how in ended.items():
+        if how == "answered":  # every answer the client got is on record, as answered
+            assert logged[rid] == [(200, None)], rid
+        elif rid.startswith("t-slow-"):  # cut by the shutdown: on record as cut
+            assert logged[rid] == [(503, "request_cancelled")], rid
+    assert sum(how == "answered" for how in ended.values()) >= 10
+    assert sum(rid.startswith("t-slow-") and how == "cut" for rid, how in ended.items()) == 10

@@ -8,6 +8,7 @@
     ├── PayloadTooLarge               413
     ├── RateLimited                   429  over a rate limit or a budget (``code`` says which)
     ├── ClientDisconnected            499  the client left before its answer was complete
+    ├── RequestCancelled              503  cut before its end by the gateway shutting down
     │                                      (recorded, never sent)
     ├── LimiterDown                   503  the shared limiter (Redis) is unreachable
     ├── StoreUnavailable              503  the store (PostgreSQL) is unreachable: the admin
@@ -128,6 +129,14 @@ class ClientDisconnected(GatewayError):
     status = 499
     openai_type = "invalid_request_error"
     anthropic_type = "invalid_request_error"
+
+
+class RequestCancelled(GatewayError):
+    """The request was cancelled before it ended (the server stopping: a request still
+    running when ``server.shutdown_timeout`` is over): how it ended, for metrics, the request
+    log and traces; the client gets a cut answer, never this."""
+
+    status = 503
 
 
 class LimiterDown(GatewayError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import itertools
 import logging
@@ -14,7 +15,13 @@ import orjson
 from aiohttp import web
 
 from tollway.core.context import RequestContext
-from tollway.core.errors import ClientDisconnected, GatewayError, InvalidRequest, PayloadTooLarge
+from tollway.core.errors import (
+    ClientDisconnected,
+    GatewayError,
+    InvalidRequest,
+    PayloadTooLarge,
+    RequestCancelled,
+)
 from tollway.core.types import ChatChunk, ChatRequest, EmbeddingRequest
 from tollway.pricing.metering import format_cost
 from tollway.providers.deadlines import CALLER
@@ -149,6 +156,16 @@ async def exchange(
         if ctx is not None:
             ctx.error = error  # so metrics, the request log and traces count it as a 500
         return fail(error, rid, {"x-request-id": rid})
+    except asyncio.CancelledError:
+        # The server stopping cancels what still runs at the end of its shutdown timeout (a
+        # client that leaves does not: aiohttp's handler_cancellation is off). Recorded as
+        # what it was, not as the 200 nothing failed would say.
+        if ctx is not None and ctx.error is None:
+            ctx.error = RequestCancelled(
+                "The request was cancelled before it ended: the gateway is shutting down.",
+                code="request_cancelled",
+            )
+        raise
     finally:
         if ctx is not None:
             finishing = pipeline.finish(ctx)
