@@ -54,7 +54,7 @@ def create_app(
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
         await gateway.start()
         _settle_garbage_collector()
-        hangup = _on_hangup(gateway.reload)
+        hangup = _on_hangup(lambda: gateway.reload_on("sighup"))
         yield
         hangup()
         await gateway.close()

@@ -33,6 +33,7 @@ from tollway.config.loader import (
     settings_version,
     with_environment,
 )
+from tollway.config.reloads import SYSTEM_ACTOR, Trigger, reload_event
 from tollway.config.schema import Settings
 from tollway.core.errors import GatewayError, StoreUnavailable
 from tollway.core.pipeline import Pipeline, Stage
@@ -50,7 +51,7 @@ from tollway.routing.health import HealthBook
 from tollway.routing.router import Router
 from tollway.routing.table import build_routing_table
 from tollway.simulator import Simulator
-from tollway.store import Store, StoreBusy, StoreError
+from tollway.store import AuditEntry, Store, StoreBusy, StoreError
 from tollway.store.engine import redacted, store_url
 from tollway.telemetry.metrics import Metrics, MetricsStage
 from tollway.telemetry.request_log import RequestLogWriter
@@ -124,7 +125,8 @@ class Gateway:
             self.limits.utilisation = self.metrics.set_budget_utilisation
         self.fleet = Fleet(
             self.store, self.identity, self.limits, self.vault,
-            reload_config=self.reload, reconcile_interval=settings.auth.reconcile_interval,
+            reload_config=lambda: self.reload_on("replica"),
+            reconcile_interval=settings.auth.reconcile_interval,
         )  # fmt: skip
         # Alerts only when a webhook is configured; budget crossings come from the limits.
         self.alerts = AlertManager.build(settings.alerts, self.vault, self.metrics)
@@ -138,6 +140,7 @@ class Gateway:
         self._upstream: UpstreamClient | None = None
         self._pipeline: Pipeline | None = None
         self._watcher: asyncio.Task[None] | None = None
+        self._recording: set[asyncio.Task[None]] = set()
         self._simulator_url: str | None = None
 
     def _request_log_writer(self, settings: Settings) -> RequestLogWriter | None:
@@ -300,6 +303,32 @@ class Gateway:
         )  # fmt: skip
         return True
 
+    def reload_event(self, trigger: Trigger, before: str, reloaded: bool) -> AuditEntry:
+        """The audit event of a reload from config version ``before`` (actor: ``system``)."""
+        action, details = reload_event(
+            trigger, reloaded=reloaded, before=before, after=self.config_version,
+            models=len(self.settings.models), replica=self.fleet.replica,
+        )  # fmt: skip
+        return AuditEntry(SYSTEM_ACTOR, action, "config", self.config_version, details)
+
+    def reload_on(self, trigger: Trigger) -> bool:
+        """``reload`` for a reason no admin gave through the API, recorded in the audit
+        trail (written in the background: SIGHUP and the file watch cannot wait)."""
+        before = self.config_version
+        reloaded = self.reload()
+        task = asyncio.get_running_loop().create_task(
+            self._record(self.reload_event(trigger, before, reloaded))
+        )
+        self._recording.add(task)
+        task.add_done_callback(self._recording.discard)
+        return reloaded
+
+    async def _record(self, event: AuditEntry) -> None:
+        try:
+            await self.store.audit.append(event)
+        except Exception as exc:  # the reload stands; the log keeps it
+            log.warning("the audit trail missed %s: %s", event.action, first_line(exc))
+
     async def _watch_config(self) -> None:
         assert self.config_path is not None
         seen = _modified(self.config_path)
@@ -308,7 +337,7 @@ class Gateway:
             current = _modified(self.config_path)
             if current != seen:
                 seen = current
-                self.reload()
+                self.reload_on("file_change")
 
     async def _load_identities(self) -> None:
         await self.identity.load()
@@ -374,6 +403,7 @@ class Gateway:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
+        await asyncio.gather(*self._recording)  # audit events of reloads, before the store
         if self._upstream is not None:
             await self._upstream.close()
         if self._session is not None:

@@ -234,6 +234,22 @@ def test_a_reload_through_one_replica_reloads_all_and_each_says_what_it_runs(
         metrics = httpx.get(second + "/metrics").text
         assert f'tollway_config_info{{version="{drifted}"}} 1.0' in metrics
         assert version not in metrics
+
+        # Each replica's reload is in the shared audit trail: the one asked, and the other.
+        def reloads() -> dict[tuple[str, str], Any]:
+            page = admin(first).get("/admin/audit", params={"action": "config.*"}).json()
+            newest_last = reversed(page["data"])
+            return {(e["details"]["replica"], e["details"]["trigger"]): e for e in newest_last}
+
+        within(1.0, lambda: (before[1]["id"], "replica") in reloads(), "no audit event")
+        events = reloads()
+        asked = events[(before[0]["id"], "admin_api")]
+        assert asked["actor"] == "bootstrap-admin" and asked["details"]["version"] == version
+        followed = events[(before[1]["id"], "replica")]
+        assert followed["actor"] == "system" and followed["action"] == "config.reload"
+        assert (followed["details"]["previous_version"], followed["details"]["version"]) == (
+            version, drifted,
+        )  # fmt: skip
     finally:
         path.write_text(original)
         admin(second).post("/admin/reload").raise_for_status()

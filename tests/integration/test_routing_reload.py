@@ -162,3 +162,55 @@ def test_a_reload_applies_new_limits(log_dir: Path, simulator_url: str) -> None:
         with pytest.raises(openai.RateLimitError) as caught:
             client.chat.completions.create(**ask)
         assert caught.value.code == "rate_limit_exceeded"
+
+
+def _reloads(url: str, count: int) -> list[dict[str, Any]]:
+    """The newest ``count`` config reload events of the audit trail, oldest first."""
+    found: list[dict[str, Any]] = []
+
+    def enough() -> bool:
+        nonlocal found
+        answer = httpx.get(url + "/admin/audit", params={"action": "config.*"}, headers=ADMIN)
+        found = answer.json()["data"]
+        return len(found) >= count
+
+    assert _wait_for(enough), found
+    return found[:count][::-1]
+
+
+def test_every_reload_is_in_the_audit_trail(log_dir: Path, simulator_url: str) -> None:
+    # A reload changes what requests are routed to and may spend; it left no audit event,
+    # whether an admin asked for it, SIGHUP, or a change of the file.
+    config = {"server": {"reload_interval": "200ms"}, "models": [_group("one", simulator_url)]}
+    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY}
+    with running_gateway(log_dir, config, env) as (url, process):
+        path = _config_file(url, log_dir)
+        first = httpx.get(url + "/admin/deployments", headers=ADMIN).json()["replica"]
+        _rewrite(path, lambda c: c["models"].append(_group("two", simulator_url)))
+        assert _wait_for(lambda: _models(url) == {"one", "two"})
+        _reloads(url, 1)
+        process.proc.send_signal(signal.SIGHUP)
+        _reloads(url, 2)
+        answer = httpx.post(url + "/admin/reload", headers=ADMIN)
+        assert answer.status_code == 200
+        path.write_text(path.read_text() + "\nrouting: {failure_threshold: -1}\n")
+        assert _wait_for(lambda: "config reload refused" in process.output())
+        assert httpx.post(url + "/admin/reload", headers=ADMIN).status_code == 400
+        events = _reloads(url, 5)
+    assert [(e["action"], e["details"]["trigger"]) for e in events] == [
+        ("config.reload", "file_change"),
+        ("config.reload", "sighup"),
+        ("config.reload", "admin_api"),
+        ("config.reload_refused", "file_change"),
+        ("config.reload_refused", "admin_api"),
+    ]
+    assert [e["actor"] for e in events] == ["system", "system", "bootstrap-admin", "system",
+                                            "bootstrap-admin"]  # fmt: skip
+    changed = events[0]["details"]
+    assert changed["previous_version"] == first["config_version"] != changed["version"]
+    assert changed["models"] == 2 and changed["replica"] == first["id"]
+    assert events[2]["details"]["version"] == answer.json()["config_version"]
+    assert events[2]["request_id"] == answer.headers["x-request-id"]
+    # A refused reload names the config that stays, and never what was wrong with the file.
+    assert events[4]["details"] == {"trigger": "admin_api", "replica": first["id"],
+                                    "version": answer.json()["config_version"]}  # fmt: skip

@@ -59,7 +59,13 @@ async def list_deployments(call: AdminCall) -> dict[str, Any]:
 async def reload_config(call: AdminCall) -> dict[str, Any]:
     require_role(call.principal, "admin")
     gateway = call.gateway
-    if not gateway.reload():
+    before = gateway.config_version
+    reloaded = gateway.reload()
+    event = gateway.reload_event("admin_api", before, reloaded)
+    await gateway.identity.audit(
+        call.actor, event.action, event.target_type, event.target_id, event.details
+    )
+    if not reloaded:
         raise InvalidRequest(
             "The config was not reloaded (no config file, or it is invalid: see the log); "
             "the running model groups stay.",
