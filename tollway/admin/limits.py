@@ -18,6 +18,7 @@ from tollway.admin.routes import AdminCall, Route
 from tollway.auth.principal import Principal
 from tollway.limits.backend import MICRO, nearest_micros
 from tollway.limits.budget import Budget
+from tollway.store import BudgetRecord, RateLimitRecord
 
 
 def _visible(principal: Principal, scope: str, scope_id: str) -> bool:
@@ -85,13 +86,15 @@ async def put_budget(call: AdminCall) -> dict[str, Any]:
     require_role(call.principal, "admin")
     body = await call.body(bodies.BudgetPut)
     gateway = call.gateway
+    before = await _stored_budget(call, body.scope, body.scope_id, body.period)
     record = await gateway.store.limits.put_budget(
         body.scope, body.scope_id, body.period, nearest_micros(body.limit_usd),
         policy=body.policy, soft_ratio=body.soft_limit, downgrade=body.downgrade,
     )  # fmt: skip
+    previous = None if before is None else _budget_settings(before)
     await gateway.identity.audit(
         call.actor, "budget.put", "budget", f"{record.scope}:{record.scope_id}:{record.period}",
-        {"limit_usd": body.limit_usd, "policy": body.policy},
+        {**_budget_settings(record), "previous": previous},
     )  # fmt: skip
     await gateway.fleet.limits_changed(f"budget:{record.scope}:{record.scope_id}:{record.period}")
     budget = next(
@@ -105,10 +108,12 @@ async def put_budget(call: AdminCall) -> dict[str, Any]:
 async def delete_budget(call: AdminCall) -> None:
     require_role(call.principal, "admin")
     scope, scope_id, period = call.param("scope"), call.param("scope_id"), call.param("period")
+    before = await _stored_budget(call, scope, scope_id, period)
     await call.gateway.store.limits.delete_budget(scope, scope_id, period)
     await call.gateway.identity.audit(
-        call.actor, "budget.delete", "budget", f"{scope}:{scope_id}:{period}", {}
-    )
+        call.actor, "budget.delete", "budget", f"{scope}:{scope_id}:{period}",
+        {"previous": None if before is None else _budget_settings(before)},
+    )  # fmt: skip
     await call.gateway.fleet.limits_changed(f"budget:{scope}:{scope_id}:{period}")
 
 
@@ -140,12 +145,14 @@ async def put_limit(call: AdminCall) -> dict[str, Any]:
     require_role(call.principal, "admin")
     body = await call.body(bodies.LimitPut)
     gateway = call.gateway
+    before = await _stored_limit(call, body.scope, body.scope_id)
     record = await gateway.store.limits.put_limit(
         body.scope, body.scope_id, tpm=body.tpm, rpm=body.rpm, max_concurrent=body.max_concurrent
     )
+    previous = None if before is None else _limit_settings(before)
     await gateway.identity.audit(
         call.actor, "limit.put", "limit", f"{record.scope}:{record.scope_id}",
-        {"tpm": body.tpm, "rpm": body.rpm, "max_concurrent": body.max_concurrent},
+        {**_limit_settings(record), "previous": previous},
     )  # fmt: skip
     await gateway.fleet.limits_changed(f"limit:{record.scope}:{record.scope_id}")
     return _limit_row(record.scope, record.scope_id, record, "store")
@@ -154,11 +161,42 @@ async def put_limit(call: AdminCall) -> dict[str, Any]:
 async def delete_limit(call: AdminCall) -> None:
     require_role(call.principal, "admin")
     scope, scope_id = call.param("scope"), call.param("scope_id")
+    before = await _stored_limit(call, scope, scope_id)
     await call.gateway.store.limits.delete_limit(scope, scope_id)
     await call.gateway.identity.audit(
-        call.actor, "limit.delete", "limit", f"{scope}:{scope_id}", {}
-    )
+        call.actor, "limit.delete", "limit", f"{scope}:{scope_id}",
+        {"previous": None if before is None else _limit_settings(before)},
+    )  # fmt: skip
     await call.gateway.fleet.limits_changed(f"limit:{scope}:{scope_id}")
+
+
+# The audit trail says what a change replaced, not only what it set: the stored settings
+# before it (None: there were none in the store), read just before the change.
+
+
+async def _stored_budget(
+    call: AdminCall, scope: str, scope_id: str, period: str
+) -> BudgetRecord | None:
+    stored = await call.gateway.store.limits.budgets(scope=scope, scope_id=scope_id)
+    return next((budget for budget in stored if budget.period == period), None)
+
+
+def _budget_settings(record: BudgetRecord) -> dict[str, Any]:
+    return {
+        "limit_usd": record.limit_micros / MICRO,
+        "policy": record.policy,
+        "soft_limit": record.soft_ratio,
+        "downgrade": dict(record.downgrade),
+    }
+
+
+async def _stored_limit(call: AdminCall, scope: str, scope_id: str) -> RateLimitRecord | None:
+    stored = await call.gateway.store.limits.limits(scope=scope)
+    return next((limit for limit in stored if limit.scope_id == scope_id), None)
+
+
+def _limit_settings(record: RateLimitRecord) -> dict[str, Any]:
+    return {"tpm": record.tpm, "rpm": record.rpm, "max_concurrent": record.max_concurrent}
 
 
 LIMIT_ROUTES = [
