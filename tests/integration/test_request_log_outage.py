@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -173,3 +177,99 @@ def test_a_spool_left_at_shutdown_is_replayed_at_the_next_start(
         no_traceback(second)
     rows = run_sql(database, "SELECT count(DISTINCT chain_id), count(*) FROM request_log")
     assert tuple(rows[0]) == (2, 13)  # one chain per process
+
+
+class Partition:
+    """A TCP proxy to PostgreSQL that can stop passing data both ways, as a network
+    partition does: connections stay open and nothing comes back (a refused connection,
+    as ``cut`` makes, fails at once; this fails by timing out). ``url``: the database
+    through the proxy."""
+
+    def __init__(self, database_url: str) -> None:
+        where = urlsplit(database_url)
+        self.upstream = (where.hostname or "127.0.0.1", where.port or 5432)
+        self.cut = threading.Event()
+        self._server = socket.create_server(("127.0.0.1", 0))
+        port = self._server.getsockname()[1]
+        user = where.netloc.rsplit("@", 1)[0] + "@" if "@" in where.netloc else ""
+        self.url = database_url.replace(where.netloc, f"{user}127.0.0.1:{port}")
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            self._sockets.append(client)
+            if self.cut.is_set():
+                threading.Thread(target=self._pump, args=(client, None), daemon=True).start()
+                continue
+            upstream = socket.create_connection(self.upstream)
+            self._sockets.append(upstream)
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket | None) -> None:
+        while True:
+            try:
+                data = source.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            if sink is not None and not self.cut.is_set():
+                try:
+                    sink.sendall(data)
+                except OSError:
+                    return
+
+    def close(self) -> None:
+        self._server.close()
+        for connection in self._sockets:
+            connection.close()
+
+
+def test_a_store_that_stops_answering_holds_up_no_shutdown_and_loses_nothing(
+    log_dir: Path, simulator_url: str, database: str, tmp_path: Path
+) -> None:
+    # Stopped while its store was partitioned away, the gateway tried the spool once more
+    # before closing (write_timeout and a ping: 15 s by default) and finished any try under
+    # way: time a process manager's grace period may not give, and the queue behind it is
+    # lost to a SIGKILL. Now the spool keeps what is queued at once.
+    partition = Partition(database)
+    spool = tmp_path / "spool"
+    config = gateway_config(simulator_url, partition.url, spool)
+    config["telemetry"]["request_log"]["write_timeout"] = "2s"
+    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TOLLWAY_STORE_URL": partition.url}
+    try:
+        with running_gateway(log_dir, config, env) as (url, process):
+            before = requests(url, 3)
+            wait_stored(database, before)
+            partition.cut.set()
+            started = time.monotonic()
+            during = requests(url, 10)
+            assert time.monotonic() - started < 2.0  # requests are not held up
+            deadline = time.monotonic() + 30
+            while metric(url, "tollway_request_log_records_spooled_total") < 10:
+                assert time.monotonic() < deadline, "records were not spooled"
+                time.sleep(0.2)
+            later = requests(url, 5)
+            time.sleep(0.3)  # queued, and (most likely) a try of the spool under way
+            stopping = time.monotonic()
+            process.proc.send_signal(signal.SIGTERM)
+            assert process.proc.wait(30) == 0
+            assert time.monotonic() - stopping < 1.5  # not write_timeout and a ping, or more
+            no_traceback(process)
+        assert sum(len(f.read_text().splitlines()) for f in spool_files(spool)) == 15
+    finally:
+        partition.close()
+    env["TOLLWAY_STORE_URL"] = database
+    with running_gateway(log_dir, gateway_config(simulator_url, database, spool), env) as (
+        url,
+        process,
+    ):
+        wait_stored(database, before | during | later)
+        assert spool_files(spool) == []
+        no_traceback(process)

@@ -154,6 +154,7 @@ class RequestLogWriter:
         self._seq = 0
         self._prev_hash = GENESIS
         self._in_hand: float | None = None
+        self._replaying = False
         self._retry_at = 0.0
         self._backoff = 0.0
         self._task: asyncio.Task[None] | None = None
@@ -212,14 +213,27 @@ class RequestLogWriter:
                 await self._purger
         self._closing = True
         self._wake.set()
-        if self._task is not None:
-            await self._task
+        task = self._task
+        if task is None:
+            return
+        if self._backoff and self._replaying:
+            # The store is down and the writer is trying the spool again: that try would hold
+            # the shutdown for write_timeout and a ping, and the spool keeps its batch anyway.
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        while self._queue:  # left by the cancelled writer: to the spool, for the next start
+            await self._to_spool(self._rows(await self._prepare(self._take())))
+        self._in_hand = None
 
     async def _run(self) -> None:
         while True:
             await self._wait()
             try:
-                await self._replay(force=self._closing)
+                # Closing, the spool is tried once more, unless the store is known to be down:
+                # a store that stopped answering would hold the shutdown for write_timeout
+                # and a ping, and the queue behind it (the spool keeps it for the next start).
+                await self._replay(force=self._closing and not self._backoff)
                 while self._queue:
                     await self._deliver(await self._prepare(self._take()))
                     # Under steady load rows arrive while a batch is written: go on only with
@@ -327,7 +341,11 @@ class RequestLogWriter:
 
     async def _deliver(self, batch: Batch | _Plain) -> None:
         try:
-            await self._replay()
+            try:
+                await self._replay()
+            except asyncio.CancelledError:  # closing cut the replay: this batch goes after it
+                await self._to_spool(self._rows(batch))
+                raise
             if self.spool.pending_files:
                 await self._to_spool(self._rows(batch))
             else:
@@ -349,7 +367,12 @@ class RequestLogWriter:
                 log.error("request log: spool file %s is unreadable (%s)", path, exc)
                 await self._set_aside(path)
                 continue
-            if not await self._store(rows, spooled=True):
+            self._replaying = True
+            try:
+                stored = await self._store(rows, spooled=True)
+            finally:
+                self._replaying = False
+            if not stored:
                 return
             await self.spool.remove(path)
             log.info("request log: replayed %d spooled records", len(rows))
