@@ -34,6 +34,7 @@ from tests.conftest import UPSTREAM_KEY
 from tests.support import CLIENT_KEY, Process, running_gateway, tollway_command
 from tollway.admin.logs import EXPORT_COLUMNS
 from tollway.store import Store
+from tollway.telemetry.spool import encode_row
 
 PRICE = {"input": 1000.0, "output": 4000.0}  # USD per 1M tokens: whole micro-dollars a token
 
@@ -681,3 +682,28 @@ def test_a_shutdown_under_load_records_every_request_once_as_it_ended(
             assert logged[rid] == [(503, "request_cancelled")], rid
     assert sum(how == "answered" for how in ended.values()) >= 10
     assert sum(rid.startswith("t-slow-") and how == "cut" for rid, how in ended.items()) == 10
+
+
+def test_a_spool_others_may_write_to_is_not_replayed(
+    log_dir: Path, simulator_url: str, tmp_path: Path
+) -> None:
+    # What is replayed from a spool goes into the request log as it is, and the default
+    # spool is under the shared temp dir: a file planted there by another user was stored
+    # as a record of a request nobody made (and every spool file was world-readable).
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    spool.chmod(0o777)
+    forged = _row("forged-chain", 1, dt.datetime.now(dt.UTC))
+    (spool / "00000000000000000001-forged-chain-000001.jsonl").write_bytes(encode_row(forged))
+    store_url = f"sqlite+aiosqlite:///{tmp_path}/tollway.db"
+    config = log_config(simulator_url, store_url, spool_dir=str(spool))
+    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TOLLWAY_STORE_URL": store_url}
+    with running_gateway(log_dir, config, env) as (url, process):
+        answer = chat(url)
+        wait_for(url, [answer.headers["x-request-id"]])
+        assert "request log spool" in process.output() and "may be written by other users" in (
+            process.output()
+        )
+    with sqlite3.connect(tmp_path / "tollway.db") as db:
+        chains = {chain for (chain,) in db.execute("SELECT DISTINCT chain_id FROM request_log")}
+    assert "forged-chain" not in chains and len(chains) == 1

@@ -11,6 +11,7 @@ import asyncio
 import re
 import signal
 import socket
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -136,6 +137,9 @@ def test_records_written_during_an_outage_arrive_exactly_once(
                 assert time.monotonic() < deadline, "records were not spooled"
                 time.sleep(0.2)
             assert spool_files(spool)
+            # Private: the records say who called what (and may hold kept bodies).
+            assert stat.S_IMODE(spool.stat().st_mode) == 0o700
+            assert {stat.S_IMODE(f.stat().st_mode) for f in spool_files(spool)} == {0o600}
             assert metric(url, "tollway_request_log_lag_seconds") > 0
             assert metric(url, "tollway_request_log_records_dropped_total") == 0
         finally:

@@ -11,6 +11,13 @@ delete, or by two processes sharing a directory) is still stored once.
 Rows that the store refuses outright (not an outage: a value no column takes) are moved to
 ``rejected/`` beside the spool, one file per batch, for an operator to look at.
 
+The spool is private: its directory is made ``0700`` and its files ``0600`` (they hold who
+called what, and kept bodies), and a directory another user owns or others may write to, or
+whose parent another user may change, is not used at all (``UnsafeSpool``; records that
+would go there are dropped and counted): what is replayed from a spool goes into the request
+log as it is, so a spool others can write to would let them add records (the default
+directory is under the shared temp dir).
+
 Disk work runs in a thread (``asyncio.to_thread``), never on the event loop.
 """
 
@@ -21,6 +28,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -62,12 +70,36 @@ def decode_row(line: bytes) -> Row:
     return row
 
 
+class UnsafeSpool(OSError):
+    """The spool directory is not this user's alone; it is not used."""
+
+
+def _private_directory(path: Path) -> None:
+    """Make ``path`` a directory only this user may use, or raise ``UnsafeSpool``."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    found = path.lstat()
+    if not stat.S_ISDIR(found.st_mode):
+        raise UnsafeSpool(f"{path} is not a directory (a link?)")
+    if found.st_uid != os.getuid():
+        raise UnsafeSpool(f"{path} belongs to another user (uid {found.st_uid})")
+    if found.st_mode & (stat.S_IWGRP | stat.S_IWOTH):  # what is in it may be anyone's
+        raise UnsafeSpool(f"{path} may be written by other users")
+    if stat.S_IMODE(found.st_mode) != 0o700:  # readable by others (an older gateway's)
+        os.chmod(path, 0o700)
+    parent = path.parent.stat()
+    shared = parent.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not parent.st_mode & stat.S_ISVTX
+    if parent.st_uid not in (os.getuid(), 0) or shared:
+        raise UnsafeSpool(f"{path.parent} may be changed by another user")
+
+
 class Spool:
     """The spool directory: batches written, listed oldest first, read back and removed."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.rejected_directory = directory / "rejected"
+        self.unsafe: UnsafeSpool | None = None
+        """Why the directory is not used, once ``open`` found it shared."""
         self._counter = 0
         self._files: list[tuple[Path, int, float]] = []
         """Pending files oldest first, with their row count and their first row's time."""
@@ -87,11 +119,16 @@ class Spool:
         return min((at for _, _, at in self._files), default=None)
 
     async def open(self) -> None:
-        """Create the directory, drop half-written files and index what a previous run left."""
-        self._files = await asyncio.to_thread(self._scan)
+        """Create the directory, drop half-written files and index what a previous run left;
+        raises ``UnsafeSpool`` (and refuses every write after) when others may use it."""
+        try:
+            self._files = await asyncio.to_thread(self._scan)
+        except UnsafeSpool as exc:
+            self.unsafe = exc
+            raise
 
     def _scan(self) -> list[tuple[Path, int, float]]:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        _private_directory(self.directory)
         for partial in self.directory.glob("*.tmp"):
             partial.unlink(missing_ok=True)
         found = []
@@ -105,6 +142,8 @@ class Spool:
 
     async def write(self, chain_id: str, rows: Sequence[Row]) -> Path:
         """Keep ``rows`` on disk as one batch; returns its file."""
+        if self.unsafe is not None:
+            raise self.unsafe
         self._counter += 1
         name = f"{time.time_ns():020d}-{chain_id}-{self._counter:06d}.jsonl"
         path = self.directory / name
@@ -128,6 +167,8 @@ class Spool:
 
     async def reject(self, chain_id: str, rows: Sequence[Row]) -> Path:
         """Set aside rows the store refused; returns their file."""
+        if self.unsafe is not None:
+            raise self.unsafe
         self._counter += 1
         name = f"{time.time_ns():020d}-{chain_id}-{self._counter:06d}.jsonl"
         path = self.rejected_directory / name
@@ -136,9 +177,11 @@ class Spool:
 
 
 def _write_whole(path: Path, rows: Sequence[Row]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        _private_directory(path.parent)
     partial = path.with_suffix(".tmp")
-    with partial.open("wb") as file:
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
         file.write(b"".join(encode_row(row) for row in rows))
         file.flush()
         os.fsync(file.fileno())
