@@ -182,20 +182,28 @@ class Pipeline:
 
     def _complete_before(self, ctx: RequestContext, end: int) -> Awaitable[None] | None:
         """``on_complete`` of the stages before ``end``, last first, up to one that has
-        something to await (the rest follow it)."""
+        something to await (the rest follow it). A hook that fails is logged and the rest
+        still run: the request log and metrics (the first stages) see every request."""
         hooked = self._complete_hooked
         stages = self._stages
         for index in range(end - 1, -1, -1):
             stage = stages[index]
             if stage in hooked:
-                pending = stage.on_complete(ctx)
+                try:
+                    pending = stage.on_complete(ctx)
+                except Exception:
+                    _completion_failed(ctx, stage)
+                    continue
                 if pending is not None:
                     return self._complete_rest(ctx, pending, index)
         self._finished(ctx)
         return None
 
     async def _complete_rest(self, ctx: RequestContext, pending: Awaitable[None], end: int) -> None:
-        await pending
+        try:
+            await pending
+        except Exception:
+            _completion_failed(ctx, self._stages[end])
         later = self._complete_before(ctx, end)
         if later is not None:
             await later
@@ -671,3 +679,9 @@ def _drop_tracebacks(ctx: RequestContext) -> None:
                 break
             error.__traceback__ = None
             error = error.__context__
+
+
+def _completion_failed(ctx: RequestContext, stage: Stage) -> None:
+    """A stage's ``on_complete`` raised: a bug, logged with its traceback; the answer the
+    client got stands and the other stages still complete the request."""
+    log.exception("request %s: stage %s failed completing it", ctx.request_id, stage.name)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 
+import pytest
+
 from tollway.config.schema import RoutingConfig
 from tollway.core.context import RequestContext
 from tollway.core.pipeline import Pipeline, Reply, Stage
@@ -140,3 +142,40 @@ async def test_a_reply_after_an_awaited_hook_also_stops_entering() -> None:
         "request a (awaited)", "request b", "request c",
         "complete c", "complete b", "complete a (awaited)",
     ]  # fmt: skip
+
+
+class Failing(Stage):
+    """A stage whose ``on_complete`` raises: at once, or once awaited."""
+
+    def __init__(self, name: str, log: Log, awaited: bool) -> None:
+        self.name, self._log, self._awaited = name, log, awaited
+
+    def on_complete(self, ctx: RequestContext) -> Awaitable[None] | None:
+        self._log.append(f"complete {self.name}")
+        if self._awaited:
+            return self._fail()
+        raise RuntimeError("a bug in a completion hook")
+
+    async def _fail(self) -> None:
+        raise RuntimeError("a bug in an awaited completion hook")
+
+
+async def test_a_completion_hook_that_fails_does_not_stop_the_stages_before_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The request log and metrics are the first stages, so they complete last: a later
+    # stage's on_complete that raised kept them from seeing the request at all (and turned
+    # the client's answer into a 500).
+    log: Log = []
+    stages = (
+        Plain("log", log), Failing("x", log, awaited=False), Waiting("b", log),
+        Failing("y", log, awaited=True), Plain("c", log),
+    )  # fmt: skip
+    assert await _run(*stages) == (None, 5)
+    assert log[-5:] == ["complete c", "complete y", "complete b", "complete x", "complete log"]
+    failures = [r for r in caplog.records if "failed completing it" in r.getMessage()]
+    assert [r.getMessage() for r in failures] == [
+        "request req-1: stage y failed completing it",
+        "request req-1: stage x failed completing it",
+    ]
+    assert all(r.exc_info is not None for r in failures)  # with the traceback
