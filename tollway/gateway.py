@@ -396,8 +396,13 @@ class Gateway:
             log.warning("credential %s cannot be resolved; its deployments will fail", missing)
 
     async def close(self) -> None:
-        """Close the upstream pool and stop the simulator."""
+        """Write out the request log, close the upstream pool and stop the simulator."""
         self.ready = False
+        # The request log first (the requests are over): what else closes may wait on a
+        # store that stopped answering (the spend's last write did for connect_timeout),
+        # and a process manager's SIGKILL would then take the log's queue with it.
+        if self.request_log is not None:
+            await self.request_log.close()
         await self.fleet.close()
         if self._watcher is not None:
             self._watcher.cancel()
@@ -413,8 +418,6 @@ class Gateway:
         await self.limits.close()
         if self.alerts is not None:
             await self.alerts.close()
-        if self.request_log is not None:
-            await self.request_log.close()
         await self.store.close()
         if self.tracing is not None:
             await self.tracing.close()

@@ -230,10 +230,7 @@ class RequestLogWriter:
         while True:
             await self._wait()
             try:
-                # Closing, the spool is tried once more, unless the store is known to be down:
-                # a store that stopped answering would hold the shutdown for write_timeout
-                # and a ping, and the queue behind it (the spool keeps it for the next start).
-                await self._replay(force=self._closing and not self._backoff)
+                await self._replay(force=self._closing)
                 while self._queue:
                     await self._deliver(await self._prepare(self._take()))
                     # Under steady load rows arrive while a batch is written: go on only with
@@ -354,8 +351,14 @@ class RequestLogWriter:
             self._in_hand = None
 
     async def _replay(self, force: bool = False) -> None:
-        """Insert spooled batches, oldest first, while the store takes them (when due)."""
+        """Insert spooled batches, oldest first, while the store takes them (when due, or
+        ``force``d: closing, the spool is tried once more)."""
         if not self.spool.pending_files or (not force and time.monotonic() < self._retry_at):
+            return
+        if self._closing and self._backoff:
+            # Closing with the store known to be down: a store that stopped answering would
+            # hold the shutdown for write_timeout and a ping, and the queue behind it; the
+            # spool keeps everything for the next start.
             return
         while (path := self.spool.first()) is not None:
             try:
