@@ -398,11 +398,13 @@ class Gateway:
     async def close(self) -> None:
         """Write out the request log, close the upstream pool and stop the simulator."""
         self.ready = False
-        # The request log first (the requests are over): what else closes may wait on a
-        # store that stopped answering (the spend's last write did for connect_timeout),
-        # and a process manager's SIGKILL would then take the log's queue with it.
+        # The request log's last writes start first (the requests are over) and run beside
+        # the rest: what else closes may wait on a store that stopped answering (the spend's
+        # last write does, for connect_timeout), and a process manager's SIGKILL would then
+        # take the log's queue with it; nor does the spend's last write wait for the log.
+        log_closed = None
         if self.request_log is not None:
-            await self.request_log.close()
+            log_closed = asyncio.ensure_future(self.request_log.close())
         await self.fleet.close()
         if self._watcher is not None:
             self._watcher.cancel()
@@ -418,6 +420,8 @@ class Gateway:
         await self.limits.close()
         if self.alerts is not None:
             await self.alerts.close()
+        if log_closed is not None:
+            await log_closed
         await self.store.close()
         if self.tracing is not None:
             await self.tracing.close()
