@@ -280,6 +280,7 @@ class LimitService:
                 await self._task
         try:
             await self.flush()
-        except Exception:
-            log.warning("writing budget spend at shutdown failed", exc_info=True)
+        except Exception as exc:  # as the loop's: one line, the traceback at debug
+            log.warning("writing budget spend at shutdown failed: %s: %s", type(exc).__name__, exc)
+            log.debug("the failed write of budget spend at shutdown", exc_info=True)
         await self.limiter.close()
