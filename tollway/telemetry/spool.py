@@ -76,7 +76,10 @@ class UnsafeSpool(OSError):
 
 def _private_directory(path: Path) -> None:
     """Make ``path`` a directory only this user may use, or raise ``UnsafeSpool``."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # The parent as well, where it is made here (the default's, under the temp dir): the
+    # mode given, not the umask's (which may leave it writable by all).
+    path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    path.mkdir(mode=0o700, exist_ok=True)
     found = path.lstat()
     if not stat.S_ISDIR(found.st_mode):
         raise UnsafeSpool(f"{path} is not a directory (a link?)")
