@@ -133,9 +133,7 @@ def _stored(record: Any) -> dict[str, Any]:
     return dict(values)
 
 
-async def test_plain_entries_are_stored_exactly_as_rows_are(
-    store: Store, writer_for: Any
-) -> None:
+async def test_plain_entries_are_stored_exactly_as_rows_are(store: Store, writer_for: Any) -> None:
     # On a SQLite file the writer hands its entries over as plain rows (one tuple a row,
     # store/request_log.py insert_plain); everywhere else, and for hash chains and bodies,
     # it makes rows. Both must store the same values.
@@ -181,9 +179,7 @@ async def test_plain_rows_are_stored_whole_or_not_at_all(store: Store, writer_fo
     assert sorted(r.request_id for r in records) == ["req-0", "req-1", "req-2"]
 
 
-async def test_text_too_long_or_with_nul_is_cut_not_refused(
-    store: Store, writer_for: Any
-) -> None:
+async def test_text_too_long_or_with_nul_is_cut_not_refused(store: Store, writer_for: Any) -> None:
     # A client names any model it likes; an identity provider may send odd claims. Such text
     # is cut to its column and NUL removed (PostgreSQL refuses NUL in text), in a batch with
     # ordinary rows, which keep theirs.
