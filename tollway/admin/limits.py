@@ -17,6 +17,7 @@ from tollway.admin.access import require_role
 from tollway.admin.routes import AdminCall, Route
 from tollway.auth.principal import Principal
 from tollway.limits.backend import MICRO, nearest_micros
+from tollway.limits.book import LimitBook
 from tollway.limits.budget import Budget
 from tollway.store import BudgetRecord, RateLimitRecord
 
@@ -26,8 +27,8 @@ def _visible(principal: Principal, scope: str, scope_id: str) -> bool:
         return True
     if scope == "org":
         return True
-    if scope == "key":
-        return scope_id == principal.id
+    if scope == "key":  # kept by the rotation chain's first key (limits/book.py)
+        return scope_id == (principal.lineage or principal.id)
     if scope == "user":
         return scope_id == principal.user
     if scope == "team":
@@ -35,11 +36,19 @@ def _visible(principal: Principal, scope: str, scope_id: str) -> bool:
     return scope in ("model", "deployment")
 
 
+def _book_id(book: LimitBook, scope: str, scope_id: str) -> str:
+    """The id the book keeps ``scope_id`` by: a key's by its rotation chain's first key."""
+    return book.key_account(scope_id) if scope == "key" else scope_id
+
+
 async def _budget_rows(call: AdminCall, budgets: list[Budget]) -> list[dict[str, Any]]:
     service = call.gateway.limits
     accounts = [service.account(budget) for budget in budgets]
     states = {s.account: s for s in await service.accounts(accounts)}
-    stored = {(b.scope, b.scope_id, b.period) for b in service.stored_budgets()}
+    book = service.book
+    stored = {
+        (b.scope, _book_id(book, b.scope, b.scope_id), b.period) for b in service.stored_budgets()
+    }
     rows = []
     for budget, account in zip(budgets, accounts, strict=True):
         state = states[account]
@@ -71,12 +80,14 @@ async def _budget_rows(call: AdminCall, budgets: list[Budget]) -> list[dict[str,
 async def list_budgets(call: AdminCall) -> dict[str, Any]:
     require_role(call.principal, "viewer")
     query = call.request.query
+    book = call.gateway.limits.book
+    wanted = query.get("scope_id")
     budgets = [
         b
-        for b in call.gateway.limits.book.every_budget()
+        for b in book.every_budget()
         if _visible(call.principal, b.scope, b.scope_id)
         and query.get("scope", b.scope) == b.scope
-        and query.get("scope_id", b.scope_id) == b.scope_id
+        and (wanted is None or _book_id(book, b.scope, wanted) == b.scope_id)
     ]
     budgets.sort(key=lambda b: (b.scope, b.scope_id, b.period))
     return {"data": await _budget_rows(call, budgets)}
@@ -97,10 +108,12 @@ async def put_budget(call: AdminCall) -> dict[str, Any]:
         {**_budget_settings(record), "previous": previous},
     )  # fmt: skip
     await gateway.fleet.limits_changed(f"budget:{record.scope}:{record.scope_id}:{record.period}")
+    book = gateway.limits.book
+    scope_id = _book_id(book, record.scope, record.scope_id)
     budget = next(
         b
-        for b in gateway.limits.book.every_budget()
-        if (b.scope, b.scope_id, b.period) == (record.scope, record.scope_id, record.period)
+        for b in book.every_budget()
+        if (b.scope, b.scope_id, b.period) == (record.scope, scope_id, record.period)
     )
     return (await _budget_rows(call, [budget]))[0]
 
@@ -131,7 +144,8 @@ def _limit_row(scope: str, scope_id: str, spec: Any, source: str) -> dict[str, A
 async def list_limits(call: AdminCall) -> dict[str, Any]:
     require_role(call.principal, "viewer")
     service = call.gateway.limits
-    stored = {(r.scope, r.scope_id) for r in service.stored_limits()}
+    book = service.book
+    stored = {(r.scope, _book_id(book, r.scope, r.scope_id)) for r in service.stored_limits()}
     rows = [
         _limit_row(scope, scope_id, spec, "store" if (scope, scope_id) in stored else "config")
         for scope, specs in sorted(service.book.limits.items())

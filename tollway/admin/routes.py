@@ -434,6 +434,9 @@ async def rotate_key(call: AdminCall) -> dict[str, Any]:
     body = await call.body(bodies.KeyRotate) if call.request.can_read_body else bodies.KeyRotate()
     grace = dt.timedelta(seconds=body.grace_period) if body.grace_period else None
     record, secret = await call.gateway.identity.rotate_key(call.actor, key.id, grace)
+    # Key-scoped budgets and limits go by the rotation chain: every replica learns the new
+    # key's chain, so an entry later set on its id joins the chain's account.
+    await call.gateway.fleet.limits_changed(f"key:{record.id}")
     return {**record_json(record), "key": secret}
 
 

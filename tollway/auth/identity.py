@@ -159,6 +159,7 @@ class Identity:
             tags=dict(record.tags),
             key_prefix=record.prefix,
             team_roles=team_roles,
+            lineage=record.lineage,
         )
 
     async def _lookup_by_hash(self, key_hash: str) -> KeyEntry | None:

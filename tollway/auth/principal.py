@@ -36,6 +36,10 @@ class Principal:
     team_roles: Mapping[str, Role] = field(default_factory=dict)
     """The caller's role in each of its teams; team-scoped permissions are judged by these,
     so administering one team gives nothing in another."""
+    lineage: str | None = None
+    """A key's rotation chain's first key id: key-scoped budgets and rate limits go by it,
+    so a rotated key (and its old secret in its grace period) shares one account with the
+    keys it replaced. ``None`` for other principals (they go by ``id``)."""
 
     def may_use(self, model: str) -> bool:
         """Whether this principal may call ``model``."""

@@ -3,6 +3,10 @@
 Built at start and again whenever the store is re-read (``auth.reconcile_interval``), so
 the request path only looks things up in dicts. A store entry (set through the admin API)
 replaces the config entry of the same scope and id.
+
+Key-scoped entries go by the key's rotation chain (``KeyRecord.lineage``: its first key's
+id), whichever key of the chain they name: a rotated key, and its old secret during the
+grace period, take from one account, not one each, so rotating escapes no budget or limit.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ class LimitBook:
     budgets: Mapping[tuple[str, str], tuple[Budget, ...]] = field(default_factory=dict)
     team_orgs: Mapping[str, str] = field(default_factory=dict)
     """Team id -> its organisation (``org`` budgets by name)."""
+    key_lineages: Mapping[str, str] = field(default_factory=dict)
+    """Rotated key id -> its chain's first key id (key-scoped entries are kept by that)."""
 
     @classmethod
     def build(
@@ -38,26 +44,35 @@ class LimitBook:
         budgets: Sequence[BudgetRecord] = (),
         limits: Sequence[RateLimitRecord] = (),
         team_orgs: Mapping[str, str] | None = None,
+        key_lineages: Mapping[str, str] | None = None,
     ) -> LimitBook:
-        """The book of ``config`` with the store's ``budgets`` and ``limits`` over it."""
+        """The book of ``config`` with the store's ``budgets`` and ``limits`` over it;
+        ``key_lineages`` maps rotated keys to their chain's first (``KeyRepository.lineages``)."""
+        lineages = dict(key_lineages or {})
+
+        def book_id(scope: str, given: str) -> str:
+            return lineages.get(given, given) if scope == "key" else given
+
         by_scope: dict[str, dict[str, RateSpec]] = {
-            "key": {k: _spec(v) for k, v in config.keys.items()},
+            "key": {book_id("key", k): _spec(v) for k, v in config.keys.items()},
             "user": {k: _spec(v) for k, v in config.users.items()},
             "team": {k: _spec(v) for k, v in config.teams.items()},
             "model": {k: _spec(v) for k, v in config.models.items()},
             "deployment": {k: _spec(v) for k, v in config.deployments.items()},
         }
         for record in limits:
-            by_scope[record.scope][record.scope_id] = _spec(record)
+            by_scope[record.scope][book_id(record.scope, record.scope_id)] = _spec(record)
         merged: dict[tuple[str, str, str], Budget] = {}
         for b in config.budgets:
-            merged[(b.scope, b.id, b.period)] = Budget(
-                b.scope, b.id, b.period, nearest_micros(b.limit_usd), b.policy, b.soft_limit,
+            b_id = book_id(b.scope, b.id)
+            merged[(b.scope, b_id, b.period)] = Budget(
+                b.scope, b_id, b.period, nearest_micros(b.limit_usd), b.policy, b.soft_limit,
                 dict(b.downgrade),
             )  # fmt: skip
         for r in budgets:
-            merged[(r.scope, r.scope_id, r.period)] = Budget(
-                r.scope, r.scope_id, r.period, r.limit_micros, r.policy, r.soft_ratio,
+            r_id = book_id(r.scope, r.scope_id)
+            merged[(r.scope, r_id, r.period)] = Budget(
+                r.scope, r_id, r.period, r.limit_micros, r.policy, r.soft_ratio,
                 dict(r.downgrade),
             )  # fmt: skip
         grouped: dict[tuple[str, str], list[Budget]] = {}
@@ -67,7 +82,12 @@ class LimitBook:
             limits={scope: specs for scope, specs in by_scope.items() if specs},
             budgets={key: tuple(value) for key, value in grouped.items()},
             team_orgs=dict(team_orgs or {}),
+            key_lineages=lineages,
         )
+
+    def key_account(self, key_id: str) -> str:
+        """The id key-scoped entries of key ``key_id`` are kept by: its chain's first key."""
+        return self.key_lineages.get(key_id, key_id)
 
     @property
     def empty(self) -> bool:
@@ -79,8 +99,9 @@ class LimitBook:
         limits = self.limits
         scopes: list[tuple[str, RateSpec]] = []
         if principal is not None:
-            if (keys := limits.get("key")) and (spec := keys.get(principal.id)):
-                scopes.append(("key:" + principal.id, spec))
+            key = principal.lineage or principal.id
+            if (keys := limits.get("key")) and (spec := keys.get(key)):
+                scopes.append(("key:" + key, spec))
             user, team = principal.user, principal.team
             if user and (users := limits.get("user")) and (spec := users.get(user)):
                 scopes.append(("user:" + user, spec))
@@ -103,7 +124,7 @@ class LimitBook:
         found: list[Budget] = list(budgets.get(("org", "*"), ()))
         if principal is None:
             return found
-        found += budgets.get(("key", principal.id), ())
+        found += budgets.get(("key", principal.lineage or principal.id), ())
         if principal.user:
             found += budgets.get(("user", principal.user), ())
         if principal.team:

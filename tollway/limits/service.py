@@ -89,8 +89,10 @@ class LimitService:
         self.utilisation: Callable[[str, str, str, float], None] | None = None
         """Told each settled budget's share spent: (scope, id, period, ratio); a gauge."""
         self._store = store
-        self._records: tuple[Sequence[BudgetRecord], Sequence[RateLimitRecord], dict[str, str]]
-        self._records = ((), (), {})
+        self._records: tuple[
+            Sequence[BudgetRecord], Sequence[RateLimitRecord], dict[str, str], dict[str, str]
+        ]
+        self._records = ((), (), {}, {})
         self._loads_begun = 0
         self._load_applied = 0  # which of them the book was built from
         self._touched: set[str] = set()
@@ -181,14 +183,15 @@ class LimitService:
         budgets = await self._store.limits.budgets()
         limits = await self._store.limits.limits()
         teams = await self._store.teams.find()
+        lineages = await self._store.keys.lineages()
         # A load that began later read later: what this one read must not replace it (a
         # reconcile that read before a budget was set would drop the budget until the next).
         if load < self._load_applied:
             return
         self._load_applied = load
         orgs = {team.id: team.organization for team in teams if team.organization}
-        self._records = (budgets, limits, orgs)
-        self.book = LimitBook.build(self.config, budgets, limits, orgs)
+        self._records = (budgets, limits, orgs, lineages)
+        self.book = LimitBook.build(self.config, budgets, limits, orgs, lineages)
         await self.seed()
 
     def stored_budgets(self) -> Sequence[BudgetRecord]:

@@ -159,6 +159,9 @@ class KeyRow(Base):
     blocked_by: Mapped[KeyAuthority | None] = mapped_column(String(16))
     # Why, when the gateway blocked it for a reason of its own (its owner left its team).
     blocked_reason: Mapped[str | None] = mapped_column(String(200))
+    # The first key of the rotation chain (NULL: this key is its own first). Key-scoped
+    # budgets, their spend and rate limits go by it, so they follow the key across rotations.
+    lineage_id: Mapped[str | None] = mapped_column(String(36), index=True)
 
 
 class CredentialRow(Base):

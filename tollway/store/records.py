@@ -121,6 +121,13 @@ class KeyRecord:
     """Who blocked the key (a blocked key from before this was recorded counts as ``admin``)."""
     blocked_reason: str | None = None
     """Why, when the block was made for a reason of the gateway's own (``OWNER_LEFT_TEAM``)."""
+    lineage_id: str | None = None
+    """The first key of the rotation chain this key belongs to; ``None`` when it is its own."""
+
+    @property
+    def lineage(self) -> str:
+        """The id key-scoped budgets and rate limits of this key go by: its chain's first."""
+        return self.lineage_id or self.id
 
     def accepts_requests(self, now: dt.datetime) -> bool:
         """Whether a request made with this key at ``now`` may pass authentication."""

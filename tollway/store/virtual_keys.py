@@ -69,6 +69,7 @@ def key_record(row: KeyRow) -> KeyRecord:
         last_used_at=row.last_used_at,
         blocked_by=row.blocked_by,
         blocked_reason=row.blocked_reason,
+        lineage_id=row.lineage_id,
     )
 
 
@@ -240,6 +241,8 @@ class KeyRepository:
                 meta=dict(old.meta),
                 limits=None if old.limits is None else dict(old.limits),
                 rotated_from=old.id,
+                # Every key of a chain points at its first, so its budgets and limits follow.
+                lineage_id=old.lineage_id or old.id,
             )
             session.add(new)
             await session.flush()
@@ -259,6 +262,12 @@ class KeyRepository:
         )
         async with self._sessions() as session:
             return [key_record(row) for row in await session.scalars(query)]
+
+    async def lineages(self) -> dict[str, str]:
+        """Every rotated key's id -> the id of its rotation chain's first key."""
+        query = select(KeyRow.id, KeyRow.lineage_id).where(KeyRow.lineage_id.is_not(None))
+        async with self._sessions() as session:
+            return {key_id: str(lineage) for key_id, lineage in await session.execute(query)}
 
     async def record_use(self, last_used: Mapping[str, dt.datetime]) -> None:
         """Write many keys' ``last_used_at`` at once (the usage writer batches these)."""
