@@ -3,7 +3,7 @@
 Claude takes no effort level; it thinks within a token budget (``thinking: {"type": "enabled",
 "budget_tokens": N}``, at least 1024, less than ``max_tokens``, which counts the thinking as
 OpenAI's ``max_completion_tokens`` counts reasoning). A level is the budget Google's
-OpenAI-compatible endpoint gives it for Gemini (``EFFORT_BUDGETS``; ``minimal`` the least
+OpenAI-compatible endpoint gives it for Gemini (``wire/effort.py``; ``minimal`` the least
 Claude takes), so one level asks the same of both families; ``none`` is no thinking, other
 levels a 400 naming the field. With the client's ``max_tokens`` the budget is cut to fit under
 it (a limit that leaves no 1024 is a 400); without one, ``max_tokens`` is the budget plus the
@@ -23,47 +23,33 @@ from types import MappingProxyType
 
 from tollway.core.errors import InvalidRequest
 from tollway.core.types import ChatRequest, Message, ReasoningPart
+from tollway.wire.effort import EFFORT, EFFORT_BUDGETS, take_effort
 
 DEFAULT_MAX_TOKENS = 4096
 """``max_tokens`` sent to Anthropic when the client set none (Anthropic requires one), and the
 answer room beside a thinking budget."""
 MIN_BUDGET = 1024
 """The least ``budget_tokens`` Claude takes."""
-EFFORT_BUDGETS = MappingProxyType(
-    {"none": 0, "minimal": MIN_BUDGET, "low": 1024, "medium": 8192, "high": 24576}
-)
-"""``budget_tokens`` per ``reasoning_effort`` (0: no thinking)."""
-_EFFORT = "reasoning_effort"
+CLAUDE_BUDGETS = MappingProxyType({**EFFORT_BUDGETS, "minimal": MIN_BUDGET})
+"""``budget_tokens`` per ``reasoning_effort``: the shared levels, and ``minimal`` as the least
+Claude takes."""
 
 
 def thinking_for_effort(request: ChatRequest) -> ChatRequest:
     """``request`` with an OpenAI client's ``reasoning_effort`` as Claude's ``thinking`` (and
     the ``max_tokens`` it needs), the field itself taken out; others unchanged."""
-    if request.wire_format != "openai" or _EFFORT not in request.extra:
-        return request
-    effort = request.extra[_EFFORT]
-    extra = {k: v for k, v in request.extra.items() if k != _EFFORT}
-    plain = replace(request, extra=extra)
-    if effort is None:
-        return plain
-    if not isinstance(effort, str) or effort not in EFFORT_BUDGETS:
-        raise InvalidRequest(
-            f"'{_EFFORT}' {effort!r} cannot be translated for a Claude deployment "
-            f"(it takes {', '.join(EFFORT_BUDGETS)})",
-            param=_EFFORT,
-        )
-    budget = EFFORT_BUDGETS[effort]
-    if budget == 0 or _forces_a_call(request) or _answers_unthought_calls(request.messages):
-        return plain
+    plain, budget = take_effort(request, CLAUDE_BUDGETS, "a Claude deployment")
+    if not budget or _forces_a_call(request) or _answers_unthought_calls(request.messages):
+        return plain  # none asked, "none", or a request Claude would refuse with thinking
     if request.max_tokens is None:
         max_tokens = budget + DEFAULT_MAX_TOKENS
     elif request.max_tokens > MIN_BUDGET:
         max_tokens, budget = request.max_tokens, min(budget, request.max_tokens - 1)
     else:
         raise InvalidRequest(
-            f"'{_EFFORT}' needs a token limit above {MIN_BUDGET} on a Claude deployment: "
+            f"'{EFFORT}' needs a token limit above {MIN_BUDGET} on a Claude deployment: "
             f"Claude thinks in at least {MIN_BUDGET} tokens, counted within the limit",
-            param=_EFFORT,
+            param=EFFORT,
         )
     thinking = {"type": "enabled", "budget_tokens": budget}
     return replace(plain, thinking=thinking, max_tokens=max_tokens)

@@ -30,8 +30,6 @@ Where Gemini's shape differs from the canonical one:
 
 from __future__ import annotations
 
-from dataclasses import replace
-from types import MappingProxyType
 from typing import Any, Literal
 
 from tollway.core.errors import InvalidRequest
@@ -47,6 +45,7 @@ from tollway.core.types import (
 )
 from tollway.wire.anthropic_request import asks_for_thinking
 from tollway.wire.crossing import is_foreign, request_for
+from tollway.wire.effort import EFFORT_BUDGETS, take_effort
 from tollway.wire.fields import json_object, number, optional, required
 from tollway.wire.gemini_content import (
     ToolNames,
@@ -70,9 +69,6 @@ _GENERATION_KEYS = frozenset(
     {"temperature", "topP", "maxOutputTokens", "stopSequences", "candidateCount", "seed"}
 )
 _DECLARATION_KEYS = frozenset({"name", "description", "parametersJsonSchema"})
-EFFORT_BUDGETS = MappingProxyType({"none": 0, "low": 1024, "medium": 8192, "high": 24576})
-"""``thinkingBudget`` per OpenAI ``reasoning_effort``, as Google's OpenAI-compatible endpoint
-maps them ("none" turns thinking off)."""
 _ToolMode = Literal["auto", "none", "required", "function"]
 _MODES: dict[str, _ToolMode] = {"AUTO": "auto", "NONE": "none", "ANY": "required"}
 _MODES_OUT = {"auto": "AUTO", "none": "NONE", "required": "ANY", "function": "ANY"}
@@ -147,21 +143,8 @@ def _thinking_to_wire(request: ChatRequest) -> tuple[ChatRequest, dict[str, Any]
             f"'thinking' of type {kind!r} cannot be translated for a gemini deployment",
             param="thinking",
         )
-    if request.wire_format != "openai" or "reasoning_effort" not in request.extra:
-        return request, None
-    effort = request.extra["reasoning_effort"]
-    if effort is None:
-        budget = None
-    elif not isinstance(effort, str) or effort not in EFFORT_BUDGETS:
-        raise InvalidRequest(
-            f"'reasoning_effort' {effort!r} cannot be translated for a gemini deployment "
-            f"(it takes {', '.join(EFFORT_BUDGETS)})",
-            param="reasoning_effort",
-        )
-    else:
-        budget = EFFORT_BUDGETS[effort]
-    extra = {k: v for k, v in request.extra.items() if k != "reasoning_effort"}
-    return replace(request, extra=extra), None if budget is None else {"thinkingBudget": budget}
+    plain, budget = take_effort(request, EFFORT_BUDGETS, "a gemini deployment")
+    return plain, None if budget is None else {"thinkingBudget": budget}
 
 
 def _stops_from_wire(raw: Any) -> list[str] | None:
