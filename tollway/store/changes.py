@@ -52,6 +52,7 @@ class ChangeFeed:
         self.listening = False
         """Whether notices are being received now."""
         self._lost = False
+        self._listened = False  # in this try to listen
 
     async def publish(self, sender: str, kind: str, target: str) -> None:
         """Tell the other replicas that ``kind`` ``target`` changed (delivered on commit)."""
@@ -71,9 +72,9 @@ class ChangeFeed:
             return
         wait = 0.0
         while True:
+            self._listened = False
             try:
-                await self._listen(sender, apply, resync)
-                wait = 0.0
+                await self._listen(sender, apply, resync)  # returns only by raising
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -84,7 +85,9 @@ class ChangeFeed:
                         "changes arrive at the next reconcile until it can",
                         type(exc).__name__,
                     )
-                wait = min(max(wait * 2, 0.25), RETRY_MAX)
+                # Backing off only while it cannot listen: a connection lost after it
+                # listened is tried again soon, whatever an earlier outage had waited.
+                wait = 0.25 if self._listened else min(max(wait * 2, 0.25), RETRY_MAX)
             self.listening = False
             await asyncio.sleep(wait)
 
@@ -101,7 +104,7 @@ class ChangeFeed:
             try:
                 driver.add_termination_listener(lambda _connection: notices.put_nowait(None))
                 await driver.add_listener(self.channel, heard)
-                self.listening = True
+                self.listening = self._listened = True
                 if self._lost:
                     self._lost = False
                     log.info("change feed: listening to the store again")
