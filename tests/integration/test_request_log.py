@@ -592,6 +592,8 @@ def test_a_row_the_store_refuses_verifies_as_a_refusal_not_a_break(logged: Logge
         assert done.returncode == 0, done.stdout + done.stderr
         assert "BROKEN" not in done.stdout and "UNCONFIRMED" not in done.stdout
         assert "1 refused by the store, placeholders at seq " in done.stdout
+        # Without the set-aside rows, nothing vouches for what a placeholder says.
+        assert ("not checked: give --rejected" in done.stdout) is (not args), done.stdout
     # What the placeholder says cannot be changed unseen when the set-aside rows are given.
     with sqlite3.connect(logged.db_path) as db:
         db.execute("UPDATE request_log SET key_id = 'k' WHERE request_id = ?", (rid,))

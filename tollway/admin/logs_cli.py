@@ -201,7 +201,7 @@ def logs_verify(
     failed = 0
     for report in reports:
         span = f"seq {report.first_seq}..{report.last_seq}, {report.records} records"
-        refusals = _refusals(report.refused)
+        refusals = _refusals(report.refused, checked=rejected is not None)
         if not report.ok:
             failed += 1
             typer.echo(
@@ -223,12 +223,15 @@ def logs_verify(
         raise typer.Exit(1)
 
 
-def _refusals(seqs: tuple[int, ...]) -> str:
-    """How a chain's placeholders are listed: refusals by the store, not tampering."""
+def _refusals(seqs: tuple[int, ...], *, checked: bool) -> str:
+    """How a chain's placeholders are listed: refusals by the store, not tampering; and,
+    unless checked against the set-aside rows, that the chain does not cover what they say
+    (a placeholder's columns are not in its hash, so only its set-aside row can vouch)."""
     if not seqs:
         return ""
     shown = ", ".join(map(str, seqs[:20])) + (", ..." if len(seqs) > 20 else "")
-    return f"; {len(seqs)} refused by the store, placeholders at seq {shown}"
+    unchecked = "" if checked else " (their contents not checked: give --rejected DIR)"
+    return f"; {len(seqs)} refused by the store, placeholders at seq {shown}{unchecked}"
 
 
 def _configured_store_url(config: Path | None) -> str:
