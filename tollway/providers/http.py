@@ -258,9 +258,10 @@ async def _read_events(content: aiohttp.StreamReader) -> AsyncIterator[SSEvent]:
     pending = b""
     waiting: list[bytes] = []  # pieces that cannot end an event, joined once one can
     async for piece in content.iter_any():
-        if b"\n" not in piece and b"\r" not in piece:
+        if b"\n" not in piece and b"\r" not in piece and not pending.endswith(b"\r"):
             # The middle of a long event (a large inline image): adding each piece to
-            # ``pending`` and scanning it again would copy the event once per read.
+            # ``pending`` and scanning it again would copy the event once per read. (Not
+            # after a held final \r: a piece without \n shows it ended a line on its own.)
             waiting.append(piece)
             continue
         if waiting:
@@ -334,7 +335,7 @@ async def _status_error(
         param=body.param,
         retry_after=response.headers.get("retry-after") or body.retry_after,
         kind=kind,
-        detail=f"{_host(url)} answered {response.status}: {message}",
+        detail=f"{_host(url)} answered {response.status}: {body.message or message}",
     )
 
 

@@ -1,0 +1,53 @@
+"""The upstream SSE reader (providers/http.py ``_read_events``) fed read by read."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import streams
+
+from tollway.providers.http import _read_events
+
+
+class _Connection:
+    """What a StreamReader asks of its connection: always open, flow control ignored."""
+
+    connected = True
+    _reading_paused = False
+
+    def pause_reading(self, **_: object) -> None:
+        pass
+
+    def resume_reading(self, **_: object) -> None:
+        pass
+
+
+def _reader() -> streams.StreamReader:
+    return streams.StreamReader(_Connection(), 2**16, loop=asyncio.get_running_loop())  # type: ignore[arg-type]
+
+
+async def test_an_event_in_many_reads_without_line_ends_arrives_whole() -> None:
+    reader = _reader()
+    events = _read_events(reader)
+    body = b'data: {"x": "' + b"a" * 300_000 + b'"}\r\n\r\n'
+    for start in range(0, len(body), 4096):
+        reader.feed_data(body[start : start + 4096])
+    reader.feed_eof()
+    got = [event.data async for event in events]
+    assert got == [body[6:-4]]
+
+
+async def test_an_event_ended_by_bare_carriage_returns_is_not_held_by_the_next_read() -> None:
+    # The final \r waits for a possible \n; a next read without one shows the \r ended the
+    # line by itself, so the event is handed on then, not at the next line end or the end.
+    reader = _reader()
+    events = _read_events(reader)
+    first = asyncio.ensure_future(anext(events))
+    for piece in (b"data: a\r\r", b"data: b"):  # two reads
+        reader.feed_data(piece)
+        await asyncio.sleep(0.01)
+    assert first.done(), "the event waited for a later read"
+    assert first.result().data == b"a"
+    reader.feed_data(b"\r\r")
+    reader.feed_eof()
+    assert [event.data async for event in events] == [b"b"]
