@@ -8,7 +8,7 @@ from typing import Literal
 
 from tollway.config.schema import EMBEDDED_SIMULATOR, DeploymentConfig, ResolvedTimeouts, Settings
 from tollway.core.errors import InvalidRequest, NotFound
-from tollway.core.types import AwsCredentials, Deployment, Price, UpstreamTimeouts
+from tollway.core.types import AwsCredentials, Deployment, UpstreamTimeouts
 from tollway.pricing.catalog import PriceCatalog, price_from_row
 from tollway.pricing.tokens import exact_encoding
 from tollway.providers import BUILTIN_PROVIDERS
@@ -163,10 +163,12 @@ def _deployment(
     prices: PriceCatalog | None,
 ) -> Deployment:
     spec = BUILTIN_PROVIDERS[config.provider]
+    listed = prices.lookup(config.provider, config.model) if prices is not None else None
+    price = listed
     if config.price is not None:
-        price: Price | None = price_from_row(config.price.model_dump(), "config")
-    else:
-        price = prices.lookup(config.provider, config.model) if prices is not None else None
+        # The deployment's own rates replace the catalog's; its context window and output
+        # limit are still the model's, which a price in config does not state.
+        price = price_from_row(config.price.model_dump(), "config")
     api_base = config.api_base or (spec.default_api_base or "").format(region=config.region)
     if api_base == EMBEDDED_SIMULATOR:
         if simulator_url is None:
@@ -187,8 +189,8 @@ def _deployment(
         google_service_account=config.google_service_account,
         group=group,
         weight=config.weight,
-        context_window=config.context_window or (price.context_window if price else None),
-        max_output=config.max_output or (price.max_output if price else None),
+        context_window=config.context_window or (listed.context_window if listed else None),
+        max_output=config.max_output or (listed.max_output if listed else None),
         price=price,
         tokenizer=config.tokenizer or exact_encoding(config.model, api_base, spec.openai_hosts),
     )
