@@ -1,17 +1,25 @@
-"""Provider credentials, encrypted at rest; only ``reveal`` ever returns a secret."""
+"""Provider credentials, encrypted at rest; only ``reveal`` ever returns a secret.
+
+Re-encrypting them after a vault key change (``reencrypt``) goes one credential per write
+transaction, each row locked (``FOR UPDATE``; on SQLite the file's write lock) while it is
+read, encrypted again and written: a concurrent put or delete of that credential, or another
+replica re-encrypting at the same time, waits for it or goes first, and is never overwritten
+with an older secret. ``rotated_at`` is left alone (the secret did not change), so replicas
+holding the decrypted secret have nothing to reload.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollway.store.columns import utcnow
 from tollway.store.crypto import SecretBox
-from tollway.store.errors import RecordNotFound
+from tollway.store.errors import RecordNotFound, VaultKeyError
 from tollway.store.models import CredentialRow
-from tollway.store.records import CredentialRecord
+from tollway.store.records import CredentialRecord, Reencryption
 from tollway.store.transaction import Sessions, dialect_insert, transaction
 
 
@@ -84,14 +92,60 @@ class CredentialRepository:
             row = await _credential_row(session, name)
         return self._secret_box().decrypt(row.ciphertext, what=f"credential {name!r}")
 
-    async def reencrypt_all(self) -> int:
-        """Encrypt every secret again with the first vault key; returns how many."""
+    async def reencrypt(self) -> Reencryption:
+        """Encrypt every secret that is under an older vault key again with the first, each
+        credential in a transaction of its own; one that no key decrypts is named in the
+        result and left as it is, and the others are still done."""
         box = self._secret_box()
-        async with transaction(self._sessions, "credentials changed") as session:
-            rows = list(await session.scalars(select(CredentialRow).with_for_update()))
-            for row in rows:
-                row.ciphertext = box.reencrypt(row.ciphertext, what=f"credential {row.name!r}")
-        return len(rows)
+        async with self._sessions() as session:
+            names = list(
+                await session.scalars(select(CredentialRow.name).order_by(CredentialRow.name))
+            )
+        reencrypted, current, undecryptable = 0, 0, []
+        for name in names:
+            try:
+                done = await self._reencrypt_one(box, name)
+            except VaultKeyError:
+                undecryptable.append(name)
+                continue
+            if done is True:
+                reencrypted += 1
+            elif done is False:
+                current += 1
+            # None: deleted since it was listed, nothing to count
+        return Reencryption(reencrypted, current, tuple(undecryptable))
+
+    async def _reencrypt_one(self, box: SecretBox, name: str) -> bool | None:
+        """Whether credential ``name`` was encrypted again (False: it was current already;
+        None: it is gone); ``VaultKeyError`` when no key decrypts it."""
+        async with transaction(self._sessions, f"credential {name!r} changed") as session:
+            query = select(CredentialRow.id, CredentialRow.ciphertext).where(
+                CredentialRow.name == name
+            )
+            row = (await session.execute(query.with_for_update())).one_or_none()
+            if row is None:
+                return None
+            ciphertext = box.reencrypt(row.ciphertext, what=f"credential {name!r}")
+            if ciphertext is None:
+                return False
+            await session.execute(
+                update(CredentialRow)
+                .where(CredentialRow.id == row.id)
+                .values(ciphertext=ciphertext)
+            )
+            return True
+
+    async def under_older_keys(self) -> list[str]:
+        """Names of the credentials not encrypted with the first vault key (under an older
+        key, or one no configured key decrypts), by name; no key is needed when the store
+        keeps no credentials."""
+        query = select(CredentialRow.name, CredentialRow.ciphertext).order_by(CredentialRow.name)
+        async with self._sessions() as session:
+            rows = (await session.execute(query)).all()
+        if not rows:
+            return []
+        box = self._secret_box()
+        return [name for name, ciphertext in rows if not box.is_current(ciphertext)]
 
     async def delete(self, name: str) -> None:
         """Delete credential ``name``; raises ``RecordNotFound``."""
