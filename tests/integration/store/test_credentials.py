@@ -159,7 +159,7 @@ async def test_reencrypting_beside_writes_and_another_replica_loses_nothing(
     store: Store, database: Database
 ) -> None:
     old_key, new_key = generate_vault_key(), generate_vault_key()
-    names = [f"cred-{i:02}" for i in range(24)]
+    names = [f"cred-{i:03}" for i in range(150)]  # more than two write batches
     async with opened(database, old_key) as before:
         for name in names:
             await before.credentials.put(name, "openai", f"old-{name}")
