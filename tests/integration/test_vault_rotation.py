@@ -205,3 +205,43 @@ def test_reencrypt_names_a_credential_no_key_decrypts_and_does_the_others(
     assert "Traceback" not in output
     for secret in (UPSTREAM_KEY, "sk-stray-0123456789", NEW_KEY, OLD_KEY, STRAY_KEY):
         assert secret not in output and secret not in answer.text
+
+
+def test_replicas_keep_serving_while_one_reencrypts_and_then_follow_its_changes(
+    log_dir: Path, simulator_url: str
+) -> None:
+    # Two replicas on PostgreSQL that hear each other only through the change feed.
+    databases = postgres_database()
+    store_url = next(databases)
+    try:
+        settings = config(simulator_url, store_url, "sim")
+        settings["auth"] = {"reconcile_interval": "1h"}
+        settings["server"] = {"reload_interval": None}
+        env = {"TOLLWAY_STORE_URL": store_url, "TOLLWAY_VAULT_KEY": OLD_KEY}
+        with running_gateway(log_dir, settings, env) as (url, _):
+            stored = {"name": "sim", "provider": "openai", "secret": UPSTREAM_KEY}
+            assert admin(url).put("/admin/credentials/sim", json=stored).status_code == 200
+        env["TOLLWAY_VAULT_KEY"] = f"{NEW_KEY},{OLD_KEY}"
+        with (
+            running_gateway(log_dir, settings, env) as (first, _),
+            running_gateway(log_dir, settings, env) as (second, other),
+        ):
+            answer = admin(first).post("/admin/credentials/reencrypt")
+            assert answer.json() == {"reencrypted": 1, "current": 0, "undecryptable": []}
+            assert chat(second) and chat(first)
+            # A rotation through the first replica reaches the second, decrypted with NEW.
+            wrong = {"name": "sim", "provider": "openai", "secret": "sk-wrong-key-for-test-9876"}
+            assert admin(first).put("/admin/credentials/sim", json=wrong).status_code == 200
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    chat(second)
+                except openai.APIStatusError as exc:
+                    assert exc.status_code == 502  # the simulator refuses the wrong key
+                    break
+                assert time.monotonic() < deadline, "the rotation never reached the replica"
+                time.sleep(0.1)
+            assert "cannot be decrypted" not in other.output()
+            assert "Traceback" not in other.output()
+    finally:
+        next(databases, None)
