@@ -44,11 +44,6 @@ class SecretBox:
             ) from None
         self._count = len(parts)
 
-    @property
-    def rotating(self) -> bool:
-        """Whether older keys follow the first (a vault key change is under way)."""
-        return self._count > 1
-
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> SecretBox:
         """The box for ``TOLLWAY_VAULT_KEY``; raises ``VaultKeyError`` when it is unset."""
