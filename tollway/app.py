@@ -18,6 +18,7 @@ from tollway.admin.logs import LOG_ROUTES
 from tollway.admin.openapi import openapi_document
 from tollway.admin.reports import REPORT_ROUTES
 from tollway.admin.routes import ROUTES, admin_routes
+from tollway.admin.vault_key import VAULT_KEY_ROUTES
 from tollway.config.schema import Settings
 from tollway.core.errors import NotFound
 from tollway.dialects.anthropic import AnthropicDialect
@@ -65,6 +66,7 @@ def create_app(
     app.router.add_routes(AnthropicDialect(gateway).routes())
     app.router.add_routes([estimate_route(gateway)])
     routes = [*ROUTES, *DEPLOYMENT_ROUTES, *LIMIT_ROUTES, *LOG_ROUTES, *REPORT_ROUTES]
+    routes += VAULT_KEY_ROUTES
     app.router.add_routes(admin_routes(gateway, routes))
     document = orjson.dumps(openapi_document(routes))
 

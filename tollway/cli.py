@@ -14,6 +14,7 @@ import typer
 from tollway.admin import cli as admin_cli
 from tollway.admin.logs_cli import logs as logs_app
 from tollway.admin.reports_cli import report
+from tollway.admin.vault_key_cli import credentials_reencrypt
 from tollway.config import (
     ConfigError,
     Settings,
@@ -33,6 +34,7 @@ app.add_typer(admin_cli.teams, name="teams")
 app.add_typer(admin_cli.users, name="users")
 app.add_typer(admin_cli.keys, name="keys")
 app.add_typer(admin_cli.credentials, name="credentials")
+admin_cli.credentials.command("reencrypt")(credentials_reencrypt)
 app.add_typer(admin_cli.audit, name="audit")
 app.add_typer(logs_app, name="logs")
 app.add_typer(scan_app)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from tollway.auth.identity import Identity
 from tollway.auth.vault import Vault
 from tollway.limits.service import LimitService
-from tollway.store import RecordNotFound, Store
+from tollway.store import VAULT_KEY_ENV, RecordNotFound, Store, VaultKeyError
 
 log = logging.getLogger("tollway")
 
@@ -107,21 +107,60 @@ class Fleet:
         await self._limits.load()
         await self.load_credentials()
 
-    async def load_credentials(self) -> None:
+    async def load_credentials(self, *, at_start: bool = False) -> None:
         """Hold the store's vault credentials: at start and every reload, so one added,
         rotated or deleted through another replica applies here too. Only those whose
-        version (id, rotation time) changed since the last load are decrypted again."""
+        version (id, rotation time) changed since the last load are decrypted again.
+
+        One that no key in ``TOLLWAY_VAULT_KEY`` decrypts stops the start (``at_start``:
+        the operator dropped a key too early, or set the wrong one); on a later reload it
+        is a warning, this replica keeps what it held, and the other credentials are loaded.
+        """
         records = await self._store.credentials.find()
         versions = {record.name: (record.id, record.rotated_at) for record in records}
         for name in self._credential_versions.keys() - versions.keys():
             self._vault.set_stored(name, None)
+        undecryptable = []
         for name, version in versions.items():
             if self._credential_versions.get(name) != version:
                 try:
                     self._vault.set_stored(name, await self._store.credentials.reveal(name))
                 except RecordNotFound:  # deleted since it was listed
                     self._vault.set_stored(name, None)
+                except VaultKeyError:
+                    undecryptable.append(name)
         self._credential_versions = versions
+        if undecryptable:
+            self._undecryptable(undecryptable, at_start=at_start)
+        if at_start and versions:
+            await self._report_older_keys(len(versions))
+
+    def _undecryptable(self, names: list[str], *, at_start: bool) -> None:
+        listed = ", ".join(repr(name) for name in names)
+        problem = (
+            f"the vault credentials {listed} cannot be decrypted with any key in {VAULT_KEY_ENV}"
+        )
+        if at_start:
+            raise VaultKeyError(
+                f"{problem}; set the key they were encrypted with (while changing the key: "
+                "NEW,OLD until `tollway credentials reencrypt` has run, docs/identity.md)"
+            )
+        # Tried again only when one changes: this replica's keys change only by a restart.
+        log.warning(
+            "%s (encrypted by a replica with another key?); this replica keeps what it held",
+            problem,
+        )
+
+    async def _report_older_keys(self, total: int) -> None:
+        """One line at start when stored credentials are still under an older vault key."""
+        older = await self._store.credentials.under_older_keys()
+        if older:
+            log.warning(
+                "%d of the %d vault credentials are still encrypted with an older key in %s; "
+                "once every replica runs with the new key first, run `tollway credentials "
+                "reencrypt` before dropping the old one (docs/identity.md)",
+                len(older), total, VAULT_KEY_ENV,
+            )  # fmt: skip
 
     async def _reload_credential(self, name: str) -> None:
         try:

@@ -341,7 +341,7 @@ class Gateway:
 
     async def _load_identities(self) -> None:
         await self.identity.load()
-        await self.fleet.load_credentials()
+        await self.fleet.load_credentials(at_start=True)
         configured = self.settings.auth.admin_key
         try:
             revealed = self.vault.reveal(configured) if configured else None

@@ -1,17 +1,25 @@
-"""Provider credentials, encrypted at rest; only ``reveal`` ever returns a secret."""
+"""Provider credentials, encrypted at rest; only ``reveal`` ever returns a secret.
+
+Re-encrypting them after a vault key change (``reencrypt``) goes in short write
+transactions of a few dozen credentials, each row locked (``FOR UPDATE``; on SQLite the
+file's write lock) while it is read, encrypted again and written: a concurrent put or delete
+of that credential, or another replica re-encrypting at the same time, waits for it or goes
+first, and is never overwritten with an older secret. ``rotated_at`` is left alone (the
+secret did not change), so replicas holding the decrypted secret have nothing to reload.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollway.store.columns import utcnow
 from tollway.store.crypto import SecretBox
-from tollway.store.errors import RecordNotFound
+from tollway.store.errors import RecordNotFound, VaultKeyError
 from tollway.store.models import CredentialRow
-from tollway.store.records import CredentialRecord
+from tollway.store.records import CredentialRecord, Reencryption
 from tollway.store.transaction import Sessions, dialect_insert, transaction
 
 
@@ -24,6 +32,10 @@ def credential_record(row: CredentialRow) -> CredentialRecord:
         created_at=row.created_at,
         rotated_at=row.rotated_at,
     )
+
+
+REENCRYPT_BATCH = 64
+"""Credentials re-encrypted per write transaction: a thousand in 16 commits, not 1,000."""
 
 
 class CredentialRepository:
@@ -84,14 +96,66 @@ class CredentialRepository:
             row = await _credential_row(session, name)
         return self._secret_box().decrypt(row.ciphertext, what=f"credential {name!r}")
 
-    async def reencrypt_all(self) -> int:
-        """Encrypt every secret again with the first vault key; returns how many."""
+    async def reencrypt(self) -> Reencryption:
+        """Encrypt every secret that is under an older vault key again with the first; one
+        that no key decrypts is named in the result and left as it is, and the others are
+        still done."""
         box = self._secret_box()
+        query = select(CredentialRow.name, CredentialRow.ciphertext).order_by(CredentialRow.name)
+        async with self._sessions() as session:
+            rows = (await session.execute(query)).all()
+        # What is under the first key already needs no write transaction: writes encrypt with
+        # the first key (but on a replica still running an older key first, which step 2 of
+        # the procedure rules out; a later run would catch it). The rest is read again under
+        # a lock before it is changed.
+        stale = [name for name, ciphertext in rows if not box.is_current(ciphertext)]
+        total = Reencryption(reencrypted=0, current=len(rows) - len(stale))
+        for start in range(0, len(stale), REENCRYPT_BATCH):
+            done = await self._reencrypt_batch(box, stale[start : start + REENCRYPT_BATCH])
+            total = Reencryption(
+                total.reencrypted + done.reencrypted,
+                total.current + done.current,
+                total.undecryptable + done.undecryptable,
+            )
+        return total
+
+    async def _reencrypt_batch(self, box: SecretBox, names: list[str]) -> Reencryption:
+        """Re-encrypt the credentials ``names`` (those still there) in one transaction, their
+        rows locked in name order (so replicas doing the same at once cannot deadlock)."""
+        query = (
+            select(CredentialRow.id, CredentialRow.name, CredentialRow.ciphertext)
+            .where(CredentialRow.name.in_(names))
+            .order_by(CredentialRow.name)
+            .with_for_update()
+        )
+        changed: list[dict[str, object]] = []
+        current, undecryptable = 0, []
         async with transaction(self._sessions, "credentials changed") as session:
-            rows = list(await session.scalars(select(CredentialRow).with_for_update()))
-            for row in rows:
-                row.ciphertext = box.reencrypt(row.ciphertext, what=f"credential {row.name!r}")
-        return len(rows)
+            for row in (await session.execute(query)).all():
+                try:
+                    ciphertext = box.reencrypt(row.ciphertext, what=f"credential {row.name!r}")
+                except VaultKeyError:
+                    undecryptable.append(row.name)
+                    continue
+                if ciphertext is None:  # another replica, or a put, was first
+                    current += 1
+                else:
+                    changed.append({"id": row.id, "ciphertext": ciphertext})
+            if changed:  # by primary key, one executemany
+                await session.execute(update(CredentialRow), changed)
+        return Reencryption(len(changed), current, tuple(undecryptable))
+
+    async def under_older_keys(self) -> list[str]:
+        """Names of the credentials not encrypted with the first vault key (under an older
+        key, or one no configured key decrypts), by name; no key is needed when the store
+        keeps no credentials."""
+        query = select(CredentialRow.name, CredentialRow.ciphertext).order_by(CredentialRow.name)
+        async with self._sessions() as session:
+            rows = (await session.execute(query)).all()
+        if not rows:
+            return []
+        box = self._secret_box()
+        return [name for name, ciphertext in rows if not box.is_current(ciphertext)]
 
     async def delete(self, name: str) -> None:
         """Delete credential ``name``; raises ``RecordNotFound``."""

@@ -1,7 +1,8 @@
 """Encryption at rest for provider credentials: Fernet with the vault key from the environment.
 
 ``TOLLWAY_VAULT_KEY`` holds one Fernet key, or several separated by commas while the key is
-being rotated: the first encrypts, any of them decrypts.
+being rotated: the first encrypts, any of them decrypts, and ``reencrypt`` moves a secret
+under the first (docs/identity.md, "Changing the vault key").
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ class SecretBox:
         if not parts:
             raise VaultKeyError(f"{VAULT_KEY_ENV} is empty; {_MAKE_ONE}")
         try:
-            self._fernet = MultiFernet([Fernet(part) for part in parts])
+            self._first = Fernet(parts[0])
+            self._fernet = MultiFernet([self._first, *(Fernet(part) for part in parts[1:])])
         except ValueError:
             raise VaultKeyError(
                 f"{VAULT_KEY_ENV} is not a valid Fernet key (32 url-safe base64-encoded bytes); "
@@ -67,13 +69,25 @@ class SecretBox:
                 "another key (or the stored ciphertext is damaged)"
             ) from None
 
-    def reencrypt(self, ciphertext: bytes, *, what: str = "the secret") -> bytes:
-        """``ciphertext`` encrypted again with the first key (after a vault key change)."""
+    def is_current(self, ciphertext: bytes) -> bool:
+        """Whether ``ciphertext`` is encrypted with the first key (the one that encrypts)."""
+        try:
+            self._first.decrypt(ciphertext)
+        except InvalidToken:
+            return False
+        return True
+
+    def reencrypt(self, ciphertext: bytes, *, what: str = "the secret") -> bytes | None:
+        """``ciphertext`` encrypted again with the first key (after a vault key change), or
+        ``None`` when it already is; ``VaultKeyError`` when no key decrypts it."""
+        if self.is_current(ciphertext):
+            return None
         try:
             return self._fernet.rotate(ciphertext)
         except InvalidToken:
             raise VaultKeyError(
-                f"{what} cannot be decrypted with any key in {VAULT_KEY_ENV}"
+                f"{what} cannot be decrypted with any key in {VAULT_KEY_ENV} (it was encrypted "
+                "with another key, or the stored ciphertext is damaged)"
             ) from None
 
     def __repr__(self) -> str:

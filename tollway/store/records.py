@@ -167,6 +167,18 @@ class CredentialRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Reencryption:
+    """What encrypting the vault's credentials again with the first vault key did."""
+
+    reencrypted: int
+    """Credentials that were under an older key and are now under the first."""
+    current: int
+    """Credentials that were under the first key already (left as they were)."""
+    undecryptable: tuple[str, ...] = ()
+    """Names of credentials no configured key decrypts, left as they were."""
+
+
+@dataclass(frozen=True, slots=True)
 class AuditEntry:
     """An audit event to append; ``at`` defaults to the time it is written."""
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import pytest
 
 from tests.integration.store.conftest import Database
 from tollway.store import (
     VAULT_KEY_ENV,
     RecordNotFound,
+    Reencryption,
     SecretBox,
     Store,
     VaultKeyError,
@@ -87,27 +92,117 @@ async def test_vault_key_comes_from_the_environment(
         await from_env.close()
 
 
-async def test_changing_the_vault_key(store: Store, database: Database) -> None:
-    old_key, new_key = generate_vault_key(), generate_vault_key()
-    before = database.store(SecretBox(old_key))
-    await before.open()
-    await before.credentials.put("a", "openai", "secret-a")
-    await before.credentials.put("b", "openai", "secret-b")
-    await before.close()
+async def ciphertexts(database: Database) -> dict[str, bytes]:
+    rows = await database.fetch("SELECT name, ciphertext FROM provider_credentials")
+    return {name: bytes(ciphertext) for name, ciphertext in rows}
 
-    rotating = database.store(SecretBox(f"{new_key},{old_key}"))
-    await rotating.open()
-    assert await rotating.credentials.reencrypt_all() == 2
-    await rotating.close()
 
-    after = database.store(SecretBox(new_key))
-    await after.open()
+@asynccontextmanager
+async def opened(database: Database, keys: str) -> AsyncIterator[Store]:
+    """A store on ``database`` whose vault key variable holds ``keys`` (a replica)."""
+    replica = database.store(SecretBox(keys))
+    await replica.open()
     try:
-        assert await after.credentials.reveal("a") == "secret-a"
-        assert await after.credentials.reveal("b") == "secret-b"
-        wrong = database.store(SecretBox(generate_vault_key()))
-        with pytest.raises(VaultKeyError, match="any key"):
-            await wrong.credentials.reencrypt_all()
-        await wrong.close()
+        yield replica
     finally:
-        await after.close()
+        await replica.close()
+
+
+async def test_reencrypt_moves_every_credential_under_the_first_key(
+    store: Store, database: Database
+) -> None:
+    old_key, new_key = generate_vault_key(), generate_vault_key()
+    async with opened(database, old_key) as before:
+        await before.credentials.put("a", "openai", "secret-a")
+        await before.credentials.put("b", "openai", "secret-b")
+        records = {r.name: r for r in await before.credentials.find()}
+
+    async with opened(database, f"{new_key},{old_key}") as rotating:
+        await rotating.credentials.put("c", "openai", "secret-c")  # under the new key already
+        assert await rotating.credentials.under_older_keys() == ["a", "b"]
+        assert await rotating.credentials.reencrypt() == Reencryption(reencrypted=2, current=1)
+        assert await rotating.credentials.under_older_keys() == []
+        assert await rotating.credentials.reencrypt() == Reencryption(reencrypted=0, current=3)
+        # The secrets did not change: replicas holding them must have nothing to reload.
+        after = {r.name: r for r in await rotating.credentials.find()}
+        assert all(after[name] == records[name] for name in ("a", "b"))
+
+    async with opened(database, new_key) as rotated:
+        for name in ("a", "b", "c"):
+            assert await rotated.credentials.reveal(name) == f"secret-{name}"
+    async with opened(database, generate_vault_key()) as wrong:
+        assert await wrong.credentials.under_older_keys() == ["a", "b", "c"]
+
+
+async def test_a_credential_no_key_decrypts_is_named_and_left_as_it_is(
+    store: Store, database: Database
+) -> None:
+    old_key, new_key, stray_key = (generate_vault_key() for _ in range(3))
+    async with opened(database, old_key) as before:
+        await before.credentials.put("a", "openai", "secret-a")
+        await before.credentials.put("z", "openai", "secret-z")
+    async with opened(database, stray_key) as stray:
+        await stray.credentials.put("m-stray", "openai", "secret-m")
+    stored = await ciphertexts(database)
+
+    async with opened(database, f"{new_key},{old_key}") as rotating:
+        result = await rotating.credentials.reencrypt()
+    assert result == Reencryption(reencrypted=2, current=0, undecryptable=("m-stray",))
+    now = await ciphertexts(database)
+    assert now["m-stray"] == stored["m-stray"]
+    assert now["a"] != stored["a"] and now["z"] != stored["z"]
+    async with opened(database, new_key) as rotated:
+        assert await rotated.credentials.reveal("z") == "secret-z"
+
+
+async def test_reencrypting_beside_writes_and_another_replica_loses_nothing(
+    store: Store, database: Database
+) -> None:
+    old_key, new_key = generate_vault_key(), generate_vault_key()
+    names = [f"cred-{i:03}" for i in range(150)]  # more than two write batches
+    async with opened(database, old_key) as before:
+        for name in names:
+            await before.credentials.put(name, "openai", f"old-{name}")
+    rotating = f"{new_key},{old_key}"
+    async with (
+        opened(database, rotating) as first,
+        opened(database, rotating) as second,
+        opened(database, rotating) as writer,
+    ):
+
+        async def write() -> None:
+            # Puts and deletes while both replicas re-encrypt: none may be overwritten.
+            for name in names[::3]:
+                await writer.credentials.put(name, "openai", f"new-{name}")
+                await asyncio.sleep(0)
+            for name in names[1::6]:
+                await writer.credentials.delete(name)
+
+        one, two, _ = await asyncio.gather(
+            first.credentials.reencrypt(), second.credentials.reencrypt(), write()
+        )
+    deleted, put = set(names[1::6]), set(names[::3])
+    async with opened(database, new_key) as rotated:
+        assert {r.name for r in await rotated.credentials.find()} == set(names) - deleted
+        for name in sorted(set(names) - deleted):
+            expected = f"new-{name}" if name in put else f"old-{name}"
+            assert await rotated.credentials.reveal(name) == expected, name
+        assert await rotated.credentials.under_older_keys() == []
+    assert one.undecryptable == two.undecryptable == ()
+    # Each credential left under the old key was re-encrypted by exactly one replica.
+    untouched = len(names) - len(deleted) - len(put)
+    assert untouched <= one.reencrypted + two.reencrypted <= len(names)
+
+
+async def test_reencrypt_needs_the_vault_key(
+    store: Store, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await store.credentials.put("openai", "openai", SECRET)
+    from_env = database.store()
+    await from_env.open()
+    try:
+        monkeypatch.delenv(VAULT_KEY_ENV, raising=False)
+        with pytest.raises(VaultKeyError, match=f"{VAULT_KEY_ENV} is not set"):
+            await from_env.credentials.reencrypt()
+    finally:
+        await from_env.close()

@@ -51,3 +51,16 @@ def test_several_keys_rotate_the_vault_key() -> None:
 def test_repr_hides_the_key() -> None:
     key = generate_vault_key()
     assert key not in repr(SecretBox(key))
+
+
+def test_reencrypt_moves_a_secret_under_the_first_key_once() -> None:
+    old, new = generate_vault_key(), generate_vault_key()
+    token = SecretBox(old).encrypt("sk-secret")
+    rotating = SecretBox(f"{new},{old}")
+    assert not rotating.is_current(token)
+    moved = rotating.reencrypt(token, what="credential 'x'")
+    assert moved is not None and rotating.is_current(moved)
+    assert SecretBox(new).decrypt(moved) == "sk-secret"
+    assert rotating.reencrypt(moved) is None, "already under the first key: nothing to do"
+    with pytest.raises(VaultKeyError, match=f"credential 'x'.*any key in {VAULT_KEY_ENV}"):
+        SecretBox(generate_vault_key()).reencrypt(token, what="credential 'x'")
