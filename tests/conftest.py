@@ -65,6 +65,17 @@ def gateway_config(simulator_url: str, **upstream: Any) -> dict[str, Any]:
                 ],
             },
             {
+                "name": "test-magistral",  # a reasoning model: content as thinking chunks
+                "deployments": [
+                    {
+                        "provider": "mistral",
+                        "model": "magistral-medium-latest",
+                        "api_base": f"{simulator_url}/mistral/v1",
+                        "api_key": key,
+                    }
+                ],
+            },
+            {
                 "name": "test-embed",
                 "kind": "embedding",
                 "deployments": [
