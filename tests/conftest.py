@@ -186,6 +186,17 @@ def gateway_config(simulator_url: str, **upstream: Any) -> dict[str, Any]:
                 ],
             },
             {
+                "name": "test-gemini-3",  # thinks at a thinkingLevel, not within a budget
+                "deployments": [
+                    {
+                        "provider": "gemini",
+                        "model": "gemini-3-flash-preview",
+                        "api_base": simulator_url,
+                        "api_key": key,
+                    }
+                ],
+            },
+            {
                 "name": "test-vertex",
                 "deployments": [
                     {

@@ -279,3 +279,51 @@ def test_an_effort_gemini_has_no_budget_for_is_a_400_naming_it(gpt: openai.OpenA
         )
     assert caught.value.body is not None
     assert caught.value.body["param"] == "reasoning.effort"  # type: ignore[index]
+
+
+# Gemini 3 (``test-gemini-3``: gemini-3-flash-preview) thinks at a level, not within a budget.
+@pytest.mark.parametrize(
+    ("effort", "level"),
+    [("minimal", "MINIMAL"), ("low", "LOW"), ("high", "HIGH"), ("none", "LOW")],
+)
+def test_reasoning_effort_is_a_gemini_3_thinking_level(
+    gpt: openai.OpenAI, simulator_url: str, effort: str, level: str
+) -> None:
+    marker = f"gemini 3 effort {effort}"
+    completion = gpt.chat.completions.create(
+        model="test-gemini-3",
+        messages=[{"role": "user", "content": marker}],
+        reasoning_effort=effort,  # type: ignore[arg-type]
+    )
+    assert completion.choices[0].message.content
+    body = sent_upstream(simulator_url, marker)
+    assert body["generationConfig"]["thinkingConfig"] == {"thinkingLevel": level}
+    assert completion.usage is not None
+    details = completion.usage.completion_tokens_details
+    assert details is not None and (details.reasoning_tokens or 0) > 0
+
+
+def test_responses_reasoning_effort_is_a_gemini_3_thinking_level(
+    gpt: openai.OpenAI, simulator_url: str
+) -> None:
+    response = gpt.responses.create(
+        model="test-gemini-3", input="responses gemini 3 effort", reasoning={"effort": "medium"}
+    )
+    assert response.output_text
+    body = sent_upstream(simulator_url, "responses gemini 3 effort")
+    assert body["generationConfig"]["thinkingConfig"] == {"thinkingLevel": "MEDIUM"}
+
+
+def test_adaptive_thinking_reaches_gemini_3_as_its_default_dynamic_thinking(
+    claude: anthropic.Anthropic, simulator_url: str
+) -> None:
+    marker = "gemini 3 adaptive thinking"
+    message = claude.messages.create(
+        model="test-gemini-3",
+        max_tokens=4096,
+        thinking={"type": "adaptive"},
+        messages=user(marker),
+    )
+    assert [block.type for block in message.content] == ["thinking", "text"]
+    sent = sent_upstream(simulator_url, marker)["generationConfig"]["thinkingConfig"]
+    assert sent == {"includeThoughts": True}  # no budget: Gemini 3 picks its own level

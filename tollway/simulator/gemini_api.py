@@ -256,7 +256,7 @@ async def handle_gemini(
         return error_response(dialect, 404, message, request_id=call.request_id)
     prompt, input_tokens = read_prompt(call.body, call.output_tokens)
     count = _apply_generation(prompt, call.body.get("generationConfig"))
-    prompt.reasoning, show = thinking(call.body.get("generationConfig"))
+    prompt.reasoning, show = thinking(call.body.get("generationConfig"), model)
     check_history(call.body["contents"], prompt.reasoning)
     completions = [complete(prompt, i, lambda: "") for i in range(count)]
     ending = call.finish_reason
