@@ -105,6 +105,33 @@ def test_streamed_thinking_reaches_anthropic_clients_as_it_comes(
     assert final.usage.output_tokens > len(final.content[1].text.split())
 
 
+def test_a_signature_on_geminis_last_text_piece_does_not_cut_the_text_in_two(
+    claude: anthropic.Anthropic, simulator_url: str
+) -> None:
+    question = user("gemini signs its last words")
+    ask: Any = {"model": "test-gemini", "max_tokens": 4096, "thinking": THINKING}
+    with claude.messages.stream(
+        messages=question, extra_headers={"x-sim-signature": "last-text"}, **ask
+    ) as stream:
+        final = stream.get_final_message()
+    # Not [thinking, text, thinking, text]: the signature follows the whole text.
+    assert [block.type for block in final.content] == ["thinking", "text", "thinking"]
+    thought, answer, signed = final.content
+    assert thought.type == "thinking" and answer.type == "text" and signed.type == "thinking"
+    assert answer.text.startswith("Simulated reply to: gemini signs its last words")
+    signature = thought_signature(thought.thinking)
+    assert signed.thinking == "" and signed.signature == "gemini:" + signature
+    # Sent back, the signature is on the answer's (last) part again, and Gemini takes it.
+    follow_up = [
+        *question,
+        {"role": "assistant", "content": blocks(final)},
+        {"role": "user", "content": "and then? signed replay"},
+    ]
+    assert claude.messages.create(messages=follow_up, **ask).stop_reason == "end_turn"
+    replayed = sent_upstream(simulator_url, "signed replay")["contents"][1]
+    assert replayed["parts"][-1] == {"text": answer.text, "thoughtSignature": signature}
+
+
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_tool_call_round_trip_gives_gemini_its_signature_back(
     claude: anthropic.Anthropic, simulator_url: str, stream: bool
