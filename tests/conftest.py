@@ -65,6 +65,17 @@ def gateway_config(simulator_url: str, **upstream: Any) -> dict[str, Any]:
                 ],
             },
             {
+                "name": "test-magistral",  # a reasoning model: content as thinking chunks
+                "deployments": [
+                    {
+                        "provider": "mistral",
+                        "model": "magistral-medium-latest",
+                        "api_base": f"{simulator_url}/mistral/v1",
+                        "api_key": key,
+                    }
+                ],
+            },
+            {
                 "name": "test-embed",
                 "kind": "embedding",
                 "deployments": [
@@ -169,6 +180,17 @@ def gateway_config(simulator_url: str, **upstream: Any) -> dict[str, Any]:
                     {
                         "provider": "gemini",
                         "model": "sim-chat",
+                        "api_base": simulator_url,
+                        "api_key": key,
+                    }
+                ],
+            },
+            {
+                "name": "test-gemini-3",  # thinks at a thinkingLevel, not within a budget
+                "deployments": [
+                    {
+                        "provider": "gemini",
+                        "model": "gemini-3-flash-preview",
                         "api_base": simulator_url,
                         "api_key": key,
                     }

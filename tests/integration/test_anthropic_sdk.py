@@ -21,6 +21,7 @@ from tests.conftest import UPSTREAM_KEY, gateway_config
 from tests.support import CLIENT_KEY, running_gateway
 from tollway.core.types import ChatRequest, Message
 from tollway.pricing.tokens import TokenCounter
+from tollway.simulator.bedrock_api import thinking_signature
 
 BOTH = pytest.mark.parametrize("model", ["test-claude", "test-chat"])
 PROVIDER = {"test-claude": "anthropic", "test-chat": "openai"}
@@ -599,7 +600,8 @@ def test_an_assistant_turn_reaches_anthropic_deployments_in_the_clients_block_or
     claude: anthropic.Anthropic, simulator_url: str
 ) -> None:
     turn: list[Any] = [
-        {"type": "thinking", "thinking": "look it up first", "signature": "sig-1"},
+        {"type": "thinking", "thinking": "look it up first",
+         "signature": thinking_signature("look it up first")},  # Claude checks it
         {"type": "tool_use", "id": "toolu_7", "name": "get_weather",
          "input": {"city": "Oslo", "unit": "c"}},
         {"type": "text", "text": "Checking the weather."},

@@ -105,6 +105,33 @@ def test_streamed_thinking_reaches_anthropic_clients_as_it_comes(
     assert final.usage.output_tokens > len(final.content[1].text.split())
 
 
+def test_a_signature_on_geminis_last_text_piece_does_not_cut_the_text_in_two(
+    claude: anthropic.Anthropic, simulator_url: str
+) -> None:
+    question = user("gemini signs its last words")
+    ask: Any = {"model": "test-gemini", "max_tokens": 4096, "thinking": THINKING}
+    with claude.messages.stream(
+        messages=question, extra_headers={"x-sim-signature": "last-text"}, **ask
+    ) as stream:
+        final = stream.get_final_message()
+    # Not [thinking, text, thinking, text]: the signature follows the whole text.
+    assert [block.type for block in final.content] == ["thinking", "text", "thinking"]
+    thought, answer, signed = final.content
+    assert thought.type == "thinking" and answer.type == "text" and signed.type == "thinking"
+    assert answer.text.startswith("Simulated reply to: gemini signs its last words")
+    signature = thought_signature(thought.thinking)
+    assert signed.thinking == "" and signed.signature == "gemini:" + signature
+    # Sent back, the signature is on the answer's (last) part again, and Gemini takes it.
+    follow_up = [
+        *question,
+        {"role": "assistant", "content": blocks(final)},
+        {"role": "user", "content": "and then? signed replay"},
+    ]
+    assert claude.messages.create(messages=follow_up, **ask).stop_reason == "end_turn"
+    replayed = sent_upstream(simulator_url, "signed replay")["contents"][1]
+    assert replayed["parts"][-1] == {"text": answer.text, "thoughtSignature": signature}
+
+
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_tool_call_round_trip_gives_gemini_its_signature_back(
     claude: anthropic.Anthropic, simulator_url: str, stream: bool
@@ -279,3 +306,51 @@ def test_an_effort_gemini_has_no_budget_for_is_a_400_naming_it(gpt: openai.OpenA
         )
     assert caught.value.body is not None
     assert caught.value.body["param"] == "reasoning.effort"  # type: ignore[index]
+
+
+# Gemini 3 (``test-gemini-3``: gemini-3-flash-preview) thinks at a level, not within a budget.
+@pytest.mark.parametrize(
+    ("effort", "level"),
+    [("minimal", "MINIMAL"), ("low", "LOW"), ("high", "HIGH"), ("none", "LOW")],
+)
+def test_reasoning_effort_is_a_gemini_3_thinking_level(
+    gpt: openai.OpenAI, simulator_url: str, effort: str, level: str
+) -> None:
+    marker = f"gemini 3 effort {effort}"
+    completion = gpt.chat.completions.create(
+        model="test-gemini-3",
+        messages=[{"role": "user", "content": marker}],
+        reasoning_effort=effort,  # type: ignore[arg-type]
+    )
+    assert completion.choices[0].message.content
+    body = sent_upstream(simulator_url, marker)
+    assert body["generationConfig"]["thinkingConfig"] == {"thinkingLevel": level}
+    assert completion.usage is not None
+    details = completion.usage.completion_tokens_details
+    assert details is not None and (details.reasoning_tokens or 0) > 0
+
+
+def test_responses_reasoning_effort_is_a_gemini_3_thinking_level(
+    gpt: openai.OpenAI, simulator_url: str
+) -> None:
+    response = gpt.responses.create(
+        model="test-gemini-3", input="responses gemini 3 effort", reasoning={"effort": "medium"}
+    )
+    assert response.output_text
+    body = sent_upstream(simulator_url, "responses gemini 3 effort")
+    assert body["generationConfig"]["thinkingConfig"] == {"thinkingLevel": "MEDIUM"}
+
+
+def test_adaptive_thinking_reaches_gemini_3_as_its_default_dynamic_thinking(
+    claude: anthropic.Anthropic, simulator_url: str
+) -> None:
+    marker = "gemini 3 adaptive thinking"
+    message = claude.messages.create(
+        model="test-gemini-3",
+        max_tokens=4096,
+        thinking={"type": "adaptive"},
+        messages=user(marker),
+    )
+    assert [block.type for block in message.content] == ["thinking", "text"]
+    sent = sent_upstream(simulator_url, marker)["generationConfig"]["thinkingConfig"]
+    assert sent == {"includeThoughts": True}  # no budget: Gemini 3 picks its own level

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -176,3 +177,78 @@ def test_a_stream_from_mistral_ends_with_the_usage_it_sends_unasked(
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
     body = sent(simulator_url, marker)
     assert body is not None and "stream_options" not in body
+
+
+# Magistral, Mistral's reasoning model: its content is a list of thinking and text chunks.
+MAGISTRAL = "test-magistral"
+
+
+@pytest.fixture(scope="module")
+def claude(gateway_url: str) -> Iterator[anthropic.Anthropic]:
+    with anthropic.Anthropic(base_url=gateway_url, api_key=CLIENT_KEY, max_retries=0) as c:
+        yield c
+
+
+def test_a_magistral_answer_is_text_and_reasoning_for_openai_clients(
+    client: openai.OpenAI,
+) -> None:
+    completion = client.chat.completions.create(
+        model=MAGISTRAL, messages=[{"role": "user", "content": "magistral plain"}]
+    )
+    message = completion.choices[0].message
+    assert (message.content or "").startswith("Simulated reply to: magistral plain")
+    reasoning = (message.model_extra or {})["reasoning_content"]
+    assert reasoning.startswith("Simulated reasoning about: magistral plain")
+    assert completion.usage is not None
+    details = completion.usage.completion_tokens_details
+    assert details is not None and details.reasoning_tokens == len(reasoning.split())
+
+
+def test_a_streamed_magistral_answer_is_text_and_reasoning_deltas(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model=MAGISTRAL,
+        messages=[{"role": "user", "content": "magistral stream"}],
+        stream=True,
+    )
+    text: list[str] = []
+    reasoning: list[str] = []
+    for chunk in stream:
+        for choice in chunk.choices:
+            assert choice.delta.content is None or isinstance(choice.delta.content, str)
+            text.append(choice.delta.content or "")
+            reasoning.append((choice.delta.model_extra or {}).get("reasoning_content") or "")
+    assert "".join(text).startswith("Simulated reply to: magistral stream")
+    assert "".join(reasoning).startswith("Simulated reasoning about: magistral stream")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_magistral_reasoning_reaches_anthropic_clients_as_thinking(
+    claude: anthropic.Anthropic, stream: bool
+) -> None:
+    ask: Any = {
+        "model": MAGISTRAL,
+        "max_tokens": 4096,
+        "thinking": {"type": "enabled", "budget_tokens": 2048},
+        "messages": [{"role": "user", "content": f"magistral thinks, stream={stream}"}],
+    }
+    if stream:
+        with claude.messages.stream(**ask) as events:
+            message = events.get_final_message()
+    else:
+        message = claude.messages.create(**ask)
+    assert [block.type for block in message.content] == ["thinking", "text"]
+    thought, answer = message.content
+    assert thought.type == "thinking" and answer.type == "text"
+    marker = f"magistral thinks, stream={stream}"
+    assert thought.thinking.startswith(f"Simulated reasoning about: {marker}")
+    assert thought.signature == ""  # no one signed it
+    assert answer.text.startswith(f"Simulated reply to: magistral thinks, stream={stream}")
+
+
+def test_a_magistral_answer_reaches_responses_clients_as_a_reasoning_item(
+    client: openai.OpenAI,
+) -> None:
+    response = client.responses.create(model=MAGISTRAL, input="magistral responses")
+    kinds = [item.type for item in response.output]
+    assert kinds == ["reasoning", "message"]
+    assert response.output_text.startswith("Simulated reply to: magistral responses")

@@ -128,7 +128,7 @@ class GeminiProvider:
 
     async def chat(self, request: ChatRequest, deployment: Deployment) -> ChatResponse:
         """One complete answer."""
-        body = request_to_wire(request)
+        body = request_to_wire(request, deployment.model)
         raw = await self._post(deployment, "generateContent", body, request.upstream_headers)
         return response_from_wire(raw)
 
@@ -140,7 +140,7 @@ class GeminiProvider:
         reader = StreamReader(request.n or 1)
         events = self._client.post_stream(
             self._flavor.url(deployment, "streamGenerateContent") + "?alt=sse",
-            request_to_wire(request),
+            request_to_wire(request, deployment.model),
             headers,
             deployment.timeouts,
             error_from_wire,
@@ -159,7 +159,7 @@ class GeminiProvider:
 
     async def count_tokens(self, request: ChatRequest, deployment: Deployment) -> int:
         """The input tokens of ``request`` as the upstream counts them."""
-        body = self._flavor.count_body(request_to_wire(request), deployment.model)
+        body = self._flavor.count_body(request_to_wire(request, deployment.model), deployment.model)
         raw = await self._post(deployment, "countTokens", body, request.upstream_headers)
         tokens = raw.get("totalTokens") if isinstance(raw, dict) else None
         if not isinstance(tokens, int):

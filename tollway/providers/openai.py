@@ -25,6 +25,7 @@ from tollway.core.types import (
 from tollway.providers.base import ProviderResources, ProviderSpec
 from tollway.providers.field_rules import FieldRules
 from tollway.providers.http import encoded
+from tollway.wire.mistral_content import reasoning_in_content
 from tollway.wire.openai_embeddings import (
     embedding_request_to_wire,
     embedding_response_from_wire,
@@ -71,6 +72,10 @@ class OpenAIFlavor:
     fields: FieldRules | None = None
     """For a strict server, the fields it renames, ignores or refuses; ``None``: the body goes
     as the codec wrote it (every field the client sent passes through)."""
+    reshape: Callable[[dict[str, Any]], bool] | None = None
+    """For a server whose answers differ from OpenAI's shape, rewrites a parsed answer or
+    stream chunk in place into it (whether it did: the bytes are then not sent on as they
+    came); ``None``: answers are OpenAI's."""
 
 
 def _plain_url(deployment: Deployment, endpoint: str) -> str:
@@ -161,7 +166,14 @@ MISTRAL_FIELDS = FieldRules(
         "tool": frozenset({"role", "content", "tool_call_id", "name"}),
     },
 )
-MISTRAL = replace(OPENAI, stream_options=_never, obfuscation=_never, fields=MISTRAL_FIELDS)
+# Its reasoning models (Magistral) answer with content as a list of thinking and text chunks.
+MISTRAL = replace(
+    OPENAI,
+    stream_options=_never,
+    obfuscation=_never,
+    fields=MISTRAL_FIELDS,
+    reshape=reasoning_in_content,
+)
 AZURE = OpenAIFlavor(
     url=_azure_url,
     body_model=_azure_body_model,
@@ -228,6 +240,9 @@ class OpenAIProvider:
             error_from_wire,
             secret,
         )
+        reshape = self._flavor.reshape
+        if reshape is not None and isinstance(raw, dict) and reshape(raw):
+            body = orjson.dumps(raw)
         if request.answer_as_is and request.wire_format == WIRE_FORMAT:
             response = usage_from_answer(raw)  # the client is sent ``body`` itself
         else:
@@ -249,6 +264,7 @@ class OpenAIProvider:
             secret,
         )
         slots = ToolCallSlots()
+        reshape = self._flavor.reshape
         async for event in events:
             if event.data == b"[DONE]":
                 return
@@ -263,9 +279,10 @@ class OpenAIProvider:
                 raise UpstreamProtocolError(
                     f"upstream stream failed: {error.message}", code=error.code, param=error.param
                 )
+            reshaped = reshape is not None and reshape(raw)
             chunk = chunk_from_wire(raw, slots)
-            if not slots.placed:  # else re-encoded for OpenAI clients, with each call's index
-                chunk.raw = event.data
+            if not slots.placed and not reshaped:
+                chunk.raw = event.data  # else re-encoded for OpenAI clients
             yield chunk
         raise UpstreamProtocolError("upstream stream ended before [DONE]")
 

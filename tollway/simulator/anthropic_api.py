@@ -15,6 +15,16 @@ does; the simulator keeps no cache, so nothing is ever read from it.
 Refusals: with ``x-sim-refusal`` the answer is those words as text, ending with
 ``stop_reason: "refusal"``, as Claude's answers a safety classifier stops end.
 
+Extended thinking: a request whose ``thinking`` turns it on (``enabled`` with a
+``budget_tokens`` of at least 1024 and below ``max_tokens``, or ``adaptive``; checked as Claude
+checks it) is answered with a signed ``thinking`` block first (``"Simulated reasoning about:
+<the same words>"`` and filler, counted in ``output_tokens``); streamed, that block's
+``content_block_start`` (empty ``thinking`` and ``signature``), the ping, one
+``thinking_delta`` a token, one ``signature_delta``, ``content_block_stop``, as Claude streams
+it. A ``thinking`` block given back must carry the signature the simulator gave its text, and,
+with thinking on, the assistant turn whose tool calls the request answers must start with
+one: both are Claude's 400 otherwise.
+
 Citations: a request holding a plain-text ``document`` with ``citations: {"enabled": true}``
 (and asking for no tool call) is answered as Anthropic answers one, in separate text blocks
 around the quote, the quoting block alone carrying its ``char_location`` citation; streamed,
@@ -28,6 +38,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tollway.simulator.bedrock_api import claude_thinking, thinking_signature
 from tollway.simulator.content import (
     IMAGE_TOKENS,
     MESSAGE_OVERHEAD,
@@ -199,8 +210,48 @@ def _usage(input_tokens: int, output_tokens: int, cache_ttl: str | None = None) 
     }
 
 
+def _thinking_block(completion: Completion) -> dict[str, Any]:
+    text = "".join(completion.reasoning)
+    return {"type": "thinking", "thinking": text, "signature": thinking_signature(text)}
+
+
+def _check_thinking(messages: list[Any], thinking: bool) -> None:
+    """Thinking given back must be signed as the simulator signed it; with thinking on, the
+    turn whose tool calls the request answers must start with its thinking (Claude's rules)."""
+    for index, message in enumerate(messages):
+        content = message.get("content")
+        if message.get("role") != "assistant" or not isinstance(content, list):
+            continue
+        for position, block in enumerate(content):
+            if not (isinstance(block, dict) and block.get("type") == "thinking"):
+                continue
+            if block.get("signature") != thinking_signature(str(block.get("thinking"))):
+                where = f"messages.{index}.content.{position}"
+                raise InvalidRequest(f"{where}: Invalid `signature` in `thinking` block", where)
+    if not thinking or len(messages) < 2:
+        return
+    answered, last = messages[-2], messages[-1]
+    results = last.get("content") if last.get("role") == "user" else None
+    if not isinstance(results, list) or not any(
+        isinstance(b, dict) and b.get("type") == "tool_result" for b in results
+    ):
+        return
+    content = answered.get("content")
+    first = content[0] if isinstance(content, list) and content else {}
+    kind = first.get("type") if isinstance(first, dict) else None
+    if kind not in ("thinking", "redacted_thinking"):
+        raise InvalidRequest(
+            f"messages.{len(messages) - 2}.content.0.type: Expected `thinking` or "
+            f"`redacted_thinking`, but found `{kind}`. When `thinking` is enabled, a final "
+            "`assistant` message must start with a thinking block.",
+            "messages",
+        )
+
+
 def _blocks(completion: Completion) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
+    if completion.reasoning:
+        blocks.append(_thinking_block(completion))
     if completion.pieces:
         blocks.append({"type": "text", "text": completion.text})
     for call in completion.tool_calls:
@@ -246,6 +297,8 @@ async def handle_messages(
     body = call.body
     prompt, input_tokens = read_prompt(body, call.output_tokens)
     prompt.max_tokens = _max_tokens(body)
+    prompt.reasoning = claude_thinking(body.get("thinking"), prompt.max_tokens)
+    _check_thinking(body["messages"], prompt.reasoning)
     ttl = _cache_ttl(body)
     completion = complete(prompt, 0, lambda: state.new_id("toolu_"))
     if call.refusal is not None:
@@ -300,6 +353,20 @@ def _text_block_parts(index: int, pieces: list[str]) -> StreamParts:
     return parts
 
 
+def _thinking_block_parts(completion: Completion) -> StreamParts:
+    block = {"type": "thinking", "thinking": "", "signature": ""}
+    start = {"type": "content_block_start", "index": 0, "content_block": block}
+    parts: StreamParts = [(_event(b"content_block_start", start), False)]
+    for piece in completion.reasoning:
+        delta = {"type": "thinking_delta", "thinking": piece}
+        event = {"type": "content_block_delta", "index": 0, "delta": delta}
+        parts.append((_event(b"content_block_delta", event), True))
+    signature = {"type": "signature_delta", "signature": _thinking_block(completion)["signature"]}
+    event = {"type": "content_block_delta", "index": 0, "delta": signature}
+    parts.append((_event(b"content_block_delta", event), False))
+    return parts
+
+
 def _cited_block_parts(index: int, block: dict[str, Any]) -> StreamParts:
     parts = _text_block_parts(index, [block["text"]])
     for citation in block.get("citations") or ():
@@ -323,8 +390,10 @@ def stream_parts(
     blocks: list[StreamParts] = []
     if cited is not None:
         blocks.extend(_cited_block_parts(index, block) for index, block in enumerate(cited))
-    elif completion.pieces:
-        blocks.append(_text_block_parts(0, completion.pieces))
+    if completion.reasoning and cited is None:
+        blocks.append(_thinking_block_parts(completion))
+    if cited is None and completion.pieces:
+        blocks.append(_text_block_parts(len(blocks), completion.pieces))
     for call in completion.tool_calls:
         index = len(blocks)
         block = {"type": "tool_use", "id": call.id, "name": call.name, "input": {}}

@@ -223,6 +223,11 @@ def _thinking(body: dict[str, Any], max_tokens: int | None) -> bool:
     Claude checks it)."""
     fields = body.get("additionalModelRequestFields")
     thinking = fields.get("thinking") if isinstance(fields, dict) else None
+    return claude_thinking(thinking, max_tokens)
+
+
+def claude_thinking(thinking: Any, max_tokens: int | None) -> bool:
+    """Whether Claude's ``thinking`` field turns thinking on (checked as Claude checks it)."""
     if thinking is None:
         return False
     kind = thinking.get("type") if isinstance(thinking, dict) else None

@@ -70,6 +70,10 @@ class Call:
     """``x-sim-reasoning``: the field an OpenAI-format answer says its reasoning in, as
     OpenAI-compatible servers do (``reasoning_content``: DeepSeek, vLLM; ``reasoning``: Groq,
     OpenRouter)."""
+    sign_last_text: bool = False
+    """``x-sim-signature: last-text``: a streamed Gemini answer without calls carries its
+    ``thoughtSignature`` on its last text piece rather than on an empty part after it (Gemini
+    sends both)."""
     stream_error: bytes | None = None
     """``error-after``: the event that ends the stream once ``stop_after`` tokens are sent
     (the API's overload error), instead of a dropped connection."""
@@ -155,6 +159,7 @@ async def admit(
         finish_reason = _finish_reason_knob(request.headers.get("x-sim-finish-reason"))
         refusal = _refusal_knob(request.headers.get("x-sim-refusal"))
         reasoning_field = _reasoning_knob(request.headers.get("x-sim-reasoning"))
+        sign_last_text = _signature_knob(request.headers.get("x-sim-signature"))
     except ValueError as exc:
         return error_response(dialect, 400, f"simulator: {exc}", request_id=request_id)
     stop_after = None
@@ -190,6 +195,7 @@ async def admit(
         finish_reason=finish_reason,
         refusal=refusal,
         reasoning_field=reasoning_field,
+        sign_last_text=sign_last_text,
         stream_error=stream_error,
     )
 
@@ -201,6 +207,15 @@ def _refusal_knob(value: str | None) -> str | None:
     if not value.strip():
         raise ValueError("x-sim-refusal must hold the words of the refusal")
     return value.strip()
+
+
+def _signature_knob(value: str | None) -> bool:
+    """Whether ``x-sim-signature`` asks to sign a Gemini stream's last text piece."""
+    if value is None:
+        return False
+    if value.strip().lower() != "last-text":
+        raise ValueError(f"x-sim-signature must be 'last-text', not {value!r}")
+    return True
 
 
 def _reasoning_knob(value: str | None) -> str | None:

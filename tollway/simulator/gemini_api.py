@@ -256,7 +256,7 @@ async def handle_gemini(
         return error_response(dialect, 404, message, request_id=call.request_id)
     prompt, input_tokens = read_prompt(call.body, call.output_tokens)
     count = _apply_generation(prompt, call.body.get("generationConfig"))
-    prompt.reasoning, show = thinking(call.body.get("generationConfig"))
+    prompt.reasoning, show = thinking(call.body.get("generationConfig"), model)
     check_history(call.body["contents"], prompt.reasoning)
     completions = [complete(prompt, i, lambda: "") for i in range(count)]
     ending = call.finish_reason
@@ -265,7 +265,9 @@ async def handle_gemini(
     response_id = state.new_id("sim-")
     if method == "generateContent":
         return await _answer(call, dialect, model, response_id, completions, input_tokens, show)
-    events = _events(model, response_id, completions, input_tokens, ending, show)
+    events = _events(
+        model, response_id, completions, input_tokens, ending, show, call.sign_last_text
+    )
     if request.query.get("alt") != "sse":
         await delay(call, sum(c.output_tokens for c in completions))
         array = [orjson.Fragment(data[6:-4]) for data, _ in events]
@@ -317,8 +319,10 @@ def _events(
     input_tokens: int,
     ending: str | None = None,
     show: bool = False,
+    sign_last_text: bool = False,
 ) -> StreamParts:
-    """Every object of a stream, each framed as one server-sent event."""
+    """Every object of a stream, each framed as one server-sent event; ``sign_last_text``: an
+    answer without calls is signed on its last text piece, not on the empty part after it."""
     parts: StreamParts = []
     produced = thoughts = 0
 
@@ -339,6 +343,8 @@ def _events(
             pieces = [({"text": p, "thought": True}, 1) for p in completion.reasoning]
         pieces.extend(({"text": p}, 1) for p in completion.pieces)
         signature = thought_signature("".join(completion.reasoning))
+        if sign_last_text and completion.reasoning and completion.pieces:
+            pieces[-1][0]["thoughtSignature"] = signature
         for number, call in enumerate(completion.tool_calls):
             part: dict[str, Any] = {"functionCall": {"name": call.name, "args": call.input()}}
             if completion.reasoning and number == 0:
@@ -349,17 +355,22 @@ def _events(
             content = {"role": "model", "parts": [part]}
             parts.append((event([{"content": content, "index": index}]), True))
     last = [
-        _last_candidate(completion, index, ending) for index, completion in enumerate(completions)
+        _last_candidate(
+            completion, index, ending, signed=sign_last_text and bool(completion.pieces)
+        )
+        for index, completion in enumerate(completions)
     ]
     parts.append((event(last), False))
     return parts
 
 
-def _last_candidate(completion: Completion, index: int, ending: str | None) -> dict[str, Any]:
+def _last_candidate(
+    completion: Completion, index: int, ending: str | None, *, signed: bool = False
+) -> dict[str, Any]:
     """A stream's last object for one candidate: without calls, its empty text part carries
-    the answer's signature, as Gemini sends it."""
+    the answer's signature, as Gemini sends it (unless ``signed`` already)."""
     candidate = _candidate(Completion([], completion.finish), index, ending)
-    if completion.reasoning and not completion.tool_calls and "content" in candidate:
+    if completion.reasoning and not completion.tool_calls and "content" in candidate and not signed:
         signature = thought_signature("".join(completion.reasoning))
         candidate["content"]["parts"][0]["thoughtSignature"] = signature
     return candidate

@@ -1,7 +1,10 @@
 """Gemini thinking in the simulator: ``thinkingConfig``, thought parts and thought signatures.
 
-With ``generationConfig.thinkingConfig.thinkingBudget`` other than 0 (``-1``: dynamic) the
-model reasons before it answers; its reasoning tokens are ``usageMetadata.thoughtsTokenCount``
+With ``generationConfig.thinkingConfig.thinkingBudget`` other than 0 (``-1``: dynamic), or,
+for a Gemini 3 model (``gemini-3...`` and later), any ``thinkingLevel`` (``MINIMAL``, ``LOW``,
+``MEDIUM``, ``HIGH``, in either case) or just ``includeThoughts``, the model reasons before it
+answers; as Gemini does, a level for an older model, an unknown level, and a level with a
+budget are a 400; its reasoning tokens are ``usageMetadata.thoughtsTokenCount``
 (not in ``candidatesTokenCount``). With ``includeThoughts`` the answer starts with the
 reasoning as a ``thought: true`` text part (streamed: one such part a token). The answer is
 signed (``thoughtSignature``) as Gemini 3 signs it: on its first ``functionCall`` part, or,
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from typing import Any
 
 from tollway.simulator.content import Completion, InvalidRequest
@@ -24,6 +28,8 @@ from tollway.simulator.content import Completion, InvalidRequest
 PLACEHOLDER = "skip_thought_signature_validator"
 """Google's documented signature for function calls the model did not produce itself."""
 _KEY = b"tollway-sim-gemini-thought\0"
+_GEMINI_3 = re.compile(r"(?:^|/)gemini-([3-9]|\d\d+)(?:[.-]|$)")
+_LEVELS = frozenset({"MINIMAL", "LOW", "MEDIUM", "HIGH"})
 _MISSING = (
     "Function call is missing a thought_signature in functionCall parts. This is required for "
     "tools to work correctly, and missing thought_signature may lead to degraded model "
@@ -49,16 +55,37 @@ def _valid(signature: Any) -> bool:
     return len(raw) == 24 and hashlib.sha256(_KEY + payload).digest()[:12] == mac
 
 
-def thinking(config: Any) -> tuple[bool, bool]:
-    """Whether ``generationConfig`` turns thinking on, and whether thoughts are shown."""
+def thinking(config: Any, model: str = "") -> tuple[bool, bool]:
+    """Whether ``generationConfig`` turns thinking on for ``model``, and whether thoughts are
+    shown."""
     thinking_config = config.get("thinkingConfig") if isinstance(config, dict) else None
     if not isinstance(thinking_config, dict):
         return False, False
+    if "thinkingLevel" in thinking_config:
+        _check_level(thinking_config, model)
+        return True, thinking_config.get("includeThoughts") is True
     budget = thinking_config.get("thinkingBudget", -1)
     if not isinstance(budget, int) or isinstance(budget, bool) or budget < -1:
         raise InvalidRequest("thinkingBudget must be -1, 0 or a positive integer", "thinkingConfig")
     on = budget != 0
     return on, on and thinking_config.get("includeThoughts") is True
+
+
+def _check_level(thinking_config: dict[str, Any], model: str) -> None:
+    if not _GEMINI_3.search(model.lower()):
+        raise InvalidRequest("Thinking level is not supported for this model.", "thinkingConfig")
+    if "thinkingBudget" in thinking_config:
+        raise InvalidRequest(
+            "Unable to submit request because thinking_budget and thinking_level are not "
+            "supported together.",
+            "thinkingConfig",
+        )
+    level = thinking_config["thinkingLevel"]
+    if not isinstance(level, str) or level.upper() not in _LEVELS:
+        raise InvalidRequest(
+            f"Invalid value at 'generation_config.thinking_config.thinking_level' ({level!r})",
+            "thinkingConfig",
+        )
 
 
 def check_history(contents: list[Any], thinking_on: bool) -> None:

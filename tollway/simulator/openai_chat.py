@@ -16,7 +16,11 @@ refusal comes: no content, the words in ``message.refusal`` (streamed as ``delta
 pieces), finish ``stop``. With ``x-sim-reasoning`` (the field name) it reasons first as
 OpenAI-compatible servers say it: ``message.reasoning_content`` (or ``reasoning``), streamed
 as ``delta.reasoning_content`` pieces before the answer's, counted in
-``completion_tokens_details.reasoning_tokens``.
+``completion_tokens_details.reasoning_tokens``. Mistral's reasoning models (a model name with
+``magistral`` at ``/mistral/v1``) always reason, as Magistral says it: ``message.content`` is a
+list of chunks, a ``thinking`` chunk (its text as a list of ``text`` chunks) then a ``text``
+chunk; streamed, each reasoning piece is a ``delta.content`` list holding one ``thinking``
+chunk, and the answer's pieces are plain text.
 """
 
 from __future__ import annotations
@@ -59,6 +63,19 @@ CONTENT_FILTER_RESULTS = {
 }
 PROMPT_FILTER_RESULTS = [{"prompt_index": 0, "content_filter_results": CONTENT_FILTER_RESULTS}]
 _DONE = b"data: [DONE]\n\n"
+CONTENT_CHUNKS = "content"
+"""The ``reasoning_field`` of a model that says its reasoning in ``content`` chunks (Magistral)."""
+
+
+def magistral(dialect: Dialect, model: str) -> bool:
+    """Whether ``model`` is one of Mistral's reasoning models, which always reason."""
+    return dialect is Dialect.MISTRAL and "magistral" in model.lower()
+
+
+def _thinking_chunk(text: str) -> JSON:
+    return {"type": "thinking", "thinking": [{"type": "text", "text": text}]}
+
+
 _TOKEN_TAIL = b'},"logprobs":null,"finish_reason":null}'
 
 
@@ -222,7 +239,8 @@ async def handle_chat(
         )
         raise InvalidRequest(message, "parallel_tool_calls")
     prompt, prompt_tokens = read_prompt(body, call)
-    prompt.reasoning = call.reasoning_field is not None
+    reasoning_field = CONTENT_CHUNKS if magistral(dialect, model) else call.reasoning_field
+    prompt.reasoning = reasoning_field is not None
     n = _choice_count(body)
     if body.get("stream_options") is not None and body.get("stream") is not True:
         message = "The 'stream_options' parameter is only allowed when 'stream' is enabled."
@@ -254,7 +272,7 @@ async def handle_chat(
             include_usage,
             call.interleave_tools,
             unindexed_tools=call.unindexed_tools,
-            reasoning_field=call.reasoning_field,
+            reasoning_field=reasoning_field,
         )
         if dialect is Dialect.MISTRAL and not call.omit_usage:
             # Mistral puts the usage on the stream's last chunk, unasked (and refuses
@@ -275,9 +293,7 @@ async def handle_chat(
         "object": "chat.completion",
         "created": created,
         "model": model,
-        "choices": [
-            _choice(i, c, dialect, call.reasoning_field) for i, c in enumerate(completions)
-        ],
+        "choices": [_choice(i, c, dialect, reasoning_field) for i, c in enumerate(completions)],
         "usage": used,
         "service_tier": "default",
         "system_fingerprint": SYSTEM_FINGERPRINT,
@@ -293,7 +309,7 @@ def _choice(
     index: int, completion: Completion, dialect: Dialect, reasoning_field: str | None = None
 ) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None}
-    if reasoning_field is not None and completion.reasoning:
+    if reasoning_field not in (None, CONTENT_CHUNKS) and completion.reasoning:
         message[reasoning_field] = "".join(completion.reasoning)
     if completion.finish == "refusal":
         message["refusal"] = completion.text
@@ -304,6 +320,9 @@ def _choice(
         ]
     else:
         message["content"] = completion.text
+    if reasoning_field == CONTENT_CHUNKS and completion.reasoning:
+        answer = [{"type": "text", "text": message["content"]}] if message["content"] else []
+        message["content"] = [_thinking_chunk("".join(completion.reasoning)), *answer]
     message["annotations"] = []
     choice = {
         "index": index,
@@ -364,7 +383,11 @@ def _choice_deltas(
     elif not completion.tool_calls:
         deltas.append(({"role": "assistant", "content": "", "refusal": None}, False))
     thinking: list[tuple[JSON, bool]] = []
-    if reasoning_field is not None and completion.reasoning:
+    if reasoning_field == CONTENT_CHUNKS and completion.reasoning:
+        thinking = [({"content": [_thinking_chunk(p)]}, True) for p in completion.reasoning]
+        thinking[0][0]["role"] = "assistant"
+        deltas[:0] = thinking
+    elif reasoning_field is not None and completion.reasoning:
         thinking = [
             ({"content": None, reasoning_field: piece}, True) for piece in completion.reasoning
         ]

@@ -24,8 +24,11 @@ Another format's reasoning (Bedrock's ``reasoningContent``, an OpenAI-compatible
 then the ``signature_delta`` of a signed block; ``redacted_thinking`` whole) for a client
 that asked for ``thinking``; otherwise it is not shown, and while it lasts a ``ping`` every
 ``KEEPALIVE_SECONDS`` keeps the connection (and proxies' and SDKs' read timeouts) from
-judging the stream dead. An OpenAI-format upstream's ``refusal`` is the answer's text, and
-the stream then ends with ``stop_reason: "refusal"``."""
+judging the stream dead. A signature alone that comes while a text block is open (Gemini
+signs an answer on its last part, streamed after the text) does not cut the text in two: it
+is sent as a thinking block of its own, empty but signed so the client can send it back, once
+the text block ends. An OpenAI-format upstream's ``refusal`` is the answer's text, and the
+stream then ends with ``stop_reason: "refusal"``."""
 
 from __future__ import annotations
 
@@ -200,6 +203,9 @@ class StreamWriter:
         self._foreign = True
         """The answer is another format's (whose stop reasons say less than Anthropic's)."""
         self._held: dict[int, HeldCall] = {}
+        self._signature: str | None = None
+        """A signature that came while a text block was open (Gemini signs an answer on its
+        last part), sent once that block ends."""
         self._finish: FinishReason | None = None
         self._stop_sequence: str | None = None
         self._stop_extra: dict[str, Any] = {}
@@ -296,7 +302,11 @@ class StreamWriter:
         if delta.text:
             self._thinking_block(out)
             out.append(self._delta({"type": "thinking_delta", "thinking": delta.text}))
-        if delta.signature:
+        if delta.signature and self._open_kind == "text" and not delta.text:
+            # Gemini's signature on an answer's last part: a block of its own after the text,
+            # which a thinking block opened now would cut in two.
+            self._signature = delta.signature
+        elif delta.signature:
             self._thinking_block(out)
             out.append(self._delta({"type": "signature_delta", "signature": delta.signature}))
             self._open_kind = "signed"  # its signature ends it: more reasoning is a new block
@@ -391,5 +401,10 @@ class StreamWriter:
                 event("content_block_stop", {"type": "content_block_stop", "index": self._open})
             )
             self._open, self._open_kind = None, ""
+            if self._signature is not None:
+                signature, self._signature = self._signature, None
+                self._thinking_block(out)
+                out.append(self._delta({"type": "signature_delta", "signature": signature}))
+                self._close(out)
             if self._held:  # the open call has ended, so the calls held behind it can go
                 self._release_held(out)

@@ -83,6 +83,7 @@ REPLAYS_REASONING: Mapping[str, str] = MappingProxyType(
 Gemini's thought signatures, which Gemini 3 needs back on the turn's function calls. The others
 are sent a replayed turn without it."""
 _OPENAI = "openai"
+_ANTHROPIC = "anthropic"
 _OPENAI_REASONING = ("reasoning_content", "reasoning")
 """Where OpenAI-compatible servers put the reasoning text beside the answer: DeepSeek and
 vLLM's ``reasoning_content``, the ``reasoning`` of Groq, OpenRouter, Ollama and newer vLLM."""
@@ -97,7 +98,14 @@ def refusal_of(extra: JSON, wire_format: str | None) -> str | None:
 
 def reasoning_of(extra: JSON, wire_format: str | None) -> str | None:
     """The reasoning text (whole, or a streamed piece) an OpenAI-compatible server sent in a
-    message's or delta's extras; ``None`` from other formats."""
+    message's or delta's extras, or a streamed piece of Claude's thinking (a ``thinking_delta``
+    an Anthropic stream's chunk carries as it came); ``None`` from other formats."""
+    if wire_format == _ANTHROPIC and extra:
+        delta = extra.get("delta")
+        if isinstance(delta, dict) and delta.get("type") == "thinking_delta":
+            text = delta.get("thinking")
+            return text if isinstance(text, str) and text else None
+        return None
     if wire_format != _OPENAI or not extra:
         return None
     for key in _OPENAI_REASONING:

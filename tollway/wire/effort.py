@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 from types import MappingProxyType
+from typing import TypeVar
 
 from tollway.core.errors import InvalidRequest
 from tollway.core.types import ChatRequest
@@ -19,14 +20,15 @@ from tollway.core.types import ChatRequest
 EFFORT = "reasoning_effort"
 EFFORT_BUDGETS = MappingProxyType({"none": 0, "low": 1024, "medium": 8192, "high": 24576})
 """Thinking budget per OpenAI ``reasoning_effort`` (0: no thinking)."""
+_Value = TypeVar("_Value")
 
 
 def take_effort(
-    request: ChatRequest, budgets: Mapping[str, int], target: str
-) -> tuple[ChatRequest, int | None]:
-    """``request`` without an OpenAI client's ``reasoning_effort``, and the budget its level
-    names in ``budgets`` (``None``: no level asked); a level ``budgets`` lacks is a 400 naming
-    the field and ``target`` (e.g. "a gemini deployment")."""
+    request: ChatRequest, budgets: Mapping[str, _Value], target: str
+) -> tuple[ChatRequest, _Value | None]:
+    """``request`` without an OpenAI client's ``reasoning_effort``, and the budget (or the
+    provider's own level) its level names in ``budgets`` (``None``: no level asked); a level
+    ``budgets`` lacks is a 400 naming the field and ``target`` (e.g. "a gemini deployment")."""
     if request.wire_format != "openai" or EFFORT not in request.extra:
         return request, None
     effort = request.extra[EFFORT]

@@ -18,12 +18,8 @@ Where Gemini's shape differs from the canonical one:
 - Sampling, length, stop sequences, ``n`` (``candidateCount``), ``seed`` and JSON output live
   in ``generationConfig``: ``json_object`` is ``responseMimeType: application/json`` and
   ``json_schema`` adds the schema as ``responseJsonSchema``.
-- Thinking is ``generationConfig.thinkingConfig``: an Anthropic client's ``thinking`` is
-  ``thinkingBudget`` (its ``budget_tokens``; ``adaptive`` is ``-1``, Gemini's dynamic
-  thinking) with ``includeThoughts``, since the client asked to see it; an OpenAI client's
-  ``reasoning_effort`` (``reasoning.effort`` in Responses) is the budget Google's own
-  OpenAI-compatible endpoint gives it (``EFFORT_BUDGETS``), without thoughts shown, as
-  OpenAI's API shows none. Other levels have no documented budget and stay a 400.
+- Thinking is ``generationConfig.thinkingConfig``: a budget or a level by the model
+  (``gemini_thinking``).
 - No counterpart, dropped: ``user``, ``parallel_tool_calls`` (the model decides), a tool's
   ``strict``, an image's ``detail`` and a message's ``name``.
 """
@@ -43,9 +39,7 @@ from tollway.core.types import (
     ToolCall,
     ToolChoice,
 )
-from tollway.wire.anthropic_request import asks_for_thinking
 from tollway.wire.crossing import is_foreign, request_for
-from tollway.wire.effort import EFFORT_BUDGETS, take_effort
 from tollway.wire.fields import json_object, number, optional, required
 from tollway.wire.gemini_content import (
     ToolNames,
@@ -58,6 +52,7 @@ from tollway.wire.gemini_content import (
     part_from_wire,
     parts_from_wire,
 )
+from tollway.wire.gemini_thinking import thinking_config
 
 WIRE_FORMAT = "gemini"
 JSON_MIME_TYPE = "application/json"
@@ -105,10 +100,11 @@ def request_from_wire(body: dict[str, Any], model: str, *, stream: bool = False)
     )
 
 
-def request_to_wire(request: ChatRequest) -> dict[str, Any]:
-    """The upstream ``generateContent`` body for ``request`` (the model goes in the URL)."""
+def request_to_wire(request: ChatRequest, model: str = "") -> dict[str, Any]:
+    """The upstream ``generateContent`` body for ``request`` to ``model`` (the deployment's,
+    which goes in the URL; it says how the model takes thinking)."""
     foreign = is_foreign(request.wire_format, WIRE_FORMAT)
-    request, thinking = _thinking_to_wire(request)
+    request, thinking = thinking_config(request, model)
     request = request_for(request, WIRE_FORMAT)
     body: dict[str, Any] = dict(request.extra)
     generation = dict(body.pop("generationConfig", None) or {})
@@ -127,24 +123,6 @@ def request_to_wire(request: ChatRequest) -> dict[str, Any]:
     if generation:
         body["generationConfig"] = generation
     return body
-
-
-def _thinking_to_wire(request: ChatRequest) -> tuple[ChatRequest, dict[str, Any] | None]:
-    """The ``thinkingConfig`` for a client's ``thinking`` or ``reasoning_effort`` (see above),
-    and the request without the effort (which ``request_for`` would refuse)."""
-    if asks_for_thinking(request):
-        thinking = request.thinking or {}
-        kind, budget = thinking.get("type"), thinking.get("budget_tokens")
-        if kind == "adaptive":
-            return request, {"thinkingBudget": -1, "includeThoughts": True}
-        if kind == "enabled" and isinstance(budget, int) and not isinstance(budget, bool):
-            return request, {"thinkingBudget": budget, "includeThoughts": True}
-        raise InvalidRequest(
-            f"'thinking' of type {kind!r} cannot be translated for a gemini deployment",
-            param="thinking",
-        )
-    plain, budget = take_effort(request, EFFORT_BUDGETS, "a gemini deployment")
-    return plain, None if budget is None else {"thinkingBudget": budget}
 
 
 def _stops_from_wire(raw: Any) -> list[str] | None:

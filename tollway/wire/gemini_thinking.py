@@ -1,0 +1,72 @@
+"""A client's thinking request as Gemini's ``generationConfig.thinkingConfig``, by model.
+
+Gemini 2.5 thinks within a token budget (``thinkingBudget``: 0 off, -1 dynamic); Gemini 3 and
+later think at a level (``thinkingLevel``: ``MINIMAL``, ``LOW``, ``MEDIUM``, ``HIGH``, which
+models take varies: Gemini 3 Pro refuses ``MINIMAL`` and ``MEDIUM``), cannot turn thinking
+off, still take ``thinkingBudget`` for compatibility, and refuse both in one request. Which
+kind a deployment's model is, is read from its name (``thinks_in_levels``: ``gemini-3...``,
+``gemini-3.1-...`` and later, with or without a ``models/`` path); any other name (Gemini 2.5,
+an alias such as ``gemini-flash-latest``) gets a budget, which every Gemini model takes.
+
+- An Anthropic client's ``thinking`` asks to see the thoughts (``includeThoughts``) and names
+  a budget: ``enabled`` with ``budget_tokens`` N is ``thinkingBudget: N`` for every model (the
+  client's own number, which Gemini 3 takes too; a level would round it); ``adaptive`` is
+  Gemini's dynamic thinking, ``thinkingBudget: -1`` on a budget model and no level on a level
+  model (dynamic thinking is Gemini 3's default). Another type is a 400 naming ``thinking``.
+- An OpenAI client's ``reasoning_effort`` (Responses: ``reasoning.effort``) names a level,
+  without thoughts shown (OpenAI's API shows none): on a level model it is that level
+  (``minimal``, ``low``, ``medium``, ``high``; ``none`` is ``LOW``, the least every Gemini 3
+  model takes, since none can stop thinking); on a budget model it is the budget Google's own
+  OpenAI-compatible endpoint gives it (``EFFORT_BUDGETS``). Other levels are a 400 naming the
+  field.
+"""
+
+from __future__ import annotations
+
+import re
+from types import MappingProxyType
+from typing import Any
+
+from tollway.core.errors import InvalidRequest
+from tollway.core.types import ChatRequest
+from tollway.wire.anthropic_request import asks_for_thinking
+from tollway.wire.effort import EFFORT_BUDGETS, take_effort
+
+_GENERATION = re.compile(r"(?:^|/)gemini-(\d+)(?:[.-]|$)")
+_FIRST_LEVEL_GENERATION = 3
+EFFORT_LEVELS = MappingProxyType(
+    {"none": "LOW", "minimal": "MINIMAL", "low": "LOW", "medium": "MEDIUM", "high": "HIGH"}
+)
+"""``thinkingLevel`` per OpenAI ``reasoning_effort``, for models that think at a level."""
+_TARGET = "a gemini deployment"
+
+
+def thinks_in_levels(model: str) -> bool:
+    """Whether ``model`` (a deployment's upstream model name) is Gemini 3 or later, which
+    thinks at a ``thinkingLevel`` rather than within a ``thinkingBudget``."""
+    generation = _GENERATION.search(model.lower())
+    return generation is not None and int(generation.group(1)) >= _FIRST_LEVEL_GENERATION
+
+
+def thinking_config(request: ChatRequest, model: str) -> tuple[ChatRequest, dict[str, Any] | None]:
+    """The ``thinkingConfig`` for a client's ``thinking`` or ``reasoning_effort`` (see above)
+    on ``model``, and the request without the effort (which ``request_for`` would refuse)."""
+    levels = thinks_in_levels(model)
+    if asks_for_thinking(request):
+        thinking = request.thinking or {}
+        kind, budget = thinking.get("type"), thinking.get("budget_tokens")
+        if kind == "adaptive":
+            return request, {"includeThoughts": True} if levels else {
+                "thinkingBudget": -1,
+                "includeThoughts": True,
+            }
+        if kind == "enabled" and isinstance(budget, int) and not isinstance(budget, bool):
+            return request, {"thinkingBudget": budget, "includeThoughts": True}
+        raise InvalidRequest(
+            f"'thinking' of type {kind!r} cannot be translated for {_TARGET}", param="thinking"
+        )
+    if levels:
+        plain, level = take_effort(request, EFFORT_LEVELS, f"{_TARGET} of Gemini 3")
+        return plain, None if level is None else {"thinkingLevel": level}
+    plain, budget = take_effort(request, EFFORT_BUDGETS, _TARGET)
+    return plain, None if budget is None else {"thinkingBudget": budget}
