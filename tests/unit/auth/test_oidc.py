@@ -189,12 +189,17 @@ async def test_audience_lists_are_accepted_when_one_audience_matches(
     assert (await authenticator.authenticate(token)).user == "u-1"
 
 
+_TIME_CLAIMS = frozenset({"exp", "nbf", "iat"})
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"exp": int(time.time()) - 120}, "token expired"),
-        ({"nbf": int(time.time()) + 600}, "token not yet valid"),
-        ({"iat": int(time.time()) + 600}, "token not yet valid"),
+        # Times as offsets from when the test runs, not from collection: a long suite run
+        # (over ten minutes under load) made a future "nbf" taken at import time a past one.
+        ({"exp": -120}, "token expired"),
+        ({"nbf": 600}, "token not yet valid"),
+        ({"iat": 600}, "token not yet valid"),
         ({"aud": "https://other.test"}, "token audience not accepted"),
         ({"aud": ["https://a.test", "https://b.test"]}, "token audience not accepted"),
         ({"exp": None}, "token lacks the 'exp' claim"),
@@ -210,7 +215,11 @@ async def test_claim_checks_say_which_check_failed(
     message: str,
 ) -> None:
     authenticator = make_authenticator(idp, session)
-    assert await rejection(authenticator, rsa_a.sign(claims_for(idp, **overrides))) == message
+    now = int(time.time())
+    claims = {
+        k: now + v if k in _TIME_CLAIMS and v is not None else v for k, v in overrides.items()
+    }
+    assert await rejection(authenticator, rsa_a.sign(claims_for(idp, **claims))) == message
 
 
 async def test_leeway_tolerates_clock_skew(
