@@ -151,7 +151,9 @@ def test_each_family_is_asked_for_what_it_shows_as_a_summary(
 def test_a_summary_value_openai_does_not_know_is_a_400_naming_it(gpt: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         gpt.responses.create(
-            model="test-claude", input="x", reasoning={"summary": "none"}  # type: ignore[typeddict-item]
+            model="test-claude",
+            input="x",
+            reasoning={"summary": "none"},  # type: ignore[typeddict-item]
         )
     assert caught.value.status_code == 400
     assert caught.value.code == "invalid_value"
