@@ -318,8 +318,6 @@ class StreamWriter:
                 text_done["logprobs"] = []
             out.append(self._event(events.done, text_done))
             part_done = {**where, events.index: 0, "part": part}
-            if opened.part == _SUMMARY and status == "incomplete":
-                part_done["status"] = "incomplete"  # the summary part says it was cut off
             out.append(self._event(events.part_done, part_done))
             if opened.part in _OF_REASONING:
                 summarised = opened.part == _SUMMARY
