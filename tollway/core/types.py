@@ -217,6 +217,12 @@ class ChatRequest:
     Claude takes the object as it is (Anthropic's API; Bedrock in
     ``additionalModelRequestFields``); OpenAI-compatible servers have no budget to take and
     reason as their model does (the client is shown that reasoning)."""
+    reasoning_summary: str | None = None
+    """A Responses client's ``reasoning.summary`` (``auto``, ``concise`` or ``detailed``): it
+    asks to see a summary of the model's reasoning; ``None``: not asked. It turns no reasoning
+    on (the effort does): Gemini is asked for its thought summaries (``includeThoughts``),
+    Claude on Anthropic's API for summarized thinking (``thinking.display``); Chat Completions
+    has no such field, so an OpenAI-format upstream is sent nothing."""
     answer_as_is: bool = False
     """A complete answer in ``wire_format`` goes to the client as the upstream's bytes and
     nothing reads its content: the provider may leave the response's ``choices`` empty and

@@ -10,7 +10,10 @@ Where Anthropic's shape differs from the canonical one:
 - A tool call is a ``tool_use`` block with an ``input`` object; canonically the arguments are
   JSON text.
 - ``max_tokens`` is required: ``DEFAULT_MAX_TOKENS`` when a client of another format set none.
-- An OpenAI client's ``reasoning_effort`` is ``thinking`` with a budget (``claude_effort``).
+- An OpenAI client's ``reasoning_effort`` is ``thinking`` with a budget (``claude_effort``);
+  a Responses client that asks for a reasoning summary (``ChatRequest.reasoning_summary``)
+  gets it summarized (``thinking.display: "summarized"``, the default Claude Opus 4.7 and later
+  change to ``omitted``, an empty ``thinking``).
 - JSON output: a ``json_schema`` response format is Anthropic's structured output
   (``output_config.format``); ``json_object`` (any JSON object, no schema) has no Anthropic
   equivalent and becomes ``JSON_OBJECT_INSTRUCTION`` at the end of the system prompt.
@@ -28,6 +31,7 @@ from typing import Any, Literal
 
 from tollway.core.errors import InvalidRequest
 from tollway.core.types import (
+    JSON,
     ChatRequest,
     ContentPart,
     Message,
@@ -121,6 +125,14 @@ def asks_for_thinking(request: ChatRequest) -> bool:
     return thinking is not None and thinking.get("type", "disabled") != "disabled"
 
 
+def _displayed(thinking: JSON, summary: str | None) -> JSON:
+    """``thinking`` asking for Claude's summarized thinking when a summary was asked for and
+    thinking is on (Opus 4.7 and later omit the text unless asked)."""
+    if summary is None or thinking.get("type", "disabled") == "disabled" or "display" in thinking:
+        return thinking
+    return {**thinking, "display": "summarized"}
+
+
 def request_to_wire(request: ChatRequest, model: str) -> dict[str, Any]:
     """The upstream Messages body for ``request`` addressed to the upstream ``model``."""
     request = request_for(thinking_for_effort(request), WIRE_FORMAT)
@@ -143,7 +155,7 @@ def request_to_wire(request: ChatRequest, model: str) -> dict[str, Any]:
     if request.stop is not None:
         body["stop_sequences"] = request.stop
     if request.thinking is not None:
-        body["thinking"] = request.thinking
+        body["thinking"] = _displayed(request.thinking, request.reasoning_summary)
     if request.user is not None:
         body["metadata"] = {**(body.get("metadata") or {}), "user_id": request.user}
     if request.tools is not None:

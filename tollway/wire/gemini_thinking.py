@@ -19,6 +19,10 @@ an alias such as ``gemini-flash-latest``) gets a budget, which every Gemini mode
   model takes, since none can stop thinking); on a budget model it is the budget Google's own
   OpenAI-compatible endpoint gives it (``EFFORT_BUDGETS``). Other levels are a 400 naming the
   field.
+- A Responses client's ``reasoning.summary`` (``ChatRequest.reasoning_summary``) asks to see a
+  summary of the reasoning, which Gemini's thought summaries are: ``includeThoughts: true``,
+  beside the effort's level or budget, or alone (the model thinks as it does by default).
+  Thinking turned off (``reasoning.effort`` ``none`` on a budget model) shows nothing.
 """
 
 from __future__ import annotations
@@ -65,8 +69,15 @@ def thinking_config(request: ChatRequest, model: str) -> tuple[ChatRequest, dict
         raise InvalidRequest(
             f"'thinking' of type {kind!r} cannot be translated for {_TARGET}", param="thinking"
         )
+    config: dict[str, Any] = {}
     if levels:
         plain, level = take_effort(request, EFFORT_LEVELS, f"{_TARGET} of Gemini 3")
-        return plain, None if level is None else {"thinkingLevel": level}
-    plain, budget = take_effort(request, EFFORT_BUDGETS, _TARGET)
-    return plain, None if budget is None else {"thinkingBudget": budget}
+        if level is not None:
+            config["thinkingLevel"] = level
+    else:
+        plain, budget = take_effort(request, EFFORT_BUDGETS, _TARGET)
+        if budget is not None:
+            config["thinkingBudget"] = budget
+    if request.reasoning_summary is not None and config.get("thinkingBudget") != 0:
+        config["includeThoughts"] = True
+    return plain, config or None

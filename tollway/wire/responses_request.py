@@ -7,6 +7,9 @@ canonical counterparts. The few fields with a Chat Completions counterpart the c
 do not model (``reasoning.effort``, ``text.verbosity``, ``service_tier``, ``prompt_cache_key``,
 ``safety_identifier``) travel as Chat Completions extras, so the request is tagged with the
 ``openai`` wire format and ``wire/crossing.py`` decides what another family keeps.
+``reasoning.summary`` (or its deprecated name ``generate_summary``) has no Chat Completions
+counterpart: it is ``ChatRequest.reasoning_summary``, which the families that can show a
+summary of their reasoning read.
 
 The gateway keeps no responses: fields that need stored state (``previous_response_id``,
 ``conversation``, ``background``, ``prompt``, ``context_management``, ``item_reference``
@@ -74,6 +77,7 @@ _NEEDS_STATE: Mapping[str, str] = MappingProxyType(
     }
 )
 _CHAT_COUNTERPARTS = ("service_tier", "prompt_cache_key", "safety_identifier")
+_SUMMARIES = ("auto", "concise", "detailed")
 _ROLES = frozenset({"user", "assistant", "system", "developer"})
 _TEXT_PARTS = frozenset({"input_text", "output_text"})
 
@@ -98,6 +102,7 @@ def request_from_wire(body: dict[str, Any]) -> ResponsesRequest:
     reasoning = optional(body, "reasoning", dict) or {}
     if reasoning.get("effort") is not None:
         extra["reasoning_effort"] = reasoning["effort"]
+    summary = _summary_from_wire(reasoning)
     tools = _tools_from_wire(optional(body, "tools", list))
     parallel_tool_calls = optional(body, "parallel_tool_calls", bool)
     chat = ChatRequest(
@@ -117,9 +122,28 @@ def request_from_wire(body: dict[str, Any]) -> ResponsesRequest:
         extra=extra,
         wire_format=WIRE_FORMAT,
         limit_named_by_client=False,  # max_output_tokens has no Chat Completions name
+        reasoning_summary=summary,
     )
     _check_limits(chat)
     return ResponsesRequest(chat, _echo(body, chat, text))
+
+
+def _summary_from_wire(reasoning: JSON) -> str | None:
+    """``reasoning.summary`` (or ``generate_summary``, its deprecated name), checked as
+    OpenAI checks it."""
+    for key in ("summary", "generate_summary"):
+        value = reasoning.get(key)
+        if value is None:
+            continue
+        if value not in _SUMMARIES:
+            raise InvalidRequest(
+                f"Invalid value: {value!r}. Supported values are: 'concise', 'detailed', and "
+                "'auto'.",
+                code="invalid_value",
+                param=f"reasoning.{key}",
+            )
+        return cast(str, value)
+    return None
 
 
 def _check_limits(chat: ChatRequest) -> None:
@@ -171,7 +195,7 @@ def _echo(body: dict[str, Any], chat: ChatRequest, text: JSON) -> JSON:
         "metadata": optional(body, "metadata", dict) or {},
         "parallel_tool_calls": body.get("parallel_tool_calls") is not False,
         "previous_response_id": None,
-        "reasoning": {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")},
+        "reasoning": {"effort": reasoning.get("effort"), "summary": chat.reasoning_summary},
         "store": False,
         "temperature": chat.temperature,
         "text": {**text, "format": text.get("format") or {"type": "text"}},

@@ -7,10 +7,13 @@ A choice's text becomes one ``message`` item and each tool call a ``function_cal
 Only the first choice is rendered: the Responses API has no ``n``. An OpenAI upstream's
 ``refusal`` (a structured-output request the model declined) is the message's ``refusal``
 part, as the Responses API gives it; the reasoning the answer holds (an OpenAI-compatible
-server's ``reasoning_content`` / ``reasoning``, Bedrock's reasoning text) is a ``reasoning``
-item before it, its text in ``content`` (``reasoning_text`` parts, as OpenAI's open-weight
-models give it) with an empty ``summary`` (no one summarised it); encrypted reasoning is not
-rendered (it is another provider's, which no OpenAI client can send anywhere). Other extras
+server's ``reasoning_content`` / ``reasoning``, Claude's thinking, Gemini's thought summaries,
+Bedrock's reasoning text) is a ``reasoning`` item before it, its text in ``content``
+(``reasoning_text`` parts, as OpenAI's open-weight models give it) with an empty ``summary``;
+when the client asked for a summary (``reasoning.summary``), its text is the ``summary``
+instead (``summary_text`` parts, one per block of reasoning) and the item has no ``content``,
+as OpenAI's reasoning models answer, so a client is not shown it twice. Encrypted reasoning is
+not rendered (it is another provider's, which no OpenAI client can send anywhere). Other extras
 of the upstream's wire format (fingerprints, annotations) are not rendered.
 """
 
@@ -66,8 +69,26 @@ def reasoning_text(text: str) -> JSON:
     return {"type": "reasoning_text", "text": text}
 
 
-def reasoning_item(item_id: str, content: list[JSON], status: str) -> JSON:
-    """A ``reasoning`` output item with these ``reasoning_text`` parts."""
+def summary_text(text: str) -> JSON:
+    """A ``summary_text`` part of a ``reasoning`` item's ``summary``."""
+    return {"type": "summary_text", "text": text}
+
+
+def asks_summary(echo: JSON) -> bool:
+    """Whether the request (the settings its answer repeats back) asked for a reasoning
+    summary: its ``reasoning.summary``."""
+    reasoning = echo.get("reasoning")
+    return isinstance(reasoning, dict) and reasoning.get("summary") is not None
+
+
+def reasoning_item(item_id: str, texts: list[str], status: str, *, summarised: bool) -> JSON:
+    """A ``reasoning`` output item holding ``texts``: ``summary_text`` parts in ``summary``
+    (``summarised``: the client asked for a summary) or ``reasoning_text`` parts in
+    ``content``."""
+    if summarised:
+        summary = [summary_text(text) for text in texts]
+        return {"id": item_id, "type": "reasoning", "summary": summary, "status": status}
+    content = [reasoning_text(text) for text in texts]
     return {"id": item_id, "type": "reasoning", "summary": [], "content": content, "status": status}
 
 
@@ -130,7 +151,9 @@ def response_to_wire(response: ChatResponse, echo: JSON) -> dict[str, Any]:
         message = choice.message
         reasoning = _reasoning(message, response.wire_format)
         if reasoning:
-            output.append(reasoning_item(new_id("rs"), reasoning, "completed"))
+            summarised = asks_summary(echo)
+            item = reasoning_item(new_id("rs"), reasoning, "completed", summarised=summarised)
+            output.append(item)
         content = _content(message, response.wire_format)
         if content or not message.tool_calls:
             output.append(message_item(new_id("msg"), content or [output_text("")], "completed"))
@@ -151,14 +174,15 @@ def response_to_wire(response: ChatResponse, echo: JSON) -> dict[str, Any]:
     )
 
 
-def _reasoning(message: Message, wire_format: str | None) -> list[JSON]:
+def _reasoning(message: Message, wire_format: str | None) -> list[str]:
+    """The reasoning's texts, a block each."""
     given = reasoning_of(message.extra, wire_format)
     if given is not None:
-        return [reasoning_text(given)]
+        return [given]
     content = message.content
     if not isinstance(content, list):
         return []
-    return [reasoning_text(p.text) for p in content if isinstance(p, ReasoningPart) and p.text]
+    return [p.text for p in content if isinstance(p, ReasoningPart) and p.text]
 
 
 def _content(message: Message, wire_format: str | None) -> list[JSON]:

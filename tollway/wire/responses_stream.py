@@ -9,11 +9,16 @@ per output item, one at a time as the real API sends them:
   ``response.content_part.done``, ``response.output_item.done``;
 - an OpenAI upstream's refusal: the same with a ``refusal`` part and
   ``response.refusal.delta``... / ``response.refusal.done``;
-- reasoning (an OpenAI-compatible server's ``reasoning_content`` / ``reasoning``, Bedrock's
-  reasoning text): a ``reasoning`` item the same way, with a ``reasoning_text`` part and
-  ``response.reasoning_text.delta``... / ``response.reasoning_text.done``, so a long reasoning
-  phase streams as it goes (the Responses API has no keep-alive event: its stream is kept
-  alive by the reasoning it shows);
+- reasoning (an OpenAI-compatible server's ``reasoning_content`` / ``reasoning``, Claude's
+  thinking, Gemini's thought summaries, Bedrock's reasoning text): a ``reasoning`` item the
+  same way, with a ``reasoning_text`` part and ``response.reasoning_text.delta``... /
+  ``response.reasoning_text.done``, so a long reasoning phase streams as it goes (the
+  Responses API has no keep-alive event: its stream is kept alive by the reasoning it shows);
+  when the client asked for a summary (``reasoning.summary``), the text is the item's summary
+  instead, as OpenAI's reasoning models stream it: ``response.output_item.added``,
+  ``response.reasoning_summary_part.added``, ``response.reasoning_summary_text.delta``...,
+  ``response.reasoning_summary_text.done``, ``response.reasoning_summary_part.done``,
+  ``response.output_item.done`` (one ``summary_text`` part, ``summary_index`` 0);
 - each tool call: ``response.output_item.added`` (a ``function_call``),
   ``response.function_call_arguments.delta``..., ``response.function_call_arguments.done``,
   ``response.output_item.done``; calls an OpenAI-format upstream interleaves are sent one
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import orjson
 
@@ -38,6 +44,7 @@ from tollway.core.types import JSON, ChatChunk, FinishReason, ToolCallDelta, Usa
 from tollway.wire.crossing import is_preamble, reasoning_of, refusal_of
 from tollway.wire.held_calls import HeldCall, hold, may_interleave, release
 from tollway.wire.responses_response import (
+    asks_summary,
     function_call_item,
     message_item,
     new_id,
@@ -47,9 +54,48 @@ from tollway.wire.responses_response import (
     refusal_part,
     response_object,
     status_for,
+    summary_text,
 )
 
 _TEXT, _REFUSAL, _REASONING = "output_text", "refusal", "reasoning_text"
+_SUMMARY = "reasoning_summary_text"
+"""The reasoning as its summary, for a client that asked for one."""
+_OF_REASONING = (_REASONING, _SUMMARY)
+
+
+@dataclass(frozen=True, slots=True)
+class _PartEvents:
+    """The events that open, extend and close one kind of part, and the field that places it."""
+
+    added: str
+    delta: str
+    done: str
+    part_done: str
+    index: str
+
+
+_CONTENT_EVENTS = {
+    kind: _PartEvents(
+        "response.content_part.added",
+        f"response.{kind}.delta",
+        f"response.{kind}.done",
+        "response.content_part.done",
+        "content_index",
+    )
+    for kind in (_TEXT, _REFUSAL, _REASONING)
+}
+_EVENTS = MappingProxyType(
+    {
+        **_CONTENT_EVENTS,
+        _SUMMARY: _PartEvents(
+            "response.reasoning_summary_part.added",
+            "response.reasoning_summary_text.delta",
+            "response.reasoning_summary_text.done",
+            "response.reasoning_summary_part.done",
+            "summary_index",
+        ),
+    }
+)
 
 
 @dataclass(slots=True)
@@ -60,7 +106,7 @@ class _OpenItem:
     item: JSON
     part: str | None = None
     """A message's one content part, ``output_text`` or ``refusal``, or a reasoning item's,
-    ``reasoning_text``; ``None``: a function call."""
+    ``reasoning_text`` (or its one summary part); ``None``: a function call."""
     pieces: list[str] = field(default_factory=list)
 
 
@@ -69,6 +115,7 @@ class StreamWriter:
 
     def __init__(self, echo: JSON) -> None:
         self._echo = echo
+        self._reasoning_part = _SUMMARY if asks_summary(echo) else _REASONING
         self._id = new_id("resp")
         self._sequence = 0
         self._model = ""
@@ -110,7 +157,7 @@ class StreamWriter:
             if reasoning is None and choice.reasoning is not None:
                 reasoning = choice.reasoning.text or None
             if reasoning is not None:
-                self._text(reasoning, _REASONING, out)
+                self._text(reasoning, self._reasoning_part, out)
             if choice.content:
                 self._text(choice.content, _TEXT, out)
             refusal = refusal_of(choice.extra, chunk.wire_format)
@@ -182,21 +229,24 @@ class StreamWriter:
             self._open_message(part, out)
         assert self._open is not None
         self._open.pieces.append(delta)
-        fields = {**self._where(self._open), "content_index": 0, "delta": delta}
+        events = _EVENTS[part]
+        fields = {**self._where(self._open), events.index: 0, "delta": delta}
         if part == _TEXT:
             fields["logprobs"] = []
-        out.append(self._event(f"response.{part}.delta", fields))
+        out.append(self._event(events.delta, fields))
 
     def _open_message(self, part: str, out: list[bytes]) -> None:
-        if part == _REASONING:
-            opened = self._open_item(reasoning_item(new_id("rs"), [], "in_progress"), out)
+        if part in _OF_REASONING:
+            summarised = part == _SUMMARY
+            empty = reasoning_item(new_id("rs"), [], "in_progress", summarised=summarised)
+            opened = self._open_item(empty, out)
         else:
             self._answered = True
             opened = self._open_item(message_item(new_id("msg"), [], "in_progress"), out)
         opened.part = part
-        empty = _part(part, "")
-        added = {**self._where(opened), "content_index": 0, "part": empty}
-        out.append(self._event("response.content_part.added", added))
+        events = _EVENTS[part]
+        added = {**self._where(opened), events.index: 0, "part": _part(part, "")}
+        out.append(self._event(events.added, added))
 
     def _tool_call(self, call: ToolCallDelta, out: list[bytes]) -> None:
         index = self._item_of_tool.get(call.index)
@@ -261,15 +311,17 @@ class StreamWriter:
         item = opened.item
         if opened.part is not None:
             part = _part(opened.part, text)
+            events = _EVENTS[opened.part]
             key = "refusal" if opened.part == _REFUSAL else "text"
-            text_done = {**where, "content_index": 0, key: text}
+            text_done = {**where, events.index: 0, key: text}
             if opened.part == _TEXT:
                 text_done["logprobs"] = []
-            out.append(self._event(f"response.{opened.part}.done", text_done))
-            part_done = {**where, "content_index": 0, "part": part}
-            out.append(self._event("response.content_part.done", part_done))
-            if opened.part == _REASONING:
-                done = reasoning_item(item["id"], [part], status)
+            out.append(self._event(events.done, text_done))
+            part_done = {**where, events.index: 0, "part": part}
+            out.append(self._event(events.part_done, part_done))
+            if opened.part in _OF_REASONING:
+                summarised = opened.part == _SUMMARY
+                done = reasoning_item(item["id"], [text], status, summarised=summarised)
             else:
                 done = message_item(item["id"], [part], status)
         else:
@@ -296,4 +348,6 @@ def _part(kind: str, text: str) -> JSON:
     """A content part of ``kind`` holding ``text``."""
     if kind == _TEXT:
         return output_text(text)
+    if kind == _SUMMARY:
+        return summary_text(text)
     return refusal_part(text) if kind == _REFUSAL else reasoning_text(text)
