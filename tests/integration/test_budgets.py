@@ -554,7 +554,7 @@ def test_cli_sets_budgets_and_shows_spend(gateway: str) -> None:
     assert shown.returncode == 0, shown.stderr
     import json
 
-    rows = [r for r in json.loads(shown.stdout) if r["scope_id"] == key_id]
+    rows = [r for r in json.loads(shown.stdout)["data"] if r["scope_id"] == key_id]
     assert len(rows) == 1 and rows[0]["limit_usd"] == 4.5 and rows[0]["spent_usd"] > 0
 
 
@@ -718,13 +718,13 @@ def test_cli_sets_lists_and_removes_rate_limits(gateway: str) -> None:
     assert done.returncode == 0, done.stderr
     listed = cli("limits", "list", "--json")
     assert listed.returncode == 0, listed.stderr
-    rows = [r for r in json.loads(listed.stdout) if r["scope_id"] == user]
+    rows = [r for r in json.loads(listed.stdout)["data"] if r["scope_id"] == user]
     assert rows == [
         {"scope": "user", "scope_id": user, "tpm": 900, "rpm": None, "max_concurrent": 3,
          "source": "store"},
     ]  # fmt: skip
     assert cli("limits", "delete", "user", user).returncode == 0
-    gone = json.loads(cli("limits", "list", "--json").stdout)
+    gone = json.loads(cli("limits", "list", "--json").stdout)["data"]
     assert not [r for r in gone if r["scope_id"] == user]
     refused = cli("limits", "set", "galaxy", "x", "--tpm", "1")
     assert refused.returncode == 1 and "scope" in refused.stderr
