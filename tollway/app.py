@@ -12,13 +12,9 @@ from typing import TYPE_CHECKING
 import orjson
 from aiohttp import web
 
-from tollway.admin.deployments import DEPLOYMENT_ROUTES
-from tollway.admin.limits import LIMIT_ROUTES
-from tollway.admin.logs import LOG_ROUTES
+from tollway.admin.call import admin_routes
 from tollway.admin.openapi import openapi_document
-from tollway.admin.reports import REPORT_ROUTES
-from tollway.admin.routes import ROUTES, admin_routes
-from tollway.admin.vault_key import VAULT_KEY_ROUTES
+from tollway.admin.routes import ROUTES
 from tollway.config.schema import Settings
 from tollway.dialects import anthropic
 from tollway.dialects.anthropic import AnthropicDialect
@@ -66,10 +62,8 @@ def create_app(
     app.router.add_routes(ResponsesDialect(gateway).routes())
     app.router.add_routes(AnthropicDialect(gateway).routes())
     app.router.add_routes([estimate_route(gateway)])
-    routes = [*ROUTES, *DEPLOYMENT_ROUTES, *LIMIT_ROUTES, *LOG_ROUTES, *REPORT_ROUTES]
-    routes += VAULT_KEY_ROUTES
-    app.router.add_routes(admin_routes(gateway, routes))
-    document = orjson.dumps(openapi_document(routes))
+    app.router.add_routes(admin_routes(gateway, ROUTES))
+    document = orjson.dumps(openapi_document(ROUTES))
 
     async def openapi(_: web.Request) -> web.Response:
         return web.Response(body=document, content_type="application/json")

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from tollway.admin.access import require_role
-from tollway.admin.routes import AdminCall, Route
+from tollway.admin.call import AdminCall, Route
 from tollway.core.errors import InvalidRequest
 
 
