@@ -12,19 +12,16 @@ from typing import TYPE_CHECKING
 import orjson
 from aiohttp import web
 
-from tollway.admin.deployments import DEPLOYMENT_ROUTES
-from tollway.admin.limits import LIMIT_ROUTES
-from tollway.admin.logs import LOG_ROUTES
+from tollway.admin.call import admin_routes
 from tollway.admin.openapi import openapi_document
-from tollway.admin.reports import REPORT_ROUTES
-from tollway.admin.routes import ROUTES, admin_routes
-from tollway.admin.vault_key import VAULT_KEY_ROUTES
+from tollway.admin.routes import ROUTES
 from tollway.config.schema import Settings
-from tollway.core.errors import NotFound
+from tollway.dialects import anthropic
 from tollway.dialects.anthropic import AnthropicDialect
 from tollway.dialects.http import request_id
 from tollway.dialects.openai import OpenAIDialect, error_response
 from tollway.dialects.responses import ResponsesDialect
+from tollway.dialects.route_miss import route_miss
 from tollway.gateway import Gateway
 from tollway.limits.estimate import estimate_route
 
@@ -65,10 +62,8 @@ def create_app(
     app.router.add_routes(ResponsesDialect(gateway).routes())
     app.router.add_routes(AnthropicDialect(gateway).routes())
     app.router.add_routes([estimate_route(gateway)])
-    routes = [*ROUTES, *DEPLOYMENT_ROUTES, *LIMIT_ROUTES, *LOG_ROUTES, *REPORT_ROUTES]
-    routes += VAULT_KEY_ROUTES
-    app.router.add_routes(admin_routes(gateway, routes))
-    document = orjson.dumps(openapi_document(routes))
+    app.router.add_routes(admin_routes(gateway, ROUTES))
+    document = orjson.dumps(openapi_document(ROUTES))
 
     async def openapi(_: web.Request) -> web.Response:
         return web.Response(body=document, content_type="application/json")
@@ -134,8 +129,13 @@ async def _metrics(request: web.Request) -> web.Response:
 
 
 async def _unknown_route(request: web.Request) -> web.Response:
-    error = NotFound(f"Invalid URL ({request.method} {request.path})", code="unknown_url")
-    return error_response(error, {"x-request-id": request_id(request)})
+    """404 (or 405 on a known path) in the path's own error shape: Anthropic's under
+    ``/v1/messages``, else OpenAI's, which the admin API answers in too."""
+    error = await route_miss(request)
+    rid = request_id(request)
+    if request.path == "/v1/messages":  # under /v1/messages/ the dialect's catch-all answers
+        return anthropic.error_response(error, rid, {"x-request-id": rid})
+    return error_response(error, {"x-request-id": rid})
 
 
 def _dumps(value: object) -> str:

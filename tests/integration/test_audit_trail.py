@@ -61,7 +61,8 @@ def test_budget_and_limit_changes_say_what_they_set_and_what_they_replaced(
 ) -> None:
     # A budget change recorded only the new limit and policy: not its soft limit or
     # downgrades, and not what it replaced, so an auditor could not tell a raise from a cut.
-    team = f"team-{uuid.uuid4().hex[:8]}"
+    made = call(gateway, "POST", "/admin/teams", {"name": f"team-{uuid.uuid4().hex[:8]}"})
+    team = made.json()["id"]
     budget = {"scope": "team", "scope_id": team, "period": "month", "limit_usd": 50}
     call(gateway, "PUT", "/admin/budgets", budget)
     call(gateway, "PUT", "/admin/budgets", {**budget, "limit_usd": 500, "policy": "shrink",

@@ -467,10 +467,11 @@ def test_admin_api_sets_reads_and_removes_budgets_and_limits(gateway: str) -> No
         json={"scope": "galaxy", "scope_id": "x", "limit_usd": 1},
     )
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "scope"
-    limit = admin(gateway, "PUT", "/admin/limits", {"scope": "team", "scope_id": "t-x", "rpm": 7})
+    team = admin(gateway, "POST", "/admin/teams", {"name": f"t-{uuid.uuid4().hex[:6]}"}, 201)["id"]
+    limit = admin(gateway, "PUT", "/admin/limits", {"scope": "team", "scope_id": team, "rpm": 7})
     assert limit == {
         "scope": "team",
-        "scope_id": "t-x",
+        "scope_id": team,
         "tpm": None,
         "rpm": 7,
         "max_concurrent": None,
@@ -479,10 +480,42 @@ def test_admin_api_sets_reads_and_removes_budgets_and_limits(gateway: str) -> No
     listed = admin(gateway, "GET", "/admin/limits")["data"]
     assert {"scope": "deployment", "scope_id": "dep-a", "tpm": None, "rpm": 1,
             "max_concurrent": None, "source": "config"} in listed  # fmt: skip
-    admin(gateway, "DELETE", "/admin/limits/team/t-x", status=204)
+    admin(gateway, "DELETE", f"/admin/limits/team/{team}", status=204)
     admin(gateway, "DELETE", f"/admin/budgets/key/{key_id}/month", status=204)
     assert admin(gateway, "GET", f"/admin/budgets?scope_id={key_id}")["data"] == []
     admin(gateway, "DELETE", f"/admin/budgets/key/{key_id}/month", status=404)
+
+
+def test_a_budget_or_limit_on_an_id_that_does_not_exist_is_404_naming_it(gateway: str) -> None:
+    # They were stored, applied to no one, and listed as if they did.
+    missing = f"no-such-{uuid.uuid4().hex[:6]}"
+    for scope in ("key", "user", "team"):
+        budget = {"scope": scope, "scope_id": missing, "period": "day", "limit_usd": 5}
+        refused = admin(gateway, "PUT", "/admin/budgets", budget, status=404)
+        assert refused["error"]["message"] == f"no {scope} with id {missing!r}"
+        limit = {"scope": scope, "scope_id": missing, "rpm": 5}
+        refused = admin(gateway, "PUT", "/admin/limits", limit, status=404)
+        assert refused["error"]["message"] == f"no {scope} with id {missing!r}"
+    assert admin(gateway, "GET", f"/admin/budgets?scope_id={missing}")["data"] == []
+    assert missing not in {
+        row["scope_id"] for row in admin(gateway, "GET", "/admin/limits")["data"]
+    }
+    audit = admin(gateway, "GET", f"/admin/audit?target_id=team:{missing}")["data"]
+    assert audit == []
+    # What names no record of the store stays free: an organisation (a team's
+    # `organization`, or every request), a model group, a deployment id.
+    made = [
+        ("budgets", {"scope": "org", "scope_id": missing, "period": "day", "limit_usd": 5}),
+        ("budgets", {"scope": "org", "scope_id": "*", "period": "total", "limit_usd": 1e6}),
+        ("limits", {"scope": "model", "scope_id": missing, "rpm": 5}),
+        ("limits", {"scope": "deployment", "scope_id": missing, "rpm": 5}),
+    ]
+    for kind, body in made:
+        admin(gateway, "PUT", f"/admin/{kind}", body)
+    admin(gateway, "DELETE", f"/admin/budgets/org/{missing}/day", status=204)
+    admin(gateway, "DELETE", "/admin/budgets/org/*/total", status=204)
+    admin(gateway, "DELETE", f"/admin/limits/model/{missing}", status=204)
+    admin(gateway, "DELETE", f"/admin/limits/deployment/{missing}", status=204)
 
 
 def test_spend_survives_a_restart(log_dir: Path, simulator_url: str) -> None:
@@ -521,7 +554,7 @@ def test_cli_sets_budgets_and_shows_spend(gateway: str) -> None:
     assert shown.returncode == 0, shown.stderr
     import json
 
-    rows = [r for r in json.loads(shown.stdout) if r["scope_id"] == key_id]
+    rows = [r for r in json.loads(shown.stdout)["data"] if r["scope_id"] == key_id]
     assert len(rows) == 1 and rows[0]["limit_usd"] == 4.5 and rows[0]["spent_usd"] > 0
 
 
@@ -680,18 +713,19 @@ def test_cli_sets_lists_and_removes_rate_limits(gateway: str) -> None:
             tollway_command(*args), env=env, capture_output=True, text=True, timeout=60
         )
 
-    done = cli("limits", "set", "user", "u-cli", "--tpm", "900", "--max-concurrent", "3")
+    user = admin(gateway, "POST", "/admin/users", {"kind": "service", "name": "cli"}, 201)["id"]
+    done = cli("limits", "set", "user", user, "--tpm", "900", "--max-concurrent", "3")
     assert done.returncode == 0, done.stderr
     listed = cli("limits", "list", "--json")
     assert listed.returncode == 0, listed.stderr
-    rows = [r for r in json.loads(listed.stdout) if r["scope_id"] == "u-cli"]
+    rows = [r for r in json.loads(listed.stdout)["data"] if r["scope_id"] == user]
     assert rows == [
-        {"scope": "user", "scope_id": "u-cli", "tpm": 900, "rpm": None, "max_concurrent": 3,
+        {"scope": "user", "scope_id": user, "tpm": 900, "rpm": None, "max_concurrent": 3,
          "source": "store"},
     ]  # fmt: skip
-    assert cli("limits", "delete", "user", "u-cli").returncode == 0
-    gone = json.loads(cli("limits", "list", "--json").stdout)
-    assert not [r for r in gone if r["scope_id"] == "u-cli"]
+    assert cli("limits", "delete", "user", user).returncode == 0
+    gone = json.loads(cli("limits", "list", "--json").stdout)["data"]
+    assert not [r for r in gone if r["scope_id"] == user]
     refused = cli("limits", "set", "galaxy", "x", "--tpm", "1")
     assert refused.returncode == 1 and "scope" in refused.stderr
 

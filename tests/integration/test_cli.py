@@ -321,8 +321,66 @@ def test_limits_of_a_deployment_id_or_a_model_with_a_slash_can_be_deleted(
         gone = run_cli("limits", "delete", scope, scope_id, env=env)
         assert gone.returncode == 0, gone.stderr
         assert gone.stdout.strip() == f"limits of {scope} {scope_id} removed"
-    left = json.loads(run_cli("limits", "list", "--json", env=env).stdout)
+    left = json.loads(run_cli("limits", "list", "--json", env=env).stdout)["data"]
     assert {row["scope_id"] for row in left} & {"demo-chat#0", "vendor/model"} == set()
+
+
+def test_every_json_output_is_the_admin_apis_answer_and_nothing_else(
+    embedded: tuple[str, Process],
+) -> None:
+    # `teams create --json` printed a one-item array where `keys create --json` printed the
+    # object, and lists printed their rows without the answer's `next_cursor`.
+    url = embedded[0]
+    env = _admin_env(url)
+
+    def api(path: str) -> object:
+        answer = httpx.get(url + path, headers={"Authorization": f"Bearer {CLIENT_KEY}"})
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    def printed(*args: str) -> object:
+        result = run_cli(*args, "--json", env=env)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)  # one JSON document and nothing else
+
+    team = printed("teams", "create", f"json-{uuid.uuid4().hex[:6]}")
+    assert isinstance(team, dict) and team in api("/admin/teams")["data"]  # type: ignore[index]
+    user = printed("users", "create", "--name", "json", "--service")
+    assert isinstance(user, dict) and user["kind"] == "service"
+    key = printed("keys", "create", "--name", "json", "--user", user["id"])
+    assert isinstance(key, dict) and key["key"].startswith("tw-")
+    budget = printed("budgets", "set", "key", key["id"], "5", "--period", "day")
+    assert isinstance(budget, dict) and budget["scope_id"] == key["id"]
+    limit = printed("limits", "set", "user", user["id"], "--rpm", "5")
+    assert limit == {"scope": "user", "scope_id": user["id"], "tpm": None, "rpm": 5,
+                     "max_concurrent": None, "source": "store"}  # fmt: skip
+    for args, path in [
+        (("teams", "list"), "/admin/teams"),
+        (("users", "list"), "/admin/users"),
+        (("keys", "list"), "/admin/keys"),
+        (("credentials", "list"), "/admin/credentials"),
+        (("audit", "list", "--limit", "5"), "/admin/audit?limit=5"),
+        (("budgets", "list"), "/admin/budgets"),
+        (("limits", "list"), "/admin/limits"),
+    ]:
+        assert printed(*args) == api(path), args
+    spend = printed("spend")
+    budgets = api("/admin/budgets")
+    assert isinstance(spend, dict) and set(spend) == set(budgets)  # type: ignore[arg-type]
+    assert sorted(map(str, spend["data"])) == sorted(map(str, budgets["data"]))  # type: ignore[index]
+    logs = printed("logs", "list", "--limit", "1")
+    assert isinstance(logs, dict) and set(logs) == {"data", "next_cursor"}
+    report = printed("report", "--by", "model")
+    assert isinstance(report, dict) and set(report) == {"group_by", "data"}
+    # Errors: a message on stderr, a non-zero exit, nothing on stdout for a script to parse.
+    for args, said in [
+        (("budgets", "set", "team", "no-such-team", "5"), "404: no team with id 'no-such-team'"),
+        (("keys", "list", "--admin-key", "tw-not-a-key-at-all-xxxxxxxx"), "401"),
+        (("logs", "list", "--limit", "0"), "400"),
+    ]:
+        failed = run_cli(*args, "--json", env=env)
+        assert failed.returncode == 1 and failed.stdout == "", (args, failed.stdout)
+        assert said in _said(failed.stderr), failed.stderr
 
 
 def test_a_tag_without_a_value_is_a_usage_error(embedded: tuple[str, Process]) -> None:
@@ -501,11 +559,11 @@ def test_report_takes_an_age_as_logs_list_does(embedded: tuple[str, Process]) ->
     ).raise_for_status()
     args = ("report", "--by", "service", "--service", service, "--json")
     deadline = time.monotonic() + 10
-    while not (rows := json.loads(run_cli(*args, "--since", "24h", env=env).stdout)):
+    while not (rows := json.loads(run_cli(*args, "--since", "24h", env=env).stdout)["data"]):
         assert time.monotonic() < deadline, "the request never reached the report"
         time.sleep(0.2)
     assert [row["requests"] for row in rows] == [1]
-    assert json.loads(run_cli(*args, "--until", "24h", env=env).stdout) == []
+    assert json.loads(run_cli(*args, "--until", "24h", env=env).stdout)["data"] == []
     bad = run_cli(*args, "--since", "yesterday", env=env)
     assert bad.returncode == 1
     assert "'since' must be an ISO 8601 time or an age such as 24h or 7d" in _said(bad.stderr)

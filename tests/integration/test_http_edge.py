@@ -114,14 +114,72 @@ async def test_embedding_model_on_chat_route_is_400(gateway_url: str) -> None:
     assert payload["error"]["code"] == "model_not_supported"
 
 
-async def test_unknown_route_and_wrong_method_are_404_in_openai_shape(gateway_url: str) -> None:
+async def test_an_unknown_route_is_404_in_openai_shape(gateway_url: str) -> None:
     async with aiohttp.ClientSession(headers=AUTH) as session:
-        for method, path in (("POST", "/v1/nothing"), ("GET", CHAT)):
+        for method, path in (("POST", "/v1/nothing"), ("GET", "/admin/nothing")):
             async with session.request(method, gateway_url + path) as response:
                 assert response.status == 404
+                assert "allow" not in response.headers
                 payload = await response.json()
                 assert_openai_error(payload, "invalid_request_error")
                 assert path in payload["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("GET", CHAT, "POST"),
+        ("GET", "/chat/completions", "POST"),
+        ("PUT", "/v1/embeddings", "POST"),
+        ("DELETE", "/v1/models", "GET, HEAD"),
+        ("GET", "/v1/responses", "POST"),
+        ("POST", "/v1/responses/resp_1", "DELETE, GET, HEAD"),
+        ("POST", "/admin/whoami", "GET, HEAD"),
+        ("PUT", "/admin/keys/no-such-key", "GET, HEAD, PATCH"),
+        ("GET", "/admin/reload", "POST"),
+        ("POST", "/health/ready", "GET, HEAD"),
+    ],
+)
+async def test_a_known_route_with_the_wrong_method_is_405_with_allow(
+    gateway_url: str, method: str, path: str, allow: str
+) -> None:
+    async with (
+        aiohttp.ClientSession(headers=AUTH) as session,
+        session.request(method, gateway_url + path, json={}) as response,
+    ):
+        assert response.status == 405
+        assert response.headers["allow"] == allow
+        assert response.headers["x-request-id"]
+        payload = await response.json()
+    assert_openai_error(payload, "invalid_request_error")
+    assert payload["error"]["code"] == "method_not_allowed"
+    assert method in payload["error"]["message"] and path in payload["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "allow"),
+    [
+        ("GET", "/v1/messages", 405, "POST"),
+        ("GET", "/v1/messages/count_tokens", 405, "POST"),
+        ("POST", "/v1/messages/batches", 404, None),
+    ],
+)
+async def test_a_route_miss_under_messages_is_in_anthropic_shape(
+    gateway_url: str, method: str, path: str, status: int, allow: str | None
+) -> None:
+    headers = {"x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01"}
+    async with (
+        aiohttp.ClientSession(headers=headers) as session,
+        session.request(method, gateway_url + path) as response,
+    ):
+        assert response.status == status
+        assert response.headers.get("allow") == allow
+        payload = await response.json()
+    assert set(payload) == {"type", "error", "request_id"}
+    assert payload["type"] == "error"
+    expected = "invalid_request_error" if status == 405 else "not_found_error"
+    assert payload["error"]["type"] == expected
+    assert path in payload["error"]["message"]
 
 
 async def test_first_byte_that_never_comes_is_504_within_the_bound(gateway_url: str) -> None:

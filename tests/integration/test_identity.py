@@ -366,10 +366,10 @@ def cli(url: str, *args: str) -> Any:
 
 def test_cli_key_lifecycle(locked: tuple[str, Process]) -> None:
     url, _ = locked
-    team = cli(url, "teams", "create", f"cli-{uuid.uuid4().hex[:6]}", "--json")[0]
+    team = cli(url, "teams", "create", f"cli-{uuid.uuid4().hex[:6]}", "--json")
     user = cli(
         url, "users", "create", "--email", f"cli-{uuid.uuid4().hex[:6]}@example.com", "--json"
-    )[0]
+    )
     cli(url, "teams", "add-member", team["id"], user["id"])
     created = cli(
         url,

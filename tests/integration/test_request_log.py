@@ -423,7 +423,7 @@ def test_admin_api_filters_pages_and_exports(logged: Logged) -> None:
         env=cli_env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert listed.returncode == 0, listed.stderr
-    assert [row["request_id"] for row in json.loads(listed.stdout)] == red_ids[::-1]
+    assert [row["request_id"] for row in json.loads(listed.stdout)["data"]] == red_ids[::-1]
     table = subprocess.run(
         tollway_command("logs", "list", "--team", red), env={**cli_env, "COLUMNS": "160"},
         capture_output=True, text=True, timeout=60,

@@ -1,7 +1,10 @@
 """``tollway teams|users|keys|credentials|audit``: the admin API from the command line.
 
 Talks to a running gateway at ``TOLLWAY_URL`` with ``TOLLWAY_ADMIN_KEY`` (any key whose role
-allows the action). Prints readable tables, or JSON with ``--json``.
+allows the action). Prints readable tables, or with ``--json`` the admin API's answer as it
+came: one JSON document on stdout (the record a create answers with; ``{"data": [...]}`` for
+a list, with ``next_cursor`` where it pages), nothing else there; errors go to stderr, with
+exit 1.
 """
 
 from __future__ import annotations
@@ -103,11 +106,32 @@ def segment(value: str) -> str:
     return quote(value, safe="")
 
 
-def show(rows: list[dict[str, Any]], columns: list[str], as_json: bool, title: str) -> None:
-    """Rows as a table (or JSON)."""
+def show(answer: dict[str, Any], columns: list[str], as_json: bool, title: str) -> None:
+    """A list answer of the admin API (``{"data": [...], ...}``): as it came with ``--json``,
+    else its rows as a table."""
     if as_json:
-        typer.echo(json.dumps(rows, indent=2))
+        print_json(answer)
         return
+    table_rows(answer["data"], columns, title)
+
+
+def show_record(record: dict[str, Any], columns: list[str], as_json: bool, title: str) -> None:
+    """One record the admin API answered with: as it came with ``--json``, else a table."""
+    if as_json:
+        print_json(record)
+        return
+    table_rows([record], columns, title)
+
+
+def print_json(answer: Any) -> None:
+    """``--json``: the admin API's answer as it came, one JSON document and nothing else on
+    stdout (messages and errors go to stderr), so a script can read it whatever the
+    command."""
+    typer.echo(json.dumps(answer, indent=2))
+
+
+def table_rows(rows: list[dict[str, Any]], columns: list[str], title: str) -> None:
+    """Rows as a table."""
     table = Table(title=title)
     for column in columns:
         # An id is copied into the next command: folded onto two lines when the table is
@@ -151,14 +175,14 @@ def teams_create(
     team = call(
         url, admin_key, "POST", "/admin/teams", {"name": name, "organization": organization}
     )
-    show([team], ["id", "name", "organization"], as_json, "team created")
+    show_record(team, ["id", "name", "organization"], as_json, "team created")
 
 
 @teams.command("list")
 def teams_list(url: UrlOption, admin_key: KeyOption, as_json: JsonOption = False) -> None:
     """List teams."""
-    rows = call(url, admin_key, "GET", "/admin/teams")["data"]
-    show(rows, ["id", "name", "organization", "created_at"], as_json, "teams")
+    answer = call(url, admin_key, "GET", "/admin/teams")
+    show(answer, ["id", "name", "organization", "created_at"], as_json, "teams")
 
 
 @teams.command("add-member")
@@ -193,7 +217,7 @@ def users_create(
     """Create a user or service account."""
     body = {"email": email, "name": name, "role": role, "kind": "service" if service else "human"}
     user = call(url, admin_key, "POST", "/admin/users", body)
-    show([user], ["id", "email", "name", "kind", "role"], as_json, "user created")
+    show_record(user, ["id", "email", "name", "kind", "role"], as_json, "user created")
 
 
 @users.command("list")
@@ -205,8 +229,8 @@ def users_list(
 ) -> None:
     """List users."""
     params = {"team_id": team} if team else None
-    rows = call(url, admin_key, "GET", "/admin/users", params=params)["data"]
-    show(rows, ["id", "email", "name", "kind", "role", "blocked"], as_json, "users")
+    answer = call(url, admin_key, "GET", "/admin/users", params=params)
+    show(answer, ["id", "email", "name", "kind", "role", "blocked"], as_json, "users")
 
 
 @users.command("block")
@@ -253,9 +277,9 @@ def keys_create(
     }
     created = call(url, admin_key, "POST", "/admin/keys", body)
     if as_json:
-        typer.echo(json.dumps(created, indent=2))
+        print_json(created)
         return
-    show([created], KEY_COLUMNS, False, "key created")
+    table_rows([created], KEY_COLUMNS, "key created")
     typer.echo(f"\nKey (shown once, store it now): {created['key']}")
 
 
@@ -270,8 +294,8 @@ def keys_list(
 ) -> None:
     """List keys (never their secrets)."""
     params = {k: v for k, v in {"team_id": team, "user_id": user, "status": status}.items() if v}
-    rows = call(url, admin_key, "GET", "/admin/keys", params=params)["data"]
-    show(rows, KEY_COLUMNS, as_json, "keys")
+    answer = call(url, admin_key, "GET", "/admin/keys", params=params)
+    show(answer, KEY_COLUMNS, as_json, "keys")
 
 
 @keys.command("rotate")
@@ -323,8 +347,8 @@ def credentials_add(
 @credentials.command("list")
 def credentials_list(url: UrlOption, admin_key: KeyOption, as_json: JsonOption = False) -> None:
     """List provider credentials (never their secrets)."""
-    rows = call(url, admin_key, "GET", "/admin/credentials")["data"]
-    show(rows, ["name", "provider", "created_at", "rotated_at"], as_json, "credentials")
+    answer = call(url, admin_key, "GET", "/admin/credentials")
+    show(answer, ["name", "provider", "created_at", "rotated_at"], as_json, "credentials")
 
 
 @audit.command("list")
@@ -337,5 +361,7 @@ def audit_list(
 ) -> None:
     """The newest audit events."""
     params = {"limit": str(limit), **({"action": action} if action else {})}
-    rows = call(url, admin_key, "GET", "/admin/audit", params=params)["data"]
-    show(rows, ["at", "actor", "action", "target_type", "target_id", "source_ip"], as_json, "audit")
+    answer = call(url, admin_key, "GET", "/admin/audit", params=params)
+    show(
+        answer, ["at", "actor", "action", "target_type", "target_id", "source_ip"], as_json, "audit"
+    )

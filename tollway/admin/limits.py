@@ -14,7 +14,7 @@ from typing import Any
 
 from tollway.admin import bodies
 from tollway.admin.access import require_role
-from tollway.admin.routes import AdminCall, Route
+from tollway.admin.call import AdminCall, Route
 from tollway.auth.principal import Principal
 from tollway.limits.backend import MICRO, nearest_micros
 from tollway.limits.book import LimitBook

@@ -25,8 +25,8 @@ import orjson
 from aiohttp import web
 
 from tollway.admin.access import require_role
+from tollway.admin.call import AdminCall, Route
 from tollway.admin.render import record_json
-from tollway.admin.routes import AdminCall, Route
 from tollway.core.errors import InvalidRequest
 from tollway.store import RequestLogFilter, RequestLogRecord
 from tollway.store.request_log import COLUMNS, MAX_PAGE

@@ -30,7 +30,7 @@ from tollway.admin.cli import (
     call,
     fail,
     gateway_url,
-    show,
+    print_json,
     table_console,
 )
 
@@ -80,11 +80,10 @@ def logs_list(
         cursor=cursor,
     )  # fmt: skip
     page = call(url, admin_key, "GET", "/admin/logs", params={**params, "limit": str(limit)})
-    rows: list[dict[str, Any]] = page["data"]
     if as_json:
-        show(rows, [], True, "")
+        print_json(page)
         return
-    table_console().print(_table(rows))
+    table_console().print(_table(page["data"]))
     if page.get("next_cursor"):
         typer.echo(f"more: --cursor {page['next_cursor']}")
 

@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from tollway import __version__
-from tollway.admin.routes import Route
+from tollway.admin.call import Route
 
 _PARAM = re.compile(r"{(\w+)}")
 

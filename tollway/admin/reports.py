@@ -20,8 +20,8 @@ from typing import Any
 from aiohttp import web
 
 from tollway.admin.access import require_role
+from tollway.admin.call import AdminCall, Route
 from tollway.admin.logs import query_time
-from tollway.admin.routes import AdminCall, Route
 from tollway.store.reports import FILTERS
 
 _COLUMNS = (

@@ -40,6 +40,6 @@ def report(
                         ("service", service)):  # fmt: skip
         if value is not None:
             params[name] = value
-    rows = call(url, admin_key, "GET", "/admin/reports/usage", params=params)["data"]
+    answer = call(url, admin_key, "GET", "/admin/reports/usage", params=params)
     groups = [name for name in by.split(",") if name]
-    show(rows, [*groups, *_NUMBERS], as_json, f"usage by {', '.join(groups)}")
+    show(answer, [*groups, *_NUMBERS], as_json, f"usage by {', '.join(groups)}")

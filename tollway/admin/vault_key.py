@@ -12,7 +12,7 @@ import orjson
 from aiohttp import web
 
 from tollway.admin.access import require_role
-from tollway.admin.routes import AdminCall, Conflict, Route
+from tollway.admin.call import AdminCall, Conflict, Route
 from tollway.dialects.openai import error_body
 from tollway.store import VAULT_KEY_ENV, Reencryption
 

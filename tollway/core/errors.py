@@ -5,6 +5,7 @@
     ├── AuthenticationFailed          401
     ├── PermissionDenied              403
     ├── NotFound                      404  unknown model or route
+    ├── MethodNotAllowed              405  a known route asked with another method (``Allow``)
     ├── PayloadTooLarge               413
     ├── RateLimited                   429  over a rate limit or a budget (``code`` says which)
     ├── ClientDisconnected            499  the client left before its answer was complete
@@ -97,6 +98,14 @@ class NotFound(GatewayError):
     status = 404
     openai_type = "invalid_request_error"
     anthropic_type = "not_found_error"
+
+
+class MethodNotAllowed(GatewayError):
+    """A known route asked with a method it does not answer; ``Allow`` lists those it does."""
+
+    status = 405
+    openai_type = "invalid_request_error"
+    anthropic_type = "invalid_request_error"
 
 
 class PayloadTooLarge(GatewayError):

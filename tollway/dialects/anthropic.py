@@ -16,7 +16,7 @@ from aiohttp import web
 
 from tollway.auth.stage import check_model_access
 from tollway.core.context import RequestContext
-from tollway.core.errors import GatewayError, NotFound
+from tollway.core.errors import GatewayError
 from tollway.core.types import ChatRequest, Usage
 from tollway.dialects.http import (
     exchange,
@@ -24,6 +24,7 @@ from tollway.dialects.http import (
     routing_headers,
     stream_events,
 )
+from tollway.dialects.route_miss import route_miss
 from tollway.wire.anthropic_request import asks_for_thinking, request_from_wire
 from tollway.wire.anthropic_response import WIRE_FORMAT, response_to_wire
 from tollway.wire.anthropic_stream import StreamWriter, event
@@ -114,10 +115,10 @@ class AnthropicDialect:
         return _json({"input_tokens": tokens}, ctx)
 
     async def unknown_route(self, request: web.Request) -> web.Response:
-        """Anything else under ``/v1/messages/``: a 404 in Anthropic's shape."""
+        """Anything else under ``/v1/messages/``: a 404 (405 on a known path) in Anthropic's
+        shape."""
         rid = request_id(request)
-        error = NotFound(f"Invalid URL ({request.method} {request.path})", code="unknown_url")
-        return error_response(error, rid, {"x-request-id": rid})
+        return error_response(await route_miss(request), rid, {"x-request-id": rid})
 
 
 def _headers(ctx: RequestContext) -> dict[str, str]:

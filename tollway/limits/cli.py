@@ -7,7 +7,15 @@ from typing import Annotated, Any
 
 import typer
 
-from tollway.admin.cli import JsonOption, KeyOption, UrlOption, call, segment, show
+from tollway.admin.cli import (
+    JsonOption,
+    KeyOption,
+    UrlOption,
+    call,
+    segment,
+    show,
+    show_record,
+)
 
 budgets_app = typer.Typer(no_args_is_help=True, help="Currency budgets of keys, users, teams.")
 limits_app = typer.Typer(no_args_is_help=True, help="Rate limits: tokens, requests, concurrency.")
@@ -42,7 +50,7 @@ def budgets_set(
         "policy": policy, "soft_limit": soft_limit, "downgrade": dict(pairs),
     }  # fmt: skip
     row = call(url, admin_key, "PUT", "/admin/budgets", body)
-    show([row], _BUDGET_COLUMNS, as_json, "budget set")
+    show_record(row, _BUDGET_COLUMNS, as_json, "budget set")
 
 
 @budgets_app.command("list")
@@ -54,8 +62,8 @@ def budgets_list(
 ) -> None:
     """Budgets with their spend in the current period."""
     params = {"scope": scope} if scope else None
-    rows = call(url, admin_key, "GET", "/admin/budgets", params=params)["data"]
-    show(rows, _BUDGET_COLUMNS, as_json, "budgets")
+    answer = call(url, admin_key, "GET", "/admin/budgets", params=params)
+    show(answer, _BUDGET_COLUMNS, as_json, "budgets")
 
 
 @budgets_app.command("delete")
@@ -85,14 +93,14 @@ def limits_set(
         "max_concurrent": max_concurrent,
     }  # fmt: skip
     row = call(url, admin_key, "PUT", "/admin/limits", body)
-    show([row], ["scope", "scope_id", "tpm", "rpm", "max_concurrent"], as_json, "limits set")
+    show_record(row, ["scope", "scope_id", "tpm", "rpm", "max_concurrent"], as_json, "limits set")
 
 
 @limits_app.command("list")
 def limits_list(url: UrlOption, admin_key: KeyOption, as_json: JsonOption = False) -> None:
     """Every rate limit, from config and store."""
-    rows = call(url, admin_key, "GET", "/admin/limits")["data"]
-    show(rows, ["scope", "scope_id", "tpm", "rpm", "max_concurrent", "source"], as_json, "limits")
+    answer = call(url, admin_key, "GET", "/admin/limits")
+    show(answer, ["scope", "scope_id", "tpm", "rpm", "max_concurrent", "source"], as_json, "limits")
 
 
 @limits_app.command("delete")
@@ -104,6 +112,6 @@ def limits_delete(url: UrlOption, admin_key: KeyOption, scope: str, scope_id: st
 
 def spend(url: UrlOption, admin_key: KeyOption, as_json: JsonOption = False) -> None:
     """Current spend against every budget you may see, fullest first."""
-    rows = call(url, admin_key, "GET", "/admin/budgets")["data"]
-    rows.sort(key=lambda row: -(row["used"] or 0))
-    show(rows, _BUDGET_COLUMNS, as_json, "spend this period")
+    answer = call(url, admin_key, "GET", "/admin/budgets")
+    answer["data"].sort(key=lambda row: -(row["used"] or 0))
+    show(answer, _BUDGET_COLUMNS, as_json, "spend this period")

@@ -40,6 +40,7 @@ class DeploymentHealth:
         "failures",
         "in_flight",
         "last_error",
+        "last_error_at",
         "last_error_detail",
         "on_circuit",
         "open_until",
@@ -69,6 +70,8 @@ class DeploymentHealth:
         self.requests = 0
         self.failures = 0
         self.last_error: str | None = None
+        self.last_error_at: float | None = None
+        """When the last error was (wall-clock seconds since the epoch)."""
         self.last_error_detail: str | None = None
         """What the operator needs to know of the last error (the upstream's host, the
         exception); never sent to a client."""
@@ -153,6 +156,7 @@ class HealthBook:
             health.last_error = error.kind or error.code or status
         else:
             health.last_error = error.code or type(error).__name__
+        health.last_error_at = time.time()
         detail = error.detail if isinstance(error, UpstreamError) else None
         health.last_error_detail = detail or error.message
         health.error_rate = health.error_rate * (1.0 - _ERROR_ALPHA) + _ERROR_ALPHA

@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollway.store.columns import utcnow
 from tollway.store.errors import InvalidRecord, RecordNotFound
-from tollway.store.models import BudgetRow, RateLimitRow, SpendRow
+from tollway.store.models import BudgetRow, KeyRow, RateLimitRow, SpendRow, TeamRow, UserRow
 from tollway.store.records import (
     BUDGET_PERIODS,
     BUDGET_POLICIES,
@@ -55,6 +56,27 @@ def limit_record(row: RateLimitRow) -> RateLimitRecord:
     )
 
 
+_TARGETS: Mapping[str, type[KeyRow | UserRow | TeamRow]] = {
+    "key": KeyRow,
+    "user": UserRow,
+    "team": TeamRow,
+}
+"""The scopes whose id names a record of the store. The others are names the store does not
+keep: an organisation (a team's ``organization``, or ``*``), a model group, a deployment id
+(the config's, which a reload may bring)."""
+
+
+async def _require_target(session: AsyncSession, scope: str, scope_id: str) -> None:
+    """``RecordNotFound`` naming ``scope_id`` unless the key, user or team it names exists: a
+    budget or limit set on a mistyped id would silently apply to no one."""
+    table = _TARGETS.get(scope)
+    if table is None:
+        return
+    # A shared lock (PostgreSQL): a delete of the team waits until this commits.
+    if await session.get(table, scope_id, with_for_update={"key_share": True}) is None:
+        raise RecordNotFound(f"no {scope} with id {scope_id!r}")
+
+
 class LimitRepository:
     """Sets, reads and removes budgets and rate limits; keeps budget spend."""
 
@@ -72,7 +94,8 @@ class LimitRepository:
         soft_ratio: float | None = None,
         downgrade: Mapping[str, str] | None = None,
     ) -> BudgetRecord:
-        """Create or replace the budget of ``scope``/``scope_id`` for ``period``."""
+        """Create or replace the budget of ``scope``/``scope_id`` for ``period``; raises
+        ``RecordNotFound`` when ``scope_id`` names no key, user or team of its scope."""
         require_one_of(scope, BUDGET_SCOPES, "budget scope")
         require_one_of(period, BUDGET_PERIODS, "budget period")
         require_one_of(policy, BUDGET_POLICIES, "budget policy")
@@ -88,6 +111,7 @@ class LimitRepository:
             "updated_at": utcnow(),
         }
         async with transaction(self._sessions, "the budget changed concurrently") as session:
+            await _require_target(session, scope, scope_id)
             # One statement: two puts of a new budget at once are a create and a replace.
             insert = dialect_insert(session)(BudgetRow).values(
                 scope=scope, scope_id=scope_id, period=period, **values
@@ -131,13 +155,15 @@ class LimitRepository:
         rpm: int | None = None,
         max_concurrent: int | None = None,
     ) -> RateLimitRecord:
-        """Create or replace the rate limits of ``scope``/``scope_id``."""
+        """Create or replace the rate limits of ``scope``/``scope_id``; raises
+        ``RecordNotFound`` when ``scope_id`` names no key, user or team of its scope."""
         require_one_of(scope, LIMIT_SCOPES, "limit scope")
         for name, value in (("tpm", tpm), ("rpm", rpm), ("max_concurrent", max_concurrent)):
             if value is not None and value <= 0:
                 raise InvalidRecord(f"{name} must be positive")
         values = {"tpm": tpm, "rpm": rpm, "max_concurrent": max_concurrent, "updated_at": utcnow()}
         async with transaction(self._sessions, "the limit changed concurrently") as session:
+            await _require_target(session, scope, scope_id)
             insert = dialect_insert(session)(RateLimitRow).values(
                 scope=scope, scope_id=scope_id, **values
             )

@@ -24,12 +24,13 @@ async def test_a_budget_set_while_a_reconcile_reads_is_not_dropped_by_it(store: 
     config = LimitsConfig()
     limits = LimitService(config, MemoryLimiter(), store)
     await limits.load()
+    user = await store.users.create(kind="service", name="budgeted")  # a budget needs its user
     with held_after(ALL_BUDGETS) as hold:
         reconcile = asyncio.create_task(limits.load())
         await hold.wait()  # the reconcile has read no budgets
-        await store.limits.put_budget("key", "k1", "day", 1_000_000, policy="reject")
+        await store.limits.put_budget("user", user.id, "day", 1_000_000, policy="reject")
         await limits.load()  # what the admin API does after the change
         hold.release()
         await reconcile
-    assert [(b.scope, b.scope_id) for b in limits.book.every_budget()] == [("key", "k1")]
+    assert [(b.scope, b.scope_id) for b in limits.book.every_budget()] == [("user", user.id)]
     await limits.close()

@@ -1,0 +1,142 @@
+"""One admin API call (``AdminCall``), its route (``Route``), and how routes become aiohttp
+routes that authenticate, authorise and answer in one error shape (``admin_routes``).
+
+The handlers live in one module per resource; routes.py assembles their table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from tollway.auth.identity import Actor
+from tollway.auth.principal import Principal
+from tollway.core.errors import (
+    AuthenticationFailed,
+    GatewayError,
+    InvalidRequest,
+    NotFound,
+)
+from tollway.dialects.http import log_internal_error, read_json_object, request_id
+from tollway.dialects.openai import error_response
+from tollway.store import (
+    InvalidRecord,
+    RecordConflict,
+    RecordNotFound,
+    VaultKeyError,
+)
+
+if TYPE_CHECKING:
+    from tollway.gateway import Gateway
+
+B = TypeVar("B", bound=BaseModel)
+
+Handler = Callable[["AdminCall"], Awaitable[Any]]
+
+
+class Conflict(GatewayError):
+    """The change conflicts with what exists (a duplicate name, a revoked key...)."""
+
+    status = 409
+    openai_type = "invalid_request_error"
+
+
+class VaultUnavailable(GatewayError):
+    """The vault key (``TOLLWAY_VAULT_KEY``) is missing or wrong, so a credential cannot be
+    stored or read until the operator sets it: the message says what to do."""
+
+    status = 503
+    openai_type = "server_error"
+    anthropic_type = "api_error"
+
+
+@dataclass(frozen=True, slots=True)
+class AdminCall:
+    """One admin request: the caller, its parameters, and the gateway."""
+
+    request: web.Request
+    actor: Actor
+    gateway: Gateway
+
+    @property
+    def principal(self) -> Principal:
+        """The caller."""
+        return self.actor.principal
+
+    def param(self, name: str) -> str:
+        """A path parameter."""
+        return self.request.match_info[name]
+
+    async def body(self, model: type[B]) -> B:
+        """The JSON body validated as ``model``; 400 naming the field otherwise."""
+        raw = await read_json_object(self.request, self.gateway.max_body_size)
+        try:
+            return model.model_validate(raw)
+        except ValidationError as exc:
+            error = exc.errors(include_url=False)[0]
+            field = ".".join(str(part) for part in error["loc"])
+            message = error["msg"].removeprefix("Value error, ")
+            raise InvalidRequest(f"'{field}': {message}", param=field) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One admin endpoint: method, path, handler, what it does, its body model."""
+
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    body: type[BaseModel] | None = None
+    status: int = 200
+
+
+def admin_routes(gateway: Gateway, routes: list[Route]) -> list[web.RouteDef]:
+    """aiohttp routes that authenticate, authorise and answer in one error shape."""
+
+    def wrap(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            rid = request_id(request)
+            headers = {"x-request-id": rid}
+            try:
+                principal = await gateway.authenticator.authenticate(request.headers)
+                if principal.kind == "anonymous":
+                    # Not authenticated (401), whatever anonymous callers may do elsewhere.
+                    raise AuthenticationFailed(
+                        "The admin API needs a key or a token: send 'Authorization: Bearer <key>'.",
+                        code="missing_api_key",
+                    )
+                actor = Actor(principal, request.remote, rid)
+                result = await route.handler(AdminCall(request, actor, gateway))
+            except GatewayError as exc:
+                return error_response(exc, headers)
+            except RecordNotFound as exc:
+                return error_response(NotFound(str(exc), code="not_found"), headers)
+            except RecordConflict as exc:
+                return error_response(Conflict(str(exc), code="conflict"), headers)
+            except InvalidRecord as exc:
+                return error_response(InvalidRequest(str(exc)), headers)
+            except VaultKeyError as exc:  # names the variable, never a key
+                return error_response(VaultUnavailable(str(exc), code="vault_unavailable"), headers)
+            except Exception as exc:
+                down = await gateway.outage(exc)
+                return error_response(down or log_internal_error(rid, exc), headers)
+            if result is None:
+                return web.Response(status=204, headers=headers)
+            if isinstance(result, web.StreamResponse):  # streamed by the handler itself
+                return result
+            return web.Response(
+                status=route.status,
+                body=orjson.dumps(result),
+                content_type="application/json",
+                headers=headers,
+            )
+
+        return handle
+
+    return [web.route(r.method, r.path, wrap(r)) for r in routes]

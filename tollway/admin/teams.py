@@ -1,0 +1,118 @@
+"""Admin API of teams and their members."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tollway.admin import bodies
+from tollway.admin.access import require_role, require_team
+from tollway.admin.call import AdminCall, Route
+from tollway.admin.render import record_json
+from tollway.admin.users import owner_role
+from tollway.core.errors import PermissionDenied
+from tollway.store import OWNER_LEFT_TEAM, KeyAuthority
+
+
+async def create_team(call: AdminCall) -> dict[str, Any]:
+    require_role(call.principal, "admin")
+    body = await call.body(bodies.TeamCreate)
+    team = await call.gateway.store.teams.create(
+        body.name, organization=body.organization, metadata=body.metadata
+    )
+    await call.gateway.identity.audit(
+        call.actor, "team.create", "team", team.id, {"name": team.name}
+    )
+    return record_json(team)
+
+
+async def list_teams(call: AdminCall) -> dict[str, Any]:
+    require_role(call.principal, "viewer")
+    teams = await call.gateway.store.teams.find()
+    if not call.principal.has_role("admin"):
+        teams = [t for t in teams if t.id in call.principal.teams]
+    return {"data": [record_json(team) for team in teams]}
+
+
+async def get_team(call: AdminCall) -> dict[str, Any]:
+    team_id = call.param("team_id")
+    require_team(call.principal, team_id, "viewer")
+    team = await call.gateway.store.teams.get(team_id)
+    members = await call.gateway.store.teams.members(team_id=team_id)
+    return {**record_json(team), "members": [record_json(m) for m in members]}
+
+
+async def update_team(call: AdminCall) -> dict[str, Any]:
+    require_role(call.principal, "admin")
+    body = await call.body(bodies.TeamUpdate)
+    changes = body.model_dump(exclude_unset=True)
+    team = await call.gateway.store.teams.update(call.param("team_id"), **changes)
+    await call.gateway.identity.audit(
+        call.actor, "team.update", "team", team.id, {"fields": sorted(changes)}
+    )
+    if "organization" in changes:  # org budgets go by the team's organisation
+        await call.gateway.limits.load()
+    await call.gateway.fleet.announce("team", team.id)
+    return record_json(team)
+
+
+async def delete_team(call: AdminCall) -> None:
+    require_role(call.principal, "admin")
+    team_id = call.param("team_id")
+    await call.gateway.store.teams.delete(team_id)
+    await call.gateway.identity.identities_changed(call.actor, "team.delete", "team", team_id, {})
+
+
+async def add_member(call: AdminCall) -> dict[str, Any]:
+    team_id = call.param("team_id")
+    require_team(call.principal, team_id, "team_admin")
+    body = await call.body(bodies.MemberAdd)
+    membership = await call.gateway.store.teams.add_member(team_id, body.user_id, body.role)
+    await call.gateway.identity.identities_changed(
+        call.actor, "team.member.add", "team", team_id, {"user_id": body.user_id, "role": body.role}
+    )
+    return record_json(membership)
+
+
+async def remove_member(call: AdminCall) -> dict[str, Any]:
+    """Take a user out of a team; the keys they own there are blocked (docs/identity.md)."""
+    team_id, user_id = call.param("team_id"), call.param("user_id")
+    principal = call.principal
+    require_team(principal, team_id, "team_admin")
+    if not principal.has_role("admin") and await owner_role(call, user_id) == "admin":
+        raise PermissionDenied(
+            "Only an admin may remove an admin from a team (their keys there are blocked).",
+            code="insufficient_role",
+        )
+    authority: KeyAuthority = "admin" if principal.has_role("admin") else "team_admin"
+    removal = await call.gateway.store.teams.remove_member(team_id, user_id, authority=authority)
+    blocked = [key.id for key in removal.blocked_keys]
+    ended = [key.id for key in removal.ended_grace]
+    details = {"user_id": user_id, "blocked_keys": blocked, "ended_grace": ended}
+    await call.gateway.identity.identities_changed(
+        call.actor, "team.member.remove", "team", team_id, details
+    )
+    return {
+        "team_id": team_id,
+        "user_id": user_id,
+        "blocked_keys": [record_json(key) for key in removal.blocked_keys],
+        "ended_grace": [record_json(key) for key in removal.ended_grace],
+        "reason": OWNER_LEFT_TEAM,
+    }
+
+
+TEAM_ROUTES = [
+    Route("POST", "/admin/teams", create_team, "Create a team", bodies.TeamCreate, 201),
+    Route("GET", "/admin/teams", list_teams, "List teams"),
+    Route("GET", "/admin/teams/{team_id}", get_team, "A team and its members"),
+    Route("PATCH", "/admin/teams/{team_id}", update_team, "Change a team", bodies.TeamUpdate),
+    Route("DELETE", "/admin/teams/{team_id}", delete_team, "Delete a team", status=204),
+    Route(
+        "POST", "/admin/teams/{team_id}/members", add_member, "Add a member", bodies.MemberAdd, 201
+    ),
+    Route(
+        "DELETE",
+        "/admin/teams/{team_id}/members/{user_id}",
+        remove_member,
+        "Remove a member; the keys they own in the team are blocked (listed in the answer)",
+    ),
+]
