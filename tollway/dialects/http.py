@@ -26,6 +26,7 @@ from tollway.core.errors import (
 from tollway.core.types import ChatChunk, ChatRequest, EmbeddingRequest
 from tollway.pricing.metering import format_cost
 from tollway.providers.deadlines import CALLER
+from tollway.telemetry.refusals import refusal_entry
 
 if TYPE_CHECKING:
     from tollway.auth.principal import Principal
@@ -199,14 +200,14 @@ def _refused(
     the principal authenticated, or the one a known but unusable key names; never the
     credential itself."""
     refusals = gateway.refusals
-    if refusals is None:
+    if refusals is None or not refusals.admit(error):
         return
     if principal is None and isinstance(error, AuthenticationFailed):
         principal = error.principal
     model = body.get("model") if body is not None else None
-    refusals.record(
-        rid, endpoint, error, principal, model if isinstance(model, str) else "", request.remote
-    )
+    if not isinstance(model, str):
+        model = ""
+    refusals.put(refusal_entry(rid, endpoint, error, principal, model, request.remote))
 
 
 def request_id(request: web.Request, new: Callable[[], str] | None = None) -> str:

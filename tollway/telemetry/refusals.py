@@ -38,9 +38,6 @@ _WARN_EVERY = 60.0
 _MAX_KINDS = 256
 """Kinds with a bucket of their own; beyond them, one bucket for the rest of each status."""
 
-Kind = tuple[int, str]
-"""A refusal's status and error code (``""`` without one)."""
-
 
 class _Bucket:
     """Rows a kind may still write now, refilled at the configured rate."""
@@ -60,52 +57,53 @@ class RefusalLog:
     def __init__(self, put: Put, per_second: float) -> None:
         """``put``: the request log writer's ``put_nowait``; ``per_second``: rows of each
         kind a second (0: none, every refusal only counted)."""
-        self._put = put
+        self.put = put
         self._rate = per_second
         self._burst = max(1.0, per_second * _BURST_SECONDS) if per_second else 0.0
-        self._buckets: dict[Kind, _Bucket] = {}
+        self._buckets: dict[tuple[int, str | None], _Bucket] = {}
 
-    def record(
-        self,
-        request_id: str,
-        endpoint: str,
-        error: GatewayError,
-        principal: Principal | None,
-        model: str,
-        source_ip: str | None,
-    ) -> None:
-        """Log one refused request, or count it when its kind is over its rate.
-
-        ``model``: what the body asked for, ``""`` when it was not read.
-        """
-        kind: Kind = (error.status, error.code or "")
-        now = time.monotonic()
+    def admit(self, error: GatewayError) -> bool:
+        """Whether a refusal with ``error`` may be recorded now (then ``put`` its entry);
+        when not, it is counted. The only work a refusal over its rate costs: a flood of
+        them is answered at about the price it was before they were recorded."""
+        kind = (error.status, error.code)
         bucket = self._buckets.get(kind)
         if bucket is None:
-            if len(self._buckets) >= _MAX_KINDS:
-                kind = (error.status, "(other)")
-                bucket = self._buckets.get(kind)
-            if bucket is None:
-                bucket = self._buckets[kind] = _Bucket(self._burst, now)
-        tokens = min(self._burst, bucket.tokens + (now - bucket.updated) * self._rate)
+            bucket = self._bucket(kind)
+        now = time.monotonic()
+        tokens = bucket.tokens + (now - bucket.updated) * self._rate
         bucket.updated = now
-        if tokens < 1.0:
-            bucket.tokens = tokens
-            bucket.suppressed += 1
-            if now - bucket.warned >= _WARN_EVERY:
-                bucket.warned = now
-                log.warning(
-                    "request log: refused requests (%d %s) come faster than %g a second: those "
-                    "beyond are counted, not recorded (%d so far)",
-                    kind[0], kind[1] or "-", self._rate, bucket.suppressed,
-                )  # fmt: skip
-            return
-        bucket.tokens = tokens - 1.0
-        self._put(refusal_entry(request_id, endpoint, error, principal, model, source_ip))
+        if tokens >= 1.0:
+            bucket.tokens = (tokens if tokens < self._burst else self._burst) - 1.0
+            return True
+        bucket.tokens = tokens
+        bucket.suppressed += 1
+        if now - bucket.warned >= _WARN_EVERY:
+            bucket.warned = now
+            log.warning(
+                "request log: refused requests (%d %s) come faster than %g a second: those "
+                "beyond are counted in tollway_request_log_refusals_suppressed_total, not "
+                "recorded (%d of them so far)",
+                kind[0], kind[1] or "-", self._rate, bucket.suppressed,
+            )  # fmt: skip
+        return False
 
-    def suppressed(self) -> dict[Kind, int]:
-        """Refusals counted but not recorded, by kind, since the start (for the metrics)."""
-        return {kind: b.suppressed for kind, b in self._buckets.items() if b.suppressed}
+    def _bucket(self, kind: tuple[int, str | None]) -> _Bucket:
+        if len(self._buckets) >= _MAX_KINDS:  # kinds beyond share one bucket a status
+            kind = (kind[0], "(other)")
+            if kind in self._buckets:
+                return self._buckets[kind]
+        bucket = self._buckets[kind] = _Bucket(self._burst, time.monotonic())
+        return bucket
+
+    def suppressed(self) -> dict[tuple[int, str], int]:
+        """Refusals counted but not recorded, by status and code (``""`` without one),
+        since the start (for the metrics)."""
+        return {
+            (status, code or ""): bucket.suppressed
+            for (status, code), bucket in self._buckets.items()
+            if bucket.suppressed
+        }
 
 
 def refusal_entry(
