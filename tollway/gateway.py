@@ -54,6 +54,7 @@ from tollway.simulator import Simulator
 from tollway.store import AuditEntry, Store, StoreBusy, StoreError
 from tollway.store.engine import redacted, store_url
 from tollway.telemetry.metrics import Metrics, MetricsStage
+from tollway.telemetry.refusals import RefusalLog
 from tollway.telemetry.request_log import RequestLogWriter
 from tollway.telemetry.request_log_stage import BodyCapturingStage, RequestLogStage
 from tollway.telemetry.spool import default_spool_dir
@@ -114,6 +115,7 @@ class Gateway:
         if self.metrics is not None:
             self.metrics.set_config_version(self.config_version)
         self.request_log = self._request_log_writer(settings)
+        self.refusals = self._refusal_log(settings)
         self.health = HealthBook(settings.routing, on_circuit=self._circuit_changed)
         self.prices = PriceCatalog.load()
         self.metering = Metering(TokenCounter())
@@ -155,6 +157,17 @@ class Gateway:
         if self.metrics is not None:
             self.metrics.watch_request_log(writer)
         return writer
+
+    def _refusal_log(self, settings: Settings) -> RefusalLog | None:
+        """Requests refused before the pipeline, into the request log at a bounded rate."""
+        if self.request_log is None:
+            return None
+        refusals = RefusalLog(
+            self.request_log.put_nowait, settings.telemetry.request_log.refusals_per_second
+        )
+        if self.metrics is not None:
+            self.metrics.watch_refusals(refusals)
+        return refusals
 
     def _request_log_stage(self) -> tuple[Stage, ...]:
         if self.request_log is None:

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.conftest import UPSTREAM_KEY
 from tests.integration.test_request_log import chat, log_config
-from tests.support import POSTGRES_URL, Process, postgres_database, running_gateway
+from tests.support import CLIENT_KEY, POSTGRES_URL, Process, postgres_database, running_gateway
 
 
 @pytest.fixture
@@ -286,4 +286,39 @@ def test_a_store_that_stops_answering_holds_up_no_shutdown_and_loses_nothing(
     ):
         wait_stored(database, before | during | later)
         assert spool_files(spool) == []
+        no_traceback(process)
+
+
+def test_refusals_during_an_outage_are_spooled_and_stored_once_it_is_over(
+    log_dir: Path, simulator_url: str, database: str, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TOLLWAY_STORE_URL": database}
+    config = gateway_config(simulator_url, database, spool)
+    chat_url = "/v1/chat/completions"
+    with running_gateway(log_dir, config, env) as (url, process):
+        cut(database)
+        try:
+            refused = {}
+            for n, (headers, body, status) in enumerate([
+                ({}, b'{"model": "priced-chat"}', 401),  # no key: nothing to look up
+                ({"Authorization": f"Bearer {CLIENT_KEY}"}, b"{not json", 400),  # key in memory
+                # A key not in memory cannot be checked while the store is down: 503.
+                ({"Authorization": "Bearer tw-not-a-known-key-0123456789"}, b"{}", 503),
+            ]):  # fmt: skip
+                rid = f"refused-in-outage-{n}"
+                sent = httpx.post(url + chat_url, content=body,
+                                  headers={**headers, "x-request-id": rid})  # fmt: skip
+                assert sent.status_code == status, sent.text
+                refused[rid] = status
+            deadline = time.monotonic() + 20
+            while metric(url, "tollway_request_log_records_spooled_total") < len(refused):
+                assert time.monotonic() < deadline, "refusals were not spooled"
+                time.sleep(0.2)
+        finally:
+            restore(database)
+        wait_stored(database, set(refused))
+        rows = run_sql(database, "SELECT request_id, status, hash FROM request_log")
+        assert {rid: status for rid, status, _ in rows} == refused
+        assert all(digest is not None for _, _, digest in rows)  # in the chain
         no_traceback(process)

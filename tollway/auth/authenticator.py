@@ -71,7 +71,9 @@ class Authenticator:
             principal = await self.tokens.authenticate(secret)
             # The IdP vouches for the token; the gateway's own records can still stop the user.
             if principal.user is not None and self._is_blocked(principal.user):
-                raise AuthenticationFailed("This user is blocked.", code="user_blocked")
+                raise AuthenticationFailed(
+                    "This user is blocked.", code="user_blocked", principal=principal
+                )
             return principal
         return await self.keys.authenticate(secret)
 

@@ -187,19 +187,24 @@ class KeyIndex:
 
 
 def _check_usable(entry: KeyEntry, now: dt.datetime) -> None:
+    whom = entry.principal  # a known key: the request log names it (never its secret)
     if entry.status == "revoked":
         # A rotated key is revoked with a grace period during which it still works.
         if entry.grace_until is None:
             raise AuthenticationFailed(
-                "Invalid API key: the key has been revoked.", code="key_revoked"
+                "Invalid API key: the key has been revoked.", code="key_revoked", principal=whom
             )
         if now >= entry.grace_until:
             raise AuthenticationFailed(
                 "Invalid API key: the key was rotated and its grace period is over.",
-                code="key_rotated",
-            )
+                code="key_rotated", principal=whom,
+            )  # fmt: skip
     elif entry.status == "blocked":
         why = f": {entry.blocked_reason}" if entry.blocked_reason else ""
-        raise AuthenticationFailed(f"Invalid API key: the key is blocked{why}.", code="key_blocked")
+        raise AuthenticationFailed(
+            f"Invalid API key: the key is blocked{why}.", code="key_blocked", principal=whom
+        )
     if entry.expires_at is not None and now >= entry.expires_at:
-        raise AuthenticationFailed("Invalid API key: the key has expired.", code="key_expired")
+        raise AuthenticationFailed(
+            "Invalid API key: the key has expired.", code="key_expired", principal=whom
+        )

@@ -449,6 +449,10 @@ class RequestLogConfig(Strict):
     chain: bool = False
     """Hash-chain the records (tamper evidence, ``tollway logs verify``)."""
     bodies: RequestLogBodiesConfig = RequestLogBodiesConfig()
+    refusals_per_second: float = Field(default=10.0, ge=0.0)
+    """Requests refused before the pipeline (401, 400, 413...) recorded a second of each kind
+    (status and code), with bursts of ten seconds' worth; beyond it they are only counted
+    (``tollway_request_log_refusals_suppressed_total``). 0: none recorded, all counted."""
 
 
 OTEL_PACKAGES = ("opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.http")

@@ -96,6 +96,8 @@ class RequestContext:
     when the request log keeps this request's bodies (telemetry/request_log.py)."""
     trace: RequestTrace | None = None
     """The request's spans while it runs, when tracing is on and records it (tracing.py)."""
+    source_ip: str | None = None
+    """The address the request came from (the connection's peer), for the request log."""
 
     def __post_init__(self) -> None:
         if not self.requested_model:

@@ -38,8 +38,11 @@ exception) for the log and ``/admin/deployments``.
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from tollway.auth.principal import Principal
 
 
 class GatewayError(Exception):
@@ -82,6 +85,14 @@ class AuthenticationFailed(GatewayError):
     status = 401
     openai_type = "authentication_error"
     anthropic_type = "authentication_error"
+
+    def __init__(
+        self, message: str, *, code: str | None = None, principal: Principal | None = None
+    ) -> None:
+        """``principal``: whom the credential names when it is known but not usable (a
+        revoked, blocked or expired key, a blocked user), for the request log; never sent."""
+        super().__init__(message, code=code)
+        self.principal = principal
 
 
 class PermissionDenied(GatewayError):

@@ -73,7 +73,9 @@ class AnthropicDialect:
 
     async def messages(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/messages``, streaming or not."""
-        return await exchange(request, self._gateway, request_from_wire, self._answer, failure)
+        return await exchange(
+            request, self._gateway, request_from_wire, self._answer, failure, logged_as="messages"
+        )
 
     async def _answer(
         self, request: web.Request, pipeline: Pipeline, ctx: RequestContext

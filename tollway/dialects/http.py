@@ -16,6 +16,7 @@ from aiohttp import web
 
 from tollway.core.context import RequestContext
 from tollway.core.errors import (
+    AuthenticationFailed,
     ClientDisconnected,
     GatewayError,
     InvalidRequest,
@@ -25,6 +26,7 @@ from tollway.core.errors import (
 from tollway.core.types import ChatChunk, ChatRequest, EmbeddingRequest
 from tollway.pricing.metering import format_cost
 from tollway.providers.deadlines import CALLER
+from tollway.telemetry.refusals import refusal_entry
 
 if TYPE_CHECKING:
     from tollway.auth.principal import Principal
@@ -124,30 +126,40 @@ async def exchange(
     parse: Callable[[dict[str, Any]], ChatRequest | EmbeddingRequest],
     answer: Callable[[web.Request, Pipeline, RequestContext], Awaitable[web.StreamResponse]],
     fail: Failure,
+    logged_as: str | None = None,
 ) -> web.StreamResponse:
     """The cycle every model route shares: authenticate (before reading the body), parse,
-    answer, render any failure in the dialect's shape, and always finish the pipeline."""
+    answer, render any failure in the dialect's shape, and always finish the pipeline.
+
+    ``logged_as``: the request log's ``endpoint`` for a request refused before the pipeline
+    (``None``: such refusals are not logged, as the route's other requests are not)."""
     rid = request_id(request, gateway.request_ids)
     pipeline = gateway.pipeline
     # Upstream calls made in this task give up when this connection closes (deadlines.py).
     CALLER.set(request.protocol)
     ctx: RequestContext | None = None
+    principal: Principal | None = None
+    body: dict[str, Any] | None = None
     try:
-        principal: Principal = await gateway.authenticator.authenticate(request.headers)
-        parsed = parse(await read_json_object(request, gateway.max_body_size))
+        principal = await gateway.authenticator.authenticate(request.headers)
+        body = await read_json_object(request, gateway.max_body_size)
+        parsed = parse(body)
         parsed.upstream_headers = gateway.forwarder.select(request.headers)
         if isinstance(parsed, ChatRequest):
             ctx = RequestContext(
-                rid, "chat", parsed.model, request.headers, principal=principal, chat=parsed
-            )
+                rid, "chat", parsed.model, request.headers, principal=principal, chat=parsed,
+                source_ip=request.remote,
+            )  # fmt: skip
         else:
             ctx = RequestContext(
                 rid, "embeddings", parsed.model, request.headers, principal=principal,
-                embedding=parsed,
+                embedding=parsed, source_ip=request.remote,
             )  # fmt: skip
         return await answer(request, pipeline, ctx)
     except GatewayError as exc:
         if ctx is None:
+            if logged_as is not None:
+                _refused(gateway, request, rid, logged_as, exc, principal, body)
             return fail(exc, rid, {"x-request-id": rid})
         ctx.error = exc
         return fail(exc, rid, routing_headers(ctx))
@@ -155,6 +167,8 @@ async def exchange(
         error = log_internal_error(rid, exc)
         if ctx is not None:
             ctx.error = error  # so metrics, the request log and traces count it as a 500
+        elif logged_as is not None:
+            _refused(gateway, request, rid, logged_as, error, principal, body)
         return fail(error, rid, {"x-request-id": rid})
     except asyncio.CancelledError:
         # The server stopping cancels what still runs at the end of its shutdown timeout (a
@@ -171,6 +185,29 @@ async def exchange(
             finishing = pipeline.finish(ctx)
             if finishing is not None:
                 await finishing
+
+
+def _refused(
+    gateway: Gateway,
+    request: web.Request,
+    rid: str,
+    endpoint: str,
+    error: GatewayError,
+    principal: Principal | None,
+    body: dict[str, Any] | None,
+) -> None:
+    """Hand a request refused before the pipeline to the request log (telemetry/refusals.py):
+    the principal authenticated, or the one a known but unusable key names; never the
+    credential itself."""
+    refusals = gateway.refusals
+    if refusals is None or not refusals.admit(error):
+        return
+    if principal is None and isinstance(error, AuthenticationFailed):
+        principal = error.principal
+    model = body.get("model") if body is not None else None
+    if not isinstance(model, str):
+        model = ""
+    refusals.put(refusal_entry(rid, endpoint, error, principal, model, request.remote))
 
 
 def request_id(request: web.Request, new: Callable[[], str] | None = None) -> str:

@@ -95,7 +95,9 @@ class OpenAIDialect:
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/chat/completions``, streaming or not."""
-        return await exchange(request, self._gateway, request_from_wire, self._chat, failure)
+        return await exchange(
+            request, self._gateway, request_from_wire, self._chat, failure, logged_as="chat"
+        )
 
     async def _chat(
         self, request: web.Request, pipeline: Pipeline, ctx: RequestContext
@@ -115,8 +117,9 @@ class OpenAIDialect:
     async def embeddings(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/embeddings``."""
         return await exchange(
-            request, self._gateway, embedding_request_from_wire, self._embed, failure
-        )
+            request, self._gateway, embedding_request_from_wire, self._embed, failure,
+            logged_as="embeddings",
+        )  # fmt: skip
 
     async def _embed(
         self, request: web.Request, pipeline: Pipeline, ctx: RequestContext

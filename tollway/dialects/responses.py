@@ -110,7 +110,9 @@ class ResponsesDialect:
                 headers=routing_headers(ctx),
             )
 
-        return await exchange(request, self._gateway, parse, answer, _failure)
+        return await exchange(
+            request, self._gateway, parse, answer, _failure, logged_as="responses"
+        )
 
     async def not_stored(self, request: web.Request) -> web.Response:
         """Reading, cancelling or deleting a stored response: a 404, as none is stored."""

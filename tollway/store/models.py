@@ -242,7 +242,8 @@ class SpendRow(Base):
 
 
 class RequestLogRow(Base):
-    """``request_log``: one row per request the pipeline ran (telemetry/request_log.py).
+    """``request_log``: one row per request the pipeline ran or refused before it ran
+    (telemetry/request_log.py, telemetry/refusals.py).
 
     ``chain_id`` and ``seq`` name a row uniquely per writer process, so a batch replayed from
     the spool is inserted once; ``prev_hash`` and ``hash`` link the rows of one chain
@@ -298,3 +299,5 @@ class RequestLogRow(Base):
     refused: Mapped[str | None] = mapped_column(String(200))
     """Set on a placeholder: why the store refused the row written for this request (the
     row itself is set aside in the spool's ``rejected/``); revision 0007."""
+    source_ip: Mapped[str | None] = mapped_column(String(64))
+    """The client's address (the connection's peer); revision 0009, NULL in rows before."""

@@ -74,6 +74,8 @@ class RequestLogRecord:
     refused: str | None
     """Set on a placeholder: why the store refused the row first written for this request
     (telemetry/request_log.py); its other values are what could be kept of it."""
+    source_ip: str | None
+    """The address the request came from (NULL in rows stored before revision 0009)."""
 
     def columns(self) -> dict[str, Any]:
         """Every column's value by name (``guardrails`` as a list)."""

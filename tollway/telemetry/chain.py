@@ -40,10 +40,12 @@ HASHED = tuple(name for name in COLUMNS if name not in ("id", "prev_hash", "hash
 """The columns a record's hash covers."""
 _PLACEHOLDER_COLUMNS = (*HASHED, "refused")
 
-ADDED_LATER = {"cache_write_tokens": 0, "cache_write_1h_tokens": 0}
-"""Columns added after the first hashed rows (revision 0007), with the value rows stored
-before hold: they enter the canonical form only when they hold another, so those rows hash
-as they did when written."""
+ADDED_LATER: dict[str, object] = {
+    "cache_write_tokens": 0, "cache_write_1h_tokens": 0, "source_ip": None,
+}  # fmt: skip
+"""Columns added after the first hashed rows (revisions 0007 and 0009), with the value rows
+stored before hold: they enter the canonical form only when they hold another, so those rows
+hash as they did when written."""
 
 
 def canonical(values: Mapping[str, Any]) -> bytes:

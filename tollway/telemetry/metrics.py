@@ -160,6 +160,10 @@ class Metrics:
         """Report the request log writer's queue, lag and counts (read at scrape time)."""
         self.registry.register(_RequestLogCollector(writer))
 
+    def watch_refusals(self, refusals: RefusalCounts) -> None:
+        """Report the refused requests the request log only counted (read at scrape time)."""
+        self.registry.register(_RefusalCollector(refusals))
+
     def exposition(self) -> bytes:
         """The text exposition format of every metric."""
         return bytes(generate_latest(self.registry))
@@ -309,6 +313,33 @@ class _RequestLogCollector:
             ("rejected", "Request log records the store refused", writer.rejected),
         ):
             yield CounterMetricFamily(prefix + "records_" + name, help_text, value)
+
+
+class RefusalCounts(Protocol):
+    """What the refusal log (telemetry/refusals.py) tells the metrics."""
+
+    def suppressed(self) -> dict[tuple[int, str], int]: ...
+
+
+class _RefusalCollector:
+    """Refusals over the request log's rate, by status and code, read when scraped."""
+
+    def __init__(self, refusals: RefusalCounts) -> None:
+        self._refusals = refusals
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "tollway_request_log_refusals_suppressed",
+            "Requests refused before the pipeline that were counted, not recorded in the "
+            "request log (their kind over telemetry.request_log.refusals_per_second)",
+            labels=["status", "code"],
+        )
+        for (status, code), count in sorted(self._refusals.suppressed().items()):
+            family.add_metric([str(status), code], count)
+        yield family
 
 
 class MetricsStage(Stage):

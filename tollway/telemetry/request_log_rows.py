@@ -32,7 +32,7 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 TEXT_LIMITS = {
     "request_id": 128, "principal_kind": 16, "key_id": 64, "user_id": 320, "team_id": 200,
     "service": 200, "endpoint": 16, "model": 200, "served_model": 200, "deployment_id": 200,
-    "provider": 64, "error_code": 64, "cache": 16,
+    "provider": 64, "error_code": 64, "cache": 16, "source_ip": 64,
 }  # fmt: skip
 """Column lengths of the text a request fills: longer values (a client's model name, say)
 are cut, never refused."""

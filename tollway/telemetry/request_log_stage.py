@@ -52,6 +52,7 @@ Entry = tuple[
     float | None,  # ttft_ms
     str | None,  # cache
     str,  # guardrails, JSON text
+    str | None,  # source_ip
     ChatRequest | EmbeddingRequest | None,  # the request, when bodies are kept
     list[object] | None,  # what was answered, when bodies are kept
 ]
@@ -130,6 +131,7 @@ def entry(ctx: RequestContext, keep_bodies: bool = False) -> Entry:
         None if first is None else round((first - started) * 1_000_000) / 1000,
         ctx.cache_status,
         orjson.dumps(flags).decode() if flags else NO_GUARDRAILS,
+        ctx.source_ip,
         (chat or ctx.embedding) if keep_bodies else None,
         ctx.captured_output if keep_bodies else None,
     )

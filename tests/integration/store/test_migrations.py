@@ -171,7 +171,9 @@ async def test_request_log_times_keep_their_value_across_migration_0004(
     assert [row[0] for row in stored] == as_stored
 
 
-async def test_rows_hashed_before_migration_0007_still_verify(empty_database: Database) -> None:
+async def test_rows_hashed_before_migrations_0007_and_0009_still_verify(
+    empty_database: Database,
+) -> None:
     # 0007 adds the cache write counts, 0 in the rows there: a chain hashed before (without
     # them in the canonical form) must verify after, so an upgrade never reads as tampering.
     url, schema, db = empty_database.url, empty_database.schema, empty_database
@@ -215,6 +217,7 @@ async def test_rows_hashed_before_migration_0007_still_verify(empty_database: Da
     finally:
         await store.close()
     assert report.ok and report.chained and report.records == 2
-    assert [(r.cache_write_tokens, r.cache_write_1h_tokens, r.refused) for r in records] == [
-        (0, 0, None), (0, 0, None),
-    ]  # fmt: skip
+    # 0009 adds source_ip, NULL in the rows there, and left out of their canonical form too.
+    assert [
+        (r.cache_write_tokens, r.cache_write_1h_tokens, r.refused, r.source_ip) for r in records
+    ] == [(0, 0, None, None), (0, 0, None, None)]
