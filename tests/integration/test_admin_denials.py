@@ -195,9 +195,8 @@ def test_an_unknown_keys_secret_is_in_no_event_log_line_metric_or_stored_row(
         headers = _bearer(UNKNOWN_SECRET) if rid.startswith("secret-0") else {
             "x-api-key": UNKNOWN_SECRET
         }  # fmt: skip
-        sent = httpx.post(
-            denying.url + "/admin/keys", json={"name": "x"}, headers={**headers, "x-request-id": rid}
-        )
+        headers = {**headers, "x-request-id": rid}
+        sent = httpx.post(denying.url + "/admin/keys", json={"name": "x"}, headers=headers)
         assert sent.status_code == 401
     events = _denials(denying.url, rids)
     assert {e["actor"] for e in events.values()} == {"unknown"}
@@ -206,8 +205,9 @@ def test_an_unknown_keys_secret_is_in_no_event_log_line_metric_or_stored_row(
     stored = asyncio.run(_stored_audit_text(denying.store_url))
     assert len(stored) > 0
     metrics = httpx.get(denying.url + "/metrics").text
+    output = denying.process.output()
     for where, text in (("the audit trail", trail), ("the audit table", stored),
-                        ("metrics", metrics), ("gateway log", denying.process.output())):  # fmt: skip
+                        ("metrics", metrics), ("gateway log", output)):  # fmt: skip
         for part in SECRET_PARTS:
             assert part not in text, f"{where} holds the unknown key's secret"
 
