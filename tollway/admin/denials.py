@@ -31,8 +31,6 @@ if TYPE_CHECKING:
 
 ACTION = "admin.denied"
 """The audit trail's action of a denied admin request."""
-SUPPRESSED = "tollway_admin_denials_suppressed"
-"""The counter of denials over their rate (``_total`` in the exposition)."""
 _MAX_PATH = 256
 """Characters of the path asked for kept in an event (the route names it in full anyway)."""
 
@@ -45,7 +43,9 @@ class AdminDenials:
         (``Gateway.record_later``); ``per_second``: events of each kind a second (0: none,
         every denial only counted)."""
         self.buckets = RefusalBuckets(
-            per_second, "admin audit trail: denied admin requests", SUPPRESSED + "_total"
+            per_second,
+            "admin audit trail: denied admin requests",
+            "tollway_admin_denials_suppressed_total",  # Metrics.watch_admin_denials
         )
         self._record = record
 
