@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 from sqlalchemy.exc import SQLAlchemyError
 
+from tollway.admin.denials import AdminDenials
 from tollway.alerts import AlertManager
 from tollway.auth.authenticator import Authenticator
 from tollway.auth.bootstrap import (
@@ -116,6 +117,9 @@ class Gateway:
             self.metrics.set_config_version(self.config_version)
         self.request_log = self._request_log_writer(settings)
         self.refusals = self._refusal_log(settings)
+        self.admin_denials = AdminDenials(self.record_later, settings.auth.admin_denials_per_second)
+        if self.metrics is not None:
+            self.metrics.watch_admin_denials(self.admin_denials.buckets)
         self.health = HealthBook(settings.routing, on_circuit=self._circuit_changed)
         self.prices = PriceCatalog.load()
         self.metering = Metering(TokenCounter())
@@ -329,12 +333,15 @@ class Gateway:
         trail (written in the background: SIGHUP and the file watch cannot wait)."""
         before = self.config_version
         reloaded = self.reload()
-        task = asyncio.get_running_loop().create_task(
-            self._record(self.reload_event(trigger, before, reloaded))
-        )
+        self.record_later(self.reload_event(trigger, before, reloaded))
+        return reloaded
+
+    def record_later(self, event: AuditEntry) -> None:
+        """Append ``event`` to the audit trail in the background (``close`` waits for it);
+        a failure is a warning, never the caller's."""
+        task = asyncio.get_running_loop().create_task(self._record(event))
         self._recording.add(task)
         task.add_done_callback(self._recording.discard)
-        return reloaded
 
     async def _record(self, event: AuditEntry) -> None:
         try:
@@ -423,7 +430,7 @@ class Gateway:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
-        await asyncio.gather(*self._recording)  # audit events of reloads, before the store
+        await asyncio.gather(*self._recording)  # audit events in writing, before the store
         if self._upstream is not None:
             await self._upstream.close()
         if self._session is not None:

@@ -10,6 +10,8 @@ import re
 from pathlib import Path
 
 from tests.conftest import AWS_SECRET_ACCESS_KEY, UPSTREAM_KEY
+from tests.integration.test_admin_denials import UNKNOWN_SECRET as DENIED_SECRET
+from tests.integration.test_request_log_refusals import UNKNOWN_SECRET as REFUSED_SECRET
 from tests.support import CLIENT_KEY
 
 SECRETS = {
@@ -17,6 +19,12 @@ SECRETS = {
     "the AWS secret key": AWS_SECRET_ACCESS_KEY,
     "a wrong provider key used in tests": "sk-wrong-key-for-test-9876",
     "the admin key": CLIENT_KEY,
+    # Unknown keys sent to model routes and to the admin API: refused, recorded, never shown;
+    # their first 12 characters are what a prefix of them would be.
+    "an unknown key refused on a model route": REFUSED_SECRET,
+    "an unknown key denied by the admin API": DENIED_SECRET,
+    "an unknown key's would-be prefix (model route)": REFUSED_SECRET[:12],
+    "an unknown key's would-be prefix (admin API)": DENIED_SECRET[:12],
 }
 VIRTUAL_KEY = re.compile(r"tw-[A-Za-z0-9_-]{40}")
 

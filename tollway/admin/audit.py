@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tollway.admin.access import require_role
-from tollway.admin.call import AdminCall, Route
+from tollway.admin.call import AdminCall, Query, Route
 from tollway.admin.render import record_json
 from tollway.core.errors import InvalidRequest
 from tollway.store.audit import MAX_PAGE as MAX_AUDIT_PAGE
@@ -32,6 +32,16 @@ async def list_audit(call: AdminCall) -> dict[str, Any]:
     return {"data": [record_json(e) for e in page.events], "next_cursor": page.next_cursor}
 
 
+AUDIT_QUERY = (
+    Query("actor", "Events of this actor (a key prefix, a user, a principal id; admin.denied: "
+          "a principal id, anonymous or unknown)"),
+    Query("action", "Events of this action (key.revoke, admin.denied...); key.* for a prefix"),
+    Query("target_type", "Events about this kind of record (key, team, route...)"),
+    Query("target_id", "Events about this record"),
+    Query("limit", f"Events a page, 1 to {MAX_AUDIT_PAGE} (default 100)"),
+    Query("cursor", "The next_cursor of the page before"),
+)  # fmt: skip
+
 AUDIT_ROUTES = [
-    Route("GET", "/admin/audit", list_audit, "The audit trail, newest first"),
+    Route("GET", "/admin/audit", list_audit, "The audit trail, newest first", query=AUDIT_QUERY),
 ]

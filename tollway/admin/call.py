@@ -85,8 +85,17 @@ class AdminCall:
 
 
 @dataclass(frozen=True, slots=True)
+class Query:
+    """A query parameter an admin endpoint reads (for its OpenAPI document)."""
+
+    name: str
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
 class Route:
-    """One admin endpoint: method, path, handler, what it does, its body model."""
+    """One admin endpoint: method, path, handler, what it does, its body model, the query
+    parameters it reads."""
 
     method: str
     path: str
@@ -94,6 +103,7 @@ class Route:
     summary: str
     body: type[BaseModel] | None = None
     status: int = 200
+    query: tuple[Query, ...] = ()
 
 
 def admin_routes(gateway: Gateway, routes: list[Route]) -> list[web.RouteDef]:
@@ -103,6 +113,7 @@ def admin_routes(gateway: Gateway, routes: list[Route]) -> list[web.RouteDef]:
         async def handle(request: web.Request) -> web.StreamResponse:
             rid = request_id(request)
             headers = {"x-request-id": rid}
+            principal: Principal | None = None
             try:
                 principal = await gateway.authenticator.authenticate(request.headers)
                 if principal.kind == "anonymous":
@@ -114,6 +125,8 @@ def admin_routes(gateway: Gateway, routes: list[Route]) -> list[web.RouteDef]:
                 actor = Actor(principal, request.remote, rid)
                 result = await route.handler(AdminCall(request, actor, gateway))
             except GatewayError as exc:
+                if exc.status in (401, 403):  # who tried without the right to: denials.py
+                    gateway.admin_denials.denied(request, route.path, rid, exc, principal)
                 return error_response(exc, headers)
             except RecordNotFound as exc:
                 return error_response(NotFound(str(exc), code="not_found"), headers)

@@ -1,11 +1,12 @@
 """Admin API of the request log: ``GET /admin/logs``, as pages of JSON or a CSV/JSONL export.
 
 Filters: ``user``, ``team``, ``key`` (ids), ``model`` (the model asked for), ``status`` (a
-status such as ``429``, a class such as ``5xx``, ``ok`` or ``error``), ``since`` (inclusive)
-and ``until`` (exclusive), each an ISO 8601 time (UTC when it has no zone) or an age such as
-``15m``, ``24h``, ``7d``. Pages are newest first: ``limit`` (1 to 1000, default 100) and
-``cursor`` (the ``next_cursor`` of the page before). ``format=csv`` or ``format=jsonl``
-streams every matching record instead, newest first, read from the store a page at a time.
+status such as ``429``, a class such as ``5xx``, ``ok`` or ``error``), ``source_ip`` (one
+address, IPv4 or IPv6), ``since`` (inclusive) and ``until`` (exclusive), each an ISO 8601
+time (UTC when it has no zone) or an age such as ``15m``, ``24h``, ``7d``. Pages are newest
+first: ``limit`` (1 to 1000, default 100) and ``cursor`` (the ``next_cursor`` of the page
+before). ``format=csv`` or ``format=jsonl`` streams every matching record instead, newest
+first, read from the store a page at a time.
 
 Who sees what follows the keys they may read (admin/access.py): admins everything; anyone
 in a team (team admin, member, viewer, or a key of that team) the team's records; anyone
@@ -17,6 +18,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import ipaddress
 import logging
 import re
 from typing import Any
@@ -25,7 +27,7 @@ import orjson
 from aiohttp import web
 
 from tollway.admin.access import require_role
-from tollway.admin.call import AdminCall, Route
+from tollway.admin.call import AdminCall, Query, Route
 from tollway.admin.render import record_json
 from tollway.core.errors import InvalidRequest
 from tollway.store import RequestLogFilter, RequestLogRecord
@@ -70,6 +72,33 @@ def query_time(query: Any, name: str, now: dt.datetime) -> dt.datetime | None:
     return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment
 
 
+def source_ips(query: Any) -> tuple[str, ...] | None:
+    """The ``source_ip`` parameter as the spellings the log may hold of that one address;
+    ``None`` when absent; a 400 naming it when it is not an address.
+
+    A row holds the peer address as the socket gave it: an IPv4 client of a dual-stack
+    listener is ``::ffff:a.b.c.d``, which Python writes ``::ffff:xxxx:xxxx``; each finds the
+    others. A network (``10.0.0.0/8``) is refused: the column is text on SQLite and
+    PostgreSQL alike, and a network is no prefix of its addresses' text (a ``/20`` cuts an
+    octet; IPv6 text compresses zeros); PostgreSQL's ``inet`` would do it on one store only."""
+    value = query.get("source_ip")
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        what = "one address, not a network" if "/" in value else "an IPv4 or IPv6 address"
+        raise InvalidRequest(
+            f"'source_ip' must be {what}: {value[:100]!r}", param="source_ip"
+        ) from None
+    forms = {value, str(address)}
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else address
+    if isinstance(mapped, ipaddress.IPv4Address):
+        forms |= {str(mapped), f"::ffff:{mapped}", str(ipaddress.IPv6Address(f"::ffff:{mapped}"))}
+    return tuple(sorted(forms))
+
+
 def log_filter(call: AdminCall) -> RequestLogFilter:
     """The filter of a ``GET /admin/logs`` call, narrowed to what the caller may read."""
     query = call.request.query
@@ -88,6 +117,7 @@ def log_filter(call: AdminCall) -> RequestLogFilter:
         key_id=query.get("key") or None,
         model=query.get("model") or None,
         status=query.get("status") or None,
+        source_ips=source_ips(query),
         since=query_time(query, "since", now),
         until=query_time(query, "until", now),
         **visible,
@@ -183,11 +213,27 @@ def _jsonl_lines(records: list[RequestLogRecord]) -> bytes:
     return b"".join(orjson.dumps(record_row(record)) + b"\n" for record in records)
 
 
+_TIME = "ISO 8601 (UTC when it has no zone) or an age such as 15m, 24h, 7d"
+LOG_QUERY = (
+    Query("user", "Rows of this user id"),
+    Query("team", "Rows of this team id"),
+    Query("key", "Rows of this key id"),
+    Query("model", "Rows that asked for this model"),
+    Query("status", "An HTTP status (429), a class (5xx), ok (below 400) or error"),
+    Query("source_ip", "Rows from this address, IPv4 or IPv6 (one address, not a network)"),
+    Query("since", f"From this time, inclusive: {_TIME}"),
+    Query("until", f"Before this time: {_TIME}"),
+    Query("limit", f"Rows a page, 1 to {MAX_PAGE} (default 100)"),
+    Query("cursor", "The next_cursor of the page before"),
+    Query("format", "json (pages, the default), or csv or jsonl: every matching row, streamed"),
+)
+
 LOG_ROUTES = [
     Route(
         "GET",
         "/admin/logs",
         list_logs,
         "The request log, newest first; filters, cursor pages, format=csv|jsonl export",
+        query=LOG_QUERY,
     ),
 ]

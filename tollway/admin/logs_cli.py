@@ -49,6 +49,9 @@ TeamFilter = Annotated[str | None, typer.Option("--team", help="Team id")]
 KeyFilter = Annotated[str | None, typer.Option("--key", help="Key id")]
 ModelFilter = Annotated[str | None, typer.Option("--model", help="Model asked for")]
 StatusFilter = Annotated[str | None, typer.Option("--status", help="e.g. 200, 429, 5xx, ok, error")]
+SourceIpFilter = Annotated[
+    str | None, typer.Option("--source-ip", help="Address they came from (one, not a network)")
+]
 SinceFilter = Annotated[
     str | None, typer.Option("--since", help="ISO 8601 time or an age: 15m, 24h, 7d")
 ]
@@ -68,6 +71,7 @@ def logs_list(
     key: KeyFilter = None,
     model: ModelFilter = None,
     status: StatusFilter = None,
+    source_ip: SourceIpFilter = None,
     since: SinceFilter = None,
     until: UntilFilter = None,
     limit: Annotated[int, typer.Option(help="How many, newest first")] = 50,
@@ -76,8 +80,8 @@ def logs_list(
 ) -> None:
     """The newest requests, as a table (or JSON with --json)."""
     params = _filters(
-        user=user, team=team, key=key, model=model, status=status, since=since, until=until,
-        cursor=cursor,
+        user=user, team=team, key=key, model=model, status=status, source_ip=source_ip,
+        since=since, until=until, cursor=cursor,
     )  # fmt: skip
     page = call(url, admin_key, "GET", "/admin/logs", params={**params, "limit": str(limit)})
     if as_json:
@@ -136,6 +140,7 @@ def logs_export(
     key: KeyFilter = None,
     model: ModelFilter = None,
     status: StatusFilter = None,
+    source_ip: SourceIpFilter = None,
     since: SinceFilter = None,
     until: UntilFilter = None,
 ) -> None:
@@ -144,8 +149,8 @@ def logs_export(
         _errors.print("[red]--format must be csv or jsonl[/red]")
         raise typer.Exit(2)
     params = _filters(
-        user=user, team=team, key=key, model=model, status=status, since=since, until=until,
-        format=form,
+        user=user, team=team, key=key, model=model, status=status, source_ip=source_ip,
+        since=since, until=until, format=form,
     )  # fmt: skip
     base = gateway_url(url)
     sink = output.open("wb") if output is not None else sys.stdout.buffer

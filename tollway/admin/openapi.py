@@ -12,7 +12,8 @@ _PARAM = re.compile(r"{(\w+)}")
 
 
 def openapi_document(routes: list[Route]) -> dict[str, Any]:
-    """OpenAPI 3.1 for ``routes``: paths, parameters, request bodies, bearer auth."""
+    """OpenAPI 3.1 for ``routes``: paths, path and query parameters, request bodies,
+    bearer auth."""
     paths: dict[str, dict[str, Any]] = {}
     schemas: dict[str, Any] = {}
     for route in routes:
@@ -29,6 +30,11 @@ def openapi_document(routes: list[Route]) -> dict[str, Any]:
             {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
             for name in _PARAM.findall(route.path)
         ]
+        parameters += [
+            {"name": q.name, "in": "query", "required": False, "schema": {"type": "string"},
+             "description": q.description}
+            for q in route.query
+        ]  # fmt: skip
         if parameters:
             operation["parameters"] = parameters
         if route.body is not None:

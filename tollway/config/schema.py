@@ -295,6 +295,10 @@ class AuthConfig(Strict):
     reconcile_interval: Duration = 30.0
     """How often keys, users and teams are reloaded from the store in full, bounding how long
     a change made by another replica can go unseen if its change event was missed."""
+    admin_denials_per_second: float = Field(default=1.0, ge=0.0)
+    """Admin API requests denied (401, 403) written to the audit trail a second of each kind
+    (status and code), with bursts of ten seconds' worth; beyond it they are only counted
+    (``tollway_admin_denials_suppressed_total``). 0: none written, all counted."""
 
     @field_validator("oidc")
     @classmethod

@@ -100,8 +100,10 @@ class RequestLogFilter:
     """Which rows a query returns; every field set narrows it.
 
     ``status``: an HTTP status (``"429"``), a class (``"4xx"``), ``"ok"`` (below 400) or
-    ``"error"`` (400 and above). ``visible_*``: the rows a non-admin may read, any of
-    its teams' rows, its user's rows, its key's rows; ``None`` (the default) means all.
+    ``"error"`` (400 and above). ``source_ips``: the rows from any of these addresses
+    (spellings of one address: admin/logs.py). ``visible_*``: the rows a non-admin may
+    read, any of its teams' rows, its user's rows, its key's rows; ``None`` (the default)
+    means all.
     """
 
     user_id: str | None = None
@@ -111,6 +113,7 @@ class RequestLogFilter:
     status: str | None = None
     since: dt.datetime | None = None
     until: dt.datetime | None = None
+    source_ips: tuple[str, ...] | None = None
     visible_teams: tuple[str, ...] | None = None
     visible_user: str | None = None
     visible_key: str | None = None
@@ -129,6 +132,8 @@ class RequestLogFilter:
                 where.append(column == value)
         if self.status is not None:
             where.append(_status_condition(self.status))
+        if self.source_ips is not None:
+            where.append(row.source_ip.in_(self.source_ips))
         if self.since is not None:
             where.append(row.at >= require_aware(self.since, "since"))
         if self.until is not None:

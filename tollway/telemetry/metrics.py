@@ -162,7 +162,25 @@ class Metrics:
 
     def watch_refusals(self, refusals: RefusalCounts) -> None:
         """Report the refused requests the request log only counted (read at scrape time)."""
-        self.registry.register(_RefusalCollector(refusals))
+        self.registry.register(
+            _RefusalCollector(
+                refusals,
+                "tollway_request_log_refusals_suppressed",
+                "Requests refused before the pipeline that were counted, not recorded in the "
+                "request log (their kind over telemetry.request_log.refusals_per_second)",
+            )
+        )
+
+    def watch_admin_denials(self, denials: RefusalCounts) -> None:
+        """Report the denied admin requests the audit trail only counted (at scrape time)."""
+        self.registry.register(
+            _RefusalCollector(
+                denials,
+                "tollway_admin_denials_suppressed",
+                "Admin requests denied (401, 403) that were counted, not recorded in the audit "
+                "trail (their kind over auth.admin_denials_per_second)",
+            )
+        )
 
     def exposition(self) -> bytes:
         """The text exposition format of every metric."""
@@ -322,21 +340,18 @@ class RefusalCounts(Protocol):
 
 
 class _RefusalCollector:
-    """Refusals over the request log's rate, by status and code, read when scraped."""
+    """Refusals over their rate, by status and code, read when scraped."""
 
-    def __init__(self, refusals: RefusalCounts) -> None:
+    def __init__(self, refusals: RefusalCounts, name: str, help_text: str) -> None:
         self._refusals = refusals
+        self._name = name
+        self._help = help_text
 
     def describe(self) -> list[Metric]:
         return []
 
     def collect(self) -> Iterator[Metric]:
-        family = CounterMetricFamily(
-            "tollway_request_log_refusals_suppressed",
-            "Requests refused before the pipeline that were counted, not recorded in the "
-            "request log (their kind over telemetry.request_log.refusals_per_second)",
-            labels=["status", "code"],
-        )
+        family = CounterMetricFamily(self._name, self._help, labels=["status", "code"])
         for (status, code), count in sorted(self._refusals.suppressed().items()):
             family.add_metric([str(status), code], count)
         yield family

@@ -15,6 +15,9 @@ dozen at most; ``_MAX_KINDS`` bounds them anyway.
 What is never recorded: the credential a client presented, or any part of it. A known key
 that cannot be used is named by its principal (``AuthenticationFailed.principal``: its id,
 user and team); an unknown one by nothing.
+
+The buckets themselves (``RefusalBuckets``) also bound the admin API's denials on their way
+to the audit trail (admin/denials.py), with buckets, a rate and a counter of their own.
 """
 
 from __future__ import annotations
@@ -51,21 +54,23 @@ class _Bucket:
         self.warned = -_WARN_EVERY
 
 
-class RefusalLog:
-    """Turns refused requests into request log entries, up to a rate per kind."""
+class RefusalBuckets:
+    """Refusals of each kind (status and code) admitted up to a rate, the rest counted."""
 
-    def __init__(self, put: Put, per_second: float) -> None:
-        """``put``: the request log writer's ``put_nowait``; ``per_second``: rows of each
-        kind a second (0: none, every refusal only counted)."""
-        self.put = put
+    def __init__(self, per_second: float, what: str, counter: str) -> None:
+        """``per_second``: refusals of each kind admitted a second, with bursts of ten
+        seconds' worth (0: none, every refusal only counted); ``what`` and ``counter``: what
+        the warning about those suppressed calls them and the metric that counts them."""
         self._rate = per_second
         self._burst = max(1.0, per_second * _BURST_SECONDS) if per_second else 0.0
         self._buckets: dict[tuple[int, str | None], _Bucket] = {}
+        self._what = what
+        self._counter = counter
 
     def admit(self, error: GatewayError) -> bool:
-        """Whether a refusal with ``error`` may be recorded now (then ``put`` its entry);
-        when not, it is counted. The only work a refusal over its rate costs: a flood of
-        them is answered at about the price it was before they were recorded."""
+        """Whether a refusal with ``error`` may be recorded now; when not, it is counted.
+        The only work a refusal over its rate costs: a flood of them is answered at about
+        the price it was before they were recorded."""
         kind = (error.status, error.code)
         bucket = self._buckets.get(kind)
         if bucket is None:
@@ -81,10 +86,10 @@ class RefusalLog:
         if now - bucket.warned >= _WARN_EVERY:
             bucket.warned = now
             log.warning(
-                "request log: refused requests (%d %s) come faster than %g a second: those "
-                "beyond are counted in tollway_request_log_refusals_suppressed_total, not "
-                "recorded (%d of them so far)",
-                kind[0], kind[1] or "-", self._rate, bucket.suppressed,
+                "%s (%d %s) come faster than %g a second: those beyond are counted in %s, "
+                "not recorded (%d of them so far)",
+                self._what, kind[0], kind[1] or "-", self._rate, self._counter,
+                bucket.suppressed,
             )  # fmt: skip
         return False
 
@@ -104,6 +109,21 @@ class RefusalLog:
             for (status, code), bucket in self._buckets.items()
             if bucket.suppressed
         }
+
+
+class RefusalLog(RefusalBuckets):
+    """Turns refused requests into request log entries, up to a rate per kind."""
+
+    def __init__(self, put: Put, per_second: float) -> None:
+        """``put``: the request log writer's ``put_nowait``; ``per_second``: rows of each
+        kind a second (0: none, every refusal only counted). ``admit`` first, then ``put``
+        the entry of a refusal admitted."""
+        super().__init__(
+            per_second,
+            "request log: refused requests",
+            "tollway_request_log_refusals_suppressed_total",
+        )
+        self.put = put
 
 
 def refusal_entry(
