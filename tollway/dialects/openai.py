@@ -67,9 +67,7 @@ def failure(exc: GatewayError, rid: str, headers: dict[str, str]) -> web.Respons
 
 
 def _json(payload: object, ctx: RequestContext) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(payload), content_type=_JSON, headers=routing_headers(ctx)
-    )
+    return web.Response(body=orjson.dumps(payload), headers=routing_headers(ctx, _JSON))
 
 
 class OpenAIDialect:
@@ -111,7 +109,7 @@ class OpenAIDialect:
         response = await pipeline.chat(ctx)
         if response.raw is not None and response.wire_format == WIRE_FORMAT:
             # From an OpenAI-format upstream, unchanged: sent as it came.
-            return web.Response(body=response.raw, content_type=_JSON, headers=routing_headers(ctx))
+            return web.Response(body=response.raw, headers=routing_headers(ctx, _JSON))
         return _json(response_to_wire(response), ctx)
 
     async def embeddings(self, request: web.Request) -> web.StreamResponse:

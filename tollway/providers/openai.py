@@ -222,7 +222,10 @@ class OpenAIProvider:
         self, deployment: Deployment, forwarded: dict[str, str]
     ) -> tuple[dict[str, str], str | None]:
         """Request headers with the credential injected, and the secret (to scrub errors)."""
-        headers = {**forwarded, **dict(deployment.headers), "Content-Type": "application/json"}
+        if deployment.headers:
+            headers = {**forwarded, **dict(deployment.headers), "Content-Type": "application/json"}
+        else:  # the usual deployment: no dict made of its (empty) headers every call
+            headers = {**forwarded, "Content-Type": "application/json"}
         if deployment.api_key is None:
             return headers, None
         secret = self._vault.reveal(deployment.api_key)

@@ -25,13 +25,6 @@ from tollway.wire.fields import json_object, number, optional, required
 
 WIRE_FORMAT = "openai"
 
-_REQUEST_KEYS = frozenset(
-    {
-        "model", "messages", "stream", "stream_options", "max_tokens", "temperature",
-        "top_p", "n", "stop", "seed", "user", "tools", "tool_choice", "parallel_tool_calls",
-        "response_format",
-    }
-)  # fmt: skip
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 # OpenAI's tools and tool choices the gateway does not model (custom tools, with free-form
 # input; a choice among ``allowed_tools``; a named custom tool): kept as the client sent them,
@@ -48,26 +41,33 @@ def request_from_wire(body: dict[str, Any]) -> ChatRequest:
     Runs for every request, so it visits only the fields present (typically three or four of
     the fifteen it knows) instead of probing for each one.
     """
-    messages = required(body, "messages", list)
+    # The usual types are checked inline; ``required`` only for a value that fails them (it
+    # says what is wrong with it).
+    messages = body.get("messages")
+    if type(messages) is not list:
+        messages = required(body, "messages", list)
     if not messages:
         raise InvalidRequest("'messages' must contain at least one message", param="messages")
+    model = body.get("model")
+    if type(model) is not str:
+        model = required(body, "model", str)
     request = ChatRequest(
-        model=required(body, "model", str),
-        messages=[_message_from_wire(m, i) for i, m in enumerate(messages)],
-        wire_format=WIRE_FORMAT,
+        model, [_message_from_wire(m, i) for i, m in enumerate(messages)], wire_format=WIRE_FORMAT
     )
     extra = request.extra
     for key, value in body.items():
-        if key in _SCALARS:
+        field = _FIELDS.get(key)
+        if field is None:
+            if key not in _READ_FIRST:
+                extra[key] = value
+        elif isinstance(field, tuple):
             if value is not None:
-                attribute, kind = _SCALARS[key]
+                attribute, kind = field
                 if type(value) is not kind:
                     value = number(body, key) if kind is float else optional(body, key, kind)
                 setattr(request, attribute, value)
-        elif key in _STRUCTURED:
-            _STRUCTURED[key](request, value)
-        elif key not in _REQUEST_KEYS:
-            extra[key] = value
+        else:
+            field(request, value)
     if "max_completion_tokens" in body:
         # The newer name wins when a client sends both.
         newer = optional(body, "max_completion_tokens", int)
@@ -85,7 +85,6 @@ def request_from_wire(body: dict[str, Any]) -> ChatRequest:
         raise InvalidRequest(
             "'tool_choice' requires a tool, but the request has no 'tools'", param="tool_choice"
         )
-    request.stream = bool(request.stream)
     return request
 
 
@@ -142,6 +141,14 @@ _STRUCTURED: dict[str, Callable[[ChatRequest, Any], None]] = {
     "response_format": _set_response_format,
     "stream_options": _set_stream_options,
 }
+_FIELDS: dict[str, tuple[str, type] | Callable[[ChatRequest, Any], None]] = {
+    **_SCALARS,
+    **_STRUCTURED,
+}
+"""How each field is read: one lookup for the usual field instead of two or three."""
+_READ_FIRST = frozenset({"model", "messages"})
+"""Read before the walk over the body; any other field not in ``_FIELDS`` is kept in
+``extra`` (``max_completion_tokens`` too, whose name an OpenAI upstream is sent again)."""
 
 
 def request_to_wire(
