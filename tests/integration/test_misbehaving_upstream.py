@@ -61,6 +61,12 @@ async def misbehave(request: web.Request) -> web.StreamResponse:
     if mode == "named-404":  # a compatible server that names itself in its error
         message = f"model 'bad' is not served at {request.host}"
         return web.json_response({"error": {"message": message}}, status=404)
+    if mode == "bad-created":  # a well-formed answer but for a "created" that is no number
+        choice = {"index": 0, "finish_reason": "stop",
+                  "message": {"role": "assistant", "content": "hi"}}  # fmt: skip
+        usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+        answer = {"id": "x", "object": "chat.completion", "created": "soon", "model": "bad"}
+        return web.json_response({**answer, "choices": [choice], "usage": usage})
     if mode == "coded-400":  # an OpenAI-format refusal with its own code and param
         return web.json_response({"error": CODED}, status=400)
     if mode in PLAIN_ODD:  # a whole answer whose message is of the wrong shape
@@ -144,7 +150,7 @@ async def ask(url: str, mode: str, stream: bool) -> tuple[int, bytes]:
         return response.status, await response.read()
 
 
-@pytest.mark.parametrize("mode", ["garbage", "html-502", "no-choices", "proxy-502"])
+@pytest.mark.parametrize("mode", ["garbage", "html-502", "no-choices", "proxy-502", "bad-created"])
 async def test_malformed_answers_are_502_with_a_message(
     broken_gateway: tuple[str, Process], upstream_url: str, mode: str
 ) -> None:
@@ -295,3 +301,25 @@ async def test_a_whole_answer_of_the_wrong_shape_is_a_502_in_the_clients_dialect
     else:
         message = answer["error"]["message"]
     assert "upstream choice is malformed" in message
+
+
+@pytest.mark.parametrize("route", ["/v1/messages", "/v1/responses"])
+async def test_a_created_that_is_no_number_is_a_502_in_the_clients_dialect(
+    broken_gateway: tuple[str, Process], route: str
+) -> None:
+    # The answer read whole (translated for another dialect), not only for its usage.
+    if route == "/v1/messages":
+        body: dict[str, object] = {
+            "model": "bad", "max_tokens": 50,
+            "messages": [{"role": "user", "content": "bad-created"}],
+        }  # fmt: skip
+    else:
+        body = {"model": "bad", "input": [{"role": "user", "content": "bad-created"}]}
+    async with (
+        aiohttp.ClientSession(headers=AUTH) as session,
+        session.post(broken_gateway[0] + route, json=body) as response,
+    ):
+        assert response.status == 502
+        answer = await response.json()
+    error = answer["error"]
+    assert "'created' is not a number" in error["message"]

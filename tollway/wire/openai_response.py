@@ -77,6 +77,18 @@ def usage_to_wire(usage: Usage) -> dict[str, Any]:
     return out
 
 
+def _created(value: Any) -> int:
+    """An answer's ``created``; anything but a number is the upstream's protocol error."""
+    if type(value) is int:
+        return value
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError, OverflowError):
+        raise UpstreamProtocolError(
+            f"upstream 'created' is not a number: {str(value)[:64]!r}"
+        ) from None
+
+
 def response_from_wire(raw: Any) -> ChatResponse:
     """Canonical response from an upstream Chat Completions body."""
     if not isinstance(raw, dict) or not isinstance(raw.get("choices"), list):
@@ -90,7 +102,7 @@ def response_from_wire(raw: Any) -> ChatResponse:
     return ChatResponse(
         str(get("id") or ""),
         str(get("model") or ""),
-        int(get("created") or 0),
+        _created(get("created")),
         choices,
         usage_from_wire(get("usage")),
         {k: v for k, v in raw.items() if k not in _RESPONSE_KEYS},
@@ -111,7 +123,7 @@ def usage_from_answer(raw: Any) -> ChatResponse:
     return ChatResponse(
         str(get("id") or ""),
         str(get("model") or ""),
-        int(get("created") or 0),
+        _created(get("created")),
         [],
         usage,
         {},
