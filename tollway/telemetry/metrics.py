@@ -182,8 +182,11 @@ class Metrics:
         outcome = (status, principal.id if principal else "") if self.per_key_labels else (status,)
         series.requests[outcome] = series.requests.get(outcome, 0) + 1
         end = ctx.finished_at
-        if end is not None:
-            series.latency.observe(end - ctx.started)
+        if end is not None:  # ``_Histogram.observe`` inline: every request has a latency
+            latency = series.latency
+            seconds = end - ctx.started
+            latency.counts[bisect_left(latency.bounds, seconds)] += 1
+            latency.total += seconds
         first = ctx.first_token_at
         if first is not None:
             series.ttft.observe(first - ctx.started)
