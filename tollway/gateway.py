@@ -144,7 +144,8 @@ class Gateway:
         self._span_exporter = span_exporter
         self._session: aiohttp.ClientSession | None = None
         self._upstream: UpstreamClient | None = None
-        self._pipeline: Pipeline | None = None
+        self._pipelines: tuple[Pipeline, Pipeline] | None = None
+        """Without the admission stage and with it (see ``pipeline``)."""
         self._watcher: asyncio.Task[None] | None = None
         self._recording: set[asyncio.Task[None]] = set()
         self._simulator_url: str | None = None
@@ -186,9 +187,12 @@ class Gateway:
 
     @property
     def pipeline(self) -> Pipeline:
-        """The pipeline requests run through now."""
-        assert self._pipeline is not None, "the gateway has not started"
-        return self._pipeline
+        """The pipeline requests run through now: without the admission stage while no rate
+        limit or budget is in force (its five hooks would find nothing to do, on every
+        request), with it from the moment the limits' book has something to enforce."""
+        pipelines = self._pipelines
+        assert pipelines is not None, "the gateway has not started"
+        return pipelines[0] if self.limits.book.empty else pipelines[1]
 
     async def start(self) -> None:
         """Open the store, load identities, start the simulator (if enabled), open the
@@ -223,7 +227,7 @@ class Gateway:
         self._simulator_url = simulator_url
         if self.settings.telemetry.tracing.enabled:
             self.tracing = _start_tracing(self.settings, self.vault, self._span_exporter)
-        self._pipeline = self._build_pipeline(self.settings)
+        self._pipelines = self._build_pipelines(self.settings)
         self.fleet.start()
         self.limits.start()
         if self.alerts is not None:
@@ -238,7 +242,9 @@ class Gateway:
         if self.metrics is not None:
             self.metrics.set_circuit_state(deployment_id, _CIRCUIT_GAUGE[state])
 
-    def _build_pipeline(self, settings: Settings) -> Pipeline:
+    def _build_pipelines(self, settings: Settings) -> tuple[Pipeline, Pipeline]:
+        """The pipeline without admission and the one with it, on one router and one set of
+        stages (stages keep no per-request state, so the two share them)."""
         assert self._upstream is not None
         resources = ProviderResources(client=self._upstream, vault=self.vault)
         used = {d.provider for group in settings.models for d in group.deployments}
@@ -267,10 +273,14 @@ class Gateway:
         # Alerts next: their on_complete also sees the settled cost and every attempt.
         alerting = self.alerts.stage() if self.alerts is not None else None
         alerts = (alerting,) if alerting is not None else ()
-        # Admission always: budgets and limits set through the admin API apply at once.
+        stages: tuple[Stage, ...] = (*telemetry, *alerts, ModelAccess())
+        # Admission is built always: budgets and limits set through the admin API (or read by
+        # a reconcile) apply from the next request, which ``pipeline`` then gives this one.
         admission = Admission(self.limits, table, self.metering.input_tokens)
-        stages: tuple[Stage, ...] = (*telemetry, *alerts, ModelAccess(), admission)
-        return Pipeline(router, chat, embedding, stages=stages, metering=self.metering)
+        return (
+            Pipeline(router, chat, embedding, stages=stages, metering=self.metering),
+            Pipeline(router, chat, embedding, stages=(*stages, admission), metering=self.metering),
+        )
 
     def reload(self) -> bool:
         """Read the config file again and swap in its model groups and routing settings.
@@ -285,7 +295,7 @@ class Gateway:
             return False
         try:
             settings = with_environment(load_settings(self.config_path), self.environ)
-            pipeline = self._build_pipeline(settings)
+            pipelines = self._build_pipelines(settings)
         except (ConfigError, ValueError, RuntimeError) as exc:
             # One line (log collectors split on newlines): the problems joined with "; ", the
             # heading ("FILE: 2 problem(s):") followed by its first problem, not by ":;".
@@ -309,7 +319,7 @@ class Gateway:
         )
         self.limits.reconfigure(settings.limits)
         self.health.config = settings.routing
-        self._pipeline = pipeline
+        self._pipelines = pipelines
         self._warn_missing_credentials()
         self.config_version = settings_version(self.settings)
         if self.metrics is not None:

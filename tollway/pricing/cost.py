@@ -26,27 +26,29 @@ def cost_usd(price: Price, usage: Usage, *, images: int = 0) -> float:
     input_rate, output_rate = price.input, price.output
     cached_rate, write_rate = price.cached_input, price.cache_write
     long_rate = price.cache_write_1h
-    for tier in reversed(price.tiers):
-        if usage.input_tokens > tier.above_input_tokens:
-            input_rate, output_rate = tier.input, tier.output
-            cached_rate = tier.cached_input if tier.cached_input is not None else cached_rate
-            write_rate = tier.cache_write if tier.cache_write is not None else write_rate
-            long_rate = tier.cache_write_1h if tier.cache_write_1h is not None else long_rate
-            break
+    if price.tiers:
+        for tier in reversed(price.tiers):
+            if usage.input_tokens > tier.above_input_tokens:
+                input_rate, output_rate = tier.input, tier.output
+                cached_rate = tier.cached_input if tier.cached_input is not None else cached_rate
+                write_rate = tier.cache_write if tier.cache_write is not None else write_rate
+                long_rate = tier.cache_write_1h if tier.cache_write_1h is not None else long_rate
+                break
     cached = usage.cached_input_tokens
     written = usage.cache_write_tokens
-    fresh = max(usage.input_tokens - cached - written, 0)
-    total = fresh * input_rate
+    fresh = usage.input_tokens - cached - written
+    total = fresh * input_rate if fresh > 0 else 0.0
     total += cached * (input_rate if cached_rate is None else cached_rate)
     write_rate = input_rate if write_rate is None else write_rate
     total += written * write_rate
     if usage.cache_write_1h_tokens and long_rate is not None:
         total += min(usage.cache_write_1h_tokens, written) * (long_rate - write_rate)
-    reasoning = min(usage.reasoning_tokens, usage.output_tokens)
+    output = usage.output_tokens
     if price.reasoning is None:
-        total += usage.output_tokens * output_rate
+        total += output * output_rate
     else:
-        total += (usage.output_tokens - reasoning) * output_rate + reasoning * price.reasoning
+        reasoning = min(usage.reasoning_tokens, output)
+        total += (output - reasoning) * output_rate + reasoning * price.reasoning
     total *= _PER_TOKEN
     if images and price.per_image:
         total += images * price.per_image

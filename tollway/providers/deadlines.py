@@ -66,15 +66,21 @@ class Deadline:
     )
 
     def __init__(
-        self, task: asyncio.Task[object], timeouts: UpstreamTimeouts, caller: Caller | None = None
+        self,
+        task: asyncio.Task[object],
+        timeouts: UpstreamTimeouts,
+        caller: Caller | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
+        """``loop``: the task's, when the caller has it at hand."""
         self.task = task
         self.caller = caller
-        self.loop = task.get_loop()
-        now = self.loop.time()
-        self.first_byte = timeouts.first_byte
-        self.gap = timeouts.first_byte if timeouts.gap is None else timeouts.gap
-        self.gap_at = now + timeouts.first_byte
+        self.loop = loop = task.get_loop() if loop is None else loop
+        now = loop.time()
+        self.first_byte = first_byte = timeouts.first_byte
+        gap = timeouts.gap
+        self.gap = first_byte if gap is None else gap
+        self.gap_at = now + first_byte
         self.total_at = now + timeouts.total
         first_event = timeouts.first_event
         self.first_event_at = None if first_event is None else now + first_event
@@ -128,7 +134,7 @@ class Deadlines:
         # With its loop given, current_task skips get_running_loop (a getpid system call).
         task = asyncio.current_task(loop)
         assert task is not None, "upstream calls run inside a task"
-        deadline = Deadline(task, timeouts, CALLER.get())
+        deadline = Deadline(task, timeouts, CALLER.get(), loop)
         self._watched.add(deadline)
         if self._watchdog is None:
             self._watchdog = loop.create_task(self._watch(), name="tollway-upstream-deadlines")

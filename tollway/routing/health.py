@@ -138,9 +138,12 @@ class HealthBook:
         """The request ended well after ``latency`` seconds (first token after ``ttft``)."""
         health.in_flight -= 1
         alpha = self.config.latency_alpha
-        health.ewma_latency = _ewma(health.ewma_latency, latency, alpha)
+        # ``_ewma`` inline: this runs for every request.
+        current = health.ewma_latency
+        health.ewma_latency = latency if current is None else current + alpha * (latency - current)
         if ttft is not None:
-            health.ewma_ttft = _ewma(health.ewma_ttft, ttft, alpha)
+            current = health.ewma_ttft
+            health.ewma_ttft = ttft if current is None else current + alpha * (ttft - current)
         health.error_rate *= 1.0 - _ERROR_ALPHA
         health.consecutive_failures = 0
         if health.state != "closed":

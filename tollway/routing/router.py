@@ -29,7 +29,7 @@ _CHARS_PER_TOKEN = 4
 _TOKENS_PER_MESSAGE = 4
 
 
-Plan = tuple[list[Candidate], int, float | None]
+Plan = tuple[Sequence[Candidate], int, float | None]
 """The candidates of one request, best first, how often to retry each, and the group's
 deadline in seconds (``None``: none)."""
 
@@ -74,6 +74,13 @@ class Router:
             for group in table.groups
             if group.name in self._windowed and not group.fallbacks
         }
+        # Groups whose order never changes (``priority``, no latency threshold): their
+        # candidates as one tuple, made once.
+        self._fixed: dict[str, tuple[Candidate, ...]] = {
+            group.name: tuple(self._records[group.name])
+            for group in table.groups
+            if group.strategy == "priority" and not group.hurried
+        }
 
     def plan(self, ctx: RequestContext, kind: Kind) -> Plan:
         """The candidates for ``ctx.model``; raises for unknown models and impossible fits."""
@@ -81,7 +88,9 @@ class Router:
         if not group.fallbacks:
             smallest = self._smallest.get(group.name)
             if smallest is None or ctx.chat is None or _surely_fits(ctx.chat, smallest):
-                return self._ordered(group), group.retries, group.deadline
+                fixed = self._fixed.get(group.name)
+                ordered = self._ordered(group) if fixed is None else fixed
+                return ordered, group.retries, group.deadline
         candidates = self._ordered(group)
         for name in group.fallbacks:
             fallback = self.table.get(name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import (
@@ -108,11 +108,8 @@ class Metrics:
             "tollway_config_info", "The config this process runs, by its fingerprint",
             ["version"], registry=r,
         )  # fmt: skip
-        self._budget_children: dict[tuple[str, str, str], Any] = {}
-        self.budget = Gauge(
-            "tollway_budget_utilisation_ratio", "Spent / limit per budget",
-            ["scope", "scope_id", "period"], registry=r,
-        )  # fmt: skip
+        self._budget_shares: dict[tuple[str, str, str], float] = {}
+        r.register(_BudgetCollector(self._budget_shares))
         self.alerts = Counter(
             "tollway_alerts", "Alerts raised and handed to webhooks", ["kind", "status"], registry=r
         )
@@ -136,13 +133,10 @@ class Metrics:
         self.circuit.labels(deployment).set(state)
 
     def set_budget_utilisation(self, scope: str, scope_id: str, period: str, ratio: float) -> None:
-        """For the limits layer: the share of a budget spent (called at every settlement,
-        so the labelled child is looked up once per budget, not through ``labels``)."""
-        key = (scope, scope_id, period)
-        child = self._budget_children.get(key)
-        if child is None:
-            child = self._budget_children[key] = self.budget.labels(scope, scope_id, period)
-        child.set(ratio)
+        """For the limits layer: the share of a budget spent. Called at every settlement, so
+        it only keeps the number (a prometheus-client gauge takes a lock for each ``set``);
+        the gauge family is made when ``/metrics`` is scraped."""
+        self._budget_shares[(scope, scope_id, period)] = ratio
 
     def count_alert(self, kind: str, status: str) -> None:
         """For the alerts layer: an alert was raised (``firing`` or ``resolved``)."""
@@ -210,8 +204,11 @@ class Metrics:
         outcome = (status, principal.id if principal else "") if self.per_key_labels else (status,)
         series.requests[outcome] = series.requests.get(outcome, 0) + 1
         end = ctx.finished_at
-        if end is not None:
-            series.latency.observe(end - ctx.started)
+        if end is not None:  # ``_Histogram.observe`` inline: every request has a latency
+            latency = series.latency
+            seconds = end - ctx.started
+            latency.counts[bisect_left(latency.bounds, seconds)] += 1
+            latency.total += seconds
         first = ctx.first_token_at
         if first is not None:
             series.ttft.observe(first - ctx.started)
@@ -291,6 +288,27 @@ class _SeriesCollector:
                 histogram: _Histogram = getattr(series, name)
                 family.add_metric(labels, histogram.cumulative(), histogram.total)
         yield from (requests, tokens, cost, retries, fallbacks, *histograms.values())
+
+
+class _BudgetCollector:
+    """``tollway_budget_utilisation_ratio``: the last share seen of each budget, rendered at
+    scrape time."""
+
+    def __init__(self, shares: dict[tuple[str, str, str], float]) -> None:
+        self._shares = shares
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "tollway_budget_utilisation_ratio",
+            "Spent / limit per budget",
+            labels=["scope", "scope_id", "period"],
+        )
+        for labels, ratio in list(self._shares.items()):
+            family.add_metric(list(labels), ratio)
+        yield family
 
 
 class RequestLogCounts(Protocol):
