@@ -20,7 +20,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, and_, delete, false, func, or_, select, text
+from sqlalchemy import ColumnElement, String, and_, delete, false, func, or_, select, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from tollway.store.columns import EPOCH, epoch_micros, require_aware
@@ -551,6 +551,17 @@ _PLAIN_EMPTY = {
     if INSERT_COLUMNS.index(name) in _EMPTY
 }
 _PLAIN_BOOLS = frozenset(PLAIN_COLUMNS.index(name) for name in ("stream", "usage_estimated"))
+_PLAIN_SHAREABLE = frozenset(
+    PLAIN_COLUMNS.index(name)
+    for name in PLAIN_COLUMNS
+    if name == "guardrails"  # JSON text
+    or (isinstance(RequestLogRow.__table__.columns[name].type, String) and name != "request_id")
+)
+"""The text columns a statement may bind once for all its rows (``_plain_statements``)."""
+_SHARED_FROM = 20
+"""The fewest rows a statement binds a shared value once for: in smaller ones, which a
+batch only leaves over, which columns hold one value changes from batch to batch, and each
+new shape is a statement to prepare."""
 
 
 def _plain_statements(
@@ -562,33 +573,57 @@ def _plain_statements(
     that ``?1`` is the chain, ``?2`` the first row's number (row ``r`` stores ``?2 + r``),
     then each column's values for every row in turn. The Python side is then a few C-level
     calls a column instead of a tuple a row, and the chain and number are bound once. A
-    nullable column that is NULL in every row is left out; booleans are bound as 0 and 1.
+    nullable column that is NULL in every row is left out; booleans are bound as 0 and 1;
+    a text column that holds one value in every row of a statement of ``_SHARED_FROM`` rows
+    or more (the model, the provider, the key of a busy client, ...) is bound once, and
+    every row refers to that one parameter.
     Binding costs the driver an adapter lookup for each None or bool (about 1,200
-    instructions) and SQLite a copy for each text, so what is not bound is not paid for
-    (docs/performance.md, "Session 11")."""
+    instructions) and SQLite a copy for each text (about 950 with the driver's part), so
+    what is not bound is not paid for (docs/performance.md, "Session 11", "Session 15")."""
     statements = []
     start = 0
     for count in _sizes(len(rows)):
         columns = list(zip(*rows[start : start + count], strict=False))
         kept = _kept(columns, _PLAIN_WIDTH, _PLAIN_EMPTY)
+        shared = _shared(columns, kept) if count >= _SHARED_FROM else ()
         values: list[Any] = [chain_id, first_seq + start]
-        extend = values.extend
+        append, extend = values.append, values.extend
         for index in kept:
-            extend(map(int, columns[index]) if index in _PLAIN_BOOLS else columns[index])
-        statements.append((_plain_insert(count, kept), values))
+            if index in shared:
+                append(columns[index][0])
+            else:
+                extend(map(int, columns[index]) if index in _PLAIN_BOOLS else columns[index])
+        statements.append((_plain_insert(count, kept, shared), values))
         start += count
     return statements
 
 
+def _shared(columns: Sequence[Sequence[Any]], kept: tuple[int, ...]) -> tuple[int, ...]:
+    """Those of the text columns ``kept`` whose rows all hold one value."""
+    return tuple(
+        index
+        for index in kept
+        if index in _PLAIN_SHAREABLE
+        and (column := columns[index])[0] == column[-1]  # most that differ, at once
+        and column.count(column[0]) == len(column)
+    )
+
+
 @functools.lru_cache(maxsize=64)
-def _plain_insert(rows: int, kept: tuple[int, ...]) -> str:
+def _plain_insert(rows: int, kept: tuple[int, ...], shared: tuple[int, ...] = ()) -> str:
     """An insert of ``rows`` plain rows of the columns ``kept`` (indexes into
-    ``PLAIN_COLUMNS``), parameters numbered as ``_plain_statements`` binds them (``OR
-    IGNORE``: see ``_sqlite_insert``; ``insert_plain`` counts what it stored)."""
+    ``PLAIN_COLUMNS``), parameters numbered as ``_plain_statements`` binds them: one for
+    each of the columns ``shared``, one a row for the others (``OR IGNORE``: see
+    ``_sqlite_insert``; ``insert_plain`` counts what it stored)."""
     names = ", ".join((*(PLAIN_COLUMNS[index] for index in kept), "chain_id", "seq"))
+    firsts = []  # each kept column's first parameter, and whether rows share it
+    number = 3
+    for index in kept:
+        firsts.append((number, index in shared))
+        number += 1 if index in shared else rows
     tuples = []
     for row in range(rows):
-        values = [f"?{3 + position * rows + row}" for position in range(len(kept))]
+        values = [f"?{first}" if once else f"?{first + row}" for first, once in firsts]
         values += ["?1", f"?2 + {row}" if row else "?2"]
         tuples.append(f"({', '.join(values)})")
     return f"INSERT OR IGNORE INTO request_log ({names}) VALUES {', '.join(tuples)}"

@@ -30,7 +30,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-import operator
 import secrets
 import time
 from collections import deque
@@ -56,6 +55,7 @@ from tollway.telemetry.request_log_rows import (
     clean_text,
     needs_cleaning,
     placeholders,
+    unstorable,
 )
 from tollway.telemetry.request_log_stage import Entry
 from tollway.telemetry.spool import Row, Spool
@@ -87,12 +87,9 @@ _ENTRY_ORDER = (
 """An ``Entry``'s values before the bodies: the store's plain row."""
 if _ENTRY_ORDER != PLAIN_COLUMNS:  # pragma: no cover - caught by any test that imports this
     raise RuntimeError("the request log entry's order differs from the store's plain rows")
-_ENTRY_LIMITED = tuple(
-    (operator.itemgetter(_ENTRY_ORDER.index(column)), limit)
-    for column, limit in TEXT_LIMITS.items()
-)
-_ENTRY_GUARDRAILS = operator.itemgetter(_ENTRY_ORDER.index("guardrails"))
-_REQUEST = operator.itemgetter(len(_ENTRY_ORDER))
+_ENTRY_LIMITED = tuple((_ENTRY_ORDER.index(column), limit) for column, limit in TEXT_LIMITS.items())
+_ENTRY_GUARDRAILS = _ENTRY_ORDER.index("guardrails")
+_REQUEST = len(_ENTRY_ORDER)
 _PROMPT, _RESPONSE, _PREV_HASH, _HASH, _GUARDRAILS = (
     INSERT_COLUMNS.index(column)
     for column in ("prompt", "response", "prev_hash", "hash", "guardrails")
@@ -112,16 +109,26 @@ class _Plain:
 def _plain(entries: Sequence[Entry]) -> bool:
     """Whether ``entries`` can be stored as they are: no bodies, and no text to clean (too
     long for its column, or holding what no store takes: the same rows on every store;
-    request_log_rows.py). Looks at each distinct text once: most columns hold a few values
-    over a whole batch. A count beyond 64 bits is not looked for (it would cost every row):
-    SQLite refuses to bind it, and the batch is then made into rows, which hold it."""
-    if list(map(_REQUEST, entries)).count(None) != len(entries):
+    request_log_rows.py). Looks at each distinct text once (most columns hold a few values
+    over a whole batch), and with no Python call a value: the longest of each column
+    against its limit, then all of them joined for what no store takes (a call for each
+    distinct value cost about 2,500 instructions a row, the request ids being all distinct;
+    docs/performance.md, "Session 15"). A count beyond 64 bits is not looked for (it would
+    cost every row): SQLite refuses to bind it, and the batch is then made into rows, which
+    hold it."""
+    columns = list(zip(*entries, strict=True))
+    if columns[_REQUEST].count(None) != len(entries):
         return False
-    for column, limit in _ENTRY_LIMITED:
-        for value in set(map(column, entries)):
-            if value is not None and needs_cleaning(value, limit):
-                return False
-    return not any("\\u0000" in value for value in set(map(_ENTRY_GUARDRAILS, entries)))
+    texts: list[str] = []
+    for index, limit in _ENTRY_LIMITED:
+        values = set(columns[index])
+        values.discard(None)
+        if values and max(map(len, values)) > limit:
+            return False
+        texts += values
+    if unstorable("".join(texts)):
+        return False
+    return not any("\\u0000" in value for value in set(columns[_ENTRY_GUARDRAILS]))
 
 
 class RequestLogWriter:

@@ -51,7 +51,13 @@ REASON_LIMIT = 200
 
 def needs_cleaning(value: str, limit: int) -> bool:
     """Whether a store could refuse ``value`` in a column of ``limit`` characters."""
-    return len(value) > limit or "\x00" in value or not (value.isascii() or _encodes(value))
+    return len(value) > limit or unstorable(value)
+
+
+def unstorable(value: str) -> bool:
+    """Whether ``value`` holds what no store takes in text: a NUL or a lone surrogate. Of
+    texts joined, as of each alone (a surrogate next to another is still not UTF-8)."""
+    return "\x00" in value or not (value.isascii() or _encodes(value))
 
 
 def _encodes(value: str) -> bool:

@@ -221,3 +221,28 @@ async def test_rows_hashed_before_migrations_0007_and_0009_still_verify(
     assert [
         (r.cache_write_tokens, r.cache_write_1h_tokens, r.refused, r.source_ip) for r in records
     ] == [(0, 0, None, None), (0, 0, None, None)]
+
+
+async def _dimension_indexes(database: Database) -> dict[str, bool]:
+    """Whether each of the request log's team, user and key indexes leaves out NULLs."""
+    if database.backend == "sqlite":
+        sql = "SELECT name, sql FROM sqlite_master WHERE type = 'index'"
+    else:
+        sql = "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()"
+    definitions = dict(await database.fetch(sql))
+    return {
+        name: f"{name}_id IS NOT NULL" in definitions[f"ix_request_log_{name}_at"]
+        for name in ("team", "user", "key")
+    }
+
+
+async def test_the_team_user_and_key_indexes_leave_out_rows_without_one(
+    empty_database: Database,
+) -> None:
+    # Revision 0010: no filter asks for a NULL team, user or key, so a row without one (a
+    # key of no team, a user signed in without a key) costs those indexes no entry.
+    url, schema, db = empty_database.url, empty_database.schema, empty_database
+    await migrate(url, schema=schema)
+    assert await _dimension_indexes(db) == {"team": True, "user": True, "key": True}
+    await downgrade(url, "0009", schema=schema)
+    assert await _dimension_indexes(db) == {"team": False, "user": False, "key": False}

@@ -254,7 +254,8 @@ async def test_plain_rows_over_several_statements_keep_their_numbers_and_values(
     # Plain rows are bound column by column with numbered parameters, the chain and first
     # number once a statement, and a column NULL in every row of a statement left out. 126
     # rows take statements of 100, 20, 5 and 1: each row must keep its own number and values,
-    # whether its statement holds a column's only value, some values or none.
+    # whether its statement holds a column's only value, some values or none, and whether
+    # its statement binds a text once for all its rows (one value in all) or once a row.
     assert store.request_log.takes_plain_rows
     writer = await writer_for()
     made = [context(n, team="red" if n < 100 else "blue") for n in range(126)]
@@ -263,6 +264,7 @@ async def test_plain_rows_over_several_statements_keep_their_numbers_and_values(
     made[125] = context(125, principal=None, cost_usd=None)  # alone in its statement
     made[121] = context(121, usage=Usage(131, 5, 0, cache_write_tokens=8, cache_write_1h_tokens=8))
     made[124] = (*made[124][:16], True, *made[124][17:])  # streamed
+    made[60] = context(60, model="gpt-y")  # text shared by the others is bound once
     await store.request_log.insert_plain(writer.chain_id, 7, made)
     chain = await store.request_log.chain(writer.chain_id, limit=200)
     assert [record.seq for record in chain] == list(range(7, 133))
@@ -281,6 +283,10 @@ async def test_plain_rows_over_several_statements_keep_their_numbers_and_values(
         None, None, None, 0
     )  # fmt: skip
     assert chain[124].key_id == "k1" and chain[124].cost_micros == 123
+    assert [(r.seq, r.model) for r in chain if r.model != "gpt-x"] == [(67, "gpt-y")]
+    assert {(r.provider, r.served_model, r.service, r.endpoint) for r in chain[:125]} == {
+        ("openai", "sim-chat", "job", "chat")
+    }
 
 
 async def test_a_row_without_a_required_value_leaves_a_placeholder(

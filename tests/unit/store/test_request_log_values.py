@@ -13,6 +13,8 @@ from tollway.store.columns import UTCMicros, epoch_micros
 from tollway.store.errors import InvalidRecord
 from tollway.store.request_log import (
     INSERT_COLUMNS,
+    PLAIN_COLUMNS,
+    _plain_statements,
     _sqlite_statements,
     _sqlite_values,
     row_mapping,
@@ -118,3 +120,33 @@ def test_a_batch_is_cut_into_statements_of_a_few_sizes() -> None:
         for (_, values), size in zip(statements, sizes, strict=True)
     ]
     assert [n for part in sent for n in part] == list(range(257))
+
+
+def _plain(n: int, **fields: Any) -> tuple[Any, ...]:
+    """A plain row (``PLAIN_COLUMNS``) of a request by one key to one model."""
+    values = {**COMPLETE, "at": 1_796_367_600_000_000 + n, "request_id": f"r{n}",
+              "principal_kind": "key", "key_id": "k1", "provider": "openai",
+              "guardrails": "[]", "latency_ms": 1.5 + n, **fields}  # fmt: skip
+    return tuple(values.get(column) for column in PLAIN_COLUMNS)
+
+
+def test_text_one_value_in_every_row_of_a_statement_is_bound_once() -> None:
+    # Binding a text costs about 950 instructions (the driver, and SQLite's copy); in a
+    # statement of 20 rows or more, a text column with one value in every row is bound once
+    # and every row refers to it. A column with another value in any row is bound a row.
+    rows = [_plain(n) for n in range(125)]
+    rows[40] = _plain(40, key_id="k2")  # the first and last rows agree, one between differs
+    rows[101] = _plain(101, model="other")  # in the 20-row statement
+    (sql, values), (_, values20), (_, values5) = _plain_statements("c", 1, rows)
+    listed = sql.split("(", 1)[1].split(")", 1)[0].split(", ")
+    shared = {"principal_kind", "endpoint", "model", "provider", "guardrails"}
+    assert shared < set(listed) and "user_id" not in listed  # NULL in every row: left out
+    per_row = len(listed) - 2 - len(shared)  # chain and seq: bound once too
+    assert len(values) == 2 + len(shared) + 100 * per_row
+    assert values.count("openai") == 1 and values.count("k1") == 99
+    first, last = sql.split("VALUES ", 1)[1].split("), (")[0::99]
+    place = listed.index("model")
+    assert first.strip("(").split(", ")[place] == last.strip(")").split(", ")[place]
+    assert values20.count("openai") == 1 and values20.count("m") == 19
+    assert values20.count("other") == 1
+    assert values5.count("openai") == 5  # a statement this small binds every value

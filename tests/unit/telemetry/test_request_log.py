@@ -23,9 +23,10 @@ from tollway.core.types import (
     ToolCallDelta,
 )
 from tollway.store import Store
+from tollway.store.request_log import PLAIN_COLUMNS
 from tollway.telemetry.bodies import BodyPolicy
 from tollway.telemetry.metrics import Metrics
-from tollway.telemetry.request_log import RequestLogWriter
+from tollway.telemetry.request_log import RequestLogWriter, _plain
 from tollway.telemetry.request_log_stage import entry
 from tollway.telemetry.spool import Spool
 
@@ -173,3 +174,34 @@ async def test_under_steady_load_the_writer_waits_for_a_batch_or_the_interval(
     assert writer.written == n and writer.dropped == 0
     # One second at a 0.2 s interval: about five batches (the bug wrote one every few ms).
     assert 3 <= inserts <= 8, inserts
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "plain"),
+    [
+        ("model", "m", True),
+        ("model", "m" * 200, True),  # at its column's length
+        ("model", "m" * 201, False),
+        ("request_id", "r" * 129, False),
+        ("user_id", "é 名前", True),  # not ASCII, but UTF-8
+        ("user_id", "", True),
+        ("user_id", "a\x00b", False),
+        ("team_id", "t\ud800", False),  # a lone surrogate: no UTF-8
+        ("team_id", "\udc00", False),
+        ("served_model", "s" * 201, False),
+        ("guardrails", '["a\\u0000"]', False),
+    ],
+)
+def test_a_batch_goes_to_the_store_as_it_is_only_without_text_to_clean(
+    column: str, value: str, plain: bool
+) -> None:
+    # The batch's checks look at each column's longest text and at all its distinct text
+    # joined: one odd value in any row of a batch of ordinary entries makes the batch into
+    # rows (which cut and clean it); otherwise it goes to the store as it is.
+    made = [entry(finished(n)) for n in range(30)]
+    odd = list(made[7])
+    odd[PLAIN_COLUMNS.index(column)] = value
+    made[7] = tuple(odd)  # type: ignore[assignment]
+    assert _plain(made) is plain
+    made[7] = entry(finished(7))
+    assert _plain(made) is True
