@@ -7,20 +7,14 @@ from typing import Any
 from tollway.admin.access import require_role
 from tollway.admin.call import AdminCall, Query, Route
 from tollway.admin.render import record_json
-from tollway.core.errors import InvalidRequest
 from tollway.store.audit import MAX_PAGE as MAX_AUDIT_PAGE
 
 
 async def list_audit(call: AdminCall) -> dict[str, Any]:
     require_role(call.principal, "admin")
     query = call.request.query
-    try:
-        limit = int(query.get("limit", "100"))
-    except ValueError:
-        raise InvalidRequest("'limit' must be an integer", param="limit") from None
-    if not 1 <= limit <= MAX_AUDIT_PAGE:
-        # As /admin/logs answers it (5000 was quietly cut to 1000, 0 refused unnamed).
-        raise InvalidRequest(f"'limit' must be between 1 and {MAX_AUDIT_PAGE}", param="limit")
+    # As /admin/logs answers it (5000 was quietly cut to 1000, 0 refused unnamed).
+    limit = call.page_limit(MAX_AUDIT_PAGE)
     page = await call.gateway.store.audit.page(
         actor=query.get("actor"),
         action=query.get("action"),

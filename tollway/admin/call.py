@@ -72,6 +72,17 @@ class AdminCall:
         """A path parameter."""
         return self.request.match_info[name]
 
+    def page_limit(self, maximum: int) -> int:
+        """The ``limit`` query parameter of a paged list (default 100): 400 naming it unless
+        it is a whole number from 1 to ``maximum``."""
+        try:
+            limit = int(self.request.query.get("limit", "100"))
+        except ValueError:
+            raise InvalidRequest("'limit' must be an integer", param="limit") from None
+        if not 1 <= limit <= maximum:
+            raise InvalidRequest(f"'limit' must be between 1 and {maximum}", param="limit")
+        return limit
+
     async def body(self, model: type[B]) -> B:
         """The JSON body validated as ``model``; 400 naming the field otherwise."""
         raw = await read_json_object(self.request, self.gateway.max_body_size)

@@ -133,12 +133,7 @@ async def list_logs(call: AdminCall) -> dict[str, Any] | web.StreamResponse:
         return await _export(call, where, form)
     if form != "json":
         raise InvalidRequest("'format' must be json, csv or jsonl", param="format")
-    try:
-        limit = int(query.get("limit", "100"))
-    except ValueError:
-        raise InvalidRequest("'limit' must be an integer", param="limit") from None
-    if not 1 <= limit <= MAX_PAGE:
-        raise InvalidRequest(f"'limit' must be between 1 and {MAX_PAGE}", param="limit")
+    limit = call.page_limit(MAX_PAGE)
     page = await call.gateway.store.request_log.page(
         where, limit=limit, cursor=query.get("cursor") or None
     )
