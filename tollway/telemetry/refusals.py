@@ -26,7 +26,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from tollway.telemetry.request_log_stage import NO_GUARDRAILS, Entry, Put
+from tollway.telemetry.request_log_stage import NO_GUARDRAILS, Entry, Put, principal_columns
 
 if TYPE_CHECKING:
     from tollway.auth.principal import Principal
@@ -136,12 +136,7 @@ def refusal_entry(
 ) -> Entry:
     """The request log entry of a request refused before the pipeline: who (when known),
     what was asked, the status and code; no deployment, attempts, tokens, cost or latency."""
-    if principal is None:
-        kind = key_id = user = team = service = None
-    else:
-        kind, user, team = principal.kind, principal.user, principal.team
-        key_id = principal.id if kind == "key" else None
-        service = principal.tags.get("service") if principal.tags else None
+    kind, key_id, user, team, service = principal_columns(principal)
     return (
         time.time_ns() // 1000,
         request_id,

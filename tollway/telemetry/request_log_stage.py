@@ -19,6 +19,7 @@ from collections.abc import Callable, Collection
 
 import orjson
 
+from tollway.auth.principal import Principal
 from tollway.core.context import RequestContext
 from tollway.core.pipeline import Stage
 from tollway.core.types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest
@@ -65,15 +66,27 @@ NO_GUARDRAILS = "[]"
 Put = Callable[[Entry], None]
 
 
+PrincipalColumns = tuple[str | None, str | None, str | None, str | None, str | None]
+"""An entry's principal_kind, key_id, user_id, team_id and service."""
+
+
+def principal_columns(principal: Principal | None) -> PrincipalColumns:
+    """Who made a request, as the entry's five principal columns (all None when unknown)."""
+    if principal is None:
+        return None, None, None, None, None
+    kind = principal.kind
+    return (
+        kind,
+        principal.id if kind == "key" else None,
+        principal.user,
+        principal.team,
+        principal.tags.get("service") if principal.tags else None,
+    )
+
+
 def entry(ctx: RequestContext, keep_bodies: bool = False) -> Entry:
     """The request log entry of a finished request."""
-    principal = ctx.principal
-    if principal is None:
-        kind = key_id = user = team = service = None
-    else:
-        kind, user, team = principal.kind, principal.user, principal.team
-        key_id = principal.id if kind == "key" else None
-        service = principal.tags.get("service") if principal.tags else None
+    kind, key_id, user, team, service = principal_columns(ctx.principal)
     deployment = ctx.deployment
     if deployment is None:
         served = deployment_id = provider = None
