@@ -110,11 +110,12 @@ class Deadline:
 
     def timed_out(self) -> bool:
         """Whether a ``CancelledError`` in this call came from this deadline, or from its
-        client leaving (and absorb it)."""
+        client leaving (and absorb it). Not when the task was also cancelled from elsewhere:
+        the server's shutdown cancels a handler and closes its connection in one step, so the
+        watchdog may see the client gone too; the shutdown's cancellation goes on."""
         if self.expired is None:
             return False
-        self.task.uncancel()
-        return True
+        return self.task.uncancel() == 0
 
 
 class Deadlines:

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from tollway.core.errors import ClientDisconnected, UpstreamTimeout
 from tollway.core.types import Deployment, UpstreamTimeouts
-from tollway.providers.deadlines import CALLER, Deadlines
+from tollway.providers.deadlines import CALLER, Deadline, Deadlines
 from tollway.providers.http import UpstreamClient
 from tollway.routing.table import within
 
@@ -224,3 +224,28 @@ def test_a_stream_for_a_client_that_left_ends_during_a_silence() -> None:
         assert time.monotonic() - started < 0.5
 
     _run(check)
+
+
+
+def test_a_cancellation_from_elsewhere_wins_over_the_deadlines_own() -> None:
+    # aiohttp's shutdown cancels a handler still running and closes its connection in one
+    # step, so the watchdog may also see the client gone and cancel the call as "client"
+    # before it resumes. The server's cancellation must go on (the request is logged as cut
+    # by the shutdown), not be absorbed as the client leaving.
+    async def check() -> None:
+        async def waiting() -> None:
+            await asyncio.sleep(10)
+
+        task = asyncio.create_task(waiting())
+        await asyncio.sleep(0)
+        alone = Deadline(task, UpstreamTimeouts(1.0, 5.0, 5.0))
+        alone.expired = "client"
+        task.cancel()  # the watchdog's own
+        assert alone.timed_out() and task.cancelling() == 0
+        task.cancel()  # the server's
+        task.cancel()  # then the watchdog's
+        assert not alone.timed_out() and task.cancelling() == 1
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(check())
