@@ -18,6 +18,7 @@ import httpx
 import openai
 import pytest
 import yaml
+from sqlalchemy import text
 
 from tests.conftest import UPSTREAM_KEY
 from tests.support import (
@@ -29,6 +30,7 @@ from tests.support import (
     tollway_command,
 )
 from tollway.store import SecretBox, Store, generate_vault_key
+from tollway.store.engine import make_engine
 
 OLD_KEY, NEW_KEY, STRAY_KEY = (generate_vault_key() for _ in range(3))
 OLDER_KEY_NOTICE = "vault credentials are still encrypted with an older key"
@@ -245,3 +247,61 @@ def test_replicas_keep_serving_while_one_reencrypts_and_then_follow_its_changes(
             assert "Traceback" not in other.output()
     finally:
         next(databases, None)
+
+
+def test_a_reencryption_cut_short_answers_what_it_did(
+    log_dir: Path, simulator_url: str, store_url: str
+) -> None:
+    # Other writes stopping a later batch were answered "nothing was changed", although the
+    # batches before it were written: the operator is told what was done, and to run again.
+    if not store_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's row locks make the interruption deterministic")
+    names = [f"cred-{i:03}" for i in range(100)]  # two write batches: 64, then 36
+
+    async def put_all() -> None:
+        store = Store(store_url, secret_box=SecretBox(OLD_KEY))
+        await store.open()
+        try:
+            for name in names:
+                await store.credentials.put(name, "openai", UPSTREAM_KEY)
+        finally:
+            await store.close()
+
+    async def reencrypt_against_a_deadlock(url: str) -> httpx.Response:
+        engine = make_engine(store_url)
+        lock = "SELECT name FROM provider_credentials WHERE name = :name FOR UPDATE"
+        try:
+            async with engine.connect() as other, other.begin():
+                await other.execute(text(lock), {"name": "cred-090"})
+                async with httpx.AsyncClient(
+                    base_url=url, headers={"Authorization": f"Bearer {CLIENT_KEY}"}, timeout=30
+                ) as client:
+                    answer = asyncio.create_task(client.post("/admin/credentials/reencrypt"))
+                    await asyncio.sleep(0.5)  # the second batch waits on cred-090
+                    await other.execute(text(lock), {"name": "cred-064"})  # it holds that one
+                    return await answer
+        finally:
+            await engine.dispose()
+
+    with gateway(log_dir, simulator_url, store_url, f"{NEW_KEY},{OLD_KEY}", "cred-000") as (
+        url,
+        process,
+    ):
+        asyncio.run(put_all())  # by a replica on the old key, once the gateway has migrated
+        answer = asyncio.run(reencrypt_against_a_deadlock(url))
+        assert answer.status_code == 503, answer.text
+        body = answer.json()
+        assert body["error"]["code"] == "store_busy"
+        assert "64 credential(s) were re-encrypted" in body["error"]["message"]
+        assert "nothing was changed" not in body["error"]["message"]
+        assert {k: body[k] for k in ("reencrypted", "current", "undecryptable")} == {
+            "reencrypted": 64,
+            "current": 0,
+            "undecryptable": [],
+        }
+        events = admin(url).get("/admin/audit", params={"action": "credential.reencrypt"})
+        assert events.json()["data"][0]["details"]["complete"] is False
+        done = cli(url, "credentials", "reencrypt")
+        assert done.returncode == 0, done.stderr
+        assert said(done.stdout).startswith("36 credential(s) re-encrypted, 64 already")
+        assert "Traceback" not in process.output()

@@ -13,17 +13,30 @@ from aiohttp import web
 
 from tollway.admin.access import require_role
 from tollway.admin.call import AdminCall, Conflict, Route
+from tollway.core.errors import GatewayError, StoreUnavailable
 from tollway.dialects.openai import error_body
-from tollway.store import VAULT_KEY_ENV, Reencryption
+from tollway.store import VAULT_KEY_ENV, Reencryption, ReencryptionInterrupted
 
 log = logging.getLogger("tollway")
 
 
 async def reencrypt_credentials(call: AdminCall) -> dict[str, Any] | web.Response:
     """Encrypt every credential under an older key again with the first; 409 naming those
-    no configured key decrypts (left as they were; the others are done all the same)."""
+    no configured key decrypts (left as they were; the others are done all the same); 503
+    ``store_busy`` with the counts done when other writes stopped it part way."""
     require_role(call.principal, "admin")
-    result = await call.gateway.store.credentials.reencrypt()
+    try:
+        result = await call.gateway.store.credentials.reencrypt()
+    except ReencryptionInterrupted as exc:
+        # Earlier batches were committed: the usual "busy, nothing was changed" is untrue.
+        counts = _counts(exc.done)
+        await call.gateway.identity.audit(
+            call.actor, "credential.reencrypt", "credential", None, {**counts, "complete": False}
+        )
+        log.warning("vault credentials re-encryption stopped: %s", exc)
+        return _answer(
+            call, StoreUnavailable(f"{str(exc).capitalize()}.", code="store_busy"), counts
+        )
     counts = _counts(result)
     await call.gateway.identity.audit(
         call.actor, "credential.reencrypt", "credential", None, counts
@@ -42,7 +55,11 @@ async def reencrypt_credentials(call: AdminCall) -> dict[str, Any] | web.Respons
         "or put them again (PUT /admin/credentials/{name}) or delete them",
         code="credential_undecryptable",
     )
-    # The error object in the admin API's shape, with the counts beside it.
+    return _answer(call, error, counts)
+
+
+def _answer(call: AdminCall, error: GatewayError, counts: dict[str, Any]) -> web.Response:
+    """The error object in the admin API's shape, with the counts beside it."""
     body = {**orjson.loads(error_body(error)), **counts}
     rid = call.actor.request_id
     return web.Response(

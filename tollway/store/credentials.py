@@ -17,7 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollway.store.columns import utcnow
 from tollway.store.crypto import SecretBox
-from tollway.store.errors import RecordNotFound, VaultKeyError
+from tollway.store.errors import (
+    RecordNotFound,
+    ReencryptionInterrupted,
+    StoreBusy,
+    VaultKeyError,
+)
 from tollway.store.models import CredentialRow
 from tollway.store.records import CredentialRecord, Reencryption
 from tollway.store.transaction import Sessions, dialect_insert, transaction
@@ -111,7 +116,12 @@ class CredentialRepository:
         stale = [name for name, ciphertext in rows if not box.is_current(ciphertext)]
         total = Reencryption(reencrypted=0, current=len(rows) - len(stale))
         for start in range(0, len(stale), REENCRYPT_BATCH):
-            done = await self._reencrypt_batch(box, stale[start : start + REENCRYPT_BATCH])
+            try:
+                done = await self._reencrypt_batch(box, stale[start : start + REENCRYPT_BATCH])
+            except StoreBusy as exc:
+                if start == 0:
+                    raise  # nothing was written: the usual busy answer is true
+                raise ReencryptionInterrupted(total) from exc
             total = Reencryption(
                 total.reencrypted + done.reencrypted,
                 total.current + done.current,

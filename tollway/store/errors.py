@@ -7,6 +7,8 @@
     ├── StoreBusy               other writes held the database past the wait allowed (SQLite's
     │                           busy timeout; a PostgreSQL deadlock or serialization failure):
     │                           nothing was written, and trying again may succeed
+    │   └── ReencryptionInterrupted  a re-encryption's later batch lost that way: the
+    │                           earlier ones stay written (``done``)
     ├── SchemaMismatch          the database is not migrated to the revision this code needs
     └── VaultKeyError           TOLLWAY_VAULT_KEY is missing, malformed or not the one used
 
@@ -14,6 +16,8 @@ These are not gateway (HTTP) errors: the store does not know who is asking or ho
 """
 
 from __future__ import annotations
+
+from tollway.store.records import Reencryption
 
 
 class StoreError(Exception):
@@ -34,6 +38,20 @@ class InvalidRecord(StoreError):
 
 class StoreBusy(StoreError):
     """Other writers kept this write from its turn; it was rolled back and may be retried."""
+
+
+class ReencryptionInterrupted(StoreBusy):
+    """A re-encryption of the vault's credentials stopped at a write batch other writers kept
+    from its turn; the batches before it were committed (``done``) and stay so, and running
+    it again finishes the rest."""
+
+    def __init__(self, done: Reencryption) -> None:
+        self.done = done
+        super().__init__(
+            f"the store was busy with other writes: {done.reencrypted} credential(s) were "
+            "re-encrypted with the first vault key before it (and stay so), the rest were "
+            "not changed yet; run the re-encryption again to finish"
+        )
 
 
 class SchemaMismatch(StoreError):

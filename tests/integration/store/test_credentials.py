@@ -7,17 +7,20 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
+from sqlalchemy import text
 
 from tests.integration.store.conftest import Database
 from tollway.store import (
     VAULT_KEY_ENV,
     RecordNotFound,
     Reencryption,
+    ReencryptionInterrupted,
     SecretBox,
     Store,
     VaultKeyError,
     generate_vault_key,
 )
+from tollway.store.engine import make_engine
 
 SECRET = "sk-proj-0123456789abcdefghijklmnop"
 
@@ -206,3 +209,37 @@ async def test_reencrypt_needs_the_vault_key(
             await from_env.credentials.reencrypt()
     finally:
         await from_env.close()
+
+
+async def test_a_reencryption_cut_short_says_what_it_did(store: Store, database: Database) -> None:
+    # A write batch that lost to other writers was reported as "nothing was changed" although
+    # the batches before it were committed: the count of those is what the operator needs.
+    if database.backend != "postgresql":
+        pytest.skip("PostgreSQL's row locks make the interruption deterministic")
+    old_key, new_key = generate_vault_key(), generate_vault_key()
+    names = [f"cred-{i:03}" for i in range(100)]  # two write batches: 64, then 36
+    async with opened(database, old_key) as before:
+        for name in names:
+            await before.credentials.put(name, "openai", f"old-{name}")
+    engine = make_engine(database.url, schema=database.schema)
+    lock = "SELECT name FROM provider_credentials WHERE name = :name FOR UPDATE"
+    try:
+        async with engine.connect() as other, other.begin():
+            await other.execute(text(lock), {"name": "cred-090"})
+            async with opened(database, f"{new_key},{old_key}") as rotating:
+                running = asyncio.create_task(rotating.credentials.reencrypt())
+                await asyncio.sleep(0.3)  # the second batch holds cred-064.. and waits on 090
+                # A row the second batch holds: a deadlock, which PostgreSQL breaks (after its
+                # deadlock_timeout, 1 s) by cancelling the batch that waited first.
+                await other.execute(text(lock), {"name": "cred-064"})
+                with pytest.raises(ReencryptionInterrupted) as caught:
+                    await running
+    finally:
+        await engine.dispose()
+    assert caught.value.done == Reencryption(reencrypted=64, current=0)
+    assert "64 credential(s) were re-encrypted" in str(caught.value)
+    assert "nothing was changed" not in str(caught.value)
+    async with opened(database, new_key) as rotated:
+        assert await rotated.credentials.under_older_keys() == names[64:]
+    async with opened(database, f"{new_key},{old_key}") as again:
+        assert await again.credentials.reencrypt() == Reencryption(reencrypted=36, current=64)
