@@ -7,6 +7,9 @@ reloads: tests/integration/test_routing_reload.py.)
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +19,7 @@ import httpx
 import pytest
 
 from tests.conftest import UPSTREAM_KEY, gateway_config
-from tests.support import CLIENT_KEY, running_gateway
+from tests.support import CLIENT_KEY, running_gateway, tollway_command
 
 ADMIN = {"Authorization": f"Bearer {CLIENT_KEY}"}
 
@@ -89,3 +92,32 @@ def test_budget_and_limit_changes_say_what_they_set_and_what_they_replaced(
         ("limit.put", {**now, "previous": was}),
         ("limit.delete", {"previous": now}),
     ]
+
+
+def test_an_auditor_narrows_the_trail_by_address_and_time(gateway: str) -> None:
+    before = call(gateway, "POST", "/admin/keys", {"name": f"audit-{uuid.uuid4().hex[:6]}"})
+    made = call(gateway, "POST", "/admin/keys", {"name": f"audit-{uuid.uuid4().hex[:6]}"})
+    key_id = made.json()["id"]
+    (event,) = events(gateway, target_id=key_id)
+    (earlier,) = events(gateway, target_id=before.json()["id"])
+    assert event["source_ip"] == "127.0.0.1"
+    # The address in any of its spellings (a dual-stack listener gives ::ffff:127.0.0.1).
+    for spelling in ("127.0.0.1", "::ffff:127.0.0.1", "::ffff:7f00:1"):
+        assert key_id in {e["target_id"] for e in events(gateway, source_ip=spelling)}
+    assert events(gateway, source_ip="192.0.2.7") == []
+    at = event["at"]
+    assert [e["target_id"] for e in events(gateway, since=at, action="key.create")][:1] == [key_id]
+    assert key_id not in {e["target_id"] for e in events(gateway, until=at)}
+    assert earlier["target_id"] in {e["target_id"] for e in events(gateway, until=at)}
+    listed = subprocess.run(
+        tollway_command("audit", "list", "--source-ip", "::ffff:127.0.0.1", "--since", at,
+                        "--action", "key.create", "--json"),
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "TOLLWAY_URL": gateway, "TOLLWAY_ADMIN_KEY": CLIENT_KEY},
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout)["data"][-1]["target_id"] == key_id
+    for params, name in (({"source_ip": "10.0.0.0/8"}, "source_ip"), ({"since": "soon"}, "since")):
+        refused = httpx.get(gateway + "/admin/audit", params=params, headers=ADMIN, timeout=30)
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"]["param"] == name

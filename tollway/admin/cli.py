@@ -28,6 +28,13 @@ KeyOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
+SourceIpFilter = Annotated[
+    str | None, typer.Option("--source-ip", help="Address they came from (one, not a network)")
+]
+SinceFilter = Annotated[
+    str | None, typer.Option("--since", help="ISO 8601 time or an age: 15m, 24h, 7d")
+]
+UntilFilter = Annotated[str | None, typer.Option("--until", help="ISO 8601 time or an age")]
 
 teams = typer.Typer(no_args_is_help=True, help="Teams and their members.")
 users = typer.Typer(no_args_is_help=True, help="People and service accounts.")
@@ -356,11 +363,15 @@ def audit_list(
     url: UrlOption,
     admin_key: KeyOption,
     action: Annotated[str | None, typer.Option(help="e.g. key.*")] = None,
+    source_ip: SourceIpFilter = None,
+    since: SinceFilter = None,
+    until: UntilFilter = None,
     limit: Annotated[int, typer.Option()] = 50,
     as_json: JsonOption = False,
 ) -> None:
     """The newest audit events."""
-    params = {"limit": str(limit), **({"action": action} if action else {})}
+    filters = {"action": action, "source_ip": source_ip, "since": since, "until": until}
+    params = {"limit": str(limit), **{k: v for k, v in filters.items() if v}}
     answer = call(url, admin_key, "GET", "/admin/audit", params=params)
     show(
         answer, ["at", "actor", "action", "target_type", "target_id", "source_ip"], as_json, "audit"

@@ -208,7 +208,7 @@ def _jsonl_lines(records: list[RequestLogRecord]) -> bytes:
     return b"".join(orjson.dumps(record_row(record)) + b"\n" for record in records)
 
 
-_TIME = "ISO 8601 (UTC when it has no zone) or an age such as 15m, 24h, 7d"
+TIME_FORMS = "ISO 8601 (UTC when it has no zone) or an age such as 15m, 24h, 7d"
 LOG_QUERY = (
     Query("user", "Rows of this user id"),
     Query("team", "Rows of this team id"),
@@ -216,8 +216,8 @@ LOG_QUERY = (
     Query("model", "Rows that asked for this model"),
     Query("status", "An HTTP status (429), a class (5xx), ok (below 400) or error"),
     Query("source_ip", "Rows from this address, IPv4 or IPv6 (one address, not a network)"),
-    Query("since", f"From this time, inclusive: {_TIME}"),
-    Query("until", f"Before this time: {_TIME}"),
+    Query("since", f"From this time, inclusive: {TIME_FORMS}"),
+    Query("until", f"Before this time: {TIME_FORMS}"),
     Query("limit", f"Rows a page, 1 to {MAX_PAGE} (default 100)"),
     Query("cursor", "The next_cursor of the page before"),
     Query("format", "json (pages, the default), or csv or jsonl: every matching row, streamed"),

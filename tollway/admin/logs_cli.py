@@ -26,6 +26,9 @@ from rich.table import Table
 from tollway.admin.cli import (
     JsonOption,
     KeyOption,
+    SinceFilter,
+    SourceIpFilter,
+    UntilFilter,
     UrlOption,
     call,
     fail,
@@ -49,13 +52,6 @@ TeamFilter = Annotated[str | None, typer.Option("--team", help="Team id")]
 KeyFilter = Annotated[str | None, typer.Option("--key", help="Key id")]
 ModelFilter = Annotated[str | None, typer.Option("--model", help="Model asked for")]
 StatusFilter = Annotated[str | None, typer.Option("--status", help="e.g. 200, 429, 5xx, ok, error")]
-SourceIpFilter = Annotated[
-    str | None, typer.Option("--source-ip", help="Address they came from (one, not a network)")
-]
-SinceFilter = Annotated[
-    str | None, typer.Option("--since", help="ISO 8601 time or an age: 15m, 24h, 7d")
-]
-UntilFilter = Annotated[str | None, typer.Option("--until", help="ISO 8601 time or an age")]
 
 
 def _filters(**given: str | None) -> dict[str, str]:

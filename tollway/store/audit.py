@@ -74,13 +74,15 @@ class AuditRepository:
         action: str | None = None,
         target_type: str | None = None,
         target_id: str | None = None,
+        source_ips: tuple[str, ...] | None = None,
         since: dt.datetime | None = None,
         until: dt.datetime | None = None,
         limit: int = 100,
         cursor: str | None = None,
     ) -> AuditPage:
         """Events matching the filters, newest first, ``limit`` at a time after ``cursor``
-        (a previous page's ``next_cursor``); ``action="key.*"`` matches a prefix, ``since``
+        (a previous page's ``next_cursor``); ``action="key.*"`` matches a prefix,
+        ``source_ips`` the spellings of one address (admin/logs.py ``source_ips``), ``since``
         is inclusive and ``until`` exclusive."""
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidRecord(f"limit must be between 1 and {MAX_PAGE}")
@@ -95,6 +97,8 @@ class AuditRepository:
             query = query.where(AuditRow.target_type == target_type)
         if target_id is not None:
             query = query.where(AuditRow.target_id == target_id)
+        if source_ips is not None:
+            query = query.where(AuditRow.source_ip.in_(source_ips))
         if since is not None:
             query = query.where(AuditRow.at >= require_aware(since, "since"))
         if until is not None:
