@@ -282,3 +282,34 @@ def test_a_compatible_server_still_gets_chat_completions(
     assert response.output_text.startswith(f"Simulated reply to: {asked}")
     (call,) = received(simulator_url, asked)
     assert call["path"] == "/v1/chat/completions"
+
+
+@pytest.fixture(scope="module")
+def capturing(log_dir: Path, simulator_url: str) -> Iterator[str]:
+    """A gateway that keeps every request's bodies: a stage that reads answers."""
+    config = upstream_config(simulator_url)
+    config["telemetry"]["request_log"]["bodies"] = {"enabled": True}
+    with running_gateway(log_dir, config, {"TEST_UPSTREAM_KEY": UPSTREAM_KEY}) as (url, _):
+        yield url
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_stage_that_reads_answers_reads_the_upstreams_as_it_goes_on_as_it_came(
+    capturing: str, stream: bool
+) -> None:
+    asked = question(f"keep my body, stream {stream}")
+    body = {
+        "model": "native-o4", "input": asked, "stream": stream,
+        "reasoning": {"summary": "auto"}, "include": ["reasoning.encrypted_content"],
+    }  # fmt: skip
+    headers = {"Authorization": f"Bearer {CLIENT_KEY}"}
+    answer = httpx.post(capturing + "/v1/responses", json=body, headers=headers, timeout=30)
+    assert answer.status_code == 200
+    if stream:
+        events = [json.loads(line[6:]) for line in answer.text.splitlines() if line[:6] == "data: "]
+        final = events[-1]["response"]
+    else:
+        final = answer.json()
+    assert final["output"][0]["encrypted_content"]  # the upstream's answer, as it came
+    row = logged(capturing, answer.headers["x-request-id"])
+    assert f"Simulated reply to: {asked}" in json.dumps(row["response"])
