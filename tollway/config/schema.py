@@ -108,6 +108,11 @@ class DeploymentConfig(Strict):
     frames chat messages): its local count is then exact, not an estimate with
     ``limits.estimate_margin``. Without it only OpenAI's own models on OpenAI's API or Azure
     OpenAI count exactly."""
+    responses_api: bool | None = None
+    """Whether a Responses client's request (``POST /v1/responses``) goes to this deployment's
+    own ``/responses`` endpoint, its answer sent on as it came; else it is sent as Chat
+    Completions. Default: true for ``openai`` at OpenAI's own API, false for OpenAI-compatible
+    servers and Azure; other families have no Responses API (true is a config error)."""
 
     def secret_refs(self) -> list[SecretRef]:
         """Every credential reference this deployment names."""
@@ -144,6 +149,10 @@ class DeploymentConfig(Strict):
             raise ValueError(
                 f"provider {self.provider!r} cannot declare a tokenizer: its input tokens are "
                 "not counted with OpenAI's encodings"
+            )
+        if self.responses_api and spec.responses_api is None:
+            raise ValueError(
+                f"provider {self.provider!r} cannot set responses_api: it has no Responses API"
             )
         if spec.check_config is not None:
             spec.check_config(self)

@@ -223,6 +223,11 @@ class ChatRequest:
     on (the effort does): Gemini is asked for its thought summaries (``includeThoughts``),
     Claude on Anthropic's API for summarized thinking (``thinking.display``); Chat Completions
     has no such field, so an OpenAI-format upstream is sent nothing."""
+    responses_body: JSON | None = None
+    """A Responses client's body as it sent it (``None``: not a Responses request). A
+    deployment that speaks the Responses API (``Deployment.responses_api``) is sent it, the
+    model and output limit as the gateway decided them, and its answer in that API's own
+    format (``wire/responses_upstream.py``) goes to the client as it came."""
     answer_as_is: bool = False
     """A complete answer in ``wire_format`` goes to the client as the upstream's bytes and
     nothing reads its content: the provider may leave the response's ``choices`` empty and
@@ -441,6 +446,9 @@ class Deployment:
     tokenizer: str | None = None
     """The OpenAI encoding that counts this deployment's input exactly (declared in config,
     or OpenAI's own model on OpenAI's API); ``None``: the local count is an estimate."""
+    responses_api: bool = False
+    """A Responses client's request is sent to this deployment's own ``/responses`` endpoint
+    (``ChatRequest.responses_body``) rather than as Chat Completions."""
     hurried: bool = False
     """This copy's first-byte limit is its group's ``latency_threshold``: used while another
     candidate could still answer (``RoutingTable.unhurried`` gives the deployment itself)."""

@@ -1,7 +1,9 @@
 """The OpenAI Responses dialect: ``POST /v1/responses``, streaming or not.
 
 Parses Responses requests into canonical types, runs them through the pipeline like any chat
-request, and writes ``Response`` objects and typed stream events whichever provider served.
+request, and writes ``Response`` objects and typed stream events whichever provider served;
+a deployment that speaks the Responses API itself is sent the client's body, and its answer
+(or its events) is sent on as it came (``wire/responses_upstream.py``).
 Errors come in OpenAI's error shape (``dialects/openai.py`` renders them). The gateway keeps
 no responses, so the routes that read or change a stored one answer a 404 that says so.
 """
@@ -15,12 +17,14 @@ from aiohttp import web
 
 from tollway.core.context import RequestContext
 from tollway.core.errors import GatewayError, NotFound
-from tollway.core.types import JSON, ChatRequest
+from tollway.core.types import JSON, ChatChunk, ChatRequest
 from tollway.dialects.http import exchange, request_id, routing_headers, stream_events
 from tollway.dialects.openai import error_response, failure
 from tollway.wire.responses_request import request_from_wire
 from tollway.wire.responses_response import response_to_wire
 from tollway.wire.responses_stream import StreamWriter
+from tollway.wire.responses_upstream import WIRE_FORMAT as RESPONSES_FORMAT
+from tollway.wire.responses_upstream import EventRelay
 
 if TYPE_CHECKING:
     from tollway.core.pipeline import Pipeline
@@ -49,17 +53,38 @@ def _failure(exc: GatewayError, rid: str, headers: dict[str, str]) -> web.Stream
 
 class _Encoder(StreamWriter):
     """The Responses event stream, closing with the gateway's own count as usage when the
-    upstream's stream gave none (metered by then: the stream's end settled it)."""
+    upstream's stream gave none (metered by then: the stream's end settled it). A stream
+    from a Responses upstream (its first chunk says) is relayed event for event instead."""
 
     def __init__(self, echo: JSON, ctx: RequestContext) -> None:
         super().__init__(echo)
         self._ctx = ctx
+        self._fed = False
+        self._relay: EventRelay | None = None
+
+    def feed(self, chunk: ChatChunk) -> bytes:
+        """The events ``chunk`` stands for: its own, from a Responses upstream."""
+        if not self._fed:
+            self._fed = True
+            if chunk.wire_format == RESPONSES_FORMAT:
+                self._relay = EventRelay()
+        if self._relay is not None:
+            return self._relay.feed(chunk)
+        return super().feed(chunk)
 
     def finish(self) -> bytes:
-        """The closing events, usage included."""
+        """The closing events, usage included (a Responses upstream has sent its own)."""
+        if self._relay is not None:
+            return b""
         if not self.usage_seen and self._ctx.usage is not None:
             self.usage_from(self._ctx.usage)
         return super().finish()
+
+    def error(self, exc: GatewayError) -> bytes:
+        """The events that end a stream which failed after its first byte."""
+        if self._relay is not None:
+            return self._relay.error(exc)
+        return super().error(exc)
 
 
 class ResponsesDialect:
@@ -88,6 +113,8 @@ class ResponsesDialect:
         def parse(body: dict[str, Any]) -> ChatRequest:
             parsed = request_from_wire(body)
             echo.update(parsed.echo)  # what the Response object repeats back
+            # As sent, for a deployment that speaks the Responses API (``responses_api``).
+            parsed.chat.responses_body = body
             return parsed.chat
 
         async def answer(
@@ -99,7 +126,13 @@ class ResponsesDialect:
                 chunks = await pipeline.stream(ctx)
                 encoder = _Encoder(echo, ctx)
                 return await stream_events(request, ctx, chunks, encoder, routing_headers(ctx))
+            ctx.chat.answer_as_is = True  # sent on as the upstream's bytes when it can be
             response = await pipeline.chat(ctx)
+            if response.raw is not None and response.wire_format == RESPONSES_FORMAT:
+                # From a Responses upstream, unchanged: sent as it came.
+                return web.Response(
+                    body=response.raw, content_type=_JSON, headers=routing_headers(ctx)
+                )
             if response.usage is None:
                 # A Response always states usage: the gateway's own count when the upstream
                 # gave none (as metered: ``usage_estimated`` in the request log).

@@ -90,3 +90,6 @@ class ProviderSpec:
     declares_tokenizer: bool = False
     """A deployment may declare ``tokenizer``: families of OpenAI's chat format, whose
     framing the local count follows."""
+    responses_api: Callable[[str], bool] | None = None
+    """Whether a deployment at this ``api_base`` speaks OpenAI's Responses API unless its
+    config says (``responses_api``); ``None``: the family has none, whatever config says."""

@@ -39,6 +39,8 @@ from tollway.wire.openai_response import (
     response_from_wire,
     usage_from_answer,
 )
+from tollway.wire.responses_upstream import EventReader
+from tollway.wire.responses_upstream import response_from_wire as responses_from_wire
 
 
 def _always(deployment: Deployment) -> bool:
@@ -47,6 +49,14 @@ def _always(deployment: Deployment) -> bool:
 
 def _never(deployment: Deployment) -> bool:
     return False
+
+
+def _responses_at_base(deployment: Deployment) -> str:
+    return f"{deployment.api_base}/responses"
+
+
+def _deployment_model(deployment: Deployment) -> str:
+    return deployment.model
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +82,10 @@ class OpenAIFlavor:
     fields: FieldRules | None = None
     """For a strict server, the fields it renames, ignores or refuses; ``None``: the body goes
     as the codec wrote it (every field the client sent passes through)."""
+    responses_url: Callable[[Deployment], str] = _responses_at_base
+    """Where the upstream's Responses API is, for deployments that speak it."""
+    responses_model: Callable[[Deployment], str] = _deployment_model
+    """The ``model`` a Responses request body names."""
     reshape: Callable[[dict[str, Any]], bool] | None = None
     """For a server whose answers differ from OpenAI's shape, rewrites a parsed answer or
     stream chunk in place into it (whether it did: the bytes are then not sent on as they
@@ -117,6 +131,24 @@ _AZURE_STREAM_OPTIONS_SINCE = "2024-08-01"
 
 def _model(deployment: Deployment) -> str:
     return deployment.model
+
+
+def _azure_responses_url(deployment: Deployment) -> str:
+    # Azure's Responses API has no deployments form: the v1 API, or a resource-wide path.
+    if deployment.api_version == AZURE_V1:
+        return f"{deployment.api_base}/openai/v1/responses"
+    return f"{deployment.api_base}/openai/responses?api-version={deployment.api_version}"
+
+
+def _openai_api(api_base: str) -> bool:
+    """Whether ``api_base`` is OpenAI's own API (or a regional host of it), which speaks the
+    Responses API; compatible servers mostly do not."""
+    host = (URL(api_base).host or "").lower()
+    return host == "api.openai.com" or host.endswith(".api.openai.com")
+
+
+def _no_responses(api_base: str) -> bool:
+    return False
 
 
 def _official(deployment: Deployment) -> bool:
@@ -181,6 +213,8 @@ AZURE = OpenAIFlavor(
     auth_prefix="",
     completion_tokens=_azure_completion_tokens,
     stream_options=_azure_stream_options,
+    responses_url=_azure_responses_url,
+    responses_model=_azure_name,
 )
 
 
@@ -234,6 +268,11 @@ class OpenAIProvider:
 
     async def chat(self, request: ChatRequest, deployment: Deployment) -> ChatResponse:
         """One complete chat answer."""
+        if request.responses_body is not None and deployment.responses_api:
+            return await self._respond(request, deployment)
+        # A Responses client's request is tagged ``openai`` too, but its client is not sent
+        # a Chat Completions body as it came.
+        as_chat = request.responses_body is None
         headers, secret = self._headers(deployment, request.upstream_headers)
         body, raw = await self._client.post_json_body(
             self._url(deployment, "chat/completions"),
@@ -246,7 +285,7 @@ class OpenAIProvider:
         reshape = self._flavor.reshape
         if reshape is not None and isinstance(raw, dict) and reshape(raw):
             body = orjson.dumps(raw)
-        if request.answer_as_is and request.wire_format == WIRE_FORMAT:
+        if request.answer_as_is and request.wire_format == WIRE_FORMAT and as_chat:
             response = usage_from_answer(raw)  # the client is sent ``body`` itself
         else:
             response = response_from_wire(raw)
@@ -257,6 +296,10 @@ class OpenAIProvider:
         self, request: ChatRequest, deployment: Deployment
     ) -> AsyncIterator[ChatChunk]:
         """Chunks as the upstream sends them; a stream without ``[DONE]`` is an error."""
+        if request.responses_body is not None and deployment.responses_api:
+            async for chunk in self._respond_stream(request, deployment):
+                yield chunk
+            return
         headers, secret = self._headers(deployment, request.upstream_headers)
         events = self._client.post_stream(
             self._url(deployment, "chat/completions"),
@@ -288,6 +331,57 @@ class OpenAIProvider:
                 chunk.raw = event.data  # else re-encoded for OpenAI clients
             yield chunk
         raise UpstreamProtocolError("upstream stream ended before [DONE]")
+
+    def _responses_body(self, request: ChatRequest, deployment: Deployment) -> dict[str, Any]:
+        """The client's Responses body with the deployment's model and the output limit the
+        gateway holds (a budget may have lowered it)."""
+        assert request.responses_body is not None
+        body = {**request.responses_body, "model": self._flavor.responses_model(deployment)}
+        if request.max_tokens is not None:
+            body["max_output_tokens"] = request.max_tokens
+        return body
+
+    def _responses_url(self, deployment: Deployment) -> URL:
+        key = (deployment.id, deployment.api_base, deployment.model, "/responses")
+        url = self._urls.get(key)
+        if url is None:
+            url = self._urls[key] = URL(self._flavor.responses_url(deployment))
+        return url
+
+    async def _respond(self, request: ChatRequest, deployment: Deployment) -> ChatResponse:
+        """A Responses request answered by the upstream's Responses API, sent on as it came."""
+        headers, secret = self._headers(deployment, request.upstream_headers)
+        body, raw = await self._client.post_json_body(
+            self._responses_url(deployment),
+            self._responses_body(request, deployment),
+            headers,
+            deployment.timeouts,
+            error_from_wire,
+            secret,
+        )
+        response = responses_from_wire(raw, whole=not request.answer_as_is)
+        response.raw = body
+        return response
+
+    async def _respond_stream(
+        self, request: ChatRequest, deployment: Deployment
+    ) -> AsyncIterator[ChatChunk]:
+        """A Responses stream's events as chunks; one without its closing event is an error."""
+        headers, secret = self._headers(deployment, request.upstream_headers)
+        events = self._client.post_stream(
+            self._responses_url(deployment),
+            self._responses_body(request, deployment),
+            headers,
+            deployment.timeouts,
+            error_from_wire,
+            secret,
+        )
+        reader = EventReader()
+        async for event in events:
+            yield reader.chunk(event.data)
+            if reader.finished:
+                return
+        raise UpstreamProtocolError("upstream stream ended before response.completed")
 
     async def embed(self, request: EmbeddingRequest, deployment: Deployment) -> EmbeddingResponse:
         """Embeddings of every input."""
@@ -335,6 +429,9 @@ COMPATIBLE_BASES = {
 # Where OpenAI's own models are served: OpenAI's API and its regional (data residency)
 # hosts, and Azure OpenAI's v1 API; elsewhere an OpenAI-compatible server runs other models.
 _OPENAI_HOSTS = {"openai": ("api.openai.com", ".api.openai.com", ".openai.azure.com")}
+# Which members speak the Responses API unless a deployment says: OpenAI's own API (most
+# compatible servers have no /v1/responses; a deployment of one that has sets it).
+_RESPONSES_DEFAULTS = {"openai": _openai_api}
 
 SPECS = (
     *(
@@ -345,6 +442,7 @@ SPECS = (
             simulator_path=_SIMULATOR_PATHS.get(name, "/v1"),
             openai_hosts=_OPENAI_HOSTS.get(name, ()),
             declares_tokenizer=True,
+            responses_api=_RESPONSES_DEFAULTS.get(name, _no_responses),
         )
         for name, base in COMPATIBLE_BASES.items()
     ),
@@ -357,5 +455,6 @@ SPECS = (
         # Azure OpenAI lives at each customer's own resource (or a custom domain before it).
         openai_hosts=("*",),
         declares_tokenizer=True,
+        responses_api=_no_responses,  # only where config sets it
     ),
 )

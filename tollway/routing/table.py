@@ -12,6 +12,7 @@ from tollway.core.types import AwsCredentials, Deployment, UpstreamTimeouts
 from tollway.pricing.catalog import PriceCatalog, price_from_row
 from tollway.pricing.tokens import exact_encoding
 from tollway.providers import BUILTIN_PROVIDERS
+from tollway.providers.base import ProviderSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +194,18 @@ def _deployment(
         max_output=config.max_output or (listed.max_output if listed else None),
         price=price,
         tokenizer=config.tokenizer or exact_encoding(config.model, api_base, spec.openai_hosts),
+        responses_api=_responses_api(config, spec, api_base),
     )
+
+
+def _responses_api(config: DeploymentConfig, spec: ProviderSpec, api_base: str) -> bool:
+    """Whether the deployment is sent Responses requests as they are: as config says, else
+    as its family's default for its ``api_base``."""
+    if spec.responses_api is None:
+        return False
+    if config.responses_api is not None:
+        return config.responses_api
+    return spec.responses_api(api_base)
 
 
 def _aws_credentials(config: DeploymentConfig) -> AwsCredentials | None:

@@ -48,12 +48,14 @@ _MAX_SCHEMA_DEPTH = 8
 
 
 class InvalidRequest(ValueError):
-    """A request the real API would reject with a 400; ``param`` names the offending field."""
+    """A request the real API would reject with a 400; ``param`` names the offending field,
+    ``code`` is the API's own word for the problem (``None``: its default)."""
 
-    def __init__(self, message: str, param: str | None = None) -> None:
+    def __init__(self, message: str, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
+        self.code = code
 
 
 @dataclass(slots=True)

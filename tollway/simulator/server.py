@@ -1,13 +1,15 @@
 """The simulator's HTTP surface: routes, control endpoints, the ``Simulator`` handle and ``serve``.
 
-Routes: OpenAI ``/v1/chat/completions``, ``/v1/embeddings``, ``/v1/models``; Mistral's
-strictness at ``/mistral/v1/chat/completions`` and ``/mistral/v1/embeddings``; Azure
-``/openai/deployments/{deployment}/chat/completions`` and ``.../embeddings``, and its v1 API's
-``/openai/v1/chat/completions`` and ``/openai/v1/embeddings``; Anthropic
-``/v1/messages`` and ``/v1/messages/count_tokens``; Bedrock ``/model/{modelId}/converse`` and
-``.../converse-stream``; Gemini API and Vertex AI ``.../models/{model}:{method}``
-(``gemini_api``); control endpoints under ``/_sim/`` (settings, the requests received, and the
-ones whose caller left before the answer was complete).
+Routes: OpenAI ``/v1/chat/completions``, ``/v1/responses``, ``/v1/embeddings``,
+``/v1/models``; Mistral's strictness at ``/mistral/v1/chat/completions`` and
+``/mistral/v1/embeddings``; Azure ``/openai/deployments/{deployment}/chat/completions`` and
+``.../embeddings``, and its v1 API's ``/openai/v1/chat/completions`` and
+``/openai/v1/embeddings``, and its Responses API at ``/openai/v1/responses`` and
+``/openai/responses``; Anthropic ``/v1/messages`` and ``/v1/messages/count_tokens``; Bedrock
+``/model/{modelId}/converse`` and ``.../converse-stream``; Gemini API and Vertex AI
+``.../models/{model}:{method}`` (``gemini_api``); control endpoints under ``/_sim/``
+(settings, the requests received, and the ones whose caller left before the answer was
+complete).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from tollway.simulator.google_oauth import oauth_routes
 from tollway.simulator.mistral_api import problems, refusal
 from tollway.simulator.openai_chat import handle_chat
 from tollway.simulator.openai_misc import ANTHROPIC_MODELS, OPENAI_MODELS, handle_embeddings
+from tollway.simulator.openai_responses import handle_responses
 from tollway.simulator.settings import RecordedRequest, SimulatorSettings
 from tollway.simulator.state import SimulatorState
 
@@ -69,8 +72,9 @@ class _Handlers:
             return await answer(call)
         except InvalidRequest as exc:
             return error_response(
-                dialect, 400, exc.message, request_id=call.request_id, param=exc.param
-            )
+                dialect, 400, exc.message, request_id=call.request_id, param=exc.param,
+                code=exc.code,
+            )  # fmt: skip
         except asyncio.CancelledError:
             # The caller closed the connection while the answer was being prepared (the
             # runner cancels handlers then): what a gateway that gives up on a call does.
@@ -109,6 +113,19 @@ class _Handlers:
 
     async def mistral_chat(self, request: web.Request) -> web.StreamResponse:
         return await self._chat(request, Dialect.MISTRAL)
+
+    async def _responses(self, request: web.Request, dialect: Dialect) -> web.StreamResponse:
+        async def answer(call: Call) -> web.StreamResponse:
+            model = self._openai_model(call, request, dialect)
+            return await handle_responses(request, call, self.state, model)
+
+        return await self._run(request, dialect, answer)
+
+    async def openai_responses(self, request: web.Request) -> web.StreamResponse:
+        return await self._responses(request, Dialect.OPENAI)
+
+    async def azure_responses(self, request: web.Request) -> web.StreamResponse:
+        return await self._responses(request, Dialect.AZURE)
 
     async def openai_embeddings(self, request: web.Request) -> web.StreamResponse:
         return await self._embeddings(request, Dialect.OPENAI)
@@ -186,6 +203,7 @@ def create_app(state: SimulatorState | Simulator | None = None) -> web.Applicati
     add = app.router
     add.add_post("/v1/chat/completions", handlers.openai_chat)
     add.add_post("/v1/embeddings", handlers.openai_embeddings)
+    add.add_post("/v1/responses", handlers.openai_responses)
     add.add_get("/v1/models", handlers.models)
     add.add_post("/mistral/v1/chat/completions", handlers.mistral_chat)
     add.add_post("/mistral/v1/embeddings", handlers.openai_embeddings)
@@ -193,6 +211,8 @@ def create_app(state: SimulatorState | Simulator | None = None) -> web.Applicati
     add.add_post("/openai/deployments/{deployment}/embeddings", handlers.azure_embeddings)
     add.add_post("/openai/v1/chat/completions", handlers.azure_chat)
     add.add_post("/openai/v1/embeddings", handlers.azure_embeddings)
+    add.add_post("/openai/v1/responses", handlers.azure_responses)
+    add.add_post("/openai/responses", handlers.azure_responses)
     add.add_post("/v1/messages", handlers.messages)
     add.add_post("/v1/messages/count_tokens", handlers.count_tokens)
     add.add_post("/model/{model_id:.+}/{action:converse|converse-stream}", handlers.converse)

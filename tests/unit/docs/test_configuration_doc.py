@@ -34,6 +34,7 @@ DERIVED_DEFAULTS: dict[Path, str] = {
     ("models", "deployments", "context_window"): "the price catalog's",
     ("models", "deployments", "max_output"): "the price catalog's",
     ("models", "deployments", "price"): "the price catalog's",
+    ("models", "deployments", "responses_api"): "true at OpenAI's own API, else false",
     ("auth", "oidc", "discovery_url"): "made from the issuer",
     ("auth", "oidc", "jwks_uri"): "read from discovery",
     ("telemetry", "request_log", "spool_dir"): "a directory per store under the temp dir",

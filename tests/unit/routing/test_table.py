@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tollway.config import validate_settings
+from tollway.config.loader import ConfigError
 from tollway.pricing.catalog import PriceCatalog
 from tollway.routing.table import build_routing_table
 
@@ -47,3 +50,33 @@ def test_a_deployment_states_its_own_context_window_over_the_catalogs() -> None:
     )
     (deployment,) = build_routing_table(settings, None, PriceCatalog.load()).candidates("m", "chat")
     assert (deployment.context_window, deployment.max_output) == (8192, 512)
+
+
+def test_only_openais_own_api_speaks_the_responses_api_unless_config_says() -> None:
+    azure = {"provider": "azure_openai", "api_base": "https://x.openai.azure.com"}
+    rows = {
+        "official": _deployment(),
+        "regional": _deployment(api_base="https://eu.api.openai.com/v1"),
+        "compatible": _deployment(api_base="http://127.0.0.1:8000/v1"),
+        "vllm": _deployment(provider="vllm"),
+        "vllm-set": _deployment(provider="vllm", responses_api=True),
+        "official-off": _deployment(responses_api=False),
+        "azure": _deployment(**azure, api_version="v1"),
+        "azure-set": _deployment(**azure, api_version="v1", responses_api=True),
+    }
+    models = [{"name": name, "deployments": [row]} for name, row in rows.items()]
+    table = build_routing_table(validate_settings({"models": models}, source="test"), None)
+    speaks = {name: table.candidates(name, "chat")[0].responses_api for name in rows}
+    assert speaks == {
+        "official": True, "regional": True, "compatible": False, "vllm": False,
+        "vllm-set": True, "official-off": False, "azure": False, "azure-set": True,
+    }  # fmt: skip
+
+
+def test_a_family_without_a_responses_api_cannot_be_given_one() -> None:
+    claude = {"provider": "anthropic", "model": "claude", "api_key": "env:K"}
+    with pytest.raises(ConfigError, match="cannot set responses_api"):
+        validate_settings(
+            {"models": [{"name": "c", "deployments": [{**claude, "responses_api": True}]}]},
+            source="test",
+        )

@@ -1,0 +1,315 @@
+"""A Responses client served by OpenAI's own Responses API (``responses_api``), through the
+real ``openai`` SDK against a gateway process and the simulator's ``POST /v1/responses``: the
+upstream's answer and events reach the client as they came (its reasoning summary and
+encrypted reasoning, which the canonical path cannot carry), usage is costed and logged, a
+failing deployment falls over (to another Responses upstream or to another family), an
+upstream 400 passes through, and an OpenAI-compatible server still gets Chat Completions."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import UPSTREAM_KEY
+from tests.support import CLIENT_KEY, running_gateway
+
+PRICE = {"input": 1000.0, "output": 4000.0}  # USD per 1M tokens: whole micro-dollars a token
+FAULT = {"x-sim-fault": "status:503"}
+WEATHER_TOOL: Any = {
+    "type": "function",
+    "name": "get_weather",
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
+    "strict": False,
+}
+
+
+def upstream_config(simulator_url: str) -> dict[str, Any]:
+    base, key = f"{simulator_url}/v1", "env:TEST_UPSTREAM_KEY"
+    native = {
+        "provider": "openai", "api_base": base, "api_key": key, "price": PRICE,
+        "responses_api": True,
+    }  # fmt: skip
+    claude = {"provider": "anthropic", "model": "sim-chat", "api_base": simulator_url}
+    return {
+        "upstream": {
+            "timeouts": {"connect": "2s", "first_byte": "5s", "total": "20s"},
+            "forward_headers": ["x-sim-*"],
+        },
+        "auth": {"reconcile_interval": "1h"},
+        "models": [
+            {"name": "native-o4", "deployments": [{**native, "model": "o4-mini", "id": "o4"}]},
+            {"name": "native-4o", "deployments": [{**native, "model": "gpt-4o", "id": "4o"}]},
+            {"name": "native-failover", "deployments": [
+                {**native, "model": "o4-mini", "id": "broken", "headers": FAULT},
+                {**native, "model": "o4-mini", "id": "healthy"}]},
+            {"name": "native-to-claude", "deployments": [
+                {**native, "model": "o4-mini", "id": "broken-too", "headers": FAULT},
+                {**claude, "api_key": key, "id": "claude", "price": PRICE}]},
+            {"name": "compatible", "deployments": [{
+                "provider": "openai", "model": "o4-mini", "api_base": base, "api_key": key,
+                "id": "compatible", "price": PRICE}]},
+        ],
+        "telemetry": {"request_log": {"flush_interval": "100ms"}},
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def gateway(log_dir: Path, simulator_url: str) -> Iterator[str]:
+    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY}
+    with running_gateway(log_dir, upstream_config(simulator_url), env) as (url, _):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(gateway: str) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=gateway + "/v1", api_key=CLIENT_KEY, max_retries=0) as c:
+        yield c
+
+
+def question(words: str) -> str:
+    """A question no other test asks, to find its request in the simulator's log."""
+    return f"{words} {uuid.uuid4().hex[:10]}"
+
+
+def received(simulator_url: str, marker: str) -> list[dict[str, Any]]:
+    """The requests the simulator received that mention ``marker``, oldest first."""
+    requests = httpx.get(simulator_url + "/_sim/requests").json()
+    return [r for r in requests if marker in str(r["json"])]
+
+
+def logged(gateway: str, request_id: str, timeout: float = 15.0) -> dict[str, Any]:
+    """The request log's record of ``request_id`` once it is written."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = httpx.get(
+            gateway + "/admin/logs",
+            params={"limit": "200", "since": "10m"},
+            headers={"Authorization": f"Bearer {CLIENT_KEY}"},
+        ).json()["data"]
+        for row in rows:
+            if row["request_id"] == request_id:
+                return dict(row)
+        assert time.monotonic() < deadline, f"{request_id} was not logged"
+        time.sleep(0.1)
+
+
+def micros(cost: str) -> int:
+    return round(float(cost) * 1_000_000)
+
+
+def test_an_answer_comes_from_the_responses_api_as_it_came(
+    client: openai.OpenAI, gateway: str, simulator_url: str
+) -> None:
+    asked = question("reason about the tides")
+    raw = client.responses.with_raw_response.create(
+        model="native-o4",
+        input=asked,
+        reasoning={"effort": "low", "summary": "auto"},
+        include=["reasoning.encrypted_content"],
+        metadata={"ticket": "42"},
+    )
+    response = raw.parse()
+    (call,) = received(simulator_url, asked)
+    assert call["method"] == "POST" and call["path"] == "/v1/responses"
+    assert call["headers"]["authorization"] == f"Bearer {UPSTREAM_KEY}"  # never the client's
+    # The client's body, the model named as the deployment names it.
+    assert call["json"] == {
+        "model": "o4-mini",
+        "input": asked,
+        "reasoning": {"effort": "low", "summary": "auto"},
+        "include": ["reasoning.encrypted_content"],
+        "metadata": {"ticket": "42"},
+    }
+    reasoning, message = response.output
+    assert reasoning.type == "reasoning" and reasoning.encrypted_content  # only OpenAI's own
+    assert "".join(p.text for p in reasoning.summary).startswith("Simulated reasoning about:")
+    assert message.type == "message"
+    assert response.output_text.startswith(f"Simulated reply to: {asked}")
+    assert response.model == "o4-mini" and response.metadata == {"ticket": "42"}
+    usage = response.usage
+    assert usage is not None and usage.output_tokens_details.reasoning_tokens > 0
+    cost = usage.input_tokens * 1000 + usage.output_tokens * 4000
+    assert micros(raw.headers["x-tollway-cost-usd"]) == cost
+    row = logged(gateway, raw.headers["x-request-id"])
+    assert (row["deployment_id"], row["endpoint"], row["status"]) == ("o4", "responses", 200)
+    assert (row["input_tokens"], row["output_tokens"]) == (usage.input_tokens, usage.output_tokens)
+    assert row["cost_micros"] == cost and row["usage_estimated"] is False
+
+
+def test_a_stream_comes_event_for_event_in_openais_order(
+    client: openai.OpenAI, gateway: str
+) -> None:
+    asked = question("stream your reasoning")
+    with client.responses.with_streaming_response.create(
+        model="native-o4", input=asked, reasoning={"summary": "detailed"}, stream=True
+    ) as raw:
+        request_id = raw.headers["x-request-id"]
+        lines = list(raw.iter_lines())
+    cost_comment = [line for line in lines if line.startswith(": x-tollway-cost-usd=")]
+    with client.responses.stream(
+        model="native-o4", input=asked, reasoning={"summary": "detailed"}
+    ) as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    kinds = [e.type for e in events]
+    summary_deltas = kinds.count("response.reasoning_summary_text.delta")
+    text_deltas = kinds.count("response.output_text.delta")
+    assert summary_deltas > 1 and text_deltas > 1
+    assert kinds == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.reasoning_summary_part.added",
+        *["response.reasoning_summary_text.delta"] * summary_deltas,
+        "response.reasoning_summary_text.done",
+        "response.reasoning_summary_part.done",
+        "response.output_item.done",
+        "response.output_item.added",
+        "response.content_part.added",
+        *["response.output_text.delta"] * text_deltas,
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    assert events[0].response.id == final.id  # the upstream's own response, not the gateway's
+    assert final.output_text.startswith(f"Simulated reply to: {asked}")
+    usage = final.usage
+    assert usage is not None and usage.output_tokens_details.reasoning_tokens > 0
+    cost = usage.input_tokens * 1000 + usage.output_tokens * 4000
+    (comment,) = cost_comment
+    assert micros(comment.split("=", 1)[1]) == cost
+    row = logged(gateway, request_id)
+    assert (row["deployment_id"], row["stream"], row["cost_micros"]) == ("o4", True, cost)
+    assert (row["input_tokens"], row["output_tokens"]) == (usage.input_tokens, usage.output_tokens)
+    assert row["ttft_ms"] is not None
+
+
+def test_function_calls_come_from_the_responses_api(client: openai.OpenAI) -> None:
+    asked = question("what is the weather in Oslo")
+    response = client.responses.create(model="native-4o", input=asked, tools=[WEATHER_TOOL])
+    (call,) = response.output
+    assert call.type == "function_call" and call.name == "get_weather"
+    assert call.call_id.startswith("call_") and "city" in call.arguments
+    with client.responses.stream(model="native-4o", input=asked, tools=[WEATHER_TOOL]) as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_response()
+    assert "response.function_call_arguments.delta" in kinds
+    assert final.output[0].type == "function_call"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_failing_deployment_falls_over_to_the_next(
+    client: openai.OpenAI, gateway: str, simulator_url: str, stream: bool
+) -> None:
+    asked = question(f"fail over, stream {stream}")
+    body = {"model": "native-failover", "input": asked, "reasoning": {"summary": "auto"}}
+    if stream:
+        with client.responses.with_streaming_response.create(**body, stream=True) as raw:
+            request_id = raw.headers["x-request-id"]
+            assert any("response.completed" in line for line in raw.iter_lines())
+    else:
+        raw_answer = client.responses.with_raw_response.create(**body)
+        request_id = raw_answer.headers["x-request-id"]
+        assert raw_answer.parse().output[0].type == "reasoning"
+    calls = received(simulator_url, asked)
+    assert [c["path"] for c in calls] == ["/v1/responses", "/v1/responses"]
+    assert calls[0]["headers"]["x-sim-fault"] == "status:503"
+    row = logged(gateway, request_id)
+    assert (row["deployment_id"], row["attempts"], row["status"]) == ("healthy", 2, 200)
+
+
+def test_a_failover_to_another_family_is_answered_through_the_canonical_path(
+    client: openai.OpenAI, gateway: str, simulator_url: str
+) -> None:
+    asked = question("fail over to claude")
+    with client.responses.stream(model="native-to-claude", input=asked) as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_response()
+    assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
+    assert final.output_text.startswith(f"Simulated reply to: {asked}")
+    assert [c["path"] for c in received(simulator_url, asked)] == ["/v1/responses", "/v1/messages"]
+    response = client.responses.create(model="native-to-claude", input=asked + " again")
+    assert response.output_text.startswith(f"Simulated reply to: {asked} again")
+
+
+def test_an_upstream_400_passes_through_in_openais_shape(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(
+            model="native-4o", input=question("think hard"), reasoning={"effort": "high"}
+        )
+    error = caught.value
+    assert error.status_code == 400
+    assert error.code == "unsupported_parameter" and error.param == "reasoning.effort"
+    assert "not supported with this model" in error.message
+
+
+def test_an_error_mid_stream_ends_it_in_the_responses_dialects_words(gateway: str) -> None:
+    body = {"model": "native-o4", "input": question("break mid-stream"), "stream": True}
+    headers = {"Authorization": f"Bearer {CLIENT_KEY}", "x-sim-fault": "error-after:3"}
+    with httpx.stream("POST", gateway + "/v1/responses", json=body, headers=headers) as raw:
+        assert raw.status_code == 200
+        lines = list(raw.iter_lines())
+    events = [json.loads(line[6:]) for line in lines if line.startswith("data: ")]
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    error, failed = events[-2:]
+    assert (error["type"], failed["type"]) == ("error", "response.failed")
+    assert error["code"] == "server_is_overloaded"
+    # The upstream's own response, failed, with the items it completed.
+    assert failed["response"]["id"] == events[0]["response"]["id"]
+    assert failed["response"]["status"] == "failed"
+    assert "response.completed" not in [e["type"] for e in events]
+
+
+def test_a_compatible_server_still_gets_chat_completions(
+    client: openai.OpenAI, simulator_url: str
+) -> None:
+    asked = question("through chat completions")
+    response = client.responses.create(model="compatible", input=asked)
+    assert response.output_text.startswith(f"Simulated reply to: {asked}")
+    (call,) = received(simulator_url, asked)
+    assert call["path"] == "/v1/chat/completions"
+
+
+@pytest.fixture(scope="module")
+def capturing(log_dir: Path, simulator_url: str) -> Iterator[str]:
+    """A gateway that keeps every request's bodies: a stage that reads answers."""
+    config = upstream_config(simulator_url)
+    config["telemetry"]["request_log"]["bodies"] = {"enabled": True}
+    with running_gateway(log_dir, config, {"TEST_UPSTREAM_KEY": UPSTREAM_KEY}) as (url, _):
+        yield url
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_stage_that_reads_answers_reads_the_upstreams_as_it_goes_on_as_it_came(
+    capturing: str, stream: bool
+) -> None:
+    asked = question(f"keep my body, stream {stream}")
+    body = {
+        "model": "native-o4", "input": asked, "stream": stream,
+        "reasoning": {"summary": "auto"}, "include": ["reasoning.encrypted_content"],
+    }  # fmt: skip
+    headers = {"Authorization": f"Bearer {CLIENT_KEY}"}
+    answer = httpx.post(capturing + "/v1/responses", json=body, headers=headers, timeout=30)
+    assert answer.status_code == 200
+    if stream:
+        events = [json.loads(line[6:]) for line in answer.text.splitlines() if line[:6] == "data: "]
+        final = events[-1]["response"]
+    else:
+        final = answer.json()
+    assert final["output"][0]["encrypted_content"]  # the upstream's answer, as it came
+    row = logged(capturing, answer.headers["x-request-id"])
+    assert f"Simulated reply to: {asked}" in json.dumps(row["response"])

@@ -1,0 +1,131 @@
+"""Reading a Responses upstream's answers and events, and relaying its events to the client."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from tollway.core.errors import RateLimited, UpstreamProtocolError
+from tollway.core.types import ReasoningPart
+from tollway.wire.responses_upstream import (
+    WIRE_FORMAT,
+    EventReader,
+    EventRelay,
+    response_from_wire,
+    usage_from_wire,
+)
+
+USAGE = {
+    "input_tokens": 30,
+    "input_tokens_details": {"cached_tokens": 10, "cache_write_tokens": 5},
+    "output_tokens": 20,
+    "output_tokens_details": {"reasoning_tokens": 12},
+    "total_tokens": 50,
+}
+OUTPUT = [
+    {"id": "rs_1", "type": "reasoning", "summary": [{"type": "summary_text", "text": "hmm"}]},
+    {"id": "msg_1", "type": "message", "role": "assistant", "status": "completed",
+     "content": [{"type": "output_text", "text": "Hello", "annotations": []}]},
+    {"id": "fc_1", "type": "function_call", "call_id": "call_1", "name": "f", "arguments": "{}"},
+]  # fmt: skip
+
+
+def answer(**fields: Any) -> dict[str, Any]:
+    body = {"id": "resp_1", "object": "response", "created_at": 7, "model": "o4-mini"}
+    return {**body, "status": "completed", "output": OUTPUT, "usage": USAGE, **fields}
+
+
+def test_usage_counts_cached_cache_written_and_reasoning_tokens() -> None:
+    usage = usage_from_wire(USAGE)
+    assert usage is not None
+    assert (usage.input_tokens, usage.output_tokens) == (30, 20)
+    assert (usage.cached_input_tokens, usage.cache_write_tokens, usage.reasoning_tokens) == (
+        10, 5, 12,
+    )  # fmt: skip
+    with pytest.raises(UpstreamProtocolError):
+        usage_from_wire({"input_tokens": "many"})
+
+
+def test_an_answer_sent_as_it_came_is_read_only_for_its_usage() -> None:
+    response = response_from_wire(answer(), whole=False)
+    assert response.choices == [] and response.usage is not None
+    assert (response.id, response.model, response.wire_format) == ("resp_1", "o4-mini", WIRE_FORMAT)
+
+
+def test_an_answer_a_stage_reads_or_without_usage_is_read_whole() -> None:
+    for response in (
+        response_from_wire(answer(), whole=True),
+        response_from_wire(answer(usage=None), whole=False),
+    ):
+        (choice,) = response.choices
+        assert choice.finish_reason == "tool_calls"
+        assert choice.message.text() == "Hello"
+        assert isinstance(choice.message.content, list)
+        assert choice.message.content[0] == ReasoningPart("hmm")
+        assert [c.id for c in choice.message.tool_calls or ()] == ["call_1"]
+    cut = answer(status="incomplete", incomplete_details={"reason": "max_output_tokens"})
+    assert response_from_wire(cut, whole=True).choices[0].finish_reason == "length"
+
+
+def test_an_answer_that_is_no_response_object_is_the_upstreams_protocol_error() -> None:
+    with pytest.raises(UpstreamProtocolError) as caught:
+        response_from_wire({"choices": []}, whole=False)
+    assert caught.value.status == 502
+
+
+def event(kind: str, number: int, **fields: Any) -> bytes:
+    return orjson.dumps({"type": kind, "sequence_number": number, **fields})
+
+
+def test_events_are_read_into_chunks_that_keep_them() -> None:
+    reader = EventReader()
+    opening = {"id": "resp_1", "model": "o4-mini", "created_at": 7, "status": "in_progress"}
+    created = reader.chunk(event("response.created", 0, response=opening))
+    assert created.choices == [] and created.raw is not None and created.id == "resp_1"
+    delta = reader.chunk(event("response.output_text.delta", 1, delta="Hi", output_index=0))
+    assert delta.choices[0].content == "Hi" and delta.model == "o4-mini"
+    summary = reader.chunk(event("response.reasoning_summary_text.delta", 2, delta="so"))
+    assert summary.choices[0].reasoning is not None and summary.choices[0].reasoning.text == "so"
+    added = {"type": "function_call", "call_id": "call_1", "name": "f", "arguments": ""}
+    call = reader.chunk(event("response.output_item.added", 3, output_index=1, item=added))
+    (delta_call,) = call.choices[0].tool_calls or ()
+    assert (delta_call.index, delta_call.id, delta_call.name) == (1, "call_1", "f")
+    assert not reader.finished
+    done = reader.chunk(event("response.completed", 4, response=answer()))
+    assert reader.finished and done.usage is not None and done.usage.output_tokens == 20
+    assert done.choices[0].finish_reason == "tool_calls"
+
+
+def test_an_error_or_failed_event_is_the_upstreams_failure() -> None:
+    reader = EventReader()
+    overloaded = event("error", 3, code="server_is_overloaded", message="busy", param=None)
+    with pytest.raises(UpstreamProtocolError) as caught:
+        reader.chunk(overloaded)
+    assert caught.value.code == "server_is_overloaded" and "busy" in caught.value.message
+    failed = {"id": "resp_1", "status": "failed", "error": {"code": "server_error", "message": "x"}}
+    with pytest.raises(UpstreamProtocolError):
+        reader.chunk(event("response.failed", 4, response=failed))
+    with pytest.raises(UpstreamProtocolError):
+        reader.chunk(b'{"no": "type"}')
+
+
+def test_the_relay_sends_events_as_they_came_and_numbers_its_own_after_them() -> None:
+    reader, relay = EventReader(), EventRelay()
+    opening = {"id": "resp_1", "model": "o4-mini", "status": "in_progress", "output": []}
+    raw = event("response.created", 0, response=opening)
+    assert relay.feed(reader.chunk(raw)) == b"event: response.created\ndata: " + raw + b"\n\n"
+    item = OUTPUT[1]
+    relay.feed(reader.chunk(event("response.output_item.done", 1, output_index=0, item=item)))
+    changed = reader.chunk(event("response.output_text.delta", 2, delta="secret"))
+    changed.choices[0].content, changed.raw = "[redacted]", None  # as a stage changes it
+    written = relay.feed(changed)
+    assert orjson.loads(written.split(b"data: ")[1])["delta"] == "[redacted]"
+    frames = relay.error(RateLimited("slow down")).split(b"\n\n")
+    error, failed = (orjson.loads(frame.split(b"data: ")[1]) for frame in frames[:2])
+    assert (error["type"], error["sequence_number"]) == ("error", 3)
+    assert (failed["type"], failed["sequence_number"]) == ("response.failed", 4)
+    response = failed["response"]
+    assert (response["id"], response["status"], response["output"]) == ("resp_1", "failed", [item])
+    assert response["error"]["code"] == "rate_limit_exceeded"

@@ -1,0 +1,271 @@
+"""OpenAI's Responses API as an upstream: its answers read for accounting, its events relayed.
+
+A Responses client's request routed to a deployment that speaks the Responses API
+(``Deployment.responses_api``) is sent as the client wrote it, and the answer goes back as it
+came: a ``Response`` object's bytes, or the typed events one by one (``ChatResponse.raw``,
+``ChatChunk.raw``). The gateway still reads what it needs from them, tagged with this module's
+``WIRE_FORMAT``: the usage (``input_tokens``, ``output_tokens``, their cached, cache-write and
+reasoning details), the model, the finish, and, for the stages that read answers and for
+estimates when usage is missing, the text, function calls and reasoning summaries. A stream's
+chunk keeps its event (``ChatChunk.extra``) so ``EventRelay`` can write it on, and write the
+closing ``error`` and ``response.failed`` events, numbered after the upstream's, when the
+stream fails after its first byte. An ``error`` or ``response.failed`` event from the upstream
+is its failure, as an error event is on the Chat Completions stream; an answer that is no
+``Response`` object, or a stream that ends before ``response.completed`` (``.incomplete``), is
+a protocol error (502).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from tollway.core.errors import GatewayError, UpstreamProtocolError
+from tollway.core.types import (
+    JSON,
+    ChatChunk,
+    ChatResponse,
+    Choice,
+    ChunkChoice,
+    ContentPart,
+    FinishReason,
+    Message,
+    ReasoningDelta,
+    ReasoningPart,
+    TextPart,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
+from tollway.wire.openai_response import error_from_wire
+
+WIRE_FORMAT = "openai_responses"
+"""What an answer or chunk read from a Responses upstream is tagged with: only a Responses
+client is sent it, as it came."""
+
+_TERMINAL = frozenset({"response.completed", "response.incomplete"})
+_OPENING = frozenset({"response.created", "response.in_progress", "response.queued"})
+_REASONING_DELTAS = frozenset(
+    {"response.reasoning_summary_text.delta", "response.reasoning_text.delta"}
+)
+_INCOMPLETE: dict[str, FinishReason] = {
+    "max_output_tokens": "length",
+    "content_filter": "content_filter",
+}
+
+
+def usage_from_wire(raw: Any) -> Usage | None:
+    """Canonical usage from a Responses ``usage`` object (cached and reasoning details too)."""
+    if not isinstance(raw, dict):
+        return None
+    try:
+        input_details = raw.get("input_tokens_details") or {}
+        output_details = raw.get("output_tokens_details") or {}
+        return Usage(
+            input_tokens=int(raw.get("input_tokens") or 0),
+            output_tokens=int(raw.get("output_tokens") or 0),
+            cached_input_tokens=int(input_details.get("cached_tokens") or 0),
+            cache_write_tokens=int(input_details.get("cache_write_tokens") or 0),
+            reasoning_tokens=int(output_details.get("reasoning_tokens") or 0),
+        )
+    except (TypeError, ValueError, AttributeError) as exc:  # the upstream's fault: a 502
+        raise UpstreamProtocolError(f"upstream usage is malformed: {exc}") from None
+
+
+def response_from_wire(raw: Any, *, whole: bool) -> ChatResponse:
+    """A ``Response`` object as a canonical answer; only its usage, model and finish unless
+    ``whole`` (a stage reads answers) or it states no usage (its content is then what its
+    cost is estimated from)."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("output"), list):
+        raise UpstreamProtocolError("upstream answered without an 'output' array")
+    output = [item for item in raw["output"] if isinstance(item, dict)]
+    usage = usage_from_wire(raw.get("usage"))
+    finish = _finish(raw, output)
+    # Sent on as it came, an answer with usage needs no more read unless a stage reads it.
+    choices = [] if usage is not None and not whole else [Choice(0, _message(output), finish)]
+    created = raw.get("created_at")
+    return ChatResponse(
+        id=str(raw.get("id") or ""),
+        model=str(raw.get("model") or ""),
+        created=created if isinstance(created, int) else int(time.time()),
+        choices=choices,
+        usage=usage,
+        wire_format=WIRE_FORMAT,
+    )
+
+
+def _finish(response: JSON, output: list[JSON]) -> FinishReason:
+    if response.get("status") == "incomplete":
+        details = response.get("incomplete_details") or {}
+        reason = details.get("reason") if isinstance(details, dict) else None
+        return _INCOMPLETE.get(str(reason), "stop")
+    if any(item.get("type") == "function_call" for item in output):
+        return "tool_calls"
+    return "stop"
+
+
+def _message(output: list[JSON]) -> Message:
+    """The answer's text, function calls and reasoning summaries as one assistant message."""
+    parts: list[ContentPart] = []
+    calls: list[ToolCall] = []
+    for item in output:
+        kind = item.get("type")
+        if kind == "reasoning":
+            texts = [p.get("text") for p in item.get("summary") or () if isinstance(p, dict)]
+            parts.extend(ReasoningPart(text) for text in texts if isinstance(text, str) and text)
+        elif kind == "message":
+            for part in item.get("content") or ():
+                text = part.get("text", part.get("refusal")) if isinstance(part, dict) else None
+                if isinstance(text, str):
+                    parts.append(TextPart(text))
+        elif kind == "function_call":
+            call_id, name = str(item.get("call_id") or ""), str(item.get("name") or "")
+            arguments = item.get("arguments")
+            calls.append(ToolCall(call_id, name, arguments if isinstance(arguments, str) else ""))
+    return Message(role="assistant", content=parts, tool_calls=calls or None)
+
+
+class EventReader:
+    """Reads one Responses stream's events into canonical chunks that keep the event."""
+
+    def __init__(self) -> None:
+        self.finished = False
+        """A ``response.completed`` (or ``.incomplete``) came: the answer is whole."""
+        self._id = ""
+        self._model = ""
+        self._created = 0
+
+    def chunk(self, raw: bytes) -> ChatChunk:
+        """The chunk of one event's JSON (``raw``, sent on as it is); the upstream's failure
+        (an ``error`` or ``response.failed`` event) is raised."""
+        try:
+            event = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise UpstreamProtocolError("upstream sent an invalid stream event") from None
+        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+            raise UpstreamProtocolError("upstream stream event is not a typed JSON object")
+        kind: str = event["type"]
+        usage = None
+        choices: list[ChunkChoice] = []
+        if kind in _OPENING or kind in _TERMINAL:
+            response = event.get("response")
+            if isinstance(response, dict):
+                self._remember(response)
+                if kind in _TERMINAL:
+                    self.finished = True
+                    usage = usage_from_wire(response.get("usage"))
+                    output = [i for i in response.get("output") or () if isinstance(i, dict)]
+                    choices = [ChunkChoice(0, finish_reason=_finish(response, output))]
+        elif kind == "error":
+            error = error_from_wire(event)
+            raise UpstreamProtocolError(
+                f"upstream stream failed: {error.message}", code=error.code, param=error.param
+            )
+        elif kind == "response.failed":
+            raise _failed(event.get("response"))
+        else:
+            choice = _delta(kind, event)
+            if choice is not None:
+                choices = [choice]
+        return ChatChunk(
+            self._id, self._model, self._created, choices, usage, event, WIRE_FORMAT, raw
+        )
+
+    def _remember(self, response: JSON) -> None:
+        self._id = str(response.get("id") or self._id)
+        self._model = str(response.get("model") or self._model)
+        created = response.get("created_at")
+        if isinstance(created, int):
+            self._created = created
+
+
+def _delta(kind: str, event: JSON) -> ChunkChoice | None:
+    """What an event adds to the answer: text, reasoning, a refusal or a function call."""
+    delta = event.get("delta")
+    if kind == "response.output_text.delta" and isinstance(delta, str):
+        return ChunkChoice(0, content=delta)
+    if kind in _REASONING_DELTAS and isinstance(delta, str):
+        return ChunkChoice(0, reasoning=ReasoningDelta(text=delta))
+    if kind == "response.refusal.delta" and isinstance(delta, str):
+        return ChunkChoice(0, extra={"refusal": delta})
+    index = event.get("output_index")
+    if not isinstance(index, int):
+        return None
+    if kind == "response.function_call_arguments.delta" and isinstance(delta, str):
+        return ChunkChoice(0, tool_calls=[ToolCallDelta(index, arguments=delta)])
+    item = event.get("item")
+    if (
+        kind == "response.output_item.added"
+        and isinstance(item, dict)
+        and item.get("type") == "function_call"
+    ):
+        call = ToolCallDelta(
+            index, str(item.get("call_id") or ""), str(item.get("name") or ""),
+            str(item.get("arguments") or ""),
+        )  # fmt: skip
+        return ChunkChoice(0, tool_calls=[call])
+    return None
+
+
+def _failed(response: Any) -> UpstreamProtocolError:
+    error = response.get("error") if isinstance(response, dict) else None
+    if not isinstance(error, dict):
+        return UpstreamProtocolError("upstream response failed")
+    body = error_from_wire(error)
+    return UpstreamProtocolError(f"upstream response failed: {body.message}", code=body.code)
+
+
+class EventRelay:
+    """Writes a Responses upstream's events on to a Responses client as they came, and the
+    closing events of a stream that fails after its first byte, numbered after them."""
+
+    def __init__(self) -> None:
+        self._sequence = 0
+        self._response: JSON = {}
+        self._done: list[JSON] = []
+
+    def feed(self, chunk: ChatChunk) -> bytes:
+        """One event; a chunk a stage changed (its ``raw`` cleared) is written from its event
+        with the chunk's text in place of the upstream's."""
+        event = chunk.extra
+        kind = str(event.get("type"))
+        number = event.get("sequence_number")
+        if isinstance(number, int):
+            self._sequence = number + 1
+        if kind in _OPENING and isinstance(event.get("response"), dict):
+            self._response = event["response"]
+        elif kind == "response.output_item.done" and isinstance(event.get("item"), dict):
+            self._done.append(event["item"])
+        raw = chunk.raw
+        if raw is None:
+            raw = orjson.dumps(_changed(event, chunk))
+        return b"event: " + kind.encode() + b"\ndata: " + raw + b"\n\n"
+
+    def error(self, exc: GatewayError) -> bytes:
+        """``error``, then ``response.failed`` with the upstream's response, the items it
+        completed and the error, as the gateway ends any Responses stream that fails."""
+        code = exc.code or exc.openai_type
+        fields = {"code": code, "message": exc.message, "param": exc.param}
+        failed = "rate_limit_exceeded" if exc.status == 429 else "server_error"
+        response = {
+            **self._response,
+            "status": "failed",
+            "output": self._done,
+            "error": {"code": failed, "message": exc.message},
+        }
+        return self._event("error", fields) + self._event("response.failed", {"response": response})
+
+    def _event(self, kind: str, fields: JSON) -> bytes:
+        payload = {"type": kind, "sequence_number": self._sequence, **fields}
+        self._sequence += 1
+        return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+
+def _changed(event: JSON, chunk: ChatChunk) -> JSON:
+    """``event`` with what a stage changed in its chunk: the text of a text delta."""
+    if event.get("type") == "response.output_text.delta":
+        text = "".join(choice.content or "" for choice in chunk.choices)
+        return {**event, "delta": text}
+    return event
