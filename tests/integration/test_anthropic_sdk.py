@@ -422,6 +422,37 @@ def test_bad_request_is_400_in_anthropic_shape(claude: anthropic.Anthropic, mode
 
 
 @BOTH
+@pytest.mark.parametrize(
+    ("tool_choice", "tools"),
+    [
+        ({"type": "any"}, None),
+        ({"type": "tool", "name": "get_weather"}, None),
+        ({"type": "tool", "name": "get_wether"}, [WEATHER_TOOL, TIME_TOOL]),
+    ],
+)
+def test_a_tool_choice_no_tool_offered_can_meet_is_a_400_on_every_route(
+    claude: anthropic.Anthropic,
+    model: str,
+    tool_choice: dict[str, Any],
+    tools: list[dict[str, Any]] | None,
+) -> None:
+    # Silently not met otherwise: a family answers in text when the tool is not offered.
+    extra: dict[str, Any] = {} if tools is None else {"tools": tools}
+    with pytest.raises(anthropic.BadRequestError) as created:
+        claude.messages.create(
+            model=model, max_tokens=5, messages=user("x"), tool_choice=tool_choice, **extra
+        )
+    with pytest.raises(anthropic.BadRequestError) as counted:
+        claude.messages.count_tokens(
+            model=model, messages=user("x"), tool_choice=tool_choice, **extra
+        )
+    for caught in (created, counted):
+        body = caught.value.body
+        assert isinstance(body, dict) and body["error"]["type"] == "invalid_request_error"
+        assert "tool_choice" in body["error"]["message"]
+
+
+@BOTH
 def test_upstream_rate_limit_keeps_retry_after(claude: anthropic.Anthropic, model: str) -> None:
     with pytest.raises(anthropic.RateLimitError) as caught:
         claude.messages.create(
