@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -861,6 +862,36 @@ def test_an_openai_deployments_error_reaches_anthropic_clients_in_anthropics_wor
     body = caught.value.body
     assert isinstance(body, dict) and body["type"] == "error"
     assert body["error"]["type"] == error_type  # never OpenAI's (e.g. the simulator's "requests")
+
+
+def test_the_anthropic_sdk_lists_models_in_anthropics_shape(
+    claude: anthropic.Anthropic, gpt: openai.OpenAI
+) -> None:
+    listed = list(claude.models.list())
+    names = [model.id for model in listed]
+    assert "test-claude" in names and "test-chat" in names
+    assert "test-embed" not in names  # no Anthropic route serves an embedding model
+    for model in listed:
+        assert (model.type, model.display_name, model.lifecycle) == ("model", model.id, "active")
+        assert isinstance(model.created_at, datetime)
+    # Paged as Anthropic pages: ``limit``, then the SDK asks for what follows ``last_id``.
+    first = claude.models.list(limit=2)
+    assert [model.id for model in first.data] == names[:2] and first.has_more
+    assert (first.first_id, first.last_id) == (names[0], names[1])
+    assert [model.id for model in first.get_next_page().data] == names[2:4]
+    before = claude.models.list(limit=2, before_id=names[3])
+    assert [model.id for model in before.data] == names[1:3]
+    assert [model.id for model in claude.models.list(limit=1000).data] == names
+    with pytest.raises(anthropic.BadRequestError):
+        claude.models.list(limit=0)
+    one = claude.models.retrieve("test-claude")
+    assert (one.id, one.type, one.display_name) == ("test-claude", "model", "test-claude")
+    with pytest.raises(anthropic.NotFoundError) as caught:
+        claude.models.retrieve("no-such-model")
+    body = caught.value.body
+    assert isinstance(body, dict) and body["error"]["type"] == "not_found_error"
+    # The OpenAI SDK (no ``anthropic-version``) still gets OpenAI's list.
+    assert {model.id for model in gpt.models.list()} >= {*names, "test-embed"}
 
 
 def test_demo_claude_works_with_no_keys(log_dir: Path) -> None:
