@@ -321,6 +321,35 @@ def test_max_tokens_ends_with_stop_reason_max_tokens(
     assert message.usage.output_tokens == 3
 
 
+def test_max_tokens_0_warms_the_prompt_cache_of_anthropic_deployments(
+    claude: anthropic.Anthropic,
+) -> None:
+    # Anthropic's documented pre-warm: the prompt is cached, nothing is generated.
+    warm: dict[str, Any] = {
+        "model": "test-claude",
+        "max_tokens": 0,
+        "system": "Rules. " * 1500,
+        "messages": user("warm up"),
+        "cache_control": {"type": "ephemeral"},
+    }
+    warmed = claude.messages.create(**warm)
+    assert (warmed.content, warmed.stop_reason, warmed.usage.output_tokens) == ([], "max_tokens", 0)
+    assert warmed.usage.cache_creation_input_tokens
+    with claude.messages.stream(**warm) as stream:
+        streamed = stream.get_final_message()
+    assert (streamed.content, streamed.stop_reason, streamed.usage.output_tokens) == (
+        [],
+        "max_tokens",
+        0,
+    )
+    assert streamed.usage.cache_creation_input_tokens
+    # Other families have no such call: refused by name rather than sent to fail there.
+    with pytest.raises(anthropic.BadRequestError, match="max_tokens"):
+        claude.messages.create(model="test-chat", max_tokens=0, messages=user("warm up"))
+    with pytest.raises(anthropic.BadRequestError, match="max_tokens"):
+        claude.messages.create(model="test-claude", max_tokens=-1, messages=user("warm up"))
+
+
 @BOTH
 def test_count_tokens_forwards_to_anthropic_or_estimates(
     claude: anthropic.Anthropic, model: str

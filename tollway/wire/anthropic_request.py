@@ -10,6 +10,8 @@ Where Anthropic's shape differs from the canonical one:
 - A tool call is a ``tool_use`` block with an ``input`` object; canonically the arguments are
   JSON text.
 - ``max_tokens`` is required: ``DEFAULT_MAX_TOKENS`` when a client of another format set none.
+  An Anthropic client's 0 (a prompt cache pre-warm, nothing generated) has no counterpart in
+  other families and is refused for them (``crossing.request_for``).
 - An OpenAI client's ``reasoning_effort`` is ``thinking`` with a budget (``claude_effort``);
   a Responses client that asks for a reasoning summary (``ChatRequest.reasoning_summary``)
   gets it summarized (``thinking.display: "summarized"``, the default Claude Opus 4.7 and later
@@ -89,8 +91,9 @@ def request_from_wire(body: dict[str, Any], *, counting: bool = False) -> ChatRe
         max_tokens = optional(body, "max_tokens", int)
     else:
         max_tokens = required(body, "max_tokens", int)
-    if max_tokens is not None and max_tokens < 1:
-        raise InvalidRequest("'max_tokens' must be at least 1", param="max_tokens")
+    if max_tokens is not None and max_tokens < 0:
+        # 0 is Anthropic's prompt cache pre-warm: the prompt is cached, nothing generated.
+        raise InvalidRequest("'max_tokens' must be at least 0", param="max_tokens")
     messages = required(body, "messages", list)
     if not messages:
         raise InvalidRequest("'messages' must contain at least one message", param="messages")

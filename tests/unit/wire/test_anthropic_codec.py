@@ -251,7 +251,7 @@ def test_request_becomes_canonical_turns() -> None:
     [
         ({"model": "m", "messages": [{"role": "user", "content": "x"}]}, "max_tokens"),
         ({"model": "m", "max_tokens": 5, "messages": []}, "messages"),
-        ({"model": "m", "max_tokens": 0, "messages": [{"role": "user", "content": "x"}]}, None),
+        ({"model": "m", "max_tokens": -1, "messages": [{"role": "user", "content": "x"}]}, None),
         ({"model": "m", "max_tokens": 5, "messages": [{"role": "system", "content": "x"}]}, None),
         ({"model": "m", "max_tokens": 5, "messages": [{"role": "user"}]}, "messages[0].content"),
         (
