@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -320,6 +321,35 @@ def test_max_tokens_ends_with_stop_reason_max_tokens(
     assert message.usage.output_tokens == 3
 
 
+def test_max_tokens_0_warms_the_prompt_cache_of_anthropic_deployments(
+    claude: anthropic.Anthropic,
+) -> None:
+    # Anthropic's documented pre-warm: the prompt is cached, nothing is generated.
+    warm: dict[str, Any] = {
+        "model": "test-claude",
+        "max_tokens": 0,
+        "system": "Rules. " * 1500,
+        "messages": user("warm up"),
+        "cache_control": {"type": "ephemeral"},
+    }
+    warmed = claude.messages.create(**warm)
+    assert (warmed.content, warmed.stop_reason, warmed.usage.output_tokens) == ([], "max_tokens", 0)
+    assert warmed.usage.cache_creation_input_tokens
+    with claude.messages.stream(**warm) as stream:
+        streamed = stream.get_final_message()
+    assert (streamed.content, streamed.stop_reason, streamed.usage.output_tokens) == (
+        [],
+        "max_tokens",
+        0,
+    )
+    assert streamed.usage.cache_creation_input_tokens
+    # Other families have no such call: refused by name rather than sent to fail there.
+    with pytest.raises(anthropic.BadRequestError, match="max_tokens"):
+        claude.messages.create(model="test-chat", max_tokens=0, messages=user("warm up"))
+    with pytest.raises(anthropic.BadRequestError, match="max_tokens"):
+        claude.messages.create(model="test-claude", max_tokens=-1, messages=user("warm up"))
+
+
 @BOTH
 def test_count_tokens_forwards_to_anthropic_or_estimates(
     claude: anthropic.Anthropic, model: str
@@ -419,6 +449,37 @@ def test_bad_request_is_400_in_anthropic_shape(claude: anthropic.Anthropic, mode
     body = caught.value.body
     assert isinstance(body, dict) and body["error"]["type"] == "invalid_request_error"
     assert "messages" in body["error"]["message"]
+
+
+@BOTH
+@pytest.mark.parametrize(
+    ("tool_choice", "tools"),
+    [
+        ({"type": "any"}, None),
+        ({"type": "tool", "name": "get_weather"}, None),
+        ({"type": "tool", "name": "get_wether"}, [WEATHER_TOOL, TIME_TOOL]),
+    ],
+)
+def test_a_tool_choice_no_tool_offered_can_meet_is_a_400_on_every_route(
+    claude: anthropic.Anthropic,
+    model: str,
+    tool_choice: dict[str, Any],
+    tools: list[dict[str, Any]] | None,
+) -> None:
+    # Silently not met otherwise: a family answers in text when the tool is not offered.
+    extra: dict[str, Any] = {} if tools is None else {"tools": tools}
+    with pytest.raises(anthropic.BadRequestError) as created:
+        claude.messages.create(
+            model=model, max_tokens=5, messages=user("x"), tool_choice=tool_choice, **extra
+        )
+    with pytest.raises(anthropic.BadRequestError) as counted:
+        claude.messages.count_tokens(
+            model=model, messages=user("x"), tool_choice=tool_choice, **extra
+        )
+    for caught in (created, counted):
+        body = caught.value.body
+        assert isinstance(body, dict) and body["error"]["type"] == "invalid_request_error"
+        assert "tool_choice" in body["error"]["message"]
 
 
 @BOTH
@@ -830,6 +891,36 @@ def test_an_openai_deployments_error_reaches_anthropic_clients_in_anthropics_wor
     body = caught.value.body
     assert isinstance(body, dict) and body["type"] == "error"
     assert body["error"]["type"] == error_type  # never OpenAI's (e.g. the simulator's "requests")
+
+
+def test_the_anthropic_sdk_lists_models_in_anthropics_shape(
+    claude: anthropic.Anthropic, gpt: openai.OpenAI
+) -> None:
+    listed = list(claude.models.list())
+    names = [model.id for model in listed]
+    assert "test-claude" in names and "test-chat" in names
+    assert "test-embed" not in names  # no Anthropic route serves an embedding model
+    for model in listed:
+        assert (model.type, model.display_name, model.lifecycle) == ("model", model.id, "active")
+        assert isinstance(model.created_at, datetime)
+    # Paged as Anthropic pages: ``limit``, then the SDK asks for what follows ``last_id``.
+    first = claude.models.list(limit=2)
+    assert [model.id for model in first.data] == names[:2] and first.has_more
+    assert (first.first_id, first.last_id) == (names[0], names[1])
+    assert [model.id for model in first.get_next_page().data] == names[2:4]
+    before = claude.models.list(limit=2, before_id=names[3])
+    assert [model.id for model in before.data] == names[1:3]
+    assert [model.id for model in claude.models.list(limit=1000).data] == names
+    with pytest.raises(anthropic.BadRequestError):
+        claude.models.list(limit=0)
+    one = claude.models.retrieve("test-claude")
+    assert (one.id, one.type, one.display_name) == ("test-claude", "model", "test-claude")
+    with pytest.raises(anthropic.NotFoundError) as caught:
+        claude.models.retrieve("no-such-model")
+    body = caught.value.body
+    assert isinstance(body, dict) and body["error"]["type"] == "not_found_error"
+    # The OpenAI SDK (no ``anthropic-version``) still gets OpenAI's list.
+    assert {model.id for model in gpt.models.list()} >= {*names, "test-embed"}
 
 
 def test_demo_claude_works_with_no_keys(log_dir: Path) -> None:

@@ -666,7 +666,7 @@ async def test_anthropic_protocol_errors(sim: Simulator, claude: anthropic.Async
         "message": "anthropic-version: header is required",
     }
     with pytest.raises(anthropic.BadRequestError) as caught:
-        await claude.messages.create(model="c", messages=HELLO, max_tokens=0)
+        await claude.messages.create(model="c", messages=HELLO, max_tokens=-1)
     assert error_of(caught.value)["type"] == "invalid_request_error"
     headers = {"anthropic-version": "2023-06-01"}
     status, payload, _ = await raw("POST", sim.url + "/v1/messages", b"{bad", headers)

@@ -5,10 +5,16 @@ answers, stream events and errors in Anthropic's shapes whichever provider serve
 one place Anthropic-route errors are rendered. The client's ``x-api-key`` (or
 ``Authorization``) and ``anthropic-version`` headers are accepted and never sent upstream: the
 provider sends the deployment's own key and version.
+
+``GET /v1/models`` is the OpenAI dialect's route, shared with Anthropic's SDKs: a request that
+sends ``anthropic-version`` (as they all do) is answered here, in Anthropic's shape and paging
+(``models_page``, ``model_info``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -16,7 +22,7 @@ from aiohttp import web
 
 from tollway.auth.stage import check_model_access
 from tollway.core.context import RequestContext
-from tollway.core.errors import GatewayError
+from tollway.core.errors import GatewayError, InvalidRequest
 from tollway.core.types import ChatRequest, Usage
 from tollway.dialects.http import (
     exchange,
@@ -35,6 +41,8 @@ if TYPE_CHECKING:
 
 
 _JSON = "application/json"
+_DEFAULT_PAGE = 20
+_LARGEST_PAGE = 1_000
 
 
 def error_payload(exc: GatewayError, rid: str) -> dict[str, Any]:
@@ -55,6 +63,72 @@ def error_response(exc: GatewayError, rid: str, headers: dict[str, str]) -> web.
         content_type=_JSON,
         headers={**headers, "request-id": rid, **exc.headers},
     )
+
+
+def is_anthropic_client(headers: Mapping[str, str]) -> bool:
+    """Whether a request on a route both families share comes from an Anthropic client
+    (their SDKs send ``anthropic-version`` with every request; OpenAI's never do)."""
+    return "anthropic-version" in headers
+
+
+def model_info(name: str, created: int) -> dict[str, Any]:
+    """A model group as Anthropic's ``ModelInfo``: the gateway knows no release date, so
+    ``created_at`` is when it started (the OpenAI list's ``created``)."""
+    return {
+        "type": "model",
+        "id": name,
+        "display_name": name,
+        "created_at": datetime.fromtimestamp(created, UTC).isoformat().replace("+00:00", "Z"),
+        "lifecycle": "active",
+    }
+
+
+def models_page(names: Sequence[str], created: int, query: Mapping[str, str]) -> dict[str, Any]:
+    """``GET /v1/models`` in Anthropic's shape: at most ``limit`` names (1 to 1,000, 20 when
+    not given) after ``after_id`` or before ``before_id``, and whether more follow, which the
+    SDKs page on."""
+    limit = _page_limit(query.get("limit"))
+    after, before = query.get("after_id"), query.get("before_id")
+    if after is not None and before is not None:
+        raise InvalidRequest("Send 'after_id' or 'before_id', not both.", param="before_id")
+    if before is not None:
+        end = _position(names, before, "before_id")
+        start = max(end - limit, 0)
+        more = start > 0
+    else:
+        start = 0 if after is None else _position(names, after, "after_id") + 1
+        end = start + limit
+        more = end < len(names)
+    page = names[start:end]
+    return {
+        "data": [model_info(name, created) for name in page],
+        "has_more": more,
+        "first_id": page[0] if page else None,
+        "last_id": page[-1] if page else None,
+    }
+
+
+def _page_limit(raw: str | None) -> int:
+    if raw is None:
+        return _DEFAULT_PAGE
+    try:
+        limit = int(raw)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= _LARGEST_PAGE:
+        raise InvalidRequest(
+            f"'limit' must be an integer from 1 to {_LARGEST_PAGE}, not {raw!r}", param="limit"
+        )
+    return limit
+
+
+def _position(names: Sequence[str], name: str, param: str) -> int:
+    try:
+        return names.index(name)
+    except ValueError:
+        raise InvalidRequest(
+            f"'{param}' names {name!r}, which is not among the models listed", param=param
+        ) from None
 
 
 class AnthropicDialect:

@@ -2,11 +2,13 @@
 
 Parses requests into canonical types, runs them through the pipeline, and writes answers
 and errors in OpenAI's shapes. This is the one place OpenAI-route errors are rendered.
+``/v1/models`` is Anthropic's route too: an Anthropic client (``is_anthropic_client``) is
+answered in Anthropic's shape, errors included (dialects/anthropic.py).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
@@ -14,6 +16,7 @@ from aiohttp import web
 from tollway.core.context import RequestContext
 from tollway.core.errors import GatewayError, NotFound
 from tollway.core.types import ChatChunk
+from tollway.dialects import anthropic
 from tollway.dialects.http import (
     exchange,
     request_id,
@@ -125,49 +128,63 @@ class OpenAIDialect:
         return _json(embedding_response_to_wire(await pipeline.embed(ctx)), ctx)
 
     async def list_models(self, request: web.Request) -> web.Response:
-        """``GET /v1/models``: the model names this caller may use."""
+        """``GET /v1/models``: the model names this caller may use (for an Anthropic client,
+        the chat models, which are all its routes serve, paged as Anthropic pages)."""
+        rid = request_id(request)
+        by_anthropic = anthropic.is_anthropic_client(request.headers)
+        created = self._gateway.started_at
         try:
             principal = await self._gateway.authenticator.authenticate(request.headers)
+            groups = [g for g in self._gateway.pipeline.routing.groups if principal.may_use(g.name)]
+            if by_anthropic:
+                names = [group.name for group in groups if group.kind == "chat"]
+                page = anthropic.models_page(names, created, request.query)
+                return _model_answer(page, rid, by_anthropic)
         except GatewayError as exc:
-            return error_response(exc, {"x-request-id": request_id(request)})
-        created = self._gateway.started_at
+            return _model_failure(exc, rid, by_anthropic)
         data = [
             {"id": group.name, "object": "model", "created": created, "owned_by": group.owned_by}
-            for group in self._gateway.pipeline.routing.groups
-            if principal.may_use(group.name)
+            for group in groups
         ]
-        return web.Response(
-            body=orjson.dumps({"object": "list", "data": data}),
-            content_type=_JSON,
-            headers={"x-request-id": request_id(request)},
-        )
+        return _model_answer({"object": "list", "data": data}, rid)
 
     async def get_model(self, request: web.Request) -> web.Response:
         """``GET /v1/models/{model}``."""
         name = request.match_info["model"]
+        rid = request_id(request)
+        by_anthropic = anthropic.is_anthropic_client(request.headers)
         try:
             principal = await self._gateway.authenticator.authenticate(request.headers)
         except GatewayError as exc:
-            return error_response(exc, {"x-request-id": request_id(request)})
+            return _model_failure(exc, rid, by_anthropic)
+        created = self._gateway.started_at
         for group in self._gateway.pipeline.routing.groups:
-            if group.name == name and principal.may_use(name):
-                model = {
-                    "id": name,
-                    "object": "model",
-                    "created": self._gateway.started_at,
-                    "owned_by": group.owned_by,
-                }
-                return web.Response(
-                    body=orjson.dumps(model),
-                    content_type=_JSON,
-                    headers={"x-request-id": request_id(request)},
-                )
+            if group.name != name or not principal.may_use(name):
+                continue
+            if by_anthropic and group.kind == "chat":
+                return _model_answer(anthropic.model_info(name, created), rid, by_anthropic)
+            if not by_anthropic:
+                model = {"id": name, "object": "model", "created": created}
+                return _model_answer({**model, "owned_by": group.owned_by}, rid)
         error = NotFound(
             f"The model '{name}' does not exist or you do not have access to it.",
             code="model_not_found",
             param="model",
         )
-        return error_response(error, {"x-request-id": request_id(request)})
+        return _model_failure(error, rid, by_anthropic)
+
+
+def _model_answer(payload: dict[str, Any], rid: str, by_anthropic: bool = False) -> web.Response:
+    headers = {"x-request-id": rid}
+    if by_anthropic:
+        headers["request-id"] = rid  # where Anthropic's SDKs read the request id
+    return web.Response(body=orjson.dumps(payload), content_type=_JSON, headers=headers)
+
+
+def _model_failure(exc: GatewayError, rid: str, by_anthropic: bool) -> web.Response:
+    if by_anthropic:
+        return anthropic.error_response(exc, rid, {"x-request-id": rid})
+    return error_response(exc, {"x-request-id": rid})
 
 
 class ChunkEncoder:

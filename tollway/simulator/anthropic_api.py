@@ -171,8 +171,9 @@ def read_prompt(body: dict[str, Any], target_tokens: int) -> tuple[Prompt, int]:
 
 def _max_tokens(body: dict[str, Any]) -> int:
     value = _require(body, "max_tokens")
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise InvalidRequest("max_tokens: Input should be a valid integer >= 1", "max_tokens")
+    # 0 warms the prompt cache and generates nothing (Anthropic's pre-warm).
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise InvalidRequest("max_tokens: Input should be a valid integer >= 0", "max_tokens")
     return value
 
 

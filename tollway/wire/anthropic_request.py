@@ -10,6 +10,8 @@ Where Anthropic's shape differs from the canonical one:
 - A tool call is a ``tool_use`` block with an ``input`` object; canonically the arguments are
   JSON text.
 - ``max_tokens`` is required: ``DEFAULT_MAX_TOKENS`` when a client of another format set none.
+  An Anthropic client's 0 (a prompt cache pre-warm, nothing generated) has no counterpart in
+  other families and is refused for them (``crossing.request_for``).
 - An OpenAI client's ``reasoning_effort`` is ``thinking`` with a budget (``claude_effort``);
   a Responses client that asks for a reasoning summary (``ChatRequest.reasoning_summary``)
   gets it summarized (``thinking.display: "summarized"``, the default Claude Opus 4.7 and later
@@ -89,8 +91,9 @@ def request_from_wire(body: dict[str, Any], *, counting: bool = False) -> ChatRe
         max_tokens = optional(body, "max_tokens", int)
     else:
         max_tokens = required(body, "max_tokens", int)
-    if max_tokens is not None and max_tokens < 1:
-        raise InvalidRequest("'max_tokens' must be at least 1", param="max_tokens")
+    if max_tokens is not None and max_tokens < 0:
+        # 0 is Anthropic's prompt cache pre-warm: the prompt is cached, nothing generated.
+        raise InvalidRequest("'max_tokens' must be at least 0", param="max_tokens")
     messages = required(body, "messages", list)
     if not messages:
         raise InvalidRequest("'messages' must contain at least one message", param="messages")
@@ -98,7 +101,8 @@ def request_from_wire(body: dict[str, Any], *, counting: bool = False) -> ChatRe
     metadata = optional(body, "metadata", dict) or {}
     if rest := {k: v for k, v in metadata.items() if k != "user_id"}:
         extra["metadata"] = rest
-    tool_choice, parallel = _tool_choice_from_wire(body.get("tool_choice"))
+    tools = _tools_from_wire(optional(body, "tools", list))
+    tool_choice, parallel = _tool_choice_from_wire(body.get("tool_choice"), tools)
     return ChatRequest(
         model=model,
         messages=_system_from_wire(body.get("system")) + _messages_from_wire(messages),
@@ -109,7 +113,7 @@ def request_from_wire(body: dict[str, Any], *, counting: bool = False) -> ChatRe
         top_p=number(body, "top_p"),
         stop=_stop_sequences_from_wire(body.get("stop_sequences")),
         user=optional(metadata, "user_id", str, "metadata.user_id"),
-        tools=_tools_from_wire(optional(body, "tools", list)),
+        tools=tools,
         tool_choice=tool_choice,
         parallel_tool_calls=parallel,
         response_format=_output_config_from_wire(body, extra),
@@ -262,8 +266,14 @@ def _tools_from_wire(raw: list[Any] | None) -> list[Tool] | None:
     return tools
 
 
-def _tool_choice_from_wire(raw: Any) -> tuple[ToolChoice | None, bool | None]:
-    """The tool choice and ``parallel_tool_calls`` (from ``disable_parallel_tool_use``)."""
+def _tool_choice_from_wire(
+    raw: Any, tools: list[Tool] | None
+) -> tuple[ToolChoice | None, bool | None]:
+    """The tool choice and ``parallel_tool_calls`` (from ``disable_parallel_tool_use``).
+
+    A choice that requires a tool the request does not offer is a 400, as the other dialects
+    answer it: some families would otherwise answer in text, the requirement silently unmet.
+    """
     if raw is None:
         return None, None
     choice = json_object(raw, "tool_choice")
@@ -276,6 +286,15 @@ def _tool_choice_from_wire(raw: Any) -> tuple[ToolChoice | None, bool | None]:
         choice, "disable_parallel_tool_use", bool, "tool_choice.disable_parallel_tool_use"
     )
     name = required(choice, "name", str, "tool_choice.name") if kind == "tool" else None
+    if kind in ("any", "tool") and not tools:
+        raise InvalidRequest(
+            "'tool_choice' requires a tool, but the request has no 'tools'", param="tool_choice"
+        )
+    if name is not None and all(tool.name != name for tool in tools or ()):
+        raise InvalidRequest(
+            f"'tool_choice.name' names {name!r}, which is not one of the request's 'tools'",
+            param="tool_choice.name",
+        )
     parallel = None if disable is None else not disable
     return ToolChoice(mode=_TOOL_CHOICES[kind], name=name), parallel
 

@@ -10,6 +10,8 @@ that came from another format passes it through here first:
   but a failed tool call (Anthropic's ``is_error``) is said in its result's text;
 - a prefilled answer (a final assistant message) is a 400 for OpenAI deployments, which
   cannot continue one, and so is an image in a tool result;
+- Anthropic's ``max_tokens: 0`` (warm the prompt cache, generate nothing) is a 400 for other
+  families, whose APIs take at least 1 and have no such call;
 - an OpenAI assistant turn's ``refusal`` becomes its text, and an assistant turn with nothing
   in it is left out for Anthropic, which refuses empty content;
 - reasoning in an assistant turn goes back only to the provider that signed it
@@ -144,6 +146,12 @@ def request_for(request: ChatRequest, target: str) -> ChatRequest:
             raise InvalidRequest(
                 f"'{key}' cannot be translated for {_a(target)} deployment", param=key
             )
+    if request.max_tokens == 0:
+        raise InvalidRequest(
+            f"'max_tokens' 0 (a prompt cache pre-warm) cannot be translated for {_a(target)} "
+            "deployment: it generates at least 1 token",
+            param="max_tokens",
+        )
     if target == "openai" and request.messages and request.messages[-1].role == "assistant":
         # A prefilled answer: OpenAI's API starts a new answer instead of continuing it.
         raise InvalidRequest(

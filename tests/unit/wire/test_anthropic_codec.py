@@ -173,6 +173,15 @@ def test_request_round_trip_is_identity(
     messages: list[dict[str, Any]], fields: dict[str, Any], max_tokens: int
 ) -> None:
     body = {"model": "m", "max_tokens": max_tokens, "messages": messages, **fields}
+    choice = fields.get("tool_choice") or {}
+    offered = {tool["name"] for tool in fields.get("tools") or ()}
+    if (choice.get("type") == "any" and not offered) or (
+        choice.get("type") == "tool" and choice["name"] not in offered
+    ):
+        # Requiring a tool the request does not offer is refused, as the other dialects do.
+        with pytest.raises(InvalidRequest, match="tool_choice"):
+            request_from_wire(body)
+        return
     assert request_to_wire(request_from_wire(body), "m") == body
 
 
@@ -222,6 +231,7 @@ def test_request_becomes_canonical_turns() -> None:
                     ],
                 },
             ],
+            "tools": [{"name": "w", "input_schema": {"type": "object"}}],
             "tool_choice": {"type": "any", "disable_parallel_tool_use": True},
         }
     )
@@ -241,7 +251,7 @@ def test_request_becomes_canonical_turns() -> None:
     [
         ({"model": "m", "messages": [{"role": "user", "content": "x"}]}, "max_tokens"),
         ({"model": "m", "max_tokens": 5, "messages": []}, "messages"),
-        ({"model": "m", "max_tokens": 0, "messages": [{"role": "user", "content": "x"}]}, None),
+        ({"model": "m", "max_tokens": -1, "messages": [{"role": "user", "content": "x"}]}, None),
         ({"model": "m", "max_tokens": 5, "messages": [{"role": "system", "content": "x"}]}, None),
         ({"model": "m", "max_tokens": 5, "messages": [{"role": "user"}]}, "messages[0].content"),
         (
@@ -261,6 +271,25 @@ def test_request_becomes_canonical_turns() -> None:
                 "tool_choice": {"type": "sometimes"},
             },
             "tool_choice.type",
+        ),
+        (
+            {
+                "model": "m",
+                "max_tokens": 5,
+                "messages": [{"role": "user", "content": "x"}],
+                "tool_choice": {"type": "any"},
+            },
+            "tool_choice",
+        ),
+        (
+            {
+                "model": "m",
+                "max_tokens": 5,
+                "messages": [{"role": "user", "content": "x"}],
+                "tools": [{"name": "f", "input_schema": {"type": "object"}}],
+                "tool_choice": {"type": "tool", "name": "g"},
+            },
+            "tool_choice.name",
         ),
     ],
 )
