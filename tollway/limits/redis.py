@@ -12,8 +12,9 @@ one script touches live on one slot (``scope`` is e.g. ``key:abc``, ``account`` 
     {prefix}:conc:<scope>      zset   hold id -> expiry: the requests in flight
     {prefix}:spend:<account>   hash   spent, reserved (micro-dollars), and hold id -> micros
                                       reserved by each admitted request not settled yet;
-                                      epoch, floor: see "Losing data" below; carry: spend
-                                      settled while the account was not seeded
+                                      epoch, floor, base, earlier: see "Losing data"
+                                      below; carry: spend settled while the account was
+                                      not seeded
     {prefix}:holds:<account>   zset   hold id -> expiry of those reservations
     {prefix}:done:<hold id>    string a settlement of this hold has run (expires in a day)
 
@@ -46,20 +47,44 @@ Losing data. Redis may lose an account mid-period (a restart without persistence
 ``FLUSHALL``, failover to an empty replica); an account it does not hold must never start
 again from zero. An account is *seeded* when its hash has ``spent``: admission finds every
 budget account seeded, or asks nothing and answers which are not, and the client seeds them
-(``SYNC``) and asks again; a settlement on one not seeded keeps its cost in ``carry``. Seeding
-starts a new *epoch* (a random id) at a *floor*: the most of the store's persisted spend
-(``persisted``, read from the store only then) and what this replica last saw of the
-account, plus the carry. The store lags by up to ``limits.spend_flush_interval``, but the
-replica that settled last saw the exact total in its reply, so each replica keeps per account
-the epoch and the most it saw spent (and what replies of other epochs said, a reply that
-crossed the loss), and gives what it saw in an earlier epoch at its next admission,
-settlement or read of it (admission refuses to go on until it has), and at every reconcile:
-the floor is raised to it and only the difference added, so racing replicas count the lost
-spend once. With it each replica gives back its open reservations (not settled, not
-expired; one settled while the sync ran is released again after it), so requests in flight
-when Redis lost them are counted against the budget again. What stays lost: concurrency
-slots and token buckets (they refill), and a settlement whose reply was lost just before
-the loss.
+(``SYNC``) and asks again; a settlement on one not seeded keeps its cost in ``carry``.
+
+Seeding starts a new *epoch* (a random id). Every settlement lands in exactly one epoch's
+hash (or in the carry, which seeding folds into the new epoch), so the account's spend is a
+grow-only counter, ``SpendTally`` (store/records.py): a ``base`` (spend from before any
+epoch) plus, per epoch, its own part (what was spent in its hash on top of its floor). The
+hash of an epoch keeps the parts of the epochs before it (``base``, ``earlier``), their sum
+as its ``floor``, and ``spent`` = floor + its own part. Two tallies merge by the larger of
+each part, so what replicas know can be given late, twice, in any order, by any of them,
+and is counted once. ("The most any replica saw" is no such merge: a replica that saw more
+of epoch 1 than the one that seeded epoch 2, and never synced with epoch 2, gave its total
+of epoch 1 to epoch 3, where the larger of the two lost epoch 1's spend beyond epoch 2's
+floor.)
+
+Each process keeps per account what it knows (``_Known``): the epoch it is synced with, the
+most it saw of that epoch's own part (every reply that reports spend, ``ADMIT``, ``SETTLE``,
+``ACCOUNTS``, ``SYNC``, gives the floor too: one more field), and the parts of the other
+epochs. It learns those from Redis at every sync and read (``ACCOUNTS``), and from replies
+of other epochs (a reply that crossed a loss); when a reply's floor is not the sum of the
+parts it knows, Redis knows parts it does not (another replica raised one) or the other way
+round, and it syncs at its next admission, settlement or read of the account (admission
+goes on only after), and at every reconcile. So a replica that dies after raising a part
+does not take that knowledge with it: every live replica learns it, and gives it again
+after the next loss. A sync gives everything the process knows (and, to an account not
+held, the store's persisted tally, read from the store only then, which flushes keep up to
+date by the same merge); Redis raises each part it names, but the current epoch's own
+part, which is Redis' to count, and moves floor and spent by the difference.
+
+With it each replica gives back its open reservations (not settled, not expired; one settled
+while the sync ran is released again after it), so requests in flight when Redis lost them
+are counted against the budget again. What stays lost: concurrency slots and token buckets
+(they refill); a settlement whose reply was lost just before the loss, when no reply of a
+later request on the account reached a replica before the loss either (no one knows its
+part of that epoch); and a carry lost in a further loss before the account was seeded.
+Hashes and store rows from before tallies have only totals: a hash's floor is its base,
+and a row's total is its base, which can count twice what an epoch held across the upgrade
+added before it, if Redis loses the account again before the first flush after the
+upgrade (a flush merges such a row as totals were merged before: the larger, once).
 
 Expiry of keys. Buckets expire a few minutes after they would be full again (a missing
 bucket is a full one). Concurrency sets expire a few minutes after their last hold would.
