@@ -898,3 +898,25 @@ async def test_three_losses_late_replies_and_a_replica_that_died_count_every_epo
         assert await spend_now(redis_place.open(clock), account) == (1927, 0)
     finally:
         await proxy.close()
+
+
+async def test_an_epoch_from_before_tallies_counts_its_floor_as_spend_before_it(
+    redis_place: RedisPlace,
+) -> None:
+    # A hash written before tallies: no base, no earlier parts; its floor was the most a
+    # replica knew of the spend before its epoch.
+    account = "key:upgraded:total"
+    client = Redis.from_url(redis_place.url, decode_responses=True)
+    try:
+        spend_key = "{" + redis_place.prefix + "}:spend:" + account
+        await client.hset(spend_key, mapping={"spent": 500, "floor": 300, "epoch": "old"})
+    finally:
+        await client.aclose()
+    clock = FakeClock()
+    one = redis_place.open(clock)
+    await spend(one, account, 10)
+    assert await spend_now(one, account) == (510, 0)
+    await delete_keys(redis_place.url, redis_place.prefix)
+    # Seeded from what one learned: base 300 and the old epoch's 210.
+    assert await spend_now(one, account) == (510, 0)
+    assert await spend_now(redis_place.open(clock), account) == (510, 0)
