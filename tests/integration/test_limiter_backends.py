@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from redis.asyncio import Redis
@@ -32,7 +33,7 @@ from tollway.limits.backend import (
 from tollway.limits.memory import MemoryLimiter
 from tollway.limits.redis import RedisLimiter
 from tollway.limits.service import LimitService
-from tollway.store import Store
+from tollway.store import SpendTally, Store
 
 START = 1_800_000_000.25
 """A wall-clock-like start, so float precision is exercised as in production."""
@@ -331,10 +332,12 @@ async def test_settled_values_known_spent_and_seed(limiter: Limiter) -> None:
     ]
     assert limiter.known_spent("nobody") is None
     # Seed fills only what the backend does not hold yet.
-    await limiter.seed({a.account: 999_999, "team:c:total": 4_000_000_000_000_123})
+    await limiter.seed(
+        {a.account: SpendTally(999_999), "team:c:total": SpendTally(4_000_000_000_000_123)}
+    )
     assert limiter.known_spent(a.account) == 200
     assert limiter.known_spent("team:c:total") == 4_000_000_000_000_123
-    await limiter.seed({"team:c:total": 1})
+    await limiter.seed({"team:c:total": SpendTally(1)})
     assert await limiter.accounts([a.account, "team:c:total"]) == [
         AccountState(a.account, 200, 0),
         AccountState("team:c:total", 4_000_000_000_000_123, 0),
@@ -505,7 +508,7 @@ async def test_unreachable_redis_is_unavailable_promptly() -> None:
         lambda: limiter.admit(claim(("key:down", RateSpec(tpm=10)), tokens=5)),
         lambda: limiter.settle(ticket, 5, 10),
         lambda: limiter.accounts([budget.account]),
-        lambda: limiter.seed({budget.account: 1}),
+        lambda: limiter.seed({budget.account: SpendTally(1)}),
     ]
     try:
         for call in calls:
@@ -552,8 +555,10 @@ async def test_key_layout_and_expiry(redis_place: RedisPlace) -> None:
         spend = await client.hgetall(tag + "spend:" + budget.account)
         assert spend.pop("spent") == "0" and spend.pop("reserved") == "40"
         # Seeded at admission (nothing persisted, nothing seen): a new epoch at a floor of 0.
+        # No spend before it: a base of 0 and no earlier epochs.
         epoch = spend.pop("epoch")
-        assert spend.pop("floor") == "0"
+        assert spend.pop("floor") == "0" and spend.pop("base") == "0"
+        assert spend.pop("earlier") == ""
         [(hold, micros)] = spend.items()
         assert str(hold).startswith(ticket.claim.request_id + "/") and micros == "40"
         await limiter.settle(ticket, 300, 40)
@@ -563,6 +568,8 @@ async def test_key_layout_and_expiry(redis_place: RedisPlace) -> None:
             "reserved": "0",
             "epoch": epoch,
             "floor": "0",
+            "base": "0",
+            "earlier": "",
         }
     finally:
         await client.aclose()
@@ -594,7 +601,7 @@ def replica(place: RedisPlace, clock: Callable[[], float], store: Store) -> Redi
     """A gateway replica's limiter: Redis shared, spend persisted in ``store``."""
     limiter = RedisLimiter(
         place.url, place.prefix, clock=clock, socket_timeout=SOCKET_TIMEOUT,
-        persisted=store.limits.spend,
+        persisted=store.limits.tallies,
     )  # fmt: skip
     place.opened.append(limiter)
     return limiter
@@ -605,6 +612,13 @@ async def spend_now(limiter: RedisLimiter, account: str) -> tuple[int, int]:
     return state.spent_micros, state.reserved_micros
 
 
+async def flush(limiter: RedisLimiter, store: Store, account: str) -> None:
+    """Write the account's spend to the store as ``LimitService.flush`` does."""
+    (state,) = await limiter.accounts([account])
+    assert state.tally is not None
+    await store.limits.record_spend({account: state.tally})
+
+
 async def test_an_account_redis_lost_starts_again_from_its_spend_not_from_zero(
     redis_place: RedisPlace, store: Store
 ) -> None:
@@ -613,10 +627,11 @@ async def test_an_account_redis_lost_starts_again_from_its_spend_not_from_zero(
     clock = FakeClock()
     one = replica(redis_place, clock, store)
     budget = BudgetClaim("key:lost:day:2026-11-02", 1000)
-    for _ in range(3):
+    for settled in range(3):
+        if settled == 2:
+            await flush(one, store, budget.account)  # 300 written two requests ago
         ticket = admitted(await one.admit(claim(budgets=(budget,), reserve=200)))
         await one.settle(ticket, 0, 150)
-    await store.limits.record_spend({budget.account: 300})  # a flush two requests ago
     await delete_keys(redis_place.url, redis_place.prefix)
     # A replica that never saw the account: the store's 300 at least, never 0.
     fresh = replica(redis_place, clock, store)
@@ -639,7 +654,8 @@ async def test_replicas_racing_to_seed_a_lost_account_count_its_spend_once(
     for limiter, cost in ((one, 300), (two, 200), (one, 100)):  # one last saw 600, two 500
         ticket = admitted(await limiter.admit(claim(budgets=(budget,), reserve=100)))
         await limiter.settle(ticket, 0, cost)
-    await store.limits.record_spend({budget.account: 300})
+        if cost == 300:
+            await flush(one, store, budget.account)
     await delete_keys(redis_place.url, redis_place.prefix)
     # Both find the account gone at once, and each charges a little after seeding it.
     tickets = await asyncio.gather(
@@ -671,7 +687,7 @@ async def test_a_settlement_on_a_lost_account_is_kept_until_it_is_seeded(
     first = admitted(await one.admit(claim(budgets=(budget,), reserve=300)))
     await one.settle(first, 0, 250)
     in_flight = admitted(await one.admit(claim(budgets=(budget,), reserve=300)))
-    await store.limits.record_spend({budget.account: 250})
+    await flush(one, store, budget.account)
     await delete_keys(redis_place.url, redis_place.prefix)
     # Settled on the lost account: its cost waits in the carry, and seeding adds it.
     assert await one.settle(in_flight, 0, 120) == [Settled(budget.account, 1000, 250, 370)]
@@ -697,8 +713,8 @@ async def test_requests_in_flight_when_redis_lost_their_reservations_hold_them_a
     assert await spend_now(two, budget.account) == (650, 0)
     admitted(await two.admit(claim(budgets=(budget,), reserve=350)))
     # Given back once however often it is synced (every reconcile seeds).
-    await one.seed({budget.account: 0})
-    await one.seed({budget.account: 0})
+    await one.seed({budget.account: SpendTally(0)})
+    await one.seed({budget.account: SpendTally(0)})
     assert await spend_now(two, budget.account) == (650, 350)
 
 
@@ -758,3 +774,149 @@ async def test_flush_writes_a_past_periods_spend_to_the_store_then_forgets_it(
     assert await store.limits.spend([past, current]) == {past: 40, current: 40}
     assert service.limiter.known_spent(past) is None
     assert service.limiter.known_spent(current) == 40
+
+
+# --- Successive losses: the spend of every epoch counted once ---------------------------
+
+
+async def spend(limiter: RedisLimiter, account: str, micros: int) -> None:
+    """Admit and settle one request costing ``micros`` on ``account``."""
+    budget = BudgetClaim(account, 10**12)
+    ticket = admitted(await limiter.admit(claim(budgets=(budget,), reserve=micros)))
+    await limiter.settle(ticket, 0, micros)
+
+
+async def test_a_replica_giving_an_older_epoch_after_a_newer_one_loses_no_spend(
+    redis_place: RedisPlace,
+) -> None:
+    # One replica saw more of epoch E0 than the one that seeded E1 from its own view, and
+    # never synced with E1 before Redis lost it again: "the most any replica saw" took the
+    # larger of 300 (E0) and 1100 (E1), losing what E0 had beyond E1's floor.
+    clock = FakeClock()
+    one, two = redis_place.open(clock), redis_place.open(clock)
+    account = "key:k:month:2026-12-01"
+    await spend(one, account, 100)
+    await spend(two, account, 200)  # E0: one saw 100, two saw 300
+    await delete_keys(redis_place.url, redis_place.prefix)
+    await spend(one, account, 1000)  # E1 seeded at one's 100, 1100 after
+    await delete_keys(redis_place.url, redis_place.prefix)
+    assert await spend_now(two, account) == (300, 0)  # all it knows: it seeds E2 at that
+    assert await spend_now(one, account) == (1300, 0)  # E0's 300 and E1's 1000
+    assert await spend_now(two, account) == (1300, 0)
+
+
+class HeldReplies:
+    """A TCP proxy to the test Redis that can hold back the next reply it carries, on
+    whichever connection: Redis has run the command, its caller does not know yet."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self._upstream = (parts.hostname or "127.0.0.1", parts.port or 6379)
+        self._parts = parts
+        self._server: asyncio.Server | None = None
+        self._hold_next = False
+        self.reached = asyncio.Event()
+        self.released = asyncio.Event()
+
+    async def start(self) -> str:
+        """Listen; the URL to give the limiter whose replies may be held."""
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        return urlunsplit(self._parts._replace(netloc=f"127.0.0.1:{port}"))
+
+    def hold_next(self) -> None:
+        self._hold_next = True
+        self.reached.clear()
+        self.released.clear()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self._upstream)
+
+        async def pump(
+            source: asyncio.StreamReader, sink: asyncio.StreamWriter, down: bool
+        ) -> None:
+            try:
+                while data := await source.read(65536):
+                    if down and self._hold_next:
+                        self._hold_next = False
+                        self.reached.set()
+                        await self.released.wait()
+                    sink.write(data)
+                    await sink.drain()
+            except ConnectionError:
+                pass
+            finally:
+                sink.close()
+
+        await asyncio.gather(pump(reader, up_writer, False), pump(up_reader, writer, True))
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+
+async def test_three_losses_late_replies_and_a_replica_that_died_count_every_epoch_once(
+    redis_place: RedisPlace,
+) -> None:
+    clock = FakeClock()
+    proxy = HeldReplies(redis_place.url)
+    try:
+        a, b = redis_place.open(clock), redis_place.open(clock)
+        c = RedisLimiter(
+            await proxy.start(), redis_place.prefix, clock=clock, socket_timeout=SOCKET_TIMEOUT
+        )
+        account = "team:t:month:2026-12-01"
+        budget = BudgetClaim(account, 10**12)
+        await spend(a, account, 100)
+        await spend(b, account, 200)
+        await spend(c, account, 50)  # E0: a saw 100, b 300, c 350
+        in_flight = admitted(await b.admit(claim(budgets=(budget,), reserve=30)))
+        late = admitted(await c.admit(claim(budgets=(budget,), reserve=50)))
+        # c's settlement runs (E0 is 390), but its reply comes only after the loss.
+        proxy.hold_next()
+        settling = asyncio.create_task(c.settle(late, 0, 40))
+        await proxy.reached.wait()
+        await delete_keys(redis_place.url, redis_place.prefix)  # loss 1
+        await spend(a, account, 1000)  # a seeds E1 at 100: 1100
+        await spend(c, account, 5)  # c gives 350 of E0: 1355
+        proxy.released.set()
+        await settling  # the late reply tells c of 390 in E0: it gives that too
+        assert await spend_now(b, account) == (1395, 30)
+        await c.close()  # c dies: only what others learned of its raise is left
+        await spend(a, account, 5)  # a sees E1's floor moved, and learns why: 1400
+        await delete_keys(redis_place.url, redis_place.prefix)  # loss 2
+        await b.settle(in_flight, 0, 20)  # kept in the carry: nothing holds the account
+        await spend(b, account, 500)  # b seeds E2 at its 300 of E0 (320), 820 after
+        await delete_keys(redis_place.url, redis_place.prefix)  # loss 3, a never saw E2
+        await spend(b, account, 7)  # E3 seeded at b's 300 of E0 and 520 of E2: 827
+        # a gives E0 as c left it (390) and its 1010 of E1.
+        assert await spend_now(a, account) == (390 + 1010 + 520 + 7, 0)
+        assert await spend_now(b, account) == (1927, 0)
+        # Given again (every reconcile seeds), nothing is counted twice.
+        await a.seed({account: SpendTally(0)})
+        await b.seed({account: SpendTally(0)})
+        assert await spend_now(redis_place.open(clock), account) == (1927, 0)
+    finally:
+        await proxy.close()
+
+
+async def test_an_epoch_from_before_tallies_counts_its_floor_as_spend_before_it(
+    redis_place: RedisPlace,
+) -> None:
+    # A hash written before tallies: no base, no earlier parts; its floor was the most a
+    # replica knew of the spend before its epoch.
+    account = "key:upgraded:total"
+    client = Redis.from_url(redis_place.url, decode_responses=True)
+    try:
+        spend_key = "{" + redis_place.prefix + "}:spend:" + account
+        await client.hset(spend_key, mapping={"spent": 500, "floor": 300, "epoch": "old"})
+    finally:
+        await client.aclose()
+    clock = FakeClock()
+    one = redis_place.open(clock)
+    await spend(one, account, 10)
+    assert await spend_now(one, account) == (510, 0)
+    await delete_keys(redis_place.url, redis_place.prefix)
+    # Seeded from what one learned: base 300 and the old epoch's 210.
+    assert await spend_now(one, account) == (510, 0)
+    assert await spend_now(redis_place.open(clock), account) == (510, 0)

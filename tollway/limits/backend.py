@@ -13,9 +13,11 @@ Budgets are named by *account* keys: ``{scope}:{scope_id}:{period key}`` (e.g.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
+
+from tollway.store.records import SpendTally
 
 MICRO = 1_000_000
 # ``Claim``, ``BudgetClaim`` and ``Settled`` are made for every request under a limit and are
@@ -101,6 +103,9 @@ class AccountState:
     account: str
     spent_micros: int
     reserved_micros: int
+    tally: SpendTally | None = field(default=None, compare=False)
+    """The spend per epoch, as far as this process knows it (Redis); ``None``: all of it is
+    ``spent_micros`` (memory, or an account no one has spent from)."""
 
 
 @dataclass(slots=True)
@@ -154,7 +159,7 @@ class Limiter(Protocol):
         """The account's spend as last seen by this process, without a round trip."""
         ...
 
-    async def seed(self, spent: dict[str, int]) -> None:
+    async def seed(self, spent: Mapping[str, SpendTally]) -> None:
         """Start accounts this backend does not hold yet at the given (persisted) spend."""
         ...
 

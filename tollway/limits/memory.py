@@ -10,7 +10,7 @@ nothing can leak.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 from tollway.limits.backend import (
     AccountState,
@@ -20,6 +20,7 @@ from tollway.limits.backend import (
     Ticket,
 )
 from tollway.limits.bucket import ConcurrencyCap, TokenBucket
+from tollway.store.records import SpendTally
 
 
 class _Account:
@@ -152,11 +153,11 @@ class MemoryLimiter:
         held = self._accounts.get(account)
         return None if held is None else held.spent
 
-    async def seed(self, spent: dict[str, int]) -> None:
+    async def seed(self, spent: Mapping[str, SpendTally]) -> None:
         """Accounts not held yet start at their persisted spend."""
-        for name, micros in spent.items():
+        for name, tally in spent.items():
             if name not in self._accounts:
-                self._accounts[name] = _Account(micros)
+                self._accounts[name] = _Account(tally.total)
 
     def prune(self, keep: Collection[str]) -> None:
         """Drop accounts not in ``keep`` that no admitted request holds: a day budget's

@@ -12,8 +12,9 @@ one script touches live on one slot (``scope`` is e.g. ``key:abc``, ``account`` 
     {prefix}:conc:<scope>      zset   hold id -> expiry: the requests in flight
     {prefix}:spend:<account>   hash   spent, reserved (micro-dollars), and hold id -> micros
                                       reserved by each admitted request not settled yet;
-                                      epoch, floor: see "Losing data" below; carry: spend
-                                      settled while the account was not seeded
+                                      epoch, floor, base, earlier: see "Losing data"
+                                      below; carry: spend settled while the account was
+                                      not seeded
     {prefix}:holds:<account>   zset   hold id -> expiry of those reservations
     {prefix}:done:<hold id>    string a settlement of this hold has run (expires in a day)
 
@@ -46,20 +47,44 @@ Losing data. Redis may lose an account mid-period (a restart without persistence
 ``FLUSHALL``, failover to an empty replica); an account it does not hold must never start
 again from zero. An account is *seeded* when its hash has ``spent``: admission finds every
 budget account seeded, or asks nothing and answers which are not, and the client seeds them
-(``SYNC``) and asks again; a settlement on one not seeded keeps its cost in ``carry``. Seeding
-starts a new *epoch* (a random id) at a *floor*: the most of the store's persisted spend
-(``persisted``, read from the store only then) and what this replica last saw of the
-account, plus the carry. The store lags by up to ``limits.spend_flush_interval``, but the
-replica that settled last saw the exact total in its reply, so each replica keeps per account
-the epoch and the most it saw spent (and what replies of other epochs said, a reply that
-crossed the loss), and gives what it saw in an earlier epoch at its next admission,
-settlement or read of it (admission refuses to go on until it has), and at every reconcile:
-the floor is raised to it and only the difference added, so racing replicas count the lost
-spend once. With it each replica gives back its open reservations (not settled, not
-expired; one settled while the sync ran is released again after it), so requests in flight
-when Redis lost them are counted against the budget again. What stays lost: concurrency
-slots and token buckets (they refill), and a settlement whose reply was lost just before
-the loss.
+(``SYNC``) and asks again; a settlement on one not seeded keeps its cost in ``carry``.
+
+Seeding starts a new *epoch* (a random id). Every settlement lands in exactly one epoch's
+hash (or in the carry, which seeding folds into the new epoch), so the account's spend is a
+grow-only counter, ``SpendTally`` (store/records.py): a ``base`` (spend from before any
+epoch) plus, per epoch, its own part (what was spent in its hash on top of its floor). The
+hash of an epoch keeps the parts of the epochs before it (``base``, ``earlier``), their sum
+as its ``floor``, and ``spent`` = floor + its own part. Two tallies merge by the larger of
+each part, so what replicas know can be given late, twice, in any order, by any of them,
+and is counted once. ("The most any replica saw" is no such merge: a replica that saw more
+of epoch 1 than the one that seeded epoch 2, and never synced with epoch 2, gave its total
+of epoch 1 to epoch 3, where the larger of the two lost epoch 1's spend beyond epoch 2's
+floor.)
+
+Each process keeps per account what it knows (``_Known``): the epoch it is synced with, the
+most it saw of that epoch's own part (every reply that reports spend, ``ADMIT``, ``SETTLE``,
+``ACCOUNTS``, ``SYNC``, gives the floor too: one more field), and the parts of the other
+epochs. It learns those from Redis at every sync and read (``ACCOUNTS``), and from replies
+of other epochs (a reply that crossed a loss); when a reply's floor is not the sum of the
+parts it knows, Redis knows parts it does not (another replica raised one) or the other way
+round, and it syncs at its next admission, settlement or read of the account (admission
+goes on only after), and at every reconcile. So a replica that dies after raising a part
+does not take that knowledge with it: every live replica learns it, and gives it again
+after the next loss. A sync gives everything the process knows (and, to an account not
+held, the store's persisted tally, read from the store only then, which flushes keep up to
+date by the same merge); Redis raises each part it names, but the current epoch's own
+part, which is Redis' to count, and moves floor and spent by the difference.
+
+With it each replica gives back its open reservations (not settled, not expired; one settled
+while the sync ran is released again after it), so requests in flight when Redis lost them
+are counted against the budget again. What stays lost: concurrency slots and token buckets
+(they refill); a settlement whose reply was lost just before the loss, when no reply of a
+later request on the account reached a replica before the loss either (no one knows its
+part of that epoch); and a carry lost in a further loss before the account was seeded.
+Hashes and store rows from before tallies have only totals: a hash's floor is its base,
+and a row's total is its base, which can count twice what an epoch held across the upgrade
+added before it, if Redis loses the account again before the first flush after the
+upgrade (a flush merges such a row as totals were merged before: the larger, once).
 
 Expiry of keys. Buckets expire a few minutes after they would be full again (a missing
 bucket is a full one). Concurrency sets expire a few minutes after their last hold would.
@@ -84,7 +109,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from redis import exceptions as redis_errors
@@ -102,8 +127,9 @@ from tollway.limits.backend import (
     Ticket,
 )
 from tollway.limits.redis_scripts import ACCOUNTS, ADMIT, RELEASE, SETTLE, SYNC
+from tollway.store.records import SpendTally
 
-PersistedSpend = Callable[[list[str]], Awaitable[Mapping[str, int]]]
+PersistedSpend = Callable[[list[str]], Awaitable[Mapping[str, SpendTally]]]
 """The spend the store keeps of budget accounts (absent: none), to seed accounts from."""
 
 MARGIN_MS = 300_000
@@ -119,6 +145,38 @@ _UNAVAILABLE = (
 )
 _SYNC_TRIES = 3
 """Admissions that find an account out of date and sync it before asking again."""
+
+
+@dataclass(slots=True)
+class _Known:
+    """What this process knows of one budget account in Redis."""
+
+    epoch: str
+    """The epoch it is synced with."""
+    spent: int
+    """The most it saw spent in that epoch."""
+    own: int
+    """The most it saw of that epoch's own part (spent on top of its floor)."""
+    floor: int
+    """That epoch's floor as last reported."""
+    earlier: SpendTally
+    """All it knows of the other epochs (and the base): learned from Redis at syncs and
+    reads, and from replies of other epochs (that crossed a loss). When its total is not the
+    floor, Redis knows parts this process does not, or the other way round: it syncs."""
+
+    def behind(self) -> bool:
+        """Something to give Redis or to learn from it."""
+        return self.floor != self.earlier.total
+
+    def tally(self) -> SpendTally:
+        """All this process knows of the account's spend."""
+        return self.earlier.merge(SpendTally(0, {self.epoch: self.own}))
+
+
+def _tally(base: str, earlier: str) -> SpendTally:
+    """The parts ``SYNC`` and ``ACCOUNTS`` report (``earlier``: "id=micros ...")."""
+    parts = (part.partition("=") for part in earlier.split())
+    return SpendTally(int(base), {epoch: int(micros) for epoch, _, micros in parts})
 
 
 @dataclass(slots=True)
@@ -151,6 +209,11 @@ def _password(url: str) -> str | None:
         if key == "password" and value:
             return value
     return None
+
+
+def _given(known: _Known | None) -> SpendTally:
+    """What a process gives at a sync: all it knows of the account."""
+    return SpendTally() if known is None else known.tally()
 
 
 def _float(value: str | None) -> float | None:
@@ -195,11 +258,7 @@ class RedisLimiter:
         self._where = _masked(url)
         self._secret = _password(url)
         self._persisted = persisted
-        self._seen: dict[str, tuple[str, int]] = {}
-        """Per account: the epoch this process is synced with, and the most it saw spent."""
-        self._elsewhen: dict[str, dict[str, int]] = {}
-        """Per account: the most seen spent in other epochs (a reply that crossed a loss),
-        until given to Redis by a sync."""
+        self._known: dict[str, _Known] = {}
         self._open: dict[str, dict[str, tuple[int, float]]] = {}
         """Per account: this process's holds not settled yet: id -> (micros, expiry)."""
         self._syncing: dict[str, asyncio.Future[None]] = {}
@@ -228,19 +287,21 @@ class RedisLimiter:
     def _budget_keys(self, account: str) -> tuple[str, str]:
         return self._tag + "spend:" + account, self._tag + "holds:" + account
 
-    def _observe(self, account: str, spent: str | int, epoch: str) -> bool:
+    def _observe(self, account: str, spent: str | int, epoch: str, floor: str | int) -> bool:
         """Note a spend Redis reported; False when it is of an epoch other than the one this
         process is synced with (Redis lost the account since, or the reply was sent before
-        it did): kept apart, to be given to Redis by a sync."""
-        seen = self._seen.get(account)
-        value = int(spent)
-        if seen is None or seen[0] == epoch:
-            if seen is None or value > seen[1]:
-                self._seen[account] = (epoch, value)
+        it did): that epoch's part, kept with the others, is given to Redis by a sync."""
+        known = self._known.get(account)
+        value, under = int(spent), int(floor)
+        if known is None:
+            self._known[account] = _Known(epoch, value, value - under, under, SpendTally())
             return True
-        other = self._elsewhen.setdefault(account, {})
-        if value > other.get(epoch, -1):
-            other[epoch] = value
+        if known.epoch == epoch:
+            known.spent = max(known.spent, value)
+            known.own = max(known.own, value - under)
+            known.floor = max(known.floor, under)
+            return True
+        known.earlier = known.earlier.merge(SpendTally(0, {epoch: value - under}))
         return False
 
     async def admit(self, claim: Claim) -> Ticket | Refusal:
@@ -268,13 +329,18 @@ class RedisLimiter:
         for budget in claim.budgets:
             keys += self._budget_keys(budget.account)
             args += (budget.limit_micros, "")
-        behind = [budget.account for budget in claim.budgets if budget.account in self._elsewhen]
-        if behind:  # a reply that crossed a loss: what it said goes to Redis before admitting
+        known = self._known
+        behind = [
+            budget.account
+            for budget in claim.budgets
+            if budget.account in known and known[budget.account].behind()
+        ]
+        if behind:  # parts to give (a reply that crossed a loss) or to learn, before admitting
             await self._sync_once(behind)
         for _ in range(_SYNC_TRIES):
             for j, budget in enumerate(claim.budgets):
-                seen = self._seen.get(budget.account)
-                args[budget_args + 2 * j + 1] = "" if seen is None else seen[0]
+                seen = known.get(budget.account)
+                args[budget_args + 2 * j + 1] = "" if seen is None else seen.epoch
             reply = await self._run(self._admit, keys, args)
             if reply[0] != 2:
                 return self._admitted(claim, hold, now, reply)
@@ -284,8 +350,8 @@ class RedisLimiter:
     def _admitted(self, claim: Claim, hold: str, now: float, reply: Any) -> Ticket | Refusal:
         nscopes = len(claim.limits)
         spents: list[str] = reply[-1]
-        for j, budget in enumerate(claim.budgets[: len(spents) // 2]):
-            self._observe(budget.account, spents[2 * j], spents[2 * j + 1])
+        for j, budget in enumerate(claim.budgets[: len(spents) // 3]):
+            self._observe(budget.account, spents[3 * j], spents[3 * j + 1], spents[3 * j + 2])
         if reply[0] == 0:
             index, retry_after, left = reply[1], reply[2], reply[3]
             if index <= nscopes:
@@ -340,14 +406,15 @@ class RedisLimiter:
         behind = [
             budget.account
             for j, budget in enumerate(claim.budgets)
-            if reply[2 * j + 1] is None
-            or not self._observe(budget.account, reply[2 * j + 1], reply[2 * j + 2])
+            if reply[3 * j + 1] is None
+            or not self._observe(budget.account, *reply[3 * j + 1 : 3 * j + 4])
+            or self._known[budget.account].behind()
         ]
         synced = await self._sync_once(behind) if behind else {}
         settled: list[Settled] = []
         for j, budget in enumerate(claim.budgets):
             state = synced.get(budget.account)
-            spent_after = int(reply[2 * j + 1]) if state is None else state.spent_micros
+            spent_after = int(reply[3 * j + 1]) if state is None else state.spent_micros
             settled.append(
                 Settled(
                     budget.account, budget.limit_micros, spent_after - actual_micros, spent_after
@@ -380,12 +447,17 @@ class RedisLimiter:
         )
         states: dict[str, AccountState] = {}
         behind: list[str] = []
-        for name, (spent, reserved, epoch, carry) in zip(names, reply, strict=True):
+        for name, (spent, reserved, epoch, carry, *parts) in zip(names, reply, strict=True):
             if spent is not None and epoch is not None:
-                if self._observe(name, spent, epoch):
-                    states[name] = AccountState(name, int(spent), int(reserved or 0))
-                    continue
-            elif self._persisted is None and name not in self._seen and carry is None:
+                floor, base, earlier = cast(list[str], parts)
+                if self._observe(name, spent, epoch, floor):
+                    known = self._learned(name, int(floor), _tally(base, earlier))
+                    if not known.behind():
+                        states[name] = AccountState(
+                            name, int(spent), int(reserved or 0), known.tally()
+                        )
+                        continue
+            elif self._persisted is None and name not in self._known and carry is None:
                 states[name] = AccountState(name, 0, int(reserved or 0))
                 continue
             behind.append(name)
@@ -402,13 +474,13 @@ class RedisLimiter:
 
     def known_spent(self, account: str) -> int | None:
         """The account's spend as this instance last saw it (admit, settle, accounts, seed)."""
-        seen = self._seen.get(account)
-        return None if seen is None else seen[1]
+        known = self._known.get(account)
+        return None if known is None else known.spent
 
-    async def seed(self, spent: dict[str, int]) -> None:
-        """Accounts Redis does not hold yet start at their persisted spend (or at what this
-        process saw of them before Redis lost them, if more); those it lost since this
-        process last saw them take what it saw and its open reservations back."""
+    async def seed(self, spent: Mapping[str, SpendTally]) -> None:
+        """Accounts Redis does not hold yet start at their persisted spend and what this
+        process knows of them; those it lost since this process last saw them take what it
+        knows and its open reservations back; the others learn what it knows."""
         if spent:
             await self._sync(list(spent), spent)
 
@@ -440,7 +512,7 @@ class RedisLimiter:
                 return states
         raise LimiterUnavailable("budget accounts in Redis changed while being brought up to date")
 
-    async def _read_persisted(self, names: list[str]) -> Mapping[str, int]:
+    async def _read_persisted(self, names: list[str]) -> Mapping[str, SpendTally]:
         if self._persisted is None:
             return {}
         try:
@@ -451,35 +523,38 @@ class RedisLimiter:
             ) from exc
 
     async def _sync(
-        self, names: list[str], persisted: Mapping[str, int]
+        self, names: list[str], persisted: Mapping[str, SpendTally]
     ) -> dict[str, AccountState]:
         """Run ``SYNC`` (limits/redis_scripts.py) for ``names``: seed those not held, give
-        those lost since this process saw them what it saw and its open reservations."""
+        them all this process knows of them (and those lost since this process saw them its
+        open reservations), and learn what Redis knows."""
         now = float(self._clock())
         keys: list[str] = []
         done_keys: list[str] = []
         args: list[str | int] = [repr(now), f"{self._nonce}{self._next():x}", len(names)]
-        given: list[tuple[str, dict[str, int], list[str]]] = []
+        given: list[tuple[str, list[str]]] = []
         for name in names:
             keys += self._budget_keys(name)
-            seen = self._seen.get(name)
-            views = dict(self._elsewhen.get(name, {}))
-            pairs = ([] if seen is None else [seen]) + list(views.items())
+            known = self._known.get(name)
             held = [(h, m, e) for h, (m, e) in self._open.get(name, {}).items() if e > now]
-            args += (persisted.get(name, 0), len(pairs))
-            for epoch, value in pairs:
-                args += (epoch, value)
+            args.append("" if known is None else known.epoch)
+            for tally in (persisted.get(name, SpendTally()), _given(known)):
+                args += (tally.base, len(tally.epochs))
+                for epoch, micros in tally.epochs.items():
+                    args += (epoch, micros)
             args.append(len(held))
             for hold, micros, expiry in held:
                 args += (hold, micros, repr(expiry))
                 done_keys.append(self._tag + "done:" + hold)
-            given.append((name, views, [hold for hold, _, _ in held]))
+            given.append((name, [hold for hold, _, _ in held]))
         reply: list[list[str]] = await self._run(self._sync_script, keys + done_keys, args)
         states = {}
         settled_since: list[tuple[str, str]] = []
-        for (name, views, holds), (spent, reserved, epoch) in zip(given, reply, strict=True):
-            self._synced(name, views, epoch, int(spent))
-            states[name] = AccountState(name, int(spent), int(reserved))
+        for (name, holds), (spent, reserved, epoch, floor, base, earlier) in zip(
+            given, reply, strict=True
+        ):
+            known = self._synced(name, epoch, int(spent), int(floor), _tally(base, earlier))
+            states[name] = AccountState(name, int(spent), int(reserved), known.tally())
             still = self._open.get(name, {})
             settled_since += [(name, hold) for hold in holds if hold not in still]
         if settled_since:
@@ -489,24 +564,37 @@ class RedisLimiter:
             await self._run(self._release, keys, [hold for _, hold in settled_since])
         return states
 
-    def _synced(self, name: str, views: dict[str, int], epoch: str, spent: int) -> None:
-        """Redis holds ``name`` at ``epoch`` with what this process had seen (``views`` of
-        other epochs given): synced with it now."""
-        seen = self._seen.get(name)
-        if seen is None or seen[0] != epoch or seen[1] < spent:
-            self._seen[name] = (epoch, spent)
-        other = self._elsewhen.get(name)
-        if other is None:
-            return
-        for kept, value in list(other.items()):
-            if kept == epoch:  # a reply of the epoch just synced with, arrived meanwhile
-                if value > self._seen[name][1]:
-                    self._seen[name] = (epoch, value)
-                del other[kept]
-            elif value <= views.get(kept, -1):
-                del other[kept]  # given
-        if not other:
-            del self._elsewhen[name]
+    def _synced(self, name: str, epoch: str, spent: int, floor: int, learned: SpendTally) -> _Known:
+        """Redis holds ``name`` at ``epoch`` with the parts ``learned`` of the others (all
+        this process gave among them): synced with it now."""
+        known = self._known.get(name)
+        own = spent - floor
+        if known is None:
+            known = self._known[name] = _Known(epoch, spent, own, floor, learned)
+            return known
+        if known.epoch != epoch:  # what it saw of the epoch it was synced with is a part now
+            known.earlier = known.earlier.merge(SpendTally(0, {known.epoch: known.own}))
+            known.epoch, known.spent, known.own, known.floor = epoch, spent, own, floor
+        else:
+            known.spent = max(known.spent, spent)
+            known.own = max(known.own, own)
+        return self._learned(name, floor, learned)
+
+    def _learned(self, name: str, floor: int, learned: SpendTally) -> _Known:
+        """Merge the parts Redis reported of ``name``'s epochs before its current one."""
+        known = self._known[name]
+        earlier = known.earlier.merge(learned)
+        # A reply of this epoch that came while this process was not synced with it was kept
+        # as one of the others': it is the epoch's own part.
+        mine = earlier.epochs.get(known.epoch)
+        if mine is not None:
+            known.own = max(known.own, mine)
+            earlier = SpendTally(
+                earlier.base, {e: m for e, m in earlier.epochs.items() if e != known.epoch}
+            )
+        known.earlier = earlier
+        known.floor = max(known.floor, floor)
+        return known
 
     def prune(self, keep: Collection[str]) -> None:
         """Forget what this process saw of accounts not in ``keep`` that it holds nothing of,
@@ -517,9 +605,8 @@ class RedisLimiter:
                 del held[hold]
             if not held:
                 del self._open[name]
-        for name in [n for n in self._seen if n not in keep and n not in self._open]:
-            del self._seen[name]
-            self._elsewhen.pop(name, None)
+        for name in [n for n in self._known if n not in keep and n not in self._open]:
+            del self._known[name]
 
     async def close(self) -> None:
         """Close the client and every pooled connection."""

@@ -62,7 +62,7 @@ local function epoch_of(value) return value or '0' end
 # {0, index, retry_after or false, remaining micros or false, spents}: refused by scope
 #   (index <= nscopes) or budget (index - nscopes);
 # or {1, {requests, tokens per scope ...}, least remaining micros or false, spents}.
-# spents: spent, epoch of each budget checked.
+# spents: spent, epoch, floor of each budget checked (spent - floor: the epoch's own part).
 ADMIT = (
     _COMMON
     + """
@@ -114,13 +114,14 @@ local least = false
 for j = 1, nbudgets do
   local spend, holds = KEYS[base + 2 * j - 1], KEYS[base + 2 * j]
   purge(spend, holds, now_s)
-  local state = redis.call('HMGET', spend, 'spent', 'reserved', 'epoch')
+  local state = redis.call('HMGET', spend, 'spent', 'reserved', 'epoch', 'floor')
   local seen = ARGV[argb + 2 * j]
   if not state[1] or (seen ~= '' and seen ~= epoch_of(state[3])) then
     stale[#stale + 1] = j
   elseif #stale == 0 then
-    spents[2 * j - 1] = state[1]
-    spents[2 * j] = epoch_of(state[3])
+    spents[3 * j - 2] = state[1]
+    spents[3 * j - 1] = epoch_of(state[3])
+    spents[3 * j] = state[4] or '0'
     local limit = tonumber(ARGV[argb + 2 * j - 1])
     local left = limit - tonumber(state[1]) - (tonumber(state[2]) or 0)
     if reserve > left then return {0, nscopes + j, false, int(math.max(0, left)), spents} end
@@ -172,9 +173,10 @@ return {1, remaining, least, spents}
 # KEYS: per scope i: tpm, conc (2i-1, 2i); then per budget j: spend, holds; last: done.
 # ARGV: now, hold id, extra tokens (actual - claimed), actual micros, nscopes, nbudgets,
 #   margin ms; then per scope: tpm ('' when unlimited).
-# Returns {1, then spent and epoch per budget}, both false for an account not seeded (Redis
-# lost it): the cost is kept in its ``carry`` until it is seeded; or {0} when this hold was
-# settled already (a retried settlement whose first reply was lost must not count twice).
+# Returns {1, then spent, epoch and floor per budget}, all false for an account not seeded
+# (Redis lost it): the cost is kept in its ``carry`` until it is seeded; or {0} when this
+# hold was settled already (a retried settlement whose first reply was lost must not count
+# twice).
 SETTLE = (
     _COMMON
     + """
@@ -215,13 +217,15 @@ for j = 1, nbudgets do
   end
   if redis.call('HEXISTS', spend, 'spent') == 1 then
     redis.call('HINCRBY', spend, 'spent', ARGV[4])
-    local state = redis.call('HMGET', spend, 'spent', 'epoch')
-    after[2 * j] = state[1]
-    after[2 * j + 1] = epoch_of(state[2])
+    local state = redis.call('HMGET', spend, 'spent', 'epoch', 'floor')
+    after[3 * j - 1] = state[1]
+    after[3 * j] = epoch_of(state[2])
+    after[3 * j + 1] = state[3] or '0'
   else
     redis.call('HINCRBY', spend, 'carry', ARGV[4])
-    after[2 * j] = false
-    after[2 * j + 1] = false
+    after[3 * j - 1] = false
+    after[3 * j] = false
+    after[3 * j + 1] = false
   end
 end
 return after
@@ -229,17 +233,20 @@ return after
 )
 
 # KEYS: per account: spend, holds. ARGV: now.
-# Returns per account {spent, reserved, epoch, false}, or {false, reserved, false, carry or
-# false} for one not seeded.
+# Returns per account {spent, reserved, epoch, false, floor, base, earlier}, or {false,
+# reserved, false, carry or false} for one not seeded (see SYNC for base and earlier).
 ACCOUNTS = (
     _COMMON
     + """
 local out = {}
 for j = 1, #KEYS / 2 do
   purge(KEYS[2 * j - 1], KEYS[2 * j], ARGV[1])
-  local state = redis.call('HMGET', KEYS[2 * j - 1], 'spent', 'reserved', 'epoch', 'carry')
+  local state = redis.call(
+    'HMGET', KEYS[2 * j - 1], 'spent', 'reserved', 'epoch', 'carry', 'floor', 'base', 'earlier')
   if state[1] then
-    out[j] = {state[1], state[2] or '0', epoch_of(state[3]), false}
+    local floor = state[5] or '0'
+    out[j] = {state[1], state[2] or '0', epoch_of(state[3]), false, floor,
+              state[6] or floor, state[7] or ''}
   else
     out[j] = {false, state[2] or '0', false, state[4] or false}
   end
@@ -250,23 +257,32 @@ return out
 
 # Bring accounts up to date after Redis lost them (a restart without persistence, FLUSHALL,
 # failover to an empty replica), or start new ones; run by every replica that finds one not
-# seeded or of an epoch it has not synced with, and at every reconcile.
+# seeded, of an epoch it has not synced with, or whose floor it cannot account for, and at
+# every reconcile.
 #
-# An account not seeded starts a new epoch at its floor: the most of its persisted spend and
-# what this replica saw of it (lower bounds, all, of what it had reached when lost), plus
-# the ``carry`` settled while it was not seeded. A replica that saw it in earlier epochs
-# raises the floor to the most it saw there, adding only the difference: the floor is the
-# most any replica knew, counted once however many race. What a replica saw in the current
-# epoch is not given (it is counted already). When the replica was synced with another
-# epoch, its open reservations (not settled yet, not expired, no settlement marked done)
-# are restored, so admissions see them again.
+# An account's spend is a grow-only counter (``SpendTally``, store/records.py): its ``base``
+# (spend from before any epoch) plus one part per epoch, what was settled in that epoch's
+# hash on top of its floor. The hash of epoch E keeps the parts of the epochs before it
+# (``base``, and ``earlier``: "id=micros id=micros ..."); ``floor`` is their sum and ``spent``
+# the floor plus E's own part (its carry and settlements). A replica gives what it knows of
+# every part (its tally, and the most it saw of its own epoch's part); each raises the part
+# it names to the larger of the two and moves ``floor`` and ``spent`` by the difference, so
+# what many replicas know, given late, twice or in any order, is counted once. E's own part
+# is Redis' to count: a part given for E is ignored. An account not seeded starts a new
+# epoch from what the replica knows and the store's persisted tally (only then: the store
+# lags behind Redis), plus the ``carry`` settled while it was not seeded. When the replica
+# was synced with another epoch, its open reservations (not settled yet, not expired, no
+# settlement marked done) are restored, so admissions see them again.
+#
+# A hash written before tallies existed has no ``base``: its floor was the most a replica
+# knew of the spend before its epoch, so it is the base.
 #
 # KEYS: per account: spend, holds; then the done key of every hold named in ARGV, in order.
-# ARGV: now, a new epoch id, n accounts; per account: persisted spend, the number of epochs
-#   this replica saw it in, and per epoch: its id and the most seen spent then (the one it
-#   is synced with first); then the number of its open holds, and per hold: id, reserved
-#   micros, expiry.
-# Returns {spent, reserved, epoch} per account.
+# ARGV: now, a new epoch id, n accounts; per account: the epoch this replica is synced with
+#   ('' when none), the persisted tally and the replica's (each: base, the number of parts,
+#   and per part: epoch id, micros), then the number of its open holds, and per hold: id,
+#   reserved micros, expiry.
+# Returns {spent, reserved, epoch, floor, base, earlier} per account.
 SYNC = (
     _COMMON
     + """
@@ -275,28 +291,88 @@ local function greater(a, b)
   return a > b
 end
 
+-- Add (sign '') or take ('-') decimal micros to a field, exactly (HINCRBY parses them).
+local function move(key, field, sign, micros)
+  if micros ~= '0' then redis.call('HINCRBY', key, field, sign .. micros) end
+end
+
+local a = 4
+local function tally()
+  local t = {base = ARGV[a], ids = {}, parts = {}}
+  local nparts = tonumber(ARGV[a + 1])
+  for p = 1, nparts do
+    local id = ARGV[a + 2 * p]
+    t.ids[p] = id
+    t.parts[id] = ARGV[a + 2 * p + 1]
+  end
+  a = a + 2 + 2 * nparts
+  return t
+end
+
+local function parse(base, earlier)
+  local t = {base = base, ids = {}, parts = {}}
+  for id, micros in string.gmatch(earlier or '', '([^%s=]+)=(%d+)') do
+    t.ids[#t.ids + 1] = id
+    t.parts[id] = micros
+  end
+  return t
+end
+
+-- Raise the parts of ``into`` to those of ``from`` (but ``skip``'s); ``floor`` and ``spent``
+-- of ``spend`` move by what they gained, when ``spend`` is given.
+local function raise(into, from, skip, spend)
+  local gains = {}
+  if greater(from.base, into.base) then
+    gains[#gains + 1] = {from.base, into.base}
+    into.base = from.base
+  end
+  for _, id in ipairs(from.ids) do
+    local old = into.parts[id]
+    if id ~= skip and (not old or greater(from.parts[id], old)) then
+      gains[#gains + 1] = {from.parts[id], old or '0'}
+      if not old then into.ids[#into.ids + 1] = id end
+      into.parts[id] = from.parts[id]
+    end
+  end
+  if spend then
+    for _, gain in ipairs(gains) do
+      for _, field in ipairs({'floor', 'spent'}) do
+        move(spend, field, '', gain[1])
+        move(spend, field, '-', gain[2])
+      end
+    end
+  end
+end
+
+local function store(spend, t)
+  local parts = {}
+  for p, id in ipairs(t.ids) do parts[p] = id .. '=' .. t.parts[id] end
+  redis.call('HSET', spend, 'base', t.base, 'earlier', table.concat(parts, ' '))
+end
+
 local now = tonumber(ARGV[1])
 local fresh = ARGV[2]
 local n = tonumber(ARGV[3])
-local a = 4
 local d = 2 * n + 1
 local out = {}
 for j = 1, n do
   local spend, holds = KEYS[2 * j - 1], KEYS[2 * j]
-  local persisted = ARGV[a]
-  local nviews = tonumber(ARGV[a + 1])
-  local views = {}
-  for v = 1, nviews do views[v] = {ARGV[a + 2 * v], ARGV[a + 2 * v + 1]} end
-  a = a + 2 + 2 * nviews
+  local synced = ARGV[a]
+  a = a + 1
+  local persisted = tally()
+  local given = tally()
   purge(spend, holds, ARGV[1])
-  local state = redis.call('HMGET', spend, 'spent', 'epoch', 'floor')
+  local state = redis.call('HMGET', spend, 'spent', 'epoch', 'floor', 'base', 'earlier')
   local restore = false
   if not state[1] then
-    local floor = persisted
-    for _, view in ipairs(views) do
-      if greater(view[2], floor) then floor = view[2] end
-    end
-    redis.call('HSET', spend, 'spent', floor, 'floor', floor, 'epoch', fresh)
+    local known = parse('0', '')
+    raise(known, persisted, fresh, false)
+    raise(known, given, fresh, false)
+    redis.call('HSET', spend, 'spent', '0', 'floor', '0', 'epoch', fresh)
+    move(spend, 'floor', '', known.base)
+    for _, id in ipairs(known.ids) do move(spend, 'floor', '', known.parts[id]) end
+    redis.call('HSET', spend, 'spent', redis.call('HGET', spend, 'floor'))
+    store(spend, known)
     local carry = redis.call('HGET', spend, 'carry')
     if carry then
       redis.call('HINCRBY', spend, 'spent', carry)
@@ -306,16 +382,11 @@ for j = 1, n do
   else
     local epoch = epoch_of(state[2])
     local floor = state[3] or '0'
-    local most = floor
-    for _, view in ipairs(views) do
-      if view[1] ~= epoch and greater(view[2], most) then most = view[2] end
-    end
-    if most ~= floor then
-      redis.call('HINCRBY', spend, 'spent', most)
-      redis.call('HINCRBY', spend, 'spent', '-' .. floor)
-      redis.call('HSET', spend, 'floor', most)
-    end
-    restore = nviews > 0 and views[1][1] ~= epoch
+    local known = parse(state[4] or floor, state[5])
+    if not state[3] then redis.call('HSET', spend, 'floor', floor) end
+    raise(known, given, epoch, spend)
+    store(spend, known)
+    restore = synced ~= '' and synced ~= epoch
   end
   local nholds = tonumber(ARGV[a])
   a = a + 1
@@ -331,8 +402,8 @@ for j = 1, n do
     end
     d = d + 1
   end
-  state = redis.call('HMGET', spend, 'spent', 'reserved', 'epoch')
-  out[j] = {state[1], state[2] or '0', epoch_of(state[3])}
+  state = redis.call('HMGET', spend, 'spent', 'reserved', 'epoch', 'floor', 'base', 'earlier')
+  out[j] = {state[1], state[2] or '0', epoch_of(state[3]), state[4], state[5], state[6]}
 end
 return out
 """

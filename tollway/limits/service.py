@@ -35,7 +35,7 @@ from tollway.limits.budget import Budget, crossings, notify
 from tollway.limits.events import BudgetEvent, BudgetListener
 from tollway.limits.memory import MemoryLimiter
 from tollway.limits.periods import period_end, period_key
-from tollway.store import BudgetRecord, RateLimitRecord, Store
+from tollway.store import BudgetRecord, RateLimitRecord, SpendTally, Store
 
 log = logging.getLogger("tollway.limits")
 _MAX_UNSETTLED = 100_000
@@ -53,7 +53,7 @@ def make_limiter(config: LimitsConfig, vault: Vault, store: Store | None = None)
             vault.reveal(config.redis_url),
             prefix=config.redis_prefix,
             socket_timeout=config.redis_timeout,
-            persisted=None if store is None else store.limits.spend,
+            persisted=None if store is None else store.limits.tallies,
         )
     return MemoryLimiter()
 
@@ -224,9 +224,9 @@ class LimitService:
         accounts = sorted(self.current_accounts())
         if not accounts:
             return
-        spent = await self._store.limits.spend(accounts)
+        spent = await self._store.limits.tallies(accounts)
         try:
-            await self.limiter.seed({name: spent.get(name, 0) for name in accounts})
+            await self.limiter.seed({name: spent.get(name, SpendTally()) for name in accounts})
         except LimiterUnavailable as exc:  # seeded at the next reconcile
             self._warn(f"cannot seed budget spend into the limiter now: {exc}")
 
@@ -242,8 +242,9 @@ class LimitService:
             touched, self._touched = self._touched, set()
             try:
                 states = await self.limiter.accounts(sorted(touched))
-                spent = {s.account: s.spent_micros for s in states}
-                await self._store.limits.record_spend(spent)
+                await self._store.limits.record_spend(
+                    {s.account: s.tally or SpendTally(s.spent_micros) for s in states}
+                )
             except Exception:
                 self._touched |= touched  # written next time
                 raise

@@ -26,8 +26,19 @@ from tollway.store.records import (
     BudgetScope,
     LimitScope,
     RateLimitRecord,
+    SpendTally,
 )
 from tollway.store.transaction import Sessions, dialect_insert, require_one_of, transaction
+
+
+def _merged(row: SpendRow, tally: SpendTally) -> SpendTally:
+    """``tally`` merged into what ``row`` holds. A row from before revision 0011 has only a
+    total, which may include spend of an epoch Redis still holds (``tally`` has that epoch's
+    part too): the larger of the two totals, once, as rows were merged before."""
+    if row.tally is not None:
+        return SpendTally.from_document(row.tally).merge(tally)
+    short = row.spent_micros - tally.total
+    return tally if short <= 0 else SpendTally(tally.base + short, tally.epochs)
 
 
 def budget_record(row: BudgetRow) -> BudgetRecord:
@@ -201,25 +212,60 @@ class LimitRepository:
         async with self._sessions() as session:
             return {account: spent for account, spent in (await session.execute(query)).all()}
 
-    async def record_spend(self, spent: Mapping[str, int]) -> None:
-        """Write accounts' spend, never lowering a stored value (replicas write the same
-        shared totals; a stale writer must not undo a newer one)."""
-        if not spent:
+    async def tallies(self, accounts: list[str]) -> dict[str, SpendTally]:
+        """Persisted spend of ``accounts`` per epoch, to seed the Redis limiter with; a row
+        from before revision 0011 is all spend from before any epoch."""
+        query = select(SpendRow.account, SpendRow.spent_micros, SpendRow.tally).where(
+            SpendRow.account.in_(accounts)
+        )
+        async with self._sessions() as session:
+            return {
+                account: SpendTally(spent) if tally is None else SpendTally.from_document(tally)
+                for account, spent, tally in (await session.execute(query)).all()
+            }
+
+    async def record_spend(self, tallies: Mapping[str, SpendTally]) -> None:
+        """Merge accounts' spend into the store, the larger of each part of their tallies:
+        replicas write what each knows, and a stale or partial writer must not undo what
+        another wrote, nor add what both knew twice. ``spent_micros`` becomes the total."""
+        if not tallies:
             return
         now = utcnow()
+        names = sorted(tallies)  # rows locked in one order: two writers cannot deadlock
+        locked = (
+            select(SpendRow)
+            .where(SpendRow.account.in_(names))
+            .order_by(SpendRow.account)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
         async with transaction(self._sessions, "spend changed concurrently") as session:
-            insert = dialect_insert(session)
-            for account, micros in spent.items():
-                statement = insert(SpendRow).values(
-                    account=account, spent_micros=micros, updated_at=now
+            rows = {row.account: row for row in await session.scalars(locked)}
+            missing = [name for name in names if name not in rows]
+            if missing:
+                values = [
+                    {
+                        "account": name,
+                        "spent_micros": tallies[name].total,
+                        "tally": tallies[name].document(),
+                        "updated_at": now,
+                    }
+                    for name in missing
+                ]
+                insert = dialect_insert(session)(SpendRow).values(values)
+                await session.execute(insert.on_conflict_do_nothing(index_elements=["account"]))
+                # Inserted here (merged below with itself: no change), or by another writer
+                # since the read (PostgreSQL): merged into theirs.
+                rows.update(
+                    (row.account, row)
+                    for row in await session.scalars(locked.where(SpendRow.account.in_(missing)))
                 )
-                excluded = statement.excluded
-                statement = statement.on_conflict_do_update(
-                    index_elements=[SpendRow.account],
-                    set_={"spent_micros": excluded.spent_micros, "updated_at": excluded.updated_at},
-                    where=SpendRow.spent_micros < excluded.spent_micros,
-                )
-                await session.execute(statement)
+            for name in names:
+                row = rows[name]
+                merged = _merged(row, tallies[name])
+                row.tally = merged.document()
+                row.spent_micros = max(row.spent_micros, merged.total)
+                row.updated_at = now
 
     async def forget_spend(self, accounts: list[str]) -> None:
         """Delete the spend of ``accounts`` (a reset by an admin)."""

@@ -239,6 +239,9 @@ class SpendRow(Base):
 
     account: Mapped[str] = mapped_column(String(300), primary_key=True)
     spent_micros: Mapped[int] = mapped_column(BigInteger)
+    """The total, for reports; seeding reads ``tally`` (NULL in rows from before 0011)."""
+    tally: Mapped[dict[str, Any] | None] = mapped_column(NullableJSON)
+    """``SpendTally.document()``: the spend per epoch, merged by the larger of each part."""
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

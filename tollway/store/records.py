@@ -244,3 +244,42 @@ class RateLimitRecord:
     rpm: int | None
     max_concurrent: int | None
     updated_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SpendTally:
+    """A budget account's spend as a grow-only counter (limits/redis.py, "Losing data").
+
+    Every settlement lands in exactly one *epoch* of the account in Redis, so the spend is
+    ``base`` (spent before any epoch: a row written before revision 0011, or the memory
+    backend's total) plus each epoch's own increment. Two tallies merge by the larger of each
+    part: what replicas and the store know can arrive late, twice and in any order, and is
+    never counted twice (a total cannot be merged so: the larger of two totals loses what
+    each knew that the other did not).
+    """
+
+    base: int = 0
+    epochs: Mapping[str, int] = field(default_factory=dict)
+    """Epoch id -> what was spent in that epoch (on top of its floor)."""
+
+    @property
+    def total(self) -> int:
+        """The spend this tally accounts for (micro-dollars)."""
+        return self.base + sum(self.epochs.values())
+
+    def merge(self, other: SpendTally) -> SpendTally:
+        """The larger of each part of the two."""
+        epochs = dict(self.epochs)
+        for epoch, micros in other.epochs.items():
+            if micros > epochs.get(epoch, -1):
+                epochs[epoch] = micros
+        return SpendTally(max(self.base, other.base), epochs)
+
+    def document(self) -> dict[str, Any]:
+        """The JSON the store keeps (``budget_spend.tally``)."""
+        return {"base": self.base, "epochs": dict(self.epochs)}
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> SpendTally:
+        """The tally ``document`` stores."""
+        return cls(int(document["base"]), {e: int(m) for e, m in document["epochs"].items()})

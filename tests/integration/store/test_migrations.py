@@ -16,7 +16,14 @@ from sqlalchemy import Column, Connection, Integer, MetaData, Table, inspect
 
 from tests.integration.store.conftest import Database
 from tests.integration.store.test_request_log import execute
-from tollway.store import RequestLogFilter, SchemaMismatch, downgrade, head_revision, migrate
+from tollway.store import (
+    RequestLogFilter,
+    SchemaMismatch,
+    SpendTally,
+    downgrade,
+    head_revision,
+    migrate,
+)
 from tollway.store.columns import epoch_micros
 from tollway.store.engine import make_engine
 from tollway.store.migration import current_revision
@@ -246,3 +253,30 @@ async def test_the_team_user_and_key_indexes_leave_out_rows_without_one(
     assert await _dimension_indexes(db) == {"team": True, "user": True, "key": True}
     await downgrade(url, "0009", schema=schema)
     assert await _dimension_indexes(db) == {"team": False, "user": False, "key": False}
+
+
+async def test_budget_spend_keeps_its_totals_across_migration_0011(
+    empty_database: Database,
+) -> None:
+    # 0011 adds the spend per epoch; rows from before read as spend before any epoch, and a
+    # downgrade keeps the totals.
+    url, schema, db = empty_database.url, empty_database.schema, empty_database
+    await migrate(url, schema=schema)
+    await downgrade(url, "0010", schema=schema)
+    await execute(
+        db,
+        "INSERT INTO budget_spend (account, spent_micros, updated_at)"
+        " VALUES ('key:k:total', 700, CURRENT_TIMESTAMP)",
+    )
+    await migrate(url, schema=schema)
+    store = db.store()
+    await store.open()
+    try:
+        assert await store.limits.tallies(["key:k:total"]) == {"key:k:total": SpendTally(700)}
+        await store.limits.record_spend({"key:k:total": SpendTally(0, {"e": 900})})
+    finally:
+        await store.close()
+    await downgrade(url, "0010", schema=schema)
+    assert await db.fetch("SELECT account, spent_micros FROM budget_spend") == [
+        ("key:k:total", 900)
+    ]
