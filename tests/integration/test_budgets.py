@@ -763,3 +763,20 @@ def test_spend_reports_add_up_to_the_budgets_spend_to_the_micro_dollar(gateway: 
     budget = wait_settled(gateway, key_id)
     assert budget["spent_usd"] == row["cost_usd"]
     assert budget["limit_usd"] == 4.03
+
+
+def test_a_cache_warm_up_with_max_tokens_0_reserves_no_output(gateway: str) -> None:
+    # Anthropic's max_tokens: 0 (warm the prompt cache, generate nothing) was read as "not
+    # set": admission reserved the default output, and a budget that covers the input alone
+    # refused a request that cannot cost more than it.
+    key_id, key = new_key(gateway)
+    tokens, _, as_counted, with_margin = _worst_cases(gateway, key, "pricey-claude", 1)
+    input_only = with_margin - PRICEY["output"] / 1e6
+    set_budget(gateway, key_id, round(input_only * 1.5, 6))  # not a default output's worth
+    client = anthropic.Anthropic(base_url=gateway, api_key=key, max_retries=0)
+    raw = client.messages.with_raw_response.create(
+        model="pricey-claude", max_tokens=0, messages=[{"role": "user", "content": PROMPT}]
+    )
+    assert raw.parse().usage.output_tokens == 0
+    held = round(input_only * 1.5, 6) - float(raw.headers["x-tollway-budget-remaining-usd"])
+    assert held <= input_only + 1e-6

@@ -202,7 +202,8 @@ class Admission(Stage):
         config = self._service.config
         max_output = 0
         if chat is not None:
-            max_output = chat.max_tokens or config.default_max_output
+            # 0 (a cache warm-up: nothing generated) is a limit like any other, not unset.
+            max_output = config.default_max_output if chat.max_tokens is None else chat.max_tokens
         if not budgets:
             return Claim(ctx.request_id, scopes, estimate + max_output, hold_s=config.hold)
         candidates = self._candidates.get(ctx.model)
@@ -372,7 +373,8 @@ class Admission(Stage):
         # Called once per deployment per request: retries on it run under this one claim.
         tokens = self._estimate(ctx)
         if ctx.chat is not None:
-            tokens += ctx.chat.max_tokens or self._service.config.default_max_output
+            most = ctx.chat.max_tokens
+            tokens += self._service.config.default_max_output if most is None else most
         scope = "deployment:" + deployment.id
         claim = Claim(ctx.request_id, [(scope, spec)], tokens, hold_s=self._service.config.hold)
         immediate = self._service.immediate
