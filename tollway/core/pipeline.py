@@ -50,7 +50,7 @@ from tollway.pricing.metering import (
     reasoning_chars,
     streamed_reasoning_chars,
 )
-from tollway.pricing.tokens import TokenCounter
+from tollway.pricing.tokens import COUNT_AHEAD_CHARS, TokenCounter, long_texts
 from tollway.providers.base import ChatProvider, EmbeddingProvider, RequestChecker
 from tollway.providers.base import TokenCounter as ProviderTokenCounter
 from tollway.routing.health import DeploymentHealth, retry_after_seconds
@@ -82,6 +82,9 @@ class Stage:
     """Whether ``on_response`` reads a complete answer's content (its choices); a stage that
     reads only the context says False, so an answer sent on as the upstream's bytes need not
     be parsed for it (``ChatRequest.answer_as_is``)."""
+    counts_input = False
+    """Whether the stage counts the request's input tokens (admission does): a large request
+    is then counted ahead, off the event loop (``Pipeline.count_ahead``)."""
 
     def on_request(self, ctx: RequestContext) -> Awaitable[Reply | None] | None:
         """Before routing; an awaitable that gives a reply answers without calling a
@@ -143,6 +146,7 @@ class Pipeline:
         self._attempt_end_stages = tuple(s for s in self._stages if _overrides(s, "on_attempt_end"))
         # Membership by identity: the stages that override each of the two per-request hooks.
         self._request_hooked = frozenset(s for s in self._stages if _overrides(s, "on_request"))
+        self._counts_input = any(stage.counts_input for stage in self._stages)
         self._complete_hooked = frozenset(s for s in self._stages if _overrides(s, "on_complete"))
         config = self._health.config
         self._backoff, self._backoff_max = config.backoff, config.backoff_max
@@ -503,6 +507,32 @@ class Pipeline:
 
     # --- the rest -----------------------------------------------------------------------
 
+    async def count_ahead(self, ctx: RequestContext, *, always: bool = False) -> None:
+        """Count a large request's long texts in a worker thread, with the encodings of every
+        deployment that could serve it, before anything counts them on the event loop
+        (routing, admission, metering then find the counts kept: pricing/tokens.py). Unless
+        ``always``, only where something will count them: a stage (admission) or the context
+        windows of the model's group."""
+        request = ctx.chat if ctx.chat is not None else ctx.embedding
+        if request is None:
+            return
+        if not (always or self._counts_input or self.router.windowed(ctx.model)):
+            return  # metering counts only an answer without usage: not worth it ahead
+        texts = long_texts(request)
+        if sum(map(len, texts)) <= COUNT_AHEAD_CHARS:
+            return
+        table = self.router.table
+        group = table.get(ctx.model)
+        if group is None:
+            return  # routing refuses it, uncounted
+        counter = self.metering.counter
+        deployments = [*group.deployments]
+        for name in group.fallbacks:
+            fallback = table.get(name)
+            deployments += fallback.deployments if fallback is not None else ()
+        encodings = {counter.encoding_of(d.provider, d.model, d.tokenizer) for d in deployments}
+        await asyncio.to_thread(counter.count_ahead, texts, sorted(encodings))
+
     async def count_tokens(self, ctx: RequestContext) -> tuple[int, bool]:
         """Input tokens of ``ctx.chat`` on the model's first deployment, and whether the
         provider counted them (else the local tokenizer did: exact for OpenAI's models where
@@ -516,6 +546,8 @@ class Pipeline:
         assert ctx.chat is not None
         deployment = self.router.first(ctx.model, "chat")
         provider = self._chat_providers[deployment.provider]
+        if not isinstance(provider, ProviderTokenCounter):
+            await self.count_ahead(ctx, always=True)
         if isinstance(provider, ProviderTokenCounter):
             _begin(ctx, deployment)
             try:

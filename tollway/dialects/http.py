@@ -25,6 +25,7 @@ from tollway.core.errors import (
 )
 from tollway.core.types import ChatChunk, ChatRequest, EmbeddingRequest
 from tollway.pricing.metering import format_cost
+from tollway.pricing.tokens import COUNT_AHEAD_CHARS
 from tollway.providers.deadlines import CALLER
 from tollway.telemetry.refusals import refusal_entry
 
@@ -80,6 +81,12 @@ def _is_glob(pattern: str) -> bool:
 
 async def read_json_object(request: web.Request, max_size: int) -> dict[str, Any]:
     """The request body as a JSON object; 413 over ``max_size``, 400 when not a JSON object."""
+    body, _ = await read_body(request, max_size)
+    return body
+
+
+async def read_body(request: web.Request, max_size: int) -> tuple[dict[str, Any], int]:
+    """``read_json_object`` and the body's size in bytes."""
     if request.content_length is not None and request.content_length > max_size:
         raise PayloadTooLarge(f"Request body is over the limit of {max_size} bytes.")
     try:
@@ -117,7 +124,7 @@ async def read_json_object(request: web.Request, max_size: int) -> dict[str, Any
             raise InvalidRequest(
                 f"Request body nests JSON more than {_MAX_DEPTH} levels deep."
             ) from None
-    return body
+    return body, len(raw)
 
 
 Failure = Callable[[GatewayError, str, dict[str, str]], web.StreamResponse]
@@ -146,7 +153,7 @@ async def exchange(
     body: dict[str, Any] | None = None
     try:
         principal = await gateway.authenticator.authenticate(request.headers)
-        body = await read_json_object(request, gateway.max_body_size)
+        body, size = await read_body(request, gateway.max_body_size)
         parsed = parse(body)
         parsed.upstream_headers = gateway.forwarder.select(request.headers)
         if isinstance(parsed, ChatRequest):
@@ -159,6 +166,9 @@ async def exchange(
                 rid, "embeddings", parsed.model, request.headers, principal=principal,
                 embedding=parsed, source_ip=request.remote,
             )  # fmt: skip
+        if size > COUNT_AHEAD_CHARS:  # long texts (no more characters than bytes) are
+            # counted off the event loop
+            await pipeline.count_ahead(ctx)
         return await answer(request, pipeline, ctx)
     except GatewayError as exc:
         if ctx is None:

@@ -19,10 +19,11 @@ from aiohttp import web
 from tollway.core.context import RequestContext
 from tollway.core.errors import GatewayError, PermissionDenied
 from tollway.core.types import ChatRequest, Deployment, Usage
-from tollway.dialects.http import log_internal_error, read_json_object, request_id
+from tollway.dialects.http import log_internal_error, read_body, request_id
 from tollway.dialects.openai import error_response
 from tollway.limits.backend import MICRO
 from tollway.pricing.cost import cost_usd, worst_case_usd
+from tollway.pricing.tokens import COUNT_AHEAD_CHARS
 from tollway.wire.openai_embeddings import embedding_request_from_wire
 from tollway.wire.openai_request import request_from_wire
 
@@ -46,7 +47,7 @@ def _candidates(gateway: Gateway, ctx: RequestContext) -> list[Deployment]:
 async def estimate(gateway: Gateway, request: web.Request) -> dict[str, Any]:
     """The estimate for one request body."""
     principal = await gateway.authenticator.authenticate(request.headers)
-    body = await read_json_object(request, gateway.max_body_size)
+    body, size = await read_body(request, gateway.max_body_size)
     parsed = (
         embedding_request_from_wire(body)
         if "input" in body and "messages" not in body
@@ -63,11 +64,14 @@ async def estimate(gateway: Gateway, request: web.Request) -> dict[str, Any]:
         raise PermissionDenied(
             f"This key may not use the model '{ctx.model}'.", code="model_not_allowed"
         )
+    if size > COUNT_AHEAD_CHARS:  # long texts counted off the event loop, as in exchange
+        await gateway.pipeline.count_ahead(ctx, always=True)
     limits = gateway.limits
     max_output = 0
     if ctx.chat is not None:
         # Each of ``n`` choices may use the whole max output.
-        max_output = (ctx.chat.max_tokens or limits.config.default_max_output) * max(
+        asked = ctx.chat.max_tokens
+        max_output = (limits.config.default_max_output if asked is None else asked) * max(
             1, ctx.chat.n or 1
         )
     metering = gateway.pipeline.metering

@@ -157,6 +157,7 @@ class Admission(Stage):
 
     name = "admission"
     reads_answers = False  # settles from the context's usage
+    counts_input = True
 
     def __init__(self, service: LimitService, table: RoutingTable, count: CountInput) -> None:
         self._service = service

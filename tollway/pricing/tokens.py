@@ -27,6 +27,9 @@ import gzip
 import hashlib
 import math
 import os
+import threading
+from collections import OrderedDict
+from collections.abc import Collection, Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,6 +76,20 @@ REMEMBERED_TEXTS = 1_024
 """How many counted texts a counter remembers (least recently used go first)."""
 REMEMBERED_CHARS = 16_384
 """Texts up to this long are remembered: at most about 16.8 million characters a counter."""
+LONG_REMEMBERED = 64
+"""Counts of longer texts kept (by length and hash, not the text): a request's long text is
+counted once, though routing, admission and metering each ask for it."""
+SEGMENT_CHARS = 8_192
+"""Longer texts are encoded in segments of up to this many characters, cut where the
+encodings' pre-tokenizer cuts anyway (before a space between two other characters), so the
+count is exact; tiktoken's merging of one long piece (a run of one character, 40 MB of it)
+grows faster than its length, and took 35 s of the event loop."""
+COUNT_AHEAD_CHARS = 262_144
+"""A request whose long texts come to more than this is counted in a worker thread before
+routing (``count_ahead``: tiktoken releases the GIL), not on the event loop, which every
+other request waits on meanwhile (about 20 ms a million characters of prose, 100 ms and more
+of degenerate text)."""
+_CUT_TRIES = 32
 
 
 class TokenCounter:
@@ -90,6 +107,8 @@ class TokenCounter:
         """``remembered``: how many texts' counts to keep (0: encode every text each time)."""
         self._encodings: dict[str, tiktoken.Encoding] = {}
         self._remembered = functools.lru_cache(maxsize=remembered)(self._encode)
+        self._long: OrderedDict[tuple[str, int, int], int] = OrderedDict()
+        self._long_lock = threading.Lock()  # ``count_ahead`` runs in a worker thread
 
     def remembered(self) -> int:
         """How many texts' counts are kept now."""
@@ -108,8 +127,40 @@ class TokenCounter:
     def _count(self, encoding: str, text: str) -> int:
         """Tokens of ``text``: remembered when it is not too long to keep."""
         if len(text) > REMEMBERED_CHARS:
-            return self._encode(encoding, text)
+            return self._count_long(encoding, text)
         return self._remembered(encoding, text)
+
+    def long_remembered(self) -> int:
+        """How many long texts' counts are kept now."""
+        return len(self._long)
+
+    def _count_long(self, encoding: str, text: str) -> int:
+        """Tokens of a long ``text``, encoded in segments, its count kept by length and
+        hash (a hash collision of two texts of one length is as likely as a guess of it)."""
+        key = (encoding, len(text), hash(text))
+        with self._long_lock:
+            count = self._long.get(key)
+            if count is not None:
+                self._long.move_to_end(key)
+                return count
+        encode = self.encoding(encoding).encode_ordinary
+        count = sum(len(encode(segment)) for segment in _segments(text))
+        with self._long_lock:
+            self._long[key] = count
+            if len(self._long) > LONG_REMEMBERED:
+                self._long.popitem(last=False)
+        return count
+
+    def count_ahead(self, texts: Sequence[str], encodings: Collection[str]) -> None:
+        """Count ``texts`` (long ones, from ``long_texts``) with each of ``encodings`` now, so
+        that the counts asked for later are kept ones; meant for a worker thread."""
+        for encoding in encodings:
+            for text in texts:
+                self._count_long(encoding, text)
+
+    def encoding_of(self, provider: str, model: str, tokenizer: str | None = None) -> str:
+        """The encoding a deployment's requests are counted with."""
+        return tokenizer or _encoding_for(provider, model)
 
     def text(
         self,
@@ -208,11 +259,62 @@ class TokenCounter:
         Not remembered: embedding inputs are mostly documents seen once, which would only
         push the repeated texts of chat requests out.
         """
-        encode = self.encoding(tokenizer or _encoding_for(provider, model)).encode_ordinary
+        encoding = tokenizer or _encoding_for(provider, model)
+        encode = self.encoding(encoding).encode_ordinary
         tokens = 0
         for item in request.input:
-            tokens += len(encode(item)) if isinstance(item, str) else len(item)
+            if not isinstance(item, str):
+                tokens += len(item)
+            elif len(item) > REMEMBERED_CHARS:
+                tokens += self._count_long(encoding, item)
+            else:
+                tokens += len(encode(item))
         return _scaled(tokens, provider)
+
+
+def long_texts(request: ChatRequest | EmbeddingRequest) -> list[str]:
+    """The texts of ``request`` too long to be remembered, which a count encodes in
+    segments (``TokenCounter.count_ahead`` takes them)."""
+    if isinstance(request, EmbeddingRequest):
+        return [
+            item for item in request.input if isinstance(item, str) and len(item) > REMEMBERED_CHARS
+        ]
+    texts: list[str] = []
+    for message in request.messages:
+        content = message.content
+        if isinstance(content, str):
+            texts.append(content)
+        elif content:
+            texts += (part.text for part in content if isinstance(part, (TextPart, ReasoningPart)))
+        for call in message.tool_calls or ():
+            texts.append(call.arguments)
+    return [text for text in texts if len(text) > REMEMBERED_CHARS]
+
+
+def _segments(text: str) -> Iterator[str]:
+    """``text`` in pieces of up to ``SEGMENT_CHARS``, cut before a space that has no other
+    whitespace on either side: the encodings' pre-tokenizer starts a piece there (a word, a
+    number or punctuation after a space), so the pieces' counts add up to the text's. Where
+    no such space is near the end of a segment (a run of one character, text without spaces)
+    the cut is where the segment ends: the count may then differ by a token or so a cut."""
+    start, end = 0, len(text)
+    while end - start > SEGMENT_CHARS:
+        cut = _cut(text, start + SEGMENT_CHARS // 2, start + SEGMENT_CHARS)
+        yield text[start:cut]
+        start = cut
+    yield text[start:]
+
+
+def _cut(text: str, low: int, high: int) -> int:
+    """The last space in ``text[low:high]`` with no whitespace beside it, else ``high``."""
+    at = text.rfind(" ", low, high)
+    for _ in range(_CUT_TRIES):
+        if at <= low:
+            break
+        if not text[at - 1].isspace() and not text[at + 1].isspace():
+            return at
+        at = text.rfind(" ", low, at)
+    return high
 
 
 def exact_encoding(model: str, api_base: str, openai_hosts: tuple[str, ...]) -> str | None:

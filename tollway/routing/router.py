@@ -113,6 +113,11 @@ class Router:
             ordered = [(group.hurried.get(d.id, d), h) for d, h in ordered]
         return ordered
 
+    def windowed(self, model: str) -> bool:
+        """Whether a deployment of ``model``'s group has a context window (a request that
+        may not fit it is counted before routing)."""
+        return model in self._windowed
+
     def first(self, model: str, kind: Kind) -> Deployment:
         """The deployment that would be tried first, ignoring health (for token counts)."""
         group = self.table.group(model, kind)

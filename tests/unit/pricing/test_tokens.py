@@ -9,7 +9,13 @@ import pytest
 
 from tollway.config.schema import Settings
 from tollway.core.types import ChatRequest, Deployment
-from tollway.pricing.tokens import REMEMBERED_CHARS, TokenCounter
+from tollway.pricing.tokens import (
+    LONG_REMEMBERED,
+    REMEMBERED_CHARS,
+    SEGMENT_CHARS,
+    TokenCounter,
+    long_texts,
+)
 from tollway.routing.table import build_routing_table
 from tollway.wire import anthropic_request
 from tollway.wire.openai_request import request_from_wire
@@ -334,3 +340,53 @@ def test_earlier_reasoning_counts_where_the_provider_is_sent_it_back() -> None:
     # No provider is sent unsigned reasoning, nor OpenAI any reasoning.
     assert counter.chat(unsigned, "anthropic", "claude") == counter.chat(plain, "anthropic", "c")
     assert counter.chat(signed, "openai", "gpt-4o") == counter.chat(plain, "openai", "gpt-4o")
+
+
+def test_a_long_text_counts_exactly_in_segments() -> None:
+    # Prose, code and CJK text (no spaces), with the spaces, tabs and line ends that decide
+    # where a segment may be cut without changing the count.
+    words = ["alpha", "beta,", "(gamma)", "12345", "don't", "Grüße", "🌍", "  ", "\n", "\t"]
+    prose = " ".join(words[(i * 7) % len(words)] for i in range(40_000))
+    code = "def f(x):\n    return x * 2  # double\n" * 3_000
+    cjk = "我们的网关会在路由之前计算令牌。" * 4_000
+    counter = TokenCounter()
+    for text in (prose, code, cjk):
+        assert len(text) > 4 * SEGMENT_CHARS
+        for encoding in ("o200k_base", "cl100k_base"):
+            model = "gpt-4o" if encoding == "o200k_base" else "gpt-4"
+            expected = _encoded(text, encoding)
+            if text is cjk:  # cut where its segments end: a token or so a cut
+                assert (
+                    abs(counter.text(text, "openai", model) - expected)
+                    <= len(text) // SEGMENT_CHARS + 1
+                )
+            else:
+                assert counter.text(text, "openai", model) == expected
+
+
+def test_a_long_run_of_one_character_is_counted_in_segments() -> None:
+    # Counted whole, tiktoken's merging of one piece grows faster than its length: 40 MB of
+    # one letter took 35 s, with every other request of the gateway waiting.
+    text = "a" * (40 * SEGMENT_CHARS + 5)
+    counted = TokenCounter().text(text)
+    assert abs(counted - _encoded(text)) <= 41
+
+
+def test_a_long_text_is_counted_once_and_ahead_of_time() -> None:
+    counter = TokenCounter()
+    long = "word " * REMEMBERED_CHARS
+    request = request_from_wire(
+        {"model": "gpt-4o", "messages": [
+            {"role": "system", "content": "short"},
+            {"role": "user", "content": [{"type": "text", "text": long}]},
+        ]}
+    )  # fmt: skip
+    assert long_texts(request) == [long]
+    counter.count_ahead(long_texts(request), ["o200k_base", "cl100k_base"])
+    assert counter.long_remembered() == 2
+    assert counter.text(long) == _encoded(long)
+    assert counter.chat(request, "openai", "gpt-4") > _encoded(long, "cl100k_base")
+    assert counter.long_remembered() == 2  # the counts made ahead were the ones used
+    for index in range(LONG_REMEMBERED + 5):
+        counter.text(f"{index} " + long)
+    assert counter.long_remembered() == LONG_REMEMBERED
