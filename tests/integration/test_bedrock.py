@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import anthropic
@@ -18,6 +17,7 @@ import openai
 import pytest
 
 from tests.conftest import AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, BEDROCK_MODEL, UPSTREAM_KEY
+from tests.integration.sdk import user
 from tests.support import CLIENT_KEY
 
 WEATHER: Any = {
@@ -50,22 +50,6 @@ def recorded(simulator_url: str, marker: str) -> dict[str, Any]:
         if marker in json.dumps(request["json"]):
             return dict(request)
     raise AssertionError(f"the simulator received no request mentioning {marker!r}")
-
-
-@pytest.fixture(scope="module")
-def gpt(gateway_url: str) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=gateway_url + "/v1", api_key=CLIENT_KEY, max_retries=0) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def claude(gateway_url: str) -> Iterator[anthropic.Anthropic]:
-    with anthropic.Anthropic(base_url=gateway_url, api_key=CLIENT_KEY, max_retries=0) as c:
-        yield c
-
-
-def user(text: str) -> list[Any]:
-    return [{"role": "user", "content": text}]
 
 
 def test_chat_is_signed_and_translated(gpt: openai.OpenAI, simulator_url: str) -> None:

@@ -5,15 +5,12 @@ a request answers starting with its thinking)."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import openai
 import pytest
 
-from tests.support import CLIENT_KEY
+from tests.integration.sdk import sent_upstream
 
 WEATHER: Any = {
     "type": "function",
@@ -26,20 +23,6 @@ WEATHER: Any = {
         },
     },
 }
-
-
-@pytest.fixture(scope="module")
-def gpt(gateway_url: str) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=gateway_url + "/v1", api_key=CLIENT_KEY, max_retries=0) as c:
-        yield c
-
-
-def sent_upstream(simulator_url: str, marker: str) -> dict[str, Any]:
-    """The body of the last request the simulator received that mentions ``marker``."""
-    for request in reversed(httpx.get(simulator_url + "/_sim/requests").json()):
-        if marker in json.dumps(request["json"]):
-            return dict(request["json"])
-    raise AssertionError(f"the simulator received no request mentioning {marker!r}")
 
 
 def test_reasoning_effort_is_claudes_thinking_budget(

@@ -4,7 +4,6 @@ does, and refuses a thinking block it did not sign (``simulator/anthropic_api.py
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import anthropic
@@ -17,18 +16,6 @@ from tests.support import CLIENT_KEY
 from tollway.simulator.bedrock_api import thinking_signature
 
 THINKING: Any = {"type": "enabled", "budget_tokens": 2048}
-
-
-@pytest.fixture(scope="module")
-def claude(gateway_url: str) -> Iterator[anthropic.Anthropic]:
-    with anthropic.Anthropic(base_url=gateway_url, api_key=CLIENT_KEY, max_retries=0) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def gpt(gateway_url: str) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=gateway_url + "/v1", api_key=CLIENT_KEY, max_retries=0) as c:
-        yield c
 
 
 def test_a_streamed_thinking_block_comes_in_claudes_event_order(gateway_url: str) -> None:

@@ -18,6 +18,7 @@ import openai
 import pytest
 
 from tests.conftest import UPSTREAM_KEY
+from tests.integration.sdk import user
 from tests.support import CLIENT_KEY, running_gateway
 
 BOTH = pytest.mark.parametrize("model", ["test-gemini", "test-vertex"])
@@ -41,10 +42,6 @@ TIME: Any = {
         "parameters": {"type": "object", "properties": {"zone": {"type": "string"}}},
     },
 }
-
-
-def user(text: str) -> list[Any]:
-    return [{"role": "user", "content": text}]
 
 
 def recorded(simulator_url: str, marker: str) -> dict[str, Any]:

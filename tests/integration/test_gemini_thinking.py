@@ -9,16 +9,13 @@ the request answers without its signature, as Gemini 3 does.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from typing import Any
 
 import anthropic
-import httpx
 import openai
 import pytest
 
-from tests.support import CLIENT_KEY
+from tests.integration.sdk import blocks, sent_upstream, user
 from tollway.simulator.gemini_thinking import PLACEHOLDER, thought_signature
 
 THINKING: Any = {"type": "enabled", "budget_tokens": 2048}
@@ -30,34 +27,6 @@ WEATHER: Any = {
         "required": ["city"],
     },
 }
-
-
-@pytest.fixture(scope="module")
-def claude(gateway_url: str) -> Iterator[anthropic.Anthropic]:
-    with anthropic.Anthropic(base_url=gateway_url, api_key=CLIENT_KEY, max_retries=0) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def gpt(gateway_url: str) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=gateway_url + "/v1", api_key=CLIENT_KEY, max_retries=0) as c:
-        yield c
-
-
-def user(text: str) -> list[Any]:
-    return [{"role": "user", "content": text}]
-
-
-def sent_upstream(simulator_url: str, marker: str) -> dict[str, Any]:
-    """The body of the last request the simulator received that mentions ``marker``."""
-    for request in reversed(httpx.get(simulator_url + "/_sim/requests").json()):
-        if marker in json.dumps(request["json"]):
-            return dict(request["json"])
-    raise AssertionError(f"the simulator received no request mentioning {marker!r}")
-
-
-def blocks(message: anthropic.types.Message) -> list[dict[str, Any]]:
-    return [block.model_dump(exclude_none=True) for block in message.content]
 
 
 def test_thinking_reaches_gemini_and_its_thoughts_come_back_as_signed_thinking(

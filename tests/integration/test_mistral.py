@@ -183,12 +183,6 @@ def test_a_stream_from_mistral_ends_with_the_usage_it_sends_unasked(
 MAGISTRAL = "test-magistral"
 
 
-@pytest.fixture(scope="module")
-def claude(gateway_url: str) -> Iterator[anthropic.Anthropic]:
-    with anthropic.Anthropic(base_url=gateway_url, api_key=CLIENT_KEY, max_retries=0) as c:
-        yield c
-
-
 def test_a_magistral_answer_is_text_and_reasoning_for_openai_clients(
     client: openai.OpenAI,
 ) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import anthropic
@@ -20,6 +19,7 @@ import httpx
 import openai
 import pytest
 
+from tests.integration.sdk import blocks, sent_upstream, user
 from tests.support import CLIENT_KEY
 from tollway.simulator.bedrock_api import REDACTED_THINKING, thinking_signature
 
@@ -34,34 +34,6 @@ WEATHER: Any = {
 }
 DEEPSEEK = {"x-sim-reasoning": "reasoning_content"}
 REFUSAL = "I can't help with that request."
-
-
-@pytest.fixture(scope="module")
-def claude(gateway_url: str) -> Iterator[anthropic.Anthropic]:
-    with anthropic.Anthropic(base_url=gateway_url, api_key=CLIENT_KEY, max_retries=0) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def gpt(gateway_url: str) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=gateway_url + "/v1", api_key=CLIENT_KEY, max_retries=0) as c:
-        yield c
-
-
-def user(text: str) -> list[Any]:
-    return [{"role": "user", "content": text}]
-
-
-def sent_upstream(simulator_url: str, marker: str) -> dict[str, Any]:
-    """The body of the last request the simulator received that mentions ``marker``."""
-    for request in reversed(httpx.get(simulator_url + "/_sim/requests").json()):
-        if marker in json.dumps(request["json"]):
-            return dict(request["json"])
-    raise AssertionError(f"the simulator received no request mentioning {marker!r}")
-
-
-def blocks(message: anthropic.types.Message) -> list[dict[str, Any]]:
-    return [block.model_dump(exclude_none=True) for block in message.content]
 
 
 # Claude's thinking on Bedrock, for Anthropic clients.

@@ -6,11 +6,8 @@ typed summary events in OpenAI's order."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import openai
 import pytest
 from openai.types.responses import (
@@ -23,7 +20,7 @@ from openai.types.responses import (
     ResponseReasoningSummaryTextDoneEvent,
 )
 
-from tests.support import CLIENT_KEY
+from tests.integration.sdk import sent_upstream
 
 # model group, what the request adds to ask it to reason, the upstream body's marker field
 FAMILIES: dict[str, dict[str, Any]] = {
@@ -41,24 +38,10 @@ SUMMARY_EVENTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def gpt(gateway_url: str) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=gateway_url + "/v1", api_key=CLIENT_KEY, max_retries=0) as c:
-        yield c
-
-
 def ask(model: str, question: str, summary: str) -> dict[str, Any]:
     family = FAMILIES[model]
     reasoning = {**family["reasoning"], "summary": summary}
     return {**family, "model": model, "input": question, "reasoning": reasoning}
-
-
-def sent_upstream(simulator_url: str, marker: str) -> dict[str, Any]:
-    """The body of the last request the simulator received that mentions ``marker``."""
-    for request in reversed(httpx.get(simulator_url + "/_sim/requests").json()):
-        if marker in json.dumps(request["json"]):
-            return dict(request["json"])
-    raise AssertionError(f"the simulator received no request mentioning {marker!r}")
 
 
 def summary_of(item: Any) -> str:
