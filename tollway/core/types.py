@@ -177,6 +177,18 @@ class Usage:
         return self.input_tokens + self.output_tokens
 
 
+@dataclass(frozen=True, slots=True)
+class ResponsesOnly:
+    """A field of a Responses request that only a deployment speaking OpenAI's Responses API
+    can serve (a built-in tool, ``previous_response_id``, ...): the router passes over the
+    other candidates, and refuses the request by this field's name when none is left."""
+
+    param: str
+    """The field as the client named it (``tools[0].type``, ``previous_response_id``)."""
+    why: str
+    """What the field is, as the start of the client's 400 (it names the field)."""
+
+
 @dataclass(slots=True)
 class ChatRequest:
     """A chat completion request, whatever dialect it arrived in."""
@@ -228,6 +240,9 @@ class ChatRequest:
     deployment that speaks the Responses API (``Deployment.responses_api``) is sent it, the
     model and output limit as the gateway decided them, and its answer in that API's own
     format (``wire/responses_upstream.py``) goes to the client as it came."""
+    responses_only: ResponsesOnly | None = None
+    """The first field of ``responses_body`` that only a deployment speaking the Responses API
+    can serve; ``None``: any candidate can (the canonical request holds all of it)."""
     answer_as_is: bool = False
     """A complete answer in ``wire_format`` goes to the client as the upstream's bytes and
     nothing reads its content: the provider may leave the response's ``choices`` empty and

@@ -5,7 +5,8 @@ request, and writes ``Response`` objects and typed stream events whichever provi
 a deployment that speaks the Responses API itself is sent the client's body, and its answer
 (or its events) is sent on as it came (``wire/responses_upstream.py``).
 Errors come in OpenAI's error shape (``dialects/openai.py`` renders them). The gateway keeps
-no responses, so the routes that read or change a stored one answer a 404 that says so.
+no responses, and cannot tell which deployment's upstream stored an id (a response id names no
+account), so the routes that read or change a stored one answer a 404 that says so.
 """
 
 from __future__ import annotations
@@ -151,9 +152,10 @@ class ResponsesDialect:
         """Reading, cancelling or deleting a stored response: a 404, as none is stored."""
         response_id = request.match_info["response_id"]
         error = NotFound(
-            f"The gateway does not store responses, so '{response_id}' cannot be retrieved, "
-            "cancelled or deleted; keep the response your client received and send the whole "
-            "conversation as 'input'.",
+            f"The gateway does not store responses, and cannot tell which upstream stored "
+            f"'{response_id}', so it cannot be retrieved, cancelled or deleted here; keep the "
+            "response your client received (a Responses upstream's can be continued with "
+            "'previous_response_id').",
             code="response_not_stored",
         )
         return error_response(error, {"x-request-id": request_id(request)})

@@ -2,9 +2,12 @@
 
 ``plan`` turns the requested model into candidates: the group's deployments ordered by its
 strategy, then those of its ``fallbacks`` groups (the ones the caller may use), without
-deployments whose context window cannot hold the request. Whether a candidate is available
-right now (circuit, 429 rest) is asked by the pipeline just before it tries one, so a
-half-open circuit's single probe is claimed only by a request that really sends it.
+deployments whose context window cannot hold the request, and, for a Responses request that
+only OpenAI's Responses API can serve (a built-in tool, ``previous_response_id``: see
+``ChatRequest.responses_only``), without the deployments that do not speak it. Whether a
+candidate is available right now (circuit, 429 rest) is asked by the pipeline just before it
+tries one, so a half-open circuit's single probe is claimed only by a request that really
+sends it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Literal
 
 from tollway.core.context import RequestContext
 from tollway.core.errors import InvalidRequest
-from tollway.core.types import ChatRequest, Deployment, TextPart
+from tollway.core.types import ChatRequest, Deployment, ResponsesOnly, TextPart
 from tollway.pricing.tokens import TokenCounter
 from tollway.routing.health import DeploymentHealth, HealthBook
 from tollway.routing.strategies import STRATEGIES, Candidate
@@ -85,7 +88,8 @@ class Router:
     def plan(self, ctx: RequestContext, kind: Kind) -> Plan:
         """The candidates for ``ctx.model``; raises for unknown models and impossible fits."""
         group = self.table.group(ctx.model, kind)
-        if not group.fallbacks:
+        only = ctx.chat.responses_only if ctx.chat is not None else None
+        if not group.fallbacks and only is None:
             smallest = self._smallest.get(group.name)
             if smallest is None or ctx.chat is None or _surely_fits(ctx.chat, smallest):
                 fixed = self._fixed.get(group.name)
@@ -101,6 +105,8 @@ class Router:
                 continue
             seen = {deployment.id for deployment, _ in candidates}
             candidates += [c for c in self._ordered(fallback) if c[0].id not in seen]
+        if only is not None:
+            candidates = _speaking_responses(ctx.model, candidates, only)
         if group.name in self._windowed:
             candidates = self._that_fit(ctx, candidates)
         return candidates, group.retries, group.deadline
@@ -163,6 +169,21 @@ class Router:
                 count = _character_estimate(ctx.chat)
             ctx.input_tokens_estimate = count
         return ctx.input_tokens_estimate
+
+
+def _speaking_responses(
+    model: str, candidates: list[Candidate], only: ResponsesOnly
+) -> list[Candidate]:
+    """The candidates that speak OpenAI's Responses API; a 400 naming ``only`` when none do."""
+    speaking = [c for c in candidates if c[0].responses_api]
+    if speaking:
+        return speaking
+    raise InvalidRequest(
+        f"{only.why}. Model '{model}' has no deployment that speaks OpenAI's Responses API "
+        "(responses_api), the only kind that can serve it: use a model that has one, or leave "
+        "the field out.",
+        param=only.param,
+    )
 
 
 _UNBOUNDED = 1 << 62

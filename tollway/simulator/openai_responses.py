@@ -11,7 +11,9 @@ carries ``encrypted_content`` only when ``include`` asks (``reasoning.encrypted_
 another model refuses ``reasoning.effort`` and ``reasoning.summary`` as OpenAI does (400
 ``unsupported_parameter``). A top-level field the API does not know is its 400
 ``unknown_parameter``. ``x-sim-refusal`` answers a ``refusal`` part; ``x-sim-usage: omit``
-answers ``usage: null``.
+answers ``usage: null``. A web search tool is answered with a ``web_search_call`` item
+before the answer, and ``previous_response_id`` continues a response stored here
+(``simulator/responses_tools.py``).
 
 Streamed, the events come in OpenAI's order, each with its ``sequence_number``:
 ``response.created``, ``response.in_progress``, then item by item
@@ -46,6 +48,13 @@ from tollway.simulator.content import (
 )
 from tollway.simulator.errors import Dialect, json_response, request_id_header
 from tollway.simulator.exchange import SSE_HEADERS, Call, StreamParts, delay, send_stream
+from tollway.simulator.responses_tools import (
+    SEARCH_TOKENS,
+    continued_tokens,
+    search_events,
+    search_item,
+    searches,
+)
 from tollway.simulator.state import SimulatorState
 
 _REASONING_MODEL = re.compile(r"^(o\d|gpt-5)", re.IGNORECASE)
@@ -109,6 +118,8 @@ def _read_prompt(body: JSON, call: Call) -> tuple[Prompt, int]:
             text, counted = _text_of(item.get("output"))
         elif kind == "reasoning":
             continue
+        elif kind == "web_search_call":
+            counted = 0  # an earlier search, sent back: its results are not repeated
         else:
             raise InvalidRequest(f"Invalid value: {kind!r}.", "input")
         tokens += MESSAGE_OVERHEAD + counted
@@ -187,13 +198,19 @@ async def handle_responses(
     body = call.body
     prompt, input_tokens = _read_prompt(body, call)
     prompt.reasoning = _check(body, model)
+    input_tokens += continued_tokens(body, state)
     completion = complete(prompt, 0, lambda: state.new_id("call_"))
     if call.refusal is not None:
         completion = refusal(call.refusal)
-    output = _output(completion, body, state)
+    search = search_item(body, prompt, state.new_id("ws_")) if searches(body, prompt) else None
+    if search is not None:
+        input_tokens += SEARCH_TOKENS
+    output = _output(completion, body, state, search)
     status = "incomplete" if completion.finish == "length" else "completed"
     usage = None if call.omit_usage else _usage(input_tokens, completion)
     final = _response(body, state.new_id("resp_"), model, status, output, usage)
+    if body.get("store") is not False:
+        state.store_response(final["id"], input_tokens + completion.output_tokens)
     if status == "incomplete":
         final["incomplete_details"] = {"reason": "max_output_tokens"}
     if body.get("stream") is not True:
@@ -220,8 +237,11 @@ def _usage(input_tokens: int, completion: Completion) -> JSON:
     }
 
 
-def _output(completion: Completion, body: JSON, state: SimulatorState) -> list[JSON]:
-    """The answer's output items, as complete: reasoning, then the message or the calls."""
+def _output(
+    completion: Completion, body: JSON, state: SimulatorState, search: JSON | None
+) -> list[JSON]:
+    """The answer's output items, as complete: reasoning, the search, then the message or the
+    calls."""
     output: list[JSON] = []
     if completion.reasoning:
         reasoning = "".join(completion.reasoning)
@@ -231,6 +251,8 @@ def _output(completion: Completion, body: JSON, state: SimulatorState) -> list[J
         if _ENCRYPTED in (body.get("include") or ()):
             item["encrypted_content"] = base64.b64encode(reasoning.encode()).decode()
         output.append(item)
+    if search is not None:
+        output.append(search)
     status = "incomplete" if completion.finish == "length" else "completed"
     if completion.tool_calls:
         output.extend(
@@ -279,7 +301,7 @@ def _response(
         "model": model,
         "output": output,
         "parallel_tool_calls": body.get("parallel_tool_calls") is not False,
-        "previous_response_id": None,
+        "previous_response_id": body.get("previous_response_id"),
         "reasoning": {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")},
         "service_tier": "default",
         "store": body.get("store") is not False,
@@ -319,6 +341,9 @@ def _events(final: JSON, completion: Completion, summary: bool) -> list[Event]:
             ]
             done = {**where, "name": item["name"], "arguments": item["arguments"]}
             events.append(("response.function_call_arguments.done", done, False))
+        elif item["type"] == "web_search_call":
+            events.append(("response.output_item.added", _added(item, index), False))
+            events += search_events(where)
         else:
             events.append(("response.output_item.added", _added(item, index, content=[]), False))
             kind = item["content"][0]["type"]

@@ -1,8 +1,8 @@
 """The state one simulator instance shares between its handlers.
 
 Settings, the request log, the callers that left before their answer was complete, the fault
-PRNG, id generation and the embedding cache all hang off a ``SimulatorState`` so several
-simulators can run in one process without sharing anything.
+PRNG, id generation, the embedding cache and the Responses API's stored responses all hang off
+a ``SimulatorState`` so several simulators can run in one process without sharing anything.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import itertools
 import random
 import secrets
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +23,7 @@ from tollway.simulator.faults import Fault, parse_fault
 from tollway.simulator.settings import RecordedRequest, SimulatorSettings
 
 MAX_RECORDED = 200
+MAX_STORED_RESPONSES = 1000
 
 _RawRecord = tuple[str, str, Mapping[str, str], Mapping[str, str], Any]
 
@@ -42,6 +43,9 @@ class SimulatorState:
         self._rng = random.Random(self._settings.seed)
         self._ids = itertools.count(1)
         self._run = secrets.token_hex(4)
+        # Responses API ids a later request may continue (``previous_response_id``), with the
+        # tokens of their whole context; the oldest are forgotten first.
+        self._responses: OrderedDict[str, int] = OrderedDict()
 
     @property
     def settings(self) -> SimulatorSettings:
@@ -62,6 +66,16 @@ class SimulatorState:
     def new_id(self, prefix: str) -> str:
         """A unique id such as ``chatcmpl-…``, ``msg_…``, ``toolu_…`` or ``call_…``."""
         return f"{prefix}{self._run}{next(self._ids):012x}"
+
+    def store_response(self, response_id: str, context_tokens: int) -> None:
+        """Keep a stored Responses API response: a later request may continue it."""
+        self._responses[response_id] = context_tokens
+        if len(self._responses) > MAX_STORED_RESPONSES:
+            self._responses.popitem(last=False)
+
+    def stored_response(self, response_id: str) -> int | None:
+        """The context tokens (its input and output) of a stored response; ``None``: unknown."""
+        return self._responses.get(response_id)
 
     def pick_fault(self, header: str | None) -> Fault | None:
         """The fault for this request: the header's, else the server-wide one by fault_rate."""

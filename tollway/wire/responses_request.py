@@ -11,14 +11,20 @@ do not model (``reasoning.effort``, ``text.verbosity``, ``service_tier``, ``prom
 counterpart: it is ``ChatRequest.reasoning_summary``, which the families that can show a
 summary of their reasoning read.
 
-The gateway keeps no responses: fields that need stored state (``previous_response_id``,
-``conversation``, ``background``, ``prompt``, ``context_management``, ``item_reference``
-items) are a 400 saying so; ``store`` is accepted and answered with ``"store": false``;
-``include``, ``truncation`` and the like are accepted and have no effect, but log probabilities
-(``include: ["message.output_text.logprobs"]``, ``top_logprobs``) are a 400: the answer has none.
-Built-in tools (web search, file search, ...) and anything else unknown are a 400 naming them.
-Reasoning items in ``input`` are dropped: they are context from another upstream that a Chat
-Completions deployment cannot take, and the answer does not depend on them being echoed.
+What only OpenAI's Responses API can serve is parsed, left out of the canonical request and
+named in ``ChatRequest.responses_only``, so the router sends the request only to deployments
+that speak that API (which are sent the client's body, ``responses_body``) and refuses it by
+that name when the model has none: tools other than ``function`` (``web_search``,
+``file_search``, ``mcp``, ...), a ``tool_choice`` of one, the output items of such tools in
+``input``, and state the upstream stores (``previous_response_id``, ``conversation``,
+``item_reference`` items). The gateway itself keeps no responses: ``background``, ``prompt``
+and ``context_management`` are a 400 saying so; ``store`` is accepted (answered with
+``"store": false`` by the other deployments); ``include``, ``truncation`` and the like are
+accepted and have no effect, but log probabilities (``include:
+["message.output_text.logprobs"]``, ``top_logprobs``) are a 400: the answer has none. Any other
+unknown field is a 400 naming it. ``input`` is read by ``wire/responses_input.py``; its
+reasoning items are dropped: they are context from another upstream that a Chat Completions
+deployment cannot take, and the answer does not depend on them being echoed.
 """
 
 from __future__ import annotations
@@ -32,19 +38,14 @@ from tollway.core.errors import InvalidRequest
 from tollway.core.types import (
     JSON,
     ChatRequest,
-    ContentPart,
-    ImagePart,
-    Message,
-    OpaquePart,
     ResponseFormat,
-    Role,
-    TextPart,
+    ResponsesOnly,
     Tool,
-    ToolCall,
     ToolChoice,
 )
 from tollway.wire.fields import json_object, number, optional, required
 from tollway.wire.openai_request import WIRE_FORMAT
+from tollway.wire.responses_input import KEEPS_NONE, messages_from_input
 
 _MODELLED = frozenset(
     {
@@ -67,10 +68,15 @@ _STATELESS = (
     "the gateway keeps no response state; send the whole conversation in 'input' "
     "(earlier output items can be sent back as input items)"
 )
+# State the upstream account stores, which only a Responses upstream can continue.
+_UPSTREAM_STATE: Mapping[str, str] = MappingProxyType(
+    {
+        "previous_response_id": "continues a response stored by the upstream",
+        "conversation": "continues a conversation stored by the upstream",
+    }
+)
 _NEEDS_STATE: Mapping[str, str] = MappingProxyType(
     {
-        "previous_response_id": _STATELESS,
-        "conversation": _STATELESS,
         "background": "the gateway keeps no response state to poll; stream the response instead",
         "prompt": "stored prompt templates live on OpenAI's platform; send 'instructions' instead",
         "context_management": _STATELESS,
@@ -78,8 +84,6 @@ _NEEDS_STATE: Mapping[str, str] = MappingProxyType(
 )
 _CHAT_COUNTERPARTS = ("service_tier", "prompt_cache_key", "safety_identifier")
 _SUMMARIES = ("auto", "concise", "detailed")
-_ROLES = frozenset({"user", "assistant", "system", "developer"})
-_TEXT_PARTS = frozenset({"input_text", "output_text"})
 
 
 @dataclass(slots=True)
@@ -94,6 +98,7 @@ class ResponsesRequest:
 def request_from_wire(body: dict[str, Any]) -> ResponsesRequest:
     """Parse and validate a Responses API request body."""
     _refuse_unsupported(body)
+    stored = _upstream_state(body)
     instructions = optional(body, "instructions", str)
     extra: JSON = {key: body[key] for key in _CHAT_COUNTERPARTS if body.get(key) is not None}
     text = optional(body, "text", dict) or {}
@@ -103,18 +108,21 @@ def request_from_wire(body: dict[str, Any]) -> ResponsesRequest:
     if reasoning.get("effort") is not None:
         extra["reasoning_effort"] = reasoning["effort"]
     summary = _summary_from_wire(reasoning)
-    tools = _tools_from_wire(optional(body, "tools", list))
+    offered = optional(body, "tools", list)
+    tools, own_tool = _tools_from_wire(offered)
+    tool_choice, own_choice = _tool_choice_from_wire(body.get("tool_choice"))
+    messages, own_item = messages_from_input(body.get("input"), instructions)
     parallel_tool_calls = optional(body, "parallel_tool_calls", bool)
     chat = ChatRequest(
         model=required(body, "model", str),
-        messages=_messages_from_input(body.get("input"), instructions),
+        messages=messages,
         stream=bool(optional(body, "stream", bool)),
         max_tokens=optional(body, "max_output_tokens", int),
         temperature=number(body, "temperature"),
         top_p=number(body, "top_p"),
         user=optional(body, "user", str),
         tools=tools,
-        tool_choice=_tool_choice_from_wire(body.get("tool_choice")),
+        tool_choice=tool_choice,
         # Without tools it says nothing, and Chat Completions refuses it ("only allowed when
         # 'tools' are specified"), where the Responses API takes it.
         parallel_tool_calls=parallel_tool_calls if tools else None,
@@ -123,9 +131,18 @@ def request_from_wire(body: dict[str, Any]) -> ResponsesRequest:
         wire_format=WIRE_FORMAT,
         limit_named_by_client=False,  # max_output_tokens has no Chat Completions name
         reasoning_summary=summary,
+        responses_only=stored or own_tool or own_choice or own_item,
     )
-    _check_limits(chat)
+    _check_limits(chat, offered=bool(offered))
     return ResponsesRequest(chat, _echo(body, chat, text))
+
+
+def _upstream_state(body: dict[str, Any]) -> ResponsesOnly | None:
+    """The first field that continues state stored at the upstream's account."""
+    for key, what in _UPSTREAM_STATE.items():
+        if body.get(key) is not None:
+            return ResponsesOnly(key, f"'{key}' {what} ({KEEPS_NONE})")
+    return None
 
 
 def _summary_from_wire(reasoning: JSON) -> str | None:
@@ -146,12 +163,13 @@ def _summary_from_wire(reasoning: JSON) -> str | None:
     return None
 
 
-def _check_limits(chat: ChatRequest) -> None:
-    """What the API refuses before any model runs, refused here alike whoever serves it."""
+def _check_limits(chat: ChatRequest, *, offered: bool) -> None:
+    """What the API refuses before any model runs, refused here alike whoever serves it
+    (``offered``: the request has tools, built-in ones included)."""
     if chat.max_tokens is not None and chat.max_tokens < 1:
         raise InvalidRequest("'max_output_tokens' must be at least 1", param="max_output_tokens")
     choice = chat.tool_choice
-    if choice is not None and choice.mode in ("required", "function") and not chat.tools:
+    if choice is not None and choice.mode in ("required", "function") and not offered:
         # Otherwise silently not met: some families answer in text when no tool is offered.
         raise InvalidRequest(
             "'tool_choice' requires a tool, but the request has no 'tools'", param="tool_choice"
@@ -164,6 +182,8 @@ def _refuse_unsupported(body: dict[str, Any]) -> None:
         # null and false ask for nothing (``background: false``), so they pass as absent.
         if key in _MODELLED or key in _IGNORED or value is None or value is False:
             continue
+        if key in _UPSTREAM_STATE:
+            continue  # for a Responses upstream (``responses_only``)
         reason = _NEEDS_STATE.get(key)
         if reason is not None:
             raise InvalidRequest(f"'{key}' is not supported: {reason}", param=key)
@@ -194,7 +214,7 @@ def _echo(body: dict[str, Any], chat: ChatRequest, text: JSON) -> JSON:
         "max_output_tokens": chat.max_tokens,
         "metadata": optional(body, "metadata", dict) or {},
         "parallel_tool_calls": body.get("parallel_tool_calls") is not False,
-        "previous_response_id": None,
+        "previous_response_id": body.get("previous_response_id"),
         "reasoning": {"effort": reasoning.get("effort"), "summary": chat.reasoning_summary},
         "store": False,
         "temperature": chat.temperature,
@@ -207,162 +227,24 @@ def _echo(body: dict[str, Any], chat: ChatRequest, text: JSON) -> JSON:
     }
 
 
-def _messages_from_input(raw: Any, instructions: str | None) -> list[Message]:
-    messages = [Message(role="system", content=instructions)] if instructions else []
-    if isinstance(raw, str):
-        messages.append(Message(role="user", content=raw))
-        return messages
-    if raw is None:
-        raise InvalidRequest("'input' is a required property", param="input")
-    if not isinstance(raw, list) or not raw:
-        raise InvalidRequest(
-            "'input' must be a string or a non-empty array of items", param="input"
-        )
-    for index, item in enumerate(raw):
-        _add_item(messages, json_object(item, f"input[{index}]"), f"input[{index}]")
-    return messages
-
-
-def _add_item(messages: list[Message], item: JSON, param: str) -> None:
-    kind = item.get("type", "message" if "role" in item else None)
-    if kind == "message":
-        messages.append(_message_from_wire(item, param))
-    elif kind == "function_call":
-        _add_function_call(messages, item, param)
-    elif kind == "function_call_output":
-        messages.append(_function_output_from_wire(item, param))
-    elif kind == "item_reference":
-        raise InvalidRequest(f"'{param}' is an item_reference: {_STATELESS}", param=param)
-    elif kind != "reasoning":
-        raise InvalidRequest(
-            f"'{param}.type' {kind!r} is not supported; send message, function_call and "
-            "function_call_output items",
-            param=f"{param}.type",
-        )
-
-
-def _message_from_wire(item: JSON, param: str) -> Message:
-    role = required(item, "role", str, f"{param}.role")
-    if role not in _ROLES:
-        raise InvalidRequest(
-            f"'{param}.role' must be one of {', '.join(sorted(_ROLES))}, not {role!r}",
-            param=f"{param}.role",
-        )
-    content = item.get("content")
-    if isinstance(content, str):
-        return Message(role=cast(Role, role), content=content)
-    if not isinstance(content, list):
-        raise InvalidRequest(
-            f"'{param}.content' must be a string or an array of content parts",
-            param=f"{param}.content",
-        )
-    parts = [_part_from_wire(part, f"{param}.content[{i}]") for i, part in enumerate(content)]
-    if role == "assistant":
-        # Chat Completions takes assistant history as text; an image there has no meaning.
-        if not all(isinstance(part, TextPart) for part in parts):
-            raise InvalidRequest(
-                f"'{param}.content' of an assistant message may only hold text",
-                param=f"{param}.content",
-            )
-        return Message(role="assistant", content="".join(cast(TextPart, p).text for p in parts))
-    return Message(role=cast(Role, role), content=parts)
-
-
-def _part_from_wire(raw: Any, param: str) -> ContentPart:
-    part = json_object(raw, param)
-    kind = required(part, "type", str, f"{param}.type")
-    if kind in _TEXT_PARTS:
-        return TextPart(required(part, "text", str, f"{param}.text"))
-    if kind == "refusal":
-        return TextPart(required(part, "refusal", str, f"{param}.refusal"))
-    if kind == "input_image":
-        return _image_from_wire(part, param)
-    if kind == "input_file":
-        return _file_from_wire(part, param)
-    raise InvalidRequest(
-        f"'{param}.type' {kind!r} is not supported; send input_text, input_image, input_file "
-        "or (in assistant messages) output_text parts",
-        param=f"{param}.type",
-    )
-
-
-def _image_from_wire(part: JSON, param: str) -> ImagePart:
-    if part.get("file_id") is not None:
-        raise InvalidRequest(
-            f"'{param}.file_id': files stored on OpenAI cannot be read through the gateway; "
-            "send the image as 'image_url' (a URL or a data: URL)",
-            param=f"{param}.file_id",
-        )
-    url = required(part, "image_url", str, f"{param}.image_url")
-    detail = optional(part, "detail", str, f"{param}.detail")
-    if url.startswith("data:") and ";base64," in url:
-        media_type, _, data = url[5:].partition(";base64,")
-        return ImagePart(data=data, media_type=media_type, detail=detail)
-    return ImagePart(url=url, detail=detail)
-
-
-def _file_from_wire(part: JSON, param: str) -> OpaquePart:
-    data = optional(part, "file_data", str, f"{param}.file_data")
-    if data is None:
-        raise InvalidRequest(
-            f"'{param}': only files sent inline as 'file_data' can pass the gateway "
-            "('file_id' needs OpenAI's file storage, 'file_url' has no Chat Completions form)",
-            param=param,
-        )
-    file: JSON = {"file_data": data}
-    filename = optional(part, "filename", str, f"{param}.filename")
-    if filename is not None:
-        file["filename"] = filename
-    # In Chat Completions terms, which is what the request is tagged with.
-    return OpaquePart(type="file", data={"type": "file", "file": file})
-
-
-def _add_function_call(messages: list[Message], item: JSON, param: str) -> None:
-    call = ToolCall(
-        id=required(item, "call_id", str, f"{param}.call_id"),
-        name=required(item, "name", str, f"{param}.name"),
-        arguments=optional(item, "arguments", str, f"{param}.arguments") or "",
-    )
-    last = messages[-1] if messages else None
-    # Calls right after an assistant turn belong to it, as Chat Completions expects.
-    if last is not None and last.role == "assistant":
-        last.tool_calls = [*(last.tool_calls or ()), call]
-    else:
-        messages.append(Message(role="assistant", content=None, tool_calls=[call]))
-
-
-def _function_output_from_wire(item: JSON, param: str) -> Message:
-    call_id = required(item, "call_id", str, f"{param}.call_id")
-    output = item.get("output")
-    if isinstance(output, list):
-        parts = [_part_from_wire(part, f"{param}.output[{i}]") for i, part in enumerate(output)]
-        if not all(isinstance(part, TextPart) for part in parts):
-            raise InvalidRequest(
-                f"'{param}.output' may only hold text parts", param=f"{param}.output"
-            )
-        return Message(role="tool", content=parts, tool_call_id=call_id)
-    if not isinstance(output, str):
-        raise InvalidRequest(
-            f"'{param}.output' must be a string or an array of text parts",
-            param=f"{param}.output",
-        )
-    return Message(role="tool", content=output, tool_call_id=call_id)
-
-
-def _tools_from_wire(tools: list[Any] | None) -> list[Tool] | None:
+def _tools_from_wire(tools: list[Any] | None) -> tuple[list[Tool] | None, ResponsesOnly | None]:
+    """The function tools, and the first other tool (only a Responses upstream offers it)."""
     if not tools:
-        return None  # an empty list is the same as none, and some upstreams reject it
+        return None, None  # an empty list is the same as none, and some upstreams reject it
     parsed = []
+    first: ResponsesOnly | None = None
     for index, raw in enumerate(tools):
         param = f"tools[{index}]"
         tool = json_object(raw, param)
         kind = tool.get("type")
         if kind != "function":
-            raise InvalidRequest(
-                f"'{param}.type' {kind!r} is a tool OpenAI runs on its own side, which the "
-                "gateway cannot offer; only 'function' tools are supported",
-                param=f"{param}.type",
-            )
+            if not isinstance(kind, str):
+                raise InvalidRequest(f"'{param}.type' must be a string", param=f"{param}.type")
+            # Built-in tools (web_search, file_search, mcp, ...) run on OpenAI's side, and
+            # custom tools have no canonical form: a Responses upstream is sent them as sent.
+            why = f"'{param}.type' {kind!r} is a tool of OpenAI's Responses API"
+            first = first or ResponsesOnly(f"{param}.type", f"{why}, not a 'function' tool")
+            continue
         if "name" not in tool and isinstance(tool.get("function"), dict):
             raise InvalidRequest(
                 f"'{param}.name' is a required property: Responses function tools are flat "
@@ -377,16 +259,23 @@ def _tools_from_wire(tools: list[Any] | None) -> list[Tool] | None:
                 strict=optional(tool, "strict", bool, f"{param}.strict"),
             )
         )
-    return parsed
+    return parsed or None, first
 
 
-def _tool_choice_from_wire(raw: Any) -> ToolChoice | None:
+def _tool_choice_from_wire(raw: Any) -> tuple[ToolChoice | None, ResponsesOnly | None]:
+    """The canonical choice, or (a built-in tool's, ``allowed_tools``, ...) the choice only a
+    Responses upstream can meet."""
     if raw is None:
-        return None
+        return None, None
     if raw in ("auto", "none", "required"):
-        return ToolChoice(mode=raw)
-    if isinstance(raw, dict) and raw.get("type") == "function":
-        return ToolChoice(mode="function", name=required(raw, "name", str, "tool_choice.name"))
+        return ToolChoice(mode=raw), None
+    kind = raw.get("type") if isinstance(raw, dict) else None
+    if kind == "function":
+        name = required(raw, "name", str, "tool_choice.name")
+        return ToolChoice(mode="function", name=name), None
+    if isinstance(kind, str):
+        why = f"'tool_choice' chooses by the type {kind!r}, a choice of OpenAI's Responses API"
+        return None, ResponsesOnly("tool_choice", why)
     raise InvalidRequest(
         "'tool_choice' must be 'auto', 'none', 'required' or {'type': 'function', 'name': ...}",
         param="tool_choice",

@@ -201,22 +201,19 @@ def test_echo_repeats_the_settings_and_says_nothing_is_stored() -> None:
 @pytest.mark.parametrize(
     ("body", "param", "words"),
     [
-        ({"previous_response_id": "resp_1"}, "previous_response_id", "no response state"),
-        ({"conversation": "conv_1"}, "conversation", "no response state"),
         ({"background": True}, "background", "no response state"),
         ({"prompt": {"id": "pmpt_1"}}, "prompt", "instructions"),
         ({"context_management": [{"type": "x"}]}, "context_management", "no response state"),
         ({"frobnicate": 1}, "frobnicate", "not supported"),
-        ({"tools": [{"type": "web_search"}]}, "tools[0].type", "'web_search'"),
-        ({"tools": [{"type": "file_search", "vector_store_ids": []}]}, "tools[0].type", "file"),
         (
             {"tools": [{"type": "function", "function": {"name": "f"}}]},
             "tools[0].name",
             "not nested",
         ),
         ({"tools": [{"type": "function"}]}, "tools[0].name", "required"),
-        ({"tool_choice": {"type": "web_search"}}, "tool_choice", "tool_choice"),
         ({"tool_choice": "sometimes"}, "tool_choice", "tool_choice"),
+        ({"tool_choice": {"name": "f"}}, "tool_choice", "tool_choice"),
+        ({"input": [{"content": "x"}]}, "input[0].type", "None"),
         ({"text": {"format": {"type": "xml"}}}, "text.format.type", "json_schema"),
         ({"text": {"format": {"type": "json_schema", "schema": {}}}}, "text.format.name", "name"),
         ({"text": {"format": {"type": "json_schema", "name": "x"}}}, "text.format.schema", "sch"),
@@ -234,8 +231,6 @@ def test_echo_repeats_the_settings_and_says_nothing_is_stored() -> None:
         ({"input": []}, "input", "non-empty"),
         ({"input": 3}, "input", "string"),
         ({"input": ["hi"]}, "input[0]", "object"),
-        ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0]", "no response state"),
-        ({"input": [{"type": "web_search_call", "id": "ws"}]}, "input[0].type", "web_search"),
         ({"input": [{"role": "tool", "content": "x"}]}, "input[0].role", "one of"),
         ({"input": [{"role": "user", "content": 5}]}, "input[0].content", "string"),
         (
@@ -302,6 +297,67 @@ def test_unsupported_requests_are_400_naming_the_field(
         request_from_wire({"model": "m", "input": "hi", **body})
     assert caught.value.param == param
     assert words in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "words"),
+    [
+        ({"previous_response_id": "resp_1"}, "previous_response_id", "stored by the upstream"),
+        ({"conversation": "conv_1"}, "conversation", "stored by the upstream"),
+        ({"conversation": {"id": "conv_1"}}, "conversation", "stored by the upstream"),
+        ({"tools": [{"type": "web_search"}]}, "tools[0].type", "'web_search'"),
+        (
+            {"tools": [WEATHER, {"type": "file_search", "vector_store_ids": ["vs_1"]}]},
+            "tools[1].type",
+            "'file_search'",
+        ),
+        ({"tools": [{"type": "custom", "name": "sql"}]}, "tools[0].type", "'custom'"),
+        (
+            {"tools": [WEATHER], "tool_choice": {"type": "web_search_preview"}},
+            "tool_choice",
+            "'web_search_preview'",
+        ),
+        (
+            {"input": [{"type": "item_reference", "id": "msg_1"}]},
+            "input[0]",
+            "stored by the upstream",
+        ),
+        (
+            {"input": [{"role": "user", "content": "hi"}, {"type": "web_search_call", "id": "ws"}]},
+            "input[1].type",
+            "'web_search_call'",
+        ),
+    ],
+)
+def test_what_only_the_responses_api_serves_is_parsed_and_named(
+    body: dict[str, Any], param: str, words: str
+) -> None:
+    # Not a 400 here: the router sends the request only to deployments that speak the
+    # Responses API, and refuses it by this name when the model has none.
+    chat = parse(**body).chat
+    assert chat.responses_only is not None
+    assert chat.responses_only.param == param
+    assert words in chat.responses_only.why
+
+
+def test_built_in_tools_stay_out_of_the_canonical_request_but_are_echoed() -> None:
+    tools = [{"type": "web_search"}, WEATHER]
+    parsed = parse(tools=tools, tool_choice="required", previous_response_id="resp_1")
+    chat = parsed.chat
+    assert chat.tools is not None and [tool.name for tool in chat.tools] == ["get_weather"]
+    assert chat.responses_only is not None
+    assert chat.responses_only.param == "previous_response_id"  # the first field named
+    assert parsed.echo["tools"] == tools
+    assert parsed.echo["previous_response_id"] == "resp_1"
+
+
+def test_a_required_choice_among_built_in_tools_alone_is_not_refused() -> None:
+    chat = parse(tools=[{"type": "web_search"}], tool_choice="required").chat
+    assert chat.tools is None and chat.responses_only is not None
+
+
+def test_a_plain_request_needs_no_responses_api() -> None:
+    assert parse(tools=[WEATHER], previous_response_id=None).chat.responses_only is None
 
 
 # --- complete answers -------------------------------------------------------------------------

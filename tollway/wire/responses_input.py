@@ -1,0 +1,191 @@
+"""The ``input`` of a Responses API request: its items as canonical messages.
+
+Message items (a string or content parts: text, images by URL or data URL, files sent inline
+as ``file_data``) become messages, ``function_call`` items join the assistant turn before them
+as tool calls, ``function_call_output`` items become tool messages; reasoning items are
+dropped. An item only a Responses upstream can read (a built-in tool's ``web_search_call``,
+``mcp_call``, ...; an ``item_reference`` to an item the upstream stored; any type newer than
+this parser) has no canonical form: it is named (``ResponsesOnly``) for the router instead.
+Images and files stored on OpenAI (``file_id``) and ``file_url`` files are a 400 naming them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from tollway.core.errors import InvalidRequest
+from tollway.core.types import (
+    JSON,
+    ContentPart,
+    ImagePart,
+    Message,
+    OpaquePart,
+    ResponsesOnly,
+    Role,
+    TextPart,
+    ToolCall,
+)
+from tollway.wire.fields import json_object, optional, required
+
+KEEPS_NONE = (
+    "the gateway keeps no response state: elsewhere, send the whole conversation as 'input'"
+)
+"""Why a field or item that continues state stored at the upstream needs a Responses upstream."""
+_ROLES = frozenset({"user", "assistant", "system", "developer"})
+_TEXT_PARTS = frozenset({"input_text", "output_text"})
+
+
+def messages_from_input(
+    raw: Any, instructions: str | None
+) -> tuple[list[Message], ResponsesOnly | None]:
+    """The messages of ``input``, and its first item only a Responses upstream can read."""
+    messages = [Message(role="system", content=instructions)] if instructions else []
+    if isinstance(raw, str):
+        messages.append(Message(role="user", content=raw))
+        return messages, None
+    if raw is None:
+        raise InvalidRequest("'input' is a required property", param="input")
+    if not isinstance(raw, list) or not raw:
+        raise InvalidRequest(
+            "'input' must be a string or a non-empty array of items", param="input"
+        )
+    first: ResponsesOnly | None = None
+    for index, item in enumerate(raw):
+        own = _add_item(messages, json_object(item, f"input[{index}]"), f"input[{index}]")
+        first = first or own
+    return messages, first
+
+
+def _add_item(messages: list[Message], item: JSON, param: str) -> ResponsesOnly | None:
+    """Adds ``item`` to ``messages``; an item only a Responses upstream can read is named
+    instead (it has no canonical form)."""
+    kind = item.get("type", "message" if "role" in item else None)
+    if kind == "message":
+        messages.append(_message_from_wire(item, param))
+    elif kind == "function_call":
+        _add_function_call(messages, item, param)
+    elif kind == "function_call_output":
+        messages.append(_function_output_from_wire(item, param))
+    elif kind == "item_reference":
+        why = f"'{param}' is an item_reference to an item stored by the upstream"
+        return ResponsesOnly(param, f"{why} ({KEEPS_NONE})")
+    elif isinstance(kind, str) and kind != "reasoning":
+        # The items of built-in tools (web_search_call, mcp_call, ...) and of kinds newer
+        # than this parser: a Responses upstream reads them, or answers its own 400.
+        why = f"'{param}.type' {kind!r} is an item of OpenAI's Responses API"
+        return ResponsesOnly(f"{param}.type", f"{why}, not a message or a function call")
+    elif kind is None:
+        raise InvalidRequest(
+            f"'{param}.type' None is not supported; send message, function_call and "
+            "function_call_output items",
+            param=f"{param}.type",
+        )
+    return None
+
+
+def _message_from_wire(item: JSON, param: str) -> Message:
+    role = required(item, "role", str, f"{param}.role")
+    if role not in _ROLES:
+        raise InvalidRequest(
+            f"'{param}.role' must be one of {', '.join(sorted(_ROLES))}, not {role!r}",
+            param=f"{param}.role",
+        )
+    content = item.get("content")
+    if isinstance(content, str):
+        return Message(role=cast(Role, role), content=content)
+    if not isinstance(content, list):
+        raise InvalidRequest(
+            f"'{param}.content' must be a string or an array of content parts",
+            param=f"{param}.content",
+        )
+    parts = [_part_from_wire(part, f"{param}.content[{i}]") for i, part in enumerate(content)]
+    if role == "assistant":
+        # Chat Completions takes assistant history as text; an image there has no meaning.
+        if not all(isinstance(part, TextPart) for part in parts):
+            raise InvalidRequest(
+                f"'{param}.content' of an assistant message may only hold text",
+                param=f"{param}.content",
+            )
+        return Message(role="assistant", content="".join(cast(TextPart, p).text for p in parts))
+    return Message(role=cast(Role, role), content=parts)
+
+
+def _part_from_wire(raw: Any, param: str) -> ContentPart:
+    part = json_object(raw, param)
+    kind = required(part, "type", str, f"{param}.type")
+    if kind in _TEXT_PARTS:
+        return TextPart(required(part, "text", str, f"{param}.text"))
+    if kind == "refusal":
+        return TextPart(required(part, "refusal", str, f"{param}.refusal"))
+    if kind == "input_image":
+        return _image_from_wire(part, param)
+    if kind == "input_file":
+        return _file_from_wire(part, param)
+    raise InvalidRequest(
+        f"'{param}.type' {kind!r} is not supported; send input_text, input_image, input_file "
+        "or (in assistant messages) output_text parts",
+        param=f"{param}.type",
+    )
+
+
+def _image_from_wire(part: JSON, param: str) -> ImagePart:
+    if part.get("file_id") is not None:
+        raise InvalidRequest(
+            f"'{param}.file_id': files stored on OpenAI cannot be read through the gateway; "
+            "send the image as 'image_url' (a URL or a data: URL)",
+            param=f"{param}.file_id",
+        )
+    url = required(part, "image_url", str, f"{param}.image_url")
+    detail = optional(part, "detail", str, f"{param}.detail")
+    if url.startswith("data:") and ";base64," in url:
+        media_type, _, data = url[5:].partition(";base64,")
+        return ImagePart(data=data, media_type=media_type, detail=detail)
+    return ImagePart(url=url, detail=detail)
+
+
+def _file_from_wire(part: JSON, param: str) -> OpaquePart:
+    data = optional(part, "file_data", str, f"{param}.file_data")
+    if data is None:
+        raise InvalidRequest(
+            f"'{param}': only files sent inline as 'file_data' can pass the gateway "
+            "('file_id' needs OpenAI's file storage, 'file_url' has no Chat Completions form)",
+            param=param,
+        )
+    file: JSON = {"file_data": data}
+    filename = optional(part, "filename", str, f"{param}.filename")
+    if filename is not None:
+        file["filename"] = filename
+    # In Chat Completions terms, which is what the request is tagged with.
+    return OpaquePart(type="file", data={"type": "file", "file": file})
+
+
+def _add_function_call(messages: list[Message], item: JSON, param: str) -> None:
+    call = ToolCall(
+        id=required(item, "call_id", str, f"{param}.call_id"),
+        name=required(item, "name", str, f"{param}.name"),
+        arguments=optional(item, "arguments", str, f"{param}.arguments") or "",
+    )
+    last = messages[-1] if messages else None
+    # Calls right after an assistant turn belong to it, as Chat Completions expects.
+    if last is not None and last.role == "assistant":
+        last.tool_calls = [*(last.tool_calls or ()), call]
+    else:
+        messages.append(Message(role="assistant", content=None, tool_calls=[call]))
+
+
+def _function_output_from_wire(item: JSON, param: str) -> Message:
+    call_id = required(item, "call_id", str, f"{param}.call_id")
+    output = item.get("output")
+    if isinstance(output, list):
+        parts = [_part_from_wire(part, f"{param}.output[{i}]") for i, part in enumerate(output)]
+        if not all(isinstance(part, TextPart) for part in parts):
+            raise InvalidRequest(
+                f"'{param}.output' may only hold text parts", param=f"{param}.output"
+            )
+        return Message(role="tool", content=parts, tool_call_id=call_id)
+    if not isinstance(output, str):
+        raise InvalidRequest(
+            f"'{param}.output' must be a string or an array of text parts",
+            param=f"{param}.output",
+        )
+    return Message(role="tool", content=output, tool_call_id=call_id)
