@@ -807,6 +807,57 @@ async def test_hang_times_out_and_does_not_block_stop() -> None:
     await client.close()
 
 
+async def test_error_after_ends_an_openai_stream_with_the_overload_or_the_event_asked_for(
+    oai: openai.AsyncOpenAI,
+) -> None:
+    async def failure(headers: dict[str, str]) -> tuple[list[str], openai.APIError]:
+        stream = await oai.chat.completions.create(
+            model="m", messages=HELLO, stream=True, extra_headers=headers
+        )
+        received: list[str] = []
+        with pytest.raises(openai.APIError) as caught:
+            async for chunk in stream:
+                received.extend(c.delta.content or "" for c in chunk.choices)
+        return [r for r in received if r], caught.value
+
+    received, overloaded = await failure({"x-sim-fault": "error-after:2"})
+    assert received == ["Simulated", " reply"]
+    assert (overloaded.type, overloaded.code) == (
+        "service_unavailable_error",
+        "server_is_overloaded",
+    )
+    vllm = {"error": {"message": "engine dead", "type": "InternalServerError", "code": 500}}
+    own = {"x-sim-fault": "error-after:1", "x-sim-stream-error": json.dumps(vllm)}
+    received, failed = await failure(own)
+    assert received == ["Simulated"] and failed.body == vllm["error"]
+    assert failed.message == "engine dead"
+    with pytest.raises(openai.BadRequestError, match="x-sim-stream-error"):
+        await oai.chat.completions.create(
+            model="m", messages=HELLO, stream=True,
+            extra_headers={"x-sim-fault": "error-after:1", "x-sim-stream-error": "[1]"},
+        )  # fmt: skip
+
+
+async def test_hang_after_falls_silent_mid_stream_until_the_caller_leaves(
+    sim: Simulator,
+) -> None:
+    client = openai.AsyncOpenAI(base_url=sim.url + "/v1", api_key="k", max_retries=0, timeout=1)
+    stream = await client.chat.completions.create(
+        model="m", messages=HELLO, stream=True, extra_headers={"x-sim-fault": "hang-after:2"}
+    )
+    received: list[str] = []
+    started = time.monotonic()
+    with pytest.raises(openai.APITimeoutError):
+        async for chunk in stream:
+            received.extend(c.delta.content or "" for c in chunk.choices)
+    assert [r for r in received if r] == ["Simulated", " reply"]
+    assert 0.8 < time.monotonic() - started < 3
+    await client.close()
+    await asyncio.sleep(0.1)
+    departures = json.loads((await raw("GET", sim.url + "/_sim/departures"))[1])
+    assert [d["path"] for d in departures] == ["/v1/chat/completions"]
+
+
 async def test_server_wide_fault_and_rate(oai: openai.AsyncOpenAI, sim: Simulator) -> None:
     sim.configure(fault="status:503")
     with pytest.raises(openai.InternalServerError):

@@ -252,7 +252,10 @@ class UpstreamStatusError(UpstreamError):
 
     ``code`` is what OpenAI-dialect clients read: an OpenAI-format upstream's own, else one
     of OpenAI's codes the status means (``rate_limit_exceeded``) or none; ``kind`` is the
-    provider's own name for the error, never sent as an OpenAI code.
+    provider's own name for the error, never sent as an OpenAI code. ``own_type``: an
+    OpenAI-format upstream's ``error_type`` reaches OpenAI-dialect clients whatever the status
+    (an error event that ends a stream, passed on in the stream it ends), where otherwise a
+    5xx is the gateway's own ``upstream_error`` or ``service_unavailable_error``.
     """
 
     def __init__(
@@ -266,6 +269,7 @@ class UpstreamStatusError(UpstreamError):
         retry_after: str | None = None,
         kind: str | None = None,
         detail: str | None = None,
+        own_type: bool = False,
     ) -> None:
         headers = {"retry-after": retry_after} if retry_after else None
         refusal = _CREDENTIAL_REFUSALS.get(upstream_status)
@@ -295,6 +299,8 @@ class UpstreamStatusError(UpstreamError):
             # Passed through: keep the provider's own error type where it gave one.
             self.openai_type = error_type or _OPENAI_TYPES.get(self.status, "invalid_request_error")
             self.anthropic_type = _ANTHROPIC_TYPES.get(self.status, "invalid_request_error")
+        if own_type and error_type:  # none when the gateway's credential was refused
+            self.openai_type = error_type
 
 
 class UpstreamTimeout(UpstreamError):

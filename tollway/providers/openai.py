@@ -39,6 +39,7 @@ from tollway.wire.openai_response import (
     response_from_wire,
     usage_from_answer,
 )
+from tollway.wire.openai_stream_errors import is_error_event, stream_error
 from tollway.wire.responses_upstream import EventReader
 from tollway.wire.responses_upstream import response_from_wire as responses_from_wire
 
@@ -320,11 +321,8 @@ class OpenAIProvider:
                 raise UpstreamProtocolError("upstream sent an invalid stream event") from None
             if not isinstance(raw, dict):
                 raise UpstreamProtocolError("upstream stream event is not a JSON object")
-            if "error" in raw and "choices" not in raw:
-                error = error_from_wire(raw)  # its code and param are OpenAI's: passed on
-                raise UpstreamProtocolError(
-                    f"upstream stream failed: {error.message}", code=error.code, param=error.param
-                )
+            if is_error_event(raw):
+                raise stream_error(raw)  # an overload, a rate limit, ... as it says
             reshaped = reshape is not None and reshape(raw)
             chunk = chunk_from_wire(raw, slots)
             if not slots.placed and not reshaped:

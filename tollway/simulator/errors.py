@@ -186,12 +186,17 @@ def overload_status(dialect: Dialect) -> int:
 def overload_event(dialect: Dialect, request_id: str) -> bytes:
     """The event a stream ends with when the provider is overloaded after it began, as each
     API sends it: Anthropic's ``event: error`` with ``overloaded_error``, an OpenAI-format or
-    Google ``data:`` event holding only an ``error``, a Bedrock ``exception`` message."""
+    Google ``data:`` event holding only an ``error`` (OpenAI's in the words its overload
+    events use, ``service_unavailable_error`` and ``server_is_overloaded``; Azure's with the
+    status as its code), a Bedrock ``exception`` message."""
     status = overload_status(dialect)
     message = f"{reason(status)} (simulated fault)"
     if dialect is Dialect.BEDROCK:
         return eventstream.exception("serviceUnavailableException", message)
-    body = orjson.dumps(error_body(dialect, status, message, request_id=request_id))
+    payload = error_body(dialect, status, message, request_id=request_id)
+    if dialect in (Dialect.OPENAI, Dialect.MISTRAL):
+        payload["error"].update(type="service_unavailable_error", code="server_is_overloaded")
+    body = orjson.dumps(payload)
     if dialect is Dialect.ANTHROPIC:
         return b"event: error\ndata: " + body + b"\n\n"
     return b"data: " + body + b"\n\n"

@@ -2,7 +2,7 @@
 
 ``admit`` reads and records the request, enforces the API key and applies faults and latency
 knobs; ``send_stream`` writes a server-sent-event stream honouring time per token and
-``stop-after``; ``delay`` sleeps for a non-streaming reply.
+``stop-after`` (``error-after``, ``hang-after``); ``delay`` sleeps for a non-streaming reply.
 """
 
 from __future__ import annotations
@@ -76,7 +76,11 @@ class Call:
     sends both)."""
     stream_error: bytes | None = None
     """``error-after``: the event that ends the stream once ``stop_after`` tokens are sent
-    (the API's overload error), instead of a dropped connection."""
+    (the API's overload error, or an OpenAI-format stream's ``x-sim-stream-error``), instead
+    of a dropped connection."""
+    silence: asyncio.Event | None = None
+    """``hang-after``: the stream falls silent once ``stop_after`` tokens are sent, its
+    connection open, until this is set (the simulator stopping) or the caller leaves."""
 
 
 def _has_key(request: web.BaseRequest, key: str) -> bool:
@@ -160,10 +164,12 @@ async def admit(
         refusal = _refusal_knob(request.headers.get("x-sim-refusal"))
         reasoning_field = _reasoning_knob(request.headers.get("x-sim-reasoning"))
         sign_last_text = _signature_knob(request.headers.get("x-sim-signature"))
+        own_error = _stream_error_knob(request.headers.get("x-sim-stream-error"), dialect)
     except ValueError as exc:
         return error_response(dialect, 400, f"simulator: {exc}", request_id=request_id)
     stop_after = None
     stream_error = None
+    silence = None
     if fault is not None:
         if fault.kind == "status":
             return _status_fault(request, dialect, fault.value, request_id)
@@ -172,11 +178,13 @@ async def admit(
             return reset_connection(request)
         if fault.kind == "error-after" and not streams:
             return _status_fault(request, dialect, overload_status(dialect), request_id)
-        if fault.kind == "hang":
+        if fault.kind == "hang" or (fault.kind == "hang-after" and not streams):
             return await _hang(request, state)
         stop_after = fault.value
         if fault.kind == "error-after":
-            stream_error = overload_event(dialect, request_id)
+            stream_error = own_error or overload_event(dialect, request_id)
+        elif fault.kind == "hang-after":
+            silence = state.stopping
     if request.method == "GET":
         body = {}
     elif malformed or not isinstance(body, dict):
@@ -197,7 +205,26 @@ async def admit(
         reasoning_field=reasoning_field,
         sign_last_text=sign_last_text,
         stream_error=stream_error,
+        silence=silence,
     )
+
+
+_OPENAI_FORMATS = (Dialect.OPENAI, Dialect.AZURE, Dialect.MISTRAL)
+
+
+def _stream_error_knob(value: str | None, dialect: Dialect) -> bytes | None:
+    """The ``data:`` event ``x-sim-stream-error`` asks an OpenAI-format stream to end with
+    (its JSON sent as it is: OpenAI's shape, or a compatible server's own); other APIs end
+    theirs with their own overload error, whatever it says."""
+    if value is None or dialect not in _OPENAI_FORMATS:
+        return None
+    try:
+        event = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        raise ValueError("x-sim-stream-error must be a JSON object") from None
+    if not isinstance(event, dict):
+        raise ValueError("x-sim-stream-error must be a JSON object")
+    return b"data: " + orjson.dumps(event) + b"\n\n"
 
 
 def _refusal_knob(value: str | None) -> str | None:
@@ -339,6 +366,10 @@ async def _paced(
                     await response.write_eof(b"".join(pending) + call.stream_error)
                     return
                 await response.write(b"".join(pending))
+                if call.silence is not None:
+                    # A caller that leaves cancels this handler (and so this wait).
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(call.silence.wait(), HANG_SECONDS)
                 close_connection(request)
                 return
             if tokens and call.tpot > 0:

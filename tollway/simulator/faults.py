@@ -5,7 +5,9 @@ the connection without a response), ``stop-after:N`` (stream N content chunks, t
 connection; a non-streaming request behaves like ``reset``), ``error-after:N`` (stream N content
 chunks, then the API's own error event for an overload, and end the stream: Anthropic's
 ``overloaded_error`` after ``message_start`` with ``error-after:0``; a non-streaming request is
-answered with the overload's status) and ``hang`` (never answer).
+answered with the overload's status), ``hang`` (never answer) and ``hang-after:N`` (stream N
+content chunks, then fall silent with the connection open until the caller leaves; a
+non-streaming request behaves like ``hang``).
 In the ``x-sim-fault`` header, ``none`` exempts that request from the server-wide fault.
 """
 
@@ -19,7 +21,7 @@ from typing import Literal
 
 from aiohttp import web
 
-FaultKind = Literal["status", "reset", "stop-after", "error-after", "hang"]
+FaultKind = Literal["status", "reset", "stop-after", "error-after", "hang", "hang-after"]
 
 # SO_LINGER on with a zero timeout makes close() send a TCP RST instead of a FIN, which is what a
 # crashed upstream or a middlebox killing the connection looks like to the client.
@@ -43,7 +45,7 @@ def parse_fault(spec: str) -> Fault:
         if arg:
             raise ValueError(f"fault {name!r} takes no argument")
         return Fault(name)  # type: ignore[arg-type]
-    if name in ("status", "stop-after", "error-after"):
+    if name in ("status", "stop-after", "error-after", "hang-after"):
         try:
             value = int(arg)
         except ValueError:
@@ -54,7 +56,8 @@ def parse_fault(spec: str) -> Fault:
             raise ValueError(f"{name} must be >= 0, got {value}")
         return Fault(name, value)  # type: ignore[arg-type]
     raise ValueError(
-        f"unknown fault {spec!r}; expected status:NNN, reset, stop-after:N, error-after:N or hang"
+        f"unknown fault {spec!r}; expected status:NNN, reset, stop-after:N, error-after:N, hang "
+        "or hang-after:N"
     )
 
 

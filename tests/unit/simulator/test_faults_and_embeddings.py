@@ -23,6 +23,7 @@ from tollway.simulator.faults import Fault, parse_fault
         ("stop-after:0", Fault("stop-after", 0)),
         ("stop-after:12", Fault("stop-after", 12)),
         ("error-after:0", Fault("error-after", 0)),
+        ("hang-after:3", Fault("hang-after", 3)),
     ],
 )
 def test_parse_fault(spec: str, fault: Fault) -> None:
@@ -42,6 +43,8 @@ def test_parse_fault(spec: str, fault: Fault) -> None:
         "stop-after:-1",
         "error-after",
         "error-after:-2",
+        "hang-after",
+        "hang-after:-1",
     ],
 )
 def test_parse_fault_rejects(spec: str) -> None:
