@@ -19,6 +19,7 @@ import openai
 import pytest
 
 from tests.conftest import UPSTREAM_KEY, gateway_config
+from tests.integration.sdk import user
 from tests.support import CLIENT_KEY, running_gateway
 from tollway.core.types import ChatRequest, Message
 from tollway.pricing.tokens import TokenCounter
@@ -43,10 +44,6 @@ TIME_TOOL: dict[str, Any] = {
         "required": ["zone"],
     },
 }
-
-
-def user(text: str) -> list[Any]:
-    return [{"role": "user", "content": text}]
 
 
 def text_of(message: anthropic.types.Message) -> str:

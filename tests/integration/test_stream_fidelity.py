@@ -8,15 +8,12 @@ final object a stream builds must be the one a non-streamed request gets, field 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import anthropic
 import openai
 import pytest
 from openai.lib.streaming.chat import ChatCompletionStreamState
-
-from tests.support import CLIENT_KEY
 
 FAMILIES = ["test-chat", "test-claude", "test-gemini", "test-bedrock"]
 CITY: Any = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
@@ -34,18 +31,6 @@ SHAPES = {
     "length": ("a long answer", False, 3, False),
     "json": ("a person as JSON", False, None, True),
 }
-
-
-@pytest.fixture(scope="module")
-def gpt(gateway_url: str) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=gateway_url + "/v1", api_key=CLIENT_KEY, max_retries=0) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def claude(gateway_url: str) -> Iterator[anthropic.Anthropic]:
-    with anthropic.Anthropic(base_url=gateway_url, api_key=CLIENT_KEY, max_retries=0) as c:
-        yield c
 
 
 @pytest.mark.parametrize("shape", list(SHAPES))
