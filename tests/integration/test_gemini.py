@@ -8,7 +8,6 @@ credential the gateway sent.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,20 +49,6 @@ def recorded(simulator_url: str, marker: str) -> dict[str, Any]:
         if marker in json.dumps(request["json"]):
             return dict(request)
     raise AssertionError(f"the simulator received no request mentioning {marker!r}")
-
-
-@pytest.fixture(scope="module")
-def gpt(gateway_url: str) -> Iterator[openai.OpenAI]:
-    """A sync OpenAI SDK client whose only change is the base URL."""
-    with openai.OpenAI(base_url=gateway_url + "/v1", api_key=CLIENT_KEY, max_retries=0) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def claude(gateway_url: str) -> Iterator[anthropic.Anthropic]:
-    """A sync Anthropic SDK client whose only change is the base URL."""
-    with anthropic.Anthropic(base_url=gateway_url, api_key=CLIENT_KEY, max_retries=0) as c:
-        yield c
 
 
 @BOTH
