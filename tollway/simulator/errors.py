@@ -183,12 +183,15 @@ def overload_status(dialect: Dialect) -> int:
     return 529 if dialect is Dialect.ANTHROPIC else 503
 
 
-def overload_event(dialect: Dialect, request_id: str) -> bytes:
+def overload_event(dialect: Dialect, request_id: str, message: str | None = None) -> bytes:
     """The event a stream ends with when the provider is overloaded after it began, as each
     API sends it: Anthropic's ``event: error`` with ``overloaded_error``, an OpenAI-format or
-    Google ``data:`` event holding only an ``error``, a Bedrock ``exception`` message."""
+    Google ``data:`` event holding only an ``error``, a Bedrock ``exception`` message.
+
+    ``message`` replaces the overload's own words (the ``echo-after`` fault's).
+    """
     status = overload_status(dialect)
-    message = f"{reason(status)} (simulated fault)"
+    message = message or f"{reason(status)} (simulated fault)"
     if dialect is Dialect.BEDROCK:
         return eventstream.exception("serviceUnavailableException", message)
     body = orjson.dumps(error_body(dialect, status, message, request_id=request_id))

@@ -23,6 +23,8 @@ from tollway.simulator.faults import Fault, parse_fault
         ("stop-after:0", Fault("stop-after", 0)),
         ("stop-after:12", Fault("stop-after", 12)),
         ("error-after:0", Fault("error-after", 0)),
+        ("echo:401", Fault("echo", 401)),
+        ("echo-after:2", Fault("echo-after", 2)),
     ],
 )
 def test_parse_fault(spec: str, fault: Fault) -> None:
@@ -42,6 +44,9 @@ def test_parse_fault(spec: str, fault: Fault) -> None:
         "stop-after:-1",
         "error-after",
         "error-after:-2",
+        "echo",
+        "echo:200",
+        "echo-after:-1",
     ],
 )
 def test_parse_fault_rejects(spec: str) -> None:
