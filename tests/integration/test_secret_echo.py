@@ -93,6 +93,7 @@ def echoing(log_dir: Path, simulator_url: str) -> Iterator[Echoing]:
         with running_gateway(log_dir, config, env, "--log-level", "debug") as (url, process):
             echoing = Echoing(url, process)
             yield echoing
+        echoing.seen["the gateway's output (DEBUG)"] = process.output()
         echoing.seen["the spans"] = b"".join(body for _, body in receiver.posts).decode(
             "utf-8", "replace"
         )
