@@ -113,7 +113,7 @@ def _around(text: str, secret: str) -> str:
 
 
 @pytest.mark.parametrize("family", list(families("")))
-@pytest.mark.parametrize("fault", ["echo:401", "echo:400", "echo:500"])
+@pytest.mark.parametrize("fault", ["echo:401", "echo:400", "echo:500", "echo-after:1"])
 def test_an_upstream_echoing_its_credentials_reaches_no_client(
     echoing: Echoing, family: str, fault: str
 ) -> None:

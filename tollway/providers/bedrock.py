@@ -23,7 +23,7 @@ from tollway.core.errors import UpstreamProtocolError, UpstreamUnavailable
 from tollway.core.types import ChatChunk, ChatRequest, ChatResponse, Deployment
 from tollway.providers.base import ProviderResources, ProviderSpec
 from tollway.providers.eventstream import EventStreamDecoder
-from tollway.providers.http import Secrets, encoded
+from tollway.providers.http import Secrets, encoded, scrub
 from tollway.providers.sigv4 import AwsKey, SigV4Signer
 from tollway.wire.bedrock_request import request_to_wire
 from tollway.wire.bedrock_response import error_from_wire, response_from_wire
@@ -106,7 +106,12 @@ class BedrockProvider:
         try:
             async for piece in pieces:
                 for message in decoder.feed(piece):
-                    chunk = reader.feed(message.headers, message.payload)
+                    payload = message.payload
+                    if secret and message.headers.get(":message-type") != "event":
+                        # An exception or error message is raised with its words, which may
+                        # quote the credential as an error body may (http.py masks those).
+                        payload = scrub(payload, secret)
+                    chunk = reader.feed(message.headers, payload)
                     if chunk is not None:
                         yield chunk
                     if reader.done:

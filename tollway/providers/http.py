@@ -173,7 +173,7 @@ class UpstreamClient:
         timeouts: UpstreamTimeouts,
         parse_error: ErrorParser,
         secret: Secrets,
-        read: Callable[[aiohttp.StreamReader], AsyncIterator[_Item]],
+        read: Callable[[aiohttp.StreamReader, Secrets], AsyncIterator[_Item]],
     ) -> AsyncIterator[_Item]:
         data = encoded(body)
         deadline = self._deadlines.watch(timeouts)
@@ -190,7 +190,7 @@ class UpstreamClient:
                 if response.status >= 300:
                     raise await _status_error(response, parse_error, secret, url)
                 deadline.received()
-                async for event in read(response.content):
+                async for event in read(response.content, secret):
                     # The consumer's own awaits (e.g. writing to its client) are not ours to
                     # time, nor to cancel: the watch pauses while it holds the event.
                     deadline.pause()
@@ -252,13 +252,26 @@ def encoded(body: Any) -> bytes:
         raise InvalidRequest(f"The request cannot be sent upstream as JSON: {exc}.") from None
 
 
-async def _read_raw(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+async def _read_raw(content: aiohttp.StreamReader, secret: Secrets) -> AsyncIterator[bytes]:
+    # A key may be cut across two pieces: the framing's decoder masks it in whole messages
+    # (bedrock.py, for AWS event streams).
     async for piece in content.iter_any():
         yield piece
 
 
-async def _read_events(content: aiohttp.StreamReader) -> AsyncIterator[SSEvent]:
-    """Server-sent events as they arrive: one wait per network read, not one per line."""
+async def _read_events(
+    content: aiohttp.StreamReader, secret: Secrets = None
+) -> AsyncIterator[SSEvent]:
+    """Server-sent events as they arrive: one wait per network read, not one per line.
+
+    An event quoting the credential (a stream's error event may, as error bodies do) has it
+    masked: one substring search per event and part of the credential (about 0.2 µs for a
+    170-byte chunk on this project's machine, against 0.6 µs to parse its JSON).
+    """
+    # Not a short key (``x``, ``none``: a local server's, no secret), which a model's own
+    # words hold often enough: masking it would change answers.
+    parts = tuple(part for part in _parts(secret) if len(part) >= _WHOLE_KEY)
+    needles = tuple(part.encode() for part in parts)
     pending = b""
     waiting: list[bytes] = []  # pieces that cannot end an event, joined once one can
     async for piece in content.iter_any():
@@ -283,10 +296,25 @@ async def _read_events(content: aiohttp.StreamReader) -> AsyncIterator[SSEvent]:
         for block in blocks:
             event = _event(block)
             if event is not None:
-                yield event
+                yield _masked(event, parts, needles) if needles else event
     event = _event(pending + b"".join(waiting))
     if event is not None:
-        yield event
+        yield _masked(event, parts, needles) if needles else event
+
+
+def _parts(secret: Secrets) -> tuple[str, ...]:
+    if not secret:
+        return ()
+    return secret if isinstance(secret, tuple) else (secret,)
+
+
+def _masked(event: SSEvent, parts: tuple[str, ...], needles: tuple[bytes, ...]) -> SSEvent:
+    """``event`` with the credential masked in its data, when it holds any part of it."""
+    for needle in needles:  # a loop, not any(): no generator made for every event
+        if needle in event.data:
+            event.data = scrub(event.data, parts)
+            break
+    return event
 
 
 def _event(block: bytes) -> SSEvent | None:
