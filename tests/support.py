@@ -162,11 +162,15 @@ def running_simulator(log_dir: Path, *extra: str) -> Iterator[str]:
 
 @contextmanager
 def running_gateway(
-    log_dir: Path, config: dict[str, Any] | None, env: dict[str, str] | None = None
+    log_dir: Path,
+    config: dict[str, Any] | None,
+    env: dict[str, str] | None = None,
+    *extra: str,
 ) -> Iterator[tuple[str, Process]]:
-    """A ``tollway serve`` process on ``config`` (None: the embedded default)."""
+    """A ``tollway serve`` process on ``config`` (None: the embedded default); ``extra``
+    arguments go to ``serve`` (``--log-level``, ``debug``)."""
     port = free_port()
-    args = ["serve", "--port", str(port)]
+    args = ["serve", "--port", str(port), *extra]
     store_url = f"sqlite+aiosqlite:///{log_dir}/gateway-{port}.db"
     if config is not None:
         config = {"store": {"url": store_url}, **config}

@@ -212,6 +212,22 @@ def test_an_unknown_keys_secret_is_in_no_event_log_line_metric_or_stored_row(
             assert part not in text, f"{where} holds the unknown key's secret"
 
 
+def test_a_key_sent_in_the_path_of_a_denied_request_is_not_recorded(denying: Denying) -> None:
+    # A client that puts its key in the URL (as if it were an id, or by a templating slip)
+    # and is turned away: the event keeps the path, without the key.
+    rid = f"in-path-{uuid.uuid4().hex[:8]}"
+    sent = httpx.get(
+        f"{denying.url}/admin/keys/{UNKNOWN_SECRET}?key={UNKNOWN_SECRET}",
+        headers={"Authorization": "Basic eA==", "x-request-id": rid},
+    )
+    assert sent.status_code == 401
+    event = _denials(denying.url, {rid})[rid]
+    assert event["details"]["path"] == "/admin/keys/[SECRET]"
+    stored = asyncio.run(_stored_audit_text(denying.store_url))
+    for part in SECRET_PARTS:
+        assert part not in stored, "the audit table holds a key sent in a path"
+
+
 def test_tollway_audit_list_shows_who_the_admin_api_turned_away(denying: Denying) -> None:
     env = {**os.environ, "TOLLWAY_URL": denying.url}
     # The CLI with a wrong admin key is itself turned away, and that is on record.

@@ -976,3 +976,21 @@ async def test_settings_are_validated() -> None:
     with pytest.raises(ValueError):
         SimulatorSettings(fault_rate=2)
     assert SimulatorSettings(fault="stop-after:2").fault == "stop-after:2"
+
+
+async def test_echo_fault_quotes_the_credentials_it_was_sent(sim: Simulator) -> None:
+    headers = {"Authorization": "Bearer sk-echo-me-123456", "x-goog-api-key": "AIza-echo-me",
+               "x-sim-fault": "echo:401"}  # fmt: skip
+    body = {"model": "m", "messages": HELLO}
+    status, payload, _ = await raw("POST", sim.url + "/v1/chat/completions?key=k1", body, headers)
+    assert status == 401
+    message = json.loads(payload)["error"]["message"]
+    assert "Authorization: Bearer sk-echo-me-123456" in message
+    assert "x-goog-api-key: AIza-echo-me" in message and "query: key=k1" in message
+    streamed = {**headers, "x-sim-fault": "echo-after:1"}
+    status, payload, _ = await raw(
+        "POST", sim.url + "/v1/chat/completions", {**body, "stream": True}, streamed
+    )
+    assert status == 200
+    last = payload.decode().strip().split("\n\n")[-1]
+    assert "Bearer sk-echo-me-123456" in json.loads(last.removeprefix("data: "))["error"]["message"]

@@ -12,11 +12,13 @@ from pathlib import Path
 from tests.conftest import AWS_SECRET_ACCESS_KEY, UPSTREAM_KEY
 from tests.integration.test_admin_denials import UNKNOWN_SECRET as DENIED_SECRET
 from tests.integration.test_request_log_refusals import UNKNOWN_SECRET as REFUSED_SECRET
+from tests.integration.test_secret_echo import AWS_SESSION_TOKEN
 from tests.support import CLIENT_KEY
 
 SECRETS = {
     "the upstream provider key": UPSTREAM_KEY,
     "the AWS secret key": AWS_SECRET_ACCESS_KEY,
+    "an AWS session token (echoed by the simulator, at DEBUG)": AWS_SESSION_TOKEN,
     "a wrong provider key used in tests": "sk-wrong-key-for-test-9876",
     "the admin key": CLIENT_KEY,
     # Unknown keys sent to model routes and to the admin API: refused, recorded, never shown;

@@ -94,6 +94,25 @@ def require_outranked_owner(principal: Principal, owner_role: Role | None) -> No
         )
 
 
+def require_owner_within_reach(principal: Principal, owner_teams: Sequence[str]) -> None:
+    """403 unless a non-admin administers every team a key's owner is in (``owner_teams``).
+
+    A key acts with its owner's rights in each of the owner's teams, not only its own, and
+    whoever makes or rotates a key holds its secret: a team admin making a key for a member
+    who is also in another team would hold that member's rights there.
+    """
+    if principal.has_role("admin"):
+        return
+    outside = [team for team in owner_teams if principal.role_in(team) != "team_admin"]
+    if outside:
+        raise PermissionDenied(
+            "A key acts with its owner's rights in each of their teams, and its owner is also"
+            f" in teams you do not administer ({', '.join(sorted(outside))}): ask an admin, or"
+            " the owner, to make or rotate it.",
+            code="insufficient_role",
+        )
+
+
 def require_key_manager(
     principal: Principal, key: KeyRecord, owner_role: Role | None = None
 ) -> None:

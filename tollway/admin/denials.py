@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from tollway.core.errors import AuthenticationFailed
 from tollway.store import AuditEntry
+from tollway.telemetry.bodies import REDACTIONS
 from tollway.telemetry.refusals import RefusalBuckets
 
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ def denial_event(
         target_id=route,
         details={
             "method": request.method,
-            "path": request.rel_url.raw_path[:_MAX_PATH],  # as sent: percent-encoded
+            "path": _without_secrets(request.rel_url.raw_path)[:_MAX_PATH],
             "status": error.status,
             "code": error.code,
             **who,
@@ -97,3 +98,12 @@ def denial_event(
         source_ip=request.remote,
         request_id=request_id,
     )
+
+
+def _without_secrets(path: str) -> str:
+    """The path as sent (percent-encoded), with what looks like a credential masked: a client
+    may put its key in the URL, and a denied request is recorded whatever it sent. Masked
+    before the path is cut, so no would-be prefix of a key is left at the cut."""
+    for pattern, replacement in REDACTIONS:
+        path = pattern.sub(replacement, path)
+    return path

@@ -18,6 +18,7 @@ from tollway.admin.access import (
     require_may_unblock,
     require_models_within,
     require_outranked_owner,
+    require_owner_within_reach,
     require_role,
     require_team,
 )
@@ -83,7 +84,17 @@ async def _key_owner_for(call: AdminCall, team_id: str | None, user_id: str | No
     require_team(principal, team_id, "team_admin")
     if user_id is not None:
         require_outranked_owner(principal, await owner_role(call, user_id))
+        await _require_owner_within_reach(call, user_id)
     return user_id
+
+
+async def _require_owner_within_reach(call: AdminCall, user_id: str | None) -> None:
+    """403 when the caller would hold the secret of a key acting, as its owner ``user_id``,
+    in a team the caller does not administer (access.py)."""
+    if user_id is None or user_id == call.principal.user or call.principal.has_role("admin"):
+        return
+    memberships = await call.gateway.store.teams.members(user_id=user_id)
+    require_owner_within_reach(call.principal, [m.team_id for m in memberships])
 
 
 def _membership_applies(call: AdminCall, user_id: str | None) -> bool:
@@ -151,6 +162,7 @@ async def update_key(call: AdminCall) -> dict[str, Any]:
 async def rotate_key(call: AdminCall) -> dict[str, Any]:
     key = await _readable_key(call)
     require_key_manager(call.principal, key, await owner_role(call, key.user_id))
+    await _require_owner_within_reach(call, key.user_id)  # the caller gets the new secret
     body = await call.body(bodies.KeyRotate) if call.request.can_read_body else bodies.KeyRotate()
     grace = dt.timedelta(seconds=body.grace_period) if body.grace_period else None
     record, secret = await call.gateway.identity.rotate_key(call.actor, key.id, grace)

@@ -23,7 +23,7 @@ from tollway.core.errors import UpstreamProtocolError, UpstreamUnavailable
 from tollway.core.types import ChatChunk, ChatRequest, ChatResponse, Deployment
 from tollway.providers.base import ProviderResources, ProviderSpec
 from tollway.providers.eventstream import EventStreamDecoder
-from tollway.providers.http import encoded
+from tollway.providers.http import Secrets, encoded, scrub
 from tollway.providers.sigv4 import AwsKey, SigV4Signer
 from tollway.wire.bedrock_request import request_to_wire
 from tollway.wire.bedrock_response import error_from_wire, response_from_wire
@@ -46,8 +46,8 @@ class BedrockProvider:
 
     def _prepare(
         self, request: ChatRequest, deployment: Deployment, action: str
-    ) -> tuple[URL, bytes, dict[str, str], str | None]:
-        """URL, body and headers of a call, credential included, and the secret (to scrub)."""
+    ) -> tuple[URL, bytes, dict[str, str], Secrets]:
+        """URL, body and headers of a call, credential included, and the secrets (to scrub)."""
         body = encoded(request_to_wire(request))
         url = f"{deployment.api_base}/model/{quote(deployment.model, safe='')}/{action}"
         headers = {
@@ -55,13 +55,16 @@ class BedrockProvider:
             **dict(deployment.headers),
             "Content-Type": "application/json",
         }
-        secret = None
+        secret: Secrets = None
         if deployment.api_key is not None:
             secret = self._vault.reveal(deployment.api_key)
             headers["Authorization"] = f"Bearer {secret}"
         elif deployment.aws_credentials is not None:
             key = self._aws_key(deployment)
-            secret = key.secret_access_key
+            # An upstream (or a proxy before it) quoting the signed headers quotes the key id
+            # and the session token (X-Amz-Security-Token), itself a credential.
+            parts = (key.secret_access_key, key.access_key_id, key.session_token)
+            secret = tuple(part for part in parts if part)
             region = deployment.region
             if region is None:
                 raise UpstreamUnavailable(f"deployment {deployment.id} has no region to sign for")
@@ -103,7 +106,12 @@ class BedrockProvider:
         try:
             async for piece in pieces:
                 for message in decoder.feed(piece):
-                    chunk = reader.feed(message.headers, message.payload)
+                    payload = message.payload
+                    if secret and message.headers.get(":message-type") != "event":
+                        # An exception or error message is raised with its words, which may
+                        # quote the credential as an error body may (http.py masks those).
+                        payload = scrub(payload, secret)
+                    chunk = reader.feed(message.headers, payload)
                     if chunk is not None:
                         yield chunk
                     if reader.done:

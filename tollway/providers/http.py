@@ -33,6 +33,10 @@ from tollway.providers.deadlines import Deadline, Deadlines, Phase
 ErrorParser = Callable[[Any], UpstreamErrorBody]
 """Reads an upstream error body (parsed JSON, else its text)."""
 
+Secrets = str | tuple[str, ...] | None
+"""What a call's credential is made of (a key; an AWS key id, secret and session token),
+masked in the upstream's errors wherever the upstream quotes it."""
+
 _MAX_ERROR_BODY = 64 * 1024
 _REMEMBERED_CONNECT_LIMITS = 64  # distinct connect limits whose aiohttp timeout is reused
 _WHOLE_KEY = 8  # characters from which a key is masked even inside longer words
@@ -81,7 +85,7 @@ class UpstreamClient:
         headers: Mapping[str, str],
         timeouts: UpstreamTimeouts,
         parse_error: ErrorParser,
-        secret: str | None = None,
+        secret: Secrets = None,
     ) -> Any:
         """POST a JSON body (``bytes``: already encoded) and return the parsed JSON answer.
 
@@ -97,7 +101,7 @@ class UpstreamClient:
         headers: Mapping[str, str],
         timeouts: UpstreamTimeouts,
         parse_error: ErrorParser,
-        secret: str | None = None,
+        secret: Secrets = None,
     ) -> tuple[bytes, Any]:
         """``post_json``, returning the answer's bytes as received with the parsed JSON."""
         data = encoded(body)
@@ -141,7 +145,7 @@ class UpstreamClient:
         headers: Mapping[str, str],
         timeouts: UpstreamTimeouts,
         parse_error: ErrorParser,
-        secret: str | None = None,
+        secret: Secrets = None,
     ) -> AsyncIterator[SSEvent]:
         """POST a JSON body and yield the server-sent events of the answer as they arrive."""
         return self._stream(url, body, headers, timeouts, parse_error, secret, _read_events)
@@ -153,7 +157,7 @@ class UpstreamClient:
         headers: Mapping[str, str],
         timeouts: UpstreamTimeouts,
         parse_error: ErrorParser,
-        secret: str | None = None,
+        secret: Secrets = None,
     ) -> AsyncIterator[bytes]:
         """POST a JSON body and yield the raw answer body in pieces as they arrive.
 
@@ -168,8 +172,8 @@ class UpstreamClient:
         headers: Mapping[str, str],
         timeouts: UpstreamTimeouts,
         parse_error: ErrorParser,
-        secret: str | None,
-        read: Callable[[aiohttp.StreamReader], AsyncIterator[_Item]],
+        secret: Secrets,
+        read: Callable[[aiohttp.StreamReader, Secrets], AsyncIterator[_Item]],
     ) -> AsyncIterator[_Item]:
         data = encoded(body)
         deadline = self._deadlines.watch(timeouts)
@@ -186,7 +190,7 @@ class UpstreamClient:
                 if response.status >= 300:
                     raise await _status_error(response, parse_error, secret, url)
                 deadline.received()
-                async for event in read(response.content):
+                async for event in read(response.content, secret):
                     # The consumer's own awaits (e.g. writing to its client) are not ours to
                     # time, nor to cancel: the watch pauses while it holds the event.
                     deadline.pause()
@@ -248,13 +252,26 @@ def encoded(body: Any) -> bytes:
         raise InvalidRequest(f"The request cannot be sent upstream as JSON: {exc}.") from None
 
 
-async def _read_raw(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+async def _read_raw(content: aiohttp.StreamReader, secret: Secrets) -> AsyncIterator[bytes]:
+    # A key may be cut across two pieces: the framing's decoder masks it in whole messages
+    # (bedrock.py, for AWS event streams).
     async for piece in content.iter_any():
         yield piece
 
 
-async def _read_events(content: aiohttp.StreamReader) -> AsyncIterator[SSEvent]:
-    """Server-sent events as they arrive: one wait per network read, not one per line."""
+async def _read_events(
+    content: aiohttp.StreamReader, secret: Secrets = None
+) -> AsyncIterator[SSEvent]:
+    """Server-sent events as they arrive: one wait per network read, not one per line.
+
+    An event quoting the credential (a stream's error event may, as error bodies do) has it
+    masked: one substring search per event and part of the credential (about 0.2 µs for a
+    170-byte chunk on this project's machine, against 0.6 µs to parse its JSON).
+    """
+    # Not a short key (``x``, ``none``: a local server's, no secret), which a model's own
+    # words hold often enough: masking it would change answers.
+    parts = tuple(part for part in _parts(secret) if len(part) >= _WHOLE_KEY)
+    needles = tuple(part.encode() for part in parts)
     pending = b""
     waiting: list[bytes] = []  # pieces that cannot end an event, joined once one can
     async for piece in content.iter_any():
@@ -279,10 +296,25 @@ async def _read_events(content: aiohttp.StreamReader) -> AsyncIterator[SSEvent]:
         for block in blocks:
             event = _event(block)
             if event is not None:
-                yield event
+                yield _masked(event, parts, needles) if needles else event
     event = _event(pending + b"".join(waiting))
     if event is not None:
-        yield event
+        yield _masked(event, parts, needles) if needles else event
+
+
+def _parts(secret: Secrets) -> tuple[str, ...]:
+    if not secret:
+        return ()
+    return secret if isinstance(secret, tuple) else (secret,)
+
+
+def _masked(event: SSEvent, parts: tuple[str, ...], needles: tuple[bytes, ...]) -> SSEvent:
+    """``event`` with the credential masked in its data, when it holds any part of it."""
+    for needle in needles:  # a loop, not any(): no generator made for every event
+        if needle in event.data:
+            event.data = scrub(event.data, parts)
+            break
+    return event
 
 
 def _event(block: bytes) -> SSEvent | None:
@@ -300,7 +332,7 @@ def _event(block: bytes) -> SSEvent | None:
 async def _status_error(
     response: aiohttp.ClientResponse,
     parse_error: ErrorParser,
-    secret: str | None,
+    secret: Secrets,
     url: str | URL,
 ) -> Exception:
     if response.status < 400:
@@ -312,15 +344,20 @@ async def _status_error(
             detail=f"{_host(url)} answered {response.status}: a redirect, not followed",
         )
     raw = await response.content.read(_MAX_ERROR_BODY)
+    # The reason phrase and the error type header are the upstream's words too.
+    reason = response.reason or ""
+    named_type = response.headers.get("x-amzn-errortype", "")
     if secret:
         raw = scrub(raw, secret)
+        reason = scrub(reason.encode(), secret).decode()
+        named_type = scrub(named_type.encode(), secret).decode()
     try:
         parsed: Any = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        parsed = raw.decode("utf-8", "replace").strip() or response.reason or ""
+        parsed = raw.decode("utf-8", "replace").strip() or reason
     body = parse_error(parsed)
     # AWS services name the error in a header (``ThrottlingException:http://...``), not the body.
-    kind = body.kind or response.headers.get("x-amzn-errortype", "").split(":", 1)[0] or None
+    kind = body.kind or named_type.split(":", 1)[0] or None
     message = body.message or f"upstream answered {response.status}"
     if response.status >= 500 and body.message:
         # The gateway answers for a 5xx in its own words: say what the provider answered.
@@ -339,13 +376,18 @@ async def _status_error(
     )
 
 
-def scrub(raw: bytes, secret: str) -> bytes:
-    """``raw`` with ``secret`` masked wherever it occurs.
+def scrub(raw: bytes, secret: str | tuple[str, ...]) -> bytes:
+    """``raw`` with ``secret`` (each of them, for a tuple) masked wherever it occurs.
 
     Some providers echo the key they were sent in auth errors. A short key (``x``, ``none``:
     local servers take any) is masked only where it stands alone, so that ``max_tokens``
     does not become ``ma***_tokens`` in the error the client reads.
     """
+    if isinstance(secret, tuple):
+        # The longest first: a session token may hold a shorter part of the credential.
+        for part in sorted(secret, key=len, reverse=True):
+            raw = scrub(raw, part)
+        return raw
     if len(secret) >= _WHOLE_KEY:
         return raw.replace(secret.encode(), b"***")
     word = rb"[A-Za-z0-9_\-]"

@@ -6,6 +6,7 @@ SHA-256, so the caller sends exactly the bytes and headers it signed.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 
@@ -27,6 +28,9 @@ class SigV4Signer:
         from botocore.awsrequest import AWSRequest
         from botocore.credentials import Credentials
 
+        # botocore.auth logs each canonical request at DEBUG, the session token among its
+        # headers (x-amz-security-token): a gateway run with --log-level debug printed it.
+        logging.getLogger("botocore.auth").setLevel(logging.INFO)
         self._service = service
         self._auth = SigV4Auth
         self._request = AWSRequest

@@ -183,14 +183,17 @@ def overload_status(dialect: Dialect) -> int:
     return 529 if dialect is Dialect.ANTHROPIC else 503
 
 
-def overload_event(dialect: Dialect, request_id: str) -> bytes:
+def overload_event(dialect: Dialect, request_id: str, message: str | None = None) -> bytes:
     """The event a stream ends with when the provider is overloaded after it began, as each
     API sends it: Anthropic's ``event: error`` with ``overloaded_error``, an OpenAI-format or
     Google ``data:`` event holding only an ``error`` (OpenAI's in the words its overload
     events use, ``service_unavailable_error`` and ``server_is_overloaded``; Azure's with the
-    status as its code), a Bedrock ``exception`` message."""
+    status as its code), a Bedrock ``exception`` message.
+
+    ``message`` replaces the overload's own words (the ``echo-after`` fault's).
+    """
     status = overload_status(dialect)
-    message = f"{reason(status)} (simulated fault)"
+    message = message or f"{reason(status)} (simulated fault)"
     if dialect is Dialect.BEDROCK:
         return eventstream.exception("serviceUnavailableException", message)
     payload = error_body(dialect, status, message, request_id=request_id)

@@ -25,7 +25,7 @@ from tollway.simulator.errors import (
     overload_status,
     reason,
 )
-from tollway.simulator.faults import close_connection, reset_connection
+from tollway.simulator.faults import close_connection, echoed_credentials, reset_connection
 from tollway.simulator.settings import SimulatorSettings
 from tollway.simulator.state import SimulatorState
 
@@ -174,6 +174,10 @@ async def admit(
         if fault.kind == "status":
             return _status_fault(request, dialect, fault.value, request_id)
         streams = _streaming(body) if streaming is None else streaming
+        if fault.kind == "echo" or (fault.kind == "echo-after" and not streams):
+            status = fault.value if fault.kind == "echo" else 500
+            message = echoed_credentials(request)
+            return error_response(dialect, status, message, request_id=request_id)
         if fault.kind == "reset" or (fault.kind == "stop-after" and not streams):
             return reset_connection(request)
         if fault.kind == "error-after" and not streams:
@@ -185,6 +189,8 @@ async def admit(
             stream_error = own_error or overload_event(dialect, request_id)
         elif fault.kind == "hang-after":
             silence = state.stopping
+        elif fault.kind == "echo-after":
+            stream_error = overload_event(dialect, request_id, echoed_credentials(request))
     if request.method == "GET":
         body = {}
     elif malformed or not isinstance(body, dict):

@@ -5,9 +5,12 @@ the connection without a response), ``stop-after:N`` (stream N content chunks, t
 connection; a non-streaming request behaves like ``reset``), ``error-after:N`` (stream N content
 chunks, then the API's own error event for an overload, and end the stream: Anthropic's
 ``overloaded_error`` after ``message_start`` with ``error-after:0``; a non-streaming request is
-answered with the overload's status), ``hang`` (never answer) and ``hang-after:N`` (stream N
+answered with the overload's status), ``hang`` (never answer), ``hang-after:N`` (stream N
 content chunks, then fall silent with the connection open until the caller leaves; a
-non-streaming request behaves like ``hang``).
+non-streaming request behaves like ``hang``), ``echo:NNN`` (answer with that status, the
+error's message quoting the credentials the request carried, as some providers and
+proxies echo what they were sent) and ``echo-after:N`` (stream N content chunks, then an
+error event quoting them; a non-streaming request is answered as ``echo:500``).
 In the ``x-sim-fault`` header, ``none`` exempts that request from the server-wide fault.
 """
 
@@ -21,7 +24,12 @@ from typing import Literal
 
 from aiohttp import web
 
-FaultKind = Literal["status", "reset", "stop-after", "error-after", "hang", "hang-after"]
+FaultKind = Literal[
+    "status", "reset", "stop-after", "error-after", "hang", "hang-after", "echo", "echo-after"
+]
+
+ECHOED_HEADERS = ("Authorization", "x-api-key", "api-key", "x-goog-api-key", "X-Amz-Security-Token")
+"""The headers an ``echo`` fault quotes: every way a provider credential travels."""
 
 # SO_LINGER on with a zero timeout makes close() send a TCP RST instead of a FIN, which is what a
 # crashed upstream or a middlebox killing the connection looks like to the client.
@@ -45,20 +53,31 @@ def parse_fault(spec: str) -> Fault:
         if arg:
             raise ValueError(f"fault {name!r} takes no argument")
         return Fault(name)  # type: ignore[arg-type]
-    if name in ("status", "stop-after", "error-after", "hang-after"):
+    if name in ("status", "stop-after", "error-after", "hang-after", "echo", "echo-after"):
         try:
             value = int(arg)
         except ValueError:
             raise ValueError(f"fault {name!r} needs an integer argument, got {arg!r}") from None
-        if name == "status" and not 400 <= value <= 599:
-            raise ValueError(f"fault status must be 400..599, got {value}")
-        if name != "status" and value < 0:
+        if name in ("status", "echo") and not 400 <= value <= 599:
+            raise ValueError(f"fault {name} must be 400..599, got {value}")
+        if name not in ("status", "echo") and value < 0:
             raise ValueError(f"{name} must be >= 0, got {value}")
         return Fault(name, value)  # type: ignore[arg-type]
     raise ValueError(
-        f"unknown fault {spec!r}; expected status:NNN, reset, stop-after:N, error-after:N, hang "
-        "or hang-after:N"
+        f"unknown fault {spec!r}; expected status:NNN, reset, stop-after:N, error-after:N, "
+        "hang, hang-after:N, echo:NNN or echo-after:N"
     )
+
+
+def echoed_credentials(request: web.BaseRequest) -> str:
+    """What an ``echo`` fault says: the credential headers and the query string it was sent,
+    verbatim, as a careless upstream (or a proxy in front of one) quotes them in an error."""
+    said = [
+        f"{name}: {request.headers[name]}" for name in ECHOED_HEADERS if name in request.headers
+    ]
+    if request.query_string:
+        said.append(f"query: {request.query_string}")
+    return "simulated fault, the request carried " + ("; ".join(said) or "no credential")
 
 
 def reset_connection(request: web.BaseRequest) -> web.Response:

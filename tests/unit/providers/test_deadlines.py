@@ -226,7 +226,6 @@ def test_a_stream_for_a_client_that_left_ends_during_a_silence() -> None:
     _run(check)
 
 
-
 def test_a_cancellation_from_elsewhere_wins_over_the_deadlines_own() -> None:
     # aiohttp's shutdown cancels a handler still running and closes its connection in one
     # step, so the watchdog may also see the client gone and cancel the call as "client"

@@ -19,3 +19,10 @@ def test_a_short_key_is_masked_only_where_it_stands_alone() -> None:
         b'{"error": {"code": "rate_limit_exceeded", "param": "max_tokens", "key": "***"}}'
     )
     assert scrub(b"invalid key: none.", "none") == b"invalid key: ***."
+
+
+def test_every_part_of_a_credential_is_masked_longest_first() -> None:
+    token = "IQoJsessionTOKEN-AKIDEXAMPLE00001-tail"
+    body = b"Credential=AKIDEXAMPLE00001/us-east-1; X-Amz-Security-Token: " + token.encode()
+    masked = scrub(body, ("secret-key-0123456789", "AKIDEXAMPLE00001", token))
+    assert masked == b"Credential=***/us-east-1; X-Amz-Security-Token: ***"

@@ -51,3 +51,22 @@ async def test_an_event_ended_by_bare_carriage_returns_is_not_held_by_the_next_r
     reader.feed_data(b"\r\r")
     reader.feed_eof()
     assert [event.data async for event in events] == [b"b"]
+
+
+async def test_an_event_quoting_the_credential_has_it_masked_split_across_reads() -> None:
+    reader = _reader()
+    events = _read_events(reader, ("sk-upstream-0123456789", "AKIDEXAMPLE"))
+    body = b'data: {"error": "bad key sk-upstream-0123456789 for AKIDEXAMPLE"}\n\ndata: ok\n\n'
+    for piece in (body[:20], body[20:40], body[40:]):
+        reader.feed_data(piece)
+    reader.feed_eof()
+    got = [event.data async for event in events]
+    assert got == [b'{"error": "bad key *** for ***"}', b"ok"]
+
+
+async def test_a_short_key_is_not_masked_in_a_streamed_answer() -> None:
+    reader = _reader()
+    events = _read_events(reader, "x")
+    reader.feed_data(b'data: {"content": "x"}\n\n')
+    reader.feed_eof()
+    assert [event.data async for event in events] == [b'{"content": "x"}']

@@ -24,6 +24,8 @@ from tollway.simulator.faults import Fault, parse_fault
         ("stop-after:12", Fault("stop-after", 12)),
         ("error-after:0", Fault("error-after", 0)),
         ("hang-after:3", Fault("hang-after", 3)),
+        ("echo:401", Fault("echo", 401)),
+        ("echo-after:2", Fault("echo-after", 2)),
     ],
 )
 def test_parse_fault(spec: str, fault: Fault) -> None:
@@ -45,6 +47,9 @@ def test_parse_fault(spec: str, fault: Fault) -> None:
         "error-after:-2",
         "hang-after",
         "hang-after:-1",
+        "echo",
+        "echo:200",
+        "echo-after:-1",
     ],
 )
 def test_parse_fault_rejects(spec: str) -> None:

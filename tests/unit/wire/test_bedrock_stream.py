@@ -278,7 +278,8 @@ async def test_session_tokens_are_sent_and_bearer_keys_skip_signing() -> None:
     _, _, headers, secret = provider(upstream)._prepare(
         REQUEST, deployment(aws_credentials=credentials), "converse"
     )
-    assert headers["X-Amz-Security-Token"] == "literal-token" and secret == SECRET
+    assert headers["X-Amz-Security-Token"] == "literal-token"
+    assert secret == (SECRET, KEY_ID, "literal-token")  # each masked in errors
     assert "x-amz-security-token" in headers["Authorization"]
     bearer = deployment(aws_credentials=None, api_key=SecretRef("env:BEARER"))
     _, _, headers, secret = provider(upstream)._prepare(REQUEST, bearer, "converse")

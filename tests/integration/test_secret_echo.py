@@ -1,0 +1,142 @@
+"""An upstream that quotes the credentials it was sent in its errors: the provider key must
+reach no one, in no provider family.
+
+The simulator's ``echo:NNN`` fault answers with an error quoting every credential header
+(``Authorization``, ``x-api-key``, ``api-key``, ``x-goog-api-key``, ``X-Amz-Security-Token``)
+and the query string it got; ``echo-after:N`` says the same in an error event after N chunks
+of a stream. A gateway process of its own (at DEBUG, tracing to an OTLP receiver here) sends
+each family's deployments there; then the client's answers, the gateway's output,
+``/admin/deployments``, the request log, ``/metrics`` and the spans are searched for the keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, BEDROCK_MODEL, UPSTREAM_KEY
+from tests.integration.test_tracing_otlp import otlp_receiver
+from tests.support import CLIENT_KEY, Process, running_gateway
+
+AWS_SESSION_TOKEN = "IQoJb3JpZ2luX2VjEXAMPLEsessionTOKENforTOLLWAYtests0123456789"
+SECRETS = {
+    "the provider key": UPSTREAM_KEY,
+    "the AWS secret key": AWS_SECRET_ACCESS_KEY,
+    "the AWS session token": AWS_SESSION_TOKEN,
+    "the AWS access key id": AWS_ACCESS_KEY_ID,
+}
+KEY = "env:TEST_UPSTREAM_KEY"
+AUTH = {"Authorization": f"Bearer {CLIENT_KEY}"}
+
+
+def families(simulator_url: str) -> dict[str, dict[str, Any]]:
+    """One deployment of every way a provider key travels, on the simulator."""
+    bedrock = {"provider": "bedrock", "model": BEDROCK_MODEL, "region": "us-east-1",
+               "api_base": simulator_url}  # fmt: skip
+    return {
+        "openai": {"provider": "openai", "model": "sim-chat", "api_base": f"{simulator_url}/v1",
+                   "api_key": KEY},
+        "azure": {"provider": "azure_openai", "model": "sim-chat", "api_base": simulator_url,
+                  "azure_deployment": "my-chat", "api_version": "2024-10-21", "api_key": KEY},
+        "anthropic": {"provider": "anthropic", "model": "sim-chat", "api_base": simulator_url,
+                      "api_key": KEY},
+        "gemini": {"provider": "gemini", "model": "sim-chat", "api_base": simulator_url,
+                   "api_key": KEY},
+        "vertex": {"provider": "vertex_ai", "model": "sim-chat",
+                   "api_base": f"{simulator_url}/v1/projects/test/locations/europe-west4",
+                   "api_key": KEY},
+        "bedrock-key": {**bedrock, "api_key": KEY},
+        "bedrock-sigv4": {**bedrock, "aws_access_key_id": "env:TEST_AWS_KEY_ID",
+                          "aws_secret_access_key": "env:TEST_AWS_SECRET_KEY",
+                          "aws_session_token": "env:TEST_AWS_SESSION_TOKEN"},
+    }  # fmt: skip
+
+
+@dataclass
+class Echoing:
+    """The gateway, its process, and what the tests gathered from it."""
+
+    url: str
+    process: Process
+    seen: dict[str, str] = field(default_factory=dict)
+
+
+@pytest.fixture(scope="module")
+def echoing(log_dir: Path, simulator_url: str) -> Iterator[Echoing]:
+    pytest.importorskip("opentelemetry.sdk", reason="tracing needs the otel extra")
+    with otlp_receiver() as receiver:
+        config = {
+            "upstream": {
+                "timeouts": {"connect": "2s", "first_byte": "5s", "total": "20s"},
+                "forward_headers": ["x-sim-*"],
+            },
+            "telemetry": {
+                "tracing": {"enabled": True, "otlp_endpoint": receiver.url},
+                "request_log": {"flush_interval": "100ms", "bodies": {"enabled": True}},
+            },
+            "models": [
+                {"name": f"echo-{name}", "deployments": [{**deployment, "id": f"echo-{name}"}]}
+                for name, deployment in families(simulator_url).items()
+            ],
+        }
+        env = {
+            "TEST_UPSTREAM_KEY": UPSTREAM_KEY,
+            "TEST_AWS_KEY_ID": AWS_ACCESS_KEY_ID,
+            "TEST_AWS_SECRET_KEY": AWS_SECRET_ACCESS_KEY,
+            "TEST_AWS_SESSION_TOKEN": AWS_SESSION_TOKEN,
+        }
+        with running_gateway(log_dir, config, env, "--log-level", "debug") as (url, process):
+            echoing = Echoing(url, process)
+            yield echoing
+        echoing.seen["the gateway's output (DEBUG)"] = process.output()
+        echoing.seen["the spans"] = b"".join(body for _, body in receiver.posts).decode(
+            "utf-8", "replace"
+        )
+        assert receiver.posts, "the gateway sent no spans"
+        assert_no_secret(echoing.seen)
+
+
+def assert_no_secret(seen: dict[str, str]) -> None:
+    for where, text in seen.items():
+        for what, secret in SECRETS.items():
+            assert secret not in text, f"{what} appears in {where}: ...{_around(text, secret)}..."
+
+
+def _around(text: str, secret: str) -> str:
+    at = text.index(secret)
+    return text[max(0, at - 200) : at + len(secret) + 40]
+
+
+@pytest.mark.parametrize("family", list(families("")))
+@pytest.mark.parametrize("fault", ["echo:401", "echo:400", "echo:500", "echo-after:1"])
+def test_an_upstream_echoing_its_credentials_reaches_no_client(
+    echoing: Echoing, family: str, fault: str
+) -> None:
+    stream = fault.startswith("echo-after")
+    body = {"model": f"echo-{family}", "messages": [{"role": "user", "content": "hi there"}],
+            "stream": stream}  # fmt: skip
+    response = httpx.post(
+        f"{echoing.url}/v1/chat/completions",
+        json=body,
+        headers={**AUTH, "x-sim-fault": fault},
+        timeout=30,
+    )
+    assert response.status_code >= 400 or (stream and "error" in response.text), response.text
+    seen = {f"the client's answer ({family}, {fault})": response.text}
+    seen.update(_admin_views(echoing.url))
+    echoing.seen.update(seen)
+    assert_no_secret(seen)
+
+
+def _admin_views(url: str) -> dict[str, str]:
+    views = {}
+    for path in ("/admin/deployments", "/admin/logs?format=jsonl", "/metrics"):
+        answer = httpx.get(url + path, headers=AUTH, timeout=10)
+        assert answer.status_code == 200, answer.text
+        views[path] = answer.text
+    return views
