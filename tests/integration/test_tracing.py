@@ -483,6 +483,33 @@ async def test_capture_content_records_prompts_and_completions(
         await runner.cleanup()
 
 
+async def test_captured_content_is_redacted_and_cut_as_the_request_logs_is(
+    tmp_path: Path, simulator_url: str
+) -> None:
+    # Prompts went into spans as they came while the request log's copy was redacted: a key
+    # or an e-mail address pasted into a prompt reached the trace backend.
+    runner, traced = await start_traced(
+        tmp_path, simulator_url, capture_content=True, content_max_chars=100
+    )
+    leaked = "sk-proj-" + "Q" * 40
+    try:
+        request_id = rid()
+        await traced.client().chat.completions.create(
+            model="test-chat",
+            messages=[{"role": "user", "content": f"my key is {leaked}, mail ann@example.com"},
+                      {"role": "user", "content": "x" * 500}],
+            extra_headers={"x-request-id": request_id},
+        )  # fmt: skip
+        request, _ = await traced.spans(request_id, 2)
+        said = orjson_loads((request.attributes or {})["gen_ai.input.messages"])
+        first, second = (message["parts"][0]["content"] for message in said)
+        assert first == "my key is [SECRET], mail [EMAIL]"
+        assert second == "x" * 100 + "…[400 more chars]"
+        assert leaked not in str(request.attributes)
+    finally:
+        await runner.cleanup()
+
+
 def orjson_loads(value: object) -> Any:
     import orjson
 

@@ -490,6 +490,12 @@ class TracingConfig(Strict):
     capture_content: bool = False
     """Put prompts and completions in spans (``gen_ai.input.messages``,
     ``gen_ai.output.messages``); off, no message content is ever recorded."""
+    content_max_chars: int = Field(default=20_000, ge=1)
+    """With ``capture_content``: each text (and tool call's arguments) is cut to this many
+    characters in a span."""
+    redact: bool = True
+    """With ``capture_content``: texts in spans are redacted as the request log's bodies are
+    (e-mail addresses, API keys and tokens, card and social security numbers)."""
     propagate: bool = True
     """Send ``traceparent`` (and the caller's ``tracestate``) to the provider with each attempt."""
 

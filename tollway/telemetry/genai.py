@@ -11,7 +11,7 @@ This module needs no OpenTelemetry package; only ``tracing.py`` does.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -106,32 +106,40 @@ def error_type(error: GatewayError) -> str:
 # --- content (only with capture_content) ----------------------------------------------------
 
 
-def input_messages(messages: Iterable[Message]) -> str:
+Text = Callable[[str], str]
+"""What a text becomes in a span (``BodyPolicy.text``: cut and redacted); as is by default."""
+
+
+def _as_is(text: str) -> str:
+    return text
+
+
+def input_messages(messages: Iterable[Message], text: Text = _as_is) -> str:
     """``gen_ai.input.messages``: the conversation as the conventions' JSON."""
-    return _dumps([_message(message) for message in messages])
+    return _dumps([_message(message, text) for message in messages])
 
 
-def output_messages(choices: Sequence[Choice]) -> str:
+def output_messages(choices: Sequence[Choice], text: Text = _as_is) -> str:
     """``gen_ai.output.messages`` of a complete answer."""
     out = []
     for choice in choices:
-        message = _message(choice.message)
+        message = _message(choice.message, text)
         message["finish_reason"] = choice.finish_reason or ""
         out.append(message)
     return _dumps(out)
 
 
-def _message(message: Message) -> dict[str, Any]:
+def _message(message: Message, text: Text) -> dict[str, Any]:
     if message.role == "tool":
         response = {"type": "tool_call_response", "id": message.tool_call_id}
-        return {"role": "tool", "parts": [{**response, "response": message.text()}]}
+        return {"role": "tool", "parts": [{**response, "response": text(message.text())}]}
     parts: list[dict[str, Any]] = []
     content = message.content
     if isinstance(content, str):
-        parts.append({"type": "text", "content": content})
+        parts.append({"type": "text", "content": text(content)})
     elif content:
-        parts.extend(_part(part) for part in content)
-    parts.extend(_tool_call(c.id, c.name, c.arguments) for c in message.tool_calls or ())
+        parts.extend(_part(part, text) for part in content)
+    parts.extend(_tool_call(c.id, c.name, text(c.arguments)) for c in message.tool_calls or ())
     out: dict[str, Any] = {"role": message.role, "parts": parts}
     if message.name:
         out["name"] = message.name
@@ -142,12 +150,12 @@ def _tool_call(call_id: str | None, name: str | None, arguments: str) -> dict[st
     return {"type": "tool_call", "id": call_id, "name": name, "arguments": arguments}
 
 
-def _part(part: TextPart | ImagePart | OpaquePart | ReasoningPart) -> dict[str, Any]:
+def _part(part: TextPart | ImagePart | OpaquePart | ReasoningPart, text: Text) -> dict[str, Any]:
     if isinstance(part, TextPart):
-        return {"type": "text", "content": part.text}
+        return {"type": "text", "content": text(part.text)}
     if isinstance(part, ReasoningPart):
         # Encrypted reasoning is recorded as there, never its data.
-        return {"type": "reasoning", "content": part.text}
+        return {"type": "reasoning", "content": text(part.text)}
     if isinstance(part, ImagePart):
         if part.url is not None:
             return {"type": "uri", "modality": "image", "uri": part.url}
@@ -159,11 +167,12 @@ def _part(part: TextPart | ImagePart | OpaquePart | ReasoningPart) -> dict[str, 
 class StreamedOutput:
     """The completion of a stream, gathered chunk by chunk for ``gen_ai.output.messages``."""
 
-    __slots__ = ("_choices",)
+    __slots__ = ("_choices", "_text")
 
-    def __init__(self) -> None:
+    def __init__(self, text: Text = _as_is) -> None:
         # index -> [text pieces, tool calls by index as [id, name, argument pieces], finish]
         self._choices: dict[int, list[Any]] = {}
+        self._text = text
 
     def add(self, chunk: ChatChunk) -> None:
         """Take the content of one chunk."""
@@ -183,13 +192,14 @@ class StreamedOutput:
 
     def messages(self) -> str:
         """``gen_ai.output.messages`` of what was streamed so far."""
+        text = self._text
         out = []
         for _, (texts, calls, finish) in sorted(self._choices.items()):
             parts: list[dict[str, Any]] = []
             if texts:
-                parts.append({"type": "text", "content": "".join(texts)})
+                parts.append({"type": "text", "content": text("".join(texts))})
             for _, (call_id, name, pieces) in sorted(calls.items()):
-                parts.append(_tool_call(call_id, name, "".join(pieces)))
+                parts.append(_tool_call(call_id, name, text("".join(pieces))))
             out.append({"role": "assistant", "parts": parts, "finish_reason": finish or ""})
         return _dumps(out)
 

@@ -59,6 +59,7 @@ from tollway.core.pipeline import Stage
 from tollway.core.types import ChatChunk, ChatResponse, Deployment
 from tollway.routing.table import RoutingTable
 from tollway.telemetry import genai
+from tollway.telemetry.bodies import BodyPolicy
 
 Attributes = dict[str, AttributeValue]
 _W3C = TraceContextTextMapPropagator()
@@ -150,6 +151,11 @@ class TracingStage(Stage):
         self._resource = tracing.provider.resource
         self._scope = tracing.scope
         self._capture = tracing.config.capture_content
+        # Texts in spans as the request log keeps bodies: cut, and redacted unless told not to.
+        policy = BodyPolicy(
+            max_chars=tracing.config.content_max_chars, redact=tracing.config.redact
+        )
+        self._text = policy.text
         self._propagate = tracing.config.propagate
         self._retries = {group.name: group.retries for group in table.groups}
         # Attempt spans' fixed attributes, worked out once per deployment of this pipeline.
@@ -197,9 +203,9 @@ class TracingStage(Stage):
         )
         trace.upstream, trace.traceparent = upstream, traceparent
         if chat is not None and self._capture:
-            attributes[genai.INPUT_MESSAGES] = genai.input_messages(chat.messages)
+            attributes[genai.INPUT_MESSAGES] = genai.input_messages(chat.messages, self._text)
             if chat.stream:
-                trace.output = genai.StreamedOutput()
+                trace.output = genai.StreamedOutput(self._text)
         ctx.trace = trace
         return None
 
@@ -221,7 +227,7 @@ class TracingStage(Stage):
             trace.response_id, trace.response_model = response.id, response.model
             trace.finish_reasons = [c.finish_reason for c in response.choices if c.finish_reason]
             if self._capture:
-                trace.output_messages = genai.output_messages(response.choices)
+                trace.output_messages = genai.output_messages(response.choices, self._text)
         return response
 
     async def on_complete(self, ctx: RequestContext) -> None:
