@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import re
 import signal
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 
 from tollway.admin.call import admin_routes
 from tollway.admin.openapi import openapi_document
@@ -140,3 +142,29 @@ async def _unknown_route(request: web.Request) -> web.Response:
 
 def _dumps(value: object) -> str:
     return orjson.dumps(value).decode()
+
+
+_SECRET_PARAM = re.compile(r"key|token|secret|password|passwd|signature|sig|auth|credential", re.I)
+
+
+class AccessLogger(AbstractAccessLogger):
+    """``server.access_log``'s line per request: address, request line, status, size, time and
+    user agent, with the value of any query parameter that may hold a credential (``key``,
+    ``api_key``, ``token``, ``X-Amz-Signature``...) masked: a client that puts its key in the
+    URL (as Gemini's clients do) must not find it in the gateway's log."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        target = request.rel_url.path
+        if request.rel_url.query_string:
+            pairs = [
+                f"{name}=***" if _SECRET_PARAM.search(name) else f"{name}={value}"
+                for name, value in request.rel_url.query.items()
+            ]
+            target += "?" + "&".join(pairs)
+        version = f"HTTP/{request.version.major}.{request.version.minor}"
+        agent = request.headers.get("User-Agent", "-")
+        self.logger.info(
+            '%s "%s %s %s" %d %d %.6fs "%s"',
+            request.remote, request.method, target, version, response.status,
+            response.body_length, time, agent,
+        )  # fmt: skip

@@ -96,7 +96,7 @@ def serve(
     """Run the gateway."""
     from aiohttp import web
 
-    from tollway.app import create_app
+    from tollway.app import AccessLogger, create_app
     from tollway.auth.bootstrap import BootstrapError
     from tollway.auth.vault import MissingCredential
     from tollway.store import StoreError
@@ -126,6 +126,7 @@ def serve(
             host=host,
             port=port,
             access_log=logging.getLogger("aiohttp.access") if server.access_log else None,
+            access_log_class=AccessLogger,
             shutdown_timeout=server.shutdown_timeout,
             print=None,
         )
