@@ -89,6 +89,20 @@ def test_config_check_refuses_an_option_written_twice(tmp_path: Path) -> None:
     assert merged.returncode == 0, merged.stderr
 
 
+def test_a_config_file_that_is_not_utf8_is_one_line_naming_the_file_and_line(
+    tmp_path: Path,
+) -> None:
+    # A comment saved as Latin-1 by an editor ("café"): config check and serve printed a
+    # page of traceback ending in UnicodeDecodeError, with exit 1, and named no file.
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("server: {port: 4000}\n# café\nmodels: []\n".encode("latin-1"))
+    expected = f"{path}: line 2, column 6: not UTF-8 text (byte 0xe9); save the file as UTF-8"
+    for args in (["config", "check", str(path)], ["serve", "--config", str(path)]):
+        result = run_cli(*args)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.strip() == expected, result.stderr
+
+
 def test_config_check_rejects_env_and_file_secrets_it_cannot_read(tmp_path: Path) -> None:
     # They were "OK" and first showed as a failed request once the gateway needed them.
     key_file = tmp_path / "present-key"
