@@ -6,6 +6,7 @@ import asyncio
 import errno
 import logging
 import os
+import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -117,14 +118,16 @@ def serve(
     settings = settings.model_copy(update={"server": server})
     models = ", ".join(group.name for group in settings.models) or "(none)"
     logging.getLogger("tollway").info(
-        "Tollway on http://%s:%d (config: %s; models: %s)", host, port, source, models
+        "Tollway on http://%s (config: %s; models: %s)", _address(host, port), source, models
     )
     _install_event_loop()
     try:
+        dual_stack = _dual_stack_socket(port) if host == "::" else None
         web.run_app(
             create_app(settings, config_path=_config_path(config)),
-            host=host,
-            port=port,
+            host=None if dual_stack else host,
+            port=None if dual_stack else port,
+            sock=dual_stack,
             access_log=logging.getLogger("aiohttp.access") if server.access_log else None,
             shutdown_timeout=server.shutdown_timeout,
             print=None,
@@ -140,9 +143,33 @@ def serve(
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
+def _address(host: str, port: int) -> str:
+    """``host:port`` as a URL writes it (an IPv6 address in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _dual_stack_socket(port: int) -> socket.socket:
+    """A socket on every address of both families, for ``--host ::``.
+
+    asyncio makes the sockets of an IPv6 host IPv6-only, so on ``::`` IPv4 clients were
+    refused (a probe over IPv4, the URL the first start prints for the CLI); an operator
+    who names the wildcard means every address, as Linux's own default for it does.
+    """
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("::", port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def _start_failure(exc: Exception, host: str, port: int) -> str:
     if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
-        return f"{host}:{port} is in use (another gateway running?); free it or pick --port"
+        where = _address(host, port)
+        return f"{where} is in use (another gateway running?); free it or pick --port"
     if isinstance(exc, OSError) and exc.errno == errno.EADDRNOTAVAIL:
         return f"{host} is not an address of this machine (--host or server.host)"
     return str(exc)

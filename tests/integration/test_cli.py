@@ -19,7 +19,14 @@ import httpx
 import openai
 import pytest
 
-from tests.support import CLIENT_KEY, Process, free_port, running_gateway, tollway_command
+from tests.support import (
+    CLIENT_KEY,
+    Process,
+    free_port,
+    running_gateway,
+    tollway_command,
+    wait_http,
+)
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -240,6 +247,46 @@ def test_first_start_prints_an_admin_key_once(tmp_path: Path) -> None:
         assert me.json()["role"] == "admin"
     with running_gateway(tmp_path, None, env) as (_, again):
         assert not re.findall(r"tw-[A-Za-z0-9_-]{40}", again.output())
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+def test_serve_on_the_ipv6_wildcard_takes_ipv4_clients_too(tmp_path: Path) -> None:
+    # `--host ::` listened on IPv6 only (asyncio sets IPV6_V6ONLY on the sockets it makes):
+    # IPv4 clients were refused (a kubelet's IPv4 probe, the request log's `::ffff:` spelling
+    # in docs/observability.md), so was the URL the first start printed for the CLI
+    # (http://127.0.0.1:PORT), and the log said "Tollway on http://:::PORT".
+    if not _ipv6_loopback():
+        pytest.skip("no IPv6 loopback here")
+    port = free_port()
+    env = {
+        **os.environ,
+        "TOLLWAY_ADMIN_KEY": "",
+        "TOLLWAY_STORE_URL": f"sqlite+aiosqlite:///{tmp_path}/dual.db",
+    }
+    args = tollway_command("serve", "--host", "::", "--port", str(port))
+    process = Process(args, tmp_path / "dual.log", env=env)
+    try:
+        wait_http(f"http://[::1]:{port}/health/ready", proc=process.proc)
+        printed = re.findall(r"tw-[A-Za-z0-9_-]{40}", process.output())
+        assert len(printed) == 1
+        assert f"TOLLWAY_URL=http://127.0.0.1:{port} TOLLWAY_ADMIN_KEY=" in process.output()
+        admin = {"Authorization": f"Bearer {printed[0]}"}
+        me = httpx.get(f"http://127.0.0.1:{port}/admin/whoami", headers=admin, timeout=10)
+        assert me.json()["role"] == "admin"
+        chat = {"model": "demo-chat", "messages": [{"role": "user", "content": "hi"}]}
+        answer = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=chat, timeout=10)
+        assert answer.status_code == 200
+        assert f"Tollway on http://[::]:{port} (config: " in process.output()
+    finally:
+        process.stop()
 
 
 def _said(output: str) -> str:
