@@ -770,7 +770,7 @@ def test_a_cache_warm_up_with_max_tokens_0_reserves_no_output(gateway: str) -> N
     # set": admission reserved the default output, and a budget that covers the input alone
     # refused a request that cannot cost more than it.
     key_id, key = new_key(gateway)
-    tokens, _, as_counted, with_margin = _worst_cases(gateway, key, "pricey-claude", 1)
+    _, _, _, with_margin = _worst_cases(gateway, key, "pricey-claude", 1)
     input_only = with_margin - PRICEY["output"] / 1e6
     set_budget(gateway, key_id, round(input_only * 1.5, 6))  # not a default output's worth
     client = anthropic.Anthropic(base_url=gateway, api_key=key, max_retries=0)
