@@ -90,7 +90,9 @@ def serve(
         str | None, typer.Option(help="Listen address (default: the config's server.host)")
     ] = None,
     port: Annotated[
-        int | None, typer.Option(help="Listen port (default: the config's server.port)")
+        int | None,
+        # Bounded as server.port is: getaddrinfo took 70000 as 4464 (the port modulo 65536).
+        typer.Option(min=0, max=65535, help="Listen port (default: the config's server.port)"),
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
 ) -> None:
@@ -200,7 +202,7 @@ def config_check(
 @app.command("mock-provider")
 def mock_provider(
     host: Annotated[str, typer.Option(help="Listen address")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Listen port")] = 9000,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Listen port")] = 9000,
     ttft_ms: Annotated[float, typer.Option(help="Time to first token, ms")] = 0.0,
     tpot_ms: Annotated[float, typer.Option(help="Time per output token, ms")] = 0.0,
     output_tokens: Annotated[int, typer.Option(help="Default completion length")] = 16,

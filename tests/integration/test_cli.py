@@ -352,6 +352,21 @@ def test_serve_refuses_an_unknown_log_level_as_a_usage_error() -> None:
     assert "'verbose' is not one of debug, info, warning, error" in _said(result.stderr)
 
 
+def test_serve_refuses_a_port_out_of_range_as_a_usage_error(tmp_path: Path) -> None:
+    # --port skipped the config's bounds: 70000 listened on 4464 (70000 - 65536) while the
+    # log said 70000, and -1 ended in "[Errno -8] Servname not supported for ai_socktype".
+    env = {**os.environ, "TOLLWAY_STORE_URL": f"sqlite+aiosqlite:///{tmp_path}/never.db"}
+    for port in ("70000", "-1"):
+        result = subprocess.run(
+            tollway_command("serve", "--port", port), capture_output=True, text=True,
+            timeout=30, env=env, cwd=tmp_path,
+        )  # fmt: skip
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        assert "Invalid value for '--port': Input should be" in _said(result.stderr)
+        assert not (tmp_path / "never.db").exists()  # refused before anything started
+
+
 def test_serve_help_says_what_host_and_port_default_to() -> None:
     # "Listen address [config: server.host]" printed as "Listen address": Rich took the
     # brackets for markup.
