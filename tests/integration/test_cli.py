@@ -7,6 +7,7 @@ import json
 import os
 import re
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -504,6 +505,103 @@ def test_the_cli_says_what_is_wrong_with_the_gateway_url(embedded: tuple[str, Pr
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert f"not a Tollway answer (is {other} the gateway?)" in _said(result.stderr)
+
+
+class _EmptyKeyList(http.server.BaseHTTPRequestHandler):
+    """A gateway behind TLS, as far as `keys list` can tell: no keys."""
+
+    def do_GET(self) -> None:
+        body = b'{"data": []}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 that no CA signed, and its key (PEM files)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tollway-test")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_the_cli_says_why_it_cannot_reach_the_gateway(
+    embedded: tuple[str, Process], tmp_path: Path
+) -> None:
+    # Every failure to connect said only "ConnectError": a gateway that is down, a host name
+    # that does not resolve, https:// to a plain-HTTP port and a certificate signed by a
+    # private CA looked alike, and nothing said how to trust that CA.
+    env = _admin_env(embedded[0])
+    env.pop("SSL_CERT_FILE", None)
+    env.pop("SSL_CERT_DIR", None)
+
+    def said(url: str, **extra: str) -> str:
+        result = run_cli("keys", "list", "--url", url, env={**env, **extra})
+        assert result.returncode == 1, result.stdout
+        assert "Traceback" not in result.stderr
+        return _said(result.stderr)
+
+    closed = f"http://127.0.0.1:{free_port()}"
+    assert said(closed) == f"cannot reach the gateway at {closed}: connection refused"
+    plain = embedded[0].replace("http://", "https://")
+    assert said(plain) == (
+        f"cannot reach the gateway at {plain}: the TLS handshake failed "
+        "([SSL: WRONG_VERSION_NUMBER] wrong version number); does it take http://?"
+    )
+    cert, key = _self_signed(tmp_path)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _EmptyKeyList)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        behind_tls = f"https://127.0.0.1:{server.server_address[1]}"
+        assert said(behind_tls) == (
+            f"cannot reach the gateway at {behind_tls}: its TLS certificate is not trusted "
+            "(certificate verify failed: self-signed certificate); if a private CA signed it, "
+            "set SSL_CERT_FILE to that CA's certificate (PEM)"
+        )
+        trusted = run_cli("keys", "list", "--json", "--url", behind_tls,
+                          env={**env, "SSL_CERT_FILE": str(cert)})  # fmt: skip
+        assert trusted.returncode == 0, trusted.stderr
+        assert json.loads(trusted.stdout) == {"data": []}
+    finally:
+        server.shutdown()
 
 
 def test_logs_list_piped_keeps_the_request_id_whole(embedded: tuple[str, Process]) -> None:

@@ -35,6 +35,7 @@ from tollway.admin.cli import (
     gateway_url,
     print_json,
     table_console,
+    unreachable,
 )
 
 logs = typer.Typer(no_args_is_help=True, help="The request log.")
@@ -163,6 +164,9 @@ def logs_export(
                 fail(response, url)
             for piece in response.iter_bytes():
                 sink.write(piece)
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # no answer began
+        _errors.print(f"[red]{escape(unreachable(url, exc, timeout=30))}[/red]")
+        raise typer.Exit(1) from None
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         _errors.print(f"[red]the export failed: {type(exc).__name__}: {escape(str(exc))}[/red]")
         raise typer.Exit(1) from None
