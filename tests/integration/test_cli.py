@@ -573,6 +573,9 @@ def test_the_cli_says_why_it_cannot_reach_the_gateway(
         result = run_cli("keys", "list", "--url", url, env={**env, **extra})
         assert result.returncode == 1, result.stdout
         assert "Traceback" not in result.stderr
+        # One line, however long, for a log collector or grep: Rich wrapped it at 80 columns
+        # wherever stderr was no terminal.
+        assert len(result.stderr.splitlines()) == 1, result.stderr
         return _said(result.stderr)
 
     closed = f"http://127.0.0.1:{free_port()}"

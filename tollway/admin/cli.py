@@ -44,7 +44,7 @@ credentials = typer.Typer(no_args_is_help=True, help="Provider credentials in th
 audit = typer.Typer(no_args_is_help=True, help="The audit trail.")
 
 _console = Console()
-_errors = Console(stderr=True)
+_errors = Console(stderr=True, soft_wrap=True)  # one line per error, for logs and grep
 
 
 def call(

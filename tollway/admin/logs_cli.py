@@ -40,7 +40,7 @@ from tollway.admin.cli import (
 
 logs = typer.Typer(no_args_is_help=True, help="The request log.")
 
-_errors = Console(stderr=True)
+_errors = Console(stderr=True, soft_wrap=True)  # one line per error, for logs and grep
 LIST_COLUMNS: list[tuple[str, Literal["left", "right"], int]] = [
     ("UTC", "left", 14), ("key", "left", 8), ("model", "left", 5), ("status", "left", 3),
     ("in/out", "right", 6), ("cache r/w", "right", 3), ("USD", "right", 8), ("ms", "right", 2),
