@@ -102,6 +102,7 @@ def serve(
     from tollway.app import create_app
     from tollway.auth.bootstrap import BootstrapError
     from tollway.auth.vault import MissingCredential
+    from tollway.gateway import StartFailure
     from tollway.store import StoreError
 
     if log_level.upper() not in LOG_LEVELS:
@@ -134,7 +135,7 @@ def serve(
             shutdown_timeout=server.shutdown_timeout,
             print=None,
         )
-    except (StoreError, BootstrapError, MissingCredential, OSError) as exc:
+    except (StoreError, BootstrapError, MissingCredential, StartFailure, OSError) as exc:
         # A replica started while its database is down (or not migrated), on a port another
         # process holds, or with an admin key it cannot use: one line saying so, for the
         # operator or a supervisor that restarts it, rather than a page of traceback.

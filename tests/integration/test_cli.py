@@ -345,6 +345,32 @@ def test_serve_with_an_admin_key_it_cannot_use_says_so_in_one_line(tmp_path: Pat
     )
 
 
+def test_serve_that_fails_part_way_says_so_in_one_line_and_nothing_else(tmp_path: Path) -> None:
+    # A tracing header naming an unset variable stopped the start with a page of Rich
+    # traceback (RuntimeError) and "Unclosed client session": the start that failed left
+    # its upstream session open.
+    pytest.importorskip("opentelemetry.sdk")
+    env = {
+        **os.environ,
+        "TOLLWAY_STORE_URL": f"sqlite+aiosqlite:///{tmp_path}/tracing.db",
+        "TOLLWAY_ADMIN_KEY": CLIENT_KEY,
+    }
+    env.pop("TOLLWAY_TEST_UNSET_OTLP_TOKEN", None)
+    config = tmp_path / "tracing.yaml"
+    headers = '{authorization: "env:TOLLWAY_TEST_UNSET_OTLP_TOKEN"}'
+    config.write_text(f"telemetry: {{tracing: {{enabled: true, headers: {headers}}}}}\n")
+    args = ("-c", str(config), "--port", str(free_port()))
+    result = subprocess.run(
+        tollway_command("serve", "--log-level", "warning", *args), capture_output=True,
+        text=True, timeout=60, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip() == (
+        "tollway: cannot start: telemetry.tracing.headers: credential "
+        "env:TOLLWAY_TEST_UNSET_OTLP_TOKEN is not set"
+    )
+
+
 def test_serve_refuses_an_unknown_log_level_as_a_usage_error() -> None:
     # logging.basicConfig raised "ValueError: Unknown level: 'VERBOSE'" as a traceback.
     result = run_cli("serve", "--log-level", "verbose")
