@@ -6,6 +6,7 @@ import asyncio
 import errno
 import logging
 import os
+import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -89,7 +90,9 @@ def serve(
         str | None, typer.Option(help="Listen address (default: the config's server.host)")
     ] = None,
     port: Annotated[
-        int | None, typer.Option(help="Listen port (default: the config's server.port)")
+        int | None,
+        # Bounded as server.port is: getaddrinfo took 70000 as 4464 (the port modulo 65536).
+        typer.Option(min=0, max=65535, help="Listen port (default: the config's server.port)"),
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
 ) -> None:
@@ -99,6 +102,7 @@ def serve(
     from tollway.app import AccessLogger, create_app
     from tollway.auth.bootstrap import BootstrapError
     from tollway.auth.vault import MissingCredential
+    from tollway.gateway import StartFailure
     from tollway.store import StoreError
 
     if log_level.upper() not in LOG_LEVELS:
@@ -117,20 +121,22 @@ def serve(
     settings = settings.model_copy(update={"server": server})
     models = ", ".join(group.name for group in settings.models) or "(none)"
     logging.getLogger("tollway").info(
-        "Tollway on http://%s:%d (config: %s; models: %s)", host, port, source, models
+        "Tollway on http://%s (config: %s; models: %s)", _address(host, port), source, models
     )
     _install_event_loop()
     try:
+        dual_stack = _dual_stack_socket(port) if host == "::" else None
         web.run_app(
             create_app(settings, config_path=_config_path(config)),
-            host=host,
-            port=port,
+            host=None if dual_stack else host,
+            port=None if dual_stack else port,
+            sock=dual_stack,
             access_log=logging.getLogger("aiohttp.access") if server.access_log else None,
             access_log_class=AccessLogger,
             shutdown_timeout=server.shutdown_timeout,
             print=None,
         )
-    except (StoreError, BootstrapError, MissingCredential, OSError) as exc:
+    except (StoreError, BootstrapError, MissingCredential, StartFailure, OSError) as exc:
         # A replica started while its database is down (or not migrated), on a port another
         # process holds, or with an admin key it cannot use: one line saying so, for the
         # operator or a supervisor that restarts it, rather than a page of traceback.
@@ -141,9 +147,33 @@ def serve(
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
+def _address(host: str, port: int) -> str:
+    """``host:port`` as a URL writes it (an IPv6 address in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _dual_stack_socket(port: int) -> socket.socket:
+    """A socket on every address of both families, for ``--host ::``.
+
+    asyncio makes the sockets of an IPv6 host IPv6-only, so on ``::`` IPv4 clients were
+    refused (a probe over IPv4, the URL the first start prints for the CLI); an operator
+    who names the wildcard means every address, as Linux's own default for it does.
+    """
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("::", port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def _start_failure(exc: Exception, host: str, port: int) -> str:
     if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
-        return f"{host}:{port} is in use (another gateway running?); free it or pick --port"
+        where = _address(host, port)
+        return f"{where} is in use (another gateway running?); free it or pick --port"
     if isinstance(exc, OSError) and exc.errno == errno.EADDRNOTAVAIL:
         return f"{host} is not an address of this machine (--host or server.host)"
     return str(exc)
@@ -174,7 +204,7 @@ def config_check(
 @app.command("mock-provider")
 def mock_provider(
     host: Annotated[str, typer.Option(help="Listen address")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Listen port")] = 9000,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Listen port")] = 9000,
     ttft_ms: Annotated[float, typer.Option(help="Time to first token, ms")] = 0.0,
     tpot_ms: Annotated[float, typer.Option(help="Time per output token, ms")] = 0.0,
     output_tokens: Annotated[int, typer.Option(help="Default completion length")] = 16,

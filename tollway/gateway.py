@@ -196,7 +196,28 @@ class Gateway:
 
     async def start(self) -> None:
         """Open the store, load identities, start the simulator (if enabled), open the
-        upstream pool and build the pipeline."""
+        upstream pool and build the pipeline; a start that fails part way releases what it
+        opened."""
+        try:
+            await self._start()
+        except BaseException:
+            await self._release_failed_start()
+            raise
+
+    async def _release_failed_start(self) -> None:
+        # aiohttp runs no cleanup for a start that raised: left open, the upstream session
+        # was reported unclosed ("Unclosed client session", an error in the log) under the
+        # one line saying why the gateway did not start, and the store kept its connections.
+        await self.fleet.close()
+        if self.request_log is not None:
+            await self.request_log.close()
+        if self._session is not None:
+            await self._session.close()
+        if self.simulator is not None:
+            await self.simulator.stop()
+        await self.store.close()
+
+    async def _start(self) -> None:
         await self.store.open(migrate=self.settings.store.migrate)
         await self._load_identities()
         await self.limits.load()
@@ -457,16 +478,20 @@ class Gateway:
             await self.tracing.close()
 
 
+class StartFailure(Exception):
+    """The gateway cannot start as configured; the message says why, in one line."""
+
+
 def _start_tracing(settings: Settings, vault: Vault, exporter: SpanExporter | None) -> Tracing:
     """The process's tracer provider; the config check already found the packages, this
     says the same should they have gone since."""
     try:
         from tollway.telemetry.tracing import Tracing
     except ImportError as exc:
-        raise RuntimeError(
+        raise StartFailure(
             f"telemetry.tracing.enabled needs `pip install 'tollway[otel]'`: {exc}"
         ) from None
     try:
         return Tracing(settings.telemetry.tracing, vault, exporter)
     except MissingCredential as exc:
-        raise RuntimeError(f"telemetry.tracing.headers: {exc}") from None
+        raise StartFailure(f"telemetry.tracing.headers: {exc}") from None

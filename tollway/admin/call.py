@@ -86,6 +86,9 @@ class AdminCall:
     async def body(self, model: type[B]) -> B:
         """The JSON body validated as ``model``; 400 naming the field otherwise."""
         raw = await read_json_object(self.request, self.gateway.max_body_size)
+        where = nul_location(raw)
+        if where is not None:
+            raise _holds_nul(where)
         try:
             return model.model_validate(raw)
         except ValidationError as exc:
@@ -117,6 +120,40 @@ class Route:
     query: tuple[Query, ...] = ()
 
 
+def refuse_nul_parameters(request: web.Request) -> None:
+    """400 naming the path or query parameter that holds a NUL character: no store keeps
+    one (PostgreSQL's text refuses it even in a lookup), so it can name nothing stored."""
+    for name, value in (*request.match_info.items(), *request.query.items()):
+        if "\x00" in name or "\x00" in value:
+            raise _holds_nul(name.replace("\x00", "\\u0000"))
+
+
+def nul_location(value: Any, where: str = "") -> str | None:
+    """Where in a parsed JSON value a text (a value or a key) holds a NUL character, as
+    ``metadata.tags[0]`` (a key holding one: its mapping's location), or None."""
+    if isinstance(value, str):
+        return where if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                return where or "(body)"
+            found = nul_location(item, f"{where}.{key}" if where else key)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = nul_location(item, f"{where}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
+def _holds_nul(where: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"'{where}' holds a NUL character (\\u0000), which the store cannot keep", param=where
+    )
+
+
 def admin_routes(gateway: Gateway, routes: list[Route]) -> list[web.RouteDef]:
     """aiohttp routes that authenticate, authorise and answer in one error shape."""
 
@@ -134,6 +171,7 @@ def admin_routes(gateway: Gateway, routes: list[Route]) -> list[web.RouteDef]:
                         code="missing_api_key",
                     )
                 actor = Actor(principal, request.remote, rid)
+                refuse_nul_parameters(request)
                 result = await route.handler(AdminCall(request, actor, gateway))
             except GatewayError as exc:
                 if exc.status in (401, 403):  # who tried without the right to: denials.py

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Annotated, Any, NoReturn
 from urllib.parse import quote
 
@@ -43,7 +44,7 @@ credentials = typer.Typer(no_args_is_help=True, help="Provider credentials in th
 audit = typer.Typer(no_args_is_help=True, help="The audit trail.")
 
 _console = Console()
-_errors = Console(stderr=True)
+_errors = Console(stderr=True, soft_wrap=True)  # one line per error, for logs and grep
 
 
 def call(
@@ -65,7 +66,7 @@ def call(
             headers={"Authorization": f"Bearer {key}"},
         )
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        _errors.print(f"[red]cannot reach the gateway at {escape(url)}: {type(exc).__name__}[/red]")
+        _errors.print(f"[red]{escape(unreachable(url, exc, timeout=30))}[/red]")
         raise typer.Exit(1) from None
     if response.status_code >= 400:
         fail(response, url)
@@ -101,6 +102,33 @@ def fail(response: httpx.Response, url: str) -> NoReturn:
         message = f"{_not_ours(url)}: {text}" if text else _not_ours(url)
     _errors.print(f"[red]{response.status_code}: {escape(message)}[/red]")
     raise typer.Exit(1)
+
+
+def unreachable(url: str, exc: Exception, *, timeout: float) -> str:
+    """Why the gateway at ``url`` gave no answer, in words an operator can act on: a refused
+    connection, a name that does not resolve, TLS spoken to a plain-HTTP port, a
+    certificate no trusted CA signed (and how to trust its CA), no answer in time."""
+    where = f"cannot reach the gateway at {url}"
+    if isinstance(exc, httpx.TimeoutException):
+        return f"{where}: no answer within {timeout:g} s"
+    reason = str(exc) or type(exc).__name__
+    tls = re.sub(r" \(_ssl\.c:\d+\)$", "", reason)  # where in OpenSSL's glue: noise here
+    if "CERTIFICATE_VERIFY_FAILED" in reason:
+        detail = tls.removeprefix("[SSL: CERTIFICATE_VERIFY_FAILED] ")
+        return (
+            f"{where}: its TLS certificate is not trusted ({detail}); if a private CA signed "
+            "it, set SSL_CERT_FILE to that CA's certificate (PEM)"
+        )
+    if "WRONG_VERSION_NUMBER" in reason or "record layer failure" in reason:
+        # What OpenSSL makes of a plain-HTTP answer to its hello.
+        return f"{where}: the TLS handshake failed ({tls}); does it take http://?"
+    if reason.startswith("[SSL"):
+        return f"{where}: the TLS handshake failed ({tls})"
+    if "Connection refused" in reason:
+        return f"{where}: connection refused"
+    if "Name or service not known" in reason or "nodename nor servname" in reason:
+        return f"{where}: the host name does not resolve"
+    return f"{where}: {reason}"
 
 
 def _not_ours(url: str) -> str:

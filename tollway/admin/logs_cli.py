@@ -35,11 +35,12 @@ from tollway.admin.cli import (
     gateway_url,
     print_json,
     table_console,
+    unreachable,
 )
 
 logs = typer.Typer(no_args_is_help=True, help="The request log.")
 
-_errors = Console(stderr=True)
+_errors = Console(stderr=True, soft_wrap=True)  # one line per error, for logs and grep
 LIST_COLUMNS: list[tuple[str, Literal["left", "right"], int]] = [
     ("UTC", "left", 14), ("key", "left", 8), ("model", "left", 5), ("status", "left", 3),
     ("in/out", "right", 6), ("cache r/w", "right", 3), ("USD", "right", 8), ("ms", "right", 2),
@@ -163,6 +164,9 @@ def logs_export(
                 fail(response, url)
             for piece in response.iter_bytes():
                 sink.write(piece)
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # no answer began
+        _errors.print(f"[red]{escape(unreachable(url, exc, timeout=30))}[/red]")
+        raise typer.Exit(1) from None
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         _errors.print(f"[red]the export failed: {type(exc).__name__}: {escape(str(exc))}[/red]")
         raise typer.Exit(1) from None

@@ -45,9 +45,14 @@ def load_settings(path: str | os.PathLike[str]) -> Settings:
     """Read, parse and validate one YAML config file."""
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        raw = file.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # An editor that saved a comment as Latin-1 (or the file as UTF-16): where, not how.
+        raise ConfigError(f"{file}: {_not_utf8(raw, exc.start)}") from None
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no Python objects
     except yaml.MarkedYAMLError as exc:
@@ -61,6 +66,17 @@ def load_settings(path: str | os.PathLike[str]) -> Settings:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{file}: the top level must be a mapping, not {type(data).__name__}")
     return validate_settings(data, source=str(file))
+
+
+def _not_utf8(raw: bytes, start: int) -> str:
+    """Where the first byte that is not UTF-8 is, as YAML errors say it, and which it is."""
+    line_start = raw.rfind(b"\n", 0, start) + 1
+    column = len(raw[line_start:start].decode("utf-8", "replace")) + 1
+    line = raw.count(b"\n", 0, start) + 1
+    return (
+        f"line {line}, column {column}: not UTF-8 text (byte 0x{raw[start]:02x}); "
+        "save the file as UTF-8"
+    )
 
 
 def validate_settings(data: Mapping[str, Any], *, source: str) -> Settings:

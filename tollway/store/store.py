@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 from types import TracebackType
 
 from sqlalchemy import text
@@ -90,6 +92,10 @@ class Store:
 
     async def open(self, *, migrate: bool = False) -> None:
         """Connect and check the schema is current (``migrate``: upgrade it first)."""
+        database = file_database(self._engine.url)
+        problem = None if database is None else _unusable_directory(database)
+        if problem is not None:
+            raise StoreError(f"cannot use the store at {self._where}: {problem}")
         try:
             if migrate:
                 await upgrade_engine(self._engine, schema=self._schema)
@@ -140,3 +146,18 @@ class Store:
         if self._secret_box is None:
             self._secret_box = SecretBox.from_environ()
         return self._secret_box
+
+
+def _unusable_directory(database: str) -> str | None:
+    """What keeps SQLite from making ``database`` (and its journal) in its directory, or None.
+
+    Asked before connecting: SQLite says only "unable to open database file", and the
+    connection that failed left a thread that answered after the event loop had closed,
+    with a traceback under the one line saying why the gateway did not start.
+    """
+    directory = Path(database).absolute().parent
+    if not directory.is_dir():
+        return f"the directory {directory} does not exist"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return f"the directory {directory} is not writable by this user"
+    return None
