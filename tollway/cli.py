@@ -116,21 +116,22 @@ def serve(
     server = settings.server
     host = host or server.host
     port = server.port if port is None else port
-    # The gateway tells the first admin where it listens, so it needs what --host/--port say.
-    server = server.model_copy(update={"host": host, "port": port})
-    settings = settings.model_copy(update={"server": server})
-    models = ", ".join(group.name for group in settings.models) or "(none)"
-    logging.getLogger("tollway").info(
-        "Tollway on http://%s (config: %s; models: %s)", _address(host, port), source, models
-    )
     _install_event_loop()
     try:
-        dual_stack = _dual_stack_socket(port) if host == "::" else None
+        # Listening first: a gateway that cannot (the port is taken) touches no store, makes
+        # no first admin key; and port 0 is known as the port it got.
+        sockets = _listen(host, port)
+        port = sockets[0].getsockname()[1]
+        # The gateway tells the first admin where it listens, so it needs what it listens on.
+        server = server.model_copy(update={"host": host, "port": port})
+        settings = settings.model_copy(update={"server": server})
+        models = ", ".join(group.name for group in settings.models) or "(none)"
+        logging.getLogger("tollway").info(
+            "Tollway on http://%s (config: %s; models: %s)", _address(host, port), source, models
+        )
         web.run_app(
             create_app(settings, config_path=_config_path(config)),
-            host=None if dual_stack else host,
-            port=None if dual_stack else port,
-            sock=dual_stack,
+            sock=sockets,
             access_log=logging.getLogger("aiohttp.access") if server.access_log else None,
             access_log_class=AccessLogger,
             shutdown_timeout=server.shutdown_timeout,
@@ -150,6 +151,30 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 def _address(host: str, port: int) -> str:
     """``host:port`` as a URL writes it (an IPv6 address in brackets)."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _listen(host: str, port: int) -> list[socket.socket]:
+    """Bound sockets on every address ``host`` names (``::``: both families), on ``port``
+    (0: one free port, the same on each); aiohttp listens on them."""
+    if host == "::":
+        return [_dual_stack_socket(port)]
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:  # as asyncio binds them: each family on its own
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if port == 0 and len(sockets) > 1:  # the port the first one got
+                address = (address[0], sockets[0].getsockname()[1], *address[2:])
+            sock.bind(address)
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
 
 
 def _dual_stack_socket(port: int) -> socket.socket:

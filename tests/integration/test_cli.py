@@ -11,6 +11,7 @@ import ssl
 import subprocess
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -325,6 +326,36 @@ def test_serve_on_a_port_in_use_says_so_in_one_line(tmp_path: Path) -> None:
         f"tollway: cannot start: 127.0.0.1:{port} is in use (another gateway running?); "
         "free it or pick --port"
     )
+    # It bound first: the store was neither created nor migrated (and no first admin key
+    # made) for a gateway that could not listen.
+    assert not (tmp_path / "busy.db").exists()
+
+
+def test_serve_on_port_0_says_the_port_it_got(tmp_path: Path) -> None:
+    # --port 0 (any free port) logged ":0", which no client can use.
+    env = {**os.environ, "TOLLWAY_STORE_URL": f"sqlite+aiosqlite:///{tmp_path}/any.db"}
+    process = subprocess.Popen(
+        tollway_command("serve", "--port", "0"), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if "Tollway on http://" in line:
+                break
+        port = int(line.split("Tollway on http://127.0.0.1:", 1)[1].split(" ", 1)[0])
+        assert port > 0
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=2):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+    finally:
+        process.terminate()
+        process.wait(30)
 
 
 def test_serve_with_an_admin_key_it_cannot_use_says_so_in_one_line(tmp_path: Path) -> None:
