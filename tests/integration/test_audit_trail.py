@@ -121,3 +121,23 @@ def test_an_auditor_narrows_the_trail_by_address_and_time(gateway: str) -> None:
         refused = httpx.get(gateway + "/admin/audit", params=params, headers=ADMIN, timeout=30)
         assert refused.status_code == 400, refused.text
         assert refused.json()["error"]["param"] == name
+
+
+def test_a_deleted_team_takes_its_budgets_and_limits_with_it(gateway: str) -> None:
+    # Deleting a team revoked its keys but left its budgets and rate limits listed, applied
+    # to nothing, and no longer settable (a budget on a team that does not exist is a 404).
+    made = call(gateway, "POST", "/admin/teams", {"name": f"gone-{uuid.uuid4().hex[:6]}"})
+    team_id = made.json()["id"]
+    budget = {"scope": "team", "scope_id": team_id, "period": "month", "limit_usd": 5}
+    call(gateway, "PUT", "/admin/budgets", budget)
+    call(gateway, "PUT", "/admin/limits", {"scope": "team", "scope_id": team_id, "rpm": 9})
+    call(gateway, "DELETE", f"/admin/teams/{team_id}")
+    budgets = call(gateway, "GET", f"/admin/budgets?scope=team&scope_id={team_id}")
+    assert budgets.json()["data"] == []
+    limits = call(gateway, "GET", "/admin/limits").json()["data"]
+    assert [r for r in limits if r["scope_id"] == team_id] == []
+    (deleted,) = events(gateway, action="team.delete", target_id=team_id)
+    assert deleted["details"]["removed"] == [
+        f"budget:team:{team_id}:month",
+        f"limit:team:{team_id}",
+    ]

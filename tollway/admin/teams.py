@@ -58,8 +58,12 @@ async def update_team(call: AdminCall) -> dict[str, Any]:
 async def delete_team(call: AdminCall) -> None:
     require_role(call.principal, "admin")
     team_id = call.param("team_id")
-    await call.gateway.store.teams.delete(team_id)
-    await call.gateway.identity.identities_changed(call.actor, "team.delete", "team", team_id, {})
+    removed = await call.gateway.store.teams.delete(team_id)
+    await call.gateway.identity.identities_changed(
+        call.actor, "team.delete", "team", team_id, {"removed": removed}
+    )
+    if removed:  # its budgets and limits go from every replica's book too
+        await call.gateway.fleet.limits_changed(f"team:{team_id}")
 
 
 async def add_member(call: AdminCall) -> dict[str, Any]:

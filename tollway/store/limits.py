@@ -271,3 +271,21 @@ class LimitRepository:
         """Delete the spend of ``accounts`` (a reset by an admin)."""
         async with transaction(self._sessions, "spend changed concurrently") as session:
             await session.execute(delete(SpendRow).where(SpendRow.account.in_(accounts)))
+
+
+async def remove_scope(session: AsyncSession, scope: str, scope_id: str) -> list[str]:
+    """Delete the budgets and rate limit of one scope (a team being deleted) in ``session``'s
+    transaction; what was removed, as ``budget:<scope>:<id>:<period>`` and
+    ``limit:<scope>:<id>``. Spend history stays."""
+    budgets = await session.execute(
+        delete(BudgetRow)
+        .where(BudgetRow.scope == scope, BudgetRow.scope_id == scope_id)
+        .returning(BudgetRow.period)
+    )
+    limits = await session.execute(
+        delete(RateLimitRow)
+        .where(RateLimitRow.scope == scope, RateLimitRow.scope_id == scope_id)
+        .returning(RateLimitRow.scope_id)
+    )
+    removed = [f"budget:{scope}:{scope_id}:{period}" for period in sorted(budgets.scalars())]
+    return removed + [f"limit:{scope}:{scope_id}" for _ in limits.scalars()]

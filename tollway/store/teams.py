@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tollway.store.columns import utcnow
 from tollway.store.errors import RecordNotFound
 from tollway.store.key_cascades import block_member_keys, revoke_keys
+from tollway.store.limits import remove_scope
 from tollway.store.models import KeyRow, MembershipRow, TeamRow, UserRow
 from tollway.store.records import (
     KEY_AUTHORITIES,
@@ -119,8 +120,10 @@ class TeamRepository:
             await session.flush()
             return team_record(row)
 
-    async def delete(self, team_id: str) -> None:
-        """Delete a team and its memberships; its keys are revoked first, then detached."""
+    async def delete(self, team_id: str) -> list[str]:
+        """Delete a team, its memberships, budgets and rate limits (its spend history stays);
+        its keys are revoked first, then detached. Returns the budgets and limits removed, as
+        ``budget:team:<id>:<period>`` and ``limit:team:<id>``."""
         now = utcnow()
         async with transaction(self._sessions, "the team is still referenced") as session:
             # Locked first: a key being made in the team (its foreign key shares the row) is
@@ -129,7 +132,9 @@ class TeamRepository:
             # Revoke before the foreign key detaches them: a key must not live on without
             # the team whose limits it was under.
             await revoke_keys(session, KeyRow.team_id == team_id, now)
+            removed = await remove_scope(session, "team", team_id)
             await session.execute(delete(TeamRow).where(TeamRow.id == team_id))
+        return removed
 
     async def add_member(
         self, team_id: str, user_id: str, role: TeamRole = "member"
