@@ -8,6 +8,7 @@ runs a real provider).
 
 from __future__ import annotations
 
+import base64
 import http.server
 import json
 import threading
@@ -98,3 +99,16 @@ def test_a_token_over_16_kib_is_refused_as_malformed_without_echoing_it(
     assert answer.status_code == 401
     assert answer.json()["error"]["message"] == "malformed token"
     assert token[:40] not in answer.text
+
+
+def test_a_jwt_with_an_issuer_that_is_not_a_string_is_a_401_not_a_500(gateway: str) -> None:
+    # A header with a leading space does not start "eyJ": the authenticator asks the token
+    # verifier whether the token names one of its issuers, which must not trip on a list.
+    def segment(value: object) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    header = base64.urlsafe_b64encode(b' {"alg": "RS256"}').rstrip(b"=").decode()
+    for issuer in (["https://idp.example"], {"url": "https://idp.example"}):
+        answer = whoami(gateway, f"{header}.{segment({'iss': issuer})}.c2ln")
+        assert answer.status_code == 401, answer.text
+        assert answer.json()["error"]["code"] == "invalid_api_key"
