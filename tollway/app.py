@@ -17,6 +17,7 @@ from aiohttp.abc import AbstractAccessLogger
 from tollway.admin.call import admin_routes
 from tollway.admin.openapi import openapi_document
 from tollway.admin.routes import ROUTES
+from tollway.auth.oidc import MAX_TOKEN_LENGTH
 from tollway.config.schema import Settings
 from tollway.dialects import anthropic
 from tollway.dialects.anthropic import AnthropicDialect
@@ -31,6 +32,12 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
 
 GATEWAY = web.AppKey("gateway", Gateway)
+
+MAX_HEADER_VALUE = 2 * MAX_TOKEN_LENGTH
+"""The longest header value the server reads (aiohttp's default is 8190 bytes). An OIDC token
+may be 16 KiB (a user in hundreds of groups is over 8 KiB), and one just longer must reach
+the authenticator to be refused in the client's error shape, not by aiohttp in plain text
+with the start of the token in it."""
 
 
 def create_app(
@@ -48,7 +55,10 @@ def create_app(
     """
     gateway = Gateway(settings, environ, config_path, span_exporter=span_exporter)
     # The dialects enforce the body limit themselves to answer in the client's error shape.
-    app = web.Application(client_max_size=gateway.max_body_size + 1, handler_args=None)
+    app = web.Application(
+        client_max_size=gateway.max_body_size + 1,
+        handler_args={"max_field_size": MAX_HEADER_VALUE},
+    )
     app[GATEWAY] = gateway
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:

@@ -25,6 +25,7 @@ from tollway.auth.bootstrap import (
     pin_admin_key,
 )
 from tollway.auth.identity import Identity
+from tollway.auth.key_use import KeyUse
 from tollway.auth.oidc import OIDCAuthenticator
 from tollway.auth.stage import ModelAccess
 from tollway.auth.vault import MissingCredential, Vault
@@ -100,12 +101,14 @@ class Gateway:
             busy_timeout=settings.store.busy_timeout,
         )
         self.identity = Identity(self.store)
+        self.key_use = KeyUse(self.store, settings.auth.last_used_interval)
         self.config_version = settings_version(settings)
         """A fingerprint of the config this replica runs (replicas should agree)."""
         self.authenticator = Authenticator(
             self.identity.keys,
             anonymous_models=settings.auth.anonymous_models,
             is_blocked=self.identity.is_blocked,
+            on_key_use=self.key_use.note,
         )
         self.max_body_size = int(settings.server.max_body_size)
         self.started_at = int(time.time())
@@ -251,6 +254,7 @@ class Gateway:
         self._pipelines = self._build_pipelines(self.settings)
         self.fleet.start()
         self.limits.start()
+        self.key_use.start()
         if self.alerts is not None:
             await self.alerts.start()
         if self.config_path is not None and self.settings.server.reload_interval:
@@ -469,6 +473,7 @@ class Gateway:
         if self.simulator is not None:
             await self.simulator.stop()
         await self.limits.close()
+        await self.key_use.close()  # the last uses, before the store closes
         if self.alerts is not None:
             await self.alerts.close()
         if log_closed is not None:

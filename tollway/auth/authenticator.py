@@ -44,10 +44,14 @@ class Authenticator:
         tokens: TokenVerifier | None = None,
         anonymous_models: Sequence[str] = (),
         is_blocked: Callable[[str], bool] = lambda user: False,
+        on_key_use: Callable[[Principal], None] = lambda principal: None,
     ) -> None:
+        """``on_key_use`` is told of each request a virtual key was accepted for (its
+        ``last_used_at``); refused keys are not used."""
         self.keys = keys
         self.tokens = tokens
         self._is_blocked = is_blocked
+        self._on_key_use = on_key_use
         self._anonymous = (
             Principal(kind="anonymous", id="anonymous", allowed_models=tuple(anonymous_models))
             if anonymous_models
@@ -75,7 +79,9 @@ class Authenticator:
                     "This user is blocked.", code="user_blocked", principal=principal
                 )
             return principal
-        return await self.keys.authenticate(secret)
+        principal = await self.keys.authenticate(secret)
+        self._on_key_use(principal)
+        return principal
 
 
 def _looks_like_jwt(secret: str) -> bool:

@@ -180,7 +180,11 @@ class OIDCAuthenticator:
     def accepts(self, token: str) -> bool:
         """Whether ``token`` is a JWT naming a configured issuer (unverified, cheap)."""
         parsed = _unverified(token)
-        return parsed is not None and parsed[1].get("iss") in self._verifiers
+        if parsed is None:
+            return False
+        issuer = parsed[1].get("iss")
+        # Any JSON may sit there: a list or an object is no issuer (and cannot be looked up).
+        return isinstance(issuer, str) and issuer in self._verifiers
 
     async def authenticate(self, token: str) -> Principal:
         """The principal of a valid token; ``AuthenticationFailed`` saying which check failed."""

@@ -304,6 +304,9 @@ class AuthConfig(Strict):
     reconcile_interval: Duration = 30.0
     """How often keys, users and teams are reloaded from the store in full, bounding how long
     a change made by another replica can go unseen if its change event was missed."""
+    last_used_interval: Duration = 60.0
+    """How often the keys used since the last write get their ``last_used_at`` written to
+    the store (in one statement; the rest is written at shutdown)."""
     admin_denials_per_second: float = Field(default=1.0, ge=0.0)
     """Admin API requests denied (401, 403) written to the audit trail a second of each kind
     (status and code), with bursts of ten seconds' worth; beyond it they are only counted

@@ -270,14 +270,21 @@ class KeyRepository:
             return {key_id: str(lineage) for key_id, lineage in await session.execute(query)}
 
     async def record_use(self, last_used: Mapping[str, dt.datetime]) -> None:
-        """Write many keys' ``last_used_at`` at once (the usage writer batches these)."""
+        """Write many keys' ``last_used_at`` at once (``auth/key_use.py`` batches these).
+
+        A stamp never moves back: replicas write their batches at their own moments, and
+        one that used a key earlier must not overwrite another's later use."""
         if not last_used:
             return
         table = cast(Table, KeyRow.__table__)
+        used_at = bindparam("used_at", type_=UTCDateTime())
         statement = (
             update(table)
-            .where(table.c.id == bindparam("key_id"))
-            .values(last_used_at=bindparam("used_at", type_=UTCDateTime()))
+            .where(
+                table.c.id == bindparam("key_id"),
+                or_(table.c.last_used_at.is_(None), table.c.last_used_at < used_at),
+            )
+            .values(last_used_at=used_at)
         )
         rows = [
             {"key_id": key_id, "used_at": require_aware(at, "last_used_at")}

@@ -223,6 +223,17 @@ async def test_last_used_is_written_in_batches(store: Store) -> None:
     await store.keys.record_use({})
 
 
+async def test_a_keys_last_use_never_moves_back(store: Store) -> None:
+    # Replicas write their batches at their own moments: an earlier use written later stays
+    # behind the later use already written.
+    key = await store.keys.create(new_key("shared")[1])
+    await store.keys.record_use({key.id: NOW + dt.timedelta(minutes=1)})
+    await store.keys.record_use({key.id: NOW})
+    assert (await store.keys.get(key.id)).last_used_at == NOW + dt.timedelta(minutes=1)
+    await store.keys.record_use({key.id: NOW + dt.timedelta(minutes=2)})
+    assert (await store.keys.get(key.id)).last_used_at == NOW + dt.timedelta(minutes=2)
+
+
 async def test_deleting_a_team_or_user_revokes_their_keys(store: Store) -> None:
     team = await store.teams.create("ml")
     user = await store.users.create(email="gina@example.com")
