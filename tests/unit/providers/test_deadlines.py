@@ -153,7 +153,8 @@ def test_connect_limits_cut_by_a_deadline_are_not_remembered_for_ever() -> None:
     # of its own nearly every request. The client keeps a few limits' aiohttp timeouts only.
     async def test(client: UpstreamClient, base: str) -> None:
         for left in range(1, 201):
-            timeouts = UpstreamTimeouts(connect=left / 1000, first_byte=1.0, total=2.0)
+            # 200 distinct limits, none so short that a loaded machine's connect misses it.
+            timeouts = UpstreamTimeouts(connect=0.5 + left / 1000, first_byte=1.0, total=2.0)
             assert await client.post_json(base + "/json", {}, {}, timeouts, _no_error) == {
                 "ok": True
             }
