@@ -26,6 +26,7 @@ PRICEY = {"input": 1000.0, "output": 4000.0}  # USD per 1M tokens: cents per req
 CHEAP = {"input": 1.0, "output": 2.0}
 FRACTIONAL = {"input": 0.15, "output": 0.6}  # costs in fractions of a micro-dollar
 MARGIN = 1.25  # 1 + limits.estimate_margin: the simulator's tokens are not OpenAI's
+RESPONSES_WINDOW = 1000  # the context window of "pricey-responses"
 
 
 def budget_config(simulator_url: str) -> dict[str, Any]:
@@ -68,6 +69,22 @@ def budget_config(simulator_url: str) -> dict[str, Any]:
                         "api_base": simulator_url,
                         "api_key": key,
                         "price": PRICEY,
+                    }
+                ],
+            },
+            {
+                # OpenAI's Responses API, which keeps conversations: a continuation's earlier
+                # turns are billed as input the gateway never sees.
+                "name": "pricey-responses",
+                "deployments": [
+                    {
+                        "provider": "openai",
+                        "model": "gpt-4o",
+                        "api_base": base,
+                        "api_key": key,
+                        "price": PRICEY,
+                        "responses_api": True,
+                        "context_window": RESPONSES_WINDOW,
                     }
                 ],
             },
@@ -319,6 +336,55 @@ def test_embeddings_and_responses_are_charged_to_the_budget(gateway: str) -> Non
     assert float(raw.headers["x-tollway-budget-remaining-usd"]) <= 10.0
     client.responses.create(model="pricey", input="hello", max_output_tokens=20)
     assert spend(gateway, key_id)["spent_usd"] > cost
+
+
+def test_a_continued_response_is_reserved_for_its_whole_context_and_never_overspends(
+    gateway: str,
+) -> None:
+    key_id, key = new_key(gateway)
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=key, max_retries=0)
+    first = client.responses.with_raw_response.create(
+        model="pricey-responses", input="start a long conversation", max_output_tokens=20
+    )
+    first_cost = float(first.headers["x-tollway-cost-usd"])
+    # The upstream bills a continuation for every earlier turn as input: more than its own
+    # `input`, which is all the gateway can count. A budget a little over what the next
+    # turn's new words cost at worst must not let it through to spend past the limit.
+    limit = 3.0 * first_cost
+    set_budget(gateway, key_id, limit)
+    costs: list[float] = []
+    previous = first.parse().id
+    with pytest.raises(openai.RateLimitError) as caught:
+        for _ in range(30):
+            raw = client.responses.with_raw_response.create(
+                model="pricey-responses",
+                input="and then, tell me more",
+                max_output_tokens=20,
+                previous_response_id=previous,
+            )
+            costs.append(float(raw.headers["x-tollway-cost-usd"]))
+            previous = raw.parse().id
+    assert caught.value.code == "budget_exceeded"
+    row = wait_settled(gateway, key_id)
+    assert row["spent_usd"] <= limit
+    assert row["spent_usd"] == pytest.approx(sum(costs), abs=1e-6)
+    # What is held while a continuation runs is its worst case: the deployment's whole
+    # context window as input (all a call can hold), plus its output.
+    roomy_id, roomy = new_key(gateway)
+    set_budget(gateway, roomy_id, 100.0)
+    streamer = openai.OpenAI(base_url=gateway + "/v1", api_key=roomy, max_retries=0)
+    with streamer.responses.with_streaming_response.create(
+        model="pricey-responses",
+        input="and then?",
+        max_output_tokens=20,
+        previous_response_id=previous,
+        stream=True,
+    ) as response:
+        held = 100.0 - float(response.headers["x-tollway-budget-remaining-usd"])
+        for _ in response.iter_lines():
+            pass
+    worst = (RESPONSES_WINDOW * PRICEY["input"] + 20 * PRICEY["output"]) / 1e6
+    assert held == pytest.approx(worst, abs=1e-6)
 
 
 def test_per_deployment_limit_moves_requests_to_the_next_candidate(gateway: str) -> None:

@@ -65,6 +65,8 @@ class Candidates:
     prices: tuple[tuple[Price, int], ...]
     """Every priced candidate's price, with the index in ``counters`` of its way of counting
     (unpriced candidates cost nothing)."""
+    windows: tuple[int | None, ...]
+    """The context window of each of ``prices``' candidates (``None``: not known)."""
     max_output: int | None
     """The smallest max output among candidates that state one."""
     per_image: bool
@@ -83,16 +85,19 @@ def candidates_of(table: RoutingTable) -> dict[str, Candidates]:
         ways: dict[tuple[str, str, bool], int] = {}
         counters: list[Deployment] = []
         prices: list[tuple[Price, int]] = []
+        windows: list[int | None] = []
         for deployment in deployments:
             way = ways.setdefault(counted_alike(deployment), len(counters))
             if way == len(counters):
                 counters.append(deployment)
             if deployment.price is not None:
                 prices.append((deployment.price, way))
+                windows.append(deployment.context_window)
         outputs = [d.max_output for d in deployments if d.max_output]
         found[group.name] = Candidates(
             counters=tuple(counters),
             prices=tuple(prices),
+            windows=tuple(windows),
             max_output=min(outputs) if outputs else None,
             per_image=any(price.per_image for price, _ in prices),
         )
@@ -246,11 +251,11 @@ class Admission(Stage):
             candidates = self._candidates.get(ctx.model)
             if budget.policy != "shrink" or candidates is None:
                 break
-            inputs = self._reserved_inputs(ctx, estimate, candidates)
+            prices, inputs = self._priced_inputs(ctx, estimate, candidates)
             images = image_count(ctx) if candidates.per_image else 0
             left = outcome.remaining_micros or 0
             choices = max(1, chat.n or 1)
-            affordable = _affordable(candidates.prices, inputs, images, left) // choices
+            affordable = _affordable(prices, inputs, images, left) // choices
             if affordable < 1:
                 break
             max_output = min(chat.max_tokens, affordable)
@@ -301,6 +306,29 @@ class Admission(Stage):
             inputs.append(tokens if exact else math.ceil(tokens * margin))
         return inputs
 
+    def _priced_inputs(
+        self, ctx: RequestContext, estimate: int, candidates: Candidates
+    ) -> tuple[Sequence[tuple[Price, int]], list[int]]:
+        """The candidates' prices, each with the index in the returned inputs of the input
+        reserved for it (``worst_case_micros``' arguments).
+
+        A request only OpenAI's Responses API serves may bring input the gateway never sees:
+        a continuation's earlier turns (``previous_response_id``, ``conversation``, item
+        references), stored upstream and billed again as input, and what a built-in tool
+        reads (search results, files). Its own count bounds nothing, so each candidate is
+        reserved its whole context window as input (all one call can hold), where known.
+        """
+        inputs = self._reserved_inputs(ctx, estimate, candidates)
+        chat = ctx.chat
+        if chat is None or chat.responses_only is None:
+            return candidates.prices, inputs
+        prices: list[tuple[Price, int]] = []
+        whole: list[int] = []
+        for (price, way), window in zip(candidates.prices, candidates.windows, strict=True):
+            prices.append((price, len(whole)))
+            whole.append(max(inputs[way], window or 0))
+        return prices, whole
+
     def _budget_claim(
         self,
         ctx: RequestContext,
@@ -313,10 +341,10 @@ class Admission(Stage):
         reserve = 0
         if candidates is not None:
             images = image_count(ctx) if candidates.per_image else 0
-            inputs = self._reserved_inputs(ctx, estimate, candidates)
+            prices, inputs = self._priced_inputs(ctx, estimate, candidates)
             # Every one of ``n`` choices may use the whole max output.
             choices = max(1, ctx.chat.n or 1) if ctx.chat is not None else 1
-            reserve = worst_case_micros(candidates.prices, inputs, max_output * choices, images)
+            reserve = worst_case_micros(prices, inputs, max_output * choices, images)
         account = self._service.account
         accounts = [BudgetClaim(account(b), b.limit_micros) for b in budgets]
         return Claim(
