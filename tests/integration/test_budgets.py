@@ -53,6 +53,11 @@ def budget_config(simulator_url: str) -> dict[str, Any]:
             {"name": "cheap", "deployments": [openai_deployment(CHEAP)]},
             {"name": "fractional", "deployments": [openai_deployment(FRACTIONAL)]},
             {
+                "name": "cheap-falling",
+                "deployments": [openai_deployment(CHEAP)],
+                "fallbacks": ["pricey"],
+            },
+            {
                 "name": "pricey-pair",
                 "deployments": [
                     openai_deployment(PRICEY, id="dep-a"),
@@ -430,6 +435,42 @@ def test_estimate_gives_counts_and_cost_range_without_spending(gateway: str) -> 
     )
     assert unknown.status_code == 404
     assert unknown.json()["error"]["code"] == "model_not_found"
+
+
+def estimate(url: str, key: str, body: dict[str, Any]) -> dict[str, Any]:
+    answer = httpx.post(url + "/v1/estimate", headers={"authorization": f"Bearer {key}"}, json=body)
+    assert answer.status_code == 200, answer.text
+    estimated: dict[str, Any] = answer.json()
+    return estimated
+
+
+def test_a_fallback_the_key_may_not_use_is_not_reserved_for(gateway: str) -> None:
+    body: dict[str, Any] = {"model": "cheap-falling", "max_tokens": 100}
+    body["messages"] = [{"role": "user", "content": "hi"}]
+    # The router never falls back to a model the key may not use, so its price bounds
+    # nothing: the request costs at most what the cheap model can.
+    created = admin(
+        gateway, "POST", "/admin/keys", {"name": "cheap", "allowed_models": ["cheap-falling"]}, 201
+    )
+    set_budget(gateway, created["id"], 0.01)
+    told = estimate(gateway, created["key"], body)
+    assert told["within_budget"] is True
+    assert told["cost_usd"]["max"] < 0.001
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=created["key"], max_retries=0)
+    with client.chat.completions.with_streaming_response.create(**body, stream=True) as response:
+        held = 0.01 - float(response.headers["x-tollway-budget-remaining-usd"])
+        for _ in response.parse():
+            pass
+    assert held == pytest.approx(told["cost_usd"]["max"], abs=1e-6)
+    # A key that may use the fallback is reserved for it, and the estimate says so.
+    key_id, key = new_key(gateway)
+    set_budget(gateway, key_id, 0.01)
+    assert estimate(gateway, key, body)["within_budget"] is False
+    with pytest.raises(openai.RateLimitError) as caught:
+        openai.OpenAI(base_url=gateway + "/v1", api_key=key, max_retries=0).chat.completions.create(
+            **body
+        )
+    assert caught.value.code == "budget_exceeded"
 
 
 PROMPT = (
