@@ -22,6 +22,9 @@ import pytest
 from tests.conftest import UPSTREAM_KEY
 from tests.support import CLIENT_KEY, running_gateway, tollway_command
 
+PIXEL = (  # a 1x1 PNG
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
 PRICEY = {"input": 1000.0, "output": 4000.0}  # USD per 1M tokens: cents per request
 CHEAP = {"input": 1.0, "output": 2.0}
 FRACTIONAL = {"input": 0.15, "output": 0.6}  # costs in fractions of a micro-dollar
@@ -56,6 +59,10 @@ def budget_config(simulator_url: str) -> dict[str, Any]:
                 "name": "cheap-falling",
                 "deployments": [openai_deployment(CHEAP)],
                 "fallbacks": ["pricey"],
+            },
+            {
+                "name": "pricey-capped",
+                "deployments": [openai_deployment({**PRICEY, "per_image": 0.01}, max_output=50)],
             },
             {
                 "name": "pricey-pair",
@@ -471,6 +478,28 @@ def test_a_fallback_the_key_may_not_use_is_not_reserved_for(gateway: str) -> Non
             **body
         )
     assert caught.value.code == "budget_exceeded"
+
+
+def test_the_estimate_of_a_request_without_max_tokens_is_what_admission_reserves(
+    gateway: str,
+) -> None:
+    key_id, key = new_key(gateway)
+    set_budget(gateway, key_id, 5.0)
+    picture = {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PIXEL}"}}
+    content = [{"type": "text", "text": "what is this?"}, picture]
+    body: dict[str, Any] = {"model": "pricey-capped"}
+    body["messages"] = [{"role": "user", "content": content}]
+    told = estimate(gateway, key, body)
+    # The deployment generates at most 50 tokens: admission sends and reserves that, not
+    # limits.default_max_output; and it charges for the picture apart.
+    assert told["max_output_tokens"] == 50
+    assert told["cost_usd"]["max"] > 0.01 + 50 * PRICEY["output"] / 1e6
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=key, max_retries=0)
+    with client.chat.completions.with_streaming_response.create(**body, stream=True) as response:
+        held = 5.0 - float(response.headers["x-tollway-budget-remaining-usd"])
+        for _ in response.parse():
+            pass
+    assert held == pytest.approx(told["cost_usd"]["max"], abs=1e-6)
 
 
 PROMPT = (
