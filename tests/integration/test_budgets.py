@@ -22,10 +22,14 @@ import pytest
 from tests.conftest import UPSTREAM_KEY
 from tests.support import CLIENT_KEY, running_gateway, tollway_command
 
+PIXEL = (  # a 1x1 PNG
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
 PRICEY = {"input": 1000.0, "output": 4000.0}  # USD per 1M tokens: cents per request
 CHEAP = {"input": 1.0, "output": 2.0}
 FRACTIONAL = {"input": 0.15, "output": 0.6}  # costs in fractions of a micro-dollar
 MARGIN = 1.25  # 1 + limits.estimate_margin: the simulator's tokens are not OpenAI's
+RESPONSES_WINDOW = 1000  # the context window of "pricey-responses"
 
 
 def budget_config(simulator_url: str) -> dict[str, Any]:
@@ -52,6 +56,15 @@ def budget_config(simulator_url: str) -> dict[str, Any]:
             {"name": "cheap", "deployments": [openai_deployment(CHEAP)]},
             {"name": "fractional", "deployments": [openai_deployment(FRACTIONAL)]},
             {
+                "name": "cheap-falling",
+                "deployments": [openai_deployment(CHEAP)],
+                "fallbacks": ["pricey"],
+            },
+            {
+                "name": "pricey-capped",
+                "deployments": [openai_deployment({**PRICEY, "per_image": 0.01}, max_output=50)],
+            },
+            {
                 "name": "pricey-pair",
                 "deployments": [
                     openai_deployment(PRICEY, id="dep-a"),
@@ -68,6 +81,22 @@ def budget_config(simulator_url: str) -> dict[str, Any]:
                         "api_base": simulator_url,
                         "api_key": key,
                         "price": PRICEY,
+                    }
+                ],
+            },
+            {
+                # OpenAI's Responses API, which keeps conversations: a continuation's earlier
+                # turns are billed as input the gateway never sees.
+                "name": "pricey-responses",
+                "deployments": [
+                    {
+                        "provider": "openai",
+                        "model": "gpt-4o",
+                        "api_base": base,
+                        "api_key": key,
+                        "price": PRICEY,
+                        "responses_api": True,
+                        "context_window": RESPONSES_WINDOW,
                     }
                 ],
             },
@@ -321,6 +350,55 @@ def test_embeddings_and_responses_are_charged_to_the_budget(gateway: str) -> Non
     assert spend(gateway, key_id)["spent_usd"] > cost
 
 
+def test_a_continued_response_is_reserved_for_its_whole_context_and_never_overspends(
+    gateway: str,
+) -> None:
+    key_id, key = new_key(gateway)
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=key, max_retries=0)
+    first = client.responses.with_raw_response.create(
+        model="pricey-responses", input="start a long conversation", max_output_tokens=20
+    )
+    first_cost = float(first.headers["x-tollway-cost-usd"])
+    # The upstream bills a continuation for every earlier turn as input: more than its own
+    # `input`, which is all the gateway can count. A budget a little over what the next
+    # turn's new words cost at worst must not let it through to spend past the limit.
+    limit = 3.0 * first_cost
+    set_budget(gateway, key_id, limit)
+    costs: list[float] = []
+    previous = first.parse().id
+    with pytest.raises(openai.RateLimitError) as caught:
+        for _ in range(30):
+            raw = client.responses.with_raw_response.create(
+                model="pricey-responses",
+                input="and then, tell me more",
+                max_output_tokens=20,
+                previous_response_id=previous,
+            )
+            costs.append(float(raw.headers["x-tollway-cost-usd"]))
+            previous = raw.parse().id
+    assert caught.value.code == "budget_exceeded"
+    row = wait_settled(gateway, key_id)
+    assert row["spent_usd"] <= limit
+    assert row["spent_usd"] == pytest.approx(sum(costs), abs=1e-6)
+    # What is held while a continuation runs is its worst case: the deployment's whole
+    # context window as input (all a call can hold), plus its output.
+    roomy_id, roomy = new_key(gateway)
+    set_budget(gateway, roomy_id, 100.0)
+    streamer = openai.OpenAI(base_url=gateway + "/v1", api_key=roomy, max_retries=0)
+    with streamer.responses.with_streaming_response.create(
+        model="pricey-responses",
+        input="and then?",
+        max_output_tokens=20,
+        previous_response_id=previous,
+        stream=True,
+    ) as response:
+        held = 100.0 - float(response.headers["x-tollway-budget-remaining-usd"])
+        for _ in response.iter_lines():
+            pass
+    worst = (RESPONSES_WINDOW * PRICEY["input"] + 20 * PRICEY["output"]) / 1e6
+    assert held == pytest.approx(worst, abs=1e-6)
+
+
 def test_per_deployment_limit_moves_requests_to_the_next_candidate(gateway: str) -> None:
     client = openai.OpenAI(base_url=gateway + "/v1", api_key=CLIENT_KEY, max_retries=0)
     served = []
@@ -364,6 +442,64 @@ def test_estimate_gives_counts_and_cost_range_without_spending(gateway: str) -> 
     )
     assert unknown.status_code == 404
     assert unknown.json()["error"]["code"] == "model_not_found"
+
+
+def estimate(url: str, key: str, body: dict[str, Any]) -> dict[str, Any]:
+    answer = httpx.post(url + "/v1/estimate", headers={"authorization": f"Bearer {key}"}, json=body)
+    assert answer.status_code == 200, answer.text
+    estimated: dict[str, Any] = answer.json()
+    return estimated
+
+
+def test_a_fallback_the_key_may_not_use_is_not_reserved_for(gateway: str) -> None:
+    body: dict[str, Any] = {"model": "cheap-falling", "max_tokens": 100}
+    body["messages"] = [{"role": "user", "content": "hi"}]
+    # The router never falls back to a model the key may not use, so its price bounds
+    # nothing: the request costs at most what the cheap model can.
+    created = admin(
+        gateway, "POST", "/admin/keys", {"name": "cheap", "allowed_models": ["cheap-falling"]}, 201
+    )
+    set_budget(gateway, created["id"], 0.01)
+    told = estimate(gateway, created["key"], body)
+    assert told["within_budget"] is True
+    assert told["cost_usd"]["max"] < 0.001
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=created["key"], max_retries=0)
+    with client.chat.completions.with_streaming_response.create(**body, stream=True) as response:
+        held = 0.01 - float(response.headers["x-tollway-budget-remaining-usd"])
+        for _ in response.parse():
+            pass
+    assert held == pytest.approx(told["cost_usd"]["max"], abs=1e-6)
+    # A key that may use the fallback is reserved for it, and the estimate says so.
+    key_id, key = new_key(gateway)
+    set_budget(gateway, key_id, 0.01)
+    assert estimate(gateway, key, body)["within_budget"] is False
+    with pytest.raises(openai.RateLimitError) as caught:
+        openai.OpenAI(base_url=gateway + "/v1", api_key=key, max_retries=0).chat.completions.create(
+            **body
+        )
+    assert caught.value.code == "budget_exceeded"
+
+
+def test_the_estimate_of_a_request_without_max_tokens_is_what_admission_reserves(
+    gateway: str,
+) -> None:
+    key_id, key = new_key(gateway)
+    set_budget(gateway, key_id, 5.0)
+    picture = {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PIXEL}"}}
+    content = [{"type": "text", "text": "what is this?"}, picture]
+    body: dict[str, Any] = {"model": "pricey-capped"}
+    body["messages"] = [{"role": "user", "content": content}]
+    told = estimate(gateway, key, body)
+    # The deployment generates at most 50 tokens: admission sends and reserves that, not
+    # limits.default_max_output; and it charges for the picture apart.
+    assert told["max_output_tokens"] == 50
+    assert told["cost_usd"]["max"] > 0.01 + 50 * PRICEY["output"] / 1e6
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=key, max_retries=0)
+    with client.chat.completions.with_streaming_response.create(**body, stream=True) as response:
+        held = 5.0 - float(response.headers["x-tollway-budget-remaining-usd"])
+        for _ in response.parse():
+            pass
+    assert held == pytest.approx(told["cost_usd"]["max"], abs=1e-6)
 
 
 PROMPT = (

@@ -23,6 +23,7 @@ from tollway.dialects.http import log_internal_error, read_body, request_id
 from tollway.dialects.openai import error_response
 from tollway.limits.backend import MICRO
 from tollway.pricing.cost import cost_usd, worst_case_usd
+from tollway.pricing.metering import image_count
 from tollway.pricing.tokens import COUNT_AHEAD_CHARS
 from tollway.wire.openai_embeddings import embedding_request_from_wire
 from tollway.wire.openai_request import request_from_wire
@@ -67,17 +68,24 @@ async def estimate(gateway: Gateway, request: web.Request) -> dict[str, Any]:
     if size > COUNT_AHEAD_CHARS:  # long texts counted off the event loop, as in exchange
         await gateway.pipeline.count_ahead(ctx, always=True)
     limits = gateway.limits
+    candidates = _candidates(gateway, ctx)
     max_output = 0
     if ctx.chat is not None:
-        # Each of ``n`` choices may use the whole max output.
         asked = ctx.chat.max_tokens
-        max_output = (limits.config.default_max_output if asked is None else asked) * max(
-            1, ctx.chat.n or 1
-        )
+        if asked is None:
+            # What admission sends and reserves: the default, within every candidate's
+            # own max output.
+            asked = limits.config.default_max_output
+            outputs = [d.max_output for d in candidates if d.max_output]
+            if outputs:
+                asked = min(asked, *outputs)
+        # Each of ``n`` choices may use the whole max output.
+        max_output = asked * max(1, ctx.chat.n or 1)
+    images = image_count(ctx)
     metering = gateway.pipeline.metering
     rows = []
     low = high = None
-    for deployment in _candidates(gateway, ctx):
+    for deployment in candidates:
         tokens = metering.input_tokens(ctx, deployment)
         exact = deployment.tokenizer is not None
         price = deployment.price
@@ -85,7 +93,7 @@ async def estimate(gateway: Gateway, request: web.Request) -> dict[str, Any]:
         if price is not None:
             least = cost_usd(price, Usage(input_tokens=tokens, output_tokens=0))
             reserved = tokens if exact else math.ceil(tokens * (1 + limits.config.estimate_margin))
-            most = worst_case_usd(price, reserved, max_output)
+            most = worst_case_usd(price, reserved, max_output, images=images)
         low = least if low is None else min(low, least)
         high = most if high is None else max(high, most)
         rows.append(

@@ -39,7 +39,7 @@ from tollway.limits.service import LimitService
 from tollway.pricing.cost import worst_case_usd
 from tollway.pricing.metering import image_count
 from tollway.pricing.tokens import counted_alike
-from tollway.routing.table import RoutingTable
+from tollway.routing.table import ModelGroup, RoutingTable
 
 CountInput = Callable[[RequestContext, Deployment | None], int]
 """The request's input tokens as a deployment counts them locally (pricing/tokens.py);
@@ -65,38 +65,48 @@ class Candidates:
     prices: tuple[tuple[Price, int], ...]
     """Every priced candidate's price, with the index in ``counters`` of its way of counting
     (unpriced candidates cost nothing)."""
+    windows: tuple[int | None, ...]
+    """The context window of each of ``prices``' candidates (``None``: not known)."""
     max_output: int | None
     """The smallest max output among candidates that state one."""
     per_image: bool
     """Some candidate prices images apart (the request's images are then counted)."""
+    fallbacks: tuple[str, ...] = ()
+    """The fallback model names whose deployments are among the candidates."""
 
 
 def candidates_of(table: RoutingTable) -> dict[str, Candidates]:
     """Per model name: its deployments and those of its fallbacks."""
-    found: dict[str, Candidates] = {}
-    for group in table.groups:
-        deployments: list[Deployment] = list(group.deployments)
-        for name in group.fallbacks:
-            fallback = table.get(name)
-            if fallback is not None:
-                deployments += fallback.deployments
-        ways: dict[tuple[str, str, bool], int] = {}
-        counters: list[Deployment] = []
-        prices: list[tuple[Price, int]] = []
-        for deployment in deployments:
-            way = ways.setdefault(counted_alike(deployment), len(counters))
-            if way == len(counters):
-                counters.append(deployment)
-            if deployment.price is not None:
-                prices.append((deployment.price, way))
-        outputs = [d.max_output for d in deployments if d.max_output]
-        found[group.name] = Candidates(
-            counters=tuple(counters),
-            prices=tuple(prices),
-            max_output=min(outputs) if outputs else None,
-            per_image=any(price.per_image for price, _ in prices),
-        )
-    return found
+    return {group.name: _candidates(table, group, group.fallbacks) for group in table.groups}
+
+
+def _candidates(table: RoutingTable, group: ModelGroup, fallbacks: Sequence[str]) -> Candidates:
+    """The candidates of ``group`` with those of its ``fallbacks``."""
+    deployments: list[Deployment] = list(group.deployments)
+    for name in fallbacks:
+        fallback = table.get(name)
+        if fallback is not None:
+            deployments += fallback.deployments
+    ways: dict[tuple[str, str, bool], int] = {}
+    counters: list[Deployment] = []
+    prices: list[tuple[Price, int]] = []
+    windows: list[int | None] = []
+    for deployment in deployments:
+        way = ways.setdefault(counted_alike(deployment), len(counters))
+        if way == len(counters):
+            counters.append(deployment)
+        if deployment.price is not None:
+            prices.append((deployment.price, way))
+            windows.append(deployment.context_window)
+    outputs = [d.max_output for d in deployments if d.max_output]
+    return Candidates(
+        counters=tuple(counters),
+        prices=tuple(prices),
+        windows=tuple(windows),
+        max_output=min(outputs) if outputs else None,
+        per_image=any(price.per_image for price, _ in prices),
+        fallbacks=tuple(fallbacks),
+    )
 
 
 def worst_case_micros(
@@ -164,6 +174,8 @@ class Admission(Stage):
         self._table = table
         self._count = count
         self._candidates = candidates_of(table)
+        self._narrowed: dict[tuple[str, tuple[str, ...]], Candidates] = {}
+        """Candidates without the fallbacks a key may not use, by model and those left."""
 
     # --- admission ----------------------------------------------------------------------
 
@@ -207,7 +219,7 @@ class Admission(Stage):
             max_output = config.default_max_output if chat.max_tokens is None else chat.max_tokens
         if not budgets:
             return Claim(ctx.request_id, scopes, estimate + max_output, hold_s=config.hold)
-        candidates = self._candidates.get(ctx.model)
+        candidates = self._candidates_for(ctx)
         if chat is not None and chat.max_tokens is None:
             if candidates is not None and candidates.max_output:
                 max_output = min(max_output, candidates.max_output)
@@ -243,14 +255,14 @@ class Admission(Stage):
             refused_by.add(outcome.scope)
             pairs = zip(budgets, claim.budgets, strict=True)
             budget = next(b for b, c in pairs if c.account == outcome.scope)
-            candidates = self._candidates.get(ctx.model)
+            candidates = self._candidates_for(ctx)
             if budget.policy != "shrink" or candidates is None:
                 break
-            inputs = self._reserved_inputs(ctx, estimate, candidates)
+            prices, inputs = self._priced_inputs(ctx, estimate, candidates)
             images = image_count(ctx) if candidates.per_image else 0
             left = outcome.remaining_micros or 0
             choices = max(1, chat.n or 1)
-            affordable = _affordable(candidates.prices, inputs, images, left) // choices
+            affordable = _affordable(prices, inputs, images, left) // choices
             if affordable < 1:
                 break
             max_output = min(chat.max_tokens, affordable)
@@ -272,6 +284,30 @@ class Admission(Stage):
             return await self._service.admit(claim)
         except LimiterUnavailable:
             raise limiter_down() from None
+
+    def _candidates_for(self, ctx: RequestContext) -> Candidates | None:
+        """The candidates that may serve the request: the router passes over the fallbacks
+        the caller's key may not use, so their prices bound nothing it can cost."""
+        candidates = self._candidates.get(ctx.model)
+        principal = ctx.principal
+        if (
+            candidates is None
+            or not candidates.fallbacks
+            or principal is None
+            or principal.allowed_models is None
+        ):
+            return candidates
+        allowed = tuple(name for name in candidates.fallbacks if principal.may_use(name))
+        if allowed == candidates.fallbacks:
+            return candidates
+        narrowed = self._narrowed.get((ctx.model, allowed))
+        if narrowed is None:
+            group = self._table.get(ctx.model)
+            if group is None:
+                return candidates
+            narrowed = _candidates(self._table, group, allowed)
+            self._narrowed[(ctx.model, allowed)] = narrowed
+        return narrowed
 
     def _estimate(self, ctx: RequestContext) -> int:
         """``ctx.input_tokens_estimate``: the input as the model's first deployment counts it
@@ -301,6 +337,29 @@ class Admission(Stage):
             inputs.append(tokens if exact else math.ceil(tokens * margin))
         return inputs
 
+    def _priced_inputs(
+        self, ctx: RequestContext, estimate: int, candidates: Candidates
+    ) -> tuple[Sequence[tuple[Price, int]], list[int]]:
+        """The candidates' prices, each with the index in the returned inputs of the input
+        reserved for it (``worst_case_micros``' arguments).
+
+        A request only OpenAI's Responses API serves may bring input the gateway never sees:
+        a continuation's earlier turns (``previous_response_id``, ``conversation``, item
+        references), stored upstream and billed again as input, and what a built-in tool
+        reads (search results, files). Its own count bounds nothing, so each candidate is
+        reserved its whole context window as input (all one call can hold), where known.
+        """
+        inputs = self._reserved_inputs(ctx, estimate, candidates)
+        chat = ctx.chat
+        if chat is None or chat.responses_only is None:
+            return candidates.prices, inputs
+        prices: list[tuple[Price, int]] = []
+        whole: list[int] = []
+        for (price, way), window in zip(candidates.prices, candidates.windows, strict=True):
+            prices.append((price, len(whole)))
+            whole.append(max(inputs[way], window or 0))
+        return prices, whole
+
     def _budget_claim(
         self,
         ctx: RequestContext,
@@ -313,10 +372,10 @@ class Admission(Stage):
         reserve = 0
         if candidates is not None:
             images = image_count(ctx) if candidates.per_image else 0
-            inputs = self._reserved_inputs(ctx, estimate, candidates)
+            prices, inputs = self._priced_inputs(ctx, estimate, candidates)
             # Every one of ``n`` choices may use the whole max output.
             choices = max(1, ctx.chat.n or 1) if ctx.chat is not None else 1
-            reserve = worst_case_micros(candidates.prices, inputs, max_output * choices, images)
+            reserve = worst_case_micros(prices, inputs, max_output * choices, images)
         account = self._service.account
         accounts = [BudgetClaim(account(b), b.limit_micros) for b in budgets]
         return Claim(
