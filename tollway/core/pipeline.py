@@ -502,6 +502,8 @@ class Pipeline:
                     pending = stage.on_attempt_end(ctx, attempt)
                     if pending is not None:
                         await pending
+            else:
+                self._health.answered(health)  # a stream has begun: a probe has answered
             return result
         raise AssertionError("unreachable: the last retry returns or raises")
 

@@ -168,6 +168,15 @@ class HealthBook:
             self._moved(health, "closed")
             health.probing = False
 
+    def answered(self, health: DeploymentHealth) -> None:
+        """A stream's first content arrived: a half-open circuit's probe has its answer, so
+        the circuit closes now, not when the stream ends (a long answer would keep the
+        deployment out of rotation for its whole length); the stream's end still counts."""
+        if health.state == "half_open":
+            health.consecutive_failures = 0
+            self._moved(health, "closed")
+            health.probing = False
+
     def failed(self, health: DeploymentHealth, error: GatewayError, latency: float) -> None:
         """The request failed with ``error``; may open the circuit or rest the deployment."""
         health.in_flight -= 1
