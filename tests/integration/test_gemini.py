@@ -503,3 +503,40 @@ def test_both_flavors_reach_the_embedded_simulator(log_dir: Path) -> None:
         client.close()
     for name, answer in zip(("sim-gemini", "sim-vertex"), answers, strict=True):
         assert f"hi {name}" in (answer.choices[0].message.content or "")
+
+
+def test_many_inputs_are_split_into_the_batches_google_takes(
+    log_dir: Path, simulator_url: str
+) -> None:
+    # OpenAI takes 2,048 inputs a call; Google takes 100 a batchEmbedContents, 250 a Vertex
+    # predict, and one for a gemini-embedding model there. 150 texts were sent as one call,
+    # and the client got Google's 400 for a request OpenAI's API serves.
+    def group(name: str, provider: str, model: str, base: str) -> dict[str, Any]:
+        deployment = {"provider": provider, "model": model, "api_base": base, "api_key": "env:KEY"}
+        return {"name": name, "kind": "embedding", "deployments": [deployment]}
+
+    vertex = f"{simulator_url}/v1/projects/test/locations/europe-west4"
+    config = {
+        "models": [
+            group("batched", "gemini", "sim-embed", simulator_url),
+            group("predicted", "vertex_ai", "text-embedding-005", vertex),
+            group("one-by-one", "vertex_ai", "gemini-embedding-001", vertex),
+        ]
+    }
+    texts = [f"text number {index}" for index in range(260)]
+    with running_gateway(log_dir, config, {"KEY": UPSTREAM_KEY}) as (url, _):
+        client = openai.OpenAI(base_url=url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+        for model, count in (("batched", 260), ("predicted", 260), ("one-by-one", 7)):
+            floats = client.embeddings.create(
+                model=model, input=texts[:count], dimensions=4, encoding_format="float"
+            )
+            packed = client.embeddings.create(model=model, input=texts[:count], dimensions=4)
+            assert [item.index for item in floats.data] == list(range(count))
+            alone = client.embeddings.create(
+                model=model, input=texts[count - 1], dimensions=4, encoding_format="float"
+            )
+            assert floats.data[-1].embedding == alone.data[0].embedding  # in input order
+            for a, b in zip(floats.data, packed.data, strict=True):
+                assert a.embedding == pytest.approx(b.embedding)
+            assert floats.usage.prompt_tokens == 3 * count  # every batch's tokens
+        client.close()

@@ -99,6 +99,7 @@ def gateway(log_dir: Path, sims: tuple[str, str], closed_port: int) -> Iterator[
             _pair("probed", a, b),
             _pair("lone", a, b, latency_threshold="300ms"),
             _pair("retried", a, b, retries=1),
+            _pair("reprobed", a, b),
             _pair("bounded", a, b, deadline="700ms", retries=1),
             _pair("unhurried", a, b, deadline="5s", primary={"timeouts": {"first_byte": "300ms"}}),
             {"name": "cutoff", "deployments": [_deployment(a, "cutoff-a")], "deadline": "500ms",
@@ -386,6 +387,33 @@ def test_a_failed_probe_is_not_retried_on_the_deployment_it_reopened(
     assert probe.headers["x-tollway-deployment"] == "retried-backup"
     assert probe.headers["x-tollway-attempts"] == "2"  # the probe and the backup, no retry
     assert _health(gateway)["retried-primary"]["circuit"] == "open"
+
+
+def test_a_streamed_probe_closes_the_circuit_at_its_first_content(
+    gateway: str, sims: tuple[str, str]
+) -> None:
+    # A stream counts as answered at its first content, but a streamed probe closed the
+    # circuit only when it ended: a long answer kept a recovered deployment half-open, and
+    # every other request went around it, for as long as the answer took.
+    _sim_config(sims[0], fault="status:500")
+    for _ in range(3):
+        assert _chat(gateway, "reprobed").headers["x-tollway-deployment"] == "reprobed-backup"
+    assert _health(gateway)["reprobed-primary"]["circuit"] == "open"
+    _sim_config(sims[0], fault=None)
+    time.sleep(1.2)  # the cooldown: the next request probes the primary
+    body = {"model": "reprobed", "messages": HI, "max_tokens": 20, "stream": True}
+    slow = {**ADMIN, "x-sim-tpot-ms": "300"}
+    with httpx.stream(
+        "POST", gateway + "/v1/chat/completions", json=body, headers=slow, timeout=30
+    ) as probe:
+        assert probe.headers["x-tollway-deployment"] == "reprobed-primary"
+        lines = probe.iter_lines()
+        assert next(line for line in lines if line.startswith("data: "))
+        assert _health(gateway)["reprobed-primary"]["circuit"] == "closed"
+        during = _chat(gateway, "reprobed")
+        assert during.headers["x-tollway-deployment"] == "reprobed-primary"
+        assert any(line == "data: [DONE]" for line in lines)
+    assert _health(gateway)["reprobed-primary"]["in_flight"] == 0
 
 
 @pytest.mark.parametrize("family", ["openai", "anthropic"])

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from tests.conftest import UPSTREAM_KEY
-from tests.support import CLIENT_KEY, Process, running_gateway
+from tests.support import CLIENT_KEY, Process, free_port, running_gateway
 
 ADMIN = {"Authorization": f"Bearer {CLIENT_KEY}"}
 
@@ -214,3 +214,36 @@ def test_every_reload_is_in_the_audit_trail(log_dir: Path, simulator_url: str) -
     # A refused reload names the config that stays, and never what was wrong with the file.
     assert events[4]["details"] == {"trigger": "admin_api", "replica": first["id"],
                                     "version": answer.json()["config_version"]}  # fmt: skip
+
+
+def test_health_stays_with_the_deployment_not_its_place_in_the_group(
+    log_dir: Path, simulator_url: str
+) -> None:
+    # Deployments without an ``id`` are named by their place (``chat#0``), and health was
+    # kept by that name: removing a broken first deployment gave its open circuit, its
+    # failures and its last error to the healthy one that moved up to ``chat#0``, and traffic
+    # went around a deployment that had never failed.
+    closed = f"http://127.0.0.1:{free_port()}/v1"
+    working = _group("chat", simulator_url)["deployments"][0]
+    broken = {**working, "api_base": closed}
+    config = {
+        "server": {"reload_interval": None},
+        "routing": {"failure_threshold": 1, "cooldown": "60s"},
+        "models": [{"name": "chat", "deployments": [broken, working, working]}],
+    }
+    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY}
+    with running_gateway(log_dir, config, env) as (url, _):
+        client = openai.OpenAI(base_url=url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+        ask: Any = {"model": "chat", "messages": [{"role": "user", "content": "x"}]}
+        raw = client.chat.completions.with_raw_response.create(**ask)
+        assert raw.headers["x-tollway-deployment"] == "chat#1"  # chat#0's circuit is open
+
+        _rewrite(_config_file(url, log_dir), lambda c: c["models"][0]["deployments"].pop(0))
+        assert httpx.post(url + "/admin/reload", headers=ADMIN).status_code == 200
+        rows = httpx.get(url + "/admin/deployments", headers=ADMIN).json()["data"]
+        first = next(row for row in rows if row["id"] == "chat#0")
+        assert first["circuit"] == "closed"
+        assert first["failures"] == 0 and first["last_error"] is None
+        raw = client.chat.completions.with_raw_response.create(**ask)
+        assert raw.headers["x-tollway-deployment"] == "chat#0"
+        client.close()

@@ -261,7 +261,7 @@ class Pipeline:
             replay = response_as_chunks(early)
             return self._forward(ctx, [await anext(replay)], replay, None)
         in_hand, rest = await self._attempts(ctx, "chat", self._stream_once, streaming=True)
-        return self._forward(ctx, in_hand, rest, self._health.of(ctx.tries[-1].deployment.id))
+        return self._forward(ctx, in_hand, rest, self._health.of(ctx.tries[-1].deployment))
 
     async def _stream_once(self, ctx: RequestContext, deployment: Deployment) -> Stream:
         """The stream's chunks up to its first content (the head before it held, so that a
@@ -502,6 +502,8 @@ class Pipeline:
                     pending = stage.on_attempt_end(ctx, attempt)
                     if pending is not None:
                         await pending
+            else:
+                self._health.answered(health)  # a stream has begun: a probe has answered
             return result
         raise AssertionError("unreachable: the last retry returns or raises")
 

@@ -10,13 +10,19 @@ is sent and how embeddings are asked for, so each is a row of data (``GeminiFlav
   methods are at ``{api_base}/publishers/google/models/{model}:{method}`` and the credential
   is an OAuth access token sent as ``Authorization: Bearer``: given as ``api_key``, or minted
   by the gateway from a service account key (``google_service_account``, google_oauth.py).
+
+Google takes fewer texts a call than OpenAI's 2,048: 100 requests a ``batchEmbedContents``,
+250 instances a Vertex AI ``predict``, and one for a ``gemini-embedding`` model there. A
+request with more is sent as several calls (a few at a time), and their embeddings and usage
+are joined in input order, so a client within OpenAI's limits never gets Google's 400.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from tollway.core.errors import UpstreamProtocolError
@@ -27,6 +33,7 @@ from tollway.core.types import (
     Deployment,
     EmbeddingRequest,
     EmbeddingResponse,
+    Usage,
 )
 from tollway.providers.base import ProviderResources, ProviderSpec
 from tollway.providers.google_oauth import ServiceAccountTokens
@@ -43,6 +50,8 @@ if TYPE_CHECKING:
     from tollway.config.schema import DeploymentConfig
 
 EmbedBody = Callable[[EmbeddingRequest, str], dict[str, Any]]
+EmbedMost = Callable[[str], int]
+"""The most texts one embeddings call may hold for a model."""
 CountBody = Callable[[dict[str, Any], str], dict[str, Any]]
 
 
@@ -55,6 +64,20 @@ def _plain_count(body: dict[str, Any], model: str) -> dict[str, Any]:
     return body
 
 
+def _batch_most(model: str) -> int:
+    return 100  # BatchEmbedContentsRequest.requests: "at most 100 requests can be in one batch"
+
+
+def _predict_most(model: str) -> int:
+    # Vertex AI's text-embedding models take 250 instances a call, its Gemini ones one.
+    return 1 if model.startswith("gemini-embedding") else 250
+
+
+_EMBED_CALLS_AT_ONCE = 4
+"""Calls of one split embeddings request in flight at once: enough to keep a large request's
+wait short, few enough not to spend the deployment's rate limit in a burst."""
+
+
 @dataclass(frozen=True, slots=True)
 class GeminiFlavor:
     """How one way of reaching Gemini addresses methods, sends the credential, embeds, counts."""
@@ -64,6 +87,7 @@ class GeminiFlavor:
     auth_prefix: str
     embed_method: str
     embed_body: EmbedBody
+    embed_most: EmbedMost
     count_body: CountBody
 
     def url(self, deployment: Deployment, method: str) -> str:
@@ -77,6 +101,7 @@ GEMINI_API = GeminiFlavor(
     auth_prefix="",
     embed_method="batchEmbedContents",
     embed_body=batch_embed_to_wire,
+    embed_most=_batch_most,
     count_body=_wrapped_count,
 )
 VERTEX_AI = GeminiFlavor(
@@ -85,6 +110,7 @@ VERTEX_AI = GeminiFlavor(
     auth_prefix="Bearer ",
     embed_method="predict",
     embed_body=predict_to_wire,
+    embed_most=_predict_most,
     count_body=_plain_count,
 )
 
@@ -167,11 +193,47 @@ class GeminiProvider:
         return tokens
 
     async def embed(self, request: EmbeddingRequest, deployment: Deployment) -> EmbeddingResponse:
-        """Embeddings of every input, in order."""
+        """Embeddings of every input, in order: in several calls when Google takes fewer."""
+        most = self._flavor.embed_most(deployment.model)
+        if len(request.input) <= most:
+            return await self._embed_call(request, deployment)
+        parts = [
+            replace(request, input=request.input[start : start + most])
+            for start in range(0, len(request.input), most)
+        ]
+        answers = await _each(parts, lambda part: self._embed_call(part, deployment))
+        usage = Usage(input_tokens=sum(answer.usage.input_tokens for answer in answers))
+        data = [vector for answer in answers for vector in answer.data]
+        return EmbeddingResponse(model=deployment.model, data=data, usage=usage)
+
+    async def _embed_call(
+        self, request: EmbeddingRequest, deployment: Deployment
+    ) -> EmbeddingResponse:
         method = self._flavor.embed_method
         body = self._flavor.embed_body(request, deployment.model)
         raw = await self._post(deployment, method, body, request.upstream_headers)
         return embedding_response_from_wire(raw, request, deployment.model)
+
+
+async def _each(
+    parts: Sequence[EmbeddingRequest],
+    call: Callable[[EmbeddingRequest], Awaitable[EmbeddingResponse]],
+) -> list[EmbeddingResponse]:
+    """``call`` of every part, answers in order, ``_EMBED_CALLS_AT_ONCE`` in flight at a time;
+    the first failure cancels the rest and is raised as it is (the pipeline judges it as any
+    call's)."""
+    gate = asyncio.Semaphore(_EMBED_CALLS_AT_ONCE)
+
+    async def gated(part: EmbeddingRequest) -> EmbeddingResponse:
+        async with gate:
+            return await call(part)
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(gated(part)) for part in parts]
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return [task.result() for task in tasks]
 
 
 def _gemini(resources: ProviderResources) -> GeminiProvider:

@@ -11,6 +11,11 @@ deployment aside for its ``retry-after`` (or ``rate_limit_cooldown``) instead. L
 time to first token are exponentially weighted moving averages; the error rate is one too,
 over outcomes (1 = failure). Everything here is plain attribute arithmetic on the event
 loop: no locks, no awaits, nothing allocated per request.
+
+A record belongs to a deployment by its id and by where it points (provider, address,
+model): a deployment without an ``id`` of its own is named by its place in its group
+(``chat#0``), so after a reload that removes or inserts one, another deployment may carry
+the name, and must not inherit the circuit, rest and averages of the one that had it.
 """
 
 from __future__ import annotations
@@ -23,8 +28,11 @@ from typing import Literal
 
 from tollway.config.schema import RoutingConfig
 from tollway.core.errors import GatewayError, UpstreamError, UpstreamStatusError, UpstreamTimeout
+from tollway.core.types import Deployment
 
 CircuitState = Literal["closed", "open", "half_open"]
+Target = tuple[str, str, str, str, str | None, str | None]
+"""A record's key: the deployment's id, provider, address, model, Azure deployment, region."""
 _ERROR_ALPHA = 0.1  # weight of the newest outcome in the error-rate average
 
 
@@ -109,7 +117,9 @@ class HealthBook:
         on_circuit: Callable[[str, CircuitState], None] | None = None,
     ) -> None:
         self.config = config
-        self._health: dict[str, DeploymentHealth] = {}
+        self._health: dict[Target, DeploymentHealth] = {}
+        self._latest: dict[str, DeploymentHealth] = {}
+        """The newest record of each deployment id (whose state the circuit gauge shows)."""
         self._on_circuit = on_circuit
         """Told of every circuit change (deployment id, new state), e.g. for a metrics gauge."""
 
@@ -118,16 +128,24 @@ class HealthBook:
         if self._on_circuit is not None:
             self._on_circuit(health.deployment_id, state)
 
-    def of(self, deployment_id: str) -> DeploymentHealth:
-        """The health record of ``deployment_id`` (made on first use)."""
-        health = self._health.get(deployment_id)
+    def of(self, deployment: Deployment | str) -> DeploymentHealth:
+        """The health record of ``deployment`` (made on first use); a bare id stands for a
+        deployment that points nowhere in particular."""
+        key = _target(deployment)
+        health = self._health.get(key)
         if health is None:
-            health = self._health[deployment_id] = DeploymentHealth(deployment_id, self._on_circuit)
+            deployment_id = key[0]
+            health = self._health[key] = DeploymentHealth(deployment_id, self._on_circuit)
+            previous = self._latest.get(deployment_id)
+            if previous is not None and previous.state != "closed":
+                # The id now names another deployment: its gauge shows the new one's circuit.
+                self._moved(health, "closed")
+            self._latest[deployment_id] = health
         return health
 
-    def records(self, deployment_ids: Iterable[str]) -> list[DeploymentHealth]:
-        """Records of the named deployments, in order."""
-        return [self.of(deployment_id) for deployment_id in deployment_ids]
+    def records(self, deployments: Iterable[Deployment]) -> list[DeploymentHealth]:
+        """Records of ``deployments``, in order."""
+        return [self.of(deployment) for deployment in deployments]
 
     def started(self, health: DeploymentHealth) -> None:
         """A request to the deployment begins."""
@@ -147,6 +165,15 @@ class HealthBook:
         health.error_rate *= 1.0 - _ERROR_ALPHA
         health.consecutive_failures = 0
         if health.state != "closed":
+            self._moved(health, "closed")
+            health.probing = False
+
+    def answered(self, health: DeploymentHealth) -> None:
+        """A stream's first content arrived: a half-open circuit's probe has its answer, so
+        the circuit closes now, not when the stream ends (a long answer would keep the
+        deployment out of rotation for its whole length); the stream's end still counts."""
+        if health.state == "half_open":
+            health.consecutive_failures = 0
             self._moved(health, "closed")
             health.probing = False
 
@@ -204,6 +231,19 @@ class HealthBook:
         health.in_flight -= 1
         if health.state == "half_open":
             health.probing = False
+
+
+def _target(deployment: Deployment | str) -> Target:
+    if isinstance(deployment, str):
+        return (deployment, "", "", "", None, None)
+    return (
+        deployment.id,
+        deployment.provider,
+        deployment.api_base,
+        deployment.model,
+        deployment.azure_deployment,
+        deployment.region,
+    )
 
 
 def _ewma(current: float | None, sample: float, alpha: float) -> float:

@@ -54,9 +54,7 @@ class Router:
         self._explore = health.config.exploration
         # Health records per group, resolved once: the hot path does no dict lookups.
         self._records: dict[str, list[Candidate]] = {
-            group.name: list(
-                zip(group.deployments, health.records(d.id for d in group.deployments), strict=True)
-            )
+            group.name: list(zip(group.deployments, health.records(group.deployments), strict=True))
             for group in table.groups
         }
         # Groups where some candidate (fallbacks included) has a context window to check.

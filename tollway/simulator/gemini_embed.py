@@ -3,7 +3,9 @@
 
 ``outputDimensionality`` sets the size (``embedding_dimensions`` otherwise). Token count: words
 of the text, reported as ``usageMetadata.promptTokenCount`` (Gemini API) or
-``statistics.token_count`` per instance (Vertex AI).
+``statistics.token_count`` per instance (Vertex AI). A call holds as many texts as Google's
+take: 100 requests a ``batchEmbedContents``; 250 instances a ``predict``, and one for a
+``gemini-embedding`` model (Google's 400 otherwise).
 """
 
 from __future__ import annotations
@@ -38,6 +40,17 @@ def _dimensions(raw: Any, state: SimulatorState) -> int:
     return raw
 
 
+BATCH_MOST = 100
+"""Requests one ``batchEmbedContents`` call may hold (Gemini API)."""
+PREDICT_MOST = 250
+"""Instances one ``predict`` call may hold (Vertex AI's text-embedding models)."""
+
+
+def predict_most(model: str) -> int:
+    """Instances one ``predict`` call may hold for ``model``: Gemini embedding models take one."""
+    return 1 if model.startswith("gemini-embedding") else PREDICT_MOST
+
+
 def _values(state: SimulatorState, text: str, dimensions: int) -> Any:
     return state.embeddings.get(input_key(text), dimensions).as_json()
 
@@ -63,6 +76,12 @@ async def batch_embed_contents(
     requests = call.body.get("requests")
     if not isinstance(requests, list) or not requests:
         raise InvalidRequest("* BatchEmbedContentsRequest.requests: required", "requests")
+    if len(requests) > BATCH_MOST:
+        raise InvalidRequest(
+            f"* BatchEmbedContentsRequest.requests: at most {BATCH_MOST} requests can be in "
+            "one batch",
+            "requests",
+        )
     embeddings, tokens = [], 0
     for index, item in enumerate(requests):
         if not isinstance(item, dict):
@@ -81,6 +100,11 @@ async def predict(call: Call, state: SimulatorState, dialect: Dialect, model: st
     instances = call.body.get("instances")
     if not isinstance(instances, list) or not instances:
         raise InvalidRequest("instances: at least one instance is required", "instances")
+    most = predict_most(model)
+    if len(instances) > most:
+        raise InvalidRequest(
+            f"{most} instance(s) is allowed per prediction. Actual: {len(instances)}", "instances"
+        )
     parameters = call.body.get("parameters")
     raw_dimensions = (
         parameters.get("outputDimensionality") if isinstance(parameters, dict) else None
