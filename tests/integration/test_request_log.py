@@ -439,6 +439,41 @@ def test_admin_api_filters_pages_and_exports(logged: Logged) -> None:
     assert len(export.stdout.splitlines()) == 3
 
 
+def test_text_a_client_chose_is_no_spreadsheet_formula_in_a_csv_export(logged: Logged) -> None:
+    """A model name or request id is the client's text: in a CSV opened in a spreadsheet,
+    ``=``, ``+``, ``-`` or ``@`` first would make it a formula (a link, a command). The CSV
+    exports (logs and reports) quote it as text; JSON keeps it as it came."""
+    url = logged.url
+    key_id, key = new_key(url)
+    sent = {
+        "=HYPERLINK(\"http://evil.example\",\"x\")": "+1+1",
+        "@SUM(A1:A9)": "-2+3",
+        "\t=1+1": "plain-id",
+    }
+    for model, request_id in sent.items():
+        assert chat(url, key, model=model, headers={"x-request-id": request_id}).status_code == 404
+    wait_for(url, sent.values())
+
+    exported = list(csv.DictReader(io.StringIO(logs(url, key=key_id, format="csv").text)))
+    assert {(row["model"], row["request_id"]) for row in exported} == {
+        ("'=HYPERLINK(\"http://evil.example\",\"x\")", "'+1+1"),
+        ("'@SUM(A1:A9)", "'-2+3"),
+        ("'\t=1+1", "plain-id"),
+    }
+    assert {row["status"] for row in exported} == {"404"}  # numbers are left as they are
+    lines = logs(url, key=key_id, format="jsonl").text.splitlines()
+    assert {json.loads(line)["model"] for line in lines} == set(sent)
+
+    report = httpx.get(
+        url + "/admin/reports/usage", params={"group_by": "model", "key": key_id, "format": "csv"},
+        headers=auth(), timeout=30,
+    )  # fmt: skip
+    assert report.status_code == 200, report.text
+    models = {row["model"]: row for row in csv.DictReader(io.StringIO(report.text))}
+    assert set(models) == {"'" + model for model in sent}
+    assert {row["requests"] for row in models.values()} == {"1"}
+
+
 def test_a_member_reads_only_their_own_records(logged: Logged) -> None:
     url = logged.url
     email = f"m-{uuid.uuid4().hex[:6]}@example.com"
