@@ -474,6 +474,28 @@ def test_text_a_client_chose_is_no_spreadsheet_formula_in_a_csv_export(logged: L
     assert {row["requests"] for row in models.values()} == {"1"}
 
 
+def test_the_cli_tables_show_a_clients_text_as_it_is_not_as_markup(logged: Logged) -> None:
+    """Rich reads ``[...]`` in a cell as markup: a model named ``[/x]`` made ``tollway logs
+    list`` and ``tollway report`` fail with a MarkupError, and ``[link=...]`` in a request
+    id turned into a link in the admin's terminal."""
+    url = logged.url
+    key_id, key = new_key(url)
+    model, request_id = "[/oops]", "[link=http://evil.example]x[/link]"
+    assert chat(url, key, model=model, headers={"x-request-id": request_id}).status_code == 404
+    wait_for(url, [request_id])
+    env = {**os.environ, "TOLLWAY_URL": url, "TOLLWAY_ADMIN_KEY": CLIENT_KEY, "COLUMNS": "200"}
+    shown = {}
+    commands = (("logs", "list", "--key", key_id), ("report", "--by", "model", "--model", model))
+    for command in commands:
+        done = subprocess.run(
+            tollway_command(*command), env=env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        shown[command[0]] = done.stdout
+    assert model in shown["logs"] and request_id in shown["logs"], shown["logs"]
+    assert model in shown["report"], shown["report"]
+
+
 def test_a_member_reads_only_their_own_records(logged: Logged) -> None:
     url = logged.url
     email = f"m-{uuid.uuid4().hex[:6]}@example.com"

@@ -22,6 +22,7 @@ from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from tollway.admin.cli import (
     JsonOption,
@@ -104,22 +105,23 @@ def _table(rows: list[dict[str, Any]]) -> Table:
         if row["served_model"] and row["served_model"] != model:
             model = f"{model} → {row['served_model']}"
         latency = row["latency_ms"]
-        status = str(row["status"])
+        status = Text(str(row["status"]))
         if row.get("refused"):
-            status = "[yellow]refused by the store (placeholder)[/yellow]"
+            status = Text("refused by the store (placeholder)", style="yellow")
         elif row["error_code"]:
-            status = f"[red]{status} {row['error_code']}[/red]"
+            status = Text(f"{row['status']} {row['error_code']}", style="red")
         cached, writes = row.get("cached_tokens", 0), row.get("cache_write_tokens", 0)
+        # The model and the request id are the client's text: Text, never read as markup.
         table.add_row(
             row["at"][5:19].replace("T", " "),
-            (row["key_id"] or row["principal_kind"] or "")[:8],
-            model,
+            Text((row["key_id"] or row["principal_kind"] or "")[:8]),
+            Text(model),
             status,
             f"{row['input_tokens']}/{row['output_tokens']}",
             f"{cached}/{writes}" if cached or writes else "",
             f"{row['cost_usd']:.6f}",
             "" if latency is None else f"{latency:.0f}",
-            row["request_id"],
+            Text(row["request_id"]),
         )
     return table
 
