@@ -496,6 +496,20 @@ def test_the_cli_tables_show_a_clients_text_as_it_is_not_as_markup(logged: Logge
     assert model in shown["report"], shown["report"]
 
 
+def test_a_cursor_out_of_range_is_a_400_not_a_500(logged: Logged) -> None:
+    """A cursor is the client's text: one whose time or id is past what the store holds was
+    a 500 and a traceback in the gateway's log (an OverflowError), for the request log and
+    the admin audit trail alike."""
+    huge = "9" * 20
+    for path, cursor in (
+        ("/admin/logs", f"{huge}.1"), ("/admin/logs", f"-{huge}.1"),
+        ("/admin/logs", f"1.{huge}"), ("/admin/audit", huge), ("/admin/audit", f"-{huge}"),
+    ):  # fmt: skip
+        response = httpx.get(logged.url + path, params={"cursor": cursor}, headers=auth())
+        assert response.status_code == 400, (path, cursor, response.text)
+        assert "cursor" in response.json()["error"]["message"]
+
+
 def test_a_member_reads_only_their_own_records(logged: Logged) -> None:
     url = logged.url
     email = f"m-{uuid.uuid4().hex[:6]}@example.com"
