@@ -568,6 +568,40 @@ def test_bodies_are_kept_for_the_enabled_team_only_and_redacted(logged: Logged) 
     assert bodies_key not in dump and quiet_key not in dump and CLIENT_KEY not in dump
 
 
+def test_redacting_a_long_unbroken_text_does_not_stall_the_gateway(logged: Logged) -> None:
+    """Kept bodies are redacted on the gateway's event loop. The e-mail pattern was tried
+    from every character of a run of letters and digits (a pasted base64 blob, a hex dump):
+    about 0.5 s for one 20,000-character text, in which nothing else was answered."""
+    url = logged.url
+    _, bodies_key = new_key(url, team_id=logged.bodies_team)
+    blob = "QUJD" * 4_700 + " mail bob@example.com"  # 18,800 characters of base64, then more
+    messages = [{"role": "user", "content": blob}] * 8
+    stalls: list[float] = []
+
+    async def probe_while_written() -> str:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(
+                url + "/v1/chat/completions", headers=auth(bodies_key),
+                json={"model": "priced-chat", "messages": messages},
+            ) as answer:  # fmt: skip
+                assert answer.status == 200
+                request_id = answer.headers["x-request-id"]
+            # The writer redacts the bodies within a flush interval (100 ms) of the answer.
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline:
+                started = time.monotonic()
+                async with session.get(url + "/health/live") as live:
+                    assert live.status == 200
+                stalls.append(time.monotonic() - started)
+                await asyncio.sleep(0.02)
+            return request_id
+
+    request_id = asyncio.run(probe_while_written())
+    record = wait_for(url, [request_id])[request_id]
+    assert all(m["content"].endswith("mail [EMAIL]") for m in record["prompt"]["messages"])
+    assert max(stalls) < 1.0, f"the gateway stopped answering for {max(stalls):.2f} s"
+
+
 def test_retention_purges_old_records(logged: Logged) -> None:
     now = dt.datetime.now(dt.UTC)
     chain = "old-" + uuid.uuid4().hex[:8]
