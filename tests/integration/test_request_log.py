@@ -669,6 +669,31 @@ def test_the_chain_verifies_and_an_edited_row_breaks_it(logged: Logged) -> None:
     assert run().returncode == 0
 
 
+def test_a_chain_whose_hashes_were_stripped_fails_verify_with_require_chain(
+    logged: Logged,
+) -> None:
+    """Clearing ``hash`` and ``prev_hash`` on every row of a chain (after editing any of
+    them) made it read as a chain written with ``chain: false``: "not chained", exit 0.
+    ``--require-chain`` says every chain must be hashed."""
+    chain = f"stripped-{uuid.uuid4().hex[:8]}"
+    now = dt.datetime.now(dt.UTC)
+    asyncio.run(_insert(logged.store_url, [_row(chain, seq, now) for seq in (1, 2, 3)]))
+    verify = tollway_command("logs", "verify", "--store-url", logged.store_url)
+    try:
+        lenient = subprocess.run(verify, capture_output=True, text=True, timeout=60)
+        assert lenient.returncode == 0, lenient.stdout + lenient.stderr
+        assert f"chain {chain}: not chained" in lenient.stdout
+        strict = subprocess.run(
+            [*verify, "--require-chain"], capture_output=True, text=True, timeout=60
+        )
+        assert strict.returncode == 1, strict.stdout + strict.stderr
+        assert f"chain {chain}: NOT CHAINED (seq 1..3, 3 records)" in strict.stdout
+        assert ": OK (seq 1.." in strict.stdout  # the gateway's own chain still verifies
+    finally:
+        with sqlite3.connect(logged.db_path) as db:
+            db.execute("DELETE FROM request_log WHERE chain_id = ?", (chain,))
+
+
 def test_a_row_the_store_refuses_verifies_as_a_refusal_not_a_break(logged: Logged) -> None:
     # The store refusing a row (here a trigger an operator added) left a gap in the chain,
     # and `tollway logs verify` called the chain BROKEN, as it does a deleted row.

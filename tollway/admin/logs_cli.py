@@ -3,9 +3,9 @@
 ``list`` and ``export`` talk to a running gateway's admin API (``TOLLWAY_URL``,
 ``TOLLWAY_ADMIN_KEY``), so they show what that key may read. ``verify`` reads the store
 itself (``--store-url``, else ``TOLLWAY_STORE_URL``, else the config file's ``store.url``)
-and checks every hash chain (telemetry/chain.py); it exits 1 when one is broken. Placeholders
-(rows the store refused) are listed apart; ``--rejected`` checks each against the row set
-aside for it.
+and checks every hash chain (telemetry/chain.py); it exits 1 when one is broken (or, with
+``--require-chain``, has no hashes). Placeholders (rows the store refused) are listed apart;
+``--rejected`` checks each against the row set aside for it.
 """
 
 from __future__ import annotations
@@ -196,9 +196,18 @@ def logs_verify(
             "placeholder against the row set aside for it",
         ),
     ] = None,
+    require_chain: Annotated[
+        bool,
+        typer.Option(
+            "--require-chain",
+            help="A chain without hashes fails too: with request_log.chain on, every chain "
+            "written has them, so one without had them cleared",
+        ),
+    ] = False,
 ) -> None:
     """Check the request log's hash chains; exit 1 at the first broken record of any chain
-    (or, with --rejected, at a placeholder no set-aside row confirms)."""
+    (or, with --rejected, at a placeholder no set-aside row confirms; with --require-chain,
+    at a chain without hashes)."""
     url = store_url or _configured_store_url(config)
     reports = asyncio.run(_verify(url, rejected))
     if not reports:
@@ -214,6 +223,11 @@ def logs_verify(
                 f"chain {report.chain_id}: BROKEN at record id {report.broken_id} "
                 f"(seq {report.broken_seq}): {report.problem}"
             )
+        elif not report.chained and require_chain:
+            # Clearing every row's hashes (after editing one) reads as a chain written with
+            # chain: false; only the operator knows that none was.
+            failed += 1
+            typer.echo(f"chain {report.chain_id}: NOT CHAINED ({span}{refusals}): no hashes")
         elif not report.chained:
             typer.echo(f"chain {report.chain_id}: not chained ({span}{refusals})")
         else:
