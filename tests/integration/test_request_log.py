@@ -439,6 +439,77 @@ def test_admin_api_filters_pages_and_exports(logged: Logged) -> None:
     assert len(export.stdout.splitlines()) == 3
 
 
+def test_text_a_client_chose_is_no_spreadsheet_formula_in_a_csv_export(logged: Logged) -> None:
+    """A model name or request id is the client's text: in a CSV opened in a spreadsheet,
+    ``=``, ``+``, ``-`` or ``@`` first would make it a formula (a link, a command). The CSV
+    exports (logs and reports) quote it as text; JSON keeps it as it came."""
+    url = logged.url
+    key_id, key = new_key(url)
+    sent = {
+        "=HYPERLINK(\"http://evil.example\",\"x\")": "+1+1",
+        "@SUM(A1:A9)": "-2+3",
+        "\t=1+1": "plain-id",
+    }
+    for model, request_id in sent.items():
+        assert chat(url, key, model=model, headers={"x-request-id": request_id}).status_code == 404
+    wait_for(url, sent.values())
+
+    exported = list(csv.DictReader(io.StringIO(logs(url, key=key_id, format="csv").text)))
+    assert {(row["model"], row["request_id"]) for row in exported} == {
+        ("'=HYPERLINK(\"http://evil.example\",\"x\")", "'+1+1"),
+        ("'@SUM(A1:A9)", "'-2+3"),
+        ("'\t=1+1", "plain-id"),
+    }
+    assert {row["status"] for row in exported} == {"404"}  # numbers are left as they are
+    lines = logs(url, key=key_id, format="jsonl").text.splitlines()
+    assert {json.loads(line)["model"] for line in lines} == set(sent)
+
+    report = httpx.get(
+        url + "/admin/reports/usage", params={"group_by": "model", "key": key_id, "format": "csv"},
+        headers=auth(), timeout=30,
+    )  # fmt: skip
+    assert report.status_code == 200, report.text
+    models = {row["model"]: row for row in csv.DictReader(io.StringIO(report.text))}
+    assert set(models) == {"'" + model for model in sent}
+    assert {row["requests"] for row in models.values()} == {"1"}
+
+
+def test_the_cli_tables_show_a_clients_text_as_it_is_not_as_markup(logged: Logged) -> None:
+    """Rich reads ``[...]`` in a cell as markup: a model named ``[/x]`` made ``tollway logs
+    list`` and ``tollway report`` fail with a MarkupError, and ``[link=...]`` in a request
+    id turned into a link in the admin's terminal."""
+    url = logged.url
+    key_id, key = new_key(url)
+    model, request_id = "[/oops]", "[link=http://evil.example]x[/link]"
+    assert chat(url, key, model=model, headers={"x-request-id": request_id}).status_code == 404
+    wait_for(url, [request_id])
+    env = {**os.environ, "TOLLWAY_URL": url, "TOLLWAY_ADMIN_KEY": CLIENT_KEY, "COLUMNS": "200"}
+    shown = {}
+    commands = (("logs", "list", "--key", key_id), ("report", "--by", "model", "--model", model))
+    for command in commands:
+        done = subprocess.run(
+            tollway_command(*command), env=env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        shown[command[0]] = done.stdout
+    assert model in shown["logs"] and request_id in shown["logs"], shown["logs"]
+    assert model in shown["report"], shown["report"]
+
+
+def test_a_cursor_out_of_range_is_a_400_not_a_500(logged: Logged) -> None:
+    """A cursor is the client's text: one whose time or id is past what the store holds was
+    a 500 and a traceback in the gateway's log (an OverflowError), for the request log and
+    the admin audit trail alike."""
+    huge = "9" * 20
+    for path, cursor in (
+        ("/admin/logs", f"{huge}.1"), ("/admin/logs", f"-{huge}.1"),
+        ("/admin/logs", f"1.{huge}"), ("/admin/audit", huge), ("/admin/audit", f"-{huge}"),
+    ):  # fmt: skip
+        response = httpx.get(logged.url + path, params={"cursor": cursor}, headers=auth())
+        assert response.status_code == 400, (path, cursor, response.text)
+        assert "cursor" in response.json()["error"]["message"]
+
+
 def test_a_member_reads_only_their_own_records(logged: Logged) -> None:
     url = logged.url
     email = f"m-{uuid.uuid4().hex[:6]}@example.com"
@@ -495,6 +566,40 @@ def test_bodies_are_kept_for_the_enabled_team_only_and_redacted(logged: Logged) 
     with sqlite3.connect(logged.db_path) as db:
         dump = "\n".join(map(str, db.execute("SELECT * FROM request_log")))
     assert bodies_key not in dump and quiet_key not in dump and CLIENT_KEY not in dump
+
+
+def test_redacting_a_long_unbroken_text_does_not_stall_the_gateway(logged: Logged) -> None:
+    """Kept bodies are redacted on the gateway's event loop. The e-mail pattern was tried
+    from every character of a run of letters and digits (a pasted base64 blob, a hex dump):
+    about 0.5 s for one 20,000-character text, in which nothing else was answered."""
+    url = logged.url
+    _, bodies_key = new_key(url, team_id=logged.bodies_team)
+    blob = "QUJD" * 4_700 + " mail bob@example.com"  # 18,800 characters of base64, then more
+    messages = [{"role": "user", "content": blob}] * 8
+    stalls: list[float] = []
+
+    async def probe_while_written() -> str:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(
+                url + "/v1/chat/completions", headers=auth(bodies_key),
+                json={"model": "priced-chat", "messages": messages},
+            ) as answer:  # fmt: skip
+                assert answer.status == 200
+                request_id = answer.headers["x-request-id"]
+            # The writer redacts the bodies within a flush interval (100 ms) of the answer.
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline:
+                started = time.monotonic()
+                async with session.get(url + "/health/live") as live:
+                    assert live.status == 200
+                stalls.append(time.monotonic() - started)
+                await asyncio.sleep(0.02)
+            return request_id
+
+    request_id = asyncio.run(probe_while_written())
+    record = wait_for(url, [request_id])[request_id]
+    assert all(m["content"].endswith("mail [EMAIL]") for m in record["prompt"]["messages"])
+    assert max(stalls) < 1.0, f"the gateway stopped answering for {max(stalls):.2f} s"
 
 
 def test_retention_purges_old_records(logged: Logged) -> None:
@@ -562,6 +667,31 @@ def test_the_chain_verifies_and_an_edited_row_breaks_it(logged: Logged) -> None:
     with sqlite3.connect(logged.db_path) as db:
         db.execute("UPDATE request_log SET output_tokens = ? WHERE id = ?", (tokens, row_id))
     assert run().returncode == 0
+
+
+def test_a_chain_whose_hashes_were_stripped_fails_verify_with_require_chain(
+    logged: Logged,
+) -> None:
+    """Clearing ``hash`` and ``prev_hash`` on every row of a chain (after editing any of
+    them) made it read as a chain written with ``chain: false``: "not chained", exit 0.
+    ``--require-chain`` says every chain must be hashed."""
+    chain = f"stripped-{uuid.uuid4().hex[:8]}"
+    now = dt.datetime.now(dt.UTC)
+    asyncio.run(_insert(logged.store_url, [_row(chain, seq, now) for seq in (1, 2, 3)]))
+    verify = tollway_command("logs", "verify", "--store-url", logged.store_url)
+    try:
+        lenient = subprocess.run(verify, capture_output=True, text=True, timeout=60)
+        assert lenient.returncode == 0, lenient.stdout + lenient.stderr
+        assert f"chain {chain}: not chained" in lenient.stdout
+        strict = subprocess.run(
+            [*verify, "--require-chain"], capture_output=True, text=True, timeout=60
+        )
+        assert strict.returncode == 1, strict.stdout + strict.stderr
+        assert f"chain {chain}: NOT CHAINED (seq 1..3, 3 records)" in strict.stdout
+        assert ": OK (seq 1.." in strict.stdout  # the gateway's own chain still verifies
+    finally:
+        with sqlite3.connect(logged.db_path) as db:
+            db.execute("DELETE FROM request_log WHERE chain_id = ?", (chain,))
 
 
 def test_a_row_the_store_refuses_verifies_as_a_refusal_not_a_break(logged: Logged) -> None:

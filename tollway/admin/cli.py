@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 UrlOption = Annotated[str, typer.Option("--url", envvar="TOLLWAY_URL", help="Gateway URL")]
 KeyOption = Annotated[
@@ -173,7 +174,9 @@ def table_rows(rows: list[dict[str, Any]], columns: list[str], title: str) -> No
         # too wide, never cut to an ellipsis.
         table.add_column(column, overflow="fold" if column in ("id", "scope_id") else "ellipsis")
     for row in rows:
-        table.add_row(*(_cell(row.get(column)) for column in columns))
+        # Text, not a string: Rich would read a cell's "[...]" as markup, and much of what
+        # is listed was written by others (a key's name, the model a client asked for).
+        table.add_row(*(Text(_cell(row.get(column))) for column in columns))
     table_console().print(table)
 
 

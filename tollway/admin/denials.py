@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from tollway.core.errors import AuthenticationFailed
 from tollway.store import AuditEntry
-from tollway.telemetry.bodies import REDACTIONS
+from tollway.telemetry.bodies import redact
 from tollway.telemetry.refusals import RefusalBuckets
 
 if TYPE_CHECKING:
@@ -104,6 +104,4 @@ def _without_secrets(path: str) -> str:
     """The path as sent (percent-encoded), with what looks like a credential masked: a client
     may put its key in the URL, and a denied request is recorded whatever it sent. Masked
     before the path is cut, so no would-be prefix of a key is left at the cut."""
-    for pattern, replacement in REDACTIONS:
-        path = pattern.sub(replacement, path)
-    return path
+    return redact(path)

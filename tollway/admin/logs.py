@@ -6,7 +6,8 @@ address, IPv4 or IPv6), ``since`` (inclusive) and ``until`` (exclusive), each an
 time (UTC when it has no zone) or an age such as ``15m``, ``24h``, ``7d``. Pages are newest
 first: ``limit`` (1 to 1000, default 100) and ``cursor`` (the ``next_cursor`` of the page
 before). ``format=csv`` or ``format=jsonl`` streams every matching record instead, newest
-first, read from the store a page at a time.
+first, read from the store a page at a time; in CSV, text that a spreadsheet would
+take for a formula is written with a ``'`` in front (render.csv_text).
 
 Who sees what follows the keys they may read (admin/access.py): admins everything; anyone
 in a team (team admin, member, viewer, or a key of that team) the team's records; anyone
@@ -28,7 +29,7 @@ from aiohttp import web
 
 from tollway.admin.access import require_role
 from tollway.admin.call import AdminCall, Query, Route
-from tollway.admin.render import record_json
+from tollway.admin.render import csv_text, record_json
 from tollway.core.errors import InvalidRequest
 from tollway.store import RequestLogFilter, RequestLogRecord
 from tollway.store.request_log import COLUMNS, MAX_PAGE
@@ -201,6 +202,8 @@ def _csv_cell(value: Any) -> Any:
         return "true" if value else "false"
     if isinstance(value, list | dict):
         return orjson.dumps(value).decode()
+    if isinstance(value, str):
+        return csv_text(value)
     return value
 
 

@@ -3,9 +3,9 @@
 ``list`` and ``export`` talk to a running gateway's admin API (``TOLLWAY_URL``,
 ``TOLLWAY_ADMIN_KEY``), so they show what that key may read. ``verify`` reads the store
 itself (``--store-url``, else ``TOLLWAY_STORE_URL``, else the config file's ``store.url``)
-and checks every hash chain (telemetry/chain.py); it exits 1 when one is broken. Placeholders
-(rows the store refused) are listed apart; ``--rejected`` checks each against the row set
-aside for it.
+and checks every hash chain (telemetry/chain.py); it exits 1 when one is broken (or, with
+``--require-chain``, has no hashes). Placeholders (rows the store refused) are listed apart;
+``--rejected`` checks each against the row set aside for it.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from tollway.admin.cli import (
     JsonOption,
@@ -104,22 +105,23 @@ def _table(rows: list[dict[str, Any]]) -> Table:
         if row["served_model"] and row["served_model"] != model:
             model = f"{model} → {row['served_model']}"
         latency = row["latency_ms"]
-        status = str(row["status"])
+        status = Text(str(row["status"]))
         if row.get("refused"):
-            status = "[yellow]refused by the store (placeholder)[/yellow]"
+            status = Text("refused by the store (placeholder)", style="yellow")
         elif row["error_code"]:
-            status = f"[red]{status} {row['error_code']}[/red]"
+            status = Text(f"{row['status']} {row['error_code']}", style="red")
         cached, writes = row.get("cached_tokens", 0), row.get("cache_write_tokens", 0)
+        # The model and the request id are the client's text: Text, never read as markup.
         table.add_row(
             row["at"][5:19].replace("T", " "),
-            (row["key_id"] or row["principal_kind"] or "")[:8],
-            model,
+            Text((row["key_id"] or row["principal_kind"] or "")[:8]),
+            Text(model),
             status,
             f"{row['input_tokens']}/{row['output_tokens']}",
             f"{cached}/{writes}" if cached or writes else "",
             f"{row['cost_usd']:.6f}",
             "" if latency is None else f"{latency:.0f}",
-            row["request_id"],
+            Text(row["request_id"]),
         )
     return table
 
@@ -194,9 +196,18 @@ def logs_verify(
             "placeholder against the row set aside for it",
         ),
     ] = None,
+    require_chain: Annotated[
+        bool,
+        typer.Option(
+            "--require-chain",
+            help="A chain without hashes fails too: with request_log.chain on, every chain "
+            "written has them, so one without had them cleared",
+        ),
+    ] = False,
 ) -> None:
     """Check the request log's hash chains; exit 1 at the first broken record of any chain
-    (or, with --rejected, at a placeholder no set-aside row confirms)."""
+    (or, with --rejected, at a placeholder no set-aside row confirms; with --require-chain,
+    at a chain without hashes)."""
     url = store_url or _configured_store_url(config)
     reports = asyncio.run(_verify(url, rejected))
     if not reports:
@@ -212,6 +223,11 @@ def logs_verify(
                 f"chain {report.chain_id}: BROKEN at record id {report.broken_id} "
                 f"(seq {report.broken_seq}): {report.problem}"
             )
+        elif not report.chained and require_chain:
+            # Clearing every row's hashes (after editing one) reads as a chain written with
+            # chain: false; only the operator knows that none was.
+            failed += 1
+            typer.echo(f"chain {report.chain_id}: NOT CHAINED ({span}{refusals}): no hashes")
         elif not report.chained:
             typer.echo(f"chain {report.chain_id}: not chained ({span}{refusals})")
         else:

@@ -22,6 +22,7 @@ from aiohttp import web
 from tollway.admin.access import require_role
 from tollway.admin.call import AdminCall, Route
 from tollway.admin.logs import query_time
+from tollway.admin.render import csv_text
 from tollway.store.reports import FILTERS
 
 _COLUMNS = (
@@ -53,7 +54,12 @@ async def usage_report(call: AdminCall) -> Any:
         out = io.StringIO()
         writer = csv.DictWriter(out, [*group_by, *_COLUMNS], extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(rows)
+        # A group's name may be the client's text (the model it asked for): never a formula.
+        writer.writerows(
+            {name: csv_text(value) if isinstance(value, str) else value
+             for name, value in row.items()}
+            for row in rows
+        )  # fmt: skip
         return web.Response(text=out.getvalue(), content_type="text/csv")
     return {"group_by": group_by, "data": rows}
 

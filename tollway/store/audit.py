@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import insert, select
 
-from tollway.store.columns import require_aware, utcnow
+from tollway.store.columns import BIG_ID_RANGE, require_aware, utcnow
 from tollway.store.errors import InvalidRecord
 from tollway.store.models import AuditRow
 from tollway.store.records import AuditEntry, AuditPage, AuditRecord
@@ -115,6 +115,9 @@ class AuditRepository:
 def _cursor_id(cursor: str) -> int:
     # The cursor is the last id seen: ids only grow, so "older than" is "smaller than".
     try:
-        return int(cursor)
+        last_id = int(cursor)
     except ValueError:
-        raise InvalidRecord(f"{cursor!r} is not an audit cursor") from None
+        last_id = None
+    if last_id is None or last_id not in BIG_ID_RANGE:  # past 64 bits: an OverflowError, a 500
+        raise InvalidRecord(f"{cursor!r} is not an audit cursor")
+    return last_id

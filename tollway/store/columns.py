@@ -21,6 +21,9 @@ NullableJSON: TypeEngine[Any] = JSON(none_as_null=True).with_variant(
 
 BigId: TypeEngine[int] = BigInteger().with_variant(Integer(), "sqlite")
 """A 64-bit id; SQLite only autoincrements a column declared exactly ``INTEGER``."""
+BIG_ID_RANGE = range(-(2**63), 2**63)
+"""What a 64-bit id column holds: a value outside it is refused by both drivers (an
+``OverflowError`` on SQLite), so an id from a client (a page cursor) is checked first."""
 
 
 def utcnow() -> dt.datetime:

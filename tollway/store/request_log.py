@@ -23,7 +23,7 @@ import orjson
 from sqlalchemy import ColumnElement, String, and_, delete, false, func, or_, select, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from tollway.store.columns import EPOCH, epoch_micros, require_aware
+from tollway.store.columns import BIG_ID_RANGE, EPOCH, epoch_micros, require_aware
 from tollway.store.errors import InvalidRecord
 from tollway.store.models import RequestLogRow
 from tollway.store.sqlite_writer import SqliteWriter, Unexpected
@@ -361,11 +361,15 @@ def _cursor(record: RequestLogRecord) -> str:
 
 
 def _parse_cursor(cursor: str) -> tuple[dt.datetime, int]:
+    # A cursor comes from the client: a time or id past what the store holds is refused as
+    # any other bad cursor (it was an OverflowError, a 500).
     try:
         micros, last_id = (int(part) for part in cursor.split("."))
-    except ValueError:
+        if last_id not in BIG_ID_RANGE:
+            raise ValueError(last_id)
+        return EPOCH + dt.timedelta(microseconds=micros), last_id
+    except (ValueError, OverflowError):
         raise InvalidRecord(f"{cursor!r} is not a request log cursor") from None
-    return EPOCH + dt.timedelta(microseconds=micros), last_id
 
 
 INSERT_COLUMNS: tuple[str, ...] = tuple(

@@ -9,14 +9,14 @@ the client's ``Authorization``.
 A prompt is ``{"messages": [{"role", "content", ...}]}`` (images as a count, tool calls as
 name and arguments) or, for embeddings, ``{"input": [...]}``; a response is
 ``{"text": ..., "tool_calls": [...]}``. Every text is cut to ``max_chars`` and, with
-``redact`` (the default), passed through ``REDACTIONS`` in order: e-mail addresses become
-``[EMAIL]``; ``Bearer <token>`` becomes ``Bearer [SECRET]``; API-key-looking strings become
-``[SECRET]`` (``sk-``, ``sk-ant-``, ``pk-``, ``rk-``, ``tw-`` followed by 16 or more key
-characters; AWS ``AKIA``/``ASIA`` ids; GitHub ``ghp_``/``gho_``/``github_pat_`` tokens; Slack
-``xox?-`` tokens; Google ``AIza`` keys; JWTs); 13 to 19 digits (spaces or dashes between)
-that pass the Luhn check become ``[CARD]``; US social security numbers ``123-45-6789``
-become ``[SSN]``. It is a net for the obvious, not a guarantee: keep bodies off for teams
-whose prompts must never be stored.
+``redact`` (the default), passed through ``redact``: e-mail addresses become ``[EMAIL]``
+(found from each ``@``, in linear time: ``_emails``); ``Bearer <token>`` becomes
+``Bearer [SECRET]``; API-key-looking strings become ``[SECRET]`` (``sk-``, ``sk-ant-``,
+``pk-``, ``rk-``, ``tw-`` followed by 16 or more key characters; AWS ``AKIA``/``ASIA`` ids;
+GitHub ``ghp_``/``gho_``/``github_pat_`` tokens; Slack ``xox?-`` tokens; Google ``AIza``
+keys; JWTs); 13 to 19 digits (spaces or dashes between) that pass the Luhn check become
+``[CARD]``; US social security numbers ``123-45-6789`` become ``[SSN]``. It is a net for
+the obvious, not a guarantee: keep bodies off for teams whose prompts must never be stored.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ from tollway.core.types import (
 )
 from tollway.telemetry.request_log_rows import clean_text
 
-_EMAIL = r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}"
+_EMAIL_LOCAL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-")
+_EMAIL_DOMAIN = re.compile(r"[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
 _SECRET = (
     r"\b(?:sk-ant-|sk-|pk-|rk-|tw-)[A-Za-z0-9_\-]{16,}"
     r"|\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"
@@ -61,14 +62,50 @@ def _cards(match: re.Match[str]) -> str:
     return "[CARD]" if total % 10 == 0 else match.group(0)
 
 
+def _emails(text: str) -> str:
+    """``text`` with every e-mail address (``local@domain.tld``) as ``[EMAIL]``.
+
+    What the regex ``[local chars]+@domain`` finds, found from each ``@`` instead: that
+    regex was tried from every character of a run of letters and digits, each try reading
+    to the run's end, so a 20,000-character run (a pasted base64 blob) took about 0.5 s of
+    the event loop. Here each ``@`` reads back over its local part once and its domain once.
+    """
+    kept: list[str] = []
+    done = 0
+    at = text.find("@")
+    while at != -1:
+        start = at
+        while start > done and text[start - 1] in _EMAIL_LOCAL:
+            start -= 1
+        domain = _EMAIL_DOMAIN.match(text, at + 1)
+        if start < at and domain is not None:
+            kept += (text[done:start], "[EMAIL]")
+            done = domain.end()
+            at = text.find("@", done)
+        else:
+            at = text.find("@", at + 1)
+    if not kept:
+        return text
+    kept.append(text[done:])
+    return "".join(kept)
+
+
 REDACTIONS: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...] = (
-    (re.compile(_EMAIL), "[EMAIL]"),
     (re.compile(r"\b(Bearer\s+)[A-Za-z0-9._~+/\-]{8,}=*", re.IGNORECASE), r"\1[SECRET]"),
     (re.compile(_SECRET), "[SECRET]"),
     (re.compile(r"\b\d(?:[ \-]?\d){12,18}\b"), _cards),
     (re.compile(r"\b\d{3}-\d{2}-\d{4}\b"), "[SSN]"),
 )
-"""The redactions applied to every text of a kept body, in order."""
+"""The redactions applied to every text of a kept body, in order, after the e-mail
+addresses (``redact``)."""
+
+
+def redact(text: str) -> str:
+    """``text`` with e-mail addresses, secrets, card and social security numbers replaced."""
+    text = _emails(text)
+    for pattern, replacement in REDACTIONS:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 _MARGIN = 256
@@ -89,8 +126,7 @@ class BodyPolicy:
         # whole of a huge text (the regex engine holds the event loop while it runs).
         kept = value[: self.max_chars + _MARGIN]
         if self.redact:
-            for pattern, replacement in REDACTIONS:
-                kept = pattern.sub(replacement, kept)
+            kept = redact(kept)
         if len(value) > self.max_chars:
             kept = kept[: self.max_chars] + f"…[{len(value) - self.max_chars} more chars]"
         return clean_text(kept)
