@@ -186,3 +186,17 @@ def test_two_teams_report_matches_what_was_sent(gateway: str) -> None:
         headers={"authorization": f"Bearer {CLIENT_KEY}"},
     )
     assert bad.status_code == 400 and "colour" in bad.json()["error"]["message"]
+
+
+def test_a_report_refuses_a_format_it_cannot_write_and_groups_by_a_name_once(
+    gateway: str,
+) -> None:
+    # format=xml answered JSON (as if format were absent), and group_by=team,team made a
+    # column "team_1"; /admin/logs refuses an unknown format with a 400.
+    refused = admin(gateway, "GET", "/admin/reports/usage?format=xml", status=400)
+    assert refused["error"]["param"] == "format"
+    refused = admin(gateway, "GET", "/admin/reports/usage?group_by=team,colour", status=400)
+    assert refused["error"]["param"] == "group_by"
+    once = admin(gateway, "GET", "/admin/reports/usage?group_by=team,team")
+    assert once["group_by"] == ["team"]
+    assert all("team_1" not in row for row in once["data"])

@@ -23,7 +23,8 @@ from tollway.admin.access import require_role
 from tollway.admin.call import AdminCall, Route
 from tollway.admin.logs import query_time
 from tollway.admin.render import csv_text
-from tollway.store.reports import FILTERS
+from tollway.core.errors import InvalidRequest
+from tollway.store.reports import FILTERS, GROUPS
 
 _COLUMNS = (
     "requests", "errors", "input_tokens", "output_tokens", "cached_tokens",
@@ -36,7 +37,17 @@ _COLUMNS = (
 async def usage_report(call: AdminCall) -> Any:
     require_role(call.principal, "viewer")
     query = call.request.query
-    group_by = [name for name in query.get("group_by", "team").split(",") if name]
+    # Each name once (a column per name), in the order given.
+    group_by = list(dict.fromkeys(n for n in query.get("group_by", "team").split(",") if n))
+    for name in group_by:
+        if name != "day" and name not in GROUPS:
+            raise InvalidRequest(
+                f"'group_by' cannot name {name[:100]!r}; choose from day, {', '.join(GROUPS)}",
+                param="group_by",
+            )
+    form = query.get("format", "json")
+    if form not in ("json", "csv"):
+        raise InvalidRequest("'format' must be json or csv", param="format")
     filters = {name: query[name] for name in FILTERS if name in query}
     teams = None if call.principal.has_role("admin") else list(call.principal.teams)
     now = dt.datetime.now(dt.UTC)
@@ -50,7 +61,7 @@ async def usage_report(call: AdminCall) -> Any:
     )
     for row in rows:
         row.pop("cost_micros", None)
-    if query.get("format") == "csv":
+    if form == "csv":
         out = io.StringIO()
         writer = csv.DictWriter(out, [*group_by, *_COLUMNS], extrasaction="ignore")
         writer.writeheader()
