@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from aiohttp import web
 from pydantic import ValidationError
 
 from tests.support import free_port
@@ -268,3 +269,32 @@ def test_slack_payload_has_text_and_blocks_with_markup_escaped() -> None:
     assert "dedup `spend_rate:key:k1:300s`" in context["elements"][0]["text"]
     resolved = slack_payload(alert(status="resolved"))
     assert resolved["text"].startswith(":white_check_mark: Tollway spend rate resolved:")
+
+
+async def test_a_receiver_whose_answer_never_ends_does_not_hold_the_delivery() -> None:
+    # The receiver's answer was read whole: one that streamed without end held the delivery
+    # until its timeout (and its memory grew with what it sent), then was retried as failed.
+    async def endless(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        response = web.StreamResponse()
+        await response.prepare(request)
+        chunk = b"x" * 65_536
+        for _ in range(100_000):  # 6.5 GB, far more than any answer is read of
+            await response.write(chunk)
+        return response
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", endless)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    config = alerts_config("json", retries=0, timeout="2s")
+    delivery = Delivery(config, Vault({"HOOK_JSON": f"http://127.0.0.1:{port}/hook"}))
+    await delivery.start()
+    try:
+        [hook] = delivery.webhooks
+        assert await delivery.deliver(hook, alert())  # delivered: its 200 is what counts
+    finally:
+        await delivery.close()
+        await runner.cleanup()
