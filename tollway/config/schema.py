@@ -640,6 +640,21 @@ class Settings(Strict):
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"model names must be unique; repeated: {', '.join(duplicates)}")
+        # An id may name one deployment listed in several groups, never two targets: they
+        # would share a health record, rate limits and metrics label.
+        targets: dict[str, tuple[str, tuple[object, ...]]] = {}
+        for group in self.models:
+            for d in group.deployments:
+                if d.id is None:
+                    continue
+                target = (d.provider, d.model, d.api_base, d.azure_deployment, d.region)
+                first = targets.setdefault(d.id, (group.name, target))
+                if first[1] != target:
+                    raise ValueError(
+                        f"deployment id {d.id!r} names two deployments (in {first[0]} and "
+                        f"{group.name}): a provider, model, api_base, azure_deployment or region "
+                        "of its own needs an id of its own"
+                    )
         uses_sim = any(
             d.api_base == EMBEDDED_SIMULATOR for group in self.models for d in group.deployments
         )

@@ -88,6 +88,13 @@ def test_a_valid_file_loads_with_units_resolved(tmp_path: Path) -> None:
             "models: [{name: a, deployments: [{provider: vllm, model: m, tokenizer: llama3}]}]",
             "models[0].deployments[0].tokenizer: Input should be 'o200k_base' or 'cl100k_base'",
         ),
+        (
+            # One id naming two targets would share one health record, rate limits and
+            # metrics label between two upstreams.
+            "models: [{name: a, deployments: [{provider: openai, model: m, id: d}]},"
+            " {name: b, deployments: [{provider: openai, model: other, id: d}]}]",
+            "deployment id 'd' names two deployments (in a and b)",
+        ),
         ("server: [1, 2", "line 1, column"),
         ("- just\n- a list", "top level must be a mapping"),
     ],
@@ -154,3 +161,12 @@ def test_embedded_default_offers_demo_models_and_providers_when_keyed() -> None:
     assert sonnet.deployments[0].provider == "anthropic"
     assert sonnet.deployments[0].api_key == SecretRef("env:ANTHROPIC_API_KEY")
     assert sonnet.owned_by == "anthropic"
+
+
+def test_a_deployment_shared_by_two_groups_keeps_its_id(tmp_path: Path) -> None:
+    text = (
+        "models: [{name: a, deployments: [{provider: openai, model: m, id: d, weight: 2}]},"
+        " {name: b, deployments: [{provider: openai, model: m, id: d}]}]"
+    )
+    settings = load_settings(write(tmp_path, text))
+    assert [g.deployments[0].id for g in settings.models] == ["d", "d"]
