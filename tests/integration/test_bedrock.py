@@ -358,3 +358,61 @@ def test_an_anthropic_assistant_turn_keeps_its_block_order_on_bedrock(
             {"text": "One moment."},
         ],
     }
+
+
+def test_anthropic_cache_hints_are_bedrock_cache_points(
+    claude: anthropic.Anthropic, simulator_url: str
+) -> None:
+    # Claude on Bedrock caches at a cachePoint block placed after what it caches; a client's
+    # cache_control (on a system block, a tool, a content block, a tool result, or top-level:
+    # the last block) becomes one there, its ttl kept, so the prompt is cached and billed so.
+    ephemeral: Any = {"type": "ephemeral"}
+    tools: Any = [
+        {
+            "name": "get_weather",
+            "input_schema": WEATHER["function"]["parameters"],
+            "cache_control": {"type": "ephemeral", "ttl": "1h"},
+        }
+    ]
+    turn: Any = [{"type": "tool_use", "id": "toolu_9", "name": "get_weather", "input": {}}]
+    result: Any = {
+        "type": "tool_result",
+        "tool_use_id": "toolu_9",
+        "content": "cloudy",
+        "cache_control": ephemeral,
+    }
+    answer = claude.messages.create(
+        model="test-bedrock",
+        max_tokens=50,
+        system=[{"type": "text", "text": "You are terse.", "cache_control": ephemeral}],
+        tools=tools,
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "cache to bedrock?", "cache_control": ephemeral}
+                ],
+            },
+            {"role": "assistant", "content": turn},
+            {"role": "user", "content": [result]},
+        ],
+    )
+    sent = recorded(simulator_url, "cache to bedrock?")["json"]
+    point, hour = (
+        {"cachePoint": {"type": "default"}},
+        {"cachePoint": {"type": "default", "ttl": "1h"}},
+    )
+    assert sent["system"] == [{"text": "You are terse."}, point]
+    assert sent["toolConfig"]["tools"][1:] == [hour]
+    assert "cache_control" not in json.dumps(sent)
+    assert sent["messages"][0]["content"] == [{"text": "cache to bedrock?"}, point]
+    assert sent["messages"][2]["content"][1:] == [point]
+    assert answer.usage.cache_creation_input_tokens > 0 and answer.usage.input_tokens == 0
+    claude.messages.create(
+        model="test-bedrock",
+        max_tokens=50,
+        messages=user("automatic cache to bedrock?"),
+        extra_body={"cache_control": ephemeral},
+    )
+    sent = recorded(simulator_url, "automatic cache to bedrock?")["json"]
+    assert sent["messages"][-1]["content"][-1] == point

@@ -1,13 +1,18 @@
 """Amazon Bedrock Converse API: ``/model/{modelId}/converse`` and ``.../converse-stream``.
 
 Answers follow the Converse API reference: ``output.message``, ``stopReason``, ``usage``
-(``inputTokens``, ``outputTokens``, ``totalTokens``; no cache counts, as without prompt
-caching) and ``metrics.latencyMs``. Streams are AWS event streams of ``messageStart``, then
-per content block ``contentBlockStart`` (tool use only; text blocks have none) /
-``contentBlockDelta``s / ``contentBlockStop``, then ``messageStop`` and ``metadata``, each
-payload padded with a ``p`` field as Bedrock does. Requests are validated as Bedrock does the
-common mistakes: a first turn that is not the user's, turns that do not alternate, blank text,
-tool blocks without ``toolConfig``.
+(``inputTokens``, ``outputTokens``, ``totalTokens``) and ``metrics.latencyMs``. Streams are
+AWS event streams of ``messageStart``, then per content block ``contentBlockStart`` (tool use
+only; text blocks have none) / ``contentBlockDelta``s / ``contentBlockStop``, then
+``messageStop`` and ``metadata``, each payload padded with a ``p`` field as Bedrock does.
+Requests are validated as Bedrock does the common mistakes: a first turn that is not the
+user's, turns that do not alternate, blank text, tool blocks without ``toolConfig``.
+
+Prompt caching: a request holding a ``cachePoint`` block (in ``system``, a message or
+``toolConfig.tools``; ``type`` ``default``, an optional ``ttl`` of ``5m`` or ``1h``, else a
+``ValidationException``) reports its whole prompt as written to the cache
+(``cacheWriteInputTokens``, ``inputTokens`` 0); the simulator keeps no cache, so nothing is
+ever read from it. Without a cache point there are no cache counts, as Bedrock answers.
 
 Extended thinking, as Claude on Bedrock does it: ``additionalModelRequestFields.thinking``
 (``{"type": "enabled", "budget_tokens": N}``, N at least 1,024 and below ``maxTokens``, or
@@ -297,11 +302,40 @@ def _reasoning_blocks(completion: Completion, redacted: bool) -> list[dict[str, 
     return blocks
 
 
-def _usage(input_tokens: int, output_tokens: int) -> dict[str, int]:
+def caches(body: dict[str, Any]) -> bool:
+    """Whether the request holds a cache point (each checked as Bedrock checks it)."""
+    found = False
+    messages = body.get("messages")
+    config = body.get("toolConfig")
+    lists = [body.get("system"), config.get("tools") if isinstance(config, dict) else None]
+    for message in messages if isinstance(messages, list) else ():
+        lists.append(message.get("content") if isinstance(message, dict) else None)
+    for entries in lists:
+        for block in entries if isinstance(entries, list) else ():
+            if not isinstance(block, dict) or "cachePoint" not in block:
+                continue
+            point = block["cachePoint"]
+            if not isinstance(point, dict) or point.get("type") != "default":
+                raise InvalidRequest("cachePoint.type must be 'default'", "cachePoint")
+            if point.get("ttl", "5m") not in ("5m", "1h") or set(point) - {"type", "ttl"}:
+                raise InvalidRequest("cachePoint: ttl must be '5m' or '1h'", "cachePoint")
+            found = True
+    return found
+
+
+def _usage(input_tokens: int, output_tokens: int, cached: bool = False) -> dict[str, int]:
+    if not cached:
+        return {
+            "inputTokens": input_tokens,
+            "outputTokens": output_tokens,
+            "totalTokens": input_tokens + output_tokens,
+        }
     return {
-        "inputTokens": input_tokens,
+        "inputTokens": 0,
         "outputTokens": output_tokens,
         "totalTokens": input_tokens + output_tokens,
+        "cacheReadInputTokens": 0,
+        "cacheWriteInputTokens": input_tokens,
     }
 
 
@@ -321,7 +355,7 @@ async def handle_converse(
     prompt, input_tokens = read_prompt(call.body, call.output_tokens)
     completion = complete(prompt, 0, lambda: state.new_id("tooluse_"))
     redacted = bool(_REDACTED.search(prompt.last_user_text))
-    usage = _usage(input_tokens, completion.output_tokens)
+    usage = _usage(input_tokens, completion.output_tokens, caches(call.body))
     latency = {"latencyMs": int((call.ttft + completion.output_tokens * call.tpot) * 1000)}
     if stream:
         headers = {**STREAM_HEADERS, request_id_header(Dialect.BEDROCK): call.request_id}

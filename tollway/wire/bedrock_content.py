@@ -9,6 +9,10 @@ named by that key. Images travel
 as base64 ``bytes`` with a ``format`` (``png``, ``jpeg``, ``gif``, ``webp``); Bedrock cannot
 fetch an image by URL, so an image URL is a 400. A ``json`` block in a tool result is a
 ``TextPart`` holding the JSON text (what other formats get) with the value in its ``extra``.
+
+An Anthropic client's cache hint (``cache_control``, which ``crossing`` keeps in the extras of
+what it marks) is a ``cachePoint`` block right after that block, tool result, call or tool:
+Bedrock caches the prompt up to each cache point, as Anthropic caches up to a marked block.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import orjson
 
 from tollway.core.errors import InvalidRequest
 from tollway.core.types import (
+    JSON,
     ContentPart,
     ImagePart,
     Message,
@@ -27,11 +32,34 @@ from tollway.core.types import (
     TextPart,
     ToolCall,
 )
+from tollway.wire.crossing import CACHE_HINT
 from tollway.wire.fields import json_object, optional, required
 
 _IMAGE_FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "gif": "gif", "webp": "webp"}
 _TOOL_USE_KEYS = ("toolUseId", "name", "input")
 _TOOL_RESULT_KEYS = ("toolUseId", "content")
+
+
+def cache_point(extra: JSON) -> list[dict[str, Any]]:
+    """The ``cachePoint`` block for the cache hint in ``extra`` (none without one), its
+    ``ttl`` (``5m``, ``1h``) kept; Converse's ``type`` is always ``default``."""
+    hint = extra.get(CACHE_HINT)
+    if not isinstance(hint, dict):
+        return []
+    point: dict[str, Any] = {"type": "default"}
+    if isinstance(hint.get("ttl"), str):
+        point["ttl"] = hint["ttl"]
+    return [{"cachePoint": point}]
+
+
+def _cache_point_after(part: ContentPart) -> list[dict[str, Any]]:
+    # A block of Bedrock's own kinds (OpaquePart) is sent as it came: it has no extras.
+    return [] if isinstance(part, OpaquePart) else cache_point(part.extra)
+
+
+def without_hint(extra: JSON) -> JSON:
+    """``extra`` without its cache hint, which is a block of its own (``cache_point``)."""
+    return {k: v for k, v in extra.items() if k != CACHE_HINT} if CACHE_HINT in extra else extra
 
 
 def blocks(content: Any, param: str) -> list[dict[str, Any]]:
@@ -149,7 +177,11 @@ def content_blocks(content: str | list[ContentPart] | None, param: str) -> list[
     Bedrock refuses a text block without a visible character."""
     if content is None or isinstance(content, str):
         return [{"text": content}] if content and not content.isspace() else []
-    return [_part_to_wire(part, param) for part in content if not _blank(part)]
+    out: list[dict[str, Any]] = []
+    for part in content:
+        if not _blank(part):
+            out += [_part_to_wire(part, param), *_cache_point_after(part)]
+    return out
 
 
 def _blank(part: ContentPart) -> bool:
@@ -194,7 +226,7 @@ def tool_result_to_wire(message: Message, param: str) -> dict[str, Any]:
             f"'{param}.tool_call_id' is a required property", param=f"{param}.tool_call_id"
         )
     result = {
-        **message.extra,
+        **without_hint(message.extra),
         "toolUseId": message.tool_call_id,
         "content": content_blocks(message.content, param),
     }
@@ -221,10 +253,10 @@ def assistant_blocks(message: Message, param: str) -> list[dict[str, Any]]:
         if isinstance(item, tuple):
             index, call = item
             arguments = _arguments(call.arguments, f"{param}.tool_calls[{index}].arguments")
-            use = {**call.extra, "toolUseId": call.id, "name": call.name, "input": arguments}
-            out.append({"toolUse": use})
+            use = {**without_hint(call.extra), "toolUseId": call.id, "name": call.name}
+            out += [{"toolUse": {**use, "input": arguments}}, *cache_point(call.extra)]
         elif not _blank(item):
-            out.append(_part_to_wire(item, param))
+            out += [_part_to_wire(item, param), *_cache_point_after(item)]
     return out
 
 

@@ -46,11 +46,13 @@ from tollway.wire.bedrock_content import (
     assistant_blocks,
     assistant_from_wire,
     blocks,
+    cache_point,
     content_blocks,
     kind_of,
     part_from_wire,
     tool_result_to_wire,
     user_from_wire,
+    without_hint,
 )
 from tollway.wire.claude_effort import thinking_for_effort
 from tollway.wire.crossing import request_for, without_parts
@@ -270,7 +272,7 @@ def _messages_to_wire(messages: list[Message]) -> list[dict[str, Any]]:
                 # turn says nothing, so it is left out (the user turns around it join).
                 continue
         elif message.role == "tool":
-            role, turn = "user", [tool_result_to_wire(message, param)]
+            role, turn = "user", [tool_result_to_wire(message, param), *cache_point(message.extra)]
         else:
             role, turn = "user", content_blocks(message.content, f"{param}.content")
         if out and out[-1]["role"] == role:
@@ -296,7 +298,8 @@ def _tool_config_to_wire(request: ChatRequest, turns: list[dict[str, Any]]) -> d
     choice = request.tool_choice
     if choice is not None and choice.mode == "none" and not _uses_tools(turns):
         return {}  # no tools offered: the surest way to get none called
-    out: dict[str, Any] = {"tools": [_tool_to_wire(tool) for tool in request.tools]}
+    tools = [block for tool in request.tools for block in _tool_to_wire(tool)]
+    out: dict[str, Any] = {"tools": tools}
     if choice is not None and choice.mode == "function":
         out["toolChoice"] = {"tool": {"name": choice.name}}
     elif choice is not None and choice.mode in ("auto", "required"):
@@ -309,11 +312,12 @@ def _uses_tools(turns: list[dict[str, Any]]) -> bool:
     return any(kind_of(b) in ("toolUse", "toolResult") for t in turns for b in t["content"])
 
 
-def _tool_to_wire(tool: Tool) -> dict[str, Any]:
+def _tool_to_wire(tool: Tool) -> list[dict[str, Any]]:
+    """The tool's entry, and a cache point after it when a cache hint marks it."""
     kind = tool.extra.get("type")
     if kind is not None and kind in tool.extra:  # a cache point or system tool, as it came
-        return {kind: tool.extra[kind]}
-    spec: dict[str, Any] = {k: v for k, v in tool.extra.items() if k != "type"}
+        return [{kind: tool.extra[kind]}]
+    spec: dict[str, Any] = {k: v for k, v in without_hint(tool.extra).items() if k != "type"}
     spec["name"] = tool.name
     if tool.description is not None:
         spec["description"] = tool.description
@@ -321,7 +325,7 @@ def _tool_to_wire(tool: Tool) -> dict[str, Any]:
     spec["inputSchema"] = {"json": schema}
     if tool.strict is not None:
         spec["strict"] = tool.strict
-    return {"toolSpec": spec}
+    return [{"toolSpec": spec}, *cache_point(tool.extra)]
 
 
 def _text_format_to_wire(fmt: ResponseFormat) -> dict[str, Any]:

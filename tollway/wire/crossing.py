@@ -8,6 +8,9 @@ that came from another format passes it through here first:
   (``DROPPABLE``) are left out; any other is a 400 naming it, never a silent drop;
 - per-message, per-part and per-tool extras (labels, cache hints, annotations) are left out,
   but a failed tool call (Anthropic's ``is_error``) is said in its result's text;
+- an Anthropic client's cache hints (``cache_control`` on a block, a tool or a tool result, or
+  top-level: on the last block) are kept for a family whose codec writes them in its own terms
+  (``WRITES_CACHE_HINTS``: Bedrock's ``cachePoint`` blocks), so the prompt is still cached;
 - a prefilled answer (a final assistant message) is a 400 for OpenAI deployments, which
   cannot continue one, and so is an image in a tool result;
 - Anthropic's ``max_tokens: 0`` (warm the prompt cache, generate nothing) is a 400 for other
@@ -75,6 +78,11 @@ DROPPABLE: Mapping[str, frozenset[str]] = MappingProxyType(
     }
 )  # fmt: skip
 """Per format, the request fields a hop to another format may drop without changing the answer."""
+
+WRITES_CACHE_HINTS = frozenset({"bedrock"})
+"""Formats whose codecs write an Anthropic client's ``cache_control`` (kept in the extras of
+parts, tool results, tool calls and tools) as their own cache markers; the others drop it."""
+CACHE_HINT = "cache_control"
 
 _FUNCTION_TOOL_TYPES = (None, "function", "custom")
 REPLAYS_REASONING: Mapping[str, str] = MappingProxyType(
@@ -159,9 +167,10 @@ def request_for(request: ChatRequest, target: str) -> ChatRequest:
             "for an openai deployment",
             param="messages",
         )
+    hints = origin == _ANTHROPIC and target in WRITES_CACHE_HINTS
     messages = [
-        _plain_message(message, target)
-        for message in request.messages
+        _plain_message(message, target, hints)
+        for message in _last_block_cached(request, hints)
         if not _only_reasoning_left_out(message, target)
     ]
     if target == "anthropic":
@@ -171,10 +180,36 @@ def request_for(request: ChatRequest, target: str) -> ChatRequest:
     return replace(
         request,
         messages=messages,
-        tools=None if request.tools is None else [_plain_tool(t, target) for t in request.tools],
+        tools=None
+        if request.tools is None
+        else [_plain_tool(t, target, hints) for t in request.tools],
         extra={},
         wire_format=None,
     )
+
+
+def _hint(extra: JSON, hints: bool) -> JSON:
+    """The cache hint of ``extra``, kept when the target writes hints (else nothing)."""
+    return {CACHE_HINT: extra[CACHE_HINT]} if hints and CACHE_HINT in extra else {}
+
+
+def _last_block_cached(request: ChatRequest, hints: bool) -> list[Message]:
+    """The messages with a top-level ``cache_control`` (Anthropic caches up to the last block
+    it can) on the last message's last text or image, or on it when it is a tool result."""
+    control = request.extra.get(CACHE_HINT)
+    messages = request.messages
+    if not hints or not control or not messages:
+        return messages
+    last, hint = messages[-1], {CACHE_HINT: control}
+    content = last.content
+    if last.role == "tool":
+        last = replace(last, extra={**last.extra, **hint})
+    elif isinstance(content, str) and content:
+        last = replace(last, content=[TextPart(content, extra=hint)])
+    elif isinstance(content, list) and content and isinstance(content[-1], (TextPart, ImagePart)):
+        cached = replace(content[-1], extra={**content[-1].extra, **hint})
+        last = replace(last, content=[*content[:-1], cached])
+    return [*messages[:-1], last]
 
 
 def _only_reasoning_left_out(message: Message, target: str) -> bool:
@@ -189,7 +224,7 @@ def _only_reasoning_left_out(message: Message, target: str) -> bool:
     )
 
 
-def _plain_message(message: Message, target: str) -> Message:
+def _plain_message(message: Message, target: str, hints: bool) -> Message:
     if "tool_calls" in message.extra:  # calls of tools the gateway does not model (custom)
         raise InvalidRequest(
             f"calls of custom tools cannot be translated for {_a(target)} deployment",
@@ -200,7 +235,8 @@ def _plain_message(message: Message, target: str) -> Message:
         message = without_parts(message, lambda p: p.signer is not None and p.signer == signer)
     content = message.content
     if isinstance(content, list):
-        content = [_plain_part(part, target) for part in content]
+        content = [_plain_part(part, target, hints) for part in content]
+    extra = _hint(message.extra, hints)
     if message.role == "tool":
         content = _tool_result(message, content, target)
     elif message.role == "assistant" and not content:
@@ -209,8 +245,8 @@ def _plain_message(message: Message, target: str) -> Message:
             content = refusal
     calls = message.tool_calls
     if calls:
-        calls = [replace(call, extra={}) if call.extra else call for call in calls]
-    return replace(message, content=content, tool_calls=calls, extra={})
+        calls = [replace(call, extra=_hint(call.extra, hints)) for call in calls]
+    return replace(message, content=content, tool_calls=calls, extra=extra)
 
 
 def _tool_result(
@@ -231,7 +267,7 @@ def _tool_result(
     return content
 
 
-def _plain_part(part: ContentPart, target: str) -> ContentPart:
+def _plain_part(part: ContentPart, target: str, hints: bool) -> ContentPart:
     if isinstance(part, OpaquePart):
         raise InvalidRequest(
             f"content of type '{part.type}' cannot be translated for {_a(target)} deployment",
@@ -239,7 +275,14 @@ def _plain_part(part: ContentPart, target: str) -> ContentPart:
         )
     if not part.extra:
         return part
-    return TextPart(part.text) if isinstance(part, TextPart) else replace(part, extra={})
+    if isinstance(part, ReasoningPart):
+        return replace(part, extra={})
+    extra = _hint(part.extra, hints)
+    return (
+        TextPart(part.text, extra=extra)
+        if isinstance(part, TextPart)
+        else replace(part, extra=extra)
+    )
 
 
 def without_parts(message: Message, keep_reasoning: Callable[[ReasoningPart], bool]) -> Message:
@@ -259,14 +302,14 @@ def without_parts(message: Message, keep_reasoning: Callable[[ReasoningPart], bo
     return replace(message, content=None if calls and not parts else parts, tool_calls=calls)
 
 
-def _plain_tool(tool: Tool, target: str) -> Tool:
+def _plain_tool(tool: Tool, target: str, hints: bool) -> Tool:
     kind = tool.extra.get("type")
     if kind not in _FUNCTION_TOOL_TYPES:
         raise InvalidRequest(
             f"tools of type '{kind}' cannot be translated for {_a(target)} deployment",
             param="tools",
         )
-    return replace(tool, extra={}) if tool.extra else tool
+    return replace(tool, extra=_hint(tool.extra, hints)) if tool.extra else tool
 
 
 def response_for(response: ChatResponse, target: str) -> ChatResponse:

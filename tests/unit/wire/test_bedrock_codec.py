@@ -381,7 +381,8 @@ def test_anthropic_request_translates_and_refuses_what_converse_lacks() -> None:
     )
     body = request_to_wire(parsed)
     assert body == {
-        "system": [{"text": "sys"}],
+        # The cache hint is Bedrock's cache point after the block it marks.
+        "system": [{"text": "sys"}, {"cachePoint": {"type": "default"}}],
         "messages": [{"role": "user", "content": [{"text": "hi"}]}],
         "inferenceConfig": {"maxTokens": 50},
     }
