@@ -416,3 +416,37 @@ def test_anthropic_cache_hints_are_bedrock_cache_points(
     )
     sent = recorded(simulator_url, "automatic cache to bedrock?")["json"]
     assert sent["messages"][-1]["content"][-1] == point
+
+
+def test_a_failed_tool_result_is_an_error_status_on_bedrock(
+    claude: anthropic.Anthropic, simulator_url: str
+) -> None:
+    # Converse has Anthropic's is_error as the toolResult's status: the flag, not words.
+    tools: Any = [{"name": "get_weather", "input_schema": WEATHER["function"]["parameters"]}]
+    turn: Any = [{"type": "tool_use", "id": "toolu_8", "name": "get_weather", "input": {}}]
+    result: Any = {
+        "type": "tool_result",
+        "tool_use_id": "toolu_8",
+        "content": "no such city",
+        "is_error": True,
+    }
+    claude.messages.create(
+        model="test-bedrock",
+        max_tokens=50,
+        tools=tools,
+        messages=[
+            *user("failed tool to bedrock?"),
+            {"role": "assistant", "content": turn},
+            {"role": "user", "content": [result]},
+        ],
+    )
+    sent = recorded(simulator_url, "failed tool to bedrock?")["json"]["messages"][2]["content"]
+    assert sent == [
+        {
+            "toolResult": {
+                "toolUseId": "toolu_8",
+                "content": [{"text": "no such city"}],
+                "status": "error",
+            }
+        }
+    ]

@@ -7,7 +7,8 @@ that came from another format passes it through here first:
 - top-level request fields that only steer storage, caching, billing or latency
   (``DROPPABLE``) are left out; any other is a 400 naming it, never a silent drop;
 - per-message, per-part and per-tool extras (labels, cache hints, annotations) are left out,
-  but a failed tool call (Anthropic's ``is_error``) is said in its result's text;
+  but a failed tool call (Anthropic's ``is_error``) is said in its result's text, or as its
+  result's error status for a family that has one (``ERROR_STATUS``: Bedrock's);
 - an Anthropic client's cache hints (``cache_control`` on a block, a tool or a tool result, or
   top-level: on the last block) are kept for a family whose codec writes them in its own terms
   (``WRITES_CACHE_HINTS``: Bedrock's ``cachePoint`` blocks), so the prompt is still cached;
@@ -83,6 +84,9 @@ WRITES_CACHE_HINTS = frozenset({"bedrock"})
 """Formats whose codecs write an Anthropic client's ``cache_control`` (kept in the extras of
 parts, tool results, tool calls and tools) as their own cache markers; the others drop it."""
 CACHE_HINT = "cache_control"
+ERROR_STATUS: Mapping[str, JSON] = MappingProxyType({"bedrock": {"status": "error"}})
+"""Per format, the tool result fields that say a call failed (Anthropic's ``is_error``): the
+others are told in the result's text."""
 
 _FUNCTION_TOOL_TYPES = (None, "function", "custom")
 REPLAYS_REASONING: Mapping[str, str] = MappingProxyType(
@@ -239,6 +243,8 @@ def _plain_message(message: Message, target: str, hints: bool) -> Message:
     extra = _hint(message.extra, hints)
     if message.role == "tool":
         content = _tool_result(message, content, target)
+        if message.extra.get("is_error") is True:
+            extra |= ERROR_STATUS.get(target, {})
     elif message.role == "assistant" and not content:
         refusal = message.extra.get("refusal")  # OpenAI's: the words of a declined answer
         if isinstance(refusal, str) and refusal:
@@ -253,14 +259,15 @@ def _tool_result(
     message: Message, content: str | list[ContentPart] | None, target: str
 ) -> str | list[ContentPart] | None:
     """A tool result's content for a family without its origin's details: a failed call
-    (Anthropic's ``is_error``) says so in its text, since only the words reach the model."""
+    (Anthropic's ``is_error``) says so in its text, since only the words reach the model,
+    unless the family has a field for it (``ERROR_STATUS``)."""
     images = isinstance(content, list) and any(isinstance(p, ImagePart) for p in content)
     if target == "openai" and images:  # OpenAI takes only text in a tool message
         raise InvalidRequest(
             "an image in a tool result cannot be translated for an openai deployment",
             param="messages",
         )
-    if message.extra.get("is_error") is True:
+    if message.extra.get("is_error") is True and target not in ERROR_STATUS:
         if isinstance(content, list):
             return [TextPart("Error: "), *content]
         return "Error: " + (content or "the tool call failed")
