@@ -15,6 +15,7 @@ import contextlib
 import datetime as dt
 import logging
 import os
+import secrets
 import socket
 from collections.abc import Callable
 
@@ -48,8 +49,12 @@ class Fleet:
         """``reload_config``: re-read this replica's config file (``POST /admin/reload`` on
         another replica asks every replica to). ``reconcile_interval``: seconds between full
         reloads of the store."""
-        self.replica = f"{socket.gethostname()}:{os.getpid()}"
-        """This process among the replicas on one store (host and process id)."""
+        # Host and process id alone do not tell replicas apart: containers on one host's
+        # network share its name and each runs the gateway as PID 1. A replica skips the
+        # notices its own id sent, so two with one id would never hear each other.
+        self.replica = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        """This process among the replicas on one store (host, process id and a random
+        part that tells apart processes with the same host name and process id)."""
         self._store = store
         self._identity = identity
         self._limits = limits

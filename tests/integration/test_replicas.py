@@ -5,6 +5,10 @@ interval; replicas starting together on an empty store make one first admin."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,7 +22,15 @@ import yaml
 
 from tests.conftest import UPSTREAM_KEY
 from tests.integration.test_request_log_outage import cut, restore
-from tests.support import CLIENT_KEY, postgres_database, running_gateway
+from tests.support import (
+    CLIENT_KEY,
+    Process,
+    free_port,
+    postgres_database,
+    running_gateway,
+    tollway_command,
+    wait_http,
+)
 from tollway.auth.bootstrap import ensure_admin
 from tollway.auth.identity import Identity
 from tollway.store import Store, migrate
@@ -319,3 +331,55 @@ async def test_replicas_starting_together_make_one_first_admin(any_database: str
     assert len([key for key in made if key is not None]) == 1
     assert len(admins) == 1
     assert len(keys) == 1
+
+
+def own_pid_namespace() -> list[str]:
+    """A command prefix that runs a process as PID 1 in a PID namespace of its own, as a
+    container's entrypoint runs; the test is skipped where namespaces cannot be made."""
+    prefix = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child=SIGTERM"]
+    try:
+        made = subprocess.run([*prefix, "true"], capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        pytest.skip("unshare is not available")
+    if made.returncode != 0:
+        pytest.skip("PID namespaces cannot be made here (unshare needs privileges)")
+    return prefix
+
+
+@contextmanager
+def gateway_as_pid_one(log_dir: Path, config: dict[str, Any], store: str) -> Iterator[str]:
+    """``tollway serve`` as PID 1 on this host: two are two containers on one host's
+    network (same hostname, same process id)."""
+    port = free_port()
+    config_path = log_dir / f"pid-one-{port}.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    command = [*own_pid_namespace(), *tollway_command("serve", "--port", str(port))]
+    command += ["--config", str(config_path)]
+    env = {**os.environ, "TOLLWAY_ADMIN_KEY": CLIENT_KEY, "TOLLWAY_STORE_URL": store}
+    env |= {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TOLLWAY_VAULT_KEY": VAULT_KEY}
+    process = Process(command, log_dir / f"pid-one-{port}.log", env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url + "/health/ready", proc=process.proc)
+        yield url
+    finally:
+        # unshare does not pass SIGTERM on to the gateway; its process group reaches both.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.proc.pid, signal.SIGTERM)
+        process.stop()
+
+
+def test_replicas_with_one_host_name_and_process_id_still_hear_each_other(
+    database: str, log_dir: Path, simulator_url: str
+) -> None:
+    config = fleet_config(simulator_url, database, "1h")  # what arrives, arrives by the feed
+    config["server"] = {"reload_interval": None}
+    with (
+        gateway_as_pid_one(log_dir, config, database) as first,
+        gateway_as_pid_one(log_dir, config, database) as second,
+    ):
+        made = admin(first).post("/admin/keys", json={"name": "pid-one"}).json()
+        assert refusal(second, made["key"]) is None
+        admin(first).post(f"/admin/keys/{made['id']}/revoke").raise_for_status()
+        within(1.0, lambda: refusal(second, made["key"]) == "key_revoked", "not heard")
+        assert replica(first)["id"] != replica(second)["id"]  # told apart by an operator too
