@@ -11,7 +11,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -137,6 +137,21 @@ class Process:
                 self.proc.kill()
                 self.proc.wait(5)
         self._log.close()
+
+
+def wait_for_ids(
+    fetch: Callable[[], Iterable[dict[str, Any]]], ids: set[str], what: str, timeout: float = 15.0
+) -> dict[str, Any]:
+    """The items ``fetch`` lists whose ``request_id`` is in ``ids``, by request id, once all of
+    them are there (written in the background: the request log, the audit trail)."""
+    deadline = time.monotonic() + timeout
+    found: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        found = {item["request_id"]: item for item in fetch() if item["request_id"] in ids}
+        if len(found) == len(ids):
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"not {what}: {sorted(ids - set(found))}")
 
 
 def tollway_command(*args: str) -> list[str]:

@@ -24,7 +24,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import CLIENT_KEY, Process, postgres_database, running_gateway, tollway_command
+from tests.support import (
+    CLIENT_KEY,
+    Process,
+    postgres_database,
+    running_gateway,
+    tollway_command,
+    wait_for_ids,
+)
 
 UNKNOWN_SECRET = "tw-NeverAudited-" + uuid.uuid4().hex + "Zq"
 """A key no gateway knows: no part of it may appear in an event, a log line or a metric."""
@@ -84,17 +91,10 @@ def denying(
         next(databases, None)
 
 
-def _denials(url: str, request_ids: set[str], timeout: float = 15.0) -> dict[str, Any]:
+def _denials(url: str, request_ids: set[str]) -> dict[str, Any]:
     """The ``admin.denied`` events of ``request_ids``, once all are written."""
-    deadline = time.monotonic() + timeout
-    found: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        page = _admin(url, "GET", "/admin/audit?action=admin.denied&limit=1000")
-        found = {e["request_id"]: e for e in page["data"] if e["request_id"] in request_ids}
-        if len(found) == len(request_ids):
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"not in the audit trail: {sorted(request_ids - set(found))}")
+    path = "/admin/audit?action=admin.denied&limit=1000"
+    return wait_for_ids(lambda: _admin(url, "GET", path)["data"], request_ids, "audited")
 
 
 def _bearer(key: str) -> dict[str, str]:

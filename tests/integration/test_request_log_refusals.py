@@ -22,7 +22,7 @@ import pytest
 
 from tests.conftest import UPSTREAM_KEY
 from tests.integration.test_request_log import PRICE
-from tests.support import CLIENT_KEY, Process, running_gateway, tollway_command
+from tests.support import CLIENT_KEY, Process, running_gateway, tollway_command, wait_for_ids
 
 UNKNOWN_SECRET = "tw-NeverStoredRefusal-" + uuid.uuid4().hex
 """A key no gateway knows: no part of it may appear in a row, a log line or a metric."""
@@ -102,17 +102,10 @@ def refusing(
         )  # fmt: skip
 
 
-def _records(url: str, request_ids: set[str], timeout: float = 15.0) -> dict[str, Any]:
+def _records(url: str, request_ids: set[str]) -> dict[str, Any]:
     """The request log records of ``request_ids``, once all are written."""
-    deadline = time.monotonic() + timeout
-    found: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        page = _admin(url, "GET", "/admin/logs?limit=1000&since=1h")
-        found = {r["request_id"]: r for r in page["data"] if r["request_id"] in request_ids}
-        if len(found) == len(request_ids):
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"not logged: {sorted(request_ids - set(found))}")
+    path = "/admin/logs?limit=1000&since=1h"
+    return wait_for_ids(lambda: _admin(url, "GET", path)["data"], request_ids, "logged")
 
 
 def _send(url: str, path: str, rid: str, headers: dict[str, str], body: Any) -> httpx.Response:
