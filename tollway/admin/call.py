@@ -182,7 +182,7 @@ def admin_routes(gateway: Gateway, routes: list[Route]) -> list[web.RouteDef]:
             except RecordConflict as exc:
                 return error_response(Conflict(str(exc), code="conflict"), headers)
             except InvalidRecord as exc:
-                return error_response(InvalidRequest(str(exc)), headers)
+                return error_response(InvalidRequest(str(exc), param=exc.param), headers)
             except VaultKeyError as exc:  # names the variable, never a key
                 return error_response(VaultUnavailable(str(exc), code="vault_unavailable"), headers)
             except Exception as exc:

@@ -33,7 +33,12 @@ class RecordConflict(StoreError):
 
 
 class InvalidRecord(StoreError):
-    """A value is outside what the column allows."""
+    """A value is outside what the column allows; ``param``: the request field it came from,
+    where the store knows it."""
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 class StoreBusy(StoreError):

@@ -70,7 +70,8 @@ class ReportRepository:
         for name in group_by:
             if name != "day" and name not in GROUPS:
                 raise InvalidRecord(
-                    f"cannot group by {name!r}; choose from day, {', '.join(GROUPS)}"
+                    f"cannot group by {name[:100]!r}; choose from day, {', '.join(GROUPS)}",
+                    param="group_by",
                 )
         async with self._sessions() as session:
             dialect = session.get_bind().dialect.name
