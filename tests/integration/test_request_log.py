@@ -446,7 +446,7 @@ def test_text_a_client_chose_is_no_spreadsheet_formula_in_a_csv_export(logged: L
     url = logged.url
     key_id, key = new_key(url)
     sent = {
-        "=HYPERLINK(\"http://evil.example\",\"x\")": "+1+1",
+        '=HYPERLINK("http://evil.example","x")': "+1+1",
         "@SUM(A1:A9)": "-2+3",
         "\t=1+1": "plain-id",
     }
@@ -456,7 +456,7 @@ def test_text_a_client_chose_is_no_spreadsheet_formula_in_a_csv_export(logged: L
 
     exported = list(csv.DictReader(io.StringIO(logs(url, key=key_id, format="csv").text)))
     assert {(row["model"], row["request_id"]) for row in exported} == {
-        ("'=HYPERLINK(\"http://evil.example\",\"x\")", "'+1+1"),
+        ('\'=HYPERLINK("http://evil.example","x")', "'+1+1"),
         ("'@SUM(A1:A9)", "'-2+3"),
         ("'\t=1+1", "plain-id"),
     }
@@ -566,6 +566,27 @@ def test_bodies_are_kept_for_the_enabled_team_only_and_redacted(logged: Logged) 
     with sqlite3.connect(logged.db_path) as db:
         dump = "\n".join(map(str, db.execute("SELECT * FROM request_log")))
     assert bodies_key not in dump and quiet_key not in dump and CLIENT_KEY not in dump
+
+
+def test_a_text_cut_to_max_chars_keeps_nothing_unredacted_from_past_the_cut(
+    logged: Logged,
+) -> None:
+    """A long text is redacted a little past ``max_chars`` (so an address across the cut is
+    found whole) and then cut. The cut was made in the redacted text: each ``[EMAIL]``
+    shortened it, so the cut moved into the margin, past texts the margin had cut in half and
+    left unredacted. A pasted contact list was stored up to an address's raw first half."""
+    url = logged.url
+    _, bodies_key = new_key(url, team_id=logged.bodies_team)
+    # 33 characters an address; 700 of them, past the default max_chars (20,000) and its margin.
+    contacts = "".join(f"customer{i:04d}.someone@example.com;" for i in range(700))
+    answer = chat(url, bodies_key, messages=[{"role": "user", "content": contacts}])
+    assert answer.status_code == 200, answer.text
+    request_id = answer.headers["x-request-id"]
+    kept = wait_for(url, [request_id])[request_id]["prompt"]["messages"][0]["content"]
+    assert "someone" not in kept and "@" not in kept
+    # Addresses 0..605 end before character 20,000; address 606 (from 19,998) is across the
+    # cut: redacted whole. Nothing after it.
+    assert kept == "[EMAIL];" * 606 + "[EMAIL]" + f"…[{len(contacts) - 20_000} more chars]"
 
 
 def test_redacting_a_long_unbroken_text_does_not_stall_the_gateway(logged: Logged) -> None:

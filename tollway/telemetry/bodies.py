@@ -10,7 +10,7 @@ A prompt is ``{"messages": [{"role", "content", ...}]}`` (images as a count, too
 name and arguments) or, for embeddings, ``{"input": [...]}``; a response is
 ``{"text": ..., "tool_calls": [...]}``. Every text is cut to ``max_chars`` and, with
 ``redact`` (the default), passed through ``redact``: e-mail addresses become ``[EMAIL]``
-(found from each ``@``, in linear time: ``_emails``); ``Bearer <token>`` becomes
+(found from each ``@``, in linear time: ``_email_spans``); ``Bearer <token>`` becomes
 ``Bearer [SECRET]``; API-key-looking strings become ``[SECRET]`` (``sk-``, ``sk-ant-``,
 ``pk-``, ``rk-``, ``tw-`` followed by 16 or more key characters; AWS ``AKIA``/``ASIA`` ids;
 GitHub ``ghp_``/``gho_``/``github_pat_`` tokens; Slack ``xox?-`` tokens; Google ``AIza``
@@ -22,7 +22,7 @@ the obvious, not a guarantee: keep bodies off for teams whose prompts must never
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from tollway.core.types import (
@@ -62,15 +62,14 @@ def _cards(match: re.Match[str]) -> str:
     return "[CARD]" if total % 10 == 0 else match.group(0)
 
 
-def _emails(text: str) -> str:
-    """``text`` with every e-mail address (``local@domain.tld``) as ``[EMAIL]``.
+def _email_spans(text: str) -> Iterator[tuple[int, int]]:
+    """Where ``text`` holds e-mail addresses (``local@domain.tld``), in order.
 
     What the regex ``[local chars]+@domain`` finds, found from each ``@`` instead: that
     regex was tried from every character of a run of letters and digits, each try reading
     to the run's end, so a 20,000-character run (a pasted base64 blob) took about 0.5 s of
     the event loop. Here each ``@`` reads back over its local part once and its domain once.
     """
-    kept: list[str] = []
     done = 0
     at = text.find("@")
     while at != -1:
@@ -79,15 +78,68 @@ def _emails(text: str) -> str:
             start -= 1
         domain = _EMAIL_DOMAIN.match(text, at + 1)
         if start < at and domain is not None:
-            kept += (text[done:start], "[EMAIL]")
+            yield start, domain.end()
             done = domain.end()
             at = text.find("@", done)
         else:
             at = text.find("@", at + 1)
+
+
+def _emails(text: str, cut: int) -> tuple[str, int]:
+    """``text`` with every e-mail address as ``[EMAIL]``, and where ``cut`` is now."""
+    kept: list[str] = []
+    cuts = _Cut(cut)
+    done = 0
+    for start, end in _email_spans(text):
+        kept += (text[done:start], "[EMAIL]")
+        cuts.replaced(start, end, 7)
+        done = end
     if not kept:
-        return text
+        return text, cut
     kept.append(text[done:])
-    return "".join(kept)
+    return "".join(kept), cuts.now()
+
+
+class _Cut:
+    """Follows a position of a text through one pass of replacements, made in order: it
+    moves by what the replacements before it added or took, and a replacement across it is
+    kept whole (a secret across a cut is never cut)."""
+
+    __slots__ = ("moved", "position", "shift")
+
+    def __init__(self, position: int) -> None:
+        self.position = position
+        self.shift = 0
+        self.moved: int | None = None
+
+    def replaced(self, start: int, end: int, length: int) -> None:
+        """``text[start:end]`` became ``length`` characters."""
+        if self.moved is None and end > self.position:
+            across = start < self.position
+            self.moved = start + self.shift + length if across else self.position + self.shift
+        self.shift += length - (end - start)
+
+    def now(self) -> int:
+        """Where the position is in the text the pass made."""
+        return self.position + self.shift if self.moved is None else self.moved
+
+
+def _substituted(
+    pattern: re.Pattern[str],
+    replacement: str | Callable[[re.Match[str]], str],
+    text: str,
+    cut: int,
+) -> tuple[str, int]:
+    """``pattern.sub(replacement, text)``, and where ``cut`` is in it."""
+    cuts = _Cut(cut)
+
+    def replace(match: re.Match[str]) -> str:
+        new = replacement(match) if callable(replacement) else match.expand(replacement)
+        if new != match.group(0):  # a number that fails the Luhn check is left as it is
+            cuts.replaced(match.start(), match.end(), len(new))
+        return new
+
+    return pattern.sub(replace, text), cuts.now()
 
 
 REDACTIONS: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...] = (
@@ -102,10 +154,19 @@ addresses (``redact``)."""
 
 def redact(text: str) -> str:
     """``text`` with e-mail addresses, secrets, card and social security numbers replaced."""
-    text = _emails(text)
+    text = _emails(text, 0)[0]
     for pattern, replacement in REDACTIONS:
         text = pattern.sub(replacement, text)
     return text
+
+
+def _redacted(text: str, cut: int) -> tuple[str, int]:
+    """``redact(text)``, and where what was ``text[:cut]`` ends in it (a replacement across
+    ``cut`` included whole)."""
+    text, cut = _emails(text, cut)
+    for pattern, replacement in REDACTIONS:
+        text, cut = _substituted(pattern, replacement, text, cut)
+    return text, cut
 
 
 _MARGIN = 256
@@ -122,14 +183,18 @@ class BodyPolicy:
         """``value`` cut to ``max_chars``, redacted, without NUL characters (which
         PostgreSQL's JSONB cannot hold) and with lone surrogates (no UTF-8 has them) as
         ``?``."""
+        if len(value) <= self.max_chars:
+            return clean_text(redact(value) if self.redact else value)
         # Redacted a little past the cut, so a secret across it is still found; never the
-        # whole of a huge text (the regex engine holds the event loop while it runs).
-        kept = value[: self.max_chars + _MARGIN]
+        # whole of a huge text (the regex engine holds the event loop while it runs). Cut
+        # where the first max_chars characters end once redacted: replacements shorten the
+        # text, and a cut at max_chars of the redacted text reached into the margin, whose
+        # last secret the margin's end may have halved, so left unredacted.
+        kept = value[: self.max_chars]
         if self.redact:
-            kept = redact(kept)
-        if len(value) > self.max_chars:
-            kept = kept[: self.max_chars] + f"…[{len(value) - self.max_chars} more chars]"
-        return clean_text(kept)
+            redacted, cut = _redacted(value[: self.max_chars + _MARGIN], self.max_chars)
+            kept = redacted[:cut]
+        return clean_text(kept + f"…[{len(value) - self.max_chars} more chars]")
 
     def prompt(self, request: ChatRequest | EmbeddingRequest) -> dict[str, Any]:
         """What was asked."""

@@ -66,6 +66,17 @@ def test_long_texts_are_cut_and_a_secret_across_the_cut_is_still_redacted() -> N
     assert BodyPolicy(max_chars=100, redact=False).text("me@example.com") == "me@example.com"
 
 
+def test_a_cut_text_holds_only_its_first_max_chars_redacted() -> None:
+    """Replacements shorten the text; the cut is still where the original's first max_chars
+    characters end (a secret across it replaced whole), never in the margin past it, where
+    the margin's end may have halved an address and left it unredacted."""
+    policy = BodyPolicy(max_chars=20, redact=True)
+    text = "ab a@b.com c@d.com e@f.com g@h.com sk-" + "A" * 20 + " " + "w@x.org" * 40
+    assert policy.text(text) == f"ab [EMAIL] [EMAIL] [EMAIL]…[{len(text) - 20} more chars]"
+    lines = "".join(f"person{i:03d}@example.com;" for i in range(40))  # 22 characters each
+    assert policy.text(lines) == f"[EMAIL]…[{len(lines) - 20} more chars]"
+
+
 def test_prompt_and_response_shapes() -> None:
     request = ChatRequest(
         model="m",
