@@ -101,6 +101,20 @@ def budget_config(simulator_url: str) -> dict[str, Any]:
                 ],
             },
             {
+                # A model of its own name: no context window in the catalog, none in config.
+                "name": "windowless-responses",
+                "deployments": [
+                    {
+                        "provider": "openai",
+                        "model": "house-model",
+                        "api_base": base,
+                        "api_key": key,
+                        "price": PRICEY,
+                        "responses_api": True,
+                    }
+                ],
+            },
+            {
                 "name": "embed",
                 "kind": "embedding",
                 "deployments": [
@@ -336,6 +350,51 @@ def test_anthropic_sdk_gets_budget_refusal_in_its_own_dialect(gateway: str) -> N
     assert body["error"]["type"] == "rate_limit_error"
     assert "Budget exceeded" in body["error"]["message"]
     assert spend(gateway, key_id)["spent_usd"] == 0
+
+
+def test_a_continuation_with_no_context_window_to_bound_it_is_refused_under_a_budget(
+    gateway: str,
+) -> None:
+    free = openai.OpenAI(base_url=gateway + "/v1", api_key=CLIENT_KEY, max_retries=0)
+    first = free.responses.create(
+        model="windowless-responses", input="start a conversation", max_output_tokens=20
+    )
+    # Without a budget nothing needs bounding: the continuation is served.
+    free.responses.create(
+        model="windowless-responses",
+        input="go on",
+        max_output_tokens=20,
+        previous_response_id=first.id,
+    )
+    key_id, key = new_key(gateway)
+    set_budget(gateway, key_id, 100.0)
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=key, max_retries=0)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(
+            model="windowless-responses",
+            input="go on",
+            max_output_tokens=20,
+            previous_response_id=first.id,
+        )
+    assert caught.value.code == "cost_unbounded"
+    body = caught.value.body
+    assert isinstance(body, dict) and body["param"] == "previous_response_id"
+    assert "context_window" in body["message"]
+    # The request's own words are all it brings: served and charged.
+    client.responses.create(model="windowless-responses", input="hello", max_output_tokens=20)
+    assert 0 < spend(gateway, key_id)["spent_usd"] < 100.0
+
+
+def test_embeddings_say_what_is_left_after_their_own_cost(gateway: str) -> None:
+    key_id, key = new_key(gateway)
+    set_budget(gateway, key_id, 10.0)
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=key, max_retries=0)
+    costs: list[float] = []
+    for text in ("some text to embed", "and some more text to embed here"):
+        raw = client.embeddings.with_raw_response.create(model="embed", input=text)
+        costs.append(float(raw.headers["x-tollway-cost-usd"]))
+        left = float(raw.headers["x-tollway-budget-remaining-usd"])
+        assert left == pytest.approx(10.0 - sum(costs), abs=1e-6)
 
 
 def test_embeddings_and_responses_are_charged_to_the_budget(gateway: str) -> None:

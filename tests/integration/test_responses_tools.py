@@ -73,10 +73,12 @@ def test_a_built_in_tool_goes_to_the_deployment_that_speaks_the_responses_api(
     calls = received(simulator_url, asked)
     assert [c["path"] for c in calls] == ["/v1/messages", "/v1/responses"]
     assert calls[1]["json"] == {"model": "gpt-4o", "input": asked, "tools": SEARCH}
-    # Charged for the tokens the upstream reports (the search's results among the input).
+    # Charged for the tokens the upstream reports (the search's results among the input),
+    # and for the search itself: the catalog's fee for gpt-4o's web search ($10 per 1,000
+    # calls), which a config price naming no tool fees keeps.
     usage = response.usage
     assert usage is not None
-    cost = usage.input_tokens * 1000 + usage.output_tokens * 4000
+    cost = usage.input_tokens * 1000 + usage.output_tokens * 4000 + 10_000
     assert micros(raw.headers["x-tollway-cost-usd"]) == cost
     row = logged(gateway, raw.headers["x-request-id"])
     assert (row["deployment_id"], row["endpoint"], row["status"]) == ("native", "responses", 200)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime
 import importlib.util
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, field_validator, model_validator
@@ -59,6 +59,10 @@ class PriceTierConfig(Strict):
     cache_write_1h: float | None = Field(default=None, ge=0.0)
 
 
+ToolKind = Literal["web_search", "web_search_preview", "file_search", "web_fetch"]
+"""The server-side tools priced per call (``pricing/tools.py``)."""
+
+
 class DeploymentPrice(Strict):
     """What a deployment costs, in USD per 1M tokens (overrides the price catalog)."""
 
@@ -72,6 +76,10 @@ class DeploymentPrice(Strict):
     """USD per input image."""
     per_request: float | None = Field(default=None, ge=0.0)
     """USD per request."""
+    tool_calls: dict[ToolKind, Annotated[float, Field(ge=0.0)]] | None = None
+    """USD per 1,000 calls of a provider's server-side tool, by kind (``web_search``,
+    ``web_search_preview``, ``file_search``, ``web_fetch``); ``None``: the catalog's fees for
+    the model, over which the kinds named here apply."""
     tiers: list[PriceTierConfig] = Field(default_factory=list)
 
 
@@ -382,6 +390,10 @@ class LimitsConfig(Strict):
     """The zone in which budget days, weeks and months start (an IANA name)."""
     default_max_output: int = Field(default=4096, gt=0)
     """Output tokens assumed (and, under a budget, enforced) when a request sets none."""
+    default_max_tool_calls: int = Field(default=10, ge=0)
+    """Under a budget: calls of a server-side tool billed per call (web search) a request
+    may make when it sets no bound (Responses ``max_tool_calls``, Anthropic ``max_uses``);
+    set on the request, and reserved at the tool's fee."""
     estimate_margin: float = Field(default=0.25, ge=0)
     """Budgets: extra share of input tokens reserved when the local count is an estimate
     (every deployment but OpenAI's own models on OpenAI's API or Azure OpenAI, and those

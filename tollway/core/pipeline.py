@@ -104,6 +104,11 @@ class Stage:
         chunk sets its ``raw`` to ``None`` (else the client is sent the upstream's bytes)."""
         return chunk
 
+    def on_costed(self, ctx: RequestContext) -> Awaitable[None] | None:
+        """A complete (non-streamed) answer, chat or embeddings, has been costed
+        (``ctx.cost_usd``), before its headers are made: admission settles here."""
+        return None
+
     def on_response(
         self, ctx: RequestContext, response: ChatResponse
     ) -> Awaitable[ChatResponse] | None:
@@ -141,6 +146,7 @@ class Pipeline:
         # Only stages that override a hook are called for it: empty hooks cost nothing.
         self._chunk_stages = tuple(s for s in self._stages if _overrides(s, "on_chunk"))
         self._response_stages = tuple(s for s in self._stages if _overrides(s, "on_response"))
+        self._costed_stages = tuple(s for s in self._stages if _overrides(s, "on_costed"))
         self._answers_read = any(s.reads_answers for s in self._response_stages)
         self._attempt_stages = tuple(s for s in self._stages if _overrides(s, "on_attempt"))
         self._attempt_end_stages = tuple(s for s in self._stages if _overrides(s, "on_attempt_end"))
@@ -230,12 +236,16 @@ class Pipeline:
             response = early
         else:
             response = await self._attempts(ctx, "chat", self._chat_once)
-        # Costed before the response stages, so they (admission) can settle and say so.
+        # Costed before the response stages, so admission can settle and say so.
         ctx.usage = response.usage
         if response.usage is None:  # estimated from the answer (Metering)
             form = response.wire_format
             ctx.output_chars = sum(_answer_chars(choice, form) for choice in response.choices)
         self._settle(ctx)
+        for stage in self._costed_stages:
+            pending = stage.on_costed(ctx)
+            if pending is not None:
+                await pending
         for stage in self._response_stages:
             changed = stage.on_response(ctx, response)
             if changed is not None:
@@ -328,9 +338,13 @@ class Pipeline:
                 ctx.output_chars += sum(_delta_chars(c) for c in choice.tool_calls)
             if choice.reasoning is not None or choice.extra:
                 ctx.output_chars += streamed_reasoning_chars(choice, chunk.wire_format)
-        if chunk.usage_so_far is not None:
-            ctx.usage_so_far = chunk.usage_so_far
-            ctx.output_chars_so_far = ctx.output_chars
+        so_far = chunk.usage_so_far
+        if so_far is not None:
+            ctx.usage_so_far = so_far
+            if so_far.input_tokens or so_far.output_tokens:
+                # A report of tokens covers the output so far; one of tool calls only (a
+                # Responses stream's search done) does not.
+                ctx.output_chars_so_far = ctx.output_chars
         for stage in self._chunk_stages:
             changed = stage.on_chunk(ctx, chunk)
             if changed is None:
@@ -571,6 +585,10 @@ class Pipeline:
         response = await self._attempts(ctx, "embedding", self._embed_once)
         ctx.usage = response.usage
         self._settle(ctx)
+        for stage in self._costed_stages:
+            pending = stage.on_costed(ctx)
+            if pending is not None:
+                await pending
         return response
 
     def _embed_once(

@@ -170,6 +170,10 @@ class Usage:
     cache_write_1h_tokens: int = 0
     """Of ``cache_write_tokens``, those written for an hour (Anthropic's ``ttl: 1h``), which
     are billed at a higher rate than five-minute writes."""
+    tool_calls: dict[str, int] | None = None
+    """Calls of the provider's own (server-side) tools, billed per call on top of tokens, by
+    kind (``web_search``, ``file_search``, ``web_fetch``: ``pricing/tools.py``); ``None``:
+    none reported."""
 
     @property
     def total_tokens(self) -> int:
@@ -423,11 +427,21 @@ class Price:
     """USD per input image, where the provider prices images by count."""
     per_request: float | None = None
     """USD per request."""
+    tool_calls: tuple[tuple[str, float], ...] = ()
+    """USD per 1,000 calls of a provider's server-side tool, by kind (``pricing/tools.py``);
+    a kind not named costs nothing a call."""
     tiers: tuple[PriceTier, ...] = ()
     context_window: int | None = None
     max_output: int | None = None
     source: str = "config"
     """Where it came from: ``config`` or ``catalog <version>``."""
+
+    def call_fee(self, kind: str) -> float:
+        """USD for one call of the server-side tool ``kind``."""
+        for named, per_thousand in self.tool_calls:
+            if named == kind:
+                return per_thousand / 1000.0
+        return 0.0
 
     @property
     def blended(self) -> float:

@@ -7,9 +7,12 @@ deployment that may serve it (its group's and its fallbacks') counts it, with a 
 that count is an estimate, plus the max output, priced at that deployment: the dearest of
 them is reserved. Under a budget a request
 without ``max_tokens`` gets ``limits.default_max_output``, so the reservation bounds what
-the provider can bill. ``on_attempt`` applies per-deployment limits (a refusal moves on to
-the next candidate). Settlement replaces every reservation with the actual cost: for a
-complete answer before it is sent (so ``x-tollway-budget-remaining-usd`` is exact), else in
+the provider can bill; likewise a request offering a server-side tool billed per call (web
+search) without a bound on its calls gets ``limits.default_max_tool_calls``, and the calls
+are reserved at the dearest candidate's fee (``pricing/tools.py``). ``on_attempt`` applies
+per-deployment limits (a refusal moves on to the next candidate). Settlement replaces every
+reservation with the actual cost: for a complete answer (chat or embeddings) once it is
+costed, before it is sent (so ``x-tollway-budget-remaining-usd`` is exact), else in
 ``on_complete``, which runs whatever ended the request.
 """
 
@@ -20,9 +23,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from tollway.core.context import Attempt, RequestContext
-from tollway.core.errors import DeploymentBusy, LimiterDown, RateLimited
+from tollway.core.errors import DeploymentBusy, InvalidRequest, LimiterDown, RateLimited
 from tollway.core.pipeline import Reply, Stage
-from tollway.core.types import ChatResponse, Deployment, Price
+from tollway.core.types import Deployment, Price
 from tollway.limits.backend import (
     MICRO,
     BudgetClaim,
@@ -39,6 +42,7 @@ from tollway.limits.service import LimitService
 from tollway.pricing.cost import worst_case_usd
 from tollway.pricing.metering import image_count
 from tollway.pricing.tokens import counted_alike
+from tollway.pricing.tools import ToolUse, bound_tool_calls, tool_uses
 from tollway.routing.table import ModelGroup, RoutingTable
 
 CountInput = Callable[[RequestContext, Deployment | None], int]
@@ -67,10 +71,14 @@ class Candidates:
     (unpriced candidates cost nothing)."""
     windows: tuple[int | None, ...]
     """The context window of each of ``prices``' candidates (``None``: not known)."""
+    speaks_responses: tuple[Deployment | None, ...]
+    """Each of ``prices``' candidates that speaks the Responses API (``None``: it does not)."""
     max_output: int | None
     """The smallest max output among candidates that state one."""
     per_image: bool
     """Some candidate prices images apart (the request's images are then counted)."""
+    tool_fees: bool = False
+    """Some candidate prices server-side tool calls (the request's tools are then read)."""
     fallbacks: tuple[str, ...] = ()
     """The fallback model names whose deployments are among the candidates."""
 
@@ -91,6 +99,7 @@ def _candidates(table: RoutingTable, group: ModelGroup, fallbacks: Sequence[str]
     counters: list[Deployment] = []
     prices: list[tuple[Price, int]] = []
     windows: list[int | None] = []
+    speaks_responses: list[Deployment | None] = []
     for deployment in deployments:
         way = ways.setdefault(counted_alike(deployment), len(counters))
         if way == len(counters):
@@ -98,39 +107,53 @@ def _candidates(table: RoutingTable, group: ModelGroup, fallbacks: Sequence[str]
         if deployment.price is not None:
             prices.append((deployment.price, way))
             windows.append(deployment.context_window)
+            speaks_responses.append(deployment if deployment.responses_api else None)
     outputs = [d.max_output for d in deployments if d.max_output]
     return Candidates(
         counters=tuple(counters),
         prices=tuple(prices),
         windows=tuple(windows),
+        speaks_responses=tuple(speaks_responses),
         max_output=min(outputs) if outputs else None,
         per_image=any(price.per_image for price, _ in prices),
+        tool_fees=any(price.tool_calls for price, _ in prices),
         fallbacks=tuple(fallbacks),
     )
 
 
 def worst_case_micros(
-    prices: Sequence[tuple[Price, int]], inputs: Sequence[int], output: int, images: int
+    prices: Sequence[tuple[Price, int]],
+    inputs: Sequence[int],
+    output: int,
+    images: int,
+    uses: Sequence[ToolUse] = (),
 ) -> int:
     """The most the request can cost on any candidate: each of ``prices`` with the input
-    its way of counting reserves (``inputs``), in micro-dollars rounded up."""
+    its way of counting reserves (``inputs``) and the server tool calls it may make
+    (``uses``), in micro-dollars rounded up."""
     most = 0.0
     for price, way in prices:
-        usd = worst_case_usd(price, inputs[way], output, images=images)
+        usd = worst_case_usd(price, inputs[way], output, images=images, tool_uses=uses)
         if usd > most:
             most = usd
     return to_micros(most)
 
 
 def _affordable(
-    prices: Sequence[tuple[Price, int]], inputs: Sequence[int], images: int, remaining: int
+    prices: Sequence[tuple[Price, int]],
+    inputs: Sequence[int],
+    images: int,
+    remaining: int,
+    uses: Sequence[ToolUse] = (),
 ) -> int:
     """Output tokens ``remaining`` micro-dollars pay for on every candidate."""
     best = 1 << 30
     for price, way in prices:
         input_tokens = inputs[way]
-        base = worst_case_usd(price, input_tokens, 0, images=images) * MICRO
-        per_token = worst_case_usd(price, input_tokens, 1, images=images) * MICRO - base
+        base = worst_case_usd(price, input_tokens, 0, images=images, tool_uses=uses) * MICRO
+        per_token = (
+            worst_case_usd(price, input_tokens, 1, images=images, tool_uses=uses) * MICRO - base
+        )
         best = min(best, affordable_output(remaining, math.ceil(base), per_token))
     return best
 
@@ -224,6 +247,9 @@ class Admission(Stage):
             if candidates is not None and candidates.max_output:
                 max_output = min(max_output, candidates.max_output)
             chat.max_tokens = max_output
+        if chat is not None and candidates is not None and candidates.tool_fees:
+            # As ``max_tokens``: the provider stops where the reservation does.
+            bound_tool_calls(chat, config.default_max_tool_calls)
         return self._budget_claim(ctx, scopes, budgets, candidates, estimate, max_output)
 
     async def _admit_request(
@@ -260,9 +286,10 @@ class Admission(Stage):
                 break
             prices, inputs = self._priced_inputs(ctx, estimate, candidates)
             images = image_count(ctx) if candidates.per_image else 0
+            uses = tool_uses(chat) if candidates.tool_fees else ()
             left = outcome.remaining_micros or 0
             choices = max(1, chat.n or 1)
-            affordable = _affordable(prices, inputs, images, left) // choices
+            affordable = _affordable(prices, inputs, images, left, uses) // choices
             if affordable < 1:
                 break
             max_output = min(chat.max_tokens, affordable)
@@ -347,7 +374,9 @@ class Admission(Stage):
         a continuation's earlier turns (``previous_response_id``, ``conversation``, item
         references), stored upstream and billed again as input, and what a built-in tool
         reads (search results, files). Its own count bounds nothing, so each candidate is
-        reserved its whole context window as input (all one call can hold), where known.
+        reserved its whole context window as input (all one call can hold). A candidate
+        that could serve it (one speaking the Responses API) without a known window leaves
+        the cost unbounded: the request is refused (400), never let through unbounded.
         """
         inputs = self._reserved_inputs(ctx, estimate, candidates)
         chat = ctx.chat
@@ -355,7 +384,10 @@ class Admission(Stage):
             return candidates.prices, inputs
         prices: list[tuple[Price, int]] = []
         whole: list[int] = []
-        for (price, way), window in zip(candidates.prices, candidates.windows, strict=True):
+        pairs = zip(candidates.prices, candidates.windows, candidates.speaks_responses, strict=True)
+        for (price, way), window, serving in pairs:
+            if window is None and serving is not None:
+                raise _unbounded(chat.responses_only.param, serving)
             prices.append((price, len(whole)))
             whole.append(max(inputs[way], window or 0))
         return prices, whole
@@ -373,9 +405,10 @@ class Admission(Stage):
         if candidates is not None:
             images = image_count(ctx) if candidates.per_image else 0
             prices, inputs = self._priced_inputs(ctx, estimate, candidates)
+            uses = tool_uses(ctx.chat) if candidates.tool_fees else ()
             # Every one of ``n`` choices may use the whole max output.
             choices = max(1, ctx.chat.n or 1) if ctx.chat is not None else 1
-            reserve = worst_case_micros(prices, inputs, max_output * choices, images)
+            reserve = worst_case_micros(prices, inputs, max_output * choices, images, uses)
         account = self._service.account
         accounts = [BudgetClaim(account(b), b.limit_micros) for b in budgets]
         return Claim(
@@ -481,27 +514,23 @@ class Admission(Stage):
 
     # --- settlement ---------------------------------------------------------------------
 
-    def on_response(
-        self, ctx: RequestContext, response: ChatResponse
-    ) -> Awaitable[ChatResponse] | None:
-        """Settle a complete answer before it is sent, so its headers say what is left."""
+    def on_costed(self, ctx: RequestContext) -> Awaitable[None] | None:
+        """Settle a complete answer (chat or embeddings) before it is sent, so its headers say
+        what is left."""
         ticket = ctx.ticket
         if ticket is None or ticket.settled:
             return None
         if self._service.immediate is None:
-            return self._settle_answer(ctx, response, ticket)
+            return self._settle_answer(ctx, ticket)
         tokens, micros = _actual(ctx)
         self._service.settle_now(ticket, tokens, micros, ctx.budgets)
         self._remaining_header(ctx, ticket, micros)
         return None
 
-    async def _settle_answer(
-        self, ctx: RequestContext, response: ChatResponse, ticket: Ticket
-    ) -> ChatResponse:
+    async def _settle_answer(self, ctx: RequestContext, ticket: Ticket) -> None:
         tokens, micros = _actual(ctx)
         await self._service.settle(ticket, tokens, micros, ctx.budgets)
         self._remaining_header(ctx, ticket, micros)
-        return response
 
     @staticmethod
     def _remaining_header(ctx: RequestContext, ticket: Ticket, micros: int) -> None:
@@ -544,6 +573,20 @@ def _actual(ctx: RequestContext) -> tuple[int, int]:
     usage = ctx.usage
     tokens = usage.total_tokens if usage is not None else 0
     return tokens, nearest_micros(ctx.cost_usd) if ctx.cost_usd else 0
+
+
+def _unbounded(param: str, deployment: Deployment) -> InvalidRequest:
+    """The 400 of a request whose input the upstream adds (a stored conversation, a built-in
+    tool's results) on a deployment whose context window, the only bound, is not known."""
+    return InvalidRequest(
+        f"'{param}' makes the upstream add input the gateway cannot count (a stored "
+        "conversation, a built-in tool's results), which a budget bounds by the deployment's "
+        f"context window; deployment '{deployment.id}' of model '{deployment.group}' states "
+        "none, so this request's cost has no bound and it is refused. Send the whole "
+        "conversation instead, or ask an admin to set the deployment's context_window.",
+        code="cost_unbounded",
+        param=param,
+    )
 
 
 def _tokens_left(remaining: tuple[float | None, float | None] | None) -> float:

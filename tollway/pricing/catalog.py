@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from tollway.core.types import Price, PriceTier
+from tollway.pricing.tools import merged_fees
 
 _ANY = "any"
 
@@ -50,11 +51,14 @@ class PriceCatalog:
     def parse(cls, data: Mapping[str, Any]) -> PriceCatalog:
         """A catalog from its parsed YAML; raises ``ValueError`` naming a bad row."""
         version = str(data["version"])
+        fees = data.get("tool_calls") or {}
         entries = []
         for provider, models in data["models"].items():
+            # A family's tool fees apply to each of its rows; a row may name its own.
+            family_fees = merged_fees((), fees.get(provider))
             for model, row in models.items():
                 try:
-                    price = price_from_row(row, f"catalog {version}")
+                    price = price_from_row(row, f"catalog {version}", family_fees)
                 except (KeyError, TypeError, ValueError) as exc:
                     raise ValueError(f"catalog row {provider}/{model} is invalid: {exc}") from None
                 entries.append(CatalogEntry(provider, model, price))
@@ -77,8 +81,15 @@ class PriceCatalog:
         return None
 
 
-def price_from_row(row: Mapping[str, Any], source: str) -> Price:
-    """A ``Price`` from a catalog row or a deployment's ``price`` config (same fields)."""
+def price_from_row(
+    row: Mapping[str, Any], source: str, tool_fees: Sequence[tuple[str, float]] = ()
+) -> Price:
+    """A ``Price`` from a catalog row or a deployment's ``price`` config (same fields); its
+    ``tool_calls`` (USD per 1,000 calls by kind) over ``tool_fees``, the defaults."""
+    own = row.get("tool_calls")
+    for kind, fee in (own or {}).items():
+        if _rate(fee) is None:
+            raise ValueError(f"tool_calls.{kind} needs a price")
     tiers = tuple(
         PriceTier(
             above_input_tokens=int(tier["above_input_tokens"]),
@@ -99,6 +110,7 @@ def price_from_row(row: Mapping[str, Any], source: str) -> Price:
         reasoning=_rate(row.get("reasoning")),
         per_image=_rate(row.get("per_image")),
         per_request=_rate(row.get("per_request")),
+        tool_calls=merged_fees(tool_fees, {k: float(v) for k, v in (own or {}).items()}),
         tiers=tuple(sorted(tiers, key=lambda tier: tier.above_input_tokens)),
         context_window=row.get("context_window"),
         max_output=row.get("max_output"),

@@ -78,6 +78,7 @@ def _fields(price: Price) -> dict[str, object]:
         "reasoning": price.reasoning,
         "per_image": price.per_image,
         "per_request": price.per_request,
+        "tool_calls": dict(price.tool_calls) or None,
         "context_window": price.context_window,
         "max_output": price.max_output,
         "tiers": [

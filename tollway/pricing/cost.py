@@ -12,17 +12,25 @@ The usual ways gateways get bills wrong, and what is done here about each:
   exceeds a tier's threshold, the whole request is billed at the tier's rates.
 - **Usage lost in streams**: the pipeline keeps the usage of a stream's last chunk (the
   gateway always asks for it upstream), so a stream costs what the same answer costs whole.
+- **Server-side tools** (web search, file search) are billed per call on top of tokens: each
+  call reported at the price's fee for its kind (``pricing/tools.py``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from tollway.core.types import Price, Usage
+from tollway.pricing.tools import ToolUse, fees_usd
 
 _PER_TOKEN = 1e-6  # prices are per 1M tokens
 
 
-def cost_usd(price: Price, usage: Usage, *, images: int = 0) -> float:
-    """The cost of ``usage`` at ``price``, in USD."""
+def cost_usd(
+    price: Price, usage: Usage, *, images: int = 0, tool_calls: dict[str, int] | None = None
+) -> float:
+    """The cost of ``usage`` at ``price``, in USD; the server tool calls are ``tool_calls``
+    when given (``pricing.tools.attributed``), else the usage's."""
     input_rate, output_rate = price.input, price.output
     cached_rate, write_rate = price.cached_input, price.cache_write
     long_rate = price.cache_write_1h
@@ -54,14 +62,22 @@ def cost_usd(price: Price, usage: Usage, *, images: int = 0) -> float:
         total += images * price.per_image
     if price.per_request:
         total += price.per_request
+    if price.tool_calls:
+        total += fees_usd(price, usage.tool_calls if tool_calls is None else tool_calls)
     return total
 
 
 def worst_case_usd(
-    price: Price, input_tokens: int, max_output_tokens: int, *, images: int = 0
+    price: Price,
+    input_tokens: int,
+    max_output_tokens: int,
+    *,
+    images: int = 0,
+    tool_uses: Sequence[ToolUse] = (),
 ) -> float:
     """The most a request of ``input_tokens`` and up to ``max_output_tokens`` can cost: no
-    cache discount, every output token at the highest output-side rate."""
+    cache discount, every output token at the highest output-side rate, every server tool
+    call it may make (``tool_uses``) at the dearest fee of its kinds."""
     output_rate = max(price.output, price.reasoning or 0.0)
     # A prompt written to the cache, for five minutes or for an hour.
     input_rate = max(price.input, price.cache_write or 0.0, price.cache_write_1h or 0.0)
@@ -77,4 +93,6 @@ def worst_case_usd(
     total = (input_tokens * input_rate + max_output_tokens * output_rate) * _PER_TOKEN
     if images and price.per_image:
         total += images * price.per_image
+    if tool_uses and price.tool_calls:
+        total += sum(use.worst_usd(price) for use in tool_uses)
     return total + (price.per_request or 0.0)

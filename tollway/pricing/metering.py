@@ -10,7 +10,8 @@ with the local tokenizer as the deployment that served counts it (a fallback of 
 family counts otherwise than the first candidate), the output from the characters generated
 after the last report (reasoning, text and tool calls; about four a token, never more than
 the request's ``max_tokens`` for each of its choices: the provider stops there, and
-admission reserved no more).
+admission reserved no more). Server-side tool calls (web search...) are charged per call,
+as the answer reported them or, in a stream cut before its end, as far as it had.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tollway.core.context import RequestContext
 from tollway.core.types import ChunkChoice, Deployment, ImagePart, Message, ReasoningPart, Usage
 from tollway.pricing.cost import cost_usd
 from tollway.pricing.tokens import TokenCounter
+from tollway.pricing.tools import attributed
 from tollway.wire.crossing import reasoning_of
 
 _CHARS_PER_TOKEN = 4
@@ -49,7 +51,8 @@ class Metering:
             cost = 0.0
         else:
             images = image_count(ctx) if price.per_image else 0
-            cost = cost_usd(price, usage, images=images)
+            calls = attributed(usage, ctx.chat) if usage.tool_calls else None
+            cost = cost_usd(price, usage, images=images, tool_calls=calls)
         ctx.cost_usd = cost
         return cost
 
@@ -92,6 +95,7 @@ class Metering:
             cache_write_tokens=reported.cache_write_tokens,
             reasoning_tokens=reported.reasoning_tokens,
             cache_write_1h_tokens=reported.cache_write_1h_tokens,
+            tool_calls=reported.tool_calls,
         )
 
 

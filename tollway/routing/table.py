@@ -169,7 +169,10 @@ def _deployment(
     if config.price is not None:
         # The deployment's own rates replace the catalog's; its context window and output
         # limit are still the model's, which a price in config does not state.
-        price = price_from_row(config.price.model_dump(), "config")
+        # Tool fees the config does not name stay the provider's list fees (a negotiated
+        # token rate says nothing of them).
+        listed_fees = listed.tool_calls if listed is not None else ()
+        price = price_from_row(config.price.model_dump(), "config", listed_fees)
     api_base = config.api_base or (spec.default_api_base or "").format(region=config.region)
     if api_base == EMBEDDED_SIMULATOR:
         if simulator_url is None:

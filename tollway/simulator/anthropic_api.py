@@ -29,6 +29,15 @@ Citations: a request holding a plain-text ``document`` with ``citations: {"enabl
 (and asking for no tool call) is answered as Anthropic answers one, in separate text blocks
 around the quote, the quoting block alone carrying its ``char_location`` citation; streamed,
 each is its own block, the citation coming as a ``citations_delta`` before the quoted text.
+
+Web search: a request offering Anthropic's web search server tool (``web_search_...``), whose
+last message is the user's and whose ``tool_choice`` leaves it open, is answered as Claude
+answers when it searches: a ``server_tool_use`` block (``input.query``: the user's words) and
+its ``web_search_tool_result`` block before the answer, once per search (``x-sim-searches``,
+never more than the tool's ``max_uses``), each search's results ``SEARCH_TOKENS`` more input
+tokens, and ``usage.server_tool_use.web_search_requests`` saying how many (streamed: in
+``message_delta``'s usage; the blocks as ``content_block_start`` / ``input_json_delta`` /
+``content_block_stop``).
 """
 
 from __future__ import annotations
@@ -53,6 +62,7 @@ from tollway.simulator.content import (
 )
 from tollway.simulator.errors import Dialect, json_response, request_id_header
 from tollway.simulator.exchange import SSE_HEADERS, Call, StreamParts, delay, send_stream
+from tollway.simulator.responses_tools import SEARCH_TOKENS
 from tollway.simulator.state import SimulatorState
 
 _STOP_REASON = {
@@ -190,6 +200,43 @@ def _cache_ttl(body: dict[str, Any]) -> str | None:
     return str(ttl)
 
 
+def _searches(body: dict[str, Any], prompt: Prompt, wanted: int) -> int:
+    """The web searches Claude makes before answering ``body`` (0: none)."""
+    tools = [
+        t for t in body.get("tools") or ()
+        if isinstance(t, dict) and str(t.get("type", "")).startswith("web_search_")
+    ]  # fmt: skip
+    if not tools or not prompt.last_is_user or prompt.tool_mode == "none" or prompt.forced_tool:
+        return 0
+    bound = tools[0].get("max_uses")
+    return min(wanted, bound) if isinstance(bound, int) and bound >= 0 else wanted
+
+
+def _search_blocks(prompt: Prompt, searches: int, state: SimulatorState) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    for _ in range(searches):
+        use_id = state.new_id("srvtoolu_")
+        query = {"query": prompt.last_user_text[:100]}
+        use = {"type": "server_tool_use", "id": use_id, "name": "web_search", "input": query}
+        blocks.append(use)
+        result = {
+            "type": "web_search_result",
+            "url": "https://example.com/simulated-result",
+            "title": "Simulated result",
+            "encrypted_content": "c2ltdWxhdGVk",
+            "page_age": None,
+        }
+        found = {"type": "web_search_tool_result", "tool_use_id": use_id, "content": [result]}
+        blocks.append(found)
+    return blocks
+
+
+def _with_searches(usage: dict[str, Any], searches: int) -> dict[str, Any]:
+    if searches:
+        usage["server_tool_use"] = {"web_search_requests": searches}
+    return usage
+
+
 def _usage(input_tokens: int, output_tokens: int, cache_ttl: str | None = None) -> dict[str, Any]:
     if cache_ttl is None:
         return {
@@ -305,6 +352,9 @@ async def handle_messages(
     if call.refusal is not None:
         completion = refusal(call.refusal)
     cited = None if completion.tool_calls or call.refusal else _cited_blocks(body)
+    searches = _searches(body, prompt, call.searches)
+    input_tokens += SEARCH_TOKENS * searches
+    found = _search_blocks(prompt, searches, state)
     message: dict[str, Any] = {
         "id": state.new_id("msg_"),
         "type": "message",
@@ -318,14 +368,14 @@ async def handle_messages(
         "usage": {**_usage(input_tokens, 1, ttl), "service_tier": _SERVICE_TIER},
     }
     if body.get("stream") is True:
-        parts = stream_parts(message, completion, input_tokens, ttl, cited)
+        parts = stream_parts(message, completion, input_tokens, ttl, cited, found)
         headers = {**SSE_HEADERS, request_id_header(Dialect.ANTHROPIC): call.request_id}
         return await send_stream(request, call, parts, headers)
     await delay(call, completion.output_tokens)
-    message["content"] = _blocks(completion) if cited is None else cited
+    message["content"] = found + (_blocks(completion) if cited is None else cited)
     message["stop_reason"] = _STOP_REASON[completion.finish]
     message["stop_sequence"] = completion.stop_sequence
-    usage = _usage(input_tokens, completion.output_tokens, ttl)
+    usage = _with_searches(_usage(input_tokens, completion.output_tokens, ttl), searches)
     message["usage"] = {**usage, "service_tier": _SERVICE_TIER}
     return json_response(message, call.request_id, Dialect.ANTHROPIC)
 
@@ -354,16 +404,33 @@ def _text_block_parts(index: int, pieces: list[str]) -> StreamParts:
     return parts
 
 
-def _thinking_block_parts(completion: Completion) -> StreamParts:
+def _search_block_parts(index: int, block: dict[str, Any]) -> StreamParts:
+    """A search's block as Anthropic streams it: a ``server_tool_use`` block's input as one
+    ``input_json_delta``; a result block whole at its start."""
+    if block["type"] != "server_tool_use":
+        start = {"type": "content_block_start", "index": index, "content_block": block}
+        return [(_event(b"content_block_start", start), False)]
+    opened = {**block, "input": {}}
+    start = {"type": "content_block_start", "index": index, "content_block": opened}
+    fragment = orjson.dumps(block["input"]).decode()
+    delta = {"type": "input_json_delta", "partial_json": fragment}
+    event = {"type": "content_block_delta", "index": index, "delta": delta}
+    return [
+        (_event(b"content_block_start", start), False),
+        (_event(b"content_block_delta", event), False),
+    ]
+
+
+def _thinking_block_parts(completion: Completion, index: int = 0) -> StreamParts:
     block = {"type": "thinking", "thinking": "", "signature": ""}
-    start = {"type": "content_block_start", "index": 0, "content_block": block}
+    start = {"type": "content_block_start", "index": index, "content_block": block}
     parts: StreamParts = [(_event(b"content_block_start", start), False)]
     for piece in completion.reasoning:
         delta = {"type": "thinking_delta", "thinking": piece}
-        event = {"type": "content_block_delta", "index": 0, "delta": delta}
+        event = {"type": "content_block_delta", "index": index, "delta": delta}
         parts.append((_event(b"content_block_delta", event), True))
     signature = {"type": "signature_delta", "signature": _thinking_block(completion)["signature"]}
-    event = {"type": "content_block_delta", "index": 0, "delta": signature}
+    event = {"type": "content_block_delta", "index": index, "delta": signature}
     parts.append((_event(b"content_block_delta", event), False))
     return parts
 
@@ -383,16 +450,21 @@ def stream_parts(
     input_tokens: int,
     cache_ttl: str | None = None,
     cited: list[dict[str, Any]] | None = None,
+    found: list[dict[str, Any]] | None = None,
 ) -> StreamParts:
-    """Every event of a Messages stream (``cited``: the text blocks of a cited answer)."""
+    """Every event of a Messages stream (``cited``: the text blocks of a cited answer;
+    ``found``: the blocks of web searches made before it)."""
     parts: StreamParts = [
         (_event(b"message_start", {"type": "message_start", "message": message}), False)
     ]
-    blocks: list[StreamParts] = []
+    blocks: list[StreamParts] = [
+        _search_block_parts(index, block) for index, block in enumerate(found or ())
+    ]
     if cited is not None:
-        blocks.extend(_cited_block_parts(index, block) for index, block in enumerate(cited))
+        for block in cited:
+            blocks.append(_cited_block_parts(len(blocks), block))
     if completion.reasoning and cited is None:
-        blocks.append(_thinking_block_parts(completion))
+        blocks.append(_thinking_block_parts(completion, len(blocks)))
     if cited is None and completion.pieces:
         blocks.append(_text_block_parts(len(blocks), completion.pieces))
     for call in completion.tool_calls:
@@ -420,7 +492,10 @@ def stream_parts(
             "stop_reason": _STOP_REASON[completion.finish],
             "stop_sequence": completion.stop_sequence,
         },
-        "usage": _usage(input_tokens, completion.output_tokens, cache_ttl),
+        "usage": _with_searches(
+            _usage(input_tokens, completion.output_tokens, cache_ttl),
+            sum(1 for block in found or () if block["type"] == "server_tool_use"),
+        ),
     }
     parts.append((_event(b"message_delta", message_delta), False))
     parts.append((_MESSAGE_STOP, False))

@@ -78,6 +78,10 @@ class Call:
     """``error-after``: the event that ends the stream once ``stop_after`` tokens are sent
     (the API's overload error, or an OpenAI-format stream's ``x-sim-stream-error``), instead
     of a dropped connection."""
+    searches: int = 1
+    """``x-sim-searches``: how many web searches a model that searches makes (Responses
+    ``web_search_call`` items, Anthropic ``server_tool_use`` blocks), within the request's
+    own bound (``max_tool_calls``, ``max_uses``)."""
     silence: asyncio.Event | None = None
     """``hang-after``: the stream falls silent once ``stop_after`` tokens are sent, its
     connection open, until this is set (the simulator stopping) or the caller leaves."""
@@ -165,6 +169,7 @@ async def admit(
         reasoning_field = _reasoning_knob(request.headers.get("x-sim-reasoning"))
         sign_last_text = _signature_knob(request.headers.get("x-sim-signature"))
         own_error = _stream_error_knob(request.headers.get("x-sim-stream-error"), dialect)
+        searches = int(_knob(request, "x-sim-searches", 1))
     except ValueError as exc:
         return error_response(dialect, 400, f"simulator: {exc}", request_id=request_id)
     stop_after = None
@@ -212,6 +217,7 @@ async def admit(
         sign_last_text=sign_last_text,
         stream_error=stream_error,
         silence=silence,
+        searches=searches,
     )
 
 

@@ -51,6 +51,7 @@ from tollway.simulator.exchange import SSE_HEADERS, Call, StreamParts, delay, se
 from tollway.simulator.responses_tools import (
     SEARCH_TOKENS,
     continued_tokens,
+    search_count,
     search_events,
     search_item,
     searches,
@@ -202,10 +203,10 @@ async def handle_responses(
     completion = complete(prompt, 0, lambda: state.new_id("call_"))
     if call.refusal is not None:
         completion = refusal(call.refusal)
-    search = search_item(body, prompt, state.new_id("ws_")) if searches(body, prompt) else None
-    if search is not None:
-        input_tokens += SEARCH_TOKENS
-    output = _output(completion, body, state, search)
+    made = search_count(body, call.searches) if searches(body, prompt) else 0
+    found = [search_item(body, prompt, state.new_id("ws_")) for _ in range(made)]
+    input_tokens += SEARCH_TOKENS * made
+    output = _output(completion, body, state, found)
     status = "incomplete" if completion.finish == "length" else "completed"
     usage = None if call.omit_usage else _usage(input_tokens, completion)
     final = _response(body, state.new_id("resp_"), model, status, output, usage)
@@ -238,7 +239,7 @@ def _usage(input_tokens: int, completion: Completion) -> JSON:
 
 
 def _output(
-    completion: Completion, body: JSON, state: SimulatorState, search: JSON | None
+    completion: Completion, body: JSON, state: SimulatorState, found: list[JSON]
 ) -> list[JSON]:
     """The answer's output items, as complete: reasoning, the search, then the message or the
     calls."""
@@ -251,8 +252,7 @@ def _output(
         if _ENCRYPTED in (body.get("include") or ()):
             item["encrypted_content"] = base64.b64encode(reasoning.encode()).decode()
         output.append(item)
-    if search is not None:
-        output.append(search)
+    output.extend(found)
     status = "incomplete" if completion.finish == "length" else "completed"
     if completion.tool_calls:
         output.extend(

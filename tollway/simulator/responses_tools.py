@@ -6,9 +6,10 @@ search open (not ``none``, not a function), is answered as OpenAI answers when i
 searches: a completed ``web_search_call`` item (its ``action`` a ``search`` for the user's words;
 the ``sources`` only when ``include`` asks for ``web_search_call.action.sources``) after any
 reasoning and before the message or the calls, the results read counted as ``SEARCH_TOKENS``
-more input tokens. Streamed, the item's events: ``response.output_item.added``,
-``response.web_search_call.in_progress``, ``.searching``, ``.completed``,
-``response.output_item.done``. Other built-in tools are accepted and never called.
+more input tokens (``x-sim-searches: N``: N such items, each its own search, never more than
+the request's ``max_tool_calls``: OpenAI bills each call). Streamed, each item's events:
+``response.output_item.added``, ``response.web_search_call.in_progress``, ``.searching``,
+``.completed``, ``response.output_item.done``. Other built-in tools are accepted and never called.
 
 Stored responses: a response is stored unless ``store: false``, and ``previous_response_id``
 continues one this simulator stored (its whole context counted as input, as OpenAI bills it);
@@ -36,6 +37,12 @@ def searches(body: JSON, prompt: Prompt) -> bool:
     tools = body.get("tools") or ()
     offered = any(isinstance(t, dict) and t.get("type") in _WEB_SEARCH for t in tools)
     return offered and prompt.last_is_user and prompt.tool_mode != "none" and not prompt.forced_tool
+
+
+def search_count(body: JSON, wanted: int) -> int:
+    """The searches made: ``wanted``, within the request's ``max_tool_calls``."""
+    bound = body.get("max_tool_calls")
+    return min(wanted, bound) if isinstance(bound, int) and bound >= 0 else wanted
 
 
 def search_item(body: JSON, prompt: Prompt, item_id: str) -> JSON:

@@ -21,6 +21,7 @@ from tollway.core.errors import (
     UpstreamStatusError,
 )
 from tollway.core.types import ChatResponse, Choice, FinishReason, Message, Usage
+from tollway.pricing.tools import anthropic_calls
 from tollway.wire.anthropic_content import assistant_blocks, assistant_from_wire
 from tollway.wire.crossing import response_for, without_parts
 
@@ -110,6 +111,7 @@ def usage_from_wire(raw: Any) -> Usage | None:
         reasoning_tokens=int(thinking or 0),
         extra={k: v for k, v in raw.items() if k not in _USAGE_KEYS},
         cache_write_1h_tokens=int(long_writes or 0),
+        tool_calls=anthropic_calls(raw),
     )
 
 

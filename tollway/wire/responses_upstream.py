@@ -39,6 +39,7 @@ from tollway.core.types import (
     ToolCallDelta,
     Usage,
 )
+from tollway.pricing.tools import calls_in_output, responses_item_kind
 from tollway.wire.openai_response import error_from_wire
 
 WIRE_FORMAT = "openai_responses"
@@ -82,6 +83,9 @@ def response_from_wire(raw: Any, *, whole: bool) -> ChatResponse:
         raise UpstreamProtocolError("upstream answered without an 'output' array")
     output = [item for item in raw["output"] if isinstance(item, dict)]
     usage = usage_from_wire(raw.get("usage"))
+    if usage is not None:
+        # Built-in tools billed per call: the calls are the answer's items, not its usage.
+        usage.tool_calls = calls_in_output(output)
     finish = _finish(raw, output)
     # Sent on as it came, an answer with usage needs no more read unless a stage reads it.
     choices = [] if usage is not None and not whole else [Choice(0, _message(output), finish)]
@@ -136,6 +140,9 @@ class EventReader:
         self._id = ""
         self._model = ""
         self._created = 0
+        self._tool_calls: dict[str, int] = {}
+        """Built-in tool calls billed per call, as their items were done (a stream cut before
+        its end is still charged for them)."""
 
     def chunk(self, raw: bytes) -> ChatChunk:
         """The chunk of one event's JSON (``raw``, sent on as it is); the upstream's failure
@@ -157,6 +164,8 @@ class EventReader:
                     self.finished = True
                     usage = usage_from_wire(response.get("usage"))
                     output = [i for i in response.get("output") or () if isinstance(i, dict)]
+                    if usage is not None:
+                        usage.tool_calls = calls_in_output(output) or self._tool_calls or None
                     choices = [ChunkChoice(0, finish_reason=_finish(response, output))]
         elif kind == "error":
             error = error_from_wire(event)
@@ -169,9 +178,16 @@ class EventReader:
             choice = _delta(kind, event)
             if choice is not None:
                 choices = [choice]
-        return ChatChunk(
+        chunk = ChatChunk(
             self._id, self._model, self._created, choices, usage, event, WIRE_FORMAT, raw
         )
+        if kind == "response.output_item.done":
+            tool = responses_item_kind(event.get("item"))
+            if tool is not None:
+                self._tool_calls[tool] = self._tool_calls.get(tool, 0) + 1
+                # Reports no tokens: only the calls made so far (pricing/metering.py).
+                chunk.usage_so_far = Usage(tool_calls=dict(self._tool_calls))
+        return chunk
 
     def _remember(self, response: JSON) -> None:
         self._id = str(response.get("id") or self._id)

@@ -17,7 +17,7 @@ from tollway.auth.principal import Principal
 from tollway.config.schema import Settings
 from tollway.core.context import Attempt, RequestContext
 from tollway.core.errors import DeploymentBusy, RateLimited, UpstreamUnavailable
-from tollway.core.types import ChatResponse, Usage
+from tollway.core.types import Usage
 from tollway.limits.memory import MemoryLimiter
 from tollway.limits.service import LimitService
 from tollway.limits.stage import Admission
@@ -83,8 +83,7 @@ def test_an_admitted_request_is_admitted_and_settled_without_awaiting() -> None:
     assert headers["x-tollway-budget-remaining-usd"] == f"0.{1_000_000 - reserved:06d}"
 
     _answered(ctx, metering, settings)
-    response = ChatResponse(id="c", model="gpt-4o", created=0, choices=[])
-    assert stage.on_response(ctx, response) is None  # settled at once too
+    assert stage.on_costed(ctx) is None  # settled at once too
     assert ticket.settled
     cost = 8 * 25 // 10 + 20 * 10  # micro-dollars: 8 input tokens, 20 output tokens
     assert headers["x-tollway-budget-remaining-usd"] == f"0.{1_000_000 - cost:06d}"
@@ -99,7 +98,7 @@ def test_a_stream_is_settled_at_completion_without_awaiting() -> None:
     )
     ctx = _context()
     assert stage.on_request(ctx) is None
-    _answered(ctx, metering, settings)  # streams have no on_response: on_complete settles
+    _answered(ctx, metering, settings)  # streams are not costed whole: on_complete settles
     assert stage.on_complete(ctx) is None
     assert ctx.ticket is not None and ctx.ticket.settled
     account = service.account(service.book.budgets_for(KEY)[0])

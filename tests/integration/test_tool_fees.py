@@ -1,0 +1,222 @@
+"""Server-side tools billed per call (web search) through a real gateway: each call charged
+in the request's cost and its budget, reserved at admission, bounded where the client set no
+bound, whether the answer is complete or streamed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+
+from tests.conftest import UPSTREAM_KEY
+from tests.integration.test_budgets import PRICEY, new_key, set_budget, spend, wait_settled
+from tests.support import running_gateway
+
+SEARCH_FEE = 500.0  # USD per 1,000 searches: half a dollar a call, well above the tokens
+WINDOW = 1000  # the Responses deployment's context window
+DEFAULT_CALLS = 3  # limits.default_max_tool_calls
+SEARCHES = {"x-sim-searches": "2"}  # the simulated model searches twice
+
+
+def tool_fee_config(simulator_url: str) -> dict[str, Any]:
+    price = {**PRICEY, "tool_calls": {"web_search": SEARCH_FEE}}
+    key = "env:TEST_UPSTREAM_KEY"
+    return {
+        "upstream": {"forward_headers": ["x-sim-*"]},
+        "models": [
+            {
+                "name": "searching-responses",
+                "deployments": [
+                    {
+                        "provider": "openai",
+                        "model": "gpt-4o",
+                        "api_base": f"{simulator_url}/v1",
+                        "api_key": key,
+                        "price": price,
+                        "responses_api": True,
+                        "context_window": WINDOW,
+                    }
+                ],
+            },
+            {
+                "name": "searching-claude",
+                "deployments": [
+                    {
+                        "provider": "anthropic",
+                        "model": "sim-chat",
+                        "api_base": simulator_url,
+                        "api_key": key,
+                        "price": price,
+                    }
+                ],
+            },
+        ],
+        "limits": {"default_max_tool_calls": DEFAULT_CALLS},
+    }
+
+
+@pytest.fixture(scope="module")
+def gateway(log_dir: Path, simulator_url: str) -> Iterator[str]:
+    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY}
+    with running_gateway(log_dir, tool_fee_config(simulator_url), env) as (url, _):
+        yield url
+
+
+def token_cost(input_tokens: int, output_tokens: int) -> float:
+    return (input_tokens * PRICEY["input"] + output_tokens * PRICEY["output"]) / 1e6
+
+
+def test_web_searches_of_a_response_are_charged_per_call(gateway: str) -> None:
+    key_id, key = new_key(gateway)
+    set_budget(gateway, key_id, 100.0)
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=key, max_retries=0)
+    raw = client.responses.with_raw_response.create(
+        model="searching-responses",
+        input="what is new today",
+        tools=[{"type": "web_search"}],
+        max_output_tokens=20,
+        extra_headers=SEARCHES,
+    )
+    answer = raw.parse()
+    assert [item.type for item in answer.output].count("web_search_call") == 2
+    assert answer.usage is not None
+    expected = token_cost(answer.usage.input_tokens, answer.usage.output_tokens) + 2 * 0.5
+    assert float(raw.headers["x-tollway-cost-usd"]) == pytest.approx(expected, abs=1e-6)
+    # The budget's remaining header is after this very cost.
+    left = float(raw.headers["x-tollway-budget-remaining-usd"])
+    assert left == pytest.approx(100.0 - expected, abs=1e-6)
+    # Streamed, the same calls cost the same.
+    with client.responses.stream(
+        model="searching-responses",
+        input="what is new today",
+        tools=[{"type": "web_search"}],
+        max_output_tokens=20,
+        extra_headers=SEARCHES,
+    ) as stream:
+        for _ in stream:
+            pass
+        final = stream.get_final_response()
+    assert final.usage is not None
+    streamed = token_cost(final.usage.input_tokens, final.usage.output_tokens) + 2 * 0.5
+    row = wait_settled(gateway, key_id)
+    assert row["spent_usd"] == pytest.approx(expected + streamed, abs=1e-6)
+
+
+def test_claude_web_searches_are_charged_per_call(gateway: str) -> None:
+    key_id, key = new_key(gateway)
+    set_budget(gateway, key_id, 100.0)
+    client = anthropic.Anthropic(base_url=gateway, api_key=key, max_retries=0)
+    tools: Any = [{"type": "web_search_20250305", "name": "web_search", "max_uses": 5}]
+    raw = client.messages.with_raw_response.create(
+        model="searching-claude",
+        max_tokens=20,
+        messages=[{"role": "user", "content": "what is new today"}],
+        tools=tools,
+        extra_headers=SEARCHES,
+    )
+    message = raw.parse()
+    assert message.usage.server_tool_use is not None
+    assert message.usage.server_tool_use.web_search_requests == 2
+    expected = token_cost(message.usage.input_tokens, message.usage.output_tokens) + 2 * 0.5
+    assert float(raw.headers["x-tollway-cost-usd"]) == pytest.approx(expected, abs=1e-6)
+    with client.messages.stream(
+        model="searching-claude",
+        max_tokens=20,
+        messages=[{"role": "user", "content": "what is new today"}],
+        tools=tools,
+        extra_headers=SEARCHES,
+    ) as stream:
+        for _ in stream:
+            pass
+        final = stream.get_final_message()
+    assert final.usage.server_tool_use is not None
+    assert final.usage.server_tool_use.web_search_requests == 2
+    streamed = token_cost(final.usage.input_tokens, final.usage.output_tokens) + 2 * 0.5
+    row = wait_settled(gateway, key_id)
+    assert row["spent_usd"] == pytest.approx(expected + streamed, abs=1e-6)
+
+
+def test_searches_are_reserved_and_bounded_so_a_budget_is_never_overshot(gateway: str) -> None:
+    # The model would search 50 times; the client set no bound, so the gateway bounds the
+    # calls to limits.default_max_tool_calls and reserves that many at the fee.
+    eager = {"x-sim-searches": "50"}
+    key_id, key = new_key(gateway)
+    worst = (WINDOW * PRICEY["input"] + 20 * PRICEY["output"]) / 1e6 + DEFAULT_CALLS * 0.5
+    set_budget(gateway, key_id, 100.0)
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=key, max_retries=0)
+    with client.responses.with_streaming_response.create(
+        model="searching-responses",
+        input="search as much as you like",
+        tools=[{"type": "web_search"}],
+        max_output_tokens=20,
+        stream=True,
+        extra_headers=eager,
+    ) as response:
+        held = 100.0 - float(response.headers["x-tollway-budget-remaining-usd"])
+        events = [line for line in response.iter_lines() if "web_search_call" in line]
+    assert held == pytest.approx(worst, abs=1e-6)
+    assert sum('"response.output_item.done"' in line for line in events) == DEFAULT_CALLS
+    # A budget that pays for the tokens but not the bound's searches refuses the request.
+    poor_id, poor = new_key(gateway)
+    set_budget(gateway, poor_id, worst - 0.01)
+    broke = openai.OpenAI(base_url=gateway + "/v1", api_key=poor, max_retries=0)
+    with pytest.raises(openai.RateLimitError) as caught:
+        broke.responses.create(
+            model="searching-responses",
+            input="search",
+            tools=[{"type": "web_search"}],
+            max_output_tokens=20,
+            extra_headers=eager,
+        )
+    assert caught.value.code == "budget_exceeded"
+    assert spend(gateway, poor_id)["spent_usd"] == 0
+    # A looping client stops within its budget, fees included.
+    loop_id, loop = new_key(gateway)
+    limit = 3 * worst
+    set_budget(gateway, loop_id, limit)
+    looping = anthropic.Anthropic(base_url=gateway, api_key=loop, max_retries=0)
+    costs: list[float] = []
+    with pytest.raises(anthropic.RateLimitError):
+        for _ in range(30):
+            raw = looping.messages.with_raw_response.create(
+                model="searching-claude",
+                max_tokens=20,
+                messages=[{"role": "user", "content": "search again"}],
+                tools=[{"type": "web_search_20250305", "name": "web_search"}],
+                extra_headers=eager,
+            )
+            usage = raw.parse().usage
+            assert usage.server_tool_use is not None
+            assert usage.server_tool_use.web_search_requests == DEFAULT_CALLS
+            costs.append(float(raw.headers["x-tollway-cost-usd"]))
+    assert len(costs) >= 2
+    row = wait_settled(gateway, loop_id)
+    assert row["spent_usd"] <= limit
+    assert row["spent_usd"] == pytest.approx(sum(costs), abs=1e-6)
+
+
+def test_a_clients_own_bound_on_searches_is_what_is_reserved(gateway: str) -> None:
+    key_id, key = new_key(gateway)
+    set_budget(gateway, key_id, 100.0)
+    client = anthropic.Anthropic(base_url=gateway, api_key=key, max_retries=0)
+    tools: Any = [{"type": "web_search_20250305", "name": "web_search", "max_uses": 1}]
+    with client.messages.with_streaming_response.create(
+        model="searching-claude",
+        max_tokens=20,
+        messages=[{"role": "user", "content": "one search only"}],
+        tools=tools,
+        stream=True,
+        extra_headers={"x-sim-searches": "4"},
+    ) as response:
+        held = 100.0 - float(response.headers["x-tollway-budget-remaining-usd"])
+        for _ in response.iter_lines():
+            pass
+    counted = held - 1 * 0.5  # one search reserved; the rest is the tokens' worst case
+    assert 0 < counted < 1 * 0.5
+    row = wait_settled(gateway, key_id)
+    assert row["spent_usd"] > 0.5  # the one search made, and its tokens
+    assert row["spent_usd"] < 2 * 0.5

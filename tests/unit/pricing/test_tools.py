@@ -1,0 +1,68 @@
+"""Server-side tools billed per call: fees in the cost and the worst case, the catalog's
+defaults, what a request offers and how it is bounded."""
+
+from __future__ import annotations
+
+from tollway.core.types import ChatRequest, Message, Price, Tool, Usage
+from tollway.pricing.catalog import PriceCatalog
+from tollway.pricing.cost import cost_usd, worst_case_usd
+from tollway.pricing.tools import ToolUse, attributed, bound_tool_calls, tool_uses
+
+PRICE = Price(input=1.0, output=2.0, tool_calls=(("file_search", 2.5), ("web_search", 10.0)))
+
+
+def test_each_tool_call_is_billed_at_its_kinds_fee() -> None:
+    usage = Usage(input_tokens=1000, output_tokens=500, tool_calls={"web_search": 3})
+    tokens = (1000 * 1.0 + 500 * 2.0) / 1e6
+    assert cost_usd(PRICE, usage) == tokens + 3 * 0.01
+    usage.tool_calls = {"file_search": 2, "web_fetch": 4}  # web_fetch: no fee named
+    assert cost_usd(PRICE, usage) == tokens + 2 * 0.0025
+
+
+def test_the_worst_case_reserves_every_call_at_the_dearest_kind_offered() -> None:
+    uses = [ToolUse(("file_search", "web_search"), 4)]
+    assert worst_case_usd(PRICE, 0, 0, tool_uses=uses) == 4 * 0.01
+    actual = cost_usd(PRICE, Usage(tool_calls={"web_search": 2, "file_search": 2}))
+    assert actual <= worst_case_usd(PRICE, 0, 0, tool_uses=uses)
+
+
+def test_the_catalog_gives_known_models_the_providers_fees() -> None:
+    catalog = PriceCatalog.load()
+    gpt4o = catalog.lookup("openai", "gpt-4o")
+    assert gpt4o is not None
+    assert gpt4o.call_fee("web_search") == 0.01
+    assert gpt4o.call_fee("web_search_preview") == 0.025
+    o3 = catalog.lookup("openai", "o3")
+    assert o3 is not None and o3.call_fee("web_search_preview") == 0.01
+    claude = catalog.lookup("anthropic", "claude-sonnet-4-5-20250929")
+    assert claude is not None and claude.call_fee("web_search") == 0.01
+    assert claude.call_fee("web_fetch") == 0.0
+    sim = catalog.lookup("openai", "sim-chat")
+    assert sim is not None and not sim.tool_calls
+
+
+def test_searches_of_a_request_offering_only_the_preview_tool_are_priced_as_it() -> None:
+    chat = ChatRequest(model="m", messages=[Message(role="user", content="hi")])
+    chat.responses_body = {"tools": [{"type": "web_search_preview"}]}
+    usage = Usage(tool_calls={"web_search": 2})
+    assert attributed(usage, chat) == {"web_search_preview": 2}
+    chat.responses_body = {"tools": [{"type": "web_search_preview"}, {"type": "web_search"}]}
+    assert attributed(usage, chat) == {"web_search": 2}
+
+
+def test_an_unbounded_tool_is_given_the_default_bound() -> None:
+    chat = ChatRequest(model="m", messages=[Message(role="user", content="hi")])
+    chat.responses_body = {"tools": [{"type": "web_search"}, {"type": "file_search"}]}
+    assert tool_uses(chat) == [ToolUse(("file_search", "web_search"), 0)]
+    bound_tool_calls(chat, 7)
+    assert chat.responses_body["max_tool_calls"] == 7
+    assert tool_uses(chat) == [ToolUse(("file_search", "web_search"), 7)]
+    claude = ChatRequest(model="m", messages=[Message(role="user", content="hi")])
+    claude.tools = [
+        Tool(name="web_search", extra={"type": "web_search_20250305", "max_uses": 2}),
+        Tool(name="web_fetch", extra={"type": "web_fetch_20250910"}),
+        Tool(name="lookup", parameters={"type": "object"}),
+    ]
+    bound_tool_calls(claude, 5)
+    assert tool_uses(claude) == [ToolUse(("web_search",), 2), ToolUse(("web_fetch",), 5)]
+    assert "max_uses" not in claude.tools[2].extra
