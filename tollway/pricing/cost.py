@@ -62,8 +62,9 @@ def cost_usd(
         total += images * price.per_image
     if price.per_request:
         total += price.per_request
-    if price.tool_calls:
-        total += fees_usd(price, usage.tool_calls if tool_calls is None else tool_calls)
+    calls = usage.tool_calls if tool_calls is None else tool_calls
+    if calls:  # most answers call no server tool: no call made for them
+        total += fees_usd(price, calls)
     return total
 
 
