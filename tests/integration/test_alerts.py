@@ -242,6 +242,26 @@ def test_runaway_job_alerts_once_and_a_quiet_key_with_a_tiny_burst_does_not(
     assert sample(metrics, "tollway_alerts_deduplicated_total", kind="spend_rate") >= 1
 
 
+def test_a_key_rotated_mid_habit_keeps_its_baseline_and_alerts_under_its_chains_first_id(
+    gateway: tuple[str, Process], receiver: WebhookReceiver
+) -> None:
+    url, _ = gateway
+    first_id, old = new_key(url)
+    for _ in range(6):  # a habit: one request a second from the key before its rotation
+        chat(old, "pricey")
+        time.sleep(1.0)
+    rotated = admin(url, "POST", f"/admin/keys/{first_id}/rotate", {"grace_period": "1h"}, 201)
+    new = openai.OpenAI(base_url=url + "/v1", api_key=rotated["key"], max_retries=0)
+    with ThreadPoolExecutor(8) as pool:  # the new secret runs away
+        list(pool.map(lambda _: chat(new, "pricey"), range(32)))
+    # Judged against the old secret's habit (a key with no baseline would not alert), and
+    # about the key as its budgets know it: its rotation chain's first id.
+    [alert] = arrived(receiver, "spend_rate", first_id)
+    assert alert["values"]["ratio"] > 5
+    assert alert["dedup_key"] == f"spend_rate:key:{first_id}:2s"
+    assert of(receiver.bodies(JSON_PATH), "spend_rate", rotated["id"]) == []
+
+
 def test_a_deployment_behind_a_closed_port_raises_an_error_storm_naming_it(
     gateway: tuple[str, Process], receiver: WebhookReceiver
 ) -> None:

@@ -248,3 +248,41 @@ def test_spend_let_through_while_redis_was_down_is_charged_when_it_is_back(
             assert row["reserved_usd"] == 0
     finally:
         switch.close()
+
+
+def test_spend_not_written_because_redis_is_down_names_redis_not_the_store(
+    log_dir: Path, simulator_url: str
+) -> None:
+    password = "redis-secret-pw-4242"
+    switch = RedisSwitch(redis_url())
+    switch.up()
+    guarded = switch.url.replace("redis://", f"redis://default:{password}@")
+    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TOLLWAY_REDIS_URL": guarded}
+    config = shared_config(
+        simulator_url, guarded, unique_prefix("flush"), spend_flush_interval="300ms"
+    )
+    body = {"model": "pricey", "messages": [{"role": "user", "content": "x"}], "max_tokens": 5}
+    headers = {"authorization": f"Bearer {CLIENT_KEY}"}
+    said = "budget spend not written: reading it from Redis failed: LimiterUnavailable: "
+    try:
+        with running_gateway(log_dir, config, env) as (url, process):
+            for attempt in range(5):  # a flush between the request and the cut finds nothing
+                if attempt:
+                    switch.up()
+                answer = httpx.post(url + "/v1/chat/completions", json=body, headers=headers)
+                assert answer.status_code == 200, answer.text
+                switch.down()  # settled: its spend is to be written, and Redis is gone
+                deadline = time.monotonic() + 2
+                while said not in process.output() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                if said in process.output():
+                    break
+            process.stop()  # the write at shutdown fails the same way
+            output = process.output()
+    finally:
+        switch.close()
+    assert said in output, output[-3000:]
+    assert "budget spend not written at shutdown: reading it from Redis failed" in output
+    assert "the store failed" not in output and "to the store failed" not in output
+    assert f"redis://default:***@127.0.0.1:{urlsplit(switch.url).port}" in output
+    assert password not in output

@@ -141,7 +141,10 @@ class SpendRate:
 
 
 def _key(principal: Principal) -> str | None:
-    return principal.id
+    # A rotated key is the same logical key: its spend continues its chain's buckets (the
+    # chain's first key id, as key-scoped budgets are kept), so rotating neither resets its
+    # baseline nor starts a second alert.
+    return principal.lineage or principal.id
 
 
 def _user(principal: Principal) -> str | None:

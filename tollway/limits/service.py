@@ -14,6 +14,7 @@ import contextlib
 import datetime as dt
 import logging
 import math
+import re
 import time
 from collections.abc import Callable, Sequence
 from zoneinfo import ZoneInfo
@@ -56,6 +57,27 @@ def make_limiter(config: LimitsConfig, vault: Vault, store: Store | None = None)
             persisted=None if store is None else store.limits.tallies,
         )
     return MemoryLimiter()
+
+
+class SpendNotWritten(Exception):
+    """Budget spend could not be written to the store; the message says which part failed:
+    reading the spend from the limiter's backend (Redis) or writing it to the store."""
+
+
+_URL_PASSWORD = re.compile(r"(://[^/\s:@]*:)[^@\s]*@")
+
+
+def _reason(exc: BaseException) -> str:
+    """A failure for a log line: its type and the first line of its text (a SQL error's
+    driver message, not its statement), any URL's password masked."""
+    original = getattr(exc, "orig", None) or exc
+    text = _URL_PASSWORD.sub(r"\1***@", str(original).partition("\n")[0][:300])
+    return f"{type(original).__name__}: {text}" if text else type(original).__name__
+
+
+def _failure(exc: BaseException) -> str:
+    """What a failed flush says: which part failed (``SpendNotWritten``), else the error."""
+    return str(exc) if isinstance(exc, SpendNotWritten) else _reason(exc)
 
 
 def _log_event(event: BudgetEvent) -> None:
@@ -242,12 +264,18 @@ class LimitService:
             touched, self._touched = self._touched, set()
             try:
                 states = await self.limiter.accounts(sorted(touched))
+            except Exception as exc:
+                self._touched |= touched  # written next time
+                # Not the store's failure: the spend to write cannot be read (Redis down).
+                where = "Redis" if isinstance(exc, LimiterUnavailable) else "the limiter"
+                raise SpendNotWritten(f"reading it from {where} failed: {_reason(exc)}") from exc
+            try:
                 await self._store.limits.record_spend(
                     {s.account: s.tally or SpendTally(s.spent_micros) for s in states}
                 )
-            except Exception:
-                self._touched |= touched  # written next time
-                raise
+            except Exception as exc:
+                self._touched |= touched
+                raise SpendNotWritten(f"the store failed: {_reason(exc)}") from exc
         # Accounts touched since (or never written: the write failed) are kept.
         self.limiter.prune(self.current_accounts() | self._touched)
 
@@ -267,13 +295,12 @@ class LimitService:
                 await self.flush()
             except Exception as exc:  # the next round tries again; spend stays in the backend
                 again = " again" if failing else ""
-                name = type(exc).__name__
-                log.warning("writing budget spend to the store failed%s: %s: %s", again, name, exc)
+                log.warning("budget spend not written%s: %s", again, _failure(exc))
                 log.debug("the failed write of budget spend", exc_info=True)
                 failing = True
             else:
                 if failing:
-                    log.warning("writing budget spend to the store works again")
+                    log.warning("writing budget spend works again")
                 failing = False
 
     async def close(self) -> None:
@@ -285,6 +312,6 @@ class LimitService:
         try:
             await self.flush()
         except Exception as exc:  # as the loop's: one line, the traceback at debug
-            log.warning("writing budget spend at shutdown failed: %s: %s", type(exc).__name__, exc)
+            log.warning("budget spend not written at shutdown: %s", _failure(exc))
             log.debug("the failed write of budget spend at shutdown", exc_info=True)
         await self.limiter.close()

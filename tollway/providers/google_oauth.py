@@ -95,13 +95,10 @@ class ServiceAccountTokens:
                 {"Content-Type": "application/x-www-form-urlencoded"},
                 timeouts,
                 oauth_error,
+                _echoable(account, assertion),
             )
         except UpstreamStatusError as exc:
-            if exc.upstream_status >= 500 or exc.upstream_status in (408, 429):
-                raise
-            # invalid_grant (400), invalid_client (401): the service account is refused, a
-            # refusal of the gateway's credential like a 401 from the model's own API.
-            raise UpstreamStatusError(401, exc.message, kind=exc.kind, detail=exc.detail) from None
+            raise _token_refusal(exc) from None
         access_token = answer.get("access_token") if isinstance(answer, dict) else None
         if not isinstance(access_token, str) or not access_token:
             raise UpstreamProtocolError("the OAuth token endpoint answered without a token")
@@ -125,6 +122,39 @@ def _service_account(ref: SecretRef, key_text: str) -> dict[str, Any]:
             "(JSON with client_email and private_key)"
         )
     return account
+
+
+def _echoable(account: dict[str, Any], assertion: str) -> tuple[str, ...]:
+    """What the token endpoint's error must not quote, masked wherever it does: the signed
+    assertion (a bearer credential at that endpoint for its hour) and its parts, the
+    private key id and the private key (and its lines)."""
+    parts = [assertion, *assertion.split(".")]
+    for name in ("private_key_id", "private_key"):
+        value = account.get(name)
+        if isinstance(value, str) and value:
+            parts.append(value)
+    key = account["private_key"]
+    parts += [line.strip() for line in key.splitlines() if "-----" not in line]
+    # A short part (a test's key id) is masked where it stands alone (http.scrub).
+    return tuple(part for part in dict.fromkeys(parts) if part)
+
+
+def _token_refusal(exc: UpstreamStatusError) -> UpstreamStatusError:
+    """The token endpoint's error status in the gateway's own words: the endpoint's (masked)
+    are the operator's, in ``detail``, and never reach the client."""
+    status = exc.upstream_status
+    if status >= 500 or status in (408, 429):
+        # Google's trouble, not the account's: retried and failed over as such.
+        message = (
+            f"Google's OAuth token endpoint answered {status}: no token for the deployment's "
+            "service account now"
+        )
+        return UpstreamStatusError(
+            status, message, retry_after=exc.retry_after, kind=exc.kind, detail=exc.detail
+        )
+    # invalid_grant (400), invalid_client (401): the service account is refused, a refusal
+    # of the gateway's credential like a 401 from the model's own API (its own message).
+    return UpstreamStatusError(401, "OAuth token request refused", kind=exc.kind, detail=exc.detail)
 
 
 def _still_valid(tokens: dict[str, _Token]) -> dict[str, _Token]:

@@ -4,7 +4,9 @@
 service account's private key. With ``google_oauth_public_key`` set (the account's public
 key, PEM), the simulator checks the signature, the audience (this endpoint's URL), the
 issuer and the lifetime, and answers an access token valid for an hour; the simulated Vertex
-AI then accepts that token. Tokens carry their own expiry and an HMAC, so the simulator keeps
+AI then accepts that token. The server-wide fault (``fault``) applies: ``status:NNN`` is an
+OAuth error of that status, ``echo:NNN`` one whose description quotes the assertion and its
+key id. Tokens carry their own expiry and an HMAC, so the simulator keeps
 no state for them.
 """
 
@@ -45,6 +47,21 @@ def _refused(error: str, description: str) -> web.Response:
     return web.json_response(body, status=400 if error != "invalid_client" else 401)
 
 
+def _faulted(kind: str, status: int, assertion: str) -> web.Response:
+    """The server-wide ``status:NNN`` or ``echo:NNN`` fault, as an OAuth error; an echo quotes
+    the assertion it was sent and the key id in its header, as a careless endpoint (or a
+    proxy in front of one) might."""
+    description = "Simulated fault."
+    if kind == "echo":
+        try:
+            kid = jwt.get_unverified_header(assertion).get("kid")
+        except jwt.PyJWTError:
+            kid = None
+        description = f"simulated fault, the request carried assertion={assertion} (kid {kid})"
+    return web.json_response({"error": "invalid_grant", "error_description": description},
+                             status=status)  # fmt: skip
+
+
 def oauth_routes(state: SimulatorState) -> list[web.RouteDef]:
     """The token endpoint."""
 
@@ -52,6 +69,12 @@ def oauth_routes(state: SimulatorState) -> list[web.RouteDef]:
         settings = state.settings
         form = await request.post()
         state.record(request, {key: str(value) for key, value in form.items()})
+        try:
+            fault = state.pick_fault(None)  # the gateway's own call: the server-wide fault
+        except ValueError:
+            fault = None
+        if fault is not None and fault.kind in ("status", "echo"):
+            return _faulted(fault.kind, fault.value, str(form.get("assertion", "")))
         if form.get("grant_type") != GRANT_TYPE:
             return _refused("unsupported_grant_type", "Invalid grant_type.")
         if settings.google_oauth_public_key is None:

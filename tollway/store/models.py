@@ -251,6 +251,21 @@ def _not_null(column: str) -> dict[str, Any]:
     return {"sqlite_where": where, "postgresql_where": where}
 
 
+class RequestLogChainStartRow(Base):
+    """``request_log_chain_starts``: where each request log chain now starts (revision 0012).
+
+    Retention deletes a prefix of a chain and records here the last record it deleted
+    (``seq`` and ``hash``), so verification knows the chain's first remaining record must
+    follow it; a chain with no row here must start at seq 1 (telemetry/chain.py).
+    """
+
+    __tablename__ = "request_log_chain_starts"
+
+    chain_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str | None] = mapped_column(String(64))
+
+
 class RequestLogRow(Base):
     """``request_log``: one row per request the pipeline ran or refused before it ran
     (telemetry/request_log.py, telemetry/refusals.py).

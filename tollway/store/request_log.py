@@ -25,9 +25,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from tollway.store.columns import BIG_ID_RANGE, EPOCH, epoch_micros, require_aware
 from tollway.store.errors import InvalidRecord
-from tollway.store.models import RequestLogRow
+from tollway.store.models import RequestLogChainStartRow, RequestLogRow
 from tollway.store.sqlite_writer import SqliteWriter, Unexpected
-from tollway.store.transaction import Sessions
+from tollway.store.transaction import Sessions, dialect_insert
 
 MAX_PAGE = 1000
 
@@ -314,19 +314,59 @@ class RequestLogRepository:
 
     async def purge(self, before: dt.datetime, *, chunk: int = 5000) -> int:
         """Delete rows older than ``before``, ``chunk`` at a time (short transactions, so
-        writers are not held up); returns how many."""
+        writers are not held up); returns how many.
+
+        Each chain loses a prefix: every row up to its newest row older than ``before`` (a
+        row finished out of order, a little younger, goes with them), and the last row
+        deleted is recorded as the chain's start (``chain_starts``) before any is deleted, so
+        verification tells retention from a deletion."""
         before = require_aware(before, "before")
+        row = RequestLogRow
+        ends = select(row.chain_id, func.max(row.seq)).where(row.at < before).group_by(row.chain_id)
+        async with self._sessions() as session:
+            purged = [(str(chain_id), int(last)) for chain_id, last in await session.execute(ends)]
+        removed = 0
+        for chain_id, last in purged:
+            await self._record_start(chain_id, last)
+            removed += await self._delete_through(chain_id, last, chunk)
+        return removed
+
+    async def _record_start(self, chain_id: str, last: int) -> None:
+        """Record that ``chain_id`` now starts after ``last`` (never moving a start back)."""
+        row, start = RequestLogRow, RequestLogChainStartRow
+        async with self._sessions.write() as session:
+            last_hash = await session.scalar(
+                select(row.hash).where(row.chain_id == chain_id, row.seq == last)
+            )
+            insert = dialect_insert(session)(start).values(
+                chain_id=chain_id, seq=last, hash=last_hash
+            )
+            await session.execute(
+                insert.on_conflict_do_update(
+                    index_elements=["chain_id"],
+                    set_={"seq": last, "hash": last_hash},
+                    where=start.seq < last,
+                )
+            )
+
+    async def _delete_through(self, chain_id: str, last: int, chunk: int) -> int:
+        row = RequestLogRow
         removed = 0
         while True:
-            ids = select(RequestLogRow.id).where(RequestLogRow.at < before).limit(chunk)
+            ids = select(row.id).where(row.chain_id == chain_id, row.seq <= last).limit(chunk)
             async with self._sessions.write() as session:
-                result = await session.execute(
-                    delete(RequestLogRow).where(RequestLogRow.id.in_(ids.scalar_subquery()))
-                )
+                result = await session.execute(delete(row).where(row.id.in_(ids.scalar_subquery())))
             count = int(result.rowcount)  # type: ignore[attr-defined]
             removed += count
             if count < chunk:
                 return removed
+
+    async def chain_starts(self) -> dict[str, tuple[int, str | None]]:
+        """Per chain retention purged: the ``seq`` and ``hash`` of the last record deleted."""
+        start = RequestLogChainStartRow
+        async with self._sessions() as session:
+            rows = await session.execute(select(start.chain_id, start.seq, start.hash))
+            return {chain_id: (int(seq), hashed) for chain_id, seq, hashed in rows}
 
     async def chains(self) -> list[tuple[str, int, int]]:
         """Every chain id with its lowest and highest stored ``seq``."""

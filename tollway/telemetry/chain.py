@@ -10,11 +10,12 @@ leaves a gap in ``seq`` and a ``prev_hash`` that matches nothing; inserting a ro
 its successor's ``prev_hash``.
 
 Several replicas writing to one database keep one chain each, so nothing is shared or
-locked between them. Retention deletes the oldest rows of every chain: verification starts
-at the oldest row that remains of each chain and trusts that row's ``prev_hash``, so a purge
-never reads as a break. What a chain cannot show is rows cut from its end (or from its start,
-which looks like retention): keep the heads ``tollway logs verify`` prints somewhere else if
-that matters.
+locked between them. Retention deletes the oldest rows of every chain and records where it
+stopped (``request_log.chain_starts``: the last deleted record's ``seq`` and ``hash``), so a
+chain's first row must be seq 1 with ``prev_hash`` ``GENESIS``, or follow that record: rows
+deleted from a chain's start are found (chains purged before revision 0012 start where the
+upgrade found them). What a chain cannot show is rows cut from its end: keep the heads
+``tollway logs verify`` prints somewhere else if that matters.
 """
 
 from __future__ import annotations
@@ -110,8 +111,10 @@ async def verify_chains(
     links are checked and it is listed in ``ChainReport.refused``.
     """
     reports = []
+    starts = await store.request_log.chain_starts()
     for chain_id, _, _ in await store.request_log.chains():
-        reports.append(await _verify_chain(store, chain_id, page_size, set_aside))
+        start = starts.get(chain_id)
+        reports.append(await _verify_chain(store, chain_id, start, page_size, set_aside))
     return reports
 
 
@@ -127,12 +130,17 @@ def rejected_rows(directory: Path) -> dict[tuple[str, int], dict[str, Any]]:
 
 
 async def _verify_chain(
-    store: Store, chain_id: str, page_size: int, set_aside: SetAside | None
+    store: Store,
+    chain_id: str,
+    start: tuple[int, str | None] | None,
+    page_size: int,
+    set_aside: SetAside | None,
 ) -> ChainReport:
     previous: RequestLogRecord | None = None
     first: RequestLogRecord | None = None
     count = 0
-    after = 0
+    # Rows at or before where retention stopped are a late replay's, purged next time.
+    after = 0 if start is None else start[0]
     refused: list[int] = []
     unmatched: list[int] = []
     while True:
@@ -143,7 +151,8 @@ async def _verify_chain(
             first = first or record
             count += 1
             chained = first.hash is not None
-            problem = _problem(previous, record, chained)
+            problem = _start_problem(record, start, chained) if previous is None else None
+            problem = problem or _problem(previous, record, chained)
             if problem is None and record.refused is not None:
                 refused.append(record.seq)
                 if set_aside is not None:
@@ -159,11 +168,31 @@ async def _verify_chain(
                 )  # fmt: skip
             previous = record
         after = records[-1].seq
-    assert first is not None and previous is not None, "a listed chain has rows"
+    if first is None or previous is None:  # only rows retention is about to purge
+        seq, head = (0, None) if start is None else start
+        return ChainReport(chain_id, 0, seq, seq, head, head is not None)
     return ChainReport(
         chain_id, count, first.seq, previous.seq, previous.hash, first.hash is not None,
         refused=tuple(refused), unmatched=tuple(unmatched),
     )  # fmt: skip
+
+
+def _start_problem(
+    record: RequestLogRecord, start: tuple[int, str | None] | None, chained: bool
+) -> str | None:
+    """Whether a chain's first remaining record is its first (seq 1) or follows the last
+    record retention deleted; else records were deleted from its start."""
+    expected = 1 if start is None else start[0] + 1
+    if record.seq != expected:
+        purged = "" if start is None else f", after retention's purge through seq {start[0]}"
+        return (
+            f"{record.seq - expected} record(s) missing at the chain's start "
+            f"(seq {expected}..{record.seq - 1}{purged})"
+        )
+    anchor = GENESIS if start is None else start[1]
+    if chained and anchor is not None and record.prev_hash != anchor:
+        return "the first record's prev_hash is not the chain's start (records deleted)"
+    return None
 
 
 def _problem(

@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import sys
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -15,7 +16,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Column, Connection, Integer, MetaData, Table, inspect
 
 from tests.integration.store.conftest import Database
-from tests.integration.store.test_request_log import execute
+from tests.integration.store.test_request_log import context, execute
+from tollway.config.schema import RequestLogConfig
 from tollway.store import (
     RequestLogFilter,
     SchemaMismatch,
@@ -29,6 +31,7 @@ from tollway.store.engine import make_engine
 from tollway.store.migration import current_revision
 from tollway.store.models import Base
 from tollway.telemetry.chain import GENESIS, verify_chains
+from tollway.telemetry.request_log import RequestLogWriter
 
 TABLES = {
     "teams",
@@ -41,6 +44,7 @@ TABLES = {
     "rate_limits",
     "budget_spend",
     "request_log",
+    "request_log_chain_starts",
 }
 
 
@@ -280,3 +284,38 @@ async def test_budget_spend_keeps_its_totals_across_migration_0011(
     assert await db.fetch("SELECT account, spent_micros FROM budget_spend") == [
         ("key:k:total", 900)
     ]
+
+
+async def test_chains_purged_before_migration_0012_verify_and_a_later_deletion_does_not(
+    empty_database: Database, tmp_path: Path
+) -> None:
+    # Before 0012 retention left no record of where it stopped: 0012 takes each chain's start
+    # as the upgrade finds it, so an older purge is not a break, while rows deleted after are.
+    url, schema, db = empty_database.url, empty_database.schema, empty_database
+    await migrate(url, schema=schema)
+    store = db.store()
+    await store.open()
+    try:
+        config = RequestLogConfig(flush_interval=0.05, chain=True)
+        writer = RequestLogWriter(store, config, tmp_path / "spool")
+        await writer.start()
+        for n in range(5):
+            writer.put_nowait(context(n))
+        await writer.close()
+    finally:
+        await store.close()
+    await downgrade(url, "0011", schema=schema)
+    await execute(db, "DELETE FROM request_log WHERE seq <= 2")  # an earlier purge
+    await migrate(url, schema=schema)
+    store = db.store()
+    await store.open()
+    try:
+        (report,) = await verify_chains(store)
+        assert report.ok and (report.first_seq, report.records) == (3, 3)
+        await execute(db, "DELETE FROM request_log WHERE seq = 3")
+        (report,) = await verify_chains(store)
+    finally:
+        await store.close()
+    assert report.problem == (
+        "1 record(s) missing at the chain's start (seq 3..3, after retention's purge through seq 2)"
+    )

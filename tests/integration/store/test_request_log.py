@@ -508,9 +508,40 @@ async def test_purge_deletes_only_rows_past_retention(store: Store, writer_for: 
     assert await writer.purge() == 3
     page = await store.request_log.page(RequestLogFilter())
     assert [record.request_id for record in page.records] == ["req-4", "req-3"]
-    # The chain still verifies from its oldest remaining record.
+    # The chain still verifies from its oldest remaining record: retention recorded where
+    # it stopped (the last record it deleted).
     (report,) = await verify_chains(store)
     assert report.ok and (report.first_seq, report.last_seq) == (4, 5)
+    (record,) = [r for r in await store.request_log.chain(writer.chain_id) if r.seq == 4]
+    assert await store.request_log.chain_starts() == {writer.chain_id: (3, record.prev_hash)}
+
+
+async def test_records_deleted_from_a_chains_start_are_found_and_told_from_retention(
+    store: Store, database: Database, writer_for: Any
+) -> None:
+    chained, plain = await writer_for(chain=True), await writer_for(chain=False)
+    old = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+    for n in range(5):  # the first three past retention
+        chained.put_nowait(at(context(n), old) if n < 3 else context(n))
+        plain.put_nowait(at(context(100 + n), old) if n < 3 else context(100 + n))
+    await chained.close()
+    await plain.close()
+    records = await store.request_log.chain(chained.chain_id)
+    await execute(database, "DELETE FROM request_log WHERE seq <= 2")
+    reports = {r.chain_id: r for r in await verify_chains(store)}
+    for chain_id in (chained.chain_id, plain.chain_id):
+        assert reports[chain_id].broken_seq == 3
+        assert reports[chain_id].problem == "2 record(s) missing at the chain's start (seq 1..2)"
+    assert reports[chained.chain_id].broken_id == records[2].id
+    # Retention's purge is not a deletion; a deletion after it still is.
+    assert await store.request_log.purge(dt.datetime(2001, 1, 1, tzinfo=dt.UTC)) == 2
+    assert all(r.ok and r.first_seq == 4 for r in await verify_chains(store))
+    await execute(database, "DELETE FROM request_log WHERE seq = 4")
+    for report in await verify_chains(store):
+        assert report.problem == (
+            "1 record(s) missing at the chain's start (seq 4..4, after retention's purge "
+            "through seq 3)"
+        )
 
 
 async def test_chains_verify_and_show_edits_and_deletions(

@@ -93,6 +93,24 @@ def test_runaway_job_over_a_steady_baseline_alerts_with_its_ratio() -> None:
     assert "10.5x its baseline of $0.30/min over the 1h before" in alert.message
 
 
+def test_a_rotated_key_keeps_its_baseline_window_and_alert_under_its_chains_first_id() -> None:
+    # A key's principal carries its rotation chain's first id (``lineage``): the key made by
+    # a rotation is the same logical key, so its spend continues the old key's buckets.
+    old = Principal(kind="key", id="key-1", lineage="key-1")
+    rotated = Principal(kind="key", id="key-9", lineage="key-1")
+    rate = spend_rate()
+    steady(rate, old, 0.30, 0, 3600)  # an hour at $0.30/min on the old secret
+    steady(rate, rotated, 6.00, 3600, 3720)  # then the new secret runs away
+    [alert] = rate.evaluate(3720)
+    assert (alert.scope, alert.scope_id) == ("key", "key-1")
+    assert alert.dedup_key == "spend_rate:key:key-1:300s"
+    # The window holds the old secret's 2 min at $0.30 and the new one's 2 min at $6,
+    # judged against the old secret's hour.
+    assert alert.values["window_usd"] == pytest.approx(12.6)
+    assert alert.values["baseline_usd_per_min"] == pytest.approx(0.30)
+    assert rate.tracked() == 1
+
+
 def test_rate_at_the_factor_or_under_the_floor_does_not_alert() -> None:
     rate = spend_rate(min_usd=5.0)
     steady(rate, KEY, 0.30, 0, 3600)
