@@ -446,7 +446,7 @@ def test_text_a_client_chose_is_no_spreadsheet_formula_in_a_csv_export(logged: L
     url = logged.url
     key_id, key = new_key(url)
     sent = {
-        "=HYPERLINK(\"http://evil.example\",\"x\")": "+1+1",
+        '=HYPERLINK("http://evil.example","x")': "+1+1",
         "@SUM(A1:A9)": "-2+3",
         "\t=1+1": "plain-id",
     }
@@ -456,7 +456,7 @@ def test_text_a_client_chose_is_no_spreadsheet_formula_in_a_csv_export(logged: L
 
     exported = list(csv.DictReader(io.StringIO(logs(url, key=key_id, format="csv").text)))
     assert {(row["model"], row["request_id"]) for row in exported} == {
-        ("'=HYPERLINK(\"http://evil.example\",\"x\")", "'+1+1"),
+        ('\'=HYPERLINK("http://evil.example","x")', "'+1+1"),
         ("'@SUM(A1:A9)", "'-2+3"),
         ("'\t=1+1", "plain-id"),
     }
