@@ -380,13 +380,14 @@ PDF_DOCUMENT: dict[str, Any] = {
 }
 # What Anthropic clients may send that the other families cannot take: a 400 naming it.
 UNTRANSLATABLE: dict[str, dict[str, Any]] = {
-    "top_k": {"extra_body": {"top_k": 5}},
     "unknown field": {"extra_body": {"no_such_field": True}},
     "server tool": {"tools": [{"type": "web_search_20250305", "name": "web_search"}]},
     "text document": {"messages": [{"role": "user", "content": [TEXT_DOCUMENT]}]},
     "pdf document": {"messages": [{"role": "user", "content": [PDF_DOCUMENT]}]},
 }
 PREFILL = {"messages": [*user("Answer in JSON."), {"role": "assistant", "content": "{"}]}
+TOP_K = {"extra_body": {"top_k": 5}}  # Chat Completions has none; Claude on Bedrock takes it
+TOO_WARM = {"extra_body": {"temperature": 1.5}}  # beyond Claude's 0 to 1
 
 
 @pytest.mark.parametrize(
@@ -394,7 +395,9 @@ PREFILL = {"messages": [*user("Answer in JSON."), {"role": "assistant", "content
     [
         *(pytest.param("test-chat", f, id=f"openai-{name}") for name, f in UNTRANSLATABLE.items()),
         pytest.param("test-chat", PREFILL, id="openai-prefill"),
+        pytest.param("test-chat", TOP_K, id="openai-top_k"),
         *(pytest.param("test-bedrock", f, id=f"bedrock-{n}") for n, f in UNTRANSLATABLE.items()),
+        pytest.param("test-bedrock", TOO_WARM, id="bedrock-temperature"),
     ],
 )
 def test_count_tokens_refuses_what_messages_refuses_on_a_locally_counted_deployment(

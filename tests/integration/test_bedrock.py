@@ -320,9 +320,11 @@ def test_anthropic_sdk_tools(claude: anthropic.Anthropic) -> None:
 
 
 def test_anthropic_only_features_are_refused_by_name(claude: anthropic.Anthropic) -> None:
-    with pytest.raises(anthropic.BadRequestError, match="top_k"):
+    # (top_k is Claude's own field on Bedrock too: test_translation_settings.)
+    server_tool: Any = {"type": "web_search_20250305", "name": "web_search"}
+    with pytest.raises(anthropic.BadRequestError, match="web_search_20250305"):
         claude.messages.create(
-            model="test-bedrock", max_tokens=5, messages=user("x"), extra_body={"top_k": 3}
+            model="test-bedrock", max_tokens=5, messages=user("x"), tools=[server_tool]
         )
 
 

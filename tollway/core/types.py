@@ -208,6 +208,9 @@ class ChatRequest:
     max_tokens: int | None = None
     temperature: float | None = None
     top_p: float | None = None
+    top_k: int | None = None
+    """Sample from the ``top_k`` likeliest tokens: Anthropic's ``top_k``, Gemini's ``topK``,
+    Claude's ``top_k`` on Bedrock; Chat Completions has none (``crossing.TAKES_TOP_K``)."""
     n: int | None = None
     stop: list[str] | None = None
     seed: int | None = None

@@ -25,7 +25,7 @@ from tollway.wire.responses_request import request_from_wire
 from tollway.wire.responses_response import response_to_wire
 from tollway.wire.responses_stream import StreamWriter
 from tollway.wire.responses_upstream import WIRE_FORMAT as RESPONSES_FORMAT
-from tollway.wire.responses_upstream import EventRelay
+from tollway.wire.responses_upstream import EventRelay, changed_response
 
 if TYPE_CHECKING:
     from tollway.core.pipeline import Pipeline
@@ -129,11 +129,13 @@ class ResponsesDialect:
                 return await stream_events(request, ctx, chunks, encoder, routing_headers(ctx))
             ctx.chat.answer_as_is = True  # sent on as the upstream's bytes when it can be
             response = await pipeline.chat(ctx)
-            if response.raw is not None and response.wire_format == RESPONSES_FORMAT:
-                # From a Responses upstream, unchanged: sent as it came.
-                return web.Response(
-                    body=response.raw, content_type=_JSON, headers=routing_headers(ctx)
-                )
+            if response.wire_format == RESPONSES_FORMAT:
+                # From a Responses upstream: sent as it came, or, changed by a stage, its own
+                # Response object with the changes (built-in tool items and all).
+                body = response.raw
+                if body is None:
+                    body = orjson.dumps(changed_response(response, ctx.usage))
+                return web.Response(body=body, content_type=_JSON, headers=routing_headers(ctx))
             if response.usage is None:
                 # A Response always states usage: the gateway's own count when the upstream
                 # gave none (as metered: ``usage_estimated`` in the request log).

@@ -17,12 +17,17 @@ Where Anthropic's shape differs from the canonical one:
   gets it summarized (``thinking.display: "summarized"``, the default Claude Opus 4.7 and later
   change to ``omitted``, an empty ``thinking``).
 - JSON output: a ``json_schema`` response format is Anthropic's structured output
-  (``output_config.format``); ``json_object`` (any JSON object, no schema) has no Anthropic
-  equivalent and becomes ``JSON_OBJECT_INSTRUCTION`` at the end of the system prompt.
+  (``output_config.format``; the beta's top-level ``output_format`` is read as it), strict
+  (Claude's output always conforms, so OpenAI is sent ``strict: true``); ``json_object`` (any
+  JSON object, no schema) has no Anthropic equivalent and becomes ``JSON_OBJECT_INSTRUCTION``
+  at the end of the system prompt.
 - ``thinking`` is the canonical ``ChatRequest.thinking``, as sent; ``thinking`` and
   ``redacted_thinking`` blocks are ``ReasoningPart``s, and those no provider signed (the
   gateway's, from an OpenAI-compatible server's reasoning) are not sent: Anthropic would
   refuse them, and it ignores the thinking of earlier turns anyway.
+- ``temperature`` is 0 to 1 (OpenAI's and Gemini's 0 to 2): a value outside it is a 400
+  naming the field and Claude's range before any call (``check_temperature``), not clamped,
+  since 1.5 asks for more variety than Claude has to give; Bedrock's Claude alike.
 - No counterpart: ``n`` > 1 is a 400; ``seed`` is dropped (OpenAI itself only promises best
   effort); an image's ``detail`` and a message's ``name`` are dropped.
 """
@@ -66,6 +71,7 @@ _REQUEST_KEYS = frozenset(
     {
         "model", "messages", "system", "max_tokens", "stream", "temperature", "top_p",
         "stop_sequences", "metadata", "tools", "tool_choice", "output_config", "thinking",
+        "top_k",
     }
 )  # fmt: skip
 _TOOL_KEYS = frozenset({"name", "description", "input_schema", "strict"})
@@ -111,6 +117,7 @@ def request_from_wire(body: dict[str, Any], *, counting: bool = False) -> ChatRe
         max_tokens=max_tokens,
         temperature=number(body, "temperature"),
         top_p=number(body, "top_p"),
+        top_k=optional(body, "top_k", int),
         stop=_stop_sequences_from_wire(body.get("stop_sequences")),
         user=optional(metadata, "user_id", str, "metadata.user_id"),
         tools=tools,
@@ -121,6 +128,25 @@ def request_from_wire(body: dict[str, Any], *, counting: bool = False) -> ChatRe
         wire_format=WIRE_FORMAT,
         thinking=optional(body, "thinking", dict),
     )
+
+
+CLAUDE_TEMPERATURE = (0.0, 1.0)
+"""The ``temperature`` Claude takes (Anthropic's API and Bedrock answer others with a 400)."""
+
+
+def check_temperature(request: ChatRequest) -> None:
+    """A 400 naming ``temperature`` and Claude's range when ``request``'s is outside it."""
+    temperature = request.temperature
+    if temperature is None:
+        return
+    low, high = CLAUDE_TEMPERATURE
+    if not low <= temperature <= high:
+        raise InvalidRequest(
+            f"'temperature' {temperature:g} is outside the range Claude models take, "
+            f"{low:g} to {high:g} (OpenAI's is 0 to 2): send at most {high:g} to a Claude "
+            "deployment",
+            param="temperature",
+        )
 
 
 def asks_for_thinking(request: ChatRequest) -> bool:
@@ -153,9 +179,12 @@ def request_to_wire(request: ChatRequest, model: str) -> dict[str, Any]:
     if request.stream:
         body["stream"] = True
     if request.temperature is not None:
+        check_temperature(request)
         body["temperature"] = request.temperature
     if request.top_p is not None:
         body["top_p"] = request.top_p
+    if request.top_k is not None:
+        body["top_k"] = request.top_k
     if request.stop is not None:
         body["stop_sequences"] = request.stop
     if request.thinking is not None:
@@ -192,18 +221,32 @@ def _stop_sequences_from_wire(raw: Any) -> list[str] | None:
 
 
 def _output_config_from_wire(body: dict[str, Any], extra: dict[str, Any]) -> ResponseFormat | None:
-    """Structured output from ``output_config.format``; other settings stay in ``extra``."""
+    """Structured output from ``output_config.format`` (or the beta's top-level
+    ``output_format``, which it replaced); other settings stay in ``extra``.
+
+    Claude's structured output always conforms to the schema (constrained decoding), so the
+    format is strict: an OpenAI upstream is asked for the same guarantee (``strict: true``),
+    not its best effort.
+    """
     config = optional(body, "output_config", dict)
-    if config is None:
-        return None
-    fmt = optional(config, "format", dict, "output_config.format")
-    if fmt is None or fmt.get("type") != "json_schema":
+    fmt = None if config is None else optional(config, "format", dict, "output_config.format")
+    structured = fmt is not None and fmt.get("type") == "json_schema"
+    if config is not None and not structured:
         extra["output_config"] = config
-        return None
-    if rest := {k: v for k, v in config.items() if k != "format"}:
+    elif config is not None and (rest := {k: v for k, v in config.items() if k != "format"}):
         extra["output_config"] = rest
-    schema = required(fmt, "schema", dict, "output_config.format.schema")
-    return ResponseFormat(type="json_schema", json_schema={"name": "response", "schema": schema})
+    param = "output_config.format"
+    if not structured and isinstance(beta := body.get("output_format"), dict):
+        fmt, param = beta, "output_format"
+        structured = fmt.get("type") == "json_schema"
+        if structured:
+            del extra["output_format"]  # else it stays, as any field the codec does not read
+    if fmt is None or not structured:
+        return None
+    schema = required(fmt, "schema", dict, f"{param}.schema")
+    return ResponseFormat(
+        type="json_schema", json_schema={"name": "response", "schema": schema, "strict": True}
+    )
 
 
 def _system_from_wire(raw: Any) -> list[Message]:

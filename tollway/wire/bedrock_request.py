@@ -18,6 +18,9 @@ The model is not in the body (it is the ``{modelId}`` of the URL), and a body is
 - JSON output: ``json_schema`` is ``outputConfig.textFormat`` (the schema as JSON text);
   ``json_object`` becomes Anthropic's ``JSON_OBJECT_INSTRUCTION`` at the end of the system
   prompt.
+- Claude's ``temperature`` range, 0 to 1, is checked before any call as for Anthropic's API
+  (``check_temperature``); ``top_k`` has no ``inferenceConfig`` field and is Claude's own
+  ``additionalModelRequestFields.top_k``.
 - Extended thinking (``ChatRequest.thinking``, Anthropic's object) is Claude's own request
   field, so it goes as it is in ``additionalModelRequestFields.thinking`` (an OpenAI client's
   ``reasoning_effort`` too, as ``claude_effort`` makes it one); reasoning in an
@@ -41,7 +44,11 @@ from tollway.core.types import (
     Tool,
     ToolChoice,
 )
-from tollway.wire.anthropic_request import JSON_OBJECT_INSTRUCTION, asks_for_thinking
+from tollway.wire.anthropic_request import (
+    JSON_OBJECT_INSTRUCTION,
+    asks_for_thinking,
+    check_temperature,
+)
 from tollway.wire.bedrock_content import (
     assistant_blocks,
     assistant_from_wire,
@@ -65,7 +72,7 @@ WIRE_FORMAT = "bedrock"
 _INFERENCE_KEYS = frozenset({"maxTokens", "temperature", "topP", "stopSequences"})
 _TOOL_CONFIG_KEYS = frozenset({"tools", "toolChoice"})
 _OUTPUT_KEYS = frozenset({"textFormat"})
-_MODEL_FIELD_KEYS = frozenset({"thinking"})
+_MODEL_FIELD_KEYS = frozenset({"thinking", "top_k"})
 _MODELLED = frozenset(
     {
         "messages", "system", "inferenceConfig", "toolConfig", "outputConfig",
@@ -100,6 +107,7 @@ def request_from_wire(body: dict[str, Any], model: str, *, stream: bool = False)
         max_tokens=max_tokens,
         temperature=number(inference, "temperature", "inferenceConfig.temperature"),
         top_p=number(inference, "topP", "inferenceConfig.topP"),
+        top_k=optional(model_fields, "top_k", int, "additionalModelRequestFields.top_k"),
         stop=_stop_from_wire(inference.get("stopSequences")),
         tools=_tools_from_wire(tool_config.get("tools")),
         tool_choice=_tool_choice_from_wire(tool_config.get("toolChoice")),
@@ -120,6 +128,7 @@ def request_to_wire(request: ChatRequest) -> dict[str, Any]:
     request = request_for(request, WIRE_FORMAT)
     if request.n is not None and request.n > 1:
         raise InvalidRequest("'n' greater than 1 is not supported by Bedrock models", param="n")
+    check_temperature(request)
     body: dict[str, Any] = dict(request.extra)
     fmt = request.response_format
     system = _system_to_wire(request.messages, fmt is not None and fmt.type == "json_object")
@@ -130,8 +139,10 @@ def request_to_wire(request: ChatRequest) -> dict[str, Any]:
     _merge(body, "toolConfig", _tool_config_to_wire(request, body["messages"]))
     if fmt is not None and fmt.type == "json_schema":
         _merge(body, "outputConfig", {"textFormat": _text_format_to_wire(fmt)})
-    if thinking is not None:
-        _merge(body, "additionalModelRequestFields", {"thinking": thinking})
+    model_fields: dict[str, Any] = {} if thinking is None else {"thinking": thinking}
+    if request.top_k is not None:
+        model_fields["top_k"] = request.top_k
+    _merge(body, "additionalModelRequestFields", model_fields)
     return body
 
 

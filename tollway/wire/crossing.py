@@ -9,11 +9,15 @@ that came from another format passes it through here first:
 - per-message, per-part and per-tool extras (labels, cache hints, annotations) are left out,
   but a failed tool call (Anthropic's ``is_error``) is said in its result's text, or as its
   result's error status for a family that has one (``ERROR_STATUS``: Bedrock's);
-- an Anthropic client's cache hints (``cache_control`` on a block, a tool or a tool result, or
-  top-level: on the last block) are kept for a family whose codec writes them in its own terms
-  (``WRITES_CACHE_HINTS``: Bedrock's ``cachePoint`` blocks), so the prompt is still cached;
+- a client's cache hints (``GIVES_CACHE_HINTS``: an Anthropic client's ``cache_control`` on a
+  block, a tool or a tool result, or top-level: on the last block; an OpenAI-format client's
+  on a content part, a tool call, a tool message, or a message: on its last block) are kept
+  for a family whose codec writes them (``WRITES_CACHE_HINTS``: Anthropic's as they are,
+  Bedrock's as ``cachePoint`` blocks), so the prompt is still cached;
 - a prefilled answer (a final assistant message) is a 400 for OpenAI deployments, which
   cannot continue one, and so is an image in a tool result;
+- ``top_k`` (Anthropic's, canonical) is a 400 for a family that has no such setting
+  (``TAKES_TOP_K``: Chat Completions has none);
 - Anthropic's ``max_tokens: 0`` (warm the prompt cache, generate nothing) is a 400 for other
   families, whose APIs take at least 1 and have no such call;
 - an OpenAI assistant turn's ``refusal`` becomes its text, and an assistant turn with nothing
@@ -43,6 +47,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from types import MappingProxyType
+from typing import Any
 
 from tollway.core.errors import InvalidRequest
 from tollway.core.types import (
@@ -80,9 +85,17 @@ DROPPABLE: Mapping[str, frozenset[str]] = MappingProxyType(
 )  # fmt: skip
 """Per format, the request fields a hop to another format may drop without changing the answer."""
 
-WRITES_CACHE_HINTS = frozenset({"bedrock"})
-"""Formats whose codecs write an Anthropic client's ``cache_control`` (kept in the extras of
-parts, tool results, tool calls and tools) as their own cache markers; the others drop it."""
+TAKES_TOP_K = frozenset({"anthropic", "bedrock", "gemini"})
+"""Formats whose codecs write ``ChatRequest.top_k`` (Gemini's ``topK``, Claude's ``top_k`` on
+Bedrock); for the others it is a 400 naming it."""
+GIVES_CACHE_HINTS = frozenset({"anthropic", "openai"})
+"""Formats whose clients mark where a prompt may be cached with Anthropic's ``cache_control``:
+Anthropic's own, and OpenAI-format clients that use Anthropic's (LangChain, LiteLLM and
+Portkey style: on a content part, a tool call, or a message)."""
+WRITES_CACHE_HINTS = frozenset({"anthropic", "bedrock"})
+"""Formats whose codecs write a client's ``cache_control`` (kept in the extras of parts, tool
+results, tool calls and tools): Anthropic's as it is, Bedrock's as ``cachePoint`` blocks; the
+others drop it."""
 CACHE_HINT = "cache_control"
 ERROR_STATUS: Mapping[str, JSON] = MappingProxyType({"bedrock": {"status": "error"}})
 """Per format, the tool result fields that say a call failed (Anthropic's ``is_error``): the
@@ -158,6 +171,10 @@ def request_for(request: ChatRequest, target: str) -> ChatRequest:
             raise InvalidRequest(
                 f"'{key}' cannot be translated for {_a(target)} deployment", param=key
             )
+    if request.top_k is not None and target not in TAKES_TOP_K:
+        raise InvalidRequest(
+            f"'top_k' cannot be translated for {_a(target)} deployment", param="top_k"
+        )
     if request.max_tokens == 0:
         raise InvalidRequest(
             f"'max_tokens' 0 (a prompt cache pre-warm) cannot be translated for {_a(target)} "
@@ -171,7 +188,7 @@ def request_for(request: ChatRequest, target: str) -> ChatRequest:
             "for an openai deployment",
             param="messages",
         )
-    hints = origin == _ANTHROPIC and target in WRITES_CACHE_HINTS
+    hints = origin in GIVES_CACHE_HINTS and target in WRITES_CACHE_HINTS
     messages = [
         _plain_message(message, target, hints)
         for message in _last_block_cached(request, hints)
@@ -199,21 +216,44 @@ def _hint(extra: JSON, hints: bool) -> JSON:
 
 def _last_block_cached(request: ChatRequest, hints: bool) -> list[Message]:
     """The messages with a top-level ``cache_control`` (Anthropic caches up to the last block
-    it can) on the last message's last text or image, or on it when it is a tool result."""
+    it can) on the last message's last block, and, from an OpenAI-format client, each
+    message's own ``cache_control`` on its last block (neither Anthropic nor Bedrock has a
+    message-level one)."""
     control = request.extra.get(CACHE_HINT)
     messages = request.messages
-    if not hints or not control or not messages:
+    if not hints or not messages:
         return messages
-    last, hint = messages[-1], {CACHE_HINT: control}
-    content = last.content
-    if last.role == "tool":
-        last = replace(last, extra={**last.extra, **hint})
-    elif isinstance(content, str) and content:
-        last = replace(last, content=[TextPart(content, extra=hint)])
-    elif isinstance(content, list) and content and isinstance(content[-1], (TextPart, ImagePart)):
+    if request.wire_format == _OPENAI:
+        messages = [_on_last_block(m, m.extra[CACHE_HINT]) if _marks(m) else m for m in messages]
+    if not control:
+        return messages
+    return [*messages[:-1], _on_last_block(messages[-1], control)]
+
+
+def _marks(message: Message) -> bool:
+    """Whether an OpenAI-format message carries a ``cache_control`` of its own (a tool result
+    keeps it in its extras: the result is the block it marks)."""
+    return CACHE_HINT in message.extra and message.role != "tool"
+
+
+def _on_last_block(message: Message, control: Any) -> Message:
+    """``message`` with the cache hint ``control`` on its last block: its last text or image,
+    its last tool call, or the message itself when it is a tool result; left out of the
+    message's own extras."""
+    hint = {CACHE_HINT: control}
+    if message.role == "tool":
+        return replace(message, extra={**message.extra, **hint})
+    extra = {k: v for k, v in message.extra.items() if k != CACHE_HINT}
+    content, calls = message.content, message.tool_calls
+    if calls:  # an OpenAI turn's calls come after its content
+        last_call = replace(calls[-1], extra={**calls[-1].extra, **hint})
+        return replace(message, tool_calls=[*calls[:-1], last_call], extra=extra)
+    if isinstance(content, str) and content:
+        return replace(message, content=[TextPart(content, extra=hint)], extra=extra)
+    if isinstance(content, list) and content and isinstance(content[-1], (TextPart, ImagePart)):
         cached = replace(content[-1], extra={**content[-1].extra, **hint})
-        last = replace(last, content=[*content[:-1], cached])
-    return [*messages[:-1], last]
+        return replace(message, content=[*content[:-1], cached], extra=extra)
+    return replace(message, extra=extra)
 
 
 def _only_reasoning_left_out(message: Message, target: str) -> bool:

@@ -15,9 +15,9 @@ Where Gemini's shape differs from the canonical one:
   is; built-in tools (``googleSearch``, ``codeExecution``, ...) are tools of their own type.
   ``tool_choice`` is ``toolConfig.functionCallingConfig``: ``required`` is ``ANY``, and one
   named function is ``ANY`` with ``allowedFunctionNames`` holding only it.
-- Sampling, length, stop sequences, ``n`` (``candidateCount``), ``seed`` and JSON output live
-  in ``generationConfig``: ``json_object`` is ``responseMimeType: application/json`` and
-  ``json_schema`` adds the schema as ``responseJsonSchema``.
+- Sampling (``topK`` too), length, stop sequences, ``n`` (``candidateCount``), ``seed`` and
+  JSON output live in ``generationConfig``: ``json_object`` is ``responseMimeType:
+  application/json`` and ``json_schema`` adds the schema as ``responseJsonSchema``.
 - Thinking is ``generationConfig.thinkingConfig``: a budget or a level by the model
   (``gemini_thinking``).
 - No counterpart, dropped: ``user``, ``parallel_tool_calls`` (the model decides), a tool's
@@ -61,7 +61,7 @@ _REQUEST_KEYS = frozenset(
     {"contents", "systemInstruction", "tools", "toolConfig", "generationConfig"}
 )
 _GENERATION_KEYS = frozenset(
-    {"temperature", "topP", "maxOutputTokens", "stopSequences", "candidateCount", "seed"}
+    {"temperature", "topP", "topK", "maxOutputTokens", "stopSequences", "candidateCount", "seed"}
 )
 _DECLARATION_KEYS = frozenset({"name", "description", "parametersJsonSchema"})
 _ToolMode = Literal["auto", "none", "required", "function"]
@@ -89,6 +89,7 @@ def request_from_wire(body: dict[str, Any], model: str, *, stream: bool = False)
         max_tokens=optional(generation, "maxOutputTokens", int, param + "maxOutputTokens"),
         temperature=number(generation, "temperature", param + "temperature"),
         top_p=number(generation, "topP", param + "topP"),
+        top_k=optional(generation, "topK", int, param + "topK"),
         n=optional(generation, "candidateCount", int, param + "candidateCount"),
         stop=_stops_from_wire(generation.get("stopSequences")),
         seed=optional(generation, "seed", int, param + "seed"),
@@ -358,6 +359,7 @@ def _generation_to_wire(request: ChatRequest, generation: dict[str, Any]) -> Non
     for key, value in (
         ("temperature", request.temperature),
         ("topP", request.top_p),
+        ("topK", request.top_k),
         ("maxOutputTokens", request.max_tokens),
         ("stopSequences", request.stop),
         ("candidateCount", request.n),

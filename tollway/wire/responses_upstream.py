@@ -6,7 +6,11 @@ came: a ``Response`` object's bytes, or the typed events one by one (``ChatRespo
 ``ChatChunk.raw``). The gateway still reads what it needs from them, tagged with this module's
 ``WIRE_FORMAT``: the usage (``input_tokens``, ``output_tokens``, their cached, cache-write and
 reasoning details), the model, the finish, and, for the stages that read answers and for
-estimates when usage is missing, the text, function calls and reasoning summaries. A stream's
+estimates when usage is missing, the text, function calls and reasoning summaries. An answer
+keeps the ``Response`` object it was read from (``ChatResponse.extra``), so one a stage
+changed (its ``raw`` cleared) is written back from it (``changed_response``): the stage's text,
+reasoning summaries and call arguments in the upstream's items, every other item (built-in
+tool calls such as ``web_search_call``, ...) and field as the upstream sent them. A stream's
 chunk keeps its event (``ChatChunk.extra``) so ``EventRelay`` can write it on, and write the
 closing ``error`` and ``response.failed`` events, numbered after the upstream's, when the
 stream fails after its first byte. An ``error`` or ``response.failed`` event from the upstream
@@ -41,6 +45,7 @@ from tollway.core.types import (
 )
 from tollway.pricing.tools import calls_in_output, responses_item_kind
 from tollway.wire.openai_response import error_from_wire
+from tollway.wire.responses_response import message_item, new_id, output_text, usage_to_wire
 
 WIRE_FORMAT = "openai_responses"
 """What an answer or chunk read from a Responses upstream is tagged with: only a Responses
@@ -51,6 +56,8 @@ _OPENING = frozenset({"response.created", "response.in_progress", "response.queu
 _REASONING_DELTAS = frozenset(
     {"response.reasoning_summary_text.delta", "response.reasoning_text.delta"}
 )
+_UPSTREAM = "response"
+"""The extra in which an answer keeps the ``Response`` object it was read from."""
 _INCOMPLETE: dict[str, FinishReason] = {
     "max_output_tokens": "length",
     "content_filter": "content_filter",
@@ -96,8 +103,66 @@ def response_from_wire(raw: Any, *, whole: bool) -> ChatResponse:
         created=created if isinstance(created, int) else int(time.time()),
         choices=choices,
         usage=usage,
+        extra={_UPSTREAM: raw},
         wire_format=WIRE_FORMAT,
     )
+
+
+def changed_response(response: ChatResponse, usage: Usage | None) -> JSON:
+    """The upstream's ``Response`` object with what a stage changed in ``response`` (read
+    from it whole): the text of its message items (an annotation of a text that changed is
+    dropped: its offsets point into the old one), its reasoning summaries, its function calls,
+    each in turn; any other item and field as the upstream sent them. ``usage``: the
+    gateway's count, for an upstream that stated none."""
+    original: JSON = response.extra[_UPSTREAM]
+    choice = response.choices[0] if response.choices else None
+    if choice is None:
+        return original
+    message = choice.message
+    content = message.content
+    parts = [TextPart(content)] if isinstance(content, str) else list(content or ())
+    texts = [part.text for part in parts if isinstance(part, TextPart)]
+    summaries = [part.text for part in parts if isinstance(part, ReasoningPart) and part.text]
+    calls = list(message.tool_calls or ())
+    output: list[JSON] = []
+    for item in original["output"]:
+        kind = item.get("type") if isinstance(item, dict) else None
+        if kind == "message":
+            item = {**item, "content": [_said(p, texts) for p in item.get("content") or ()]}
+        elif kind == "reasoning":
+            summary = [_said(p, summaries, empty=False) for p in item.get("summary") or ()]
+            item = {**item, "summary": summary}
+        elif kind == "function_call":
+            if not calls:
+                continue  # the stage took the call out
+            call = calls.pop(0)
+            item = {**item, "call_id": call.id, "name": call.name, "arguments": call.arguments}
+        output.append(item)
+    if texts:  # more text than the upstream's items held: a message of its own
+        output.append(message_item(new_id("msg"), [output_text("".join(texts))], "completed"))
+    changed = {**original, "output": output}
+    if original.get("usage") is None and usage is not None:
+        changed["usage"] = usage_to_wire(usage)
+    return changed
+
+
+def _said(part: Any, texts: list[str], *, empty: bool = True) -> Any:
+    """A content or summary part with the next of ``texts`` (what a stage left of it) in
+    place of its own (nothing left: empty); a part ``_message`` read no text from (one of
+    another kind; an empty summary, unless ``empty``) as it is."""
+    if not isinstance(part, dict):
+        return part
+    key = "text" if isinstance(part.get("text"), str) else "refusal"
+    old = part.get(key)
+    if not isinstance(old, str) or not (old or empty):
+        return part
+    new = texts.pop(0) if texts else ""
+    if new == old:
+        return part
+    changed = {**part, key: new}
+    if changed.get("annotations"):
+        changed["annotations"] = []
+    return changed
 
 
 def _finish(response: JSON, output: list[JSON]) -> FinishReason:

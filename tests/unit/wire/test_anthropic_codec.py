@@ -424,9 +424,10 @@ def test_json_output_translates_to_structured_output_or_an_instruction() -> None
         ),
         "gpt",
     )
+    # Claude's structured output always conforms: OpenAI is asked for the same (strict).
     assert back["response_format"] == {
         "type": "json_schema",
-        "json_schema": {"name": "response", "schema": schema},
+        "json_schema": {"name": "response", "schema": schema, "strict": True},
     }
 
 

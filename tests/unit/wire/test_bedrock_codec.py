@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -389,8 +390,11 @@ def test_anthropic_request_translates_and_refuses_what_converse_lacks() -> None:
     with_top_k = anthropic_request.request_from_wire(
         {"model": "c", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "top_k": 3}
     )
-    with pytest.raises(InvalidRequest, match="top_k"):
-        request_to_wire(with_top_k)
+    # Claude on Bedrock takes top_k as its own field, as it takes thinking.
+    assert request_to_wire(with_top_k)["additionalModelRequestFields"] == {"top_k": 3}
+    too_warm = replace(with_top_k, temperature=1.5)
+    with pytest.raises(InvalidRequest, match=r"'temperature' 1\.5 is outside"):
+        request_to_wire(too_warm)
 
 
 response_content = st.builds(

@@ -1,0 +1,119 @@
+"""A Responses upstream's answer that a stage changed (as an output guardrail redacts), through
+the real ``openai`` SDK against a gateway on a real port and the simulator's Responses API: the
+client gets the upstream's own ``Response`` with the stage's text, its built-in tool items
+(``web_search_call``) and ids kept. The gateway runs in this process (``create_app``) so a
+stage can be added to its pipeline."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+from aiohttp import web
+
+from tests.conftest import UPSTREAM_KEY
+from tests.integration.test_responses_upstream import question, received
+from tests.support import CLIENT_KEY, free_port
+from tollway.app import GATEWAY, create_app
+from tollway.config import validate_settings
+from tollway.core.context import RequestContext
+from tollway.core.pipeline import Pipeline, Stage
+from tollway.core.types import ChatResponse, TextPart
+from tollway.gateway import Gateway
+
+SEARCH: Any = [{"type": "web_search"}]
+
+
+class Redaction(Stage):
+    """Replaces the word 'Simulated' in every answer's text, as an output guardrail would."""
+
+    name = "redaction"
+
+    def on_response(self, ctx: RequestContext, response: ChatResponse) -> None:
+        for choice in response.choices:
+            content = choice.message.content
+            if isinstance(content, list):
+                choice.message.content = [
+                    TextPart(p.text.replace("Simulated", "[redacted]"))
+                    if isinstance(p, TextPart)
+                    else p
+                    for p in content
+                ]
+        response.raw = None  # changed: the client must not be sent the upstream's bytes
+
+
+def with_stage(gateway: Gateway, stage: Stage) -> None:
+    """Every pipeline of ``gateway`` with ``stage`` last."""
+    gateway._pipelines = tuple(  # type: ignore[assignment]
+        Pipeline(
+            pipeline.router,
+            pipeline._chat_providers,
+            pipeline._embedding_providers,
+            stages=(*pipeline._stages, stage),
+            metering=pipeline.metering,
+        )
+        for pipeline in gateway._pipelines or ()
+    )
+
+
+@pytest.fixture
+async def client(tmp_path: Path, simulator_url: str) -> AsyncIterator[openai.AsyncOpenAI]:
+    native = {
+        "provider": "openai", "model": "gpt-4o", "api_base": f"{simulator_url}/v1",
+        "api_key": "env:TEST_UPSTREAM_KEY", "responses_api": True,
+    }  # fmt: skip
+    config = {
+        "models": [{"name": "native", "deployments": [native]}],
+        "store": {"url": f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}"},
+        "server": {"reload_interval": None},
+    }
+    environ = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TOLLWAY_ADMIN_KEY": CLIENT_KEY}
+    app = create_app(validate_settings(config, source="test"), environ)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    with_stage(app[GATEWAY], Redaction())
+    try:
+        url = f"http://127.0.0.1:{port}/v1"
+        async with openai.AsyncOpenAI(base_url=url, api_key=CLIENT_KEY, max_retries=0) as c:
+            yield c
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_changed_answer_keeps_the_upstreams_built_in_tool_items(
+    client: openai.AsyncOpenAI, simulator_url: str
+) -> None:
+    asked = question("search and redact")
+    response = await client.responses.create(
+        model="native", input=asked, tools=SEARCH, metadata={"ticket": "7"}
+    )
+    search, message = response.output
+    assert search.type == "web_search_call" and search.status == "completed"
+    assert search.id.startswith("ws_")  # the upstream's item, not one made up
+    assert message.type == "message"
+    assert response.output_text.startswith(f"[redacted] reply to: {asked}")
+    assert "Simulated" not in response.model_dump_json()
+    # The upstream's Response otherwise: its id, usage (the search's tokens in it), metadata.
+    assert response.id.startswith("resp_") and response.metadata == {"ticket": "7"}
+    assert response.usage is not None and response.usage.input_tokens > 200
+    (call,) = received(simulator_url, asked)
+    assert call["json"]["tools"] == SEARCH
+
+
+async def test_a_changed_answer_keeps_its_function_calls(client: openai.AsyncOpenAI) -> None:
+    tool: Any = {
+        "type": "function",
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        "strict": False,
+    }
+    response = await client.responses.create(
+        model="native", input=question("weather in Oslo?"), tools=[tool]
+    )
+    (call,) = [item for item in response.output if item.type == "function_call"]
+    assert call.name == "get_weather" and call.call_id and call.arguments
