@@ -27,6 +27,7 @@ from tollway.auth.bootstrap import (
 from tollway.auth.identity import Identity
 from tollway.auth.key_use import KeyUse
 from tollway.auth.oidc import OIDCAuthenticator
+from tollway.auth.provisioning import Provisioner
 from tollway.auth.stage import ModelAccess
 from tollway.auth.vault import MissingCredential, Vault
 from tollway.config.loader import (
@@ -247,7 +248,9 @@ class Gateway:
         )
         self._upstream = UpstreamClient(self._session)
         if self.settings.auth.oidc:
-            self.authenticator.tokens = OIDCAuthenticator(self.settings.auth.oidc, self._session)
+            self.authenticator.tokens = OIDCAuthenticator(
+                self.settings.auth.oidc, self._session, provisioner=Provisioner(self.identity)
+            )
         self._simulator_url = simulator_url
         if self.settings.telemetry.tracing.enabled:
             self.tracing = _start_tracing(self.settings, self.vault, self._span_exporter)

@@ -59,8 +59,12 @@ def test_an_idp_token_is_a_credential(signed_in: tuple[str, Process], idp: str) 
     alice = token(idp, "alice-cli")
     assert "signed in" in (ask(url, alice).choices[0].message.content or "")
     me = httpx.get(url + "/admin/whoami", headers={"Authorization": f"Bearer {alice}"}).json()
-    assert me["kind"] == "oidc" and me["user"] == "alice@example.com"
-    assert me["teams"] == ["research", "ml"] and me["role"] == "team_admin"
+    # Provisioned: the store's user and teams, found or made from the token's claims.
+    admin = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {CLIENT_KEY}"})
+    user = admin.get(f"/admin/users/{me['user']}").json()
+    teams = {team["name"]: team["id"] for team in admin.get("/admin/teams").json()["data"]}
+    assert me["kind"] == "oidc" and user["email"] == "alice@example.com"
+    assert me["teams"] == [teams["research"], teams["ml"]] and me["role"] == "team_admin"
     ops = token(idp, "ops-bot")
     assert (
         httpx.get(url + "/admin/whoami", headers={"Authorization": f"Bearer {ops}"}).json()["role"]
@@ -97,7 +101,8 @@ def test_blocking_the_user_in_the_gateway_stops_their_tokens(
     bob = token(idp, "bob-cli")
     assert ask(url, bob).choices
     admin = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {CLIENT_KEY}"})
-    user = admin.post("/admin/users", json={"email": "bob@example.com"}).json()
+    users = admin.get("/admin/users").json()["data"]
+    user = next(user for user in users if user["email"] == "bob@example.com")  # signed in
     admin.patch(f"/admin/users/{user['id']}", json={"blocked": True}).raise_for_status()
     with pytest.raises(openai.AuthenticationError) as caught:
         ask(url, bob)

@@ -42,6 +42,8 @@ CLIENTS = {
     "ops-bot": "ops-secret",
     "bob-cli": "bob-secret",
     "short-lived": "short-secret",
+    "carol-cli": "carol-secret",
+    "dana-cli": "dana-secret",
 }
 
 

@@ -23,7 +23,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.conftest import UPSTREAM_KEY
-from tests.support import running_gateway
+from tests.support import CLIENT_KEY, running_gateway
 
 AUDIENCE = "https://tollway.test"
 PRIVATE_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -87,7 +87,24 @@ def test_a_token_naming_hundreds_of_groups_is_accepted(gateway: str, issuer: str
     assert 12 * 1024 < len(token) < 16 * 1024
     answer = whoami(gateway, token)
     assert answer.status_code == 200, answer.text[:200]
-    assert answer.json()["teams"] == groups
+    # Each group is a team of the store, provisioned on this first sign-in, in the token's order.
+    admin = httpx.get(gateway + "/admin/teams", headers={"Authorization": f"Bearer {CLIENT_KEY}"})
+    names = {team["id"]: team["name"] for team in admin.json()["data"]}
+    assert [names[team] for team in answer.json()["teams"]] == groups
+    assert whoami(gateway, token).json() == answer.json()
+
+
+def test_claims_the_store_cannot_hold_are_a_401_or_left_out_never_a_500(
+    gateway: str, issuer: str
+) -> None:
+    answer = whoami(gateway, signed(issuer, sub="u-long", email="x" * 400 + "@example.com"))
+    assert answer.status_code == 401, answer.text
+    assert "cannot name a user" in answer.json()["error"]["message"]
+    answer = whoami(gateway, signed(issuer, sub="u-2", groups=["g" * 300, "fine", "nul\u0000"]))
+    assert answer.status_code == 200, answer.text
+    admin = httpx.get(gateway + "/admin/teams", headers={"Authorization": f"Bearer {CLIENT_KEY}"})
+    names = {team["id"]: team["name"] for team in admin.json()["data"]}
+    assert [names[team] for team in answer.json()["teams"]] == ["fine"]
 
 
 def test_a_token_over_16_kib_is_refused_as_malformed_without_echoing_it(

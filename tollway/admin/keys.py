@@ -33,12 +33,15 @@ async def create_key(call: AdminCall) -> dict[str, Any]:
     body = await call.body(bodies.KeyCreate)
     principal = call.principal
     user_id, team_id = body.user_id, body.team_id
+    bound_teams: tuple[str, ...] | None = None
     if not principal.has_role("admin"):
         user_id = await _key_owner_for(call, team_id, user_id)
         if team_id is None:  # a key for oneself: in one's only team
             team_id = own_team(principal)
+        _require_store_user(call, user_id)
         await _require_member(call, team_id, user_id)
         require_models_within(principal, body.allowed_models)
+        bound_teams = await _teams_to_bind(call, user_id, team_id)
     expires_at = body.expires_at
     if body.expires_in is not None:
         expires_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=body.expires_in)
@@ -54,6 +57,7 @@ async def create_key(call: AdminCall) -> dict[str, Any]:
             expires_at=expires_at,
             tags=body.tags,
             metadata=body.metadata,
+            bound_teams=bound_teams,
         )
 
     # A key a non-admin makes must stay in a team of its owner's, also against a removal of
@@ -86,6 +90,34 @@ async def _key_owner_for(call: AdminCall, team_id: str | None, user_id: str | No
         require_outranked_owner(principal, await owner_role(call, user_id))
         await _require_owner_within_reach(call, user_id)
     return user_id
+
+
+async def _teams_to_bind(
+    call: AdminCall, user_id: str | None, team_id: str | None
+) -> tuple[str, ...] | None:
+    """The teams a key a non-admin makes (or rotates) for someone else acts in: those the
+    caller administers among its owner's teams now (and the key's own). ``None`` (every team
+    of the owner's, as today) for a key of one's own, or for a team's key (no owner)."""
+    if user_id is None or user_id == call.principal.user:
+        return None
+    memberships = await call.gateway.store.teams.members(user_id=user_id)
+    administered = [
+        m.team_id for m in memberships if call.principal.role_in(m.team_id) == "team_admin"
+    ]
+    return tuple(dict.fromkeys([*([team_id] if team_id else []), *administered]))
+
+
+def _require_store_user(call: AdminCall, user_id: str | None) -> None:
+    """403 for an OIDC caller's own key when its issuer does not provision store users: the
+    key's owner must be one (``auth.oidc[].provision``)."""
+    principal = call.principal
+    known = user_id is None or call.gateway.identity.has_user(user_id)
+    if principal.kind == "oidc" and user_id == principal.user and not known:
+        raise PermissionDenied(
+            "A key needs an owner the gateway knows, and your sign-in has no user in its"
+            " store (its issuer's 'provision' is off): ask an admin to make the key.",
+            code="not_provisioned",
+        )
 
 
 async def _require_owner_within_reach(call: AdminCall, user_id: str | None) -> None:
@@ -165,7 +197,15 @@ async def rotate_key(call: AdminCall) -> dict[str, Any]:
     await _require_owner_within_reach(call, key.user_id)  # the caller gets the new secret
     body = await call.body(bodies.KeyRotate) if call.request.can_read_body else bodies.KeyRotate()
     grace = dt.timedelta(seconds=body.grace_period) if body.grace_period else None
-    record, secret = await call.gateway.identity.rotate_key(call.actor, key.id, grace)
+    # Whoever rotates holds the new secret: below an admin, it acts in no team beyond theirs.
+    bind_to = None
+    if not call.principal.has_role("admin"):
+        bind_to = await _teams_to_bind(call, key.user_id, key.team_id)
+        if bind_to is not None and key.bound_teams is not None:
+            bind_to = tuple(team for team in bind_to if team in key.bound_teams)
+    record, secret = await call.gateway.identity.rotate_key(
+        call.actor, key.id, grace, bound_teams=bind_to
+    )
     # Key-scoped budgets and limits go by the rotation chain: every replica learns the new
     # key's chain, so an entry later set on its id joins the chain's account.
     await call.gateway.fleet.limits_changed(f"key:{record.id}")

@@ -66,6 +66,11 @@ class Identity:
         self._blocked_emails: frozenset[str] = frozenset()
         self._memberships: dict[tuple[str, str], MembershipRecord] = {}
         self._listeners: list[ChangeListener] = []
+        # What OIDC sign-ins are mapped by (auth/provisioning.py), rebuilt by every load.
+        self._oidc_users: dict[tuple[str, str], str] = {}
+        self._team_ids: dict[str, str] = {}
+        self._user_teams: dict[str, frozenset[str]] = {}
+        self._claimed_teams: dict[str, frozenset[str]] = {}
 
     def on_change(self, listener: ChangeListener) -> None:
         """Register a listener (the fleet's change feed publishes through one)."""
@@ -75,6 +80,7 @@ class Identity:
         """Reload users, memberships and every usable key from the store."""
         snapshot = self.keys.begin_snapshot()
         users = await self.store.users.find()
+        teams = await self.store.teams.find()
         memberships = await self.store.teams.members()
         records = await self.store.keys.all_active()
         # From here on nothing awaits: what was read is applied whole, or not at all when a
@@ -86,7 +92,48 @@ class Identity:
             user.email.lower() for user in users if user.blocked and user.email
         )
         self._memberships = {(m.team_id, m.user_id): m for m in memberships}
+        self._oidc_users = {
+            (user.oidc_issuer, user.oidc_subject): user.id
+            for user in users
+            if user.oidc_issuer is not None and user.oidc_subject is not None
+        }
+        self._team_ids = {team.name: team.id for team in teams}
+        user_teams: dict[str, set[str]] = {}
+        claimed: dict[str, set[str]] = {}
+        for m in memberships:
+            user_teams.setdefault(m.user_id, set()).add(m.team_id)
+            if m.source == "oidc":
+                claimed.setdefault(m.user_id, set()).add(m.team_id)
+        self._user_teams = {user: frozenset(teams) for user, teams in user_teams.items()}
+        self._claimed_teams = {user: frozenset(teams) for user, teams in claimed.items()}
         self.keys.replace_all([self.entry(record) for record in records], snapshot)
+
+    def oidc_user(self, issuer: str, subject: str) -> str | None:
+        """The id of the user provisioned for an OIDC identity, if this node knows it."""
+        return self._oidc_users.get((issuer, subject))
+
+    def team_id(self, name: str) -> str | None:
+        """The id of the team called ``name``, if this node knows it."""
+        return self._team_ids.get(name)
+
+    def memberships_match(self, user_id: str, team_ids: frozenset[str]) -> bool:
+        """Whether ``user_id`` is a member of every team in ``team_ids`` and holds no
+        membership a sign-in made (``source: oidc``) outside them: nothing to sync."""
+        return (
+            team_ids <= self._user_teams.get(user_id, frozenset())
+            and self._claimed_teams.get(user_id, frozenset()) <= team_ids
+        )
+
+    def note_provisioned(self, user: UserRecord, teams: Mapping[str, str]) -> None:
+        """Remember a user and teams a sign-in found or made (before the next load has them)."""
+        if user.oidc_issuer is not None and user.oidc_subject is not None:
+            self._oidc_users[(user.oidc_issuer, user.oidc_subject)] = user.id
+        self._users.setdefault(user.id, user)
+        self._team_ids.update(teams)
+
+    def has_user(self, user_id: str) -> bool:
+        """Whether ``user_id`` is a user of the store, as this node last read it."""
+        return user_id in self._users
 
     def is_blocked(self, user: str) -> bool:
         """Whether the user (an email, as OIDC names users, or a user id) is blocked here."""
@@ -130,11 +177,16 @@ class Identity:
         return "blocked" if owner is not None and owner.blocked else record.status
 
     def principal_for(self, record: KeyRecord) -> Principal:
-        """The principal a key acts as: its owner's role, raised by a team-admin membership."""
+        """The principal a key acts as: its owner's role, raised by a team-admin membership.
+
+        A key a team admin made for a member (``bound_teams``) acts only in the teams bound,
+        and never as an admin: it has no more authority than its maker had.
+        """
         role: Role = "member"
         owner = self._users.get(record.user_id) if record.user_id else None
+        bound = record.bound_teams
         if owner is not None:
-            role = owner.role
+            role = owner.role if bound is None or owner.role != "admin" else "member"
         if record.team_id and record.user_id:
             membership = self._memberships.get((record.team_id, record.user_id))
             if membership is not None and ROLE_RANK[membership.role] > ROLE_RANK[role]:
@@ -142,7 +194,7 @@ class Identity:
         team_roles: dict[str, Role] = {
             team: membership.role
             for (team, user), membership in self._memberships.items()
-            if user == record.user_id
+            if user == record.user_id and (bound is None or team in bound)
         }
         if record.team_id is not None and record.team_id not in team_roles:
             # A team's service key (no owner, or an owner outside the team) is a plain member.
@@ -189,13 +241,23 @@ class Identity:
         return record, generated.key
 
     async def rotate_key(
-        self, actor: Actor, key_id: str, grace: dt.timedelta | None
+        self,
+        actor: Actor,
+        key_id: str,
+        grace: dt.timedelta | None,
+        *,
+        bound_teams: tuple[str, ...] | None = None,
     ) -> tuple[KeyRecord, str]:
-        """Replace a key by a new one; the old one works until the grace period ends."""
+        """Replace a key by a new one; the old one works until the grace period ends.
+        ``bound_teams``: the teams the new key acts in (``None``: the old key's)."""
         generated = generate_key()
         grace_until = dt.datetime.now(dt.UTC) + grace if grace else None
         record = await self.store.keys.rotate(
-            key_id, prefix=generated.prefix, key_hash=generated.key_hash, grace_until=grace_until
+            key_id,
+            prefix=generated.prefix,
+            key_hash=generated.key_hash,
+            grace_until=grace_until,
+            bound_teams=bound_teams,
         )
         await self.reload_key(key_id)
         await self.reload_key(record.id)
@@ -277,6 +339,10 @@ class Identity:
                 request_id=actor.request_id,
             )
         )
+
+    async def announce(self, kind: str, target_id: str) -> None:
+        """Tell the change listeners (other replicas) that ``kind`` ``target_id`` changed."""
+        await self._changed(kind, target_id)
 
     async def _changed(self, kind: str, target_id: str) -> None:
         for listener in self._listeners:

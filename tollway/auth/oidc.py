@@ -12,7 +12,7 @@ import base64
 import binascii
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import jwt
@@ -115,12 +115,29 @@ def _role(config: OIDCIssuerConfig, teams: tuple[str, ...], claims: Mapping[str,
     return config.default_role
 
 
+class PrincipalMapper(Protocol):
+    """Turns a verified token's principal into the store's (auth/provisioning.py)."""
+
+    async def principal(
+        self, config: OIDCIssuerConfig, claims: Mapping[str, Any], principal: Principal
+    ) -> Principal:
+        """``principal`` with its user and teams as the store's ids."""
+        ...
+
+
 class IssuerVerifier:
     """Verifies tokens of one issuer against its cached keys and configured checks."""
 
-    def __init__(self, config: OIDCIssuerConfig, keys: RemoteKeySet) -> None:
+    def __init__(
+        self,
+        config: OIDCIssuerConfig,
+        keys: RemoteKeySet,
+        provisioner: PrincipalMapper | None = None,
+    ) -> None:
+        """``provisioner`` maps principals to store users and teams when ``config.provision``."""
         self.config = config
         self._keys = keys
+        self._provisioner = provisioner if config.provision else None
         self._options: jwt.types.Options = {"require": ["exp", "iss", "aud", "sub"]}
 
     async def verify(self, token: str, header: Mapping[str, Any]) -> Principal:
@@ -146,7 +163,10 @@ class IssuerVerifier:
         except jwt.PyJWTError as exc:
             message = next((text for kind, text in _FAILURES if isinstance(exc, kind)), None)
             raise _rejected(message or "token invalid") from None
-        return principal_from_claims(self.config, claims)
+        principal = principal_from_claims(self.config, claims)
+        if self._provisioner is None:
+            return principal
+        return await self._provisioner.principal(self.config, claims, principal)
 
 
 class OIDCAuthenticator:
@@ -154,6 +174,7 @@ class OIDCAuthenticator:
 
     ``session`` fetches discovery documents and key sets; the caller owns and closes it.
     ``min_refetch_interval`` bounds how often an unknown ``kid`` may trigger a JWKS fetch.
+    ``provisioner`` makes the principals of issuers with ``provision`` on the store's own.
     """
 
     def __init__(
@@ -163,6 +184,7 @@ class OIDCAuthenticator:
         *,
         min_refetch_interval: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        provisioner: PrincipalMapper | None = None,
     ) -> None:
         self._verifiers = {
             config.issuer: IssuerVerifier(
@@ -173,6 +195,7 @@ class OIDCAuthenticator:
                     min_refetch_interval=min_refetch_interval or config.jwks_min_refetch,
                     clock=clock,
                 ),
+                provisioner,
             )
             for config in issuers
         }

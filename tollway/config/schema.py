@@ -287,6 +287,10 @@ class OIDCIssuerConfig(Strict):
     admin_groups: list[str] = Field(default_factory=list)
     """Members of these groups (``team_claim`` values) are admins."""
     default_role: Literal["admin", "team_admin", "member", "viewer"] = "member"
+    provision: bool = True
+    """Just-in-time provisioning (docs/oidc.md): a sign-in's user and claimed teams are found
+    or made in the store, and the principal carries their store ids; false: the claim values
+    themselves, with no store records."""
 
     @field_validator("algorithms")
     @classmethod

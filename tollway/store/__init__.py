@@ -19,6 +19,7 @@ from tollway.store.errors import (
 from tollway.store.keys import GeneratedKey, generate_key, hash_key, key_prefix, verify
 from tollway.store.migration import downgrade, head_revision, migrate
 from tollway.store.records import (
+    OWNER_LEFT_CLAIMED_TEAM,
     OWNER_LEFT_TEAM,
     UNSET,
     AuditEntry,
@@ -51,6 +52,7 @@ from tollway.store.store import Store
 
 __all__ = [
     "DEFAULT_URL",
+    "OWNER_LEFT_CLAIMED_TEAM",
     "OWNER_LEFT_TEAM",
     "UNSET",
     "VAULT_KEY_ENV",

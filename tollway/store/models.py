@@ -97,6 +97,8 @@ class UserRow(Base):
     __table_args__ = (
         CheckConstraint(one_of("kind", USER_KINDS), name="kind"),
         CheckConstraint(one_of("role", USER_ROLES), name="role"),
+        # One user per identity, whichever replica provisions it first (revision 0012).
+        Index("uq_users_oidc_identity", "oidc_issuer", "oidc_subject", unique=True),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -108,6 +110,9 @@ class UserRow(Base):
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSONColumn, default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The OIDC identity (issuer, user claim value) the user stands for; NULL for the others.
+    oidc_issuer: Mapped[str | None] = mapped_column(String(500))
+    oidc_subject: Mapped[str | None] = mapped_column(String(320))
 
 
 class MembershipRow(Base):
@@ -124,6 +129,9 @@ class MembershipRow(Base):
     )
     role: Mapped[TeamRole] = mapped_column(String(16))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # "oidc": added by a sign-in from the token's team claim, and removed by a later sign-in
+    # without that team; NULL: made by an admin, which sign-ins leave alone.
+    source: Mapped[str | None] = mapped_column(String(16))
 
 
 class KeyRow(Base):
@@ -163,6 +171,9 @@ class KeyRow(Base):
     # The first key of the rotation chain (NULL: this key is its own first). Key-scoped
     # budgets, their spend and rate limits go by it, so they follow the key across rotations.
     lineage_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    # The teams the key acts in when a team admin made it for a member (those it administered
+    # for the member then); NULL: every team of its owner's, as the owner (revision 0012).
+    bound_teams: Mapped[list[str] | None] = mapped_column(NullableJSON)
 
 
 class CredentialRow(Base):

@@ -68,6 +68,10 @@ class UserRecord:
     metadata: Mapping[str, Any]
     created_at: dt.datetime
     updated_at: dt.datetime
+    oidc_issuer: str | None = None
+    """The OIDC issuer the user was provisioned for (or linked to) at sign-in; else ``None``."""
+    oidc_subject: str | None = None
+    """The user claim's value (``auth.oidc[].user_claim``) at that issuer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +82,8 @@ class MembershipRecord:
     user_id: str
     role: TeamRole
     created_at: dt.datetime
+    source: str | None = None
+    """``oidc``: added by a sign-in from the token's team claim; ``None``: by an admin."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +100,9 @@ class NewKey:
     tags: Mapping[str, str] = field(default_factory=dict)
     metadata: Mapping[str, Any] = field(default_factory=dict)
     limits: Mapping[str, Any] | None = None
+    bound_teams: tuple[str, ...] | None = None
+    """The teams the key may act in (a key a team admin made for a member); ``None``: all
+    of its owner's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +132,9 @@ class KeyRecord:
     """Why, when the block was made for a reason of the gateway's own (``OWNER_LEFT_TEAM``)."""
     lineage_id: str | None = None
     """The first key of the rotation chain this key belongs to; ``None`` when it is its own."""
+    bound_teams: tuple[str, ...] | None = None
+    """The teams the key acts in, when a team admin made it for a member: the ones that admin
+    administered for the member then. ``None``: every team its owner is in."""
 
     @property
     def lineage(self) -> str:
@@ -141,6 +153,10 @@ class KeyRecord:
 
 OWNER_LEFT_TEAM: Final = "its owner was removed from the key's team"
 """The ``blocked_reason`` of the keys blocked when their owner leaves their team."""
+
+OWNER_LEFT_CLAIMED_TEAM: Final = "its owner's sign-in no longer names the key's team"
+"""The ``blocked_reason`` of the keys blocked when their owner's token stops naming the team
+a sign-in had made them a member of (auth/provisioning.py)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ is a ``RecordNotFound``, never an update of nothing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -17,7 +17,7 @@ from tollway.store.columns import utcnow
 from tollway.store.errors import RecordNotFound
 from tollway.store.key_cascades import block_member_keys, revoke_keys
 from tollway.store.limits import remove_scope
-from tollway.store.models import KeyRow, MembershipRow, TeamRow, UserRow
+from tollway.store.models import KeyRow, MembershipRow, TeamRow, UserRow, new_id
 from tollway.store.records import (
     KEY_AUTHORITIES,
     OWNER_LEFT_TEAM,
@@ -55,7 +55,11 @@ def team_record(row: TeamRow) -> TeamRecord:
 def membership_record(row: MembershipRow) -> MembershipRecord:
     """The record for a ``team_members`` row."""
     return MembershipRecord(
-        team_id=row.team_id, user_id=row.user_id, role=row.role, created_at=row.created_at
+        team_id=row.team_id,
+        user_id=row.user_id,
+        role=row.role,
+        created_at=row.created_at,
+        source=row.source,
     )
 
 
@@ -78,6 +82,70 @@ class TeamRepository:
             session.add(row)
             await session.flush()
             return team_record(row)
+
+    async def provision(
+        self, names: Sequence[str], metadata: Mapping[str, Any] | None = None
+    ) -> tuple[dict[str, str], list[TeamRecord]]:
+        """The teams called ``names``, found or made (with ``metadata``): their ids by name,
+        and the records of those this call made. One insert that ignores the names taken
+        (the unique name), then one read: replicas doing it at once make each team once."""
+        wanted = list(dict.fromkeys(names))
+        if not wanted:
+            return {}, []
+        ours = {name: new_id() for name in wanted}
+        now = utcnow()
+        rows = [
+            {"id": ours[name], "name": name, "organization": None,
+             "meta": dict(metadata or {}), "created_at": now, "updated_at": now}
+            for name in wanted
+        ]  # fmt: skip
+        async with transaction(self._sessions, "team provisioned concurrently") as session:
+            insert = dialect_insert(session)(TeamRow).values(rows)
+            await session.execute(insert.on_conflict_do_nothing(index_elements=[TeamRow.name]))
+        async with self._sessions() as session:
+            found = list(await session.scalars(select(TeamRow).where(TeamRow.name.in_(wanted))))
+        made = [team_record(row) for row in found if ours.get(row.name) == row.id]
+        return {row.name: row.id for row in found}, made
+
+    async def sync_claimed(
+        self, user_id: str, team_ids: Sequence[str], *, reason: str
+    ) -> tuple[list[str], list[MemberRemoval]]:
+        """Make ``user_id``'s memberships from a token's team claim (``source: oidc``) the
+        teams ``team_ids``: the missing ones added as ``member`` (a membership an admin made
+        stays as it is), the claimed ones no longer named removed, their keys blocked as an
+        admin would (``reason``). Returns the teams added and the removals."""
+        async with transaction(self._sessions, "membership changed concurrently") as session:
+            if await session.get(UserRow, user_id, with_for_update=_KEY_SHARE) is None:
+                raise RecordNotFound(f"no user with id {user_id!r}")
+            held = set(
+                await session.scalars(
+                    select(MembershipRow.team_id).where(MembershipRow.user_id == user_id)
+                )
+            )
+            missing = [team for team in dict.fromkeys(team_ids) if team not in held]
+            if missing:
+                insert = dialect_insert(session)(MembershipRow).values(
+                    [{"team_id": team, "user_id": user_id, "role": "member",
+                      "created_at": utcnow(), "source": "oidc"} for team in missing]
+                )  # fmt: skip
+                await session.execute(
+                    insert.on_conflict_do_nothing(
+                        index_elements=[MembershipRow.team_id, MembershipRow.user_id]
+                    )
+                )
+        gone = await self.members(user_id=user_id)
+        removals = []
+        for membership in gone:
+            if membership.source == "oidc" and membership.team_id not in team_ids:
+                try:
+                    removals.append(
+                        await self.remove_member(
+                            membership.team_id, user_id, authority="admin", reason=reason
+                        )
+                    )
+                except RecordNotFound:
+                    continue  # removed meanwhile (another replica's sign-in, an admin)
+        return missing, removals
 
     async def get(self, team_id: str) -> TeamRecord:
         """The team with ``team_id``; raises ``RecordNotFound``."""
@@ -152,7 +220,8 @@ class TeamRepository:
             await session.execute(
                 insert.on_conflict_do_update(
                     index_elements=[MembershipRow.team_id, MembershipRow.user_id],
-                    set_={"role": insert.excluded.role},
+                    # An admin's add makes a claimed membership the admin's: sign-ins leave it.
+                    set_={"role": insert.excluded.role, "source": insert.excluded.source},
                 )
             )
             row = await session.get(MembershipRow, (team_id, user_id), populate_existing=True)
@@ -160,7 +229,12 @@ class TeamRepository:
             return membership_record(row)
 
     async def remove_member(
-        self, team_id: str, user_id: str, *, authority: KeyAuthority = "admin"
+        self,
+        team_id: str,
+        user_id: str,
+        *,
+        authority: KeyAuthority = "admin",
+        reason: str = OWNER_LEFT_TEAM,
     ) -> MemberRemoval:
         """Take a user out of a team, and stop the keys they own there: blocked as
         ``authority`` (``OWNER_LEFT_TEAM``), rotated ones' grace ended. The team's keys
@@ -174,9 +248,7 @@ class TeamRepository:
                 raise RecordNotFound(f"user {user_id!r} is not a member of team {team_id!r}")
             await session.delete(row)
             await session.flush()
-            blocked, ended = await block_member_keys(
-                session, team_id, user_id, authority, OWNER_LEFT_TEAM
-            )
+            blocked, ended = await block_member_keys(session, team_id, user_id, authority, reason)
             return MemberRemoval(
                 team_id=team_id,
                 user_id=user_id,

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import and_, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollway.store.columns import utcnow
-from tollway.store.errors import InvalidRecord, RecordNotFound
+from tollway.store.errors import InvalidRecord, RecordConflict, RecordNotFound
 from tollway.store.key_cascades import revoke_keys
-from tollway.store.models import KeyRow, MembershipRow, UserRow
+from tollway.store.models import KeyRow, MembershipRow, UserRow, new_id
 from tollway.store.records import (
     UNSET,
     USER_KINDS,
@@ -21,7 +21,16 @@ from tollway.store.records import (
     UserRecord,
     UserRole,
 )
-from tollway.store.transaction import Sessions, given, require_one_of, transaction
+from tollway.store.transaction import (
+    Sessions,
+    dialect_insert,
+    given,
+    require_one_of,
+    transaction,
+)
+
+_PROVISION_TRIES = 3
+"""Inserts a provisioning may lose to other replicas' (each loss finds their user next)."""
 
 
 def user_record(row: UserRow) -> UserRecord:
@@ -36,6 +45,8 @@ def user_record(row: UserRow) -> UserRecord:
         metadata=dict(row.meta),
         created_at=row.created_at,
         updated_at=row.updated_at,
+        oidc_issuer=row.oidc_issuer,
+        oidc_subject=row.oidc_subject,
     )
 
 
@@ -75,6 +86,78 @@ class UserRepository:
             session.add(row)
             await session.flush()
             return user_record(row)
+
+    async def provision(
+        self,
+        issuer: str,
+        subject: str,
+        *,
+        email: str | None = None,
+        link_by_email: bool = False,
+        name: str | None = None,
+    ) -> tuple[UserRecord, str | None]:
+        """The user of OIDC identity (``issuer``, ``subject``), found or made; with how it
+        came to be: ``"created"``, ``"linked"`` (an existing user with ``email``, no other
+        identity's, took this one: only with ``link_by_email``) or ``None`` (found).
+
+        Safe with replicas doing it at once: the unique (issuer, subject) index and an
+        insert that ignores conflicts make one user, the others find it. ``email`` is kept
+        when no other user has it, else left out (never an error).
+        """
+        try:
+            email = normal_email(email)
+        except InvalidRecord:
+            email = None
+        for _ in range(_PROVISION_TRIES):
+            found = await self._by_identity(issuer, subject)
+            if found is not None:
+                return found, None
+            if email is not None and link_by_email and await self._link(issuer, subject, email):
+                linked = await self._by_identity(issuer, subject)
+                if linked is not None:
+                    return linked, "linked"
+            user_id = new_id()
+            for kept_email in dict.fromkeys((email, None)):
+                await self._insert_ignoring_conflicts(user_id, issuer, subject, kept_email, name)
+                made = await self._by_identity(issuer, subject)
+                if made is not None:
+                    return made, "created" if made.id == user_id else None
+        raise RecordConflict(f"the user of {subject!r} at {issuer!r} changed concurrently")
+
+    async def _by_identity(self, issuer: str, subject: str) -> UserRecord | None:
+        query = select(UserRow).where(
+            UserRow.oidc_issuer == issuer, UserRow.oidc_subject == subject
+        )
+        async with self._sessions() as session:
+            row = await session.scalar(query)
+        return None if row is None else user_record(row)
+
+    async def _link(self, issuer: str, subject: str, email: str) -> bool:
+        """Give the user with ``email`` that no identity has yet this one (one statement:
+        of two replicas linking at once, one does)."""
+        unlinked = and_(UserRow.email == email, UserRow.oidc_issuer.is_(None))
+        async with transaction(self._sessions, "identity linked concurrently") as session:
+            result = await session.execute(
+                update(UserRow)
+                .where(unlinked)
+                .values(oidc_issuer=issuer, oidc_subject=subject, updated_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
+        return bool(getattr(result, "rowcount", 0))
+
+    async def _insert_ignoring_conflicts(
+        self, user_id: str, issuer: str, subject: str, email: str | None, name: str | None
+    ) -> None:
+        now = utcnow()
+        async with transaction(self._sessions, "user provisioned concurrently") as session:
+            insert = dialect_insert(session)(UserRow).values(
+                id=user_id, email=email, name=name, kind="human", role="member", blocked=False,
+                meta={}, created_at=now, updated_at=now, oidc_issuer=issuer,
+                oidc_subject=subject,
+            )  # fmt: skip
+            # Any unique conflict: the identity (another replica made it) or the email
+            # (another user holds it; tried again without).
+            await session.execute(insert.on_conflict_do_nothing())
 
     async def get(self, user_id: str) -> UserRecord:
         """The user with ``user_id``; raises ``RecordNotFound``."""
@@ -135,7 +218,7 @@ class UserRepository:
             row = await _user_row(session, user_id, lock=True)
             for field, value in changes.items():
                 setattr(row, field, value)
-            if row.kind == "human" and row.email is None:
+            if row.kind == "human" and row.email is None and row.oidc_issuer is None:
                 raise InvalidRecord("a human user needs an email")
             row.updated_at = utcnow()
             await session.flush()

@@ -70,6 +70,7 @@ def key_record(row: KeyRow) -> KeyRecord:
         blocked_by=row.blocked_by,
         blocked_reason=row.blocked_reason,
         lineage_id=row.lineage_id,
+        bound_teams=None if row.bound_teams is None else tuple(row.bound_teams),
     )
 
 
@@ -217,9 +218,11 @@ class KeyRepository:
         prefix: str,
         key_hash: str,
         grace_until: dt.datetime | None = None,
+        bound_teams: Sequence[str] | None = None,
     ) -> KeyRecord:
         """A new key with the settings of active key ``key_id``, which is revoked but stays
-        valid until ``grace_until`` so its clients can switch over."""
+        valid until ``grace_until`` so its clients can switch over; ``bound_teams``, when
+        given, are the teams the new key acts in (else the old key's)."""
         if grace_until is not None:
             grace_until = require_aware(grace_until, "grace_until")
         retired = {"status": "revoked", "revoked_at": utcnow(), "grace_until": grace_until}
@@ -243,6 +246,12 @@ class KeyRepository:
                 rotated_from=old.id,
                 # Every key of a chain points at its first, so its budgets and limits follow.
                 lineage_id=old.lineage_id or old.id,
+                # The new secret is the same key: it acts in no more teams than the old one.
+                bound_teams=list(bound_teams)
+                if bound_teams is not None
+                else None
+                if old.bound_teams is None
+                else list(old.bound_teams),
             )
             session.add(new)
             await session.flush()
@@ -321,6 +330,7 @@ def _new_row(new: NewKey) -> KeyRow:
         meta=dict(new.metadata),
         limits=None if new.limits is None else dict(new.limits),
         status="active",
+        bound_teams=None if new.bound_teams is None else list(new.bound_teams),
     )
 
 

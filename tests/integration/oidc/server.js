@@ -8,6 +8,8 @@
 // Test-only admin endpoints (loopback callers only):
 //   POST /_admin/rotate                 new signing key; the JWKS keeps the previous one too
 //   POST /_admin/disable?client_id=ID   the IdP stops issuing tokens to that client
+//   POST /_admin/groups?client_id=ID&groups=a,b   the groups claim of that client's next tokens
+//                                       (empty: none), as when a user leaves a group
 //   GET  /_admin/state                  the active kid, the published kids, disabled clients
 // Keys and clients live in oidc-provider's static configuration, so each change rebuilds the
 // provider; JWT access tokens are self-contained, so tokens issued before stay verifiable.
@@ -35,6 +37,9 @@ const CLIENTS = {
   'bob-cli': ['bob-secret', { email: 'bob@example.com', groups: 'research' }, 300],
   // Lifetimes are whole seconds from a floored iat: 2 s leaves at least 1 s to verify once.
   'short-lived': ['short-secret', { email: 'short@example.com', groups: [] }, 2],
+  // Groups changed by tests through /_admin/groups.
+  'carol-cli': ['carol-secret', { email: 'Carol@Example.com', name: 'Carol', groups: ['research', 'ml'] }, 300],
+  'dana-cli': ['dana-secret', { email: 'dana@example.com', groups: ['research'] }, 300],
 };
 
 function newSigningKey() {
@@ -96,6 +101,14 @@ function admin(req, res) {
       return;
     }
     state.disabled.add(clientId);
+  } else if (url.pathname === '/_admin/groups' && req.method === 'POST') {
+    const clientId = url.searchParams.get('client_id');
+    if (!(clientId in CLIENTS)) {
+      res.writeHead(404).end();
+      return;
+    }
+    const groups = url.searchParams.get('groups') ?? '';
+    CLIENTS[clientId][1] = { ...CLIENTS[clientId][1], groups: groups ? groups.split(',') : [] };
   } else if (url.pathname !== '/_admin/state') {
     res.writeHead(404).end();
     return;
