@@ -3,6 +3,7 @@ route; requests in flight finish on the old table; an invalid config is refused.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -16,7 +17,14 @@ import pytest
 import yaml
 
 from tests.conftest import UPSTREAM_KEY
-from tests.support import CLIENT_KEY, Process, free_port, running_gateway
+from tests.support import (
+    CLIENT_KEY,
+    Process,
+    free_port,
+    running_gateway,
+    tollway_command,
+    wait_http,
+)
 
 ADMIN = {"Authorization": f"Bearer {CLIENT_KEY}"}
 
@@ -283,3 +291,32 @@ def test_a_reload_that_changes_a_limit_applies_to_callers_already_counted(
         raw = client.chat.completions.with_raw_response.create(**ask)
         assert "x-ratelimit-limit-requests" not in raw.headers
         client.close()
+
+
+def test_a_sighup_while_the_gateway_starts_is_a_reload_once_it_serves(
+    log_dir: Path, simulator_url: str
+) -> None:
+    # The SIGHUP handler was installed only once the gateway had started: a SIGHUP during
+    # start-up (migrations, loading identities: seconds; a config reloader sidecar sends one
+    # on every change) took its default action and ended the process (exit 129).
+    port = free_port()
+    path = log_dir / f"starting-{port}.yaml"
+    store = f"sqlite+aiosqlite:///{log_dir}/starting-{port}.db"  # new: migrations to run
+    config = {"store": {"url": store}, "server": {"reload_interval": None},
+              "models": [_group("before", simulator_url)]}  # fmt: skip
+    path.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "TOLLWAY_ADMIN_KEY": CLIENT_KEY, "TOLLWAY_STORE_URL": store,
+           "TEST_UPSTREAM_KEY": UPSTREAM_KEY}  # fmt: skip
+    command = tollway_command("serve", "--config", str(path), "--port", str(port))
+    process = Process(command, log_dir / f"starting-{port}.log", env=env)
+    try:
+        assert _wait_for(lambda: "Running upgrade" in process.output(), 20.0)
+        _rewrite(path, lambda c: c.update(models=[_group("after", simulator_url)]))
+        process.proc.send_signal(signal.SIGHUP)  # while the store migrates
+        url = f"http://127.0.0.1:{port}"
+        wait_http(url + "/health/ready", proc=process.proc)
+        assert _wait_for(lambda: _models(url) == {"after"})
+        assert "SIGHUP while starting" in process.output()
+    finally:
+        process.stop()
+    assert process.proc.returncode == 0, process.output()
