@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import re
 import signal
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import orjson
 from aiohttp import web
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
 
 GATEWAY = web.AppKey("gateway", Gateway)
+log = logging.getLogger("tollway")
 
 MAX_HEADER_VALUE = 2 * MAX_TOKEN_LENGTH
 """The longest header value the server reads (aiohttp's default is 8190 bytes). An OIDC token
@@ -62,12 +64,19 @@ def create_app(
     app[GATEWAY] = gateway
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
-        await gateway.start()
+        hangup = Hangup(gateway)
+        undo = _on_hangup(hangup)
+        try:
+            await gateway.start()
+        except BaseException:
+            undo()
+            raise
         _settle_garbage_collector()
-        hangup = _on_hangup(lambda: gateway.reload_on("sighup"))
+        hangup.serving()
         yield
-        hangup()
+        hangup.stopping()
         await gateway.close()
+        undo()
 
     app.cleanup_ctx.append(lifecycle)
     app.router.add_routes(OpenAIDialect(gateway).routes())
@@ -90,6 +99,38 @@ def create_app(
 
 GC_YOUNG_THRESHOLD = 10_000
 """Net allocations between young-generation collections (Python's default is 700)."""
+
+
+class Hangup:
+    """What SIGHUP does over the process's life. Its default action ends the process, so it
+    is handled from before the gateway starts until it has closed: while starting (store
+    migrations, loading identities: seconds) it is remembered and the config is read again
+    once the gateway serves; while serving it reloads; while stopping it is ignored, so the
+    request log's and the budget spend's last writes are not cut short."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+        self._state: Literal["starting", "serving", "stopping"] = "starting"
+        self._asked = False
+
+    def __call__(self) -> None:
+        if self._state == "serving":
+            self._gateway.reload_on("sighup")
+        elif self._state == "starting":
+            self._asked = True
+            log.info("SIGHUP while starting: the config is read again once the gateway serves")
+        else:
+            log.warning("SIGHUP ignored: the gateway is stopping")
+
+    def serving(self) -> None:
+        """The gateway serves: reload on SIGHUP, and now if one came while it started."""
+        self._state = "serving"
+        if self._asked:
+            self._gateway.reload_on("sighup")
+
+    def stopping(self) -> None:
+        """The gateway is closing: SIGHUP no longer reloads."""
+        self._state = "stopping"
 
 
 def _on_hangup(reload: Callable[[], object]) -> Callable[[], None]:

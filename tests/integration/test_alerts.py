@@ -338,3 +338,33 @@ def test_webhook_urls_never_appear_in_the_gateways_output(
         assert path.rsplit("/", 1)[1] not in output
         assert path not in metrics
     assert receiver.url not in output
+
+
+def test_without_resolved_alerts_a_storm_after_a_recovery_is_still_news(
+    log_dir: Path, simulator_url: str, receiver: WebhookReceiver
+) -> None:
+    # The resolved alert was what forgot a storm's dedup key: with ``errors.resolved: false``
+    # nothing did, so a deployment that failed, recovered, and failed again within the
+    # dedup window (15 minutes by default) paged no one the second time.
+    config = alerts_config(simulator_url)
+    config["alerts"]["webhooks"] = [{"name": "only-json", "url": "env:TEST_JSON_HOOK"}]
+    config["alerts"]["errors"] = {"window": "2s", "min_attempts": 3, "resolved": False}
+    path = f"/json/hooks/unresolved-{uuid.uuid4().hex[:8]}"
+    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TEST_JSON_HOOK": receiver.url + path}
+    with running_gateway(log_dir, config, env) as (url, _):
+        client = openai.OpenAI(base_url=url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+
+        def storm() -> None:
+            for _ in range(4):
+                with pytest.raises(openai.APIStatusError):
+                    chat(client, "flaky", extra_headers={"x-sim-fault": "status:503"})
+
+        storm()
+        receiver.wait_for(lambda b: of(b, "error_storm", "flaky-dep"), path)
+        recovered_at = time.monotonic() + 2.6  # the failures out of the 2 s window
+        while time.monotonic() < recovered_at:
+            chat(client, "flaky")
+            time.sleep(0.2)
+        storm()
+        receiver.wait_for(lambda b: len(of(b, "error_storm", "flaky-dep")) == 2, path, 5.0)
+        assert of(receiver.bodies(path), "error_storm", "flaky-dep", "resolved") == []

@@ -863,3 +863,32 @@ def test_prices_piped_are_whole() -> None:
     assert [cell.strip() for cell in row.split("│")[1:-1]][:7] == [
         "openai", "gpt-4o", "2.5", "1.25", "", "10", "128,000",
     ]  # fmt: skip
+
+
+def test_client_text_cannot_send_escape_sequences_to_the_admins_terminal(
+    embedded: tuple[str, Process],
+) -> None:
+    # Any key holder chooses the model name, and the request log keeps it: `tollway logs
+    # list` and `tollway report --by model` printed it as it came, so an ESC sequence in it
+    # reached the admin's terminal (retitle it, write its clipboard with OSC 52, hide rows
+    # by clearing or concealing them); a right-to-left override reordered what was shown.
+    url = embedded[0]
+    env = _admin_env(url)
+    model = f"m{uuid.uuid4().hex[:4]}\x1b]0;pwned\x07\x1b[8m\u202e"
+    answer = httpx.post(
+        url + "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {CLIENT_KEY}"},
+        json={"model": model, "messages": [{"role": "user", "content": "x"}]},
+    )
+    assert answer.status_code == 404
+    listed = ("logs", "list", "--model", model, "--limit", "5")
+    deadline = time.monotonic() + 10
+    while answer.headers["x-request-id"] not in run_cli(*listed, "--json", env=env).stdout:
+        assert time.monotonic() < deadline, "the request never reached the request log"
+        time.sleep(0.2)
+    listing = run_cli(*listed, env=env).stdout
+    report = run_cli("report", "--by", "model", "--model", model, env=env).stdout
+    for shown in (listing, report):
+        assert "\x1b" not in shown and "\x07" not in shown and "\u202e" not in shown
+    assert r"\x1b]0;pwned\x07\x1b[8m\u202e" in listing  # shown, as text
+    assert r"\x1b]0;" in report  # the report cuts long names to the column

@@ -230,6 +230,31 @@ async def test_concurrency_cap_and_idempotent_settle(limiter: Limiter) -> None:
     admitted(await limiter.admit(claim(scope)))
 
 
+async def test_a_changed_limit_applies_from_the_next_request(
+    limiter: Limiter, clock: FakeClock
+) -> None:
+    # A reload or ``PUT /admin/limits`` gives a scope a new spec. Memory kept the buckets and
+    # cap it made at the scope's first request, so a lowered limit never applied there.
+    for _ in range(3):
+        await limiter.settle(
+            admitted(await limiter.admit(claim(("key:c", RateSpec(rpm=100))))), 0, 0
+        )
+    lowered = ("key:c", RateSpec(rpm=5, max_concurrent=1))
+    held = admitted(await limiter.admit(claim(lowered)))
+    assert held.remaining["key:c"] == (4.0, None)  # the level cut to 5, never refilled
+    refused(await limiter.admit(claim(lowered)))  # one in flight is the new cap
+    await limiter.settle(held, 0, 0)
+    for _ in range(4):
+        await limiter.settle(admitted(await limiter.admit(claim(lowered))), 0, 0)
+    refusal = refused(await limiter.admit(claim(lowered)))
+    assert refusal.retry_after_s == pytest.approx(12.0)  # refilling at the new rate
+    # Raised: room comes back at the new rate; taken away: no longer refused.
+    clock.advance(1.0)
+    admitted(await limiter.admit(claim(("key:c", RateSpec(rpm=60)))))
+    for _ in range(3):
+        admitted(await limiter.admit(claim(("key:c", RateSpec(tpm=1000)))))
+
+
 async def test_a_refusal_takes_nothing_from_the_others(limiter: Limiter) -> None:
     key = ("key:k", RateSpec(tpm=1000, rpm=10, max_concurrent=1))
     team = ("team:t", RateSpec(tpm=500))

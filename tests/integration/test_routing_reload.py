@@ -3,6 +3,7 @@ route; requests in flight finish on the old table; an invalid config is refused.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -16,7 +17,14 @@ import pytest
 import yaml
 
 from tests.conftest import UPSTREAM_KEY
-from tests.support import CLIENT_KEY, Process, free_port, running_gateway
+from tests.support import (
+    CLIENT_KEY,
+    Process,
+    free_port,
+    running_gateway,
+    tollway_command,
+    wait_http,
+)
 
 ADMIN = {"Authorization": f"Bearer {CLIENT_KEY}"}
 
@@ -247,3 +255,68 @@ def test_health_stays_with_the_deployment_not_its_place_in_the_group(
         raw = client.chat.completions.with_raw_response.create(**ask)
         assert raw.headers["x-tollway-deployment"] == "chat#0"
         client.close()
+
+
+def test_a_reload_that_changes_a_limit_applies_to_callers_already_counted(
+    log_dir: Path, simulator_url: str
+) -> None:
+    # The memory backend made a scope's bucket from the limit in force at its first request
+    # and kept it: lowering rpm from 100 to 5 by a reload (or through the admin API) left
+    # the running caller at 100 a minute until a restart, while the headers announced 5.
+    config = {
+        "server": {"reload_interval": None},
+        "models": [_group("limited", simulator_url)],
+        "limits": {"models": {"limited": {"rpm": 100}}},
+    }
+    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY}
+    with running_gateway(log_dir, config, env) as (url, _):
+        client = openai.OpenAI(base_url=url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+        ask: Any = {"model": "limited", "messages": [{"role": "user", "content": "x"}]}
+        for _ in range(3):
+            client.chat.completions.create(**ask)
+        path = _config_file(url, log_dir)
+        _rewrite(path, lambda c: c.update(limits={"models": {"limited": {"rpm": 5}}}))
+        assert httpx.post(url + "/admin/reload", headers=ADMIN).status_code == 200
+        # As on Redis: the bucket keeps its level, cut to the new size (never refilled).
+        raw = client.chat.completions.with_raw_response.create(**ask)
+        assert raw.headers["x-ratelimit-limit-requests"] == "5"
+        assert raw.headers["x-ratelimit-remaining-requests"] == "4"
+        for _ in range(4):
+            client.chat.completions.create(**ask)
+        with pytest.raises(openai.RateLimitError):
+            client.chat.completions.create(**ask)
+        # Taken away (another limit of the scope left): the old rate no longer refuses.
+        _rewrite(path, lambda c: c.update(limits={"models": {"limited": {"tpm": 1_000_000}}}))
+        assert httpx.post(url + "/admin/reload", headers=ADMIN).status_code == 200
+        raw = client.chat.completions.with_raw_response.create(**ask)
+        assert "x-ratelimit-limit-requests" not in raw.headers
+        client.close()
+
+
+def test_a_sighup_while_the_gateway_starts_is_a_reload_once_it_serves(
+    log_dir: Path, simulator_url: str
+) -> None:
+    # The SIGHUP handler was installed only once the gateway had started: a SIGHUP during
+    # start-up (migrations, loading identities: seconds; a config reloader sidecar sends one
+    # on every change) took its default action and ended the process (exit 129).
+    port = free_port()
+    path = log_dir / f"starting-{port}.yaml"
+    store = f"sqlite+aiosqlite:///{log_dir}/starting-{port}.db"  # new: migrations to run
+    config = {"store": {"url": store}, "server": {"reload_interval": None},
+              "models": [_group("before", simulator_url)]}  # fmt: skip
+    path.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "TOLLWAY_ADMIN_KEY": CLIENT_KEY, "TOLLWAY_STORE_URL": store,
+           "TEST_UPSTREAM_KEY": UPSTREAM_KEY}  # fmt: skip
+    command = tollway_command("serve", "--config", str(path), "--port", str(port))
+    process = Process(command, log_dir / f"starting-{port}.log", env=env)
+    try:
+        assert _wait_for(lambda: "Running upgrade" in process.output(), 20.0)
+        _rewrite(path, lambda c: c.update(models=[_group("after", simulator_url)]))
+        process.proc.send_signal(signal.SIGHUP)  # while the store migrates
+        url = f"http://127.0.0.1:{port}"
+        wait_http(url + "/health/ready", proc=process.proc)
+        assert _wait_for(lambda: _models(url) == {"after"})
+        assert "SIGHUP while starting" in process.output()
+    finally:
+        process.stop()
+    assert process.proc.returncode == 0, process.output()

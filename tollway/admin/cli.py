@@ -46,6 +46,22 @@ audit = typer.Typer(no_args_is_help=True, help="The audit trail.")
 
 _console = Console()
 _errors = Console(stderr=True, soft_wrap=True)  # one line per error, for logs and grep
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+"""Control characters (C0, DEL, C1) and the bidirectional overrides and isolates."""
+
+
+def terminal_text(value: str) -> Text:
+    """``value`` as a table cell, never markup, with every control character and
+    bidirectional override shown as its escape (``\\x1b``, ``\\u202e``): much of what is
+    listed is others' text (the model a client asked for, a key's name), and an ESC sequence
+    printed as it came would drive the admin's terminal (retitle it, write its clipboard,
+    hide rows), an override would reorder what is shown."""
+    return Text(_UNPRINTABLE.sub(_escape_character, value))
+
+
+def _escape_character(found: re.Match[str]) -> str:
+    code = ord(found.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def call(
@@ -176,7 +192,7 @@ def table_rows(rows: list[dict[str, Any]], columns: list[str], title: str) -> No
     for row in rows:
         # Text, not a string: Rich would read a cell's "[...]" as markup, and much of what
         # is listed was written by others (a key's name, the model a client asked for).
-        table.add_row(*(Text(_cell(row.get(column))) for column in columns))
+        table.add_row(*(terminal_text(_cell(row.get(column))) for column in columns))
     table_console().print(table)
 
 

@@ -36,6 +36,7 @@ from tollway.admin.cli import (
     gateway_url,
     print_json,
     table_console,
+    terminal_text,
     unreachable,
 )
 
@@ -111,17 +112,17 @@ def _table(rows: list[dict[str, Any]]) -> Table:
         elif row["error_code"]:
             status = Text(f"{row['status']} {row['error_code']}", style="red")
         cached, writes = row.get("cached_tokens", 0), row.get("cache_write_tokens", 0)
-        # The model and the request id are the client's text: Text, never read as markup.
+        # The model and the request id are the client's text: never markup, nor controls.
         table.add_row(
             row["at"][5:19].replace("T", " "),
             Text((row["key_id"] or row["principal_kind"] or "")[:8]),
-            Text(model),
+            terminal_text(model),
             status,
             f"{row['input_tokens']}/{row['output_tokens']}",
             f"{cached}/{writes}" if cached or writes else "",
             f"{row['cost_usd']:.6f}",
             "" if latency is None else f"{latency:.0f}",
-            Text(row["request_id"]),
+            terminal_text(row["request_id"]),
         )
     return table
 

@@ -15,9 +15,10 @@ In the background (``evaluate``), over the last ``window``, a deployment is in a
 A storm raises an ``error_storm`` alert at every evaluation while it lasts (the manager's
 de-duplication sends it once per ``dedup_window``). A deployment in a storm whose window
 then holds attempts, fewer than ``error_ratio`` of them failed, and fewer than
-``min_fallbacks`` fell back, has recovered: one ``resolved`` alert
-(when ``resolved`` is on). A deployment that gets no attempts at all (its circuit open, no
-traffic) stays in its storm until attempts show otherwise. Deployments not in a storm and
+``min_fallbacks`` fell back, has recovered: one ``resolved`` alert (the manager sends it
+when ``resolved`` is on; either way it ends the storm's de-duplication). A deployment that
+gets no attempts at all (its circuit open, no traffic) stays in its storm until attempts
+show otherwise. Deployments not in a storm and
 idle for a whole window are dropped.
 """
 
@@ -86,10 +87,7 @@ class ErrorStorms:
             elif deployment in self._storms:
                 if attempts > 0 and errors < self.config.error_ratio * attempts:
                     self._storms.discard(deployment)
-                    if self.config.resolved:
-                        alerts.append(
-                            self._alert(deployment, attempts, errors, fallbacks, "resolved")
-                        )
+                    alerts.append(self._alert(deployment, attempts, errors, fallbacks, "resolved"))
             elif ring.last < start:
                 del self._rings[deployment]
                 self._last_error.pop(deployment, None)

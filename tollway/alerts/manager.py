@@ -94,7 +94,15 @@ class AlertManager:
         ]
         for key in expired:
             del self._sent[key]
-        return [alert for alert in candidates if self.raise_alert(alert)]
+        return [alert for alert in candidates if self._raise_judged(alert)]
+
+    def _raise_judged(self, alert: Alert) -> bool:
+        """``raise_alert`` for an evaluation's alert; a storm's recovery with ``errors.resolved``
+        off is not sent, but still forgets the storm's key: a storm after it is news again."""
+        if alert.status == "resolved" and not self.config.errors.resolved:
+            self._sent.pop(alert.dedup_key, None)
+            return False
+        return self.raise_alert(alert)
 
     # --- de-duplication and delivery ----------------------------------------------------
 

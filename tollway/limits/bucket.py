@@ -26,6 +26,13 @@ class TokenBucket:
             self.stamp = now
         return self.level
 
+    def resize(self, capacity: float) -> None:
+        """Hold ``capacity`` a period, keeping the level (cut to the new capacity), as the
+        Redis limiter does: the time since the last refill refills at the new rate."""
+        self.rate = self.rate * capacity / self.capacity
+        self.capacity = capacity
+        self.level = min(self.level, capacity)
+
     def can_take(self, amount: float, now: float) -> bool:
         """Whether ``amount`` fits now (a request larger than capacity fits a full bucket)."""
         level = self.refill(now)
@@ -46,17 +53,17 @@ class TokenBucket:
 
 
 class ConcurrencyCap:
-    """At most ``limit`` requests in flight."""
+    """At most ``limit`` requests in flight (``None``: no limit, still counted)."""
 
     __slots__ = ("in_flight", "limit")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int | None) -> None:
         self.limit = limit
         self.in_flight = 0
 
     def can_enter(self) -> bool:
         """Whether one more request may start."""
-        return self.in_flight < self.limit
+        return self.limit is None or self.in_flight < self.limit
 
     def enter(self) -> None:
         """Count one request in."""

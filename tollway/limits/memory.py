@@ -15,6 +15,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from tollway.limits.backend import (
     AccountState,
     Claim,
+    RateSpec,
     Refusal,
     Settled,
     Ticket,
@@ -35,12 +36,15 @@ class _Account:
 
 
 class MemoryLimiter:
-    """Buckets and caps per scope name, created on first use from their ``RateSpec``."""
+    """Buckets and caps per scope name, made from their ``RateSpec`` at first use and
+    refitted whenever the spec a scope is admitted with changes (a reload, the admin API)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._tpm: dict[str, TokenBucket] = {}
         self._rpm: dict[str, TokenBucket] = {}
         self._caps: dict[str, ConcurrencyCap] = {}
+        self._specs: dict[str, RateSpec] = {}
+        """The spec each scope's buckets and cap were last fitted to."""
         self._accounts: dict[str, _Account] = {}
         self._clock = clock
 
@@ -52,13 +56,11 @@ class MemoryLimiter:
         """``admit`` without a coroutine: nothing here waits (limits/stage.py calls this)."""
         now = self._clock()
         tokens = claim.tokens
+        specs = self._specs
         for scope, spec in claim.limits:
-            if spec.tpm is not None and scope not in self._tpm:
-                self._tpm[scope] = TokenBucket(spec.tpm, 60.0, now)
-            if spec.rpm is not None and scope not in self._rpm:
-                self._rpm[scope] = TokenBucket(spec.rpm, 60.0, now)
-            if spec.max_concurrent is not None and scope not in self._caps:
-                self._caps[scope] = ConcurrencyCap(spec.max_concurrent)
+            # The book makes new specs only when it is rebuilt: one identity check a scope.
+            if specs.get(scope) is not spec:
+                self._fit(scope, spec, now)
             refusal = self._check(scope, tokens, now)
             if refusal is not None:
                 return refusal
@@ -81,6 +83,26 @@ class MemoryLimiter:
             account.reserved += claim.reserve_micros
             account.holders += 1
         return ticket
+
+    def _fit(self, scope: str, spec: RateSpec, now: float) -> None:
+        """Make ``scope``'s buckets and cap those of ``spec``: new ones at first use; a
+        changed limit applies from this request, as on Redis (a bucket keeps its level, cut
+        to its new size: a change never refills anyone); a limit taken away stops refusing
+        (its cap still counts the requests in flight, should it come back)."""
+        self._specs[scope] = spec
+        for buckets, capacity in ((self._tpm, spec.tpm), (self._rpm, spec.rpm)):
+            bucket = buckets.get(scope)
+            if capacity is None:
+                buckets.pop(scope, None)
+            elif bucket is None:
+                buckets[scope] = TokenBucket(capacity, 60.0, now)
+            elif bucket.capacity != capacity:
+                bucket.resize(capacity)
+        cap = self._caps.get(scope)
+        if cap is not None:
+            cap.limit = spec.max_concurrent
+        elif spec.max_concurrent is not None:
+            self._caps[scope] = ConcurrencyCap(spec.max_concurrent)
 
     def _check(self, scope: str, tokens: int, now: float) -> Refusal | None:
         cap = self._caps.get(scope)

@@ -18,11 +18,13 @@ local function load(key, capacity, now)
   return {level = tonumber(s[1]), stamp = tonumber(s[2])}
 end
 
+-- Capped even when no time passed: a limit lowered since the bucket was saved applies now.
 local function refill(b, capacity, now)
   if now > b.stamp then
-    b.level = math.min(capacity, b.level + (now - b.stamp) * (capacity / 60.0))
+    b.level = b.level + (now - b.stamp) * (capacity / 60.0)
     b.stamp = now
   end
+  b.level = math.min(capacity, b.level)
   return b.level
 end
 
