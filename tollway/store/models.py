@@ -97,7 +97,7 @@ class UserRow(Base):
     __table_args__ = (
         CheckConstraint(one_of("kind", USER_KINDS), name="kind"),
         CheckConstraint(one_of("role", USER_ROLES), name="role"),
-        # One user per identity, whichever replica provisions it first (revision 0012).
+        # One user per identity, whichever replica provisions it first (revision 0013).
         Index("uq_users_oidc_identity", "oidc_issuer", "oidc_subject", unique=True),
     )
 
@@ -172,7 +172,7 @@ class KeyRow(Base):
     # budgets, their spend and rate limits go by it, so they follow the key across rotations.
     lineage_id: Mapped[str | None] = mapped_column(String(36), index=True)
     # The teams the key acts in when a team admin made it for a member (those it administered
-    # for the member then); NULL: every team of its owner's, as the owner (revision 0012).
+    # for the member then); NULL: every team of its owner's, as the owner (revision 0013).
     bound_teams: Mapped[list[str] | None] = mapped_column(NullableJSON)
 
 

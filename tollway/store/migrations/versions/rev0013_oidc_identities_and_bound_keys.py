@@ -1,7 +1,7 @@
 """Users signed in through OIDC, memberships their tokens keep, and keys bound to teams.
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-07 09:00:00
 
 - ``users.oidc_issuer`` and ``users.oidc_subject``: the identity a user was provisioned for
@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0012"
-down_revision: str | None = "0011"
+revision: str = "0013"
+down_revision: str | None = "0012"
 branch_labels: str | tuple[str, ...] | None = None
 depends_on: str | tuple[str, ...] | None = None
 
