@@ -19,7 +19,7 @@ import httpx
 import openai
 import pytest
 
-from tests.support import CLIENT_KEY, free_port, running_gateway, running_simulator
+from tests.support import CLIENT_KEY, free_port, running_gateway, running_simulator, wait_for_ids
 
 ADMIN = {"Authorization": f"Bearer {CLIENT_KEY}"}
 HI = [{"role": "user", "content": "hello there"}]
@@ -38,6 +38,21 @@ def _deployment(sim: str, ident: str, **extra: Any) -> dict[str, Any]:
 def _busy(retry_after: str) -> dict[str, str]:
     """Deployment headers that make the simulator answer every call with this 429."""
     return {"x-sim-fault": "status:429", "x-sim-retry-after": retry_after}
+
+
+def _overloaded(status: int, retry_after: str, millis: str | None = None) -> dict[str, str]:
+    """Deployment headers that make the simulator answer every call with this overload, and
+    say how long to wait (``retry-after``, and or only ``retry-after-ms``)."""
+    headers = {"x-sim-fault": f"status:{status}"}
+    if retry_after:
+        headers["x-sim-retry-after"] = retry_after
+    if millis is not None:
+        headers["x-sim-retry-after-ms"] = millis
+    return headers
+
+
+def _claude(sim: str, ident: str, **extra: Any) -> dict[str, Any]:
+    return {"provider": "anthropic", "model": "sim-chat", "api_base": sim, "id": ident, **extra}
 
 
 def _pair(name: str, a: str, b: str, **group: Any) -> dict[str, Any]:
@@ -111,6 +126,26 @@ def gateway(log_dir: Path, sims: tuple[str, str], closed_port: int) -> Iterator[
                     backup={"headers": _busy("30")}) for family in ("openai", "anthropic")),
             {"name": "silent", "deployments": [
                 _deployment(a, "silent-a", timeouts={"first_byte": "300ms"})]},
+            _pair("overloaded", a, b, retries=1, primary={"headers": _overloaded(503, "30")}),
+            _pair("overloaded-ms", a, b, retries=1,
+                  primary={"headers": _overloaded(503, "", millis="20000")}),
+            {"name": "overloaded-claude", "retries": 1, "deployments": [
+                _claude(a, "overloaded-claude-primary", headers=_overloaded(529, "30")),
+                _claude(b, "overloaded-claude-backup")]},
+            *(_pair(f"cooling-{family}", a, b, primary={"headers": _overloaded(503, "4")},
+                    backup={"headers": _overloaded(503, "30")})
+              for family in ("openai", "anthropic")),
+            {"name": "spread", "strategy": "weighted", "deployments": [
+                _deployment(a, "spread-a", weight=2, headers=_busy("60")),
+                _deployment(a, "spread-b", weight=1), _deployment(b, "spread-c", weight=1)]},
+            _pair("paced", a, b, strategy="latency",
+                  primary={"headers": {"x-sim-tpot-ms": "40"}},
+                  backup={"headers": {"x-sim-ttft-ms": "80"}}),
+            {"name": "embed-bounded", "kind": "embedding", "deadline": "800ms", "deployments": [{
+                "provider": "vertex_ai", "model": "gemini-embedding-001",
+                "api_base": a + "/v1/projects/test/locations/europe-west4", "api_key": "sim-key",
+                "id": "embed-bounded-a", "price": {"input": 1000, "output": 0},
+                "headers": {"x-sim-ttft-ms": "300"}}]},
         ],
         # The probed group's primary has a token limit of its own (issue 5's per-deployment
         # limits), so admission can refuse it while its circuit waits for a probe.
@@ -205,6 +240,55 @@ def test_when_every_candidate_is_busy_the_client_waits_for_the_soonest(
         f"{model}-backup"
     )
     assert headers["retry-after"] == "4"
+
+
+@pytest.mark.parametrize(
+    ("model", "wait"), [("overloaded", 30), ("overloaded-ms", 20), ("overloaded-claude", 30)]
+)
+def test_an_overload_that_says_how_long_to_wait_rests_the_deployment(
+    gateway: str, model: str, wait: float
+) -> None:
+    # The primary answers 503 (OpenAI's retry-after, or only its retry-after-ms), or 529 as
+    # Anthropic does, asking for a wait: it was retried at once and tried again by the next
+    # request, as if it had not asked.
+    first = _chat(gateway, model)
+    assert first.status_code == 200, first.text
+    assert first.headers["x-tollway-deployment"] == f"{model}-backup"
+    assert first.headers["x-tollway-attempts"] == "2"  # no retry on the deployment (retries: 1)
+    second = _chat(gateway, model)
+    assert second.headers["x-tollway-deployment"] == f"{model}-backup"
+    assert second.headers["x-tollway-attempts"] == "1"  # resting: not even tried
+    primary = _health(gateway)[f"{model}-primary"]
+    assert wait - 5 < primary["rate_limited_for_s"] <= wait
+    assert primary["circuit"] == "closed" and primary["consecutive_failures"] == 0
+
+
+@pytest.mark.parametrize("family", ["openai", "anthropic"])
+def test_when_every_candidate_is_cooling_down_the_client_is_told_when_to_come_back(
+    gateway: str, family: str
+) -> None:
+    # Both deployments are overloaded; the primary asks for 4 s, the backup for 30 s.
+    model = f"cooling-{family}"
+    errors = []
+    for _ in range(2):
+        started = time.monotonic()
+        if family == "openai":
+            error: openai.APIStatusError | anthropic.APIStatusError = _openai_error(
+                gateway, model, False
+            )
+            assert error.status_code == 503 and error.code == "server_is_overloaded"
+        else:
+            error = _anthropic_error(gateway, model)
+            assert isinstance(error, anthropic.OverloadedError)  # 529 overloaded_error
+        assert time.monotonic() - started < 2  # an answer at once, never a hang
+        errors.append(error.response.headers)
+    tried, cooling = errors
+    assert tried["x-tollway-attempts"] == "2"
+    assert tried["retry-after"] == "4"  # the soonest any asked for, not the last one's 30
+    # Now both rest: neither is called before its time, and the client hears when the
+    # first may serve again.
+    assert "x-tollway-deployment" not in cooling and "x-tollway-attempts" not in cooling
+    assert 1 <= int(cooling["retry-after"]) <= 4
 
 
 def test_a_first_byte_that_never_comes_fails_over_within_the_limit(
@@ -468,6 +552,49 @@ def test_a_weighted_split_holds_over_two_thousand_requests(gateway: str) -> None
     assert 0.87 <= share <= 0.93, counts
 
 
+def test_an_unavailable_weighted_picks_share_is_spread_by_weight(gateway: str) -> None:
+    # 'spread-a' (weight 2 of 4) rests after its first 429 (retry-after 60 s). Its half of
+    # the first picks fell on its neighbour 'spread-b' (75/25); by weight it is 50/50.
+    while _health(gateway)["spread-a"]["rate_limited_for_s"] == 0:
+        assert _chat(gateway, "spread").status_code == 200
+
+    async def run() -> Counter[str]:
+        counts: Counter[str] = Counter()
+        async with httpx.AsyncClient(base_url=gateway, headers=ADMIN) as client:
+            body = {"model": "spread", "messages": HI, "max_tokens": 1}
+            gate = asyncio.Semaphore(16)
+
+            async def one() -> None:
+                async with gate:
+                    answer = await client.post("/v1/chat/completions", json=body, timeout=30)
+                    counts[answer.headers["x-tollway-deployment"]] += 1
+
+            await asyncio.gather(*(one() for _ in range(400)))
+        return counts
+
+    counts = asyncio.run(run())
+    assert counts["spread-a"] == 0
+    # Out of 400 at 50%, 'spread-b' gets over 60% less than once in 10,000 runs.
+    assert 0.4 <= counts["spread-b"] / 400 <= 0.6, counts
+
+
+def test_latency_routing_ranks_streams_and_whole_answers_apart(gateway: str) -> None:
+    # The primary starts streams at once but takes 160 ms for a whole 4-token answer; the
+    # backup takes 80 ms for either. Whole answers' times were averaged as times to the first
+    # token, so streams went to the backup, the slower one to start.
+    def served(requests: int, stream: bool) -> Counter[str]:
+        return Counter(
+            _chat(gateway, "paced", stream=stream).headers["x-tollway-deployment"]
+            for _ in range(requests)
+        )
+
+    served(6, stream=False)  # both measured for whole answers...
+    served(4, stream=True)  # ...and for streams
+    # Exploration sends 10% to the other: 10 or more of 30 less than once in 3,000 runs.
+    assert served(30, stream=True)["paced-primary"] >= 21
+    assert served(30, stream=False)["paced-backup"] >= 21
+
+
 def test_latency_routing_follows_the_faster_deployment(gateway: str, sims: tuple[str, str]) -> None:
     def served(requests: int) -> Counter[str]:
         return Counter(
@@ -657,3 +784,32 @@ def test_an_upstream_that_goes_silent_mid_answer_is_named_by_its_deployment_not_
     assert "went silent mid-answer" in caught.value.message
     assert "'silent-a'" in caught.value.message
     _no_address(caught.value.message, sims[0])
+
+
+def test_split_embeddings_end_at_the_deadline_and_are_charged_for_what_was_answered(
+    gateway: str,
+) -> None:
+    # A gemini-embedding model on Vertex AI takes one text a call: 12 texts are 12 calls, 4 at
+    # a time, 300 ms each, so three rounds. Each round got the deadline's whole 800 ms, and the
+    # answer came after 900 ms; the third round may only have the 200 ms left.
+    texts = [f"text number {index}" for index in range(12)]
+    started = time.monotonic()
+    answer = httpx.post(
+        gateway + "/v1/embeddings",
+        json={"model": "embed-bounded", "input": texts},
+        headers={**ADMIN, "x-request-id": "split-embeddings-deadline"},
+        timeout=30,
+    )
+    elapsed = time.monotonic() - started
+    assert answer.status_code == 504, answer.text
+    assert answer.json()["error"]["code"] == "deadline_exceeded"
+    assert 0.8 <= elapsed < 1.3
+    # The two rounds answered (8 texts, 3 tokens each) were billed: so is the request.
+    logged = wait_for_ids(
+        lambda: httpx.get(gateway + "/admin/logs?since=1h", headers=ADMIN).json()["data"],
+        {"split-embeddings-deadline"},
+        "logged",
+    )["split-embeddings-deadline"]
+    assert logged["status"] == 504
+    assert logged["input_tokens"] == 24
+    assert logged["cost_usd"] == pytest.approx(24 * 1000 / 1_000_000)

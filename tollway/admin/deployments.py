@@ -44,6 +44,7 @@ async def list_deployments(call: AdminCall) -> dict[str, Any]:
             "error_rate": round(health.error_rate, 4),
             "ewma_latency_ms": _ms(health.ewma_latency),
             "ewma_ttft_ms": _ms(health.ewma_ttft),
+            "ewma_complete_ms": _ms(health.ewma_complete),
             "last_error": health.last_error,
             "last_error_at": _iso(health.last_error_at),
         }

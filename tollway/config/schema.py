@@ -225,6 +225,9 @@ class RoutingConfig(Strict):
     """How long an open circuit skips the deployment before one probe is let through."""
     rate_limit_cooldown: Duration = 5.0
     """How long a 429 without ``retry-after`` keeps the deployment aside."""
+    retry_after_max: Duration = Field(default=3600.0, gt=0.0)
+    """The longest a provider's ``retry-after`` (a 429, an overload's 503 or 529) keeps the
+    deployment aside."""
     backoff: Duration = 0.1
     """First wait before retrying the same deployment; doubles each retry, with full jitter."""
     backoff_max: Duration = 2.0

@@ -32,6 +32,8 @@ class Attempt:
     first_chunk_at: float | None = None
     """Streams: when the first content arrived (the stream's head before it is no token:
     ``wire/stream_head.py``)."""
+    spent: Usage | None = None
+    """What a failed call used all the same (``UpstreamError.spent``), which is charged."""
     cut_short: bool = False
     """The gateway cut the call: the model group's deadline (its ``error`` a timeout) or its
     client leaving while it waited (no ``error`` of its own; the request's is

@@ -37,12 +37,14 @@ exception) for the log and ``/admin/deployments``.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from tollway.auth.principal import Principal
+    from tollway.core.types import Usage
 
 
 class GatewayError(Exception):
@@ -202,6 +204,9 @@ class UpstreamError(GatewayError):
         self.detail = detail
         """For the operator only (log, admin view): may name the upstream's host."""
         self.deployment_id: str | None = None
+        self.spent: Usage | None = None
+        """What the failed attempt used all the same (the batches of a split embeddings
+        request answered before another failed), which the provider bills."""
 
     def blame(self, deployment_id: str, group: str, api_base: str) -> None:
         """Name the deployment that failed in the client's message (once), and mask its
@@ -271,7 +276,7 @@ class UpstreamStatusError(UpstreamError):
         detail: str | None = None,
         own_type: bool = False,
     ) -> None:
-        headers = {"retry-after": retry_after} if retry_after else None
+        headers = {"retry-after": _whole_seconds(retry_after)} if retry_after else None
         refusal = _CREDENTIAL_REFUSALS.get(upstream_status)
         if refusal is not None:
             # The provider refused the gateway's own key for this deployment: the client's key
@@ -301,6 +306,13 @@ class UpstreamStatusError(UpstreamError):
             self.anthropic_type = _ANTHROPIC_TYPES.get(self.status, "invalid_request_error")
         if own_type and error_type:  # none when the gateway's credential was refused
             self.openai_type = error_type
+
+    @property
+    def rests(self) -> bool:
+        """Whether the deployment is set aside for a while rather than retried: a rate limit,
+        or an overload that says how long to wait (``retry_after``)."""
+        status = self.upstream_status
+        return status == 429 or (status in _OVERLOADS and self.retry_after is not None)
 
 
 class UpstreamTimeout(UpstreamError):
@@ -388,6 +400,18 @@ _ANTHROPIC_TYPES = {
     429: "rate_limit_error",
     502: "api_error",
 }
+
+
+def _whole_seconds(retry_after: str) -> str:
+    """``retry_after`` as a client reads it: delta-seconds are whole (RFC 9110), so a
+    fraction (from a ``retry-after-ms``) is rounded up; an HTTP date is left as it is."""
+    try:
+        seconds = float(retry_after)
+    except ValueError:
+        return retry_after
+    if seconds.is_integer() and "." not in retry_after:
+        return retry_after
+    return str(max(0, math.ceil(seconds)))
 
 
 def without_address(text: str, api_base: str) -> str:

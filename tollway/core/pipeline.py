@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -53,7 +54,7 @@ from tollway.pricing.metering import (
 from tollway.pricing.tokens import COUNT_AHEAD_CHARS, TokenCounter, long_texts
 from tollway.providers.base import ChatProvider, EmbeddingProvider, RequestChecker
 from tollway.providers.base import TokenCounter as ProviderTokenCounter
-from tollway.routing.health import DeploymentHealth, retry_after_seconds
+from tollway.routing.health import DeploymentHealth, Waited, retry_after_seconds
 from tollway.routing.router import Router
 from tollway.routing.table import RoutingTable, within
 from tollway.wire.stream_head import HELD_AT_MOST, opens_only
@@ -375,7 +376,8 @@ class Pipeline:
             self._health.succeeded(health, now - attempt.started, ttft)
         else:
             attempt.error = outcome
-            self._health.failed(health, outcome, now - attempt.started)
+            # After its first content: says nothing of how soon a stream starts.
+            self._health.failed(health, outcome, now - attempt.started, None)
         for stage in self._attempt_end_stages:
             pending = stage.on_attempt_end(ctx, attempt)
             if pending is not None:
@@ -396,13 +398,17 @@ class Pipeline:
         until = None if deadline is None else _clock() + deadline
         last_error: GatewayError | None = None
         soonest: tuple[float, str] | None = None
-        resting = None
+        resting = None  # the best candidate set aside by its circuit
+        cooling: list[DeploymentHealth] = []  # set aside because the provider asked to wait
         for index, (deployment, health) in enumerate(candidates):
             now = time.monotonic()
             if until is not None and _clock() >= until:
                 break  # before ``available``, which may claim a half-open circuit's probe
             if not health.available(now):
-                resting = resting or (deployment, health)
+                if now < health.resting_until:
+                    cooling.append(health)
+                else:
+                    resting = resting or (deployment, health)
                 continue
             if deployment.hurried and not any(
                 h.could_answer(now) for _, h in candidates[index + 1 :]
@@ -415,21 +421,28 @@ class Pipeline:
                 if not exc.retryable:
                     raise
                 last_error = exc
-                if exc.status == 429:
+                if exc.status == 429 or exc.anthropic_status == 529:
                     soonest = _sooner(soonest, exc.headers.get("retry-after"))
         if until is not None and _clock() >= until:
             assert deadline is not None
             raise _overdue(ctx, deadline, last_error)
         if last_error is None and resting is not None:
-            # Every candidate is resting or cooling down: try the best one rather than none.
+            # Every candidate is set aside, some only by its circuit: try the best of those
+            # rather than none (one that asked to wait is not called before its time).
             deployment, health = resting
             if deployment.hurried:
                 deployment = self.router.table.unhurried(deployment)
             return await self._try(ctx, deployment, health, once, 0, streaming, until)
-        assert last_error is not None
-        if last_error.status == 429 and soonest is not None:
+        if last_error is None:
+            raise _cooling_down(ctx.model, cooling)
+        if (last_error.status == 429 or last_error.anthropic_status == 529) and (
+            soonest is not None or cooling
+        ):
             # Every candidate is busy: the client may come back when the first of them may
             # serve again, not when the last one tried asked.
+            for health in cooling:
+                soonest = _sooner(soonest, _wait_header(health.resting_until - time.monotonic()))
+            assert soonest is not None
             last_error.headers = {**last_error.headers, "retry-after": soonest[1]}
         raise last_error
 
@@ -465,7 +478,7 @@ class Pipeline:
                 await asyncio.sleep(delay)
             if until is not None:
                 # Never 0: aiohttp reads a zero connect limit as none at all.
-                target = within(deployment, max(until - _clock(), 0.001), streaming)
+                target = within(deployment, max(until - _clock(), 0.001), streaming, until)
             attempt = _begin(ctx, deployment)
             self._health.started(health)
             try:
@@ -484,13 +497,16 @@ class Pipeline:
             except GatewayError as exc:
                 now = time.perf_counter()
                 attempt.ended, attempt.error = now, exc
+                if isinstance(exc, UpstreamError) and exc.spent is not None:
+                    attempt.spent = exc.spent
                 _blame(exc, deployment)
                 if _cut_short(exc, until):
                     # Cut short by the deadline, not by the deployment's own limits.
                     attempt.cut_short = True
                     self._health.abandoned(health)
                 else:
-                    self._health.failed(health, exc, now - attempt.started)
+                    waited: Waited = "first_token" if streaming else "answer"
+                    self._health.failed(health, exc, now - attempt.started, waited)
                 for stage in self._attempt_end_stages:
                     pending = stage.on_attempt_end(ctx, attempt)
                     if pending is not None:
@@ -511,7 +527,7 @@ class Pipeline:
             if not streaming:
                 now = time.perf_counter()
                 attempt.ended = now
-                self._health.succeeded(health, now - attempt.started, now - attempt.started)
+                self._health.succeeded(health, now - attempt.started, None, False)
                 for stage in self._attempt_end_stages:
                     pending = stage.on_attempt_end(ctx, attempt)
                     if pending is not None:
@@ -582,7 +598,12 @@ class Pipeline:
         early = None if entering is None else await entering
         if isinstance(early, EmbeddingResponse):
             return early
-        response = await self._attempts(ctx, "embedding", self._embed_once)
+        try:
+            response = await self._attempts(ctx, "embedding", self._embed_once)
+        except GatewayError:
+            # Batches answered before the request failed were billed: so is the client.
+            self.metering.settle_spent(ctx)
+            raise
         ctx.usage = response.usage
         self._settle(ctx)
         for stage in self._costed_stages:
@@ -626,12 +647,33 @@ def _clock() -> float:
 
 
 def _transient(error: GatewayError) -> bool:
-    """Worth retrying on the same deployment: not a rate limit, not a timeout."""
+    """Worth retrying on the same deployment: not a rate limit, not a timeout, not an
+    overload that asked for a wait (the deployment rests for it)."""
     if isinstance(error, UpstreamTimeout):
         return False
     if isinstance(error, UpstreamStatusError):
-        return error.upstream_status >= 500
+        return error.upstream_status >= 500 and not error.rests
     return error.retryable
+
+
+def _wait_header(seconds: float) -> str:
+    """A ``retry-after`` value for a wait of ``seconds``: whole seconds, rounded up."""
+    return str(max(1, math.ceil(seconds)))
+
+
+def _cooling_down(model: str, cooling: Sequence[DeploymentHealth]) -> UpstreamStatusError:
+    """The client's error when every candidate rests because its provider asked for a wait
+    (a 429, an overload with ``retry-after``): none is called before its time, and the client
+    is told when the first may serve again, in the words of the soonest one's status."""
+    first = min(cooling, key=lambda health: health.resting_until)
+    wait = _wait_header(first.resting_until - time.monotonic())
+    what = "rate limited" if first.rest_status == 429 else "overloaded"
+    return UpstreamStatusError(
+        first.rest_status,
+        f"Every deployment of model '{model}' is {what} and asked the gateway to wait; "
+        f"none is called before its time. Retry after {wait}s.",
+        retry_after=wait,
+    )
 
 
 def _sooner(soonest: tuple[float, str] | None, retry_after: str | None) -> tuple[float, str] | None:

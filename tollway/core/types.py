@@ -388,6 +388,39 @@ class UpstreamTimeouts:
     """Set by a deadline (the time it leaves): the first event comes this long after the call
     began at the latest, however early the answer's head came (``first_byte`` restarts
     there); ``None``: no such bound."""
+    ends_at: float | None = None
+    """Set by a deadline: when it passes, on the event loop's clock. A provider that answers
+    one request with several calls in turn (an embeddings request split into batches) gives
+    each call only the time left then (``left_at``), not these limits afresh."""
+
+    def within(self, left: float, streaming: bool, ends_at: float | None) -> UpstreamTimeouts:
+        """These limits cut to the ``left`` seconds of a deadline that passes at ``ends_at``:
+        connecting and the first byte, and for an answer in one piece the total too (a stream
+        that has begun runs on its own limits, but its first event comes within ``left`` even
+        when the head came first). Itself (with ``ends_at``) when its limits are shorter."""
+        if self.total <= left:  # nothing it waits for can outlast the deadline
+            return UpstreamTimeouts(
+                self.connect, self.first_byte, self.total, self.gap, self.first_event, ends_at
+            )
+        return UpstreamTimeouts(
+            min(self.connect, left),
+            min(self.first_byte, left),
+            self.total if streaming else left,
+            self.first_byte if self.gap is None else self.gap,
+            first_event=left,
+            ends_at=ends_at,
+        )
+
+    def left_at(self, now: float) -> UpstreamTimeouts | None:
+        """For a further call of an answer in one piece, made at ``now`` (the loop's clock):
+        these limits cut to the time left of their deadline; ``None`` when none is left.
+        Themselves without a deadline."""
+        if self.ends_at is None:
+            return self
+        left = self.ends_at - now
+        if left <= 0:
+            return None
+        return self.within(left, False, self.ends_at)
 
 
 @dataclass(frozen=True, slots=True)

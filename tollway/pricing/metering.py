@@ -56,6 +56,23 @@ class Metering:
         ctx.cost_usd = cost
         return cost
 
+    def settle_spent(self, ctx: RequestContext) -> None:
+        """For a request that failed: what its failed calls used all the same
+        (``Attempt.spent``), each at its deployment's price, as ``ctx.usage`` and
+        ``ctx.cost_usd``; nothing when they used nothing."""
+        spent = [(attempt.deployment, attempt.spent) for attempt in ctx.tries if attempt.spent]
+        if not spent:
+            return
+        ctx.usage = Usage(
+            input_tokens=sum(usage.input_tokens for _, usage in spent),
+            output_tokens=sum(usage.output_tokens for _, usage in spent),
+        )
+        ctx.cost_usd = sum(
+            cost_usd(deployment.price, usage)
+            for deployment, usage in spent
+            if deployment.price is not None
+        )
+
     def input_tokens(self, ctx: RequestContext, deployment: Deployment | None) -> int:
         """The request's input tokens as ``deployment`` would count them (locally); ``None``,
         for a model name no group serves (routing refuses it), counts as OpenAI's GPT-4o."""

@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from tollway.core.errors import UpstreamProtocolError
+from tollway.core.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout
 from tollway.core.types import (
     ChatChunk,
     ChatRequest,
@@ -201,7 +201,20 @@ class GeminiProvider:
             replace(request, input=request.input[start : start + most])
             for start in range(0, len(request.input), most)
         ]
-        answers = await _each(parts, lambda part: self._embed_call(part, deployment))
+        loop = asyncio.get_running_loop()
+
+        def call(part: EmbeddingRequest) -> Awaitable[EmbeddingResponse]:
+            # A model group's deadline bounds the whole request: a batch sent after others
+            # gets the time left then, not the limits the first batches got.
+            timeouts = deployment.timeouts.left_at(loop.time())
+            if timeouts is None:
+                raise UpstreamTimeout(
+                    "the model group's deadline passed before every batch of the request was sent",
+                    phase="total",
+                )
+            return self._embed_call(part, replace(deployment, timeouts=timeouts))
+
+        answers = await _each(parts, call)
         usage = Usage(input_tokens=sum(answer.usage.input_tokens for answer in answers))
         data = [vector for answer in answers for vector in answer.data]
         return EmbeddingResponse(model=deployment.model, data=data, usage=usage)
@@ -221,18 +234,26 @@ async def _each(
 ) -> list[EmbeddingResponse]:
     """``call`` of every part, answers in order, ``_EMBED_CALLS_AT_ONCE`` in flight at a time;
     the first failure cancels the rest and is raised as it is (the pipeline judges it as any
-    call's)."""
+    call's), carrying the tokens of the parts already answered (``spent``): Google bills
+    them, so the request is charged for them though it failed."""
     gate = asyncio.Semaphore(_EMBED_CALLS_AT_ONCE)
 
     async def gated(part: EmbeddingRequest) -> EmbeddingResponse:
         async with gate:
             return await call(part)
 
+    tasks: list[asyncio.Task[EmbeddingResponse]] = []
     try:
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(gated(part)) for part in parts]
+            tasks += [group.create_task(gated(part)) for part in parts]
     except BaseExceptionGroup as failed:
-        raise failed.exceptions[0] from None
+        error = failed.exceptions[0]
+        answered = [
+            t.result() for t in tasks if t.done() and not t.cancelled() and not t.exception()
+        ]
+        if answered and isinstance(error, UpstreamError):
+            error.spent = Usage(input_tokens=sum(a.usage.input_tokens for a in answered))
+        raise error from None
     return [task.result() for task in tasks]
 
 

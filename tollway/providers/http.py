@@ -7,6 +7,7 @@ kind of machine it costs a tenth of httpx per request under load.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -370,10 +371,25 @@ async def _status_error(
         error_type=body.type,
         code=body.code,
         param=body.param,
-        retry_after=response.headers.get("retry-after") or body.retry_after,
+        retry_after=_retry_after(response.headers) or body.retry_after,
         kind=kind,
         detail=f"{_host(url)} answered {response.status}: {body.message or message}",
     )
+
+
+def _retry_after(headers: Mapping[str, str]) -> str | None:
+    """How long the upstream asks to wait, as a ``retry-after`` value: its ``retry-after-ms``
+    (OpenAI's and Azure's, more precise) in seconds when it sent a valid one, else its
+    ``retry-after`` (seconds or an HTTP date)."""
+    millis = headers.get("retry-after-ms")
+    if millis is not None:
+        try:
+            seconds = float(millis) / 1000
+        except ValueError:
+            seconds = -1.0
+        if 0 <= seconds < math.inf:
+            return f"{seconds:.3f}".rstrip("0").rstrip(".")
+    return headers.get("retry-after")
 
 
 def scrub(raw: bytes, secret: str | tuple[str, ...]) -> bytes:

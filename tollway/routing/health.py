@@ -6,9 +6,12 @@ Every deployment has a circuit breaker:
     open ──(cooldown elapsed)──► half-open: one request is let through as a probe
     half-open ──probe succeeds──► closed          half-open ──probe fails──► open again
 
-A 429 does not count against the circuit (the deployment works, it is busy): it sets the
-deployment aside for its ``retry-after`` (or ``rate_limit_cooldown``) instead. Latency and
-time to first token are exponentially weighted moving averages; the error rate is one too,
+A 429, and an overload (503, Anthropic's 529) that says how long to wait (``retry-after``,
+``retry-after-ms``), do not count against the circuit (the deployment works, it is busy):
+they set the deployment aside (it rests) for that long (a 429 without one for
+``rate_limit_cooldown``), at most ``retry_after_max``. Latency, time to first content
+(streams) and time to a whole answer (requests answered in one piece) are exponentially
+weighted moving averages, each fed by its own kind of request; the error rate is one too,
 over outcomes (1 = failure). Everything here is plain attribute arithmetic on the event
 loop: no locks, no awaits, nothing allocated per request.
 
@@ -31,6 +34,9 @@ from tollway.core.errors import GatewayError, UpstreamError, UpstreamStatusError
 from tollway.core.types import Deployment
 
 CircuitState = Literal["closed", "open", "half_open"]
+Waited = Literal["first_token", "answer"] | None
+"""What a failed attempt had been waiting for when it failed: a stream's first content, a
+whole answer, or nothing (a stream that had begun)."""
 Target = tuple[str, str, str, str, str | None, str | None]
 """A record's key: the deployment's id, provider, address, model, Azure deployment, region."""
 _ERROR_ALPHA = 0.1  # weight of the newest outcome in the error-rate average
@@ -43,6 +49,7 @@ class DeploymentHealth:
         "consecutive_failures",
         "deployment_id",
         "error_rate",
+        "ewma_complete",
         "ewma_latency",
         "ewma_ttft",
         "failures",
@@ -55,6 +62,7 @@ class DeploymentHealth:
         "opened_at",
         "probing",
         "requests",
+        "rest_status",
         "resting_until",
         "state",
     )
@@ -70,10 +78,15 @@ class DeploymentHealth:
         self.open_until = 0.0
         self.opened_at = 0.0
         self.probing = False
-        self.resting_until = 0.0  # a 429 asked us to wait
+        self.resting_until = 0.0  # a 429 or an overload asked us to wait
+        self.rest_status = 429
+        """The upstream status that set it resting (429, 503 or 529)."""
         self.in_flight = 0
         self.ewma_latency: float | None = None
         self.ewma_ttft: float | None = None
+        """Time to a stream's first content."""
+        self.ewma_complete: float | None = None
+        """Time to a whole answer, of requests answered in one piece."""
         self.error_rate = 0.0
         self.requests = 0
         self.failures = 0
@@ -152,14 +165,23 @@ class HealthBook:
         health.in_flight += 1
         health.requests += 1
 
-    def succeeded(self, health: DeploymentHealth, latency: float, ttft: float | None) -> None:
-        """The request ended well after ``latency`` seconds (first token after ``ttft``)."""
+    def succeeded(
+        self, health: DeploymentHealth, latency: float, ttft: float | None, streamed: bool = True
+    ) -> None:
+        """The request ended well after ``latency`` seconds: a stream (``streamed``), whose
+        first content came after ``ttft``, or an answer in one piece, whose time to the whole
+        answer is ``latency`` (kept apart: the latency strategy ranks each kind by its own)."""
         health.in_flight -= 1
         alpha = self.config.latency_alpha
         # ``_ewma`` inline: this runs for every request.
         current = health.ewma_latency
         health.ewma_latency = latency if current is None else current + alpha * (latency - current)
-        if ttft is not None:
+        if not streamed:
+            current = health.ewma_complete
+            health.ewma_complete = (
+                latency if current is None else current + alpha * (latency - current)
+            )
+        elif ttft is not None:
             current = health.ewma_ttft
             health.ewma_ttft = ttft if current is None else current + alpha * (ttft - current)
         health.error_rate *= 1.0 - _ERROR_ALPHA
@@ -177,8 +199,15 @@ class HealthBook:
             self._moved(health, "closed")
             health.probing = False
 
-    def failed(self, health: DeploymentHealth, error: GatewayError, latency: float) -> None:
-        """The request failed with ``error``; may open the circuit or rest the deployment."""
+    def failed(
+        self,
+        health: DeploymentHealth,
+        error: GatewayError,
+        latency: float,
+        waited: Waited = "first_token",
+    ) -> None:
+        """The request failed with ``error`` after ``latency`` seconds, waiting for what
+        ``waited`` says; may open the circuit or rest the deployment."""
         health.in_flight -= 1
         health.failures += 1
         if isinstance(error, UpstreamStatusError):  # the provider's own name for it first
@@ -191,10 +220,11 @@ class HealthBook:
         health.last_error_detail = detail or error.message
         health.error_rate = health.error_rate * (1.0 - _ERROR_ALPHA) + _ERROR_ALPHA
         now = time.monotonic()
-        if isinstance(error, UpstreamStatusError) and error.upstream_status == 429:
-            health.resting_until = now + _seconds(
-                error.retry_after, self.config.rate_limit_cooldown
-            )
+        if isinstance(error, UpstreamStatusError) and error.rests:
+            config = self.config
+            wait = _seconds(error.retry_after, config.rate_limit_cooldown, config.retry_after_max)
+            health.resting_until = now + wait
+            health.rest_status = error.upstream_status
             if health.state == "half_open":
                 health.probing = False
             return
@@ -205,12 +235,16 @@ class HealthBook:
             if health.state == "half_open":
                 health.probing = False
             return
-        # A slow failure still tells how slow the deployment is; a timeout says too that its
-        # first token came no sooner (the latency strategy ranks by time to first token).
+        # A slow failure still tells how slow the deployment is; a timeout says too that what
+        # it waited for (a stream's first content, a whole answer) came no sooner: the latency
+        # strategy ranks by those. A stream that had begun says nothing of either.
         alpha = self.config.latency_alpha
         health.ewma_latency = _ewma(health.ewma_latency, latency, alpha)
-        if isinstance(error, UpstreamTimeout):
-            health.ewma_ttft = _ewma(health.ewma_ttft, latency, alpha)
+        if isinstance(error, UpstreamTimeout) and waited is not None:
+            if waited == "first_token":
+                health.ewma_ttft = _ewma(health.ewma_ttft, latency, alpha)
+            else:
+                health.ewma_complete = _ewma(health.ewma_complete, latency, alpha)
         health.consecutive_failures += 1
         if health.state == "half_open" or (
             health.consecutive_failures >= self.config.failure_threshold
@@ -250,10 +284,10 @@ def _ewma(current: float | None, sample: float, alpha: float) -> float:
     return sample if current is None else current + alpha * (sample - current)
 
 
-def _seconds(retry_after: str | None, default: float) -> float:
-    """``retry-after`` in seconds, at most an hour; ``default`` when there is none."""
+def _seconds(retry_after: str | None, default: float, most: float) -> float:
+    """``retry-after`` in seconds, at most ``most``; ``default`` when there is none."""
     seconds = retry_after_seconds(retry_after)
-    return default if seconds is None else max(0.0, min(seconds, 3600.0))
+    return min(default, most) if seconds is None else max(0.0, min(seconds, most))
 
 
 def retry_after_seconds(retry_after: str | None) -> float | None:

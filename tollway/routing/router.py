@@ -91,9 +91,11 @@ class Router:
             smallest = self._smallest.get(group.name)
             if smallest is None or ctx.chat is None or _surely_fits(ctx.chat, smallest):
                 fixed = self._fixed.get(group.name)
-                ordered = self._ordered(group) if fixed is None else fixed
-                return ordered, group.retries, group.deadline
-        candidates = self._ordered(group)
+                if fixed is not None:
+                    return fixed, group.retries, group.deadline
+                return self._ordered(group, _streams(ctx)), group.retries, group.deadline
+        streaming = _streams(ctx)
+        candidates = self._ordered(group, streaming)
         for name in group.fallbacks:
             fallback = self.table.get(name)
             if fallback is None or fallback.kind != kind:
@@ -102,15 +104,16 @@ class Router:
             if principal is not None and not principal.may_use(name):
                 continue
             seen = {deployment.id for deployment, _ in candidates}
-            candidates += [c for c in self._ordered(fallback) if c[0].id not in seen]
+            candidates += [c for c in self._ordered(fallback, streaming) if c[0].id not in seen]
         if only is not None:
             candidates = _speaking_responses(ctx.model, candidates, only)
         if group.name in self._windowed:
             candidates = self._that_fit(ctx, candidates)
         return candidates, group.retries, group.deadline
 
-    def _ordered(self, group: ModelGroup) -> list[Candidate]:
-        ordered = STRATEGIES[group.strategy](self._records[group.name], self._rng, self._explore)
+    def _ordered(self, group: ModelGroup, streaming: bool) -> list[Candidate]:
+        records = self._records[group.name]
+        ordered = STRATEGIES[group.strategy](records, self._rng, self._explore, streaming)
         if group.hurried:
             # Every candidate gives up early on a slow first byte, but the pipeline waits in
             # full for the last one that can answer (which only health at the time tells).
@@ -167,6 +170,11 @@ class Router:
                 count = _character_estimate(ctx.chat)
             ctx.input_tokens_estimate = count
         return ctx.input_tokens_estimate
+
+
+def _streams(ctx: RequestContext) -> bool:
+    """Whether the request is answered as a stream (the latency strategy's measure)."""
+    return ctx.chat is not None and ctx.chat.stream
 
 
 def _speaking_responses(

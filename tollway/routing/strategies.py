@@ -5,11 +5,16 @@ order, skipping those whose circuit is open or that a 429 set aside, so the orde
 first matters as the fallback chain.
 
 - ``priority``: the config order (a fallback chain).
-- ``weighted``: the first pick is random by ``weight`` (a 90/10 split, a 10% canary); the
-  rest follow in config order.
-- ``latency``: lowest recent time to first token first (EWMA); a deployment with no sample
-  yet goes first so it gets one, and a share of requests (``routing.exploration``) starts at
-  a random candidate, so one that recovered from a slow spell is noticed.
+- ``weighted``: random by ``weight`` (a 90/10 split, a 10% canary), every place drawn in
+  turn from those left (weight 0 last, in config order): whichever candidates turn out to be
+  unavailable, the first that serves is drawn in proportion to the weights of the others, so
+  an unavailable pick's share is spread over them, not left to its neighbour.
+- ``latency``: lowest recent time first (EWMA): to the first content for a stream, to the
+  whole answer for a request answered in one piece (each measured on its own kind of
+  request, since a long answer's total says nothing of how soon a stream starts); a
+  deployment with no sample of the measure yet goes first so it gets one, and a share of
+  requests (``routing.exploration``) starts at a random candidate, so one that recovered
+  from a slow spell is noticed.
 - ``cost``: cheapest (``price``, input + output per 1M tokens) first; unpriced ones last.
 - ``least-busy``: fewest requests in flight first.
 """
@@ -24,54 +29,78 @@ from tollway.routing.health import DeploymentHealth
 
 Candidate = tuple[Deployment, DeploymentHealth]
 Candidates = Sequence[Candidate]
-Order = Callable[[Candidates, random.Random, float], list[Candidate]]
+Order = Callable[[Candidates, random.Random, float, bool], list[Candidate]]
+"""Candidates, the router's random source, the exploration share, whether the request
+streams; the candidates best first."""
 
 _UNPRICED = float("inf")
 
 
-def priority(candidates: Candidates, rng: random.Random, explore: float) -> list[Candidate]:
+def priority(
+    candidates: Candidates, rng: random.Random, explore: float, streaming: bool
+) -> list[Candidate]:
     """Config order."""
     return list(candidates)
 
 
-def weighted(candidates: Candidates, rng: random.Random, explore: float) -> list[Candidate]:
-    """A random first pick by weight, then the rest in config order."""
-    total = sum(deployment.weight for deployment, _ in candidates)
-    if total <= 0 or len(candidates) == 1:
+def weighted(
+    candidates: Candidates, rng: random.Random, explore: float, streaming: bool
+) -> list[Candidate]:
+    """Every place drawn by weight from the candidates left; weight 0 last, in config order."""
+    if len(candidates) == 1:
         return list(candidates)
-    point = rng.random() * total
-    chosen = len(candidates) - 1
-    for index, (deployment, _) in enumerate(candidates):
-        point -= deployment.weight
-        if point < 0:
-            chosen = index
-            break
-    ordered = list(candidates)
-    ordered.insert(0, ordered.pop(chosen))
+    left = [c for c in candidates if c[0].weight > 0]
+    ordered: list[Candidate] = []
+    total = sum(deployment.weight for deployment, _ in left)
+    while len(left) > 1:
+        point = rng.random() * total
+        chosen = len(left) - 1  # float rounding past the end: the last one
+        for index, (deployment, _) in enumerate(left):
+            point -= deployment.weight
+            if point < 0:
+                chosen = index
+                break
+        picked = left.pop(chosen)
+        total -= picked[0].weight
+        ordered.append(picked)
+    ordered += left
+    if len(ordered) < len(candidates):
+        ordered += [c for c in candidates if c[0].weight <= 0]
     return ordered
 
 
-def latency(candidates: Candidates, rng: random.Random, explore: float) -> list[Candidate]:
-    """Fastest recent first token first; unmeasured ones first; sometimes a random start."""
-    ordered = sorted(candidates, key=_latency_score)
+def latency(
+    candidates: Candidates, rng: random.Random, explore: float, streaming: bool
+) -> list[Candidate]:
+    """Fastest recent first content (streams) or whole answer (the rest) first; unmeasured
+    ones first; sometimes a random start."""
+    ordered = sorted(candidates, key=_ttft if streaming else _answer_time)
     if len(ordered) > 1 and rng.random() < explore:
         ordered.insert(0, ordered.pop(rng.randrange(1, len(ordered))))
     return ordered
 
 
-def cost(candidates: Candidates, rng: random.Random, explore: float) -> list[Candidate]:
+def cost(
+    candidates: Candidates, rng: random.Random, explore: float, streaming: bool
+) -> list[Candidate]:
     """Cheapest first; deployments without a price last, in config order."""
     return sorted(candidates, key=_price)
 
 
-def least_busy(candidates: Candidates, rng: random.Random, explore: float) -> list[Candidate]:
+def least_busy(
+    candidates: Candidates, rng: random.Random, explore: float, streaming: bool
+) -> list[Candidate]:
     """Fewest requests in flight first."""
     return sorted(candidates, key=_in_flight)
 
 
-def _latency_score(candidate: Candidate) -> float:
-    health = candidate[1]
-    score = health.ewma_ttft if health.ewma_ttft is not None else health.ewma_latency
+def _ttft(candidate: Candidate) -> float:
+    score = candidate[1].ewma_ttft
+    return -1.0 if score is None else score
+
+
+def _answer_time(candidate: Candidate) -> float:
+    score = candidate[1].ewma_complete
     return -1.0 if score is None else score
 
 

@@ -132,22 +132,10 @@ def _hurried(
     }
 
 
-def within(deployment: Deployment, left: float, streaming: bool) -> Deployment:
-    """``deployment`` with its limits cut to the ``left`` seconds of a deadline: connecting
-    and the first byte, and for an answer in one piece the total too (a stream that has begun
-    runs on its own limits, but its first event comes within ``left`` even when the head came
-    first). The deployment itself when its limits are shorter already."""
-    timeouts = deployment.timeouts
-    if timeouts.total <= left:
-        return deployment  # nothing it waits for can outlast the deadline
-    cut = UpstreamTimeouts(
-        min(timeouts.connect, left),
-        min(timeouts.first_byte, left),
-        timeouts.total if streaming else left,
-        _gap(timeouts),
-        first_event=left,
-    )
-    return replace(deployment, timeouts=cut)
+def within(deployment: Deployment, left: float, streaming: bool, ends_at: float) -> Deployment:
+    """``deployment`` with its limits cut to the ``left`` seconds of a deadline that passes at
+    ``ends_at`` (the loop's clock): ``UpstreamTimeouts.within``."""
+    return replace(deployment, timeouts=deployment.timeouts.within(left, streaming, ends_at))
 
 
 def _gap(timeouts: UpstreamTimeouts) -> float:

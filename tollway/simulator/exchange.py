@@ -328,6 +328,9 @@ def _status_fault(
         # Google says how long to wait in the body (google.rpc.RetryInfo), not in a header.
         delay = f"{headers.pop('retry-after')}s"
         return google_error_response(dialect, status, message, request_id, retry_delay=delay)
+    retry_after_ms = request.headers.get("x-sim-retry-after-ms")
+    if retry_after_ms is not None:  # OpenAI's and Azure's finer header (alone, or beside it)
+        headers["retry-after-ms"] = retry_after_ms
     return error_response(dialect, status, message, request_id=request_id, headers=headers)
 
 

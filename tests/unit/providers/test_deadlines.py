@@ -171,7 +171,9 @@ def test_a_deadline_bounds_a_streams_first_event_however_early_its_head_came(
     # first-byte limit restarts at the head, but the deadline does not (whether it cut the
     # deployment's own first-byte limit or left it as it was).
     own = UpstreamTimeouts(connect=0.2, first_byte=first_byte, total=10.0)
-    deployment = within(Deployment("d", "openai", "m", "http://u", own), 0.4, streaming=True)
+    deployment = within(
+        Deployment("d", "openai", "m", "http://u", own), 0.4, streaming=True, ends_at=0.0
+    )
 
     async def check(client: UpstreamClient, base: str) -> None:
         started = time.monotonic()

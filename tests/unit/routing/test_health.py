@@ -106,6 +106,30 @@ def test_a_rate_limit_rests_the_deployment_until_the_http_date_it_names() -> Non
     assert health.available(time.monotonic() + 31)
 
 
+def test_an_overload_that_says_how_long_to_wait_rests_the_deployment() -> None:
+    # Like a 429: set aside for its retry-after, not counted against the circuit.
+    book = HealthBook(CONFIG)
+    health = book.of("d")
+    for status in (503, 529, 503):
+        _fail(book, "d", UpstreamStatusError(status, "overloaded", retry_after="0.3"))
+        assert health.rest_status == status
+    assert health.state == "closed" and health.consecutive_failures == 0
+    assert not health.available(time.monotonic())
+    assert health.available(time.monotonic() + 0.31)
+    # Without one it is a 5xx like any other: no rest, and the circuit counts it.
+    other = book.of("e")
+    for _ in range(CONFIG.failure_threshold):
+        _fail(book, "e", UpstreamStatusError(503, "overloaded"))
+    assert other.state == "open" and other.resting_until == 0.0
+
+
+def test_a_providers_wait_is_cut_to_retry_after_max() -> None:
+    book = HealthBook(RoutingConfig(retry_after_max=2.0))
+    health = book.of("d")
+    _fail(book, "d", UpstreamStatusError(529, "overloaded", retry_after="600"))
+    assert health.resting_until - time.monotonic() <= 2.0
+
+
 def test_retry_after_reads_both_forms_and_dates_without_a_zone_as_utc() -> None:
     assert retry_after_seconds("7") == 7.0
     assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None
@@ -136,6 +160,21 @@ def test_latency_averages_move_towards_new_samples() -> None:
         book.succeeded(health, latency, latency / 2)
     assert health.ewma_latency is not None and 0.1 < health.ewma_latency < 0.5
     assert health.ewma_ttft is not None and health.ewma_ttft < health.ewma_latency
+
+
+def test_an_answer_in_one_piece_is_not_a_time_to_first_token() -> None:
+    book = HealthBook(RoutingConfig(latency_alpha=1.0))
+    health = book.of("d")
+    book.started(health)
+    book.succeeded(health, 3.0, None, streamed=False)
+    assert health.ewma_ttft is None and health.ewma_complete == 3.0
+    # A timeout while waiting for a whole answer slows that measure, not the first token's;
+    # one after a stream had begun slows neither.
+    book.started(health)
+    book.failed(health, UpstreamTimeout("nothing", phase="total"), 5.0, "answer")
+    book.started(health)
+    book.failed(health, UpstreamTimeout("silent", phase="first_byte"), 9.0, None)
+    assert health.ewma_ttft is None and health.ewma_complete == 5.0
 
 
 def test_a_timeout_slows_the_time_to_first_token_the_latency_strategy_ranks_by() -> None:
