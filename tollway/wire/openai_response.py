@@ -49,7 +49,11 @@ def usage_from_wire(raw: Any) -> Usage | None:
         return Usage(
             int(prompt_tokens or 0),
             int(completion_tokens or 0),
-            int(prompt_details.get("cached_tokens") or 0) if prompt_details else 0,
+            int(prompt_details.get("cached_tokens") or 0)
+            if prompt_details
+            # DeepSeek (before it also sent the details) and some proxies say cache hits only
+            # so: billed at the full input rate otherwise.
+            else int(extra.get("prompt_cache_hit_tokens") or 0),
             0,
             int(completion_details.get("reasoning_tokens") or 0) if completion_details else 0,
             extra,

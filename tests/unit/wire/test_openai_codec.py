@@ -20,6 +20,7 @@ from tollway.wire.openai_response import (
     response_from_wire,
     response_to_wire,
     usage_from_answer,
+    usage_from_wire,
 )
 
 text = st.text(max_size=20)
@@ -354,3 +355,27 @@ def test_an_error_type_or_code_in_other_words_than_openais_is_only_its_kind() ->
     # vLLM: a class name as the type, the status as a number.
     vllm = {"object": "error", "message": "bad", "type": "BadRequestError", "code": 400}
     assert error_from_wire(vllm) == UpstreamErrorBody("bad", kind="400")
+
+
+def test_cache_hits_said_only_as_deepseeks_prompt_cache_hit_tokens_are_cached_input() -> None:
+    usage = usage_from_wire(
+        {
+            "prompt_tokens": 1200,
+            "completion_tokens": 10,
+            "total_tokens": 1210,
+            "prompt_cache_hit_tokens": 1024,
+            "prompt_cache_miss_tokens": 176,
+        }
+    )
+    assert usage is not None
+    assert (usage.input_tokens, usage.cached_input_tokens) == (1200, 1024)
+    # The details, where sent, are what counts.
+    both = usage_from_wire(
+        {
+            "prompt_tokens": 1200,
+            "completion_tokens": 10,
+            "prompt_cache_hit_tokens": 1024,
+            "prompt_tokens_details": {"cached_tokens": 1000},
+        }
+    )
+    assert both is not None and both.cached_input_tokens == 1000
