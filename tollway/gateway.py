@@ -43,7 +43,7 @@ from tollway.core.pipeline import Pipeline, Stage
 from tollway.dialects.http import HeaderForwarder, RequestIds
 from tollway.fleet import Fleet, first_line
 from tollway.limits.backend import LimiterUnavailable
-from tollway.limits.service import LimitService, make_limiter
+from tollway.limits.service import LimitService, make_limiter, reason
 from tollway.limits.stage import Admission, limiter_down
 from tollway.pricing.catalog import PriceCatalog
 from tollway.pricing.metering import Metering
@@ -324,12 +324,22 @@ class Gateway:
         try:
             settings = with_environment(load_settings(self.config_path), self.environ)
             pipelines = self._build_pipelines(settings)
+            # The last step that can fail, and it changes nothing unless it succeeds: nothing
+            # below it can leave the gateway half on one config and half on the other.
+            self.limits.reconfigure(settings.limits)
         except (ConfigError, ValueError, RuntimeError) as exc:
             # One line (log collectors split on newlines): the problems joined with "; ", the
             # heading ("FILE: 2 problem(s):") followed by its first problem, not by ":;".
             lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
             problems = "; ".join(lines).replace(":; ", ": ")
             log.error("config reload refused, the running model groups stay: %s", problems)
+            return False
+        except Exception as exc:
+            # Not a problem the config check names: one line all the same (its type and first
+            # line, a URL's password masked), the traceback at debug; the running config and
+            # the file watch stay.
+            log.error("config reload failed, the running config stays: %s", reason(exc))
+            log.debug("the failed config reload", exc_info=True)
             return False
         later = [
             name
@@ -345,7 +355,6 @@ class Gateway:
                 "limits": settings.limits,
             }
         )
-        self.limits.reconfigure(settings.limits)
         self.health.config = settings.routing
         self._pipelines = pipelines
         self._warn_missing_credentials()
@@ -395,7 +404,11 @@ class Gateway:
             current = _modified(self.config_path)
             if current != seen:
                 seen = current
-                self.reload_on("file_change")
+                try:
+                    self.reload_on("file_change")
+                except Exception as exc:  # reload logs its own; this keeps the watch alive
+                    log.error("config reload failed, the file watch goes on: %s", reason(exc))
+                    log.debug("the failed config reload", exc_info=True)
 
     async def _load_identities(self) -> None:
         await self.identity.load()

@@ -133,6 +133,30 @@ def test_an_invalid_config_is_refused_and_the_old_one_stays(
     assert answer.json()["error"]["code"] == "reload_refused"
 
 
+def test_a_reload_that_fails_unexpectedly_is_logged_and_the_file_watch_goes_on(
+    watched: tuple[str, Process], log_dir: Path, simulator_url: str
+) -> None:
+    # An infinite budget passes validation but fails while the limits' book is built (no
+    # integer is infinite): an OverflowError, none of the errors reload() expected. It ended
+    # the file-watch task with nothing logged, and no file change was read again.
+    url, process = watched
+    path = _config_file(url, log_dir)
+    infinite = {"scope": "team", "id": "t", "period": "month", "limit_usd": float("inf")}
+    _rewrite(path, lambda config: config.update(limits={"budgets": [infinite]}))
+    assert _wait_for(lambda: "config reload failed" in process.output())
+    [failed] = [line for line in process.output().splitlines() if "reload failed" in line]
+    assert "OverflowError" in failed
+    assert "Traceback" not in process.output()
+    assert _models(url) == {"old-name"}  # nothing of the new config applied
+
+    def fixed(config: dict[str, Any]) -> None:
+        del config["limits"]
+        config["models"].append(_group("new-name", simulator_url))
+
+    _rewrite(path, fixed)
+    assert _wait_for(lambda: _models(url) == {"old-name", "new-name"})
+
+
 def test_sighup_and_the_admin_route_reload(log_dir: Path, simulator_url: str) -> None:
     config = {"server": {"reload_interval": None}, "models": [_group("first", simulator_url)]}
     env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY}

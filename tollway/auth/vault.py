@@ -74,9 +74,11 @@ class Vault:
             if cached is None or cached.mtime_ns != mtime_ns:
                 cached = _FileSecret(path.read_text(encoding="utf-8").strip(), mtime_ns, now)
                 self._files[ref.target] = cached
-        except OSError:
+        except (OSError, UnicodeDecodeError) as exc:
             if cached is None:
-                raise MissingCredential(f"credential {ref.redacted()} cannot be read") from None
+                text = isinstance(exc, UnicodeDecodeError)
+                why = "is not UTF-8 text" if text else "cannot be read"
+                raise MissingCredential(f"credential {ref.redacted()} {why}") from None
             # A file that vanished mid-rotation: keep serving what was last read.
         cached.checked_at = now
         return cached.text

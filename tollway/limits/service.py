@@ -67,7 +67,7 @@ class SpendNotWritten(Exception):
 _URL_PASSWORD = re.compile(r"(://[^/\s:@]*:)[^@\s]*@")
 
 
-def _reason(exc: BaseException) -> str:
+def reason(exc: BaseException) -> str:
     """A failure for a log line: its type and the first line of its text (a SQL error's
     driver message, not its statement), any URL's password masked."""
     original = getattr(exc, "orig", None) or exc
@@ -77,7 +77,7 @@ def _reason(exc: BaseException) -> str:
 
 def _failure(exc: BaseException) -> str:
     """What a failed flush says: which part failed (``SpendNotWritten``), else the error."""
-    return str(exc) if isinstance(exc, SpendNotWritten) else _reason(exc)
+    return str(exc) if isinstance(exc, SpendNotWritten) else reason(exc)
 
 
 def _log_event(event: BudgetEvent) -> None:
@@ -229,10 +229,12 @@ class LimitService:
         backend = ("backend", "redis_url", "redis_prefix", "redis_timeout")
         if any(getattr(config, name) != getattr(self.config, name) for name in backend):
             log.warning("limits backend settings changed: they apply at restart")
+        book = LimitBook.build(config, *self._records)  # first: a failure changes nothing
+        zone = ZoneInfo(config.timezone)
         self.config = config
-        self.zone = ZoneInfo(config.timezone)
+        self.zone = zone
         self._periods = {}
-        self.book = LimitBook.build(config, *self._records)
+        self.book = book
 
     def current_accounts(self) -> set[str]:
         """This period's account of every budget."""
@@ -268,14 +270,14 @@ class LimitService:
                 self._touched |= touched  # written next time
                 # Not the store's failure: the spend to write cannot be read (Redis down).
                 where = "Redis" if isinstance(exc, LimiterUnavailable) else "the limiter"
-                raise SpendNotWritten(f"reading it from {where} failed: {_reason(exc)}") from exc
+                raise SpendNotWritten(f"reading it from {where} failed: {reason(exc)}") from exc
             try:
                 await self._store.limits.record_spend(
                     {s.account: s.tally or SpendTally(s.spent_micros) for s in states}
                 )
             except Exception as exc:
                 self._touched |= touched
-                raise SpendNotWritten(f"the store failed: {_reason(exc)}") from exc
+                raise SpendNotWritten(f"the store failed: {reason(exc)}") from exc
         # Accounts touched since (or never written: the write failed) are kept.
         self.limiter.prune(self.current_accounts() | self._touched)
 

@@ -25,3 +25,14 @@ def test_missing_references_are_named_not_revealed(tmp_path: Path) -> None:
         vault.reveal(SecretRef("env:UNSET"))
     refs = [SecretRef("env:SET"), SecretRef("env:UNSET"), SecretRef(f"file:{tmp_path}/none")]
     assert vault.missing(refs) == ["env:UNSET", f"file:{tmp_path}/none"]
+
+
+def test_a_secret_file_that_is_not_utf8_is_a_missing_credential(tmp_path: Path) -> None:
+    # It raised UnicodeDecodeError: out of reload() (which then stopped the file watch) and
+    # out of a request that needed the credential (a 500).
+    (tmp_path / "key").write_bytes(b"sk-\xff\xfe")
+    ref = SecretRef(f"file:{tmp_path / 'key'}")
+    vault = Vault({})
+    with pytest.raises(MissingCredential, match="not UTF-8"):
+        vault.reveal(ref)
+    assert vault.missing([ref]) == [ref.redacted()]
