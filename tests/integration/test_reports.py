@@ -3,6 +3,8 @@ numbers match what was sent to the cent and the token."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 import uuid
 from collections import defaultdict
@@ -15,7 +17,7 @@ import openai
 import pytest
 
 from tests.conftest import UPSTREAM_KEY
-from tests.support import CLIENT_KEY, running_gateway
+from tests.support import CLIENT_KEY, running_gateway, tollway_command
 
 PRICE = {"input": 2.5, "output": 10.0}
 EMBED_PRICE = {"input": 0.02, "output": 0.0}
@@ -200,3 +202,31 @@ def test_a_report_refuses_a_format_it_cannot_write_and_groups_by_a_name_once(
     once = admin(gateway, "GET", "/admin/reports/usage?group_by=team,team")
     assert once["group_by"] == ["team"]
     assert all("team_1" not in row for row in once["data"])
+
+
+REPORT_FILTERS = ("team", "user", "key", "service", "model", "provider", "since", "until")
+LOG_FILTERS = ("team", "user", "key", "model", "status", "source_ip", "since", "until")
+
+
+def test_an_empty_filter_is_a_400_naming_it_on_reports_logs_and_the_cli(gateway: str) -> None:
+    # /admin/reports/usage?team= filtered on team "" (no rows: a report of nothing that
+    # looked like one), while /admin/logs?team= dropped the filter (every row). Both now
+    # refuse it, naming the parameter: a filter whose value went missing is a mistake.
+    for route, names in (("/admin/reports/usage", REPORT_FILTERS), ("/admin/logs", LOG_FILTERS)):
+        for name in names:
+            for empty in ("", "%20"):
+                refused = admin(gateway, "GET", f"{route}?{name}={empty}", status=400)
+                assert refused["error"]["param"] == name, (route, name)
+                assert f"'{name}' is empty" in refused["error"]["message"]
+    env = {**os.environ, "TOLLWAY_URL": gateway, "TOLLWAY_ADMIN_KEY": CLIENT_KEY}
+    for args, name in (
+        (("report", "--team", ""), "team"),
+        (("report", "--since", ""), "since"),
+        (("logs", "list", "--model", ""), "model"),
+        (("logs", "export", "--status", ""), "status"),
+    ):
+        done = subprocess.run(
+            tollway_command(*args), env=env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 1, (args, done.stdout)
+        assert f"'{name}' is empty" in " ".join(done.stderr.split()), done.stderr

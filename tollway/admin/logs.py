@@ -7,7 +7,8 @@ time (UTC when it has no zone) or an age such as ``15m``, ``24h``, ``7d``. Pages
 first: ``limit`` (1 to 1000, default 100) and ``cursor`` (the ``next_cursor`` of the page
 before). ``format=csv`` or ``format=jsonl`` streams every matching record instead, newest
 first, read from the store a page at a time; in CSV, text that a spreadsheet would
-take for a formula is written with a ``'`` in front (render.csv_text).
+take for a formula is written with a ``'`` in front (render.csv_text). A filter given
+empty (``?team=``) is a 400 naming it (``query_filter``), as on ``/admin/reports/usage``.
 
 Who sees what follows the keys they may read (admin/access.py): admins everything; anyone
 in a team (team admin, member, viewer, or a key of that team) the team's records; anyone
@@ -50,11 +51,29 @@ def record_row(record: RequestLogRecord) -> dict[str, Any]:
     return row
 
 
+def query_filter(query: Any, name: str) -> str | None:
+    """Filter parameter ``name``: ``None`` when absent; a 400 naming it when given empty (or
+    only blanks): ``?team=`` is a filter whose value went missing (an unset shell variable,
+    an empty form field), and answering every team's rows, or none, as if it had a value
+    would be a wrong answer that looks right. Every filter of ``/admin/logs`` and
+    ``/admin/reports/usage`` (and so of ``tollway logs`` and ``tollway report``) reads so."""
+    value = query.get(name)
+    if value is None:
+        return None
+    if not value.strip():
+        raise InvalidRequest(
+            f"'{name}' is empty: give it a value, or leave it out not to filter by it",
+            param=name,
+        )
+    return str(value)
+
+
 def query_time(query: Any, name: str, now: dt.datetime) -> dt.datetime | None:
     """Query parameter ``name`` as a time: ISO 8601 (UTC when it has no zone) or an age
-    before ``now`` (``15m``, ``24h``, ``7d``); ``None`` when absent; a 400 naming it else."""
-    value = query.get(name)
-    if not value:
+    before ``now`` (``15m``, ``24h``, ``7d``); ``None`` when absent; a 400 naming it when
+    empty or neither."""
+    value = query_filter(query, name)
+    if value is None:
         return None
     age = _AGE.match(value)
     if age is not None:
@@ -82,8 +101,8 @@ def source_ips(query: Any) -> tuple[str, ...] | None:
     others. A network (``10.0.0.0/8``) is refused: the column is text on SQLite and
     PostgreSQL alike, and a network is no prefix of its addresses' text (a ``/20`` cuts an
     octet; IPv6 text compresses zeros); PostgreSQL's ``inet`` would do it on one store only."""
-    value = query.get("source_ip")
-    if not value:
+    value = query_filter(query, "source_ip")
+    if value is None:
         return None
     value = value.strip()
     try:
@@ -113,11 +132,11 @@ def log_filter(call: AdminCall) -> RequestLogFilter:
             "visible_key": principal.id if principal.kind == "key" else None,
         }
     return RequestLogFilter(
-        user_id=query.get("user") or None,
-        team_id=query.get("team") or None,
-        key_id=query.get("key") or None,
-        model=query.get("model") or None,
-        status=query.get("status") or None,
+        user_id=query_filter(query, "user"),
+        team_id=query_filter(query, "team"),
+        key_id=query_filter(query, "key"),
+        model=query_filter(query, "model"),
+        status=query_filter(query, "status"),
         source_ips=source_ips(query),
         since=query_time(query, "since", now),
         until=query_time(query, "until", now),

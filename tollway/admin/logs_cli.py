@@ -58,7 +58,9 @@ StatusFilter = Annotated[str | None, typer.Option("--status", help="e.g. 200, 42
 
 
 def _filters(**given: str | None) -> dict[str, str]:
-    return {name: value for name, value in given.items() if value}
+    # An empty value is sent: the gateway answers it with a 400 naming the filter, rather
+    # than the CLI listing every row as if the filter had not been asked for.
+    return {name: value for name, value in given.items() if value is not None}
 
 
 @logs.command("list")

@@ -7,7 +7,7 @@ writes (``cache_write_tokens``, of which ``cache_write_1h_tokens`` for an hour) 
 each is billed at its own rate (Anthropic's 5-minute and 1-hour writes above plain input).
 
 Admins see every request; anyone else only their teams' (viewer and above). CSV with
-``format=csv``.
+``format=csv``. A filter given empty (``?team=``) is a 400 naming it, as on ``/admin/logs``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from aiohttp import web
 
 from tollway.admin.access import require_role
 from tollway.admin.call import AdminCall, Route
-from tollway.admin.logs import query_time
+from tollway.admin.logs import query_filter, query_time
 from tollway.admin.render import csv_text
 from tollway.core.errors import InvalidRequest
 from tollway.store.reports import FILTERS
@@ -42,7 +42,8 @@ async def usage_report(call: AdminCall) -> Any:
     form = query.get("format", "json")
     if form not in ("json", "csv"):
         raise InvalidRequest("'format' must be json or csv", param="format")
-    filters = {name: query[name] for name in FILTERS if name in query}
+    given = {name: query_filter(query, name) for name in FILTERS}
+    filters = {name: value for name, value in given.items() if value is not None}
     teams = None if call.principal.has_role("admin") else list(call.principal.teams)
     now = dt.datetime.now(dt.UTC)
     rows = await call.gateway.store.reports.usage(
