@@ -7,6 +7,7 @@ credential the gateway sent.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,11 @@ import anthropic
 import httpx
 import openai
 import pytest
+from aiohttp import web
 
 from tests.conftest import UPSTREAM_KEY
 from tests.integration.sdk import user
-from tests.support import CLIENT_KEY, running_gateway
+from tests.support import CLIENT_KEY, free_port, running_gateway, wait_for_ids
 
 BOTH = pytest.mark.parametrize("model", ["test-gemini", "test-vertex"])
 PATHS = {
@@ -540,3 +542,81 @@ def test_many_inputs_are_split_into_the_batches_google_takes(
                 assert a.embedding == pytest.approx(b.embedding)
             assert floats.usage.prompt_tokens == 3 * count  # every batch's tokens
         client.close()
+
+
+async def _first_batch_only(request: web.Request) -> web.Response:
+    """A Gemini API upstream that answers batches of plain texts at once and fails a batch
+    holding a text that says "late" (after the others were answered), as an overloaded
+    Google does; three tokens a text."""
+    body = await request.json()
+    texts = [item["content"]["parts"][0]["text"] for item in body["requests"]]
+    if any("late" in text for text in texts):
+        await asyncio.sleep(0.3)
+        error = {"code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"}
+        return web.json_response({"error": error}, status=503)
+    embeddings = [{"values": [0.1, 0.2, 0.3, 0.4]} for _ in texts]
+    return web.json_response(
+        {"embeddings": embeddings, "usageMetadata": {"promptTokenCount": 3 * len(texts)}}
+    )
+
+
+async def test_batches_a_first_deployment_answered_are_charged_when_a_fallback_answers(
+    log_dir: Path, simulator_url: str
+) -> None:
+    # 150 texts are two batches on the first deployment: it answered the first (100 texts,
+    # 300 tokens, billed by Google) and failed the second, so the backup answered all 150.
+    # Only the backup's 450 tokens were charged: the 300 the first one billed were lost.
+    app = web.Application()
+    app.router.add_post("/v1beta/models/{call}", _first_batch_only)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    first = {
+        "provider": "gemini",
+        "model": "sim-embed",
+        "api_base": f"http://127.0.0.1:{port}",
+        "api_key": "env:KEY",
+        "id": "split-first",
+        "price": {"input": 1000, "output": 0},
+    }
+    backup = {
+        "provider": "gemini",
+        "model": "sim-embed",
+        "api_base": simulator_url,
+        "api_key": "env:KEY",
+        "id": "split-backup",
+        "price": {"input": 10, "output": 0},
+    }
+    group = {"name": "split", "kind": "embedding", "deployments": [first, backup]}
+    config = {"models": [group], "telemetry": {"request_log": {"flush_interval": "0.1s"}}}
+    texts = [f"text number {index}" for index in range(100)]
+    texts += [f"late text {index}" for index in range(50)]
+    try:
+        with running_gateway(log_dir, config, {"KEY": UPSTREAM_KEY}) as (url, _):
+            async with httpx.AsyncClient(headers={"authorization": f"Bearer {CLIENT_KEY}"}) as http:
+                answer = await http.post(
+                    url + "/v1/embeddings",
+                    json={"model": "split", "input": texts, "encoding_format": "float"},
+                    headers={"x-request-id": "split-fallback"},
+                    timeout=30,
+                )
+                assert answer.status_code == 200, answer.text
+                assert answer.headers["x-tollway-deployment"] == "split-backup"
+                assert answer.json()["usage"]["prompt_tokens"] == 450  # the answer's own
+                charged = 300 * 1000 / 1e6 + 450 * 10 / 1e6
+                assert float(answer.headers["x-tollway-cost-usd"]) == pytest.approx(charged)
+                logged = await asyncio.to_thread(
+                    wait_for_ids,
+                    lambda: httpx.get(
+                        url + "/admin/logs?since=1h",
+                        headers={"authorization": f"Bearer {CLIENT_KEY}"},
+                    ).json()["data"],
+                    {"split-fallback"},
+                    "logged",
+                )
+    finally:
+        await runner.cleanup()
+    row = logged["split-fallback"]
+    assert row["input_tokens"] == 750  # billed by both deployments
+    assert row["cost_usd"] == pytest.approx(charged)

@@ -605,7 +605,12 @@ class Pipeline:
             self.metering.settle_spent(ctx)
             raise
         ctx.usage = response.usage
-        self._settle(ctx)
+        cost = self.metering.settle(ctx)
+        if len(ctx.tries) > 1:
+            # Batches an earlier deployment answered before one failed were billed: so is
+            # the client, though another deployment then answered the whole request.
+            cost = self.metering.add_spent(ctx)
+        ctx.response_headers["x-tollway-cost-usd"] = format_cost(cost)
         for stage in self._costed_stages:
             pending = stage.on_costed(ctx)
             if pending is not None:

@@ -17,6 +17,7 @@ as the answer reported them or, in a stream cut before its end, as far as it had
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from tollway.core.context import RequestContext
 from tollway.core.types import ChunkChoice, Deployment, ImagePart, Message, ReasoningPart, Usage
@@ -60,18 +61,29 @@ class Metering:
         """For a request that failed: what its failed calls used all the same
         (``Attempt.spent``), each at its deployment's price, as ``ctx.usage`` and
         ``ctx.cost_usd``; nothing when they used nothing."""
-        spent = [(attempt.deployment, attempt.spent) for attempt in ctx.tries if attempt.spent]
-        if not spent:
-            return
-        ctx.usage = Usage(
-            input_tokens=sum(usage.input_tokens for _, usage in spent),
-            output_tokens=sum(usage.output_tokens for _, usage in spent),
+        spent = _spent(ctx)
+        if spent is not None:
+            ctx.usage, ctx.cost_usd = spent
+
+    def add_spent(self, ctx: RequestContext) -> float:
+        """For a request a later attempt answered (settled): what the failed attempts before
+        it used all the same (``Attempt.spent``: the batches of a split embeddings request a
+        first deployment answered before another batch failed), each at its own
+        deployment's price, added to ``ctx.usage`` and ``ctx.cost_usd``; the cost."""
+        cost = ctx.cost_usd or 0.0
+        spent = _spent(ctx)
+        if spent is None:
+            return cost
+        usage, spent_usd = spent
+        served = ctx.usage or _NOTHING_REPORTED
+        # A new Usage: the answer's own (which the client is shown) stays as it came.
+        ctx.usage = replace(
+            served,
+            input_tokens=served.input_tokens + usage.input_tokens,
+            output_tokens=served.output_tokens + usage.output_tokens,
         )
-        ctx.cost_usd = sum(
-            cost_usd(deployment.price, usage)
-            for deployment, usage in spent
-            if deployment.price is not None
-        )
+        ctx.cost_usd = cost + spent_usd
+        return ctx.cost_usd
 
     def input_tokens(self, ctx: RequestContext, deployment: Deployment | None) -> int:
         """The request's input tokens as ``deployment`` would count them (locally); ``None``,
@@ -114,6 +126,24 @@ class Metering:
             cache_write_1h_tokens=reported.cache_write_1h_tokens,
             tool_calls=reported.tool_calls,
         )
+
+
+def _spent(ctx: RequestContext) -> tuple[Usage, float] | None:
+    """The tokens the request's failed attempts used all the same, and their cost at each
+    attempt's deployment's price; ``None`` when they used nothing."""
+    spent = [(attempt.deployment, attempt.spent) for attempt in ctx.tries if attempt.spent]
+    if not spent:
+        return None
+    usage = Usage(
+        input_tokens=sum(usage.input_tokens for _, usage in spent),
+        output_tokens=sum(usage.output_tokens for _, usage in spent),
+    )
+    cost = sum(
+        cost_usd(deployment.price, usage)
+        for deployment, usage in spent
+        if deployment.price is not None
+    )
+    return usage, cost
 
 
 def reasoning_chars(message: Message, wire_format: str | None) -> int:
