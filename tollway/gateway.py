@@ -133,6 +133,7 @@ class Gateway:
         )
         if self.metrics is not None:
             self.limits.utilisation = self.metrics.set_budget_utilisation
+            self.limits.budgets_kept = self.metrics.keep_budgets
         self.fleet = Fleet(
             self.store, self.identity, self.limits, self.vault,
             reload_config=lambda: self.reload_on("replica"),
@@ -357,6 +358,11 @@ class Gateway:
         )
         self.health.config = settings.routing
         self._pipelines = pipelines
+        if self.alerts is not None:
+            self.alerts.keep_deployments(
+                {deployment.id for group in pipelines[0].router.table.groups
+                 for deployment in group.deployments}
+            )  # fmt: skip
         self._warn_missing_credentials()
         self.config_version = settings_version(self.settings)
         if self.metrics is not None:

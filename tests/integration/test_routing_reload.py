@@ -196,6 +196,41 @@ def test_a_reload_applies_new_limits(log_dir: Path, simulator_url: str) -> None:
         assert caught.value.code == "rate_limit_exceeded"
 
 
+def test_a_budget_a_reload_removes_leaves_metrics(log_dir: Path, simulator_url: str) -> None:
+    # Its tollway_budget_utilisation_ratio series stayed in /metrics, at its last share.
+    def budget(period: str) -> dict[str, Any]:
+        return {"scope": "org", "id": "*", "period": period, "limit_usd": 100}
+
+    config = {
+        "server": {"reload_interval": None},
+        "models": [_group("budgeted", simulator_url)],
+        "limits": {"budgets": [budget("day"), budget("month")]},
+    }
+    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY}
+    with running_gateway(log_dir, config, env) as (url, _):
+        client = openai.OpenAI(base_url=url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+        ask: Any = {"model": "budgeted", "messages": [{"role": "user", "content": "x"}]}
+        client.chat.completions.create(**ask)
+
+        def series() -> set[str]:
+            text = httpx.get(url + "/metrics", headers=ADMIN).text
+            return {
+                line.split("period=")[1].split('"')[1]
+                for line in text.splitlines()
+                if line.startswith("tollway_budget_utilisation_ratio{")
+            }
+
+        assert series() == {"day", "month"}
+        _rewrite(
+            _config_file(url, log_dir),
+            lambda c: c.update(limits={"budgets": [budget("month")]}),
+        )
+        assert httpx.post(url + "/admin/reload", headers=ADMIN).status_code == 200
+        assert series() == {"month"}
+        client.chat.completions.create(**ask)
+        assert series() == {"month"}
+
+
 def _reloads(url: str, count: int) -> list[dict[str, Any]]:
     """The newest ``count`` config reload events of the audit trail, oldest first."""
     found: list[dict[str, Any]] = []

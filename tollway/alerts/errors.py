@@ -25,7 +25,7 @@ idle for a whole window are dropped.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from tollway.alerts.alert import Alert, Status, seconds_text
 from tollway.alerts.window import WINDOW_BUCKETS, Clock, Ring
@@ -67,6 +67,17 @@ class ErrorStorms:
             if previous is not None and previous != deployment:
                 rings[previous].add(number, FALLBACKS, 1)
             previous = deployment
+
+    def keep(self, deployments: Collection[str]) -> None:
+        """Forget the buckets, last error and storm of every deployment not in
+        ``deployments`` (a reload removed it): a removed deployment gets no attempts, so a
+        storm of its would never see it recover, and its state stayed for the life of the
+        process (a deployment given that id again began in the old one's storm)."""
+        for gone in [d for d in self._rings if d not in deployments]:
+            del self._rings[gone]
+        for gone in [d for d in self._last_error if d not in deployments]:
+            del self._last_error[gone]
+        self._storms &= set(deployments)
 
     def in_storm(self) -> frozenset[str]:
         """The deployments in a storm now."""

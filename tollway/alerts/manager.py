@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from tollway.alerts.alert import Alert, budget_alert
 from tollway.alerts.delivery import Delivery
@@ -79,6 +79,11 @@ class AlertManager:
     def on_budget_event(self, event: BudgetEvent) -> None:
         """A ``LimitService`` listener: a budget threshold crossing becomes an alert."""
         self.raise_alert(budget_alert(event, self._wall()))
+
+    def keep_deployments(self, deployments: Collection[str]) -> None:
+        """After a reload: drop the error-storm state of deployments no longer configured."""
+        if self.errors is not None:
+            self.errors.keep(deployments)
 
     def evaluate(self) -> list[Alert]:
         """Judge spend rates and error ratios now; the alerts that were raised (not

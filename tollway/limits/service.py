@@ -16,7 +16,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from zoneinfo import ZoneInfo
 
 from tollway.auth.vault import Vault
@@ -110,6 +110,9 @@ class LimitService:
         self.listeners: list[BudgetListener] = [_log_event]
         self.utilisation: Callable[[str, str, str, float], None] | None = None
         """Told each settled budget's share spent: (scope, id, period, ratio); a gauge."""
+        self.budgets_kept: Callable[[Collection[tuple[str, str, str]]], None] | None = None
+        """Told the budgets in force (scope, id, period) whenever the book is rebuilt, so
+        the gauge forgets removed ones."""
         self._store = store
         self._records: tuple[
             Sequence[BudgetRecord], Sequence[RateLimitRecord], dict[str, str], dict[str, str]
@@ -213,7 +216,7 @@ class LimitService:
         self._load_applied = load
         orgs = {team.id: team.organization for team in teams if team.organization}
         self._records = (budgets, limits, orgs, lineages)
-        self.book = LimitBook.build(self.config, budgets, limits, orgs, lineages)
+        self._rebuilt(LimitBook.build(self.config, budgets, limits, orgs, lineages))
         await self.seed()
 
     def stored_budgets(self) -> Sequence[BudgetRecord]:
@@ -234,7 +237,14 @@ class LimitService:
         self.config = config
         self.zone = zone
         self._periods = {}
+        self._rebuilt(book)
+
+    def _rebuilt(self, book: LimitBook) -> None:
+        """Put ``book`` in force, and tell what follows the budgets which are now."""
         self.book = book
+        if self.budgets_kept is not None:
+            kept = {(b.scope, b.scope_id, b.period) for b in book.every_budget()}
+            self.budgets_kept(kept)
 
     def current_accounts(self) -> set[str]:
         """This period's account of every budget."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
@@ -137,6 +137,13 @@ class Metrics:
         it only keeps the number (a prometheus-client gauge takes a lock for each ``set``);
         the gauge family is made when ``/metrics`` is scraped."""
         self._budget_shares[(scope, scope_id, period)] = ratio
+
+    def keep_budgets(self, budgets: Collection[tuple[str, str, str]]) -> None:
+        """For the limits layer, when its budgets were read again (a reload, the admin API):
+        forget the share of every budget not among ``budgets`` (scope, id, period), so a
+        removed budget's series leaves ``/metrics``."""
+        for gone in [labels for labels in self._budget_shares if labels not in budgets]:
+            del self._budget_shares[gone]
 
     def count_alert(self, kind: str, status: str) -> None:
         """For the alerts layer: an alert was raised (``firing`` or ``resolved``)."""

@@ -240,3 +240,15 @@ def test_idle_deployments_out_of_a_storm_are_dropped() -> None:
     assert book._rings.keys() == {"dep-a", "dep-b"}
     book.evaluate(156.0)  # bucket 9 starts it
     assert book._rings == {}
+
+
+def test_a_reload_drops_the_storm_and_buckets_of_deployments_it_removed() -> None:
+    # A removed deployment gets no attempts: its storm stayed, and its buckets, for good.
+    book = storms(min_attempts=5)
+    for i in range(6):
+        book.record([failed(A), Attempt(B, 0.0)], 100.0 + i)
+    assert [a.scope_id for a in book.evaluate(106.0)] == ["dep-a"]
+    book.keep({"dep-b"})
+    assert book.in_storm() == frozenset()
+    assert book._rings.keys() == {"dep-b"} and book._last_error == {}
+    assert book.evaluate(107.0) == []
