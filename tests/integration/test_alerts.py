@@ -183,6 +183,34 @@ def test_budget_crossing_50_and_80_percent_alerts_each_once_in_both_formats(
     assert slack[1]["blocks"][0]["text"]["text"].startswith(":warning: *Budget threshold*")
 
 
+def test_a_lowered_limit_sends_the_thresholds_it_passed_once_saying_the_limit_changed(
+    gateway: tuple[str, Process], receiver: WebhookReceiver
+) -> None:
+    # 40% of $1.00 spent, then the limit cut to $0.50: that is 80%, but no crossing happens
+    # (spend did not move), so neither the 50% nor the 80% alert was ever sent.
+    url, _ = gateway
+    key_id, client = new_key(url)
+    budget = {"scope": "key", "scope_id": key_id, "period": "day", "limit_usd": 1.0}
+    admin(url, "PUT", "/admin/budgets", budget)
+    spent = 0.0
+    while spent < 0.42:
+        spent += chat(client, "pricey")
+    assert spent < 0.5
+    admin(url, "PUT", "/admin/budgets", {**budget, "limit_usd": 0.5})
+    alerts = receiver.wait_for(lambda b: len(of(b, "budget", key_id)) >= 2, JSON_PATH)
+    fifty, eighty = of(alerts, "budget", key_id)
+    assert (fifty["values"]["threshold"], eighty["values"]["threshold"]) == (0.5, 0.8)
+    assert eighty["values"]["limit_usd"] == 0.5
+    assert eighty["values"]["limit_changed"] is True
+    assert eighty["values"]["previous_limit_usd"] == 1.0
+    assert "limit changed from $1.00" in eighty["message"]
+    # Raised and cut again in the same period: nothing already sent is sent again.
+    admin(url, "PUT", "/admin/budgets", {**budget, "limit_usd": 1.0})
+    admin(url, "PUT", "/admin/budgets", {**budget, "limit_usd": 0.5})
+    time.sleep(1.0)
+    assert len(of(receiver.bodies(JSON_PATH), "budget", key_id)) == 2
+
+
 def test_delivery_is_retried_when_the_receiver_fails_and_arrives_once(
     gateway: tuple[str, Process], receiver: WebhookReceiver
 ) -> None:

@@ -945,3 +945,15 @@ async def test_an_epoch_from_before_tallies_counts_its_floor_as_spend_before_it(
     # Seeded from what one learned: base 300 and the old epoch's 210.
     assert await spend_now(one, account) == (510, 0)
     assert await spend_now(redis_place.open(clock), account) == (510, 0)
+
+
+async def test_a_notice_is_first_once_across_replicas_sharing_redis(
+    redis_place: RedisPlace, clock: FakeClock
+) -> None:
+    # A budget limit changed by a reload or the admin API is applied by every replica; the
+    # thresholds it passed are told by the one that claims the notice first.
+    one, other = redis_place.open(clock), redis_place.open(clock)
+    assert await one.first_notice("key:k:day:2026-12-05:0.8:500000", 60) is True
+    assert await other.first_notice("key:k:day:2026-12-05:0.8:500000", 60) is False
+    assert await other.first_notice("key:k:day:2026-12-05:0.5:500000", 60) is True
+    assert await MemoryLimiter(clock=clock).first_notice("anything", 60) is True

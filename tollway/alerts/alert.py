@@ -61,11 +61,22 @@ def budget_alert(event: BudgetEvent, now: float) -> Alert:
     period, _, start = event.period.partition(":")
     percent = round(event.threshold * 100)
     since = f" (period from {start})" if start else ""
+    changed = event.previous_limit_usd is not None
     message = (
-        f"{event.scope} {event.scope_id} crossed {percent}% of its "
-        f"{_PERIOD_WORDS.get(period, period)} budget{since}: "
+        f"{event.scope} {event.scope_id} {'is past' if changed else 'crossed'} {percent}% of "
+        f"its {_PERIOD_WORDS.get(period, period)} budget{since}: "
         f"{money(event.spent_usd)} of {money(event.limit_usd)}"
     )
+    values: dict[str, float | int | str] = {
+        "threshold": event.threshold,
+        "spent_usd": round(event.spent_usd, 6),
+        "limit_usd": event.limit_usd,
+        "period": event.period,
+    }
+    if event.previous_limit_usd is not None:
+        message += f", its limit changed from {money(event.previous_limit_usd)}"
+        values["limit_changed"] = True
+        values["previous_limit_usd"] = event.previous_limit_usd
     severity: Severity = (
         "critical" if event.threshold >= 1 else "warning" if event.threshold >= 0.8 else "info"
     )
@@ -77,10 +88,5 @@ def budget_alert(event: BudgetEvent, now: float) -> Alert:
         message=message,
         dedup_key=f"budget:{event.scope}:{event.scope_id}:{event.period}:{event.threshold:g}",
         time=now,
-        values={
-            "threshold": event.threshold,
-            "spent_usd": round(event.spent_usd, 6),
-            "limit_usd": event.limit_usd,
-            "period": event.period,
-        },
+        values=values,
     )

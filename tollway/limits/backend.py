@@ -168,6 +168,11 @@ class Limiter(Protocol):
         budgets) that no admitted request still holds; their spend is in the store."""
         ...
 
+    async def first_notice(self, name: str, ttl_s: int) -> bool:
+        """Whether this process is the first of those sharing the backend to claim notice
+        ``name`` (kept ``ttl_s`` seconds): a change every replica applies is told once."""
+        ...
+
     async def close(self) -> None:
         """Release connections."""
         ...

@@ -16,6 +16,9 @@ class BudgetEvent:
     limit_usd: float
     spent_usd: float
     threshold: float
+    previous_limit_usd: float | None = None
+    """Set when the threshold was passed by a change of the limit (a reload, the admin API),
+    not by spend: the limit before it."""
 
 
 BudgetListener = Callable[[BudgetEvent], None]

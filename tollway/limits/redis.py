@@ -608,6 +608,13 @@ class RedisLimiter:
         for name in [n for n in self._known if n not in keep and n not in self._open]:
             del self._known[name]
 
+    async def first_notice(self, name: str, ttl_s: int) -> bool:
+        """Claim ``name`` with ``SET NX``: only the first replica to ask gets True."""
+        try:
+            return bool(await self._redis.set(self._tag + "notice:" + name, "1", nx=True, ex=ttl_s))
+        except _UNAVAILABLE as exc:
+            self._unavailable(exc)
+
     async def close(self) -> None:
         """Close the client and every pooled connection."""
         await self._redis.aclose()

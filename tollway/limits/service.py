@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 from tollway.auth.vault import Vault
 from tollway.config.schema import LimitsConfig
 from tollway.limits.backend import (
+    MICRO,
     AccountState,
     Claim,
     ImmediateLimiter,
@@ -125,6 +126,12 @@ class LimitService:
         self._task: asyncio.Task[None] | None = None
         self._warned_at = 0.0
         self._periods: dict[str, tuple[float, str]] = {}
+        self._alerted: dict[str, set[float]] = {}
+        """Per account of this period: the thresholds this process raised an event for."""
+        self._judging_changes = False
+        """Set once the store's budgets were first read: the book built from config alone
+        at start is no limit a change could come from."""
+        self._notices: set[asyncio.Task[None]] = set()
 
     # --- the request path ---------------------------------------------------------------
 
@@ -170,7 +177,11 @@ class LimitService:
         # arguments the slow way, and settlement runs for every request under a budget.
         for budget, result in zip(budgets, settled):  # noqa: B905
             self._touched.add(result.account)
-            events += crossings(budget, result, thresholds)
+            crossed = crossings(budget, result, thresholds)
+            if crossed:
+                events += crossed
+                alerted = self._alerted.setdefault(result.account, set())
+                alerted.update(event.threshold for event in crossed)
             if utilisation is not None and budget.limit_micros:
                 ratio = result.spent_after / budget.limit_micros
                 utilisation(budget.scope, budget.scope_id, budget.period, ratio)
@@ -217,6 +228,7 @@ class LimitService:
         orgs = {team.id: team.organization for team in teams if team.organization}
         self._records = (budgets, limits, orgs, lineages)
         self._rebuilt(LimitBook.build(self.config, budgets, limits, orgs, lineages))
+        self._judging_changes = True
         await self.seed()
 
     def stored_budgets(self) -> Sequence[BudgetRecord]:
@@ -240,11 +252,73 @@ class LimitService:
         self._rebuilt(book)
 
     def _rebuilt(self, book: LimitBook) -> None:
-        """Put ``book`` in force, and tell what follows the budgets which are now."""
-        self.book = book
+        """Put ``book`` in force, tell what follows the budgets which are now, and judge
+        the budgets whose limit changed (``limit_changed``) in the background."""
+        before, self.book = self.book, book
         if self.budgets_kept is not None:
             kept = {(b.scope, b.scope_id, b.period) for b in book.every_budget()}
             self.budgets_kept(kept)
+        if not self._judging_changes:
+            return
+        old = {(b.scope, b.scope_id, b.period): b for b in before.every_budget()}
+        changed = [
+            (previous, budget)
+            for budget in book.every_budget()
+            if (previous := old.get((budget.scope, budget.scope_id, budget.period))) is not None
+            and previous.limit_micros != budget.limit_micros
+            and budget.limit_micros > 0
+        ]
+        if not changed:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        task = loop.create_task(self.limit_changed(changed))
+        self._notices.add(task)
+        task.add_done_callback(self._notices.discard)
+
+    async def limit_changed(self, changed: Sequence[tuple[Budget, Budget]]) -> None:
+        """Events for budgets whose limit changed from the first budget to the second of
+        each pair: the thresholds the spend of this period has passed under the new limit
+        and had not under the old one, each once (not those this process already raised
+        for the period; across replicas sharing Redis, one replica sends them)."""
+        thresholds = self.config.alert_thresholds
+        accounts = [self.account(budget) for _, budget in changed]
+        try:
+            states = await self.limiter.accounts(accounts)
+        except Exception as exc:
+            log.warning("budget limits changed, but their spend cannot be read: %s", reason(exc))
+            return
+        events: list[BudgetEvent] = []
+        for (previous, budget), state in zip(changed, states, strict=True):
+            spent = state.spent_micros
+            alerted = self._alerted.setdefault(state.account, set())
+            for threshold in thresholds:
+                passed_before = (
+                    previous.limit_micros > 0 and spent >= threshold * previous.limit_micros
+                )
+                if threshold in alerted or passed_before or spent < threshold * budget.limit_micros:
+                    continue
+                notice = f"{state.account}:{threshold:g}:{budget.limit_micros}"
+                try:
+                    first = await self.limiter.first_notice(notice, 86_400)
+                except LimiterUnavailable:
+                    first = True  # twice across replicas rather than never
+                alerted.add(threshold)
+                if first:
+                    events.append(
+                        BudgetEvent(
+                            scope=budget.scope,
+                            scope_id=budget.scope_id,
+                            period=state.account[len(budget.scope) + len(budget.scope_id) + 2 :],
+                            limit_usd=budget.limit_usd,
+                            spent_usd=spent / MICRO,
+                            threshold=threshold,
+                            previous_limit_usd=previous.limit_usd,
+                        )
+                    )
+        notify(self.listeners, events)
 
     def current_accounts(self) -> set[str]:
         """This period's account of every budget."""
@@ -289,7 +363,10 @@ class LimitService:
                 self._touched |= touched
                 raise SpendNotWritten(f"the store failed: {reason(exc)}") from exc
         # Accounts touched since (or never written: the write failed) are kept.
-        self.limiter.prune(self.current_accounts() | self._touched)
+        current = self.current_accounts()
+        self.limiter.prune(current | self._touched)
+        for gone in [account for account in self._alerted if account not in current]:
+            del self._alerted[gone]
 
     async def accounts(self, names: Sequence[str]) -> list[AccountState]:
         """Spend and reservations of budget accounts now."""
@@ -321,6 +398,7 @@ class LimitService:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await asyncio.gather(*self._notices, return_exceptions=True)  # before the backend
         try:
             await self.flush()
         except Exception as exc:  # as the loop's: one line, the traceback at debug

@@ -14,16 +14,20 @@ from typing import Any
 import pytest
 
 from tollway.auth.principal import Principal
-from tollway.config.schema import Settings
+from tollway.config.schema import LimitsConfig, Settings
 from tollway.core.context import Attempt, RequestContext
 from tollway.core.errors import DeploymentBusy, RateLimited, UpstreamUnavailable
 from tollway.core.types import Usage
+from tollway.limits.backend import MICRO
+from tollway.limits.budget import Budget
+from tollway.limits.events import BudgetEvent
 from tollway.limits.memory import MemoryLimiter
 from tollway.limits.service import LimitService
 from tollway.limits.stage import Admission
 from tollway.pricing.metering import Metering
 from tollway.pricing.tokens import TokenCounter
 from tollway.routing.table import build_routing_table
+from tollway.store.records import SpendTally
 from tollway.wire.openai_request import request_from_wire
 
 PRICE = {"input": 2.5, "output": 10.0}  # USD per 1M tokens
@@ -213,3 +217,27 @@ def test_a_mixed_group_reserves_the_worst_case_over_its_candidates(gpt_input_pri
 
 async def _wait(pending: Any) -> None:
     await pending
+
+
+async def test_a_changed_limit_tells_each_threshold_it_passed_once_a_period() -> None:
+    # $40 spent of $100, the limit cut to $50: 80% of it, and no settlement crossed 50% or
+    # 80%. Told once: not again when the limit is cut again, nor those passed before it.
+    service = LimitService(LimitsConfig(), MemoryLimiter(), None)
+    events: list[BudgetEvent] = []
+    service.listeners = [events.append]
+    old = Budget("team", "ml", "month", 100 * MICRO)
+    new = Budget("team", "ml", "month", 50 * MICRO)
+    await service.limiter.seed({service.account(new): SpendTally(40 * MICRO)})
+    await service.limit_changed([(old, new)])
+    await asyncio.sleep(0)  # listeners are told after the step that raised the events
+    assert [(e.threshold, e.limit_usd, e.previous_limit_usd) for e in events] == [
+        (0.5, 50.0, 100.0),
+        (0.8, 50.0, 100.0),
+    ]
+    await service.limit_changed([(old, new)])
+    await asyncio.sleep(0)
+    assert len(events) == 2
+    raised = Budget("team", "ml", "month", 45 * MICRO)
+    await service.limit_changed([(Budget("team", "ml", "month", 60 * MICRO), raised)])
+    await asyncio.sleep(0)
+    assert len(events) == 2  # 50% was passed under $60 already, 80% was told; not 100%
