@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -321,6 +322,28 @@ def test_failure_after_the_first_byte_is_an_error_event(client: openai.OpenAI) -
     assert failed.type == "response.failed" and failed.sequence_number == error.sequence_number + 1
     assert failed.response.status == "failed"
     assert failed.response.error is not None and failed.response.error.message == error.message
+
+
+def test_a_long_run_of_function_calls_is_parsed_in_linear_time(gateway_url: str) -> None:
+    # Each call joined the assistant turn by copying its list of calls: 100,000 calls (a
+    # 6 MB body, well under max_body_size) held the event loop for half a minute, every
+    # other request with it. (Sent with httpx: the SDK takes longer than that to encode them.)
+    calls: list[Any] = [
+        {"type": "function_call", "call_id": f"call_{i}", "name": "get_time", "arguments": "{}"}
+        for i in range(100_000)
+    ]
+    output = {"type": "function_call_output", "call_id": "call_0", "output": "noon"}
+    body = {"model": "test-chat", "input": [{"role": "user", "content": "x"}, *calls, output]}
+    started = time.monotonic()
+    answer = httpx.post(
+        gateway_url + "/v1/responses",
+        json=body,
+        headers={"Authorization": f"Bearer {CLIENT_KEY}"},
+        timeout=60,
+    )
+    assert time.monotonic() - started < 10
+    # Far beyond the context window: refused, once parsed.
+    assert answer.status_code == 400 and "context window" in answer.json()["error"]["message"]
 
 
 def test_previous_response_id_is_refused(client: openai.OpenAI) -> None:
