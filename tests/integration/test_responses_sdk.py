@@ -406,6 +406,25 @@ def test_stored_responses_cannot_be_retrieved_or_deleted(client: openai.OpenAI) 
         client.responses.delete("resp_123")
 
 
+def test_input_tokens_are_counted(client: openai.OpenAI) -> None:
+    # The SDK's responses.input_tokens.count was a 405 that said GET and DELETE were allowed
+    # (the path read as a response id).
+    asked: Any = {"input": "count my words", "instructions": "be brief", "tools": [TIME_TOOL]}
+    counted = client.responses.input_tokens.with_raw_response.count(model="test-claude", **asked)
+    assert counted.parse().object == "response.input_tokens"
+    answered = client.responses.create(model="test-claude", tool_choice="none", **asked)
+    assert answered.usage is not None
+    assert counted.parse().input_tokens == answered.usage.input_tokens  # Claude's own count
+    local = client.responses.input_tokens.with_raw_response.count(model="test-chat", **asked)
+    assert local.parse().input_tokens > 0 and local.headers["x-tollway-token-count"] == "local"
+    with pytest.raises(openai.BadRequestError) as caught:  # stored upstream: not countable here
+        client.responses.input_tokens.count(model="test-chat", input="x", previous_response_id="r")
+    assert caught.value.param == "previous_response_id"
+    assert "cannot count" in caught.value.message
+    with pytest.raises(openai.NotFoundError):
+        client.responses.input_tokens.count(model="no-such-model", input="x")
+
+
 def test_unknown_model_is_not_found(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
         client.responses.create(model="no-such-model", input="x")
