@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -323,6 +324,28 @@ def test_failure_after_the_first_byte_is_an_error_event(client: openai.OpenAI) -
     assert failed.response.error is not None and failed.response.error.message == error.message
 
 
+def test_a_long_run_of_function_calls_is_parsed_in_linear_time(gateway_url: str) -> None:
+    # Each call joined the assistant turn by copying its list of calls: 100,000 calls (a
+    # 6 MB body, well under max_body_size) held the event loop for half a minute, every
+    # other request with it. (Sent with httpx: the SDK takes longer than that to encode them.)
+    calls: list[Any] = [
+        {"type": "function_call", "call_id": f"call_{i}", "name": "get_time", "arguments": "{}"}
+        for i in range(100_000)
+    ]
+    output = {"type": "function_call_output", "call_id": "call_0", "output": "noon"}
+    body = {"model": "test-chat", "input": [{"role": "user", "content": "x"}, *calls, output]}
+    started = time.monotonic()
+    answer = httpx.post(
+        gateway_url + "/v1/responses",
+        json=body,
+        headers={"Authorization": f"Bearer {CLIENT_KEY}"},
+        timeout=60,
+    )
+    assert time.monotonic() - started < 10
+    # Far beyond the context window: refused, once parsed.
+    assert answer.status_code == 400 and "context window" in answer.json()["error"]["message"]
+
+
 def test_previous_response_id_is_refused(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         client.responses.create(model="test-chat", input="x", previous_response_id="resp_123")
@@ -381,6 +404,25 @@ def test_stored_responses_cannot_be_retrieved_or_deleted(client: openai.OpenAI) 
     assert "does not store responses" in caught.value.message
     with pytest.raises(openai.NotFoundError):
         client.responses.delete("resp_123")
+
+
+def test_input_tokens_are_counted(client: openai.OpenAI) -> None:
+    # The SDK's responses.input_tokens.count was a 405 that said GET and DELETE were allowed
+    # (the path read as a response id).
+    asked: Any = {"input": "count my words", "instructions": "be brief", "tools": [TIME_TOOL]}
+    counted = client.responses.input_tokens.with_raw_response.count(model="test-claude", **asked)
+    assert counted.parse().object == "response.input_tokens"
+    answered = client.responses.create(model="test-claude", tool_choice="none", **asked)
+    assert answered.usage is not None
+    assert counted.parse().input_tokens == answered.usage.input_tokens  # Claude's own count
+    local = client.responses.input_tokens.with_raw_response.count(model="test-chat", **asked)
+    assert local.parse().input_tokens > 0 and local.headers["x-tollway-token-count"] == "local"
+    with pytest.raises(openai.BadRequestError) as caught:  # stored upstream: not countable here
+        client.responses.input_tokens.count(model="test-chat", input="x", previous_response_id="r")
+    assert caught.value.param == "previous_response_id"
+    assert "cannot count" in caught.value.message
+    with pytest.raises(openai.NotFoundError):
+        client.responses.input_tokens.count(model="no-such-model", input="x")
 
 
 def test_unknown_model_is_not_found(client: openai.OpenAI) -> None:

@@ -48,9 +48,12 @@ def upstream_config(simulator_url: str) -> dict[str, Any]:
             "forward_headers": ["x-sim-*"],
         },
         "auth": {"reconcile_interval": "1h"},
+        # A rate limit the tests make rests the deployment no longer than this.
+        "routing": {"rate_limit_cooldown": "1ms"},
         "models": [
             {"name": "native-o4", "deployments": [{**native, "model": "o4-mini", "id": "o4"}]},
             {"name": "native-4o", "deployments": [{**native, "model": "gpt-4o", "id": "4o"}]},
+            {"name": "native-limited", "deployments": [{**native, "model": "gpt-4o"}]},
             {"name": "native-failover", "deployments": [
                 {**native, "model": "o4-mini", "id": "broken", "headers": FAULT},
                 {**native, "model": "o4-mini", "id": "healthy"}]},
@@ -272,6 +275,51 @@ def test_an_error_mid_stream_ends_it_in_the_responses_dialects_words(gateway: st
     assert failed["response"]["id"] == events[0]["response"]["id"]
     assert failed["response"]["status"] == "failed"
     assert "response.completed" not in [e["type"] for e in events]
+
+
+RATE_LIMITED = {"code": "rate_limit_exceeded", "message": "Rate limit reached", "param": None}
+
+
+@pytest.mark.parametrize(
+    "upstream_event",
+    [
+        RATE_LIMITED,  # OpenAI's error event: the fields beside its type
+        {"error": {**RATE_LIMITED, "type": "requests"}},  # nested, as an error body
+        {"type": "response.failed", "response": {"status": "failed", "error": RATE_LIMITED}},
+    ],
+)
+def test_a_rate_limit_the_stream_reports_is_a_rate_limit(
+    gateway: str, upstream_event: dict[str, Any]
+) -> None:
+    # A Responses upstream's failure events were all a 502 upstream_error (with the code
+    # rate_limit_exceeded), and a response.failed that said server_error: unlike the same
+    # event on a Chat Completions stream, which is a 429 (and rests the deployment).
+    fault = {"x-sim-stream-error": json.dumps(upstream_event)}
+    headers = {"Authorization": f"Bearer {CLIENT_KEY}", **fault}
+    body = {"model": "native-limited", "input": question("rate limited"), "stream": True}
+    before = {**headers, "x-sim-fault": "error-after:0"}  # before any content: its status
+    refused = httpx.post(gateway + "/v1/responses", json=body, headers=before)
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+    after = {**headers, "x-sim-fault": "error-after:2"}  # mid-stream: the closing events
+    with httpx.stream("POST", gateway + "/v1/responses", json=body, headers=after) as raw:
+        assert raw.status_code == 200
+        events = [json.loads(line[6:]) for line in raw.iter_lines() if line.startswith("data: ")]
+    error, failed = events[-2:]
+    assert (error["type"], error["code"]) == ("error", "rate_limit_exceeded")
+    assert failed["type"] == "response.failed"
+    assert failed["response"]["error"]["code"] == "rate_limit_exceeded"
+
+
+def test_an_overload_before_the_first_content_is_a_503(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.InternalServerError) as caught:
+        client.responses.create(
+            model="native-4o",
+            input=question("overloaded"),
+            stream=True,
+            extra_headers={"x-sim-fault": "error-after:0"},
+        )
+    assert caught.value.status_code == 503 and caught.value.code == "server_is_overloaded"
 
 
 def test_a_compatible_server_still_gets_chat_completions(

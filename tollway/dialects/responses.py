@@ -7,6 +7,8 @@ a deployment that speaks the Responses API itself is sent the client's body, and
 Errors come in OpenAI's error shape (``dialects/openai.py`` renders them). The gateway keeps
 no responses, and cannot tell which deployment's upstream stored an id (a response id names no
 account), so the routes that read or change a stored one answer a 404 that says so.
+``POST /v1/responses/input_tokens`` counts a request's input tokens as the Anthropic dialect's
+``count_tokens`` does.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
+from tollway.auth.stage import check_model_access
 from tollway.core.context import RequestContext
-from tollway.core.errors import GatewayError, NotFound
+from tollway.core.errors import GatewayError, InvalidRequest, NotFound
 from tollway.core.types import JSON, ChatChunk, ChatRequest
 from tollway.dialects.http import exchange, request_id, routing_headers, stream_events
 from tollway.dialects.openai import error_response, failure
@@ -100,6 +103,8 @@ class ResponsesDialect:
         for prefix in ("/v1/responses", "/responses"):
             routes += [
                 web.post(prefix, self.create),
+                # Before the routes of a response id, which this path would otherwise be.
+                web.post(prefix + "/input_tokens", self.count_input_tokens),
                 web.get(prefix + "/{response_id}", self.not_stored),
                 web.delete(prefix + "/{response_id}", self.not_stored),
                 web.post(prefix + "/{response_id}/cancel", self.not_stored),
@@ -149,6 +154,37 @@ class ResponsesDialect:
         return await exchange(
             request, self._gateway, parse, answer, _failure, logged_as="responses"
         )
+
+    async def count_input_tokens(self, request: web.Request) -> web.StreamResponse:
+        """``POST /v1/responses/input_tokens``: the input tokens of a Responses request, counted
+        as ``/v1/messages/count_tokens`` counts (the provider's count, or a local one)."""
+
+        def parse(body: dict[str, Any]) -> ChatRequest:
+            chat = request_from_wire(body).chat
+            only = chat.responses_only
+            if only is not None:
+                # Stored state and built-in tools are counted by the upstream that holds them:
+                # a count without them would be far too low.
+                raise InvalidRequest(
+                    f"{only.why}; the gateway cannot count its tokens", param=only.param
+                )
+            return chat
+
+        async def answer(
+            request: web.Request, pipeline: Pipeline, ctx: RequestContext
+        ) -> web.StreamResponse:
+            # No stages run (nothing is limited or metered), but a key counts only on the
+            # models it may use: a provider's count spends the deployment's credential.
+            check_model_access(ctx)
+            tokens, by_provider = await pipeline.count_tokens(ctx)
+            if not by_provider:
+                ctx.response_headers["x-tollway-token-count"] = "local"
+            counted = {"object": "response.input_tokens", "input_tokens": tokens}
+            return web.Response(
+                body=orjson.dumps(counted), content_type=_JSON, headers=routing_headers(ctx)
+            )
+
+        return await exchange(request, self._gateway, parse, answer, _failure)
 
     async def not_stored(self, request: web.Request) -> web.Response:
         """Reading, cancelling or deleting a stored response: a 404, as none is stored."""

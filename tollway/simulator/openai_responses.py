@@ -20,7 +20,8 @@ Streamed, the events come in OpenAI's order, each with its ``sequence_number``:
 ``response.output_item.added``, the part's ``.added``, its deltas (one a token), its
 ``.done``s and ``response.output_item.done``; last ``response.completed`` (or
 ``response.incomplete``). ``error-after`` ends the stream with an ``error`` event
-(``server_is_overloaded``), numbered in turn.
+(``server_is_overloaded``, or the fields ``x-sim-stream-error`` gives, of the event ``type``
+it names), numbered in turn.
 """
 
 from __future__ import annotations
@@ -222,7 +223,8 @@ async def handle_responses(
         (_frame(kind, number, fields), token) for number, (kind, fields, token) in enumerate(events)
     ]
     if call.stream_error is not None:
-        call.stream_error = _error_event(parts, call)
+        own = request.headers.get("x-sim-stream-error")  # checked to be a JSON object
+        call.stream_error = _error_event(parts, call, None if own is None else orjson.loads(own))
     headers = {**SSE_HEADERS, request_id_header(Dialect.OPENAI): call.request_id}
     return await send_stream(request, call, parts, headers)
 
@@ -389,8 +391,11 @@ def _frame(kind: str, number: int, fields: JSON) -> bytes:
     return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
 
 
-def _error_event(parts: StreamParts, call: Call) -> bytes:
-    """The ``error`` event ``error-after`` ends the stream with, numbered where it comes."""
+def _error_event(parts: StreamParts, call: Call, own: JSON | None) -> bytes:
+    """The event ``error-after`` ends the stream with, numbered where it comes: an ``error``
+    event saying ``server_is_overloaded``, or ``own`` (``x-sim-stream-error``: its fields, its
+    ``type`` if it names one, else ``error``), as OpenAI's other failures come (a rate limit,
+    a ``response.failed``)."""
     tokens, number = 0, len(parts)
     for index, (_, token) in enumerate(parts):
         if token:
@@ -398,5 +403,8 @@ def _error_event(parts: StreamParts, call: Call) -> bytes:
                 number = index
                 break
             tokens += 1
+    if own is not None:
+        fields = {key: value for key, value in own.items() if key != "type"}
+        return _frame(str(own.get("type") or "error"), number, fields)
     fields = {"code": "server_is_overloaded", "message": "Service Unavailable (simulated fault)"}
     return _frame("error", number, {**fields, "param": None})

@@ -166,9 +166,13 @@ def _add_function_call(messages: list[Message], item: JSON, param: str) -> None:
         arguments=optional(item, "arguments", str, f"{param}.arguments") or "",
     )
     last = messages[-1] if messages else None
-    # Calls right after an assistant turn belong to it, as Chat Completions expects.
+    # Calls right after an assistant turn belong to it, as Chat Completions expects. Added in
+    # place: copying the list for each call made a long run of calls quadratic, a request
+    # that held the event loop for minutes.
     if last is not None and last.role == "assistant":
-        last.tool_calls = [*(last.tool_calls or ()), call]
+        if last.tool_calls is None:
+            last.tool_calls = []
+        last.tool_calls.append(call)
     else:
         messages.append(Message(role="assistant", content=None, tool_calls=[call]))
 

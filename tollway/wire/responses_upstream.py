@@ -14,7 +14,8 @@ tool calls such as ``web_search_call``, ...) and field as the upstream sent them
 chunk keeps its event (``ChatChunk.extra``) so ``EventRelay`` can write it on, and write the
 closing ``error`` and ``response.failed`` events, numbered after the upstream's, when the
 stream fails after its first byte. An ``error`` or ``response.failed`` event from the upstream
-is its failure, as an error event is on the Chat Completions stream; an answer that is no
+is its failure, classified by its code as an error event on a Chat Completions stream is (a
+rate limit a 429, an overload a 503: ``wire/openai_stream_errors.py``); an answer that is no
 ``Response`` object, or a stream that ends before ``response.completed`` (``.incomplete``), is
 a protocol error (502).
 """
@@ -26,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from tollway.core.errors import GatewayError, UpstreamProtocolError
+from tollway.core.errors import GatewayError, UpstreamError, UpstreamProtocolError
 from tollway.core.types import (
     JSON,
     ChatChunk,
@@ -44,7 +45,7 @@ from tollway.core.types import (
     Usage,
 )
 from tollway.pricing.tools import calls_in_output, responses_item_kind
-from tollway.wire.openai_response import error_from_wire
+from tollway.wire.openai_stream_errors import stream_error
 from tollway.wire.responses_response import message_item, new_id, output_text, usage_to_wire
 
 WIRE_FORMAT = "openai_responses"
@@ -56,6 +57,8 @@ _OPENING = frozenset({"response.created", "response.in_progress", "response.queu
 _REASONING_DELTAS = frozenset(
     {"response.reasoning_summary_text.delta", "response.reasoning_text.delta"}
 )
+_ERROR_FIELDS = ("code", "message", "param")
+"""An ``error`` event's own fields (beside its ``type``, which names the event)."""
 _UPSTREAM = "response"
 """The extra in which an answer keeps the ``Response`` object it was read from."""
 _INCOMPLETE: dict[str, FinishReason] = {
@@ -233,10 +236,7 @@ class EventReader:
                         usage.tool_calls = calls_in_output(output) or self._tool_calls or None
                     choices = [ChunkChoice(0, finish_reason=_finish(response, output))]
         elif kind == "error":
-            error = error_from_wire(event)
-            raise UpstreamProtocolError(
-                f"upstream stream failed: {error.message}", code=error.code, param=error.param
-            )
+            raise _error_event_failure(event)
         elif kind == "response.failed":
             raise _failed(event.get("response"))
         else:
@@ -290,12 +290,23 @@ def _delta(kind: str, event: JSON) -> ChunkChoice | None:
     return None
 
 
-def _failed(response: Any) -> UpstreamProtocolError:
+def _error_event_failure(event: JSON) -> UpstreamError:
+    """The failure an ``error`` event reports, classified as a Chat Completions stream's error
+    event is (an overload a 503, a rate limit a 429 that rests the deployment, ...). OpenAI
+    sends its fields beside the event's own ``type`` (``code``, ``message``, ``param``); some
+    servers nest them under ``error``, as an error body."""
+    nested = event.get("error")
+    fields = nested if isinstance(nested, dict) else {k: event.get(k) for k in _ERROR_FIELDS}
+    return stream_error({"error": fields})
+
+
+def _failed(response: Any) -> UpstreamError:
+    """The failure a ``response.failed`` event reports: its response's ``error``
+    (``rate_limit_exceeded``, ``server_error``, ...), classified by its code."""
     error = response.get("error") if isinstance(response, dict) else None
     if not isinstance(error, dict):
         return UpstreamProtocolError("upstream response failed")
-    body = error_from_wire(error)
-    return UpstreamProtocolError(f"upstream response failed: {body.message}", code=body.code)
+    return stream_error({"error": error})
 
 
 class EventRelay:

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tollway.core.errors import RateLimited, UpstreamProtocolError
+from tollway.core.errors import RateLimited, UpstreamProtocolError, UpstreamStatusError
 from tollway.core.types import ReasoningPart
 from tollway.wire.responses_upstream import (
     WIRE_FORMAT,
@@ -98,15 +98,28 @@ def test_events_are_read_into_chunks_that_keep_them() -> None:
     assert done.choices[0].finish_reason == "tool_calls"
 
 
-def test_an_error_or_failed_event_is_the_upstreams_failure() -> None:
+def test_an_error_or_failed_event_is_the_upstreams_failure_classified_by_its_code() -> None:
     reader = EventReader()
     overloaded = event("error", 3, code="server_is_overloaded", message="busy", param=None)
-    with pytest.raises(UpstreamProtocolError) as caught:
+    with pytest.raises(UpstreamStatusError) as caught:
         reader.chunk(overloaded)
-    assert caught.value.code == "server_is_overloaded" and "busy" in caught.value.message
-    failed = {"id": "resp_1", "status": "failed", "error": {"code": "server_error", "message": "x"}}
-    with pytest.raises(UpstreamProtocolError):
+    assert (caught.value.status, caught.value.code) == (503, "server_is_overloaded")
+    assert "busy" in caught.value.message and caught.value.retryable
+    nested = event("error", 3, error={"type": "requests", "code": "rate_limit_exceeded"})
+    with pytest.raises(UpstreamStatusError) as caught:
+        reader.chunk(nested)
+    assert (caught.value.status, caught.value.openai_type) == (429, "requests")
+    limited = {"code": "rate_limit_exceeded", "message": "slow down"}
+    failed = {"id": "resp_1", "status": "failed", "error": limited}
+    with pytest.raises(UpstreamStatusError) as caught:
         reader.chunk(event("response.failed", 4, response=failed))
+    assert (caught.value.status, caught.value.code) == (429, "rate_limit_exceeded")
+    failed = {"id": "resp_1", "status": "failed", "error": {"code": "server_error", "message": "x"}}
+    with pytest.raises(UpstreamStatusError) as caught:
+        reader.chunk(event("response.failed", 4, response=failed))
+    assert caught.value.status == 502
+    with pytest.raises(UpstreamProtocolError):
+        reader.chunk(event("response.failed", 4, response={"status": "failed"}))
     with pytest.raises(UpstreamProtocolError):
         reader.chunk(b'{"no": "type"}')
 
