@@ -140,7 +140,7 @@ def test_tool_round_trip_maps_results_back_to_the_function(
     choice = first.choices[0]
     assert choice.finish_reason == "tool_calls"
     call: Any = (choice.message.tool_calls or [])[0]
-    assert re.fullmatch("call_[0-9a-f]{8}_0_get_weather", call.id)
+    assert re.fullmatch("call_[a-z]{8}_0_get_weather", call.id)
     assert call.function.name == "get_weather"
     assert set(json.loads(call.function.arguments)) == {"city", "unit"}
     messages.append(choice.message.model_dump(exclude_none=True))
@@ -532,6 +532,20 @@ def test_every_gemini_answer_names_its_tool_calls_with_ids_of_its_own(
     claude.messages.create(model="test-gemini", max_tokens=200, messages=trimmed, tools=[tool])
     sent = recorded(simulator_url, "hail")["json"]["contents"]
     assert sent[-1]["parts"][-1]["functionResponse"]["name"] == "get_weather"
+    # An id stays within the 40 characters OpenAI takes, whatever the function's name.
+    long: Any = {"name": "search_the_company_knowledge_base", "input_schema": WEATHER_SCHEMA}
+    question = user("unique ids, long name")
+    answer = claude.messages.create(
+        model="test-gemini", max_tokens=200, messages=question, tools=[long]
+    )
+    call = next(block for block in answer.content if block.type == "tool_use")
+    assert len(call.id) <= 40 and call.id not in ids
+    result = {"type": "tool_result", "tool_use_id": call.id, "content": "found the docs"}
+    turns = [*question, {"role": "assistant", "content": answer.content}]
+    turns.append({"role": "user", "content": [result]})
+    claude.messages.create(model="test-gemini", max_tokens=200, messages=turns, tools=[long])
+    sent = recorded(simulator_url, "found the docs")["json"]["contents"]
+    assert sent[-1]["parts"][-1]["functionResponse"]["name"] == long["name"]
 
 
 def test_anthropic_sdk_count_tokens_asks_gemini(claude: anthropic.Anthropic) -> None:

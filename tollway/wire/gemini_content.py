@@ -2,13 +2,14 @@
 
 Gemini function calls carry no id the gateway can rely on, and a ``functionResponse`` names
 the function, not the call. So every call of an answer gets the id ``call_<key>_<n>_<name>``:
-``key`` names the answer (``answer_key``: eight hex digits of a hash of its ``responseId``,
-so the same answer, streamed or not, always gets the same ids, and no two answers share one:
+``key`` names the answer (``answer_key``: eight letters from a hash of its ``responseId``, so
+the same answer, streamed or not, always gets the same ids, and no two answers share one:
 Anthropic's API refuses a conversation with a repeated ``tool_use`` id, and clients pair
-results with calls by id), ``n`` counts the answer's calls from 0. A model turn of a Gemini
-request has no answer to name, so its calls are ``call_<n>_<name>``. A tool result finds its
-function again by looking up the assistant call with that id earlier in the conversation
-(``ToolNames``), or, when the client trimmed that turn, from the id itself.
+results with calls by id), ``n`` counts the answer's calls from 0, and the name is left out
+when the id would be longer than OpenAI takes (40). A model turn of a Gemini request has no
+answer to name, so its calls are ``call_<n>_<name>``. A tool result finds its function again
+by looking up the assistant call with that id earlier in the conversation (``ToolNames``),
+or, when the client trimmed that turn, from the id itself (when it holds the name).
 
 Thoughts: a ``thought: true`` text part (a thought summary, sent when ``includeThoughts``) is
 a ``ReasoningPart``; a ``thoughtSignature`` on a part (the first function call of a step, or
@@ -53,21 +54,27 @@ from tollway.wire.fields import json_object, required
 FOREIGN_THOUGHT_SIGNATURE = "skip_thought_signature_validator"
 """Google's placeholder signature for function calls the model did not produce itself."""
 
-_SYNTHETIC_ID = re.compile(r"call_(?:[0-9a-f]{8}_)?\d+_(?P<name>.+)")
+_SYNTHETIC_ID = re.compile(r"call_(?:[a-z]{8}_)?\d+_(?P<name>.+)")
+_LONGEST_ID = 40
+"""OpenAI's limit on a tool call id (Bedrock's is 64): a conversation goes on elsewhere."""
 
 
 def answer_key(response_id: str) -> str:
-    """Eight hex digits naming one answer in its calls' ids: from its ``responseId``, or
-    random when it has none."""
-    if not response_id:
-        return secrets.token_hex(4)
-    return hashlib.sha256(response_id.encode()).hexdigest()[:8]
+    """Eight letters naming one answer in its calls' ids (letters, so never read as the
+    call's number): from a hash of its ``responseId``, or random when it has none."""
+    digest = hashlib.sha256(response_id.encode()).digest() if response_id else None
+    raw = digest or secrets.token_bytes(8)
+    return "".join(chr(ord("a") + byte % 26) for byte in raw[:8])
 
 
 def call_id(ordinal: int, name: str, answer: str = "") -> str:
     """The canonical id of the ``ordinal``-th function call of one model turn; ``answer``:
-    the key of the answer it came in (``answer_key``), none for a request's model turn."""
-    return f"call_{answer}_{ordinal}_{name}" if answer else f"call_{ordinal}_{name}"
+    the key of the answer it came in (``answer_key``), none for a request's model turn. An
+    answer's id leaves out a name that would make it longer than ``_LONGEST_ID``."""
+    if not answer:
+        return f"call_{ordinal}_{name}"
+    named = f"call_{answer}_{ordinal}_{name}"
+    return named if len(named) <= _LONGEST_ID else f"call_{answer}_{ordinal}"
 
 
 class ToolNames:

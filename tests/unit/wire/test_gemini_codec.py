@@ -44,7 +44,12 @@ from tollway.providers.base import ProviderResources
 from tollway.providers.gemini import GEMINI_API, VERTEX_AI, GeminiProvider
 from tollway.providers.http import SSEvent
 from tollway.wire import anthropic_request, openai_request, openai_response
-from tollway.wire.gemini_content import FOREIGN_THOUGHT_SIGNATURE, answer_key
+from tollway.wire.gemini_content import (
+    FOREIGN_THOUGHT_SIGNATURE,
+    ToolNames,
+    answer_key,
+    call_id,
+)
 from tollway.wire.gemini_embeddings import (
     batch_embed_to_wire,
     embedding_response_from_wire,
@@ -845,3 +850,16 @@ def test_a_data_url_without_base64_is_a_400_naming_the_part() -> None:
     with pytest.raises(InvalidRequest, match="base64") as caught:
         request_to_wire(openai_request.request_from_wire(body))
     assert caught.value.param == "messages[0].content[0]"
+
+
+def test_an_answers_call_ids_are_its_own_within_40_characters_and_name_their_function() -> None:
+    first, second = answer_key("resp-1"), answer_key("resp-2")
+    assert first != second and first.isalpha() and len(first) == 8
+    assert call_id(0, "f", first) != call_id(0, "f", second)
+    long = "f" * 40
+    assert len(call_id(3, long, first)) <= 40
+    names = ToolNames()
+    for made, name in ((call_id(1, "get_time", first), "get_time"), ("call_0_f", "f")):
+        assert names.name_of(made, "messages[0]") == name  # the turn trimmed: from the id
+    with pytest.raises(InvalidRequest):
+        names.name_of(call_id(3, long, first), "messages[0]")  # too long to hold the name
