@@ -319,6 +319,51 @@ def test_anthropic_sdk_tools(claude: anthropic.Anthropic) -> None:
     assert all(isinstance(c.input, dict) for c in calls) and final.stop_reason == "tool_use"
 
 
+def test_the_stop_sequence_claude_on_bedrock_stopped_at_reaches_anthropic_clients(
+    claude: anthropic.Anthropic, simulator_url: str
+) -> None:
+    # Claude on Bedrock says which sequence it stopped at only when asked for it
+    # (additionalModelResponseFieldPaths); Anthropic's clients read stop_reason and the
+    # sequence, as an agent waiting for its own end marker does.
+    stops = ["zulu", "charlie"]
+    question = user("stop me at a sequence on bedrock")
+    message = claude.messages.create(
+        model="test-bedrock", max_tokens=100, messages=question, stop_sequences=stops
+    )
+    assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", "charlie")
+    assert text_of(message).endswith("alpha bravo")
+    sent = recorded(simulator_url, "stop me at a sequence on bedrock")["json"]
+    assert sent["additionalModelResponseFieldPaths"] == ["/stop_sequence"]
+    with claude.messages.stream(
+        model="test-bedrock", max_tokens=100, messages=question, stop_sequences=stops
+    ) as stream:
+        final = stream.get_final_message()
+    assert (final.stop_reason, final.stop_sequence) == ("stop_sequence", "charlie")
+    assert text_of(final) == text_of(message)
+    plain = claude.messages.create(model="test-bedrock", max_tokens=100, messages=question)
+    assert (plain.stop_reason, plain.stop_sequence) == ("end_turn", None)
+
+
+@pytest.mark.parametrize("reason", ["model_context_window_exceeded", "stop_sequence"])
+def test_a_stop_reason_claude_on_bedrock_shares_with_anthropic_reaches_anthropic_clients(
+    claude: anthropic.Anthropic, reason: str
+) -> None:
+    # Converse's stop reasons for Claude are Anthropic's own words: a full context window is
+    # not the client's max_tokens (which an agent would raise and retry), and a stop sequence
+    # Bedrock did not name is still a stop sequence, not the end of the turn.
+    headers = {"x-sim-finish-reason": reason}
+    question = user("stop for a reason on bedrock")
+    message = claude.messages.create(
+        model="test-bedrock", max_tokens=100, messages=question, extra_headers=headers
+    )
+    assert (message.stop_reason, message.stop_sequence) == (reason, None)
+    with claude.messages.stream(
+        model="test-bedrock", max_tokens=100, messages=question, extra_headers=headers
+    ) as stream:
+        final = stream.get_final_message()
+    assert (final.stop_reason, final.stop_sequence) == (reason, None)
+
+
 def test_anthropic_only_features_are_refused_by_name(claude: anthropic.Anthropic) -> None:
     # (top_k is Claude's own field on Bedrock too: test_translation_settings.)
     server_tool: Any = {"type": "web_search_20250305", "name": "web_search"}

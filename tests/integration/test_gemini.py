@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -141,7 +142,8 @@ def test_tool_round_trip_maps_results_back_to_the_function(
     choice = first.choices[0]
     assert choice.finish_reason == "tool_calls"
     call: Any = (choice.message.tool_calls or [])[0]
-    assert call.id == "call_0_get_weather" and call.function.name == "get_weather"
+    assert re.fullmatch("call_[a-z]{8}_0_get_weather", call.id)
+    assert call.function.name == "get_weather"
     assert set(json.loads(call.function.arguments)) == {"city", "unit"}
     messages.append(choice.message.model_dump(exclude_none=True))
     messages.append({"role": "tool", "tool_call_id": call.id, "content": "snowing, -3C"})
@@ -233,7 +235,8 @@ def test_streamed_parallel_tool_calls_assemble(gpt: openai.OpenAI) -> None:
         final = stream.get_final_completion()
     calls: Any = final.choices[0].message.tool_calls or []
     assert [c.function.name for c in calls] == ["get_weather", "get_time"]
-    assert [c.id for c in calls] == ["call_0_get_weather", "call_1_get_time"]
+    key = calls[0].id.split("_")[1]  # the answer's
+    assert [c.id for c in calls] == [f"call_{key}_0_get_weather", f"call_{key}_1_get_time"]
     assert all(json.loads(c.function.arguments) for c in calls)
     assert final.choices[0].finish_reason == "tool_calls"
 
@@ -477,6 +480,74 @@ def test_anthropic_sdk_tool_round_trip_on_a_gemini_deployment(
     )
     assert second.stop_reason == "end_turn"
     assert "sunny, 21C" in "".join(b.text for b in second.content if b.type == "text")
+
+
+def test_every_gemini_answer_names_its_tool_calls_with_ids_of_its_own(
+    claude: anthropic.Anthropic, gpt: openai.OpenAI, simulator_url: str
+) -> None:
+    # Gemini's calls carry no id. Ids made from a call's place alone came back the same in
+    # every answer that called the same tool first: Anthropic's API refuses a conversation
+    # with a repeated tool_use id, and clients (Claude Code) pair results with calls by id.
+    tool: Any = {"name": "get_weather", "input_schema": WEATHER_SCHEMA}
+    turns: list[Any] = []
+    ids: list[str] = []
+    for city in ("Paris", "Lyon"):
+        question = user(f"unique ids: weather in {city}?")
+        answer = claude.messages.create(
+            model="test-gemini", max_tokens=200, messages=question, tools=[tool]
+        )
+        call = next(block for block in answer.content if block.type == "tool_use")
+        ids.append(call.id)
+        result = {"type": "tool_result", "tool_use_id": call.id, "content": f"rain in {city}"}
+        if turns:
+            turns.append({"role": "assistant", "content": "Noted."})
+        turns += [
+            *question,
+            {"role": "assistant", "content": answer.content},
+            {"role": "user", "content": [result]},
+        ]
+    with claude.messages.stream(
+        model="test-gemini", max_tokens=200, messages=user("unique ids, streamed"), tools=[tool]
+    ) as stream:
+        streamed = [b.id for b in stream.get_final_message().content if b.type == "tool_use"]
+    listed = gpt.chat.completions.create(
+        model="test-gemini", messages=user("unique ids, openai"), tools=[WEATHER]
+    )
+    ids += streamed + [c.id for c in listed.choices[0].message.tool_calls or []]
+    assert len(ids) == len(set(ids)) == 4, ids
+    # The whole conversation goes back: each result finds its function by its call's id.
+    final = claude.messages.create(
+        model="test-gemini", max_tokens=200, messages=turns, tools=[tool]
+    )
+    assert "rain in Lyon" in "".join(b.text for b in final.content if b.type == "text")
+    sent = recorded(simulator_url, "rain in Lyon")["json"]["contents"]
+    responses = [p["functionResponse"] for c in sent for p in c["parts"] if "functionResponse" in p]
+    assert [r["name"] for r in responses] == ["get_weather", "get_weather"]
+    # A result whose call the client trimmed from the conversation still names its function.
+    trimmed = [
+        *user("trimmed"),
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": ids[1], "content": "hail"}],
+        },
+    ]
+    claude.messages.create(model="test-gemini", max_tokens=200, messages=trimmed, tools=[tool])
+    sent = recorded(simulator_url, "hail")["json"]["contents"]
+    assert sent[-1]["parts"][-1]["functionResponse"]["name"] == "get_weather"
+    # An id stays within the 40 characters OpenAI takes, whatever the function's name.
+    long: Any = {"name": "search_the_company_knowledge_base", "input_schema": WEATHER_SCHEMA}
+    question = user("unique ids, long name")
+    answer = claude.messages.create(
+        model="test-gemini", max_tokens=200, messages=question, tools=[long]
+    )
+    call = next(block for block in answer.content if block.type == "tool_use")
+    assert len(call.id) <= 40 and call.id not in ids
+    result = {"type": "tool_result", "tool_use_id": call.id, "content": "found the docs"}
+    turns = [*question, {"role": "assistant", "content": answer.content}]
+    turns.append({"role": "user", "content": [result]})
+    claude.messages.create(model="test-gemini", max_tokens=200, messages=turns, tools=[long])
+    sent = recorded(simulator_url, "found the docs")["json"]["contents"]
+    assert sent[-1]["parts"][-1]["functionResponse"]["name"] == long["name"]
 
 
 def test_anthropic_sdk_count_tokens_asks_gemini(claude: anthropic.Anthropic) -> None:

@@ -14,6 +14,10 @@ Prompt caching: a request holding a ``cachePoint`` block (in ``system``, a messa
 (``cacheWriteInputTokens``, ``inputTokens`` 0); the simulator keeps no cache, so nothing is
 ever read from it. Without a cache point there are no cache counts, as Bedrock answers.
 
+``additionalModelResponseFieldPaths`` naming ``/stop_sequence`` (Claude's own response field)
+gets ``additionalModelResponseFields: {"stop_sequence": ...}``, the sequence the answer stopped
+at or null, on the answer or its ``messageStop``, as Claude on Bedrock answers it.
+
 Extended thinking, as Claude on Bedrock does it: ``additionalModelRequestFields.thinking``
 (``{"type": "enabled", "budget_tokens": N}``, N at least 1,024 and below ``maxTokens``, or
 ``adaptive``) makes the answer open with a ``reasoningContent`` block (its ``reasoningText``
@@ -357,9 +361,10 @@ async def handle_converse(
     redacted = bool(_REDACTED.search(prompt.last_user_text))
     usage = _usage(input_tokens, completion.output_tokens, caches(call.body))
     latency = {"latencyMs": int((call.ttft + completion.output_tokens * call.tpot) * 1000)}
+    fields = _response_fields(call.body, completion)
     if stream:
         headers = {**STREAM_HEADERS, request_id_header(Dialect.BEDROCK): call.request_id}
-        parts = stream_parts(completion, usage, latency, call.finish_reason, redacted)
+        parts = stream_parts(completion, usage, latency, call.finish_reason, redacted, fields)
         return await send_stream(request, call, parts, headers)
     await delay(call, completion.output_tokens)
     content = _content(completion, redacted)
@@ -368,8 +373,17 @@ async def handle_converse(
         "stopReason": call.finish_reason or _STOP_REASON[completion.finish],
         "usage": usage,
         "metrics": latency,
+        **fields,
     }
     return json_response(answer, call.request_id, Dialect.BEDROCK)
+
+
+def _response_fields(body: dict[str, Any], completion: Completion) -> dict[str, Any]:
+    """``additionalModelResponseFields`` when the request asks for Claude's ``stop_sequence``."""
+    paths = body.get("additionalModelResponseFieldPaths")
+    if not isinstance(paths, list) or "/stop_sequence" not in paths:
+        return {}
+    return {"additionalModelResponseFields": {"stop_sequence": completion.stop_sequence}}
 
 
 def _event(name: str, payload: dict[str, Any]) -> bytes:
@@ -383,10 +397,12 @@ def stream_parts(
     latency: dict[str, int],
     stop_reason: str | None = None,
     redacted: bool = False,
+    fields: dict[str, Any] | None = None,
 ) -> StreamParts:
     """Every message of a ConverseStream answer; content deltas are the token parts.
     ``stop_reason``: what ``messageStop`` says instead of the completion's own reason;
-    ``redacted``: a redacted reasoning block follows the reasoning (if there is any)."""
+    ``redacted``: a redacted reasoning block follows the reasoning (if there is any);
+    ``fields``: what ``messageStop`` adds (``additionalModelResponseFields``)."""
     parts: StreamParts = [(_event("messageStart", {"role": "assistant"}), False)]
     index = 0
     for block in _reasoning_blocks(completion, redacted):
@@ -417,7 +433,7 @@ def stream_parts(
             parts.append((_event("contentBlockDelta", delta), True))
         parts.append((_event("contentBlockStop", {"contentBlockIndex": index}), False))
         index += 1
-    stop = {"stopReason": stop_reason or _STOP_REASON[completion.finish]}
+    stop = {"stopReason": stop_reason or _STOP_REASON[completion.finish], **(fields or {})}
     parts.append((_event("messageStop", stop), False))
     parts.append((_event("metadata", {"usage": usage, "metrics": latency}), False))
     return parts

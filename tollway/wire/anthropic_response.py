@@ -23,7 +23,7 @@ from tollway.core.errors import (
 from tollway.core.types import ChatResponse, Choice, FinishReason, Message, Usage
 from tollway.pricing.tools import anthropic_calls
 from tollway.wire.anthropic_content import assistant_blocks, assistant_from_wire
-from tollway.wire.crossing import response_for, without_parts
+from tollway.wire.crossing import anthropic_stop_reason_of, response_for, without_parts
 
 WIRE_FORMAT = "anthropic"
 
@@ -191,6 +191,8 @@ def response_to_wire(response: ChatResponse, thinking: bool = False) -> dict[str
     otherwise. Reasoning no provider signed (an OpenAI-compatible server's) has an empty
     ``signature``, and is not sent back to any provider when the client replays it."""
     foreign = response.wire_format != WIRE_FORMAT
+    given = response.choices[0].extra if response.choices else {}
+    shared = anthropic_stop_reason_of(given, response.wire_format)  # before extras go
     response = response_for(response, WIRE_FORMAT)
     choice = response.choices[0] if response.choices else None
     message = choice.message if choice is not None else Message(role="assistant", content=None)
@@ -210,7 +212,8 @@ def response_to_wire(response: ChatResponse, thinking: bool = False) -> dict[str
         "role": "assistant",
         "model": response.model,
         "content": content,
-        "stop_reason": stop_reason_to_wire(
+        "stop_reason": shared
+        or stop_reason_to_wire(
             None if choice is None else choice.finish_reason,
             stop_sequence,
             {} if choice is None else choice.extra,

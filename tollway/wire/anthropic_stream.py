@@ -55,7 +55,13 @@ from tollway.wire.anthropic_response import (
     usage_from_wire,
     usage_to_wire,
 )
-from tollway.wire.crossing import chunk_for, is_preamble, reasoning_of, refusal_of
+from tollway.wire.crossing import (
+    anthropic_stop_reason_of,
+    chunk_for,
+    is_preamble,
+    reasoning_of,
+    refusal_of,
+)
 from tollway.wire.held_calls import HeldCall, hold, may_interleave, release
 
 _MESSAGE_STOP = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
@@ -192,6 +198,8 @@ class StreamWriter:
         self._thinking = thinking
         self._openai = False
         """The answer is an OpenAI-format upstream's (reasoning and refusal in extras)."""
+        self._origin: str | None = None
+        """The answer's wire format (whose extras may say its stop reason exactly)."""
         self._refused = False
         self._last_ping = 0.0
         self._started = False
@@ -222,6 +230,7 @@ class StreamWriter:
             self._interleavable = may_interleave(chunk.wire_format)
             self._foreign = chunk.wire_format != WIRE_FORMAT
             self._openai = chunk.wire_format == _OPENAI
+            self._origin = chunk.wire_format
             plain = chunk_for(chunk, WIRE_FORMAT)
             out.append(self._message_start(plain))
             self._last_ping = time.monotonic()
@@ -234,6 +243,10 @@ class StreamWriter:
                 if self._openai and given.extra:
                     self._openai_fields(given.extra, out)
                 self._choice(choice, out)
+                if given.finish_reason is not None and self._foreign:
+                    shared = anthropic_stop_reason_of(given.extra, self._origin)
+                    if shared is not None:  # Bedrock's exact words, which Anthropic shares
+                        self._stop_extra = {**self._stop_extra, "stop_reason": shared}
         return b"".join(out)
 
     def finish(self, counted: Usage | None = None) -> bytes:

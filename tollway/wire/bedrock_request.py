@@ -21,6 +21,11 @@ The model is not in the body (it is the ``{modelId}`` of the URL), and a body is
 - Claude's ``temperature`` range, 0 to 1, is checked before any call as for Anthropic's API
   (``check_temperature``); ``top_k`` has no ``inferenceConfig`` field and is Claude's own
   ``additionalModelRequestFields.top_k``.
+- Converse's ``stopReason`` says that a stop sequence ended the answer, not which: another
+  format's request with stop sequences also asks for Claude's own ``stop_sequence`` field
+  (``additionalModelResponseFieldPaths: ["/stop_sequence"]``, ``STOP_SEQUENCE_PATH``; a model
+  without the field answers without it, as AWS documents), so Anthropic's clients read the
+  sequence and ``stop_reason: "stop_sequence"`` as Claude's own API says them.
 - Extended thinking (``ChatRequest.thinking``, Anthropic's object) is Claude's own request
   field, so it goes as it is in ``additionalModelRequestFields.thinking`` (an OpenAI client's
   ``reasoning_effort`` too, as ``claude_effort`` makes it one); reasoning in an
@@ -66,6 +71,9 @@ from tollway.wire.crossing import request_for, without_parts
 from tollway.wire.fields import json_object, number, optional, required
 
 WIRE_FORMAT = "bedrock"
+STOP_SEQUENCE_PATH = "/stop_sequence"
+"""The JSON pointer of Claude's ``stop_sequence`` among ``additionalModelResponseFields``."""
+_RESPONSE_PATHS = "additionalModelResponseFieldPaths"
 
 # Objects the codec reads some fields of; the fields it does not read are kept in ``extra``
 # under the object's own name and merged back on the way out.
@@ -123,7 +131,8 @@ def request_to_wire(request: ChatRequest) -> dict[str, Any]:
     # Thinking turned off crosses as absent: only Claude knows the field.
     request = thinking_for_effort(request)
     thinking = request.thinking
-    if request.wire_format != WIRE_FORMAT and not asks_for_thinking(request):
+    foreign = request.wire_format != WIRE_FORMAT
+    if foreign and not asks_for_thinking(request):
         thinking = None
     request = request_for(request, WIRE_FORMAT)
     if request.n is not None and request.n > 1:
@@ -143,6 +152,9 @@ def request_to_wire(request: ChatRequest) -> dict[str, Any]:
     if request.top_k is not None:
         model_fields["top_k"] = request.top_k
     _merge(body, "additionalModelRequestFields", model_fields)
+    if foreign and request.stop:
+        # (A Converse client's own body is sent as it asked.)
+        body[_RESPONSE_PATHS] = [STOP_SEQUENCE_PATH]
     return body
 
 

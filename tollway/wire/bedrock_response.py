@@ -85,6 +85,13 @@ def finish_from_wire(stop_reason: Any) -> tuple[FinishReason | None, dict[str, A
     return finish, {} if exact else {"stopReason": stop_reason}
 
 
+def stop_sequence_from_wire(fields: Any) -> str | None:
+    """The stop sequence Claude says it stopped at (``additionalModelResponseFields``, when
+    the request asked for ``/stop_sequence``), or ``None``."""
+    sequence = fields.get("stop_sequence") if isinstance(fields, dict) else None
+    return sequence if isinstance(sequence, str) else None
+
+
 def unusable(stop_reason: Any) -> InvalidModelOutput | None:
     """The failure a ``stopReason`` stands for, if it says that the model's output is
     unusable (``malformed_model_output``, ``malformed_tool_use``): not a finish any client
@@ -157,7 +164,15 @@ def response_from_wire(raw: Any, model: str) -> ChatResponse:
         id=new_id(),
         model=model,
         created=int(time.time()),
-        choices=[Choice(index=0, message=answer, finish_reason=finish, extra=choice_extra)],
+        choices=[
+            Choice(
+                index=0,
+                message=answer,
+                finish_reason=finish,
+                stop_sequence=stop_sequence_from_wire(raw.get("additionalModelResponseFields")),
+                extra=choice_extra,
+            )
+        ],
         usage=usage,
         extra={k: v for k, v in raw.items() if k not in _RESPONSE_KEYS},
         wire_format=WIRE_FORMAT,

@@ -7,12 +7,12 @@ start event); each ``toolUse`` block becomes the tool call numbered by its order
 tool calls, with id and name from its ``contentBlockStart`` and its ``input`` fragments as
 argument fragments; ``reasoningContent`` deltas become reasoning: its text as it comes, its
 ``signature`` and ``redactedContent`` (which may come in pieces, and are whole only together)
-at the block's ``contentBlockStop``; ``messageStop`` gives the finish reason (a
-``stopReason`` saying the output is unusable, ``malformed_tool_use``, raises that failure
-instead); ``metadata`` (last) gives a usage-only chunk. ``exception`` messages
-(``:exception-type``, e.g. ``throttlingException``) and ``error`` messages (``:error-code``)
-raise the failure they report. Payloads carry a padding field ``p`` and maybe fields newer
-than this code; both are ignored.
+at the block's ``contentBlockStop``; ``messageStop`` gives the finish reason and Claude's
+``stop_sequence`` when asked for (a ``stopReason`` saying the output is unusable,
+``malformed_tool_use``, raises that failure instead); ``metadata`` (last) gives a usage-only
+chunk. ``exception`` messages (``:exception-type``, e.g. ``throttlingException``) and
+``error`` messages (``:error-code``) raise the failure they report. Payloads carry a padding
+field ``p`` and maybe fields newer than this code; both are ignored.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from tollway.wire.bedrock_response import (
     exception_error,
     finish_from_wire,
     new_id,
+    stop_sequence_from_wire,
     unusable,
     usage_from_wire,
 )
@@ -82,7 +83,11 @@ class StreamReader:
                 raise failure
             self.stopped = True
             finish, extra = finish_from_wire(event["stopReason"])
-            return self._chunk(ChunkChoice(index=0, finish_reason=finish, extra=extra))
+            stop_sequence = stop_sequence_from_wire(event.get("additionalModelResponseFields"))
+            choice = ChunkChoice(
+                index=0, finish_reason=finish, stop_sequence=stop_sequence, extra=extra
+            )
+            return self._chunk(choice)
         if kind == "metadata":
             self.done = True
             last = ChatChunk(self._id, self._model, self._created, [], wire_format=WIRE_FORMAT)

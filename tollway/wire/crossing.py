@@ -35,6 +35,9 @@ that came from another format passes it through here first:
   (``reasoning_content``, ``reasoning``) a ``ReasoningPart``; streamed, the writers read the
   same fields of each delta (``refusal_of``, ``reasoning_of``), as a refusal's finish is only
   known at its end;
+- a Bedrock answer's ``stopReason`` that Anthropic's API has too (``model_context_window_exceeded``,
+  a ``stop_sequence`` Bedrock did not name) is said to Anthropic's clients in those words
+  (``anthropic_stop_reason_of``), where the canonical finish (``length``, ``stop``) says less;
 - a chunk that names no answer (``is_preamble``: Azure opens its streams with one holding
   only ``prompt_filter_results``, its id and model empty) starts nothing in another format:
   the answer's identity comes from the first chunk that has one.
@@ -140,6 +143,21 @@ def reasoning_of(extra: JSON, wire_format: str | None) -> str | None:
         if isinstance(text, str) and text:
             return text
     return None
+
+
+_BEDROCK = "bedrock"
+_SHARED_STOP_REASONS = frozenset({"model_context_window_exceeded", "stop_sequence"})
+"""Bedrock's stop reasons (Claude's, on Bedrock) that Anthropic's API states in the same words
+and the canonical finish does not tell apart (``length``, ``stop``)."""
+
+
+def anthropic_stop_reason_of(extra: JSON, wire_format: str | None) -> str | None:
+    """A Bedrock choice's exact ``stopReason`` (kept in its extras) when Anthropic's API has
+    the same one; ``None`` from other formats, or for reasons the canonical finish says."""
+    if wire_format != _BEDROCK or not extra:
+        return None
+    reason = extra.get("stopReason")
+    return reason if isinstance(reason, str) and reason in _SHARED_STOP_REASONS else None
 
 
 def is_foreign(wire_format: str | None, target: str) -> bool:

@@ -1,10 +1,15 @@
 """Gemini parts ⇄ canonical parts, tool calls and tool results; the call ids Gemini lacks.
 
 Gemini function calls carry no id the gateway can rely on, and a ``functionResponse`` names
-the function, not the call. So every call gets the id ``call_<n>_<name>`` (``n`` counts the
-calls of one model turn or one answer from 0): the same answer always gets the same ids, and
-a tool result finds its function again by looking up the assistant call with that id earlier
-in the conversation (``ToolNames``), or, when the client trimmed that turn, from the id itself.
+the function, not the call. So every call of an answer gets the id ``call_<key>_<n>_<name>``:
+``key`` names the answer (``answer_key``: eight letters from a hash of its ``responseId``, so
+the same answer, streamed or not, always gets the same ids, and no two answers share one:
+Anthropic's API refuses a conversation with a repeated ``tool_use`` id, and clients pair
+results with calls by id), ``n`` counts the answer's calls from 0, and the name is left out
+when the id would be longer than OpenAI takes (40). A model turn of a Gemini request has no
+answer to name, so its calls are ``call_<n>_<name>``. A tool result finds its function again
+by looking up the assistant call with that id earlier in the conversation (``ToolNames``),
+or, when the client trimmed that turn, from the id itself (when it holds the name).
 
 Thoughts: a ``thought: true`` text part (a thought summary, sent when ``includeThoughts``) is
 a ``ReasoningPart``; a ``thoughtSignature`` on a part (the first function call of a step, or
@@ -24,8 +29,10 @@ as Google advises for history the model did not write.
 
 from __future__ import annotations
 
+import hashlib
 import mimetypes
 import re
+import secrets
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -47,12 +54,27 @@ from tollway.wire.fields import json_object, required
 FOREIGN_THOUGHT_SIGNATURE = "skip_thought_signature_validator"
 """Google's placeholder signature for function calls the model did not produce itself."""
 
-_SYNTHETIC_ID = re.compile(r"call_\d+_(?P<name>.+)")
+_SYNTHETIC_ID = re.compile(r"call_(?:[a-z]{8}_)?\d+_(?P<name>.+)")
+_LONGEST_ID = 40
+"""OpenAI's limit on a tool call id (Bedrock's is 64): a conversation goes on elsewhere."""
 
 
-def call_id(ordinal: int, name: str) -> str:
-    """The canonical id of the ``ordinal``-th function call of one model turn."""
-    return f"call_{ordinal}_{name}"
+def answer_key(response_id: str) -> str:
+    """Eight letters naming one answer in its calls' ids (letters, so never read as the
+    call's number): from a hash of its ``responseId``, or random when it has none."""
+    digest = hashlib.sha256(response_id.encode()).digest() if response_id else None
+    raw = digest or secrets.token_bytes(8)
+    return "".join(chr(ord("a") + byte % 26) for byte in raw[:8])
+
+
+def call_id(ordinal: int, name: str, answer: str = "") -> str:
+    """The canonical id of the ``ordinal``-th function call of one model turn; ``answer``:
+    the key of the answer it came in (``answer_key``), none for a request's model turn. An
+    answer's id leaves out a name that would make it longer than ``_LONGEST_ID``."""
+    if not answer:
+        return f"call_{ordinal}_{name}"
+    named = f"call_{answer}_{ordinal}_{name}"
+    return named if len(named) <= _LONGEST_ID else f"call_{answer}_{ordinal}"
 
 
 class ToolNames:
@@ -105,8 +127,11 @@ def part_from_wire(part: dict[str, Any], param: str) -> ContentPart:
     return OpaquePart(type=kind, data=part)
 
 
-def function_call_from_wire(part: dict[str, Any], ordinal: int, param: str) -> ToolCall:
-    """A ``functionCall`` part as a tool call with a synthesized id."""
+def function_call_from_wire(
+    part: dict[str, Any], ordinal: int, param: str, answer: str = ""
+) -> ToolCall:
+    """A ``functionCall`` part as a tool call with a synthesized id (``answer``: the key of
+    the answer it came in)."""
     call = json_object(part["functionCall"], f"{param}.functionCall")
     name = required(call, "name", str, f"{param}.functionCall.name")
     args = call.get("args")
@@ -118,7 +143,7 @@ def function_call_from_wire(part: dict[str, Any], ordinal: int, param: str) -> T
     if rest := {k: v for k, v in call.items() if k not in ("name", "args")}:
         extra["functionCall"] = rest
     return ToolCall(
-        id=call_id(ordinal, name),
+        id=call_id(ordinal, name, answer),
         name=name,
         arguments=orjson.dumps(args or {}).decode(),
         extra=extra,
@@ -199,11 +224,12 @@ def _media_type(url: str, param: str) -> str:
 
 
 def answer_from_wire(
-    parts: list[dict[str, Any]], param: str
+    parts: list[dict[str, Any]], param: str, answer: str = ""
 ) -> tuple[str | list[ContentPart], list[ToolCall]]:
     """An answer's parts as content and calls: the text alone when no part is a thought or
     carries a signature (the usual answer), else the parts in order with reasoning parts
-    for the thoughts and signatures (see above) and each call's place among them."""
+    for the thoughts and signatures (see above) and each call's place among them
+    (``answer``: the answer's key, for its calls' ids)."""
     reasoned = any(part.get("thought") or "thoughtSignature" in part for part in parts)
     content: list[ContentPart] = []
     calls: list[ToolCall] = []
@@ -213,7 +239,7 @@ def answer_from_wire(
             part = {k: v for k, v in part.items() if k != "thoughtSignature"}
             _sign(content, signature_from_wire(signature))
         if "functionCall" in part:
-            call = function_call_from_wire(part, len(calls), f"{param}[{index}]")
+            call = function_call_from_wire(part, len(calls), f"{param}[{index}]", answer)
             call.position = len(content) if reasoned else None
             calls.append(call)
         elif isinstance(part.get("text"), str) and part.get("thought"):

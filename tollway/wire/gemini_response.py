@@ -34,7 +34,12 @@ from tollway.core.errors import (
 )
 from tollway.core.types import ChatResponse, Choice, FinishReason, Message, Usage
 from tollway.wire.crossing import response_for
-from tollway.wire.gemini_content import answer_from_wire, assistant_parts, parts_from_wire
+from tollway.wire.gemini_content import (
+    answer_from_wire,
+    answer_key,
+    assistant_parts,
+    parts_from_wire,
+)
 
 WIRE_FORMAT = "gemini"
 
@@ -130,8 +135,9 @@ def usage_to_wire(usage: Usage) -> dict[str, Any]:
     return out
 
 
-def candidate_from_wire(raw: Any, position: int) -> Choice:
-    """One candidate as a choice: its text (thoughts left out) and its function calls."""
+def candidate_from_wire(raw: Any, position: int, answer: str = "") -> Choice:
+    """One candidate as a choice: its text (thoughts left out) and its function calls
+    (``answer``: the answer's key, for their ids)."""
     if not isinstance(raw, dict):
         raise UpstreamProtocolError("upstream candidate is not an object")
     failure = unusable(raw.get("finishReason"))
@@ -139,14 +145,15 @@ def candidate_from_wire(raw: Any, position: int) -> Choice:
         raise failure
     content = raw.get("content") or {}
     param = f"candidates[{position}].content.parts"
-    answer, calls = answer_from_wire(parts_from_wire(content.get("parts") or [], param), param)
+    parts = parts_from_wire(content.get("parts") or [], param)
+    said, calls = answer_from_wire(parts, param, answer)
     finish, extra = finish_from_wire(raw.get("finishReason"), bool(calls))
     extra.update((k, v) for k, v in raw.items() if k not in _CANDIDATE_KEYS)
     return Choice(
         index=int(raw.get("index") or 0),
         message=Message(
             role="assistant",
-            content=None if calls and not answer else answer,
+            content=None if calls and not said else said,
             tool_calls=calls or None,
         ),
         finish_reason=finish,
@@ -159,7 +166,9 @@ def response_from_wire(raw: Any) -> ChatResponse:
     if not isinstance(raw, dict):
         raise UpstreamProtocolError("upstream answer is not a JSON object")
     try:
-        choices = [candidate_from_wire(c, i) for i, c in enumerate(raw.get("candidates") or ())]
+        key = answer_key(str(raw.get("responseId") or ""))
+        candidates = enumerate(raw.get("candidates") or ())
+        choices = [candidate_from_wire(c, i, key) for i, c in candidates]
         usage = usage_from_wire(raw.get("usageMetadata"))
     except InvalidRequest as exc:
         raise UpstreamProtocolError(f"upstream content is malformed: {exc.message}") from None

@@ -38,6 +38,7 @@ from tollway.core.types import (
 )
 from tollway.wire.crossing import chunk_for
 from tollway.wire.gemini_content import (
+    answer_key,
     arguments_object,
     function_call_from_wire,
     parts_from_wire,
@@ -64,8 +65,16 @@ class StreamReader:
         self._created = int(time.time())
         self._usage: Usage | None = None
         self._calls: dict[int, int] = {}  # calls so far, by candidate index
+        self._answer = ""  # the answer's key in its calls' ids (gemini_content.answer_key)
         self._started: set[int] = set()
         self._finished: set[int] = set()
+
+    def _key(self) -> str:
+        """The answer's key, from the stream's ``responseId`` (made once: every call of the
+        answer has it)."""
+        if not self._answer:
+            self._answer = answer_key(self._id)
+        return self._answer
 
     @property
     def done(self) -> bool:
@@ -133,7 +142,7 @@ class StreamReader:
             if "functionCall" in part:
                 ordinal = self._calls.get(index, 0)
                 self._calls[index] = ordinal + 1
-                call = function_call_from_wire(part, ordinal, f"{param}[{number}]")
+                call = function_call_from_wire(part, ordinal, f"{param}[{number}]", self._key())
                 calls.append(ToolCallDelta(ordinal, call.id, call.name, call.arguments))
             elif isinstance(part.get("text"), str) and part.get("thought"):
                 thoughts.append(part["text"])

@@ -294,6 +294,8 @@ def test_openai_request_translates_to_converse() -> None:
             "tools": [{"toolSpec": spec}],
             "toolChoice": {"tool": {"name": "get_weather"}},
         },
+        # Claude says which stop sequence it stopped at only when asked.
+        "additionalModelResponseFieldPaths": ["/stop_sequence"],
     }
 
 

@@ -44,7 +44,12 @@ from tollway.providers.base import ProviderResources
 from tollway.providers.gemini import GEMINI_API, VERTEX_AI, GeminiProvider
 from tollway.providers.http import SSEvent
 from tollway.wire import anthropic_request, openai_request, openai_response
-from tollway.wire.gemini_content import FOREIGN_THOUGHT_SIGNATURE
+from tollway.wire.gemini_content import (
+    FOREIGN_THOUGHT_SIGNATURE,
+    ToolNames,
+    answer_key,
+    call_id,
+)
 from tollway.wire.gemini_embeddings import (
     batch_embed_to_wire,
     embedding_response_from_wire,
@@ -62,6 +67,8 @@ from tollway.wire.gemini_response import (
 )
 from tollway.wire.gemini_stream import StreamReader, StreamWriter
 
+KEY = answer_key("resp-1")
+"""The key of ``gemini_answer``'s calls' ids."""
 text = st.text(max_size=20)
 names = st.from_regex(r"[a-z_]{1,12}", fullmatch=True)
 signature = st.sampled_from([{}, {"thoughtSignature": "c2lnbmF0dXJl"}])
@@ -491,13 +498,14 @@ def test_response_becomes_canonical_with_thoughts_as_reasoning() -> None:
         ReasoningPart(signature="gemini:c2ln"),
     ]
     call = (choice.message.tool_calls or [])[0]
-    assert (call.id, call.name, call.arguments) == ("call_0_f", "f", '{"a":1}')
+    # Named by the answer (its responseId's hash) and the call's place: no two answers share.
+    assert (call.id, call.name, call.arguments) == (f"call_{KEY}_0_f", "f", '{"a":1}')
     assert (response.id, response.model) == ("resp-1", "gemini-2.5-flash")
     assert response.usage == Usage(5, 7)
     openai = openai_response.response_to_wire(response)
     assert "promptFeedback" not in openai and "safetyRatings" not in openai["choices"][0]
     assert openai["choices"][0]["message"]["tool_calls"][0] == {
-        "id": "call_0_f",
+        "id": f"call_{KEY}_0_f",
         "type": "function",
         "function": {"name": "f", "arguments": '{"a":1}'},
     }
@@ -601,8 +609,8 @@ def test_stream_reader_gives_role_text_whole_calls_finish_then_usage() -> None:
     assert (choices[0].role, choices[0].content) == ("assistant", None)
     assert (choices[1].role, choices[1].content) == (None, "Hello")
     assert choices[2].tool_calls == [
-        ToolCallDelta(0, "call_0_a", "a", "{}"),
-        ToolCallDelta(1, "call_1_b", "b", "{}"),
+        ToolCallDelta(0, f"call_{answer_key('r')}_0_a", "a", "{}"),
+        ToolCallDelta(1, f"call_{answer_key('r')}_1_b", "b", "{}"),
     ]
     assert choices[3].finish_reason == "tool_calls"
     assert chunks[-1].choices == [] and chunks[-1].usage == Usage(4, 3)
@@ -640,7 +648,8 @@ def test_stream_writer_holds_calls_until_the_end_and_reads_back() -> None:
     ]
     again, done = read(events)
     assert done and again[0].choices[0].content == "Hi"
-    assert again[1].choices[0].tool_calls == [ToolCallDelta(0, "call_0_f", "f", '{"a":1}')]
+    call = ToolCallDelta(0, f"call_{answer_key('id')}_0_f", "f", '{"a":1}')
+    assert again[1].choices[0].tool_calls == [call]
     assert again[1].choices[0].finish_reason == "tool_calls"
     assert again[-1].usage == Usage(2, 3)
 
@@ -841,3 +850,16 @@ def test_a_data_url_without_base64_is_a_400_naming_the_part() -> None:
     with pytest.raises(InvalidRequest, match="base64") as caught:
         request_to_wire(openai_request.request_from_wire(body))
     assert caught.value.param == "messages[0].content[0]"
+
+
+def test_an_answers_call_ids_are_its_own_within_40_characters_and_name_their_function() -> None:
+    first, second = answer_key("resp-1"), answer_key("resp-2")
+    assert first != second and first.isalpha() and len(first) == 8
+    assert call_id(0, "f", first) != call_id(0, "f", second)
+    long = "f" * 40
+    assert len(call_id(3, long, first)) <= 40
+    names = ToolNames()
+    for made, name in ((call_id(1, "get_time", first), "get_time"), ("call_0_f", "f")):
+        assert names.name_of(made, "messages[0]") == name  # the turn trimmed: from the id
+    with pytest.raises(InvalidRequest):
+        names.name_of(call_id(3, long, first), "messages[0]")  # too long to hold the name
