@@ -23,7 +23,7 @@ EMBEDDED_SIMULATOR = "embedded-simulator"
 class Strict(BaseModel):
     """Base for config sections: unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Timeouts(Strict):

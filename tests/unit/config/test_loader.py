@@ -95,6 +95,17 @@ def test_a_valid_file_loads_with_units_resolved(tmp_path: Path) -> None:
             " {name: b, deployments: [{provider: openai, model: other, id: d}]}]",
             "deployment id 'd' names two deployments (in a and b)",
         ),
+        (
+            # YAML's .inf and .nan are floats: no budget, price or time limit is infinite.
+            "limits: {budgets: [{scope: team, id: t, period: month, limit_usd: .inf}]}",
+            "limits.budgets[0].limit_usd: Input should be a finite number",
+        ),
+        (
+            "models: [{name: a, deployments: [{provider: openai, model: m, "
+            "price: {input: .nan, output: 1}}]}]",
+            "models[0].deployments[0].price.input: Input should be a finite number",
+        ),
+        ("upstream: {timeouts: {total: .inf}}", "upstream.timeouts.total: Input should be a fin"),
         ("server: [1, 2", "line 1, column"),
         ("- just\n- a list", "top level must be a mapping"),
     ],
