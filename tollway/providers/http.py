@@ -103,8 +103,10 @@ class UpstreamClient:
         timeouts: UpstreamTimeouts,
         parse_error: ErrorParser,
         secret: Secrets = None,
+        parse: Callable[[bytes], Any] = orjson.loads,
     ) -> tuple[bytes, Any]:
-        """``post_json``, returning the answer's bytes as received with the parsed JSON."""
+        """``post_json``, returning the answer's bytes as received with the parsed JSON
+        (``parse``: what reads it; a ``ValueError`` from it is the upstream's invalid JSON)."""
         data = encoded(body)
         deadline = self._deadlines.watch(timeouts)
         try:
@@ -133,8 +135,8 @@ class UpstreamClient:
         finally:
             self._deadlines.forget(deadline)
         try:
-            return payload, orjson.loads(payload)
-        except orjson.JSONDecodeError:
+            return payload, parse(payload)
+        except ValueError:  # orjson's and msgspec's decode errors
             raise UpstreamProtocolError(
                 "upstream answered with invalid JSON", detail=f"{_host(url)}: invalid JSON"
             ) from None

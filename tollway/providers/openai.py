@@ -38,6 +38,7 @@ from tollway.wire.openai_response import (
     error_from_wire,
     response_from_wire,
     usage_from_answer,
+    usage_from_answer_bytes,
 )
 from tollway.wire.openai_stream_errors import is_error_event, stream_error
 from tollway.wire.responses_upstream import EventReader
@@ -275,6 +276,9 @@ class OpenAIProvider:
         # a Chat Completions body as it came.
         as_chat = request.responses_body is None
         headers, secret = self._headers(deployment, request.upstream_headers)
+        reshape = self._flavor.reshape
+        # The client is sent the answer's bytes themselves: only its usage is read.
+        as_is = request.answer_as_is and request.wire_format == WIRE_FORMAT and as_chat
         body, raw = await self._client.post_json_body(
             self._url(deployment, "chat/completions"),
             self._body(request, deployment),
@@ -282,14 +286,14 @@ class OpenAIProvider:
             deployment.timeouts,
             error_from_wire,
             secret,
+            usage_from_answer_bytes if as_is and reshape is None else orjson.loads,
         )
-        reshape = self._flavor.reshape
-        if reshape is not None and isinstance(raw, dict) and reshape(raw):
-            body = orjson.dumps(raw)
-        if request.answer_as_is and request.wire_format == WIRE_FORMAT and as_chat:
-            response = usage_from_answer(raw)  # the client is sent ``body`` itself
+        if reshape is None:
+            response = raw if as_is else response_from_wire(raw)
         else:
-            response = response_from_wire(raw)
+            if isinstance(raw, dict) and reshape(raw):
+                body = orjson.dumps(raw)
+            response = usage_from_answer(raw) if as_is else response_from_wire(raw)
         response.raw = body
         return response
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tollway.core.errors import InvalidRequest, UpstreamErrorBody, UpstreamProtocolError
-from tollway.core.types import ImagePart, OpaquePart, TextPart, ToolCallDelta
+from tollway.core.types import ChatResponse, ImagePart, OpaquePart, TextPart, ToolCallDelta
 from tollway.wire.openai_embeddings import embedding_request_from_wire
 from tollway.wire.openai_request import request_from_wire, request_to_wire
 from tollway.wire.openai_response import (
@@ -20,6 +21,7 @@ from tollway.wire.openai_response import (
     response_from_wire,
     response_to_wire,
     usage_from_answer,
+    usage_from_answer_bytes,
     usage_from_wire,
 )
 
@@ -379,3 +381,64 @@ def test_cache_hits_said_only_as_deepseeks_prompt_cache_hit_tokens_are_cached_in
         }
     )
     assert both is not None and both.cached_input_tokens == 1000
+
+
+def _counts(response: ChatResponse) -> tuple[object, ...]:
+    usage = response.usage
+    assert usage is not None
+    return (
+        response.id, response.model, response.created, response.choices,
+        usage.input_tokens, usage.output_tokens, usage.cached_input_tokens,
+        usage.cache_write_tokens, usage.reasoning_tokens,
+    )  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(response_message, min_size=0, max_size=3), usage)
+def test_an_answer_read_from_its_bytes_is_read_as_from_its_parsed_json(
+    messages: list[dict[str, Any]], usage: dict[str, Any]
+) -> None:
+    body = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": "m",
+        "choices": [
+            {"index": i, "message": m, "finish_reason": "stop"} for i, m in enumerate(messages)
+        ],
+        "usage": usage,
+    }
+    raw = orjson.dumps(body)
+    assert _counts(usage_from_answer_bytes(raw)) == _counts(usage_from_answer(body))
+
+
+def test_an_answer_of_unusual_types_read_from_its_bytes_is_read_as_before() -> None:
+    choice = {
+        "index": 0,
+        "message": {"role": "assistant", "content": "hi"},
+        "finish_reason": "stop",
+    }
+    for usage in (
+        {"prompt_tokens": None, "completion_tokens": 2},
+        {"prompt_tokens": "7", "completion_tokens": 2.0},
+        {"prompt_tokens": 7, "completion_tokens": 2, "prompt_tokens_details": None},
+        {"prompt_tokens": 7, "prompt_tokens_details": {"cached_tokens": None}},
+        {"prompt_tokens": 7, "completion_tokens": 2, "prompt_cache_hit_tokens": 5},
+    ):
+        body = {"id": None, "created": "1700000000", "choices": [choice], "usage": usage}
+        raw = orjson.dumps(body)
+        assert _counts(usage_from_answer_bytes(raw)) == _counts(usage_from_answer(body))
+    # Without usage the content is what the cost is estimated from: parsed whole.
+    whole = usage_from_answer_bytes(orjson.dumps({"id": "c", "choices": [choice]}))
+    assert whole.usage is None and whole.choices[0].message.content == "hi"
+
+
+def test_an_answer_that_is_not_json_or_has_no_choices_is_the_upstreams_fault() -> None:
+    for raw in (b'{"choices": [{"index": 0,}]}', b'{"choices": []} trailing', b"", b"[1"):
+        with pytest.raises(ValueError):
+            usage_from_answer_bytes(raw)
+    for raw in (b'{"id": "c", "usage": {"prompt_tokens": 1}}', b"[1, 2]", b'{"choices": 3}'):
+        with pytest.raises(UpstreamProtocolError, match="without a 'choices' array"):
+            usage_from_answer_bytes(raw)
+    with pytest.raises(UpstreamProtocolError, match="usage is malformed"):
+        usage_from_answer_bytes(b'{"choices": [], "usage": {"prompt_tokens": "many"}}')
