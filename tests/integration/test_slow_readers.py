@@ -3,8 +3,8 @@
 The simulator streams a long answer as fast as it can; the client is a plain HTTP/1.1 socket
 with a small receive buffer that reads the answer's head and then nothing more, so the
 gateway's writes soon wait on the client (aiohttp's drain). A client that then leaves is
-a 499 like any other; one that stays but never reads does not hold the upstream call (and
-its connection from the pool) past the upstream's total time limit.
+a 499 like any other; a stream whose total time limit passes while the gateway waits on its
+client is not the deployment's failure.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 import pytest
 
 from tests.support import CLIENT_KEY, Process, running_gateway, running_simulator
@@ -39,6 +40,7 @@ def gateway(log_dir: Path, sim: str) -> Iterator[tuple[str, Process]]:
     openai_deployment = {"provider": "openai", "model": "sim-chat", "api_base": sim + "/v1"}
     claude_deployment = {"provider": "anthropic", "model": "sim-chat", "api_base": sim}
     short = {"timeouts": {"first_byte": f"{GAP_S}s", "total": f"{TOTAL_S}s"}}
+    patient = {"timeouts": {"first_byte": "10s", "total": f"{TOTAL_S}s"}}
     config = {
         "upstream": {
             "timeouts": {"connect": "2s", "first_byte": "10s", "total": "30s"},
@@ -49,6 +51,8 @@ def gateway(log_dir: Path, sim: str) -> Iterator[tuple[str, Process]]:
             {"name": "claude", "deployments": [claude_deployment]},
             {"name": "chat-short", "deployments": [{**openai_deployment, **short}]},
             {"name": "claude-short", "deployments": [{**claude_deployment, **short}]},
+            # The same total limit, but a gap limit longer than a client's pause.
+            {"name": "chat-patient", "deployments": [{**openai_deployment, **patient}]},
         ],
         "telemetry": {"request_log": {"flush_interval": "100ms"}},
     }  # fmt: skip
@@ -130,3 +134,30 @@ def test_a_client_that_leaves_while_the_gateway_waits_for_it_to_read_is_a_499(
     assert (record["status"], record["error_code"]) == (499, "client_disconnected")
     assert record["output_tokens"] > 0  # what was sent before it left is accounted for
     assert "failed unexpectedly" not in process.output()
+
+
+def test_a_stream_its_client_holds_past_the_total_limit_is_not_the_deployments_failure(
+    gateway: tuple[str, Process],
+) -> None:
+    # The client stops reading for longer than the total limit, then reads on: the limit
+    # passed while the gateway waited on the client. Counted as the deployment's failure,
+    # five such clients in a row opened its circuit for everyone.
+    url, _ = gateway
+    client = openai.OpenAI(base_url=url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+    stream = client.chat.completions.create(
+        model="chat-patient", messages=[{"role": "user", "content": "tell me everything"}],
+        stream=True, extra_headers={"x-sim-output-tokens": LONG_ANSWER},
+    )  # fmt: skip
+    received = 0
+    with pytest.raises(openai.APIError) as cut:
+        for _chunk in stream:
+            received += 1
+            if received == 1:
+                time.sleep(TOTAL_S + 1.0)
+    assert received > 100
+    assert "total timeout of 2s while its client was still reading" in cut.value.message
+    assert cut.value.code == "upstream_total_timeout"
+
+    rows = httpx.get(url + "/admin/deployments", headers=ADMIN).json()["data"]
+    health = {row["id"]: row for row in rows}["chat-patient#0"]
+    assert (health["failures"], health["circuit"]) == (0, "closed")

@@ -17,6 +17,11 @@ has closed, so a long wait for a first token or through a silent reasoning phase
 the caller hangs up instead of running (and being billed) to the end. aiohttp's own handler
 cancellation would do it too, but at any await of the request (a budget reservation in
 Redis, a settlement); here it only ever lands where a time limit can.
+
+A stream whose total limit passes while its consumer holds it (a write to a client that
+reads slower than the answer comes) ends at its next resume, as the limit's error, noted as
+the client's doing (``client_held``: the watchdog saw the limit pass during a hold), which is
+no failure of the deployment's.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ class Deadline:
 
     __slots__ = (
         "caller",
+        "client_held",
         "expired",
         "first_byte",
         "first_event_at",
@@ -86,6 +92,9 @@ class Deadline:
         self.first_event_at = None if first_event is None else now + first_event
         self.waiting = True
         self.expired: Phase | None = None
+        self.client_held = False
+        """The total limit passed while the call's consumer held it (seen by the watchdog):
+        a stream it was writing to a slow client, not waiting for its upstream."""
 
     def received(self) -> None:
         """The answer's head arrived: the wait for its first content starts now (still under
@@ -153,7 +162,11 @@ class Deadlines:
                 continue
             now = loop.time()
             for deadline in self._watched:
-                if not deadline.waiting or deadline.expired is not None:
+                if deadline.expired is not None:
+                    continue
+                if not deadline.waiting:
+                    if now >= deadline.total_at:
+                        deadline.client_held = True
                     continue
                 if now >= deadline.total_at:
                     deadline.expired = "total"

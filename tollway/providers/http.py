@@ -198,7 +198,9 @@ class UpstreamClient:
                     streaming = True
                     yield event
                     if not deadline.resume():
-                        raise _deadline_error(deadline, timeouts, url, "total")
+                        raise _deadline_error(
+                            deadline, timeouts, url, "total", client_held=deadline.client_held
+                        )
             finally:
                 response.release()
         except UpstreamError:
@@ -220,6 +222,7 @@ def _deadline_error(
     phase: Phase | None = None,
     *,
     mid_stream: bool = False,
+    client_held: bool = False,
 ) -> GatewayError:
     phase = phase or deadline.expired or "total"
     if phase == "client":
@@ -233,10 +236,20 @@ def _deadline_error(
         message = f"upstream went silent mid-answer for longer than {deadline.gap:g}s"
     elif phase == "first_byte":
         message = f"upstream sent nothing within the first-byte timeout of {timeouts.first_byte:g}s"
+    elif client_held:
+        # The limit passed while the consumer held the stream (e.g. its client reading it
+        # slower than it comes), not while the upstream was awaited.
+        phase = "total"
+        message = (
+            f"stream exceeded the total timeout of {timeouts.total:g}s "
+            "while its client was still reading it"
+        )
     else:
         phase = "total"
         message = f"upstream exceeded the total timeout of {timeouts.total:g}s"
-    return UpstreamTimeout(message, phase=phase, detail=f"{_host(url)}: {message}")
+    return UpstreamTimeout(
+        message, phase=phase, detail=f"{_host(url)}: {message}", client_held=client_held
+    )
 
 
 def encoded(body: Any) -> bytes:
