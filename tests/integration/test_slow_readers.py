@@ -3,8 +3,8 @@
 The simulator streams a long answer as fast as it can; the client is a plain HTTP/1.1 socket
 with a small receive buffer that reads the answer's head and then nothing more, so the
 gateway's writes soon wait on the client (aiohttp's drain). A client that then leaves is
-a 499 like any other; a stream whose total time limit passes while the gateway waits on its
-client is not the deployment's failure.
+a 499 like any other; one that stays but never reads does not hold the upstream call (and
+its connection from the pool) past the upstream's total time limit.
 """
 
 from __future__ import annotations
@@ -106,6 +106,13 @@ def _departure(sim: str, tag: str, until: float) -> dict[str, Any] | None:
         time.sleep(0.05)
 
 
+def _failures(url: str, route: str) -> int:
+    """The failures the health of the route's "-short" deployment holds."""
+    rows = httpx.get(url + "/admin/deployments", headers=ADMIN).json()["data"]
+    deployment = f"{ROUTES[route][1]}-short#0"
+    return int({row["id"]: row for row in rows}[deployment]["failures"])
+
+
 def _logged(url: str, request_id: str) -> dict[str, Any]:
     deadline = time.monotonic() + 10
     while True:
@@ -133,6 +140,34 @@ def test_a_client_that_leaves_while_the_gateway_waits_for_it_to_read_is_a_499(
     record = _logged(url, f"t-slow-{tag[:12]}")
     assert (record["status"], record["error_code"]) == (499, "client_disconnected")
     assert record["output_tokens"] > 0  # what was sent before it left is accounted for
+    assert "failed unexpectedly" not in process.output()
+
+
+@pytest.mark.parametrize("route", list(ROUTES))
+def test_a_client_that_stops_reading_does_not_hold_the_upstream_call_past_its_limits(
+    gateway: tuple[str, Process], sim: str, route: str
+) -> None:
+    # The client stays connected and reads nothing: the gateway's write waits on it, where
+    # no upstream limit ran, and the upstream call (a pooled connection, the provider's
+    # generation) was held for as long as the client kept its socket open.
+    url, process = gateway
+    tag = uuid.uuid4().hex
+    started = time.time()
+    sock = _stalled_stream(url, route, tag, short=True)
+    try:
+        departure = _departure(sim, tag, until=started + TOTAL_S + GAP_S + 2.0)
+        assert departure is not None, "the upstream call went on while the client read nothing"
+        record = _logged(url, f"t-slow-{tag[:12]}")
+        assert (record["status"], record["error_code"]) == (504, "upstream_total_timeout")
+        assert record["output_tokens"] > 0
+        assert _failures(url, route) == 0  # the client's doing, not the deployment's
+        # The gateway closed the connection of a client that took nothing more: what it
+        # had sent before is all there is.
+        sock.settimeout(5)
+        while sock.recv(65536):
+            pass
+    finally:
+        sock.close()
     assert "failed unexpectedly" not in process.output()
 
 
