@@ -52,6 +52,16 @@ class SSEvent:
     data: bytes
 
 
+def one_line(data: bytes) -> bytes:
+    """An event's data sent over several ``data:`` lines (joined by line breaks), as one line.
+
+    Its JSON reads the same (in valid JSON a line break stands only between tokens, where a
+    space does as well), and it can be sent on as the upstream's bytes in one ``data:`` line:
+    written as it is, each line break would end that line and the rest would reach the client
+    as lines of no field, losing the event."""
+    return data.replace(b"\n", b" ")
+
+
 class UpstreamClient:
     """Sends provider requests over one pooled aiohttp session.
 

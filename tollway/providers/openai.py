@@ -24,7 +24,7 @@ from tollway.core.types import (
 )
 from tollway.providers.base import ProviderResources, ProviderSpec
 from tollway.providers.field_rules import FieldRules
-from tollway.providers.http import encoded
+from tollway.providers.http import encoded, one_line
 from tollway.wire.mistral_content import reasoning_in_content
 from tollway.wire.openai_embeddings import (
     embedding_request_to_wire,
@@ -313,10 +313,13 @@ class OpenAIProvider:
         slots = ToolCallSlots()
         reshape = self._flavor.reshape
         async for event in events:
-            if event.data == b"[DONE]":
+            data = event.data
+            if data == b"[DONE]":
                 return
+            if b"\n" in data:
+                data = one_line(data)
             try:
-                raw = orjson.loads(event.data)
+                raw = orjson.loads(data)
             except orjson.JSONDecodeError:
                 raise UpstreamProtocolError("upstream sent an invalid stream event") from None
             if not isinstance(raw, dict):
@@ -326,7 +329,7 @@ class OpenAIProvider:
             reshaped = reshape is not None and reshape(raw)
             chunk = chunk_from_wire(raw, slots)
             if not slots.placed and not reshaped:
-                chunk.raw = event.data  # else re-encoded for OpenAI clients
+                chunk.raw = data  # else re-encoded for OpenAI clients
             yield chunk
         raise UpstreamProtocolError("upstream stream ended before [DONE]")
 
@@ -376,7 +379,8 @@ class OpenAIProvider:
         )
         reader = EventReader()
         async for event in events:
-            yield reader.chunk(event.data)
+            data = event.data
+            yield reader.chunk(one_line(data) if b"\n" in data else data)
             if reader.finished:
                 return
         raise UpstreamProtocolError("upstream stream ended before response.completed")
