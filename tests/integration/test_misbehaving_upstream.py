@@ -102,6 +102,13 @@ async def misbehave(request: web.Request) -> web.StreamResponse:
         await response.write(b"data: [DONE]\r\n\r\n")
         await response.write_eof()
         return response
+    if mode == "endless-event":  # a first chunk, then one event that never ends (200 MiB)
+        await response.write(b"data: " + json.dumps(CHUNK).encode() + b"\n\n")
+        piece = b"data: " + b"x" * (1 << 20)
+        for _ in range(200):
+            await response.write(piece)
+        await asyncio.sleep(30)  # and silence, the connection open: cut by the gateway first
+        return response
     if mode == "no-done":
         for _ in range(3):
             await response.write(b"data: " + json.dumps(CHUNK).encode() + b"\n\n")
@@ -132,6 +139,18 @@ def broken_gateway(log_dir: Path, upstream_url: str) -> Iterator[tuple[str, Proc
     """A gateway whose only model is served by the broken upstream."""
     config = {
         "upstream": {"timeouts": {"first_byte": "1s", "total": "1500ms"}},
+        "models": [{"name": "bad", "deployments": [
+            {"provider": "openai", "model": "bad", "api_base": upstream_url}]}],
+    }  # fmt: skip
+    with running_gateway(log_dir, config) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def patient_gateway(log_dir: Path, upstream_url: str) -> Iterator[tuple[str, Process]]:
+    """The broken upstream behind time limits that leave room to send a lot."""
+    config = {
+        "upstream": {"timeouts": {"first_byte": "10s", "total": "20s"}},
         "models": [{"name": "bad", "deployments": [
             {"provider": "openai", "model": "bad", "api_base": upstream_url}]}],
     }  # fmt: skip
@@ -227,6 +246,23 @@ async def test_an_event_of_the_wrong_shape_first_is_a_502(
     assert status == 502
     error = json.loads(raw)["error"]
     assert error["type"] == "upstream_error" and "upstream stream event" in error["message"]
+
+
+async def test_an_upstream_event_that_never_ends_fails_the_stream_at_the_size_limit(
+    patient_gateway: tuple[str, Process],
+) -> None:
+    # Held whole until it ended, it took as much memory as the upstream cared to send (a GB
+    # every few seconds on a fast link) until the gap limit ran out.
+    started = asyncio.get_running_loop().time()
+    status, raw = await ask(patient_gateway[0], "endless-event", stream=True)
+    elapsed = asyncio.get_running_loop().time() - started
+    assert status == 200
+    events = [line[6:] for line in raw.split(b"\n") if line.startswith(b"data: ")]
+    assert json.loads(events[0])["choices"][0]["delta"]["content"] == "hi"
+    error = json.loads(events[-1])["error"]
+    assert error["type"] == "upstream_error"
+    assert "upstream sent a stream event over 64 MiB" in error["message"]
+    assert elapsed < 8  # not the 10 s gap limit
 
 
 async def test_gateway_logged_no_traceback(broken_gateway: tuple[str, Process]) -> None:

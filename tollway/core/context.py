@@ -35,10 +35,11 @@ class Attempt:
     spent: Usage | None = None
     """What a failed call used all the same (``UpstreamError.spent``), which is charged."""
     cut_short: bool = False
-    """The gateway cut the call: the model group's deadline (its ``error`` a timeout) or its
+    """The gateway cut the call: the model group's deadline (its ``error`` a timeout), its
     client leaving while it waited (no ``error`` of its own; the request's is
-    ``ClientDisconnected``). Not the deployment's failure: its health and error storms leave
-    it out."""
+    ``ClientDisconnected``), or a stream's total limit passing while it waited on its client
+    to read (its ``error`` that timeout, ``client_held``). Not the deployment's failure: its
+    health and error storms leave it out."""
 
 
 @dataclass(slots=True)

@@ -322,9 +322,15 @@ class UpstreamTimeout(UpstreamError):
     openai_type = "timeout_error"
     anthropic_type = "timeout_error"  # Anthropic's own 504 (the SDK's GatewayTimeoutError)
 
-    def __init__(self, message: str, *, phase: str, detail: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, phase: str, detail: str | None = None, client_held: bool = False
+    ) -> None:
         super().__init__(message, code=f"upstream_{phase}_timeout", detail=detail)
         self.phase = phase
+        self.client_held = client_held
+        """The limit passed while the stream waited on its consumer, not on the upstream
+        (writing to a client that reads it slower than it comes): not the deployment's
+        failure."""
 
 
 class DeadlineExceeded(UpstreamTimeout):

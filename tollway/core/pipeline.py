@@ -369,6 +369,12 @@ class Pipeline:
             # no outcome of the deployment's.
             ctx.error, attempt.cut_short = outcome, True
             self._health.abandoned(health)
+        elif isinstance(outcome, UpstreamTimeout) and outcome.client_held:
+            # Cut at the total limit while the stream waited on its client (one reading it
+            # slowly, or not at all): no failure of the deployment's, whose circuit slow
+            # readers could otherwise open for everyone.
+            attempt.error, attempt.cut_short = outcome, True
+            self._health.abandoned(health)
         elif outcome is None:
             ttft = (
                 None if attempt.first_chunk_at is None else attempt.first_chunk_at - attempt.started
@@ -698,6 +704,8 @@ def _blame(error: GatewayError, deployment: Deployment) -> None:
     if not isinstance(error, UpstreamError):
         return
     error.blame(deployment.id, deployment.group, deployment.api_base)
+    if isinstance(error, UpstreamTimeout) and error.client_held:
+        return  # its client's slowness, not the deployment's failure
     if error.retryable and error.status != 429:
         detail = error.detail or error.message
         log.warning(

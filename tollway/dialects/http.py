@@ -317,7 +317,9 @@ async def stream_events(
     except GatewayError as exc:
         ctx.error = exc
         await _write_quietly(response, encoder.error(exc))
-    except ConnectionResetError:
+    except ConnectionError:
+        # A reset, or (a write waiting on a client that reads slower than the stream comes)
+        # aiohttp's plain ConnectionError("Connection lost") when the client goes.
         ctx.error = ClientDisconnected("client disconnected mid-stream", code="client_disconnected")
         return response
     except Exception as exc:
@@ -346,7 +348,7 @@ async def _write_quietly(response: web.StreamResponse, data: bytes) -> None:
         if data:
             await response.write(data)
         await response.write_eof()
-    except ConnectionResetError:
+    except ConnectionError:
         pass
 
 

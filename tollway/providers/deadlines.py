@@ -17,12 +17,22 @@ has closed, so a long wait for a first token or through a silent reasoning phase
 the caller hangs up instead of running (and being billed) to the end. aiohttp's own handler
 cancellation would do it too, but at any await of the request (a budget reservation in
 Redis, a settlement); here it only ever lands where a time limit can.
+
+A stream whose total limit passes while its consumer holds it (a write to a client that
+reads slower than the answer comes) ends at its next resume, as the limit's error, noted as
+the client's doing (``client_held``: the watchdog saw the limit pass during a hold), which is
+no failure of the deployment's. A client that takes nothing at all would still keep the
+upstream call, its pooled connection and the provider's generation going for as long as it
+keeps its socket open: once the total limit has passed, a stream whose consumer has held it
+for a whole gap limit (a write waiting that long: its client took nothing meanwhile) has its
+client's connection closed by the watchdog, which ends the write and the stream.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from contextvars import ContextVar
 from typing import Literal, Protocol
 
@@ -31,6 +41,8 @@ from tollway.core.types import UpstreamTimeouts
 Phase = Literal["first_byte", "total", "client"]
 """What ended a call: its first-byte (or gap) limit, its total limit, or its client leaving."""
 
+log = logging.getLogger("tollway.upstream")
+
 
 class Caller(Protocol):
     """The connection a client request came on (aiohttp's request handler)."""
@@ -38,6 +50,11 @@ class Caller(Protocol):
     @property
     def connected(self) -> bool:
         """Whether the client's connection is still open."""
+        ...
+
+    @property
+    def transport(self) -> asyncio.Transport | None:
+        """The client's connection (``None`` once closed): aborted when it stalls a stream."""
         ...
 
 
@@ -54,6 +71,7 @@ class Deadline:
 
     __slots__ = (
         "caller",
+        "client_held",
         "expired",
         "first_byte",
         "first_event_at",
@@ -86,6 +104,9 @@ class Deadline:
         self.first_event_at = None if first_event is None else now + first_event
         self.waiting = True
         self.expired: Phase | None = None
+        self.client_held = False
+        """The total limit passed while the call's consumer held it (seen by the watchdog):
+        a stream it was writing to a slow client, not waiting for its upstream."""
 
     def received(self) -> None:
         """The answer's head arrived: the wait for its first content starts now (still under
@@ -153,7 +174,15 @@ class Deadlines:
                 continue
             now = loop.time()
             for deadline in self._watched:
-                if not deadline.waiting or deadline.expired is not None:
+                if deadline.expired is not None:
+                    continue
+                if not deadline.waiting:
+                    if now >= deadline.total_at:
+                        deadline.client_held = True
+                        # Held since gap_at at the latest (the last resume, and the upstream's
+                        # wait after it): a whole gap limit once it is a gap limit past that.
+                        if now >= deadline.gap_at + deadline.gap and deadline.caller is not None:
+                            _close_stalled(deadline)
                     continue
                 if now >= deadline.total_at:
                     deadline.expired = "total"
@@ -173,3 +202,17 @@ class Deadlines:
                 await self._watchdog
             self._watchdog = None
         self._loop = None
+
+
+def _close_stalled(deadline: Deadline) -> None:
+    """Close the connection of a client that takes nothing of a stream past the call's total
+    limit: the write waiting on it ends, and the stream with the total limit's error."""
+    caller, deadline.caller = deadline.caller, None  # once
+    transport = None if caller is None else caller.transport
+    if transport is not None:
+        log.info(
+            "closed the connection of a stream's client that took nothing for %gs past the "
+            "upstream call's total limit",
+            deadline.gap,
+        )
+        transport.abort()  # not close(): that would wait to flush what the client won't read

@@ -39,6 +39,10 @@ Secrets = str | tuple[str, ...] | None
 masked in the upstream's errors wherever the upstream quotes it."""
 
 _MAX_ERROR_BODY = 64 * 1024
+MAX_EVENT_BYTES = 64 * 1024 * 1024
+"""The largest server-sent event read from an upstream (a Responses stream's completed
+response with its generated images is a few MB): beyond it the stream fails rather than
+the gateway holding all an upstream sends without ever ending an event."""
 _REMEMBERED_CONNECT_LIMITS = 64  # distinct connect limits whose aiohttp timeout is reused
 _WHOLE_KEY = 8  # characters from which a key is masked even inside longer words
 _Item = TypeVar("_Item")
@@ -50,6 +54,16 @@ class SSEvent:
 
     event: str | None
     data: bytes
+
+
+def one_line(data: bytes) -> bytes:
+    """An event's data sent over several ``data:`` lines (joined by line breaks), as one line.
+
+    Its JSON reads the same (in valid JSON a line break stands only between tokens, where a
+    space does as well), and it can be sent on as the upstream's bytes in one ``data:`` line:
+    written as it is, each line break would end that line and the rest would reach the client
+    as lines of no field, losing the event."""
+    return data.replace(b"\n", b" ")
 
 
 class UpstreamClient:
@@ -200,7 +214,9 @@ class UpstreamClient:
                     streaming = True
                     yield event
                     if not deadline.resume():
-                        raise _deadline_error(deadline, timeouts, url, "total")
+                        raise _deadline_error(
+                            deadline, timeouts, url, "total", client_held=deadline.client_held
+                        )
             finally:
                 response.release()
         except UpstreamError:
@@ -222,6 +238,7 @@ def _deadline_error(
     phase: Phase | None = None,
     *,
     mid_stream: bool = False,
+    client_held: bool = False,
 ) -> GatewayError:
     phase = phase or deadline.expired or "total"
     if phase == "client":
@@ -235,10 +252,20 @@ def _deadline_error(
         message = f"upstream went silent mid-answer for longer than {deadline.gap:g}s"
     elif phase == "first_byte":
         message = f"upstream sent nothing within the first-byte timeout of {timeouts.first_byte:g}s"
+    elif client_held:
+        # The limit passed while the consumer held the stream (e.g. its client reading it
+        # slower than it comes), not while the upstream was awaited.
+        phase = "total"
+        message = (
+            f"stream exceeded the total timeout of {timeouts.total:g}s "
+            "while its client was still reading it"
+        )
     else:
         phase = "total"
         message = f"upstream exceeded the total timeout of {timeouts.total:g}s"
-    return UpstreamTimeout(message, phase=phase, detail=f"{_host(url)}: {message}")
+    return UpstreamTimeout(
+        message, phase=phase, detail=f"{_host(url)}: {message}", client_held=client_held
+    )
 
 
 def encoded(body: Any) -> bytes:
@@ -277,17 +304,22 @@ async def _read_events(
     needles = tuple(part.encode() for part in parts)
     pending = b""
     waiting: list[bytes] = []  # pieces that cannot end an event, joined once one can
+    waited = 0  # their size
     async for piece in content.iter_any():
         if b"\n" not in piece and b"\r" not in piece and not pending.endswith(b"\r"):
             # The middle of a long event (a large inline image): adding each piece to
             # ``pending`` and scanning it again would copy the event once per read. (Not
             # after a held final \r: a piece without \n shows it ended a line on its own.)
             waiting.append(piece)
+            waited += len(piece)
+            if waited + len(pending) > MAX_EVENT_BYTES:
+                raise _event_too_large()
             continue
         if waiting:
             waiting.append(piece)
             pending += b"".join(waiting)
             waiting.clear()
+            waited = 0
         else:
             pending += piece
         if b"\r" in pending:
@@ -296,6 +328,8 @@ async def _read_events(
             body = pending[:-1] if held else pending
             pending = body.replace(b"\r\n", b"\n").replace(b"\r", b"\n") + held
         *blocks, pending = pending.split(b"\n\n")
+        if len(pending) > MAX_EVENT_BYTES:  # an event of endless lines
+            raise _event_too_large()
         for block in blocks:
             event = _event(block)
             if event is not None:
@@ -303,6 +337,11 @@ async def _read_events(
     event = _event(pending + b"".join(waiting))
     if event is not None:
         yield _masked(event, parts, needles) if needles else event
+
+
+def _event_too_large() -> UpstreamProtocolError:
+    message = f"upstream sent a stream event over {MAX_EVENT_BYTES >> 20} MiB"
+    return UpstreamProtocolError(message, detail=message)
 
 
 def _parts(secret: Secrets) -> tuple[str, ...]:

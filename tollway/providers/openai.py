@@ -24,7 +24,7 @@ from tollway.core.types import (
 )
 from tollway.providers.base import ProviderResources, ProviderSpec
 from tollway.providers.field_rules import FieldRules
-from tollway.providers.http import encoded
+from tollway.providers.http import encoded, one_line
 from tollway.wire.mistral_content import reasoning_in_content
 from tollway.wire.openai_embeddings import (
     embedding_request_to_wire,
@@ -316,22 +316,29 @@ class OpenAIProvider:
         )
         slots = ToolCallSlots()
         reshape = self._flavor.reshape
-        async for event in events:
-            if event.data == b"[DONE]":
-                return
-            try:
-                raw = orjson.loads(event.data)
-            except orjson.JSONDecodeError:
-                raise UpstreamProtocolError("upstream sent an invalid stream event") from None
-            if not isinstance(raw, dict):
-                raise UpstreamProtocolError("upstream stream event is not a JSON object")
-            if is_error_event(raw):
-                raise stream_error(raw)  # an overload, a rate limit, ... as it says
-            reshaped = reshape is not None and reshape(raw)
-            chunk = chunk_from_wire(raw, slots)
-            if not slots.placed and not reshaped:
-                chunk.raw = event.data  # else re-encoded for OpenAI clients
-            yield chunk
+        try:
+            async for event in events:
+                data = event.data
+                if data == b"[DONE]":
+                    return
+                if b"\n" in data:
+                    data = one_line(data)
+                try:
+                    raw = orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    raise UpstreamProtocolError("upstream sent an invalid stream event") from None
+                if not isinstance(raw, dict):
+                    raise UpstreamProtocolError("upstream stream event is not a JSON object")
+                if is_error_event(raw):
+                    raise stream_error(raw)  # an overload, a rate limit, ... as it says
+                reshaped = reshape is not None and reshape(raw)
+                chunk = chunk_from_wire(raw, slots)
+                if not slots.placed and not reshaped:
+                    chunk.raw = data  # else re-encoded for OpenAI clients
+                yield chunk
+        finally:
+            # Returning at [DONE] leaves the upstream generator open; close it now.
+            await events.aclose()  # type: ignore[attr-defined]
         raise UpstreamProtocolError("upstream stream ended before [DONE]")
 
     def _responses_body(self, request: ChatRequest, deployment: Deployment) -> dict[str, Any]:
@@ -379,10 +386,14 @@ class OpenAIProvider:
             secret,
         )
         reader = EventReader()
-        async for event in events:
-            yield reader.chunk(event.data)
-            if reader.finished:
-                return
+        try:
+            async for event in events:
+                data = event.data
+                yield reader.chunk(one_line(data) if b"\n" in data else data)
+                if reader.finished:
+                    return
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
         raise UpstreamProtocolError("upstream stream ended before response.completed")
 
     async def embed(self, request: EmbeddingRequest, deployment: Deployment) -> EmbeddingResponse:

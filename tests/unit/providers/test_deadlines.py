@@ -192,6 +192,7 @@ class _Caller:
 
     def __init__(self) -> None:
         self.connected = True
+        self.transport: asyncio.Transport | None = None
 
 
 def test_a_call_for_a_client_that_left_ends_as_its_disconnection() -> None:
