@@ -19,7 +19,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.support import running_gateway, running_simulator
-from tollway.auth.vault import FILE_RECHECK
+
+FILE_RECHECK = 0.2
+"""The gateway's ``upstream.file_secret_recheck`` here (5 s by default), in seconds."""
 
 
 def _picked_up() -> None:
@@ -75,6 +77,7 @@ def vertex(log_dir: Path) -> Iterator[tuple[str, str, Path]]:
         _write_account(account, private, sim + "/oauth2/token")
         _register(sim, public)
         config = {
+            "upstream": {"file_secret_recheck": f"{FILE_RECHECK * 1000:.0f}ms"},
             "models": [
                 {
                     "name": "vertex-sa",
@@ -87,7 +90,7 @@ def vertex(log_dir: Path) -> Iterator[tuple[str, str, Path]]:
                         }
                     ],
                 }
-            ]
+            ],
         }
         with running_gateway(log_dir, config) as (url, _):
             yield url, sim, account

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -25,3 +26,15 @@ def test_missing_references_are_named_not_revealed(tmp_path: Path) -> None:
         vault.reveal(SecretRef("env:UNSET"))
     refs = [SecretRef("env:SET"), SecretRef("env:UNSET"), SecretRef(f"file:{tmp_path}/none")]
     assert vault.missing(refs) == ["env:UNSET", f"file:{tmp_path}/none"]
+
+
+def test_a_file_secret_is_reread_once_its_recheck_interval_has_passed(tmp_path: Path) -> None:
+    secret_file = tmp_path / "key"
+    secret_file.write_text("sk-before")
+    ref = SecretRef(f"file:{secret_file}")
+    patient, eager = Vault({}, file_recheck=3600), Vault({}, file_recheck=0)
+    assert patient.reveal(ref) == eager.reveal(ref) == "sk-before"
+    secret_file.write_text("sk-after")
+    os.utime(secret_file, ns=(0, secret_file.stat().st_mtime_ns + 1))  # however coarse the clock
+    assert patient.reveal(ref) == "sk-before"  # not looked at again within the hour
+    assert eager.reveal(ref) == "sk-after"
