@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from httpx._transports import default as httpx_transports
 
 from tests.support import Process, running_gateway, running_simulator
 
@@ -14,6 +16,27 @@ UPSTREAM_KEY = "sk-upstream-test-0123456789abcdef"
 AWS_ACCESS_KEY_ID = "AKIDTOLLWAYTEST00001"
 AWS_SECRET_ACCESS_KEY = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYTOLLWAYKEY"
 BEDROCK_MODEL = "anthropic.claude-sim-v1:0"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_tls_context_for_every_http_client() -> Iterator[None]:
+    """The httpx clients the tests make (the openai and anthropic SDKs' too) share one default
+    TLS context. Each new client built its own, loading the CA bundle: 18 ms of CPU, for the
+    thousands of clients made for plain-HTTP calls to local processes (a minute of the
+    suite). A context or CA file a test passes as ``verify`` is used as it is."""
+    create = httpx_transports.create_ssl_context
+    shared: dict[tuple[bool, bool], ssl.SSLContext] = {}
+
+    def shared_context(verify: Any = True, cert: Any = None, trust_env: bool = True) -> Any:
+        if not isinstance(verify, bool) or cert is not None:
+            return create(verify=verify, cert=cert, trust_env=trust_env)
+        if (verify, trust_env) not in shared:
+            shared[verify, trust_env] = create(verify=verify, trust_env=trust_env)
+        return shared[verify, trust_env]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(httpx_transports, "create_ssl_context", shared_context)
+        yield
 
 
 @pytest.fixture(scope="session")

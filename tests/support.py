@@ -184,6 +184,43 @@ def running_gateway(
 ) -> Iterator[tuple[str, Process]]:
     """A ``tollway serve`` process on ``config`` (None: the embedded default); ``extra``
     arguments go to ``serve`` (``--log-level``, ``debug``)."""
+    with running_gateways(log_dir, [(config, env)], *extra) as [running]:
+        yield running
+
+
+@contextmanager
+def running_gateways(
+    log_dir: Path,
+    setups: Iterable[tuple[dict[str, Any] | None, dict[str, str] | None]],
+    *extra: str,
+) -> Iterator[list[tuple[str, Process]]]:
+    """``tollway serve`` processes on each (config, env) of ``setups``, started at once and
+    then waited for, as ``running_gateway`` starts one: a start is mostly imports, so two
+    take little longer than one. Only for gateways that may start together (replicas on
+    PostgreSQL, which migrate under an advisory lock, or each on a store of its own), not
+    for replicas that share one SQLite file."""
+    started: list[tuple[str, Process]] = []
+    try:
+        for config, env in setups:
+            started.append(_gateway_process(log_dir, config, env, extra))
+        for url, process in started:
+            wait_http(url + "/health/ready", proc=process.proc)
+        yield started
+    except RuntimeError as exc:
+        said = [
+            f"--- gateway output{'' if len(started) == 1 else f' ({url})'} ---\n{process.output()}"
+            for url, process in started
+        ]
+        raise RuntimeError("\n".join([str(exc), *said])) from None
+    finally:
+        for _, process in started:
+            process.stop()
+
+
+def _gateway_process(
+    log_dir: Path, config: dict[str, Any] | None, env: dict[str, str] | None, extra: Iterable[str]
+) -> tuple[str, Process]:
+    """A ``tollway serve`` process just started (not yet ready) and its base URL."""
     port = free_port()
     args = ["serve", "--port", str(port), *extra]
     store_url = f"sqlite+aiosqlite:///{log_dir}/gateway-{port}.db"
@@ -201,11 +238,4 @@ def running_gateway(
     full_env["TOLLWAY_STORE_URL"] = store_url
     full_env.update(env or {})
     process = Process(tollway_command(*args), log_dir / f"gateway-{port}.log", env=full_env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(url + "/health/ready", proc=process.proc)
-        yield url, process
-    except RuntimeError as exc:
-        raise RuntimeError(f"{exc}\n--- gateway output ---\n{process.output()}") from None
-    finally:
-        process.stop()
+    return f"http://127.0.0.1:{port}", process

@@ -95,7 +95,7 @@ class Gateway:
         self.settings = settings
         self.config_path = config_path
         self.environ = os.environ if environ is None else environ
-        self.vault = Vault(self.environ)
+        self.vault = Vault(self.environ, settings.upstream.file_secret_recheck)
         self.store = Store(
             settings.store.url,
             connect_timeout=settings.store.connect_timeout,

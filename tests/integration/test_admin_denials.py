@@ -84,8 +84,7 @@ def denying(
         keys = {name: _key(url, **owned) for name in ("member", "revoked", "blocked")}
         _admin(url, "POST", f"/admin/keys/{keys['revoked'][0]}/revoke")
         _admin(url, "POST", f"/admin/keys/{keys['blocked'][0]}/block")
-        keys["expired"] = _key(url, **owned, expires_in="1s")
-        time.sleep(1.1)
+        keys["expired"] = _key(url, **owned, expires_at="2020-01-01T00:00:00Z")  # ended already
         yield Denying(url, process, store_url, user, team, other_team, keys)
     if databases is not None:
         next(databases, None)

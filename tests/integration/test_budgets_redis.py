@@ -7,7 +7,6 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,7 +17,14 @@ import pytest
 
 from tests.conftest import UPSTREAM_KEY
 from tests.integration.test_budgets import PRICEY
-from tests.support import CLIENT_KEY, free_port, redis_url, running_gateway, unique_prefix
+from tests.support import (
+    CLIENT_KEY,
+    free_port,
+    redis_url,
+    running_gateway,
+    running_gateways,
+    unique_prefix,
+)
 
 BUDGET_USD = 5.00
 
@@ -49,9 +55,8 @@ def two_gateways(log_dir: Path, simulator_url: str) -> Iterator[list[str]]:
     redis = redis_url()
     config = shared_config(simulator_url, redis, unique_prefix("budget"))
     env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TOLLWAY_REDIS_URL": redis}
-    with ExitStack() as stack:
-        urls = [stack.enter_context(running_gateway(log_dir, config, env))[0] for _ in range(2)]
-        yield urls
+    with running_gateways(log_dir, [(config, env)] * 2) as gateways:  # a store each
+        yield [url for url, _ in gateways]
 
 
 def budget_row(url: str) -> dict[str, Any]:

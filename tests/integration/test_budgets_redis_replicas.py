@@ -13,7 +13,6 @@ import asyncio
 import shutil
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from tests.support import (
     Process,
     free_port,
     postgres_database,
-    running_gateway,
+    running_gateways,
     unavailable,
     unique_prefix,
 )
@@ -148,8 +147,8 @@ def two_gateways(
         "TOLLWAY_REDIS_URL": redis_server.url,
         "TOLLWAY_STORE_URL": store_url,
     }
-    with ExitStack() as stack:
-        yield [stack.enter_context(running_gateway(log_dir, config, env))[0] for _ in range(2)]
+    with running_gateways(log_dir, [(config, env)] * 2) as gateways:
+        yield [url for url, _ in gateways]
 
 
 def admin(url: str, method: str, path: str, body: Any = None) -> Any:

@@ -28,6 +28,7 @@ from tests.support import (
     free_port,
     postgres_database,
     running_gateway,
+    running_gateways,
     tollway_command,
     wait_http,
 )
@@ -70,6 +71,10 @@ def fleet_config(simulator_url: str, store: str, reconcile: str) -> dict[str, An
 def pair(log_dir: Path, config: dict[str, Any], store: str) -> Iterator[tuple[str, str]]:
     env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TOLLWAY_STORE_URL": store}
     env["TOLLWAY_VAULT_KEY"] = VAULT_KEY
+    if store.startswith("postgresql"):  # replicas there may start together
+        with running_gateways(log_dir, [(config, env)] * 2) as [(first, _), (second, _)]:
+            yield first, second
+        return
     with (
         running_gateway(log_dir, config, env) as (first, _),
         running_gateway(log_dir, config, env) as (second, _),

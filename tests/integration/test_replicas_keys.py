@@ -17,7 +17,7 @@ import openai
 import pytest
 
 from tests.conftest import UPSTREAM_KEY
-from tests.support import CLIENT_KEY, postgres_database, redis_url, running_gateway, unique_prefix
+from tests.support import CLIENT_KEY, postgres_database, redis_url, running_gateways, unique_prefix
 
 BOUND = 1.0
 """The replicas' ``auth.reconcile_interval``: the longest another replica may take."""
@@ -40,10 +40,7 @@ def fleet(log_dir: Path, simulator_url: str) -> Iterator[tuple[str, str]]:
     }  # fmt: skip
     env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TOLLWAY_STORE_URL": store}
     env["TOLLWAY_REDIS_URL"] = redis
-    with (
-        running_gateway(log_dir, config, env) as (first, _),
-        running_gateway(log_dir, config, env) as (second, _),
-    ):
+    with running_gateways(log_dir, [(config, env)] * 2) as [(first, _), (second, _)]:
         yield first, second
     next(databases, None)
 

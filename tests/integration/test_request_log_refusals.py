@@ -94,8 +94,7 @@ def refusing(
         revoked, blocked = _key(url, **owned), _key(url, **owned)
         _admin(url, "POST", f"/admin/keys/{revoked[0]}/revoke")
         _admin(url, "POST", f"/admin/keys/{blocked[0]}/block")
-        expired = _key(url, **owned, expires_in="1s")
-        time.sleep(1.1)
+        expired = _key(url, **owned, expires_at="2020-01-01T00:00:00Z")  # ended already
         yield Refusing(
             url, process, store_url, folder / "tollway.db", user, team, member_key,
             member_key_id, revoked, blocked, expired,

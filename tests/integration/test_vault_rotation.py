@@ -27,6 +27,7 @@ from tests.support import (
     free_port,
     postgres_database,
     running_gateway,
+    running_gateways,
     tollway_command,
 )
 from tollway.store import SecretBox, Store, generate_vault_key
@@ -224,10 +225,7 @@ def test_replicas_keep_serving_while_one_reencrypts_and_then_follow_its_changes(
             stored = {"name": "sim", "provider": "openai", "secret": UPSTREAM_KEY}
             assert admin(url).put("/admin/credentials/sim", json=stored).status_code == 200
         env["TOLLWAY_VAULT_KEY"] = f"{NEW_KEY},{OLD_KEY}"
-        with (
-            running_gateway(log_dir, settings, env) as (first, _),
-            running_gateway(log_dir, settings, env) as (second, other),
-        ):
+        with running_gateways(log_dir, [(settings, env)] * 2) as [(first, _), (second, other)]:
             answer = admin(first).post("/admin/credentials/reencrypt")
             assert answer.json() == {"reencrypted": 1, "current": 0, "undecryptable": []}
             assert chat(second) and chat(first)

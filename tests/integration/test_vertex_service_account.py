@@ -20,7 +20,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.support import Process, running_gateway, running_simulator
-from tollway.auth.vault import FILE_RECHECK
+
+FILE_RECHECK = 0.2
+"""The gateway's ``upstream.file_secret_recheck`` here (5 s by default), in seconds."""
 
 
 def _picked_up() -> None:
@@ -104,7 +106,10 @@ def vertex(log_dir: Path) -> Iterator[Vertex]:
             }
             return {"name": name, "deployments": [deployment]}
 
-        config = {"models": [model("vertex-sa", account), model("vertex-echo", echo_account)]}
+        config = {
+            "upstream": {"file_secret_recheck": f"{FILE_RECHECK * 1000:.0f}ms"},
+            "models": [model("vertex-sa", account), model("vertex-echo", echo_account)],
+        }
         with running_gateway(log_dir, config) as (url, process):
             yield Vertex(url, process, sim, account, echoed)
 

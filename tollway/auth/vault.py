@@ -23,7 +23,8 @@ class MissingCredential(UpstreamUnavailable):
 
 
 FILE_RECHECK = 5.0
-"""Seconds between checks whether a ``file:`` secret changed on disk (rotated mounts)."""
+"""Seconds between checks whether a ``file:`` secret changed on disk (rotated mounts), unless
+``upstream.file_secret_recheck`` says otherwise."""
 
 
 @dataclass(slots=True)
@@ -35,11 +36,14 @@ class _FileSecret:
 
 class Vault:
     """Resolves secret references; file contents are cached and re-read when the file changes
-    (checked at most every ``FILE_RECHECK`` seconds, so a rotated mounted secret is picked
+    (checked at most every ``file_recheck`` seconds, so a rotated mounted secret is picked
     up without a restart)."""
 
-    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, environ: Mapping[str, str] | None = None, file_recheck: float = FILE_RECHECK
+    ) -> None:
         self._environ = os.environ if environ is None else environ
+        self._file_recheck = file_recheck
         self._files: dict[str, _FileSecret] = {}
         self._stored: dict[str, str] = {}
 
@@ -66,7 +70,7 @@ class Vault:
             return stored
         cached = self._files.get(ref.target)
         now = time.monotonic()
-        if cached is not None and now - cached.checked_at < FILE_RECHECK:
+        if cached is not None and now - cached.checked_at < self._file_recheck:
             return cached.text
         path = Path(ref.target)
         try:

@@ -262,6 +262,8 @@ class UpstreamConfig(Strict):
     keepalive: Duration = 30.0
     forward_headers: list[str] = Field(default_factory=lambda: ["anthropic-beta", "openai-beta"])
     """Client header names (``*`` globs, any case) passed on to providers; credentials never."""
+    file_secret_recheck: Duration = Field(default=5.0, ge=0)
+    """How often a ``file:`` secret is checked for a change on disk (a rotated mount)."""
 
 
 class OIDCIssuerConfig(Strict):

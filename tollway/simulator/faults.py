@@ -20,9 +20,10 @@ import contextlib
 import socket
 import struct
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from aiohttp import web
+if TYPE_CHECKING:  # the config models parse fault specs: no aiohttp for a CLI command
+    from aiohttp import web
 
 FaultKind = Literal[
     "status", "reset", "stop-after", "error-after", "hang", "hang-after", "echo", "echo-after"
@@ -89,6 +90,8 @@ def reset_connection(request: web.BaseRequest) -> web.Response:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
         transport.abort()
+    from aiohttp import web
+
     # aiohttp fails to write this on the dead transport and treats it as a client disconnect.
     return web.Response(status=500)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -36,3 +37,15 @@ def test_a_secret_file_that_is_not_utf8_is_a_missing_credential(tmp_path: Path) 
     with pytest.raises(MissingCredential, match="not UTF-8"):
         vault.reveal(ref)
     assert vault.missing([ref]) == [ref.redacted()]
+
+
+def test_a_file_secret_is_reread_once_its_recheck_interval_has_passed(tmp_path: Path) -> None:
+    secret_file = tmp_path / "key"
+    secret_file.write_text("sk-before")
+    ref = SecretRef(f"file:{secret_file}")
+    patient, eager = Vault({}, file_recheck=3600), Vault({}, file_recheck=0)
+    assert patient.reveal(ref) == eager.reveal(ref) == "sk-before"
+    secret_file.write_text("sk-after")
+    os.utime(secret_file, ns=(0, secret_file.stat().st_mtime_ns + 1))  # however coarse the clock
+    assert patient.reveal(ref) == "sk-before"  # not looked at again within the hour
+    assert eager.reveal(ref) == "sk-after"

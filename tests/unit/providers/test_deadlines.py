@@ -42,7 +42,9 @@ async def _client() -> AsyncIterator[tuple[UpstreamClient, str]]:
     app = web.Application()
     app.router.add_post("/json", _slow_json)
     app.router.add_post("/events", _events)
-    runner = web.AppRunner(app)
+    # Handlers still answering (the slow ones the limits cut off) are cancelled at cleanup,
+    # not waited for: aiohttp's default would wait out each one's delay.
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
