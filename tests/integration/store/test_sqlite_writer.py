@@ -6,7 +6,9 @@ log's readers do.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ from sqlalchemy.engine import make_url
 from tests.integration.store.test_request_log import context
 from tollway.config.schema import RequestLogConfig
 from tollway.store import RequestLogFilter, Store
-from tollway.store.sqlite_writer import SqliteWriter, file_database
+from tollway.store.sqlite_writer import WRITER_NICENESS, SqliteWriter, file_database
 from tollway.telemetry.request_log import RequestLogWriter
 
 CREATE = "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL)"
@@ -127,3 +129,22 @@ async def test_none_is_still_bound_as_null(tmp_path: Path) -> None:
     rows = other.execute("SELECT id, v, typeof(v) FROM n ORDER BY id").fetchall()
     assert rows == [(1, None, "null"), (2, 0, "integer"), (3, None, "null")]
     assert other.execute("SELECT count(*) FROM n WHERE v IS NULL").fetchone() == (2,)
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="threads have no priority here")
+async def test_the_writer_thread_runs_at_a_lower_priority_than_the_event_loop(
+    tmp_path: Path,
+) -> None:
+    # An insert in progress then waits for the event loop sharing its core, not the reverse.
+    path = tmp_path / "w.db"
+    sqlite3.connect(path).execute(CREATE)
+    writer = SqliteWriter(str(path))
+    try:
+        await writer.write([("INSERT INTO t (name) VALUES (?)", ("a",))])
+        [thread] = [t for t in threading.enumerate() if t.name.startswith("tollway-sqlite")]
+        assert thread.native_id is not None
+        loop_niceness = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        expected = min(loop_niceness + WRITER_NICENESS, 19)
+        assert os.getpriority(os.PRIO_PROCESS, thread.native_id) == expected
+    finally:
+        await writer.close()
