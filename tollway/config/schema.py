@@ -468,9 +468,10 @@ class RequestLogConfig(Strict):
     enabled: bool = True
     queue_size: int = Field(default=20_000, ge=1)
     """Records waiting to be written; when full, new records are dropped and counted."""
-    batch_size: int = Field(default=400, ge=1)
-    """Rows per transaction (statements of up to 100 rows); larger batches cost less CPU a
-    row, and the writer's thread yields the core to the event loop (store/sqlite_writer.py)."""
+    batch_size: int | None = Field(default=None, ge=1)
+    """Rows per transaction; unset: 1,000 on a SQLite file (its own writer thread, at a lower
+    priority than the event loop: telemetry/request_log.py ``THREADED_BATCH``), 100 on
+    PostgreSQL (encoded on the event loop: ``LOOP_BATCH``)."""
     flush_interval: Duration = 0.25
     """The longest a record waits before its batch is written."""
     write_timeout: Duration = 10.0

@@ -121,7 +121,7 @@ request log's inserts take at full load)."""
 def _lower_priority() -> None:
     """Lower this thread's priority, so that the event loop sharing its core is not held up by
     an insert in progress: the insert waits instead (no client waits on it). Measured with the
-    request log's batches of 400 rows: about 2% less CPU a request than at the same priority
+    request log's batches (1,000 rows): about 2% less CPU a request than at the same priority
     (docs/performance.md, "Session 17"). Where threads have no priority of their own, nothing."""
     with contextlib.suppress(AttributeError, OSError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WRITER_NICENESS)

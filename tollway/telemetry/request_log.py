@@ -131,6 +131,15 @@ def _plain(entries: Sequence[Entry]) -> bool:
     return not any("\\u0000" in value for value in set(columns[_ENTRY_GUARDRAILS]))
 
 
+THREADED_BATCH = 1000
+"""Rows a batch by default on a SQLite file, written by a thread of its own at a lower
+priority than the event loop: larger batches cost less CPU a row (about 2% of a request from
+400 to 1,000, docs/performance.md "Session 17") and do not hold up requests meanwhile."""
+LOOP_BATCH = 100
+"""Rows a batch by default on PostgreSQL, whose driver encodes a batch on the event loop:
+small batches keep each hold short."""
+
+
 class RequestLogWriter:
     """Takes entries from the pipeline and writes them to the store in batches."""
 
@@ -155,7 +164,9 @@ class RequestLogWriter:
         self.rejected = 0
         self._queue: deque[Entry] = deque()
         self._capacity = config.queue_size
-        self._batch_size = config.batch_size
+        self._batch_size = config.batch_size or (
+            THREADED_BATCH if store.request_log.takes_plain_rows else LOOP_BATCH
+        )
         self._wake = asyncio.Event()
         self._closing = False
         self._seq = 0

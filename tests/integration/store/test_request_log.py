@@ -618,3 +618,20 @@ async def test_kept_bodies_hash_the_same_when_read_back(store: Store, writer_for
     assert record.response == {"text": "0.30000000000000004 ✓"}
     (report,) = await verify_chains(store)
     assert report.ok and report.chained
+
+
+async def test_batches_are_large_on_a_sqlite_file_and_small_where_the_loop_encodes_them(
+    store: Store, database: Database, writer_for: Any
+) -> None:
+    # On a SQLite file the rows go to a thread of their own, at a lower priority than the
+    # event loop: larger batches cost less a row. PostgreSQL's driver encodes a batch on the
+    # event loop: a long batch would hold up requests meanwhile.
+    writer = await writer_for()
+    on_file = database.url.startswith("sqlite") and store.request_log.takes_plain_rows
+    assert writer._batch_size == (1000 if on_file else 100)
+    for n in range(1200):
+        writer.put_nowait(context(n))
+    await writer.close()
+    [(stored,)] = await database.fetch("SELECT count(*) FROM request_log")
+    assert stored == 1200
+    assert (await writer_for(batch_size=7))._batch_size == 7
