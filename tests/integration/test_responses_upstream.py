@@ -48,8 +48,9 @@ def upstream_config(simulator_url: str) -> dict[str, Any]:
             "forward_headers": ["x-sim-*"],
         },
         "auth": {"reconcile_interval": "1h"},
-        # A rate limit the tests make rests the deployment no longer than this.
-        "routing": {"rate_limit_cooldown": "1ms"},
+        # A rate limit or overload the tests make rests the deployment no longer than this,
+        # whatever wait it asks for (they follow each other within milliseconds).
+        "routing": {"rate_limit_cooldown": "1ms", "retry_after_max": "1ms"},
         "models": [
             {"name": "native-o4", "deployments": [{**native, "model": "o4-mini", "id": "o4"}]},
             {"name": "native-4o", "deployments": [{**native, "model": "gpt-4o", "id": "4o"}]},
