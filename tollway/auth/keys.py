@@ -125,16 +125,25 @@ class KeyIndex:
         """Swap in a complete set (start-up, periodic reconcile); pinned keys stay.
 
         ``snapshot`` is what ``begin_snapshot`` gave before the set was read: a key changed
-        since is left out (its next request looks it up), and a snapshot older than the one
-        in use is not applied at all. Returns whether the set was swapped in.
+        since keeps what the index holds of it now, which is newer than what the set read (a
+        key made or changed meanwhile stays; one removed stays out, its next request looks it
+        up), and a snapshot older than the one in use is not applied at all. Returns whether
+        the set was swapped in.
         """
         if snapshot is None:
             snapshot = self.begin_snapshot()
         if self.is_outdated(snapshot):
             return False
         changed = {key_id for key_id, at in self._changed_at.items() if at > snapshot}
+        held = self._by_hash
+        newer = [
+            held[key_hash]
+            for key_id in changed
+            if (key_hash := self._hash_by_id.get(key_id)) is not None and key_hash in held
+        ]
         everything = [
             *(entry for entry in entries if entry.key_id not in changed),
+            *newer,
             *self._pinned.values(),
         ]
         self._by_hash = {entry.key_hash: entry for entry in everything}
