@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -152,6 +153,28 @@ def wait_for_ids(
             return found
         time.sleep(0.1)
     raise AssertionError(f"not {what}: {sorted(ids - set(found))}")
+
+
+def sim_departure(sim: str, tag: str, until: float) -> dict[str, Any] | None:
+    """The simulator's record of the request tagged ``x-sim-test-tag: tag`` losing its
+    caller, waited for until ``until`` (``time.time()``); None if it never came."""
+    while True:
+        for row in httpx.get(sim + "/_sim/departures").json():
+            if row["headers"].get("x-sim-test-tag") == tag:
+                return dict(row)
+        if time.time() > until:
+            return None
+        time.sleep(0.05)
+
+
+def logged_row(url: str, request_id: str, admin: dict[str, str]) -> dict[str, Any]:
+    """The request log's row of ``request_id``, once written (within 10 s)."""
+
+    def rows() -> list[dict[str, Any]]:
+        page = httpx.get(url + "/admin/logs", params={"since": "10m"}, headers=admin).json()
+        return list(page["data"])
+
+    return dict(wait_for_ids(rows, {request_id}, "logged", timeout=10.0)[request_id])
 
 
 def tollway_command(*args: str) -> list[str]:

@@ -21,7 +21,7 @@ import httpx
 import openai
 import pytest
 
-from tests.support import CLIENT_KEY, running_gateway, running_simulator
+from tests.support import CLIENT_KEY, logged_row, running_gateway, running_simulator, sim_departure
 
 ADMIN = {"Authorization": f"Bearer {CLIENT_KEY}"}
 PRICE = {"input": 1000.0, "output": 4000.0}  # USD per 1M tokens: a reservation worth seeing
@@ -102,28 +102,6 @@ def _ask(url: str, family: str, stream: bool, key: str, headers: dict[str, str])
                 list(reply)  # type: ignore[arg-type]
 
 
-def _departure(sim: str, tag: str, until: float) -> dict[str, Any] | None:
-    """The simulator's record of the tagged request's caller leaving, waited for ``until``."""
-    while True:
-        for row in httpx.get(sim + "/_sim/departures").json():
-            if row["headers"].get("x-sim-test-tag") == tag:
-                return dict(row)
-        if time.time() > until:
-            return None
-        time.sleep(0.05)
-
-
-def _logged(url: str, request_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 10
-    while True:
-        rows = httpx.get(url + "/admin/logs", params={"since": "10m"}, headers=ADMIN).json()
-        found = [row for row in rows["data"] if row["request_id"] == request_id]
-        if found or time.monotonic() > deadline:
-            assert found, f"request {request_id} not logged"
-            return dict(found[0])
-        time.sleep(0.1)
-
-
 @pytest.mark.parametrize("stream", [False, True], ids=["complete", "streamed"])
 @pytest.mark.parametrize("family", ["openai", "anthropic"])
 def test_a_client_that_leaves_during_a_long_first_token_stops_the_upstream_call(
@@ -141,7 +119,7 @@ def test_a_client_that_leaves_during_a_long_first_token_stops_the_upstream_call(
     left_at = time.time()
 
     # The upstream connection closes soon after the client's, not when the answer is ready.
-    departure = _departure(sim, tag, until=left_at + NOTICED_WITHIN_S)
+    departure = sim_departure(sim, tag, until=left_at + NOTICED_WITHIN_S)
     assert departure is not None, "the upstream call went on after the client left"
     assert departure["at"] - left_at < NOTICED_WITHIN_S
 
@@ -149,7 +127,7 @@ def test_a_client_that_leaves_during_a_long_first_token_stops_the_upstream_call(
     row = _budget(gateway, key_id)
     assert (row["reserved_usd"], row["spent_usd"]) == (0, 0)
 
-    record = _logged(gateway, request_id)
+    record = logged_row(gateway, request_id, ADMIN)
     assert (record["status"], record["error_code"]) == (499, "client_disconnected")
     assert record["stream"] is stream
     assert record["cost_micros"] == 0
@@ -187,9 +165,9 @@ def test_a_client_that_leaves_during_a_silence_mid_stream_stops_the_upstream_cal
     stream.close()
     left_at = time.time()
 
-    departure = _departure(sim, tag, until=left_at + NOTICED_WITHIN_S)
+    departure = sim_departure(sim, tag, until=left_at + NOTICED_WITHIN_S)
     assert departure is not None, "the upstream call went on after the client left"
-    record = _logged(gateway, request_id)
+    record = logged_row(gateway, request_id, ADMIN)
     assert (record["status"], record["error_code"]) == (499, "client_disconnected")
     assert record["output_tokens"] > 0  # what was generated before the client left is paid
     assert _budget(gateway, key_id)["reserved_usd"] == 0

@@ -21,7 +21,14 @@ import httpx
 import openai
 import pytest
 
-from tests.support import CLIENT_KEY, Process, running_gateway, running_simulator
+from tests.support import (
+    CLIENT_KEY,
+    Process,
+    logged_row,
+    running_gateway,
+    running_simulator,
+    sim_departure,
+)
 
 ADMIN = {"Authorization": f"Bearer {CLIENT_KEY}"}
 TOTAL_S = 2.0  # the upstream's total limit on the "-short" models
@@ -96,32 +103,11 @@ def _stalled_stream(url: str, route: str, tag: str, short: bool = False) -> sock
     return sock
 
 
-def _departure(sim: str, tag: str, until: float) -> dict[str, Any] | None:
-    while True:
-        for row in httpx.get(sim + "/_sim/departures").json():
-            if row["headers"].get("x-sim-test-tag") == tag:
-                return dict(row)
-        if time.time() > until:
-            return None
-        time.sleep(0.05)
-
-
 def _failures(url: str, route: str) -> int:
     """The failures the health of the route's "-short" deployment holds."""
     rows = httpx.get(url + "/admin/deployments", headers=ADMIN).json()["data"]
     deployment = f"{ROUTES[route][1]}-short#0"
     return int({row["id"]: row for row in rows}[deployment]["failures"])
-
-
-def _logged(url: str, request_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 10
-    while True:
-        rows = httpx.get(url + "/admin/logs", params={"since": "10m"}, headers=ADMIN).json()
-        found = [row for row in rows["data"] if row["request_id"] == request_id]
-        if found or time.monotonic() > deadline:
-            assert found, f"request {request_id} not logged"
-            return dict(found[0])
-        time.sleep(0.1)
 
 
 @pytest.mark.parametrize("route", list(ROUTES))
@@ -135,9 +121,9 @@ def test_a_client_that_leaves_while_the_gateway_waits_for_it_to_read_is_a_499(
     sock.close()
     left_at = time.time()
 
-    departure = _departure(sim, tag, until=left_at + 2.0)
+    departure = sim_departure(sim, tag, until=left_at + 2.0)
     assert departure is not None, "the upstream call went on after the client left"
-    record = _logged(url, f"t-slow-{tag[:12]}")
+    record = logged_row(url, f"t-slow-{tag[:12]}", ADMIN)
     assert (record["status"], record["error_code"]) == (499, "client_disconnected")
     assert record["output_tokens"] > 0  # what was sent before it left is accounted for
     assert "failed unexpectedly" not in process.output()
@@ -155,9 +141,9 @@ def test_a_client_that_stops_reading_does_not_hold_the_upstream_call_past_its_li
     started = time.time()
     sock = _stalled_stream(url, route, tag, short=True)
     try:
-        departure = _departure(sim, tag, until=started + TOTAL_S + GAP_S + 2.0)
+        departure = sim_departure(sim, tag, until=started + TOTAL_S + GAP_S + 2.0)
         assert departure is not None, "the upstream call went on while the client read nothing"
-        record = _logged(url, f"t-slow-{tag[:12]}")
+        record = logged_row(url, f"t-slow-{tag[:12]}", ADMIN)
         assert (record["status"], record["error_code"]) == (504, "upstream_total_timeout")
         assert record["output_tokens"] > 0
         assert _failures(url, route) == 0  # the client's doing, not the deployment's
