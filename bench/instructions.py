@@ -12,6 +12,7 @@ thread (the request log's SQLite writer): judge those by paired timings.
     python bench/instructions.py --setup limits        # scenario e's limits and budget
     python bench/instructions.py --extra "telemetry: {request_log: {enabled: false}}"
     python bench/instructions.py --requests 4000 --concurrency 16
+    python bench/instructions.py --dialect anthropic  # /v1/messages to an anthropic deployment
 
 The target runs under ``valgrind --tool=callgrind`` on core 0 with instrumentation off; it
 is switched on (``callgrind_control -i on``) only around the measured requests, which a
@@ -58,13 +59,15 @@ def _wait(url: str, proc: subprocess.Popen[bytes]) -> None:
         time.sleep(1.0)
 
 
-async def _send(url: str, key: str, count: int, concurrency: int) -> None:
+async def _send(
+    url: str, key: str, count: int, concurrency: int, body: bytes | None = None
+) -> None:
     import aiohttp
 
     headers = {"Content-Type": "application/json"}
     if key:
         headers["Authorization"] = f"Bearer {key}"
-    body = run.chat_body("bench-chat")
+    body = run.chat_body("bench-chat") if body is None else body
     left = count
 
     async def worker(session: aiohttp.ClientSession) -> None:
@@ -114,10 +117,12 @@ def measure(args: argparse.Namespace, procs: run.Processes) -> float:
     _wait(ready, proc)
     server = run.Server("target", proc, port)
     key = run.create_key(server) if args.target == "gateway" else ""
-    url = f"http://{run.HOST}:{port}/v1/chat/completions"
-    asyncio.run(_send(url, key, WARMUP_REQUESTS, args.concurrency))
+    target = run.Target(args.target, args.target, dialect=args.dialect)
+    url = f"http://{run.HOST}:{port}{target.path}"
+    body = target.body()
+    asyncio.run(_send(url, key, WARMUP_REQUESTS, args.concurrency, body))
     _instrument(proc.pid, True)
-    asyncio.run(_send(url, key, args.requests, args.concurrency))
+    asyncio.run(_send(url, key, args.requests, args.concurrency, body))
     _instrument(proc.pid, False)
     procs.stop(proc)
     collected = re.search(r"Collected : ([\d,]+)", log.read_text())
@@ -134,6 +139,9 @@ def main() -> int:
         "--setup", choices=tuple(run.GATEWAY_SETUPS), default="plain", help="gateway config"
     )
     parser.add_argument("--extra", default="", help="YAML appended to the gateway's config")
+    parser.add_argument(
+        "--dialect", choices=("openai", "anthropic"), default="openai", help="the route loaded"
+    )
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
@@ -155,6 +163,8 @@ def main() -> int:
         name += f" ({args.setup})"
     if args.extra:
         name += f" ({args.extra})"
+    if args.dialect != "openai":
+        name += f" ({args.dialect})"
     print(f"{name}: {per_request:,.0f} instructions a request")
     return 0
 

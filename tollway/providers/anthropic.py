@@ -6,9 +6,10 @@ The key goes in ``x-api-key``; every call names the API version it was written a
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import orjson
 from yarl import URL
 
 from tollway.core.errors import UpstreamProtocolError
@@ -19,7 +20,7 @@ from tollway.wire.anthropic_response import (
     WIRE_FORMAT,
     error_from_wire,
     response_from_wire,
-    usage_from_answer,
+    usage_from_answer_bytes,
 )
 from tollway.wire.anthropic_stream import StreamReader
 
@@ -60,7 +61,12 @@ class AnthropicProvider:
         return headers, secret
 
     async def _post(
-        self, request: ChatRequest, deployment: Deployment, path: str, body: Any
+        self,
+        request: ChatRequest,
+        deployment: Deployment,
+        path: str,
+        body: Any,
+        parse: Callable[[bytes], Any] = orjson.loads,
     ) -> tuple[bytes, Any]:
         headers, secret = self._headers(request, deployment)
         return await self._client.post_json_body(
@@ -70,16 +76,20 @@ class AnthropicProvider:
             deployment.timeouts,
             error_from_wire,
             secret,
+            parse,
         )
 
     async def chat(self, request: ChatRequest, deployment: Deployment) -> ChatResponse:
         """One complete answer."""
         body = request_to_wire(request, deployment.model)
         body.pop("stream", None)
-        payload, raw = await self._post(request, deployment, "/v1/messages", body)
         if request.answer_as_is and request.wire_format == WIRE_FORMAT:
-            response = usage_from_answer(raw)  # the client is sent ``payload`` itself
+            # The client is sent ``payload`` itself: only its usage is read.
+            payload, response = await self._post(
+                request, deployment, "/v1/messages", body, usage_from_answer_bytes
+            )
         else:
+            payload, raw = await self._post(request, deployment, "/v1/messages", body)
             response = response_from_wire(raw)
         response.raw = payload
         return response

@@ -13,6 +13,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import msgspec
+import orjson
+
 from tollway.core.errors import (
     InvalidRequest,
     UpstreamError,
@@ -149,6 +152,39 @@ def usage_from_answer(raw: Any) -> ChatResponse:
     return ChatResponse(
         str(get("id") or ""), str(get("model") or ""), int(time.time()), [], usage, {}, WIRE_FORMAT
     )
+
+
+class _Answer(msgspec.Struct):
+    id: str = ""
+    model: str = ""
+    content: list[msgspec.Raw] | None = None
+    usage: dict[str, Any] | None = None
+
+
+_ANSWER = msgspec.json.Decoder(_Answer)
+"""Reads of an answer the fields ``usage_from_answer`` takes: the content blocks are checked
+to be JSON and skipped, not made into objects; the usage object is read whole (its extras
+and server tool counts are kept as ``usage_from_wire`` keeps them)."""
+
+
+def usage_from_answer_bytes(payload: bytes) -> ChatResponse:
+    """``usage_from_answer`` of an answer's bytes, for an answer the client is sent as it came:
+    the same response and usage, read without parsing the content. An answer whose fields are
+    not of the usual types (a ``null`` id, a usage that is not an object) is parsed whole, as
+    before. Raises ``ValueError`` (``msgspec.DecodeError``) for bytes that are not JSON."""
+    try:
+        answer = _ANSWER.decode(payload)
+    except msgspec.ValidationError:
+        return usage_from_answer(orjson.loads(payload))
+    if answer.content is None or answer.usage is None:
+        # No content: the 502 usage_from_answer says; no usage: estimated from the content.
+        return usage_from_answer(orjson.loads(payload))
+    try:
+        usage = usage_from_wire(answer.usage)
+    except (TypeError, ValueError) as exc:
+        raise UpstreamProtocolError(f"upstream usage is malformed: {exc}") from None
+    assert usage is not None  # an object
+    return ChatResponse(answer.id, answer.model, int(time.time()), [], usage, {}, WIRE_FORMAT)
 
 
 def response_from_wire(raw: Any) -> ChatResponse:

@@ -41,6 +41,7 @@ from tollway.wire.anthropic_response import (
     response_from_wire,
     response_to_wire,
     usage_from_answer,
+    usage_from_answer_bytes,
     usage_from_wire,
     usage_to_wire,
 )
@@ -1201,6 +1202,50 @@ def test_an_answer_sent_as_it_came_is_parsed_for_its_usage_only() -> None:
         usage_from_answer({"id": "msg_2", "usage": body["usage"]})
     with pytest.raises(UpstreamProtocolError, match="usage"):
         usage_from_answer({**body, "usage": {"input_tokens": "many"}})
+
+
+def _read(response: Any) -> tuple[Any, ...]:
+    return (response.id, response.model, response.choices, response.usage, response.wire_format)
+
+
+server_tools = st.sampled_from(
+    [{}, {"server_tool_use": {"web_search_requests": 2}}, {"service_tier": "standard"}]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(response_content, usage, server_tools)
+def test_an_answer_read_from_its_bytes_is_read_as_from_its_parsed_json(
+    content: list[dict[str, Any]], usage: dict[str, Any], extra_usage: dict[str, Any]
+) -> None:
+    body = {
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x",
+        "content": content, "stop_reason": "end_turn", "stop_sequence": None,
+        "usage": {**usage, **extra_usage},
+    }  # fmt: skip
+    assert _read(usage_from_answer_bytes(orjson.dumps(body))) == _read(usage_from_answer(body))
+
+
+def test_an_anthropic_answer_of_unusual_types_read_from_its_bytes_is_read_as_before() -> None:
+    content = [{"type": "text", "text": "Hello there"}]
+    for body in (
+        {"id": None, "content": content, "usage": {"input_tokens": 1, "output_tokens": 2}},
+        {"id": "m", "model": 3, "content": content, "usage": {"input_tokens": "4"}},
+        {"id": "m", "content": content, "usage": {"input_tokens": None, "output_tokens": 2.0}},
+    ):
+        whole = usage_from_answer(body)
+        assert _read(usage_from_answer_bytes(orjson.dumps(body)))[2:] == _read(whole)[2:]
+    # Without usage the content is what the cost is estimated from: parsed whole.
+    whole = usage_from_answer_bytes(orjson.dumps({"id": "m", "content": content}))
+    assert whole.usage is None and whole.choices[0].message.text() == "Hello there"
+    for raw in (b'{"content": [1,]}', b'{"content": []} trailing', b"", b"[1"):
+        with pytest.raises(ValueError):
+            usage_from_answer_bytes(raw)
+    for raw in (b'{"id": "m", "usage": {"input_tokens": 1}}', b"[1, 2]", b'{"content": 3}'):
+        with pytest.raises(UpstreamProtocolError, match="'content' array"):
+            usage_from_answer_bytes(raw)
+    with pytest.raises(UpstreamProtocolError, match="usage is malformed"):
+        usage_from_answer_bytes(b'{"content": [], "usage": {"input_tokens": "many"}}')
 
 
 def test_the_output_limit_is_named_as_the_openai_upstream_wants_it() -> None:
