@@ -85,9 +85,10 @@ class AnthropicProvider:
         body.pop("stream", None)
         if request.answer_as_is and request.wire_format == WIRE_FORMAT:
             # The client is sent ``payload`` itself: only its usage is read.
-            payload, response = await self._post(
+            payload, read = await self._post(
                 request, deployment, "/v1/messages", body, usage_from_answer_bytes
             )
+            response: ChatResponse = read
         else:
             payload, raw = await self._post(request, deployment, "/v1/messages", body)
             response = response_from_wire(raw)
