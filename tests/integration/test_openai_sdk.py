@@ -11,6 +11,7 @@ import httpx
 import openai
 import pytest
 
+from tests.integration.sdk import sent_upstream
 from tests.support import CLIENT_KEY
 
 WEATHER_TOOL = {
@@ -268,6 +269,45 @@ def test_unknown_fields_reach_the_upstream(client: openai.OpenAI, simulator_url:
     assert body["frobnicate"] == {"level": 3}
     assert body["presence_penalty"] == 0.5
     assert body["model"] == "sim-chat"
+
+
+def test_a_plain_request_reaches_an_openai_deployment_as_the_client_wrote_it(
+    gateway_url: str, simulator_url: str
+) -> None:
+    # A plain body (text messages, fields of their usual types) goes upstream as it came,
+    # with the deployment's model; one the gateway normalises goes as the canonical request
+    # says it. Either way the upstream reads what the client asked.
+    plain = {
+        "model": "test-chat",
+        "messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "plain body check"},
+        ],
+        "max_tokens": 9,
+        "temperature": 0.5,
+        "metadata": {"team": "a", "nested": [1, None, {"x": True}]},
+        "service_tier": None,
+    }
+    normalised = {
+        **plain,
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "normal check"}]}],
+        "stop": "END",
+        "temperature": 1,
+    }
+    for body, marker in ((plain, "plain body check"), (normalised, "normal check")):
+        answer = httpx.post(
+            gateway_url + "/v1/chat/completions",
+            json=body,
+            headers={"authorization": f"Bearer {CLIENT_KEY}"},
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text
+        sent = sent_upstream(simulator_url, marker)
+        assert sent["model"] == "sim-chat"
+        assert sent["metadata"] == plain["metadata"]
+        assert (sent["max_tokens"], sent["temperature"]) == (9, body["temperature"])
+    assert sent_upstream(simulator_url, "plain body check") == {**plain, "model": "sim-chat"}
+    assert sent_upstream(simulator_url, "normal check")["stop"] == ["END"]
 
 
 def test_custom_tools_and_allowed_tools_reach_openai_deployments_unchanged(

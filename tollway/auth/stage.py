@@ -14,6 +14,7 @@ class ModelAccess(Stage):
     """403 when the caller's key (or anonymous access) does not cover the model asked for."""
 
     name = "model-access"
+    writes_requests = False
 
     def on_request(self, ctx: RequestContext) -> Awaitable[Reply | None] | None:
         """Refuse a model outside the principal's allowed models."""

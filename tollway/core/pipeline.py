@@ -83,6 +83,10 @@ class Stage:
     """Whether ``on_response`` reads a complete answer's content (its choices); a stage that
     reads only the context says False, so an answer sent on as the upstream's bytes need not
     be parsed for it (``ChatRequest.answer_as_is``)."""
+    writes_requests = True
+    """Whether ``on_request`` or ``on_attempt`` may change the request (``ctx.chat``); a stage
+    that only reads it says False, so a plain client body may be sent upstream as it came
+    (``ChatRequest.wire_body``)."""
     counts_input = False
     """Whether the stage counts the request's input tokens (admission does): a large request
     is then counted ahead, off the event loop (``Pipeline.count_ahead``)."""
@@ -154,6 +158,11 @@ class Pipeline:
         # Membership by identity: the stages that override each of the two per-request hooks.
         self._request_hooked = frozenset(s for s in self._stages if _overrides(s, "on_request"))
         self._counts_input = any(stage.counts_input for stage in self._stages)
+        self._requests_written = any(
+            s.writes_requests
+            for s in self._stages
+            if _overrides(s, "on_request") or _overrides(s, "on_attempt")
+        )
         self._complete_hooked = frozenset(s for s in self._stages if _overrides(s, "on_complete"))
         config = self._health.config
         self._backoff, self._backoff_max = config.backoff, config.backoff_max
@@ -231,6 +240,8 @@ class Pipeline:
         assert ctx.chat is not None
         if self._answers_read:
             ctx.chat.answer_as_is = False
+        if self._requests_written:
+            ctx.chat.wire_body = None
         entering = self._enter_stages(ctx)
         early = None if entering is None else await entering
         if isinstance(early, ChatResponse):
@@ -265,6 +276,8 @@ class Pipeline:
         """The answer as chunks; failover is possible until its first content is in hand (the
         stream's head before it is held: ``wire/stream_head.py``)."""
         assert ctx.chat is not None
+        if self._requests_written:
+            ctx.chat.wire_body = None
         entering = self._enter_stages(ctx)
         early = None if entering is None else await entering
         if isinstance(early, ChatResponse):

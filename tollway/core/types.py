@@ -255,6 +255,12 @@ class ChatRequest:
     nothing reads its content: the provider may leave the response's ``choices`` empty and
     parse only what accounting needs. Set by a dialect that sends ``ChatResponse.raw``; the
     pipeline clears it when a stage reads answers (``Stage.reads_answers``)."""
+    wire_body: JSON | None = None
+    """The client's body, when it is plain enough that the canonical request says exactly what
+    it says (``wire_format``'s codec sets it: plain messages and fields of their usual types):
+    an upstream of the same format may be sent it with only the model replaced instead of a
+    body encoded from the canonical request. The pipeline clears it before any stage that may
+    change the request runs (``Stage.writes_requests``)."""
 
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"]

@@ -241,6 +241,13 @@ class OpenAIProvider:
     def _body(self, request: ChatRequest, deployment: Deployment) -> dict[str, Any]:
         flavor = self._flavor
         stream = request.stream  # the stream rules are not even asked for a plain answer
+        plain = request.wire_body
+        if plain is not None and not stream and flavor.fields is None:
+            # The client's own plain Chat Completions body says what the canonical request
+            # does; only the model is the deployment's (``ChatRequest.wire_body``).
+            body = plain.copy()
+            body["model"] = flavor.body_model(deployment)
+            return body
         body = request_to_wire(
             request,
             flavor.body_model(deployment),

@@ -167,6 +167,7 @@ class BodyCapturingStage(Stage):
     """``RequestLogStage`` that also keeps the bodies of some teams' requests."""
 
     name = "request_log"
+    writes_requests = False
 
     def __init__(self, put: Put, teams: Collection[str] | None) -> None:
         """``teams``: the team ids whose bodies are kept; ``None``: every request's."""

@@ -143,6 +143,7 @@ class TracingStage(Stage):
     """Writes the request's span and one span per upstream attempt."""
 
     name = "tracing"
+    writes_requests = False
 
     def __init__(self, tracing: Tracing, table: RoutingTable) -> None:
         self._emit = tracing.processor.on_end

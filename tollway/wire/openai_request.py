@@ -51,9 +51,20 @@ def request_from_wire(body: dict[str, Any]) -> ChatRequest:
     model = body.get("model")
     if type(model) is not str:
         model = required(body, "model", str)
-    request = ChatRequest(
-        model, [_message_from_wire(m, i) for i, m in enumerate(messages)], wire_format=WIRE_FORMAT
-    )
+    # Plain: every message is {"role", "content": "text"} and every field the canonical
+    # request models is of its usual type, so the request says exactly what the body says.
+    plain = True
+    parsed: list[Message] = []
+    for index, raw in enumerate(messages):
+        if type(raw) is dict and len(raw) == 2:
+            # The common message, without the generic walk.
+            role, content = raw.get("role"), raw.get("content")
+            if type(content) is str and type(role) is str and role in _ROLES:
+                parsed.append(Message(role, content))  # type: ignore[arg-type]  # in _ROLES
+                continue
+        plain = False
+        parsed.append(_message_from_wire(raw, index))
+    request = ChatRequest(model, parsed, wire_format=WIRE_FORMAT)
     extra = request.extra
     for key, value in body.items():
         field = _FIELDS.get(key)
@@ -64,15 +75,21 @@ def request_from_wire(body: dict[str, Any]) -> ChatRequest:
             if value is not None:
                 attribute, kind = field
                 if type(value) is not kind:
+                    plain = False
                     value = number(body, key) if kind is float else optional(body, key, kind)
                 setattr(request, attribute, value)
+            else:
+                plain = False
         else:
+            plain = False
             field(request, value)
     if "max_completion_tokens" in body:
         # The newer name wins when a client sends both.
         newer = optional(body, "max_completion_tokens", int)
         if newer is not None:
             request.max_tokens = newer
+        if "max_tokens" in body or type(newer) is not int:
+            plain = False  # the upstream is sent one of the two, or no null
     if request.max_tokens is not None and request.max_tokens < 1:
         name = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
         raise InvalidRequest(f"'{name}' must be at least 1", param=name)
@@ -85,6 +102,8 @@ def request_from_wire(body: dict[str, Any]) -> ChatRequest:
         raise InvalidRequest(
             "'tool_choice' requires a tool, but the request has no 'tools'", param="tool_choice"
         )
+    if plain:
+        request.wire_body = body
     return request
 
 
@@ -224,11 +243,6 @@ def _stop_from_wire(stop: Any) -> list[str] | None:
 
 
 def _message_from_wire(raw: Any, index: int) -> Message:
-    if type(raw) is dict and len(raw) == 2:
-        # The common message, {"role": ..., "content": "text"}, without the generic walk.
-        role, content = raw.get("role"), raw.get("content")
-        if type(content) is str and type(role) is str and role in _ROLES:
-            return Message(role, content)  # type: ignore[arg-type]  # role is in _ROLES
     param = f"messages[{index}]"
     obj = json_object(raw, param)
     role = required(obj, "role", str, f"{param}.role")

@@ -442,3 +442,25 @@ def test_an_answer_that_is_not_json_or_has_no_choices_is_the_upstreams_fault() -
             usage_from_answer_bytes(raw)
     with pytest.raises(UpstreamProtocolError, match="usage is malformed"):
         usage_from_answer_bytes(b'{"choices": [], "usage": {"prompt_tokens": "many"}}')
+
+
+def test_only_a_plain_body_is_kept_to_be_sent_as_it_came() -> None:
+    hello = {"role": "user", "content": "hi"}
+    plain = {"model": "m", "messages": [hello], "max_tokens": 5, "temperature": 0.2, "x": [1]}
+    assert request_from_wire(plain).wire_body is plain
+    only_newer = {"model": "m", "messages": [hello], "max_completion_tokens": 5}
+    assert request_from_wire(only_newer).wire_body is only_newer
+    for changed in (
+        {"messages": [hello, {"role": "user", "content": "x", "name": "n"}]},
+        {"messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]},
+        {"temperature": 1},  # an integer, read as a float
+        {"temperature": None},
+        {"stop": "END"},
+        {"tools": [{"type": "function", "function": {"name": "f"}}]},
+        {"response_format": {"type": "json_object"}},
+        {"stream_options": {"include_usage": True}},
+        {"max_tokens": 5, "max_completion_tokens": 6},
+        {"max_completion_tokens": None},
+    ):
+        body = {"model": "m", "messages": [hello], **changed}
+        assert request_from_wire(body).wire_body is None, changed
