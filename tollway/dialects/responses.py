@@ -22,8 +22,16 @@ from tollway.auth.stage import check_model_access
 from tollway.core.context import RequestContext
 from tollway.core.errors import GatewayError, InvalidRequest, NotFound
 from tollway.core.types import JSON, ChatChunk, ChatRequest
-from tollway.dialects.http import exchange, request_id, routing_headers, stream_events
+from tollway.dialects.http import (
+    Failure,
+    exchange,
+    request_id,
+    routing_headers,
+    stream_events,
+)
 from tollway.dialects.openai import error_response, failure
+from tollway.wire.responses_input import Origins
+from tollway.wire.responses_paths import client_param
 from tollway.wire.responses_request import request_from_wire
 from tollway.wire.responses_response import response_to_wire
 from tollway.wire.responses_stream import StreamWriter
@@ -35,24 +43,22 @@ if TYPE_CHECKING:
     from tollway.gateway import Gateway
 
 _JSON = "application/json"
-# The Chat Completions names a Responses request's fields take inside the gateway (its
-# canonical request is a chat request), and the names the client sent them under.
-_CLIENT_NAMES = {
-    "reasoning_effort": "reasoning.effort",
-    "verbosity": "text.verbosity",
-    "max_tokens": "max_output_tokens",
-    "max_completion_tokens": "max_output_tokens",
-    "messages": "input",
-}
 
 
-def _failure(exc: GatewayError, rid: str, headers: dict[str, str]) -> web.StreamResponse:
-    """An error in OpenAI's shape that names the fields as the Responses client sent them."""
-    name = _CLIENT_NAMES.get(exc.param or "")
-    if name is not None:
-        exc.message = exc.message.replace(f"'{exc.param}'", f"'{name}'")
-        exc.param = name
-    return failure(exc, rid, headers)
+def _failure(origins: Origins) -> Failure:
+    """Errors in OpenAI's shape that name the fields as the Responses client sent them (its
+    canonical request is a chat request: later steps name Chat Completions' fields);
+    ``origins``: where the parse found each message."""
+
+    def fail(exc: GatewayError, rid: str, headers: dict[str, str]) -> web.StreamResponse:
+        if exc.param:
+            name = client_param(exc.param, origins)
+            if name != exc.param:
+                exc.message = exc.message.replace(f"'{exc.param}'", f"'{name}'")
+                exc.param = name
+        return failure(exc, rid, headers)
+
+    return fail
 
 
 class _Encoder(StreamWriter):
@@ -115,10 +121,12 @@ class ResponsesDialect:
     async def create(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/responses``, streaming or not."""
         echo: JSON = {}
+        origins: Origins = []
 
         def parse(body: dict[str, Any]) -> ChatRequest:
             parsed = request_from_wire(body)
             echo.update(parsed.echo)  # what the Response object repeats back
+            origins.extend(parsed.origins)
             # As sent, for a deployment that speaks the Responses API (``responses_api``).
             parsed.chat.responses_body = body
             return parsed.chat
@@ -152,15 +160,19 @@ class ResponsesDialect:
             )
 
         return await exchange(
-            request, self._gateway, parse, answer, _failure, logged_as="responses"
+            request, self._gateway, parse, answer, _failure(origins), logged_as="responses"
         )
 
     async def count_input_tokens(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/responses/input_tokens``: the input tokens of a Responses request, counted
         as ``/v1/messages/count_tokens`` counts (the provider's count, or a local one)."""
 
+        origins: Origins = []
+
         def parse(body: dict[str, Any]) -> ChatRequest:
-            chat = request_from_wire(body).chat
+            parsed = request_from_wire(body)
+            origins.extend(parsed.origins)
+            chat = parsed.chat
             only = chat.responses_only
             if only is not None:
                 # Stored state and built-in tools are counted by the upstream that holds them:
@@ -184,7 +196,7 @@ class ResponsesDialect:
                 body=orjson.dumps(counted), content_type=_JSON, headers=routing_headers(ctx)
             )
 
-        return await exchange(request, self._gateway, parse, answer, _failure)
+        return await exchange(request, self._gateway, parse, answer, _failure(origins))
 
     async def not_stored(self, request: web.Request) -> web.Response:
         """Reading, cancelling or deleting a stored response: a 404, as none is stored."""
