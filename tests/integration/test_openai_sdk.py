@@ -346,7 +346,7 @@ def test_custom_tools_and_allowed_tools_reach_openai_deployments_unchanged(
     refused = [
         ({"tools": [custom]}, "tools"),
         ({"tools": [WEATHER_TOOL], "tool_choice": named}, "tool_choice"),
-        ({"messages": history}, "messages"),
+        ({"messages": history}, "messages[1].tool_calls"),  # the message that holds them
     ]
     for fields, param in refused:
         request: dict[str, Any] = {"model": "test-claude", "messages": history[:1], **fields}

@@ -404,6 +404,23 @@ def test_stored_responses_cannot_be_retrieved_or_deleted(client: openai.OpenAI) 
     assert "does not store responses" in caught.value.message
     with pytest.raises(openai.NotFoundError):
         client.responses.delete("resp_123")
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.responses.cancel("resp_123")
+    assert caught.value.code == "response_not_stored"
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.responses.input_items.list("resp_123")
+    assert caught.value.code == "response_not_stored"
+
+
+@pytest.mark.parametrize("route", ["compact", "input_tokens"])
+def test_a_post_route_read_with_get_is_a_405_not_a_response_id(
+    gateway_url: str, route: str
+) -> None:
+    answer = httpx.get(
+        f"{gateway_url}/v1/responses/{route}", headers={"Authorization": f"Bearer {CLIENT_KEY}"}
+    )
+    assert answer.status_code == 405 and answer.headers["Allow"] == "POST"
+    assert answer.json()["error"]["type"] == "invalid_request_error"
 
 
 def test_input_tokens_are_counted(client: openai.OpenAI) -> None:

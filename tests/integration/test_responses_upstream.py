@@ -362,3 +362,52 @@ def test_a_stage_that_reads_answers_reads_the_upstreams_as_it_goes_on_as_it_came
     assert final["output"][0]["encrypted_content"]  # the upstream's answer, as it came
     row = logged(capturing, answer.headers["x-request-id"])
     assert f"Simulated reply to: {asked}" in json.dumps(row["response"])
+
+
+def test_a_conversation_is_compacted_by_the_responses_api(
+    client: openai.OpenAI, gateway: str, simulator_url: str
+) -> None:
+    # It was a 405 saying GET and DELETE were allowed (the path read as a response id).
+    asked = question("compact this conversation")
+    history: Any = [
+        {"role": "user", "content": asked},
+        {"role": "assistant", "content": "an earlier answer"},
+    ]
+    raw = client.responses.with_raw_response.compact(
+        model="native-4o", input=history, instructions="be brief"
+    )
+    compacted = raw.parse()
+    (call,) = received(simulator_url, asked)
+    assert call["path"] == "/v1/responses/compact"
+    assert call["headers"]["authorization"] == f"Bearer {UPSTREAM_KEY}"
+    assert call["json"] == {"model": "gpt-4o", "input": history, "instructions": "be brief"}
+    assert compacted.object == "response.compaction"
+    user, sealed = compacted.output
+    assert user.type == "message" and sealed.type == "compaction" and sealed.encrypted_content
+    usage = compacted.usage
+    cost = usage.input_tokens * 1000 + usage.output_tokens * 4000
+    assert micros(raw.headers["x-tollway-cost-usd"]) == cost
+    row = logged(gateway, raw.headers["x-request-id"])
+    assert (row["deployment_id"], row["status"], row["cost_micros"]) == ("4o", 200, cost)
+    # The compaction goes on in a later request's input: only a Responses upstream reads it.
+    later = [sealed.model_dump(exclude_none=True), {"role": "user", "content": "and now?"}]
+    assert client.responses.create(model="native-4o", input=later).status == "completed"
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model="compatible", input=later)
+    assert caught.value.param == "input[0].type" and "compaction" in caught.value.message
+
+
+def test_compaction_is_refused_where_no_deployment_can_compact(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.compact(model="compatible", input="x")
+    assert caught.value.param == "model" and "responses_api" in caught.value.message
+    with pytest.raises(openai.BadRequestError) as caught:  # compaction takes no such field
+        client.responses.compact(model="native-4o", input="x", extra_body={"stream": True})
+    assert (caught.value.param, caught.value.code) == ("stream", "unknown_parameter")
+
+
+def test_a_stored_response_is_compacted_from_its_id_alone(client: openai.OpenAI) -> None:
+    stored = client.responses.create(model="native-4o", input=question("remember this"))
+    compacted = client.responses.compact(model="native-4o", previous_response_id=stored.id)
+    assert compacted.output[-1].type == "compaction"
+    assert compacted.usage.input_tokens >= stored.usage.input_tokens  # its context, counted

@@ -247,6 +247,9 @@ class ChatRequest:
     deployment that speaks the Responses API (``Deployment.responses_api``) is sent it, the
     model and output limit as the gateway decided them, and its answer in that API's own
     format (``wire/responses_upstream.py``) goes to the client as it came."""
+    responses_route: str = ""
+    """Where under the Responses API's ``/responses`` the body goes: ``""`` to create a
+    response, ``"/compact"`` to compact a conversation (``POST /v1/responses/compact``)."""
     responses_only: ResponsesOnly | None = None
     """The first field of ``responses_body`` that only a deployment speaking the Responses API
     can serve; ``None``: any candidate can (the canonical request holds all of it)."""

@@ -8,7 +8,9 @@ Errors come in OpenAI's error shape (``dialects/openai.py`` renders them). The g
 no responses, and cannot tell which deployment's upstream stored an id (a response id names no
 account), so the routes that read or change a stored one answer a 404 that says so.
 ``POST /v1/responses/input_tokens`` counts a request's input tokens as the Anthropic dialect's
-``count_tokens`` does.
+``count_tokens`` does. ``POST /v1/responses/compact`` is sent to a deployment that speaks the
+Responses API (only OpenAI can make or read its ``compaction`` item), its answer sent on as it
+came; a model without one is a 400 saying so.
 """
 
 from __future__ import annotations
@@ -16,43 +18,59 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from tollway.auth.stage import check_model_access
 from tollway.core.context import RequestContext
-from tollway.core.errors import GatewayError, InvalidRequest, NotFound
-from tollway.core.types import JSON, ChatChunk, ChatRequest
-from tollway.dialects.http import exchange, request_id, routing_headers, stream_events
+from tollway.core.errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound
+from tollway.core.types import JSON, ChatChunk, ChatRequest, ResponsesOnly
+from tollway.dialects.http import (
+    Failure,
+    exchange,
+    request_id,
+    routing_headers,
+    stream_events,
+)
 from tollway.dialects.openai import error_response, failure
+from tollway.wire.responses_input import Origins
+from tollway.wire.responses_paths import client_param
 from tollway.wire.responses_request import request_from_wire
 from tollway.wire.responses_response import response_to_wire
 from tollway.wire.responses_stream import StreamWriter
+from tollway.wire.responses_upstream import (
+    COMPACT_FIELDS,
+    EventRelay,
+    changed_response,
+    upstream_object,
+)
 from tollway.wire.responses_upstream import WIRE_FORMAT as RESPONSES_FORMAT
-from tollway.wire.responses_upstream import EventRelay, changed_response
 
 if TYPE_CHECKING:
     from tollway.core.pipeline import Pipeline
     from tollway.gateway import Gateway
 
 _JSON = "application/json"
-# The Chat Completions names a Responses request's fields take inside the gateway (its
-# canonical request is a chat request), and the names the client sent them under.
-_CLIENT_NAMES = {
-    "reasoning_effort": "reasoning.effort",
-    "verbosity": "text.verbosity",
-    "max_tokens": "max_output_tokens",
-    "max_completion_tokens": "max_output_tokens",
-    "messages": "input",
-}
+_POST_ONLY = frozenset({"compact", "input_tokens"})
+_COMPACTION = (
+    "compaction ('/v1/responses/compact') is OpenAI's Responses API's own: its 'compaction' item "
+    "is encrypted for OpenAI"
+)
 
 
-def _failure(exc: GatewayError, rid: str, headers: dict[str, str]) -> web.StreamResponse:
-    """An error in OpenAI's shape that names the fields as the Responses client sent them."""
-    name = _CLIENT_NAMES.get(exc.param or "")
-    if name is not None:
-        exc.message = exc.message.replace(f"'{exc.param}'", f"'{name}'")
-        exc.param = name
-    return failure(exc, rid, headers)
+def _failure(origins: Origins) -> Failure:
+    """Errors in OpenAI's shape that name the fields as the Responses client sent them (its
+    canonical request is a chat request: later steps name Chat Completions' fields);
+    ``origins``: where the parse found each message."""
+
+    def fail(exc: GatewayError, rid: str, headers: dict[str, str]) -> web.StreamResponse:
+        if exc.param:
+            name = client_param(exc.param, origins)
+            if name != exc.param:
+                exc.message = exc.message.replace(f"'{exc.param}'", f"'{name}'")
+                exc.param = name
+        return failure(exc, rid, headers)
+
+    return fail
 
 
 class _Encoder(StreamWriter):
@@ -103,8 +121,9 @@ class ResponsesDialect:
         for prefix in ("/v1/responses", "/responses"):
             routes += [
                 web.post(prefix, self.create),
-                # Before the routes of a response id, which this path would otherwise be.
+                # Before the routes of a response id, which these paths would otherwise be.
                 web.post(prefix + "/input_tokens", self.count_input_tokens),
+                web.post(prefix + "/compact", self.compact),
                 web.get(prefix + "/{response_id}", self.not_stored),
                 web.delete(prefix + "/{response_id}", self.not_stored),
                 web.post(prefix + "/{response_id}/cancel", self.not_stored),
@@ -115,10 +134,12 @@ class ResponsesDialect:
     async def create(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/responses``, streaming or not."""
         echo: JSON = {}
+        origins: Origins = []
 
         def parse(body: dict[str, Any]) -> ChatRequest:
             parsed = request_from_wire(body)
             echo.update(parsed.echo)  # what the Response object repeats back
+            origins.extend(parsed.origins)
             # As sent, for a deployment that speaks the Responses API (``responses_api``).
             parsed.chat.responses_body = body
             return parsed.chat
@@ -152,15 +173,19 @@ class ResponsesDialect:
             )
 
         return await exchange(
-            request, self._gateway, parse, answer, _failure, logged_as="responses"
+            request, self._gateway, parse, answer, _failure(origins), logged_as="responses"
         )
 
     async def count_input_tokens(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/responses/input_tokens``: the input tokens of a Responses request, counted
         as ``/v1/messages/count_tokens`` counts (the provider's count, or a local one)."""
 
+        origins: Origins = []
+
         def parse(body: dict[str, Any]) -> ChatRequest:
-            chat = request_from_wire(body).chat
+            parsed = request_from_wire(body)
+            origins.extend(parsed.origins)
+            chat = parsed.chat
             only = chat.responses_only
             if only is not None:
                 # Stored state and built-in tools are counted by the upstream that holds them:
@@ -184,11 +209,58 @@ class ResponsesDialect:
                 body=orjson.dumps(counted), content_type=_JSON, headers=routing_headers(ctx)
             )
 
-        return await exchange(request, self._gateway, parse, answer, _failure)
+        return await exchange(request, self._gateway, parse, answer, _failure(origins))
+
+    async def compact(self, request: web.Request) -> web.StreamResponse:
+        """``POST /v1/responses/compact``: a conversation compacted by a deployment that
+        speaks OpenAI's Responses API (its ``compaction`` item is sealed for OpenAI alone, so
+        no other can make or read one), its ``response.compaction`` object sent on as it
+        came; for a model without such a deployment, a 400 saying so."""
+        origins: Origins = []
+
+        def parse(body: dict[str, Any]) -> ChatRequest:
+            for key in body:
+                if key not in COMPACT_FIELDS:
+                    raise InvalidRequest(
+                        f"'{key}' is not a parameter of /v1/responses/compact",
+                        code="unknown_parameter",
+                        param=key,
+                    )
+            # Only ``previous_response_id`` may be given: the canonical request, which routing
+            # and budgets read, then has an empty input.
+            parsed = request_from_wire({**body, "input": body.get("input") or ""})
+            origins.extend(parsed.origins)
+            chat = parsed.chat
+            chat.responses_body = body
+            chat.responses_route = "/compact"
+            chat.responses_only = chat.responses_only or ResponsesOnly("model", _COMPACTION)
+            chat.answer_as_is = True
+            return chat
+
+        async def answer(
+            request: web.Request, pipeline: Pipeline, ctx: RequestContext
+        ) -> web.StreamResponse:
+            ctx.endpoint = "responses"
+            response = await pipeline.chat(ctx)
+            # A stage's change to the answer is not written back: a compaction holds the
+            # client's own messages and a sealed item, no answer of the model's to change.
+            body = response.raw or orjson.dumps(upstream_object(response))
+            return web.Response(body=body, content_type=_JSON, headers=routing_headers(ctx))
+
+        return await exchange(
+            request, self._gateway, parse, answer, _failure(origins), logged_as="responses"
+        )
 
     async def not_stored(self, request: web.Request) -> web.Response:
         """Reading, cancelling or deleting a stored response: a 404, as none is stored."""
         response_id = request.match_info["response_id"]
+        if response_id in _POST_ONLY:  # a route of its own, not a response id
+            method_error = MethodNotAllowed(
+                f"{request.method} is not allowed on {request.path} (allowed: POST)",
+                code="method_not_allowed",
+                headers={hdrs.ALLOW: "POST"},
+            )
+            return error_response(method_error, {"x-request-id": request_id(request)})
         error = NotFound(
             f"The gateway does not store responses, and cannot tell which upstream stored "
             f"'{response_id}', so it cannot be retrieved, cancelled or deleted here; keep the "

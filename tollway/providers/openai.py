@@ -353,22 +353,25 @@ class OpenAIProvider:
         gateway holds (a budget may have lowered it)."""
         assert request.responses_body is not None
         body = {**request.responses_body, "model": self._flavor.responses_model(deployment)}
-        if request.max_tokens is not None:
+        if request.max_tokens is not None and not request.responses_route:  # compaction has none
             body["max_output_tokens"] = request.max_tokens
         return body
 
-    def _responses_url(self, deployment: Deployment) -> URL:
-        key = (deployment.id, deployment.api_base, deployment.model, "/responses")
+    def _responses_url(self, deployment: Deployment, route: str = "") -> URL:
+        """The deployment's Responses API URL, ``route`` (``/compact``) under it."""
+        key = (deployment.id, deployment.api_base, deployment.model, "/responses" + route)
         url = self._urls.get(key)
         if url is None:
-            url = self._urls[key] = URL(self._flavor.responses_url(deployment))
+            # Azure's dated api-versions put the version in the query, after the path.
+            path, mark, query = self._flavor.responses_url(deployment).partition("?")
+            url = self._urls[key] = URL(path + route + mark + query)
         return url
 
     async def _respond(self, request: ChatRequest, deployment: Deployment) -> ChatResponse:
         """A Responses request answered by the upstream's Responses API, sent on as it came."""
         headers, secret = self._headers(deployment, request.upstream_headers)
         body, raw = await self._client.post_json_body(
-            self._responses_url(deployment),
+            self._responses_url(deployment, request.responses_route),
             self._responses_body(request, deployment),
             headers,
             deployment.timeouts,

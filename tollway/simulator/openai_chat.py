@@ -162,9 +162,11 @@ def read_prompt(body: dict[str, Any], call: Call) -> tuple[Prompt, int]:
     prompt_tokens = 0
     last_user = ""
     last_text = ""
-    for message in messages:
+    answering = False  # whether a tool message here answers an assistant turn's calls
+    for index, message in enumerate(messages):
         if not isinstance(message, dict):
             raise InvalidRequest("Invalid 'messages': each message must be an object.", "messages")
+        answering = _check_tool_turn(message, index, answering)
         last_text, tokens = _message_tokens(message)
         prompt_tokens += tokens
         if message.get("role") == "user":
@@ -185,6 +187,21 @@ def read_prompt(body: dict[str, Any], call: Call) -> tuple[Prompt, int]:
     stop = body.get("stop")
     prompt.stop = [stop] if isinstance(stop, str) else [s for s in stop or () if isinstance(s, str)]
     return prompt, prompt_tokens
+
+
+def _check_tool_turn(message: dict[str, Any], index: int, answering: bool) -> bool:
+    """OpenAI's check that a tool message follows an assistant turn with ``tool_calls`` (its
+    words, and its ``param`` with the dot before the index); whether the next may be one."""
+    role = message.get("role")
+    if role == "tool":
+        if not answering:
+            raise InvalidRequest(
+                "Invalid parameter: messages with role 'tool' must be a response to a "
+                "preceeding message with 'tool_calls'.",
+                f"messages.[{index}].role",
+            )
+        return True
+    return role == "assistant" and bool(message.get("tool_calls"))
 
 
 def usage(prompt_tokens: int, completion_tokens: int, reasoning_tokens: int = 0) -> dict[str, Any]:

@@ -13,7 +13,8 @@ another model refuses ``reasoning.effort`` and ``reasoning.summary`` as OpenAI d
 ``unknown_parameter``. ``x-sim-refusal`` answers a ``refusal`` part; ``x-sim-usage: omit``
 answers ``usage: null``. A web search tool is answered with a ``web_search_call`` item
 before the answer, and ``previous_response_id`` continues a response stored here
-(``simulator/responses_tools.py``).
+(``simulator/responses_tools.py``). A ``compaction`` item in ``input`` (made by
+``/v1/responses/compact``, ``simulator/responses_compact.py``) counts ``COMPACTED_TOKENS``.
 
 Streamed, the events come in OpenAI's order, each with its ``sequence_number``:
 ``response.created``, ``response.in_progress``, then item by item
@@ -71,6 +72,8 @@ _KNOWN = frozenset(
     }
 )  # fmt: skip
 _ENCRYPTED = "reasoning.encrypted_content"
+COMPACTED_TOKENS = 64
+"""The input tokens a ``compaction`` item (``/v1/responses/compact``'s) counts as."""
 Event = tuple[str, JSON, bool]
 """An event's type, its fields, and whether it is a token (paced, counted by stop-after)."""
 
@@ -101,7 +104,7 @@ def _items(body: JSON) -> list[JSON]:
     return raw
 
 
-def _read_prompt(body: JSON, call: Call) -> tuple[Prompt, int]:
+def read_prompt(body: JSON, call: Call) -> tuple[Prompt, int]:
     """The generator's inputs and the input token count of a Responses request."""
     tokens = 0
     instructions = body.get("instructions")
@@ -122,6 +125,8 @@ def _read_prompt(body: JSON, call: Call) -> tuple[Prompt, int]:
             continue
         elif kind == "web_search_call":
             counted = 0  # an earlier search, sent back: its results are not repeated
+        elif kind == "compaction":
+            counted = COMPACTED_TOKENS  # what a compaction stands for, as the model reads it
         else:
             raise InvalidRequest(f"Invalid value: {kind!r}.", "input")
         tokens += MESSAGE_OVERHEAD + counted
@@ -198,7 +203,7 @@ async def handle_responses(
 ) -> web.StreamResponse:
     """Answer an admitted Responses request (raises InvalidRequest on a bad body)."""
     body = call.body
-    prompt, input_tokens = _read_prompt(body, call)
+    prompt, input_tokens = read_prompt(body, call)
     prompt.reasoning = _check(body, model)
     input_tokens += continued_tokens(body, state)
     completion = complete(prompt, 0, lambda: state.new_id("call_"))

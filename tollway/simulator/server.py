@@ -1,6 +1,7 @@
 """The simulator's HTTP surface: routes, control endpoints, the ``Simulator`` handle and ``serve``.
 
-Routes: OpenAI ``/v1/chat/completions``, ``/v1/responses``, ``/v1/embeddings``,
+Routes: OpenAI ``/v1/chat/completions``, ``/v1/responses`` (and ``/v1/responses/compact``),
+``/v1/embeddings``,
 ``/v1/models``; Mistral's strictness at ``/mistral/v1/chat/completions`` and
 ``/mistral/v1/embeddings``; Azure ``/openai/deployments/{deployment}/chat/completions`` and
 ``.../embeddings``, and its v1 API's ``/openai/v1/chat/completions`` and
@@ -38,6 +39,7 @@ from tollway.simulator.mistral_api import problems, refusal
 from tollway.simulator.openai_chat import handle_chat
 from tollway.simulator.openai_misc import ANTHROPIC_MODELS, OPENAI_MODELS, handle_embeddings
 from tollway.simulator.openai_responses import handle_responses
+from tollway.simulator.responses_compact import handle_compact
 from tollway.simulator.settings import RecordedRequest, SimulatorSettings
 from tollway.simulator.state import SimulatorState
 
@@ -124,6 +126,13 @@ class _Handlers:
     async def openai_responses(self, request: web.Request) -> web.StreamResponse:
         return await self._responses(request, Dialect.OPENAI)
 
+    async def openai_compact(self, request: web.Request) -> web.StreamResponse:
+        async def answer(call: Call) -> web.StreamResponse:
+            model = self._openai_model(call, request, Dialect.OPENAI)
+            return await handle_compact(call, self.state, model)
+
+        return await self._run(request, Dialect.OPENAI, answer)
+
     async def azure_responses(self, request: web.Request) -> web.StreamResponse:
         return await self._responses(request, Dialect.AZURE)
 
@@ -204,6 +213,7 @@ def create_app(state: SimulatorState | Simulator | None = None) -> web.Applicati
     add.add_post("/v1/chat/completions", handlers.openai_chat)
     add.add_post("/v1/embeddings", handlers.openai_embeddings)
     add.add_post("/v1/responses", handlers.openai_responses)
+    add.add_post("/v1/responses/compact", handlers.openai_compact)
     add.add_get("/v1/models", handlers.models)
     add.add_post("/mistral/v1/chat/completions", handlers.mistral_chat)
     add.add_post("/mistral/v1/embeddings", handlers.openai_embeddings)

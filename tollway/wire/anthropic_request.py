@@ -343,20 +343,21 @@ def _tool_choice_from_wire(
 
 
 def _system_to_wire(messages: list[Message], json_object: bool) -> str | list[Any] | None:
-    system = [m for m in messages if m.role in ("system", "developer")]
-    if len(system) == 1 and isinstance(system[0].content, str) and not json_object:
-        return system[0].content
-    blocks = [block for message in system for block in _system_blocks(message)]
+    system = [(i, m) for i, m in enumerate(messages) if m.role in ("system", "developer")]
+    if len(system) == 1 and isinstance(system[0][1].content, str) and not json_object:
+        return system[0][1].content
+    blocks = [block for index, message in system for block in _system_blocks(message, index)]
     if json_object:
         blocks.append({"type": "text", "text": JSON_OBJECT_INSTRUCTION})
     return blocks or None
 
 
-def _system_blocks(message: Message) -> list[dict[str, Any]]:
+def _system_blocks(message: Message, index: int) -> list[dict[str, Any]]:
     content = message.content
     if isinstance(content, list) and not all(isinstance(part, TextPart) for part in content):
         raise InvalidRequest(
-            "system messages can only hold text for Anthropic models", param="messages"
+            "system messages can only hold text for Anthropic models",
+            param=f"messages[{index}].content",
         )
     return content_blocks(content)
 

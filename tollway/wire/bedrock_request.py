@@ -272,7 +272,8 @@ def _system_to_wire(messages: list[Message], json_object: bool) -> list[dict[str
         content = message.content
         if isinstance(content, list) and any(isinstance(p, ImagePart) for p in content):
             raise InvalidRequest(
-                "system messages can only hold text for Bedrock models", param="messages"
+                "system messages can only hold text for Bedrock models",
+                param=f"messages[{index}].content",
             )
         out.extend(content_blocks(content, f"messages[{index}].content"))
     if json_object:

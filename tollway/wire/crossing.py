@@ -208,8 +208,8 @@ def request_for(request: ChatRequest, target: str) -> ChatRequest:
         )
     hints = origin in GIVES_CACHE_HINTS and target in WRITES_CACHE_HINTS
     messages = [
-        _plain_message(message, target, hints)
-        for message in _last_block_cached(request, hints)
+        _plain_message(message, target, hints, f"messages[{index}]")
+        for index, message in enumerate(_last_block_cached(request, hints))
         if not _only_reasoning_left_out(message, target)
     ]
     if target == "anthropic":
@@ -286,21 +286,25 @@ def _only_reasoning_left_out(message: Message, target: str) -> bool:
     )
 
 
-def _plain_message(message: Message, target: str, hints: bool) -> Message:
+def _plain_message(message: Message, target: str, hints: bool, param: str) -> Message:
+    """``message`` (at ``param``, for errors) as ``target`` may take it."""
     if "tool_calls" in message.extra:  # calls of tools the gateway does not model (custom)
         raise InvalidRequest(
             f"calls of custom tools cannot be translated for {_a(target)} deployment",
-            param="messages",
+            param=f"{param}.tool_calls",
         )
     if message.role == "assistant" and isinstance(message.content, list):
         signer = REPLAYS_REASONING.get(target)
         message = without_parts(message, lambda p: p.signer is not None and p.signer == signer)
     content = message.content
     if isinstance(content, list):
-        content = [_plain_part(part, target, hints) for part in content]
+        content = [
+            _plain_part(part, target, hints, f"{param}.content[{index}]")
+            for index, part in enumerate(content)
+        ]
     extra = _hint(message.extra, hints)
     if message.role == "tool":
-        content = _tool_result(message, content, target)
+        content = _tool_result(message, content, target, param)
         if message.extra.get("is_error") is True:
             extra |= ERROR_STATUS.get(target, {})
     elif message.role == "assistant" and not content:
@@ -314,7 +318,7 @@ def _plain_message(message: Message, target: str, hints: bool) -> Message:
 
 
 def _tool_result(
-    message: Message, content: str | list[ContentPart] | None, target: str
+    message: Message, content: str | list[ContentPart] | None, target: str, param: str
 ) -> str | list[ContentPart] | None:
     """A tool result's content for a family without its origin's details: a failed call
     (Anthropic's ``is_error``) says so in its text, since only the words reach the model,
@@ -323,7 +327,7 @@ def _tool_result(
     if target == "openai" and images:  # OpenAI takes only text in a tool message
         raise InvalidRequest(
             "an image in a tool result cannot be translated for an openai deployment",
-            param="messages",
+            param=f"{param}.content",
         )
     if message.extra.get("is_error") is True and target not in ERROR_STATUS:
         if isinstance(content, list):
@@ -332,11 +336,11 @@ def _tool_result(
     return content
 
 
-def _plain_part(part: ContentPart, target: str, hints: bool) -> ContentPart:
+def _plain_part(part: ContentPart, target: str, hints: bool, param: str) -> ContentPart:
     if isinstance(part, OpaquePart):
         raise InvalidRequest(
             f"content of type '{part.type}' cannot be translated for {_a(target)} deployment",
-            param="messages",
+            param=param,
         )
     if not part.extra:
         return part

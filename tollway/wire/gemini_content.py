@@ -341,11 +341,14 @@ def function_calls_to_wire(
     return parts
 
 
-def function_response_to_wire(message: Message, name: str) -> dict[str, Any]:
-    """A ``functionResponse`` part: a JSON-object result as is, other text as ``output``."""
+def function_response_to_wire(message: Message, name: str, param: str) -> dict[str, Any]:
+    """A ``functionResponse`` part: a JSON-object result as is, other text as ``output``
+    (``param``: the message's path, for errors)."""
     content = message.content
     if isinstance(content, list) and not all(isinstance(part, TextPart) for part in content):
-        raise InvalidRequest("tool results can only hold text for Gemini models", param="messages")
+        raise InvalidRequest(
+            "tool results can only hold text for Gemini models", param=f"{param}.content"
+        )
     text = message.text() if isinstance(content, list) else content or ""
     try:
         value = orjson.loads(text)

@@ -273,16 +273,16 @@ def _calling_from_wire(calling: dict[str, Any]) -> ToolChoice | None:
 
 
 def _system_to_wire(messages: list[Message]) -> dict[str, Any] | None:
-    system = [m for m in messages if m.role in ("system", "developer")]
-    if not system:
-        return None
     out: dict[str, Any] = {}
     parts: list[dict[str, Any]] = []
-    for message in system:
+    for index, message in enumerate(messages):
+        if message.role not in ("system", "developer"):
+            continue
         content = message.content
         if isinstance(content, list) and not all(isinstance(part, TextPart) for part in content):
             raise InvalidRequest(
-                "system messages can only hold text for Gemini models", param="messages"
+                "system messages can only hold text for Gemini models",
+                param=f"messages[{index}].content",
             )
         out.update(message.extra)
         parts.extend(content_parts(content))
@@ -307,7 +307,8 @@ def _contents_to_wire(messages: list[Message], foreign: bool) -> list[dict[str, 
             if parts:  # a turn with nothing in it says nothing, and has no part to send
                 out.append({**message.extra, "role": "model", "parts": parts})
         elif message.role == "tool":
-            result = function_response_to_wire(message, names.name_of(message.tool_call_id, param))
+            name = names.name_of(message.tool_call_id, param)
+            result = function_response_to_wire(message, name, param)
             if joins:
                 out[-1]["parts"].append(result)
             else:

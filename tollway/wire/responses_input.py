@@ -7,10 +7,14 @@ dropped. An item only a Responses upstream can read (a built-in tool's ``web_sea
 ``mcp_call``, ...; an ``item_reference`` to an item the upstream stored; any type newer than
 this parser) has no canonical form: it is named (``ResponsesOnly``) for the router instead.
 Images and files stored on OpenAI (``file_id``) and ``file_url`` files are a 400 naming them.
+Where each message came from is noted (``Origins``), so that an error a later step words in
+Chat Completions terms (``messages[2].content``) can name the client's own field
+(``wire/responses_paths.py``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from tollway.core.errors import InvalidRequest
@@ -35,13 +39,35 @@ _ROLES = frozenset({"user", "assistant", "system", "developer"})
 _TEXT_PARTS = frozenset({"input_text", "output_text"})
 
 
+@dataclass(slots=True)
+class Origin:
+    """Where one canonical message came from in a Responses request."""
+
+    path: str
+    """The field or item: ``instructions``, ``input`` (a string) or ``input[3]``."""
+    content: str | None = None
+    """The item's field its content came from (``content``, a tool result's ``output``);
+    ``None`` when the content is the field at ``path`` itself, or the item has none."""
+    calls: list[str] = field(default_factory=list)
+    """The ``function_call`` items that are its tool calls, in order."""
+
+
+Origins = list[Origin]
+"""The origin of each canonical message, by its index."""
+
+
 def messages_from_input(
-    raw: Any, instructions: str | None
+    raw: Any, instructions: str | None, origins: Origins | None = None
 ) -> tuple[list[Message], ResponsesOnly | None]:
-    """The messages of ``input``, and its first item only a Responses upstream can read."""
+    """The messages of ``input``, and its first item only a Responses upstream can read;
+    where each message came from is appended to ``origins``."""
+    origins = [] if origins is None else origins
     messages = [Message(role="system", content=instructions)] if instructions else []
+    if instructions:
+        origins.append(Origin("instructions"))
     if isinstance(raw, str):
         messages.append(Message(role="user", content=raw))
+        origins.append(Origin("input"))
         return messages, None
     if raw is None:
         raise InvalidRequest("'input' is a required property", param="input")
@@ -51,21 +77,25 @@ def messages_from_input(
         )
     first: ResponsesOnly | None = None
     for index, item in enumerate(raw):
-        own = _add_item(messages, json_object(item, f"input[{index}]"), f"input[{index}]")
+        own = _add_item(messages, json_object(item, f"input[{index}]"), f"input[{index}]", origins)
         first = first or own
     return messages, first
 
 
-def _add_item(messages: list[Message], item: JSON, param: str) -> ResponsesOnly | None:
-    """Adds ``item`` to ``messages``; an item only a Responses upstream can read is named
-    instead (it has no canonical form)."""
+def _add_item(
+    messages: list[Message], item: JSON, param: str, origins: Origins
+) -> ResponsesOnly | None:
+    """Adds ``item`` to ``messages`` (and its origin to ``origins``); an item only a
+    Responses upstream can read is named instead (it has no canonical form)."""
     kind = item.get("type", "message" if "role" in item else None)
     if kind == "message":
         messages.append(_message_from_wire(item, param))
+        origins.append(Origin(param, "content"))
     elif kind == "function_call":
-        _add_function_call(messages, item, param)
+        _add_function_call(messages, item, param, origins)
     elif kind == "function_call_output":
         messages.append(_function_output_from_wire(item, param))
+        origins.append(Origin(param, "output"))
     elif kind == "item_reference":
         why = f"'{param}' is an item_reference to an item stored by the upstream"
         return ResponsesOnly(param, f"{why} ({KEEPS_NONE})")
@@ -159,7 +189,7 @@ def _file_from_wire(part: JSON, param: str) -> OpaquePart:
     return OpaquePart(type="file", data={"type": "file", "file": file})
 
 
-def _add_function_call(messages: list[Message], item: JSON, param: str) -> None:
+def _add_function_call(messages: list[Message], item: JSON, param: str, origins: Origins) -> None:
     call = ToolCall(
         id=required(item, "call_id", str, f"{param}.call_id"),
         name=required(item, "name", str, f"{param}.name"),
@@ -173,8 +203,10 @@ def _add_function_call(messages: list[Message], item: JSON, param: str) -> None:
         if last.tool_calls is None:
             last.tool_calls = []
         last.tool_calls.append(call)
+        origins[-1].calls.append(param)
     else:
         messages.append(Message(role="assistant", content=None, tool_calls=[call]))
+        origins.append(Origin(param, calls=[param]))
 
 
 def _function_output_from_wire(item: JSON, param: str) -> Message:

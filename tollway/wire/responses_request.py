@@ -45,7 +45,7 @@ from tollway.core.types import (
 )
 from tollway.wire.fields import json_object, number, optional, required
 from tollway.wire.openai_request import WIRE_FORMAT
-from tollway.wire.responses_input import KEEPS_NONE, messages_from_input
+from tollway.wire.responses_input import KEEPS_NONE, Origins, messages_from_input
 
 _MODELLED = frozenset(
     {
@@ -93,6 +93,8 @@ class ResponsesRequest:
     chat: ChatRequest
     echo: JSON
     """Request settings a Response object carries (instructions, tools, text, ...), as sent."""
+    origins: Origins
+    """Where each canonical message came from, to name the client's fields in errors."""
 
 
 def request_from_wire(body: dict[str, Any]) -> ResponsesRequest:
@@ -111,7 +113,8 @@ def request_from_wire(body: dict[str, Any]) -> ResponsesRequest:
     offered = optional(body, "tools", list)
     tools, own_tool = _tools_from_wire(offered)
     tool_choice, own_choice = _tool_choice_from_wire(body.get("tool_choice"))
-    messages, own_item = messages_from_input(body.get("input"), instructions)
+    origins: Origins = []
+    messages, own_item = messages_from_input(body.get("input"), instructions, origins)
     parallel_tool_calls = optional(body, "parallel_tool_calls", bool)
     chat = ChatRequest(
         model=required(body, "model", str),
@@ -134,7 +137,7 @@ def request_from_wire(body: dict[str, Any]) -> ResponsesRequest:
         responses_only=stored or own_tool or own_choice or own_item,
     )
     _check_limits(chat, offered=bool(offered))
-    return ResponsesRequest(chat, _echo(body, chat, text))
+    return ResponsesRequest(chat, _echo(body, chat, text), origins)
 
 
 def _upstream_state(body: dict[str, Any]) -> ResponsesOnly | None:

@@ -60,6 +60,14 @@ _REASONING_DELTAS = frozenset(
 _ERROR_FIELDS = ("code", "message", "param")
 """An ``error`` event's own fields (beside its ``type``, which names the event)."""
 _UPSTREAM = "response"
+COMPACT_FIELDS = frozenset(
+    {
+        "model", "input", "instructions", "previous_response_id", "prompt_cache_key",
+        "prompt_cache_retention", "prompt_cache_options", "service_tier",
+    }
+)  # fmt: skip
+"""The fields of a compaction request (``POST /v1/responses/compact``), as the openai SDK's
+``ResponseCompactParams`` has them."""
 """The extra in which an answer keeps the ``Response`` object it was read from."""
 _INCOMPLETE: dict[str, FinishReason] = {
     "max_output_tokens": "length",
@@ -109,6 +117,12 @@ def response_from_wire(raw: Any, *, whole: bool) -> ChatResponse:
         extra={_UPSTREAM: raw},
         wire_format=WIRE_FORMAT,
     )
+
+
+def upstream_object(response: ChatResponse) -> JSON:
+    """The object a Responses upstream answered ``response`` with, as it came."""
+    original: JSON = response.extra[_UPSTREAM]
+    return original
 
 
 def changed_response(response: ChatResponse, usage: Usage | None) -> JSON:

@@ -1,0 +1,139 @@
+"""A Responses client's 400s name its own fields (``input[3].arguments``), whichever family
+refuses the request, never the Chat Completions names the gateway uses inside
+(``messages[2].tool_calls[0].function.arguments``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.support import CLIENT_KEY
+
+PDF = "data:application/pdf;base64,JVBERi0xLjQK"
+
+
+@pytest.fixture(scope="module")
+def client(gateway_url: str) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=gateway_url + "/v1", api_key=CLIENT_KEY, max_retries=0) as c:
+        yield c
+
+
+def refused(client: openai.OpenAI, **asked: Any) -> openai.BadRequestError:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(**asked)
+    return caught.value
+
+
+def call(call_id: str, arguments: str) -> dict[str, Any]:
+    return {"type": "function_call", "call_id": call_id, "name": "f", "arguments": arguments}
+
+
+def output(call_id: str) -> dict[str, Any]:
+    return {"type": "function_call_output", "call_id": call_id, "output": "42"}
+
+
+F_TOOL: Any = {"type": "function", "name": "f", "parameters": {"type": "object"}}
+
+
+@pytest.mark.parametrize("model", ["test-claude", "test-gemini", "test-bedrock"])
+def test_a_call_whose_arguments_are_not_an_object_names_its_item(
+    client: openai.OpenAI, model: str
+) -> None:
+    # The instructions are message 0 and the two calls join the assistant turn before them:
+    # the second call is messages[2].tool_calls[1] inside the gateway, input[3] to the client.
+    error = refused(
+        client,
+        model=model,
+        instructions="be brief",
+        tools=[F_TOOL],
+        input=[
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "content": "calling"},
+            call("c1", "{}"),
+            call("c2", "[1, 2]"),
+            output("c1"),
+            output("c2"),
+        ],
+    )
+    assert error.param == "input[3].arguments"
+    assert "'input[3].arguments'" in error.message and "messages" not in error.message
+
+
+def test_a_result_for_no_call_names_its_call_id(client: openai.OpenAI) -> None:
+    # Gemini names a result by its function: one answering no call cannot be sent.
+    error = refused(
+        client,
+        model="test-gemini",
+        input=[{"role": "user", "content": "go"}, call("c1", "{}"), output("c9")],
+    )
+    assert error.param == "input[2].call_id" and "'input[2].call_id'" in error.message
+
+
+@pytest.mark.parametrize("model", ["test-claude", "test-gemini", "test-bedrock"])
+def test_a_file_another_family_cannot_read_names_its_part(
+    client: openai.OpenAI, model: str
+) -> None:
+    content = [
+        {"type": "input_text", "text": "read this"},
+        {"type": "input_file", "filename": "a.pdf", "file_data": PDF},
+    ]
+    error = refused(
+        client, model=model, instructions="x", input=[{"role": "user", "content": content}]
+    )
+    assert error.param == "input[0].content[1]"
+
+
+@pytest.mark.parametrize("model", ["test-claude", "test-gemini", "test-bedrock"])
+def test_an_image_in_a_developer_message_names_its_content(
+    client: openai.OpenAI, model: str
+) -> None:
+    content = [{"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo="}]
+    error = refused(
+        client,
+        model=model,
+        input=[{"role": "developer", "content": content}, {"role": "user", "content": "hi"}],
+    )
+    assert error.param == "input[0].content" and "system messages" in error.message
+
+
+def test_raw_http_gets_the_same_path(gateway_url: str) -> None:
+    body = {
+        "model": "test-claude",
+        "input": [{"role": "user", "content": "go"}, call("c1", "not json"), output("c1")],
+        "tools": [F_TOOL],
+    }
+    answer = httpx.post(
+        gateway_url + "/v1/responses",
+        json=body,
+        headers={"Authorization": f"Bearer {CLIENT_KEY}"},
+        timeout=30,
+    )
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["param"] == "input[1].arguments"
+
+
+def test_the_count_of_input_tokens_names_the_clients_fields(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.input_tokens.count(
+            model="test-claude",
+            tools=[F_TOOL],
+            input=[{"role": "user", "content": "go"}, call("c1", "[]"), output("c1")],
+        )
+    assert caught.value.param == "input[1].arguments"
+
+
+def test_an_upstreams_own_400_names_the_clients_item(client: openai.OpenAI) -> None:
+    # OpenAI refuses a tool result that answers no call as 'messages.[2].role' (its dot and
+    # all): the client sent it as input[1].
+    error = refused(
+        client,
+        model="test-chat",
+        instructions="x",
+        input=[{"role": "user", "content": "go"}, output("c1")],
+    )
+    assert error.param == "input[1]" and "'tool'" in error.message
