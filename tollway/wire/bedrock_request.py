@@ -36,6 +36,7 @@ The model is not in the body (it is the ``{modelId}`` of the URL), and a body is
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import orjson
@@ -66,8 +67,10 @@ from tollway.wire.bedrock_content import (
     user_from_wire,
     without_hint,
 )
+from tollway.wire.bedrock_models import UNKNOWN, BedrockFamily, fitted
 from tollway.wire.claude_effort import thinking_for_effort
 from tollway.wire.crossing import request_for, without_parts
+from tollway.wire.effort import EFFORT
 from tollway.wire.fields import json_object, number, optional, required
 
 WIRE_FORMAT = "bedrock"
@@ -126,18 +129,23 @@ def request_from_wire(body: dict[str, Any], model: str, *, stream: bool = False)
     )
 
 
-def request_to_wire(request: ChatRequest) -> dict[str, Any]:
-    """The upstream Converse body for ``request`` (the model goes in the URL)."""
+def request_to_wire(
+    request: ChatRequest, family: BedrockFamily = UNKNOWN, betas: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The upstream Converse body for ``request`` to a model of ``family`` (the model goes in
+    the URL); ``betas``: the Anthropic betas the client asked for (``anthropic-beta``)."""
     # Thinking turned off crosses as absent: only Claude knows the field.
+    effort_asked = request.extra.get(EFFORT) not in (None, "none")
     request = thinking_for_effort(request)
     thinking = request.thinking
     foreign = request.wire_format != WIRE_FORMAT
-    if foreign and not asks_for_thinking(request):
+    if (foreign or not family.claude_fields) and not asks_for_thinking(request):
         thinking = None
     request = request_for(request, WIRE_FORMAT)
     if request.n is not None and request.n > 1:
         raise InvalidRequest("'n' greater than 1 is not supported by Bedrock models", param="n")
     check_temperature(request)
+    model_fields = _model_fields(request, family, thinking, betas, effort_asked)
     body: dict[str, Any] = dict(request.extra)
     fmt = request.response_format
     system = _system_to_wire(request.messages, fmt is not None and fmt.type == "json_object")
@@ -148,14 +156,47 @@ def request_to_wire(request: ChatRequest) -> dict[str, Any]:
     _merge(body, "toolConfig", _tool_config_to_wire(request, body["messages"]))
     if fmt is not None and fmt.type == "json_schema":
         _merge(body, "outputConfig", {"textFormat": _text_format_to_wire(fmt)})
-    model_fields: dict[str, Any] = {} if thinking is None else {"thinking": thinking}
-    if request.top_k is not None:
-        model_fields["top_k"] = request.top_k
     _merge(body, "additionalModelRequestFields", model_fields)
-    if foreign and request.stop:
+    if foreign and request.stop and family.claude_fields:
         # (A Converse client's own body is sent as it asked.)
         body[_RESPONSE_PATHS] = [STOP_SEQUENCE_PATH]
-    return body
+    return fitted(body, family)
+
+
+def _model_fields(
+    request: ChatRequest,
+    family: BedrockFamily,
+    thinking: dict[str, Any] | None,
+    betas: Sequence[str],
+    effort_asked: bool,
+) -> dict[str, Any]:
+    """``additionalModelRequestFields`` for what the client asked of the model's own request:
+    thinking, ``top_k``, betas; a 400 naming what ``family`` does not take."""
+    fields: dict[str, Any] = {}
+    if thinking is not None:
+        if not family.claude_fields:
+            param = EFFORT if effort_asked else "thinking"
+            raise InvalidRequest(
+                f"'{param}' (extended thinking) is Claude's; {family.name} models on Bedrock "
+                "do not take it",
+                param=param,
+            )
+        fields["thinking"] = thinking
+    if request.top_k is not None:
+        if family.top_k is None:
+            raise InvalidRequest(
+                f"'top_k' is not supported by {family.name} models on Bedrock", param="top_k"
+            )
+        fields |= family.top_k(request.top_k)
+    if betas:
+        if not family.claude_fields:
+            raise InvalidRequest(
+                f"the anthropic-beta header ({', '.join(betas)}) asks for Claude's betas; "
+                f"{family.name} models on Bedrock do not take them",
+                param="anthropic-beta",
+            )
+        fields["anthropic_beta"] = list(betas)
+    return fields
 
 
 def _sub_object(
