@@ -1,7 +1,8 @@
 """Bedrock deployments of several model families through the real SDKs: Claude's own fields
 (betas, thinking, ``top_k``, its ``stop_sequence``) go only to Claude, cache points and tool
-result statuses only to the families that take them. The simulator refuses, as those models
-do, what a family does not take (``bedrock_api.check_model_fields``)."""
+result statuses only to the families that take them, and ``tool_choice: "none"`` on a
+conversation that used tools. The simulator refuses, as those models do, what a family does
+not take (``bedrock_api.check_model_fields``)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,13 @@ from tests.support import CLIENT_KEY, running_gateway
 CLAUDE = "us.anthropic.claude-sim-v1:0"  # an inference profile's id: the family still shows
 NOVA = "amazon.nova-sim-v1:0"
 LLAMA = "meta.llama-sim-v1:0"
+WEATHER: Any = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+}
 
 
 def deployment(simulator_url: str, model: str, **more: Any) -> dict[str, Any]:
@@ -235,3 +243,45 @@ def test_a_failed_tool_call_is_said_in_text_to_a_family_without_a_status(
         else:
             assert "status" not in block
             assert block["content"] == [{"text": "Error:"}, {"text": asked}]
+
+
+# --- tool_choice "none" -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_tool_choice_none_after_tool_calls_gets_a_text_answer(
+    gpt: openai.OpenAI, simulator_url: str, stream: bool
+) -> None:
+    asked = marker("sunny and warm")
+    call = {"id": "call_1", "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}  # fmt: skip
+    messages: Any = [
+        {"role": "user", "content": "weather in Paris?"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": asked},
+    ]
+    for tools in ({"tools": [WEATHER], "tool_choice": "none"}, {}):
+        if stream:
+            chunks = list(
+                gpt.chat.completions.create(
+                    model="bedrock-claude", messages=messages, stream=True, **tools
+                )
+            )
+            finish = [c.choices[0].finish_reason for c in chunks if c.choices]
+            assert finish[-1] == "stop"
+            assert not any(c.choices[0].delta.tool_calls for c in chunks if c.choices)
+        else:
+            answer = gpt.chat.completions.create(model="bedrock-claude", messages=messages, **tools)
+            assert answer.choices[0].finish_reason == "stop"
+            assert not answer.choices[0].message.tool_calls
+        body = body_of(simulator_url, asked)
+        # Converse has no "none" and refuses tool blocks without toolConfig: no tool is
+        # offered, and the conversation's call and result are said in words.
+        assert "toolConfig" not in body
+        assert body["messages"][1]["content"] == [
+            {"text": '[call call_1: get_weather({"city":"Paris"})]'}
+        ]
+        assert body["messages"][2]["content"] == [
+            {"text": "[result of call call_1]"},
+            {"text": asked},
+        ]

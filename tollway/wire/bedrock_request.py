@@ -8,9 +8,11 @@ The model is not in the body (it is the ``{modelId}`` of the URL), and a body is
 - Sampling settings live in ``inferenceConfig`` (``maxTokens``, ``temperature``, ``topP``,
   ``stopSequences``); ``maxTokens`` is optional, so none is invented.
 - Tools are ``toolConfig.tools[].toolSpec`` with ``inputSchema.json``; ``toolChoice`` is
-  ``auto`` / ``any`` / ``tool``. Converse has no ``none``: with tool blocks in the
-  conversation (which need ``toolConfig``) the tools are sent with no choice, otherwise no
-  tools are sent at all.
+  ``auto`` / ``any`` / ``tool``. Converse has no ``none`` (neither has Claude on Bedrock), so
+  ``none`` sends no tools; and as Converse refuses ``toolUse`` / ``toolResult`` blocks
+  without ``toolConfig``, a conversation sent with no tools (``none``, or none given) has its
+  calls and results said in text blocks (``tool_blocks_as_text``): the model reads them all
+  and has nothing to call.
 - Turns must alternate: consecutive messages of one role (tool results count as the user's)
   are joined into one turn, so tool results and the user message after them share a turn.
 - Bedrock refuses blank text (empty or only whitespace): such text is no block, and an
@@ -63,6 +65,7 @@ from tollway.wire.bedrock_content import (
     content_blocks,
     kind_of,
     part_from_wire,
+    tool_blocks_as_text,
     tool_result_to_wire,
     user_from_wire,
     without_hint,
@@ -151,9 +154,16 @@ def request_to_wire(
     system = _system_to_wire(request.messages, fmt is not None and fmt.type == "json_object")
     if system:
         body["system"] = system
-    body["messages"] = _messages_to_wire(request.messages)
+    turns = _messages_to_wire(request.messages)
+    tool_config = _tool_config_to_wire(request)
+    if not tool_config and "toolConfig" not in body:
+        # Converse refuses toolUse / toolResult blocks in a conversation sent without
+        # toolConfig, and has no choice "none": with no tool offered, the calls and results
+        # of the conversation are said in words (the surest way to get no call).
+        turns = [{**turn, "content": tool_blocks_as_text(turn["content"])} for turn in turns]
+    body["messages"] = turns
     _merge(body, "inferenceConfig", _inference_to_wire(request))
-    _merge(body, "toolConfig", _tool_config_to_wire(request, body["messages"]))
+    _merge(body, "toolConfig", tool_config)
     if fmt is not None and fmt.type == "json_schema":
         _merge(body, "outputConfig", {"textFormat": _text_format_to_wire(fmt)})
     _merge(body, "additionalModelRequestFields", model_fields)
@@ -356,11 +366,9 @@ def _inference_to_wire(request: ChatRequest) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v is not None}
 
 
-def _tool_config_to_wire(request: ChatRequest, turns: list[dict[str, Any]]) -> dict[str, Any]:
-    if request.tools is None:
-        return {}
+def _tool_config_to_wire(request: ChatRequest) -> dict[str, Any]:
     choice = request.tool_choice
-    if choice is not None and choice.mode == "none" and not _uses_tools(turns):
+    if not request.tools or (choice is not None and choice.mode == "none"):
         return {}  # no tools offered: the surest way to get none called
     tools = [block for tool in request.tools for block in _tool_to_wire(tool)]
     out: dict[str, Any] = {"tools": tools}
@@ -369,11 +377,6 @@ def _tool_config_to_wire(request: ChatRequest, turns: list[dict[str, Any]]) -> d
     elif choice is not None and choice.mode in ("auto", "required"):
         out["toolChoice"] = {"auto": {}} if choice.mode == "auto" else {"any": {}}
     return out
-
-
-def _uses_tools(turns: list[dict[str, Any]]) -> bool:
-    # Converse refuses toolUse / toolResult blocks in a conversation sent without toolConfig.
-    return any(kind_of(b) in ("toolUse", "toolResult") for t in turns for b in t["content"])
 
 
 def _tool_to_wire(tool: Tool) -> list[dict[str, Any]]:
