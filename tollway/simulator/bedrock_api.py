@@ -493,7 +493,10 @@ def stream_parts(
         use = {"toolUseId": tool_call.id, "name": tool_call.name}
         start = {"contentBlockIndex": index, "start": {"toolUse": use}}
         parts.append((_event("contentBlockStart", start), False))
-        for fragment in tool_call.fragments:
+        # A call without arguments streams its input as one empty fragment, as Claude on
+        # Bedrock streams it (Anthropic's empty partial_json).
+        fragments = [""] if tool_call.input() == {} else tool_call.fragments
+        for fragment in fragments:
             delta = {"contentBlockIndex": index, "delta": {"toolUse": {"input": fragment}}}
             parts.append((_event("contentBlockDelta", delta), True))
         parts.append((_event("contentBlockStop", {"contentBlockIndex": index}), False))
