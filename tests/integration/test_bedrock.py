@@ -497,3 +497,20 @@ def test_a_failed_tool_result_is_an_error_status_on_bedrock(
             }
         }
     ]
+
+
+def test_a_streamed_call_without_arguments_has_an_empty_object_as_its_arguments(
+    gpt: openai.OpenAI,
+) -> None:
+    # Bedrock streams a call without arguments with one empty input fragment: the client
+    # still gets the JSON object OpenAI gives, as the complete answer has.
+    clock: Any = {"type": "function", "function": {"name": "get_time", "parameters": {}}}
+    ask: Any = {"model": "test-bedrock", "messages": user("what time is it"), "tools": [clock]}
+    chunks = list(gpt.chat.completions.create(**ask, tool_choice="required", stream=True))
+    calls = [call for c in chunks if c.choices for call in c.choices[0].delta.tool_calls or ()]
+    assert calls[0].function is not None and calls[0].function.name == "get_time"
+    arguments = "".join(call.function.arguments or "" for call in calls if call.function)
+    assert json.loads(arguments) == {}
+    whole = gpt.chat.completions.create(**ask, tool_choice="required")
+    assert whole.choices[0].message.tool_calls is not None
+    assert json.loads(whole.choices[0].message.tool_calls[0].function.arguments) == {}  # type: ignore[union-attr]

@@ -25,6 +25,7 @@ from tollway.providers.base import ProviderResources, ProviderSpec
 from tollway.providers.eventstream import EventStreamDecoder
 from tollway.providers.http import Secrets, encoded, scrub
 from tollway.providers.sigv4 import AwsKey, SigV4Signer
+from tollway.wire.bedrock_models import family_of
 from tollway.wire.bedrock_request import request_to_wire
 from tollway.wire.bedrock_response import error_from_wire, response_from_wire
 from tollway.wire.bedrock_stream import StreamReader
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from tollway.config.schema import DeploymentConfig
 
 SIGNING_NAME = "bedrock"
+BETA_HEADER = "anthropic-beta"
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
 
 
@@ -48,13 +50,10 @@ class BedrockProvider:
         self, request: ChatRequest, deployment: Deployment, action: str
     ) -> tuple[URL, bytes, dict[str, str], Secrets]:
         """URL, body and headers of a call, credential included, and the secrets (to scrub)."""
-        body = encoded(request_to_wire(request))
+        headers, betas = _without_betas({**request.upstream_headers, **dict(deployment.headers)})
+        headers["Content-Type"] = "application/json"
+        body = encoded(request_to_wire(request, family_of(deployment.model), betas))
         url = f"{deployment.api_base}/model/{quote(deployment.model, safe='')}/{action}"
-        headers = {
-            **request.upstream_headers,
-            **dict(deployment.headers),
-            "Content-Type": "application/json",
-        }
         secret: Secrets = None
         if deployment.api_key is not None:
             secret = self._vault.reveal(deployment.api_key)
@@ -73,7 +72,8 @@ class BedrockProvider:
 
     def check(self, request: ChatRequest, deployment: Deployment) -> None:
         """The 400s ``chat`` would answer for ``request`` before calling (for token counts)."""
-        encoded(request_to_wire(request))
+        headers = {**request.upstream_headers, **dict(deployment.headers)}
+        encoded(request_to_wire(request, family_of(deployment.model), _without_betas(headers)[1]))
 
     def _aws_key(self, deployment: Deployment) -> AwsKey:
         refs = deployment.aws_credentials
@@ -121,6 +121,20 @@ class BedrockProvider:
             await pieces.aclose()  # type: ignore[attr-defined]
         if not reader.stopped:
             raise UpstreamProtocolError("upstream stream ended before messageStop")
+
+
+def _without_betas(headers: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    """``headers`` without ``anthropic-beta``, and the betas it named: Bedrock takes Claude's
+    betas in the body (``additionalModelRequestFields.anthropic_beta``), not as a header.
+    A deployment's own header comes last in ``headers`` and wins, as for Anthropic's API."""
+    betas: list[str] = []
+    kept: dict[str, str] = {}
+    for name, value in headers.items():
+        if name.lower() == BETA_HEADER:
+            betas = [beta.strip() for beta in value.split(",") if beta.strip()]
+        else:
+            kept[name] = value
+    return kept, betas
 
 
 def check_deployment(config: DeploymentConfig) -> None:

@@ -18,6 +18,12 @@ ever read from it. Without a cache point there are no cache counts, as Bedrock a
 gets ``additionalModelResponseFields: {"stop_sequence": ...}``, the sequence the answer stopped
 at or null, on the answer or its ``messageStop``, as Claude on Bedrock answers it.
 
+Model families, by the model id (``anthropic.claude`` in it: Claude; ``amazon.nova``: Nova):
+``additionalModelRequestFields`` a family does not take (Claude's ``thinking``, ``top_k``,
+``anthropic_beta``, which must be a list of strings; Nova's ``inferenceConfig``) is the
+model's ``ValidationException``, and so are a cache point or a tool result's ``status`` for a
+model other than Claude or Nova (``check_model_fields``).
+
 Extended thinking, as Claude on Bedrock does it: ``additionalModelRequestFields.thinking``
 (``{"type": "enabled", "budget_tokens": N}``, N at least 1,024 and below ``maxTokens``, or
 ``adaptive``) makes the answer open with a ``reasoningContent`` block (its ``reasoningText``
@@ -68,6 +74,13 @@ REDACTED_THINKING = base64.b64encode(b"tollway simulated redacted thinking").dec
 """The ``redactedContent`` the simulator gives (the base64 text its JSON carries)."""
 _REDACTED = re.compile(r"\bredacted\b", re.IGNORECASE)
 _MIN_BUDGET = 1024
+_MODEL_FIELDS = {
+    "claude": frozenset({"thinking", "top_k", "anthropic_beta", "tool_choice", "output_config"}),
+    "nova": frozenset({"inferenceConfig", "reasoningConfig"}),
+    "other": frozenset(),
+}
+"""The ``additionalModelRequestFields`` each family of models takes (the others are the
+model's 400)."""
 
 
 def thinking_signature(text: str) -> str:
@@ -306,6 +319,57 @@ def _reasoning_blocks(completion: Completion, redacted: bool) -> list[dict[str, 
     return blocks
 
 
+def _family(model: str) -> str:
+    """``claude``, ``nova`` or ``other``, as the model id names it (inference profiles too)."""
+    if "anthropic.claude" in model:
+        return "claude"
+    return "nova" if "amazon.nova" in model else "other"
+
+
+def check_model_fields(body: dict[str, Any], model: str) -> None:
+    """What only some models take, refused as those that do not take it refuse it: the
+    model's own fields (Claude's ``thinking``, ``top_k``, ``anthropic_beta``; Nova's
+    ``inferenceConfig``), cache points (Claude and Nova) and a tool result's ``status``."""
+    family = _family(model)
+    fields = body.get("additionalModelRequestFields")
+    known = _MODEL_FIELDS[family]
+    for key in fields if isinstance(fields, dict) else ():
+        if key not in known:
+            raise InvalidRequest(
+                "The model returned the following errors: Malformed input request: "
+                f"extraneous key [{key}] is not permitted, please reformat your input and "
+                "try again.",
+                "additionalModelRequestFields",
+            )
+    betas = fields.get("anthropic_beta") if isinstance(fields, dict) else None
+    if betas is not None and not (
+        isinstance(betas, list) and all(isinstance(b, str) for b in betas)
+    ):
+        raise InvalidRequest("anthropic_beta: Input should be a valid list", "anthropic_beta")
+    if family == "other" and caches(body):
+        raise InvalidRequest(
+            f"You invoked an unsupported model or your request did not allow prompt caching. "
+            f"The model {model} does not support prompt caching.",
+            "cachePoint",
+        )
+    if family == "other" and _states_results(body.get("messages")):
+        raise InvalidRequest(
+            "This model doesn't support the toolResult.status field. Remove toolResult.status "
+            "and try again.",
+            "toolResult.status",
+        )
+
+
+def _states_results(messages: Any) -> bool:
+    for message in messages if isinstance(messages, list) else ():
+        content = message.get("content") if isinstance(message, dict) else None
+        for block in content if isinstance(content, list) else ():
+            result = block.get("toolResult") if isinstance(block, dict) else None
+            if isinstance(result, dict) and "status" in result:
+                return True
+    return False
+
+
 def caches(body: dict[str, Any]) -> bool:
     """Whether the request holds a cache point (each checked as Bedrock checks it)."""
     found = False
@@ -356,6 +420,7 @@ async def handle_converse(
     request: web.Request, call: Call, state: SimulatorState, stream: bool
 ) -> web.StreamResponse:
     """Answer an admitted Converse (``stream``: ConverseStream) request."""
+    check_model_fields(call.body, request.match_info["model_id"])
     prompt, input_tokens = read_prompt(call.body, call.output_tokens)
     completion = complete(prompt, 0, lambda: state.new_id("tooluse_"))
     redacted = bool(_REDACTED.search(prompt.last_user_text))
@@ -428,7 +493,10 @@ def stream_parts(
         use = {"toolUseId": tool_call.id, "name": tool_call.name}
         start = {"contentBlockIndex": index, "start": {"toolUse": use}}
         parts.append((_event("contentBlockStart", start), False))
-        for fragment in tool_call.fragments:
+        # A call without arguments streams its input as one empty fragment, as Claude on
+        # Bedrock streams it (Anthropic's empty partial_json).
+        fragments = [""] if tool_call.input() == {} else tool_call.fragments
+        for fragment in fragments:
             delta = {"contentBlockIndex": index, "delta": {"toolUse": {"input": fragment}}}
             parts.append((_event("contentBlockDelta", delta), True))
         parts.append((_event("contentBlockStop", {"contentBlockIndex": index}), False))

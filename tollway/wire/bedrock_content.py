@@ -270,3 +270,28 @@ def _arguments(text: str, param: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidRequest(f"'{param}' must be a JSON object", param=param)
     return value
+
+
+def tool_blocks_as_text(turn: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A turn's ``toolUse`` and ``toolResult`` blocks said in text blocks (a result's images
+    and documents kept as blocks), for a request that offers no tools: Converse refuses those
+    blocks in a request without ``toolConfig``. Other blocks are kept as they are."""
+    out: list[dict[str, Any]] = []
+    for block in turn:
+        kind = kind_of(block)
+        if kind == "toolUse":
+            use = block["toolUse"]
+            arguments = orjson.dumps(use.get("input", {})).decode()
+            out.append({"text": f"[call {use['toolUseId']}: {use['name']}({arguments})]"})
+        elif kind == "toolResult":
+            result = block["toolResult"]
+            failed = " (failed)" if result.get("status") == "error" else ""
+            out.append({"text": f"[result of call {result['toolUseId']}{failed}]"})
+            for inner in result.get("content", ()):
+                if kind_of(inner) == "json":
+                    out.append({"text": orjson.dumps(inner["json"]).decode()})
+                elif not (kind_of(inner) == "text" and not inner["text"].strip()):
+                    out.append(inner)
+        else:
+            out.append(block)
+    return out

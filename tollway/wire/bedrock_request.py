@@ -8,9 +8,11 @@ The model is not in the body (it is the ``{modelId}`` of the URL), and a body is
 - Sampling settings live in ``inferenceConfig`` (``maxTokens``, ``temperature``, ``topP``,
   ``stopSequences``); ``maxTokens`` is optional, so none is invented.
 - Tools are ``toolConfig.tools[].toolSpec`` with ``inputSchema.json``; ``toolChoice`` is
-  ``auto`` / ``any`` / ``tool``. Converse has no ``none``: with tool blocks in the
-  conversation (which need ``toolConfig``) the tools are sent with no choice, otherwise no
-  tools are sent at all.
+  ``auto`` / ``any`` / ``tool``. Converse has no ``none`` (neither has Claude on Bedrock), so
+  ``none`` sends no tools; and as Converse refuses ``toolUse`` / ``toolResult`` blocks
+  without ``toolConfig``, a conversation sent with no tools (``none``, or none given) has its
+  calls and results said in text blocks (``tool_blocks_as_text``): the model reads them all
+  and has nothing to call.
 - Turns must alternate: consecutive messages of one role (tool results count as the user's)
   are joined into one turn, so tool results and the user message after them share a turn.
 - Bedrock refuses blank text (empty or only whitespace): such text is no block, and an
@@ -36,6 +38,7 @@ The model is not in the body (it is the ``{modelId}`` of the URL), and a body is
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import orjson
@@ -62,12 +65,15 @@ from tollway.wire.bedrock_content import (
     content_blocks,
     kind_of,
     part_from_wire,
+    tool_blocks_as_text,
     tool_result_to_wire,
     user_from_wire,
     without_hint,
 )
+from tollway.wire.bedrock_models import UNKNOWN, BedrockFamily, fitted
 from tollway.wire.claude_effort import thinking_for_effort
 from tollway.wire.crossing import request_for, without_parts
+from tollway.wire.effort import EFFORT
 from tollway.wire.fields import json_object, number, optional, required
 
 WIRE_FORMAT = "bedrock"
@@ -126,36 +132,81 @@ def request_from_wire(body: dict[str, Any], model: str, *, stream: bool = False)
     )
 
 
-def request_to_wire(request: ChatRequest) -> dict[str, Any]:
-    """The upstream Converse body for ``request`` (the model goes in the URL)."""
+def request_to_wire(
+    request: ChatRequest, family: BedrockFamily = UNKNOWN, betas: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The upstream Converse body for ``request`` to a model of ``family`` (the model goes in
+    the URL); ``betas``: the Anthropic betas the client asked for (``anthropic-beta``)."""
     # Thinking turned off crosses as absent: only Claude knows the field.
+    effort_asked = request.extra.get(EFFORT) not in (None, "none")
     request = thinking_for_effort(request)
     thinking = request.thinking
     foreign = request.wire_format != WIRE_FORMAT
-    if foreign and not asks_for_thinking(request):
+    if (foreign or not family.claude_fields) and not asks_for_thinking(request):
         thinking = None
     request = request_for(request, WIRE_FORMAT)
     if request.n is not None and request.n > 1:
         raise InvalidRequest("'n' greater than 1 is not supported by Bedrock models", param="n")
     check_temperature(request)
+    model_fields = _model_fields(request, family, thinking, betas, effort_asked)
     body: dict[str, Any] = dict(request.extra)
     fmt = request.response_format
     system = _system_to_wire(request.messages, fmt is not None and fmt.type == "json_object")
     if system:
         body["system"] = system
-    body["messages"] = _messages_to_wire(request.messages)
+    turns = _messages_to_wire(request.messages)
+    tool_config = _tool_config_to_wire(request)
+    if not tool_config and "toolConfig" not in body:
+        # Converse refuses toolUse / toolResult blocks in a conversation sent without
+        # toolConfig, and has no choice "none": with no tool offered, the calls and results
+        # of the conversation are said in words (the surest way to get no call).
+        turns = [{**turn, "content": tool_blocks_as_text(turn["content"])} for turn in turns]
+    body["messages"] = turns
     _merge(body, "inferenceConfig", _inference_to_wire(request))
-    _merge(body, "toolConfig", _tool_config_to_wire(request, body["messages"]))
+    _merge(body, "toolConfig", tool_config)
     if fmt is not None and fmt.type == "json_schema":
         _merge(body, "outputConfig", {"textFormat": _text_format_to_wire(fmt)})
-    model_fields: dict[str, Any] = {} if thinking is None else {"thinking": thinking}
-    if request.top_k is not None:
-        model_fields["top_k"] = request.top_k
     _merge(body, "additionalModelRequestFields", model_fields)
-    if foreign and request.stop:
+    if foreign and request.stop and family.claude_fields:
         # (A Converse client's own body is sent as it asked.)
         body[_RESPONSE_PATHS] = [STOP_SEQUENCE_PATH]
-    return body
+    return fitted(body, family)
+
+
+def _model_fields(
+    request: ChatRequest,
+    family: BedrockFamily,
+    thinking: dict[str, Any] | None,
+    betas: Sequence[str],
+    effort_asked: bool,
+) -> dict[str, Any]:
+    """``additionalModelRequestFields`` for what the client asked of the model's own request:
+    thinking, ``top_k``, betas; a 400 naming what ``family`` does not take."""
+    fields: dict[str, Any] = {}
+    if thinking is not None:
+        if not family.claude_fields:
+            param = EFFORT if effort_asked else "thinking"
+            raise InvalidRequest(
+                f"'{param}' (extended thinking) is Claude's; {family.name} models on Bedrock "
+                "do not take it",
+                param=param,
+            )
+        fields["thinking"] = thinking
+    if request.top_k is not None:
+        if family.top_k is None:
+            raise InvalidRequest(
+                f"'top_k' is not supported by {family.name} models on Bedrock", param="top_k"
+            )
+        fields |= family.top_k(request.top_k)
+    if betas:
+        if not family.claude_fields:
+            raise InvalidRequest(
+                f"the anthropic-beta header ({', '.join(betas)}) asks for Claude's betas; "
+                f"{family.name} models on Bedrock do not take them",
+                param="anthropic-beta",
+            )
+        fields["anthropic_beta"] = list(betas)
+    return fields
 
 
 def _sub_object(
@@ -316,11 +367,9 @@ def _inference_to_wire(request: ChatRequest) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v is not None}
 
 
-def _tool_config_to_wire(request: ChatRequest, turns: list[dict[str, Any]]) -> dict[str, Any]:
-    if request.tools is None:
-        return {}
+def _tool_config_to_wire(request: ChatRequest) -> dict[str, Any]:
     choice = request.tool_choice
-    if choice is not None and choice.mode == "none" and not _uses_tools(turns):
+    if not request.tools or (choice is not None and choice.mode == "none"):
         return {}  # no tools offered: the surest way to get none called
     tools = [block for tool in request.tools for block in _tool_to_wire(tool)]
     out: dict[str, Any] = {"tools": tools}
@@ -329,11 +378,6 @@ def _tool_config_to_wire(request: ChatRequest, turns: list[dict[str, Any]]) -> d
     elif choice is not None and choice.mode in ("auto", "required"):
         out["toolChoice"] = {"auto": {}} if choice.mode == "auto" else {"any": {}}
     return out
-
-
-def _uses_tools(turns: list[dict[str, Any]]) -> bool:
-    # Converse refuses toolUse / toolResult blocks in a conversation sent without toolConfig.
-    return any(kind_of(b) in ("toolUse", "toolResult") for t in turns for b in t["content"])
 
 
 def _tool_to_wire(tool: Tool) -> list[dict[str, Any]]:

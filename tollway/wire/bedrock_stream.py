@@ -5,7 +5,8 @@ Each event-stream message (decoded by ``providers/eventstream.py``) has headers 
 ``messageStart`` gives the role chunk; text deltas become content (text blocks have no
 start event); each ``toolUse`` block becomes the tool call numbered by its order among the
 tool calls, with id and name from its ``contentBlockStart`` and its ``input`` fragments as
-argument fragments; ``reasoningContent`` deltas become reasoning: its text as it comes, its
+argument fragments (``{}`` at its ``contentBlockStop`` when all were empty: a call without
+arguments); ``reasoningContent`` deltas become reasoning: its text as it comes, its
 ``signature`` and ``redactedContent`` (which may come in pieces, and are whole only together)
 at the block's ``contentBlockStop``; ``messageStop`` gives the finish reason and Claude's
 ``stop_sequence`` when asked for (a ``stopReason`` saying the output is unusable,
@@ -50,6 +51,8 @@ class StreamReader:
         self._model = model
         self._created = int(time.time())
         self._tool_of_block: dict[int, int] = {}
+        self._unargued: set[int] = set()
+        """Blocks of tool calls no argument fragment has come for yet."""
         self._signatures: dict[int, list[str]] = {}
         self._redacted: dict[int, list[str]] = {}
 
@@ -101,6 +104,7 @@ class StreamReader:
             return None  # tool results and images of server tools: nothing to tell
         ordinal = len(self._tool_of_block)
         self._tool_of_block[index] = ordinal
+        self._unargued.add(index)
         call = ToolCallDelta(index=ordinal, id=str(use["toolUseId"]), name=str(use["name"]))
         return self._chunk(ChunkChoice(index=0, tool_calls=[call]))
 
@@ -115,6 +119,7 @@ class StreamReader:
         fragment = str(use.get("input") or "")
         if not fragment:
             return None
+        self._unargued.discard(index)
         call = ToolCallDelta(index=self._tool_of_block[index], arguments=fragment)
         return self._chunk(ChunkChoice(index=0, tool_calls=[call]))
 
@@ -129,7 +134,13 @@ class StreamReader:
         return self._chunk(ChunkChoice(index=0, reasoning=ReasoningDelta(text=str(text))))
 
     def _block_stop(self, index: int) -> ChatChunk | None:
-        """A reasoning block's signature or encrypted reasoning, whole at its end."""
+        """A reasoning block's signature or encrypted reasoning, whole at its end; a call's
+        empty object as its arguments, when none came (Bedrock streams a call without
+        arguments as one empty fragment, and OpenAI's clients parse them as JSON)."""
+        if index in self._unargued:
+            self._unargued.discard(index)
+            call = ToolCallDelta(index=self._tool_of_block[index], arguments="{}")
+            return self._chunk(ChunkChoice(index=0, tool_calls=[call]))
         signature = self._signatures.pop(index, None)
         redacted = self._redacted.pop(index, None)
         if signature is None and redacted is None:

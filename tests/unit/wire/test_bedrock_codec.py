@@ -330,7 +330,7 @@ def test_json_output_becomes_text_format_or_an_instruction() -> None:
     assert anything["system"] == [{"text": JSON_OBJECT_INSTRUCTION}]
 
 
-def test_tool_choice_none_sends_no_tools_unless_the_conversation_uses_them() -> None:
+def test_tool_choice_none_sends_no_tools_and_says_the_conversations_calls_in_text() -> None:
     plain = openai(
         {
             "messages": [{"role": "user", "content": "x"}],
@@ -339,19 +339,37 @@ def test_tool_choice_none_sends_no_tools_unless_the_conversation_uses_them() -> 
         }
     )
     assert "toolConfig" not in plain
-    call = {"id": "c", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
-    used = openai(
-        {
-            "messages": [
-                {"role": "user", "content": "x"},
-                {"role": "assistant", "tool_calls": [call]},
-                {"role": "tool", "tool_call_id": "c", "content": "ok"},
-            ],
-            "tools": [WEATHER_TOOL],
-            "tool_choice": "none",
-        }
-    )
-    assert "toolChoice" not in used["toolConfig"] and len(used["toolConfig"]["tools"]) == 1
+    arguments = '{"city": "Paris"}'
+    call = {
+        "id": "c",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": arguments},
+    }
+    history = [
+        {"role": "user", "content": "x"},
+        {"role": "assistant", "content": "let me look", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c", "content": "sunny"},
+    ]
+    # Converse has no "none", and refuses tool blocks without toolConfig: with no tool
+    # offered, the calls and results are said in words.
+    for asked in ({"tools": [WEATHER_TOOL], "tool_choice": "none"}, {}):
+        used = openai({"messages": history, **asked})
+        assert "toolConfig" not in used
+        assert used["messages"] == [
+            {"role": "user", "content": [{"text": "x"}]},
+            {
+                "role": "assistant",
+                "content": [
+                    {"text": "let me look"},
+                    {"text": '[call c: get_weather({"city":"Paris"})]'},
+                ],
+            },
+            {"role": "user", "content": [{"text": "[result of call c]"}, {"text": "sunny"}]},
+        ]
+    auto = openai({"messages": history, "tools": [WEATHER_TOOL]})
+    assert auto["messages"][1]["content"][1] == {
+        "toolUse": {"toolUseId": "c", "name": "get_weather", "input": {"city": "Paris"}}
+    }
     user = [{"role": "user", "content": "x"}]
     required = openai({"messages": user, "tools": [WEATHER_TOOL], "tool_choice": "required"})
     assert required["toolConfig"]["toolChoice"] == {"any": {}}

@@ -1,0 +1,119 @@
+"""What each family of models on Bedrock takes beyond Converse's common fields.
+
+Converse is one shape for every model, but ``additionalModelRequestFields`` is the model's
+own request, and some blocks only some models take. A deployment's model id says the family:
+``anthropic.claude-...`` (with an inference profile's region prefix, ``us.``, ``global.``, or
+inside an ARN: ``.../inference-profile/us.anthropic.claude-...``) is Claude, ``amazon.nova-...``
+Amazon Nova, and any other ``provider.model`` id a family that takes none of Claude's fields
+(Meta's Llama, Mistral, Cohere, DeepSeek, ...). An id that names no model (an application
+inference profile's or a provisioned model's ARN, an imported model) says nothing: its request
+is sent as the client asked, and the model's own 400 says what it does not take.
+
+- Claude's own fields (``thinking``, ``anthropic_beta``, ``top_k``, and Claude's
+  ``stop_sequence`` response field) are Claude's alone; another family refuses them, so a
+  client asking for thinking, a beta or ``top_k`` gets a 400 naming it before any call
+  (Nova takes ``top_k`` as its own ``inferenceConfig.topK``).
+- Cache points (prompt caching) are Claude's and Nova's: for other families a client's cache
+  hint is left out, as it is for the families outside Anthropic and Bedrock (``crossing``).
+- A tool result's ``status`` (a failed call) is Claude's and Nova's (AWS's
+  ``ToolResultBlock``); other families are told in the result's text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+TopK = Callable[[int], dict[str, Any]]
+
+
+def _claude_top_k(value: int) -> dict[str, Any]:
+    return {"top_k": value}
+
+
+def _nova_top_k(value: int) -> dict[str, Any]:
+    return {"inferenceConfig": {"topK": value}}
+
+
+@dataclass(frozen=True, slots=True)
+class BedrockFamily:
+    """What a family of models on Bedrock takes beyond Converse's common fields."""
+
+    name: str
+    """How errors name the family (``Meta Llama models on Bedrock do not take ...``)."""
+    claude_fields: bool
+    """Takes Claude's own ``thinking``, ``anthropic_beta`` and ``stop_sequence`` fields."""
+    top_k: TopK | None
+    """``additionalModelRequestFields`` for a ``top_k``; ``None``: the family has none."""
+    cache_points: bool
+    """Takes ``cachePoint`` blocks (prompt caching)."""
+    tool_status: bool
+    """Takes a tool result's ``status``."""
+
+
+CLAUDE = BedrockFamily("Claude", True, _claude_top_k, cache_points=True, tool_status=True)
+NOVA = BedrockFamily("Amazon Nova", False, _nova_top_k, cache_points=True, tool_status=True)
+UNKNOWN = BedrockFamily("unknown", True, _claude_top_k, cache_points=True, tool_status=True)
+"""A model id that names no model: everything is sent as asked, the model judges."""
+
+_PROVIDER_NAMES = {
+    "meta": "Meta Llama",
+    "mistral": "Mistral",
+    "cohere": "Cohere",
+    "ai21": "AI21",
+    "deepseek": "DeepSeek",
+    "openai": "OpenAI",
+    "qwen": "Qwen",
+    "writer": "Writer",
+    "amazon": "Amazon",
+}
+
+
+def family_of(model: str) -> BedrockFamily:
+    """The family of a deployment's Bedrock model id (an ARN's too)."""
+    resource = model.rsplit("/", 1)[-1]
+    parts = resource.split(".")
+    if len(parts) < 2:
+        return UNKNOWN  # an application inference profile, a provisioned or imported model
+    # An inference profile's id starts with where it routes (us., eu., apac., global., ...).
+    provider, rest = parts[0], parts[1:]
+    if provider not in _PROVIDER_NAMES and provider != "anthropic" and len(parts) > 2:
+        provider, rest = parts[1], parts[2:]
+    if provider == "anthropic":
+        return CLAUDE
+    if provider == "amazon" and rest[0].startswith("nova"):
+        return NOVA
+    name = _PROVIDER_NAMES.get(provider, provider)
+    return BedrockFamily(f"{name}", False, None, cache_points=False, tool_status=False)
+
+
+def fitted(body: dict[str, Any], family: BedrockFamily) -> dict[str, Any]:
+    """``body`` without the cache points and tool result statuses ``family`` does not take
+    (a failed call is then said in its result's text, as for families with no status)."""
+    if family.cache_points and family.tool_status:
+        return body
+    if not family.cache_points:
+        if "system" in body:
+            body["system"] = _uncached(body["system"])
+        tools = body.get("toolConfig", {}).get("tools")
+        if tools is not None:
+            body["toolConfig"]["tools"] = _uncached(tools)
+    for turn in body["messages"]:
+        content = turn["content"] if family.cache_points else _uncached(turn["content"])
+        turn["content"] = content if family.tool_status else [_unstated(b) for b in content]
+    return body
+
+
+def _uncached(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [block for block in blocks if "cachePoint" not in block]
+
+
+def _unstated(block: dict[str, Any]) -> dict[str, Any]:
+    result = block.get("toolResult")
+    if not isinstance(result, dict) or "status" not in result:
+        return block
+    result = {k: v for k, v in result.items() if k != "status"}
+    if block["toolResult"]["status"] == "error":
+        result["content"] = [{"text": "Error:"}, *result.get("content", [])]
+    return {"toolResult": result}
