@@ -155,7 +155,7 @@ class Pipeline:
         self._request_hooked = frozenset(s for s in self._stages if _overrides(s, "on_request"))
         self._counts_input = any(stage.counts_input for stage in self._stages)
         self._complete_hooked = frozenset(s for s in self._stages if _overrides(s, "on_complete"))
-        config = self._health.config
+        config = router.config  # this table's settings (the health book's may be older)
         self._backoff, self._backoff_max = config.backoff, config.backoff_max
 
     @property
