@@ -421,8 +421,12 @@ class Pipeline:
             ):
                 # The last candidate that can answer gets its own first-byte limit in full.
                 deployment = self.router.table.unhurried(deployment)
+            # ``available`` let it through on a half-open circuit only as the probe.
+            probe = health.state == "half_open"
             try:
-                return await self._try(ctx, deployment, health, once, retries, streaming, until)
+                return await self._try(
+                    ctx, deployment, health, once, retries, streaming, until, probe
+                )
             except GatewayError as exc:
                 if not exc.retryable:
                     raise
@@ -461,16 +465,19 @@ class Pipeline:
         retries: int,
         streaming: bool,
         until: float | None = None,
+        probe: bool = False,
     ) -> _Result:
         """``once`` on ``deployment``, retried on transient failures; raises the last one.
-        With a deadline (``until``, on the loop's clock), each call gets only the time left."""
+        With a deadline (``until``, on the loop's clock), each call gets only the time left.
+        ``probe``: this request claimed the deployment's half-open probe, which an end
+        without an outcome hands to the next request (no other request's end does)."""
         try:
             for stage in self._attempt_stages:
                 pending = stage.on_attempt(ctx, deployment)
                 if pending is not None:
                     await pending
         except BaseException:
-            self._health.released(health)  # refused before any call: not its failure
+            self._health.released(health, probe)  # refused before any call: not its failure
             raise
         target = deployment
         failure: GatewayError | None = None
@@ -494,7 +501,7 @@ class Pipeline:
                 # ends, no outcome of the deployment's, and no other candidate to try.
                 attempt.ended, attempt.cut_short = time.perf_counter(), True
                 ctx.error = exc
-                self._health.abandoned(health)
+                self._health.abandoned(health, probe)
                 for stage in self._attempt_end_stages:
                     pending = stage.on_attempt_end(ctx, attempt)
                     if pending is not None:
@@ -509,10 +516,10 @@ class Pipeline:
                 if _cut_short(exc, until):
                     # Cut short by the deadline, not by the deployment's own limits.
                     attempt.cut_short = True
-                    self._health.abandoned(health)
+                    self._health.abandoned(health, probe)
                 else:
                     waited: Waited = "first_token" if streaming else "answer"
-                    self._health.failed(health, exc, now - attempt.started, waited)
+                    self._health.failed(health, exc, now - attempt.started, waited, probe)
                 for stage in self._attempt_end_stages:
                     pending = stage.on_attempt_end(ctx, attempt)
                     if pending is not None:
@@ -528,7 +535,7 @@ class Pipeline:
                 raise
             except BaseException:
                 attempt.ended = time.perf_counter()
-                self._health.abandoned(health)
+                self._health.abandoned(health, probe)
                 raise
             if not streaming:
                 now = time.perf_counter()
