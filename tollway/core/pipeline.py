@@ -728,6 +728,24 @@ def _begin(ctx: RequestContext, deployment: Deployment) -> Attempt:
     return attempt
 
 
+async def discard(chunks: AsyncIterator[ChatChunk]) -> None:
+    """End a stream ``Pipeline.stream`` gave that its dialect could not send a byte of (its
+    client left before the response head could be written).
+
+    Its ending (the upstream call closed, the deployment's in-flight count released, what
+    was generated settled, the attempt's end told to the stages) is the ``finally`` of a
+    generator, which ``aclose`` runs only once the generator has started: so it is started
+    first. Its first chunk is in hand (``Pipeline.stream`` gives a stream only then), so this
+    waits on nothing.
+    """
+    try:
+        await anext(chunks, None)
+    except GatewayError:
+        pass  # it ended, and ended itself
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
+
+
 async def response_as_chunks(response: ChatResponse) -> AsyncIterator[ChatChunk]:
     """Replay a complete answer as a stream: content, then finish reasons, then usage."""
 
