@@ -658,6 +658,35 @@ def test_latency_routing_follows_the_faster_deployment(gateway: str, sims: tuple
     assert served(60)["fastest-primary"] >= 45
 
 
+def test_latency_routing_measures_a_new_deployment_with_one_request_at_a_time(
+    log_dir: Path, sims: tuple[str, str]
+) -> None:
+    # A deployment never measured goes first so that it gets measured, but it went first
+    # for every request until its first one ended: a slow newcomer (a start, a reload that
+    # adds it) took all the traffic for as long as that first answer took.
+    a, b = sims
+    slow = {"x-sim-ttft-ms": "1500"}
+    group = _pair("newcomer", a, b, strategy="latency", backup={"headers": slow})
+    config = {"routing": {"exploration": 0.0}, "models": [group]}
+    with running_gateway(log_dir, config) as (url, _):
+        assert _chat(url, "newcomer").headers["x-tollway-deployment"] == "newcomer-primary"
+
+        async def run() -> list[str]:
+            async with httpx.AsyncClient(base_url=url, headers=ADMIN) as client:
+                body = {"model": "newcomer", "messages": HI, "max_tokens": 1}
+
+                async def one(delay: float) -> str:
+                    await asyncio.sleep(delay)
+                    answer = await client.post("/v1/chat/completions", json=body, timeout=30)
+                    return answer.headers["x-tollway-deployment"]
+
+                return await asyncio.gather(*(one(0.1 * n) for n in range(5)))
+
+        served = asyncio.run(run())
+    # The first measures the backup; the others go to the primary meanwhile.
+    assert served == ["newcomer-backup", *["newcomer-primary"] * 4]
+
+
 def test_cost_routing_prefers_the_cheaper_deployment(gateway: str) -> None:
     answer = _chat(gateway, "cheapest")
     assert answer.headers["x-tollway-deployment"] == "cheapest-backup"
