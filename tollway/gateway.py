@@ -289,7 +289,7 @@ class Gateway:
                         "requests count as costing nothing",
                         deployment.id, deployment.provider, deployment.model, self.prices.version,
                     )  # fmt: skip
-        router = Router(table, self.health, counter=self.metering.counter)
+        router = Router(table, self.health, counter=self.metering.counter, config=settings.routing)
 
         # Telemetry first: its on_complete runs last, after the others have settled.
         telemetry: tuple[Stage, ...] = (

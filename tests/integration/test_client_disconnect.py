@@ -10,6 +10,7 @@ is not blamed.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from typing import Any
 import anthropic
 import httpx
 import openai
+import orjson
 import pytest
 
 from tests.support import CLIENT_KEY, logged_row, running_gateway, running_simulator, sim_departure
@@ -171,3 +173,40 @@ def test_a_client_that_leaves_during_a_silence_mid_stream_stops_the_upstream_cal
     assert (record["status"], record["error_code"]) == (499, "client_disconnected")
     assert record["output_tokens"] > 0  # what was generated before the client left is paid
     assert _budget(gateway, key_id)["reserved_usd"] == 0
+
+
+def test_a_client_that_leaves_as_its_stream_begins_leaves_nothing_behind(gateway: str) -> None:
+    # A client that closed its connection just before its stream's first content came (too
+    # late for the 50 ms watchdog to notice first) made writing the response head fail. The
+    # stream handed over by the pipeline was then never iterated, and a generator never
+    # started runs no ``finally``: the deployment's in-flight count stayed up for good (the
+    # least-busy strategy then avoided it), the upstream stream was left open, and the
+    # request was logged as the gateway's own 500 with a traceback.
+    first_byte_ms = 300
+    body = orjson.dumps(
+        {"model": "slow", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2,
+         "stream": True}
+    )  # fmt: skip
+    host, port = gateway.removeprefix("http://").split(":")
+
+    async def leave(early_ms: int) -> None:
+        _, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\n"
+            + f"Authorization: Bearer {CLIENT_KEY}\r\nx-sim-ttft-ms: {first_byte_ms}\r\n".encode()
+            + f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        await writer.drain()
+        await asyncio.sleep((first_byte_ms - early_ms) / 1000)
+        writer.close()
+        await writer.wait_closed()
+
+    # Closed from 50 ms before the first content is due to just after it: some of these
+    # land between the watchdog's last look and the stream's first content.
+    for early_ms in range(50, -15, -5):
+        asyncio.run(leave(early_ms))
+    time.sleep(first_byte_ms / 1000 + 0.2)
+    rows = _admin(gateway, "GET", "/admin/deployments")["data"]
+    (row,) = [row for row in rows if row["id"] == "slow-openai"]
+    assert row["in_flight"] == 0

@@ -8,6 +8,7 @@ gateway never leaks into another; the simulators' server-wide faults are reset a
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -115,6 +116,7 @@ def gateway(log_dir: Path, sims: tuple[str, str], closed_port: int) -> Iterator[
             _pair("lone", a, b, latency_threshold="300ms"),
             _pair("retried", a, b, retries=1),
             _pair("reprobed", a, b),
+            _pair("owned", a, b),
             _pair("bounded", a, b, deadline="700ms", retries=1),
             _pair("unhurried", a, b, deadline="5s", primary={"timeouts": {"first_byte": "300ms"}}),
             {"name": "cutoff", "deployments": [_deployment(a, "cutoff-a")], "deadline": "500ms",
@@ -500,6 +502,45 @@ def test_a_streamed_probe_closes_the_circuit_at_its_first_content(
     assert _health(gateway)["reprobed-primary"]["in_flight"] == 0
 
 
+def test_a_request_that_was_no_probe_never_gives_the_probe_away(
+    gateway: str, sims: tuple[str, str]
+) -> None:
+    # Any request that ended without an outcome (its client left, the provider refused it
+    # as malformed, a 429) while the circuit was half-open cleared the probe, though it was
+    # not the probe: the next request probed too, while the real probe was still under way.
+    slow = {**ADMIN, "x-sim-ttft-ms": "3000"}
+    body = {"model": "owned", "messages": HI, "max_tokens": 4}
+
+    def leaving() -> None:  # sent while the circuit is closed; its client leaves after 2 s
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(gateway + "/v1/chat/completions", json=body, headers=slow, timeout=2)
+
+    def probing() -> None:
+        answer = httpx.post(gateway + "/v1/chat/completions", json=body, headers=slow, timeout=30)
+        probes.append(answer.headers.get("x-tollway-deployment"))
+
+    probes: list[str | None] = []
+    old = threading.Thread(target=leaving)
+    old.start()
+    time.sleep(0.3)
+    _sim_config(sims[0], fault="status:500")
+    for _ in range(3):
+        assert _chat(gateway, "owned").headers["x-tollway-deployment"] == "owned-backup"
+    assert _health(gateway)["owned-primary"]["circuit"] == "open"
+    _sim_config(sims[0], fault=None)
+    time.sleep(1.1)  # the cooldown: the next request probes the primary, slowly
+    probe = threading.Thread(target=probing)
+    probe.start()
+    old.join()  # its client has left
+    time.sleep(0.3)  # and the gateway has noticed (within 50 ms)
+    assert _health(gateway)["owned-primary"]["probe_in_flight"] is True
+    assert _chat(gateway, "owned").headers["x-tollway-deployment"] == "owned-backup"
+    probe.join()
+    assert probes == ["owned-primary"]
+    primary = _health(gateway)["owned-primary"]
+    assert primary["circuit"] == "closed" and primary["in_flight"] == 0
+
+
 @pytest.mark.parametrize("family", ["openai", "anthropic"])
 def test_a_stream_cut_after_its_first_chunk_ends_with_a_clean_error(
     gateway: str, family: str
@@ -615,6 +656,35 @@ def test_latency_routing_follows_the_faster_deployment(gateway: str, sims: tuple
         explored += served(5)
     assert explored["fastest-primary"] >= 2
     assert served(60)["fastest-primary"] >= 45
+
+
+def test_latency_routing_measures_a_new_deployment_with_one_request_at_a_time(
+    log_dir: Path, sims: tuple[str, str]
+) -> None:
+    # A deployment never measured goes first so that it gets measured, but it went first
+    # for every request until its first one ended: a slow newcomer (a start, a reload that
+    # adds it) took all the traffic for as long as that first answer took.
+    a, b = sims
+    slow = {"x-sim-ttft-ms": "1500"}
+    group = _pair("newcomer", a, b, strategy="latency", backup={"headers": slow})
+    config = {"routing": {"exploration": 0.0}, "models": [group]}
+    with running_gateway(log_dir, config) as (url, _):
+        assert _chat(url, "newcomer").headers["x-tollway-deployment"] == "newcomer-primary"
+
+        async def run() -> list[str]:
+            async with httpx.AsyncClient(base_url=url, headers=ADMIN) as client:
+                body = {"model": "newcomer", "messages": HI, "max_tokens": 1}
+
+                async def one(delay: float) -> str:
+                    await asyncio.sleep(delay)
+                    answer = await client.post("/v1/chat/completions", json=body, timeout=30)
+                    return answer.headers["x-tollway-deployment"]
+
+                return await asyncio.gather(*(one(0.1 * n) for n in range(5)))
+
+        served = asyncio.run(run())
+    # The first measures the backup; the others go to the primary meanwhile.
+    assert served == ["newcomer-backup", *["newcomer-primary"] * 4]
 
 
 def test_cost_routing_prefers_the_cheaper_deployment(gateway: str) -> None:

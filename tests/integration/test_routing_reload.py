@@ -380,3 +380,33 @@ def test_a_sighup_while_the_gateway_starts_is_a_reload_once_it_serves(
     finally:
         process.stop()
     assert process.proc.returncode == 0, process.output()
+
+
+def test_a_reload_applies_new_routing_settings_at_once(log_dir: Path, simulator_url: str) -> None:
+    # The new router and pipeline were built before the health book took the new routing
+    # settings, and read ``exploration`` (and ``backoff``) from it: a reload's routing
+    # settings applied only from the reload after it.
+    fast = {**_group("chat", simulator_url)["deployments"][0], "id": "fast"}
+    slow = {**fast, "id": "slow", "headers": {"x-sim-ttft-ms": "150"}}
+    config = {
+        "server": {"reload_interval": None},
+        "routing": {"exploration": 0.0},
+        "models": [{"name": "chat", "strategy": "latency", "deployments": [fast, slow]}],
+    }
+    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY}
+    with running_gateway(log_dir, config, env) as (url, _):
+        client = openai.OpenAI(base_url=url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+        ask: Any = {"model": "chat", "messages": [{"role": "user", "content": "x"}]}
+
+        def served() -> str:
+            raw = client.chat.completions.with_raw_response.create(**ask)
+            return raw.headers["x-tollway-deployment"]
+
+        assert {served(), served()} == {"fast", "slow"}  # each measured once, unmeasured first
+        assert {served() for _ in range(5)} == {"fast"}  # no exploration
+
+        # Every request explores: it starts at a random candidate other than the fastest.
+        _rewrite(_config_file(url, log_dir), lambda c: c.update(routing={"exploration": 1.0}))
+        assert httpx.post(url + "/admin/reload", headers=ADMIN).status_code == 200
+        assert {served() for _ in range(5)} == {"slow"}
+        client.close()

@@ -164,7 +164,7 @@ class Pipeline:
             if _overrides(s, "on_request") or _overrides(s, "on_attempt")
         )
         self._complete_hooked = frozenset(s for s in self._stages if _overrides(s, "on_complete"))
-        config = self._health.config
+        config = router.config  # this table's settings (the health book's may be older)
         self._backoff, self._backoff_max = config.backoff, config.backoff_max
 
     @property
@@ -434,8 +434,12 @@ class Pipeline:
             ):
                 # The last candidate that can answer gets its own first-byte limit in full.
                 deployment = self.router.table.unhurried(deployment)
+            # ``available`` let it through on a half-open circuit only as the probe.
+            probe = health.state == "half_open"
             try:
-                return await self._try(ctx, deployment, health, once, retries, streaming, until)
+                return await self._try(
+                    ctx, deployment, health, once, retries, streaming, until, probe
+                )
             except GatewayError as exc:
                 if not exc.retryable:
                     raise
@@ -474,16 +478,19 @@ class Pipeline:
         retries: int,
         streaming: bool,
         until: float | None = None,
+        probe: bool = False,
     ) -> _Result:
         """``once`` on ``deployment``, retried on transient failures; raises the last one.
-        With a deadline (``until``, on the loop's clock), each call gets only the time left."""
+        With a deadline (``until``, on the loop's clock), each call gets only the time left.
+        ``probe``: this request claimed the deployment's half-open probe, which an end
+        without an outcome hands to the next request (no other request's end does)."""
         try:
             for stage in self._attempt_stages:
                 pending = stage.on_attempt(ctx, deployment)
                 if pending is not None:
                     await pending
         except BaseException:
-            self._health.released(health)  # refused before any call: not its failure
+            self._health.released(health, probe)  # refused before any call: not its failure
             raise
         target = deployment
         failure: GatewayError | None = None
@@ -507,7 +514,7 @@ class Pipeline:
                 # ends, no outcome of the deployment's, and no other candidate to try.
                 attempt.ended, attempt.cut_short = time.perf_counter(), True
                 ctx.error = exc
-                self._health.abandoned(health)
+                self._health.abandoned(health, probe)
                 for stage in self._attempt_end_stages:
                     pending = stage.on_attempt_end(ctx, attempt)
                     if pending is not None:
@@ -522,10 +529,10 @@ class Pipeline:
                 if _cut_short(exc, until):
                     # Cut short by the deadline, not by the deployment's own limits.
                     attempt.cut_short = True
-                    self._health.abandoned(health)
+                    self._health.abandoned(health, probe)
                 else:
                     waited: Waited = "first_token" if streaming else "answer"
-                    self._health.failed(health, exc, now - attempt.started, waited)
+                    self._health.failed(health, exc, now - attempt.started, waited, probe)
                 for stage in self._attempt_end_stages:
                     pending = stage.on_attempt_end(ctx, attempt)
                     if pending is not None:
@@ -541,7 +548,7 @@ class Pipeline:
                 raise
             except BaseException:
                 attempt.ended = time.perf_counter()
-                self._health.abandoned(health)
+                self._health.abandoned(health, probe)
                 raise
             if not streaming:
                 now = time.perf_counter()
@@ -732,6 +739,24 @@ def _begin(ctx: RequestContext, deployment: Deployment) -> Attempt:
     attempt = Attempt(deployment, time.perf_counter())
     ctx.tries.append(attempt)
     return attempt
+
+
+async def discard(chunks: AsyncIterator[ChatChunk]) -> None:
+    """End a stream ``Pipeline.stream`` gave that its dialect could not send a byte of (its
+    client left before the response head could be written).
+
+    Its ending (the upstream call closed, the deployment's in-flight count released, what
+    was generated settled, the attempt's end told to the stages) is the ``finally`` of a
+    generator, which ``aclose`` runs only once the generator has started: so it is started
+    first. Its first chunk is in hand (``Pipeline.stream`` gives a stream only then), so this
+    waits on nothing.
+    """
+    try:
+        await anext(chunks, None)
+    except GatewayError:
+        pass  # it ended, and ended itself
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
 
 
 async def response_as_chunks(response: ChatResponse) -> AsyncIterator[ChatChunk]:

@@ -23,6 +23,7 @@ from tollway.core.errors import (
     PayloadTooLarge,
     RequestCancelled,
 )
+from tollway.core.pipeline import discard
 from tollway.core.types import ChatChunk, ChatRequest, EmbeddingRequest
 from tollway.pricing.metering import format_cost
 from tollway.pricing.tokens import COUNT_AHEAD_CHARS
@@ -307,7 +308,20 @@ async def stream_events(
     response = web.StreamResponse(
         headers={**headers, "Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
-    await response.prepare(request)
+    try:
+        await response.prepare(request)
+    except BaseException as exc:
+        # Gone before its response head (or the server stopping): the stream is ended
+        # all the same, never left holding its upstream call and deployment.
+        gone = isinstance(exc, ConnectionError)
+        if gone:
+            ctx.error = ClientDisconnected(
+                "client disconnected before its stream began", code="client_disconnected"
+            )
+        await discard(chunks)
+        if gone:
+            return response
+        raise
     try:
         async for chunk in chunks:
             data = encoder.feed(chunk)

@@ -205,9 +205,11 @@ class HealthBook:
         error: GatewayError,
         latency: float,
         waited: Waited = "first_token",
+        probe: bool = False,
     ) -> None:
         """The request failed with ``error`` after ``latency`` seconds, waiting for what
-        ``waited`` says; may open the circuit or rest the deployment."""
+        ``waited`` says; may open the circuit or rest the deployment. ``probe``: the request
+        is the half-open circuit's probe (``available`` claimed it for it)."""
         health.in_flight -= 1
         health.failures += 1
         if isinstance(error, UpstreamStatusError):  # the provider's own name for it first
@@ -225,14 +227,14 @@ class HealthBook:
             wait = _seconds(error.retry_after, config.rate_limit_cooldown, config.retry_after_max)
             health.resting_until = now + wait
             health.rest_status = error.upstream_status
-            if health.state == "half_open":
+            if probe and health.state == "half_open":
                 health.probing = False
             return
         if not error.retryable:
             # The caller's own mistake says nothing about the deployment.
             health.error_rate *= 1.0 - _ERROR_ALPHA
             health.failures -= 1
-            if health.state == "half_open":
+            if probe and health.state == "half_open":
                 health.probing = False
             return
         # A slow failure still tells how slow the deployment is; a timeout says too that what
@@ -254,16 +256,19 @@ class HealthBook:
             health.open_until = now + self.config.cooldown
             health.probing = False
 
-    def released(self, health: DeploymentHealth) -> None:
+    def released(self, health: DeploymentHealth, probe: bool) -> None:
         """The deployment was refused before any call (a stage, such as its own rate limit,
-        turned it down): a probe it had claimed goes to the next request."""
-        if health.state == "half_open":
+        turned it down): a probe it had claimed (``probe``) goes to the next request."""
+        if probe and health.state == "half_open":
             health.probing = False
 
-    def abandoned(self, health: DeploymentHealth) -> None:
-        """The request ended without an outcome (the client went away)."""
+    def abandoned(self, health: DeploymentHealth, probe: bool = False) -> None:
+        """The request ended without an outcome (the client went away); the probe goes to the
+        next request if it was this one (``probe``). Another request that ends so (one sent
+        before the circuit opened, one tried though its circuit set it aside) leaves the probe
+        under way to the request that has it: only one request probes at a time."""
         health.in_flight -= 1
-        if health.state == "half_open":
+        if probe and health.state == "half_open":
             health.probing = False
 
 

@@ -16,6 +16,7 @@ import random
 from collections.abc import Sequence
 from typing import Literal
 
+from tollway.config.schema import RoutingConfig
 from tollway.core.context import RequestContext
 from tollway.core.errors import InvalidRequest
 from tollway.core.types import ChatRequest, Deployment, ResponsesOnly, TextPart
@@ -38,7 +39,13 @@ deadline in seconds (``None``: none)."""
 
 
 class Router:
-    """Plans requests over one routing table and the shared health book."""
+    """Plans requests over one routing table and the shared health book.
+
+    ``config``: the routing settings of the table's config (``exploration``, and the
+    pipeline's ``backoff``); the health book's own when not given. A reload builds its router
+    before the health book takes the new settings (a config that fails to build changes
+    nothing), so it passes them here.
+    """
 
     def __init__(
         self,
@@ -46,12 +53,14 @@ class Router:
         health: HealthBook,
         seed: int | None = None,
         counter: TokenCounter | None = None,
+        config: RoutingConfig | None = None,
     ) -> None:
         self.table = table
         self.health = health
+        self.config = config or health.config
         self._counter = counter
         self._rng = random.Random(seed)
-        self._explore = health.config.exploration
+        self._explore = self.config.exploration
         # Health records per group, resolved once: the hot path does no dict lookups.
         self._records: dict[str, list[Candidate]] = {
             group.name: list(zip(group.deployments, health.records(group.deployments), strict=True))

@@ -12,9 +12,11 @@ first matters as the fallback chain.
 - ``latency``: lowest recent time first (EWMA): to the first content for a stream, to the
   whole answer for a request answered in one piece (each measured on its own kind of
   request, since a long answer's total says nothing of how soon a stream starts); a
-  deployment with no sample of the measure yet goes first so it gets one, and a share of
-  requests (``routing.exploration``) starts at a random candidate, so one that recovered
-  from a slow spell is noticed.
+  deployment with no sample of the measure yet goes first so it gets one (while a request
+  of its is under way it goes last instead, the least busy of those first: a slow newcomer
+  is measured by one request, not sent every request until its first answer ends), and a
+  share of requests (``routing.exploration``) starts at a random candidate, so one that
+  recovered from a slow spell is noticed.
 - ``cost``: cheapest (``price``, input + output per 1M tokens) first; unpriced ones last.
 - ``least-busy``: fewest requests in flight first.
 """
@@ -34,6 +36,9 @@ Order = Callable[[Candidates, random.Random, float, bool], list[Candidate]]
 streams; the candidates best first."""
 
 _UNPRICED = float("inf")
+_MEASURING = 1e12
+"""Above any measured time in seconds: where an unmeasured deployment whose first request is
+under way ranks (plus its requests in flight)."""
 
 
 def priority(
@@ -96,12 +101,19 @@ def least_busy(
 
 def _ttft(candidate: Candidate) -> float:
     score = candidate[1].ewma_ttft
-    return -1.0 if score is None else score
+    return _unmeasured(candidate[1]) if score is None else score
 
 
 def _answer_time(candidate: Candidate) -> float:
     score = candidate[1].ewma_complete
-    return -1.0 if score is None else score
+    return _unmeasured(candidate[1]) if score is None else score
+
+
+def _unmeasured(health: DeploymentHealth) -> float:
+    """First when idle, so it gets its first sample; last while requests of its are under
+    way (one of which will give it), the least busy of those first."""
+    in_flight = health.in_flight
+    return -1.0 if in_flight <= 0 else _MEASURING + in_flight
 
 
 def _price(candidate: Candidate) -> float:

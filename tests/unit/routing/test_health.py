@@ -54,6 +54,24 @@ def test_every_circuit_move_is_told_half_open_included() -> None:
     assert moves == [("d", "open"), ("d", "half_open"), ("d", "closed")]
 
 
+def test_only_the_probe_hands_the_probe_on() -> None:
+    book = HealthBook(CONFIG)
+    health = book.of("d")
+    book.started(health)  # a request sent while the circuit was closed
+    for _ in range(3):
+        _fail(book, "d", UpstreamUnavailable("reset"))
+    time.sleep(0.25)
+    assert health.available(time.monotonic())  # the probe
+    book.started(health)
+    book.abandoned(health)  # the earlier request's client leaves: not the probe
+    book.started(health)
+    book.failed(health, InvalidRequest("bad"), 0.01)  # nor is a request it refused
+    assert health.probing and not health.available(time.monotonic())
+    book.abandoned(health, probe=True)  # the probe's own client leaves
+    assert health.available(time.monotonic())  # the next request probes
+    assert health.in_flight == 0
+
+
 def test_a_failed_probe_opens_the_circuit_again() -> None:
     book = HealthBook(CONFIG)
     health = book.of("d")

@@ -80,6 +80,17 @@ def test_latency_orders_streams_by_ttft_and_measures_the_unknown_first() -> None
     assert _ids(ordered) == ["new", "fast", "slow"]
 
 
+def test_latency_measures_the_unknown_with_one_request_at_a_time() -> None:
+    book = HealthBook(RoutingConfig())
+    candidates = _candidates(book, slow={}, fast={}, new={}, newer={})
+    book.of("slow").ewma_ttft = 0.5
+    book.of("fast").ewma_ttft = 0.05
+    book.of("new").in_flight = 2  # its first samples are on their way
+    book.of("newer").in_flight = 1
+    ordered = STRATEGIES["latency"](candidates, random.Random(1), 0.0, True)
+    assert _ids(ordered) == ["fast", "slow", "newer", "new"]
+
+
 def test_latency_ranks_answers_in_one_piece_by_their_own_time() -> None:
     # 'long' serves long answers in one piece but starts streams fastest: each kind of
     # request is ranked by its own measure, never by the other's.
