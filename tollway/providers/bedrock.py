@@ -28,6 +28,7 @@ from tollway.providers.sigv4 import AwsKey, SigV4Signer
 from tollway.wire.bedrock_request import request_to_wire
 from tollway.wire.bedrock_response import error_from_wire, response_from_wire
 from tollway.wire.bedrock_stream import StreamReader
+from tollway.wire.single_call import FirstCallOnly, first_call_only, wants_one_call
 
 if TYPE_CHECKING:
     from tollway.config.schema import DeploymentConfig
@@ -48,7 +49,7 @@ class BedrockProvider:
         self, request: ChatRequest, deployment: Deployment, action: str
     ) -> tuple[URL, bytes, dict[str, str], Secrets]:
         """URL, body and headers of a call, credential included, and the secrets (to scrub)."""
-        body = encoded(request_to_wire(request))
+        body = encoded(request_to_wire(request, claude=is_claude(deployment.model)))
         url = f"{deployment.api_base}/model/{quote(deployment.model, safe='')}/{action}"
         headers = {
             **request.upstream_headers,
@@ -73,7 +74,7 @@ class BedrockProvider:
 
     def check(self, request: ChatRequest, deployment: Deployment) -> None:
         """The 400s ``chat`` would answer for ``request`` before calling (for token counts)."""
-        encoded(request_to_wire(request))
+        encoded(request_to_wire(request, claude=is_claude(deployment.model)))
 
     def _aws_key(self, deployment: Deployment) -> AwsKey:
         refs = deployment.aws_credentials
@@ -91,7 +92,8 @@ class BedrockProvider:
         raw = await self._client.post_json(
             url, body, headers, deployment.timeouts, error_from_wire, secret
         )
-        return response_from_wire(raw, deployment.model)
+        response = response_from_wire(raw, deployment.model)
+        return first_call_only(response) if _cut_to_one_call(request, deployment) else response
 
     async def stream(
         self, request: ChatRequest, deployment: Deployment
@@ -100,6 +102,7 @@ class BedrockProvider:
         url, body, headers, secret = self._prepare(request, deployment, "converse-stream")
         decoder = EventStreamDecoder()
         reader = StreamReader(deployment.model)
+        one_call = FirstCallOnly() if _cut_to_one_call(request, deployment) else None
         pieces = self._client.post_bytes_stream(
             url, body, headers, deployment.timeouts, error_from_wire, secret
         )
@@ -112,6 +115,8 @@ class BedrockProvider:
                         # quote the credential as an error body may (http.py masks those).
                         payload = scrub(payload, secret)
                     chunk = reader.feed(message.headers, payload)
+                    if chunk is not None and one_call is not None:
+                        chunk = one_call(chunk)
                     if chunk is not None:
                         yield chunk
                     if reader.done:
@@ -121,6 +126,19 @@ class BedrockProvider:
             await pieces.aclose()  # type: ignore[attr-defined]
         if not reader.stopped:
             raise UpstreamProtocolError("upstream stream ended before messageStop")
+
+
+def is_claude(model: str) -> bool:
+    """Whether a Bedrock model id (or inference profile, or ARN) names one of Claude's."""
+    return "anthropic.claude" in model or model.startswith("claude")
+
+
+def _cut_to_one_call(request: ChatRequest, deployment: Deployment) -> bool:
+    """Whether the client turned parallel calls off for a model that has no switch for it
+    (Claude takes Anthropic's own, in ``additionalModelRequestFields``; an application
+    inference profile's ARN does not name its model, so it is cut too, which changes
+    nothing when the model made one call)."""
+    return wants_one_call(request) and not is_claude(deployment.model)
 
 
 def check_deployment(config: DeploymentConfig) -> None:

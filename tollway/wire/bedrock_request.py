@@ -30,8 +30,12 @@ The model is not in the body (it is the ``{modelId}`` of the URL), and a body is
   field, so it goes as it is in ``additionalModelRequestFields.thinking`` (an OpenAI client's
   ``reasoning_effort`` too, as ``claude_effort`` makes it one); reasoning in an
   assistant turn is a ``reasoningContent`` block, sent back only when signed.
-- No counterpart: ``n`` > 1 is a 400; ``seed``, ``user``, ``parallel_tool_calls``, an image's
-  ``detail`` and a message's ``name`` are dropped.
+- ``parallel_tool_calls: false`` (Anthropic's ``disable_parallel_tool_use``) is Claude's own
+  ``additionalModelRequestFields.tool_choice.disable_parallel_tool_use`` (``claude``: the
+  provider knows the model); other models have no such switch, and their answers are cut to
+  their first call (``single_call``).
+- No counterpart: ``n`` > 1 is a 400; ``seed``, ``user``, an image's ``detail`` and a
+  message's ``name`` are dropped.
 """
 
 from __future__ import annotations
@@ -126,8 +130,9 @@ def request_from_wire(body: dict[str, Any], model: str, *, stream: bool = False)
     )
 
 
-def request_to_wire(request: ChatRequest) -> dict[str, Any]:
-    """The upstream Converse body for ``request`` (the model goes in the URL)."""
+def request_to_wire(request: ChatRequest, *, claude: bool = False) -> dict[str, Any]:
+    """The upstream Converse body for ``request`` (the model goes in the URL); ``claude``:
+    the model is one of Claude's, which takes Anthropic's own ``tool_choice`` flags."""
     # Thinking turned off crosses as absent: only Claude knows the field.
     request = thinking_for_effort(request)
     thinking = request.thinking
@@ -151,6 +156,8 @@ def request_to_wire(request: ChatRequest) -> dict[str, Any]:
     model_fields: dict[str, Any] = {} if thinking is None else {"thinking": thinking}
     if request.top_k is not None:
         model_fields["top_k"] = request.top_k
+    if claude and request.parallel_tool_calls is False:
+        model_fields |= _one_call_at_a_time(body.get("toolConfig"))
     _merge(body, "additionalModelRequestFields", model_fields)
     if foreign and request.stop:
         # (A Converse client's own body is sent as it asked.)
@@ -328,6 +335,19 @@ def _tool_config_to_wire(request: ChatRequest, turns: list[dict[str, Any]]) -> d
     elif choice is not None and choice.mode in ("auto", "required"):
         out["toolChoice"] = {"auto": {}} if choice.mode == "auto" else {"any": {}}
     return out
+
+
+def _one_call_at_a_time(tool_config: dict[str, Any] | None) -> dict[str, Any]:
+    """Claude's ``tool_choice.disable_parallel_tool_use``, for tools sent with a choice that
+    lets the model call one. Bedrock makes ``toolConfig.toolChoice`` Claude's ``tool_choice``
+    and merges this field into it: beside a ``toolChoice`` it may not say the choice's
+    ``type`` again (a 400: it "conflicts with the existing field"), and without one it must
+    (``auto``, the default)."""
+    if not tool_config or not tool_config.get("tools"):
+        return {}
+    if "toolChoice" in tool_config:
+        return {"tool_choice": {"disable_parallel_tool_use": True}}
+    return {"tool_choice": {"type": "auto", "disable_parallel_tool_use": True}}
 
 
 def _uses_tools(turns: list[dict[str, Any]]) -> bool:

@@ -1,0 +1,138 @@
+"""Tool use crossing from one client API to another family, through the real ``openai`` and
+``anthropic`` SDKs against the session's gateway and the simulator: parallel calls turned off
+where the family has no switch for it (Gemini: the answer keeps its first call) or has its own
+(Claude on Bedrock), and call ids another provider made that the next one would refuse."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+
+from tests.integration.sdk import sent_upstream, user
+
+WEATHER: Any = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+}
+TIME: Any = {
+    "type": "function",
+    "function": {
+        "name": "get_time",
+        "parameters": {"type": "object", "properties": {"zone": {"type": "string"}}},
+    },
+}
+CLAUDE_TOOLS: Any = [
+    {"name": t["function"]["name"], "input_schema": t["function"]["parameters"]}
+    for t in (WEATHER, TIME)
+]
+
+
+def marker(words: str) -> str:
+    """Words no other test sends, to find this test's request in the simulator's log."""
+    return f"{words} {uuid.uuid4().hex[:10]}"
+
+
+# --- parallel calls turned off -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["test-gemini", "test-bedrock"])
+def test_parallel_calls_are_on_unless_turned_off(gpt: openai.OpenAI, model: str) -> None:
+    answer = gpt.chat.completions.create(
+        model=model, messages=user(marker("call both in parallel")), tools=[WEATHER, TIME]
+    )
+    calls: Any = answer.choices[0].message.tool_calls
+    assert [c.function.name for c in calls] == ["get_weather", "get_time"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_gemini_answers_one_call_to_an_openai_client_that_turned_parallel_calls_off(
+    gpt: openai.OpenAI, simulator_url: str, stream: bool
+) -> None:
+    asked = marker("call both in parallel")
+    kwargs: Any = {"model": "test-gemini", "messages": user(asked), "tools": [WEATHER, TIME]}
+    if stream:
+        with gpt.chat.completions.stream(**kwargs, parallel_tool_calls=False) as events:
+            answer = events.get_final_completion()
+    else:
+        answer = gpt.chat.completions.create(**kwargs, parallel_tool_calls=False)
+    calls: Any = answer.choices[0].message.tool_calls
+    assert [c.function.name for c in calls] == ["get_weather"]
+    assert json.loads(calls[0].function.arguments)
+    assert answer.choices[0].finish_reason == "tool_calls"
+    assert "parallel_tool_calls" not in json.dumps(sent_upstream(simulator_url, asked))
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_gemini_answers_one_call_to_an_anthropic_client_that_disabled_parallel_tool_use(
+    claude: anthropic.Anthropic, stream: bool
+) -> None:
+    kwargs: Any = {
+        "model": "test-gemini",
+        "max_tokens": 200,
+        "messages": user(marker("call both in parallel")),
+        "tools": CLAUDE_TOOLS,
+        "tool_choice": {"type": "auto", "disable_parallel_tool_use": True},
+    }
+    if stream:
+        with claude.messages.stream(**kwargs) as events:
+            answer = events.get_final_message()
+    else:
+        answer = claude.messages.create(**kwargs)
+    uses = [block for block in answer.content if block.type == "tool_use"]
+    assert [use.name for use in uses] == ["get_weather"]
+    assert answer.stop_reason == "tool_use"
+
+
+@pytest.mark.parametrize(
+    ("tool_choice", "sent_choice"),
+    [
+        (None, {"type": "auto", "disable_parallel_tool_use": True}),
+        ("required", {"disable_parallel_tool_use": True}),
+        ("auto", {"disable_parallel_tool_use": True}),
+    ],
+)
+def test_claude_on_bedrock_is_told_to_call_one_tool_at_a_time(
+    gpt: openai.OpenAI, simulator_url: str, tool_choice: Any, sent_choice: Any
+) -> None:
+    asked = marker("call both in parallel")
+    extra: Any = {} if tool_choice is None else {"tool_choice": tool_choice}
+    answer = gpt.chat.completions.create(
+        model="test-bedrock",
+        messages=user(asked),
+        tools=[WEATHER, TIME],
+        parallel_tool_calls=False,
+        **extra,
+    )
+    calls: Any = answer.choices[0].message.tool_calls
+    assert [c.function.name for c in calls] == ["get_weather"]
+    body = sent_upstream(simulator_url, asked)
+    # Claude's own flag, merged by Bedrock into the toolConfig's choice (whose type it may
+    # not repeat beside one, and must name without one).
+    assert body["additionalModelRequestFields"]["tool_choice"] == sent_choice
+
+
+def test_claude_on_bedrock_gets_an_anthropic_clients_disable_parallel_tool_use(
+    claude: anthropic.Anthropic, simulator_url: str
+) -> None:
+    asked = marker("call both in parallel")
+    answer = claude.messages.create(
+        model="test-bedrock",
+        max_tokens=200,
+        messages=user(asked),
+        tools=CLAUDE_TOOLS,
+        tool_choice={"type": "any", "disable_parallel_tool_use": True},
+    )
+    assert [b.name for b in answer.content if b.type == "tool_use"] == ["get_weather"]
+    body = sent_upstream(simulator_url, asked)
+    assert body["toolConfig"]["toolChoice"] == {"any": {}}
+    assert body["additionalModelRequestFields"]["tool_choice"] == {
+        "disable_parallel_tool_use": True
+    }
