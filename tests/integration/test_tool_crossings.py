@@ -136,3 +136,74 @@ def test_claude_on_bedrock_gets_an_anthropic_clients_disable_parallel_tool_use(
     assert body["additionalModelRequestFields"]["tool_choice"] == {
         "disable_parallel_tool_use": True
     }
+
+
+# --- call ids another provider made ------------------------------------------------------
+
+
+def conversation(asked: str, call_id: str) -> list[Any]:
+    """An OpenAI conversation whose one call (with ``call_id``) was answered."""
+    call = {"id": call_id, "type": "function", "function": {"name": "get_weather"}}
+    call["function"]["arguments"] = '{"city": "Oslo"}'
+    return [
+        {"role": "user", "content": asked},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": call_id, "content": "sunny"},
+    ]
+
+
+@pytest.mark.parametrize("model", ["test-claude", "test-bedrock"])
+def test_call_ids_anthropic_and_bedrock_refuse_are_made_to_fit(
+    gpt: openai.OpenAI, simulator_url: str, model: str
+) -> None:
+    # Kimi's and other compatible servers' ids: a dot and a colon, which Claude refuses.
+    asked = marker("what did the tool say")
+    answer = gpt.chat.completions.create(
+        model=model, messages=conversation(asked, "functions.get_weather:0"), tools=[WEATHER]
+    )
+    assert answer.choices[0].message.content
+    body = sent_upstream(simulator_url, asked)
+    if model == "test-claude":
+        use, result = body["messages"][1]["content"][0], body["messages"][2]["content"][0]
+        sent = (use["id"], result["tool_use_id"])
+    else:
+        use, result = body["messages"][1]["content"][0], body["messages"][2]["content"][0]
+        sent = (use["toolUse"]["toolUseId"], result["toolResult"]["toolUseId"])
+    assert sent[0] == sent[1] and sent[0].startswith("functions_get_weather_0_")
+    # An id that fits goes as it came.
+    asked = marker("what did the tool say")
+    gpt.chat.completions.create(
+        model=model, messages=conversation(asked, "call_abc-123"), tools=[WEATHER]
+    )
+    assert "call_abc-123" in json.dumps(sent_upstream(simulator_url, asked))
+
+
+def test_call_ids_longer_than_openai_takes_are_made_to_fit(
+    claude: anthropic.Anthropic, simulator_url: str
+) -> None:
+    # vLLM's ids are 46 long: an Anthropic client's conversation it served, failed over to
+    # an OpenAI deployment.
+    long_id = "chatcmpl-tool-" + "0123456789abcdef" * 2
+    asked = marker("what did the tool say")
+    answer = claude.messages.create(
+        model="test-chat",
+        max_tokens=100,
+        tools=CLAUDE_TOOLS,
+        messages=[
+            {"role": "user", "content": asked},
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "tool_use", "id": long_id, "name": "get_weather", "input": {}}
+                ],
+            },
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": long_id, "content": "sunny"}],
+            },
+        ],
+    )
+    assert answer.content
+    body = sent_upstream(simulator_url, asked)
+    sent = body["messages"][1]["tool_calls"][0]["id"]
+    assert len(sent) <= 40 and sent == body["messages"][2]["tool_call_id"]

@@ -99,14 +99,31 @@ def _blocks_text(content: Any, param: str) -> tuple[str, str | None, int, bool]:
         elif any(kind in block for kind in _MEDIA_BLOCKS):
             tokens += IMAGE_TOKENS
         elif isinstance(block.get("toolUse"), dict):
+            _check_call_id(block["toolUse"], f"{param}.{index}.toolUse")
             uses_tools = True
             tokens += word_count(orjson.dumps(block["toolUse"].get("input", {})).decode())
         elif isinstance(block.get("toolResult"), dict):
+            _check_call_id(block["toolResult"], f"{param}.{index}.toolResult")
             uses_tools = True
             text = _result_text(block["toolResult"].get("content"))
             results = [*(results or []), text]
             tokens += word_count(text)
     return " ".join(texts), None if results is None else " ".join(results), tokens, uses_tools
+
+
+_CALL_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+
+
+def _check_call_id(block: dict[str, Any], param: str) -> None:
+    """Converse's constraint on a ``toolUseId``, in Bedrock's words."""
+    value = block.get("toolUseId")
+    if isinstance(value, str) and not _CALL_ID.fullmatch(value):
+        raise InvalidRequest(
+            f"1 validation error detected: Value at '{param}.toolUseId' failed to satisfy "
+            "constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_-]+ and "
+            "have length less than or equal to 64",
+            "toolUseId",
+        )
 
 
 def _result_text(content: Any) -> str:

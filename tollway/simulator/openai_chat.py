@@ -162,9 +162,10 @@ def read_prompt(body: dict[str, Any], call: Call) -> tuple[Prompt, int]:
     prompt_tokens = 0
     last_user = ""
     last_text = ""
-    for message in messages:
+    for index, message in enumerate(messages):
         if not isinstance(message, dict):
             raise InvalidRequest("Invalid 'messages': each message must be an object.", "messages")
+        _check_call_ids(message, index)
         last_text, tokens = _message_tokens(message)
         prompt_tokens += tokens
         if message.get("role") == "user":
@@ -185,6 +186,22 @@ def read_prompt(body: dict[str, Any], call: Call) -> tuple[Prompt, int]:
     stop = body.get("stop")
     prompt.stop = [stop] if isinstance(stop, str) else [s for s in stop or () if isinstance(s, str)]
     return prompt, prompt_tokens
+
+
+_LONGEST_CALL_ID = 40
+
+
+def _check_call_ids(message: dict[str, Any], index: int) -> None:
+    """OpenAI's limit on a tool call's id, in OpenAI's words."""
+    for number, tool_call in enumerate(message.get("tool_calls") or ()):
+        call_id = tool_call.get("id") if isinstance(tool_call, dict) else None
+        if isinstance(call_id, str) and len(call_id) > _LONGEST_CALL_ID:
+            param = f"messages[{index}].tool_calls[{number}].id"
+            raise InvalidRequest(
+                f"Invalid '{param}': string too long. Expected a string with maximum length "
+                f"{_LONGEST_CALL_ID}, but got a string with length {len(call_id)} instead.",
+                param,
+            )
 
 
 def usage(prompt_tokens: int, completion_tokens: int, reasoning_tokens: int = 0) -> dict[str, Any]:

@@ -26,6 +26,9 @@ that came from another format passes it through here first:
   (``REPLAYS_REASONING``: Claude's thinking to Anthropic or Bedrock, Gemini's thought
   signatures to Gemini): reasoning no provider signed (an OpenAI-compatible server's) cannot
   be verified, so it is left out;
+- a tool call's id (and its result's) that the target's API would refuse (``CALL_IDS``: a
+  character Anthropic or Bedrock does not take, more than OpenAI's 40 or Bedrock's 64) is
+  rewritten to one it takes, the same for the call and its result (``call_id_for``);
 - content parts and tools the gateway does not model are a 400 naming their type;
 - answers and chunks lose their extras (they are the other format's details), and an answer
   loses its content blocks of kinds the gateway does not model (server tool blocks, ...);
@@ -47,6 +50,8 @@ A value tagged with the target format, or not tagged at all (built in code), is 
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from types import MappingProxyType
@@ -105,6 +110,21 @@ ERROR_STATUS: Mapping[str, JSON] = MappingProxyType({"bedrock": {"status": "erro
 others are told in the result's text."""
 
 _FUNCTION_TOOL_TYPES = (None, "function", "custom")
+_ID_CHARACTERS = re.compile(r"[a-zA-Z0-9_-]+")
+_ANY_CHARACTERS = re.compile(r".+", re.DOTALL)
+_NOT_ID_CHARACTER = re.compile(r"[^a-zA-Z0-9_-]")
+CALL_IDS: Mapping[str, tuple[re.Pattern[str], int]] = MappingProxyType(
+    {
+        "anthropic": (_ID_CHARACTERS, 64),
+        "bedrock": (_ID_CHARACTERS, 64),
+        "openai": (_ANY_CHARACTERS, 40),
+    }
+)
+"""Per format, the tool call ids its API takes (characters, longest): Anthropic's
+``^[a-zA-Z0-9_-]+$`` (its own ids are about 30 long), Bedrock's the same and at most 64,
+OpenAI's at most 40. Ids another family made (an OpenAI-compatible server's
+``functions.get_weather:0``, vLLM's 46-character ``chatcmpl-tool-...``) are made to fit
+(``call_id_for``); Gemini matches results to calls by name, and is sent no foreign id."""
 REPLAYS_REASONING: Mapping[str, str] = MappingProxyType(
     {"anthropic": "claude", "bedrock": "claude", "gemini": "gemini"}
 )
@@ -309,8 +329,32 @@ def _plain_message(message: Message, target: str, hints: bool) -> Message:
             content = refusal
     calls = message.tool_calls
     if calls:
-        calls = [replace(call, extra=_hint(call.extra, hints)) for call in calls]
-    return replace(message, content=content, tool_calls=calls, extra=extra)
+        calls = [
+            replace(call, id=call_id_for(call.id, target), extra=_hint(call.extra, hints))
+            for call in calls
+        ]
+    tool_call_id = message.tool_call_id
+    if tool_call_id is not None:
+        tool_call_id = call_id_for(tool_call_id, target)
+    return replace(
+        message, content=content, tool_calls=calls, tool_call_id=tool_call_id, extra=extra
+    )
+
+
+def call_id_for(call_id: str, target: str) -> str:
+    """A tool call's id as ``target`` takes it (``CALL_IDS``): itself when it fits, else its
+    letters, digits, ``_`` and ``-`` (the rest as ``_``) cut short enough to end with ``_`` and
+    eight hex digits of its hash, so a call and its result, which carry the same id, still
+    match, and two ids never become one."""
+    rule = CALL_IDS.get(target)
+    if rule is None:
+        return call_id
+    pattern, longest = rule
+    if len(call_id) <= longest and pattern.fullmatch(call_id):
+        return call_id
+    digest = hashlib.sha256(call_id.encode()).hexdigest()[:8]
+    kept = _NOT_ID_CHARACTER.sub("_", call_id)[: longest - len(digest) - 1]
+    return f"{kept}_{digest}" if kept else f"call_{digest}"
 
 
 def _tool_result(
