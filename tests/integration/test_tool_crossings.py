@@ -5,6 +5,7 @@ where the family has no switch for it (Gemini: the answer keeps its first call) 
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from typing import Any
@@ -207,3 +208,101 @@ def test_call_ids_longer_than_openai_takes_are_made_to_fit(
     body = sent_upstream(simulator_url, asked)
     sent = body["messages"][1]["tool_calls"][0]["id"]
     assert len(sent) <= 40 and sent == body["messages"][2]["tool_call_id"]
+
+
+# --- documents ---------------------------------------------------------------------------
+
+PDF_DATA = base64.b64encode(b"%PDF-1.4 a tiny tollway test document").decode()
+
+
+def documents(asked: str) -> list[Any]:
+    """An Anthropic user turn holding a PDF, a plain-text document and the question."""
+    pdf = {"type": "base64", "media_type": "application/pdf", "data": PDF_DATA}
+    text = {"type": "text", "media_type": "text/plain", "data": "Cars pay 3 euros."}
+    return [
+        {
+            "role": "user",
+            "content": [
+                {"type": "document", "source": pdf, "title": "tolls.pdf"},
+                {"type": "document", "source": text},
+                {"type": "text", "text": asked},
+            ],
+        }
+    ]
+
+
+def test_an_anthropic_clients_documents_reach_every_family(
+    claude: anthropic.Anthropic, simulator_url: str
+) -> None:
+    sent: dict[str, Any] = {}
+    for model in ("test-chat", "test-gemini", "test-bedrock", "test-claude"):
+        asked = marker("what do the documents say")
+        answer = claude.messages.create(model=model, max_tokens=50, messages=documents(asked))
+        assert answer.content
+        sent[model] = sent_upstream(simulator_url, asked)[
+            "messages" if model != "test-gemini" else "contents"
+        ]
+    openai_parts = sent["test-chat"][0]["content"]
+    assert openai_parts[0] == {
+        "type": "file",
+        "file": {"file_data": f"data:application/pdf;base64,{PDF_DATA}", "filename": "tolls.pdf"},
+    }
+    assert openai_parts[1] == {"type": "text", "text": "Cars pay 3 euros."}
+    gemini_parts = sent["test-gemini"][0]["parts"]
+    assert gemini_parts[0] == {"inlineData": {"mimeType": "application/pdf", "data": PDF_DATA}}
+    assert gemini_parts[1] == {"text": "Cars pay 3 euros."}
+    pdf, text = (block["document"] for block in sent["test-bedrock"][0]["content"][:2])
+    assert pdf == {"format": "pdf", "name": "tolls pdf", "source": {"bytes": PDF_DATA}}
+    assert text["format"] == "txt" and text["name"].startswith("document-")
+    assert base64.b64decode(text["source"]["bytes"]) == b"Cars pay 3 euros."
+    assert sent["test-claude"][0]["content"][:2] == documents("")[0]["content"][:2]
+
+
+@pytest.mark.parametrize("model", ["test-claude", "test-bedrock", "test-gemini"])
+def test_an_openai_clients_pdf_reaches_every_family(
+    gpt: openai.OpenAI, simulator_url: str, model: str
+) -> None:
+    asked = marker("what does the pdf say")
+    file: Any = {
+        "type": "file",
+        "file": {"file_data": f"data:application/pdf;base64,{PDF_DATA}", "filename": "t.pdf"},
+    }
+    answer = gpt.chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": [file, {"type": "text", "text": asked}]}],
+    )
+    assert answer.choices[0].message.content
+    body = sent_upstream(simulator_url, asked)
+    if model == "test-claude":
+        assert body["messages"][0]["content"][0] == {
+            "type": "document",
+            "source": {"type": "base64", "media_type": "application/pdf", "data": PDF_DATA},
+            "title": "t.pdf",
+        }
+    elif model == "test-bedrock":
+        assert body["messages"][0]["content"][0] == {
+            "document": {"format": "pdf", "name": "t pdf", "source": {"bytes": PDF_DATA}}
+        }
+    else:
+        part = body["contents"][0]["parts"][0]
+        assert part == {"inlineData": {"mimeType": "application/pdf", "data": PDF_DATA}}
+
+
+def test_a_documents_citations_are_a_400_for_another_family(
+    claude: anthropic.Anthropic, simulator_url: str
+) -> None:
+    asked = marker("cite the document")
+    turn = documents(asked)
+    turn[0]["content"][1]["citations"] = {"enabled": True}
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        claude.messages.create(model="test-gemini", max_tokens=50, messages=turn)
+    assert "'citations'" in caught.value.message
+    # A file the gateway cannot read (stored at OpenAI) stays a 400 naming its type.
+    url = {"type": "url", "url": "https://example.com/a.pdf"}
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        claude.messages.create(
+            model="test-chat",
+            max_tokens=50,
+            messages=[{"role": "user", "content": [{"type": "document", "source": url}]}],
+        )
+    assert "'document'" in caught.value.message

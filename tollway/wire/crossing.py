@@ -29,6 +29,8 @@ that came from another format passes it through here first:
 - a tool call's id (and its result's) that the target's API would refuse (``CALL_IDS``: a
   character Anthropic or Bedrock does not take, more than OpenAI's 40 or Bedrock's 64) is
   rewritten to one it takes, the same for the call and its result (``call_id_for``);
+- a document's Anthropic-only settings (``citations``, ``context``) are a 400 for the others,
+  and so is a document in a tool result for OpenAI, which takes only text there;
 - content parts and tools the gateway does not model are a 400 naming their type;
 - answers and chunks lose their extras (they are the other format's details), and an answer
   loses its content blocks of kinds the gateway does not model (server tool blocks, ...);
@@ -65,6 +67,7 @@ from tollway.core.types import (
     ChatResponse,
     Choice,
     ContentPart,
+    DocumentPart,
     ImagePart,
     Message,
     OpaquePart,
@@ -363,10 +366,15 @@ def _tool_result(
     """A tool result's content for a family without its origin's details: a failed call
     (Anthropic's ``is_error``) says so in its text, since only the words reach the model,
     unless the family has a field for it (``ERROR_STATUS``)."""
-    images = isinstance(content, list) and any(isinstance(p, ImagePart) for p in content)
-    if target == "openai" and images:  # OpenAI takes only text in a tool message
+    media = (
+        [p for p in content if isinstance(p, (ImagePart, DocumentPart))]
+        if isinstance(content, list)
+        else []
+    )
+    if target == "openai" and media:  # OpenAI takes only text in a tool message
+        kind = "an image" if isinstance(media[0], ImagePart) else "a document"
         raise InvalidRequest(
-            "an image in a tool result cannot be translated for an openai deployment",
+            f"{kind} in a tool result cannot be translated for an openai deployment",
             param="messages",
         )
     if message.extra.get("is_error") is True and target not in ERROR_STATUS:
@@ -386,12 +394,31 @@ def _plain_part(part: ContentPart, target: str, hints: bool) -> ContentPart:
         return part
     if isinstance(part, ReasoningPart):
         return replace(part, extra={})
+    if isinstance(part, DocumentPart) and target != _ANTHROPIC:
+        _check_document(part, target)
     extra = _hint(part.extra, hints)
     return (
         TextPart(part.text, extra=extra)
         if isinstance(part, TextPart)
         else replace(part, extra=extra)
     )
+
+
+def _check_document(part: DocumentPart, target: str) -> None:
+    """A document's Anthropic settings that change the answer and have no counterpart
+    elsewhere: ``citations`` (the answer cites the document) and ``context`` (what the model
+    is told about it) are a 400 naming them."""
+    citations = part.extra.get("citations")
+    if isinstance(citations, dict) and citations.get("enabled") is True:
+        raise InvalidRequest(
+            f"a document's 'citations' cannot be translated for {_a(target)} deployment",
+            param="messages",
+        )
+    if part.extra.get("context"):
+        raise InvalidRequest(
+            f"a document's 'context' cannot be translated for {_a(target)} deployment",
+            param="messages",
+        )
 
 
 def without_parts(message: Message, keep_reasoning: Callable[[ReasoningPart], bool]) -> Message:
@@ -492,7 +519,7 @@ def _placed_among(call: ToolCall, kept: list[bool]) -> ToolCall:
     return replace(call, position=sum(kept[: call.position]))
 
 
-def _plain_answer_part(part: TextPart | ImagePart | ReasoningPart) -> ContentPart:
+def _plain_answer_part(part: TextPart | ImagePart | DocumentPart | ReasoningPart) -> ContentPart:
     if not part.extra:
         return part
     return TextPart(part.text) if isinstance(part, TextPart) else replace(part, extra={})
