@@ -378,12 +378,21 @@ PDF_DOCUMENT: dict[str, Any] = {
     "type": "document",
     "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0xLjQK"},
 }
+URL_DOCUMENT: dict[str, Any] = {
+    "type": "document",
+    "source": {"type": "url", "url": "https://example.com/tolls.pdf"},
+}
 # What Anthropic clients may send that the other families cannot take: a 400 naming it.
 UNTRANSLATABLE: dict[str, dict[str, Any]] = {
     "unknown field": {"extra_body": {"no_such_field": True}},
     "server tool": {"tools": [{"type": "web_search_20250305", "name": "web_search"}]},
-    "text document": {"messages": [{"role": "user", "content": [TEXT_DOCUMENT]}]},
-    "pdf document": {"messages": [{"role": "user", "content": [PDF_DOCUMENT]}]},
+    # (A PDF or text document crosses; citations of it, or one by URL, cannot.)
+    "cited document": {
+        "messages": [
+            {"role": "user", "content": [{**TEXT_DOCUMENT, "citations": {"enabled": True}}]}
+        ]
+    },
+    "document by url": {"messages": [{"role": "user", "content": [URL_DOCUMENT]}]},
 }
 PREFILL = {"messages": [*user("Answer in JSON."), {"role": "assistant", "content": "{"}]}
 TOP_K = {"extra_body": {"top_k": 5}}  # Chat Completions has none; Claude on Bedrock takes it

@@ -79,7 +79,8 @@ def test_a_file_another_family_cannot_read_names_its_part(
 ) -> None:
     content = [
         {"type": "input_text", "text": "read this"},
-        {"type": "input_file", "filename": "a.pdf", "file_data": PDF},
+        # A PDF's bytes cross to every family; a file by its OpenAI id cannot.
+        {"type": "input_file", "file_id": "file-abc123"},
     ]
     error = refused(
         client, model=model, instructions="x", input=[{"role": "user", "content": content}]

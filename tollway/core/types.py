@@ -38,6 +38,24 @@ class ImagePart:
     extra: JSON = field(default_factory=dict)
 
 
+PDF = "application/pdf"
+PLAIN_TEXT = "text/plain"
+
+
+@dataclass(slots=True)
+class DocumentPart:
+    """A document for the model to read: a PDF as base64 ``data`` (``media_type``
+    ``application/pdf``), or plain ``text`` (``text/plain``), with the name or title the
+    client gave it. Anthropic's ``document`` block, OpenAI's ``file`` part with
+    ``file_data``."""
+
+    media_type: str
+    data: str | None = None
+    text: str | None = None
+    name: str | None = None
+    extra: JSON = field(default_factory=dict)
+
+
 @dataclass(slots=True)
 class OpaquePart:
     """A content part the gateway does not model (audio, files...), kept as sent.
@@ -91,7 +109,7 @@ class ReasoningPart:
         return "claude" if self.signed else None
 
 
-ContentPart = TextPart | ImagePart | OpaquePart | ReasoningPart
+ContentPart = TextPart | ImagePart | DocumentPart | OpaquePart | ReasoningPart
 
 
 @dataclass(slots=True)

@@ -40,6 +40,7 @@ import orjson
 from tollway.core.types import (
     ChatRequest,
     Deployment,
+    DocumentPart,
     EmbeddingRequest,
     ImagePart,
     OpaquePart,
@@ -199,6 +200,8 @@ class TokenCounter:
                             tokens += _IMAGE_TOKENS_LOW_DETAIL
                         else:
                             tokens += _image_tokens(provider)
+                    elif isinstance(part, DocumentPart):
+                        tokens += self._document_part(encoding, part)
                     elif isinstance(part, OpaquePart) and part.type == "document":
                         tokens += self._document(encoding, part.data, provider)
                     elif isinstance(part, ReasoningPart) and replays and part.signed:
@@ -215,6 +218,17 @@ class TokenCounter:
             }
             tokens += _TOKENS_PER_TOOL + count(encoding, orjson.dumps(definition).decode())
         return _scaled(tokens, provider)
+
+    def _document_part(self, encoding: str, part: DocumentPart) -> int:
+        """A document: its name and context, then its text or a PDF's estimate by its size."""
+        tokens = self._count(encoding, part.name) if part.name else 0
+        context = part.extra.get("context")
+        if isinstance(context, str):
+            tokens += self._count(encoding, context)
+        if part.text is not None:
+            return tokens + self._count(encoding, part.text)
+        size = len(part.data or "") * 3 // 4
+        return tokens + _PDF_TOKENS_PER_PAGE * max(1, math.ceil(size / _PDF_BYTES_PER_PAGE))
 
     def _document(self, encoding: str, block: dict[str, Any], provider: str) -> int:
         """An Anthropic ``document`` block: its title and context, then its source's text,

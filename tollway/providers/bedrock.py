@@ -25,10 +25,11 @@ from tollway.providers.base import ProviderResources, ProviderSpec
 from tollway.providers.eventstream import EventStreamDecoder
 from tollway.providers.http import Secrets, encoded, scrub
 from tollway.providers.sigv4 import AwsKey, SigV4Signer
-from tollway.wire.bedrock_models import family_of
+from tollway.wire.bedrock_models import CLAUDE, family_of
 from tollway.wire.bedrock_request import request_to_wire
 from tollway.wire.bedrock_response import error_from_wire, response_from_wire
 from tollway.wire.bedrock_stream import StreamReader
+from tollway.wire.single_call import FirstCallOnly, first_call_only, wants_one_call
 
 if TYPE_CHECKING:
     from tollway.config.schema import DeploymentConfig
@@ -91,7 +92,8 @@ class BedrockProvider:
         raw = await self._client.post_json(
             url, body, headers, deployment.timeouts, error_from_wire, secret
         )
-        return response_from_wire(raw, deployment.model)
+        response = response_from_wire(raw, deployment.model)
+        return first_call_only(response) if _cut_to_one_call(request, deployment) else response
 
     async def stream(
         self, request: ChatRequest, deployment: Deployment
@@ -100,6 +102,7 @@ class BedrockProvider:
         url, body, headers, secret = self._prepare(request, deployment, "converse-stream")
         decoder = EventStreamDecoder()
         reader = StreamReader(deployment.model)
+        one_call = FirstCallOnly() if _cut_to_one_call(request, deployment) else None
         pieces = self._client.post_bytes_stream(
             url, body, headers, deployment.timeouts, error_from_wire, secret
         )
@@ -112,6 +115,8 @@ class BedrockProvider:
                         # quote the credential as an error body may (http.py masks those).
                         payload = scrub(payload, secret)
                     chunk = reader.feed(message.headers, payload)
+                    if chunk is not None and one_call is not None:
+                        chunk = one_call(chunk)
                     if chunk is not None:
                         yield chunk
                     if reader.done:
@@ -135,6 +140,14 @@ def _without_betas(headers: dict[str, str]) -> tuple[dict[str, str], list[str]]:
         else:
             kept[name] = value
     return kept, betas
+
+
+def _cut_to_one_call(request: ChatRequest, deployment: Deployment) -> bool:
+    """Whether the client turned parallel calls off for a model that has no switch for it
+    (Claude takes Anthropic's own, in ``additionalModelRequestFields``; an application
+    inference profile's ARN does not name its model, so it is cut too, which changes
+    nothing when the model made one call)."""
+    return wants_one_call(request) and family_of(deployment.model) is not CLAUDE
 
 
 def check_deployment(config: DeploymentConfig) -> None:

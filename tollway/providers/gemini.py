@@ -45,6 +45,7 @@ from tollway.wire.gemini_embeddings import (
 from tollway.wire.gemini_request import request_to_wire
 from tollway.wire.gemini_response import error_from_wire, response_from_wire
 from tollway.wire.gemini_stream import StreamReader
+from tollway.wire.single_call import FirstCallOnly, first_call_only, wants_one_call
 
 if TYPE_CHECKING:
     from tollway.config.schema import DeploymentConfig
@@ -156,7 +157,9 @@ class GeminiProvider:
         """One complete answer."""
         body = request_to_wire(request, deployment.model)
         raw = await self._post(deployment, "generateContent", body, request.upstream_headers)
-        return response_from_wire(raw)
+        response = response_from_wire(raw)
+        # Gemini has no switch for parallel calls: a client that turned them off gets one.
+        return first_call_only(response) if wants_one_call(request) else response
 
     async def stream(
         self, request: ChatRequest, deployment: Deployment
@@ -164,6 +167,7 @@ class GeminiProvider:
         """Chunks as the upstream sends them; a body that ends before the finish is an error."""
         headers, secret = await self._headers(deployment, request.upstream_headers)
         reader = StreamReader(request.n or 1)
+        one_call = FirstCallOnly() if wants_one_call(request) else None
         events = self._client.post_stream(
             self._flavor.url(deployment, "streamGenerateContent") + "?alt=sse",
             request_to_wire(request, deployment.model),
@@ -175,6 +179,8 @@ class GeminiProvider:
         try:
             async for event in events:
                 chunk = reader.feed(event.data)
+                if chunk is not None and one_call is not None:
+                    chunk = one_call(chunk)
                 if chunk is not None:
                     yield chunk
         finally:

@@ -42,6 +42,7 @@ tokens, and ``usage.server_tool_use.web_search_requests`` saying how many (strea
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -103,6 +104,21 @@ def _blocks_text(content: Any) -> tuple[str, str | None, int]:
     return " ".join(texts), None if results is None else " ".join(results), tokens
 
 
+_CALL_ID = re.compile(r"[a-zA-Z0-9_-]+")
+_CALL_ID_FIELDS = {"tool_use": "id", "tool_result": "tool_use_id"}
+
+
+def _check_call_ids(content: Any, index: int) -> None:
+    """Anthropic's pattern for a ``tool_use`` id and a result's ``tool_use_id``, in its words."""
+    for number, block in enumerate(content if isinstance(content, list) else ()):
+        kind = block.get("type") if isinstance(block, dict) else None
+        field = _CALL_ID_FIELDS.get(kind) if isinstance(kind, str) else None
+        value = None if field is None else block.get(field)
+        if isinstance(value, str) and not _CALL_ID.fullmatch(value):
+            param = f"messages.{index}.content.{number}.{block['type']}.{field}"
+            raise InvalidRequest(f"{param}: String should match pattern '^[a-zA-Z0-9_-]+$'", param)
+
+
 def _system_tokens(system: Any) -> int:
     text, _, tokens = _blocks_text(system)
     return MESSAGE_OVERHEAD + tokens if text or tokens else 0
@@ -156,9 +172,10 @@ def read_prompt(body: dict[str, Any], target_tokens: int) -> tuple[Prompt, int]:
     input_tokens = _system_tokens(body.get("system"))
     last_user = ""
     tool_result: str | None = None
-    for message in messages:
+    for index, message in enumerate(messages):
         if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
             raise InvalidRequest("messages: each message needs role user or assistant", "messages")
+        _check_call_ids(message.get("content"), index)
         text, tool_result, tokens = _blocks_text(message.get("content"))
         input_tokens += MESSAGE_OVERHEAD + tokens
         if message["role"] == "user" and tool_result is None:

@@ -112,14 +112,31 @@ def _blocks_text(content: Any, param: str) -> tuple[str, str | None, int, bool]:
         elif any(kind in block for kind in _MEDIA_BLOCKS):
             tokens += IMAGE_TOKENS
         elif isinstance(block.get("toolUse"), dict):
+            _check_call_id(block["toolUse"], f"{param}.{index}.toolUse")
             uses_tools = True
             tokens += word_count(orjson.dumps(block["toolUse"].get("input", {})).decode())
         elif isinstance(block.get("toolResult"), dict):
+            _check_call_id(block["toolResult"], f"{param}.{index}.toolResult")
             uses_tools = True
             text = _result_text(block["toolResult"].get("content"))
             results = [*(results or []), text]
             tokens += word_count(text)
     return " ".join(texts), None if results is None else " ".join(results), tokens, uses_tools
+
+
+_CALL_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+
+
+def _check_call_id(block: dict[str, Any], param: str) -> None:
+    """Converse's constraint on a ``toolUseId``, in Bedrock's words."""
+    value = block.get("toolUseId")
+    if isinstance(value, str) and not _CALL_ID.fullmatch(value):
+        raise InvalidRequest(
+            f"1 validation error detected: Value at '{param}.toolUseId' failed to satisfy "
+            "constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_-]+ and "
+            "have length less than or equal to 64",
+            "toolUseId",
+        )
 
 
 def _result_text(content: Any) -> str:
@@ -185,6 +202,28 @@ def _apply_tool_choice(prompt: Prompt, choice: Any) -> None:
         prompt.forced_tool = choice["tool"]["name"]
 
 
+def _claude_tool_choice(body: dict[str, Any], choice: Any) -> bool:
+    """Whether Claude's own ``tool_choice`` (``additionalModelRequestFields``) turns parallel
+    calls off, checked as Bedrock merges it into ``toolConfig.toolChoice``: its ``type``
+    conflicts with a ``toolChoice``, and is required without one."""
+    fields = body.get("additionalModelRequestFields")
+    extra = fields.get("tool_choice") if isinstance(fields, dict) else None
+    if extra is None:
+        return False
+    if not isinstance(extra, dict):
+        raise InvalidRequest("tool_choice: Input should be an object", "tool_choice")
+    if "type" in extra and choice is not None:
+        kind = next(iter(choice), "") if isinstance(choice, dict) else ""
+        raise InvalidRequest(
+            f"The additional field tool_choice/type conflicts with the existing field "
+            f"toolConfig.toolChoice.{kind}. Remove tool_choice/type and try again.",
+            "tool_choice",
+        )
+    if "type" not in extra and choice is None:
+        raise InvalidRequest("tool_choice.type: Field required", "tool_choice")
+    return extra.get("disable_parallel_tool_use") is True
+
+
 def _output_schema(body: dict[str, Any]) -> dict[str, Any] | None:
     try:
         text = body["outputConfig"]["textFormat"]["structure"]["jsonSchema"]["schema"]
@@ -227,6 +266,8 @@ def read_prompt(body: dict[str, Any], target_tokens: int) -> tuple[Prompt, int]:
     )
     input_tokens += TOOL_TOKENS * len(tools)
     _apply_tool_choice(prompt, choice)
+    if _claude_tool_choice(body, choice):
+        prompt.parallel_tools = False
     prompt.json_schema = _output_schema(body)
     inference = body.get("inferenceConfig") or {}
     max_tokens = inference.get("maxTokens")

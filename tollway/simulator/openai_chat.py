@@ -167,6 +167,7 @@ def read_prompt(body: dict[str, Any], call: Call) -> tuple[Prompt, int]:
         if not isinstance(message, dict):
             raise InvalidRequest("Invalid 'messages': each message must be an object.", "messages")
         answering = _check_tool_turn(message, index, answering)
+        _check_call_ids(message, index)
         last_text, tokens = _message_tokens(message)
         prompt_tokens += tokens
         if message.get("role") == "user":
@@ -202,6 +203,22 @@ def _check_tool_turn(message: dict[str, Any], index: int, answering: bool) -> bo
             )
         return True
     return role == "assistant" and bool(message.get("tool_calls"))
+
+
+_LONGEST_CALL_ID = 40
+
+
+def _check_call_ids(message: dict[str, Any], index: int) -> None:
+    """OpenAI's limit on a tool call's id, in OpenAI's words."""
+    for number, tool_call in enumerate(message.get("tool_calls") or ()):
+        call_id = tool_call.get("id") if isinstance(tool_call, dict) else None
+        if isinstance(call_id, str) and len(call_id) > _LONGEST_CALL_ID:
+            param = f"messages[{index}].tool_calls[{number}].id"
+            raise InvalidRequest(
+                f"Invalid '{param}': string too long. Expected a string with maximum length "
+                f"{_LONGEST_CALL_ID}, but got a string with length {len(call_id)} instead.",
+                param,
+            )
 
 
 def usage(prompt_tokens: int, completion_tokens: int, reasoning_tokens: int = 0) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from typing import Any
 from tollway.core.types import (
     ChatRequest,
     ChatResponse,
+    DocumentPart,
     EmbeddingRequest,
     ImagePart,
     Message,
@@ -215,7 +216,9 @@ class BodyPolicy:
         if isinstance(message.content, list):
             images = sum(1 for part in message.content if isinstance(part, ImagePart))
             others = [
-                clean_text(part.type) for part in message.content if isinstance(part, OpaquePart)
+                clean_text(part.type) if isinstance(part, OpaquePart) else "document"
+                for part in message.content
+                if isinstance(part, (OpaquePart, DocumentPart))
             ]
             if images:
                 kept["images"] = images

@@ -22,6 +22,7 @@ from tollway.core.types import (
     ChatChunk,
     Choice,
     Deployment,
+    DocumentPart,
     ImagePart,
     Message,
     OpaquePart,
@@ -150,7 +151,9 @@ def _tool_call(call_id: str | None, name: str | None, arguments: str) -> dict[st
     return {"type": "tool_call", "id": call_id, "name": name, "arguments": arguments}
 
 
-def _part(part: TextPart | ImagePart | OpaquePart | ReasoningPart, text: Text) -> dict[str, Any]:
+def _part(
+    part: TextPart | ImagePart | DocumentPart | OpaquePart | ReasoningPart, text: Text
+) -> dict[str, Any]:
     if isinstance(part, TextPart):
         return {"type": "text", "content": text(part.text)}
     if isinstance(part, ReasoningPart):
@@ -161,6 +164,9 @@ def _part(part: TextPart | ImagePart | OpaquePart | ReasoningPart, text: Text) -
             return {"type": "uri", "modality": "image", "uri": part.url}
         # Inline image data can be megabytes: its type is recorded, never its bytes.
         return {"type": "blob", "modality": "image", "mime_type": part.media_type}
+    if isinstance(part, DocumentPart):
+        # A document's bytes or text are recorded as an image's are: never.
+        return {"type": "blob", "mime_type": part.media_type}
     return {"type": part.type}
 
 

@@ -1,8 +1,9 @@
 """Anthropic content blocks ⇄ canonical parts, tool calls and tool results.
 
 Shared by requests (every turn) and responses (the assistant's turn). ``thinking`` and
-``redacted_thinking`` blocks are ``ReasoningPart``s; blocks the gateway does not model
-(documents, server tool results, ...) are kept as ``OpaquePart``.
+``redacted_thinking`` blocks are ``ReasoningPart``s; a ``document`` holding a base64 PDF or
+plain text is a ``DocumentPart``; blocks the gateway does not model (documents by URL, file
+id or content blocks, server tool results, ...) are kept as ``OpaquePart``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ import orjson
 
 from tollway.core.errors import InvalidRequest
 from tollway.core.types import (
+    PDF,
+    PLAIN_TEXT,
     ContentPart,
+    DocumentPart,
     ImagePart,
     Message,
     OpaquePart,
@@ -134,7 +138,29 @@ def _part_from_wire(raw: Any, param: str) -> ContentPart:
             media_type=required(source, "media_type", str, f"{param}.source.media_type"),
             extra=extra,
         )
+    if kind == "document" and isinstance(source, dict):
+        document = _document_from_wire(block, source)
+        if document is not None:
+            return document
     return OpaquePart(type=kind, data=block)
+
+
+def _document_from_wire(block: dict[str, Any], source: dict[str, Any]) -> DocumentPart | None:
+    """A PDF (base64) or plain-text ``document`` as a part; ``None`` for other sources (a
+    URL, a file id, content blocks), kept as sent."""
+    kind, media_type, data = source.get("type"), source.get("media_type"), source.get("data")
+    if set(source) != {"type", "media_type", "data"} or not isinstance(data, str):
+        return None
+    title = block.get("title")
+    name = title if isinstance(title, str) else None
+    # A title that is no text (null) stays in the extras, so the block goes back as it came.
+    read = ("type", "source", "title") if name is not None else ("type", "source")
+    extra = {k: v for k, v in block.items() if k not in read}
+    if kind == "base64" and media_type == PDF:
+        return DocumentPart(PDF, data=data, name=name, extra=extra)
+    if kind == "text" and media_type == PLAIN_TEXT:
+        return DocumentPart(PLAIN_TEXT, text=data, name=name, extra=extra)
+    return None
 
 
 def holds_tool_results(message: dict[str, Any]) -> bool:
@@ -230,4 +256,18 @@ def _part_to_wire(part: ContentPart) -> dict[str, Any]:
         else:
             source = {"type": "base64", "media_type": part.media_type, "data": part.data}
         return {**part.extra, "type": "image", "source": source}
+    if isinstance(part, DocumentPart):
+        return document_to_wire(part)
     return part.data
+
+
+def document_to_wire(part: DocumentPart) -> dict[str, Any]:
+    """A ``document`` block: a PDF as base64, anything else as plain text."""
+    if part.data is not None and part.media_type == PDF:
+        source = {"type": "base64", "media_type": PDF, "data": part.data}
+    else:
+        source = {"type": "text", "media_type": PLAIN_TEXT, "data": part.text or ""}
+    block: dict[str, Any] = {**part.extra, "type": "document", "source": source}
+    if part.name is not None:
+        block["title"] = part.name
+    return block

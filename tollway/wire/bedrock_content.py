@@ -5,7 +5,8 @@ A Converse block is a union: an object with one key naming its kind (``text``, `
 ``reasoningContent`` (``reasoningText`` with its ``signature``, or ``redactedContent``, the
 base64 text its JSON carries) is a ``ReasoningPart``; reasoning no provider signed is not sent
 back (Claude would refuse it). Kinds the gateway does not model are kept as ``OpaquePart``
-named by that key. Images travel
+named by that key. A document (a PDF, or plain text as a ``txt`` file) is a ``document`` block
+whose ``name`` Converse requires and restricts (``_document_name``). Images travel
 as base64 ``bytes`` with a ``format`` (``png``, ``jpeg``, ``gif``, ``webp``); Bedrock cannot
 fetch an image by URL, so an image URL is a 400. A ``json`` block in a tool result is a
 ``TextPart`` holding the JSON text (what other formats get) with the value in its ``extra``.
@@ -17,6 +18,9 @@ Bedrock caches the prompt up to each cache point, as Anthropic caches up to a ma
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from typing import Any
 
 import orjson
@@ -24,7 +28,9 @@ import orjson
 from tollway.core.errors import InvalidRequest
 from tollway.core.types import (
     JSON,
+    PDF,
     ContentPart,
+    DocumentPart,
     ImagePart,
     Message,
     OpaquePart,
@@ -35,6 +41,8 @@ from tollway.core.types import (
 from tollway.wire.crossing import CACHE_HINT
 from tollway.wire.fields import json_object, optional, required
 
+_NOT_NAME_CHARACTERS = re.compile(r"[^a-zA-Z0-9\s\-()\[\]]")
+_LONGEST_NAME = 200
 _IMAGE_FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "gif": "gif", "webp": "webp"}
 _TOOL_USE_KEYS = ("toolUseId", "name", "input")
 _TOOL_RESULT_KEYS = ("toolUseId", "content")
@@ -203,6 +211,8 @@ def _part_to_wire(part: ContentPart, param: str) -> dict[str, Any]:
         if part.signature is not None:
             text["signature"] = part.signature
         return {"reasoningContent": {"reasoningText": text}}
+    if isinstance(part, DocumentPart):
+        return _document_to_wire(part)
     if part.url is not None or part.data is None:
         raise InvalidRequest(
             "Bedrock cannot fetch images by URL; send the image as base64 data (a data: URL)",
@@ -217,6 +227,32 @@ def _part_to_wire(part: ContentPart, param: str) -> dict[str, Any]:
             param=param,
         )
     return {"image": {"format": image_format, "source": {"bytes": part.data}}}
+
+
+def _document_to_wire(part: DocumentPart) -> dict[str, Any]:
+    """A ``document`` block: a PDF, or plain text as a ``txt`` file, in base64 ``bytes``."""
+    if part.data is not None and part.media_type == PDF:
+        document_format, data = "pdf", part.data
+    else:
+        document_format, data = "txt", base64.b64encode((part.text or "").encode()).decode()
+    return {
+        "document": {
+            "format": document_format,
+            "name": _document_name(part.name, data),
+            "source": {"bytes": data},
+        }
+    }
+
+
+def _document_name(name: str | None, data: str) -> str:
+    """A document's name as Converse takes it (required; letters, digits, single spaces,
+    hyphens, parentheses and square brackets: ``report.pdf`` is ``report pdf``); an unnamed
+    one is named by a hash of its data, so two documents do not share a name."""
+    if name is not None:
+        kept = " ".join(_NOT_NAME_CHARACTERS.sub(" ", name).split())[:_LONGEST_NAME]
+        if kept:
+            return kept
+    return "document-" + hashlib.sha256(data.encode()).hexdigest()[:8]
 
 
 def tool_result_to_wire(message: Message, param: str) -> dict[str, Any]:

@@ -32,8 +32,12 @@ The model is not in the body (it is the ``{modelId}`` of the URL), and a body is
   field, so it goes as it is in ``additionalModelRequestFields.thinking`` (an OpenAI client's
   ``reasoning_effort`` too, as ``claude_effort`` makes it one); reasoning in an
   assistant turn is a ``reasoningContent`` block, sent back only when signed.
-- No counterpart: ``n`` > 1 is a 400; ``seed``, ``user``, ``parallel_tool_calls``, an image's
-  ``detail`` and a message's ``name`` are dropped.
+- ``parallel_tool_calls: false`` (Anthropic's ``disable_parallel_tool_use``) is Claude's own
+  ``additionalModelRequestFields.tool_choice.disable_parallel_tool_use`` (``claude``: the
+  provider knows the model); other models have no such switch, and their answers are cut to
+  their first call (``single_call``).
+- No counterpart: ``n`` > 1 is a 400; ``seed``, ``user``, an image's ``detail`` and a
+  message's ``name`` are dropped.
 """
 
 from __future__ import annotations
@@ -70,7 +74,7 @@ from tollway.wire.bedrock_content import (
     user_from_wire,
     without_hint,
 )
-from tollway.wire.bedrock_models import UNKNOWN, BedrockFamily, fitted
+from tollway.wire.bedrock_models import CLAUDE, UNKNOWN, BedrockFamily, fitted
 from tollway.wire.claude_effort import thinking_for_effort
 from tollway.wire.crossing import request_for, without_parts
 from tollway.wire.effort import EFFORT
@@ -166,6 +170,8 @@ def request_to_wire(
     _merge(body, "toolConfig", tool_config)
     if fmt is not None and fmt.type == "json_schema":
         _merge(body, "outputConfig", {"textFormat": _text_format_to_wire(fmt)})
+    if family is CLAUDE and request.parallel_tool_calls is False:
+        model_fields |= _one_call_at_a_time(body.get("toolConfig"))
     _merge(body, "additionalModelRequestFields", model_fields)
     if foreign and request.stop and family.claude_fields:
         # (A Converse client's own body is sent as it asked.)
@@ -378,6 +384,19 @@ def _tool_config_to_wire(request: ChatRequest) -> dict[str, Any]:
     elif choice is not None and choice.mode in ("auto", "required"):
         out["toolChoice"] = {"auto": {}} if choice.mode == "auto" else {"any": {}}
     return out
+
+
+def _one_call_at_a_time(tool_config: dict[str, Any] | None) -> dict[str, Any]:
+    """Claude's ``tool_choice.disable_parallel_tool_use``, for tools sent with a choice that
+    lets the model call one. Bedrock makes ``toolConfig.toolChoice`` Claude's ``tool_choice``
+    and merges this field into it: beside a ``toolChoice`` it may not say the choice's
+    ``type`` again (a 400: it "conflicts with the existing field"), and without one it must
+    (``auto``, the default)."""
+    if not tool_config or not tool_config.get("tools"):
+        return {}
+    if "toolChoice" in tool_config:
+        return {"tool_choice": {"disable_parallel_tool_use": True}}
+    return {"tool_choice": {"type": "auto", "disable_parallel_tool_use": True}}
 
 
 def _tool_to_wire(tool: Tool) -> list[dict[str, Any]]:

@@ -26,6 +26,11 @@ that came from another format passes it through here first:
   (``REPLAYS_REASONING``: Claude's thinking to Anthropic or Bedrock, Gemini's thought
   signatures to Gemini): reasoning no provider signed (an OpenAI-compatible server's) cannot
   be verified, so it is left out;
+- a tool call's id (and its result's) that the target's API would refuse (``CALL_IDS``: a
+  character Anthropic or Bedrock does not take, more than OpenAI's 40 or Bedrock's 64) is
+  rewritten to one it takes, the same for the call and its result (``call_id_for``);
+- a document's Anthropic-only settings (``citations``, ``context``) are a 400 for the others,
+  and so is a document in a tool result for OpenAI, which takes only text there;
 - content parts and tools the gateway does not model are a 400 naming their type;
 - answers and chunks lose their extras (they are the other format's details), and an answer
   loses its content blocks of kinds the gateway does not model (server tool blocks, ...);
@@ -47,6 +52,8 @@ A value tagged with the target format, or not tagged at all (built in code), is 
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from types import MappingProxyType
@@ -60,6 +67,7 @@ from tollway.core.types import (
     ChatResponse,
     Choice,
     ContentPart,
+    DocumentPart,
     ImagePart,
     Message,
     OpaquePart,
@@ -105,6 +113,21 @@ ERROR_STATUS: Mapping[str, JSON] = MappingProxyType({"bedrock": {"status": "erro
 others are told in the result's text."""
 
 _FUNCTION_TOOL_TYPES = (None, "function", "custom")
+_ID_CHARACTERS = re.compile(r"[a-zA-Z0-9_-]+")
+_ANY_CHARACTERS = re.compile(r".+", re.DOTALL)
+_NOT_ID_CHARACTER = re.compile(r"[^a-zA-Z0-9_-]")
+CALL_IDS: Mapping[str, tuple[re.Pattern[str], int]] = MappingProxyType(
+    {
+        "anthropic": (_ID_CHARACTERS, 64),
+        "bedrock": (_ID_CHARACTERS, 64),
+        "openai": (_ANY_CHARACTERS, 40),
+    }
+)
+"""Per format, the tool call ids its API takes (characters, longest): Anthropic's
+``^[a-zA-Z0-9_-]+$`` (its own ids are about 30 long), Bedrock's the same and at most 64,
+OpenAI's at most 40. Ids another family made (an OpenAI-compatible server's
+``functions.get_weather:0``, vLLM's 46-character ``chatcmpl-tool-...``) are made to fit
+(``call_id_for``); Gemini matches results to calls by name, and is sent no foreign id."""
 REPLAYS_REASONING: Mapping[str, str] = MappingProxyType(
     {"anthropic": "claude", "bedrock": "claude", "gemini": "gemini"}
 )
@@ -313,8 +336,32 @@ def _plain_message(message: Message, target: str, hints: bool, param: str) -> Me
             content = refusal
     calls = message.tool_calls
     if calls:
-        calls = [replace(call, extra=_hint(call.extra, hints)) for call in calls]
-    return replace(message, content=content, tool_calls=calls, extra=extra)
+        calls = [
+            replace(call, id=call_id_for(call.id, target), extra=_hint(call.extra, hints))
+            for call in calls
+        ]
+    tool_call_id = message.tool_call_id
+    if tool_call_id is not None:
+        tool_call_id = call_id_for(tool_call_id, target)
+    return replace(
+        message, content=content, tool_calls=calls, tool_call_id=tool_call_id, extra=extra
+    )
+
+
+def call_id_for(call_id: str, target: str) -> str:
+    """A tool call's id as ``target`` takes it (``CALL_IDS``): itself when it fits, else its
+    letters, digits, ``_`` and ``-`` (the rest as ``_``) cut short enough to end with ``_`` and
+    eight hex digits of its hash, so a call and its result, which carry the same id, still
+    match, and two ids never become one."""
+    rule = CALL_IDS.get(target)
+    if rule is None:
+        return call_id
+    pattern, longest = rule
+    if len(call_id) <= longest and pattern.fullmatch(call_id):
+        return call_id
+    digest = hashlib.sha256(call_id.encode()).hexdigest()[:8]
+    kept = _NOT_ID_CHARACTER.sub("_", call_id)[: longest - len(digest) - 1]
+    return f"{kept}_{digest}" if kept else f"call_{digest}"
 
 
 def _tool_result(
@@ -323,10 +370,15 @@ def _tool_result(
     """A tool result's content for a family without its origin's details: a failed call
     (Anthropic's ``is_error``) says so in its text, since only the words reach the model,
     unless the family has a field for it (``ERROR_STATUS``)."""
-    images = isinstance(content, list) and any(isinstance(p, ImagePart) for p in content)
-    if target == "openai" and images:  # OpenAI takes only text in a tool message
+    media = (
+        [p for p in content if isinstance(p, (ImagePart, DocumentPart))]
+        if isinstance(content, list)
+        else []
+    )
+    if target == "openai" and media:  # OpenAI takes only text in a tool message
+        kind = "an image" if isinstance(media[0], ImagePart) else "a document"
         raise InvalidRequest(
-            "an image in a tool result cannot be translated for an openai deployment",
+            f"{kind} in a tool result cannot be translated for an openai deployment",
             param=f"{param}.content",
         )
     if message.extra.get("is_error") is True and target not in ERROR_STATUS:
@@ -346,12 +398,31 @@ def _plain_part(part: ContentPart, target: str, hints: bool, param: str) -> Cont
         return part
     if isinstance(part, ReasoningPart):
         return replace(part, extra={})
+    if isinstance(part, DocumentPart) and target != _ANTHROPIC:
+        _check_document(part, target)
     extra = _hint(part.extra, hints)
     return (
         TextPart(part.text, extra=extra)
         if isinstance(part, TextPart)
         else replace(part, extra=extra)
     )
+
+
+def _check_document(part: DocumentPart, target: str) -> None:
+    """A document's Anthropic settings that change the answer and have no counterpart
+    elsewhere: ``citations`` (the answer cites the document) and ``context`` (what the model
+    is told about it) are a 400 naming them."""
+    citations = part.extra.get("citations")
+    if isinstance(citations, dict) and citations.get("enabled") is True:
+        raise InvalidRequest(
+            f"a document's 'citations' cannot be translated for {_a(target)} deployment",
+            param="messages",
+        )
+    if part.extra.get("context"):
+        raise InvalidRequest(
+            f"a document's 'context' cannot be translated for {_a(target)} deployment",
+            param="messages",
+        )
 
 
 def without_parts(message: Message, keep_reasoning: Callable[[ReasoningPart], bool]) -> Message:
@@ -452,7 +523,7 @@ def _placed_among(call: ToolCall, kept: list[bool]) -> ToolCall:
     return replace(call, position=sum(kept[: call.position]))
 
 
-def _plain_answer_part(part: TextPart | ImagePart | ReasoningPart) -> ContentPart:
+def _plain_answer_part(part: TextPart | ImagePart | DocumentPart | ReasoningPart) -> ContentPart:
     if not part.extra:
         return part
     return TextPart(part.text) if isinstance(part, TextPart) else replace(part, extra={})

@@ -41,7 +41,9 @@ import orjson
 from tollway.core.errors import InvalidRequest
 from tollway.core.types import (
     GEMINI_SIGNATURE_PREFIX,
+    PDF,
     ContentPart,
+    DocumentPart,
     ImagePart,
     Message,
     OpaquePart,
@@ -188,12 +190,19 @@ def content_parts(
     ]
 
 
-def _part_to_wire(part: TextPart | ImagePart | OpaquePart, param: str) -> dict[str, Any]:
-    """One part; an image's ``detail`` has no Gemini counterpart and is dropped."""
+def _part_to_wire(
+    part: TextPart | ImagePart | DocumentPart | OpaquePart, param: str
+) -> dict[str, Any]:
+    """One part; an image's ``detail`` and a document's name have no Gemini counterpart and
+    are dropped. A PDF is ``inlineData``; a plain-text document is its text."""
     if isinstance(part, TextPart):
         return {**part.extra, "text": part.text}
     if isinstance(part, OpaquePart):
         return part.data
+    if isinstance(part, DocumentPart):
+        if part.data is not None and part.media_type == PDF:
+            return {**part.extra, "inlineData": {"mimeType": PDF, "data": part.data}}
+        return {**part.extra, "text": part.text or ""}
     if part.url is not None and not part.url.startswith("data:"):
         media_type = part.media_type or _media_type(part.url, param)
         return {**part.extra, "fileData": {"fileUri": part.url, "mimeType": media_type}}

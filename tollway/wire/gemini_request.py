@@ -20,8 +20,10 @@ Where Gemini's shape differs from the canonical one:
   application/json`` and ``json_schema`` adds the schema as ``responseJsonSchema``.
 - Thinking is ``generationConfig.thinkingConfig``: a budget or a level by the model
   (``gemini_thinking``).
-- No counterpart, dropped: ``user``, ``parallel_tool_calls`` (the model decides), a tool's
-  ``strict``, an image's ``detail`` and a message's ``name``.
+- ``parallel_tool_calls: false`` has no counterpart (the model decides): the answer is cut to
+  its first call (``single_call``, by the provider).
+- No counterpart, dropped: ``user``, a tool's ``strict``, an image's ``detail`` and a
+  message's ``name``.
 """
 
 from __future__ import annotations

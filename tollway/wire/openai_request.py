@@ -7,8 +7,10 @@ from typing import Any, cast
 
 from tollway.core.errors import InvalidRequest
 from tollway.core.types import (
+    PDF,
     ChatRequest,
     ContentPart,
+    DocumentPart,
     ImagePart,
     Message,
     OpaquePart,
@@ -295,7 +297,26 @@ def _part_from_wire(raw: Any, param: str) -> ContentPart:
             media_type, _, data = url[5:].partition(";base64,")
             return ImagePart(data=data, media_type=media_type, detail=detail)
         return ImagePart(url=url, detail=detail)
+    if kind == "file":
+        document = _document_from_wire(part)
+        if document is not None:
+            return document
     return OpaquePart(type=kind, data=part)
+
+
+def _document_from_wire(part: dict[str, Any]) -> DocumentPart | None:
+    """A ``file`` part holding a base64 PDF (``file_data``, a data: URL) as a document;
+    ``None`` for a file by ``file_id`` or of another type, kept as sent."""
+    file = part.get("file")
+    if not isinstance(file, dict) or not set(file) <= {"file_data", "filename"}:
+        return None
+    data, filename = file.get("file_data"), file.get("filename")
+    if not isinstance(data, str) or not data.startswith("data:" + PDF + ";base64,"):
+        return None
+    if filename is not None and not isinstance(filename, str):
+        return None
+    extra = {k: v for k, v in part.items() if k not in ("type", "file")}
+    return DocumentPart(PDF, data=data.partition(",")[2], name=filename, extra=extra)
 
 
 def _tool_call_from_wire(raw: Any, param: str) -> ToolCall:
@@ -406,9 +427,17 @@ def _message_to_wire(message: Message) -> dict[str, Any]:
     return out
 
 
-def _part_to_wire(part: TextPart | ImagePart | OpaquePart) -> dict[str, Any]:
+def _part_to_wire(part: TextPart | ImagePart | DocumentPart | OpaquePart) -> dict[str, Any]:
     if isinstance(part, TextPart):
         return {**part.extra, "type": "text", "text": part.text}
+    if isinstance(part, DocumentPart):
+        if part.data is None or part.media_type != PDF:
+            # Chat Completions reads PDFs from files: a plain-text document is its text.
+            return {**part.extra, "type": "text", "text": part.text or ""}
+        file = {"file_data": f"data:{PDF};base64,{part.data}"}
+        if part.name is not None:
+            file["filename"] = part.name
+        return {**part.extra, "type": "file", "file": file}
     if isinstance(part, ImagePart):
         url = part.url if part.url is not None else f"data:{part.media_type};base64,{part.data}"
         image: dict[str, Any] = {"url": url}

@@ -20,7 +20,9 @@ from typing import Any, cast
 from tollway.core.errors import InvalidRequest
 from tollway.core.types import (
     JSON,
+    PDF,
     ContentPart,
+    DocumentPart,
     ImagePart,
     Message,
     OpaquePart,
@@ -173,7 +175,7 @@ def _image_from_wire(part: JSON, param: str) -> ImagePart:
     return ImagePart(url=url, detail=detail)
 
 
-def _file_from_wire(part: JSON, param: str) -> OpaquePart:
+def _file_from_wire(part: JSON, param: str) -> DocumentPart | OpaquePart:
     data = optional(part, "file_data", str, f"{param}.file_data")
     if data is None:
         raise InvalidRequest(
@@ -181,8 +183,11 @@ def _file_from_wire(part: JSON, param: str) -> OpaquePart:
             "('file_id' needs OpenAI's file storage, 'file_url' has no Chat Completions form)",
             param=param,
         )
-    file: JSON = {"file_data": data}
     filename = optional(part, "filename", str, f"{param}.filename")
+    pdf = "data:" + PDF + ";base64,"
+    if data.startswith(pdf):  # a PDF: any family reads it (a document)
+        return DocumentPart(PDF, data=data[len(pdf) :], name=filename)
+    file: JSON = {"file_data": data}
     if filename is not None:
         file["filename"] = filename
     # In Chat Completions terms, which is what the request is tagged with.

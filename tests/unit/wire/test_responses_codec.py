@@ -17,9 +17,9 @@ from tollway.core.types import (
     ChatResponse,
     Choice,
     ChunkChoice,
+    DocumentPart,
     ImagePart,
     Message,
-    OpaquePart,
     TextPart,
     ToolCall,
     ToolCallDelta,
@@ -89,9 +89,7 @@ def test_message_items_with_parts() -> None:
         TextPart("look"),
         ImagePart(url="https://x/cat.png", detail="low"),
         ImagePart(data="iVBO", media_type="image/png"),
-        OpaquePart(
-            "file", {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBE"}}
-        ),
+        DocumentPart("application/pdf", data="JVBE"),  # a PDF: any family reads it
     ]
     assert (assistant.role, assistant.content) == ("assistant", "a cat")
 
