@@ -57,6 +57,19 @@ def test_an_openai_temperature_above_claudes_range_is_a_400_before_any_call(
     assert sent == 1
 
 
+@pytest.mark.parametrize("model", ["test-claude", "test-gemini", "test-bedrock"])
+def test_web_search_asked_with_an_empty_object_is_a_400_for_families_without_it(
+    gpt: openai.OpenAI, simulator_url: str, model: str
+) -> None:
+    # ``web_search_options: {}`` is how OpenAI's search models are asked to search (every
+    # option at its default); left out, the answer would silently come without a search.
+    asked = marker("search the web")
+    with pytest.raises(openai.BadRequestError) as caught:
+        gpt.chat.completions.create(model=model, messages=user(asked), web_search_options={})
+    assert caught.value.status_code == 400 and caught.value.param == "web_search_options"
+    assert never_sent(simulator_url, asked)
+
+
 def test_an_anthropic_client_is_answered_in_its_own_dialect(
     claude: anthropic.Anthropic, simulator_url: str
 ) -> None:

@@ -10,8 +10,8 @@ server that validates strictly (Mistral: any field its schema lacks is a 422
 - a field that only steers storage, billing or abuse monitoring is left out (the answer is the
   same without it);
 - a field that would change the answer (log probabilities, token biases, audio, ...) is a 400
-  naming it, unless its value asks for nothing (null, false, zero, empty, ``["text"]``), when
-  it is left out like the rest;
+  naming it, unless its value asks for nothing (null, false, zero, empty, ``["text"]``; but
+  ``web_search_options: {}`` asks for a search), when it is left out like the rest;
 - a role it lacks is sent as its counterpart (``developer`` as ``system``);
 - a message field its role lacks is left out when it says nothing (an SDK's echoed
   ``refusal: null``, ``annotations: []``) or is a participant ``name`` (as for every family
@@ -52,7 +52,7 @@ class FieldRules:
             value = body.pop(key)
             if key in self.renamed:
                 body.setdefault(self.renamed[key], value)
-            elif key in self.refused and not asks_nothing(value):
+            elif key in self.refused and not asks_nothing(value, key):
                 raise InvalidRequest(
                     f"'{key}' is not supported by {self.provider} deployments", param=key
                 )
@@ -70,7 +70,7 @@ class FieldRules:
         if allowed is None:
             return
         for key in [k for k in message if k not in allowed]:
-            if key != "name" and not asks_nothing(message[key]):
+            if key != "name" and not asks_nothing(message[key], key):
                 param = f"messages[{index}].{key}"
                 raise InvalidRequest(
                     f"'{param}' is not supported by {self.provider} deployments", param=param
