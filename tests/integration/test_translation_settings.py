@@ -14,6 +14,7 @@ import openai
 import pytest
 
 from tests.integration.sdk import sent_upstream, user
+from tests.integration.test_vision import PIXEL
 
 SCHEMA: Any = {
     "type": "object",
@@ -237,3 +238,36 @@ def test_openai_cache_hints_reach_anthropic_on_the_blocks_they_mark(
     result, question = results["content"]
     assert result["type"] == "tool_result" and result["cache_control"] == EPHEMERAL
     assert "cache_control" not in question
+
+
+TINY_PNG = f"data:image/png;base64,{PIXEL}"
+
+
+def test_an_openai_cache_hint_on_an_image_reaches_anthropic_on_that_image(
+    gpt: openai.OpenAI, simulator_url: str
+) -> None:
+    asked = marker("cached image for claude")
+    image: Any = {"type": "image_url", "image_url": {"url": TINY_PNG}, "cache_control": EPHEMERAL}
+    gpt.chat.completions.create(
+        model="test-claude",
+        messages=[{"role": "user", "content": [image, {"type": "text", "text": asked}]}],
+    )
+    [block, text] = sent_upstream(simulator_url, asked)["messages"][0]["content"]
+    assert block["type"] == "image" and block["cache_control"] == EPHEMERAL
+    assert "cache_control" not in text
+
+
+def test_an_image_parts_own_fields_reach_an_openai_deployment_as_sent(
+    gpt: openai.OpenAI, simulator_url: str
+) -> None:
+    asked = marker("image fields for openai")
+    image: Any = {
+        "type": "image_url",
+        "image_url": {"url": TINY_PNG, "detail": "low"},
+        "cache_control": EPHEMERAL,
+    }
+    gpt.chat.completions.create(
+        model="test-chat",
+        messages=[{"role": "user", "content": [image, {"type": "text", "text": asked}]}],
+    )
+    assert sent_upstream(simulator_url, asked)["messages"][0]["content"][0] == image

@@ -277,10 +277,12 @@ def _part_from_wire(raw: Any, param: str) -> ContentPart:
         image = json_object(part.get("image_url"), f"{param}.image_url")
         url = required(image, "url", str, f"{param}.image_url.url")
         detail = optional(image, "detail", str, f"{param}.image_url.detail")
+        # The part's own fields (a cache hint) go on with it, as a text part's do.
+        extra = {k: v for k, v in part.items() if k not in ("type", "image_url")}
         if url.startswith("data:") and ";base64," in url:
             media_type, _, data = url[5:].partition(";base64,")
-            return ImagePart(data=data, media_type=media_type, detail=detail)
-        return ImagePart(url=url, detail=detail)
+            return ImagePart(data=data, media_type=media_type, detail=detail, extra=extra)
+        return ImagePart(url=url, detail=detail, extra=extra)
     return OpaquePart(type=kind, data=part)
 
 
@@ -400,7 +402,7 @@ def _part_to_wire(part: TextPart | ImagePart | OpaquePart) -> dict[str, Any]:
         image: dict[str, Any] = {"url": url}
         if part.detail is not None:
             image["detail"] = part.detail
-        return {"type": "image_url", "image_url": image}
+        return {**part.extra, "type": "image_url", "image_url": image}
     return part.data
 
 
