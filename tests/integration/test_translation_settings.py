@@ -271,3 +271,21 @@ def test_an_image_parts_own_fields_reach_an_openai_deployment_as_sent(
         messages=[{"role": "user", "content": [image, {"type": "text", "text": asked}]}],
     )
     assert sent_upstream(simulator_url, asked)["messages"][0]["content"][0] == image
+
+
+@pytest.mark.parametrize("model", ["test-claude", "test-chat", "test-mistral"])
+def test_an_openai_cache_hint_on_a_tool_reaches_anthropic_and_openai_deployments(
+    gpt: openai.OpenAI, simulator_url: str, model: str
+) -> None:
+    # LiteLLM-style: Anthropic's cache_control beside the tool's function, to cache every
+    # tool up to it; an OpenAI-format deployment gets the tool as it was sent.
+    asked = marker("cached tools")
+    tool: Any = {**LOOKUP, "cache_control": EPHEMERAL}
+    gpt.chat.completions.create(model=model, messages=user(asked), tools=[tool])
+    [sent] = sent_upstream(simulator_url, asked)["tools"]
+    if model == "test-claude":
+        assert sent["name"] == "lookup" and sent["cache_control"] == EPHEMERAL
+    elif model == "test-mistral":  # Mistral's schema has no such field (and needs no hint)
+        assert sent == LOOKUP
+    else:
+        assert sent == tool

@@ -11,7 +11,7 @@ that came from another format passes it through here first:
   result's error status for a family that has one (``ERROR_STATUS``: Bedrock's);
 - a client's cache hints (``GIVES_CACHE_HINTS``: an Anthropic client's ``cache_control`` on a
   block, a tool or a tool result, or top-level: on the last block; an OpenAI-format client's
-  on a content part, a tool call, a tool message, or a message: on its last block) are kept
+  on a content part, a tool, a tool call, a tool message, or a message: on its last block) are kept
   for a family whose codec writes them (``WRITES_CACHE_HINTS``: Anthropic's as they are,
   Bedrock's as ``cachePoint`` blocks), so the prompt is still cached;
 - a prefilled answer (a final assistant message) is a 400 for OpenAI deployments, which

@@ -316,6 +316,8 @@ def _tools_from_wire(tools: list[Any] | None) -> list[Tool] | None:
                 description=optional(function, "description", str),
                 parameters=optional(function, "parameters", dict, f"{param}.function.parameters"),
                 strict=optional(function, "strict", bool, f"{param}.function.strict"),
+                # The tool's own fields beside its function (a cache hint) go on with it.
+                extra={k: v for k, v in tool.items() if k not in ("type", "function")},
             )
         )
     return parsed
@@ -414,7 +416,7 @@ def _tool_to_wire(tool: Tool) -> dict[str, Any]:
         function["parameters"] = tool.parameters
     if tool.strict is not None:
         function["strict"] = tool.strict
-    return {"type": "function", "function": function}
+    return {**tool.extra, "type": "function", "function": function}
 
 
 def _tool_choice_to_wire(choice: ToolChoice) -> str | dict[str, Any]:

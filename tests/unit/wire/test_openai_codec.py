@@ -68,12 +68,14 @@ message = st.one_of(
     ),
 )
 tool = st.builds(
-    lambda n, d: {
+    lambda n, d, own: {
         "type": "function",
         "function": {"name": n, **d, "parameters": {"type": "object", "properties": {}}},
+        **own,
     },
     names,
     st.sampled_from([{}, {"description": "does things"}]),
+    st.sampled_from([{}, {"cache_control": {"type": "ephemeral"}}]),
 )
 optional_fields = st.fixed_dictionaries(
     {},
