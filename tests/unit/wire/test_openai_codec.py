@@ -38,7 +38,9 @@ image_part = st.builds(
     lambda url, detail, own: {"type": "image_url", "image_url": {"url": url, **detail}, **own},
     st.sampled_from(["https://example.com/cat.png", "data:image/png;base64,iVBORw0KGgo="]),
     st.sampled_from([{}, {"detail": "low"}]),
-    st.dictionaries(names.filter(lambda n: n not in ("type", "image_url")), json_values, max_size=2),
+    st.dictionaries(
+        names.filter(lambda n: n not in ("type", "image_url")), json_values, max_size=2
+    ),
 )
 audio_part = st.just({"type": "input_audio", "input_audio": {"data": "AAA=", "format": "wav"}})
 content = text | st.lists(text_part | image_part | audio_part, min_size=1, max_size=3)
