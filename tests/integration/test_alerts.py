@@ -345,12 +345,25 @@ def test_attempts_a_deadline_cut_short_raise_no_error_storm(
         assert refused.value.code == "deadline_exceeded"  # never the deployment's own timeout
     time.sleep(1.0)  # five evaluations, the cut attempts still in the 2 s window
     assert of(receiver.bodies(JSON_PATH), "error_storm", "slow-dep") == []
-    for _ in range(6):
-        with pytest.raises(openai.APIStatusError):
+    # Six of the deployment's own failures. The group's 300 ms deadline holds for them too:
+    # on a loaded machine one may be cut short all the same (a 504 that counts for nothing,
+    # as above), so failures are sent until six were the deployment's.
+    failed = 0
+    while failed < 6:
+        with pytest.raises(openai.APIStatusError) as caught:
             chat(client, "tight", extra_headers={"x-sim-fault": "status:503"})
+        if caught.value.status_code == 503:
+            failed += 1
+        else:
+            assert caught.value.code == "deadline_exceeded"
     [alert] = arrived(receiver, "error_storm", "slow-dep")
     assert "last error UpstreamStatusError (503)" in alert["message"]
-    assert alert["values"]["errors"] == alert["values"]["attempts"] >= 6
+    values = alert["values"]
+    # Only those failures are its attempts (no cut one among them). The storm is judged every
+    # 200 ms and sent once: it may fire as soon as min_attempts (5) of the six are in, before
+    # the sixth is (as it did under load), so not necessarily with all six.
+    assert values["errors"] == values["attempts"]
+    assert values["min_attempts"] <= values["attempts"] <= failed
 
 
 def test_webhook_urls_never_appear_in_the_gateways_output(

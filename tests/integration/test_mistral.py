@@ -81,6 +81,8 @@ def test_seed_is_renamed_and_storage_and_monitoring_fields_left_out(
             {"extra_body": {"web_search_options": {"search_context_size": "low"}}},
             "web_search_options",
         ),
+        # An empty object is how OpenAI's search models are asked to search: not a default.
+        ({"web_search_options": {}}, "web_search_options"),
         ({"modalities": ["text", "audio"]}, "modalities"),
     ],
 )

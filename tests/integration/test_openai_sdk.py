@@ -558,6 +558,29 @@ def test_azure_status_codes_are_not_openai_error_codes(client: openai.OpenAI) ->
     assert missing.value.type == "invalid_request_error"
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_azure_content_filter_refusals_keep_what_was_filtered(
+    client: openai.OpenAI, stream: bool
+) -> None:
+    """Azure refuses a prompt its content filters catch with a 400 ``content_filter`` whose
+    ``innererror`` says which category and severity: a client that tells its user why (or
+    logs it) reads that as Azure sends it."""
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(
+            model="test-azure",
+            messages=[{"role": "user", "content": "something violent"}],
+            stream=stream,
+            extra_headers={"x-sim-content-filter": "prompt"},
+        )
+    error = caught.value
+    assert error.code == "content_filter" and error.param == "prompt"
+    body = error.body
+    assert isinstance(body, dict)
+    inner = body["innererror"]
+    assert inner["code"] == "ResponsibleAIPolicyViolation"
+    assert inner["content_filter_result"]["violence"] == {"filtered": True, "severity": "high"}
+
+
 def test_upstream_server_error_becomes_502(client: openai.OpenAI) -> None:
     with pytest.raises(openai.InternalServerError) as caught:
         client.chat.completions.create(

@@ -14,6 +14,7 @@ import openai
 import pytest
 
 from tests.integration.sdk import sent_upstream, user
+from tests.integration.test_vision import PIXEL
 
 SCHEMA: Any = {
     "type": "object",
@@ -55,6 +56,19 @@ def test_an_openai_temperature_above_claudes_range_is_a_400_before_any_call(
     body = sent_upstream(simulator_url, asked)
     sent = body["temperature"] if model == "test-claude" else body["inferenceConfig"]["temperature"]
     assert sent == 1
+
+
+@pytest.mark.parametrize("model", ["test-claude", "test-gemini", "test-bedrock"])
+def test_web_search_asked_with_an_empty_object_is_a_400_for_families_without_it(
+    gpt: openai.OpenAI, simulator_url: str, model: str
+) -> None:
+    # ``web_search_options: {}`` is how OpenAI's search models are asked to search (every
+    # option at its default); left out, the answer would silently come without a search.
+    asked = marker("search the web")
+    with pytest.raises(openai.BadRequestError) as caught:
+        gpt.chat.completions.create(model=model, messages=user(asked), web_search_options={})
+    assert caught.value.status_code == 400 and caught.value.param == "web_search_options"
+    assert never_sent(simulator_url, asked)
 
 
 def test_an_anthropic_client_is_answered_in_its_own_dialect(
@@ -224,3 +238,54 @@ def test_openai_cache_hints_reach_anthropic_on_the_blocks_they_mark(
     result, question = results["content"]
     assert result["type"] == "tool_result" and result["cache_control"] == EPHEMERAL
     assert "cache_control" not in question
+
+
+TINY_PNG = f"data:image/png;base64,{PIXEL}"
+
+
+def test_an_openai_cache_hint_on_an_image_reaches_anthropic_on_that_image(
+    gpt: openai.OpenAI, simulator_url: str
+) -> None:
+    asked = marker("cached image for claude")
+    image: Any = {"type": "image_url", "image_url": {"url": TINY_PNG}, "cache_control": EPHEMERAL}
+    gpt.chat.completions.create(
+        model="test-claude",
+        messages=[{"role": "user", "content": [image, {"type": "text", "text": asked}]}],
+    )
+    [block, text] = sent_upstream(simulator_url, asked)["messages"][0]["content"]
+    assert block["type"] == "image" and block["cache_control"] == EPHEMERAL
+    assert "cache_control" not in text
+
+
+def test_an_image_parts_own_fields_reach_an_openai_deployment_as_sent(
+    gpt: openai.OpenAI, simulator_url: str
+) -> None:
+    asked = marker("image fields for openai")
+    image: Any = {
+        "type": "image_url",
+        "image_url": {"url": TINY_PNG, "detail": "low"},
+        "cache_control": EPHEMERAL,
+    }
+    gpt.chat.completions.create(
+        model="test-chat",
+        messages=[{"role": "user", "content": [image, {"type": "text", "text": asked}]}],
+    )
+    assert sent_upstream(simulator_url, asked)["messages"][0]["content"][0] == image
+
+
+@pytest.mark.parametrize("model", ["test-claude", "test-chat", "test-mistral"])
+def test_an_openai_cache_hint_on_a_tool_reaches_anthropic_and_openai_deployments(
+    gpt: openai.OpenAI, simulator_url: str, model: str
+) -> None:
+    # LiteLLM-style: Anthropic's cache_control beside the tool's function, to cache every
+    # tool up to it; an OpenAI-format deployment gets the tool as it was sent.
+    asked = marker("cached tools")
+    tool: Any = {**LOOKUP, "cache_control": EPHEMERAL}
+    gpt.chat.completions.create(model=model, messages=user(asked), tools=[tool])
+    [sent] = sent_upstream(simulator_url, asked)["tools"]
+    if model == "test-claude":
+        assert sent["name"] == "lookup" and sent["cache_control"] == EPHEMERAL
+    elif model == "test-mistral":  # Mistral's schema has no such field (and needs no hint)
+        assert sent == LOOKUP
+    else:
+        assert sent == tool

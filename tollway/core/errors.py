@@ -39,7 +39,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import TYPE_CHECKING, NamedTuple
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
@@ -57,6 +58,10 @@ class GatewayError(Exception):
     openai_type: str = "server_error"
     anthropic_type: str = "api_error"
     retryable: bool = False
+    details: Mapping[str, Any] | None = None
+    """Fields an OpenAI-format upstream's error object adds to OpenAI's four that OpenAI
+    clients read (Azure's ``innererror``: what its content filters caught), sent on to them
+    beside the four when the error passes through (a 4xx)."""
 
     def __init__(
         self,
@@ -242,6 +247,9 @@ class UpstreamErrorBody(NamedTuple):
     param: str | None = None
     kind: str | None = None
     retry_after: str | None = None
+    details: Mapping[str, Any] | None = None
+    """The error object's fields beside OpenAI's four that OpenAI clients read
+    (``GatewayError.details``)."""
 
 
 class UpstreamStatusError(UpstreamError):
@@ -275,6 +283,7 @@ class UpstreamStatusError(UpstreamError):
         kind: str | None = None,
         detail: str | None = None,
         own_type: bool = False,
+        details: Mapping[str, Any] | None = None,
     ) -> None:
         headers = {"retry-after": _whole_seconds(retry_after)} if retry_after else None
         refusal = _CREDENTIAL_REFUSALS.get(upstream_status)
@@ -303,6 +312,7 @@ class UpstreamStatusError(UpstreamError):
         elif self.status < 500:
             # Passed through: keep the provider's own error type where it gave one.
             self.openai_type = error_type or _OPENAI_TYPES.get(self.status, "invalid_request_error")
+            self.details = details
             self.anthropic_type = _ANTHROPIC_TYPES.get(self.status, "invalid_request_error")
         if own_type and error_type:  # none when the gateway's credential was refused
             self.openai_type = error_type

@@ -41,17 +41,11 @@ _NULL_USAGE = b',"usage":null'
 
 
 def error_body(exc: GatewayError) -> bytes:
-    """OpenAI's error object for ``exc``."""
-    return orjson.dumps(
-        {
-            "error": {
-                "message": exc.message,
-                "type": exc.openai_type,
-                "param": exc.param,
-                "code": exc.code,
-            }
-        }
-    )
+    """OpenAI's error object for ``exc`` (with the upstream's ``details`` it passes on)."""
+    error = {"message": exc.message, "type": exc.openai_type, "param": exc.param, "code": exc.code}
+    if exc.details:
+        error = {**exc.details, **error}
+    return orjson.dumps({"error": error})
 
 
 def error_response(exc: GatewayError, headers: dict[str, str]) -> web.Response:

@@ -10,9 +10,10 @@ server that validates strictly (Mistral: any field its schema lacks is a 422
 - a field that only steers storage, billing or abuse monitoring is left out (the answer is the
   same without it);
 - a field that would change the answer (log probabilities, token biases, audio, ...) is a 400
-  naming it, unless its value asks for nothing (null, false, zero, empty, ``["text"]``), when
-  it is left out like the rest;
+  naming it, unless its value asks for nothing (null, false, zero, empty, ``["text"]``; but
+  ``web_search_options: {}`` asks for a search), when it is left out like the rest;
 - a role it lacks is sent as its counterpart (``developer`` as ``system``);
+- a tool field it lacks is left out when it is a cache hint (``cache_control``), else a 400;
 - a message field its role lacks is left out when it says nothing (an SDK's echoed
   ``refusal: null``, ``annotations: []``) or is a participant ``name`` (as for every family
   without one); any other is a 400 naming it.
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tollway.core.errors import InvalidRequest
-from tollway.wire.crossing import asks_nothing
+from tollway.wire.crossing import CACHE_HINT, asks_nothing
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,9 @@ class FieldRules:
     """Roles the service lacks -> the role it has for them."""
     message_keys: Mapping[str, frozenset[str]]
     """Per role, the message fields the service takes; a role not listed is not checked."""
+    tool_keys: frozenset[str] | None = None
+    """The fields of a tool the service takes (``None``: not checked); a client's cache hint
+    beside them (``cache_control``) is left out, as for every family that needs none."""
 
     def apply(self, body: dict[str, Any]) -> dict[str, Any]:
         """``body`` (the codec's, changed in place) as the service takes it."""
@@ -52,13 +56,27 @@ class FieldRules:
             value = body.pop(key)
             if key in self.renamed:
                 body.setdefault(self.renamed[key], value)
-            elif key in self.refused and not asks_nothing(value):
+            elif key in self.refused and not asks_nothing(value, key):
                 raise InvalidRequest(
                     f"'{key}' is not supported by {self.provider} deployments", param=key
                 )
         for index, message in enumerate(body.get("messages") or ()):
             self._message(message, index)
+        if self.tool_keys is not None and body.get("tools"):
+            self._tools(body["tools"], self.tool_keys)
         return body
+
+    def _tools(self, tools: list[Any], allowed: frozenset[str]) -> None:
+        for index, tool in enumerate(tools):
+            if not isinstance(tool, dict):
+                continue
+            for key in [k for k in tool if k not in allowed]:
+                if key != CACHE_HINT and not asks_nothing(tool[key], key):
+                    param = f"tools[{index}].{key}"
+                    raise InvalidRequest(
+                        f"'{param}' is not supported by {self.provider} deployments", param=param
+                    )
+                del tool[key]
 
     def _message(self, message: dict[str, Any], index: int) -> None:
         role = message.get("role")
@@ -70,7 +88,7 @@ class FieldRules:
         if allowed is None:
             return
         for key in [k for k in message if k not in allowed]:
-            if key != "name" and not asks_nothing(message[key]):
+            if key != "name" and not asks_nothing(message[key], key):
                 param = f"messages[{index}].{key}"
                 raise InvalidRequest(
                     f"'{param}' is not supported by {self.provider} deployments", param=param

@@ -415,6 +415,7 @@ async def _status_error(
         retry_after=_retry_after(response.headers) or body.retry_after,
         kind=kind,
         detail=f"{_host(url)} answered {response.status}: {body.message or message}",
+        details=body.details,
     )
 
 

@@ -199,6 +199,7 @@ MISTRAL_FIELDS = FieldRules(
         "assistant": frozenset({"role", "content", "tool_calls", "prefix"}),
         "tool": frozenset({"role", "content", "tool_call_id", "name"}),
     },
+    tool_keys=frozenset({"type", "function"}),
 )
 # Its reasoning models (Magistral) answer with content as a list of thinking and text chunks.
 MISTRAL = replace(

@@ -9,7 +9,9 @@ finish_reason, then a ``choices: []`` usage chunk when ``stream_options.include_
 (all other chunks then carry ``"usage": null``), then ``data: [DONE]``. Azure streams open with
 the empty-choices ``prompt_filter_results`` chunk real Azure sends, and Azure's dated
 api-versions refuse the fields they predate (``stream_options`` before 2024-08-01,
-``max_completion_tokens`` before 2024-09-01). As OpenAI does, ``parallel_tool_calls`` without
+``max_completion_tokens`` before 2024-09-01); with ``x-sim-content-filter: prompt`` Azure
+refuses the prompt as its content filters do (a 400 ``content_filter`` whose ``innererror``
+names the category caught). As OpenAI does, ``parallel_tool_calls`` without
 ``tools`` is a 400. Mistral's carry the usage on
 their last chunk, unasked. With ``x-sim-refusal`` the answer declines as a structured-output
 refusal comes: no content, the words in ``message.refusal`` (streamed as ``delta.refusal``
@@ -62,6 +64,24 @@ CONTENT_FILTER_RESULTS = {
     name: _NOT_FILTERED for name in ("hate", "self_harm", "sexual", "violence")
 }
 PROMPT_FILTER_RESULTS = [{"prompt_index": 0, "content_filter_results": CONTENT_FILTER_RESULTS}]
+PROMPT_FILTERED = {
+    "error": {
+        "message": "The response was filtered due to the prompt triggering Azure OpenAI's "
+        "content management policy. Please modify your prompt and retry.",
+        "type": None,
+        "param": "prompt",
+        "code": "content_filter",
+        "status": 400,
+        "innererror": {
+            "code": "ResponsibleAIPolicyViolation",
+            "content_filter_result": {
+                **CONTENT_FILTER_RESULTS,
+                "violence": {"filtered": True, "severity": "high"},
+            },
+        },
+    }
+}
+"""Azure's refusal of a prompt its content filters catch (``x-sim-content-filter: prompt``)."""
 _DONE = b"data: [DONE]\n\n"
 CONTENT_CHUNKS = "content"
 """The ``reasoning_field`` of a model that says its reasoning in ``content`` chunks (Magistral)."""
@@ -266,6 +286,8 @@ async def handle_chat(
     body = call.body
     if dialect is Dialect.AZURE:
         _check_azure_version(body, request.query.get("api-version"))
+        if request.headers.get("x-sim-content-filter") == "prompt":
+            return json_response(PROMPT_FILTERED, call.request_id, dialect, 400)
     if body.get("parallel_tool_calls") is not None and not body.get("tools"):
         message = (
             "Invalid value for 'parallel_tool_calls': 'parallel_tool_calls' is only allowed "

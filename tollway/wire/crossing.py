@@ -11,7 +11,7 @@ that came from another format passes it through here first:
   result's error status for a family that has one (``ERROR_STATUS``: Bedrock's);
 - a client's cache hints (``GIVES_CACHE_HINTS``: an Anthropic client's ``cache_control`` on a
   block, a tool or a tool result, or top-level: on the last block; an OpenAI-format client's
-  on a content part, a tool call, a tool message, or a message: on its last block) are kept
+  on a content part, a tool, a tool call, a tool message, or a message: on its last block) are kept
   for a family whose codec writes them (``WRITES_CACHE_HINTS``: Anthropic's as they are,
   Bedrock's as ``cachePoint`` blocks), so the prompt is still cached;
 - a prefilled answer (a final assistant message) is a 400 for OpenAI deployments, which
@@ -188,10 +188,18 @@ def is_foreign(wire_format: str | None, target: str) -> bool:
     return wire_format is not None and wire_format != target
 
 
-def asks_nothing(value: object) -> bool:
-    """Whether a field's value is its default (null, false, zero, empty, text only, off),
-    so it crosses as absent: ``logprobs: false``, ``presence_penalty: 0``, ``logit_bias: {}``,
-    ``modalities: ["text"]``, ``thinking: {"type": "disabled"}``."""
+_ON_WHEN_PRESENT = frozenset({"web_search_options"})
+"""Fields whose empty object asks for something: ``web_search_options: {}`` is how OpenAI's
+search models are asked to search, with every option at its default."""
+
+
+def asks_nothing(value: object, key: str | None = None) -> bool:
+    """Whether field ``key``'s value is its default (null, false, zero, empty, text only,
+    off), so it crosses as absent: ``logprobs: false``, ``presence_penalty: 0``,
+    ``logit_bias: {}``, ``modalities: ["text"]``, ``thinking: {"type": "disabled"}``; for a
+    field an empty object turns on (``web_search_options``), only null."""
+    if key in _ON_WHEN_PRESENT:
+        return value is None
     if value is None or value is False or value == 0 or value == {} or value == []:
         return True
     return value == ["text"] or value == {"type": "disabled"}
@@ -208,7 +216,7 @@ def request_for(request: ChatRequest, target: str) -> ChatRequest:
         return request
     droppable = DROPPABLE.get(origin, frozenset())
     for key, value in request.extra.items():
-        if key not in droppable and not asks_nothing(value):
+        if key not in droppable and not asks_nothing(value, key):
             raise InvalidRequest(
                 f"'{key}' cannot be translated for {_a(target)} deployment", param=key
             )

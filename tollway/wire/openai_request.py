@@ -293,10 +293,12 @@ def _part_from_wire(raw: Any, param: str) -> ContentPart:
         image = json_object(part.get("image_url"), f"{param}.image_url")
         url = required(image, "url", str, f"{param}.image_url.url")
         detail = optional(image, "detail", str, f"{param}.image_url.detail")
+        # The part's own fields (a cache hint) go on with it, as a text part's do.
+        extra = {k: v for k, v in part.items() if k not in ("type", "image_url")}
         if url.startswith("data:") and ";base64," in url:
             media_type, _, data = url[5:].partition(";base64,")
-            return ImagePart(data=data, media_type=media_type, detail=detail)
-        return ImagePart(url=url, detail=detail)
+            return ImagePart(data=data, media_type=media_type, detail=detail, extra=extra)
+        return ImagePart(url=url, detail=detail, extra=extra)
     if kind == "file":
         document = _document_from_wire(part)
         if document is not None:
@@ -349,6 +351,8 @@ def _tools_from_wire(tools: list[Any] | None) -> list[Tool] | None:
                 description=optional(function, "description", str),
                 parameters=optional(function, "parameters", dict, f"{param}.function.parameters"),
                 strict=optional(function, "strict", bool, f"{param}.function.strict"),
+                # The tool's own fields beside its function (a cache hint) go on with it.
+                extra={k: v for k, v in tool.items() if k not in ("type", "function")},
             )
         )
     return parsed
@@ -443,7 +447,7 @@ def _part_to_wire(part: TextPart | ImagePart | DocumentPart | OpaquePart) -> dic
         image: dict[str, Any] = {"url": url}
         if part.detail is not None:
             image["detail"] = part.detail
-        return {"type": "image_url", "image_url": image}
+        return {**part.extra, "type": "image_url", "image_url": image}
     return part.data
 
 
@@ -455,7 +459,7 @@ def _tool_to_wire(tool: Tool) -> dict[str, Any]:
         function["parameters"] = tool.parameters
     if tool.strict is not None:
         function["strict"] = tool.strict
-    return {"type": "function", "function": function}
+    return {**tool.extra, "type": "function", "function": function}
 
 
 def _tool_choice_to_wire(choice: ToolChoice) -> str | dict[str, Any]:

@@ -425,7 +425,8 @@ def _tool_delta_to_wire(call: ToolCallDelta) -> dict[str, Any]:
 def error_from_wire(raw: Any) -> UpstreamErrorBody:
     """An OpenAI-style error body, tolerant of others: its type, code and param are OpenAI's
     vocabulary, passed on to OpenAI clients as they are; a type or code in other words (an
-    HTTP status, a class name) is only the error's ``kind``."""
+    HTTP status, a class name) is only the error's ``kind``. Azure's ``innererror`` (which
+    content filter caught a prompt, at what severity) is kept for OpenAI clients too."""
     if isinstance(raw, dict):
         error = raw.get("error", raw)
         if isinstance(error, dict):
@@ -434,8 +435,14 @@ def error_from_wire(raw: Any) -> UpstreamErrorBody:
             code = _str_or_none(error.get("code"))
             param = _str_or_none(error.get("param"))
             kind = code or error_type
+            inner = error.get("innererror")
             return UpstreamErrorBody(
-                str(message), _openai_word(error_type), _openai_word(code), param, kind
+                str(message),
+                _openai_word(error_type),
+                _openai_word(code),
+                param,
+                kind,
+                details={"innererror": inner} if isinstance(inner, dict) else None,
             )
         if isinstance(error, str):
             return UpstreamErrorBody(error)

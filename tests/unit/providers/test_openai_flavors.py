@@ -1,12 +1,13 @@
-"""What each member of the OpenAI family wants the output limit called, and whether it takes
-``stream_options`` and the client's ``include_obfuscation``."""
+"""What each member of the OpenAI family wants the output limit called, whether it takes
+``stream_options`` and the client's ``include_obfuscation``, and what Mistral takes of tools."""
 
 from __future__ import annotations
 
 import pytest
 
+from tollway.core.errors import InvalidRequest
 from tollway.core.types import Deployment, UpstreamTimeouts
-from tollway.providers.openai import AZURE, MISTRAL, OPENAI
+from tollway.providers.openai import AZURE, MISTRAL, MISTRAL_FIELDS, OPENAI
 
 
 def _deployment(provider: str, api_base: str, api_version: str | None = None) -> Deployment:
@@ -70,3 +71,14 @@ def test_only_openais_own_api_is_sent_the_clients_include_obfuscation() -> None:
     azure = _deployment("azure_openai", "https://x.openai.azure.com", "2024-10-21")
     assert not AZURE.obfuscation(azure)
     assert not MISTRAL.obfuscation(_deployment("mistral", "https://api.mistral.ai/v1"))
+
+
+def test_mistral_is_sent_tools_without_a_cache_hint_and_refuses_fields_it_lacks() -> None:
+    function = {"name": "f", "parameters": {"type": "object"}}
+    hinted = {"type": "function", "function": function, "cache_control": {"type": "ephemeral"}}
+    body = MISTRAL_FIELDS.apply({"model": "m", "messages": [], "tools": [hinted]})
+    assert body["tools"] == [{"type": "function", "function": function}]
+    odd = {"type": "function", "function": function, "defer_loading": True}
+    with pytest.raises(InvalidRequest) as caught:
+        MISTRAL_FIELDS.apply({"model": "m", "messages": [], "tools": [odd]})
+    assert caught.value.param == "tools[0].defer_loading"

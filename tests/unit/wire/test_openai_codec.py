@@ -35,9 +35,12 @@ json_values = st.recursive(
 
 text_part = st.builds(lambda t: {"type": "text", "text": t}, text)
 image_part = st.builds(
-    lambda url, detail: {"type": "image_url", "image_url": {"url": url, **detail}},
+    lambda url, detail, own: {"type": "image_url", "image_url": {"url": url, **detail}, **own},
     st.sampled_from(["https://example.com/cat.png", "data:image/png;base64,iVBORw0KGgo="]),
     st.sampled_from([{}, {"detail": "low"}]),
+    st.dictionaries(
+        names.filter(lambda n: n not in ("type", "image_url")), json_values, max_size=2
+    ),
 )
 audio_part = st.just({"type": "input_audio", "input_audio": {"data": "AAA=", "format": "wav"}})
 content = text | st.lists(text_part | image_part | audio_part, min_size=1, max_size=3)
@@ -67,12 +70,14 @@ message = st.one_of(
     ),
 )
 tool = st.builds(
-    lambda n, d: {
+    lambda n, d, own: {
         "type": "function",
         "function": {"name": n, **d, "parameters": {"type": "object", "properties": {}}},
+        **own,
     },
     names,
     st.sampled_from([{}, {"description": "does things"}]),
+    st.sampled_from([{}, {"cache_control": {"type": "ephemeral"}}]),
 )
 optional_fields = st.fixed_dictionaries(
     {},
