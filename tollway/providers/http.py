@@ -29,7 +29,7 @@ from tollway.core.errors import (
     UpstreamUnavailable,
 )
 from tollway.core.types import UpstreamTimeouts
-from tollway.providers.deadlines import Deadline, Deadlines, Phase
+from tollway.providers.deadlines import OPENING, Deadline, Deadlines, Phase
 
 ErrorParser = Callable[[Any], UpstreamErrorBody]
 """Reads an upstream error body (parsed JSON, else its text)."""
@@ -194,7 +194,7 @@ class UpstreamClient:
     ) -> AsyncIterator[_Item]:
         data = encoded(body)
         deadline = self._deadlines.watch(timeouts)
-        streaming = False  # an event has come: a later silence is a gap, not a first byte
+        deadline.opening = OPENING.get()
         try:
             response = await self._session.post(
                 url,
@@ -211,7 +211,6 @@ class UpstreamClient:
                     # The consumer's own awaits (e.g. writing to its client) are not ours to
                     # time, nor to cancel: the watch pauses while it holds the event.
                     deadline.pause()
-                    streaming = True
                     yield event
                     if not deadline.resume():
                         raise _deadline_error(
@@ -223,7 +222,7 @@ class UpstreamClient:
             raise
         except asyncio.CancelledError:
             if deadline.timed_out():
-                raise _deadline_error(deadline, timeouts, url, mid_stream=streaming) from None
+                raise _deadline_error(deadline, timeouts, url, mid_stream=deadline.begun) from None
             raise
         except Exception as exc:
             raise _transport_error(exc, url) from None
@@ -251,7 +250,10 @@ def _deadline_error(
         # threshold or a deadline shortened the wait for the first event.
         message = f"upstream went silent mid-answer for longer than {deadline.gap:g}s"
     elif phase == "first_byte":
-        message = f"upstream sent nothing within the first-byte timeout of {timeouts.first_byte:g}s"
+        message = (
+            f"upstream sent nothing of its answer within the first-byte timeout of "
+            f"{timeouts.first_byte:g}s"
+        )
     elif client_held:
         # The limit passed while the consumer held the stream (e.g. its client reading it
         # slower than it comes), not while the upstream was awaited.
