@@ -24,11 +24,12 @@ from tollway.core.errors import GatewayError, InvalidRequest, NotFound
 from tollway.core.types import JSON, ChatChunk, ChatRequest
 from tollway.dialects.http import exchange, request_id, routing_headers, stream_events
 from tollway.dialects.openai import error_response, failure
+from tollway.wire.responses_relay import EventRelay
 from tollway.wire.responses_request import request_from_wire
 from tollway.wire.responses_response import response_to_wire
 from tollway.wire.responses_stream import StreamWriter
 from tollway.wire.responses_upstream import WIRE_FORMAT as RESPONSES_FORMAT
-from tollway.wire.responses_upstream import EventRelay, changed_response
+from tollway.wire.responses_upstream import changed_response
 
 if TYPE_CHECKING:
     from tollway.core.pipeline import Pipeline
