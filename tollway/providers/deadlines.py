@@ -7,6 +7,11 @@ writes), and one task wakes every ``resolution`` seconds and cancels the calls w
 deadline has passed. A limit therefore fires up to ``resolution`` late, which is far below
 any sensible timeout.
 
+A stream's first-byte limit bounds the wait for its first content, not its first event: until
+the attempt it is read for (``OPENING``) has content, the events of its head (and SSE
+comments, which are no events) do not restart it, so an upstream that keeps a stream alive
+without a token is given up at that limit (a latency threshold's, a deadline's).
+
 Only a call that is waiting on its upstream is ever cancelled: a stream that has handed a
 chunk to its consumer is paused (``waiting = False``) until it asks for the next one, so the
 cancellation can never land in the consumer's own awaits (e.g. writing to a slow client).
