@@ -21,7 +21,7 @@ from tollway.app import GATEWAY, create_app
 from tollway.config import validate_settings
 from tollway.core.context import RequestContext
 from tollway.core.pipeline import Pipeline, Stage
-from tollway.core.types import ChatResponse, TextPart
+from tollway.core.types import ChatChunk, ChatResponse, TextPart
 from tollway.gateway import Gateway
 
 SEARCH: Any = [{"type": "web_search"}]
@@ -43,6 +43,13 @@ class Redaction(Stage):
                     for p in content
                 ]
         response.raw = None  # changed: the client must not be sent the upstream's bytes
+
+    def on_chunk(self, ctx: RequestContext, chunk: ChatChunk) -> ChatChunk:
+        for choice in chunk.choices:
+            if choice.content and "Simulated" in choice.content:
+                choice.content = choice.content.replace("Simulated", "[redacted]")
+                chunk.raw = None  # changed: written from the chunk, not sent as it came
+        return chunk
 
 
 def with_stage(gateway: Gateway, stage: Stage) -> None:
@@ -117,3 +124,29 @@ async def test_a_changed_answer_keeps_its_function_calls(client: openai.AsyncOpe
     )
     (call,) = [item for item in response.output if item.type == "function_call"]
     assert call.name == "get_weather" and call.call_id and call.arguments
+
+
+async def test_a_changed_streams_closing_events_say_what_its_deltas_said(
+    client: openai.AsyncOpenAI,
+) -> None:
+    # The client's SDK builds its answer from the deltas; a client reading the closing events
+    # (output_text.done, content_part.done, output_item.done, response.completed) must read
+    # the same text, not the upstream's.
+    asked = question("stream and redact")
+    stream = await client.responses.create(model="native", input=asked, stream=True)
+    events = [event async for event in stream]
+    deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert deltas.startswith(f"[redacted] reply to: {asked}")
+    (text_done,) = [e for e in events if e.type == "response.output_text.done"]
+    assert text_done.text == deltas
+    (part_done,) = [e for e in events if e.type == "response.content_part.done"]
+    assert part_done.part.type == "output_text" and part_done.part.text == deltas
+    (item_done,) = [e for e in events if e.type == "response.output_item.done"]
+    assert item_done.item.type == "message"
+    assert [c.text for c in item_done.item.content if c.type == "output_text"] == [deltas]
+    completed = events[-1]
+    assert completed.type == "response.completed"
+    assert completed.response.output_text == deltas
+    assert "Simulated" not in completed.response.model_dump_json()
+    numbers = [e.sequence_number for e in events]
+    assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)

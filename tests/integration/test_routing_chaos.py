@@ -100,6 +100,8 @@ def gateway(log_dir: Path, sims: tuple[str, str], closed_port: int) -> Iterator[
             _pair("limited", a, b),
             _pair("stalled", a, b, primary={"timeouts": {"first_byte": "500ms"}}),
             _pair("hurried", a, b, latency_threshold="300ms"),
+            {"name": "hurried-claude", "latency_threshold": "300ms", "deployments": [
+                _claude(a, "hurried-claude-primary"), _claude(b, "hurried-claude-backup")]},
             _pair("canary", a, b, strategy="weighted", primary={"weight": 90},
                   backup={"weight": 10}),
             _pair("fastest", a, b, strategy="latency"),
@@ -315,6 +317,58 @@ def test_a_slow_candidate_is_abandoned_at_the_latency_threshold(
     elapsed = time.monotonic() - started
     assert answer.headers["x-tollway-deployment"] == "hurried-backup"
     assert 0.3 <= elapsed < 1.5
+
+
+@pytest.mark.parametrize("fault", ["keepalive", "keepalive-after:0"])
+def test_a_stream_of_keep_alives_is_abandoned_at_the_latency_threshold(
+    gateway: str, sims: tuple[str, str], fault: str
+) -> None:
+    # Keep-alive comments, before the stream's head or after it, are no first token: the
+    # threshold bounds the wait for the first content, and the client gets the backup's.
+    _sim_config(sims[0], fault=fault)
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=CLIENT_KEY, max_retries=0)
+    started = time.monotonic()
+    raw = client.chat.completions.with_raw_response.create(
+        model="hurried", messages=HI, stream=True, max_tokens=4, timeout=10
+    )
+    chunks = list(raw.parse())
+    assert raw.headers["x-tollway-deployment"] == "hurried-backup"
+    assert 0.3 <= time.monotonic() - started < 1.5
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+def test_an_anthropic_stream_silent_after_its_head_is_abandoned_at_the_latency_threshold(
+    gateway: str, sims: tuple[str, str]
+) -> None:
+    # message_start and its ping came at once; the first text never does.
+    _sim_config(sims[0], fault="keepalive-after:0")
+    client = anthropic.Anthropic(base_url=gateway, api_key=CLIENT_KEY, max_retries=0)
+    started = time.monotonic()
+    raw = client.messages.with_raw_response.create(
+        model="hurried-claude", messages=HI, max_tokens=4, stream=True, timeout=10
+    )
+    events = list(raw.parse())
+    assert raw.headers["x-tollway-deployment"] == "hurried-claude-backup"
+    assert 0.3 <= time.monotonic() - started < 1.5
+    assert events[-1].type == "message_stop"
+
+
+def test_a_first_token_that_never_comes_after_keep_alives_fails_over_within_the_limit(
+    gateway: str, sims: tuple[str, str]
+) -> None:
+    _sim_config(sims[0], fault="keepalive-after:0")
+    started = time.monotonic()
+    with httpx.stream(
+        "POST",
+        gateway + "/v1/chat/completions",
+        json={"model": "stalled", "messages": HI, "max_tokens": 4, "stream": True},
+        headers=ADMIN,
+        timeout=10,
+    ) as answer:
+        body = answer.read()
+    assert answer.headers["x-tollway-deployment"] == "stalled-backup"
+    assert 0.5 <= time.monotonic() - started < 1.5
+    assert b"\ndata: [DONE]\n" in body
 
 
 def test_when_every_candidate_is_slow_the_last_is_waited_for(

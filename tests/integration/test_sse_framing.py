@@ -4,7 +4,9 @@ A relay in this module (a small aiohttp server) passes the simulator's streams o
 framing ``x-sim-framing`` names: CRLF or CR line ends, comment and keep-alive lines, ``id:``
 and ``retry:`` fields, one event's JSON over several ``data:`` lines, ``data:`` without its
 space, the stream written a few bytes at a time (cutting UTF-8 characters and ``data:`` in
-two), and events after the stream's end. Each SDK's stream parser must read through the
+two), and events after the stream's end; a UTF-8 byte order mark before it (which the SSE
+spec ignores; whole and cut across reads) and empty events (``data:`` with nothing, which it
+does not dispatch). Each SDK's stream parser must read through the
 gateway the same answer as from the plain stream.
 """
 
@@ -27,7 +29,9 @@ from tests.support import CLIENT_KEY, free_port, running_gateway, running_simula
 
 FRAMINGS = [
     "plain", "crlf", "cr", "comments", "fields", "multiline", "nospace", "bytewise", "after-end",
+    "bom", "bom-bytewise", "empty",
 ]  # fmt: skip
+BOM = b"\xef\xbb\xbf"
 PROMPT = "héllo wörld € 😀 naïve"  # the simulator's reply quotes it: multi-byte characters
 SIM = web.AppKey("sim", str)
 
@@ -60,6 +64,8 @@ def _framed(name: str | None, data: bytes, framing: str) -> bytes:
         lines = [b": keep-alive", *lines, b":ping"]
     elif framing == "fields":
         lines = [b"id: 7", b"retry: 1000", *lines]
+    elif framing == "empty":
+        lines = [*lines, b"", b"data:", b"", b"event: ping", b"data:"]
     end = {"crlf": b"\r\n", "cr": b"\r"}.get(framing, b"\n")
     event = end.join(lines) + end + end
     return (b": keep-alive" + end + end + event) if framing == "comments" else event
@@ -76,15 +82,23 @@ async def _relay(request: web.Request) -> web.StreamResponse:
     ):
         body = await answer.read()
         if not answer.content_type.startswith("text/event-stream"):
+            if framing.startswith("bom"):
+                body = BOM + body
             return web.Response(body=body, status=answer.status, content_type="application/json")
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await response.prepare(request)
     stream = b"".join(_framed(name, data, framing) for name, data in _events(body))
+    if framing.startswith("bom"):
+        stream = BOM + stream
     if framing == "after-end":
         # The terminal event twice, then an event that is not even JSON.
         last = _events(body)[-1]
         stream += _framed(*last, "plain") + b"data: {not json\n\n"
-    if framing == "bytewise":
+    if framing == "bom-bytewise":
+        for start in range(0, len(stream), 2):  # the mark cut across two reads
+            await response.write(stream[start : start + 2])
+            await asyncio.sleep(0)
+    elif framing == "bytewise":
         for start in range(0, len(stream), 3):
             await response.write(stream[start : start + 3])
     else:
@@ -93,7 +107,7 @@ async def _relay(request: web.Request) -> web.StreamResponse:
     return response
 
 
-_PASSED = {"authorization", "x-api-key", "anthropic-version", "content-type"}
+_PASSED = {"authorization", "x-api-key", "anthropic-version", "content-type", "x-sim-fault"}
 
 
 @pytest.fixture(scope="module")
@@ -149,12 +163,13 @@ def _chat(url: str, framing: str) -> tuple[str, Any]:
         stream=True, stream_options={"include_usage": True},
         extra_headers={"x-sim-framing": framing},
     )  # fmt: skip
-    text, usage = "", None
+    text, usage, roles = "", None, []
     for chunk in stream:
         text += "".join(choice.delta.content or "" for choice in chunk.choices)
+        roles += [choice.delta.role for choice in chunk.choices if choice.delta.role]
         usage = chunk.usage or usage
     assert usage is not None
-    return text, (usage.prompt_tokens, usage.completion_tokens)
+    return text, (usage.prompt_tokens, usage.completion_tokens, roles)
 
 
 def _messages(url: str, framing: str, model: str) -> tuple[str, Any]:
@@ -174,11 +189,13 @@ def _responses(url: str, framing: str) -> tuple[str, Any]:
         model="responder", input=PROMPT, max_output_tokens=16,
         extra_headers={"x-sim-framing": framing},
     ) as stream:  # fmt: skip
-        deltas = "".join(e.delta for e in stream if e.type == "response.output_text.delta")
+        events = list(stream)
         response = stream.get_final_response()
+    deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
     assert response.output_text == deltas
     assert response.usage is not None
-    return deltas, (response.usage.input_tokens, response.usage.output_tokens)
+    kinds = [event.type for event in events]
+    return deltas, (response.usage.input_tokens, response.usage.output_tokens, kinds)
 
 
 CLIENTS = {
@@ -197,3 +214,28 @@ def test_every_framing_of_an_upstream_stream_reads_as_the_plain_one(
     plain = CLIENTS[route](gateway, "plain")
     assert "wörld € 😀" in plain[0]
     assert CLIENTS[route](gateway, framing) == plain
+
+
+@pytest.mark.parametrize("status", [200, 400])
+def test_a_whole_answer_after_a_byte_order_mark_reads_as_without_it(
+    gateway: str, status: int
+) -> None:
+    # A JSON body may start with a BOM too (an error body as well as an answer).
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=CLIENT_KEY, max_retries=0)
+    asked: dict[str, Any] = {"model": "gpt", "messages": [{"role": "user", "content": PROMPT}]}
+    if status == 400:
+        asked["extra_headers"] = {"x-sim-framing": "bom", "x-sim-fault": "status:400"}
+        with pytest.raises(openai.BadRequestError) as caught:
+            client.chat.completions.create(**asked, max_tokens=12)
+        assert "simulated fault" in caught.value.message
+        return
+    plain = client.chat.completions.create(**asked, max_tokens=12)
+    marked = client.chat.completions.create(
+        **asked, max_tokens=12, extra_headers={"x-sim-framing": "bom"}
+    )
+    assert marked.choices[0].message.content == plain.choices[0].message.content
+    assert "wörld € 😀" in (marked.choices[0].message.content or "")
+    raw = client.chat.completions.with_raw_response.create(
+        **asked, max_tokens=12, extra_headers={"x-sim-framing": "bom"}
+    )
+    assert not raw.http_response.content.startswith(BOM)

@@ -54,6 +54,7 @@ from tollway.pricing.metering import (
 from tollway.pricing.tokens import COUNT_AHEAD_CHARS, TokenCounter, long_texts
 from tollway.providers.base import ChatProvider, EmbeddingProvider, RequestChecker
 from tollway.providers.base import TokenCounter as ProviderTokenCounter
+from tollway.providers.deadlines import OPENING
 from tollway.routing.health import DeploymentHealth, Waited, retry_after_seconds
 from tollway.routing.router import Router
 from tollway.routing.table import RoutingTable, within
@@ -293,8 +294,14 @@ class Pipeline:
         assert ctx.chat is not None
         chunks = self._chat_providers[deployment.provider].stream(ctx.chat, deployment)
         in_hand: list[ChatChunk] = []
+        # Until this attempt has content, its upstream's first-byte limit (a latency
+        # threshold's, a deadline's) runs on through the head: it bounds the first token.
+        opening = OPENING.set(ctx.tries[-1])
         try:
-            chunk = await anext(chunks)
+            try:
+                chunk = await anext(chunks)
+            finally:
+                OPENING.reset(opening)  # the upstream call, started by now, has it
             while opens_only(chunk) and len(in_hand) < HELD_AT_MOST:
                 in_hand.append(chunk)
                 chunk = await anext(chunks)

@@ -34,12 +34,12 @@ from tollway.dialects.http import (
 from tollway.dialects.openai import error_response, failure
 from tollway.wire.responses_input import Origins
 from tollway.wire.responses_paths import client_param
+from tollway.wire.responses_relay import EventRelay
 from tollway.wire.responses_request import request_from_wire
 from tollway.wire.responses_response import response_to_wire
 from tollway.wire.responses_stream import StreamWriter
 from tollway.wire.responses_upstream import (
     COMPACT_FIELDS,
-    EventRelay,
     changed_response,
     upstream_object,
 )

@@ -7,6 +7,11 @@ writes), and one task wakes every ``resolution`` seconds and cancels the calls w
 deadline has passed. A limit therefore fires up to ``resolution`` late, which is far below
 any sensible timeout.
 
+A stream's first-byte limit bounds the wait for its first content, not its first event: until
+the attempt it is read for (``OPENING``) has content, the events of its head (and SSE
+comments, which are no events) do not restart it, so an upstream that keeps a stream alive
+without a token is given up at that limit (a latency threshold's, a deadline's).
+
 Only a call that is waiting on its upstream is ever cancelled: a stream that has handed a
 chunk to its consumer is paused (``waiting = False``) until it asks for the next one, so the
 cancellation can never land in the consumer's own awaits (e.g. writing to a slow client).
@@ -58,6 +63,22 @@ class Caller(Protocol):
         ...
 
 
+class Opening(Protocol):
+    """What a stream is read for (the pipeline's attempt): it tells when content has come."""
+
+    @property
+    def first_chunk_at(self) -> float | None:
+        """When the stream's first content was in hand; ``None`` while only its head came."""
+        ...
+
+
+OPENING: ContextVar[Opening | None] = ContextVar("tollway_opening", default=None)
+"""The attempt the stream being opened in the current task is read for: set by the pipeline
+while it asks for the stream's first chunk, read when the upstream call starts. Until that
+attempt has content, the stream's events (its head: a role-only delta, ``message_start``,
+pings, empty events) do not restart the first-byte limit: it bounds the wait for the first
+token, not for the first event. Without one, the first event starts the stream."""
+
 CALLER: ContextVar[Caller | None] = ContextVar("tollway_caller", default=None)
 """The client connection the current task serves: set by the dialect (``exchange``) in the
 request's own task (aiohttp runs each in a new one), read when an upstream call starts."""
@@ -70,6 +91,7 @@ class Deadline:
     """The time limits of one upstream call, as loop times."""
 
     __slots__ = (
+        "begun",
         "caller",
         "client_held",
         "expired",
@@ -78,6 +100,7 @@ class Deadline:
         "gap",
         "gap_at",
         "loop",
+        "opening",
         "task",
         "total_at",
         "waiting",
@@ -107,11 +130,15 @@ class Deadline:
         self.client_held = False
         """The total limit passed while the call's consumer held it (seen by the watchdog):
         a stream it was writing to a slow client, not waiting for its upstream."""
+        self.opening: Opening | None = None
+        """The attempt a stream is read for (``OPENING``), until it has content."""
+        self.begun = False
+        """The stream's content has begun: a silence now is a gap between events."""
 
     def received(self) -> None:
         """The answer's head arrived: the wait for its first content starts now (still under
-        the first-byte limit; the gap limit applies once content has been handed over), but
-        no later than a deadline allows."""
+        the first-byte limit, through the stream's own head and keep-alives; the gap limit
+        applies once content has been handed over), but no later than a deadline allows."""
         gap_at = self.loop.time() + self.first_byte
         latest = self.first_event_at
         self.gap_at = gap_at if latest is None or gap_at < latest else latest
@@ -121,11 +148,16 @@ class Deadline:
         self.waiting = False
 
     def resume(self) -> bool:
-        """The consumer asks for more; False when the total limit passed meanwhile."""
+        """The consumer asks for more; False when the total limit passed meanwhile. Before
+        the stream's first content (``opening``), the first-byte limit runs on."""
         now = self.loop.time()
         if now >= self.total_at:
             return False
-        self.gap_at = now + self.gap
+        opening = self.opening
+        if opening is None or opening.first_chunk_at is not None:
+            self.opening = None
+            self.begun = True
+            self.gap_at = now + self.gap
         self.waiting = True
         return True
 

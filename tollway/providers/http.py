@@ -29,7 +29,7 @@ from tollway.core.errors import (
     UpstreamUnavailable,
 )
 from tollway.core.types import UpstreamTimeouts
-from tollway.providers.deadlines import Deadline, Deadlines, Phase
+from tollway.providers.deadlines import OPENING, Deadline, Deadlines, Phase
 
 ErrorParser = Callable[[Any], UpstreamErrorBody]
 """Reads an upstream error body (parsed JSON, else its text)."""
@@ -43,6 +43,9 @@ MAX_EVENT_BYTES = 64 * 1024 * 1024
 """The largest server-sent event read from an upstream (a Responses stream's completed
 response with its generated images is a few MB): beyond it the stream fails rather than
 the gateway holding all an upstream sends without ever ending an event."""
+BOM = b"\xef\xbb\xbf"
+"""UTF-8's byte order mark: a stream or a JSON body may begin with it, and the SSE spec says
+a reader ignores it there (JSON readers such as orjson refuse it)."""
 _REMEMBERED_CONNECT_LIMITS = 64  # distinct connect limits whose aiohttp timeout is reused
 _WHOLE_KEY = 8  # characters from which a key is masked even inside longer words
 _Item = TypeVar("_Item")
@@ -151,9 +154,19 @@ class UpstreamClient:
         try:
             return payload, parse(payload)
         except ValueError:  # orjson's and msgspec's decode errors
-            raise UpstreamProtocolError(
-                "upstream answered with invalid JSON", detail=f"{_host(url)}: invalid JSON"
-            ) from None
+            if payload.startswith(BOM):  # looked for only here: no cost to a plain answer
+                return self._unmarked(payload[len(BOM) :], parse, url)
+            raise _invalid_json(url) from None
+
+    @staticmethod
+    def _unmarked(
+        payload: bytes, parse: Callable[[bytes], Any], url: str | URL
+    ) -> tuple[bytes, Any]:
+        """An answer that began with a byte order mark, read (and sent on) without it."""
+        try:
+            return payload, parse(payload)
+        except ValueError:
+            raise _invalid_json(url) from None
 
     def post_stream(
         self,
@@ -194,7 +207,7 @@ class UpstreamClient:
     ) -> AsyncIterator[_Item]:
         data = encoded(body)
         deadline = self._deadlines.watch(timeouts)
-        streaming = False  # an event has come: a later silence is a gap, not a first byte
+        deadline.opening = OPENING.get()
         try:
             response = await self._session.post(
                 url,
@@ -211,7 +224,6 @@ class UpstreamClient:
                     # The consumer's own awaits (e.g. writing to its client) are not ours to
                     # time, nor to cancel: the watch pauses while it holds the event.
                     deadline.pause()
-                    streaming = True
                     yield event
                     if not deadline.resume():
                         raise _deadline_error(
@@ -223,12 +235,18 @@ class UpstreamClient:
             raise
         except asyncio.CancelledError:
             if deadline.timed_out():
-                raise _deadline_error(deadline, timeouts, url, mid_stream=streaming) from None
+                raise _deadline_error(deadline, timeouts, url, mid_stream=deadline.begun) from None
             raise
         except Exception as exc:
             raise _transport_error(exc, url) from None
         finally:
             self._deadlines.forget(deadline)
+
+
+def _invalid_json(url: str | URL) -> UpstreamProtocolError:
+    return UpstreamProtocolError(
+        "upstream answered with invalid JSON", detail=f"{_host(url)}: invalid JSON"
+    )
 
 
 def _deadline_error(
@@ -251,7 +269,10 @@ def _deadline_error(
         # threshold or a deadline shortened the wait for the first event.
         message = f"upstream went silent mid-answer for longer than {deadline.gap:g}s"
     elif phase == "first_byte":
-        message = f"upstream sent nothing within the first-byte timeout of {timeouts.first_byte:g}s"
+        message = (
+            f"upstream sent nothing of its answer within the first-byte timeout of "
+            f"{timeouts.first_byte:g}s"
+        )
     elif client_held:
         # The limit passed while the consumer held the stream (e.g. its client reading it
         # slower than it comes), not while the upstream was awaited.
@@ -305,7 +326,18 @@ async def _read_events(
     pending = b""
     waiting: list[bytes] = []  # pieces that cannot end an event, joined once one can
     waited = 0  # their size
+    start: bytes | None = b""  # the stream's first bytes, while they may be a byte order mark
     async for piece in content.iter_any():
+        if start is not None:
+            # Ignored, as the SSE spec says (whole, or cut across the first reads): else it
+            # hides the name of the first line's field.
+            piece = start + piece
+            if len(piece) < len(BOM) and BOM.startswith(piece):
+                start = piece
+                continue
+            start = None
+            if piece.startswith(BOM):
+                piece = piece[len(BOM) :]
         if b"\n" not in piece and b"\r" not in piece and not pending.endswith(b"\r"):
             # The middle of a long event (a large inline image): adding each piece to
             # ``pending`` and scanning it again would copy the event once per read. (Not
@@ -360,7 +392,9 @@ def _masked(event: SSEvent, parts: tuple[str, ...], needles: tuple[bytes, ...]) 
 
 
 def _event(block: bytes) -> SSEvent | None:
-    """One event from its lines (``event:``, ``data:``; comments and other fields ignored)."""
+    """One event from its lines (``event:``, ``data:``; comments and other fields ignored);
+    none for an event without data, as the SSE spec says (a ``data:`` line with nothing on
+    it, which some servers send to keep a stream alive, is no event to read)."""
     name: str | None = None
     data: list[bytes] = []
     for line in block.split(b"\n"):
@@ -368,7 +402,10 @@ def _event(block: bytes) -> SSEvent | None:
             data.append(line[6:] if line[5:6] == b" " else line[5:])
         elif line.startswith(b"event:"):
             name = line[6:].strip().decode()
-    return SSEvent(name, b"\n".join(data)) if data else None
+    if not data:
+        return None
+    joined = b"\n".join(data)
+    return SSEvent(name, joined) if joined else None
 
 
 async def _status_error(
@@ -393,6 +430,8 @@ async def _status_error(
         raw = scrub(raw, secret)
         reason = scrub(reason.encode(), secret).decode()
         named_type = scrub(named_type.encode(), secret).decode()
+    if raw.startswith(BOM):
+        raw = raw[len(BOM) :]
     try:
         parsed: Any = orjson.loads(raw)
     except orjson.JSONDecodeError:

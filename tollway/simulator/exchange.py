@@ -30,6 +30,9 @@ from tollway.simulator.settings import SimulatorSettings
 from tollway.simulator.state import SimulatorState
 
 HANG_SECONDS = 3600.0
+KEEPALIVE_SECONDS = 0.1
+"""How often a ``keepalive`` stream sends its comment."""
+_KEEPALIVE = b": keep-alive\n\n"
 DEFAULT_RETRY_AFTER = "1"
 SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
 
@@ -85,6 +88,11 @@ class Call:
     silence: asyncio.Event | None = None
     """``hang-after``: the stream falls silent once ``stop_after`` tokens are sent, its
     connection open, until this is set (the simulator stopping) or the caller leaves."""
+    keep_alive: bytes | None = None
+    """``keepalive``, ``keepalive-after``: what the stream sends every ``KEEPALIVE_SECONDS``
+    while it is silent (an SSE comment; nothing in a binary framing)."""
+    headless: bool = False
+    """``keepalive``: not even the stream's head is sent, only keep-alives."""
 
 
 def _has_key(request: web.BaseRequest, key: str) -> bool:
@@ -175,6 +183,8 @@ async def admit(
     stop_after = None
     stream_error = None
     silence = None
+    keep_alive = None
+    headless = False
     if fault is not None:
         if fault.kind == "status":
             return _status_fault(request, dialect, fault.value, request_id)
@@ -187,10 +197,14 @@ async def admit(
             return reset_connection(request)
         if fault.kind == "error-after" and not streams:
             return _status_fault(request, dialect, overload_status(dialect), request_id)
-        if fault.kind == "hang" or (fault.kind == "hang-after" and not streams):
+        if fault.kind == "hang" or (fault.kind in _SILENT_AFTER and not streams):
             return await _hang(request, state)
         stop_after = fault.value
-        if fault.kind == "error-after":
+        if fault.kind in ("keepalive", "keepalive-after"):
+            silence = state.stopping
+            keep_alive = None if dialect is Dialect.BEDROCK else _KEEPALIVE
+            headless = fault.kind == "keepalive"
+        elif fault.kind == "error-after":
             stream_error = own_error or overload_event(dialect, request_id)
         elif fault.kind == "hang-after":
             silence = state.stopping
@@ -218,7 +232,13 @@ async def admit(
         stream_error=stream_error,
         silence=silence,
         searches=searches,
+        keep_alive=keep_alive,
+        headless=headless,
     )
+
+
+_SILENT_AFTER = ("hang-after", "keepalive", "keepalive-after")
+"""Faults of streams that fall silent: a request for an answer in one piece hangs."""
 
 
 _OPENAI_FORMATS = (Dialect.OPENAI, Dialect.AZURE, Dialect.MISTRAL)
@@ -369,6 +389,21 @@ async def send_stream(
     return response
 
 
+async def _silent(response: web.StreamResponse, call: Call, silence: asyncio.Event) -> None:
+    """Send nothing of the answer until ``silence`` is set or the caller leaves (which cancels
+    this handler), but for the keep-alives ``call`` asks for."""
+    if call.keep_alive is None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(silence.wait(), HANG_SECONDS)
+        return
+    loop = asyncio.get_running_loop()
+    ends = loop.time() + HANG_SECONDS
+    while not silence.is_set() and loop.time() < ends:
+        await response.write(call.keep_alive)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(silence.wait(), KEEPALIVE_SECONDS)
+
+
 async def _paced(
     request: web.BaseRequest, response: web.StreamResponse, call: Call, parts: StreamParts
 ) -> None:
@@ -380,11 +415,10 @@ async def _paced(
                 if call.stream_error is not None:
                     await response.write_eof(b"".join(pending) + call.stream_error)
                     return
-                await response.write(b"".join(pending))
+                if not call.headless:
+                    await response.write(b"".join(pending))
                 if call.silence is not None:
-                    # A caller that leaves cancels this handler (and so this wait).
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(call.silence.wait(), HANG_SECONDS)
+                    await _silent(response, call, call.silence)
                 close_connection(request)
                 return
             if tokens and call.tpot > 0:

@@ -7,7 +7,10 @@ chunks, then the API's own error event for an overload, and end the stream: Anth
 ``overloaded_error`` after ``message_start`` with ``error-after:0``; a non-streaming request is
 answered with the overload's status), ``hang`` (never answer), ``hang-after:N`` (stream N
 content chunks, then fall silent with the connection open until the caller leaves; a
-non-streaming request behaves like ``hang``), ``echo:NNN`` (answer with that status, the
+non-streaming request behaves like ``hang``), ``keepalive`` (answer a stream's status and
+headers, then only keep-alive comments, never an event), ``keepalive-after:N`` (stream N
+content chunks, then only keep-alive comments; with ``0``, right after the stream's head; a
+non-streaming request behaves like ``hang`` for both), ``echo:NNN`` (answer with that status, the
 error's message quoting the credentials the request carried, as some providers and
 proxies echo what they were sent) and ``echo-after:N`` (stream N content chunks, then an
 error event quoting them; a non-streaming request is answered as ``echo:500``).
@@ -26,7 +29,16 @@ if TYPE_CHECKING:  # the config models parse fault specs: no aiohttp for a CLI c
     from aiohttp import web
 
 FaultKind = Literal[
-    "status", "reset", "stop-after", "error-after", "hang", "hang-after", "echo", "echo-after"
+    "status",
+    "reset",
+    "stop-after",
+    "error-after",
+    "hang",
+    "hang-after",
+    "keepalive",
+    "keepalive-after",
+    "echo",
+    "echo-after",
 ]
 
 ECHOED_HEADERS = ("Authorization", "x-api-key", "api-key", "x-goog-api-key", "X-Amz-Security-Token")
@@ -50,11 +62,13 @@ def parse_fault(spec: str) -> Fault:
     name, _, arg = spec.strip().partition(":")
     name = name.strip().lower()
     arg = arg.strip()
-    if name in ("reset", "hang"):
+    if name in ("reset", "hang", "keepalive"):
         if arg:
             raise ValueError(f"fault {name!r} takes no argument")
         return Fault(name)  # type: ignore[arg-type]
-    if name in ("status", "stop-after", "error-after", "hang-after", "echo", "echo-after"):
+    if name in (
+        "status", "stop-after", "error-after", "hang-after", "keepalive-after", "echo", "echo-after"
+    ):  # fmt: skip
         try:
             value = int(arg)
         except ValueError:
@@ -66,7 +80,7 @@ def parse_fault(spec: str) -> Fault:
         return Fault(name, value)  # type: ignore[arg-type]
     raise ValueError(
         f"unknown fault {spec!r}; expected status:NNN, reset, stop-after:N, error-after:N, "
-        "hang, hang-after:N, echo:NNN or echo-after:N"
+        "hang, hang-after:N, keepalive, keepalive-after:N, echo:NNN or echo-after:N"
     )
 
 

@@ -11,11 +11,11 @@ keeps the ``Response`` object it was read from (``ChatResponse.extra``), so one 
 changed (its ``raw`` cleared) is written back from it (``changed_response``): the stage's text,
 reasoning summaries and call arguments in the upstream's items, every other item (built-in
 tool calls such as ``web_search_call``, ...) and field as the upstream sent them. A stream's
-chunk keeps its event (``ChatChunk.extra``) so ``EventRelay`` can write it on, and write the
-closing ``error`` and ``response.failed`` events, numbered after the upstream's, when the
-stream fails after its first byte. An ``error`` or ``response.failed`` event from the upstream
-is its failure, classified by its code as an error event on a Chat Completions stream is (a
-rate limit a 429, an overload a 503: ``wire/openai_stream_errors.py``); an answer that is no
+chunk keeps its event (``ChatChunk.extra``) so ``EventRelay`` (``responses_relay.py``) can
+write it on. An ``error`` or ``response.failed``
+event from the upstream is its failure, classified by its code as an error event on a Chat
+Completions stream is (a rate limit a 429, an overload a 503:
+``wire/openai_stream_errors.py``); an answer that is no
 ``Response`` object, or a stream that ends before ``response.completed`` (``.incomplete``), is
 a protocol error (502).
 """
@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from tollway.core.errors import GatewayError, UpstreamError, UpstreamProtocolError
+from tollway.core.errors import UpstreamError, UpstreamProtocolError
 from tollway.core.types import (
     JSON,
     ChatChunk,
@@ -52,8 +52,10 @@ WIRE_FORMAT = "openai_responses"
 """What an answer or chunk read from a Responses upstream is tagged with: only a Responses
 client is sent it, as it came."""
 
-_TERMINAL = frozenset({"response.completed", "response.incomplete"})
-_OPENING = frozenset({"response.created", "response.in_progress", "response.queued"})
+TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete"})
+"""The events that end a Responses stream whole, with its ``Response``."""
+OPENING_EVENTS = frozenset({"response.created", "response.in_progress", "response.queued"})
+"""The events that open one, with its ``Response`` so far."""
 _REASONING_DELTAS = frozenset(
     {"response.reasoning_summary_text.delta", "response.reasoning_text.delta"}
 )
@@ -238,11 +240,11 @@ class EventReader:
         kind: str = event["type"]
         usage = None
         choices: list[ChunkChoice] = []
-        if kind in _OPENING or kind in _TERMINAL:
+        if kind in OPENING_EVENTS or kind in TERMINAL_EVENTS:
             response = event.get("response")
             if isinstance(response, dict):
                 self._remember(response)
-                if kind in _TERMINAL:
+                if kind in TERMINAL_EVENTS:
                     self.finished = True
                     usage = usage_from_wire(response.get("usage"))
                     output = [i for i in response.get("output") or () if isinstance(i, dict)]
@@ -321,57 +323,3 @@ def _failed(response: Any) -> UpstreamError:
     if not isinstance(error, dict):
         return UpstreamProtocolError("upstream response failed")
     return stream_error({"error": error})
-
-
-class EventRelay:
-    """Writes a Responses upstream's events on to a Responses client as they came, and the
-    closing events of a stream that fails after its first byte, numbered after them."""
-
-    def __init__(self) -> None:
-        self._sequence = 0
-        self._response: JSON = {}
-        self._done: list[JSON] = []
-
-    def feed(self, chunk: ChatChunk) -> bytes:
-        """One event; a chunk a stage changed (its ``raw`` cleared) is written from its event
-        with the chunk's text in place of the upstream's."""
-        event = chunk.extra
-        kind = str(event.get("type"))
-        number = event.get("sequence_number")
-        if isinstance(number, int):
-            self._sequence = number + 1
-        if kind in _OPENING and isinstance(event.get("response"), dict):
-            self._response = event["response"]
-        elif kind == "response.output_item.done" and isinstance(event.get("item"), dict):
-            self._done.append(event["item"])
-        raw = chunk.raw
-        if raw is None:
-            raw = orjson.dumps(_changed(event, chunk))
-        return b"event: " + kind.encode() + b"\ndata: " + raw + b"\n\n"
-
-    def error(self, exc: GatewayError) -> bytes:
-        """``error``, then ``response.failed`` with the upstream's response, the items it
-        completed and the error, as the gateway ends any Responses stream that fails."""
-        code = exc.code or exc.openai_type
-        fields = {"code": code, "message": exc.message, "param": exc.param}
-        failed = "rate_limit_exceeded" if exc.status == 429 else "server_error"
-        response = {
-            **self._response,
-            "status": "failed",
-            "output": self._done,
-            "error": {"code": failed, "message": exc.message},
-        }
-        return self._event("error", fields) + self._event("response.failed", {"response": response})
-
-    def _event(self, kind: str, fields: JSON) -> bytes:
-        payload = {"type": kind, "sequence_number": self._sequence, **fields}
-        self._sequence += 1
-        return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
-
-
-def _changed(event: JSON, chunk: ChatChunk) -> JSON:
-    """``event`` with what a stage changed in its chunk: the text of a text delta."""
-    if event.get("type") == "response.output_text.delta":
-        text = "".join(choice.content or "" for choice in chunk.choices)
-        return {**event, "delta": text}
-    return event

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from tollway.core.errors import ClientDisconnected, UpstreamTimeout
 from tollway.core.types import Deployment, UpstreamTimeouts
-from tollway.providers.deadlines import CALLER, Deadline, Deadlines
+from tollway.providers.deadlines import CALLER, OPENING, Deadline, Deadlines
 from tollway.providers.http import UpstreamClient
 from tollway.routing.table import within
 
@@ -185,6 +185,47 @@ def test_a_deadline_bounds_a_streams_first_event_however_early_its_head_came(
                 pass
         assert caught.value.phase == "first_byte"
         assert time.monotonic() - started < 0.55
+
+    _run(check)
+
+
+class _Attempt:
+    """What a stream is read for: its first content not yet in hand."""
+
+    first_chunk_at: float | None = None
+
+
+def test_a_streams_head_does_not_restart_its_first_byte_limit() -> None:
+    # Events every 0.15 s under a first-byte limit of 0.3 s: none of them is content for the
+    # attempt reading them, so the limit runs from the answer's head, not from each event.
+    async def check(client: UpstreamClient, base: str) -> None:
+        OPENING.set(_Attempt())
+        started = time.monotonic()
+        timeouts = UpstreamTimeouts(connect=1.0, first_byte=0.3, total=5.0)
+        with pytest.raises(UpstreamTimeout) as caught:
+            async for _ in client.post_stream(
+                base + "/events?gap=0.15&count=10", {}, {}, timeouts, _no_error
+            ):
+                pass
+        assert caught.value.phase == "first_byte"
+        assert "nothing of its answer within the first-byte timeout" in caught.value.message
+        assert time.monotonic() - started < 0.6
+
+    _run(check)
+
+
+def test_a_stream_whose_content_has_begun_pauses_under_its_gap_limit() -> None:
+    async def check(client: UpstreamClient, base: str) -> None:
+        attempt = _Attempt()
+        OPENING.set(attempt)
+        timeouts = UpstreamTimeouts(connect=1.0, first_byte=0.3, total=5.0)
+        got = []
+        async for event in client.post_stream(
+            base + "/events?gap=0.15&count=5", {}, {}, timeouts, _no_error
+        ):
+            attempt.first_chunk_at = time.monotonic()  # each event is content
+            got.append(event.data)
+        assert got == [b"0", b"1", b"2", b"3", b"4"]
 
     _run(check)
 

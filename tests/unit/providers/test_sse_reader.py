@@ -70,3 +70,24 @@ async def test_a_short_key_is_not_masked_in_a_streamed_answer() -> None:
     reader.feed_data(b'data: {"content": "x"}\n\n')
     reader.feed_eof()
     assert [event.data async for event in events] == [b'{"content": "x"}']
+
+
+async def test_a_byte_order_mark_before_the_stream_is_ignored_even_cut_across_reads() -> None:
+    for cut in (1, 2, 3, 4):
+        reader = _reader()
+        events = _read_events(reader)
+        body = b'\xef\xbb\xbfevent: start\ndata: {"a": 1}\n\ndata: \xef\xbb\xbf\n\n'
+        reader.feed_data(body[:cut])
+        reader.feed_data(body[cut:])
+        reader.feed_eof()
+        got = [(event.event, event.data) async for event in events]
+        # Only the stream's first bytes: a mark inside an event is its data.
+        assert got == [("start", b'{"a": 1}'), (None, b"\xef\xbb\xbf")], cut
+
+
+async def test_events_without_data_are_not_dispatched() -> None:
+    reader = _reader()
+    events = _read_events(reader)
+    reader.feed_data(b"data:\n\nevent: ping\ndata:\n\n: keep-alive\n\ndata: x\n\ndata:\ndata:\n\n")
+    reader.feed_eof()
+    assert [event.data async for event in events] == [b"x", b"\n"]

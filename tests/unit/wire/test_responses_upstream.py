@@ -9,10 +9,10 @@ import pytest
 
 from tollway.core.errors import RateLimited, UpstreamProtocolError, UpstreamStatusError
 from tollway.core.types import ReasoningPart
+from tollway.wire.responses_relay import EventRelay
 from tollway.wire.responses_upstream import (
     WIRE_FORMAT,
     EventReader,
-    EventRelay,
     response_from_wire,
     usage_from_wire,
 )
@@ -142,3 +142,35 @@ def test_the_relay_sends_events_as_they_came_and_numbers_its_own_after_them() ->
     response = failed["response"]
     assert (response["id"], response["status"], response["output"]) == ("resp_1", "failed", [item])
     assert response["error"]["code"] == "rate_limit_exceeded"
+
+
+def test_the_relay_closes_a_part_with_the_text_its_client_was_sent() -> None:
+    # A stage dropped a delta (its on_chunk answered None: the relay never saw it): the
+    # closing events say the text the client got, item and response included.
+    reader, relay = EventReader(), EventRelay()
+    where = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
+
+    def sent(kind: str, number: int, **fields: Any) -> dict[str, Any]:
+        written = relay.feed(reader.chunk(event(kind, number, **fields)))
+        return orjson.loads(written.split(b"data: ")[1])  # type: ignore[no-any-return]
+
+    sent("response.output_text.delta", 0, **where, delta="Hel")
+    reader.chunk(event("response.output_text.delta", 1, **where, delta="lo"))  # dropped
+    assert sent("response.output_text.done", 2, **where, text="Hello")["text"] == "Hel"
+    part = {"type": "output_text", "text": "Hello", "annotations": []}
+    assert sent("response.content_part.done", 3, **where, part=part)["part"]["text"] == "Hel"
+    item = sent("response.output_item.done", 4, output_index=0, item=OUTPUT[1])["item"]
+    assert item["content"][0] == {"type": "output_text", "text": "Hel", "annotations": []}
+    done = sent("response.completed", 5, response=answer(output=[OUTPUT[1]]))["response"]
+    assert done["output"][0]["content"][0]["text"] == "Hel"
+    assert done["usage"] == USAGE and done["id"] == "resp_1"
+
+
+def test_the_relay_sends_closing_events_as_they_came_when_nothing_changed() -> None:
+    reader, relay = EventReader(), EventRelay()
+    where = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
+    relay.feed(reader.chunk(event("response.output_text.delta", 0, **where, delta="Hello")))
+    raw = event("response.output_text.done", 1, **where, text="Hello")
+    assert (
+        relay.feed(reader.chunk(raw)) == b"event: response.output_text.done\ndata: " + raw + b"\n\n"
+    )
