@@ -9,12 +9,20 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
+import httpx
 import openai
 import pytest
 
 from tests.conftest import UPSTREAM_KEY
-from tests.integration.test_budgets import PRICEY, new_key, set_budget, spend, wait_settled
-from tests.support import running_gateway
+from tests.integration.test_budgets import (
+    PRICEY,
+    admin,
+    new_key,
+    set_budget,
+    spend,
+    wait_settled,
+)
+from tests.support import CLIENT_KEY, logged_row, running_gateway
 
 SEARCH_FEE = 500.0  # USD per 1,000 searches: half a dollar a call, well above the tokens
 WINDOW = 1000  # the Responses deployment's context window
@@ -330,3 +338,30 @@ def test_search_options_gemini_cannot_take_are_a_400_naming_them(gateway: str) -
                 model="searching-gemini", messages=messages, web_search_options=options
             )
         assert caught.value.param == param, caught.value.message
+
+
+def test_the_request_log_and_reports_show_tool_calls_and_what_they_cost(gateway: str) -> None:
+    key_id, key = new_key(gateway)
+    client = anthropic.Anthropic(base_url=gateway, api_key=key, max_retries=0)
+    tools: Any = [{"type": "web_search_20250305", "name": "web_search", "max_uses": 5}]
+    searched = client.messages.with_raw_response.create(
+        model="searching-claude", max_tokens=20, tools=tools, extra_headers=SEARCHES,
+        messages=[{"role": "user", "content": "what is new today"}],
+    )  # fmt: skip
+    plain = client.messages.with_raw_response.create(
+        model="searching-claude", max_tokens=20,
+        messages=[{"role": "user", "content": "hello"}],
+    )  # fmt: skip
+    headers = {"authorization": f"Bearer {CLIENT_KEY}"}
+    row = logged_row(gateway, searched.headers["x-request-id"], headers)
+    assert (row["tool_calls"], row["tool_cost_micros"]) == (2, 1_000_000)
+    assert row["tool_cost_usd"] == 1.0
+    assert row["cost_micros"] > row["tool_cost_micros"]  # the tokens on top
+    row = logged_row(gateway, plain.headers["x-request-id"], headers)
+    assert (row["tool_calls"], row["tool_cost_micros"], row["tool_cost_usd"]) == (0, 0, 0.0)
+    report = admin(gateway, "GET", f"/admin/reports/usage?group_by=key&key={key_id}")["data"]
+    assert len(report) == 1
+    assert (report[0]["tool_calls"], report[0]["tool_cost_usd"]) == (2, 1.0)
+    assert report[0]["cost_usd"] > 1.0
+    csv = httpx.get(gateway + f"/admin/logs?key={key_id}&format=csv", headers=headers).text
+    assert csv.splitlines()[0].endswith("tool_calls,tool_cost_micros,tool_cost_usd")
