@@ -95,7 +95,7 @@ def _anthropic_kind(tool_type: Any) -> str | None:
 def tool_uses(chat: ChatRequest | None, unbounded: int = 0) -> list[ToolUse]:
     """The server-side tools ``chat`` offers, each group with the calls it may make (0 when
     the client set no bound: ``bound_tool_calls`` sets one); Gemini's Google Search, which
-    takes no bound, with ``unbounded`` (at least one)."""
+    takes no bound, with ``unbounded`` (at least one) for each of the ``n`` candidates."""
     if chat is None:
         return []
     uses: list[ToolUse] = []
@@ -119,7 +119,8 @@ def tool_uses(chat: ChatRequest | None, unbounded: int = 0) -> list[ToolUse]:
         elif tool_type in GEMINI_SEARCH_TOOLS:
             searches_google = True
     if searches_google:
-        uses.append(ToolUse((WEB_SEARCH,), max(unbounded, 1)))
+        # Each of ``n`` candidates grounds itself, its queries counted with the others'.
+        uses.append(ToolUse((WEB_SEARCH,), max(unbounded, 1) * max(1, chat.n or 1)))
     return uses
 
 

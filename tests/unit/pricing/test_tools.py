@@ -103,6 +103,8 @@ def test_gemini_google_search_is_reserved_the_default_queries() -> None:
     chat.extra["web_search_options"] = {}
     assert tool_uses(chat, 5) == [ToolUse(("web_search",), 5)]
     assert tool_uses(chat, 0) == [ToolUse(("web_search",), 1)]
+    chat.n = 2  # each candidate searches on its own
+    assert tool_uses(chat, 5) == [ToolUse(("web_search",), 10)]
     native = ChatRequest(model="m", messages=[Message(role="user", content="hi")])
     native.tools = [Tool(name="googleSearch", extra={"type": "googleSearch", "config": {}})]
     assert tool_uses(native, 3) == [ToolUse(("web_search",), 3)]
