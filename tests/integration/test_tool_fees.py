@@ -9,12 +9,20 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
+import httpx
 import openai
 import pytest
 
 from tests.conftest import UPSTREAM_KEY
-from tests.integration.test_budgets import PRICEY, new_key, set_budget, spend, wait_settled
-from tests.support import running_gateway
+from tests.integration.test_budgets import (
+    PRICEY,
+    admin,
+    new_key,
+    set_budget,
+    spend,
+    wait_settled,
+)
+from tests.support import CLIENT_KEY, logged_row, running_gateway
 
 SEARCH_FEE = 500.0  # USD per 1,000 searches: half a dollar a call, well above the tokens
 WINDOW = 1000  # the Responses deployment's context window
@@ -39,6 +47,30 @@ def tool_fee_config(simulator_url: str) -> dict[str, Any]:
                         "price": price,
                         "responses_api": True,
                         "context_window": WINDOW,
+                    }
+                ],
+            },
+            {
+                "name": "searching-gemini",  # Gemini 2.x: a fee per grounded prompt
+                "deployments": [
+                    {
+                        "provider": "gemini",
+                        "model": "sim-chat",
+                        "api_base": simulator_url,
+                        "api_key": key,
+                        "price": {**PRICEY, "tool_requests": {"web_search": SEARCH_FEE}},
+                    }
+                ],
+            },
+            {
+                "name": "searching-gemini-3",  # Gemini 3: a fee per search query
+                "deployments": [
+                    {
+                        "provider": "gemini",
+                        "model": "sim-chat",
+                        "api_base": simulator_url,
+                        "api_key": key,
+                        "price": price,
                     }
                 ],
             },
@@ -220,3 +252,116 @@ def test_a_clients_own_bound_on_searches_is_what_is_reserved(gateway: str) -> No
     row = wait_settled(gateway, key_id)
     assert row["spent_usd"] > 0.5  # the one search made, and its tokens
     assert row["spent_usd"] < 2 * 0.5
+
+
+@pytest.mark.parametrize(
+    ("model", "fees"), [("searching-gemini", 1), ("searching-gemini-3", 2)]
+)  # fmt: skip
+def test_gemini_grounding_is_charged_per_prompt_or_per_query(
+    gateway: str, model: str, fees: int
+) -> None:
+    # An OpenAI client's web_search_options is Gemini's Google Search tool; the model runs
+    # two queries (groundingMetadata.webSearchQueries). Gemini 2.x bills the grounded prompt
+    # once, Gemini 3 each query.
+    key_id, key = new_key(gateway)
+    set_budget(gateway, key_id, 100.0)
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=key, max_retries=0)
+    messages: Any = [{"role": "user", "content": "what is new today"}]
+    raw = client.chat.completions.with_raw_response.create(
+        model=model, messages=messages, max_tokens=20, web_search_options={},
+        extra_headers=SEARCHES,
+    )  # fmt: skip
+    usage = raw.parse().usage
+    assert usage is not None
+    expected = token_cost(usage.prompt_tokens, usage.completion_tokens) + fees * 0.5
+    assert float(raw.headers["x-tollway-cost-usd"]) == pytest.approx(expected, abs=1e-6)
+    stream = client.chat.completions.create(
+        model=model, messages=messages, max_tokens=20, web_search_options={}, stream=True,
+        stream_options={"include_usage": True}, extra_headers=SEARCHES,
+    )  # fmt: skip
+    last = [chunk for chunk in stream][-1].usage
+    assert last is not None
+    streamed = token_cost(last.prompt_tokens, last.completion_tokens) + fees * 0.5
+    row = wait_settled(gateway, key_id)
+    assert row["spent_usd"] == pytest.approx(expected + streamed, abs=1e-6)
+    # Without the tool nothing searches, and no fee is charged.
+    plain = client.chat.completions.with_raw_response.create(
+        model=model, messages=messages, max_tokens=20, extra_headers=SEARCHES
+    )
+    usage = plain.parse().usage
+    assert usage is not None
+    alone = token_cost(usage.prompt_tokens, usage.completion_tokens)
+    assert float(plain.headers["x-tollway-cost-usd"]) == pytest.approx(alone, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("model", "reserved"), [("searching-gemini", 1), ("searching-gemini-3", DEFAULT_CALLS)]
+)  # fmt: skip
+def test_gemini_grounding_is_reserved_under_a_budget(
+    gateway: str, model: str, reserved: int
+) -> None:
+    # Gemini takes no bound on its searches: a grounded prompt is reserved once, queries
+    # (Gemini 3) as limits.default_max_tool_calls of them.
+    key_id, key = new_key(gateway)
+    set_budget(gateway, key_id, 100.0)
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=key, max_retries=0)
+    messages: Any = [{"role": "user", "content": "search"}]
+    with client.chat.completions.with_streaming_response.create(
+        model=model, messages=messages, max_tokens=20, web_search_options={}, stream=True,
+    ) as response:  # fmt: skip
+        held = 100.0 - float(response.headers["x-tollway-budget-remaining-usd"])
+        for _ in response.iter_lines():
+            pass
+    fees = held - reserved * 0.5  # the rest is the tokens' worst case
+    assert 0 < fees < 0.5
+    # A budget that pays for the tokens but not the reserved fees refuses the request.
+    poor_id, poor = new_key(gateway)
+    set_budget(gateway, poor_id, held - 0.01)
+    broke = openai.OpenAI(base_url=gateway + "/v1", api_key=poor, max_retries=0)
+    with pytest.raises(openai.RateLimitError) as caught:
+        broke.chat.completions.create(
+            model=model, messages=messages, max_tokens=20, web_search_options={}
+        )
+    assert caught.value.code == "budget_exceeded"
+
+
+def test_search_options_gemini_cannot_take_are_a_400_naming_them(gateway: str) -> None:
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=new_key(gateway)[1], max_retries=0)
+    messages: Any = [{"role": "user", "content": "search"}]
+    location: Any = {"type": "approximate", "approximate": {"country": "GB"}}
+    for options, param in (
+        ({"user_location": location}, "web_search_options.user_location"),
+        ({"search_context_size": "low"}, "web_search_options.search_context_size"),
+    ):
+        with pytest.raises(openai.BadRequestError) as caught:
+            client.chat.completions.create(
+                model="searching-gemini", messages=messages, web_search_options=options
+            )
+        assert caught.value.param == param, caught.value.message
+
+
+def test_the_request_log_and_reports_show_tool_calls_and_what_they_cost(gateway: str) -> None:
+    key_id, key = new_key(gateway)
+    client = anthropic.Anthropic(base_url=gateway, api_key=key, max_retries=0)
+    tools: Any = [{"type": "web_search_20250305", "name": "web_search", "max_uses": 5}]
+    searched = client.messages.with_raw_response.create(
+        model="searching-claude", max_tokens=20, tools=tools, extra_headers=SEARCHES,
+        messages=[{"role": "user", "content": "what is new today"}],
+    )  # fmt: skip
+    plain = client.messages.with_raw_response.create(
+        model="searching-claude", max_tokens=20,
+        messages=[{"role": "user", "content": "hello"}],
+    )  # fmt: skip
+    headers = {"authorization": f"Bearer {CLIENT_KEY}"}
+    row = logged_row(gateway, searched.headers["x-request-id"], headers)
+    assert (row["tool_calls"], row["tool_cost_micros"]) == (2, 1_000_000)
+    assert row["tool_cost_usd"] == 1.0
+    assert row["cost_micros"] > row["tool_cost_micros"]  # the tokens on top
+    row = logged_row(gateway, plain.headers["x-request-id"], headers)
+    assert (row["tool_calls"], row["tool_cost_micros"], row["tool_cost_usd"]) == (0, 0, 0.0)
+    report = admin(gateway, "GET", f"/admin/reports/usage?group_by=key&key={key_id}")["data"]
+    assert len(report) == 1
+    assert (report[0]["tool_calls"], report[0]["tool_cost_usd"]) == (2, 1.0)
+    assert report[0]["cost_usd"] > 1.0
+    csv = httpx.get(gateway + f"/admin/logs?key={key_id}&format=csv", headers=headers).text
+    assert csv.splitlines()[0].endswith("tool_calls,tool_cost_micros,tool_cost_usd")

@@ -40,14 +40,18 @@ log = logging.getLogger("tollway.admin")
 _AGE = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d)$")
 _AGE_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 EXPORT_COLUMNS = (*COLUMNS[:COLUMNS.index("cost_micros") + 1], "cost_usd",
-                  *COLUMNS[COLUMNS.index("cost_micros") + 1:])  # fmt: skip
-"""CSV columns: every stored column, and the cost in dollars after ``cost_micros``."""
+                  *COLUMNS[COLUMNS.index("cost_micros") + 1:], "tool_cost_usd")  # fmt: skip
+"""CSV columns: every stored column, the cost in dollars after ``cost_micros``, and the tool
+fees' in dollars after ``tool_cost_micros``."""
 
 
 def record_row(record: RequestLogRecord) -> dict[str, Any]:
-    """A record as admin API JSON, with ``cost_usd`` beside ``cost_micros``."""
+    """A record as admin API JSON, with ``cost_usd`` beside ``cost_micros`` and
+    ``tool_cost_usd`` beside ``tool_cost_micros`` (the part of the cost that is the fees of
+    server-side tools)."""
     row = record_json(record)
     row["cost_usd"] = record.cost_micros / 1_000_000
+    row["tool_cost_usd"] = record.tool_cost_micros / 1_000_000
     return row
 
 

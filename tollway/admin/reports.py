@@ -5,6 +5,8 @@ grouped by team, user, key, service tag, model, provider, deployment and day; ``
 Tokens: ``input_tokens`` counts every prompt token, cache reads (``cached_tokens``) and cache
 writes (``cache_write_tokens``, of which ``cache_write_1h_tokens`` for an hour) included, as
 each is billed at its own rate (Anthropic's 5-minute and 1-hour writes above plain input).
+Cost: ``cost_usd`` is everything billed; ``tool_cost_usd`` the part of it that is the fees of
+the provider's server-side tools (web search...), for ``tool_calls`` calls.
 
 Admins see every request; anyone else only their teams' (viewer and above). CSV with
 ``format=csv``. A filter given empty (``?team=``) is a 400 naming it, as on ``/admin/logs``.
@@ -29,7 +31,8 @@ from tollway.store.reports import FILTERS
 _COLUMNS = (
     "requests", "errors", "input_tokens", "output_tokens", "cached_tokens",
     "cache_write_tokens", "cache_write_1h_tokens", "total_tokens",
-    "cost_usd", "avg_latency_ms", "p95_latency_ms", "avg_ttft_ms", "p95_ttft_ms",
+    "cost_usd", "tool_calls", "tool_cost_usd", "avg_latency_ms", "p95_latency_ms",
+    "avg_ttft_ms", "p95_ttft_ms",
     "cache_hits", "cache_hit_rate", "guardrail_triggers", "estimated_requests",
 )  # fmt: skip
 
@@ -56,6 +59,7 @@ async def usage_report(call: AdminCall) -> Any:
     )
     for row in rows:
         row.pop("cost_micros", None)
+        row.pop("tool_cost_micros", None)
     if form == "csv":
         out = io.StringIO()
         writer = csv.DictWriter(out, [*group_by, *_COLUMNS], extrasaction="ignore")

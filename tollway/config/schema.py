@@ -80,6 +80,9 @@ class DeploymentPrice(Strict):
     """USD per 1,000 calls of a provider's server-side tool, by kind (``web_search``,
     ``web_search_preview``, ``file_search``, ``web_fetch``); ``None``: the catalog's fees for
     the model, over which the kinds named here apply."""
+    tool_requests: dict[ToolKind, Annotated[float, Field(ge=0.0)]] | None = None
+    """USD per 1,000 requests that called a server-side tool of the kind, however many times
+    (Gemini 2.x's grounded prompts); ``None``: the catalog's, as ``tool_calls``."""
     tiers: list[PriceTierConfig] = Field(default_factory=list)
 
 

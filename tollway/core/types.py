@@ -493,6 +493,9 @@ class Price:
     tool_calls: tuple[tuple[str, float], ...] = ()
     """USD per 1,000 calls of a provider's server-side tool, by kind (``pricing/tools.py``);
     a kind not named costs nothing a call."""
+    tool_requests: tuple[tuple[str, float], ...] = ()
+    """USD per 1,000 requests that called a server-side tool of the kind at all, however
+    many times (Gemini 2.x bills Google Search per grounded prompt)."""
     tiers: tuple[PriceTier, ...] = ()
     context_window: int | None = None
     max_output: int | None = None
@@ -505,6 +508,19 @@ class Price:
             if named == kind:
                 return per_thousand / 1000.0
         return 0.0
+
+    def request_fee(self, kind: str) -> float:
+        """USD for a request that called the server-side tool ``kind`` (once, any number of
+        times)."""
+        for named, per_thousand in self.tool_requests:
+            if named == kind:
+                return per_thousand / 1000.0
+        return 0.0
+
+    @property
+    def tool_fees(self) -> bool:
+        """Whether some server-side tool costs a fee here."""
+        return bool(self.tool_calls or self.tool_requests)
 
     @property
     def blended(self) -> float:

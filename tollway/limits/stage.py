@@ -9,7 +9,8 @@ them is reserved. Under a budget a request
 without ``max_tokens`` gets ``limits.default_max_output``, so the reservation bounds what
 the provider can bill; likewise a request offering a server-side tool billed per call (web
 search) without a bound on its calls gets ``limits.default_max_tool_calls``, and the calls
-are reserved at the dearest candidate's fee (``pricing/tools.py``). ``on_attempt`` applies
+are reserved at the dearest candidate's fee (``pricing/tools.py``; Gemini's Google Search,
+which takes no bound, is reserved that many queries). ``on_attempt`` applies
 per-deployment limits (a refusal moves on to the next candidate). Settlement replaces every
 reservation with the actual cost: for a complete answer (chat or embeddings) once it is
 costed, before it is sent (so ``x-tollway-budget-remaining-usd`` is exact), else in
@@ -116,7 +117,7 @@ def _candidates(table: RoutingTable, group: ModelGroup, fallbacks: Sequence[str]
         speaks_responses=tuple(speaks_responses),
         max_output=min(outputs) if outputs else None,
         per_image=any(price.per_image for price, _ in prices),
-        tool_fees=any(price.tool_calls for price, _ in prices),
+        tool_fees=any(price.tool_fees for price, _ in prices),
         fallbacks=tuple(fallbacks),
     )
 
@@ -286,7 +287,8 @@ class Admission(Stage):
                 break
             prices, inputs = self._priced_inputs(ctx, estimate, candidates)
             images = image_count(ctx) if candidates.per_image else 0
-            uses = tool_uses(chat) if candidates.tool_fees else ()
+            unbounded = self._service.config.default_max_tool_calls
+            uses = tool_uses(chat, unbounded) if candidates.tool_fees else ()
             left = outcome.remaining_micros or 0
             choices = max(1, chat.n or 1)
             affordable = _affordable(prices, inputs, images, left, uses) // choices
@@ -405,7 +407,8 @@ class Admission(Stage):
         if candidates is not None:
             images = image_count(ctx) if candidates.per_image else 0
             prices, inputs = self._priced_inputs(ctx, estimate, candidates)
-            uses = tool_uses(ctx.chat) if candidates.tool_fees else ()
+            unbounded = self._service.config.default_max_tool_calls
+            uses = tool_uses(ctx.chat, unbounded) if candidates.tool_fees else ()
             # Every one of ``n`` choices may use the whole max output.
             choices = max(1, ctx.chat.n or 1) if ctx.chat is not None else 1
             reserve = worst_case_micros(prices, inputs, max_output * choices, images, uses)

@@ -52,13 +52,16 @@ class PriceCatalog:
         """A catalog from its parsed YAML; raises ``ValueError`` naming a bad row."""
         version = str(data["version"])
         fees = data.get("tool_calls") or {}
+        request_fees = data.get("tool_requests") or {}
         entries = []
         for provider, models in data["models"].items():
             # A family's tool fees apply to each of its rows; a row may name its own.
-            family_fees = merged_fees((), fees.get(provider))
+            family = ToolFees(
+                merged_fees((), fees.get(provider)), merged_fees((), request_fees.get(provider))
+            )
             for model, row in models.items():
                 try:
-                    price = price_from_row(row, f"catalog {version}", family_fees)
+                    price = price_from_row(row, f"catalog {version}", family)
                 except (KeyError, TypeError, ValueError) as exc:
                     raise ValueError(f"catalog row {provider}/{model} is invalid: {exc}") from None
                 entries.append(CatalogEntry(provider, model, price))
@@ -81,15 +84,21 @@ class PriceCatalog:
         return None
 
 
-def price_from_row(
-    row: Mapping[str, Any], source: str, tool_fees: Sequence[tuple[str, float]] = ()
-) -> Price:
+@dataclass(frozen=True, slots=True)
+class ToolFees:
+    """Server-side tool fees by kind, USD per 1,000: per call, and per request that called
+    the kind (``Price.tool_calls``, ``Price.tool_requests``)."""
+
+    calls: tuple[tuple[str, float], ...] = ()
+    requests: tuple[tuple[str, float], ...] = ()
+
+
+def price_from_row(row: Mapping[str, Any], source: str, tool_fees: ToolFees = ToolFees()) -> Price:
     """A ``Price`` from a catalog row or a deployment's ``price`` config (same fields); its
-    ``tool_calls`` (USD per 1,000 calls by kind) over ``tool_fees``, the defaults."""
-    own = row.get("tool_calls")
-    for kind, fee in (own or {}).items():
-        if _rate(fee) is None:
-            raise ValueError(f"tool_calls.{kind} needs a price")
+    ``tool_calls`` and ``tool_requests`` (USD per 1,000, by kind) over ``tool_fees``, the
+    defaults."""
+    own = _fees(row, "tool_calls")
+    own_requests = _fees(row, "tool_requests")
     tiers = tuple(
         PriceTier(
             above_input_tokens=int(tier["above_input_tokens"]),
@@ -110,12 +119,26 @@ def price_from_row(
         reasoning=_rate(row.get("reasoning")),
         per_image=_rate(row.get("per_image")),
         per_request=_rate(row.get("per_request")),
-        tool_calls=merged_fees(tool_fees, {k: float(v) for k, v in (own or {}).items()}),
+        tool_calls=merged_fees(tool_fees.calls, own),
+        tool_requests=merged_fees(tool_fees.requests, own_requests),
         tiers=tuple(sorted(tiers, key=lambda tier: tier.above_input_tokens)),
         context_window=row.get("context_window"),
         max_output=row.get("max_output"),
         source=source,
     )
+
+
+def _fees(row: Mapping[str, Any], field: str) -> dict[str, float] | None:
+    own = row.get(field)
+    if own is None:
+        return None
+    fees = {}
+    for kind, fee in own.items():
+        rate = _rate(fee)
+        if rate is None:
+            raise ValueError(f"{field}.{kind} needs a price")
+        fees[kind] = rate
+    return fees
 
 
 def _rate(value: Any) -> float | None:

@@ -79,6 +79,7 @@ def _fields(price: Price) -> dict[str, object]:
         "per_image": price.per_image,
         "per_request": price.per_request,
         "tool_calls": dict(price.tool_calls) or None,
+        "tool_requests": dict(price.tool_requests) or None,
         "context_window": price.context_window,
         "max_output": price.max_output,
         "tiers": [

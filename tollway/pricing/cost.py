@@ -13,7 +13,8 @@ The usual ways gateways get bills wrong, and what is done here about each:
 - **Usage lost in streams**: the pipeline keeps the usage of a stream's last chunk (the
   gateway always asks for it upstream), so a stream costs what the same answer costs whole.
 - **Server-side tools** (web search, file search) are billed per call on top of tokens: each
-  call reported at the price's fee for its kind (``pricing/tools.py``).
+  call reported at the price's fee for its kind, and a request that called a kind at all at
+  its fee per request (Gemini 2.x's grounded prompts; ``pricing/tools.py``).
 """
 
 from __future__ import annotations
@@ -94,6 +95,6 @@ def worst_case_usd(
     total = (input_tokens * input_rate + max_output_tokens * output_rate) * _PER_TOKEN
     if images and price.per_image:
         total += images * price.per_image
-    if tool_uses and price.tool_calls:
+    if tool_uses and price.tool_fees:
         total += sum(use.worst_usd(price) for use in tool_uses)
     return total + (price.per_request or 0.0)

@@ -23,7 +23,7 @@ from tollway.core.context import RequestContext
 from tollway.core.types import ChunkChoice, Deployment, ImagePart, Message, ReasoningPart, Usage
 from tollway.pricing.cost import cost_usd
 from tollway.pricing.tokens import TokenCounter
-from tollway.pricing.tools import attributed
+from tollway.pricing.tools import attributed, fees_usd
 from tollway.wire.crossing import reasoning_of
 
 _CHARS_PER_TOKEN = 4
@@ -126,6 +126,17 @@ class Metering:
             cache_write_1h_tokens=reported.cache_write_1h_tokens,
             tool_calls=reported.tool_calls,
         )
+
+
+def tool_spend(ctx: RequestContext, calls: dict[str, int]) -> tuple[int, float]:
+    """The server-side tool calls of a request's answer (``calls``: its usage's), and what
+    they cost at the serving deployment's price: the part of ``ctx.cost_usd`` that is tool
+    fees (the request log's ``tool_calls`` and ``tool_cost_micros``)."""
+    deployment = ctx.deployment
+    count = sum(calls.values())
+    if deployment is None or deployment.price is None:
+        return count, 0.0
+    return count, fees_usd(deployment.price, attributed(Usage(tool_calls=calls), ctx.chat))
 
 
 def _spent(ctx: RequestContext) -> tuple[Usage, float] | None:

@@ -4,7 +4,10 @@ many calls it may make, and how many an answer made.
 Kinds (the names prices use, ``Price.tool_calls``, USD per 1,000 calls):
 
 - ``web_search``: OpenAI Responses ``web_search`` calls (``web_search_call`` output items),
-  Anthropic's web search tool (``usage.server_tool_use.web_search_requests``);
+  Anthropic's web search tool (``usage.server_tool_use.web_search_requests``), Gemini's
+  grounding with Google Search (each candidate's ``groundingMetadata.webSearchQueries``:
+  Gemini 3 bills each query, Gemini 2.x each grounded prompt, a fee per request:
+  ``Price.tool_requests``);
 - ``web_search_preview``: OpenAI's ``web_search_preview`` tool, which OpenAI bills at its own
   rate on some models (its calls are the same ``web_search_call`` items: a request that
   offered only the preview tool has its calls priced as this kind, where the price names it);
@@ -16,6 +19,9 @@ A request offering such a tool may call it several times. Admission bounds the c
 budget reserves for the bound, and the provider stops there): the Responses API's
 ``max_tool_calls`` (all built-in tools together), each Anthropic server tool's ``max_uses``;
 where the client gave none, ``limits.default_max_tool_calls`` is set, as ``max_tokens`` is.
+Gemini takes no bound on its searches: a request offering Google Search (an OpenAI-format
+client's ``web_search_options``, a ``googleSearch`` tool) is reserved
+``limits.default_max_tool_calls`` queries, which the model may pass.
 """
 
 from __future__ import annotations
@@ -35,6 +41,12 @@ WEB_FETCH = "web_fetch"
 _RESPONSES_ITEMS = {"web_search_call": WEB_SEARCH, "file_search_call": FILE_SEARCH}
 # Anthropic ``usage.server_tool_use`` counters, by kind.
 _ANTHROPIC_COUNTERS = {"web_search_requests": WEB_SEARCH, "web_fetch_requests": WEB_FETCH}
+# Gemini's built-in tools that search Google (REST and SDK spellings; the retrieval tool is
+# Gemini 1.5's), and the OpenAI-format field that asks a Gemini deployment for them.
+GEMINI_SEARCH_TOOLS = frozenset(
+    {"googleSearch", "google_search", "googleSearchRetrieval", "google_search_retrieval"}
+)
+SEARCH_OPTIONS = "web_search_options"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +58,15 @@ class ToolUse:
     calls: int
 
     def worst_usd(self, price: Price) -> float:
-        """The most these calls can cost at ``price``."""
+        """The most these calls can cost at ``price``: each at the dearest fee per call, and
+        the dearest fee per request that called."""
         if not self.calls:
             return 0.0
-        return self.calls * max((price.call_fee(kind) for kind in self.kinds), default=0.0)
+        per_call = max((price.call_fee(kind) for kind in self.kinds), default=0.0)
+        if not price.tool_requests:
+            return self.calls * per_call
+        fee = max((price.request_fee(kind) for kind in self.kinds), default=0.0)
+        return self.calls * per_call + fee
 
 
 def _responses_kind(tool_type: Any) -> str | None:
@@ -75,9 +92,10 @@ def _anthropic_kind(tool_type: Any) -> str | None:
     return None
 
 
-def tool_uses(chat: ChatRequest | None) -> list[ToolUse]:
+def tool_uses(chat: ChatRequest | None, unbounded: int = 0) -> list[ToolUse]:
     """The server-side tools ``chat`` offers, each group with the calls it may make (0 when
-    the client set no bound: ``bound_tool_calls`` sets one)."""
+    the client set no bound: ``bound_tool_calls`` sets one); Gemini's Google Search, which
+    takes no bound, with ``unbounded`` (at least one) for each of the ``n`` candidates."""
     if chat is None:
         return []
     uses: list[ToolUse] = []
@@ -90,12 +108,19 @@ def tool_uses(chat: ChatRequest | None) -> list[ToolUse]:
             calls = bound if isinstance(bound, int) and bound >= 0 else 0
             uses.append(ToolUse(tuple(sorted(k for k in kinds if k is not None)), calls))
         return uses
+    searches_google = chat.extra.get(SEARCH_OPTIONS) is not None
     for tool in chat.tools or ():
-        kind = _anthropic_kind(tool.extra.get("type"))
+        tool_type = tool.extra.get("type")
+        kind = _anthropic_kind(tool_type)
         if kind is not None:
             bound = tool.extra.get("max_uses")
             calls = bound if isinstance(bound, int) and bound >= 0 else 0
             uses.append(ToolUse((kind,), calls))
+        elif tool_type in GEMINI_SEARCH_TOOLS:
+            searches_google = True
+    if searches_google:
+        # Each of ``n`` candidates grounds itself, its queries counted with the others'.
+        uses.append(ToolUse((WEB_SEARCH,), max(unbounded, 1) * max(1, chat.n or 1)))
     return uses
 
 
@@ -132,6 +157,24 @@ def responses_item_kind(item: Any) -> str | None:
     return _RESPONSES_ITEMS.get(str(item.get("type"))) if isinstance(item, dict) else None
 
 
+def gemini_calls(candidates: Iterable[Any]) -> dict[str, int] | None:
+    """The Google Search queries a Gemini answer's candidates ran (``groundingMetadata``'s
+    ``webSearchQueries``; ``None``: none)."""
+    queries = 0
+    for candidate in candidates:
+        queries += grounding_queries(candidate)
+    return {WEB_SEARCH: queries} if queries else None
+
+
+def grounding_queries(candidate: Any) -> int:
+    """The Google Search queries one Gemini candidate ran."""
+    grounding = candidate.get("groundingMetadata") if isinstance(candidate, dict) else None
+    if not isinstance(grounding, dict):
+        return 0
+    queries = grounding.get("webSearchQueries")
+    return len(queries) if isinstance(queries, list) else 0
+
+
 def anthropic_calls(usage: dict[str, Any]) -> dict[str, int] | None:
     """The server tool calls an Anthropic ``usage`` object reports (``server_tool_use``)."""
     reported = usage.get("server_tool_use")
@@ -159,10 +202,14 @@ def attributed(usage: Usage, chat: ChatRequest | None) -> dict[str, int] | None:
 
 
 def fees_usd(price: Price, calls: dict[str, int] | None) -> float:
-    """What ``calls`` cost at ``price``."""
-    if not calls or not price.tool_calls:
+    """What ``calls`` cost at ``price``: each at its kind's fee per call, and each kind
+    called at its fee per request."""
+    if not calls or not price.tool_fees:
         return 0.0
-    return sum(count * price.call_fee(kind) for kind, count in calls.items())
+    fees = sum(count * price.call_fee(kind) for kind, count in calls.items())
+    if price.tool_requests:
+        fees += sum(price.request_fee(kind) for kind, count in calls.items() if count > 0)
+    return fees
 
 
 def merged_fees(

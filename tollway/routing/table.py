@@ -9,7 +9,7 @@ from typing import Literal
 from tollway.config.schema import EMBEDDED_SIMULATOR, DeploymentConfig, ResolvedTimeouts, Settings
 from tollway.core.errors import InvalidRequest, NotFound
 from tollway.core.types import AwsCredentials, Deployment, UpstreamTimeouts
-from tollway.pricing.catalog import PriceCatalog, price_from_row
+from tollway.pricing.catalog import PriceCatalog, ToolFees, price_from_row
 from tollway.pricing.tokens import exact_encoding
 from tollway.providers import BUILTIN_PROVIDERS
 from tollway.providers.base import ProviderSpec
@@ -159,8 +159,8 @@ def _deployment(
         # limit are still the model's, which a price in config does not state.
         # Tool fees the config does not name stay the provider's list fees (a negotiated
         # token rate says nothing of them).
-        listed_fees = listed.tool_calls if listed is not None else ()
-        price = price_from_row(config.price.model_dump(), "config", listed_fees)
+        fees = ToolFees() if listed is None else ToolFees(listed.tool_calls, listed.tool_requests)
+        price = price_from_row(config.price.model_dump(), "config", fees)
     api_base = config.api_base or (spec.default_api_base or "").format(region=config.region)
     if api_base == EMBEDDED_SIMULATOR:
         if simulator_url is None:

@@ -16,8 +16,10 @@ event names: each text piece a ``text`` part, each function call whole in one ob
 argument fragments still count as its tokens), then a last object with an empty text part,
 ``finishReason`` and the final usage. The body then ends: there is no terminal marker. Every
 object carries ``usageMetadata`` with the tokens so far. Without ``alt=sse`` the same objects
-come as one JSON array, as the real API sends them. Thinking (``thinkingConfig``, thought parts
-and signatures) is in ``gemini_thinking``.
+come as one JSON array, as the real API sends them. A request offering Google Search
+(``googleSearch``) whose last turn is the user's is answered grounded: each candidate carries
+``groundingMetadata`` with ``x-sim-searches`` queries (streamed: on the last object).
+Thinking (``thinkingConfig``, thought parts and signatures) is in ``gemini_thinking``.
 """
 
 from __future__ import annotations
@@ -240,6 +242,9 @@ def _ending(completion: Completion, reason: str) -> Completion:
     return completion
 
 
+_SEARCH_TOOLS = frozenset({"googleSearch", "google_search"})
+
+
 async def handle_gemini(
     request: web.Request, call: Call, state: SimulatorState, dialect: Dialect
 ) -> web.StreamResponse:
@@ -263,11 +268,15 @@ async def handle_gemini(
     if ending is not None:
         completions = [_ending(completion, ending) for completion in completions]
     response_id = state.new_id("sim-")
+    grounding = _grounding(call.body, prompt, call.searches)
     if method == "generateContent":
-        return await _answer(call, dialect, model, response_id, completions, input_tokens, show)
+        return await _answer(
+            call, dialect, model, response_id, completions, input_tokens, show, grounding
+        )
     events = _events(
-        model, response_id, completions, input_tokens, ending, show, call.sign_last_text
-    )
+        model, response_id, completions, input_tokens, ending, show, call.sign_last_text,
+        grounding,
+    )  # fmt: skip
     if request.query.get("alt") != "sse":
         await delay(call, sum(c.output_tokens for c in completions))
         array = [orjson.Fragment(data[6:-4]) for data, _ in events]
@@ -285,6 +294,7 @@ async def _answer(
     completions: list[Completion],
     input_tokens: int,
     show: bool,
+    grounding: dict[str, Any] | None = None,
 ) -> web.Response:
     output_tokens = sum(completion.output_tokens for completion in completions)
     thoughts = sum(len(completion.reasoning) for completion in completions)
@@ -293,6 +303,9 @@ async def _answer(
         _candidate(completion, index, call.finish_reason, show)
         for index, completion in enumerate(completions)
     ]
+    if grounding is not None:
+        for candidate in candidates:
+            candidate["groundingMetadata"] = grounding
     payload = {
         "candidates": candidates,
         "usageMetadata": usage(input_tokens, output_tokens, thoughts),
@@ -320,6 +333,7 @@ def _events(
     ending: str | None = None,
     show: bool = False,
     sign_last_text: bool = False,
+    grounding: dict[str, Any] | None = None,
 ) -> StreamParts:
     """Every object of a stream, each framed as one server-sent event; ``sign_last_text``: an
     answer without calls is signed on its last text piece, not on the empty part after it."""
@@ -360,8 +374,27 @@ def _events(
         )
         for index, completion in enumerate(completions)
     ]
+    if grounding is not None:
+        for candidate in last:
+            candidate["groundingMetadata"] = grounding
     parts.append((event(last), False))
     return parts
+
+
+def _grounding(body: dict[str, Any], prompt: Prompt, searches: int) -> dict[str, Any] | None:
+    """The ``groundingMetadata`` of an answer to a request offering Google Search whose last
+    turn is the user's: ``searches`` queries (``x-sim-searches``), one source."""
+    tools = [t for t in body.get("tools") or () if isinstance(t, dict)]
+    if not prompt.last_is_user or not any(set(t) & _SEARCH_TOOLS for t in tools):
+        return None
+    query = prompt.last_user_text[:100]
+    return {
+        "webSearchQueries": [query] * searches,
+        "searchEntryPoint": {"renderedContent": "<div>simulated search</div>"},
+        "groundingChunks": [
+            {"web": {"uri": "https://example.com/simulated-result", "title": "example.com"}}
+        ],
+    }
 
 
 def _last_candidate(

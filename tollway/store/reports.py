@@ -62,7 +62,8 @@ class ReportRepository:
     ) -> list[dict[str, Any]]:
         """One row per group: requests, errors, requests whose usage the gateway estimated
         (the provider reported none), tokens (input, output, cache reads and writes), cost,
-        latency, TTFT, cache, guardrails.
+        server-side tool calls and the part of the cost they are, latency, TTFT, cache,
+        guardrails.
 
         ``group_by``: names of ``GROUPS`` and ``day`` (UTC). ``teams``: only these teams'
         requests (what a non-admin may see); ``None``: all.
@@ -115,6 +116,8 @@ class ReportRepository:
             func.coalesce(func.sum(row.cache_write_tokens), 0).label("cache_write_tokens"),
             func.coalesce(func.sum(row.cache_write_1h_tokens), 0).label("cache_write_1h_tokens"),
             func.coalesce(func.sum(row.cost_micros), 0).label("cost_micros"),
+            func.coalesce(func.sum(row.tool_calls), 0).label("tool_calls"),
+            func.coalesce(func.sum(row.tool_cost_micros), 0).label("tool_cost_micros"),
             func.avg(row.latency_ms).label("avg_latency_ms"),
             func.avg(row.ttft_ms).label("avg_ttft_ms"),
             hits.label("cache_hits"),
@@ -190,12 +193,15 @@ class ReportRepository:
             "cache_write_tokens",
             "cache_write_1h_tokens",
             "cost_micros",
+            "tool_calls",
+            "tool_cost_micros",
             "cache_hits",
             "cache_lookups",
             "guardrail_triggers",
         ):
             out[name] = int(out[name] or 0)
         out["cost_usd"] = out["cost_micros"] / 1_000_000
+        out["tool_cost_usd"] = out["tool_cost_micros"] / 1_000_000
         out["total_tokens"] = out["input_tokens"] + out["output_tokens"]
         lookups = out.pop("cache_lookups")
         out["cache_hit_rate"] = out["cache_hits"] / lookups if lookups else None

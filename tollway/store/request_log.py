@@ -76,6 +76,11 @@ class RequestLogRecord:
     (telemetry/request_log.py); its other values are what could be kept of it."""
     source_ip: str | None
     """The address the request came from (NULL in rows stored before revision 0009)."""
+    tool_calls: int = 0
+    """Calls of the provider's server-side tools (web search...) the answer made (0 in rows
+    stored before revision 0014)."""
+    tool_cost_micros: int = 0
+    """What those calls cost: the part of ``cost_micros`` that is tool fees."""
 
     def columns(self) -> dict[str, Any]:
         """Every column's value by name (``guardrails`` as a list)."""
@@ -426,7 +431,7 @@ _NULLABLE = frozenset(
     for index, name in enumerate(INSERT_COLUMNS)
     if RequestLogRow.__table__.columns[name].nullable
 )
-_ZERO_DEFAULT = ("cache_write_tokens", "cache_write_1h_tokens")
+_ZERO_DEFAULT = ("cache_write_tokens", "cache_write_1h_tokens", "tool_calls", "tool_cost_micros")
 """Counts the table fills with 0 when a statement leaves them out (most requests have none)."""
 _EMPTY: dict[int, object] = {
     **dict.fromkeys(_NULLABLE),

@@ -42,9 +42,10 @@ HASHED = tuple(name for name in COLUMNS if name not in ("id", "prev_hash", "hash
 _PLACEHOLDER_COLUMNS = (*HASHED, "refused")
 
 ADDED_LATER: dict[str, object] = {
-    "cache_write_tokens": 0, "cache_write_1h_tokens": 0, "source_ip": None,
+    "cache_write_tokens": 0, "cache_write_1h_tokens": 0, "source_ip": None, "tool_calls": 0,
+    "tool_cost_micros": 0,
 }  # fmt: skip
-"""Columns added after the first hashed rows (revisions 0007 and 0009), with the value rows
+"""Columns added after the first hashed rows (revisions 0007, 0009 and 0014), with the value rows
 stored before hold: they enter the canonical form only when they hold another, so those rows
 hash as they did when written."""
 

@@ -163,6 +163,8 @@ def refusal_entry(
         None,  # cache
         NO_GUARDRAILS,
         source_ip,
+        0,  # tool_calls
+        0,  # tool_cost_micros
         None,  # the request: no bodies are kept of a refusal
         None,
     )  # fmt: skip

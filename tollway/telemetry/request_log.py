@@ -71,7 +71,7 @@ _ROW_ORDER = (
     "fallbacks", "status", "error_code", "stream", "input_tokens", "output_tokens",
     "cached_tokens", "cache_write_tokens", "cache_write_1h_tokens", "usage_estimated",
     "cost_micros", "latency_ms", "ttft_ms", "cache", "guardrails", "prompt", "response",
-    "prev_hash", "hash", "refused", "source_ip",
+    "prev_hash", "hash", "refused", "source_ip", "tool_calls", "tool_cost_micros",
 )  # fmt: skip
 if _ROW_ORDER != INSERT_COLUMNS:  # pragma: no cover - caught by any test that imports this
     raise RuntimeError("the request log writer's row order differs from the table's columns")
@@ -82,7 +82,8 @@ _ENTRY_ORDER = (
     "endpoint", "model", "served_model", "deployment_id", "provider", "attempts", "fallbacks",
     "status", "error_code", "stream", "input_tokens", "output_tokens", "cached_tokens",
     "cache_write_tokens", "cache_write_1h_tokens", "usage_estimated", "cost_micros",
-    "latency_ms", "ttft_ms", "cache", "guardrails", "source_ip",
+    "latency_ms", "ttft_ms", "cache", "guardrails", "source_ip", "tool_calls",
+    "tool_cost_micros",
 )  # fmt: skip
 """An ``Entry``'s values before the bodies: the store's plain row."""
 if _ENTRY_ORDER != PLAIN_COLUMNS:  # pragma: no cover - caught by any test that imports this
@@ -317,8 +318,8 @@ class RequestLogWriter:
         (at, request_id, kind, key_id, user_id, team_id, service, endpoint, model, served,
          deployment_id, provider, attempts, fallbacks, status, error_code, stream,
          input_tokens, output_tokens, cached, cache_writes, long_writes, estimated,
-         cost_micros, latency, ttft, cache, guardrails, source_ip, request,
-         captured) = item  # fmt: skip
+         cost_micros, latency, ttft, cache, guardrails, source_ip, tool_calls, tool_micros,
+         request, captured) = item  # fmt: skip
         # In INSERT_COLUMNS order (checked at import): a tuple goes to the driver as it is.
         values: list[Any] = [
             EPOCH + dt.timedelta(microseconds=at), self.chain_id, seq, request_id,
@@ -327,7 +328,7 @@ class RequestLogWriter:
             output_tokens, cached, cache_writes, long_writes, estimated, cost_micros,
             latency, ttft, cache, orjson.loads(guardrails),
             None, None, None, None, None,  # prompt, response, prev_hash, hash, refused
-            source_ip,
+            source_ip, tool_calls, tool_micros,
         ]  # fmt: skip
         # What a store would refuse is made safe here, before the row is hashed.
         for index, limit in _LIMITED:

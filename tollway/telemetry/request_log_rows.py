@@ -39,7 +39,7 @@ are cut, never refused."""
 
 COUNTS = (
     "input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens",
-    "cache_write_1h_tokens", "cost_micros",
+    "cache_write_1h_tokens", "cost_micros", "tool_calls", "tool_cost_micros",
 )  # fmt: skip
 """The 64-bit integers whose values come from outside (an upstream's usage)."""
 

@@ -23,6 +23,7 @@ from tollway.auth.principal import Principal
 from tollway.core.context import RequestContext
 from tollway.core.pipeline import Stage
 from tollway.core.types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest
+from tollway.pricing.metering import tool_spend
 
 Entry = tuple[
     int,  # at: microseconds since the epoch when the request finished
@@ -54,6 +55,8 @@ Entry = tuple[
     str | None,  # cache
     str,  # guardrails, JSON text
     str | None,  # source_ip
+    int,  # tool_calls
+    int,  # tool_cost_micros
     ChatRequest | EmbeddingRequest | None,  # the request, when bodies are kept
     list[object] | None,  # what was answered, when bodies are kept
 ]
@@ -93,12 +96,16 @@ def entry(ctx: RequestContext, keep_bodies: bool = False) -> Entry:
     else:
         served, deployment_id, provider = deployment.model, deployment.id, deployment.provider
     usage = ctx.usage
+    tool_calls = tool_micros = 0
     if usage is None:
         input_tokens = output_tokens = cached = cache_writes = long_writes = 0
     else:
         input_tokens, output_tokens = usage.input_tokens, usage.output_tokens
         cached, cache_writes = usage.cached_input_tokens, usage.cache_write_tokens
         long_writes = usage.cache_write_1h_tokens
+        if usage.tool_calls:  # most answers call no server tool: nothing more for them
+            tool_calls, tool_usd = tool_spend(ctx, usage.tool_calls)
+            tool_micros = round(tool_usd * 1_000_000)
     error = ctx.error
     chat = ctx.chat
     if chat is None:
@@ -145,6 +152,8 @@ def entry(ctx: RequestContext, keep_bodies: bool = False) -> Entry:
         ctx.cache_status,
         orjson.dumps(flags).decode() if flags else NO_GUARDRAILS,
         ctx.source_ip,
+        tool_calls,
+        tool_micros,
         (chat or ctx.embedding) if keep_bodies else None,
         ctx.captured_output if keep_bodies else None,
     )

@@ -22,12 +22,16 @@ Where Gemini's shape differs from the canonical one:
   (``gemini_thinking``).
 - ``parallel_tool_calls: false`` has no counterpart (the model decides): the answer is cut to
   its first call (``single_call``, by the provider).
+- An OpenAI-format client's ``web_search_options`` is the ``googleSearch`` tool (grounding
+  with Google Search); its ``user_location`` and a ``search_context_size`` other than the
+  default have no counterpart: a 400 naming them.
 - No counterpart, dropped: ``user``, a tool's ``strict``, an image's ``detail`` and a
   message's ``name``.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Literal
 
 from tollway.core.errors import InvalidRequest
@@ -41,6 +45,7 @@ from tollway.core.types import (
     ToolCall,
     ToolChoice,
 )
+from tollway.pricing.tools import SEARCH_OPTIONS
 from tollway.wire.crossing import is_foreign, request_for
 from tollway.wire.fields import json_object, number, optional, required
 from tollway.wire.gemini_content import (
@@ -108,7 +113,12 @@ def request_to_wire(request: ChatRequest, model: str = "") -> dict[str, Any]:
     which goes in the URL; it says how the model takes thinking)."""
     foreign = is_foreign(request.wire_format, WIRE_FORMAT)
     request, thinking = thinking_config(request, model)
+    searches = foreign and SEARCH_OPTIONS in request.extra
+    if searches:
+        request, searches = _search_options(request)
     request = request_for(request, WIRE_FORMAT)
+    if searches:  # a tool of Gemini's own, which a foreign request may not bring
+        request = replace(request, tools=[*(request.tools or ()), _google_search()])
     body: dict[str, Any] = dict(request.extra)
     generation = dict(body.pop("generationConfig", None) or {})
     if thinking is not None:
@@ -126,6 +136,28 @@ def request_to_wire(request: ChatRequest, model: str = "") -> dict[str, Any]:
     if generation:
         body["generationConfig"] = generation
     return body
+
+
+def _search_options(request: ChatRequest) -> tuple[ChatRequest, bool]:
+    """``request`` without an OpenAI-format client's ``web_search_options`` (a copy: a
+    fallback of another family still has them), and whether they ask for Gemini's Google
+    Search tool (the model decides whether to search, and grounds its answer). Gemini has no
+    setting for the options' location or the size of the search context (but its default,
+    ``medium``): a 400 naming them."""
+    options = request.extra[SEARCH_OPTIONS]
+    rest = {key: value for key, value in request.extra.items() if key != SEARCH_OPTIONS}
+    if options is not None and not isinstance(options, dict):
+        raise InvalidRequest(f"'{SEARCH_OPTIONS}' must be an object", param=SEARCH_OPTIONS)
+    for key, value in (options or {}).items():
+        if value is None or (key == "search_context_size" and value == "medium"):
+            continue
+        param = f"{SEARCH_OPTIONS}.{key}"
+        raise InvalidRequest(f"'{param}' cannot be translated for a gemini deployment", param=param)
+    return replace(request, extra=rest), options is not None
+
+
+def _google_search() -> Tool:
+    return Tool(name="googleSearch", extra={"type": "googleSearch", "config": {}})
 
 
 def _stops_from_wire(raw: Any) -> list[str] | None:

@@ -4,7 +4,10 @@ Usage: ``promptTokenCount`` already includes the cached tokens (``cachedContentT
 as canonical input does. Tokens of built-in tool results (``toolUsePromptTokenCount``) are
 billed as input, so they are added to it. Thinking tokens (``thoughtsTokenCount``) are billed
 at the output price but are not in ``candidatesTokenCount``; canonical output is the sum of the
-two, with the thoughts also counted as ``reasoning_tokens`` (as OpenAI's usage does).
+two, with the thoughts also counted as ``reasoning_tokens`` (as OpenAI's usage does). The
+Google Search queries grounding ran (each candidate's ``groundingMetadata.webSearchQueries``)
+are the usage's ``web_search`` calls, which Google bills on top (``pricing/tools.py``); code
+execution and URL context cost only their tokens, counted above.
 
 Finish reasons: ``STOP`` is ``stop``, or ``tool_calls`` when the candidate called functions;
 ``MAX_TOKENS`` is ``length``; the safety, recitation and blocklist family is
@@ -33,6 +36,7 @@ from tollway.core.errors import (
     UpstreamStatusError,
 )
 from tollway.core.types import ChatResponse, Choice, FinishReason, Message, Usage
+from tollway.pricing.tools import gemini_calls
 from tollway.wire.crossing import response_for
 from tollway.wire.gemini_content import (
     answer_from_wire,
@@ -167,9 +171,11 @@ def response_from_wire(raw: Any) -> ChatResponse:
         raise UpstreamProtocolError("upstream answer is not a JSON object")
     try:
         key = answer_key(str(raw.get("responseId") or ""))
-        candidates = enumerate(raw.get("candidates") or ())
-        choices = [candidate_from_wire(c, i, key) for i, c in candidates]
+        candidates = raw.get("candidates") or ()
+        choices = [candidate_from_wire(c, i, key) for i, c in enumerate(candidates)]
         usage = usage_from_wire(raw.get("usageMetadata"))
+        if usage is not None:
+            usage.tool_calls = gemini_calls(candidates)
     except InvalidRequest as exc:
         raise UpstreamProtocolError(f"upstream content is malformed: {exc.message}") from None
     except (TypeError, ValueError, AttributeError) as exc:

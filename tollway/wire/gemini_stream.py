@@ -11,7 +11,9 @@ sends whole, becomes one complete tool-call fragment numbered by its order among
 candidate's calls; ``finishReason`` gives the finish chunk, unless it says the output is unusable
 (``MALFORMED_FUNCTION_CALL``, ...), which raises that failure. Usage comes in every event; the
 latest is kept (and told on each chunk as ``usage_so_far``, for a stream cut before its end)
-and, once the body ends, ``last`` gives the usage-only chunk. A stream whose
+and, once the body ends, ``last`` gives the usage-only chunk; the Google Search queries a
+candidate's ``groundingMetadata`` says it ran are that usage's ``web_search`` calls from the
+event that says so on. A stream whose
 body ends before every candidate finished was cut short (``done`` is false) and is a failure.
 
 Client (``StreamWriter``): content chunks become events at once; tool-call fragments are held
@@ -36,6 +38,7 @@ from tollway.core.types import (
     ToolCallDelta,
     Usage,
 )
+from tollway.pricing.tools import WEB_SEARCH, grounding_queries
 from tollway.wire.crossing import chunk_for
 from tollway.wire.gemini_content import (
     answer_key,
@@ -68,6 +71,7 @@ class StreamReader:
         self._answer = ""  # the answer's key in its calls' ids (gemini_content.answer_key)
         self._started: set[int] = set()
         self._finished: set[int] = set()
+        self._searches: dict[int, int] | None = None  # Google Search queries, by candidate
 
     def _key(self) -> str:
         """The answer's key, from the stream's ``responseId`` (made once: every call of the
@@ -109,9 +113,11 @@ class StreamReader:
         self._id = str(event.get("responseId") or self._id)
         self._model = str(event.get("modelVersion") or self._model)
         usage = usage_from_wire(event.get("usageMetadata"))
+        candidates = event.get("candidates") or []
         if usage is not None:
             self._usage = usage
-        candidates = event.get("candidates") or []
+            if self._searches and any(self._searches.values()):
+                usage.tool_calls = {WEB_SEARCH: sum(self._searches.values())}
         choices = [self._candidate(c, i) for i, c in enumerate(candidates)]
         if not candidates and isinstance(event.get("promptFeedback"), dict):
             # The prompt itself was blocked: no candidate will ever come.
@@ -129,6 +135,8 @@ class StreamReader:
         if failure is not None:
             raise failure
         index = int(raw.get("index") or 0)
+        if "groundingMetadata" in raw:
+            self._grounded(index, grounding_queries(raw))
         param = f"candidates[{position}].content.parts"
         parts = parts_from_wire((raw.get("content") or {}).get("parts") or [], param)
         texts: list[str] = []
@@ -168,6 +176,16 @@ class StreamReader:
             extra=extra,
             reasoning=reasoning,
         )
+
+    def _grounded(self, index: int, queries: int) -> None:
+        """Candidate ``index`` says it ran ``queries`` Google Search queries (each event
+        that tells it repeats the candidate's whole list): charged from now on, in the
+        usage kept, which is told on every later chunk."""
+        searches = self._searches = self._searches or {}
+        searches[index] = max(searches.get(index, 0), queries)
+        total = sum(searches.values())
+        if total and self._usage is not None:
+            self._usage.tool_calls = {WEB_SEARCH: total}
 
 
 class StreamWriter:

@@ -10,6 +10,7 @@ import pytest
 
 from tests.integration.store.test_request_log import at, context, writer_for
 from tollway.store import InvalidRecord, Store
+from tollway.store.request_log import PLAIN_COLUMNS
 
 __all__ = ["writer_for"]  # the fixture, used by name
 
@@ -50,8 +51,7 @@ async def test_usage_grouped_by_team_model_and_day(store: Store, writer_for: Any
 
 def _with_latency(made: Any, n: int) -> Any:
     """The entry with a latency of (n + 1) * 10 ms."""
-    where = len(made) + LATENCY_INDEX
-    return tuple((n + 1) * 10.0 if i == where else value for i, value in enumerate(made))
+    return tuple((n + 1) * 10.0 if i == LATENCY_INDEX else value for i, value in enumerate(made))
 
 
-LATENCY_INDEX = -7  # telemetry/request_log_stage.py Entry: latency_ms, ttft_ms, cache, ...
+LATENCY_INDEX = PLAIN_COLUMNS.index("latency_ms")  # an Entry starts with the plain row

@@ -25,7 +25,7 @@ COMPLETE = {
     "at": AT, "chain_id": "c", "seq": 0, "request_id": "r", "endpoint": "chat", "model": "m",
     "attempts": 1, "fallbacks": 0, "status": 200, "stream": False, "input_tokens": 1,
     "output_tokens": 1, "cached_tokens": 0, "cache_write_tokens": 0, "cache_write_1h_tokens": 0,
-    "usage_estimated": False, "cost_micros": 0,
+    "usage_estimated": False, "cost_micros": 0, "tool_calls": 0, "tool_cost_micros": 0,
 }  # fmt: skip
 """A value for every column that may not be NULL."""
 

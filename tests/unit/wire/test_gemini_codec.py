@@ -632,6 +632,50 @@ def test_a_stream_cut_before_every_candidate_finished_is_not_done() -> None:
     assert done and chunks[0].choices[0].finish_reason == "content_filter"
 
 
+def test_google_search_queries_are_the_usages_web_searches() -> None:
+    grounding = {"groundingMetadata": {"webSearchQueries": ["euro 2024", "who won"]}}
+    usage = {"promptTokenCount": 4, "candidatesTokenCount": 3}
+    answer = event([{"text": "Spain"}], "STOP", usageMetadata=usage)
+    answer["candidates"][0].update(grounding)
+    whole = response_from_wire(answer)
+    assert whole.usage is not None and whole.usage.tool_calls == {"web_search": 2}
+    # Streamed: charged from the event that says so, in the usage told on later chunks too
+    # (a cut stream keeps them); an event repeating the list counts it once.
+    first = event([{"text": "Sp"}], usageMetadata={"promptTokenCount": 4})
+    first["candidates"][0].update(grounding)
+    more = event([{"text": "ain"}], usageMetadata={"promptTokenCount": 4})
+    last = event([{"text": ""}], "STOP", usageMetadata=usage)
+    last["candidates"][0].update(grounding)
+    chunks, _ = read([first, more])
+    assert chunks[1].usage_so_far is not None
+    assert chunks[1].usage_so_far.tool_calls == {"web_search": 2}
+    chunks, _ = read([first, more, last])
+    assert chunks[-1].usage == Usage(4, 3, tool_calls={"web_search": 2})
+    chunks, _ = read([event([{"text": "Hi"}], "STOP", usageMetadata=usage)])
+    assert chunks[-1].usage is not None and chunks[-1].usage.tool_calls is None
+
+
+def test_web_search_options_are_the_google_search_tool() -> None:
+    body = openai_body(web_search_options={})
+    wire = request_to_wire(openai_request.request_from_wire(body))
+    assert wire["tools"] == [{"googleSearch": {}}]
+    default = openai_body(web_search_options={"search_context_size": "medium"})
+    assert request_to_wire(openai_request.request_from_wire(default))["tools"] == wire["tools"]
+    location = {"type": "approximate", "approximate": {"country": "GB"}}
+    for options, param in (
+        ({"user_location": location}, "web_search_options.user_location"),
+        ({"search_context_size": "high"}, "web_search_options.search_context_size"),
+    ):
+        request = openai_request.request_from_wire(openai_body(web_search_options=options))
+        with pytest.raises(InvalidRequest) as caught:
+            request_to_wire(request)
+        assert caught.value.param == param
+    # The canonical request keeps them, for a fallback of another family.
+    request = openai_request.request_from_wire(body)
+    request_to_wire(request)
+    assert request.extra["web_search_options"] == {} and not request.tools
+
+
 def test_stream_writer_holds_calls_until_the_end_and_reads_back() -> None:
     chunks = [
         ChatChunk("id", "m", 0, [ChunkChoice(0, role="assistant", content="Hi")]),
