@@ -58,7 +58,8 @@ def test_an_openai_temperature_above_claudes_range_is_a_400_before_any_call(
     assert sent == 1
 
 
-@pytest.mark.parametrize("model", ["test-claude", "test-gemini", "test-bedrock"])
+# Gemini takes it as its googleSearch tool (test_tool_fees).
+@pytest.mark.parametrize("model", ["test-claude", "test-bedrock"])
 def test_web_search_asked_with_an_empty_object_is_a_400_for_families_without_it(
     gpt: openai.OpenAI, simulator_url: str, model: str
 ) -> None:
