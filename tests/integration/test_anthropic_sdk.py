@@ -100,6 +100,35 @@ def test_message_has_text_stop_reason_usage_and_routing_headers(
     assert raw.headers["request-id"] == raw.headers["x-request-id"]
 
 
+def test_a_plain_request_reaches_an_anthropic_deployment_as_the_client_wrote_it(
+    claude: anthropic.Anthropic, simulator_url: str
+) -> None:
+    # A plain body (a string system, text turns, numbers of their usual types) goes upstream
+    # as it came with the deployment's model, streamed or not; its fields are checked as any.
+    body: dict[str, Any] = {
+        "max_tokens": 50,
+        "system": "be brief",
+        "messages": [
+            *user("plain anthropic body"),
+            {"role": "assistant", "content": "noted"},
+            *user("go on"),
+        ],
+    }
+    more = {"temperature": 0.5, "service_tier": "auto"}
+    claude.messages.create(model="test-claude", **body, extra_body=more)
+    sent = recorded_request(simulator_url, "plain anthropic body")["json"]
+    assert sent == {**body, **more, "model": "sim-chat"}
+    with claude.messages.stream(model="test-claude", **body, extra_body=more) as stream:
+        assert stream.get_final_message().stop_reason == "end_turn"
+    streamed = recorded_request(simulator_url, "plain anthropic body")["json"]
+    assert streamed == {**body, **more, "model": "sim-chat", "stream": True}
+    too_warm = {**more, "temperature": 1.5}
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        claude.messages.create(model="test-claude", **body, extra_body=too_warm)
+    assert refused.value.status_code == 400
+    assert "temperature" in refused.value.message
+
+
 @BOTH
 def test_stream_helper_assembles_text_and_usage(claude: anthropic.Anthropic, model: str) -> None:
     plain = claude.messages.create(model=model, max_tokens=100, messages=user("stream me"))

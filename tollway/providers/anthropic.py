@@ -15,7 +15,11 @@ from yarl import URL
 from tollway.core.errors import UpstreamProtocolError
 from tollway.core.types import ChatChunk, ChatRequest, ChatResponse, Deployment
 from tollway.providers.base import ProviderResources, ProviderSpec
-from tollway.wire.anthropic_request import count_tokens_to_wire, request_to_wire
+from tollway.wire.anthropic_request import (
+    check_temperature,
+    count_tokens_to_wire,
+    request_to_wire,
+)
 from tollway.wire.anthropic_response import (
     WIRE_FORMAT,
     error_from_wire,
@@ -79,10 +83,26 @@ class AnthropicProvider:
             parse,
         )
 
+    @staticmethod
+    def _body(request: ChatRequest, deployment: Deployment, stream: bool) -> dict[str, Any]:
+        plain = request.wire_body
+        if plain is not None and request.wire_format == WIRE_FORMAT:
+            # The client's own plain Messages body says what the canonical request does;
+            # only the model is the deployment's (``ChatRequest.wire_body``).
+            check_temperature(request)
+            body = plain.copy()
+            body["model"] = deployment.model
+        else:
+            body = request_to_wire(request, deployment.model)
+        if stream:
+            body["stream"] = True
+        else:
+            body.pop("stream", None)
+        return body
+
     async def chat(self, request: ChatRequest, deployment: Deployment) -> ChatResponse:
         """One complete answer."""
-        body = request_to_wire(request, deployment.model)
-        body.pop("stream", None)
+        body = self._body(request, deployment, stream=False)
         if request.answer_as_is and request.wire_format == WIRE_FORMAT:
             # The client is sent ``payload`` itself: only its usage is read.
             payload, read = await self._post(
@@ -109,8 +129,7 @@ class AnthropicProvider:
     ) -> AsyncIterator[ChatChunk]:
         """Chunks as the upstream sends them; a stream without ``message_stop`` is an error."""
         headers, secret = self._headers(request, deployment)
-        body = request_to_wire(request, deployment.model)
-        body["stream"] = True
+        body = self._body(request, deployment, stream=True)
         reader = StreamReader()
         events = self._client.post_stream(
             self._url(deployment, "/v1/messages"),

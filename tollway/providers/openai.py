@@ -243,7 +243,12 @@ class OpenAIProvider:
         flavor = self._flavor
         stream = request.stream  # the stream rules are not even asked for a plain answer
         plain = request.wire_body
-        if plain is not None and not stream and flavor.fields is None:
+        if (
+            plain is not None
+            and not stream
+            and flavor.fields is None
+            and request.wire_format == WIRE_FORMAT
+        ):
             # The client's own plain Chat Completions body says what the canonical request
             # does; only the model is the deployment's (``ChatRequest.wire_body``).
             body = plain.copy()

@@ -92,6 +92,15 @@ _TOOL_CHOICES_OUT = {mode: kind for kind, mode in _TOOL_CHOICES.items()}
 
 def request_from_wire(body: dict[str, Any], *, counting: bool = False) -> ChatRequest:
     """Parse and validate a Messages body (``counting``: a count_tokens body, no max_tokens)."""
+    if not counting:
+        plain = _plain_request(body)
+        if plain is not None:
+            return plain
+    return walked_request(body, counting=counting)
+
+
+def walked_request(body: dict[str, Any], *, counting: bool = False) -> ChatRequest:
+    """``request_from_wire`` by the generic walk over every field, whatever the body."""
     model = required(body, "model", str)
     if counting:
         max_tokens = optional(body, "max_tokens", int)
@@ -127,6 +136,70 @@ def request_from_wire(body: dict[str, Any], *, counting: bool = False) -> ChatRe
         extra=extra,
         wire_format=WIRE_FORMAT,
         thinking=optional(body, "thinking", dict),
+    )
+
+
+_PLAIN_KEYS = frozenset(
+    {"model", "messages", "max_tokens", "system", "stream", "temperature", "top_p"}
+)
+"""The fields the canonical request models that a plain body may hold (any other it models
+makes the body not plain; fields it does not model are ``extra`` either way)."""
+
+
+def _plain_request(body: dict[str, Any]) -> ChatRequest | None:
+    """The request of a plain body, read without the generic walk, with the body kept to be
+    sent on as it came (``ChatRequest.wire_body``); ``None`` for any other (the generic walk
+    reads it, and says what is wrong with it). Plain: a string ``system`` or none, every
+    message ``{"role": "user" | "assistant", "content": "text"}``, the numbers of their usual
+    types, and none of the other fields the request models."""
+    model, max_tokens, messages = body.get("model"), body.get("max_tokens"), body.get("messages")
+    if type(model) is not str or type(max_tokens) is not int or max_tokens < 0:
+        return None
+    if type(messages) is not list or not messages:
+        return None
+    system = body.get("system", "")
+    if type(system) is not str:  # a null too: the generic walk's body leaves it out
+        return None
+    parsed = [Message("system", system)] if "system" in body else []
+    for message in messages:
+        if type(message) is not dict or len(message) != 2:
+            return None
+        role, content = message.get("role"), message.get("content")
+        if type(content) is not str or (role != "user" and role != "assistant"):
+            return None
+        parsed.append(Message(role, content))
+    extra = {}
+    for key, value in body.items():
+        if key in _REQUEST_KEYS:
+            if key not in _PLAIN_KEYS:
+                return None
+        elif key == "output_format":  # the structured output beta, read as output_config
+            return None
+        else:
+            extra[key] = value
+    stream, temperature, top_p = body.get("stream"), body.get("temperature"), body.get("top_p")
+    if stream is not None and type(stream) is not bool:
+        return None
+    # A null number is not plain either: the generic walk's body leaves it out.
+    if "temperature" in body:
+        if type(temperature) is not float and type(temperature) is not int:
+            return None
+        temperature = float(temperature)
+    if "top_p" in body:
+        if type(top_p) is not float and type(top_p) is not int:
+            return None
+        top_p = float(top_p)
+    return ChatRequest(
+        model,
+        parsed,
+        stream=stream is True,
+        include_usage=True,  # Anthropic streams always end with usage
+        max_tokens=max_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        extra=extra,
+        wire_format=WIRE_FORMAT,
+        wire_body=body,
     )
 
 

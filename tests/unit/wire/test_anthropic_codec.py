@@ -35,6 +35,7 @@ from tollway.wire.anthropic_request import (
     count_tokens_to_wire,
     request_from_wire,
     request_to_wire,
+    walked_request,
 )
 from tollway.wire.anthropic_response import (
     error_from_wire,
@@ -1392,3 +1393,57 @@ def test_pings_in_the_middle_of_a_stream_reach_the_client() -> None:
         {"type": "message_stop"},
     ]  # fmt: skip
     assert _relayed(events) == _as_sent(events, usage, 7)
+
+
+plain_turn = st.builds(
+    lambda role, text: {"role": role, "content": text}, st.sampled_from(["user", "assistant"]), text
+)
+plain_extras = st.fixed_dictionaries(
+    {},
+    optional={
+        "system": text,
+        "stream": st.booleans(),
+        "temperature": st.floats(0, 1) | st.integers(0, 1),
+        "top_p": st.floats(0, 1),
+        "service_tier": st.just("auto"),
+        "container": st.none(),
+    },
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(plain_turn, min_size=1, max_size=4), plain_extras, st.integers(0, 4096))
+def test_a_plain_body_is_read_as_the_generic_walk_reads_it(
+    turns: list[dict[str, Any]], extras: dict[str, Any], max_tokens: int
+) -> None:
+    body = {"model": "c", "max_tokens": max_tokens, "messages": turns, **extras}
+    request = request_from_wire(body)
+    assert request.wire_body is body
+    request.wire_body = None
+    assert request == walked_request(body)
+
+
+def test_only_a_plain_anthropic_body_is_kept_to_be_sent_as_it_came() -> None:
+    hello = {"role": "user", "content": "hi"}
+    for changed in (
+        {"system": [{"type": "text", "text": "s"}]},
+        {"messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]},
+        {"messages": [hello, {"role": "assistant", "content": "x", "name": "n"}]},
+        {"temperature": True},
+        {"temperature": "0.5"},
+        {"temperature": None},
+        {"system": None},
+        {"top_k": 5},
+        {"stop_sequences": ["END"]},
+        {"metadata": {"user_id": "u"}},
+        {"tools": [{"name": "f", "input_schema": {"type": "object"}}]},
+        {"thinking": {"type": "enabled", "budget_tokens": 1024}},
+        {"output_format": {"type": "json_schema", "schema": {}}},
+        {"max_tokens": 1.5},
+    ):
+        body = {"model": "c", "max_tokens": 5, "messages": [hello], **changed}
+        try:
+            request = request_from_wire(body)
+        except InvalidRequest:
+            continue  # what the generic walk refuses
+        assert request.wire_body is None, changed
