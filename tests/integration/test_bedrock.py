@@ -514,3 +514,60 @@ def test_a_streamed_call_without_arguments_has_an_empty_object_as_its_arguments(
     whole = gpt.chat.completions.create(**ask, tool_choice="required")
     assert whole.choices[0].message.tool_calls is not None
     assert json.loads(whole.choices[0].message.tool_calls[0].function.arguments) == {}  # type: ignore[union-attr]
+
+
+def test_a_stream_whose_metadata_comes_before_message_stop_still_ends_with_its_finish(
+    gpt: openai.OpenAI, claude: anthropic.Anthropic
+) -> None:
+    # The stream was read only up to metadata: the finish after it never reached the client.
+    events = {"x-sim-events": "metadata-first"}
+    chunks = list(
+        gpt.chat.completions.create(
+            model="test-bedrock",
+            messages=user("metadata before the stop"),
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_headers=events,
+        )
+    )
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens > 0
+    with claude.messages.stream(
+        model="test-bedrock",
+        max_tokens=100,
+        messages=user("metadata before the stop"),
+        extra_headers=events,
+    ) as stream:
+        final = stream.get_final_message()
+    assert final.stop_reason == "end_turn" and final.usage.output_tokens > 0
+
+
+def test_a_stream_without_message_stop_is_an_error_even_with_its_metadata(
+    gpt: openai.OpenAI, claude: anthropic.Anthropic
+) -> None:
+    ask: Any = {"model": "test-bedrock", "messages": user("never stopped"), "stream": True}
+    stream = gpt.chat.completions.create(**ask, extra_headers={"x-sim-events": "no-stop"})
+    with pytest.raises(openai.APIError, match="messageStop"):
+        for _ in stream:
+            pass
+    with pytest.raises(anthropic.APIError, match="messageStop"):  # noqa: SIM117
+        with claude.messages.stream(
+            model="test-bedrock",
+            max_tokens=100,
+            messages=user("never stopped"),
+            extra_headers={"x-sim-events": "no-stop"},
+        ) as anthropic_stream:
+            anthropic_stream.get_final_message()
+
+
+def test_a_stream_without_metadata_still_ends_with_its_finish(gpt: openai.OpenAI) -> None:
+    chunks = list(
+        gpt.chat.completions.create(
+            model="test-bedrock",
+            messages=user("no metadata"),
+            stream=True,
+            extra_headers={"x-sim-events": "no-metadata"},
+        )
+    )
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"

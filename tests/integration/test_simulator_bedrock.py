@@ -119,6 +119,25 @@ async def test_converse_stream_events_in_order(sim: Simulator) -> None:
     assert events[-1]["metadata"]["usage"]["outputTokens"] == 5
 
 
+@pytest.mark.parametrize(
+    ("events", "last"),
+    [
+        ("metadata-first", ["metadata", "messageStop"]),
+        ("no-stop", ["contentBlockStop", "metadata"]),
+        ("no-metadata", ["contentBlockStop", "messageStop"]),
+    ],
+)
+async def test_x_sim_events_reorders_or_leaves_out_the_last_events(
+    sim: Simulator, events: str, last: list[str]
+) -> None:
+    bedrock = client(sim, headers={"x-sim-events": events})
+    received = await stream_events(bedrock, modelId=MODEL, messages=user("x"))
+    assert [next(iter(event)) for event in received][-2:] == last
+    with pytest.raises(ClientError, match="x-sim-events must be"):
+        await stream_events(client(sim, headers={"x-sim-events": "x"}), modelId=MODEL,
+                            messages=user("x"))  # fmt: skip
+
+
 async def test_tool_use_round_trip_and_streamed_calls(sim: Simulator) -> None:
     bedrock = client(sim)
     config = {"tools": [WEATHER, CLOCK]}

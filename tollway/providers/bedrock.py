@@ -120,9 +120,12 @@ class BedrockProvider:
                     if chunk is not None:
                         yield chunk
                     if reader.done:
+                        held = reader.held()
+                        if held is not None:
+                            yield held
                         return
         finally:
-            # Returning at the metadata event leaves the upstream generator open; close it now.
+            # Returning once the answer is whole leaves the upstream generator open; close it.
             await pieces.aclose()  # type: ignore[attr-defined]
         if not reader.stopped:
             raise UpstreamProtocolError("upstream stream ended before messageStop")

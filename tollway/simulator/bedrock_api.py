@@ -4,7 +4,8 @@ Answers follow the Converse API reference: ``output.message``, ``stopReason``, `
 (``inputTokens``, ``outputTokens``, ``totalTokens``) and ``metrics.latencyMs``. Streams are
 AWS event streams of ``messageStart``, then per content block ``contentBlockStart`` (tool use
 only; text blocks have none) / ``contentBlockDelta``s / ``contentBlockStop``, then
-``messageStop`` and ``metadata``, each payload padded with a ``p`` field as Bedrock does.
+``messageStop`` and ``metadata``, each payload padded with a ``p`` field as Bedrock does
+(``x-sim-events`` reorders or leaves out the last two).
 Requests are validated as Bedrock does the common mistakes: a first turn that is not the
 user's, turns that do not alternate, blank text, tool blocks without ``toolConfig``.
 
@@ -471,6 +472,7 @@ async def handle_converse(
     if stream:
         headers = {**STREAM_HEADERS, request_id_header(Dialect.BEDROCK): call.request_id}
         parts = stream_parts(completion, usage, latency, call.finish_reason, redacted, fields)
+        parts = _reordered(parts, call.events)
         return await send_stream(request, call, parts, headers)
     await delay(call, completion.output_tokens)
     content = _content(completion, redacted)
@@ -490,6 +492,16 @@ def _response_fields(body: dict[str, Any], completion: Completion) -> dict[str, 
     if not isinstance(paths, list) or "/stop_sequence" not in paths:
         return {}
     return {"additionalModelResponseFields": {"stop_sequence": completion.stop_sequence}}
+
+
+def _reordered(parts: StreamParts, events: str | None) -> StreamParts:
+    """``parts`` (ending ``messageStop``, ``metadata``) ended as ``x-sim-events`` asks."""
+    if events is None:
+        return parts
+    *head, stop, metadata = parts
+    if events == "metadata-first":
+        return [*head, metadata, stop]
+    return [*head, metadata] if events == "no-stop" else [*head, stop]
 
 
 def _event(name: str, payload: dict[str, Any]) -> bytes:

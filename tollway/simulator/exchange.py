@@ -93,6 +93,10 @@ class Call:
     while it is silent (an SSE comment; nothing in a binary framing)."""
     headless: bool = False
     """``keepalive``: not even the stream's head is sent, only keep-alives."""
+    events: str | None = None
+    """``x-sim-events``: how a Bedrock stream's last events differ from Bedrock's own order
+    (``metadata-first``: ``metadata`` before ``messageStop``; ``no-stop``: no
+    ``messageStop``; ``no-metadata``: no ``metadata``)."""
 
 
 def _has_key(request: web.BaseRequest, key: str) -> bool:
@@ -178,6 +182,7 @@ async def admit(
         sign_last_text = _signature_knob(request.headers.get("x-sim-signature"))
         own_error = _stream_error_knob(request.headers.get("x-sim-stream-error"), dialect)
         searches = int(_knob(request, "x-sim-searches", 1))
+        events = _events_knob(request.headers.get("x-sim-events"))
     except ValueError as exc:
         return error_response(dialect, 400, f"simulator: {exc}", request_id=request_id)
     stop_after = None
@@ -234,6 +239,7 @@ async def admit(
         searches=searches,
         keep_alive=keep_alive,
         headless=headless,
+        events=events,
     )
 
 
@@ -257,6 +263,20 @@ def _stream_error_knob(value: str | None, dialect: Dialect) -> bytes | None:
     if not isinstance(event, dict):
         raise ValueError("x-sim-stream-error must be a JSON object")
     return b"data: " + orjson.dumps(event) + b"\n\n"
+
+
+EVENT_ORDERS = ("metadata-first", "no-stop", "no-metadata")
+"""What ``x-sim-events`` may ask of a Bedrock stream's last events."""
+
+
+def _events_knob(value: str | None) -> str | None:
+    """How ``x-sim-events`` asks a Bedrock stream to end, if not as Bedrock ends it."""
+    if value is None:
+        return None
+    order = value.strip().lower()
+    if order not in EVENT_ORDERS:
+        raise ValueError(f"x-sim-events must be one of {', '.join(EVENT_ORDERS)}, not {value!r}")
+    return order
 
 
 def _refusal_knob(value: str | None) -> str | None:

@@ -10,10 +10,13 @@ arguments); ``reasoningContent`` deltas become reasoning: its text as it comes, 
 ``signature`` and ``redactedContent`` (which may come in pieces, and are whole only together)
 at the block's ``contentBlockStop``; ``messageStop`` gives the finish reason and Claude's
 ``stop_sequence`` when asked for (a ``stopReason`` saying the output is unusable,
-``malformed_tool_use``, raises that failure instead); ``metadata`` (last) gives a usage-only
-chunk. ``exception`` messages (``:exception-type``, e.g. ``throttlingException``) and
-``error`` messages (``:error-code``) raise the failure they report. Payloads carry a padding
-field ``p`` and maybe fields newer than this code; both are ignored.
+``malformed_tool_use``, raises that failure instead); ``metadata`` gives the usage-only chunk
+that ends the stream. Bedrock sends ``metadata`` last, but one that comes before
+``messageStop`` is held (``held``) until the finish has been told: the answer is complete only
+once both came (``done``), and a stream without ``messageStop`` is a failure whatever came.
+``exception`` messages (``:exception-type``, e.g. ``throttlingException``) and ``error``
+messages (``:error-code``) raise the failure they report. Payloads carry a padding field ``p``
+and maybe fields newer than this code; both are ignored.
 """
 
 from __future__ import annotations
@@ -44,9 +47,11 @@ class StreamReader:
 
     def __init__(self, model: str) -> None:
         self.stopped = False
-        """``messageStop`` came: the answer is complete (only ``metadata`` may follow)."""
+        """``messageStop`` came: the answer is complete."""
         self.done = False
-        """``metadata`` came: nothing follows."""
+        """``messageStop`` and ``metadata`` both came: nothing more is read."""
+        self._held: ChatChunk | None = None
+        """The usage-only chunk of a ``metadata`` that came before ``messageStop``."""
         self._id = new_id()
         self._model = model
         self._created = int(time.time())
@@ -85,6 +90,7 @@ class StreamReader:
             if failure is not None:
                 raise failure
             self.stopped = True
+            self.done = self._held is not None
             finish, extra = finish_from_wire(event["stopReason"])
             stop_sequence = stop_sequence_from_wire(event.get("additionalModelResponseFields"))
             choice = ChunkChoice(
@@ -92,11 +98,19 @@ class StreamReader:
             )
             return self._chunk(choice)
         if kind == "metadata":
-            self.done = True
             last = ChatChunk(self._id, self._model, self._created, [], wire_format=WIRE_FORMAT)
             last.usage = usage_from_wire(event["usage"])
+            if not self.stopped:
+                self._held = last  # the finish comes first, as clients expect usage last
+                return None
+            self.done = True
             return last
         return None  # event types newer than this code
+
+    def held(self) -> ChatChunk | None:
+        """The usage-only chunk of a ``metadata`` that came before ``messageStop``, once."""
+        held, self._held = self._held, None
+        return held
 
     def _block_start(self, index: int, start: dict[str, Any]) -> ChatChunk | None:
         use = start.get("toolUse")

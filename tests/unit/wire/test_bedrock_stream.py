@@ -307,6 +307,16 @@ async def test_a_stream_without_message_stop_is_a_protocol_error() -> None:
     assert ended[-1].choices[0].finish_reason == "stop"
 
 
+async def test_metadata_before_message_stop_is_held_until_the_finish() -> None:
+    frames = converse_events(["a"], [])
+    frames[-2], frames[-1] = frames[-1], frames[-2]
+    chunks = await collect(frames)
+    assert chunks[-2].choices[0].finish_reason == "stop"
+    assert chunks[-1].choices == [] and chunks[-1].usage == Usage(input_tokens=5, output_tokens=3)
+    with pytest.raises(UpstreamProtocolError, match="messageStop"):
+        await collect([*frames[:-2], frames[-2]])  # metadata, and no messageStop
+
+
 def bedrock(**fields: Any) -> dict[str, Any]:
     return {"provider": "bedrock", "model": MODEL, **fields}
 
