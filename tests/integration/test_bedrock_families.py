@@ -23,6 +23,8 @@ from tests.support import CLIENT_KEY, running_gateway
 CLAUDE = "us.anthropic.claude-sim-v1:0"  # an inference profile's id: the family still shows
 NOVA = "amazon.nova-sim-v1:0"
 LLAMA = "meta.llama-sim-v1:0"
+ACCOUNT = "arn:aws:bedrock:us-east-1:123456789012"
+"""ARNs naming no model: the simulator tells their family by their id's start."""
 WEATHER: Any = {
     "type": "function",
     "function": {
@@ -58,6 +60,13 @@ def gateway_url(log_dir: Path, simulator_url: str) -> Iterator[str]:
             "deployments": [deployment(simulator_url, CLAUDE, headers=pinned)],
         },
     ]
+    for name, resource, family in [
+        ("profile-claude", "application-inference-profile/claude-sim1", "claude"),
+        ("profile-nova", "application-inference-profile/nova-sim1", "nova"),
+        ("provisioned-other", "provisioned-model/llama-sim1", "other"),
+    ]:
+        declared = deployment(simulator_url, f"{ACCOUNT}:{resource}", bedrock_family=family)
+        config["models"].append({"name": f"bedrock-{name}", "deployments": [declared]})
     with running_gateway(log_dir, config, {"TEST_UPSTREAM_KEY": UPSTREAM_KEY}) as (url, _):
         yield url
 
@@ -199,6 +208,63 @@ def test_claudes_stop_sequence_field_is_asked_of_claude_only(
         assert answer.choices[0].finish_reason == "stop"
         paths = body_of(simulator_url, asked).get("additionalModelResponseFieldPaths")
         assert paths == (["/stop_sequence"] if model == "bedrock-claude" else None)
+
+
+# --- families declared for ids that name no model ----------------------------------------
+
+
+def test_a_profile_declared_claude_gets_claudes_fields_and_its_parallel_call_flag(
+    claude: anthropic.Anthropic, gpt: openai.OpenAI, simulator_url: str
+) -> None:
+    # An application inference profile's ARN does not name its model: without the
+    # declaration the gateway cut its answers to one call instead of asking Claude.
+    asked = marker("call both in parallel")
+    clock: Any = {"type": "function", "function": {"name": "get_time", "parameters": {}}}
+    answer = gpt.chat.completions.create(
+        model="bedrock-profile-claude",
+        messages=user(asked),
+        tools=[WEATHER, clock],
+        parallel_tool_calls=False,
+    )
+    assert len(answer.choices[0].message.tool_calls or []) == 1
+    fields = body_of(simulator_url, asked)["additionalModelRequestFields"]
+    assert fields == {"tool_choice": {"type": "auto", "disable_parallel_tool_use": True}}
+    thought = marker("thinking profile")
+    message = claude.messages.create(
+        model="bedrock-profile-claude",
+        max_tokens=2048,
+        messages=user(thought),
+        thinking={"type": "enabled", "budget_tokens": 1024},
+    )
+    assert message.content[0].type == "thinking"
+
+
+def test_a_profile_declared_nova_or_other_is_refused_what_that_family_does_not_take(
+    claude: anthropic.Anthropic, simulator_url: str
+) -> None:
+    asked = marker("top k nova profile")
+    claude.messages.create(
+        model="bedrock-profile-nova", max_tokens=20, messages=user(asked), extra_body={"top_k": 5}
+    )
+    assert body_of(simulator_url, asked)["additionalModelRequestFields"] == {
+        "inferenceConfig": {"topK": 5}
+    }
+    refused = marker("thinking other")
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        claude.messages.create(
+            model="bedrock-provisioned-other",
+            max_tokens=2048,
+            messages=user(refused),
+            thinking={"type": "enabled", "budget_tokens": 1024},
+        )
+    assert "'thinking'" in caught.value.message and "non-Claude" in caught.value.message
+    assert sent(simulator_url, refused) is None
+    cached = marker("cache me on other")
+    system: Any = [{"type": "text", "text": cached, "cache_control": {"type": "ephemeral"}}]
+    claude.messages.create(
+        model="bedrock-provisioned-other", max_tokens=20, system=system, messages=user("hi")
+    )
+    assert body_of(simulator_url, cached)["system"] == [{"text": cached}]
 
 
 # --- cache points and tool result statuses ------------------------------------------------

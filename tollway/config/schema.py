@@ -104,6 +104,9 @@ class DeploymentConfig(Strict):
     aws_session_token: SecretRef | None = None
     google_service_account: SecretRef | None = None
     """vertex_ai: a service account key (its JSON) the gateway mints access tokens from."""
+    bedrock_family: Literal["claude", "nova", "other"] | None = None
+    """bedrock: the family of the model behind an id that names none (an application inference
+    profile's or a provisioned model's ARN, an imported model); ``None``: as the id says."""
     weight: float = Field(default=1.0, ge=0.0)
     """Share of traffic under the ``weighted`` strategy (relative to the group's other weights)."""
     context_window: int | None = Field(default=None, ge=1)
@@ -156,6 +159,12 @@ class DeploymentConfig(Strict):
         missing = [name for name in spec.required_fields if getattr(self, name) is None]
         if missing:
             raise ValueError(f"provider {self.provider!r} needs {', '.join(missing)}")
+        for other in BUILTIN_PROVIDERS.values():
+            for name in other.own_fields if other is not spec else ():
+                if getattr(self, name) is not None:
+                    raise ValueError(
+                        f"'{name}' is for provider {other.name!r}, not {self.provider!r}"
+                    )
         if self.tokenizer is not None and not spec.declares_tokenizer:
             raise ValueError(
                 f"provider {self.provider!r} cannot declare a tokenizer: its input tokens are "

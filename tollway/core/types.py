@@ -544,6 +544,8 @@ class Deployment:
     region: str | None = None
     aws_credentials: AwsCredentials | None = None
     google_service_account: SecretRef | None = None
+    bedrock_family: str | None = None
+    """Config ``bedrock_family``: the family of a Bedrock model whose id names none."""
     group: str = ""
     """The model group that names this deployment."""
     weight: float = 1.0

@@ -82,6 +82,9 @@ class ProviderSpec:
     """Path under the embedded simulator's root that this family's API is served at."""
     required_fields: tuple[str, ...] = ()
     """Deployment config fields this family cannot do without."""
+    own_fields: tuple[str, ...] = ()
+    """Deployment config fields only this family takes (a deployment of another sets them:
+    a config error)."""
     check_config: Callable[[DeploymentConfig], None] | None = None
     """Further checks of a deployment's config; raises ``ValueError`` saying what is wrong."""
     openai_hosts: tuple[str, ...] = ()

@@ -25,7 +25,12 @@ from tollway.providers.base import ProviderResources, ProviderSpec
 from tollway.providers.eventstream import EventStreamDecoder
 from tollway.providers.http import Secrets, encoded, scrub
 from tollway.providers.sigv4 import AwsKey, SigV4Signer
-from tollway.wire.bedrock_models import CLAUDE, family_of
+from tollway.wire.bedrock_models import (
+    CLAUDE,
+    BedrockFamily,
+    declared_family_conflict,
+    deployment_family,
+)
 from tollway.wire.bedrock_request import request_to_wire
 from tollway.wire.bedrock_response import error_from_wire, response_from_wire
 from tollway.wire.bedrock_stream import StreamReader
@@ -53,7 +58,7 @@ class BedrockProvider:
         """URL, body and headers of a call, credential included, and the secrets (to scrub)."""
         headers, betas = _without_betas({**request.upstream_headers, **dict(deployment.headers)})
         headers["Content-Type"] = "application/json"
-        body = encoded(request_to_wire(request, family_of(deployment.model), betas))
+        body = encoded(request_to_wire(request, _family(deployment), betas))
         url = f"{deployment.api_base}/model/{quote(deployment.model, safe='')}/{action}"
         secret: Secrets = None
         if deployment.api_key is not None:
@@ -74,7 +79,7 @@ class BedrockProvider:
     def check(self, request: ChatRequest, deployment: Deployment) -> None:
         """The 400s ``chat`` would answer for ``request`` before calling (for token counts)."""
         headers = {**request.upstream_headers, **dict(deployment.headers)}
-        encoded(request_to_wire(request, family_of(deployment.model), _without_betas(headers)[1]))
+        encoded(request_to_wire(request, _family(deployment), _without_betas(headers)[1]))
 
     def _aws_key(self, deployment: Deployment) -> AwsKey:
         refs = deployment.aws_credentials
@@ -149,8 +154,13 @@ def _cut_to_one_call(request: ChatRequest, deployment: Deployment) -> bool:
     """Whether the client turned parallel calls off for a model that has no switch for it
     (Claude takes Anthropic's own, in ``additionalModelRequestFields``; an application
     inference profile's ARN does not name its model, so it is cut too, which changes
-    nothing when the model made one call)."""
-    return wants_one_call(request) and family_of(deployment.model) is not CLAUDE
+    nothing when the model made one call, unless the deployment declares it Claude)."""
+    return wants_one_call(request) and _family(deployment) is not CLAUDE
+
+
+def _family(deployment: Deployment) -> BedrockFamily:
+    """The family of the deployment's model: as its config declares it, else as its id says."""
+    return deployment_family(deployment.model, deployment.bedrock_family)
 
 
 def check_deployment(config: DeploymentConfig) -> None:
@@ -170,6 +180,10 @@ def check_deployment(config: DeploymentConfig) -> None:
         raise ValueError(f"provider 'bedrock' takes either {credentials}, not both")
     if not has_pair and config.api_key is None:
         raise ValueError(f"provider 'bedrock' needs {credentials}")
+    if config.bedrock_family is not None:
+        conflict = declared_family_conflict(config.model, config.bedrock_family)
+        if conflict is not None:
+            raise ValueError(f"bedrock_family: {conflict}")
 
 
 SPECS = (
@@ -179,6 +193,7 @@ SPECS = (
         default_api_base="https://bedrock-runtime.{region}.amazonaws.com",
         simulator_path="",
         required_fields=("region",),
+        own_fields=("bedrock_family",),
         check_config=check_deployment,
     ),
 )

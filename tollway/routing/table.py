@@ -179,6 +179,7 @@ def _deployment(
         region=config.region,
         aws_credentials=_aws_credentials(config),
         google_service_account=config.google_service_account,
+        bedrock_family=config.bedrock_family,
         group=group,
         weight=config.weight,
         context_window=config.context_window or (listed.context_window if listed else None),

@@ -19,7 +19,8 @@ ever read from it. Without a cache point there are no cache counts, as Bedrock a
 gets ``additionalModelResponseFields: {"stop_sequence": ...}``, the sequence the answer stopped
 at or null, on the answer or its ``messageStop``, as Claude on Bedrock answers it.
 
-Model families, by the model id (``anthropic.claude`` in it: Claude; ``amazon.nova``: Nova):
+Model families, by the model id (``anthropic.claude`` in it: Claude; ``amazon.nova``: Nova;
+an ARN naming no model, by its own id's start: ``application-inference-profile/claude-...``):
 ``additionalModelRequestFields`` a family does not take (Claude's ``thinking``, ``top_k``,
 ``anthropic_beta``, which must be a list of strings; Nova's ``inferenceConfig``) is the
 model's ``ValidationException``, and so are a cache point or a tool result's ``status`` for a
@@ -362,10 +363,18 @@ def _reasoning_blocks(completion: Completion, redacted: bool) -> list[dict[str, 
 
 
 def _family(model: str) -> str:
-    """``claude``, ``nova`` or ``other``, as the model id names it (inference profiles too)."""
+    """``claude``, ``nova`` or ``other``, as the model id names it (inference profiles too);
+    an ARN naming no model (an application inference profile's, a provisioned model's) is the
+    family its own id starts with (``.../application-inference-profile/claude-x``), as the
+    simulator's stand-in for the model AWS knows behind it."""
     if "anthropic.claude" in model:
         return "claude"
-    return "nova" if "amazon.nova" in model else "other"
+    if "amazon.nova" in model:
+        return "nova"
+    resource = model.rsplit("/", 1)[-1]
+    if model.startswith("arn:") and "." not in resource:
+        return next((f for f in ("claude", "nova") if resource.startswith(f)), "other")
+    return "other"
 
 
 def check_model_fields(body: dict[str, Any], model: str) -> None:

@@ -6,8 +6,9 @@ own request, and some blocks only some models take. A deployment's model id says
 inside an ARN: ``.../inference-profile/us.anthropic.claude-...``) is Claude, ``amazon.nova-...``
 Amazon Nova, and any other ``provider.model`` id a family that takes none of Claude's fields
 (Meta's Llama, Mistral, Cohere, DeepSeek, ...). An id that names no model (an application
-inference profile's or a provisioned model's ARN, an imported model) says nothing: its request
-is sent as the client asked, and the model's own 400 says what it does not take.
+inference profile's or a provisioned model's ARN, an imported model) says nothing: the
+deployment may declare it (``bedrock_family``: ``claude``, ``nova`` or ``other``), else its
+request is sent as the client asked, and the model's own 400 says what it does not take.
 
 - Claude's own fields (``thinking``, ``anthropic_beta``, ``top_k``, and Claude's
   ``stop_sequence`` response field) are Claude's alone; another family refuses them, so a
@@ -56,6 +57,10 @@ CLAUDE = BedrockFamily("Claude", True, _claude_top_k, cache_points=True, tool_st
 NOVA = BedrockFamily("Amazon Nova", False, _nova_top_k, cache_points=True, tool_status=True)
 UNKNOWN = BedrockFamily("unknown", True, _claude_top_k, cache_points=True, tool_status=True)
 """A model id that names no model: everything is sent as asked, the model judges."""
+OTHER = BedrockFamily("non-Claude, non-Nova", False, None, cache_points=False, tool_status=False)
+"""A deployment's declared ``bedrock_family: other``: a family that takes none of the extras."""
+DECLARED = {"claude": CLAUDE, "nova": NOVA, "other": OTHER}
+"""The families a deployment may declare (``bedrock_family``) for an id that names none."""
 
 _PROVIDER_NAMES = {
     "meta": "Meta Llama",
@@ -68,6 +73,23 @@ _PROVIDER_NAMES = {
     "writer": "Writer",
     "amazon": "Amazon",
 }
+
+
+def deployment_family(model: str, declared: str | None) -> BedrockFamily:
+    """The family a deployment declares (``bedrock_family``), else the one its id names."""
+    return family_of(model) if declared is None else DECLARED[declared]
+
+
+def declared_family_conflict(model: str, declared: str) -> str | None:
+    """Why ``declared`` cannot be the family of ``model``, if its id names another."""
+    named = family_of(model)
+    if named is UNKNOWN:
+        return None
+    if declared == "other":
+        agrees = named is not CLAUDE and named is not NOVA
+    else:
+        agrees = named is DECLARED[declared]
+    return None if agrees else f"model {model!r} is a {named.name} model, not {declared!r}"
 
 
 def family_of(model: str) -> BedrockFamily:

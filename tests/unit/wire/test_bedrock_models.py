@@ -8,7 +8,15 @@ import pytest
 
 from tollway.core.errors import InvalidRequest
 from tollway.wire import anthropic_request
-from tollway.wire.bedrock_models import CLAUDE, NOVA, UNKNOWN, family_of
+from tollway.wire.bedrock_models import (
+    CLAUDE,
+    NOVA,
+    OTHER,
+    UNKNOWN,
+    declared_family_conflict,
+    deployment_family,
+    family_of,
+)
 from tollway.wire.bedrock_request import request_to_wire
 
 
@@ -30,6 +38,36 @@ from tollway.wire.bedrock_request import request_to_wire
 )  # fmt: skip
 def test_a_model_id_names_its_family(model: str, family: Any) -> None:
     assert family_of(model) is family
+
+
+PROFILE = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/a1b2c3d4"
+
+
+def test_a_declared_family_is_the_family_of_an_id_that_names_none() -> None:
+    assert deployment_family(PROFILE, None) is UNKNOWN
+    assert [deployment_family(PROFILE, f) for f in ("claude", "nova", "other")] == [
+        CLAUDE, NOVA, OTHER
+    ]  # fmt: skip
+    assert not OTHER.claude_fields and OTHER.top_k is None and not OTHER.cache_points
+    assert deployment_family("amazon.nova-pro-v1:0", None) is NOVA
+
+
+@pytest.mark.parametrize(
+    ("model", "declared", "conflict"),
+    [
+        (PROFILE, "claude", False),
+        (PROFILE, "other", False),
+        ("us.anthropic.claude-sonnet-4-20250514-v1:0", "claude", False),
+        ("us.anthropic.claude-sonnet-4-20250514-v1:0", "other", True),
+        ("amazon.nova-pro-v1:0", "claude", True),
+        ("meta.llama3-1-70b-instruct-v1:0", "other", False),
+        ("meta.llama3-1-70b-instruct-v1:0", "nova", True),
+    ],
+)
+def test_a_declared_family_must_agree_with_the_one_an_id_names(
+    model: str, declared: str, conflict: bool
+) -> None:
+    assert (declared_family_conflict(model, declared) is not None) is conflict
 
 
 @pytest.mark.parametrize(

@@ -333,11 +333,25 @@ KEYS = {"aws_access_key_id": "env:A", "aws_secret_access_key": "env:S"}
         ({**KEYS, "region": "us-east-1", "api_key": "env:K"}, "not both"),
         ({"region": "us-east-1", "aws_access_key_id": "env:A"}, "go together"),
         ({"region": "us-east-1", "api_key": "env:K", "aws_session_token": "env:T"}, "session"),
+        ({"region": "us-east-1", "api_key": "env:K", "bedrock_family": "llama"}, "'claude'"),
+        ({"region": "us-east-1", "api_key": "env:K", "bedrock_family": "nova"},
+         "is a Claude model, not 'nova'"),
     ],
-)
+)  # fmt: skip
 def test_config_says_what_a_bedrock_deployment_lacks(fields: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         DeploymentConfig.model_validate(bedrock(**fields))
+
+
+def test_only_bedrock_deployments_declare_a_bedrock_family() -> None:
+    openai = {"provider": "openai", "model": "gpt-4o", "bedrock_family": "claude"}
+    with pytest.raises(ValidationError, match="'bedrock_family' is for provider 'bedrock'"):
+        DeploymentConfig.model_validate(openai)
+    profile = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/a1b2"
+    declared = bedrock(model=profile, region="us-east-1", api_key="env:K", bedrock_family="nova")
+    settings = Settings.model_validate({"models": [{"name": "n", "deployments": [declared]}]})
+    (deployment,) = build_routing_table(settings, None).candidates("n", "chat")
+    assert deployment.bedrock_family == "nova"
 
 
 def test_config_names_the_extra_to_install_without_botocore(
