@@ -183,6 +183,7 @@ def test_limits_and_json_output(gpt: openai.OpenAI, simulator_url: str) -> None:
         (429, openai.RateLimitError),
         (400, openai.BadRequestError),
         (403, openai.InternalServerError),  # AWS refused the gateway's credential: a 502
+        (424, openai.InternalServerError),  # ModelErrorException: the model failed, a 502
         (500, openai.InternalServerError),
     ],
 )
@@ -195,7 +196,7 @@ def test_upstream_errors_keep_their_meaning(
             messages=user("x"),
             extra_headers={"x-sim-fault": f"status:{status}"},
         )
-    assert caught.value.status_code == (502 if status == 403 or status >= 500 else status)
+    assert caught.value.status_code == (502 if status in (403, 424) or status >= 500 else status)
     if status == 403:
         assert caught.value.code == "upstream_permission_denied"
     else:
@@ -571,3 +572,40 @@ def test_a_stream_without_metadata_still_ends_with_its_finish(gpt: openai.OpenAI
         )
     )
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+
+
+# A Bedrock exception after the stream began, as each client API says its kind.
+MID_STREAM = [
+    ("throttlingException", "rate_limit_error", ("rate_limit_exceeded",)),
+    ("modelStreamErrorException", "api_error", (None,)),
+    ("validationException", "invalid_request_error", (None,)),
+]
+
+
+@pytest.mark.parametrize(("exception", "anthropic_type", "openai_codes"), MID_STREAM)
+def test_an_exception_mid_stream_reaches_each_client_as_its_kind(
+    gpt: openai.OpenAI,
+    claude: anthropic.Anthropic,
+    exception: str,
+    anthropic_type: str,
+    openai_codes: tuple[str | None, ...],
+) -> None:
+    said = json.dumps({"exception": exception, "message": f"bedrock says {exception}"})
+    headers = {"x-sim-fault": "error-after:2", "x-sim-stream-error": said}
+    stream = gpt.chat.completions.create(
+        model="test-bedrock", messages=user("fail midway"), stream=True, extra_headers=headers
+    )
+    with pytest.raises(openai.APIError) as caught:
+        for _ in stream:
+            pass
+    assert f"bedrock says {exception}" in caught.value.message
+    assert caught.value.code in openai_codes, caught.value.body
+    with pytest.raises(anthropic.APIError) as failed:  # noqa: SIM117
+        with claude.messages.stream(
+            model="test-bedrock", max_tokens=100, messages=user("fail midway"),
+            extra_headers=headers,
+        ) as anthropic_stream:  # fmt: skip
+            anthropic_stream.get_final_message()
+    body: Any = failed.value.body
+    assert body["error"]["type"] == anthropic_type, body
+    assert f"bedrock says {exception}" in body["error"]["message"]

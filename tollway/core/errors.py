@@ -254,7 +254,10 @@ class UpstreamErrorBody(NamedTuple):
 
 class UpstreamStatusError(UpstreamError):
     """The provider answered with an error status; 4xx keep their status, 5xx become 502,
-    and so do 401 and 403: the provider refused the gateway's credential, not the client's.
+    and so do 401 and 403: the provider refused the gateway's credential, not the client's,
+    and 424 (Failed Dependency: Bedrock's ``ModelErrorException`` and
+    ``ModelStreamErrorException``, the model failing behind the API), a failed attempt another
+    deployment may still serve, not a fault of the client's request.
 
     An overload (503 from any provider: OpenAI's "server is overloaded", Gemini's
     ``UNAVAILABLE``, Bedrock's ``ServiceUnavailableException``; Anthropic's 529
@@ -305,7 +308,8 @@ class UpstreamStatusError(UpstreamError):
         self.retryable = upstream_status not in _CALLER_FAULTS and not (
             400 <= upstream_status < 500 and upstream_status not in _DEPLOYMENT_FAULTS
         )
-        self.status = upstream_status if upstream_status < 500 and refusal is None else 502
+        passed = upstream_status < 500 and upstream_status not in _DEPENDENCY_FAILURES
+        self.status = upstream_status if passed and refusal is None else 502
         if upstream_status in _OVERLOADS:
             self.status, self.anthropic_status = 503, 529
             self.openai_type, self.anthropic_type = "service_unavailable_error", "overloaded_error"
@@ -378,7 +382,8 @@ class InvalidModelOutput(UpstreamError):
 
 
 _CALLER_FAULTS = frozenset({400, 413, 415, 422})
-_DEPLOYMENT_FAULTS = frozenset({401, 403, 404, 408, 409, 429})
+_DEPENDENCY_FAILURES = frozenset({424})
+_DEPLOYMENT_FAULTS = frozenset({401, 403, 404, 408, 409, 429, *_DEPENDENCY_FAILURES})
 
 _OVERLOADS = frozenset({503, 529})
 _OPENAI_CODES = {

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tollway.simulator import eventstream
 from tollway.simulator.errors import (
     Dialect,
     error_response,
@@ -252,9 +253,10 @@ _OPENAI_FORMATS = (Dialect.OPENAI, Dialect.AZURE, Dialect.MISTRAL)
 
 def _stream_error_knob(value: str | None, dialect: Dialect) -> bytes | None:
     """The ``data:`` event ``x-sim-stream-error`` asks an OpenAI-format stream to end with
-    (its JSON sent as it is: OpenAI's shape, or a compatible server's own); other APIs end
-    theirs with their own overload error, whatever it says."""
-    if value is None or dialect not in _OPENAI_FORMATS:
+    (its JSON sent as it is: OpenAI's shape, or a compatible server's own), or the exception
+    message a Bedrock stream ends with (``{"exception": "throttlingException", "message":
+    ...}``); other APIs end theirs with their own overload error, whatever it says."""
+    if value is None or (dialect not in _OPENAI_FORMATS and dialect is not Dialect.BEDROCK):
         return None
     try:
         event = orjson.loads(value)
@@ -262,6 +264,11 @@ def _stream_error_knob(value: str | None, dialect: Dialect) -> bytes | None:
         raise ValueError("x-sim-stream-error must be a JSON object") from None
     if not isinstance(event, dict):
         raise ValueError("x-sim-stream-error must be a JSON object")
+    if dialect is Dialect.BEDROCK:
+        kind, message = event.get("exception"), event.get("message", "simulated exception")
+        if not isinstance(kind, str) or not kind or not isinstance(message, str):
+            raise ValueError("x-sim-stream-error needs 'exception' (and 'message') as text")
+        return eventstream.exception(kind, message)
     return b"data: " + orjson.dumps(event) + b"\n\n"
 
 

@@ -60,3 +60,13 @@ def test_a_refused_gateway_credential_is_the_gateways_502(status: int, code: str
     assert error.retryable  # another deployment's key may still be good
     assert "refused the gateway's credential" in error.message and words not in error.message
     assert words in (error.detail or "")  # the operator's to read
+
+
+def test_a_failed_dependency_is_the_upstreams_failure_not_the_clients() -> None:
+    # Bedrock's ModelErrorException / ModelStreamErrorException: the model failed behind the
+    # API; they reached clients as a 424 invalid_request_error and were never failed over.
+    error = UpstreamStatusError(424, "the model failed", kind="ModelStreamErrorException")
+    assert (error.status, error.openai_type, error.anthropic_type) == (
+        502, "upstream_error", "api_error"
+    )  # fmt: skip
+    assert error.retryable and error.code is None

@@ -127,7 +127,7 @@ def test_stream_events_become_chunks() -> None:
     ("frame", "status", "kind"),
     [
         (eventstream.exception("throttlingException", "slow down"), 429, "ThrottlingException"),
-        (eventstream.exception("modelStreamErrorException", "x"), 424, "ModelStreamErrorException"),
+        (eventstream.exception("modelStreamErrorException", "x"), 502, "ModelStreamErrorException"),
         (eventstream.exception("internalServerException", "oops"), 502, "InternalServerException"),
         (
             eventstream.encode_message(
