@@ -115,7 +115,10 @@ def test_limits_and_budgets_set_before_anyone_signs_in_apply(gateway: str, idp: 
     spend = admin("GET", f"/admin/budgets?scope=user&scope_id={bob['id']}")["data"]
     assert spend[0]["spent_usd"] > 0  # charged to the user the admin made
     assert [e["details"]["how"] for e in audit(admin, "user.provision")] == ["linked"]
-    assert audit(admin, "team.provision") == []
+    # The team called after the group is taken for it (and keeps it when renamed).
+    linked = [(e["target_id"], e["details"]["how"]) for e in audit(admin, "team.provision")]
+    assert linked == [(research["id"], "linked")]
+    assert admin("GET", f"/admin/teams/{research['id']}")["oidc_group"] == "research"
     emails = [user["email"] for user in admin("GET", "/admin/users")["data"]]
     assert emails.count("bob@example.com") == 1
 
@@ -208,3 +211,29 @@ def test_two_replicas_signing_in_one_identity_at_once_make_one_user(
         assert len(audit(admin, "team.provision")) == 1
         assert len(audit(admin, "team.member.add")) == 1
     next(databases, None)
+
+
+def test_a_renamed_team_still_matches_its_group(gateway: str, idp: str) -> None:
+    admin = Admin(gateway)
+    bob = as_token(gateway, token(idp, "bob-cli"))
+    me = bob("GET", "/admin/whoami")
+    research = team_ids(admin)["research"]
+    assert me["teams"] == [research]
+    key = bob("POST", "/admin/keys", {"name": "laptop"}, 201)
+    renamed = admin("PATCH", f"/admin/teams/{research}", {"name": "Research Lab"})
+    assert (renamed["name"], renamed["oidc_group"]) == ("Research Lab", "research")
+    # Any reload of the identities (another change, the reconcile, a restart) reads the rename.
+    admin("POST", "/admin/users", {"email": "eve@example.com"}, 201)
+
+    # The group still names that team: no new one, the membership and the key stay.
+    again = as_token(gateway, token(idp, "bob-cli"))("GET", "/admin/whoami")
+    assert (again["user"], again["teams"]) == (me["user"], [research])
+    assert team_ids(admin) == {"Research Lab": research}
+    assert ask(gateway, key["key"]).choices
+    assert [e["target_id"] for e in audit(admin, "team.provision")] == [research]
+    assert audit(admin, "team.member.remove") == []
+
+    # A team an admin names after the group later is not the group's: it stays apart.
+    other = admin("POST", "/admin/teams", {"name": "research"}, 201)
+    third = as_token(gateway, token(idp, "bob-cli"))("GET", "/admin/whoami")
+    assert third["teams"] == [research] and other["id"] != research

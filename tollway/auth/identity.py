@@ -68,7 +68,7 @@ class Identity:
         self._listeners: list[ChangeListener] = []
         # What OIDC sign-ins are mapped by (auth/provisioning.py), rebuilt by every load.
         self._oidc_users: dict[tuple[str, str], str] = {}
-        self._team_ids: dict[str, str] = {}
+        self._oidc_teams: dict[tuple[str, str], str] = {}
         self._user_teams: dict[str, frozenset[str]] = {}
         self._claimed_teams: dict[str, frozenset[str]] = {}
 
@@ -97,7 +97,11 @@ class Identity:
             for user in users
             if user.oidc_issuer is not None and user.oidc_subject is not None
         }
-        self._team_ids = {team.name: team.id for team in teams}
+        self._oidc_teams = {
+            (team.oidc_issuer, team.oidc_group): team.id
+            for team in teams
+            if team.oidc_issuer is not None and team.oidc_group is not None
+        }
         user_teams: dict[str, set[str]] = {}
         claimed: dict[str, set[str]] = {}
         for m in memberships:
@@ -112,9 +116,9 @@ class Identity:
         """The id of the user provisioned for an OIDC identity, if this node knows it."""
         return self._oidc_users.get((issuer, subject))
 
-    def team_id(self, name: str) -> str | None:
-        """The id of the team called ``name``, if this node knows it."""
-        return self._team_ids.get(name)
+    def oidc_team(self, issuer: str, group: str) -> str | None:
+        """The id of the team standing for an OIDC group, if this node knows it."""
+        return self._oidc_teams.get((issuer, group))
 
     def memberships_match(self, user_id: str, team_ids: frozenset[str]) -> bool:
         """Whether ``user_id`` is a member of every team in ``team_ids`` and holds no
@@ -124,12 +128,13 @@ class Identity:
             and self._claimed_teams.get(user_id, frozenset()) <= team_ids
         )
 
-    def note_provisioned(self, user: UserRecord, teams: Mapping[str, str]) -> None:
-        """Remember a user and teams a sign-in found or made (before the next load has them)."""
+    def note_provisioned(self, user: UserRecord, issuer: str, teams: Mapping[str, str]) -> None:
+        """Remember a user and the teams of ``issuer``'s groups (ids by group) a sign-in
+        found or made (before the next load has them)."""
         if user.oidc_issuer is not None and user.oidc_subject is not None:
             self._oidc_users[(user.oidc_issuer, user.oidc_subject)] = user.id
         self._users.setdefault(user.id, user)
-        self._team_ids.update(teams)
+        self._oidc_teams.update(((issuer, group), team) for group, team in teams.items())
 
     def has_user(self, user_id: str) -> bool:
         """Whether ``user_id`` is a user of the store, as this node last read it."""

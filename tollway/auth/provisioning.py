@@ -3,9 +3,11 @@
 A verified token names a user (``user_claim``) and teams (``team_claim`` values) that the
 store may not know. With ``provision`` on (the default) the first request of an identity
 finds or makes its store user (matched by issuer and user claim value) and the teams its
-token names (matched by name), and makes the user a member of those teams; the principal
-then carries the store's ids, so the self-service key route, budgets and rate limits on the
-user or the team, the request log and reports treat an OIDC caller like a key's owner.
+token names (matched by the issuer and group a team stands for, ``teams.oidc_group``, which a
+rename keeps; a team an admin made under the group's name is taken on first sight), and
+makes the user a member of those teams; the principal then carries the store's ids, so the
+self-service key route, budgets and rate limits on the user or the team, the request log and
+reports treat an OIDC caller like a key's owner.
 
 The team set is always the token's: a later sign-in whose token no longer names a team
 removes the membership a sign-in had made there (and blocks the keys the user owns in it, as
@@ -15,8 +17,9 @@ removal is in the audit trail, its actor the identity.
 Cheap on the hot path: the mapping is read from ``Identity``'s memory (rebuilt by every
 reload); the store is asked only for an identity, team or membership change this node has
 not seen, never for a plain repeat request. Safe with replicas: each creation is an insert
-that ignores conflicts on a unique index (users: issuer and subject; teams: name), then a
-read, so two replicas provisioning one identity at once make one user.
+that ignores conflicts on a unique index (users: issuer and subject; teams: issuer and group),
+or a conditional update, then a read, so two replicas provisioning one identity at once make
+one user.
 """
 
 from __future__ import annotations
@@ -77,7 +80,7 @@ class Provisioner:
         )
 
     def _mapped(
-        self, issuer: str, subject: str, names: tuple[str, ...]
+        self, issuer: str, subject: str, groups: tuple[str, ...]
     ) -> tuple[str, tuple[str, ...]] | None:
         """The user and team ids from memory, when nothing needs the store."""
         identity = self._identity
@@ -85,8 +88,8 @@ class Provisioner:
         if user_id is None:
             return None
         team_ids = []
-        for name in names:
-            team_id = identity.team_id(name)
+        for group in groups:
+            team_id = identity.oidc_team(issuer, group)
             if team_id is None:
                 return None
             team_ids.append(team_id)
@@ -129,15 +132,21 @@ class Provisioner:
             link_by_email=config.user_claim == "email",
             name=name[:200] if isinstance(name, str) else None,
         )
-        by_name, made = await store.teams.provision(names, {"oidc_issuer": config.issuer})
-        identity.note_provisioned(user, by_name)
+        by_group, made = await store.teams.provision(config.issuer, names)
+        identity.note_provisioned(user, config.issuer, by_group)
         if how is not None:
-            details = {"issuer": config.issuer, "subject": subject, "how": how}
-            await identity.audit(actor, "user.provision", "user", user.id, details)
-        for team in made:
-            details = {"name": team.name, "issuer": config.issuer}
+            user_details = {"issuer": config.issuer, "subject": subject, "how": how}
+            await identity.audit(actor, "user.provision", "user", user.id, user_details)
+        for provisioned in made:
+            team = provisioned.team
+            details: dict[str, object] = {
+                "name": team.name,
+                "issuer": config.issuer,
+                "group": team.oidc_group,
+                "how": provisioned.how,
+            }
             await identity.audit(actor, "team.provision", "team", team.id, details)
-        team_ids = tuple(dict.fromkeys(by_name[n] for n in names if n in by_name))
+        team_ids = tuple(dict.fromkeys(by_group[n] for n in names if n in by_group))
         added, removals = await store.teams.sync_claimed(
             user.id, team_ids, reason=OWNER_LEFT_CLAIMED_TEAM
         )

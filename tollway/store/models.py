@@ -81,6 +81,10 @@ class TeamRow(Base):
     """``teams``: a group of users and keys sharing budgets and policies."""
 
     __tablename__ = "teams"
+    __table_args__ = (
+        # One team per OIDC group, whichever replica provisions it first (revision 0015).
+        Index("uq_teams_oidc_group", "oidc_issuer", "oidc_group", unique=True),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(200), unique=True)
@@ -88,6 +92,10 @@ class TeamRow(Base):
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSONColumn, default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The OIDC group (a team claim value at that issuer) the team stands for: what sign-ins
+    # match it by, so a rename keeps it (auth/provisioning.py). NULL: no group's.
+    oidc_issuer: Mapped[str | None] = mapped_column(String(500))
+    oidc_group: Mapped[str | None] = mapped_column(String(200))
 
 
 class UserRow(Base):

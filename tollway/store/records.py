@@ -53,6 +53,20 @@ class TeamRecord:
     metadata: Mapping[str, Any]
     created_at: dt.datetime
     updated_at: dt.datetime
+    oidc_issuer: str | None = None
+    """The OIDC issuer of the group the team stands for; ``None``: no group's."""
+    oidc_group: str | None = None
+    """The team claim value (``auth.oidc[].team_claim``) that names the team at sign-in,
+    whatever the team is called now."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProvisionedTeam:
+    """A team a sign-in's group made (``created``) or took (``linked``: called after the
+    group and standing for no group before)."""
+
+    team: TeamRecord
+    how: Literal["created", "linked"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollway.store.columns import utcnow
-from tollway.store.errors import RecordNotFound
+from tollway.store.errors import RecordConflict, RecordNotFound
 from tollway.store.key_cascades import block_member_keys, revoke_keys
 from tollway.store.limits import remove_scope
 from tollway.store.models import KeyRow, MembershipRow, TeamRow, UserRow, new_id
@@ -26,6 +26,7 @@ from tollway.store.records import (
     KeyAuthority,
     MemberRemoval,
     MembershipRecord,
+    ProvisionedTeam,
     TeamRecord,
     TeamRole,
     Unset,
@@ -49,7 +50,18 @@ def team_record(row: TeamRow) -> TeamRecord:
         metadata=dict(row.meta),
         created_at=row.created_at,
         updated_at=row.updated_at,
+        oidc_issuer=row.oidc_issuer,
+        oidc_group=row.oidc_group,
     )
+
+
+def _team_name(group: str, team_id: str | None) -> str:
+    """The name of a team made for ``group``: the group's, or with the team's id after it
+    when another team has that name (the longest group value fits: 200 characters)."""
+    if team_id is None:
+        return group
+    suffix = f" ({team_id[:8]})"
+    return group[: _NAME_LIMIT - len(suffix)] + suffix
 
 
 def membership_record(row: MembershipRow) -> MembershipRecord:
@@ -84,28 +96,78 @@ class TeamRepository:
             return team_record(row)
 
     async def provision(
-        self, names: Sequence[str], metadata: Mapping[str, Any] | None = None
-    ) -> tuple[dict[str, str], list[TeamRecord]]:
-        """The teams called ``names``, found or made (with ``metadata``): their ids by name,
-        and the records of those this call made. One insert that ignores the names taken
-        (the unique name), then one read: replicas doing it at once make each team once."""
-        wanted = list(dict.fromkeys(names))
+        self, issuer: str, groups: Sequence[str]
+    ) -> tuple[dict[str, str], list[ProvisionedTeam]]:
+        """The teams standing for ``issuer``'s ``groups`` (team claim values), found or made:
+        their ids by group, and those this call linked or made.
+
+        A group is matched by the team's ``oidc_issuer`` and ``oidc_group``, never its name,
+        so a rename keeps it. A group no team stands for yet takes the team called after it
+        when that team stands for no group (an admin made it before anyone signed in), else
+        gets a new team called after it (or, when a team of another group holds that name,
+        after it and the new team's id). Each step is one statement that a concurrent one
+        cannot undo (a conditional update, inserts ignoring conflicts), then a read:
+        replicas doing it at once make or link each team once.
+        """
+        wanted = list(dict.fromkeys(groups))
         if not wanted:
             return {}, []
-        ours = {name: new_id() for name in wanted}
+        found = await self._by_group(issuer, wanted)
+        changed: list[ProvisionedTeam] = []
+        missing = [group for group in wanted if group not in found]
+        if missing:
+            changed += await self._link_by_name(issuer, missing)
+            found = await self._by_group(issuer, wanted)
+        for attempt in ("name", "name and id"):
+            missing = [group for group in wanted if group not in found]
+            if not missing:
+                break
+            ours = {group: new_id() for group in missing}
+            await self._insert_ignoring_conflicts(issuer, ours, with_id=attempt != "name")
+            found = await self._by_group(issuer, wanted)
+            changed += [
+                ProvisionedTeam(found[group], "created")
+                for group in missing
+                if group in found and found[group].id == ours[group]
+            ]
+        if len(found) < len(wanted):
+            raise RecordConflict(f"the teams of {issuer!r}'s groups changed concurrently")
+        return {group: team.id for group, team in found.items()}, changed
+
+    async def _by_group(self, issuer: str, groups: Sequence[str]) -> dict[str, TeamRecord]:
+        query = select(TeamRow).where(TeamRow.oidc_issuer == issuer, TeamRow.oidc_group.in_(groups))
+        async with self._sessions() as session:
+            rows = await session.scalars(query)
+            return {row.oidc_group: team_record(row) for row in rows if row.oidc_group}
+
+    async def _link_by_name(self, issuer: str, groups: Sequence[str]) -> list[ProvisionedTeam]:
+        """Give the teams called after ``groups`` that stand for no group yet their group."""
+        async with transaction(self._sessions, "team linked concurrently") as session:
+            linked = await session.scalars(
+                update(TeamRow)
+                .where(TeamRow.name.in_(groups), TeamRow.oidc_issuer.is_(None))
+                .values(oidc_issuer=issuer, oidc_group=TeamRow.name, updated_at=utcnow())
+                .returning(TeamRow)
+                .execution_options(synchronize_session=False)
+            )
+            return [ProvisionedTeam(team_record(row), "linked") for row in linked]
+
+    async def _insert_ignoring_conflicts(
+        self, issuer: str, ids: Mapping[str, str], *, with_id: bool
+    ) -> None:
         now = utcnow()
-        rows = [
-            {"id": ours[name], "name": name, "organization": None,
-             "meta": dict(metadata or {}), "created_at": now, "updated_at": now}
-            for name in wanted
+        rows: list[dict[str, object]] = [
+            {"id": team_id, "name": _team_name(group, team_id if with_id else None),
+             "organization": None, "meta": {}, "created_at": now, "updated_at": now,
+             "oidc_issuer": issuer, "oidc_group": group}
+            for group, team_id in ids.items()
         ]  # fmt: skip
         async with transaction(self._sessions, "team provisioned concurrently") as session:
-            insert = dialect_insert(session)(TeamRow).values(rows)
-            await session.execute(insert.on_conflict_do_nothing(index_elements=[TeamRow.name]))
-        async with self._sessions() as session:
-            found = list(await session.scalars(select(TeamRow).where(TeamRow.name.in_(wanted))))
-        made = [team_record(row) for row in found if ours.get(row.name) == row.id]
-        return {row.name: row.id for row in found}, made
+            # Any unique conflict: the group (another replica made its team) or the name
+            # (another team holds it; tried again with the id in it).
+            await session.execute(
+                dialect_insert(session)(TeamRow).values(rows).on_conflict_do_nothing()
+            )
 
     async def sync_claimed(
         self, user_id: str, team_ids: Sequence[str], *, reason: str
@@ -268,6 +330,9 @@ class TeamRepository:
         async with self._sessions() as session:
             return [membership_record(row) for row in await session.scalars(query)]
 
+
+_NAME_LIMIT = 200
+"""The longest team name (``teams.name``)."""
 
 _KEY_SHARE = {"key_share": True}
 """``FOR KEY SHARE`` on PostgreSQL: the row may change but not go away (or change its key)."""

@@ -319,3 +319,56 @@ async def test_chains_purged_before_migration_0012_verify_and_a_later_deletion_d
     assert report.problem == (
         "1 record(s) missing at the chain's start (seq 3..3, after retention's purge through seq 2)"
     )
+
+
+async def test_teams_provisioned_before_migration_0015_keep_their_group(
+    empty_database: Database,
+) -> None:
+    # Before 0015 a sign-in matched teams by name and marked the ones it made in their
+    # metadata; 0015 makes each of those stand for the group it was named after, so renaming
+    # it later keeps its members. A team an admin made stands for no group yet.
+    url, schema, db = empty_database.url, empty_database.schema, empty_database
+    await migrate(url, schema=schema, revision="0014")
+    for team_id, name, metadata in (
+        ("t-made", "research", {"oidc_issuer": "https://idp.example", "cost": "a"}),
+        ("t-admin", "ml", {"cost": "b"}),
+    ):
+        await execute(
+            db,
+            "INSERT INTO teams (id, name, metadata, created_at, updated_at)"
+            " VALUES (:id, :name, :metadata, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+            id=team_id,
+            name=name,
+            metadata=orjson.dumps(metadata).decode(),
+        )
+    await migrate(url, schema=schema)
+    store = db.store()
+    await store.open()
+    try:
+        made, admins = await store.teams.get("t-made"), await store.teams.get("t-admin")
+        assert (made.oidc_issuer, made.oidc_group, made.metadata) == (
+            "https://idp.example",
+            "research",
+            {"cost": "a"},
+        )
+        assert (admins.oidc_issuer, admins.oidc_group, admins.metadata) == (
+            None,
+            None,
+            {"cost": "b"},
+        )
+        await store.teams.update("t-made", name="Research Lab")
+        assert await store.teams.provision("https://idp.example", ["research"]) == (
+            {"research": "t-made"},
+            [],
+        )
+    finally:
+        await store.close()
+    await downgrade(url, "0014", schema=schema)
+    rows = await db.fetch("SELECT id, metadata FROM teams ORDER BY id")
+    metadata = {
+        row[0]: row[1] if isinstance(row[1], dict) else orjson.loads(row[1]) for row in rows
+    }
+    assert metadata == {
+        "t-admin": {"cost": "b"},
+        "t-made": {"cost": "a", "oidc_issuer": "https://idp.example"},
+    }

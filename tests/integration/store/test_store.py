@@ -165,3 +165,38 @@ async def test_timestamps_are_utc_whatever_zone_they_come_in(store: Store) -> No
     assert page.events[0].at == at and page.events[0].at.tzinfo == dt.UTC
     with pytest.raises(InvalidRecord, match="timezone"):
         await store.audit.append(AuditEntry(actor="x", action="y", at=dt.datetime(2026, 1, 1)))
+
+
+async def test_teams_are_provisioned_by_issuer_and_group_not_by_name(store: Store) -> None:
+    made, changed = await store.teams.provision("https://a.example", ["research", "ml"])
+    assert [(c.team.name, c.team.oidc_group, c.how) for c in changed] == [
+        ("research", "research", "created"),
+        ("ml", "ml", "created"),
+    ]
+    # Renamed, the team still stands for its group; found again, nothing changes.
+    await store.teams.update(made["research"], name="Research Lab")
+    assert await store.teams.provision("https://a.example", ["research"]) == (
+        {"research": made["research"]},
+        [],
+    )
+    # Another issuer's group of the same name is another group: its own team, named apart
+    # from the one that holds the name ("ml" stands for issuer a's group).
+    other, changed = await store.teams.provision("https://b.example", ["ml"])
+    assert other["ml"] != made["ml"]
+    (team,) = [c.team for c in changed]
+    assert (team.name, team.oidc_issuer, team.oidc_group) == (
+        f"ml ({team.id[:8]})",
+        "https://b.example",
+        "ml",
+    )
+    # A team an admin made under a group's name, standing for none, is taken for it.
+    prepared = await store.teams.create("search")
+    found, changed = await store.teams.provision("https://b.example", ["search"])
+    assert found == {"search": prepared.id}
+    assert [(c.team.id, c.how) for c in changed] == [(prepared.id, "linked")]
+    # A name as long as a team name may be still fits with the id after it.
+    long_group = "g" * 200
+    await store.teams.create(long_group)
+    await store.teams.provision("https://c.example", [long_group])
+    _, changed = await store.teams.provision("https://d.example", [long_group])
+    assert len(changed[0].team.name) == 200
