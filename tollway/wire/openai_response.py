@@ -18,6 +18,7 @@ from tollway.core.types import (
     Role,
     ToolCall,
     ToolCallDelta,
+    UrlCitation,
     Usage,
 )
 from tollway.wire.crossing import chunk_for, response_for
@@ -275,6 +276,8 @@ def _choice_to_wire(choice: Choice) -> dict[str, Any]:
             }
             for call in message.tool_calls
         ]
+    if message.citations:  # another provider's grounding (an OpenAI upstream's is in extra)
+        wire_message["annotations"] = [_annotation(c) for c in message.citations]
     wire_message.update(message.extra)
     out: dict[str, Any] = {
         "index": choice.index,
@@ -284,6 +287,18 @@ def _choice_to_wire(choice: Choice) -> dict[str, Any]:
     out.setdefault("logprobs", None)
     out.update(choice.extra)
     return out
+
+
+def _annotation(citation: UrlCitation) -> dict[str, Any]:
+    return {
+        "type": "url_citation",
+        "url_citation": {
+            "url": citation.url,
+            "title": citation.title,
+            "start_index": citation.start,
+            "end_index": citation.end,
+        },
+    }
 
 
 _CHUNK_KEYS = frozenset({"id", "model", "created", "choices", "usage", "object"})
