@@ -268,6 +268,22 @@ def test_json_output_becomes_response_mime_type_and_schema(
     assert config == {"responseMimeType": "application/json"}
 
 
+def test_grounding_sources_are_the_answers_url_citations(gpt: openai.OpenAI) -> None:
+    # Google measures a grounded segment in UTF-8 bytes of its part; OpenAI's url_citation in
+    # characters of the message: "café ☕" before the cited word is 3 bytes longer than it is.
+    answer = gpt.chat.completions.create(
+        model="test-gemini", messages=user("café ☕ today"), max_tokens=6, web_search_options={}
+    )
+    message = answer.choices[0].message
+    text = message.content or ""
+    assert text.endswith("café ☕ today")
+    (annotation,) = message.annotations or []
+    citation = annotation.url_citation
+    assert annotation.type == "url_citation"
+    assert (citation.url, citation.title) == ("https://example.com/simulated-result", "example.com")
+    assert text[citation.start_index : citation.end_index] == "today"
+
+
 def test_n_becomes_candidate_count(gpt: openai.OpenAI, simulator_url: str) -> None:
     completion = gpt.chat.completions.create(model="test-gemini", messages=user("two of them"), n=2)
     assert [c.index for c in completion.choices] == [0, 1]

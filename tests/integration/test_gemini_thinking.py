@@ -143,6 +143,37 @@ def test_a_tool_call_round_trip_gives_gemini_its_signature_back(
     ]
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_openai_clients_tool_call_carries_geminis_signature_there_and_back(
+    gpt: openai.OpenAI, simulator_url: str, stream: bool
+) -> None:
+    # As Google's own OpenAI-compatible API does, the call carries the signature in
+    # extra_content.google.thought_signature, and a client that replays the call as it came
+    # gives Gemini its own signature back, not the placeholder for foreign history.
+    tool: Any = {"type": "function", "function": {"name": "get_weather"}}
+    tool["function"]["parameters"] = WEATHER["input_schema"]
+    question = user(f"openai gemini weather in Oslo, stream={stream}?")
+    ask: Any = {"model": "test-gemini", "tools": [tool], "reasoning_effort": "low"}
+    if stream:
+        with gpt.chat.completions.stream(messages=question, **ask) as events:
+            message: Any = events.get_final_completion().choices[0].message
+    else:
+        message = gpt.chat.completions.create(messages=question, **ask).choices[0].message
+    (call,) = message.tool_calls
+    signature = call.model_extra["extra_content"]["google"]["thought_signature"]
+    marker = f"Oslo: sleet, stream={stream}"
+    follow_up = [
+        *question,
+        {"role": "assistant", "tool_calls": [call.model_dump(exclude_none=True)]},
+        {"role": "tool", "tool_call_id": call.id, "content": marker},
+    ]
+    second = gpt.chat.completions.create(messages=follow_up, **ask)
+    assert second.choices[0].finish_reason == "stop"
+    replayed = sent_upstream(simulator_url, marker)["contents"][1]["parts"]
+    assert [part["thoughtSignature"] for part in replayed] == [signature]
+    assert signature != PLACEHOLDER
+
+
 def test_a_tampered_gemini_signature_is_geminis_400(claude: anthropic.Anthropic) -> None:
     history: Any = [
         *user("tampered gemini weather in Oslo?"),

@@ -129,6 +129,17 @@ class ToolCall:
 
 
 @dataclass(slots=True)
+class UrlCitation:
+    """A web source an answer cites for its text from ``start`` to ``end`` (characters of
+    the message's text, end excluded), as OpenAI's ``url_citation`` annotation says it."""
+
+    url: str
+    title: str
+    start: int
+    end: int
+
+
+@dataclass(slots=True)
 class Message:
     """One turn of a conversation."""
 
@@ -138,6 +149,9 @@ class Message:
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
     extra: JSON = field(default_factory=dict)
+    citations: list[UrlCitation] | None = None
+    """The web sources an answer cites (a provider's grounding, read by its codec), for the
+    formats that say them (OpenAI's ``annotations``)."""
 
     def text(self) -> str:
         """The message's text parts joined; images are left out."""

@@ -18,7 +18,8 @@ argument fragments still count as its tokens), then a last object with an empty 
 object carries ``usageMetadata`` with the tokens so far. Without ``alt=sse`` the same objects
 come as one JSON array, as the real API sends them. A request offering Google Search
 (``googleSearch``) whose last turn is the user's is answered grounded: each candidate carries
-``groundingMetadata`` with ``x-sim-searches`` queries (streamed: on the last object).
+``groundingMetadata`` with ``x-sim-searches`` queries (streamed: on the last object); a whole
+answer's also cites the source for its last word (``groundingSupports``).
 Thinking (``thinkingConfig``, thought parts and signatures) is in ``gemini_thinking``.
 """
 
@@ -305,7 +306,8 @@ async def _answer(
     ]
     if grounding is not None:
         for candidate in candidates:
-            candidate["groundingMetadata"] = grounding
+            supports = _supports(candidate)
+            candidate["groundingMetadata"] = {**grounding, "groundingSupports": supports}
     payload = {
         "candidates": candidates,
         "usageMetadata": usage(input_tokens, output_tokens, thoughts),
@@ -395,6 +397,28 @@ def _grounding(body: dict[str, Any], prompt: Prompt, searches: int) -> dict[str,
             {"web": {"uri": "https://example.com/simulated-result", "title": "example.com"}}
         ],
     }
+
+
+def _supports(candidate: dict[str, Any]) -> list[dict[str, Any]]:
+    """A whole answer's ``groundingSupports``: its text's last word, cited to the one source.
+    As Google measures them, the offsets are UTF-8 bytes within the text part ``partIndex``
+    (left out when 0, as the API leaves out default values)."""
+    parts = (candidate.get("content") or {}).get("parts") or []
+    for number, part in enumerate(parts):
+        text = part.get("text")
+        if not isinstance(text, str) or part.get("thought"):
+            continue
+        head, _, word = text.rpartition(" ")
+        if not head or not word:
+            return []
+        start = len(head.encode()) + 1
+        segment: dict[str, Any] = {
+            "startIndex": start, "endIndex": start + len(word.encode()), "text": word
+        }  # fmt: skip
+        if number:
+            segment["partIndex"] = number
+        return [{"segment": segment, "groundingChunkIndices": [0]}]
+    return []
 
 
 def _last_candidate(

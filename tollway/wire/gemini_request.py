@@ -20,6 +20,9 @@ Where Gemini's shape differs from the canonical one:
   application/json`` and ``json_schema`` adds the schema as ``responseJsonSchema``.
 - Thinking is ``generationConfig.thinkingConfig``: a budget or a level by the model
   (``gemini_thinking``).
+- An OpenAI-format client's tool call carrying Gemini's signature as Google's
+  OpenAI-compatible API does (``extra_content.google.thought_signature``) gives it back on the
+  call's part (``thought_signatures``).
 - ``parallel_tool_calls: false`` has no counterpart (the model decides): the answer is cut to
   its first call (``single_call``, by the provider).
 - An OpenAI-format client's ``web_search_options`` is the ``googleSearch`` tool (grounding
@@ -60,8 +63,10 @@ from tollway.wire.gemini_content import (
     parts_from_wire,
 )
 from tollway.wire.gemini_thinking import thinking_config
+from tollway.wire.thought_signatures import signatures_from_calls
 
 WIRE_FORMAT = "gemini"
+OPENAI_FORMAT = "openai"
 JSON_MIME_TYPE = "application/json"
 
 _REQUEST_KEYS = frozenset(
@@ -112,6 +117,8 @@ def request_to_wire(request: ChatRequest, model: str = "") -> dict[str, Any]:
     """The upstream ``generateContent`` body for ``request`` to ``model`` (the deployment's,
     which goes in the URL; it says how the model takes thinking)."""
     foreign = is_foreign(request.wire_format, WIRE_FORMAT)
+    if request.wire_format == OPENAI_FORMAT:  # signatures on calls, as Google's API has them
+        request = signatures_from_calls(request)
     request, thinking = thinking_config(request, model)
     searches = foreign and SEARCH_OPTIONS in request.extra
     if searches:

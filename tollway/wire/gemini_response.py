@@ -17,6 +17,9 @@ model's output is unusable (``MALFORMED_FUNCTION_CALL``, ``UNEXPECTED_TOOL_CALL`
 ``TOO_MANY_TOOL_CALLS``: the candidate then holds no call, often nothing at all) are not finish
 reasons but failures (``InvalidModelOutput``, see ``unusable``), as Bedrock's
 ``malformed_tool_use`` is.
+A grounded candidate's sources and the stretches of text they support (``groundingMetadata``)
+are the message's ``citations`` (``gemini_grounding``); the metadata itself stays in the
+choice's ``extra`` for a Gemini client.
 Thought summaries (``thought: true`` parts) and thought signatures are reasoning parts
 before the answer (``gemini_content``); a Gemini client is given them back as they came.
 """
@@ -44,6 +47,7 @@ from tollway.wire.gemini_content import (
     assistant_parts,
     parts_from_wire,
 )
+from tollway.wire.gemini_grounding import citations_from_grounding
 
 WIRE_FORMAT = "gemini"
 
@@ -153,12 +157,14 @@ def candidate_from_wire(raw: Any, position: int, answer: str = "") -> Choice:
     said, calls = answer_from_wire(parts, param, answer)
     finish, extra = finish_from_wire(raw.get("finishReason"), bool(calls))
     extra.update((k, v) for k, v in raw.items() if k not in _CANDIDATE_KEYS)
+    grounding = raw.get("groundingMetadata")
     return Choice(
         index=int(raw.get("index") or 0),
         message=Message(
             role="assistant",
             content=None if calls and not said else said,
             tool_calls=calls or None,
+            citations=None if grounding is None else citations_from_grounding(grounding, parts),
         ),
         finish_reason=finish,
         extra=extra,

@@ -18,9 +18,11 @@ from tollway.core.types import (
     Role,
     ToolCall,
     ToolCallDelta,
+    UrlCitation,
     Usage,
 )
 from tollway.wire.crossing import chunk_for, response_for
+from tollway.wire.thought_signatures import gemini_signature, signatures_of_calls, signed_call
 
 WIRE_FORMAT = "openai"
 _RESPONSE_KEYS = frozenset({"id", "model", "created", "choices", "usage", "object"})
@@ -275,6 +277,10 @@ def _choice_to_wire(choice: Choice) -> dict[str, Any]:
             }
             for call in message.tool_calls
         ]
+        if isinstance(message.content, list):  # reasoning may sign the calls (Gemini's)
+            _sign_calls(wire_message["tool_calls"], signatures_of_calls(message))
+    if message.citations:  # another provider's grounding (an OpenAI upstream's is in extra)
+        wire_message["annotations"] = [_annotation(c) for c in message.citations]
     wire_message.update(message.extra)
     out: dict[str, Any] = {
         "index": choice.index,
@@ -284,6 +290,24 @@ def _choice_to_wire(choice: Choice) -> dict[str, Any]:
     out.setdefault("logprobs", None)
     out.update(choice.extra)
     return out
+
+
+def _sign_calls(calls: list[dict[str, Any]], signatures: list[str | None]) -> None:
+    for index, signature in enumerate(signatures):
+        if signature is not None:
+            calls[index] = signed_call(calls[index], signature)
+
+
+def _annotation(citation: UrlCitation) -> dict[str, Any]:
+    return {
+        "type": "url_citation",
+        "url_citation": {
+            "url": citation.url,
+            "title": citation.title,
+            "start_index": citation.start,
+            "end_index": citation.end,
+        },
+    }
 
 
 _CHUNK_KEYS = frozenset({"id", "model", "created", "choices", "usage", "object"})
@@ -401,6 +425,11 @@ def _chunk_choice_to_wire(choice: ChunkChoice) -> dict[str, Any]:
         delta["content"] = choice.content
     if choice.tool_calls:
         delta["tool_calls"] = [_tool_delta_to_wire(call) for call in choice.tool_calls]
+        # Gemini signs the first call of a step: the chunk that brings it has the signature.
+        reasoning = choice.reasoning
+        signature = None if reasoning is None else gemini_signature(reasoning.signature)
+        if signature is not None:
+            delta["tool_calls"][0] = signed_call(delta["tool_calls"][0], signature)
     delta.update(choice.extra)
     return {
         "index": choice.index,

@@ -504,10 +504,12 @@ def test_response_becomes_canonical_with_thoughts_as_reasoning() -> None:
     assert response.usage == Usage(5, 7)
     openai = openai_response.response_to_wire(response)
     assert "promptFeedback" not in openai and "safetyRatings" not in openai["choices"][0]
+    # The call's signature where Google's OpenAI-compatible API puts it (thought_signatures).
     assert openai["choices"][0]["message"]["tool_calls"][0] == {
         "id": f"call_{KEY}_0_f",
         "type": "function",
         "function": {"name": "f", "arguments": '{"a":1}'},
+        "extra_content": {"google": {"thought_signature": "c2ln"}},
     }
 
 
