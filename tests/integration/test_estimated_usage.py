@@ -27,6 +27,7 @@ from tollway.pricing.tokens import TokenCounter
 # USD per 1M tokens: whole micro-dollars a token, each kind its own rate.
 PRICE = {"input": 1000.0, "output": 4000.0, "cache_write": 2000.0, "cached_input": 100.0}
 THINKING = {"type": "enabled", "budget_tokens": 1024}
+REASONING_RATE = 8000.0  # a price that bills reasoning apart from output
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +44,9 @@ def gateway(log_dir: Path, simulator_url: str) -> Iterator[str]:
         "models": [
             {"name": "gpt", "deployments": [{"provider": "openai", "model": "sim-chat",
              "api_base": f"{simulator_url}/v1", "api_key": key, "price": PRICE}]},
+            {"name": "gpt-reasoning", "deployments": [{"provider": "openai", "model": "sim-chat",
+             "api_base": f"{simulator_url}/v1", "api_key": key,
+             "price": {**PRICE, "reasoning": REASONING_RATE}}]},
             {"name": "claude", "deployments": [{"provider": "anthropic", "model": "sim-chat",
              "api_base": simulator_url, "api_key": key, "price": PRICE}]},
             {"name": "gemini", "deployments": [{"provider": "gemini", "model": "sim-chat",
@@ -198,6 +202,40 @@ def test_reasoning_without_usage_is_costed_as_output(gateway: str) -> None:
     for request_id, generated in chars.items():
         assert rows[request_id]["usage_estimated"] is True
         assert rows[request_id]["output_tokens"] == math.ceil(generated / 4)
+    settled(gateway, key_id, list(rows.values()))
+
+
+def test_reasoning_without_usage_is_costed_at_the_reasoning_rate(gateway: str) -> None:
+    # A price with a reasoning rate bills reasoning tokens at it; when the upstream says no
+    # usage (or a stream is cut before it does), the reasoning the gateway passed on was
+    # counted as output and billed at the output rate, under the provider's bill.
+    key_id, key = budgeted_key(gateway)
+    reasoning = {"x-sim-reasoning": "reasoning_content", "x-sim-usage": "omit"}
+    whole = openai_chat(gateway, key, "gpt-reasoning", "reason at a price", headers=reasoning)
+    message = whole.json()["choices"][0]["message"]
+    generated = {
+        whole.headers["x-request-id"]: (len(message["reasoning_content"]), len(message["content"]))
+    }
+    streamed = openai_chat(gateway, key, "gpt-reasoning", "reason at a price, streamed",
+                           stream=True, headers=reasoning)  # fmt: skip
+    deltas = [c["choices"][0]["delta"] for c in sse(streamed.text) if c.get("choices")]
+    generated[streamed.headers["x-request-id"]] = (
+        sum(len(d.get("reasoning_content") or "") for d in deltas),
+        sum(len(d.get("content") or "") for d in deltas),
+    )
+    rows = {r["request_id"]: r for r in records(gateway, key_id, 2)}
+    for request_id, (thought, said) in generated.items():
+        row = rows[request_id]
+        assert thought > 0 and said > 0 and row["usage_estimated"] is True
+        output = math.ceil((thought + said) / 4)
+        reasoned = math.ceil(thought / 4)
+        assert row["output_tokens"] == output
+        expected = (
+            row["input_tokens"] * PRICE["input"]
+            + (output - reasoned) * PRICE["output"]
+            + reasoned * REASONING_RATE
+        )
+        assert row["cost_micros"] == round(expected)
     settled(gateway, key_id, list(rows.values()))
 
 

@@ -84,6 +84,9 @@ class RequestContext:
     an estimate starts when the stream is cut before its usage."""
     output_chars_so_far: int = 0
     """``output_chars`` when ``usage_so_far`` was reported: output after it is estimated."""
+    reasoning_chars: int = 0
+    """Of ``output_chars``, those of reasoning (estimated as reasoning tokens, which a price
+    may bill at a rate of their own)."""
     ticket: Ticket | None = None
     """What admission took from limits and budgets, until settlement (limits/stage.py)."""
     budgets: tuple[Budget, ...] = ()

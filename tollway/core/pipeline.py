@@ -253,7 +253,10 @@ class Pipeline:
         ctx.usage = response.usage
         if response.usage is None:  # estimated from the answer (Metering)
             form = response.wire_format
-            ctx.output_chars = sum(_answer_chars(choice, form) for choice in response.choices)
+            for choice in response.choices:
+                thought = reasoning_chars(choice.message, form)
+                ctx.reasoning_chars += thought
+                ctx.output_chars += _answer_chars(choice, thought)
         self._settle(ctx)
         for stage in self._costed_stages:
             pending = stage.on_costed(ctx)
@@ -358,7 +361,9 @@ class Pipeline:
             if choice.tool_calls:
                 ctx.output_chars += sum(_delta_chars(c) for c in choice.tool_calls)
             if choice.reasoning is not None or choice.extra:
-                ctx.output_chars += streamed_reasoning_chars(choice, chunk.wire_format)
+                thought = streamed_reasoning_chars(choice, chunk.wire_format)
+                ctx.output_chars += thought
+                ctx.reasoning_chars += thought
         so_far = chunk.usage_so_far
         if so_far is not None:
             ctx.usage_so_far = so_far
@@ -802,11 +807,11 @@ async def response_as_chunks(response: ChatResponse) -> AsyncIterator[ChatChunk]
         yield last
 
 
-def _answer_chars(choice: Choice, wire_format: str | None) -> int:
-    """The characters one choice of a complete answer generated: its reasoning, text and
-    tool calls."""
+def _answer_chars(choice: Choice, reasoning: int) -> int:
+    """The characters one choice of a complete answer generated: its reasoning (``reasoning``
+    of them), text and tool calls."""
     message = choice.message
-    chars = len(message.text()) + reasoning_chars(message, wire_format)
+    chars = len(message.text()) + reasoning
     if message.tool_calls:
         chars += sum(len(call.name) + len(call.arguments) for call in message.tool_calls)
     return chars

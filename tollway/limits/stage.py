@@ -46,6 +46,9 @@ from tollway.pricing.tokens import counted_alike
 from tollway.pricing.tools import ToolUse, bound_tool_calls, tool_uses
 from tollway.routing.table import ModelGroup, RoutingTable
 
+_COMPACTION = "/compact"
+"""``ChatRequest.responses_route`` of a compaction (``POST /v1/responses/compact``)."""
+
 CountInput = Callable[[RequestContext, Deployment | None], int]
 """The request's input tokens as a deployment counts them locally (pricing/tokens.py);
 ``None``: a model name no group serves (routing refuses it)."""
@@ -82,6 +85,9 @@ class Candidates:
     """Some candidate prices server-side tool calls (the request's tools are then read)."""
     fallbacks: tuple[str, ...] = ()
     """The fallback model names whose deployments are among the candidates."""
+    most_output: int | None = None
+    """The largest max output among the candidates; ``None`` when one states none (what
+    bounds a request that takes no output limit: a compaction)."""
 
 
 def candidates_of(table: RoutingTable) -> dict[str, Candidates]:
@@ -110,12 +116,14 @@ def _candidates(table: RoutingTable, group: ModelGroup, fallbacks: Sequence[str]
             windows.append(deployment.context_window)
             speaks_responses.append(deployment if deployment.responses_api else None)
     outputs = [d.max_output for d in deployments if d.max_output]
+    every_output = len(outputs) == len(deployments) and bool(outputs)
     return Candidates(
         counters=tuple(counters),
         prices=tuple(prices),
         windows=tuple(windows),
         speaks_responses=tuple(speaks_responses),
         max_output=min(outputs) if outputs else None,
+        most_output=max(outputs) if every_output else None,
         per_image=any(price.per_image for price, _ in prices),
         tool_fees=any(price.tool_fees for price, _ in prices),
         fallbacks=tuple(fallbacks),
@@ -244,7 +252,14 @@ class Admission(Stage):
         if not budgets:
             return Claim(ctx.request_id, scopes, estimate + max_output, hold_s=config.hold)
         candidates = self._candidates_for(ctx)
-        if chat is not None and chat.max_tokens is None:
+        if chat is not None and chat.responses_route == _COMPACTION:
+            # A compaction takes no output limit (none is sent): only the model's own bounds
+            # what it generates, so that is reserved, and no policy can shrink it.
+            most = None if candidates is None else candidates.most_output
+            if most is None:
+                raise _unbounded_output(ctx.model)
+            max_output = most
+        elif chat is not None and chat.max_tokens is None:
             if candidates is not None and candidates.max_output:
                 max_output = min(max_output, candidates.max_output)
             chat.max_tokens = max_output
@@ -589,6 +604,19 @@ def _unbounded(param: str, deployment: Deployment) -> InvalidRequest:
         "conversation instead, or ask an admin to set the deployment's context_window.",
         code="cost_unbounded",
         param=param,
+    )
+
+
+def _unbounded_output(model: str) -> InvalidRequest:
+    """The 400 of a compaction under a budget on a model whose max output is not known: its
+    output, which it takes no limit for, has no bound."""
+    return InvalidRequest(
+        f"A compaction takes no output limit, so under a budget it is reserved for the most "
+        f"its model can generate; a deployment of model '{model}' states no max_output, so "
+        "this request's cost has no bound and it is refused. Ask an admin to set the "
+        "deployment's max_output.",
+        code="cost_unbounded",
+        param="model",
     )
 
 

@@ -10,8 +10,9 @@ with the local tokenizer as the deployment that served counts it (a fallback of 
 family counts otherwise than the first candidate), the output from the characters generated
 after the last report (reasoning, text and tool calls; about four a token, never more than
 the request's ``max_tokens`` for each of its choices: the provider stops there, and
-admission reserved no more). Server-side tool calls (web search...) are charged per call,
-as the answer reported them or, in a stream cut before its end, as far as it had.
+admission reserved no more), the reasoning among it counted as reasoning tokens (billed at a
+price's reasoning rate where it has one). Server-side tool calls (web search...) are charged
+per call, as the answer reported them or, in a stream cut before its end, as far as it had.
 """
 
 from __future__ import annotations
@@ -117,12 +118,17 @@ class Metering:
             # generated, and past the budget reservation that bounds it.
             most = max(chat.max_tokens * max(1, chat.n or 1), reported.output_tokens)
             output_tokens = min(output_tokens, most)
+        reasoning = reported.reasoning_tokens
+        if ctx.reasoning_chars:
+            # Of the output, the reasoning generated: a price may bill it at its own rate.
+            counted = math.ceil(ctx.reasoning_chars / _CHARS_PER_TOKEN)
+            reasoning = min(max(reasoning, counted), output_tokens)
         return Usage(
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             cached_input_tokens=reported.cached_input_tokens,
             cache_write_tokens=reported.cache_write_tokens,
-            reasoning_tokens=reported.reasoning_tokens,
+            reasoning_tokens=reasoning,
             cache_write_1h_tokens=reported.cache_write_1h_tokens,
             tool_calls=reported.tool_calls,
         )

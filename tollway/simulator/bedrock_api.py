@@ -12,8 +12,10 @@ user's, turns that do not alternate, blank text, tool blocks without ``toolConfi
 Prompt caching: a request holding a ``cachePoint`` block (in ``system``, a message or
 ``toolConfig.tools``; ``type`` ``default``, an optional ``ttl`` of ``5m`` or ``1h``, else a
 ``ValidationException``) reports its whole prompt as written to the cache
-(``cacheWriteInputTokens``, ``inputTokens`` 0); the simulator keeps no cache, so nothing is
-ever read from it. Without a cache point there are no cache counts, as Bedrock answers.
+(``cacheWriteInputTokens``, ``inputTokens`` 0), at the longest ``ttl`` its points name
+(``cacheDetails``: ``[{"ttl": "1h", "inputTokens": N}]``, as Bedrock splits writes by time to
+live); the simulator keeps no cache, so nothing is ever read from it. Without a cache point
+there are no cache counts, as Bedrock answers.
 
 ``additionalModelResponseFieldPaths`` naming ``/stop_sequence`` (Claude's own response field)
 gets ``additionalModelResponseFields: {"stop_sequence": ...}``, the sequence the answer stopped
@@ -397,7 +399,7 @@ def check_model_fields(body: dict[str, Any], model: str) -> None:
         isinstance(betas, list) and all(isinstance(b, str) for b in betas)
     ):
         raise InvalidRequest("anthropic_beta: Input should be a valid list", "anthropic_beta")
-    if family == "other" and caches(body):
+    if family == "other" and caches(body) is not None:
         raise InvalidRequest(
             f"You invoked an unsupported model or your request did not allow prompt caching. "
             f"The model {model} does not support prompt caching.",
@@ -421,9 +423,10 @@ def _states_results(messages: Any) -> bool:
     return False
 
 
-def caches(body: dict[str, Any]) -> bool:
-    """Whether the request holds a cache point (each checked as Bedrock checks it)."""
-    found = False
+def caches(body: dict[str, Any]) -> str | None:
+    """The longest time to live of the request's cache points (each checked as Bedrock
+    checks it); ``None`` when it holds none."""
+    found: str | None = None
     messages = body.get("messages")
     config = body.get("toolConfig")
     lists = [body.get("system"), config.get("tools") if isinstance(config, dict) else None]
@@ -436,14 +439,15 @@ def caches(body: dict[str, Any]) -> bool:
             point = block["cachePoint"]
             if not isinstance(point, dict) or point.get("type") != "default":
                 raise InvalidRequest("cachePoint.type must be 'default'", "cachePoint")
-            if point.get("ttl", "5m") not in ("5m", "1h") or set(point) - {"type", "ttl"}:
+            ttl = point.get("ttl", "5m")
+            if ttl not in ("5m", "1h") or set(point) - {"type", "ttl"}:
                 raise InvalidRequest("cachePoint: ttl must be '5m' or '1h'", "cachePoint")
-            found = True
+            found = "1h" if "1h" in (ttl, found) else ttl
     return found
 
 
-def _usage(input_tokens: int, output_tokens: int, cached: bool = False) -> dict[str, int]:
-    if not cached:
+def _usage(input_tokens: int, output_tokens: int, cache_ttl: str | None = None) -> dict[str, Any]:
+    if cache_ttl is None:
         return {
             "inputTokens": input_tokens,
             "outputTokens": output_tokens,
@@ -455,6 +459,7 @@ def _usage(input_tokens: int, output_tokens: int, cached: bool = False) -> dict[
         "totalTokens": input_tokens + output_tokens,
         "cacheReadInputTokens": 0,
         "cacheWriteInputTokens": input_tokens,
+        "cacheDetails": [{"ttl": cache_ttl, "inputTokens": input_tokens}],
     }
 
 
@@ -520,7 +525,7 @@ def _event(name: str, payload: dict[str, Any]) -> bytes:
 
 def stream_parts(
     completion: Completion,
-    usage: dict[str, int],
+    usage: dict[str, Any],
     latency: dict[str, int],
     stop_reason: str | None = None,
     redacted: bool = False,

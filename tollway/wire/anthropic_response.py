@@ -128,6 +128,14 @@ def usage_to_wire(usage: Usage) -> dict[str, Any]:
         "cache_read_input_tokens": usage.cached_input_tokens,
         "output_tokens": usage.output_tokens,
     }
+    if usage.cache_write_1h_tokens and "cache_creation" not in out:
+        # Another family's writes (Claude on Bedrock's) for an hour: split by time to live as
+        # Anthropic says them (five-minute writes alone it may leave unsplit).
+        hour = min(usage.cache_write_1h_tokens, usage.cache_write_tokens)
+        out["cache_creation"] = {
+            "ephemeral_5m_input_tokens": usage.cache_write_tokens - hour,
+            "ephemeral_1h_input_tokens": hour,
+        }
     if usage.reasoning_tokens or "output_tokens_details" in out:
         details = dict(out.get("output_tokens_details") or {})
         details["thinking_tokens"] = usage.reasoning_tokens

@@ -124,6 +124,20 @@ def usage_from_wire(raw: Any) -> Usage | None:
         cached_input_tokens=cache_read,
         cache_write_tokens=cache_write,
         extra={k: v for k, v in raw.items() if k not in _USAGE_KEYS},
+        cache_write_1h_tokens=_hour_writes(raw.get("cacheDetails")),
+    )
+
+
+def _hour_writes(details: Any) -> int:
+    """Of the cache writes, those made for an hour (``cacheDetails``: the writes by time to
+    live, which Claude on Bedrock bills at twice the input rate, not the 1.25x of five
+    minutes; the list itself is kept in ``extra``, as it came)."""
+    if not isinstance(details, list):
+        return 0
+    return sum(
+        int(detail.get("inputTokens") or 0)
+        for detail in details
+        if isinstance(detail, dict) and detail.get("ttl") == "1h"
     )
 
 

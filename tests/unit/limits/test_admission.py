@@ -16,7 +16,7 @@ import pytest
 from tollway.auth.principal import Principal
 from tollway.config.schema import LimitsConfig, Settings
 from tollway.core.context import Attempt, RequestContext
-from tollway.core.errors import DeploymentBusy, RateLimited, UpstreamUnavailable
+from tollway.core.errors import DeploymentBusy, InvalidRequest, RateLimited, UpstreamUnavailable
 from tollway.core.types import Usage
 from tollway.limits.backend import MICRO
 from tollway.limits.budget import Budget
@@ -241,3 +241,37 @@ async def test_a_changed_limit_tells_each_threshold_it_passed_once_a_period() ->
     await service.limit_changed([(Budget("team", "ml", "month", 60 * MICRO), raised)])
     await asyncio.sleep(0)
     assert len(events) == 2  # 50% was passed under $60 already, 80% was told; not 100%
+
+
+def _compaction() -> RequestContext:
+    ctx = _context(max_tokens=None)
+    assert ctx.chat is not None
+    ctx.chat.responses_route = "/compact"  # as dialects/responses.py marks a compaction
+    return ctx
+
+
+def test_a_compaction_is_reserved_for_the_models_whole_output() -> None:
+    # A compaction takes no output limit (its body has no max_output_tokens, and the gateway
+    # sends none): only the model's own max output bounds what it generates. It was reserved
+    # for limits.default_max_output, which the upstream never heard of, so a long
+    # compaction could spend past the budget.
+    budgets = [{"scope": "key", "id": "key_1", "period": "day", "limit_usd": 5.0}]
+    stated = {**GPT_4O, "max_output": 16_384}
+    stage, _, _, _ = _stage({"budgets": budgets, "default_max_output": 100}, [stated])
+    ctx = _compaction()
+    assert stage.on_request(ctx) is None
+    assert ctx.ticket is not None and ctx.chat is not None
+    inputs = ctx.input_tokens_estimate or 0
+    # The model's max output: 16,384 tokens at 10 USD per 1M; the input at 2.5.
+    assert ctx.ticket.claim.reserve_micros == -(-inputs * 25 // 10) + 16_384 * 10
+    assert ctx.chat.max_tokens is None  # nothing the upstream is sent
+
+
+def test_a_compaction_on_a_model_stating_no_max_output_is_refused_under_a_budget() -> None:
+    unbounded = {**GPT_4O, "model": "my-own-model", "price": PRICE}
+    budgets = [{"scope": "key", "id": "key_1", "period": "day", "limit_usd": 5.0}]
+    stage, _, _, _ = _stage({"budgets": budgets}, [unbounded])
+    with pytest.raises(InvalidRequest) as refused:
+        stage.on_request(_compaction())
+    assert refused.value.code == "cost_unbounded"
+    assert "max_output" in refused.value.message

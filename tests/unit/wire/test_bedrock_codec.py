@@ -496,6 +496,29 @@ def test_usage_folds_cache_counts_into_input_and_back() -> None:
     assert plain == {"inputTokens": 3, "outputTokens": 4, "totalTokens": 7}
 
 
+def test_cache_writes_for_an_hour_are_read_from_the_cache_details() -> None:
+    # Claude on Bedrock bills an hour's cache writes at twice the input rate; the usage says
+    # how many there were only in cacheDetails (1h before 5m), which the codec did not read.
+    details = [{"ttl": "1h", "inputTokens": 700}, {"ttl": "5m", "inputTokens": 300}]
+    raw = {
+        "inputTokens": 10,
+        "outputTokens": 5,
+        "totalTokens": 1015,
+        "cacheWriteInputTokens": 1000,
+        "cacheDetails": details,
+    }
+    usage = usage_from_wire(raw)
+    assert usage is not None
+    assert (usage.cache_write_tokens, usage.cache_write_1h_tokens) == (1000, 700)
+    assert usage_to_wire(usage) == raw
+    assert anthropic_response.usage_to_wire(replace(usage, extra={}))["cache_creation"] == {
+        "ephemeral_5m_input_tokens": 300,
+        "ephemeral_1h_input_tokens": 700,
+    }
+    five = usage_from_wire({**raw, "cacheDetails": [{"ttl": "5m", "inputTokens": 1000}]})
+    assert five is not None and five.cache_write_1h_tokens == 0
+
+
 @pytest.mark.parametrize(
     ("stop_reason", "finish", "extra"),
     [
