@@ -351,6 +351,10 @@ class ChunkChoice:
     """Reasoning streamed before the answer, from formats that say it in their own blocks
     (Bedrock); an OpenAI-format upstream's stays in ``extra`` as it came (``reasoning_content``,
     ``reasoning``), read by the writers of other formats (``wire/crossing.py``)."""
+    choice_extra: JSON | None = None
+    """The choice's own fields beside its index, delta and finish reason (``extra`` is the
+    delta's), in ``wire_format``'s terms: an OpenAI chunk's ``logprobs`` (when not null),
+    Azure's ``content_filter_results``; ``None``: none."""
 
 
 @dataclass(slots=True)

@@ -22,7 +22,9 @@ as ``delta.reasoning_content`` pieces before the answer's, counted in
 ``magistral`` at ``/mistral/v1``) always reason, as Magistral says it: ``message.content`` is a
 list of chunks, a ``thinking`` chunk (its text as a list of ``text`` chunks) then a ``text``
 chunk; streamed, each reasoning piece is a ``delta.content`` list holding one ``thinking``
-chunk, and the answer's pieces are plain text.
+chunk, and the answer's pieces are plain text. With ``logprobs: true`` each text token has its
+log probability (and ``top_logprobs`` alternatives): the choice's ``logprobs.content``, and
+streamed, each token's chunk carries its own entry.
 """
 
 from __future__ import annotations
@@ -97,6 +99,33 @@ def _thinking_chunk(text: str) -> JSON:
 
 
 _TOKEN_TAIL = b'},"logprobs":null,"finish_reason":null}'
+
+
+def _logprob(piece: str, position: int, top: int) -> JSON:
+    """A token's deterministic log probability entry, with ``top`` alternatives."""
+    entry: JSON = {"token": piece, "logprob": -0.125 * (position % 4 + 1)}
+    entry["bytes"] = list(piece.encode())
+    alternatives = [
+        {"token": f"{piece.strip()}~{k}", "logprob": -1.0 - k, "bytes": None} for k in range(top)
+    ]
+    return {**entry, "top_logprobs": alternatives}
+
+
+def _logprobs_asked(body: dict[str, Any]) -> int | None:
+    """How many alternatives each token's entry lists when ``logprobs`` is asked; ``None``:
+    not asked. ``top_logprobs`` without ``logprobs`` is a 400, as OpenAI answers it."""
+    top = body.get("top_logprobs")
+    if top is not None and (
+        not isinstance(top, int) or isinstance(top, bool) or not 0 <= top <= 20
+    ):
+        raise InvalidRequest(
+            "Invalid 'top_logprobs': expected an integer between 0 and 20.", "top_logprobs"
+        )
+    if body.get("logprobs") is not True:
+        if top is not None:
+            raise InvalidRequest("Using top_logprobs requires logprobs to be true.", "top_logprobs")
+        return None
+    return top or 0
 
 
 def _content_text(content: Any) -> tuple[str, int]:
@@ -298,6 +327,7 @@ async def handle_chat(
     reasoning_field = CONTENT_CHUNKS if magistral(dialect, model) else call.reasoning_field
     prompt.reasoning = reasoning_field is not None
     n = _choice_count(body)
+    logprobs = _logprobs_asked(body)
     if body.get("stream_options") is not None and body.get("stream") is not True:
         message = "The 'stream_options' parameter is only allowed when 'stream' is enabled."
         raise InvalidRequest(message, "stream_options")
@@ -329,6 +359,7 @@ async def handle_chat(
             call.interleave_tools,
             unindexed_tools=call.unindexed_tools,
             reasoning_field=reasoning_field,
+            logprobs=logprobs,
         )
         if dialect is Dialect.MISTRAL and not call.omit_usage:
             # Mistral puts the usage on the stream's last chunk, unasked (and refuses
@@ -349,7 +380,9 @@ async def handle_chat(
         "object": "chat.completion",
         "created": created,
         "model": model,
-        "choices": [_choice(i, c, dialect, reasoning_field) for i, c in enumerate(completions)],
+        "choices": [
+            _choice(i, c, dialect, reasoning_field, logprobs) for i, c in enumerate(completions)
+        ],
         "usage": used,
         "service_tier": "default",
         "system_fingerprint": SYSTEM_FINGERPRINT,
@@ -362,7 +395,11 @@ async def handle_chat(
 
 
 def _choice(
-    index: int, completion: Completion, dialect: Dialect, reasoning_field: str | None = None
+    index: int,
+    completion: Completion,
+    dialect: Dialect,
+    reasoning_field: str | None = None,
+    logprobs: int | None = None,
 ) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None}
     if reasoning_field not in (None, CONTENT_CHUNKS) and completion.reasoning:
@@ -380,10 +417,16 @@ def _choice(
         answer = [{"type": "text", "text": message["content"]}] if message["content"] else []
         message["content"] = [_thinking_chunk("".join(completion.reasoning)), *answer]
     message["annotations"] = []
+    scored = logprobs is not None and completion.finish != "refusal" and not completion.tool_calls
     choice = {
         "index": index,
         "message": message,
-        "logprobs": None,
+        "logprobs": {
+            "content": [_logprob(p, i, logprobs) for i, p in enumerate(completion.pieces)],
+            "refusal": None,
+        }
+        if scored
+        else None,
         "finish_reason": _FINISH[completion.finish],
     }
     if dialect is Dialect.AZURE:
@@ -428,6 +471,7 @@ def _choice_deltas(
     interleave: bool,
     unindexed: bool = False,
     reasoning_field: str | None = None,
+    logprobs: int | None = None,
 ) -> StreamParts:
     """One choice's serialised choice objects before its finish chunk, as (bytes, is_token);
     its reasoning first, in ``reasoning_field`` deltas."""
@@ -458,8 +502,21 @@ def _choice_deltas(
         # instead of building and serialising a dict per token, after the role delta.
         head = b'{"index":%d,"delta":{"content":' % index
         at = len(thinking) + 1
-        parts[at:at] = [(head + orjson.dumps(p) + _TOKEN_TAIL, True) for p in completion.pieces]
+        if logprobs is None:
+            tokens = [(head + orjson.dumps(p) + _TOKEN_TAIL, True) for p in completion.pieces]
+        else:
+            tokens = [
+                (orjson.dumps(_scored_token(index, p, i, logprobs)), True)
+                for i, p in enumerate(completion.pieces)
+            ]
+        parts[at:at] = tokens
     return parts
+
+
+def _scored_token(index: int, piece: str, position: int, top: int) -> JSON:
+    """A text token's choice object with its log probability entry."""
+    scores = {"content": [_logprob(piece, position, top)], "refusal": None}
+    return {"index": index, "delta": {"content": piece}, "logprobs": scores, "finish_reason": None}
 
 
 def stream_parts(
@@ -471,6 +528,7 @@ def stream_parts(
     *,
     unindexed_tools: bool = False,
     reasoning_field: str | None = None,
+    logprobs: int | None = None,
 ) -> StreamParts:
     """Every chunk of the stream except the usage chunk and [DONE]; ``interleave_tools``
     interleaves the fragments of parallel tool calls, ``unindexed_tools`` leaves out their
@@ -483,7 +541,7 @@ def stream_parts(
         opening["prompt_filter_results"] = PROMPT_FILTER_RESULTS
         parts.append((b"data: " + orjson.dumps(opening) + b"\n\n", False))
     per_choice = [
-        _choice_deltas(i, c, interleave_tools, unindexed_tools, reasoning_field)
+        _choice_deltas(i, c, interleave_tools, unindexed_tools, reasoning_field, logprobs)
         for i, c in enumerate(completions)
     ]
     # Choices are interleaved token by token, the way the real API streams n > 1.

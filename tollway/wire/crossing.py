@@ -543,7 +543,10 @@ def chunk_for(chunk: ChatChunk, target: str) -> ChatChunk:
         return chunk
     return replace(
         chunk,
-        choices=[replace(c, extra={}) if c.extra else c for c in chunk.choices],
+        choices=[
+            replace(c, extra={}, choice_extra=None) if c.extra or c.choice_extra else c
+            for c in chunk.choices
+        ],
         usage=_plain_usage(chunk.usage),
         extra={},
         wire_format=None,

@@ -288,6 +288,7 @@ def _choice_to_wire(choice: Choice) -> dict[str, Any]:
 
 _CHUNK_KEYS = frozenset({"id", "model", "created", "choices", "usage", "object"})
 _DELTA_KEYS = frozenset({"role", "content", "tool_calls"})
+_CHUNK_CHOICE_KEYS = frozenset({"index", "delta", "finish_reason"})
 
 
 class ToolCallSlots:
@@ -356,7 +357,19 @@ def _chunk_choice_from_wire(raw: dict[str, Any], slots: ToolCallSlots | None) ->
         else [_tool_delta_from_wire(call, index, slots) for call in calls],
         finish_reason=raw.get("finish_reason"),
         extra={k: v for k, v in delta.items() if k not in _DELTA_KEYS},
+        choice_extra=_choice_extra(raw),
     )
+
+
+def _choice_extra(raw: dict[str, Any]) -> dict[str, Any] | None:
+    """A stream choice's fields beside index, delta and finish reason (``logprobs`` when not
+    null, Azure's ``content_filter_results``); ``None`` for the usual choice, which has none."""
+    if len(raw) == 4 and raw.get("logprobs", 0) is None:  # index, delta, finish, null logprobs
+        return None
+    extra = {k: v for k, v in raw.items() if k not in _CHUNK_CHOICE_KEYS}
+    if extra.get("logprobs", 0) is None:
+        del extra["logprobs"]  # written as null anyway
+    return extra or None
 
 
 def _tool_delta_from_wire(
@@ -402,12 +415,11 @@ def _chunk_choice_to_wire(choice: ChunkChoice) -> dict[str, Any]:
     if choice.tool_calls:
         delta["tool_calls"] = [_tool_delta_to_wire(call) for call in choice.tool_calls]
     delta.update(choice.extra)
-    return {
-        "index": choice.index,
-        "delta": delta,
-        "logprobs": None,
-        "finish_reason": choice.finish_reason,
-    }
+    out: dict[str, Any] = {"index": choice.index, "delta": delta, "logprobs": None}
+    out["finish_reason"] = choice.finish_reason
+    if choice.choice_extra:
+        out.update(choice.choice_extra)
+    return out
 
 
 def _tool_delta_to_wire(call: ToolCallDelta) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from tollway.core.errors import InvalidRequest, UpstreamErrorBody, UpstreamProtocolError
 from tollway.core.types import ChatResponse, ImagePart, OpaquePart, TextPart, ToolCallDelta
+from tollway.wire.crossing import chunk_for
 from tollway.wire.openai_embeddings import embedding_request_from_wire
 from tollway.wire.openai_request import request_from_wire, request_to_wire
 from tollway.wire.openai_response import (
@@ -248,6 +249,33 @@ def test_chunk_round_trip_is_identity(content: str, finish: str | None, role: bo
         "usage": None,
     }
     assert chunk_to_wire(chunk_from_wire(body), include_usage=True) == body
+
+
+def test_a_chunk_choices_own_fields_round_trip() -> None:
+    scored = {"token": "Hi", "logprob": -0.25, "bytes": [72, 105], "top_logprobs": []}
+    filtered = {"hate": {"filtered": False, "severity": "safe"}}
+    choices = [
+        {
+            "index": 0,
+            "delta": {"content": "Hi"},
+            "logprobs": {"content": [scored], "refusal": None},
+            "finish_reason": None,
+        },
+        {
+            "index": 1,
+            "delta": {"content": "Yo"},
+            "logprobs": None,
+            "finish_reason": None,
+            "content_filter_results": filtered,  # Azure's, per choice
+        },
+    ]
+    body = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+    body = {**body, "choices": choices, "service_tier": "default", "system_fingerprint": "fp"}
+    chunk = chunk_from_wire(body)
+    assert chunk.choices[0].choice_extra == {"logprobs": {"content": [scored], "refusal": None}}
+    assert chunk_to_wire(chunk, include_usage=False) == body
+    # Written for another format's client, they are the other format's details: left out.
+    assert chunk_for(chunk, "anthropic").choices[1].choice_extra is None
 
 
 def test_tool_call_deltas_round_trip() -> None:

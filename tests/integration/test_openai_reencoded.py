@@ -1,0 +1,88 @@
+"""Chat Completions answers and streams the gateway writes itself (a stage changed them, or
+the upstream's events are not OpenAI's as sent) say what the upstream's did: log
+probabilities, a tool's own function fields, every choice of ``n``. Through the real ``openai``
+SDK against a gateway on a real port (in this process, so a stage can be added) and the
+simulator."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+from aiohttp import web
+
+from tests.conftest import UPSTREAM_KEY
+from tests.integration.test_responses_changed import with_stage
+from tests.support import CLIENT_KEY, free_port
+from tollway.app import GATEWAY, create_app
+from tollway.config import validate_settings
+from tollway.core.context import RequestContext
+from tollway.core.pipeline import Stage
+from tollway.core.types import ChatChunk, ChatResponse
+
+
+class Rewritten(Stage):
+    """Marks every answer and chunk changed, as a stage that rewrites them does: the client is
+    sent what the gateway writes from the canonical values, not the upstream's bytes."""
+
+    name = "rewritten"
+
+    def on_response(self, ctx: RequestContext, response: ChatResponse) -> None:
+        response.raw = None
+
+    def on_chunk(self, ctx: RequestContext, chunk: ChatChunk) -> ChatChunk:
+        chunk.raw = None
+        return chunk
+
+
+@pytest.fixture
+async def client(tmp_path: Path, simulator_url: str) -> AsyncIterator[openai.AsyncOpenAI]:
+    key = "env:TEST_UPSTREAM_KEY"
+    gpt = {"provider": "openai", "model": "gpt-4o", "api_base": f"{simulator_url}/v1"}
+    mistral = {
+        "provider": "mistral", "model": "mistral-small", "api_base": f"{simulator_url}/mistral/v1"
+    }  # fmt: skip
+    config = {
+        "models": [
+            {"name": "gpt", "deployments": [{**gpt, "api_key": key}]},
+            {"name": "mistral", "deployments": [{**mistral, "api_key": key}]},
+        ],
+        "store": {"url": f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}"},
+        "server": {"reload_interval": None},
+    }
+    environ = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TOLLWAY_ADMIN_KEY": CLIENT_KEY}
+    app = create_app(validate_settings(config, source="test"), environ)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    with_stage(app[GATEWAY], Rewritten())
+    try:
+        url = f"http://127.0.0.1:{port}/v1"
+        async with openai.AsyncOpenAI(base_url=url, api_key=CLIENT_KEY, max_retries=0) as c:
+            yield c
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_rewritten_stream_keeps_each_tokens_logprobs(client: openai.AsyncOpenAI) -> None:
+    messages: Any = [{"role": "user", "content": "score these words"}]
+    plain = await client.chat.completions.create(
+        model="gpt", messages=messages, logprobs=True, top_logprobs=2
+    )
+    (choice,) = plain.choices
+    assert choice.logprobs is not None and choice.logprobs.content  # re-encoded, kept
+    stream = await client.chat.completions.create(
+        model="gpt", messages=messages, logprobs=True, top_logprobs=2, stream=True
+    )
+    streamed: list[Any] = []
+    async for chunk in stream:
+        for piece in chunk.choices:
+            if piece.delta.content:
+                assert piece.logprobs is not None and piece.logprobs.content
+                streamed.extend(piece.logprobs.content)
+    assert [e.model_dump() for e in streamed] == [e.model_dump() for e in choice.logprobs.content]
+    assert len(streamed[0].top_logprobs) == 2
