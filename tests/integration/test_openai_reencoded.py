@@ -16,6 +16,7 @@ from aiohttp import web
 
 from tests.conftest import UPSTREAM_KEY
 from tests.integration.test_responses_changed import with_stage
+from tests.integration.test_responses_upstream import question, received
 from tests.support import CLIENT_KEY, free_port
 from tollway.app import GATEWAY, create_app
 from tollway.config import validate_settings
@@ -86,3 +87,48 @@ async def test_a_rewritten_stream_keeps_each_tokens_logprobs(client: openai.Asyn
                 streamed.extend(piece.logprobs.content)
     assert [e.model_dump() for e in streamed] == [e.model_dump() for e in choice.logprobs.content]
     assert len(streamed[0].top_logprobs) == 2
+
+
+EXAMPLES: Any = [{"city": "Oslo"}]
+
+
+def weather_tool(**function: Any) -> Any:
+    """A function tool with the function object's own fields ``function`` beside its schema."""
+    parameters = {"type": "object", "properties": {"city": {"type": "string"}}}
+    return {
+        "type": "function",
+        "function": {"name": "get_weather", "parameters": parameters, **function},
+    }
+
+
+def test_a_tools_own_function_fields_reach_an_openai_deployment(
+    gpt: openai.OpenAI, simulator_url: str
+) -> None:
+    asked = question("weather with examples")
+    tool = weather_tool(description="Weather now", examples=EXAMPLES)
+    answer = gpt.chat.completions.create(
+        model="test-chat", messages=[{"role": "user", "content": asked}], tools=[tool]
+    )
+    assert answer.choices[0].message.tool_calls
+    (call,) = received(simulator_url, asked)
+    assert call["json"]["tools"] == [tool]
+
+
+@pytest.mark.parametrize("model", ["test-claude", "test-gemini", "test-bedrock", "test-mistral"])
+def test_a_tools_own_function_field_is_a_400_where_it_cannot_go(
+    gpt: openai.OpenAI, model: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        gpt.chat.completions.create(
+            model=model,
+            messages=[{"role": "user", "content": "weather?"}],
+            tools=[weather_tool(examples=EXAMPLES)],
+        )
+    assert caught.value.param == "tools[0].function.examples"
+    # One that asks for nothing crosses as absent.
+    answer = gpt.chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": "weather?"}],
+        tools=[weather_tool(examples=None)],
+    )
+    assert answer.choices

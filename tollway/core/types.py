@@ -157,6 +157,10 @@ class Tool:
     parameters: JSON | None = None
     strict: bool | None = None
     extra: JSON = field(default_factory=dict)
+    function_extra: JSON = field(default_factory=dict)
+    """The fields of an OpenAI-format tool's ``function`` object beside its name,
+    description, parameters and strict (``extra`` is the tool's own), in the request's
+    ``wire_format``'s terms: an OpenAI-format deployment is sent them as they came."""
 
 
 @dataclass(slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -144,6 +145,19 @@ def test_request_parts_become_canonical_types() -> None:
     assert parts[0] == TextPart("look")
     assert parts[1] == ImagePart(data="AAAA", media_type="image/jpeg")
     assert isinstance(parts[2], OpaquePart) and parts[2].type == "file"
+
+
+def test_a_tools_own_function_fields_go_on_to_an_openai_upstream() -> None:
+    function = {"name": "f", "parameters": {"type": "object"}, "examples": [{}], "x": None}
+    tools = [{"type": "function", "function": function}]
+    request = request_from_wire({"model": "m", "messages": [{"role": "user", "content": "x"}],
+                                 "tools": tools})  # fmt: skip
+    assert request.tools is not None
+    assert request.tools[0].function_extra == {"examples": [{}], "x": None}
+    assert request_to_wire(request, "up")["tools"] == tools
+    with pytest.raises(InvalidRequest) as caught:
+        request_to_wire(replace(request, wire_format="anthropic"), "up")
+    assert caught.value.param == "tools[0].function.examples"
 
 
 def test_max_completion_tokens_keeps_its_name_and_follows_the_canonical_value() -> None:
