@@ -13,6 +13,7 @@ from typing import Any
 import openai
 import pytest
 from aiohttp import web
+from openai.lib.streaming.chat import ChatCompletionStreamState
 
 from tests.conftest import UPSTREAM_KEY
 from tests.integration.test_responses_changed import with_stage
@@ -53,6 +54,7 @@ async def client(tmp_path: Path, simulator_url: str) -> AsyncIterator[openai.Asy
         ],
         "store": {"url": f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}"},
         "server": {"reload_interval": None},
+        "upstream": {"forward_headers": ["x-sim-*"]},
     }
     environ = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TOLLWAY_ADMIN_KEY": CLIENT_KEY}
     app = create_app(validate_settings(config, source="test"), environ)
@@ -132,3 +134,67 @@ def test_a_tools_own_function_field_is_a_400_where_it_cannot_go(
         tools=[weather_tool(examples=None)],
     )
     assert answer.choices
+
+
+def comparable(completion: Any) -> dict[str, Any]:
+    """A completion as a dict, less the ids each answer makes up and what the SDK adds to a
+    streamed one."""
+    shown: dict[str, Any] = completion.model_dump()
+    del shown["id"], shown["created"]
+    for choice in shown["choices"]:
+        message = choice["message"]
+        message.pop("parsed", None)
+        message.pop("annotations", None)
+    return shown
+
+
+# (model, request fields, simulator headers) of answers whose streams the stage rewrites.
+REWRITTEN: dict[str, tuple[str, dict[str, Any], dict[str, str]]] = {
+    "n=2": ("gpt", {"n": 2}, {}),
+    "n=2 mistral": ("mistral", {"n": 2}, {}),
+    "n=2 logprobs": ("gpt", {"n": 2, "logprobs": True, "top_logprobs": 1}, {}),
+    "refusal": ("gpt", {}, {"x-sim-refusal": "I cannot help with that"}),
+    "reasoning": ("gpt", {"n": 2}, {"x-sim-reasoning": "reasoning_content"}),
+}
+
+
+@pytest.mark.parametrize("case", list(REWRITTEN))
+async def test_a_rewritten_stream_builds_the_plain_answer(
+    client: openai.AsyncOpenAI, case: str
+) -> None:
+    model, fields, headers = REWRITTEN[case]
+    messages: Any = [{"role": "user", "content": f"rewritten {case}"}]
+    plain = await client.chat.completions.create(
+        model=model, messages=messages, extra_headers=headers, **fields
+    )
+    state = ChatCompletionStreamState()
+    stream = await client.chat.completions.create(
+        model=model,
+        messages=messages,
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_headers=headers,
+        **fields,
+    )
+    async for chunk in stream:
+        state.handle_chunk(chunk)
+        if model == "gpt":  # the chunk's own fields, as the simulator sent them
+            assert chunk.system_fingerprint == "fp_tollway_sim"
+            assert chunk.service_tier == "default"
+    final = state.current_completion_snapshot
+    assert len(final.choices) == fields.get("n", 1)
+    assert comparable(final) == comparable(plain)
+
+
+@pytest.mark.parametrize("model", ["test-magistral", "test-mistral", "test-gemini"])
+def test_a_stream_of_n_choices_builds_the_plain_answer(gpt: openai.OpenAI, model: str) -> None:
+    messages: Any = [{"role": "user", "content": "two answers please"}]
+    plain = gpt.chat.completions.create(model=model, messages=messages, n=2)
+    state = ChatCompletionStreamState()
+    for chunk in gpt.chat.completions.create(
+        model=model, messages=messages, n=2, stream=True, stream_options={"include_usage": True}
+    ):
+        state.handle_chunk(chunk)
+    final = state.current_completion_snapshot
+    assert [c.index for c in final.choices] == [0, 1]
+    assert comparable(final) == comparable(plain)

@@ -493,6 +493,8 @@ def _choice_deltas(
         ]
         thinking[0][0]["role"] = "assistant"
         deltas[:0] = thinking
+    for delta, _ in deltas[len(thinking) :] if thinking else ():
+        delta.pop("role", None)  # the reasoning's first delta said it: the role comes once
     parts = [
         (orjson.dumps({"index": index, "delta": d, "logprobs": None, "finish_reason": None}), t)
         for d, t in deltas
