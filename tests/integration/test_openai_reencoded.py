@@ -198,3 +198,27 @@ def test_a_stream_of_n_choices_builds_the_plain_answer(gpt: openai.OpenAI, model
     final = state.current_completion_snapshot
     assert [c.index for c in final.choices] == [0, 1]
     assert comparable(final) == comparable(plain)
+
+
+def test_a_tool_call_deltas_own_fields_survive_placing_its_index(gpt: openai.OpenAI) -> None:
+    # Gemini's OpenAI-compatible API streams calls without their index and signs each in
+    # extra_content; the signature must go back with the call in the next turn.
+    tools: Any = [weather_tool(), {**weather_tool(), "function": {"name": "get_time"}}]
+    messages: Any = [{"role": "user", "content": "both tools in parallel please"}]
+    signed: dict[int, Any] = {}
+    for chunk in gpt.chat.completions.create(
+        model="test-chat",
+        messages=messages,
+        tools=tools,
+        stream=True,
+        extra_headers={"x-sim-tool-calls": "unindexed"},
+    ):
+        for choice in chunk.choices:
+            for call in choice.delta.tool_calls or ():
+                if call.id is not None:
+                    signed[call.index] = (call.model_extra or {}).get("extra_content")
+    assert signed == {
+        0: {"google": {"thought_signature": signed[0]["google"]["thought_signature"]}},
+        1: {"google": {"thought_signature": signed[1]["google"]["thought_signature"]}},
+    }
+    assert signed[0]["google"]["thought_signature"].startswith("sig-call_")

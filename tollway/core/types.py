@@ -328,6 +328,10 @@ class ToolCallDelta:
     id: str | None = None
     name: str | None = None
     arguments: str = ""
+    extra: JSON | None = None
+    """The fragment's own fields beside its index, id, type and function, in the chunk's
+    ``wire_format``'s terms (the ``extra_content`` Gemini's OpenAI-compatible API signs a
+    call with); ``None``: none."""
 
 
 @dataclass(slots=True)

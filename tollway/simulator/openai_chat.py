@@ -4,9 +4,11 @@ Shapes follow the openai-python ``ChatCompletion`` / ``ChatCompletionChunk`` typ
 opens with a role delta per choice, sends one chunk per token (tool-call arguments in fragments,
 the first carrying id, type and name; parallel calls one after the other, or in turn with
 ``x-sim-tool-calls: interleave``; every delta without its ``index`` with
-``x-sim-tool-calls: unindexed``), closes each choice with an empty delta and its
-finish_reason, then a ``choices: []`` usage chunk when ``stream_options.include_usage`` is set
-(all other chunks then carry ``"usage": null``), then ``data: [DONE]``. Azure streams open with
+``x-sim-tool-calls: unindexed``, as Gemini's OpenAI-compatible API streams them, each call's
+first delta with Gemini's thought signature in ``extra_content``), closes each choice with an
+empty delta and its finish_reason, then a ``choices: []`` usage chunk when
+``stream_options.include_usage`` is set (all other chunks then carry ``"usage": null``), then
+``data: [DONE]``. Azure streams open with
 the empty-choices ``prompt_filter_results`` chunk real Azure sends, and Azure's dated
 api-versions refuse the fields they predate (``stream_options`` before 2024-08-01,
 ``max_completion_tokens`` before 2024-09-01); with ``x-sim-content-filter: prompt`` Azure
@@ -449,6 +451,8 @@ def _tool_call_deltas(
             "type": "function",
             "function": {"name": tool_call.name, "arguments": ""},
         }
+        if unindexed:  # Gemini's OpenAI-compatible API, which signs each call so
+            opening["extra_content"] = {"google": {"thought_signature": f"sig-{tool_call.id}"}}
         if k == 0:
             first = {"role": "assistant", "content": None, "tool_calls": [opening]}
             deltas = [({**first, "refusal": None}, False)]

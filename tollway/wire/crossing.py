@@ -67,6 +67,7 @@ from tollway.core.types import (
     ChatRequest,
     ChatResponse,
     Choice,
+    ChunkChoice,
     ContentPart,
     DocumentPart,
     ImagePart,
@@ -552,14 +553,20 @@ def chunk_for(chunk: ChatChunk, target: str) -> ChatChunk:
         return chunk
     return replace(
         chunk,
-        choices=[
-            replace(c, extra={}, choice_extra=None) if c.extra or c.choice_extra else c
-            for c in chunk.choices
-        ],
+        choices=[_plain_chunk_choice(c) for c in chunk.choices],
         usage=_plain_usage(chunk.usage),
         extra={},
         wire_format=None,
     )
+
+
+def _plain_chunk_choice(choice: ChunkChoice) -> ChunkChoice:
+    calls = choice.tool_calls
+    if calls and any(call.extra for call in calls):
+        calls = [replace(call, extra=None) if call.extra else call for call in calls]
+    elif not (choice.extra or choice.choice_extra):
+        return choice
+    return replace(choice, extra={}, choice_extra=None, tool_calls=calls)
 
 
 def is_preamble(chunk: ChatChunk) -> bool:

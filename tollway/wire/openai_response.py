@@ -289,6 +289,7 @@ def _choice_to_wire(choice: Choice) -> dict[str, Any]:
 _CHUNK_KEYS = frozenset({"id", "model", "created", "choices", "usage", "object"})
 _DELTA_KEYS = frozenset({"role", "content", "tool_calls"})
 _CHUNK_CHOICE_KEYS = frozenset({"index", "delta", "finish_reason"})
+_CALL_DELTA_KEYS = frozenset({"index", "id", "type", "function"})
 
 
 class ToolCallSlots:
@@ -382,11 +383,15 @@ def _tool_delta_from_wire(
     index = call.get("index")
     if index is None and slots is not None:
         index = slots.place(choice, call.get("id"))
+    extra = None
+    if not call.keys() <= _CALL_DELTA_KEYS:  # an upstream's own field (Gemini's signature)
+        extra = {k: v for k, v in call.items() if k not in _CALL_DELTA_KEYS}
     return ToolCallDelta(
         index=int(index or 0),
         id=call.get("id"),
         name=function.get("name"),
         arguments=arguments,
+        extra=extra,
     )
 
 
@@ -431,6 +436,8 @@ def _tool_delta_to_wire(call: ToolCallDelta) -> dict[str, Any]:
     if call.name is not None:
         function["name"] = call.name
     out["function"] = function
+    if call.extra:
+        out.update(call.extra)
     return out
 
 

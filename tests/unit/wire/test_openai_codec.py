@@ -298,6 +298,7 @@ def test_tool_call_deltas_round_trip() -> None:
         "id": "call_1",
         "type": "function",
         "function": {"name": "f", "arguments": ""},
+        "extra_content": {"google": {"thought_signature": "sig"}},  # Gemini's, kept
     }
     later = {"index": 0, "function": {"arguments": '{"a":'}}
     for call in (first, later):
