@@ -419,16 +419,14 @@ def _choice(
         answer = [{"type": "text", "text": message["content"]}] if message["content"] else []
         message["content"] = [_thinking_chunk("".join(completion.reasoning)), *answer]
     message["annotations"] = []
-    scored = logprobs is not None and completion.finish != "refusal" and not completion.tool_calls
+    scores = None
+    if logprobs is not None and completion.finish != "refusal" and not completion.tool_calls:
+        entries = [_logprob(p, i, logprobs) for i, p in enumerate(completion.pieces)]
+        scores = {"content": entries, "refusal": None}
     choice = {
         "index": index,
         "message": message,
-        "logprobs": {
-            "content": [_logprob(p, i, logprobs) for i, p in enumerate(completion.pieces)],
-            "refusal": None,
-        }
-        if scored
-        else None,
+        "logprobs": scores,
         "finish_reason": _FINISH[completion.finish],
     }
     if dialect is Dialect.AZURE:
