@@ -171,6 +171,10 @@ class Tool:
     parameters: JSON | None = None
     strict: bool | None = None
     extra: JSON = field(default_factory=dict)
+    function_extra: JSON = field(default_factory=dict)
+    """The fields of an OpenAI-format tool's ``function`` object beside its name,
+    description, parameters and strict (``extra`` is the tool's own), in the request's
+    ``wire_format``'s terms: an OpenAI-format deployment is sent them as they came."""
 
 
 @dataclass(slots=True)
@@ -338,6 +342,10 @@ class ToolCallDelta:
     id: str | None = None
     name: str | None = None
     arguments: str = ""
+    extra: JSON | None = None
+    """The fragment's own fields beside its index, id, type and function, in the chunk's
+    ``wire_format``'s terms (the ``extra_content`` Gemini's OpenAI-compatible API signs a
+    call with); ``None``: none."""
 
 
 @dataclass(slots=True)
@@ -365,6 +373,10 @@ class ChunkChoice:
     """Reasoning streamed before the answer, from formats that say it in their own blocks
     (Bedrock); an OpenAI-format upstream's stays in ``extra`` as it came (``reasoning_content``,
     ``reasoning``), read by the writers of other formats (``wire/crossing.py``)."""
+    choice_extra: JSON | None = None
+    """The choice's own fields beside its index, delta and finish reason (``extra`` is the
+    delta's), in ``wire_format``'s terms: an OpenAI chunk's ``logprobs`` (when not null),
+    Azure's ``content_filter_results``; ``None``: none."""
 
 
 @dataclass(slots=True)

@@ -14,6 +14,7 @@ server that validates strictly (Mistral: any field its schema lacks is a 422
   ``web_search_options: {}`` asks for a search), when it is left out like the rest;
 - a role it lacks is sent as its counterpart (``developer`` as ``system``);
 - a tool field it lacks is left out when it is a cache hint (``cache_control``), else a 400;
+  a field of a tool's ``function`` it lacks is a 400 unless its value asks for nothing;
 - a message field its role lacks is left out when it says nothing (an SDK's echoed
   ``refusal: null``, ``annotations: []``) or is a participant ``name`` (as for every family
   without one); any other is a 400 naming it.
@@ -49,6 +50,8 @@ class FieldRules:
     tool_keys: frozenset[str] | None = None
     """The fields of a tool the service takes (``None``: not checked); a client's cache hint
     beside them (``cache_control``) is left out, as for every family that needs none."""
+    function_keys: frozenset[str] | None = None
+    """The fields of a tool's ``function`` the service takes (``None``: not checked)."""
 
     def apply(self, body: dict[str, Any]) -> dict[str, Any]:
         """``body`` (the codec's, changed in place) as the service takes it."""
@@ -64,7 +67,22 @@ class FieldRules:
             self._message(message, index)
         if self.tool_keys is not None and body.get("tools"):
             self._tools(body["tools"], self.tool_keys)
+        if self.function_keys is not None and body.get("tools"):
+            self._functions(body["tools"], self.function_keys)
         return body
+
+    def _functions(self, tools: list[Any], allowed: frozenset[str]) -> None:
+        for index, tool in enumerate(tools):
+            function = tool.get("function") if isinstance(tool, dict) else None
+            if not isinstance(function, dict):
+                continue
+            for key in [k for k in function if k not in allowed]:
+                if not asks_nothing(function[key], key):
+                    param = f"tools[{index}].function.{key}"
+                    raise InvalidRequest(
+                        f"'{param}' is not supported by {self.provider} deployments", param=param
+                    )
+                del function[key]
 
     def _tools(self, tools: list[Any], allowed: frozenset[str]) -> None:
         for index, tool in enumerate(tools):

@@ -200,6 +200,7 @@ MISTRAL_FIELDS = FieldRules(
         "tool": frozenset({"role", "content", "tool_call_id", "name"}),
     },
     tool_keys=frozenset({"type", "function"}),
+    function_keys=frozenset({"name", "description", "parameters", "strict"}),
 )
 # Its reasoning models (Magistral) answer with content as a list of thinking and text chunks.
 MISTRAL = replace(

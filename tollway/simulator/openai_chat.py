@@ -4,9 +4,11 @@ Shapes follow the openai-python ``ChatCompletion`` / ``ChatCompletionChunk`` typ
 opens with a role delta per choice, sends one chunk per token (tool-call arguments in fragments,
 the first carrying id, type and name; parallel calls one after the other, or in turn with
 ``x-sim-tool-calls: interleave``; every delta without its ``index`` with
-``x-sim-tool-calls: unindexed``), closes each choice with an empty delta and its
-finish_reason, then a ``choices: []`` usage chunk when ``stream_options.include_usage`` is set
-(all other chunks then carry ``"usage": null``), then ``data: [DONE]``. Azure streams open with
+``x-sim-tool-calls: unindexed``, as Gemini's OpenAI-compatible API streams them, each call's
+first delta with Gemini's thought signature in ``extra_content``), closes each choice with an
+empty delta and its finish_reason, then a ``choices: []`` usage chunk when
+``stream_options.include_usage`` is set (all other chunks then carry ``"usage": null``), then
+``data: [DONE]``. Azure streams open with
 the empty-choices ``prompt_filter_results`` chunk real Azure sends, and Azure's dated
 api-versions refuse the fields they predate (``stream_options`` before 2024-08-01,
 ``max_completion_tokens`` before 2024-09-01); with ``x-sim-content-filter: prompt`` Azure
@@ -22,7 +24,9 @@ as ``delta.reasoning_content`` pieces before the answer's, counted in
 ``magistral`` at ``/mistral/v1``) always reason, as Magistral says it: ``message.content`` is a
 list of chunks, a ``thinking`` chunk (its text as a list of ``text`` chunks) then a ``text``
 chunk; streamed, each reasoning piece is a ``delta.content`` list holding one ``thinking``
-chunk, and the answer's pieces are plain text.
+chunk, and the answer's pieces are plain text. With ``logprobs: true`` each text token has its
+log probability (and ``top_logprobs`` alternatives): the choice's ``logprobs.content``, and
+streamed, each token's chunk carries its own entry.
 """
 
 from __future__ import annotations
@@ -97,6 +101,33 @@ def _thinking_chunk(text: str) -> JSON:
 
 
 _TOKEN_TAIL = b'},"logprobs":null,"finish_reason":null}'
+
+
+def _logprob(piece: str, position: int, top: int) -> JSON:
+    """A token's deterministic log probability entry, with ``top`` alternatives."""
+    entry: JSON = {"token": piece, "logprob": -0.125 * (position % 4 + 1)}
+    entry["bytes"] = list(piece.encode())
+    alternatives = [
+        {"token": f"{piece.strip()}~{k}", "logprob": -1.0 - k, "bytes": None} for k in range(top)
+    ]
+    return {**entry, "top_logprobs": alternatives}
+
+
+def _logprobs_asked(body: dict[str, Any]) -> int | None:
+    """How many alternatives each token's entry lists when ``logprobs`` is asked; ``None``:
+    not asked. ``top_logprobs`` without ``logprobs`` is a 400, as OpenAI answers it."""
+    top = body.get("top_logprobs")
+    if top is not None and (
+        not isinstance(top, int) or isinstance(top, bool) or not 0 <= top <= 20
+    ):
+        raise InvalidRequest(
+            "Invalid 'top_logprobs': expected an integer between 0 and 20.", "top_logprobs"
+        )
+    if body.get("logprobs") is not True:
+        if top is not None:
+            raise InvalidRequest("Using top_logprobs requires logprobs to be true.", "top_logprobs")
+        return None
+    return top or 0
 
 
 def _content_text(content: Any) -> tuple[str, int]:
@@ -298,6 +329,7 @@ async def handle_chat(
     reasoning_field = CONTENT_CHUNKS if magistral(dialect, model) else call.reasoning_field
     prompt.reasoning = reasoning_field is not None
     n = _choice_count(body)
+    logprobs = _logprobs_asked(body)
     if body.get("stream_options") is not None and body.get("stream") is not True:
         message = "The 'stream_options' parameter is only allowed when 'stream' is enabled."
         raise InvalidRequest(message, "stream_options")
@@ -329,6 +361,7 @@ async def handle_chat(
             call.interleave_tools,
             unindexed_tools=call.unindexed_tools,
             reasoning_field=reasoning_field,
+            logprobs=logprobs,
         )
         if dialect is Dialect.MISTRAL and not call.omit_usage:
             # Mistral puts the usage on the stream's last chunk, unasked (and refuses
@@ -349,7 +382,9 @@ async def handle_chat(
         "object": "chat.completion",
         "created": created,
         "model": model,
-        "choices": [_choice(i, c, dialect, reasoning_field) for i, c in enumerate(completions)],
+        "choices": [
+            _choice(i, c, dialect, reasoning_field, logprobs) for i, c in enumerate(completions)
+        ],
         "usage": used,
         "service_tier": "default",
         "system_fingerprint": SYSTEM_FINGERPRINT,
@@ -362,7 +397,11 @@ async def handle_chat(
 
 
 def _choice(
-    index: int, completion: Completion, dialect: Dialect, reasoning_field: str | None = None
+    index: int,
+    completion: Completion,
+    dialect: Dialect,
+    reasoning_field: str | None = None,
+    logprobs: int | None = None,
 ) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None}
     if reasoning_field not in (None, CONTENT_CHUNKS) and completion.reasoning:
@@ -380,10 +419,14 @@ def _choice(
         answer = [{"type": "text", "text": message["content"]}] if message["content"] else []
         message["content"] = [_thinking_chunk("".join(completion.reasoning)), *answer]
     message["annotations"] = []
+    scores = None
+    if logprobs is not None and completion.finish != "refusal" and not completion.tool_calls:
+        entries = [_logprob(p, i, logprobs) for i, p in enumerate(completion.pieces)]
+        scores = {"content": entries, "refusal": None}
     choice = {
         "index": index,
         "message": message,
-        "logprobs": None,
+        "logprobs": scores,
         "finish_reason": _FINISH[completion.finish],
     }
     if dialect is Dialect.AZURE:
@@ -406,6 +449,8 @@ def _tool_call_deltas(
             "type": "function",
             "function": {"name": tool_call.name, "arguments": ""},
         }
+        if unindexed:  # Gemini's OpenAI-compatible API, which signs each call so
+            opening["extra_content"] = {"google": {"thought_signature": f"sig-{tool_call.id}"}}
         if k == 0:
             first = {"role": "assistant", "content": None, "tool_calls": [opening]}
             deltas = [({**first, "refusal": None}, False)]
@@ -428,6 +473,7 @@ def _choice_deltas(
     interleave: bool,
     unindexed: bool = False,
     reasoning_field: str | None = None,
+    logprobs: int | None = None,
 ) -> StreamParts:
     """One choice's serialised choice objects before its finish chunk, as (bytes, is_token);
     its reasoning first, in ``reasoning_field`` deltas."""
@@ -449,6 +495,8 @@ def _choice_deltas(
         ]
         thinking[0][0]["role"] = "assistant"
         deltas[:0] = thinking
+    for delta, _ in deltas[len(thinking) :] if thinking else ():
+        delta.pop("role", None)  # the reasoning's first delta said it: the role comes once
     parts = [
         (orjson.dumps({"index": index, "delta": d, "logprobs": None, "finish_reason": None}), t)
         for d, t in deltas
@@ -458,8 +506,21 @@ def _choice_deltas(
         # instead of building and serialising a dict per token, after the role delta.
         head = b'{"index":%d,"delta":{"content":' % index
         at = len(thinking) + 1
-        parts[at:at] = [(head + orjson.dumps(p) + _TOKEN_TAIL, True) for p in completion.pieces]
+        if logprobs is None:
+            tokens = [(head + orjson.dumps(p) + _TOKEN_TAIL, True) for p in completion.pieces]
+        else:
+            tokens = [
+                (orjson.dumps(_scored_token(index, p, i, logprobs)), True)
+                for i, p in enumerate(completion.pieces)
+            ]
+        parts[at:at] = tokens
     return parts
+
+
+def _scored_token(index: int, piece: str, position: int, top: int) -> JSON:
+    """A text token's choice object with its log probability entry."""
+    scores = {"content": [_logprob(piece, position, top)], "refusal": None}
+    return {"index": index, "delta": {"content": piece}, "logprobs": scores, "finish_reason": None}
 
 
 def stream_parts(
@@ -471,6 +532,7 @@ def stream_parts(
     *,
     unindexed_tools: bool = False,
     reasoning_field: str | None = None,
+    logprobs: int | None = None,
 ) -> StreamParts:
     """Every chunk of the stream except the usage chunk and [DONE]; ``interleave_tools``
     interleaves the fragments of parallel tool calls, ``unindexed_tools`` leaves out their
@@ -483,7 +545,7 @@ def stream_parts(
         opening["prompt_filter_results"] = PROMPT_FILTER_RESULTS
         parts.append((b"data: " + orjson.dumps(opening) + b"\n\n", False))
     per_choice = [
-        _choice_deltas(i, c, interleave_tools, unindexed_tools, reasoning_field)
+        _choice_deltas(i, c, interleave_tools, unindexed_tools, reasoning_field, logprobs)
         for i, c in enumerate(completions)
     ]
     # Choices are interleaved token by token, the way the real API streams n > 1.

@@ -31,7 +31,8 @@ that came from another format passes it through here first:
   rewritten to one it takes, the same for the call and its result (``call_id_for``);
 - a document's Anthropic-only settings (``citations``, ``context``) are a 400 for the others,
   and so is a document in a tool result for OpenAI, which takes only text there;
-- content parts and tools the gateway does not model are a 400 naming their type;
+- content parts and tools the gateway does not model are a 400 naming their type, and so is
+  a field of a tool's ``function`` the gateway does not model (unless it asks for nothing);
 - answers and chunks lose their extras (they are the other format's details), and an answer
   loses its content blocks of kinds the gateway does not model (server tool blocks, ...);
 - what an OpenAI-format answer says in fields other formats have words for is said in theirs:
@@ -66,6 +67,7 @@ from tollway.core.types import (
     ChatRequest,
     ChatResponse,
     Choice,
+    ChunkChoice,
     ContentPart,
     DocumentPart,
     ImagePart,
@@ -252,7 +254,7 @@ def request_for(request: ChatRequest, target: str) -> ChatRequest:
         messages=messages,
         tools=None
         if request.tools is None
-        else [_plain_tool(t, target, hints) for t in request.tools],
+        else [_plain_tool(t, target, hints, i) for i, t in enumerate(request.tools)],
         extra={},
         wire_format=None,
     )
@@ -450,13 +452,21 @@ def without_parts(message: Message, keep_reasoning: Callable[[ReasoningPart], bo
     return replace(message, content=None if calls and not parts else parts, tool_calls=calls)
 
 
-def _plain_tool(tool: Tool, target: str, hints: bool) -> Tool:
+def _plain_tool(tool: Tool, target: str, hints: bool, index: int) -> Tool:
     kind = tool.extra.get("type")
     if kind not in _FUNCTION_TOOL_TYPES:
         raise InvalidRequest(
             f"tools of type '{kind}' cannot be translated for {_a(target)} deployment",
             param="tools",
         )
+    if tool.function_extra:
+        for key, value in tool.function_extra.items():
+            if not asks_nothing(value, key):
+                param = f"tools[{index}].function.{key}"
+                raise InvalidRequest(
+                    f"'{param}' cannot be translated for {_a(target)} deployment", param=param
+                )
+        tool = replace(tool, function_extra={})
     return replace(tool, extra=_hint(tool.extra, hints)) if tool.extra else tool
 
 
@@ -543,11 +553,20 @@ def chunk_for(chunk: ChatChunk, target: str) -> ChatChunk:
         return chunk
     return replace(
         chunk,
-        choices=[replace(c, extra={}) if c.extra else c for c in chunk.choices],
+        choices=[_plain_chunk_choice(c) for c in chunk.choices],
         usage=_plain_usage(chunk.usage),
         extra={},
         wire_format=None,
     )
+
+
+def _plain_chunk_choice(choice: ChunkChoice) -> ChunkChoice:
+    calls = choice.tool_calls
+    if calls and any(call.extra for call in calls):
+        calls = [replace(call, extra=None) if call.extra else call for call in calls]
+    elif not (choice.extra or choice.choice_extra):
+        return choice
+    return replace(choice, extra={}, choice_extra=None, tool_calls=calls)
 
 
 def is_preamble(chunk: ChatChunk) -> bool:

@@ -35,6 +35,7 @@ _ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 _OPENAI_ONLY_TOOLS = frozenset({"custom"})
 _OPENAI_ONLY_CHOICES = frozenset({"allowed_tools", "custom"})
 _MESSAGE_KEYS = frozenset({"role", "content", "name", "tool_calls", "tool_call_id"})
+_FUNCTION_KEYS = frozenset({"name", "description", "parameters", "strict"})
 
 
 def request_from_wire(body: dict[str, Any]) -> ChatRequest:
@@ -345,14 +346,17 @@ def _tools_from_wire(tools: list[Any] | None) -> list[Tool] | None:
                 param=f"{param}.type",
             )
         function = json_object(tool.get("function"), f"{param}.function")
+        at = f"{param}.function"
         parsed.append(
             Tool(
-                name=required(function, "name", str, f"{param}.function.name"),
-                description=optional(function, "description", str),
-                parameters=optional(function, "parameters", dict, f"{param}.function.parameters"),
-                strict=optional(function, "strict", bool, f"{param}.function.strict"),
-                # The tool's own fields beside its function (a cache hint) go on with it.
+                name=required(function, "name", str, f"{at}.name"),
+                description=optional(function, "description", str, f"{at}.description"),
+                parameters=optional(function, "parameters", dict, f"{at}.parameters"),
+                strict=optional(function, "strict", bool, f"{at}.strict"),
+                # The tool's own fields beside its function (a cache hint) go on with it, and
+                # so do the function's beside those the gateway models.
                 extra={k: v for k, v in tool.items() if k not in ("type", "function")},
+                function_extra={k: v for k, v in function.items() if k not in _FUNCTION_KEYS},
             )
         )
     return parsed
@@ -452,7 +456,7 @@ def _part_to_wire(part: TextPart | ImagePart | DocumentPart | OpaquePart) -> dic
 
 
 def _tool_to_wire(tool: Tool) -> dict[str, Any]:
-    function: dict[str, Any] = {"name": tool.name}
+    function: dict[str, Any] = {**tool.function_extra, "name": tool.name}
     if tool.description is not None:
         function["description"] = tool.description
     if tool.parameters is not None:

@@ -312,6 +312,8 @@ def _annotation(citation: UrlCitation) -> dict[str, Any]:
 
 _CHUNK_KEYS = frozenset({"id", "model", "created", "choices", "usage", "object"})
 _DELTA_KEYS = frozenset({"role", "content", "tool_calls"})
+_CHUNK_CHOICE_KEYS = frozenset({"index", "delta", "finish_reason"})
+_CALL_DELTA_KEYS = frozenset({"index", "id", "type", "function"})
 
 
 class ToolCallSlots:
@@ -380,7 +382,19 @@ def _chunk_choice_from_wire(raw: dict[str, Any], slots: ToolCallSlots | None) ->
         else [_tool_delta_from_wire(call, index, slots) for call in calls],
         finish_reason=raw.get("finish_reason"),
         extra={k: v for k, v in delta.items() if k not in _DELTA_KEYS},
+        choice_extra=_choice_extra(raw),
     )
+
+
+def _choice_extra(raw: dict[str, Any]) -> dict[str, Any] | None:
+    """A stream choice's fields beside index, delta and finish reason (``logprobs`` when not
+    null, Azure's ``content_filter_results``); ``None`` for the usual choice, which has none."""
+    if len(raw) == 4 and raw.get("logprobs", 0) is None:  # index, delta, finish, null logprobs
+        return None
+    extra = {k: v for k, v in raw.items() if k not in _CHUNK_CHOICE_KEYS}
+    if extra.get("logprobs", 0) is None:
+        del extra["logprobs"]  # written as null anyway
+    return extra or None
 
 
 def _tool_delta_from_wire(
@@ -393,11 +407,15 @@ def _tool_delta_from_wire(
     index = call.get("index")
     if index is None and slots is not None:
         index = slots.place(choice, call.get("id"))
+    extra = None
+    if not call.keys() <= _CALL_DELTA_KEYS:  # an upstream's own field (Gemini's signature)
+        extra = {k: v for k, v in call.items() if k not in _CALL_DELTA_KEYS}
     return ToolCallDelta(
         index=int(index or 0),
         id=call.get("id"),
         name=function.get("name"),
         arguments=arguments,
+        extra=extra,
     )
 
 
@@ -431,12 +449,11 @@ def _chunk_choice_to_wire(choice: ChunkChoice) -> dict[str, Any]:
         if signature is not None:
             delta["tool_calls"][0] = signed_call(delta["tool_calls"][0], signature)
     delta.update(choice.extra)
-    return {
-        "index": choice.index,
-        "delta": delta,
-        "logprobs": None,
-        "finish_reason": choice.finish_reason,
-    }
+    out: dict[str, Any] = {"index": choice.index, "delta": delta, "logprobs": None}
+    out["finish_reason"] = choice.finish_reason
+    if choice.choice_extra:
+        out.update(choice.choice_extra)
+    return out
 
 
 def _tool_delta_to_wire(call: ToolCallDelta) -> dict[str, Any]:
@@ -448,6 +465,8 @@ def _tool_delta_to_wire(call: ToolCallDelta) -> dict[str, Any]:
     if call.name is not None:
         function["name"] = call.name
     out["function"] = function
+    if call.extra:
+        out.update(call.extra)
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 from tollway.core.errors import InvalidRequest, UpstreamErrorBody, UpstreamProtocolError
 from tollway.core.types import ChatResponse, ImagePart, OpaquePart, TextPart, ToolCallDelta
+from tollway.wire.crossing import chunk_for
 from tollway.wire.openai_embeddings import embedding_request_from_wire
 from tollway.wire.openai_request import request_from_wire, request_to_wire
 from tollway.wire.openai_response import (
@@ -145,6 +147,19 @@ def test_request_parts_become_canonical_types() -> None:
     assert isinstance(parts[2], OpaquePart) and parts[2].type == "file"
 
 
+def test_a_tools_own_function_fields_go_on_to_an_openai_upstream() -> None:
+    function = {"name": "f", "parameters": {"type": "object"}, "examples": [{}], "x": None}
+    tools = [{"type": "function", "function": function}]
+    request = request_from_wire({"model": "m", "messages": [{"role": "user", "content": "x"}],
+                                 "tools": tools})  # fmt: skip
+    assert request.tools is not None
+    assert request.tools[0].function_extra == {"examples": [{}], "x": None}
+    assert request_to_wire(request, "up")["tools"] == tools
+    with pytest.raises(InvalidRequest) as caught:
+        request_to_wire(replace(request, wire_format="anthropic"), "up")
+    assert caught.value.param == "tools[0].function.examples"
+
+
 def test_max_completion_tokens_keeps_its_name_and_follows_the_canonical_value() -> None:
     request = request_from_wire(
         {"model": "m", "messages": [{"role": "user", "content": "x"}], "max_completion_tokens": 100}
@@ -250,12 +265,40 @@ def test_chunk_round_trip_is_identity(content: str, finish: str | None, role: bo
     assert chunk_to_wire(chunk_from_wire(body), include_usage=True) == body
 
 
+def test_a_chunk_choices_own_fields_round_trip() -> None:
+    scored = {"token": "Hi", "logprob": -0.25, "bytes": [72, 105], "top_logprobs": []}
+    filtered = {"hate": {"filtered": False, "severity": "safe"}}
+    choices = [
+        {
+            "index": 0,
+            "delta": {"content": "Hi"},
+            "logprobs": {"content": [scored], "refusal": None},
+            "finish_reason": None,
+        },
+        {
+            "index": 1,
+            "delta": {"content": "Yo"},
+            "logprobs": None,
+            "finish_reason": None,
+            "content_filter_results": filtered,  # Azure's, per choice
+        },
+    ]
+    body = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+    body = {**body, "choices": choices, "service_tier": "default", "system_fingerprint": "fp"}
+    chunk = chunk_from_wire(body)
+    assert chunk.choices[0].choice_extra == {"logprobs": {"content": [scored], "refusal": None}}
+    assert chunk_to_wire(chunk, include_usage=False) == body
+    # Written for another format's client, they are the other format's details: left out.
+    assert chunk_for(chunk, "anthropic").choices[1].choice_extra is None
+
+
 def test_tool_call_deltas_round_trip() -> None:
     first = {
         "index": 0,
         "id": "call_1",
         "type": "function",
         "function": {"name": "f", "arguments": ""},
+        "extra_content": {"google": {"thought_signature": "sig"}},  # Gemini's, kept
     }
     later = {"index": 0, "function": {"arguments": '{"a":'}}
     for call in (first, later):
