@@ -816,6 +816,40 @@ def test_openai_sdk_streamed_tool_calls_on_an_anthropic_deployment(gpt: openai.O
     assert final.choices[0].finish_reason == "tool_calls"
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_openai_sdk_call_without_arguments_on_an_anthropic_deployment_has_an_empty_object(
+    gpt: openai.OpenAI, stream: bool
+) -> None:
+    # Anthropic streams a call without arguments as ``input: {}`` and one empty
+    # partial_json: OpenAI's clients still get the JSON object ``{}`` they parse.
+    clock: Any = {"type": "function", "function": {"name": "get_time", "parameters": {}}}
+    ask: Any = {"model": "test-claude", "messages": user("what time is it"), "tools": [clock]}
+    if stream:
+        with gpt.chat.completions.stream(**ask, tool_choice="required") as events:
+            answer = events.get_final_completion()
+    else:
+        answer = gpt.chat.completions.create(**ask, tool_choice="required")
+    calls: Any = answer.choices[0].message.tool_calls
+    assert calls[0].function.name == "get_time"
+    assert json.loads(calls[0].function.arguments) == {}
+    assert answer.choices[0].finish_reason == "tool_calls"
+
+
+def test_the_anthropic_sdk_gets_an_empty_input_for_a_streamed_call_without_arguments(
+    claude: anthropic.Anthropic,
+) -> None:
+    clock: Any = {"name": "get_time", "input_schema": {"type": "object"}}
+    with claude.messages.stream(
+        model="test-claude",
+        max_tokens=100,
+        messages=[{"role": "user", "content": "what time is it"}],
+        tools=[clock],
+        tool_choice={"type": "any"},
+    ) as events:
+        message = events.get_final_message()
+    assert [(b.type, getattr(b, "input", None)) for b in message.content] == [("tool_use", {})]
+
+
 def test_openai_sdk_json_output_on_an_anthropic_deployment(
     gpt: openai.OpenAI, simulator_url: str
 ) -> None:

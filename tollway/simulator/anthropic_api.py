@@ -5,7 +5,7 @@ Stream event order follows the Messages streaming docs and the anthropic-python 
 ``content_block_start`` / ``content_block_delta``s / ``content_block_stop`` with one ``ping``
 after the first block start, then ``message_delta`` (stop_reason, stop_sequence, cumulative
 usage) and ``message_stop``. Tool input streams as ``input_json_delta`` fragments after an
-empty one, as the real API does.
+empty one, as the real API does (a call without arguments: the empty one alone).
 
 Prompt caching: a request with a top-level ``cache_control`` (``{"type": "ephemeral"}``, with
 ``"ttl": "1h"`` for an hour) reports its whole prompt as written to the cache, in
@@ -489,7 +489,13 @@ def stream_parts(
         block = {"type": "tool_use", "id": call.id, "name": call.name, "input": {}}
         start = {"type": "content_block_start", "index": index, "content_block": block}
         block_parts: StreamParts = [(_event(b"content_block_start", start), False)]
-        for fragment, is_token in [("", False), *((f, True) for f in call.fragments)]:
+        # Input streams after an empty fragment; a call without arguments is that empty
+        # fragment alone, as Claude streams it.
+        unargued = call.input() == {}
+        fragments = (
+            [("", True)] if unargued else [("", False), *((f, True) for f in call.fragments)]
+        )
+        for fragment, is_token in fragments:
             delta = {"type": "input_json_delta", "partial_json": fragment}
             event = {"type": "content_block_delta", "index": index, "delta": delta}
             block_parts.append((_event(b"content_block_delta", event), is_token))
