@@ -850,6 +850,31 @@ def test_the_anthropic_sdk_gets_an_empty_input_for_a_streamed_call_without_argum
     assert [(b.type, getattr(b, "input", None)) for b in message.content] == [("tool_use", {})]
 
 
+def test_openai_sdk_tool_schema_without_a_type_reaches_an_anthropic_deployment_as_an_object(
+    gpt: openai.OpenAI, simulator_url: str
+) -> None:
+    # OpenAI takes a function's parameters without "type" (``{}`` is a function without
+    # arguments); Anthropic refuses an input_schema without ``type: "object"``.
+    tools: Any = [
+        {"type": "function", "function": {"name": "get_time", "parameters": {}}},
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "parameters": {"properties": {"city": {"type": "string"}}},
+            },
+        },
+    ]
+    asked = "untyped tool schemas for claude"
+    answer = gpt.chat.completions.create(model="test-claude", messages=user(asked), tools=tools)
+    assert answer.choices[0].finish_reason == "tool_calls"
+    sent = recorded_request(simulator_url, asked)["json"]["tools"]
+    assert [tool["input_schema"] for tool in sent] == [
+        {"type": "object", "properties": {}},
+        {"type": "object", "properties": {"city": {"type": "string"}}},
+    ]
+
+
 def test_openai_sdk_json_output_on_an_anthropic_deployment(
     gpt: openai.OpenAI, simulator_url: str
 ) -> None:

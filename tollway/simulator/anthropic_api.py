@@ -132,12 +132,23 @@ def _require(body: dict[str, Any], name: str) -> Any:
 
 def _tools(body: dict[str, Any]) -> list[ToolSpec]:
     specs: list[ToolSpec] = []
-    for tool in body.get("tools") or ():
+    for index, tool in enumerate(body.get("tools") or ()):
         # Server tools (web search, code execution, ...) have no input_schema; they are skipped.
         if isinstance(tool, dict) and isinstance(tool.get("name"), str) and "input_schema" in tool:
             schema = tool["input_schema"]
+            _check_input_schema(schema, index)
             specs.append(ToolSpec(tool["name"], schema if isinstance(schema, dict) else None))
     return specs
+
+
+def _check_input_schema(schema: Any, index: int) -> None:
+    """A custom tool's ``input_schema`` is an object's schema (``type: "object"``), or
+    Anthropic's 400, in its words."""
+    param = f"tools.{index}.custom.input_schema.type"
+    if isinstance(schema, dict) and "type" not in schema:
+        raise InvalidRequest(f"{param}: Field required", param)
+    if isinstance(schema, dict) and schema["type"] != "object":
+        raise InvalidRequest(f"{param}: Input should be 'object'", param)
 
 
 def _apply_tool_choice(prompt: Prompt, choice: Any) -> None:
