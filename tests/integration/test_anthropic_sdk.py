@@ -899,6 +899,30 @@ def test_openai_sdk_json_output_on_an_anthropic_deployment(
     assert "JSON object" in body["system"][-1]["text"]
 
 
+def test_an_openai_clients_open_json_schema_reaches_an_anthropic_deployment_closed(
+    gpt: openai.OpenAI, simulator_url: str
+) -> None:
+    # OpenAI takes a schema that leaves additionalProperties unsaid (strict off); Anthropic's
+    # structured output refuses every object without "additionalProperties": false.
+    address = {"type": "object", "properties": {"street": {"type": "string"}}}
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "homes": {"type": "array", "items": address}},
+        "required": ["city"],
+    }
+    asked = "open schema for claude"
+    answer = gpt.chat.completions.create(
+        model="test-claude",
+        messages=user(asked),
+        response_format={"type": "json_schema", "json_schema": {"name": "c", "schema": schema}},
+    )
+    assert "city" in json.loads(answer.choices[0].message.content or "")
+    sent = recorded_request(simulator_url, asked)["json"]["output_config"]["format"]["schema"]
+    assert sent["additionalProperties"] is False
+    assert sent["properties"]["homes"]["items"]["additionalProperties"] is False
+    assert schema["properties"]["homes"]["items"] == address  # the client's own left as it was
+
+
 @pytest.mark.parametrize(("extra", "param"), [({"n": 2}, "n"), ({"logprobs": True}, "logprobs")])
 def test_openai_features_anthropic_lacks_are_400s(
     gpt: openai.OpenAI, extra: dict[str, Any], param: str
