@@ -816,6 +816,65 @@ def test_openai_sdk_streamed_tool_calls_on_an_anthropic_deployment(gpt: openai.O
     assert final.choices[0].finish_reason == "tool_calls"
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_openai_sdk_call_without_arguments_on_an_anthropic_deployment_has_an_empty_object(
+    gpt: openai.OpenAI, stream: bool
+) -> None:
+    # Anthropic streams a call without arguments as ``input: {}`` and one empty
+    # partial_json: OpenAI's clients still get the JSON object ``{}`` they parse.
+    clock: Any = {"type": "function", "function": {"name": "get_time", "parameters": {}}}
+    ask: Any = {"model": "test-claude", "messages": user("what time is it"), "tools": [clock]}
+    if stream:
+        with gpt.chat.completions.stream(**ask, tool_choice="required") as events:
+            answer = events.get_final_completion()
+    else:
+        answer = gpt.chat.completions.create(**ask, tool_choice="required")
+    calls: Any = answer.choices[0].message.tool_calls
+    assert calls[0].function.name == "get_time"
+    assert json.loads(calls[0].function.arguments) == {}
+    assert answer.choices[0].finish_reason == "tool_calls"
+
+
+def test_the_anthropic_sdk_gets_an_empty_input_for_a_streamed_call_without_arguments(
+    claude: anthropic.Anthropic,
+) -> None:
+    clock: Any = {"name": "get_time", "input_schema": {"type": "object"}}
+    with claude.messages.stream(
+        model="test-claude",
+        max_tokens=100,
+        messages=[{"role": "user", "content": "what time is it"}],
+        tools=[clock],
+        tool_choice={"type": "any"},
+    ) as events:
+        message = events.get_final_message()
+    assert [(b.type, getattr(b, "input", None)) for b in message.content] == [("tool_use", {})]
+
+
+def test_openai_sdk_tool_schema_without_a_type_reaches_an_anthropic_deployment_as_an_object(
+    gpt: openai.OpenAI, simulator_url: str
+) -> None:
+    # OpenAI takes a function's parameters without "type" (``{}`` is a function without
+    # arguments); Anthropic refuses an input_schema without ``type: "object"``.
+    tools: Any = [
+        {"type": "function", "function": {"name": "get_time", "parameters": {}}},
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "parameters": {"properties": {"city": {"type": "string"}}},
+            },
+        },
+    ]
+    asked = "untyped tool schemas for claude"
+    answer = gpt.chat.completions.create(model="test-claude", messages=user(asked), tools=tools)
+    assert answer.choices[0].finish_reason == "tool_calls"
+    sent = recorded_request(simulator_url, asked)["json"]["tools"]
+    assert [tool["input_schema"] for tool in sent] == [
+        {"type": "object", "properties": {}},
+        {"type": "object", "properties": {"city": {"type": "string"}}},
+    ]
+
+
 def test_openai_sdk_json_output_on_an_anthropic_deployment(
     gpt: openai.OpenAI, simulator_url: str
 ) -> None:
@@ -838,6 +897,30 @@ def test_openai_sdk_json_output_on_an_anthropic_deployment(
     )
     body = recorded_request(simulator_url, "any json please")["json"]
     assert "JSON object" in body["system"][-1]["text"]
+
+
+def test_an_openai_clients_open_json_schema_reaches_an_anthropic_deployment_closed(
+    gpt: openai.OpenAI, simulator_url: str
+) -> None:
+    # OpenAI takes a schema that leaves additionalProperties unsaid (strict off); Anthropic's
+    # structured output refuses every object without "additionalProperties": false.
+    address = {"type": "object", "properties": {"street": {"type": "string"}}}
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "homes": {"type": "array", "items": address}},
+        "required": ["city"],
+    }
+    asked = "open schema for claude"
+    answer = gpt.chat.completions.create(
+        model="test-claude",
+        messages=user(asked),
+        response_format={"type": "json_schema", "json_schema": {"name": "c", "schema": schema}},
+    )
+    assert "city" in json.loads(answer.choices[0].message.content or "")
+    sent = recorded_request(simulator_url, asked)["json"]["output_config"]["format"]["schema"]
+    assert sent["additionalProperties"] is False
+    assert sent["properties"]["homes"]["items"]["additionalProperties"] is False
+    assert schema["properties"]["homes"]["items"] == address  # the client's own left as it was
 
 
 @pytest.mark.parametrize(("extra", "param"), [({"n": 2}, "n"), ({"logprobs": True}, "logprobs")])

@@ -5,7 +5,7 @@ Stream event order follows the Messages streaming docs and the anthropic-python 
 ``content_block_start`` / ``content_block_delta``s / ``content_block_stop`` with one ``ping``
 after the first block start, then ``message_delta`` (stop_reason, stop_sequence, cumulative
 usage) and ``message_stop``. Tool input streams as ``input_json_delta`` fragments after an
-empty one, as the real API does.
+empty one, as the real API does (a call without arguments: the empty one alone).
 
 Prompt caching: a request with a top-level ``cache_control`` (``{"type": "ephemeral"}``, with
 ``"ttl": "1h"`` for an hour) reports its whole prompt as written to the cache, in
@@ -132,12 +132,23 @@ def _require(body: dict[str, Any], name: str) -> Any:
 
 def _tools(body: dict[str, Any]) -> list[ToolSpec]:
     specs: list[ToolSpec] = []
-    for tool in body.get("tools") or ():
+    for index, tool in enumerate(body.get("tools") or ()):
         # Server tools (web search, code execution, ...) have no input_schema; they are skipped.
         if isinstance(tool, dict) and isinstance(tool.get("name"), str) and "input_schema" in tool:
             schema = tool["input_schema"]
+            _check_input_schema(schema, index)
             specs.append(ToolSpec(tool["name"], schema if isinstance(schema, dict) else None))
     return specs
+
+
+def _check_input_schema(schema: Any, index: int) -> None:
+    """A custom tool's ``input_schema`` is an object's schema (``type: "object"``), or
+    Anthropic's 400, in its words."""
+    param = f"tools.{index}.custom.input_schema.type"
+    if isinstance(schema, dict) and "type" not in schema:
+        raise InvalidRequest(f"{param}: Field required", param)
+    if isinstance(schema, dict) and schema["type"] != "object":
+        raise InvalidRequest(f"{param}: Input should be 'object'", param)
 
 
 def _apply_tool_choice(prompt: Prompt, choice: Any) -> None:
@@ -159,8 +170,38 @@ def _output_schema(body: dict[str, Any]) -> dict[str, Any] | None:
     spec = config.get("format") if isinstance(config, dict) else body.get("output_format")
     if isinstance(spec, dict) and spec.get("type") == "json_schema":
         schema = spec.get("schema")
+        field = "output_config.format" if isinstance(config, dict) else "output_format"
+        _check_closed(schema, f"{field}.schema")
         return schema if isinstance(schema, dict) else {}
     return None
+
+
+_SUBSCHEMAS = ("items", "additionalProperties", "not", "if", "then", "else", "contains")
+_SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+_SUBSCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions")
+
+
+def _check_closed(schema: Any, param: str) -> None:
+    """Structured output's rule: every object says ``"additionalProperties": false``, or
+    Anthropic's 400, in its words."""
+    if not isinstance(schema, dict):
+        return
+    kind = schema.get("type")
+    is_object = kind == "object" or (isinstance(kind, list) and "object" in kind)
+    if is_object and schema.get("additionalProperties") is not False:
+        message = (
+            f"{param}: For 'object' type, 'additionalProperties' must be explicitly set to false"
+        )
+        raise InvalidRequest(message, param)
+    for key in _SUBSCHEMAS:
+        _check_closed(schema.get(key), param)
+    for key in _SUBSCHEMA_LISTS:
+        for item in schema.get(key) or ():
+            _check_closed(item, param)
+    for key in _SUBSCHEMA_MAPS:
+        inner = schema.get(key)
+        for item in inner.values() if isinstance(inner, dict) else ():
+            _check_closed(item, param)
 
 
 def read_prompt(body: dict[str, Any], target_tokens: int) -> tuple[Prompt, int]:
@@ -489,7 +530,13 @@ def stream_parts(
         block = {"type": "tool_use", "id": call.id, "name": call.name, "input": {}}
         start = {"type": "content_block_start", "index": index, "content_block": block}
         block_parts: StreamParts = [(_event(b"content_block_start", start), False)]
-        for fragment, is_token in [("", False), *((f, True) for f in call.fragments)]:
+        # Input streams after an empty fragment; a call without arguments is that empty
+        # fragment alone, as Claude streams it.
+        unargued = call.input() == {}
+        fragments = (
+            [("", True)] if unargued else [("", False), *((f, True) for f in call.fragments)]
+        )
+        for fragment, is_token in fragments:
             delta = {"type": "input_json_delta", "partial_json": fragment}
             event = {"type": "content_block_delta", "index": index, "delta": delta}
             block_parts.append((_event(b"content_block_delta", event), is_token))

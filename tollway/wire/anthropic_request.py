@@ -8,7 +8,9 @@ Where Anthropic's shape differs from the canonical one:
   message per result (``is_error`` and other block fields in its ``extra``). On the way out
   consecutive tool messages, and a user message right after them, form one user turn.
 - A tool call is a ``tool_use`` block with an ``input`` object; canonically the arguments are
-  JSON text.
+  JSON text. Another format's tool whose parameters do not say ``"type"`` (OpenAI takes
+  ``parameters: {}`` for a function without arguments) is sent ``"type": "object"``, which
+  Anthropic requires of an ``input_schema``.
 - ``max_tokens`` is required: ``DEFAULT_MAX_TOKENS`` when a client of another format set none.
   An Anthropic client's 0 (a prompt cache pre-warm, nothing generated) has no counterpart in
   other families and is refused for them (``crossing.request_for``).
@@ -18,7 +20,9 @@ Where Anthropic's shape differs from the canonical one:
   change to ``omitted``, an empty ``thinking``).
 - JSON output: a ``json_schema`` response format is Anthropic's structured output
   (``output_config.format``; the beta's top-level ``output_format`` is read as it), strict
-  (Claude's output always conforms, so OpenAI is sent ``strict: true``); ``json_object`` (any
+  (Claude's output always conforms, so OpenAI is sent ``strict: true``); another format's
+  schema gets ``"additionalProperties": false`` on each object that leaves it unsaid, which
+  Claude requires (``closed_schema``); ``json_object`` (any
   JSON object, no schema) has no Anthropic equivalent and becomes ``JSON_OBJECT_INSTRUCTION``
   at the end of the system prompt.
 - ``thinking`` is the canonical ``ChatRequest.thinking``, as sent; ``thinking`` and
@@ -238,6 +242,7 @@ def _displayed(thinking: JSON, summary: str | None) -> JSON:
 
 def request_to_wire(request: ChatRequest, model: str) -> dict[str, Any]:
     """The upstream Messages body for ``request`` addressed to the upstream ``model``."""
+    own = request.wire_format == WIRE_FORMAT  # an Anthropic client's tools go as it wrote them
     request = request_for(thinking_for_effort(request), WIRE_FORMAT)
     if request.n is not None and request.n > 1:
         raise InvalidRequest("'n' greater than 1 is not supported by Anthropic models", param="n")
@@ -265,16 +270,48 @@ def request_to_wire(request: ChatRequest, model: str) -> dict[str, Any]:
     if request.user is not None:
         body["metadata"] = {**(body.get("metadata") or {}), "user_id": request.user}
     if request.tools is not None:
-        body["tools"] = [_tool_to_wire(tool) for tool in request.tools]
+        body["tools"] = [_tool_to_wire(tool, own) for tool in request.tools]
     tool_choice = _tool_choice_to_wire(request)
     if tool_choice is not None:
         body["tool_choice"] = tool_choice
     if fmt is not None and fmt.type == "json_schema":
         schema = (fmt.json_schema or {}).get("schema") or {"type": "object"}
+        if not own:
+            schema = closed_schema(schema)
         output_config = {**(body.get("output_config") or {})}
         output_config["format"] = {"type": "json_schema", "schema": schema}
         body["output_config"] = output_config
     return body
+
+
+_SUBSCHEMAS = ("items", "additionalProperties", "not", "if", "then", "else", "contains")
+_SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+_SUBSCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions")
+
+
+def closed_schema(schema: Any) -> Any:
+    """``schema`` (a copy) with ``"additionalProperties": false`` on each object that does
+    not say it: Claude's structured output refuses an object schema without it, where
+    OpenAI's API (strict off) leaves it open. An answer to the closed schema still
+    matches the open one; an object that allows more explicitly is left as it is."""
+    if not isinstance(schema, dict):
+        return schema
+    out = dict(schema)
+    kind = out.get("type")
+    if (kind == "object" or (isinstance(kind, list) and "object" in kind)) and (
+        "additionalProperties" not in out
+    ):
+        out["additionalProperties"] = False
+    for key in _SUBSCHEMAS:
+        if isinstance(out.get(key), dict):
+            out[key] = closed_schema(out[key])
+    for key in _SUBSCHEMA_LISTS:
+        if isinstance(out.get(key), list):
+            out[key] = [closed_schema(item) for item in out[key]]
+    for key in _SUBSCHEMA_MAPS:
+        if isinstance(out.get(key), dict):
+            out[key] = {name: closed_schema(item) for name, item in out[key].items()}
+    return out
 
 
 def count_tokens_to_wire(request: ChatRequest, model: str) -> dict[str, Any]:
@@ -462,14 +499,23 @@ def _messages_to_wire(messages: list[Message]) -> list[dict[str, Any]]:
     return out
 
 
-def _tool_to_wire(tool: Tool) -> dict[str, Any]:
+_NO_ARGUMENTS = {"type": "object", "properties": {}}
+
+
+def _tool_to_wire(tool: Tool, own: bool = True) -> dict[str, Any]:
+    """A tool; ``own``: an Anthropic client's, whose ``input_schema`` goes as it came."""
     out: dict[str, Any] = {**tool.extra, "name": tool.name}
     if tool.description is not None:
         out["description"] = tool.description
-    if tool.parameters is not None:
-        out["input_schema"] = tool.parameters
+    schema = tool.parameters
+    if schema is not None and not own and "type" not in schema:
+        # OpenAI and Gemini take a function's parameters without their "type" (``{}``: no
+        # arguments); Anthropic refuses an input_schema that does not say it is an object.
+        schema = {**_NO_ARGUMENTS} if not schema else {"type": "object", **schema}
+    if schema is not None:
+        out["input_schema"] = schema
     elif "type" not in tool.extra:  # a function tool; server tools have no schema
-        out["input_schema"] = {"type": "object", "properties": {}}
+        out["input_schema"] = {**_NO_ARGUMENTS}
     if tool.strict is not None:
         out["strict"] = tool.strict
     return out

@@ -2,7 +2,8 @@
 
 Upstream (``StreamReader``): ``message_start`` gives the role chunk; text deltas become
 content; each ``tool_use`` block becomes the tool call numbered by its order among the tool
-calls, with id and name on its first fragment and ``partial_json`` as argument fragments;
+calls, with id and name on its first fragment and ``partial_json`` as argument fragments
+(``{}`` at its ``content_block_stop`` when none had any text: a call without arguments);
 ``message_delta`` gives the finish reason; ``message_stop`` gives a last, usage-only chunk
 with the usage of ``message_start`` and ``message_delta`` combined (each of those two says
 what it knows so far in ``usage_so_far``, for a stream cut before ``message_stop``). Blocks
@@ -83,6 +84,8 @@ class StreamReader:
         self._created = int(time.time())
         self._usage: dict[str, Any] = {}
         self._tool_of_block: dict[int, int] = {}
+        self._unargued: set[int] = set()
+        """Blocks of tool calls no argument has come for yet."""
         self._pings = 0
 
     def feed(self, data: bytes) -> ChatChunk | None:
@@ -139,9 +142,11 @@ class StreamReader:
             self._pings += 1
             alive = ChunkChoice(index=0, extra={"ping": True})
             return self._chunk(alive) if self._pings > 1 else None
+        if kind == "content_block_stop":
+            return self._block_stop(int(event["index"]))
         if kind == "error":
             raise stream_error(event)
-        return None  # content_block_stop, and event types newer than this code
+        return None  # event types newer than this code
 
     def _block_start(self, index: int, block: dict[str, Any]) -> ChatChunk | None:
         kind = block["type"]
@@ -157,6 +162,8 @@ class StreamReader:
         ordinal = len(self._tool_of_block)
         self._tool_of_block[index] = ordinal
         given = block.get("input")
+        if not given:
+            self._unargued.add(index)
         call = ToolCallDelta(
             index=ordinal,
             id=str(block["id"]),
@@ -178,7 +185,18 @@ class StreamReader:
         fragment = str(delta.get("partial_json") or "")
         if not fragment:
             return None
+        self._unargued.discard(index)
         call = ToolCallDelta(index=self._tool_of_block[index], arguments=fragment)
+        return self._chunk(ChunkChoice(index=0, tool_calls=[call]))
+
+    def _block_stop(self, index: int) -> ChatChunk | None:
+        """A call's empty object as its arguments, when none came: Anthropic streams a call
+        without arguments as ``input: {}`` and one empty ``partial_json``, and OpenAI's
+        clients parse the arguments as JSON."""
+        if index not in self._unargued:
+            return None
+        self._unargued.discard(index)
+        call = ToolCallDelta(index=self._tool_of_block[index], arguments="{}")
         return self._chunk(ChunkChoice(index=0, tool_calls=[call]))
 
     def _chunk(self, choice: ChunkChoice) -> ChatChunk:

@@ -32,6 +32,7 @@ from tollway.wire import openai_request, openai_response
 from tollway.wire.anthropic_request import (
     DEFAULT_MAX_TOKENS,
     JSON_OBJECT_INSTRUCTION,
+    closed_schema,
     count_tokens_to_wire,
     request_from_wire,
     request_to_wire,
@@ -406,8 +407,10 @@ def test_json_output_translates_to_structured_output_or_an_instruction() -> None
             },
         }
     )
+    # Closed, as Claude's structured output requires of every object.
+    closed = {**schema, "additionalProperties": False}
     assert request_to_wire(with_schema, "c")["output_config"] == {
-        "format": {"type": "json_schema", "schema": schema}
+        "format": {"type": "json_schema", "schema": closed}
     }
     any_object = openai_request.request_from_wire(
         {**base, "response_format": {"type": "json_object"}}
@@ -1447,3 +1450,27 @@ def test_only_a_plain_anthropic_body_is_kept_to_be_sent_as_it_came() -> None:
         except InvalidRequest:
             continue  # what the generic walk refuses
         assert request.wire_body is None, changed
+
+
+def test_closed_schema_closes_every_object_that_leaves_its_properties_open() -> None:
+    leaf = {"type": "object", "properties": {"x": {"type": "string"}}}
+    schema = {
+        "type": ["object", "null"],
+        "properties": {"a": leaf, "b": {"type": "array", "items": leaf}},
+        "anyOf": [leaf],
+        "$defs": {"Leaf": leaf},
+        "additionalProperties": True,  # said by the client: left as it is
+    }
+    closed = closed_schema(schema)
+    shut = {**leaf, "additionalProperties": False}
+    assert closed == {
+        "type": ["object", "null"],
+        "properties": {"a": shut, "b": {"type": "array", "items": shut}},
+        "anyOf": [shut],
+        "$defs": {"Leaf": shut},
+        "additionalProperties": True,
+    }
+    assert "additionalProperties" not in leaf  # the client's schema is not changed
+    # A property named like a keyword is a property, not a subschema.
+    named = {"type": "object", "properties": {"items": {"type": "string"}}}
+    assert closed_schema(named)["properties"] == {"items": {"type": "string"}}
