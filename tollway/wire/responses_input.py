@@ -2,10 +2,12 @@
 
 Message items (a string or content parts: text, images by URL or data URL, files sent inline
 as ``file_data``) become messages, ``function_call`` items join the assistant turn before them
-as tool calls, ``function_call_output`` items become tool messages; reasoning items are
-dropped. An item only a Responses upstream can read (a built-in tool's ``web_search_call``,
-``mcp_call``, ...; an ``item_reference`` to an item the upstream stored; any type newer than
-this parser) has no canonical form: it is named (``ResponsesOnly``) for the router instead.
+as tool calls, ``function_call_output`` items become tool messages (their ``output`` text, or
+text, image and file parts: Claude reads them all, an OpenAI chat deployment's codec refuses
+what is not text); reasoning items are dropped. An item only a Responses upstream can read (a
+built-in tool's ``web_search_call``, ``mcp_call``, ...; an ``item_reference`` to an item the
+upstream stored; any type newer than this parser) has no canonical form: it is named
+(``ResponsesOnly``) for the router instead.
 Images and files stored on OpenAI (``file_id``) and ``file_url`` files are a 400 naming them.
 Where each message came from is noted (``Origins``), so that an error a later step words in
 Chat Completions terms (``messages[2].content``) can name the client's own field
@@ -218,15 +220,14 @@ def _function_output_from_wire(item: JSON, param: str) -> Message:
     call_id = required(item, "call_id", str, f"{param}.call_id")
     output = item.get("output")
     if isinstance(output, list):
+        # Text, images and files, as in a message: Claude reads them all in a tool result;
+        # a family that takes only text there refuses the part by name (its codec).
         parts = [_part_from_wire(part, f"{param}.output[{i}]") for i, part in enumerate(output)]
-        if not all(isinstance(part, TextPart) for part in parts):
-            raise InvalidRequest(
-                f"'{param}.output' may only hold text parts", param=f"{param}.output"
-            )
         return Message(role="tool", content=parts, tool_call_id=call_id)
     if not isinstance(output, str):
         raise InvalidRequest(
-            f"'{param}.output' must be a string or an array of text parts",
+            f"'{param}.output' must be a string or an array of input_text, input_image and "
+            "input_file parts",
             param=f"{param}.output",
         )
     return Message(role="tool", content=output, tool_call_id=call_id)
