@@ -424,9 +424,11 @@ def _message_to_wire(message: Message) -> dict[str, Any]:
     content = message.content
     if isinstance(content, list):
         # Reasoning is not sent back: compatible servers take none (DeepSeek refuses it).
-        out["content"] = [
-            _part_to_wire(part) for part in content if not isinstance(part, ReasoningPart)
-        ]
+        parts = [_part_to_wire(part) for part in content if not isinstance(part, ReasoningPart)]
+        if parts or not content:
+            out["content"] = parts
+        else:  # a turn of reasoning (and calls): nothing, as Chat Completions says it
+            out["content"] = None if message.tool_calls else ""
     elif content is None and message.role == "tool":
         out["content"] = ""  # a tool message must have content (an empty result)
     else:
