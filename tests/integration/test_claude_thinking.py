@@ -111,3 +111,43 @@ def test_claudes_signed_thinking_goes_back_to_claude(claude: anthropic.Anthropic
         ],
     )
     assert [block.type for block in second.content] == ["thinking", "text"]
+
+
+F_TOOL: Any = {"type": "function", "name": "lookup", "parameters": {"type": "object"}}
+
+
+@pytest.mark.parametrize("model", ["test-claude", "test-bedrock"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_claudes_thinking_goes_back_through_a_responses_tool_loop(
+    gpt: openai.OpenAI, simulator_url: str, model: str, stream: bool
+) -> None:
+    # With thinking on, Claude wants the turn of the calls it is sent results of to start
+    # with its signed thinking: the reasoning item carries it, as encrypted_content, so the
+    # loop goes on thinking (without it, the gateway had to turn thinking off there).
+    question = f"look it up for responses, {model}, stream={stream}"
+    asked: Any = {"model": model, "reasoning": {"effort": "low"}, "tools": [F_TOOL]}
+    if stream:
+        with gpt.responses.stream(input=question, **asked) as events:
+            first = events.get_final_response()
+    else:
+        first = gpt.responses.create(input=question, **asked)
+    reasoning = first.output[0]
+    assert reasoning.type == "reasoning" and reasoning.encrypted_content
+    calls = [item for item in first.output if item.type == "function_call"]
+    assert calls
+    follow_up: list[Any] = [{"role": "user", "content": question}]
+    follow_up += [item.model_dump(exclude_none=True) for item in first.output]
+    follow_up += [
+        {"type": "function_call_output", "call_id": call.call_id, "output": "found: 42"}
+        for call in calls
+    ]
+    second = gpt.responses.create(input=follow_up, **asked)
+    assert second.status == "completed" and "found: 42" in second.output_text
+    sent = next(
+        request["json"]
+        for request in reversed(httpx.get(simulator_url + "/_sim/requests").json())
+        if "found: 42" in orjson.dumps(request["json"]).decode()
+    )
+    assert sent.get("thinking") or sent["additionalModelRequestFields"]["thinking"]
+    turn = sent["messages"][1]["content"][0]
+    assert turn.get("type") == "thinking" or "reasoningContent" in turn

@@ -138,3 +138,52 @@ def test_an_upstreams_own_400_names_the_clients_item(client: openai.OpenAI) -> N
         input=[{"role": "user", "content": "go"}, output("c1")],
     )
     assert error.param == "input[1]" and "'tool'" in error.message
+
+
+@pytest.mark.parametrize("model", ["test-claude", "test-gemini", "test-bedrock"])
+def test_an_empty_assistant_turn_before_the_refused_one_shifts_nothing(
+    client: openai.OpenAI, model: str
+) -> None:
+    # The empty assistant turn (message 1) is left out for Claude, which refuses empty
+    # content; the call after it is still input[3], not the item before.
+    error = refused(
+        client,
+        model=model,
+        tools=[F_TOOL],
+        input=[
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "content": ""},
+            {"role": "user", "content": "again"},
+            call("c1", "[1, 2]"),
+            output("c1"),
+        ],
+    )
+    assert error.param == "input[3].arguments"
+
+
+def test_an_openai_clients_error_names_its_own_message_after_an_empty_turn(
+    gateway_url: str,
+) -> None:
+    chat = openai.OpenAI(base_url=gateway_url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+    with chat, pytest.raises(openai.BadRequestError) as caught:
+        chat.chat.completions.create(
+            model="test-claude",
+            tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}],
+            messages=[
+                {"role": "user", "content": "go"},
+                {"role": "assistant", "content": ""},
+                {"role": "user", "content": "again"},
+                {
+                    "role": "assistant",
+                    "tool_calls": [
+                        {
+                            "id": "c1",
+                            "type": "function",
+                            "function": {"name": "f", "arguments": "[1]"},
+                        }
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "c1", "content": "42"},
+            ],
+        )
+    assert caught.value.param == "messages[3].tool_calls[0].arguments"

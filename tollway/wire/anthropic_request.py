@@ -253,7 +253,9 @@ def request_to_wire(request: ChatRequest, model: str) -> dict[str, Any]:
     system = _system_to_wire(request.messages, fmt is not None and fmt.type == "json_object")
     if system is not None:
         body["system"] = system
-    body["messages"] = _messages_to_wire(request.messages)
+    # A native request is sent as the client wrote it; a translated one loses its turns
+    # with nothing in them, which Anthropic refuses (kept until now for the errors' numbering).
+    body["messages"] = _messages_to_wire(request.messages, request.wire_format != WIRE_FORMAT)
     if request.stream:
         body["stream"] = True
     if request.temperature is not None:
@@ -472,7 +474,7 @@ def _system_blocks(message: Message, index: int) -> list[dict[str, Any]]:
     return content_blocks(content)
 
 
-def _messages_to_wire(messages: list[Message]) -> list[dict[str, Any]]:
+def _messages_to_wire(messages: list[Message], translated: bool) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for index, message in enumerate(messages):
         # A tool result, and a user message right after results, join the results' user turn.
@@ -481,8 +483,8 @@ def _messages_to_wire(messages: list[Message]) -> list[dict[str, Any]]:
             continue
         if message.role == "assistant":
             turn = assistant_content(message, f"messages[{index}]")
-            if turn == []:
-                continue  # nothing but unsigned reasoning: Anthropic refuses empty content
+            if turn == [] or (translated and not turn):
+                continue  # nothing (but unsigned reasoning): Anthropic refuses empty content
             out.append({**message.extra, "role": "assistant", "content": turn})
         elif message.role == "tool":
             result = tool_result_to_wire(message, f"messages[{index}]")

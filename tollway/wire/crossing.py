@@ -21,7 +21,8 @@ that came from another format passes it through here first:
 - Anthropic's ``max_tokens: 0`` (warm the prompt cache, generate nothing) is a 400 for other
   families, whose APIs take at least 1 and have no such call;
 - an OpenAI assistant turn's ``refusal`` becomes its text, and an assistant turn with nothing
-  in it is left out for Anthropic, which refuses empty content;
+  in it is left out for Anthropic, which refuses empty content (by its codec, which numbers
+  the messages as the client did: ``SKIPS_EMPTY_TURNS``);
 - reasoning in an assistant turn goes back only to the provider that signed it
   (``REPLAYS_REASONING``: Claude's thinking to Anthropic or Bedrock, Gemini's thought
   signatures to Gemini): reasoning no provider signed (an OpenAI-compatible server's) cannot
@@ -114,6 +115,10 @@ ERROR_STATUS: Mapping[str, JSON] = MappingProxyType({"bedrock": {"status": "erro
 """Per format, the tool result fields that say a call failed (Anthropic's ``is_error``): the
 others are told in the result's text."""
 
+SKIPS_EMPTY_TURNS = frozenset({"anthropic", "bedrock", "gemini"})
+"""Formats whose codecs leave out an assistant turn with nothing in them to send (no text,
+no call, no reasoning the target is sent back): their APIs refuse empty content, and the
+turn says nothing. For the others, such a turn of nothing but reasoning is left out here."""
 _FUNCTION_TOOL_TYPES = (None, "function", "custom")
 _ID_CHARACTERS = re.compile(r"[a-zA-Z0-9_-]+")
 _ANY_CHARACTERS = re.compile(r".+", re.DOTALL)
@@ -240,15 +245,14 @@ def request_for(request: ChatRequest, target: str) -> ChatRequest:
             param="messages",
         )
     hints = origin in GIVES_CACHE_HINTS and target in WRITES_CACHE_HINTS
+    # A turn a codec leaves out itself stays here, so the codec's errors number the
+    # messages as the client did.
+    skips = target in SKIPS_EMPTY_TURNS
     messages = [
         _plain_message(message, target, hints, f"messages[{index}]")
         for index, message in enumerate(_last_block_cached(request, hints))
-        if not _only_reasoning_left_out(message, target)
+        if skips or not _only_reasoning_left_out(message, target)
     ]
-    if target == "anthropic":
-        # An assistant turn with nothing in it (no text, no tool call) says nothing, and
-        # Anthropic refuses empty content (and joins the turns around it): it is left out.
-        messages = [m for m in messages if m.role != "assistant" or m.content or m.tool_calls]
     return replace(
         request,
         messages=messages,

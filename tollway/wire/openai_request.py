@@ -195,6 +195,8 @@ def request_to_wire(
     ``max_tokens``), else ``max_tokens``, which every compatible server knows.
     """
     request = request_for(request, WIRE_FORMAT)
+    if request.responses_body is not None:
+        _check_tool_results(request.messages)
     body: dict[str, Any] = dict(request.extra)
     body["model"] = model
     body["messages"] = [_message_to_wire(m) for m in request.messages]
@@ -404,14 +406,33 @@ def _response_format_from_wire(raw: Any) -> ResponseFormat | None:
     )
 
 
+def _check_tool_results(messages: list[Message]) -> None:
+    """A Responses client's tool results hold only text: Chat Completions' tool messages take
+    nothing else (that API's results may hold images and files; an OpenAI chat client's go
+    as it sent them, for its upstream to judge)."""
+    for index, message in enumerate(messages):
+        if message.role != "tool" or not isinstance(message.content, list):
+            continue
+        for place, part in enumerate(message.content):
+            if not isinstance(part, TextPart):
+                param = f"messages[{index}].content[{place}]"
+                raise InvalidRequest(
+                    f"'{param}': a tool result can only hold text for an openai chat "
+                    "deployment (Chat Completions takes only text parts there)",
+                    param=param,
+                )
+
+
 def _message_to_wire(message: Message) -> dict[str, Any]:
     out: dict[str, Any] = {"role": message.role}
     content = message.content
     if isinstance(content, list):
         # Reasoning is not sent back: compatible servers take none (DeepSeek refuses it).
-        out["content"] = [
-            _part_to_wire(part) for part in content if not isinstance(part, ReasoningPart)
-        ]
+        parts = [_part_to_wire(part) for part in content if not isinstance(part, ReasoningPart)]
+        if parts or not content:
+            out["content"] = parts
+        else:  # a turn of reasoning (and calls): nothing, as Chat Completions says it
+            out["content"] = None if message.tool_calls else ""
     elif content is None and message.role == "tool":
         out["content"] = ""  # a tool message must have content (an empty result)
     else:

@@ -2,10 +2,14 @@
 
 Message items (a string or content parts: text, images by URL or data URL, files sent inline
 as ``file_data``) become messages, ``function_call`` items join the assistant turn before them
-as tool calls, ``function_call_output`` items become tool messages; reasoning items are
-dropped. An item only a Responses upstream can read (a built-in tool's ``web_search_call``,
-``mcp_call``, ...; an ``item_reference`` to an item the upstream stored; any type newer than
-this parser) has no canonical form: it is named (``ResponsesOnly``) for the router instead.
+as tool calls, ``function_call_output`` items become tool messages (their ``output`` text, or
+text, image and file parts: Claude reads them all, an OpenAI chat deployment's codec refuses
+what is not text); a reasoning item that carries Claude's signed thinking
+(``wire/responses_reasoning.py``) starts the assistant turn after it, other reasoning items
+are dropped. An item only a Responses upstream can read (a
+built-in tool's ``web_search_call``, ``mcp_call``, ...; an ``item_reference`` to an item the
+upstream stored; any type newer than this parser) has no canonical form: it is named
+(``ResponsesOnly``) for the router instead.
 Images and files stored on OpenAI (``file_id``) and ``file_url`` files are a 400 naming them.
 Where each message came from is noted (``Origins``), so that an error a later step words in
 Chat Completions terms (``messages[2].content``) can name the client's own field
@@ -26,12 +30,14 @@ from tollway.core.types import (
     ImagePart,
     Message,
     OpaquePart,
+    ReasoningPart,
     ResponsesOnly,
     Role,
     TextPart,
     ToolCall,
 )
 from tollway.wire.fields import json_object, optional, required
+from tollway.wire.responses_reasoning import unseal
 
 KEEPS_NONE = (
     "the gateway keeps no response state: elsewhere, send the whole conversation as 'input'"
@@ -91,17 +97,28 @@ def _add_item(
     Responses upstream can read is named instead (it has no canonical form)."""
     kind = item.get("type", "message" if "role" in item else None)
     if kind == "message":
-        messages.append(_message_from_wire(item, param))
-        origins.append(Origin(param, "content"))
+        message = _message_from_wire(item, param)
+        last = messages[-1] if messages else None
+        if message.role == "assistant" and last is not None and _only_reasoning(last):
+            # The reasoning items before it are its turn's thinking, which comes first.
+            assert isinstance(last.content, list)
+            if message.content:
+                last.content.append(TextPart(cast(str, message.content)))
+            origins[-1] = Origin(param)
+        else:
+            messages.append(message)
+            origins.append(Origin(param, "content"))
     elif kind == "function_call":
         _add_function_call(messages, item, param, origins)
     elif kind == "function_call_output":
         messages.append(_function_output_from_wire(item, param))
         origins.append(Origin(param, "output"))
+    elif kind == "reasoning":
+        _add_reasoning(messages, item, param, origins)
     elif kind == "item_reference":
         why = f"'{param}' is an item_reference to an item stored by the upstream"
         return ResponsesOnly(param, f"{why} ({KEEPS_NONE})")
-    elif isinstance(kind, str) and kind != "reasoning":
+    elif isinstance(kind, str):
         # The items of built-in tools (web_search_call, mcp_call, ...) and of kinds newer
         # than this parser: a Responses upstream reads them, or answers its own 400.
         why = f"'{param}.type' {kind!r} is an item of OpenAI's Responses API"
@@ -214,19 +231,44 @@ def _add_function_call(messages: list[Message], item: JSON, param: str, origins:
         origins.append(Origin(param, calls=[param]))
 
 
+def _add_reasoning(messages: list[Message], item: JSON, param: str, origins: Origins) -> None:
+    """Claude's signed thinking a reasoning item carries, at the start of the assistant turn
+    it precedes; any other reasoning is dropped (no provider could verify it)."""
+    parts = unseal(item.get("encrypted_content"), f"{param}.encrypted_content")
+    if not parts:
+        return
+    last = messages[-1] if messages else None
+    if last is not None and _only_reasoning(last):
+        assert isinstance(last.content, list)
+        last.content.extend(parts)
+    else:
+        messages.append(Message(role="assistant", content=list[ContentPart](parts)))
+        origins.append(Origin(param))
+
+
+def _only_reasoning(message: Message) -> bool:
+    """Whether ``message`` is an assistant turn of reasoning items alone (so far)."""
+    content = message.content
+    return (
+        message.role == "assistant"
+        and not message.tool_calls
+        and isinstance(content, list)
+        and all(isinstance(part, ReasoningPart) for part in content)
+    )
+
+
 def _function_output_from_wire(item: JSON, param: str) -> Message:
     call_id = required(item, "call_id", str, f"{param}.call_id")
     output = item.get("output")
     if isinstance(output, list):
+        # Text, images and files, as in a message: Claude reads them all in a tool result;
+        # a family that takes only text there refuses the part by name (its codec).
         parts = [_part_from_wire(part, f"{param}.output[{i}]") for i, part in enumerate(output)]
-        if not all(isinstance(part, TextPart) for part in parts):
-            raise InvalidRequest(
-                f"'{param}.output' may only hold text parts", param=f"{param}.output"
-            )
         return Message(role="tool", content=parts, tool_call_id=call_id)
     if not isinstance(output, str):
         raise InvalidRequest(
-            f"'{param}.output' must be a string or an array of text parts",
+            f"'{param}.output' must be a string or an array of input_text, input_image and "
+            "input_file parts",
             param=f"{param}.output",
         )
     return Message(role="tool", content=output, tool_call_id=call_id)

@@ -12,8 +12,9 @@ Bedrock's reasoning text) is a ``reasoning`` item before it, its text in ``conte
 (``reasoning_text`` parts, as OpenAI's open-weight models give it) with an empty ``summary``;
 when the client asked for a summary (``reasoning.summary``), its text is the ``summary``
 instead (``summary_text`` parts, one per block of reasoning) and the item has no ``content``,
-as OpenAI's reasoning models answer, so a client is not shown it twice. Encrypted reasoning is
-not rendered (it is another provider's, which no OpenAI client can send anywhere). Other extras
+as OpenAI's reasoning models answer, so a client is not shown it twice. Claude's signed thinking
+is also the item's ``encrypted_content``, for the client to send back
+(``wire/responses_reasoning.py``); other encrypted reasoning is not rendered. Other extras
 of the upstream's wire format (fingerprints, annotations) are not rendered.
 """
 
@@ -25,6 +26,7 @@ from typing import Any
 
 from tollway.core.types import JSON, ChatResponse, FinishReason, Message, ReasoningPart, Usage
 from tollway.wire.crossing import reasoning_of, refusal_of
+from tollway.wire.responses_reasoning import carried, seal
 
 _INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
@@ -150,9 +152,12 @@ def response_to_wire(response: ChatResponse, echo: JSON) -> dict[str, Any]:
     if choice is not None:
         message = choice.message
         reasoning = _reasoning(message, response.wire_format)
-        if reasoning:
+        sealed = _sealed(message)
+        if reasoning or sealed:
             summarised = asks_summary(echo)
             item = reasoning_item(new_id("rs"), reasoning, "completed", summarised=summarised)
+            if sealed is not None:
+                item["encrypted_content"] = sealed
             output.append(item)
         content = _content(message, response.wire_format)
         if content or not message.tool_calls:
@@ -183,6 +188,14 @@ def _reasoning(message: Message, wire_format: str | None) -> list[str]:
     if not isinstance(content, list):
         return []
     return [p.text for p in content if isinstance(p, ReasoningPart) and p.text]
+
+
+def _sealed(message: Message) -> str | None:
+    """Claude's signed thinking, for the client to send back (``wire/responses_reasoning.py``)."""
+    content = message.content
+    if not isinstance(content, list):
+        return None
+    return seal(carried([p for p in content if isinstance(p, ReasoningPart)]))
 
 
 def _content(message: Message, wire_format: str | None) -> list[JSON]:

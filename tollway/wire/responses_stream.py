@@ -18,7 +18,8 @@ per output item, one at a time as the real API sends them:
   instead, as OpenAI's reasoning models stream it: ``response.output_item.added``,
   ``response.reasoning_summary_part.added``, ``response.reasoning_summary_text.delta``...,
   ``response.reasoning_summary_text.done``, ``response.reasoning_summary_part.done``,
-  ``response.output_item.done`` (one ``summary_text`` part, ``summary_index`` 0);
+  ``response.output_item.done`` (one ``summary_text`` part, ``summary_index`` 0); Claude's
+  signed thinking is the done item's ``encrypted_content`` (``responses_reasoning``);
 - each tool call: ``response.output_item.added`` (a ``function_call``),
   ``response.function_call_arguments.delta``..., ``response.function_call_arguments.done``,
   ``response.output_item.done``; calls an OpenAI-format upstream interleaves are sent one
@@ -40,9 +41,18 @@ from types import MappingProxyType
 import orjson
 
 from tollway.core.errors import GatewayError, UpstreamProtocolError
-from tollway.core.types import JSON, ChatChunk, FinishReason, ToolCallDelta, Usage
+from tollway.core.types import (
+    JSON,
+    ChatChunk,
+    FinishReason,
+    ReasoningDelta,
+    ReasoningPart,
+    ToolCallDelta,
+    Usage,
+)
 from tollway.wire.crossing import is_preamble, reasoning_of, refusal_of
 from tollway.wire.held_calls import HeldCall, hold, may_interleave, release
+from tollway.wire.responses_reasoning import carried, seal, signed_delta
 from tollway.wire.responses_response import (
     asks_summary,
     function_call_item,
@@ -108,6 +118,10 @@ class _OpenItem:
     """A message's one content part, ``output_text`` or ``refusal``, or a reasoning item's,
     ``reasoning_text`` (or its one summary part); ``None``: a function call."""
     pieces: list[str] = field(default_factory=list)
+    signed: list[ReasoningPart] = field(default_factory=list)
+    """A reasoning item's blocks of Claude's signed thinking, to seal in it."""
+    signed_upto: int = 0
+    """How many of ``pieces`` the blocks in ``signed`` hold."""
 
 
 class StreamWriter:
@@ -158,6 +172,9 @@ class StreamWriter:
                 reasoning = choice.reasoning.text or None
             if reasoning is not None:
                 self._text(reasoning, self._reasoning_part, out)
+            signs = signed_delta(choice, chunk.wire_format)
+            if signs is not None:
+                self._sign(signs, out)
             if choice.content:
                 self._text(choice.content, _TEXT, out)
             refusal = refusal_of(choice.extra, chunk.wire_format)
@@ -234,6 +251,25 @@ class StreamWriter:
         if part == _TEXT:
             fields["logprobs"] = []
         out.append(self._event(events.delta, fields))
+
+    def _sign(self, delta: ReasoningDelta, out: list[bytes]) -> None:
+        """Claude's signature on the reasoning text so far, or its encrypted thinking: a
+        block the reasoning item carries back (``wire/responses_reasoning.py``)."""
+        block = ReasoningPart(signature=delta.signature, redacted=delta.redacted)
+        if not carried([block]):
+            return
+        opened = self._open
+        if opened is None or opened.part not in _OF_REASONING:
+            if delta.redacted is None:
+                return  # a signature with no reasoning text before it signs nothing shown
+            self._close(out, "completed")
+            self._open_message(self._reasoning_part, out)
+            opened = self._open
+            assert opened is not None
+        if delta.redacted is None:
+            block.text = "".join(opened.pieces[opened.signed_upto :])
+            opened.signed_upto = len(opened.pieces)
+        opened.signed.append(block)
 
     def _open_message(self, part: str, out: list[bytes]) -> None:
         if part in _OF_REASONING:
@@ -322,6 +358,9 @@ class StreamWriter:
             if opened.part in _OF_REASONING:
                 summarised = opened.part == _SUMMARY
                 done = reasoning_item(item["id"], [text], status, summarised=summarised)
+                sealed = seal(opened.signed)
+                if sealed is not None:
+                    done["encrypted_content"] = sealed
             else:
                 done = message_item(item["id"], [part], status)
         else:

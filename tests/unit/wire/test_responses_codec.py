@@ -13,6 +13,7 @@ from pydantic import TypeAdapter
 
 from tollway.core.errors import InvalidRequest, UpstreamProtocolError, UpstreamTimeout
 from tollway.core.types import (
+    PDF,
     ChatChunk,
     ChatResponse,
     Choice,
@@ -27,6 +28,7 @@ from tollway.core.types import (
 )
 from tollway.wire.openai_request import request_to_wire
 from tollway.wire.openai_response import chunk_from_wire, response_from_wire
+from tollway.wire.responses_paths import client_param
 from tollway.wire.responses_request import request_from_wire
 from tollway.wire.responses_response import response_to_wire
 from tollway.wire.responses_stream import StreamWriter
@@ -120,6 +122,35 @@ def test_function_calls_join_the_assistant_turn_and_outputs_become_tool_messages
     assert chat.messages[3].content == [TextPart("noon")]
     assert chat.messages[4].content is None
     assert chat.messages[4].tool_calls == [ToolCall("c3", "w", "{}")]
+
+
+def test_a_tool_result_may_hold_images_and_files() -> None:
+    output = [
+        {"type": "input_text", "text": "the photo"},
+        {"type": "input_image", "image_url": "data:image/png;base64,iVBO", "detail": "low"},
+        {"type": "input_file", "filename": "r.pdf", "file_data": "data:application/pdf;base64,JV"},
+    ]
+    chat = parse(input=[{"type": "function_call_output", "call_id": "c1", "output": output}]).chat
+    assert chat.messages[0].content == [
+        TextPart("the photo"),
+        ImagePart(data="iVBO", media_type="image/png", detail="low"),
+        DocumentPart(PDF, data="JV", name="r.pdf"),
+    ]
+
+
+def test_an_openai_chat_deployment_is_sent_no_image_in_a_tool_result() -> None:
+    image = {"type": "input_image", "image_url": "https://x/cat.png"}
+    parsed = parse(
+        input=[
+            {"type": "function_call", "call_id": "c1", "name": "w", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c1", "output": [image]},
+        ]
+    )
+    parsed.chat.responses_body = {}
+    with pytest.raises(InvalidRequest) as caught:
+        request_to_wire(parsed.chat, "gpt")
+    assert caught.value.param == "messages[1].content[0]"
+    assert client_param("messages[1].content[0]", parsed.origins) == "input[1].output[0]"
 
 
 def test_settings_map_to_canonical_fields() -> None:
@@ -279,12 +310,12 @@ def test_echo_repeats_the_settings_and_says_nothing_is_stored() -> None:
                     {
                         "type": "function_call_output",
                         "call_id": "c",
-                        "output": [{"type": "input_image", "image_url": "https://x"}],
+                        "output": [{"type": "input_image", "file_id": "file-1"}],
                     }
                 ]
             },
-            "input[0].output",
-            "text parts",
+            "input[0].output[0].file_id",
+            "files stored on OpenAI",
         ),
     ],
 )
