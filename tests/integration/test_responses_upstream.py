@@ -302,6 +302,9 @@ def test_a_rate_limit_the_stream_reports_is_a_rate_limit(
     refused = httpx.post(gateway + "/v1/responses", json=body, headers=before)
     assert refused.status_code == 429
     assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+    # The 429 rested the deployment for routing.retry_after_max (1 ms in these tests): a next
+    # request sent within it is refused at once, which is not what this test is about.
+    time.sleep(0.02)
     after = {**headers, "x-sim-fault": "error-after:2"}  # mid-stream: the closing events
     with httpx.stream("POST", gateway + "/v1/responses", json=body, headers=after) as raw:
         assert raw.status_code == 200
