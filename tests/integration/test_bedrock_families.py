@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import UPSTREAM_KEY, gateway_config
 from tests.integration.sdk import user
-from tests.support import CLIENT_KEY, running_gateway
+from tests.support import running_gateway
 
 CLAUDE = "us.anthropic.claude-sim-v1:0"  # an inference profile's id: the family still shows
 NOVA = "amazon.nova-sim-v1:0"
@@ -69,20 +69,6 @@ def gateway_url(log_dir: Path, simulator_url: str) -> Iterator[str]:
         config["models"].append({"name": f"bedrock-{name}", "deployments": [declared]})
     with running_gateway(log_dir, config, {"TEST_UPSTREAM_KEY": UPSTREAM_KEY}) as (url, _):
         yield url
-
-
-@pytest.fixture(scope="module")
-def gpt(gateway_url: str) -> Iterator[openai.OpenAI]:
-    """The ``openai`` SDK on this module's gateway."""
-    with openai.OpenAI(base_url=gateway_url + "/v1", api_key=CLIENT_KEY, max_retries=0) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def claude(gateway_url: str) -> Iterator[anthropic.Anthropic]:
-    """The ``anthropic`` SDK on this module's gateway."""
-    with anthropic.Anthropic(base_url=gateway_url, api_key=CLIENT_KEY, max_retries=0) as c:
-        yield c
 
 
 def marker(words: str) -> str:
