@@ -117,6 +117,12 @@ ERROR_STATUS: Mapping[str, JSON] = MappingProxyType({"bedrock": {"status": "erro
 """Per format, the tool result fields that say a call failed (Anthropic's ``is_error``): the
 others are told in the result's text."""
 
+ANSWER_FIELDS_STREAM = frozenset({"openai"})
+"""Formats whose stream chunks carry an answer's own fields as the answer does: Chat
+Completions' message fields are its deltas' (``refusal``, ``reasoning_content``), its choice's
+its chunk choice's (``logprobs``), its answer's its chunk's (``system_fingerprint``). An
+answer of such a format replayed as a stream keeps them (``Pipeline.response_as_chunks``)."""
+
 SKIPS_EMPTY_TURNS = frozenset({"anthropic", "bedrock", "gemini"})
 """Formats whose codecs leave out an assistant turn with nothing in them to send (no text,
 no call, no reasoning the target is sent back): their APIs refuse empty content, and the
