@@ -176,6 +176,41 @@ def test_a_tools_own_function_field_is_a_400_where_it_cannot_go(
     assert answer.choices
 
 
+def flat_weather_tool(**fields: Any) -> Any:
+    """A Responses function tool (flat) with its own fields ``fields`` beside its schema."""
+    parameters = {"type": "object", "properties": {"city": {"type": "string"}}}
+    return {"type": "function", "name": "get_weather", "parameters": parameters, **fields}
+
+
+def test_a_responses_tools_own_fields_reach_a_chat_completions_deployment(
+    gpt: openai.OpenAI, simulator_url: str
+) -> None:
+    asked = question("responses weather with examples")
+    tool = flat_weather_tool(description="Weather now", examples=EXAMPLES)
+    answer = gpt.responses.create(model="test-chat", input=asked, tools=[tool])
+    assert answer.output
+    (call,) = received(simulator_url, asked)
+    assert call["json"]["tools"] == [
+        weather_tool(description="Weather now", examples=EXAMPLES),
+    ]
+
+
+@pytest.mark.parametrize("model", ["test-claude", "test-gemini", "test-bedrock", "test-mistral"])
+def test_a_responses_tools_own_field_is_a_400_where_it_cannot_go(
+    gpt: openai.OpenAI, model: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        gpt.responses.create(
+            model=model, input="weather?", tools=[flat_weather_tool(examples=EXAMPLES)]
+        )
+    assert caught.value.param == "tools[0].examples"
+    # One that asks for nothing crosses as absent.
+    answer = gpt.responses.create(
+        model=model, input="weather?", tools=[flat_weather_tool(examples=None)]
+    )
+    assert answer.output
+
+
 def comparable(completion: Any) -> dict[str, Any]:
     """A completion as a dict, less the ids each answer makes up and what the SDK adds to a
     streamed one."""
