@@ -6,7 +6,9 @@ simulator."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import copy
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +42,34 @@ class Rewritten(Stage):
         return chunk
 
 
-@pytest.fixture
-async def client(tmp_path: Path, simulator_url: str) -> AsyncIterator[openai.AsyncOpenAI]:
+class Remembering(Stage):
+    """Answers a question it has answered before from memory, as a cache does: a stream is
+    then the remembered complete answer replayed (``Pipeline.response_as_chunks``)."""
+
+    name = "remembering"
+
+    def __init__(self) -> None:
+        self.answers: dict[str, ChatResponse] = {}
+
+    def on_request(self, ctx: RequestContext) -> Awaitable[ChatResponse] | None:
+        assert ctx.chat is not None
+        answer = self.answers.get(ctx.chat.messages[-1].text())
+        return None if answer is None else _ready(copy.deepcopy(answer))
+
+    def on_response(self, ctx: RequestContext, response: ChatResponse) -> None:
+        assert ctx.chat is not None
+        self.answers[ctx.chat.messages[-1].text()] = copy.deepcopy(response)
+
+
+async def _ready(answer: ChatResponse) -> ChatResponse:
+    return answer
+
+
+@asynccontextmanager
+async def in_process(
+    tmp_path: Path, simulator_url: str, stage: Stage
+) -> AsyncIterator[openai.AsyncOpenAI]:
+    """The ``openai`` SDK on a gateway in this process whose pipelines end with ``stage``."""
     key = "env:TEST_UPSTREAM_KEY"
     gpt = {"provider": "openai", "model": "gpt-4o", "api_base": f"{simulator_url}/v1"}
     mistral = {
@@ -62,13 +90,25 @@ async def client(tmp_path: Path, simulator_url: str) -> AsyncIterator[openai.Asy
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    with_stage(app[GATEWAY], Rewritten())
+    with_stage(app[GATEWAY], stage)
     try:
         url = f"http://127.0.0.1:{port}/v1"
         async with openai.AsyncOpenAI(base_url=url, api_key=CLIENT_KEY, max_retries=0) as c:
             yield c
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture
+async def client(tmp_path: Path, simulator_url: str) -> AsyncIterator[openai.AsyncOpenAI]:
+    async with in_process(tmp_path, simulator_url, Rewritten()) as rewriting:
+        yield rewriting
+
+
+@pytest.fixture
+async def remembering(tmp_path: Path, simulator_url: str) -> AsyncIterator[openai.AsyncOpenAI]:
+    async with in_process(tmp_path, simulator_url, Remembering()) as remembered:
+        yield remembered
 
 
 async def test_a_rewritten_stream_keeps_each_tokens_logprobs(client: openai.AsyncOpenAI) -> None:
@@ -136,6 +176,41 @@ def test_a_tools_own_function_field_is_a_400_where_it_cannot_go(
     assert answer.choices
 
 
+def flat_weather_tool(**fields: Any) -> Any:
+    """A Responses function tool (flat) with its own fields ``fields`` beside its schema."""
+    parameters = {"type": "object", "properties": {"city": {"type": "string"}}}
+    return {"type": "function", "name": "get_weather", "parameters": parameters, **fields}
+
+
+def test_a_responses_tools_own_fields_reach_a_chat_completions_deployment(
+    gpt: openai.OpenAI, simulator_url: str
+) -> None:
+    asked = question("responses weather with examples")
+    tool = flat_weather_tool(description="Weather now", examples=EXAMPLES)
+    answer = gpt.responses.create(model="test-chat", input=asked, tools=[tool])
+    assert answer.output
+    (call,) = received(simulator_url, asked)
+    assert call["json"]["tools"] == [
+        weather_tool(description="Weather now", examples=EXAMPLES),
+    ]
+
+
+@pytest.mark.parametrize("model", ["test-claude", "test-gemini", "test-bedrock", "test-mistral"])
+def test_a_responses_tools_own_field_is_a_400_where_it_cannot_go(
+    gpt: openai.OpenAI, model: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        gpt.responses.create(
+            model=model, input="weather?", tools=[flat_weather_tool(examples=EXAMPLES)]
+        )
+    assert caught.value.param == "tools[0].examples"
+    # One that asks for nothing crosses as absent.
+    answer = gpt.responses.create(
+        model=model, input="weather?", tools=[flat_weather_tool(examples=None)]
+    )
+    assert answer.output
+
+
 def comparable(completion: Any) -> dict[str, Any]:
     """A completion as a dict, less the ids each answer makes up and what the SDK adds to a
     streamed one."""
@@ -183,6 +258,31 @@ async def test_a_rewritten_stream_builds_the_plain_answer(
             assert chunk.service_tier == "default"
     final = state.current_completion_snapshot
     assert len(final.choices) == fields.get("n", 1)
+    assert comparable(final) == comparable(plain)
+
+
+@pytest.mark.parametrize("case", list(REWRITTEN))
+async def test_a_remembered_answer_streamed_builds_the_plain_answer(
+    remembering: openai.AsyncOpenAI, simulator_url: str, case: str
+) -> None:
+    # A stage's early answer (a cache's) replayed as a stream keeps what the answer said
+    # beside its text: logprobs, a refusal, reasoning, the answer's own fields.
+    model, fields, headers = REWRITTEN[case]
+    asked = question(f"remembered {case}")
+    messages: Any = [{"role": "user", "content": asked}]
+    plain = await remembering.chat.completions.create(
+        model=model, messages=messages, extra_headers=headers, **fields
+    )
+    state = ChatCompletionStreamState()
+    stream = await remembering.chat.completions.create(
+        model=model, messages=messages, stream=True, stream_options={"include_usage": True}
+    )
+    async for chunk in stream:
+        state.handle_chunk(chunk)
+        if model == "gpt":
+            assert chunk.system_fingerprint == "fp_tollway_sim"
+    assert len(received(simulator_url, asked)) == 1  # the stream was the stage's
+    final = state.current_completion_snapshot
     assert comparable(final) == comparable(plain)
 
 

@@ -210,6 +210,54 @@ def test_include_obfuscation_is_not_sent_where_streams_are_never_padded(
     assert "include_obfuscation" not in options
 
 
+def test_a_clients_own_stream_options_reach_a_server_that_takes_them(
+    client: openai.OpenAI, simulator_url: str
+) -> None:
+    # vLLM's continuous_usage_stats (usage in every chunk) is no option the gateway reads.
+    marker = "continuous usage please"
+    stream = client.chat.completions.create(
+        model="test-chat",
+        messages=[{"role": "user", "content": marker}],
+        stream=True,
+        extra_body={"stream_options": {"continuous_usage_stats": True}},
+    )
+    assert marker in "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    options = recorded_request(simulator_url, marker)["json"]["stream_options"]
+    assert options == {"continuous_usage_stats": True, "include_usage": True}
+
+
+@pytest.mark.parametrize(
+    "model", ["test-mistral", "test-azure-2024-06", "test-claude", "test-gemini", "test-bedrock"]
+)
+def test_a_clients_own_stream_option_is_a_400_where_it_cannot_go(
+    client: openai.OpenAI, simulator_url: str, model: str
+) -> None:
+    # Mistral and Azure's older api-versions refuse stream_options; other families have none.
+    messages: Any = [{"role": "user", "content": f"continuous usage {model}"}]
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(
+            model=model,
+            messages=messages,
+            stream=True,
+            stream_options={"include_usage": True, "continuous_usage_stats": True},  # type: ignore[typeddict-unknown-key]
+        )
+    assert caught.value.param == "stream_options.continuous_usage_stats"
+    assert "continuous_usage_stats" in caught.value.message
+    # One that asks for nothing is left out.
+    stream = client.chat.completions.create(
+        model=model,
+        messages=messages,
+        stream=True,
+        stream_options={"include_usage": True, "continuous_usage_stats": False},  # type: ignore[typeddict-unknown-key]
+    )
+    chunks = list(stream)
+    assert chunks[-1].usage is not None
+    if model in ("test-mistral", "test-azure-2024-06"):
+        assert (
+            "stream_options" not in recorded_request(simulator_url, messages[0]["content"])["json"]
+        )
+
+
 def test_tool_call_round_trip(client: openai.OpenAI) -> None:
     messages: list[dict[str, object]] = [{"role": "user", "content": "weather in Paris?"}]
     first = client.chat.completions.create(

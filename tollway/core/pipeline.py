@@ -58,6 +58,7 @@ from tollway.providers.deadlines import OPENING
 from tollway.routing.health import DeploymentHealth, Waited, retry_after_seconds
 from tollway.routing.router import Router
 from tollway.routing.table import RoutingTable, within
+from tollway.wire.crossing import ANSWER_FIELDS_STREAM
 from tollway.wire.stream_head import HELD_AT_MOST, opens_only
 
 log = logging.getLogger("tollway.pipeline")
@@ -772,32 +773,35 @@ async def discard(chunks: AsyncIterator[ChatChunk]) -> None:
 
 
 async def response_as_chunks(response: ChatResponse) -> AsyncIterator[ChatChunk]:
-    """Replay a complete answer as a stream: content, then finish reasons, then usage."""
+    """Replay a complete answer as a stream: content, then finish reasons, then usage.
+
+    An answer of a format whose chunks carry its fields alike (``ANSWER_FIELDS_STREAM``:
+    OpenAI's) keeps them, its message's in the delta (a refusal, reasoning text), its
+    choice's beside it (logprobs) and its own on each chunk (``system_fingerprint``); another
+    format's are said in other shapes in a stream, so its chunks carry none.
+    """
+    fields = response.wire_format in ANSWER_FIELDS_STREAM
+    wire_format = response.wire_format if fields else None
+    extra = response.extra if fields else {}
 
     def chunk(choices: list[ChunkChoice]) -> ChatChunk:
         return ChatChunk(
-            id=response.id, model=response.model, created=response.created, choices=choices
+            id=response.id,
+            model=response.model,
+            created=response.created,
+            choices=choices,
+            extra=dict(extra),
+            wire_format=wire_format,
         )
 
+    yield chunk([_opening_delta(choice, fields) for choice in response.choices])
     yield chunk(
         [
             ChunkChoice(
                 index=choice.index,
-                role="assistant",
-                content=choice.message.text() or None,
-                tool_calls=None
-                if not choice.message.tool_calls
-                else [
-                    ToolCallDelta(index=i, id=call.id, name=call.name, arguments=call.arguments)
-                    for i, call in enumerate(choice.message.tool_calls)
-                ],
+                finish_reason=choice.finish_reason,
+                stop_sequence=choice.stop_sequence,
             )
-            for choice in response.choices
-        ]
-    )
-    yield chunk(
-        [
-            ChunkChoice(index=choice.index, finish_reason=choice.finish_reason)
             for choice in response.choices
         ]
     )
@@ -805,6 +809,37 @@ async def response_as_chunks(response: ChatResponse) -> AsyncIterator[ChatChunk]
         last = chunk([])
         last.usage = response.usage
         yield last
+
+
+def _opening_delta(choice: Choice, fields: bool) -> ChunkChoice:
+    """One choice of a replayed answer whole in a delta; ``fields``: with the message's and the
+    choice's own fields."""
+    message = choice.message
+    calls = message.tool_calls
+    choice_extra = None
+    if fields and choice.extra:
+        # An answer's null logprobs is no chunk field: a chunk's is written null anyway.
+        kept = choice.extra.items()
+        choice_extra = {k: v for k, v in kept if k != "logprobs" or v is not None} or None
+    return ChunkChoice(
+        index=choice.index,
+        role="assistant",
+        content=message.text() or None,
+        tool_calls=None
+        if not calls
+        else [
+            ToolCallDelta(
+                index=i,
+                id=call.id,
+                name=call.name,
+                arguments=call.arguments,
+                extra=(call.extra or None) if fields else None,
+            )
+            for i, call in enumerate(calls)
+        ],
+        extra=dict(message.extra) if fields else {},
+        choice_extra=choice_extra,
+    )
 
 
 def _answer_chars(choice: Choice, reasoning: int) -> int:

@@ -241,6 +241,11 @@ class ChatRequest:
     """OpenAI's ``stream_options.include_obfuscation`` as the client sent it (``None``: not
     sent). Only OpenAI's own API pads stream events with an ``obfuscation`` field (by
     default), so only it is sent the choice; other upstreams never pad."""
+    stream_options_extra: JSON | None = None
+    """The client's other ``stream_options`` (vLLM's ``continuous_usage_stats``), in
+    ``wire_format``'s terms: a streamed request to an upstream that takes ``stream_options``
+    is sent them; one that refuses the field, or another family, makes each that asks
+    something a 400 naming it. ``None``: none."""
     max_tokens: int | None = None
     temperature: float | None = None
     top_p: float | None = None

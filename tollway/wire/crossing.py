@@ -16,6 +16,8 @@ that came from another format passes it through here first:
   Bedrock's as ``cachePoint`` blocks), so the prompt is still cached;
 - a prefilled answer (a final assistant message) is a 400 for OpenAI deployments, which
   cannot continue one, and so is an image in a tool result;
+- an OpenAI client's own ``stream_options`` (vLLM's ``continuous_usage_stats``) are a 400
+  naming them in a stream unless they ask for nothing;
 - ``top_k`` (Anthropic's, canonical) is a 400 for a family that has no such setting
   (``TAKES_TOP_K``: Chat Completions has none);
 - Anthropic's ``max_tokens: 0`` (warm the prompt cache, generate nothing) is a 400 for other
@@ -114,6 +116,12 @@ CACHE_HINT = "cache_control"
 ERROR_STATUS: Mapping[str, JSON] = MappingProxyType({"bedrock": {"status": "error"}})
 """Per format, the tool result fields that say a call failed (Anthropic's ``is_error``): the
 others are told in the result's text."""
+
+ANSWER_FIELDS_STREAM = frozenset({"openai"})
+"""Formats whose stream chunks carry an answer's own fields as the answer does: Chat
+Completions' message fields are its deltas' (``refusal``, ``reasoning_content``), its choice's
+its chunk choice's (``logprobs``), its answer's its chunk's (``system_fingerprint``). An
+answer of such a format replayed as a stream keeps them (``Pipeline.response_as_chunks``)."""
 
 SKIPS_EMPTY_TURNS = frozenset({"anthropic", "bedrock", "gemini"})
 """Formats whose codecs leave out an assistant turn with nothing in them to send (no text,
@@ -227,6 +235,13 @@ def request_for(request: ChatRequest, target: str) -> ChatRequest:
             raise InvalidRequest(
                 f"'{key}' cannot be translated for {_a(target)} deployment", param=key
             )
+    for key, value in (request.stream_options_extra or {}).items():
+        # Only a stream is sent them (another family's codec writes none of them).
+        if request.stream and not asks_nothing(value, key):
+            param = f"stream_options.{key}"
+            raise InvalidRequest(
+                f"'{param}' cannot be translated for {_a(target)} deployment", param=param
+            )
     if request.top_k is not None and target not in TAKES_TOP_K:
         raise InvalidRequest(
             f"'top_k' cannot be translated for {_a(target)} deployment", param="top_k"
@@ -260,6 +275,7 @@ def request_for(request: ChatRequest, target: str) -> ChatRequest:
         if request.tools is None
         else [_plain_tool(t, target, hints, i) for i, t in enumerate(request.tools)],
         extra={},
+        stream_options_extra=None,
         wire_format=None,
     )
 

@@ -22,7 +22,7 @@ from tollway.core.types import (
     ToolCall,
     ToolChoice,
 )
-from tollway.wire.crossing import request_for
+from tollway.wire.crossing import asks_nothing, request_for
 from tollway.wire.fields import json_object, number, optional, required
 
 WIRE_FORMAT = "openai"
@@ -143,6 +143,12 @@ def _set_stream_options(request: ChatRequest, value: Any) -> None:
     request.include_obfuscation = optional(
         options, "include_obfuscation", bool, "stream_options.include_obfuscation"
     )
+    others = {k: v for k, v in options.items() if k not in _USAGE_OPTIONS}
+    request.stream_options_extra = others or None
+
+
+_USAGE_OPTIONS = frozenset({"include_usage", "include_obfuscation"})
+"""The ``stream_options`` the gateway reads itself; any other goes on as the client sent it."""
 
 
 # Fields read as one JSON type each: wire name -> (attribute, type); floats accept integers.
@@ -202,11 +208,16 @@ def request_to_wire(
     body["messages"] = [_message_to_wire(m) for m in request.messages]
     if request.stream:
         body["stream"] = True
+        others = request.stream_options_extra
         if stream_options:
             options: dict[str, Any] = {"include_usage": True}
             if obfuscation and request.include_obfuscation is not None:
                 options["include_obfuscation"] = request.include_obfuscation
+            if others:
+                options = {**others, **options}
             body["stream_options"] = options
+        elif others:
+            _check_unsent_stream_options(others)
     if request.max_tokens is not None:
         # Keep the field name the client used: older compatible servers only know max_tokens.
         named = request.wire_format == WIRE_FORMAT and request.limit_named_by_client
@@ -235,6 +246,18 @@ def request_to_wire(
     if request.response_format is not None:
         body["response_format"] = _response_format_to_wire(request.response_format)
     return body
+
+
+def _check_unsent_stream_options(options: dict[str, Any]) -> None:
+    """The client's own ``stream_options`` for an upstream that refuses the field: one that
+    asks nothing (``continuous_usage_stats: false``) is left out, any other is a 400."""
+    for key, value in options.items():
+        if not asks_nothing(value, key):
+            param = f"stream_options.{key}"
+            raise InvalidRequest(
+                f"'{param}' cannot be sent to this deployment, which takes no 'stream_options'",
+                param=param,
+            )
 
 
 def _stop_from_wire(stop: Any) -> list[str] | None:

@@ -1,7 +1,8 @@
 """OpenAI Responses API requests (``POST /v1/responses``): wire JSON to a canonical ``ChatRequest``.
 
 ``input`` (a string, or message / ``function_call`` / ``function_call_output`` items) becomes
-the messages, after a system message made of ``instructions``; flat ``function`` tools, the
+the messages, after a system message made of ``instructions``; flat ``function`` tools (their
+other fields are the function's, as a Chat Completions tool's beside its schema), the
 tool choice, ``text.format``, ``max_output_tokens`` and the sampling fields map onto their
 canonical counterparts. The few fields with a Chat Completions counterpart the canonical types
 do not model (``reasoning.effort``, ``text.verbosity``, ``service_tier``, ``prompt_cache_key``,
@@ -43,6 +44,7 @@ from tollway.core.types import (
     Tool,
     ToolChoice,
 )
+from tollway.wire.crossing import CACHE_HINT
 from tollway.wire.fields import json_object, number, optional, required
 from tollway.wire.openai_request import WIRE_FORMAT
 from tollway.wire.responses_input import KEEPS_NONE, Origins, messages_from_input
@@ -260,9 +262,18 @@ def _tools_from_wire(tools: list[Any] | None) -> tuple[list[Tool] | None, Respon
                 description=optional(tool, "description", str, f"{param}.description"),
                 parameters=optional(tool, "parameters", dict, f"{param}.parameters"),
                 strict=optional(tool, "strict", bool, f"{param}.strict"),
+                # A cache hint is the tool's own, as beside a Chat Completions tool's
+                # function; any other field is the function's, which a Chat Completions
+                # deployment is sent in it (another family: a 400 naming it).
+                extra={CACHE_HINT: tool[CACHE_HINT]} if CACHE_HINT in tool else {},
+                function_extra={k: v for k, v in tool.items() if k not in _FLAT_TOOL_KEYS},
             )
         )
     return parsed or None, first
+
+
+_FLAT_TOOL_KEYS = frozenset({"type", "name", "description", "parameters", "strict", CACHE_HINT})
+"""A flat function tool's fields the canonical tool models."""
 
 
 def _tool_choice_from_wire(raw: Any) -> tuple[ToolChoice | None, ResponsesOnly | None]:

@@ -202,6 +202,25 @@ def test_include_obfuscation_reaches_only_an_upstream_that_obfuscates() -> None:
     assert caught.value.param == "stream_options.include_obfuscation"
 
 
+def test_a_clients_own_stream_options_go_where_stream_options_go() -> None:
+    options = {"include_usage": False, "continuous_usage_stats": True}
+    request = request_from_wire(
+        {"model": "m", "stream": True, "messages": [{"role": "user", "content": "x"}]}
+        | {"stream_options": options}
+    )
+    assert request_to_wire(request, "m")["stream_options"] == {
+        "continuous_usage_stats": True,
+        "include_usage": True,
+    }
+    with pytest.raises(InvalidRequest) as caught:
+        request_to_wire(request, "m", stream_options=False)
+    assert caught.value.param == "stream_options.continuous_usage_stats"
+    unasked = replace(request, stream_options_extra={"continuous_usage_stats": False})
+    assert "stream_options" not in request_to_wire(unasked, "m", stream_options=False)
+    # Not a stream: no stream_options are sent at all.
+    assert "stream_options" not in request_to_wire(replace(request, stream=False), "m")
+
+
 usage = st.builds(
     lambda p, c, cached, reasoning: {
         "prompt_tokens": p,
