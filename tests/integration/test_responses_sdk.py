@@ -164,6 +164,48 @@ def test_function_tool_round_trip(client: openai.OpenAI, model: str) -> None:
 
 
 @pytest.mark.parametrize("model", FAMILIES)
+def test_allowed_function_tools_are_the_only_ones_offered(
+    client: openai.OpenAI, model: str, simulator_url: str
+) -> None:
+    # The simulator calls the first tool it is offered: only get_time may be.
+    question = f"weather or time? ({model})"
+    allowed: Any = {
+        "type": "allowed_tools",
+        "mode": "required",
+        "tools": [{"type": "function", "name": "get_time"}],
+    }
+    response = client.responses.create(
+        model=model, input=question, tools=[WEATHER_TOOL, TIME_TOOL], tool_choice=allowed
+    )
+    calls = [item for item in response.output if item.type == "function_call"]
+    assert [call.name for call in calls] == ["get_time"]
+    # The Response repeats the request's tools and choice as sent.
+    assert [tool.name for tool in response.tools if tool.type == "function"] == [
+        "get_weather",
+        "get_time",
+    ]
+    assert response.tool_choice.type == "allowed_tools"
+    if model == "test-chat":
+        sent = upstream_body(simulator_url, question)
+        assert [tool["function"]["name"] for tool in sent["tools"]] == ["get_time"]
+        assert sent["tool_choice"] == "required"
+
+
+def test_allowed_tools_naming_an_unoffered_function_is_refused(client: openai.OpenAI) -> None:
+    allowed: Any = {
+        "type": "allowed_tools",
+        "mode": "auto",
+        "tools": [{"type": "function", "name": "get_news"}],
+    }
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(
+            model="test-chat", input="x", tools=[WEATHER_TOOL], tool_choice=allowed
+        )
+    assert caught.value.param == "tool_choice.tools[0].name"
+    assert "get_news" in caught.value.message
+
+
+@pytest.mark.parametrize("model", FAMILIES)
 def test_stream_helper_assembles_text(client: openai.OpenAI, model: str) -> None:
     deltas: list[str] = []
     with client.responses.stream(model=model, input="stream this to me") as stream:

@@ -254,6 +254,36 @@ def test_echo_repeats_the_settings_and_says_nothing_is_stored() -> None:
         ({"tool_choice": "required"}, "tool_choice", "no 'tools'"),
         ({"tool_choice": {"type": "function", "name": "f"}}, "tool_choice", "no 'tools'"),
         ({"tool_choice": "required", "tools": []}, "tool_choice", "no 'tools'"),
+        (
+            {"tools": [WEATHER], "tool_choice": {"type": "allowed_tools", "mode": "none"}},
+            "tool_choice.mode",
+            "'auto' or 'required'",
+        ),
+        (
+            {"tools": [WEATHER], "tool_choice": {"type": "allowed_tools", "mode": "auto"}},
+            "tool_choice.tools",
+            "required",
+        ),
+        (
+            {
+                "tools": [WEATHER],
+                "tool_choice": {"type": "allowed_tools", "mode": "auto", "tools": []},
+            },
+            "tool_choice.tools",
+            "at least one",
+        ),
+        (
+            {
+                "tools": [WEATHER],
+                "tool_choice": {
+                    "type": "allowed_tools",
+                    "mode": "auto",
+                    "tools": [{"type": "function", "name": "get_news"}],
+                },
+            },
+            "tool_choice.tools[0].name",
+            "not among 'tools'",
+        ),
         ({"metadata": "x"}, "metadata", "object"),
         ({"model": None}, "model", "required"),
         ({"input": None}, "input", "required"),
@@ -347,6 +377,18 @@ def test_unsupported_requests_are_400_naming_the_field(
             "'web_search_preview'",
         ),
         (
+            {
+                "tools": [WEATHER],
+                "tool_choice": {
+                    "type": "allowed_tools",
+                    "mode": "auto",
+                    "tools": [{"type": "function", "name": "get_weather"}, {"type": "web_search"}],
+                },
+            },
+            "tool_choice",
+            "other than a function",
+        ),
+        (
             {"input": [{"type": "item_reference", "id": "msg_1"}]},
             "input[0]",
             "stored by the upstream",
@@ -383,6 +425,18 @@ def test_built_in_tools_stay_out_of_the_canonical_request_but_are_echoed() -> No
 def test_a_required_choice_among_built_in_tools_alone_is_not_refused() -> None:
     chat = parse(tools=[{"type": "web_search"}], tool_choice="required").chat
     assert chat.tools is None and chat.responses_only is not None
+
+
+def test_allowed_function_tools_are_the_tools_offered_with_its_mode() -> None:
+    news = {**WEATHER, "name": "get_news"}
+    allowed = [{"type": "function", "name": "get_news"}]
+    choice = {"type": "allowed_tools", "mode": "required", "tools": allowed}
+    parsed = parse(tools=[WEATHER, news], tool_choice=choice)
+    chat = parsed.chat
+    assert chat.responses_only is None
+    assert chat.tools is not None and [tool.name for tool in chat.tools] == ["get_news"]
+    assert chat.tool_choice is not None and chat.tool_choice.mode == "required"
+    assert parsed.echo["tools"] == [WEATHER, news] and parsed.echo["tool_choice"] == choice
 
 
 def test_a_plain_request_needs_no_responses_api() -> None:
