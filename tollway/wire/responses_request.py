@@ -24,10 +24,12 @@ such tools in ``input``, and state the upstream stores (``previous_response_id``
 ``background``, ``prompt`` and ``context_management`` are a 400 saying so; ``store`` is
 accepted (answered with ``"store": false`` by the other deployments); ``include``,
 ``truncation`` and the like are accepted and have no effect, but log probabilities (``include:
-["message.output_text.logprobs"]``, ``top_logprobs``) are a 400: the answer has none. Any other
-unknown field is a 400 naming it. ``input`` is read by ``wire/responses_input.py``; its
-reasoning items are dropped: they are context from another upstream that a Chat Completions
-deployment cannot take, and the answer does not depend on them being echoed.
+["message.output_text.logprobs"]``, ``top_logprobs``) are Chat Completions' ``logprobs`` and
+``top_logprobs``, answered by OpenAI-format deployments in the ``output_text`` parts and a 400
+naming ``include`` for the other families (``wire/crossing.py``). Any other unknown field is a
+400 naming it. ``input`` is read by ``wire/responses_input.py``; its reasoning items are
+dropped: they are context from another upstream that a Chat Completions deployment cannot take,
+and the answer does not depend on them being echoed.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ _MODELLED = frozenset(
 )  # fmt: skip
 # Accepted and without effect: they shape storage, truncation or extra output the gateway
 # does not produce, never the text of the answer (but log probabilities, asked for with
-# ``include`` or ``top_logprobs``, are refused: the answer would lack them).
+# ``include`` or ``top_logprobs``, are Chat Completions' ``logprobs``: _logprobs_from_wire).
 _IGNORED = frozenset(
     {
         "include", "truncation", "stream_options", "top_logprobs", "max_tool_calls",
@@ -67,6 +69,7 @@ _IGNORED = frozenset(
     }
 )  # fmt: skip
 _LOGPROBS = "message.output_text.logprobs"
+_MOST_TOP_LOGPROBS = 20
 _STATELESS = (
     "the gateway keeps no response state; send the whole conversation in 'input' "
     "(earlier output items can be sent back as input items)"
@@ -106,6 +109,7 @@ def request_from_wire(body: dict[str, Any]) -> ResponsesRequest:
     stored = _upstream_state(body)
     instructions = optional(body, "instructions", str)
     extra: JSON = {key: body[key] for key in _CHAT_COUNTERPARTS if body.get(key) is not None}
+    extra.update(_logprobs_from_wire(body))
     text = optional(body, "text", dict) or {}
     if text.get("verbosity") is not None:
         extra["verbosity"] = text["verbosity"]
@@ -185,7 +189,6 @@ def _check_limits(chat: ChatRequest, *, offered: bool) -> None:
 
 
 def _refuse_unsupported(body: dict[str, Any]) -> None:
-    _refuse_logprobs(body)
     for key, value in body.items():
         # null and false ask for nothing (``background: false``), so they pass as absent.
         if key in _MODELLED or key in _IGNORED or value is None or value is False:
@@ -198,21 +201,21 @@ def _refuse_unsupported(body: dict[str, Any]) -> None:
         raise InvalidRequest(f"'{key}' is not supported by the gateway's Responses API", param=key)
 
 
-def _refuse_logprobs(body: dict[str, Any]) -> None:
-    """Log probabilities are extra output the answer would lack: a 400, not an empty list."""
+def _logprobs_from_wire(body: dict[str, Any]) -> JSON:
+    """Log probabilities (``include: ["message.output_text.logprobs"]``, with ``top_logprobs``
+    alternatives) as their Chat Completions counterparts: an OpenAI-format deployment answers
+    them, and for a family without them the crossing is a 400 naming ``include`` (never an
+    empty list). ``top_logprobs`` alone asks for none, as OpenAI's API answers it."""
     include = optional(body, "include", list) or []
-    if _LOGPROBS in include:
+    top = optional(body, "top_logprobs", int)
+    if top is not None and not 0 <= top <= _MOST_TOP_LOGPROBS:
         raise InvalidRequest(
-            f"'include' value {_LOGPROBS!r} is not supported: the gateway's Responses API "
-            "returns no log probabilities",
-            param="include",
-        )
-    if optional(body, "top_logprobs", int):
-        raise InvalidRequest(
-            "'top_logprobs' is not supported: the gateway's Responses API returns no log "
-            "probabilities",
+            f"'top_logprobs' must be an integer between 0 and {_MOST_TOP_LOGPROBS}",
             param="top_logprobs",
         )
+    if _LOGPROBS not in include:
+        return {}
+    return {"logprobs": True, "top_logprobs": top} if top else {"logprobs": True}
 
 
 def _echo(body: dict[str, Any], chat: ChatRequest, text: JSON) -> JSON:

@@ -199,6 +199,41 @@ def test_chat_counterparts_travel_as_chat_extras() -> None:
     assert body["model"] == "upstream-model"
 
 
+def test_log_probabilities_are_asked_with_include_as_chat_completions_asks_them() -> None:
+    include = ["message.output_text.logprobs"]
+    assert parse(include=include).chat.extra == {"logprobs": True}
+    assert parse(include=include, top_logprobs=3).chat.extra == {
+        "logprobs": True,
+        "top_logprobs": 3,
+    }
+    # top_logprobs alone asks for none, as OpenAI answers it.
+    assert parse(top_logprobs=3, include=["reasoning.encrypted_content"]).chat.extra == {}
+
+
+def test_log_probabilities_are_the_output_text_parts() -> None:
+    scored = {"token": "Hi", "logprob": -0.5, "bytes": None, "top_logprobs": []}
+    upstream = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": "gpt-4o",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Hi"},
+                "logprobs": {"content": [scored], "refusal": None},
+                "finish_reason": "stop",
+            }
+        ],
+    }
+    wire = response_to_wire(response_from_wire(upstream), parse().echo)
+    part = Response.model_validate(wire).output[0].content[0]  # type: ignore[union-attr]
+    assert part.type == "output_text"
+    assert [token.model_dump() for token in part.logprobs or ()] == [
+        {"token": "Hi", "logprob": -0.5, "bytes": [72, 105], "top_logprobs": []}
+    ]
+
+
 def test_max_output_tokens_is_named_as_the_openai_upstream_wants_it() -> None:
     chat = parse(max_output_tokens=50).chat
     # OpenAI's own API: its reasoning models (the Responses API's usual ones) refuse
@@ -248,8 +283,7 @@ def test_echo_repeats_the_settings_and_says_nothing_is_stored() -> None:
         ({"text": {"format": {"type": "json_schema", "name": "x"}}}, "text.format.schema", "sch"),
         ({"max_output_tokens": "many"}, "max_output_tokens", "integer"),
         ({"max_output_tokens": 0}, "max_output_tokens", "at least 1"),
-        ({"include": ["message.output_text.logprobs"]}, "include", "log probabilities"),
-        ({"top_logprobs": 5}, "top_logprobs", "log probabilities"),
+        ({"top_logprobs": 21}, "top_logprobs", "between 0 and 20"),
         ({"include": "reasoning.encrypted_content"}, "include", "array"),
         ({"tool_choice": "required"}, "tool_choice", "no 'tools'"),
         ({"tool_choice": {"type": "function", "name": "f"}}, "tool_choice", "no 'tools'"),
