@@ -164,6 +164,48 @@ def test_function_tool_round_trip(client: openai.OpenAI, model: str) -> None:
 
 
 @pytest.mark.parametrize("model", FAMILIES)
+def test_allowed_function_tools_are_the_only_ones_offered(
+    client: openai.OpenAI, model: str, simulator_url: str
+) -> None:
+    # The simulator calls the first tool it is offered: only get_time may be.
+    question = f"weather or time? ({model})"
+    allowed: Any = {
+        "type": "allowed_tools",
+        "mode": "required",
+        "tools": [{"type": "function", "name": "get_time"}],
+    }
+    response = client.responses.create(
+        model=model, input=question, tools=[WEATHER_TOOL, TIME_TOOL], tool_choice=allowed
+    )
+    calls = [item for item in response.output if item.type == "function_call"]
+    assert [call.name for call in calls] == ["get_time"]
+    # The Response repeats the request's tools and choice as sent.
+    assert [tool.name for tool in response.tools if tool.type == "function"] == [
+        "get_weather",
+        "get_time",
+    ]
+    assert response.tool_choice.type == "allowed_tools"
+    if model == "test-chat":
+        sent = upstream_body(simulator_url, question)
+        assert [tool["function"]["name"] for tool in sent["tools"]] == ["get_time"]
+        assert sent["tool_choice"] == "required"
+
+
+def test_allowed_tools_naming_an_unoffered_function_is_refused(client: openai.OpenAI) -> None:
+    allowed: Any = {
+        "type": "allowed_tools",
+        "mode": "auto",
+        "tools": [{"type": "function", "name": "get_news"}],
+    }
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(
+            model="test-chat", input="x", tools=[WEATHER_TOOL], tool_choice=allowed
+        )
+    assert caught.value.param == "tool_choice.tools[0].name"
+    assert "get_news" in caught.value.message
+
+
+@pytest.mark.parametrize("model", FAMILIES)
 def test_stream_helper_assembles_text(client: openai.OpenAI, model: str) -> None:
     deltas: list[str] = []
     with client.responses.stream(model=model, input="stream this to me") as stream:
@@ -376,18 +418,43 @@ def test_what_no_family_could_meet_is_refused_before_the_upstream(
     assert "'max_output_tokens' must be at least 1" in caught.value.message
 
 
-def test_log_probabilities_are_refused_not_answered_empty(client: openai.OpenAI) -> None:
+def test_log_probabilities_come_from_a_chat_deployment(client: openai.OpenAI) -> None:
+    asked: Any = {"include": ["message.output_text.logprobs"], "top_logprobs": 2}
+    response = client.responses.create(model="test-chat", input="score me", **asked)
+    part = response.output[0].content[0]  # type: ignore[union-attr]
+    assert part.type == "output_text" and part.logprobs
+    assert "".join(token.token for token in part.logprobs) == part.text
+    assert all(len(token.top_logprobs) == 2 for token in part.logprobs)
+    assert all(token.bytes == list(token.token.encode()) for token in part.logprobs)
+    # Streamed: each delta's tokens, all of them in the done events and the final response.
+    streamed: list[Any] = []
+    with client.responses.stream(model="test-chat", input="score me", **asked) as stream:
+        for event in stream:
+            if event.type == "response.output_text.delta":
+                assert "".join(token.token for token in event.logprobs) == event.delta
+                streamed += [token.model_dump() for token in event.logprobs]
+            elif event.type == "response.output_text.done":
+                assert [token.model_dump() for token in event.logprobs] == streamed
+        final = stream.get_final_response()
+    final_part = final.output[0].content[0]  # type: ignore[union-attr]
+    assert final_part.type == "output_text" and final_part.logprobs
+    assert [token.model_dump() for token in final_part.logprobs] == streamed
+    assert "".join(token["token"] for token in streamed) == final.output_text
+    # Without include, none.
+    plain = client.responses.create(model="test-chat", input="score me")
+    assert plain.output[0].content[0].logprobs == []  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("model", ["test-claude", "test-gemini", "test-bedrock"])
+def test_log_probabilities_a_family_cannot_give_are_refused(
+    client: openai.OpenAI, model: str
+) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
-        client.responses.create(
-            model="test-chat", input="x", include=["message.output_text.logprobs"]
-        )
-    assert caught.value.param == "include" and "log probabilities" in caught.value.message
-    with pytest.raises(openai.BadRequestError) as caught:
-        client.responses.create(model="test-chat", input="x", top_logprobs=3)
-    assert caught.value.param == "top_logprobs"
-    # What has no bearing on a stateless answer still passes.
+        client.responses.create(model=model, input="x", include=["message.output_text.logprobs"])
+    assert caught.value.param == "include" and "'include'" in caught.value.message
+    # What asks for none passes (top_logprobs alone: OpenAI answers it with no logprobs).
     response = client.responses.create(
-        model="test-chat", input="x", include=["reasoning.encrypted_content"], top_logprobs=0
+        model=model, input="x", include=["reasoning.encrypted_content"], top_logprobs=3
     )
     assert response.status == "completed"
 

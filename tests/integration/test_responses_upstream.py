@@ -215,6 +215,21 @@ def test_function_calls_come_from_the_responses_api(client: openai.OpenAI) -> No
     assert final.output[0].type == "function_call"
 
 
+def test_log_probabilities_are_asked_of_the_responses_api_as_sent(
+    client: openai.OpenAI, simulator_url: str
+) -> None:
+    # They were a 400 before any upstream, though OpenAI's Responses API answers them.
+    asked = question("score these words")
+    include: Any = ["message.output_text.logprobs"]
+    response = client.responses.create(
+        model="native-4o", input=asked, include=include, top_logprobs=2
+    )
+    assert response.status == "completed"
+    (sent,) = received(simulator_url, asked)
+    assert sent["path"].endswith("/responses")
+    assert sent["json"]["include"] == include and sent["json"]["top_logprobs"] == 2
+
+
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_failing_deployment_falls_over_to_the_next(
     client: openai.OpenAI, gateway: str, simulator_url: str, stream: bool

@@ -27,6 +27,7 @@ _FIELDS = {
     "max_completion_tokens": "max_output_tokens",
     "reasoning_effort": "reasoning.effort",
     "verbosity": "text.verbosity",
+    "logprobs": "include",
     "response_format": "text.format",
     "response_format.type": "text.format.type",
     "response_format.json_schema": "text.format",

@@ -4,28 +4,33 @@
 the messages, after a system message made of ``instructions``; flat ``function`` tools (their
 other fields are the function's, as a Chat Completions tool's beside its schema), the
 tool choice, ``text.format``, ``max_output_tokens`` and the sampling fields map onto their
-canonical counterparts. The few fields with a Chat Completions counterpart the canonical types
-do not model (``reasoning.effort``, ``text.verbosity``, ``service_tier``, ``prompt_cache_key``,
-``safety_identifier``) travel as Chat Completions extras, so the request is tagged with the
-``openai`` wire format and ``wire/crossing.py`` decides what another family keeps.
-``reasoning.summary`` (or its deprecated name ``generate_summary``) has no Chat Completions
-counterpart: it is ``ChatRequest.reasoning_summary``, which the families that can show a
-summary of their reasoning read.
+canonical counterparts (a ``tool_choice`` of ``allowed_tools`` that names only function tools
+is its mode, ``auto`` or ``required``, over just those tools: what any family can be offered,
+though the prompt's tools then change with the choice). The few fields with a Chat Completions
+counterpart the canonical types do not model (``reasoning.effort``, ``text.verbosity``,
+``service_tier``, ``prompt_cache_key``, ``safety_identifier``) travel as Chat Completions
+extras, so the request is tagged with the ``openai`` wire format and ``wire/crossing.py``
+decides what another family keeps. ``reasoning.summary`` (or its deprecated name
+``generate_summary``) has no Chat Completions counterpart: it is
+``ChatRequest.reasoning_summary``, which the families that can show a summary of their
+reasoning read.
 
 What only OpenAI's Responses API can serve is parsed, left out of the canonical request and
 named in ``ChatRequest.responses_only``, so the router sends the request only to deployments
 that speak that API (which are sent the client's body, ``responses_body``) and refuses it by
 that name when the model has none: tools other than ``function`` (``web_search``,
-``file_search``, ``mcp``, ...), a ``tool_choice`` of one, the output items of such tools in
-``input``, and state the upstream stores (``previous_response_id``, ``conversation``,
-``item_reference`` items). The gateway itself keeps no responses: ``background``, ``prompt``
-and ``context_management`` are a 400 saying so; ``store`` is accepted (answered with
-``"store": false`` by the other deployments); ``include``, ``truncation`` and the like are
-accepted and have no effect, but log probabilities (``include:
-["message.output_text.logprobs"]``, ``top_logprobs``) are a 400: the answer has none. Any other
-unknown field is a 400 naming it. ``input`` is read by ``wire/responses_input.py``; its
-reasoning items are dropped: they are context from another upstream that a Chat Completions
-deployment cannot take, and the answer does not depend on them being echoed.
+``file_search``, ``mcp``, ...), a ``tool_choice`` of one (or allowing one), the output items of
+such tools in ``input``, and state the upstream stores (``previous_response_id``,
+``conversation``, ``item_reference`` items). The gateway itself keeps no responses:
+``background``, ``prompt`` and ``context_management`` are a 400 saying so; ``store`` is
+accepted (answered with ``"store": false`` by the other deployments); ``include``,
+``truncation`` and the like are accepted and have no effect, but log probabilities (``include:
+["message.output_text.logprobs"]``, ``top_logprobs``) are Chat Completions' ``logprobs`` and
+``top_logprobs``, answered by OpenAI-format deployments in the ``output_text`` parts and a 400
+naming ``include`` for the other families (``wire/crossing.py``). Any other unknown field is a
+400 naming it. ``input`` is read by ``wire/responses_input.py``; its reasoning items are
+dropped: they are context from another upstream that a Chat Completions deployment cannot take,
+and the answer does not depend on them being echoed.
 """
 
 from __future__ import annotations
@@ -58,7 +63,7 @@ _MODELLED = frozenset(
 )  # fmt: skip
 # Accepted and without effect: they shape storage, truncation or extra output the gateway
 # does not produce, never the text of the answer (but log probabilities, asked for with
-# ``include`` or ``top_logprobs``, are refused: the answer would lack them).
+# ``include`` or ``top_logprobs``, are Chat Completions' ``logprobs``: _logprobs_from_wire).
 _IGNORED = frozenset(
     {
         "include", "truncation", "stream_options", "top_logprobs", "max_tool_calls",
@@ -66,6 +71,7 @@ _IGNORED = frozenset(
     }
 )  # fmt: skip
 _LOGPROBS = "message.output_text.logprobs"
+_MOST_TOP_LOGPROBS = 20
 _STATELESS = (
     "the gateway keeps no response state; send the whole conversation in 'input' "
     "(earlier output items can be sent back as input items)"
@@ -105,6 +111,7 @@ def request_from_wire(body: dict[str, Any]) -> ResponsesRequest:
     stored = _upstream_state(body)
     instructions = optional(body, "instructions", str)
     extra: JSON = {key: body[key] for key in _CHAT_COUNTERPARTS if body.get(key) is not None}
+    extra.update(_logprobs_from_wire(body))
     text = optional(body, "text", dict) or {}
     if text.get("verbosity") is not None:
         extra["verbosity"] = text["verbosity"]
@@ -114,7 +121,9 @@ def request_from_wire(body: dict[str, Any]) -> ResponsesRequest:
     summary = _summary_from_wire(reasoning)
     offered = optional(body, "tools", list)
     tools, own_tool = _tools_from_wire(offered)
-    tool_choice, own_choice = _tool_choice_from_wire(body.get("tool_choice"))
+    tool_choice, own_choice, allowed = _tool_choice_from_wire(body.get("tool_choice"))
+    if allowed is not None:
+        tools = _allowed_tools(tools, allowed)
     origins: Origins = []
     messages, own_item = messages_from_input(body.get("input"), instructions, origins)
     parallel_tool_calls = optional(body, "parallel_tool_calls", bool)
@@ -182,7 +191,6 @@ def _check_limits(chat: ChatRequest, *, offered: bool) -> None:
 
 
 def _refuse_unsupported(body: dict[str, Any]) -> None:
-    _refuse_logprobs(body)
     for key, value in body.items():
         # null and false ask for nothing (``background: false``), so they pass as absent.
         if key in _MODELLED or key in _IGNORED or value is None or value is False:
@@ -195,21 +203,21 @@ def _refuse_unsupported(body: dict[str, Any]) -> None:
         raise InvalidRequest(f"'{key}' is not supported by the gateway's Responses API", param=key)
 
 
-def _refuse_logprobs(body: dict[str, Any]) -> None:
-    """Log probabilities are extra output the answer would lack: a 400, not an empty list."""
+def _logprobs_from_wire(body: dict[str, Any]) -> JSON:
+    """Log probabilities (``include: ["message.output_text.logprobs"]``, with ``top_logprobs``
+    alternatives) as their Chat Completions counterparts: an OpenAI-format deployment answers
+    them, and for a family without them the crossing is a 400 naming ``include`` (never an
+    empty list). ``top_logprobs`` alone asks for none, as OpenAI's API answers it."""
     include = optional(body, "include", list) or []
-    if _LOGPROBS in include:
+    top = optional(body, "top_logprobs", int)
+    if top is not None and not 0 <= top <= _MOST_TOP_LOGPROBS:
         raise InvalidRequest(
-            f"'include' value {_LOGPROBS!r} is not supported: the gateway's Responses API "
-            "returns no log probabilities",
-            param="include",
-        )
-    if optional(body, "top_logprobs", int):
-        raise InvalidRequest(
-            "'top_logprobs' is not supported: the gateway's Responses API returns no log "
-            "probabilities",
+            f"'top_logprobs' must be an integer between 0 and {_MOST_TOP_LOGPROBS}",
             param="top_logprobs",
         )
+    if _LOGPROBS not in include:
+        return {}
+    return {"logprobs": True, "top_logprobs": top} if top else {"logprobs": True}
 
 
 def _echo(body: dict[str, Any], chat: ChatRequest, text: JSON) -> JSON:
@@ -276,24 +284,72 @@ _FLAT_TOOL_KEYS = frozenset({"type", "name", "description", "parameters", "stric
 """A flat function tool's fields the canonical tool models."""
 
 
-def _tool_choice_from_wire(raw: Any) -> tuple[ToolChoice | None, ResponsesOnly | None]:
-    """The canonical choice, or (a built-in tool's, ``allowed_tools``, ...) the choice only a
-    Responses upstream can meet."""
+def _tool_choice_from_wire(
+    raw: Any,
+) -> tuple[ToolChoice | None, ResponsesOnly | None, list[str] | None]:
+    """The canonical choice, or (a built-in tool's, ...) the choice only a Responses upstream
+    can meet; and the names of the function tools an ``allowed_tools`` choice allows."""
     if raw is None:
-        return None, None
+        return None, None, None
     if raw in ("auto", "none", "required"):
-        return ToolChoice(mode=raw), None
+        return ToolChoice(mode=raw), None, None
     kind = raw.get("type") if isinstance(raw, dict) else None
     if kind == "function":
         name = required(raw, "name", str, "tool_choice.name")
-        return ToolChoice(mode="function", name=name), None
+        return ToolChoice(mode="function", name=name), None, None
+    if kind == "allowed_tools":
+        return _allowed_from_wire(raw)
     if isinstance(kind, str):
         why = f"'tool_choice' chooses by the type {kind!r}, a choice of OpenAI's Responses API"
-        return None, ResponsesOnly("tool_choice", why)
+        return None, ResponsesOnly("tool_choice", why), None
     raise InvalidRequest(
         "'tool_choice' must be 'auto', 'none', 'required' or {'type': 'function', 'name': ...}",
         param="tool_choice",
     )
+
+
+def _allowed_from_wire(
+    raw: JSON,
+) -> tuple[ToolChoice | None, ResponsesOnly | None, list[str] | None]:
+    """An ``allowed_tools`` choice: among function tools only, it is its mode over just those
+    tools (what any family can be offered); one that allows a built-in tool is a Responses
+    upstream's to meet."""
+    mode = raw.get("mode")
+    if mode not in ("auto", "required"):
+        raise InvalidRequest(
+            "'tool_choice.mode' must be 'auto' or 'required'", param="tool_choice.mode"
+        )
+    listed = required(raw, "tools", list, "tool_choice.tools")
+    if not listed:
+        raise InvalidRequest(
+            "'tool_choice.tools' must allow at least one tool", param="tool_choice.tools"
+        )
+    names = []
+    for index, entry in enumerate(listed):
+        param = f"tool_choice.tools[{index}]"
+        tool = json_object(entry, param)
+        if tool.get("type") != "function":
+            why = (
+                f"'{param}' allows a tool other than a function, a choice of OpenAI's Responses API"
+            )
+            return None, ResponsesOnly("tool_choice", why), None
+        names.append(required(tool, "name", str, f"{param}.name"))
+    return ToolChoice(mode=mode), None, names
+
+
+def _allowed_tools(tools: list[Tool] | None, allowed: list[str]) -> list[Tool]:
+    """The function tools ``allowed`` names, in the order offered; a name of none is a 400 (it
+    could never be called)."""
+    offered = {tool.name for tool in tools or ()}
+    for index, name in enumerate(allowed):
+        if name not in offered:
+            raise InvalidRequest(
+                f"'tool_choice.tools[{index}]' allows the function {name!r}, which is not "
+                "among 'tools'",
+                param=f"tool_choice.tools[{index}].name",
+            )
+    names = set(allowed)
+    return [tool for tool in tools or () if tool.name in names]
 
 
 def _format_from_wire(raw: Any) -> ResponseFormat | None:

@@ -15,7 +15,9 @@ instead (``summary_text`` parts, one per block of reasoning) and the item has no
 as OpenAI's reasoning models answer, so a client is not shown it twice. Claude's signed thinking
 is also the item's ``encrypted_content``, for the client to send back
 (``wire/responses_reasoning.py``); other encrypted reasoning is not rendered. Other extras
-of the upstream's wire format (fingerprints, annotations) are not rendered.
+of the upstream's wire format (fingerprints, annotations) are not rendered, but an
+OpenAI-format choice's log probabilities (asked with ``include``) are the ``output_text`` part's
+``logprobs``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from tollway.core.types import JSON, ChatResponse, FinishReason, Message, Reason
 from tollway.wire.crossing import reasoning_of, refusal_of
 from tollway.wire.responses_reasoning import carried, seal
 
+_OPENAI = "openai"
 _INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
 
@@ -56,9 +59,37 @@ def status_for(finish: FinishReason | None) -> tuple[str, JSON | None]:
     return ("completed", None) if reason is None else ("incomplete", {"reason": reason})
 
 
-def output_text(text: str) -> JSON:
-    """An ``output_text`` content part."""
-    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+def output_text(text: str, logprobs: list[JSON] | None = None) -> JSON:
+    """An ``output_text`` content part (``logprobs``: its tokens', when asked)."""
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": logprobs or []}
+
+
+def logprobs_of(extra: JSON | None, wire_format: str | None) -> list[JSON]:
+    """The log probabilities of an OpenAI-format choice's text (its ``logprobs.content``), as
+    the Responses API's ``output_text`` part lists them; none from other formats."""
+    if wire_format != _OPENAI or not extra:
+        return []
+    logprobs = extra.get("logprobs")
+    tokens = logprobs.get("content") if isinstance(logprobs, dict) else None
+    if not isinstance(tokens, list):
+        return []
+    out = []
+    for token in tokens:
+        if isinstance(token, dict):
+            entry = _scored(token)
+            alternatives = token.get("top_logprobs") or []
+            entry["top_logprobs"] = [_scored(alt) for alt in alternatives if isinstance(alt, dict)]
+            out.append(entry)
+    return out
+
+
+def _scored(token: JSON) -> JSON:
+    """A token and its log probability; its bytes, which the Responses API always gives, made
+    from the token when Chat Completions gave none."""
+    text = token.get("token")
+    text = text if isinstance(text, str) else ""
+    raw = token.get("bytes")
+    return {"token": text, "logprob": token.get("logprob"), "bytes": raw or list(text.encode())}
 
 
 def refusal_part(refusal: str) -> JSON:
@@ -159,7 +190,7 @@ def response_to_wire(response: ChatResponse, echo: JSON) -> dict[str, Any]:
             if sealed is not None:
                 item["encrypted_content"] = sealed
             output.append(item)
-        content = _content(message, response.wire_format)
+        content = _content(message, response.wire_format, choice.extra)
         if content or not message.tool_calls:
             output.append(message_item(new_id("msg"), content or [output_text("")], "completed"))
         output.extend(
@@ -198,9 +229,9 @@ def _sealed(message: Message) -> str | None:
     return seal(carried([p for p in content if isinstance(p, ReasoningPart)]))
 
 
-def _content(message: Message, wire_format: str | None) -> list[JSON]:
+def _content(message: Message, wire_format: str | None, choice_extra: JSON) -> list[JSON]:
     text = message.text()
-    content = [output_text(text)] if text else []
+    content = [output_text(text, logprobs_of(choice_extra, wire_format))] if text else []
     refusal = refusal_of(message.extra, wire_format)
     if refusal is not None:
         content.append(refusal_part(refusal))

@@ -6,7 +6,8 @@ per output item, one at a time as the real API sends them:
 
 - text: ``response.output_item.added`` (a ``message``), ``response.content_part.added``,
   ``response.output_text.delta``..., ``response.output_text.done``,
-  ``response.content_part.done``, ``response.output_item.done``;
+  ``response.content_part.done``, ``response.output_item.done`` (an OpenAI-format chunk's log
+  probabilities, when asked, in each delta's ``logprobs``, and all of them in the done events);
 - an OpenAI upstream's refusal: the same with a ``refusal`` part and
   ``response.refusal.delta``... / ``response.refusal.done``;
 - reasoning (an OpenAI-compatible server's ``reasoning_content`` / ``reasoning``, Claude's
@@ -56,6 +57,7 @@ from tollway.wire.responses_reasoning import carried, seal, signed_delta
 from tollway.wire.responses_response import (
     asks_summary,
     function_call_item,
+    logprobs_of,
     message_item,
     new_id,
     output_text,
@@ -122,6 +124,8 @@ class _OpenItem:
     """A reasoning item's blocks of Claude's signed thinking, to seal in it."""
     signed_upto: int = 0
     """How many of ``pieces`` the blocks in ``signed`` hold."""
+    logprobs: list[JSON] = field(default_factory=list)
+    """An ``output_text`` part's log probabilities so far (when asked)."""
 
 
 class StreamWriter:
@@ -176,7 +180,8 @@ class StreamWriter:
             if signs is not None:
                 self._sign(signs, out)
             if choice.content:
-                self._text(choice.content, _TEXT, out)
+                logprobs = logprobs_of(choice.choice_extra, chunk.wire_format)
+                self._text(choice.content, _TEXT, out, logprobs)
             refusal = refusal_of(choice.extra, chunk.wire_format)
             if refusal is not None:
                 self._text(refusal, _REFUSAL, out)
@@ -238,7 +243,9 @@ class StreamWriter:
             incomplete_details=incomplete,
         )
 
-    def _text(self, delta: str, part: str, out: list[bytes]) -> None:
+    def _text(
+        self, delta: str, part: str, out: list[bytes], logprobs: list[JSON] | None = None
+    ) -> None:
         """A piece of the answer's text or of its refusal, each a message's one part, or of
         its reasoning, a reasoning item's."""
         if self._open is None or self._open.part != part:
@@ -249,7 +256,8 @@ class StreamWriter:
         events = _EVENTS[part]
         fields = {**self._where(self._open), events.index: 0, "delta": delta}
         if part == _TEXT:
-            fields["logprobs"] = []
+            fields["logprobs"] = logprobs or []
+            self._open.logprobs += fields["logprobs"]
         out.append(self._event(events.delta, fields))
 
     def _sign(self, delta: ReasoningDelta, out: list[bytes]) -> None:
@@ -347,11 +355,13 @@ class StreamWriter:
         item = opened.item
         if opened.part is not None:
             part = _part(opened.part, text)
+            if opened.part == _TEXT:
+                part["logprobs"] = opened.logprobs
             events = _EVENTS[opened.part]
             key = "refusal" if opened.part == _REFUSAL else "text"
             text_done = {**where, events.index: 0, key: text}
             if opened.part == _TEXT:
-                text_done["logprobs"] = []
+                text_done["logprobs"] = opened.logprobs
             out.append(self._event(events.done, text_done))
             part_done = {**where, events.index: 0, "part": part}
             out.append(self._event(events.part_done, part_done))

@@ -199,6 +199,41 @@ def test_chat_counterparts_travel_as_chat_extras() -> None:
     assert body["model"] == "upstream-model"
 
 
+def test_log_probabilities_are_asked_with_include_as_chat_completions_asks_them() -> None:
+    include = ["message.output_text.logprobs"]
+    assert parse(include=include).chat.extra == {"logprobs": True}
+    assert parse(include=include, top_logprobs=3).chat.extra == {
+        "logprobs": True,
+        "top_logprobs": 3,
+    }
+    # top_logprobs alone asks for none, as OpenAI answers it.
+    assert parse(top_logprobs=3, include=["reasoning.encrypted_content"]).chat.extra == {}
+
+
+def test_log_probabilities_are_the_output_text_parts() -> None:
+    scored = {"token": "Hi", "logprob": -0.5, "bytes": None, "top_logprobs": []}
+    upstream = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": "gpt-4o",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Hi"},
+                "logprobs": {"content": [scored], "refusal": None},
+                "finish_reason": "stop",
+            }
+        ],
+    }
+    wire = response_to_wire(response_from_wire(upstream), parse().echo)
+    part = Response.model_validate(wire).output[0].content[0]  # type: ignore[union-attr]
+    assert part.type == "output_text"
+    assert [token.model_dump() for token in part.logprobs or ()] == [
+        {"token": "Hi", "logprob": -0.5, "bytes": [72, 105], "top_logprobs": []}
+    ]
+
+
 def test_max_output_tokens_is_named_as_the_openai_upstream_wants_it() -> None:
     chat = parse(max_output_tokens=50).chat
     # OpenAI's own API: its reasoning models (the Responses API's usual ones) refuse
@@ -248,12 +283,41 @@ def test_echo_repeats_the_settings_and_says_nothing_is_stored() -> None:
         ({"text": {"format": {"type": "json_schema", "name": "x"}}}, "text.format.schema", "sch"),
         ({"max_output_tokens": "many"}, "max_output_tokens", "integer"),
         ({"max_output_tokens": 0}, "max_output_tokens", "at least 1"),
-        ({"include": ["message.output_text.logprobs"]}, "include", "log probabilities"),
-        ({"top_logprobs": 5}, "top_logprobs", "log probabilities"),
+        ({"top_logprobs": 21}, "top_logprobs", "between 0 and 20"),
         ({"include": "reasoning.encrypted_content"}, "include", "array"),
         ({"tool_choice": "required"}, "tool_choice", "no 'tools'"),
         ({"tool_choice": {"type": "function", "name": "f"}}, "tool_choice", "no 'tools'"),
         ({"tool_choice": "required", "tools": []}, "tool_choice", "no 'tools'"),
+        (
+            {"tools": [WEATHER], "tool_choice": {"type": "allowed_tools", "mode": "none"}},
+            "tool_choice.mode",
+            "'auto' or 'required'",
+        ),
+        (
+            {"tools": [WEATHER], "tool_choice": {"type": "allowed_tools", "mode": "auto"}},
+            "tool_choice.tools",
+            "required",
+        ),
+        (
+            {
+                "tools": [WEATHER],
+                "tool_choice": {"type": "allowed_tools", "mode": "auto", "tools": []},
+            },
+            "tool_choice.tools",
+            "at least one",
+        ),
+        (
+            {
+                "tools": [WEATHER],
+                "tool_choice": {
+                    "type": "allowed_tools",
+                    "mode": "auto",
+                    "tools": [{"type": "function", "name": "get_news"}],
+                },
+            },
+            "tool_choice.tools[0].name",
+            "not among 'tools'",
+        ),
         ({"metadata": "x"}, "metadata", "object"),
         ({"model": None}, "model", "required"),
         ({"input": None}, "input", "required"),
@@ -347,6 +411,18 @@ def test_unsupported_requests_are_400_naming_the_field(
             "'web_search_preview'",
         ),
         (
+            {
+                "tools": [WEATHER],
+                "tool_choice": {
+                    "type": "allowed_tools",
+                    "mode": "auto",
+                    "tools": [{"type": "function", "name": "get_weather"}, {"type": "web_search"}],
+                },
+            },
+            "tool_choice",
+            "other than a function",
+        ),
+        (
             {"input": [{"type": "item_reference", "id": "msg_1"}]},
             "input[0]",
             "stored by the upstream",
@@ -383,6 +459,18 @@ def test_built_in_tools_stay_out_of_the_canonical_request_but_are_echoed() -> No
 def test_a_required_choice_among_built_in_tools_alone_is_not_refused() -> None:
     chat = parse(tools=[{"type": "web_search"}], tool_choice="required").chat
     assert chat.tools is None and chat.responses_only is not None
+
+
+def test_allowed_function_tools_are_the_tools_offered_with_its_mode() -> None:
+    news = {**WEATHER, "name": "get_news"}
+    allowed = [{"type": "function", "name": "get_news"}]
+    choice = {"type": "allowed_tools", "mode": "required", "tools": allowed}
+    parsed = parse(tools=[WEATHER, news], tool_choice=choice)
+    chat = parsed.chat
+    assert chat.responses_only is None
+    assert chat.tools is not None and [tool.name for tool in chat.tools] == ["get_news"]
+    assert chat.tool_choice is not None and chat.tool_choice.mode == "required"
+    assert parsed.echo["tools"] == [WEATHER, news] and parsed.echo["tool_choice"] == choice
 
 
 def test_a_plain_request_needs_no_responses_api() -> None:
