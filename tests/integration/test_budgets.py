@@ -30,6 +30,8 @@ CHEAP = {"input": 1.0, "output": 2.0}
 FRACTIONAL = {"input": 0.15, "output": 0.6}  # costs in fractions of a micro-dollar
 MARGIN = 1.25  # 1 + limits.estimate_margin: the simulator's tokens are not OpenAI's
 RESPONSES_WINDOW = 1000  # the context window of "pricey-responses"
+COMPACTING_MAX_OUTPUT = 6000  # "pricey-compacting": more than limits.default_max_output
+COMPACTING_WINDOW = 4200  # and its context window, reserved as a compaction's input
 
 
 def budget_config(simulator_url: str) -> dict[str, Any]:
@@ -97,6 +99,23 @@ def budget_config(simulator_url: str) -> dict[str, Any]:
                         "price": PRICEY,
                         "responses_api": True,
                         "context_window": RESPONSES_WINDOW,
+                    }
+                ],
+            },
+            {
+                # Compacts (/v1/responses/compact), which takes no output limit: its model's
+                # max output, above limits.default_max_output, is all that bounds one.
+                "name": "pricey-compacting",
+                "deployments": [
+                    {
+                        "provider": "openai",
+                        "model": "gpt-4o",
+                        "api_base": base,
+                        "api_key": key,
+                        "price": PRICEY,
+                        "responses_api": True,
+                        "max_output": COMPACTING_MAX_OUTPUT,
+                        "context_window": COMPACTING_WINDOW,
                     }
                 ],
             },
@@ -456,6 +475,59 @@ def test_a_continued_response_is_reserved_for_its_whole_context_and_never_oversp
             pass
     worst = (RESPONSES_WINDOW * PRICEY["input"] + 20 * PRICEY["output"]) / 1e6
     assert held == pytest.approx(worst, abs=1e-6)
+
+
+def test_a_compaction_never_spends_past_its_budget(gateway: str) -> None:
+    # A compaction takes no output limit and none is sent: it was reserved for
+    # limits.default_max_output (4096 tokens, ~$16.4 here, beside ~$4.2 for the context
+    # window as input, as any request only the Responses API serves), which the upstream
+    # never heard of, so one that generated 5500 tokens (~$22) was let in under a $21 budget
+    # and spent past it. Reserved for its model's max output (6000 tokens, ~$24), it is
+    # refused.
+    key_id, key = new_key(gateway)
+    set_budget(gateway, key_id, 21.0)
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=key, max_retries=0)
+    long_one = {"x-sim-compaction-tokens": "5500"}
+    history: Any = [{"role": "user", "content": "a long conversation to compact"}]
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.responses.compact(model="pricey-compacting", input=history, extra_headers=long_one)
+    assert caught.value.code == "budget_exceeded"
+    row = wait_settled(gateway, key_id)
+    assert (row["spent_usd"], row["reserved_usd"]) == (0, 0)
+    # A budget that pays for the most the model can generate lets it in, and it is charged
+    # what the upstream billed: its usage, at the deployment's price.
+    set_budget(gateway, key_id, 30.0)
+    raw = client.responses.with_raw_response.compact(
+        model="pricey-compacting", input=history, extra_headers=long_one
+    )
+    usage = raw.parse().usage
+    assert usage.output_tokens == 5500
+    held = 30.0 - float(raw.headers["x-tollway-budget-remaining-usd"])
+    cost = (usage.input_tokens * PRICEY["input"] + usage.output_tokens * PRICEY["output"]) / 1e6
+    assert float(raw.headers["x-tollway-cost-usd"]) == pytest.approx(cost, abs=1e-6)
+    assert held == pytest.approx(cost, abs=1e-6)  # a complete answer: what is left after it
+    row = wait_settled(gateway, key_id)
+    assert row["spent_usd"] == pytest.approx(cost, abs=1e-6)
+    assert row["spent_usd"] <= 30.0
+
+
+def test_a_compaction_on_a_model_of_unknown_max_output_is_refused_under_a_budget(
+    gateway: str,
+) -> None:
+    history: Any = [{"role": "user", "content": "compact me"}]
+    free = openai.OpenAI(base_url=gateway + "/v1", api_key=CLIENT_KEY, max_retries=0)
+    # Without a budget nothing needs bounding: served.
+    assert free.responses.compact(model="windowless-responses", input=history).output
+    key_id, key = new_key(gateway)
+    set_budget(gateway, key_id, 100.0)
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=key, max_retries=0)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.compact(model="windowless-responses", input=history)
+    assert caught.value.code == "cost_unbounded"
+    body = caught.value.body
+    assert isinstance(body, dict) and body["param"] == "model"
+    assert "max_output" in body["message"]
+    assert spend(gateway, key_id)["spent_usd"] == 0
 
 
 def test_per_deployment_limit_moves_requests_to_the_next_candidate(gateway: str) -> None:

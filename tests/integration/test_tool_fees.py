@@ -28,11 +28,16 @@ SEARCH_FEE = 500.0  # USD per 1,000 searches: half a dollar a call, well above t
 WINDOW = 1000  # the Responses deployment's context window
 DEFAULT_CALLS = 3  # limits.default_max_tool_calls
 SEARCHES = {"x-sim-searches": "2"}  # the simulated model searches twice
+FAILS_AFTER_SEARCH = {"x-sim-fail-after-items": "1"}  # overloaded once its search is done
 
 
 def tool_fee_config(simulator_url: str) -> dict[str, Any]:
     price = {**PRICEY, "tool_calls": {"web_search": SEARCH_FEE}}
     key = "env:TEST_UPSTREAM_KEY"
+    responses = {
+        "provider": "openai", "model": "gpt-4o", "api_base": f"{simulator_url}/v1",
+        "api_key": key, "price": price, "responses_api": True, "context_window": WINDOW,
+    }  # fmt: skip
     return {
         "upstream": {"forward_headers": ["x-sim-*"]},
         "models": [
@@ -49,6 +54,21 @@ def tool_fee_config(simulator_url: str) -> dict[str, Any]:
                         "context_window": WINDOW,
                     }
                 ],
+            },
+            {
+                # The first searches, then fails before its answer; the second answers.
+                "name": "searching-failover",
+                "deployments": [
+                    {**responses, "id": "fails-after-search", "headers": FAILS_AFTER_SEARCH},
+                    {**responses, "id": "answers"},
+                ],
+                "strategy": "priority",
+                "retries": 0,
+            },
+            {
+                "name": "searching-failing",
+                "deployments": [{**responses, "headers": FAILS_AFTER_SEARCH}],
+                "retries": 0,
             },
             {
                 "name": "searching-gemini",  # Gemini 2.x: a fee per grounded prompt
@@ -136,6 +156,39 @@ def test_web_searches_of_a_response_are_charged_per_call(gateway: str) -> None:
     streamed = token_cost(final.usage.input_tokens, final.usage.output_tokens) + 2 * 0.5
     row = wait_settled(gateway, key_id)
     assert row["spent_usd"] == pytest.approx(expected + streamed, abs=1e-6)
+
+
+def test_a_search_done_before_a_stream_fails_over_is_charged(gateway: str) -> None:
+    # The first deployment's stream searched (its web_search_call item done, which OpenAI
+    # bills), then failed before its answer: within the stream's held head, so the request
+    # failed over, and that search was charged to no one.
+    key_id, key = new_key(gateway)
+    set_budget(gateway, key_id, 100.0)
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=key, max_retries=0)
+    asked: Any = {"input": "what is new today", "tools": [{"type": "web_search"}]}
+    with client.responses.stream(
+        model="searching-failover", max_output_tokens=20, **asked
+    ) as stream:
+        for _ in stream:
+            pass
+        final = stream.get_final_response()
+    assert [item.type for item in final.output].count("web_search_call") == 1
+    assert final.usage is not None
+    answered = token_cost(final.usage.input_tokens, final.usage.output_tokens) + 0.5
+    row = wait_settled(gateway, key_id)
+    assert row["spent_usd"] == pytest.approx(answered + 0.5, abs=1e-6)
+    # Where no candidate answers, the client is still charged the search that was made.
+    with (
+        pytest.raises(openai.APIStatusError) as caught,
+        client.responses.stream(
+            model="searching-failing", max_output_tokens=20, **asked
+        ) as failing,
+    ):
+        for _ in failing:
+            pass
+    assert caught.value.status_code == 503
+    row = wait_settled(gateway, key_id)
+    assert row["spent_usd"] == pytest.approx(answered + 1.0, abs=1e-6)
 
 
 def test_claude_web_searches_are_charged_per_call(gateway: str) -> None:

@@ -211,7 +211,8 @@ class UpstreamError(GatewayError):
         self.deployment_id: str | None = None
         self.spent: Usage | None = None
         """What the failed attempt used all the same (the batches of a split embeddings
-        request answered before another failed), which the provider bills."""
+        request answered before another failed, the tool calls a stream's head reported done
+        before it failed), which the provider bills."""
 
     def blame(self, deployment_id: str, group: str, api_base: str) -> None:
         """Name the deployment that failed in the client's message (once), and mask its

@@ -44,6 +44,7 @@ from tollway.core.types import (
     Deployment,
     EmbeddingResponse,
     ToolCallDelta,
+    Usage,
 )
 from tollway.pricing.metering import (
     Metering,
@@ -289,7 +290,12 @@ class Pipeline:
             ctx.deployment = None
             replay = response_as_chunks(early)
             return self._forward(ctx, [await anext(replay)], replay, None)
-        in_hand, rest = await self._attempts(ctx, "chat", self._stream_once, streaming=True)
+        try:
+            in_hand, rest = await self._attempts(ctx, "chat", self._stream_once, streaming=True)
+        except GatewayError:
+            # Server-side tool calls a failed attempt finished were billed: so is the client.
+            self.metering.settle_spent(ctx)
+            raise
         return self._forward(ctx, in_hand, rest, self._health.of(ctx.tries[-1].deployment))
 
     async def _stream_once(self, ctx: RequestContext, deployment: Deployment) -> Stream:
@@ -314,8 +320,10 @@ class Pipeline:
                 raise UpstreamProtocolError("upstream stream was empty") from None
             # A stream that ended cleanly after its head (an empty answer) is that answer.
             return in_hand, chunks
-        except BaseException:
+        except BaseException as exc:
             await chunks.aclose()  # type: ignore[attr-defined]
+            if isinstance(exc, UpstreamError):
+                _tools_spent(exc, in_hand)
             raise
         in_hand.append(chunk)
         ctx.tries[-1].first_chunk_at = time.perf_counter()
@@ -349,6 +357,9 @@ class Pipeline:
             await rest.aclose()  # type: ignore[attr-defined]
             # Whatever ended the stream, what was generated is accounted for.
             self.metering.settle(ctx)
+            if len(ctx.tries) > 1:
+                # And what the failed attempts before it were billed (their tool calls).
+                self.metering.add_spent(ctx)
             if health is not None:
                 await self._close_stream_attempt(ctx, health, outcome)
 
@@ -661,6 +672,17 @@ class Pipeline:
     ) -> Awaitable[EmbeddingResponse]:
         assert ctx.embedding is not None
         return self._embedding_providers[deployment.provider].embed(ctx.embedding, deployment)
+
+
+def _tools_spent(error: UpstreamError, held: list[ChatChunk]) -> None:
+    """The server-side tool calls a stream's held head reported done (a Responses stream's
+    finished web search, before the model failed) as what its failed attempt spent: the
+    provider billed them, though the request fails over."""
+    for chunk in reversed(held):
+        so_far = chunk.usage_so_far
+        if so_far is not None and so_far.tool_calls:
+            error.spent = Usage(tool_calls=dict(so_far.tool_calls))
+            return
 
 
 def _overdue(

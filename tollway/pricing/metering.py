@@ -12,7 +12,8 @@ after the last report (reasoning, text and tool calls; about four a token, never
 the request's ``max_tokens`` for each of its choices: the provider stops there, and
 admission reserved no more), the reasoning among it counted as reasoning tokens (billed at a
 price's reasoning rate where it has one). Server-side tool calls (web search...) are charged
-per call, as the answer reported them or, in a stream cut before its end, as far as it had.
+per call, as the answer reported them or, in a stream cut before its end, as far as it had;
+those a failed attempt reported done before the request failed over too (``Attempt.spent``).
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ class Metering:
             served,
             input_tokens=served.input_tokens + usage.input_tokens,
             output_tokens=served.output_tokens + usage.output_tokens,
+            tool_calls=_added_calls(served.tool_calls, usage.tool_calls),
         )
         ctx.cost_usd = cost + spent_usd
         return ctx.cost_usd
@@ -146,21 +148,37 @@ def tool_spend(ctx: RequestContext, calls: dict[str, int]) -> tuple[int, float]:
 
 
 def _spent(ctx: RequestContext) -> tuple[Usage, float] | None:
-    """The tokens the request's failed attempts used all the same, and their cost at each
-    attempt's deployment's price; ``None`` when they used nothing."""
+    """The tokens and server-side tool calls the request's failed attempts used all the same,
+    and their cost at each attempt's deployment's price; ``None`` when they used nothing."""
     spent = [(attempt.deployment, attempt.spent) for attempt in ctx.tries if attempt.spent]
     if not spent:
         return None
+    calls: dict[str, int] | None = None
+    for _, used in spent:
+        calls = _added_calls(calls, used.tool_calls)
     usage = Usage(
         input_tokens=sum(usage.input_tokens for _, usage in spent),
         output_tokens=sum(usage.output_tokens for _, usage in spent),
+        tool_calls=calls,
     )
     cost = sum(
-        cost_usd(deployment.price, usage)
-        for deployment, usage in spent
+        cost_usd(deployment.price, used, tool_calls=attributed(used, ctx.chat))
+        for deployment, used in spent
         if deployment.price is not None
     )
     return usage, cost
+
+
+def _added_calls(
+    calls: dict[str, int] | None, more: dict[str, int] | None
+) -> dict[str, int] | None:
+    """Server-side tool calls of two attempts, by kind, together (``None``: none)."""
+    if not more:
+        return calls
+    together = dict(calls or {})
+    for kind, count in more.items():
+        together[kind] = together.get(kind, 0) + count
+    return together
 
 
 def reasoning_chars(message: Message, wire_format: str | None) -> int:

@@ -22,7 +22,8 @@ Streamed, the events come in OpenAI's order, each with its ``sequence_number``:
 ``.done``s and ``response.output_item.done``; last ``response.completed`` (or
 ``response.incomplete``). ``error-after`` ends the stream with an ``error`` event
 (``server_is_overloaded``, or the fields ``x-sim-stream-error`` gives, of the event ``type``
-it names), numbered in turn.
+it names), numbered in turn; ``x-sim-fail-after-items: N`` ends it so right after its Nth
+``response.output_item.done`` (a web search done, then the model failing before its answer).
 """
 
 from __future__ import annotations
@@ -227,9 +228,13 @@ async def handle_responses(
     parts = [
         (_frame(kind, number, fields), token) for number, (kind, fields, token) in enumerate(events)
     ]
+    own = request.headers.get("x-sim-stream-error")  # checked to be a JSON object
+    fields = None if own is None else orjson.loads(own)
     if call.stream_error is not None:
-        own = request.headers.get("x-sim-stream-error")  # checked to be a JSON object
-        call.stream_error = _error_event(parts, call, None if own is None else orjson.loads(own))
+        call.stream_error = _error_event(parts, call, fields)
+    items = _items_done(request.headers.get("x-sim-fail-after-items"))
+    if items is not None:
+        parts = _failed_after_items(parts, events, items, fields)
     headers = {**SSE_HEADERS, request_id_header(Dialect.OPENAI): call.request_id}
     return await send_stream(request, call, parts, headers)
 
@@ -396,6 +401,37 @@ def _frame(kind: str, number: int, fields: JSON) -> bytes:
     return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
 
 
+def _items_done(header: str | None) -> int | None:
+    """The output items ``x-sim-fail-after-items`` lets a stream finish before it fails."""
+    if header is None:
+        return None
+    try:
+        items = int(header)
+    except ValueError:
+        items = -1
+    if items < 0:
+        raise InvalidRequest(
+            f"simulator: x-sim-fail-after-items must be a whole number, not {header!r}",
+            None,
+            "invalid_value",
+        )
+    return items
+
+
+def _failed_after_items(
+    parts: StreamParts, events: list[Event], items: int, own: JSON | None
+) -> StreamParts:
+    """The stream cut right after its ``items``-th ``response.output_item.done`` (at once for
+    0; not at all when it has fewer), ended by the error event of ``_error_frame``."""
+    cut = 0
+    if items:
+        done = [i for i, (kind, _, _) in enumerate(events) if kind == "response.output_item.done"]
+        if len(done) < items:
+            return parts
+        cut = done[items - 1] + 1
+    return [*parts[:cut], (_error_frame(cut, own), False)]
+
+
 def _error_event(parts: StreamParts, call: Call, own: JSON | None) -> bytes:
     """The event ``error-after`` ends the stream with, numbered where it comes: an ``error``
     event saying ``server_is_overloaded``, or ``own`` (``x-sim-stream-error``: its fields, its
@@ -408,6 +444,12 @@ def _error_event(parts: StreamParts, call: Call, own: JSON | None) -> bytes:
                 number = index
                 break
             tokens += 1
+    return _error_frame(number, own)
+
+
+def _error_frame(number: int, own: JSON | None) -> bytes:
+    """An ``error`` event saying ``server_is_overloaded``, or ``own``'s fields as the event
+    of the ``type`` it names (else ``error``), numbered ``number``."""
     if own is not None:
         fields = {key: value for key, value in own.items() if key != "type"}
         return _frame(str(own.get("type") or "error"), number, fields)

@@ -4,8 +4,10 @@ The conversation (``input`` and ``instructions``, and a stored response that
 ``previous_response_id`` continues) is counted as ``/v1/responses`` counts it; the answer is a
 ``response.compaction`` object, as the openai SDK's ``CompactedResponse`` has it: the user's
 messages, then one ``compaction`` item whose ``encrypted_content`` stands for the rest, and
-usage with ``COMPACTION_TOKENS`` output tokens. A later ``/v1/responses`` request takes the
-item back in ``input``. A field compaction does not take is OpenAI's 400 ``unknown_parameter``.
+usage with ``COMPACTION_TOKENS`` output tokens (``x-sim-compaction-tokens: N``: N, as a long
+conversation's compaction runs longer; OpenAI takes no limit for it). A later
+``/v1/responses`` request takes the item back in ``input``. A field compaction does not take
+is OpenAI's 400 ``unknown_parameter``.
 """
 
 from __future__ import annotations
@@ -32,9 +34,12 @@ _KNOWN = frozenset(
 )  # fmt: skip
 
 
-async def handle_compact(call: Call, state: SimulatorState, model: str) -> web.Response:
+async def handle_compact(
+    request: web.BaseRequest, call: Call, state: SimulatorState, model: str
+) -> web.Response:
     """Answer an admitted compaction request (raises InvalidRequest on a bad body)."""
     body = call.body
+    generated = _compaction_tokens(request.headers.get("x-sim-compaction-tokens"))
     for key in body:
         if key not in _KNOWN:
             raise InvalidRequest(f"Unknown parameter: '{key}'.", key, "unknown_parameter")
@@ -52,13 +57,32 @@ async def handle_compact(call: Call, state: SimulatorState, model: str) -> web.R
         "usage": {
             "input_tokens": input_tokens,
             "input_tokens_details": {"cached_tokens": 0},
-            "output_tokens": COMPACTION_TOKENS,
+            "output_tokens": generated,
             "output_tokens_details": {"reasoning_tokens": 0},
-            "total_tokens": input_tokens + COMPACTION_TOKENS,
+            "total_tokens": input_tokens + generated,
         },
     }
-    await delay(call, COMPACTION_TOKENS)
+    await delay(call, generated)
     return json_response(compacted, call.request_id, Dialect.OPENAI)
+
+
+def _compaction_tokens(header: str | None) -> int:
+    """The output tokens ``x-sim-compaction-tokens`` asks a compaction to bill (a whole number
+    of at least 1), else ``COMPACTION_TOKENS``."""
+    if header is None:
+        return COMPACTION_TOKENS
+    try:
+        tokens = int(header)
+    except ValueError:
+        tokens = 0
+    if tokens < 1:
+        raise InvalidRequest(
+            f"simulator: x-sim-compaction-tokens must be a whole number of at least 1, not "
+            f"{header!r}",
+            None,
+            "invalid_value",
+        )
+    return tokens
 
 
 def _items(given: object) -> list[JSON]:

@@ -129,7 +129,7 @@ class _Handlers:
     async def openai_compact(self, request: web.Request) -> web.StreamResponse:
         async def answer(call: Call) -> web.StreamResponse:
             model = self._openai_model(call, request, Dialect.OPENAI)
-            return await handle_compact(call, self.state, model)
+            return await handle_compact(request, call, self.state, model)
 
         return await self._run(request, Dialect.OPENAI, answer)
 
