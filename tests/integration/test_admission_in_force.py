@@ -16,12 +16,10 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from aiohttp import web
 
-from tests.conftest import UPSTREAM_KEY, gateway_config
-from tests.support import CLIENT_KEY, free_port
-from tollway.app import GATEWAY, create_app
-from tollway.config import validate_settings
+from tests.conftest import gateway_config
+from tests.integration.in_process import gateway_in_process
+from tests.support import CLIENT_KEY
 from tollway.gateway import Gateway
 from tollway.limits.stage import Admission
 
@@ -36,16 +34,8 @@ async def served(tmp_path: Path, simulator_url: str) -> AsyncIterator[tuple[str,
             deployment["price"] = PRICE
     config["store"] = {"url": f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}"}
     config["server"] = {"reload_interval": None}
-    environ = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TOLLWAY_ADMIN_KEY": CLIENT_KEY}
-    app = create_app(validate_settings(config, source="test"), environ)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}", app[GATEWAY]
-    finally:
-        await runner.cleanup()
+    async with gateway_in_process(config) as served:
+        yield served
 
 
 def admitted(gateway: Gateway) -> bool:

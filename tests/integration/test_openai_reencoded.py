@@ -14,15 +14,11 @@ from typing import Any
 
 import openai
 import pytest
-from aiohttp import web
 from openai.lib.streaming.chat import ChatCompletionStreamState
 
-from tests.conftest import UPSTREAM_KEY
-from tests.integration.test_responses_changed import with_stage
+from tests.integration.in_process import gateway_in_process
 from tests.integration.test_responses_upstream import question, received
-from tests.support import CLIENT_KEY, free_port
-from tollway.app import GATEWAY, create_app
-from tollway.config import validate_settings
+from tests.support import CLIENT_KEY
 from tollway.core.context import RequestContext
 from tollway.core.pipeline import Stage
 from tollway.core.types import ChatChunk, ChatResponse
@@ -84,19 +80,10 @@ async def in_process(
         "server": {"reload_interval": None},
         "upstream": {"forward_headers": ["x-sim-*"]},
     }
-    environ = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TOLLWAY_ADMIN_KEY": CLIENT_KEY}
-    app = create_app(validate_settings(config, source="test"), environ)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    with_stage(app[GATEWAY], stage)
-    try:
-        url = f"http://127.0.0.1:{port}/v1"
+    async with gateway_in_process(config, stage) as (base, _):
+        url = base + "/v1"
         async with openai.AsyncOpenAI(base_url=url, api_key=CLIENT_KEY, max_retries=0) as c:
             yield c
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture

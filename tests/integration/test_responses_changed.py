@@ -12,17 +12,13 @@ from typing import Any
 
 import openai
 import pytest
-from aiohttp import web
 
-from tests.conftest import UPSTREAM_KEY
+from tests.integration.in_process import gateway_in_process
 from tests.integration.test_responses_upstream import question, received
-from tests.support import CLIENT_KEY, free_port
-from tollway.app import GATEWAY, create_app
-from tollway.config import validate_settings
+from tests.support import CLIENT_KEY
 from tollway.core.context import RequestContext
-from tollway.core.pipeline import Pipeline, Stage
+from tollway.core.pipeline import Stage
 from tollway.core.types import ChatChunk, ChatResponse, TextPart
-from tollway.gateway import Gateway
 
 SEARCH: Any = [{"type": "web_search"}]
 
@@ -52,20 +48,6 @@ class Redaction(Stage):
         return chunk
 
 
-def with_stage(gateway: Gateway, stage: Stage) -> None:
-    """Every pipeline of ``gateway`` with ``stage`` last."""
-    gateway._pipelines = tuple(  # type: ignore[assignment]
-        Pipeline(
-            pipeline.router,
-            pipeline._chat_providers,
-            pipeline._embedding_providers,
-            stages=(*pipeline._stages, stage),
-            metering=pipeline.metering,
-        )
-        for pipeline in gateway._pipelines or ()
-    )
-
-
 @pytest.fixture
 async def client(tmp_path: Path, simulator_url: str) -> AsyncIterator[openai.AsyncOpenAI]:
     native = {
@@ -77,19 +59,10 @@ async def client(tmp_path: Path, simulator_url: str) -> AsyncIterator[openai.Asy
         "store": {"url": f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}"},
         "server": {"reload_interval": None},
     }
-    environ = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TOLLWAY_ADMIN_KEY": CLIENT_KEY}
-    app = create_app(validate_settings(config, source="test"), environ)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    with_stage(app[GATEWAY], Redaction())
-    try:
-        url = f"http://127.0.0.1:{port}/v1"
+    async with gateway_in_process(config, Redaction()) as (base, _):
+        url = base + "/v1"
         async with openai.AsyncOpenAI(base_url=url, api_key=CLIENT_KEY, max_retries=0) as c:
             yield c
-    finally:
-        await runner.cleanup()
 
 
 async def test_a_changed_answer_keeps_the_upstreams_built_in_tool_items(

@@ -1,0 +1,51 @@
+"""A gateway in the test's own process (``create_app``) on a real port, for the tests that add
+a stage to its pipelines or read its state."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from aiohttp import web
+
+from tests.conftest import UPSTREAM_KEY
+from tests.support import CLIENT_KEY, free_port
+from tollway.app import GATEWAY, create_app
+from tollway.config import validate_settings
+from tollway.core.pipeline import Pipeline, Stage
+from tollway.gateway import Gateway
+
+
+def with_stage(gateway: Gateway, stage: Stage) -> None:
+    """Every pipeline of ``gateway`` with ``stage`` last."""
+    gateway._pipelines = tuple(  # type: ignore[assignment]
+        Pipeline(
+            pipeline.router,
+            pipeline._chat_providers,
+            pipeline._embedding_providers,
+            stages=(*pipeline._stages, stage),
+            metering=pipeline.metering,
+        )
+        for pipeline in gateway._pipelines or ()
+    )
+
+
+@asynccontextmanager
+async def gateway_in_process(
+    config: dict[str, Any], stage: Stage | None = None
+) -> AsyncIterator[tuple[str, Gateway]]:
+    """The gateway of ``config`` (its upstream key and admin key the tests'), its pipelines
+    ending with ``stage`` when given: its base URL and the gateway, until the block ends."""
+    environ = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TOLLWAY_ADMIN_KEY": CLIENT_KEY}
+    app = create_app(validate_settings(config, source="test"), environ)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    if stage is not None:
+        with_stage(app[GATEWAY], stage)
+    try:
+        yield f"http://127.0.0.1:{port}", app[GATEWAY]
+    finally:
+        await runner.cleanup()
