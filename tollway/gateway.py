@@ -26,6 +26,7 @@ from tollway.auth.bootstrap import (
 )
 from tollway.auth.identity import Identity
 from tollway.auth.key_use import KeyUse
+from tollway.auth.miss_limit import UnknownKeyLimit
 from tollway.auth.oidc import OIDCAuthenticator
 from tollway.auth.provisioning import Provisioner
 from tollway.auth.stage import ModelAccess
@@ -101,7 +102,13 @@ class Gateway:
             connect_timeout=settings.store.connect_timeout,
             busy_timeout=settings.store.busy_timeout,
         )
-        self.identity = Identity(self.store)
+        lookups = settings.auth.unknown_key_lookups_per_second
+        self.unknown_keys = (
+            UnknownKeyLimit(lookups, settings.auth.unknown_key_lookups_burst)
+            if lookups is not None
+            else None
+        )
+        self.identity = Identity(self.store, miss_limit=self.unknown_keys)
         self.key_use = KeyUse(self.store, settings.auth.last_used_interval)
         self.config_version = settings_version(settings)
         """A fingerprint of the config this replica runs (replicas should agree)."""
@@ -124,6 +131,8 @@ class Gateway:
         self.admin_denials = AdminDenials(self.record_later, settings.auth.admin_denials_per_second)
         if self.metrics is not None:
             self.metrics.watch_admin_denials(self.admin_denials.buckets)
+            if self.unknown_keys is not None:
+                self.metrics.watch_unknown_keys(self.unknown_keys)
         self.health = HealthBook(settings.routing, on_circuit=self._circuit_changed)
         self.prices = PriceCatalog.load()
         self.metering = Metering(TokenCounter())

@@ -237,3 +237,57 @@ def test_a_renamed_team_still_matches_its_group(gateway: str, idp: str) -> None:
     other = admin("POST", "/admin/teams", {"name": "research"}, 201)
     third = as_token(gateway, token(idp, "bob-cli"))("GET", "/admin/whoami")
     assert third["teams"] == [research] and other["id"] != research
+
+
+def test_an_admin_sets_the_group_a_team_stands_for(gateway: str, idp: str) -> None:
+    admin = Admin(gateway)
+    # Made for the group before anyone signs in, under a name of the admin's choosing.
+    lab = admin("POST", "/admin/teams", {"name": "Research Lab", "oidc_issuer": idp,
+                                         "oidc_group": "research"}, 201)  # fmt: skip
+    assert (lab["oidc_issuer"], lab["oidc_group"]) == (idp, "research")
+    made = audit(admin, "team.create")
+    assert [(e["target_id"], e["details"]["oidc_group"]) for e in made] == [(lab["id"], "research")]
+    bob = token(idp, "bob-cli")
+    me = as_token(gateway, bob)("GET", "/admin/whoami")
+    assert me["teams"] == [lab["id"]]  # no team "research" made for the group
+    assert team_ids(admin) == {"Research Lab": lab["id"]}
+    assert audit(admin, "team.provision") == []
+
+    # One team a group: a second one is a 409 naming the team that has it.
+    taken = admin("POST", "/admin/teams", {"name": "Other", "oidc_issuer": idp,
+                                           "oidc_group": "research"}, 409)  # fmt: skip
+    assert taken["error"]["code"] == "conflict" and "'Research Lab'" in taken["error"]["message"]
+    other = admin("POST", "/admin/teams", {"name": "Other"}, 201)
+    taken = admin("PATCH", f"/admin/teams/{other['id']}",
+                  {"oidc_issuer": idp, "oidc_group": "research"}, 409)  # fmt: skip
+    assert lab["id"] in taken["error"]["message"]
+    # The issuer must be one the gateway trusts; the pair goes together.
+    for body, param in [
+        ({"oidc_issuer": "https://elsewhere.example", "oidc_group": "research"}, "oidc_issuer"),
+        ({"oidc_group": "research"}, "oidc_issuer"),
+        ({"oidc_issuer": idp}, "oidc_group"),
+        ({"oidc_issuer": idp, "oidc_group": None}, "oidc_group"),
+    ]:
+        refused = admin("PATCH", f"/admin/teams/{other['id']}", body, 400)
+        assert refused["error"]["param"] == param, refused
+    refused = admin("POST", "/admin/teams", {"name": "x", "oidc_issuer": "nope", "oidc_group": "g"},
+                    400)  # fmt: skip
+    assert refused["error"]["param"] == "oidc_issuer"
+
+    # The group moves: cleared on one team, set on the other; the next sign-in follows it.
+    cleared = admin("PATCH", f"/admin/teams/{lab['id']}", {"oidc_issuer": None,
+                                                            "oidc_group": None})  # fmt: skip
+    assert (cleared["oidc_issuer"], cleared["oidc_group"]) == (None, None)
+    moved = admin("PATCH", f"/admin/teams/{other['id']}",
+                  {"oidc_issuer": idp, "oidc_group": "research"})  # fmt: skip
+    assert moved["oidc_group"] == "research"
+    again = as_token(gateway, token(idp, "bob-cli"))("GET", "/admin/whoami")
+    assert (again["user"], again["teams"]) == (me["user"], [other["id"]])
+    assert admin("GET", f"/admin/teams/{lab['id']}")["members"] == []
+    updates = [(e["target_id"], e["details"]) for e in audit(admin, "team.update")]
+    assert updates == [
+        (other["id"], {"fields": ["oidc_group", "oidc_issuer"], "oidc_issuer": idp,
+                       "oidc_group": "research"}),
+        (lab["id"], {"fields": ["oidc_group", "oidc_issuer"], "oidc_issuer": None,
+                     "oidc_group": None}),
+    ]  # fmt: skip

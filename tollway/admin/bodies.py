@@ -33,6 +33,11 @@ class TeamCreate(Body):
     name: str = Field(min_length=1, max_length=200)
     organization: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    oidc_issuer: str | None = Field(default=None, min_length=1, max_length=500)
+    """With ``oidc_group``: the issuer (one of ``auth.oidc[]``) of the group the team stands
+    for, which sign-ins match it by (docs/oidc.md)."""
+    oidc_group: str | None = Field(default=None, min_length=1, max_length=200)
+    """The ``team_claim`` value of that group."""
 
 
 class TeamUpdate(Body):
@@ -41,6 +46,9 @@ class TeamUpdate(Body):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     organization: str | None = None
     metadata: dict[str, Any] | None = None
+    oidc_issuer: str | None = Field(default=None, min_length=1, max_length=500)
+    """Sent with ``oidc_group``; both null: the team stands for no group."""
+    oidc_group: str | None = Field(default=None, min_length=1, max_length=200)
 
     _present = field_validator("name", "metadata", mode="before")(_not_null)
 

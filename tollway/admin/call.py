@@ -163,7 +163,9 @@ def admin_routes(gateway: Gateway, routes: list[Route]) -> list[web.RouteDef]:
             headers = {"x-request-id": rid}
             principal: Principal | None = None
             try:
-                principal = await gateway.authenticator.authenticate(request.headers)
+                principal = await gateway.authenticator.authenticate(
+                    request.headers, request.remote
+                )
                 if principal.kind == "anonymous":
                     # Not authenticated (401), whatever anonymous callers may do elsewhere.
                     raise AuthenticationFailed(

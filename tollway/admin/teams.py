@@ -9,19 +9,24 @@ from tollway.admin.access import require_role, require_team
 from tollway.admin.call import AdminCall, Route
 from tollway.admin.render import record_json
 from tollway.admin.users import owner_role
-from tollway.core.errors import PermissionDenied
+from tollway.core.errors import InvalidRequest, PermissionDenied
 from tollway.store import OWNER_LEFT_TEAM, KeyAuthority
 
 
 async def create_team(call: AdminCall) -> dict[str, Any]:
     require_role(call.principal, "admin")
     body = await call.body(bodies.TeamCreate)
+    group = _oidc_group(call, body.model_dump(exclude_unset=True))
     team = await call.gateway.store.teams.create(
-        body.name, organization=body.organization, metadata=body.metadata
+        body.name, organization=body.organization, metadata=body.metadata, **group
     )
-    await call.gateway.identity.audit(
-        call.actor, "team.create", "team", team.id, {"name": team.name}
-    )
+    details = {"name": team.name, **group}
+    if group:  # sign-ins map the group by it from now on, here and on every replica
+        await call.gateway.identity.identities_changed(
+            call.actor, "team.create", "team", team.id, details
+        )
+    else:
+        await call.gateway.identity.audit(call.actor, "team.create", "team", team.id, details)
     return record_json(team)
 
 
@@ -45,14 +50,40 @@ async def update_team(call: AdminCall) -> dict[str, Any]:
     require_role(call.principal, "admin")
     body = await call.body(bodies.TeamUpdate)
     changes = body.model_dump(exclude_unset=True)
+    group = _oidc_group(call, changes)
     team = await call.gateway.store.teams.update(call.param("team_id"), **changes)
     await call.gateway.identity.audit(
-        call.actor, "team.update", "team", team.id, {"fields": sorted(changes)}
+        call.actor, "team.update", "team", team.id, {"fields": sorted(changes), **group}
     )
+    if group:  # the next sign-in of the group (or the one it left) maps it by the change
+        await call.gateway.identity.load()
     if "organization" in changes:  # org budgets go by the team's organisation
         await call.gateway.limits.load()
     await call.gateway.fleet.announce("team", team.id)
     return record_json(team)
+
+
+def _oidc_group(call: AdminCall, fields: dict[str, Any]) -> dict[str, str | None]:
+    """The ``oidc_issuer`` and ``oidc_group`` a body sets (both or neither; both null clears
+    them), the issuer one of ``auth.oidc[]``; 400 naming the field otherwise."""
+    if "oidc_issuer" not in fields and "oidc_group" not in fields:
+        return {}
+    issuer, group = fields.get("oidc_issuer"), fields.get("oidc_group")
+    if (issuer is None) != (group is None):
+        missing = "oidc_group" if group is None else "oidc_issuer"
+        raise InvalidRequest(
+            f"'{missing}': oidc_issuer and oidc_group are set together (both null: the team"
+            " stands for no group)",
+            param=missing,
+        )
+    issuers = [entry.issuer for entry in call.gateway.settings.auth.oidc]
+    if issuer is not None and issuer not in issuers:
+        known = ", ".join(repr(i) for i in issuers) if issuers else "none is configured"
+        raise InvalidRequest(
+            f"'oidc_issuer': {issuer!r} is not an issuer of auth.oidc[] ({known})",
+            param="oidc_issuer",
+        )
+    return {"oidc_issuer": issuer, "oidc_group": group}
 
 
 async def delete_team(call: AdminCall) -> None:

@@ -58,10 +58,14 @@ class Authenticator:
             else None
         )
 
-    async def authenticate(self, headers: Mapping[str, str]) -> Principal:
+    async def authenticate(
+        self, headers: Mapping[str, str], source: str | None = None
+    ) -> Principal:
         """The caller's principal; ``AuthenticationFailed`` saying what is wrong otherwise.
 
         A credential that is sent must be valid: a bad key is never downgraded to anonymous.
+        ``source``: the client's address (``request.remote``), which the store lookups of
+        keys not in memory are limited by.
         """
         secret = credential(headers)
         if secret is None:
@@ -79,7 +83,7 @@ class Authenticator:
                     "This user is blocked.", code="user_blocked", principal=principal
                 )
             return principal
-        principal = await self.keys.authenticate(secret)
+        principal = await self.keys.authenticate(secret, source=source)
         self._on_key_use(principal)
         return principal
 

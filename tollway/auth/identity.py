@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import SQLAlchemyError
 
 from tollway.auth.keys import KeyEntry, KeyIndex
+from tollway.auth.miss_limit import UnknownKeyLimit
 from tollway.auth.principal import ROLE_RANK, Principal, Role
 from tollway.core.errors import StoreUnavailable
 from tollway.store import (
@@ -59,9 +60,16 @@ class Actor:
 class Identity:
     """Loads identities from the store and applies changes to the store and memory together."""
 
-    def __init__(self, store: Store, keys: KeyIndex | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        keys: KeyIndex | None = None,
+        miss_limit: UnknownKeyLimit | None = None,
+    ) -> None:
+        """``miss_limit``: how often each client address may have the store asked about a
+        key not in memory (for the index made here when ``keys`` is not given)."""
         self.store = store
-        self.keys = keys or KeyIndex(self._lookup_by_hash)
+        self.keys = keys if keys is not None else KeyIndex(self._lookup_by_hash, miss_limit)
         self._users: dict[str, UserRecord] = {}
         self._blocked_emails: frozenset[str] = frozenset()
         self._memberships: dict[tuple[str, str], MembershipRecord] = {}

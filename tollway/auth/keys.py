@@ -5,7 +5,8 @@ the principal it stands for. It is filled from the store at start-up and kept cu
 identity service, which applies each change here the moment it is written; other replicas
 learn through the change feed. A key the index does not know is looked up in the store once
 (it may have been created on another replica a moment ago) and remembered as unknown for a
-short while, so a client retrying a bad key cannot turn every request into a query.
+short while, so a client retrying a bad key cannot turn every request into a query; a client
+sending ever new keys is held to a rate of lookups per address (auth/miss_limit.py).
 
 Reads of the store race with changes: a full reload (or a lookup) can read a key just before
 a revoke and land after the revoke was applied here. So every change counts on one clock
@@ -24,6 +25,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from tollway.auth.miss_limit import UnknownKeyLimit
 from tollway.auth.principal import Principal
 from tollway.core.errors import AuthenticationFailed
 from tollway.store.keys import hash_key
@@ -53,7 +55,12 @@ LookupMiss = Callable[[str], Awaitable[KeyEntry | None]]
 class KeyIndex:
     """Virtual keys by hash, with the checks that make one usable."""
 
-    def __init__(self, lookup_miss: LookupMiss | None = None) -> None:
+    def __init__(
+        self, lookup_miss: LookupMiss | None = None, miss_limit: UnknownKeyLimit | None = None
+    ) -> None:
+        """``miss_limit``: how often each client address may have ``lookup_miss`` asked
+        (unbounded when ``None``)."""
+        self._miss_limit = miss_limit
         self._by_hash: dict[str, KeyEntry] = {}
         self._hash_by_id: dict[str, str] = {}
         self._unknown: OrderedDict[str, float] = OrderedDict()
@@ -157,12 +164,15 @@ class KeyIndex:
         self._changed_at = {key_id: at for key_id, at in self._changed_at.items() if at > snapshot}
         return True
 
-    async def authenticate(self, secret: str, now: dt.datetime | None = None) -> Principal:
-        """The principal of ``secret``, or ``AuthenticationFailed`` saying why not."""
+    async def authenticate(
+        self, secret: str, now: dt.datetime | None = None, source: str | None = None
+    ) -> Principal:
+        """The principal of ``secret``, or ``AuthenticationFailed`` saying why not;
+        ``source``: the client's address, which a key not in memory is looked up for."""
         key_hash = hash_key(secret)
         entry = self._by_hash.get(key_hash)
         if entry is None:
-            entry = await self._miss(key_hash)
+            entry = await self._miss(key_hash, source)
         # The dict lookup found the entry by hash; compare the digests in constant time too.
         if entry is None or not hmac.compare_digest(entry.key_hash, key_hash):
             raise AuthenticationFailed(
@@ -173,13 +183,15 @@ class KeyIndex:
             _check_usable(entry, now or dt.datetime.now(dt.UTC))
         return entry.principal
 
-    async def _miss(self, key_hash: str) -> KeyEntry | None:
+    async def _miss(self, key_hash: str, source: str | None) -> KeyEntry | None:
         if self._lookup_miss is None:
             return None
         now = time.monotonic()
         seen = self._unknown.get(key_hash)
         if seen is not None and now - seen < _NEGATIVE_TTL:
             return None
+        if self._miss_limit is not None and not self._miss_limit.admit(source):
+            return None  # refused unasked, and not remembered: it is not known to be unknown
         mark = self.mark()
         entry = await self._lookup_miss(key_hash)
         if entry is None:

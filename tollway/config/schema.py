@@ -336,6 +336,14 @@ class AuthConfig(Strict):
     last_used_interval: Duration = 60.0
     """How often the keys used since the last write get their ``last_used_at`` written to
     the store (in one statement; the rest is written at shutdown)."""
+    unknown_key_lookups_per_second: float | None = Field(default=5.0, gt=0.0)
+    """Store lookups of keys not in memory (made on another replica a moment ago, or no
+    key at all) each client address earns a second (an IPv6 one: its /64), with bursts of
+    ``unknown_key_lookups_burst``; an unknown key beyond it is refused (401
+    ``invalid_api_key``) without asking the store, and counted in
+    ``tollway_unknown_key_lookups_refused_total``. null: unbounded."""
+    unknown_key_lookups_burst: int = Field(default=20, ge=1)
+    """The most lookups an address may have saved up (and has when first seen)."""
     admin_denials_per_second: float = Field(default=1.0, ge=0.0)
     """Admin API requests denied (401, 403) written to the audit trail a second of each kind
     (status and code), with bursts of ten seconds' worth; beyond it they are only counted

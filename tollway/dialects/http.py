@@ -153,7 +153,7 @@ async def exchange(
     principal: Principal | None = None
     body: dict[str, Any] | None = None
     try:
-        principal = await gateway.authenticator.authenticate(request.headers)
+        principal = await gateway.authenticator.authenticate(request.headers, request.remote)
         body, size = await read_body(request, gateway.max_body_size)
         parsed = parse(body)
         parsed.upstream_headers = gateway.forwarder.select(request.headers)

@@ -128,7 +128,9 @@ class OpenAIDialect:
         by_anthropic = anthropic.is_anthropic_client(request.headers)
         created = self._gateway.started_at
         try:
-            principal = await self._gateway.authenticator.authenticate(request.headers)
+            principal = await self._gateway.authenticator.authenticate(
+                request.headers, request.remote
+            )
             groups = [g for g in self._gateway.pipeline.routing.groups if principal.may_use(g.name)]
             if by_anthropic:
                 names = [group.name for group in groups if group.kind == "chat"]
@@ -148,7 +150,9 @@ class OpenAIDialect:
         rid = request_id(request)
         by_anthropic = anthropic.is_anthropic_client(request.headers)
         try:
-            principal = await self._gateway.authenticator.authenticate(request.headers)
+            principal = await self._gateway.authenticator.authenticate(
+                request.headers, request.remote
+            )
         except GatewayError as exc:
             return _model_failure(exc, rid, by_anthropic)
         created = self._gateway.started_at

@@ -47,7 +47,7 @@ def _candidates(gateway: Gateway, ctx: RequestContext) -> list[Deployment]:
 
 async def estimate(gateway: Gateway, request: web.Request) -> dict[str, Any]:
     """The estimate for one request body."""
-    principal = await gateway.authenticator.authenticate(request.headers)
+    principal = await gateway.authenticator.authenticate(request.headers, request.remote)
     body, size = await read_body(request, gateway.max_body_size)
     parsed = (
         embedding_request_from_wire(body)

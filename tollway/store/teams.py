@@ -14,7 +14,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollway.store.columns import utcnow
-from tollway.store.errors import RecordConflict, RecordNotFound
+from tollway.store.errors import InvalidRecord, RecordConflict, RecordNotFound
 from tollway.store.key_cascades import block_member_keys, revoke_keys
 from tollway.store.limits import remove_scope
 from tollway.store.models import KeyRow, MembershipRow, TeamRow, UserRow, new_id
@@ -87,10 +87,22 @@ class TeamRepository:
         *,
         organization: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        oidc_issuer: str | None = None,
+        oidc_group: str | None = None,
     ) -> TeamRecord:
-        """A new team; raises ``RecordConflict`` when the name is taken."""
-        row = TeamRow(name=name, organization=organization, meta=dict(metadata or {}))
-        async with transaction(self._sessions, f"a team named {name!r} exists") as session:
+        """A new team, standing for ``oidc_issuer``'s group ``oidc_group`` when given (both
+        or neither); raises ``RecordConflict`` when the name or the group is taken."""
+        _require_pair(oidc_issuer, oidc_group)
+        row = TeamRow(
+            name=name,
+            organization=organization,
+            meta=dict(metadata or {}),
+            oidc_issuer=oidc_issuer,
+            oidc_group=oidc_group,
+        )
+        async with transaction(self._sessions, _conflict(name, oidc_group)) as session:
+            if oidc_issuer is not None and oidc_group is not None:
+                await _refuse_group_taken(session, oidc_issuer, oidc_group, None)
             session.add(row)
             await session.flush()
             return team_record(row)
@@ -237,13 +249,32 @@ class TeamRepository:
         name: str | Unset = UNSET,
         organization: str | Unset | None = UNSET,
         metadata: Mapping[str, Any] | Unset = UNSET,
+        oidc_issuer: str | Unset | None = UNSET,
+        oidc_group: str | Unset | None = UNSET,
     ) -> TeamRecord:
-        """The team with the given fields changed; ``None`` clears the organization."""
-        changes = given(name=name, organization=organization, meta=metadata)
+        """The team with the given fields changed; ``None`` clears the organization, and
+        ``oidc_issuer`` and ``oidc_group`` (changed together) the group the team stands for.
+        Raises ``RecordConflict`` when the name or the group is another team's."""
+        changes = given(
+            name=name,
+            organization=organization,
+            meta=metadata,
+            oidc_issuer=oidc_issuer,
+            oidc_group=oidc_group,
+        )
         if "meta" in changes:
             changes["meta"] = dict(changes["meta"])
-        async with transaction(self._sessions, f"a team named {name!r} exists") as session:
+        if ("oidc_issuer" in changes) != ("oidc_group" in changes):
+            raise InvalidRecord(
+                "oidc_issuer and oidc_group are changed together", param="oidc_group"
+            )
+        issuer, group = changes.get("oidc_issuer"), changes.get("oidc_group")
+        _require_pair(issuer, group)
+        conflict = _conflict(name if isinstance(name, str) else None, group)
+        async with transaction(self._sessions, conflict) as session:
             row = await _team_row(session, team_id, lock=True)
+            if issuer is not None and group is not None:
+                await _refuse_group_taken(session, issuer, group, team_id)
             for field, value in changes.items():
                 setattr(row, field, value)
             row.updated_at = utcnow()
@@ -336,6 +367,35 @@ _NAME_LIMIT = 200
 
 _KEY_SHARE = {"key_share": True}
 """``FOR KEY SHARE`` on PostgreSQL: the row may change but not go away (or change its key)."""
+
+
+def _require_pair(issuer: str | None, group: str | None) -> None:
+    if (issuer is None) != (group is None):
+        raise InvalidRecord(
+            "oidc_issuer and oidc_group are set together (or both null)", param="oidc_group"
+        )
+
+
+def _conflict(name: str | None, group: str | None) -> str:
+    """What a unique violation means (a concurrent change overtook the checks)."""
+    if group is None:
+        return f"a team named {name!r} exists" if name else "the team changed concurrently"
+    named = f"named {name!r} or " if name else ""
+    return f"a team {named}standing for the group {group!r} exists"
+
+
+async def _refuse_group_taken(
+    session: AsyncSession, issuer: str, group: str, team_id: str | None
+) -> None:
+    """``RecordConflict`` naming the team (other than ``team_id``) standing for the group."""
+    query = select(TeamRow).where(TeamRow.oidc_issuer == issuer, TeamRow.oidc_group == group)
+    holder = await session.scalar(query)
+    if holder is not None and holder.id != team_id:
+        raise RecordConflict(
+            f"the team {holder.name!r} (id {holder.id}) stands for {issuer!r}'s group"
+            f" {group!r}; clear it there first (PATCH /admin/teams/{holder.id} with"
+            ' "oidc_issuer": null, "oidc_group": null)'
+        )
 
 
 async def _team_row(

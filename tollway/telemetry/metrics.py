@@ -183,6 +183,10 @@ class Metrics:
             )
         )
 
+    def watch_unknown_keys(self, limit: UnknownKeyCounts) -> None:
+        """Report the unknown keys refused without a store lookup (read at scrape time)."""
+        self.registry.register(_UnknownKeyCollector(limit))
+
     def exposition(self) -> bytes:
         """The text exposition format of every metric."""
         return bytes(generate_latest(self.registry))
@@ -380,6 +384,31 @@ class _RefusalCollector:
         for (status, code), count in sorted(self._refusals.suppressed().items()):
             family.add_metric([str(status), code], count)
         yield family
+
+
+class UnknownKeyCounts(Protocol):
+    """What the limit on unknown keys' store lookups (auth/miss_limit.py) tells the metrics."""
+
+    @property
+    def refused(self) -> int: ...
+
+
+class _UnknownKeyCollector:
+    """Unknown keys refused unasked, read when scraped."""
+
+    def __init__(self, limit: UnknownKeyCounts) -> None:
+        self._limit = limit
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "tollway_unknown_key_lookups_refused",
+            "Unknown API keys refused without a store lookup (their client address over "
+            "auth.unknown_key_lookups_per_second)",
+            self._limit.refused,
+        )
 
 
 class MetricsStage(Stage):

@@ -1,0 +1,92 @@
+"""How often each client address may have the store asked about a key the gateway does not know.
+
+The key index (auth/keys.py) answers every known key from memory; a key it does not hold is
+looked up in the store once (another replica may have made it a moment ago) and then
+remembered as unknown for a while. That memory cannot help against a client sending a new
+random key each time: each costs a store query. So the lookups of each client address go
+through a token bucket (``auth.unknown_key_lookups_per_second``, bursts of
+``auth.unknown_key_lookups_burst``); an unknown key beyond it is refused as any unknown key
+is, without asking the store, and counted (``tollway_unknown_key_lookups_refused_total``).
+
+An address is the peer of the connection, as the request log's ``source_ip``; an IPv6
+client is its /64 network (one host commonly holds a whole one). Behind a reverse proxy every
+client is the proxy's address and they share one bucket. Only the most recently seen
+addresses keep a bucket (``_MAX_ADDRESSES``); one seen again after that starts full.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from collections import OrderedDict
+
+log = logging.getLogger("tollway.auth")
+
+_MAX_ADDRESSES = 10_000
+"""Addresses with a bucket of their own, the least recently seen forgotten first."""
+_WARN_EVERY = 60.0
+"""The least time between two warnings that unknown keys were refused unasked."""
+
+
+class _Bucket:
+    __slots__ = ("tokens", "updated")
+
+    def __init__(self, tokens: float, now: float) -> None:
+        self.tokens = tokens
+        self.updated = now
+
+
+class UnknownKeyLimit:
+    """Store lookups of unknown keys admitted per client address up to a rate."""
+
+    def __init__(self, per_second: float, burst: int) -> None:
+        """``per_second``: lookups an address earns a second; ``burst``: the most it may
+        have saved up (and has when first seen)."""
+        self._rate = per_second
+        self._burst = float(burst)
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+        self._warned = -_WARN_EVERY
+        self.refused = 0
+        """Unknown keys refused without a store lookup, since the start (for the metrics)."""
+
+    def admit(self, address: str | None) -> bool:
+        """Whether the store may be asked about an unknown key sent from ``address`` (the
+        connection's peer; ``None`` when the transport has none); counted when not."""
+        source = _source(address)
+        now = time.monotonic()
+        bucket = self._buckets.get(source)
+        if bucket is None:
+            bucket = self._buckets[source] = _Bucket(self._burst, now)
+            if len(self._buckets) > _MAX_ADDRESSES:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(source)
+        tokens = min(self._burst, bucket.tokens + (now - bucket.updated) * self._rate)
+        bucket.updated = now
+        if tokens >= 1.0:
+            bucket.tokens = tokens - 1.0
+            return True
+        bucket.tokens = tokens
+        self.refused += 1
+        if now - self._warned >= _WARN_EVERY:
+            self._warned = now
+            log.warning(
+                "unknown API keys from %s come faster than %g a second: those beyond are "
+                "refused without a store lookup (tollway_unknown_key_lookups_refused_total: %d)",
+                source, self._rate, self.refused,
+            )  # fmt: skip
+        return False
+
+
+def _source(address: str | None) -> str:
+    """The bucket of ``address``: itself, or for IPv6 its /64 network."""
+    if address is None or ":" not in address:
+        return address or "(none)"
+    try:
+        ip = ipaddress.IPv6Address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if ip.ipv4_mapped is not None:  # a dual-stack socket's IPv4 client
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.IPv6Network((ip, 64), strict=False))
