@@ -174,7 +174,8 @@ def test_limits_and_json_output(gpt: openai.OpenAI, simulator_url: str) -> None:
     )
     assert set(json.loads(structured.choices[0].message.content or "")) == {"city"}
     text_format = recorded(simulator_url, "bedrock structured")["json"]["outputConfig"]
-    assert json.loads(text_format["textFormat"]["structure"]["jsonSchema"]["schema"]) == schema
+    sent = json.loads(text_format["textFormat"]["structure"]["jsonSchema"]["schema"])
+    assert sent == {**schema, "additionalProperties": False}  # as Bedrock requires
 
 
 @pytest.mark.parametrize(
@@ -498,6 +499,57 @@ def test_a_failed_tool_result_is_an_error_status_on_bedrock(
             }
         }
     ]
+
+
+def test_an_openai_clients_untyped_tool_schemas_reach_bedrock_as_objects(
+    gpt: openai.OpenAI, simulator_url: str
+) -> None:
+    # OpenAI takes a function's parameters without "type" (``{}``: no arguments); Converse
+    # refuses an inputSchema that does not say it is an object.
+    tools: Any = [
+        {"type": "function", "function": {"name": "get_time", "parameters": {}}},
+        {"type": "function", "function": {"name": "get_weather",
+         "parameters": {"properties": {"city": {"type": "string"}}}}},
+    ]  # fmt: skip
+    asked = "untyped tool schemas for bedrock"
+    for stream in (False, True):
+        answer = gpt.chat.completions.create(
+            model="test-bedrock", messages=user(asked), tools=tools, stream=stream
+        )
+        if not stream:
+            assert answer.choices[0].finish_reason == "tool_calls"  # type: ignore[union-attr]
+        else:
+            assert any(c.choices and c.choices[0].delta.tool_calls for c in answer)  # type: ignore[union-attr]
+        sent = recorded(simulator_url, asked)["json"]["toolConfig"]["tools"]
+        assert [tool["toolSpec"]["inputSchema"]["json"] for tool in sent] == [
+            {"type": "object"},
+            {"type": "object", "properties": {"city": {"type": "string"}}},
+        ]
+
+
+def test_an_openai_clients_open_json_schema_reaches_bedrock_closed(
+    gpt: openai.OpenAI, simulator_url: str
+) -> None:
+    # OpenAI takes a schema that leaves additionalProperties unsaid (strict off); Bedrock's
+    # structured output refuses every object without "additionalProperties": false.
+    address = {"type": "object", "properties": {"street": {"type": "string"}}}
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "homes": {"type": "array", "items": address}},
+        "required": ["city"],
+    }
+    asked = "open schema for bedrock"
+    answer = gpt.chat.completions.create(
+        model="test-bedrock",
+        messages=user(asked),
+        response_format={"type": "json_schema", "json_schema": {"name": "c", "schema": schema}},
+    )
+    assert "city" in json.loads(answer.choices[0].message.content or "")
+    text_format = recorded(simulator_url, asked)["json"]["outputConfig"]["textFormat"]
+    sent = json.loads(text_format["structure"]["jsonSchema"]["schema"])
+    assert sent["additionalProperties"] is False
+    assert sent["properties"]["homes"]["items"]["additionalProperties"] is False
+    assert schema["properties"]["homes"]["items"] == address  # the client's own left as it was
 
 
 def test_a_streamed_call_without_arguments_has_an_empty_object_as_its_arguments(

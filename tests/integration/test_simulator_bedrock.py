@@ -175,7 +175,12 @@ async def test_forced_tool_and_structured_output(sim: Simulator) -> None:
         toolConfig={"tools": [WEATHER, CLOCK], "toolChoice": {"tool": {"name": "get_time"}}},
     )
     assert forced["output"]["message"]["content"][0]["toolUse"]["name"] == "get_time"
-    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+        "additionalProperties": False,
+    }
     text_format = {
         "type": "json_schema",
         "structure": {"jsonSchema": {"schema": json.dumps(schema), "name": "city"}},
@@ -207,6 +212,34 @@ async def test_validation_errors(sim: Simulator, messages: list[Any], fragment: 
     error = caught.value.response["Error"]
     assert error["Code"] == "ValidationException" and fragment in error["Message"]
     assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+@pytest.mark.parametrize(
+    ("fields", "fragment"),
+    [
+        (
+            {"toolConfig": {"tools": [{"toolSpec": {"name": "f", "inputSchema": {"json": {}}}}]}},
+            "toolConfig.tools.0.toolSpec.inputSchema.json.type must be one of the following: "
+            "object",
+        ),
+        (
+            {"outputConfig": {"textFormat": {"type": "json_schema", "structure": {"jsonSchema": {
+                "name": "c", "schema": json.dumps({"type": "object", "properties": {
+                    "city": {"type": "string"}}, "additionalProperties": False, "$defs": {
+                    "home": {"type": "object"}}})}}}}},
+            "'additionalProperties' must be explicitly set to false",
+        ),
+    ],
+)  # fmt: skip
+async def test_schemas_bedrock_refuses_are_validation_errors(
+    sim: Simulator, fields: dict[str, Any], fragment: str
+) -> None:
+    # Converse wants every tool's inputSchema an object's; structured output every object
+    # closed (nested ones too).
+    with pytest.raises(ClientError) as caught:
+        await call(client(sim).converse, modelId=MODEL, messages=user("schemas"), **fields)
+    error = caught.value.response["Error"]
+    assert error["Code"] == "ValidationException" and fragment in error["Message"]
 
 
 async def test_faults_are_bedrock_exceptions(sim: Simulator) -> None:

@@ -38,6 +38,7 @@ from tollway.wire.anthropic_stream import StreamWriter, event
 if TYPE_CHECKING:
     from tollway.core.pipeline import Pipeline
     from tollway.gateway import Gateway
+    from tollway.pricing.metering import Metering
 
 
 _JSON = "application/json"
@@ -157,7 +158,7 @@ class AnthropicDialect:
         assert ctx.chat is not None
         if ctx.chat.stream:
             chunks = await pipeline.stream(ctx)
-            encoder = _Encoder(ctx)
+            encoder = _Encoder(ctx, pipeline.metering)
             return await stream_events(request, ctx, chunks, encoder, _headers(ctx))
         ctx.chat.answer_as_is = True  # sent on as the upstream's bytes when it can be
         response = await pipeline.chat(ctx)
@@ -214,9 +215,15 @@ def _json(payload: object, ctx: RequestContext) -> web.Response:
 class _Encoder(StreamWriter):
     """Anthropic's event sequence, with its error event naming the request."""
 
-    def __init__(self, ctx: RequestContext) -> None:
+    def __init__(self, ctx: RequestContext, metering: Metering) -> None:
         assert ctx.chat is not None
-        super().__init__(thinking=asks_for_thinking(ctx.chat))
+
+        def input_estimate() -> int:
+            # Counted only for another family's stream, as the deployment that serves counts
+            # it (the counts of admission and routing are kept: a lookup when they counted).
+            return metering.input_tokens(ctx, ctx.deployment)
+
+        super().__init__(thinking=asks_for_thinking(ctx.chat), input_estimate=input_estimate)
         self._ctx = ctx
 
     def finish(self, counted: Usage | None = None) -> bytes:

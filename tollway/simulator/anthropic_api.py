@@ -57,6 +57,7 @@ from tollway.simulator.content import (
     InvalidRequest,
     Prompt,
     ToolSpec,
+    check_closed,
     complete,
     refusal,
     word_count,
@@ -171,37 +172,9 @@ def _output_schema(body: dict[str, Any]) -> dict[str, Any] | None:
     if isinstance(spec, dict) and spec.get("type") == "json_schema":
         schema = spec.get("schema")
         field = "output_config.format" if isinstance(config, dict) else "output_format"
-        _check_closed(schema, f"{field}.schema")
+        check_closed(schema, f"{field}.schema")
         return schema if isinstance(schema, dict) else {}
     return None
-
-
-_SUBSCHEMAS = ("items", "additionalProperties", "not", "if", "then", "else", "contains")
-_SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
-_SUBSCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions")
-
-
-def _check_closed(schema: Any, param: str) -> None:
-    """Structured output's rule: every object says ``"additionalProperties": false``, or
-    Anthropic's 400, in its words."""
-    if not isinstance(schema, dict):
-        return
-    kind = schema.get("type")
-    is_object = kind == "object" or (isinstance(kind, list) and "object" in kind)
-    if is_object and schema.get("additionalProperties") is not False:
-        message = (
-            f"{param}: For 'object' type, 'additionalProperties' must be explicitly set to false"
-        )
-        raise InvalidRequest(message, param)
-    for key in _SUBSCHEMAS:
-        _check_closed(schema.get(key), param)
-    for key in _SUBSCHEMA_LISTS:
-        for item in schema.get(key) or ():
-            _check_closed(item, param)
-    for key in _SUBSCHEMA_MAPS:
-        inner = schema.get(key)
-        for item in inner.values() if isinstance(inner, dict) else ():
-            _check_closed(item, param)
 
 
 def read_prompt(body: dict[str, Any], target_tokens: int) -> tuple[Prompt, int]:

@@ -7,7 +7,9 @@ only; text blocks have none) / ``contentBlockDelta``s / ``contentBlockStop``, th
 ``messageStop`` and ``metadata``, each payload padded with a ``p`` field as Bedrock does
 (``x-sim-events`` reorders or leaves out the last two).
 Requests are validated as Bedrock does the common mistakes: a first turn that is not the
-user's, turns that do not alternate, blank text, tool blocks without ``toolConfig``.
+user's, turns that do not alternate, blank text, tool blocks without ``toolConfig``, a tool
+whose ``inputSchema.json`` does not say ``"type": "object"``, a structured output schema with
+an object that does not say ``"additionalProperties": false``.
 
 Prompt caching: a request holding a ``cachePoint`` block (in ``system``, a message or
 ``toolConfig.tools``; ``type`` ``default``, an optional ``ttl`` of ``5m`` or ``1h``, else a
@@ -58,6 +60,7 @@ from tollway.simulator.content import (
     InvalidRequest,
     Prompt,
     ToolSpec,
+    check_closed,
     complete,
     word_count,
 )
@@ -189,10 +192,15 @@ def _tools(body: dict[str, Any]) -> tuple[list[ToolSpec], Any]:
     if not isinstance(config, dict):
         return [], None
     specs = []
-    for tool in config.get("tools") or ():
+    for index, tool in enumerate(config.get("tools") or ()):
         spec = tool.get("toolSpec") if isinstance(tool, dict) else None
         if isinstance(spec, dict) and isinstance(spec.get("name"), str):
             schema = (spec.get("inputSchema") or {}).get("json")
+            if isinstance(schema, dict) and schema.get("type") != "object":
+                param = f"toolConfig.tools.{index}.toolSpec.inputSchema.json.type"
+                raise InvalidRequest(
+                    f"The value at {param} must be one of the following: object.", param
+                )
             specs.append(ToolSpec(spec["name"], schema if isinstance(schema, dict) else None))
     return specs, config.get("toolChoice")
 
@@ -237,6 +245,7 @@ def _output_schema(body: dict[str, Any]) -> dict[str, Any] | None:
         schema = orjson.loads(text)
     except (orjson.JSONDecodeError, TypeError):
         raise InvalidRequest("the JSON schema of outputConfig.textFormat is invalid", "") from None
+    check_closed(schema, "outputConfig.textFormat.structure.jsonSchema.schema")
     return schema if isinstance(schema, dict) else {}
 
 

@@ -300,3 +300,31 @@ def _json_reply(prompt: Prompt, text: str) -> str:
     if prompt.json_schema is not None and isinstance(prompt.json_schema.get("properties"), dict):
         return orjson.dumps(sample_object(prompt.json_schema)).decode()
     return orjson.dumps({"answer": text}).decode()
+
+
+_SUBSCHEMAS = ("items", "additionalProperties", "not", "if", "then", "else", "contains")
+_SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+_SUBSCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions")
+
+
+def check_closed(schema: Any, param: str) -> None:
+    """Structured output's rule (Anthropic's, and Bedrock's for every model): every object
+    says ``"additionalProperties": false``, or a 400 in Anthropic's words naming ``param``."""
+    if not isinstance(schema, dict):
+        return
+    kind = schema.get("type")
+    is_object = kind == "object" or (isinstance(kind, list) and "object" in kind)
+    if is_object and schema.get("additionalProperties") is not False:
+        message = (
+            f"{param}: For 'object' type, 'additionalProperties' must be explicitly set to false"
+        )
+        raise InvalidRequest(message, param)
+    for key in _SUBSCHEMAS:
+        check_closed(schema.get(key), param)
+    for key in _SUBSCHEMA_LISTS:
+        for item in schema.get(key) or ():
+            check_closed(item, param)
+    for key in _SUBSCHEMA_MAPS:
+        inner = schema.get(key)
+        for item in inner.values() if isinstance(inner, dict) else ():
+            check_closed(item, param)

@@ -10,15 +10,20 @@ what it knows so far in ``usage_so_far``, for a stream cut before ``message_stop
 the gateway does not model (thinking, ...) travel in the chunk's ``extra`` so an Anthropic
 client gets them back, and so do each text block's start (Anthropic splits text around
 citations: every block stays its own), ``message_delta``'s other fields (``container``,
-``stop_details``), and the pings after the first (which the client's own ``message_start``
-is followed by).
+``stop_details``), and the pings after the first (which the client's own first
+``content_block_start`` is followed by).
 
-Client (``StreamWriter``): chunks from any upstream become ``message_start`` (with the input
-usage an Anthropic upstream gave at its start) and a ``ping``, then per block
+Client (``StreamWriter``): chunks from any upstream become ``message_start``, then per block
 ``content_block_start`` / ``content_block_delta``s / ``content_block_stop`` (a text block,
-then one ``tool_use`` block per tool call, each closed before the next opens), then
+then one ``tool_use`` block per tool call, each closed before the next opens), with a
+``ping`` after the first ``content_block_start`` as Anthropic sends it, then
 ``message_delta`` (stop reason, cumulative usage) and ``message_stop``. Tool calls an
 OpenAI-format upstream interleaves are sent one block after the other (``held_calls``).
+``message_start`` states the input usage an Anthropic upstream gave at its start; for another
+family's stream, which says its usage only at its end, the input tokens it counted so far
+(Gemini's running ``usageMetadata``), else the gateway's own estimate (``input_estimate``):
+older Anthropic SDKs and many tools read the input tokens from ``message_start`` alone, and
+the upstream's count follows in ``message_delta``.
 
 Another format's reasoning (Bedrock's ``reasoningContent``, an OpenAI-compatible server's
 ``reasoning_content`` / ``reasoning``) becomes ``thinking`` blocks (``thinking_delta``s,
@@ -34,6 +39,7 @@ stream then ends with ``stop_reason: "refusal"``."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -137,8 +143,9 @@ class StreamReader:
             last.usage = usage_from_wire(self._usage)
             return last
         if kind == "ping":
-            # The first follows message_start, as the client's own does (StreamWriter); later
-            # ones keep the client's connection alive while nothing else comes.
+            # The first follows the first content_block_start, as the client's own does
+            # (StreamWriter); later ones keep the client's connection alive while nothing
+            # else comes.
             self._pings += 1
             alive = ChunkChoice(index=0, extra={"ping": True})
             return self._chunk(alive) if self._pings > 1 else None
@@ -210,10 +217,17 @@ def event(name: str, payload: dict[str, Any]) -> bytes:
 
 class StreamWriter:
     """Turns canonical chunks from any upstream into Anthropic's event sequence;
-    ``thinking``: the client asked for thinking, so another format's reasoning is shown."""
+    ``thinking``: the client asked for thinking, so another format's reasoning is shown;
+    ``input_estimate``: the request's input tokens as the gateway counts them, asked only
+    for another family's stream that has not said them by its first chunk."""
 
-    def __init__(self, thinking: bool = False) -> None:
+    def __init__(
+        self, thinking: bool = False, input_estimate: Callable[[], int] | None = None
+    ) -> None:
         self._thinking = thinking
+        self._input_estimate = input_estimate
+        self._pinged = False
+        """The ``ping`` Anthropic sends after the first ``content_block_start`` is sent."""
         self._openai = False
         """The answer is an OpenAI-format upstream's (reasoning and refusal in extras)."""
         self._origin: str | None = None
@@ -295,6 +309,9 @@ class StreamWriter:
         return b"".join(out)
 
     def _message_start(self, chunk: ChatChunk) -> bytes:
+        usage = chunk.extra.get("message_usage")
+        if usage is None:
+            usage = usage_to_wire(chunk.usage or self._opening_usage(chunk))
         message: dict[str, Any] = {
             "id": chunk.id,
             "type": "message",
@@ -303,11 +320,23 @@ class StreamWriter:
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            # Input usage is only known here when the upstream said it at its start.
-            "usage": chunk.extra.get("message_usage") or usage_to_wire(chunk.usage or Usage()),
+            "usage": usage,
         }
-        # Anthropic's own streams send a ping after ``message_start``.
-        return event("message_start", {"type": "message_start", "message": message}) + _PING
+        return event("message_start", {"type": "message_start", "message": message})
+
+    def _opening_usage(self, chunk: ChatChunk) -> Usage:
+        """The input usage another family's stream has not yet said in full: what it counted
+        so far, else the gateway's estimate (``message_delta`` says the upstream's later)."""
+        so_far = chunk.usage_so_far
+        if so_far is not None and so_far.input_tokens:
+            return Usage(
+                input_tokens=so_far.input_tokens,
+                cached_input_tokens=so_far.cached_input_tokens,
+                cache_write_tokens=so_far.cache_write_tokens,
+            )
+        if self._input_estimate is None:
+            return Usage()
+        return Usage(input_tokens=self._input_estimate())
 
     def _openai_fields(self, extra: JSON, out: list[bytes]) -> None:
         """An OpenAI-format delta's reasoning and refusal (in its extras), said as Anthropic
@@ -420,6 +449,10 @@ class StreamWriter:
         self._open, self._open_kind = index, kind
         start = {"type": "content_block_start", "index": index, "content_block": block}
         out.append(event("content_block_start", start))
+        if not self._pinged:
+            # Where Anthropic's own streams send their first ping.
+            self._pinged = True
+            out.append(_PING)
         return index
 
     def _delta(self, delta: dict[str, Any]) -> bytes:

@@ -19,7 +19,13 @@ The model is not in the body (it is the ``{modelId}`` of the URL), and a body is
   assistant turn left with no block at all is left out.
 - JSON output: ``json_schema`` is ``outputConfig.textFormat`` (the schema as JSON text);
   ``json_object`` becomes Anthropic's ``JSON_OBJECT_INSTRUCTION`` at the end of the system
-  prompt.
+  prompt. Bedrock's structured output, as Claude's own, refuses an object schema that does not
+  say ``"additionalProperties": false``: another format's schema (OpenAI's, strict off, leaves
+  objects open) gets it on each object that leaves it unsaid (``closed_schema``); a Converse
+  client's goes as written.
+- Converse refuses a tool whose ``inputSchema.json`` does not say ``"type": "object"`` (every
+  family: the check is Converse's); another format's tool that leaves it unsaid (OpenAI takes
+  ``parameters: {}`` for a function without arguments) is sent it.
 - Claude's ``temperature`` range, 0 to 1, is checked before any call as for Anthropic's API
   (``check_temperature``); ``top_k`` has no ``inferenceConfig`` field and is Claude's own
   ``additionalModelRequestFields.top_k``.
@@ -60,6 +66,7 @@ from tollway.wire.anthropic_request import (
     JSON_OBJECT_INSTRUCTION,
     asks_for_thinking,
     check_temperature,
+    closed_schema,
 )
 from tollway.wire.bedrock_content import (
     assistant_blocks,
@@ -159,7 +166,7 @@ def request_to_wire(
     if system:
         body["system"] = system
     turns = _messages_to_wire(request.messages)
-    tool_config = _tool_config_to_wire(request)
+    tool_config = _tool_config_to_wire(request, foreign)
     if not tool_config and "toolConfig" not in body:
         # Converse refuses toolUse / toolResult blocks in a conversation sent without
         # toolConfig, and has no choice "none": with no tool offered, the calls and results
@@ -169,7 +176,7 @@ def request_to_wire(
     _merge(body, "inferenceConfig", _inference_to_wire(request))
     _merge(body, "toolConfig", tool_config)
     if fmt is not None and fmt.type == "json_schema":
-        _merge(body, "outputConfig", {"textFormat": _text_format_to_wire(fmt)})
+        _merge(body, "outputConfig", {"textFormat": _text_format_to_wire(fmt, foreign)})
     if family is CLAUDE and request.parallel_tool_calls is False:
         model_fields |= _one_call_at_a_time(body.get("toolConfig"))
     _merge(body, "additionalModelRequestFields", model_fields)
@@ -373,11 +380,13 @@ def _inference_to_wire(request: ChatRequest) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v is not None}
 
 
-def _tool_config_to_wire(request: ChatRequest) -> dict[str, Any]:
+def _tool_config_to_wire(request: ChatRequest, foreign: bool) -> dict[str, Any]:
+    """``toolConfig``; ``foreign``: the request is another format's, whose tools' schemas may
+    leave out what Converse requires."""
     choice = request.tool_choice
     if not request.tools or (choice is not None and choice.mode == "none"):
         return {}  # no tools offered: the surest way to get none called
-    tools = [block for tool in request.tools for block in _tool_to_wire(tool)]
+    tools = [block for tool in request.tools for block in _tool_to_wire(tool, foreign)]
     out: dict[str, Any] = {"tools": tools}
     if choice is not None and choice.mode == "function":
         out["toolChoice"] = {"tool": {"name": choice.name}}
@@ -399,7 +408,7 @@ def _one_call_at_a_time(tool_config: dict[str, Any] | None) -> dict[str, Any]:
     return {"tool_choice": {"type": "auto", "disable_parallel_tool_use": True}}
 
 
-def _tool_to_wire(tool: Tool) -> list[dict[str, Any]]:
+def _tool_to_wire(tool: Tool, foreign: bool = False) -> list[dict[str, Any]]:
     """The tool's entry, and a cache point after it when a cache hint marks it."""
     kind = tool.extra.get("type")
     if kind is not None and kind in tool.extra:  # a cache point or system tool, as it came
@@ -409,16 +418,24 @@ def _tool_to_wire(tool: Tool) -> list[dict[str, Any]]:
     if tool.description is not None:
         spec["description"] = tool.description
     schema = tool.parameters if tool.parameters is not None else {"type": "object"}
+    if foreign and "type" not in schema:
+        # OpenAI and Gemini take a function's parameters without their "type"; Converse
+        # refuses an inputSchema that does not say it is an object.
+        schema = {"type": "object", **schema}
     spec["inputSchema"] = {"json": schema}
     if tool.strict is not None:
         spec["strict"] = tool.strict
     return [{"toolSpec": spec}, *cache_point(tool.extra)]
 
 
-def _text_format_to_wire(fmt: ResponseFormat) -> dict[str, Any]:
+def _text_format_to_wire(fmt: ResponseFormat, foreign: bool) -> dict[str, Any]:
+    """``outputConfig.textFormat``; ``foreign``: another format's schema, whose objects are
+    closed as Bedrock requires."""
     definition = dict(fmt.json_schema or {})
     definition.pop("strict", None)  # Converse has no such field; its output always conforms
     schema = definition.get("schema") or {"type": "object"}
+    if foreign:
+        schema = closed_schema(schema)
     definition["schema"] = orjson.dumps(schema).decode()
     definition.setdefault("name", "response")
     return {"type": "json_schema", "structure": {"jsonSchema": definition}}

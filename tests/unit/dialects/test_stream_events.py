@@ -20,6 +20,8 @@ from tollway.dialects.anthropic import _Encoder as AnthropicEncoder
 from tollway.dialects.http import EventEncoder, stream_events
 from tollway.dialects.openai import ChunkEncoder
 from tollway.dialects.responses import _Encoder as ResponsesEncoder
+from tollway.pricing.metering import Metering
+from tollway.pricing.tokens import TokenCounter
 
 RID = "req_stream_events_test"
 
@@ -36,7 +38,7 @@ async def _one_chunk_then_a_bug() -> AsyncIterator[ChatChunk]:
 
 ENCODERS: dict[str, Callable[[RequestContext], EventEncoder]] = {
     "openai": lambda ctx: ChunkEncoder(include_usage=False),
-    "anthropic": AnthropicEncoder,
+    "anthropic": lambda ctx: AnthropicEncoder(ctx, Metering(TokenCounter())),
     "responses": lambda ctx: ResponsesEncoder({}, ctx),
 }
 

@@ -819,7 +819,6 @@ def upstream_events(
                 "usage": start_usage,
             },
         },
-        {"type": "ping"},
     ]
     blocks: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
     if pieces:
@@ -831,6 +830,8 @@ def upstream_events(
         blocks.append((block, deltas))
     for index, (block, deltas) in enumerate(blocks):
         events.append({"type": "content_block_start", "index": index, "content_block": block})
+        if index == 0:
+            events.append({"type": "ping"})  # where Anthropic sends it
         events += [{"type": "content_block_delta", "index": index, "delta": d} for d in deltas]
         events.append({"type": "content_block_stop", "index": index})
     events.append(
@@ -888,10 +889,9 @@ def test_anthropic_stream_passes_through_the_gateway_unchanged(
     assert reader.done
     assert chunks[-1].choices == [] and chunks[-1].usage == usage_from_wire(usage)
     # What changes: no empty fragments, and the final usage is cumulative (the start's input
-    # usage, and its ping after it, stay as they came).
+    # usage, and the ping after the first block's start, stay as they came).
     expected = [e for e in events if e.get("delta") != {
         "type": "input_json_delta", "partial_json": ""}]  # fmt: skip
-    assert expected[1] == {"type": "ping"}
     expected[-2]["usage"] = usage
     assert [payload for _, payload in parse_events(written)] == expected
 
@@ -956,8 +956,8 @@ def test_openai_stream_becomes_anthropic_events() -> None:
     events = parse_events(data + writer.finish())
     assert [name for name, _ in events] == [
         "message_start",
-        "ping",
         "content_block_start",
+        "ping",
         "content_block_delta",
         "content_block_delta",
         "content_block_stop",
@@ -978,7 +978,7 @@ def test_openai_stream_becomes_anthropic_events() -> None:
         "name": "a",
         "input": {},
     }
-    assert [events[i][1]["index"] for i in (2, 6, 9)] == [0, 1, 2]
+    assert [events[i][1]["index"] for i in (1, 6, 9)] == [0, 1, 2]
     assert events[7][1]["delta"] == {"type": "input_json_delta", "partial_json": '{"x": 1}'}
     assert events[-2][1] == {
         "type": "message_delta",
@@ -1003,8 +1003,8 @@ def test_server_tool_blocks_stream_through_as_they_came() -> None:
         {"type": "message_start", "message": {
             "id": "msg_1", "type": "message", "role": "assistant", "model": "claude",
             "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}},
-        {"type": "ping"},
         {"type": "content_block_start", "index": 0, "content_block": search},
+        {"type": "ping"},
         {"type": "content_block_delta", "index": 0,
          "delta": {"type": "input_json_delta", "partial_json": '{"query": "tolls"}'}},
         {"type": "content_block_stop", "index": 0},
@@ -1327,13 +1327,13 @@ def test_every_block_and_delta_of_an_anthropic_stream_passes_through_as_it_came(
     def block(index: int, content_block: dict[str, Any], *deltas: dict[str, Any]) -> list[Any]:
         return [
             {"type": "content_block_start", "index": index, "content_block": content_block},
+            *([{"type": "ping"}] if index == 0 else []),  # where Anthropic sends it
             *({"type": "content_block_delta", "index": index, "delta": d} for d in deltas),
             {"type": "content_block_stop", "index": index},
         ]
 
     events: list[dict[str, Any]] = [
         _message_start(usage),
-        {"type": "ping"},
         *block(0, {"type": "thinking", "thinking": "", "signature": ""},
                {"type": "thinking_delta", "thinking": "Look it up."},
                {"type": "signature_delta", "signature": "EqQBCgIYAhIM"}),
@@ -1362,8 +1362,8 @@ def test_a_streamed_tool_use_keeps_the_fields_of_its_start() -> None:
             "caller": {"type": "code_execution_20250825", "tool_id": "srvtoolu_1"}}  # fmt: skip
     events: list[dict[str, Any]] = [
         _message_start(usage),
-        {"type": "ping"},
         {"type": "content_block_start", "index": 0, "content_block": call},
+        {"type": "ping"},
         {"type": "content_block_delta", "index": 0,
          "delta": {"type": "input_json_delta", "partial_json": '{"city": "Oslo"}'}},
         {"type": "content_block_stop", "index": 0},
@@ -1382,8 +1382,8 @@ def test_pings_in_the_middle_of_a_stream_reach_the_client() -> None:
     thinking = {"type": "thinking", "thinking": "", "signature": ""}
     events: list[dict[str, Any]] = [
         _message_start(usage),
-        {"type": "ping"},
         {"type": "content_block_start", "index": 0, "content_block": thinking},
+        {"type": "ping"},
         {"type": "content_block_delta", "index": 0,
          "delta": {"type": "thinking_delta", "thinking": "Hmm."}},
         {"type": "ping"},
@@ -1474,3 +1474,24 @@ def test_closed_schema_closes_every_object_that_leaves_its_properties_open() -> 
     # A property named like a keyword is a property, not a subschema.
     named = {"type": "object", "properties": {"items": {"type": "string"}}}
     assert closed_schema(named)["properties"] == {"items": {"type": "string"}}
+
+
+def test_message_start_of_another_familys_stream_states_the_gateways_input_estimate() -> None:
+    asked: list[int] = []
+
+    def estimate() -> int:
+        asked.append(1)
+        return 42
+
+    writer = StreamWriter(input_estimate=estimate)
+    chunk = openai_response.chunk_from_wire(openai_chunk({"role": "assistant", "content": "Hi"}))
+    start = parse_events(writer.feed(chunk))[0][1]
+    assert start["message"]["usage"]["input_tokens"] == 42 and asked == [1]
+    # An Anthropic upstream says its input at its start: that goes, and nothing is counted.
+    usage = {"input_tokens": 7, "cache_creation_input_tokens": 0,
+             "cache_read_input_tokens": 0, "output_tokens": 1}  # fmt: skip
+    reader, writer = StreamReader(), StreamWriter(input_estimate=estimate)
+    first = reader.feed(orjson.dumps(_message_start(usage)))
+    assert first is not None
+    assert parse_events(writer.feed(first))[0][1]["message"]["usage"] == usage
+    assert asked == [1]

@@ -286,7 +286,7 @@ def test_compatible_reasoning_is_unsigned_thinking_for_a_client_that_asked(field
     assert events[-2][1]["delta"]["stop_reason"] == "end_turn"
     quiet = anthropic_events(chunks, thinking=False)
     assert [n for n, _ in quiet] == [
-        "message_start", "ping", "content_block_start", "content_block_delta",
+        "message_start", "content_block_start", "ping", "content_block_delta",
         "content_block_stop", "message_delta", "message_stop",
     ]  # fmt: skip
 

@@ -82,7 +82,8 @@ def test_anthropics_message_start_and_empty_text_block_open_the_answer() -> None
     start, block, first_ping = _anthropic(MESSAGE_START, TEXT_START, PING)
     assert start is not None and opens_only(start)
     assert block is not None and opens_only(block)
-    assert first_ping is None  # the reader drops it: the client's message_start has its own
+    # The reader drops it: the client's first content_block_start is followed by its own.
+    assert first_ping is None
 
 
 def test_a_later_ping_is_a_keep_alive_the_client_must_get() -> None:
