@@ -21,20 +21,14 @@ import logging
 import time
 from collections import OrderedDict
 
+from tollway.core.buckets import TokenBucket
+
 log = logging.getLogger("tollway.auth")
 
 _MAX_ADDRESSES = 10_000
 """Addresses with a bucket of their own, the least recently seen forgotten first."""
 _WARN_EVERY = 60.0
 """The least time between two warnings that unknown keys were refused unasked."""
-
-
-class _Bucket:
-    __slots__ = ("tokens", "updated")
-
-    def __init__(self, tokens: float, now: float) -> None:
-        self.tokens = tokens
-        self.updated = now
 
 
 class UnknownKeyLimit:
@@ -45,7 +39,7 @@ class UnknownKeyLimit:
         have saved up (and has when first seen)."""
         self._rate = per_second
         self._burst = float(burst)
-        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
         self._warned = -_WARN_EVERY
         self.refused = 0
         """Unknown keys refused without a store lookup, since the start (for the metrics)."""
@@ -57,17 +51,13 @@ class UnknownKeyLimit:
         now = time.monotonic()
         bucket = self._buckets.get(source)
         if bucket is None:
-            bucket = self._buckets[source] = _Bucket(self._burst, now)
+            bucket = self._buckets[source] = TokenBucket(self._burst, now)
             if len(self._buckets) > _MAX_ADDRESSES:
                 self._buckets.popitem(last=False)
         else:
             self._buckets.move_to_end(source)
-        tokens = min(self._burst, bucket.tokens + (now - bucket.updated) * self._rate)
-        bucket.updated = now
-        if tokens >= 1.0:
-            bucket.tokens = tokens - 1.0
+        if bucket.take(now, self._rate, self._burst):
             return True
-        bucket.tokens = tokens
         self.refused += 1
         if now - self._warned >= _WARN_EVERY:
             self._warned = now

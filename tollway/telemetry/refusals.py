@@ -26,6 +26,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from tollway.core.buckets import TokenBucket
 from tollway.telemetry.request_log_stage import NO_GUARDRAILS, Entry, Put, principal_columns
 
 if TYPE_CHECKING:
@@ -42,14 +43,13 @@ _MAX_KINDS = 256
 """Kinds with a bucket of their own; beyond them, one bucket for the rest of each status."""
 
 
-class _Bucket:
+class _Bucket(TokenBucket):
     """Rows a kind may still write now, refilled at the configured rate."""
 
-    __slots__ = ("suppressed", "tokens", "updated", "warned")
+    __slots__ = ("suppressed", "warned")
 
     def __init__(self, tokens: float, now: float) -> None:
-        self.tokens = tokens
-        self.updated = now
+        super().__init__(tokens, now)
         self.suppressed = 0
         self.warned = -_WARN_EVERY
 
@@ -76,12 +76,8 @@ class RefusalBuckets:
         if bucket is None:
             bucket = self._bucket(kind)
         now = time.monotonic()
-        tokens = bucket.tokens + (now - bucket.updated) * self._rate
-        bucket.updated = now
-        if tokens >= 1.0:
-            bucket.tokens = (tokens if tokens < self._burst else self._burst) - 1.0
+        if bucket.take(now, self._rate, self._burst):
             return True
-        bucket.tokens = tokens
         bucket.suppressed += 1
         if now - bucket.warned >= _WARN_EVERY:
             bucket.warned = now
