@@ -9,6 +9,20 @@ from typing import Any
 import anthropic
 import httpx
 
+OPEN_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string"},
+        "homes": {
+            "type": "array",
+            "items": {"type": "object", "properties": {"street": {"type": "string"}}},
+        },
+    },
+    "required": ["city"],
+}
+"""A JSON schema whose objects leave ``additionalProperties`` unsaid, as OpenAI takes with
+strict off (Claude's and Bedrock's structured output need it said ``false``)."""
+
 
 def user(text: str) -> list[Any]:
     """One user message saying ``text``."""

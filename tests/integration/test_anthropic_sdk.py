@@ -7,6 +7,7 @@ simulator) and ``test-chat`` (an OpenAI deployment); the reverse, the ``openai``
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
@@ -19,7 +20,7 @@ import openai
 import pytest
 
 from tests.conftest import UPSTREAM_KEY, gateway_config
-from tests.integration.sdk import user
+from tests.integration.sdk import OPEN_SCHEMA, user
 from tests.support import CLIENT_KEY, running_gateway
 from tollway.core.types import ChatRequest, Message
 from tollway.pricing.tokens import TokenCounter
@@ -904,12 +905,7 @@ def test_an_openai_clients_open_json_schema_reaches_an_anthropic_deployment_clos
 ) -> None:
     # OpenAI takes a schema that leaves additionalProperties unsaid (strict off); Anthropic's
     # structured output refuses every object without "additionalProperties": false.
-    address = {"type": "object", "properties": {"street": {"type": "string"}}}
-    schema = {
-        "type": "object",
-        "properties": {"city": {"type": "string"}, "homes": {"type": "array", "items": address}},
-        "required": ["city"],
-    }
+    schema = copy.deepcopy(OPEN_SCHEMA)
     asked = "open schema for claude"
     answer = gpt.chat.completions.create(
         model="test-claude",
@@ -920,7 +916,7 @@ def test_an_openai_clients_open_json_schema_reaches_an_anthropic_deployment_clos
     sent = recorded_request(simulator_url, asked)["json"]["output_config"]["format"]["schema"]
     assert sent["additionalProperties"] is False
     assert sent["properties"]["homes"]["items"]["additionalProperties"] is False
-    assert schema["properties"]["homes"]["items"] == address  # the client's own left as it was
+    assert schema == OPEN_SCHEMA  # the client's own left as it was
 
 
 @pytest.mark.parametrize(("extra", "param"), [({"n": 2}, "n"), ({"logprobs": True}, "logprobs")])

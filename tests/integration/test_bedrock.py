@@ -7,6 +7,7 @@ wrong secret.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from typing import Any
@@ -17,7 +18,7 @@ import openai
 import pytest
 
 from tests.conftest import AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, BEDROCK_MODEL, UPSTREAM_KEY
-from tests.integration.sdk import user
+from tests.integration.sdk import OPEN_SCHEMA, user
 from tests.support import CLIENT_KEY
 
 WEATHER: Any = {
@@ -532,12 +533,7 @@ def test_an_openai_clients_open_json_schema_reaches_bedrock_closed(
 ) -> None:
     # OpenAI takes a schema that leaves additionalProperties unsaid (strict off); Bedrock's
     # structured output refuses every object without "additionalProperties": false.
-    address = {"type": "object", "properties": {"street": {"type": "string"}}}
-    schema = {
-        "type": "object",
-        "properties": {"city": {"type": "string"}, "homes": {"type": "array", "items": address}},
-        "required": ["city"],
-    }
+    schema = copy.deepcopy(OPEN_SCHEMA)
     asked = "open schema for bedrock"
     answer = gpt.chat.completions.create(
         model="test-bedrock",
@@ -549,7 +545,7 @@ def test_an_openai_clients_open_json_schema_reaches_bedrock_closed(
     sent = json.loads(text_format["structure"]["jsonSchema"]["schema"])
     assert sent["additionalProperties"] is False
     assert sent["properties"]["homes"]["items"]["additionalProperties"] is False
-    assert schema["properties"]["homes"]["items"] == address  # the client's own left as it was
+    assert schema == OPEN_SCHEMA  # the client's own left as it was
 
 
 def test_a_streamed_call_without_arguments_has_an_empty_object_as_its_arguments(

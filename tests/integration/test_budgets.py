@@ -37,6 +37,10 @@ COMPACTING_WINDOW = 4200  # and its context window, reserved as a compaction's i
 def budget_config(simulator_url: str) -> dict[str, Any]:
     base = f"{simulator_url}/v1"
     key = "env:TEST_UPSTREAM_KEY"
+    responses_api = {
+        "provider": "openai", "model": "gpt-4o", "api_base": base, "api_key": key,
+        "price": PRICEY, "responses_api": True,
+    }  # fmt: skip
 
     def openai_deployment(price: dict[str, float], **extra: Any) -> dict[str, Any]:
         return {
@@ -90,17 +94,7 @@ def budget_config(simulator_url: str) -> dict[str, Any]:
                 # OpenAI's Responses API, which keeps conversations: a continuation's earlier
                 # turns are billed as input the gateway never sees.
                 "name": "pricey-responses",
-                "deployments": [
-                    {
-                        "provider": "openai",
-                        "model": "gpt-4o",
-                        "api_base": base,
-                        "api_key": key,
-                        "price": PRICEY,
-                        "responses_api": True,
-                        "context_window": RESPONSES_WINDOW,
-                    }
-                ],
+                "deployments": [{**responses_api, "context_window": RESPONSES_WINDOW}],
             },
             {
                 # Compacts (/v1/responses/compact), which takes no output limit: its model's
@@ -108,12 +102,7 @@ def budget_config(simulator_url: str) -> dict[str, Any]:
                 "name": "pricey-compacting",
                 "deployments": [
                     {
-                        "provider": "openai",
-                        "model": "gpt-4o",
-                        "api_base": base,
-                        "api_key": key,
-                        "price": PRICEY,
-                        "responses_api": True,
+                        **responses_api,
                         "max_output": COMPACTING_MAX_OUTPUT,
                         "context_window": COMPACTING_WINDOW,
                     }
