@@ -260,3 +260,90 @@ async def test_stop_after_cuts_a_stream_without_its_finish(client: httpx.AsyncCl
         await client.post(
             GEMINI + ":generateContent", json=HELLO, headers={"x-sim-fault": "stop-after:2"}
         )
+
+
+PNG = "iVBORw0KGgo="
+
+
+def with_result(result: dict[str, Any]) -> dict[str, Any]:
+    """A conversation whose last turn answers a ``snap`` call with ``result`` (the fields of
+    its ``functionResponse`` beside the name)."""
+    call = {"functionCall": {"name": "snap", "args": {}}}
+    response = {"functionResponse": {"name": "snap", **result}}
+    return {
+        "contents": [
+            *HELLO["contents"],
+            {"role": "model", "parts": [call]},
+            {"role": "user", "parts": [response]},
+        ]
+    }
+
+
+async def test_a_function_responses_media_parts_are_read_as_images(
+    client: httpx.AsyncClient,
+) -> None:
+    text_only = with_result({"response": {"output": "a cat"}})
+    plain = (await client.post(GEMINI + ":generateContent", json=text_only)).json()
+    image = {"inlineData": {"mimeType": "image/png", "data": PNG}}
+    snake = {"inline_data": {"mime_type": "application/pdf", "data": "JVBERi0xLjQK"}}
+    with_media = with_result({"response": {"output": "a cat"}, "parts": [image, snake]})
+    answer = (await client.post(GEMINI + ":generateContent", json=with_media)).json()
+    assert text_of(answer).startswith("Simulated reply to tool result: a cat")
+    used, before = answer["usageMetadata"], plain["usageMetadata"]
+    assert used["promptTokenCount"] == before["promptTokenCount"] + 2 * 85
+    bearer = {"Authorization": f"Bearer {KEY}"}
+    by_uri = {"fileData": {"mimeType": "image/png", "fileUri": "https://example.com/a.png"}}
+    named = {"inlineData": {**image["inlineData"], "displayName": "a.png"}}
+    on_vertex = with_result({"response": {}, "parts": [by_uri, named]})
+    answer = await client.post(VERTEX + ":generateContent", json=on_vertex, headers=bearer)
+    assert answer.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("result", "words"),
+    [
+        # The Gemini API's FunctionResponsePart holds inline data only.
+        (
+            {"parts": [{"fileData": {"mimeType": "image/png", "fileUri": "gs://b/a.png"}}]},
+            'Unknown name "fileData"',
+        ),
+        ({"output": "a cat"}, 'Unknown name "output"'),
+        (
+            {"parts": [{"inlineData": {"mimeType": "image/png", "data": PNG, "x": 1}}]},
+            'Unknown name "x"',
+        ),
+        ({"parts": [{}]}, "required oneof field 'data'"),
+        ({"parts": [{"inlineData": {"data": PNG}}]}, "mime_type"),
+        (
+            {
+                "parts": [
+                    {"inlineData": {"mimeType": "image/png", "data": "data:image/png;base64,"}}
+                ]
+            },
+            "Base64 decoding failed",
+        ),
+        ({"parts": {"inlineData": {}}}, "Invalid value at"),
+        ({"response": "a cat"}, "google.protobuf.Struct"),
+    ],
+)
+async def test_a_function_response_google_would_refuse_is_a_400(
+    client: httpx.AsyncClient, result: dict[str, Any], words: str
+) -> None:
+    response = await client.post(GEMINI + ":generateContent", json=with_result(result))
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["status"] == "INVALID_ARGUMENT" and words in error["message"]
+    assert "contents[2].parts[0].function_response" in error["message"]
+
+
+async def test_vertex_ai_refuses_what_only_the_gemini_api_takes(
+    client: httpx.AsyncClient,
+) -> None:
+    # Vertex AI's v1 FunctionResponse has no id (the Gemini API's does).
+    body = with_result({"id": "call_1", "response": {}})
+    assert (await client.post(GEMINI + ":generateContent", json=body)).status_code == 200
+    bearer = {"Authorization": f"Bearer {KEY}"}
+    response = await client.post(VERTEX + ":generateContent", json=body, headers=bearer)
+    assert (
+        response.status_code == 400 and 'Unknown name "id"' in response.json()["error"]["message"]
+    )

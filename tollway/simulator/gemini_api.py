@@ -3,7 +3,9 @@
 Both address a model's methods as ``.../models/{model}:{method}``; ``handle_gemini`` splits
 the last path segment and dispatches (embeddings are in ``gemini_embed``). Requests follow the
 REST shape: ``contents`` of ``user`` / ``model`` turns whose parts are ``text``,
-``inlineData`` / ``fileData`` (counted as images), ``functionCall`` and ``functionResponse``;
+``inlineData`` / ``fileData`` (counted as images), ``functionCall`` and ``functionResponse``
+(checked field by field as each API's own, its media ``parts`` counted as images:
+``gemini_results``);
 ``systemInstruction``; ``tools[].functionDeclarations`` (``parametersJsonSchema`` or
 ``parameters``); ``toolConfig.functionCallingConfig``; ``generationConfig`` with
 ``maxOutputTokens``, ``stopSequences``, ``candidateCount`` and ``responseMimeType`` /
@@ -52,6 +54,7 @@ from tollway.simulator.exchange import (
     send_stream,
 )
 from tollway.simulator.gemini_embed import EMBED_METHODS
+from tollway.simulator.gemini_results import function_response_media
 from tollway.simulator.gemini_thinking import (
     check_history,
     signed_parts,
@@ -109,8 +112,9 @@ def _part_tokens(part: dict[str, Any]) -> tuple[str | None, str | None, int]:
     return None, None, 0
 
 
-def _content_tokens(content: Any, param: str) -> tuple[str, str | None, int]:
-    """A content's text, its function-result text (None if none) and its tokens."""
+def _content_tokens(content: Any, param: str, vertex: bool = False) -> tuple[str, str | None, int]:
+    """A content's text, its function-result text (None if none) and its tokens (a function
+    response's media checked as ``vertex`` says, and counted as images)."""
     parts = content.get("parts") if isinstance(content, dict) else None
     if not isinstance(parts, list):
         raise InvalidRequest(f"* GenerateContentRequest.{param}.parts: required", param)
@@ -118,14 +122,18 @@ def _content_tokens(content: Any, param: str) -> tuple[str, str | None, int]:
         raise InvalidRequest(_NO_PARTS, param)
     if any(isinstance(part, dict) and part.get("text") == "" for part in parts):
         raise InvalidRequest(_EMPTY_TEXT, param)
-    for part in parts:
+    tokens = 0
+    for index, part in enumerate(parts):
         for media in _MEDIA_PARTS:
             value = part.get(media) if isinstance(part, dict) else None
             if isinstance(value, dict) and not value.get("mimeType"):
                 raise InvalidRequest(_empty_mime_type(media), param)
+        if isinstance(part, dict) and "functionResponse" in part:
+            at = f"{param}.parts[{index}].function_response"
+            media_parts = function_response_media(part["functionResponse"], at, vertex=vertex)
+            tokens += IMAGE_TOKENS * media_parts
     texts: list[str] = []
     results: list[str] | None = None
-    tokens = 0
     for part in parts:
         if not isinstance(part, dict):
             continue
@@ -190,8 +198,11 @@ def _apply_generation(prompt: Prompt, config: Any) -> int:
     return count
 
 
-def read_prompt(body: dict[str, Any], target_tokens: int) -> tuple[Prompt, int]:
-    """Pull the generator's inputs and the input token count out of a request body."""
+def read_prompt(
+    body: dict[str, Any], target_tokens: int, *, vertex: bool = False
+) -> tuple[Prompt, int]:
+    """Pull the generator's inputs and the input token count out of a request body
+    (``vertex``: sent to Vertex AI, whose function responses take more than the Gemini API's)."""
     contents = body.get("contents")
     if not isinstance(contents, list) or not contents:
         raise InvalidRequest("* GenerateContentRequest.contents: contents is not specified")
@@ -205,7 +216,7 @@ def read_prompt(body: dict[str, Any], target_tokens: int) -> tuple[Prompt, int]:
         if role not in ("user", "model", "function"):
             message = f"* GenerateContentRequest.contents[{index}].role: must be user or model"
             raise InvalidRequest(message, "contents")
-        text, result, tokens = _content_tokens(content, f"contents[{index}]")
+        text, result, tokens = _content_tokens(content, f"contents[{index}]", vertex)
         input_tokens += MESSAGE_OVERHEAD + tokens
         if role == "user" and result is None:
             last_user = text
@@ -253,14 +264,16 @@ async def handle_gemini(
     model, _, method = request.match_info["target"].rpartition(":")
     if method in EMBED_METHODS and model:
         return await EMBED_METHODS[method](call, state, dialect, model)
+    vertex = dialect is Dialect.VERTEX
     if method == "countTokens" and model:
         inner = call.body.get("generateContentRequest")
-        _, tokens = read_prompt(inner if isinstance(inner, dict) else call.body, 1)
+        body = inner if isinstance(inner, dict) else call.body
+        _, tokens = read_prompt(body, 1, vertex=vertex)
         return json_response({"totalTokens": tokens}, call.request_id, dialect)
     if method not in ("generateContent", "streamGenerateContent") or not model:
         message = f"Method {method!r} of model {model!r} is not found."
         return error_response(dialect, 404, message, request_id=call.request_id)
-    prompt, input_tokens = read_prompt(call.body, call.output_tokens)
+    prompt, input_tokens = read_prompt(call.body, call.output_tokens, vertex=vertex)
     count = _apply_generation(prompt, call.body.get("generationConfig"))
     prompt.reasoning, show = thinking(call.body.get("generationConfig"), model)
     check_history(call.body["contents"], prompt.reasoning)
