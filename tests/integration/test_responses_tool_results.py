@@ -1,6 +1,7 @@
 """A Responses client's ``function_call_output`` may hold images and files, as OpenAI's API
-allows: Claude (on Anthropic's API or Bedrock) reads them in its tool result; a family whose
-tool results take only text answers a 400 naming the part."""
+allows: Claude (on Anthropic's API or Bedrock) reads them in its tool result, Gemini in its
+function response's ``parts``; a family whose tool results take only text answers a 400
+naming the part."""
 
 from __future__ import annotations
 
@@ -112,9 +113,29 @@ def test_a_file_claude_cannot_read_is_refused_by_name(client: openai.OpenAI) -> 
     assert caught.value.param == "input[2].output[2]"
 
 
-def test_gemini_refuses_media_in_a_tool_result_naming_the_output(client: openai.OpenAI) -> None:
+def test_gemini_reads_them_as_function_response_parts(
+    client: openai.OpenAI, simulator_url: str
+) -> None:
+    marker = "gemini tool result media"
+    response = client.responses.create(
+        model="test-gemini", tools=[F_TOOL], input=conversation(marker, IMAGE, FILE)
+    )
+    assert response.status == "completed"
+    turn = recorded(simulator_url, marker)["contents"][-1]
+    assert turn["parts"][0]["functionResponse"] == {
+        "name": "snap",
+        "response": {"output": marker},
+        "parts": [
+            {"inlineData": {"mimeType": "image/png", "data": PNG}},
+            {"inlineData": {"mimeType": "application/pdf", "data": PDF}},
+        ],
+    }
+
+
+def test_the_gemini_api_refuses_an_image_url_naming_the_output(client: openai.OpenAI) -> None:
+    by_url = {"type": "input_image", "image_url": "https://example.com/a.png"}
     with pytest.raises(openai.BadRequestError) as caught:
         client.responses.create(
-            model="test-gemini", tools=[F_TOOL], input=conversation("to gemini", IMAGE)
+            model="test-gemini", tools=[F_TOOL], input=conversation("to gemini", by_url)
         )
-    assert caught.value.param == "input[2].output"
+    assert caught.value.param == "input[2].output[1]"

@@ -2,7 +2,8 @@
 embeddings.
 
 The two share one wire format and differ in where a model's methods live, how the credential
-is sent and how embeddings are asked for, so each is a row of data (``GeminiFlavor``):
+is sent, how embeddings are asked for and whether a tool result's image may go by URL, so
+each is a row of data (``GeminiFlavor``):
 
 - ``gemini``: ``{api_base}/v1beta/models/{model}:{method}``, the key in ``x-goog-api-key``.
 - ``vertex_ai``: ``api_base`` names the project and region,
@@ -90,6 +91,10 @@ class GeminiFlavor:
     embed_body: EmbedBody
     embed_most: EmbedMost
     count_body: CountBody
+    result_uris: bool
+    """Whether a function response's ``parts`` may hold ``fileData`` (an image by URL in a
+    tool result): Vertex AI's ``FunctionResponsePart`` has it, the Gemini API's holds only
+    ``inlineData``."""
 
     def url(self, deployment: Deployment, method: str) -> str:
         """The URL of ``method`` (``generateContent``, ...) of the deployment's model."""
@@ -104,6 +109,7 @@ GEMINI_API = GeminiFlavor(
     embed_body=batch_embed_to_wire,
     embed_most=_batch_most,
     count_body=_wrapped_count,
+    result_uris=False,
 )
 VERTEX_AI = GeminiFlavor(
     models_path="/publishers/google/models",
@@ -113,6 +119,7 @@ VERTEX_AI = GeminiFlavor(
     embed_body=predict_to_wire,
     embed_most=_predict_most,
     count_body=_plain_count,
+    result_uris=True,
 )
 
 
@@ -140,6 +147,10 @@ class GeminiProvider:
         headers[self._flavor.auth_header] = self._flavor.auth_prefix + secret
         return headers, secret
 
+    def _body(self, request: ChatRequest, deployment: Deployment) -> dict[str, Any]:
+        """The ``generateContent`` body of ``request`` as this way of reaching Gemini takes it."""
+        return request_to_wire(request, deployment.model, result_uris=self._flavor.result_uris)
+
     async def _post(
         self, deployment: Deployment, method: str, body: Any, forwarded: dict[str, str]
     ) -> Any:
@@ -155,7 +166,7 @@ class GeminiProvider:
 
     async def chat(self, request: ChatRequest, deployment: Deployment) -> ChatResponse:
         """One complete answer."""
-        body = request_to_wire(request, deployment.model)
+        body = self._body(request, deployment)
         raw = await self._post(deployment, "generateContent", body, request.upstream_headers)
         response = response_from_wire(raw)
         # Gemini has no switch for parallel calls: a client that turned them off gets one.
@@ -170,7 +181,7 @@ class GeminiProvider:
         one_call = FirstCallOnly() if wants_one_call(request) else None
         events = self._client.post_stream(
             self._flavor.url(deployment, "streamGenerateContent") + "?alt=sse",
-            request_to_wire(request, deployment.model),
+            self._body(request, deployment),
             headers,
             deployment.timeouts,
             error_from_wire,
@@ -191,7 +202,7 @@ class GeminiProvider:
 
     async def count_tokens(self, request: ChatRequest, deployment: Deployment) -> int:
         """The input tokens of ``request`` as the upstream counts them."""
-        body = self._flavor.count_body(request_to_wire(request, deployment.model), deployment.model)
+        body = self._flavor.count_body(self._body(request, deployment), deployment.model)
         raw = await self._post(deployment, "countTokens", body, request.upstream_headers)
         tokens = raw.get("totalTokens") if isinstance(raw, dict) else None
         if not isinstance(tokens, int):

@@ -20,6 +20,9 @@ and gives it back where it stood; a model turn sent to Gemini puts each Gemini s
 on the part that follows it (``assistant_parts``), and other reasoning (Claude's, unsigned)
 is not sent.
 
+A tool result is a ``functionResponse``: its text the ``response``, its images and PDFs the
+``parts`` (Gemini 3's multimodal function responses; ``function_response_to_wire``).
+
 Gemini 3 models refuse a replayed ``functionCall`` without the ``thoughtSignature`` they gave
 it. A client that did not keep the reasoning (another API's, or one that did not ask for
 thinking) has lost it, so calls that come from another format without one carry Google's
@@ -350,24 +353,68 @@ def function_calls_to_wire(
     return parts
 
 
-def function_response_to_wire(message: Message, name: str, param: str) -> dict[str, Any]:
-    """A ``functionResponse`` part: a JSON-object result as is, other text as ``output``
-    (``param``: the message's path, for errors)."""
+def function_response_to_wire(
+    message: Message, name: str, param: str, *, result_uris: bool = True
+) -> dict[str, Any]:
+    """A ``functionResponse`` part: the result's text as its ``response`` (a JSON object as
+    is, other text as ``output``), and its images and PDFs as its ``parts`` (Gemini 3's
+    multimodal function responses; ``param``: the message's path, for errors;
+    ``result_uris``: whether the API takes media by URI there, see ``_result_content``)."""
     content = message.content
-    if isinstance(content, list) and not all(isinstance(part, TextPart) for part in content):
-        raise InvalidRequest(
-            "tool results can only hold text for Gemini models", param=f"{param}.content"
-        )
-    text = message.text() if isinstance(content, list) else content or ""
+    media: list[dict[str, Any]] = []
+    if isinstance(content, list):
+        text, media = _result_content(content, f"{param}.content", result_uris)
+    else:
+        text = content or ""
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError:
         value = None
     response = value if isinstance(value, dict) else {"output": text}
     result = {**message.extra.get("functionResponse", {}), "name": name, "response": response}
+    if media:
+        result["parts"] = media
     part = {k: v for k, v in message.extra.items() if k != "functionResponse"}
     part["functionResponse"] = result
     return part
+
+
+def _result_content(
+    content: list[ContentPart], param: str, result_uris: bool
+) -> tuple[str, list[dict[str, Any]]]:
+    """A tool result's text (a plain-text document's too, as in a user turn) and its
+    images and PDFs as ``FunctionResponsePart``s: ``inlineData``, or (an image URL)
+    ``fileData``, which only Vertex AI's ``FunctionResponsePart`` has (the Gemini API's holds
+    inline data only, so there a URL is a 400 naming the part). A part's other fields (a
+    client's hints) have no place in a ``FunctionResponsePart``, which takes nothing else;
+    a part of any other kind is a 400 naming it."""
+    texts: list[str] = []
+    media: list[dict[str, Any]] = []
+    for index, part in enumerate(content):
+        at = f"{param}[{index}]"
+        if isinstance(part, TextPart):
+            texts.append(part.text)
+            continue
+        if not isinstance(part, (ImagePart, DocumentPart)):
+            raise InvalidRequest(
+                f"'{at}': a tool result can hold only text, images and PDFs for Gemini models",
+                param=at,
+            )
+        wire = _part_to_wire(part, at)
+        if "inlineData" in wire:
+            media.append({"inlineData": wire["inlineData"]})
+        elif "fileData" not in wire:
+            texts.append(wire["text"])  # a plain-text document
+        elif result_uris:
+            media.append({"fileData": wire["fileData"]})
+        else:
+            raise InvalidRequest(
+                f"'{at}': the Gemini API takes an image in a tool result only as base64 data "
+                "(its function responses hold no file URIs); send it as a data: URL, or serve "
+                "the model from a vertex_ai deployment, which takes image URLs there",
+                param=at,
+            )
+    return "".join(texts), media
 
 
 def arguments_object(text: str, param: str) -> dict[str, Any]:

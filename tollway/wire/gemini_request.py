@@ -10,7 +10,9 @@ Where Gemini's shape differs from the canonical one:
 - Turns have the roles ``user`` and ``model``. A tool call is a ``functionCall`` part with an
   ``args`` object; a tool result is a ``functionResponse`` part naming the function, in a user
   turn: consecutive results, and a user message right after them, form one turn. Call ids are
-  made up (see ``gemini_content``).
+  made up (see ``gemini_content``). A result's images and PDFs are the response's ``parts``
+  (Gemini 3's multimodal function responses): base64 as ``inlineData``, an image URL as
+  ``fileData``, which only Vertex AI takes there.
 - Tools are ``functionDeclarations`` whose ``parametersJsonSchema`` takes the JSON schema as
   is; built-in tools (``googleSearch``, ``codeExecution``, ...) are tools of their own type.
   ``tool_choice`` is ``toolConfig.functionCallingConfig``: ``required`` is ``ANY``, and one
@@ -113,9 +115,12 @@ def request_from_wire(body: dict[str, Any], model: str, *, stream: bool = False)
     )
 
 
-def request_to_wire(request: ChatRequest, model: str = "") -> dict[str, Any]:
+def request_to_wire(
+    request: ChatRequest, model: str = "", *, result_uris: bool = True
+) -> dict[str, Any]:
     """The upstream ``generateContent`` body for ``request`` to ``model`` (the deployment's,
-    which goes in the URL; it says how the model takes thinking)."""
+    which goes in the URL; it says how the model takes thinking); ``result_uris``: whether
+    the API takes an image by URL in a tool result (Vertex AI does, the Gemini API does not)."""
     foreign = is_foreign(request.wire_format, WIRE_FORMAT)
     if request.wire_format == OPENAI_FORMAT:  # signatures on calls, as Google's API has them
         request = signatures_from_calls(request)
@@ -133,7 +138,7 @@ def request_to_wire(request: ChatRequest, model: str = "") -> dict[str, Any]:
     system = _system_to_wire(request.messages)
     if system is not None:
         body["systemInstruction"] = system
-    body["contents"] = _contents_to_wire(request.messages, foreign)
+    body["contents"] = _contents_to_wire(request.messages, foreign, result_uris)
     if request.tools:
         body["tools"] = _tools_to_wire(request.tools)
     tool_config = _tool_config_to_wire(request, body.pop("toolConfig", None))
@@ -333,7 +338,9 @@ def _system_to_wire(messages: list[Message]) -> dict[str, Any] | None:
     return out
 
 
-def _contents_to_wire(messages: list[Message], foreign: bool) -> list[dict[str, Any]]:
+def _contents_to_wire(
+    messages: list[Message], foreign: bool, result_uris: bool
+) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     names = ToolNames()
     for index, message in enumerate(messages):
@@ -349,7 +356,7 @@ def _contents_to_wire(messages: list[Message], foreign: bool) -> list[dict[str, 
                 out.append({**message.extra, "role": "model", "parts": parts})
         elif message.role == "tool":
             name = names.name_of(message.tool_call_id, param)
-            result = function_response_to_wire(message, name, param)
+            result = function_response_to_wire(message, name, param, result_uris=result_uris)
             if joins:
                 out[-1]["parts"].append(result)
             else:
