@@ -294,6 +294,14 @@ class ChatRequest:
     responses_only: ResponsesOnly | None = None
     """The first field of ``responses_body`` that only a deployment speaking the Responses API
     can serve; ``None``: any candidate can (the canonical request holds all of it)."""
+    truncation: Literal["auto", "disabled"] = "disabled"
+    """A Responses client's ``truncation``: ``auto`` lets the router drop the oldest turns of
+    a conversation that no candidate's context window holds, until it fits the largest
+    (``routing/truncation.py``); ``disabled``: such a request is a 400."""
+    kept_messages: list[int] | None = None
+    """After the router dropped the oldest turns, the index in the messages as parsed of each
+    message left (the dialect names a message's field as the client sent it); ``None``: none
+    dropped."""
     answer_as_is: bool = False
     """A complete answer in ``wire_format`` goes to the client as the upstream's bytes and
     nothing reads its content: the provider may leave the response's ``choices`` empty and

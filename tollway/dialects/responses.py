@@ -57,14 +57,16 @@ _COMPACTION = (
 )
 
 
-def _failure(origins: Origins) -> Failure:
+def _failure(origins: Origins, parsed: list[ChatRequest] | None = None) -> Failure:
     """Errors in OpenAI's shape that name the fields as the Responses client sent them (its
     canonical request is a chat request: later steps name Chat Completions' fields);
-    ``origins``: where the parse found each message."""
+    ``origins``: where the parse found each message; ``parsed``: the request parsed, whose
+    oldest turns the router may have dropped since (``truncation: "auto"``)."""
 
     def fail(exc: GatewayError, rid: str, headers: dict[str, str]) -> web.StreamResponse:
         if exc.param:
-            name = client_param(exc.param, origins)
+            kept = parsed[0].kept_messages if parsed else None
+            name = client_param(exc.param, origins if kept is None else [origins[i] for i in kept])
             if name != exc.param:
                 exc.message = exc.message.replace(f"'{exc.param}'", f"'{name}'")
                 exc.param = name
@@ -135,11 +137,13 @@ class ResponsesDialect:
         """``POST /v1/responses``, streaming or not."""
         echo: JSON = {}
         origins: Origins = []
+        chats: list[ChatRequest] = []
 
         def parse(body: dict[str, Any]) -> ChatRequest:
             parsed = request_from_wire(body)
             echo.update(parsed.echo)  # what the Response object repeats back
             origins.extend(parsed.origins)
+            chats.append(parsed.chat)
             # As sent, for a deployment that speaks the Responses API (``responses_api``).
             parsed.chat.responses_body = body
             return parsed.chat
@@ -173,7 +177,7 @@ class ResponsesDialect:
             )
 
         return await exchange(
-            request, self._gateway, parse, answer, _failure(origins), logged_as="responses"
+            request, self._gateway, parse, answer, _failure(origins, chats), logged_as="responses"
         )
 
     async def count_input_tokens(self, request: web.Request) -> web.StreamResponse:

@@ -4,26 +4,29 @@
 strategy, then those of its ``fallbacks`` groups (the ones the caller may use), without
 deployments whose context window cannot hold the request, and, for a Responses request that
 only OpenAI's Responses API can serve (a built-in tool, ``previous_response_id``: see
-``ChatRequest.responses_only``), without the deployments that do not speak it. Whether a
-candidate is available right now (circuit, 429 rest) is asked by the pipeline just before it
-tries one, so a half-open circuit's single probe is claimed only by a request that really
-sends it.
+``ChatRequest.responses_only``), without the deployments that do not speak it. A Responses
+request with ``truncation: "auto"`` that no candidate's window holds loses its oldest turns
+until the largest holds it (``routing/truncation.py``). Whether a candidate is available right
+now (circuit, 429 rest) is asked by the pipeline just before it tries one, so a half-open
+circuit's single probe is claimed only by a request that really sends it.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Literal
 
 from tollway.config.schema import RoutingConfig
 from tollway.core.context import RequestContext
 from tollway.core.errors import InvalidRequest
-from tollway.core.types import ChatRequest, Deployment, ResponsesOnly, TextPart
+from tollway.core.types import ChatRequest, Deployment, Message, ResponsesOnly, TextPart
 from tollway.pricing.tokens import TokenCounter
 from tollway.routing.health import DeploymentHealth, HealthBook
 from tollway.routing.strategies import STRATEGIES, Candidate
 from tollway.routing.table import ModelGroup, RoutingTable
+from tollway.routing.truncation import oldest_dropped
 
 Kind = Literal["chat", "embedding"]
 
@@ -155,30 +158,68 @@ class Router:
         if _surely_fits(ctx.chat, smallest):
             return candidates  # no tokenizing for the common short request
         needed = self._input_tokens(ctx, candidates[0][0]) + (ctx.chat.max_tokens or 0)
-        fitting = [
-            c for c in candidates if c[0].context_window is None or c[0].context_window >= needed
-        ]
+        fitting = _fitting(candidates, needed)
         if fitting:
             return fitting
         largest = max(c[0].context_window or 0 for c in candidates)
+        why = ""
+        if ctx.chat.truncation == "auto":
+            if self._truncate(ctx, candidates[0][0], largest):
+                # The largest window holds it now, as the same count says.
+                needed = ctx.input_tokens_estimate or 0
+                return _fitting(candidates, needed + (ctx.chat.max_tokens or 0))
+            why = (
+                ", and its instructions and latest turn alone do not fit either (truncation "
+                "'auto' drops only earlier turns)"
+            )
         raise InvalidRequest(
             f"This request needs about {needed} tokens (input plus max_tokens), more than the "
-            f"largest context window of model '{ctx.model}' ({largest} tokens). Shorten the "
-            "messages or lower max_tokens.",
+            f"largest context window of model '{ctx.model}' ({largest} tokens){why}. Shorten "
+            "the messages or lower max_tokens.",
             code="context_length_exceeded",
             param="messages",
         )
+
+    def _truncate(self, ctx: RequestContext, first: Deployment, window: int) -> bool:
+        """Drops the oldest turns of ``ctx.chat`` (``truncation: "auto"``) until it fits
+        ``window`` as ``first`` counts it (the count every candidate is checked with); ``False``,
+        and nothing dropped, when even the instructions and the latest turn do not fit."""
+        chat = ctx.chat
+        assert chat is not None
+        room = window - (chat.max_tokens or 0)
+
+        def fits(messages: list[Message]) -> bool:
+            return self._count(replace(chat, messages=messages), first) <= room
+
+        truncated = oldest_dropped(chat.messages, fits)
+        if truncated is None:
+            return False
+        chat.messages, kept = truncated
+        before = chat.kept_messages
+        chat.kept_messages = kept if before is None else [before[i] for i in kept]
+        chat.wire_body = None  # the client's body holds the dropped turns
+        ctx.input_tokens_estimate = self._count(chat, first)
+        return True
 
     def _input_tokens(self, ctx: RequestContext, first: Deployment) -> int:
         """``ctx.input_tokens_estimate`` when counted already, else counted now (and kept)."""
         if ctx.input_tokens_estimate is None:
             assert ctx.chat is not None
-            if self._counter is not None:
-                count = self._counter.chat(ctx.chat, first.provider, first.model, first.tokenizer)
-            else:
-                count = _character_estimate(ctx.chat)
-            ctx.input_tokens_estimate = count
+            ctx.input_tokens_estimate = self._count(ctx.chat, first)
         return ctx.input_tokens_estimate
+
+    def _count(self, request: ChatRequest, deployment: Deployment) -> int:
+        """The input tokens of ``request`` on ``deployment``: the counter's, else by characters."""
+        if self._counter is None:
+            return _character_estimate(request)
+        return self._counter.chat(
+            request, deployment.provider, deployment.model, deployment.tokenizer
+        )
+
+
+def _fitting(candidates: list[Candidate], needed: int) -> list[Candidate]:
+    """The candidates whose context window holds ``needed`` tokens (or is not known)."""
+    return [c for c in candidates if c[0].context_window is None or c[0].context_window >= needed]
 
 
 def _streams(ctx: RequestContext) -> bool:

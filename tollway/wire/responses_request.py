@@ -23,14 +23,16 @@ that name when the model has none: tools other than ``function`` (``web_search``
 such tools in ``input``, and state the upstream stores (``previous_response_id``,
 ``conversation``, ``item_reference`` items). The gateway itself keeps no responses:
 ``background``, ``prompt`` and ``context_management`` are a 400 saying so; ``store`` is
-accepted (answered with ``"store": false`` by the other deployments); ``include``,
-``truncation`` and the like are accepted and have no effect, but log probabilities (``include:
-["message.output_text.logprobs"]``, ``top_logprobs``) are Chat Completions' ``logprobs`` and
-``top_logprobs``, answered by OpenAI-format deployments in the ``output_text`` parts and a 400
-naming ``include`` for the other families (``wire/crossing.py``). Any other unknown field is a
-400 naming it. ``input`` is read by ``wire/responses_input.py``; its reasoning items are
-dropped: they are context from another upstream that a Chat Completions deployment cannot take,
-and the answer does not depend on them being echoed.
+accepted (answered with ``"store": false`` by the other deployments); ``truncation: "auto"``
+lets the router drop a conversation's oldest turns to fit a context window
+(``routing/truncation.py``); ``include`` and the like are accepted and have no effect, but log
+probabilities (``include: ["message.output_text.logprobs"]``, ``top_logprobs``) are Chat
+Completions' ``logprobs`` and ``top_logprobs``, answered by OpenAI-format deployments in the
+``output_text`` parts and a 400 naming ``include`` for the other families
+(``wire/crossing.py``). Any other unknown field is a 400 naming it. ``input`` is read by
+``wire/responses_input.py``; its reasoning items are dropped: they are context from another
+upstream that a Chat Completions deployment cannot take, and the answer does not depend on them
+being echoed.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from tollway.core.errors import InvalidRequest
 from tollway.core.types import (
@@ -58,15 +60,15 @@ _MODELLED = frozenset(
     {
         "model", "input", "instructions", "max_output_tokens", "metadata", "parallel_tool_calls",
         "stream", "temperature", "text", "tool_choice", "tools", "top_p", "user", "reasoning",
-        "service_tier", "prompt_cache_key", "safety_identifier", "store",
+        "service_tier", "prompt_cache_key", "safety_identifier", "store", "truncation",
     }
 )  # fmt: skip
-# Accepted and without effect: they shape storage, truncation or extra output the gateway
-# does not produce, never the text of the answer (but log probabilities, asked for with
-# ``include`` or ``top_logprobs``, are Chat Completions' ``logprobs``: _logprobs_from_wire).
+# Accepted and without effect: they shape storage or extra output the gateway does not
+# produce, never the text of the answer (but log probabilities, asked for with ``include`` or
+# ``top_logprobs``, are Chat Completions' ``logprobs``: _logprobs_from_wire).
 _IGNORED = frozenset(
     {
-        "include", "truncation", "stream_options", "top_logprobs", "max_tool_calls",
+        "include", "stream_options", "top_logprobs", "max_tool_calls",
         "prompt_cache_retention", "prompt_cache_options",
     }
 )  # fmt: skip
@@ -92,6 +94,7 @@ _NEEDS_STATE: Mapping[str, str] = MappingProxyType(
 )
 _CHAT_COUNTERPARTS = ("service_tier", "prompt_cache_key", "safety_identifier")
 _SUMMARIES = ("auto", "concise", "detailed")
+_TRUNCATIONS = ("auto", "disabled")
 
 
 @dataclass(slots=True)
@@ -146,6 +149,7 @@ def request_from_wire(body: dict[str, Any]) -> ResponsesRequest:
         limit_named_by_client=False,  # max_output_tokens has no Chat Completions name
         reasoning_summary=summary,
         responses_only=stored or own_tool or own_choice or own_item,
+        truncation=_truncation_from_wire(body),
     )
     _check_limits(chat, offered=bool(offered))
     return ResponsesRequest(chat, _echo(body, chat, text), origins)
@@ -175,6 +179,20 @@ def _summary_from_wire(reasoning: JSON) -> str | None:
             )
         return cast(str, value)
     return None
+
+
+def _truncation_from_wire(body: dict[str, Any]) -> Literal["auto", "disabled"]:
+    """``truncation``, checked as OpenAI checks it (absent: ``disabled``)."""
+    value = body.get("truncation")
+    if value is None:
+        return "disabled"
+    if value not in _TRUNCATIONS:
+        raise InvalidRequest(
+            f"Invalid value: {value!r}. Supported values are: 'auto' and 'disabled'.",
+            code="invalid_value",
+            param="truncation",
+        )
+    return cast(Literal["auto", "disabled"], value)
 
 
 def _check_limits(chat: ChatRequest, *, offered: bool) -> None:
@@ -235,7 +253,7 @@ def _echo(body: dict[str, Any], chat: ChatRequest, text: JSON) -> JSON:
         "tool_choice": body.get("tool_choice") or "auto",
         "tools": body.get("tools") or [],
         "top_p": chat.top_p,
-        "truncation": body.get("truncation") or "disabled",
+        "truncation": chat.truncation,
         "user": chat.user,
     }
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -69,3 +69,45 @@ def test_no_deployment_that_speaks_it_is_a_400_naming_the_field() -> None:
     message = caught.value.message
     assert message.startswith("'tools[0].type' 'web_search' is OpenAI's own tool")
     assert "Model 'claude' has no deployment that speaks OpenAI's Responses API" in message
+
+
+def _long_conversation(truncation: Literal["auto", "disabled"]) -> RequestContext:
+    messages = [Message("system", "Be brief.")]
+    for turn in range(10):
+        messages += [Message("user", f"question {turn} " * 40), Message("assistant", "x " * 80)]
+    messages.append(Message("user", "the latest question"))
+    chat = ChatRequest(model="small", messages=messages, max_tokens=50, truncation=truncation)
+    return RequestContext("req-1", "responses", "small", {}, chat=chat)
+
+
+def test_truncation_auto_drops_the_oldest_turns_to_fit_the_largest_window() -> None:
+    router = _router(
+        {
+            "name": "small",
+            "deployments": [
+                {**_COMPATIBLE, "id": "tiny", "context_window": 100},
+                {**_COMPATIBLE, "id": "small", "context_window": 600},
+            ],
+        }
+    )
+    with pytest.raises(InvalidRequest) as caught:
+        router.plan(_long_conversation("disabled"), "chat")
+    assert caught.value.code == "context_length_exceeded"
+    ctx = _long_conversation("auto")
+    assert _planned(router, ctx) == ["small"]  # the tiny window cannot hold even the rest
+    assert ctx.chat is not None and ctx.chat.kept_messages is not None
+    messages = ctx.chat.messages
+    assert messages[0].content == "Be brief." and messages[-1].content == "the latest question"
+    assert messages[1].role == "user" and 3 < len(messages) < 22
+    assert ctx.chat.kept_messages == [0, *range(22 - len(messages) + 1, 22)]
+    assert ctx.input_tokens_estimate is not None and ctx.input_tokens_estimate + 50 <= 600
+
+
+def test_truncation_auto_is_a_400_when_the_latest_turn_alone_does_not_fit() -> None:
+    router = _router({"name": "small", "deployments": [{**_COMPATIBLE, "context_window": 60}]})
+    ctx = _long_conversation("auto")
+    with pytest.raises(InvalidRequest) as caught:
+        router.plan(ctx, "chat")
+    assert caught.value.code == "context_length_exceeded"
+    assert "latest turn alone" in caught.value.message
+    assert ctx.chat is not None and len(ctx.chat.messages) == 22  # nothing dropped

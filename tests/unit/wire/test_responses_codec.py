@@ -244,6 +244,13 @@ def test_max_output_tokens_is_named_as_the_openai_upstream_wants_it() -> None:
     assert compatible["max_tokens"] == 50 and "max_completion_tokens" not in compatible
 
 
+def test_truncation_auto_reaches_the_router_and_disabled_is_the_default() -> None:
+    assert parse(truncation="auto").chat.truncation == "auto"
+    assert parse(truncation="disabled").chat.truncation == "disabled"
+    default = parse()
+    assert default.chat.truncation == "disabled" and default.echo["truncation"] == "disabled"
+
+
 def test_echo_repeats_the_settings_and_says_nothing_is_stored() -> None:
     echo = parse(
         store=True,
@@ -259,7 +266,7 @@ def test_echo_repeats_the_settings_and_says_nothing_is_stored() -> None:
     assert echo["tools"] == [WEATHER] and echo["tool_choice"] == "auto"
     assert echo["instructions"] == "hi" and echo["parallel_tool_calls"] is True
     assert echo["text"] == {"format": {"type": "text"}}
-    assert echo["previous_response_id"] is None
+    assert echo["previous_response_id"] is None and echo["truncation"] == "auto"
 
 
 @pytest.mark.parametrize(
@@ -284,6 +291,7 @@ def test_echo_repeats_the_settings_and_says_nothing_is_stored() -> None:
         ({"max_output_tokens": "many"}, "max_output_tokens", "integer"),
         ({"max_output_tokens": 0}, "max_output_tokens", "at least 1"),
         ({"top_logprobs": 21}, "top_logprobs", "between 0 and 20"),
+        ({"truncation": "middle"}, "truncation", "'auto' and 'disabled'"),
         ({"include": "reasoning.encrypted_content"}, "include", "array"),
         ({"tool_choice": "required"}, "tool_choice", "no 'tools'"),
         ({"tool_choice": {"type": "function", "name": "f"}}, "tool_choice", "no 'tools'"),
