@@ -7,9 +7,9 @@ import gc
 import logging
 import re
 import signal
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import orjson
 from aiohttp import web
@@ -22,6 +22,7 @@ from tollway.auth.oidc import MAX_TOKEN_LENGTH
 from tollway.config.schema import Settings
 from tollway.dialects import anthropic
 from tollway.dialects.anthropic import AnthropicDialect
+from tollway.dialects.client_address import TrustedProxies, client_address
 from tollway.dialects.http import request_id
 from tollway.dialects.openai import OpenAIDialect, error_response
 from tollway.dialects.responses import ResponsesDialect
@@ -204,6 +205,16 @@ class AccessLogger(AbstractAccessLogger):
     ``api_key``, ``token``, ``X-Amz-Signature``...) masked: a client that puts its key in the
     URL (as Gemini's clients do) must not find it in the gateway's log."""
 
+    proxies: ClassVar[TrustedProxies | None] = None
+    """Whose ``X-Forwarded-For`` names the client the line begins with (``behind``)."""
+
+    @classmethod
+    def behind(cls, trusted_proxies: Sequence[str]) -> type[AccessLogger]:
+        """This logger, writing the client's address as ``server.trusted_proxies`` give it
+        (aiohttp makes the logger from the class it is given: the proxies are the class's)."""
+        proxies = TrustedProxies(trusted_proxies) if trusted_proxies else None
+        return type(cls.__name__, (cls,), {"proxies": proxies})
+
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         target = request.rel_url.path
         if request.rel_url.query_string:
@@ -216,6 +227,6 @@ class AccessLogger(AbstractAccessLogger):
         agent = request.headers.get("User-Agent", "-")
         self.logger.info(
             '%s "%s %s %s" %d %d %.6fs "%s"',
-            request.remote, request.method, target, version, response.status,
+            client_address(request, self.proxies), request.method, target, version, response.status,
             response.body_length, time, agent,
         )  # fmt: skip

@@ -133,7 +133,7 @@ def serve(
             create_app(settings, config_path=_config_path(config)),
             sock=sockets,
             access_log=logging.getLogger("aiohttp.access") if server.access_log else None,
-            access_log_class=AccessLogger,
+            access_log_class=AccessLogger.behind(server.trusted_proxies),
             shutdown_timeout=server.shutdown_timeout,
             print=None,
         )

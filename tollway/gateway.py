@@ -41,6 +41,7 @@ from tollway.config.reloads import SYSTEM_ACTOR, Trigger, reload_event
 from tollway.config.schema import Settings
 from tollway.core.errors import GatewayError, StoreUnavailable
 from tollway.core.pipeline import Pipeline, Stage
+from tollway.dialects.client_address import TrustedProxies
 from tollway.dialects.http import HeaderForwarder, RequestIds
 from tollway.fleet import Fleet, first_line
 from tollway.limits.backend import LimiterUnavailable
@@ -119,6 +120,9 @@ class Gateway:
             on_key_use=self.key_use.note,
         )
         self.max_body_size = int(settings.server.max_body_size)
+        proxies = settings.server.trusted_proxies
+        self.proxies = TrustedProxies(proxies) if proxies else None
+        """Whose ``X-Forwarded-For`` names the client (``client_address``); None: no one's."""
         self.started_at = int(time.time())
         self.forwarder = HeaderForwarder(settings.upstream.forward_headers)
         self.request_ids = RequestIds()

@@ -22,6 +22,7 @@ from tollway.core.errors import (
     InvalidRequest,
     NotFound,
 )
+from tollway.dialects.client_address import client_address
 from tollway.dialects.http import log_internal_error, read_json_object, request_id
 from tollway.dialects.openai import error_response
 from tollway.store import (
@@ -162,22 +163,21 @@ def admin_routes(gateway: Gateway, routes: list[Route]) -> list[web.RouteDef]:
             rid = request_id(request)
             headers = {"x-request-id": rid}
             principal: Principal | None = None
+            source = client_address(request, gateway.proxies)
             try:
-                principal = await gateway.authenticator.authenticate(
-                    request.headers, request.remote
-                )
+                principal = await gateway.authenticator.authenticate(request.headers, source)
                 if principal.kind == "anonymous":
                     # Not authenticated (401), whatever anonymous callers may do elsewhere.
                     raise AuthenticationFailed(
                         "The admin API needs a key or a token: send 'Authorization: Bearer <key>'.",
                         code="missing_api_key",
                     )
-                actor = Actor(principal, request.remote, rid)
+                actor = Actor(principal, source, rid)
                 refuse_nul_parameters(request)
                 result = await route.handler(AdminCall(request, actor, gateway))
             except GatewayError as exc:
                 if exc.status in (401, 403):  # who tried without the right to: denials.py
-                    gateway.admin_denials.denied(request, route.path, rid, exc, principal)
+                    gateway.admin_denials.denied(request, source, route.path, rid, exc, principal)
                 return error_response(exc, headers)
             except RecordNotFound as exc:
                 return error_response(NotFound(str(exc), code="not_found"), headers)

@@ -217,26 +217,96 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+OidcIssuerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--oidc-issuer", help="With --oidc-group: the issuer (one of auth.oidc[]) of the group"
+    ),
+]
+OidcGroupOption = Annotated[
+    str | None,
+    typer.Option(
+        "--oidc-group",
+        help="With --oidc-issuer: the group (team_claim value) the team stands for; its "
+        "sign-ins join the team (docs/oidc.md)",
+    ),
+]
+TEAM_COLUMNS = ["id", "name", "organization", "oidc_issuer", "oidc_group"]
+
+
+def _oidc_group(issuer: str | None, group: str | None) -> dict[str, str]:
+    """The body fields of ``--oidc-issuer`` and ``--oidc-group``, which go together (as the
+    admin API takes them: a group is one issuer's)."""
+    if (issuer is None) != (group is None):
+        given, missing = ("--oidc-issuer", "--oidc-group") if group is None else (
+            "--oidc-group", "--oidc-issuer")  # fmt: skip
+        raise typer.BadParameter(
+            f"{given} needs {missing}: a team stands for one issuer's group", param_hint=missing
+        )
+    if issuer is None or group is None:
+        return {}
+    return {"oidc_issuer": issuer, "oidc_group": group}
+
+
 @teams.command("create")
 def teams_create(
     url: UrlOption,
     admin_key: KeyOption,
     name: str,
     organization: Annotated[str | None, typer.Option()] = None,
+    oidc_issuer: OidcIssuerOption = None,
+    oidc_group: OidcGroupOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Create a team."""
-    team = call(
-        url, admin_key, "POST", "/admin/teams", {"name": name, "organization": organization}
-    )
-    show_record(team, ["id", "name", "organization"], as_json, "team created")
+    """Create a team, standing for an OIDC group if given (made before anyone of it signs in,
+    so its budgets and limits can be set first)."""
+    body = {"name": name, "organization": organization, **_oidc_group(oidc_issuer, oidc_group)}
+    team = call(url, admin_key, "POST", "/admin/teams", body)
+    show_record(team, TEAM_COLUMNS, as_json, "team created")
+
+
+@teams.command("update")
+def teams_update(
+    url: UrlOption,
+    admin_key: KeyOption,
+    team_id: str,
+    name: Annotated[str | None, typer.Option(help="A new name")] = None,
+    organization: Annotated[str | None, typer.Option(help="A new organisation")] = None,
+    oidc_issuer: OidcIssuerOption = None,
+    oidc_group: OidcGroupOption = None,
+    clear_oidc_group: Annotated[
+        bool,
+        typer.Option(
+            "--clear-oidc-group",
+            help="The team stands for no OIDC group any more (docs/oidc.md)",
+        ),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Change a team: its name, organisation, or the OIDC group it stands for."""
+    body: dict[str, str | None] = {"name": name, "organization": organization}
+    body = {field: value for field, value in body.items() if value is not None}
+    group = _oidc_group(oidc_issuer, oidc_group)
+    if clear_oidc_group and group:
+        raise typer.BadParameter(
+            "set a group or clear it, not both", param_hint="--clear-oidc-group"
+        )
+    body.update({"oidc_issuer": None, "oidc_group": None} if clear_oidc_group else group)
+    if not body:
+        raise typer.BadParameter(
+            "nothing to change: give --name, --organization, --oidc-issuer with --oidc-group, "
+            "or --clear-oidc-group",
+            param_hint="TEAM_ID",
+        )
+    team = call(url, admin_key, "PATCH", f"/admin/teams/{segment(team_id)}", body)
+    show_record(team, TEAM_COLUMNS, as_json, "team updated")
 
 
 @teams.command("list")
 def teams_list(url: UrlOption, admin_key: KeyOption, as_json: JsonOption = False) -> None:
     """List teams."""
     answer = call(url, admin_key, "GET", "/admin/teams")
-    show(answer, ["id", "name", "organization", "created_at"], as_json, "teams")
+    show(answer, [*TEAM_COLUMNS, "created_at"], as_json, "teams")
 
 
 @teams.command("add-member")

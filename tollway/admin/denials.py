@@ -53,22 +53,25 @@ class AdminDenials:
     def denied(
         self,
         request: web.Request,
+        source: str | None,
         route: str,
         request_id: str,
         error: GatewayError,
         principal: Principal | None,
     ) -> None:
-        """Record that ``request`` to the admin route ``route`` was refused with ``error``
-        (a 401 or 403), when its kind is under its rate; count it otherwise."""
+        """Record that ``request`` from the client address ``source`` to the admin route
+        ``route`` was refused with ``error`` (a 401 or 403), when its kind is under its rate;
+        count it otherwise."""
         if not self.buckets.admit(error):
             return
         if principal is None and isinstance(error, AuthenticationFailed):
             principal = error.principal  # a known key that cannot be used
-        self._record(denial_event(request, route, request_id, error, principal))
+        self._record(denial_event(request, source, route, request_id, error, principal))
 
 
 def denial_event(
     request: web.Request,
+    source: str | None,
     route: str,
     request_id: str,
     error: GatewayError,
@@ -95,7 +98,7 @@ def denial_event(
             "code": error.code,
             **who,
         },
-        source_ip=request.remote,
+        source_ip=source,
         request_id=request_id,
     )
 

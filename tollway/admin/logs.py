@@ -100,7 +100,8 @@ def source_ips(query: Any) -> tuple[str, ...] | None:
     """The ``source_ip`` parameter as the spellings the log may hold of that one address;
     ``None`` when absent; a 400 naming it when it is not an address.
 
-    A row holds the peer address as the socket gave it: an IPv4 client of a dual-stack
+    A row holds the peer address as the socket gave it (or as a trusted proxy's
+    ``X-Forwarded-For`` did, made canonical): an IPv4 client of a dual-stack
     listener is ``::ffff:a.b.c.d``, which Python writes ``::ffff:xxxx:xxxx``; each finds the
     others. A network (``10.0.0.0/8``) is refused: the column is text on SQLite and
     PostgreSQL alike, and a network is no prefix of its addresses' text (a ``/20`` cuts an

@@ -64,7 +64,7 @@ class Authenticator:
         """The caller's principal; ``AuthenticationFailed`` saying what is wrong otherwise.
 
         A credential that is sent must be valid: a bad key is never downgraded to anonymous.
-        ``source``: the client's address (``request.remote``), which the store lookups of
+        ``source``: the client's address (``client_address``), which the store lookups of
         keys not in memory are limited by.
         """
         secret = credential(headers)

@@ -8,10 +8,12 @@ through a token bucket (``auth.unknown_key_lookups_per_second``, bursts of
 ``auth.unknown_key_lookups_burst``); an unknown key beyond it is refused as any unknown key
 is, without asking the store, and counted (``tollway_unknown_key_lookups_refused_total``).
 
-An address is the peer of the connection, as the request log's ``source_ip``; an IPv6
-client is its /64 network (one host commonly holds a whole one). Behind a reverse proxy every
-client is the proxy's address and they share one bucket. Only the most recently seen
-addresses keep a bucket (``_MAX_ADDRESSES``); one seen again after that starts full.
+An address is the client's, as the request log's ``source_ip``: the peer of the connection,
+or behind a reverse proxy listed in ``server.trusted_proxies`` the client it names in
+``X-Forwarded-For`` (dialects/client_address.py; without it, every client of the proxy
+would be the proxy's address and share one bucket). An IPv6 client is its /64 network (one
+host commonly holds a whole one). Only the most recently seen addresses keep a bucket
+(``_MAX_ADDRESSES``); one seen again after that starts full.
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ class UnknownKeyLimit:
 
     def admit(self, address: str | None) -> bool:
         """Whether the store may be asked about an unknown key sent from ``address`` (the
-        connection's peer; ``None`` when the transport has none); counted when not."""
+        client's, ``client_address``; ``None`` when the transport has none); counted when
+        not."""
         source = _source(address)
         now = time.monotonic()
         bucket = self._buckets.get(source)

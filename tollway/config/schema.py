@@ -8,10 +8,19 @@ from __future__ import annotations
 
 import datetime
 import importlib.util
+import ipaddress
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ByteSize, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ByteSize,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from tollway.config.types import Duration, SecretRef
 from tollway.simulator.settings import SimulatorSettings
@@ -249,6 +258,24 @@ class RoutingConfig(Strict):
     """Share of ``latency`` requests sent to a random candidate, so a recovered one is seen."""
 
 
+def _proxy_network(value: str) -> str:
+    """``value`` when it is an address or a CIDR network (``10.0.0.0/8``, ``2001:db8::/32``)."""
+    try:
+        network = ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not an address or a CIDR network such as 10.0.0.0/8"
+        ) from None
+    if network.network_address != ipaddress.ip_address(value.partition("/")[0]):
+        # Refused, not made 10.0.0.0/8: a mistyped prefix would trust a whole other network.
+        raise ValueError(f"{value!r} has bits set past its prefix: the network is {network}")
+    return value
+
+
+ProxyNetwork = Annotated[str, AfterValidator(_proxy_network)]
+"""A trusted proxy's address or network (``server.trusted_proxies``)."""
+
+
 class ServerConfig(Strict):
     """The HTTP listener."""
 
@@ -263,6 +290,11 @@ class ServerConfig(Strict):
     reload_interval: Duration | None = 2.0
     """How often the config file is checked for changes to reload model groups (null: never;
     SIGHUP and ``POST /admin/reload`` reload at once either way)."""
+    trusted_proxies: list[ProxyNetwork] = Field(default_factory=list)
+    """Addresses and CIDR networks of the reverse proxies and load balancers in front of the
+    gateway: a request whose peer is one of them is from the address their
+    ``X-Forwarded-For`` names (the right-most one not itself trusted; dialects/
+    client_address.py). Empty: no header is read, the client is the connection's peer."""
 
 
 class UpstreamConfig(Strict):

@@ -103,7 +103,8 @@ class RequestContext:
     trace: RequestTrace | None = None
     """The request's spans while it runs, when tracing is on and records it (tracing.py)."""
     source_ip: str | None = None
-    """The address the request came from (the connection's peer), for the request log."""
+    """The address the request came from (the connection's peer, or the client a trusted
+    proxy names: dialects/client_address.py), for the request log."""
 
     def __post_init__(self) -> None:
         if not self.requested_model:

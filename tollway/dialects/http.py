@@ -152,20 +152,23 @@ async def exchange(
     ctx: RequestContext | None = None
     principal: Principal | None = None
     body: dict[str, Any] | None = None
+    # client_address, written out: no call made on the hot path when no proxy is trusted.
+    proxies = gateway.proxies
+    source = request.remote if proxies is None else proxies.client(request)
     try:
-        principal = await gateway.authenticator.authenticate(request.headers, request.remote)
+        principal = await gateway.authenticator.authenticate(request.headers, source)
         body, size = await read_body(request, gateway.max_body_size)
         parsed = parse(body)
         parsed.upstream_headers = gateway.forwarder.select(request.headers)
         if isinstance(parsed, ChatRequest):
             ctx = RequestContext(
                 rid, "chat", parsed.model, request.headers, principal=principal, chat=parsed,
-                source_ip=request.remote,
+                source_ip=source,
             )  # fmt: skip
         else:
             ctx = RequestContext(
                 rid, "embeddings", parsed.model, request.headers, principal=principal,
-                embedding=parsed, source_ip=request.remote,
+                embedding=parsed, source_ip=source,
             )  # fmt: skip
         if size > COUNT_AHEAD_CHARS:  # long texts (no more characters than bytes) are
             # counted off the event loop
@@ -174,7 +177,7 @@ async def exchange(
     except GatewayError as exc:
         if ctx is None:
             if logged_as is not None:
-                _refused(gateway, request, rid, logged_as, exc, principal, body)
+                _refused(gateway, source, rid, logged_as, exc, principal, body)
             return fail(exc, rid, {"x-request-id": rid})
         ctx.error = exc
         return fail(exc, rid, routing_headers(ctx))
@@ -183,7 +186,7 @@ async def exchange(
         if ctx is not None:
             ctx.error = error  # so metrics, the request log and traces count it as a 500
         elif logged_as is not None:
-            _refused(gateway, request, rid, logged_as, error, principal, body)
+            _refused(gateway, source, rid, logged_as, error, principal, body)
         return fail(error, rid, {"x-request-id": rid})
     except asyncio.CancelledError:
         # The server stopping cancels what still runs at the end of its shutdown timeout (a
@@ -204,16 +207,16 @@ async def exchange(
 
 def _refused(
     gateway: Gateway,
-    request: web.Request,
+    source: str | None,
     rid: str,
     endpoint: str,
     error: GatewayError,
     principal: Principal | None,
     body: dict[str, Any] | None,
 ) -> None:
-    """Hand a request refused before the pipeline to the request log (telemetry/refusals.py):
-    the principal authenticated, or the one a known but unusable key names; never the
-    credential itself."""
+    """Hand a request refused before the pipeline, from the client address ``source``, to the
+    request log (telemetry/refusals.py): the principal authenticated, or the one a known but
+    unusable key names; never the credential itself."""
     refusals = gateway.refusals
     if refusals is None or not refusals.admit(error):
         return
@@ -222,7 +225,7 @@ def _refused(
     model = body.get("model") if body is not None else None
     if not isinstance(model, str):
         model = ""
-    refusals.put(refusal_entry(rid, endpoint, error, principal, model, request.remote))
+    refusals.put(refusal_entry(rid, endpoint, error, principal, model, source))
 
 
 def request_id(request: web.Request, new: Callable[[], str] | None = None) -> str:

@@ -17,6 +17,7 @@ from tollway.core.context import RequestContext
 from tollway.core.errors import GatewayError, NotFound
 from tollway.core.types import ChatChunk
 from tollway.dialects import anthropic
+from tollway.dialects.client_address import client_address
 from tollway.dialects.http import (
     exchange,
     request_id,
@@ -129,7 +130,7 @@ class OpenAIDialect:
         created = self._gateway.started_at
         try:
             principal = await self._gateway.authenticator.authenticate(
-                request.headers, request.remote
+                request.headers, client_address(request, self._gateway.proxies)
             )
             groups = [g for g in self._gateway.pipeline.routing.groups if principal.may_use(g.name)]
             if by_anthropic:
@@ -151,7 +152,7 @@ class OpenAIDialect:
         by_anthropic = anthropic.is_anthropic_client(request.headers)
         try:
             principal = await self._gateway.authenticator.authenticate(
-                request.headers, request.remote
+                request.headers, client_address(request, self._gateway.proxies)
             )
         except GatewayError as exc:
             return _model_failure(exc, rid, by_anthropic)

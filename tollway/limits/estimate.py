@@ -19,6 +19,7 @@ from aiohttp import web
 from tollway.core.context import RequestContext
 from tollway.core.errors import GatewayError, PermissionDenied
 from tollway.core.types import ChatRequest, Deployment, Usage
+from tollway.dialects.client_address import client_address
 from tollway.dialects.http import log_internal_error, read_body, request_id
 from tollway.dialects.openai import error_response
 from tollway.limits.backend import MICRO
@@ -47,7 +48,8 @@ def _candidates(gateway: Gateway, ctx: RequestContext) -> list[Deployment]:
 
 async def estimate(gateway: Gateway, request: web.Request) -> dict[str, Any]:
     """The estimate for one request body."""
-    principal = await gateway.authenticator.authenticate(request.headers, request.remote)
+    source = client_address(request, gateway.proxies)
+    principal = await gateway.authenticator.authenticate(request.headers, source)
     body, size = await read_body(request, gateway.max_body_size)
     parsed = (
         embedding_request_from_wire(body)

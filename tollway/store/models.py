@@ -347,7 +347,8 @@ class RequestLogRow(Base):
     """Set on a placeholder: why the store refused the row written for this request (the
     row itself is set aside in the spool's ``rejected/``); revision 0007."""
     source_ip: Mapped[str | None] = mapped_column(String(64))
-    """The client's address (the connection's peer); revision 0009, NULL in rows before."""
+    """The client's address (the connection's peer, or the client a trusted proxy names:
+    ``server.trusted_proxies``); revision 0009, NULL in rows before."""
     # The provider's server-side tool calls (web search...) and their fees, the part of
     # cost_micros they are (revision 0014; rows stored before hold 0).
     tool_calls: Mapped[int] = mapped_column(BigInteger, server_default="0")

@@ -57,6 +57,16 @@ def test_a_valid_file_loads_with_units_resolved(tmp_path: Path) -> None:
             "models[0].deployments[0].model: required option missing",
         ),
         ("server: {port: 4000, prot: 1}", "server.prot: unknown option"),
+        (
+            "server: {trusted_proxies: [10.0.0.0/8, 10.0.0.300]}",
+            "server.trusted_proxies[1]: '10.0.0.300' is not an address or a CIDR network",
+        ),
+        (
+            # A mistyped prefix is not made a network: it would trust one nobody named.
+            "server: {trusted_proxies: ['2001:db8::/32', 10.1.0.0/8]}",
+            "server.trusted_proxies[1]: '10.1.0.0/8' has bits set past its prefix: the network"
+            " is 10.0.0.0/8",
+        ),
         ("upstream: {timeouts: {connect: soon}}", "upstream.timeouts.connect: 'soon' is not a"),
         ("models: [{name: a, deployments: []}]", "models[0].deployments: List should have at"),
         (
