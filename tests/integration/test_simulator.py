@@ -361,6 +361,15 @@ async def test_bad_requests(oai: openai.AsyncOpenAI, sim: Simulator) -> None:
             model="m", messages=HELLO, stream_options={"include_usage": True}
         )
     assert caught.value.param == "stream_options"
+    # A file's data without its filename: OpenAI's 400 names the file id it then looks for.
+    pdf: Any = {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBE"}}
+    unnamed: Any = [{"role": "user", "content": [{"type": "text", "text": "read"}, pdf]}]
+    with pytest.raises(openai.BadRequestError) as caught:
+        await oai.chat.completions.create(model="m", messages=unnamed)
+    assert caught.value.param == "messages[0].content[1].file.file_id"
+    assert caught.value.code == "missing_required_parameter"
+    pdf["file"]["filename"] = "tolls.pdf"
+    await oai.chat.completions.create(model="m", messages=unnamed)
     status, payload, _ = await raw("POST", sim.url + "/v1/chat/completions", b"{nope")
     assert status == 400
     error = json.loads(payload)["error"]

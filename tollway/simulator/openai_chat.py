@@ -14,7 +14,8 @@ api-versions refuse the fields they predate (``stream_options`` before 2024-08-0
 ``max_completion_tokens`` before 2024-09-01); with ``x-sim-content-filter: prompt`` Azure
 refuses the prompt as its content filters do (a 400 ``content_filter`` whose ``innererror``
 names the category caught). As OpenAI does, ``parallel_tool_calls`` without
-``tools`` is a 400. Mistral's carry the usage on
+``tools`` is a 400, and so is a ``file`` part's ``file_data`` without its ``filename``
+(``missing_required_parameter``, naming ``file.file_id``). Mistral's carry the usage on
 their last chunk, unasked. With ``x-sim-refusal`` the answer declines as a structured-output
 refusal comes: no content, the words in ``message.refusal`` (streamed as ``delta.refusal``
 pieces), finish ``stop``. With ``x-sim-reasoning`` (the field name) it reasons first as
@@ -219,6 +220,7 @@ def read_prompt(body: dict[str, Any], call: Call) -> tuple[Prompt, int]:
             raise InvalidRequest("Invalid 'messages': each message must be an object.", "messages")
         answering = _check_tool_turn(message, index, answering)
         _check_call_ids(message, index)
+        _check_files(message, index)
         last_text, tokens = _message_tokens(message)
         prompt_tokens += tokens
         if message.get("role") == "user":
@@ -254,6 +256,18 @@ def _check_tool_turn(message: dict[str, Any], index: int, answering: bool) -> bo
             )
         return True
     return role == "assistant" and bool(message.get("tool_calls"))
+
+
+def _check_files(message: dict[str, Any], index: int) -> None:
+    """OpenAI's refusal of a ``file`` part whose ``file_data`` comes without a ``filename``
+    (its words: it then looks for a ``file_id``, and names that)."""
+    content = message.get("content")
+    for position, part in enumerate(content if isinstance(content, list) else ()):
+        file = part.get("file") if isinstance(part, dict) and part.get("type") == "file" else None
+        if isinstance(file, dict) and "file_data" in file and "filename" not in file:
+            param = f"messages[{index}].content[{position}].file.file_id"
+            message_text = f"Missing required parameter: '{param}'."
+            raise InvalidRequest(message_text, param, "missing_required_parameter")
 
 
 _LONGEST_CALL_ID = 40

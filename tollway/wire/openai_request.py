@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -486,9 +487,7 @@ def _part_to_wire(part: TextPart | ImagePart | DocumentPart | OpaquePart) -> dic
         if part.data is None or part.media_type != PDF:
             # Chat Completions reads PDFs from files: a plain-text document is its text.
             return {**part.extra, "type": "text", "text": part.text or ""}
-        file = {"file_data": f"data:{PDF};base64,{part.data}"}
-        if part.name is not None:
-            file["filename"] = part.name
+        file = {"file_data": f"data:{PDF};base64,{part.data}", "filename": _filename(part)}
         return {**part.extra, "type": "file", "file": file}
     if isinstance(part, ImagePart):
         url = part.url if part.url is not None else f"data:{part.media_type};base64,{part.data}"
@@ -497,6 +496,15 @@ def _part_to_wire(part: TextPart | ImagePart | DocumentPart | OpaquePart) -> dic
             image["detail"] = part.detail
         return {**part.extra, "type": "image_url", "image_url": image}
     return part.data
+
+
+def _filename(part: DocumentPart) -> str:
+    """A PDF's ``filename``: its own, else one made from a hash of its data, as Bedrock's
+    documents are named. Chat Completions refuses ``file_data`` without a ``filename`` (a 400
+    naming ``file.file_id``), and an Anthropic ``document`` needs no title."""
+    if part.name is not None:
+        return part.name
+    return "document-" + hashlib.sha256((part.data or "").encode()).hexdigest()[:8] + ".pdf"
 
 
 def _tool_to_wire(tool: Tool) -> dict[str, Any]:
