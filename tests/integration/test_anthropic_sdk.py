@@ -348,6 +348,31 @@ def test_max_tokens_ends_with_stop_reason_max_tokens(
     assert message.usage.output_tokens == 3
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_tool_call_the_output_limit_cut_ends_max_tokens(
+    claude: anthropic.Anthropic, stream: bool
+) -> None:
+    # OpenAI ends a call max_tokens stops mid-way with arguments that are not yet JSON; as
+    # Claude answers it, that is a max_tokens answer keeping the cut tool_use, never a 502.
+    kwargs: dict[str, Any] = {
+        "model": "test-chat",
+        "max_tokens": 2,
+        "tools": [WEATHER_TOOL],
+        "tool_choice": {"type": "any"},
+        "messages": user("weather cut short"),
+    }
+    if stream:
+        with claude.messages.stream(**kwargs) as events:
+            message = events.get_final_message()
+    else:
+        message = claude.messages.create(**kwargs)
+    assert message.stop_reason == "max_tokens" and message.usage.output_tokens == 2
+    [block] = message.content
+    assert block.type == "tool_use" and block.name == "get_weather"
+    if not stream:  # streamed, the SDK reads the fragments that came as far as they go
+        assert block.input == {}
+
+
 def test_max_tokens_0_warms_the_prompt_cache_of_anthropic_deployments(
     claude: anthropic.Anthropic,
 ) -> None:

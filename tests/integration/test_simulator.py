@@ -256,6 +256,28 @@ async def test_streamed_tool_arguments_come_in_fragments(sim: Simulator) -> None
     assert json.loads(arguments) == WEATHER_ARGS
 
 
+async def test_the_output_limit_cuts_a_tool_call_mid_way(oai: openai.AsyncOpenAI) -> None:
+    # As OpenAI ends a call max_tokens stops: its arguments so far, which are not yet JSON.
+    ask: Any = [{"role": "user", "content": "both in parallel"}]
+    cut = await oai.chat.completions.create(
+        model="m", messages=ask, tools=[WEATHER, CLOCK], max_tokens=2
+    )
+    calls = tool_calls(cut)
+    assert cut.choices[0].finish_reason == "length"
+    assert [c.function.name for c in calls] == ["get_weather"]
+    whole = json.dumps(WEATHER_ARGS, separators=(",", ":"))
+    assert calls[0].function.arguments == whole[:16]
+    assert cut.usage is not None and cut.usage.completion_tokens == 2
+    async with oai.chat.completions.stream(
+        model="m", messages=ask, tools=[WEATHER, CLOCK], max_tokens=2
+    ) as stream:
+        async for _ in stream:
+            pass
+    streamed = stream.current_completion_snapshot
+    assert streamed.choices[0].finish_reason == "length"
+    assert [c.function.arguments for c in tool_calls(streamed)] == [whole[:16]]
+
+
 async def test_interleave_knob_streams_parallel_tool_calls_in_turn(
     sim: Simulator, oai: openai.AsyncOpenAI
 ) -> None:

@@ -6,6 +6,8 @@ Token rule (the same for OpenAI, Azure and Anthropic, so usage survives a dialec
   " reply", " to:", ...); every word is one token and one streamed chunk.
 * JSON output (a ``json_object`` / ``json_schema`` reply, tool-call arguments) is emitted in
   fragments of ``JSON_FRAGMENT_CHARS`` characters; every fragment is one token and one chunk.
+  Chat Completions' tool calls are cut at ``max_tokens`` fragments (``cut_calls``), as OpenAI
+  ends a call the limit stops mid-way; the other APIs' calls come whole.
 * Prompt tokens: ``MESSAGE_OVERHEAD`` per message (a system prompt counts as a message) plus one
   per whitespace-separated word of its text (text parts, tool results, tool-call arguments),
   ``IMAGE_TOKENS`` per image and ``TOOL_TOKENS`` per tool definition.
@@ -173,6 +175,26 @@ def apply_limits(pieces: list[str], max_tokens: int | None, stops: list[str]) ->
     if best is None:
         return Completion(pieces, finish)
     return Completion(_cut(pieces, best[0]), "stop_sequence", best[1])
+
+
+def cut_calls(completion: Completion, max_tokens: int | None) -> Completion:
+    """``completion`` with its tool calls cut at ``max_tokens`` argument fragments, as an API
+    whose arguments are text (Chat Completions) ends a call the limit stops mid-way: the
+    arguments written so far (not yet JSON), finish ``length``; a call not begun is left out."""
+    if max_tokens is None or not completion.tool_calls:
+        return completion
+    left = max_tokens  # a call's answer has no text; reasoning is a budget of its own
+    if sum(len(call.fragments) for call in completion.tool_calls) <= left:
+        return completion
+    calls: list[ToolCallOut] = []
+    for call in completion.tool_calls:
+        if left <= 0:
+            break
+        fragments = call.fragments[:left]
+        left -= len(fragments)
+        calls.append(ToolCallOut(call.id, call.name, "".join(fragments), fragments))
+    completion.tool_calls, completion.finish = calls, "length"
+    return completion
 
 
 def _cut(pieces: list[str], index: int) -> list[str]:

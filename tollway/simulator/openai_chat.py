@@ -49,6 +49,7 @@ from tollway.simulator.content import (
     Prompt,
     ToolSpec,
     complete,
+    cut_calls,
     refusal,
     word_count,
 )
@@ -347,7 +348,10 @@ async def handle_chat(
     if body.get("stream_options") is not None and body.get("stream") is not True:
         message = "The 'stream_options' parameter is only allowed when 'stream' is enabled."
         raise InvalidRequest(message, "stream_options")
-    completions = [complete(prompt, i, lambda: state.new_id("call_")) for i in range(n)]
+    completions = [
+        cut_calls(complete(prompt, i, lambda: state.new_id("call_")), prompt.max_tokens)
+        for i in range(n)
+    ]
     if call.refusal is not None:
         completions = [refusal(call.refusal) for _ in range(n)]
     if prompt.forced_tool is not None:
