@@ -339,6 +339,56 @@ async def test_json_response_formats(oai: openai.AsyncOpenAI) -> None:
     assert json.loads(shaped.choices[0].message.content or "") == {"name": "sample", "age": 1}
 
 
+async def test_strict_schemas_follow_openais_rules(oai: openai.AsyncOpenAI) -> None:
+    # Strict mode needs every object closed and every property required (an optional one
+    # is a union with null), for a response format and for a function's parameters alike.
+    optional: Any = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+        "required": ["name"],
+        "additionalProperties": False,
+    }
+    strict_format: Any = {"name": "p", "schema": optional, "strict": True}
+    with pytest.raises(openai.BadRequestError) as caught:
+        await oai.chat.completions.create(
+            model="m",
+            messages=HELLO,
+            response_format={"type": "json_schema", "json_schema": strict_format},
+        )
+    assert caught.value.param == "response_format"
+    assert "Missing 'age'" in caught.value.message
+    tool: Any = {"type": "function", "function": {"name": "f", "parameters": optional}}
+    with pytest.raises(openai.BadRequestError) as caught:
+        await oai.chat.completions.create(
+            model="m",
+            messages=HELLO,
+            tools=[{**tool, "function": {**tool["function"], "strict": True}}],
+        )
+    assert caught.value.param == "tools[0].function.parameters"
+    assert caught.value.code == "invalid_function_parameters"
+    opened: Any = {"type": "object", "properties": {"nested": {**optional, "required": []}}}
+    opened["required"] = ["nested"]
+    with pytest.raises(openai.BadRequestError) as caught:
+        await oai.chat.completions.create(
+            model="m",
+            messages=HELLO,
+            response_format={
+                "type": "json_schema",
+                "json_schema": {**strict_format, "schema": opened},
+            },
+        )
+    assert "'additionalProperties' is required to be supplied and to be false" in (
+        caught.value.message
+    )
+    # Not strict, the same schemas are taken.
+    await oai.chat.completions.create(
+        model="m",
+        messages=HELLO,
+        tools=[tool],
+        response_format={"type": "json_schema", "json_schema": {**strict_format, "strict": False}},
+    )
+
+
 async def test_n_choices_differ(oai: openai.AsyncOpenAI) -> None:
     completion = await oai.chat.completions.create(model="m", messages=HELLO, n=2)
     assert [c.index for c in completion.choices] == [0, 1]

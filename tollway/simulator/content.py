@@ -350,3 +350,43 @@ def check_closed(schema: Any, param: str) -> None:
         inner = schema.get(key)
         for item in inner.values() if isinstance(inner, dict) else ():
             check_closed(item, param)
+
+
+def check_strict(schema: Any, subject: str, param: str, code: str | None = None) -> None:
+    """OpenAI's strict mode (a ``json_schema`` response format, a function's ``parameters``):
+    every object says ``"additionalProperties": false`` and lists every property in
+    ``required`` (an optional one is a union with null), or a 400 in OpenAI's words naming
+    ``param``; ``subject`` is what its message names (``response_format 'person'``)."""
+    _check_strict(schema, (), subject, param, code)
+
+
+def _check_strict(
+    schema: Any, context: tuple[str, ...], subject: str, param: str, code: str | None
+) -> None:
+    if not isinstance(schema, dict):
+        return
+    kind = schema.get("type")
+    if kind == "object" or (isinstance(kind, list) and "object" in kind):
+        where = f"Invalid schema for {subject}: In context={context!r}, "
+        if schema.get("additionalProperties") is not False:
+            message = where + "'additionalProperties' is required to be supplied and to be false."
+            raise InvalidRequest(message, param, code)
+        properties = schema.get("properties")
+        required = schema.get("required")
+        listed = set(required) if isinstance(required, list) else set()
+        missing = [name for name in properties or () if name not in listed]
+        if missing:
+            message = where + (
+                "'required' is required to be supplied and to be an array including every key "
+                f"in properties. Missing '{missing[0]}'."
+            )
+            raise InvalidRequest(message, param, code)
+    for key in _SUBSCHEMAS:
+        _check_strict(schema.get(key), (*context, key), subject, param, code)
+    for key in _SUBSCHEMA_LISTS:
+        for index, item in enumerate(schema.get(key) or ()):
+            _check_strict(item, (*context, key, str(index)), subject, param, code)
+    for key in _SUBSCHEMA_MAPS:
+        inner = schema.get(key)
+        for name, item in inner.items() if isinstance(inner, dict) else ():
+            _check_strict(item, (*context, key, name), subject, param, code)

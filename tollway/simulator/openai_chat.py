@@ -15,7 +15,9 @@ api-versions refuse the fields they predate (``stream_options`` before 2024-08-0
 refuses the prompt as its content filters do (a 400 ``content_filter`` whose ``innererror``
 names the category caught). As OpenAI does, ``parallel_tool_calls`` without
 ``tools`` is a 400, and so is a ``file`` part's ``file_data`` without its ``filename``
-(``missing_required_parameter``, naming ``file.file_id``). Mistral's carry the usage on
+(``missing_required_parameter``, naming ``file.file_id``), and so, in strict mode, is a
+``json_schema`` or a function's ``parameters`` with an object not closed or with a property
+left out of ``required`` (``content.check_strict``). Mistral's carry the usage on
 their last chunk, unasked. With ``x-sim-refusal`` the answer declines as a structured-output
 refusal comes: no content, the words in ``message.refusal`` (streamed as ``delta.refusal``
 pieces), finish ``stop``. With ``x-sim-reasoning`` (the field name) it reasons first as
@@ -48,6 +50,7 @@ from tollway.simulator.content import (
     InvalidRequest,
     Prompt,
     ToolSpec,
+    check_strict,
     complete,
     cut_calls,
     refusal,
@@ -163,10 +166,14 @@ def _message_tokens(message: dict[str, Any]) -> tuple[str, int]:
 
 def _tools(body: dict[str, Any]) -> list[ToolSpec]:
     specs: list[ToolSpec] = []
-    for tool in body.get("tools") or ():
+    for index, tool in enumerate(body.get("tools") or ()):
         function = tool.get("function") if isinstance(tool, dict) else None
         if isinstance(function, dict) and isinstance(function.get("name"), str):
             parameters = function.get("parameters")
+            if function.get("strict") is True:
+                subject = f"function {function['name']!r}"
+                param = f"tools[{index}].function.parameters"
+                check_strict(parameters, subject, param, "invalid_function_parameters")
             specs.append(
                 ToolSpec(function["name"], parameters if isinstance(parameters, dict) else None)
             )
@@ -192,6 +199,8 @@ def _apply_response_format(prompt: Prompt, response_format: Any) -> None:
         prompt.json_mode = True
         spec = response_format.get("json_schema")
         schema = spec.get("schema") if isinstance(spec, dict) else None
+        if isinstance(spec, dict) and spec.get("strict") is True:
+            check_strict(schema, f"response_format {spec.get('name')!r}", "response_format")
         prompt.json_schema = schema if isinstance(schema, dict) else None
 
 
