@@ -697,6 +697,31 @@ def test_anthropic_fields_pass_through_to_anthropic_deployments(
     assert body["metadata"] == {"user_id": "user-42"}
 
 
+def test_toolsets_that_name_no_tool_reach_anthropic_deployments(
+    claude: anthropic.Anthropic, simulator_url: str
+) -> None:
+    # A toolset entry (the computer and browser toolsets, the MCP connector's mcp_toolset)
+    # declares a family of tools and carries no "name" of its own.
+    toolsets: list[Any] = [
+        {"type": "computer_toolset_20260801"},
+        {"type": "browser_toolset_20260801"},
+        {"type": "mcp_toolset", "mcp_server_name": "tolls"},
+    ]
+    tools = [*toolsets, WEATHER_TOOL]
+    claude.messages.create(
+        model="test-claude", max_tokens=100, messages=user("toolsets go through"), tools=tools
+    )
+    assert recorded_request(simulator_url, "toolsets go through")["json"]["tools"] == tools
+    # A choice may name one of a toolset's tools, which the request does not list.
+    choice: Any = {"type": "tool", "name": "lookup_toll"}
+    counted = claude.messages.count_tokens(
+        model="test-claude", messages=user("toolset choice"), tools=tools, tool_choice=choice
+    )
+    assert counted.input_tokens > 0
+    sent = recorded_request(simulator_url, "toolset choice")
+    assert sent["path"] == "/v1/messages/count_tokens" and sent["json"]["tool_choice"] == choice
+
+
 def test_a_cited_answer_streams_into_the_message_a_plain_request_gets(
     claude: anthropic.Anthropic,
 ) -> None:
