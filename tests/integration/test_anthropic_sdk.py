@@ -546,6 +546,23 @@ def test_a_tool_choice_no_tool_offered_can_meet_is_a_400_on_every_route(
         assert "tool_choice" in body["error"]["message"]
 
 
+@pytest.mark.parametrize("model", ["test-chat", "test-azure", "test-mistral"])
+def test_an_empty_tool_list_reaches_openai_format_deployments_as_no_tools(
+    claude: anthropic.Anthropic, simulator_url: str, model: str
+) -> None:
+    # Agents send their tool list (empty now and then) and their choice with every turn;
+    # Anthropic takes that, where OpenAI refuses parallel_tool_calls (or a tool_choice)
+    # without tools and compatible servers an empty "tools" array.
+    marker = f"no tools offered {model}"
+    choice: Any = {"type": "auto", "disable_parallel_tool_use": True}
+    answer = claude.messages.create(
+        model=model, max_tokens=5, messages=user(marker), tools=[], tool_choice=choice
+    )
+    assert answer.stop_reason == "max_tokens"
+    sent = recorded_request(simulator_url, marker)["json"]
+    assert not {"tools", "tool_choice", "parallel_tool_calls"} & set(sent)
+
+
 @BOTH
 def test_upstream_rate_limit_keeps_retry_after(claude: anthropic.Anthropic, model: str) -> None:
     with pytest.raises(anthropic.RateLimitError) as caught:

@@ -239,11 +239,15 @@ def request_to_wire(
         body["seed"] = request.seed
     if request.user is not None:
         body["user"] = request.user
-    if request.parallel_tool_calls is not None:
+    # Another format's empty tool list offers nothing (Anthropic takes "tools": [] and a choice
+    # or parallel flag beside it; OpenAI refuses those without tools, compatible servers an
+    # empty array). A choice that needs a tool was refused on parsing.
+    offers = not foreign or bool(request.tools)
+    if request.parallel_tool_calls is not None and offers:
         body["parallel_tool_calls"] = request.parallel_tool_calls
-    if request.tools is not None:
+    if request.tools is not None and offers:
         body["tools"] = [_tool_to_wire(t, foreign) for t in request.tools]
-    if request.tool_choice is not None:
+    if request.tool_choice is not None and offers:
         body["tool_choice"] = _tool_choice_to_wire(request.tool_choice)
     if request.response_format is not None:
         body["response_format"] = _response_format_to_wire(request.response_format, foreign)
