@@ -348,6 +348,31 @@ def test_max_tokens_ends_with_stop_reason_max_tokens(
     assert message.usage.output_tokens == 3
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_tool_call_the_output_limit_cut_ends_max_tokens(
+    claude: anthropic.Anthropic, stream: bool
+) -> None:
+    # OpenAI ends a call max_tokens stops mid-way with arguments that are not yet JSON; as
+    # Claude answers it, that is a max_tokens answer keeping the cut tool_use, never a 502.
+    kwargs: dict[str, Any] = {
+        "model": "test-chat",
+        "max_tokens": 2,
+        "tools": [WEATHER_TOOL],
+        "tool_choice": {"type": "any"},
+        "messages": user("weather cut short"),
+    }
+    if stream:
+        with claude.messages.stream(**kwargs) as events:
+            message = events.get_final_message()
+    else:
+        message = claude.messages.create(**kwargs)
+    assert message.stop_reason == "max_tokens" and message.usage.output_tokens == 2
+    [block] = message.content
+    assert block.type == "tool_use" and block.name == "get_weather"
+    if not stream:  # streamed, the SDK reads the fragments that came as far as they go
+        assert block.input == {}
+
+
 def test_max_tokens_0_warms_the_prompt_cache_of_anthropic_deployments(
     claude: anthropic.Anthropic,
 ) -> None:
@@ -521,6 +546,23 @@ def test_a_tool_choice_no_tool_offered_can_meet_is_a_400_on_every_route(
         assert "tool_choice" in body["error"]["message"]
 
 
+@pytest.mark.parametrize("model", ["test-chat", "test-azure", "test-mistral"])
+def test_an_empty_tool_list_reaches_openai_format_deployments_as_no_tools(
+    claude: anthropic.Anthropic, simulator_url: str, model: str
+) -> None:
+    # Agents send their tool list (empty now and then) and their choice with every turn;
+    # Anthropic takes that, where OpenAI refuses parallel_tool_calls (or a tool_choice)
+    # without tools and compatible servers an empty "tools" array.
+    marker = f"no tools offered {model}"
+    choice: Any = {"type": "auto", "disable_parallel_tool_use": True}
+    answer = claude.messages.create(
+        model=model, max_tokens=5, messages=user(marker), tools=[], tool_choice=choice
+    )
+    assert answer.stop_reason == "max_tokens"
+    sent = recorded_request(simulator_url, marker)["json"]
+    assert not {"tools", "tool_choice", "parallel_tool_calls"} & set(sent)
+
+
 @BOTH
 def test_upstream_rate_limit_keeps_retry_after(claude: anthropic.Anthropic, model: str) -> None:
     with pytest.raises(anthropic.RateLimitError) as caught:
@@ -670,6 +712,31 @@ def test_anthropic_fields_pass_through_to_anthropic_deployments(
     ]
     assert (body["top_k"], body["service_tier"]) == (5, "auto")
     assert body["metadata"] == {"user_id": "user-42"}
+
+
+def test_toolsets_that_name_no_tool_reach_anthropic_deployments(
+    claude: anthropic.Anthropic, simulator_url: str
+) -> None:
+    # A toolset entry (the computer and browser toolsets, the MCP connector's mcp_toolset)
+    # declares a family of tools and carries no "name" of its own.
+    toolsets: list[Any] = [
+        {"type": "computer_toolset_20260801"},
+        {"type": "browser_toolset_20260801"},
+        {"type": "mcp_toolset", "mcp_server_name": "tolls"},
+    ]
+    tools = [*toolsets, WEATHER_TOOL]
+    claude.messages.create(
+        model="test-claude", max_tokens=100, messages=user("toolsets go through"), tools=tools
+    )
+    assert recorded_request(simulator_url, "toolsets go through")["json"]["tools"] == tools
+    # A choice may name one of a toolset's tools, which the request does not list.
+    choice: Any = {"type": "tool", "name": "lookup_toll"}
+    counted = claude.messages.count_tokens(
+        model="test-claude", messages=user("toolset choice"), tools=tools, tool_choice=choice
+    )
+    assert counted.input_tokens > 0
+    sent = recorded_request(simulator_url, "toolset choice")
+    assert sent["path"] == "/v1/messages/count_tokens" and sent["json"]["tool_choice"] == choice
 
 
 def test_a_cited_answer_streams_into_the_message_a_plain_request_gets(

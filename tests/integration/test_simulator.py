@@ -256,6 +256,28 @@ async def test_streamed_tool_arguments_come_in_fragments(sim: Simulator) -> None
     assert json.loads(arguments) == WEATHER_ARGS
 
 
+async def test_the_output_limit_cuts_a_tool_call_mid_way(oai: openai.AsyncOpenAI) -> None:
+    # As OpenAI ends a call max_tokens stops: its arguments so far, which are not yet JSON.
+    ask: Any = [{"role": "user", "content": "both in parallel"}]
+    cut = await oai.chat.completions.create(
+        model="m", messages=ask, tools=[WEATHER, CLOCK], max_tokens=2
+    )
+    calls = tool_calls(cut)
+    assert cut.choices[0].finish_reason == "length"
+    assert [c.function.name for c in calls] == ["get_weather"]
+    whole = json.dumps(WEATHER_ARGS, separators=(",", ":"))
+    assert calls[0].function.arguments == whole[:16]
+    assert cut.usage is not None and cut.usage.completion_tokens == 2
+    async with oai.chat.completions.stream(
+        model="m", messages=ask, tools=[WEATHER, CLOCK], max_tokens=2
+    ) as stream:
+        async for _ in stream:
+            pass
+    streamed = stream.current_completion_snapshot
+    assert streamed.choices[0].finish_reason == "length"
+    assert [c.function.arguments for c in tool_calls(streamed)] == [whole[:16]]
+
+
 async def test_interleave_knob_streams_parallel_tool_calls_in_turn(
     sim: Simulator, oai: openai.AsyncOpenAI
 ) -> None:
@@ -317,6 +339,56 @@ async def test_json_response_formats(oai: openai.AsyncOpenAI) -> None:
     assert json.loads(shaped.choices[0].message.content or "") == {"name": "sample", "age": 1}
 
 
+async def test_strict_schemas_follow_openais_rules(oai: openai.AsyncOpenAI) -> None:
+    # Strict mode needs every object closed and every property required (an optional one
+    # is a union with null), for a response format and for a function's parameters alike.
+    optional: Any = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+        "required": ["name"],
+        "additionalProperties": False,
+    }
+    strict_format: Any = {"name": "p", "schema": optional, "strict": True}
+    with pytest.raises(openai.BadRequestError) as caught:
+        await oai.chat.completions.create(
+            model="m",
+            messages=HELLO,
+            response_format={"type": "json_schema", "json_schema": strict_format},
+        )
+    assert caught.value.param == "response_format"
+    assert "Missing 'age'" in caught.value.message
+    tool: Any = {"type": "function", "function": {"name": "f", "parameters": optional}}
+    with pytest.raises(openai.BadRequestError) as caught:
+        await oai.chat.completions.create(
+            model="m",
+            messages=HELLO,
+            tools=[{**tool, "function": {**tool["function"], "strict": True}}],
+        )
+    assert caught.value.param == "tools[0].function.parameters"
+    assert caught.value.code == "invalid_function_parameters"
+    opened: Any = {"type": "object", "properties": {"nested": {**optional, "required": []}}}
+    opened["required"] = ["nested"]
+    with pytest.raises(openai.BadRequestError) as caught:
+        await oai.chat.completions.create(
+            model="m",
+            messages=HELLO,
+            response_format={
+                "type": "json_schema",
+                "json_schema": {**strict_format, "schema": opened},
+            },
+        )
+    assert "'additionalProperties' is required to be supplied and to be false" in (
+        caught.value.message
+    )
+    # Not strict, the same schemas are taken.
+    await oai.chat.completions.create(
+        model="m",
+        messages=HELLO,
+        tools=[tool],
+        response_format={"type": "json_schema", "json_schema": {**strict_format, "strict": False}},
+    )
+
+
 async def test_n_choices_differ(oai: openai.AsyncOpenAI) -> None:
     completion = await oai.chat.completions.create(model="m", messages=HELLO, n=2)
     assert [c.index for c in completion.choices] == [0, 1]
@@ -361,6 +433,15 @@ async def test_bad_requests(oai: openai.AsyncOpenAI, sim: Simulator) -> None:
             model="m", messages=HELLO, stream_options={"include_usage": True}
         )
     assert caught.value.param == "stream_options"
+    # A file's data without its filename: OpenAI's 400 names the file id it then looks for.
+    pdf: Any = {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBE"}}
+    unnamed: Any = [{"role": "user", "content": [{"type": "text", "text": "read"}, pdf]}]
+    with pytest.raises(openai.BadRequestError) as caught:
+        await oai.chat.completions.create(model="m", messages=unnamed)
+    assert caught.value.param == "messages[0].content[1].file.file_id"
+    assert caught.value.code == "missing_required_parameter"
+    pdf["file"]["filename"] = "tolls.pdf"
+    await oai.chat.completions.create(model="m", messages=unnamed)
     status, payload, _ = await raw("POST", sim.url + "/v1/chat/completions", b"{nope")
     assert status == 400
     error = json.loads(payload)["error"]

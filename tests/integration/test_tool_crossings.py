@@ -258,6 +258,24 @@ def test_an_anthropic_clients_documents_reach_every_family(
     assert sent["test-claude"][0]["content"][:2] == documents("")[0]["content"][:2]
 
 
+@pytest.mark.parametrize("model", ["test-chat", "test-azure"])
+def test_an_untitled_pdf_reaches_openai_with_a_file_name(
+    claude: anthropic.Anthropic, simulator_url: str, model: str
+) -> None:
+    # Anthropic's documents need no title; Chat Completions refuses a file_data without a
+    # filename (a 400 naming file.file_id), so an untitled PDF would never be read.
+    pdf = {"type": "base64", "media_type": "application/pdf", "data": PDF_DATA}
+    asked = marker("what does the untitled pdf say")
+    content = [{"type": "document", "source": pdf}, {"type": "text", "text": asked}]
+    answer = claude.messages.create(
+        model=model, max_tokens=50, messages=[{"role": "user", "content": content}]
+    )
+    assert answer.content
+    file = sent_upstream(simulator_url, asked)["messages"][0]["content"][0]["file"]
+    assert file["file_data"] == f"data:application/pdf;base64,{PDF_DATA}"
+    assert file["filename"].startswith("document-") and file["filename"].endswith(".pdf")
+
+
 @pytest.mark.parametrize("model", ["test-claude", "test-bedrock", "test-gemini"])
 def test_an_openai_clients_pdf_reaches_every_family(
     gpt: openai.OpenAI, simulator_url: str, model: str

@@ -1,7 +1,8 @@
 """Settings that cross from one client's dialect to another family, through the real ``openai``
 and ``anthropic`` SDKs against the session's gateway and the simulator: ``temperature`` outside
 Claude's range, ``top_k`` where the family takes it, Anthropic's structured output as OpenAI's
-strict JSON schema, and an OpenAI-format client's cache hints on Anthropic and Bedrock."""
+strict JSON schema (where strict mode takes the schema), and an OpenAI-format client's cache
+hints on Anthropic and Bedrock."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import anthropic
 import httpx
 import openai
 import pytest
+from pydantic import BaseModel
 
 from tests.integration.sdk import sent_upstream, user
 from tests.integration.test_vision import PIXEL
@@ -158,6 +160,36 @@ def test_anthropic_structured_output_is_openais_strict_json_schema(
         "json_schema": {"name": "response", "schema": SCHEMA, "strict": True},
     }
     assert "output_format" not in body and "output_config" not in body
+
+
+class Toll(BaseModel):
+    """A structured answer with an optional field: Claude's structured output takes it, not
+    OpenAI's strict mode, which needs every property required."""
+
+    road: str
+    euros: float | None = None
+
+
+@pytest.mark.parametrize("model", ["test-chat", "test-azure"])
+def test_a_schema_strict_mode_refuses_reaches_openai_unforced(
+    claude: anthropic.Anthropic, simulator_url: str, model: str
+) -> None:
+    asked = marker("structured with an optional field")
+    answer = claude.messages.parse(
+        model=model, max_tokens=50, messages=user(asked), output_format=Toll
+    )
+    assert answer.parsed_output == Toll(road="sample")
+    sent = sent_upstream(simulator_url, asked)["response_format"]["json_schema"]
+    assert sent["strict"] is False and sent["schema"]["required"] == ["road"]
+    # A strict tool with an optional parameter alike.
+    tool: Any = {"name": "pay", "strict": True, "input_schema": Toll.model_json_schema()}
+    tool["input_schema"]["additionalProperties"] = False
+    asked = marker("strict tool with an optional parameter")
+    called = claude.messages.create(
+        model=model, max_tokens=50, messages=user(asked), tools=[tool], tool_choice={"type": "any"}
+    )
+    assert [block.type for block in called.content] == ["tool_use"]
+    assert sent_upstream(simulator_url, asked)["tools"][0]["function"]["strict"] is False
 
 
 # --- cache hints ------------------------------------------------------------------------

@@ -6,6 +6,8 @@ Token rule (the same for OpenAI, Azure and Anthropic, so usage survives a dialec
   " reply", " to:", ...); every word is one token and one streamed chunk.
 * JSON output (a ``json_object`` / ``json_schema`` reply, tool-call arguments) is emitted in
   fragments of ``JSON_FRAGMENT_CHARS`` characters; every fragment is one token and one chunk.
+  Chat Completions' tool calls are cut at ``max_tokens`` fragments (``cut_calls``), as OpenAI
+  ends a call the limit stops mid-way; the other APIs' calls come whole.
 * Prompt tokens: ``MESSAGE_OVERHEAD`` per message (a system prompt counts as a message) plus one
   per whitespace-separated word of its text (text parts, tool results, tool-call arguments),
   ``IMAGE_TOKENS`` per image and ``TOOL_TOKENS`` per tool definition.
@@ -175,6 +177,26 @@ def apply_limits(pieces: list[str], max_tokens: int | None, stops: list[str]) ->
     return Completion(_cut(pieces, best[0]), "stop_sequence", best[1])
 
 
+def cut_calls(completion: Completion, max_tokens: int | None) -> Completion:
+    """``completion`` with its tool calls cut at ``max_tokens`` argument fragments, as an API
+    whose arguments are text (Chat Completions) ends a call the limit stops mid-way: the
+    arguments written so far (not yet JSON), finish ``length``; a call not begun is left out."""
+    if max_tokens is None or not completion.tool_calls:
+        return completion
+    left = max_tokens  # a call's answer has no text; reasoning is a budget of its own
+    if sum(len(call.fragments) for call in completion.tool_calls) <= left:
+        return completion
+    calls: list[ToolCallOut] = []
+    for call in completion.tool_calls:
+        if left <= 0:
+            break
+        fragments = call.fragments[:left]
+        left -= len(fragments)
+        calls.append(ToolCallOut(call.id, call.name, "".join(fragments), fragments))
+    completion.tool_calls, completion.finish = calls, "length"
+    return completion
+
+
 def _cut(pieces: list[str], index: int) -> list[str]:
     kept: list[str] = []
     position = 0
@@ -328,3 +350,43 @@ def check_closed(schema: Any, param: str) -> None:
         inner = schema.get(key)
         for item in inner.values() if isinstance(inner, dict) else ():
             check_closed(item, param)
+
+
+def check_strict(schema: Any, subject: str, param: str, code: str | None = None) -> None:
+    """OpenAI's strict mode (a ``json_schema`` response format, a function's ``parameters``):
+    every object says ``"additionalProperties": false`` and lists every property in
+    ``required`` (an optional one is a union with null), or a 400 in OpenAI's words naming
+    ``param``; ``subject`` is what its message names (``response_format 'person'``)."""
+    _check_strict(schema, (), subject, param, code)
+
+
+def _check_strict(
+    schema: Any, context: tuple[str, ...], subject: str, param: str, code: str | None
+) -> None:
+    if not isinstance(schema, dict):
+        return
+    kind = schema.get("type")
+    if kind == "object" or (isinstance(kind, list) and "object" in kind):
+        where = f"Invalid schema for {subject}: In context={context!r}, "
+        if schema.get("additionalProperties") is not False:
+            message = where + "'additionalProperties' is required to be supplied and to be false."
+            raise InvalidRequest(message, param, code)
+        properties = schema.get("properties")
+        required = schema.get("required")
+        listed = set(required) if isinstance(required, list) else set()
+        missing = [name for name in properties or () if name not in listed]
+        if missing:
+            message = where + (
+                "'required' is required to be supplied and to be an array including every key "
+                f"in properties. Missing '{missing[0]}'."
+            )
+            raise InvalidRequest(message, param, code)
+    for key in _SUBSCHEMAS:
+        _check_strict(schema.get(key), (*context, key), subject, param, code)
+    for key in _SUBSCHEMA_LISTS:
+        for index, item in enumerate(schema.get(key) or ()):
+            _check_strict(item, (*context, key, str(index)), subject, param, code)
+    for key in _SUBSCHEMA_MAPS:
+        inner = schema.get(key)
+        for name, item in inner.items() if isinstance(inner, dict) else ():
+            _check_strict(item, (*context, key, name), subject, param, code)

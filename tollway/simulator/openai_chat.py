@@ -14,7 +14,10 @@ api-versions refuse the fields they predate (``stream_options`` before 2024-08-0
 ``max_completion_tokens`` before 2024-09-01); with ``x-sim-content-filter: prompt`` Azure
 refuses the prompt as its content filters do (a 400 ``content_filter`` whose ``innererror``
 names the category caught). As OpenAI does, ``parallel_tool_calls`` without
-``tools`` is a 400. Mistral's carry the usage on
+``tools`` is a 400, and so is a ``file`` part's ``file_data`` without its ``filename``
+(``missing_required_parameter``, naming ``file.file_id``), and so, in strict mode, is a
+``json_schema`` or a function's ``parameters`` with an object not closed or with a property
+left out of ``required`` (``content.check_strict``). Mistral's carry the usage on
 their last chunk, unasked. With ``x-sim-refusal`` the answer declines as a structured-output
 refusal comes: no content, the words in ``message.refusal`` (streamed as ``delta.refusal``
 pieces), finish ``stop``. With ``x-sim-reasoning`` (the field name) it reasons first as
@@ -47,7 +50,9 @@ from tollway.simulator.content import (
     InvalidRequest,
     Prompt,
     ToolSpec,
+    check_strict,
     complete,
+    cut_calls,
     refusal,
     word_count,
 )
@@ -161,10 +166,14 @@ def _message_tokens(message: dict[str, Any]) -> tuple[str, int]:
 
 def _tools(body: dict[str, Any]) -> list[ToolSpec]:
     specs: list[ToolSpec] = []
-    for tool in body.get("tools") or ():
+    for index, tool in enumerate(body.get("tools") or ()):
         function = tool.get("function") if isinstance(tool, dict) else None
         if isinstance(function, dict) and isinstance(function.get("name"), str):
             parameters = function.get("parameters")
+            if function.get("strict") is True:
+                subject = f"function {function['name']!r}"
+                param = f"tools[{index}].function.parameters"
+                check_strict(parameters, subject, param, "invalid_function_parameters")
             specs.append(
                 ToolSpec(function["name"], parameters if isinstance(parameters, dict) else None)
             )
@@ -190,6 +199,8 @@ def _apply_response_format(prompt: Prompt, response_format: Any) -> None:
         prompt.json_mode = True
         spec = response_format.get("json_schema")
         schema = spec.get("schema") if isinstance(spec, dict) else None
+        if isinstance(spec, dict) and spec.get("strict") is True:
+            check_strict(schema, f"response_format {spec.get('name')!r}", "response_format")
         prompt.json_schema = schema if isinstance(schema, dict) else None
 
 
@@ -219,6 +230,7 @@ def read_prompt(body: dict[str, Any], call: Call) -> tuple[Prompt, int]:
             raise InvalidRequest("Invalid 'messages': each message must be an object.", "messages")
         answering = _check_tool_turn(message, index, answering)
         _check_call_ids(message, index)
+        _check_files(message, index)
         last_text, tokens = _message_tokens(message)
         prompt_tokens += tokens
         if message.get("role") == "user":
@@ -254,6 +266,18 @@ def _check_tool_turn(message: dict[str, Any], index: int, answering: bool) -> bo
             )
         return True
     return role == "assistant" and bool(message.get("tool_calls"))
+
+
+def _check_files(message: dict[str, Any], index: int) -> None:
+    """OpenAI's refusal of a ``file`` part whose ``file_data`` comes without a ``filename``
+    (its words: it then looks for a ``file_id``, and names that)."""
+    content = message.get("content")
+    for position, part in enumerate(content if isinstance(content, list) else ()):
+        file = part.get("file") if isinstance(part, dict) and part.get("type") == "file" else None
+        if isinstance(file, dict) and "file_data" in file and "filename" not in file:
+            param = f"messages[{index}].content[{position}].file.file_id"
+            message_text = f"Missing required parameter: '{param}'."
+            raise InvalidRequest(message_text, param, "missing_required_parameter")
 
 
 _LONGEST_CALL_ID = 40
@@ -333,7 +357,10 @@ async def handle_chat(
     if body.get("stream_options") is not None and body.get("stream") is not True:
         message = "The 'stream_options' parameter is only allowed when 'stream' is enabled."
         raise InvalidRequest(message, "stream_options")
-    completions = [complete(prompt, i, lambda: state.new_id("call_")) for i in range(n)]
+    completions = [
+        cut_calls(complete(prompt, i, lambda: state.new_id("call_")), prompt.max_tokens)
+        for i in range(n)
+    ]
     if call.refusal is not None:
         completions = [refusal(call.refusal) for _ in range(n)]
     if prompt.forced_tool is not None:

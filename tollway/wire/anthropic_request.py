@@ -405,13 +405,17 @@ def _tools_from_wire(raw: list[Any] | None) -> list[Tool] | None:
         param = f"tools[{index}]"
         tool = json_object(item, param)
         schema = optional(tool, "input_schema", dict, f"{param}.input_schema")
-        if schema is None and tool.get("type") in (None, "custom"):
+        custom = tool.get("type") in (None, "custom")
+        if schema is None and custom:
             raise InvalidRequest(
                 f"'{param}.input_schema' is a required property", param=f"{param}.input_schema"
             )
+        # A toolset (computer_toolset_..., mcp_toolset, ...) declares a family of server
+        # tools and names none of them: kept with no name, and sent without one.
+        name = required(tool, "name", str, f"{param}.name") if custom or "name" in tool else ""
         tools.append(
             Tool(
-                name=required(tool, "name", str, f"{param}.name"),
+                name=name,
                 description=optional(tool, "description", str, f"{param}.description"),
                 parameters=schema,
                 strict=optional(tool, "strict", bool, f"{param}.strict"),
@@ -445,7 +449,9 @@ def _tool_choice_from_wire(
         raise InvalidRequest(
             "'tool_choice' requires a tool, but the request has no 'tools'", param="tool_choice"
         )
-    if name is not None and all(tool.name != name for tool in tools or ()):
+    # A toolset's tools are not listed in the request: a choice may name one of them.
+    listed = all(tool.name for tool in tools or ())
+    if name is not None and listed and all(tool.name != name for tool in tools or ()):
         raise InvalidRequest(
             f"'tool_choice.name' names {name!r}, which is not one of the request's 'tools'",
             param="tool_choice.name",
@@ -506,7 +512,9 @@ _NO_ARGUMENTS = {"type": "object", "properties": {}}
 
 def _tool_to_wire(tool: Tool, own: bool = True) -> dict[str, Any]:
     """A tool; ``own``: an Anthropic client's, whose ``input_schema`` goes as it came."""
-    out: dict[str, Any] = {**tool.extra, "name": tool.name}
+    out: dict[str, Any] = {**tool.extra}
+    if tool.name or "type" not in tool.extra:  # a toolset names no tool (_tools_from_wire)
+        out["name"] = tool.name
     if tool.description is not None:
         out["description"] = tool.description
     schema = tool.parameters

@@ -11,6 +11,7 @@ out; ``cache_creation.ephemeral_1h_input_tokens`` (writes kept an hour, billed h
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import msgspec
@@ -242,6 +243,8 @@ def response_to_wire(response: ChatResponse, thinking: bool = False) -> dict[str
     message = choice.message if choice is not None else Message(role="assistant", content=None)
     if foreign and not thinking:
         message = without_parts(message, lambda part: False)
+    if choice is not None and choice.finish_reason == "length" and message.tool_calls:
+        message = _cut_calls_closed(message)
     try:
         content = assistant_blocks(message, "choices[0].message")
     except InvalidRequest as exc:
@@ -267,6 +270,25 @@ def response_to_wire(response: ChatResponse, thinking: bool = False) -> dict[str
         "usage": usage_to_wire(response.usage or Usage()),
         **response.extra,
     }
+
+
+def _cut_calls_closed(message: Message) -> Message:
+    """``message`` with each call the output limit cut mid-way (its arguments not yet a JSON
+    object: OpenAI's answer ends ``length`` with the text written so far) given no arguments.
+    Claude ends such an answer ``max_tokens`` and keeps the cut ``tool_use`` block, whose
+    ``input`` is an object; a client is to ask again with more room, not run the call."""
+    calls = [
+        call if _whole(call.arguments) else replace(call, arguments="{}")
+        for call in message.tool_calls or ()
+    ]
+    return replace(message, tool_calls=calls)
+
+
+def _whole(arguments: str) -> bool:
+    try:
+        return isinstance(orjson.loads(arguments), dict)
+    except orjson.JSONDecodeError:
+        return False
 
 
 def error_from_wire(raw: Any) -> UpstreamErrorBody:

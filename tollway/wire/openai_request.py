@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -22,7 +23,7 @@ from tollway.core.types import (
     ToolCall,
     ToolChoice,
 )
-from tollway.wire.crossing import asks_nothing, request_for
+from tollway.wire.crossing import asks_nothing, is_foreign, request_for
 from tollway.wire.fields import json_object, number, optional, required
 
 WIRE_FORMAT = "openai"
@@ -200,6 +201,7 @@ def request_to_wire(
     says the upstream wants that name (OpenAI's own API, whose reasoning models refuse
     ``max_tokens``), else ``max_tokens``, which every compatible server knows.
     """
+    foreign = is_foreign(request.wire_format, WIRE_FORMAT)  # read before request_for drops it
     request = request_for(request, WIRE_FORMAT)
     if request.responses_body is not None:
         _check_tool_results(request.messages)
@@ -237,14 +239,18 @@ def request_to_wire(
         body["seed"] = request.seed
     if request.user is not None:
         body["user"] = request.user
-    if request.parallel_tool_calls is not None:
+    # Another format's empty tool list offers nothing (Anthropic takes "tools": [] and a choice
+    # or parallel flag beside it; OpenAI refuses those without tools, compatible servers an
+    # empty array). A choice that needs a tool was refused on parsing.
+    offers = not foreign or bool(request.tools)
+    if request.parallel_tool_calls is not None and offers:
         body["parallel_tool_calls"] = request.parallel_tool_calls
-    if request.tools is not None:
-        body["tools"] = [_tool_to_wire(t) for t in request.tools]
-    if request.tool_choice is not None:
+    if request.tools is not None and offers:
+        body["tools"] = [_tool_to_wire(t, foreign) for t in request.tools]
+    if request.tool_choice is not None and offers:
         body["tool_choice"] = _tool_choice_to_wire(request.tool_choice)
     if request.response_format is not None:
-        body["response_format"] = _response_format_to_wire(request.response_format)
+        body["response_format"] = _response_format_to_wire(request.response_format, foreign)
     return body
 
 
@@ -486,9 +492,7 @@ def _part_to_wire(part: TextPart | ImagePart | DocumentPart | OpaquePart) -> dic
         if part.data is None or part.media_type != PDF:
             # Chat Completions reads PDFs from files: a plain-text document is its text.
             return {**part.extra, "type": "text", "text": part.text or ""}
-        file = {"file_data": f"data:{PDF};base64,{part.data}"}
-        if part.name is not None:
-            file["filename"] = part.name
+        file = {"file_data": f"data:{PDF};base64,{part.data}", "filename": _filename(part)}
         return {**part.extra, "type": "file", "file": file}
     if isinstance(part, ImagePart):
         url = part.url if part.url is not None else f"data:{part.media_type};base64,{part.data}"
@@ -499,14 +503,25 @@ def _part_to_wire(part: TextPart | ImagePart | DocumentPart | OpaquePart) -> dic
     return part.data
 
 
-def _tool_to_wire(tool: Tool) -> dict[str, Any]:
+def _filename(part: DocumentPart) -> str:
+    """A PDF's ``filename``: its own, else one made from a hash of its data, as Bedrock's
+    documents are named. Chat Completions refuses ``file_data`` without a ``filename`` (a 400
+    naming ``file.file_id``), and an Anthropic ``document`` needs no title."""
+    if part.name is not None:
+        return part.name
+    return "document-" + hashlib.sha256((part.data or "").encode()).hexdigest()[:8] + ".pdf"
+
+
+def _tool_to_wire(tool: Tool, foreign: bool = False) -> dict[str, Any]:
+    """A function tool; ``foreign``: another format's, whose ``strict`` holds only where
+    OpenAI's strict mode takes its parameters (``_fits_strict_mode``)."""
     function: dict[str, Any] = {**tool.function_extra, "name": tool.name}
     if tool.description is not None:
         function["description"] = tool.description
     if tool.parameters is not None:
         function["parameters"] = tool.parameters
     if tool.strict is not None:
-        function["strict"] = tool.strict
+        function["strict"] = tool.strict and (not foreign or _fits_strict_mode(tool.parameters))
     return {**tool.extra, "type": "function", "function": function}
 
 
@@ -516,7 +531,47 @@ def _tool_choice_to_wire(choice: ToolChoice) -> str | dict[str, Any]:
     return choice.mode
 
 
-def _response_format_to_wire(fmt: ResponseFormat) -> dict[str, Any]:
-    if fmt.type == "json_schema":
-        return {"type": "json_schema", "json_schema": fmt.json_schema}
-    return {"type": fmt.type}
+def _response_format_to_wire(fmt: ResponseFormat, foreign: bool = False) -> dict[str, Any]:
+    """The ``response_format``; ``foreign``: another format's, whose schema is strict (Claude's
+    structured output always is) only where OpenAI's strict mode takes it."""
+    if fmt.type != "json_schema":
+        return {"type": fmt.type}
+    spec = fmt.json_schema
+    strict = spec is not None and spec.get("strict") is True
+    if foreign and strict and spec is not None and not _fits_strict_mode(spec.get("schema")):
+        spec = {**spec, "strict": False}
+    return {"type": "json_schema", "json_schema": spec}
+
+
+_SUBSCHEMAS = ("items", "additionalProperties", "not", "if", "then", "else", "contains")
+_SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+_SUBSCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions")
+
+
+def _fits_strict_mode(schema: Any) -> bool:
+    """Whether OpenAI's strict mode takes ``schema``: every object closed
+    (``"additionalProperties": false``) and listing every property in ``required``. Claude's
+    structured output and strict tools take optional properties, which strict mode refuses
+    with a 400 (an optional property is a union with null there): another format's such
+    schema is sent with ``strict: false``, the answer asked to follow it, not forced to."""
+    if not isinstance(schema, dict):
+        return True
+    kind = schema.get("type")
+    if kind == "object" or (isinstance(kind, list) and "object" in kind):
+        required = schema.get("required")
+        listed = required if isinstance(required, list) else ()
+        if schema.get("additionalProperties") is not False:
+            return False
+        if any(name not in listed for name in schema.get("properties") or ()):
+            return False
+    if not all(_fits_strict_mode(schema.get(key)) for key in _SUBSCHEMAS):
+        return False
+    for key in _SUBSCHEMA_LISTS:
+        items = schema.get(key)
+        if isinstance(items, list) and not all(_fits_strict_mode(item) for item in items):
+            return False
+    for key in _SUBSCHEMA_MAPS:
+        inner = schema.get(key)
+        if isinstance(inner, dict) and not all(_fits_strict_mode(v) for v in inner.values()):
+            return False
+    return True

@@ -418,22 +418,25 @@ def test_json_output_translates_to_structured_output_or_an_instruction() -> None
     assert request_to_wire(any_object, "c")["system"] == [
         {"type": "text", "text": JSON_OBJECT_INSTRUCTION}
     ]
-    back = openai_request.request_to_wire(
-        request_from_wire(
-            {
-                "model": "c",
-                "max_tokens": 5,
-                "messages": [{"role": "user", "content": "json"}],
-                "output_config": {"format": {"type": "json_schema", "schema": schema}},
-            }
-        ),
-        "gpt",
-    )
-    # Claude's structured output always conforms: OpenAI is asked for the same (strict).
-    assert back["response_format"] == {
+
+    def to_openai(schema: dict[str, Any]) -> Any:
+        body = {
+            "model": "c",
+            "max_tokens": 5,
+            "messages": [{"role": "user", "content": "json"}],
+            "output_config": {"format": {"type": "json_schema", "schema": schema}},
+        }
+        return openai_request.request_to_wire(request_from_wire(body), "gpt")["response_format"]
+
+    # Claude's structured output always conforms: OpenAI is asked for the same (strict)...
+    whole = {**closed, "required": ["a"]}
+    assert to_openai(whole) == {
         "type": "json_schema",
-        "json_schema": {"name": "response", "schema": schema, "strict": True},
+        "json_schema": {"name": "response", "schema": whole, "strict": True},
     }
+    # ... where its strict mode takes the schema: not with an optional property, nor open.
+    for schema in (closed, {**whole, "additionalProperties": True}):
+        assert to_openai(schema)["json_schema"]["strict"] is False
 
 
 @pytest.mark.parametrize(
