@@ -422,7 +422,7 @@ async def _status_error(
             f"upstream answered with a redirect ({response.status}), which is not followed",
             detail=f"{_host(url)} answered {response.status}: a redirect, not followed",
         )
-    raw = await response.content.read(_MAX_ERROR_BODY)
+    raw = await _error_body(response.content)
     # The reason phrase and the error type header are the upstream's words too.
     reason = response.reason or ""
     named_type = response.headers.get("x-amzn-errortype", "")
@@ -456,6 +456,22 @@ async def _status_error(
         detail=f"{_host(url)} answered {response.status}: {body.message or message}",
         details=body.details,
     )
+
+
+async def _error_body(content: aiohttp.StreamReader) -> bytes:
+    """An error answer's body up to its end, or its first ``_MAX_ERROR_BODY`` bytes.
+
+    ``read(n)`` gives what one network read brought, not ``n`` bytes: a body that comes in
+    several (a chunked answer written in parts, a TLS record boundary, a proxy passing on
+    what it has) was cut there, and its JSON lost with it (code, param, the wait a body asks
+    for). The wait is under the call's first-byte limit: a body that stalls times out."""
+    raw = b""
+    while len(raw) < _MAX_ERROR_BODY:
+        piece = await content.read(_MAX_ERROR_BODY - len(raw))
+        if not piece:
+            break
+        raw += piece
+    return raw
 
 
 def _retry_after(headers: Mapping[str, str]) -> str | None:

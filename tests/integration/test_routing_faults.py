@@ -1,0 +1,159 @@
+"""Provider failures routing must absorb or report truly, over real sockets: a gateway in
+this process (``create_app`` on a real port) in front of upstreams that fail in ways the
+simulator does not (an upstream in this process, answering by the deployment's
+``x-fault`` header), and the simulator; clients are the real SDKs and httpx.
+
+Each model group has deployments of its own (ids), so what one test teaches the gateway's
+health book never reaches another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import httpx
+import openai
+import pytest
+from aiohttp import web
+
+from tests.integration.in_process import gateway_in_process
+from tests.support import CLIENT_KEY, free_port
+from tollway.gateway import Gateway
+
+ADMIN = {"Authorization": f"Bearer {CLIENT_KEY}"}
+HI = [{"role": "user", "content": "hello there"}]
+ANSWER = {
+    "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "good",
+    "choices": [{"index": 0, "finish_reason": "stop",
+                 "message": {"role": "assistant", "content": "hi"}}],
+    "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+}  # fmt: skip
+CONTEXT_ERROR = {
+    "message": "This model's maximum context length is 8 tokens. However, your messages "
+    "resulted in 12 tokens. Please reduce the length of the messages.",
+    "type": "invalid_request_error",
+    "param": "messages",
+    "code": "context_length_exceeded",
+}
+
+GEMINI_OVERLOAD = {
+    "error": {
+        "code": 503,
+        "message": "The model is overloaded. Please try again later.",
+        "status": "UNAVAILABLE",
+        "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "30s"}],
+    }
+}
+
+
+async def _in_pieces(request: web.Request, status: int, body: bytes) -> web.StreamResponse:
+    """``body`` sent as a chunked answer in two writes a moment apart (as a proxy in front of a
+    provider may pass on what it has), so the gateway reads it in two network reads."""
+    response = web.StreamResponse(status=status, headers={"Content-Type": "application/json"})
+    await response.prepare(request)
+    await response.write(body[:24])
+    await asyncio.sleep(0.05)
+    await response.write(body[24:])
+    await response.write_eof()
+    return response
+
+
+async def upstream(request: web.Request) -> web.StreamResponse:
+    """An OpenAI-format upstream that fails as its deployment's ``x-fault`` header says, or
+    answers."""
+    await request.read()
+    fault = request.headers.get("x-fault", "")
+    if fault == "split-400":
+        return await _in_pieces(request, 400, json.dumps({"error": CONTEXT_ERROR}).encode())
+    if fault == "split-503":  # Gemini's overload, asking for a wait of 30 s in its body
+        return await _in_pieces(request, 503, json.dumps(GEMINI_OVERLOAD).encode())
+    return web.json_response(ANSWER)
+
+
+@pytest.fixture(scope="module")
+async def upstream_url() -> AsyncIterator[str]:
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", upstream)
+    app.router.add_post("/v1beta/models/{method}", upstream)  # Gemini's generateContent
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+def _deployment(base: str, ident: str, fault: str | None = None, **extra: Any) -> dict[str, Any]:
+    headers = {"x-fault": fault} if fault else {}
+    return {
+        "provider": "openai", "model": "m", "api_base": base + "/v1", "api_key": "sk-test-key",
+        "id": ident, "headers": headers, **extra,
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+async def served(
+    tmp_path_factory: pytest.TempPathFactory, upstream_url: str
+) -> AsyncIterator[tuple[str, Gateway]]:
+    tmp: Path = tmp_path_factory.mktemp("routing-faults")
+    config = {
+        "store": {"url": f"sqlite+aiosqlite:///{tmp / 'gw.db'}"},
+        "server": {"reload_interval": None},
+        "upstream": {"timeouts": {"connect": "2s", "first_byte": "2s", "total": "5s"}},
+        "routing": {"failure_threshold": 3, "cooldown": "30s", "backoff": "10ms"},
+        "models": [
+            {"name": "split-400", "deployments": [
+                _deployment(upstream_url, "split-400-a", "split-400")]},
+            {"name": "split-503", "retries": 1, "deployments": [
+                {"provider": "gemini", "model": "gemini-2.5-flash", "api_base": upstream_url,
+                 "api_key": "test-gemini-key", "id": "split-503-gemini",
+                 "headers": {"x-fault": "split-503"}},
+                _deployment(upstream_url, "split-503-backup")]},
+        ],
+    }  # fmt: skip
+    async with gateway_in_process(config) as running:
+        yield running
+
+
+async def _health(url: str) -> dict[str, dict[str, Any]]:
+    async with httpx.AsyncClient() as client:
+        rows = (await client.get(url + "/admin/deployments", headers=ADMIN)).json()["data"]
+    return {row["id"]: row for row in rows}
+
+
+def _gpt(url: str) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+
+
+async def test_an_error_body_that_comes_in_pieces_reaches_the_client_whole(
+    served: tuple[str, Gateway],
+) -> None:
+    # An upstream's error read only as far as its first network read lost its code and
+    # param, and its message became the first bytes of its JSON ('{"error": {"message"').
+    url, _ = served
+    with pytest.raises(openai.BadRequestError) as caught:
+        await _gpt(url).chat.completions.create(model="split-400", messages=HI)
+    assert caught.value.code == "context_length_exceeded"
+    assert caught.value.param == "messages"
+    assert isinstance(caught.value.body, dict)
+    assert caught.value.body["message"] == CONTEXT_ERROR["message"]
+
+
+async def test_a_wait_asked_for_in_an_error_body_that_comes_in_pieces_rests_the_deployment(
+    served: tuple[str, Gateway],
+) -> None:
+    # Gemini asks for a wait in its error body (RetryInfo), not in a header: cut at the first
+    # read, the body said nothing, so the overload was retried at once on the deployment that
+    # asked for 30 s and counted against its circuit.
+    url, _ = served
+    raw = await _gpt(url).chat.completions.with_raw_response.create(model="split-503", messages=HI)
+    assert raw.headers["x-tollway-deployment"] == "split-503-backup"
+    assert raw.headers["x-tollway-attempts"] == "2"  # no retry of the one that asked to wait
+    gemini = (await _health(url))["split-503-gemini"]
+    assert 25 < gemini["rate_limited_for_s"] <= 30
+    assert gemini["consecutive_failures"] == 0 and gemini["circuit"] == "closed"
