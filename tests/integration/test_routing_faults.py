@@ -33,6 +33,8 @@ ANSWER = {
                  "message": {"role": "assistant", "content": "hi"}}],
     "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
 }  # fmt: skip
+UNREADABLE_WAITS = {"inf": "inf", "nan": "nan", "negative": "-5", "words": "in a minute"}
+"""``retry-after`` values that are neither delta-seconds nor an HTTP date, by test id."""
 CONTEXT_ERROR = {
     "message": "This model's maximum context length is 8 tokens. However, your messages "
     "resulted in 12 tokens. Please reduce the length of the messages.",
@@ -72,6 +74,10 @@ async def upstream(request: web.Request) -> web.StreamResponse:
         return await _in_pieces(request, 400, json.dumps({"error": CONTEXT_ERROR}).encode())
     if fault == "split-503":  # Gemini's overload, asking for a wait of 30 s in its body
         return await _in_pieces(request, 503, json.dumps(GEMINI_OVERLOAD).encode())
+    if fault.startswith("429 retry-after "):  # a rate limit asking for an unreadable wait
+        wait = fault.removeprefix("429 retry-after ")
+        error = {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}
+        return web.json_response({"error": error}, status=429, headers={"retry-after": wait})
     return web.json_response(ANSWER)
 
 
@@ -105,7 +111,10 @@ async def served(
         "store": {"url": f"sqlite+aiosqlite:///{tmp / 'gw.db'}"},
         "server": {"reload_interval": None},
         "upstream": {"timeouts": {"connect": "2s", "first_byte": "2s", "total": "5s"}},
-        "routing": {"failure_threshold": 3, "cooldown": "30s", "backoff": "10ms"},
+        "routing": {
+            "failure_threshold": 3, "cooldown": "30s", "backoff": "10ms",
+            "rate_limit_cooldown": "20s",
+        },
         "models": [
             {"name": "split-400", "deployments": [
                 _deployment(upstream_url, "split-400-a", "split-400")]},
@@ -114,6 +123,13 @@ async def served(
                  "api_key": "test-gemini-key", "id": "split-503-gemini",
                  "headers": {"x-fault": "split-503"}},
                 _deployment(upstream_url, "split-503-backup")]},
+            *({"name": f"wait-{name}", "deployments": [
+                _deployment(upstream_url, f"wait-{name}-a", f"429 retry-after {wait}"),
+                _deployment(upstream_url, f"wait-{name}-backup")]}
+              for name, wait in UNREADABLE_WAITS.items()),
+            *({"name": f"only-wait-{name}", "deployments": [
+                _deployment(upstream_url, f"only-wait-{name}-a", f"429 retry-after {wait}")]}
+              for name, wait in UNREADABLE_WAITS.items()),
         ],
     }  # fmt: skip
     async with gateway_in_process(config) as running:
@@ -157,3 +173,26 @@ async def test_a_wait_asked_for_in_an_error_body_that_comes_in_pieces_rests_the_
     gemini = (await _health(url))["split-503-gemini"]
     assert 25 < gemini["rate_limited_for_s"] <= 30
     assert gemini["consecutive_failures"] == 0 and gemini["circuit"] == "closed"
+
+
+@pytest.mark.parametrize("name", UNREADABLE_WAITS)
+async def test_a_rate_limit_asking_for_an_unreadable_wait_is_still_a_rate_limit(
+    served: tuple[str, Gateway], name: str
+) -> None:
+    # 'inf' and 'nan' made the 429 a 502 ('the call to the upstream failed') counted against
+    # the deployment's circuit; '-5' rested it for no time at all; and the client was sent
+    # the upstream's words as its retry-after ('in a minute'). A wait that cannot be read is
+    # no wait: the deployment rests for routing.rate_limit_cooldown, as after a bare 429.
+    url, _ = served
+    gpt = _gpt(url)
+    raw = await gpt.chat.completions.with_raw_response.create(model=f"wait-{name}", messages=HI)
+    assert raw.headers["x-tollway-deployment"] == f"wait-{name}-backup"
+    limited = (await _health(url))[f"wait-{name}-a"]
+    assert limited["circuit"] == "closed" and limited["consecutive_failures"] == 0
+    assert 15 < limited["rate_limited_for_s"] <= 20
+    assert limited["last_error"] == "rate_limit_exceeded"
+
+    with pytest.raises(openai.RateLimitError) as caught:
+        await gpt.chat.completions.create(model=f"only-wait-{name}", messages=HI)
+    assert caught.value.code == "rate_limit_exceeded"
+    assert "retry-after" not in caught.value.response.headers
