@@ -33,6 +33,8 @@ ANSWER = {
                  "message": {"role": "assistant", "content": "hi"}}],
     "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
 }  # fmt: skip
+CALLS: list[tuple[str, str]] = []
+"""Every call the upstream got: its path and its deployment's fault."""
 UNREADABLE_WAITS = {"inf": "inf", "nan": "nan", "negative": "-5", "words": "in a minute"}
 """``retry-after`` values that are neither delta-seconds nor an HTTP date, by test id."""
 CONTEXT_ERROR = {
@@ -70,6 +72,10 @@ async def upstream(request: web.Request) -> web.StreamResponse:
     answers."""
     await request.read()
     fault = request.headers.get("x-fault", "")
+    CALLS.append((request.path, fault))
+    if fault == "500":
+        error = {"type": "error", "error": {"type": "api_error", "message": "Internal error"}}
+        return web.json_response(error, status=500)
     if fault == "split-400":
         return await _in_pieces(request, 400, json.dumps({"error": CONTEXT_ERROR}).encode())
     if fault == "split-503":  # Gemini's overload, asking for a wait of 30 s in its body
@@ -86,6 +92,8 @@ async def upstream_url() -> AsyncIterator[str]:
     app = web.Application()
     app.router.add_post("/v1/chat/completions", upstream)
     app.router.add_post("/v1beta/models/{method}", upstream)  # Gemini's generateContent
+    app.router.add_post("/v1/messages", upstream)
+    app.router.add_post("/v1/messages/count_tokens", upstream)
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
@@ -102,11 +110,20 @@ def _deployment(base: str, ident: str, fault: str | None = None, **extra: Any) -
     }  # fmt: skip
 
 
+def _claude(base: str, ident: str, fault: str | None = None) -> dict[str, Any]:
+    headers = {"x-fault": fault} if fault else {}
+    return {
+        "provider": "anthropic", "model": "claude-sonnet-4-5", "api_base": base,
+        "api_key": "sk-ant-test-key", "id": ident, "headers": headers,
+    }  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 async def served(
     tmp_path_factory: pytest.TempPathFactory, upstream_url: str
 ) -> AsyncIterator[tuple[str, Gateway]]:
     tmp: Path = tmp_path_factory.mktemp("routing-faults")
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     config = {
         "store": {"url": f"sqlite+aiosqlite:///{tmp / 'gw.db'}"},
         "server": {"reload_interval": None},
@@ -127,6 +144,11 @@ async def served(
                 _deployment(upstream_url, f"wait-{name}-a", f"429 retry-after {wait}"),
                 _deployment(upstream_url, f"wait-{name}-backup")]}
               for name, wait in UNREADABLE_WAITS.items()),
+            {"name": "count-unreachable", "deployments": [
+                _claude(closed, "count-unreachable-a"), _deployment(upstream_url, "count-b")]},
+            {"name": "count-open", "deployments": [
+                _claude(upstream_url, "count-open-a", "500"),
+                _deployment(upstream_url, "count-c")]},
             *({"name": f"only-wait-{name}", "deployments": [
                 _deployment(upstream_url, f"only-wait-{name}-a", f"429 retry-after {wait}")]}
               for name, wait in UNREADABLE_WAITS.items()),
@@ -144,6 +166,10 @@ async def _health(url: str) -> dict[str, dict[str, Any]]:
 
 def _gpt(url: str) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+
+
+def _claude_sdk(url: str) -> anthropic.AsyncAnthropic:
+    return anthropic.AsyncAnthropic(base_url=url, api_key=CLIENT_KEY, max_retries=0)
 
 
 async def test_an_error_body_that_comes_in_pieces_reaches_the_client_whole(
@@ -196,3 +222,40 @@ async def test_a_rate_limit_asking_for_an_unreadable_wait_is_still_a_rate_limit(
         await gpt.chat.completions.create(model=f"only-wait-{name}", messages=HI)
     assert caught.value.code == "rate_limit_exceeded"
     assert "retry-after" not in caught.value.response.headers
+
+
+async def test_a_count_the_first_deployment_cannot_give_is_counted_locally(
+    served: tuple[str, Gateway],
+) -> None:
+    # The count went to the model's first deployment whatever its state, and its failure to
+    # the client (a 502 for every count while it was down), though /v1/messages was served.
+    url, _ = served
+    claude = _claude_sdk(url)
+    answer = await claude.messages.create(model="count-unreachable", max_tokens=5, messages=HI)
+    assert answer.content  # the model is served (by its second deployment)
+    raw = await claude.messages.with_raw_response.count_tokens(
+        model="count-unreachable", messages=HI
+    )
+    assert raw.headers["x-tollway-token-count"] == "local"
+    assert (await raw.parse()).input_tokens > 0
+
+
+async def test_a_count_is_not_asked_of_a_deployment_whose_circuit_is_open(
+    served: tuple[str, Gateway],
+) -> None:
+    url, _ = served
+    claude = _claude_sdk(url)
+    for _ in range(3):  # three failures in a row open its circuit; its backup answers
+        await claude.messages.create(model="count-open", max_tokens=5, messages=HI)
+    assert (await _health(url))["count-open-a"]["circuit"] == "open"
+    CALLS.clear()
+    raw = await claude.messages.with_raw_response.count_tokens(model="count-open", messages=HI)
+    assert raw.headers["x-tollway-token-count"] == "local"
+    assert (await raw.parse()).input_tokens > 0
+    assert CALLS == []  # not called: its circuit set it aside
+    # Counted locally, a request /v1/messages would refuse for that deployment still is.
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        await claude.messages.count_tokens(
+            model="count-open", messages=HI, extra_body={"temperature": 1.5}
+        )
+    assert "temperature" in refused.value.message

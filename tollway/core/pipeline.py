@@ -624,19 +624,25 @@ class Pipeline:
         it: the provider translates it either way (for its own count, or only to check it),
         so a count never answers for what a chat call would answer with a 400.
         No stages run: counting is free and sends nothing to a model.
+
+        A provider's count the deployment cannot give now (its circuit open, resting after a
+        429, or its call failing: unreachable, a 5xx, a timeout) is the local count: the
+        client asked for a count, which one is at hand, not for that deployment's failure.
         """
         assert ctx.chat is not None
         deployment = self.router.first(ctx.model, "chat")
         provider = self._chat_providers[deployment.provider]
-        if not isinstance(provider, ProviderTokenCounter):
-            await self.count_ahead(ctx, always=True)
-        if isinstance(provider, ProviderTokenCounter):
+        if isinstance(provider, ProviderTokenCounter) and self._health.of(deployment).could_answer(
+            time.monotonic()
+        ):
             _begin(ctx, deployment)
             try:
                 return await provider.count_tokens(ctx.chat, deployment), True
             except GatewayError as exc:
                 _blame(exc, deployment)
-                raise
+                if not exc.retryable:  # the request's own fault (a 400), or its client gone
+                    raise
+        await self.count_ahead(ctx, always=True)
         if isinstance(provider, RequestChecker):
             provider.check(ctx.chat, deployment)
         return self.metering.input_tokens(ctx, deployment), False
