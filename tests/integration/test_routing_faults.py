@@ -19,6 +19,7 @@ import anthropic
 import httpx
 import openai
 import pytest
+import yaml
 from aiohttp import web
 
 from tests.integration.in_process import gateway_in_process
@@ -37,6 +38,7 @@ CALLS: list[tuple[str, str]] = []
 """Every call the upstream got: its path and its deployment's fault."""
 UNREADABLE_WAITS = {"inf": "inf", "nan": "nan", "negative": "-5", "words": "in a minute"}
 """``retry-after`` values that are neither delta-seconds nor an HTTP date, by test id."""
+CHUNK = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "good"}
 CONTEXT_ERROR = {
     "message": "This model's maximum context length is 8 tokens. However, your messages "
     "resulted in 12 tokens. Please reduce the length of the messages.",
@@ -80,6 +82,16 @@ async def upstream(request: web.Request) -> web.StreamResponse:
         return await _in_pieces(request, 400, json.dumps({"error": CONTEXT_ERROR}).encode())
     if fault == "split-503":  # Gemini's overload, asking for a wait of 30 s in its body
         return await _in_pieces(request, 503, json.dumps(GEMINI_OVERLOAD).encode())
+    if fault == "silent-mid-stream":  # one token, then silence with the connection open
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        chunk = {**CHUNK, "choices": [{"index": 0, "delta": {"content": "hi"}}]}
+        await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+        for _ in range(300):  # until the gateway's gap limit ends the call (30 s at most)
+            if request.transport is None or request.transport.is_closing():
+                break
+            await asyncio.sleep(0.1)
+        return response
     if fault.startswith("429 retry-after "):  # a rate limit asking for an unreadable wait
         wait = fault.removeprefix("429 retry-after ")
         error = {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}
@@ -259,3 +271,55 @@ async def test_a_count_is_not_asked_of_a_deployment_whose_circuit_is_open(
             model="count-open", messages=HI, extra_body={"temperature": 1.5}
         )
     assert "temperature" in refused.value.message
+
+
+def _circuit_gauge(metrics: str, deployment: str) -> float:
+    prefix = f'tollway_circuit_state{{deployment="{deployment}"}} '
+    [line] = [line for line in metrics.splitlines() if line.startswith(prefix)]
+    return float(line.removeprefix(prefix))
+
+
+async def test_a_failure_of_a_request_on_a_deployments_old_address_leaves_the_new_ones_circuit(
+    tmp_path: Path, upstream_url: str
+) -> None:
+    # A reload pointed the deployment elsewhere: its health is a new record, closed, and its
+    # tollway_circuit_state said so. A stream still running on the old address then failed,
+    # moving the old record's circuit, and that set the gauge to open again, though the
+    # deployment's circuit (the one /admin/deployments shows and requests use) was closed.
+    moved = {"name": "moved", "deployments": [
+        _deployment(upstream_url, "moved", "silent-mid-stream")]}  # fmt: skip
+    config: dict[str, Any] = {
+        "store": {"url": f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}"},
+        "server": {"reload_interval": None},
+        "upstream": {"timeouts": {"connect": "2s", "first_byte": "1s", "total": "10s"}},
+        "routing": {"failure_threshold": 1, "cooldown": "60s"},
+        "models": [moved],
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    async with (
+        gateway_in_process(config, config_path=path) as (url, _),
+        httpx.AsyncClient(base_url=url, headers=ADMIN, timeout=15) as client,
+    ):
+        body = {"model": "moved", "messages": HI}
+        failed = await client.post("/v1/chat/completions", json=body)  # silent: its circuit opens
+        assert failed.status_code == 504
+        assert _circuit_gauge((await client.get("/metrics")).text, "moved") == 2
+        # Its only deployment, tried all the same: a stream that stops after its first token.
+        async with client.stream(
+            "POST", "/v1/chat/completions", json={**body, "stream": True}
+        ) as stream:
+            lines = stream.aiter_lines()
+            async for line in lines:
+                if line.startswith("data: "):
+                    break  # its first content: the stream runs on the old address
+            local = upstream_url.replace("127.0.0.1", "localhost")  # the same server, elsewhere
+            moved["deployments"] = [_deployment(local, "moved")]
+            path.write_text(yaml.safe_dump(config))
+            assert (await client.post("/admin/reload")).status_code == 200
+            assert _circuit_gauge((await client.get("/metrics")).text, "moved") == 0
+            rest = [line async for line in lines]  # until the gap limit ends it
+        assert any('"error"' in line for line in rest)
+        [row] = (await client.get("/admin/deployments")).json()["data"]
+        assert row["circuit"] == "closed"  # the deployment at its new address
+        assert _circuit_gauge((await client.get("/metrics")).text, "moved") == 0
