@@ -249,6 +249,7 @@ async def test_a_count_the_first_deployment_cannot_give_is_counted_locally(
         model="count-unreachable", messages=HI
     )
     assert raw.headers["x-tollway-token-count"] == "local"
+    assert "x-tollway-deployment" not in raw.headers  # as any local count: none served it
     assert (await raw.parse()).input_tokens > 0
 
 

@@ -642,6 +642,7 @@ class Pipeline:
                 _blame(exc, deployment)
                 if not exc.retryable:  # the request's own fault (a 400), or its client gone
                     raise
+                ctx.deployment = None  # no deployment served it: the answer says none
         await self.count_ahead(ctx, always=True)
         if isinstance(provider, RequestChecker):
             provider.check(ctx.chat, deployment)
