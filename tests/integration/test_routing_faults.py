@@ -34,6 +34,8 @@ ANSWER = {
                  "message": {"role": "assistant", "content": "hi"}}],
     "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
 }  # fmt: skip
+SEEN: set[str] = set()
+"""Prompts a ``by-prompt`` upstream failed once."""
 CALLS: list[tuple[str, str]] = []
 """Every call the upstream got: its path and its deployment's fault."""
 UNREADABLE_WAITS = {"inf": "inf", "nan": "nan", "negative": "-5", "words": "in a minute"}
@@ -72,9 +74,23 @@ async def _in_pieces(request: web.Request, status: int, body: bytes) -> web.Stre
 async def upstream(request: web.Request) -> web.StreamResponse:
     """An OpenAI-format upstream that fails as its deployment's ``x-fault`` header says, or
     answers."""
-    await request.read()
+    body = await request.json()
     fault = request.headers.get("x-fault", "")
     CALLS.append((request.path, fault))
+    if fault == "by-prompt":  # as the request's last message says
+        prompt = body["messages"][-1]["content"]
+        if prompt == "busy":
+            error = {
+                "message": "Rate limit reached",
+                "type": "requests",
+                "code": "rate_limit_exceeded",
+            }
+            return web.json_response({"error": error}, status=429, headers={"retry-after": "30"})
+        if prompt == "slow 500" and prompt not in SEEN:
+            SEEN.add(prompt)  # once: a retry of it is answered
+            await asyncio.sleep(0.5)
+            error = {"message": "The server had an error", "type": "server_error", "code": None}
+            return web.json_response({"error": error}, status=500)
     if fault == "500":
         error = {"type": "error", "error": {"type": "api_error", "message": "Internal error"}}
         return web.json_response(error, status=500)
@@ -161,6 +177,9 @@ async def served(
             {"name": "count-open", "deployments": [
                 _claude(upstream_url, "count-open-a", "500"),
                 _deployment(upstream_url, "count-c")]},
+            {"name": "retried", "retries": 1, "deployments": [
+                _deployment(upstream_url, "retried-a", "by-prompt"),
+                _deployment(upstream_url, "retried-backup")]},
             *({"name": f"only-wait-{name}", "deployments": [
                 _deployment(upstream_url, f"only-wait-{name}-a", f"429 retry-after {wait}")]}
               for name, wait in UNREADABLE_WAITS.items()),
@@ -324,3 +343,27 @@ async def test_a_failure_of_a_request_on_a_deployments_old_address_leaves_the_ne
         [row] = (await client.get("/admin/deployments")).json()["data"]
         assert row["circuit"] == "closed"  # the deployment at its new address
         assert _circuit_gauge((await client.get("/metrics")).text, "moved") == 0
+
+
+async def test_a_retry_waits_for_a_rest_another_request_started_meanwhile(
+    served: tuple[str, Gateway],
+) -> None:
+    # While one request's call failed slowly (a 500, retried once), another's was answered
+    # 429 retry-after 30: the deployment rests. The retry was sent to it all the same.
+    url, _ = served
+    gpt = _gpt(url)
+
+    async def ask(prompt: str) -> Any:
+        messages = [{"role": "user", "content": prompt}]
+        return await gpt.chat.completions.with_raw_response.create(
+            model="retried", messages=messages
+        )
+
+    slow = asyncio.create_task(ask("slow 500"))
+    await asyncio.sleep(0.2)  # its call is under way
+    busy = await ask("busy")
+    assert busy.headers["x-tollway-deployment"] == "retried-backup"
+    assert (await _health(url))["retried-a"]["rate_limited_for_s"] > 25
+    raw = await slow
+    assert raw.headers["x-tollway-deployment"] == "retried-backup"  # not the resting one
+    assert raw.headers["x-tollway-attempts"] == "2"

@@ -526,6 +526,9 @@ class Pipeline:
                     assert failure is not None
                     raise failure  # no time left to try here again
                 await asyncio.sleep(delay)
+                assert failure is not None
+                if not _retriable(health):  # another request's outcome meanwhile
+                    raise failure
             if until is not None:
                 # Never 0: aiohttp reads a zero connect limit as none at all.
                 target = within(deployment, max(until - _clock(), 0.001), streaming, until)
@@ -564,7 +567,7 @@ class Pipeline:
                 if (
                     retry < retries
                     and _transient(exc)
-                    and health.state == "closed"  # never again once this failure opened it
+                    and _retriable(health)
                     and (until is None or _clock() < until)
                 ):
                     failure = exc
@@ -727,6 +730,13 @@ def _transient(error: GatewayError) -> bool:
     if isinstance(error, UpstreamStatusError):
         return error.upstream_status >= 500 and not error.rests
     return error.retryable
+
+
+def _retriable(health: DeploymentHealth) -> bool:
+    """Whether the deployment may be tried again now: never once a failure opened its
+    circuit (this one, or another request's), nor while it rests because another request's
+    429 or overload asked for a wait (one that rests is not called before its time)."""
+    return health.state == "closed" and time.monotonic() >= health.resting_until
 
 
 def _wait_header(seconds: float) -> str:
