@@ -1,7 +1,7 @@
 """Provider failures routing must absorb or report truly, over real sockets: a gateway in
-this process (``create_app`` on a real port) in front of upstreams that fail in ways the
-simulator does not (an upstream in this process, answering by the deployment's
-``x-fault`` header), and the simulator; clients are the real SDKs and httpx.
+this process (``create_app`` on a real port) in front of an upstream that fails in ways the
+simulator does not (an aiohttp server in this process, failing as each deployment's
+``x-fault`` header says); clients are the real SDKs and httpx.
 
 Each model group has deployments of its own (ids), so what one test teaches the gateway's
 health book never reaches another.
@@ -41,6 +41,9 @@ CALLS: list[tuple[str, str]] = []
 UNREADABLE_WAITS = {"inf": "inf", "nan": "nan", "negative": "-5", "words": "in a minute"}
 """``retry-after`` values that are neither delta-seconds nor an HTTP date, by test id."""
 CHUNK = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "good"}
+RATE_LIMITED = {
+    "error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}
+}
 CONTEXT_ERROR = {
     "message": "This model's maximum context length is 8 tokens. However, your messages "
     "resulted in 12 tokens. Please reduce the length of the messages.",
@@ -72,20 +75,14 @@ async def _in_pieces(request: web.Request, status: int, body: bytes) -> web.Stre
 
 
 async def upstream(request: web.Request) -> web.StreamResponse:
-    """An OpenAI-format upstream that fails as its deployment's ``x-fault`` header says, or
-    answers."""
+    """Fails as the deployment's ``x-fault`` header says, or answers (in OpenAI's format)."""
     body = await request.json()
     fault = request.headers.get("x-fault", "")
     CALLS.append((request.path, fault))
     if fault == "by-prompt":  # as the request's last message says
         prompt = body["messages"][-1]["content"]
         if prompt == "busy":
-            error = {
-                "message": "Rate limit reached",
-                "type": "requests",
-                "code": "rate_limit_exceeded",
-            }
-            return web.json_response({"error": error}, status=429, headers={"retry-after": "30"})
+            return web.json_response(RATE_LIMITED, status=429, headers={"retry-after": "30"})
         if prompt == "slow 500" and prompt not in SEEN:
             SEEN.add(prompt)  # once: a retry of it is answered
             await asyncio.sleep(0.5)
@@ -110,8 +107,7 @@ async def upstream(request: web.Request) -> web.StreamResponse:
         return response
     if fault.startswith("429 retry-after "):  # a rate limit asking for an unreadable wait
         wait = fault.removeprefix("429 retry-after ")
-        error = {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}
-        return web.json_response({"error": error}, status=429, headers={"retry-after": wait})
+        return web.json_response(RATE_LIMITED, status=429, headers={"retry-after": wait})
     return web.json_response(ANSWER)
 
 
