@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -33,12 +34,13 @@ def with_stage(gateway: Gateway, stage: Stage) -> None:
 
 @asynccontextmanager
 async def gateway_in_process(
-    config: dict[str, Any], stage: Stage | None = None
+    config: dict[str, Any], stage: Stage | None = None, config_path: Path | None = None
 ) -> AsyncIterator[tuple[str, Gateway]]:
     """The gateway of ``config`` (its upstream key and admin key the tests'), its pipelines
-    ending with ``stage`` when given: its base URL and the gateway, until the block ends."""
+    ending with ``stage`` when given: its base URL and the gateway, until the block ends.
+    ``config_path``: the file ``config`` is said to come from, which a reload reads."""
     environ = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TOLLWAY_ADMIN_KEY": CLIENT_KEY}
-    app = create_app(validate_settings(config, source="test"), environ)
+    app = create_app(validate_settings(config, source="test"), environ, config_path)
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()

@@ -526,6 +526,9 @@ class Pipeline:
                     assert failure is not None
                     raise failure  # no time left to try here again
                 await asyncio.sleep(delay)
+                assert failure is not None
+                if not _retriable(health):  # another request's outcome meanwhile
+                    raise failure
             if until is not None:
                 # Never 0: aiohttp reads a zero connect limit as none at all.
                 target = within(deployment, max(until - _clock(), 0.001), streaming, until)
@@ -564,7 +567,7 @@ class Pipeline:
                 if (
                     retry < retries
                     and _transient(exc)
-                    and health.state == "closed"  # never again once this failure opened it
+                    and _retriable(health)
                     and (until is None or _clock() < until)
                 ):
                     failure = exc
@@ -624,19 +627,26 @@ class Pipeline:
         it: the provider translates it either way (for its own count, or only to check it),
         so a count never answers for what a chat call would answer with a 400.
         No stages run: counting is free and sends nothing to a model.
+
+        A provider's count the deployment cannot give now (its circuit open, resting after a
+        429, or its call failing: unreachable, a 5xx, a timeout) is the local count: the
+        client asked for a count, which one is at hand, not for that deployment's failure.
         """
         assert ctx.chat is not None
         deployment = self.router.first(ctx.model, "chat")
         provider = self._chat_providers[deployment.provider]
-        if not isinstance(provider, ProviderTokenCounter):
-            await self.count_ahead(ctx, always=True)
-        if isinstance(provider, ProviderTokenCounter):
+        if isinstance(provider, ProviderTokenCounter) and self._health.of(deployment).could_answer(
+            time.monotonic()
+        ):
             _begin(ctx, deployment)
             try:
                 return await provider.count_tokens(ctx.chat, deployment), True
             except GatewayError as exc:
                 _blame(exc, deployment)
-                raise
+                if not exc.retryable:  # the request's own fault (a 400), or its client gone
+                    raise
+                ctx.deployment = None  # no deployment served it: the answer says none
+        await self.count_ahead(ctx, always=True)
         if isinstance(provider, RequestChecker):
             provider.check(ctx.chat, deployment)
         return self.metering.input_tokens(ctx, deployment), False
@@ -720,6 +730,13 @@ def _transient(error: GatewayError) -> bool:
     if isinstance(error, UpstreamStatusError):
         return error.upstream_status >= 500 and not error.rests
     return error.retryable
+
+
+def _retriable(health: DeploymentHealth) -> bool:
+    """Whether the deployment may be tried again now: never once a failure opened its
+    circuit (this one, or another request's), nor while it rests because another request's
+    429 or overload asked for a wait (one that rests is not called before its time)."""
+    return health.state == "closed" and time.monotonic() >= health.resting_until
 
 
 def _wait_header(seconds: float) -> str:

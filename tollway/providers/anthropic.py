@@ -15,6 +15,7 @@ from yarl import URL
 from tollway.core.errors import UpstreamProtocolError
 from tollway.core.types import ChatChunk, ChatRequest, ChatResponse, Deployment
 from tollway.providers.base import ProviderResources, ProviderSpec
+from tollway.providers.http import encoded
 from tollway.wire.anthropic_request import (
     check_temperature,
     count_tokens_to_wire,
@@ -114,6 +115,11 @@ class AnthropicProvider:
             response = response_from_wire(raw)
         response.raw = payload
         return response
+
+    def check(self, request: ChatRequest, deployment: Deployment) -> None:
+        """The 400s ``count_tokens`` would answer for ``request`` before calling (for the
+        local count of a deployment that cannot count now)."""
+        encoded(count_tokens_to_wire(request, deployment.model))
 
     async def count_tokens(self, request: ChatRequest, deployment: Deployment) -> int:
         """The input tokens of ``request`` as the upstream counts them."""

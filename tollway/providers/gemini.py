@@ -38,6 +38,7 @@ from tollway.core.types import (
 )
 from tollway.providers.base import ProviderResources, ProviderSpec
 from tollway.providers.google_oauth import ServiceAccountTokens
+from tollway.providers.http import encoded
 from tollway.wire.gemini_embeddings import (
     batch_embed_to_wire,
     embedding_response_from_wire,
@@ -199,6 +200,13 @@ class GeminiProvider:
         if not reader.done:
             raise UpstreamProtocolError("upstream stream ended before its finishReason")
         yield reader.last()
+
+    def check(self, request: ChatRequest, deployment: Deployment) -> None:
+        """The 400s ``count_tokens`` would answer for ``request`` before calling (for the
+        local count of a deployment that cannot count now)."""
+        encoded(
+            self._flavor.count_body(request_to_wire(request, deployment.model), deployment.model)
+        )
 
     async def count_tokens(self, request: ChatRequest, deployment: Deployment) -> int:
         """The input tokens of ``request`` as the upstream counts them."""

@@ -7,6 +7,7 @@ kind of machine it costs a tenth of httpx per request under load.
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import math
 import re
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -422,7 +423,7 @@ async def _status_error(
             f"upstream answered with a redirect ({response.status}), which is not followed",
             detail=f"{_host(url)} answered {response.status}: a redirect, not followed",
         )
-    raw = await response.content.read(_MAX_ERROR_BODY)
+    raw = await _error_body(response.content)
     # The reason phrase and the error type header are the upstream's words too.
     reason = response.reason or ""
     named_type = response.headers.get("x-amzn-errortype", "")
@@ -458,19 +459,62 @@ async def _status_error(
     )
 
 
+async def _error_body(content: aiohttp.StreamReader) -> bytes:
+    """An error answer's body up to its end, or its first ``_MAX_ERROR_BODY`` bytes.
+
+    ``read(n)`` gives what one network read brought, not ``n`` bytes: a body that comes in
+    several (a chunked answer written in parts, a TLS record boundary, a proxy passing on
+    what it has) was cut there, and its JSON lost with it (code, param, the wait a body asks
+    for). The wait is under the call's first-byte limit: a body that stalls times out."""
+    raw = b""
+    while len(raw) < _MAX_ERROR_BODY:
+        piece = await content.read(_MAX_ERROR_BODY - len(raw))
+        if not piece:
+            break
+        raw += piece
+    return raw
+
+
 def _retry_after(headers: Mapping[str, str]) -> str | None:
     """How long the upstream asks to wait, as a ``retry-after`` value: its ``retry-after-ms``
     (OpenAI's and Azure's, more precise) in seconds when it sent a valid one, else its
-    ``retry-after`` (seconds or an HTTP date)."""
+    ``retry-after`` when that is one (seconds or an HTTP date).
+
+    A value that is neither (``inf``, ``nan``, ``-5``, words) is no wait at all: taken as one,
+    ``inf`` and ``nan`` failed the error's making (a rate limit became a 502 that counted
+    against the circuit), a negative one rested the deployment for no time, and the client
+    was sent the upstream's words as its ``retry-after``."""
     millis = headers.get("retry-after-ms")
     if millis is not None:
-        try:
-            seconds = float(millis) / 1000
-        except ValueError:
-            seconds = -1.0
-        if 0 <= seconds < math.inf:
-            return f"{seconds:.3f}".rstrip("0").rstrip(".")
-    return headers.get("retry-after")
+        seconds = _seconds(millis)
+        if seconds is not None:
+            return _decimal(seconds / 1000)
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    seconds = _seconds(value)
+    if seconds is not None:
+        return _decimal(seconds)
+    try:
+        email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return value
+
+
+def _seconds(value: str) -> float | None:
+    """``value`` as a number of seconds that can be waited (finite, not negative), else None
+    (also for a number that is not one, ``nan``, and for an HTTP date)."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if 0 <= seconds < math.inf else None
+
+
+def _decimal(seconds: float) -> str:
+    """``seconds`` as delta-seconds, to the millisecond (``1.5``, ``30``)."""
+    return f"{seconds:.3f}".rstrip("0").rstrip(".")
 
 
 def scrub(raw: bytes, secret: str | tuple[str, ...]) -> bytes:

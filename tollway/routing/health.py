@@ -68,7 +68,9 @@ class DeploymentHealth:
     )
 
     def __init__(
-        self, deployment_id: str, on_circuit: Callable[[str, CircuitState], None] | None = None
+        self,
+        deployment_id: str,
+        on_circuit: Callable[[DeploymentHealth, CircuitState], None] | None = None,
     ) -> None:
         self.deployment_id = deployment_id
         self.on_circuit = on_circuit
@@ -116,7 +118,7 @@ class DeploymentHealth:
         if self.state == "open":  # its cooldown is over
             self.state = "half_open"
             if self.on_circuit is not None:
-                self.on_circuit(self.deployment_id, "half_open")
+                self.on_circuit(self, "half_open")
         self.probing = True
         return True
 
@@ -139,6 +141,15 @@ class HealthBook:
     def _moved(self, health: DeploymentHealth, state: CircuitState) -> None:
         health.state = state
         if self._on_circuit is not None:
+            self._told(health, state)
+
+    def _told(self, health: DeploymentHealth, state: CircuitState) -> None:
+        """Tell ``on_circuit`` that ``health``'s circuit moved to ``state``, if it is the
+        record its id names now: one a reload left behind (the deployment points elsewhere
+        now) may still move, as requests in flight on its old address end, but the id's
+        gauge shows the circuit requests use."""
+        assert self._on_circuit is not None
+        if self._latest.get(health.deployment_id) is health:
             self._on_circuit(health.deployment_id, state)
 
     def of(self, deployment: Deployment | str) -> DeploymentHealth:
@@ -148,12 +159,13 @@ class HealthBook:
         health = self._health.get(key)
         if health is None:
             deployment_id = key[0]
-            health = self._health[key] = DeploymentHealth(deployment_id, self._on_circuit)
+            told = self._told if self._on_circuit is not None else None
+            health = self._health[key] = DeploymentHealth(deployment_id, told)
             previous = self._latest.get(deployment_id)
+            self._latest[deployment_id] = health
             if previous is not None and previous.state != "closed":
                 # The id now names another deployment: its gauge shows the new one's circuit.
                 self._moved(health, "closed")
-            self._latest[deployment_id] = health
         return health
 
     def records(self, deployments: Iterable[Deployment]) -> list[DeploymentHealth]:

@@ -12,9 +12,17 @@ from tollway.core.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from tollway.core.types import Deployment, UpstreamTimeouts
 from tollway.routing.health import HealthBook, retry_after_seconds
 
 CONFIG = RoutingConfig(failure_threshold=3, cooldown=0.2, rate_limit_cooldown=0.5)
+
+
+def _deployment(ident: str, api_base: str) -> Deployment:
+    return Deployment(
+        id=ident, provider="openai", model="m", api_base=api_base,
+        timeouts=UpstreamTimeouts(1.0, 1.0, 1.0),
+    )  # fmt: skip
 
 
 def _fail(book: HealthBook, deployment: str, error: Exception) -> None:
@@ -52,6 +60,25 @@ def test_every_circuit_move_is_told_half_open_included() -> None:
     book.started(health)
     book.succeeded(health, 0.1, 0.05)
     assert moves == [("d", "open"), ("d", "half_open"), ("d", "closed")]
+
+
+def test_a_record_a_reload_left_behind_tells_no_circuit_move() -> None:
+    # The id names a deployment at another address now: moves of the old record's circuit
+    # (requests in flight there ending, one of them claiming its probe) are not the id's.
+    moves: list[tuple[str, str]] = []
+    book = HealthBook(CONFIG, on_circuit=lambda name, state: moves.append((name, state)))
+    old = book.of(_deployment("d", "http://old"))
+    for _ in range(3):
+        book.started(old)
+        book.failed(old, UpstreamUnavailable("reset"), 0.01)
+    new = book.of(_deployment("d", "http://new"))
+    assert moves == [("d", "open"), ("d", "closed")]
+    time.sleep(0.25)
+    assert old.available(time.monotonic())  # a request of the old table claims its probe
+    book.started(old)
+    book.failed(old, UpstreamUnavailable("reset"), 0.01)
+    assert old.state == "open" and new.state == "closed"
+    assert moves == [("d", "open"), ("d", "closed")]
 
 
 def test_only_the_probe_hands_the_probe_on() -> None:
