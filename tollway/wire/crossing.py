@@ -88,8 +88,8 @@ DROPPABLE: Mapping[str, frozenset[str]] = MappingProxyType(
         # max_completion_tokens stays in extra only to keep its name for OpenAI upstreams;
         # its value is the canonical max_tokens.
         "openai": frozenset(
-            {"store", "metadata", "service_tier", "prompt_cache_key", "safety_identifier",
-             "prediction", "max_completion_tokens"}
+            {"store", "metadata", "service_tier", "prompt_cache_key", "prompt_cache_retention",
+             "prompt_cache_options", "safety_identifier", "prediction", "max_completion_tokens"}
         ),
         "anthropic": frozenset(
             {"service_tier", "metadata", "cache_control", "inference_geo", "speed",
