@@ -1,5 +1,6 @@
 """Chat Completions requests served by the other families, through the real ``openai`` SDK
-against the session's gateway and the simulator: fields that only steer OpenAI's prompt cache."""
+against the session's gateway and the simulator: fields that only steer OpenAI's prompt cache,
+and a declined assistant turn given back as ``refusal`` parts."""
 
 from __future__ import annotations
 
@@ -70,3 +71,64 @@ def test_openais_prompt_cache_settings_reach_an_openai_deployment(
     sent = sent_upstream(simulator_url, asked)
     assert sent["prompt_cache_retention"] == "24h"
     assert sent["prompt_cache_options"] == {"ttl": "30m"}
+
+
+# --- a declined turn as refusal parts -----------------------------------------------------
+
+
+def _declined_turn(asked: str) -> list[Any]:
+    """A conversation whose assistant turn declined, its words as content parts (the form
+    OpenAI's API takes beside a ``refusal`` field), then the user's next question."""
+    return [
+        {"role": "user", "content": "something it will not do"},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "text", "text": "About that:"},
+                {"type": "refusal", "refusal": "I can't help with that."},
+            ],
+        },
+        {"role": "user", "content": asked},
+    ]
+
+
+def _said(model: str, sent: dict[str, Any]) -> str:
+    """The text of the assistant turn of ``sent``, in the serving family's shape."""
+    if model == "test-gemini":
+        turn = next(c for c in sent["contents"] if c["role"] == "model")
+        return " ".join(part["text"] for part in turn["parts"])
+    turn = next(m for m in sent["messages"] if m["role"] == "assistant")
+    content = turn["content"]
+    return content if isinstance(content, str) else " ".join(b["text"] for b in content)
+
+
+@pytest.mark.parametrize("model", OTHER_FAMILIES)
+def test_a_declined_turns_refusal_parts_reach_another_family_as_its_words(
+    gpt: openai.OpenAI, simulator_url: str, model: str
+) -> None:
+    # OpenAI's API takes an assistant turn's content as text and refusal parts; a turn's
+    # refusal field already reached the other families as its words, its parts were a 400.
+    asked = marker("after the refusal")
+    completion = gpt.chat.completions.create(
+        model=model, messages=_declined_turn(asked), max_tokens=3
+    )
+    assert completion.choices[0].message.content
+    said = _said(model, sent_upstream(simulator_url, asked))
+    assert "About that:" in said and "I can't help with that." in said
+
+
+def test_a_declined_turns_refusal_parts_reach_an_openai_deployment_as_sent(
+    gpt: openai.OpenAI, simulator_url: str
+) -> None:
+    asked = marker("refusal parts for openai")
+    gpt.chat.completions.create(model="test-chat", messages=_declined_turn(asked), max_tokens=3)
+    turn = sent_upstream(simulator_url, asked)["messages"][1]
+    assert turn["content"][1] == {"type": "refusal", "refusal": "I can't help with that."}
+
+
+def test_a_refusal_part_in_a_users_turn_is_still_a_400(gpt: openai.OpenAI) -> None:
+    # Only an assistant turn declines (OpenAI's API takes refusal parts there alone).
+    messages: Any = [{"role": "user", "content": [{"type": "refusal", "refusal": "no"}]}]
+    with pytest.raises(openai.BadRequestError) as caught:
+        gpt.chat.completions.create(model="test-claude", messages=messages, max_tokens=3)
+    assert caught.value.param == "messages[0].content[0]"
