@@ -1,6 +1,7 @@
 """Chat Completions requests served by the other families, through the real ``openai`` SDK
 against the session's gateway and the simulator: fields that only steer OpenAI's prompt cache,
-and a declined assistant turn given back as ``refusal`` parts."""
+a declined assistant turn given back as ``refusal`` parts, and the tool calls of each of ``n``
+Gemini candidates."""
 
 from __future__ import annotations
 
@@ -132,3 +133,37 @@ def test_a_refusal_part_in_a_users_turn_is_still_a_400(gpt: openai.OpenAI) -> No
     with pytest.raises(openai.BadRequestError) as caught:
         gpt.chat.completions.create(model="test-claude", messages=messages, max_tokens=3)
     assert caught.value.param == "messages[0].content[0]"
+
+
+# --- n candidates' tool calls on Gemini ---------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["complete", "streamed"])
+def test_each_gemini_candidates_tool_calls_have_ids_of_their_own(
+    gpt: openai.OpenAI, stream: bool
+) -> None:
+    # Every call OpenAI's API makes has an id of its own, whichever choice it is in; Gemini's
+    # calls have none, and the ids made up for them were the same in every candidate.
+    asked = marker("weather and time in parallel")
+    question: Any = {"messages": user(asked), "tools": [WEATHER, TIME], "n": 2}
+    if stream:
+        with gpt.chat.completions.stream(model="test-gemini", **question) as events:
+            completion = events.get_final_completion()
+    else:
+        completion = gpt.chat.completions.create(model="test-gemini", **question)
+    calls = [[c.id for c in choice.message.tool_calls or []] for choice in completion.choices]
+    assert [len(ids) for ids in calls] == [2, 2]
+    ids = calls[0] + calls[1]
+    assert len(set(ids)) == 4, ids
+    assert all(len(i) <= 40 for i in ids)
+    # Either choice's calls and results go back to Gemini, each result under its function.
+    chosen = completion.choices[1].message
+    results = [
+        {"role": "tool", "tool_call_id": call.id, "content": f"result of {call.function.name}"}
+        for call in chosen.tool_calls or []
+    ]
+    follow_up: Any = [*user(asked), chosen, *results]
+    answer = gpt.chat.completions.create(
+        model="test-gemini", messages=follow_up, tools=[WEATHER, TIME]
+    )
+    assert "result of get_time" in (answer.choices[0].message.content or "")
