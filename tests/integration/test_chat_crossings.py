@@ -1,7 +1,7 @@
 """Chat Completions requests served by the other families, through the real ``openai`` SDK
 against the session's gateway and the simulator: fields that only steer OpenAI's prompt cache,
-a declined assistant turn given back as ``refusal`` parts, and the tool calls of each of ``n``
-Gemini candidates."""
+a declined assistant turn given back as ``refusal`` parts, the tool calls of each of ``n``
+Gemini candidates, and the field a 400 names for a tool call's arguments."""
 
 from __future__ import annotations
 
@@ -167,3 +167,28 @@ def test_each_gemini_candidates_tool_calls_have_ids_of_their_own(
         model="test-gemini", messages=follow_up, tools=[WEATHER, TIME]
     )
     assert "result of get_time" in (answer.choices[0].message.content or "")
+
+
+# --- the field a 400 names ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", OTHER_FAMILIES)
+def test_arguments_that_are_no_json_object_are_a_400_naming_the_clients_field(
+    gpt: openai.OpenAI, model: str
+) -> None:
+    # Claude, Gemini and Bedrock take a call's arguments as an object: the client is told the
+    # field as it wrote it, tool_calls[0].function.arguments.
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": "[1, 2]"},
+    }
+    messages: Any = [
+        *user("weather?"),
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+    ]
+    with pytest.raises(openai.BadRequestError) as caught:
+        gpt.chat.completions.create(model=model, messages=messages, tools=[WEATHER])
+    param = "messages[1].tool_calls[0].function.arguments"
+    assert caught.value.param == param and f"'{param}'" in caught.value.message
