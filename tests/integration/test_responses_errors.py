@@ -186,4 +186,4 @@ def test_an_openai_clients_error_names_its_own_message_after_an_empty_turn(
                 {"role": "tool", "tool_call_id": "c1", "content": "42"},
             ],
         )
-    assert caught.value.param == "messages[3].tool_calls[0].arguments"
+    assert caught.value.param == "messages[3].tool_calls[0].function.arguments"

@@ -183,6 +183,9 @@ OPENAI = OpenAIFlavor(
 )
 # Mistral's chat schema (ChatCompletionRequest in mistralai/client-python) forbids extra
 # fields, so OpenAI's fields it lacks are renamed, left out or refused here, not by a 422.
+_OPENAI_CACHE_SETTINGS = ("prompt_cache_retention", "prompt_cache_options")
+"""OpenAI's prompt cache settings (how long it keeps a prompt's cache, where it may cut it):
+Mistral has none, and its answer is the same without them."""
 _MISTRAL_REFUSED = (
     "logit_bias", "logprobs", "top_logprobs", "modalities", "audio", "web_search_options",
     "verbosity", "functions", "function_call",
@@ -190,7 +193,9 @@ _MISTRAL_REFUSED = (
 MISTRAL_FIELDS = FieldRules(
     provider="mistral",
     renamed={"max_completion_tokens": "max_tokens", "seed": "random_seed"},
-    dropped=frozenset({"store", "service_tier", "safety_identifier", "user"}),
+    dropped=frozenset(
+        {"store", "service_tier", "safety_identifier", "user", *_OPENAI_CACHE_SETTINGS}
+    ),
     refused=frozenset(_MISTRAL_REFUSED),
     roles={"developer": "system"},
     message_keys={

@@ -211,7 +211,7 @@ def assistant_blocks(message: Message, param: str) -> list[dict[str, Any]]:
             "type": "tool_use",
             "id": call.id,
             "name": call.name,
-            "input": _arguments(call.arguments, f"{param}.tool_calls[{index}].arguments"),
+            "input": _arguments(call.arguments, f"{param}.tool_calls[{index}]"),
         }
         if call.position is None:
             blocks.append(block)
@@ -221,7 +221,9 @@ def assistant_blocks(message: Message, param: str) -> list[dict[str, Any]]:
     return blocks
 
 
-def _arguments(text: str, param: str) -> dict[str, Any]:
+def _arguments(text: str, call: str) -> dict[str, Any]:
+    """A tool call's arguments (JSON text) as the object the API takes; a 400 naming the
+    field as a Chat Completions client wrote it, ``<call>.function.arguments``."""
     if not text.strip():
         return {}
     try:
@@ -229,6 +231,7 @@ def _arguments(text: str, param: str) -> dict[str, Any]:
     except orjson.JSONDecodeError:
         value = None
     if not isinstance(value, dict):
+        param = f"{call}.function.arguments"
         raise InvalidRequest(f"'{param}' must be a JSON object", param=param)
     return value
 

@@ -288,7 +288,7 @@ def assistant_blocks(message: Message, param: str) -> list[dict[str, Any]]:
     for item in placed:
         if isinstance(item, tuple):
             index, call = item
-            arguments = _arguments(call.arguments, f"{param}.tool_calls[{index}].arguments")
+            arguments = _arguments(call.arguments, f"{param}.tool_calls[{index}]")
             use = {**without_hint(call.extra), "toolUseId": call.id, "name": call.name}
             out += [{"toolUse": {**use, "input": arguments}}, *cache_point(call.extra)]
         elif not _blank(item):
@@ -296,7 +296,9 @@ def assistant_blocks(message: Message, param: str) -> list[dict[str, Any]]:
     return out
 
 
-def _arguments(text: str, param: str) -> dict[str, Any]:
+def _arguments(text: str, call: str) -> dict[str, Any]:
+    """A tool call's arguments (JSON text) as the object the API takes; a 400 naming the
+    field as a Chat Completions client wrote it, ``<call>.function.arguments``."""
     if not text.strip():
         return {}
     try:
@@ -304,6 +306,7 @@ def _arguments(text: str, param: str) -> dict[str, Any]:
     except orjson.JSONDecodeError:
         value = None
     if not isinstance(value, dict):
+        param = f"{call}.function.arguments"
         raise InvalidRequest(f"'{param}' must be a JSON object", param=param)
     return value
 

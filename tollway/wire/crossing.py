@@ -22,9 +22,10 @@ that came from another format passes it through here first:
   (``TAKES_TOP_K``: Chat Completions has none);
 - Anthropic's ``max_tokens: 0`` (warm the prompt cache, generate nothing) is a 400 for other
   families, whose APIs take at least 1 and have no such call;
-- an OpenAI assistant turn's ``refusal`` becomes its text, and an assistant turn with nothing
-  in it is left out for Anthropic, which refuses empty content (by its codec, which numbers
-  the messages as the client did: ``SKIPS_EMPTY_TURNS``);
+- an OpenAI assistant turn's ``refusal`` (the field, or ``refusal`` content parts) becomes
+  its text, and an assistant turn with nothing in it is left out for Anthropic, which refuses
+  empty content (by its codec, which numbers the messages as the client did:
+  ``SKIPS_EMPTY_TURNS``);
 - reasoning in an assistant turn goes back only to the provider that signed it
   (``REPLAYS_REASONING``: Claude's thinking to Anthropic or Bedrock, Gemini's thought
   signatures to Gemini): reasoning no provider signed (an OpenAI-compatible server's) cannot
@@ -88,8 +89,8 @@ DROPPABLE: Mapping[str, frozenset[str]] = MappingProxyType(
         # max_completion_tokens stays in extra only to keep its name for OpenAI upstreams;
         # its value is the canonical max_tokens.
         "openai": frozenset(
-            {"store", "metadata", "service_tier", "prompt_cache_key", "safety_identifier",
-             "prediction", "max_completion_tokens"}
+            {"store", "metadata", "service_tier", "prompt_cache_key", "prompt_cache_retention",
+             "prompt_cache_options", "safety_identifier", "prediction", "max_completion_tokens"}
         ),
         "anthropic": frozenset(
             {"service_tier", "metadata", "cache_control", "inference_geo", "speed",
@@ -351,8 +352,14 @@ def _plain_message(message: Message, target: str, hints: bool, param: str) -> Me
         message = without_parts(message, lambda p: p.signer is not None and p.signer == signer)
     content = message.content
     if isinstance(content, list):
+        declined = message.role == "assistant"
         content = [
-            _plain_part(part, target, hints, f"{param}.content[{index}]")
+            _plain_part(
+                _refusal_as_text(part) if declined else part,
+                target,
+                hints,
+                f"{param}.content[{index}]",
+            )
             for index, part in enumerate(content)
         ]
     extra = _hint(message.extra, hints)
@@ -376,6 +383,16 @@ def _plain_message(message: Message, target: str, hints: bool, param: str) -> Me
     return replace(
         message, content=content, tool_calls=calls, tool_call_id=tool_call_id, extra=extra
     )
+
+
+def _refusal_as_text(part: ContentPart) -> ContentPart:
+    """An OpenAI assistant turn's ``refusal`` part (OpenAI's API takes a turn's content as
+    text and refusal parts) as its words, as the turn's ``refusal`` field is said."""
+    if isinstance(part, OpaquePart) and part.type == "refusal":
+        words = part.data.get("refusal")
+        if isinstance(words, str):
+            return TextPart(words)
+    return part
 
 
 def call_id_for(call_id: str, target: str) -> str:

@@ -2,10 +2,12 @@
 
 Gemini function calls carry no id the gateway can rely on, and a ``functionResponse`` names
 the function, not the call. So every call of an answer gets the id ``call_<key>_<n>_<name>``:
-``key`` names the answer (``answer_key``: eight letters from a hash of its ``responseId``, so
-the same answer, streamed or not, always gets the same ids, and no two answers share one:
-Anthropic's API refuses a conversation with a repeated ``tool_use`` id, and clients pair
-results with calls by id), ``n`` counts the answer's calls from 0, and the name is left out
+``key`` names the answer (``answer_key``: eight letters from a hash of its ``responseId``, and
+of the candidate's index for each candidate after the first, so the same answer, streamed or
+not, always gets the same ids, and no two answers, nor two candidates of one (``n``), share
+one: Anthropic's API refuses a conversation with a repeated ``tool_use`` id, OpenAI's gives
+every call an id of its own, and clients pair results with calls by id), ``n`` counts the
+answer's calls from 0, and the name is left out
 when the id would be longer than OpenAI takes (40). A model turn of a Gemini request has no
 answer to name, so its calls are ``call_<n>_<name>``. A tool result finds its function again
 by looking up the assistant call with that id earlier in the conversation (``ToolNames``),
@@ -64,10 +66,13 @@ _LONGEST_ID = 40
 """OpenAI's limit on a tool call id (Bedrock's is 64): a conversation goes on elsewhere."""
 
 
-def answer_key(response_id: str) -> str:
+def answer_key(response_id: str, candidate: int = 0) -> str:
     """Eight letters naming one answer in its calls' ids (letters, so never read as the
-    call's number): from a hash of its ``responseId``, or random when it has none."""
-    digest = hashlib.sha256(response_id.encode()).digest() if response_id else None
+    call's number): from a hash of its ``responseId`` and, past the first, the index of its
+    ``candidate`` (each of ``n`` candidates makes calls of its own), or random when it has
+    no ``responseId``."""
+    named = f"{response_id}#{candidate}" if candidate else response_id
+    digest = hashlib.sha256(named.encode()).digest() if response_id else None
     raw = digest or secrets.token_bytes(8)
     return "".join(chr(ord("a") + byte % 26) for byte in raw[:8])
 

@@ -176,9 +176,11 @@ def response_from_wire(raw: Any) -> ChatResponse:
     if not isinstance(raw, dict):
         raise UpstreamProtocolError("upstream answer is not a JSON object")
     try:
-        key = answer_key(str(raw.get("responseId") or ""))
+        response_id = str(raw.get("responseId") or "")
         candidates = raw.get("candidates") or ()
-        choices = [candidate_from_wire(c, i, key) for i, c in enumerate(candidates)]
+        choices = [
+            candidate_from_wire(c, i, answer_key(response_id, i)) for i, c in enumerate(candidates)
+        ]
         usage = usage_from_wire(raw.get("usageMetadata"))
         if usage is not None:
             usage.tool_calls = gemini_calls(candidates)

@@ -68,17 +68,18 @@ class StreamReader:
         self._created = int(time.time())
         self._usage: Usage | None = None
         self._calls: dict[int, int] = {}  # calls so far, by candidate index
-        self._answer = ""  # the answer's key in its calls' ids (gemini_content.answer_key)
+        self._answers: dict[int, str] = {}  # each candidate's key in its calls' ids
         self._started: set[int] = set()
         self._finished: set[int] = set()
         self._searches: dict[int, int] | None = None  # Google Search queries, by candidate
 
-    def _key(self) -> str:
-        """The answer's key, from the stream's ``responseId`` (made once: every call of the
-        answer has it)."""
-        if not self._answer:
-            self._answer = answer_key(self._id)
-        return self._answer
+    def _key(self, candidate: int) -> str:
+        """The key of the answer's ``candidate``, from the stream's ``responseId`` (made once:
+        every call of the candidate has it; ``gemini_content.answer_key``)."""
+        key = self._answers.get(candidate)
+        if key is None:
+            key = self._answers[candidate] = answer_key(self._id, candidate)
+        return key
 
     @property
     def done(self) -> bool:
@@ -150,7 +151,8 @@ class StreamReader:
             if "functionCall" in part:
                 ordinal = self._calls.get(index, 0)
                 self._calls[index] = ordinal + 1
-                call = function_call_from_wire(part, ordinal, f"{param}[{number}]", self._key())
+                key = self._key(index)
+                call = function_call_from_wire(part, ordinal, f"{param}[{number}]", key)
                 calls.append(ToolCallDelta(ordinal, call.id, call.name, call.arguments))
             elif isinstance(part.get("text"), str) and part.get("thought"):
                 thoughts.append(part["text"])

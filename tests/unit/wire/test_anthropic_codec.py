@@ -1288,6 +1288,38 @@ def test_empty_and_refused_assistant_turns_reach_anthropic_as_it_accepts_them() 
     ]
 
 
+def test_a_declined_turns_refusal_parts_reach_anthropic_as_their_words() -> None:
+    declined = [
+        {"type": "text", "text": "About that:"},
+        {"type": "refusal", "refusal": "I can't help with that."},
+    ]
+    body = {"model": "g", "max_tokens": 9, "messages": [
+        {"role": "user", "content": "Help me with this."},
+        {"role": "assistant", "content": declined},
+        {"role": "user", "content": "Something else, then."},
+    ]}  # fmt: skip
+    wire = request_to_wire(openai_request.request_from_wire(body), "claude")
+    assert wire["messages"][1]["content"] == [
+        {"type": "text", "text": "About that:"},
+        {"type": "text", "text": "I can't help with that."},
+    ]
+    # An OpenAI deployment is sent the parts as the client wrote them.
+    same = openai_request.request_to_wire(openai_request.request_from_wire(body), "gpt")
+    assert same["messages"][1]["content"] == declined
+
+
+def test_arguments_that_are_no_object_are_a_400_naming_the_clients_field() -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "[1]"}}
+    body = {"model": "g", "max_tokens": 9, "messages": [
+        {"role": "user", "content": "Call it."},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1", "content": "done"},
+    ]}  # fmt: skip
+    with pytest.raises(InvalidRequest) as caught:
+        request_to_wire(openai_request.request_from_wire(body), "claude")
+    assert caught.value.param == "messages[1].tool_calls[0].function.arguments"
+
+
 def _message_start(usage: dict[str, int]) -> dict[str, Any]:
     return {"type": "message_start", "message": {
         "id": "msg_1", "type": "message", "role": "assistant", "model": "claude",

@@ -619,6 +619,25 @@ def test_stream_reader_gives_role_text_whole_calls_finish_then_usage() -> None:
     assert {chunk.id for chunk in chunks} == {"r"}
 
 
+def test_each_candidates_calls_have_ids_of_their_own_streamed_or_not() -> None:
+    call = {"functionCall": {"name": "f", "args": {}}}
+    answer = {
+        "responseId": "r",
+        "candidates": [
+            {"content": {"role": "model", "parts": [call]}, "finishReason": "STOP"},
+            {"content": {"role": "model", "parts": [call]}, "finishReason": "STOP", "index": 1},
+        ],
+    }
+    complete = [
+        [c.id for c in choice.message.tool_calls or ()]
+        for choice in response_from_wire(answer).choices
+    ]
+    chunks, done = read([answer], candidates=2)
+    streamed = [c.tool_calls[0].id for c in chunks[0].choices if c.tool_calls]
+    assert done and complete == [[streamed[0]], [streamed[1]]]
+    assert streamed[0] == f"call_{answer_key('r')}_0_f" != streamed[1]
+
+
 def test_a_stream_cut_before_every_candidate_finished_is_not_done() -> None:
     _, done = read([event([{"text": "Hi"}])])
     assert not done
@@ -901,6 +920,9 @@ def test_a_data_url_without_base64_is_a_400_naming_the_part() -> None:
 def test_an_answers_call_ids_are_its_own_within_40_characters_and_name_their_function() -> None:
     first, second = answer_key("resp-1"), answer_key("resp-2")
     assert first != second and first.isalpha() and len(first) == 8
+    # Each of n candidates makes calls of its own; the first keeps the answer's key.
+    assert answer_key("resp-1", 0) == first
+    assert len({first, answer_key("resp-1", 1), answer_key("resp-1", 2)}) == 3
     assert call_id(0, "f", first) != call_id(0, "f", second)
     long = "f" * 40
     assert len(call_id(3, long, first)) <= 40
