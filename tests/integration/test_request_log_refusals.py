@@ -9,6 +9,7 @@ chain's verification and the database file itself. A second gateway with a low
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 import time
 import uuid
@@ -190,6 +191,40 @@ def test_a_request_refused_before_the_pipeline_is_in_the_request_log(
     assert row["input_tokens"] == row["output_tokens"] == row["cached_tokens"] == 0
     assert row["prompt"] is None and row["response"] is None
     assert row["hash"] is not None  # in the module's hash chain
+
+
+def _hang_up_mid_body(url: str, rid: str, headers: dict[str, str], chunked: bool) -> None:
+    """Send a request's head and the start of its body, then close the connection."""
+    host, port = url.split("//", 1)[1].split(":")
+    framing = "Transfer-Encoding: chunked" if chunked else "Content-Length: 3000"
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    start = b'{"model": "priced-chat", "messages": [{"role": "user", "content": "'
+    body = b"%x\r\n%s\r\n" % (len(start), start) if chunked else start
+    with socket.create_connection((host, int(port))) as connection:
+        connection.sendall(
+            f"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\nx-request-id: {rid}\r\n"
+            f"Content-Type: application/json\r\n{framing}\r\n{head}\r\n".encode()
+            + body
+        )
+        time.sleep(0.2)  # the gateway is reading the body when the client goes
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_client_that_hangs_up_while_sending_its_body_is_499_not_a_server_error(
+    refusing: Refusing, chunked: bool
+) -> None:
+    # A client that left while its body was on its way (a user pressing stop during a large
+    # upload, a timeout on its side) was logged as the gateway failing, with a traceback, and
+    # recorded as a 500: in every 5xx dashboard and alert, as if the gateway were broken.
+    rid = f"hung-up-{uuid.uuid4().hex[:12]}"
+    _hang_up_mid_body(refusing.url, rid, _bearer(refusing.member_key), chunked)
+    row = _records(refusing.url, {rid})[rid]
+    assert (row["status"], row["error_code"]) == (499, "client_disconnected")
+    assert (row["principal_kind"], row["key_id"]) == ("key", refusing.member_key_id)
+    assert (row["endpoint"], row["model"], row["attempts"]) == ("chat", "", 0)
+    server_errors = _admin(refusing.url, "GET", "/admin/logs?status=5xx&since=1h")["data"]
+    assert rid not in {r["request_id"] for r in server_errors}
+    assert f"request {rid} failed unexpectedly" not in refusing.process.output()
 
 
 def test_an_unknown_keys_secret_is_never_in_the_row_the_logs_or_the_metrics(

@@ -94,6 +94,13 @@ async def read_body(request: web.Request, max_size: int) -> tuple[dict[str, Any]
         raw: bytes | None = await request.read()  # one growing buffer: copied once, not per read
     except web.HTTPRequestEntityTooLarge:
         raw = None
+    except ConnectionError:
+        # The client hung up before its body arrived whole (aiohttp's "Connection lost"): how
+        # the request ended, 499 as for a client that leaves mid-stream, not a failure of the
+        # gateway's (a 500 with a traceback, in every 5xx dashboard).
+        raise ClientDisconnected(
+            "client disconnected before its request body arrived", code="client_disconnected"
+        ) from None
     except web.RequestPayloadError:  # e.g. a body that is not the gzip it says it is
         # The rest of the body is unreadable too: given up on here, so that aiohttp does not
         # try to drain it after the answer (and log the same error as unhandled).
