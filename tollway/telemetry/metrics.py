@@ -104,6 +104,10 @@ class Metrics:
             "tollway_circuit_state", "Circuit state per deployment (0 closed, 1 half-open, 2 open)",
             ["deployment"], registry=r,
         )  # fmt: skip
+        self._circuits: set[str] = set()
+        """The deployments with a ``tollway_circuit_state`` series."""
+        self._deployments: Collection[str] | None = None
+        """The deployments configured now (``keep_circuits``); ``None``: any."""
         self.config_info = Gauge(
             "tollway_config_info", "The config this process runs, by its fingerprint",
             ["version"], registry=r,
@@ -129,8 +133,23 @@ class Metrics:
         self.config_info.labels(version).set(1)
 
     def set_circuit_state(self, deployment: str, state: int) -> None:
-        """For the routing layer: 0 closed, 1 half-open, 2 open."""
+        """For the routing layer: 0 closed, 1 half-open, 2 open. A deployment no longer
+        configured (a request begun before the reload that removed it still ends on it) has
+        no series to set."""
+        if self._deployments is not None and deployment not in self._deployments:
+            return
+        self._circuits.add(deployment)
         self.circuit.labels(deployment).set(state)
+
+    def keep_circuits(self, deployments: Collection[str]) -> None:
+        """For the gateway, when its deployments were read (at start, on a reload): the
+        deployments configured now; the circuit series of every other one leaves
+        ``/metrics``. It stayed at its last state: a deployment removed while its circuit was
+        open read open for the life of the process, and an alert on it never resolved."""
+        self._deployments = frozenset(deployments)
+        for gone in [d for d in self._circuits if d not in self._deployments]:
+            self._circuits.discard(gone)
+            self.circuit.remove(gone)
 
     def set_budget_utilisation(self, scope: str, scope_id: str, period: str, ratio: float) -> None:
         """For the limits layer: the share of a budget spent. Called at every settlement, so
