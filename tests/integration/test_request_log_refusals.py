@@ -258,6 +258,48 @@ def test_an_unknown_keys_secret_is_never_in_the_row_the_logs_or_the_metrics(
         assert part.encode() not in stored, "the store holds the unknown key's secret"
 
 
+def _requests_total(url: str, **labels: str) -> float:
+    """``tollway_requests_total`` summed over the series with ``labels``."""
+    total = 0.0
+    for line in httpx.get(url + "/metrics").text.splitlines():
+        if line.startswith("tollway_requests_total{"):
+            found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
+            if all(found.get(name) == value for name, value in labels.items()):
+                total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_a_request_refused_before_the_pipeline_is_counted_in_the_metrics(
+    refusing: Refusing,
+) -> None:
+    # tollway_requests_total counts every request by status, but a request refused before the
+    # pipeline (a revoked key, a body that does not parse) passed no stage and was counted
+    # nowhere: a client whose key was revoked failed every call while the error rate in
+    # /metrics stayed flat.
+    cases = [  # (credential, body, status, the model label)
+        (_bearer(refusing.revoked[1]), CHAT, 401, "(unknown)"),
+        (_bearer(UNKNOWN_SECRET), CHAT, 401, "(unknown)"),
+        (_bearer(refusing.member_key), {"model": "priced-chat"}, 400, "priced-chat"),
+        (_bearer(refusing.member_key), {"model": "invented-model-name"}, 400, "(unknown)"),
+    ]
+    before = {
+        (status, model): _requests_total(refusing.url, status=str(status), model=model)
+        for _, _, status, model in cases
+    }
+    for headers, body, status, _ in cases:
+        sent = _send(refusing.url, "/v1/chat/completions", uuid.uuid4().hex, headers, body)
+        assert sent.status_code == status, sent.text
+    grown = {
+        key: _requests_total(refusing.url, status=str(key[0]), model=key[1]) - count
+        for key, count in before.items()
+    }
+    assert grown == {(401, "(unknown)"): 2, (400, "priced-chat"): 1, (400, "(unknown)"): 1}
+    metrics = httpx.get(refusing.url + "/metrics").text
+    assert "invented-model-name" not in metrics  # a client's text is no label
+    team = {"team": refusing.team, "status": "401"}
+    assert _requests_total(refusing.url, **team) >= 1  # the revoked key's team
+
+
 def test_refusals_are_chained_and_verify_and_cost_nothing_in_the_reports(
     refusing: Refusing,
 ) -> None:

@@ -14,6 +14,7 @@ from prometheus_client.core import (
     Metric,
 )
 
+from tollway.auth.principal import Principal
 from tollway.core.context import RequestContext
 from tollway.core.pipeline import Stage
 
@@ -213,6 +214,22 @@ class Metrics:
     def series(self) -> dict[tuple[str, ...], _Series]:
         """The per-request series, by (model, deployment, provider, team)."""
         return self._series
+
+    def record_refused(self, status: int, principal: Principal | None, model: str) -> None:
+        """Count a request refused before the pipeline (a bad credential, a body that does
+        not parse): no stage saw it, so ``record`` never does. ``model``: its label, a model
+        group's name or ``UNKNOWN_MODEL``; no deployment, provider or latency."""
+        team = (principal.team if principal else None) or ""
+        key = (model, "", "", team)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = _Series()
+        outcome = (
+            (str(status), principal.id if principal else "")
+            if self.per_key_labels
+            else (str(status),)
+        )
+        series.requests[outcome] = series.requests.get(outcome, 0) + 1
 
     def record(self, ctx: RequestContext, model: str | None = None) -> None:
         """Count one finished request; ``model``: its label, when not ``ctx.model``."""
