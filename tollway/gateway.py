@@ -82,6 +82,12 @@ def _modified(path: Path) -> tuple[int, int] | None:
     return stat.st_mtime_ns, stat.st_size
 
 
+def _deployment_ids(pipeline: Pipeline) -> frozenset[str]:
+    """The ids of every deployment ``pipeline`` routes to."""
+    groups = pipeline.router.table.groups
+    return frozenset(deployment.id for group in groups for deployment in group.deployments)
+
+
 class Gateway:
     """Owns the upstream session, the embedded simulator and the current pipeline."""
 
@@ -269,6 +275,8 @@ class Gateway:
         if self.settings.telemetry.tracing.enabled:
             self.tracing = _start_tracing(self.settings, self.vault, self._span_exporter)
         self._pipelines = self._build_pipelines(self.settings)
+        if self.metrics is not None:
+            self.metrics.keep_circuits(_deployment_ids(self._pipelines[0]))
         self.fleet.start()
         self.limits.start()
         self.key_use.start()
@@ -371,11 +379,11 @@ class Gateway:
         )
         self.health.config = settings.routing
         self._pipelines = pipelines
+        deployments = _deployment_ids(pipelines[0])
         if self.alerts is not None:
-            self.alerts.keep_deployments(
-                {deployment.id for group in pipelines[0].router.table.groups
-                 for deployment in group.deployments}
-            )  # fmt: skip
+            self.alerts.keep_deployments(deployments)
+        if self.metrics is not None:
+            self.metrics.keep_circuits(deployments)
         self._warn_missing_credentials()
         self.config_version = settings_version(self.settings)
         if self.metrics is not None:

@@ -141,3 +141,32 @@ def test_a_deleted_team_takes_its_budgets_and_limits_with_it(gateway: str) -> No
         f"budget:team:{team_id}:month",
         f"limit:team:{team_id}",
     ]
+
+
+def test_deleting_a_team_names_the_keys_it_revoked(gateway: str) -> None:
+    # Deleting a team revokes its keys, but its audit event named only the budgets and limits
+    # it removed: an auditor asking when and why a key stopped working found no event naming
+    # it (removing a member names the keys it blocks).
+    team = call(gateway, "POST", "/admin/teams", {"name": f"gone-{uuid.uuid4().hex[:6]}"})
+    team_id = team.json()["id"]
+    kept = call(gateway, "POST", "/admin/keys", {"name": "app", "team_id": team_id}).json()
+    rotated = call(gateway, "POST", "/admin/keys", {"name": "job", "team_id": team_id}).json()
+    successor = call(
+        gateway, "POST", f"/admin/keys/{rotated['id']}/rotate", {"grace_period": "1h"}
+    ).json()
+    outside = call(gateway, "POST", "/admin/keys", {"name": "other"}).json()
+    call(gateway, "DELETE", f"/admin/teams/{team_id}")
+    for key in (kept, successor):
+        refused = httpx.post(
+            gateway + "/v1/chat/completions",
+            json={"model": "test-chat", "messages": [{"role": "user", "content": "hi"}]},
+            headers={"Authorization": f"Bearer {key['key']}"},
+            timeout=30,
+        )
+        assert refused.status_code == 401, refused.text
+    (deleted,) = events(gateway, action="team.delete", target_id=team_id)
+    details = deleted["details"]
+    assert sorted(details["revoked_keys"]) == sorted([kept["id"], successor["id"]])
+    assert details["ended_grace"] == [rotated["id"]]  # its old secret worked for an hour more
+    assert outside["id"] not in str(details)
+    assert kept["key"] not in str(deleted) and successor["key"] not in str(deleted)

@@ -9,6 +9,7 @@ chain's verification and the database file itself. A second gateway with a low
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 import time
 import uuid
@@ -192,6 +193,40 @@ def test_a_request_refused_before_the_pipeline_is_in_the_request_log(
     assert row["hash"] is not None  # in the module's hash chain
 
 
+def _hang_up_mid_body(url: str, rid: str, headers: dict[str, str], chunked: bool) -> None:
+    """Send a request's head and the start of its body, then close the connection."""
+    host, port = url.split("//", 1)[1].split(":")
+    framing = "Transfer-Encoding: chunked" if chunked else "Content-Length: 3000"
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    start = b'{"model": "priced-chat", "messages": [{"role": "user", "content": "'
+    body = b"%x\r\n%s\r\n" % (len(start), start) if chunked else start
+    with socket.create_connection((host, int(port))) as connection:
+        connection.sendall(
+            f"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\nx-request-id: {rid}\r\n"
+            f"Content-Type: application/json\r\n{framing}\r\n{head}\r\n".encode()
+            + body
+        )
+        time.sleep(0.2)  # the gateway is reading the body when the client goes
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_client_that_hangs_up_while_sending_its_body_is_499_not_a_server_error(
+    refusing: Refusing, chunked: bool
+) -> None:
+    # A client that left while its body was on its way (a user pressing stop during a large
+    # upload, a timeout on its side) was logged as the gateway failing, with a traceback, and
+    # recorded as a 500: in every 5xx dashboard and alert, as if the gateway were broken.
+    rid = f"hung-up-{uuid.uuid4().hex[:12]}"
+    _hang_up_mid_body(refusing.url, rid, _bearer(refusing.member_key), chunked)
+    row = _records(refusing.url, {rid})[rid]
+    assert (row["status"], row["error_code"]) == (499, "client_disconnected")
+    assert (row["principal_kind"], row["key_id"]) == ("key", refusing.member_key_id)
+    assert (row["endpoint"], row["model"], row["attempts"]) == ("chat", "", 0)
+    server_errors = _admin(refusing.url, "GET", "/admin/logs?status=5xx&since=1h")["data"]
+    assert rid not in {r["request_id"] for r in server_errors}
+    assert f"request {rid} failed unexpectedly" not in refusing.process.output()
+
+
 def test_an_unknown_keys_secret_is_never_in_the_row_the_logs_or_the_metrics(
     refusing: Refusing,
 ) -> None:
@@ -221,6 +256,48 @@ def test_an_unknown_keys_secret_is_never_in_the_row_the_logs_or_the_metrics(
             assert part not in text, f"{where} holds the unknown key's secret"
     for part in SECRET_PARTS:
         assert part.encode() not in stored, "the store holds the unknown key's secret"
+
+
+def _requests_total(url: str, **labels: str) -> float:
+    """``tollway_requests_total`` summed over the series with ``labels``."""
+    total = 0.0
+    for line in httpx.get(url + "/metrics").text.splitlines():
+        if line.startswith("tollway_requests_total{"):
+            found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
+            if all(found.get(name) == value for name, value in labels.items()):
+                total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_a_request_refused_before_the_pipeline_is_counted_in_the_metrics(
+    refusing: Refusing,
+) -> None:
+    # tollway_requests_total counts every request by status, but a request refused before the
+    # pipeline (a revoked key, a body that does not parse) passed no stage and was counted
+    # nowhere: a client whose key was revoked failed every call while the error rate in
+    # /metrics stayed flat.
+    cases = [  # (credential, body, status, the model label)
+        (_bearer(refusing.revoked[1]), CHAT, 401, "(unknown)"),
+        (_bearer(UNKNOWN_SECRET), CHAT, 401, "(unknown)"),
+        (_bearer(refusing.member_key), {"model": "priced-chat"}, 400, "priced-chat"),
+        (_bearer(refusing.member_key), {"model": "invented-model-name"}, 400, "(unknown)"),
+    ]
+    before = {
+        (status, model): _requests_total(refusing.url, status=str(status), model=model)
+        for _, _, status, model in cases
+    }
+    for headers, body, status, _ in cases:
+        sent = _send(refusing.url, "/v1/chat/completions", uuid.uuid4().hex, headers, body)
+        assert sent.status_code == status, sent.text
+    grown = {
+        key: _requests_total(refusing.url, status=str(key[0]), model=key[1]) - count
+        for key, count in before.items()
+    }
+    assert grown == {(401, "(unknown)"): 2, (400, "priced-chat"): 1, (400, "(unknown)"): 1}
+    metrics = httpx.get(refusing.url + "/metrics").text
+    assert "invented-model-name" not in metrics  # a client's text is no label
+    team = {"team": refusing.team, "status": "401"}
+    assert _requests_total(refusing.url, **team) >= 1  # the revoked key's team
 
 
 def test_refusals_are_chained_and_verify_and_cost_nothing_in_the_reports(

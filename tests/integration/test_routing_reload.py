@@ -232,6 +232,42 @@ def test_a_budget_a_reload_removes_leaves_metrics(log_dir: Path, simulator_url: 
         assert series() == {"month"}
 
 
+def test_a_deployment_a_reload_removes_leaves_the_circuit_gauge(
+    log_dir: Path, simulator_url: str
+) -> None:
+    # Its tollway_circuit_state series stayed in /metrics at its last state: a deployment
+    # removed while its circuit was open read "open" (2) for the life of the process, and an
+    # alert on open circuits never resolved, though the deployment was gone.
+    working = {**_group("chat", simulator_url)["deployments"][0], "id": "working"}
+    broken = {**working, "id": "broken", "api_base": f"http://127.0.0.1:{free_port()}/v1"}
+    config = {
+        "server": {"reload_interval": None},
+        "routing": {"failure_threshold": 1, "cooldown": "60s"},
+        "models": [{"name": "chat", "deployments": [broken, working]}],
+    }
+    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY}
+    with running_gateway(log_dir, config, env) as (url, _):
+        client = openai.OpenAI(base_url=url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+        ask: Any = {"model": "chat", "messages": [{"role": "user", "content": "x"}]}
+        client.chat.completions.create(**ask)  # broken fails, its circuit opens; working serves
+
+        def circuits() -> dict[str, float]:
+            text = httpx.get(url + "/metrics").text
+            return {
+                line.split('deployment="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("tollway_circuit_state{")
+            }
+
+        assert circuits() == {"broken": 2.0}
+        _rewrite(_config_file(url, log_dir), lambda c: c["models"][0]["deployments"].pop(0))
+        assert httpx.post(url + "/admin/reload", headers=ADMIN).status_code == 200
+        assert circuits() == {}
+        client.chat.completions.create(**ask)
+        assert circuits() == {}
+        client.close()
+
+
 def _reloads(url: str, count: int) -> list[dict[str, Any]]:
     """The newest ``count`` config reload events of the audit trail, oldest first."""
     found: list[dict[str, Any]] = []

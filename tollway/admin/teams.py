@@ -89,11 +89,18 @@ def _oidc_group(call: AdminCall, fields: dict[str, Any]) -> dict[str, str | None
 async def delete_team(call: AdminCall) -> None:
     require_role(call.principal, "admin")
     team_id = call.param("team_id")
-    removed = await call.gateway.store.teams.delete(team_id)
+    deletion = await call.gateway.store.teams.delete(team_id)
+    # The keys it revoked are named, as a member's removal names the keys it blocks: an
+    # auditor asking when a key stopped working finds the event that stopped it.
+    details = {
+        "removed": list(deletion.removed),
+        "revoked_keys": list(deletion.revoked_keys),
+        "ended_grace": list(deletion.ended_grace),
+    }
     await call.gateway.identity.identities_changed(
-        call.actor, "team.delete", "team", team_id, {"removed": removed}
+        call.actor, "team.delete", "team", team_id, details
     )
-    if removed:  # its budgets and limits go from every replica's book too
+    if deletion.removed:  # its budgets and limits go from every replica's book too
         await call.gateway.fleet.limits_changed(f"team:{team_id}")
 
 

@@ -28,6 +28,7 @@ from tollway.core.types import ChatChunk, ChatRequest, EmbeddingRequest
 from tollway.pricing.metering import format_cost
 from tollway.pricing.tokens import COUNT_AHEAD_CHARS
 from tollway.providers.deadlines import CALLER
+from tollway.telemetry.metrics import UNKNOWN_MODEL
 from tollway.telemetry.refusals import refusal_entry
 
 if TYPE_CHECKING:
@@ -94,6 +95,13 @@ async def read_body(request: web.Request, max_size: int) -> tuple[dict[str, Any]
         raw: bytes | None = await request.read()  # one growing buffer: copied once, not per read
     except web.HTTPRequestEntityTooLarge:
         raw = None
+    except ConnectionError:
+        # The client hung up before its body arrived whole (aiohttp's "Connection lost"): how
+        # the request ended, 499 as for a client that leaves mid-stream, not a failure of the
+        # gateway's (a 500 with a traceback, in every 5xx dashboard).
+        raise ClientDisconnected(
+            "client disconnected before its request body arrived", code="client_disconnected"
+        ) from None
     except web.RequestPayloadError:  # e.g. a body that is not the gzip it says it is
         # The rest of the body is unreadable too: given up on here, so that aiohttp does not
         # try to drain it after the answer (and log the same error as unhandled).
@@ -214,17 +222,23 @@ def _refused(
     principal: Principal | None,
     body: dict[str, Any] | None,
 ) -> None:
-    """Hand a request refused before the pipeline, from the client address ``source``, to the
-    request log (telemetry/refusals.py): the principal authenticated, or the one a known but
-    unusable key names; never the credential itself."""
-    refusals = gateway.refusals
-    if refusals is None or not refusals.admit(error):
-        return
+    """Count a request refused before the pipeline in the metrics and hand it, from the
+    client address ``source``, to the request log (telemetry/refusals.py): the principal
+    authenticated, or the one a known but unusable key names; never the credential itself."""
     if principal is None and isinstance(error, AuthenticationFailed):
         principal = error.principal
     model = body.get("model") if body is not None else None
     if not isinstance(model, str):
         model = ""
+    metrics = gateway.metrics
+    if metrics is not None:
+        # Labelled as the pipeline labels a request: a model group's name, never a client's
+        # own text (a label per invented name would grow /metrics without end).
+        known = model and gateway.pipeline.routing.get(model) is not None
+        metrics.record_refused(error.status, principal, model if known else UNKNOWN_MODEL)
+    refusals = gateway.refusals
+    if refusals is None or not refusals.admit(error):
+        return
     refusals.put(refusal_entry(rid, endpoint, error, principal, model, source))
 
 

@@ -18,8 +18,20 @@ from tollway.store.records import KEY_AUTHORITIES, KeyAuthority
 
 async def revoke_keys(
     session: AsyncSession, condition: ColumnElement[bool], now: dt.datetime
-) -> None:
-    """Revoke every key matching ``condition`` at once, ending any grace period."""
+) -> tuple[list[str], list[str]]:
+    """Revoke every key matching ``condition`` at once, ending any grace period; returns the
+    ids of the keys it revoked and of those rotated away whose grace it ended (for the audit
+    trail: each stopped working here). The rows are locked first (PostgreSQL), as
+    ``block_member_keys`` locks them."""
+    revoked = list(
+        await session.scalars(
+            select(KeyRow.id).where(condition, KeyRow.status != "revoked").with_for_update()
+        )
+    )
+    in_grace = and_(KeyRow.status == "revoked", KeyRow.grace_until.is_not(None))
+    ended = list(
+        await session.scalars(select(KeyRow.id).where(condition, in_grace).with_for_update())
+    )
     await session.execute(
         update(KeyRow)
         .where(condition, KeyRow.status != "revoked")
@@ -28,6 +40,7 @@ async def revoke_keys(
     await session.execute(
         update(KeyRow).where(condition, KeyRow.grace_until.is_not(None)).values(grace_until=None)
     )
+    return revoked, ended
 
 
 async def block_member_keys(

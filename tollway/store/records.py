@@ -186,6 +186,20 @@ class MemberRemoval:
 
 
 @dataclass(frozen=True, slots=True)
+class TeamDeletion:
+    """What deleting a team did besides: its budgets and limits removed, its keys revoked."""
+
+    removed: tuple[str, ...]
+    """The budgets and rate limits removed, as ``budget:team:<id>:<period>`` and
+    ``limit:team:<id>``."""
+    revoked_keys: tuple[str, ...]
+    """The ids of the team's keys it revoked (every one not revoked already)."""
+    ended_grace: tuple[str, ...]
+    """The ids of the team's keys rotated away whose grace period it ended (their old
+    secrets stopped working)."""
+
+
+@dataclass(frozen=True, slots=True)
 class CredentialRecord:
     """A provider credential's description; the secret is only given by ``reveal``."""
 

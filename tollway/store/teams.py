@@ -27,6 +27,7 @@ from tollway.store.records import (
     MemberRemoval,
     MembershipRecord,
     ProvisionedTeam,
+    TeamDeletion,
     TeamRecord,
     TeamRole,
     Unset,
@@ -281,10 +282,10 @@ class TeamRepository:
             await session.flush()
             return team_record(row)
 
-    async def delete(self, team_id: str) -> list[str]:
+    async def delete(self, team_id: str) -> TeamDeletion:
         """Delete a team, its memberships, budgets and rate limits (its spend history stays);
         its keys are revoked first, then detached. Returns the budgets and limits removed, as
-        ``budget:team:<id>:<period>`` and ``limit:team:<id>``."""
+        ``budget:team:<id>:<period>`` and ``limit:team:<id>``, and the keys revoked."""
         now = utcnow()
         async with transaction(self._sessions, "the team is still referenced") as session:
             # Locked first: a key being made in the team (its foreign key shares the row) is
@@ -292,10 +293,10 @@ class TeamRepository:
             await _team_row(session, team_id, lock=True)
             # Revoke before the foreign key detaches them: a key must not live on without
             # the team whose limits it was under.
-            await revoke_keys(session, KeyRow.team_id == team_id, now)
+            revoked, ended = await revoke_keys(session, KeyRow.team_id == team_id, now)
             removed = await remove_scope(session, "team", team_id)
             await session.execute(delete(TeamRow).where(TeamRow.id == team_id))
-        return removed
+        return TeamDeletion(tuple(removed), tuple(revoked), tuple(ended))
 
     async def add_member(
         self, team_id: str, user_id: str, role: TeamRole = "member"

@@ -14,6 +14,7 @@ from prometheus_client.core import (
     Metric,
 )
 
+from tollway.auth.principal import Principal
 from tollway.core.context import RequestContext
 from tollway.core.pipeline import Stage
 
@@ -104,6 +105,10 @@ class Metrics:
             "tollway_circuit_state", "Circuit state per deployment (0 closed, 1 half-open, 2 open)",
             ["deployment"], registry=r,
         )  # fmt: skip
+        self._circuits: set[str] = set()
+        """The deployments with a ``tollway_circuit_state`` series."""
+        self._deployments: Collection[str] | None = None
+        """The deployments configured now (``keep_circuits``); ``None``: any."""
         self.config_info = Gauge(
             "tollway_config_info", "The config this process runs, by its fingerprint",
             ["version"], registry=r,
@@ -129,8 +134,23 @@ class Metrics:
         self.config_info.labels(version).set(1)
 
     def set_circuit_state(self, deployment: str, state: int) -> None:
-        """For the routing layer: 0 closed, 1 half-open, 2 open."""
+        """For the routing layer: 0 closed, 1 half-open, 2 open. A deployment no longer
+        configured (a request begun before the reload that removed it still ends on it) has
+        no series to set."""
+        if self._deployments is not None and deployment not in self._deployments:
+            return
+        self._circuits.add(deployment)
         self.circuit.labels(deployment).set(state)
+
+    def keep_circuits(self, deployments: Collection[str]) -> None:
+        """For the gateway, when its deployments were read (at start, on a reload): the
+        deployments configured now; the circuit series of every other one leaves
+        ``/metrics``. It stayed at its last state: a deployment removed while its circuit was
+        open read open for the life of the process, and an alert on it never resolved."""
+        self._deployments = frozenset(deployments)
+        for gone in [d for d in self._circuits if d not in self._deployments]:
+            self._circuits.discard(gone)
+            self.circuit.remove(gone)
 
     def set_budget_utilisation(self, scope: str, scope_id: str, period: str, ratio: float) -> None:
         """For the limits layer: the share of a budget spent. Called at every settlement, so
@@ -194,6 +214,22 @@ class Metrics:
     def series(self) -> dict[tuple[str, ...], _Series]:
         """The per-request series, by (model, deployment, provider, team)."""
         return self._series
+
+    def record_refused(self, status: int, principal: Principal | None, model: str) -> None:
+        """Count a request refused before the pipeline (a bad credential, a body that does
+        not parse): no stage saw it, so ``record`` never does. ``model``: its label, a model
+        group's name or ``UNKNOWN_MODEL``; no deployment, provider or latency."""
+        team = (principal.team if principal else None) or ""
+        key = (model, "", "", team)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = _Series()
+        outcome = (
+            (str(status), principal.id if principal else "")
+            if self.per_key_labels
+            else (str(status),)
+        )
+        series.requests[outcome] = series.requests.get(outcome, 0) + 1
 
     def record(self, ctx: RequestContext, model: str | None = None) -> None:
         """Count one finished request; ``model``: its label, when not ``ctx.model``."""
