@@ -477,11 +477,14 @@ class Admission(Stage):
     # --- per-deployment limits ----------------------------------------------------------
 
     def on_attempt(self, ctx: RequestContext, deployment: Deployment) -> Awaitable[None] | None:
-        """Take from the deployment's own limits; a refusal tries the next candidate."""
+        """Take from the deployment's own limits; a refusal tries the next candidate.
+
+        Called before each call, a retry on the same deployment's too: a failed call gave
+        back what it had taken (``on_attempt_end``), so each call runs under a claim of its
+        own, and what the one that answers uses is charged."""
         spec = self._service.book.deployment(deployment.id)
         if spec is None:
             return None
-        # Called once per deployment per request: retries on it run under this one claim.
         tokens = self._estimate(ctx)
         if ctx.chat is not None:
             most = ctx.chat.max_tokens
@@ -513,22 +516,25 @@ class Admission(Stage):
         ctx.deployment_tickets.append(outcome)
 
     def on_attempt_end(self, ctx: RequestContext, attempt: Attempt) -> Awaitable[None] | None:
-        """A failed attempt used nothing of its deployment's limits: give them back now."""
+        """A failed attempt gives its deployment's limits back now, keeping only what it
+        used: nothing when it failed before its answer began, what a stream generated when
+        it failed after (``ctx.usage``, which the metering has counted by then)."""
         if attempt.error is None or not ctx.deployment_tickets:
             return None
         scope = "deployment:" + attempt.deployment.id
         held = [
             t for t in ctx.deployment_tickets if not t.settled and t.claim.limits[0][0] == scope
         ]
+        tokens = ctx.usage.total_tokens if ctx.usage is not None else 0
         if self._service.immediate is None:
-            return self._give_back(held)
+            return self._give_back(held, tokens)
         for ticket in held:
-            self._service.settle_now(ticket, 0, 0)
+            self._service.settle_now(ticket, tokens, 0)
         return None
 
-    async def _give_back(self, held: list[Ticket]) -> None:
+    async def _give_back(self, held: list[Ticket], tokens: int) -> None:
         for ticket in held:
-            await self._service.settle(ticket, 0, 0)
+            await self._service.settle(ticket, tokens, 0)
 
     # --- settlement ---------------------------------------------------------------------
 
