@@ -459,17 +459,21 @@ class Admission(Stage):
         limits = ticket.claim.limits
         if limits:
             remaining = ticket.remaining
-            # The headers describe the tightest scope: the one with the fewest tokens left.
-            if len(limits) == 1:  # the usual case, without min()'s keyword call
+            if len(limits) == 1:  # the usual case, one scope
                 scope, spec = limits[0]
+                requests, tokens = remaining.get(scope, (None, None))
+                rpm, tpm = spec.rpm, spec.tpm
             else:
-                scope, spec = min(limits, key=lambda s: _tokens_left(remaining.get(s[0])))
-            requests, tokens = remaining.get(scope, (None, None))
-            if spec.rpm is not None and requests is not None:
-                headers["x-ratelimit-limit-requests"] = str(spec.rpm)
+                # Each pair of headers tells the scope with the least of it left: the requests
+                # of one (a key's rpm) and the tokens of another (a model's tpm) may be what
+                # refuses next.
+                rpm, requests = _tightest(limits, remaining, 0)
+                tpm, tokens = _tightest(limits, remaining, 1)
+            if rpm is not None and requests is not None:
+                headers["x-ratelimit-limit-requests"] = str(rpm)
                 headers["x-ratelimit-remaining-requests"] = str(int(requests))
-            if spec.tpm is not None and tokens is not None:
-                headers["x-ratelimit-limit-tokens"] = str(spec.tpm)
+            if tpm is not None and tokens is not None:
+                headers["x-ratelimit-limit-tokens"] = str(tpm)
                 headers["x-ratelimit-remaining-tokens"] = str(int(tokens))
         if ticket.budget_remaining_micros is not None:
             headers["x-tollway-budget-remaining-usd"] = _usd(ticket.budget_remaining_micros)
@@ -626,10 +630,19 @@ def _unbounded_output(model: str) -> InvalidRequest:
     )
 
 
-def _tokens_left(remaining: tuple[float | None, float | None] | None) -> float:
-    if remaining is None or remaining[1] is None:
-        return math.inf
-    return remaining[1]
+def _tightest(
+    limits: Sequence[tuple[str, RateSpec]],
+    remaining: dict[str, tuple[float | None, float | None]],
+    which: int,
+) -> tuple[int | None, float | None]:
+    """Among ``limits``, the scope with the least left of requests (``which`` 0) or tokens
+    (1) after admission: its limit per minute and what is left (``None``: no scope has one)."""
+    least: tuple[int | None, float | None] = (None, None)
+    for scope, spec in limits:
+        left = remaining.get(scope, (None, None))[which]
+        if left is not None and (least[1] is None or left < least[1]):
+            least = (spec.rpm if which == 0 else spec.tpm, left)
+    return least
 
 
 __all__ = ["Admission", "CountInput", "RateSpec"]
