@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from tollway.core.context import Attempt, RequestContext
 from tollway.core.errors import DeploymentBusy, InvalidRequest, LimiterDown, RateLimited
 from tollway.core.pipeline import Reply, Stage
-from tollway.core.types import Deployment, Price
+from tollway.core.types import ChatRequest, Deployment, Price
 from tollway.limits.backend import (
     MICRO,
     BudgetClaim,
@@ -45,6 +45,7 @@ from tollway.pricing.metering import image_count
 from tollway.pricing.tokens import counted_alike
 from tollway.pricing.tools import ToolUse, bound_tool_calls, tool_uses
 from tollway.routing.table import ModelGroup, RoutingTable
+from tollway.wire.claude_effort import MIN_BUDGET
 
 _COMPACTION = "/compact"
 """``ChatRequest.responses_route`` of a compaction (``POST /v1/responses/compact``)."""
@@ -310,6 +311,8 @@ class Admission(Stage):
             if affordable < 1:
                 break
             max_output = min(chat.max_tokens, affordable)
+            if not _thinking_within(chat, max_output):
+                break
             chat.max_tokens = max_output
             ctx.response_headers["x-tollway-budget-max-tokens"] = str(max_output)
             claim = self._budget_claim(ctx, claim.limits, budgets, candidates, estimate, max_output)
@@ -601,6 +604,23 @@ def _actual(ctx: RequestContext) -> tuple[int, int]:
     usage = ctx.usage
     tokens = usage.total_tokens if usage is not None else 0
     return tokens, nearest_micros(ctx.cost_usd) if ctx.cost_usd else 0
+
+
+def _thinking_within(chat: ChatRequest, max_output: int) -> bool:
+    """Whether the request's extended thinking fits under ``max_output`` (a shrunk
+    ``max_tokens``), lowering its ``budget_tokens`` there if need be: Claude thinks within
+    the budget, which must stay below ``max_tokens`` (else its 400) and take at least its
+    least (1,024 tokens). ``False``: it cannot, and the budget cannot pay for the request."""
+    thinking = chat.thinking
+    if thinking is None or thinking.get("type") != "enabled":
+        return True
+    budget = thinking.get("budget_tokens")
+    if not isinstance(budget, int) or budget < max_output:
+        return True
+    if max_output - 1 < MIN_BUDGET:
+        return False
+    chat.thinking = {**thinking, "budget_tokens": max_output - 1}
+    return True
 
 
 def _unbounded(param: str, deployment: Deployment) -> InvalidRequest:
