@@ -15,6 +15,7 @@ from tests.support import CLIENT_KEY, running_gateway
 from tollway.pricing.tokens import TokenCounter
 
 DOCUMENT_TPM = 1_000_000
+CHOICES_TPM = 10_000
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +28,7 @@ def limited_url(log_dir: Path, simulator_url: str) -> Iterator[str]:
         {**embed, "name": "embed-rpm1"},
         {**claude, "name": "claude-documents"},
         {**chat, "name": "chat-tpm"},
+        {**chat, "name": "chat-choices"},
     ]
     config["limits"] = {
         "models": {
@@ -36,6 +38,7 @@ def limited_url(log_dir: Path, simulator_url: str) -> Iterator[str]:
             "embed-rpm1": {"rpm": 1},
             "claude-documents": {"tpm": DOCUMENT_TPM},
             "chat-tpm": {"tpm": DOCUMENT_TPM},
+            "chat-choices": {"tpm": CHOICES_TPM},
         }
     }
     with running_gateway(log_dir, config, {"TEST_UPSTREAM_KEY": UPSTREAM_KEY}) as (url, _):
@@ -164,3 +167,15 @@ def test_each_header_tells_the_scope_with_the_least_of_it_left(limited_url: str)
             model="chat-tpm", messages=[{"role": "user", "content": "x"}], max_tokens=10
         )
     assert caught.value.code == "rate_limit_exceeded"
+
+
+def test_each_of_n_choices_is_taken_from_the_token_limit(limited_url: str) -> None:
+    # Each of n choices may generate max_tokens, as a budget reserves them; the token bucket
+    # was taken one choice's worth, so concurrent requests for several choices went past the
+    # limit until their settlements caught up.
+    client = openai.OpenAI(base_url=limited_url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(
+        model="chat-choices", messages=[{"role": "user", "content": "x"}], max_tokens=200, n=4
+    )
+    assert len(raw.parse().choices) == 4
+    assert int(raw.headers["x-ratelimit-remaining-tokens"]) <= CHOICES_TPM - 4 * 200

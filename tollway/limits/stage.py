@@ -251,7 +251,8 @@ class Admission(Stage):
             # 0 (a cache warm-up: nothing generated) is a limit like any other, not unset.
             max_output = config.default_max_output if chat.max_tokens is None else chat.max_tokens
         if not budgets:
-            return Claim(ctx.request_id, scopes, estimate + max_output, hold_s=config.hold)
+            tokens = estimate + max_output * _choices(ctx)
+            return Claim(ctx.request_id, scopes, tokens, hold_s=config.hold)
         candidates = self._candidates_for(ctx)
         if chat is not None and chat.responses_route == _COMPACTION:
             # A compaction takes no output limit (none is sent): only the model's own bounds
@@ -422,18 +423,18 @@ class Admission(Stage):
         max_output: int,
     ) -> Claim:
         reserve = 0
+        # Every one of ``n`` choices may use the whole max output.
+        output = max_output * _choices(ctx)
         if candidates is not None:
             images = image_count(ctx) if candidates.per_image else 0
             prices, inputs = self._priced_inputs(ctx, estimate, candidates)
             unbounded = self._service.config.default_max_tool_calls
             uses = tool_uses(ctx.chat, unbounded) if candidates.tool_fees else ()
-            # Every one of ``n`` choices may use the whole max output.
-            choices = max(1, ctx.chat.n or 1) if ctx.chat is not None else 1
-            reserve = worst_case_micros(prices, inputs, max_output * choices, images, uses)
+            reserve = worst_case_micros(prices, inputs, output, images, uses)
         account = self._service.account
         accounts = [BudgetClaim(account(b), b.limit_micros) for b in budgets]
         return Claim(
-            ctx.request_id, scopes, estimate + max_output, accounts, reserve,
+            ctx.request_id, scopes, estimate + output, accounts, reserve,
             self._service.config.hold,
         )  # fmt: skip
 
@@ -495,7 +496,8 @@ class Admission(Stage):
         tokens = self._estimate(ctx)
         if ctx.chat is not None:
             most = ctx.chat.max_tokens
-            tokens += self._service.config.default_max_output if most is None else most
+            most = self._service.config.default_max_output if most is None else most
+            tokens += most * _choices(ctx)
         scope = "deployment:" + deployment.id
         claim = Claim(ctx.request_id, [(scope, spec)], tokens, hold_s=self._service.config.hold)
         immediate = self._service.immediate
@@ -594,6 +596,13 @@ class Admission(Stage):
         for kept in ctx.deployment_tickets or ():
             if not kept.settled:
                 await self._service.settle(kept, tokens, 0)
+
+
+def _choices(ctx: RequestContext) -> int:
+    """The answers a request asks for (``n``): each may generate its whole max output, as
+    providers bill and as their own token limits count it."""
+    chat = ctx.chat
+    return max(1, chat.n or 1) if chat is not None else 1
 
 
 def _actual(ctx: RequestContext) -> tuple[int, int]:
