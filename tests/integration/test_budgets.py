@@ -312,6 +312,43 @@ def test_shrink_policy_lowers_max_tokens_to_what_the_budget_pays_for(gateway: st
     assert spend(gateway, key_id)["spent_usd"] <= 0.25
 
 
+def test_shrink_policy_lowers_claudes_thinking_budget_with_max_tokens(gateway: str) -> None:
+    # Claude thinks within budget_tokens, below max_tokens: shrinking max_tokens to 1497 under
+    # a thinking budget of 2000 sent a request Claude refuses (400 "max_tokens must be
+    # greater than thinking.budget_tokens"), though the budget paid for an answer.
+    key_id, key = new_key(gateway)
+    set_budget(gateway, key_id, 6.0, policy="shrink")  # about 1,500 output tokens
+    client = anthropic.Anthropic(base_url=gateway, api_key=key, max_retries=0)
+    thinking: Any = {"type": "enabled", "budget_tokens": 2000}
+    raw = client.messages.with_raw_response.create(
+        model="pricey-claude",
+        max_tokens=4000,
+        thinking=thinking,
+        messages=[{"role": "user", "content": "think it over"}],
+    )
+    shrunk = int(raw.headers["x-tollway-budget-max-tokens"])
+    assert 1024 < shrunk < 2000
+    message = raw.parse()
+    assert message.content[0].type == "thinking"  # it still thought, within the new limit
+    assert message.usage.output_tokens <= shrunk
+    assert 0 < spend(gateway, key_id)["spent_usd"] <= 6.0
+    # Where what is left leaves no room for Claude's least budget (1,024 tokens) below
+    # max_tokens, the budget cannot pay for the request: refused as over the budget.
+    poor_id, poor = new_key(gateway)
+    set_budget(gateway, poor_id, 4.0, policy="shrink")  # about 1,000 output tokens
+    broke = anthropic.Anthropic(base_url=gateway, api_key=poor, max_retries=0)
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        broke.messages.create(
+            model="pricey-claude",
+            max_tokens=4000,
+            thinking=thinking,
+            messages=[{"role": "user", "content": "think it over"}],
+        )
+    body = caught.value.body
+    assert isinstance(body, dict) and "Budget exceeded" in body["error"]["message"]
+    assert spend(gateway, poor_id)["spent_usd"] == 0
+
+
 def test_soft_limit_downgrades_to_the_cheaper_model(gateway: str) -> None:
     key_id, key = new_key(gateway)
     set_budget(gateway, key_id, 0.40, soft_limit=0.5, downgrade={"pricey": "cheap"})

@@ -291,3 +291,61 @@ def test_spend_not_written_because_redis_is_down_names_redis_not_the_store(
     assert "the store failed" not in output and "to the store failed" not in output
     assert f"redis://default:***@127.0.0.1:{urlsplit(switch.url).port}" in output
     assert password not in output
+
+
+async def test_a_request_outliving_its_hold_keeps_its_reservation_and_slot(
+    log_dir: Path, simulator_url: str
+) -> None:
+    # A hold expires so that a replica that died mid-request cannot keep a reservation or a
+    # concurrency slot forever; one whose request was still running lost them all the same
+    # (a request longer than limits.hold: fallbacks, retries, a long total timeout), and the
+    # other replica then admitted past the budget (0.808 spent of 0.6) and past
+    # max_concurrent (two requests in flight under a cap of one).
+    redis = redis_url()
+    config = shared_config(
+        simulator_url, redis, unique_prefix("hold"), hold="2s",
+        models={"capped": {"max_concurrent": 1}},
+        budgets=[{"scope": "org", "id": "*", "period": "total", "limit_usd": 0.6}],
+    )  # fmt: skip
+    (pricey,) = [group for group in config["models"] if group["name"] == "pricey"]
+    cheap = {**pricey["deployments"][0], "price": {"input": 0.01, "output": 0.01}}
+    config["models"].append({"name": "capped", "deployments": [cheap]})
+    config["upstream"] = {"forward_headers": ["x-sim-*"]}  # the simulator's pace
+    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TOLLWAY_REDIS_URL": redis}
+    with running_gateways(log_dir, [(config, env)] * 2) as gateways:
+        clients = [
+            openai.AsyncOpenAI(base_url=url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+            for url, _ in gateways
+        ]
+
+        async def one(client: openai.AsyncOpenAI, model: str, after: float) -> str:
+            await asyncio.sleep(after)
+            try:
+                stream = await client.chat.completions.create(
+                    model=model,
+                    messages=[{"role": "user", "content": "take your time"}],
+                    # "pricey": a worst case of about $0.41, one fits the budget, not two.
+                    max_tokens=100,
+                    stream=True,
+                    # About 5 s: well past the 2 s hold.
+                    extra_headers={"x-sim-tpot-ms": "50", "x-sim-output-tokens": "100"},
+                )
+                async for _ in stream:
+                    pass
+            except openai.RateLimitError as exc:
+                return str(exc.code)
+            return "served"
+
+        # The later two ask the other replica once the first two's holds would have expired.
+        outcomes = await asyncio.gather(
+            one(clients[0], "pricey", 0),
+            one(clients[0], "capped", 0),
+            one(clients[1], "pricey", 3.5),
+            one(clients[1], "capped", 3.5),
+        )
+        for client in clients:
+            await client.close()
+        row = budget_row(gateways[0][0])
+    assert outcomes == ["served", "served", "budget_exceeded", "rate_limit_exceeded"]
+    assert row["spent_usd"] <= 0.6
+    assert row["reserved_usd"] == 0

@@ -463,6 +463,37 @@ async def test_expired_holds_no_longer_block(redis_place: RedisPlace) -> None:
     assert await limiter.accounts([budget.account]) == [AccountState(budget.account, 950, 0)]
 
 
+async def test_a_live_replica_renews_the_holds_of_its_requests_in_flight(
+    redis_place: RedisPlace,
+) -> None:
+    clock = FakeClock()
+    live, other = redis_place.open(clock), redis_place.open(clock)
+    scope = ("key:long", RateSpec(max_concurrent=1))
+    budget = BudgetClaim("team:long:total", 1000)
+    running = admitted(await live.admit(claim(scope, budgets=(budget,), reserve=800, hold_s=30)))
+    done = admitted(await live.admit(claim(budgets=(budget,), reserve=100, hold_s=30)))
+    await live.settle(done, 0, 50)
+    for _ in range(4):  # two minutes: four times the hold, renewed past half of it each time
+        clock.advance(10)
+        await live.renew()  # nothing is due before half the hold
+        clock.advance(10)
+        await live.renew()
+        # Still held: no other replica gets the slot or what the request reserved.
+        refused(await other.admit(claim(scope)))
+        assert refused(await other.admit(claim(budgets=(budget,), reserve=200))).remaining_micros
+        assert await other.accounts([budget.account]) == [AccountState(budget.account, 50, 800)]
+    # A settled hold is not brought back, and the request's own settlement frees the rest.
+    await live.settle(running, 0, 700)
+    await live.renew()
+    assert await other.accounts([budget.account]) == [AccountState(budget.account, 750, 0)]
+    admitted(await other.admit(claim(scope)))
+    # A request whose replica stops renewing (it died) still expires.
+    lost = admitted(await other.admit(claim(budgets=(budget,), reserve=200, hold_s=30)))
+    assert lost.budget_remaining_micros == 50
+    clock.advance(31)
+    assert await other.accounts([budget.account]) == [AccountState(budget.account, 750, 0)]
+
+
 async def test_replicas_share_budget_and_bucket(redis_place: RedisPlace) -> None:
     clock = FakeClock()
     one, two = redis_place.open(clock), redis_place.open(clock)

@@ -15,6 +15,7 @@ from tests.support import CLIENT_KEY, running_gateway
 from tollway.pricing.tokens import TokenCounter
 
 DOCUMENT_TPM = 1_000_000
+CHOICES_TPM = 10_000
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +27,8 @@ def limited_url(log_dir: Path, simulator_url: str) -> Iterator[str]:
         {**chat, "name": "chat-rpm1"},
         {**embed, "name": "embed-rpm1"},
         {**claude, "name": "claude-documents"},
+        {**chat, "name": "chat-tpm"},
+        {**chat, "name": "chat-choices"},
     ]
     config["limits"] = {
         "models": {
@@ -34,6 +37,8 @@ def limited_url(log_dir: Path, simulator_url: str) -> Iterator[str]:
             "chat-rpm1": {"rpm": 1},
             "embed-rpm1": {"rpm": 1},
             "claude-documents": {"tpm": DOCUMENT_TPM},
+            "chat-tpm": {"tpm": DOCUMENT_TPM},
+            "chat-choices": {"tpm": CHOICES_TPM},
         }
     }
     with running_gateway(log_dir, config, {"TEST_UPSTREAM_KEY": UPSTREAM_KEY}) as (url, _):
@@ -134,3 +139,43 @@ def test_a_documents_text_is_reserved_from_the_token_limit(limited_url: str) -> 
     reserved = DOCUMENT_TPM - int(raw.headers["x-ratelimit-remaining-tokens"])
     # Admission reserves the input it counts plus max_tokens: the document's text included.
     assert reserved >= TokenCounter().text(text, "anthropic", "sim-chat") + 10
+
+
+def test_each_header_tells_the_scope_with_the_least_of_it_left(limited_url: str) -> None:
+    # The headers described one scope, the one with the fewest tokens left: a key's own
+    # requests-per-minute limit beside a model's tokens-per-minute one was never told, and the
+    # client that read them learnt of it only from the 429.
+    auth = {"authorization": f"Bearer {CLIENT_KEY}"}
+    created = httpx.post(limited_url + "/admin/keys", headers=auth, json={"name": "two-a-minute"})
+    assert created.status_code == 201, created.text
+    key = created.json()
+    limit = {"scope": "key", "scope_id": key["id"], "rpm": 2}
+    assert httpx.put(limited_url + "/admin/limits", headers=auth, json=limit).status_code == 200
+    client = openai.OpenAI(base_url=limited_url + "/v1", api_key=key["key"], max_retries=0)
+    left = []
+    for _ in range(2):
+        raw = client.chat.completions.with_raw_response.create(
+            model="chat-tpm", messages=[{"role": "user", "content": "x"}], max_tokens=10
+        )
+        assert raw.headers["x-ratelimit-limit-requests"] == "2"  # the key's
+        assert raw.headers["x-ratelimit-limit-tokens"] == str(DOCUMENT_TPM)  # the model's
+        assert int(raw.headers["x-ratelimit-remaining-tokens"]) < DOCUMENT_TPM
+        left.append(raw.headers["x-ratelimit-remaining-requests"])
+    assert left == ["1", "0"]
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.chat.completions.create(
+            model="chat-tpm", messages=[{"role": "user", "content": "x"}], max_tokens=10
+        )
+    assert caught.value.code == "rate_limit_exceeded"
+
+
+def test_each_of_n_choices_is_taken_from_the_token_limit(limited_url: str) -> None:
+    # Each of n choices may generate max_tokens, as a budget reserves them; the token bucket
+    # was taken one choice's worth, so concurrent requests for several choices went past the
+    # limit until their settlements caught up.
+    client = openai.OpenAI(base_url=limited_url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(
+        model="chat-choices", messages=[{"role": "user", "content": "x"}], max_tokens=200, n=4
+    )
+    assert len(raw.parse().choices) == 4
+    assert int(raw.headers["x-ratelimit-remaining-tokens"]) <= CHOICES_TPM - 4 * 200

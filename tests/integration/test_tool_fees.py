@@ -378,6 +378,37 @@ def test_gemini_grounding_is_reserved_under_a_budget(
     assert caught.value.code == "budget_exceeded"
 
 
+@pytest.mark.parametrize("model", ["searching-gemini", "searching-gemini-3"])
+def test_the_estimate_of_a_search_is_what_admission_reserves(gateway: str, model: str) -> None:
+    # /v1/estimate priced the tokens alone: it said a request was within a budget that
+    # admission then refused for its searches' fees (cost_usd.max $0.1 where $0.6 was held).
+    key_id, key = new_key(gateway)
+    set_budget(gateway, key_id, 100.0)
+    body: Any = {
+        "model": model,
+        "messages": [{"role": "user", "content": "search"}],
+        "max_tokens": 20,
+        "web_search_options": {},
+    }
+    headers = {"authorization": f"Bearer {key}"}
+    estimate = httpx.post(gateway + "/v1/estimate", json=body, headers=headers).json()
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=key, max_retries=0)
+    with client.chat.completions.with_streaming_response.create(**body, stream=True) as response:
+        held = 100.0 - float(response.headers["x-tollway-budget-remaining-usd"])
+        for _ in response.iter_lines():
+            pass
+    assert estimate["cost_usd"]["max"] == pytest.approx(held, abs=2e-6)
+    (row,) = estimate["deployments"]
+    assert row["max_usd"] == estimate["cost_usd"]["max"]
+    # A budget that pays for the tokens but not the fees: the estimate says so.
+    poor_id, poor = new_key(gateway)
+    set_budget(gateway, poor_id, held - 0.01)
+    headers = {"authorization": f"Bearer {poor}"}
+    assert not httpx.post(gateway + "/v1/estimate", json=body, headers=headers).json()[
+        "within_budget"
+    ]
+
+
 def test_search_options_gemini_cannot_take_are_a_400_naming_them(gateway: str) -> None:
     client = openai.OpenAI(base_url=gateway + "/v1", api_key=new_key(gateway)[1], max_retries=0)
     messages: Any = [{"role": "user", "content": "search"}]

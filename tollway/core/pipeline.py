@@ -508,14 +508,6 @@ class Pipeline:
         With a deadline (``until``, on the loop's clock), each call gets only the time left.
         ``probe``: this request claimed the deployment's half-open probe, which an end
         without an outcome hands to the next request (no other request's end does)."""
-        try:
-            for stage in self._attempt_stages:
-                pending = stage.on_attempt(ctx, deployment)
-                if pending is not None:
-                    await pending
-        except BaseException:
-            self._health.released(health, probe)  # refused before any call: not its failure
-            raise
         target = deployment
         failure: GatewayError | None = None
         for retry in range(retries + 1):
@@ -529,6 +521,16 @@ class Pipeline:
                 assert failure is not None
                 if not _retriable(health):  # another request's outcome meanwhile
                     raise failure
+            try:
+                # Before each call, a retry's too: the failed call's end gave back what it
+                # had taken of the deployment's own limits, which the retry takes again.
+                for stage in self._attempt_stages:
+                    pending = stage.on_attempt(ctx, deployment)
+                    if pending is not None:
+                        await pending
+            except BaseException:
+                self._health.released(health, probe)  # refused before any call: not its failure
+                raise
             if until is not None:
                 # Never 0: aiohttp reads a zero connect limit as none at all.
                 target = within(deployment, max(until - _clock(), 0.001), streaming, until)

@@ -168,6 +168,12 @@ class Limiter(Protocol):
         budgets) that no admitted request still holds; their spend is in the store."""
         ...
 
+    async def renew(self) -> None:
+        """Keep the holds of this process's requests in flight from expiring (Redis: a hold
+        expires only for a process that died mid-request); nothing for a backend whose holds
+        never expire."""
+        ...
+
     async def first_notice(self, name: str, ttl_s: int) -> bool:
         """Whether this process is the first of those sharing the backend to claim notice
         ``name`` (kept ``ttl_s`` seconds): a change every replica applies is told once."""

@@ -4,8 +4,9 @@ The body is a Chat Completions request (or an embeddings request: a body with ``
 and no ``messages``). The answer gives the local input-token count on every deployment
 that may serve the model (its group's and its fallbacks'), the max output the request may
 produce, and the cost range: at least the cheapest candidate's price for the input alone,
-at most the dearest candidate's worst case (the figure admission reserves from budgets),
-plus what the caller's tightest budget has left. Nothing is reserved or spent.
+at most the dearest candidate's worst case (the figure admission reserves from budgets: the
+fees of the server-side tools it may call included, ``pricing/tools.py``), plus what the
+caller's tightest budget has left. Nothing is reserved or spent.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from tollway.limits.backend import MICRO
 from tollway.pricing.cost import cost_usd, worst_case_usd
 from tollway.pricing.metering import image_count
 from tollway.pricing.tokens import COUNT_AHEAD_CHARS
+from tollway.pricing.tools import ToolUse, bound_tool_calls, tool_uses
 from tollway.wire.openai_embeddings import embedding_request_from_wire
 from tollway.wire.openai_request import request_from_wire
 
@@ -84,6 +86,13 @@ async def estimate(gateway: Gateway, request: web.Request) -> dict[str, Any]:
         # Each of ``n`` choices may use the whole max output.
         max_output = asked * max(1, ctx.chat.n or 1)
     images = image_count(ctx)
+    uses: list[ToolUse] = []
+    if ctx.chat is not None and any(d.price is not None and d.price.tool_fees for d in candidates):
+        # The calls admission reserves: the request's own bound, else the one it is sent
+        # (Gemini's Google Search, which takes none, as that many queries).
+        unbounded = limits.config.default_max_tool_calls
+        bound_tool_calls(ctx.chat, unbounded)
+        uses = tool_uses(ctx.chat, unbounded)
     metering = gateway.pipeline.metering
     rows = []
     low = high = None
@@ -95,7 +104,7 @@ async def estimate(gateway: Gateway, request: web.Request) -> dict[str, Any]:
         if price is not None:
             least = cost_usd(price, Usage(input_tokens=tokens, output_tokens=0))
             reserved = tokens if exact else math.ceil(tokens * (1 + limits.config.estimate_margin))
-            most = worst_case_usd(price, reserved, max_output, images=images)
+            most = worst_case_usd(price, reserved, max_output, images=images, tool_uses=uses)
         low = least if low is None else min(low, least)
         high = most if high is None else max(high, most)
         rows.append(

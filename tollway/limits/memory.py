@@ -188,6 +188,9 @@ class MemoryLimiter:
         for name in [n for n, a in accounts.items() if not a.holders and n not in keep]:
             del accounts[name]
 
+    async def renew(self) -> None:
+        """Nothing: what a request holds here lasts as long as the process."""
+
     async def first_notice(self, name: str, ttl_s: int) -> bool:
         """Always: no other process shares this backend."""
         return True

@@ -40,8 +40,12 @@ a reservation per budget under a *hold id*: its request id plus a per-process no
 counter, because clients may choose (and repeat) request ids and two admissions must never
 share a slot. A hold expires at ``now + claim.hold_s``; every script first purges the
 expired holds of the keys it touches, so a replica that died mid-request cannot hold a
-slot or a reservation forever. The reserved total lives in the same hash as the
-reservations it sums, so the two cannot drift apart.
+slot or a reservation forever. A live replica renews the holds of its requests still in
+flight (``renew``, every quarter of ``hold_s``, those past half of it; script ``RENEW``), so
+a request that runs longer than ``hold_s`` (fallbacks, retries, a long ``total`` timeout)
+keeps its slot and its reservation: had they expired, other requests would have been
+admitted past the cap and the budget while it still ran up its cost. The reserved total
+lives in the same hash as the reservations it sums, so the two cannot drift apart.
 
 Losing data. Redis may lose an account mid-period (a restart without persistence,
 ``FLUSHALL``, failover to an empty replica); an account it does not hold must never start
@@ -105,8 +109,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import secrets
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn, cast
@@ -126,7 +132,7 @@ from tollway.limits.backend import (
     Settled,
     Ticket,
 )
-from tollway.limits.redis_scripts import ACCOUNTS, ADMIT, RELEASE, SETTLE, SYNC
+from tollway.limits.redis_scripts import ACCOUNTS, ADMIT, RELEASE, RENEW, SETTLE, SYNC
 from tollway.store.records import SpendTally
 
 PersistedSpend = Callable[[list[str]], Awaitable[Mapping[str, SpendTally]]]
@@ -144,6 +150,8 @@ _UNAVAILABLE = (
     OSError,
 )
 _SYNC_TRIES = 3
+_RENEWED_AT_ONCE = 256
+"""Holds renewed by one script run (a short one: Redis runs nothing else meanwhile)."""
 """Admissions that find an account out of date and sync it before asking again."""
 
 
@@ -179,11 +187,13 @@ def _tally(base: str, earlier: str) -> SpendTally:
     return SpendTally(int(base), {epoch: int(micros) for epoch, _, micros in parts})
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, weakref_slot=True)
 class _HeldTicket(Ticket):
     """A ticket that also names its holds in Redis (request id, nonce, counter)."""
 
     hold: str = ""
+    expiry: float = 0.0
+    """When its holds expire in Redis (``renew`` pushes it on while the request runs)."""
 
 
 def _masked(url: str) -> str:
@@ -253,6 +263,7 @@ class RedisLimiter:
         self._accounts = self._redis.register_script(ACCOUNTS)
         self._sync_script = self._redis.register_script(SYNC)
         self._release = self._redis.register_script(RELEASE)
+        self._renew = self._redis.register_script(RENEW)
         self._tag = "{" + prefix + "}:"
         self._clock = clock
         self._where = _masked(url)
@@ -262,6 +273,10 @@ class RedisLimiter:
         self._open: dict[str, dict[str, tuple[int, float]]] = {}
         """Per account: this process's holds not settled yet: id -> (micros, expiry)."""
         self._syncing: dict[str, asyncio.Future[None]] = {}
+        self._live: weakref.WeakValueDictionary[str, _HeldTicket] = weakref.WeakValueDictionary()
+        """Admitted tickets holding a slot or a reservation, by hold id, to ``renew``; a ticket
+        leaves when it is settled, or with its request (held weakly: a request that ended
+        without settling must not keep its holds alive)."""
         self._nonce = secrets.token_hex(6)
         self._next = itertools.count(1).__next__
 
@@ -362,15 +377,23 @@ class RedisLimiter:
             return Refusal("budget_exceeded", account, None, int(left))
         remaining: list[str | None] = reply[1]
         least: str | None = reply[2]
+        expiry = now + claim.hold_s
         ticket = _HeldTicket(
-            claim, budget_remaining_micros=None if least is None else int(least), hold=hold
+            claim,
+            budget_remaining_micros=None if least is None else int(least),
+            hold=hold,
+            expiry=expiry,
         )
-        for i, (scope, _) in enumerate(claim.limits):
+        capped = False
+        for i, (scope, spec) in enumerate(claim.limits):
             ticket.remaining[scope] = (_float(remaining[2 * i]), _float(remaining[2 * i + 1]))
+            capped = capped or spec.max_concurrent is not None
         if claim.reserve_micros:
-            held = (claim.reserve_micros, now + claim.hold_s)
+            held = (claim.reserve_micros, expiry)
             for budget in claim.budgets:
                 self._open.setdefault(budget.account, {})[hold] = held
+        if capped or (claim.reserve_micros and claim.budgets):
+            self._live[hold] = ticket
         return ticket
 
     async def settle(self, ticket: Ticket, actual_tokens: int, actual_micros: int) -> list[Settled]:
@@ -381,6 +404,7 @@ class RedisLimiter:
         claim = ticket.claim
         tag = self._tag
         hold = ticket.hold if isinstance(ticket, _HeldTicket) else claim.request_id
+        self._live.pop(hold, None)
         keys: list[str] = []
         args: list[str | int] = [
             repr(float(self._clock())),
@@ -428,6 +452,41 @@ class RedisLimiter:
             held.pop(hold, None)
             if not held:
                 del self._open[account]
+
+    async def renew(self) -> None:
+        """Push on the expiry of the holds of this process's requests in flight that are past
+        half their ``hold_s``: a request's slot and reservation last as long as it does (the
+        expiry is for a process that died), so none is admitted past a cap or a budget
+        while it still runs. ``LimitService`` calls this every quarter of ``limits.hold``."""
+        now = float(self._clock())
+        due = [
+            ticket
+            for ticket in list(self._live.values())
+            if not ticket.settled and ticket.expiry - now < ticket.claim.hold_s / 2
+        ]
+        for start in range(0, len(due), _RENEWED_AT_ONCE):
+            batch = due[start : start + _RENEWED_AT_ONCE]
+            keys: list[str] = []
+            args: list[str | int] = []
+            for ticket in batch:
+                claim = ticket.claim
+                caps = [
+                    self._tag + "conc:" + scope
+                    for scope, spec in claim.limits
+                    if spec.max_concurrent is not None
+                ]
+                budgets = claim.budgets if claim.reserve_micros else ()
+                keys += caps
+                keys += (self._budget_keys(budget.account)[1] for budget in budgets)
+                ttl = math.ceil(claim.hold_s * 1000) + MARGIN_MS
+                args += (ticket.hold, repr(now + claim.hold_s), len(caps), len(budgets), ttl)
+            await self._run(self._renew, keys, args)
+            for ticket in batch:
+                ticket.expiry = expiry = now + ticket.claim.hold_s
+                for budget in ticket.claim.budgets:
+                    held = self._open.get(budget.account, {})
+                    if ticket.hold in held:  # what a sync gives back after a loss
+                        held[ticket.hold] = (held[ticket.hold][0], expiry)
 
     async def accounts(self, accounts: Sequence[str]) -> list[AccountState]:
         """Spend and unexpired reservations of ``accounts`` now (missing ones as zero); one

@@ -426,3 +426,40 @@ for j = 1, #ARGV do
 end
 return 0
 """
+
+# Keep the holds of requests still in flight (limits/redis.py: "Holds and their expiry"): a
+# hold's expiry is for a replica that died mid-request; one that lives renews its requests'
+# holds before they expire, however long they run. Only a hold still there is renewed: one
+# settled, or expired and purged already, is not brought back.
+# KEYS: per hold: its concurrency sets, then its budgets' holds.
+# ARGV: per hold: id, new expiry, its number of concurrency sets and of budgets, and the
+#   concurrency sets' time to live (ms) from now.
+# Returns the number of holds renewed.
+RENEW = """
+local k, a, renewed = 1, 1, 0
+while a <= #ARGV do
+  local hold, expiry = ARGV[a], ARGV[a + 1]
+  local nconc, nbudgets, ttl = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), ARGV[a + 4]
+  a = a + 5
+  local found = false
+  for _ = 1, nconc do
+    local conc = KEYS[k]
+    k = k + 1
+    if redis.call('ZSCORE', conc, hold) then
+      redis.call('ZADD', conc, expiry, hold)
+      if redis.call('PTTL', conc) < tonumber(ttl) then redis.call('PEXPIRE', conc, ttl) end
+      found = true
+    end
+  end
+  for _ = 1, nbudgets do
+    local holds = KEYS[k]
+    k = k + 1
+    if redis.call('ZSCORE', holds, hold) then
+      redis.call('ZADD', holds, expiry, hold)
+      found = true
+    end
+  end
+  if found then renewed = renewed + 1 end
+end
+return renewed
+"""

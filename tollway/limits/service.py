@@ -124,6 +124,7 @@ class LimitService:
         self._touched: set[str] = set()
         self._unsettled: list[tuple[Ticket, int, int, Sequence[Budget]]] = []
         self._task: asyncio.Task[None] | None = None
+        self._renewer: asyncio.Task[None] | None = None
         self._warned_at = 0.0
         self._periods: dict[str, tuple[float, str]] = {}
         self._alerted: dict[str, set[float]] = {}
@@ -373,8 +374,23 @@ class LimitService:
         return await self.limiter.accounts(names)
 
     def start(self) -> None:
-        """Begin flushing spend in the background."""
+        """Begin flushing spend in the background and, on a backend whose holds expire
+        (Redis), renewing those of the requests in flight."""
         self._task = asyncio.create_task(self._flush_loop(), name="tollway-spend")
+        if self.immediate is None:
+            self._renewer = asyncio.create_task(self._renew_loop(), name="tollway-holds")
+
+    async def _renew_loop(self) -> None:
+        """Every quarter of ``limits.hold``, renew the holds past half of it: a request
+        in flight keeps its concurrency slots and reservations however long it runs (they
+        expire only when this process is gone), so nothing is admitted past a cap or a
+        budget meanwhile."""
+        while True:
+            await asyncio.sleep(self.config.hold / 4)
+            try:
+                await self.limiter.renew()
+            except LimiterUnavailable as exc:  # tried again next round, well before expiry
+                self._warn(f"holds of requests in flight not renewed now: {exc}")
 
     async def _flush_loop(self) -> None:
         failing = False  # one line a round while it fails, one when it works again
@@ -393,11 +409,12 @@ class LimitService:
                 failing = False
 
     async def close(self) -> None:
-        """Stop the loop, write spend one last time, release the backend."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        """Stop the loops, write spend one last time, release the backend."""
+        for task in (self._task, self._renewer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await asyncio.gather(*self._notices, return_exceptions=True)  # before the backend
         try:
             await self.flush()

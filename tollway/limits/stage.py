@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from tollway.core.context import Attempt, RequestContext
 from tollway.core.errors import DeploymentBusy, InvalidRequest, LimiterDown, RateLimited
 from tollway.core.pipeline import Reply, Stage
-from tollway.core.types import Deployment, Price
+from tollway.core.types import ChatRequest, Deployment, Price
 from tollway.limits.backend import (
     MICRO,
     BudgetClaim,
@@ -45,6 +45,7 @@ from tollway.pricing.metering import image_count
 from tollway.pricing.tokens import counted_alike
 from tollway.pricing.tools import ToolUse, bound_tool_calls, tool_uses
 from tollway.routing.table import ModelGroup, RoutingTable
+from tollway.wire.claude_effort import MIN_BUDGET
 
 _COMPACTION = "/compact"
 """``ChatRequest.responses_route`` of a compaction (``POST /v1/responses/compact``)."""
@@ -250,7 +251,8 @@ class Admission(Stage):
             # 0 (a cache warm-up: nothing generated) is a limit like any other, not unset.
             max_output = config.default_max_output if chat.max_tokens is None else chat.max_tokens
         if not budgets:
-            return Claim(ctx.request_id, scopes, estimate + max_output, hold_s=config.hold)
+            tokens = estimate + max_output * _choices(ctx)
+            return Claim(ctx.request_id, scopes, tokens, hold_s=config.hold)
         candidates = self._candidates_for(ctx)
         if chat is not None and chat.responses_route == _COMPACTION:
             # A compaction takes no output limit (none is sent): only the model's own bounds
@@ -310,6 +312,8 @@ class Admission(Stage):
             if affordable < 1:
                 break
             max_output = min(chat.max_tokens, affordable)
+            if not _thinking_within(chat, max_output):
+                break
             chat.max_tokens = max_output
             ctx.response_headers["x-tollway-budget-max-tokens"] = str(max_output)
             claim = self._budget_claim(ctx, claim.limits, budgets, candidates, estimate, max_output)
@@ -419,18 +423,18 @@ class Admission(Stage):
         max_output: int,
     ) -> Claim:
         reserve = 0
+        # Every one of ``n`` choices may use the whole max output.
+        output = max_output * _choices(ctx)
         if candidates is not None:
             images = image_count(ctx) if candidates.per_image else 0
             prices, inputs = self._priced_inputs(ctx, estimate, candidates)
             unbounded = self._service.config.default_max_tool_calls
             uses = tool_uses(ctx.chat, unbounded) if candidates.tool_fees else ()
-            # Every one of ``n`` choices may use the whole max output.
-            choices = max(1, ctx.chat.n or 1) if ctx.chat is not None else 1
-            reserve = worst_case_micros(prices, inputs, max_output * choices, images, uses)
+            reserve = worst_case_micros(prices, inputs, output, images, uses)
         account = self._service.account
         accounts = [BudgetClaim(account(b), b.limit_micros) for b in budgets]
         return Claim(
-            ctx.request_id, scopes, estimate + max_output, accounts, reserve,
+            ctx.request_id, scopes, estimate + output, accounts, reserve,
             self._service.config.hold,
         )  # fmt: skip
 
@@ -459,17 +463,21 @@ class Admission(Stage):
         limits = ticket.claim.limits
         if limits:
             remaining = ticket.remaining
-            # The headers describe the tightest scope: the one with the fewest tokens left.
-            if len(limits) == 1:  # the usual case, without min()'s keyword call
+            if len(limits) == 1:  # the usual case, one scope
                 scope, spec = limits[0]
+                requests, tokens = remaining.get(scope, (None, None))
+                rpm, tpm = spec.rpm, spec.tpm
             else:
-                scope, spec = min(limits, key=lambda s: _tokens_left(remaining.get(s[0])))
-            requests, tokens = remaining.get(scope, (None, None))
-            if spec.rpm is not None and requests is not None:
-                headers["x-ratelimit-limit-requests"] = str(spec.rpm)
+                # Each pair of headers tells the scope with the least of it left: the requests
+                # of one (a key's rpm) and the tokens of another (a model's tpm) may be what
+                # refuses next.
+                rpm, requests = _tightest(limits, remaining, 0)
+                tpm, tokens = _tightest(limits, remaining, 1)
+            if rpm is not None and requests is not None:
+                headers["x-ratelimit-limit-requests"] = str(rpm)
                 headers["x-ratelimit-remaining-requests"] = str(int(requests))
-            if spec.tpm is not None and tokens is not None:
-                headers["x-ratelimit-limit-tokens"] = str(spec.tpm)
+            if tpm is not None and tokens is not None:
+                headers["x-ratelimit-limit-tokens"] = str(tpm)
                 headers["x-ratelimit-remaining-tokens"] = str(int(tokens))
         if ticket.budget_remaining_micros is not None:
             headers["x-tollway-budget-remaining-usd"] = _usd(ticket.budget_remaining_micros)
@@ -477,15 +485,19 @@ class Admission(Stage):
     # --- per-deployment limits ----------------------------------------------------------
 
     def on_attempt(self, ctx: RequestContext, deployment: Deployment) -> Awaitable[None] | None:
-        """Take from the deployment's own limits; a refusal tries the next candidate."""
+        """Take from the deployment's own limits; a refusal tries the next candidate.
+
+        Called before each call, a retry on the same deployment's too: a failed call gave
+        back what it had taken (``on_attempt_end``), so each call runs under a claim of its
+        own, and what the one that answers uses is charged."""
         spec = self._service.book.deployment(deployment.id)
         if spec is None:
             return None
-        # Called once per deployment per request: retries on it run under this one claim.
         tokens = self._estimate(ctx)
         if ctx.chat is not None:
             most = ctx.chat.max_tokens
-            tokens += self._service.config.default_max_output if most is None else most
+            most = self._service.config.default_max_output if most is None else most
+            tokens += most * _choices(ctx)
         scope = "deployment:" + deployment.id
         claim = Claim(ctx.request_id, [(scope, spec)], tokens, hold_s=self._service.config.hold)
         immediate = self._service.immediate
@@ -513,22 +525,25 @@ class Admission(Stage):
         ctx.deployment_tickets.append(outcome)
 
     def on_attempt_end(self, ctx: RequestContext, attempt: Attempt) -> Awaitable[None] | None:
-        """A failed attempt used nothing of its deployment's limits: give them back now."""
+        """A failed attempt gives its deployment's limits back now, keeping only what it
+        used: nothing when it failed before its answer began, what a stream generated when
+        it failed after (``ctx.usage``, which the metering has counted by then)."""
         if attempt.error is None or not ctx.deployment_tickets:
             return None
         scope = "deployment:" + attempt.deployment.id
         held = [
             t for t in ctx.deployment_tickets if not t.settled and t.claim.limits[0][0] == scope
         ]
+        tokens = ctx.usage.total_tokens if ctx.usage is not None else 0
         if self._service.immediate is None:
-            return self._give_back(held)
+            return self._give_back(held, tokens)
         for ticket in held:
-            self._service.settle_now(ticket, 0, 0)
+            self._service.settle_now(ticket, tokens, 0)
         return None
 
-    async def _give_back(self, held: list[Ticket]) -> None:
+    async def _give_back(self, held: list[Ticket], tokens: int) -> None:
         for ticket in held:
-            await self._service.settle(ticket, 0, 0)
+            await self._service.settle(ticket, tokens, 0)
 
     # --- settlement ---------------------------------------------------------------------
 
@@ -583,6 +598,13 @@ class Admission(Stage):
                 await self._service.settle(kept, tokens, 0)
 
 
+def _choices(ctx: RequestContext) -> int:
+    """The answers a request asks for (``n``): each may generate its whole max output, as
+    providers bill and as their own token limits count it."""
+    chat = ctx.chat
+    return max(1, chat.n or 1) if chat is not None else 1
+
+
 def _actual(ctx: RequestContext) -> tuple[int, int]:
     """The tokens and micro-dollars a request used, to settle with. A request no provider
     answered used and cost nothing; a cut stream's usage was counted by the metering
@@ -591,6 +613,23 @@ def _actual(ctx: RequestContext) -> tuple[int, int]:
     usage = ctx.usage
     tokens = usage.total_tokens if usage is not None else 0
     return tokens, nearest_micros(ctx.cost_usd) if ctx.cost_usd else 0
+
+
+def _thinking_within(chat: ChatRequest, max_output: int) -> bool:
+    """Whether the request's extended thinking fits under ``max_output`` (a shrunk
+    ``max_tokens``), lowering its ``budget_tokens`` there if need be: Claude thinks within
+    the budget, which must stay below ``max_tokens`` (else its 400) and take at least its
+    least (1,024 tokens). ``False``: it cannot, and the budget cannot pay for the request."""
+    thinking = chat.thinking
+    if thinking is None or thinking.get("type") != "enabled":
+        return True
+    budget = thinking.get("budget_tokens")
+    if not isinstance(budget, int) or budget < max_output:
+        return True
+    if max_output - 1 < MIN_BUDGET:
+        return False
+    chat.thinking = {**thinking, "budget_tokens": max_output - 1}
+    return True
 
 
 def _unbounded(param: str, deployment: Deployment) -> InvalidRequest:
@@ -620,10 +659,19 @@ def _unbounded_output(model: str) -> InvalidRequest:
     )
 
 
-def _tokens_left(remaining: tuple[float | None, float | None] | None) -> float:
-    if remaining is None or remaining[1] is None:
-        return math.inf
-    return remaining[1]
+def _tightest(
+    limits: Sequence[tuple[str, RateSpec]],
+    remaining: dict[str, tuple[float | None, float | None]],
+    which: int,
+) -> tuple[int | None, float | None]:
+    """Among ``limits``, the scope with the least left of requests (``which`` 0) or tokens
+    (1) after admission: its limit per minute and what is left (``None``: no scope has one)."""
+    least: tuple[int | None, float | None] = (None, None)
+    for scope, spec in limits:
+        left = remaining.get(scope, (None, None))[which]
+        if left is not None and (least[1] is None or left < least[1]):
+            least = (spec.rpm if which == 0 else spec.tpm, left)
+    return least
 
 
 __all__ = ["Admission", "CountInput", "RateSpec"]

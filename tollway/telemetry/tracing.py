@@ -158,7 +158,6 @@ class TracingStage(Stage):
         )
         self._text = policy.text
         self._propagate = tracing.config.propagate
-        self._retries = {group.name: group.retries for group in table.groups}
         # Attempt spans' fixed attributes, worked out once per deployment of this pipeline.
         self._deployments = {
             deployment.id: genai.deployment_attributes(deployment)
@@ -277,10 +276,6 @@ class TracingStage(Stage):
         # No failure of its own, yet the request failed: the client left mid-stream.
         abandoned = attempt.error is None and ctx.error is not None
         self._write_attempt(trace, attempt, end, abandoned)
-        if trace.upstream is not None and self._retries.get(ctx.model):
-            # A retry on the same deployment (no on_attempt before it) gets an id of its own.
-            trace.next_span_id = self._ids.generate_span_id()
-            trace.upstream["traceparent"] = _traceparent(trace.traceparent, trace.next_span_id)
 
     def _write_attempt(
         self, trace: RequestTrace, attempt: Attempt, end: float, abandoned: bool
