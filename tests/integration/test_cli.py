@@ -584,6 +584,39 @@ def test_the_cli_says_what_is_wrong_with_the_gateway_url(embedded: tuple[str, Pr
     assert f"not a Tollway answer (is {other} the gateway?)" in _said(result.stderr)
 
 
+def test_an_admin_key_no_header_can_carry_is_refused_without_printing_it(
+    embedded: tuple[str, Process], tmp_path: Path
+) -> None:
+    # A key read from a file kept its line end: httpx refused the header, and the CLI printed
+    # "cannot reach the gateway: Illegal header value b'Bearer <the key>\\r'"; one with a
+    # character beyond ASCII failed with a traceback.
+    env = _admin_env(embedded[0])
+    for line_end in ("\n", "\r\n"):  # around the key: dropped, as the gateway drops it
+        result = run_cli(
+            "keys", "list", "--json", env={**env, "TOLLWAY_ADMIN_KEY": CLIENT_KEY + line_end}
+        )
+        assert result.returncode == 0, result.stderr
+        assert "data" in json.loads(result.stdout)
+    inside = {
+        "\r": "the control character \\x0d at character 7",
+        "é": "a non-ASCII character at character 7",
+    }
+    for char, said in inside.items():
+        key = CLIENT_KEY[:6] + char + CLIENT_KEY[6:]
+        for args in (("keys", "list"), ("logs", "export", "-o", str(tmp_path / "out.csv"))):
+            result = run_cli(*args, env={**env, "TOLLWAY_ADMIN_KEY": key})
+            assert result.returncode == 1, result.stderr
+            assert "Traceback" not in result.stderr and "cannot reach" not in result.stderr
+            assert f"the admin key (--admin-key or TOLLWAY_ADMIN_KEY) holds {said}" in _said(
+                result.stderr
+            )
+            assert CLIENT_KEY[6:] not in result.stderr + result.stdout
+        result = run_cli("scan", str(tmp_path), "--import", env={**env, "TOLLWAY_ADMIN_KEY": key})
+        assert result.returncode == 2  # a usage error, before anything is scanned or sent
+        assert f"TOLLWAY_ADMIN_KEY holds {said}" in _said(result.stderr)
+        assert CLIENT_KEY[6:] not in result.stderr + result.stdout
+
+
 class _EmptyKeyList(http.server.BaseHTTPRequestHandler):
     """A gateway behind TLS, as far as `keys list` can tell: no keys."""
 
