@@ -376,6 +376,23 @@ def test_serve_with_an_admin_key_it_cannot_use_says_so_in_one_line(tmp_path: Pat
     )
 
 
+def test_an_admin_key_with_a_line_end_is_the_key_without_it(tmp_path: Path) -> None:
+    # Pinned with its line end (as a Kubernetes secret made from a file holds it), the key
+    # matched nothing a client can send: every admin call was a 401, and no admin was made.
+    with running_gateway(tmp_path, None, {"TOLLWAY_ADMIN_KEY": CLIENT_KEY + "\n"}) as (url, _):
+        me = httpx.get(url + "/admin/whoami", headers={"Authorization": f"Bearer {CLIENT_KEY}"})
+    assert me.status_code == 200 and me.json()["role"] == "admin"
+    env = {**os.environ, "TOLLWAY_STORE_URL": f"sqlite+aiosqlite:///{tmp_path}/admin.db"}
+    inside = CLIENT_KEY[:6] + "\r" + CLIENT_KEY[6:]
+    said = _serve_fails(
+        "--port", str(free_port()), env={**env, "TOLLWAY_ADMIN_KEY": inside}, cwd=tmp_path
+    )
+    assert said == (
+        "tollway: cannot start: the admin key holds a control character at character 7, which "
+        "no request can carry"
+    )
+
+
 def test_serve_that_fails_part_way_says_so_in_one_line_and_nothing_else(tmp_path: Path) -> None:
     # A tracing header naming an unset variable stopped the start with a page of Rich
     # traceback (RuntimeError) and "Unclosed client session": the start that failed left
