@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 import orjson
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
 
 from tollway.admin.call import admin_routes
 from tollway.admin.openapi import openapi_document
@@ -57,6 +58,7 @@ def create_app(
     instead of the OTLP exporter when tracing is on (tests).
     """
     gateway = Gateway(settings, environ, config_path, span_exporter=span_exporter)
+    _withhold_malformed_requests(logging.getLogger("aiohttp.server"))
     # The dialects enforce the body limit themselves to answer in the client's error shape.
     app = web.Application(
         client_max_size=gateway.max_body_size + 1,
@@ -194,6 +196,41 @@ async def _unknown_route(request: web.Request) -> web.Response:
 
 def _dumps(value: object) -> str:
     return orjson.dumps(value).decode()
+
+
+class MalformedRequestRedaction(logging.Filter):
+    """aiohttp's line for a request its parser refused (a header value with a control
+    character, a header longer than the server reads, a bad request line), without the
+    request's bytes.
+
+    aiohttp logs the refusal with its traceback at ERROR, and the parser's message quotes
+    the line it refused: ``b'Authorization: Bearer tw-...'`` whole, or a too long one's
+    first hundred bytes, a key among them; a URL's query string in a bad request line. What
+    is kept says what was wrong (the parser's words up to the quote) and who sent it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite a parser refusal's record; let every other through as it is."""
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            said = record.getMessage()  # "Error handling request from <address>"
+            record.msg = (
+                "%s: %s (%s %d; the request's bytes are not logged: they may hold a credential)"
+            )
+            record.args = (said, _parser_words(exc.message), type(exc).__name__, exc.code)
+            record.exc_info = record.exc_text = None
+        return True
+
+
+def _parser_words(message: str) -> str:
+    """What aiohttp's parser said was wrong, up to where it quotes the request."""
+    first = message.strip().split("\n", 1)[0]
+    return re.split(r"""[:'"]| b'""", first, maxsplit=1)[0].strip() or "malformed request"
+
+
+def _withhold_malformed_requests(logger: logging.Logger) -> None:
+    """Put ``MalformedRequestRedaction`` on ``logger`` (aiohttp's server log), once."""
+    if not any(isinstance(f, MalformedRequestRedaction) for f in logger.filters):
+        logger.addFilter(MalformedRequestRedaction())
 
 
 _SECRET_PARAM = re.compile(r"key|token|secret|password|passwd|signature|sig|auth|credential", re.I)

@@ -376,6 +376,23 @@ def test_serve_with_an_admin_key_it_cannot_use_says_so_in_one_line(tmp_path: Pat
     )
 
 
+def test_an_admin_key_with_a_line_end_is_the_key_without_it(tmp_path: Path) -> None:
+    # Pinned with its line end (as a Kubernetes secret made from a file holds it), the key
+    # matched nothing a client can send: every admin call was a 401, and no admin was made.
+    with running_gateway(tmp_path, None, {"TOLLWAY_ADMIN_KEY": CLIENT_KEY + "\n"}) as (url, _):
+        me = httpx.get(url + "/admin/whoami", headers={"Authorization": f"Bearer {CLIENT_KEY}"})
+    assert me.status_code == 200 and me.json()["role"] == "admin"
+    env = {**os.environ, "TOLLWAY_STORE_URL": f"sqlite+aiosqlite:///{tmp_path}/admin.db"}
+    inside = CLIENT_KEY[:6] + "\r" + CLIENT_KEY[6:]
+    said = _serve_fails(
+        "--port", str(free_port()), env={**env, "TOLLWAY_ADMIN_KEY": inside}, cwd=tmp_path
+    )
+    assert said == (
+        "tollway: cannot start: the admin key holds a control character at character 7, which "
+        "no request can carry"
+    )
+
+
 def test_serve_that_fails_part_way_says_so_in_one_line_and_nothing_else(tmp_path: Path) -> None:
     # A tracing header naming an unset variable stopped the start with a page of Rich
     # traceback (RuntimeError) and "Unclosed client session": the start that failed left
@@ -582,6 +599,39 @@ def test_the_cli_says_what_is_wrong_with_the_gateway_url(embedded: tuple[str, Pr
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert f"not a Tollway answer (is {other} the gateway?)" in _said(result.stderr)
+
+
+def test_an_admin_key_no_header_can_carry_is_refused_without_printing_it(
+    embedded: tuple[str, Process], tmp_path: Path
+) -> None:
+    # A key read from a file kept its line end: httpx refused the header, and the CLI printed
+    # "cannot reach the gateway: Illegal header value b'Bearer <the key>\\r'"; one with a
+    # character beyond ASCII failed with a traceback.
+    env = _admin_env(embedded[0])
+    for line_end in ("\n", "\r\n"):  # around the key: dropped, as the gateway drops it
+        result = run_cli(
+            "keys", "list", "--json", env={**env, "TOLLWAY_ADMIN_KEY": CLIENT_KEY + line_end}
+        )
+        assert result.returncode == 0, result.stderr
+        assert "data" in json.loads(result.stdout)
+    inside = {
+        "\r": "the control character \\x0d at character 7",
+        "é": "a non-ASCII character at character 7",
+    }
+    for char, said in inside.items():
+        key = CLIENT_KEY[:6] + char + CLIENT_KEY[6:]
+        for args in (("keys", "list"), ("logs", "export", "-o", str(tmp_path / "out.csv"))):
+            result = run_cli(*args, env={**env, "TOLLWAY_ADMIN_KEY": key})
+            assert result.returncode == 1, result.stderr
+            assert "Traceback" not in result.stderr and "cannot reach" not in result.stderr
+            assert f"the admin key (--admin-key or TOLLWAY_ADMIN_KEY) holds {said}" in _said(
+                result.stderr
+            )
+            assert CLIENT_KEY[6:] not in result.stderr + result.stdout
+        result = run_cli("scan", str(tmp_path), "--import", env={**env, "TOLLWAY_ADMIN_KEY": key})
+        assert result.returncode == 2  # a usage error, before anything is scanned or sent
+        assert f"TOLLWAY_ADMIN_KEY holds {said}" in _said(result.stderr)
+        assert CLIENT_KEY[6:] not in result.stderr + result.stdout
 
 
 class _EmptyKeyList(http.server.BaseHTTPRequestHandler):

@@ -114,6 +114,18 @@ def test_requests_need_a_valid_key(locked: tuple[str, Process]) -> None:
     anthropic_shape = httpx.post(url + "/v1/messages", headers={"x-api-key": "bogus"}, json={})
     assert anthropic_shape.status_code == 401
     assert anthropic_shape.json()["error"]["type"] == "authentication_error"
+    # Every route, the Responses API's of a stored response too (a 404 to anyone before).
+    for method in ("GET", "DELETE"):
+        stored = httpx.request(method, url + "/v1/responses/resp_123")
+        assert stored.status_code == 401 and stored.json()["error"]["code"] == "missing_api_key"
+    assert _stored_response_refusal(url, "tw-not-a-real-key-0000000000000000000") == (
+        401,
+        "invalid_api_key",
+    )
+    known = httpx.get(
+        url + "/v1/responses/resp_123", headers={"Authorization": f"Bearer {CLIENT_KEY}"}
+    )
+    assert known.status_code == 404 and known.json()["error"]["code"] == "response_not_stored"
 
 
 def test_a_key_that_is_not_utf8_is_an_unknown_key(locked: tuple[str, Process]) -> None:
@@ -591,6 +603,14 @@ def _openai_refusal(url: str, key: str) -> tuple[int, str | None]:
     return error.status_code, error.code
 
 
+def _stored_response_refusal(url: str, key: str) -> tuple[int, str | None]:
+    # The Responses API's routes of a stored response answered 404 whatever the key.
+    client = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as caught:
+        client.responses.retrieve("resp_123")
+    return caught.value.status_code, caught.value.code
+
+
 def _anthropic_refusal(url: str, key: str) -> tuple[int, str | None]:
     client = anthropic.Anthropic(base_url=url, api_key=key, max_retries=0)
     with pytest.raises(anthropic.AuthenticationError) as caught:
@@ -628,6 +648,7 @@ def test_keys_that_ended_are_refused_with_a_401_in_each_dialect(
     for key, code in expected:
         assert _openai_refusal(url, key["key"]) == (401, code)
         assert _anthropic_refusal(url, key["key"]) == (401, None)
+        assert _stored_response_refusal(url, key["key"]) == (401, code)
     # Deleting the team revokes its keys.
     assert chat(url, deleted["key"])
     admin("DELETE", f"/admin/teams/{team['id']}", expect=204)

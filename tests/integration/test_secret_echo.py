@@ -11,17 +11,19 @@ each family's deployments there; then the client's answers, the gateway's output
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from aiohttp import web
 
 from tests.conftest import AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, BEDROCK_MODEL, UPSTREAM_KEY
 from tests.integration.test_tracing_otlp import otlp_receiver
-from tests.support import CLIENT_KEY, Process, running_gateway
+from tests.support import CLIENT_KEY, Process, free_port, running_gateway
 
 AWS_SESSION_TOKEN = "IQoJb3JpZ2luX2VjEXAMPLEsessionTOKENforTOLLWAYtests0123456789"
 SECRETS = {
@@ -140,3 +142,80 @@ def _admin_views(url: str) -> dict[str, str]:
         assert answer.status_code == 200, answer.text
         views[path] = answer.text
     return views
+
+
+# A base64 key, as a Bedrock API key or an AWS session token is: '/' and '+' in it.
+BASE64_KEY = "ABSKQmVkcm9ja0FQSUtleS1/dGVzdDo+c2VjcmV0/K2V5+Zm9yL3Rlc3Rz/MDEyMzQ1Ng=="
+ESCAPERS = {
+    "php": lambda text: text.replace("/", "\\/"),  # json_encode's default
+    "dotnet": lambda text: text.replace("+", "\\u002B"),  # System.Text.Json's default
+}
+
+
+async def _escaping_echo(request: web.Request) -> web.StreamResponse:
+    """An OpenAI-format upstream (or a proxy before one) whose JSON writer escapes '/' or
+    '+', quoting the Authorization header it got: in a 400, or in a stream's error event."""
+    body = await request.json()
+    escape = ESCAPERS[body["messages"][0]["content"]]
+    said = {"error": {"message": f"Incorrect API key provided: {request.headers['Authorization']}",
+                      "type": "invalid_request_error", "code": "invalid_api_key"}}  # fmt: skip
+    error = escape(json.dumps(said)).encode()
+    if not body.get("stream"):
+        return web.Response(status=400, body=error, content_type="application/json")
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    delta = {"index": 0, "delta": {"content": "hi"}, "finish_reason": None}
+    chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "choices": [delta]}
+    await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+    await response.write(b"data: " + error + b"\n\n")
+    await response.write_eof()
+    return response
+
+
+@pytest.fixture(scope="module")
+async def escaping_upstream() -> AsyncIterator[str]:
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", _escaping_echo)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield f"http://127.0.0.1:{port}/v1"
+    await runner.cleanup()
+
+
+@pytest.fixture(scope="module")
+def escaped_gateway(log_dir: Path, escaping_upstream: str) -> Iterator[str]:
+    deployment = {"provider": "openai", "model": "m", "api_base": escaping_upstream, "api_key": KEY}
+    config = {"models": [{"name": "escaping", "deployments": [deployment]}]}
+    with running_gateway(log_dir, config, {"TEST_UPSTREAM_KEY": BASE64_KEY}) as (url, process):
+        yield url
+    assert BASE64_KEY not in process.output()
+
+
+@pytest.mark.parametrize("escaper", list(ESCAPERS))
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_key_echoed_with_json_escapes_is_masked_too(
+    escaped_gateway: str, escaper: str, stream: bool
+) -> None:
+    # A key masked only as its plain bytes came through whole: the client's JSON parser
+    # reads '\/' as '/' and '\u002B' as '+'.
+    body = {"model": "escaping", "stream": stream,
+            "messages": [{"role": "user", "content": escaper}]}  # fmt: skip
+    async with (
+        httpx.AsyncClient(timeout=30) as client,
+        client.stream(
+            "POST", f"{escaped_gateway}/v1/chat/completions", json=body, headers=AUTH
+        ) as response,
+    ):
+        raw = await response.aread()
+    if stream:
+        events = [line[6:] for line in raw.split(b"\n") if line.startswith(b"data: ")]
+        error = json.loads(events[-1])["error"]
+    else:
+        assert response.status_code == 400  # the provider's own words, passed through
+        error = json.loads(raw)["error"]
+    # As the client's JSON parser reads it, and as it came over the wire.
+    assert error["message"].startswith(("Incorrect API key", "upstream stream failed"))
+    assert "Bearer ***" in error["message"] and BASE64_KEY not in error["message"]
+    assert "ABSKQmVkcm9ja0FQSUtleS1" not in raw.decode()

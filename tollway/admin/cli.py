@@ -80,7 +80,7 @@ def call(
             json=body,
             params=params,
             timeout=30,
-            headers={"Authorization": f"Bearer {key}"},
+            headers=authorization(key),
         )
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         _errors.print(f"[red]{escape(unreachable(url, exc, timeout=30))}[/red]")
@@ -108,6 +108,37 @@ def gateway_url(url: str) -> str:
         )
         raise typer.Exit(1)
     return url.rstrip("/")
+
+
+def authorization(key: str) -> dict[str, str]:
+    """The ``Authorization`` header of the admin key (``--admin-key``, ``TOLLWAY_ADMIN_KEY``),
+    without the whitespace around it (a key read from a file, or pasted, keeps its line end;
+    the gateway reads a header's value without it too). Exits 1 saying what is wrong when
+    the key holds a character no HTTP header carries: httpx refused it with the whole
+    header in its message (``Illegal header value b'Bearer <key>\\r'``), printed as if the
+    gateway could not be reached, or failed with a traceback. The key itself is never
+    printed."""
+    secret = key.strip()
+    problem = header_value_problem(secret)
+    if problem is not None:
+        said = f"the admin key (--admin-key or TOLLWAY_ADMIN_KEY) {problem}"
+        _errors.print(f"[red]{escape(said)}[/red]")
+        raise typer.Exit(1)
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def header_value_problem(value: str) -> str | None:
+    """Why ``value`` cannot be sent in an HTTP header, saying where (never what it holds);
+    ``None`` when it can."""
+    for position, char in enumerate(value, 1):
+        if not " " <= char <= "~":
+            what = (
+                f"the control character \\x{ord(char):02x}"
+                if char <= "\x7f"
+                else "a non-ASCII character"
+            )
+            return f"holds {what} at character {position}, which no HTTP header can carry"
+    return None
 
 
 def fail(response: httpx.Response, url: str) -> NoReturn:

@@ -31,6 +31,7 @@ from tollway.admin.cli import (
     SourceIpFilter,
     UntilFilter,
     UrlOption,
+    authorization,
     call,
     fail,
     gateway_url,
@@ -161,7 +162,7 @@ def logs_export(
             "GET",
             base + "/admin/logs",
             params=params,
-            headers={"Authorization": f"Bearer {admin_key}"},
+            headers=authorization(admin_key),
             timeout=httpx.Timeout(30, read=300),
         ) as response:
             if response.status_code >= 400:

@@ -20,10 +20,24 @@ class BootstrapError(Exception):
 
 
 def pin_admin_key(identity: Identity, secret: str) -> None:
-    """Accept ``secret`` as an admin key without storing it (it lives in config or env)."""
+    """Accept ``secret`` as an admin key without storing it (it lives in config or env).
+
+    The key is the value without the whitespace around it: a request's credential is read
+    that way (``auth/authenticator.py``), so a ``TOLLWAY_ADMIN_KEY`` that kept a file's line
+    end (a Kubernetes secret made from a file) was pinned as a key no client could send,
+    and every admin call was a 401. A control character inside one cannot arrive in a
+    header either: refused at start, saying where, never what the key is.
+    """
+    secret = secret.strip()
     if len(secret) < MIN_ADMIN_KEY_LENGTH:
         raise BootstrapError(
             f"the admin key must be at least {MIN_ADMIN_KEY_LENGTH} characters long"
+        )
+    control = next((at for at, char in enumerate(secret, 1) if char < " " or char == "\x7f"), None)
+    if control is not None:
+        raise BootstrapError(
+            f"the admin key holds a control character at character {control}, which no "
+            "request can carry"
         )
     identity.keys.pin(KeyEntry(BOOTSTRAP_ID, hash_key(secret), "active", None, None, _BOOTSTRAP))
 

@@ -256,15 +256,22 @@ class ResponsesDialect:
         )
 
     async def not_stored(self, request: web.Request) -> web.Response:
-        """Reading, cancelling or deleting a stored response: a 404, as none is stored."""
+        """Reading, cancelling or deleting a stored response: a 404, as none is stored, to a
+        caller with a usable credential (else the 401 saying why, as on every route: a
+        revoked key was answered as if it were good)."""
         response_id = request.match_info["response_id"]
+        rid = request_id(request)
         if response_id in _POST_ONLY:  # a route of its own, not a response id
             method_error = MethodNotAllowed(
                 f"{request.method} is not allowed on {request.path} (allowed: POST)",
                 code="method_not_allowed",
                 headers={hdrs.ALLOW: "POST"},
             )
-            return error_response(method_error, {"x-request-id": request_id(request)})
+            return error_response(method_error, {"x-request-id": rid})
+        try:
+            await self._gateway.authenticator.authenticate(request.headers, request.remote)
+        except GatewayError as exc:
+            return error_response(exc, {"x-request-id": rid})
         error = NotFound(
             f"The gateway does not store responses, and cannot tell which upstream stored "
             f"'{response_id}', so it cannot be retrieved, cancelled or deleted here; keep the "
@@ -272,4 +279,4 @@ class ResponsesDialect:
             "'previous_response_id').",
             code="response_not_stored",
         )
-        return error_response(error, {"x-request-id": request_id(request)})
+        return error_response(error, {"x-request-id": rid})

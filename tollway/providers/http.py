@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import math
 import re
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -49,6 +50,10 @@ BOM = b"\xef\xbb\xbf"
 a reader ignores it there (JSON readers such as orjson refuse it)."""
 _REMEMBERED_CONNECT_LIMITS = 64  # distinct connect limits whose aiohttp timeout is reused
 _WHOLE_KEY = 8  # characters from which a key is masked even inside longer words
+_PLAIN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~")
+"""Characters of a key no JSON writer escapes; any other may come escaped in an echo."""
+_SHORT_ESCAPES = dict(zip('/"\\\b\f\n\r\t', '/"\\bfnrt', strict=True))
+"""JSON's two-character escapes: the character after the backslash."""
 _Item = TypeVar("_Item")
 
 
@@ -323,7 +328,7 @@ async def _read_events(
     # Not a short key (``x``, ``none``: a local server's, no secret), which a model's own
     # words hold often enough: masking it would change answers.
     parts = tuple(part for part in _parts(secret) if len(part) >= _WHOLE_KEY)
-    needles = tuple(part.encode() for part in parts)
+    needles = tuple(_needle(part) for part in parts)
     pending = b""
     waiting: list[bytes] = []  # pieces that cannot end an event, joined once one can
     waited = 0  # their size
@@ -381,6 +386,16 @@ def _parts(secret: Secrets) -> tuple[str, ...]:
     if not secret:
         return ()
     return secret if isinstance(secret, tuple) else (secret,)
+
+
+@functools.lru_cache(maxsize=64)
+def _needle(part: str) -> bytes:
+    """What an event quoting ``part`` holds however its JSON writes it: the longest run of
+    ``part`` no writer escapes (a base64 key's ``/`` may come as ``\\/``, its ``+`` as
+    ``\\u002B``), or ``part`` itself when that run is too short to tell a key by."""
+    runs = re.split(r"[^A-Za-z0-9\-_.~]+", part)
+    longest = max(runs, key=len)
+    return (longest if len(longest) >= _WHOLE_KEY else part).encode()
 
 
 def _masked(event: SSEvent, parts: tuple[str, ...], needles: tuple[bytes, ...]) -> SSEvent:
@@ -520,9 +535,13 @@ def _decimal(seconds: float) -> str:
 def scrub(raw: bytes, secret: str | tuple[str, ...]) -> bytes:
     """``raw`` with ``secret`` (each of them, for a tuple) masked wherever it occurs.
 
-    Some providers echo the key they were sent in auth errors. A short key (``x``, ``none``:
-    local servers take any) is masked only where it stands alone, so that ``max_tokens``
-    does not become ``ma***_tokens`` in the error the client reads.
+    Some providers echo the key they were sent in auth errors, and a JSON writer may escape
+    some of its characters (PHP writes ``/`` as ``\\/``, .NET ``+`` as ``\\u002B``): a key
+    with such characters (a base64 one: a Bedrock API key, an AWS session token) is masked
+    in those spellings too, or the client's JSON parser would read the key back whole. A
+    short key (``x``, ``none``: local servers take any) is masked only where it stands
+    alone, so that ``max_tokens`` does not become ``ma***_tokens`` in the error the client
+    reads.
     """
     if isinstance(secret, tuple):
         # The longest first: a session token may hold a shorter part of the credential.
@@ -530,10 +549,35 @@ def scrub(raw: bytes, secret: str | tuple[str, ...]) -> bytes:
             raw = scrub(raw, part)
         return raw
     if len(secret) >= _WHOLE_KEY:
-        return raw.replace(secret.encode(), b"***")
+        raw = raw.replace(secret.encode(), b"***")
+        escaped = _escaped(secret)
+        if escaped is not None and b"\\" in raw:
+            raw = escaped.sub(b"***", raw)
+        return raw
     word = rb"[A-Za-z0-9_\-]"
     pattern = rb"(?<!" + word + rb")" + re.escape(secret.encode()) + rb"(?!" + word + rb")"
     return re.sub(pattern, b"***", raw)
+
+
+@functools.lru_cache(maxsize=64)
+def _escaped(secret: str) -> re.Pattern[bytes] | None:
+    """``secret`` as JSON may spell it, each character other than a letter, digit, ``-``,
+    ``_``, ``.`` or ``~`` as itself or escaped (``\\/``, ``\\u002b`` in either case);
+    None when it has no such character (its only spelling is itself)."""
+    if all(char in _PLAIN for char in secret):
+        return None
+    pattern = []
+    for char in secret:
+        if char in _PLAIN:
+            pattern.append(re.escape(char.encode()))
+            continue
+        spellings = [re.escape(char.encode())]
+        if ord(char) < 0x10000:
+            spellings.append(rb"(?i:\\u" + f"{ord(char):04x}".encode() + b")")
+        if char in _SHORT_ESCAPES:
+            spellings.append(re.escape(b"\\" + _SHORT_ESCAPES[char].encode()))
+        pattern.append(b"(?:" + b"|".join(spellings) + b")")
+    return re.compile(b"".join(pattern))
 
 
 def _transport_error(exc: Exception, url: str | URL) -> UpstreamError:

@@ -75,6 +75,8 @@ def scan(
 
 def _gateway(url: str | None) -> Gateway:
     """The gateway from the option or environment; exit 2 when it is incomplete."""
+    from tollway.admin.cli import header_value_problem
+
     admin_key = os.environ.get("TOLLWAY_ADMIN_KEY", "").strip()
     problems = []
     if not url:
@@ -83,6 +85,8 @@ def _gateway(url: str | None) -> Gateway:
         problems.append(f"the gateway URL must start with http:// or https://, not {url!r}")
     if not admin_key:
         problems.append("set TOLLWAY_ADMIN_KEY to an admin key of the gateway")
+    elif (problem := header_value_problem(admin_key)) is not None:
+        problems.append(f"TOLLWAY_ADMIN_KEY {problem}")  # never the key itself
     if problems:
         for problem in problems:
             typer.echo(f"tollway scan --import: {problem}", err=True)

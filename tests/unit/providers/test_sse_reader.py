@@ -64,6 +64,16 @@ async def test_an_event_quoting_the_credential_has_it_masked_split_across_reads(
     assert got == [b'{"error": "bad key *** for ***"}', b"ok"]
 
 
+async def test_an_event_quoting_the_credential_json_escaped_has_it_masked() -> None:
+    reader = _reader()
+    key = "ABSKQmVkcm9ja0FQSUtleS1/dGVzdDo+c2VjcmV0=="
+    events = _read_events(reader, key)
+    escaped = key.replace("/", "\\/").replace("+", "\\u002B").encode()
+    reader.feed_data(b'data: {"error": "bad key ' + escaped + b'"}\n\ndata: ok\n\n')
+    reader.feed_eof()
+    assert [event.data async for event in events] == [b'{"error": "bad key ***"}', b"ok"]
+
+
 async def test_a_short_key_is_not_masked_in_a_streamed_answer() -> None:
     reader = _reader()
     events = _read_events(reader, "x")

@@ -1,0 +1,68 @@
+"""What the gateway's own log keeps of requests that carry a credential: never the credential.
+
+A gateway process of its own (at DEBUG, where the most is written) is sent requests over raw
+sockets that its HTTP parser refuses before any handler runs, each with a key in the line it
+refuses; then its output is searched for the keys.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import Process, running_gateway
+
+SECRET = "tw-LeakCheckKey0123456789abcdefghijklmnopqr"
+
+
+@pytest.fixture(scope="module")
+def gateway(log_dir: Path) -> Iterator[tuple[str, Process]]:
+    with running_gateway(log_dir, {"models": []}, None, "--log-level", "debug") as running:
+        yield running
+
+
+def raw_request(url: str, head: bytes) -> bytes:
+    """Send ``head`` (request line and headers, no body) and read the whole answer."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head + b"\r\nHost: gateway\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        # A header value with a control character in it (a key pasted with one).
+        b"POST /v1/chat/completions HTTP/1.1\r\nAuthorization: Bearer " + SECRET.encode() + b"\x01",
+        b"POST /v1/messages HTTP/1.1\r\nx-api-key: " + SECRET.encode() + b"\x7f",
+        # A header longer than the server reads: the parser quotes its first hundred bytes.
+        b"POST /v1/chat/completions HTTP/1.1\r\nAuthorization: Bearer "
+        + SECRET.encode()
+        + b"x" * 40_000,
+        # A request line the parser refuses, with a key in its query string.
+        b"GET /v1/models?key=" + SECRET.encode() + b" HTTP/1.1 extra",
+    ],
+    ids=["control-character", "delete-character", "too-long", "bad-request-line"],
+)
+def test_a_request_the_parser_refuses_is_logged_without_its_bytes(
+    gateway: tuple[str, Process], head: bytes
+) -> None:
+    url, process = gateway
+    before = len(process.output())
+    answer = raw_request(url, head)
+    assert answer.startswith(b"HTTP/1.") and b" 400 " in answer.split(b"\r\n", 1)[0]
+    deadline = time.monotonic() + 5
+    while "Error handling request" not in process.output()[before:]:
+        assert time.monotonic() < deadline, process.output()[before:]
+        time.sleep(0.05)
+    logged = process.output()[before:]
+    assert SECRET[:20] not in logged, logged
+    assert "the request's bytes are not logged" in logged
+    assert "127.0.0.1" in logged  # who sent it is still said
