@@ -225,3 +225,13 @@ def test_a_tool_field_another_family_cannot_take_names_the_clients_tool(
     )  # fmt: skip
     assert error.param == "tools[1].examples"
     assert "'tools[1].examples'" in error.message
+
+
+def test_the_count_of_input_tokens_names_the_clients_tool(client: openai.OpenAI) -> None:
+    time_tool = {**OPEN_TIME_TOOL, "strict": False, "examples": ["UTC"]}
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.input_tokens.count(
+            model="test-claude", input="what time", tools=[F_TOOL, time_tool],
+            tool_choice=ONLY_TIME,
+        )  # fmt: skip
+    assert caught.value.param == "tools[1].examples"

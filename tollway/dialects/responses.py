@@ -196,10 +196,12 @@ class ResponsesDialect:
         as ``/v1/messages/count_tokens`` counts (the provider's count, or a local one)."""
 
         origins: Origins = []
+        tool_places: list[int] = []
 
         def parse(body: dict[str, Any]) -> ChatRequest:
             parsed = request_from_wire(body)
             origins.extend(parsed.origins)
+            tool_places.extend(parsed.tool_places)
             chat = parsed.chat
             only = chat.responses_only
             if only is not None:
@@ -224,7 +226,8 @@ class ResponsesDialect:
                 body=orjson.dumps(counted), content_type=_JSON, headers=routing_headers(ctx)
             )
 
-        return await exchange(request, self._gateway, parse, answer, _failure(origins))
+        failure = _failure(origins, tool_places=tool_places)
+        return await exchange(request, self._gateway, parse, answer, failure)
 
     async def compact(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/responses/compact``: a conversation compacted by a deployment that
