@@ -187,3 +187,51 @@ def test_an_openai_clients_error_names_its_own_message_after_an_empty_turn(
             ],
         )
     assert caught.value.param == "messages[3].tool_calls[0].function.arguments"
+
+
+OPEN_TIME_TOOL: Any = {
+    "type": "function",
+    "name": "get_time",
+    "parameters": {"type": "object", "properties": {"zone": {"type": "string"}}},
+    "strict": True,  # an open object: OpenAI's strict mode refuses it
+}
+ONLY_TIME: Any = {
+    "type": "allowed_tools",
+    "mode": "auto",
+    "tools": [{"type": "function", "name": "get_time"}],
+}
+
+
+def test_an_upstreams_400_on_an_allowed_tool_names_the_clients_tool(
+    client: openai.OpenAI,
+) -> None:
+    # allowed_tools leaves get_weather out of what the deployment is offered: get_time is its
+    # tools[0], and the client's tools[1].
+    error = refused(
+        client, model="test-chat", input="what time", tools=[F_TOOL, OPEN_TIME_TOOL],
+        tool_choice=ONLY_TIME,
+    )  # fmt: skip
+    assert error.param == "tools[1].parameters"
+
+
+def test_a_tool_field_another_family_cannot_take_names_the_clients_tool(
+    client: openai.OpenAI,
+) -> None:
+    # A flat tool's own field is its function's; Claude has no place for it (a 400 by name).
+    time_tool = {**OPEN_TIME_TOOL, "strict": False, "examples": ["UTC"]}
+    error = refused(
+        client, model="test-claude", input="what time", tools=[F_TOOL, time_tool],
+        tool_choice=ONLY_TIME,
+    )  # fmt: skip
+    assert error.param == "tools[1].examples"
+    assert "'tools[1].examples'" in error.message
+
+
+def test_the_count_of_input_tokens_names_the_clients_tool(client: openai.OpenAI) -> None:
+    time_tool = {**OPEN_TIME_TOOL, "strict": False, "examples": ["UTC"]}
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.input_tokens.count(
+            model="test-claude", input="what time", tools=[F_TOOL, time_tool],
+            tool_choice=ONLY_TIME,
+        )  # fmt: skip
+    assert caught.value.param == "tools[1].examples"

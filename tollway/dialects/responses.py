@@ -57,16 +57,20 @@ _COMPACTION = (
 )
 
 
-def _failure(origins: Origins, parsed: list[ChatRequest] | None = None) -> Failure:
+def _failure(
+    origins: Origins, parsed: list[ChatRequest] | None = None, tool_places: list[int] | None = None
+) -> Failure:
     """Errors in OpenAI's shape that name the fields as the Responses client sent them (its
     canonical request is a chat request: later steps name Chat Completions' fields);
     ``origins``: where the parse found each message; ``parsed``: the request parsed, whose
-    oldest turns the router may have dropped since (``truncation: "auto"``)."""
+    oldest turns the router may have dropped since (``truncation: "auto"``); ``tool_places``:
+    where each canonical tool is in the client's ``tools``."""
 
     def fail(exc: GatewayError, rid: str, headers: dict[str, str]) -> web.StreamResponse:
         if exc.param:
             kept = parsed[0].kept_messages if parsed else None
-            name = client_param(exc.param, origins if kept is None else [origins[i] for i in kept])
+            found = origins if kept is None else [origins[i] for i in kept]
+            name = client_param(exc.param, found, tool_places or ())
             if name != exc.param:
                 exc.message = exc.message.replace(f"'{exc.param}'", f"'{name}'")
                 exc.param = name
@@ -138,11 +142,13 @@ class ResponsesDialect:
         echo: JSON = {}
         origins: Origins = []
         chats: list[ChatRequest] = []
+        tool_places: list[int] = []
 
         def parse(body: dict[str, Any]) -> ChatRequest:
             parsed = request_from_wire(body)
             echo.update(parsed.echo)  # what the Response object repeats back
             origins.extend(parsed.origins)
+            tool_places.extend(parsed.tool_places)
             chats.append(parsed.chat)
             # As sent, for a deployment that speaks the Responses API (``responses_api``).
             parsed.chat.responses_body = body
@@ -177,7 +183,12 @@ class ResponsesDialect:
             )
 
         return await exchange(
-            request, self._gateway, parse, answer, _failure(origins, chats), logged_as="responses"
+            request,
+            self._gateway,
+            parse,
+            answer,
+            _failure(origins, chats, tool_places),
+            logged_as="responses",
         )
 
     async def count_input_tokens(self, request: web.Request) -> web.StreamResponse:
@@ -185,10 +196,12 @@ class ResponsesDialect:
         as ``/v1/messages/count_tokens`` counts (the provider's count, or a local one)."""
 
         origins: Origins = []
+        tool_places: list[int] = []
 
         def parse(body: dict[str, Any]) -> ChatRequest:
             parsed = request_from_wire(body)
             origins.extend(parsed.origins)
+            tool_places.extend(parsed.tool_places)
             chat = parsed.chat
             only = chat.responses_only
             if only is not None:
@@ -213,7 +226,8 @@ class ResponsesDialect:
                 body=orjson.dumps(counted), content_type=_JSON, headers=routing_headers(ctx)
             )
 
-        return await exchange(request, self._gateway, parse, answer, _failure(origins))
+        failure = _failure(origins, tool_places=tool_places)
+        return await exchange(request, self._gateway, parse, answer, failure)
 
     async def compact(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/responses/compact``: a conversation compacted by a deployment that

@@ -6,13 +6,15 @@ fields as Chat Completions has them: ``messages[2].tool_calls[0].function.argume
 ``max_completion_tokens``, ``response_format``. ``client_param`` gives the client's path for
 such a name (``input[3].arguments``, ``max_output_tokens``, ``text.format``) from where the
 parse found each message (``responses_input.Origin``); a name it cannot place is the nearest
-field it can (``input``), never one the client did not send. Only requests that failed pay
-for it.
+field it can (``input``), never one the client did not send. A tool is named by its index in
+the client's ``tools``, which is not the canonical one when built-in tools come before it or an
+``allowed_tools`` choice left others out. Only requests that failed pay for it.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from tollway.wire.responses_input import Origin, Origins
 
@@ -36,6 +38,8 @@ _FIELDS = {
 }
 _SCHEMA = "response_format.json_schema."
 _TOOL = re.compile(r"tools\.?\[(\d+)\]\.function(.*)")
+# A Responses tool's own field (its cache hint), or the tool itself.
+_TOOL_FIELD = re.compile(r"tools\.?\[(\d+)\](|\.cache_control.*)")
 # A tool call's fields and the function_call item's names for them.
 _CALL_FIELDS = {
     ".function.arguments": ".arguments",
@@ -55,17 +59,20 @@ _PART_FIELDS = {
 }
 
 
-def client_param(param: str, origins: Origins) -> str:
+def client_param(param: str, origins: Origins, tool_places: Sequence[int] = ()) -> str:
     """``param``, a field of the canonical request in Chat Completions terms, as the path of
-    the Responses request it came from (``param`` itself when it names nothing translated)."""
+    the Responses request it came from (``param`` itself when it names nothing translated);
+    ``tool_places``: the index in the client's ``tools`` of each canonical tool."""
     named = _FIELDS.get(param)
     if named is not None:
         return named
     if param.startswith(_SCHEMA):
         return "text.format." + param[len(_SCHEMA) :]
-    tool = _TOOL.fullmatch(param)
+    tool = _TOOL.fullmatch(param) or _TOOL_FIELD.fullmatch(param)
     if tool is not None:
-        return f"tools[{tool[1]}]{tool[2]}"
+        index = int(tool[1])
+        place = tool_places[index] if index < len(tool_places) else index
+        return f"tools[{place}]{tool[2]}"
     message = _MESSAGE.fullmatch(param)
     if message is None:
         return param

@@ -106,6 +106,9 @@ class ResponsesRequest:
     """Request settings a Response object carries (instructions, tools, text, ...), as sent."""
     origins: Origins
     """Where each canonical message came from, to name the client's fields in errors."""
+    tool_places: list[int]
+    """The index in the client's ``tools`` of each canonical tool: built-in tools are left out
+    and an ``allowed_tools`` choice keeps only the tools it allows, so they may differ."""
 
 
 def request_from_wire(body: dict[str, Any]) -> ResponsesRequest:
@@ -123,10 +126,10 @@ def request_from_wire(body: dict[str, Any]) -> ResponsesRequest:
         extra["reasoning_effort"] = reasoning["effort"]
     summary = _summary_from_wire(reasoning)
     offered = optional(body, "tools", list)
-    tools, own_tool = _tools_from_wire(offered)
+    tools, places, own_tool = _tools_from_wire(offered)
     tool_choice, own_choice, allowed = _tool_choice_from_wire(body.get("tool_choice"))
     if allowed is not None:
-        tools = _allowed_tools(tools, allowed)
+        tools, places = _allowed_tools(tools, places, allowed)
     origins: Origins = []
     messages, own_item = messages_from_input(body.get("input"), instructions, origins)
     parallel_tool_calls = optional(body, "parallel_tool_calls", bool)
@@ -152,7 +155,7 @@ def request_from_wire(body: dict[str, Any]) -> ResponsesRequest:
         truncation=_truncation_from_wire(body),
     )
     _check_limits(chat, offered=bool(offered))
-    return ResponsesRequest(chat, _echo(body, chat, text), origins)
+    return ResponsesRequest(chat, _echo(body, chat, text), origins, places)
 
 
 def _upstream_state(body: dict[str, Any]) -> ResponsesOnly | None:
@@ -258,11 +261,15 @@ def _echo(body: dict[str, Any], chat: ChatRequest, text: JSON) -> JSON:
     }
 
 
-def _tools_from_wire(tools: list[Any] | None) -> tuple[list[Tool] | None, ResponsesOnly | None]:
-    """The function tools, and the first other tool (only a Responses upstream offers it)."""
+def _tools_from_wire(
+    tools: list[Any] | None,
+) -> tuple[list[Tool] | None, list[int], ResponsesOnly | None]:
+    """The function tools, the index of each in ``tools``, and the first other tool (only a
+    Responses upstream offers it)."""
     if not tools:
-        return None, None  # an empty list is the same as none, and some upstreams reject it
+        return None, [], None  # an empty list is the same as none, and some upstreams reject it
     parsed = []
+    places = []
     first: ResponsesOnly | None = None
     for index, raw in enumerate(tools):
         param = f"tools[{index}]"
@@ -282,6 +289,7 @@ def _tools_from_wire(tools: list[Any] | None) -> tuple[list[Tool] | None, Respon
                 "({type, name, description, parameters}), not nested as in Chat Completions",
                 param=f"{param}.name",
             )
+        places.append(index)
         parsed.append(
             Tool(
                 name=required(tool, "name", str, f"{param}.name"),
@@ -295,7 +303,7 @@ def _tools_from_wire(tools: list[Any] | None) -> tuple[list[Tool] | None, Respon
                 function_extra={k: v for k, v in tool.items() if k not in _FLAT_TOOL_KEYS},
             )
         )
-    return parsed or None, first
+    return parsed or None, places, first
 
 
 _FLAT_TOOL_KEYS = frozenset({"type", "name", "description", "parameters", "strict", CACHE_HINT})
@@ -355,9 +363,12 @@ def _allowed_from_wire(
     return ToolChoice(mode=mode), None, names
 
 
-def _allowed_tools(tools: list[Tool] | None, allowed: list[str]) -> list[Tool]:
-    """The function tools ``allowed`` names, in the order offered; a name of none is a 400 (it
-    could never be called)."""
+def _allowed_tools(
+    tools: list[Tool] | None, places: list[int], allowed: list[str]
+) -> tuple[list[Tool], list[int]]:
+    """The function tools ``allowed`` names, in the order offered, and their indexes in the
+    client's ``tools`` (``places``: every offered tool's); a name of none is a 400 (it could
+    never be called)."""
     offered = {tool.name for tool in tools or ()}
     for index, name in enumerate(allowed):
         if name not in offered:
@@ -367,7 +378,9 @@ def _allowed_tools(tools: list[Tool] | None, allowed: list[str]) -> list[Tool]:
                 param=f"tool_choice.tools[{index}].name",
             )
     names = set(allowed)
-    return [tool for tool in tools or () if tool.name in names]
+    offered_at = zip(tools or (), places, strict=True)
+    kept = [(tool, place) for tool, place in offered_at if tool.name in names]
+    return [tool for tool, _ in kept], [place for _, place in kept]
 
 
 def _format_from_wire(raw: Any) -> ResponseFormat | None:

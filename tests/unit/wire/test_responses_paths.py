@@ -86,3 +86,22 @@ def test_a_string_input_is_named_as_input() -> None:
     found = origins(input="hello")
     assert client_param("messages[0].content", found) == "input"
     assert client_param("messages[0].content[0]", found) == "input"
+
+
+def test_a_tool_is_named_by_its_place_in_the_clients_tools() -> None:
+    # allowed_tools kept the client's tools[2] alone: the deployment's tools[0].
+    parsed = request_from_wire(
+        {
+            "model": "m",
+            "input": "hi",
+            "tools": [{"type": "function", "name": n} for n in ("a", "b", "c")],
+            "tool_choice": {"type": "allowed_tools", "mode": "auto",
+                            "tools": [{"type": "function", "name": "c"}]},
+        }
+    )  # fmt: skip
+    assert parsed.tool_places == [2]
+    places = parsed.tool_places
+    assert client_param("tools[0].function.parameters", [], places) == "tools[2].parameters"
+    assert client_param("tools[0].cache_control", [], places) == "tools[2].cache_control"
+    assert client_param("tools[0]", [], places) == "tools[2]"
+    assert client_param("tools[0].function.parameters", []) == "tools[0].parameters"
