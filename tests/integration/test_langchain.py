@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 from langchain_anthropic import ChatAnthropic
-from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 
@@ -149,3 +149,27 @@ def test_streamed_parallel_tool_calls_are_the_invoked_ones(  # type: ignore[no-u
     results = [ToolMessage("done", tool_call_id=call["id"]) for call in streamed.tool_calls]
     answer = _merged(chat.stream([question, streamed, *results]))
     assert "Simulated reply to tool result" in answer.text
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["invoke", "stream"])
+def test_cache_writes_reach_chat_openai_usage(gateway_url: str, stream: bool) -> None:
+    """A ``cache_control`` a ChatOpenAI user puts on a part makes Claude on Bedrock write the
+    prompt to its cache; the Chat Completions usage says so in OpenAI's own field,
+    ``prompt_tokens_details.cache_write_tokens``, which langchain-openai reads as
+    ``cache_creation`` (the writes are billed above the input rate)."""
+    chat = ChatOpenAI(
+        base_url=gateway_url + "/v1",
+        api_key=CLIENT_KEY,
+        model="test-bedrock",
+        max_retries=0,
+        timeout=30,
+        stream_usage=True,
+    )  # type: ignore[arg-type]
+    system = SystemMessage(
+        [{"type": "text", "text": "you help " * 40, "cache_control": {"type": "ephemeral"}}]
+    )
+    messages = [system, HumanMessage("cache this prompt")]
+    reply = _merged(chat.stream(messages)) if stream else chat.invoke(messages)
+    usage = reply.usage_metadata
+    assert usage is not None
+    assert usage["input_token_details"].get("cache_creation") == usage["input_tokens"] > 80
