@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 from langchain_anthropic import ChatAnthropic
-from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.tools import tool
-from langchain_openai import ChatOpenAI
+from langchain_openai import ChatOpenAI, OpenAIEmbeddings
 
 from tests.support import CLIENT_KEY
+from tollway.pricing.tokens import TokenCounter
 
 # Every model group is served by a different provider family behind the gateway.
 MODELS = ["test-chat", "test-azure", "test-claude", "test-gemini", "test-bedrock"]
@@ -149,3 +152,61 @@ def test_streamed_parallel_tool_calls_are_the_invoked_ones(  # type: ignore[no-u
     results = [ToolMessage("done", tool_call_id=call["id"]) for call in streamed.tool_calls]
     answer = _merged(chat.stream([question, streamed, *results]))
     assert "Simulated reply to tool result" in answer.text
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["invoke", "stream"])
+def test_cache_writes_reach_chat_openai_usage(gateway_url: str, stream: bool) -> None:
+    """A ``cache_control`` a ChatOpenAI user puts on a part makes Claude on Bedrock write the
+    prompt to its cache; the Chat Completions usage says so in OpenAI's own field,
+    ``prompt_tokens_details.cache_write_tokens``, which langchain-openai reads as
+    ``cache_creation`` (the writes are billed above the input rate)."""
+    chat = ChatOpenAI(
+        base_url=gateway_url + "/v1",
+        api_key=CLIENT_KEY,
+        model="test-bedrock",
+        max_retries=0,
+        timeout=30,
+        stream_usage=True,
+    )  # type: ignore[arg-type]
+    system = SystemMessage(
+        [{"type": "text", "text": "you help " * 40, "cache_control": {"type": "ephemeral"}}]
+    )
+    messages = [system, HumanMessage("cache this prompt")]
+    reply = _merged(chat.stream(messages)) if stream else chat.invoke(messages)
+    usage = reply.usage_metadata
+    assert usage is not None
+    assert usage["input_token_details"].get("cache_creation") == usage["input_tokens"] > 80
+
+
+@pytest.fixture(scope="module")
+def offline_cl100k() -> None:
+    """OpenAIEmbeddings encodes its inputs with tiktoken, which would download cl100k_base:
+    the gateway's bundled copy is put in tiktoken's offline cache instead."""
+    TokenCounter().encoding("cl100k_base")
+
+
+@pytest.mark.usefixtures("offline_cl100k")
+def test_openai_embeddings_token_arrays_reach_a_gemini_deployment_as_text(
+    gateway_url: str, simulator_url: str
+) -> None:
+    """OpenAIEmbeddings sends token arrays by default (``check_embedding_ctx_length``); a
+    Gemini model embeds text only, so the gateway sends it the text those ids encode, and the
+    vectors are the ones the texts themselves get."""
+    texts = ["token arrays from langchain", "a second document, naïve café"]
+
+    def embeddings(**settings: Any) -> OpenAIEmbeddings:
+        return OpenAIEmbeddings(
+            base_url=gateway_url + "/v1",
+            api_key=CLIENT_KEY,
+            model="test-gemini-embed",
+            max_retries=0,
+            **settings,
+        )  # type: ignore[call-arg]
+
+    from_ids = embeddings().embed_documents(texts)
+    sent = httpx.get(simulator_url + "/_sim/requests").json()[-1]["json"]
+    assert [r["content"]["parts"][0]["text"] for r in sent["requests"]] == texts
+    from_texts = embeddings(check_embedding_ctx_length=False).embed_documents(texts)
+    assert len(from_ids) == len(from_texts) == 2
+    for by_ids, by_text in zip(from_ids, from_texts, strict=True):
+        assert by_ids == pytest.approx(by_text)

@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from tollway.core.errors import InvalidRequest
 from tollway.core.types import (
     ChatRequest,
     Deployment,
@@ -284,6 +285,23 @@ class TokenCounter:
             else:
                 tokens += len(encode(item))
         return _scaled(tokens, provider)
+
+
+EMBEDDING_IDS_ENCODING = "cl100k_base"
+"""The encoding of the token ids an OpenAI-format client embeds: OpenAI's embedding models',
+which is also what LangChain's ``OpenAIEmbeddings`` encodes with for a model it does not know."""
+
+
+def embedding_ids_text(ids: list[int], param: str) -> str:
+    """The text ``ids`` (``EMBEDDING_IDS_ENCODING``) encode, for a model that embeds text only;
+    an id the encoding does not have is a 400 naming ``param``."""
+    try:
+        return _load(EMBEDDING_IDS_ENCODING).decode(ids, errors="replace")
+    except (KeyError, OverflowError, ValueError):
+        raise InvalidRequest(
+            f"'{param}' holds a token id that is not one of {EMBEDDING_IDS_ENCODING}'s",
+            param=param,
+        ) from None
 
 
 def long_texts(request: ChatRequest | EmbeddingRequest) -> list[str]:

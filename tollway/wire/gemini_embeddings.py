@@ -1,6 +1,8 @@
 """Gemini embeddings: ``batchEmbedContents`` (Gemini API) and ``predict`` (Vertex AI) bodies.
 
-Both embed texts only: token-id inputs, and fields of another format, are a 400 naming them;
+Both embed texts only: token-id inputs (OpenAI's embedding models' ``cl100k_base`` ids, as
+OpenAI-format clients send them) are sent as the text they encode; fields of another format
+are a 400 naming them;
 ``user`` has no counterpart and is dropped. ``dimensions`` is ``outputDimensionality``. Google
 answers float lists, so ``encoding_format: base64`` is done here: little-endian float32 bytes,
 as OpenAI's API encodes them. Usage is what the answer reports (``usageMetadata`` of the
@@ -16,15 +18,20 @@ from typing import Any
 
 from tollway.core.errors import InvalidRequest, UpstreamProtocolError
 from tollway.core.types import EmbeddingRequest, EmbeddingResponse, Usage
+from tollway.pricing.tokens import embedding_ids_text
 
 
 def _texts(request: EmbeddingRequest) -> list[str]:
     for key, value in request.extra.items():
         if value is not None:
             raise InvalidRequest(f"'{key}' cannot be translated for a Gemini deployment", param=key)
-    if not all(isinstance(item, str) for item in request.input):
-        raise InvalidRequest("Gemini models embed text only, not token ids", param="input")
-    return [item for item in request.input if isinstance(item, str)]
+    # Gemini embeds text only. OpenAIEmbeddings (LangChain) sends token arrays unless told
+    # otherwise (``check_embedding_ctx_length``): the text they encode is embedded instead.
+    inputs: list[str | list[int]] = list(request.input)
+    return [
+        item if isinstance(item, str) else embedding_ids_text(item, f"input[{i}]")
+        for i, item in enumerate(inputs)
+    ]
 
 
 def batch_embed_to_wire(request: EmbeddingRequest, model: str) -> dict[str, Any]:

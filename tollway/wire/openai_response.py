@@ -75,9 +75,13 @@ def usage_to_wire(usage: Usage) -> dict[str, Any]:
         "total_tokens": usage.total_tokens,
         **usage.extra,
     }
-    if usage.cached_input_tokens or "prompt_tokens_details" in out:
+    if usage.cached_input_tokens or usage.cache_write_tokens or "prompt_tokens_details" in out:
         details = dict(out.get("prompt_tokens_details") or {})
         details["cached_tokens"] = usage.cached_input_tokens
+        if usage.cache_write_tokens:
+            # OpenAI's own name for them, which langchain-openai reads as ``cache_creation``:
+            # Anthropic's and Bedrock's writes, billed above the input rate, were not told.
+            details["cache_write_tokens"] = usage.cache_write_tokens
         out["prompt_tokens_details"] = details
     if usage.reasoning_tokens or "completion_tokens_details" in out:
         details = dict(out.get("completion_tokens_details") or {})

@@ -745,8 +745,16 @@ def test_embedding_bodies_and_answers() -> None:
     request.encoding_format = None
     answer = embedding_response_from_wire(predictions, request, "emb")
     assert answer.data == [[1.0], [2.0]] and answer.usage.input_tokens == 3
-    with pytest.raises(InvalidRequest, match="token ids"):
-        batch_embed_to_wire(EmbeddingRequest(model="e", input=[[1, 2]]), "emb")
+    # Token ids (cl100k_base, as OpenAIEmbeddings sends them) go as the text they encode.
+    hello = [15339, 1917]  # "hello world"
+    sent = batch_embed_to_wire(EmbeddingRequest(model="e", input=[hello]), "emb")
+    assert sent["requests"][0]["content"] == {"parts": [{"text": "hello world"}]}
+    assert predict_to_wire(EmbeddingRequest(model="e", input=[hello]), "emb")["instances"] == [
+        {"content": "hello world"}
+    ]
+    with pytest.raises(InvalidRequest, match="token id") as refused:
+        batch_embed_to_wire(EmbeddingRequest(model="e", input=[hello, [10**7]]), "emb")
+    assert refused.value.param == "input[1]"
     with pytest.raises(InvalidRequest, match="input_type"):
         batch_embed_to_wire(
             EmbeddingRequest(model="e", input=["a"], extra={"input_type": "q"}), "e"

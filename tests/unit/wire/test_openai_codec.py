@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tollway.core.errors import InvalidRequest, UpstreamErrorBody, UpstreamProtocolError
-from tollway.core.types import ChatResponse, ImagePart, OpaquePart, TextPart, ToolCallDelta
+from tollway.core.types import ChatResponse, ImagePart, OpaquePart, TextPart, ToolCallDelta, Usage
 from tollway.wire.crossing import chunk_for
 from tollway.wire.openai_embeddings import embedding_request_from_wire
 from tollway.wire.openai_request import request_from_wire, request_to_wire
@@ -25,6 +25,7 @@ from tollway.wire.openai_response import (
     usage_from_answer,
     usage_from_answer_bytes,
     usage_from_wire,
+    usage_to_wire,
 )
 
 text = st.text(max_size=20)
@@ -531,3 +532,18 @@ def test_only_a_plain_body_is_kept_to_be_sent_as_it_came() -> None:
     ):
         body = {"model": "m", "messages": [hello], **changed}
         assert request_from_wire(body).wire_body is None, changed
+
+
+def test_cache_writes_are_told_in_openais_prompt_details() -> None:
+    """Anthropic's and Bedrock's cache writes (billed above the input rate) reach a Chat
+    Completions client as ``prompt_tokens_details.cache_write_tokens``; an answer with none
+    keeps the details it came with."""
+    written = usage_to_wire(
+        Usage(input_tokens=100, output_tokens=5, cached_input_tokens=10, cache_write_tokens=80)
+    )
+    assert written["prompt_tokens_details"] == {"cached_tokens": 10, "cache_write_tokens": 80}
+    plain = usage_to_wire(Usage(input_tokens=100, output_tokens=5))
+    assert "prompt_tokens_details" not in plain
+    upstream = {"prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0}}
+    kept = usage_to_wire(Usage(input_tokens=1, output_tokens=1, extra=upstream))
+    assert kept["prompt_tokens_details"] == {"cached_tokens": 0, "audio_tokens": 0}
