@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 import orjson
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
 
 from tollway.admin.call import admin_routes
 from tollway.admin.openapi import openapi_document
@@ -43,6 +44,39 @@ the authenticator to be refused in the client's error shape, not by aiohttp in p
 with the start of the token in it."""
 
 
+class MalformedRequests(logging.Filter):
+    """aiohttp's record of a request its parser refused (a duplicated ``Content-Length``, one
+    with ``Transfer-Encoding``, a header line over the limit, too many headers: answered 400
+    by aiohttp before any route), as one INFO line naming the client and what was wrong.
+
+    aiohttp logs it as an ERROR with a traceback, as if the gateway had failed, so any client
+    could fill the error log (and the alerts on it) at will. Only the first words of the
+    parser's message are kept: the rest quotes the request's bytes, a credential among
+    them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        if not logging.getLogger(record.name).isEnabledFor(logging.INFO):
+            return False
+        what = str(exc.message).split(":", 1)[0].strip() or type(exc).__name__
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        record.msg, record.args = (
+            "malformed request from %s answered %s: %s",
+            (
+                record.args[0] if isinstance(record.args, tuple) and record.args else "-",
+                exc.code,
+                what,
+            ),
+        )
+        record.exc_info = record.exc_text = None
+        return True
+
+
+_MALFORMED = MalformedRequests()
+
+
 def create_app(
     settings: Settings,
     environ: Mapping[str, str] | None = None,
@@ -57,6 +91,7 @@ def create_app(
     instead of the OTLP exporter when tracing is on (tests).
     """
     gateway = Gateway(settings, environ, config_path, span_exporter=span_exporter)
+    logging.getLogger("aiohttp.server").addFilter(_MALFORMED)  # once: a filter is kept once
     # The dialects enforce the body limit themselves to answer in the client's error shape.
     app = web.Application(
         client_max_size=gateway.max_body_size + 1,
