@@ -7,7 +7,6 @@ client could write into it at will)."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
@@ -45,7 +44,7 @@ async def test_a_malformed_request_is_a_400_logged_without_a_traceback(
     before = len(process.output())
     answer = await _send(url, MALFORMED[kind])
     assert answer.startswith((b"HTTP/1.0 400 ", b"HTTP/1.1 400 "))
-    time.sleep(0.2)  # the log line is written after the answer
+    await asyncio.sleep(0.2)  # the log line is written after the answer
     logged = process.output()[before:]
     assert "Traceback" not in logged
     assert "malformed request" in logged

@@ -205,8 +205,7 @@ async def test_an_answer_in_an_unreadable_content_encoding_is_a_502_saying_so(
     error = json.loads(raw)["error"]
     assert error["type"] == "upstream_error"
     assert error["message"].endswith(
-        f"upstream answered in a Content-Encoding the gateway cannot read "
-        f"({ENCODED[mode][0]})"
+        f"upstream answered in a Content-Encoding the gateway cannot read ({ENCODED[mode][0]})"
     )
     assert upstream_url not in raw.decode()
 

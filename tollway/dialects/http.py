@@ -9,7 +9,7 @@ import logging
 import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import orjson
 from aiohttp import HttpVersion11, hdrs, web
@@ -100,7 +100,10 @@ async def expect_later(request: web.Request) -> None:
         request[_INVITE] = True
 
 
-def uninvited(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+_Answer = TypeVar("_Answer", bound=web.StreamResponse)
+
+
+def uninvited(request: web.Request, response: _Answer) -> _Answer:
     """``response`` (a refusal) closing the connection when the request's body was never
     invited: the client does not send it, and read as the body it announced, its next
     request on the connection would be lost (and the connection held waiting for it)."""
