@@ -200,24 +200,32 @@ def _dumps(value: object) -> str:
 
 class MalformedRequestRedaction(logging.Filter):
     """aiohttp's line for a request its parser refused (a header value with a control
-    character, a header longer than the server reads, a bad request line), without the
-    request's bytes.
+    character, a header longer than the server reads or too many of them, a duplicated
+    ``Content-Length`` or one beside ``Transfer-Encoding``, a bad request line): answered 400
+    by aiohttp before any route, logged as one INFO line naming the client and what was
+    wrong, without the request's bytes.
 
-    aiohttp logs the refusal with its traceback at ERROR, and the parser's message quotes
-    the line it refused: ``b'Authorization: Bearer tw-...'`` whole, or a too long one's
-    first hundred bytes, a key among them; a URL's query string in a bad request line. What
-    is kept says what was wrong (the parser's words up to the quote) and who sent it."""
+    aiohttp logs the refusal with its traceback at ERROR, as if the gateway had failed, so any
+    client could fill the error log (and the alerts on it) at will; and the parser's message
+    quotes the line it refused: ``b'Authorization: Bearer tw-...'`` whole, or a too long
+    one's first hundred bytes, a key among them; a URL's query string in a bad request line.
+    What is kept says what was wrong (the parser's words up to the quote) and who sent it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Rewrite a parser refusal's record; let every other through as it is."""
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, HttpProcessingError):
-            said = record.getMessage()  # "Error handling request from <address>"
-            record.msg = (
-                "%s: %s (%s %d; the request's bytes are not logged: they may hold a credential)"
-            )
-            record.args = (said, _parser_words(exc.message), type(exc).__name__, exc.code)
-            record.exc_info = record.exc_text = None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        if not logging.getLogger(record.name).isEnabledFor(logging.INFO):
+            return False
+        sender = record.args[0] if isinstance(record.args, tuple) and record.args else "-"
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        record.msg = (
+            "malformed request from %s answered %s: %s (%s; the request's bytes are not"
+            " logged: they may hold a credential)"
+        )
+        record.args = (sender, exc.code, _parser_words(exc.message), type(exc).__name__)
+        record.exc_info = record.exc_text = None
         return True
 
 

@@ -37,6 +37,13 @@ PLAIN_ODD = {
     "plain-object-arguments": {"role": "assistant", "content": None, "tool_calls": [
         {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": {"a": 1}}}]},
 }  # fmt: skip
+# Answers whose Content-Encoding the gateway cannot read: one it did not offer (aiohttp reads
+# brotli and zstd only with their optional packages), and gzip that is not gzip.
+ENCODED = {
+    "brotli": ("br", b"\x1b\x03\x00\xf8\x25\x00\x02"),
+    "zstd": ("zstd", b"\x28\xb5\x2f\xfd\x00\x58\x11\x00\x00"),
+    "not-gzip": ("gzip", b'{"id": "x", "object": "chat.completion"}'),
+}
 CODED = {
     "message": "This model's maximum context length is 8 tokens.",
     "type": "invalid_request_error",
@@ -49,6 +56,11 @@ async def misbehave(request: web.Request) -> web.StreamResponse:
     """Answers according to the first user message: the way this upstream goes wrong."""
     body = await request.json()
     mode = body["messages"][0]["content"]
+    if mode in ENCODED:  # an answer in a Content-Encoding the gateway did not ask for
+        encoding, payload = ENCODED[mode]
+        kind = "text/event-stream" if body.get("stream") else "application/json"
+        headers = {"Content-Encoding": encoding, "Content-Type": kind}
+        return web.Response(body=payload, headers=headers)
     if mode == "garbage":
         return web.Response(text="this is not json", content_type="application/json")
     if mode == "html-502":
@@ -179,6 +191,23 @@ async def test_malformed_answers_are_502_with_a_message(
     assert error["type"] == "upstream_error" and error["message"]
     assert error["message"].startswith("deployment 'bad#0' (model group 'bad'): ")
     assert "127.0.0.1" not in raw.decode() and upstream_url not in raw.decode()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("mode", list(ENCODED))
+async def test_an_answer_in_an_unreadable_content_encoding_is_a_502_saying_so(
+    broken_gateway: tuple[str, Process], upstream_url: str, mode: str, stream: bool
+) -> None:
+    # Not "cannot reach the upstream", nor "closed the connection mid-answer": it answered,
+    # in an encoding the gateway cannot read.
+    status, raw = await ask(broken_gateway[0], mode, stream=stream)
+    assert status == 502
+    error = json.loads(raw)["error"]
+    assert error["type"] == "upstream_error"
+    assert error["message"].endswith(
+        f"upstream answered in a Content-Encoding the gateway cannot read ({ENCODED[mode][0]})"
+    )
+    assert upstream_url not in raw.decode()
 
 
 @pytest.mark.parametrize("stream", [False, True])

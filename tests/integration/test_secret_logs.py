@@ -59,7 +59,7 @@ def test_a_request_the_parser_refuses_is_logged_without_its_bytes(
     answer = raw_request(url, head)
     assert answer.startswith(b"HTTP/1.") and b" 400 " in answer.split(b"\r\n", 1)[0]
     deadline = time.monotonic() + 5
-    while "Error handling request" not in process.output()[before:]:
+    while "malformed request from" not in process.output()[before:]:
         assert time.monotonic() < deadline, process.output()[before:]
         time.sleep(0.05)
     logged = process.output()[before:]

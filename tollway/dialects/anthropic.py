@@ -26,6 +26,7 @@ from tollway.core.errors import GatewayError, InvalidRequest
 from tollway.core.types import ChatRequest, Usage
 from tollway.dialects.http import (
     exchange,
+    expect_later,
     request_id,
     routing_headers,
     stream_events,
@@ -141,8 +142,8 @@ class AnthropicDialect:
     def routes(self) -> list[web.RouteDef]:
         """The routes this dialect serves."""
         return [
-            web.post("/v1/messages", self.messages),
-            web.post("/v1/messages/count_tokens", self.count_tokens),
+            web.post("/v1/messages", self.messages, expect_handler=expect_later),
+            web.post("/v1/messages/count_tokens", self.count_tokens, expect_handler=expect_later),
             web.route("*", "/v1/messages/{tail:.*}", self.unknown_route),
         ]
 

@@ -9,10 +9,10 @@ import logging
 import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import orjson
-from aiohttp import web
+from aiohttp import HttpVersion11, hdrs, web
 
 from tollway.core.context import Attempt, RequestContext
 from tollway.core.errors import (
@@ -81,6 +81,38 @@ def _is_glob(pattern: str) -> bool:
     return any(char in pattern for char in "*?[")
 
 
+_INVITE = "tollway.invite"
+"""Set on a request whose ``Expect: 100-continue`` waits for ``read_body`` to answer it."""
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+async def expect_later(request: web.Request) -> None:
+    """The ``expect_handler`` of the routes whose body ``read_body`` reads.
+
+    aiohttp's own sends ``100 Continue`` before the handler runs, so a client that asks
+    first (curl does for a body over 1 MiB) was invited to upload all of it even when its
+    key was bad or its ``Content-Length`` over the limit: ``read_body`` invites it once the
+    request was authenticated and its size allowed, and a refusal before that closes the
+    connection (``uninvited``), since the body it announced never comes."""
+    if request.version == HttpVersion11:
+        if request.headers.get(hdrs.EXPECT, "").lower() != "100-continue":
+            raise web.HTTPExpectationFailed(text=f"Unknown Expect: {request.headers[hdrs.EXPECT]}")
+        request[_INVITE] = True
+
+
+_Answer = TypeVar("_Answer", bound=web.StreamResponse)
+
+
+def uninvited(request: web.Request, response: _Answer) -> _Answer:
+    """``response`` (a refusal) closing the connection when the request's body was never
+    invited: the client does not send it, and read as the body it announced, its next
+    request on the connection would be lost (and the connection held waiting for it)."""
+    if _INVITE in request:
+        response.force_close()
+        request.content.feed_eof()  # else aiohttp waits 10 s to drain the body that never comes
+    return response
+
+
 async def read_json_object(request: web.Request, max_size: int) -> dict[str, Any]:
     """The request body as a JSON object; 413 over ``max_size``, 400 when not a JSON object."""
     body, _ = await read_body(request, max_size)
@@ -91,6 +123,10 @@ async def read_body(request: web.Request, max_size: int) -> tuple[dict[str, Any]
     """``read_json_object`` and the body's size in bytes."""
     if request.content_length is not None and request.content_length > max_size:
         raise PayloadTooLarge(f"Request body is over the limit of {max_size} bytes.")
+    if request.headers.get(hdrs.EXPECT) is not None and request.pop(_INVITE, False):
+        # Authenticated and of a size allowed: now the client may send its body.
+        await request.writer.write(_CONTINUE)
+        request.writer.output_size = 0  # the answer's size, as aiohttp's own handler does
     try:
         raw: bytes | None = await request.read()  # one growing buffer: copied once, not per read
     except web.HTTPRequestEntityTooLarge:
@@ -186,7 +222,7 @@ async def exchange(
         if ctx is None:
             if logged_as is not None:
                 _refused(gateway, source, rid, logged_as, exc, principal, body)
-            return fail(exc, rid, {"x-request-id": rid})
+            return uninvited(request, fail(exc, rid, {"x-request-id": rid}))
         ctx.error = exc
         return fail(exc, rid, routing_headers(ctx))
     except Exception as exc:
@@ -195,7 +231,7 @@ async def exchange(
             ctx.error = error  # so metrics, the request log and traces count it as a 500
         elif logged_as is not None:
             _refused(gateway, source, rid, logged_as, error, principal, body)
-        return fail(error, rid, {"x-request-id": rid})
+        return uninvited(request, fail(error, rid, {"x-request-id": rid}))
     except asyncio.CancelledError:
         # The server stopping cancels what still runs at the end of its shutdown timeout (a
         # client that leaves does not: aiohttp's handler_cancellation is off). Recorded as

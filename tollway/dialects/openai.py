@@ -20,6 +20,7 @@ from tollway.dialects import anthropic
 from tollway.dialects.client_address import client_address
 from tollway.dialects.http import (
     exchange,
+    expect_later,
     request_id,
     routing_headers,
     stream_events,
@@ -77,10 +78,10 @@ class OpenAIDialect:
     def routes(self) -> list[web.RouteDef]:
         """The routes this dialect serves."""
         return [
-            web.post("/v1/chat/completions", self.chat_completions),
-            web.post("/chat/completions", self.chat_completions),
-            web.post("/v1/embeddings", self.embeddings),
-            web.post("/embeddings", self.embeddings),
+            web.post("/v1/chat/completions", self.chat_completions, expect_handler=expect_later),
+            web.post("/chat/completions", self.chat_completions, expect_handler=expect_later),
+            web.post("/v1/embeddings", self.embeddings, expect_handler=expect_later),
+            web.post("/embeddings", self.embeddings, expect_handler=expect_later),
             web.get("/v1/models", self.list_models),
             # A model's name may hold slashes (vendor/model), sent as they are by older SDKs.
             web.get("/v1/models/{model:.+}", self.get_model),

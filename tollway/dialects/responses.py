@@ -27,6 +27,7 @@ from tollway.core.types import JSON, ChatChunk, ChatRequest, ResponsesOnly
 from tollway.dialects.http import (
     Failure,
     exchange,
+    expect_later,
     request_id,
     routing_headers,
     stream_events,
@@ -126,10 +127,12 @@ class ResponsesDialect:
         routes = []
         for prefix in ("/v1/responses", "/responses"):
             routes += [
-                web.post(prefix, self.create),
+                web.post(prefix, self.create, expect_handler=expect_later),
                 # Before the routes of a response id, which these paths would otherwise be.
-                web.post(prefix + "/input_tokens", self.count_input_tokens),
-                web.post(prefix + "/compact", self.compact),
+                web.post(
+                    prefix + "/input_tokens", self.count_input_tokens, expect_handler=expect_later
+                ),
+                web.post(prefix + "/compact", self.compact, expect_handler=expect_later),
                 web.get(prefix + "/{response_id}", self.not_stored),
                 web.delete(prefix + "/{response_id}", self.not_stored),
                 web.post(prefix + "/{response_id}/cancel", self.not_stored),

@@ -21,7 +21,13 @@ from tollway.core.context import RequestContext
 from tollway.core.errors import GatewayError, PermissionDenied
 from tollway.core.types import ChatRequest, Deployment, Usage
 from tollway.dialects.client_address import client_address
-from tollway.dialects.http import log_internal_error, read_body, request_id
+from tollway.dialects.http import (
+    expect_later,
+    log_internal_error,
+    read_body,
+    request_id,
+    uninvited,
+)
 from tollway.dialects.openai import error_response
 from tollway.limits.backend import MICRO
 from tollway.pricing.cost import cost_usd, worst_case_usd
@@ -147,11 +153,12 @@ def estimate_route(gateway: Gateway) -> web.RouteDef:
         try:
             answer = await estimate(gateway, request)
         except GatewayError as exc:
-            return error_response(exc, {"x-request-id": request_id(request)})
+            return uninvited(request, error_response(exc, {"x-request-id": request_id(request)}))
         except Exception as exc:  # Redis or the store down, or a fault: OpenAI's shape still
             rid = request_id(request)
             down = await gateway.outage(exc)
-            return error_response(down or log_internal_error(rid, exc), {"x-request-id": rid})
+            failed = error_response(down or log_internal_error(rid, exc), {"x-request-id": rid})
+            return uninvited(request, failed)
         return web.Response(body=orjson.dumps(answer), content_type="application/json")
 
-    return web.post("/v1/estimate", handle)
+    return web.post("/v1/estimate", handle, expect_handler=expect_later)

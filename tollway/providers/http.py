@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 import orjson
+from aiohttp.http_exceptions import ContentEncodingError
 from yarl import URL
 
 from tollway.core.errors import (
@@ -593,11 +594,43 @@ def _transport_error(exc: Exception, url: str | URL) -> UpstreamError:
         return UpstreamTimeout(message, phase="first_byte", detail=detail)
     if isinstance(exc, TimeoutError):
         return UpstreamTimeout("upstream exceeded the total timeout", phase="total", detail=detail)
+    encoding = _undecodable(exc)
+    if encoding is not None:
+        # The upstream answered, so not "cannot reach" (aiohttp reports a head it cannot read
+        # as a ClientResponseError) nor "closed the connection" (a body, as a payload error).
+        named = f" ({encoding})" if encoding else ""
+        return UpstreamProtocolError(
+            f"upstream answered in a Content-Encoding the gateway cannot read{named}",
+            detail=detail,
+        )
     if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
         return UpstreamUnavailable("upstream closed the connection mid-answer", detail=detail)
+    if isinstance(exc, aiohttp.ClientResponseError):
+        # aiohttp's parser refused the answer's head: it came, but is not HTTP it reads.
+        return UpstreamProtocolError("upstream answered with an unreadable response", detail=detail)
     if isinstance(exc, aiohttp.ClientError | OSError):
         return UpstreamUnavailable("cannot reach the upstream", detail=detail)
     return UpstreamProtocolError("the call to the upstream failed", detail=detail)
+
+
+_ENCODING_NAMED = re.compile(r"content-encoding: (?:[\w-]+ \(([\w-]+)\)|([\w-]+))", re.I)
+
+
+def _undecodable(exc: BaseException) -> str | None:
+    """The Content-Encoding of an answer ``exc`` says could not be decoded (``""`` when it
+    does not name it: aiohttp's words), or None for any other failure. aiohttp raises it for
+    an encoding it was not built to read (brotli, zstd without their packages: it offers
+    only what it reads, but an upstream may answer in another) and for a body that is not
+    the encoding it claims, wrapped in the error of the step that read it."""
+    cause: BaseException | None = exc
+    for _ in range(3):  # the payload's or the response's error, the parser's, the decoder's
+        if cause is None:
+            return None
+        if isinstance(cause, ContentEncodingError):
+            named = _ENCODING_NAMED.search(str(cause.message))
+            return (named.group(1) or named.group(2)) if named else ""
+        cause = cause.__cause__
+    return None
 
 
 def _host(url: str | URL) -> str:
