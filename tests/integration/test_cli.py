@@ -98,6 +98,51 @@ def test_config_check_refuses_an_option_written_twice(tmp_path: Path) -> None:
     assert merged.returncode == 0, merged.stderr
 
 
+def test_problems_between_model_groups_name_where_they_are(tmp_path: Path) -> None:
+    # Checks across deployments and groups (a fallback to no group, a name or an id taken
+    # twice, the embedded simulator switched off) said "(top level)" or "models[3]" and
+    # stopped at the first: in a file of forty groups, where to look was left to the reader.
+    path = tmp_path / "groups.yaml"
+    path.write_text(
+        "models:\n"
+        "  - {name: a, fallbacks: [gpt, b], deployments: [{provider: openai, model: m, id: x}]}\n"
+        "  - {name: gpt, deployments: [{provider: openai, model: other, id: x}]}\n"
+        "  - {name: a, deployments: [{provider: openai, model: m}]}\n"
+        "  - name: sim\n"
+        "    deployments:\n"
+        "      - {provider: openai, model: m}\n"
+        "      - {provider: openai, model: m, api_base: embedded-simulator}\n"
+    )
+    result = run_cli("config", "check", "--no-secrets", str(path))
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"{path}: 4 problem(s):",
+        f"  {path}: models[0].fallbacks[1]: 'b' is not a chat model of this config",
+        f"  {path}: models[1].deployments[0].id: deployment id 'x' names another deployment in "
+        "models[0].deployments[0]: a provider, model, api_base, azure_deployment or region of "
+        "its own needs an id of its own",
+        f"  {path}: models[2].name: 'a' is the name of models[0] too: model names must be unique",
+        f"  {path}: models[3].deployments[1].api_base: 'embedded-simulator' needs "
+        "simulator.enabled: true",
+    ]
+    path.write_text(
+        "models:\n"
+        "  - {name: a, fallbacks: [b, a], deployments: [{provider: openai, model: m}]}\n"
+        "  - name: b\n"
+        "    deployments:\n"
+        "      - {provider: openai, model: m, id: s}\n"
+        "      - {provider: openai, model: m, id: s}\n"
+    )
+    result = run_cli("config", "check", "--no-secrets", str(path))
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"{path}: 2 problem(s):",
+        f"  {path}: models[0].fallbacks[1]: a model group cannot fall back to itself",
+        f"  {path}: models[1].deployments[1].id: deployment id 's' is deployments[0]'s too: "
+        "ids must be unique in a group",
+    ]
+
+
 def test_a_config_file_that_is_not_utf8_is_one_line_naming_the_file_and_line(
     tmp_path: Path,
 ) -> None:
