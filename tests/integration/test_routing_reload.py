@@ -446,3 +446,33 @@ def test_a_reload_applies_new_routing_settings_at_once(log_dir: Path, simulator_
         assert httpx.post(url + "/admin/reload", headers=ADMIN).status_code == 200
         assert {served() for _ in range(5)} == {"slow"}
         client.close()
+
+
+def _restart_warnings(output: str) -> list[str]:
+    return [line.split("WARNING tollway: ")[1] for line in output.splitlines() if "apply at" in line]
+
+
+def test_a_reload_warns_of_a_restart_only_for_what_the_file_changed(
+    log_dir: Path, simulator_url: str
+) -> None:
+    # The listen address the command line gave (--port, --host; every gateway under a
+    # supervisor that picks its port) or that port 0 got was taken for the file's: every
+    # reload, of model groups alone, warned "config sections server changed: they apply at
+    # restart", and so an operator learnt to ignore the line that tells of a real one.
+    config = {
+        "server": {"reload_interval": None, "port": 0},
+        "models": [_group("first", simulator_url)],
+    }
+    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY}
+    with running_gateway(log_dir, config, env, "--host", "127.0.0.1") as (url, process):
+        path = _config_file(url, log_dir)
+        _rewrite(path, lambda c: c["models"].append(_group("second", simulator_url)))
+        assert httpx.post(url + "/admin/reload", headers=ADMIN).status_code == 200
+        assert _models(url) == {"first", "second"}
+        assert _restart_warnings(process.output()) == []
+
+        _rewrite(path, lambda c: c["server"].update(access_log=True))
+        assert httpx.post(url + "/admin/reload", headers=ADMIN).status_code == 200
+        assert _restart_warnings(process.output()) == [
+            "config sections server changed: they apply at restart"
+        ]
