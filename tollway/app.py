@@ -59,9 +59,7 @@ def create_app(
     ``span_exporter`` receives the spans instead of the OTLP exporter when tracing is on
     (tests).
     """
-    gateway = Gateway(
-        settings, environ, config_path, listen=listen, span_exporter=span_exporter
-    )
+    gateway = Gateway(settings, environ, config_path, listen=listen, span_exporter=span_exporter)
     # The dialects enforce the body limit themselves to answer in the client's error shape.
     app = web.Application(
         client_max_size=gateway.max_body_size + 1,

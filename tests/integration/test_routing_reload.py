@@ -449,7 +449,8 @@ def test_a_reload_applies_new_routing_settings_at_once(log_dir: Path, simulator_
 
 
 def _restart_warnings(output: str) -> list[str]:
-    return [line.split("WARNING tollway: ")[1] for line in output.splitlines() if "apply at" in line]
+    lines = output.splitlines()
+    return [line.split("WARNING tollway: ")[1] for line in lines if "apply at" in line]
 
 
 def test_a_reload_warns_of_a_restart_only_for_what_the_file_changed(
