@@ -381,7 +381,7 @@ class Gateway:
             update={
                 "models": settings.models,
                 "routing": settings.routing,
-                "limits": settings.limits,
+                "limits": self.limits.config,  # the file's, but the backend it runs on
             }
         )
         self.health.config = settings.routing

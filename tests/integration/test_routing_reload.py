@@ -477,3 +477,26 @@ def test_a_reload_warns_of_a_restart_only_for_what_the_file_changed(
         assert _restart_warnings(process.output()) == [
             "config sections server changed: they apply at restart"
         ]
+
+
+def test_a_limiter_backend_a_reload_cannot_apply_stays_as_it_runs(
+    log_dir: Path, simulator_url: str
+) -> None:
+    # A reload took the new `limits.backend` (and redis_url, redis_prefix, redis_timeout)
+    # into the running config while the limiter stayed the one started with: the config
+    # version named a Redis backend the gateway did not run, and the next reload compared
+    # with it and no longer warned that a restart was still due.
+    config = {"server": {"reload_interval": None}, "models": [_group("chat", simulator_url)]}
+    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TEST_REDIS_URL": "redis://127.0.0.1:1/0"}
+    with running_gateway(log_dir, config, env) as (url, process):
+        path = _config_file(url, log_dir)
+        first = httpx.post(url + "/admin/reload", headers=ADMIN).json()["config_version"]
+        redis = {"backend": "redis", "redis_url": "env:TEST_REDIS_URL"}
+        _rewrite(path, lambda c: c.update(limits=redis))
+        answer = httpx.post(url + "/admin/reload", headers=ADMIN).json()
+        assert answer["config_version"] == first  # nothing of it is in force
+        _rewrite(path, lambda c: c["models"].append(_group("more", simulator_url)))
+        assert httpx.post(url + "/admin/reload", headers=ADMIN).status_code == 200
+        assert _models(url) == {"chat", "more"}
+        warned = [line for line in process.output().splitlines() if "backend" in line]
+        assert len(warned) == 2, warned  # each reload: the file still asks for a restart
