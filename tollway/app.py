@@ -49,15 +49,18 @@ def create_app(
     environ: Mapping[str, str] | None = None,
     config_path: Path | None = None,
     *,
+    listen: tuple[str, int] | None = None,
     span_exporter: SpanExporter | None = None,
 ) -> web.Application:
     """The aiohttp application for ``settings``; components start with the app.
 
     ``config_path`` is the file ``settings`` came from: it is watched, and SIGHUP re-reads
-    it, to reload model groups without a restart. ``span_exporter`` receives the spans
-    instead of the OTLP exporter when tracing is on (tests).
+    it, to reload model groups without a restart. ``listen`` is the address and port the
+    process listens on when not ``settings.server``'s (the command line's, the port 0 got).
+    ``span_exporter`` receives the spans instead of the OTLP exporter when tracing is on
+    (tests).
     """
-    gateway = Gateway(settings, environ, config_path, span_exporter=span_exporter)
+    gateway = Gateway(settings, environ, config_path, listen=listen, span_exporter=span_exporter)
     _withhold_malformed_requests(logging.getLogger("aiohttp.server"))
     # The dialects enforce the body limit themselves to answer in the client's error shape.
     app = web.Application(

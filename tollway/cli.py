@@ -122,15 +122,16 @@ def serve(
         # no first admin key; and port 0 is known as the port it got.
         sockets = _listen(host, port)
         port = sockets[0].getsockname()[1]
-        # The gateway tells the first admin where it listens, so it needs what it listens on.
-        server = server.model_copy(update={"host": host, "port": port})
-        settings = settings.model_copy(update={"server": server})
         models = ", ".join(group.name for group in settings.models) or "(none)"
         logging.getLogger("tollway").info(
             "Tollway on http://%s (config: %s; models: %s)", _address(host, port), source, models
         )
+        # The gateway tells the first admin where it listens, so it needs what it listens on;
+        # its settings stay the file's, which a reload compares with the file's next version
+        # (with --port, every reload said "config sections server changed").
+        app = create_app(settings, config_path=_config_path(config), listen=(host, port))
         web.run_app(
-            create_app(settings, config_path=_config_path(config)),
+            app,
             sock=sockets,
             access_log=logging.getLogger("aiohttp.access") if server.access_log else None,
             access_log_class=AccessLogger.behind(server.trusted_proxies),

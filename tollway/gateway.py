@@ -97,10 +97,17 @@ class Gateway:
         environ: Mapping[str, str] | None = None,
         config_path: Path | None = None,
         *,
+        listen: tuple[str, int] | None = None,
         span_exporter: SpanExporter | None = None,
     ) -> None:
-        """``span_exporter`` replaces the OTLP exporter when tracing is on (tests)."""
+        """``listen`` is where the process listens when that is not ``settings.server``'s
+        address (``--host``, ``--port``, the port 0 got); ``span_exporter`` replaces the OTLP
+        exporter when tracing is on (tests)."""
         self.settings = settings
+        """The config as the file (or the embedded default) says it: a reload compares its
+        sections with the reloaded file's."""
+        self.listen = listen or (settings.server.host, settings.server.port)
+        """The address and port this process listens on."""
         self.config_path = config_path
         self.environ = os.environ if environ is None else environ
         self.vault = Vault(self.environ, settings.upstream.file_secret_recheck)
@@ -374,7 +381,7 @@ class Gateway:
             update={
                 "models": settings.models,
                 "routing": settings.routing,
-                "limits": settings.limits,
+                "limits": self.limits.config,  # the file's, but the backend it runs on
             }
         )
         self.health.config = settings.routing
@@ -451,11 +458,9 @@ class Gateway:
             return
         created = await ensure_admin(self.identity)
         if created:
-            server = self.settings.server
-            host = "127.0.0.1" if server.host in ("0.0.0.0", "::", "") else server.host
-            url = (
-                f"http://[{host}]:{server.port}" if ":" in host else f"http://{host}:{server.port}"
-            )
+            host, port = self.listen
+            host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+            url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
             # Shown once, on the terminal only: never through logging, which may be shipped.
             print(
                 f"\nTollway created the first admin key. Store it now; it is not shown again:"

@@ -98,6 +98,86 @@ def test_config_check_refuses_an_option_written_twice(tmp_path: Path) -> None:
     assert merged.returncode == 0, merged.stderr
 
 
+def test_problems_between_model_groups_name_where_they_are(tmp_path: Path) -> None:
+    # Checks across deployments and groups (a fallback to no group, a name or an id taken
+    # twice, the embedded simulator switched off) said "(top level)" or "models[3]" and
+    # stopped at the first: in a file of forty groups, where to look was left to the reader.
+    path = tmp_path / "groups.yaml"
+    path.write_text(
+        "models:\n"
+        "  - {name: a, fallbacks: [gpt, b], deployments: [{provider: openai, model: m, id: x}]}\n"
+        "  - {name: gpt, deployments: [{provider: openai, model: other, id: x}]}\n"
+        "  - {name: a, deployments: [{provider: openai, model: m}]}\n"
+        "  - name: sim\n"
+        "    deployments:\n"
+        "      - {provider: openai, model: m}\n"
+        "      - {provider: openai, model: m, api_base: embedded-simulator}\n"
+    )
+    result = run_cli("config", "check", "--no-secrets", str(path))
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"{path}: 4 problem(s):",
+        f"  {path}: models[0].fallbacks[1]: 'b' is not a chat model of this config",
+        f"  {path}: models[1].deployments[0].id: deployment id 'x' names another deployment in "
+        "models[0].deployments[0]: a provider, model, api_base, azure_deployment or region of "
+        "its own needs an id of its own",
+        f"  {path}: models[2].name: 'a' is the name of models[0] too: model names must be unique",
+        f"  {path}: models[3].deployments[1].api_base: 'embedded-simulator' needs "
+        "simulator.enabled: true",
+    ]
+    path.write_text(
+        "models:\n"
+        "  - {name: a, fallbacks: [b, a], deployments: [{provider: openai, model: m}]}\n"
+        "  - name: b\n"
+        "    deployments:\n"
+        "      - {provider: openai, model: m, id: s}\n"
+        "      - {provider: openai, model: m, id: s}\n"
+    )
+    result = run_cli("config", "check", "--no-secrets", str(path))
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"{path}: 2 problem(s):",
+        f"  {path}: models[0].fallbacks[1]: a model group cannot fall back to itself",
+        f"  {path}: models[1].deployments[1].id: deployment id 's' is deployments[0]'s too: "
+        "ids must be unique in a group",
+    ]
+
+
+def test_text_yaml_reads_as_another_type_is_named_where_it_is_and_how_to_write_it(
+    tmp_path: Path,
+) -> None:
+    # YAML reads an unquoted no, 42 or 2023-06-01 as a boolean, a number or a date. Where
+    # the config wants text, the check said "Input should be a valid string" (of a value
+    # that looks like text in the file) and named a map's key as a list's entry:
+    # "limits.teams[0].[key]" for the team `no`.
+    path = tmp_path / "typed.yaml"
+    path.write_text(
+        "auth: {anonymous_models: [demo, yes]}\n"
+        "models:\n"
+        "  - name: a\n"
+        "    deployments:\n"
+        "      - {provider: anthropic, model: m, headers: {anthropic-version: 2023-06-01}}\n"
+        "limits:\n"
+        "  teams: {no: {rpm: 1}, 42: {rpm: 2}, ok: {rpm: 3}}\n"
+        "  budgets: [{scope: team, id: 0755, limit_usd: 1}]\n"
+    )
+    result = run_cli("config", "check", "--no-secrets", str(path))
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"{path}: 5 problem(s):",
+        f"  {path}: auth.anonymous_models[1]: YAML read this as the boolean true (yes, on "
+        "and true all are), not text: write it in quotes",
+        f"  {path}: limits.teams.false: YAML read this key as the boolean false (no, off and "
+        "false all are), not text: write it in quotes",
+        f"  {path}: limits.teams.42: YAML read this key as the number 42, not text: write it "
+        "in quotes",
+        f"  {path}: limits.budgets[0].id: YAML read this as the number 493, not text: write it "
+        "in quotes",
+        f"  {path}: models[0].deployments[0].headers.anthropic-version: YAML read this as the "
+        "date 2023-06-01, not text: write it in quotes",
+    ]
+
+
 def test_a_config_file_that_is_not_utf8_is_one_line_naming_the_file_and_line(
     tmp_path: Path,
 ) -> None:

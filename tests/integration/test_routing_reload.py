@@ -446,3 +446,57 @@ def test_a_reload_applies_new_routing_settings_at_once(log_dir: Path, simulator_
         assert httpx.post(url + "/admin/reload", headers=ADMIN).status_code == 200
         assert {served() for _ in range(5)} == {"slow"}
         client.close()
+
+
+def _restart_warnings(output: str) -> list[str]:
+    lines = output.splitlines()
+    return [line.split("WARNING tollway: ")[1] for line in lines if "apply at" in line]
+
+
+def test_a_reload_warns_of_a_restart_only_for_what_the_file_changed(
+    log_dir: Path, simulator_url: str
+) -> None:
+    # The listen address the command line gave (--port, --host; every gateway under a
+    # supervisor that picks its port) or that port 0 got was taken for the file's: every
+    # reload, of model groups alone, warned "config sections server changed: they apply at
+    # restart", and so an operator learnt to ignore the line that tells of a real one.
+    config = {
+        "server": {"reload_interval": None, "port": 0},
+        "models": [_group("first", simulator_url)],
+    }
+    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY}
+    with running_gateway(log_dir, config, env, "--host", "127.0.0.1") as (url, process):
+        path = _config_file(url, log_dir)
+        _rewrite(path, lambda c: c["models"].append(_group("second", simulator_url)))
+        assert httpx.post(url + "/admin/reload", headers=ADMIN).status_code == 200
+        assert _models(url) == {"first", "second"}
+        assert _restart_warnings(process.output()) == []
+
+        _rewrite(path, lambda c: c["server"].update(access_log=True))
+        assert httpx.post(url + "/admin/reload", headers=ADMIN).status_code == 200
+        assert _restart_warnings(process.output()) == [
+            "config sections server changed: they apply at restart"
+        ]
+
+
+def test_a_limiter_backend_a_reload_cannot_apply_stays_as_it_runs(
+    log_dir: Path, simulator_url: str
+) -> None:
+    # A reload took the new `limits.backend` (and redis_url, redis_prefix, redis_timeout)
+    # into the running config while the limiter stayed the one started with: the config
+    # version named a Redis backend the gateway did not run, and the next reload compared
+    # with it and no longer warned that a restart was still due.
+    config = {"server": {"reload_interval": None}, "models": [_group("chat", simulator_url)]}
+    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TEST_REDIS_URL": "redis://127.0.0.1:1/0"}
+    with running_gateway(log_dir, config, env) as (url, process):
+        path = _config_file(url, log_dir)
+        first = httpx.post(url + "/admin/reload", headers=ADMIN).json()["config_version"]
+        redis = {"backend": "redis", "redis_url": "env:TEST_REDIS_URL"}
+        _rewrite(path, lambda c: c.update(limits=redis))
+        answer = httpx.post(url + "/admin/reload", headers=ADMIN).json()
+        assert answer["config_version"] == first  # nothing of it is in force
+        _rewrite(path, lambda c: c["models"].append(_group("more", simulator_url)))
+        assert httpx.post(url + "/admin/reload", headers=ADMIN).status_code == 200
+        assert _models(url) == {"chat", "more"}
+        warned = [line for line in process.output().splitlines() if "backend" in line]
+        assert len(warned) == 2, warned  # each reload: the file still asks for a restart

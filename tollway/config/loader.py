@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import hashlib
 import os
@@ -91,14 +92,44 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
     """One line per problem: ``source: models[0].deployments[1].provider: what is wrong``."""
     lines = [f"{source}: {exc.error_count()} problem(s):"]
     for error in exc.errors(include_url=False):
-        path = _format_location(error["loc"])
+        location = error["loc"]
         message = error["msg"].removeprefix("Value error, ")
+        is_key = error["type"] == "invalid_key" or location[-1:] == ("[key]",)
+        if is_key:
+            # A map's key: pydantic names it by its value made an int (False as 0) and then
+            # "[key]", which read as a list's entry; the path names the key as YAML read it.
+            parent = location[:-1] if error["type"] == "invalid_key" else location[:-2]
+            location = (*parent, _key_text(error["input"]))
+        path = _format_location(location)
         if error["type"] == "extra_forbidden":
             message = "unknown option" + _suggestion(error["loc"])
         elif error["type"] == "missing":
             message = "required option missing"
+        elif error["type"] in ("string_type", "invalid_key"):
+            message = _typed_by_yaml(error["input"], "this key" if is_key else "this") or message
         lines.append(f"  {source}: {path or '(top level)'}: {message}")
     return "\n".join(lines)
+
+
+def _key_text(key: Any) -> str:
+    """A map's key as the path names it: ``false`` (YAML's ``no``), ``42``."""
+    return str(key).lower() if isinstance(key, bool) else str(key)
+
+
+def _typed_by_yaml(value: Any, what: str) -> str | None:
+    """Why text the config wants is not text: YAML read an unquoted ``no``, ``42`` or
+    ``2023-06-01`` as a boolean, a number or a date. The file's reader sees text there, so
+    pydantic's "Input should be a valid string" left them puzzled. None for other values."""
+    if isinstance(value, bool):
+        spellings = "yes, on and true" if value else "no, off and false"
+        read = f"the boolean {str(value).lower()} ({spellings} all are)"
+    elif isinstance(value, int | float):
+        read = f"the number {value!r}"  # 0755 is 493: the number, not the text, is named
+    elif isinstance(value, datetime.date):
+        read = f"the {'time' if isinstance(value, datetime.datetime) else 'date'} {value}"
+    else:
+        return None
+    return f"YAML read {what} as {read}, not text: write it in quotes"
 
 
 def _suggestion(location: tuple[int | str, ...]) -> str:

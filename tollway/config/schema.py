@@ -21,6 +21,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
 from tollway.config.types import Duration, SecretRef
 from tollway.simulator.settings import SimulatorSettings
@@ -33,6 +34,37 @@ class Strict(BaseModel):
     """Base for config sections: unknown keys are errors."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+Location = tuple[int | str, ...]
+"""Where a value is, below the section that checks it: ``("deployments", 1, "id")``."""
+
+
+def located(section: BaseModel, problems: list[tuple[Location, str]]) -> None:
+    """Raise the problems a check across a section's fields found, each at the value it is
+    about: pydantic puts the section's own place in front, so the file's reader is told
+    ``models[3].deployments[1].id`` and every such problem at once, where a ``ValueError``
+    names only the section (``models[3]``, or ``(top level)`` for ``Settings``) and the
+    first problem."""
+    if not problems:
+        return
+    errors = [
+        InitErrorDetails(
+            type=PydanticCustomError("config", "{problem}", {"problem": problem}),
+            loc=location,
+            input=section,
+        )
+        for location, problem in problems
+    ]
+    raise ValidationError.from_exception_data(type(section).__name__, errors)
+
+
+def _place(location: Location) -> str:
+    """``("models", 0, "deployments", 1)`` as a config path: ``models[0].deployments[1]``."""
+    path = ""
+    for part in location:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else part
+    return path
 
 
 class Timeouts(Strict):
@@ -228,12 +260,26 @@ class ModelGroupConfig(Strict):
 
     @model_validator(mode="after")
     def _unique_ids(self) -> ModelGroupConfig:
-        ids = [d.id for d in self.deployments if d.id is not None]
-        repeated = sorted({i for i in ids if ids.count(i) > 1})
-        if repeated:
-            raise ValueError(f"deployment ids must be unique; repeated: {', '.join(repeated)}")
-        if self.name in self.fallbacks:
-            raise ValueError("a model group cannot fall back to itself")
+        problems: list[tuple[Location, str]] = []
+        first: dict[str, int] = {}
+        for index, deployment in enumerate(self.deployments):
+            if deployment.id is None:
+                continue
+            taken = first.setdefault(deployment.id, index)
+            if taken != index:
+                problems.append(
+                    (
+                        ("deployments", index, "id"),
+                        f"deployment id {deployment.id!r} is deployments[{taken}]'s too: ids "
+                        "must be unique in a group",
+                    )
+                )
+        problems += [
+            (("fallbacks", index), "a model group cannot fall back to itself")
+            for index, fallback in enumerate(self.fallbacks)
+            if fallback == self.name
+        ]
+        located(self, problems)
         return self
 
 
@@ -710,36 +756,52 @@ class Settings(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
-        names = [group.name for group in self.models]
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        if duplicates:
-            raise ValueError(f"model names must be unique; repeated: {', '.join(duplicates)}")
+        """Checks across model groups, each problem named at its place in the file."""
+        problems: list[tuple[Location, str]] = []
+        names: dict[str, int] = {}
+        kinds = {group.name: group.kind for group in self.models}
         # An id may name one deployment listed in several groups, never two targets: they
         # would share a health record, rate limits and metrics label.
-        targets: dict[str, tuple[str, tuple[object, ...]]] = {}
-        for group in self.models:
-            for d in group.deployments:
-                if d.id is None:
-                    continue
-                target = (d.provider, d.model, d.api_base, d.azure_deployment, d.region)
-                first = targets.setdefault(d.id, (group.name, target))
-                if first[1] != target:
-                    raise ValueError(
-                        f"deployment id {d.id!r} names two deployments (in {first[0]} and "
-                        f"{group.name}): a provider, model, api_base, azure_deployment or region "
-                        "of its own needs an id of its own"
+        targets: dict[str, tuple[Location, tuple[object, ...]]] = {}
+        for g, group in enumerate(self.models):
+            first = names.setdefault(group.name, g)
+            if first != g:
+                problems.append(
+                    (
+                        ("models", g, "name"),
+                        f"{group.name!r} is the name of models[{first}] too: model names must "
+                        "be unique",
                     )
-        uses_sim = any(
-            d.api_base == EMBEDDED_SIMULATOR for group in self.models for d in group.deployments
-        )
-        if uses_sim and not self.simulator.enabled:
-            raise ValueError(f"api_base {EMBEDDED_SIMULATOR!r} needs simulator.enabled: true")
-        kinds = {group.name: group.kind for group in self.models}
-        for group in self.models:
-            for fallback in group.fallbacks:
-                if kinds.get(fallback) != group.kind:
-                    raise ValueError(
-                        f"model {group.name!r} falls back to {fallback!r}, which is not a "
-                        f"{group.kind} model of this config"
+                )
+            for d, deployment in enumerate(group.deployments):
+                where: Location = ("models", g, "deployments", d)
+                if deployment.id is not None:
+                    target = (
+                        deployment.provider, deployment.model, deployment.api_base,
+                        deployment.azure_deployment, deployment.region,
+                    )  # fmt: skip
+                    place, seen = targets.setdefault(deployment.id, (where, target))
+                    if seen != target:
+                        problems.append(
+                            (
+                                (*where, "id"),
+                                f"deployment id {deployment.id!r} names another deployment in "
+                                f"{_place(place)}: a provider, model, api_base, "
+                                "azure_deployment or region of its own needs an id of its own",
+                            )
+                        )
+                if deployment.api_base == EMBEDDED_SIMULATOR and not self.simulator.enabled:
+                    problems.append(
+                        (
+                            (*where, "api_base"),
+                            f"{EMBEDDED_SIMULATOR!r} needs simulator.enabled: true",
+                        )
                     )
+            problems += [
+                (("models", g, "fallbacks", f), f"{fallback!r} is not a {group.kind} model of "
+                 "this config")
+                for f, fallback in enumerate(group.fallbacks)
+                if kinds.get(fallback) != group.kind
+            ]  # fmt: skip
+        located(self, problems)
         return self

@@ -241,10 +241,15 @@ class LimitService:
         return self._records[1]
 
     def reconfigure(self, config: LimitsConfig) -> None:
-        """Apply a reloaded ``limits`` section; a different backend needs a restart."""
+        """Apply a reloaded ``limits`` section; a different backend needs a restart, so
+        ``config`` is taken with the running backend's settings (``self.config`` says what
+        is in force, and the next reload still finds the file asking for a restart)."""
         backend = ("backend", "redis_url", "redis_prefix", "redis_timeout")
         if any(getattr(config, name) != getattr(self.config, name) for name in backend):
             log.warning("limits backend settings changed: they apply at restart")
+            config = config.model_copy(
+                update={name: getattr(self.config, name) for name in backend}
+            )
         book = LimitBook.build(config, *self._records)  # first: a failure changes nothing
         zone = ZoneInfo(config.timezone)
         self.config = config

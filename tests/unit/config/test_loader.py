@@ -82,12 +82,12 @@ def test_a_valid_file_loads_with_units_resolved(tmp_path: Path) -> None:
         (
             "models: [{name: a, deployments: [{provider: openai, model: m}]},"
             " {name: a, deployments: [{provider: openai, model: m}]}]",
-            "repeated: a",
+            "models[1].name: 'a' is the name of models[0] too: model names must be unique",
         ),
         (
             "models: [{name: a, deployments: [{provider: openai, model: m, "
             "api_base: embedded-simulator}]}]",
-            "needs simulator.enabled",
+            "models[0].deployments[0].api_base: 'embedded-simulator' needs simulator.enabled",
         ),
         (
             "models: [{name: a, deployments: [{provider: anthropic, model: m, "
@@ -103,7 +103,8 @@ def test_a_valid_file_loads_with_units_resolved(tmp_path: Path) -> None:
             # metrics label between two upstreams.
             "models: [{name: a, deployments: [{provider: openai, model: m, id: d}]},"
             " {name: b, deployments: [{provider: openai, model: other, id: d}]}]",
-            "deployment id 'd' names two deployments (in a and b)",
+            "models[1].deployments[0].id: deployment id 'd' names another deployment in "
+            "models[0].deployments[0]",
         ),
         (
             # YAML's .inf and .nan are floats: no budget, price or time limit is infinite.
