@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 from yarl import URL
 
-from tollway.core.errors import UpstreamProtocolError, UpstreamUnavailable
+from tollway.core.errors import UpstreamProtocolError, UpstreamStatusError, UpstreamUnavailable
 from tollway.core.types import ChatChunk, ChatRequest, ChatResponse, Deployment
 from tollway.providers.base import ProviderResources, ProviderSpec
 from tollway.providers.eventstream import EventStreamDecoder
@@ -32,7 +32,7 @@ from tollway.wire.bedrock_models import (
     deployment_family,
 )
 from tollway.wire.bedrock_request import request_to_wire
-from tollway.wire.bedrock_response import error_from_wire, response_from_wire
+from tollway.wire.bedrock_response import error_from_wire, quota_exceeded, response_from_wire
 from tollway.wire.bedrock_stream import StreamReader
 from tollway.wire.single_call import FirstCallOnly, first_call_only, wants_one_call
 
@@ -94,9 +94,15 @@ class BedrockProvider:
     async def chat(self, request: ChatRequest, deployment: Deployment) -> ChatResponse:
         """One complete answer."""
         url, body, headers, secret = self._prepare(request, deployment, "converse")
-        raw = await self._client.post_json(
-            url, body, headers, deployment.timeouts, error_from_wire, secret
-        )
+        try:
+            raw = await self._client.post_json(
+                url, body, headers, deployment.timeouts, error_from_wire, secret
+            )
+        except UpstreamStatusError as exc:
+            quota = quota_exceeded(exc)
+            if quota is None:
+                raise
+            raise quota from None
         response = response_from_wire(raw, deployment.model)
         return first_call_only(response) if _cut_to_one_call(request, deployment) else response
 
@@ -129,6 +135,11 @@ class BedrockProvider:
                         if held is not None:
                             yield held
                         return
+        except UpstreamStatusError as exc:
+            quota = quota_exceeded(exc)
+            if quota is None:
+                raise
+            raise quota from None
         finally:
             # Returning once the answer is whole leaves the upstream generator open; close it.
             await pieces.aclose()  # type: ignore[attr-defined]
