@@ -180,6 +180,15 @@ def check_deployment(config: DeploymentConfig) -> None:
         raise ValueError("provider 'bedrock' needs `pip install tollway[bedrock]` (botocore)")
     if config.region is None or not _REGION.fullmatch(config.region):
         raise ValueError(f"'region' must be an AWS region such as us-east-1, not {config.region!r}")
+    arn_region = _arn_region(config.model)
+    if arn_region is not None and arn_region != config.region:
+        # An ARN (inference profile, provisioned or imported model) is served only by its own
+        # region's endpoint; another region answers every call with a 400 the client did not
+        # cause, and a SigV4 signature for it is checked against that region.
+        raise ValueError(
+            f"model {config.model!r} is in region {arn_region!r}, not the deployment's "
+            f"region {config.region!r}: set region: {arn_region}"
+        )
     key_pair = (config.aws_access_key_id, config.aws_secret_access_key)
     if (key_pair[0] is None) != (key_pair[1] is None):
         raise ValueError("aws_access_key_id and aws_secret_access_key go together")
@@ -195,6 +204,15 @@ def check_deployment(config: DeploymentConfig) -> None:
         conflict = declared_family_conflict(config.model, config.bedrock_family)
         if conflict is not None:
             raise ValueError(f"bedrock_family: {conflict}")
+
+
+def _arn_region(model: str) -> str | None:
+    """The region a model ARN names (``arn:aws:bedrock:us-west-2:...``), else ``None``
+    (a model id, or an ARN that names none)."""
+    parts = model.split(":", 4)
+    if len(parts) < 5 or parts[0] != "arn" or not parts[3]:
+        return None
+    return parts[3]
 
 
 SPECS = (
