@@ -657,3 +657,25 @@ def test_an_exception_mid_stream_reaches_each_client_as_its_kind(
     body: Any = failed.value.body
     assert body["error"]["type"] == anthropic_type, body
     assert f"bedrock says {exception}" in body["error"]["message"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_exceeded_account_quota_is_a_rate_limit_not_the_clients_bad_request(
+    gpt: openai.OpenAI, claude: anthropic.Anthropic, stream: bool
+) -> None:
+    # Bedrock answers ServiceQuotaExceededException with a 400, but it is the gateway's AWS
+    # account that is out of quota ("resubmit your request later"), not the request at fault.
+    headers = {"x-sim-fault": "status:400", "x-sim-error-type": "ServiceQuotaExceededException"}
+    with pytest.raises(openai.RateLimitError) as caught:
+        answer = gpt.chat.completions.create(
+            model="test-bedrock", messages=user("over quota"), stream=stream,
+            extra_headers=headers,
+        )  # fmt: skip
+        if stream:
+            list(answer)  # type: ignore[arg-type]
+    assert caught.value.code == "rate_limit_exceeded"
+    with pytest.raises(anthropic.RateLimitError):
+        claude.messages.create(
+            model="test-bedrock", max_tokens=50, messages=user("over quota"),
+            stream=stream, extra_headers=headers,
+        )  # fmt: skip

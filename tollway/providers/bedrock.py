@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 from yarl import URL
 
-from tollway.core.errors import UpstreamProtocolError, UpstreamUnavailable
+from tollway.core.errors import UpstreamProtocolError, UpstreamStatusError, UpstreamUnavailable
 from tollway.core.types import ChatChunk, ChatRequest, ChatResponse, Deployment
 from tollway.providers.base import ProviderResources, ProviderSpec
 from tollway.providers.eventstream import EventStreamDecoder
@@ -32,7 +32,7 @@ from tollway.wire.bedrock_models import (
     deployment_family,
 )
 from tollway.wire.bedrock_request import request_to_wire
-from tollway.wire.bedrock_response import error_from_wire, response_from_wire
+from tollway.wire.bedrock_response import error_from_wire, quota_exceeded, response_from_wire
 from tollway.wire.bedrock_stream import StreamReader
 from tollway.wire.single_call import FirstCallOnly, first_call_only, wants_one_call
 
@@ -94,9 +94,15 @@ class BedrockProvider:
     async def chat(self, request: ChatRequest, deployment: Deployment) -> ChatResponse:
         """One complete answer."""
         url, body, headers, secret = self._prepare(request, deployment, "converse")
-        raw = await self._client.post_json(
-            url, body, headers, deployment.timeouts, error_from_wire, secret
-        )
+        try:
+            raw = await self._client.post_json(
+                url, body, headers, deployment.timeouts, error_from_wire, secret
+            )
+        except UpstreamStatusError as exc:
+            quota = quota_exceeded(exc)
+            if quota is None:
+                raise
+            raise quota from None
         response = response_from_wire(raw, deployment.model)
         return first_call_only(response) if _cut_to_one_call(request, deployment) else response
 
@@ -129,6 +135,11 @@ class BedrockProvider:
                         if held is not None:
                             yield held
                         return
+        except UpstreamStatusError as exc:
+            quota = quota_exceeded(exc)
+            if quota is None:
+                raise
+            raise quota from None
         finally:
             # Returning once the answer is whole leaves the upstream generator open; close it.
             await pieces.aclose()  # type: ignore[attr-defined]
@@ -169,6 +180,15 @@ def check_deployment(config: DeploymentConfig) -> None:
         raise ValueError("provider 'bedrock' needs `pip install tollway[bedrock]` (botocore)")
     if config.region is None or not _REGION.fullmatch(config.region):
         raise ValueError(f"'region' must be an AWS region such as us-east-1, not {config.region!r}")
+    arn_region = _arn_region(config.model)
+    if arn_region is not None and arn_region != config.region:
+        # An ARN (inference profile, provisioned or imported model) is served only by its own
+        # region's endpoint; another region answers every call with a 400 the client did not
+        # cause, and a SigV4 signature for it is checked against that region.
+        raise ValueError(
+            f"model {config.model!r} is in region {arn_region!r}, not the deployment's "
+            f"region {config.region!r}: set region: {arn_region}"
+        )
     key_pair = (config.aws_access_key_id, config.aws_secret_access_key)
     if (key_pair[0] is None) != (key_pair[1] is None):
         raise ValueError("aws_access_key_id and aws_secret_access_key go together")
@@ -184,6 +204,15 @@ def check_deployment(config: DeploymentConfig) -> None:
         conflict = declared_family_conflict(config.model, config.bedrock_family)
         if conflict is not None:
             raise ValueError(f"bedrock_family: {conflict}")
+
+
+def _arn_region(model: str) -> str | None:
+    """The region a model ARN names (``arn:aws:bedrock:us-west-2:...``), else ``None``
+    (a model id, or an ARN that names none)."""
+    parts = model.split(":", 4)
+    if len(parts) < 5 or parts[0] != "arn" or not parts[3]:
+        return None
+    return parts[3]
 
 
 SPECS = (

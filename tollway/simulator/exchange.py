@@ -378,7 +378,12 @@ def _status_fault(
     retry_after_ms = request.headers.get("x-sim-retry-after-ms")
     if retry_after_ms is not None:  # OpenAI's and Azure's finer header (alone, or beside it)
         headers["retry-after-ms"] = retry_after_ms
-    return error_response(dialect, status, message, request_id=request_id, headers=headers)
+    # A Bedrock error's exception name (``x-amzn-errortype``) may be asked for by name, as
+    # Bedrock answers several with one status (400: ValidationException, ServiceQuota...).
+    code = request.headers.get("x-sim-error-type") if dialect is Dialect.BEDROCK else None
+    return error_response(
+        dialect, status, message, request_id=request_id, code=code, headers=headers
+    )
 
 
 async def _hang(request: web.BaseRequest, state: SimulatorState) -> web.Response:

@@ -55,7 +55,7 @@ _UNUSABLE = {
 }
 EXCEPTION_STATUSES = {
     "ValidationException": 400,
-    "ServiceQuotaExceededException": 400,
+    "ServiceQuotaExceededException": 429,  # answered as a 400: below, ``quota_exceeded``
     "AccessDeniedException": 403,
     "ResourceNotFoundException": 404,
     "ModelTimeoutException": 408,
@@ -66,8 +66,10 @@ EXCEPTION_STATUSES = {
     "InternalServerException": 500,
     "ServiceUnavailableException": 503,
 }
-"""HTTP status of each Bedrock exception (botocore's service model); stream events name them
-in lower camel case (``throttlingException``)."""
+"""HTTP status of each Bedrock exception (botocore's service model, but for the account's
+quota, which is the gateway's and not the request's fault); stream events name them in lower
+camel case (``throttlingException``)."""
+QUOTA_EXCEEDED = "ServiceQuotaExceededException"
 _USAGE_KEYS = frozenset(
     {"inputTokens", "outputTokens", "totalTokens", "cacheReadInputTokens", "cacheWriteInputTokens"}
 )
@@ -231,6 +233,21 @@ def error_from_wire(raw: Any) -> UpstreamErrorBody:
         name = str(kind).rsplit("#", 1)[-1].split(":", 1)[0] if kind else None
         return UpstreamErrorBody(str(message), kind=name)
     return UpstreamErrorBody(str(raw)[:500])
+
+
+def quota_exceeded(error: UpstreamStatusError) -> UpstreamStatusError | None:
+    """The rate limit ``error`` is when it is Bedrock's ``ServiceQuotaExceededException``.
+
+    Bedrock answers it with a 400, but it says the gateway's AWS account used up a quota ("You
+    can resubmit your request later", AWS's API reference), not that the client's request is
+    invalid: passed on as a 400, the client was told to change a request that was fine, and no
+    other deployment (another account or region) was tried. As a 429 the deployment rests and
+    the next candidate serves, as for ``ThrottlingException``."""
+    if error.kind != QUOTA_EXCEEDED or error.upstream_status == 429:
+        return None
+    return UpstreamStatusError(
+        429, error.message, retry_after=error.retry_after, kind=error.kind, detail=error.detail
+    )
 
 
 def exception_error(kind: str, message: str) -> UpstreamError:

@@ -336,11 +336,23 @@ KEYS = {"aws_access_key_id": "env:A", "aws_secret_access_key": "env:S"}
         ({"region": "us-east-1", "api_key": "env:K", "bedrock_family": "llama"}, "'claude'"),
         ({"region": "us-east-1", "api_key": "env:K", "bedrock_family": "nova"},
          "is a Claude model, not 'nova'"),
+        ({"region": "us-east-1", "api_key": "env:K",
+          "model": "arn:aws:bedrock:eu-west-1:123456789012:application-inference-profile/a1"},
+         "is in region 'eu-west-1', not the deployment's region 'us-east-1'"),
     ],
 )  # fmt: skip
 def test_config_says_what_a_bedrock_deployment_lacks(fields: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         DeploymentConfig.model_validate(bedrock(**fields))
+
+
+def test_a_model_arn_in_the_deployments_region_or_without_one_is_taken() -> None:
+    for model in (
+        "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-v1:0",
+        "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-haiku-v1:0",
+        "us.anthropic.claude-3-haiku-v1:0",
+    ):
+        DeploymentConfig.model_validate(bedrock(model=model, region="us-east-1", api_key="env:K"))
 
 
 def test_only_bedrock_deployments_declare_a_bedrock_family() -> None:
