@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import functools
+import html
 import math
 import re
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -452,7 +453,10 @@ async def _status_error(
     try:
         parsed: Any = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        parsed = raw.decode("utf-8", "replace").strip() or reason
+        parsed = raw.decode("utf-8", "replace").strip()
+        if _HTML_START.match(parsed):
+            parsed = _page_words(parsed)
+        parsed = parsed or reason
     body = parse_error(parsed)
     # AWS services name the error in a header (``ThrottlingException:http://...``), not the body.
     kind = body.kind or named_type.split(":", 1)[0] or None
@@ -473,6 +477,25 @@ async def _status_error(
         detail=f"{_host(url)} answered {response.status}: {body.message or message}",
         details=body.details,
     )
+
+
+_HTML_START = re.compile(r"<(?:!doctype\s+html|html|head|body|title|h1)\b", re.IGNORECASE)
+_HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title\s*>", re.IGNORECASE | re.DOTALL)
+_HTML_SKIPPED = re.compile(r"<(script|style)\b.*?</\1\s*>|<!--.*?-->", re.IGNORECASE | re.DOTALL)
+_HTML_TAG = re.compile(r"<[^>]*>")
+_MAX_PAGE_WORDS = 300
+
+
+def _page_words(page: str) -> str:
+    """An HTML error page's words: its title, else its text, without the markup.
+
+    A proxy or load balancer in front of a self-hosted server (nginx, Cloudflare, an ingress)
+    answers a 502 or a 413 with a page of its own; the client is told what it says
+    (``502 Bad Gateway``), not sent the page's markup as the error's message."""
+    title = _HTML_TITLE.search(page)
+    text = title.group(1) if title else _HTML_TAG.sub(" ", _HTML_SKIPPED.sub(" ", page))
+    words = " ".join(html.unescape(text).split())
+    return words if len(words) <= _MAX_PAGE_WORDS else words[: _MAX_PAGE_WORDS - 3] + "..."
 
 
 async def _error_body(content: aiohttp.StreamReader) -> bytes:

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from yarl import URL
 
-from tollway.core.errors import UpstreamProtocolError
+from tollway.core.errors import UpstreamProtocolError, UpstreamStatusError
 from tollway.core.types import (
     ChatChunk,
     ChatRequest,
@@ -24,6 +24,7 @@ from tollway.core.types import (
 )
 from tollway.providers.base import ProviderResources, ProviderSpec
 from tollway.providers.field_rules import FieldRules
+from tollway.providers.http import SSEvent as _Event
 from tollway.providers.http import encoded, one_line
 from tollway.wire.mistral_content import reasoning_in_content
 from tollway.wire.openai_embeddings import (
@@ -325,17 +326,31 @@ class OpenAIProvider:
                 yield chunk
             return
         headers, secret = self._headers(deployment, request.upstream_headers)
+        url = self._url(deployment, "chat/completions")
+        body = self._body(request, deployment)
         events = self._client.post_stream(
-            self._url(deployment, "chat/completions"),
-            self._body(request, deployment),
-            headers,
-            deployment.timeouts,
-            error_from_wire,
-            secret,
+            url, body, headers, deployment.timeouts, error_from_wire, secret
         )
         slots = ToolCallSlots()
         reshape = self._flavor.reshape
         try:
+            if "stream_options" in body:
+                try:
+                    first = await anext(events, None)
+                except UpstreamStatusError as exc:
+                    if not _refuses_stream_options(exc):
+                        raise
+                    # A compatible server that knows no stream_options (an older release, a
+                    # strict schema) refuses the whole call for the usage the gateway asked
+                    # for: asked again without it; its usage is then counted (estimated).
+                    await events.aclose()  # type: ignore[attr-defined]
+                    body = {key: value for key, value in body.items() if key != "stream_options"}
+                    events = self._client.post_stream(
+                        url, body, headers, deployment.timeouts, error_from_wire, secret
+                    )
+                    first = await anext(events, None)
+                if first is not None:  # else no events: the stream ended before [DONE]
+                    events = _chained(first, events)
             async for event in events:
                 data = event.data
                 if data == b"[DONE]":
@@ -430,6 +445,28 @@ class OpenAIProvider:
             secret,
         )
         return embedding_response_from_wire(raw)
+
+
+_REFUSAL_STATUSES = frozenset({400, 422})
+
+
+def _refuses_stream_options(error: UpstreamStatusError) -> bool:
+    """Whether ``error`` is the upstream refusing ``stream_options`` itself: Azure's older
+    api-versions' "Unrecognized request argument supplied: stream_options", a pydantic schema's
+    ``extra_forbidden`` on it (422, or 400 from vLLM-style handlers), "Unknown parameter"."""
+    if error.upstream_status not in _REFUSAL_STATUSES:
+        return False
+    return "stream_options" in (error.param or "") or "stream_options" in error.message
+
+
+async def _chained(first: _Event, rest: AsyncIterator[_Event]) -> AsyncIterator[_Event]:
+    """``first``, then the rest of the events it was read from (closed with them)."""
+    try:
+        yield first
+        async for event in rest:
+            yield event
+    finally:
+        await rest.aclose()  # type: ignore[attr-defined]
 
 
 def _openai(resources: ProviderResources) -> OpenAIProvider:

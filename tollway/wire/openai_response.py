@@ -482,7 +482,10 @@ def error_from_wire(raw: Any) -> UpstreamErrorBody:
     if isinstance(raw, dict):
         error = raw.get("error", raw)
         if isinstance(error, dict):
-            message = error.get("message") or error.get("detail") or str(error)
+            detail = error.get("detail")
+            if isinstance(detail, list) and "message" not in error:
+                return _validation_errors(detail)
+            message = error.get("message") or detail or str(error)
             error_type = _str_or_none(error.get("type"))
             code = _str_or_none(error.get("code"))
             param = _str_or_none(error.get("param"))
@@ -499,6 +502,34 @@ def error_from_wire(raw: Any) -> UpstreamErrorBody:
         if isinstance(error, str):
             return UpstreamErrorBody(error)
     return UpstreamErrorBody(str(raw)[:500])
+
+
+# FastAPI's request validation (vLLM's and SGLang's routes before their own handlers, most
+# self-hosted servers): a 422 whose ``detail`` lists pydantic errors, each locating the field
+# from ``body``: ``{"loc": ["body", "messages", 0, "content"], "msg": "Field required"}``.
+_VALIDATION_ROOTS = frozenset({"body", "query", "path", "header"})
+
+
+def _validation_errors(detail: list[Any]) -> UpstreamErrorBody:
+    """FastAPI's validation errors in words (``messages[0].content: Field required``), not the
+    list's Python repr, with the first one's field as the ``param``."""
+    said: list[str] = []
+    first: str | None = None
+    for item in detail:
+        if not isinstance(item, dict):
+            said.append(str(item))
+            continue
+        loc = item.get("loc")
+        steps = list(loc) if isinstance(loc, list) else []
+        if steps and steps[0] in _VALIDATION_ROOTS:
+            steps = steps[1:]
+        # The gateway's own way of naming a field: messages[0].content.
+        path = "".join(f"[{step}]" if isinstance(step, int) else f".{step}" for step in steps)
+        field = path.lstrip(".") or None
+        first = first or field
+        text = str(item.get("msg") or item.get("type") or "invalid")
+        said.append(f"{field}: {text}" if field else text)
+    return UpstreamErrorBody("; ".join(said) or "invalid request", param=first)
 
 
 def _openai_word(value: str | None) -> str | None:
