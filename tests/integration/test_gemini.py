@@ -325,12 +325,21 @@ def test_stream_cut_by_the_upstream_ends_with_an_error(gpt: openai.OpenAI) -> No
     assert 1 <= len(seen) <= 2
 
 
-def test_a_rejected_key_passes_through_without_the_key(gpt: openai.OpenAI) -> None:
-    # The Gemini API answers a wrong key with a 400 (INVALID_ARGUMENT), and so does the gateway.
-    with pytest.raises(openai.BadRequestError) as caught:
-        gpt.chat.completions.create(model="test-gemini-badkey", messages=user("x"))
-    assert "API key not valid" in caught.value.message
-    assert "sk-wrong-key-for-test-9876" not in json.dumps(caught.value.body)
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_rejected_key_is_the_deployments_credential_failing_not_the_clients_400(
+    gpt: openai.OpenAI, stream: bool
+) -> None:
+    # The Gemini API answers a wrong key with a 400 INVALID_ARGUMENT (ErrorInfo reason
+    # API_KEY_INVALID). It was passed on as the client's 400, "API key not valid": words that
+    # read as the client's own key being wrong, for a request another deployment could serve.
+    with pytest.raises(openai.APIStatusError) as caught:
+        gpt.chat.completions.create(model="test-gemini-badkey", messages=user("x"), stream=stream)
+    assert not isinstance(caught.value, openai.BadRequestError)
+    assert caught.value.status_code == 502
+    assert caught.value.code == "upstream_authentication_failed"
+    assert "refused the gateway's credential" in caught.value.message
+    assert "API key not valid" not in caught.value.message
+    assert "sk-wrong-key-for-test-9876" not in caught.value.response.text
 
 
 @pytest.mark.parametrize(

@@ -251,6 +251,10 @@ class UpstreamErrorBody(NamedTuple):
     details: Mapping[str, Any] | None = None
     """The error object's fields beside OpenAI's four that OpenAI clients read
     (``GatewayError.details``)."""
+    status: int | None = None
+    """The status the error stands for, when the provider answers it with another: the
+    Gemini API refuses the gateway's own key with a 400 (``API_KEY_INVALID``), which is a 401
+    (the deployment's credential), not the client's malformed request."""
 
 
 class UpstreamStatusError(UpstreamError):

@@ -467,7 +467,7 @@ async def _status_error(
         named = f"{response.status} {kind}" if kind and not kind.isdigit() else str(response.status)
         message = f"upstream answered {named}: {body.message}"
     return UpstreamStatusError(
-        response.status,
+        body.status or response.status,
         message,
         error_type=body.type,
         code=body.code,

@@ -44,7 +44,7 @@ from tollway.simulator.content import (
     complete,
     word_count,
 )
-from tollway.simulator.errors import Dialect, error_response, json_response
+from tollway.simulator.errors import Dialect, error_body, error_response, json_response
 from tollway.simulator.exchange import (
     SSE_HEADERS,
     Call,
@@ -456,9 +456,18 @@ async def _gemini_key(
     if key is None:
         message = "Method doesn't allow unregistered callers. Please use an API key."
         return error_response(Dialect.GEMINI, 403, message, request_id=request_id)
-    # The real API answers a wrong key with a 400, not a 401.
+    # The real API answers a wrong key with a 400, not a 401, saying why in an ErrorInfo.
     message = "API key not valid. Please pass a valid API key."
-    return error_response(Dialect.GEMINI, 400, message, request_id=request_id)
+    body = error_body(Dialect.GEMINI, 400, message, request_id=request_id)
+    body["error"]["details"] = [
+        {
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            "reason": "API_KEY_INVALID",
+            "domain": "googleapis.com",
+            "metadata": {"service": "generativelanguage.googleapis.com"},
+        }
+    ]
+    return json_response(body, request_id, Dialect.GEMINI, 400)
 
 
 async def _vertex_token(

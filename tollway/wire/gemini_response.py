@@ -14,9 +14,10 @@ Finish reasons: ``STOP`` is ``stop``, or ``tool_calls`` when the candidate calle
 ``content_filter``; anything else (``OTHER``, ...) is ``stop``, and the choice's ``extra`` keeps
 Gemini's reason whenever the canonical one does not say it exactly. The reasons that say the
 model's output is unusable (``MALFORMED_FUNCTION_CALL``, ``UNEXPECTED_TOOL_CALL``,
-``TOO_MANY_TOOL_CALLS``: the candidate then holds no call, often nothing at all) are not finish
-reasons but failures (``InvalidModelOutput``, see ``unusable``), as Bedrock's
-``malformed_tool_use`` is.
+``TOO_MANY_TOOL_CALLS``, ``MISSING_THOUGHT_SIGNATURE``, ``MALFORMED_RESPONSE``: the candidate
+then holds no call, often nothing at all) are not finish reasons but failures
+(``InvalidModelOutput``, see ``unusable``), as Bedrock's ``malformed_tool_use`` is: read as
+``stop``, they were an empty answer that said it was finished.
 A grounded candidate's sources and the stretches of text they support (``groundingMetadata``)
 are the message's ``citations`` (``gemini_grounding``); the metadata itself stays in the
 choice's ``extra`` for a Gemini client.
@@ -61,6 +62,9 @@ _UNUSABLE = {
     "MALFORMED_FUNCTION_CALL": "the function call the model generated is invalid",
     "UNEXPECTED_TOOL_CALL": "the model called a tool the request did not offer",
     "TOO_MANY_TOOL_CALLS": "the model called tools too many times in a row",
+    "MISSING_THOUGHT_SIGNATURE": "a model turn of the request lacks the thought signature the "
+    "model gave it",
+    "MALFORMED_RESPONSE": "the response the model generated is malformed",
 }
 _FINISH_REASONS_OUT: dict[FinishReason | None, str] = {
     "stop": "STOP",
@@ -77,6 +81,8 @@ _MODELLED_USAGE = frozenset(
     }
 )  # fmt: skip
 _RETRY_INFO = "google.rpc.RetryInfo"
+_ERROR_INFO = "google.rpc.ErrorInfo"
+_KEY_REFUSALS = frozenset({"API_KEY_INVALID", "API_KEY_EXPIRED"})
 _CANDIDATE_KEYS = frozenset({"content", "finishReason", "index"})
 _RESPONSE_KEYS = frozenset({"candidates", "usageMetadata", "modelVersion", "responseId"})
 
@@ -201,6 +207,14 @@ def response_from_wire(raw: Any) -> ChatResponse:
     )
 
 
+def prompt_blocked(raw: dict[str, Any]) -> bool:
+    """Whether an answer (or stream event) says the prompt itself was blocked: its
+    ``promptFeedback`` has a ``blockReason`` ("If set, the prompt was blocked and no candidates
+    are returned"); feedback without one only rates the prompt's safety."""
+    feedback = raw.get("promptFeedback")
+    return isinstance(feedback, dict) and bool(feedback.get("blockReason"))
+
+
 def blocked_choice(raw: dict[str, Any]) -> Choice:
     """The empty choice of an answer without candidates: the prompt itself was blocked."""
     if not isinstance(raw.get("promptFeedback"), dict):
@@ -246,7 +260,7 @@ def error_from_wire(raw: Any) -> UpstreamErrorBody:
     """A Google error body: its message, and its ``status`` (a gRPC code name) as the kind.
 
     As for Anthropic, the type and code are left to the gateway, which names them in each
-    dialect's terms.
+    dialect's terms. A refused API key (``_key_refused``) stands for a 401.
     """
     if isinstance(raw, list) and raw:
         raw = raw[0]  # the JSON-array form of streamGenerateContent wraps errors in a list
@@ -255,14 +269,32 @@ def error_from_wire(raw: Any) -> UpstreamErrorBody:
         if isinstance(error, dict):
             status = error.get("status")
             message = error.get("message") or str(error)
+            details = error.get("details")
             return UpstreamErrorBody(
                 str(message),
                 kind=None if status is None else str(status),
-                retry_after=_retry_delay(error.get("details")),
+                retry_after=_retry_delay(details),
+                status=401 if _key_refused(details) else None,
             )
         if isinstance(error, str):
             return UpstreamErrorBody(error)
     return UpstreamErrorBody(str(raw)[:500])
+
+
+def _key_refused(details: Any) -> bool:
+    """Whether a ``google.rpc.ErrorInfo`` detail says the API key was refused: the Gemini
+    API answers a wrong or expired key with a 400 ``INVALID_ARGUMENT`` (reason
+    ``API_KEY_INVALID``, ``API_KEY_EXPIRED``), which is the deployment's credential failing
+    (the gateway's, never the client's), as a 401 is: a 502 for the client, in words that do
+    not read as its own key being wrong, and another deployment may still serve."""
+    if not isinstance(details, list):
+        return False
+    return any(
+        isinstance(detail, dict)
+        and str(detail.get("@type", "")).endswith(_ERROR_INFO)
+        and detail.get("reason") in _KEY_REFUSALS
+        for detail in details
+    )
 
 
 def _retry_delay(details: Any) -> str | None:
@@ -289,6 +321,6 @@ def stream_error(raw: Any) -> UpstreamError:
     body = error_from_wire(raw)
     error = raw.get("error") if isinstance(raw, dict) else None
     code = error.get("code") if isinstance(error, dict) else None
-    http_status = code if isinstance(code, int) and 400 <= code <= 599 else 500
+    http_status = body.status or (code if isinstance(code, int) and 400 <= code <= 599 else 500)
     message = f"upstream stream failed: {body.message}"
     return UpstreamStatusError(http_status, message, kind=body.kind, retry_after=body.retry_after)

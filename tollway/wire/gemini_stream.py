@@ -51,6 +51,7 @@ from tollway.wire.gemini_response import (
     WIRE_FORMAT,
     finish_from_wire,
     finish_to_wire,
+    prompt_blocked,
     stream_error,
     unusable,
     usage_from_wire,
@@ -120,8 +121,10 @@ class StreamReader:
             if self._searches and any(self._searches.values()):
                 usage.tool_calls = {WEB_SEARCH: sum(self._searches.values())}
         choices = [self._candidate(c, i) for i, c in enumerate(candidates)]
-        if not candidates and isinstance(event.get("promptFeedback"), dict):
-            # The prompt itself was blocked: no candidate will ever come.
+        if not candidates and prompt_blocked(event):
+            # The prompt itself was blocked: no candidate will ever come. (Feedback without a
+            # ``blockReason``, beside the usage of an event that closes a finished answer, is
+            # only the prompt's safety ratings.)
             self._finished.update(range(self._expected))
             choices = [ChunkChoice(index=0, role="assistant", finish_reason="content_filter")]
         kept = [choice for choice in choices if choice is not None]
