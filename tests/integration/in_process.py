@@ -1,5 +1,6 @@
 """A gateway in the test's own process (``create_app``) on a real port, for the tests that add
-a stage to its pipelines or read its state."""
+a stage to its pipelines or read its state; and any aiohttp application so served (``serving``:
+the scripted upstreams of the tests that need one to misbehave in a way the simulator does not)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,19 @@ def with_stage(gateway: Gateway, stage: Stage) -> None:
 
 
 @asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[str]:
+    """``app`` on a free port of 127.0.0.1: its base URL (no path), until the block ends."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+@asynccontextmanager
 async def gateway_in_process(
     config: dict[str, Any], stage: Stage | None = None, config_path: Path | None = None
 ) -> AsyncIterator[tuple[str, Gateway]]:
@@ -41,13 +55,7 @@ async def gateway_in_process(
     ``config_path``: the file ``config`` is said to come from, which a reload reads."""
     environ = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TOLLWAY_ADMIN_KEY": CLIENT_KEY}
     app = create_app(validate_settings(config, source="test"), environ, config_path)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    if stage is not None:
-        with_stage(app[GATEWAY], stage)
-    try:
-        yield f"http://127.0.0.1:{port}", app[GATEWAY]
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url:
+        if stage is not None:
+            with_stage(app[GATEWAY], stage)
+        yield url, app[GATEWAY]

@@ -24,6 +24,23 @@ OPEN_SCHEMA: dict[str, Any] = {
 strict off (Claude's and Bedrock's structured output need it said ``false``)."""
 
 
+WEATHER: Any = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+}
+TIME: Any = {
+    "type": "function",
+    "function": {
+        "name": "get_time",
+        "parameters": {"type": "object", "properties": {"zone": {"type": "string"}}},
+    },
+}
+"""Two function tools in Chat Completions' shape, for the tests of tool calls."""
+
+
 def user(text: str) -> list[Any]:
     """One user message saying ``text``."""
     return [{"role": "user", "content": text}]

@@ -11,22 +11,8 @@ from typing import Any
 import openai
 import pytest
 
-from tests.integration.sdk import sent_upstream, user
+from tests.integration.sdk import TIME, WEATHER, sent_upstream, user
 
-WEATHER: Any = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
-    },
-}
-TIME: Any = {
-    "type": "function",
-    "function": {
-        "name": "get_time",
-        "parameters": {"type": "object", "properties": {"zone": {"type": "string"}}},
-    },
-}
 OTHER_FAMILIES = ["test-claude", "test-gemini", "test-bedrock"]
 
 

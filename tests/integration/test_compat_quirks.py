@@ -15,8 +15,8 @@ import openai
 import pytest
 from aiohttp import web
 
-from tests.integration.in_process import gateway_in_process
-from tests.support import CLIENT_KEY, free_port
+from tests.integration.in_process import gateway_in_process, serving
+from tests.support import CLIENT_KEY
 
 HI: Any = [{"role": "user", "content": "hello there"}]
 CHUNK = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m"}
@@ -74,12 +74,8 @@ async def upstream(request: web.Request) -> web.StreamResponse:
 async def upstream_url() -> AsyncIterator[str]:
     app = web.Application()
     app.router.add_post("/v1/chat/completions", upstream)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}"
-    await runner.cleanup()
+    async with serving(app) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,8 @@ import openai
 import pytest
 from aiohttp import web
 
-from tests.support import CLIENT_KEY, Process, free_port, running_gateway
+from tests.integration.in_process import serving
+from tests.support import CLIENT_KEY, Process, running_gateway
 
 AUTH = {"Authorization": f"Bearer {CLIENT_KEY}"}
 CHUNK = {
@@ -138,12 +139,8 @@ async def upstream_url() -> AsyncIterator[str]:
     """A deliberately broken OpenAI-style upstream on a real port."""
     app = web.Application()
     app.router.add_post("/v1/chat/completions", misbehave)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}/v1"
-    await runner.cleanup()
+    async with serving(app) as url:
+        yield url + "/v1"
 
 
 @pytest.fixture(scope="module")

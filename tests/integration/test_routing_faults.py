@@ -22,7 +22,7 @@ import pytest
 import yaml
 from aiohttp import web
 
-from tests.integration.in_process import gateway_in_process
+from tests.integration.in_process import gateway_in_process, serving
 from tests.support import CLIENT_KEY, free_port
 from tollway.gateway import Gateway
 
@@ -118,12 +118,8 @@ async def upstream_url() -> AsyncIterator[str]:
     app.router.add_post("/v1beta/models/{method}", upstream)  # Gemini's generateContent
     app.router.add_post("/v1/messages", upstream)
     app.router.add_post("/v1/messages/count_tokens", upstream)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}"
-    await runner.cleanup()
+    async with serving(app) as url:
+        yield url
 
 
 def _deployment(base: str, ident: str, fault: str | None = None, **extra: Any) -> dict[str, Any]:

@@ -22,8 +22,9 @@ import pytest
 from aiohttp import web
 
 from tests.conftest import AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, BEDROCK_MODEL, UPSTREAM_KEY
+from tests.integration.in_process import serving
 from tests.integration.test_tracing_otlp import otlp_receiver
-from tests.support import CLIENT_KEY, Process, free_port, running_gateway
+from tests.support import CLIENT_KEY, Process, running_gateway
 
 AWS_SESSION_TOKEN = "IQoJb3JpZ2luX2VjEXAMPLEsessionTOKENforTOLLWAYtests0123456789"
 SECRETS = {
@@ -176,12 +177,8 @@ async def _escaping_echo(request: web.Request) -> web.StreamResponse:
 async def escaping_upstream() -> AsyncIterator[str]:
     app = web.Application()
     app.router.add_post("/v1/chat/completions", _escaping_echo)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}/v1"
-    await runner.cleanup()
+    async with serving(app) as url:
+        yield url + "/v1"
 
 
 @pytest.fixture(scope="module")

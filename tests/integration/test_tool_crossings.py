@@ -14,22 +14,8 @@ import anthropic
 import openai
 import pytest
 
-from tests.integration.sdk import sent_upstream, user
+from tests.integration.sdk import TIME, WEATHER, sent_upstream, user
 
-WEATHER: Any = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
-    },
-}
-TIME: Any = {
-    "type": "function",
-    "function": {
-        "name": "get_time",
-        "parameters": {"type": "object", "properties": {"zone": {"type": "string"}}},
-    },
-}
 CLAUDE_TOOLS: Any = [
     {"name": t["function"]["name"], "input_schema": t["function"]["parameters"]}
     for t in (WEATHER, TIME)

@@ -10,7 +10,6 @@ and the unknown-key lookup limit, which each go by the client's address.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,8 +21,8 @@ import httpx
 import pytest
 
 from tests.conftest import UPSTREAM_KEY
+from tests.integration.key_lookups import key_made_elsewhere, refused_unasked
 from tests.support import CLIENT_KEY, Process, running_gateway, wait_for_ids
-from tollway.store import NewKey, Store, generate_key
 
 ADMIN = {"Authorization": f"Bearer {CLIENT_KEY}"}
 CHAT = {"model": "chat", "messages": [{"role": "user", "content": "hello"}]}
@@ -173,27 +172,6 @@ def test_the_access_log_begins_with_the_forwarded_address(behind: Behind) -> Non
     assert "203.0.113.30 " in line and PROXY not in line
 
 
-def _refused_unasked(url: str) -> int:
-    metrics = httpx.get(url + "/metrics").text
-    found = re.search(r"^tollway_unknown_key_lookups_refused_total (\S+)$", metrics, re.M)
-    assert found, metrics
-    return int(float(found.group(1)))
-
-
-async def _key_made_elsewhere(store_url: str) -> str:
-    """A key written straight to the store: the gateway holds it only once it looks it up."""
-    store = Store(store_url)
-    await store.open()
-    try:
-        made = generate_key()
-        await store.keys.create(
-            NewKey(name="elsewhere", prefix=made.prefix, key_hash=made.key_hash)
-        )
-        return made.key
-    finally:
-        await store.close()
-
-
 def test_unknown_key_lookups_are_limited_per_forwarded_client_not_per_proxy(
     behind: Behind,
 ) -> None:
@@ -203,19 +181,19 @@ def test_unknown_key_lookups_are_limited_per_forwarded_client_not_per_proxy(
             behind.url + "/v1/chat/completions", json=CHAT, headers=headers
         ).status_code
 
-    before = _refused_unasked(behind.url)
+    before = refused_unasked(behind.url)
     # One client behind the proxy sends random keys past its burst...
     for n in range(BURST + 2):
         assert chat(behind.proxy, f"tw-random-{n}", "203.0.113.40") == 401
-    assert _refused_unasked(behind.url) == before + 2
+    assert refused_unasked(behind.url) == before + 2
     # ...and a key this gateway does not hold yet is not looked up for it, but is for
     # another client of the same proxy (before the change, the proxy's one bucket was spent).
-    key = asyncio.run(_key_made_elsewhere(behind.store_url))
+    key = asyncio.run(key_made_elsewhere(behind.store_url))
     assert chat(behind.proxy, key, "203.0.113.40") == 401
-    assert _refused_unasked(behind.url) == before + 3
+    assert refused_unasked(behind.url) == before + 3
     assert chat(behind.proxy, key, "203.0.113.41") == 200
 
     # A client that is no proxy does not get a fresh bucket by naming another address.
     for n in range(BURST + 2):
         assert chat(behind.direct, f"tw-direct-{n}", f"203.0.113.{50 + n}") == 401
-    assert _refused_unasked(behind.url) == before + 5
+    assert refused_unasked(behind.url) == before + 5

@@ -16,7 +16,8 @@ import pytest
 from aiohttp import web
 
 from tests.conftest import UPSTREAM_KEY
-from tests.support import CLIENT_KEY, Process, free_port, running_gateway
+from tests.integration.in_process import serving
+from tests.support import CLIENT_KEY, Process, running_gateway
 
 PROVIDERS = {
     "anthropic": "x-api-key",
@@ -37,12 +38,8 @@ async def elsewhere() -> AsyncIterator[tuple[str, list[dict[str, str]]]]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", record)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}", seen
-    await runner.cleanup()
+    async with serving(app) as url:
+        yield url, seen
 
 
 @pytest.fixture(scope="module")
@@ -54,12 +51,8 @@ async def redirecting(elsewhere: tuple[str, list[dict[str, str]]]) -> AsyncItera
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", redirect)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}"
-    await runner.cleanup()
+    async with serving(app) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -8,14 +8,13 @@ gateway's back (as another replica would make one) shows whether the store was a
 from __future__ import annotations
 
 import asyncio
-import re
 from pathlib import Path
 
 import httpx
 
 from tests.conftest import UPSTREAM_KEY
+from tests.integration.key_lookups import key_made_elsewhere, refused_unasked
 from tests.support import CLIENT_KEY, running_gateway
-from tollway.store import NewKey, Store, generate_key
 
 CHAT = {"model": "chat", "messages": [{"role": "user", "content": "hello"}]}
 BURST = 3
@@ -27,27 +26,6 @@ def _client(address: str) -> httpx.Client:
 
 def _chat(client: httpx.Client, url: str, key: str) -> httpx.Response:
     return client.post(url + "/v1/chat/completions", json=CHAT, headers={"x-api-key": key})
-
-
-def _refused_unasked(url: str) -> int:
-    metrics = httpx.get(url + "/metrics").text
-    found = re.search(r"^tollway_unknown_key_lookups_refused_total (\S+)$", metrics, re.M)
-    assert found, metrics
-    return int(float(found.group(1)))
-
-
-async def _key_made_elsewhere(store_url: str) -> str:
-    """A key written straight to the store: the gateway holds it only once it looks it up."""
-    store = Store(store_url)
-    await store.open()
-    try:
-        made = generate_key()
-        await store.keys.create(
-            NewKey(name="elsewhere", prefix=made.prefix, key_hash=made.key_hash)
-        )
-        return made.key
-    finally:
-        await store.close()
 
 
 def test_unknown_keys_beyond_an_address_rate_are_refused_without_a_store_lookup(
@@ -70,15 +48,15 @@ def test_unknown_keys_beyond_an_address_rate_are_refused_without_a_store_lookup(
         assert {a.status_code for a in answers} == {401}
         assert len({a.json()["error"]["message"] for a in answers}) == 1
         assert {a.json()["error"]["code"] for a in answers} == {"invalid_api_key"}
-        assert _refused_unasked(url) == 4
+        assert refused_unasked(url) == 4
 
         # A key this gateway does not hold yet, sent from the address over its rate: not
         # looked up (it would be found). From another address it is, and then known here too.
-        key = asyncio.run(_key_made_elsewhere(store_url))
+        key = asyncio.run(key_made_elsewhere(store_url))
         assert _chat(here, url, key).status_code == 401
-        assert _refused_unasked(url) == 5
+        assert refused_unasked(url) == 5
         assert _chat(elsewhere, url, key).status_code == 200
         assert _chat(here, url, key).status_code == 200
         # Known keys are never counted against the address.
         assert _chat(here, url, CLIENT_KEY).status_code == 200
-        assert _refused_unasked(url) == 5
+        assert refused_unasked(url) == 5
