@@ -18,7 +18,7 @@ from aiohttp import web
 
 from tests.conftest import UPSTREAM_KEY
 from tests.integration.sdk import user
-from tests.support import CLIENT_KEY, free_port, running_gateway
+from tests.support import free_port, running_gateway
 
 USAGE = {"promptTokenCount": 5, "candidatesTokenCount": 2, "totalTokenCount": 7}
 
@@ -103,18 +103,6 @@ def gateway_url(log_dir: Path, upstream_url: str) -> Iterator[str]:
     config = {"models": [{"name": "scripted", "deployments": [deployment]}]}
     with running_gateway(log_dir, config, {"KEY": UPSTREAM_KEY}) as (url, _):
         yield url
-
-
-@pytest.fixture(scope="module")
-def gpt(gateway_url: str) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=gateway_url + "/v1", api_key=CLIENT_KEY, max_retries=0) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def claude(gateway_url: str) -> Iterator[anthropic.Anthropic]:
-    with anthropic.Anthropic(base_url=gateway_url, api_key=CLIENT_KEY, max_retries=0) as c:
-        yield c
 
 
 def test_a_prompts_safety_ratings_after_the_answer_are_no_block(

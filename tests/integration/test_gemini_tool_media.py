@@ -17,6 +17,11 @@ from tests.integration.sdk import sent_upstream, user
 
 PNG = "iVBORw0KGgo="
 PDF = "JVBERi0xLjQK"
+IMAGE_AND_PDF_PARTS = [
+    {"inlineData": {"mimeType": "image/png", "data": PNG}},
+    {"inlineData": {"mimeType": "application/pdf", "data": PDF}},
+]
+"""How Gemini is sent a tool result that holds ``PNG`` and ``PDF``: function response parts."""
 BOTH = pytest.mark.parametrize("model", ["test-gemini", "test-vertex"])
 SNAP: Any = {"type": "function", "function": {"name": "snap", "parameters": {"type": "object"}}}
 IMAGE = {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}}
@@ -59,10 +64,7 @@ def test_an_openai_clients_image_and_pdf_in_a_tool_result_are_function_response_
     assert function_response(simulator_url, marker) == {
         "name": "snap",
         "response": {"output": marker},
-        "parts": [
-            {"inlineData": {"mimeType": "image/png", "data": PNG}},
-            {"inlineData": {"mimeType": "application/pdf", "data": PDF}},
-        ],
+        "parts": IMAGE_AND_PDF_PARTS,
     }
 
 
@@ -141,10 +143,7 @@ def test_an_anthropic_clients_tool_result_image_and_document_reach_gemini(
     assert function_response(simulator_url, marker) == {
         "name": "snap",
         "response": {"output": marker},
-        "parts": [
-            {"inlineData": {"mimeType": "image/png", "data": PNG}},
-            {"inlineData": {"mimeType": "application/pdf", "data": PDF}},
-        ],
+        "parts": IMAGE_AND_PDF_PARTS,
     }
     # Google's own count reads the same parts (the simulator counts each as an image).
     counted = claude.messages.count_tokens(model="test-gemini", messages=messages, tools=[tool])
