@@ -32,6 +32,14 @@ Where Anthropic's shape differs from the canonical one:
 - ``temperature`` is 0 to 1 (OpenAI's and Gemini's 0 to 2): a value outside it is a 400
   naming the field and Claude's range before any call (``check_temperature``), not clamped,
   since 1.5 asks for more variety than Claude has to give; Bedrock's Claude alike.
+- ``top_p`` of 1 from another format's client (OpenAI's default, which many clients send
+  beside a ``temperature``) asks for nothing and is not sent: Claude Opus 4.1 and later
+  models refuse ``temperature`` and ``top_p`` together, and a 1 changes no answer of any.
+  A ``top_p`` below 1 with a ``temperature`` goes on, and such a model says its own 400.
+- A stop sequence without a character other than whitespace (``"\\n"``, common in OpenAI
+  clients' ``stop``) is refused by Anthropic (``stop_sequences: each stop sequence must
+  contain non-whitespace``): another format's is a 400 naming the client's ``stop`` before
+  any call (``check_stop``), not dropped, since the answer would then not stop where asked.
 - No counterpart: ``n`` > 1 is a 400; ``seed`` is dropped (OpenAI itself only promises best
   effort); an image's ``detail`` and a message's ``name`` are dropped.
 """
@@ -226,6 +234,19 @@ def check_temperature(request: ChatRequest) -> None:
         )
 
 
+def check_stop(stop: list[str]) -> None:
+    """A 400 naming another format's ``stop`` when one of its sequences is only whitespace
+    (or empty), which Anthropic refuses as a stop sequence."""
+    for index, sequence in enumerate(stop):
+        if not sequence.strip():
+            raise InvalidRequest(
+                f"'stop' sequence {sequence!r} holds nothing but whitespace, which Claude "
+                "models do not take as a stop sequence: send sequences with other characters "
+                "to a Claude deployment",
+                param=f"stop[{index}]" if len(stop) > 1 else "stop",
+            )
+
+
 def asks_for_thinking(request: ChatRequest) -> bool:
     """Whether the client asked to be shown the model's reasoning (thinking on, any kind)."""
     thinking = request.thinking
@@ -261,11 +282,15 @@ def request_to_wire(request: ChatRequest, model: str) -> dict[str, Any]:
     if request.temperature is not None:
         check_temperature(request)
         body["temperature"] = request.temperature
-    if request.top_p is not None:
+    if request.top_p is not None and (own or request.top_p != 1):
+        # Another format's 1 asks for nothing; newer Claude models refuse it beside a
+        # temperature (the module's docstring).
         body["top_p"] = request.top_p
     if request.top_k is not None:
         body["top_k"] = request.top_k
     if request.stop is not None:
+        if not own:
+            check_stop(request.stop)
         body["stop_sequences"] = request.stop
     if request.thinking is not None:
         body["thinking"] = _displayed(request.thinking, request.reasoning_summary)
