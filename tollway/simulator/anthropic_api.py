@@ -25,6 +25,9 @@ it. A ``thinking`` block given back must carry the signature the simulator gave 
 with thinking on, the assistant turn whose tool calls the request answers must start with
 one: both are Claude's 400 otherwise.
 
+Empty text blocks (``{"type": "text", "text": ""}``, in a message, a tool result or the
+system prompt) are Claude's 400, ``messages: text content blocks must be non-empty``.
+
 Sampling, checked as Claude checks it: a stop sequence of nothing but whitespace is a 400
 (``stop_sequences: each stop sequence must contain non-whitespace``), and a model named as a
 Claude of generation 4.1 or later (``claude-sonnet-4-5``, ``claude-opus-4-1-20250805``, ...)
@@ -83,8 +86,9 @@ _MEDIA_BLOCKS = ("image", "document")
 _SERVICE_TIER = "standard"
 
 
-def _blocks_text(content: Any) -> tuple[str, str | None, int]:
-    """Text, tool-result text (None if no tool_result block) and token count of a content."""
+def _blocks_text(content: Any, where: str = "messages") -> tuple[str, str | None, int]:
+    """Text, tool-result text (None if no tool_result block) and token count of a content;
+    an empty text block (``where`` it is, ``messages`` or ``system``) is Claude's 400."""
     if isinstance(content, str):
         return content, None, word_count(content)
     if not isinstance(content, list):
@@ -96,6 +100,8 @@ def _blocks_text(content: Any) -> tuple[str, str | None, int]:
         if not isinstance(block, dict):
             continue
         kind = block.get("type")
+        if kind == "text" and block.get("text") == "":
+            raise InvalidRequest(f"{where}: text content blocks must be non-empty", where)
         if kind == "text" and isinstance(block.get("text"), str):
             texts.append(block["text"])
             tokens += word_count(block["text"])
@@ -126,7 +132,7 @@ def _check_call_ids(content: Any, index: int) -> None:
 
 
 def _system_tokens(system: Any) -> int:
-    text, _, tokens = _blocks_text(system)
+    text, _, tokens = _blocks_text(system, "system")
     return MESSAGE_OVERHEAD + tokens if text or tokens else 0
 
 

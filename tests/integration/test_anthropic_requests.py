@@ -1,6 +1,7 @@
-"""OpenAI clients' sampling settings to an Anthropic deployment of a current Claude model
+"""OpenAI clients' requests to an Anthropic deployment of a current Claude model
 (``claude-sonnet-4-5`` on the simulator, which refuses what Claude refuses: ``temperature``
-and ``top_p`` together from 4.1 on, stop sequences of nothing but whitespace)."""
+and ``top_p`` together from 4.1 on, stop sequences of nothing but whitespace, empty text
+blocks)."""
 
 from __future__ import annotations
 
@@ -92,3 +93,37 @@ async def test_stop_sequences_with_text_reach_claude(
         stop=["\nEND", "###"],
     )
     assert sent_upstream(simulator_url, "sampling stop kept")["stop_sequences"] == ["\nEND", "###"]
+
+
+PIXEL = (
+    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwAD"
+    "hgGAWjR9awAAAABJRU5ErkJggg=="
+)
+CALL: Any = {"id": "call_1", "type": "function", "function": {"name": "look", "arguments": "{}"}}
+LOOK: Any = {"type": "function", "function": {"name": "look", "parameters": {}}}
+
+
+async def test_empty_text_parts_beside_others_are_not_sent(
+    gpt: openai.AsyncOpenAI, simulator_url: str
+) -> None:
+    # An image without a caption, a tool-call turn whose text is empty, a system prompt
+    # with an empty part: each empty part asks for nothing, and Claude refuses empty blocks.
+    messages: Any = [
+        {"role": "system", "content": [{"type": "text", "text": ""},
+                                       {"type": "text", "text": "empty parts system"}]},
+        {"role": "user", "content": [{"type": "text", "text": ""},
+                                     {"type": "image_url", "image_url": {"url": PIXEL}}]},
+        {"role": "assistant", "content": [{"type": "text", "text": ""}], "tool_calls": [CALL]},
+        {"role": "tool", "tool_call_id": "call_1",
+         "content": [{"type": "text", "text": ""}, {"type": "text", "text": "a cat"}]},
+    ]  # fmt: skip
+    completion = await gpt.chat.completions.create(model="claude", messages=messages, tools=[LOOK])
+    assert completion.choices[0].message.content
+    body = sent_upstream(simulator_url, "empty parts system")
+    assert body["system"] == [{"type": "text", "text": "empty parts system"}]
+    user, assistant, results = body["messages"]
+    assert [block["type"] for block in user["content"]] == ["image"]
+    assert assistant["content"] == [
+        {"type": "tool_use", "id": "call_1", "name": "look", "input": {}}
+    ]
+    assert results["content"][0]["content"] == [{"type": "text", "text": "a cat"}]
