@@ -25,6 +25,14 @@ it. A ``thinking`` block given back must carry the signature the simulator gave 
 with thinking on, the assistant turn whose tool calls the request answers must start with
 one: both are Claude's 400 otherwise.
 
+Empty text blocks (``{"type": "text", "text": ""}``, in a message, a tool result or the
+system prompt) are Claude's 400, ``messages: text content blocks must be non-empty``.
+
+Sampling, checked as Claude checks it: a stop sequence of nothing but whitespace is a 400
+(``stop_sequences: each stop sequence must contain non-whitespace``), and a model named as a
+Claude of generation 4.1 or later (``claude-sonnet-4-5``, ``claude-opus-4-1-20250805``, ...)
+refuses ``temperature`` and ``top_p`` together.
+
 Citations: a request holding a plain-text ``document`` with ``citations: {"enabled": true}``
 (and asking for no tool call) is answered as Anthropic answers one, in separate text blocks
 around the quote, the quoting block alone carrying its ``char_location`` citation; streamed,
@@ -78,8 +86,9 @@ _MEDIA_BLOCKS = ("image", "document")
 _SERVICE_TIER = "standard"
 
 
-def _blocks_text(content: Any) -> tuple[str, str | None, int]:
-    """Text, tool-result text (None if no tool_result block) and token count of a content."""
+def _blocks_text(content: Any, where: str = "messages") -> tuple[str, str | None, int]:
+    """Text, tool-result text (None if no tool_result block) and token count of a content;
+    an empty text block (``where`` it is, ``messages`` or ``system``) is Claude's 400."""
     if isinstance(content, str):
         return content, None, word_count(content)
     if not isinstance(content, list):
@@ -91,6 +100,8 @@ def _blocks_text(content: Any) -> tuple[str, str | None, int]:
         if not isinstance(block, dict):
             continue
         kind = block.get("type")
+        if kind == "text" and block.get("text") == "":
+            raise InvalidRequest(f"{where}: text content blocks must be non-empty", where)
         if kind == "text" and isinstance(block.get("text"), str):
             texts.append(block["text"])
             tokens += word_count(block["text"])
@@ -121,7 +132,7 @@ def _check_call_ids(content: Any, index: int) -> None:
 
 
 def _system_tokens(system: Any) -> int:
-    text, _, tokens = _blocks_text(system)
+    text, _, tokens = _blocks_text(system, "system")
     return MESSAGE_OVERHEAD + tokens if text or tokens else 0
 
 
@@ -208,6 +219,28 @@ def read_prompt(body: dict[str, Any], target_tokens: int) -> tuple[Prompt, int]:
     stops = body.get("stop_sequences")
     prompt.stop = [s for s in stops if isinstance(s, str)] if isinstance(stops, list) else []
     return prompt, input_tokens
+
+
+_CLAUDE_GENERATION = re.compile(r"claude-(?:opus|sonnet|haiku)-(\d+)(?:-(\d{1,2}))?(?:-|$)")
+"""A Claude model's generation in its name: ``claude-sonnet-4-5`` is 4.5, ``claude-opus-4-2025...``
+4.0 (a date is no minor version)."""
+
+
+def _check_sampling(body: dict[str, Any]) -> None:
+    """Claude's 400s for stop sequences and sampling settings it does not take."""
+    stops = body.get("stop_sequences")
+    for stop in stops if isinstance(stops, list) else ():
+        if isinstance(stop, str) and not stop.strip():
+            raise InvalidRequest(
+                "stop_sequences: each stop sequence must contain non-whitespace", "stop_sequences"
+            )
+    named = _CLAUDE_GENERATION.match(str(body.get("model")))
+    generation = (0, 0) if named is None else (int(named[1]), int(named[2] or 0))
+    if generation >= (4, 1) and "temperature" in body and "top_p" in body:
+        raise InvalidRequest(
+            "`temperature` and `top_p` cannot both be specified for this model. "
+            "Please use only one."
+        )
 
 
 def _max_tokens(body: dict[str, Any]) -> int:
@@ -376,6 +409,7 @@ async def handle_messages(
     body = call.body
     prompt, input_tokens = read_prompt(body, call.output_tokens)
     prompt.max_tokens = _max_tokens(body)
+    _check_sampling(body)
     prompt.reasoning = claude_thinking(body.get("thinking"), prompt.max_tokens)
     _check_thinking(body["messages"], prompt.reasoning)
     ttl = _cache_ttl(body)

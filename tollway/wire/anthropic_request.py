@@ -32,6 +32,18 @@ Where Anthropic's shape differs from the canonical one:
 - ``temperature`` is 0 to 1 (OpenAI's and Gemini's 0 to 2): a value outside it is a 400
   naming the field and Claude's range before any call (``check_temperature``), not clamped,
   since 1.5 asks for more variety than Claude has to give; Bedrock's Claude alike.
+- ``top_p`` of 1 from another format's client (OpenAI's default, which many clients send
+  beside a ``temperature``) asks for nothing and is not sent: Claude Opus 4.1 and later
+  models refuse ``temperature`` and ``top_p`` together, and a 1 changes no answer of any.
+  A ``top_p`` below 1 with a ``temperature`` goes on, and such a model says its own 400.
+- A stop sequence without a character other than whitespace (``"\\n"``, common in OpenAI
+  clients' ``stop``) is refused by Anthropic (``stop_sequences: each stop sequence must
+  contain non-whitespace``): another format's is a 400 naming the client's ``stop`` before
+  any call (``check_stop``), not dropped, since the answer would then not stop where asked.
+- Another format's empty text parts beside others (an OpenAI client's image without a
+  caption, ``[{"type": "text", "text": ""}, {"type": "image_url", ...}]``) ask for nothing
+  and are not sent (``crossing.without_empty_text``): Anthropic refuses empty text blocks
+  (``text content blocks must be non-empty``), in messages, tool results and ``system``.
 - No counterpart: ``n`` > 1 is a 400; ``seed`` is dropped (OpenAI itself only promises best
   effort); an image's ``detail`` and a message's ``name`` are dropped.
 """
@@ -61,7 +73,7 @@ from tollway.wire.anthropic_content import (
     user_from_wire,
 )
 from tollway.wire.claude_effort import DEFAULT_MAX_TOKENS, thinking_for_effort
-from tollway.wire.crossing import request_for
+from tollway.wire.crossing import request_for, without_empty_text
 from tollway.wire.fields import json_object, number, optional, required
 
 WIRE_FORMAT = "anthropic"
@@ -226,6 +238,19 @@ def check_temperature(request: ChatRequest) -> None:
         )
 
 
+def check_stop(stop: list[str]) -> None:
+    """A 400 naming another format's ``stop`` when one of its sequences is only whitespace
+    (or empty), which Anthropic refuses as a stop sequence."""
+    for index, sequence in enumerate(stop):
+        if not sequence.strip():
+            raise InvalidRequest(
+                f"'stop' sequence {sequence!r} holds nothing but whitespace, which Claude "
+                "models do not take as a stop sequence: send sequences with other characters "
+                "to a Claude deployment",
+                param=f"stop[{index}]" if len(stop) > 1 else "stop",
+            )
+
+
 def asks_for_thinking(request: ChatRequest) -> bool:
     """Whether the client asked to be shown the model's reasoning (thinking on, any kind)."""
     thinking = request.thinking
@@ -250,22 +275,28 @@ def request_to_wire(request: ChatRequest, model: str) -> dict[str, Any]:
     body["model"] = model
     body["max_tokens"] = DEFAULT_MAX_TOKENS if request.max_tokens is None else request.max_tokens
     fmt = request.response_format
-    system = _system_to_wire(request.messages, fmt is not None and fmt.type == "json_object")
+    system = _system_to_wire(
+        request.messages, fmt is not None and fmt.type == "json_object", not own
+    )
     if system is not None:
         body["system"] = system
     # A native request is sent as the client wrote it; a translated one loses its turns
     # with nothing in them, which Anthropic refuses (kept until now for the errors' numbering).
-    body["messages"] = _messages_to_wire(request.messages, request.wire_format != WIRE_FORMAT)
+    body["messages"] = _messages_to_wire(request.messages, not own)
     if request.stream:
         body["stream"] = True
     if request.temperature is not None:
         check_temperature(request)
         body["temperature"] = request.temperature
-    if request.top_p is not None:
+    if request.top_p is not None and (own or request.top_p != 1):
+        # Another format's 1 asks for nothing; newer Claude models refuse it beside a
+        # temperature (the module's docstring).
         body["top_p"] = request.top_p
     if request.top_k is not None:
         body["top_k"] = request.top_k
     if request.stop is not None:
+        if not own:
+            check_stop(request.stop)
         body["stop_sequences"] = request.stop
     if request.thinking is not None:
         body["thinking"] = _displayed(request.thinking, request.reasoning_summary)
@@ -460,8 +491,14 @@ def _tool_choice_from_wire(
     return ToolChoice(mode=_TOOL_CHOICES[kind], name=name), parallel
 
 
-def _system_to_wire(messages: list[Message], json_object: bool) -> str | list[Any] | None:
-    system = [(i, m) for i, m in enumerate(messages) if m.role in ("system", "developer")]
+def _system_to_wire(
+    messages: list[Message], json_object: bool, translated: bool
+) -> str | list[Any] | None:
+    system = [
+        (i, without_empty_text(m) if translated else m)
+        for i, m in enumerate(messages)
+        if m.role in ("system", "developer")
+    ]
     if len(system) == 1 and isinstance(system[0][1].content, str) and not json_object:
         return system[0][1].content
     blocks = [block for index, message in system for block in _system_blocks(message, index)]
@@ -487,6 +524,8 @@ def _messages_to_wire(messages: list[Message], translated: bool) -> list[dict[st
         joins = bool(out) and holds_tool_results(out[-1])
         if message.role in ("system", "developer"):
             continue
+        if translated:  # another format's empty text parts, which Anthropic refuses
+            message = without_empty_text(message)
         if message.role == "assistant":
             turn = assistant_content(message, f"messages[{index}]")
             if turn == [] or (translated and not turn):

@@ -481,6 +481,25 @@ def without_parts(message: Message, keep_reasoning: Callable[[ReasoningPart], bo
     kept = [not isinstance(p, ReasoningPart) or keep_reasoning(p) for p in content]
     if all(kept):
         return message
+    return _keeping(message, content, kept)
+
+
+def without_empty_text(message: Message) -> Message:
+    """``message`` without its empty text parts, when it has others: an OpenAI client's image
+    sent without a caption (``[{"type": "text", "text": ""}, {"type": "image_url", ...}]``)
+    asks for nothing with that part, which Anthropic refuses (``text content blocks must be
+    non-empty``). Content of empty text alone is left for the provider to answer."""
+    content = message.content
+    if not isinstance(content, list):
+        return message
+    kept = [not isinstance(p, TextPart) or bool(p.text) for p in content]
+    if all(kept) or not (any(kept) or message.tool_calls):
+        return message
+    return _keeping(message, content, kept)
+
+
+def _keeping(message: Message, content: list[ContentPart], kept: list[bool]) -> Message:
+    """``message`` with only the parts of ``content`` that ``kept`` marks."""
     calls = message.tool_calls
     if calls:
         calls = [_placed_among(call, kept) for call in calls]
