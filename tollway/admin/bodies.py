@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from tollway.config.types import Duration
 
@@ -104,9 +104,13 @@ class KeyCreate(Body):
 
     @field_validator("expires_in")
     @classmethod
-    def _within_a_century(cls, value: float | None) -> float | None:
+    def _within_a_century(cls, value: float | None, info: ValidationInfo) -> float | None:
         if value is not None and value > MAX_KEY_LIFETIME:
             raise ValueError("must be at most 876000h (100 years); leave it out for no expiry")
+        # Both given: one of them would be ignored, and the caller would not learn which
+        # (``expires_in`` silently won).
+        if value is not None and info.data.get("expires_at") is not None:
+            raise ValueError("give expires_at or expires_in, not both")
         return value
 
 

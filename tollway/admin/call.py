@@ -109,8 +109,8 @@ class Query:
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """One admin endpoint: method, path, handler, what it does, its body model, the query
-    parameters it reads."""
+    """One admin endpoint: method, path, handler, what it does, its body model (and whether
+    it may be left out), the query parameters it reads."""
 
     method: str
     path: str
@@ -119,6 +119,7 @@ class Route:
     body: type[BaseModel] | None = None
     status: int = 200
     query: tuple[Query, ...] = ()
+    body_required: bool = True
 
 
 def refuse_nul_parameters(request: web.Request) -> None:

@@ -22,7 +22,7 @@ from tollway.admin.access import (
     require_role,
     require_team,
 )
-from tollway.admin.call import AdminCall, Handler, Route
+from tollway.admin.call import AdminCall, Handler, Query, Route
 from tollway.admin.render import record_json
 from tollway.admin.users import owner_role
 from tollway.core.errors import InvalidRequest, NotFound, PermissionDenied
@@ -248,7 +248,17 @@ KEY_ROUTES = [
         bodies.KeyCreate,
         201,
     ),
-    Route("GET", "/admin/keys", list_keys, "List keys"),
+    Route(
+        "GET",
+        "/admin/keys",
+        list_keys,
+        "List keys",
+        query=(
+            Query("team_id", "Keys of this team id"),
+            Query("user_id", "Keys of this user id"),
+            Query("status", "active, blocked or revoked"),
+        ),
+    ),
     Route("GET", "/admin/keys/{key_id}", get_key, "A key (never its secret)"),
     Route("PATCH", "/admin/keys/{key_id}", update_key, "Change a key", bodies.KeyUpdate),
     Route(
@@ -258,6 +268,7 @@ KEY_ROUTES = [
         "Rotate a key (new one shown once)",
         bodies.KeyRotate,
         201,
+        body_required=False,  # no body: no grace period
     ),
     Route("POST", "/admin/keys/{key_id}/revoke", _status_change("revoked"), "Revoke a key"),
     Route("POST", "/admin/keys/{key_id}/block", _status_change("blocked"), "Block a key"),

@@ -14,7 +14,7 @@ from typing import Any
 
 from tollway.admin import bodies
 from tollway.admin.access import require_role
-from tollway.admin.call import AdminCall, Route
+from tollway.admin.call import AdminCall, Query, Route
 from tollway.auth.principal import Principal
 from tollway.limits.backend import MICRO, nearest_micros
 from tollway.limits.book import LimitBook
@@ -214,7 +214,16 @@ def _limit_settings(record: RateLimitRecord) -> dict[str, Any]:
 
 
 LIMIT_ROUTES = [
-    Route("GET", "/admin/budgets", list_budgets, "Budgets with their spend this period"),
+    Route(
+        "GET",
+        "/admin/budgets",
+        list_budgets,
+        "Budgets with their spend this period",
+        query=(
+            Query("scope", "Budgets of this scope: key, user, team or org"),
+            Query("scope_id", "Budgets of this key, user or team id, or organisation"),
+        ),
+    ),
     Route(
         "PUT", "/admin/budgets", put_budget, "Set (create or replace) a budget", bodies.BudgetPut
     ),

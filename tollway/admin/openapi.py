@@ -43,7 +43,7 @@ def openapi_document(routes: list[Route]) -> dict[str, Any]:
                 ref_template="#/components/schemas/{model}"
             )
             operation["requestBody"] = {
-                "required": True,
+                "required": route.body_required,
                 "content": {
                     "application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}
                 },

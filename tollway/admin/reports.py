@@ -22,11 +22,11 @@ from typing import Any
 from aiohttp import web
 
 from tollway.admin.access import require_role
-from tollway.admin.call import AdminCall, Route
-from tollway.admin.logs import query_filter, query_time
+from tollway.admin.call import AdminCall, Query, Route
+from tollway.admin.logs import TIME_FORMS, query_filter, query_time
 from tollway.admin.render import csv_text
 from tollway.core.errors import InvalidRequest
-from tollway.store.reports import FILTERS
+from tollway.store.reports import FILTERS, GROUPS
 
 _COLUMNS = (
     "requests", "errors", "input_tokens", "output_tokens", "cached_tokens",
@@ -74,6 +74,20 @@ async def usage_report(call: AdminCall) -> Any:
     return {"group_by": group_by, "data": rows}
 
 
+REPORT_QUERY = (
+    Query("group_by", f"Comma-separated: day (UTC), {', '.join(GROUPS)} (default team)"),
+    *(Query(name, f"Requests of this {name}") for name in FILTERS),
+    Query("since", f"From this time, inclusive: {TIME_FORMS}"),
+    Query("until", f"Before this time: {TIME_FORMS}"),
+    Query("format", "json (the default) or csv"),
+)
+
 REPORT_ROUTES = [
-    Route("GET", "/admin/reports/usage", usage_report, "Usage and spend, grouped"),
+    Route(
+        "GET",
+        "/admin/reports/usage",
+        usage_report,
+        "Usage and spend, grouped",
+        query=REPORT_QUERY,
+    ),
 ]

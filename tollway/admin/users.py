@@ -6,7 +6,7 @@ from typing import Any
 
 from tollway.admin import bodies
 from tollway.admin.access import require_role, require_team
-from tollway.admin.call import AdminCall, Route
+from tollway.admin.call import AdminCall, Query, Route
 from tollway.admin.render import record_json
 from tollway.auth.principal import Role
 from tollway.store import RecordNotFound
@@ -83,7 +83,13 @@ CALLER_ROUTES = [
 
 USER_ROUTES = [
     Route("POST", "/admin/users", create_user, "Create a user", bodies.UserCreate, 201),
-    Route("GET", "/admin/users", list_users, "List users"),
+    Route(
+        "GET",
+        "/admin/users",
+        list_users,
+        "List users",
+        query=(Query("team_id", "Members of this team id (a team admin: required)"),),
+    ),
     Route("GET", "/admin/users/{user_id}", get_user, "A user and their teams"),
     Route(
         "PATCH",

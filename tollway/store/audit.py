@@ -119,5 +119,5 @@ def _cursor_id(cursor: str) -> int:
     except ValueError:
         last_id = None
     if last_id is None or last_id not in BIG_ID_RANGE:  # past 64 bits: an OverflowError, a 500
-        raise InvalidRecord(f"{cursor!r} is not an audit cursor")
+        raise InvalidRecord(f"{cursor!r} is not an audit cursor", param="cursor")
     return last_id

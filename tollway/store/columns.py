@@ -32,10 +32,17 @@ def utcnow() -> dt.datetime:
 
 
 def require_aware(value: dt.datetime, field: str) -> dt.datetime:
-    """``value`` in UTC; raises ``InvalidRecord`` when it has no timezone."""
+    """``value`` in UTC; raises ``InvalidRecord`` (its ``param`` ``field``) when it has no
+    timezone, or when in UTC it falls outside years 1 to 9999 (``9999-12-31T23:00-05:00``,
+    ``0001-01-01T00:00+05:00``: a client's time, which ``astimezone`` raised on, a 500)."""
     if value.tzinfo is None or value.utcoffset() is None:
-        raise InvalidRecord(f"{field} {value.isoformat()} has no timezone")
-    return value.astimezone(dt.UTC)
+        raise InvalidRecord(f"{field} {value.isoformat()} has no timezone", param=field)
+    try:
+        return value.astimezone(dt.UTC)
+    except OverflowError:
+        raise InvalidRecord(
+            f"{field} {value.isoformat()} is outside years 1 to 9999 in UTC", param=field
+        ) from None
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):

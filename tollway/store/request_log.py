@@ -166,7 +166,9 @@ def _status_condition(status: str) -> ColumnElement[bool]:
         return and_(column >= low, column < low + 100)
     if status.isdigit() and len(status) == 3:
         return column == int(status)
-    raise InvalidRecord(f"status {status!r} is not an HTTP status, 4xx-style class, ok or error")
+    raise InvalidRecord(
+        f"status {status!r} is not an HTTP status, 4xx-style class, ok or error", param="status"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -414,7 +416,7 @@ def _parse_cursor(cursor: str) -> tuple[dt.datetime, int]:
             raise ValueError(last_id)
         return EPOCH + dt.timedelta(microseconds=micros), last_id
     except (ValueError, OverflowError):
-        raise InvalidRecord(f"{cursor!r} is not a request log cursor") from None
+        raise InvalidRecord(f"{cursor!r} is not a request log cursor", param="cursor") from None
 
 
 INSERT_COLUMNS: tuple[str, ...] = tuple(

@@ -56,7 +56,7 @@ def normal_email(email: str | None) -> str | None:
         return None
     email = email.strip().lower()
     if "@" not in email:
-        raise InvalidRecord(f"{email!r} is not an email address")
+        raise InvalidRecord(f"{email!r} is not an email address", param="email")
     return email
 
 
@@ -80,7 +80,7 @@ class UserRepository:
         require_one_of(role, USER_ROLES, "user role")
         email = normal_email(email)
         if kind == "human" and email is None:
-            raise InvalidRecord("a human user needs an email")
+            raise InvalidRecord("a human user needs an email", param="email")
         row = UserRow(email=email, name=name, kind=kind, role=role, meta=dict(metadata or {}))
         async with transaction(self._sessions, f"a user with email {email!r} exists") as session:
             session.add(row)
@@ -219,7 +219,7 @@ class UserRepository:
             for field, value in changes.items():
                 setattr(row, field, value)
             if row.kind == "human" and row.email is None and row.oidc_issuer is None:
-                raise InvalidRecord("a human user needs an email")
+                raise InvalidRecord("a human user needs an email", param="email")
             row.updated_at = utcnow()
             await session.flush()
             return user_record(row)
