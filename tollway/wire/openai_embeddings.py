@@ -33,23 +33,45 @@ def embedding_request_from_wire(body: dict[str, Any]) -> EmbeddingRequest:
     )
 
 
+MOST_INPUTS = 2048
+"""Inputs one OpenAI embeddings request may hold ("any array must be 2048 dimensions or
+less"): refused here for every family, as OpenAI refuses it, rather than sent to a provider
+that splits it into calls (Gemini, 100 texts a call) and bills them all."""
+
+_API_REFERENCE = "Please check the API reference: https://platform.openai.com/docs/api-reference."
+
+
 def _input_from_wire(raw: Any) -> list[str] | list[list[int]]:
+    # OpenAI refuses an empty string, an empty token array and a boolean among token ids
+    # alike, before embedding anything: so does the gateway, for every family (Gemini would
+    # embed "" and read True as token id 1).
+    inputs: list[Any] | None = None
     if isinstance(raw, str):
-        return [raw]
-    if isinstance(raw, list) and raw:
+        inputs = [raw]
+    elif isinstance(raw, list) and raw:
         if all(isinstance(item, str) for item in raw):
-            return raw
-        if all(isinstance(item, int) and not isinstance(item, bool) for item in raw):
-            return [raw]
-        if all(
-            isinstance(item, list) and item and all(isinstance(t, int) for t in item)
-            for item in raw
-        ):
-            return raw
-    raise InvalidRequest(
-        "'input' must be a non-empty string, array of strings, or array of token arrays",
-        param="input",
-    )
+            inputs = raw
+        elif all(_is_token(item) for item in raw):
+            inputs = [raw]
+        elif all(isinstance(item, list) and all(_is_token(t) for t in item) for item in raw):
+            inputs = raw
+    if inputs is None or not all(inputs):
+        raise InvalidRequest(
+            f"'$.input' is invalid: it must be a non-empty string, array of non-empty strings, "
+            f"or array of non-empty token arrays. {_API_REFERENCE}",
+            param="input",
+        )
+    if len(inputs) > MOST_INPUTS:
+        raise InvalidRequest(
+            f"'$.input' is invalid: array length must be {MOST_INPUTS} or less, got "
+            f"{len(inputs)}. {_API_REFERENCE}",
+            param="input",
+        )
+    return inputs
+
+
+def _is_token(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def embedding_request_to_wire(request: EmbeddingRequest, model: str) -> dict[str, Any]:
