@@ -57,3 +57,45 @@ def test_more_than_2048_inputs_is_openais_400_before_any_call(
     assert not _sent(simulator_url, marker)
     answer = gpt.embeddings.create(model=model, input=[marker] * 2048, encoding_format="float")
     assert len(answer.data) == 2048
+
+
+async def _no_usage(request: web.Request) -> web.Response:
+    """A Gemini API ``batchEmbedContents`` as Google answers it: the embeddings only, no
+    ``usageMetadata`` (``BatchEmbedContentsResponse`` has none)."""
+    body = await request.json()
+    return web.json_response({"embeddings": [{"values": [0.6, 0.8]} for _ in body["requests"]]})
+
+
+async def test_a_gemini_answer_without_usage_is_counted_and_charged(log_dir: Path) -> None:
+    app = web.Application()
+    app.router.add_post("/v1beta/models/{call}", _no_usage)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    deployment = {
+        "provider": "gemini",
+        "model": "gemini-embedding-001",
+        "api_base": f"http://127.0.0.1:{port}",
+        "api_key": "env:KEY",
+        "price": {"input": 1000, "output": 0},
+    }
+    group = {"name": "google-embed", "kind": "embedding", "deployments": [deployment]}
+    try:
+        with running_gateway(log_dir, {"models": [group]}, {"KEY": UPSTREAM_KEY}) as (url, _):
+            async with openai.AsyncOpenAI(
+                base_url=url + "/v1", api_key=CLIENT_KEY, max_retries=0
+            ) as client:
+                raw = await client.embeddings.with_raw_response.create(
+                    model="google-embed", input=["the quick brown fox", "jumps over the dog"]
+                )
+    finally:
+        await runner.cleanup()
+    answer = raw.parse()
+    assert len(answer.data) == 2
+    # Counted by the gateway, as a chat answer without usage is: never 0 tokens for 2 texts.
+    assert answer.usage.prompt_tokens >= 8
+    assert answer.usage.total_tokens == answer.usage.prompt_tokens
+    cost = float(raw.headers["x-tollway-cost-usd"])
+    assert cost == pytest.approx(answer.usage.prompt_tokens * 1000 / 1e6)
+    assert answer.data[1].embedding == pytest.approx([0.6, 0.8])  # base64, the SDK's default

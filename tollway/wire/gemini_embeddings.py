@@ -6,7 +6,8 @@ are a 400 naming them;
 ``user`` has no counterpart and is dropped. ``dimensions`` is ``outputDimensionality``. Google
 answers float lists, so ``encoding_format: base64`` is done here: little-endian float32 bytes,
 as OpenAI's API encodes them. Usage is what the answer reports (``usageMetadata`` of the
-Gemini API, ``statistics.token_count`` per input on Vertex AI), else 0.
+Gemini API, ``statistics.token_count`` per input on Vertex AI), else 0: the pipeline then
+counts the inputs itself (the Gemini API's ``batchEmbedContents`` reports none).
 """
 
 from __future__ import annotations
