@@ -99,3 +99,27 @@ async def test_a_gemini_answer_without_usage_is_counted_and_charged(log_dir: Pat
     cost = float(raw.headers["x-tollway-cost-usd"])
     assert cost == pytest.approx(answer.usage.prompt_tokens * 1000 / 1e6)
     assert answer.data[1].embedding == pytest.approx([0.6, 0.8])  # base64, the SDK's default
+
+
+def test_mistral_takes_dimensions_as_output_dimension_and_no_user(
+    log_dir: Path, simulator_url: str
+) -> None:
+    deployment = {
+        "provider": "mistral",
+        "model": "sim-embed",
+        "api_base": f"{simulator_url}/mistral/v1",  # as strict as Mistral
+        "api_key": "env:KEY",
+    }
+    group = {"name": "mistral-embed", "kind": "embedding", "deployments": [deployment]}
+    with running_gateway(log_dir, {"models": [group]}, {"KEY": UPSTREAM_KEY}) as (url, _):
+        with openai.OpenAI(base_url=url + "/v1", api_key=CLIENT_KEY, max_retries=0) as client:
+            marker = "mistral sized text"
+            answer = client.embeddings.create(
+                model="mistral-embed", input=[marker], dimensions=64, user="alice"
+            )
+            plain = client.embeddings.create(model="mistral-embed", input=marker)
+    assert len(answer.data[0].embedding) == 64
+    assert len(plain.data[0].embedding) == 1536
+    sent = _sent(simulator_url, marker)[-2]["json"]
+    assert sent["output_dimension"] == 64
+    assert "dimensions" not in sent and "user" not in sent

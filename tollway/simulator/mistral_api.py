@@ -7,7 +7,8 @@ fields depend on its role (and whose role must be ``system``, ``user``, ``assist
 ``user``, ``store``, ``stream_options``, ``logit_bias`` ... are refused, as are ``name`` on a
 user message and an echoed ``refusal`` on an assistant one. The fields are those of
 ``ChatCompletionRequest`` in mistralai/client-python. A stream ends with the usage on its last
-chunk, unasked (``openai_chat.handle_chat``).
+chunk, unasked (``openai_chat.handle_chat``). Its embeddings API is as strict
+(``EmbeddingRequest``): ``dimensions`` is ``output_dimension`` there, ``user`` is refused.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ _FIELDS = frozenset(
         "reasoning_effort", "prompt_mode", "guardrails", "prompt_cache_key", "safe_prompt",
     }
 )  # fmt: skip
+_EMBEDDING_FIELDS = frozenset(
+    {"model", "input", "metadata", "output_dimension", "output_dtype", "encoding_format"}
+)
 _MESSAGE_FIELDS = {
     "system": frozenset({"role", "content"}),
     "user": frozenset({"role", "content"}),
@@ -74,6 +78,11 @@ def problems(body: dict[str, Any]) -> list[dict[str, Any]]:
         for index, message in enumerate(messages):
             found.extend(_message_problems(message, index))
     return found
+
+
+def embedding_problems(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """What Mistral's validation says of an embeddings ``body``."""
+    return [_forbidden([key], value) for key, value in body.items() if key not in _EMBEDDING_FIELDS]
 
 
 def refusal(details: list[dict[str, Any]], request_id: str) -> web.Response:
