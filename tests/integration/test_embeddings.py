@@ -4,7 +4,9 @@ OpenAI's words, for every family."""
 
 from __future__ import annotations
 
+import base64
 import json
+from array import array
 from pathlib import Path
 from typing import Any
 
@@ -123,3 +125,48 @@ def test_mistral_takes_dimensions_as_output_dimension_and_no_user(
     sent = _sent(simulator_url, marker)[-2]["json"]
     assert sent["output_dimension"] == 64
     assert "dimensions" not in sent and "user" not in sent
+
+
+async def _floats_only(request: web.Request) -> web.Response:
+    """An OpenAI-compatible server that ignores ``encoding_format`` and answers floats."""
+    body = await request.json()
+    texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+    data = [
+        {"object": "embedding", "index": index, "embedding": [0.6, -0.8]}
+        for index in range(len(texts))
+    ]
+    usage = {"prompt_tokens": 2 * len(texts), "total_tokens": 2 * len(texts)}
+    return web.json_response({"object": "list", "data": data, "model": "m", "usage": usage})
+
+
+async def test_base64_is_base64_from_a_server_that_answers_floats(log_dir: Path) -> None:
+    app = web.Application()
+    app.router.add_post("/v1/embeddings", _floats_only)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    deployment = {
+        "provider": "ollama",
+        "model": "m",
+        "api_base": f"http://127.0.0.1:{port}/v1",
+        "api_key": "env:KEY",
+    }
+    group = {"name": "floats", "kind": "embedding", "deployments": [deployment]}
+    try:
+        with running_gateway(log_dir, {"models": [group]}, {"KEY": UPSTREAM_KEY}) as (url, _):
+            async with httpx.AsyncClient(headers={"authorization": f"Bearer {CLIENT_KEY}"}) as http:
+                packed = await http.post(
+                    url + "/v1/embeddings",
+                    json={"model": "floats", "input": ["a", "b"], "encoding_format": "base64"},
+                )
+                floats = await http.post(
+                    url + "/v1/embeddings", json={"model": "floats", "input": "a"}
+                )
+    finally:
+        await runner.cleanup()
+    assert packed.status_code == 200, packed.text
+    for item in packed.json()["data"]:
+        decoded = array("f", base64.b64decode(item["embedding"])).tolist()
+        assert decoded == pytest.approx([0.6, -0.8])
+    assert floats.json()["data"][0]["embedding"] == [0.6, -0.8]

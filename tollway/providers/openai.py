@@ -460,7 +460,7 @@ class OpenAIProvider:
             error_from_wire,
             secret,
         )
-        return embedding_response_from_wire(raw)
+        return embedding_response_from_wire(raw, request.encoding_format)
 
 
 _REFUSAL_STATUSES = frozenset({400, 422})

@@ -12,14 +12,12 @@ counts the inputs itself (the Gemini API's ``batchEmbedContents`` reports none).
 
 from __future__ import annotations
 
-import base64
-import sys
-from array import array
 from typing import Any
 
 from tollway.core.errors import InvalidRequest, UpstreamProtocolError
 from tollway.core.types import EmbeddingRequest, EmbeddingResponse, Usage
 from tollway.pricing.tokens import embedding_ids_text
+from tollway.wire.openai_embeddings import base64_vector
 
 
 def _texts(request: EmbeddingRequest) -> list[str]:
@@ -74,13 +72,6 @@ def embedding_response_from_wire(
     if len(vectors) != len(request.input):
         raise UpstreamProtocolError("upstream answered a different number of embeddings")
     data: list[list[float] | str] = (
-        [_base64(v) for v in vectors] if request.encoding_format == "base64" else list(vectors)
+        [base64_vector(v) for v in vectors] if request.encoding_format == "base64" else list(vectors)
     )
     return EmbeddingResponse(model=model, data=data, usage=Usage(input_tokens=tokens))
-
-
-def _base64(values: list[float]) -> str:
-    packed = array("f", values)
-    if sys.byteorder == "big":
-        packed.byteswap()
-    return base64.b64encode(packed.tobytes()).decode("ascii")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import sys
+from array import array
 from typing import Any, Literal, cast
 
 from tollway.core.errors import InvalidRequest, UpstreamProtocolError
@@ -88,8 +91,13 @@ def embedding_request_to_wire(request: EmbeddingRequest, model: str) -> dict[str
     return body
 
 
-def embedding_response_from_wire(raw: Any) -> EmbeddingResponse:
-    """Canonical embeddings from an upstream body, in input order."""
+def embedding_response_from_wire(
+    raw: Any, encoding: Literal["float", "base64"] | None = None
+) -> EmbeddingResponse:
+    """Canonical embeddings from an upstream body, in input order; a float list is encoded
+    when the client asked for ``base64`` (``encoding``): some OpenAI-compatible servers
+    ignore ``encoding_format`` and answer floats, which a client that asked for base64
+    would take for a string."""
     if not isinstance(raw, dict) or not isinstance(raw.get("data"), list):
         raise UpstreamProtocolError("upstream embeddings answer has no 'data' array")
     try:
@@ -100,7 +108,17 @@ def embedding_response_from_wire(raw: Any) -> EmbeddingResponse:
     usage = usage_from_wire(raw.get("usage"))
     if usage is None:
         raise UpstreamProtocolError("upstream embeddings answer has no 'usage'")
+    if encoding == "base64":
+        vectors = [v if isinstance(v, str) else base64_vector(v) for v in vectors]
     return EmbeddingResponse(model=str(raw.get("model") or ""), data=vectors, usage=usage)
+
+
+def base64_vector(values: list[float]) -> str:
+    """``values`` as OpenAI's API encodes an embedding: little-endian float32 bytes, base64."""
+    packed = array("f", values)
+    if sys.byteorder == "big":
+        packed.byteswap()
+    return base64.b64encode(packed.tobytes()).decode("ascii")
 
 
 def embedding_response_to_wire(response: EmbeddingResponse) -> dict[str, Any]:
