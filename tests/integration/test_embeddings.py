@@ -113,13 +113,15 @@ def test_mistral_takes_dimensions_as_output_dimension_and_no_user(
         "api_key": "env:KEY",
     }
     group = {"name": "mistral-embed", "kind": "embedding", "deployments": [deployment]}
-    with running_gateway(log_dir, {"models": [group]}, {"KEY": UPSTREAM_KEY}) as (url, _):
-        with openai.OpenAI(base_url=url + "/v1", api_key=CLIENT_KEY, max_retries=0) as client:
-            marker = "mistral sized text"
-            answer = client.embeddings.create(
-                model="mistral-embed", input=[marker], dimensions=64, user="alice"
-            )
-            plain = client.embeddings.create(model="mistral-embed", input=marker)
+    marker = "mistral sized text"
+    with (
+        running_gateway(log_dir, {"models": [group]}, {"KEY": UPSTREAM_KEY}) as (url, _),
+        openai.OpenAI(base_url=url + "/v1", api_key=CLIENT_KEY, max_retries=0) as client,
+    ):
+        answer = client.embeddings.create(
+            model="mistral-embed", input=[marker], dimensions=64, user="alice"
+        )
+        plain = client.embeddings.create(model="mistral-embed", input=marker)
     assert len(answer.data[0].embedding) == 64
     assert len(plain.data[0].embedding) == 1536
     sent = _sent(simulator_url, marker)[-2]["json"]

@@ -71,7 +71,6 @@ def embedding_response_from_wire(
         raise UpstreamProtocolError(f"upstream embedding is malformed: {exc!r}") from None
     if len(vectors) != len(request.input):
         raise UpstreamProtocolError("upstream answered a different number of embeddings")
-    data: list[list[float] | str] = (
-        [base64_vector(v) for v in vectors] if request.encoding_format == "base64" else list(vectors)
-    )
+    base64 = request.encoding_format == "base64"
+    data: list[list[float] | str] = [base64_vector(v) for v in vectors] if base64 else list(vectors)
     return EmbeddingResponse(model=model, data=data, usage=Usage(input_tokens=tokens))
