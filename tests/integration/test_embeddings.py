@@ -172,3 +172,31 @@ async def test_base64_is_base64_from_a_server_that_answers_floats(log_dir: Path)
         decoded = array("f", base64.b64decode(item["embedding"])).tolist()
         assert decoded == pytest.approx([0.6, -0.8])
     assert floats.json()["data"][0]["embedding"] == [0.6, -0.8]
+
+
+@pytest.mark.parametrize(
+    ("provider", "model", "texts"),
+    [("gemini", "sim-embed", 230), ("vertex_ai", "gemini-embedding-001", 9)],
+)
+def test_texts_over_googles_call_limit_come_back_in_order(
+    log_dir: Path, simulator_url: str, provider: str, model: str, texts: int
+) -> None:
+    api_base = simulator_url
+    if provider == "vertex_ai":
+        api_base += "/v1/projects/test/locations/europe-west4"
+    deployment = {"provider": provider, "model": model, "api_base": api_base, "api_key": "env:KEY"}
+    group = {"name": "split", "kind": "embedding", "deployments": [deployment]}
+    inputs = [f"split text {index} of {provider}" for index in range(texts)]
+    with (
+        running_gateway(log_dir, {"models": [group]}, {"KEY": UPSTREAM_KEY}) as (url, _),
+        openai.OpenAI(base_url=url + "/v1", api_key=CLIENT_KEY, max_retries=0) as client,
+    ):
+        whole = client.embeddings.create(model="split", input=inputs, dimensions=16)
+        alone = [
+            client.embeddings.create(model="split", input=inputs[index], dimensions=16)
+            for index in (0, texts // 2, texts - 1)
+        ]
+    assert [item.index for item in whole.data] == list(range(texts))
+    for index, single in zip((0, texts // 2, texts - 1), alone, strict=True):
+        assert whole.data[index].embedding == pytest.approx(single.data[0].embedding)
+    assert whole.usage.prompt_tokens == 5 * texts  # the simulator's words, every call's
