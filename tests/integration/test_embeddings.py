@@ -17,6 +17,7 @@ from aiohttp import web
 
 from tests.conftest import UPSTREAM_KEY
 from tests.support import CLIENT_KEY, free_port, running_gateway
+from tollway.pricing.tokens import TokenCounter
 
 FAMILIES = pytest.mark.parametrize("model", ["test-embed", "test-gemini-embed"])
 
@@ -200,3 +201,30 @@ def test_texts_over_googles_call_limit_come_back_in_order(
     for index, single in zip((0, texts // 2, texts - 1), alone, strict=True):
         assert whole.data[index].embedding == pytest.approx(single.data[0].embedding)
     assert whole.usage.prompt_tokens == 5 * texts  # the simulator's words, every call's
+
+
+def test_token_arrays_reach_mistral_as_the_text_they_encode(
+    log_dir: Path, simulator_url: str
+) -> None:
+    # LangChain's OpenAIEmbeddings sends token arrays by default; Mistral embeds text only.
+    encoding = TokenCounter().encoding("cl100k_base")  # the bundled copy, offline
+    texts = ["tokens for mistral one", "tokens for mistral two"]
+    deployment = {
+        "provider": "mistral",
+        "model": "sim-embed",
+        "api_base": f"{simulator_url}/mistral/v1",
+        "api_key": "env:KEY",
+    }
+    group = {"name": "mistral-embed", "kind": "embedding", "deployments": [deployment]}
+    with (
+        running_gateway(log_dir, {"models": [group]}, {"KEY": UPSTREAM_KEY}) as (url, _),
+        openai.OpenAI(base_url=url + "/v1", api_key=CLIENT_KEY, max_retries=0) as client,
+    ):
+        answer = client.embeddings.create(
+            model="mistral-embed", input=[encoding.encode(text) for text in texts]
+        )
+        by_text = client.embeddings.create(model="mistral-embed", input=texts)
+    assert len(answer.data) == 2
+    for a, b in zip(answer.data, by_text.data, strict=True):
+        assert a.embedding == pytest.approx(b.embedding)
+    assert _sent(simulator_url, "tokens for mistral one")[-2]["json"]["input"] == texts

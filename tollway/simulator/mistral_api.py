@@ -8,7 +8,8 @@ fields depend on its role (and whose role must be ``system``, ``user``, ``assist
 user message and an echoed ``refusal`` on an assistant one. The fields are those of
 ``ChatCompletionRequest`` in mistralai/client-python. A stream ends with the usage on its last
 chunk, unasked (``openai_chat.handle_chat``). Its embeddings API is as strict
-(``EmbeddingRequest``): ``dimensions`` is ``output_dimension`` there, ``user`` is refused.
+(``EmbeddingRequest``): ``dimensions`` is ``output_dimension`` there, ``user`` is refused,
+``input`` is text only.
 """
 
 from __future__ import annotations
@@ -81,8 +82,22 @@ def problems(body: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def embedding_problems(body: dict[str, Any]) -> list[dict[str, Any]]:
-    """What Mistral's validation says of an embeddings ``body``."""
-    return [_forbidden([key], value) for key, value in body.items() if key not in _EMBEDDING_FIELDS]
+    """What Mistral's validation says of an embeddings ``body``: its ``input`` is text only,
+    a string or strings (token arrays are refused)."""
+    found = [_forbidden([k], v) for k, v in body.items() if k not in _EMBEDDING_FIELDS]
+    raw = body.get("input")
+    items = raw if isinstance(raw, list) else [raw]
+    found += [
+        {
+            "type": "string_type",
+            "loc": ["body", "input", index],
+            "msg": "Input should be a valid string",
+            "input": item,
+        }
+        for index, item in enumerate(items)
+        if not isinstance(item, str)
+    ]
+    return found
 
 
 def refusal(details: list[dict[str, Any]], request_id: str) -> web.Response:

@@ -16,8 +16,7 @@ from typing import Any
 
 from tollway.core.errors import InvalidRequest, UpstreamProtocolError
 from tollway.core.types import EmbeddingRequest, EmbeddingResponse, Usage
-from tollway.pricing.tokens import embedding_ids_text
-from tollway.wire.openai_embeddings import base64_vector
+from tollway.wire.openai_embeddings import base64_vector, embedding_texts
 
 
 def _texts(request: EmbeddingRequest) -> list[str]:
@@ -26,11 +25,7 @@ def _texts(request: EmbeddingRequest) -> list[str]:
             raise InvalidRequest(f"'{key}' cannot be translated for a Gemini deployment", param=key)
     # Gemini embeds text only. OpenAIEmbeddings (LangChain) sends token arrays unless told
     # otherwise (``check_embedding_ctx_length``): the text they encode is embedded instead.
-    inputs: list[str | list[int]] = list(request.input)
-    return [
-        item if isinstance(item, str) else embedding_ids_text(item, f"input[{i}]")
-        for i, item in enumerate(inputs)
-    ]
+    return embedding_texts(request)
 
 
 def batch_embed_to_wire(request: EmbeddingRequest, model: str) -> dict[str, Any]:

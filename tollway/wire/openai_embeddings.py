@@ -9,6 +9,7 @@ from typing import Any, Literal, cast
 
 from tollway.core.errors import InvalidRequest, UpstreamProtocolError
 from tollway.core.types import EmbeddingRequest, EmbeddingResponse
+from tollway.pricing.tokens import embedding_ids_text
 from tollway.wire.fields import optional, required
 from tollway.wire.openai_response import usage_from_wire
 
@@ -75,6 +76,17 @@ def _input_from_wire(raw: Any) -> list[str] | list[list[int]]:
 
 def _is_token(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def embedding_texts(request: EmbeddingRequest) -> list[str]:
+    """``request``'s inputs as text, for a model that embeds text only: token arrays (OpenAI's
+    embedding models' ``cl100k_base`` ids) as the text they encode; an id the encoding lacks
+    is a 400 naming ``input[n]``."""
+    inputs: list[str | list[int]] = list(request.input)
+    return [
+        item if isinstance(item, str) else embedding_ids_text(item, f"input[{i}]")
+        for i, item in enumerate(inputs)
+    ]
 
 
 def embedding_request_to_wire(request: EmbeddingRequest, model: str) -> dict[str, Any]:
