@@ -24,6 +24,7 @@ import math
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Literal, TypeVar
 
 from tollway.core.context import Attempt, RequestContext
@@ -666,6 +667,13 @@ class Pipeline:
             # Batches answered before the request failed were billed: so is the client.
             self.metering.settle_spent(ctx)
             raise
+        if not response.usage.input_tokens:
+            # No usage reported (Google's batchEmbedContents answers the embeddings only; no
+            # input of a request is empty): counted here, as a chat answer without usage is,
+            # so the client, the cost and budgets see the tokens Google bills.
+            counted = self.metering.input_tokens(ctx, ctx.deployment)
+            response.usage = replace(response.usage, input_tokens=counted)
+            ctx.usage_estimated = True
         ctx.usage = response.usage
         cost = self.metering.settle(ctx)
         if len(ctx.tries) > 1:

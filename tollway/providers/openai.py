@@ -30,6 +30,7 @@ from tollway.wire.mistral_content import reasoning_in_content
 from tollway.wire.openai_embeddings import (
     embedding_request_to_wire,
     embedding_response_from_wire,
+    embedding_texts,
 )
 from tollway.wire.openai_request import request_to_wire
 from tollway.wire.openai_response import (
@@ -85,6 +86,11 @@ class OpenAIFlavor:
     fields: FieldRules | None = None
     """For a strict server, the fields it renames, ignores or refuses; ``None``: the body goes
     as the codec wrote it (every field the client sent passes through)."""
+    embedding_fields: FieldRules | None = None
+    """``fields`` for embeddings bodies (a strict server's embeddings schema is its own)."""
+    embeds_text_only: bool = False
+    """Whether the server embeds strings only (Mistral): token-id inputs, which LangChain's
+    ``OpenAIEmbeddings`` sends by default, go as the text they encode, as to Gemini."""
     responses_url: Callable[[Deployment], str] = _responses_at_base
     """Where the upstream's Responses API is, for deployments that speak it."""
     responses_model: Callable[[Deployment], str] = _deployment_model
@@ -208,12 +214,24 @@ MISTRAL_FIELDS = FieldRules(
     tool_keys=frozenset({"type", "function"}),
     function_keys=frozenset({"name", "description", "parameters", "strict"}),
 )
+# Its embeddings schema (EmbeddingRequest) is as strict: OpenAI's ``dimensions`` is its
+# ``output_dimension``; ``user`` (abuse monitoring) it lacks; ``input`` is text only.
+MISTRAL_EMBEDDING_FIELDS = FieldRules(
+    provider="mistral",
+    renamed={"dimensions": "output_dimension"},
+    dropped=frozenset({"user"}),
+    refused=frozenset(),
+    roles={},
+    message_keys={},
+)
 # Its reasoning models (Magistral) answer with content as a list of thinking and text chunks.
 MISTRAL = replace(
     OPENAI,
     stream_options=_never,
     obfuscation=_never,
     fields=MISTRAL_FIELDS,
+    embedding_fields=MISTRAL_EMBEDDING_FIELDS,
+    embeds_text_only=True,
     reshape=reasoning_in_content,
 )
 AZURE = OpenAIFlavor(
@@ -436,15 +454,20 @@ class OpenAIProvider:
     async def embed(self, request: EmbeddingRequest, deployment: Deployment) -> EmbeddingResponse:
         """Embeddings of every input."""
         headers, secret = self._headers(deployment, request.upstream_headers)
+        body = embedding_request_to_wire(request, self._flavor.body_model(deployment))
+        if self._flavor.embeds_text_only:
+            body["input"] = embedding_texts(request)
+        if self._flavor.embedding_fields is not None:
+            body = self._flavor.embedding_fields.apply(body)
         raw = await self._client.post_json(
             self._url(deployment, "embeddings"),
-            embedding_request_to_wire(request, self._flavor.body_model(deployment)),
+            body,
             headers,
             deployment.timeouts,
             error_from_wire,
             secret,
         )
-        return embedding_response_from_wire(raw)
+        return embedding_response_from_wire(raw, request.encoding_format)
 
 
 _REFUSAL_STATUSES = frozenset({400, 422})

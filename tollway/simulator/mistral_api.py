@@ -7,7 +7,9 @@ fields depend on its role (and whose role must be ``system``, ``user``, ``assist
 ``user``, ``store``, ``stream_options``, ``logit_bias`` ... are refused, as are ``name`` on a
 user message and an echoed ``refusal`` on an assistant one. The fields are those of
 ``ChatCompletionRequest`` in mistralai/client-python. A stream ends with the usage on its last
-chunk, unasked (``openai_chat.handle_chat``).
+chunk, unasked (``openai_chat.handle_chat``). Its embeddings API is as strict
+(``EmbeddingRequest``): ``dimensions`` is ``output_dimension`` there, ``user`` is refused,
+``input`` is text only.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ _FIELDS = frozenset(
         "reasoning_effort", "prompt_mode", "guardrails", "prompt_cache_key", "safe_prompt",
     }
 )  # fmt: skip
+_EMBEDDING_FIELDS = frozenset(
+    {"model", "input", "metadata", "output_dimension", "output_dtype", "encoding_format"}
+)
 _MESSAGE_FIELDS = {
     "system": frozenset({"role", "content"}),
     "user": frozenset({"role", "content"}),
@@ -73,6 +78,25 @@ def problems(body: dict[str, Any]) -> list[dict[str, Any]]:
     if isinstance(messages, list):
         for index, message in enumerate(messages):
             found.extend(_message_problems(message, index))
+    return found
+
+
+def embedding_problems(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """What Mistral's validation says of an embeddings ``body``: its ``input`` is text only,
+    a string or strings (token arrays are refused)."""
+    found = [_forbidden([k], v) for k, v in body.items() if k not in _EMBEDDING_FIELDS]
+    raw = body.get("input")
+    items = raw if isinstance(raw, list) else [raw]
+    found += [
+        {
+            "type": "string_type",
+            "loc": ["body", "input", index],
+            "msg": "Input should be a valid string",
+            "input": item,
+        }
+        for index, item in enumerate(items)
+        if not isinstance(item, str)
+    ]
     return found
 
 

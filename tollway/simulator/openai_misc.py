@@ -71,8 +71,8 @@ def _is_token(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _dimensions(body: dict[str, Any], native: int) -> int:
-    value = body.get("dimensions")
+def _dimensions(body: dict[str, Any], native: int, dialect: Dialect) -> int:
+    value = body.get("output_dimension" if dialect is Dialect.MISTRAL else "dimensions")
     if value is None:
         return native
     if not _is_token(value) or not 1 <= value <= native:
@@ -90,7 +90,7 @@ async def handle_embeddings(
     if "input" not in body:
         raise InvalidRequest("Missing required parameter: 'input'.", "input")
     items = _inputs(body["input"])
-    dimensions = _dimensions(body, state.settings.embedding_dimensions)
+    dimensions = _dimensions(body, state.settings.embedding_dimensions, dialect)
     encoding = body.get("encoding_format") or "float"
     if encoding not in ("float", "base64"):
         raise InvalidRequest(

@@ -35,7 +35,7 @@ from tollway.simulator.errors import JSON_CONTENT_TYPE, Dialect, error_response
 from tollway.simulator.exchange import Call, admit
 from tollway.simulator.gemini_api import gemini_routes
 from tollway.simulator.google_oauth import oauth_routes
-from tollway.simulator.mistral_api import problems, refusal
+from tollway.simulator.mistral_api import embedding_problems, problems, refusal
 from tollway.simulator.openai_chat import handle_chat
 from tollway.simulator.openai_misc import ANTHROPIC_MODELS, OPENAI_MODELS, handle_embeddings
 from tollway.simulator.openai_responses import handle_responses
@@ -102,6 +102,8 @@ class _Handlers:
 
     async def _embeddings(self, request: web.Request, dialect: Dialect) -> web.StreamResponse:
         async def answer(call: Call) -> web.StreamResponse:
+            if dialect is Dialect.MISTRAL and (details := embedding_problems(call.body)):
+                return refusal(details, call.request_id)
             model = self._openai_model(call, request, dialect)
             return await handle_embeddings(call, self.state, dialect, model)
 
@@ -115,6 +117,9 @@ class _Handlers:
 
     async def mistral_chat(self, request: web.Request) -> web.StreamResponse:
         return await self._chat(request, Dialect.MISTRAL)
+
+    async def mistral_embeddings(self, request: web.Request) -> web.StreamResponse:
+        return await self._embeddings(request, Dialect.MISTRAL)
 
     async def _responses(self, request: web.Request, dialect: Dialect) -> web.StreamResponse:
         async def answer(call: Call) -> web.StreamResponse:
@@ -216,7 +221,7 @@ def create_app(state: SimulatorState | Simulator | None = None) -> web.Applicati
     add.add_post("/v1/responses/compact", handlers.openai_compact)
     add.add_get("/v1/models", handlers.models)
     add.add_post("/mistral/v1/chat/completions", handlers.mistral_chat)
-    add.add_post("/mistral/v1/embeddings", handlers.openai_embeddings)
+    add.add_post("/mistral/v1/embeddings", handlers.mistral_embeddings)
     add.add_post("/openai/deployments/{deployment}/chat/completions", handlers.azure_chat)
     add.add_post("/openai/deployments/{deployment}/embeddings", handlers.azure_embeddings)
     add.add_post("/openai/v1/chat/completions", handlers.azure_chat)

@@ -6,19 +6,17 @@ are a 400 naming them;
 ``user`` has no counterpart and is dropped. ``dimensions`` is ``outputDimensionality``. Google
 answers float lists, so ``encoding_format: base64`` is done here: little-endian float32 bytes,
 as OpenAI's API encodes them. Usage is what the answer reports (``usageMetadata`` of the
-Gemini API, ``statistics.token_count`` per input on Vertex AI), else 0.
+Gemini API, ``statistics.token_count`` per input on Vertex AI), else 0: the pipeline then
+counts the inputs itself (the Gemini API's ``batchEmbedContents`` reports none).
 """
 
 from __future__ import annotations
 
-import base64
-import sys
-from array import array
 from typing import Any
 
 from tollway.core.errors import InvalidRequest, UpstreamProtocolError
 from tollway.core.types import EmbeddingRequest, EmbeddingResponse, Usage
-from tollway.pricing.tokens import embedding_ids_text
+from tollway.wire.openai_embeddings import base64_vector, embedding_texts
 
 
 def _texts(request: EmbeddingRequest) -> list[str]:
@@ -27,11 +25,7 @@ def _texts(request: EmbeddingRequest) -> list[str]:
             raise InvalidRequest(f"'{key}' cannot be translated for a Gemini deployment", param=key)
     # Gemini embeds text only. OpenAIEmbeddings (LangChain) sends token arrays unless told
     # otherwise (``check_embedding_ctx_length``): the text they encode is embedded instead.
-    inputs: list[str | list[int]] = list(request.input)
-    return [
-        item if isinstance(item, str) else embedding_ids_text(item, f"input[{i}]")
-        for i, item in enumerate(inputs)
-    ]
+    return embedding_texts(request)
 
 
 def batch_embed_to_wire(request: EmbeddingRequest, model: str) -> dict[str, Any]:
@@ -72,14 +66,6 @@ def embedding_response_from_wire(
         raise UpstreamProtocolError(f"upstream embedding is malformed: {exc!r}") from None
     if len(vectors) != len(request.input):
         raise UpstreamProtocolError("upstream answered a different number of embeddings")
-    data: list[list[float] | str] = (
-        [_base64(v) for v in vectors] if request.encoding_format == "base64" else list(vectors)
-    )
+    base64 = request.encoding_format == "base64"
+    data: list[list[float] | str] = [base64_vector(v) for v in vectors] if base64 else list(vectors)
     return EmbeddingResponse(model=model, data=data, usage=Usage(input_tokens=tokens))
-
-
-def _base64(values: list[float]) -> str:
-    packed = array("f", values)
-    if sys.byteorder == "big":
-        packed.byteswap()
-    return base64.b64encode(packed.tobytes()).decode("ascii")
