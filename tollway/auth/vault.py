@@ -60,6 +60,9 @@ class Vault:
             return ref.target
         if ref.kind == "env":
             value = self._environ.get(ref.target)
+            if value:
+                # As a file's: a key exported with its line end failed every upstream call.
+                value = value.strip()
             if not value:
                 raise MissingCredential(f"credential {ref.redacted()} is not set")
             return value

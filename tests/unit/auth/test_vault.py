@@ -49,3 +49,12 @@ def test_a_file_secret_is_reread_once_its_recheck_interval_has_passed(tmp_path: 
     os.utime(secret_file, ns=(0, secret_file.stat().st_mtime_ns + 1))  # however coarse the clock
     assert patient.reveal(ref) == "sk-before"  # not looked at again within the hour
     assert eager.reveal(ref) == "sk-after"
+
+
+def test_an_env_secret_is_read_without_the_whitespace_around_it() -> None:
+    # A key exported from a file keeps its line end (KEY="$(cat key)" does not, KEY=`cat` of a
+    # .env line may): sent in a header it failed every upstream call. As file: secrets are.
+    vault = Vault({"KEY": "sk-from-env\n", "BLANK": " \n"})
+    assert vault.reveal(SecretRef("env:KEY")) == "sk-from-env"
+    with pytest.raises(MissingCredential, match="env:BLANK"):
+        vault.reveal(SecretRef("env:BLANK"))
