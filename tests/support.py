@@ -65,6 +65,30 @@ def postgres_database() -> Iterator[str]:
     asyncio.run(_admin_database(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+@contextmanager
+def fresh_store(backend: str, log_dir: Path, name: str) -> Iterator[str]:
+    """The URL of a fresh store of ``backend`` (``sqlite``: a file in ``log_dir`` named after
+    ``name``; ``postgresql``: a database of its own, dropped afterwards) while the block runs."""
+    if backend != "postgresql":
+        yield f"sqlite+aiosqlite:///{log_dir}/{name}-{uuid.uuid4().hex[:8]}.db"
+        return
+    databases = postgres_database()
+    yield next(databases)
+    next(databases, None)
+
+
+def chat_gateway_on(
+    backend: str, log_dir: Path, simulator_url: str, name: str
+) -> Iterator[tuple[str, Process]]:
+    """A gateway with one chat model on the simulator, on a fresh store of ``backend``: its
+    URL and process (for a module fixture parametrized by store backend to ``yield from``)."""
+    with fresh_store(backend, log_dir, name) as url:
+        deployment = {"provider": "openai", "model": "sim-chat", "api_base": simulator_url + "/v1"}
+        config = {"store": {"url": url}, "models": [{"name": "chat", "deployments": [deployment]}]}
+        with running_gateway(log_dir, config, {"TOLLWAY_STORE_URL": url}) as running:
+            yield running
+
+
 def redis_url() -> str:
     """``REDIS_URL`` once it answers PING (else fail under CI, skip elsewhere)."""
     host, _, port = REDIS_URL.split("://", 1)[1].split("/", 1)[0].rpartition(":")

@@ -6,14 +6,13 @@ parameter, and an OpenAPI document that says what the routes are and what they r
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support import CLIENT_KEY, Process, postgres_database, running_gateway
+from tests.support import CLIENT_KEY, Process, chat_gateway_on
 
 ADMIN = {"Authorization": f"Bearer {CLIENT_KEY}"}
 
@@ -23,17 +22,7 @@ def gateway(
     request: pytest.FixtureRequest, log_dir: Path, simulator_url: str
 ) -> Iterator[tuple[str, Process]]:
     """A gateway on a fresh store of each backend."""
-    if request.param == "postgresql":
-        databases = postgres_database()
-        url = next(databases)
-    else:
-        url = f"sqlite+aiosqlite:///{log_dir}/edges-{uuid.uuid4().hex[:8]}.db"
-    deployment = {"provider": "openai", "model": "sim-chat", "api_base": simulator_url + "/v1"}
-    config = {"store": {"url": url}, "models": [{"name": "chat", "deployments": [deployment]}]}
-    with running_gateway(log_dir, config, {"TOLLWAY_STORE_URL": url}) as running:
-        yield running
-    if request.param == "postgresql":
-        next(databases, None)
+    yield from chat_gateway_on(request.param, log_dir, simulator_url, "edges")
 
 
 def _wrong(answer: httpx.Response, param: str) -> str | None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import CLIENT_KEY, Process, postgres_database, running_gateway
+from tests.support import CLIENT_KEY, Process, chat_gateway_on
 
 ADMIN = {"Authorization": f"Bearer {CLIENT_KEY}"}
 
@@ -23,17 +23,7 @@ def gateway(
     request: pytest.FixtureRequest, log_dir: Path, simulator_url: str
 ) -> Iterator[tuple[str, Process]]:
     """A gateway on a fresh store of each backend."""
-    if request.param == "postgresql":
-        databases = postgres_database()
-        url = next(databases)
-    else:
-        url = f"sqlite+aiosqlite:///{log_dir}/text-{uuid.uuid4().hex[:8]}.db"
-    deployment = {"provider": "openai", "model": "sim-chat", "api_base": simulator_url + "/v1"}
-    config = {"store": {"url": url}, "models": [{"name": "chat", "deployments": [deployment]}]}
-    with running_gateway(log_dir, config, {"TOLLWAY_STORE_URL": url}) as running:
-        yield running
-    if request.param == "postgresql":
-        next(databases, None)
+    yield from chat_gateway_on(request.param, log_dir, simulator_url, "text")
 
 
 def test_a_nul_in_admin_input_is_a_400_naming_where_it_is(gateway: tuple[str, Process]) -> None:
