@@ -16,7 +16,8 @@ import pytest
 from aiohttp import web
 
 from tests.conftest import UPSTREAM_KEY
-from tests.support import CLIENT_KEY, free_port, running_gateway
+from tests.integration.in_process import serving
+from tests.support import CLIENT_KEY, running_gateway
 from tollway.pricing.tokens import TokenCounter
 
 FAMILIES = pytest.mark.parametrize("model", ["test-embed", "test-gemini-embed"])
@@ -75,19 +76,15 @@ async def _no_usage(request: web.Request) -> web.Response:
 async def test_a_gemini_answer_without_usage_is_counted_and_charged(log_dir: Path) -> None:
     app = web.Application()
     app.router.add_post("/v1beta/models/{call}", _no_usage)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    deployment = {
-        "provider": "gemini",
-        "model": "gemini-embedding-001",
-        "api_base": f"http://127.0.0.1:{port}",
-        "api_key": "env:KEY",
-        "price": {"input": 1000, "output": 0},
-    }
-    group = {"name": "google-embed", "kind": "embedding", "deployments": [deployment]}
-    try:
+    async with serving(app) as upstream:
+        deployment = {
+            "provider": "gemini",
+            "model": "gemini-embedding-001",
+            "api_base": upstream,
+            "api_key": "env:KEY",
+            "price": {"input": 1000, "output": 0},
+        }
+        group = {"name": "google-embed", "kind": "embedding", "deployments": [deployment]}
         with running_gateway(log_dir, {"models": [group]}, {"KEY": UPSTREAM_KEY}) as (url, _):
             async with openai.AsyncOpenAI(
                 base_url=url + "/v1", api_key=CLIENT_KEY, max_retries=0
@@ -95,8 +92,6 @@ async def test_a_gemini_answer_without_usage_is_counted_and_charged(log_dir: Pat
                 raw = await client.embeddings.with_raw_response.create(
                     model="google-embed", input=["the quick brown fox", "jumps over the dog"]
                 )
-    finally:
-        await runner.cleanup()
     answer = raw.parse()
     assert len(answer.data) == 2
     # Counted by the gateway, as a chat answer without usage is: never 0 tokens for 2 texts.
@@ -148,18 +143,14 @@ async def _floats_only(request: web.Request) -> web.Response:
 async def test_base64_is_base64_from_a_server_that_answers_floats(log_dir: Path) -> None:
     app = web.Application()
     app.router.add_post("/v1/embeddings", _floats_only)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    deployment = {
-        "provider": "ollama",
-        "model": "m",
-        "api_base": f"http://127.0.0.1:{port}/v1",
-        "api_key": "env:KEY",
-    }
-    group = {"name": "floats", "kind": "embedding", "deployments": [deployment]}
-    try:
+    async with serving(app) as upstream:
+        deployment = {
+            "provider": "ollama",
+            "model": "m",
+            "api_base": upstream + "/v1",
+            "api_key": "env:KEY",
+        }
+        group = {"name": "floats", "kind": "embedding", "deployments": [deployment]}
         with running_gateway(log_dir, {"models": [group]}, {"KEY": UPSTREAM_KEY}) as (url, _):
             async with httpx.AsyncClient(headers={"authorization": f"Bearer {CLIENT_KEY}"}) as http:
                 packed = await http.post(
@@ -169,8 +160,6 @@ async def test_base64_is_base64_from_a_server_that_answers_floats(log_dir: Path)
                 floats = await http.post(
                     url + "/v1/embeddings", json={"model": "floats", "input": "a"}
                 )
-    finally:
-        await runner.cleanup()
     assert packed.status_code == 200, packed.text
     for item in packed.json()["data"]:
         decoded = array("f", base64.b64decode(item["embedding"])).tolist()
