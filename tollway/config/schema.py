@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import importlib.util
 import ipaddress
+import re
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -322,6 +323,106 @@ ProxyNetwork = Annotated[str, AfterValidator(_proxy_network)]
 """A trusted proxy's address or network (``server.trusted_proxies``)."""
 
 
+_SCHEME_HOST_PORT = re.compile(
+    r"([a-z][a-z0-9+.-]*)://([^/?#@:\s\[\]]+|\[[0-9a-f:.]+\])(?::(\d{1,5}))?"
+)
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+def _origin(value: str) -> str:
+    """``value`` as browsers send an ``Origin`` (``https://app.example.com``), lower-cased;
+    ``*``: every origin. Anything a browser never sends is refused, as it could never match."""
+    origin = value.strip().lower()
+    if origin == "*":
+        return origin
+    if origin == "null":
+        raise ValueError(
+            "'null' is the origin of sandboxed frames and file: pages: any page can claim it"
+        )
+    match = _SCHEME_HOST_PORT.fullmatch(origin)
+    if match is None:
+        stem = _SCHEME_HOST_PORT.match(origin)
+        hint = f" (write {stem.group(0)!r})" if stem else ""
+        raise ValueError(
+            f"{value!r} is not an origin: scheme://host[:port], without a path or a trailing"
+            f" slash{hint}"
+        )
+    scheme, _, port = match.groups()
+    if port is not None and _DEFAULT_PORTS.get(scheme) == port:
+        raise ValueError(
+            f"{value!r}: browsers leave out the default port, write"
+            f" {origin.removesuffix(':' + port)!r}"
+        )
+    return origin
+
+
+_HEADER_NAME = re.compile(r"[!#$%&'+.^_`|~0-9a-z-]*\*?")
+
+
+def _allowed_header(value: str) -> str:
+    """A request header name (any case), or a prefix ending in ``*`` (``x-stainless-*``)."""
+    name = value.strip().lower()
+    if not name or _HEADER_NAME.fullmatch(name) is None:
+        raise ValueError(
+            f"{value!r} is not a header name (letters, digits, '-'), nor a prefix ending in '*'"
+        )
+    return name
+
+
+Origin = Annotated[str, AfterValidator(_origin)]
+"""A browser origin, or ``*`` (``server.cors``)."""
+AllowedHeader = Annotated[str, AfterValidator(_allowed_header)]
+"""A request header a browser may send, or a prefix glob (``server.cors.allow_headers``)."""
+
+SDK_BROWSER_HEADERS = (
+    "authorization", "content-type", "x-api-key", "anthropic-version", "anthropic-beta",
+    "anthropic-dangerous-direct-browser-access", "openai-organization", "openai-project",
+    "openai-beta", "x-request-id", "x-stainless-*", "user-agent",
+)  # fmt: skip
+"""What the ``openai`` and ``anthropic`` JavaScript SDKs send from a browser beyond the
+headers browsers let through without asking (their ``X-Stainless-*`` platform, retry and
+timeout headers; ``User-Agent`` where the browser lets a page set it)."""
+
+
+class CorsConfig(Strict):
+    """Which browser pages may call the gateway (``server.cors``); absent: none."""
+
+    allow_origins: list[Origin] = Field(default_factory=list)
+    """Origins whose pages may call the model routes; ``*``: any page."""
+    admin_allow_origins: list[Origin] = Field(default_factory=list)
+    """Origins whose pages may call the admin API (never ``*``)."""
+    allow_headers: list[AllowedHeader] = Field(default_factory=lambda: list(SDK_BROWSER_HEADERS))
+    """Request headers a page may send (``x-stainless-*``: a prefix; ``*``: any)."""
+    max_age: Duration = Field(default=600.0, ge=0)
+    """How long a browser may keep a preflight's answer."""
+    allow_credentials: bool = False
+    """Let pages send cookies and TLS client certificates (not needed for API keys)."""
+
+    @model_validator(mode="after")
+    def _coherent(self) -> CorsConfig:
+        problems: list[tuple[Location, str]] = []
+        if not self.allow_origins and not self.admin_allow_origins:
+            problems.append(((), "cors needs allow_origins or admin_allow_origins"))
+        if "*" in self.allow_origins and len(self.allow_origins) > 1:
+            problems.append((("allow_origins",), "'*' allows every origin: list no other"))
+        if "*" in self.allow_origins and self.allow_credentials:
+            problems.append(
+                (
+                    ("allow_credentials",),
+                    "browsers refuse credentials with every origin ('*'): list the origins",
+                )
+            )
+        if "*" in self.admin_allow_origins:
+            problems.append(
+                (
+                    ("admin_allow_origins",),
+                    "'*' would let any page use an admin key a browser holds: list the origins",
+                )
+            )
+        located(self, problems)
+        return self
+
+
 class ServerConfig(Strict):
     """The HTTP listener."""
 
@@ -341,6 +442,8 @@ class ServerConfig(Strict):
     gateway: a request whose peer is one of them is from the address their
     ``X-Forwarded-For`` names (the right-most one not itself trusted; dialects/
     client_address.py). Empty: no header is read, the client is the connection's peer."""
+    cors: CorsConfig | None = None
+    """Browser pages allowed to call the gateway (CORS); ``None``: no CORS headers at all."""
 
 
 class UpstreamConfig(Strict):
