@@ -24,6 +24,7 @@ from tollway.config.schema import Settings
 from tollway.dialects import anthropic
 from tollway.dialects.anthropic import AnthropicDialect
 from tollway.dialects.client_address import TrustedProxies, client_address
+from tollway.dialects.cors import Cors
 from tollway.dialects.http import request_id
 from tollway.dialects.openai import OpenAIDialect, error_response
 from tollway.dialects.responses import ResponsesDialect
@@ -99,6 +100,8 @@ def create_app(
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/health/live", _live)
     app.router.add_get("/health/ready", _ready)
+    if settings.server.cors is not None:  # else no CORS work at all, not even a check
+        Cors(settings.server.cors).install(app)
     app.router.add_route("*", "/{tail:.*}", _unknown_route)
     return app
 
