@@ -6,11 +6,13 @@ import asyncio
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
 import urllib.request
 import uuid
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -286,3 +288,16 @@ def _gateway_process(
     full_env.update(env or {})
     process = Process(tollway_command(*args), log_dir / f"gateway-{port}.log", env=full_env)
     return f"http://127.0.0.1:{port}", process
+
+
+def png(width: int, height: int) -> bytes:
+    """A real PNG (blank, greyscale) of the given size: a few KB even when large."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body)
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    pixels = zlib.compress(b"\x00" * ((width + 1) * height))
+    signature = b"\x89PNG\r\n\x1a\n"
+    return signature + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")

@@ -7,6 +7,7 @@ provider; budgets and limits are set through the admin API as an operator would.
 from __future__ import annotations
 
 import asyncio
+import base64
 import math
 import time
 import uuid
@@ -20,7 +21,7 @@ import openai
 import pytest
 
 from tests.conftest import UPSTREAM_KEY
-from tests.support import CLIENT_KEY, running_gateway, tollway_command
+from tests.support import CLIENT_KEY, png, running_gateway, tollway_command
 
 PIXEL = (  # a 1x1 PNG
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
@@ -1073,3 +1074,33 @@ def test_a_cache_warm_up_with_max_tokens_0_reserves_no_output(gateway: str) -> N
     assert raw.parse().usage.output_tokens == 0
     held = round(input_only * 1.5, 6) - float(raw.headers["x-tollway-budget-remaining-usd"])
     assert held <= input_only + 1e-6
+
+
+def test_a_tall_base64_image_is_reserved_at_its_size_and_refused_past_the_budget(
+    gateway: str,
+) -> None:
+    # On "pricey" (an OpenAI deployment: 85 + 170 per 512-px tile) a 1024x1024 picture is 4
+    # tiles, 765 tokens; a 1000x2667 one scales to 768x2048, 8 tiles, 1,445 tokens. The budget
+    # pays for the first's reservation, not the second's: counted at a "typical" size, the tall
+    # one passed admission and could overshoot the budget once the provider billed it.
+    key_id, key = new_key(gateway)
+    per_token = PRICEY["input"] / 1e6
+    set_budget(gateway, key_id, (20 + 1100) * MARGIN * per_token + PRICEY["output"] / 1e6)
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=key, max_retries=0)
+
+    def ask(width: int, height: int) -> Any:
+        url = "data:image/png;base64," + base64.b64encode(png(width, height)).decode()
+        content = [
+            {"type": "text", "text": "what is this"},
+            {"type": "image_url", "image_url": {"url": url}},
+        ]
+        return client.chat.completions.create(
+            model="pricey", messages=[{"role": "user", "content": content}], max_tokens=1
+        )
+
+    with pytest.raises(openai.RateLimitError) as caught:
+        ask(1000, 2667)
+    assert caught.value.code == "budget_exceeded"
+    row = spend(gateway, key_id)
+    assert row["spent_usd"] == 0 and row["reserved_usd"] == 0  # refused before any call
+    assert ask(1024, 1024).choices  # the typical picture fits

@@ -14,8 +14,9 @@ Other families' tokenizers are not available offline (Anthropic publishes none; 
 needs a download): their counts are the ``o200k_base`` count times a per-family factor, an
 estimate (docs/pricing.md gives what is known of its error). Chat requests count like
 OpenAI's own accounting: 3 tokens of framing per message (1 more with a ``name``), 3 to
-prime the reply, tool definitions as their JSON, images by the family's rule when the size
-is unknown, earlier turns' reasoning where the provider is sent it back (Claude's, signed;
+prime the reply, tool definitions as their JSON, images by the family's rule
+(``image_tokens.py``: by the size a base64 image's header gives, else the most one image
+costs), earlier turns' reasoning where the provider is sent it back (Claude's, signed;
 encrypted reasoning by its size). Anthropic's ``document`` blocks (kept as they came, as
 ``OpaquePart``) count by what they hold: title, context and text, or their content blocks; a
 PDF, which the gateway cannot read, by an estimate from its size (docs/pricing.md)."""
@@ -48,6 +49,7 @@ from tollway.core.types import (
     ReasoningPart,
     TextPart,
 )
+from tollway.pricing.image_tokens import image_tokens
 from tollway.wire.crossing import REPLAYS_REASONING
 
 if TYPE_CHECKING:
@@ -65,10 +67,6 @@ _TOKENS_PER_NAME = 1
 _REPLY_PRIMING = 3
 _TOKENS_PER_TOOL = 8
 _CHARS_PER_TOKEN = 4
-# Images whose size the gateway does not know (a URL): each family's charge for a typical
-# 1024x1024 picture. OpenAI: 85 + 170 per 512-pixel tile (4 tiles) at high detail, 85 at low.
-_IMAGE_TOKENS = {"openai": 765, "anthropic": 1398, "bedrock": 1398, "gemini": 258, "vertex_ai": 258}
-_IMAGE_TOKENS_LOW_DETAIL = 85
 # A PDF document: Anthropic charges each page as its text plus an image of the page (1,500 to
 # 3,000 tokens a page, its docs say); pages are guessed from the size (a PDF by URL or an
 # uploaded file, whose size the gateway does not know, counts as one page).
@@ -197,14 +195,11 @@ class TokenCounter:
                     if isinstance(part, TextPart):
                         tokens += count(encoding, part.text)
                     elif isinstance(part, ImagePart):
-                        if part.detail == "low" and provider in ("openai", "azure_openai"):
-                            tokens += _IMAGE_TOKENS_LOW_DETAIL
-                        else:
-                            tokens += _image_tokens(provider)
+                        tokens += image_tokens(provider, model, part.data, part.detail)
                     elif isinstance(part, DocumentPart):
                         tokens += self._document_part(encoding, part)
                     elif isinstance(part, OpaquePart) and part.type == "document":
-                        tokens += self._document(encoding, part.data, provider)
+                        tokens += self._document(encoding, part.data, provider, model)
                     elif isinstance(part, ReasoningPart) and replays and part.signed:
                         tokens += count(encoding, part.text)
                         if part.redacted:  # its decoded size, as characters of text
@@ -231,7 +226,7 @@ class TokenCounter:
         size = len(part.data or "") * 3 // 4
         return tokens + _PDF_TOKENS_PER_PAGE * max(1, math.ceil(size / _PDF_BYTES_PER_PAGE))
 
-    def _document(self, encoding: str, block: dict[str, Any], provider: str) -> int:
+    def _document(self, encoding: str, block: dict[str, Any], provider: str, model: str) -> int:
         """An Anthropic ``document`` block: its title and context, then its source's text,
         its content blocks, or a PDF's estimate (nothing for a shape Anthropic would refuse)."""
         count = self._count
@@ -257,7 +252,7 @@ class TokenCounter:
                     if item.get("type") == "text" and isinstance(item.get("text"), str):
                         tokens += count(encoding, item["text"])
                     elif item.get("type") == "image":
-                        tokens += _image_tokens(provider)
+                        tokens += _block_image_tokens(item, provider, model)
         elif kind == "base64":
             data = source.get("data")
             size = len(data) * 3 // 4 if isinstance(data, str) else 0
@@ -394,8 +389,11 @@ def _scaled(tokens: int, provider: str) -> int:
     return tokens if factor is None else math.ceil(tokens * factor)
 
 
-def _image_tokens(provider: str) -> int:
-    return _IMAGE_TOKENS.get(provider, _IMAGE_TOKENS["openai"])
+def _block_image_tokens(block: dict[str, Any], provider: str, model: str) -> int:
+    """An Anthropic ``image`` block inside a document: by its size when it is base64."""
+    source = block.get("source")
+    data = source.get("data") if isinstance(source, dict) else None
+    return image_tokens(provider, model, data if isinstance(data, str) else None, None)
 
 
 def _load(name: str) -> tiktoken.Encoding:
