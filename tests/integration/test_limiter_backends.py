@@ -335,6 +335,8 @@ async def test_settled_values_known_spent_and_seed(limiter: Limiter) -> None:
     assert await limiter.settle(nothing, 10, 10) == []
     first = admitted(await limiter.admit(claim(budgets=(a, b), reserve=100)))
     assert first.budget_remaining_micros == 900
+    # The store has nothing of them (the limit service seeds every budget's account).
+    await limiter.seed({a.account: SpendTally(), b.account: SpendTally()})
     assert limiter.known_spent(a.account) == 0
     second = admitted(await limiter.admit(claim(budgets=(a, b), reserve=100)))
     assert second.budget_remaining_micros == 800
@@ -806,6 +808,22 @@ async def test_memory_forgets_accounts_no_budget_charges_once_no_request_holds_t
     memory.prune({current.account})
     assert memory.known_spent(past.account) is None
     assert memory.known_spent(current.account) == 40
+
+
+async def test_memory_adds_the_stores_spend_to_an_account_admission_made_before_seeding() -> None:
+    # A budget a reload adds (removed before a restart, say) is in force at once, while its
+    # spend is still being read from the store: what admission charges meanwhile and the
+    # store's spend both count, once.
+    memory = MemoryLimiter(clock=FakeClock())
+    account = BudgetClaim("team:t:day:2026-11-02", 1000)
+    early = admitted(await memory.admit(claim(budgets=(account,), reserve=100)))
+    await memory.settle(early, 0, 30)
+    assert memory.unseeded() == [account.account]
+    await memory.seed({account.account: SpendTally(500)})
+    assert memory.known_spent(account.account) == 530
+    assert memory.unseeded() == []
+    await memory.seed({account.account: SpendTally(500)})  # a second read adds nothing
+    assert memory.known_spent(account.account) == 530
 
 
 async def test_flush_writes_a_past_periods_spend_to_the_store_then_forgets_it(

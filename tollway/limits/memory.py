@@ -25,14 +25,18 @@ from tollway.store.records import SpendTally
 
 
 class _Account:
-    __slots__ = ("holders", "reserved", "spent")
+    __slots__ = ("holders", "reserved", "seeded", "spent")
 
-    def __init__(self, spent: int = 0) -> None:
+    def __init__(self, spent: int = 0, *, seeded: bool = False) -> None:
         self.spent = spent
         self.reserved = 0
         self.holders = 0
         """Admitted requests not settled yet (a reservation may be 0): while any is, the
         account is not pruned, so its settlement finds it."""
+        self.seeded = seeded
+        """Whether the store's spend of the account is in ``spent``. One admission made
+        (a new period, or a budget a reload added while the store was being read) holds
+        only what it charged since, until ``seed`` adds the store's to it."""
 
 
 class MemoryLimiter:
@@ -176,16 +180,35 @@ class MemoryLimiter:
         return None if held is None else held.spent
 
     async def seed(self, spent: Mapping[str, SpendTally]) -> None:
-        """Accounts not held yet start at their persisted spend."""
-        for name, tally in spent.items():
-            if name not in self._accounts:
-                self._accounts[name] = _Account(tally.total)
-
-    def prune(self, keep: Collection[str]) -> None:
-        """Drop accounts not in ``keep`` that no admitted request holds: a day budget's
-        account of every past day would otherwise stay for the life of the process."""
+        """Accounts not held yet start at their persisted spend; those admission made
+        before the store was read (``_Account.seeded``) add it to what they charged since."""
         accounts = self._accounts
-        for name in [n for n, a in accounts.items() if not a.holders and n not in keep]:
+        for name, tally in spent.items():
+            account = accounts.get(name)
+            if account is None:
+                accounts[name] = _Account(tally.total, seeded=True)
+            elif not account.seeded:
+                account.spent += tally.total
+                account.seeded = True
+
+    def unseeded(self) -> list[str]:
+        """Accounts the store's spend was not added to yet (``seed`` them before writing
+        their spend: a part written as the whole would be counted twice when seeded)."""
+        return [name for name, account in self._accounts.items() if not account.seeded]
+
+    def prune(self, keep: Collection[str], periods: Collection[str] = ()) -> None:
+        """Drop accounts not in ``keep`` and of none of ``periods`` that no admitted request
+        holds: a day budget's account of every past day would otherwise stay for the life of
+        the process. A removed budget's account of a current period stays: should a reload
+        put the budget back, it goes on from its spend at once, with no store read in
+        which admission would start it from zero."""
+        accounts = self._accounts
+        suffixes = tuple(":" + period for period in periods)
+        for name in [
+            n
+            for n, a in accounts.items()
+            if not a.holders and n not in keep and not (suffixes and n.endswith(suffixes))
+        ]:
             del accounts[name]
 
     async def renew(self) -> None:

@@ -36,7 +36,7 @@ from tollway.limits.book import LimitBook
 from tollway.limits.budget import Budget, crossings, notify
 from tollway.limits.events import BudgetEvent, BudgetListener
 from tollway.limits.memory import MemoryLimiter
-from tollway.limits.periods import period_end, period_key
+from tollway.limits.periods import Period, period_end, period_key
 from tollway.store import BudgetRecord, RateLimitRecord, SpendTally, Store
 
 log = logging.getLogger("tollway.limits")
@@ -256,6 +256,28 @@ class LimitService:
         self.zone = zone
         self._periods = {}
         self._rebuilt(book)
+        self._seed_later()
+
+    def _seed_later(self) -> None:
+        """Seed the accounts of budgets the book now has (one a reload added, or put back
+        after a restart) in the background: a reload cannot wait for the store. Admission
+        meanwhile charges a new account; ``MemoryLimiter.seed`` adds the store's spend to
+        it, and Redis seeds an account it does not hold from the store on its own."""
+        if self._store is None or not self.book.budgets:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        task = loop.create_task(self._seed_quietly())
+        self._notices.add(task)
+        task.add_done_callback(self._notices.discard)
+
+    async def _seed_quietly(self) -> None:
+        try:
+            await self.seed()
+        except Exception as exc:  # the next reconcile seeds them; the reload stands
+            log.warning("budget spend not read after a reload: %s", reason(exc))
 
     def _rebuilt(self, book: LimitBook) -> None:
         """Put ``book`` in force, tell what follows the budgets which are now, and judge
@@ -326,6 +348,17 @@ class LimitService:
                     )
         notify(self.listeners, events)
 
+    def _unseeded(self) -> list[str]:
+        """Accounts the memory backend holds without the store's spend (none on Redis)."""
+        limiter = self.limiter
+        return limiter.unseeded() if isinstance(limiter, MemoryLimiter) else []
+
+    def current_periods(self) -> set[str]:
+        """The key of each kind of period now (``day:2026-12-05``, ..., ``total``)."""
+        moment = dt.datetime.fromtimestamp(time.time(), self.zone)
+        periods: tuple[Period, ...] = ("day", "week", "month", "total")
+        return {period_key(period, moment, self.zone) for period in periods}
+
     def current_accounts(self) -> set[str]:
         """This period's account of every budget."""
         return {self.account(budget) for budget in self.book.every_budget()}
@@ -335,7 +368,7 @@ class LimitService:
         the store has none), where the backend does not hold them yet."""
         if self._store is None:
             return
-        accounts = sorted(self.current_accounts())
+        accounts = sorted(self.current_accounts() | set(self._unseeded()))
         if not accounts:
             return
         spent = await self._store.limits.tallies(accounts)
@@ -350,6 +383,8 @@ class LimitService:
         pending, self._unsettled = self._unsettled, []
         for ticket, tokens, micros, budgets in pending:
             await self.settle(ticket, tokens, micros, budgets)
+        if self._store is not None and self._unseeded():
+            await self.seed()  # before their spend is written: a part is not the whole
         if self._store is None:
             self._touched.clear()  # nowhere to write them
         elif self._touched:
@@ -368,9 +403,10 @@ class LimitService:
             except Exception as exc:
                 self._touched |= touched
                 raise SpendNotWritten(f"the store failed: {reason(exc)}") from exc
-        # Accounts touched since (or never written: the write failed) are kept.
+        # Accounts touched since (or never written: the write failed) are kept, and on
+        # memory those of the current periods (MemoryLimiter.prune says why).
         current = self.current_accounts()
-        self.limiter.prune(current | self._touched)
+        self.limiter.prune(current | self._touched, self.current_periods())
         for gone in [account for account in self._alerted if account not in current]:
             del self._alerted[gone]
 
