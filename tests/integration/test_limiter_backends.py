@@ -1006,3 +1006,44 @@ async def test_a_notice_is_first_once_across_replicas_sharing_redis(
     assert await other.first_notice("key:k:day:2026-12-05:0.8:500000", 60) is False
     assert await other.first_notice("key:k:day:2026-12-05:0.5:500000", 60) is True
     assert await MemoryLimiter(clock=clock).first_notice("anything", 60) is True
+
+
+async def test_requests_holding_a_removed_limit_settle_and_a_limit_put_back_counts_them(
+    limiter: Limiter, clock: FakeClock
+) -> None:
+    # A reload takes a TPM limit and a concurrency cap away while requests hold tokens and
+    # slots, then puts them back: the settlements must not fail nor free what was not held.
+    limited = ("key:gone", RateSpec(tpm=1000, max_concurrent=2))
+    first = admitted(await limiter.admit(claim(limited, tokens=600)))
+    second = admitted(await limiter.admit(claim(limited, tokens=300)))
+    removed = ("key:gone", RateSpec())
+    for _ in range(3):  # nothing limits the scope now
+        await limiter.settle(admitted(await limiter.admit(claim(removed, tokens=900))), 900, 0)
+    await limiter.settle(first, 100, 0)  # gives tokens back to a limit taken away
+    back = ("key:gone", RateSpec(tpm=1000, max_concurrent=2))
+    third = admitted(await limiter.admit(claim(back, tokens=100)))
+    # ``second`` still holds a slot: the cap put back counts it.
+    refused(await limiter.admit(claim(back, tokens=1)))
+    await limiter.settle(second, 300, 0)
+    await limiter.settle(third, 100, 0)
+    left = admitted(await limiter.admit(claim(back, tokens=1)))
+    tokens = left.remaining["key:gone"][1]
+    assert tokens is not None and 0 <= tokens <= 1000
+    await limiter.settle(left, 1, 0)
+    clock.advance(60.0)
+    full = admitted(await limiter.admit(claim(back, tokens=1000)))
+    assert full.remaining["key:gone"][1] == pytest.approx(0.0)
+
+
+async def test_a_request_admitted_before_a_cap_was_set_does_not_free_anothers_slot(
+    limiter: Limiter,
+) -> None:
+    # A reload sets ``max_concurrent`` on a scope while a request admitted without it runs:
+    # its settlement freed the slot of a request admitted under the cap.
+    before = admitted(await limiter.admit(claim(("key:capped", RateSpec(rpm=100)))))
+    capped = ("key:capped", RateSpec(rpm=100, max_concurrent=1))
+    under = admitted(await limiter.admit(claim(capped)))
+    await limiter.settle(before, 0, 0)
+    refused(await limiter.admit(claim(capped)))  # ``under`` still runs
+    await limiter.settle(under, 0, 0)
+    admitted(await limiter.admit(claim(capped)))

@@ -65,7 +65,7 @@ class MemoryLimiter:
             # The book makes new specs only when it is rebuilt: one identity check a scope.
             if specs.get(scope) is not spec:
                 self._fit(scope, spec, now)
-            refusal = self._check(scope, tokens, now)
+            refusal = self._check(scope, spec, tokens, now)
             if refusal is not None:
                 return refusal
         accounts = self._accounts
@@ -80,8 +80,8 @@ class MemoryLimiter:
             left -= claim.reserve_micros
             least = left if least is None else min(least, left)
         ticket = Ticket(claim, budget_remaining_micros=least)
-        for scope, _ in claim.limits:
-            ticket.remaining[scope] = self._take(scope, tokens)
+        for scope, spec in claim.limits:
+            ticket.remaining[scope] = self._take(scope, spec, tokens)
         for budget in claim.budgets:
             account = accounts[budget.account]
             account.reserved += claim.reserve_micros
@@ -108,8 +108,8 @@ class MemoryLimiter:
         elif spec.max_concurrent is not None:
             self._caps[scope] = ConcurrencyCap(spec.max_concurrent)
 
-    def _check(self, scope: str, tokens: int, now: float) -> Refusal | None:
-        cap = self._caps.get(scope)
+    def _check(self, scope: str, spec: RateSpec, tokens: int, now: float) -> Refusal | None:
+        cap = self._caps.get(scope) if spec.max_concurrent is not None else None
         if cap is not None and not cap.can_enter():
             return Refusal("rate_limit_exceeded", scope, None)
         rpm = self._rpm.get(scope)
@@ -120,9 +120,12 @@ class MemoryLimiter:
             return Refusal("rate_limit_exceeded", scope, tpm.retry_after(tokens, now))
         return None
 
-    def _take(self, scope: str, tokens: int) -> tuple[float | None, float | None]:
+    def _take(self, scope: str, spec: RateSpec, tokens: int) -> tuple[float | None, float | None]:
         requests = left_tokens = None
-        if (cap := self._caps.get(scope)) is not None:
+        # Only a request admitted under a cap holds a slot, as on Redis: one admitted
+        # without (before a reload set the cap) frees none at settlement, so it cannot
+        # free the slot of a request admitted under the cap.
+        if spec.max_concurrent is not None and (cap := self._caps.get(scope)) is not None:
             cap.enter()
         if (rpm := self._rpm.get(scope)) is not None:
             rpm.take(1)
@@ -143,8 +146,8 @@ class MemoryLimiter:
         ticket.settled = True
         claim = ticket.claim
         extra = actual_tokens - claim.tokens
-        for scope, _ in claim.limits:
-            if (cap := self._caps.get(scope)) is not None:
+        for scope, spec in claim.limits:
+            if spec.max_concurrent is not None and (cap := self._caps.get(scope)) is not None:
                 cap.leave()
             if (tpm := self._tpm.get(scope)) is not None:
                 if extra >= 0:
