@@ -335,6 +335,8 @@ async def test_settled_values_known_spent_and_seed(limiter: Limiter) -> None:
     assert await limiter.settle(nothing, 10, 10) == []
     first = admitted(await limiter.admit(claim(budgets=(a, b), reserve=100)))
     assert first.budget_remaining_micros == 900
+    # The store has nothing of them (the limit service seeds every budget's account).
+    await limiter.seed({a.account: SpendTally(), b.account: SpendTally()})
     assert limiter.known_spent(a.account) == 0
     second = admitted(await limiter.admit(claim(budgets=(a, b), reserve=100)))
     assert second.budget_remaining_micros == 800
@@ -808,6 +810,22 @@ async def test_memory_forgets_accounts_no_budget_charges_once_no_request_holds_t
     assert memory.known_spent(current.account) == 40
 
 
+async def test_memory_adds_the_stores_spend_to_an_account_admission_made_before_seeding() -> None:
+    # A budget a reload adds (removed before a restart, say) is in force at once, while its
+    # spend is still being read from the store: what admission charges meanwhile and the
+    # store's spend both count, once.
+    memory = MemoryLimiter(clock=FakeClock())
+    account = BudgetClaim("team:t:day:2026-11-02", 1000)
+    early = admitted(await memory.admit(claim(budgets=(account,), reserve=100)))
+    await memory.settle(early, 0, 30)
+    assert memory.unseeded() == [account.account]
+    await memory.seed({account.account: SpendTally(500)})
+    assert memory.known_spent(account.account) == 530
+    assert memory.unseeded() == []
+    await memory.seed({account.account: SpendTally(500)})  # a second read adds nothing
+    assert memory.known_spent(account.account) == 530
+
+
 async def test_flush_writes_a_past_periods_spend_to_the_store_then_forgets_it(
     store: Store,
 ) -> None:
@@ -988,3 +1006,44 @@ async def test_a_notice_is_first_once_across_replicas_sharing_redis(
     assert await other.first_notice("key:k:day:2026-12-05:0.8:500000", 60) is False
     assert await other.first_notice("key:k:day:2026-12-05:0.5:500000", 60) is True
     assert await MemoryLimiter(clock=clock).first_notice("anything", 60) is True
+
+
+async def test_requests_holding_a_removed_limit_settle_and_a_limit_put_back_counts_them(
+    limiter: Limiter, clock: FakeClock
+) -> None:
+    # A reload takes a TPM limit and a concurrency cap away while requests hold tokens and
+    # slots, then puts them back: the settlements must not fail nor free what was not held.
+    limited = ("key:gone", RateSpec(tpm=1000, max_concurrent=2))
+    first = admitted(await limiter.admit(claim(limited, tokens=600)))
+    second = admitted(await limiter.admit(claim(limited, tokens=300)))
+    removed = ("key:gone", RateSpec())
+    for _ in range(3):  # nothing limits the scope now
+        await limiter.settle(admitted(await limiter.admit(claim(removed, tokens=900))), 900, 0)
+    await limiter.settle(first, 100, 0)  # gives tokens back to a limit taken away
+    back = ("key:gone", RateSpec(tpm=1000, max_concurrent=2))
+    third = admitted(await limiter.admit(claim(back, tokens=100)))
+    # ``second`` still holds a slot: the cap put back counts it.
+    refused(await limiter.admit(claim(back, tokens=1)))
+    await limiter.settle(second, 300, 0)
+    await limiter.settle(third, 100, 0)
+    left = admitted(await limiter.admit(claim(back, tokens=1)))
+    tokens = left.remaining["key:gone"][1]
+    assert tokens is not None and 0 <= tokens <= 1000
+    await limiter.settle(left, 1, 0)
+    clock.advance(60.0)
+    full = admitted(await limiter.admit(claim(back, tokens=1000)))
+    assert full.remaining["key:gone"][1] == pytest.approx(0.0)
+
+
+async def test_a_request_admitted_before_a_cap_was_set_does_not_free_anothers_slot(
+    limiter: Limiter,
+) -> None:
+    # A reload sets ``max_concurrent`` on a scope while a request admitted without it runs:
+    # its settlement freed the slot of a request admitted under the cap.
+    before = admitted(await limiter.admit(claim(("key:capped", RateSpec(rpm=100)))))
+    capped = ("key:capped", RateSpec(rpm=100, max_concurrent=1))
+    under = admitted(await limiter.admit(claim(capped)))
+    await limiter.settle(before, 0, 0)
+    refused(await limiter.admit(claim(capped)))  # ``under`` still runs
+    await limiter.settle(under, 0, 0)
+    admitted(await limiter.admit(claim(capped)))

@@ -163,9 +163,11 @@ class Limiter(Protocol):
         """Start accounts this backend does not hold yet at the given (persisted) spend."""
         ...
 
-    def prune(self, keep: Collection[str]) -> None:
+    def prune(self, keep: Collection[str], periods: Collection[str] = ()) -> None:
         """Forget what this process holds of accounts not in ``keep`` (past periods, removed
-        budgets) that no admitted request still holds; their spend is in the store."""
+        budgets) that no admitted request still holds; their spend is in the store. A
+        backend whose spend lives in this process (memory) keeps the accounts of
+        ``periods`` (the current period keys, e.g. ``day:2026-12-05``) too."""
         ...
 
     async def renew(self) -> None:

@@ -25,14 +25,18 @@ from tollway.store.records import SpendTally
 
 
 class _Account:
-    __slots__ = ("holders", "reserved", "spent")
+    __slots__ = ("holders", "reserved", "seeded", "spent")
 
-    def __init__(self, spent: int = 0) -> None:
+    def __init__(self, spent: int = 0, *, seeded: bool = False) -> None:
         self.spent = spent
         self.reserved = 0
         self.holders = 0
         """Admitted requests not settled yet (a reservation may be 0): while any is, the
         account is not pruned, so its settlement finds it."""
+        self.seeded = seeded
+        """Whether the store's spend of the account is in ``spent``. One admission made
+        (a new period, or a budget a reload added while the store was being read) holds
+        only what it charged since, until ``seed`` adds the store's to it."""
 
 
 class MemoryLimiter:
@@ -61,7 +65,7 @@ class MemoryLimiter:
             # The book makes new specs only when it is rebuilt: one identity check a scope.
             if specs.get(scope) is not spec:
                 self._fit(scope, spec, now)
-            refusal = self._check(scope, tokens, now)
+            refusal = self._check(scope, spec, tokens, now)
             if refusal is not None:
                 return refusal
         accounts = self._accounts
@@ -76,8 +80,8 @@ class MemoryLimiter:
             left -= claim.reserve_micros
             least = left if least is None else min(least, left)
         ticket = Ticket(claim, budget_remaining_micros=least)
-        for scope, _ in claim.limits:
-            ticket.remaining[scope] = self._take(scope, tokens)
+        for scope, spec in claim.limits:
+            ticket.remaining[scope] = self._take(scope, spec, tokens)
         for budget in claim.budgets:
             account = accounts[budget.account]
             account.reserved += claim.reserve_micros
@@ -104,8 +108,8 @@ class MemoryLimiter:
         elif spec.max_concurrent is not None:
             self._caps[scope] = ConcurrencyCap(spec.max_concurrent)
 
-    def _check(self, scope: str, tokens: int, now: float) -> Refusal | None:
-        cap = self._caps.get(scope)
+    def _check(self, scope: str, spec: RateSpec, tokens: int, now: float) -> Refusal | None:
+        cap = self._caps.get(scope) if spec.max_concurrent is not None else None
         if cap is not None and not cap.can_enter():
             return Refusal("rate_limit_exceeded", scope, None)
         rpm = self._rpm.get(scope)
@@ -116,9 +120,12 @@ class MemoryLimiter:
             return Refusal("rate_limit_exceeded", scope, tpm.retry_after(tokens, now))
         return None
 
-    def _take(self, scope: str, tokens: int) -> tuple[float | None, float | None]:
+    def _take(self, scope: str, spec: RateSpec, tokens: int) -> tuple[float | None, float | None]:
         requests = left_tokens = None
-        if (cap := self._caps.get(scope)) is not None:
+        # Only a request admitted under a cap holds a slot, as on Redis: one admitted
+        # without (before a reload set the cap) frees none at settlement, so it cannot
+        # free the slot of a request admitted under the cap.
+        if spec.max_concurrent is not None and (cap := self._caps.get(scope)) is not None:
             cap.enter()
         if (rpm := self._rpm.get(scope)) is not None:
             rpm.take(1)
@@ -139,8 +146,8 @@ class MemoryLimiter:
         ticket.settled = True
         claim = ticket.claim
         extra = actual_tokens - claim.tokens
-        for scope, _ in claim.limits:
-            if (cap := self._caps.get(scope)) is not None:
+        for scope, spec in claim.limits:
+            if spec.max_concurrent is not None and (cap := self._caps.get(scope)) is not None:
                 cap.leave()
             if (tpm := self._tpm.get(scope)) is not None:
                 if extra >= 0:
@@ -176,16 +183,35 @@ class MemoryLimiter:
         return None if held is None else held.spent
 
     async def seed(self, spent: Mapping[str, SpendTally]) -> None:
-        """Accounts not held yet start at their persisted spend."""
-        for name, tally in spent.items():
-            if name not in self._accounts:
-                self._accounts[name] = _Account(tally.total)
-
-    def prune(self, keep: Collection[str]) -> None:
-        """Drop accounts not in ``keep`` that no admitted request holds: a day budget's
-        account of every past day would otherwise stay for the life of the process."""
+        """Accounts not held yet start at their persisted spend; those admission made
+        before the store was read (``_Account.seeded``) add it to what they charged since."""
         accounts = self._accounts
-        for name in [n for n, a in accounts.items() if not a.holders and n not in keep]:
+        for name, tally in spent.items():
+            account = accounts.get(name)
+            if account is None:
+                accounts[name] = _Account(tally.total, seeded=True)
+            elif not account.seeded:
+                account.spent += tally.total
+                account.seeded = True
+
+    def unseeded(self) -> list[str]:
+        """Accounts the store's spend was not added to yet (``seed`` them before writing
+        their spend: a part written as the whole would be counted twice when seeded)."""
+        return [name for name, account in self._accounts.items() if not account.seeded]
+
+    def prune(self, keep: Collection[str], periods: Collection[str] = ()) -> None:
+        """Drop accounts not in ``keep`` and of none of ``periods`` that no admitted request
+        holds: a day budget's account of every past day would otherwise stay for the life of
+        the process. A removed budget's account of a current period stays: should a reload
+        put the budget back, it goes on from its spend at once, with no store read in
+        which admission would start it from zero."""
+        accounts = self._accounts
+        suffixes = tuple(":" + period for period in periods)
+        for name in [
+            n
+            for n, a in accounts.items()
+            if not a.holders and n not in keep and not (suffixes and n.endswith(suffixes))
+        ]:
             del accounts[name]
 
     async def renew(self) -> None:

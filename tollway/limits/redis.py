@@ -655,9 +655,10 @@ class RedisLimiter:
         known.floor = max(known.floor, floor)
         return known
 
-    def prune(self, keep: Collection[str]) -> None:
+    def prune(self, keep: Collection[str], periods: Collection[str] = ()) -> None:
         """Forget what this process saw of accounts not in ``keep`` that it holds nothing of,
-        and its holds that have expired (Redis keeps the accounts themselves)."""
+        and its holds that have expired (Redis keeps the accounts themselves, of every
+        period: ``periods`` is not needed here)."""
         now = float(self._clock())
         for name, held in list(self._open.items()):
             for hold in [h for h, (_, expiry) in held.items() if expiry <= now]:

@@ -36,7 +36,7 @@ from tollway.limits.book import LimitBook
 from tollway.limits.budget import Budget, crossings, notify
 from tollway.limits.events import BudgetEvent, BudgetListener
 from tollway.limits.memory import MemoryLimiter
-from tollway.limits.periods import period_end, period_key
+from tollway.limits.periods import Period, period_end, period_key
 from tollway.store import BudgetRecord, RateLimitRecord, SpendTally, Store
 
 log = logging.getLogger("tollway.limits")
@@ -228,9 +228,10 @@ class LimitService:
         self._load_applied = load
         orgs = {team.id: team.organization for team in teams if team.organization}
         self._records = (budgets, limits, orgs, lineages)
-        self._rebuilt(LimitBook.build(self.config, budgets, limits, orgs, lineages))
+        changes = self._rebuilt(LimitBook.build(self.config, budgets, limits, orgs, lineages))
         self._judging_changes = True
         await self.seed()
+        self._after(*changes, seed=False)
 
     def stored_budgets(self) -> Sequence[BudgetRecord]:
         """Budgets read from the store at the last load."""
@@ -255,34 +256,74 @@ class LimitService:
         self.config = config
         self.zone = zone
         self._periods = {}
-        self._rebuilt(book)
+        self._after(*self._rebuilt(book), seed=True)
 
-    def _rebuilt(self, book: LimitBook) -> None:
-        """Put ``book`` in force, tell what follows the budgets which are now, and judge
-        the budgets whose limit changed (``limit_changed``) in the background."""
+    def _rebuilt(self, book: LimitBook) -> tuple[list[tuple[Budget, Budget]], list[Budget]]:
+        """Put ``book`` in force and tell what follows the budgets which are now; the
+        budgets whose limit changed (before, after) and those added, once changes count."""
         before, self.book = self.book, book
         if self.budgets_kept is not None:
             kept = {(b.scope, b.scope_id, b.period) for b in book.every_budget()}
             self.budgets_kept(kept)
+        changed: list[tuple[Budget, Budget]] = []
+        added: list[Budget] = []
         if not self._judging_changes:
-            return
+            return changed, added
         old = {(b.scope, b.scope_id, b.period): b for b in before.every_budget()}
-        changed = [
-            (previous, budget)
-            for budget in book.every_budget()
-            if (previous := old.get((budget.scope, budget.scope_id, budget.period))) is not None
-            and previous.limit_micros != budget.limit_micros
-            and budget.limit_micros > 0
-        ]
-        if not changed:
+        for budget in book.every_budget():
+            previous = old.get((budget.scope, budget.scope_id, budget.period))
+            if previous is None:
+                added.append(budget)
+            elif previous.limit_micros != budget.limit_micros and budget.limit_micros > 0:
+                changed.append((previous, budget))
+        return changed, added
+
+    def _after(
+        self, changed: Sequence[tuple[Budget, Budget]], added: Sequence[Budget], *, seed: bool
+    ) -> None:
+        """Start ``_judge`` in the background when it has something to do (a reload cannot
+        wait for the store or Redis)."""
+        if not changed and not (added and (seed or self.utilisation is not None)):
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
-        task = loop.create_task(self.limit_changed(changed))
+        task = loop.create_task(self._judge(changed, added, seed=seed))
         self._notices.add(task)
         task.add_done_callback(self._notices.discard)
+
+    async def _judge(
+        self, changed: Sequence[tuple[Budget, Budget]], added: Sequence[Budget], *, seed: bool
+    ) -> None:
+        """After a book change: seed the ``added`` budgets' accounts (``seed``: a reload
+        added them; their spend is in the store when the process did not hold them, e.g.
+        removed before a restart), raise the ``changed`` ones' events, and set the share
+        spent of both on the gauge. It was set at settlements only, so a limit a reload
+        lowered showed its old share until the next request (and a budget put back, none).
+
+        Admission meanwhile charges an added budget's new account from zero;
+        ``MemoryLimiter.seed`` adds the store's spend to it (Redis seeds an account it
+        does not hold from the store itself)."""
+        if seed and added:
+            try:
+                await self.seed()
+            except Exception as exc:  # the next reconcile seeds them; the reload stands
+                log.warning("budget spend not read after a reload: %s", reason(exc))
+        if changed:
+            await self.limit_changed(changed)
+        utilisation = self.utilisation
+        budgets = [budget for _, budget in changed] + [b for b in added if b.limit_micros > 0]
+        if utilisation is None or not budgets:
+            return
+        try:
+            states = await self.limiter.accounts([self.account(b) for b in budgets])
+        except Exception as exc:  # the next settlement sets it
+            log.warning("budgets changed, but their spend cannot be read: %s", reason(exc))
+            return
+        for budget, state in zip(budgets, states, strict=True):
+            ratio = state.spent_micros / budget.limit_micros
+            utilisation(budget.scope, budget.scope_id, budget.period, ratio)
 
     async def limit_changed(self, changed: Sequence[tuple[Budget, Budget]]) -> None:
         """Events for budgets whose limit changed from the first budget to the second of
@@ -326,6 +367,17 @@ class LimitService:
                     )
         notify(self.listeners, events)
 
+    def _unseeded(self) -> list[str]:
+        """Accounts the memory backend holds without the store's spend (none on Redis)."""
+        limiter = self.limiter
+        return limiter.unseeded() if isinstance(limiter, MemoryLimiter) else []
+
+    def current_periods(self) -> set[str]:
+        """The key of each kind of period now (``day:2026-12-05``, ..., ``total``)."""
+        moment = dt.datetime.fromtimestamp(time.time(), self.zone)
+        periods: tuple[Period, ...] = ("day", "week", "month", "total")
+        return {period_key(period, moment, self.zone) for period in periods}
+
     def current_accounts(self) -> set[str]:
         """This period's account of every budget."""
         return {self.account(budget) for budget in self.book.every_budget()}
@@ -335,7 +387,7 @@ class LimitService:
         the store has none), where the backend does not hold them yet."""
         if self._store is None:
             return
-        accounts = sorted(self.current_accounts())
+        accounts = sorted(self.current_accounts() | set(self._unseeded()))
         if not accounts:
             return
         spent = await self._store.limits.tallies(accounts)
@@ -350,6 +402,8 @@ class LimitService:
         pending, self._unsettled = self._unsettled, []
         for ticket, tokens, micros, budgets in pending:
             await self.settle(ticket, tokens, micros, budgets)
+        if self._store is not None and self._unseeded():
+            await self.seed()  # before their spend is written: a part is not the whole
         if self._store is None:
             self._touched.clear()  # nowhere to write them
         elif self._touched:
@@ -368,9 +422,10 @@ class LimitService:
             except Exception as exc:
                 self._touched |= touched
                 raise SpendNotWritten(f"the store failed: {reason(exc)}") from exc
-        # Accounts touched since (or never written: the write failed) are kept.
+        # Accounts touched since (or never written: the write failed) are kept, and on
+        # memory those of the current periods (MemoryLimiter.prune says why).
         current = self.current_accounts()
-        self.limiter.prune(current | self._touched)
+        self.limiter.prune(current | self._touched, self.current_periods())
         for gone in [account for account in self._alerted if account not in current]:
             del self._alerted[gone]
 
