@@ -25,6 +25,24 @@ class TextPart:
 
     text: str
     extra: JSON = field(default_factory=dict)
+    citations: list[DocumentCitation] | None = None
+    """The passages of the request's documents this text quotes (a provider's citations read
+    by its codec), for the formats that say them (Anthropic's ``citations`` on a text block)."""
+
+
+@dataclass(slots=True)
+class DocumentCitation:
+    """A passage of one of the request's documents that an answer's text cites: characters
+    (``char``), pages (``page``, from 1) or content blocks (``block``) ``start`` to ``end``
+    (end excluded) of the ``document_index``-th document of the request, as Anthropic's
+    ``char_location`` / ``page_location`` / ``content_block_location`` say it."""
+
+    kind: Literal["char", "page", "block"]
+    document_index: int
+    start: int
+    end: int
+    cited_text: str
+    document_title: str | None = None
 
 
 @dataclass(slots=True)
@@ -390,6 +408,9 @@ class ChunkChoice:
     """The choice's own fields beside its index, delta and finish reason (``extra`` is the
     delta's), in ``wire_format``'s terms: an OpenAI chunk's ``logprobs`` (when not null),
     Azure's ``content_filter_results``; ``None``: none."""
+    citations: list[DocumentCitation] | None = None
+    """The document passages ``content`` quotes, whole with its text (a provider's citations
+    read by its codec, as ``TextPart.citations``), for the formats that say them."""
 
 
 @dataclass(slots=True)
