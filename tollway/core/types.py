@@ -337,6 +337,16 @@ FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"
 
 
 @dataclass(slots=True)
+class TokenLogprob:
+    """One token of an answer with its log probability and, when asked, the likeliest
+    tokens at its step (``top``, as OpenAI's ``top_logprobs``)."""
+
+    token: str
+    logprob: float
+    top: list[TokenLogprob] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class Choice:
     """One generated alternative of a non-streaming response."""
 
@@ -345,6 +355,9 @@ class Choice:
     finish_reason: FinishReason | None
     stop_sequence: str | None = None
     extra: JSON = field(default_factory=dict)
+    logprobs: list[TokenLogprob] | None = None
+    """The answer's tokens' log probabilities from a provider that says them in its own
+    shape (Gemini's ``logprobsResult``; an OpenAI-format upstream's stay in ``extra``)."""
 
 
 @dataclass(slots=True)
@@ -408,6 +421,8 @@ class ChunkChoice:
     """The choice's own fields beside its index, delta and finish reason (``extra`` is the
     delta's), in ``wire_format``'s terms: an OpenAI chunk's ``logprobs`` (when not null),
     Azure's ``content_filter_results``; ``None``: none."""
+    logprobs: list[TokenLogprob] | None = None
+    """The log probabilities of the tokens of ``content`` (as ``Choice.logprobs``)."""
     citations: list[DocumentCitation] | None = None
     """The document passages ``content`` quotes, whole with its text (a provider's citations
     read by its codec, as ``TextPart.citations``), for the formats that say them."""
