@@ -367,6 +367,46 @@ def test_a_stop_reason_claude_on_bedrock_shares_with_anthropic_reaches_anthropic
     assert (final.stop_reason, final.stop_sequence) == (reason, None)
 
 
+CITED = "Cars pay 3 euros at the bridge."
+
+
+def cited_document(marker: str) -> Any:
+    document = {
+        "type": "document",
+        "title": "Toll schedule",
+        "source": {"type": "text", "media_type": "text/plain", "data": CITED},
+        "citations": {"enabled": True},
+    }
+    return [{"role": "user", "content": [document, {"type": "text", "text": marker}]}]
+
+
+def test_bedrock_citations_of_a_document_reach_anthropic_clients(
+    claude: anthropic.Anthropic, simulator_url: str
+) -> None:
+    # Converse answers a document sent with citations on in citationsContent blocks; an
+    # Anthropic client reads them as its own API says them: a text block with citations.
+    message = claude.messages.create(
+        model="test-bedrock", max_tokens=100, messages=cited_document("cite-bedrock-marker")
+    )
+    sent = recorded(simulator_url, "cite-bedrock-marker")["json"]["messages"][0]["content"][0]
+    assert sent["document"]["citations"] == {"enabled": True}
+    quoting = [block for block in message.content if block.type == "text" and block.citations]
+    assert len(quoting) == 1 and quoting[0].text == CITED
+    (citation,) = quoting[0].citations or ()
+    assert citation.type == "char_location"
+    assert (citation.cited_text, citation.document_index) == (CITED, 0)
+    assert (citation.start_char_index, citation.end_char_index) == (0, len(CITED))
+    assert CITED in text_of(message) and len(message.content) == 3
+    # Streamed, ConverseStream's citation delta makes the quote a block of its own.
+    with claude.messages.stream(
+        model="test-bedrock", max_tokens=100, messages=cited_document("cite-bedrock-stream")
+    ) as stream:
+        final = stream.get_final_message()
+    assert [block.model_dump() for block in final.content] == [
+        block.model_dump() for block in message.content
+    ]
+
+
 def test_anthropic_only_features_are_refused_by_name(claude: anthropic.Anthropic) -> None:
     # (top_k is Claude's own field on Bedrock too: test_translation_settings.)
     server_tool: Any = {"type": "web_search_20250305", "name": "web_search"}

@@ -345,7 +345,9 @@ def test_a_rejected_key_is_the_deployments_credential_failing_not_the_clients_40
 @pytest.mark.parametrize(
     ("extra", "param"),
     [
-        ({"logprobs": True}, "logprobs"),
+        # Gemini lists at most 20 alternatives, and only with responseLogprobs.
+        ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+        ({"top_logprobs": 2}, "top_logprobs"),
         ({"frequency_penalty": 0.5}, "frequency_penalty"),
         ({"reasoning_effort": "xhigh"}, "reasoning_effort"),  # no budget Google documents
     ],
@@ -356,6 +358,37 @@ def test_openai_features_gemini_lacks_are_400s_naming_them(
     with pytest.raises(openai.BadRequestError) as caught:
         gpt.chat.completions.create(model="test-gemini", messages=user("x"), **extra)
     assert caught.value.param == param
+
+
+@BOTH
+def test_logprobs_are_gemini_response_logprobs_both_ways(
+    gpt: openai.OpenAI, simulator_url: str, model: str
+) -> None:
+    answer = gpt.chat.completions.create(
+        model=model, messages=user(f"logprobs-marker {model}"), logprobs=True, top_logprobs=2
+    )
+    config = recorded(simulator_url, f"logprobs-marker {model}")["json"]["generationConfig"]
+    assert (config["responseLogprobs"], config["logprobs"]) == (True, 2)
+    choice = answer.choices[0]
+    assert choice.logprobs is not None and choice.logprobs.content
+    tokens = choice.logprobs.content
+    assert "".join(token.token for token in tokens) == choice.message.content
+    for token in tokens:
+        assert token.logprob < 0 and token.bytes == list(token.token.encode())
+        assert len(token.top_logprobs) == 2 and token.top_logprobs[0].token == token.token
+    # Streamed, each chunk carries its own tokens'; together they are the answer's.
+    streamed = [
+        token
+        for chunk in gpt.chat.completions.create(
+            model=model, messages=user(f"logprobs-marker {model}"), logprobs=True, stream=True
+        )
+        for choice_delta in chunk.choices
+        for token in (choice_delta.logprobs.content or () if choice_delta.logprobs else ())
+    ]
+    assert [(t.token, t.logprob) for t in streamed] == [(t.token, t.logprob) for t in tokens]
+    assert all(t.top_logprobs == [] for t in streamed)  # no top_logprobs asked
+    plain = gpt.chat.completions.create(model=model, messages=user("no logprobs"))
+    assert plain.choices[0].logprobs is None
 
 
 def test_audio_content_is_a_400_naming_its_type(gpt: openai.OpenAI) -> None:

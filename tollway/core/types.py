@@ -25,6 +25,24 @@ class TextPart:
 
     text: str
     extra: JSON = field(default_factory=dict)
+    citations: list[DocumentCitation] | None = None
+    """The passages of the request's documents this text quotes (a provider's citations read
+    by its codec), for the formats that say them (Anthropic's ``citations`` on a text block)."""
+
+
+@dataclass(slots=True)
+class DocumentCitation:
+    """A passage of one of the request's documents that an answer's text cites: characters
+    (``char``), pages (``page``, from 1) or content blocks (``block``) ``start`` to ``end``
+    (end excluded) of the ``document_index``-th document of the request, as Anthropic's
+    ``char_location`` / ``page_location`` / ``content_block_location`` say it."""
+
+    kind: Literal["char", "page", "block"]
+    document_index: int
+    start: int
+    end: int
+    cited_text: str
+    document_title: str | None = None
 
 
 @dataclass(slots=True)
@@ -319,6 +337,16 @@ FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"
 
 
 @dataclass(slots=True)
+class TokenLogprob:
+    """One token of an answer with its log probability and, when asked, the likeliest
+    tokens at its step (``top``, as OpenAI's ``top_logprobs``)."""
+
+    token: str
+    logprob: float
+    top: list[TokenLogprob] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class Choice:
     """One generated alternative of a non-streaming response."""
 
@@ -327,6 +355,9 @@ class Choice:
     finish_reason: FinishReason | None
     stop_sequence: str | None = None
     extra: JSON = field(default_factory=dict)
+    logprobs: list[TokenLogprob] | None = None
+    """The answer's tokens' log probabilities from a provider that says them in its own
+    shape (Gemini's ``logprobsResult``; an OpenAI-format upstream's stay in ``extra``)."""
 
 
 @dataclass(slots=True)
@@ -390,6 +421,11 @@ class ChunkChoice:
     """The choice's own fields beside its index, delta and finish reason (``extra`` is the
     delta's), in ``wire_format``'s terms: an OpenAI chunk's ``logprobs`` (when not null),
     Azure's ``content_filter_results``; ``None``: none."""
+    logprobs: list[TokenLogprob] | None = None
+    """The log probabilities of the tokens of ``content`` (as ``Choice.logprobs``)."""
+    citations: list[DocumentCitation] | None = None
+    """The document passages ``content`` quotes, whole with its text (a provider's citations
+    read by its codec, as ``TextPart.citations``), for the formats that say them."""
 
 
 @dataclass(slots=True)

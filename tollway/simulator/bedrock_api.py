@@ -23,6 +23,9 @@ there are no cache counts, as Bedrock answers.
 gets ``additionalModelResponseFields: {"stop_sequence": ...}``, the sequence the answer stopped
 at or null, on the answer or its ``messageStop``, as Claude on Bedrock answers it.
 
+Citations: a plain-text ``document`` with ``citations: {"enabled": true}`` is quoted in a
+``citationsContent`` block (``bedrock_citations``).
+
 Model families, by the model id (``anthropic.claude`` in it: Claude; ``amazon.nova``: Nova;
 an ARN naming no model, by its own id's start: ``application-inference-profile/claude-...``):
 ``additionalModelRequestFields`` a family does not take (Claude's ``thinking``, ``top_k``,
@@ -52,6 +55,7 @@ import orjson
 from aiohttp import web
 
 from tollway.simulator import eventstream
+from tollway.simulator.bedrock_citations import block_deltas, cited_blocks
 from tollway.simulator.content import (
     IMAGE_TOKENS,
     MESSAGE_OVERHEAD,
@@ -472,9 +476,13 @@ def _usage(input_tokens: int, output_tokens: int, cache_ttl: str | None = None) 
     }
 
 
-def _content(completion: Completion, redacted: bool) -> list[dict[str, Any]]:
+def _content(
+    completion: Completion, redacted: bool, cited: list[dict[str, Any]] | None
+) -> list[dict[str, Any]]:
     blocks = _reasoning_blocks(completion, redacted)
-    if completion.pieces:
+    if cited is not None:
+        blocks.extend(cited)
+    elif completion.pieces:
         blocks.append({"text": completion.text})
     for call in completion.tool_calls:
         blocks.append({"toolUse": {"toolUseId": call.id, "name": call.name, "input": call.input()}})
@@ -492,13 +500,16 @@ async def handle_converse(
     usage = _usage(input_tokens, completion.output_tokens, caches(call.body))
     latency = {"latencyMs": int((call.ttft + completion.output_tokens * call.tpot) * 1000)}
     fields = _response_fields(call.body, completion)
+    cited = None if completion.tool_calls else cited_blocks(call.body)
     if stream:
         headers = {**STREAM_HEADERS, request_id_header(Dialect.BEDROCK): call.request_id}
-        parts = stream_parts(completion, usage, latency, call.finish_reason, redacted, fields)
+        parts = stream_parts(
+            completion, usage, latency, call.finish_reason, redacted, fields, cited
+        )
         parts = _reordered(parts, call.events)
         return await send_stream(request, call, parts, headers)
     await delay(call, completion.output_tokens)
-    content = _content(completion, redacted)
+    content = _content(completion, redacted, cited)
     answer = {
         "output": {"message": {"role": "assistant", "content": content}},
         "stopReason": call.finish_reason or _STOP_REASON[completion.finish],
@@ -539,11 +550,13 @@ def stream_parts(
     stop_reason: str | None = None,
     redacted: bool = False,
     fields: dict[str, Any] | None = None,
+    cited: list[dict[str, Any]] | None = None,
 ) -> StreamParts:
     """Every message of a ConverseStream answer; content deltas are the token parts.
     ``stop_reason``: what ``messageStop`` says instead of the completion's own reason;
     ``redacted``: a redacted reasoning block follows the reasoning (if there is any);
-    ``fields``: what ``messageStop`` adds (``additionalModelResponseFields``)."""
+    ``fields``: what ``messageStop`` adds (``additionalModelResponseFields``); ``cited``: the
+    blocks of a cited answer, said instead of the completion's text."""
     parts: StreamParts = [(_event("messageStart", {"role": "assistant"}), False)]
     index = 0
     for block in _reasoning_blocks(completion, redacted):
@@ -559,10 +572,15 @@ def stream_parts(
             parts.append((_event("contentBlockDelta", event), is_token))
         parts.append((_event("contentBlockStop", {"contentBlockIndex": index}), False))
         index += 1
-    if completion.pieces:
-        for piece in completion.pieces:
-            delta = {"contentBlockIndex": index, "delta": {"text": piece}}
-            parts.append((_event("contentBlockDelta", delta), True))
+    text_blocks: list[list[dict[str, Any]]] = (
+        [[{"text": piece} for piece in completion.pieces]] if completion.pieces else []
+    )
+    if cited is not None:
+        text_blocks = [block_deltas(block) for block in cited]
+    for block_delta in text_blocks:
+        for text_delta in block_delta:
+            event = {"contentBlockIndex": index, "delta": text_delta}
+            parts.append((_event("contentBlockDelta", event), "text" in text_delta))
         parts.append((_event("contentBlockStop", {"contentBlockIndex": index}), False))
         index += 1
     for tool_call in completion.tool_calls:

@@ -21,7 +21,8 @@ object carries ``usageMetadata`` with the tokens so far. Without ``alt=sse`` the
 come as one JSON array, as the real API sends them. A request offering Google Search
 (``googleSearch``) whose last turn is the user's is answered grounded: each candidate carries
 ``groundingMetadata`` with ``x-sim-searches`` queries (streamed: on the last object); a whole
-answer's also cites the source for its last word (``groundingSupports``).
+answer's also cites the source for its last word (``groundingSupports``). Log probabilities
+(``responseLogprobs``, ``logprobs``): ``gemini_logprobs``.
 Thinking (``thinkingConfig``, thought parts and signatures) is in ``gemini_thinking``.
 """
 
@@ -54,6 +55,8 @@ from tollway.simulator.exchange import (
     send_stream,
 )
 from tollway.simulator.gemini_embed import EMBED_METHODS
+from tollway.simulator.gemini_logprobs import requested as requested_logprobs
+from tollway.simulator.gemini_logprobs import result as logprobs_result
 from tollway.simulator.gemini_results import function_response_media
 from tollway.simulator.gemini_thinking import (
     check_history,
@@ -275,6 +278,7 @@ async def handle_gemini(
         return error_response(dialect, 404, message, request_id=call.request_id)
     prompt, input_tokens = read_prompt(call.body, call.output_tokens, vertex=vertex)
     count = _apply_generation(prompt, call.body.get("generationConfig"))
+    top = requested_logprobs(call.body.get("generationConfig"))
     prompt.reasoning, show = thinking(call.body.get("generationConfig"), model)
     check_history(call.body["contents"], prompt.reasoning)
     completions = [complete(prompt, i, lambda: "") for i in range(count)]
@@ -285,11 +289,11 @@ async def handle_gemini(
     grounding = _grounding(call.body, prompt, call.searches)
     if method == "generateContent":
         return await _answer(
-            call, dialect, model, response_id, completions, input_tokens, show, grounding
+            call, dialect, model, response_id, completions, input_tokens, show, grounding, top
         )
     events = _events(
         model, response_id, completions, input_tokens, ending, show, call.sign_last_text,
-        grounding,
+        grounding, top,
     )  # fmt: skip
     if request.query.get("alt") != "sse":
         await delay(call, sum(c.output_tokens for c in completions))
@@ -309,6 +313,7 @@ async def _answer(
     input_tokens: int,
     show: bool,
     grounding: dict[str, Any] | None = None,
+    top: int | None = None,
 ) -> web.Response:
     output_tokens = sum(completion.output_tokens for completion in completions)
     thoughts = sum(len(completion.reasoning) for completion in completions)
@@ -321,6 +326,9 @@ async def _answer(
         for candidate in candidates:
             supports = _supports(candidate)
             candidate["groundingMetadata"] = {**grounding, "groundingSupports": supports}
+    if top is not None:
+        for candidate, completion in zip(candidates, completions, strict=True):
+            candidate.update(logprobs_result(completion.pieces, top))
     payload = {
         "candidates": candidates,
         "usageMetadata": usage(input_tokens, output_tokens, thoughts),
@@ -349,6 +357,7 @@ def _events(
     show: bool = False,
     sign_last_text: bool = False,
     grounding: dict[str, Any] | None = None,
+    top: int | None = None,
 ) -> StreamParts:
     """Every object of a stream, each framed as one server-sent event; ``sign_last_text``: an
     answer without calls is signed on its last text piece, not on the empty part after it."""
@@ -382,7 +391,10 @@ def _events(
         for part, tokens in pieces:
             produced += tokens
             content = {"role": "model", "parts": [part]}
-            parts.append((event([{"content": content, "index": index}]), True))
+            candidate: dict[str, Any] = {"content": content, "index": index}
+            if top is not None and "text" in part and not part.get("thought"):
+                candidate.update(logprobs_result([part["text"]], top))
+            parts.append((event([candidate]), True))
     last = [
         _last_candidate(
             completion, index, ending, signed=sign_last_text and bool(completion.pieces)

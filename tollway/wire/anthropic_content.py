@@ -17,6 +17,7 @@ from tollway.core.types import (
     PDF,
     PLAIN_TEXT,
     ContentPart,
+    DocumentCitation,
     DocumentPart,
     ImagePart,
     Message,
@@ -247,6 +248,9 @@ def _part_to_wire(part: ContentPart) -> dict[str, Any]:
     """One content block; an image's ``detail`` has no Anthropic counterpart and is dropped.
     Reasoning no provider signed is a ``thinking`` block with an empty signature."""
     if isinstance(part, TextPart):
+        if part.citations:  # another provider's (Bedrock's), read by its codec
+            cited = [citation_to_wire(citation) for citation in part.citations]
+            return {**part.extra, "type": "text", "text": part.text, "citations": cited}
         return {**part.extra, "type": "text", "text": part.text}
     if isinstance(part, ReasoningPart):
         if part.redacted is not None:
@@ -274,3 +278,23 @@ def document_to_wire(part: DocumentPart) -> dict[str, Any]:
     if part.name is not None:
         block["title"] = part.name
     return block
+
+
+_LOCATIONS = {
+    "char": ("char_location", "start_char_index", "end_char_index"),
+    "page": ("page_location", "start_page_number", "end_page_number"),
+    "block": ("content_block_location", "start_block_index", "end_block_index"),
+}
+
+
+def citation_to_wire(citation: DocumentCitation) -> dict[str, Any]:
+    """A text block's citation of a document passage (``char_location``, ...)."""
+    kind, start, end = _LOCATIONS[citation.kind]
+    return {
+        "type": kind,
+        "cited_text": citation.cited_text,
+        "document_index": citation.document_index,
+        "document_title": citation.document_title,
+        start: citation.start,
+        end: citation.end,
+    }

@@ -23,7 +23,9 @@ OpenAI-format upstream interleaves are sent one block after the other (``held_ca
 family's stream, which says its usage only at its end, the input tokens it counted so far
 (Gemini's running ``usageMetadata``), else the gateway's own estimate (``input_estimate``):
 older Anthropic SDKs and many tools read the input tokens from ``message_start`` alone, and
-the upstream's count follows in ``message_delta``.
+the upstream's count follows in ``message_delta``. Another format's quote of a document (a
+chunk with ``citations``: Bedrock's) is a text block of its own, its ``citations_delta``s
+before its text.
 
 Another format's reasoning (Bedrock's ``reasoningContent``, an OpenAI-compatible server's
 ``reasoning_content`` / ``reasoning``) becomes ``thinking`` blocks (``thinking_delta``s,
@@ -49,11 +51,13 @@ from tollway.core.types import (
     JSON,
     ChatChunk,
     ChunkChoice,
+    DocumentCitation,
     FinishReason,
     ReasoningDelta,
     ToolCallDelta,
     Usage,
 )
+from tollway.wire.anthropic_content import citation_to_wire
 from tollway.wire.anthropic_response import (
     WIRE_FORMAT,
     finish_from_wire,
@@ -381,6 +385,18 @@ class StreamWriter:
             self._open_block("text", {"type": "text", "text": ""}, out)
         out.append(self._delta({"type": "text_delta", "text": text}))
 
+    def _quote(self, text: str, citations: list[DocumentCitation], out: list[bytes]) -> None:
+        """Quoted text as a text block of its own, its citations first, as Anthropic streams
+        it (another format's citations come whole with their text: ``ChunkChoice``)."""
+        self._open_block("quote", {"type": "text", "text": ""}, out)
+        for citation in citations:
+            out.append(
+                self._delta({"type": "citations_delta", "citation": citation_to_wire(citation)})
+            )
+        if text:
+            out.append(self._delta({"type": "text_delta", "text": text}))
+        self._close(out)
+
     def _choice(self, choice: ChunkChoice, out: list[bytes]) -> None:
         if "ping" in choice.extra:
             out.append(_PING)
@@ -391,7 +407,9 @@ class StreamWriter:
             self._open_block("text" if block["type"] == "text" else "other", block, out)
         if "delta" in choice.extra and self._open is not None:
             out.append(self._delta(choice.extra["delta"]))
-        if choice.content:
+        if choice.citations:
+            self._quote(choice.content or "", choice.citations, out)
+        elif choice.content:
             self._text(choice.content, out)
         for call in choice.tool_calls or ():
             self._tool_delta(call, out, choice.extra.get("tool_use"))

@@ -6,10 +6,13 @@ A Converse block is a union: an object with one key naming its kind (``text``, `
 base64 text its JSON carries) is a ``ReasoningPart``; reasoning no provider signed is not sent
 back (Claude would refuse it). Kinds the gateway does not model are kept as ``OpaquePart``
 named by that key. A document (a PDF, or plain text as a ``txt`` file) is a ``document`` block
-whose ``name`` Converse requires and restricts (``_document_name``). Images travel
-as base64 ``bytes`` with a ``format`` (``png``, ``jpeg``, ``gif``, ``webp``); Bedrock cannot
-fetch an image by URL, so an image URL is a 400. A ``json`` block in a tool result is a
-``TextPart`` holding the JSON text (what other formats get) with the value in its ``extra``.
+whose ``name`` Converse requires and restricts (``_document_name``); with citations on (an
+Anthropic client's document ``citations``, which ``crossing`` keeps) it says
+``citations: {"enabled": true}``, and the answer's ``citationsContent`` blocks are text parts
+with their ``citations`` (``bedrock_citations``). Images travel as base64 ``bytes`` with a
+``format`` (``png``, ``jpeg``, ``gif``, ``webp``); Bedrock cannot fetch an image by URL, so
+an image URL is a 400. A ``json`` block in a tool result is a ``TextPart`` holding the JSON
+text (what other formats get) with the value in its ``extra``.
 
 An Anthropic client's cache hint (``cache_control``, which ``crossing`` keeps in the extras of
 what it marks) is a ``cachePoint`` block right after that block, tool result, call or tool:
@@ -38,6 +41,7 @@ from tollway.core.types import (
     TextPart,
     ToolCall,
 )
+from tollway.wire.bedrock_citations import cited_text, cites
 from tollway.wire.crossing import CACHE_HINT
 from tollway.wire.fields import json_object, optional, required
 
@@ -89,6 +93,8 @@ def part_from_wire(block: dict[str, Any], param: str) -> ContentPart:
         return TextPart(required(block, "text", str, f"{param}.text"))
     if kind == "json":
         return TextPart(orjson.dumps(block["json"]).decode(), extra={"json": block["json"]})
+    if kind == "citationsContent" and isinstance(block["citationsContent"], dict):
+        return cited_text(block["citationsContent"])
     if kind == "reasoningContent":
         reasoning = _reasoning_from_wire(block["reasoningContent"], f"{param}.reasoningContent")
         if reasoning is not None:
@@ -235,13 +241,14 @@ def _document_to_wire(part: DocumentPart) -> dict[str, Any]:
         document_format, data = "pdf", part.data
     else:
         document_format, data = "txt", base64.b64encode((part.text or "").encode()).decode()
-    return {
-        "document": {
-            "format": document_format,
-            "name": _document_name(part.name, data),
-            "source": {"bytes": data},
-        }
+    document: dict[str, Any] = {
+        "format": document_format,
+        "name": _document_name(part.name, data),
+        "source": {"bytes": data},
     }
+    if cites(part):
+        document["citations"] = {"enabled": True}
+    return {"document": document}
 
 
 def _document_name(name: str | None, data: str) -> str:

@@ -10,8 +10,10 @@ arguments); ``reasoningContent`` deltas become reasoning: its text as it comes, 
 ``signature`` and ``redactedContent`` (which may come in pieces, and are whole only together)
 at the block's ``contentBlockStop``; ``messageStop`` gives the finish reason and Claude's
 ``stop_sequence`` when asked for (a ``stopReason`` saying the output is unusable,
-``malformed_tool_use``, raises that failure instead); ``metadata`` gives the usage-only chunk
-that ends the stream. Bedrock sends ``metadata`` last, but one that comes before
+``malformed_tool_use``, raises that failure instead); a block with a ``citation`` delta (a
+quote of a document) is held to its ``contentBlockStop`` and told as one chunk, its text with
+its ``citations`` (``bedrock_citations``); ``metadata`` gives the usage-only chunk that ends
+the stream. Bedrock sends ``metadata`` last, but one that comes before
 ``messageStop`` is held (``held``) until the finish has been told: the answer is complete only
 once both came (``done``), and a stream without ``messageStop`` is a failure whatever came.
 ``exception`` messages (``:exception-type``, e.g. ``throttlingException``) and ``error``
@@ -30,7 +32,14 @@ from typing import Any
 import orjson
 
 from tollway.core.errors import UpstreamProtocolError
-from tollway.core.types import ChatChunk, ChunkChoice, ReasoningDelta, ToolCallDelta
+from tollway.core.types import (
+    ChatChunk,
+    ChunkChoice,
+    DocumentCitation,
+    ReasoningDelta,
+    ToolCallDelta,
+)
+from tollway.wire.bedrock_citations import citation_from_wire
 from tollway.wire.bedrock_response import (
     WIRE_FORMAT,
     exception_error,
@@ -60,6 +69,8 @@ class StreamReader:
         """Blocks of tool calls no argument fragment has come for yet."""
         self._signatures: dict[int, list[str]] = {}
         self._redacted: dict[int, list[str]] = {}
+        self._quotes: dict[int, tuple[list[str], list[DocumentCitation]]] = {}
+        """Blocks a ``citation`` came for: their text so far and their citations."""
 
     def feed(self, headers: Mapping[str, Any], payload: bytes) -> ChatChunk | None:
         """The chunk one message stands for, if any; raises on exception and error messages."""
@@ -123,8 +134,17 @@ class StreamReader:
         return self._chunk(ChunkChoice(index=0, tool_calls=[call]))
 
     def _block_delta(self, index: int, delta: dict[str, Any]) -> ChatChunk | None:
+        if "citation" in delta:
+            quote = self._quotes.setdefault(index, ([], []))
+            citation = citation_from_wire(delta["citation"])
+            if citation is not None:
+                quote[1].append(citation)
+            return None
         if "text" in delta:
             text = str(delta["text"])
+            if index in self._quotes:
+                self._quotes[index][0].append(text)
+                return None
             return self._chunk(ChunkChoice(index=0, content=text)) if text else None
         use = delta.get("toolUse")
         if use is None:
@@ -151,6 +171,10 @@ class StreamReader:
         """A reasoning block's signature or encrypted reasoning, whole at its end; a call's
         empty object as its arguments, when none came (Bedrock streams a call without
         arguments as one empty fragment, and OpenAI's clients parse them as JSON)."""
+        quote = self._quotes.pop(index, None)
+        if quote is not None:
+            text, citations = "".join(quote[0]), quote[1] or None
+            return self._chunk(ChunkChoice(index=0, content=text or None, citations=citations))
         if index in self._unargued:
             self._unargued.discard(index)
             call = ToolCallDelta(index=self._tool_of_block[index], arguments="{}")

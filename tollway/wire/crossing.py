@@ -33,8 +33,10 @@ that came from another format passes it through here first:
 - a tool call's id (and its result's) that the target's API would refuse (``CALL_IDS``: a
   character Anthropic or Bedrock does not take, more than OpenAI's 40 or Bedrock's 64) is
   rewritten to one it takes, the same for the call and its result (``call_id_for``);
-- a document's Anthropic-only settings (``citations``, ``context``) are a 400 for the others,
-  and so is a document in a tool result for OpenAI, which takes only text there;
+- a document's Anthropic settings (``citations``, ``context``) are a 400 for the others,
+  but ``citations`` is kept for Bedrock, whose Converse cites documents too
+  (``CITES_DOCUMENTS``); a document in a tool result is a 400 for OpenAI, which takes only
+  text there;
 - content parts and tools the gateway does not model are a 400 naming their type, and so is
   a field of a tool's ``function`` the gateway does not model (unless it asks for nothing);
 - answers and chunks lose their extras (they are the other format's details), and an answer
@@ -114,6 +116,9 @@ WRITES_CACHE_HINTS = frozenset({"anthropic", "bedrock"})
 results, tool calls and tools): Anthropic's as it is, Bedrock's as ``cachePoint`` blocks; the
 others drop it."""
 CACHE_HINT = "cache_control"
+CITES_DOCUMENTS = frozenset({"bedrock"})
+"""Families besides Anthropic whose codec sends a document's ``citations`` (in Anthropic's
+words, kept in the document's extras) and reads the answer's citations: Bedrock's Converse."""
 ERROR_STATUS: Mapping[str, JSON] = MappingProxyType({"bedrock": {"status": "error"}})
 """Per format, the tool result fields that say a call failed (Anthropic's ``is_error``): the
 others are told in the result's text."""
@@ -448,6 +453,8 @@ def _plain_part(part: ContentPart, target: str, hints: bool, param: str) -> Cont
     if isinstance(part, DocumentPart) and target != _ANTHROPIC:
         _check_document(part, target)
     extra = _hint(part.extra, hints)
+    if isinstance(part, DocumentPart) and target in CITES_DOCUMENTS and "citations" in part.extra:
+        extra["citations"] = part.extra["citations"]
     return (
         TextPart(part.text, extra=extra)
         if isinstance(part, TextPart)
@@ -457,10 +464,12 @@ def _plain_part(part: ContentPart, target: str, hints: bool, param: str) -> Cont
 
 def _check_document(part: DocumentPart, target: str) -> None:
     """A document's Anthropic settings that change the answer and have no counterpart
-    elsewhere: ``citations`` (the answer cites the document) and ``context`` (what the model
-    is told about it) are a 400 naming them."""
+    elsewhere: ``citations`` (the answer cites the document; Bedrock's Converse has them too,
+    ``CITES_DOCUMENTS``) and ``context`` (what the model is told about it) are a 400 naming
+    them."""
     citations = part.extra.get("citations")
-    if isinstance(citations, dict) and citations.get("enabled") is True:
+    enabled = isinstance(citations, dict) and citations.get("enabled") is True
+    if enabled and target not in CITES_DOCUMENTS:
         raise InvalidRequest(
             f"a document's 'citations' cannot be translated for {_a(target)} deployment",
             param="messages",
@@ -600,7 +609,9 @@ def _placed_among(call: ToolCall, kept: list[bool]) -> ToolCall:
 def _plain_answer_part(part: TextPart | ImagePart | DocumentPart | ReasoningPart) -> ContentPart:
     if not part.extra:
         return part
-    return TextPart(part.text) if isinstance(part, TextPart) else replace(part, extra={})
+    if isinstance(part, TextPart):
+        return TextPart(part.text, citations=part.citations)
+    return replace(part, extra={})
 
 
 def chunk_for(chunk: ChatChunk, target: str) -> ChatChunk:

@@ -30,6 +30,8 @@ Where Gemini's shape differs from the canonical one:
 - An OpenAI-format client's ``web_search_options`` is the ``googleSearch`` tool (grounding
   with Google Search); its ``user_location`` and a ``search_context_size`` other than the
   default have no counterpart: a 400 naming them.
+- An OpenAI-format client's ``logprobs`` and ``top_logprobs`` are ``responseLogprobs`` and
+  ``logprobs`` (``gemini_logprobs``).
 - No counterpart, dropped: ``user``, a tool's ``strict``, an image's ``detail`` and a
   message's ``name``.
 """
@@ -64,6 +66,7 @@ from tollway.wire.gemini_content import (
     part_from_wire,
     parts_from_wire,
 )
+from tollway.wire.gemini_logprobs import LOGPROBS, take_logprobs
 from tollway.wire.gemini_thinking import thinking_config
 from tollway.wire.thought_signatures import signatures_from_calls
 
@@ -128,6 +131,9 @@ def request_to_wire(
     searches = foreign and SEARCH_OPTIONS in request.extra
     if searches:
         request, searches = _search_options(request)
+    scores: dict[str, Any] = {}
+    if request.wire_format == OPENAI_FORMAT and not request.extra.keys().isdisjoint(LOGPROBS):
+        request, scores = take_logprobs(request)
     request = request_for(request, WIRE_FORMAT)
     if searches:  # a tool of Gemini's own, which a foreign request may not bring
         request = replace(request, tools=[*(request.tools or ()), _google_search()])
@@ -135,6 +141,7 @@ def request_to_wire(
     generation = dict(body.pop("generationConfig", None) or {})
     if thinking is not None:
         generation["thinkingConfig"] = thinking
+    generation.update(scores)
     system = _system_to_wire(request.messages)
     if system is not None:
         body["systemInstruction"] = system

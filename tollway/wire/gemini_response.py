@@ -49,6 +49,7 @@ from tollway.wire.gemini_content import (
     parts_from_wire,
 )
 from tollway.wire.gemini_grounding import citations_from_grounding
+from tollway.wire.gemini_logprobs import logprobs_from_wire
 
 WIRE_FORMAT = "gemini"
 
@@ -174,6 +175,7 @@ def candidate_from_wire(raw: Any, position: int, answer: str = "") -> Choice:
         ),
         finish_reason=finish,
         extra=extra,
+        logprobs=logprobs_from_wire(raw.get("logprobsResult")),
     )
 
 

@@ -47,6 +47,7 @@ from tollway.wire.gemini_content import (
     parts_from_wire,
     signature_from_wire,
 )
+from tollway.wire.gemini_logprobs import logprobs_from_wire
 from tollway.wire.gemini_response import (
     WIRE_FORMAT,
     finish_from_wire,
@@ -180,6 +181,7 @@ class StreamReader:
             finish_reason=finish,
             extra=extra,
             reasoning=reasoning,
+            logprobs=logprobs_from_wire(raw.get("logprobsResult")),
         )
 
     def _grounded(self, index: int, queries: int) -> None:

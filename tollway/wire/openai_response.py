@@ -16,6 +16,7 @@ from tollway.core.types import (
     ChunkChoice,
     Message,
     Role,
+    TokenLogprob,
     ToolCall,
     ToolCallDelta,
     UrlCitation,
@@ -291,9 +292,25 @@ def _choice_to_wire(choice: Choice) -> dict[str, Any]:
         "message": wire_message,
         "finish_reason": choice.finish_reason,
     }
-    out.setdefault("logprobs", None)
+    out["logprobs"] = None if choice.logprobs is None else logprobs_to_wire(choice.logprobs)
     out.update(choice.extra)
     return out
+
+
+def logprobs_to_wire(tokens: list[TokenLogprob]) -> dict[str, Any]:
+    """Another provider's log probabilities (Gemini's) as a choice's ``logprobs``."""
+    return {"content": [_token_to_wire(token) for token in tokens], "refusal": None}
+
+
+def _token_to_wire(token: TokenLogprob) -> dict[str, Any]:
+    return {
+        **_scored_to_wire(token),
+        "top_logprobs": [_scored_to_wire(alternative) for alternative in token.top],
+    }
+
+
+def _scored_to_wire(token: TokenLogprob) -> dict[str, Any]:
+    return {"token": token.token, "logprob": token.logprob, "bytes": list(token.token.encode())}
 
 
 def _sign_calls(calls: list[dict[str, Any]], signatures: list[str | None]) -> None:
@@ -453,7 +470,8 @@ def _chunk_choice_to_wire(choice: ChunkChoice) -> dict[str, Any]:
         if signature is not None:
             delta["tool_calls"][0] = signed_call(delta["tool_calls"][0], signature)
     delta.update(choice.extra)
-    out: dict[str, Any] = {"index": choice.index, "delta": delta, "logprobs": None}
+    logprobs = None if choice.logprobs is None else logprobs_to_wire(choice.logprobs)
+    out: dict[str, Any] = {"index": choice.index, "delta": delta, "logprobs": logprobs}
     out["finish_reason"] = choice.finish_reason
     if choice.choice_extra:
         out.update(choice.choice_extra)

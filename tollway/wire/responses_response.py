@@ -26,8 +26,17 @@ import secrets
 import time
 from typing import Any
 
-from tollway.core.types import JSON, ChatResponse, FinishReason, Message, ReasoningPart, Usage
+from tollway.core.types import (
+    JSON,
+    ChatResponse,
+    FinishReason,
+    Message,
+    ReasoningPart,
+    TokenLogprob,
+    Usage,
+)
 from tollway.wire.crossing import reasoning_of, refusal_of
+from tollway.wire.openai_response import logprobs_to_wire
 from tollway.wire.responses_reasoning import carried, seal
 
 _OPENAI = "openai"
@@ -64,9 +73,14 @@ def output_text(text: str, logprobs: list[JSON] | None = None) -> JSON:
     return {"type": "output_text", "text": text, "annotations": [], "logprobs": logprobs or []}
 
 
-def logprobs_of(extra: JSON | None, wire_format: str | None) -> list[JSON]:
-    """The log probabilities of an OpenAI-format choice's text (its ``logprobs.content``), as
-    the Responses API's ``output_text`` part lists them; none from other formats."""
+def logprobs_of(
+    extra: JSON | None, wire_format: str | None, scored: list[TokenLogprob] | None = None
+) -> list[JSON]:
+    """The log probabilities of an OpenAI-format choice's text (its ``logprobs.content``), or
+    another provider's read by its codec (``scored``: Gemini's), as the Responses API's
+    ``output_text`` part lists them; none from other formats."""
+    if scored is not None:
+        extra, wire_format = {"logprobs": logprobs_to_wire(scored)}, _OPENAI
     if wire_format != _OPENAI or not extra:
         return []
     logprobs = extra.get("logprobs")
@@ -190,7 +204,7 @@ def response_to_wire(response: ChatResponse, echo: JSON) -> dict[str, Any]:
             if sealed is not None:
                 item["encrypted_content"] = sealed
             output.append(item)
-        content = _content(message, response.wire_format, choice.extra)
+        content = _content(message, response.wire_format, choice.extra, choice.logprobs)
         if content or not message.tool_calls:
             output.append(message_item(new_id("msg"), content or [output_text("")], "completed"))
         output.extend(
@@ -229,9 +243,14 @@ def _sealed(message: Message) -> str | None:
     return seal(carried([p for p in content if isinstance(p, ReasoningPart)]))
 
 
-def _content(message: Message, wire_format: str | None, choice_extra: JSON) -> list[JSON]:
+def _content(
+    message: Message,
+    wire_format: str | None,
+    choice_extra: JSON,
+    tokens: list[TokenLogprob] | None,
+) -> list[JSON]:
     text = message.text()
-    content = [output_text(text, logprobs_of(choice_extra, wire_format))] if text else []
+    content = [output_text(text, logprobs_of(choice_extra, wire_format, tokens))] if text else []
     refusal = refusal_of(message.extra, wire_format)
     if refusal is not None:
         content.append(refusal_part(refusal))

@@ -180,7 +180,7 @@ class StreamWriter:
             if signs is not None:
                 self._sign(signs, out)
             if choice.content:
-                logprobs = logprobs_of(choice.choice_extra, chunk.wire_format)
+                logprobs = logprobs_of(choice.choice_extra, chunk.wire_format, choice.logprobs)
                 self._text(choice.content, _TEXT, out, logprobs)
             refusal = refusal_of(choice.extra, chunk.wire_format)
             if refusal is not None:

@@ -34,6 +34,7 @@ from tollway.core.types import (
     Message,
     ReasoningPart,
     TextPart,
+    TokenLogprob,
     ToolCall,
     ToolCallDelta,
     UpstreamTimeouts,
@@ -345,7 +346,8 @@ def test_json_output_and_anthropic_requests_translate() -> None:
 @pytest.mark.parametrize(
     ("body", "match"),
     [
-        (openai_body(logprobs=True), "logprobs"),
+        (openai_body(logprobs=True, top_logprobs=21), "top_logprobs"),  # Gemini's most: 20
+        (openai_body(top_logprobs=2), "top_logprobs"),  # only with logprobs, as OpenAI says
         (openai_body(presence_penalty=1), "presence_penalty"),
         (
             openai_body(
@@ -383,6 +385,26 @@ def test_json_output_and_anthropic_requests_translate() -> None:
 def test_untranslatable_features_are_400s_naming_them(body: dict[str, Any], match: str) -> None:
     with pytest.raises(InvalidRequest, match=match):
         request_to_wire(openai_request.request_from_wire(body))
+
+
+def test_logprobs_are_response_logprobs_and_their_result_the_choices() -> None:
+    body = request_to_wire(
+        openai_request.request_from_wire(openai_body(logprobs=True, top_logprobs=3))
+    )
+    assert body["generationConfig"] == {"responseLogprobs": True, "logprobs": 3}
+    plain = request_to_wire(openai_request.request_from_wire(openai_body(logprobs=False)))
+    assert "generationConfig" not in plain
+    # Google leaves out a logProbability of 0 (a default value).
+    result = {
+        "chosenCandidates": [{"token": "Hi", "logProbability": -0.5}, {"token": "!"}],
+        "topCandidates": [{"candidates": [{"token": "Hi", "logProbability": -0.5}]}],
+    }
+    candidate = {"content": {"parts": [{"text": "Hi!"}]}, "logprobsResult": result}
+    (choice,) = response_from_wire({"candidates": [candidate]}).choices
+    assert choice.logprobs == [
+        TokenLogprob("Hi", -0.5, [TokenLogprob("Hi", -0.5)]),
+        TokenLogprob("!", 0.0),
+    ]
 
 
 def test_gemini_only_features_are_400s_for_other_formats() -> None:
