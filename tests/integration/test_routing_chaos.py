@@ -145,6 +145,8 @@ def gateway(log_dir: Path, sims: tuple[str, str], closed_port: int) -> Iterator[
             _pair("paced", a, b, strategy="latency",
                   primary={"headers": {"x-sim-tpot-ms": "40"}},
                   backup={"headers": {"x-sim-ttft-ms": "80"}}),
+            _pair("severed", a, b, strategy="latency",
+                  primary={"headers": {"x-sim-ttft-ms": "200", "x-sim-fault": "stop-after:2"}}),
             {"name": "embed-bounded", "kind": "embedding", "deadline": "800ms", "deployments": [{
                 "provider": "vertex_ai", "model": "gemini-embedding-001",
                 "api_base": a + "/v1/projects/test/locations/europe-west4", "api_key": "sim-key",
@@ -688,6 +690,28 @@ def test_latency_routing_ranks_streams_and_whole_answers_apart(gateway: str) -> 
     # Exploration sends 10% to the other: 10 or more of 30 less than once in 3,000 runs.
     assert served(30, stream=True)["paced-primary"] >= 21
     assert served(30, stream=False)["paced-backup"] >= 21
+
+
+def test_a_stream_cut_after_its_first_content_still_measures_its_first_token(
+    gateway: str,
+) -> None:
+    # A stream that failed after its first content fed no time to first content, though it
+    # was known: a deployment whose streams all broke midway stayed unmeasured for streams,
+    # and the latency strategy sent it every stream first (to be measured), however slow.
+    body = {"model": "severed", "messages": HI, "max_tokens": 8, "stream": True}
+    for _ in range(30):  # exploration may start a stream at the backup
+        with httpx.stream(
+            "POST", gateway + "/v1/chat/completions", json=body, headers=ADMIN, timeout=30
+        ) as answer:
+            served = answer.headers["x-tollway-deployment"]
+            text = answer.read().decode()
+        if served == "severed-primary":
+            break
+    assert served == "severed-primary"
+    assert '"content"' in text and '"error"' in text  # content, then the cut's error event
+    primary = _health(gateway)["severed-primary"]
+    assert primary["failures"] == 1 and primary["in_flight"] == 0
+    assert primary["ewma_ttft_ms"] is not None and primary["ewma_ttft_ms"] >= 200, primary
 
 
 def test_latency_routing_follows_the_faster_deployment(gateway: str, sims: tuple[str, str]) -> None:

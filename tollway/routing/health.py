@@ -218,10 +218,12 @@ class HealthBook:
         latency: float,
         waited: Waited = "first_token",
         probe: bool = False,
+        ttft: float | None = None,
     ) -> None:
         """The request failed with ``error`` after ``latency`` seconds, waiting for what
         ``waited`` says; may open the circuit or rest the deployment. ``probe``: the request
-        is the half-open circuit's probe (``available`` claimed it for it)."""
+        is the half-open circuit's probe (``available`` claimed it for it). ``ttft``: a
+        stream that failed after its first content, which came after that long."""
         health.in_flight -= 1
         health.failures += 1
         if isinstance(error, UpstreamStatusError):  # the provider's own name for it first
@@ -251,10 +253,13 @@ class HealthBook:
             return
         # A slow failure still tells how slow the deployment is; a timeout says too that what
         # it waited for (a stream's first content, a whole answer) came no sooner: the latency
-        # strategy ranks by those. A stream that had begun says nothing of either.
+        # strategy ranks by those. A stream that had begun tells how soon it began (else a
+        # deployment whose streams all break midway stays unmeasured, and ranks first).
         alpha = self.config.latency_alpha
         health.ewma_latency = _ewma(health.ewma_latency, latency, alpha)
-        if isinstance(error, UpstreamTimeout) and waited is not None:
+        if ttft is not None:
+            health.ewma_ttft = _ewma(health.ewma_ttft, ttft, alpha)
+        elif isinstance(error, UpstreamTimeout) and waited is not None:
             if waited == "first_token":
                 health.ewma_ttft = _ewma(health.ewma_ttft, latency, alpha)
             else:
