@@ -119,6 +119,7 @@ def gateway(log_dir: Path, sims: tuple[str, str], closed_port: int) -> Iterator[
             _pair("retried", a, b, retries=1),
             _pair("reprobed", a, b),
             _pair("owned", a, b),
+            _pair("outlived", a, b),
             _pair("bounded", a, b, deadline="700ms", retries=1),
             _pair("unhurried", a, b, deadline="5s", primary={"timeouts": {"first_byte": "300ms"}}),
             {"name": "cutoff", "deployments": [_deployment(a, "cutoff-a")], "deadline": "500ms",
@@ -594,6 +595,46 @@ def test_a_request_that_was_no_probe_never_gives_the_probe_away(
     probe.join()
     assert probes == ["owned-primary"]
     primary = _health(gateway)["owned-primary"]
+    assert primary["circuit"] == "closed" and primary["in_flight"] == 0
+
+
+def test_a_request_that_was_no_probe_failing_leaves_the_probe_under_way_the_only_one(
+    gateway: str, sims: tuple[str, str]
+) -> None:
+    # A request sent before the circuit opened that failed while the probe was under way
+    # reopened the circuit and cleared the probe: a cooldown later, a second request probed
+    # while the first probe was still out (a failing deployment's earlier requests, ending one
+    # by one, let through a probe each).
+    def send(headers: dict[str, str], into: list[str], stream: bool = False) -> None:
+        body = {"model": "outlived", "messages": HI, "max_tokens": 30, "stream": stream}
+        answer = httpx.post(
+            gateway + "/v1/chat/completions", json=body, headers={**ADMIN, **headers}, timeout=30
+        )
+        into.append(answer.headers["x-tollway-deployment"])
+
+    earlier: list[str] = []
+    probes: list[str] = []
+    cut = {"x-sim-tpot-ms": "150", "x-sim-fault": "stop-after:15"}  # cut after about 2.2 s
+    old = threading.Thread(target=send, args=(cut, earlier, True))
+    old.start()  # a stream begun while the circuit is closed
+    time.sleep(0.2)
+    _sim_config(sims[0], fault="status:500")
+    for _ in range(3):
+        assert _chat(gateway, "outlived").headers["x-tollway-deployment"] == "outlived-backup"
+    assert _health(gateway)["outlived-primary"]["circuit"] == "open"
+    _sim_config(sims[0], fault=None)
+    time.sleep(1.1)  # the cooldown: the next request probes the primary, slowly
+    probe = threading.Thread(target=send, args=({"x-sim-ttft-ms": "3000"}, probes))
+    probe.start()
+    old.join()  # the earlier stream was cut: a failure of the primary's
+    assert earlier == ["outlived-primary"]
+    primary = _health(gateway)["outlived-primary"]
+    assert primary["circuit"] == "half_open" and primary["probe_in_flight"] is True, primary
+    time.sleep(1.1)  # a cooldown later, the probe is still under way: no other request probes
+    assert _chat(gateway, "outlived").headers["x-tollway-deployment"] == "outlived-backup"
+    probe.join()
+    assert probes == ["outlived-primary"]
+    primary = _health(gateway)["outlived-primary"]
     assert primary["circuit"] == "closed" and primary["in_flight"] == 0
 
 

@@ -265,6 +265,12 @@ class HealthBook:
             else:
                 health.ewma_complete = _ewma(health.ewma_complete, latency, alpha)
         health.consecutive_failures += 1
+        if health.state == "half_open" and health.probing and not probe:
+            # A request sent before the circuit opened (or tried because every candidate was
+            # set aside) failed while the probe is under way: the probe's outcome decides.
+            # Reopening here cleared the probe, and a cooldown later another request probed
+            # beside it: only one request probes at a time.
+            return
         if health.state == "half_open" or (
             health.consecutive_failures >= self.config.failure_threshold
         ):
