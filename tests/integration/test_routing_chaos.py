@@ -119,6 +119,7 @@ def gateway(log_dir: Path, sims: tuple[str, str], closed_port: int) -> Iterator[
             _pair("retried", a, b, retries=1),
             _pair("reprobed", a, b),
             _pair("owned", a, b),
+            _pair("outlived", a, b),
             _pair("bounded", a, b, deadline="700ms", retries=1),
             _pair("unhurried", a, b, deadline="5s", primary={"timeouts": {"first_byte": "300ms"}}),
             {"name": "cutoff", "deployments": [_deployment(a, "cutoff-a")], "deadline": "500ms",
@@ -145,6 +146,8 @@ def gateway(log_dir: Path, sims: tuple[str, str], closed_port: int) -> Iterator[
             _pair("paced", a, b, strategy="latency",
                   primary={"headers": {"x-sim-tpot-ms": "40"}},
                   backup={"headers": {"x-sim-ttft-ms": "80"}}),
+            _pair("severed", a, b, strategy="latency",
+                  primary={"headers": {"x-sim-ttft-ms": "200", "x-sim-fault": "stop-after:2"}}),
             {"name": "embed-bounded", "kind": "embedding", "deadline": "800ms", "deployments": [{
                 "provider": "vertex_ai", "model": "gemini-embedding-001",
                 "api_base": a + "/v1/projects/test/locations/europe-west4", "api_key": "sim-key",
@@ -595,6 +598,46 @@ def test_a_request_that_was_no_probe_never_gives_the_probe_away(
     assert primary["circuit"] == "closed" and primary["in_flight"] == 0
 
 
+def test_a_request_that_was_no_probe_failing_leaves_the_probe_under_way_the_only_one(
+    gateway: str, sims: tuple[str, str]
+) -> None:
+    # A request sent before the circuit opened that failed while the probe was under way
+    # reopened the circuit and cleared the probe: a cooldown later, a second request probed
+    # while the first probe was still out (a failing deployment's earlier requests, ending one
+    # by one, let through a probe each).
+    def send(headers: dict[str, str], into: list[str], stream: bool = False) -> None:
+        body = {"model": "outlived", "messages": HI, "max_tokens": 30, "stream": stream}
+        answer = httpx.post(
+            gateway + "/v1/chat/completions", json=body, headers={**ADMIN, **headers}, timeout=30
+        )
+        into.append(answer.headers["x-tollway-deployment"])
+
+    earlier: list[str] = []
+    probes: list[str] = []
+    cut = {"x-sim-tpot-ms": "150", "x-sim-fault": "stop-after:15"}  # cut after about 2.2 s
+    old = threading.Thread(target=send, args=(cut, earlier, True))
+    old.start()  # a stream begun while the circuit is closed
+    time.sleep(0.2)
+    _sim_config(sims[0], fault="status:500")
+    for _ in range(3):
+        assert _chat(gateway, "outlived").headers["x-tollway-deployment"] == "outlived-backup"
+    assert _health(gateway)["outlived-primary"]["circuit"] == "open"
+    _sim_config(sims[0], fault=None)
+    time.sleep(1.1)  # the cooldown: the next request probes the primary, slowly
+    probe = threading.Thread(target=send, args=({"x-sim-ttft-ms": "3000"}, probes))
+    probe.start()
+    old.join()  # the earlier stream was cut: a failure of the primary's
+    assert earlier == ["outlived-primary"]
+    primary = _health(gateway)["outlived-primary"]
+    assert primary["circuit"] == "half_open" and primary["probe_in_flight"] is True, primary
+    time.sleep(1.1)  # a cooldown later, the probe is still under way: no other request probes
+    assert _chat(gateway, "outlived").headers["x-tollway-deployment"] == "outlived-backup"
+    probe.join()
+    assert probes == ["outlived-primary"]
+    primary = _health(gateway)["outlived-primary"]
+    assert primary["circuit"] == "closed" and primary["in_flight"] == 0
+
+
 @pytest.mark.parametrize("family", ["openai", "anthropic"])
 def test_a_stream_cut_after_its_first_chunk_ends_with_a_clean_error(
     gateway: str, family: str
@@ -688,6 +731,28 @@ def test_latency_routing_ranks_streams_and_whole_answers_apart(gateway: str) -> 
     # Exploration sends 10% to the other: 10 or more of 30 less than once in 3,000 runs.
     assert served(30, stream=True)["paced-primary"] >= 21
     assert served(30, stream=False)["paced-backup"] >= 21
+
+
+def test_a_stream_cut_after_its_first_content_still_measures_its_first_token(
+    gateway: str,
+) -> None:
+    # A stream that failed after its first content fed no time to first content, though it
+    # was known: a deployment whose streams all broke midway stayed unmeasured for streams,
+    # and the latency strategy sent it every stream first (to be measured), however slow.
+    body = {"model": "severed", "messages": HI, "max_tokens": 8, "stream": True}
+    for _ in range(30):  # exploration may start a stream at the backup
+        with httpx.stream(
+            "POST", gateway + "/v1/chat/completions", json=body, headers=ADMIN, timeout=30
+        ) as answer:
+            served = answer.headers["x-tollway-deployment"]
+            text = answer.read().decode()
+        if served == "severed-primary":
+            break
+    assert served == "severed-primary"
+    assert '"content"' in text and '"error"' in text  # content, then the cut's error event
+    primary = _health(gateway)["severed-primary"]
+    assert primary["failures"] == 1 and primary["in_flight"] == 0
+    assert primary["ewma_ttft_ms"] is not None and primary["ewma_ttft_ms"] >= 200, primary
 
 
 def test_latency_routing_follows_the_faster_deployment(gateway: str, sims: tuple[str, str]) -> None:

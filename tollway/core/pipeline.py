@@ -413,15 +413,15 @@ class Pipeline:
             # readers could otherwise open for everyone.
             attempt.error, attempt.cut_short = outcome, True
             self._health.abandoned(health)
-        elif outcome is None:
-            ttft = (
-                None if attempt.first_chunk_at is None else attempt.first_chunk_at - attempt.started
-            )
-            self._health.succeeded(health, now - attempt.started, ttft)
         else:
-            attempt.error = outcome
-            # After its first content: says nothing of how soon a stream starts.
-            self._health.failed(health, outcome, now - attempt.started, None)
+            begun = attempt.first_chunk_at
+            ttft = None if begun is None else begun - attempt.started
+            if outcome is None:
+                self._health.succeeded(health, now - attempt.started, ttft)
+            else:
+                attempt.error = outcome
+                # After its first content: it says how soon the stream began, all the same.
+                self._health.failed(health, outcome, now - attempt.started, None, ttft=ttft)
         for stage in self._attempt_end_stages:
             pending = stage.on_attempt_end(ctx, attempt)
             if pending is not None:

@@ -218,10 +218,12 @@ class HealthBook:
         latency: float,
         waited: Waited = "first_token",
         probe: bool = False,
+        ttft: float | None = None,
     ) -> None:
         """The request failed with ``error`` after ``latency`` seconds, waiting for what
         ``waited`` says; may open the circuit or rest the deployment. ``probe``: the request
-        is the half-open circuit's probe (``available`` claimed it for it)."""
+        is the half-open circuit's probe (``available`` claimed it for it). ``ttft``: a
+        stream that failed after its first content, which came after that long."""
         health.in_flight -= 1
         health.failures += 1
         if isinstance(error, UpstreamStatusError):  # the provider's own name for it first
@@ -251,15 +253,24 @@ class HealthBook:
             return
         # A slow failure still tells how slow the deployment is; a timeout says too that what
         # it waited for (a stream's first content, a whole answer) came no sooner: the latency
-        # strategy ranks by those. A stream that had begun says nothing of either.
+        # strategy ranks by those. A stream that had begun tells how soon it began (else a
+        # deployment whose streams all break midway stays unmeasured, and ranks first).
         alpha = self.config.latency_alpha
         health.ewma_latency = _ewma(health.ewma_latency, latency, alpha)
-        if isinstance(error, UpstreamTimeout) and waited is not None:
+        if ttft is not None:
+            health.ewma_ttft = _ewma(health.ewma_ttft, ttft, alpha)
+        elif isinstance(error, UpstreamTimeout) and waited is not None:
             if waited == "first_token":
                 health.ewma_ttft = _ewma(health.ewma_ttft, latency, alpha)
             else:
                 health.ewma_complete = _ewma(health.ewma_complete, latency, alpha)
         health.consecutive_failures += 1
+        if health.state == "half_open" and health.probing and not probe:
+            # A request sent before the circuit opened (or tried because every candidate was
+            # set aside) failed while the probe is under way: the probe's outcome decides.
+            # Reopening here cleared the probe, and a cooldown later another request probed
+            # beside it: only one request probes at a time.
+            return
         if health.state == "half_open" or (
             health.consecutive_failures >= self.config.failure_threshold
         ):

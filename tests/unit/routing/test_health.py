@@ -25,10 +25,10 @@ def _deployment(ident: str, api_base: str) -> Deployment:
     )  # fmt: skip
 
 
-def _fail(book: HealthBook, deployment: str, error: Exception) -> None:
+def _fail(book: HealthBook, deployment: str, error: Exception, probe: bool = False) -> None:
     health = book.of(deployment)
     book.started(health)
-    book.failed(health, error, 0.01)  # type: ignore[arg-type]
+    book.failed(health, error, 0.01, probe=probe)  # type: ignore[arg-type]
 
 
 def test_consecutive_failures_open_then_a_probe_closes() -> None:
@@ -76,9 +76,25 @@ def test_a_record_a_reload_left_behind_tells_no_circuit_move() -> None:
     time.sleep(0.25)
     assert old.available(time.monotonic())  # a request of the old table claims its probe
     book.started(old)
-    book.failed(old, UpstreamUnavailable("reset"), 0.01)
+    book.failed(old, UpstreamUnavailable("reset"), 0.01, probe=True)
     assert old.state == "open" and new.state == "closed"
     assert moves == [("d", "open"), ("d", "closed")]
+
+
+def test_a_failure_beside_the_probe_leaves_the_circuit_to_the_probe() -> None:
+    book = HealthBook(CONFIG)
+    health = book.of("d")
+    book.started(health)  # a request sent while the circuit was closed
+    for _ in range(3):
+        _fail(book, "d", UpstreamUnavailable("reset"))
+    time.sleep(0.25)
+    assert health.available(time.monotonic())  # the probe
+    book.started(health)
+    book.failed(health, UpstreamUnavailable("reset"), 0.01)  # the earlier request fails
+    assert health.state == "half_open" and health.probing
+    assert not health.available(time.monotonic() + 1.0)  # no second probe, however late
+    book.failed(health, UpstreamUnavailable("reset"), 0.01, probe=True)
+    assert health.state == "open" and not health.probing and health.in_flight == 0
 
 
 def test_only_the_probe_hands_the_probe_on() -> None:
@@ -106,7 +122,7 @@ def test_a_failed_probe_opens_the_circuit_again() -> None:
         _fail(book, "d", UpstreamStatusError(500, "boom"))
     time.sleep(0.25)
     assert health.available(time.monotonic())
-    _fail(book, "d", UpstreamStatusError(502, "still down"))
+    _fail(book, "d", UpstreamStatusError(502, "still down"), probe=True)
     assert health.state == "open" and not health.available(time.monotonic())
 
 
