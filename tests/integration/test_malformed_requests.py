@@ -7,7 +7,9 @@ client could write into it at will)."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import httpx
 import pytest
 
 from tests.support import CLIENT_KEY, Process
@@ -48,3 +50,38 @@ async def test_a_malformed_request_is_a_400_logged_without_a_traceback(
     logged = process.output()[before:]
     assert "Traceback" not in logged
     assert "malformed request" in logged
+
+
+# Bodies the real APIs refuse, answered as they answer them: a 400 in the route's dialect
+# naming the parameter, before any upstream is called (the simulator takes them all).
+
+_CHAT = "/v1/chat/completions"
+_HELLO = [{"role": "user", "content": "hello"}]
+
+
+def _post(url: str, path: str, body: dict[str, Any]) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {CLIENT_KEY}"}
+    return httpx.post(url + path, json=body, headers=headers, timeout=10)
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"stream_options": {"include_usage": True}}, "stream_options"),
+        ({"stream": False, "stream_options": {"include_usage": True}}, "stream_options"),
+    ],
+)
+def test_an_openai_body_the_api_refuses_is_a_400_naming_its_parameter(
+    gateway_url: str, fields: dict[str, Any], param: str
+) -> None:
+    answer = _post(gateway_url, _CHAT, {"model": "test-chat", "messages": _HELLO, **fields})
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["param"] == param and error["type"] == "invalid_request_error"
+
+
+def test_stream_options_with_stream_on_are_still_taken(gateway_url: str) -> None:
+    body = {"model": "test-chat", "messages": _HELLO, "stream": True,
+            "stream_options": {"include_usage": True}, "stop": ["a", "b", "c", "d"]}  # fmt: skip
+    answer = _post(gateway_url, _CHAT, body)
+    assert answer.status_code == 200 and '"usage":{' in answer.text

@@ -99,6 +99,13 @@ def request_from_wire(body: dict[str, Any]) -> ChatRequest:
         raise InvalidRequest(f"'{name}' must be at least 1", param=name)
     if request.n is not None and request.n < 1:
         raise InvalidRequest("'n' must be at least 1", param="n")
+    if not plain and not request.stream and body.get("stream_options") is not None:
+        # As OpenAI answers it, rather than options that ask for nothing passed on silently
+        # (a plain body has none: the field makes it not plain, so this costs it nothing).
+        raise InvalidRequest(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            param="stream_options",
+        )
     choice = request.tool_choice
     required_tool = choice is not None and choice.mode in ("required", "function")
     if required_tool and not request.tools and "tools" not in extra:
