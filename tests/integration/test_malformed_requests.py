@@ -69,6 +69,12 @@ def _post(url: str, path: str, body: dict[str, Any]) -> httpx.Response:
     [
         ({"stream_options": {"include_usage": True}}, "stream_options"),
         ({"stream": False, "stream_options": {"include_usage": True}}, "stream_options"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"temperature": 2.5}, "temperature"),
+        ({"temperature": -0.5}, "temperature"),
+        ({"top_p": 1.5}, "top_p"),
+        ({"messages": [{"content": "no role"}]}, "messages[0].role"),
+        ({"temperature": "hot"}, "temperature"),
     ],
 )
 def test_an_openai_body_the_api_refuses_is_a_400_naming_its_parameter(
@@ -85,3 +91,29 @@ def test_stream_options_with_stream_on_are_still_taken(gateway_url: str) -> None
             "stream_options": {"include_usage": True}, "stop": ["a", "b", "c", "d"]}  # fmt: skip
     answer = _post(gateway_url, _CHAT, body)
     assert answer.status_code == 200 and '"usage":{' in answer.text
+
+
+def test_openais_bounds_are_said_in_its_words_on_both_routes(gateway_url: str) -> None:
+    answer = _post(gateway_url, _CHAT, {"model": "test-chat", "messages": _HELLO, "top_p": 2})
+    assert answer.json()["error"] == {
+        "message": "Invalid 'top_p': decimal above maximum value. Expected a value <= 1, "
+        "but got 2 instead.",
+        "type": "invalid_request_error",
+        "param": "top_p",
+        "code": "decimal_above_max_value",
+    }
+    body = {"model": "test-chat", "messages": _HELLO, "stop": list("abcde")}
+    assert _post(gateway_url, _CHAT, body).json()["error"]["code"] == "array_above_max_length"
+    for fields in ({"temperature": 3}, {"top_p": -1}):
+        answer = _post(
+            gateway_url, "/v1/responses", {"model": "test-chat", "input": "hi", **fields}
+        )
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"]["param"] == next(iter(fields))
+
+
+def test_values_at_openais_bounds_are_taken(gateway_url: str) -> None:
+    for fields in ({"temperature": 0, "top_p": 0}, {"temperature": 2, "top_p": 1}):
+        body = {"model": "test-chat", "messages": _HELLO, **fields}
+        answer = _post(gateway_url, _CHAT, body)
+        assert answer.status_code == 200, answer.text

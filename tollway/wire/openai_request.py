@@ -24,7 +24,7 @@ from tollway.core.types import (
     ToolChoice,
 )
 from tollway.wire.crossing import asks_nothing, is_foreign, request_for
-from tollway.wire.fields import json_object, number, optional, required
+from tollway.wire.fields import check_bounds, json_object, number, optional, required
 
 WIRE_FORMAT = "openai"
 
@@ -35,6 +35,11 @@ _ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 # field for any other (crossing.py), never a 400 where OpenAI itself would answer.
 _OPENAI_ONLY_TOOLS = frozenset({"custom"})
 _OPENAI_ONLY_CHOICES = frozenset({"allowed_tools", "custom"})
+# OpenAI's bounds (Chat Completions and Responses alike), checked before any upstream sees
+# them: another family's model would otherwise take, clamp or refuse them in its own words.
+TEMPERATURE = (0.0, 2.0)
+TOP_P = (0.0, 1.0)
+_MOST_STOP_SEQUENCES = 4
 _MESSAGE_KEYS = frozenset({"role", "content", "name", "tool_calls", "tool_call_id"})
 _FUNCTION_KEYS = frozenset({"name", "description", "parameters", "strict"})
 
@@ -99,6 +104,10 @@ def request_from_wire(body: dict[str, Any]) -> ChatRequest:
         raise InvalidRequest(f"'{name}' must be at least 1", param=name)
     if request.n is not None and request.n < 1:
         raise InvalidRequest("'n' must be at least 1", param="n")
+    if request.temperature is not None:
+        check_bounds(request.temperature, "temperature", *TEMPERATURE)
+    if request.top_p is not None:
+        check_bounds(request.top_p, "top_p", *TOP_P)
     if not plain and not request.stream and body.get("stream_options") is not None:
         # As OpenAI answers it, rather than options that ask for nothing passed on silently
         # (a plain body has none: the field makes it not plain, so this costs it nothing).
@@ -279,6 +288,13 @@ def _stop_from_wire(stop: Any) -> list[str] | None:
     if isinstance(stop, str):
         return [stop]
     if isinstance(stop, list) and all(isinstance(s, str) for s in stop):
+        if len(stop) > _MOST_STOP_SEQUENCES:
+            raise InvalidRequest(
+                f"Invalid 'stop': array too long. Expected an array with maximum length "
+                f"{_MOST_STOP_SEQUENCES}, but got an array with length {len(stop)} instead.",
+                code="array_above_max_length",
+                param="stop",
+            )
         return list(stop)
     raise InvalidRequest("'stop' must be a string or an array of strings", param="stop")
 
