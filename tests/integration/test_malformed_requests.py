@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import anthropic
 import httpx
 import pytest
 
@@ -117,3 +118,24 @@ def test_values_at_openais_bounds_are_taken(gateway_url: str) -> None:
         body = {"model": "test-chat", "messages": _HELLO, **fields}
         answer = _post(gateway_url, _CHAT, body)
         assert answer.status_code == 200, answer.text
+
+
+@pytest.mark.parametrize("model", ["test-chat", "test-claude"])
+@pytest.mark.parametrize("fields", [{"temperature": 1.5}, {"temperature": -0.1}, {"top_p": 1.5}])
+def test_anthropics_sampling_ranges_hold_whichever_model_serves(
+    claude: anthropic.Anthropic, model: str, fields: dict[str, Any]
+) -> None:
+    # Anthropic's API takes temperature and top_p from 0 to 1; an OpenAI deployment's wider
+    # temperature range is no reason to take an Anthropic client's 1.5.
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        # As older SDKs sent them (the current one no longer lists the fields).
+        claude.messages.create(model=model, max_tokens=5, messages=_HELLO, extra_body=fields)
+    body: Any = caught.value.body
+    assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
+    assert next(iter(fields)) in body["error"]["message"]
+
+
+def test_anthropics_sampling_bounds_are_taken(claude: anthropic.Anthropic) -> None:
+    for model in ("test-chat", "test-claude"):
+        bounds = {"temperature": 1, "top_p": 0}
+        claude.messages.create(model=model, max_tokens=5, messages=_HELLO, extra_body=bounds)
