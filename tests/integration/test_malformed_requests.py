@@ -58,6 +58,14 @@ async def test_a_malformed_request_is_a_400_logged_without_a_traceback(
 
 _CHAT = "/v1/chat/completions"
 _HELLO = [{"role": "user", "content": "hello"}]
+_LOOK = {"type": "function", "function": {"name": "look", "parameters": {"type": "object"}}}
+_CALLED = {
+    "role": "assistant",
+    "content": None,
+    "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {"name": "look", "arguments": "{}"}}
+    ],
+}
 
 
 def _post(url: str, path: str, body: dict[str, Any]) -> httpx.Response:
@@ -76,6 +84,11 @@ def _post(url: str, path: str, body: dict[str, Any]) -> httpx.Response:
         ({"top_p": 1.5}, "top_p"),
         ({"messages": [{"content": "no role"}]}, "messages[0].role"),
         ({"temperature": "hot"}, "temperature"),
+        ({"messages": [*_HELLO, {"role": "tool", "content": "72F"}]}, "messages[1].tool_call_id"),
+        (
+            {"messages": [*_HELLO, _CALLED, {"role": "tool", "content": "72F"}], "tools": [_LOOK]},
+            "messages[2].tool_call_id",
+        ),
     ],
 )
 def test_an_openai_body_the_api_refuses_is_a_400_naming_its_parameter(

@@ -29,6 +29,8 @@ from tollway.wire.fields import check_bounds, json_object, number, optional, req
 WIRE_FORMAT = "openai"
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+# The roles of the common two-key message; a tool message needs its tool_call_id besides.
+_PLAIN_ROLES = _ROLES - {"tool"}
 # OpenAI's tools and tool choices the gateway does not model (custom tools, with free-form
 # input; a choice among ``allowed_tools``; a named custom tool): kept as the client sent them,
 # in ``extra``, so they reach OpenAI-format deployments unchanged and are a 400 naming their
@@ -68,7 +70,7 @@ def request_from_wire(body: dict[str, Any]) -> ChatRequest:
         if type(raw) is dict and len(raw) == 2:
             # The common message, without the generic walk.
             role, content = raw.get("role"), raw.get("content")
-            if type(content) is str and type(role) is str and role in _ROLES:
+            if type(content) is str and type(role) is str and role in _PLAIN_ROLES:
                 parsed.append(Message(role, content))  # type: ignore[arg-type]  # in _ROLES
                 continue
         plain = False
@@ -308,6 +310,14 @@ def _message_from_wire(raw: Any, index: int) -> Message:
             f"'{param}.role' must be one of {', '.join(sorted(_ROLES))}, not {role!r}",
             param=f"{param}.role",
         )
+    tool_call_id = optional(obj, "tool_call_id", str, f"{param}.tool_call_id")
+    if role == "tool" and tool_call_id is None:
+        # As OpenAI answers it, whichever family serves: a result must say its call.
+        raise InvalidRequest(
+            "Missing parameter 'tool_call_id': messages with role 'tool' must have a "
+            "'tool_call_id'.",
+            param=f"{param}.tool_call_id",
+        )
     tool_calls = optional(obj, "tool_calls", list, f"{param}.tool_calls")
     extra = {k: v for k, v in obj.items() if k not in _MESSAGE_KEYS}
     if tool_calls and any(
@@ -325,7 +335,7 @@ def _message_from_wire(raw: Any, index: int) -> Message:
         else [
             _tool_call_from_wire(c, f"{param}.tool_calls[{i}]") for i, c in enumerate(tool_calls)
         ],
-        tool_call_id=optional(obj, "tool_call_id", str, f"{param}.tool_call_id"),
+        tool_call_id=tool_call_id,
         extra=extra,
     )
 
