@@ -152,3 +152,19 @@ def test_anthropics_sampling_bounds_are_taken(claude: anthropic.Anthropic) -> No
     for model in ("test-chat", "test-claude"):
         bounds = {"temperature": 1, "top_p": 0}
         claude.messages.create(model=model, max_tokens=5, messages=_HELLO, extra_body=bounds)
+
+
+@pytest.mark.parametrize("model", ["test-chat", "test-claude"])
+@pytest.mark.parametrize("content", ["", []])
+def test_an_empty_message_is_refused_as_anthropic_does_but_for_a_final_assistant_turn(
+    claude: anthropic.Anthropic, model: str, content: Any
+) -> None:
+    empty: Any = [{"role": "user", "content": content}]
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        claude.messages.create(model=model, max_tokens=5, messages=empty)
+    body: Any = caught.value.body
+    assert body["error"]["type"] == "invalid_request_error"
+    assert "messages[0].content" in body["error"]["message"]
+    if model == "test-claude":  # (another family takes no prefilled answer at all)
+        prefilled: Any = [*_HELLO, {"role": "assistant", "content": content}]
+        claude.messages.create(model=model, max_tokens=5, messages=prefilled)

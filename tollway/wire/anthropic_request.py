@@ -181,8 +181,8 @@ def _plain_request(body: dict[str, Any]) -> ChatRequest | None:
         if type(message) is not dict or len(message) != 2:
             return None
         role, content = message.get("role"), message.get("content")
-        if type(content) is not str or (role != "user" and role != "assistant"):
-            return None
+        if type(content) is not str or not content or (role != "user" and role != "assistant"):
+            return None  # an empty content too: the generic walk says whether it may be
         parsed.append(Message(role, content))
     extra = {}
     for key, value in body.items():
@@ -427,6 +427,14 @@ def _messages_from_wire(raw: list[Any]) -> list[Message]:
         if "content" not in obj:
             raise InvalidRequest(
                 f"'{param}.content' is a required property", param=f"{param}.content"
+            )
+        content = obj["content"]
+        if (content == "" or content == []) and (role != "assistant" or index < len(raw) - 1):
+            # As Anthropic answers it, whichever family serves (another's would take it).
+            raise InvalidRequest(
+                f"'{param}.content': all messages must have non-empty content except for the "
+                "optional final assistant message",
+                param=f"{param}.content",
             )
         extra = {k: v for k, v in obj.items() if k not in ("role", "content")}
         if role == "assistant":
