@@ -2,7 +2,11 @@
 ``Content-Length``, ``Content-Length`` with ``Transfer-Encoding``, a header line over the
 limit, too many headers. aiohttp answers them 400 itself, before any route; the gateway's
 log says so in one line, not with the traceback of a failure of its own (an ERROR any
-client could write into it at will)."""
+client could write into it at will).
+
+Then bodies HTTP reads but the real APIs refuse: each answered as OpenAI or Anthropic
+answers it, a 400 in the route's dialect naming the parameter, whichever family's
+deployment serves (raw HTTP and the SDKs on the session's gateway)."""
 
 from __future__ import annotations
 
