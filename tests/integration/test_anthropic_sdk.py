@@ -1129,9 +1129,13 @@ def test_beta_and_version_headers_reach_the_upstream_as_configured(
     )
     assert "anthropic-beta" not in recorded_request(simulator_url, "betas unforwarded")["headers"]
     # The client's anthropic-beta goes on only when upstream.forward_headers names it; a
-    # deployment's own headers win, in whatever case they are written.
+    # deployment's own headers win, in whatever case they are written, but for its betas:
+    # added to the client's, each once, in order.
     config = gateway_config(simulator_url, forward_headers=["anthropic-beta", "x-sim-*"])
-    pinned = {"Anthropic-Version": "2023-01-01", "Anthropic-Beta": "pinned-2025-01-01"}
+    pinned = {
+        "Anthropic-Version": "2023-01-01",
+        "Anthropic-Beta": "pinned-2025-01-01, client-beta-2025-01-01",
+    }
     deployment = {"provider": "anthropic", "model": "sim-chat", "api_base": simulator_url,
                   "api_key": "env:TEST_UPSTREAM_KEY"}  # fmt: skip
     config["models"] += [
@@ -1154,4 +1158,4 @@ def test_beta_and_version_headers_reach_the_upstream_as_configured(
     assert plain["anthropic-version"] == "2023-06-01"
     headers = recorded_request(simulator_url, "betas for claude-pinned")["headers"]
     assert headers["anthropic-version"] == "2023-01-01"
-    assert headers["anthropic-beta"] == "pinned-2025-01-01"
+    assert headers["anthropic-beta"] == "client-beta-2025-01-01,pinned-2025-01-01"

@@ -50,7 +50,7 @@ def deployment(simulator_url: str, model: str, **more: Any) -> dict[str, Any]:
 def gateway_url(log_dir: Path, simulator_url: str) -> Iterator[str]:
     """A gateway that forwards the client's ``anthropic-beta``, as the default config does."""
     config = gateway_config(simulator_url, forward_headers=["anthropic-beta", "x-sim-*"])
-    pinned = {"Anthropic-Beta": "pinned-beta-1"}
+    pinned = {"Anthropic-Beta": "pinned-beta-1, context-1m-2025-08-07"}
     config["models"] += [
         {"name": "bedrock-claude", "deployments": [deployment(simulator_url, CLAUDE)]},
         {"name": "bedrock-nova", "deployments": [deployment(simulator_url, NOVA)]},
@@ -115,13 +115,13 @@ def test_an_anthropic_clients_betas_reach_claude_on_bedrock_in_the_body(
     assert body_of(simulator_url, streamed)["additionalModelRequestFields"] == {
         "anthropic_beta": betas[:1]
     }
-    # A deployment's own header wins over the client's, as for Anthropic's API.
+    # A deployment's own betas are added to the client's, each once, as for Anthropic's API.
     pinned = marker("pinned betas to bedrock")
     claude.beta.messages.create(
         model="bedrock-claude-pinned", max_tokens=20, messages=user(pinned), betas=betas
     )
     fields = body_of(simulator_url, pinned)["additionalModelRequestFields"]
-    assert fields == {"anthropic_beta": ["pinned-beta-1"]}
+    assert fields == {"anthropic_beta": [*betas, "pinned-beta-1"]}
 
 
 def test_betas_for_a_model_other_than_claude_are_a_400_naming_the_header(

@@ -6,7 +6,7 @@ The key goes in ``x-api-key``; every call names the API version it was written a
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -30,6 +30,37 @@ from tollway.wire.anthropic_response import (
 from tollway.wire.anthropic_stream import StreamReader
 
 ANTHROPIC_VERSION = "2023-06-01"
+BETA_HEADER = "anthropic-beta"
+
+
+def with_deployment_headers(
+    client: Mapping[str, str], deployment: tuple[tuple[str, str], ...]
+) -> dict[str, str]:
+    """The client's forwarded headers overlaid with a deployment's own, except
+    ``anthropic-beta``, which both may name: their betas merged (the client's, then the
+    deployment's, each once), since a deployment pinning a beta it needs should not take away
+    the ones its client asked for (Anthropic's API and Bedrock take any list of them)."""
+    headers = {**client, **dict(deployment)}
+    if not deployment or not client:  # the usual case: nothing to merge, nothing walked
+        return headers
+    pinned, asked = _betas(dict(deployment)), _betas(client)
+    if not pinned or not asked:
+        return headers
+    for name in [name for name in headers if name.lower() == BETA_HEADER]:
+        del headers[name]  # whatever case either side wrote it in: sent once
+    headers[BETA_HEADER] = ",".join(dict.fromkeys(asked + pinned))
+    return headers
+
+
+def _betas(headers: Mapping[str, str]) -> list[str]:
+    """The betas ``anthropic-beta`` names in ``headers`` (comma-separated, any case)."""
+    return [
+        beta.strip()
+        for name, value in headers.items()
+        if name.lower() == BETA_HEADER
+        for beta in value.split(",")
+        if beta.strip()
+    ]
 
 
 class AnthropicProvider:
@@ -53,12 +84,9 @@ class AnthropicProvider:
         self, request: ChatRequest, deployment: Deployment
     ) -> tuple[dict[str, str], str | None]:
         """Request headers with the credential injected, and the secret (to scrub errors)."""
-        headers = {
-            **request.upstream_headers,
-            "anthropic-version": ANTHROPIC_VERSION,
-            **dict(deployment.headers),
-            "Content-Type": "application/json",
-        }
+        client = {**request.upstream_headers, "anthropic-version": ANTHROPIC_VERSION}
+        headers = with_deployment_headers(client, deployment.headers)
+        headers["Content-Type"] = "application/json"
         if deployment.api_key is None:
             return headers, None
         secret = self._vault.reveal(deployment.api_key)

@@ -21,6 +21,7 @@ from yarl import URL
 
 from tollway.core.errors import UpstreamProtocolError, UpstreamStatusError, UpstreamUnavailable
 from tollway.core.types import ChatChunk, ChatRequest, ChatResponse, Deployment
+from tollway.providers.anthropic import with_deployment_headers
 from tollway.providers.base import ProviderResources, ProviderSpec
 from tollway.providers.eventstream import EventStreamDecoder
 from tollway.providers.http import Secrets, encoded, scrub
@@ -56,7 +57,8 @@ class BedrockProvider:
         self, request: ChatRequest, deployment: Deployment, action: str
     ) -> tuple[URL, bytes, dict[str, str], Secrets]:
         """URL, body and headers of a call, credential included, and the secrets (to scrub)."""
-        headers, betas = _without_betas({**request.upstream_headers, **dict(deployment.headers)})
+        merged = with_deployment_headers(request.upstream_headers, deployment.headers)
+        headers, betas = _without_betas(merged)
         headers["Content-Type"] = "application/json"
         body = encoded(request_to_wire(request, _family(deployment), betas))
         url = f"{deployment.api_base}/model/{quote(deployment.model, safe='')}/{action}"
@@ -78,7 +80,7 @@ class BedrockProvider:
 
     def check(self, request: ChatRequest, deployment: Deployment) -> None:
         """The 400s ``chat`` would answer for ``request`` before calling (for token counts)."""
-        headers = {**request.upstream_headers, **dict(deployment.headers)}
+        headers = with_deployment_headers(request.upstream_headers, deployment.headers)
         encoded(request_to_wire(request, _family(deployment), _without_betas(headers)[1]))
 
     def _aws_key(self, deployment: Deployment) -> AwsKey:
@@ -150,7 +152,8 @@ class BedrockProvider:
 def _without_betas(headers: dict[str, str]) -> tuple[dict[str, str], list[str]]:
     """``headers`` without ``anthropic-beta``, and the betas it named: Bedrock takes Claude's
     betas in the body (``additionalModelRequestFields.anthropic_beta``), not as a header.
-    A deployment's own header comes last in ``headers`` and wins, as for Anthropic's API."""
+    A deployment's own betas were merged with the client's (``with_deployment_headers``), as
+    for Anthropic's API."""
     betas: list[str] = []
     kept: dict[str, str] = {}
     for name, value in headers.items():

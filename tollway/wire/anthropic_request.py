@@ -140,8 +140,8 @@ def walked_request(body: dict[str, Any], *, counting: bool = False) -> ChatReque
         stream=bool(optional(body, "stream", bool)),
         include_usage=True,  # Anthropic streams always end with usage
         max_tokens=max_tokens,
-        temperature=number(body, "temperature"),
-        top_p=number(body, "top_p"),
+        temperature=_unit_interval(body, "temperature"),
+        top_p=_unit_interval(body, "top_p"),
         top_k=optional(body, "top_k", int),
         stop=_stop_sequences_from_wire(body.get("stop_sequences")),
         user=optional(metadata, "user_id", str, "metadata.user_id"),
@@ -181,8 +181,8 @@ def _plain_request(body: dict[str, Any]) -> ChatRequest | None:
         if type(message) is not dict or len(message) != 2:
             return None
         role, content = message.get("role"), message.get("content")
-        if type(content) is not str or (role != "user" and role != "assistant"):
-            return None
+        if type(content) is not str or not content or (role != "user" and role != "assistant"):
+            return None  # an empty content too: the generic walk says whether it may be
         parsed.append(Message(role, content))
     extra = {}
     for key, value in body.items():
@@ -197,14 +197,19 @@ def _plain_request(body: dict[str, Any]) -> ChatRequest | None:
     if stream is not None and type(stream) is not bool:
         return None
     # A null number is not plain either: the generic walk's body leaves it out.
+    # Out of Anthropic's range too: the generic walk says why (``_unit_interval``).
     if "temperature" in body:
         if type(temperature) is not float and type(temperature) is not int:
             return None
         temperature = float(temperature)
+        if not 0.0 <= temperature <= 1.0:
+            return None
     if "top_p" in body:
         if type(top_p) is not float and type(top_p) is not int:
             return None
         top_p = float(top_p)
+        if not 0.0 <= top_p <= 1.0:
+            return None
     return ChatRequest(
         model,
         parsed,
@@ -217,6 +222,16 @@ def _plain_request(body: dict[str, Any]) -> ChatRequest | None:
         wire_format=WIRE_FORMAT,
         wire_body=body,
     )
+
+
+def _unit_interval(body: dict[str, Any], name: str) -> float | None:
+    """An optional number from 0 to 1, as Anthropic's API takes ``temperature`` and ``top_p``
+    whichever model serves: an Anthropic client's 1.5 is a 400 for an OpenAI deployment too,
+    not the more varied answer OpenAI's range would give it."""
+    value = number(body, name)
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise InvalidRequest(f"'{name}' must be from 0 to 1, not {value:g}", param=name)
+    return value
 
 
 CLAUDE_TEMPERATURE = (0.0, 1.0)
@@ -412,6 +427,14 @@ def _messages_from_wire(raw: list[Any]) -> list[Message]:
         if "content" not in obj:
             raise InvalidRequest(
                 f"'{param}.content' is a required property", param=f"{param}.content"
+            )
+        content = obj["content"]
+        if (content == "" or content == []) and (role != "assistant" or index < len(raw) - 1):
+            # As Anthropic answers it, whichever family serves (another's would take it).
+            raise InvalidRequest(
+                f"'{param}.content': all messages must have non-empty content except for the "
+                "optional final assistant message",
+                param=f"{param}.content",
             )
         extra = {k: v for k, v in obj.items() if k not in ("role", "content")}
         if role == "assistant":

@@ -63,3 +63,18 @@ def json_object(value: Any, param: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidRequest(f"'{param}' must be an object", param=param)
     return value
+
+
+def check_bounds(value: float | None, name: str, low: float, high: float) -> None:
+    """A 400 naming ``name`` when ``value`` is outside ``low`` to ``high``, in the words and
+    codes OpenAI's API answers it with (``decimal_above_max_value`` and below)."""
+    if value is None or low <= value <= high:
+        return
+    above = value > high
+    raise InvalidRequest(
+        f"Invalid '{name}': decimal {'above maximum' if above else 'below minimum'} value. "
+        f"Expected a value {'<=' if above else '>='} {high if above else low:g}, "
+        f"but got {value:g} instead.",
+        code="decimal_above_max_value" if above else "decimal_below_min_value",
+        param=name,
+    )

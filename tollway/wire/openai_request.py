@@ -24,17 +24,24 @@ from tollway.core.types import (
     ToolChoice,
 )
 from tollway.wire.crossing import asks_nothing, is_foreign, request_for
-from tollway.wire.fields import json_object, number, optional, required
+from tollway.wire.fields import check_bounds, json_object, number, optional, required
 
 WIRE_FORMAT = "openai"
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+# The roles of the common two-key message; a tool message needs its tool_call_id besides.
+_PLAIN_ROLES = _ROLES - {"tool"}
 # OpenAI's tools and tool choices the gateway does not model (custom tools, with free-form
 # input; a choice among ``allowed_tools``; a named custom tool): kept as the client sent them,
 # in ``extra``, so they reach OpenAI-format deployments unchanged and are a 400 naming their
 # field for any other (crossing.py), never a 400 where OpenAI itself would answer.
 _OPENAI_ONLY_TOOLS = frozenset({"custom"})
 _OPENAI_ONLY_CHOICES = frozenset({"allowed_tools", "custom"})
+# OpenAI's bounds (Chat Completions and Responses alike), checked before any upstream sees
+# them: another family's model would otherwise take, clamp or refuse them in its own words.
+TEMPERATURE = (0.0, 2.0)
+TOP_P = (0.0, 1.0)
+_MOST_STOP_SEQUENCES = 4
 _MESSAGE_KEYS = frozenset({"role", "content", "name", "tool_calls", "tool_call_id"})
 _FUNCTION_KEYS = frozenset({"name", "description", "parameters", "strict"})
 
@@ -63,7 +70,7 @@ def request_from_wire(body: dict[str, Any]) -> ChatRequest:
         if type(raw) is dict and len(raw) == 2:
             # The common message, without the generic walk.
             role, content = raw.get("role"), raw.get("content")
-            if type(content) is str and type(role) is str and role in _ROLES:
+            if type(content) is str and type(role) is str and role in _PLAIN_ROLES:
                 parsed.append(Message(role, content))  # type: ignore[arg-type]  # in _ROLES
                 continue
         plain = False
@@ -99,6 +106,17 @@ def request_from_wire(body: dict[str, Any]) -> ChatRequest:
         raise InvalidRequest(f"'{name}' must be at least 1", param=name)
     if request.n is not None and request.n < 1:
         raise InvalidRequest("'n' must be at least 1", param="n")
+    if request.temperature is not None:
+        check_bounds(request.temperature, "temperature", *TEMPERATURE)
+    if request.top_p is not None:
+        check_bounds(request.top_p, "top_p", *TOP_P)
+    if not plain and not request.stream and body.get("stream_options") is not None:
+        # As OpenAI answers it, rather than options that ask for nothing passed on silently
+        # (a plain body has none: the field makes it not plain, so this costs it nothing).
+        raise InvalidRequest(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            param="stream_options",
+        )
     choice = request.tool_choice
     required_tool = choice is not None and choice.mode in ("required", "function")
     if required_tool and not request.tools and "tools" not in extra:
@@ -272,6 +290,13 @@ def _stop_from_wire(stop: Any) -> list[str] | None:
     if isinstance(stop, str):
         return [stop]
     if isinstance(stop, list) and all(isinstance(s, str) for s in stop):
+        if len(stop) > _MOST_STOP_SEQUENCES:
+            raise InvalidRequest(
+                f"Invalid 'stop': array too long. Expected an array with maximum length "
+                f"{_MOST_STOP_SEQUENCES}, but got an array with length {len(stop)} instead.",
+                code="array_above_max_length",
+                param="stop",
+            )
         return list(stop)
     raise InvalidRequest("'stop' must be a string or an array of strings", param="stop")
 
@@ -284,6 +309,14 @@ def _message_from_wire(raw: Any, index: int) -> Message:
         raise InvalidRequest(
             f"'{param}.role' must be one of {', '.join(sorted(_ROLES))}, not {role!r}",
             param=f"{param}.role",
+        )
+    tool_call_id = optional(obj, "tool_call_id", str, f"{param}.tool_call_id")
+    if role == "tool" and tool_call_id is None:
+        # As OpenAI answers it, whichever family serves: a result must say its call.
+        raise InvalidRequest(
+            "Missing parameter 'tool_call_id': messages with role 'tool' must have a "
+            "'tool_call_id'.",
+            param=f"{param}.tool_call_id",
         )
     tool_calls = optional(obj, "tool_calls", list, f"{param}.tool_calls")
     extra = {k: v for k, v in obj.items() if k not in _MESSAGE_KEYS}
@@ -302,7 +335,7 @@ def _message_from_wire(raw: Any, index: int) -> Message:
         else [
             _tool_call_from_wire(c, f"{param}.tool_calls[{i}]") for i, c in enumerate(tool_calls)
         ],
-        tool_call_id=optional(obj, "tool_call_id", str, f"{param}.tool_call_id"),
+        tool_call_id=tool_call_id,
         extra=extra,
     )
 

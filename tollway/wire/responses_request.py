@@ -52,8 +52,8 @@ from tollway.core.types import (
     ToolChoice,
 )
 from tollway.wire.crossing import CACHE_HINT
-from tollway.wire.fields import json_object, number, optional, required
-from tollway.wire.openai_request import WIRE_FORMAT
+from tollway.wire.fields import check_bounds, json_object, number, optional, required
+from tollway.wire.openai_request import TEMPERATURE, TOP_P, WIRE_FORMAT
 from tollway.wire.responses_input import KEEPS_NONE, Origins, messages_from_input
 
 _MODELLED = frozenset(
@@ -138,8 +138,8 @@ def request_from_wire(body: dict[str, Any]) -> ResponsesRequest:
         messages=messages,
         stream=bool(optional(body, "stream", bool)),
         max_tokens=optional(body, "max_output_tokens", int),
-        temperature=number(body, "temperature"),
-        top_p=number(body, "top_p"),
+        temperature=_bounded(body, "temperature", TEMPERATURE),
+        top_p=_bounded(body, "top_p", TOP_P),
         user=optional(body, "user", str),
         tools=tools,
         tool_choice=tool_choice,
@@ -156,6 +156,13 @@ def request_from_wire(body: dict[str, Any]) -> ResponsesRequest:
     )
     _check_limits(chat, offered=bool(offered))
     return ResponsesRequest(chat, _echo(body, chat, text), origins, places)
+
+
+def _bounded(body: dict[str, Any], name: str, bounds: tuple[float, float]) -> float | None:
+    """An optional number within OpenAI's ``bounds`` for it (a 400 in OpenAI's words else)."""
+    value = number(body, name)
+    check_bounds(value, name, *bounds)
+    return value
 
 
 def _upstream_state(body: dict[str, Any]) -> ResponsesOnly | None:

@@ -201,11 +201,12 @@ def test_anthropic_documents_count_by_what_they_hold() -> None:
 
 
 def test_a_pdf_the_gateway_cannot_read_counts_by_an_estimate_never_zero() -> None:
-    empty = COUNTER.chat(_anthropic_turn(), "anthropic", "claude")
+    caption = {"type": "text", "text": "read"}  # (Anthropic refuses a turn with nothing)
+    empty = COUNTER.chat(_anthropic_turn(caption), "anthropic", "claude")
 
     def pdf(source: dict[str, Any]) -> int:
         document = {"type": "document", "source": source}
-        return COUNTER.chat(_anthropic_turn(document), "anthropic", "claude") - empty
+        return COUNTER.chat(_anthropic_turn(caption, document), "anthropic", "claude") - empty
 
     small = pdf({"type": "base64", "media_type": "application/pdf", "data": "JVBERi0xLjQK"})
     large = pdf({"type": "base64", "media_type": "application/pdf", "data": "A" * 400_000})

@@ -50,6 +50,7 @@ from tollway.wire.anthropic_response import (
 from tollway.wire.anthropic_stream import StreamReader, StreamWriter
 
 text = st.text(max_size=20)
+turn_text = st.text(min_size=1, max_size=20)  # Anthropic refuses a turn of empty content
 words = st.text(st.characters(min_codepoint=32, max_codepoint=126), min_size=1, max_size=12)
 names = st.from_regex(r"[a-z_]{1,12}", fullmatch=True)
 cache_control = st.sampled_from([{}, {"cache_control": {"type": "ephemeral"}}])
@@ -86,7 +87,7 @@ tool_result_block = st.builds(
     st.sampled_from([{}, {"is_error": True}]),
 )
 user_turn = st.one_of(
-    text.map(lambda t: {"role": "user", "content": t}),
+    turn_text.map(lambda t: {"role": "user", "content": t}),
     st.lists(text_block | image_block | document_block, min_size=1, max_size=3).map(
         lambda blocks: {"role": "user", "content": blocks}
     ),
@@ -108,7 +109,7 @@ thinking_blocks = st.sampled_from(
     ]
 )
 assistant_turn = st.one_of(
-    text.map(lambda t: {"role": "assistant", "content": t}),
+    turn_text.map(lambda t: {"role": "assistant", "content": t}),
     # Text and tool calls in any order, after thinking or not: the order must survive.
     st.builds(
         lambda thinking, blocks: {"role": "assistant", "content": thinking + blocks},
@@ -1434,7 +1435,9 @@ def test_pings_in_the_middle_of_a_stream_reach_the_client() -> None:
 
 
 plain_turn = st.builds(
-    lambda role, text: {"role": role, "content": text}, st.sampled_from(["user", "assistant"]), text
+    lambda role, text: {"role": role, "content": text},
+    st.sampled_from(["user", "assistant"]),
+    turn_text,
 )
 plain_extras = st.fixed_dictionaries(
     {},

@@ -526,7 +526,7 @@ def test_only_a_plain_body_is_kept_to_be_sent_as_it_came() -> None:
         {"stop": "END"},
         {"tools": [{"type": "function", "function": {"name": "f"}}]},
         {"response_format": {"type": "json_object"}},
-        {"stream_options": {"include_usage": True}},
+        {"stream": True, "stream_options": {"include_usage": True}},
         {"max_tokens": 5, "max_completion_tokens": 6},
         {"max_completion_tokens": None},
     ):
