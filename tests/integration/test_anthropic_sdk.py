@@ -699,6 +699,41 @@ def test_what_openai_deployments_cannot_take_is_refused_or_said_in_words(
     assert sent[-1] == {"role": "tool", "tool_call_id": "toolu_1", "content": "Error: timeout"}
 
 
+@anthropic.beta_tool
+def lookup_toll(road: str) -> str:
+    """The toll on a road.
+
+    Args:
+        road: the road's name
+    """
+    return f"3 EUR on {road}"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["create", "stream"])
+@pytest.mark.parametrize("model", ["test-chat", "test-gemini", "test-bedrock"])
+def test_the_tool_runner_runs_on_deployments_that_hold_no_thread(
+    claude: anthropic.Anthropic, model: str, stream: bool
+) -> None:
+    """The SDK's tool runner asks the server to hold the conversation (``thread``); a
+    deployment whose provider holds none is refused in the words the SDK reads as "send the
+    whole conversation without it" (``thread_unsupported_request``), and the loop runs."""
+    runner = claude.beta.messages.tool_runner(
+        model=model,
+        max_tokens=256,
+        tools=[lookup_toll],
+        messages=user("toll on the A1"),
+        stream=stream,
+        max_iterations=3,
+    )
+    last = runner.until_done()
+    assert "Simulated reply to tool result" in text_of(last)  # type: ignore[arg-type]
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        claude.beta.messages.create(
+            model=model, max_tokens=50, messages=user("hold this"), thread={"type": "create"}
+        )
+    assert refused.value.body["error"]["details"] == {"error_code": "thread_unsupported_request"}  # type: ignore[index]
+
+
 def test_anthropic_fields_pass_through_to_anthropic_deployments(
     claude: anthropic.Anthropic, simulator_url: str
 ) -> None:

@@ -296,6 +296,26 @@ def test_streamed_parallel_tool_calls_assemble(client: openai.OpenAI) -> None:
     assert final.choices[0].finish_reason == "tool_calls"
 
 
+@pytest.mark.parametrize("model", ["test-claude", "test-gemini", "test-bedrock"])
+def test_an_answer_that_reasoned_then_only_called_tools_has_no_content(
+    client: openai.OpenAI, model: str
+) -> None:
+    """OpenAI's answer that only calls tools has ``content: null``; so does one whose model
+    reasoned first (Claude's thinking, Gemini's thoughts), as its stream, assembled by the
+    SDK's helper, says too."""
+    request: Any = {
+        "model": model,
+        "messages": [{"role": "user", "content": "reason, then call a tool"}],
+        "tools": [WEATHER_TOOL],
+        "reasoning_effort": "low",
+    }
+    plain = client.chat.completions.create(**request).choices[0].message
+    with client.chat.completions.stream(**request) as stream:
+        streamed = stream.get_final_completion().choices[0].message
+    assert plain.tool_calls and streamed.tool_calls
+    assert plain.content is None and streamed.content is None
+
+
 def test_json_response_format(client: openai.OpenAI) -> None:
     completion = client.chat.completions.create(
         model="test-chat",

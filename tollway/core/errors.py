@@ -2,6 +2,8 @@
 
     GatewayError                      status, message, and how each dialect names it
     ├── InvalidRequest                400  malformed JSON, bad fields, untranslatable feature
+    │   └── ThreadUnsupported         400  Anthropic's ``thread`` (server-held conversation)
+    │                                      for a deployment that holds none
     ├── AuthenticationFailed          401
     ├── PermissionDenied              403
     ├── NotFound                      404  unknown model or route
@@ -40,6 +42,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
@@ -62,6 +65,9 @@ class GatewayError(Exception):
     """Fields an OpenAI-format upstream's error object adds to OpenAI's four that OpenAI
     clients read (Azure's ``innererror``: what its content filters caught), sent on to them
     beside the four when the error passes through (a 4xx)."""
+    anthropic_details: Mapping[str, Any] | None = None
+    """Anthropic's ``error.details`` for this error (its ``error_code``), which Anthropic's
+    SDKs read to pick the exception class and to recover (a tool runner drops ``thread``)."""
 
     def __init__(
         self,
@@ -84,6 +90,13 @@ class InvalidRequest(GatewayError):
     status = 400
     openai_type = "invalid_request_error"
     anthropic_type = "invalid_request_error"
+
+
+class ThreadUnsupported(InvalidRequest):
+    """An Anthropic client asked a deployment whose provider holds no conversation to hold
+    one (``thread``): said as Anthropic says it, so the SDK sends the whole conversation."""
+
+    anthropic_details = MappingProxyType({"error_code": "thread_unsupported_request"})
 
 
 class AuthenticationFailed(GatewayError):

@@ -49,11 +49,10 @@ _LARGEST_PAGE = 1_000
 
 def error_payload(exc: GatewayError, rid: str) -> dict[str, Any]:
     """Anthropic's error object for ``exc``."""
-    return {
-        "type": "error",
-        "error": {"type": exc.anthropic_type, "message": exc.message},
-        "request_id": rid,
-    }
+    error: dict[str, Any] = {"type": exc.anthropic_type, "message": exc.message}
+    if exc.anthropic_details:
+        error["details"] = dict(exc.anthropic_details)
+    return {"type": "error", "error": error, "request_id": rid}
 
 
 def error_response(exc: GatewayError, rid: str, headers: dict[str, str]) -> web.Response:

@@ -6,6 +6,9 @@ that came from another format passes it through here first:
 
 - top-level request fields that only steer storage, caching, billing or latency
   (``DROPPABLE``) are left out; any other is a 400 naming it, never a silent drop;
+- a request asking the provider to hold the conversation (``SERVER_STATE``: Anthropic's
+  ``thread``) is a 400 in the words the client's SDK reads as "send the whole conversation
+  without it" (``ThreadUnsupported``): no other family holds one;
 - per-message, per-part and per-tool extras (labels, cache hints, annotations) are left out,
   but a failed tool call (Anthropic's ``is_error``) is said in its result's text, or as its
   result's error status for a family that has one (``ERROR_STATUS``: Bedrock's);
@@ -66,7 +69,7 @@ from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
-from tollway.core.errors import InvalidRequest
+from tollway.core.errors import InvalidRequest, ThreadUnsupported
 from tollway.core.types import (
     JSON,
     ChatChunk,
@@ -103,6 +106,11 @@ DROPPABLE: Mapping[str, frozenset[str]] = MappingProxyType(
     }
 )  # fmt: skip
 """Per format, the request fields a hop to another format may drop without changing the answer."""
+
+SERVER_STATE: Mapping[str, str] = MappingProxyType({"anthropic": "thread"})
+"""Per format, the request field that asks the provider to hold the conversation (Anthropic's
+Threads: ``{"type": "create"}``, then ``continue`` with only the new turn), which a hop to
+another format cannot honour."""
 
 TAKES_TOP_K = frozenset({"anthropic", "bedrock", "gemini"})
 """Formats whose codecs write ``ChatRequest.top_k`` (Gemini's ``topK``, Claude's ``top_k`` on
@@ -236,6 +244,13 @@ def request_for(request: ChatRequest, target: str) -> ChatRequest:
     if origin is None or origin == target:
         return request
     droppable = DROPPABLE.get(origin, frozenset())
+    state = SERVER_STATE.get(origin)
+    if state is not None and not asks_nothing(request.extra.get(state), state):
+        raise ThreadUnsupported(
+            f"'{state}' (a conversation the server holds) cannot be translated for "
+            f"{_a(target)} deployment: send the whole conversation without it",
+            param=state,
+        )
     for key, value in request.extra.items():
         if key not in droppable and not asks_nothing(value, key):
             raise InvalidRequest(

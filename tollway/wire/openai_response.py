@@ -16,6 +16,7 @@ from tollway.core.types import (
     ChunkChoice,
     Message,
     Role,
+    TextPart,
     TokenLogprob,
     ToolCall,
     ToolCallDelta,
@@ -270,7 +271,7 @@ def _choice_to_wire(choice: Choice) -> dict[str, Any]:
     message = choice.message
     wire_message: dict[str, Any] = {
         "role": message.role,
-        "content": message.text() if isinstance(message.content, list) else message.content,
+        "content": _content_to_wire(message),
     }
     if message.tool_calls:
         wire_message["tool_calls"] = [
@@ -311,6 +312,16 @@ def _token_to_wire(token: TokenLogprob) -> dict[str, Any]:
 
 def _scored_to_wire(token: TokenLogprob) -> dict[str, Any]:
     return {"token": token.token, "logprob": token.logprob, "bytes": list(token.token.encode())}
+
+
+def _content_to_wire(message: Message) -> str | None:
+    """The message's text as OpenAI writes it: an answer that only calls tools has none
+    (``null``), also when reasoning (Claude's thinking, Gemini's thoughts) came before."""
+    if not isinstance(message.content, list):
+        return message.content
+    if message.tool_calls and not any(isinstance(part, TextPart) for part in message.content):
+        return None
+    return message.text()
 
 
 def _sign_calls(calls: list[dict[str, Any]], signatures: list[str | None]) -> None:
