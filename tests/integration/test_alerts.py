@@ -235,16 +235,28 @@ def test_delivery_is_retried_when_the_receiver_fails_and_arrives_once(
     assert len(slack_about(receiver.bodies(SLACK_PATH), key_id)) == 1
 
 
+@pytest.fixture(scope="module")
+def habits(gateway: tuple[str, Process]) -> dict[str, tuple[str, openai.OpenAI]]:
+    """Keys with a baseline: one request a second for 8 s from each (built once, for the
+    two tests below, as it takes that long): "runaway" and "rotated" on the pricey model,
+    "quiet" on the cheap one. Each key is used by one test only."""
+    url, _ = gateway
+    keys = {"runaway": new_key(url), "quiet": new_key(url), "rotated": new_key(url)}
+    for _ in range(8):
+        for name, (_, client) in keys.items():
+            chat(client, "cheap" if name == "quiet" else "pricey")
+        time.sleep(1.0)
+    return keys
+
+
 def test_runaway_job_alerts_once_and_a_quiet_key_with_a_tiny_burst_does_not(
-    gateway: tuple[str, Process], receiver: WebhookReceiver
+    gateway: tuple[str, Process],
+    receiver: WebhookReceiver,
+    habits: dict[str, tuple[str, openai.OpenAI]],
 ) -> None:
     url, _ = gateway
-    runaway_id, runaway = new_key(url)
-    quiet_id, quiet = new_key(url)
-    for _ in range(8):  # a baseline: one request a second from each key
-        chat(runaway, "pricey")
-        chat(quiet, "cheap")
-        time.sleep(1.0)
+    runaway_id, runaway = habits["runaway"]
+    quiet_id, quiet = habits["quiet"]
     assert of(receiver.bodies(JSON_PATH), "spend_rate", runaway_id) == []
 
     def burst(client: openai.OpenAI, model: str) -> None:
@@ -271,13 +283,13 @@ def test_runaway_job_alerts_once_and_a_quiet_key_with_a_tiny_burst_does_not(
 
 
 def test_a_key_rotated_mid_habit_keeps_its_baseline_and_alerts_under_its_chains_first_id(
-    gateway: tuple[str, Process], receiver: WebhookReceiver
+    gateway: tuple[str, Process],
+    receiver: WebhookReceiver,
+    habits: dict[str, tuple[str, openai.OpenAI]],
 ) -> None:
     url, _ = gateway
-    first_id, old = new_key(url)
-    for _ in range(6):  # a habit: one request a second from the key before its rotation
-        chat(old, "pricey")
-        time.sleep(1.0)
+    first_id, _ = habits["rotated"]  # a habit: one request a second before its rotation
+    assert of(receiver.bodies(JSON_PATH), "spend_rate", first_id) == []
     rotated = admin(url, "POST", f"/admin/keys/{first_id}/rotate", {"grace_period": "1h"}, 201)
     new = openai.OpenAI(base_url=url + "/v1", api_key=rotated["key"], max_retries=0)
     with ThreadPoolExecutor(8) as pool:  # the new secret runs away

@@ -136,7 +136,10 @@ def test_unreachable_redis_answers_503_unless_fail_open(log_dir: Path, simulator
     body = {"model": "pricey", "messages": [{"role": "user", "content": "x"}], "max_tokens": 5}
     headers = {"authorization": f"Bearer {CLIENT_KEY}"}
     closed = shared_config(simulator_url, dead, unique_prefix("down"))
-    with running_gateway(log_dir, closed, env) as (url, process):
+    opened = shared_config(simulator_url, dead, unique_prefix("down"), fail_open=True)
+    # Started together (a store each): a start is mostly imports.
+    with running_gateways(log_dir, [(closed, env), (opened, env)]) as gateways:
+        (url, process), (open_url, _) = gateways
         answer = httpx.post(url + "/v1/chat/completions", json=body, headers=headers, timeout=10)
         assert answer.status_code == 503, answer.text
         assert answer.json()["error"]["code"] == "limiter_unavailable"
@@ -149,9 +152,9 @@ def test_unreachable_redis_answers_503_unless_fail_open(log_dir: Path, simulator
             assert read.status_code == 503, read.text
             assert read.json()["error"]["code"] == "limiter_unavailable"
         assert "Traceback" not in process.output()
-    opened = shared_config(simulator_url, dead, unique_prefix("down"), fail_open=True)
-    with running_gateway(log_dir, opened, env) as (url, _):
-        answer = httpx.post(url + "/v1/chat/completions", json=body, headers=headers, timeout=10)
+        answer = httpx.post(
+            open_url + "/v1/chat/completions", json=body, headers=headers, timeout=10
+        )
         assert answer.status_code == 200, answer.text
         assert "x-tollway-budget-remaining-usd" not in answer.headers
 

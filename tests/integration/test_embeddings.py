@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 from array import array
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 from aiohttp import web
 
 from tests.conftest import UPSTREAM_KEY
-from tests.integration.in_process import serving
+from tests.integration.in_process import gateway_in_process, serving
 from tests.support import CLIENT_KEY, running_gateway
 from tollway.pricing.tokens import TokenCounter
 
@@ -27,6 +28,38 @@ def _sent(simulator_url: str, marker: str) -> list[dict[str, Any]]:
     """The requests the simulator received whose body mentions ``marker``."""
     recorded = httpx.get(simulator_url + "/_sim/requests").json()
     return [request for request in recorded if marker in json.dumps(request["json"])]
+
+
+GOOGLE_SPLIT = {"gemini": "sim-embed", "vertex_ai": "gemini-embedding-001"}
+
+
+@pytest.fixture(scope="module")
+def embedder(log_dir: Path, simulator_url: str) -> Iterator[str]:
+    """A gateway with this module's embedding groups on the simulator (one process for the
+    tests that each started their own): ``mistral-embed`` and ``split-<provider>``."""
+
+    def group(name: str, provider: str, model: str, api_base: str) -> dict[str, Any]:
+        deployment = {"provider": provider, "model": model, "api_base": api_base,
+                      "api_key": "env:KEY"}  # fmt: skip
+        return {"name": name, "kind": "embedding", "deployments": [deployment]}
+
+    vertex = f"{simulator_url}/v1/projects/test/locations/europe-west4"
+    groups = [
+        group("mistral-embed", "mistral", "sim-embed", f"{simulator_url}/mistral/v1"),
+        group("split-gemini", "gemini", GOOGLE_SPLIT["gemini"], simulator_url),
+        group("split-vertex_ai", "vertex_ai", GOOGLE_SPLIT["vertex_ai"], vertex),
+    ]
+    with running_gateway(log_dir, {"models": groups}, {"KEY": UPSTREAM_KEY}) as (url, _):
+        yield url
+
+
+def _in_process(group: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
+    """The config of an in-process gateway serving ``group`` alone."""
+    return {
+        "store": {"url": f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}"},
+        "server": {"reload_interval": None},
+        "models": [group],
+    }
 
 
 @FAMILIES
@@ -73,7 +106,7 @@ async def _no_usage(request: web.Request) -> web.Response:
     return web.json_response({"embeddings": [{"values": [0.6, 0.8]} for _ in body["requests"]]})
 
 
-async def test_a_gemini_answer_without_usage_is_counted_and_charged(log_dir: Path) -> None:
+async def test_a_gemini_answer_without_usage_is_counted_and_charged(tmp_path: Path) -> None:
     app = web.Application()
     app.router.add_post("/v1beta/models/{call}", _no_usage)
     async with serving(app) as upstream:
@@ -81,17 +114,17 @@ async def test_a_gemini_answer_without_usage_is_counted_and_charged(log_dir: Pat
             "provider": "gemini",
             "model": "gemini-embedding-001",
             "api_base": upstream,
-            "api_key": "env:KEY",
+            "api_key": "env:TEST_UPSTREAM_KEY",
             "price": {"input": 1000, "output": 0},
         }
         group = {"name": "google-embed", "kind": "embedding", "deployments": [deployment]}
-        with running_gateway(log_dir, {"models": [group]}, {"KEY": UPSTREAM_KEY}) as (url, _):
-            async with openai.AsyncOpenAI(
-                base_url=url + "/v1", api_key=CLIENT_KEY, max_retries=0
-            ) as client:
-                raw = await client.embeddings.with_raw_response.create(
-                    model="google-embed", input=["the quick brown fox", "jumps over the dog"]
-                )
+        async with (
+            gateway_in_process(_in_process(group, tmp_path)) as (url, _),
+            openai.AsyncOpenAI(base_url=url + "/v1", api_key=CLIENT_KEY, max_retries=0) as client,
+        ):
+            raw = await client.embeddings.with_raw_response.create(
+                model="google-embed", input=["the quick brown fox", "jumps over the dog"]
+            )
     answer = raw.parse()
     assert len(answer.data) == 2
     # Counted by the gateway, as a chat answer without usage is: never 0 tokens for 2 texts.
@@ -103,20 +136,11 @@ async def test_a_gemini_answer_without_usage_is_counted_and_charged(log_dir: Pat
 
 
 def test_mistral_takes_dimensions_as_output_dimension_and_no_user(
-    log_dir: Path, simulator_url: str
+    embedder: str, simulator_url: str
 ) -> None:
-    deployment = {
-        "provider": "mistral",
-        "model": "sim-embed",
-        "api_base": f"{simulator_url}/mistral/v1",  # as strict as Mistral
-        "api_key": "env:KEY",
-    }
-    group = {"name": "mistral-embed", "kind": "embedding", "deployments": [deployment]}
+    # mistral-embed: the simulator's Mistral API, as strict as Mistral.
     marker = "mistral sized text"
-    with (
-        running_gateway(log_dir, {"models": [group]}, {"KEY": UPSTREAM_KEY}) as (url, _),
-        openai.OpenAI(base_url=url + "/v1", api_key=CLIENT_KEY, max_retries=0) as client,
-    ):
+    with openai.OpenAI(base_url=embedder + "/v1", api_key=CLIENT_KEY, max_retries=0) as client:
         answer = client.embeddings.create(
             model="mistral-embed", input=[marker], dimensions=64, user="alice"
         )
@@ -140,7 +164,7 @@ async def _floats_only(request: web.Request) -> web.Response:
     return web.json_response({"object": "list", "data": data, "model": "m", "usage": usage})
 
 
-async def test_base64_is_base64_from_a_server_that_answers_floats(log_dir: Path) -> None:
+async def test_base64_is_base64_from_a_server_that_answers_floats(tmp_path: Path) -> None:
     app = web.Application()
     app.router.add_post("/v1/embeddings", _floats_only)
     async with serving(app) as upstream:
@@ -148,18 +172,18 @@ async def test_base64_is_base64_from_a_server_that_answers_floats(log_dir: Path)
             "provider": "ollama",
             "model": "m",
             "api_base": upstream + "/v1",
-            "api_key": "env:KEY",
+            "api_key": "env:TEST_UPSTREAM_KEY",
         }
         group = {"name": "floats", "kind": "embedding", "deployments": [deployment]}
-        with running_gateway(log_dir, {"models": [group]}, {"KEY": UPSTREAM_KEY}) as (url, _):
-            async with httpx.AsyncClient(headers={"authorization": f"Bearer {CLIENT_KEY}"}) as http:
-                packed = await http.post(
-                    url + "/v1/embeddings",
-                    json={"model": "floats", "input": ["a", "b"], "encoding_format": "base64"},
-                )
-                floats = await http.post(
-                    url + "/v1/embeddings", json={"model": "floats", "input": "a"}
-                )
+        async with (
+            gateway_in_process(_in_process(group, tmp_path)) as (url, _),
+            httpx.AsyncClient(headers={"authorization": f"Bearer {CLIENT_KEY}"}) as http,
+        ):
+            packed = await http.post(
+                url + "/v1/embeddings",
+                json={"model": "floats", "input": ["a", "b"], "encoding_format": "base64"},
+            )
+            floats = await http.post(url + "/v1/embeddings", json={"model": "floats", "input": "a"})
     assert packed.status_code == 200, packed.text
     for item in packed.json()["data"]:
         decoded = array("f", base64.b64decode(item["embedding"])).tolist()
@@ -172,21 +196,15 @@ async def test_base64_is_base64_from_a_server_that_answers_floats(log_dir: Path)
     [("gemini", "sim-embed", 230), ("vertex_ai", "gemini-embedding-001", 9)],
 )
 def test_texts_over_googles_call_limit_come_back_in_order(
-    log_dir: Path, simulator_url: str, provider: str, model: str, texts: int
+    embedder: str, provider: str, model: str, texts: int
 ) -> None:
-    api_base = simulator_url
-    if provider == "vertex_ai":
-        api_base += "/v1/projects/test/locations/europe-west4"
-    deployment = {"provider": provider, "model": model, "api_base": api_base, "api_key": "env:KEY"}
-    group = {"name": "split", "kind": "embedding", "deployments": [deployment]}
+    assert GOOGLE_SPLIT[provider] == model  # split-<provider>: this model on the simulator
+    split = f"split-{provider}"
     inputs = [f"split text {index} of {provider}" for index in range(texts)]
-    with (
-        running_gateway(log_dir, {"models": [group]}, {"KEY": UPSTREAM_KEY}) as (url, _),
-        openai.OpenAI(base_url=url + "/v1", api_key=CLIENT_KEY, max_retries=0) as client,
-    ):
-        whole = client.embeddings.create(model="split", input=inputs, dimensions=16)
+    with openai.OpenAI(base_url=embedder + "/v1", api_key=CLIENT_KEY, max_retries=0) as client:
+        whole = client.embeddings.create(model=split, input=inputs, dimensions=16)
         alone = [
-            client.embeddings.create(model="split", input=inputs[index], dimensions=16)
+            client.embeddings.create(model=split, input=inputs[index], dimensions=16)
             for index in (0, texts // 2, texts - 1)
         ]
     assert [item.index for item in whole.data] == list(range(texts))
@@ -196,22 +214,12 @@ def test_texts_over_googles_call_limit_come_back_in_order(
 
 
 def test_token_arrays_reach_mistral_as_the_text_they_encode(
-    log_dir: Path, simulator_url: str
+    embedder: str, simulator_url: str
 ) -> None:
     # LangChain's OpenAIEmbeddings sends token arrays by default; Mistral embeds text only.
     encoding = TokenCounter().encoding("cl100k_base")  # the bundled copy, offline
     texts = ["tokens for mistral one", "tokens for mistral two"]
-    deployment = {
-        "provider": "mistral",
-        "model": "sim-embed",
-        "api_base": f"{simulator_url}/mistral/v1",
-        "api_key": "env:KEY",
-    }
-    group = {"name": "mistral-embed", "kind": "embedding", "deployments": [deployment]}
-    with (
-        running_gateway(log_dir, {"models": [group]}, {"KEY": UPSTREAM_KEY}) as (url, _),
-        openai.OpenAI(base_url=url + "/v1", api_key=CLIENT_KEY, max_retries=0) as client,
-    ):
+    with openai.OpenAI(base_url=embedder + "/v1", api_key=CLIENT_KEY, max_retries=0) as client:
         answer = client.embeddings.create(
             model="mistral-embed", input=[encoding.encode(text) for text in texts]
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,9 @@ import pytest
 from aiohttp import web
 
 from tests.conftest import UPSTREAM_KEY
+from tests.integration.in_process import gateway_in_process, serving
 from tests.integration.sdk import user
-from tests.support import CLIENT_KEY, free_port, running_gateway, wait_for_ids
+from tests.support import CLIENT_KEY, running_gateway, wait_for_ids
 
 BOTH = pytest.mark.parametrize("model", ["test-gemini", "test-vertex"])
 PATHS = {
@@ -616,47 +618,54 @@ def test_anthropic_sdk_count_tokens_asks_gemini(claude: anthropic.Anthropic) -> 
     assert raw.parse().input_tokens == used.input_tokens
 
 
-def test_both_flavors_reach_the_embedded_simulator(log_dir: Path) -> None:
-    def group(name: str, provider: str) -> dict[str, Any]:
+@pytest.fixture(scope="module")
+def google(log_dir: Path, simulator_url: str) -> Iterator[str]:
+    """A gateway with the chat groups of both flavors on its embedded simulator, and
+    embedding groups of both on the simulator process (one gateway for the two tests below)."""
+
+    def chat(name: str, provider: str) -> dict[str, Any]:
         deployment = {"provider": provider, "model": "sim-chat", "api_base": "embedded-simulator"}
         return {"name": name, "deployments": [deployment]}
 
-    config = {
-        "simulator": {"enabled": True},
-        "models": [group("sim-gemini", "gemini"), group("sim-vertex", "vertex_ai")],
-    }
-    with running_gateway(log_dir, config) as (url, _):
-        client = openai.OpenAI(base_url=url + "/v1", api_key=CLIENT_KEY, max_retries=0)
-        answers = [
-            client.chat.completions.create(model=name, messages=user(f"hi {name}"))
-            for name in ("sim-gemini", "sim-vertex")
-        ]
-        client.close()
-    for name, answer in zip(("sim-gemini", "sim-vertex"), answers, strict=True):
-        assert f"hi {name}" in (answer.choices[0].message.content or "")
-
-
-def test_many_inputs_are_split_into_the_batches_google_takes(
-    log_dir: Path, simulator_url: str
-) -> None:
-    # OpenAI takes 2,048 inputs a call; Google takes 100 a batchEmbedContents, 250 a Vertex
-    # predict, and one for a gemini-embedding model there. 150 texts were sent as one call,
-    # and the client got Google's 400 for a request OpenAI's API serves.
-    def group(name: str, provider: str, model: str, base: str) -> dict[str, Any]:
+    def embedding(name: str, provider: str, model: str, base: str) -> dict[str, Any]:
         deployment = {"provider": provider, "model": model, "api_base": base, "api_key": "env:KEY"}
         return {"name": name, "kind": "embedding", "deployments": [deployment]}
 
     vertex = f"{simulator_url}/v1/projects/test/locations/europe-west4"
     config = {
+        "simulator": {"enabled": True},
         "models": [
-            group("batched", "gemini", "sim-embed", simulator_url),
-            group("predicted", "vertex_ai", "text-embedding-005", vertex),
-            group("one-by-one", "vertex_ai", "gemini-embedding-001", vertex),
-        ]
+            chat("sim-gemini", "gemini"),
+            chat("sim-vertex", "vertex_ai"),
+            embedding("batched", "gemini", "sim-embed", simulator_url),
+            embedding("predicted", "vertex_ai", "text-embedding-005", vertex),
+            embedding("one-by-one", "vertex_ai", "gemini-embedding-001", vertex),
+        ],
     }
-    texts = [f"text number {index}" for index in range(260)]
     with running_gateway(log_dir, config, {"KEY": UPSTREAM_KEY}) as (url, _):
-        client = openai.OpenAI(base_url=url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+        yield url
+
+
+def test_both_flavors_reach_the_embedded_simulator(google: str) -> None:
+    url = google
+    client = openai.OpenAI(base_url=url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+    answers = [
+        client.chat.completions.create(model=name, messages=user(f"hi {name}"))
+        for name in ("sim-gemini", "sim-vertex")
+    ]
+    client.close()
+    for name, answer in zip(("sim-gemini", "sim-vertex"), answers, strict=True):
+        assert f"hi {name}" in (answer.choices[0].message.content or "")
+
+
+def test_many_inputs_are_split_into_the_batches_google_takes(google: str) -> None:
+    # OpenAI takes 2,048 inputs a call; Google takes 100 a batchEmbedContents, 250 a Vertex
+    # predict, and one for a gemini-embedding model there. 150 texts were sent as one call,
+    # and the client got Google's 400 for a request OpenAI's API serves. (The groups:
+    # "batched" on the Gemini API, "predicted" and "one-by-one" on Vertex; see ``google``.)
+    url = google
+    texts = [f"text number {index}" for index in range(260)]
+    with openai.OpenAI(base_url=url + "/v1", api_key=CLIENT_KEY, max_retries=0) as client:
         for model, count in (("batched", 260), ("predicted", 260), ("one-by-one", 7)):
             floats = client.embeddings.create(
                 model=model, input=texts[:count], dimensions=4, encoding_format="float"
@@ -670,7 +679,6 @@ def test_many_inputs_are_split_into_the_batches_google_takes(
             for a, b in zip(floats.data, packed.data, strict=True):
                 assert a.embedding == pytest.approx(b.embedding)
             assert floats.usage.prompt_tokens == 3 * count  # every batch's tokens
-        client.close()
 
 
 async def _first_batch_only(request: web.Request) -> web.Response:
@@ -690,62 +698,57 @@ async def _first_batch_only(request: web.Request) -> web.Response:
 
 
 async def test_batches_a_first_deployment_answered_are_charged_when_a_fallback_answers(
-    log_dir: Path, simulator_url: str
+    tmp_path: Path, simulator_url: str
 ) -> None:
     # 150 texts are two batches on the first deployment: it answered the first (100 texts,
     # 300 tokens, billed by Google) and failed the second, so the backup answered all 150.
     # Only the backup's 450 tokens were charged: the 300 the first one billed were lost.
     app = web.Application()
     app.router.add_post("/v1beta/models/{call}", _first_batch_only)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    first = {
-        "provider": "gemini",
-        "model": "sim-embed",
-        "api_base": f"http://127.0.0.1:{port}",
-        "api_key": "env:KEY",
-        "id": "split-first",
-        "price": {"input": 1000, "output": 0},
-    }
-    backup = {
-        "provider": "gemini",
-        "model": "sim-embed",
-        "api_base": simulator_url,
-        "api_key": "env:KEY",
-        "id": "split-backup",
-        "price": {"input": 10, "output": 0},
-    }
-    group = {"name": "split", "kind": "embedding", "deployments": [first, backup]}
-    config = {"models": [group], "telemetry": {"request_log": {"flush_interval": "0.1s"}}}
+
+    def deployment(ident: str, api_base: str, input_price: float) -> dict[str, Any]:
+        return {
+            "provider": "gemini",
+            "model": "sim-embed",
+            "api_base": api_base,
+            "api_key": "env:TEST_UPSTREAM_KEY",
+            "id": ident,
+            "price": {"input": input_price, "output": 0},
+        }
+
     texts = [f"text number {index}" for index in range(100)]
     texts += [f"late text {index}" for index in range(50)]
-    try:
-        with running_gateway(log_dir, config, {"KEY": UPSTREAM_KEY}) as (url, _):
-            async with httpx.AsyncClient(headers={"authorization": f"Bearer {CLIENT_KEY}"}) as http:
-                answer = await http.post(
-                    url + "/v1/embeddings",
-                    json={"model": "split", "input": texts, "encoding_format": "float"},
-                    headers={"x-request-id": "split-fallback"},
-                    timeout=30,
-                )
-                assert answer.status_code == 200, answer.text
-                assert answer.headers["x-tollway-deployment"] == "split-backup"
-                assert answer.json()["usage"]["prompt_tokens"] == 450  # the answer's own
-                charged = 300 * 1000 / 1e6 + 450 * 10 / 1e6
-                assert float(answer.headers["x-tollway-cost-usd"]) == pytest.approx(charged)
-                logged = await asyncio.to_thread(
-                    wait_for_ids,
-                    lambda: httpx.get(
-                        url + "/admin/logs?since=1h",
-                        headers={"authorization": f"Bearer {CLIENT_KEY}"},
-                    ).json()["data"],
-                    {"split-fallback"},
-                    "logged",
-                )
-    finally:
-        await runner.cleanup()
+    admin = {"authorization": f"Bearer {CLIENT_KEY}"}
+    async with serving(app) as upstream:
+        first = deployment("split-first", upstream, 1000)
+        backup = deployment("split-backup", simulator_url, 10)
+        config = {
+            "store": {"url": f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}"},
+            "server": {"reload_interval": None},
+            "models": [{"name": "split", "kind": "embedding", "deployments": [first, backup]}],
+            "telemetry": {"request_log": {"flush_interval": "0.1s"}},
+        }
+        async with (
+            gateway_in_process(config) as (url, _),
+            httpx.AsyncClient(headers=admin) as http,
+        ):
+            answer = await http.post(
+                url + "/v1/embeddings",
+                json={"model": "split", "input": texts, "encoding_format": "float"},
+                headers={"x-request-id": "split-fallback"},
+                timeout=30,
+            )
+            assert answer.status_code == 200, answer.text
+            assert answer.headers["x-tollway-deployment"] == "split-backup"
+            assert answer.json()["usage"]["prompt_tokens"] == 450  # the answer's own
+            charged = 300 * 1000 / 1e6 + 450 * 10 / 1e6
+            assert float(answer.headers["x-tollway-cost-usd"]) == pytest.approx(charged)
+            logged = await asyncio.to_thread(
+                wait_for_ids,
+                lambda: httpx.get(url + "/admin/logs?since=1h", headers=admin).json()["data"],
+                {"split-fallback"},
+                "logged",
+            )
     row = logged["split-fallback"]
     assert row["input_tokens"] == 750  # billed by both deployments
     assert row["cost_usd"] == pytest.approx(charged)

@@ -20,7 +20,7 @@ from tests.conftest import UPSTREAM_KEY
 from tests.integration.test_identity import Admin
 from tests.integration.test_oidc_gateway import ask, token
 from tests.integration.test_oidc_provider import AUDIENCE, node, running_idp
-from tests.support import postgres_database, running_gateway
+from tests.support import postgres_database, running_gateway, running_gateways
 
 __all__ = ["node"]  # the fixture, imported so this module can use it
 
@@ -188,10 +188,8 @@ def test_two_replicas_signing_in_one_identity_at_once_make_one_user(
     store = next(databases)
     config = {**_config(idp, simulator_url), "store": {"url": store}}
     env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TOLLWAY_STORE_URL": store}
-    with (
-        running_gateway(log_dir, config, env) as (first, _),
-        running_gateway(log_dir, config, env) as (second, _),
-    ):
+    # Replicas on PostgreSQL may start together (they migrate under an advisory lock).
+    with running_gateways(log_dir, [(config, env)] * 2) as [(first, _), (second, _)]:
         dana = token(idp, "dana-cli")
 
         def whoami(url: str) -> Any:
