@@ -134,11 +134,36 @@ async def misbehave(request: web.Request) -> web.StreamResponse:
     return response
 
 
+GEMINI_EVENTS = [
+    {"candidates": [{"index": 0, "content": {"role": "model", "parts": [{"text": "Hel"}]}}],
+     "usageMetadata": {"promptTokenCount": 5, "totalTokenCount": 5}},
+    {"candidates": [{"index": 0, "content": {"role": "model", "parts": [{"text": "lo"}]},
+                     "finishReason": "STOP"}],
+     "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 2, "totalTokenCount": 7}},
+    # The finish said again, on an empty last part with the final usage.
+    {"candidates": [{"index": 0, "content": {"role": "model", "parts": [{"text": ""}]},
+                     "finishReason": "STOP"}],
+     "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 3, "totalTokenCount": 8}},
+]  # fmt: skip
+
+
+async def gemini_repeating_its_finish(request: web.Request) -> web.StreamResponse:
+    """A Gemini stream whose candidate says ``finishReason`` on two events (CRLF framed)."""
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    for event in GEMINI_EVENTS:
+        await response.write(b"data: " + json.dumps(event).encode() + b"\r\n\r\n")
+    await response.write_eof()
+    return response
+
+
 @pytest.fixture(scope="module")
 async def upstream_url() -> AsyncIterator[str]:
-    """A deliberately broken OpenAI-style upstream on a real port."""
+    """A deliberately broken OpenAI-style upstream on a real port (and a Gemini one under
+    ``/v1beta``)."""
     app = web.Application()
     app.router.add_post("/v1/chat/completions", misbehave)
+    app.router.add_post("/v1beta/models/{call}", gemini_repeating_its_finish)
     async with serving(app) as url:
         yield url + "/v1"
 
@@ -148,8 +173,12 @@ def broken_gateway(log_dir: Path, upstream_url: str) -> Iterator[tuple[str, Proc
     """A gateway whose only model is served by the broken upstream."""
     config = {
         "upstream": {"timeouts": {"first_byte": "1s", "total": "1500ms"}},
-        "models": [{"name": "bad", "deployments": [
-            {"provider": "openai", "model": "bad", "api_base": upstream_url}]}],
+        "models": [
+            {"name": "bad", "deployments": [
+                {"provider": "openai", "model": "bad", "api_base": upstream_url}]},
+            {"name": "gem", "deployments": [{"provider": "gemini", "model": "g",
+                "api_base": upstream_url.removesuffix("/v1"), "api_key": "not-checked"}]},
+        ],
     }  # fmt: skip
     with running_gateway(log_dir, config) as running:
         yield running
@@ -385,3 +414,21 @@ async def test_a_created_that_is_no_number_is_a_502_in_the_clients_dialect(
         answer = await response.json()
     error = answer["error"]
     assert "'created' is not a number" in error["message"]
+
+
+async def test_a_gemini_finish_said_twice_reaches_an_openai_client_once(
+    broken_gateway: tuple[str, Process],
+) -> None:
+    url, _ = broken_gateway
+    client = openai.AsyncOpenAI(base_url=url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+    stream = await client.chat.completions.create(
+        model="gem", messages=[{"role": "user", "content": "hi"}], stream=True,
+        stream_options={"include_usage": True},
+    )  # fmt: skip
+    chunks = [chunk async for chunk in stream]
+    finishes = [c.finish_reason for chunk in chunks for c in chunk.choices if c.finish_reason]
+    assert finishes == ["stop"]
+    assert "".join(c.delta.content or "" for chunk in chunks for c in chunk.choices) == "Hello"
+    usage = [chunk.usage for chunk in chunks if chunk.usage is not None]
+    assert len(usage) == 1 and not chunks[-1].choices  # one usage chunk, last, as OpenAI's
+    assert (usage[0].prompt_tokens, usage[0].completion_tokens) == (5, 3)
