@@ -325,6 +325,8 @@ class Pipeline:
             await chunks.aclose()  # type: ignore[attr-defined]
             if isinstance(exc, UpstreamError):
                 _tools_spent(exc, in_hand)
+            elif isinstance(exc, ClientDisconnected):
+                _head_spent(ctx.tries[-1], in_hand)
             raise
         in_hand.append(chunk)
         ctx.tries[-1].first_chunk_at = time.perf_counter()
@@ -702,6 +704,17 @@ def _tools_spent(error: UpstreamError, held: list[ChatChunk]) -> None:
         so_far = chunk.usage_so_far
         if so_far is not None and so_far.tool_calls:
             error.spent = Usage(tool_calls=dict(so_far.tool_calls))
+            return
+
+
+def _head_spent(attempt: Attempt, held: list[ChatChunk]) -> None:
+    """What the held head of a stream whose client left reported used (Anthropic's
+    ``message_start``: the prompt's tokens, read and billed by then) as what the attempt
+    spent, so that the request is charged it as a stream cut after its head is."""
+    for chunk in reversed(held):
+        so_far = chunk.usage_so_far
+        if so_far is not None and so_far.input_tokens:  # else it says nothing of the prompt
+            attempt.spent = so_far
             return
 
 
