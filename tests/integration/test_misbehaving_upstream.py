@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -169,13 +170,15 @@ CLAUDE_HEAD = [
 
 async def claude_silent_after_its_head(request: web.Request) -> web.StreamResponse:
     """An Anthropic stream that says its prompt's tokens (``message_start``), then nothing
-    for longer than its client waits."""
+    for longer than its client waits (or, asked to ``stall``, than the gateway waits)."""
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await response.prepare(request)
     for event in CLAUDE_HEAD:
         head = f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
         await response.write(head.encode())
-    await asyncio.sleep(0.8)  # within the gateway's first-byte limit of 1 s
+    body = await request.json()
+    stalls = body["messages"][0]["content"] == "stall"
+    await asyncio.sleep(1.3 if stalls else 0.8)  # past, or within, the first-byte limit of 1 s
     return response
 
 
@@ -492,3 +495,25 @@ async def test_a_client_that_leaves_after_the_head_pays_the_prompt_its_head_repo
     async with aiohttp.ClientSession(headers=AUTH) as admin, admin.get(url + path) as answer:
         (row,) = (await answer.json())["data"]
     assert (row["reserved_usd"], row["spent_usd"]) == (0, pytest.approx(1.00001))
+
+
+async def test_a_stream_cut_by_the_first_byte_limit_after_its_head_pays_the_prompt(
+    broken_gateway: tuple[str, Process],
+) -> None:
+    # The gateway gives up on the first content (1 s) after message_start came: the prompt
+    # was read and billed by then, as for a client that leaves.
+    url, _ = broken_gateway
+    request_id = f"t-head-stall-{time.time_ns()}"
+    headers = {"x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01",
+               "x-request-id": request_id}  # fmt: skip
+    body = {"model": "claude", "max_tokens": 5, "stream": True,
+            "messages": [{"role": "user", "content": "stall"}]}  # fmt: skip
+    async with (
+        aiohttp.ClientSession() as client,
+        client.post(url + "/v1/messages", json=body, headers=headers) as answer,
+    ):
+        assert answer.status == 504
+        assert (await answer.json())["type"] == "error"
+    record = await asyncio.to_thread(logged_row, url, request_id, AUTH)
+    assert record["status"] == 504
+    assert (record["input_tokens"], record["cost_micros"]) == (100_000, 1_000_010)
