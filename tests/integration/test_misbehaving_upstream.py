@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from tests.integration.in_process import serving
-from tests.support import CLIENT_KEY, Process, running_gateway
+from tests.support import CLIENT_KEY, Process, logged_row, running_gateway
 
 AUTH = {"Authorization": f"Bearer {CLIENT_KEY}"}
 CHUNK = {
@@ -134,11 +135,61 @@ async def misbehave(request: web.Request) -> web.StreamResponse:
     return response
 
 
+GEMINI_EVENTS = [
+    {"candidates": [{"index": 0, "content": {"role": "model", "parts": [{"text": "Hel"}]}}],
+     "usageMetadata": {"promptTokenCount": 5, "totalTokenCount": 5}},
+    {"candidates": [{"index": 0, "content": {"role": "model", "parts": [{"text": "lo"}]},
+                     "finishReason": "STOP"}],
+     "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 2, "totalTokenCount": 7}},
+    # The finish said again, on an empty last part with the final usage.
+    {"candidates": [{"index": 0, "content": {"role": "model", "parts": [{"text": ""}]},
+                     "finishReason": "STOP"}],
+     "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 3, "totalTokenCount": 8}},
+]  # fmt: skip
+
+
+async def gemini_repeating_its_finish(request: web.Request) -> web.StreamResponse:
+    """A Gemini stream whose candidate says ``finishReason`` on two events (CRLF framed)."""
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    for event in GEMINI_EVENTS:
+        await response.write(b"data: " + json.dumps(event).encode() + b"\r\n\r\n")
+    await response.write_eof()
+    return response
+
+
+CLAUDE_HEAD = [
+    {"type": "message_start", "message": {
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "m", "content": [],
+        "stop_reason": None, "stop_sequence": None,
+        "usage": {"input_tokens": 100_000, "output_tokens": 1}}},
+    {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    {"type": "ping"},
+]  # fmt: skip
+
+
+async def claude_silent_after_its_head(request: web.Request) -> web.StreamResponse:
+    """An Anthropic stream that says its prompt's tokens (``message_start``), then nothing
+    for longer than its client waits (or, asked to ``stall``, than the gateway waits)."""
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    for event in CLAUDE_HEAD:
+        head = f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
+        await response.write(head.encode())
+    body = await request.json()
+    stalls = body["messages"][0]["content"] == "stall"
+    await asyncio.sleep(1.3 if stalls else 0.8)  # past, or within, the first-byte limit of 1 s
+    return response
+
+
 @pytest.fixture(scope="module")
 async def upstream_url() -> AsyncIterator[str]:
-    """A deliberately broken OpenAI-style upstream on a real port."""
+    """A deliberately broken OpenAI-style upstream on a real port (and a Gemini one under
+    ``/v1beta``, an Anthropic one at ``/v1/messages``)."""
     app = web.Application()
     app.router.add_post("/v1/chat/completions", misbehave)
+    app.router.add_post("/v1beta/models/{call}", gemini_repeating_its_finish)
+    app.router.add_post("/v1/messages", claude_silent_after_its_head)
     async with serving(app) as url:
         yield url + "/v1"
 
@@ -148,8 +199,16 @@ def broken_gateway(log_dir: Path, upstream_url: str) -> Iterator[tuple[str, Proc
     """A gateway whose only model is served by the broken upstream."""
     config = {
         "upstream": {"timeouts": {"first_byte": "1s", "total": "1500ms"}},
-        "models": [{"name": "bad", "deployments": [
-            {"provider": "openai", "model": "bad", "api_base": upstream_url}]}],
+        "models": [
+            {"name": "bad", "deployments": [
+                {"provider": "openai", "model": "bad", "api_base": upstream_url}]},
+            {"name": "gem", "deployments": [{"provider": "gemini", "model": "g",
+                "api_base": upstream_url.removesuffix("/v1"), "api_key": "not-checked"}]},
+            {"name": "claude", "deployments": [{"provider": "anthropic", "model": "m",
+                "api_base": upstream_url.removesuffix("/v1"), "api_key": "not-checked",
+                "price": {"input": 10.0, "output": 10.0}}]},
+        ],
+        "telemetry": {"request_log": {"flush_interval": "100ms"}},
     }  # fmt: skip
     with running_gateway(log_dir, config) as running:
         yield running
@@ -385,3 +444,76 @@ async def test_a_created_that_is_no_number_is_a_502_in_the_clients_dialect(
         answer = await response.json()
     error = answer["error"]
     assert "'created' is not a number" in error["message"]
+
+
+async def test_a_gemini_finish_said_twice_reaches_an_openai_client_once(
+    broken_gateway: tuple[str, Process],
+) -> None:
+    url, _ = broken_gateway
+    client = openai.AsyncOpenAI(base_url=url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+    stream = await client.chat.completions.create(
+        model="gem", messages=[{"role": "user", "content": "hi"}], stream=True,
+        stream_options={"include_usage": True},
+    )  # fmt: skip
+    chunks = [chunk async for chunk in stream]
+    finishes = [c.finish_reason for chunk in chunks for c in chunk.choices if c.finish_reason]
+    assert finishes == ["stop"]
+    assert "".join(c.delta.content or "" for chunk in chunks for c in chunk.choices) == "Hello"
+    usage = [chunk.usage for chunk in chunks if chunk.usage is not None]
+    assert len(usage) == 1 and not chunks[-1].choices  # one usage chunk, last, as OpenAI's
+    assert (usage[0].prompt_tokens, usage[0].completion_tokens) == (5, 3)
+
+
+async def test_a_client_that_leaves_after_the_head_pays_the_prompt_its_head_reported(
+    broken_gateway: tuple[str, Process],
+) -> None:
+    # The client leaves while the gateway still holds the stream's head (nothing sent yet):
+    # Anthropic read, and bills, the 100k tokens of the prompt message_start reports.
+    url, _ = broken_gateway
+    async with aiohttp.ClientSession(headers=AUTH) as admin:
+        async with admin.post(url + "/admin/keys", json={"name": "head-leaver"}) as answer:
+            key = await answer.json()
+        budget = {"scope": "key", "scope_id": key["id"], "period": "day", "limit_usd": 50.0}
+        async with admin.put(url + "/admin/budgets", json=budget) as answer:
+            assert answer.status < 300
+    body = {"model": "claude", "max_tokens": 5, "stream": True,
+            "messages": [{"role": "user", "content": "hi"}]}  # fmt: skip
+    headers = {"x-api-key": key["key"], "anthropic-version": "2023-06-01",
+               "x-request-id": "t-head-leaver-" + key["id"][:8]}  # fmt: skip
+    async with aiohttp.ClientSession() as client:
+        with pytest.raises(asyncio.TimeoutError):
+            async with client.post(
+                url + "/v1/messages", json=body, headers=headers,
+                timeout=aiohttp.ClientTimeout(total=0.3),
+            ) as answer:  # fmt: skip
+                await answer.read()
+    record = await asyncio.to_thread(logged_row, url, headers["x-request-id"], AUTH)
+    assert (record["status"], record["error_code"]) == (499, "client_disconnected")
+    assert record["input_tokens"] == 100_000
+    assert record["cost_micros"] == 1_000_010  # at $10 per 1M tokens, and its 1 output token
+    path = f"/admin/budgets?scope=key&scope_id={key['id']}"
+    async with aiohttp.ClientSession(headers=AUTH) as admin, admin.get(url + path) as answer:
+        (row,) = (await answer.json())["data"]
+    assert (row["reserved_usd"], row["spent_usd"]) == (0, pytest.approx(1.00001))
+
+
+async def test_a_stream_cut_by_the_first_byte_limit_after_its_head_pays_the_prompt(
+    broken_gateway: tuple[str, Process],
+) -> None:
+    # The gateway gives up on the first content (1 s) after message_start came: the prompt
+    # was read and billed by then, as for a client that leaves.
+    url, _ = broken_gateway
+    request_id = f"t-head-stall-{time.time_ns()}"
+    headers = {"x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01",
+               "x-request-id": request_id}  # fmt: skip
+    body = {"model": "claude", "max_tokens": 5, "stream": True,
+            "messages": [{"role": "user", "content": "stall"}]}  # fmt: skip
+    async with (
+        aiohttp.ClientSession() as client,
+        client.post(url + "/v1/messages", json=body, headers=headers) as answer,
+    ):
+        assert answer.status == 504
+        assert (await answer.json())["type"] == "error"
+    record = await asyncio.to_thread(logged_row, url, request_id, AUTH)
+    assert record["status"] == 504
+    assert (record["input_tokens"], record["cost_micros"]) == (100_000, 1_000_010)

@@ -325,6 +325,11 @@ class Pipeline:
             await chunks.aclose()  # type: ignore[attr-defined]
             if isinstance(exc, UpstreamError):
                 _tools_spent(exc, in_hand)
+                if isinstance(exc, UpstreamTimeout) and exc.spent is None:
+                    # Cut by the gateway's own limit, as by a client leaving (below).
+                    exc.spent = _prompt_reported(in_hand)
+            elif isinstance(exc, ClientDisconnected):
+                ctx.tries[-1].spent = _prompt_reported(in_hand)
             raise
         in_hand.append(chunk)
         ctx.tries[-1].first_chunk_at = time.perf_counter()
@@ -703,6 +708,18 @@ def _tools_spent(error: UpstreamError, held: list[ChatChunk]) -> None:
         if so_far is not None and so_far.tool_calls:
             error.spent = Usage(tool_calls=dict(so_far.tool_calls))
             return
+
+
+def _prompt_reported(held: list[ChatChunk]) -> Usage | None:
+    """What the held head of a stream cut before its first content (its client left, or a
+    time limit passed) reported used: the prompt's tokens (Anthropic's ``message_start``,
+    Gemini's first usage), read and billed by the provider by then. The attempt's spent
+    usage, charged as a stream cut after its head is."""
+    for chunk in reversed(held):
+        so_far = chunk.usage_so_far
+        if so_far is not None and so_far.input_tokens:  # else it says nothing of the prompt
+            return so_far
+    return None
 
 
 def _overdue(

@@ -13,8 +13,9 @@ candidate's calls; ``finishReason`` gives the finish chunk, unless it says the o
 latest is kept (and told on each chunk as ``usage_so_far``, for a stream cut before its end)
 and, once the body ends, ``last`` gives the usage-only chunk; the Google Search queries a
 candidate's ``groundingMetadata`` says it ran are that usage's ``web_search`` calls from the
-event that says so on. A stream whose
-body ends before every candidate finished was cut short (``done`` is false) and is a failure.
+event that says so on. A stream whose body ends before every candidate finished was cut short
+(``done`` is false) and is a failure. A candidate's finish is told once, however many of its
+events repeat ``finishReason``.
 
 Client (``StreamWriter``): content chunks become events at once; tool-call fragments are held
 until the end, since Gemini sends every call whole, and ``finish`` gives the last event with
@@ -167,6 +168,11 @@ class StreamReader:
             reasoning = ReasoningDelta("".join(thoughts), signature=signature)
         finish, extra = finish_from_wire(raw.get("finishReason"), self._calls.get(index, 0) > 0)
         if finish is not None:
+            if index in self._finished:
+                # Told once: Gemini has sent ``STOP`` on more than one event of a candidate
+                # (on each, at times), and a second finish makes an OpenAI client's stream
+                # read as ending twice.
+                finish, extra = None, {}
             self._finished.add(index)
         role: Role | None = None if index in self._started else "assistant"
         self._started.add(index)
