@@ -73,6 +73,11 @@ _TOKENS_PER_NAME = 1
 _REPLY_PRIMING = 3
 _TOKENS_PER_TOOL = 8
 _CHARS_PER_TOKEN = 4
+# Text files a client sends inline (an OpenAI ``file`` part): counted up to this size, and
+# as one token a byte above it (an upper bound, where encoding all of it would hold the
+# event loop: such files are not among ``long_texts``).
+_TEXT_TYPES = ("text/", "application/json", "application/xml")
+_COUNTED_FILE_BYTES = 65_536
 REMEMBERED_TEXTS = 1_024
 """How many counted texts a counter remembers (least recently used go first)."""
 REMEMBERED_CHARS = 16_384
@@ -230,6 +235,8 @@ class TokenCounter:
         with self._long_lock:
             known = key in self._pages
             pages = self._pages.get(key)
+            if known:
+                self._pages.move_to_end(key)
         if not known:
             pages = pdf_pages(data)
             with self._long_lock:
@@ -283,8 +290,9 @@ class TokenCounter:
         return tokens
 
     def _file(self, encoding: str, part: dict[str, Any], provider: str, model: str) -> int:
-        """An OpenAI ``file`` part kept as sent: inline, a PDF's pages or the decoded text of
-        another file (CSV, plain text...); by file id, unseen, as the most pages a PDF has."""
+        """An OpenAI ``file`` part kept as sent: inline, a PDF's pages or a text file's
+        (CSV, plain text...) tokens; any other file, or one by file id, unseen, as the most
+        a PDF may cost."""
         file = part.get("file")
         data = file.get("file_data") if isinstance(file, dict) else None
         if not isinstance(data, str) or not data.startswith("data:") or ";base64," not in data:
@@ -292,10 +300,17 @@ class TokenCounter:
         media_type, _, encoded = data[5:].partition(";base64,")
         if media_type == PDF:
             return self._pdf(provider, model, encoded)
+        size = len(encoded) * 3 // 4
+        if not media_type.startswith(_TEXT_TYPES):
+            # A Word or Excel file's text, which the provider extracts, is not bounded by
+            # its (compressed) size: counted as the largest document.
+            return pdf_tokens(provider, model, None, size)
+        if size > _COUNTED_FILE_BYTES:
+            return size  # no token is shorter than a byte: a bound, without encoding it all
         try:
             text = base64.b64decode(encoded).decode("utf-8", errors="replace")
         except (binascii.Error, ValueError):
-            return self._pdf(provider, model, None)
+            return size
         return self._count(encoding, text)
 
     def embedding(

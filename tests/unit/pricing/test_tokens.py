@@ -265,6 +265,13 @@ def test_an_openai_pdf_file_part_counts_by_its_pages() -> None:
     text = "plate,toll\nAB-123,3.00\n" * 40
     csv = "data:text/csv;base64," + base64.b64encode(text.encode()).decode()
     assert file_part({"file_data": csv, "filename": "tolls.csv"}) == COUNTER.text(text)
+    large = "plate,toll\nAB-123,3.00\n" * 20_000  # 460 KB: one token a byte at most
+    encoded = "data:text/csv;base64," + base64.b64encode(large.encode()).decode()
+    assert COUNTER.text(large) < file_part({"file_data": encoded, "filename": "t.csv"})
+    assert file_part({"file_data": encoded, "filename": "t.csv"}) >= len(large)
+    docx = "data:application/vnd.openxmlformats-officedocument.wordprocessingml.document;base64,"
+    unseen = file_part({"file_data": docx + "UEsDBA==", "filename": "t.docx"})
+    assert unseen == by_id  # its text unknown: the largest document
 
 
 def _deployment(simulator_url: str | None = None, **config: Any) -> Deployment:
