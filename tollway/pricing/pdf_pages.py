@@ -34,7 +34,7 @@ _PAGE = re.compile(rb"/Type\s*/Page(?![A-Za-z0-9#_.-])")
 _COUNT = re.compile(rb"/Count\s+(\d{1,9})(?![\d.])")
 _OBJECT_STREAM = re.compile(rb"/Type\s*/ObjStm(?![A-Za-z0-9#_.-])")
 _STREAM = re.compile(rb"stream\r?\n")
-_FLATE = re.compile(rb"/Filter\s*(?:\[\s*)?/FlateDecode\s*\]?")
+_FLATE_ONLY = re.compile(rb"/Filter\s*(?:/FlateDecode|\[\s*/FlateDecode\s*\])(?![A-Za-z0-9])")
 
 
 def pdf_pages(data: str, inflated_bytes: int = INFLATED_BYTES) -> int | None:
@@ -82,7 +82,7 @@ def _object_streams(raw: bytes, budget: int) -> list[bytes] | None:
             if b"/Filter" not in dictionary:
                 continue
             return None
-        if not _FLATE.search(dictionary):
+        if not _FLATE_ONLY.search(dictionary):  # Flate alone: a chain is not read
             return None
         if budget <= 0:  # (a limit of 0 is none to zlib)
             return None

@@ -58,6 +58,14 @@ def test_object_streams_it_cannot_read_are_not_counted() -> None:
     other_filter = data.replace(b"/ObjStm /N", b"/ObjStm /Filter /LZWDecode /N", 1)
     other_filter = other_filter.replace(b"/Filter /FlateDecode /Length", b"/Length", 1)
     assert pdf_pages(_b64(with_predictor)) is None
+    chained = data.replace(
+        b"/Filter /FlateDecode /Length", b"/Filter [/FlateDecode /AHx] /Length", 1
+    )
+    assert pdf_pages(_b64(chained)) is None
+    in_brackets = data.replace(
+        b"/Filter /FlateDecode /Length", b"/Filter [ /FlateDecode ] /Length", 1
+    )
+    assert pdf_pages(_b64(in_brackets)) == 40
     assert pdf_pages(_b64(other_filter)) is None
 
 
