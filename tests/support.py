@@ -301,3 +301,68 @@ def png(width: int, height: int) -> bytes:
     pixels = zlib.compress(b"\x00" * ((width + 1) * height))
     signature = b"\x89PNG\r\n\x1a\n"
     return signature + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+def pdf(pages: int, *, fan_out: int = 0, object_streams: bool = False, pad: int = 0) -> bytes:
+    """A real PDF of ``pages`` blank pages: their page tree flat under its root, or in nodes
+    of ``fan_out`` pages each (every node with its ``/Count``); with ``object_streams``, every
+    object compressed in one object stream indexed by a cross-reference stream (PDF 1.5, as
+    modern writers do). ``pad``: bytes of comment after the header, to weigh more."""
+    objects: dict[int, bytes] = {1: b"<< /Type /Catalog /Pages 2 0 R >>"}
+    numbers = iter(range(3, 3 + 2 * pages + 2))
+
+    def leaves(parent: int, count: int) -> list[int]:
+        kids = [next(numbers) for _ in range(count)]
+        for kid in kids:
+            objects[kid] = b"<< /Type /Page /Parent %d 0 R /MediaBox [0 0 612 792] >>" % parent
+        return kids
+
+    def node(kids: list[int], count: int, parent: int | None) -> bytes:
+        refs = b" ".join(b"%d 0 R" % kid for kid in kids)
+        up = b" /Parent %d 0 R" % parent if parent else b""
+        return b"<< /Type /Pages%s /Kids [%s] /Count %d >>" % (up, refs, count)
+
+    if fan_out:
+        nodes = []
+        for start in range(0, pages, fan_out):
+            number, count = next(numbers), min(fan_out, pages - start)
+            objects[number] = node(leaves(number, count), count, 2)
+            nodes.append(number)
+        objects[2] = node(nodes, pages, None)
+    else:
+        objects[2] = node(leaves(2, pages), pages, None)
+    out = bytearray(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n" + b"%" + b"x" * pad + b"\n")
+    last = max(objects)
+    if not object_streams:
+        offsets = {}
+        for number in sorted(objects):
+            offsets[number] = len(out)
+            out += b"%d 0 obj\n%s\nendobj\n" % (number, objects[number])
+        xref = len(out)
+        out += b"xref\n0 %d\n0000000000 65535 f \n" % (last + 1)
+        out += b"".join(b"%010d 00000 n \n" % offsets.get(n, 0) for n in range(1, last + 1))
+        out += b"trailer\n<< /Size %d /Root 1 0 R >>\n" % (last + 1)
+        return bytes(out + b"startxref\n%d\n%%%%EOF\n" % xref)
+    order = sorted(objects)
+    bodies, header = b"", b""
+    for number in order:
+        header += b"%d %d " % (number, len(bodies))
+        bodies += objects[number] + b"\n"
+    packed = zlib.compress(header + bodies)
+    stream, xref = last + 1, last + 2
+    stream_at = len(out)
+    out += b"%d 0 obj\n<< /Type /ObjStm /N %d /First %d /Filter /FlateDecode /Length %d >>\n" % (
+        stream, len(order), len(header), len(packed)
+    )
+    out += b"stream\n" + packed + b"\nendstream\nendobj\n"
+    xref_at = len(out)
+    rows = [struct.pack(">BIH", 0, 0, 65535)]
+    rows += [struct.pack(">BIH", 2, stream, order.index(n)) if n in objects
+             else struct.pack(">BIH", 0, 0, 0) for n in range(1, last + 1)]  # fmt: skip
+    rows += [struct.pack(">BIH", 1, stream_at, 0), struct.pack(">BIH", 1, xref_at, 0)]
+    table = zlib.compress(b"".join(rows))
+    out += b"%d 0 obj\n<< /Type /XRef /Size %d /W [1 4 2] /Root 1 0 R /Filter /FlateDecode" % (
+        xref, xref + 1
+    )
+    out += b" /Length %d >>\nstream\n" % len(table) + table + b"\nendstream\nendobj\n"
+    return bytes(out + b"startxref\n%d\n%%%%EOF\n" % xref_at)

@@ -21,7 +21,7 @@ import openai
 import pytest
 
 from tests.conftest import UPSTREAM_KEY
-from tests.support import CLIENT_KEY, png, running_gateway, tollway_command
+from tests.support import CLIENT_KEY, pdf, png, running_gateway, tollway_command
 
 PIXEL = (  # a 1x1 PNG
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
@@ -396,6 +396,33 @@ def test_anthropic_sdk_gets_budget_refusal_in_its_own_dialect(gateway: str) -> N
     assert body["error"]["type"] == "rate_limit_error"
     assert "Budget exceeded" in body["error"]["message"]
     assert spend(gateway, key_id)["spent_usd"] == 0
+
+
+def test_a_many_page_pdf_is_refused_by_a_budget_its_pages_would_overshoot(gateway: str) -> None:
+    # 60 pages in 3 KB: the guess from the size said one page (some $3 reserved at these
+    # prices), and the request reached the provider; 60 pages cost over $300.
+    document = pdf(60, fan_out=10, object_streams=True)
+    block = {
+        "type": "document",
+        "source": {
+            "type": "base64",
+            "media_type": "application/pdf",
+            "data": base64.b64encode(document).decode(),
+        },
+    }
+    messages: Any = [{"role": "user", "content": [block, {"type": "text", "text": "Sum up"}]}]
+    key_id, key = new_key(gateway)
+    set_budget(gateway, key_id, 100.0)
+    client = anthropic.Anthropic(base_url=gateway, api_key=key, max_retries=0)
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        client.messages.create(model="pricey-claude", max_tokens=100, messages=messages)
+    body = caught.value.body
+    assert isinstance(body, dict) and "Budget exceeded" in body["error"]["message"]
+    assert spend(gateway, key_id)["spent_usd"] == 0
+    # A one-page PDF, reserved as one page, is served within the same budget.
+    block["source"]["data"] = base64.b64encode(pdf(1)).decode()
+    answer = client.messages.create(model="pricey-claude", max_tokens=100, messages=messages)
+    assert answer.content
 
 
 def test_a_continuation_with_no_context_window_to_bound_it_is_refused_under_a_budget(

@@ -19,10 +19,13 @@ prime the reply, tool definitions as their JSON, images by the family's rule
 costs), earlier turns' reasoning where the provider is sent it back (Claude's, signed;
 encrypted reasoning by its size). Anthropic's ``document`` blocks (kept as they came, as
 ``OpaquePart``) count by what they hold: title, context and text, or their content blocks; a
-PDF, which the gateway cannot read, by an estimate from its size (docs/pricing.md)."""
+PDF by its pages (``pdf_pages.py``) at the most a page costs there (``document_tokens.py``),
+or, where they cannot be counted (by URL, by file id), as the most pages the family takes."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import gzip
 import hashlib
@@ -40,6 +43,7 @@ import orjson
 
 from tollway.core.errors import InvalidRequest
 from tollway.core.types import (
+    PDF,
     ChatRequest,
     Deployment,
     DocumentPart,
@@ -49,7 +53,9 @@ from tollway.core.types import (
     ReasoningPart,
     TextPart,
 )
+from tollway.pricing.document_tokens import pdf_tokens
 from tollway.pricing.image_tokens import image_tokens
+from tollway.pricing.pdf_pages import pdf_pages
 from tollway.wire.crossing import REPLAYS_REASONING
 
 if TYPE_CHECKING:
@@ -67,15 +73,18 @@ _TOKENS_PER_NAME = 1
 _REPLY_PRIMING = 3
 _TOKENS_PER_TOOL = 8
 _CHARS_PER_TOKEN = 4
-# A PDF document: Anthropic charges each page as its text plus an image of the page (1,500 to
-# 3,000 tokens a page, its docs say); pages are guessed from the size (a PDF by URL or an
-# uploaded file, whose size the gateway does not know, counts as one page).
-_PDF_TOKENS_PER_PAGE = 2_300
-_PDF_BYTES_PER_PAGE = 50_000
+# Text files a client sends inline (an OpenAI ``file`` part): counted up to this size, and
+# as one token a byte above it (an upper bound, where encoding all of it would hold the
+# event loop: such files are not among ``long_texts``).
+_TEXT_TYPES = ("text/", "application/json", "application/xml")
+_COUNTED_FILE_BYTES = 65_536
 REMEMBERED_TEXTS = 1_024
 """How many counted texts a counter remembers (least recently used go first)."""
 REMEMBERED_CHARS = 16_384
 """Texts up to this long are remembered: at most about 16.8 million characters a counter."""
+REMEMBERED_PDFS = 8
+"""How many PDFs' page counts a counter keeps (by length and hash, not the data): routing,
+admission and metering each count a request's PDF, and a conversation sends it each turn."""
 LONG_REMEMBERED = 64
 """Counts of longer texts kept (by length and hash, not the text): a request's long text is
 counted once, though routing, admission and metering each ask for it."""
@@ -109,6 +118,7 @@ class TokenCounter:
         self._remembered = functools.lru_cache(maxsize=remembered)(self._encode)
         self._long: OrderedDict[tuple[str, int, int], int] = OrderedDict()
         self._long_lock = threading.Lock()  # ``count_ahead`` runs in a worker thread
+        self._pages: OrderedDict[tuple[int, int], int | None] = OrderedDict()
 
     def remembered(self) -> int:
         """How many texts' counts are kept now."""
@@ -197,9 +207,11 @@ class TokenCounter:
                     elif isinstance(part, ImagePart):
                         tokens += image_tokens(provider, model, part.data, part.detail)
                     elif isinstance(part, DocumentPart):
-                        tokens += self._document_part(encoding, part)
+                        tokens += self._document_part(encoding, part, provider, model)
                     elif isinstance(part, OpaquePart) and part.type == "document":
                         tokens += self._document(encoding, part.data, provider, model)
+                    elif isinstance(part, OpaquePart) and part.type == "file":
+                        tokens += self._file(encoding, part.data, provider, model)
                     elif isinstance(part, ReasoningPart) and replays and part.signed:
                         tokens += count(encoding, part.text)
                         if part.redacted:  # its decoded size, as characters of text
@@ -215,20 +227,37 @@ class TokenCounter:
             tokens += _TOKENS_PER_TOOL + count(encoding, orjson.dumps(definition).decode())
         return _scaled(tokens, provider)
 
-    def _document_part(self, encoding: str, part: DocumentPart) -> int:
-        """A document: its name and context, then its text or a PDF's estimate by its size."""
+    def _pdf(self, provider: str, model: str, data: str | None) -> int:
+        """A PDF: by its pages when ``data`` (base64) holds it, else the most the family takes."""
+        if data is None:
+            return pdf_tokens(provider, model, None)
+        key = (len(data), hash(data))  # a str keeps its hash: a repeated PDF costs a lookup
+        with self._long_lock:
+            known = key in self._pages
+            pages = self._pages.get(key)
+            if known:
+                self._pages.move_to_end(key)
+        if not known:
+            pages = pdf_pages(data)
+            with self._long_lock:
+                self._pages[key] = pages
+                if len(self._pages) > REMEMBERED_PDFS:
+                    self._pages.popitem(last=False)
+        return pdf_tokens(provider, model, pages, len(data) * 3 // 4)
+
+    def _document_part(self, encoding: str, part: DocumentPart, provider: str, model: str) -> int:
+        """A document: its name and context, then its text or a PDF's pages."""
         tokens = self._count(encoding, part.name) if part.name else 0
         context = part.extra.get("context")
         if isinstance(context, str):
             tokens += self._count(encoding, context)
         if part.text is not None:
             return tokens + self._count(encoding, part.text)
-        size = len(part.data or "") * 3 // 4
-        return tokens + _PDF_TOKENS_PER_PAGE * max(1, math.ceil(size / _PDF_BYTES_PER_PAGE))
+        return tokens + self._pdf(provider, model, part.data or "")
 
     def _document(self, encoding: str, block: dict[str, Any], provider: str, model: str) -> int:
         """An Anthropic ``document`` block: its title and context, then its source's text,
-        its content blocks, or a PDF's estimate (nothing for a shape Anthropic would refuse)."""
+        its content blocks, or a PDF's pages (nothing for a shape Anthropic would refuse)."""
         count = self._count
         tokens = 0
         for key in ("title", "context"):
@@ -255,11 +284,34 @@ class TokenCounter:
                         tokens += _block_image_tokens(item, provider, model)
         elif kind == "base64":
             data = source.get("data")
-            size = len(data) * 3 // 4 if isinstance(data, str) else 0
-            tokens += _PDF_TOKENS_PER_PAGE * max(1, math.ceil(size / _PDF_BYTES_PER_PAGE))
-        elif kind in ("url", "file"):
-            tokens += _PDF_TOKENS_PER_PAGE
+            tokens += self._pdf(provider, model, data if isinstance(data, str) else "")
+        elif kind in ("url", "file"):  # its pages unknown: the most the family takes
+            tokens += self._pdf(provider, model, None)
         return tokens
+
+    def _file(self, encoding: str, part: dict[str, Any], provider: str, model: str) -> int:
+        """An OpenAI ``file`` part kept as sent: inline, a PDF's pages or a text file's
+        (CSV, plain text...) tokens; any other file, or one by file id, unseen, as the most
+        a PDF may cost."""
+        file = part.get("file")
+        data = file.get("file_data") if isinstance(file, dict) else None
+        if not isinstance(data, str) or not data.startswith("data:") or ";base64," not in data:
+            return self._pdf(provider, model, None)
+        media_type, _, encoded = data[5:].partition(";base64,")
+        if media_type == PDF:
+            return self._pdf(provider, model, encoded)
+        size = len(encoded) * 3 // 4
+        if not media_type.startswith(_TEXT_TYPES):
+            # A Word or Excel file's text, which the provider extracts, is not bounded by
+            # its (compressed) size: counted as the largest document.
+            return pdf_tokens(provider, model, None, size)
+        if size > _COUNTED_FILE_BYTES:
+            return size  # no token is shorter than a byte: a bound, without encoding it all
+        try:
+            text = base64.b64decode(encoded).decode("utf-8", errors="replace")
+        except (binascii.Error, ValueError):
+            return size
+        return self._count(encoding, text)
 
     def embedding(
         self, request: EmbeddingRequest, provider: str, model: str, tokenizer: str | None = None

@@ -6,9 +6,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tollway.config.defaults import default_settings
 from tollway.core.types import Price, PriceTier, Usage
 from tollway.pricing.catalog import PriceCatalog, price_from_row
 from tollway.pricing.cost import cost_usd, worst_case_usd
+from tollway.routing.table import build_routing_table
 
 GPT_4O = Price(input=2.50, cached_input=1.25, output=10.00)
 SONNET = Price(
@@ -133,6 +135,38 @@ def test_catalog_lookups_exact_glob_alias_and_any() -> None:
     assert sim is not None and sim.output == 15.0
     assert catalog.lookup("openai", "no-such-model") is None
     assert catalog.version
+
+
+# The embedded default's Claude 5.5 names: no published price could be verified for them.
+UNPRICED_DEFAULTS = {"claude-opus-5-5", "claude-sonnet-5-5", "claude-haiku-5-5"}
+
+
+def test_the_default_models_of_real_providers_are_priced_by_the_catalog() -> None:
+    settings = default_settings({"OPENAI_API_KEY": "k", "ANTHROPIC_API_KEY": "k"})
+    table = build_routing_table(settings, "http://127.0.0.1:1", PriceCatalog.load())
+    unpriced = {d.model for g in table.groups for d in g.deployments if d.price is None}
+    assert unpriced == UNPRICED_DEFAULTS
+
+
+@pytest.mark.parametrize(
+    ("provider", "model", "rates"),
+    [
+        # Newer models a glob of an older one priced wrongly, or no row priced at all.
+        ("anthropic", "claude-opus-4-8", (5.0, 25.0)),
+        ("anthropic", "claude-opus-4-6", (5.0, 25.0)),
+        ("anthropic", "claude-sonnet-4-6", (3.0, 15.0)),
+        ("openai", "gpt-5-pro", (15.0, 120.0)),
+        ("openai", "gpt-5.1", (1.25, 10.0)),
+        ("openai", "gpt-5.2", (1.75, 14.0)),
+        ("openai", "gpt-5-mini-2025-08-07", (0.25, 2.0)),
+    ],
+)
+def test_newer_models_have_their_own_published_rates(
+    provider: str, model: str, rates: tuple[float, float]
+) -> None:
+    price = PriceCatalog.load().lookup(provider, model)
+    assert price is not None and (price.input, price.output) == rates
+    assert not price.tiers  # Sonnet 4.6 has no long-context surcharge, unlike 4.5
 
 
 def test_every_catalog_row_is_sane() -> None:

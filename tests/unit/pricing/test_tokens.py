@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import math
 from typing import Any
 
 import pytest
 
+from tests.support import pdf
 from tollway.config.schema import Settings
 from tollway.core.types import ChatRequest, Deployment
+from tollway.pricing.document_tokens import max_pages, page_tokens
 from tollway.pricing.tokens import (
     LONG_REMEMBERED,
     REMEMBERED_CHARS,
@@ -21,6 +24,7 @@ from tollway.wire import anthropic_request
 from tollway.wire.openai_request import request_from_wire
 
 COUNTER = TokenCounter()
+SONNET = "claude-sonnet-4-5"
 
 
 def test_the_encodings_load_offline_and_count_exactly() -> None:
@@ -200,20 +204,75 @@ def test_anthropic_documents_count_by_what_they_hold() -> None:
     assert COUNTER.chat(_anthropic_turn(as_string), "openai", "gpt-4o") == as_text
 
 
-def test_a_pdf_the_gateway_cannot_read_counts_by_an_estimate_never_zero() -> None:
+def _pdf_tokens(source: dict[str, Any], provider: str = "anthropic", model: str = SONNET) -> int:
+    """The tokens one Anthropic ``document`` block adds to a request."""
     caption = {"type": "text", "text": "read"}  # (Anthropic refuses a turn with nothing)
-    empty = COUNTER.chat(_anthropic_turn(caption), "anthropic", "claude")
+    empty = COUNTER.chat(_anthropic_turn(caption), provider, model)
+    document = {"type": "document", "source": source}
+    return COUNTER.chat(_anthropic_turn(caption, document), provider, model) - empty
 
-    def pdf(source: dict[str, Any]) -> int:
-        document = {"type": "document", "source": source}
-        return COUNTER.chat(_anthropic_turn(caption, document), "anthropic", "claude") - empty
 
-    small = pdf({"type": "base64", "media_type": "application/pdf", "data": "JVBERi0xLjQK"})
-    large = pdf({"type": "base64", "media_type": "application/pdf", "data": "A" * 400_000})
-    by_url = pdf({"type": "url", "url": "https://example.com/tolls.pdf"})
-    uploaded = pdf({"type": "file", "file_id": "file_011"})
-    assert 2_300 <= small == by_url == uploaded  # a page, as Anthropic charges one
-    assert large > 5 * small  # 300 KB: about six pages
+def _base64_pdf(data: bytes) -> dict[str, Any]:
+    encoded = base64.b64encode(data).decode()
+    return {"type": "base64", "media_type": "application/pdf", "data": encoded}
+
+
+def test_a_base64_pdf_counts_by_its_pages_at_the_most_a_page_costs() -> None:
+    page = page_tokens("anthropic", SONNET)
+    assert page == 3_000 + 1_600  # its text at most, and the image of the page
+    one = _pdf_tokens(_base64_pdf(pdf(1)))
+    many = _pdf_tokens(_base64_pdf(pdf(40, fan_out=8, object_streams=True)))
+    assert one >= page and many >= 40 * page  # the family factor on top
+    assert many - one >= 39 * page
+    # A heavy page is one page: the old guess from the size said eight.
+    assert _pdf_tokens(_base64_pdf(pdf(1, pad=400_000))) == one
+
+
+def test_a_pdf_whose_pages_are_unknown_counts_as_the_most_the_family_takes() -> None:
+    most = max_pages("anthropic") * page_tokens("anthropic", SONNET)
+    by_url = _pdf_tokens({"type": "url", "url": "https://example.com/tolls.pdf"})
+    uploaded = _pdf_tokens({"type": "file", "file_id": "file_011"})
+    data = pdf(40)
+    truncated = _pdf_tokens(_base64_pdf(data[: len(data) // 2]))
+    assert most <= by_url == uploaded == truncated
+    # Never below the guess from the size, for data too large for the family's page limit.
+    huge = _pdf_tokens(
+        {"type": "base64", "media_type": "application/pdf", "data": "A" * 60_000_000}
+    )
+    assert huge >= math.ceil(45_000_000 / 50_000) * page_tokens("anthropic", SONNET)
+    on_gemini = _pdf_tokens(
+        {"type": "url", "url": "https://example.com/t.pdf"}, "gemini", "gemini-2.5-pro"
+    )
+    assert on_gemini >= 1_000 * 258
+
+
+def test_an_openai_pdf_file_part_counts_by_its_pages() -> None:
+    def file_part(file: dict[str, Any]) -> int:
+        body = {
+            "model": "m",
+            "messages": [{"role": "user", "content": [{"type": "file", "file": file}]}],
+        }
+        empty = {"model": "m", "messages": [{"role": "user", "content": []}]}
+        return COUNTER.chat(request_from_wire(body), "openai", "gpt-4o") - COUNTER.chat(
+            request_from_wire(empty), "openai", "gpt-4o"
+        )
+
+    inline = "data:application/pdf;base64," + base64.b64encode(pdf(12)).decode()
+    assert file_part({"file_data": inline, "filename": "t.pdf"}) >= 12 * page_tokens(
+        "openai", "gpt-4o"
+    )
+    by_id = file_part({"file_id": "file-abc"})
+    assert by_id >= max_pages("openai") * page_tokens("openai", "gpt-4o")
+    text = "plate,toll\nAB-123,3.00\n" * 40
+    csv = "data:text/csv;base64," + base64.b64encode(text.encode()).decode()
+    assert file_part({"file_data": csv, "filename": "tolls.csv"}) == COUNTER.text(text)
+    large = "plate,toll\nAB-123,3.00\n" * 20_000  # 460 KB: one token a byte at most
+    encoded = "data:text/csv;base64," + base64.b64encode(large.encode()).decode()
+    assert COUNTER.text(large) < file_part({"file_data": encoded, "filename": "t.csv"})
+    assert file_part({"file_data": encoded, "filename": "t.csv"}) >= len(large)
+    docx = "data:application/vnd.openxmlformats-officedocument.wordprocessingml.document;base64,"
+    unseen = file_part({"file_data": docx + "UEsDBA==", "filename": "t.docx"})
+    assert unseen == by_id  # its text unknown: the largest document
 
 
 def _deployment(simulator_url: str | None = None, **config: Any) -> Deployment:
