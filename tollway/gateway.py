@@ -312,9 +312,11 @@ class Gateway:
         for group in table.groups:
             for deployment in group.deployments:
                 if deployment.price is None:
-                    log.info(
+                    # A warning: budgets cannot bound what costs nothing (docs/pricing.md).
+                    log.warning(
                         "deployment %s (%s %s) has no price in config or the catalog %s: its "
-                        "requests count as costing nothing",
+                        "requests count as costing nothing against every budget; give it a "
+                        "price (0 for a model that really is free, e.g. self-hosted)",
                         deployment.id, deployment.provider, deployment.model, self.prices.version,
                     )  # fmt: skip
         router = Router(table, self.health, counter=self.metering.counter, config=settings.routing)
