@@ -754,6 +754,37 @@ async def test_anthropic_protocol_errors(sim: Simulator, claude: anthropic.Async
     assert status == 400 and json.loads(payload)["error"]["type"] == "invalid_request_error"
 
 
+async def test_anthropic_tool_results_must_answer_the_calls_before_them(
+    claude: anthropic.AsyncAnthropic,
+) -> None:
+    """A result for an unknown call, and a call left unanswered, are Claude's 400s."""
+    use: Any = {"type": "tool_use", "id": "toolu_1", "name": "get_time", "input": {}}
+    result: Any = {"type": "tool_result", "tool_use_id": "toolu_2", "content": "noon"}
+    asked: Any = {"role": "user", "content": "time?"}
+    stray: Any = [
+        asked,
+        {"role": "assistant", "content": [use]},
+        {"role": "user", "content": [result]},
+    ]
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        await claude.messages.create(model="c", max_tokens=9, messages=stray)
+    message = error_of(caught.value)["message"]
+    assert message.startswith("messages.1: `tool_use` ids were found without `tool_result`")
+    assert "toolu_1" in message
+    both: Any = [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "noon"}, result]
+    stray[2] = {"role": "user", "content": both}
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        await claude.messages.create(model="c", max_tokens=9, messages=stray)
+    message = error_of(caught.value)["message"]
+    assert message.startswith("messages.2.content.1: unexpected `tool_use_id` found in")
+    assert "toolu_2" in message
+    with pytest.raises(anthropic.BadRequestError):
+        await claude.messages.create(model="c", max_tokens=9, messages=[stray[2]])
+    stray[2]["content"] = both[:1]
+    answer = await claude.messages.create(model="c", max_tokens=9, messages=stray)
+    assert text_of(answer).startswith("Simulated reply to tool result: noon")
+
+
 # --- faults --------------------------------------------------------------------------------
 
 
