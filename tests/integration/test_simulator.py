@@ -449,6 +449,31 @@ async def test_bad_requests(oai: openai.AsyncOpenAI, sim: Simulator) -> None:
     assert error["type"] == "invalid_request_error"
 
 
+async def test_tool_messages_must_answer_every_call_before_them(oai: openai.AsyncOpenAI) -> None:
+    """A call left unanswered, and a tool message for no call, are OpenAI's 400s."""
+    calls: Any = [
+        {"id": f"call_{n}", "type": "function", "function": {"name": "get_time", "arguments": "{}"}}
+        for n in (1, 2)
+    ]
+    turn: Any = [*HELLO, {"role": "assistant", "content": None, "tool_calls": calls}]
+    first: Any = {"role": "tool", "tool_call_id": "call_1", "content": "noon"}
+    later: Any = {"role": "user", "content": "and?"}
+    for messages in ([*turn, first], [*turn, first, later]):
+        with pytest.raises(openai.BadRequestError) as caught:
+            await oai.chat.completions.create(model="m", messages=messages, tools=[CLOCK])
+        assert caught.value.param == "messages.[1].role"
+        assert caught.value.message.endswith("did not have response messages: call_2")
+    stray: Any = {"role": "tool", "tool_call_id": "call_9", "content": "noon"}
+    with pytest.raises(openai.BadRequestError) as caught:
+        await oai.chat.completions.create(model="m", messages=[*turn, first, stray], tools=[CLOCK])
+    assert caught.value.param == "messages.[3].role"
+    second: Any = {"role": "tool", "tool_call_id": "call_2", "content": "one"}
+    answer = await oai.chat.completions.create(
+        model="m", messages=[*turn, second, first, later], tools=[CLOCK]
+    )
+    assert answer.choices[0].finish_reason in ("stop", "length", "tool_calls")
+
+
 # --- embeddings and models -----------------------------------------------------------------
 
 
