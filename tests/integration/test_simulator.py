@@ -449,6 +449,31 @@ async def test_bad_requests(oai: openai.AsyncOpenAI, sim: Simulator) -> None:
     assert error["type"] == "invalid_request_error"
 
 
+async def test_tool_messages_must_answer_every_call_before_them(oai: openai.AsyncOpenAI) -> None:
+    """A call left unanswered, and a tool message for no call, are OpenAI's 400s."""
+    calls: Any = [
+        {"id": f"call_{n}", "type": "function", "function": {"name": "get_time", "arguments": "{}"}}
+        for n in (1, 2)
+    ]
+    turn: Any = [*HELLO, {"role": "assistant", "content": None, "tool_calls": calls}]
+    first: Any = {"role": "tool", "tool_call_id": "call_1", "content": "noon"}
+    later: Any = {"role": "user", "content": "and?"}
+    for messages in ([*turn, first], [*turn, first, later]):
+        with pytest.raises(openai.BadRequestError) as caught:
+            await oai.chat.completions.create(model="m", messages=messages, tools=[CLOCK])
+        assert caught.value.param == "messages.[1].role"
+        assert caught.value.message.endswith("did not have response messages: call_2")
+    stray: Any = {"role": "tool", "tool_call_id": "call_9", "content": "noon"}
+    with pytest.raises(openai.BadRequestError) as caught:
+        await oai.chat.completions.create(model="m", messages=[*turn, first, stray], tools=[CLOCK])
+    assert caught.value.param == "messages.[3].role"
+    second: Any = {"role": "tool", "tool_call_id": "call_2", "content": "one"}
+    answer = await oai.chat.completions.create(
+        model="m", messages=[*turn, second, first, later], tools=[CLOCK]
+    )
+    assert answer.choices[0].finish_reason in ("stop", "length", "tool_calls")
+
+
 # --- embeddings and models -----------------------------------------------------------------
 
 
@@ -752,6 +777,37 @@ async def test_anthropic_protocol_errors(sim: Simulator, claude: anthropic.Async
     headers = {"anthropic-version": "2023-06-01"}
     status, payload, _ = await raw("POST", sim.url + "/v1/messages", b"{bad", headers)
     assert status == 400 and json.loads(payload)["error"]["type"] == "invalid_request_error"
+
+
+async def test_anthropic_tool_results_must_answer_the_calls_before_them(
+    claude: anthropic.AsyncAnthropic,
+) -> None:
+    """A result for an unknown call, and a call left unanswered, are Claude's 400s."""
+    use: Any = {"type": "tool_use", "id": "toolu_1", "name": "get_time", "input": {}}
+    result: Any = {"type": "tool_result", "tool_use_id": "toolu_2", "content": "noon"}
+    asked: Any = {"role": "user", "content": "time?"}
+    stray: Any = [
+        asked,
+        {"role": "assistant", "content": [use]},
+        {"role": "user", "content": [result]},
+    ]
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        await claude.messages.create(model="c", max_tokens=9, messages=stray)
+    message = error_of(caught.value)["message"]
+    assert message.startswith("messages.1: `tool_use` ids were found without `tool_result`")
+    assert "toolu_1" in message
+    both: Any = [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "noon"}, result]
+    stray[2] = {"role": "user", "content": both}
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        await claude.messages.create(model="c", max_tokens=9, messages=stray)
+    message = error_of(caught.value)["message"]
+    assert message.startswith("messages.2.content.1: unexpected `tool_use_id` found in")
+    assert "toolu_2" in message
+    with pytest.raises(anthropic.BadRequestError):
+        await claude.messages.create(model="c", max_tokens=9, messages=[stray[2]])
+    stray[2]["content"] = both[:1]
+    answer = await claude.messages.create(model="c", max_tokens=9, messages=stray)
+    assert text_of(answer).startswith("Simulated reply to tool result: noon")
 
 
 # --- faults --------------------------------------------------------------------------------

@@ -125,6 +125,28 @@ async def test_function_call_then_function_response(client: httpx.AsyncClient) -
     assert text_of(answer).startswith("Simulated reply to tool result: rain, 9C")
 
 
+async def test_function_responses_must_answer_each_call_of_the_turn_before(
+    client: httpx.AsyncClient,
+) -> None:
+    """Too few responses, or responses after no call, are Google's 400s, in its words."""
+    call = {"functionCall": {"name": "get_time", "args": {}}}
+    result = {"functionResponse": {"name": "get_time", "response": {"output": "noon"}}}
+    asked = HELLO["contents"][0]
+    turns: list[Any] = [
+        [asked, {"role": "model", "parts": [call, call]}, {"role": "user", "parts": [result]}],
+        [asked, {"role": "model", "parts": [call]}, {"role": "user", "parts": [{"text": "?"}]}],
+        [asked, {"role": "model", "parts": [{"text": "hm"}]}, {"role": "user", "parts": [result]}],
+    ]
+    for contents in turns:
+        refused = await client.post(GEMINI + ":generateContent", json={"contents": contents})
+        assert refused.status_code == 400
+        assert refused.json()["error"]["status"] == "INVALID_ARGUMENT"
+        assert refused.json()["error"]["message"].startswith("Please ensure that")
+    turns[0][2]["parts"] = [result, result]
+    answered = await client.post(GEMINI + ":generateContent", json={"contents": turns[0]})
+    assert answered.status_code == 200
+
+
 async def test_tool_config_forces_or_forbids_calls(client: httpx.AsyncClient) -> None:
     forced = {
         **HELLO,

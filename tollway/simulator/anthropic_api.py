@@ -25,6 +25,10 @@ it. A ``thinking`` block given back must carry the signature the simulator gave 
 with thinking on, the assistant turn whose tool calls the request answers must start with
 one: both are Claude's 400 otherwise.
 
+Tool calls and results pair up as Claude checks them: a ``tool_result`` whose ``tool_use_id``
+names no ``tool_use`` of the message before, and a ``tool_use`` the next message leaves
+unanswered, are Claude's 400s, in its words.
+
 Empty text blocks (``{"type": "text", "text": ""}``, in a message, a tool result or the
 system prompt) are Claude's 400, ``messages: text content blocks must be non-empty``.
 
@@ -131,6 +135,44 @@ def _check_call_ids(content: Any, index: int) -> None:
             raise InvalidRequest(f"{param}: String should match pattern '^[a-zA-Z0-9_-]+$'", param)
 
 
+def _tool_ids(message: Any, kind: str, field: str) -> list[tuple[int, str]]:
+    """(position, id) of each ``kind`` block of a message's content."""
+    content = message.get("content") if isinstance(message, dict) else None
+    return [
+        (position, str(block.get(field)))
+        for position, block in enumerate(content if isinstance(content, list) else ())
+        if isinstance(block, dict) and block.get("type") == kind
+    ]
+
+
+def _check_tool_pairs(messages: list[Any]) -> None:
+    """Claude's pairing of calls and results, in its words: each ``tool_use`` answered by a
+    ``tool_result`` in the next message, and each result answering a call of the one before."""
+    offered: set[str] = set()
+    for index, message in enumerate(messages):
+        for position, use_id in _tool_ids(message, "tool_result", "tool_use_id"):
+            if use_id not in offered:
+                raise InvalidRequest(
+                    f"messages.{index}.content.{position}: unexpected `tool_use_id` found in "
+                    f"`tool_result` blocks: {use_id}. Each `tool_result` block must have a "
+                    "corresponding `tool_use` block in the previous message.",
+                    "messages",
+                )
+        calls = [use_id for _, use_id in _tool_ids(message, "tool_use", "id")]
+        if index + 1 < len(messages):
+            results = _tool_ids(messages[index + 1], "tool_result", "tool_use_id")
+            answered = {use_id for _, use_id in results}
+            unanswered = [use_id for use_id in calls if use_id not in answered]
+            if unanswered:
+                raise InvalidRequest(
+                    f"messages.{index}: `tool_use` ids were found without `tool_result` blocks "
+                    f"immediately after: {', '.join(unanswered)}. Each `tool_use` block must "
+                    "have a corresponding `tool_result` block in the next message.",
+                    "messages",
+                )
+        offered = set(calls)
+
+
 def _system_tokens(system: Any) -> int:
     text, _, tokens = _blocks_text(system, "system")
     return MESSAGE_OVERHEAD + tokens if text or tokens else 0
@@ -205,6 +247,7 @@ def read_prompt(body: dict[str, Any], target_tokens: int) -> tuple[Prompt, int]:
         input_tokens += MESSAGE_OVERHEAD + tokens
         if message["role"] == "user" and tool_result is None:
             last_user = text
+    _check_tool_pairs(messages)
     last_is_user = messages[-1]["role"] == "user"
     prompt = Prompt(
         last_user_text=last_user,

@@ -11,7 +11,9 @@ REST shape: ``contents`` of ``user`` / ``model`` turns whose parts are ``text``,
 ``maxOutputTokens``, ``stopSequences``, ``candidateCount`` and ``responseMimeType`` /
 ``responseJsonSchema`` (or ``responseSchema``). As Google does, a content without parts or with
 an empty text part is a 400 ("empty text parameter"), and so is an ``inlineData`` or
-``fileData`` part without its ``mimeType`` ("empty mimeType parameter").
+``fileData`` part without its ``mimeType`` ("empty mimeType parameter"), and so is a turn
+whose ``functionResponse`` parts do not answer, one for one, the ``functionCall`` parts of the
+model turn just before it.
 
 A stream (``alt=sse``) is one ``GenerateContentResponse`` per token, as ``data:`` lines without
 event names: each text piece a ``text`` part, each function call whole in one object (its
@@ -201,6 +203,34 @@ def _apply_generation(prompt: Prompt, config: Any) -> int:
     return count
 
 
+def _count_parts(content: Any, kind: str) -> int:
+    parts = content.get("parts") if isinstance(content, dict) else None
+    return (
+        sum(1 for p in parts if isinstance(p, dict) and kind in p) if isinstance(parts, list) else 0
+    )
+
+
+def _check_function_turns(contents: list[Any]) -> None:
+    """Google's pairing of a model turn's function calls with the function responses of the
+    turn after it, in its words: one response per call, and responses only after calls."""
+    calls = 0
+    for content in contents:
+        responses = _count_parts(content, "functionResponse")
+        if responses and not calls:
+            raise InvalidRequest(
+                "Please ensure that function response turn comes immediately after a function "
+                "call turn.",
+                "contents",
+            )
+        if calls and responses != calls:
+            raise InvalidRequest(
+                "Please ensure that the number of function response parts is equal to the "
+                "number of function call parts of the function call turn.",
+                "contents",
+            )
+        calls = _count_parts(content, "functionCall")
+
+
 def read_prompt(
     body: dict[str, Any], target_tokens: int, *, vertex: bool = False
 ) -> tuple[Prompt, int]:
@@ -223,6 +253,7 @@ def read_prompt(
         input_tokens += MESSAGE_OVERHEAD + tokens
         if role == "user" and result is None:
             last_user = text
+    _check_function_turns(contents)
     last_is_user = contents[-1].get("role", "user") != "model"
     prompt = Prompt(
         last_user_text=last_user,

@@ -13,7 +13,9 @@ the empty-choices ``prompt_filter_results`` chunk real Azure sends, and Azure's 
 api-versions refuse the fields they predate (``stream_options`` before 2024-08-01,
 ``max_completion_tokens`` before 2024-09-01); with ``x-sim-content-filter: prompt`` Azure
 refuses the prompt as its content filters do (a 400 ``content_filter`` whose ``innererror``
-names the category caught). As OpenAI does, ``parallel_tool_calls`` without
+names the category caught). As OpenAI does, a tool message answering no call of the assistant
+turn before it is a 400, and so is a call of that turn no tool message answers before the next
+message; ``parallel_tool_calls`` without
 ``tools`` is a 400, and so is a ``file`` part's ``file_data`` without its ``filename``
 (``missing_required_parameter``, naming ``file.file_id``), and so, in strict mode, is a
 ``json_schema`` or a function's ``parameters`` with an object not closed or with a property
@@ -224,17 +226,19 @@ def read_prompt(body: dict[str, Any], call: Call) -> tuple[Prompt, int]:
     prompt_tokens = 0
     last_user = ""
     last_text = ""
-    answering = False  # whether a tool message here answers an assistant turn's calls
+    awaited: _AwaitedResults | None = None  # the calls the tool messages here must answer
     for index, message in enumerate(messages):
         if not isinstance(message, dict):
             raise InvalidRequest("Invalid 'messages': each message must be an object.", "messages")
-        answering = _check_tool_turn(message, index, answering)
+        awaited = _check_tool_turn(message, index, awaited)
         _check_call_ids(message, index)
         _check_files(message, index)
         last_text, tokens = _message_tokens(message)
         prompt_tokens += tokens
         if message.get("role") == "user":
             last_user = last_text
+    if awaited is not None and messages[-1].get("role") == "tool":
+        awaited.check_answered()
     role = messages[-1].get("role")
     prompt = Prompt(
         last_user_text=last_user,
@@ -253,19 +257,50 @@ def read_prompt(body: dict[str, Any], call: Call) -> tuple[Prompt, int]:
     return prompt, prompt_tokens
 
 
-def _check_tool_turn(message: dict[str, Any], index: int, answering: bool) -> bool:
-    """OpenAI's check that a tool message follows an assistant turn with ``tool_calls`` (its
-    words, and its ``param`` with the dot before the index); whether the next may be one."""
-    role = message.get("role")
-    if role == "tool":
-        if not answering:
+class _AwaitedResults:
+    """An assistant turn's tool calls, as the tool messages after it answer them."""
+
+    def __init__(self, index: int, message: dict[str, Any]) -> None:
+        self.index = index
+        self.call_ids = [
+            str(tool_call.get("id"))
+            for tool_call in message.get("tool_calls") or ()
+            if isinstance(tool_call, dict)
+        ]
+        self.answered: set[str] = set()
+
+    def check_answered(self) -> None:
+        """OpenAI's 400 for calls no tool message answers, in its words."""
+        missing = [call_id for call_id in self.call_ids if call_id not in self.answered]
+        if missing:
+            raise InvalidRequest(
+                "An assistant message with 'tool_calls' must be followed by tool messages "
+                "responding to each 'tool_call_id'. The following tool_call_ids did not have "
+                f"response messages: {', '.join(missing)}",
+                f"messages.[{self.index}].role",
+            )
+
+
+def _check_tool_turn(
+    message: dict[str, Any], index: int, awaited: _AwaitedResults | None
+) -> _AwaitedResults | None:
+    """OpenAI's check that tool messages answer, each, a call of the assistant turn before them
+    (its words, and its ``param`` with the dot before the index), and that every call of that
+    turn is answered before the next message; the calls the next messages must answer."""
+    if message.get("role") == "tool":
+        if awaited is None or message.get("tool_call_id") not in awaited.call_ids:
             raise InvalidRequest(
                 "Invalid parameter: messages with role 'tool' must be a response to a "
                 "preceeding message with 'tool_calls'.",
                 f"messages.[{index}].role",
             )
-        return True
-    return role == "assistant" and bool(message.get("tool_calls"))
+        awaited.answered.add(message["tool_call_id"])
+        return awaited
+    if awaited is not None:
+        awaited.check_answered()
+    if message.get("role") == "assistant" and message.get("tool_calls"):
+        return _AwaitedResults(index, message)
+    return None
 
 
 def _check_files(message: dict[str, Any], index: int) -> None:
