@@ -235,3 +235,21 @@ def test_the_count_of_input_tokens_names_the_clients_tool(client: openai.OpenAI)
             tool_choice=ONLY_TIME,
         )  # fmt: skip
     assert caught.value.param == "tools[1].examples"
+
+
+@pytest.mark.parametrize("model", ["test-chat", "test-claude", "test-gemini", "test-bedrock"])
+def test_a_tool_choice_naming_no_offered_function_names_tool_choice(
+    client: openai.OpenAI, model: str, simulator_url: str
+) -> None:
+    # Refused before any upstream, alike for every family: Claude's, Gemini's and Bedrock's
+    # refusals named no field, and a lenient upstream would have called another tool.
+    sent_before = len(httpx.get(simulator_url + "/_sim/requests").json())
+    error = refused(
+        client,
+        model=model,
+        input="go",
+        tools=[F_TOOL],
+        tool_choice={"type": "function", "name": "get_news"},
+    )
+    assert error.param == "tool_choice" and "'get_news'" in error.message
+    assert len(httpx.get(simulator_url + "/_sim/requests").json()) == sent_before

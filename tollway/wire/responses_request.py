@@ -216,6 +216,14 @@ def _check_limits(chat: ChatRequest, *, offered: bool) -> None:
         raise InvalidRequest(
             "'tool_choice' requires a tool, but the request has no 'tools'", param="tool_choice"
         )
+    named = None if choice is None else choice.name
+    # Checked here, as OpenAI checks it: an upstream of another family refused it in its own
+    # words (naming no field), or, were it lenient, would answer with no call or another.
+    if named is not None and named not in {tool.name for tool in chat.tools or ()}:
+        raise InvalidRequest(
+            f"Tool choice 'function' {named!r} not found in 'tools' parameter.",
+            param="tool_choice",
+        )
 
 
 def _refuse_unsupported(body: dict[str, Any]) -> None:
