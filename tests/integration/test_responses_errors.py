@@ -253,3 +253,38 @@ def test_a_tool_choice_naming_no_offered_function_names_tool_choice(
     )
     assert error.param == "tool_choice" and "'get_news'" in error.message
     assert len(httpx.get(simulator_url + "/_sim/requests").json()) == sent_before
+
+
+@pytest.mark.parametrize(
+    ("metadata", "param", "code"),
+    [
+        ({"attempt": 3}, "metadata.attempt", "invalid_type"),
+        ({f"key{i}": "v" for i in range(17)}, "metadata", "object_above_max_properties"),
+        ({"note": "x" * 513}, "metadata.note", "string_above_max_length"),
+        ({"k" * 65: "v"}, "metadata", "string_above_max_length"),
+    ],
+)
+def test_metadata_openai_refuses_is_refused(
+    client: openai.OpenAI, metadata: Any, param: str, code: str
+) -> None:
+    error = refused(client, model="test-claude", input="go", metadata=metadata)
+    assert error.param == param and error.code == code
+
+
+def test_metadata_at_openais_limits_is_echoed(client: openai.OpenAI) -> None:
+    metadata = {f"{i:064d}": "x" * 512 for i in range(16)}
+    response = client.responses.create(model="test-gemini", input="go", metadata=metadata)
+    assert response.metadata == metadata
+
+
+def test_an_include_value_openai_does_not_know_is_refused(client: openai.OpenAI) -> None:
+    # Ignored before, so a misspelt value ("reasoning.encrypted") silently did nothing.
+    include: Any = ["reasoning.encrypted_content", "reasoning.encrypted"]
+    error = refused(client, model="test-claude", input="go", include=include)
+    assert error.param == "include[1]" and error.code == "invalid_value"
+    assert "'reasoning.encrypted'" in error.message
+    # Every value OpenAI takes is still accepted (those with no effect here, too).
+    accepted = client.responses.create(
+        model="test-claude", input="go", include=["reasoning.encrypted_content"]
+    )
+    assert accepted.status == "completed"
