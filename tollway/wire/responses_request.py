@@ -139,7 +139,9 @@ def request_from_wire(body: dict[str, Any]) -> ResponsesRequest:
     if allowed is not None:
         tools, places = _allowed_tools(tools, places, allowed)
     origins: Origins = []
-    messages, own_item = messages_from_input(body.get("input"), instructions, origins)
+    messages, own_item = messages_from_input(
+        body.get("input"), instructions, origins, stored=stored is not None
+    )
     parallel_tool_calls = optional(body, "parallel_tool_calls", bool)
     chat = ChatRequest(
         model=required(body, "model", str),
