@@ -129,15 +129,20 @@ def test_the_count_of_input_tokens_names_the_clients_fields(client: openai.OpenA
 
 
 def test_an_upstreams_own_400_names_the_clients_item(client: openai.OpenAI) -> None:
-    # OpenAI refuses a tool result that answers no call as 'messages.[2].role' (its dot and
-    # all): the client sent it as input[1].
+    # OpenAI's Chat Completions refuses a tool result that does not follow its call's turn as
+    # 'messages.[4].role' (its dot and all): the client sent it as input[3].
     error = refused(
         client,
         model="test-chat",
         instructions="x",
-        input=[{"role": "user", "content": "go"}, output("c1")],
+        input=[
+            {"role": "user", "content": "go"},
+            call("c1", "{}"),
+            {"role": "assistant", "content": "between"},
+            output("c1"),
+        ],
     )
-    assert error.param == "input[1]" and "'tool'" in error.message
+    assert error.param == "input[3]" and "'tool'" in error.message
 
 
 @pytest.mark.parametrize("model", ["test-claude", "test-gemini", "test-bedrock"])
@@ -235,3 +240,84 @@ def test_the_count_of_input_tokens_names_the_clients_tool(client: openai.OpenAI)
             tool_choice=ONLY_TIME,
         )  # fmt: skip
     assert caught.value.param == "tools[1].examples"
+
+
+@pytest.mark.parametrize("model", ["test-chat", "test-claude", "test-gemini", "test-bedrock"])
+def test_a_tool_choice_naming_no_offered_function_names_tool_choice(
+    client: openai.OpenAI, model: str, simulator_url: str
+) -> None:
+    # Refused before any upstream, alike for every family: Claude's, Gemini's and Bedrock's
+    # refusals named no field, and a lenient upstream would have called another tool.
+    sent_before = len(httpx.get(simulator_url + "/_sim/requests").json())
+    error = refused(
+        client,
+        model=model,
+        input="go",
+        tools=[F_TOOL],
+        tool_choice={"type": "function", "name": "get_news"},
+    )
+    assert error.param == "tool_choice" and "'get_news'" in error.message
+    assert len(httpx.get(simulator_url + "/_sim/requests").json()) == sent_before
+
+
+@pytest.mark.parametrize(
+    ("metadata", "param", "code"),
+    [
+        ({"attempt": 3}, "metadata.attempt", "invalid_type"),
+        ({f"key{i}": "v" for i in range(17)}, "metadata", "object_above_max_properties"),
+        ({"note": "x" * 513}, "metadata.note", "string_above_max_length"),
+        ({"k" * 65: "v"}, "metadata", "string_above_max_length"),
+    ],
+)
+def test_metadata_openai_refuses_is_refused(
+    client: openai.OpenAI, metadata: Any, param: str, code: str
+) -> None:
+    error = refused(client, model="test-claude", input="go", metadata=metadata)
+    assert error.param == param and error.code == code
+
+
+def test_metadata_at_openais_limits_is_echoed(client: openai.OpenAI) -> None:
+    metadata = {f"{i:064d}": "x" * 512 for i in range(16)}
+    response = client.responses.create(model="test-gemini", input="go", metadata=metadata)
+    assert response.metadata == metadata
+
+
+def test_an_include_value_openai_does_not_know_is_refused(client: openai.OpenAI) -> None:
+    # Ignored before, so a misspelt value ("reasoning.encrypted") silently did nothing.
+    include: Any = ["reasoning.encrypted_content", "reasoning.encrypted"]
+    error = refused(client, model="test-claude", input="go", include=include)
+    assert error.param == "include[1]" and error.code == "invalid_value"
+    assert "'reasoning.encrypted'" in error.message
+    # Every value OpenAI takes is still accepted (those with no effect here, too).
+    accepted = client.responses.create(
+        model="test-claude", input="go", include=["reasoning.encrypted_content"]
+    )
+    assert accepted.status == "completed"
+
+
+@pytest.mark.parametrize("model", ["test-chat", "test-claude", "test-gemini", "test-bedrock"])
+def test_a_result_answering_no_call_is_refused_for_every_family(
+    client: openai.OpenAI, model: str
+) -> None:
+    # Claude and Bedrock deployments were sent it, and answered as if no call were missing.
+    error = refused(
+        client,
+        model=model,
+        input=[{"role": "user", "content": "go"}, call("c1", "{}"), output("c1"), output("c9")],
+    )
+    assert error.param == "input[3].call_id"
+    assert "No tool call found for function call output with call_id c9" in error.message
+
+
+def test_a_result_may_answer_a_call_of_a_stored_response(gateway_url: str) -> None:
+    # With previous_response_id the call is the upstream's to know: not refused for it, but
+    # (no Responses deployment here) for needing a Responses upstream.
+    body = {"model": "test-chat", "previous_response_id": "resp_1", "input": [output("c9")]}
+    answer = httpx.post(
+        gateway_url + "/v1/responses",
+        json=body,
+        headers={"Authorization": f"Bearer {CLIENT_KEY}"},
+        timeout=30,
+    )
+    assert answer.status_code == 400
+    assert answer.json()["error"]["param"] == "previous_response_id"

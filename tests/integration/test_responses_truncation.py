@@ -200,10 +200,15 @@ def test_an_unknown_truncation_is_a_400(client: openai.OpenAI) -> None:
 def test_an_upstream_400_names_the_clients_item_after_turns_were_dropped(
     client: openai.OpenAI,
 ) -> None:
-    # A tool output that answers no call: OpenAI's 400 names the message by its index in the
-    # shortened conversation (``messages.[N].role``), the client is told its own item's.
-    items = conversation("latest, then an output of nothing")
-    items.append({"type": "function_call_output", "call_id": "ghost", "output": "boo"})
+    # A tool output that does not follow its call's turn: OpenAI's 400 names the message by
+    # its index in the shortened conversation (``messages.[N].role``), the client is told its
+    # own item's.
+    items = conversation("latest, then an output after text")
+    items.append(
+        {"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": "{}"}
+    )
+    items.append({"role": "assistant", "content": "between the call and its output"})
+    items.append({"type": "function_call_output", "call_id": "c1", "output": "boo"})
     with pytest.raises(openai.BadRequestError) as caught:
         client.responses.create(
             model="small-chat", input=items, max_output_tokens=50, truncation="auto",

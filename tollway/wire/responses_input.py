@@ -65,10 +65,12 @@ Origins = list[Origin]
 
 
 def messages_from_input(
-    raw: Any, instructions: str | None, origins: Origins | None = None
+    raw: Any, instructions: str | None, origins: Origins | None = None, *, stored: bool = False
 ) -> tuple[list[Message], ResponsesOnly | None]:
     """The messages of ``input``, and its first item only a Responses upstream can read;
-    where each message came from is appended to ``origins``."""
+    where each message came from is appended to ``origins``. ``stored``: the request
+    continues state the upstream stored (``previous_response_id``), whose calls a
+    ``function_call_output`` may answer."""
     origins = [] if origins is None else origins
     messages = [Message(role="system", content=instructions)] if instructions else []
     if instructions:
@@ -84,10 +86,37 @@ def messages_from_input(
             "'input' must be a string or a non-empty array of items", param="input"
         )
     first: ResponsesOnly | None = None
+    called: set[str] | None = None if stored else set()
     for index, item in enumerate(raw):
-        own = _add_item(messages, json_object(item, f"input[{index}]"), f"input[{index}]", origins)
+        param = f"input[{index}]"
+        fields = json_object(item, param)
+        own = _add_item(messages, fields, param, origins)
+        if called is not None:
+            called = _check_answers(called, fields, param, own)
         first = first or own
     return messages, first
+
+
+def _check_answers(
+    called: set[str], item: JSON, param: str, own: ResponsesOnly | None
+) -> set[str] | None:
+    """The call ids of the ``function_call`` items so far, ``item``'s added; a
+    ``function_call_output`` that answers none is refused as OpenAI refuses it (Claude and
+    Bedrock deployments were sent it, and one answered as if no call were missing). After an
+    item the upstream reads alone (an ``item_reference``), the calls are no longer all known:
+    ``None``."""
+    if own is not None:
+        return None
+    kind = item.get("type")
+    if kind == "function_call":
+        called.add(item["call_id"])
+    elif kind == "function_call_output" and item["call_id"] not in called:
+        raise InvalidRequest(
+            f"No tool call found for function call output with call_id {item['call_id']} "
+            f"('{param}.call_id').",
+            param=f"{param}.call_id",
+        )
+    return called
 
 
 def _add_item(

@@ -25,7 +25,8 @@ such tools in ``input``, and state the upstream stores (``previous_response_id``
 ``background``, ``prompt`` and ``context_management`` are a 400 saying so; ``store`` is
 accepted (answered with ``"store": false`` by the other deployments); ``truncation: "auto"``
 lets the router drop a conversation's oldest turns to fit a context window
-(``routing/truncation.py``); ``include`` and the like are accepted and have no effect, but log
+(``routing/truncation.py``); ``include`` (values OpenAI lists; another is a 400) and the
+like are accepted and have no effect, ``metadata`` is checked against OpenAI's limits, but log
 probabilities (``include: ["message.output_text.logprobs"]``, ``top_logprobs``) are Chat
 Completions' ``logprobs`` and ``top_logprobs``, answered by OpenAI-format deployments in the
 ``output_text`` parts and a 400 naming ``include`` for the other families
@@ -73,6 +74,13 @@ _IGNORED = frozenset(
     }
 )  # fmt: skip
 _LOGPROBS = "message.output_text.logprobs"
+_INCLUDABLE = (
+    "file_search_call.results", "web_search_call.results", "web_search_call.action.sources",
+    "message.input_image.image_url", "computer_call_output.output.image_url",
+    "code_interpreter_call.outputs", "reasoning.encrypted_content", _LOGPROBS,
+)  # fmt: skip
+"""The values OpenAI's API takes in ``include`` (the ``openai`` SDK's ``ResponseIncludable``)."""
+_MOST_METADATA, _LONGEST_METADATA_KEY, _LONGEST_METADATA_VALUE = 16, 64, 512
 _MOST_TOP_LOGPROBS = 20
 _STATELESS = (
     "the gateway keeps no response state; send the whole conversation in 'input' "
@@ -131,7 +139,9 @@ def request_from_wire(body: dict[str, Any]) -> ResponsesRequest:
     if allowed is not None:
         tools, places = _allowed_tools(tools, places, allowed)
     origins: Origins = []
-    messages, own_item = messages_from_input(body.get("input"), instructions, origins)
+    messages, own_item = messages_from_input(
+        body.get("input"), instructions, origins, stored=stored is not None
+    )
     parallel_tool_calls = optional(body, "parallel_tool_calls", bool)
     chat = ChatRequest(
         model=required(body, "model", str),
@@ -216,6 +226,14 @@ def _check_limits(chat: ChatRequest, *, offered: bool) -> None:
         raise InvalidRequest(
             "'tool_choice' requires a tool, but the request has no 'tools'", param="tool_choice"
         )
+    named = None if choice is None else choice.name
+    # Checked here, as OpenAI checks it: an upstream of another family refused it in its own
+    # words (naming no field), or, were it lenient, would answer with no call or another.
+    if named is not None and named not in {tool.name for tool in chat.tools or ()}:
+        raise InvalidRequest(
+            f"Tool choice 'function' {named!r} not found in 'tools' parameter.",
+            param="tool_choice",
+        )
 
 
 def _refuse_unsupported(body: dict[str, Any]) -> None:
@@ -237,6 +255,15 @@ def _logprobs_from_wire(body: dict[str, Any]) -> JSON:
     them, and for a family without them the crossing is a 400 naming ``include`` (never an
     empty list). ``top_logprobs`` alone asks for none, as OpenAI's API answers it."""
     include = optional(body, "include", list) or []
+    for index, value in enumerate(include):
+        if value not in _INCLUDABLE:
+            # Accepted, it was silently ignored: a typo went unseen, where OpenAI refuses it.
+            listed = ", ".join(repr(v) for v in _INCLUDABLE)
+            raise InvalidRequest(
+                f"Invalid value: {value!r}. Supported values are: {listed}.",
+                code="invalid_value",
+                param=f"include[{index}]",
+            )
     top = optional(body, "top_logprobs", int)
     if top is not None and not 0 <= top <= _MOST_TOP_LOGPROBS:
         raise InvalidRequest(
@@ -248,12 +275,50 @@ def _logprobs_from_wire(body: dict[str, Any]) -> JSON:
     return {"logprobs": True, "top_logprobs": top} if top else {"logprobs": True}
 
 
+def _metadata_from_wire(body: dict[str, Any]) -> JSON:
+    """``metadata``, checked as OpenAI checks it: at most 16 pairs of strings, keys up to 64
+    characters and values up to 512 (what OpenAI refuses is refused whoever serves it)."""
+    metadata = optional(body, "metadata", dict) or {}
+    if len(metadata) > _MOST_METADATA:
+        raise InvalidRequest(
+            f"Invalid 'metadata': too many properties. Expected an object with at most "
+            f"{_MOST_METADATA} properties, but got an object with {len(metadata)} properties "
+            "instead.",
+            code="object_above_max_properties",
+            param="metadata",
+        )
+    for key, value in metadata.items():
+        if len(key) > _LONGEST_METADATA_KEY:
+            raise InvalidRequest(
+                f"Invalid 'metadata': key {key[:20]!r}... is longer than "
+                f"{_LONGEST_METADATA_KEY} characters.",
+                code="string_above_max_length",
+                param="metadata",
+            )
+        if not isinstance(value, str):
+            raise InvalidRequest(
+                f"Invalid type for 'metadata.{key}': expected a string, but got "
+                f"{type(value).__name__} instead.",
+                code="invalid_type",
+                param=f"metadata.{key}",
+            )
+        if len(value) > _LONGEST_METADATA_VALUE:
+            raise InvalidRequest(
+                f"Invalid 'metadata.{key}': string too long. Expected a string with maximum "
+                f"length {_LONGEST_METADATA_VALUE}, but got a string with length {len(value)} "
+                "instead.",
+                code="string_above_max_length",
+                param=f"metadata.{key}",
+            )
+    return metadata
+
+
 def _echo(body: dict[str, Any], chat: ChatRequest, text: JSON) -> JSON:
     reasoning = body.get("reasoning") or {}
     return {
         "instructions": body.get("instructions"),
         "max_output_tokens": chat.max_tokens,
-        "metadata": optional(body, "metadata", dict) or {},
+        "metadata": _metadata_from_wire(body),
         "parallel_tool_calls": body.get("parallel_tool_calls") is not False,
         "previous_response_id": body.get("previous_response_id"),
         "reasoning": {"effort": reasoning.get("effort"), "summary": chat.reasoning_summary},

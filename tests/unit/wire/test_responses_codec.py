@@ -130,8 +130,10 @@ def test_a_tool_result_may_hold_images_and_files() -> None:
         {"type": "input_image", "image_url": "data:image/png;base64,iVBO", "detail": "low"},
         {"type": "input_file", "filename": "r.pdf", "file_data": "data:application/pdf;base64,JV"},
     ]
-    chat = parse(input=[{"type": "function_call_output", "call_id": "c1", "output": output}]).chat
-    assert chat.messages[0].content == [
+    call = {"type": "function_call", "call_id": "c1", "name": "w", "arguments": "{}"}
+    answer = {"type": "function_call_output", "call_id": "c1", "output": output}
+    chat = parse(input=[call, answer]).chat
+    assert chat.messages[1].content == [
         TextPart("the photo"),
         ImagePart(data="iVBO", media_type="image/png", detail="low"),
         DocumentPart(PDF, data="JV", name="r.pdf"),
