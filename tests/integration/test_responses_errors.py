@@ -129,8 +129,9 @@ def test_the_count_of_input_tokens_names_the_clients_fields(client: openai.OpenA
 
 
 def test_an_upstreams_own_400_names_the_clients_item(client: openai.OpenAI) -> None:
-    # OpenAI's Chat Completions refuses a tool result that does not follow its call's turn as
-    # 'messages.[4].role' (its dot and all): the client sent it as input[3].
+    # OpenAI's Chat Completions refuses a call turn its tool results do not follow at once as
+    # 'messages.[2].role' (its dot and all, the instructions being message 0): the client
+    # sent that turn as input[1].
     error = refused(
         client,
         model="test-chat",
@@ -142,7 +143,7 @@ def test_an_upstreams_own_400_names_the_clients_item(client: openai.OpenAI) -> N
             output("c1"),
         ],
     )
-    assert error.param == "input[3]" and "'tool'" in error.message
+    assert error.param == "input[1]" and "did not have response messages: c1" in error.message
 
 
 @pytest.mark.parametrize("model", ["test-claude", "test-gemini", "test-bedrock"])
