@@ -543,6 +543,34 @@ def test_streams_from_an_azure_api_version_without_stream_options_are_counted_by
     assert asked["stream_options"] == {"include_usage": True}
 
 
+def test_a_clients_max_completion_tokens_reaches_an_azure_api_version_without_it(
+    client: openai.OpenAI, simulator_url: str
+) -> None:
+    # Azure before api-version 2024-09-01 knows only max_tokens and refuses the newer name
+    # ("Unrecognized request argument supplied: max_completion_tokens"), which the openai
+    # SDK's users now write: the limit is sent by the name the deployment knows.
+    for stream in (False, True):
+        content = f"old azure limit {stream}"
+        answer = client.chat.completions.create(
+            model="test-azure-2024-06",
+            messages=[{"role": "user", "content": content}],
+            max_completion_tokens=20,
+            stream=stream,
+        )
+        if stream:
+            list(answer)  # type: ignore[call-overload]
+        sent = recorded_request(simulator_url, content)["json"]
+        assert sent["max_tokens"] == 20 and "max_completion_tokens" not in sent
+    # From 2024-09-01 on the client's name is kept.
+    client.chat.completions.create(
+        model="test-azure",
+        messages=[{"role": "user", "content": "new azure limit"}],
+        max_completion_tokens=20,
+    )
+    sent = recorded_request(simulator_url, "new azure limit")["json"]
+    assert sent["max_completion_tokens"] == 20 and "max_tokens" not in sent
+
+
 def test_fallback_to_second_deployment_when_first_is_unreachable(client: openai.OpenAI) -> None:
     raw = client.chat.completions.with_raw_response.create(
         model="test-fallback", messages=[{"role": "user", "content": "fall back"}]

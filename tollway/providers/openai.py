@@ -79,6 +79,10 @@ class OpenAIFlavor:
     """Whether the upstream takes ``stream_options`` (Mistral refuses it, 422 extra_forbidden,
     and puts usage in every stream's last chunk unasked; Azure before api-version 2024-08-01
     refuses it, and its streams then carry no usage, so the gateway counts it)."""
+    knows_completion_tokens: Callable[[Deployment], bool] = _always
+    """Whether the upstream knows ``max_completion_tokens`` at all; where it does not (Azure
+    before api-version 2024-09-01 refuses it, Ollama ignores it and answers unlimited), a
+    Chat Completions client's use of that name is sent as ``max_tokens``."""
     obfuscation: Callable[[Deployment], bool] = _never
     """Whether the upstream pads stream events with ``obfuscation`` (OpenAI's own API, unless
     the client sends ``stream_options.include_obfuscation: false``); elsewhere the client's
@@ -234,16 +238,23 @@ MISTRAL = replace(
     embeds_text_only=True,
     reshape=reasoning_in_content,
 )
+# Self-hosted servers: Ollama's request knows only max_tokens (other fields are ignored
+# silently), as vLLM's did before 0.6; every release of each knows max_tokens.
+SELF_HOSTED = replace(OPENAI, knows_completion_tokens=_never)
 AZURE = OpenAIFlavor(
     url=_azure_url,
     body_model=_azure_body_model,
     auth_header="api-key",
     auth_prefix="",
     completion_tokens=_azure_completion_tokens,
+    knows_completion_tokens=_azure_completion_tokens,
     stream_options=_azure_stream_options,
     responses_url=_azure_responses_url,
     responses_model=_azure_name,
 )
+
+
+_NEWER_LIMIT = "max_completion_tokens"
 
 
 class OpenAIProvider:
@@ -278,6 +289,8 @@ class OpenAIProvider:
             # does; only the model is the deployment's (``ChatRequest.wire_body``).
             body = plain.copy()
             body["model"] = flavor.body_model(deployment)
+            if _NEWER_LIMIT in body and not flavor.knows_completion_tokens(deployment):
+                body["max_tokens"] = body.pop(_NEWER_LIMIT)
             return body
         body = request_to_wire(
             request,
@@ -286,6 +299,8 @@ class OpenAIProvider:
             stream_options=stream and flavor.stream_options(deployment),
             obfuscation=stream and flavor.obfuscation(deployment),
         )
+        if _NEWER_LIMIT in body and not flavor.knows_completion_tokens(deployment):
+            body["max_tokens"] = body.pop(_NEWER_LIMIT)  # the codec writes one of the two
         return body if flavor.fields is None else flavor.fields.apply(body)
 
     def check(self, request: ChatRequest, deployment: Deployment) -> None:
@@ -500,13 +515,22 @@ def _mistral(resources: ProviderResources) -> OpenAIProvider:
     return OpenAIProvider(resources, MISTRAL)
 
 
+def _self_hosted(resources: ProviderResources) -> OpenAIProvider:
+    return OpenAIProvider(resources, SELF_HOSTED)
+
+
 def _azure(resources: ProviderResources) -> OpenAIProvider:
     return OpenAIProvider(resources, AZURE)
 
 
 # OpenAI-compatible services differ only in their default endpoint, and a few in a flavor
 # (and where the simulator serves that flavor's strictness).
-_BUILDS = {"mistral": _mistral}
+_BUILDS = {
+    "mistral": _mistral,
+    "ollama": _self_hosted,
+    "vllm": _self_hosted,
+    "lmstudio": _self_hosted,
+}
 _SIMULATOR_PATHS = {"mistral": "/mistral/v1"}
 COMPATIBLE_BASES = {
     "openai": "https://api.openai.com/v1",
