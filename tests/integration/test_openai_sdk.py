@@ -11,6 +11,7 @@ import httpx
 import openai
 import pytest
 
+from tests.conftest import UPSTREAM_KEY
 from tests.integration.sdk import sent_upstream
 from tests.support import CLIENT_KEY
 
@@ -492,7 +493,9 @@ def test_azure_deployment_is_served(client: openai.OpenAI, simulator_url: str) -
 
 
 def test_azure_v1_api_is_served(client: openai.OpenAI, simulator_url: str) -> None:
-    """``api_version: v1``: Azure's ``/openai/v1/`` paths, the deployment named in the body."""
+    """``api_version: v1``: Azure's ``/openai/v1/`` paths, the deployment named in the body;
+    the deployment's credential is a Microsoft Entra ID token (``azure_ad_token``), sent as
+    ``Authorization: Bearer`` where a key goes as ``api-key``."""
     reply = client.chat.completions.create(
         model="test-azure-v1", messages=[{"role": "user", "content": "via azure v1"}]
     )
@@ -501,7 +504,9 @@ def test_azure_v1_api_is_served(client: openai.OpenAI, simulator_url: str) -> No
     assert last["path"] == "/openai/v1/chat/completions"
     assert last["query"] == {}
     assert last["json"]["model"] == "my-chat-v1"
-    assert "api-key" in {k.lower() for k in last["headers"]}
+    headers = {k.lower(): v for k, v in last["headers"].items()}
+    assert "api-key" not in headers
+    assert headers["authorization"] == "Bearer " + UPSTREAM_KEY
     stream = client.chat.completions.create(
         model="test-azure-v1", messages=[{"role": "user", "content": "streamed v1"}], stream=True
     )

@@ -318,7 +318,10 @@ class OpenAIProvider:
         if deployment.api_key is None:
             return headers, None
         secret = self._vault.reveal(deployment.api_key)
-        headers[self._flavor.auth_header] = self._flavor.auth_prefix + secret
+        if deployment.bearer_key:  # an Entra ID token on Azure
+            headers["Authorization"] = "Bearer " + secret
+        else:
+            headers[self._flavor.auth_header] = self._flavor.auth_prefix + secret
         return headers, secret
 
     async def chat(self, request: ChatRequest, deployment: Deployment) -> ChatResponse:
@@ -571,6 +574,7 @@ SPECS = (
         default_api_base=None,
         simulator_path="",
         required_fields=("api_base", "api_version"),
+        own_fields=("azure_ad_token",),
         # Azure OpenAI lives at each customer's own resource (or a custom domain before it).
         openai_hosts=("*",),
         declares_tokenizer=True,
