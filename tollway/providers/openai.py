@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from yarl import URL
@@ -45,6 +45,9 @@ from tollway.wire.openai_response import (
 from tollway.wire.openai_stream_errors import is_error_event, stream_error
 from tollway.wire.responses_upstream import EventReader
 from tollway.wire.responses_upstream import response_from_wire as responses_from_wire
+
+if TYPE_CHECKING:
+    from tollway.config.schema import DeploymentConfig
 
 
 def _always(deployment: Deployment) -> bool:
@@ -510,6 +513,23 @@ async def _chained(first: _Event, rest: AsyncIterator[_Event]) -> AsyncIterator[
         await rest.aclose()  # type: ignore[attr-defined]
 
 
+def check_azure_deployment(config: DeploymentConfig) -> None:
+    """Refuses an ``api_base`` holding the path the gateway adds (``/openai/...``): the openai
+    SDK's ``base_url`` for Azure's v1 API or the portal's target URI, copied as they are, sent
+    every call to ``/openai/v1/openai/v1/...``, Azure's 404 at the first request."""
+    if config.api_base is None:
+        return
+    url = URL(config.api_base)
+    segments = url.path.split("/")
+    if not url.is_absolute() or "openai" not in segments:
+        return
+    root = url.origin().with_path("/".join(segments[: segments.index("openai")]))
+    raise ValueError(
+        f"api_base is the resource's endpoint, {str(root).rstrip('/')!r}, without "
+        "/openai/...: the gateway adds that path itself"
+    )
+
+
 def _openai(resources: ProviderResources) -> OpenAIProvider:
     return OpenAIProvider(resources, OPENAI)
 
@@ -575,6 +595,7 @@ SPECS = (
         simulator_path="",
         required_fields=("api_base", "api_version"),
         own_fields=("azure_ad_token",),
+        check_config=check_azure_deployment,
         # Azure OpenAI lives at each customer's own resource (or a custom domain before it).
         openai_hosts=("*",),
         declares_tokenizer=True,
