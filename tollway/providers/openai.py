@@ -135,7 +135,8 @@ def _azure_url(deployment: Deployment, endpoint: str) -> str:
     )
 
 
-_OFFICIAL = "https://api.openai.com"
+_HTTPS = "https://"
+_OFFICIAL_HOST = "api.openai.com"
 # Azure knows max_completion_tokens from this api-version on (and its o-series and gpt-5
 # deployments refuse max_tokens, as OpenAI's do); older versions know only max_tokens.
 _AZURE_COMPLETION_TOKENS_SINCE = "2024-09-01"
@@ -168,8 +169,14 @@ def _no_responses(api_base: str) -> bool:
 
 
 def _official(deployment: Deployment) -> bool:
-    # Compatible servers may know only max_tokens.
-    return deployment.api_base.startswith(_OFFICIAL)
+    """Whether the deployment is OpenAI's own API, at its main host or a data residency one
+    (``eu.api.openai.com``), whose reasoning models refuse ``max_tokens`` alike; compatible
+    servers may know only max_tokens. Text, not a parsed URL: asked of every stream."""
+    base = deployment.api_base
+    if not base.startswith(_HTTPS):
+        return False
+    host = base[len(_HTTPS) :].partition("/")[0].lower()
+    return host == _OFFICIAL_HOST or host.endswith("." + _OFFICIAL_HOST)
 
 
 def _azure_since(version: str, deployment: Deployment) -> bool:
