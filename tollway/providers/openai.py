@@ -249,8 +249,10 @@ MISTRAL = replace(
     reshape=reasoning_in_content,
 )
 # Self-hosted servers: Ollama's request knows only max_tokens (other fields are ignored
-# silently), as vLLM's did before 0.6; every release of each knows max_tokens.
-SELF_HOSTED = replace(OPENAI, knows_completion_tokens=_never)
+# silently), as vLLM's did before 0.6; every release of each knows max_tokens. Their models
+# are not OpenAI's: token-id inputs (cl100k_base ids, LangChain's default) are Ollama's 400
+# and would be read by vLLM as ids of its model's own tokenizer, so they go as their text.
+SELF_HOSTED = replace(OPENAI, knows_completion_tokens=_never, embeds_text_only=True)
 AZURE = OpenAIFlavor(
     url=_azure_url,
     body_model=_azure_body_model,
