@@ -144,7 +144,8 @@ def gateway_config(simulator_url: str, **upstream: Any) -> dict[str, Any]:
                         "azure_deployment": "my-chat-v1",
                         "api_base": simulator_url,
                         "api_version": "v1",
-                        "api_key": key,
+                        # A Microsoft Entra ID access token, not the resource's key.
+                        "azure_ad_token": key,
                     }
                 ],
             },

@@ -74,6 +74,35 @@ def test_config_check_suggests_the_option_a_typo_meant(tmp_path: Path) -> None:
     assert "telemetry.tracing.zzz: unknown option (options here: enabled, " in result.stderr
 
 
+def test_config_check_refuses_an_azure_api_base_with_the_path_the_gateway_adds(
+    tmp_path: Path,
+) -> None:
+    # The openai SDK's base_url for Azure's v1 API, and the portal's target URI, end in paths
+    # the gateway adds itself: taken as they were, every call went to /openai/v1/openai/v1/...
+    # and was Azure's 404, a failure at the first request rather than at the check.
+    bases = (
+        ("v1", "https://res.openai.azure.com/openai/v1/"),
+        ("2024-10-21", "https://res.openai.azure.com/openai"),
+        ("2024-10-21", "https://res.openai.azure.com/openai/deployments/gpt-4o/chat/completions"),
+        ("v1", "https://apim.example.com/aoai"),  # an API Management front's own suffix
+    )
+    deployments = ", ".join(
+        f"{{provider: azure_openai, model: gpt-4o, api_version: '{version}', api_base: '{base}'}}"
+        for version, base in bases
+    )
+    path = tmp_path / "azure.yaml"
+    path.write_text(f"models: [{{name: m, deployments: [{deployments}]}}]\n")
+    result = run_cli("config", "check", "--no-secrets", str(path))
+    assert result.returncode == 2
+    assert f"{path}: 3 problem(s):" in result.stderr
+    for index in range(3):
+        assert (
+            f"{path}: models[0].deployments[{index}]: api_base is the resource's endpoint, "
+            "'https://res.openai.azure.com', without /openai/...: the gateway adds that path"
+        ) in result.stderr
+    assert "deployments[3]" not in result.stderr
+
+
 def test_config_check_refuses_an_option_written_twice(tmp_path: Path) -> None:
     # YAML kept the last of two `limits:` sections: the first one's budget was dropped
     # without a word and the file was "OK". Merges (<<) may still override.

@@ -21,7 +21,8 @@ from tests.support import CLIENT_KEY
 HI: Any = [{"role": "user", "content": "hello there"}]
 CHUNK = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m"}
 BODIES: list[dict[str, Any]] = []
-"""Every body the ``no-stream-options`` upstream got."""
+"""Every body the ``no-stream-options`` and ``ollama`` upstreams got."""
+USAGE = {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}
 # FastAPI's answer to a body its pydantic model refuses (vLLM's and SGLang's routes, most
 # self-hosted servers): a 422 listing each error with where it is.
 FASTAPI_422 = {
@@ -51,12 +52,18 @@ async def upstream(request: web.Request) -> web.StreamResponse:
         return web.json_response(FASTAPI_422, status=422)
     if quirk == "proxy-502":
         return web.Response(text=NGINX_502, status=502, content_type="text/html")
-    if quirk == "no-stream-options":
+    if quirk in ("no-stream-options", "ollama"):
         BODIES.append(body)
-        if "stream_options" in body:  # a strict schema: extra fields forbidden
+        # A strict schema: extra fields forbidden.
+        if quirk == "no-stream-options" and "stream_options" in body:
             error = {"object": "error", "type": "BadRequestError", "code": 400, "param": None,
                      "message": "stream_options: Extra inputs are not permitted"}  # fmt: skip
             return web.json_response(error, status=400)
+    if not body.get("stream"):
+        message = {"role": "assistant", "content": "hi"}
+        choice = {"index": 0, "message": message, "finish_reason": "stop"}
+        answer = {**CHUNK, "object": "chat.completion", "usage": USAGE, "choices": [choice]}
+        return web.json_response(answer)
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await response.prepare(request)
     await response.write(
@@ -85,9 +92,10 @@ async def gateway(
     tmp: Path = tmp_path_factory.mktemp("compat-quirks")
     models = [
         {"name": quirk, "retries": 0, "deployments": [
-            {"provider": "vllm", "model": "m", "api_base": upstream_url + "/v1",
-             "api_key": "sk-test-key", "id": quirk, "headers": {"x-quirk": quirk}}]}
-        for quirk in ("fastapi-422", "proxy-502", "no-stream-options")
+            {"provider": "ollama" if quirk == "ollama" else "vllm", "model": "m",
+             "api_base": upstream_url + "/v1", "api_key": "sk-test-key", "id": quirk,
+             "headers": {"x-quirk": quirk}}]}
+        for quirk in ("fastapi-422", "proxy-502", "no-stream-options", "ollama")
     ]  # fmt: skip
     config = {
         "store": {"url": f"sqlite+aiosqlite:///{tmp / 'gw.db'}"},
@@ -137,3 +145,20 @@ async def test_a_server_refusing_stream_options_is_asked_again_without(gateway: 
     # The server said no usage without stream_options: the gateway counted it.
     usage = chunks[-1].usage
     assert usage is not None and usage.prompt_tokens > 0 and usage.completion_tokens > 0
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_clients_max_completion_tokens_reaches_ollama_as_max_tokens(
+    gateway: str, stream: bool
+) -> None:
+    # Ollama's Chat Completions request knows only max_tokens and ignores other fields
+    # silently: the newer name the openai SDK's users write would leave the answer unlimited
+    # (past what a budget reserved for it).
+    BODIES.clear()
+    answer = await _client(gateway).chat.completions.create(
+        model="ollama", messages=HI, max_completion_tokens=7, stream=stream
+    )
+    if stream:
+        [chunk async for chunk in answer]  # type: ignore[union-attr]
+    assert len(BODIES) == 1
+    assert BODIES[0]["max_tokens"] == 7 and "max_completion_tokens" not in BODIES[0]

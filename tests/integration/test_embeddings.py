@@ -191,6 +191,45 @@ async def test_base64_is_base64_from_a_server_that_answers_floats(tmp_path: Path
     assert floats.json()["data"][0]["embedding"] == [0.6, -0.8]
 
 
+async def _ollama_embed(request: web.Request) -> web.Response:
+    """Ollama's /v1/embeddings: text only; token arrays are its 400 (its embed handler takes a
+    string or a list of strings)."""
+    body = await request.json()
+    texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+    if not all(isinstance(text, str) for text in texts):
+        error = {"message": "invalid input type", "type": "invalid_request_error"}
+        return web.json_response({"error": error}, status=400)
+    data = [
+        {"object": "embedding", "index": i, "embedding": [float(len(t))]}
+        for i, t in enumerate(texts)
+    ]
+    usage = {"prompt_tokens": len(texts), "total_tokens": len(texts)}
+    return web.json_response({"object": "list", "data": data, "model": "m", "usage": usage})
+
+
+@pytest.mark.parametrize("provider", ["ollama", "vllm"])
+async def test_token_arrays_reach_a_self_hosted_server_as_the_text_they_encode(
+    tmp_path: Path, provider: str
+) -> None:
+    # LangChain's OpenAIEmbeddings sends cl100k_base token ids by default: Ollama refuses them
+    # and a vLLM model would read them as ids of its own tokenizer, another text altogether.
+    encoding = TokenCounter().encoding("cl100k_base")
+    texts = ["self hosted one", "self hosted, two"]
+    app = web.Application()
+    app.router.add_post("/v1/embeddings", _ollama_embed)
+    async with serving(app) as upstream:
+        deployment = {"provider": provider, "model": "m", "api_base": upstream + "/v1"}
+        group = {"name": "local", "kind": "embedding", "deployments": [deployment]}
+        async with gateway_in_process(_in_process(group, tmp_path)) as (url, _):
+            client = openai.AsyncOpenAI(base_url=url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+            answer = await client.embeddings.create(
+                model="local",
+                input=[encoding.encode(text) for text in texts],
+                encoding_format="float",
+            )
+    assert [item.embedding for item in answer.data] == [[len(text)] for text in texts]
+
+
 @pytest.mark.parametrize(
     ("provider", "model", "texts"),
     [("gemini", "sim-embed", 230), ("vertex_ai", "gemini-embedding-001", 9)],

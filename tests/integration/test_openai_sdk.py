@@ -11,6 +11,7 @@ import httpx
 import openai
 import pytest
 
+from tests.conftest import UPSTREAM_KEY
 from tests.integration.sdk import sent_upstream
 from tests.support import CLIENT_KEY
 
@@ -492,7 +493,9 @@ def test_azure_deployment_is_served(client: openai.OpenAI, simulator_url: str) -
 
 
 def test_azure_v1_api_is_served(client: openai.OpenAI, simulator_url: str) -> None:
-    """``api_version: v1``: Azure's ``/openai/v1/`` paths, the deployment named in the body."""
+    """``api_version: v1``: Azure's ``/openai/v1/`` paths, the deployment named in the body;
+    the deployment's credential is a Microsoft Entra ID token (``azure_ad_token``), sent as
+    ``Authorization: Bearer`` where a key goes as ``api-key``."""
     reply = client.chat.completions.create(
         model="test-azure-v1", messages=[{"role": "user", "content": "via azure v1"}]
     )
@@ -501,7 +504,9 @@ def test_azure_v1_api_is_served(client: openai.OpenAI, simulator_url: str) -> No
     assert last["path"] == "/openai/v1/chat/completions"
     assert last["query"] == {}
     assert last["json"]["model"] == "my-chat-v1"
-    assert "api-key" in {k.lower() for k in last["headers"]}
+    headers = {k.lower(): v for k, v in last["headers"].items()}
+    assert "api-key" not in headers
+    assert headers["authorization"] == "Bearer " + UPSTREAM_KEY
     stream = client.chat.completions.create(
         model="test-azure-v1", messages=[{"role": "user", "content": "streamed v1"}], stream=True
     )
@@ -541,6 +546,34 @@ def test_streams_from_an_azure_api_version_without_stream_options_are_counted_by
     )
     asked = recorded_request(simulator_url, "new azure")["json"]
     assert asked["stream_options"] == {"include_usage": True}
+
+
+def test_a_clients_max_completion_tokens_reaches_an_azure_api_version_without_it(
+    client: openai.OpenAI, simulator_url: str
+) -> None:
+    # Azure before api-version 2024-09-01 knows only max_tokens and refuses the newer name
+    # ("Unrecognized request argument supplied: max_completion_tokens"), which the openai
+    # SDK's users now write: the limit is sent by the name the deployment knows.
+    for stream in (False, True):
+        content = f"old azure limit {stream}"
+        answer = client.chat.completions.create(
+            model="test-azure-2024-06",
+            messages=[{"role": "user", "content": content}],
+            max_completion_tokens=20,
+            stream=stream,
+        )
+        if stream:
+            list(answer)  # type: ignore[call-overload]
+        sent = recorded_request(simulator_url, content)["json"]
+        assert sent["max_tokens"] == 20 and "max_completion_tokens" not in sent
+    # From 2024-09-01 on the client's name is kept.
+    client.chat.completions.create(
+        model="test-azure",
+        messages=[{"role": "user", "content": "new azure limit"}],
+        max_completion_tokens=20,
+    )
+    sent = recorded_request(simulator_url, "new azure limit")["json"]
+    assert sent["max_completion_tokens"] == 20 and "max_tokens" not in sent
 
 
 def test_fallback_to_second_deployment_when_first_is_unreachable(client: openai.OpenAI) -> None:

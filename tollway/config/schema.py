@@ -138,6 +138,10 @@ class DeploymentConfig(Strict):
     api_key: SecretRef | None = None
     api_version: str | None = None
     azure_deployment: str | None = None
+    azure_ad_token: SecretRef | None = None
+    """azure_openai: a Microsoft Entra ID (Azure AD) access token, sent as ``Authorization:
+    Bearer`` in place of ``api_key`` (sent as ``api-key``); a ``file:`` one is read again as
+    it changes, so a process renewing the token file keeps it fresh."""
     headers: dict[str, str] = Field(default_factory=dict)
     timeouts: Timeouts | None = None
     region: str | None = None
@@ -174,6 +178,7 @@ class DeploymentConfig(Strict):
         """Every credential reference this deployment names."""
         refs = (
             self.api_key,
+            self.azure_ad_token,
             self.aws_access_key_id,
             self.aws_secret_access_key,
             self.aws_session_token,
@@ -207,6 +212,8 @@ class DeploymentConfig(Strict):
                     raise ValueError(
                         f"'{name}' is for provider {other.name!r}, not {self.provider!r}"
                     )
+        if self.api_key is not None and self.azure_ad_token is not None:
+            raise ValueError("set api_key or azure_ad_token, not both: Azure takes one of them")
         if self.tokenizer is not None and not spec.declares_tokenizer:
             raise ValueError(
                 f"provider {self.provider!r} cannot declare a tokenizer: its input tokens are "

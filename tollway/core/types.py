@@ -613,6 +613,9 @@ class Deployment:
     api_base: str
     timeouts: UpstreamTimeouts
     api_key: SecretRef | None = None
+    bearer_key: bool = False
+    """``api_key`` is a bearer token wherever the family sends a key otherwise (config
+    ``azure_ad_token``: ``Authorization: Bearer``, not Azure's ``api-key``)."""
     api_version: str | None = None
     azure_deployment: str | None = None
     headers: tuple[tuple[str, str], ...] = ()

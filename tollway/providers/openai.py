@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from yarl import URL
@@ -46,6 +46,9 @@ from tollway.wire.openai_stream_errors import is_error_event, stream_error
 from tollway.wire.responses_upstream import EventReader
 from tollway.wire.responses_upstream import response_from_wire as responses_from_wire
 
+if TYPE_CHECKING:
+    from tollway.config.schema import DeploymentConfig
+
 
 def _always(deployment: Deployment) -> bool:
     return True
@@ -79,6 +82,10 @@ class OpenAIFlavor:
     """Whether the upstream takes ``stream_options`` (Mistral refuses it, 422 extra_forbidden,
     and puts usage in every stream's last chunk unasked; Azure before api-version 2024-08-01
     refuses it, and its streams then carry no usage, so the gateway counts it)."""
+    knows_completion_tokens: Callable[[Deployment], bool] = _always
+    """Whether the upstream knows ``max_completion_tokens`` at all; where it does not (Azure
+    before api-version 2024-09-01 refuses it, Ollama ignores it and answers unlimited), a
+    Chat Completions client's use of that name is sent as ``max_tokens``."""
     obfuscation: Callable[[Deployment], bool] = _never
     """Whether the upstream pads stream events with ``obfuscation`` (OpenAI's own API, unless
     the client sends ``stream_options.include_obfuscation: false``); elsewhere the client's
@@ -128,7 +135,8 @@ def _azure_url(deployment: Deployment, endpoint: str) -> str:
     )
 
 
-_OFFICIAL = "https://api.openai.com"
+_HTTPS = "https://"
+_OFFICIAL_HOST = "api.openai.com"
 # Azure knows max_completion_tokens from this api-version on (and its o-series and gpt-5
 # deployments refuse max_tokens, as OpenAI's do); older versions know only max_tokens.
 _AZURE_COMPLETION_TOKENS_SINCE = "2024-09-01"
@@ -161,8 +169,14 @@ def _no_responses(api_base: str) -> bool:
 
 
 def _official(deployment: Deployment) -> bool:
-    # Compatible servers may know only max_tokens.
-    return deployment.api_base.startswith(_OFFICIAL)
+    """Whether the deployment is OpenAI's own API, at its main host or a data residency one
+    (``eu.api.openai.com``), whose reasoning models refuse ``max_tokens`` alike; compatible
+    servers may know only max_tokens. Text, not a parsed URL: asked of every stream."""
+    base = deployment.api_base
+    if not base.startswith(_HTTPS):
+        return False
+    host = base[len(_HTTPS) :].partition("/")[0].lower()
+    return host == _OFFICIAL_HOST or host.endswith("." + _OFFICIAL_HOST)
 
 
 def _azure_since(version: str, deployment: Deployment) -> bool:
@@ -234,16 +248,25 @@ MISTRAL = replace(
     embeds_text_only=True,
     reshape=reasoning_in_content,
 )
+# Self-hosted servers: Ollama's request knows only max_tokens (other fields are ignored
+# silently), as vLLM's did before 0.6; every release of each knows max_tokens. Their models
+# are not OpenAI's: token-id inputs (cl100k_base ids, LangChain's default) are Ollama's 400
+# and would be read by vLLM as ids of its model's own tokenizer, so they go as their text.
+SELF_HOSTED = replace(OPENAI, knows_completion_tokens=_never, embeds_text_only=True)
 AZURE = OpenAIFlavor(
     url=_azure_url,
     body_model=_azure_body_model,
     auth_header="api-key",
     auth_prefix="",
     completion_tokens=_azure_completion_tokens,
+    knows_completion_tokens=_azure_completion_tokens,
     stream_options=_azure_stream_options,
     responses_url=_azure_responses_url,
     responses_model=_azure_name,
 )
+
+
+_NEWER_LIMIT = "max_completion_tokens"
 
 
 class OpenAIProvider:
@@ -278,6 +301,8 @@ class OpenAIProvider:
             # does; only the model is the deployment's (``ChatRequest.wire_body``).
             body = plain.copy()
             body["model"] = flavor.body_model(deployment)
+            if _NEWER_LIMIT in body and not flavor.knows_completion_tokens(deployment):
+                body["max_tokens"] = body.pop(_NEWER_LIMIT)
             return body
         body = request_to_wire(
             request,
@@ -286,6 +311,8 @@ class OpenAIProvider:
             stream_options=stream and flavor.stream_options(deployment),
             obfuscation=stream and flavor.obfuscation(deployment),
         )
+        if _NEWER_LIMIT in body and not flavor.knows_completion_tokens(deployment):
+            body["max_tokens"] = body.pop(_NEWER_LIMIT)  # the codec writes one of the two
         return body if flavor.fields is None else flavor.fields.apply(body)
 
     def check(self, request: ChatRequest, deployment: Deployment) -> None:
@@ -303,7 +330,10 @@ class OpenAIProvider:
         if deployment.api_key is None:
             return headers, None
         secret = self._vault.reveal(deployment.api_key)
-        headers[self._flavor.auth_header] = self._flavor.auth_prefix + secret
+        if deployment.bearer_key:  # an Entra ID token on Azure
+            headers["Authorization"] = "Bearer " + secret
+        else:
+            headers[self._flavor.auth_header] = self._flavor.auth_prefix + secret
         return headers, secret
 
     async def chat(self, request: ChatRequest, deployment: Deployment) -> ChatResponse:
@@ -492,6 +522,23 @@ async def _chained(first: _Event, rest: AsyncIterator[_Event]) -> AsyncIterator[
         await rest.aclose()  # type: ignore[attr-defined]
 
 
+def check_azure_deployment(config: DeploymentConfig) -> None:
+    """Refuses an ``api_base`` holding the path the gateway adds (``/openai/...``): the openai
+    SDK's ``base_url`` for Azure's v1 API or the portal's target URI, copied as they are, sent
+    every call to ``/openai/v1/openai/v1/...``, Azure's 404 at the first request."""
+    if config.api_base is None:
+        return
+    url = URL(config.api_base)
+    segments = url.path.split("/")
+    if not url.is_absolute() or "openai" not in segments:
+        return
+    root = url.origin().with_path("/".join(segments[: segments.index("openai")]))
+    raise ValueError(
+        f"api_base is the resource's endpoint, {str(root).rstrip('/')!r}, without "
+        "/openai/...: the gateway adds that path itself"
+    )
+
+
 def _openai(resources: ProviderResources) -> OpenAIProvider:
     return OpenAIProvider(resources, OPENAI)
 
@@ -500,13 +547,22 @@ def _mistral(resources: ProviderResources) -> OpenAIProvider:
     return OpenAIProvider(resources, MISTRAL)
 
 
+def _self_hosted(resources: ProviderResources) -> OpenAIProvider:
+    return OpenAIProvider(resources, SELF_HOSTED)
+
+
 def _azure(resources: ProviderResources) -> OpenAIProvider:
     return OpenAIProvider(resources, AZURE)
 
 
 # OpenAI-compatible services differ only in their default endpoint, and a few in a flavor
 # (and where the simulator serves that flavor's strictness).
-_BUILDS = {"mistral": _mistral}
+_BUILDS = {
+    "mistral": _mistral,
+    "ollama": _self_hosted,
+    "vllm": _self_hosted,
+    "lmstudio": _self_hosted,
+}
 _SIMULATOR_PATHS = {"mistral": "/mistral/v1"}
 COMPATIBLE_BASES = {
     "openai": "https://api.openai.com/v1",
@@ -547,6 +603,8 @@ SPECS = (
         default_api_base=None,
         simulator_path="",
         required_fields=("api_base", "api_version"),
+        own_fields=("azure_ad_token",),
+        check_config=check_azure_deployment,
         # Azure OpenAI lives at each customer's own resource (or a custom domain before it).
         openai_hosts=("*",),
         declares_tokenizer=True,

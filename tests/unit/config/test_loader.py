@@ -80,6 +80,16 @@ def test_a_valid_file_loads_with_units_resolved(tmp_path: Path) -> None:
             "must be set with api_key",
         ),
         (
+            "models: [{name: a, deployments: [{provider: azure_openai, model: m, "
+            "api_base: 'https://x', api_version: v1, api_key: 'env:K', azure_ad_token: 'env:T'}]}]",
+            "set api_key or azure_ad_token, not both",
+        ),
+        (
+            "models: [{name: a, deployments: [{provider: openai, model: m, "
+            "azure_ad_token: 'env:T'}]}]",
+            "'azure_ad_token' is for provider 'azure_openai', not 'openai'",
+        ),
+        (
             "models: [{name: a, deployments: [{provider: openai, model: m}]},"
             " {name: a, deployments: [{provider: openai, model: m}]}]",
             "models[1].name: 'a' is the name of models[0] too: model names must be unique",

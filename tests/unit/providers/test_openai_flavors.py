@@ -40,9 +40,20 @@ def test_azure_names_the_limit_max_completion_tokens_from_the_version_that_knows
     assert AZURE.completion_tokens(deployment) is newer
 
 
+OPENAIS_HOSTS = (
+    "https://api.openai.com/v1",
+    "https://eu.api.openai.com/v1",
+    "https://us.api.openai.com/v1",
+)
+"""OpenAI's API and its data residency hosts, whose reasoning models refuse max_tokens alike."""
+NOT_OPENAIS = ("http://127.0.0.1:8000/v1", "https://api.openai.com.example.net/v1")
+
+
 def test_only_openais_own_api_among_compatible_servers_wants_max_completion_tokens() -> None:
-    assert OPENAI.completion_tokens(_deployment("openai", "https://api.openai.com/v1"))
-    assert not OPENAI.completion_tokens(_deployment("vllm", "http://127.0.0.1:8000/v1"))
+    for api_base in OPENAIS_HOSTS:
+        assert OPENAI.completion_tokens(_deployment("openai", api_base)), api_base
+    for api_base in NOT_OPENAIS:
+        assert not OPENAI.completion_tokens(_deployment("openai", api_base)), api_base
 
 
 @pytest.mark.parametrize(
@@ -66,8 +77,10 @@ def test_azure_is_sent_stream_options_from_the_version_that_knows_it(
 
 def test_only_openais_own_api_is_sent_the_clients_include_obfuscation() -> None:
     # Only OpenAI pads its stream events (the obfuscation field); nothing to turn off elsewhere.
-    assert OPENAI.obfuscation(_deployment("openai", "https://api.openai.com/v1"))
-    assert not OPENAI.obfuscation(_deployment("vllm", "http://127.0.0.1:8000/v1"))
+    for api_base in OPENAIS_HOSTS:
+        assert OPENAI.obfuscation(_deployment("openai", api_base)), api_base
+    for api_base in NOT_OPENAIS:
+        assert not OPENAI.obfuscation(_deployment("openai", api_base)), api_base
     azure = _deployment("azure_openai", "https://x.openai.azure.com", "2024-10-21")
     assert not AZURE.obfuscation(azure)
     assert not MISTRAL.obfuscation(_deployment("mistral", "https://api.mistral.ai/v1"))
