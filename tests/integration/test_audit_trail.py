@@ -170,3 +170,37 @@ def test_deleting_a_team_names_the_keys_it_revoked(gateway: str) -> None:
     assert details["ended_grace"] == [rotated["id"]]  # its old secret worked for an hour more
     assert outside["id"] not in str(details)
     assert kept["key"] not in str(deleted) and successor["key"] not in str(deleted)
+
+
+def test_key_user_and_team_changes_say_what_they_were_and_what_they_became(
+    gateway: str,
+) -> None:
+    # key.update, user.update and team.update named only the fields changed: an auditor
+    # could not tell a user made admin from one made viewer, or what models a key lost.
+    key = call(gateway, "POST", "/admin/keys", {"name": "before", "allowed_models": ["a"]})
+    key_id, secret = key.json()["id"], key.json()["key"]
+    change = {"name": "after", "allowed_models": ["a", "b"], "expires_at": "2099-01-02T03:04:05Z"}
+    call(gateway, "PATCH", f"/admin/keys/{key_id}", change)
+    (updated,) = events(gateway, action="key.update", target_id=key_id)
+    assert updated["details"] == {
+        "fields": ["allowed_models", "expires_at", "name"],
+        "before": {"allowed_models": ["a"], "expires_at": None, "name": "before"},
+        "after": {"allowed_models": ["a", "b"], "expires_at": "2099-01-02T03:04:05+00:00",
+                  "name": "after"},
+    }  # fmt: skip
+    assert secret not in str(updated)
+    user = call(gateway, "POST", "/admin/users", {"email": f"{uuid.uuid4().hex[:6]}@x.test",
+                                                  "role": "viewer"})  # fmt: skip
+    user_id = user.json()["id"]
+    call(gateway, "PATCH", f"/admin/users/{user_id}", {"role": "admin"})
+    (promoted,) = events(gateway, action="user.update", target_id=user_id)
+    assert promoted["details"] == {
+        "fields": ["role"], "before": {"role": "viewer"}, "after": {"role": "admin"},
+    }  # fmt: skip
+    team = call(gateway, "POST", "/admin/teams", {"name": "old-name"}).json()["id"]
+    call(gateway, "PATCH", f"/admin/teams/{team}", {"name": "new-name"})
+    (renamed,) = events(gateway, action="team.update", target_id=team)
+    assert renamed["details"] == {
+        "fields": ["name"], "before": {"name": "old-name"}, "after": {"name": "new-name"},
+    }  # fmt: skip
+

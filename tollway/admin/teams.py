@@ -9,6 +9,7 @@ from tollway.admin.access import require_role, require_team
 from tollway.admin.call import AdminCall, Route
 from tollway.admin.render import record_json
 from tollway.admin.users import owner_role
+from tollway.auth.identity import audit_changes
 from tollway.core.errors import InvalidRequest, PermissionDenied
 from tollway.store import OWNER_LEFT_TEAM, KeyAuthority
 
@@ -51,9 +52,14 @@ async def update_team(call: AdminCall) -> dict[str, Any]:
     body = await call.body(bodies.TeamUpdate)
     changes = body.model_dump(exclude_unset=True)
     group = _oidc_group(call, changes)
-    team = await call.gateway.store.teams.update(call.param("team_id"), **changes)
+    before = await call.gateway.store.teams.get(call.param("team_id"))
+    team = await call.gateway.store.teams.update(before.id, **changes)
     await call.gateway.identity.audit(
-        call.actor, "team.update", "team", team.id, {"fields": sorted(changes), **group}
+        call.actor,
+        "team.update",
+        "team",
+        team.id,
+        {**audit_changes(before, team, changes), **group},
     )
     if group:  # the next sign-in of the group (or the one it left) maps it by the change
         await call.gateway.identity.load()

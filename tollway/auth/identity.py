@@ -14,7 +14,7 @@ reload that began after it has been applied already.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -35,6 +35,33 @@ from tollway.store import (
     UserRecord,
     generate_key,
 )
+
+
+def audit_changes(before: object, after: object, fields: Iterable[str]) -> dict[str, object]:
+    """Audit details of an update: the fields it set, each as it was and as it became.
+
+    Names alone could not tell a user made admin from one made viewer, nor say what models
+    a key lost. ``before`` and ``after`` are the record read before the write and the one it
+    returned; no record an update takes holds a secret (a key's hash is not among them).
+    """
+    names = sorted(fields)
+    return {
+        "fields": names,
+        "before": {name: _audit_value(getattr(before, name, None)) for name in names},
+        "after": {name: _audit_value(getattr(after, name, None)) for name in names},
+    }
+
+
+def _audit_value(value: object) -> object:
+    """``value`` as the audit trail's JSON stores it."""
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, tuple):
+        return [_audit_value(item) for item in value]
+    if isinstance(value, Mapping):
+        return {str(key): _audit_value(item) for key, item in value.items()}
+    return value
+
 
 _RELOAD_TRIES = 3
 """Reads of a key that other changes kept overtaking before it is left to the store."""
@@ -312,10 +339,12 @@ class Identity:
     async def update_key(
         self, actor: Actor, key_id: str, changes: Mapping[str, object]
     ) -> KeyRecord:
-        """Change a key's name, models, expiry, tags or metadata."""
+        """Change a key's name, models, expiry, tags or metadata (audited as they were and
+        as they became)."""
+        before = await self.store.keys.get(key_id)
         record = await self.store.keys.update(key_id, **changes)  # type: ignore[arg-type]
         await self.reload_key(key_id)
-        await self.audit(actor, "key.update", "key", key_id, {"fields": sorted(changes)})
+        await self.audit(actor, "key.update", "key", key_id, audit_changes(before, record, changes))
         await self._changed("key", key_id)
         return record
 
