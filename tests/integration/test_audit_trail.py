@@ -204,3 +204,15 @@ def test_key_user_and_team_changes_say_what_they_were_and_what_they_became(
         "fields": ["name"], "before": {"name": "old-name"}, "after": {"name": "new-name"},
     }  # fmt: skip
 
+
+def test_an_empty_audit_filter_is_a_400_naming_it(gateway: str) -> None:
+    # /admin/audit?actor= filtered on actor "" and answered an empty trail, which reads as
+    # "nobody did anything"; /admin/logs and /admin/reports/usage refuse an empty filter.
+    for name in ("actor", "action", "target_type", "target_id"):
+        for empty in ("", " "):
+            refused = httpx.get(
+                gateway + "/admin/audit", params={name: empty}, headers=ADMIN, timeout=30
+            )
+            assert refused.status_code == 400, (name, refused.text)
+            assert refused.json()["error"]["param"] == name
+            assert f"'{name}' is empty" in refused.json()["error"]["message"]
