@@ -216,3 +216,20 @@ def test_an_empty_audit_filter_is_a_400_naming_it(gateway: str) -> None:
             assert refused.status_code == 400, (name, refused.text)
             assert refused.json()["error"]["param"] == name
             assert f"'{name}' is empty" in refused.json()["error"]["message"]
+
+
+def test_a_members_role_change_says_the_role_it_replaced(gateway: str) -> None:
+    # Adding a member again with another role changes their role, but team.member.add held
+    # only the new one: a viewer made team admin read like a team admin added.
+    team = call(gateway, "POST", "/admin/teams", {"name": f"roles-{uuid.uuid4().hex[:6]}"})
+    team_id = team.json()["id"]
+    user = call(gateway, "POST", "/admin/users", {"email": f"{uuid.uuid4().hex[:6]}@x.test"})
+    user_id = user.json()["id"]
+    for role in ("viewer", "team_admin"):
+        call(gateway, "POST", f"/admin/teams/{team_id}/members",
+             {"user_id": user_id, "role": role})  # fmt: skip
+    trail = events(gateway, action="team.member.add", target_id=team_id)
+    assert [e["details"] for e in trail] == [
+        {"user_id": user_id, "role": "viewer", "previous_role": None},
+        {"user_id": user_id, "role": "team_admin", "previous_role": "viewer"},
+    ]

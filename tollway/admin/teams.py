@@ -114,9 +114,18 @@ async def add_member(call: AdminCall) -> dict[str, Any]:
     team_id = call.param("team_id")
     require_team(call.principal, team_id, "team_admin")
     body = await call.body(bodies.MemberAdd)
-    membership = await call.gateway.store.teams.add_member(team_id, body.user_id, body.role)
+    store = call.gateway.store
+    # An add of a member changes their role: the event says the role it replaced (None:
+    # they joined), or a viewer made team admin reads like a team admin added.
+    was = await store.teams.members(team_id=team_id, user_id=body.user_id)
+    membership = await store.teams.add_member(team_id, body.user_id, body.role)
+    details = {
+        "user_id": body.user_id,
+        "role": body.role,
+        "previous_role": was[0].role if was else None,
+    }
     await call.gateway.identity.identities_changed(
-        call.actor, "team.member.add", "team", team_id, {"user_id": body.user_id, "role": body.role}
+        call.actor, "team.member.add", "team", team_id, details
     )
     return record_json(membership)
 
