@@ -45,7 +45,9 @@ def events(url: str, **params: str) -> list[dict[str, Any]]:
 
 
 def test_keys_made_and_revoked_are_on_record_with_who_and_which_request(gateway: str) -> None:
-    made = call(gateway, "POST", "/admin/keys", {"name": f"audit-{uuid.uuid4().hex[:6]}"})
+    name = f"audit-{uuid.uuid4().hex[:6]}"
+    made = call(gateway, "POST", "/admin/keys", {"name": name, "allowed_models": ["test-chat"],
+                                                 "tags": {"service": "audit"}})  # fmt: skip
     key_id, secret = made.json()["id"], made.json()["key"]
     revoked = call(gateway, "POST", f"/admin/keys/{key_id}/revoke")
     trail = events(gateway, target_id=key_id)
@@ -55,7 +57,12 @@ def test_keys_made_and_revoked_are_on_record_with_who_and_which_request(gateway:
     assert [e["request_id"] for e in trail] == [
         made.headers["x-request-id"], revoked.headers["x-request-id"],
     ]  # fmt: skip
-    assert trail[0]["details"] == {"prefix": made.json()["prefix"]}
+    # key.create held only the prefix: not what the key may do, nor whose it is.
+    assert trail[0]["details"] == {
+        "prefix": made.json()["prefix"], "name": name, "team_id": None, "user_id": None,
+        "allowed_models": ["test-chat"], "expires_at": None, "tags": {"service": "audit"},
+        "bound_teams": None,
+    }  # fmt: skip
     assert secret not in str(trail)  # never the key itself
 
 

@@ -47,9 +47,14 @@ def audit_changes(before: object, after: object, fields: Iterable[str]) -> dict[
     names = sorted(fields)
     return {
         "fields": names,
-        "before": {name: _audit_value(getattr(before, name, None)) for name in names},
-        "after": {name: _audit_value(getattr(after, name, None)) for name in names},
+        "before": audit_fields(before, names),
+        "after": audit_fields(after, names),
     }
+
+
+def audit_fields(record: object, names: Iterable[str]) -> dict[str, object]:
+    """``names`` of ``record`` as the audit trail's JSON stores them."""
+    return {name: _audit_value(getattr(record, name, None)) for name in names}
 
 
 def _audit_value(value: object) -> object:
@@ -62,6 +67,9 @@ def _audit_value(value: object) -> object:
         return {str(key): _audit_value(item) for key, item in value.items()}
     return value
 
+
+_KEY_MADE = ("name", "user_id", "team_id", "allowed_models", "expires_at", "tags", "bound_teams")
+"""The settings of a key its ``key.create`` event holds."""
 
 _RELOAD_TRIES = 3
 """Reads of a key that other changes kept overtaking before it is left to the store."""
@@ -276,7 +284,12 @@ class Identity:
         made = new(generated.prefix, generated.key_hash)
         record = await self.store.keys.create(made, owner_in_team=owner_in_team)
         self.keys.put(self.entry(record))
-        await self.audit(actor, "key.create", "key", record.id, {"prefix": record.prefix})
+        # What the key may do and whose it is, as made (never its secret or its hash).
+        details = {
+            "prefix": record.prefix,
+            **audit_fields(record, _KEY_MADE),
+        }
+        await self.audit(actor, "key.create", "key", record.id, details)
         await self._changed("key", record.id)
         return record, generated.key
 
