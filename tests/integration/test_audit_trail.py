@@ -240,3 +240,35 @@ def test_a_members_role_change_says_the_role_it_replaced(gateway: str) -> None:
         {"user_id": user_id, "role": "viewer", "previous_role": None},
         {"user_id": user_id, "role": "team_admin", "previous_role": "viewer"},
     ]
+
+
+def test_the_cli_pages_the_trail_and_filters_it_as_the_api_does(gateway: str) -> None:
+    # `tollway audit list` had no --cursor (nothing past its first page of at most 1000
+    # events was reachable), no --actor, --target-type or --target-id, and dropped an empty
+    # filter (--since "" listed everything), where `tollway logs list` refuses it.
+    made = [call(gateway, "POST", "/admin/keys", {"name": f"page-{i}"}).json() for i in range(3)]
+    env = {**os.environ, "TOLLWAY_URL": gateway, "TOLLWAY_ADMIN_KEY": CLIENT_KEY}
+
+    def audit_list(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            tollway_command("audit", "list", *args), env=env, capture_output=True, text=True,
+            timeout=60,
+        )  # fmt: skip
+
+    seen: list[str] = []
+    cursor: list[str] = []
+    for _ in range(3):
+        listed = audit_list("--action", "key.create", "--actor", "bootstrap-admin",
+                            "--target-type", "key", "--limit", "1", "--json", *cursor)  # fmt: skip
+        assert listed.returncode == 0, listed.stderr
+        page = json.loads(listed.stdout)
+        seen += [e["target_id"] for e in page["data"]]
+        cursor = ["--cursor", page["next_cursor"]]
+    assert seen == [key["id"] for key in reversed(made)]  # newest first, no gap, no repeat
+    table = audit_list("--action", "key.create", "--limit", "1")
+    assert "more: --cursor " in table.stdout
+    one = json.loads(audit_list("--target-id", made[0]["id"], "--json").stdout)["data"]
+    assert [e["action"] for e in one] == ["key.create"]
+    empty = audit_list("--since", "")
+    assert empty.returncode == 1
+    assert "'since' is empty" in " ".join(empty.stderr.split())
