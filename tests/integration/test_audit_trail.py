@@ -45,7 +45,9 @@ def events(url: str, **params: str) -> list[dict[str, Any]]:
 
 
 def test_keys_made_and_revoked_are_on_record_with_who_and_which_request(gateway: str) -> None:
-    made = call(gateway, "POST", "/admin/keys", {"name": f"audit-{uuid.uuid4().hex[:6]}"})
+    name = f"audit-{uuid.uuid4().hex[:6]}"
+    made = call(gateway, "POST", "/admin/keys", {"name": name, "allowed_models": ["test-chat"],
+                                                 "tags": {"service": "audit"}})  # fmt: skip
     key_id, secret = made.json()["id"], made.json()["key"]
     revoked = call(gateway, "POST", f"/admin/keys/{key_id}/revoke")
     trail = events(gateway, target_id=key_id)
@@ -55,7 +57,12 @@ def test_keys_made_and_revoked_are_on_record_with_who_and_which_request(gateway:
     assert [e["request_id"] for e in trail] == [
         made.headers["x-request-id"], revoked.headers["x-request-id"],
     ]  # fmt: skip
-    assert trail[0]["details"] == {"prefix": made.json()["prefix"]}
+    # key.create held only the prefix: not what the key may do, nor whose it is.
+    assert trail[0]["details"] == {
+        "prefix": made.json()["prefix"], "name": name, "team_id": None, "user_id": None,
+        "allowed_models": ["test-chat"], "expires_at": None, "tags": {"service": "audit"},
+        "bound_teams": None,
+    }  # fmt: skip
     assert secret not in str(trail)  # never the key itself
 
 
@@ -170,3 +177,98 @@ def test_deleting_a_team_names_the_keys_it_revoked(gateway: str) -> None:
     assert details["ended_grace"] == [rotated["id"]]  # its old secret worked for an hour more
     assert outside["id"] not in str(details)
     assert kept["key"] not in str(deleted) and successor["key"] not in str(deleted)
+
+
+def test_key_user_and_team_changes_say_what_they_were_and_what_they_became(
+    gateway: str,
+) -> None:
+    # key.update, user.update and team.update named only the fields changed: an auditor
+    # could not tell a user made admin from one made viewer, or what models a key lost.
+    key = call(gateway, "POST", "/admin/keys", {"name": "before", "allowed_models": ["a"]})
+    key_id, secret = key.json()["id"], key.json()["key"]
+    change = {"name": "after", "allowed_models": ["a", "b"], "expires_at": "2099-01-02T03:04:05Z"}
+    call(gateway, "PATCH", f"/admin/keys/{key_id}", change)
+    (updated,) = events(gateway, action="key.update", target_id=key_id)
+    assert updated["details"] == {
+        "fields": ["allowed_models", "expires_at", "name"],
+        "before": {"allowed_models": ["a"], "expires_at": None, "name": "before"},
+        "after": {"allowed_models": ["a", "b"], "expires_at": "2099-01-02T03:04:05+00:00",
+                  "name": "after"},
+    }  # fmt: skip
+    assert secret not in str(updated)
+    user = call(gateway, "POST", "/admin/users", {"email": f"{uuid.uuid4().hex[:6]}@x.test",
+                                                  "role": "viewer"})  # fmt: skip
+    user_id = user.json()["id"]
+    call(gateway, "PATCH", f"/admin/users/{user_id}", {"role": "admin"})
+    (promoted,) = events(gateway, action="user.update", target_id=user_id)
+    assert promoted["details"] == {
+        "fields": ["role"], "before": {"role": "viewer"}, "after": {"role": "admin"},
+    }  # fmt: skip
+    team = call(gateway, "POST", "/admin/teams", {"name": "old-name"}).json()["id"]
+    call(gateway, "PATCH", f"/admin/teams/{team}", {"name": "new-name"})
+    (renamed,) = events(gateway, action="team.update", target_id=team)
+    assert renamed["details"] == {
+        "fields": ["name"], "before": {"name": "old-name"}, "after": {"name": "new-name"},
+    }  # fmt: skip
+
+
+def test_an_empty_audit_filter_is_a_400_naming_it(gateway: str) -> None:
+    # /admin/audit?actor= filtered on actor "" and answered an empty trail, which reads as
+    # "nobody did anything"; /admin/logs and /admin/reports/usage refuse an empty filter.
+    for name in ("actor", "action", "target_type", "target_id"):
+        for empty in ("", " "):
+            refused = httpx.get(
+                gateway + "/admin/audit", params={name: empty}, headers=ADMIN, timeout=30
+            )
+            assert refused.status_code == 400, (name, refused.text)
+            assert refused.json()["error"]["param"] == name
+            assert f"'{name}' is empty" in refused.json()["error"]["message"]
+
+
+def test_a_members_role_change_says_the_role_it_replaced(gateway: str) -> None:
+    # Adding a member again with another role changes their role, but team.member.add held
+    # only the new one: a viewer made team admin read like a team admin added.
+    team = call(gateway, "POST", "/admin/teams", {"name": f"roles-{uuid.uuid4().hex[:6]}"})
+    team_id = team.json()["id"]
+    user = call(gateway, "POST", "/admin/users", {"email": f"{uuid.uuid4().hex[:6]}@x.test"})
+    user_id = user.json()["id"]
+    for role in ("viewer", "team_admin"):
+        call(gateway, "POST", f"/admin/teams/{team_id}/members",
+             {"user_id": user_id, "role": role})  # fmt: skip
+    trail = events(gateway, action="team.member.add", target_id=team_id)
+    assert [e["details"] for e in trail] == [
+        {"user_id": user_id, "role": "viewer", "previous_role": None},
+        {"user_id": user_id, "role": "team_admin", "previous_role": "viewer"},
+    ]
+
+
+def test_the_cli_pages_the_trail_and_filters_it_as_the_api_does(gateway: str) -> None:
+    # `tollway audit list` had no --cursor (nothing past its first page of at most 1000
+    # events was reachable), no --actor, --target-type or --target-id, and dropped an empty
+    # filter (--since "" listed everything), where `tollway logs list` refuses it.
+    made = [call(gateway, "POST", "/admin/keys", {"name": f"page-{i}"}).json() for i in range(3)]
+    env = {**os.environ, "TOLLWAY_URL": gateway, "TOLLWAY_ADMIN_KEY": CLIENT_KEY}
+
+    def audit_list(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            tollway_command("audit", "list", *args), env=env, capture_output=True, text=True,
+            timeout=60,
+        )  # fmt: skip
+
+    seen: list[str] = []
+    cursor: list[str] = []
+    for _ in range(3):
+        listed = audit_list("--action", "key.create", "--actor", "bootstrap-admin",
+                            "--target-type", "key", "--limit", "1", "--json", *cursor)  # fmt: skip
+        assert listed.returncode == 0, listed.stderr
+        page = json.loads(listed.stdout)
+        seen += [e["target_id"] for e in page["data"]]
+        cursor = ["--cursor", page["next_cursor"]]
+    assert seen == [key["id"] for key in reversed(made)]  # newest first, no gap, no repeat
+    table = audit_list("--action", "key.create", "--limit", "1")
+    assert "more: --cursor " in table.stdout
+    one = json.loads(audit_list("--target-id", made[0]["id"], "--json").stdout)["data"]
+    assert [e["action"] for e in one] == ["key.create"]
+    empty = audit_list("--since", "")
+    assert empty.returncode == 1
+    assert "'since' is empty" in " ".join(empty.stderr.split())

@@ -1013,6 +1013,15 @@ def test_report_takes_an_age_as_logs_list_does(embedded: tuple[str, Process]) ->
     bad = run_cli(*args, "--since", "yesterday", env=env)
     assert bad.returncode == 1
     assert "'since' must be an ISO 8601 time or an age such as 24h or 7d" in _said(bad.stderr)
+    # The API filters a report by key, user and provider too; the CLI had no option for
+    # them, so `tollway report` could not say what one key spent (`logs list --key` could).
+    key_id = json.loads(made.stdout)["id"]
+    by_key = run_cli("report", "--by", "key", "--key", key_id, "--provider", "openai",
+                     "--json", env=env)  # fmt: skip
+    assert by_key.returncode == 0, by_key.stderr
+    assert [(r["key"], r["requests"]) for r in json.loads(by_key.stdout)["data"]] == [(key_id, 1)]
+    nobody = run_cli("report", "--key", key_id, "--user", "nobody", "--json", env=env)
+    assert json.loads(nobody.stdout)["data"] == []
 
 
 def test_a_key_expiring_past_the_calendar_is_a_400_not_a_500(

@@ -283,9 +283,10 @@ def test_an_admin_sets_the_group_a_team_stands_for(gateway: str, idp: str) -> No
     assert (again["user"], again["teams"]) == (me["user"], [other["id"]])
     assert admin("GET", f"/admin/teams/{lab['id']}")["members"] == []
     updates = [(e["target_id"], e["details"]) for e in audit(admin, "team.update")]
+    unset = {"oidc_group": None, "oidc_issuer": None}
+    research = {"oidc_group": "research", "oidc_issuer": idp}
+    fields = ["oidc_group", "oidc_issuer"]
     assert updates == [
-        (other["id"], {"fields": ["oidc_group", "oidc_issuer"], "oidc_issuer": idp,
-                       "oidc_group": "research"}),
-        (lab["id"], {"fields": ["oidc_group", "oidc_issuer"], "oidc_issuer": None,
-                     "oidc_group": None}),
-    ]  # fmt: skip
+        (other["id"], {"fields": fields, **research, "before": unset, "after": research}),
+        (lab["id"], {"fields": fields, **unset, "before": research, "after": unset}),
+    ]

@@ -526,6 +526,21 @@ def test_a_member_reads_only_their_own_records(logged: Logged) -> None:
     exported = logs(url, member_key, format="jsonl").text.splitlines()
     assert {json.loads(line)["key_id"] for line in exported} == {member_key_id}
     assert logs(url, "tw-not-a-real-key-000000000000000000000000000").status_code == 401
+    # The report reads what the log shows: it counted only the caller's teams' rows, so a
+    # member's key of no team read its requests in the log and a report of nothing.
+    for params in ({"group_by": "key"}, {"group_by": "key", "key": member_key_id}):
+        report = httpx.get(
+            url + "/admin/reports/usage", params=params, headers=auth(member_key), timeout=30
+        ).json()["data"]
+        assert [(row["key"], row["requests"]) for row in report] == [(member_key_id, 2)]
+        assert report[0]["cost_usd"] == sum(row["cost_usd"] for row in seen)
+    hidden = httpx.get(
+        url + "/admin/reports/usage",
+        params={"key": "bootstrap-admin"},
+        headers=auth(member_key),
+        timeout=30,
+    )
+    assert hidden.json()["data"] == []
 
 
 def test_bodies_are_kept_for_the_enabled_team_only_and_redacted(logged: Logged) -> None:

@@ -31,6 +31,7 @@ from aiohttp import web
 from tollway.admin.access import require_role
 from tollway.admin.call import AdminCall, Query, Route
 from tollway.admin.render import csv_text, record_json
+from tollway.auth.principal import Principal
 from tollway.core.errors import InvalidRequest
 from tollway.store import RequestLogFilter, RequestLogRecord
 from tollway.store.request_log import COLUMNS, MAX_PAGE
@@ -124,18 +125,26 @@ def source_ips(query: Any) -> tuple[str, ...] | None:
     return tuple(sorted(forms))
 
 
+def visibility(principal: Principal) -> dict[str, Any]:
+    """The ``visible_*`` fields of a ``RequestLogFilter`` narrowing rows to what
+    ``principal`` may read: its teams', its user's, its key's; none for an admin (all).
+    ``/admin/logs`` and ``/admin/reports/usage`` both go by it, so a report adds up to the
+    log its caller reads."""
+    if principal.has_role("admin"):
+        return {}
+    return {
+        "visible_teams": tuple(principal.team_roles),
+        "visible_user": principal.user,
+        "visible_key": principal.id if principal.kind == "key" else None,
+    }
+
+
 def log_filter(call: AdminCall) -> RequestLogFilter:
     """The filter of a ``GET /admin/logs`` call, narrowed to what the caller may read."""
     query = call.request.query
     principal = call.principal
     now = dt.datetime.now(dt.UTC)
-    visible: dict[str, Any] = {}
-    if not principal.has_role("admin"):
-        visible = {
-            "visible_teams": tuple(principal.team_roles),
-            "visible_user": principal.user,
-            "visible_key": principal.id if principal.kind == "key" else None,
-        }
+    visible = visibility(principal)
     return RequestLogFilter(
         user_id=query_filter(query, "user"),
         team_id=query_filter(query, "team"),

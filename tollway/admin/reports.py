@@ -8,7 +8,8 @@ each is billed at its own rate (Anthropic's 5-minute and 1-hour writes above pla
 Cost: ``cost_usd`` is everything billed; ``tool_cost_usd`` the part of it that is the fees of
 the provider's server-side tools (web search...), for ``tool_calls`` calls.
 
-Admins see every request; anyone else only their teams' (viewer and above). CSV with
+Admins see every request; anyone else (viewer and above) the rows ``/admin/logs`` shows
+them: their teams', their user's and their key's. CSV with
 ``format=csv``. A filter given empty (``?team=``) is a 400 naming it, as on ``/admin/logs``.
 """
 
@@ -23,9 +24,10 @@ from aiohttp import web
 
 from tollway.admin.access import require_role
 from tollway.admin.call import AdminCall, Query, Route
-from tollway.admin.logs import TIME_FORMS, query_filter, query_time
+from tollway.admin.logs import TIME_FORMS, query_filter, query_time, visibility
 from tollway.admin.render import csv_text
 from tollway.core.errors import InvalidRequest
+from tollway.store import RequestLogFilter
 from tollway.store.reports import FILTERS, GROUPS
 
 _COLUMNS = (
@@ -47,7 +49,10 @@ async def usage_report(call: AdminCall) -> Any:
         raise InvalidRequest("'format' must be json or csv", param="format")
     given = {name: query_filter(query, name) for name in FILTERS}
     filters = {name: value for name, value in given.items() if value is not None}
-    teams = None if call.principal.has_role("admin") else list(call.principal.teams)
+    # What /admin/logs shows the caller (its teams', its user's, its key's rows), so the
+    # report adds up to the log: it counted only the teams', and a member's key of no team
+    # read its requests in the log and a report of nothing.
+    visible = visibility(call.principal)
     now = dt.datetime.now(dt.UTC)
     rows = await call.gateway.store.reports.usage(
         group_by,
@@ -55,7 +60,7 @@ async def usage_report(call: AdminCall) -> Any:
         since=query_time(query, "since", now),
         until=query_time(query, "until", now),
         filters=filters,
-        teams=teams,
+        visible=RequestLogFilter(**visible) if visible else None,
     )
     for row in rows:
         row.pop("cost_micros", None)

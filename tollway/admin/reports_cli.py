@@ -32,12 +32,18 @@ def report(
     team: Annotated[str | None, typer.Option(help="Only this team id")] = None,
     model: Annotated[str | None, typer.Option(help="Only this model name")] = None,
     service: Annotated[str | None, typer.Option(help="Only this service tag")] = None,
+    user: Annotated[str | None, typer.Option(help="Only this user id")] = None,
+    key: Annotated[str | None, typer.Option(help="Only this key id")] = None,
+    provider: Annotated[str | None, typer.Option(help="Only this provider")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Requests, tokens, cost, latency, cache and guardrails, grouped (from the request log)."""
     params = {"group_by": by}
+    # Every filter the API takes (store/reports.py FILTERS): without --key, the CLI could not
+    # say what one key spent, which `tollway logs list --key` shows request by request.
     for name, value in (("since", since), ("until", until), ("team", team), ("model", model),
-                        ("service", service)):  # fmt: skip
+                        ("service", service), ("user", user), ("key", key),
+                        ("provider", provider)):  # fmt: skip
         if value is not None:
             params[name] = value
     answer = call(url, admin_key, "GET", "/admin/reports/usage", params=params)

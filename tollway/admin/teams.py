@@ -9,6 +9,7 @@ from tollway.admin.access import require_role, require_team
 from tollway.admin.call import AdminCall, Route
 from tollway.admin.render import record_json
 from tollway.admin.users import owner_role
+from tollway.auth.identity import audit_changes
 from tollway.core.errors import InvalidRequest, PermissionDenied
 from tollway.store import OWNER_LEFT_TEAM, KeyAuthority
 
@@ -51,9 +52,14 @@ async def update_team(call: AdminCall) -> dict[str, Any]:
     body = await call.body(bodies.TeamUpdate)
     changes = body.model_dump(exclude_unset=True)
     group = _oidc_group(call, changes)
-    team = await call.gateway.store.teams.update(call.param("team_id"), **changes)
+    before = await call.gateway.store.teams.get(call.param("team_id"))
+    team = await call.gateway.store.teams.update(before.id, **changes)
     await call.gateway.identity.audit(
-        call.actor, "team.update", "team", team.id, {"fields": sorted(changes), **group}
+        call.actor,
+        "team.update",
+        "team",
+        team.id,
+        {**audit_changes(before, team, changes), **group},
     )
     if group:  # the next sign-in of the group (or the one it left) maps it by the change
         await call.gateway.identity.load()
@@ -108,9 +114,18 @@ async def add_member(call: AdminCall) -> dict[str, Any]:
     team_id = call.param("team_id")
     require_team(call.principal, team_id, "team_admin")
     body = await call.body(bodies.MemberAdd)
-    membership = await call.gateway.store.teams.add_member(team_id, body.user_id, body.role)
+    store = call.gateway.store
+    # An add of a member changes their role: the event says the role it replaced (None:
+    # they joined), or a viewer made team admin reads like a team admin added.
+    was = await store.teams.members(team_id=team_id, user_id=body.user_id)
+    membership = await store.teams.add_member(team_id, body.user_id, body.role)
+    details = {
+        "user_id": body.user_id,
+        "role": body.role,
+        "previous_role": was[0].role if was else None,
+    }
     await call.gateway.identity.identities_changed(
-        call.actor, "team.member.add", "team", team_id, {"user_id": body.user_id, "role": body.role}
+        call.actor, "team.member.add", "team", team_id, details
     )
     return record_json(membership)
 

@@ -8,6 +8,7 @@ from tollway.admin import bodies
 from tollway.admin.access import require_role, require_team
 from tollway.admin.call import AdminCall, Query, Route
 from tollway.admin.render import record_json
+from tollway.auth.identity import audit_changes
 from tollway.auth.principal import Role
 from tollway.store import RecordNotFound
 
@@ -59,9 +60,10 @@ async def update_user(call: AdminCall) -> dict[str, Any]:
     require_role(call.principal, "admin")
     body = await call.body(bodies.UserUpdate)
     changes = body.model_dump(exclude_unset=True)
-    user = await call.gateway.store.users.update(call.param("user_id"), **changes)
+    before = await call.gateway.store.users.get(call.param("user_id"))
+    user = await call.gateway.store.users.update(before.id, **changes)
     await call.gateway.identity.identities_changed(
-        call.actor, "user.update", "user", user.id, {"fields": sorted(changes)}
+        call.actor, "user.update", "user", user.id, audit_changes(before, user, changes)
     )
     return record_json(user)
 

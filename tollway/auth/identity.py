@@ -14,7 +14,7 @@ reload that began after it has been applied already.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -35,6 +35,41 @@ from tollway.store import (
     UserRecord,
     generate_key,
 )
+
+
+def audit_changes(before: object, after: object, fields: Iterable[str]) -> dict[str, object]:
+    """Audit details of an update: the fields it set, each as it was and as it became.
+
+    Names alone could not tell a user made admin from one made viewer, nor say what models
+    a key lost. ``before`` and ``after`` are the record read before the write and the one it
+    returned; no record an update takes holds a secret (a key's hash is not among them).
+    """
+    names = sorted(fields)
+    return {
+        "fields": names,
+        "before": audit_fields(before, names),
+        "after": audit_fields(after, names),
+    }
+
+
+def audit_fields(record: object, names: Iterable[str]) -> dict[str, object]:
+    """``names`` of ``record`` as the audit trail's JSON stores them."""
+    return {name: _audit_value(getattr(record, name, None)) for name in names}
+
+
+def _audit_value(value: object) -> object:
+    """``value`` as the audit trail's JSON stores it."""
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, tuple):
+        return [_audit_value(item) for item in value]
+    if isinstance(value, Mapping):
+        return {str(key): _audit_value(item) for key, item in value.items()}
+    return value
+
+
+_KEY_MADE = ("name", "user_id", "team_id", "allowed_models", "expires_at", "tags", "bound_teams")
+"""The settings of a key its ``key.create`` event holds."""
 
 _RELOAD_TRIES = 3
 """Reads of a key that other changes kept overtaking before it is left to the store."""
@@ -249,7 +284,12 @@ class Identity:
         made = new(generated.prefix, generated.key_hash)
         record = await self.store.keys.create(made, owner_in_team=owner_in_team)
         self.keys.put(self.entry(record))
-        await self.audit(actor, "key.create", "key", record.id, {"prefix": record.prefix})
+        # What the key may do and whose it is, as made (never its secret or its hash).
+        details = {
+            "prefix": record.prefix,
+            **audit_fields(record, _KEY_MADE),
+        }
+        await self.audit(actor, "key.create", "key", record.id, details)
         await self._changed("key", record.id)
         return record, generated.key
 
@@ -312,10 +352,12 @@ class Identity:
     async def update_key(
         self, actor: Actor, key_id: str, changes: Mapping[str, object]
     ) -> KeyRecord:
-        """Change a key's name, models, expiry, tags or metadata."""
+        """Change a key's name, models, expiry, tags or metadata (audited as they were and
+        as they became)."""
+        before = await self.store.keys.get(key_id)
         record = await self.store.keys.update(key_id, **changes)  # type: ignore[arg-type]
         await self.reload_key(key_id)
-        await self.audit(actor, "key.update", "key", key_id, {"fields": sorted(changes)})
+        await self.audit(actor, "key.update", "key", key_id, audit_changes(before, record, changes))
         await self._changed("key", key_id)
         return record
 

@@ -18,6 +18,7 @@ from sqlalchemy import ColumnElement, Date, Integer, Select, case, cast, func, s
 from tollway.store.columns import require_aware
 from tollway.store.errors import InvalidRecord
 from tollway.store.models import RequestLogRow
+from tollway.store.request_log import RequestLogFilter
 from tollway.store.transaction import Sessions
 
 GROUPS: Final[dict[str, str]] = {
@@ -58,15 +59,17 @@ class ReportRepository:
         since: dt.datetime | None = None,
         until: dt.datetime | None = None,
         filters: dict[str, str] | None = None,
-        teams: Sequence[str] | None = None,
+        visible: RequestLogFilter | None = None,
     ) -> list[dict[str, Any]]:
         """One row per group: requests, errors, requests whose usage the gateway estimated
         (the provider reported none), tokens (input, output, cache reads and writes), cost,
         server-side tool calls and the part of the cost they are, latency, TTFT, cache,
         guardrails.
 
-        ``group_by``: names of ``GROUPS`` and ``day`` (UTC). ``teams``: only these teams'
-        requests (what a non-admin may see); ``None``: all.
+        ``group_by``: names of ``GROUPS`` and ``day`` (UTC). ``visible``: only the rows a
+        non-admin may read, by its ``visible_*`` fields, the same rule as ``/admin/logs``
+        (its teams', its user's, its key's), so a report adds up to the log it reads;
+        ``None``: all.
         """
         for name in group_by:
             if name != "day" and name not in GROUPS:
@@ -78,12 +81,14 @@ class ReportRepository:
             dialect = session.get_bind().dialect.name
             keys = [self._group_column(name, dialect).label(name) for name in group_by]
             query = self._aggregate(keys, dialect)
-            query = self._where(query, since, until, filters or {}, teams)
+            query = self._where(query, since, until, filters or {}, visible)
             if keys:
                 query = query.group_by(*keys).order_by(*keys)
             rows = [dict(row._mapping) for row in await session.execute(query)]
             if dialect != "postgresql":
-                await self._percentiles(session, rows, keys, group_by, since, until, filters, teams)
+                await self._percentiles(
+                    session, rows, keys, group_by, since, until, filters, visible
+                )
         return [self._finish(row) for row in rows if row["requests"]]
 
     @staticmethod
@@ -137,7 +142,7 @@ class ReportRepository:
         since: dt.datetime | None,
         until: dt.datetime | None,
         filters: dict[str, str],
-        teams: Sequence[str] | None,
+        visible: RequestLogFilter | None,
     ) -> Select[Any]:
         row = RequestLogRow
         if since is not None:
@@ -148,8 +153,8 @@ class ReportRepository:
             if name not in FILTERS:
                 raise InvalidRecord(f"cannot filter by {name!r}; choose from {', '.join(FILTERS)}")
             query = query.where(getattr(row, GROUPS[name]) == value)
-        if teams is not None:
-            query = query.where(row.team_id.in_(list(teams)))
+        if visible is not None:
+            query = query.where(*visible.conditions())
         return query
 
     async def _percentiles(
@@ -161,10 +166,10 @@ class ReportRepository:
         since: dt.datetime | None,
         until: dt.datetime | None,
         filters: dict[str, str] | None,
-        teams: Sequence[str] | None,
+        visible: RequestLogFilter | None,
     ) -> None:
         query = select(*keys, RequestLogRow.latency_ms, RequestLogRow.ttft_ms)
-        query = self._where(query, since, until, filters or {}, teams)
+        query = self._where(query, since, until, filters or {}, visible)
         latencies: dict[tuple[Any, ...], list[float]] = {}
         ttfts: dict[tuple[Any, ...], list[float]] = {}
         for found in await session.execute(query):
