@@ -31,6 +31,7 @@ from tollway.dialects.responses import ResponsesDialect
 from tollway.dialects.route_miss import route_miss
 from tollway.gateway import Gateway
 from tollway.limits.estimate import estimate_route
+from tollway.telemetry.bodies import redact
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
@@ -254,7 +255,9 @@ class AccessLogger(AbstractAccessLogger):
     """``server.access_log``'s line per request: address, request line, status, size, time and
     user agent, with the value of any query parameter that may hold a credential (``key``,
     ``api_key``, ``token``, ``X-Amz-Signature``...) masked: a client that puts its key in the
-    URL (as Gemini's clients do) must not find it in the gateway's log."""
+    URL (as Gemini's clients do) must not find it in the gateway's log; and what looks like a
+    credential anywhere else in the target (a key put in the path as if it were a key id, or
+    in a parameter of another name) masked as kept bodies mask it (``redact``)."""
 
     proxies: ClassVar[TrustedProxies | None] = None
     """Whose ``X-Forwarded-For`` names the client the line begins with (``behind``)."""
@@ -274,6 +277,7 @@ class AccessLogger(AbstractAccessLogger):
                 for name, value in request.rel_url.query.items()
             ]
             target += "?" + "&".join(pairs)
+        target = redact(target)
         version = f"HTTP/{request.version.major}.{request.version.minor}"
         agent = request.headers.get("User-Agent", "-")
         self.logger.info(

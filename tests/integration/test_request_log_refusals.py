@@ -369,3 +369,34 @@ def test_a_flood_of_refusals_is_recorded_up_to_its_rate_and_counted_beyond(
     assert 10 <= len(flood) <= 10 + seconds + 1
     assert len(flood) + int(counted.group(1)) == 200  # every refusal recorded or counted
     assert 'code="missing_api_key"' not in metrics
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/chat/completions", CHAT),
+        ("/v1/messages", {"max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}),
+        ("/v1/embeddings", {"input": "hi"}),
+        ("/v1/responses", {"input": "hi"}),
+    ],
+    ids=["chat", "messages", "embeddings", "responses"],
+)
+@pytest.mark.parametrize("whole", [True, False], ids=["unknown-model", "refused-body"])
+def test_a_key_pasted_as_the_model_is_not_kept_in_the_request_log(
+    refusing: Refusing, path: str, body: dict[str, Any], whole: bool
+) -> None:
+    # The model a client asks for is kept as it typed it, a key pasted there too, for the
+    # team's viewers and the reports to read: a model no group has (404, through the
+    # pipeline), or a body refused before it (400, the model all it holds).
+    key = refusing.member_key
+    rid = f"model-key-{uuid.uuid4().hex[:8]}"
+    sent = {**body, "model": key} if whole else {"model": key}
+    answer = _send(refusing.url, path, rid, _bearer(key), sent)
+    assert answer.status_code == (404 if whole else 400), answer.text
+    row = _records(refusing.url, {rid})[rid]
+    assert row["model"] == "[SECRET]"
+    reports = _admin(refusing.url, "GET", "/admin/reports/usage?group_by=model&since=1h")
+    stored = b"".join(path.read_bytes() for path in refusing.db_path.parent.glob("tollway.db*"))
+    for part in (key, key[3:19], key[-16:]):
+        assert part not in str(reports), "the reports hold the key"
+        assert part.encode() not in stored, "the store holds the key"

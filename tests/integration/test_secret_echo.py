@@ -174,9 +174,26 @@ async def _escaping_echo(request: web.Request) -> web.StreamResponse:
 
 
 @pytest.fixture(scope="module")
-async def escaping_upstream() -> AsyncIterator[str]:
+def upstream_bodies() -> list[bytes]:
+    """Every body the upstream below was sent."""
+    return []
+
+
+@pytest.fixture(scope="module")
+async def escaping_upstream(upstream_bodies: list[bytes]) -> AsyncIterator[str]:
+    async def refuse(request: web.Request) -> web.Response:
+        upstream_bodies.append(await request.read())
+        said = {"type": "error", "error": {"type": "invalid_request_error", "message": "no"}}
+        return web.json_response(said, status=400)
+
+    async def chat(request: web.Request) -> web.StreamResponse:
+        upstream_bodies.append(await request.read())
+        return await _escaping_echo(request)
+
     app = web.Application()
-    app.router.add_post("/v1/chat/completions", _escaping_echo)
+    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_post("/v1/messages", refuse)
+    app.router.add_post("/v1/embeddings", refuse)
     async with serving(app) as url:
         yield url + "/v1"
 
@@ -184,7 +201,14 @@ async def escaping_upstream() -> AsyncIterator[str]:
 @pytest.fixture(scope="module")
 def escaped_gateway(log_dir: Path, escaping_upstream: str) -> Iterator[str]:
     deployment = {"provider": "openai", "model": "m", "api_base": escaping_upstream, "api_key": KEY}
-    config = {"models": [{"name": "escaping", "deployments": [deployment]}]}
+    claude = {**deployment, "provider": "anthropic", "api_base": escaping_upstream[:-3]}
+    config = {
+        "models": [
+            {"name": "escaping", "deployments": [deployment]},
+            {"name": "claude", "deployments": [claude]},
+            {"name": "embedder", "kind": "embedding", "deployments": [deployment]},
+        ]
+    }
     with running_gateway(log_dir, config, {"TEST_UPSTREAM_KEY": BASE64_KEY}) as (url, process):
         yield url
     assert BASE64_KEY not in process.output()
@@ -216,3 +240,42 @@ async def test_a_key_echoed_with_json_escapes_is_masked_too(
     assert error["message"].startswith(("Incorrect API key", "upstream stream failed"))
     assert "Bearer ***" in error["message"] and BASE64_KEY not in error["message"]
     assert "ABSKQmVkcm9ja0FQSUtleS1" not in raw.decode()
+
+
+HI = [{"role": "user", "content": "hi"}]
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/chat/completions", {"model": "escaping", "messages": HI}),
+        ("/v1/messages", {"model": "claude", "max_tokens": 5, "messages": HI}),
+        # Not the plain body: the generic walk.
+        ("/v1/messages", {"model": "claude", "max_tokens": 5, "messages": HI,
+                          "metadata": {"user_id": "u"}}),
+        ("/v1/embeddings", {"model": "embedder", "input": "hi"}),
+    ],
+    ids=["chat", "messages", "messages-walked", "embeddings"],
+)  # fmt: skip
+@pytest.mark.parametrize("field", ["api_key", "x-api-key", "Authorization"])
+async def test_a_key_sent_in_the_body_is_refused_and_never_passed_on(
+    escaped_gateway: str, upstream_bodies: list[bytes], path: str, body: dict[str, Any], field: str
+) -> None:
+    # A client (LiteLLM's style) that puts its key in the body too: a field the codec does
+    # not read goes to a provider of the client's own format as it came, so the key did.
+    async with httpx.AsyncClient(timeout=30) as client:
+        made = await client.post(f"{escaped_gateway}/admin/keys", json={"name": "in-body"},
+                                 headers=AUTH)  # fmt: skip
+        key = made.json()["key"]
+        before = len(upstream_bodies)
+        response = await client.post(
+            escaped_gateway + path,
+            json={**body, field: key},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error"  # in the client's dialect
+    assert f"'{field}'" in error["message"] and key not in response.text
+    assert not any(key.encode() in sent for sent in upstream_bodies[before:]), "passed on"
+    assert len(upstream_bodies) == before  # refused before any upstream call

@@ -22,6 +22,7 @@ from tests.conftest import UPSTREAM_KEY
 from tests.support import CLIENT_KEY, ROOT, free_port, running_gateway, tollway_command
 
 OTLP_TOKEN = "otlp-token-for-tests-42"
+PASTED_KEY = "tw-PastedAsTheModel0123456789abcdefXYZ"
 
 
 @dataclass
@@ -127,6 +128,11 @@ def test_spans_reach_an_otlp_collector_with_the_genai_attributes(
                 model="test-chat", messages=[{"role": "user", "content": "hello there"}]
             )
             client.embeddings.create(model="test-embed", input="embed me")
+            # A key pasted as the model: a 404, whose span must not carry it.
+            with pytest.raises(openai.NotFoundError):
+                client.chat.completions.create(
+                    model=PASTED_KEY, messages=[{"role": "user", "content": "hi"}]
+                )
             assert receiver.posts == []
         output = process.output()
         assert "Traceback" not in output and OTLP_TOKEN not in output
@@ -139,7 +145,7 @@ def test_spans_reach_an_otlp_collector_with_the_genai_attributes(
     assert {resource["service.name"] for resource, _ in spans} == {"tollway-test"}
     by_name = {span.name: span for _, span in spans}
     assert set(by_name) == {"chat test-chat", "chat sim-chat", "embeddings test-embed",
-                            "embeddings sim-embed"}  # fmt: skip
+                            "embeddings sim-embed", "chat [SECRET]"}  # fmt: skip
     request, attempt = by_name["chat test-chat"], by_name["chat sim-chat"]
     assert request.kind == request.SPAN_KIND_SERVER and attempt.kind == attempt.SPAN_KIND_CLIENT
     assert attempt.parent_span_id == request.span_id and attempt.trace_id == request.trace_id
@@ -158,6 +164,8 @@ def test_spans_reach_an_otlp_collector_with_the_genai_attributes(
     )
     text = str([values(span.attributes) for _, span in spans])
     assert "hello there" not in text and CLIENT_KEY not in text and UPSTREAM_KEY not in text
+    assert values(by_name["chat [SECRET]"].attributes)["gen_ai.request.model"] == "[SECRET]"
+    assert PASTED_KEY[3:20] not in b"".join(body for _, body in receiver.posts).decode("latin-1")
 
 
 # --- without OpenTelemetry ----------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -65,6 +66,10 @@ def make_engine(
     if parsed.get_backend_name() == "sqlite":
         if schema is not None:
             raise StoreError("a schema can only be set for PostgreSQL")
+        # aiosqlite logs every call at DEBUG with its arguments, a statement's parameters
+        # among them (a key a client sent where a key id goes, the rows written): a gateway
+        # run with --log-level debug printed them. ``echo`` is SQLAlchemy's own log.
+        logging.getLogger("aiosqlite").setLevel(logging.INFO)
         engine = create_async_engine(parsed, echo=echo, connect_args={"timeout": busy_timeout})
         event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         return engine

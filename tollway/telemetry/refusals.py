@@ -27,6 +27,7 @@ import time
 from typing import TYPE_CHECKING
 
 from tollway.core.buckets import TokenBucket
+from tollway.telemetry.bodies import redact
 from tollway.telemetry.request_log_stage import NO_GUARDRAILS, Entry, Put, principal_columns
 
 if TYPE_CHECKING:
@@ -142,7 +143,7 @@ def refusal_entry(
         team,
         service,
         endpoint,
-        model,
+        redact(model),  # what the client typed, a key pasted there included
         None,  # served_model
         None,  # deployment_id
         None,  # provider

@@ -24,6 +24,7 @@ from tollway.core.context import RequestContext
 from tollway.core.pipeline import Stage
 from tollway.core.types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest
 from tollway.pricing.metering import tool_spend
+from tollway.telemetry.bodies import redact
 
 Entry = tuple[
     int,  # at: microseconds since the epoch when the request finished
@@ -91,8 +92,12 @@ def entry(ctx: RequestContext, keep_bodies: bool = False) -> Entry:
     """The request log entry of a finished request."""
     kind, key_id, user, team, service = principal_columns(ctx.principal)
     deployment = ctx.deployment
+    model = ctx.requested_model or ctx.model
     if deployment is None:
         served = deployment_id = provider = None
+        # Not routed: the model asked for may be whatever the client typed, its key pasted
+        # there included, and the log's readers (a team's viewers) are not the key's owner.
+        model = redact(model)
     else:
         served, deployment_id, provider = deployment.model, deployment.id, deployment.provider
     usage = ctx.usage
@@ -128,7 +133,7 @@ def entry(ctx: RequestContext, keep_bodies: bool = False) -> Entry:
         team,
         service,
         endpoint,
-        ctx.requested_model or ctx.model,
+        model,
         served,
         deployment_id,
         provider,

@@ -59,7 +59,7 @@ from tollway.core.pipeline import Stage
 from tollway.core.types import ChatChunk, ChatResponse, Deployment
 from tollway.routing.table import RoutingTable
 from tollway.telemetry import genai
-from tollway.telemetry.bodies import BodyPolicy
+from tollway.telemetry.bodies import BodyPolicy, redact
 
 Attributes = dict[str, AttributeValue]
 _W3C = TraceContextTextMapPropagator()
@@ -158,6 +158,7 @@ class TracingStage(Stage):
         )
         self._text = policy.text
         self._propagate = tracing.config.propagate
+        self._models = frozenset(group.name for group in table.groups)
         # Attempt spans' fixed attributes, worked out once per deployment of this pipeline.
         self._deployments = {
             deployment.id: genai.deployment_attributes(deployment)
@@ -170,7 +171,12 @@ class TracingStage(Stage):
     async def on_request(self, ctx: RequestContext) -> None:
         chat = ctx.chat
         operation = "chat" if chat is not None else "embeddings"
-        name = f"{operation} {ctx.requested_model}"
+        model = ctx.requested_model
+        if model not in self._models:
+            # Whatever the client typed (a 404 to come): a key pasted as the model must not
+            # reach the trace backend. A configured name needs no look.
+            model = redact(model)
+        name = f"{operation} {model}"
         headers = ctx.client_headers
         caller = _W3C.extract(headers) if "traceparent" in headers else None
         parent = get_current_span(caller).get_span_context() if caller is not None else None
@@ -197,7 +203,7 @@ class TracingStage(Stage):
                 upstream["tracestate"] = context.trace_state.to_header()
         if not sampled:
             return None
-        attributes = _request_attributes(ctx, operation)
+        attributes = _request_attributes(ctx, operation, model)
         trace = RequestTrace(
             context, parent, name, operation, attributes, ctx.received_at - ctx.started
         )
@@ -245,6 +251,9 @@ class TracingStage(Stage):
         first = ctx.first_token_at
         events = () if first is None else (Event("gen_ai.first_token", None, trace.nanos(first)),)
         error = ctx.error
+        # The client's error message may quote what it sent (a model name, a key pasted as
+        # one): redacted as the model attribute is.
+        status = _UNSET if error is None else Status(StatusCode.ERROR, redact(error.message))
         span = ReadableSpan(
             name=trace.name,
             context=trace.context,
@@ -253,7 +262,7 @@ class TracingStage(Stage):
             attributes=attributes,
             events=events,
             kind=SpanKind.SERVER,
-            status=_UNSET if error is None else Status(StatusCode.ERROR, error.message),
+            status=status,
             start_time=int(ctx.received_at * 1e9),
             end_time=trace.nanos(end),
             instrumentation_scope=self._scope,
@@ -335,11 +344,12 @@ def _traceparent(parts: tuple[str, str], span_id: int) -> str:
     return f"{parts[0]}{span_id:016x}{parts[1]}"
 
 
-def _request_attributes(ctx: RequestContext, operation: str) -> Attributes:
-    """The request span's attributes known when it starts: what the client asked for."""
+def _request_attributes(ctx: RequestContext, operation: str, model: str) -> Attributes:
+    """The request span's attributes known when it starts: what the client asked for
+    (``model``: the model it named, redacted unless configured)."""
     attributes: Attributes = {
         genai.OPERATION: operation,
-        genai.REQUEST_MODEL: ctx.requested_model,
+        genai.REQUEST_MODEL: model,
         "tollway.request_id": ctx.request_id,
     }
     chat = ctx.chat

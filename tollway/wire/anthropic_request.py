@@ -74,7 +74,7 @@ from tollway.wire.anthropic_content import (
 )
 from tollway.wire.claude_effort import DEFAULT_MAX_TOKENS, thinking_for_effort
 from tollway.wire.crossing import request_for, without_empty_text
-from tollway.wire.fields import json_object, number, optional, required
+from tollway.wire.fields import json_object, number, optional, refuse_credential_fields, required
 
 WIRE_FORMAT = "anthropic"
 JSON_OBJECT_INSTRUCTION = (
@@ -129,6 +129,7 @@ def walked_request(body: dict[str, Any], *, counting: bool = False) -> ChatReque
     if not messages:
         raise InvalidRequest("'messages' must contain at least one message", param="messages")
     extra = {k: v for k, v in body.items() if k not in _REQUEST_KEYS}
+    refuse_credential_fields(extra)
     metadata = optional(body, "metadata", dict) or {}
     if rest := {k: v for k, v in metadata.items() if k != "user_id"}:
         extra["metadata"] = rest
@@ -193,6 +194,8 @@ def _plain_request(body: dict[str, Any]) -> ChatRequest | None:
             return None
         else:
             extra[key] = value
+    if extra:
+        refuse_credential_fields(extra)
     stream, temperature, top_p = body.get("stream"), body.get("temperature"), body.get("top_p")
     if stream is not None and type(stream) is not bool:
         return None

@@ -8,6 +8,26 @@ from tollway.core.errors import InvalidRequest
 
 T = TypeVar("T")
 
+_CREDENTIAL_FIELDS = frozenset(
+    {"api_key", "apikey", "api-key", "x-api-key", "x-goog-api-key", "authorization"}
+)
+"""Body fields a client may put its key in (LiteLLM's ``api_key``, a header's name): never
+passed on, as a field the codec does not read otherwise is."""
+
+
+def refuse_credential_fields(extra: dict[str, Any]) -> None:
+    """A 400 naming the first field of ``extra`` (the body fields a codec passes on to
+    providers of its own format unread) that holds a credential: a client's virtual key sent
+    in the body would otherwise reach the provider. Its value is never said."""
+    for key in extra:
+        if key.lower() in _CREDENTIAL_FIELDS:
+            raise InvalidRequest(
+                f"'{key}' is not read: send the key in the Authorization header (or"
+                " x-api-key); a credential in the body is never passed on to a provider",
+                param=key,
+            )
+
+
 _TYPE_NAMES = {
     str: "a string",
     int: "an integer",

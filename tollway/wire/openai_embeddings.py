@@ -10,7 +10,7 @@ from typing import Any, Literal, cast
 from tollway.core.errors import InvalidRequest, UpstreamProtocolError
 from tollway.core.types import EmbeddingRequest, EmbeddingResponse
 from tollway.pricing.tokens import embedding_ids_text
-from tollway.wire.fields import optional, required
+from tollway.wire.fields import optional, refuse_credential_fields, required
 from tollway.wire.openai_response import usage_from_wire
 
 _KEYS = frozenset({"model", "input", "dimensions", "encoding_format", "user"})
@@ -27,13 +27,16 @@ def embedding_request_from_wire(body: dict[str, Any]) -> EmbeddingRequest:
     dimensions = optional(body, "dimensions", int)
     if dimensions is not None and dimensions < 1:
         raise InvalidRequest("'dimensions' must be at least 1", param="dimensions")
+    extra = {k: v for k, v in body.items() if k not in _KEYS}
+    if extra:
+        refuse_credential_fields(extra)
     return EmbeddingRequest(
         model=model,
         input=_input_from_wire(body.get("input")),
         dimensions=dimensions,
         encoding_format=cast(Literal["float", "base64"] | None, encoding),
         user=optional(body, "user", str),
-        extra={k: v for k, v in body.items() if k not in _KEYS},
+        extra=extra,
     )
 
 

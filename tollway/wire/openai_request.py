@@ -24,7 +24,14 @@ from tollway.core.types import (
     ToolChoice,
 )
 from tollway.wire.crossing import asks_nothing, is_foreign, request_for
-from tollway.wire.fields import check_bounds, json_object, number, optional, required
+from tollway.wire.fields import (
+    check_bounds,
+    json_object,
+    number,
+    optional,
+    refuse_credential_fields,
+    required,
+)
 
 WIRE_FORMAT = "openai"
 
@@ -94,6 +101,8 @@ def request_from_wire(body: dict[str, Any]) -> ChatRequest:
         else:
             plain = False
             field(request, value)
+    if extra:
+        refuse_credential_fields(extra)
     if "max_completion_tokens" in body:
         # The newer name wins when a client sends both.
         newer = optional(body, "max_completion_tokens", int)
