@@ -13,7 +13,7 @@ from tollway.core.errors import (
     UpstreamUnavailable,
 )
 from tollway.core.types import Deployment, UpstreamTimeouts
-from tollway.routing.health import HealthBook, retry_after_seconds
+from tollway.routing.health import DeploymentHealth, HealthBook, retry_after_seconds
 
 CONFIG = RoutingConfig(failure_threshold=3, cooldown=0.2, rate_limit_cooldown=0.5)
 
@@ -81,7 +81,8 @@ def test_a_record_a_reload_left_behind_tells_no_circuit_move() -> None:
     assert moves == [("d", "open"), ("d", "closed")]
 
 
-def test_a_failure_beside_the_probe_leaves_the_circuit_to_the_probe() -> None:
+def _probing_beside_an_earlier_request() -> tuple[HealthBook, DeploymentHealth]:
+    """A circuit opened while a request was out, then half-open with its probe sent."""
     book = HealthBook(CONFIG)
     health = book.of("d")
     book.started(health)  # a request sent while the circuit was closed
@@ -90,6 +91,11 @@ def test_a_failure_beside_the_probe_leaves_the_circuit_to_the_probe() -> None:
     time.sleep(0.25)
     assert health.available(time.monotonic())  # the probe
     book.started(health)
+    return book, health
+
+
+def test_a_failure_beside_the_probe_leaves_the_circuit_to_the_probe() -> None:
+    book, health = _probing_beside_an_earlier_request()
     book.failed(health, UpstreamUnavailable("reset"), 0.01)  # the earlier request fails
     assert health.state == "half_open" and health.probing
     assert not health.available(time.monotonic() + 1.0)  # no second probe, however late
@@ -98,14 +104,7 @@ def test_a_failure_beside_the_probe_leaves_the_circuit_to_the_probe() -> None:
 
 
 def test_only_the_probe_hands_the_probe_on() -> None:
-    book = HealthBook(CONFIG)
-    health = book.of("d")
-    book.started(health)  # a request sent while the circuit was closed
-    for _ in range(3):
-        _fail(book, "d", UpstreamUnavailable("reset"))
-    time.sleep(0.25)
-    assert health.available(time.monotonic())  # the probe
-    book.started(health)
+    book, health = _probing_beside_an_earlier_request()
     book.abandoned(health)  # the earlier request's client leaves: not the probe
     book.started(health)
     book.failed(health, InvalidRequest("bad"), 0.01)  # nor is a request it refused
