@@ -200,9 +200,9 @@ def test_an_unknown_truncation_is_a_400(client: openai.OpenAI) -> None:
 def test_an_upstream_400_names_the_clients_item_after_turns_were_dropped(
     client: openai.OpenAI,
 ) -> None:
-    # A tool output that does not follow its call's turn: OpenAI's 400 names the message by
-    # its index in the shortened conversation (``messages.[N].role``), the client is told its
-    # own item's.
+    # A call whose output does not follow its turn at once: OpenAI's 400 names the call's
+    # message by its index in the shortened conversation (``messages.[N].role``), the client
+    # is told its own item's (the call, three from the end).
     items = conversation("latest, then an output after text")
     items.append(
         {"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": "{}"}
@@ -214,4 +214,4 @@ def test_an_upstream_400_names_the_clients_item_after_turns_were_dropped(
             model="small-chat", input=items, max_output_tokens=50, truncation="auto",
             tools=[WEATHER_TOOL],
         )  # fmt: skip
-    assert caught.value.param == f"input[{len(items) - 1}]"
+    assert caught.value.param == f"input[{len(items) - 3}]"
