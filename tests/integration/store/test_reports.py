@@ -10,7 +10,7 @@ import pytest
 
 from tests.integration.store.test_request_log import at, context, writer_for
 from tollway.store import InvalidRecord, Store
-from tollway.store.request_log import PLAIN_COLUMNS
+from tollway.store.request_log import PLAIN_COLUMNS, RequestLogFilter
 
 __all__ = ["writer_for"]  # the fixture, used by name
 
@@ -25,7 +25,9 @@ async def test_usage_grouped_by_team_model_and_day(store: Store, writer_for: Any
     writer.put_nowait(context(100, team=red, model="gpt-b", guardrail_flags=["pii"]))
     writer.put_nowait(at(context(101, team=blue, model="gpt-a"), yesterday))
     await writer.close()
-    rows = await store.reports.usage(["team", "model"], teams=[red, blue])
+    rows = await store.reports.usage(
+        ["team", "model"], visible=RequestLogFilter(visible_teams=(red, blue))
+    )
     got = {(r["team"], r["model"]): r for r in rows}
     assert set(got) == {(red, "gpt-a"), (red, "gpt-b"), (blue, "gpt-a")}
     first = got[(red, "gpt-a")]
@@ -37,10 +39,12 @@ async def test_usage_grouped_by_team_model_and_day(store: Store, writer_for: Any
     assert first["p95_latency_ms"] == pytest.approx(190.5)  # percentile_cont of 10..200
     assert first["cache_hits"] == 5 and first["cache_hit_rate"] == pytest.approx(0.25)
     assert got[(red, "gpt-b")]["guardrail_triggers"] == 1
-    days = await store.reports.usage(["day"], teams=[blue])
+    days = await store.reports.usage(["day"], visible=RequestLogFilter(visible_teams=(blue,)))
     assert [(r["day"], r["requests"]) for r in days] == [(yesterday.date().isoformat(), 1)]
     since = await store.reports.usage(
-        ["team"], teams=[red, blue], since=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+        ["team"],
+        visible=RequestLogFilter(visible_teams=(red, blue)),
+        since=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1),
     )
     assert [(r["team"], r["requests"]) for r in since] == [(red, 21)]
     filtered = await store.reports.usage(["model"], filters={"team": red, "model": "gpt-b"})
