@@ -10,6 +10,7 @@ not wait for it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,3 +114,45 @@ async def test_a_budget_removed_and_added_back_goes_on_from_its_spend(served: Se
     assert row["spent_usd"] == pytest.approx(spent, abs=1e-6)
     left = await spend_once(served, key)
     assert left < 1.0 - spent
+
+
+def utilisation(metrics: str, scope_id: str) -> float | None:
+    """``tollway_budget_utilisation_ratio`` of the budget of ``scope_id``, if shown."""
+    for line in metrics.splitlines():
+        if line.startswith("tollway_budget_utilisation_ratio{") and scope_id in line:
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+async def shown_utilisation(served: Served, scope_id: str, expected: float) -> float | None:
+    """The budget's share on ``/metrics`` once it is ``expected`` (set in the background
+    after a reload: its spend is read first), or what it shows after two seconds."""
+    for _ in range(40):
+        shown = utilisation((await served.admin.get("/metrics")).text, scope_id)
+        if shown is not None and shown == pytest.approx(expected, abs=1e-6):
+            break
+        await asyncio.sleep(0.05)
+    return shown
+
+
+async def test_metrics_show_a_budgets_share_under_its_reloaded_limit(served: Served) -> None:
+    # The gauge was set at settlements only: a limit lowered (or a budget put back) by a
+    # reload showed the old share until the team's next request, while /admin showed the new.
+    key_id, key = await new_key(served)
+    budget = {"scope": "key", "id": key_id, "period": "day", "limit_usd": 1.0}
+    await served.reload(budgets=[budget])
+    await spend_once(served, key)
+    spent = (await served.budget("key", key_id))["spent_usd"]
+    metrics = (await served.admin.get("/metrics")).text
+    assert utilisation(metrics, key_id) == pytest.approx(spent, abs=1e-6)
+
+    await served.reload(budgets=[{**budget, "limit_usd": 0.1}])
+    row = await served.budget("key", key_id)
+    assert row["used"] == pytest.approx(spent / 0.1, abs=1e-3)
+    shown = await shown_utilisation(served, key_id, spent / 0.1)
+    assert shown == pytest.approx(spent / 0.1, abs=1e-6)
+
+    await served.reload(budgets=[])
+    assert utilisation((await served.admin.get("/metrics")).text, key_id) is None
+    await served.reload(budgets=[budget])
+    assert await shown_utilisation(served, key_id, spent) == pytest.approx(spent, abs=1e-6)

@@ -228,9 +228,10 @@ class LimitService:
         self._load_applied = load
         orgs = {team.id: team.organization for team in teams if team.organization}
         self._records = (budgets, limits, orgs, lineages)
-        self._rebuilt(LimitBook.build(self.config, budgets, limits, orgs, lineages))
+        changes = self._rebuilt(LimitBook.build(self.config, budgets, limits, orgs, lineages))
         self._judging_changes = True
         await self.seed()
+        self._after(*changes, seed=False)
 
     def stored_budgets(self) -> Sequence[BudgetRecord]:
         """Budgets read from the store at the last load."""
@@ -255,56 +256,81 @@ class LimitService:
         self.config = config
         self.zone = zone
         self._periods = {}
-        self._rebuilt(book)
-        self._seed_later()
+        self._after(*self._rebuilt(book), seed=True)
 
-    def _seed_later(self) -> None:
-        """Seed the accounts of budgets the book now has (one a reload added, or put back
-        after a restart) in the background: a reload cannot wait for the store. Admission
-        meanwhile charges a new account; ``MemoryLimiter.seed`` adds the store's spend to
-        it, and Redis seeds an account it does not hold from the store on its own."""
-        if self._store is None or not self.book.budgets:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        task = loop.create_task(self._seed_quietly())
-        self._notices.add(task)
-        task.add_done_callback(self._notices.discard)
-
-    async def _seed_quietly(self) -> None:
-        try:
-            await self.seed()
-        except Exception as exc:  # the next reconcile seeds them; the reload stands
-            log.warning("budget spend not read after a reload: %s", reason(exc))
-
-    def _rebuilt(self, book: LimitBook) -> None:
-        """Put ``book`` in force, tell what follows the budgets which are now, and judge
-        the budgets whose limit changed (``limit_changed``) in the background."""
+    def _rebuilt(self, book: LimitBook) -> tuple[list[tuple[Budget, Budget]], list[Budget]]:
+        """Put ``book`` in force and tell what follows the budgets which are now; the
+        budgets whose limit changed (before, after) and those added, once changes count."""
         before, self.book = self.book, book
         if self.budgets_kept is not None:
             kept = {(b.scope, b.scope_id, b.period) for b in book.every_budget()}
             self.budgets_kept(kept)
+        changed: list[tuple[Budget, Budget]] = []
+        added: list[Budget] = []
         if not self._judging_changes:
-            return
+            return changed, added
         old = {(b.scope, b.scope_id, b.period): b for b in before.every_budget()}
-        changed = [
-            (previous, budget)
-            for budget in book.every_budget()
-            if (previous := old.get((budget.scope, budget.scope_id, budget.period))) is not None
-            and previous.limit_micros != budget.limit_micros
-            and budget.limit_micros > 0
-        ]
-        if not changed:
+        for budget in book.every_budget():
+            previous = old.get((budget.scope, budget.scope_id, budget.period))
+            if previous is None:
+                added.append(budget)
+            elif previous.limit_micros != budget.limit_micros and budget.limit_micros > 0:
+                changed.append((previous, budget))
+        return changed, added
+
+    def _after(
+        self, changed: Sequence[tuple[Budget, Budget]], added: Sequence[Budget], *, seed: bool
+    ) -> None:
+        """Start ``_judge`` in the background when it has something to do (a reload cannot
+        wait for the store or Redis)."""
+        if not changed and not (added and (seed or self.utilisation is not None)):
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
-        task = loop.create_task(self.limit_changed(changed))
+        task = loop.create_task(self._judge(changed, added, seed=seed))
         self._notices.add(task)
         task.add_done_callback(self._notices.discard)
+
+    async def _judge(
+        self, changed: Sequence[tuple[Budget, Budget]], added: Sequence[Budget], *, seed: bool
+    ) -> None:
+        """After a book change: seed the ``added`` budgets' accounts (``seed``: a reload
+        added them; their spend is in the store when the process did not hold them, e.g.
+        removed before a restart), raise the ``changed`` ones' events, and set the share
+        spent of both on the gauge. It was set at settlements only, so a limit a reload
+        lowered showed its old share until the next request (and a budget put back, none).
+
+        Admission meanwhile charges an added budget's new account from zero;
+        ``MemoryLimiter.seed`` adds the store's spend to it (Redis seeds an account it
+        does not hold from the store itself)."""
+        if seed and added:
+            try:
+                await self.seed()
+            except Exception as exc:  # the next reconcile seeds them; the reload stands
+                log.warning("budget spend not read after a reload: %s", reason(exc))
+        if changed:
+            await self.limit_changed(changed)
+        utilisation = self.utilisation
+        budgets = [budget for _, budget in changed] + [b for b in added if b.limit_micros > 0]
+        if utilisation is None or not budgets:
+            return
+        try:
+            states = await self.limiter.accounts([self.account(b) for b in budgets])
+        except Exception as exc:  # the next settlement sets it
+            log.warning("budgets changed, but their spend cannot be read: %s", reason(exc))
+            return
+        # By the limit in force now: a later change may have come while this one read the
+        # store (its own judgement may even have finished first), and a share under a limit
+        # replaced since would overwrite the right one.
+        current = {(b.scope, b.scope_id, b.period): b for b in self.book.every_budget()}
+        for budget, state in zip(budgets, states, strict=True):
+            now = current.get((budget.scope, budget.scope_id, budget.period))
+            if now is None or now.limit_micros <= 0:
+                continue  # removed since: its series left /metrics with it
+            ratio = state.spent_micros / now.limit_micros
+            utilisation(budget.scope, budget.scope_id, budget.period, ratio)
 
     async def limit_changed(self, changed: Sequence[tuple[Budget, Budget]]) -> None:
         """Events for budgets whose limit changed from the first budget to the second of
