@@ -53,7 +53,7 @@ from tollway.pricing.metering import (
     reasoning_chars,
     streamed_reasoning_chars,
 )
-from tollway.pricing.tokens import COUNT_AHEAD_CHARS, TokenCounter, long_texts
+from tollway.pricing.tokens import COUNT_AHEAD_CHARS, TokenCounter, inline_pdfs, long_texts
 from tollway.providers.base import ChatProvider, EmbeddingProvider, RequestChecker
 from tollway.providers.base import TokenCounter as ProviderTokenCounter
 from tollway.providers.deadlines import OPENING
@@ -611,8 +611,8 @@ class Pipeline:
             return
         if not (always or self._counts_input or self.router.windowed(ctx.model)):
             return  # metering counts only an answer without usage: not worth it ahead
-        texts = long_texts(request)
-        if sum(map(len, texts)) <= COUNT_AHEAD_CHARS:
+        texts, pdfs = long_texts(request), inline_pdfs(request)
+        if sum(map(len, texts)) + sum(map(len, pdfs)) <= COUNT_AHEAD_CHARS:
             return
         table = self.router.table
         group = table.get(ctx.model)
@@ -624,7 +624,7 @@ class Pipeline:
             fallback = table.get(name)
             deployments += fallback.deployments if fallback is not None else ()
         encodings = {counter.encoding_of(d.provider, d.model, d.tokenizer) for d in deployments}
-        await asyncio.to_thread(counter.count_ahead, texts, sorted(encodings))
+        await asyncio.to_thread(counter.count_ahead, texts, sorted(encodings), pdfs)
 
     async def count_tokens(self, ctx: RequestContext) -> tuple[int, bool]:
         """Input tokens of ``ctx.chat`` on the model's first deployment, and whether the

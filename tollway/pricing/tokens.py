@@ -144,6 +144,10 @@ class TokenCounter:
         """How many long texts' counts are kept now."""
         return len(self._long)
 
+    def pdfs_remembered(self) -> int:
+        """How many PDFs' page counts are kept now."""
+        return len(self._pages)
+
     def _count_long(self, encoding: str, text: str) -> int:
         """Tokens of a long ``text``, encoded in segments, its count kept by length and
         hash (a hash collision of two texts of one length is as likely as a guess of it)."""
@@ -161,9 +165,15 @@ class TokenCounter:
                 self._long.popitem(last=False)
         return count
 
-    def count_ahead(self, texts: Sequence[str], encodings: Collection[str]) -> None:
-        """Count ``texts`` (long ones, from ``long_texts``) with each of ``encodings`` now, so
-        that the counts asked for later are kept ones; meant for a worker thread."""
+    def count_ahead(
+        self, texts: Sequence[str], encodings: Collection[str], pdfs: Sequence[str] = ()
+    ) -> None:
+        """Count ``texts`` (long ones, from ``long_texts``) with each of ``encodings``, and the
+        pages of ``pdfs`` (base64, from ``inline_pdfs``), now, so that the counts asked for
+        later are kept ones; meant for a worker thread (a PDF of tens of megabytes takes a
+        fifth of a second to read)."""
+        for data in pdfs:
+            self._pages_of(data)
         for encoding in encodings:
             for text in texts:
                 self._count_long(encoding, text)
@@ -231,6 +241,10 @@ class TokenCounter:
         """A PDF: by its pages when ``data`` (base64) holds it, else the most the family takes."""
         if data is None:
             return pdf_tokens(provider, model, None)
+        return pdf_tokens(provider, model, self._pages_of(data), len(data) * 3 // 4)
+
+    def _pages_of(self, data: str) -> int | None:
+        """A base64 PDF's pages (``pdf_pages``), kept for the last few PDFs counted."""
         key = (len(data), hash(data))  # a str keeps its hash: a repeated PDF costs a lookup
         with self._long_lock:
             known = key in self._pages
@@ -243,7 +257,7 @@ class TokenCounter:
                 self._pages[key] = pages
                 if len(self._pages) > REMEMBERED_PDFS:
                     self._pages.popitem(last=False)
-        return pdf_tokens(provider, model, pages, len(data) * 3 // 4)
+        return pages
 
     def _document_part(self, encoding: str, part: DocumentPart, provider: str, model: str) -> int:
         """A document: its name and context, then its text or a PDF's pages."""
@@ -368,6 +382,38 @@ def long_texts(request: ChatRequest | EmbeddingRequest) -> list[str]:
         for call in message.tool_calls or ():
             texts.append(call.arguments)
     return [text for text in texts if len(text) > REMEMBERED_CHARS]
+
+
+def inline_pdfs(request: ChatRequest | EmbeddingRequest) -> list[str]:
+    """The base64 PDFs ``request`` holds, as the counts read them (``TokenCounter._pdf``):
+    documents, Anthropic ``document`` blocks and OpenAI ``file`` parts kept as sent."""
+    if isinstance(request, EmbeddingRequest):
+        return []
+    pdfs: list[str] = []
+    for message in request.messages:
+        content = message.content
+        if isinstance(content, str) or not content:
+            continue
+        for part in content:
+            if isinstance(part, DocumentPart):
+                if part.text is None and part.data:
+                    pdfs.append(part.data)
+            elif isinstance(part, OpaquePart) and isinstance(part.data, dict):
+                if part.type == "document":
+                    source = part.data.get("source")
+                    if isinstance(source, dict) and source.get("type") == "base64":
+                        data = source.get("data")
+                        if isinstance(data, str) and data:
+                            pdfs.append(data)
+                elif part.type == "file":
+                    file = part.data.get("file")
+                    data = file.get("file_data") if isinstance(file, dict) else None
+                    if isinstance(data, str) and data.startswith(_PDF_DATA_URL):
+                        pdfs.append(data.removeprefix(_PDF_DATA_URL))
+    return pdfs
+
+
+_PDF_DATA_URL = f"data:{PDF};base64,"
 
 
 def _segments(text: str) -> Iterator[str]:

@@ -17,6 +17,7 @@ from tollway.pricing.tokens import (
     REMEMBERED_CHARS,
     SEGMENT_CHARS,
     TokenCounter,
+    inline_pdfs,
     long_texts,
 )
 from tollway.routing.table import build_routing_table
@@ -451,3 +452,27 @@ def test_a_long_text_is_counted_once_and_ahead_of_time() -> None:
     for index in range(LONG_REMEMBERED + 5):
         counter.text(f"{index} " + long)
     assert counter.long_remembered() == LONG_REMEMBERED
+
+
+def test_a_large_requests_pdfs_are_read_ahead_of_time() -> None:
+    # Reading a PDF of tens of megabytes takes a fifth of a second: a large request's are
+    # read in the worker thread of count_ahead, and the counts on the event loop find them.
+    counter = TokenCounter()
+    document = base64.b64encode(pdf(30)).decode()
+    attached = base64.b64encode(pdf(12)).decode()
+    anthropic = _anthropic_turn(
+        {"type": "text", "text": "read"},
+        {"type": "document", "source": {"type": "base64", "media_type": "application/pdf",
+                                        "data": document}},
+    )  # fmt: skip
+    openai_file = request_from_wire(
+        {"model": "gpt-4o", "messages": [{"role": "user", "content": [{"type": "file", "file": {
+            "file_data": "data:application/pdf;base64," + attached, "filename": "t.pdf"}}]}]}
+    )  # fmt: skip
+    assert inline_pdfs(anthropic) == [document]
+    assert inline_pdfs(openai_file) == [attached]
+    counter.count_ahead([], ["o200k_base"], [*inline_pdfs(anthropic), *inline_pdfs(openai_file)])
+    assert counter.pdfs_remembered() == 2
+    assert counter.chat(anthropic, "anthropic", SONNET) >= 30 * page_tokens("anthropic", SONNET)
+    assert counter.chat(openai_file, "openai", "gpt-4o") >= 12 * page_tokens("openai", "gpt-4o")
+    assert counter.pdfs_remembered() == 2  # the pages read ahead were the ones used
