@@ -612,7 +612,10 @@ class Pipeline:
         if not (always or self._counts_input or self.router.windowed(ctx.model)):
             return  # metering counts only an answer without usage: not worth it ahead
         texts, pdfs = long_texts(request), inline_pdfs(request)
-        if sum(map(len, texts)) + sum(map(len, pdfs)) <= COUNT_AHEAD_CHARS:
+        if (
+            sum(map(len, texts)) + sum(len(data) - start for data, start in pdfs)
+            <= COUNT_AHEAD_CHARS
+        ):
             return
         table = self.router.table
         group = table.get(ctx.model)

@@ -118,7 +118,7 @@ class TokenCounter:
         self._remembered = functools.lru_cache(maxsize=remembered)(self._encode)
         self._long: OrderedDict[tuple[str, int, int], int] = OrderedDict()
         self._long_lock = threading.Lock()  # ``count_ahead`` runs in a worker thread
-        self._pages: OrderedDict[tuple[int, int], int | None] = OrderedDict()
+        self._pages: OrderedDict[tuple[int, int, int], int | None] = OrderedDict()
 
     def remembered(self) -> int:
         """How many texts' counts are kept now."""
@@ -166,14 +166,17 @@ class TokenCounter:
         return count
 
     def count_ahead(
-        self, texts: Sequence[str], encodings: Collection[str], pdfs: Sequence[str] = ()
+        self,
+        texts: Sequence[str],
+        encodings: Collection[str],
+        pdfs: Sequence[tuple[str, int]] = (),
     ) -> None:
         """Count ``texts`` (long ones, from ``long_texts``) with each of ``encodings``, and the
         pages of ``pdfs`` (base64, from ``inline_pdfs``), now, so that the counts asked for
         later are kept ones; meant for a worker thread (a PDF of tens of megabytes takes a
         fifth of a second to read)."""
-        for data in pdfs:
-            self._pages_of(data)
+        for data, start in pdfs:
+            self._pages_of(data, start)
         for encoding in encodings:
             for text in texts:
                 self._count_long(encoding, text)
@@ -237,22 +240,26 @@ class TokenCounter:
             tokens += _TOKENS_PER_TOOL + count(encoding, orjson.dumps(definition).decode())
         return _scaled(tokens, provider)
 
-    def _pdf(self, provider: str, model: str, data: str | None) -> int:
-        """A PDF: by its pages when ``data`` (base64) holds it, else the most the family takes."""
+    def _pdf(self, provider: str, model: str, data: str | None, start: int = 0) -> int:
+        """A PDF: by its pages when ``data`` (base64 from ``start``) holds it, else the most
+        the family takes."""
         if data is None:
             return pdf_tokens(provider, model, None)
-        return pdf_tokens(provider, model, self._pages_of(data), len(data) * 3 // 4)
+        size = (len(data) - start) * 3 // 4
+        return pdf_tokens(provider, model, self._pages_of(data, start), size)
 
-    def _pages_of(self, data: str) -> int | None:
-        """A base64 PDF's pages (``pdf_pages``), kept for the last few PDFs counted."""
-        key = (len(data), hash(data))  # a str keeps its hash: a repeated PDF costs a lookup
+    def _pages_of(self, data: str, start: int = 0) -> int | None:
+        """The pages of the base64 PDF in ``data`` from ``start`` (``pdf_pages``), kept for
+        the last few PDFs counted. By the string as the request holds it (a data URL whole,
+        not its base64 cut out, which would be copied and hashed again at every count)."""
+        key = (len(data), hash(data), start)  # a str keeps its hash: a repeat is a lookup
         with self._long_lock:
             known = key in self._pages
             pages = self._pages.get(key)
             if known:
                 self._pages.move_to_end(key)
         if not known:
-            pages = pdf_pages(data)
+            pages = pdf_pages(data[start:] if start else data)
             with self._long_lock:
                 self._pages[key] = pages
                 if len(self._pages) > REMEMBERED_PDFS:
@@ -313,7 +320,7 @@ class TokenCounter:
             return self._pdf(provider, model, None)
         media_type, _, encoded = data[5:].partition(";base64,")
         if media_type == PDF:
-            return self._pdf(provider, model, encoded)
+            return self._pdf(provider, model, data, len(data) - len(encoded))
         size = len(encoded) * 3 // 4
         if not media_type.startswith(_TEXT_TYPES):
             # A Word or Excel file's text, which the provider extracts, is not bounded by
@@ -384,12 +391,13 @@ def long_texts(request: ChatRequest | EmbeddingRequest) -> list[str]:
     return [text for text in texts if len(text) > REMEMBERED_CHARS]
 
 
-def inline_pdfs(request: ChatRequest | EmbeddingRequest) -> list[str]:
-    """The base64 PDFs ``request`` holds, as the counts read them (``TokenCounter._pdf``):
-    documents, Anthropic ``document`` blocks and OpenAI ``file`` parts kept as sent."""
+def inline_pdfs(request: ChatRequest | EmbeddingRequest) -> list[tuple[str, int]]:
+    """The base64 PDFs ``request`` holds, each as a string and where its base64 starts in it,
+    as the counts read them (``TokenCounter._pdf``): documents, Anthropic ``document``
+    blocks and OpenAI ``file`` parts kept as sent (a data URL)."""
     if isinstance(request, EmbeddingRequest):
         return []
-    pdfs: list[str] = []
+    pdfs: list[tuple[str, int]] = []
     for message in request.messages:
         content = message.content
         if isinstance(content, str) or not content:
@@ -397,19 +405,19 @@ def inline_pdfs(request: ChatRequest | EmbeddingRequest) -> list[str]:
         for part in content:
             if isinstance(part, DocumentPart):
                 if part.text is None and part.data:
-                    pdfs.append(part.data)
+                    pdfs.append((part.data, 0))
             elif isinstance(part, OpaquePart) and isinstance(part.data, dict):
                 if part.type == "document":
                     source = part.data.get("source")
                     if isinstance(source, dict) and source.get("type") == "base64":
                         data = source.get("data")
                         if isinstance(data, str) and data:
-                            pdfs.append(data)
+                            pdfs.append((data, 0))
                 elif part.type == "file":
                     file = part.data.get("file")
                     data = file.get("file_data") if isinstance(file, dict) else None
                     if isinstance(data, str) and data.startswith(_PDF_DATA_URL):
-                        pdfs.append(data.removeprefix(_PDF_DATA_URL))
+                        pdfs.append((data, len(_PDF_DATA_URL)))
     return pdfs
 
 

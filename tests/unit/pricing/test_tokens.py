@@ -469,8 +469,9 @@ def test_a_large_requests_pdfs_are_read_ahead_of_time() -> None:
         {"model": "gpt-4o", "messages": [{"role": "user", "content": [{"type": "file", "file": {
             "file_data": "data:application/pdf;base64," + attached, "filename": "t.pdf"}}]}]}
     )  # fmt: skip
-    assert inline_pdfs(anthropic) == [document]
-    assert inline_pdfs(openai_file) == [attached]
+    assert inline_pdfs(anthropic) == [(document, 0)]
+    ((data_url, start),) = inline_pdfs(openai_file)
+    assert data_url[start:] == attached  # the data URL as sent, not its base64 copied out
     counter.count_ahead([], ["o200k_base"], [*inline_pdfs(anthropic), *inline_pdfs(openai_file)])
     assert counter.pdfs_remembered() == 2
     assert counter.chat(anthropic, "anthropic", SONNET) >= 30 * page_tokens("anthropic", SONNET)
