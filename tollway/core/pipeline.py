@@ -623,9 +623,8 @@ class Pipeline:
             return  # routing refuses it, uncounted
         counter = self.metering.counter
         deployments = [*group.deployments]
-        for name in group.fallbacks:
-            fallback = table.get(name)
-            deployments += fallback.deployments if fallback is not None else ()
+        for fallback in table.fallback_chain(group.name):
+            deployments += fallback.deployments
         encodings = {counter.encoding_of(d.provider, d.model, d.tokenizer) for d in deployments}
         await asyncio.to_thread(counter.count_ahead, texts, sorted(encodings), pdfs)
 

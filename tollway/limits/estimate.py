@@ -2,7 +2,7 @@
 
 The body is a Chat Completions request (or an embeddings request: a body with ``input``
 and no ``messages``). The answer gives the local input-token count on every deployment
-that may serve the model (its group's and its fallbacks'), the max output the request may
+that may serve the model (its group's and its fallback chain's), the max output the request may
 produce, and the cost range: at least the cheapest candidate's price for the input alone,
 at most the dearest candidate's worst case (the figure admission reserves from budgets: the
 fees of the server-side tools it may call included, ``pricing/tools.py``), plus what the
@@ -46,11 +46,10 @@ def _candidates(gateway: Gateway, ctx: RequestContext) -> list[Deployment]:
     kind: Literal["chat", "embedding"] = "chat" if ctx.chat is not None else "embedding"
     group = table.group(ctx.model, kind)  # 404 / 400 for unknown or wrong-kind models
     deployments = list(group.deployments)
-    for name in group.fallbacks:
-        fallback = table.get(name)
-        principal = ctx.principal
-        if fallback is not None and (principal is None or principal.may_use(name)):
-            deployments += [d for d in fallback.deployments if d not in deployments]
+    principal = ctx.principal
+    may_use = principal.may_use if principal is not None else None
+    for fallback in table.fallback_chain(group.name, may_use):
+        deployments += [d for d in fallback.deployments if d not in deployments]
     return deployments
 
 

@@ -3,7 +3,7 @@
 ``on_request`` takes, in one atomic step of the backend, from every rate-limited scope of
 the request (key, user, team, model) and reserves its worst-case cost from every budget it
 is charged to (org, key, user, team). The worst case is the request's input as each
-deployment that may serve it (its group's and its fallbacks') counts it, with a margin where
+deployment that may serve it (its group's and its fallback chain's) counts it, with a margin where
 that count is an estimate, plus the max output, priced at that deployment: the dearest of
 them is reserved. Under a budget a request
 without ``max_tokens`` gets ``limits.default_max_output``, so the reservation bounds what
@@ -85,19 +85,27 @@ class Candidates:
     tool_fees: bool = False
     """Some candidate prices server-side tool calls (the request's tools are then read)."""
     fallbacks: tuple[str, ...] = ()
-    """The fallback model names whose deployments are among the candidates."""
+    """The fallback model names (the chain, transitively) whose deployments are among the
+    candidates."""
     most_output: int | None = None
     """The largest max output among the candidates; ``None`` when one states none (what
     bounds a request that takes no output limit: a compaction)."""
 
 
 def candidates_of(table: RoutingTable) -> dict[str, Candidates]:
-    """Per model name: its deployments and those of its fallbacks."""
-    return {group.name: _candidates(table, group, group.fallbacks) for group in table.groups}
+    """Per model name: its deployments and those of its fallback chain."""
+    return {
+        group.name: _candidates(table, group, _names(table.fallback_chain(group.name)))
+        for group in table.groups
+    }
+
+
+def _names(groups: Sequence[ModelGroup]) -> tuple[str, ...]:
+    return tuple(group.name for group in groups)
 
 
 def _candidates(table: RoutingTable, group: ModelGroup, fallbacks: Sequence[str]) -> Candidates:
-    """The candidates of ``group`` with those of its ``fallbacks``."""
+    """The candidates of ``group`` with those of the ``fallbacks`` (its chain, flattened)."""
     deployments: list[Deployment] = list(group.deployments)
     for name in fallbacks:
         fallback = table.get(name)
@@ -345,7 +353,7 @@ class Admission(Stage):
             or principal.allowed_models is None
         ):
             return candidates
-        allowed = tuple(name for name in candidates.fallbacks if principal.may_use(name))
+        allowed = _names(self._table.fallback_chain(ctx.model, principal.may_use))
         if allowed == candidates.fallbacks:
             return candidates
         narrowed = self._narrowed.get((ctx.model, allowed))

@@ -1,7 +1,8 @@
 """The router: which deployments a request may try, in which order.
 
 ``plan`` turns the requested model into candidates: the group's deployments ordered by its
-strategy, then those of its ``fallbacks`` groups (the ones the caller may use), without
+strategy, then those of its fallback chain (``RoutingTable.fallback_chain``: its
+``fallbacks`` followed transitively, through the groups the caller may use), without
 deployments whose context window cannot hold the request, and, for a Responses request that
 only OpenAI's Responses API can serve (a built-in tool, ``previous_response_id``: see
 ``ChatRequest.responses_only``), without the deployments that do not speak it. A Responses
@@ -75,8 +76,7 @@ class Router:
             for group in table.groups
             if any(
                 d.context_window
-                for name in (group.name, *group.fallbacks)
-                if (member := table.get(name)) is not None
+                for member in (group, *table.fallback_chain(group.name))
                 for d in member.deployments
             )
         }
@@ -108,15 +108,16 @@ class Router:
                 return self._ordered(group, _streams(ctx)), group.retries, group.deadline
         streaming = _streams(ctx)
         candidates = self._ordered(group, streaming)
-        for name in group.fallbacks:
-            fallback = self.table.get(name)
-            if fallback is None or fallback.kind != kind:
-                continue
-            principal = ctx.principal
-            if principal is not None and not principal.may_use(name):
-                continue
-            seen = {deployment.id for deployment, _ in candidates}
-            candidates += [c for c in self._ordered(fallback, streaming) if c[0].id not in seen]
+        principal = ctx.principal
+        may_use = None
+        if principal is not None and principal.allowed_models is not None:
+            may_use = principal.may_use
+        chain = self.table.fallback_chain(group.name, may_use)
+        seen = {deployment.id for deployment, _ in candidates}
+        for fallback in chain:
+            more = [c for c in self._ordered(fallback, streaming) if c[0].id not in seen]
+            seen.update(deployment.id for deployment, _ in more)
+            candidates += more
         if only is not None:
             candidates = _speaking_responses(ctx.model, candidates, only)
         if group.name in self._windowed:

@@ -1,8 +1,13 @@
-"""The routing table: built once from config, then read-only; a reload builds a new one."""
+"""The routing table: built once from config, then read-only; a reload builds a new one.
+
+It also holds each group's fallback chain: its ``fallbacks`` followed transitively,
+breadth-first in the order written, each group once (a cycle ends where it meets a group
+already in the chain), flattened once per table so a request only reads it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -38,6 +43,9 @@ class RoutingTable:
 
     def __init__(self, groups: Sequence[ModelGroup]) -> None:
         self._groups: Mapping[str, ModelGroup] = {group.name: group for group in groups}
+        self._chains: Mapping[str, tuple[ModelGroup, ...]] = {
+            group.name: _walk(self._groups, group, None) for group in groups if group.fallbacks
+        }
 
     @property
     def groups(self) -> Sequence[ModelGroup]:
@@ -71,6 +79,21 @@ class RoutingTable:
         """The group named ``model``, if any."""
         return self._groups.get(model)
 
+    def fallback_chain(
+        self, model: str, may_use: Callable[[str], bool] | None = None
+    ) -> tuple[ModelGroup, ...]:
+        """The groups ``model`` falls back to, transitively, in the order they are tried.
+
+        ``may_use``: whether the caller may use a group (``None``: every group). A group it
+        may not use is left out, and so are the groups reached only through it: its own
+        ``fallbacks`` are not followed. The chain made at load serves a caller who may use
+        every group in it; only one who may not is walked for.
+        """
+        chain = self._chains.get(model, ())
+        if may_use is None or all(may_use(group.name) for group in chain):
+            return chain
+        return _walk(self._groups, self._groups[model], may_use)
+
     def unhurried(self, deployment: Deployment) -> Deployment:
         """The deployment a hurried copy was made from (its own first-byte limit)."""
         group = self._groups.get(deployment.group)
@@ -79,6 +102,27 @@ class RoutingTable:
                 if own.id == deployment.id:
                     return own
         return deployment
+
+
+def _walk(
+    groups: Mapping[str, ModelGroup], start: ModelGroup, may_use: Callable[[str], bool] | None
+) -> tuple[ModelGroup, ...]:
+    """``start``'s fallback groups breadth-first, each once, through those ``may_use`` allows;
+    unknown and other-kind names (config validation refuses them) are skipped."""
+    seen = {start.name}
+    chain: list[ModelGroup] = []
+    queue = [start]
+    for group in queue:  # grows as it goes: breadth-first
+        for name in group.fallbacks:
+            fallback = groups.get(name)
+            if name in seen or fallback is None or fallback.kind != start.kind:
+                continue
+            seen.add(name)
+            if may_use is not None and not may_use(name):
+                continue
+            chain.append(fallback)
+            queue.append(fallback)
+    return tuple(chain)
 
 
 def build_routing_table(

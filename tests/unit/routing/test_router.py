@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 import pytest
 
+from tollway.auth.principal import Principal
 from tollway.config import validate_settings
 from tollway.config.schema import RoutingConfig
 from tollway.core.context import RequestContext
@@ -111,3 +112,37 @@ def test_truncation_auto_is_a_400_when_the_latest_turn_alone_does_not_fit() -> N
     assert caught.value.code == "context_length_exceeded"
     assert "latest turn alone" in caught.value.message
     assert ctx.chat is not None and len(ctx.chat.messages) == 22  # nothing dropped
+
+
+def _chain(**windows: int | None) -> Router:
+    """Groups a -> b -> c (c back to a), one deployment each, with the windows given."""
+
+    def group(name: str, fallback: str) -> dict[str, Any]:
+        deployment = {**_COMPATIBLE, "id": name, "context_window": windows.get(name)}
+        return {"name": name, "deployments": [deployment], "fallbacks": [fallback]}
+
+    return _router(group("a", "b"), group("b", "c"), group("c", "a"))
+
+
+def test_a_fallbacks_fallbacks_are_candidates_too() -> None:
+    router = _chain()
+    assert _planned(router, _context("a")) == ["a", "b", "c"]
+    assert _planned(router, _context("c")) == ["c", "a", "b"]
+
+
+def test_a_fallback_chain_stops_at_a_group_the_caller_may_not_use() -> None:
+    router = _chain()
+    ctx = _context("a")
+    ctx.principal = Principal(kind="key", id="k", allowed_models=("a", "c"))
+    assert _planned(router, ctx) == ["a"]  # c is reached only through b
+    ctx.principal = Principal(kind="key", id="k", allowed_models=("a", "b"))
+    assert _planned(router, ctx) == ["a", "b"]
+
+
+def test_a_window_deep_in_the_chain_is_checked() -> None:
+    router = _chain(c=64)
+    assert router.windowed("a") and router.windowed("b") and router.windowed("c")
+    long = _context("a")
+    assert long.chat is not None
+    long.chat.messages = [Message("user", "word " * 200)]
+    assert _planned(router, long) == ["a", "b"]

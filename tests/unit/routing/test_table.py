@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from tollway.config import validate_settings
 from tollway.config.loader import ConfigError
 from tollway.pricing.catalog import PriceCatalog
-from tollway.routing.table import build_routing_table
+from tollway.routing.table import RoutingTable, build_routing_table
 
 
 def _deployment(**config: object) -> dict[str, object]:
@@ -80,3 +82,45 @@ def test_a_family_without_a_responses_api_cannot_be_given_one() -> None:
             {"models": [{"name": "c", "deployments": [{**claude, "responses_api": True}]}]},
             source="test",
         )
+
+
+def _chained(*groups: tuple[str, list[str]]) -> RoutingTable:
+    """A table of one-deployment groups, each with the fallbacks given."""
+    models = [
+        {"name": name, "deployments": [_deployment(id=name)], "fallbacks": fallbacks}
+        for name, fallbacks in groups
+    ]
+    return build_routing_table(validate_settings({"models": models}, source="test"), None)
+
+
+def _names(
+    table: RoutingTable, model: str, may_use: Callable[[str], bool] | None = None
+) -> list[str]:
+    return [group.name for group in table.fallback_chain(model, may_use)]
+
+
+def test_fallbacks_are_followed_breadth_first_in_the_order_written() -> None:
+    table = _chained(
+        ("a", ["b", "c"]), ("b", ["d"]), ("c", ["e", "d"]), ("d", ["f"]), ("e", []), ("f", [])
+    )
+    assert _names(table, "a") == ["b", "c", "d", "e", "f"]
+    assert _names(table, "b") == ["d", "f"]
+    assert _names(table, "f") == []
+
+
+def test_a_cycle_of_fallbacks_visits_each_group_once() -> None:
+    table = _chained(("a", ["b"]), ("b", ["c", "a"]), ("c", ["a", "b"]))
+    assert _names(table, "a") == ["b", "c"]
+    assert _names(table, "b") == ["c", "a"]
+    assert _names(table, "c") == ["a", "b"]
+
+
+def test_the_walk_does_not_go_through_a_group_the_caller_may_not_use() -> None:
+    table = _chained(("a", ["b", "d"]), ("b", ["c"]), ("c", []), ("d", ["e"]), ("e", ["c"]))
+    assert _names(table, "a") == ["b", "d", "c", "e"]
+    assert _names(table, "a", lambda name: name != "b") == ["d", "e", "c"]
+    assert _names(table, "a", lambda name: name not in ("b", "e")) == ["d"]
+    # A group reached another way is still followed; only its own way is barred.
+    assert _names(table, "a", lambda name: name != "d") == ["b", "c"]
+    # The chain computed at load is the one a caller who may use everything gets.
+    assert table.fallback_chain("a", lambda name: True) is table.fallback_chain("a")
