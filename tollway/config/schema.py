@@ -254,7 +254,9 @@ class ModelGroupConfig(Strict):
     strategy: Strategy = "priority"
     deployments: list[DeploymentConfig] = Field(min_length=1)
     fallbacks: list[str] = Field(default_factory=list)
-    """Other model groups whose deployments are tried, in order, after this group's own."""
+    """Other model groups whose deployments are tried, in order, after this group's own;
+    followed transitively, each group once (a cycle is accepted: the walk stops at a group
+    already visited)."""
     retries: int = Field(default=0, ge=0, le=10)
     """Further attempts at the same deployment after a transient failure (5xx, reset), with
     backoff; rate limits and timeouts move on to the next candidate at once."""
