@@ -352,7 +352,10 @@ def pdf(pages: int, *, fan_out: int = 0, object_streams: bool = False, pad: int 
     stream, xref = last + 1, last + 2
     stream_at = len(out)
     out += b"%d 0 obj\n<< /Type /ObjStm /N %d /First %d /Filter /FlateDecode /Length %d >>\n" % (
-        stream, len(order), len(header), len(packed)
+        stream,
+        len(order),
+        len(header),
+        len(packed),
     )
     out += b"stream\n" + packed + b"\nendstream\nendobj\n"
     xref_at = len(out)
@@ -362,7 +365,8 @@ def pdf(pages: int, *, fan_out: int = 0, object_streams: bool = False, pad: int 
     rows += [struct.pack(">BIH", 1, stream_at, 0), struct.pack(">BIH", 1, xref_at, 0)]
     table = zlib.compress(b"".join(rows))
     out += b"%d 0 obj\n<< /Type /XRef /Size %d /W [1 4 2] /Root 1 0 R /Filter /FlateDecode" % (
-        xref, xref + 1
+        xref,
+        xref + 1,
     )
     out += b" /Length %d >>\nstream\n" % len(table) + table + b"\nendstream\nendobj\n"
     return bytes(out + b"startxref\n%d\n%%%%EOF\n" % xref_at)

@@ -322,3 +322,45 @@ def test_a_result_may_answer_a_call_of_a_stored_response(gateway_url: str) -> No
     )
     assert answer.status_code == 400
     assert answer.json()["error"]["param"] == "previous_response_id"
+
+
+OUT_OF_BOUNDS = [
+    # (field, value, code, OpenAI's words): its documented bounds, as its API answers them.
+    ("max_output_tokens", 15, "integer_below_min_value",
+     "Invalid 'max_output_tokens': integer below minimum value. Expected a value >= 16, "
+     "but got 15 instead."),
+    ("max_output_tokens", 0, "integer_below_min_value", "Expected a value >= 16, but got 0"),
+    ("top_logprobs", 21, "integer_above_max_value",
+     "Invalid 'top_logprobs': integer above maximum value. Expected a value <= 20, "
+     "but got 21 instead."),
+    ("top_logprobs", -1, "integer_below_min_value", "Expected a value >= 0, but got -1"),
+    ("temperature", 2.5, "decimal_above_max_value", "Expected a value <= 2, but got 2.5"),
+    ("temperature", -0.1, "decimal_below_min_value", "Expected a value >= 0, but got -0.1"),
+    ("top_p", 1.5, "decimal_above_max_value", "Expected a value <= 1, but got 1.5"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("model", ["test-chat", "test-claude", "test-gemini", "test-bedrock"])
+@pytest.mark.parametrize(("field", "value", "code", "words"), OUT_OF_BOUNDS)
+def test_a_value_past_openais_bounds_is_refused_before_any_upstream(
+    client: openai.OpenAI,
+    simulator_url: str,
+    model: str,
+    field: str,
+    value: float,
+    code: str,
+    words: str,
+) -> None:
+    # A max_output_tokens below 16 reached the upstream: OpenAI refuses it, other families
+    # took it, so the same request was a 400 or an answer by where it was routed.
+    sent_before = len(httpx.get(simulator_url + "/_sim/requests").json())
+    error = refused(client, model=model, input="go", **{field: value})
+    assert error.status_code == 400 and error.type == "invalid_request_error"
+    assert (error.param, error.code) == (field, code)
+    assert words in error.message
+    assert len(httpx.get(simulator_url + "/_sim/requests").json()) == sent_before
+
+
+def test_a_max_output_tokens_of_16_is_served(client: openai.OpenAI) -> None:
+    response = client.responses.create(model="test-claude", input="go", max_output_tokens=16)
+    assert response.max_output_tokens == 16 and response.status in ("completed", "incomplete")

@@ -118,14 +118,18 @@ def test_multi_turn_input_list(client: openai.OpenAI, simulator_url: str) -> Non
 
 @pytest.mark.parametrize("model", FAMILIES)
 def test_small_max_output_tokens_is_incomplete(client: openai.OpenAI, model: str) -> None:
+    # 16: the least OpenAI's Responses API takes; the simulator's answer runs longer.
     response = client.responses.create(
-        model=model, input="a long answer please", max_output_tokens=3
+        model=model,
+        input="a long answer please",
+        max_output_tokens=16,
+        extra_headers={"x-sim-output-tokens": "40"},
     )
     assert response.status == "incomplete"
     assert response.incomplete_details is not None
     assert response.incomplete_details.reason == "max_output_tokens"
-    assert response.max_output_tokens == 3
-    assert response.usage is not None and response.usage.output_tokens == 3
+    assert response.max_output_tokens == 16
+    assert response.usage is not None and response.usage.output_tokens == 16
 
 
 @pytest.mark.parametrize("model", FAMILIES)
@@ -337,7 +341,11 @@ def test_usage_an_upstream_left_out_is_the_gateways_own_count(client: openai.Ope
 def test_stream_cut_by_max_output_tokens_ends_incomplete(client: openai.OpenAI) -> None:
     events = list(
         client.responses.create(
-            model="test-chat", input="long stream", max_output_tokens=2, stream=True
+            model="test-chat",
+            input="long stream",
+            max_output_tokens=16,
+            stream=True,
+            extra_headers={"x-sim-output-tokens": "40"},
         )
     )
     last = events[-1]
@@ -415,7 +423,7 @@ def test_what_no_family_could_meet_is_refused_before_the_upstream(
     with pytest.raises(openai.BadRequestError) as caught:
         client.responses.create(model=model, input="x", max_output_tokens=0)
     assert caught.value.param == "max_output_tokens"
-    assert "'max_output_tokens' must be at least 1" in caught.value.message
+    assert "Expected a value >= 16, but got 0 instead." in caught.value.message
 
 
 @pytest.mark.parametrize("model", ["test-chat", "test-gemini"])  # Gemini: responseLogprobs

@@ -230,6 +230,20 @@ def test_log_probabilities_are_asked_of_the_responses_api_as_sent(
     assert sent["json"]["include"] == include and sent["json"]["top_logprobs"] == 2
 
 
+def test_a_max_output_tokens_openai_refuses_is_refused_before_it(
+    client: openai.OpenAI, simulator_url: str
+) -> None:
+    # The client's body goes to OpenAI as sent: it answered this 400 itself, at the cost of a
+    # call; refused here alike, in its words, whichever deployment the router would pick.
+    asked = question("too short a limit")
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model="native-4o", input=asked, max_output_tokens=10)
+    assert caught.value.param == "max_output_tokens"
+    assert caught.value.code == "integer_below_min_value"
+    assert "Expected a value >= 16, but got 10 instead." in caught.value.message
+    assert received(simulator_url, asked) == []
+
+
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_failing_deployment_falls_over_to_the_next(
     client: openai.OpenAI, gateway: str, simulator_url: str, stream: bool

@@ -133,6 +133,25 @@ def test_an_invalid_config_is_refused_and_the_old_one_stays(
     assert answer.json()["error"]["code"] == "reload_refused"
 
 
+def test_a_reload_of_an_api_base_with_credentials_is_refused_unsaid(
+    watched: tuple[str, Process], log_dir: Path, simulator_url: str
+) -> None:
+    # A password in a URL would be in every log line and error naming the upstream: the key
+    # goes in api_key. The refusal names where it is, never the password.
+    url, process = watched
+    password = "hunter2-in-the-url"
+    leaky = _group("leaky", simulator_url.replace("://", f"://alice:{password}@"))
+    _rewrite(_config_file(url, log_dir), lambda config: config["models"].append(leaky))
+    assert _wait_for(lambda: "config reload refused" in process.output())
+    [refused] = [line for line in process.output().splitlines() if "reload refused" in line]
+    assert "models[1].deployments[0].api_base: credentials in the URL" in refused
+    assert _models(url) == {"old-name"}
+    answer = httpx.post(url + "/admin/reload", headers=ADMIN)
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == "reload_refused"
+    assert password not in answer.text and password not in process.output()
+
+
 def test_a_reload_of_an_infinite_number_is_refused_and_the_file_watch_goes_on(
     watched: tuple[str, Process], log_dir: Path, simulator_url: str
 ) -> None:

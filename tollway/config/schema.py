@@ -24,7 +24,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
-from tollway.config.types import Duration, SecretRef
+from tollway.config.types import ApiBase, Duration, SecretRef
 from tollway.simulator.settings import SimulatorSettings
 
 EMBEDDED_SIMULATOR = "embedded-simulator"
@@ -134,7 +134,7 @@ class DeploymentConfig(Strict):
     provider: str
     model: str
     id: str | None = None
-    api_base: str | None = None
+    api_base: ApiBase | None = None
     api_key: SecretRef | None = None
     api_version: str | None = None
     azure_deployment: str | None = None

@@ -1,11 +1,11 @@
-"""Value types used in the config schema: durations and secret references."""
+"""Value types used in the config schema: durations, secret references and upstream URLs."""
 
 from __future__ import annotations
 
 import re
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, GetCoreSchemaHandler, PlainSerializer
+from pydantic import AfterValidator, BeforeValidator, GetCoreSchemaHandler, PlainSerializer
 from pydantic_core import core_schema
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -37,6 +37,26 @@ Duration = Annotated[
     float, BeforeValidator(parse_duration), PlainSerializer(_format_duration, when_used="json")
 ]
 """Seconds, written in config as ``"500ms"``, ``"30s"``, ``"2m"``."""
+
+
+def _without_credentials(url: str) -> str:
+    """``url`` if its authority holds no userinfo (``user:password@``); the error never
+    quotes the URL, since the password is in it."""
+    _, scheme_end, rest = url.partition("://")
+    authority = rest
+    for end in "/?#":
+        authority = authority.split(end, 1)[0]
+    if scheme_end and "@" in authority:
+        raise ValueError(
+            "credentials in the URL (user:password@) are refused: they would show in logs, "
+            "errors and admin answers; give the deployment's key as a reference in api_key "
+            "(api_key: env:NAME, file:PATH or vault:NAME) and the URL without them"
+        )
+    return url
+
+
+ApiBase = Annotated[str, AfterValidator(_without_credentials)]
+"""An upstream's base URL, refused with credentials in it (they belong in ``api_key``)."""
 
 
 class SecretRef:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from tollway.core.errors import InvalidRequest
 
@@ -85,16 +85,24 @@ def json_object(value: Any, param: str) -> dict[str, Any]:
     return value
 
 
-def check_bounds(value: float | None, name: str, low: float, high: float) -> None:
-    """A 400 naming ``name`` when ``value`` is outside ``low`` to ``high``, in the words and
-    codes OpenAI's API answers it with (``decimal_above_max_value`` and below)."""
+def check_bounds(
+    value: float | None,
+    name: str,
+    low: float,
+    high: float,
+    kind: Literal["decimal", "integer"] = "decimal",
+) -> None:
+    """A 400 naming ``name`` when ``value`` is outside ``low`` to ``high`` (``math.inf``: no
+    upper bound), in the words and codes OpenAI's API answers it with
+    (``decimal_above_max_value``, ``integer_below_min_value``, ...)."""
     if value is None or low <= value <= high:
         return
     above = value > high
+    bound = high if above else low
+    said = f"{int(value)}" if kind == "integer" else f"{value:g}"
     raise InvalidRequest(
-        f"Invalid '{name}': decimal {'above maximum' if above else 'below minimum'} value. "
-        f"Expected a value {'<=' if above else '>='} {high if above else low:g}, "
-        f"but got {value:g} instead.",
-        code="decimal_above_max_value" if above else "decimal_below_min_value",
+        f"Invalid '{name}': {kind} {'above maximum' if above else 'below minimum'} value. "
+        f"Expected a value {'<=' if above else '>='} {bound:g}, but got {said} instead.",
+        code=f"{kind}_above_max_value" if above else f"{kind}_below_min_value",
         param=name,
     )

@@ -38,6 +38,7 @@ being echoed.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -81,7 +82,9 @@ _INCLUDABLE = (
 )  # fmt: skip
 """The values OpenAI's API takes in ``include`` (the ``openai`` SDK's ``ResponseIncludable``)."""
 _MOST_METADATA, _LONGEST_METADATA_KEY, _LONGEST_METADATA_VALUE = 16, 64, 512
-_MOST_TOP_LOGPROBS = 20
+# OpenAI's bounds (integers; temperature and top_p as Chat Completions'): fewer than 16 output
+# tokens is its 400, where Chat Completions takes 1 and other families take anything.
+MAX_OUTPUT_TOKENS, TOP_LOGPROBS = (16, math.inf), (0, 20)
 _STATELESS = (
     "the gateway keeps no response state; send the whole conversation in 'input' "
     "(earlier output items can be sent back as input items)"
@@ -218,8 +221,7 @@ def _truncation_from_wire(body: dict[str, Any]) -> Literal["auto", "disabled"]:
 def _check_limits(chat: ChatRequest, *, offered: bool) -> None:
     """What the API refuses before any model runs, refused here alike whoever serves it
     (``offered``: the request has tools, built-in ones included)."""
-    if chat.max_tokens is not None and chat.max_tokens < 1:
-        raise InvalidRequest("'max_output_tokens' must be at least 1", param="max_output_tokens")
+    check_bounds(chat.max_tokens, "max_output_tokens", *MAX_OUTPUT_TOKENS, kind="integer")
     choice = chat.tool_choice
     if choice is not None and choice.mode in ("required", "function") and not offered:
         # Otherwise silently not met: some families answer in text when no tool is offered.
@@ -265,11 +267,7 @@ def _logprobs_from_wire(body: dict[str, Any]) -> JSON:
                 param=f"include[{index}]",
             )
     top = optional(body, "top_logprobs", int)
-    if top is not None and not 0 <= top <= _MOST_TOP_LOGPROBS:
-        raise InvalidRequest(
-            f"'top_logprobs' must be an integer between 0 and {_MOST_TOP_LOGPROBS}",
-            param="top_logprobs",
-        )
+    check_bounds(top, "top_logprobs", *TOP_LOGPROBS, kind="integer")
     if _LOGPROBS not in include:
         return {}
     return {"logprobs": True, "top_logprobs": top} if top else {"logprobs": True}

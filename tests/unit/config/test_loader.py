@@ -202,3 +202,41 @@ def test_a_deployment_shared_by_two_groups_keeps_its_id(tmp_path: Path) -> None:
     )
     settings = load_settings(write(tmp_path, text))
     assert [g.deployments[0].id for g in settings.models] == ["d", "d"]
+
+
+@pytest.mark.parametrize(
+    "api_base",
+    [
+        "https://alice-name:hunter2-secret@llm.example.com/v1",
+        "https://alice-name@llm.example.com/v1",
+        "https://:hunter2-secret@llm.example.com/v1",
+        "HTTP://alice-name:hunter2-secret@[::1]:8000/v1",
+    ],
+)
+def test_an_api_base_with_credentials_is_refused_without_echoing_them(
+    tmp_path: Path, api_base: str
+) -> None:
+    # A URL's userinfo ends up in logs, errors and admin answers; the key has its reference.
+    text = (
+        "models: [{name: a, deployments: [{provider: openai, model: m}, {provider: vllm, "
+        f"model: m, api_base: '{api_base}', api_key: 'env:K'}}]}}]"
+    )
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    message = str(caught.value)
+    assert f"{path}: models[0].deployments[1].api_base: " in message
+    assert "credentials" in message and "api_key: env:" in message
+    assert "hunter2-secret" not in message
+    assert "alice-name" not in message
+
+
+def test_an_api_base_with_an_at_sign_past_its_host_loads(tmp_path: Path) -> None:
+    # Only the authority's userinfo is a credential: '@' in a path or query is not one.
+    api_base = "https://llm.example.com/v1/@team?tag=a@b"
+    text = (
+        "models: [{name: a, deployments: [{provider: vllm, model: m, "
+        f"api_base: '{api_base}'}}]}}]"
+    )
+    settings = load_settings(write(tmp_path, text))
+    assert settings.models[0].deployments[0].api_base == api_base
