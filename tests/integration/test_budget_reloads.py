@@ -156,3 +156,47 @@ async def test_metrics_show_a_budgets_share_under_its_reloaded_limit(served: Ser
     assert utilisation((await served.admin.get("/metrics")).text, key_id) is None
     await served.reload(budgets=[budget])
     assert await shown_utilisation(served, key_id, spent) == pytest.approx(spent, abs=1e-6)
+
+
+async def carried_over(served: Served, key_id: str, spent: float) -> float:
+    """The budget's spend once it shows ``spent`` (carried over in the background after a
+    reload: the store and the backend are read first), or what it shows after two seconds."""
+    shown = 0.0
+    for _ in range(40):
+        shown = (await served.budget("key", key_id))["spent_usd"]
+        if shown == pytest.approx(spent, abs=1e-6):
+            break
+        await asyncio.sleep(0.05)
+    return shown
+
+
+async def test_a_budget_whose_period_changes_starts_from_the_spend_already_made_in_it(
+    served: Served,
+) -> None:
+    # A daily budget made monthly started the month's account from zero: a key that had
+    # spent $900 of this month under a $1,000 daily budget got $1,000 more on top.
+    key_id, key = await new_key(served)
+    daily = {"scope": "key", "id": key_id, "period": "day", "limit_usd": 1.0}
+    await served.reload(budgets=[daily])
+    await spend_once(served, key)
+    await served.gateway.limits.flush()  # part of it in the store, the rest only in the backend
+    await spend_once(served, key)
+    spent = (await served.budget("key", key_id))["spent_usd"]
+    one_request = spent / 2
+    assert spent > 0
+
+    # Room for half a request more this month: the next one's worst case does not fit.
+    monthly = {**daily, "period": "month", "limit_usd": round(spent + one_request / 2, 6)}
+    await served.reload(budgets=[monthly])
+
+    assert await carried_over(served, key_id, spent) == pytest.approx(spent, abs=1e-6)
+    client = openai.AsyncOpenAI(base_url=served.url + "/v1", api_key=key, max_retries=0)
+    with pytest.raises(openai.RateLimitError) as refused:
+        await client.chat.completions.create(model="test-chat", messages=HI, max_tokens=5)
+    assert refused.value.code == "budget_exceeded"
+    # Written and read back as one part of its own: a later reload does not carry it twice.
+    await served.gateway.limits.flush()
+    await served.reload(budgets=[daily])
+    await served.reload(budgets=[monthly])
+    await asyncio.sleep(0.2)
+    assert (await served.budget("key", key_id))["spent_usd"] == pytest.approx(spent, abs=1e-6)

@@ -24,6 +24,9 @@ MICRO = 1_000_000
 # read-only by convention, not frozen: a frozen dataclass sets each field through
 # ``object.__setattr__``, which made them about four times as dear to build.
 RefusalCode = Literal["rate_limit_exceeded", "budget_exceeded"]
+CARRIED = "carried"
+"""The part of an account's ``SpendTally`` carried over from its scope's accounts of other
+periods when its budget's period changed (``Limiter.carry``); no epoch id looks like it."""
 
 
 def to_micros(usd: float) -> int:
@@ -161,6 +164,12 @@ class Limiter(Protocol):
 
     async def seed(self, spent: Mapping[str, SpendTally]) -> None:
         """Start accounts this backend does not hold yet at the given (persisted) spend."""
+        ...
+
+    async def carry(self, carried: Mapping[str, int]) -> None:
+        """Raise each account's ``CARRIED`` part to the given micro-dollars (never lower it):
+        the spend its scope's accounts of other periods recorded in its period, when its
+        budget's period changed. A part of its own, so carrying again counts it once."""
         ...
 
     def prune(self, keep: Collection[str], periods: Collection[str] = ()) -> None:

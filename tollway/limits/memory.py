@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 
 from tollway.limits.backend import (
+    CARRIED,
     AccountState,
     Claim,
     RateSpec,
@@ -25,10 +26,12 @@ from tollway.store.records import SpendTally
 
 
 class _Account:
-    __slots__ = ("holders", "reserved", "seeded", "spent")
+    __slots__ = ("carried", "holders", "reserved", "seeded", "spent")
 
-    def __init__(self, spent: int = 0, *, seeded: bool = False) -> None:
+    def __init__(self, spent: int = 0, *, seeded: bool = False, carried: int = 0) -> None:
         self.spent = spent
+        self.carried = carried
+        """The part of ``spent`` carried over from other periods' accounts (``carry``)."""
         self.reserved = 0
         self.holders = 0
         """Admitted requests not settled yet (a reservation may be 0): while any is, the
@@ -169,8 +172,16 @@ class MemoryLimiter:
         states = []
         for name in accounts:
             account = self._accounts.get(name)
-            spent, reserved = (0, 0) if account is None else (account.spent, account.reserved)
-            states.append(AccountState(name, spent, reserved))
+            if account is None:
+                states.append(AccountState(name, 0, 0))
+                continue
+            # The carried part kept apart in the store, so a later carry raises it, not adds.
+            tally = (
+                SpendTally(account.spent - account.carried, {CARRIED: account.carried})
+                if account.carried
+                else None
+            )
+            states.append(AccountState(name, account.spent, account.reserved, tally))
         return states
 
     def unchecked(self, claim: Claim) -> Ticket:
@@ -188,11 +199,29 @@ class MemoryLimiter:
         accounts = self._accounts
         for name, tally in spent.items():
             account = accounts.get(name)
+            carried = tally.epochs.get(CARRIED, 0)
             if account is None:
-                accounts[name] = _Account(tally.total, seeded=True)
+                accounts[name] = _Account(tally.total, seeded=True, carried=carried)
             elif not account.seeded:
-                account.spent += tally.total
+                account.spent += tally.total - carried
                 account.seeded = True
+                self._raise_carried(account, carried)
+
+    async def carry(self, carried: Mapping[str, int]) -> None:
+        """Raise accounts' carried part; one not held yet is held unseeded (``seed`` adds
+        the store's spend to it)."""
+        accounts = self._accounts
+        for name, micros in carried.items():
+            account = accounts.get(name)
+            if account is None:
+                account = accounts[name] = _Account()
+            self._raise_carried(account, micros)
+
+    @staticmethod
+    def _raise_carried(account: _Account, micros: int) -> None:
+        if micros > account.carried:
+            account.spent += micros - account.carried
+            account.carried = micros
 
     def unseeded(self) -> list[str]:
         """Accounts the store's spend was not added to yet (``seed`` them before writing

@@ -125,6 +125,7 @@ from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 
 from tollway.limits.backend import (
+    CARRIED,
     AccountState,
     Claim,
     LimiterUnavailable,
@@ -542,6 +543,20 @@ class RedisLimiter:
         knows and its open reservations back; the others learn what it knows."""
         if spent:
             await self._sync(list(spent), spent)
+
+    async def carry(self, carried: Mapping[str, int]) -> None:
+        """Raise accounts' ``CARRIED`` part: a sync that gives it with all this process
+        knows (those Redis does not hold are first seeded, as admission would seed them).
+        Redis raises the part to the larger of the two and moves the spend by the gain, so
+        replicas that carry the same change, late or twice, count it once."""
+        names = sorted(carried)
+        if not names:
+            return
+        await self._sync_once([name for name in names if name not in self._known])
+        for name in names:
+            known = self._known[name]
+            known.earlier = known.earlier.merge(SpendTally(0, {CARRIED: carried[name]}))
+        await self._sync(names, {})
 
     async def _sync_once(self, names: Sequence[str]) -> dict[str, AccountState]:
         """``_sync`` of ``names`` with their persisted spend, one at a time per account: a

@@ -34,6 +34,7 @@ from tollway.limits.backend import (
 )
 from tollway.limits.book import LimitBook
 from tollway.limits.budget import Budget, crossings, notify
+from tollway.limits.carry import carried_spend
 from tollway.limits.events import BudgetEvent, BudgetListener
 from tollway.limits.memory import MemoryLimiter
 from tollway.limits.periods import Period, period_end, period_key
@@ -133,6 +134,10 @@ class LimitService:
         """Set once the store's budgets were first read: the book built from config alone
         at start is no limit a change could come from."""
         self._notices: set[asyncio.Task[None]] = set()
+        self._carrying: dict[tuple[str, str, str], float] = {}
+        """Budgets whose period changed (scope, id, period) -> until when (monotonic) to
+        carry their spend over again at each flush: the accounts they carry from still hold
+        reservations (or could not be read)."""
 
     # --- the request path ---------------------------------------------------------------
 
@@ -283,7 +288,7 @@ class LimitService:
     ) -> None:
         """Start ``_judge`` in the background when it has something to do (a reload cannot
         wait for the store or Redis)."""
-        if not changed and not (added and (seed or self.utilisation is not None)):
+        if not changed and not added:
             return
         try:
             loop = asyncio.get_running_loop()
@@ -298,9 +303,11 @@ class LimitService:
     ) -> None:
         """After a book change: seed the ``added`` budgets' accounts (``seed``: a reload
         added them; their spend is in the store when the process did not hold them, e.g.
-        removed before a restart), raise the ``changed`` ones' events, and set the share
-        spent of both on the gauge. It was set at settlements only, so a limit a reload
-        lowered showed its old share until the next request (and a budget put back, none).
+        removed before a restart), carry into them what their scope spent this period
+        under budgets of other periods (a period changed: ``carry``), raise the ``changed``
+        ones' events, and set the share spent of both on the gauge. It was set at
+        settlements only, so a limit a reload lowered showed its old share until the next
+        request (and a budget put back, none).
 
         Admission meanwhile charges an added budget's new account from zero;
         ``MemoryLimiter.seed`` adds the store's spend to it (Redis seeds an account it
@@ -310,6 +317,8 @@ class LimitService:
                 await self.seed()
             except Exception as exc:  # the next reconcile seeds them; the reload stands
                 log.warning("budget spend not read after a reload: %s", reason(exc))
+        if added:
+            await self.carry(added)
         if changed:
             await self.limit_changed(changed)
         utilisation = self.utilisation
@@ -374,6 +383,45 @@ class LimitService:
                     )
         notify(self.listeners, events)
 
+    async def carry(self, budgets: Sequence[Budget]) -> None:
+        """Carry into the current account of each of ``budgets`` the spend its scope's
+        accounts of periods it has no budget for any more recorded since the period began
+        (limits/carry.py): a daily budget made monthly goes on from this month's spend.
+        Read again at each flush while those accounts hold reservations (requests admitted
+        before the change settle there), for at most ``limits.hold``."""
+        if self._store is None:
+            return
+        now = dt.datetime.fromtimestamp(time.time(), self.zone)
+        for budget in budgets:
+            scope = (budget.scope, budget.scope_id)
+            key = (*scope, budget.period)
+            group = self.book.budgets.get(scope, ())
+            if not any(b.period == budget.period for b in group):
+                self._carrying.pop(key, None)  # removed since
+                continue
+            until = self._carrying.get(key, time.monotonic() + self.config.hold)
+            self._carrying[key] = until
+            try:
+                carried = await carried_spend(
+                    budget, self.account(budget), {b.period for b in group}, now, self.zone,
+                    self._store, self.limiter,
+                )  # fmt: skip
+                if carried is not None and carried.micros > 0:
+                    await self.limiter.carry({carried.account: carried.micros})
+            except Exception as exc:  # tried again at the next flush
+                log.warning("spend of a budget's earlier period not carried over: %s", reason(exc))
+                continue
+            if carried is None or not carried.reserved_micros:
+                self._carrying.pop(key, None)
+
+    async def _carry_again(self) -> None:
+        """``carry`` of the budgets whose earlier accounts may still have grown."""
+        now = time.monotonic()
+        due = {key for key, until in self._carrying.items() if until > now}
+        self._carrying = {key: until for key, until in self._carrying.items() if key in due}
+        budgets = [b for b in self.book.every_budget() if (b.scope, b.scope_id, b.period) in due]
+        await self.carry(budgets)
+
     def _unseeded(self) -> list[str]:
         """Accounts the memory backend holds without the store's spend (none on Redis)."""
         limiter = self.limiter
@@ -411,6 +459,8 @@ class LimitService:
             await self.settle(ticket, tokens, micros, budgets)
         if self._store is not None and self._unseeded():
             await self.seed()  # before their spend is written: a part is not the whole
+        if self._carrying:
+            await self._carry_again()
         if self._store is None:
             self._touched.clear()  # nowhere to write them
         elif self._touched:

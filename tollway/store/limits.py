@@ -224,6 +224,18 @@ class LimitRepository:
                 for account, spent, tally in (await session.execute(query)).all()
             }
 
+    async def tallies_under(self, prefix: str) -> dict[str, SpendTally]:
+        """Persisted spend of every account whose name starts with ``prefix`` (e.g. every
+        ``day`` account of one team: ``team:t1:day:``), as ``tallies`` gives it."""
+        query = select(SpendRow.account, SpendRow.spent_micros, SpendRow.tally).where(
+            SpendRow.account.startswith(prefix, autoescape=True)
+        )
+        async with self._sessions() as session:
+            return {
+                account: SpendTally(spent) if tally is None else SpendTally.from_document(tally)
+                for account, spent, tally in (await session.execute(query)).all()
+            }
+
     async def record_spend(self, tallies: Mapping[str, SpendTally]) -> None:
         """Merge accounts' spend into the store, the larger of each part of their tallies:
         replicas write what each knows, and a stale or partial writer must not undo what
