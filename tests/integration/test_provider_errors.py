@@ -63,6 +63,15 @@ def gateway(log_dir: Path, simulator_url: str) -> Iterator[str]:
         {"name": "malformed-then-ok", "deployments": [
             fails("x-sim-finish-reason", "MALFORMED_FUNCTION_CALL", "malformed-primary", "gemini"),
             deployment("openai", simulator_url, id="malformed-backup")]},
+        {"name": "unpaid-then-ok", "deployments": [
+            fails("x-sim-fault", "status:402", "unpaid-primary", "gemini"),
+            deployment("openai", simulator_url, id="unpaid-backup")]},
+        {"name": "unbilled-then-ok", "deployments": [
+            deployment("gemini", simulator_url, id="unbilled-primary", headers={
+                "x-sim-fault": "status:400", "x-sim-error-type": "FAILED_PRECONDITION"}),
+            deployment("openai", simulator_url, id="unbilled-backup")]},
+        {"name": "unpaid", "deployments": [
+            fails("x-sim-fault", "status:402", "unpaid-only", "gemini")]},
     ]  # fmt: skip
     config = {
         # The groups are shared by tests whose errors ask for a 7 s wait, which would rest
@@ -353,3 +362,34 @@ def test_an_answer_ended_as_unusable_fails_over(gpt: openai.OpenAI, stream: bool
     assert "hello there" in (answer.choices[0].message.content or "")
     assert raw.headers["x-tollway-deployment"] == "malformed-backup"
     assert raw.headers["x-tollway-fallbacks"] == "1"
+
+
+# --- the deployment's account, not the client's request -----------------------------------------
+
+
+@pytest.mark.parametrize("model", ["unpaid-then-ok", "unbilled-then-ok"])
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_a_deployment_whose_account_cannot_pay_fails_over(
+    gateway: str, dialect: str, model: str
+) -> None:
+    # Gemini answers a depleted prepay balance with 402 RESOURCE_EXHAUSTED, and a project
+    # whose free tier is unavailable without billing with 400 FAILED_PRECONDITION: both were
+    # passed to the client as its own error (a 402, a 400 invalid_request_error) and never
+    # tried on the group's other deployment, though the client's request was fine.
+    response = ask(gateway, dialect, model, {})
+    assert response.status_code == 200, response.text
+    assert response.headers["x-tollway-deployment"] == model.replace("-then-ok", "-backup")
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_a_deployment_that_cannot_pay_is_the_gateways_502_not_the_clients_402(
+    gateway: str, dialect: str
+) -> None:
+    response = ask(gateway, dialect, "unpaid", {})
+    error = error_of(dialect, response)
+    assert response.status_code == 502
+    assert "the client's own key was accepted" in error["message"]
+    if dialect != "messages":
+        assert error["code"] == "upstream_payment_required"
+    else:
+        assert error["type"] == "api_error"

@@ -273,6 +273,8 @@ class UpstreamErrorBody(NamedTuple):
 class UpstreamStatusError(UpstreamError):
     """The provider answered with an error status; 4xx keep their status, 5xx become 502,
     and so do 401 and 403: the provider refused the gateway's credential, not the client's,
+    and 402: the deployment's account cannot pay (a depleted prepay balance, billing not set
+    up), which another deployment may still serve,
     and 424 (Failed Dependency: Bedrock's ``ModelErrorException`` and
     ``ModelStreamErrorException``, the model failing behind the API), a failed attempt another
     deployment may still serve, not a fault of the client's request.
@@ -401,7 +403,7 @@ class InvalidModelOutput(UpstreamError):
 
 _CALLER_FAULTS = frozenset({400, 413, 415, 422})
 _DEPENDENCY_FAILURES = frozenset({424})
-_DEPLOYMENT_FAULTS = frozenset({401, 403, 404, 408, 409, 429, *_DEPENDENCY_FAILURES})
+_DEPLOYMENT_FAULTS = frozenset({401, 402, 403, 404, 408, 409, 429, *_DEPENDENCY_FAILURES})
 
 _OVERLOADS = frozenset({503, 529})
 _OPENAI_CODES = {
@@ -414,6 +416,11 @@ _CREDENTIAL_REFUSALS = {
         "upstream_authentication_failed",
         "the provider refused the gateway's credential for this deployment (upstream 401: "
         "authentication failed); the client's own key was accepted",
+    ),
+    402: (
+        "upstream_payment_required",
+        "the provider will not serve this deployment until its account is paid for (upstream "
+        "402: payment required); the client's own key was accepted",
     ),
     403: (
         "upstream_permission_denied",

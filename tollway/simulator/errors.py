@@ -67,6 +67,7 @@ _BEDROCK_TYPES = {
 _GOOGLE_STATUSES = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
+    402: "RESOURCE_EXHAUSTED",  # the Gemini API's "your prepay credit balance is depleted"
     403: "PERMISSION_DENIED",
     404: "NOT_FOUND",
     409: "ABORTED",

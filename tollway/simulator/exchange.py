@@ -378,9 +378,11 @@ def _status_fault(
     retry_after_ms = request.headers.get("x-sim-retry-after-ms")
     if retry_after_ms is not None:  # OpenAI's and Azure's finer header (alone, or beside it)
         headers["retry-after-ms"] = retry_after_ms
-    # A Bedrock error's exception name (``x-amzn-errortype``) may be asked for by name, as
-    # Bedrock answers several with one status (400: ValidationException, ServiceQuota...).
-    code = request.headers.get("x-sim-error-type") if dialect is Dialect.BEDROCK else None
+    # A Bedrock error's exception name (``x-amzn-errortype``), or a Google error's ``status``,
+    # may be asked for by name, as both answer several with one status (Bedrock's 400:
+    # ValidationException, ServiceQuota...; Google's 400: INVALID_ARGUMENT, FAILED_PRECONDITION).
+    named = (Dialect.BEDROCK, Dialect.GEMINI, Dialect.VERTEX)
+    code = request.headers.get("x-sim-error-type") if dialect in named else None
     return error_response(
         dialect, status, message, request_id=request_id, code=code, headers=headers
     )

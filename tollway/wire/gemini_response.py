@@ -84,6 +84,11 @@ _MODELLED_USAGE = frozenset(
 _RETRY_INFO = "google.rpc.RetryInfo"
 _ERROR_INFO = "google.rpc.ErrorInfo"
 _KEY_REFUSALS = frozenset({"API_KEY_INVALID", "API_KEY_EXPIRED"})
+# The Gemini API's 400 FAILED_PRECONDITION: "Gemini API free tier is not available in your
+# country. Please enable billing on your project" (its documented meaning on generateContent):
+# the deployment's account cannot be served until it pays, as a 402 says, never the client's
+# malformed request; another deployment may still serve.
+_UNPAID = "FAILED_PRECONDITION"
 _CANDIDATE_KEYS = frozenset({"content", "finishReason", "index"})
 _RESPONSE_KEYS = frozenset({"candidates", "usageMetadata", "modelVersion", "responseId"})
 
@@ -262,7 +267,8 @@ def error_from_wire(raw: Any) -> UpstreamErrorBody:
     """A Google error body: its message, and its ``status`` (a gRPC code name) as the kind.
 
     As for Anthropic, the type and code are left to the gateway, which names them in each
-    dialect's terms. A refused API key (``_key_refused``) stands for a 401.
+    dialect's terms. A refused API key (``_key_refused``) stands for a 401, and a
+    ``FAILED_PRECONDITION`` (billing not set up) for a 402 (``_UNPAID``).
     """
     if isinstance(raw, list) and raw:
         raw = raw[0]  # the JSON-array form of streamGenerateContent wraps errors in a list
@@ -276,7 +282,7 @@ def error_from_wire(raw: Any) -> UpstreamErrorBody:
                 str(message),
                 kind=None if status is None else str(status),
                 retry_after=_retry_delay(details),
-                status=401 if _key_refused(details) else None,
+                status=401 if _key_refused(details) else _unpaid(error),
             )
         if isinstance(error, str):
             return UpstreamErrorBody(error)
@@ -297,6 +303,11 @@ def _key_refused(details: Any) -> bool:
         and detail.get("reason") in _KEY_REFUSALS
         for detail in details
     )
+
+
+def _unpaid(error: dict[str, Any]) -> int | None:
+    """402 for a 400 ``FAILED_PRECONDITION`` (``_UNPAID``), else no status of its own."""
+    return 402 if error.get("code") == 400 and error.get("status") == _UNPAID else None
 
 
 def _retry_delay(details: Any) -> str | None:
