@@ -44,8 +44,8 @@ from tollway.core.pipeline import Pipeline, Stage
 from tollway.dialects.client_address import TrustedProxies
 from tollway.dialects.http import HeaderForwarder, RequestIds
 from tollway.fleet import Fleet, first_line
-from tollway.limits.backend import LimiterUnavailable
-from tollway.limits.service import LimitService, make_limiter, reason
+from tollway.limits.backend import LimiterUnavailable, make_limiter
+from tollway.limits.service import LimitService, reason
 from tollway.limits.stage import Admission, limiter_down
 from tollway.pricing.catalog import PriceCatalog
 from tollway.pricing.metering import Metering

@@ -719,3 +719,60 @@ def test_an_exceeded_account_quota_is_a_rate_limit_not_the_clients_bad_request(
             model="test-bedrock", max_tokens=50, messages=user("over quota"),
             stream=stream, extra_headers=headers,
         )  # fmt: skip
+
+
+def _parallel_calls(marker: str) -> list[Any]:
+    """A Chat Completions conversation: two calls answered out of order, then a question."""
+    calls = [
+        {"id": f"tooluse_{name}", "type": "function", "function": {"name": name, "arguments": "{}"}}
+        for name in ("get_weather", "get_time")
+    ]
+    return [
+        *user("weather and time in Oslo?"),
+        {"role": "assistant", "content": None, "tool_calls": calls},
+        {"role": "tool", "tool_call_id": "tooluse_get_time", "content": "noon"},
+        {"role": "tool", "tool_call_id": "tooluse_get_weather", "content": "fog"},
+        *user(marker),
+    ]
+
+
+def test_a_chat_clients_answered_calls_reach_bedrock_paired(
+    gpt: openai.OpenAI, simulator_url: str
+) -> None:
+    # Converse refuses a toolUse the next turn does not answer, and a toolResult answering
+    # no toolUse of the turn before: results and the question after them share one turn.
+    marker = "paired calls to bedrock, and tomorrow?"
+    messages = _parallel_calls(marker)
+    answer = gpt.chat.completions.create(
+        model="test-bedrock", messages=messages, tools=[WEATHER, CLOCK]
+    )
+    assert answer.choices[0].message.content or answer.choices[0].message.tool_calls
+    sent = recorded(simulator_url, marker)["json"]["messages"]
+    assert [m["role"] for m in sent] == ["user", "assistant", "user"]
+    uses = [b["toolUse"]["toolUseId"] for b in sent[1]["content"]]
+    results = [b["toolResult"]["toolUseId"] for b in sent[2]["content"] if "toolResult" in b]
+    assert sorted(uses) == sorted(results) == ["tooluse_get_time", "tooluse_get_weather"]
+
+
+def test_a_responses_clients_answered_calls_reach_bedrock_paired(
+    gpt: openai.OpenAI, simulator_url: str
+) -> None:
+    marker = "paired responses calls to bedrock, and tomorrow?"
+    items: Any = [
+        {"role": "user", "content": "weather and time in Oslo?"},
+        *[
+            {"type": "function_call", "call_id": f"tooluse_{n}", "name": n, "arguments": "{}"}
+            for n in ("get_weather", "get_time")
+        ],
+        {"type": "function_call_output", "call_id": "tooluse_get_time", "output": "noon"},
+        {"type": "function_call_output", "call_id": "tooluse_get_weather", "output": "fog"},
+        {"role": "user", "content": marker},
+    ]
+    tools: Any = [{"type": "function", **tool["function"]} for tool in (WEATHER, CLOCK)]
+    answer = gpt.responses.create(model="test-bedrock", input=items, tools=tools)
+    assert answer.status == "completed"
+    sent = recorded(simulator_url, marker)["json"]["messages"]
+    assert [m["role"] for m in sent] == ["user", "assistant", "user"]
+    uses = [b["toolUse"]["toolUseId"] for b in sent[1]["content"]]
+    results = [b["toolResult"]["toolUseId"] for b in sent[2]["content"] if "toolResult" in b]
+    assert sorted(uses) == sorted(results)

@@ -370,3 +370,74 @@ async def test_thinking_is_checked_as_claude_checks_it(
         )
     assert caught.value.response["Error"]["Code"] == "ValidationException"
     assert fragment in caught.value.response["Error"]["Message"]
+
+
+def _uses(*ids: str) -> dict[str, Any]:
+    """An assistant turn calling get_time once per id."""
+    blocks = [{"toolUse": {"toolUseId": i, "name": "get_time", "input": {}}} for i in ids]
+    return {"role": "assistant", "content": blocks}
+
+
+def _results(*ids: str) -> dict[str, Any]:
+    """A user turn answering each id with "noon"."""
+    blocks = [{"toolResult": {"toolUseId": i, "content": [{"text": "noon"}]}} for i in ids]
+    return {"role": "user", "content": blocks}
+
+
+@pytest.mark.parametrize(
+    ("messages", "expected"),
+    [
+        (
+            [*user("time?"), _uses("t1"), *user("never mind")],
+            "Expected toolResult blocks at messages.2.content for the following Ids: t1",
+        ),
+        (
+            [*user("time?"), _uses("t1", "t2"), _results("t2")],
+            "Expected toolResult blocks at messages.2.content for the following Ids: t1",
+        ),
+        (
+            [*user("time?"), _uses("t1"), _results("t9")],
+            "Expected toolResult blocks at messages.2.content for the following Ids: t1, "
+            "but found: t9",
+        ),
+        (
+            [*user("time?"), _uses("t1"), _results("t1", "t9")],
+            "The number of toolResult blocks at messages.2.content exceeds the number of "
+            "toolUse blocks of previous turn.",
+        ),
+        (
+            [_results("t1")],
+            "The number of toolResult blocks at messages.0.content exceeds the number of "
+            "toolUse blocks of previous turn.",
+        ),
+        (
+            [*user("time?"), _uses("t1"), _results("t1"), _uses("t2"), _results("t1")],
+            "Expected toolResult blocks at messages.4.content for the following Ids: t2, "
+            "but found: t1",
+        ),
+    ],
+)
+async def test_tool_results_must_answer_the_tool_uses_before_them(
+    sim: Simulator, messages: list[Any], expected: str
+) -> None:
+    """Each toolUse answered by a toolResult in the next turn, and each toolResult answering a
+    toolUse of the turn before: otherwise Bedrock's ValidationException, in its words."""
+    config = {"tools": [CLOCK]}
+    with pytest.raises(ClientError) as caught:
+        await call(client(sim).converse, modelId=MODEL, messages=messages, toolConfig=config)
+    error = caught.value.response["Error"]
+    assert (error["Code"], error["Message"]) == ("ValidationException", expected)
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    with pytest.raises(ClientError) as caught:
+        await stream_events(client(sim), modelId=MODEL, messages=messages, toolConfig=config)
+    assert caught.value.response["Error"]["Message"] == expected
+
+
+async def test_paired_tool_results_are_answered_in_any_order(sim: Simulator) -> None:
+    # Results may come in any order, and a last assistant turn's calls await no answer yet.
+    config = {"tools": [CLOCK]}
+    messages = [*user("time?"), _uses("t1", "t2"), _results("t2", "t1")]
+    answer = await call(client(sim).converse, modelId=MODEL, messages=messages, toolConfig=config)
+    assert answer["stopReason"] == "end_turn"
+    prefilled = [*user("time?"), _uses("t1")]
+    await call(client(sim).converse, modelId=MODEL, messages=prefilled, toolConfig=config)

@@ -9,15 +9,21 @@ run the same cases against each (Redis for real).
 
 Budgets are named by *account* keys: ``{scope}:{scope_id}:{period key}`` (e.g.
 ``team:t1:month:2026-11-01``), so a new period is simply a new, empty account.
+``make_limiter`` builds the backend ``limits.backend`` names.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from tollway.store.records import SpendTally
+
+if TYPE_CHECKING:
+    from tollway.auth.vault import Vault
+    from tollway.config.schema import LimitsConfig
+    from tollway.store import Store
 
 MICRO = 1_000_000
 # ``Claim``, ``BudgetClaim`` and ``Settled`` are made for every request under a limit and are
@@ -193,3 +199,21 @@ class Limiter(Protocol):
     async def close(self) -> None:
         """Release connections."""
         ...
+
+
+def make_limiter(config: LimitsConfig, vault: Vault, store: Store | None = None) -> Limiter:
+    """The configured backend; on Redis, accounts it does not hold are seeded from
+    ``store``'s persisted spend."""
+    from tollway.limits.memory import MemoryLimiter  # the backends build on this module
+
+    if config.backend == "redis":
+        from tollway.limits.redis import RedisLimiter  # redis-py only when used
+
+        assert config.redis_url is not None  # the schema requires it
+        return RedisLimiter(
+            vault.reveal(config.redis_url),
+            prefix=config.redis_prefix,
+            socket_timeout=config.redis_timeout,
+            persisted=None if store is None else store.limits.tallies,
+        )
+    return MemoryLimiter()

@@ -19,10 +19,8 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from zoneinfo import ZoneInfo
 
-from tollway.auth.vault import Vault
 from tollway.config.schema import LimitsConfig
 from tollway.limits.backend import (
-    MICRO,
     AccountState,
     Claim,
     ImmediateLimiter,
@@ -33,9 +31,10 @@ from tollway.limits.backend import (
     Ticket,
 )
 from tollway.limits.book import LimitBook
+from tollway.limits.book_changes import Changes, changes, limit_events, set_shares
 from tollway.limits.budget import Budget, crossings, notify
 from tollway.limits.carry import carried_spend
-from tollway.limits.events import BudgetEvent, BudgetListener
+from tollway.limits.events import BudgetEvent, BudgetListener, log_event
 from tollway.limits.memory import MemoryLimiter
 from tollway.limits.periods import Period, period_end, period_key
 from tollway.store import BudgetRecord, RateLimitRecord, SpendTally, Store
@@ -43,22 +42,6 @@ from tollway.store import BudgetRecord, RateLimitRecord, SpendTally, Store
 log = logging.getLogger("tollway.limits")
 _MAX_UNSETTLED = 100_000
 _WARN_EVERY_S = 10.0
-
-
-def make_limiter(config: LimitsConfig, vault: Vault, store: Store | None = None) -> Limiter:
-    """The configured backend; on Redis, accounts it does not hold are seeded from
-    ``store``'s persisted spend."""
-    if config.backend == "redis":
-        from tollway.limits.redis import RedisLimiter  # redis-py only when used
-
-        assert config.redis_url is not None  # the schema requires it
-        return RedisLimiter(
-            vault.reveal(config.redis_url),
-            prefix=config.redis_prefix,
-            socket_timeout=config.redis_timeout,
-            persisted=None if store is None else store.limits.tallies,
-        )
-    return MemoryLimiter()
 
 
 class SpendNotWritten(Exception):
@@ -82,20 +65,6 @@ def _failure(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, SpendNotWritten) else reason(exc)
 
 
-def _log_event(event: BudgetEvent) -> None:
-    log.warning(
-        "budget %s %s (%s) crossed %d%%: $%s of $%s spent",
-        event.scope, event.scope_id, event.period, round(event.threshold * 100),
-        _dollars(event.spent_usd), _dollars(event.limit_usd),
-    )  # fmt: skip
-
-
-def _dollars(usd: float) -> str:
-    """Dollars to the micro-dollar budgets keep, without trailing zeros: a $0.0001 limit
-    read "of $0.00" at two decimals, a $500 one reads "500"."""
-    return f"{usd:.6f}".rstrip("0").rstrip(".")
-
-
 class LimitService:
     """Admission and settlement with fail-open handling, plus the book and spend upkeep."""
 
@@ -109,7 +78,7 @@ class LimitService:
         admits and settles with plain calls, no coroutines on the request path."""
         self.book = LimitBook.build(config)
         self.zone = ZoneInfo(config.timezone)
-        self.listeners: list[BudgetListener] = [_log_event]
+        self.listeners: list[BudgetListener] = [log_event]
         self.utilisation: Callable[[str, str, str, float], None] | None = None
         """Told each settled budget's share spent: (scope, id, period, ratio); a gauge."""
         self.budgets_kept: Callable[[Collection[tuple[str, str, str]]], None] | None = None
@@ -263,25 +232,14 @@ class LimitService:
         self._periods = {}
         self._after(*self._rebuilt(book), seed=True)
 
-    def _rebuilt(self, book: LimitBook) -> tuple[list[tuple[Budget, Budget]], list[Budget]]:
+    def _rebuilt(self, book: LimitBook) -> Changes:
         """Put ``book`` in force and tell what follows the budgets which are now; the
         budgets whose limit changed (before, after) and those added, once changes count."""
         before, self.book = self.book, book
         if self.budgets_kept is not None:
             kept = {(b.scope, b.scope_id, b.period) for b in book.every_budget()}
             self.budgets_kept(kept)
-        changed: list[tuple[Budget, Budget]] = []
-        added: list[Budget] = []
-        if not self._judging_changes:
-            return changed, added
-        old = {(b.scope, b.scope_id, b.period): b for b in before.every_budget()}
-        for budget in book.every_budget():
-            previous = old.get((budget.scope, budget.scope_id, budget.period))
-            if previous is None:
-                added.append(budget)
-            elif previous.limit_micros != budget.limit_micros and budget.limit_micros > 0:
-                changed.append((previous, budget))
-        return changed, added
+        return changes(before, book) if self._judging_changes else ([], [])
 
     def _after(
         self, changed: Sequence[tuple[Budget, Budget]], added: Sequence[Budget], *, seed: bool
@@ -305,9 +263,8 @@ class LimitService:
         added them; their spend is in the store when the process did not hold them, e.g.
         removed before a restart), carry into them what their scope spent this period
         under budgets of other periods (a period changed: ``carry``), raise the ``changed``
-        ones' events, and set the share spent of both on the gauge. It was set at
-        settlements only, so a limit a reload lowered showed its old share until the next
-        request (and a budget put back, none).
+        ones' events, and set the share spent of both on the gauge (book_changes.py says
+        why).
 
         Admission meanwhile charges an added budget's new account from zero;
         ``MemoryLimiter.seed`` adds the store's spend to it (Redis seeds an account it
@@ -330,22 +287,11 @@ class LimitService:
         except Exception as exc:  # the next settlement sets it
             log.warning("budgets changed, but their spend cannot be read: %s", reason(exc))
             return
-        # By the limit in force now: a later change may have come while this one read the
-        # store (its own judgement may even have finished first), and a share under a limit
-        # replaced since would overwrite the right one.
-        current = {(b.scope, b.scope_id, b.period): b for b in self.book.every_budget()}
-        for budget, state in zip(budgets, states, strict=True):
-            now = current.get((budget.scope, budget.scope_id, budget.period))
-            if now is None or now.limit_micros <= 0:
-                continue  # removed since: its series left /metrics with it
-            ratio = state.spent_micros / now.limit_micros
-            utilisation(budget.scope, budget.scope_id, budget.period, ratio)
+        set_shares(budgets, states, self.book, utilisation)  # the book in force now
 
     async def limit_changed(self, changed: Sequence[tuple[Budget, Budget]]) -> None:
-        """Events for budgets whose limit changed from the first budget to the second of
-        each pair: the thresholds the spend of this period has passed under the new limit
-        and had not under the old one, each once (not those this process already raised
-        for the period; across replicas sharing Redis, one replica sends them)."""
+        """Raise the events of budgets whose limit changed from the first budget to the
+        second of each pair (``limit_events``)."""
         thresholds = self.config.alert_thresholds
         accounts = [self.account(budget) for _, budget in changed]
         try:
@@ -353,34 +299,7 @@ class LimitService:
         except Exception as exc:
             log.warning("budget limits changed, but their spend cannot be read: %s", reason(exc))
             return
-        events: list[BudgetEvent] = []
-        for (previous, budget), state in zip(changed, states, strict=True):
-            spent = state.spent_micros
-            alerted = self._alerted.setdefault(state.account, set())
-            for threshold in thresholds:
-                passed_before = (
-                    previous.limit_micros > 0 and spent >= threshold * previous.limit_micros
-                )
-                if threshold in alerted or passed_before or spent < threshold * budget.limit_micros:
-                    continue
-                notice = f"{state.account}:{threshold:g}:{budget.limit_micros}"
-                try:
-                    first = await self.limiter.first_notice(notice, 86_400)
-                except LimiterUnavailable:
-                    first = True  # twice across replicas rather than never
-                alerted.add(threshold)
-                if first:
-                    events.append(
-                        BudgetEvent(
-                            scope=budget.scope,
-                            scope_id=budget.scope_id,
-                            period=state.account[len(budget.scope) + len(budget.scope_id) + 2 :],
-                            limit_usd=budget.limit_usd,
-                            spent_usd=spent / MICRO,
-                            threshold=threshold,
-                            previous_limit_usd=previous.limit_usd,
-                        )
-                    )
+        events = await limit_events(self.limiter, changed, states, self._alerted, thresholds)
         notify(self.listeners, events)
 
     async def carry(self, budgets: Sequence[Budget]) -> None:

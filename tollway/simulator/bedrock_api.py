@@ -7,9 +7,10 @@ only; text blocks have none) / ``contentBlockDelta``s / ``contentBlockStop``, th
 ``messageStop`` and ``metadata``, each payload padded with a ``p`` field as Bedrock does
 (``x-sim-events`` reorders or leaves out the last two).
 Requests are validated as Bedrock does the common mistakes: a first turn that is not the
-user's, turns that do not alternate, blank text, tool blocks without ``toolConfig``, a tool
-whose ``inputSchema.json`` does not say ``"type": "object"``, a structured output schema with
-an object that does not say ``"additionalProperties": false``.
+user's, turns that do not alternate, blank text, tool blocks without ``toolConfig``, tool
+calls and results that do not pair up (``bedrock_tool_pairs``), a tool whose
+``inputSchema.json`` does not say ``"type": "object"``, a structured output schema with an
+object that does not say ``"additionalProperties": false``.
 
 Prompt caching: a request holding a ``cachePoint`` block (in ``system``, a message or
 ``toolConfig.tools``; ``type`` ``default``, an optional ``ttl`` of ``5m`` or ``1h``, else a
@@ -56,6 +57,7 @@ from aiohttp import web
 
 from tollway.simulator import eventstream
 from tollway.simulator.bedrock_citations import block_deltas, cited_blocks
+from tollway.simulator.bedrock_tool_pairs import check_tool_pairs
 from tollway.simulator.content import (
     IMAGE_TOKENS,
     MESSAGE_OVERHEAD,
@@ -273,6 +275,7 @@ def read_prompt(body: dict[str, Any], target_tokens: int) -> tuple[Prompt, int]:
             "blocks.",
             "toolConfig",
         )
+    check_tool_pairs(messages)
     last_is_user = messages[-1]["role"] == "user"
     prompt = Prompt(
         last_user_text=last_user,
