@@ -95,3 +95,14 @@ def test_an_image_type_claude_does_not_take_is_a_400_naming_its_media_type(
     error = refusal(claude, model=model, max_tokens=50, messages=messages)
     assert "messages[0].content[1].source.media_type" in error["message"]
     assert "image/png" in error["message"] and media_type in error["message"]
+
+
+@EVERY_FAMILY
+def test_a_stop_sequence_of_only_whitespace_is_a_400_naming_it(
+    claude: anthropic.Anthropic, model: str
+) -> None:
+    error = refusal(
+        claude, model=model, max_tokens=50, messages=user("stop at newline"),
+        stop_sequences=["END", "\n"],
+    )  # fmt: skip
+    assert "stop_sequences[1]" in error["message"] and "whitespace" in error["message"]

@@ -405,6 +405,13 @@ def _stop_sequences_from_wire(raw: Any) -> list[str] | None:
     if raw is None:
         return None
     if isinstance(raw, list) and all(isinstance(s, str) for s in raw):
+        for index, sequence in enumerate(raw):
+            # As Anthropic answers it, whichever family serves (another's would take it).
+            if not sequence.strip():
+                param = f"stop_sequences[{index}]"
+                raise InvalidRequest(
+                    f"'{param}': each stop sequence must contain non-whitespace", param=param
+                )
         return list(raw)
     raise InvalidRequest("'stop_sequences' must be an array of strings", param="stop_sequences")
 

@@ -138,7 +138,8 @@ optional_fields = st.fixed_dictionaries(
         "stream": st.just(True),
         "temperature": st.floats(0, 1, allow_nan=False),
         "top_p": st.floats(0, 1, allow_nan=False),
-        "stop_sequences": st.lists(text, min_size=1, max_size=3),
+        # Anthropic refuses a stop sequence of nothing but whitespace.
+        "stop_sequences": st.lists(text.filter(str.strip), min_size=1, max_size=3),
         "metadata": names.map(lambda user: {"user_id": user}),
         "tools": st.lists(tool, min_size=1, max_size=3),
         "tool_choice": st.sampled_from(
