@@ -136,7 +136,7 @@ def _part_from_wire(raw: Any, param: str) -> ContentPart:
             return ImagePart(url=required(source, "url", str, f"{param}.source.url"), extra=extra)
         return ImagePart(
             data=required(source, "data", str, f"{param}.source.data"),
-            media_type=required(source, "media_type", str, f"{param}.source.media_type"),
+            media_type=_image_type(source, f"{param}.source.media_type"),
             extra=extra,
         )
     if kind == "document" and isinstance(source, dict):
@@ -144,6 +144,21 @@ def _part_from_wire(raw: Any, param: str) -> ContentPart:
         if document is not None:
             return document
     return OpaquePart(type=kind, data=block)
+
+
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+"""The ``media_type`` of a base64 image Anthropic's API takes."""
+
+
+def _image_type(source: dict[str, Any], param: str) -> str:
+    """A base64 image's ``media_type``, one Anthropic's API takes whichever family serves
+    (Gemini and OpenAI would take a BMP or an ``image/jpg``, and the client would not learn
+    that its request fails on Claude)."""
+    media_type = required(source, "media_type", str, param)
+    if media_type not in IMAGE_TYPES:
+        allowed = ", ".join(f"'{kind}'" for kind in IMAGE_TYPES)
+        raise InvalidRequest(f"'{param}' must be one of {allowed}, not {media_type!r}", param=param)
+    return media_type
 
 
 def _document_from_wire(block: dict[str, Any], source: dict[str, Any]) -> DocumentPart | None:

@@ -152,7 +152,7 @@ def walked_request(body: dict[str, Any], *, counting: bool = False) -> ChatReque
         response_format=_output_config_from_wire(body, extra),
         extra=extra,
         wire_format=WIRE_FORMAT,
-        thinking=optional(body, "thinking", dict),
+        thinking=_thinking_from_wire(optional(body, "thinking", dict)),
     )
 
 
@@ -225,6 +225,34 @@ def _plain_request(body: dict[str, Any]) -> ChatRequest | None:
         wire_format=WIRE_FORMAT,
         wire_body=body,
     )
+
+
+_THINKING_TYPES = ("enabled", "disabled", "adaptive")
+MIN_THINKING_BUDGET = 1024
+"""The least ``budget_tokens`` Anthropic's API takes."""
+
+
+def _thinking_from_wire(thinking: JSON | None) -> JSON | None:
+    """``thinking``, checked as Anthropic's API checks it whichever family serves: a type
+    it knows, and ``enabled`` with a ``budget_tokens`` of at least 1024 (Gemini would take
+    a smaller one, an OpenAI deployment would ignore any, and the client would not learn its
+    request fails on Claude). Below ``max_tokens`` is checked where the request crosses to a
+    family without Claude's own check (``crossing.request_for``): Claude's interleaved
+    thinking beta lifts it."""
+    if thinking is None:
+        return None
+    kind = thinking.get("type")
+    if kind not in _THINKING_TYPES:
+        raise InvalidRequest(
+            "'thinking.type' must be 'enabled', 'disabled' or 'adaptive'", param="thinking.type"
+        )
+    budget = thinking.get("budget_tokens")
+    if kind == "enabled" and (type(budget) is not int or budget < MIN_THINKING_BUDGET):
+        raise InvalidRequest(
+            f"'thinking.budget_tokens' must be an integer of at least {MIN_THINKING_BUDGET}",
+            param="thinking.budget_tokens",
+        )
+    return thinking
 
 
 def _unit_interval(body: dict[str, Any], name: str) -> float | None:
@@ -377,6 +405,13 @@ def _stop_sequences_from_wire(raw: Any) -> list[str] | None:
     if raw is None:
         return None
     if isinstance(raw, list) and all(isinstance(s, str) for s in raw):
+        for index, sequence in enumerate(raw):
+            # As Anthropic answers it, whichever family serves (another's would take it).
+            if not sequence.strip():
+                param = f"stop_sequences[{index}]"
+                raise InvalidRequest(
+                    f"'{param}': each stop sequence must contain non-whitespace", param=param
+                )
         return list(raw)
     raise InvalidRequest("'stop_sequences' must be an array of strings", param="stop_sequences")
 

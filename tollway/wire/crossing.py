@@ -267,6 +267,8 @@ def request_for(request: ChatRequest, target: str) -> ChatRequest:
         raise InvalidRequest(
             f"'top_k' cannot be translated for {_a(target)} deployment", param="top_k"
         )
+    if target in _CHECKS_NO_THINKING_BUDGET:
+        _check_thinking_budget(request)
     if request.max_tokens == 0:
         raise InvalidRequest(
             f"'max_tokens' 0 (a prompt cache pre-warm) cannot be translated for {_a(target)} "
@@ -299,6 +301,25 @@ def request_for(request: ChatRequest, target: str) -> ChatRequest:
         stream_options_extra=None,
         wire_format=None,
     )
+
+
+_CHECKS_NO_THINKING_BUDGET = frozenset({"openai", "gemini"})
+"""Formats whose upstreams take any budget beside any ``max_tokens`` (Claude's, Anthropic's
+and Bedrock's, check it themselves, and know the betas that lift it)."""
+
+
+def _check_thinking_budget(request: ChatRequest) -> None:
+    """A 400 for Anthropic's ``thinking`` budget not below ``max_tokens``, as Claude answers
+    it: it thinks within ``max_tokens``, so another family would answer what Claude cannot."""
+    thinking, limit = request.thinking, request.max_tokens
+    if thinking is None or thinking.get("type") != "enabled" or limit is None:
+        return
+    budget = thinking.get("budget_tokens")
+    if isinstance(budget, int) and budget >= limit:
+        raise InvalidRequest(
+            f"'max_tokens' ({limit}) must be greater than 'thinking.budget_tokens' ({budget})",
+            param="thinking.budget_tokens",
+        )
 
 
 def _hint(extra: JSON, hints: bool) -> JSON:
