@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import httpx
 import pytest
 
@@ -38,6 +39,13 @@ def gateway(log_dir: Path, simulator_url: str) -> Iterator[str]:
         "api_base": simulator_url, "aws_access_key_id": "env:TEST_AWS_KEY_ID",
         "aws_secret_access_key": "env:TEST_AWS_SECRET_KEY", "price": PRICE,
     }  # fmt: skip
+    # Its stream's head (message_start, the prompt written to the cache) and then silence:
+    # the gateway's first-byte limit cuts it, and the request fails over (when it can).
+    stalling_claude = {
+        "provider": "anthropic", "model": "sim-chat", "api_base": simulator_url, "api_key": key,
+        "price": PRICE, "headers": {"x-sim-fault": "keepalive-after:0"},
+        "timeouts": {"first_byte": "500ms"},
+    }  # fmt: skip
     dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens: the primary fails at once
     config = {
         "upstream": {"forward_headers": ["x-sim-*"]},
@@ -52,6 +60,10 @@ def gateway(log_dir: Path, simulator_url: str) -> Iterator[str]:
             {"name": "gemini", "deployments": [{"provider": "gemini", "model": "sim-chat",
              "api_base": simulator_url, "api_key": key, "price": PRICE}]},
             {"name": "bedrock", "deployments": [bedrock]},
+            {"name": "claude-stalls", "deployments": [stalling_claude]},
+            {"name": "stalled-claude-then-claude", "strategy": "priority", "retries": 0,
+             "deployments": [stalling_claude, {"provider": "anthropic", "model": "sim-chat",
+             "api_base": simulator_url, "api_key": key, "price": PRICE}]},
             {"name": "gpt-then-claude", "strategy": "priority", "retries": 0, "deployments": [
                 {"provider": "openai", "model": "gpt-4o", "api_base": dead, "api_key": key,
                  "price": PRICE}, bedrock]},
@@ -92,8 +104,9 @@ def records(url: str, key_id: str, count: int) -> list[dict[str, Any]]:
         time.sleep(0.1)
 
 
-def settled(url: str, key_id: str, records: list[dict[str, Any]]) -> None:
-    """The budget was charged what the request log says, and the usage report agrees."""
+def settled(url: str, key_id: str, records: list[dict[str, Any]], estimated: bool = True) -> None:
+    """The budget was charged what the request log says, and the usage report agrees (each
+    record estimated, unless ``estimated`` is false: none is)."""
     total = sum(r["cost_micros"] for r in records)
     deadline = time.monotonic() + 10
     while True:
@@ -103,7 +116,7 @@ def settled(url: str, key_id: str, records: list[dict[str, Any]]) -> None:
         time.sleep(0.1)
     assert round(row["spent_usd"] * 1e6) == total
     (report,) = admin(url, "GET", f"/admin/reports/usage?group_by=key&key={key_id}")["data"]
-    assert report["estimated_requests"] == len(records)
+    assert report["estimated_requests"] == (len(records) if estimated else 0)
     assert round(report["cost_usd"] * 1e6) == total
 
 
@@ -253,3 +266,48 @@ def test_a_fallback_of_another_family_is_costed_with_its_own_input_count(gateway
     assert row["usage_estimated"] is True
     assert row["input_tokens"] == claude_count
     settled(gateway, key_id, [row])
+
+
+def priced(row: dict[str, Any]) -> int:
+    """What a request log row's token columns cost at ``PRICE``, in micro-dollars."""
+    fresh = row["input_tokens"] - row["cached_tokens"] - row["cache_write_tokens"]
+    return (
+        fresh * 1000
+        + row["cached_tokens"] * 100
+        + row["cache_write_tokens"] * 2000
+        + row["output_tokens"] * 4000
+    )
+
+
+def test_the_cache_writes_of_a_stalled_attempt_are_logged_with_its_cost(gateway: str) -> None:
+    # The head of a stream the first-byte limit cut (message_start) reported the prompt
+    # written to the cache: it is charged at the cache-write rate, and the request log
+    # said those tokens as input only, its cache-write column short of what was billed.
+    key_id, key = budgeted_key(gateway)
+    client = anthropic.Anthropic(base_url=gateway, api_key=key, max_retries=0)
+    cached = {"cache_control": {"type": "ephemeral"}}
+    messages: Any = [{"role": "user", "content": "a prompt worth caching for later turns"}]
+    with pytest.raises(anthropic.APIStatusError) as failed:
+        client.messages.create(
+            model="claude-stalls", max_tokens=50, messages=messages, stream=True, extra_body=cached
+        )
+    assert failed.value.status_code == 504
+    raw = client.messages.with_raw_response.create(
+        model="stalled-claude-then-claude", max_tokens=50, messages=messages, stream=True,
+        extra_body=cached,
+    )  # fmt: skip
+    events = list(raw.parse())
+    written = events[0].message.usage.cache_creation_input_tokens  # type: ignore[union-attr]
+    assert written
+
+    rows = {r["request_id"]: r for r in records(gateway, key_id, 2)}
+    stalled = rows[failed.value.response.headers["x-request-id"]]
+    assert (stalled["input_tokens"], stalled["cache_write_tokens"]) == (written, written)
+    assert stalled["cost_micros"] == priced(stalled) == written * 2000 + 4000  # output: 1
+    failed_over = rows[raw.headers["x-request-id"]]
+    assert failed_over["attempts"] == 2
+    # The answer's prompt and the stalled attempt's, each written to the cache.
+    assert failed_over["cache_write_tokens"] == failed_over["input_tokens"] == 2 * written
+    assert failed_over["cost_micros"] == priced(failed_over)
+    # What message_start reported, not counted by the gateway: not estimated.
+    settled(gateway, key_id, list(rows.values()), estimated=False)

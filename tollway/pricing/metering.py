@@ -79,12 +79,7 @@ class Metering:
         usage, spent_usd = spent
         served = ctx.usage or _NOTHING_REPORTED
         # A new Usage: the answer's own (which the client is shown) stays as it came.
-        ctx.usage = replace(
-            served,
-            input_tokens=served.input_tokens + usage.input_tokens,
-            output_tokens=served.output_tokens + usage.output_tokens,
-            tool_calls=_added_calls(served.tool_calls, usage.tool_calls),
-        )
+        ctx.usage = _added(served, usage)
         ctx.cost_usd = cost + spent_usd
         return ctx.cost_usd
 
@@ -153,20 +148,31 @@ def _spent(ctx: RequestContext) -> tuple[Usage, float] | None:
     spent = [(attempt.deployment, attempt.spent) for attempt in ctx.tries if attempt.spent]
     if not spent:
         return None
-    calls: dict[str, int] | None = None
+    usage = Usage()
     for _, used in spent:
-        calls = _added_calls(calls, used.tool_calls)
-    usage = Usage(
-        input_tokens=sum(usage.input_tokens for _, usage in spent),
-        output_tokens=sum(usage.output_tokens for _, usage in spent),
-        tool_calls=calls,
-    )
+        usage = _added(usage, used)
     cost = sum(
         cost_usd(deployment.price, used, tool_calls=attributed(used, ctx.chat))
         for deployment, used in spent
         if deployment.price is not None
     )
     return usage, cost
+
+
+def _added(usage: Usage, more: Usage) -> Usage:
+    """``usage`` with ``more``'s tokens and tool calls added, every kind of them: the request
+    log's cache columns say what the cost was priced from (a stalled attempt's prompt written
+    to the cache is billed at the cache-write rate, and logged as such)."""
+    return replace(
+        usage,
+        input_tokens=usage.input_tokens + more.input_tokens,
+        output_tokens=usage.output_tokens + more.output_tokens,
+        cached_input_tokens=usage.cached_input_tokens + more.cached_input_tokens,
+        cache_write_tokens=usage.cache_write_tokens + more.cache_write_tokens,
+        cache_write_1h_tokens=usage.cache_write_1h_tokens + more.cache_write_1h_tokens,
+        reasoning_tokens=usage.reasoning_tokens + more.reasoning_tokens,
+        tool_calls=_added_calls(usage.tool_calls, more.tool_calls),
+    )
 
 
 def _added_calls(
