@@ -36,16 +36,19 @@ GOOGLE_SPLIT = {"gemini": "sim-embed", "vertex_ai": "gemini-embedding-001"}
 @pytest.fixture(scope="module")
 def embedder(log_dir: Path, simulator_url: str) -> Iterator[str]:
     """A gateway with this module's embedding groups on the simulator (one process for the
-    tests that each started their own): ``mistral-embed`` and ``split-<provider>``."""
+    tests that each started their own): ``mistral-embed``, ``azure-embed`` and
+    ``split-<provider>``."""
 
-    def group(name: str, provider: str, model: str, api_base: str) -> dict[str, Any]:
+    def group(name: str, provider: str, model: str, api_base: str, **more: str) -> dict[str, Any]:
         deployment = {"provider": provider, "model": model, "api_base": api_base,
-                      "api_key": "env:KEY"}  # fmt: skip
+                      "api_key": "env:KEY", **more}  # fmt: skip
         return {"name": name, "kind": "embedding", "deployments": [deployment]}
 
     vertex = f"{simulator_url}/v1/projects/test/locations/europe-west4"
     groups = [
         group("mistral-embed", "mistral", "sim-embed", f"{simulator_url}/mistral/v1"),
+        group("azure-embed", "azure_openai", "sim-embed", simulator_url,
+              azure_deployment="my-embed", api_version="2024-10-21"),  # fmt: skip
         group("split-gemini", "gemini", GOOGLE_SPLIT["gemini"], simulator_url),
         group("split-vertex_ai", "vertex_ai", GOOGLE_SPLIT["vertex_ai"], vertex),
     ]
@@ -267,3 +270,27 @@ def test_token_arrays_reach_mistral_as_the_text_they_encode(
     for a, b in zip(answer.data, by_text.data, strict=True):
         assert a.embedding == pytest.approx(b.embedding)
     assert _sent(simulator_url, "tokens for mistral one")[-2]["json"]["input"] == texts
+
+
+def test_an_azure_deployment_embeds_at_its_deployments_path(
+    embedder: str, simulator_url: str
+) -> None:
+    """Azure's embeddings: the deployment's path and api-version, the key as ``api-key``;
+    floats, base64 and usage as from OpenAI."""
+    marker = "azure embeds this"
+    with openai.OpenAI(base_url=embedder + "/v1", api_key=CLIENT_KEY, max_retries=0) as client:
+        floats = client.embeddings.create(
+            model="azure-embed", input=[marker, "and this"], encoding_format="float", dimensions=8
+        )
+        encoded = client.embeddings.create(
+            model="azure-embed", input=marker, encoding_format="base64", dimensions=8
+        )
+    assert [item.index for item in floats.data] == [0, 1]
+    assert len(floats.data[0].embedding) == 8 and floats.usage.prompt_tokens > 0
+    packed = base64.b64decode(str(encoded.data[0].embedding))
+    assert list(array("f", packed)) == pytest.approx(floats.data[0].embedding)
+    sent = _sent(simulator_url, marker)[-1]
+    assert sent["path"] == "/openai/deployments/my-embed/embeddings"
+    assert sent["query"] == {"api-version": "2024-10-21"}
+    headers = {name.lower() for name in sent["headers"]}
+    assert "api-key" in headers and "authorization" not in headers
