@@ -290,6 +290,20 @@ def test_anthropic_sdk_message_and_stream(claude: anthropic.Anthropic) -> None:
     assert final.usage.input_tokens == message.usage.input_tokens
 
 
+def test_count_tokens_is_the_gateways_estimate_and_calls_no_upstream(
+    claude: anthropic.Anthropic, simulator_url: str
+) -> None:
+    """Converse has no count: ``/v1/messages/count_tokens`` is the gateway's local estimate."""
+    raw = claude.messages.with_raw_response.count_tokens(
+        model="test-bedrock", system="be brief", messages=user("count me on bedrock " * 20)
+    )
+    assert raw.headers["x-tollway-token-count"] == "local"
+    short = claude.messages.count_tokens(model="test-bedrock", messages=user("count me"))
+    assert raw.parse().input_tokens > short.input_tokens > 0
+    recorded_requests = httpx.get(simulator_url + "/_sim/requests").json()
+    assert not [r for r in recorded_requests if "count me" in json.dumps(r["json"])]
+
+
 def test_anthropic_sdk_tools(claude: anthropic.Anthropic) -> None:
     tools: Any = [
         {"name": t["function"]["name"], "input_schema": t["function"]["parameters"]}
