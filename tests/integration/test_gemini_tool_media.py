@@ -148,3 +148,15 @@ def test_an_anthropic_clients_tool_result_image_and_document_reach_gemini(
     # Google's own count reads the same parts (the simulator counts each as an image).
     counted = claude.messages.count_tokens(model="test-gemini", messages=messages, tools=[tool])
     assert counted.input_tokens == answer.usage.input_tokens
+
+
+@pytest.mark.parametrize("model", ["test-chat", "test-azure"])
+def test_an_openai_format_deployment_gets_them_as_the_client_sent_them(
+    gpt: openai.OpenAI, simulator_url: str, model: str
+) -> None:
+    """The matrix's other column: a Chat Completions client's tool result reaches an OpenAI
+    format deployment unchanged, whatever parts it holds."""
+    marker = f"tool media as sent to {model}"
+    turns = tool_turns(marker, IMAGE, FILE)
+    gpt.chat.completions.create(model=model, messages=turns, tools=[SNAP])
+    assert sent_upstream(simulator_url, marker)["messages"][-1] == turns[-1]
