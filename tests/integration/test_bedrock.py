@@ -157,6 +157,20 @@ def test_streamed_parallel_tool_calls(gpt: openai.OpenAI) -> None:
     assert final.choices[0].finish_reason == "tool_calls"
 
 
+def test_json_mode_is_an_instruction_in_the_system_prompt(
+    gpt: openai.OpenAI, simulator_url: str
+) -> None:
+    """Converse has no JSON mode: ``json_object`` is asked for in words, as for Claude."""
+    gpt.chat.completions.create(
+        model="test-bedrock",
+        messages=user("bedrock any json"),
+        response_format={"type": "json_object"},
+    )
+    sent = recorded(simulator_url, "bedrock any json")["json"]
+    assert "JSON object" in sent["system"][-1]["text"]
+    assert "outputConfig" not in sent
+
+
 def test_limits_and_json_output(gpt: openai.OpenAI, simulator_url: str) -> None:
     capped = gpt.chat.completions.create(
         model="test-bedrock", messages=user("bedrock long"), max_tokens=3
