@@ -47,8 +47,14 @@ def embedder(log_dir: Path, simulator_url: str) -> Iterator[str]:
     vertex = f"{simulator_url}/v1/projects/test/locations/europe-west4"
     groups = [
         group("mistral-embed", "mistral", "sim-embed", f"{simulator_url}/mistral/v1"),
-        group("azure-embed", "azure_openai", "sim-embed", simulator_url,
-              azure_deployment="my-embed", api_version="2024-10-21"),  # fmt: skip
+        group(
+            "azure-embed",
+            "azure_openai",
+            "sim-embed",
+            simulator_url,
+            azure_deployment="my-embed",
+            api_version="2024-10-21",
+        ),
         group("split-gemini", "gemini", GOOGLE_SPLIT["gemini"], simulator_url),
         group("split-vertex_ai", "vertex_ai", GOOGLE_SPLIT["vertex_ai"], vertex),
     ]
