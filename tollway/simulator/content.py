@@ -214,10 +214,15 @@ def _cut(pieces: list[str], index: int) -> list[str]:
     return kept
 
 
-def sample_value(schema: Any, depth: int = 0) -> Any:
-    """A deterministic value that satisfies a (simple) JSON schema."""
+def sample_value(schema: Any, depth: int = 0, root: JSON | None = None) -> Any:
+    """A deterministic value that satisfies a (simple) JSON schema; ``root`` is the document
+    a local ``$ref`` (``#/$defs/Home``, as pydantic writes nested models) points into."""
     if not isinstance(schema, dict) or depth > _MAX_SCHEMA_DEPTH:
         return SAMPLE_STRING
+    root = schema if root is None else root
+    ref = schema.get("$ref")
+    if isinstance(ref, str):
+        return sample_value(_resolve(root, ref), depth + 1, root)
     if "const" in schema:
         return schema["const"]
     enum = schema.get("enum")
@@ -227,21 +232,32 @@ def sample_value(schema: Any, depth: int = 0) -> Any:
         options = schema.get(key)
         if isinstance(options, list) and options:
             non_null = [o for o in options if not (isinstance(o, dict) and o.get("type") == "null")]
-            return sample_value((non_null or options)[0], depth + 1)
+            return sample_value((non_null or options)[0], depth + 1, root)
     kind = schema.get("type")
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "null")
     if kind is None and "properties" in schema:
         kind = "object"
-    return _sample_by_type(kind, schema, depth)
+    return _sample_by_type(kind, schema, depth, root)
 
 
-def _sample_by_type(kind: Any, schema: JSON, depth: int) -> Any:
+def _resolve(root: JSON, ref: str) -> Any:
+    """The subschema a local JSON pointer names, or None (a sample string) when it names none."""
+    if not ref.startswith("#"):
+        return None
+    node: Any = root
+    for token in filter(None, ref[1:].split("/")):
+        token = token.replace("~1", "/").replace("~0", "~")
+        node = node.get(token) if isinstance(node, dict) else None
+    return node
+
+
+def _sample_by_type(kind: Any, schema: JSON, depth: int, root: JSON) -> Any:
     if kind == "object":
-        return sample_object(schema, depth)
+        return sample_object(schema, depth, root)
     if kind == "array":
         items = schema.get("items")
-        return [sample_value(items, depth + 1)] if isinstance(items, dict) else []
+        return [sample_value(items, depth + 1, root)] if isinstance(items, dict) else []
     if kind == "integer" or kind == "number":
         return 1
     if kind == "boolean":
@@ -251,16 +267,17 @@ def _sample_by_type(kind: Any, schema: JSON, depth: int) -> Any:
     return SAMPLE_STRING
 
 
-def sample_object(schema: JSON | None, depth: int = 0) -> JSON:
+def sample_object(schema: JSON | None, depth: int = 0, root: JSON | None = None) -> JSON:
     """Fill an object schema's required properties (all of them when none is required)."""
     if not schema:
         return {}
+    root = schema if root is None else root
     properties = schema.get("properties")
     if not isinstance(properties, dict):
         return {}
     required = schema.get("required")
     names = required if isinstance(required, list) else list(properties)
-    return {name: sample_value(properties.get(name), depth + 1) for name in names}
+    return {name: sample_value(properties.get(name), depth + 1, root) for name in names}
 
 
 def choose_tools(prompt: Prompt) -> list[ToolSpec]:
@@ -329,9 +346,17 @@ _SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
 _SUBSCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions")
 
 
+# What Claude's structured output refuses beside open objects: numeric and length bounds.
+_UNSUPPORTED_BOUNDS = (
+    *("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"),
+    *("minLength", "maxLength", "maxItems", "uniqueItems"),
+)
+
+
 def check_closed(schema: Any, param: str) -> None:
-    """Structured output's rule (Anthropic's, and Bedrock's for every model): every object
-    says ``"additionalProperties": false``, or a 400 in Anthropic's words naming ``param``."""
+    """Structured output's rules (Anthropic's, and Bedrock's for every model): every object
+    says ``"additionalProperties": false`` and no schema has a numeric or length bound
+    (``minimum``, ``maxLength`` ...), or a 400 in Anthropic's words naming ``param``."""
     if not isinstance(schema, dict):
         return
     kind = schema.get("type")
@@ -341,6 +366,10 @@ def check_closed(schema: Any, param: str) -> None:
             f"{param}: For 'object' type, 'additionalProperties' must be explicitly set to false"
         )
         raise InvalidRequest(message, param)
+    for bound in _UNSUPPORTED_BOUNDS:
+        if bound in schema:
+            message = f"{param}: For '{kind}' type, property '{bound}' is not supported"
+            raise InvalidRequest(message, param)
     for key in _SUBSCHEMAS:
         check_closed(schema.get(key), param)
     for key in _SUBSCHEMA_LISTS:

@@ -22,7 +22,8 @@ Where Anthropic's shape differs from the canonical one:
   (``output_config.format``; the beta's top-level ``output_format`` is read as it), strict
   (Claude's output always conforms, so OpenAI is sent ``strict: true``); another format's
   schema gets ``"additionalProperties": false`` on each object that leaves it unsaid, which
-  Claude requires (``closed_schema``); ``json_object`` (any
+  Claude requires, and bounds Claude cannot enforce are a 400 when strict, words in the
+  description when not (``claude_schema``); ``json_object`` (any
   JSON object, no schema) has no Anthropic equivalent and becomes ``JSON_OBJECT_INSTRUCTION``
   at the end of the system prompt.
 - ``thinking`` is the canonical ``ChatRequest.thinking``, as sent; ``thinking`` and
@@ -73,6 +74,7 @@ from tollway.wire.anthropic_content import (
     user_from_wire,
 )
 from tollway.wire.claude_effort import DEFAULT_MAX_TOKENS, thinking_for_effort
+from tollway.wire.claude_schema import claude_schema
 from tollway.wire.crossing import request_for, without_empty_text
 from tollway.wire.fields import json_object, number, optional, refuse_credential_fields, required
 
@@ -356,41 +358,12 @@ def request_to_wire(request: ChatRequest, model: str) -> dict[str, Any]:
     if fmt is not None and fmt.type == "json_schema":
         schema = (fmt.json_schema or {}).get("schema") or {"type": "object"}
         if not own:
-            schema = closed_schema(schema)
+            strict = (fmt.json_schema or {}).get("strict") is True
+            schema = claude_schema(schema, strict, "Anthropic")
         output_config = {**(body.get("output_config") or {})}
         output_config["format"] = {"type": "json_schema", "schema": schema}
         body["output_config"] = output_config
     return body
-
-
-_SUBSCHEMAS = ("items", "additionalProperties", "not", "if", "then", "else", "contains")
-_SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
-_SUBSCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions")
-
-
-def closed_schema(schema: Any) -> Any:
-    """``schema`` (a copy) with ``"additionalProperties": false`` on each object that does
-    not say it: Claude's structured output refuses an object schema without it, where
-    OpenAI's API (strict off) leaves it open. An answer to the closed schema still
-    matches the open one; an object that allows more explicitly is left as it is."""
-    if not isinstance(schema, dict):
-        return schema
-    out = dict(schema)
-    kind = out.get("type")
-    if (kind == "object" or (isinstance(kind, list) and "object" in kind)) and (
-        "additionalProperties" not in out
-    ):
-        out["additionalProperties"] = False
-    for key in _SUBSCHEMAS:
-        if isinstance(out.get(key), dict):
-            out[key] = closed_schema(out[key])
-    for key in _SUBSCHEMA_LISTS:
-        if isinstance(out.get(key), list):
-            out[key] = [closed_schema(item) for item in out[key]]
-    for key in _SUBSCHEMA_MAPS:
-        if isinstance(out.get(key), dict):
-            out[key] = {name: closed_schema(item) for name, item in out[key].items()}
-    return out
 
 
 def count_tokens_to_wire(request: ChatRequest, model: str) -> dict[str, Any]:

@@ -21,8 +21,9 @@ The model is not in the body (it is the ``{modelId}`` of the URL), and a body is
   ``json_object`` becomes Anthropic's ``JSON_OBJECT_INSTRUCTION`` at the end of the system
   prompt. Bedrock's structured output, as Claude's own, refuses an object schema that does not
   say ``"additionalProperties": false``: another format's schema (OpenAI's, strict off, leaves
-  objects open) gets it on each object that leaves it unsaid (``closed_schema``); a Converse
-  client's goes as written.
+  objects open) gets it on each object that leaves it unsaid, and bounds the subset lacks
+  (``minimum``, ``maxLength`` ...) are a 400 when strict, words in the description when not
+  (``claude_schema``); a Converse client's goes as written.
 - Converse refuses a tool whose ``inputSchema.json`` does not say ``"type": "object"`` (every
   family: the check is Converse's); another format's tool that leaves it unsaid (OpenAI takes
   ``parameters: {}`` for a function without arguments) is sent it.
@@ -66,7 +67,6 @@ from tollway.wire.anthropic_request import (
     JSON_OBJECT_INSTRUCTION,
     asks_for_thinking,
     check_temperature,
-    closed_schema,
 )
 from tollway.wire.bedrock_content import (
     assistant_blocks,
@@ -83,6 +83,7 @@ from tollway.wire.bedrock_content import (
 )
 from tollway.wire.bedrock_models import CLAUDE, UNKNOWN, BedrockFamily, fitted
 from tollway.wire.claude_effort import thinking_for_effort
+from tollway.wire.claude_schema import claude_schema
 from tollway.wire.crossing import request_for, without_parts
 from tollway.wire.effort import EFFORT
 from tollway.wire.fields import json_object, number, optional, required
@@ -432,10 +433,11 @@ def _text_format_to_wire(fmt: ResponseFormat, foreign: bool) -> dict[str, Any]:
     """``outputConfig.textFormat``; ``foreign``: another format's schema, whose objects are
     closed as Bedrock requires."""
     definition = dict(fmt.json_schema or {})
-    definition.pop("strict", None)  # Converse has no such field; its output always conforms
+    # Converse has no such field; its output always conforms
+    strict = definition.pop("strict", None) is True
     schema = definition.get("schema") or {"type": "object"}
     if foreign:
-        schema = closed_schema(schema)
+        schema = claude_schema(schema, strict, "Bedrock")
     definition["schema"] = orjson.dumps(schema).decode()
     definition.setdefault("name", "response")
     return {"type": "json_schema", "structure": {"jsonSchema": definition}}

@@ -86,6 +86,15 @@ def test_sample_object_fills_required_only_when_given() -> None:
     assert sample_object(None) == {}
 
 
+def test_sample_object_follows_local_refs_as_pydantic_writes_them() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"homes": {"type": "array", "items": {"$ref": "#/$defs/Home"}}},
+        "$defs": {"Home": {"type": "object", "properties": {"street": {"type": "string"}}}},
+    }
+    assert sample_object(schema) == {"homes": [{"street": "sample"}]}
+
+
 def test_json_fragments_rejoin() -> None:
     text = json.dumps({"key": "value", "n": [1, 2, 3]})
     fragments = json_fragments(text)

@@ -32,7 +32,6 @@ from tollway.wire import openai_request, openai_response
 from tollway.wire.anthropic_request import (
     DEFAULT_MAX_TOKENS,
     JSON_OBJECT_INSTRUCTION,
-    closed_schema,
     count_tokens_to_wire,
     request_from_wire,
     request_to_wire,
@@ -48,6 +47,7 @@ from tollway.wire.anthropic_response import (
     usage_to_wire,
 )
 from tollway.wire.anthropic_stream import StreamReader, StreamWriter
+from tollway.wire.claude_schema import closed_schema
 
 text = st.text(max_size=20)
 turn_text = st.text(min_size=1, max_size=20)  # Anthropic refuses a turn of empty content

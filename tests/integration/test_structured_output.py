@@ -1,0 +1,115 @@
+"""Structured output through the openai SDK's helpers, served by every provider family.
+
+``chat.completions.parse``, ``chat.completions.stream`` and ``responses.parse`` with a pydantic
+model (nested models under ``$defs``, enums, nullable fields, nested arrays) must come back
+parsed into the model whichever family answers; a schema that Claude's structured output
+(Anthropic's, Bedrock's) cannot take is a 400 naming what, before any call, when strict.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal, Optional
+
+import openai
+import pytest
+from pydantic import BaseModel, Field
+
+from tests.integration.sdk import sent_upstream, user
+
+MODELS = ["test-chat", "test-claude", "test-gemini", "test-bedrock"]
+CLAUDES = ["test-claude", "test-bedrock"]
+
+
+class Home(BaseModel):
+    street: str
+    rooms: list[list[int]]
+
+
+class Person(BaseModel):
+    name: str
+    kind: Literal["a", "b"]
+    nick: Optional[str]  # noqa: UP045 (as users write it)
+    homes: list[Home]
+
+
+class Rated(BaseModel):
+    stars: int = Field(ge=1, le=5)
+
+
+class Node(BaseModel):
+    label: str
+    children: list[Node]
+
+
+def claude_schema_sent(simulator_url: str, marker: str) -> dict[str, Any]:
+    """The JSON schema the simulator received for the request mentioning ``marker``."""
+    body = sent_upstream(simulator_url, marker)
+    if "output_config" in body:
+        return dict(body["output_config"]["format"]["schema"])
+    text = body["outputConfig"]["textFormat"]["structure"]["jsonSchema"]["schema"]
+    return dict(json.loads(text))
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_chat_parse_and_stream_answer_in_the_pydantic_model(gpt: openai.OpenAI, model: str) -> None:
+    ask: Any = {"model": model, "messages": user("a person please"), "response_format": Person}
+    choice = gpt.chat.completions.parse(**ask).choices[0]
+    assert choice.finish_reason == "stop" and choice.message.refusal is None
+    assert isinstance(choice.message.parsed, Person) and choice.message.parsed.homes
+    assert not choice.message.tool_calls
+    with gpt.chat.completions.stream(**ask) as stream:
+        final = stream.get_final_completion()
+    assert final.choices[0].message.parsed == choice.message.parsed
+    assert final.choices[0].finish_reason == "stop"
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_responses_parse_answers_in_the_pydantic_model(gpt: openai.OpenAI, model: str) -> None:
+    response = gpt.responses.parse(model=model, input="a person please", text_format=Person)
+    assert response.status == "completed"
+    assert isinstance(response.output_parsed, Person)
+    with gpt.responses.stream(model=model, input="a person please", text_format=Person) as stream:
+        final = stream.get_final_response()
+    assert final.output_parsed == response.output_parsed
+
+
+@pytest.mark.parametrize("model", CLAUDES)
+def test_a_strict_bound_claude_cannot_enforce_is_a_400_naming_it(
+    gpt: openai.OpenAI, model: str
+) -> None:
+    # Field(ge=1) is "minimum": OpenAI's strict mode enforces it, Claude's refuses it;
+    # dropping it would break strict's promise, so the client hears which keyword.
+    with pytest.raises(openai.BadRequestError) as caught:
+        gpt.chat.completions.parse(model=model, messages=user("rate it"), response_format=Rated)
+    assert caught.value.param == "response_format.json_schema.schema"
+    assert "'minimum'" in caught.value.message and "$.properties.stars" in caught.value.message
+    with pytest.raises(openai.BadRequestError) as caught:
+        gpt.responses.parse(model=model, input="rate it", text_format=Rated)
+    assert caught.value.param == "text.format.schema"
+    assert "'text.format.schema'" in caught.value.message
+
+
+@pytest.mark.parametrize("model", CLAUDES)
+def test_a_loose_schemas_bounds_reach_claude_as_words(
+    gpt: openai.OpenAI, model: str, simulator_url: str
+) -> None:
+    # strict off asks OpenAI for a best effort: Claude is told the bounds in the description.
+    schema = Rated.model_json_schema()
+    asked = f"rate it loosely on {model}"
+    answer = gpt.chat.completions.create(
+        model=model,
+        messages=user(asked),
+        response_format={"type": "json_schema", "json_schema": {"name": "r", "schema": schema}},
+    )
+    assert set(json.loads(answer.choices[0].message.content or "")) == {"stars"}
+    stars = claude_schema_sent(simulator_url, asked)["properties"]["stars"]
+    assert "minimum" not in stars and "maximum" not in stars
+    assert stars["description"] == "{minimum: 1, maximum: 5}"
+
+
+@pytest.mark.parametrize("model", CLAUDES)
+def test_a_recursive_schema_is_a_400_for_claude(gpt: openai.OpenAI, model: str) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        gpt.chat.completions.parse(model=model, messages=user("a tree"), response_format=Node)
+    assert "recursive" in caught.value.message

@@ -1,0 +1,157 @@
+"""Another format's JSON schema fitted to Claude's structured output (Anthropic's and Bedrock's).
+
+Claude's structured output compiles the schema into a grammar and takes a subset of JSON Schema:
+every object closed (``closed_schema``), and no numeric, string-length or array-size bounds
+(``minimum``, ``maxLength``, ``maxItems``, ``minItems`` above 1 ...), no open map
+(``additionalProperties`` a schema or true) and no recursion (a ``$ref`` back into itself),
+each a 400 from the provider. OpenAI's structured output takes them all, and pydantic writes
+them for ``Field(ge=1)`` or ``conlist(..., max_length=3)``. So:
+
+- a strict schema (``strict: true``, which the openai SDK's ``parse`` helpers send) with a
+  bound is a 400 naming it before any call: dropping it would no longer guarantee the answer
+  matches, which strict promises;
+- a schema that is not strict (a best effort by OpenAI's definition) keeps each bound as words
+  in its ``description``, as Anthropic's own SDK does, so the model still reads it;
+- an open map or a recursive schema is a 400 either way: neither can be said in the subset.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tollway.core.errors import InvalidRequest
+
+JSON = dict[str, Any]
+PARAM = "response_format.json_schema.schema"
+# Claude's structured output refuses these (Anthropic's docs: "JSON Schema limitations").
+_BOUNDS = (
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "multipleOf",
+    "minLength",
+    "maxLength",
+    "maxItems",
+    "uniqueItems",
+    "minProperties",
+    "maxProperties",
+)
+_SUBSCHEMAS = ("items", "additionalProperties", "not", "if", "then", "else", "contains")
+_SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+_SUBSCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions")
+
+
+def closed_schema(schema: Any) -> Any:
+    """``schema`` (a copy) with ``"additionalProperties": false`` on each object that does
+    not say it: Claude's structured output refuses an object schema without it, where
+    OpenAI's API (strict off) leaves it open. An answer to the closed schema still
+    matches the open one; an object that allows more explicitly is left as it is."""
+    if not isinstance(schema, dict):
+        return schema
+    out = dict(schema)
+    kind = out.get("type")
+    if (kind == "object" or (isinstance(kind, list) and "object" in kind)) and (
+        "additionalProperties" not in out
+    ):
+        out["additionalProperties"] = False
+    for key in _SUBSCHEMAS:
+        if isinstance(out.get(key), dict):
+            out[key] = closed_schema(out[key])
+    for key in _SUBSCHEMA_LISTS:
+        if isinstance(out.get(key), list):
+            out[key] = [closed_schema(item) for item in out[key]]
+    for key in _SUBSCHEMA_MAPS:
+        if isinstance(out.get(key), dict):
+            out[key] = {name: closed_schema(item) for name, item in out[key].items()}
+    return out
+
+
+def claude_schema(schema: Any, strict: bool, provider: str) -> Any:
+    """``schema`` (a copy) as Claude's structured output on ``provider`` takes it, or an
+    ``InvalidRequest`` naming what it cannot take (the module's docstring)."""
+    _refuse_recursion(schema, provider)
+    return _fitted(closed_schema(schema), "$", strict, provider)
+
+
+def _fitted(schema: Any, where: str, strict: bool, provider: str) -> Any:
+    if not isinstance(schema, dict):
+        return schema
+    out = dict(schema)
+    extra = out.get("additionalProperties")
+    if extra is not None and extra is not False:
+        _refuse("additionalProperties", where, provider, "an object must be closed (false)")
+    bounds = [key for key in _BOUNDS if key in out]
+    if isinstance(out.get("minItems"), int) and out["minItems"] > 1:
+        bounds.append("minItems")
+    if bounds and strict:
+        _refuse(bounds[0], where, provider, "leave it out, or send the schema with strict false")
+    if bounds:
+        said = ", ".join(f"{key}: {out.pop(key)}" for key in bounds)
+        description = out.get("description")
+        out["description"] = (f"{description}\n\n" if description else "") + "{" + said + "}"
+    for key in _SUBSCHEMAS:
+        if isinstance(out.get(key), dict):
+            out[key] = _fitted(out[key], f"{where}.{key}", strict, provider)
+    for key in _SUBSCHEMA_LISTS:
+        if isinstance(out.get(key), list):
+            out[key] = [
+                _fitted(item, f"{where}.{key}[{i}]", strict, provider)
+                for i, item in enumerate(out[key])
+            ]
+    for key in _SUBSCHEMA_MAPS:
+        if isinstance(out.get(key), dict):
+            out[key] = {
+                name: _fitted(item, f"{where}.{key}.{name}", strict, provider)
+                for name, item in out[key].items()
+            }
+    return out
+
+
+def _refuse_recursion(schema: Any, provider: str) -> None:
+    """A 400 when a definition refers (through others too) back to itself, or to the root."""
+    if not isinstance(schema, dict):
+        return
+    definitions = {
+        f"#/{key}/{name}": item
+        for key in ("$defs", "definitions")
+        if isinstance(schema.get(key), dict)
+        for name, item in schema[key].items()
+    }
+    if "#" in _refs(schema, skip_definitions=True) or any(
+        "#" in _refs(item) for item in definitions.values()
+    ):
+        _refuse("$ref", "$", provider, "a schema that refers to itself is recursive")
+    for start in definitions:
+        seen: set[str] = set()
+        todo = list(_refs(definitions[start]))
+        while todo:
+            ref = todo.pop()
+            if ref == start:
+                _refuse("$ref", start, provider, "a definition that refers to itself is recursive")
+            if ref not in seen and ref in definitions:
+                seen.add(ref)
+                todo.extend(_refs(definitions[ref]))
+
+
+def _refs(schema: Any, skip_definitions: bool = False) -> set[str]:
+    """Every ``$ref`` inside ``schema`` (the root's definitions left out when asked)."""
+    found: set[str] = set()
+    if isinstance(schema, dict):
+        for key, value in schema.items():
+            if key == "$ref" and isinstance(value, str):
+                found.add(value)
+            elif not (skip_definitions and key in ("$defs", "definitions")):
+                found |= _refs(value)
+    elif isinstance(schema, list):
+        for item in schema:
+            found |= _refs(item)
+    return found
+
+
+def _refuse(keyword: str, where: str, provider: str, advice: str) -> None:
+    raise InvalidRequest(
+        f"'{PARAM}': {provider}'s structured output does not take the JSON schema's "
+        f"'{keyword}' (at {where}); {advice}",
+        param=PARAM,
+    )
