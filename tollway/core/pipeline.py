@@ -251,7 +251,12 @@ class Pipeline:
         if isinstance(early, ChatResponse):
             response = early
         else:
-            response = await self._attempts(ctx, "chat", self._chat_once)
+            try:
+                response = await self._attempts(ctx, "chat", self._chat_once)
+            except GatewayError:
+                # A prompt the provider read before its client left was billed: so is the client.
+                self.metering.settle_spent(ctx)
+                raise
         # Costed before the response stages, so admission can settle and say so.
         ctx.usage = response.usage
         if response.usage is None:  # estimated from the answer (Metering)
@@ -549,6 +554,11 @@ class Pipeline:
                 # ends, no outcome of the deployment's, and no other candidate to try.
                 attempt.ended, attempt.cut_short = time.perf_counter(), True
                 ctx.error = exc
+                if attempt.spent is None and exc.prompt_sent and ctx.chat is not None:
+                    # Sent, and no usage came (a stream's head reports it: kept): the
+                    # provider read the prompt first, and bills it, answer or none.
+                    attempt.spent = self.metering.prompt_spent(ctx, deployment)
+                    attempt.spent_estimated = True
                 self._health.abandoned(health, probe)
                 for stage in self._attempt_end_stages:
                     pending = stage.on_attempt_end(ctx, attempt)
