@@ -51,7 +51,7 @@ from tollway.pricing.catalog import PriceCatalog
 from tollway.pricing.metering import Metering
 from tollway.pricing.tokens import TokenCounter
 from tollway.providers import BUILTIN_PROVIDERS, ChatProvider, EmbeddingProvider, ProviderResources
-from tollway.providers.http import UpstreamClient
+from tollway.providers.http import SentRequest, UpstreamClient
 from tollway.routing.health import HealthBook
 from tollway.routing.router import Router
 from tollway.routing.table import build_routing_table
@@ -272,6 +272,7 @@ class Gateway:
             timeout=aiohttp.ClientTimeout(total=None),
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=True,
+            request_class=SentRequest,  # tells a call whether its request went out
         )
         self._upstream = UpstreamClient(self._session)
         if self.settings.auth.oidc:

@@ -313,6 +313,33 @@ def test_shrink_policy_lowers_max_tokens_to_what_the_budget_pays_for(gateway: st
     assert spend(gateway, key_id)["spent_usd"] <= 0.25
 
 
+def test_shrink_below_what_openais_responses_api_takes_is_a_budget_refusal(
+    gateway: str, simulator_url: str
+) -> None:
+    # OpenAI's Responses API refuses max_output_tokens < 16 (a 400): a budget that pays for
+    # fewer output tokens refuses the request, as one that pays for none, rather than send
+    # OpenAI what it refuses.
+    limit = 0.06  # the prompt's worst case and about a dozen output tokens at PRICEY
+    chat_id, chat_key = new_key(gateway)
+    set_budget(gateway, chat_id, limit, policy="shrink")
+    chat = openai.OpenAI(base_url=gateway + "/v1", api_key=chat_key, max_retries=0)
+    raw = chat.chat.completions.with_raw_response.create(
+        model="pricey", messages=[{"role": "user", "content": "hi"}], max_tokens=1000
+    )
+    assert 1 <= int(raw.headers["x-tollway-budget-max-tokens"]) < 16  # Chat Completions takes it
+
+    key_id, key = new_key(gateway)
+    set_budget(gateway, key_id, limit, policy="shrink")
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=key, max_retries=0)
+    asked = f"too little left {uuid.uuid4().hex}"
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.responses.create(model="pricey-responses", input=asked, max_output_tokens=1000)
+    assert caught.value.code == "budget_exceeded"
+    seen = httpx.get(simulator_url + "/_sim/requests").json()
+    assert not [r for r in seen if asked in str(r["json"])]
+    assert spend(gateway, key_id)["spent_usd"] == 0
+
+
 def test_shrink_policy_lowers_claudes_thinking_budget_with_max_tokens(gateway: str) -> None:
     # Claude thinks within budget_tokens, below max_tokens: shrinking max_tokens to 1497 under
     # a thinking budget of 2000 sent a request Claude refuses (400 "max_tokens must be

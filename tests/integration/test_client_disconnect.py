@@ -5,12 +5,16 @@ real ``openai`` or ``anthropic`` SDK with a 0.5 s timeout, gives up and closes i
 first. The gateway must notice at once, not at the next chunk it would write: the simulator
 sees its connection closed (``/_sim/departures``), the request log says 499
 ``client_disconnected``, the key's budget holds no reservation any more, and the deployment
-is not blamed.
+is not blamed. The provider had read the prompt by then (prefill comes first) and bills it:
+the request is charged its prompt's counted tokens, marked estimated; an attempt still
+connecting when its client left (an upstream whose accept queue is full) reached no
+provider and is charged nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,6 +28,8 @@ import orjson
 import pytest
 
 from tests.support import CLIENT_KEY, logged_row, running_gateway, running_simulator, sim_departure
+from tollway.core.types import ChatRequest, Message
+from tollway.pricing.tokens import TokenCounter
 
 ADMIN = {"Authorization": f"Bearer {CLIENT_KEY}"}
 PRICE = {"input": 1000.0, "output": 4000.0}  # USD per 1M tokens: a reservation worth seeing
@@ -39,7 +45,30 @@ def sim(log_dir: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def gateway(log_dir: Path, sim: str) -> Iterator[str]:
+def unaccepting() -> Iterator[str]:
+    """An address whose connections never complete: a listener that accepts none, its accept
+    queue filled, so the kernel drops further handshakes (a connect that hangs)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    address = listener.getsockname()
+    fillers = []
+    for _ in range(4):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(address)
+        fillers.append(filler)
+    time.sleep(0.2)
+    try:
+        yield f"http://{address[0]}:{address[1]}/v1"
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+
+
+@pytest.fixture(scope="module")
+def gateway(log_dir: Path, sim: str, unaccepting: str) -> Iterator[str]:
     openai_deployment = {"provider": "openai", "api_base": sim + "/v1", "id": "slow-openai"}
     claude_deployment = {"provider": "anthropic", "api_base": sim, "id": "slow-claude"}
     config = {
@@ -52,6 +81,9 @@ def gateway(log_dir: Path, sim: str) -> Iterator[str]:
                 {**openai_deployment, "model": "sim-chat", "price": PRICE}]},
             {"name": "slow-claude", "deployments": [
                 {**claude_deployment, "model": "sim-chat", "price": PRICE}]},
+            {"name": "unreached", "deployments": [
+                {"provider": "openai", "api_base": unaccepting, "id": "unreached",
+                 "model": "sim-chat", "price": PRICE, "timeouts": {"connect": "10s"}}]},
         ],
         "telemetry": {"request_log": {"flush_interval": "100ms"}},
     }  # fmt: skip
@@ -77,7 +109,21 @@ def _budget(url: str, key_id: str) -> dict[str, Any]:
     return dict(row)
 
 
-def _ask(url: str, family: str, stream: bool, key: str, headers: dict[str, str]) -> None:
+def _plain_key(url: str) -> tuple[str, str]:
+    """A key without a budget or limit: admission counts nothing before routing."""
+    created = _admin(url, "POST", "/admin/keys", {"name": f"leaver-{uuid.uuid4().hex[:6]}"})
+    return created["id"], created["key"]
+
+
+def _prompt_micros(family: str) -> int:
+    """What the prompt of ``_ask`` costs as the gateway counts it, at ``PRICE``."""
+    request = ChatRequest(model="slow", messages=[Message("user", "think hard")])
+    return TokenCounter().chat(request, family, "sim-chat") * round(PRICE["input"])
+
+
+def _ask(
+    url: str, family: str, stream: bool, key: str, headers: dict[str, str], model: str = "slow"
+) -> None:
     """One request that the client gives up on after ``CLIENT_TIMEOUT_S``."""
     messages = [{"role": "user", "content": "think hard"}]
     if family == "openai":
@@ -86,7 +132,7 @@ def _ask(url: str, family: str, stream: bool, key: str, headers: dict[str, str])
         )
         with pytest.raises(openai.APITimeoutError):
             answer = client.chat.completions.create(
-                model="slow", messages=messages, max_tokens=20, stream=stream,  # type: ignore[arg-type]
+                model=model, messages=messages, max_tokens=20, stream=stream,  # type: ignore[arg-type]
                 extra_headers=headers,
             )  # fmt: skip
             if stream:
@@ -104,12 +150,13 @@ def _ask(url: str, family: str, stream: bool, key: str, headers: dict[str, str])
                 list(reply)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("budgeted", [True, False], ids=["budget", "no-limit"])
 @pytest.mark.parametrize("stream", [False, True], ids=["complete", "streamed"])
 @pytest.mark.parametrize("family", ["openai", "anthropic"])
 def test_a_client_that_leaves_during_a_long_first_token_stops_the_upstream_call(
-    gateway: str, sim: str, family: str, stream: bool
+    gateway: str, sim: str, family: str, stream: bool, budgeted: bool
 ) -> None:
-    key_id, key = _budgeted_key(gateway)
+    key_id, key = _budgeted_key(gateway) if budgeted else _plain_key(gateway)
     tag = uuid.uuid4().hex
     request_id = f"t-leaver-{tag[:12]}"
     headers = {
@@ -125,20 +172,41 @@ def test_a_client_that_leaves_during_a_long_first_token_stops_the_upstream_call(
     assert departure is not None, "the upstream call went on after the client left"
     assert departure["at"] - left_at < NOTICED_WITHIN_S
 
-    # The budget's reservation is released at once, and nothing was charged.
-    row = _budget(gateway, key_id)
-    assert (row["reserved_usd"], row["spent_usd"]) == (0, 0)
-
+    # The provider read the prompt before it was cut off, and bills it: so is the client,
+    # for the prompt as the gateway counted it (no usage came), in the log and the budget.
+    prompt = _prompt_micros(family)
     record = logged_row(gateway, request_id, ADMIN)
     assert (record["status"], record["error_code"]) == (499, "client_disconnected")
     assert record["stream"] is stream
-    assert record["cost_micros"] == 0
+    assert (record["cost_micros"], record["output_tokens"]) == (prompt, 0)
+    assert record["input_tokens"] == prompt // round(PRICE["input"])
+    assert record["usage_estimated"] is True
+    if budgeted:
+        # The reservation is released at once, and only the prompt was charged.
+        row = _budget(gateway, key_id)
+        assert (row["reserved_usd"], round(row["spent_usd"] * 1e6)) == (0, prompt)
 
     # Hanging up is the client's doing, not the deployment's.
     rows = _admin(gateway, "GET", "/admin/deployments")["data"]
     health = {row["id"]: row for row in rows}[f"slow-{family.replace('anthropic', 'claude')}"]
     assert health["failures"] == 0
     assert health["circuit"] == "closed"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["complete", "streamed"])
+def test_a_client_that_leaves_while_its_upstream_is_still_connecting_pays_nothing(
+    gateway: str, stream: bool
+) -> None:
+    # The connection to the upstream never completed: no provider read the prompt.
+    key_id, key = _budgeted_key(gateway)
+    request_id = f"t-unreached-{uuid.uuid4().hex[:12]}"
+    _ask(gateway, "openai", stream, key, {"x-request-id": request_id}, model="unreached")
+    record = logged_row(gateway, request_id, ADMIN)
+    assert (record["status"], record["error_code"]) == (499, "client_disconnected")
+    assert (record["cost_micros"], record["input_tokens"]) == (0, 0)
+    assert record["usage_estimated"] is False
+    row = _budget(gateway, key_id)
+    assert (row["reserved_usd"], row["spent_usd"]) == (0, 0)
 
 
 def test_a_client_that_leaves_during_a_silence_mid_stream_stops_the_upstream_call(

@@ -46,6 +46,11 @@ def gateway(log_dir: Path, simulator_url: str) -> Iterator[str]:
         "price": PRICE, "headers": {"x-sim-fault": "keepalive-after:0"},
         "timeouts": {"first_byte": "500ms"},
     }  # fmt: skip
+    # message_start (the prompt's usage), then an overloaded_error event.
+    overloading_claude = {
+        "provider": "anthropic", "model": "sim-chat", "api_base": simulator_url, "api_key": key,
+        "price": PRICE, "headers": {"x-sim-fault": "error-after:0"},
+    }  # fmt: skip
     dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens: the primary fails at once
     config = {
         "upstream": {"forward_headers": ["x-sim-*"]},
@@ -63,6 +68,10 @@ def gateway(log_dir: Path, simulator_url: str) -> Iterator[str]:
             {"name": "claude-stalls", "deployments": [stalling_claude]},
             {"name": "stalled-claude-then-claude", "strategy": "priority", "retries": 0,
              "deployments": [stalling_claude, {"provider": "anthropic", "model": "sim-chat",
+             "api_base": simulator_url, "api_key": key, "price": PRICE}]},
+            {"name": "claude-overloads", "retries": 0, "deployments": [overloading_claude]},
+            {"name": "overloaded-claude-then-claude", "strategy": "priority", "retries": 0,
+             "deployments": [overloading_claude, {"provider": "anthropic", "model": "sim-chat",
              "api_base": simulator_url, "api_key": key, "price": PRICE}]},
             {"name": "gpt-then-claude", "strategy": "priority", "retries": 0, "deployments": [
                 {"provider": "openai", "model": "gpt-4o", "api_base": dead, "api_key": key,
@@ -310,4 +319,35 @@ def test_the_cache_writes_of_a_stalled_attempt_are_logged_with_its_cost(gateway:
     assert failed_over["cache_write_tokens"] == failed_over["input_tokens"] == 2 * written
     assert failed_over["cost_micros"] == priced(failed_over)
     # What message_start reported, not counted by the gateway: not estimated.
+    settled(gateway, key_id, list(rows.values()), estimated=False)
+
+
+def test_an_attempt_failing_after_its_head_reported_the_prompt_is_charged_it(
+    gateway: str,
+) -> None:
+    # message_start said the prompt's tokens, then the stream failed (overloaded_error): the
+    # provider read the prompt and bills it, as it does one a time limit cut after its head.
+    key_id, key = budgeted_key(gateway)
+    client = anthropic.Anthropic(base_url=gateway, api_key=key, max_retries=0)
+    messages: Any = [{"role": "user", "content": "a prompt the overloaded model read first"}]
+    with pytest.raises(anthropic.APIStatusError) as failed:
+        list(client.messages.create(
+            model="claude-overloads", max_tokens=50, messages=messages, stream=True
+        ))  # fmt: skip
+    raw = client.messages.with_raw_response.create(
+        model="overloaded-claude-then-claude", max_tokens=50, messages=messages, stream=True
+    )
+    events = list(raw.parse())
+    prompt = events[0].message.usage.input_tokens  # type: ignore[union-attr]
+    assert prompt
+
+    rows = {r["request_id"]: r for r in records(gateway, key_id, 2)}
+    lone = rows[failed.value.response.headers["x-request-id"]]
+    assert lone["input_tokens"] == prompt and lone["cost_micros"] == priced(lone) > 0
+    assert lone["cost_micros"] >= prompt * 1000
+    failed_over = rows[raw.headers["x-request-id"]]
+    assert failed_over["attempts"] == 2
+    # Both attempts read the prompt: both are charged it.
+    assert failed_over["input_tokens"] == 2 * prompt
+    assert failed_over["cost_micros"] == priced(failed_over)
     settled(gateway, key_id, list(rows.values()), estimated=False)

@@ -87,3 +87,19 @@ async def test_a_stored_response_is_continued_and_its_context_counted(
     assert caught.value.code == "previous_response_not_found"
     assert caught.value.param == "previous_response_id"
     assert f"Previous response with id '{plain.id}' not found." in caught.value.message
+
+
+@pytest.mark.parametrize("limit", [0, 1, 15])
+async def test_a_max_output_tokens_below_16_is_refused_as_openai_does(
+    oai: openai.AsyncOpenAI, limit: int
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        await oai.responses.create(model="gpt-4o", input="hi", max_output_tokens=limit)
+    assert caught.value.code == "integer_below_min_value"
+    assert caught.value.param == "max_output_tokens"
+    assert caught.value.body["message"] == (  # type: ignore[index]
+        "Invalid 'max_output_tokens': integer below minimum value. "
+        f"Expected a value >= 16, but got {limit} instead."
+    )
+    answer = await oai.responses.create(model="gpt-4o", input="hi", max_output_tokens=16)
+    assert answer.status in ("completed", "incomplete")

@@ -34,6 +34,9 @@ class Attempt:
     ``wire/stream_head.py``)."""
     spent: Usage | None = None
     """What a failed call used all the same (``UpstreamError.spent``), which is charged."""
+    spent_estimated: bool = False
+    """``spent`` is the gateway's count, not the provider's report (a prompt read by a call
+    its client cut before any usage came)."""
     cut_short: bool = False
     """The gateway cut the call: the model group's deadline (its ``error`` a timeout), its
     client leaving while it waited (no ``error`` of its own; the request's is

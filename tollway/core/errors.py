@@ -169,6 +169,9 @@ class ClientDisconnected(GatewayError):
     status = 499
     openai_type = "invalid_request_error"
     anthropic_type = "invalid_request_error"
+    prompt_sent = False
+    """The upstream call it cut had sent its request whole: the provider read (and bills) the
+    prompt. Not when it was cut while connecting, nor outside an upstream call."""
 
 
 class RequestCancelled(GatewayError):

@@ -251,7 +251,12 @@ class Pipeline:
         if isinstance(early, ChatResponse):
             response = early
         else:
-            response = await self._attempts(ctx, "chat", self._chat_once)
+            try:
+                response = await self._attempts(ctx, "chat", self._chat_once)
+            except GatewayError:
+                # A prompt the provider read before its client left was billed: so is the client.
+                self.metering.settle_spent(ctx)
+                raise
         # Costed before the response stages, so admission can settle and say so.
         ctx.usage = response.usage
         if response.usage is None:  # estimated from the answer (Metering)
@@ -324,10 +329,9 @@ class Pipeline:
         except BaseException as exc:
             await chunks.aclose()  # type: ignore[attr-defined]
             if isinstance(exc, UpstreamError):
-                _tools_spent(exc, in_hand)
-                if isinstance(exc, UpstreamTimeout) and exc.spent is None:
-                    # Cut by the gateway's own limit, as by a client leaving (below).
-                    exc.spent = _prompt_reported(in_hand)
+                # Failed after its head (an error event, a time limit, a cut connection):
+                # what the head reported used (the prompt, server tool calls) was billed.
+                exc.spent = _head_spent(in_hand) or exc.spent
             elif isinstance(exc, ClientDisconnected):
                 ctx.tries[-1].spent = _prompt_reported(in_hand)
             raise
@@ -549,6 +553,11 @@ class Pipeline:
                 # ends, no outcome of the deployment's, and no other candidate to try.
                 attempt.ended, attempt.cut_short = time.perf_counter(), True
                 ctx.error = exc
+                if attempt.spent is None and exc.prompt_sent and ctx.chat is not None:
+                    # Sent, and no usage came (a stream's head reports it: kept): the
+                    # provider read the prompt first, and bills it, answer or none.
+                    attempt.spent = self.metering.prompt_spent(ctx, deployment)
+                    attempt.spent_estimated = True
                 self._health.abandoned(health, probe)
                 for stage in self._attempt_end_stages:
                     pending = stage.on_attempt_end(ctx, attempt)
@@ -701,22 +710,30 @@ class Pipeline:
         return self._embedding_providers[deployment.provider].embed(ctx.embedding, deployment)
 
 
-def _tools_spent(error: UpstreamError, held: list[ChatChunk]) -> None:
-    """The server-side tool calls a stream's held head reported done (a Responses stream's
-    finished web search, before the model failed) as what its failed attempt spent: the
-    provider billed them, though the request fails over."""
-    for chunk in reversed(held):
-        so_far = chunk.usage_so_far
-        if so_far is not None and so_far.tool_calls:
-            error.spent = Usage(tool_calls=dict(so_far.tool_calls))
-            return
+def _head_spent(held: list[ChatChunk]) -> Usage | None:
+    """What the held head of a stream that failed before its first content reported used:
+    the prompt's tokens (and output so far) of its last report of tokens, with the
+    server-side tool calls its last report of them said done (a Responses stream's finished
+    web search); the provider billed them, though the request fails over."""
+    prompt = _prompt_reported(held)
+    calls = next(
+        (
+            c.usage_so_far.tool_calls
+            for c in reversed(held)
+            if c.usage_so_far and c.usage_so_far.tool_calls
+        ),
+        None,
+    )
+    if calls and (prompt is None or not prompt.tool_calls):
+        return replace(prompt or Usage(), tool_calls=dict(calls))
+    return prompt
 
 
 def _prompt_reported(held: list[ChatChunk]) -> Usage | None:
-    """What the held head of a stream cut before its first content (its client left, or a
-    time limit passed) reported used: the prompt's tokens (Anthropic's ``message_start``,
-    Gemini's first usage), read and billed by the provider by then. The attempt's spent
-    usage, charged as a stream cut after its head is."""
+    """What the held head of a stream cut before its first content (its client left, a time
+    limit passed, an error event) reported used: the prompt's tokens (Anthropic's
+    ``message_start``, Gemini's first usage), read and billed by the provider by then. The
+    attempt's spent usage, charged as a stream cut after its head is."""
     for chunk in reversed(held):
         so_far = chunk.usage_so_far
         if so_far is not None and so_far.input_tokens:  # else it says nothing of the prompt

@@ -46,6 +46,7 @@ from tollway.pricing.tokens import counted_alike
 from tollway.pricing.tools import ToolUse, bound_tool_calls, tool_uses
 from tollway.routing.table import ModelGroup, RoutingTable
 from tollway.wire.claude_effort import MIN_BUDGET
+from tollway.wire.responses_request import MAX_OUTPUT_TOKENS
 
 _COMPACTION = "/compact"
 """``ChatRequest.responses_route`` of a compaction (``POST /v1/responses/compact``)."""
@@ -317,8 +318,8 @@ class Admission(Stage):
             left = outcome.remaining_micros or 0
             choices = max(1, chat.n or 1)
             affordable = _affordable(prices, inputs, images, left, uses) // choices
-            if affordable < 1:
-                break
+            if affordable < _least_output(chat, candidates):
+                break  # as unaffordable as no output at all
             max_output = min(chat.max_tokens, affordable)
             if not _thinking_within(chat, max_output):
                 break
@@ -621,6 +622,19 @@ def _actual(ctx: RequestContext) -> tuple[int, int]:
     usage = ctx.usage
     tokens = usage.total_tokens if usage is not None else 0
     return tokens, nearest_micros(ctx.cost_usd) if ctx.cost_usd else 0
+
+
+RESPONSES_LEAST_OUTPUT = int(MAX_OUTPUT_TOKENS[0])
+"""The smallest ``max_output_tokens`` OpenAI's Responses API takes (16)."""
+
+
+def _least_output(chat: ChatRequest, candidates: Candidates) -> int:
+    """The smallest output limit ``shrink`` may send: OpenAI's Responses API refuses a
+    ``max_output_tokens`` below 16 (a 400), and a Responses request may go to a candidate that
+    speaks it; 1 for any other request."""
+    if chat.responses_body is not None and any(candidates.speaks_responses):
+        return RESPONSES_LEAST_OUTPUT
+    return 1
 
 
 def _thinking_within(chat: ChatRequest, max_output: int) -> bool:

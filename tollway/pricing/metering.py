@@ -13,7 +13,10 @@ the request's ``max_tokens`` for each of its choices: the provider stops there, 
 admission reserved no more), the reasoning among it counted as reasoning tokens (billed at a
 price's reasoning rate where it has one). Server-side tool calls (web search...) are charged
 per call, as the answer reported them or, in a stream cut before its end, as far as it had;
-those a failed attempt reported done before the request failed over too (``Attempt.spent``).
+those a failed attempt reported done before the request failed over too (``Attempt.spent``),
+as is the prompt (and output so far) a failed or cut attempt's head reported, or, for a call
+its client cut once the request was sent and before any usage came, the prompt as counted
+before routing (``prompt_spent``: the provider read it first, and bills it).
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ class Metering:
         spent = _spent(ctx)
         if spent is not None:
             ctx.usage, ctx.cost_usd = spent
+            ctx.usage_estimated = ctx.usage_estimated or _estimated(ctx)
 
     def add_spent(self, ctx: RequestContext) -> float:
         """For a request a later attempt answered (settled): what the failed attempts before
@@ -81,7 +85,17 @@ class Metering:
         # A new Usage: the answer's own (which the client is shown) stays as it came.
         ctx.usage = _added(served, usage)
         ctx.cost_usd = cost + spent_usd
+        ctx.usage_estimated = ctx.usage_estimated or _estimated(ctx)
         return ctx.cost_usd
+
+    def prompt_spent(self, ctx: RequestContext, deployment: Deployment) -> Usage:
+        """The prompt of a request whose call was cut once sent, before any usage came: the
+        admission's count (``ctx.input_tokens_estimate``), else counted now (no limit asked
+        for one before routing), as the provider bills the reading of it."""
+        counted = ctx.input_tokens_estimate
+        if counted is None:
+            counted = self.input_tokens(ctx, deployment)
+        return Usage(input_tokens=counted)
 
     def input_tokens(self, ctx: RequestContext, deployment: Deployment | None) -> int:
         """The request's input tokens as ``deployment`` would count them (locally); ``None``,
@@ -157,6 +171,11 @@ def _spent(ctx: RequestContext) -> tuple[Usage, float] | None:
         if deployment.price is not None
     )
     return usage, cost
+
+
+def _estimated(ctx: RequestContext) -> bool:
+    """Whether a failed attempt's spent usage is the gateway's own count."""
+    return any(attempt.spent_estimated for attempt in ctx.tries if attempt.spent)
 
 
 def _added(usage: Usage, more: Usage) -> Usage:

@@ -31,6 +31,10 @@ upstream call, its pooled connection and the provider's generation going for as 
 keeps its socket open: once the total limit has passed, a stream whose consumer has held it
 for a whole gap limit (a write waiting that long: its client took nothing meanwhile) has its
 client's connection closed by the watchdog, which ends the write and the stream.
+
+A call also notes whether its request went out whole (``Deadline.sent``, set by the session's
+``SentRequest`` once the body is written, or by the answer's head): a call cut before that
+(its client left while it connected) reached no provider, which bills nothing for it.
 """
 
 from __future__ import annotations
@@ -101,6 +105,7 @@ class Deadline:
         "gap_at",
         "loop",
         "opening",
+        "sent",
         "task",
         "total_at",
         "waiting",
@@ -134,11 +139,14 @@ class Deadline:
         """The attempt a stream is read for (``OPENING``), until it has content."""
         self.begun = False
         """The stream's content has begun: a silence now is a gap between events."""
+        self.sent = False
+        """The request went out whole: the provider has the prompt (and bills its reading)."""
 
     def received(self) -> None:
         """The answer's head arrived: the wait for its first content starts now (still under
         the first-byte limit, through the stream's own head and keep-alives; the gap limit
         applies once content has been handed over), but no later than a deadline allows."""
+        self.sent = True  # answered: the request was had whole, whoever wrote it
         gap_at = self.loop.time() + self.first_byte
         latest = self.first_event_at
         self.gap_at = gap_at if latest is None or gap_at < latest else latest
@@ -171,6 +179,11 @@ class Deadline:
         return self.task.uncancel() == 0
 
 
+SENDING: ContextVar[Deadline | None] = ContextVar("tollway_sending", default=None)
+"""The deadline of the upstream call the current task makes (set by ``Deadlines.watch``): the
+request's body writer, a task of aiohttp's that inherits the context, marks it ``sent``."""
+
+
 class Deadlines:
     """Watches the deadlines of every upstream call in flight."""
 
@@ -189,6 +202,7 @@ class Deadlines:
         task = asyncio.current_task(loop)
         assert task is not None, "upstream calls run inside a task"
         deadline = Deadline(task, timeouts, CALLER.get(), loop)
+        SENDING.set(deadline)
         self._watched.add(deadline)
         if self._watchdog is None:
             self._watchdog = loop.create_task(self._watch(), name="tollway-upstream-deadlines")

@@ -33,7 +33,7 @@ from tollway.core.errors import (
     UpstreamUnavailable,
 )
 from tollway.core.types import UpstreamTimeouts
-from tollway.providers.deadlines import OPENING, Deadline, Deadlines, Phase
+from tollway.providers.deadlines import OPENING, SENDING, Deadline, Deadlines, Phase
 
 ErrorParser = Callable[[Any], UpstreamErrorBody]
 """Reads an upstream error body (parsed JSON, else its text)."""
@@ -75,6 +75,18 @@ def one_line(data: bytes) -> bytes:
     written as it is, each line break would end that line and the rest would reach the client
     as lines of no field, losing the event."""
     return data.replace(b"\n", b" ")
+
+
+class SentRequest(aiohttp.ClientRequest):
+    """aiohttp's request, telling the upstream call it is made for (``SENDING``) once its
+    body is written: a call its client cut before then reached no provider."""
+
+    async def write_bytes(self, *args: Any, **kwargs: Any) -> None:
+        """Write the body (aiohttp's own), then mark the call's deadline ``sent``."""
+        await super().write_bytes(*args, **kwargs)
+        deadline = SENDING.get()
+        if deadline is not None:
+            deadline.sent = True
 
 
 class UpstreamClient:
@@ -269,9 +281,11 @@ def _deadline_error(
     phase = phase or deadline.expired or "total"
     if phase == "client":
         # Not the upstream's failure: the client hung up while the call waited for it.
-        return ClientDisconnected(
+        left = ClientDisconnected(
             "client disconnected while waiting for the upstream", code="client_disconnected"
         )
+        left.prompt_sent = deadline.sent
+        return left
     if phase == "first_byte" and mid_stream:
         # The gap limit: the deployment's own first-byte limit, even where a latency
         # threshold or a deadline shortened the wait for the first event.

@@ -165,13 +165,24 @@ def _tools(body: JSON) -> list[ToolSpec]:
     return specs
 
 
+_LEAST_OUTPUT = 16
+"""The smallest ``max_output_tokens`` OpenAI's Responses API takes."""
+
+
 def _max_output_tokens(body: JSON) -> int | None:
     value = body.get("max_output_tokens")
     if value is None:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        message = "Invalid 'max_output_tokens': expected an integer >= 1."
-        raise InvalidRequest(message, "max_output_tokens")
+    if not isinstance(value, int) or isinstance(value, bool):
+        message = "Invalid type for 'max_output_tokens': expected an integer."
+        raise InvalidRequest(message, "max_output_tokens", "invalid_type")
+    if value < _LEAST_OUTPUT:
+        # OpenAI's own 400: a limit too small for its Responses API.
+        message = (
+            "Invalid 'max_output_tokens': integer below minimum value. "
+            f"Expected a value >= {_LEAST_OUTPUT}, but got {value} instead."
+        )
+        raise InvalidRequest(message, "max_output_tokens", "integer_below_min_value")
     return value
 
 
