@@ -16,6 +16,8 @@ import time
 import uuid
 from typing import Any
 
+import orjson
+
 from tollway.core.errors import (
     InvalidModelOutput,
     InvalidRequest,
@@ -228,7 +230,12 @@ def error_from_wire(raw: Any) -> UpstreamErrorBody:
     """A Bedrock error body (``{"message": ...}``): its message, and the exception's name
     (``ThrottlingException``) as the kind."""
     if isinstance(raw, dict):
-        message = raw.get("message") or raw.get("Message") or str(raw)
+        message = raw.get("message") or raw.get("Message")
+        nested = raw.get("error")
+        if not message and isinstance(nested, dict):  # a proxy's OpenAI-shaped error
+            message = nested.get("message")
+        # Else its JSON, bounded: not Python's repr of it, nor all of a large body.
+        message = message or orjson.dumps(raw).decode()[:500]
         kind = raw.get("__type")
         name = str(kind).rsplit("#", 1)[-1].split(":", 1)[0] if kind else None
         return UpstreamErrorBody(str(message), kind=name)

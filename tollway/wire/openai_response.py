@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from tollway.core.errors import UpstreamErrorBody, UpstreamProtocolError
+from tollway.core.errors import UpstreamError, UpstreamErrorBody, UpstreamProtocolError
 from tollway.core.types import (
     ChatChunk,
     ChatResponse,
@@ -104,10 +104,22 @@ def _created(value: Any) -> int:
         ) from None
 
 
+def _without_choices(raw: Any) -> UpstreamError:
+    """Why an answer has no choices: an error object the upstream sent with its 200 (OpenRouter
+    and some compatible servers do, ``{"error": {...}}``: its words and the status it names,
+    as in a stream), else an answer of the wrong shape."""
+    # Imported here: that module reads error bodies with this one's error_from_wire.
+    from tollway.wire.openai_stream_errors import is_error_event, stream_error
+
+    if isinstance(raw, dict) and is_error_event(raw):
+        return stream_error(raw, "upstream answered 200 with an error")
+    return UpstreamProtocolError("upstream answered without a 'choices' array")
+
+
 def response_from_wire(raw: Any) -> ChatResponse:
     """Canonical response from an upstream Chat Completions body."""
     if not isinstance(raw, dict) or not isinstance(raw.get("choices"), list):
-        raise UpstreamProtocolError("upstream answered without a 'choices' array")
+        raise _without_choices(raw)
     try:
         choices = [_choice_from_wire(c) for c in raw["choices"]]
     except (KeyError, TypeError, AttributeError) as exc:
@@ -130,7 +142,7 @@ def usage_from_answer(raw: Any) -> ChatResponse:
     client is sent as it came (``ChatRequest.answer_as_is``), which needs only its usage. An
     answer without usage is parsed whole: its content is what its cost is estimated from."""
     if not isinstance(raw, dict) or not isinstance(raw.get("choices"), list):
-        raise UpstreamProtocolError("upstream answered without a 'choices' array")
+        raise _without_choices(raw)
     get = raw.get
     usage = usage_from_wire(get("usage"))
     if usage is None:  # the answer itself is then what its cost is estimated from

@@ -48,8 +48,9 @@ def is_error_event(raw: dict[str, Any]) -> bool:
     return bool(raw.get("error")) or raw.get("object") == "error"
 
 
-def stream_error(raw: dict[str, Any]) -> UpstreamStatusError:
-    """The failure an error event in the middle of an OpenAI-format stream reports.
+def stream_error(raw: dict[str, Any], said: str = "upstream stream failed") -> UpstreamStatusError:
+    """The failure an error event in the middle of an OpenAI-format stream reports (or, with
+    ``said`` in other words, a whole answer of 200 that is such an error object).
 
     Always worth another candidate while nothing was sent: the upstream had accepted the
     request (its 200 is sent), so even a refusal is about this attempt, e.g. Groq's
@@ -68,7 +69,7 @@ def stream_error(raw: dict[str, Any]) -> UpstreamStatusError:
     kind = body.kind or (error_type if isinstance(error_type, str) else None)
     failure = UpstreamStatusError(
         _status_given(fields) or _status_meant(words),
-        f"upstream stream failed: {body.message}",
+        f"{said}: {body.message}",
         error_type=body.type,
         code=body.code,
         param=body.param,

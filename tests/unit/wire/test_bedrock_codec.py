@@ -662,3 +662,12 @@ def test_error_bodies() -> None:
     assert error_from_wire(typed) == UpstreamErrorBody("bad", kind="ValidationException")
     assert error_from_wire({"Message": "Upper"})[0] == "Upper"
     assert error_from_wire("plain text")[0] == "plain text"
+
+
+def test_a_bedrock_error_body_of_another_shape_is_told_as_json_not_python() -> None:
+    # A proxy in front of Bedrock (an API gateway, LiteLLM) answers in OpenAI's error shape.
+    wrapped = {"error": {"message": "slow down", "type": "rate_limit"}}
+    assert error_from_wire(wrapped).message == "slow down"
+    odd = {"detail": "x" * 2000}
+    message = error_from_wire(odd).message
+    assert message.startswith('{"detail":"xxx') and len(message) <= 500
