@@ -234,6 +234,12 @@ def mock_provider(
     ttft_ms: Annotated[float, typer.Option(help="Time to first token, ms")] = 0.0,
     tpot_ms: Annotated[float, typer.Option(help="Time per output token, ms")] = 0.0,
     output_tokens: Annotated[int, typer.Option(help="Default completion length")] = 16,
+    cached_tokens: Annotated[
+        int, typer.Option(min=0, help="Prompt tokens to report as read from the cache")
+    ] = 0,
+    cache_write_tokens: Annotated[
+        int, typer.Option(min=0, help="Prompt tokens to report as written to the cache")
+    ] = 0,
     api_key: Annotated[
         str | None, typer.Option(help="Require this API key", envvar="TOLLWAY_SIM_API_KEY")
     ] = None,
@@ -257,6 +263,8 @@ def mock_provider(
         ttft_ms=ttft_ms,
         tpot_ms=tpot_ms,
         output_tokens=output_tokens,
+        cached_tokens=cached_tokens,
+        cache_write_tokens=cache_write_tokens,
         api_key=api_key,
         aws_access_key_id=aws_access_key_id,
         aws_secret_access_key=aws_secret_access_key,

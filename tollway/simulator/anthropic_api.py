@@ -10,7 +10,10 @@ empty one, as the real API does (a call without arguments: the empty one alone).
 Prompt caching: a request with a top-level ``cache_control`` (``{"type": "ephemeral"}``, with
 ``"ttl": "1h"`` for an hour) reports its whole prompt as written to the cache, in
 ``cache_creation_input_tokens`` and split by time to live in ``cache_creation``, as Anthropic
-does; the simulator keeps no cache, so nothing is ever read from it.
+does. The simulator keeps no cache: ``x-sim-cached-tokens`` says how much of the prompt was
+read from it (``cache_read_input_tokens``), ``x-sim-cache-write-tokens`` how much was written;
+``input_tokens`` is the rest of the prompt, as Anthropic counts it (``prompt_cache.py``).
+Streamed, they are in ``message_start``'s usage (and again in ``message_delta``'s).
 
 Refusals: with ``x-sim-refusal`` the answer is those words as text, ending with
 ``stop_reason: "refusal"``, as Claude's answers a safety classifier stops end.
@@ -76,6 +79,7 @@ from tollway.simulator.content import (
 )
 from tollway.simulator.errors import Dialect, json_response, request_id_header
 from tollway.simulator.exchange import SSE_HEADERS, Call, StreamParts, delay, send_stream
+from tollway.simulator.prompt_cache import NO_CACHE, PromptCache, prompt_cache
 from tollway.simulator.responses_tools import SEARCH_TOKENS
 from tollway.simulator.state import SimulatorState
 
@@ -344,25 +348,21 @@ def _with_searches(usage: dict[str, Any], searches: int) -> dict[str, Any]:
     return usage
 
 
-def _usage(input_tokens: int, output_tokens: int, cache_ttl: str | None = None) -> dict[str, Any]:
-    if cache_ttl is None:
-        return {
-            "input_tokens": input_tokens,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
-            "output_tokens": output_tokens,
-        }
-    hour = cache_ttl == "1h"
-    return {
-        "input_tokens": 0,
-        "cache_creation_input_tokens": input_tokens,
-        "cache_read_input_tokens": 0,
-        "cache_creation": {
-            "ephemeral_5m_input_tokens": 0 if hour else input_tokens,
-            "ephemeral_1h_input_tokens": input_tokens if hour else 0,
-        },
-        "output_tokens": output_tokens,
+def _usage(input_tokens: int, output_tokens: int, cache: PromptCache) -> dict[str, Any]:
+    """A Messages usage object; ``input_tokens`` is the whole prompt, of which Anthropic's
+    ``input_tokens`` says only what was neither read from nor written to the cache."""
+    usage: dict[str, Any] = {
+        "input_tokens": input_tokens - cache.reads - cache.writes,
+        "cache_creation_input_tokens": cache.writes,
+        "cache_read_input_tokens": cache.reads,
     }
+    if cache.writes:
+        usage["cache_creation"] = {
+            "ephemeral_5m_input_tokens": 0 if cache.hour else cache.writes,
+            "ephemeral_1h_input_tokens": cache.writes if cache.hour else 0,
+        }
+    usage["output_tokens"] = output_tokens
+    return usage
 
 
 def _thinking_block(completion: Completion) -> dict[str, Any]:
@@ -462,6 +462,7 @@ async def handle_messages(
     cited = None if completion.tool_calls or call.refusal else _cited_blocks(body)
     searches = _searches(body, prompt, call.searches)
     input_tokens += SEARCH_TOKENS * searches
+    cache = prompt_cache(call, input_tokens, ttl)
     found = _search_blocks(prompt, searches, state)
     message: dict[str, Any] = {
         "id": state.new_id("msg_"),
@@ -473,17 +474,17 @@ async def handle_messages(
         "stop_sequence": None,
         # Its usage names the service tier, as Anthropic's message_start does (and the
         # complete message: a streamed answer's final message equals the plain one).
-        "usage": {**_usage(input_tokens, 1, ttl), "service_tier": _SERVICE_TIER},
+        "usage": {**_usage(input_tokens, 1, cache), "service_tier": _SERVICE_TIER},
     }
     if body.get("stream") is True:
-        parts = stream_parts(message, completion, input_tokens, ttl, cited, found)
+        parts = stream_parts(message, completion, input_tokens, cache, cited, found)
         headers = {**SSE_HEADERS, request_id_header(Dialect.ANTHROPIC): call.request_id}
         return await send_stream(request, call, parts, headers)
     await delay(call, completion.output_tokens)
     message["content"] = found + (_blocks(completion) if cited is None else cited)
     message["stop_reason"] = _STOP_REASON[completion.finish]
     message["stop_sequence"] = completion.stop_sequence
-    usage = _with_searches(_usage(input_tokens, completion.output_tokens, ttl), searches)
+    usage = _with_searches(_usage(input_tokens, completion.output_tokens, cache), searches)
     message["usage"] = {**usage, "service_tier": _SERVICE_TIER}
     return json_response(message, call.request_id, Dialect.ANTHROPIC)
 
@@ -556,7 +557,7 @@ def stream_parts(
     message: dict[str, Any],
     completion: Completion,
     input_tokens: int,
-    cache_ttl: str | None = None,
+    cache: PromptCache = NO_CACHE,
     cited: list[dict[str, Any]] | None = None,
     found: list[dict[str, Any]] | None = None,
 ) -> StreamParts:
@@ -607,7 +608,7 @@ def stream_parts(
             "stop_sequence": completion.stop_sequence,
         },
         "usage": _with_searches(
-            _usage(input_tokens, completion.output_tokens, cache_ttl),
+            _usage(input_tokens, completion.output_tokens, cache),
             sum(1 for block in found or () if block["type"] == "server_tool_use"),
         ),
     }

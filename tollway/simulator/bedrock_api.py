@@ -17,8 +17,10 @@ Prompt caching: a request holding a ``cachePoint`` block (in ``system``, a messa
 ``ValidationException``) reports its whole prompt as written to the cache
 (``cacheWriteInputTokens``, ``inputTokens`` 0), at the longest ``ttl`` its points name
 (``cacheDetails``: ``[{"ttl": "1h", "inputTokens": N}]``, as Bedrock splits writes by time to
-live); the simulator keeps no cache, so nothing is ever read from it. Without a cache point
-there are no cache counts, as Bedrock answers.
+live). The simulator keeps no cache: ``x-sim-cached-tokens`` says how much of the prompt was
+read from it (``cacheReadInputTokens``), ``x-sim-cache-write-tokens`` how much was written;
+``inputTokens`` is the rest (``prompt_cache.py``), streamed in the ``metadata`` event. Without
+a cache point or those knobs there are no cache counts, as Bedrock answers.
 
 ``additionalModelResponseFieldPaths`` naming ``/stop_sequence`` (Claude's own response field)
 gets ``additionalModelResponseFields: {"stop_sequence": ...}``, the sequence the answer stopped
@@ -72,6 +74,7 @@ from tollway.simulator.content import (
 )
 from tollway.simulator.errors import Dialect, json_response, request_id_header
 from tollway.simulator.exchange import Call, StreamParts, delay, send_stream
+from tollway.simulator.prompt_cache import PromptCache, prompt_cache
 from tollway.simulator.state import SimulatorState
 
 STREAM_HEADERS = {"Content-Type": eventstream.CONTENT_TYPE}
@@ -462,21 +465,24 @@ def caches(body: dict[str, Any]) -> str | None:
     return found
 
 
-def _usage(input_tokens: int, output_tokens: int, cache_ttl: str | None = None) -> dict[str, Any]:
-    if cache_ttl is None:
-        return {
-            "inputTokens": input_tokens,
-            "outputTokens": output_tokens,
-            "totalTokens": input_tokens + output_tokens,
-        }
-    return {
-        "inputTokens": 0,
+def _usage(
+    input_tokens: int, output_tokens: int, cache: PromptCache, ttl: str | None
+) -> dict[str, Any]:
+    """A Converse usage object; ``input_tokens`` is the whole prompt, of which Bedrock's
+    ``inputTokens`` says only what was neither read from nor written to the cache (its
+    ``totalTokens`` counts them all). Cache counts only when the request used the cache."""
+    usage: dict[str, Any] = {
+        "inputTokens": input_tokens - cache.reads - cache.writes,
         "outputTokens": output_tokens,
         "totalTokens": input_tokens + output_tokens,
-        "cacheReadInputTokens": 0,
-        "cacheWriteInputTokens": input_tokens,
-        "cacheDetails": [{"ttl": cache_ttl, "inputTokens": input_tokens}],
     }
+    if ttl is None and not cache.reads and not cache.writes:
+        return usage
+    usage["cacheReadInputTokens"] = cache.reads
+    usage["cacheWriteInputTokens"] = cache.writes
+    if cache.writes:
+        usage["cacheDetails"] = [{"ttl": ttl or "5m", "inputTokens": cache.writes}]
+    return usage
 
 
 def _content(
@@ -500,7 +506,9 @@ async def handle_converse(
     prompt, input_tokens = read_prompt(call.body, call.output_tokens)
     completion = complete(prompt, 0, lambda: state.new_id("tooluse_"))
     redacted = bool(_REDACTED.search(prompt.last_user_text))
-    usage = _usage(input_tokens, completion.output_tokens, caches(call.body))
+    ttl = caches(call.body)
+    cache = prompt_cache(call, input_tokens, ttl)
+    usage = _usage(input_tokens, completion.output_tokens, cache, ttl)
     latency = {"latencyMs": int((call.ttft + completion.output_tokens * call.tpot) * 1000)}
     fields = _response_fields(call.body, completion)
     cited = None if completion.tool_calls else cited_blocks(call.body)

@@ -98,6 +98,10 @@ class Call:
     """``x-sim-events``: how a Bedrock stream's last events differ from Bedrock's own order
     (``metadata-first``: ``metadata`` before ``messageStop``; ``no-stop``: no
     ``messageStop``; ``no-metadata``: no ``metadata``)."""
+    cached_tokens: int = 0
+    """``x-sim-cached-tokens``: prompt tokens to report as read from the prompt cache."""
+    cache_write_tokens: int = 0
+    """``x-sim-cache-write-tokens``: prompt tokens to report as written to the cache."""
 
 
 def _has_key(request: web.BaseRequest, key: str) -> bool:
@@ -184,6 +188,8 @@ async def admit(
         own_error = _stream_error_knob(request.headers.get("x-sim-stream-error"), dialect)
         searches = int(_knob(request, "x-sim-searches", 1))
         events = _events_knob(request.headers.get("x-sim-events"))
+        cached = int(_knob(request, "x-sim-cached-tokens", settings.cached_tokens))
+        cache_writes = int(_knob(request, "x-sim-cache-write-tokens", settings.cache_write_tokens))
     except ValueError as exc:
         return error_response(dialect, 400, f"simulator: {exc}", request_id=request_id)
     stop_after = None
@@ -241,6 +247,8 @@ async def admit(
         keep_alive=keep_alive,
         headless=headless,
         events=events,
+        cached_tokens=cached,
+        cache_write_tokens=cache_writes,
     )
 
 

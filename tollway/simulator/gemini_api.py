@@ -68,6 +68,7 @@ from tollway.simulator.gemini_thinking import (
     usage,
 )
 from tollway.simulator.google_oauth import issued_token_is_valid
+from tollway.simulator.prompt_cache import prompt_cache
 from tollway.simulator.settings import SimulatorSettings
 from tollway.simulator.state import SimulatorState
 
@@ -324,7 +325,7 @@ async def handle_gemini(
         )
     events = _events(
         model, response_id, completions, input_tokens, ending, show, call.sign_last_text,
-        grounding, top,
+        grounding, top, prompt_cache(call, input_tokens).reads,
     )  # fmt: skip
     if request.query.get("alt") != "sse":
         await delay(call, sum(c.output_tokens for c in completions))
@@ -348,6 +349,7 @@ async def _answer(
 ) -> web.Response:
     output_tokens = sum(completion.output_tokens for completion in completions)
     thoughts = sum(len(completion.reasoning) for completion in completions)
+    cached = prompt_cache(call, input_tokens).reads  # Gemini says no cache writes
     await delay(call, output_tokens)
     candidates = [
         _candidate(completion, index, call.finish_reason, show)
@@ -362,7 +364,7 @@ async def _answer(
             candidate.update(logprobs_result(completion.pieces, top))
     payload = {
         "candidates": candidates,
-        "usageMetadata": usage(input_tokens, output_tokens, thoughts),
+        "usageMetadata": usage(input_tokens, output_tokens, thoughts, cached),
         "modelVersion": model,
         "responseId": response_id,
     }
@@ -389,6 +391,7 @@ def _events(
     sign_last_text: bool = False,
     grounding: dict[str, Any] | None = None,
     top: int | None = None,
+    cached: int = 0,
 ) -> StreamParts:
     """Every object of a stream, each framed as one server-sent event; ``sign_last_text``: an
     answer without calls is signed on its last text piece, not on the empty part after it."""
@@ -398,7 +401,7 @@ def _events(
     def event(candidates: list[dict[str, Any]]) -> bytes:
         payload = {
             "candidates": candidates,
-            "usageMetadata": usage(input_tokens, produced, thoughts),
+            "usageMetadata": usage(input_tokens, produced, thoughts, cached),
             "modelVersion": model,
             "responseId": response_id,
         }

@@ -131,13 +131,16 @@ def signed_parts(
     return ([{"text": reasoning, "thought": True}] if show else []) + out
 
 
-def usage(input_tokens: int, output_tokens: int, thoughts: int) -> dict[str, int]:
-    """``usageMetadata``: ``output_tokens`` includes the ``thoughts``, which are apart."""
+def usage(input_tokens: int, output_tokens: int, thoughts: int, cached: int = 0) -> dict[str, int]:
+    """``usageMetadata``: ``output_tokens`` includes the ``thoughts``, which are apart, and
+    ``input_tokens`` the ``cached`` ones, which Gemini says apart only when there are some."""
     out = {
         "promptTokenCount": input_tokens,
         "candidatesTokenCount": output_tokens - thoughts,
         "totalTokenCount": input_tokens + output_tokens,
     }
+    if cached:
+        out["cachedContentTokenCount"] = cached
     if thoughts:
         out["thoughtsTokenCount"] = thoughts
     return out

@@ -60,6 +60,7 @@ from tollway.simulator.content import (
 )
 from tollway.simulator.errors import Dialect, json_response, request_id_header
 from tollway.simulator.exchange import SSE_HEADERS, Call, StreamParts, delay, send_stream
+from tollway.simulator.prompt_cache import NO_CACHE, PromptCache, prompt_cache
 from tollway.simulator.state import SimulatorState
 
 SYSTEM_FINGERPRINT = "fp_tollway_sim"
@@ -331,13 +332,22 @@ def _check_call_ids(message: dict[str, Any], index: int) -> None:
             )
 
 
-def usage(prompt_tokens: int, completion_tokens: int, reasoning_tokens: int = 0) -> dict[str, Any]:
-    """An OpenAI usage object."""
+def usage(
+    prompt_tokens: int,
+    completion_tokens: int,
+    reasoning_tokens: int = 0,
+    cache: PromptCache = NO_CACHE,
+) -> dict[str, Any]:
+    """An OpenAI usage object; ``prompt_tokens`` includes the cache's reads and writes, as
+    OpenAI counts them."""
+    details = {"cached_tokens": cache.reads, "audio_tokens": 0}
+    if cache.writes:  # OpenAI says writes only for the models that bill them (GPT-5.6 on)
+        details["cache_write_tokens"] = cache.writes
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "prompt_tokens_details": details,
         "completion_tokens_details": {
             "reasoning_tokens": reasoning_tokens,
             "audio_tokens": 0,
@@ -408,7 +418,8 @@ async def handle_chat(
     created = int(time.time())
     completion_tokens = sum(c.output_tokens for c in completions)
     reasoning_tokens = sum(len(c.reasoning) for c in completions)
-    used = usage(prompt_tokens, completion_tokens, reasoning_tokens)
+    cache = prompt_cache(call, prompt_tokens)
+    used = usage(prompt_tokens, completion_tokens, reasoning_tokens, cache)
     if body.get("stream") is True:
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True

@@ -51,6 +51,7 @@ from tollway.simulator.content import (
 )
 from tollway.simulator.errors import Dialect, json_response, request_id_header
 from tollway.simulator.exchange import SSE_HEADERS, Call, StreamParts, delay, send_stream
+from tollway.simulator.prompt_cache import PromptCache, prompt_cache
 from tollway.simulator.responses_tools import (
     SEARCH_TOKENS,
     continued_tokens,
@@ -226,7 +227,8 @@ async def handle_responses(
     input_tokens += SEARCH_TOKENS * made
     output = _output(completion, body, state, found)
     status = "incomplete" if completion.finish == "length" else "completed"
-    usage = None if call.omit_usage else _usage(input_tokens, completion)
+    cache = prompt_cache(call, input_tokens)
+    usage = None if call.omit_usage else _usage(input_tokens, completion, cache)
     final = _response(body, state.new_id("resp_"), model, status, output, usage)
     if body.get("store") is not False:
         state.store_response(final["id"], input_tokens + completion.output_tokens)
@@ -250,11 +252,15 @@ async def handle_responses(
     return await send_stream(request, call, parts, headers)
 
 
-def _usage(input_tokens: int, completion: Completion) -> JSON:
+def _usage(input_tokens: int, completion: Completion, cache: PromptCache) -> JSON:
+    """A Responses usage object: ``input_tokens`` includes the cache's reads and writes."""
     output_tokens = completion.output_tokens
     return {
         "input_tokens": input_tokens,
-        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "input_tokens_details": {
+            "cached_tokens": cache.reads,
+            "cache_write_tokens": cache.writes,
+        },
         "output_tokens": output_tokens,
         "output_tokens_details": {"reasoning_tokens": len(completion.reasoning)},
         "total_tokens": input_tokens + output_tokens,

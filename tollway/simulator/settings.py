@@ -22,6 +22,10 @@ class SimulatorSettings(BaseModel):
     ttft_ms: float = Field(default=0.0, ge=0.0)
     tpot_ms: float = Field(default=0.0, ge=0.0)
     output_tokens: int = Field(default=16, ge=1)
+    cached_tokens: int = Field(default=0, ge=0)
+    """Of each prompt, how many tokens to report as read from the provider's prompt cache."""
+    cache_write_tokens: int = Field(default=0, ge=0)
+    """Of each prompt, how many tokens to report as written to the cache (where the API says)."""
     embedding_dimensions: int = Field(default=1536, ge=1, le=65536)
     api_key: str | None = None
     aws_access_key_id: str | None = None

@@ -61,7 +61,9 @@ def usage_from_wire(raw: Any) -> Usage | None:
             # DeepSeek (before it also sent the details) and some proxies say cache hits only
             # so: billed at the full input rate otherwise.
             else int(extra.get("prompt_cache_hit_tokens") or 0),
-            0,
+            # OpenAI's writes (GPT-5.6 on), billed above plain input: lost, they were billed
+            # as input.
+            int(prompt_details.get("cache_write_tokens") or 0) if prompt_details else 0,
             int(completion_details.get("reasoning_tokens") or 0) if completion_details else 0,
             extra,
         )
@@ -160,6 +162,7 @@ def usage_from_answer(raw: Any) -> ChatResponse:
 
 class _InputDetails(msgspec.Struct):
     cached_tokens: int = 0
+    cache_write_tokens: int = 0
 
 
 class _OutputDetails(msgspec.Struct):
@@ -211,7 +214,7 @@ def usage_from_answer_bytes(payload: bytes) -> ChatResponse:
             usage.prompt_tokens,
             usage.completion_tokens,
             usage.prompt_cache_hit_tokens if prompt is None else prompt.cached_tokens,
-            0,
+            0 if prompt is None else prompt.cache_write_tokens,
             0 if output is None else output.reasoning_tokens,
         ),
         {},

@@ -451,6 +451,20 @@ def test_cache_hits_said_only_as_deepseeks_prompt_cache_hit_tokens_are_cached_in
     assert both is not None and both.cached_input_tokens == 1000
 
 
+def test_openais_cache_writes_are_read_whether_the_answer_is_parsed_or_read_as_bytes() -> None:
+    # GPT-5.6 on bills prompt tokens written to the cache at 1.25x input and says them in
+    # prompt_tokens_details.cache_write_tokens: both readers dropped them, billed as input.
+    details = {"cached_tokens": 40, "cache_write_tokens": 8}
+    wire = {"prompt_tokens": 83, "completion_tokens": 16, "prompt_tokens_details": details}
+    parsed = usage_from_wire(wire)
+    assert parsed is not None and (parsed.cached_input_tokens, parsed.cache_write_tokens) == (
+        40, 8,
+    )  # fmt: skip
+    body = {"id": "c", "choices": [], "usage": wire}
+    read = usage_from_answer_bytes(orjson.dumps(body)).usage
+    assert read is not None and (read.cached_input_tokens, read.cache_write_tokens) == (40, 8)
+
+
 def _counts(response: ChatResponse) -> tuple[object, ...]:
     usage = response.usage
     assert usage is not None
