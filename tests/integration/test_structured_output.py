@@ -3,7 +3,8 @@
 ``chat.completions.parse``, ``chat.completions.stream`` and ``responses.parse`` with a pydantic
 model (nested models under ``$defs``, enums, nullable fields, nested arrays) must come back
 parsed into the model whichever family answers; a schema that Claude's structured output
-(Anthropic's, Bedrock's) cannot take is a 400 naming what, before any call, when strict.
+(Anthropic's, Bedrock's) cannot take is a 400 naming what, before any call, when strict, and
+naming the field the client sent it in.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal, Optional
 
+import anthropic
 import openai
 import pytest
 from pydantic import BaseModel, Field
@@ -113,3 +115,27 @@ def test_a_recursive_schema_is_a_400_for_claude(gpt: openai.OpenAI, model: str) 
     with pytest.raises(openai.BadRequestError) as caught:
         gpt.chat.completions.parse(model=model, messages=user("a tree"), response_format=Node)
     assert "recursive" in caught.value.message
+
+
+@pytest.mark.parametrize("field", ["output_config.format", "output_format"])
+def test_an_anthropic_clients_schema_claude_cannot_take_is_named_as_it_sent_it(
+    claude: anthropic.Anthropic, field: str
+) -> None:
+    # Bedrock's Claude refuses the bound as Anthropic's would; the client sent no
+    # response_format, so the 400 names its own field (``output_format``: the beta's form).
+    fmt = {
+        "type": "json_schema",
+        "schema": {**Rated.model_json_schema(), "additionalProperties": False},
+    }
+    sent = (
+        {"output_config": {"format": fmt}}
+        if field == "output_config.format"
+        else {"output_format": fmt}
+    )
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        claude.messages.create(
+            model="test-bedrock", max_tokens=64, messages=user("rate it"), extra_body=sent
+        )
+    message = caught.value.body["error"]["message"]  # type: ignore[index]
+    assert f"'{field}.schema'" in message and "'minimum'" in message
+    assert "response_format" not in message and "strict" not in message  # it has no strict
