@@ -3,7 +3,9 @@
 ``chat.completions.parse``, ``chat.completions.stream`` and ``responses.parse`` with a pydantic
 model (nested models under ``$defs``, enums, nullable fields, nested arrays) must come back
 parsed into the model whichever family answers; a schema that Claude's structured output
-(Anthropic's, Bedrock's) cannot take is a 400 naming what, before any call, when strict.
+(Anthropic's, Bedrock's) cannot take, or that Gemini's would ignore, is a 400 naming what,
+before any call, when strict, and naming the field the client sent it in; words in the
+description when not.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal, Optional
 
+import anthropic
 import openai
 import pytest
 from pydantic import BaseModel, Field
@@ -37,6 +40,11 @@ class Rated(BaseModel):
     stars: int = Field(ge=1, le=5)
 
 
+class Coded(BaseModel):
+    code: str = Field(pattern="^[A-Z]{3}$", max_length=3)
+    kind: Literal["coded"]
+
+
 class Node(BaseModel):
     label: str
     children: list[Node]
@@ -45,6 +53,8 @@ class Node(BaseModel):
 def claude_schema_sent(simulator_url: str, marker: str) -> dict[str, Any]:
     """The JSON schema the simulator received for the request mentioning ``marker``."""
     body = sent_upstream(simulator_url, marker)
+    if "generationConfig" in body:
+        return dict(body["generationConfig"]["responseJsonSchema"])
     if "output_config" in body:
         return dict(body["output_config"]["format"]["schema"])
     text = body["outputConfig"]["textFormat"]["structure"]["jsonSchema"]["schema"]
@@ -113,3 +123,70 @@ def test_a_recursive_schema_is_a_400_for_claude(gpt: openai.OpenAI, model: str) 
     with pytest.raises(openai.BadRequestError) as caught:
         gpt.chat.completions.parse(model=model, messages=user("a tree"), response_format=Node)
     assert "recursive" in caught.value.message
+
+
+@pytest.mark.parametrize("field", ["output_config.format", "output_format"])
+def test_an_anthropic_clients_schema_claude_cannot_take_is_named_as_it_sent_it(
+    claude: anthropic.Anthropic, field: str
+) -> None:
+    # Bedrock's Claude refuses the bound as Anthropic's would; the client sent no
+    # response_format, so the 400 names its own field (``output_format``: the beta's form).
+    fmt = {
+        "type": "json_schema",
+        "schema": {**Rated.model_json_schema(), "additionalProperties": False},
+    }
+    sent = (
+        {"output_config": {"format": fmt}}
+        if field == "output_config.format"
+        else {"output_format": fmt}
+    )
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        claude.messages.create(
+            model="test-bedrock", max_tokens=64, messages=user("rate it"), extra_body=sent
+        )
+    message = caught.value.body["error"]["message"]  # type: ignore[index]
+    assert f"'{field}.schema'" in message and "'minimum'" in message
+    assert "response_format" not in message and "strict" not in message  # it has no strict
+
+
+def test_a_strict_keyword_gemini_would_ignore_is_a_400_naming_it(
+    gpt: openai.OpenAI, claude: anthropic.Anthropic
+) -> None:
+    # Gemini ignores "maxLength" and "pattern": strict cannot promise the answer keeps them.
+    with pytest.raises(openai.BadRequestError) as caught:
+        gpt.chat.completions.parse(
+            model="test-gemini", messages=user("a code"), response_format=Coded
+        )
+    assert caught.value.param == "response_format.json_schema.schema"
+    assert "'maxLength'" in caught.value.message and "$.properties.code" in caught.value.message
+    with pytest.raises(openai.BadRequestError) as caught:
+        gpt.responses.parse(model="test-gemini", input="a code", text_format=Coded)
+    assert caught.value.param == "text.format.schema"
+    fmt = {"type": "json_schema", "schema": Coded.model_json_schema()}
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        claude.messages.create(
+            model="test-gemini",
+            max_tokens=64,
+            messages=user("a code"),
+            extra_body={"output_config": {"format": fmt}},
+        )
+    message = refused.value.body["error"]["message"]  # type: ignore[index]
+    assert "'output_config.format.schema'" in message and "'maxLength'" in message
+    assert "strict" not in message
+
+
+def test_a_loose_schemas_keywords_gemini_would_ignore_reach_it_as_words(
+    gpt: openai.OpenAI, simulator_url: str
+) -> None:
+    schema = Coded.model_json_schema()
+    asked = "a code loosely on gemini"
+    answer = gpt.chat.completions.create(
+        model="test-gemini",
+        messages=user(asked),
+        response_format={"type": "json_schema", "json_schema": {"name": "c", "schema": schema}},
+    )
+    assert set(json.loads(answer.choices[0].message.content or "")) == {"code", "kind"}
+    sent = claude_schema_sent(simulator_url, asked)["properties"]
+    assert "pattern" not in sent["code"] and "maxLength" not in sent["code"]
+    assert sent["code"]["description"] == "{maxLength: 3, pattern: ^[A-Z]{3}$}"
+    assert sent["kind"]["enum"] == ["coded"] and "const" not in sent["kind"]

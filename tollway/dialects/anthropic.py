@@ -25,6 +25,7 @@ from tollway.core.context import RequestContext
 from tollway.core.errors import GatewayError, InvalidRequest
 from tollway.core.types import ChatRequest, Usage
 from tollway.dialects.http import (
+    Failure,
     exchange,
     expect_later,
     request_id,
@@ -32,6 +33,7 @@ from tollway.dialects.http import (
     stream_events,
 )
 from tollway.dialects.route_miss import route_miss
+from tollway.wire.anthropic_paths import client_param
 from tollway.wire.anthropic_request import asks_for_thinking, request_from_wire
 from tollway.wire.anthropic_response import WIRE_FORMAT, response_to_wire
 from tollway.wire.anthropic_stream import StreamWriter, event
@@ -148,8 +150,15 @@ class AnthropicDialect:
 
     async def messages(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/messages``, streaming or not."""
+        sent: list[dict[str, Any]] = []
+
+        def parse(body: dict[str, Any]) -> ChatRequest:
+            sent.append(body)
+            return request_from_wire(body)
+
+        fail = _failure(sent)
         return await exchange(
-            request, self._gateway, request_from_wire, self._answer, failure, logged_as="messages"
+            request, self._gateway, parse, self._answer, fail, logged_as="messages"
         )
 
     async def _answer(
@@ -174,10 +183,13 @@ class AnthropicDialect:
     async def count_tokens(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/messages/count_tokens``: the provider's count, or a local estimate."""
 
+        sent: list[dict[str, Any]] = []
+
         def parse(body: dict[str, Any]) -> ChatRequest:
+            sent.append(body)
             return request_from_wire(body, counting=True)
 
-        return await exchange(request, self._gateway, parse, self._count, failure)
+        return await exchange(request, self._gateway, parse, self._count, _failure(sent))
 
     async def _count(
         self, request: web.Request, pipeline: Pipeline, ctx: RequestContext
@@ -203,9 +215,19 @@ def _headers(ctx: RequestContext) -> dict[str, str]:
     return {**routing_headers(ctx), "request-id": ctx.request_id}
 
 
-def failure(exc: GatewayError, rid: str, headers: dict[str, str]) -> web.Response:
-    """``exc`` in Anthropic's shape (the ``Failure`` an ``exchange`` renders errors with)."""
-    return error_response(exc, rid, headers)
+def _failure(sent: list[dict[str, Any]]) -> Failure:
+    """Errors in Anthropic's shape that name the fields as the client sent them (``sent``: the
+    body, once read): a later step names the canonical request's, Chat Completions' fields."""
+
+    def fail(exc: GatewayError, rid: str, headers: dict[str, str]) -> web.Response:
+        if exc.param and sent:
+            name = client_param(exc.param, sent[0])
+            if name != exc.param:
+                exc.message = exc.message.replace(f"'{exc.param}'", f"'{name}'")
+                exc.param = name
+        return error_response(exc, rid, headers)
+
+    return fail
 
 
 def _json(payload: object, ctx: RequestContext) -> web.Response:

@@ -9,7 +9,8 @@ REST shape: ``contents`` of ``user`` / ``model`` turns whose parts are ``text``,
 ``systemInstruction``; ``tools[].functionDeclarations`` (``parametersJsonSchema`` or
 ``parameters``); ``toolConfig.functionCallingConfig``; ``generationConfig`` with
 ``maxOutputTokens``, ``stopSequences``, ``candidateCount`` and ``responseMimeType`` /
-``responseJsonSchema`` (or ``responseSchema``). As Google does, a content without parts or with
+``responseJsonSchema`` (or ``responseSchema``; like Google's, a keyword outside its subset
+is not refused: Google ignores it). As Google does, a content without parts or with
 an empty text part is a 400 ("empty text parameter"), and so is an ``inlineData`` or
 ``fileData`` part without its ``mimeType`` ("empty mimeType parameter"), and so is a turn
 whose ``functionResponse`` parts do not answer, one for one, the ``functionCall`` parts of the

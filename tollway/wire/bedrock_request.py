@@ -68,6 +68,7 @@ from tollway.wire.anthropic_request import (
     asks_for_thinking,
     check_temperature,
 )
+from tollway.wire.anthropic_request import WIRE_FORMAT as ANTHROPIC_FORMAT
 from tollway.wire.bedrock_content import (
     assistant_blocks,
     assistant_from_wire,
@@ -154,6 +155,8 @@ def request_to_wire(
     request = thinking_for_effort(request)
     thinking = request.thinking
     foreign = request.wire_format != WIRE_FORMAT
+    # An Anthropic client's format has no strict to turn off: its 400 does not offer it.
+    loosable = request.wire_format != ANTHROPIC_FORMAT
     if (foreign or not family.claude_fields) and not asks_for_thinking(request):
         thinking = None
     request = request_for(request, WIRE_FORMAT)
@@ -177,7 +180,7 @@ def request_to_wire(
     _merge(body, "inferenceConfig", _inference_to_wire(request))
     _merge(body, "toolConfig", tool_config)
     if fmt is not None and fmt.type == "json_schema":
-        _merge(body, "outputConfig", {"textFormat": _text_format_to_wire(fmt, foreign)})
+        _merge(body, "outputConfig", {"textFormat": _text_format_to_wire(fmt, foreign, loosable)})
     if family is CLAUDE and request.parallel_tool_calls is False:
         model_fields |= _one_call_at_a_time(body.get("toolConfig"))
     _merge(body, "additionalModelRequestFields", model_fields)
@@ -429,15 +432,15 @@ def _tool_to_wire(tool: Tool, foreign: bool = False) -> list[dict[str, Any]]:
     return [{"toolSpec": spec}, *cache_point(tool.extra)]
 
 
-def _text_format_to_wire(fmt: ResponseFormat, foreign: bool) -> dict[str, Any]:
+def _text_format_to_wire(fmt: ResponseFormat, foreign: bool, loosable: bool) -> dict[str, Any]:
     """``outputConfig.textFormat``; ``foreign``: another format's schema, whose objects are
-    closed as Bedrock requires."""
+    closed as Bedrock requires; ``loosable``: its format has a ``strict`` to turn off."""
     definition = dict(fmt.json_schema or {})
     # Converse has no such field; its output always conforms
     strict = definition.pop("strict", None) is True
     schema = definition.get("schema") or {"type": "object"}
     if foreign:
-        schema = claude_schema(schema, strict, "Bedrock")
+        schema = claude_schema(schema, strict, "Bedrock", loosable)
     definition["schema"] = orjson.dumps(schema).decode()
     definition.setdefault("name", "response")
     return {"type": "json_schema", "structure": {"jsonSchema": definition}}

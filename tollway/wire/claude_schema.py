@@ -37,6 +37,8 @@ _BOUNDS = (
     "minProperties",
     "maxProperties",
 )
+_LOOSEN = "leave it out, or send the schema with strict false"
+_RESTATE = "leave it out, or say it in the schema's description"
 _SUBSCHEMAS = ("items", "additionalProperties", "not", "if", "then", "else", "contains")
 _SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
 _SUBSCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions")
@@ -67,14 +69,16 @@ def closed_schema(schema: Any) -> Any:
     return out
 
 
-def claude_schema(schema: Any, strict: bool, provider: str) -> Any:
+def claude_schema(schema: Any, strict: bool, provider: str, loosable: bool = True) -> Any:
     """``schema`` (a copy) as Claude's structured output on ``provider`` takes it, or an
-    ``InvalidRequest`` naming what it cannot take (the module's docstring)."""
+    ``InvalidRequest`` naming what it cannot take (the module's docstring); ``loosable``:
+    whether the client's format has a ``strict`` to turn off (OpenAI's; Anthropic's has none)."""
     _refuse_recursion(schema, provider)
-    return _fitted(closed_schema(schema), "$", strict, provider)
+    advice = _LOOSEN if loosable else _RESTATE
+    return _fitted(closed_schema(schema), "$", strict, provider, advice)
 
 
-def _fitted(schema: Any, where: str, strict: bool, provider: str) -> Any:
+def _fitted(schema: Any, where: str, strict: bool, provider: str, advice: str) -> Any:
     if not isinstance(schema, dict):
         return schema
     out = dict(schema)
@@ -85,24 +89,24 @@ def _fitted(schema: Any, where: str, strict: bool, provider: str) -> Any:
     if isinstance(out.get("minItems"), int) and out["minItems"] > 1:
         bounds.append("minItems")
     if bounds and strict:
-        _refuse(bounds[0], where, provider, "leave it out, or send the schema with strict false")
+        _refuse(bounds[0], where, provider, advice)
     if bounds:
         said = ", ".join(f"{key}: {out.pop(key)}" for key in bounds)
         description = out.get("description")
         out["description"] = (f"{description}\n\n" if description else "") + "{" + said + "}"
     for key in _SUBSCHEMAS:
         if isinstance(out.get(key), dict):
-            out[key] = _fitted(out[key], f"{where}.{key}", strict, provider)
+            out[key] = _fitted(out[key], f"{where}.{key}", strict, provider, advice)
     for key in _SUBSCHEMA_LISTS:
         if isinstance(out.get(key), list):
             out[key] = [
-                _fitted(item, f"{where}.{key}[{i}]", strict, provider)
+                _fitted(item, f"{where}.{key}[{i}]", strict, provider, advice)
                 for i, item in enumerate(out[key])
             ]
     for key in _SUBSCHEMA_MAPS:
         if isinstance(out.get(key), dict):
             out[key] = {
-                name: _fitted(item, f"{where}.{key}.{name}", strict, provider)
+                name: _fitted(item, f"{where}.{key}.{name}", strict, provider, advice)
                 for name, item in out[key].items()
             }
     return out

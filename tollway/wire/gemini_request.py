@@ -19,7 +19,9 @@ Where Gemini's shape differs from the canonical one:
   named function is ``ANY`` with ``allowedFunctionNames`` holding only it.
 - Sampling (``topK`` too), length, stop sequences, ``n`` (``candidateCount``), ``seed`` and
   JSON output live in ``generationConfig``: ``json_object`` is ``responseMimeType:
-  application/json`` and ``json_schema`` adds the schema as ``responseJsonSchema``.
+  application/json`` and ``json_schema`` adds the schema as ``responseJsonSchema``; another
+  format's schema keeps no keyword Gemini would ignore: a 400 naming it when strict, words in
+  the description when not (``gemini_schema``).
 - Thinking is ``generationConfig.thinkingConfig``: a budget or a level by the model
   (``gemini_thinking``).
 - An OpenAI-format client's tool call carrying Gemini's signature as Google's
@@ -67,11 +69,13 @@ from tollway.wire.gemini_content import (
     parts_from_wire,
 )
 from tollway.wire.gemini_logprobs import LOGPROBS, take_logprobs
+from tollway.wire.gemini_schema import gemini_schema
 from tollway.wire.gemini_thinking import thinking_config
 from tollway.wire.thought_signatures import signatures_from_calls
 
 WIRE_FORMAT = "gemini"
 OPENAI_FORMAT = "openai"
+ANTHROPIC_FORMAT = "anthropic"
 JSON_MIME_TYPE = "application/json"
 
 _REQUEST_KEYS = frozenset(
@@ -125,6 +129,8 @@ def request_to_wire(
     which goes in the URL; it says how the model takes thinking); ``result_uris``: whether
     the API takes an image by URL in a tool result (Vertex AI does, the Gemini API does not)."""
     foreign = is_foreign(request.wire_format, WIRE_FORMAT)
+    # An Anthropic client's format has no strict to turn off: its 400 does not offer it.
+    loosable = request.wire_format != ANTHROPIC_FORMAT
     if request.wire_format == OPENAI_FORMAT:  # signatures on calls, as Google's API has them
         request = signatures_from_calls(request)
     request, thinking = thinking_config(request, model)
@@ -152,6 +158,12 @@ def request_to_wire(
     if tool_config:
         body["toolConfig"] = tool_config
     _generation_to_wire(request, generation)
+    fmt = request.response_format
+    if foreign and fmt is not None and fmt.type == "json_schema":
+        strict = (fmt.json_schema or {}).get("strict") is True
+        generation["responseJsonSchema"] = gemini_schema(
+            generation["responseJsonSchema"], strict, loosable
+        )
     if generation:
         body["generationConfig"] = generation
     return body
