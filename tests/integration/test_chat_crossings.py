@@ -238,3 +238,35 @@ def test_an_answer_echoed_back_with_empty_audio_still_crosses(
     ]
     completion = gpt.chat.completions.create(model=model, messages=messages, max_tokens=3)
     assert completion.choices[0].message.content
+
+
+def _function_result(asked: str) -> list[Any]:
+    """A legacy function call and its result (a ``function`` message), then a question."""
+    return [
+        *_turn_with("function_call", "unused")[:2],
+        {"role": "function", "name": "get_weather", "content": '{"temperature": 7}'},
+        {"role": "user", "content": asked},
+    ]
+
+
+def test_a_legacy_function_result_reaches_an_openai_deployment(
+    gpt: openai.OpenAI, simulator_url: str
+) -> None:
+    # OpenAI's API still takes the deprecated "function" role; the gateway refused it as a
+    # role it did not know, a 400 OpenAI itself would not answer.
+    asked = marker("after a function result")
+    messages = _function_result(asked)
+    gpt.chat.completions.create(model="test-chat", messages=messages, max_tokens=3)
+    assert sent_upstream(simulator_url, asked)["messages"][2] == messages[2]
+
+
+@pytest.mark.parametrize("model", OTHER_FAMILIES)
+def test_a_legacy_function_result_is_a_400_naming_it_for_another_family(
+    gpt: openai.OpenAI, model: str
+) -> None:
+    messages: Any = [*_function_result(marker("function result"))]
+    del messages[1]  # the result alone: its role is what no other family has
+    with pytest.raises(openai.BadRequestError) as caught:
+        gpt.chat.completions.create(model=model, messages=messages, max_tokens=3)
+    assert caught.value.param == "messages[1].role"
+    assert "'function'" in str(caught.value.message)

@@ -27,7 +27,7 @@ that came from another format passes it through here first:
   families, whose APIs take at least 1 and have no such call;
 - an OpenAI assistant turn's ``audio`` (a spoken answer by its id) or legacy
   ``function_call`` is a 400 naming it (``_SAID_IN_OPENAI_FIELDS``): the turn would lose
-  what it said;
+  what it said; so is a legacy function call's result (a message of role ``function``);
 - an OpenAI assistant turn's ``refusal`` (the field, or ``refusal`` content parts) becomes
   its text, and an assistant turn with nothing in it is left out for Anthropic, which refuses
   empty content (by its codec, which numbers the messages as the client did:
@@ -395,6 +395,12 @@ def _plain_message(message: Message, target: str, hints: bool, param: str) -> Me
         raise InvalidRequest(
             f"calls of custom tools cannot be translated for {_a(target)} deployment",
             param=f"{param}.tool_calls",
+        )
+    if message.role == "function":
+        raise InvalidRequest(
+            f"a message of role 'function' (a legacy function call's result) cannot be "
+            f"translated for {_a(target)} deployment: send tool calls and 'tool' messages",
+            param=f"{param}.role",
         )
     for key in _SAID_IN_OPENAI_FIELDS:
         if message.role == "assistant" and message.extra.get(key) is not None:
