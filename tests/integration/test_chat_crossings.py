@@ -5,9 +5,11 @@ Gemini candidates, and the field a 400 names for a tool call's arguments."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
@@ -178,3 +180,93 @@ def test_arguments_that_are_no_json_object_are_a_400_naming_the_clients_field(
         gpt.chat.completions.create(model=model, messages=messages, tools=[WEATHER])
     param = "messages[1].tool_calls[0].function.arguments"
     assert caught.value.param == param and f"'{param}'" in caught.value.message
+
+
+# --- what an assistant turn said in fields only OpenAI reads ------------------------------
+
+
+def _turn_with(field: str, asked: str) -> list[Any]:
+    """A conversation whose assistant turn said its answer only in ``field``: a spoken answer
+    by its id on OpenAI's servers, or a legacy function call."""
+    said: dict[str, Any] = {
+        "audio": {"id": "audio_abc123"},
+        "function_call": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
+    }
+    return [
+        {"role": "user", "content": "what did you say?"},
+        {"role": "assistant", "content": None, field: said[field]},
+        {"role": "user", "content": asked},
+    ]
+
+
+@pytest.mark.parametrize("field", ["audio", "function_call"])
+@pytest.mark.parametrize("model", OTHER_FAMILIES)
+def test_a_turn_said_in_fields_only_openai_reads_is_a_400_for_another_family(
+    gpt: openai.OpenAI, simulator_url: str, model: str, field: str
+) -> None:
+    # The turn was left out (Bedrock even merged the user turns around it): the model was
+    # asked the next question without knowing what it had answered.
+    asked = marker(f"after a turn of {field}")
+    with pytest.raises(openai.BadRequestError) as caught:
+        gpt.chat.completions.create(model=model, messages=_turn_with(field, asked), max_tokens=3)
+    assert caught.value.param == f"messages[1].{field}"
+    assert field in str(caught.value.message)
+    requests = httpx.get(simulator_url + "/_sim/requests").json()
+    assert not any(asked in json.dumps(request["json"]) for request in requests)
+
+
+@pytest.mark.parametrize("field", ["audio", "function_call"])
+def test_a_turn_said_in_fields_only_openai_reads_reaches_an_openai_deployment(
+    gpt: openai.OpenAI, simulator_url: str, field: str
+) -> None:
+    asked = marker(f"a turn of {field} for openai")
+    messages = _turn_with(field, asked)
+    gpt.chat.completions.create(model="test-chat", messages=messages, max_tokens=3)
+    assert sent_upstream(simulator_url, asked)["messages"][1] == messages[1]
+
+
+@pytest.mark.parametrize("model", OTHER_FAMILIES)
+def test_an_answer_echoed_back_with_empty_audio_still_crosses(
+    gpt: openai.OpenAI, model: str
+) -> None:
+    # The SDK's answer message holds "audio": null; a client that sends it back as it came
+    # asks for nothing with it.
+    messages: Any = [
+        {"role": "user", "content": "hello"},
+        {"role": "assistant", "content": "hi", "audio": None, "function_call": None},
+        {"role": "user", "content": marker("after an echoed answer")},
+    ]
+    completion = gpt.chat.completions.create(model=model, messages=messages, max_tokens=3)
+    assert completion.choices[0].message.content
+
+
+def _function_result(asked: str) -> list[Any]:
+    """A legacy function call and its result (a ``function`` message), then a question."""
+    return [
+        *_turn_with("function_call", "unused")[:2],
+        {"role": "function", "name": "get_weather", "content": '{"temperature": 7}'},
+        {"role": "user", "content": asked},
+    ]
+
+
+def test_a_legacy_function_result_reaches_an_openai_deployment(
+    gpt: openai.OpenAI, simulator_url: str
+) -> None:
+    # OpenAI's API still takes the deprecated "function" role; the gateway refused it as a
+    # role it did not know, a 400 OpenAI itself would not answer.
+    asked = marker("after a function result")
+    messages = _function_result(asked)
+    gpt.chat.completions.create(model="test-chat", messages=messages, max_tokens=3)
+    assert sent_upstream(simulator_url, asked)["messages"][2] == messages[2]
+
+
+@pytest.mark.parametrize("model", OTHER_FAMILIES)
+def test_a_legacy_function_result_is_a_400_naming_it_for_another_family(
+    gpt: openai.OpenAI, model: str
+) -> None:
+    messages: Any = [*_function_result(marker("function result"))]
+    del messages[1]  # the result alone: its role is what no other family has
+    with pytest.raises(openai.BadRequestError) as caught:
+        gpt.chat.completions.create(model=model, messages=messages, max_tokens=3)
+    assert caught.value.param == "messages[1].role"
+    assert "'function'" in str(caught.value.message)

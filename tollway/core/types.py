@@ -15,7 +15,9 @@ from typing import Any, Literal
 
 from tollway.config.types import SecretRef
 
-Role = Literal["system", "developer", "user", "assistant", "tool"]
+Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
+"""``function``: a legacy function call's result (OpenAI's deprecated role), which only an
+OpenAI-format deployment is sent (``crossing.request_for``)."""
 JSON = dict[str, Any]
 
 

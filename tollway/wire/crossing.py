@@ -25,6 +25,9 @@ that came from another format passes it through here first:
   (``TAKES_TOP_K``: Chat Completions has none);
 - Anthropic's ``max_tokens: 0`` (warm the prompt cache, generate nothing) is a 400 for other
   families, whose APIs take at least 1 and have no such call;
+- an OpenAI assistant turn's ``audio`` (a spoken answer by its id) or legacy
+  ``function_call`` is a 400 naming it (``_SAID_IN_OPENAI_FIELDS``): the turn would lose
+  what it said; so is a legacy function call's result (a message of role ``function``);
 - an OpenAI assistant turn's ``refusal`` (the field, or ``refusal`` content parts) becomes
   its text, and an assistant turn with nothing in it is left out for Anthropic, which refuses
   empty content (by its codec, which numbers the messages as the client did:
@@ -141,6 +144,11 @@ SKIPS_EMPTY_TURNS = frozenset({"anthropic", "bedrock", "gemini"})
 """Formats whose codecs leave out an assistant turn with nothing in them to send (no text,
 no call, no reasoning the target is sent back): their APIs refuse empty content, and the
 turn says nothing. For the others, such a turn of nothing but reasoning is left out here."""
+_SAID_IN_OPENAI_FIELDS = ("audio", "function_call")
+"""An OpenAI assistant turn's fields that hold what it said: a spoken answer by its id on
+OpenAI's servers, a legacy function call. No other family can be sent them, and the turn
+without them says less or nothing (it was left out), so a non-null one is a 400 naming it;
+the ``null`` an SDK echoes back with an answer asks for nothing."""
 _FUNCTION_TOOL_TYPES = (None, "function", "custom")
 _ID_CHARACTERS = re.compile(r"[a-zA-Z0-9_-]+")
 _ANY_CHARACTERS = re.compile(r".+", re.DOTALL)
@@ -388,6 +396,19 @@ def _plain_message(message: Message, target: str, hints: bool, param: str) -> Me
             f"calls of custom tools cannot be translated for {_a(target)} deployment",
             param=f"{param}.tool_calls",
         )
+    if message.role == "function":
+        raise InvalidRequest(
+            f"a message of role 'function' (a legacy function call's result) cannot be "
+            f"translated for {_a(target)} deployment: send tool calls and 'tool' messages",
+            param=f"{param}.role",
+        )
+    for key in _SAID_IN_OPENAI_FIELDS:
+        if message.role == "assistant" and message.extra.get(key) is not None:
+            raise InvalidRequest(
+                f"an assistant turn's '{key}' cannot be translated for {_a(target)} "
+                "deployment: send what it said as the turn's content",
+                param=f"{param}.{key}",
+            )
     if message.role == "assistant" and isinstance(message.content, list):
         signer = REPLAYS_REASONING.get(target)
         message = without_parts(message, lambda p: p.signer is not None and p.signer == signer)

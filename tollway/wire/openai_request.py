@@ -35,9 +35,12 @@ from tollway.wire.fields import (
 
 WIRE_FORMAT = "openai"
 
-_ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
-# The roles of the common two-key message; a tool message needs its tool_call_id besides.
-_PLAIN_ROLES = _ROLES - {"tool"}
+# "function": a legacy function call's result, which OpenAI's API still takes (and other
+# families refuse, crossing.py).
+_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+# The roles of the common two-key message; a tool message needs its tool_call_id besides,
+# a function message its name.
+_PLAIN_ROLES = _ROLES - {"tool", "function"}
 # OpenAI's tools and tool choices the gateway does not model (custom tools, with free-form
 # input; a choice among ``allowed_tools``; a named custom tool): kept as the client sent them,
 # in ``extra``, so they reach OpenAI-format deployments unchanged and are a 400 naming their
