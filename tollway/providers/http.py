@@ -223,7 +223,7 @@ class UpstreamClient:
         timeouts: UpstreamTimeouts,
         parse_error: ErrorParser,
         secret: Secrets,
-        read: Callable[[aiohttp.StreamReader, Secrets], AsyncIterator[_Item]],
+        read: Callable[[aiohttp.StreamReader, Secrets, bool], AsyncIterator[_Item]],
     ) -> AsyncIterator[_Item]:
         data = encoded(body)
         deadline = self._deadlines.watch(timeouts)
@@ -240,7 +240,13 @@ class UpstreamClient:
                 if response.status >= 300:
                     raise await _status_error(response, parse_error, secret, url)
                 deadline.received()
-                async for event in read(response.content, secret):
+                # Not labelled a stream (a JSON error, a proxy's HTML page, with a 200)?
+                # (aiohttp says application/octet-stream for an answer without a type.)
+                labelled = response.content_type in (
+                    "text/event-stream",
+                    "application/octet-stream",
+                )
+                async for event in read(response.content, secret, not labelled):
                     # The consumer's own awaits (e.g. writing to its client) are not ours to
                     # time, nor to cancel: the watch pauses while it holds the event.
                     deadline.pause()
@@ -325,7 +331,9 @@ def encoded(body: Any) -> bytes:
         raise InvalidRequest(f"The request cannot be sent upstream as JSON: {exc}.") from None
 
 
-async def _read_raw(content: aiohttp.StreamReader, secret: Secrets) -> AsyncIterator[bytes]:
+async def _read_raw(
+    content: aiohttp.StreamReader, secret: Secrets, unlabelled: bool = False
+) -> AsyncIterator[bytes]:
     # A key may be cut across two pieces: the framing's decoder masks it in whole messages
     # (bedrock.py, for AWS event streams).
     async for piece in content.iter_any():
@@ -333,9 +341,12 @@ async def _read_raw(content: aiohttp.StreamReader, secret: Secrets) -> AsyncIter
 
 
 async def _read_events(
-    content: aiohttp.StreamReader, secret: Secrets = None
+    content: aiohttp.StreamReader, secret: Secrets = None, unlabelled: bool = False
 ) -> AsyncIterator[SSEvent]:
     """Server-sent events as they arrive: one wait per network read, not one per line.
+
+    ``unlabelled``: the answer's Content-Type is not ``text/event-stream``; one that then
+    begins as a JSON or HTML body (not events) is read whole (``_whole_answer``).
 
     An event quoting the credential (a stream's error event may, as error bodies do) has it
     masked: one substring search per event and part of the credential (about 0.2 µs for a
@@ -360,6 +371,10 @@ async def _read_events(
             start = None
             if piece.startswith(BOM):
                 piece = piece[len(BOM) :]
+            if unlabelled and piece.lstrip()[:1] in (b"{", b"[", b"<"):
+                async for whole in _whole_answer(content, piece, parts):
+                    yield whole
+                return
         if b"\n" not in piece and b"\r" not in piece and not pending.endswith(b"\r"):
             # The middle of a long event (a large inline image): adding each piece to
             # ``pending`` and scanning it again would copy the event once per read. (Not
@@ -391,6 +406,35 @@ async def _read_events(
     event = _event(pending + b"".join(waiting))
     if event is not None:
         yield _masked(event, parts, needles) if needles else event
+
+
+async def _whole_answer(
+    content: aiohttp.StreamReader, first: bytes, parts: tuple[str, ...]
+) -> AsyncIterator[SSEvent]:
+    """A stream request answered by one whole body: an error object (a 200 carrying
+    ``{"error": ...}``, as OpenRouter and proxies send it) as the one event it stands for, so
+    the provider's stream reader tells the upstream's words with the status they mean; any
+    other body (a proxy's HTML page, a whole answer) as a failed attempt naming what it said.
+    Without this the upstream's words were lost in "stream ended before [DONE]"."""
+    raw = first + await _error_body(content)
+    if parts:
+        raw = scrub(raw, parts)
+    try:
+        parsed: Any = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if isinstance(parsed, list) and len(parsed) == 1:
+        parsed = parsed[0]  # Gemini's JSON-array form
+    if isinstance(parsed, dict) and (parsed.get("error") or parsed.get("type") == "error"):
+        yield SSEvent(None, orjson.dumps(parsed))
+        said = "a JSON body, not events"
+    elif parsed is not None:
+        said = "a JSON body, not events"
+    else:
+        text = raw.decode("utf-8", "replace").strip()
+        said = _page_words(text) if _HTML_START.match(text) else text[:_MAX_PAGE_WORDS]
+    message = f"upstream answered a stream request with {said}"
+    raise UpstreamProtocolError(message, detail=message)
 
 
 def _event_too_large() -> UpstreamProtocolError:
@@ -486,7 +530,9 @@ async def _status_error(
         error_type=body.type,
         code=body.code,
         param=body.param,
-        retry_after=_retry_after(response.headers) or body.retry_after,
+        retry_after=_retry_after(response.headers)
+        or body.retry_after
+        or (_reset_wait(response.headers) if response.status == 429 else None),
         kind=kind,
         detail=f"{_host(url)} answered {response.status}: {body.message or message}",
         details=body.details,
@@ -553,6 +599,39 @@ def _retry_after(headers: Mapping[str, str]) -> str | None:
     except (TypeError, ValueError, IndexError):
         return None
     return value
+
+
+_RESETS = ("requests", "tokens")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(h|ms|us|µs|ns|m|s)")
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+
+
+def _reset_wait(headers: Mapping[str, str]) -> str | None:
+    """The wait a 429 says only in OpenAI's ``x-ratelimit-reset-requests`` /
+    ``x-ratelimit-reset-tokens`` (``1s``, ``6m0s``, ``20ms``), as a ``retry-after`` value: the
+    reset of the limit its ``x-ratelimit-remaining-*`` says is spent, else the later of the two
+    (by then both have reset)."""
+    resets: dict[str, float] = {}
+    for limit in _RESETS:
+        value = headers.get(f"x-ratelimit-reset-{limit}")
+        seconds = _duration(value) if value else None
+        if seconds is not None:
+            resets[limit] = seconds
+    spent = [
+        wait for limit, wait in resets.items()
+        if headers.get(f"x-ratelimit-remaining-{limit}", "").strip() == "0"
+    ]  # fmt: skip
+    waits = spent or list(resets.values())
+    return _decimal(max(waits)) if waits else None
+
+
+def _duration(value: str) -> float | None:
+    """A Go duration (``6m0s``, ``1.5s``, ``20ms``) in seconds, else None."""
+    value = value.strip()
+    parts = _DURATION_PART.findall(value)
+    if not parts or "".join(number + unit for number, unit in parts) != value:
+        return None
+    return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
 
 
 def _seconds(value: str) -> float | None:

@@ -150,7 +150,7 @@ def usage_from_answer(raw: Any) -> ChatResponse:
     usage. Checked as strictly: a body without a content array is still an error. An answer
     without usage is parsed whole: its content is what its cost is estimated from."""
     if not isinstance(raw, dict) or not isinstance(raw.get("content"), list):
-        raise UpstreamProtocolError("upstream answered without a 'content' array")
+        raise _without_content(raw)
     try:
         usage = usage_from_wire(raw.get("usage"))
     except (TypeError, ValueError) as exc:
@@ -196,10 +196,19 @@ def usage_from_answer_bytes(payload: bytes) -> ChatResponse:
     return ChatResponse(answer.id, answer.model, int(time.time()), [], usage, {}, WIRE_FORMAT)
 
 
+def _without_content(raw: Any) -> UpstreamError:
+    """Why an answer has no content: Anthropic's error object sent with a 200 (a proxy or a
+    compatible server passing on an overload, ``{"type": "error", "error": {...}}``: its words
+    and the status its type means, as in a stream), else an answer of the wrong shape."""
+    if is_error_event(raw):
+        return stream_error(raw, "upstream answered 200 with an error")
+    return UpstreamProtocolError("upstream answered without a 'content' array")
+
+
 def response_from_wire(raw: Any) -> ChatResponse:
     """Canonical response from an upstream Messages body."""
     if not isinstance(raw, dict) or not isinstance(raw.get("content"), list):
-        raise UpstreamProtocolError("upstream answered without a 'content' array")
+        raise _without_content(raw)
     try:
         message = assistant_from_wire(raw["content"], "content")
         usage = usage_from_wire(raw.get("usage"))
@@ -309,8 +318,29 @@ def error_from_wire(raw: Any) -> UpstreamErrorBody:
     return UpstreamErrorBody(str(raw)[:500])
 
 
-def stream_error(raw: Any) -> UpstreamError:
-    """The failure an upstream ``error`` stream event reports."""
+def is_error_event(raw: Any) -> bool:
+    """Whether ``raw`` (an event or a whole answer) is an error object: Anthropic's own
+    (``type: error``), or one without a type as a proxy in front of it writes
+    (``{"error": {...}}``)."""
+    if not isinstance(raw, dict):
+        return False
+    kind = raw.get("type")
+    return kind == "error" or (kind is None and bool(raw.get("error")))
+
+
+def stream_error(raw: Any, said: str = "upstream stream failed") -> UpstreamError:
+    """The failure an upstream ``error`` stream event reports (or, with ``said`` in other
+    words, a whole answer of 200 that is such an error object): the status its type means,
+    else a status a proxy's error gives as its ``code`` (``429``), else a 500."""
     body = error_from_wire(raw)
-    status = _ERROR_STATUSES.get(body.kind or "", 500)
-    return UpstreamStatusError(status, f"upstream stream failed: {body.message}", kind=body.kind)
+    status = _ERROR_STATUSES.get(body.kind or "") or _status_given(raw) or 500
+    return UpstreamStatusError(status, f"{said}: {body.message}", kind=body.kind)
+
+
+def _status_given(raw: Any) -> int | None:
+    """An HTTP error status an error object's ``code`` names (OpenRouter's ``429``), if any."""
+    error = raw.get("error") if isinstance(raw, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    if isinstance(code, str) and code.isdigit():
+        code = int(code)
+    return code if isinstance(code, int) and 400 <= code <= 599 else None

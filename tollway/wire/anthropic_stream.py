@@ -61,6 +61,7 @@ from tollway.wire.anthropic_content import citation_to_wire
 from tollway.wire.anthropic_response import (
     WIRE_FORMAT,
     finish_from_wire,
+    is_error_event,
     stop_reason_to_wire,
     stream_error,
     usage_from_wire,
@@ -102,6 +103,10 @@ class StreamReader:
         """The chunk one event's ``data`` stands for, if any; raises on an ``error`` event."""
         try:
             event = orjson.loads(data)
+            if is_error_event(event):
+                # Also one without a ``type`` (a proxy's ``{"error": {...}}``): the upstream's
+                # words, not a KeyError.
+                raise stream_error(event)
             return self._event(event)
         except orjson.JSONDecodeError:
             raise UpstreamProtocolError("upstream sent an invalid stream event") from None
@@ -155,8 +160,6 @@ class StreamReader:
             return self._chunk(alive) if self._pings > 1 else None
         if kind == "content_block_stop":
             return self._block_stop(int(event["index"]))
-        if kind == "error":
-            raise stream_error(event)
         return None  # event types newer than this code
 
     def _block_start(self, index: int, block: dict[str, Any]) -> ChatChunk | None:

@@ -188,6 +188,10 @@ def response_from_wire(raw: Any) -> ChatResponse:
     """Canonical response from an upstream ``GenerateContentResponse``."""
     if not isinstance(raw, dict):
         raise UpstreamProtocolError("upstream answer is not a JSON object")
+    if "error" in raw and "candidates" not in raw:
+        # Google's error object with a 200 (a proxy in front of Gemini passing on a quota's
+        # 429): its words, status and wait, as in a stream, not "no candidates".
+        raise stream_error(raw, "upstream answered 200 with an error")
     try:
         response_id = str(raw.get("responseId") or "")
         candidates = raw.get("candidates") or ()
@@ -329,11 +333,12 @@ def _retry_delay(details: Any) -> str | None:
     return None
 
 
-def stream_error(raw: Any) -> UpstreamError:
-    """The failure an ``error`` object in the middle of a stream reports."""
+def stream_error(raw: Any, said: str = "upstream stream failed") -> UpstreamError:
+    """The failure an ``error`` object in the middle of a stream reports (or, with ``said`` in
+    other words, a whole answer of 200 that is such an object)."""
     body = error_from_wire(raw)
     error = raw.get("error") if isinstance(raw, dict) else None
     code = error.get("code") if isinstance(error, dict) else None
     http_status = body.status or (code if isinstance(code, int) and 400 <= code <= 599 else 500)
-    message = f"upstream stream failed: {body.message}"
+    message = f"{said}: {body.message}"
     return UpstreamStatusError(http_status, message, kind=body.kind, retry_after=body.retry_after)
