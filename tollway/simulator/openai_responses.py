@@ -99,6 +99,8 @@ def _text_of(content: Any) -> tuple[str, int]:
 
 def _items(body: JSON) -> list[JSON]:
     raw = body.get("input")
+    if raw is None and body.get("prompt") is not None:
+        return []  # a stored prompt template holds the conversation
     if isinstance(raw, str):
         return [{"type": "message", "role": "user", "content": raw}]
     if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):

@@ -10,7 +10,9 @@ are dropped. An item only a Responses upstream can read (a
 built-in tool's ``web_search_call``, ``mcp_call``, ...; an ``item_reference`` to an item the
 upstream stored; any type newer than this parser) has no canonical form: it is named
 (``ResponsesOnly``) for the router instead.
-Images and files stored on OpenAI (``file_id``) and ``file_url`` files are a 400 naming them.
+Images and files stored on OpenAI (``file_id``) and files by ``file_url`` are read by OpenAI
+alone (no family is sent a file it would have to fetch from OpenAI's storage): the first such
+part is named (``ResponsesOnly``) as such an item is.
 Where each message came from is noted (``Origins``), so that an error a later step words in
 Chat Completions terms (``messages[2].content``) can name the client's own field
 (``wire/responses_paths.py``).
@@ -45,6 +47,11 @@ KEEPS_NONE = (
 """Why a field or item that continues state stored at the upstream needs a Responses upstream."""
 _ROLES = frozenset({"user", "assistant", "system", "developer"})
 _TEXT_PARTS = frozenset({"input_text", "output_text"})
+_READ_BY_OPENAI = {
+    "file_id": "stored on OpenAI, which only OpenAI reads",
+    "file_url": "by 'file_url', which OpenAI's Responses API fetches and Chat Completions cannot",
+}
+"""An ``input_file`` part's fields naming content only OpenAI's Responses API reads."""
 
 
 @dataclass(slots=True)
@@ -65,12 +72,18 @@ Origins = list[Origin]
 
 
 def messages_from_input(
-    raw: Any, instructions: str | None, origins: Origins | None = None, *, stored: bool = False
+    raw: Any,
+    instructions: str | None,
+    origins: Origins | None = None,
+    *,
+    stored: bool = False,
+    templated: bool = False,
 ) -> tuple[list[Message], ResponsesOnly | None]:
     """The messages of ``input``, and its first item only a Responses upstream can read;
     where each message came from is appended to ``origins``. ``stored``: the request
     continues state the upstream stored (``previous_response_id``), whose calls a
-    ``function_call_output`` may answer."""
+    ``function_call_output`` may answer; ``templated``: a stored prompt template is the
+    prompt, so ``input`` may be absent."""
     origins = [] if origins is None else origins
     messages = [Message(role="system", content=instructions)] if instructions else []
     if instructions:
@@ -78,6 +91,8 @@ def messages_from_input(
     if isinstance(raw, str):
         messages.append(Message(role="user", content=raw))
         origins.append(Origin("input"))
+        return messages, None
+    if raw is None and templated:
         return messages, None
     if raw is None:
         raise InvalidRequest("'input' is a required property", param="input")
@@ -126,7 +141,7 @@ def _add_item(
     Responses upstream can read is named instead (it has no canonical form)."""
     kind = item.get("type", "message" if "role" in item else None)
     if kind == "message":
-        message = _message_from_wire(item, param)
+        message, own = _message_from_wire(item, param)
         last = messages[-1] if messages else None
         if message.role == "assistant" and last is not None and _only_reasoning(last):
             # The reasoning items before it are its turn's thinking, which comes first.
@@ -137,11 +152,14 @@ def _add_item(
         else:
             messages.append(message)
             origins.append(Origin(param, "content"))
+        return own
     elif kind == "function_call":
         _add_function_call(messages, item, param, origins)
     elif kind == "function_call_output":
-        messages.append(_function_output_from_wire(item, param))
+        output, own = _function_output_from_wire(item, param)
+        messages.append(output)
         origins.append(Origin(param, "output"))
+        return own
     elif kind == "reasoning":
         _add_reasoning(messages, item, param, origins)
     elif kind == "item_reference":
@@ -161,7 +179,8 @@ def _add_item(
     return None
 
 
-def _message_from_wire(item: JSON, param: str) -> Message:
+def _message_from_wire(item: JSON, param: str) -> tuple[Message, ResponsesOnly | None]:
+    """A message item, and its first part only a Responses upstream can read."""
     role = required(item, "role", str, f"{param}.role")
     if role not in _ROLES:
         raise InvalidRequest(
@@ -170,25 +189,40 @@ def _message_from_wire(item: JSON, param: str) -> Message:
         )
     content = item.get("content")
     if isinstance(content, str):
-        return Message(role=cast(Role, role), content=content)
+        return Message(role=cast(Role, role), content=content), None
     if not isinstance(content, list):
         raise InvalidRequest(
             f"'{param}.content' must be a string or an array of content parts",
             param=f"{param}.content",
         )
-    parts = [_part_from_wire(part, f"{param}.content[{i}]") for i, part in enumerate(content)]
+    parts, own = _parts_from_wire(content, f"{param}.content")
     if role == "assistant":
         # Chat Completions takes assistant history as text; an image there has no meaning.
-        if not all(isinstance(part, TextPart) for part in parts):
+        if own is not None or not all(isinstance(part, TextPart) for part in parts):
             raise InvalidRequest(
                 f"'{param}.content' of an assistant message may only hold text",
                 param=f"{param}.content",
             )
-        return Message(role="assistant", content="".join(cast(TextPart, p).text for p in parts))
-    return Message(role=cast(Role, role), content=parts)
+        text = "".join(cast(TextPart, p).text for p in parts)
+        return Message(role="assistant", content=text), None
+    return Message(role=cast(Role, role), content=parts), own
 
 
-def _part_from_wire(raw: Any, param: str) -> ContentPart:
+def _parts_from_wire(raw: list[Any], param: str) -> tuple[list[ContentPart], ResponsesOnly | None]:
+    """Content parts, without those only a Responses upstream can read (the first named):
+    such a request goes to no other deployment, so its canonical form only needs the rest."""
+    parts: list[ContentPart] = []
+    first: ResponsesOnly | None = None
+    for index, raw_part in enumerate(raw):
+        part = _part_from_wire(raw_part, f"{param}[{index}]")
+        if isinstance(part, ResponsesOnly):
+            first = first or part
+        else:
+            parts.append(part)
+    return parts, first
+
+
+def _part_from_wire(raw: Any, param: str) -> ContentPart | ResponsesOnly:
     part = json_object(raw, param)
     kind = required(part, "type", str, f"{param}.type")
     if kind in _TEXT_PARTS:
@@ -206,13 +240,13 @@ def _part_from_wire(raw: Any, param: str) -> ContentPart:
     )
 
 
-def _image_from_wire(part: JSON, param: str) -> ImagePart:
+def _image_from_wire(part: JSON, param: str) -> ImagePart | ResponsesOnly:
     if part.get("file_id") is not None:
-        raise InvalidRequest(
-            f"'{param}.file_id': files stored on OpenAI cannot be read through the gateway; "
-            "send the image as 'image_url' (a URL or a data: URL)",
-            param=f"{param}.file_id",
+        why = (
+            f"'{param}.file_id' is an image stored on OpenAI, which only OpenAI reads "
+            "(elsewhere, send it as 'image_url': a URL or a data: URL)"
         )
+        return ResponsesOnly(f"{param}.file_id", why)
     url = required(part, "image_url", str, f"{param}.image_url")
     detail = optional(part, "detail", str, f"{param}.detail")
     if url.startswith("data:") and ";base64," in url:
@@ -221,12 +255,16 @@ def _image_from_wire(part: JSON, param: str) -> ImagePart:
     return ImagePart(url=url, detail=detail)
 
 
-def _file_from_wire(part: JSON, param: str) -> DocumentPart | OpaquePart:
+def _file_from_wire(part: JSON, param: str) -> DocumentPart | OpaquePart | ResponsesOnly:
     data = optional(part, "file_data", str, f"{param}.file_data")
     if data is None:
+        for key, what in _READ_BY_OPENAI.items():
+            if part.get(key) is not None:
+                why = f"'{param}' is a file {what} (elsewhere, send it inline as 'file_data')"
+                return ResponsesOnly(param, why)
         raise InvalidRequest(
-            f"'{param}': only files sent inline as 'file_data' can pass the gateway "
-            "('file_id' needs OpenAI's file storage, 'file_url' has no Chat Completions form)",
+            f"'{param}' is a file without its content: send it as 'file_data', 'file_id' or "
+            "'file_url'",
             param=param,
         )
     filename = optional(part, "filename", str, f"{param}.filename")
@@ -286,18 +324,19 @@ def _only_reasoning(message: Message) -> bool:
     )
 
 
-def _function_output_from_wire(item: JSON, param: str) -> Message:
+def _function_output_from_wire(item: JSON, param: str) -> tuple[Message, ResponsesOnly | None]:
+    """A tool result, and its first part only a Responses upstream can read."""
     call_id = required(item, "call_id", str, f"{param}.call_id")
     output = item.get("output")
     if isinstance(output, list):
         # Text, images and files, as in a message: Claude reads them all in a tool result;
         # a family that takes only text there refuses the part by name (its codec).
-        parts = [_part_from_wire(part, f"{param}.output[{i}]") for i, part in enumerate(output)]
-        return Message(role="tool", content=parts, tool_call_id=call_id)
+        parts, own = _parts_from_wire(output, f"{param}.output")
+        return Message(role="tool", content=parts, tool_call_id=call_id), own
     if not isinstance(output, str):
         raise InvalidRequest(
             f"'{param}.output' must be a string or an array of input_text, input_image and "
             "input_file parts",
             param=f"{param}.output",
         )
-    return Message(role="tool", content=output, tool_call_id=call_id)
+    return Message(role="tool", content=output, tool_call_id=call_id), None

@@ -21,10 +21,10 @@ that speak that API (which are sent the client's body, ``responses_body``) and r
 that name when the model has none: tools other than ``function`` (``web_search``,
 ``file_search``, ``mcp``, ...), a ``tool_choice`` of one (or allowing one), the output items of
 such tools in ``input``, and state the upstream stores (``previous_response_id``,
-``conversation``, ``item_reference`` items). The gateway itself keeps no responses:
-``background``, ``prompt`` and ``context_management`` are a 400 saying so; ``store`` is
-accepted (answered with ``"store": false`` by the other deployments); ``truncation: "auto"``
-lets the router drop a conversation's oldest turns to fit a context window
+``conversation``, ``item_reference`` items, ``prompt`` templates, files by ``file_id``). The
+gateway itself keeps no responses: ``background`` and ``context_management`` are a 400 saying
+so; ``store`` is accepted (answered with ``"store": false`` by the other deployments);
+``truncation: "auto"`` lets the router drop a conversation's oldest turns to fit a context window
 (``routing/truncation.py``); ``include`` (values OpenAI lists; another is a 400) and the
 like are accepted and have no effect, ``metadata`` is checked against OpenAI's limits, but log
 probabilities (``include: ["message.output_text.logprobs"]``, ``top_logprobs``) are Chat
@@ -89,17 +89,18 @@ _STATELESS = (
     "the gateway keeps no response state; send the whole conversation in 'input' "
     "(earlier output items can be sent back as input items)"
 )
-# State the upstream account stores, which only a Responses upstream can continue.
+# What the upstream account stores, which only a Responses upstream can read.
 _UPSTREAM_STATE: Mapping[str, str] = MappingProxyType(
     {
-        "previous_response_id": "continues a response stored by the upstream",
-        "conversation": "continues a conversation stored by the upstream",
+        "previous_response_id": f"continues a response stored by the upstream ({KEEPS_NONE})",
+        "conversation": f"continues a conversation stored by the upstream ({KEEPS_NONE})",
+        "prompt": "is a prompt template stored on OpenAI's platform (elsewhere, send its text "
+        "as 'instructions')",
     }
 )
 _NEEDS_STATE: Mapping[str, str] = MappingProxyType(
     {
         "background": "the gateway keeps no response state to poll; stream the response instead",
-        "prompt": "stored prompt templates live on OpenAI's platform; send 'instructions' instead",
         "context_management": _STATELESS,
     }
 )
@@ -143,7 +144,12 @@ def request_from_wire(body: dict[str, Any]) -> ResponsesRequest:
         tools, places = _allowed_tools(tools, places, allowed)
     origins: Origins = []
     messages, own_item = messages_from_input(
-        body.get("input"), instructions, origins, stored=stored is not None
+        body.get("input"),
+        instructions,
+        origins,
+        stored=stored is not None,
+        # A prompt template may hold the whole conversation: OpenAI then takes no input.
+        templated=body.get("prompt") is not None,
     )
     parallel_tool_calls = optional(body, "parallel_tool_calls", bool)
     chat = ChatRequest(
@@ -182,7 +188,7 @@ def _upstream_state(body: dict[str, Any]) -> ResponsesOnly | None:
     """The first field that continues state stored at the upstream's account."""
     for key, what in _UPSTREAM_STATE.items():
         if body.get(key) is not None:
-            return ResponsesOnly(key, f"'{key}' {what} ({KEEPS_NONE})")
+            return ResponsesOnly(key, f"'{key}' {what}")
     return None
 
 

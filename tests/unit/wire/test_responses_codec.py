@@ -275,7 +275,6 @@ def test_echo_repeats_the_settings_and_says_nothing_is_stored() -> None:
     ("body", "param", "words"),
     [
         ({"background": True}, "background", "no response state"),
-        ({"prompt": {"id": "pmpt_1"}}, "prompt", "instructions"),
         ({"context_management": [{"type": "x"}]}, "context_management", "no response state"),
         ({"frobnicate": 1}, "frobnicate", "not supported"),
         (
@@ -338,19 +337,14 @@ def test_echo_repeats_the_settings_and_says_nothing_is_stored() -> None:
         ({"input": [{"role": "tool", "content": "x"}]}, "input[0].role", "one of"),
         ({"input": [{"role": "user", "content": 5}]}, "input[0].content", "string"),
         (
-            {"input": [{"role": "user", "content": [{"type": "input_image", "file_id": "f"}]}]},
-            "input[0].content[0].file_id",
-            "image_url",
+            {"input": [{"role": "user", "content": [{"type": "input_file"}]}]},
+            "input[0].content[0]",
+            "without its content",
         ),
         (
             {"input": [{"role": "user", "content": [{"type": "input_image"}]}]},
             "input[0].content[0].image_url",
             "required",
-        ),
-        (
-            {"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]},
-            "input[0].content[0]",
-            "file_data",
         ),
         (
             {"input": [{"role": "user", "content": [{"type": "input_audio"}]}]},
@@ -378,19 +372,6 @@ def test_echo_repeats_the_settings_and_says_nothing_is_stored() -> None:
             {"input": [{"type": "function_call_output", "call_id": "c", "output": 1}]},
             "input[0].output",
             "string",
-        ),
-        (
-            {
-                "input": [
-                    {
-                        "type": "function_call_output",
-                        "call_id": "c",
-                        "output": [{"type": "input_image", "file_id": "file-1"}],
-                    }
-                ]
-            },
-            "input[0].output[0].file_id",
-            "files stored on OpenAI",
         ),
     ],
 )
@@ -442,6 +423,37 @@ def test_unsupported_requests_are_400_naming_the_field(
             {"input": [{"role": "user", "content": "hi"}, {"type": "web_search_call", "id": "ws"}]},
             "input[1].type",
             "'web_search_call'",
+        ),
+        ({"prompt": {"id": "pmpt_1"}}, "prompt", "instructions"),
+        ({"prompt": {"id": "pmpt_1"}, "input": None}, "prompt", "template"),
+        (
+            {"input": [{"role": "user", "content": [{"type": "input_image", "file_id": "f"}]}]},
+            "input[0].content[0].file_id",
+            "image_url",
+        ),
+        (
+            {"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]},
+            "input[0].content[0]",
+            "file_data",
+        ),
+        (
+            {"input": [{"role": "user", "content": [{"type": "input_file", "file_url": "u"}]}]},
+            "input[0].content[0]",
+            "file_url",
+        ),
+        (
+            {
+                "input": [
+                    {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"},
+                    {
+                        "type": "function_call_output",
+                        "call_id": "c",
+                        "output": [{"type": "input_image", "file_id": "file-1"}],
+                    },
+                ]
+            },
+            "input[1].output[0].file_id",
+            "stored on OpenAI",
         ),
     ],
 )
