@@ -6,7 +6,8 @@ first. The gateway must notice at once, not at the next chunk it would write: th
 sees its connection closed (``/_sim/departures``), the request log says 499
 ``client_disconnected``, the key's budget holds no reservation any more, and the deployment
 is not blamed. The provider had read the prompt by then (prefill comes first) and bills it:
-the request is charged its prompt's counted tokens, marked estimated; an attempt still
+the request is charged its prompt's counted tokens (an embeddings request its input's),
+marked estimated; an attempt still
 connecting when its client left (an upstream whose accept queue is full) reached no
 provider and is charged nothing.
 """
@@ -28,7 +29,7 @@ import orjson
 import pytest
 
 from tests.support import CLIENT_KEY, logged_row, running_gateway, running_simulator, sim_departure
-from tollway.core.types import ChatRequest, Message
+from tollway.core.types import ChatRequest, EmbeddingRequest, Message
 from tollway.pricing.tokens import TokenCounter
 
 ADMIN = {"Authorization": f"Bearer {CLIENT_KEY}"}
@@ -81,6 +82,8 @@ def gateway(log_dir: Path, sim: str, unaccepting: str) -> Iterator[str]:
                 {**openai_deployment, "model": "sim-chat", "price": PRICE}]},
             {"name": "slow-claude", "deployments": [
                 {**claude_deployment, "model": "sim-chat", "price": PRICE}]},
+            {"name": "slow-embed", "kind": "embedding", "deployments": [
+                {**openai_deployment, "id": "slow-embed", "model": "sim-embed", "price": PRICE}]},
             {"name": "unreached", "deployments": [
                 {"provider": "openai", "api_base": unaccepting, "id": "unreached",
                  "model": "sim-chat", "price": PRICE, "timeouts": {"connect": "10s"}}]},
@@ -191,6 +194,43 @@ def test_a_client_that_leaves_during_a_long_first_token_stops_the_upstream_call(
     health = {row["id"]: row for row in rows}[f"slow-{family.replace('anthropic', 'claude')}"]
     assert health["failures"] == 0
     assert health["circuit"] == "closed"
+
+
+@pytest.mark.parametrize("budgeted", [True, False], ids=["budget", "no-limit"])
+def test_an_embeddings_client_that_leaves_after_sending_pays_for_its_input(
+    gateway: str, sim: str, budgeted: bool
+) -> None:
+    # Embeddings bill their input only, read as the request arrives: charged nothing, a
+    # client that hung up while the upstream worked had its input embedded for free.
+    key_id, key = _budgeted_key(gateway) if budgeted else _plain_key(gateway)
+    tag = uuid.uuid4().hex
+    request_id = f"t-embed-leaver-{tag[:12]}"
+    headers = {
+        "x-request-id": request_id,
+        "x-sim-ttft-ms": str(int(FIRST_BYTE_S * 1000)),
+        "x-sim-test-tag": tag,
+    }
+    texts = ["a document to embed", "and another one, somewhat longer than the first"]
+    client = openai.OpenAI(
+        base_url=gateway + "/v1", api_key=key, timeout=CLIENT_TIMEOUT_S, max_retries=0
+    )
+    with pytest.raises(openai.APITimeoutError):
+        client.embeddings.create(model="slow-embed", input=texts, extra_headers=headers)
+    left_at = time.time()
+    departure = sim_departure(sim, tag, until=left_at + NOTICED_WITHIN_S)
+    assert departure is not None, "the upstream call went on after the client left"
+
+    counted = TokenCounter().embedding(
+        EmbeddingRequest(model="slow-embed", input=list(texts)), "openai", "sim-embed"
+    )
+    record = logged_row(gateway, request_id, ADMIN)
+    assert (record["status"], record["error_code"]) == (499, "client_disconnected")
+    assert (record["input_tokens"], record["output_tokens"]) == (counted, 0)
+    assert record["cost_micros"] == counted * round(PRICE["input"])
+    assert record["usage_estimated"] is True
+    if budgeted:
+        row = _budget(gateway, key_id)
+        assert (row["reserved_usd"], round(row["spent_usd"] * 1e6)) == (0, record["cost_micros"])
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["complete", "streamed"])

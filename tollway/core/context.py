@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -36,7 +37,11 @@ class Attempt:
     """What a failed call used all the same (``UpstreamError.spent``), which is charged."""
     spent_estimated: bool = False
     """``spent`` is the gateway's count, not the provider's report (a prompt read by a call
-    its client cut before any usage came)."""
+    its client or a time limit cut before any usage came)."""
+    counting: asyncio.Future[Usage] | None = None
+    """``spent`` while it is counted off the event loop (``pipeline.spent_counted`` awaits
+    it): a tokenizer's first load takes a good part of a second, which neither the other
+    requests nor the failover should wait for."""
     cut_short: bool = False
     """The gateway cut the call: the model group's deadline (its ``error`` a timeout), its
     client leaving while it waited (no ``error`` of its own; the request's is

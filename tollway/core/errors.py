@@ -368,6 +368,9 @@ class UpstreamTimeout(UpstreamError):
         """The limit passed while the stream waited on its consumer, not on the upstream
         (writing to a client that reads it slower than it comes): not the deployment's
         failure."""
+        self.prompt_sent = False
+        """The call it cut had sent its request whole: the provider read (and bills) the
+        prompt. Not when it was cut while connecting."""
 
 
 class DeadlineExceeded(UpstreamTimeout):

@@ -255,6 +255,7 @@ class Pipeline:
                 response = await self._attempts(ctx, "chat", self._chat_once)
             except GatewayError:
                 # A prompt the provider read before its client left was billed: so is the client.
+                await spent_counted(ctx)
                 self.metering.settle_spent(ctx)
                 raise
         # Costed before the response stages, so admission can settle and say so.
@@ -265,7 +266,13 @@ class Pipeline:
                 thought = reasoning_chars(choice.message, form)
                 ctx.reasoning_chars += thought
                 ctx.output_chars += _answer_chars(choice, thought)
-        self._settle(ctx)
+        cost = self.metering.settle(ctx)
+        if len(ctx.tries) > 1:
+            # And what the attempts it failed over from were billed (a prompt a time limit
+            # cut the call after sending), though another deployment answered.
+            await spent_counted(ctx)
+            cost = self.metering.add_spent(ctx)
+        ctx.response_headers["x-tollway-cost-usd"] = format_cost(cost)
         for stage in self._costed_stages:
             pending = stage.on_costed(ctx)
             if pending is not None:
@@ -275,9 +282,6 @@ class Pipeline:
             if changed is not None:
                 response = await changed
         return response
-
-    def _settle(self, ctx: RequestContext) -> None:
-        ctx.response_headers["x-tollway-cost-usd"] = format_cost(self.metering.settle(ctx))
 
     def _chat_once(self, ctx: RequestContext, deployment: Deployment) -> Awaitable[ChatResponse]:
         # The provider's own coroutine, not one around it: a layer less to pass on every resume.
@@ -300,6 +304,7 @@ class Pipeline:
             in_hand, rest = await self._attempts(ctx, "chat", self._stream_once, streaming=True)
         except GatewayError:
             # Server-side tool calls a failed attempt finished were billed: so is the client.
+            await spent_counted(ctx)
             self.metering.settle_spent(ctx)
             raise
         return self._forward(ctx, in_hand, rest, self._health.of(ctx.tries[-1].deployment))
@@ -368,7 +373,9 @@ class Pipeline:
             # Whatever ended the stream, what was generated is accounted for.
             self.metering.settle(ctx)
             if len(ctx.tries) > 1:
-                # And what the failed attempts before it were billed (their tool calls).
+                # And what the failed attempts before it were billed (their tool calls, a
+                # prompt a time limit cut after sending).
+                await spent_counted(ctx)
                 self.metering.add_spent(ctx)
             if health is not None:
                 await self._close_stream_attempt(ctx, health, outcome)
@@ -553,11 +560,11 @@ class Pipeline:
                 # ends, no outcome of the deployment's, and no other candidate to try.
                 attempt.ended, attempt.cut_short = time.perf_counter(), True
                 ctx.error = exc
-                if attempt.spent is None and exc.prompt_sent and ctx.chat is not None:
+                if attempt.spent is None and exc.prompt_sent:
                     # Sent, and no usage came (a stream's head reports it: kept): the
-                    # provider read the prompt first, and bills it, answer or none.
-                    attempt.spent = self.metering.prompt_spent(ctx, deployment)
-                    attempt.spent_estimated = True
+                    # provider read the prompt (an embeddings request's input) first, and
+                    # bills it, answer or none.
+                    self._charge_prompt(ctx, attempt)
                 self._health.abandoned(health, probe)
                 for stage in self._attempt_end_stages:
                     pending = stage.on_attempt_end(ctx, attempt)
@@ -569,6 +576,10 @@ class Pipeline:
                 attempt.ended, attempt.error = now, exc
                 if isinstance(exc, UpstreamError) and exc.spent is not None:
                     attempt.spent = exc.spent
+                elif isinstance(exc, UpstreamTimeout) and exc.prompt_sent:
+                    # A time limit cut it once sent, before any usage came (a complete
+                    # answer's, a stream's head's): the provider read the prompt, and bills it.
+                    self._charge_prompt(ctx, attempt)
                 _blame(exc, deployment)
                 if _cut_short(exc, until):
                     # Cut short by the deadline, not by the deployment's own limits.
@@ -606,6 +617,18 @@ class Pipeline:
                 self._health.answered(health)  # a stream has begun: a probe has answered
             return result
         raise AssertionError("unreachable: the last retry returns or raises")
+
+    def _charge_prompt(self, ctx: RequestContext, attempt: Attempt) -> None:
+        """Charge ``attempt`` (a call cut once sent, before any usage came) the prompt the
+        provider read: admission's count, else counted in a worker thread meanwhile
+        (``spent_counted`` collects it before the request is settled)."""
+        attempt.spent_estimated = True
+        known = ctx.input_tokens_estimate
+        if known is not None:
+            attempt.spent = Usage(input_tokens=known)
+            return
+        count = asyncio.to_thread(self.metering.prompt_spent, ctx, attempt.deployment)
+        attempt.counting = asyncio.ensure_future(count)
 
     # --- the rest -----------------------------------------------------------------------
 
@@ -680,7 +703,9 @@ class Pipeline:
         try:
             response = await self._attempts(ctx, "embedding", self._embed_once)
         except GatewayError:
-            # Batches answered before the request failed were billed: so is the client.
+            # Batches answered (an input read) before the request failed were billed: so is
+            # the client.
+            await spent_counted(ctx)
             self.metering.settle_spent(ctx)
             raise
         if not response.usage.input_tokens:
@@ -695,6 +720,7 @@ class Pipeline:
         if len(ctx.tries) > 1:
             # Batches an earlier deployment answered before one failed were billed: so is
             # the client, though another deployment then answered the whole request.
+            await spent_counted(ctx)
             cost = self.metering.add_spent(ctx)
         ctx.response_headers["x-tollway-cost-usd"] = format_cost(cost)
         for stage in self._costed_stages:
@@ -708,6 +734,15 @@ class Pipeline:
     ) -> Awaitable[EmbeddingResponse]:
         assert ctx.embedding is not None
         return self._embedding_providers[deployment.provider].embed(ctx.embedding, deployment)
+
+
+async def spent_counted(ctx: RequestContext) -> None:
+    """Collect the prompts of the request's cut attempts counted off the event loop
+    (``Attempt.counting``) into their ``spent``."""
+    for attempt in ctx.tries:
+        counting = attempt.counting
+        if counting is not None:
+            attempt.spent, attempt.counting = await counting, None
 
 
 def _head_spent(held: list[ChatChunk]) -> Usage | None:

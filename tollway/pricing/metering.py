@@ -15,8 +15,10 @@ price's reasoning rate where it has one). Server-side tool calls (web search...)
 per call, as the answer reported them or, in a stream cut before its end, as far as it had;
 those a failed attempt reported done before the request failed over too (``Attempt.spent``),
 as is the prompt (and output so far) a failed or cut attempt's head reported, or, for a call
-its client cut once the request was sent and before any usage came, the prompt as counted
-before routing (``prompt_spent``: the provider read it first, and bills it).
+its client or a time limit cut once the request was sent and before any usage came (an answer
+in one piece, a stream's head that said none), the prompt as counted before routing
+(``prompt_spent``: the provider read it first, and bills it; an embeddings request's input,
+which is all it bills).
 """
 
 from __future__ import annotations
@@ -89,9 +91,10 @@ class Metering:
         return ctx.cost_usd
 
     def prompt_spent(self, ctx: RequestContext, deployment: Deployment) -> Usage:
-        """The prompt of a request whose call was cut once sent, before any usage came: the
-        admission's count (``ctx.input_tokens_estimate``), else counted now (no limit asked
-        for one before routing), as the provider bills the reading of it."""
+        """The prompt (an embeddings request's input) of a request whose call was cut once
+        sent, before any usage came: the admission's count (``ctx.input_tokens_estimate``),
+        else counted now (no limit asked for one before routing), as the provider bills the
+        reading of it."""
         counted = ctx.input_tokens_estimate
         if counted is None:
             counted = self.input_tokens(ctx, deployment)

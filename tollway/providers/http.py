@@ -312,9 +312,11 @@ def _deadline_error(
     else:
         phase = "total"
         message = f"upstream exceeded the total timeout of {timeouts.total:g}s"
-    return UpstreamTimeout(
+    cut = UpstreamTimeout(
         message, phase=phase, detail=f"{_host(url)}: {message}", client_held=client_held
     )
+    cut.prompt_sent = deadline.sent
+    return cut
 
 
 def encoded(body: Any) -> bytes:
