@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
 
 GATEWAY = web.AppKey("gateway", Gateway)
+STOPPING: web.AppKey[Callable[[], None]] = web.AppKey("stopping")
+"""Called as the stop is asked for (SIGTERM, SIGINT), before requests in flight finish."""
 log = logging.getLogger("tollway")
 
 MAX_HEADER_VALUE = 2 * MAX_TOKEN_LENGTH
@@ -71,8 +73,20 @@ def create_app(
     )
     app[GATEWAY] = gateway
 
+    hangup = Hangup(gateway)
+
+    def stopping() -> None:
+        # From the stop signal itself: a SIGHUP handled in the same turn of the loop (or
+        # during the wait for requests in flight, before the cleanup below runs) reloads not.
+        hangup.stopping()
+        gateway.ready = False
+
+    async def shutting_down(_: web.Application) -> None:
+        stopping()  # when the app is run without the stop signal telling it first (tests)
+
+    app[STOPPING] = stopping
+
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
-        hangup = Hangup(gateway)
         undo = _on_hangup(hangup)
         try:
             await gateway.start()
@@ -87,6 +101,7 @@ def create_app(
         undo()
 
     app.cleanup_ctx.append(lifecycle)
+    app.on_shutdown.append(shutting_down)
     app.router.add_routes(OpenAIDialect(gateway).routes())
     app.router.add_routes(ResponsesDialect(gateway).routes())
     app.router.add_routes(AnthropicDialect(gateway).routes())
@@ -134,6 +149,8 @@ class Hangup:
 
     def serving(self) -> None:
         """The gateway serves: reload on SIGHUP, and now if one came while it started."""
+        if self._state == "stopping":  # asked to stop while it started: it serves not
+            return
         self._state = "serving"
         if self._asked:
             self._gateway.reload_on("sighup")

@@ -97,12 +97,11 @@ def serve(
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
 ) -> None:
     """Run the gateway."""
-    from aiohttp import web
-
-    from tollway.app import AccessLogger, create_app
+    from tollway.app import STOPPING, AccessLogger, create_app
     from tollway.auth.bootstrap import BootstrapError
     from tollway.auth.vault import MissingCredential
     from tollway.gateway import StartFailure
+    from tollway.serving import serve as serve_app
     from tollway.store import StoreError
 
     if log_level.upper() not in LOG_LEVELS:
@@ -130,13 +129,15 @@ def serve(
         # its settings stay the file's, which a reload compares with the file's next version
         # (with --port, every reload said "config sections server changed").
         app = create_app(settings, config_path=_config_path(config), listen=(host, port))
-        web.run_app(
-            app,
-            sock=sockets,
-            access_log=logging.getLogger("aiohttp.access") if server.access_log else None,
-            access_log_class=AccessLogger.behind(server.trusted_proxies),
-            shutdown_timeout=server.shutdown_timeout,
-            print=None,
+        asyncio.run(
+            serve_app(
+                app,
+                sockets,
+                shutdown_timeout=server.shutdown_timeout,
+                on_stop=app[STOPPING],
+                access_log=logging.getLogger("aiohttp.access") if server.access_log else None,
+                access_log_class=AccessLogger.behind(server.trusted_proxies),
+            )
         )
     except (StoreError, BootstrapError, MissingCredential, StartFailure, OSError) as exc:
         # A replica started while its database is down (or not migrated), on a port another

@@ -1,0 +1,80 @@
+"""Running the gateway's aiohttp application until SIGTERM or SIGINT, and stopping it whole.
+
+aiohttp's ``run_app`` raises out of the event loop on each of these signals: a second one
+while the gateway stopped cancelled its shutdown (the request log's queue and the budget
+spend never written), and one while it started cancelled a store migration half-way. Here
+the first signal asks for a stop, which waits for start-up to finish; later ones are logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from aiohttp import web
+
+log = logging.getLogger("tollway")
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class StopRequest:
+    """SIGTERM and SIGINT: the first asks the gateway to stop, later ones change nothing
+    (what the gateway still owes the store is being written; SIGKILL cuts it short)."""
+
+    def __init__(self, on_stop: Callable[[], None]) -> None:
+        self.asked = asyncio.Event()
+        self.serving = False
+        self._on_stop = on_stop
+
+    def __call__(self, signum: signal.Signals) -> None:
+        name = signum.name
+        if self.asked.is_set():
+            log.warning("%s ignored: the gateway is already stopping", name)
+            return
+        if self.serving:
+            log.info("%s: stopping", name)
+        else:  # a migration cut half-way can leave a store no later start can use
+            log.info("%s while starting: stopping once started", name)
+        self.asked.set()
+        self._on_stop()  # now, not once the loop gets round to the cleanup
+
+
+async def serve(
+    app: web.Application,
+    sockets: Iterable[socket.socket],
+    *,
+    shutdown_timeout: float,
+    on_stop: Callable[[], None] = lambda: None,
+    **handler_args: Any,
+) -> None:
+    """Serve ``app`` on the bound ``sockets`` until SIGTERM or SIGINT; then stop taking
+    connections, let requests in flight finish (up to ``shutdown_timeout``) and run the
+    application's cleanup. ``on_stop`` is called from the first signal's handler itself;
+    ``handler_args`` go to aiohttp's request handler (access log)."""
+    loop = asyncio.get_running_loop()
+    stop = StopRequest(on_stop)
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, stop, signum)
+    try:
+        runner = web.AppRunner(
+            app, handle_signals=False, shutdown_timeout=shutdown_timeout, **handler_args
+        )
+        await runner.setup()  # the gateway's start, whole: a stop asked for meanwhile waits
+        try:
+            if not stop.asked.is_set():
+                for sock in sockets:
+                    await web.SockSite(runner, sock).start()
+                stop.serving = True
+                await stop.asked.wait()
+        finally:
+            await runner.cleanup()
+    finally:
+        for signum in STOP_SIGNALS:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(signum)
