@@ -206,3 +206,32 @@ def test_responses_stream_tells_apart_calls_streamed_without_their_index(
         final = stream.get_final_response()
     calls = [(item.name, item.arguments) for item in final.output if item.type == "function_call"]
     assert calls == [("get_weather", '{"city":"sample"}'), ("get_time", '{"zone":"sample"}')]
+
+
+@pytest.mark.parametrize("limit", [2, 5])  # the first call cut; the second one cut
+@pytest.mark.parametrize("calls", ["in turn", "interleave"])
+@pytest.mark.parametrize("model", ["test-chat", "test-mistral"])
+def test_anthropic_stream_helper_builds_the_plain_message_of_calls_the_limit_cut(
+    claude: anthropic.Anthropic, model: str, calls: str, limit: int
+) -> None:
+    # OpenAI ends a call max_tokens cuts with the arguments written so far, not yet JSON. The
+    # SDK's stream reads their complete values (partial JSON), so the plain answer's cut call
+    # must hold those same values, not nothing.
+    kwargs: dict[str, Any] = {
+        "model": model,
+        "max_tokens": limit,
+        "messages": [{"role": "user", "content": TWO_TOOLS_PROMPT}],
+        "tools": [
+            {"name": "get_weather", "input_schema": CITY},
+            {"name": "get_time", "input_schema": ZONE},
+        ],
+    }
+    if calls == "interleave":
+        kwargs["extra_headers"] = {"x-sim-tool-calls": calls}
+    plain = claude.messages.create(**kwargs)
+    with claude.messages.stream(**kwargs) as stream:
+        final = stream.get_final_message()
+    assert plain.stop_reason == final.stop_reason == "max_tokens"
+    shown = [(b.name, b.input) for b in plain.content if b.type == "tool_use"]
+    assert shown == [(b.name, b.input) for b in final.content if b.type == "tool_use"]
+    assert shown[-1][1] != {}  # the cut call's complete value

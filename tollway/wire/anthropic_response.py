@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 import orjson
+import pydantic_core
 
 from tollway.core.errors import (
     InvalidRequest,
@@ -283,11 +284,13 @@ def response_to_wire(response: ChatResponse, thinking: bool = False) -> dict[str
 
 def _cut_calls_closed(message: Message) -> Message:
     """``message`` with each call the output limit cut mid-way (its arguments not yet a JSON
-    object: OpenAI's answer ends ``length`` with the text written so far) given no arguments.
-    Claude ends such an answer ``max_tokens`` and keeps the cut ``tool_use`` block, whose
-    ``input`` is an object; a client is to ask again with more room, not run the call."""
+    object: OpenAI's answer ends ``length`` with the text written so far) given the values it
+    wrote whole. Claude ends such an answer ``max_tokens`` and keeps the cut ``tool_use``
+    block, whose ``input`` is an object; a client is to ask again with more room, not run the
+    call. Streamed, the same fragments went through and the SDKs read them as partial JSON
+    (the Python SDK with jiter's partial mode, which this is): both answers hold one input."""
     calls = [
-        call if _whole(call.arguments) else replace(call, arguments="{}")
+        call if _whole(call.arguments) else replace(call, arguments=_values_written(call.arguments))
         for call in message.tool_calls or ()
     ]
     return replace(message, tool_calls=calls)
@@ -298,6 +301,16 @@ def _whole(arguments: str) -> bool:
         return isinstance(orjson.loads(arguments), dict)
     except orjson.JSONDecodeError:
         return False
+
+
+def _values_written(arguments: str) -> str:
+    """The complete values of cut JSON object text, as an object (a value cut mid-way left
+    out, a list cut mid-way kept to its complete items); ``{}`` when it is no object."""
+    try:
+        values = pydantic_core.from_json(arguments, allow_partial=True)
+    except ValueError:
+        return "{}"
+    return orjson.dumps(values).decode() if isinstance(values, dict) else "{}"
 
 
 def error_from_wire(raw: Any) -> UpstreamErrorBody:

@@ -745,6 +745,35 @@ def test_openai_response_becomes_an_anthropic_message_without_openai_details() -
     }
 
 
+@pytest.mark.parametrize(
+    ("arguments", "given"),
+    [
+        ('{"city": "Paris", "days": [1, 2', {"city": "Paris", "days": [1, 2]}),
+        ('{"city": "Par', {}),  # a value cut mid-way is not a value
+        ("[1, 2", {}),  # not an object: nothing a tool_use input can hold
+        ("not json", {}),
+    ],
+)
+def test_a_call_the_output_limit_cut_keeps_the_values_written_whole(
+    arguments: str, given: dict[str, Any]
+) -> None:
+    # What the SDK's stream reads from the same fragments (jiter's partial mode).
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": arguments}}
+    message = {"role": "assistant", "content": None, "tool_calls": [call]}
+    response = openai_response.response_from_wire(
+        {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "created": 1,
+            "model": "gpt",
+            "choices": [{"index": 0, "message": message, "finish_reason": "length"}],
+        }
+    )
+    wire = response_to_wire(response)
+    assert wire["content"] == [{"type": "tool_use", "id": "c1", "name": "f", "input": given}]
+    assert wire["stop_reason"] == "max_tokens"
+
+
 def test_anthropic_response_becomes_openai_without_anthropic_details() -> None:
     response = response_from_wire(
         {
