@@ -19,10 +19,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from tollway.core.errors import InvalidRequest
+from tollway.wire.schema_fit import (
+    DEFINITIONS,
+    JSON,
+    advice,
+    fit_each,
+    refused,
+    say_in_description,
+)
 
-JSON = dict[str, Any]
-PARAM = "response_format.json_schema.schema"
 # Claude's structured output refuses these (Anthropic's docs: "JSON Schema limitations").
 _BOUNDS = (
     "minimum",
@@ -37,11 +42,6 @@ _BOUNDS = (
     "minProperties",
     "maxProperties",
 )
-_LOOSEN = "leave it out, or send the schema with strict false"
-_RESTATE = "leave it out, or say it in the schema's description"
-_SUBSCHEMAS = ("items", "additionalProperties", "not", "if", "then", "else", "contains")
-_SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
-_SUBSCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions")
 
 
 def closed_schema(schema: Any) -> Any:
@@ -49,24 +49,7 @@ def closed_schema(schema: Any) -> Any:
     not say it: Claude's structured output refuses an object schema without it, where
     OpenAI's API (strict off) leaves it open. An answer to the closed schema still
     matches the open one; an object that allows more explicitly is left as it is."""
-    if not isinstance(schema, dict):
-        return schema
-    out = dict(schema)
-    kind = out.get("type")
-    if (kind == "object" or (isinstance(kind, list) and "object" in kind)) and (
-        "additionalProperties" not in out
-    ):
-        out["additionalProperties"] = False
-    for key in _SUBSCHEMAS:
-        if isinstance(out.get(key), dict):
-            out[key] = closed_schema(out[key])
-    for key in _SUBSCHEMA_LISTS:
-        if isinstance(out.get(key), list):
-            out[key] = [closed_schema(item) for item in out[key]]
-    for key in _SUBSCHEMA_MAPS:
-        if isinstance(out.get(key), dict):
-            out[key] = {name: closed_schema(item) for name, item in out[key].items()}
-    return out
+    return fit_each(schema, _close)
 
 
 def claude_schema(schema: Any, strict: bool, provider: str, loosable: bool = True) -> Any:
@@ -74,42 +57,32 @@ def claude_schema(schema: Any, strict: bool, provider: str, loosable: bool = Tru
     ``InvalidRequest`` naming what it cannot take (the module's docstring); ``loosable``:
     whether the client's format has a ``strict`` to turn off (OpenAI's; Anthropic's has none)."""
     _refuse_recursion(schema, provider)
-    advice = _LOOSEN if loosable else _RESTATE
-    return _fitted(closed_schema(schema), "$", strict, provider, advice)
+    told = advice(loosable)
+
+    def fit(node: JSON, where: str) -> None:
+        _fit(node, where, strict, provider, told)
+
+    return fit_each(closed_schema(schema), fit)
 
 
-def _fitted(schema: Any, where: str, strict: bool, provider: str, advice: str) -> Any:
-    if not isinstance(schema, dict):
-        return schema
-    out = dict(schema)
-    extra = out.get("additionalProperties")
+def _close(node: JSON, where: str) -> None:
+    kind = node.get("type")
+    if (kind == "object" or (isinstance(kind, list) and "object" in kind)) and (
+        "additionalProperties" not in node
+    ):
+        node["additionalProperties"] = False
+
+
+def _fit(node: JSON, where: str, strict: bool, provider: str, told: str) -> None:
+    extra = node.get("additionalProperties")
     if extra is not None and extra is not False:
         _refuse("additionalProperties", where, provider, "an object must be closed (false)")
-    bounds = [key for key in _BOUNDS if key in out]
-    if isinstance(out.get("minItems"), int) and out["minItems"] > 1:
+    bounds = [key for key in _BOUNDS if key in node]
+    if isinstance(node.get("minItems"), int) and node["minItems"] > 1:
         bounds.append("minItems")
     if bounds and strict:
-        _refuse(bounds[0], where, provider, advice)
-    if bounds:
-        said = ", ".join(f"{key}: {out.pop(key)}" for key in bounds)
-        description = out.get("description")
-        out["description"] = (f"{description}\n\n" if description else "") + "{" + said + "}"
-    for key in _SUBSCHEMAS:
-        if isinstance(out.get(key), dict):
-            out[key] = _fitted(out[key], f"{where}.{key}", strict, provider, advice)
-    for key in _SUBSCHEMA_LISTS:
-        if isinstance(out.get(key), list):
-            out[key] = [
-                _fitted(item, f"{where}.{key}[{i}]", strict, provider, advice)
-                for i, item in enumerate(out[key])
-            ]
-    for key in _SUBSCHEMA_MAPS:
-        if isinstance(out.get(key), dict):
-            out[key] = {
-                name: _fitted(item, f"{where}.{key}.{name}", strict, provider, advice)
-                for name, item in out[key].items()
-            }
-    return out
+        _refuse(bounds[0], where, provider, told)
+    say_in_description(node, bounds)
 
 
 def _refuse_recursion(schema: Any, provider: str) -> None:
@@ -118,7 +91,7 @@ def _refuse_recursion(schema: Any, provider: str) -> None:
         return
     definitions = {
         f"#/{key}/{name}": item
-        for key in ("$defs", "definitions")
+        for key in DEFINITIONS
         if isinstance(schema.get(key), dict)
         for name, item in schema[key].items()
     }
@@ -145,7 +118,7 @@ def _refs(schema: Any, skip_definitions: bool = False) -> set[str]:
         for key, value in schema.items():
             if key == "$ref" and isinstance(value, str):
                 found.add(value)
-            elif not (skip_definitions and key in ("$defs", "definitions")):
+            elif not (skip_definitions and key in DEFINITIONS):
                 found |= _refs(value)
     elif isinstance(schema, list):
         for item in schema:
@@ -153,9 +126,8 @@ def _refs(schema: Any, skip_definitions: bool = False) -> set[str]:
     return found
 
 
-def _refuse(keyword: str, where: str, provider: str, advice: str) -> None:
-    raise InvalidRequest(
-        f"'{PARAM}': {provider}'s structured output does not take the JSON schema's "
-        f"'{keyword}' (at {where}); {advice}",
-        param=PARAM,
+def _refuse(keyword: str, where: str, provider: str, told: str) -> None:
+    raise refused(
+        f"{provider}'s structured output does not take the JSON schema's "
+        f"'{keyword}' (at {where}); {told}"
     )

@@ -25,8 +25,7 @@ from typing import Any
 
 import orjson
 
-from tollway.core.errors import InvalidRequest
-from tollway.wire.claude_schema import PARAM
+from tollway.wire.schema_fit import JSON, advice, fit_each, refused, say_in_description
 
 # What constrains an answer but is not in Google's list (the module's docstring).
 _IGNORED = (
@@ -56,56 +55,35 @@ _IGNORED = (
     "then",
     "else",
 )
-_SUBSCHEMAS = ("items", "additionalProperties")
-_SUBSCHEMA_LISTS = ("anyOf", "prefixItems")
-_SUBSCHEMA_MAPS = ("properties", "$defs", "definitions")
-_LOOSEN = "leave it out, or send the schema with strict false"
-_RESTATE = "leave it out, or say it in the schema's description"
 
 
 def gemini_schema(schema: Any, strict: bool, loosable: bool = True) -> Any:
     """``schema`` (a copy) as Gemini's structured output takes it, or an ``InvalidRequest``
     naming what it would ignore (the module's docstring); ``loosable``: whether the client's
     format has a ``strict`` to turn off (OpenAI's; Anthropic's has none)."""
-    return _fitted(schema, "$", strict, _LOOSEN if loosable else _RESTATE)
+    told = advice(loosable)
+
+    def fit(node: JSON, where: str) -> None:
+        _fit(node, where, strict, told)
+
+    return fit_each(schema, fit)
 
 
-def _fitted(schema: Any, where: str, strict: bool, advice: str) -> Any:
-    if not isinstance(schema, dict):
-        return schema
-    out = dict(schema)
-    if "const" in out and "enum" not in out:
-        out["enum"] = [out.pop("const")]
-    ignored = [key for key in _IGNORED if key in out]
+def _fit(node: JSON, where: str, strict: bool, told: str) -> None:
+    # Every subschema keyword Gemini ignores (``not``, ``allOf`` ...) is refused or moved
+    # into the description here, so the walk only goes on into the ones it enforces.
+    if "const" in node and "enum" not in node:
+        node["enum"] = [node.pop("const")]
+    ignored = [key for key in _IGNORED if key in node]
     if ignored and strict:
-        raise InvalidRequest(
-            f"'{PARAM}': Gemini's structured output ignores the JSON schema's "
-            f"'{ignored[0]}' (at {where}), so the answer might not match it; {advice}",
-            param=PARAM,
+        raise refused(
+            f"Gemini's structured output ignores the JSON schema's "
+            f"'{ignored[0]}' (at {where}), so the answer might not match it; {told}"
         )
-    if "oneOf" in ignored and "anyOf" not in out:
-        out["anyOf"] = out.pop("oneOf")
+    if "oneOf" in ignored and "anyOf" not in node:
+        node["anyOf"] = node.pop("oneOf")
         ignored.remove("oneOf")
-    if ignored:
-        said = ", ".join(f"{key}: {_said(out.pop(key))}" for key in ignored)
-        description = out.get("description")
-        out["description"] = (f"{description}\n\n" if description else "") + "{" + said + "}"
-    for key in _SUBSCHEMAS:
-        if isinstance(out.get(key), dict):
-            out[key] = _fitted(out[key], f"{where}.{key}", strict, advice)
-    for key in _SUBSCHEMA_LISTS:
-        if isinstance(out.get(key), list):
-            out[key] = [
-                _fitted(item, f"{where}.{key}[{i}]", strict, advice)
-                for i, item in enumerate(out[key])
-            ]
-    for key in _SUBSCHEMA_MAPS:
-        if isinstance(out.get(key), dict):
-            out[key] = {
-                name: _fitted(item, f"{where}.{key}.{name}", strict, advice)
-                for name, item in out[key].items()
-            }
-    return out
+    say_in_description(node, ignored, _said)
 
 
 def _said(value: Any) -> str:
