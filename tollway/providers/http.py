@@ -175,18 +175,18 @@ class UpstreamClient:
             return payload, parse(payload)
         except ValueError:  # orjson's and msgspec's decode errors
             if payload.startswith(BOM):  # looked for only here: no cost to a plain answer
-                return self._unmarked(payload[len(BOM) :], parse, url)
-            raise _invalid_json(url) from None
+                return self._unmarked(payload[len(BOM) :], parse, url, secret)
+            raise _invalid_json(url, payload, secret) from None
 
     @staticmethod
     def _unmarked(
-        payload: bytes, parse: Callable[[bytes], Any], url: str | URL
+        payload: bytes, parse: Callable[[bytes], Any], url: str | URL, secret: Secrets
     ) -> tuple[bytes, Any]:
         """An answer that began with a byte order mark, read (and sent on) without it."""
         try:
             return payload, parse(payload)
         except ValueError:
-            raise _invalid_json(url) from None
+            raise _invalid_json(url, payload, secret) from None
 
     def post_stream(
         self,
@@ -269,10 +269,18 @@ class UpstreamClient:
             self._deadlines.forget(deadline)
 
 
-def _invalid_json(url: str | URL) -> UpstreamProtocolError:
-    return UpstreamProtocolError(
-        "upstream answered with invalid JSON", detail=f"{_host(url)}: invalid JSON"
-    )
+def _invalid_json(url: str | URL, payload: bytes, secret: Secrets) -> UpstreamProtocolError:
+    """An answer that is not JSON: an HTML page (a captive portal, a proxy's page, an
+    ``api_base`` pointing at a web site) is named by its words, as for a stream request, so
+    the client and the operator can tell what answered; anything else as invalid JSON."""
+    raw = payload[:_MAX_ERROR_BODY]
+    if secret:
+        raw = scrub(raw, secret)
+    text = raw.decode("utf-8", "replace").strip()
+    message = "upstream answered with invalid JSON"
+    if _HTML_START.match(text):
+        message = f"upstream answered with a page, not JSON: {_page_words(text)}"
+    return UpstreamProtocolError(message, detail=f"{_host(url)}: {message}")
 
 
 def _deadline_error(
