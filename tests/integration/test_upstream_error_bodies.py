@@ -341,3 +341,18 @@ async def test_a_captive_page_is_told_bounded_with_the_key_masked(gpt: openai.As
 @pytest.mark.parametrize("family", ["gpt", "bedrock"])
 async def test_an_answer_that_is_a_page_fails_over(gpt: openai.AsyncOpenAI, family: str) -> None:
     assert await ask(gpt, f"{family}-fallback", "page") == "from the fallback"
+
+
+@pytest.mark.parametrize(
+    ("mode", "status", "said"),
+    [("limited", 429, "per-minute, says the JSON"), ("page", 502, "502 Bad Gateway")],
+)
+async def test_a_bedrock_stream_answered_by_a_whole_body_is_told_in_its_words(
+    gpt: openai.AsyncOpenAI, mode: str, status: int, said: str
+) -> None:
+    # Was "upstream event stream is corrupt", the body read as AWS event-stream framing.
+    error = await failure(gpt, "bedrock-bad", mode, stream=True)
+    assert error.status_code == status
+    assert said in json.dumps(error.body)
+    assert "<title>" not in json.dumps(error.body)
+    assert await ask(gpt, "bedrock-fallback", mode, stream=True) == "from the fallback"
