@@ -70,8 +70,8 @@ async def test_a_top_p_below_one_still_reaches_claude(
 
 
 @pytest.mark.parametrize(
-    ("stop", "param"), [("\n", "stop"), (["END", " \n\t"], "stop[1]"), ([""], "stop")]
-)
+    ("stop", "param"), [("\n", "stop"), (["END", " \n\t"], "stop[1]")]
+)  # An empty one stops at nothing, as OpenAI takes it, and is not sent (test_empty_stop).
 async def test_a_whitespace_stop_sequence_is_a_400_naming_stop(
     gpt: openai.AsyncOpenAI, stop: Any, param: str
 ) -> None:

@@ -302,7 +302,7 @@ def test_responses_reasoning_effort_is_a_gemini_thinking_budget(
 def test_an_effort_gemini_has_no_budget_for_is_a_400_naming_it(gpt: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         gpt.responses.create(
-            model="test-gemini", input="minimal gemini effort", reasoning={"effort": "minimal"}
+            model="test-gemini", input="xhigh gemini effort", reasoning={"effort": "xhigh"}
         )
     assert caught.value.body is not None
     assert caught.value.body["param"] == "reasoning.effort"  # type: ignore[index]

@@ -32,6 +32,11 @@ EXHAUSTED = {
 LIMITED = {"error": {"message": "Rate limit exceeded: per-minute, says the JSON", "code": 429}}
 TYPELESS = {"error": {"message": "Upstream hiccup, says the typeless event", "code": 503}}
 PAGE = "<html><head><title>502 Bad Gateway</title></head><body><h1>nginx</h1></body></html>"
+# A captive portal's page, quoting the request's key as such pages may quote what they caught.
+CAPTIVE = (
+    "<!DOCTYPE html><html><head><title>Sign in to Hotel Wi-Fi (not-checked-at-all)</title>"
+    "</head><body><p>" + "Accept the terms. " * 5000 + "</p></body></html>"
+)
 TOKENS_SPENT = {
     "error": {
         "message": "Rate limit reached for tokens per min (TPM)",
@@ -79,7 +84,7 @@ def _mode(body: Any) -> str:
     """The misbehaviour the request's text names."""
     said = json.dumps(body)
     return next(mode for mode in ("overloaded", "exhausted", "limited", "typeless", "page",
-                                  "reset", "proxied") if mode in said)  # fmt: skip
+                                  "reset", "proxied", "captive") if mode in said)  # fmt: skip
 
 
 async def _sse(request: web.Request, events: list[Any]) -> web.StreamResponse:
@@ -100,6 +105,8 @@ async def misbehave(request: web.Request) -> web.StreamResponse:
         return await _sse(request, [TYPELESS])
     if mode == "page":
         return web.Response(text=PAGE, content_type="text/html")
+    if mode == "captive":
+        return web.Response(text=CAPTIVE, content_type="text/html")
     if mode == "reset":
         return web.json_response(TOKENS_SPENT, status=429, headers=RESET_HEADERS)
     if mode == "proxied":
@@ -309,3 +316,43 @@ async def test_a_responses_client_is_told_the_upstreams_error_in_openais_shape(
             await gpt.responses.create(model=model, input=mode)
     assert raised.value.status_code == status
     assert isinstance(raised.value.body, dict) and said in raised.value.body["message"]
+
+
+@pytest.mark.parametrize("family", ["gpt", "claude", "gemini", "bedrock"])
+async def test_an_answer_that_is_a_page_is_told_in_its_words(
+    gpt: openai.AsyncOpenAI, family: str
+) -> None:
+    # Was "upstream answered with invalid JSON", the page's words lost (a stream's were told).
+    error = await failure(gpt, f"{family}-bad", "page", stream=False)
+    assert error.status_code == 502
+    assert "502 Bad Gateway" in json.dumps(error.body)
+    assert "<title>" not in json.dumps(error.body)
+
+
+async def test_a_captive_page_is_told_bounded_with_the_key_masked(gpt: openai.AsyncOpenAI) -> None:
+    error = await failure(gpt, "gpt-bad", "captive", stream=False)
+    assert error.status_code == 502
+    said = json.dumps(error.body)
+    assert "Sign in to Hotel Wi-Fi" in said
+    assert "not-checked-at-all" not in said
+    assert len(said) < 2000
+
+
+@pytest.mark.parametrize("family", ["gpt", "bedrock"])
+async def test_an_answer_that_is_a_page_fails_over(gpt: openai.AsyncOpenAI, family: str) -> None:
+    assert await ask(gpt, f"{family}-fallback", "page") == "from the fallback"
+
+
+@pytest.mark.parametrize(
+    ("mode", "status", "said"),
+    [("limited", 429, "per-minute, says the JSON"), ("page", 502, "502 Bad Gateway")],
+)
+async def test_a_bedrock_stream_answered_by_a_whole_body_is_told_in_its_words(
+    gpt: openai.AsyncOpenAI, mode: str, status: int, said: str
+) -> None:
+    # Was "upstream event stream is corrupt", the body read as AWS event-stream framing.
+    error = await failure(gpt, "bedrock-bad", mode, stream=True)
+    assert error.status_code == status
+    assert said in json.dumps(error.body)
+    assert "<title>" not in json.dumps(error.body)
+    assert await ask(gpt, "bedrock-fallback", mode, stream=True) == "from the fallback"

@@ -175,18 +175,18 @@ class UpstreamClient:
             return payload, parse(payload)
         except ValueError:  # orjson's and msgspec's decode errors
             if payload.startswith(BOM):  # looked for only here: no cost to a plain answer
-                return self._unmarked(payload[len(BOM) :], parse, url)
-            raise _invalid_json(url) from None
+                return self._unmarked(payload[len(BOM) :], parse, url, secret)
+            raise _invalid_json(url, payload, secret) from None
 
     @staticmethod
     def _unmarked(
-        payload: bytes, parse: Callable[[bytes], Any], url: str | URL
+        payload: bytes, parse: Callable[[bytes], Any], url: str | URL, secret: Secrets
     ) -> tuple[bytes, Any]:
         """An answer that began with a byte order mark, read (and sent on) without it."""
         try:
             return payload, parse(payload)
         except ValueError:
-            raise _invalid_json(url) from None
+            raise _invalid_json(url, payload, secret) from None
 
     def post_stream(
         self,
@@ -198,7 +198,9 @@ class UpstreamClient:
         secret: Secrets = None,
     ) -> AsyncIterator[SSEvent]:
         """POST a JSON body and yield the server-sent events of the answer as they arrive."""
-        return self._stream(url, body, headers, timeouts, parse_error, secret, _read_events)
+        return self._stream(
+            url, body, headers, timeouts, parse_error, secret, _read_events, _SSE_TYPES
+        )
 
     def post_bytes_stream(
         self,
@@ -213,7 +215,8 @@ class UpstreamClient:
 
         For binary stream framings (AWS event streams); timeouts and errors as ``post_stream``.
         """
-        return self._stream(url, body, headers, timeouts, parse_error, secret, _read_raw)
+        read = functools.partial(_read_raw, parse_error=parse_error)
+        return self._stream(url, body, headers, timeouts, parse_error, secret, read, _RAW_TYPES)
 
     async def _stream(
         self,
@@ -224,6 +227,7 @@ class UpstreamClient:
         parse_error: ErrorParser,
         secret: Secrets,
         read: Callable[[aiohttp.StreamReader, Secrets, bool], AsyncIterator[_Item]],
+        stream_types: tuple[str, ...],
     ) -> AsyncIterator[_Item]:
         data = encoded(body)
         deadline = self._deadlines.watch(timeouts)
@@ -241,11 +245,7 @@ class UpstreamClient:
                     raise await _status_error(response, parse_error, secret, url)
                 deadline.received()
                 # Not labelled a stream (a JSON error, a proxy's HTML page, with a 200)?
-                # (aiohttp says application/octet-stream for an answer without a type.)
-                labelled = response.content_type in (
-                    "text/event-stream",
-                    "application/octet-stream",
-                )
+                labelled = response.content_type in stream_types
                 async for event in read(response.content, secret, not labelled):
                     # The consumer's own awaits (e.g. writing to its client) are not ours to
                     # time, nor to cancel: the watch pauses while it holds the event.
@@ -269,10 +269,23 @@ class UpstreamClient:
             self._deadlines.forget(deadline)
 
 
-def _invalid_json(url: str | URL) -> UpstreamProtocolError:
-    return UpstreamProtocolError(
-        "upstream answered with invalid JSON", detail=f"{_host(url)}: invalid JSON"
-    )
+# What labels a stream (aiohttp says application/octet-stream for an answer without a type).
+_SSE_TYPES = ("text/event-stream", "application/octet-stream")
+_RAW_TYPES = ("application/vnd.amazon.eventstream", "application/octet-stream")
+
+
+def _invalid_json(url: str | URL, payload: bytes, secret: Secrets) -> UpstreamProtocolError:
+    """An answer that is not JSON: an HTML page (a captive portal, a proxy's page, an
+    ``api_base`` pointing at a web site) is named by its words, as for a stream request, so
+    the client and the operator can tell what answered; anything else as invalid JSON."""
+    raw = payload[:_MAX_ERROR_BODY]
+    if secret:
+        raw = scrub(raw, secret)
+    text = raw.decode("utf-8", "replace").strip()
+    message = "upstream answered with invalid JSON"
+    if _HTML_START.match(text):
+        message = f"upstream answered with a page, not JSON: {_page_words(text)}"
+    return UpstreamProtocolError(message, detail=f"{_host(url)}: {message}")
 
 
 def _deadline_error(
@@ -334,12 +347,77 @@ def encoded(body: Any) -> bytes:
 
 
 async def _read_raw(
-    content: aiohttp.StreamReader, secret: Secrets, unlabelled: bool = False
+    content: aiohttp.StreamReader,
+    secret: Secrets,
+    unlabelled: bool = False,
+    *,
+    parse_error: ErrorParser,
 ) -> AsyncIterator[bytes]:
+    """The body's pieces as they arrive; one not labelled a binary stream that begins as JSON
+    or HTML (no AWS event-stream message can: its first byte is its length's highest) is
+    read whole and raised as what it says (``_whole_body_error``)."""
     # A key may be cut across two pieces: the framing's decoder masks it in whole messages
     # (bedrock.py, for AWS event streams).
+    first = unlabelled
     async for piece in content.iter_any():
+        if first and piece.lstrip(BOM + b" \t\r\n")[:1] in (b"{", b"[", b"<"):
+            raise await _whole_body_error(content, piece, secret, parse_error)
+        first = False
         yield piece
+
+
+_ERROR_FIELDS = ("error", "message", "Message", "__type")
+_STATUS_FIELDS = ("status_code", "code", "status")
+
+
+async def _whole_body_error(
+    content: aiohttp.StreamReader, first: bytes, secret: Secrets, parse_error: ErrorParser
+) -> UpstreamError:
+    """A binary stream request answered by one whole body: an error object (a proxy's, a 200
+    carrying ``{"error": ...}``) is that error, with the status it names (else 502), any other
+    body a failed attempt naming what it said, as ``_whole_answer`` does for events."""
+    raw = first + await _error_body(content)
+    if secret:
+        raw = scrub(raw, secret)
+    raw = raw.lstrip(BOM + b" \t\r\n")
+    try:
+        parsed: Any = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if isinstance(parsed, list) and len(parsed) == 1:
+        parsed = parsed[0]
+    if isinstance(parsed, dict) and any(parsed.get(field) for field in _ERROR_FIELDS):
+        body = parse_error(parsed)
+        message = f"upstream answered a stream request with an error: {body.message}"
+        failure = UpstreamStatusError(
+            body.status or _status_named(parsed) or 502,
+            message,
+            kind=body.kind,
+            retry_after=body.retry_after,
+            detail=message,
+        )
+        failure.retryable = True  # the upstream took the request: this attempt's failure
+        return failure
+    if parsed is not None:
+        said = "a JSON body, not events"
+    else:
+        text = raw.decode("utf-8", "replace").strip()
+        said = _page_words(text) if _HTML_START.match(text) else text[:_MAX_PAGE_WORDS]
+    message = f"upstream answered a stream request with {said}"
+    return UpstreamProtocolError(message, detail=message)
+
+
+def _status_named(raw: dict[str, Any]) -> int | None:
+    """The HTTP status an error object names (``{"error": {"code": 429}}``), if any."""
+    nested = raw.get("error")
+    for fields in (nested if isinstance(nested, dict) else {}, raw):
+        for name in _STATUS_FIELDS:
+            value = fields.get(name)
+            if isinstance(value, str) and value.isdigit():
+                value = int(value)
+            if type(value) is int and 400 <= value <= 599:
+                return value
+    return None
 
 
 async def _read_events(

@@ -29,6 +29,7 @@ PLACEHOLDER = "skip_thought_signature_validator"
 """Google's documented signature for function calls the model did not produce itself."""
 _KEY = b"tollway-sim-gemini-thought\0"
 _GEMINI_3 = re.compile(r"(?:^|/)gemini-([3-9]|\d\d+)(?:[.-]|$)")
+_GEMINI_2_5 = re.compile(r"(?:^|/)gemini-2\.5-")
 _LEVELS = frozenset({"MINIMAL", "LOW", "MEDIUM", "HIGH"})
 _MISSING = (
     "Function call is missing a thought_signature in functionCall parts. This is required for "
@@ -67,8 +68,30 @@ def thinking(config: Any, model: str = "") -> tuple[bool, bool]:
     budget = thinking_config.get("thinkingBudget", -1)
     if not isinstance(budget, int) or isinstance(budget, bool) or budget < -1:
         raise InvalidRequest("thinkingBudget must be -1, 0 or a positive integer", "thinkingConfig")
+    _check_budget(budget, model.lower())
     on = budget != 0
     return on, on and thinking_config.get("includeThoughts") is True
+
+
+def _check_budget(budget: int, model: str) -> None:
+    """A budget outside a Gemini 2.5 model's range (Google's: Pro 128 to 32768 and never 0,
+    Flash 0 to 24576, Flash-Lite 0 or 512 to 24576) is a 400, in Gemini's words."""
+    if budget == -1 or not _GEMINI_2_5.search(model):
+        return
+    if "-pro" in model:
+        if budget == 0:
+            raise InvalidRequest(
+                "Budget 0 is invalid. This model only works in thinking mode.", "thinkingConfig"
+            )
+        low, high = 128, 32768
+    else:
+        low, high = (512 if "flash-lite" in model else 1), 24576
+    if budget != 0 and not low <= budget <= high:
+        raise InvalidRequest(
+            f"The thinking budget {budget} is invalid. Please choose a value between {low} and "
+            f"{high}.",
+            "thinkingConfig",
+        )
 
 
 def _check_level(thinking_config: dict[str, Any], model: str) -> None:
@@ -85,6 +108,10 @@ def _check_level(thinking_config: dict[str, Any], model: str) -> None:
         raise InvalidRequest(
             f"Invalid value at 'generation_config.thinking_config.thinking_level' ({level!r})",
             "thinkingConfig",
+        )
+    if level.upper() == "MINIMAL" and "-pro" in model.lower():  # Gemini 3 Pro has no MINIMAL
+        raise InvalidRequest(
+            "Thinking level MINIMAL is not supported for this model.", "thinkingConfig"
         )
 
 

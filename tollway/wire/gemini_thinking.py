@@ -16,9 +16,13 @@ an alias such as ``gemini-flash-latest``) gets a budget, which every Gemini mode
 - An OpenAI client's ``reasoning_effort`` (Responses: ``reasoning.effort``) names a level,
   without thoughts shown (OpenAI's API shows none): on a level model it is that level
   (``minimal``, ``low``, ``medium``, ``high``; ``none`` is ``LOW``, the least every Gemini 3
-  model takes, since none can stop thinking); on a budget model it is the budget Google's own
-  OpenAI-compatible endpoint gives it (``EFFORT_BUDGETS``). Other levels are a 400 naming the
-  field.
+  model takes, since none can stop thinking, and so is ``minimal`` on a Pro model, which has
+  no ``MINIMAL``); on a budget model it is the budget Google's own OpenAI-compatible endpoint
+  gives it (``EFFORT_BUDGETS``), ``minimal`` the smallest budget the model thinks within
+  (Google's ranges: 2.5 Pro 128 to 32768, 2.5 Flash 0 to 24576, 2.5 Flash-Lite 512 to 24576;
+  512 for a name that does not say, which every 2.5 model takes) and ``none`` 0, but on a Pro
+  model, which cannot stop thinking (0 is its 400), its smallest budget. Other levels are a
+  400 naming the field.
 - A Responses client's ``reasoning.summary`` (``ChatRequest.reasoning_summary``) asks to see a
   summary of the reasoning, which Gemini's thought summaries are: ``includeThoughts: true``,
   beside the effort's level or budget, or alone (the model thinks as it does by default).
@@ -42,6 +46,11 @@ EFFORT_LEVELS = MappingProxyType(
     {"none": "LOW", "minimal": "MINIMAL", "low": "LOW", "medium": "MEDIUM", "high": "HIGH"}
 )
 """``thinkingLevel`` per OpenAI ``reasoning_effort``, for models that think at a level."""
+_PRO_LEVELS = MappingProxyType({**EFFORT_LEVELS, "minimal": "LOW"})
+_PRO_FLOOR, _FLASH_FLOOR, _ANY_FLOOR = 128, 128, 512  # the least budget each model thinks within
+_PRO_BUDGETS = MappingProxyType({**EFFORT_BUDGETS, "none": _PRO_FLOOR, "minimal": _PRO_FLOOR})
+_FLASH_BUDGETS = MappingProxyType({**EFFORT_BUDGETS, "minimal": _FLASH_FLOOR})
+_ANY_BUDGETS = MappingProxyType({**EFFORT_BUDGETS, "minimal": _ANY_FLOOR})
 _TARGET = "a gemini deployment"
 
 
@@ -71,13 +80,28 @@ def thinking_config(request: ChatRequest, model: str) -> tuple[ChatRequest, dict
         )
     config: dict[str, Any] = {}
     if levels:
-        plain, level = take_effort(request, EFFORT_LEVELS, f"{_TARGET} of Gemini 3")
+        named = _PRO_LEVELS if _is_pro(model) else EFFORT_LEVELS
+        plain, level = take_effort(request, named, f"{_TARGET} of Gemini 3")
         if level is not None:
             config["thinkingLevel"] = level
     else:
-        plain, budget = take_effort(request, EFFORT_BUDGETS, _TARGET)
+        plain, budget = take_effort(request, _effort_budgets(model), _TARGET)
         if budget is not None:
             config["thinkingBudget"] = budget
     if request.reasoning_summary is not None and config.get("thinkingBudget") != 0:
         config["includeThoughts"] = True
     return plain, config or None
+
+
+def _is_pro(model: str) -> bool:
+    """Whether ``model`` is a Pro model (``gemini-2.5-pro``, ``gemini-3-pro-preview``,
+    ``gemini-pro-latest``), which cannot stop thinking."""
+    return "-pro" in model.lower()
+
+
+def _effort_budgets(model: str) -> MappingProxyType[str, int]:
+    """The budget per ``reasoning_effort`` for a Gemini 2.5 ``model`` (see above)."""
+    if _is_pro(model):
+        return _PRO_BUDGETS
+    name = model.lower()
+    return _FLASH_BUDGETS if "flash" in name and "flash-lite" not in name else _ANY_BUDGETS

@@ -297,10 +297,13 @@ def _check_unsent_stream_options(options: dict[str, Any]) -> None:
 
 
 def _stop_from_wire(stop: Any) -> list[str] | None:
+    """The client's stop sequences, without an empty one: OpenAI takes ``""`` and stops at
+    nothing for it (no text the model writes ends with it), where Bedrock and Claude refuse
+    it and Gemini is not to be trusted to read it so; none left is no ``stop``."""
     if stop is None:
         return None
     if isinstance(stop, str):
-        return [stop]
+        return [stop] if stop else None
     if isinstance(stop, list) and all(isinstance(s, str) for s in stop):
         if len(stop) > _MOST_STOP_SEQUENCES:
             raise InvalidRequest(
@@ -309,7 +312,7 @@ def _stop_from_wire(stop: Any) -> list[str] | None:
                 code="array_above_max_length",
                 param="stop",
             )
-        return list(stop)
+        return [sequence for sequence in stop if sequence] or None
     raise InvalidRequest("'stop' must be a string or an array of strings", param="stop")
 
 

@@ -45,7 +45,7 @@ from tollway.core.types import (
     Usage,
 )
 from tollway.pricing.tools import calls_in_output, responses_item_kind
-from tollway.wire.openai_stream_errors import stream_error
+from tollway.wire.openai_stream_errors import is_error_event, stream_error
 from tollway.wire.responses_response import message_item, new_id, output_text, usage_to_wire
 
 WIRE_FORMAT = "openai_responses"
@@ -98,7 +98,10 @@ def usage_from_wire(raw: Any) -> Usage | None:
 def response_from_wire(raw: Any, *, whole: bool) -> ChatResponse:
     """A ``Response`` object as a canonical answer; only its usage, model and finish unless
     ``whole`` (a stage reads answers) or it states no usage (its content is then what its
-    cost is estimated from)."""
+    cost is estimated from). An error object answered with a 200 (OpenRouter's, a proxy's)
+    is that error, with the status it carries."""
+    if isinstance(raw, dict) and "output" not in raw and is_error_event(raw):
+        raise stream_error(raw, "upstream answered 200 with an error")
     if not isinstance(raw, dict) or not isinstance(raw.get("output"), list):
         raise UpstreamProtocolError("upstream answered without an 'output' array")
     output = [item for item in raw["output"] if isinstance(item, dict)]
@@ -235,6 +238,10 @@ class EventReader:
             event = orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise UpstreamProtocolError("upstream sent an invalid stream event") from None
+        if isinstance(event, dict) and "type" not in event and is_error_event(event):
+            # An error object without an event type: a whole error body answering the stream
+            # request (http.py reads it as one event), or a server's bare error event.
+            raise stream_error(event)
         if not isinstance(event, dict) or not isinstance(event.get("type"), str):
             raise UpstreamProtocolError("upstream stream event is not a typed JSON object")
         kind: str = event["type"]

@@ -78,3 +78,22 @@ def test_an_effort_gemini_3_has_no_level_for_is_a_400_naming_it() -> None:
     with pytest.raises(InvalidRequest) as caught:
         thinking_config(effort("xhigh"), "gemini-3-pro-preview")
     assert caught.value.param == "reasoning_effort"
+
+
+@pytest.mark.parametrize(
+    ("model", "minimal", "none"),
+    [("gemini-2.5-pro", 128, 128), ("gemini-pro-latest", 128, 128),
+     ("gemini-2.5-flash", 128, 0), ("gemini-flash-latest", 128, 0),
+     ("gemini-2.5-flash-lite", 512, 0), ("sim-chat", 512, 0)],
+)  # fmt: skip
+def test_minimal_is_the_least_budget_the_model_thinks_within(
+    model: str, minimal: int, none: int
+) -> None:
+    assert thinking_config(effort("minimal"), model)[1] == {"thinkingBudget": minimal}
+    assert thinking_config(effort("none"), model)[1] == {"thinkingBudget": none}
+
+
+def test_minimal_is_low_on_a_gemini_3_pro_model() -> None:
+    assert thinking_config(effort("minimal"), "gemini-3-pro-preview")[1] == {"thinkingLevel": "LOW"}
+    flash = thinking_config(effort("minimal"), "gemini-3-flash-preview")[1]
+    assert flash == {"thinkingLevel": "MINIMAL"}

@@ -70,7 +70,7 @@ def test_reasoning_effort_is_googles_budget_for_it() -> None:
     assert body["generationConfig"] == {"thinkingConfig": {"thinkingBudget": 8192}}
     assert "reasoning_effort" not in body and request.extra == {"reasoning_effort": "medium"}
     with pytest.raises(InvalidRequest) as caught:
-        gemini_request.request_to_wire(openai(reasoning_effort="minimal"))
+        gemini_request.request_to_wire(openai(reasoning_effort="xhigh"))
     assert caught.value.param == "reasoning_effort"
 
 

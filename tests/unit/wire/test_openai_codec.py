@@ -89,7 +89,8 @@ optional_fields = st.fixed_dictionaries(
         "temperature": st.floats(0, 2, allow_nan=False),
         "top_p": st.floats(0, 1, allow_nan=False),
         "n": st.integers(1, 4),
-        "stop": st.lists(text, min_size=1, max_size=4),
+        # Not an empty sequence: OpenAI stops at nothing for it, and it is not sent on.
+        "stop": st.lists(text.filter(bool), min_size=1, max_size=4),
         "seed": st.integers(0, 2**31),
         "user": text,
         "tools": st.lists(tool, min_size=1, max_size=3),
@@ -561,3 +562,9 @@ def test_cache_writes_are_told_in_openais_prompt_details() -> None:
     upstream = {"prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0}}
     kept = usage_to_wire(Usage(input_tokens=1, output_tokens=1, extra=upstream))
     assert kept["prompt_tokens_details"] == {"cached_tokens": 0, "audio_tokens": 0}
+
+
+@pytest.mark.parametrize(("stop", "kept"), [("", None), ([""], None), (["", "END"], ["END"])])
+def test_an_empty_stop_sequence_is_dropped(stop: object, kept: list[str] | None) -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stop": stop}
+    assert request_from_wire(body).stop == kept
