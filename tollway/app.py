@@ -8,6 +8,7 @@ import logging
 import re
 import signal
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal
 
@@ -74,11 +75,14 @@ def create_app(
     app[GATEWAY] = gateway
 
     hangup = Hangup(gateway)
+    readiness = Readiness(gateway)
 
     def stopping() -> None:
         # From the stop signal itself: a SIGHUP handled in the same turn of the loop (or
-        # during the wait for requests in flight, before the cleanup below runs) reloads not.
+        # during the drain delay and the wait for requests in flight, before the cleanup
+        # below runs) reloads not; readiness fails from now, while the gateway still serves.
         hangup.stopping()
+        readiness.stopping = True
         gateway.ready = False
 
     async def shutting_down(_: web.Application) -> None:
@@ -115,7 +119,7 @@ def create_app(
     app.router.add_get("/admin/openapi.json", openapi)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/health/live", _live)
-    app.router.add_get("/health/ready", _ready)
+    app.router.add_get("/health/ready", readiness.answer)
     if settings.server.cors is not None:  # else no CORS work at all, not even a check
         Cors(settings.server.cors).install(app)
     app.router.add_route("*", "/{tail:.*}", _unknown_route)
@@ -193,12 +197,23 @@ async def _live(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"}, dumps=_dumps)
 
 
-async def _ready(request: web.Request) -> web.Response:
-    gateway = request.app[GATEWAY]
-    if not gateway.ready:
-        return web.json_response({"status": "starting"}, status=503, dumps=_dumps)
-    models = len(gateway.pipeline.routing.groups)
-    return web.json_response({"status": "ready", "models": models}, dumps=_dumps)
+@dataclass(slots=True)
+class Readiness:
+    """``GET /health/ready``: 503 while the gateway starts (``starting``) and from the moment
+    a stop is asked for (``draining``: it serves on for ``server.drain_delay`` so that a load
+    balancer takes it out of rotation first), else 200 with the number of model groups."""
+
+    gateway: Gateway
+    stopping: bool = False
+
+    async def answer(self, request: web.Request) -> web.Response:
+        """The readiness answer, as JSON."""
+        if self.stopping:
+            return web.json_response({"status": "draining"}, status=503, dumps=_dumps)
+        if not self.gateway.ready:
+            return web.json_response({"status": "starting"}, status=503, dumps=_dumps)
+        models = len(self.gateway.pipeline.routing.groups)
+        return web.json_response({"status": "ready", "models": models}, dumps=_dumps)
 
 
 async def _metrics(request: web.Request) -> web.Response:

@@ -134,6 +134,7 @@ def serve(
                 app,
                 sockets,
                 shutdown_timeout=server.shutdown_timeout,
+                drain_delay=server.drain_delay,
                 on_stop=app[STOPPING],
                 access_log=logging.getLogger("aiohttp.access") if server.access_log else None,
                 access_log_class=AccessLogger.behind(server.trusted_proxies),

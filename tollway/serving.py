@@ -4,6 +4,10 @@ aiohttp's ``run_app`` raises out of the event loop on each of these signals: a s
 while the gateway stopped cancelled its shutdown (the request log's queue and the budget
 spend never written), and one while it started cancelled a store migration half-way. Here
 the first signal asks for a stop, which waits for start-up to finish; later ones are logged.
+
+A stop can begin with a drain delay (``server.drain_delay``): the gateway listens and serves
+on while its readiness fails, so a load balancer takes it out of rotation before connections
+are refused; a second signal cuts the delay short.
 """
 
 from __future__ import annotations
@@ -24,25 +28,53 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class StopRequest:
-    """SIGTERM and SIGINT: the first asks the gateway to stop, later ones change nothing
-    (what the gateway still owes the store is being written; SIGKILL cuts it short)."""
+    """SIGTERM and SIGINT: the first asks the gateway to stop, a second during the drain
+    delay skips the rest of it, later ones change nothing (what the gateway still owes the
+    store is being written; SIGKILL cuts it short)."""
 
-    def __init__(self, on_stop: Callable[[], None]) -> None:
+    def __init__(self, on_stop: Callable[[], None], drain_delay: float = 0.0) -> None:
         self.asked = asyncio.Event()
         self.serving = False
         self._on_stop = on_stop
+        self._drain_delay = drain_delay
+        # From the first signal (not once the loop resumes the runner) so that a second one
+        # right after it skips the delay rather than being ignored.
+        self._draining = False
+        self._hurried = asyncio.Event()
 
     def __call__(self, signum: signal.Signals) -> None:
         name = signum.name
         if self.asked.is_set():
-            log.warning("%s ignored: the gateway is already stopping", name)
+            if self._draining and not self._hurried.is_set():
+                log.info("%s: the rest of the drain delay is skipped, stopping now", name)
+                self._hurried.set()
+            else:
+                log.warning("%s ignored: the gateway is already stopping", name)
             return
         if self.serving:
             log.info("%s: stopping", name)
         else:  # a migration cut half-way can leave a store no later start can use
             log.info("%s while starting: stopping once started", name)
+        self._draining = self.serving and self._drain_delay > 0
         self.asked.set()
         self._on_stop()  # now, not once the loop gets round to the cleanup
+
+    async def drained(self) -> None:
+        """Once a stop is asked for while serving: the drain delay, serving on, or until a
+        second signal (none when the gateway never served)."""
+        if not self._draining:
+            return
+        log.info(
+            "draining for %gs: still serving, /health/ready answers 503; then stopping",
+            self._drain_delay,
+        )
+        try:
+            async with asyncio.timeout(self._drain_delay):
+                await self._hurried.wait()
+        except TimeoutError:
+            pass
+        finally:
+            self._draining = False
 
 
 async def serve(
@@ -50,15 +82,17 @@ async def serve(
     sockets: Iterable[socket.socket],
     *,
     shutdown_timeout: float,
+    drain_delay: float = 0.0,
     on_stop: Callable[[], None] = lambda: None,
     **handler_args: Any,
 ) -> None:
-    """Serve ``app`` on the bound ``sockets`` until SIGTERM or SIGINT; then stop taking
-    connections, let requests in flight finish (up to ``shutdown_timeout``) and run the
-    application's cleanup. ``on_stop`` is called from the first signal's handler itself;
-    ``handler_args`` go to aiohttp's request handler (access log)."""
+    """Serve ``app`` on the bound ``sockets`` until SIGTERM or SIGINT; then serve on for
+    ``drain_delay`` (if it served at all), stop taking connections, let requests in flight
+    finish (up to ``shutdown_timeout``) and run the application's cleanup. ``on_stop`` is
+    called from the first signal's handler itself; ``handler_args`` go to aiohttp's request
+    handler (access log)."""
     loop = asyncio.get_running_loop()
-    stop = StopRequest(on_stop)
+    stop = StopRequest(on_stop, drain_delay)
     for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, stop, signum)
     try:
@@ -72,6 +106,7 @@ async def serve(
                     await web.SockSite(runner, sock).start()
                 stop.serving = True
                 await stop.asked.wait()
+                await stop.drained()
         finally:
             await runner.cleanup()
     finally:

@@ -1,5 +1,6 @@
 """Stopping the gateway: SIGTERM / SIGINT (again while it stops), SIGHUP while it stops,
-and a stop asked for while it starts. What it owed the store is written whatever comes.
+a stop asked for while it starts, and ``server.drain_delay``. What it owed the store is
+written whatever comes.
 
 Real ``tollway serve`` processes on the simulator, real signals, the store read afterwards.
 """
@@ -38,7 +39,9 @@ def stop_config(simulator_url: str, store_url: str) -> dict[str, Any]:
     return config
 
 
-async def _send(url: str, session: aiohttp.ClientSession, rid: str, stream: bool) -> bool:
+async def _send(
+    url: str, session: aiohttp.ClientSession, rid: str, stream: bool, ttft_ms: int = 3000
+) -> bool:
     """One chat request; whether it was answered whole."""
     body = {"model": "priced-chat", "stream": stream,
             "messages": [{"role": "user", "content": "hello"}]}  # fmt: skip
@@ -46,7 +49,7 @@ async def _send(url: str, session: aiohttp.ClientSession, rid: str, stream: bool
     headers = {"Authorization": f"Bearer {CLIENT_KEY}", "x-request-id": rid,
                "x-sim-test-tag": rid, **slow}  # fmt: skip
     if not stream:
-        headers["x-sim-ttft-ms"] = "3000"
+        headers["x-sim-ttft-ms"] = str(ttft_ms)
     try:
         async with session.post(url + "/v1/chat/completions", json=body, headers=headers) as r:
             text = await r.text()
@@ -159,3 +162,128 @@ def _stop_while_migrating(log_dir: Path, config: dict[str, Any], env: dict[str, 
         process.stop()
     with pytest.raises(RuntimeError):  # it stopped without ever serving
         wait_http(url + "/health/live", timeout=0.5)
+
+
+DRAIN_DELAY = 1.5
+
+
+def test_a_drain_delay_serves_new_connections_while_readiness_fails(
+    log_dir: Path, simulator_url: str, tmp_path: Path
+) -> None:
+    # Kubernetes takes a pod out of its Service while the pod already has SIGTERM: the
+    # gateway closed its listener at once, so connections sent meanwhile were refused and
+    # /health/ready never got to answer 503 (a preStop sleep was the only way round it).
+    store_url = f"sqlite+aiosqlite:///{tmp_path}/tollway.db"
+    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TOLLWAY_STORE_URL": store_url}
+    config = {**stop_config(simulator_url, store_url), "server": {"drain_delay": "1.5s"}}
+    with running_gateway(log_dir, config, env) as (url, process):
+        seen = asyncio.run(_while_draining(url, simulator_url, process))
+        assert process.proc.wait(30) == 0
+        output = process.output()
+    assert seen["checked_within"] < DRAIN_DELAY, "the checks came after the delay"
+    assert seen["ready"] == (503, "draining")
+    assert seen["live"] == 200
+    assert seen["new_request_answered"]
+    assert seen["refused_after_the_delay"]
+    assert seen["in_flight_answered"] == 2
+    assert "Traceback" not in output, output
+    assert "SIGHUP ignored: the gateway is stopping" in output and "config reloaded" not in output
+    rows, spend = _logged(tmp_path / "tollway.db")
+    assert len(rows) == 3 and all(status == 200 for _, status, _ in rows)
+    assert spend == sum(cost for _, _, cost in rows) > 0
+
+
+async def _while_draining(url: str, simulator_url: str, process: Process) -> dict[str, Any]:
+    """Two slow requests in flight, SIGTERM and SIGHUP; then, on new connections, what the
+    health routes and a chat request get during the delay, and whether a connection is
+    refused once it is over (the requests in flight still running)."""
+    seen: dict[str, Any] = {}
+    async with aiohttp.ClientSession() as session:
+        rids = {f"drain-{uuid.uuid4().hex[:12]}" for _ in range(2)}
+        in_flight = [asyncio.create_task(_send(url, session, rid, False, ttft_ms=4000))
+                     for rid in rids]  # fmt: skip
+        deadline = time.monotonic() + 10
+        while not rids <= await _at_the_simulator(session, simulator_url):
+            assert time.monotonic() < deadline, "the requests did not reach the simulator"
+            await asyncio.sleep(0.05)
+        process.proc.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        await asyncio.sleep(0.2)
+        process.proc.send_signal(signal.SIGHUP)
+        # force_close: every request below on a connection of its own, opened after SIGTERM.
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as new:
+            async with new.get(url + "/health/ready") as response:
+                seen["ready"] = (response.status, (await response.json())["status"])
+            async with new.get(url + "/health/live") as response:
+                seen["live"] = response.status
+            rid = f"drain-new-{uuid.uuid4().hex[:8]}"
+            seen["new_request_answered"] = await _send(url, new, rid, False, ttft_ms=0)
+            seen["checked_within"] = time.monotonic() - signalled
+            await asyncio.sleep(DRAIN_DELAY + 0.5 - (time.monotonic() - signalled))
+            try:
+                async with new.get(url + "/health/live"):
+                    seen["refused_after_the_delay"] = False
+            except aiohttp.ClientConnectorError:
+                seen["refused_after_the_delay"] = True
+        seen["in_flight_answered"] = sum(await asyncio.gather(*in_flight))
+    return seen
+
+
+def test_without_a_drain_delay_the_listener_closes_at_once(
+    log_dir: Path, simulator_url: str, tmp_path: Path
+) -> None:
+    # drain_delay 0s (the default) stops as before: new connections refused from SIGTERM on,
+    # the requests in flight finished.
+    store_url = f"sqlite+aiosqlite:///{tmp_path}/tollway.db"
+    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TOLLWAY_STORE_URL": store_url}
+    with running_gateway(log_dir, stop_config(simulator_url, store_url), env) as (url, process):
+        answered, refused = asyncio.run(_refused_after_sigterm(url, simulator_url, process))
+        assert process.proc.wait(30) == 0
+    assert refused and answered
+    assert len(_logged(tmp_path / "tollway.db")[0]) == 1
+
+
+async def _refused_after_sigterm(
+    url: str, simulator_url: str, process: Process
+) -> tuple[bool, bool]:
+    """One slow request in flight, SIGTERM; whether a new connection 0.3 s later is refused,
+    and whether the request in flight was answered whole."""
+    async with aiohttp.ClientSession() as session:
+        rid = f"nodrain-{uuid.uuid4().hex[:12]}"
+        in_flight = asyncio.create_task(_send(url, session, rid, False))
+        deadline = time.monotonic() + 10
+        while rid not in await _at_the_simulator(session, simulator_url):
+            assert time.monotonic() < deadline, "the request did not reach the simulator"
+            await asyncio.sleep(0.05)
+        process.proc.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.3)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as new:
+            try:
+                async with new.get(url + "/health/live"):
+                    refused = False
+            except aiohttp.ClientConnectorError:
+                refused = True
+        return await in_flight, refused
+
+
+def test_a_second_signal_skips_the_rest_of_the_drain_delay(
+    log_dir: Path, simulator_url: str, tmp_path: Path
+) -> None:
+    # Ctrl-C twice, or a supervisor in a hurry: the second signal ends the delay (the
+    # requests in flight still finish and are written), a third is ignored as before.
+    store_url = f"sqlite+aiosqlite:///{tmp_path}/tollway.db"
+    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TOLLWAY_STORE_URL": store_url}
+    config = {**stop_config(simulator_url, store_url), "server": {"drain_delay": "60s"}}
+    with running_gateway(log_dir, config, env) as (url, process):
+        started = time.monotonic()
+        stops = [signal.SIGTERM, signal.SIGINT, signal.SIGTERM]
+        answered = asyncio.run(_slow_requests_then(url, simulator_url, process, stops))
+        assert process.proc.wait(30) == 0
+        took = time.monotonic() - started
+        output = process.output()
+    assert took < 20, "the drain delay ran its course"
+    assert answered == 6
+    assert "SIGINT: the rest of the drain delay is skipped" in output, output
+    assert "SIGTERM ignored: the gateway is already stopping" in output
+    assert "Traceback" not in output
+    assert len(_logged(tmp_path / "tollway.db")[0]) == 6

@@ -24,7 +24,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
-from tollway.config.types import ApiBase, Duration, SecretRef
+from tollway.config.types import ApiBase, Delay, Duration, SecretRef
 from tollway.simulator.settings import SimulatorSettings
 
 EMBEDDED_SIMULATOR = "embedded-simulator"
@@ -442,6 +442,10 @@ class ServerConfig(Strict):
     for Anthropic's Messages API, up to 50 MB of images (as base64, a third more) for
     OpenAI's."""
     shutdown_timeout: Duration = 30.0
+    drain_delay: Delay = 0.0
+    """After the first SIGTERM / SIGINT, how long the gateway keeps listening and serving
+    while ``/health/ready`` answers 503, so a load balancer takes it out of rotation before
+    connections are refused; then the stop goes on as ``shutdown_timeout`` says."""
     access_log: bool = False
     reload_interval: Duration | None = 2.0
     """How often the config file is checked for changes to reload model groups (null: never;

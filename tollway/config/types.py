@@ -14,6 +14,14 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 def parse_duration(value: Any) -> float:
     """Seconds from ``"500ms"``, ``"5s"``, ``"2m"``, ``"1h"`` or a bare number of seconds."""
+    seconds = parse_delay(value)
+    if seconds == 0:
+        raise ValueError("a duration must be greater than zero")
+    return seconds
+
+
+def parse_delay(value: Any) -> float:
+    """Seconds as ``parse_duration`` reads them, ``"0s"`` (none) included."""
     if isinstance(value, bool):
         raise ValueError("a duration such as '500ms', '5s' or '2m'")
     if isinstance(value, int | float):
@@ -22,12 +30,14 @@ def parse_duration(value: Any) -> float:
         seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     else:
         raise ValueError(f"{value!r} is not a duration such as '500ms', '5s' or '2m'")
-    if seconds <= 0:
-        raise ValueError("a duration must be greater than zero")
+    if seconds < 0:
+        raise ValueError("a duration must not be negative")
     return seconds
 
 
 def _format_duration(seconds: float) -> str:
+    if seconds == 0:
+        return "0s"
     if seconds < 1:
         return f"{round(seconds * 1000)}ms"
     return f"{seconds:g}s"
@@ -37,6 +47,11 @@ Duration = Annotated[
     float, BeforeValidator(parse_duration), PlainSerializer(_format_duration, when_used="json")
 ]
 """Seconds, written in config as ``"500ms"``, ``"30s"``, ``"2m"``."""
+
+Delay = Annotated[
+    float, BeforeValidator(parse_delay), PlainSerializer(_format_duration, when_used="json")
+]
+"""A ``Duration`` that may be ``"0s"``: a wait that can be left out."""
 
 
 def _without_credentials(url: str) -> str:

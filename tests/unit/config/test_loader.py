@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from tollway.config import ConfigError, SecretRef, default_settings, load_settings, parse_duration
+from tollway.config import (
+    ConfigError,
+    SecretRef,
+    default_settings,
+    load_settings,
+    parse_duration,
+    validate_settings,
+)
 
 GOOD = """
 server: {port: 4100, max_body_size: 1MiB}
@@ -240,3 +247,17 @@ def test_an_api_base_with_an_at_sign_past_its_host_loads(tmp_path: Path) -> None
     )
     settings = load_settings(write(tmp_path, text))
     assert settings.models[0].deployments[0].api_base == api_base
+
+
+def test_drain_delay_is_none_by_default_and_never_negative() -> None:
+    assert validate_settings({}, source="t.yaml").server.drain_delay == 0
+    for given, seconds in (("0s", 0), (0, 0), ("5s", 5), ("1500ms", 1.5)):
+        server = validate_settings({"server": {"drain_delay": given}}, source="t.yaml").server
+        assert server.drain_delay == seconds
+    assert server.model_dump(mode="json")["drain_delay"] == "1.5s"
+    assert (
+        validate_settings({}, source="t.yaml").server.model_dump(mode="json")["drain_delay"] == "0s"
+    )
+    for bad in ("-1s", -1, "soon", True):
+        with pytest.raises(ConfigError, match=r"server\.drain_delay"):
+            validate_settings({"server": {"drain_delay": bad}}, source="t.yaml")
