@@ -1,6 +1,7 @@
 """Per-deployment rate limits through a real gateway: what a deployment's attempts used is
-what its limits are charged, whether an attempt is retried on it or its stream fails after
-it began.
+what its limits are charged, whether an attempt is retried on it, its stream fails after
+it began, or it fails before its answer began having read the prompt (a stream whose head
+reported it, a call a time limit cut once sent).
 
 The simulator is this module's own: a test sets its server-wide fault, which would reach
 every other test's requests on the session's simulator.
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -24,6 +26,13 @@ ASKED = 600  # max_tokens of each request: one fits the deployment's minute, two
 FAILS_FIRST = 36
 """A seed of the simulator's fault draws (``random.Random(36)``): the first below one half,
 the next ones above, so with ``fault_rate`` 0.5 the first call fails and the rest answer."""
+
+LONG_PROMPT = "tell me about the weather and the sea " * 125
+"""About a thousand tokens, however counted: the part of a request its failed attempt used."""
+SHORT_OUTPUT = 20
+PROMPT_TPM = 1600
+"""A deployment's minute that holds one request of ``LONG_PROMPT`` (input and output), and
+not a second once a failed attempt's prompt is charged to it."""
 
 
 @pytest.fixture(scope="module")
@@ -41,14 +50,27 @@ def gateway(log_dir: Path, simulator: str) -> Iterator[str]:
         }  # fmt: skip
         return {"name": name, "deployments": [deployment], **extra}
 
+    claude = {
+        "id": "dep-overloads", "provider": "anthropic", "model": "sim-chat",
+        "api_base": simulator, "api_key": "env:TEST_UPSTREAM_KEY",
+    }  # fmt: skip
+    stalls = group("stalls")
+    stalls["deployments"][0]["timeouts"] = {"first_byte": "300ms"}
     config = {
         "upstream": {"forward_headers": ["x-sim-*"]},
         "routing": {"backoff": "1ms", "backoff_max": "1ms"},
-        "models": [group("retried", retries=1), group("cut")],
+        "models": [
+            group("retried", retries=1),
+            group("cut"),
+            {"name": "overloads", "deployments": [claude]},
+            stalls,
+        ],
         "limits": {
             "deployments": {
                 "dep-retried": {"tpm": DEPLOYMENT_TPM},
                 "dep-cut": {"tpm": DEPLOYMENT_TPM},
+                "dep-overloads": {"tpm": PROMPT_TPM},
+                "dep-stalls": {"tpm": PROMPT_TPM},
             }
         },
     }
@@ -104,3 +126,41 @@ def test_a_stream_that_fails_after_it_began_is_charged_what_it_generated(gateway
     with pytest.raises(openai.RateLimitError) as caught:
         ask(client, "cut")
     assert caught.value.code == "rate_limit_exceeded"
+
+
+def test_a_stream_failing_after_its_head_keeps_the_prompt_charged_to_the_deployment(
+    gateway: str,
+) -> None:
+    # message_start reported the prompt's tokens, then an overloaded_error event: the
+    # provider read the prompt and counts it against the deployment's TPM, but the failed
+    # attempt gave the deployment's bucket everything back, so the gateway kept sending it
+    # more than its TPM.
+    client = anthropic.Anthropic(base_url=gateway, api_key=CLIENT_KEY, max_retries=0)
+    messages: Any = [{"role": "user", "content": LONG_PROMPT}]
+    with pytest.raises(anthropic.APIStatusError) as failed:
+        list(client.messages.create(
+            model="overloads", max_tokens=SHORT_OUTPUT, messages=messages, stream=True,
+            extra_headers={"x-sim-fault": "error-after:0"},
+        ))  # fmt: skip
+    assert failed.value.status_code != 429  # the overload itself, not the gateway's limit
+    with pytest.raises(anthropic.RateLimitError) as refused:
+        client.messages.create(model="overloads", max_tokens=SHORT_OUTPUT, messages=messages)
+    assert refused.value.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
+
+
+def test_a_call_a_time_limit_cut_once_sent_keeps_its_prompt_charged_to_the_deployment(
+    gateway: str,
+) -> None:
+    # The upstream never answered and the first-byte limit cut the call: the request is
+    # charged the prompt the provider read, and so is the deployment's bucket.
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=CLIENT_KEY, max_retries=0)
+    messages: Any = [{"role": "user", "content": LONG_PROMPT}]
+    with pytest.raises(openai.APIStatusError) as failed:
+        client.chat.completions.create(
+            model="stalls", messages=messages, max_tokens=SHORT_OUTPUT,
+            extra_headers={"x-sim-fault": "hang"},
+        )  # fmt: skip
+    assert failed.value.status_code == 504
+    with pytest.raises(openai.RateLimitError) as refused:
+        client.chat.completions.create(model="stalls", messages=messages, max_tokens=SHORT_OUTPUT)
+    assert refused.value.code == "rate_limit_exceeded"

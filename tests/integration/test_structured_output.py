@@ -188,5 +188,5 @@ def test_a_loose_schemas_keywords_gemini_would_ignore_reach_it_as_words(
     assert set(json.loads(answer.choices[0].message.content or "")) == {"code", "kind"}
     sent = claude_schema_sent(simulator_url, asked)["properties"]
     assert "pattern" not in sent["code"] and "maxLength" not in sent["code"]
-    assert sent["code"]["description"] == "{maxLength: 3, pattern: ^[A-Z]{3}$}"
+    assert sent["code"]["description"] == '{maxLength: 3, pattern: "^[A-Z]{3}$"}'
     assert sent["kind"]["enum"] == ["coded"] and "const" not in sent["kind"]

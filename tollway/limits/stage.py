@@ -497,8 +497,8 @@ class Admission(Stage):
         """Take from the deployment's own limits; a refusal tries the next candidate.
 
         Called before each call, a retry on the same deployment's too: a failed call gave
-        back what it had taken (``on_attempt_end``), so each call runs under a claim of its
-        own, and what the one that answers uses is charged."""
+        back what it had taken but for what it used (``on_attempt_end``), so each call runs
+        under a claim of its own, and what each uses is charged."""
         spec = self._service.book.deployment(deployment.id)
         if spec is None:
             return None
@@ -535,15 +535,15 @@ class Admission(Stage):
 
     def on_attempt_end(self, ctx: RequestContext, attempt: Attempt) -> Awaitable[None] | None:
         """A failed attempt gives its deployment's limits back now, keeping only what it
-        used: nothing when it failed before its answer began, what a stream generated when
-        it failed after (``ctx.usage``, which the metering has counted by then)."""
+        used (``_attempt_tokens``): the provider counts a prompt it read against the
+        deployment's own TPM, answer or none."""
         if attempt.error is None or not ctx.deployment_tickets:
             return None
         scope = "deployment:" + attempt.deployment.id
         held = [
             t for t in ctx.deployment_tickets if not t.settled and t.claim.limits[0][0] == scope
         ]
-        tokens = ctx.usage.total_tokens if ctx.usage is not None else 0
+        tokens = _attempt_tokens(ctx, attempt)
         if self._service.immediate is None:
             return self._give_back(held, tokens)
         for ticket in held:
@@ -591,20 +591,18 @@ class Admission(Stage):
         settle = self._service.settle_now
         if ticket is not None and not ticket.settled:
             settle(ticket, *_actual(ctx), ctx.budgets)
-        tokens = ctx.usage.total_tokens if ctx.usage is not None else 0
         for kept in ctx.deployment_tickets or ():
             if not kept.settled:
-                settle(kept, tokens, 0)
+                settle(kept, _ticket_tokens(ctx, kept), 0)
         return None
 
     async def _settle_rest(self, ctx: RequestContext) -> None:
         ticket = ctx.ticket
         if ticket is not None and not ticket.settled:
             await self._service.settle(ticket, *_actual(ctx), ctx.budgets)
-        tokens = ctx.usage.total_tokens if ctx.usage is not None else 0
         for kept in ctx.deployment_tickets or ():
             if not kept.settled:
-                await self._service.settle(kept, tokens, 0)
+                await self._service.settle(kept, _ticket_tokens(ctx, kept), 0)
 
 
 def _choices(ctx: RequestContext) -> int:
@@ -622,6 +620,35 @@ def _actual(ctx: RequestContext) -> tuple[int, int]:
     usage = ctx.usage
     tokens = usage.total_tokens if usage is not None else 0
     return tokens, nearest_micros(ctx.cost_usd) if ctx.cost_usd else 0
+
+
+def _attempt_tokens(ctx: RequestContext, attempt: Attempt) -> int:
+    """The tokens ``attempt`` used, which its deployment's limits are charged: what a failed
+    or cut call used all the same (``Attempt.spent``: the prompt its stream's head reported,
+    or the prompt of a call a time limit or its client cut once sent), else the request's
+    usage less what its other attempts used (the metering adds theirs to it), which is the
+    answer's for the attempt that answered and nothing for one that used nothing."""
+    if attempt.spent is not None:
+        return attempt.spent.total_tokens
+    if attempt.counting is not None:
+        # Its prompt, still being counted off the event loop: admission's count, as a rule
+        # (``on_attempt`` counts it for a deployment with limits of its own).
+        return ctx.input_tokens_estimate or 0
+    usage = ctx.usage
+    if usage is None:
+        return 0
+    others = sum(a.spent.total_tokens for a in ctx.tries if a.spent and a is not attempt)
+    return max(0, usage.total_tokens - others)
+
+
+def _ticket_tokens(ctx: RequestContext, ticket: Ticket) -> int:
+    """What a deployment ticket still held at the end is settled with: what the latest
+    attempt on its deployment used (none began: nothing)."""
+    scope = ticket.claim.limits[0][0]
+    for attempt in reversed(ctx.tries):
+        if "deployment:" + attempt.deployment.id == scope:
+            return _attempt_tokens(ctx, attempt)
+    return 0
 
 
 RESPONSES_LEAST_OUTPUT = int(MAX_OUTPUT_TOKENS[0])

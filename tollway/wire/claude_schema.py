@@ -11,7 +11,8 @@ them for ``Field(ge=1)`` or ``conlist(..., max_length=3)``. So:
   bound is a 400 naming it before any call: dropping it would no longer guarantee the answer
   matches, which strict promises;
 - a schema that is not strict (a best effort by OpenAI's definition) keeps each bound as words
-  in its ``description``, as Anthropic's own SDK does, so the model still reads it;
+  in its ``description``, as Anthropic's own SDK does (``{maxItems: 2, uniqueItems: true}``,
+  each value in JSON where the SDK writes Python's ``True``), so the model still reads it;
 - an open map or a recursive schema is a 400 either way: neither can be said in the subset.
 """
 

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from tollway.wire.schema_fit import JSON, advice, fit_each, refused, say_in_description
 
 # What constrains an answer but is not in Google's list (the module's docstring).
@@ -83,11 +81,4 @@ def _fit(node: JSON, where: str, strict: bool, told: str) -> None:
     if "oneOf" in ignored and "anyOf" not in node:
         node["anyOf"] = node.pop("oneOf")
         ignored.remove("oneOf")
-    say_in_description(node, ignored, _said)
-
-
-def _said(value: Any) -> str:
-    """A keyword's value in words: scalars as written, schemas as their JSON."""
-    if isinstance(value, (dict, list)):
-        return orjson.dumps(value).decode()
-    return str(value)
+    say_in_description(node, ignored)

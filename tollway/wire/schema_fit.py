@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from tollway.core.errors import InvalidRequest
 
 JSON = dict[str, Any]
@@ -63,11 +65,13 @@ def refused(message: str) -> InvalidRequest:
     return InvalidRequest(f"'{PARAM}': {message}", param=PARAM)
 
 
-def say_in_description(schema: JSON, keys: list[str], words: Callable[[Any], str] = str) -> None:
+def say_in_description(schema: JSON, keys: list[str]) -> None:
     """Moves ``keys`` out of ``schema`` into the end of its description, as
-    ``{key: value, ...}`` with each value in ``words``, so the model still reads them."""
+    ``{key: value, ...}`` with each value in JSON, so the model still reads them."""
     if not keys:
         return
-    said = ", ".join(f"{key}: {words(schema.pop(key))}" for key in keys)
+    # JSON, as the schema itself is written: ``true`` and a quoted ``"^a$"``, not Python's
+    # ``True`` and a bare string whose end no model can tell.
+    said = ", ".join(f"{key}: {orjson.dumps(schema.pop(key)).decode()}" for key in keys)
     description = schema.get("description")
     schema["description"] = (f"{description}\n\n" if description else "") + "{" + said + "}"

@@ -275,3 +275,39 @@ def test_a_compaction_on_a_model_stating_no_max_output_is_refused_under_a_budget
         stage.on_request(_compaction())
     assert refused.value.code == "cost_unbounded"
     assert "max_output" in refused.value.message
+
+
+def _tokens_left(stage: Admission, deployment: Any) -> float:
+    """The tokens a deployment's minute has left once a fresh request has taken its claim."""
+    ctx = _context()
+    assert stage.on_attempt(ctx, deployment) is None
+    assert ctx.deployment_tickets is not None
+    (ticket,) = ctx.deployment_tickets
+    tokens = ticket.remaining[ticket.claim.limits[0][0]][1]
+    assert tokens is not None
+    return tokens + ticket.claim.tokens
+
+
+def test_a_failed_attempt_keeps_what_it_used_charged_to_its_deployment_alone() -> None:
+    # The first deployment's stream reported the prompt (300 tokens) and failed; the second
+    # answered (8 + 20 tokens). Each deployment's minute is charged what was used on it: the
+    # failed one its prompt, the one that answered its answer, not the other's prompt too.
+    limits = {"deployments": {"dep-a": {"tpm": 1000}, "dep-b": {"tpm": 1000}}}
+    stage, _, metering, settings = _stage(limits, [GPT_4O, {**GPT_4O, "id": "dep-b"}])
+    first, second = build_routing_table(settings, None).candidates("chat", "chat")
+    ctx = _context()
+    assert stage.on_request(ctx) is None
+    assert stage.on_attempt(ctx, first) is None
+    failed = Attempt(first, 0.0, error=UpstreamUnavailable("overloaded"))
+    failed.spent = Usage(input_tokens=300)
+    ctx.tries.append(failed)
+    assert stage.on_attempt_end(ctx, failed) is None
+    assert stage.on_attempt(ctx, second) is None
+    ctx.tries.append(Attempt(second, 0.0))
+    ctx.deployment, ctx.usage = second, Usage(input_tokens=8, output_tokens=20)
+    metering.settle(ctx)
+    metering.add_spent(ctx)  # the request is charged both: 328 tokens
+    assert stage.on_complete(ctx) is None
+
+    assert _tokens_left(stage, first) == pytest.approx(1000 - 300, abs=1)
+    assert _tokens_left(stage, second) == pytest.approx(1000 - 28, abs=1)

@@ -141,8 +141,8 @@ def test_what_a_fit_takes_out_of_a_parent_is_not_walked() -> None:
 @pytest.mark.parametrize(
     ("description", "said"),
     [
-        (None, "{maxLength: 3, pattern: ^a$}"),
-        ("A name.", "A name.\n\n{maxLength: 3, pattern: ^a$}"),
+        (None, '{maxLength: 3, pattern: "^a$"}'),
+        ("A name.", 'A name.\n\n{maxLength: 3, pattern: "^a$"}'),
     ],
 )
 def test_keywords_are_said_after_the_description(description: str | None, said: str) -> None:
@@ -151,3 +151,14 @@ def test_keywords_are_said_after_the_description(description: str | None, said: 
         schema["description"] = description
     say_in_description(schema, ["maxLength", "pattern"])
     assert schema == {"type": "string", "description": said}
+
+
+def test_both_fitters_say_a_keyword_in_json() -> None:
+    # Claude's fitter wrote Python's words (True, a string bare), Gemini's JSON for a schema
+    # and Python's for the rest: the same schema read differently by each model.
+    schema = {"type": "array", "items": {"type": "string"}, "uniqueItems": True, "maxItems": 2}
+    said = "{maxItems: 2, uniqueItems: true}"
+    assert claude_schema(schema, strict=False, provider="anthropic")["description"] == said
+    ignored = {"type": "string", "pattern": '^a"b$', "not": {"const": "x"}}
+    said = '{pattern: "^a\\"b$", not: {"const":"x"}}'
+    assert gemini_schema(ignored, strict=False)["description"] == said
