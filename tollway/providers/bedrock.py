@@ -24,7 +24,8 @@ from tollway.core.types import ChatChunk, ChatRequest, ChatResponse, Deployment
 from tollway.providers.anthropic import with_deployment_headers
 from tollway.providers.base import ProviderResources, ProviderSpec
 from tollway.providers.eventstream import EventStreamDecoder
-from tollway.providers.http import Secrets, encoded, scrub
+from tollway.providers.http import encoded
+from tollway.providers.masking import Secrets, scrub
 from tollway.providers.sigv4 import AwsKey, SigV4Signer
 from tollway.wire.bedrock_models import (
     CLAUDE,

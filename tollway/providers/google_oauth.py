@@ -135,7 +135,7 @@ def _echoable(account: dict[str, Any], assertion: str) -> tuple[str, ...]:
             parts.append(value)
     key = account["private_key"]
     parts += [line.strip() for line in key.splitlines() if "-----" not in line]
-    # A short part (a test's key id) is masked where it stands alone (http.scrub).
+    # A short part (a test's key id) is masked where it stands alone (masking.scrub).
     return tuple(part for part in dict.fromkeys(parts) if part)
 
 

@@ -24,8 +24,9 @@ from tollway.core.types import (
 )
 from tollway.providers.base import ProviderResources, ProviderSpec
 from tollway.providers.field_rules import FieldRules
-from tollway.providers.http import SSEvent as _Event
-from tollway.providers.http import encoded, one_line
+from tollway.providers.http import encoded
+from tollway.providers.sse import SSEvent as _Event
+from tollway.providers.sse import one_line
 from tollway.wire.mistral_content import reasoning_in_content
 from tollway.wire.openai_embeddings import (
     embedding_request_to_wire,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tollway.providers.http import _duration, _reset_wait
+from tollway.providers.retry_waits import _duration, reset_wait
 
 
 @pytest.mark.parametrize(
@@ -30,17 +30,17 @@ def test_the_wait_is_the_reset_of_the_spent_limit() -> None:
         "x-ratelimit-remaining-tokens": "0",
         "x-ratelimit-reset-tokens": "6m0s",
     }
-    assert _reset_wait(headers) == "360"
+    assert reset_wait(headers) == "360"
     headers["x-ratelimit-remaining-tokens"] = "10"
     headers["x-ratelimit-remaining-requests"] = "0"
-    assert _reset_wait(headers) == "1"
+    assert reset_wait(headers) == "1"
 
 
 def test_without_a_spent_limit_the_wait_is_the_later_reset() -> None:
     headers = {"x-ratelimit-reset-requests": "20ms", "x-ratelimit-reset-tokens": "1h2m3.5s"}
-    assert _reset_wait(headers) == "3723.5"
+    assert reset_wait(headers) == "3723.5"
 
 
 def test_garbage_resets_are_no_wait() -> None:
-    assert _reset_wait({"x-ratelimit-reset-tokens": "soon"}) is None
-    assert _reset_wait({}) is None
+    assert reset_wait({"x-ratelimit-reset-tokens": "soon"}) is None
+    assert reset_wait({}) is None

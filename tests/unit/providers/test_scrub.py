@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tollway.providers.http import scrub
+from tollway.providers.masking import scrub
 
 
 def test_a_real_key_is_masked_wherever_it_occurs() -> None:

@@ -1,4 +1,4 @@
-"""The upstream SSE reader (providers/http.py ``_read_events``) fed read by read."""
+"""The upstream SSE reader (providers/sse.py ``read_events``) fed read by read."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 
 from aiohttp import streams
 
-from tollway.providers.http import _read_events
+from tollway.providers.sse import read_events
 
 
 class _Connection:
@@ -28,7 +28,7 @@ def _reader() -> streams.StreamReader:
 
 async def test_an_event_in_many_reads_without_line_ends_arrives_whole() -> None:
     reader = _reader()
-    events = _read_events(reader)
+    events = read_events(reader)
     body = b'data: {"x": "' + b"a" * 300_000 + b'"}\r\n\r\n'
     for start in range(0, len(body), 4096):
         reader.feed_data(body[start : start + 4096])
@@ -41,7 +41,7 @@ async def test_an_event_ended_by_bare_carriage_returns_is_not_held_by_the_next_r
     # The final \r waits for a possible \n; a next read without one shows the \r ended the
     # line by itself, so the event is handed on then, not at the next line end or the end.
     reader = _reader()
-    events = _read_events(reader)
+    events = read_events(reader)
     first = asyncio.ensure_future(anext(events))
     for piece in (b"data: a\r\r", b"data: b"):  # two reads
         reader.feed_data(piece)
@@ -55,7 +55,7 @@ async def test_an_event_ended_by_bare_carriage_returns_is_not_held_by_the_next_r
 
 async def test_an_event_quoting_the_credential_has_it_masked_split_across_reads() -> None:
     reader = _reader()
-    events = _read_events(reader, ("sk-upstream-0123456789", "AKIDEXAMPLE"))
+    events = read_events(reader, ("sk-upstream-0123456789", "AKIDEXAMPLE"))
     body = b'data: {"error": "bad key sk-upstream-0123456789 for AKIDEXAMPLE"}\n\ndata: ok\n\n'
     for piece in (body[:20], body[20:40], body[40:]):
         reader.feed_data(piece)
@@ -67,7 +67,7 @@ async def test_an_event_quoting_the_credential_has_it_masked_split_across_reads(
 async def test_an_event_quoting_the_credential_json_escaped_has_it_masked() -> None:
     reader = _reader()
     key = "ABSKQmVkcm9ja0FQSUtleS1/dGVzdDo+c2VjcmV0=="
-    events = _read_events(reader, key)
+    events = read_events(reader, key)
     escaped = key.replace("/", "\\/").replace("+", "\\u002B").encode()
     reader.feed_data(b'data: {"error": "bad key ' + escaped + b'"}\n\ndata: ok\n\n')
     reader.feed_eof()
@@ -76,7 +76,7 @@ async def test_an_event_quoting_the_credential_json_escaped_has_it_masked() -> N
 
 async def test_a_short_key_is_not_masked_in_a_streamed_answer() -> None:
     reader = _reader()
-    events = _read_events(reader, "x")
+    events = read_events(reader, "x")
     reader.feed_data(b'data: {"content": "x"}\n\n')
     reader.feed_eof()
     assert [event.data async for event in events] == [b'{"content": "x"}']
@@ -85,7 +85,7 @@ async def test_a_short_key_is_not_masked_in_a_streamed_answer() -> None:
 async def test_a_byte_order_mark_before_the_stream_is_ignored_even_cut_across_reads() -> None:
     for cut in (1, 2, 3, 4):
         reader = _reader()
-        events = _read_events(reader)
+        events = read_events(reader)
         body = b'\xef\xbb\xbfevent: start\ndata: {"a": 1}\n\ndata: \xef\xbb\xbf\n\n'
         reader.feed_data(body[:cut])
         reader.feed_data(body[cut:])
@@ -97,7 +97,7 @@ async def test_a_byte_order_mark_before_the_stream_is_ignored_even_cut_across_re
 
 async def test_events_without_data_are_not_dispatched() -> None:
     reader = _reader()
-    events = _read_events(reader)
+    events = read_events(reader)
     reader.feed_data(b"data:\n\nevent: ping\ndata:\n\n: keep-alive\n\ndata: x\n\ndata:\ndata:\n\n")
     reader.feed_eof()
     assert [event.data async for event in events] == [b"x", b"\n"]

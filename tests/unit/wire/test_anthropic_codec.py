@@ -27,7 +27,7 @@ from tollway.core.types import (
 )
 from tollway.providers.anthropic import AnthropicProvider
 from tollway.providers.base import ProviderResources
-from tollway.providers.http import SSEvent
+from tollway.providers.sse import SSEvent
 from tollway.wire import openai_request, openai_response
 from tollway.wire.anthropic_request import (
     DEFAULT_MAX_TOKENS,

@@ -43,7 +43,7 @@ from tollway.core.types import (
 from tollway.dialects.http import HeaderForwarder
 from tollway.providers.base import ProviderResources
 from tollway.providers.gemini import GEMINI_API, VERTEX_AI, GeminiProvider
-from tollway.providers.http import SSEvent
+from tollway.providers.sse import SSEvent
 from tollway.wire import anthropic_request, openai_request, openai_response
 from tollway.wire.gemini_content import (
     FOREIGN_THOUGHT_SIGNATURE,
