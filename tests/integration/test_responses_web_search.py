@@ -15,11 +15,14 @@ import openai
 import pytest
 
 from tests.conftest import UPSTREAM_KEY
+from tests.integration.test_budgets import new_key, set_budget
 from tests.integration.test_responses_upstream import PRICE, micros, question, received
 from tests.support import CLIENT_KEY, running_gateway
 from tollway.simulator.anthropic_api import SEARCH_CITED
 
 SEARCH_FEE = 10.0  # USD per 1,000 searches: 10,000 micro-dollars a search
+WINDOW = 2000  # the context window of "claude-windowed"
+DEFAULT_CALLS = 10  # limits.default_max_tool_calls
 RESULT_URL = "https://example.com/simulated-result"
 
 
@@ -40,17 +43,23 @@ def search_config(simulator_url: str) -> dict[str, Any]:
         "models": [
             {"name": "claude", "deployments": [claude]},
             {"name": "gemini", "deployments": [gemini]},
+            {"name": "claude-windowed", "deployments": [{**claude, "context_window": WINDOW}]},
+            # A model no catalog knows: no context window bounds what its searches read.
+            {"name": "claude-unbounded", "deployments": [{**claude, "model": "sim-unlisted"}]},
         ],
     }
 
 
 @pytest.fixture(scope="module")
-def client(log_dir: Path, simulator_url: str) -> Iterator[openai.OpenAI]:
+def gateway(log_dir: Path, simulator_url: str) -> Iterator[str]:
     env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY}
-    with (
-        running_gateway(log_dir, search_config(simulator_url), env) as (url, _),
-        openai.OpenAI(base_url=url + "/v1", api_key=CLIENT_KEY, max_retries=0) as c,
-    ):
+    with running_gateway(log_dir, search_config(simulator_url), env) as (url, _):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(gateway: str) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=gateway + "/v1", api_key=CLIENT_KEY, max_retries=0) as c:
         yield c
 
 
@@ -196,3 +205,38 @@ def test_a_family_that_does_not_translate_the_search_is_a_400_naming_it(
     assert "Model 'gemini' has no deployment that speaks OpenAI's Responses API" in message
     assert "or of provider 'anthropic'" in message
     assert received(simulator_url, asked) == []
+
+
+def test_a_budget_reserves_claudes_whole_window_for_what_its_searches_read(
+    gateway: str, simulator_url: str
+) -> None:
+    key_id, key = new_key(gateway)
+    set_budget(gateway, key_id, 100.0)
+    budgeted = openai.OpenAI(base_url=gateway + "/v1", api_key=key, max_retries=0)
+    asked = question("search on a budget")
+    with budgeted.responses.with_streaming_response.create(
+        model="claude-windowed",
+        input=asked,
+        tools=[{"type": "web_search"}],
+        max_output_tokens=20,
+        stream=True,
+    ) as response:
+        held = 100.0 - float(response.headers["x-tollway-budget-remaining-usd"])
+        response.read()
+    # The search results are input the gateway cannot count: the whole window is reserved,
+    # with the output and every search the default bound allows.
+    worst = (WINDOW * 1000 + 20 * 4000) / 1e6 + DEFAULT_CALLS * SEARCH_FEE / 1000
+    assert held == pytest.approx(worst, abs=1e-6)
+    # The catalog's window of sim-chat (128,000 tokens, $128 at this price) is more than the
+    # budget has: refused before Claude reads anything, though the prompt itself is cheap.
+    with pytest.raises(openai.RateLimitError) as caught:
+        budgeted.responses.create(model="claude", input=asked, tools=[{"type": "web_search"}])
+    assert caught.value.code == "budget_exceeded"
+    assert len(received(simulator_url, asked)) == 1  # the first request's alone
+    # Where no window is known, the cost has no bound: refused rather than let through.
+    with pytest.raises(openai.BadRequestError) as caught:
+        budgeted.responses.create(
+            model="claude-unbounded", input=asked, tools=[{"type": "web_search"}]
+        )
+    assert caught.value.code == "cost_unbounded" and caught.value.param == "tools[0].type"
+    assert len(received(simulator_url, asked)) == 1
