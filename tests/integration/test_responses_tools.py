@@ -17,7 +17,10 @@ from tests.conftest import UPSTREAM_KEY
 from tests.integration.test_responses_upstream import PRICE, logged, micros, question, received
 from tests.support import CLIENT_KEY, running_gateway
 
-SEARCH: Any = [{"type": "web_search"}]
+# A search only OpenAI runs: at another context size than "medium", Claude's search (which
+# serves a plain one: test_responses_web_search) has no counterpart.
+SEARCH: Any = [{"type": "web_search", "search_context_size": "high"}]
+FILES: Any = [{"type": "file_search", "vector_store_ids": ["vs_1"]}]
 
 
 def tools_config(simulator_url: str) -> dict[str, Any]:
@@ -102,12 +105,12 @@ def test_a_built_in_tool_without_such_a_deployment_is_a_400_naming_it(
     asked = question(f"search nowhere, stream {stream}")
     with pytest.raises(openai.BadRequestError) as caught:
         client.responses.create(
-            model="without", input=asked, tools=[{"type": "function", "name": "f"}, *SEARCH],
+            model="without", input=asked, tools=[{"type": "function", "name": "f"}, *FILES],
             stream=stream,
         )  # fmt: skip
     error = caught.value
     assert error.param == "tools[1].type"
-    assert "'tools[1].type' 'web_search' is a tool of OpenAI's Responses API" in error.message
+    assert "'tools[1].type' 'file_search' is a tool of OpenAI's Responses API" in error.message
     assert "Model 'without' has no deployment that speaks OpenAI's Responses API" in error.message
     assert received(simulator_url, asked) == []
 

@@ -172,6 +172,10 @@ class Message:
     citations: list[UrlCitation] | None = None
     """The web sources an answer cites (a provider's grounding, read by its codec), for the
     formats that say them (OpenAI's ``annotations``)."""
+    web_searches: list[str] | None = None
+    """The queries of the web searches the provider ran before answering (Anthropic's
+    ``server_tool_use`` blocks), for the formats that say them (Responses'
+    ``web_search_call`` items)."""
 
     def text(self) -> str:
         """The message's text parts joined; images are left out."""
@@ -247,6 +251,21 @@ class ResponsesOnly:
     """The field as the client named it (``tools[0].type``, ``previous_response_id``)."""
     why: str
     """What the field is, as the start of the client's 400 (it names the field)."""
+    translated_for: frozenset[str] = frozenset()
+    """The provider families whose codecs translate the field (a ``web_search`` tool:
+    Anthropic's web search), which the router keeps among the candidates too."""
+
+
+@dataclass(slots=True)
+class WebSearch:
+    """A web search the model may run on the provider's side (a Responses client's
+    ``web_search`` tool), written by the codecs of the families that have one."""
+
+    allowed_domains: list[str] | None = None
+    user_location: JSON | None = None
+    """Where the user is: ``city``, ``region``, ``country`` (ISO code), ``timezone``."""
+    max_uses: int | None = None
+    """The most searches it may run (the Responses API's ``max_tool_calls``)."""
 
 
 @dataclass(slots=True)
@@ -314,6 +333,9 @@ class ChatRequest:
     responses_only: ResponsesOnly | None = None
     """The first field of ``responses_body`` that only a deployment speaking the Responses API
     can serve; ``None``: any candidate can (the canonical request holds all of it)."""
+    web_search: WebSearch | None = None
+    """A Responses client's ``web_search`` tool, for the families that translate it
+    (``ResponsesOnly.translated_for``); ``None``: none offered."""
     truncation: Literal["auto", "disabled"] = "disabled"
     """A Responses client's ``truncation``: ``auto`` lets the router drop the oldest turns of
     a conversation that no candidate's context window holds, until it fits the largest
@@ -428,6 +450,11 @@ class ChunkChoice:
     citations: list[DocumentCitation] | None = None
     """The document passages ``content`` quotes, whole with its text (a provider's citations
     read by its codec, as ``TextPart.citations``), for the formats that say them."""
+    web_search: str | None = None
+    """The query of a web search the provider ran (as ``Message.web_searches``)."""
+    url_citations: list[UrlCitation] | None = None
+    """Web sources the answer's text streamed so far cites, once the cited stretch is whole
+    (as ``Message.citations``, counted in characters of the whole answer's text)."""
 
 
 @dataclass(slots=True)

@@ -79,6 +79,8 @@ class Candidates:
     """The context window of each of ``prices``' candidates (``None``: not known)."""
     speaks_responses: tuple[Deployment | None, ...]
     """Each of ``prices``' candidates that speaks the Responses API (``None``: it does not)."""
+    priced: tuple[Deployment, ...]
+    """``prices``' candidates themselves."""
     max_output: int | None
     """The smallest max output among candidates that state one."""
     per_image: bool
@@ -117,6 +119,7 @@ def _candidates(table: RoutingTable, group: ModelGroup, fallbacks: Sequence[str]
     prices: list[tuple[Price, int]] = []
     windows: list[int | None] = []
     speaks_responses: list[Deployment | None] = []
+    priced: list[Deployment] = []
     for deployment in deployments:
         way = ways.setdefault(counted_alike(deployment), len(counters))
         if way == len(counters):
@@ -125,6 +128,7 @@ def _candidates(table: RoutingTable, group: ModelGroup, fallbacks: Sequence[str]
             prices.append((deployment.price, way))
             windows.append(deployment.context_window)
             speaks_responses.append(deployment if deployment.responses_api else None)
+            priced.append(deployment)
     outputs = [d.max_output for d in deployments if d.max_output]
     every_output = len(outputs) == len(deployments) and bool(outputs)
     return Candidates(
@@ -132,6 +136,7 @@ def _candidates(table: RoutingTable, group: ModelGroup, fallbacks: Sequence[str]
         prices=tuple(prices),
         windows=tuple(windows),
         speaks_responses=tuple(speaks_responses),
+        priced=tuple(priced),
         max_output=min(outputs) if outputs else None,
         most_output=max(outputs) if every_output else None,
         per_image=any(price.per_image for price, _ in prices),
@@ -405,8 +410,9 @@ class Admission(Stage):
         references), stored upstream and billed again as input, and what a built-in tool
         reads (search results, files). Its own count bounds nothing, so each candidate is
         reserved its whole context window as input (all one call can hold). A candidate
-        that could serve it (one speaking the Responses API) without a known window leaves
-        the cost unbounded: the request is refused (400), never let through unbounded.
+        that could serve it (one speaking the Responses API, or of a family that translates
+        it: Claude searching the web reads its results as input too) without a known window
+        leaves the cost unbounded: the request is refused (400), never let through unbounded.
         """
         inputs = self._reserved_inputs(ctx, estimate, candidates)
         chat = ctx.chat
@@ -414,7 +420,12 @@ class Admission(Stage):
             return candidates.prices, inputs
         prices: list[tuple[Price, int]] = []
         whole: list[int] = []
-        pairs = zip(candidates.prices, candidates.windows, candidates.speaks_responses, strict=True)
+        translated = chat.responses_only.translated_for
+        serving_ones = [
+            speaking or (d if d.provider in translated else None)
+            for speaking, d in zip(candidates.speaks_responses, candidates.priced, strict=True)
+        ]
+        pairs = zip(candidates.prices, candidates.windows, serving_ones, strict=True)
         for (price, way), window, serving in pairs:
             if window is None and serving is not None:
                 raise _unbounded(chat.responses_only.param, serving)

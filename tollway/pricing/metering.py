@@ -59,7 +59,7 @@ class Metering:
             cost = 0.0
         else:
             images = image_count(ctx) if price.per_image else 0
-            calls = attributed(usage, ctx.chat) if usage.tool_calls else None
+            calls = attributed(usage, ctx.chat, deployment) if usage.tool_calls else None
             cost = cost_usd(price, usage, images=images, tool_calls=calls)
         ctx.cost_usd = cost
         return cost
@@ -156,7 +156,9 @@ def tool_spend(ctx: RequestContext, calls: dict[str, int]) -> tuple[int, float]:
     count = sum(calls.values())
     if deployment is None or deployment.price is None:
         return count, 0.0
-    return count, fees_usd(deployment.price, attributed(Usage(tool_calls=calls), ctx.chat))
+    return count, fees_usd(
+        deployment.price, attributed(Usage(tool_calls=calls), ctx.chat, deployment)
+    )
 
 
 def _spent(ctx: RequestContext) -> tuple[Usage, float] | None:
@@ -169,7 +171,7 @@ def _spent(ctx: RequestContext) -> tuple[Usage, float] | None:
     for _, used in spent:
         usage = _added(usage, used)
     cost = sum(
-        cost_usd(deployment.price, used, tool_calls=attributed(used, ctx.chat))
+        cost_usd(deployment.price, used, tool_calls=attributed(used, ctx.chat, deployment))
         for deployment, used in spent
         if deployment.price is not None
     )

@@ -30,7 +30,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tollway.core.types import ChatRequest, Price, Usage
+from tollway.core.types import ChatRequest, Deployment, Price, Usage
 
 WEB_SEARCH = "web_search"
 WEB_SEARCH_PREVIEW = "web_search_preview"
@@ -103,6 +103,8 @@ def tool_uses(chat: ChatRequest | None, unbounded: int = 0) -> list[ToolUse]:
     if body is not None:
         kinds = {_responses_kind(tool.get("type")) for tool in _objects(body.get("tools"))}
         kinds.discard(None)
+        if chat.web_search is not None:
+            kinds.add(WEB_SEARCH)  # another family's search in its stead, at its own fee
         if kinds:
             bound = body.get("max_tool_calls")
             calls = bound if isinstance(bound, int) and bound >= 0 else 0
@@ -134,6 +136,10 @@ def bound_tool_calls(chat: ChatRequest, default: int) -> None:
         bound = body.get("max_tool_calls")
         if offered and not (isinstance(bound, int) and bound >= 0):
             body["max_tool_calls"] = default
+        search = chat.web_search
+        if search is not None and search.max_uses is None:
+            # Another family's search in its stead (Anthropic's ``max_uses``) stops there too.
+            search.max_uses = body.get("max_tool_calls", default)
         return
     for tool in chat.tools or ():
         bound = tool.extra.get("max_uses")
@@ -186,12 +192,17 @@ def anthropic_calls(usage: dict[str, Any]) -> dict[str, int] | None:
     return {kind: calls for kind, calls in counts.items() if calls} or None
 
 
-def attributed(usage: Usage, chat: ChatRequest | None) -> dict[str, int] | None:
+def attributed(
+    usage: Usage, chat: ChatRequest | None, deployment: Deployment | None = None
+) -> dict[str, int] | None:
     """``usage.tool_calls`` with the searches of a request that offered only OpenAI's
     ``web_search_preview`` tool counted as that kind (its calls are ``web_search_call`` items
-    like any search's, and priced apart)."""
+    like any search's, and priced apart), when a Responses upstream ran them (``deployment``,
+    ``None``: unknown): another family's search in its stead is that family's ``web_search``."""
     calls = usage.tool_calls
     if not calls or WEB_SEARCH not in calls or chat is None or chat.responses_body is None:
+        return calls
+    if deployment is not None and not deployment.responses_api:
         return calls
     kinds = {_responses_kind(t.get("type")) for t in _objects(chat.responses_body.get("tools"))}
     if WEB_SEARCH_PREVIEW not in kinds or WEB_SEARCH in kinds:

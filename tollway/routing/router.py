@@ -231,14 +231,18 @@ def _streams(ctx: RequestContext) -> bool:
 def _speaking_responses(
     model: str, candidates: list[Candidate], only: ResponsesOnly
 ) -> list[Candidate]:
-    """The candidates that speak OpenAI's Responses API; a 400 naming ``only`` when none do."""
-    speaking = [c for c in candidates if c[0].responses_api]
+    """The candidates that speak OpenAI's Responses API, or whose family translates ``only``
+    (a web search: Anthropic's); a 400 naming ``only`` when none do."""
+    translated = only.translated_for
+    speaking = [c for c in candidates if c[0].responses_api or c[0].provider in translated]
     if speaking:
         return speaking
+    families = "".join(f" or of provider '{name}'" for name in sorted(translated))
+    kind = "kinds" if translated else "kind"
     raise InvalidRequest(
         f"{only.why}. Model '{model}' has no deployment that speaks OpenAI's Responses API "
-        "(responses_api), the only kind that can serve it: use a model that has one, or leave "
-        "the field out.",
+        f"(responses_api){families}, the only {kind} that can serve it: use a model that has "
+        "one, or leave the field out.",
         param=only.param,
     )
 

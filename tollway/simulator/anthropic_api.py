@@ -49,8 +49,10 @@ Web search: a request offering Anthropic's web search server tool (``web_search_
 last message is the user's and whose ``tool_choice`` leaves it open, is answered as Claude
 answers when it searches: a ``server_tool_use`` block (``input.query``: the user's words) and
 its ``web_search_tool_result`` block before the answer, once per search (``x-sim-searches``,
-never more than the tool's ``max_uses``), each search's results ``SEARCH_TOKENS`` more input
-tokens, and ``usage.server_tool_use.web_search_requests`` saying how many (streamed: in
+never more than the tool's ``max_uses``), the answer (without thinking or tool calls) then its
+reply and a text block of its own (``SEARCH_CITED``) citing the result (a
+``web_search_result_location``), each search's results ``SEARCH_TOKENS`` more input tokens,
+and ``usage.server_tool_use.web_search_requests`` saying how many (streamed: in
 ``message_delta``'s usage; the blocks as ``content_block_start`` / ``input_json_delta`` /
 ``content_block_stop``).
 """
@@ -311,6 +313,9 @@ def _cache_ttl(body: dict[str, Any]) -> str | None:
     return str(ttl)
 
 
+_RESULT_URL, _RESULT_TITLE = "https://example.com/simulated-result", "Simulated result"
+
+
 def _searches(body: dict[str, Any], prompt: Prompt, wanted: int) -> int:
     """The web searches Claude makes before answering ``body`` (0: none)."""
     tools = [
@@ -332,14 +337,34 @@ def _search_blocks(prompt: Prompt, searches: int, state: SimulatorState) -> list
         blocks.append(use)
         result = {
             "type": "web_search_result",
-            "url": "https://example.com/simulated-result",
-            "title": "Simulated result",
+            "url": _RESULT_URL,
+            "title": _RESULT_TITLE,
             "encrypted_content": "c2ltdWxhdGVk",
             "page_age": None,
         }
         found = {"type": "web_search_tool_result", "tool_use_id": use_id, "content": [result]}
         blocks.append(found)
     return blocks
+
+
+SEARCH_CITED = "The simulated result says so."
+"""The sentence of an answer after a search that cites the search's result."""
+
+
+def _search_cited_blocks(completion: Completion) -> list[dict[str, Any]]:
+    """An answer after a search: the reply, then a sentence citing the result, as Claude
+    splits its text around what a source says."""
+    citation = {
+        "type": "web_search_result_location",
+        "url": _RESULT_URL,
+        "title": _RESULT_TITLE,
+        "encrypted_index": "c2ltdWxhdGVkLWluZGV4",
+        "cited_text": "Simulated result text.",
+    }
+    return [
+        {"type": "text", "text": completion.text + " "},
+        {"type": "text", "text": SEARCH_CITED, "citations": [citation]},
+    ]
 
 
 def _with_searches(usage: dict[str, Any], searches: int) -> dict[str, Any]:
@@ -464,6 +489,9 @@ async def handle_messages(
     input_tokens += SEARCH_TOKENS * searches
     cache = prompt_cache(call, input_tokens, ttl)
     found = _search_blocks(prompt, searches, state)
+    plain = not (completion.tool_calls or completion.reasoning or call.refusal)
+    if found and cited is None and plain:
+        cited = _search_cited_blocks(completion)
     message: dict[str, Any] = {
         "id": state.new_id("msg_"),
         "type": "message",

@@ -77,6 +77,7 @@ from tollway.wire.claude_effort import DEFAULT_MAX_TOKENS, thinking_for_effort
 from tollway.wire.claude_schema import claude_schema
 from tollway.wire.crossing import request_for, without_empty_text
 from tollway.wire.fields import json_object, number, optional, refuse_credential_fields, required
+from tollway.wire.responses_web_search import web_search_to_anthropic
 
 WIRE_FORMAT = "anthropic"
 JSON_OBJECT_INSTRUCTION = (
@@ -352,6 +353,9 @@ def request_to_wire(request: ChatRequest, model: str) -> dict[str, Any]:
         body["metadata"] = {**(body.get("metadata") or {}), "user_id": request.user}
     if request.tools is not None:
         body["tools"] = [_tool_to_wire(tool, own) for tool in request.tools]
+    search = request.web_search
+    if search is not None and search.max_uses != 0:  # no search allowed: no tool to offer
+        body["tools"] = [*body.get("tools", ()), web_search_to_anthropic(search)]
     tool_choice = _tool_choice_to_wire(request)
     if tool_choice is not None:
         body["tool_choice"] = tool_choice

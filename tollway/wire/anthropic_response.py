@@ -28,6 +28,7 @@ from tollway.core.errors import (
 from tollway.core.types import ChatResponse, Choice, FinishReason, Message, Usage
 from tollway.pricing.tools import anthropic_calls
 from tollway.wire.anthropic_content import assistant_blocks, assistant_from_wire
+from tollway.wire.anthropic_search import with_searches
 from tollway.wire.crossing import anthropic_stop_reason_of, response_for, without_parts
 
 WIRE_FORMAT = "anthropic"
@@ -211,7 +212,7 @@ def response_from_wire(raw: Any) -> ChatResponse:
     if not isinstance(raw, dict) or not isinstance(raw.get("content"), list):
         raise _without_content(raw)
     try:
-        message = assistant_from_wire(raw["content"], "content")
+        message = with_searches(assistant_from_wire(raw["content"], "content"))
         usage = usage_from_wire(raw.get("usage"))
     except InvalidRequest as exc:
         raise UpstreamProtocolError(f"upstream content is malformed: {exc.message}") from None

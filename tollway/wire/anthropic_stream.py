@@ -67,6 +67,7 @@ from tollway.wire.anthropic_response import (
     usage_from_wire,
     usage_to_wire,
 )
+from tollway.wire.anthropic_search import SearchTracker
 from tollway.wire.crossing import (
     anthropic_stop_reason_of,
     chunk_for,
@@ -98,6 +99,7 @@ class StreamReader:
         self._unargued: set[int] = set()
         """Blocks of tool calls no argument has come for yet."""
         self._pings = 0
+        self._searches = SearchTracker()
 
     def feed(self, data: bytes) -> ChatChunk | None:
         """The chunk one event's ``data`` stands for, if any; raises on an ``error`` event."""
@@ -129,9 +131,17 @@ class StreamReader:
             first.usage_so_far = usage_from_wire(self._usage)
             return first
         if kind == "content_block_start":
-            return self._block_start(int(event["index"]), event["content_block"])
+            block = event["content_block"]
+            self._searches.block_started(int(event["index"]), block)
+            if block["type"] == "text":
+                self._searches.offset += len(block["text"])
+            return self._block_start(int(event["index"]), block)
         if kind == "content_block_delta":
-            return self._block_delta(int(event["index"]), event["delta"])
+            delta = event["delta"]
+            self._searches.delta(int(event["index"]), delta)
+            if delta["type"] == "text_delta":
+                self._searches.offset += len(delta["text"])
+            return self._block_delta(int(event["index"]), delta)
         if kind == "message_delta":
             usage = event.get("usage") or {}
             self._usage.update({k: v for k, v in usage.items() if v is not None})
@@ -159,6 +169,11 @@ class StreamReader:
             alive = ChunkChoice(index=0, extra={"ping": True})
             return self._chunk(alive) if self._pings > 1 else None
         if kind == "content_block_stop":
+            query, cited = self._searches.block_stopped(int(event["index"]))
+            if query is not None or cited:
+                # Said apart, for the formats that have words for them (Responses' items).
+                said = ChunkChoice(index=0, web_search=query, url_citations=cited or None)
+                return self._chunk(said)
             return self._block_stop(int(event["index"]))
         return None  # event types newer than this code
 

@@ -9,7 +9,8 @@ what is not text); a reasoning item that carries Claude's signed thinking
 are dropped. An item only a Responses upstream can read (a
 built-in tool's ``web_search_call``, ``mcp_call``, ...; an ``item_reference`` to an item the
 upstream stored; any type newer than this parser) has no canonical form: it is named
-(``ResponsesOnly``) for the router instead.
+(``ResponsesOnly``) for the router instead; a ``web_search_call`` also lets through the
+families that search themselves, which are sent the conversation without it.
 Images and files stored on OpenAI (``file_id``) and files by ``file_url`` are read by OpenAI
 alone (no family is sent a file it would have to fetch from OpenAI's storage): the first such
 part is named (``ResponsesOnly``) as such an item is.
@@ -40,6 +41,7 @@ from tollway.core.types import (
 )
 from tollway.wire.fields import json_object, optional, required
 from tollway.wire.responses_reasoning import unseal
+from tollway.wire.responses_web_search import TRANSLATED_FOR
 
 KEEPS_NONE = (
     "the gateway keeps no response state: elsewhere, send the whole conversation as 'input'"
@@ -165,6 +167,14 @@ def _add_item(
     elif kind == "item_reference":
         why = f"'{param}' is an item_reference to an item stored by the upstream"
         return ResponsesOnly(param, f"{why} ({KEEPS_NONE})")
+    elif kind == "web_search_call":
+        # An earlier search, sent back with the answer it led to: the answer's message says
+        # what it found, so a family that searches itself (TRANSLATED_FOR) is sent the
+        # conversation without it, as nothing it could read (its results are OpenAI's).
+        why = f"'{param}.type' 'web_search_call' is an item of OpenAI's Responses API"
+        return ResponsesOnly(
+            f"{param}.type", f"{why}, not a message or a function call", TRANSLATED_FOR
+        )
     elif isinstance(kind, str):
         # The items of built-in tools (web_search_call, mcp_call, ...) and of kinds newer
         # than this parser: a Responses upstream reads them, or answers its own 400.

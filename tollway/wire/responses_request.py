@@ -19,9 +19,11 @@ What only OpenAI's Responses API can serve is parsed, left out of the canonical 
 named in ``ChatRequest.responses_only``, so the router sends the request only to deployments
 that speak that API (which are sent the client's body, ``responses_body``) and refuses it by
 that name when the model has none: tools other than ``function`` (``web_search``,
-``file_search``, ``mcp``, ...), a ``tool_choice`` of one (or allowing one), the output items of
-such tools in ``input``, and state the upstream stores (``previous_response_id``,
-``conversation``, ``item_reference`` items, ``prompt`` templates, files by ``file_id``). The
+``file_search``, ``mcp``, ...; a ``web_search`` tool is also ``ChatRequest.web_search``, which
+Anthropic deployments translate: ``wire/responses_web_search.py``), a ``tool_choice`` of one
+(or allowing one), the output items of such tools in ``input``, and state the upstream
+stores (``previous_response_id``, ``conversation``, ``item_reference`` items, ``prompt``
+templates, files by ``file_id``). The
 gateway itself keeps no responses: ``background`` and ``context_management`` are a 400 saying
 so; ``store`` is accepted (answered with ``"store": false`` by the other deployments);
 ``truncation: "auto"`` lets the router drop a conversation's oldest turns to fit a context window
@@ -52,11 +54,13 @@ from tollway.core.types import (
     ResponsesOnly,
     Tool,
     ToolChoice,
+    WebSearch,
 )
 from tollway.wire.crossing import CACHE_HINT
 from tollway.wire.fields import check_bounds, json_object, number, optional, required
 from tollway.wire.openai_request import TEMPERATURE, TOP_P, WIRE_FORMAT
 from tollway.wire.responses_input import KEEPS_NONE, Origins, messages_from_input
+from tollway.wire.responses_web_search import is_web_search, web_search_from_wire
 
 _MODELLED = frozenset(
     {
@@ -138,7 +142,7 @@ def request_from_wire(body: dict[str, Any]) -> ResponsesRequest:
         extra["reasoning_effort"] = reasoning["effort"]
     summary = _summary_from_wire(reasoning)
     offered = optional(body, "tools", list)
-    tools, places, own_tool = _tools_from_wire(offered)
+    tools, places, own_tool, search = _tools_from_wire(offered, body.get("max_tool_calls"))
     tool_choice, own_choice, allowed = _tool_choice_from_wire(body.get("tool_choice"))
     if allowed is not None:
         tools, places = _allowed_tools(tools, places, allowed)
@@ -170,11 +174,19 @@ def request_from_wire(body: dict[str, Any]) -> ResponsesRequest:
         wire_format=WIRE_FORMAT,
         limit_named_by_client=False,  # max_output_tokens has no Chat Completions name
         reasoning_summary=summary,
-        responses_only=stored or own_tool or own_choice or own_item,
+        responses_only=_narrowest(stored, own_tool, own_choice, own_item),
         truncation=_truncation_from_wire(body),
     )
+    if chat.responses_only is not None and chat.responses_only.translated_for:
+        chat.web_search = search  # what the other families that can serve it are sent
     _check_limits(chat, offered=bool(offered))
     return ResponsesRequest(chat, _echo(body, chat, text), origins, places)
+
+
+def _narrowest(*found: ResponsesOnly | None) -> ResponsesOnly | None:
+    """The first field no other family translates, else the first found (``None``: none)."""
+    given = [only for only in found if only is not None]
+    return next((only for only in given if not only.translated_for), given[0] if given else None)
 
 
 def _bounded(body: dict[str, Any], name: str, bounds: tuple[float, float]) -> float | None:
@@ -338,15 +350,18 @@ def _echo(body: dict[str, Any], chat: ChatRequest, text: JSON) -> JSON:
 
 
 def _tools_from_wire(
-    tools: list[Any] | None,
-) -> tuple[list[Tool] | None, list[int], ResponsesOnly | None]:
-    """The function tools, the index of each in ``tools``, and the first other tool (only a
-    Responses upstream offers it)."""
+    tools: list[Any] | None, max_tool_calls: Any
+) -> tuple[list[Tool] | None, list[int], ResponsesOnly | None, WebSearch | None]:
+    """The function tools, the index of each in ``tools``, the first other tool that only a
+    Responses upstream offers (else the first other tool), and the web search other families
+    translate (``wire/responses_web_search.py``)."""
     if not tools:
-        return None, [], None  # an empty list is the same as none, and some upstreams reject it
+        # An empty list is the same as none, and some upstreams reject it.
+        return None, [], None, None
     parsed = []
     places = []
     first: ResponsesOnly | None = None
+    search: WebSearch | None = None
     for index, raw in enumerate(tools):
         param = f"tools[{index}]"
         tool = json_object(raw, param)
@@ -355,9 +370,14 @@ def _tools_from_wire(
             if not isinstance(kind, str):
                 raise InvalidRequest(f"'{param}.type' must be a string", param=f"{param}.type")
             # Built-in tools (web_search, file_search, mcp, ...) run on OpenAI's side, and
-            # custom tools have no canonical form: a Responses upstream is sent them as sent.
-            why = f"'{param}.type' {kind!r} is a tool of OpenAI's Responses API"
-            first = first or ResponsesOnly(f"{param}.type", f"{why}, not a 'function' tool")
+            # custom tools have no canonical form: a Responses upstream is sent them as sent
+            # (a web search, other families too: as their own search tool).
+            if is_web_search(kind) and search is None:
+                search, only = web_search_from_wire(tool, param, max_tool_calls)
+            else:
+                why = f"'{param}.type' {kind!r} is a tool of OpenAI's Responses API"
+                only = ResponsesOnly(f"{param}.type", f"{why}, not a 'function' tool")
+            first = _narrowest(first, only)
             continue
         if "name" not in tool and isinstance(tool.get("function"), dict):
             raise InvalidRequest(
@@ -379,7 +399,7 @@ def _tools_from_wire(
                 function_extra={k: v for k, v in tool.items() if k not in _FLAT_TOOL_KEYS},
             )
         )
-    return parsed or None, places, first
+    return parsed or None, places, first, search
 
 
 _FLAT_TOOL_KEYS = frozenset({"type", "name", "description", "parameters", "strict", CACHE_HINT})

@@ -6,10 +6,13 @@ A choice's text becomes one ``message`` item and each tool call a ``function_cal
 ``max_output_tokens``, and its last item (the text or the call it cut off) ``incomplete``.
 Only the first choice is rendered: the Responses API has no ``n``. An OpenAI upstream's
 ``refusal`` (a structured-output request the model declined) is the message's ``refusal``
-part, as the Responses API gives it; the reasoning the answer holds (an OpenAI-compatible
-server's ``reasoning_content`` / ``reasoning``, Claude's thinking, Gemini's thought summaries,
-Bedrock's reasoning text) is a ``reasoning`` item before it, its text in ``content``
-(``reasoning_text`` parts, as OpenAI's open-weight models give it) with an empty ``summary``;
+part, as the Responses API gives it; the web searches another family ran (Claude's) are
+``web_search_call`` items before the message, and the web sources its text cites are the
+``output_text`` part's ``url_citation`` annotations; the reasoning the answer holds (an
+OpenAI-compatible server's ``reasoning_content`` / ``reasoning``, Claude's thinking, Gemini's
+thought summaries, Bedrock's reasoning text) is a ``reasoning`` item before it, its text in
+``content`` (``reasoning_text`` parts, as OpenAI's open-weight models give it) with an empty
+``summary``;
 when the client asked for a summary (``reasoning.summary``), its text is the ``summary``
 instead (``summary_text`` parts, one per block of reasoning) and the item has no ``content``,
 as OpenAI's reasoning models answer, so a client is not shown it twice. Claude's signed thinking
@@ -33,6 +36,7 @@ from tollway.core.types import (
     Message,
     ReasoningPart,
     TokenLogprob,
+    UrlCitation,
     Usage,
 )
 from tollway.wire.crossing import reasoning_of, refusal_of
@@ -68,9 +72,33 @@ def status_for(finish: FinishReason | None) -> tuple[str, JSON | None]:
     return ("completed", None) if reason is None else ("incomplete", {"reason": reason})
 
 
-def output_text(text: str, logprobs: list[JSON] | None = None) -> JSON:
+def output_text(
+    text: str, logprobs: list[JSON] | None = None, annotations: list[JSON] | None = None
+) -> JSON:
     """An ``output_text`` content part (``logprobs``: its tokens', when asked)."""
-    return {"type": "output_text", "text": text, "annotations": [], "logprobs": logprobs or []}
+    return {
+        "type": "output_text",
+        "text": text,
+        "annotations": annotations or [],
+        "logprobs": logprobs or [],
+    }
+
+
+def url_citation(citation: UrlCitation) -> JSON:
+    """A ``url_citation`` annotation: the web source of ``text[start_index:end_index]``."""
+    return {
+        "type": "url_citation",
+        "url": citation.url,
+        "title": citation.title,
+        "start_index": citation.start,
+        "end_index": citation.end,
+    }
+
+
+def web_search_item(item_id: str, query: str, status: str) -> JSON:
+    """A ``web_search_call`` output item: a search another family ran for ``query``."""
+    action = {"type": "search", "query": query}
+    return {"id": item_id, "type": "web_search_call", "status": status, "action": action}
 
 
 def logprobs_of(
@@ -204,6 +232,10 @@ def response_to_wire(response: ChatResponse, echo: JSON) -> dict[str, Any]:
             if sealed is not None:
                 item["encrypted_content"] = sealed
             output.append(item)
+        output.extend(
+            web_search_item(new_id("ws"), query, "completed")
+            for query in message.web_searches or ()
+        )
         content = _content(message, response.wire_format, choice.extra, choice.logprobs)
         if content or not message.tool_calls:
             output.append(message_item(new_id("msg"), content or [output_text("")], "completed"))
@@ -250,7 +282,9 @@ def _content(
     tokens: list[TokenLogprob] | None,
 ) -> list[JSON]:
     text = message.text()
-    content = [output_text(text, logprobs_of(choice_extra, wire_format, tokens))] if text else []
+    logprobs = logprobs_of(choice_extra, wire_format, tokens)
+    cited = [url_citation(citation) for citation in message.citations or ()]
+    content = [output_text(text, logprobs, cited)] if text else []
     refusal = refusal_of(message.extra, wire_format)
     if refusal is not None:
         content.append(refusal_part(refusal))

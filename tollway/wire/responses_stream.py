@@ -21,6 +21,10 @@ per output item, one at a time as the real API sends them:
   ``response.reasoning_summary_text.done``, ``response.reasoning_summary_part.done``,
   ``response.output_item.done`` (one ``summary_text`` part, ``summary_index`` 0); Claude's
   signed thinking is the done item's ``encrypted_content`` (``responses_reasoning``);
+- a web search another family ran (Claude's): ``response.output_item.added`` (a
+  ``web_search_call``), ``response.web_search_call.in_progress``, ``.searching``,
+  ``.completed``, ``response.output_item.done``; a web source the text cites is
+  ``response.output_text.annotation.added`` (a ``url_citation``) once the cited text is sent;
 - each tool call: ``response.output_item.added`` (a ``function_call``),
   ``response.function_call_arguments.delta``..., ``response.function_call_arguments.done``,
   ``response.output_item.done``; calls an OpenAI-format upstream interleaves are sent one
@@ -67,6 +71,8 @@ from tollway.wire.responses_response import (
     response_object,
     status_for,
     summary_text,
+    url_citation,
+    web_search_item,
 )
 
 _TEXT, _REFUSAL, _REASONING = "output_text", "refusal", "reasoning_text"
@@ -126,6 +132,8 @@ class _OpenItem:
     """How many of ``pieces`` the blocks in ``signed`` hold."""
     logprobs: list[JSON] = field(default_factory=list)
     """An ``output_text`` part's log probabilities so far (when asked)."""
+    annotations: list[JSON] = field(default_factory=list)
+    """An ``output_text`` part's annotations so far (the web sources its text cites)."""
 
 
 class StreamWriter:
@@ -179,9 +187,13 @@ class StreamWriter:
             signs = signed_delta(choice, chunk.wire_format)
             if signs is not None:
                 self._sign(signs, out)
+            if choice.web_search is not None:
+                self._web_search(choice.web_search, out)
             if choice.content:
                 logprobs = logprobs_of(choice.choice_extra, chunk.wire_format, choice.logprobs)
                 self._text(choice.content, _TEXT, out, logprobs)
+            for citation in choice.url_citations or ():
+                self._annotate(url_citation(citation), out)
             refusal = refusal_of(choice.extra, chunk.wire_format)
             if refusal is not None:
                 self._text(refusal, _REFUSAL, out)
@@ -259,6 +271,35 @@ class StreamWriter:
             fields["logprobs"] = logprobs or []
             self._open.logprobs += fields["logprobs"]
         out.append(self._event(events.delta, fields))
+
+    def _web_search(self, query: str, out: list[bytes]) -> None:
+        """A search another family ran (Claude's, whose results only it reads): a whole
+        ``web_search_call`` item, its stages one after the other, as OpenAI streams one."""
+        self._close(out, "completed")
+        opened = self._open_item(web_search_item(new_id("ws"), query, "in_progress"), out)
+        self._open = None
+        where = self._where(opened)
+        for stage in ("in_progress", "searching", "completed"):
+            out.append(self._event(f"response.web_search_call.{stage}", dict(where)))
+        done = web_search_item(opened.item["id"], query, "completed")
+        self._output.append(done)
+        item_done = {"output_index": opened.output_index, "item": done}
+        out.append(self._event("response.output_item.done", item_done))
+
+    def _annotate(self, annotation: JSON, out: list[bytes]) -> None:
+        """An annotation of the answer's text (a web source it cites); its indexes count in
+        the whole text, which is one ``output_text`` part."""
+        opened = self._open
+        if opened is None or opened.part != _TEXT:
+            return  # the cited text is in no open part: nothing to place it in
+        fields = {
+            **self._where(opened),
+            "content_index": 0,
+            "annotation_index": len(opened.annotations),
+            "annotation": annotation,
+        }
+        opened.annotations.append(annotation)
+        out.append(self._event("response.output_text.annotation.added", fields))
 
     def _sign(self, delta: ReasoningDelta, out: list[bytes]) -> None:
         """Claude's signature on the reasoning text so far, or its encrypted thinking: a
@@ -357,6 +398,7 @@ class StreamWriter:
             part = _part(opened.part, text)
             if opened.part == _TEXT:
                 part["logprobs"] = opened.logprobs
+                part["annotations"] = opened.annotations
             events = _EVENTS[opened.part]
             key = "refusal" if opened.part == _REFUSAL else "text"
             text_done = {**where, events.index: 0, key: text}

@@ -1,0 +1,242 @@
+"""A Responses client's ``web_search`` tool served by Claude's own web search, through the real
+``openai`` SDK against a gateway process and the simulator: the tool is sent as Anthropic's
+``web_search_20250305``, the answer comes back as a ``web_search_call`` item before the message
+and ``url_citation`` annotations whose indexes slice the cited text, complete or streamed, and
+the search is charged; a setting only OpenAI's search has, or a family that does not translate
+the tool, is still a 400 naming it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from tests.conftest import UPSTREAM_KEY
+from tests.integration.test_budgets import new_key, set_budget
+from tests.integration.test_responses_upstream import PRICE, micros, question, received
+from tests.support import CLIENT_KEY, running_gateway
+from tollway.simulator.anthropic_api import SEARCH_CITED
+
+SEARCH_FEE = 10.0  # USD per 1,000 searches: 10,000 micro-dollars a search
+WINDOW = 2000  # the context window of "claude-windowed"
+DEFAULT_CALLS = 10  # limits.default_max_tool_calls
+RESULT_URL = "https://example.com/simulated-result"
+
+
+def search_config(simulator_url: str) -> dict[str, Any]:
+    key = "env:TEST_UPSTREAM_KEY"
+    price = {**PRICE, "tool_calls": {"web_search": SEARCH_FEE}}
+    claude = {
+        "provider": "anthropic", "model": "sim-chat", "api_base": simulator_url, "api_key": key,
+        "price": price,
+    }  # fmt: skip
+    gemini = {"provider": "gemini", "model": "sim-chat", "api_base": simulator_url, "api_key": key}
+    return {
+        "upstream": {
+            "timeouts": {"connect": "2s", "first_byte": "5s", "total": "20s"},
+            "forward_headers": ["x-sim-*"],
+        },
+        "auth": {"reconcile_interval": "1h"},
+        "models": [
+            {"name": "claude", "deployments": [claude]},
+            {"name": "gemini", "deployments": [gemini]},
+            {"name": "claude-windowed", "deployments": [{**claude, "context_window": WINDOW}]},
+            # A model no catalog knows: no context window bounds what its searches read.
+            {"name": "claude-unbounded", "deployments": [{**claude, "model": "sim-unlisted"}]},
+        ],
+    }
+
+
+@pytest.fixture(scope="module")
+def gateway(log_dir: Path, simulator_url: str) -> Iterator[str]:
+    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY}
+    with running_gateway(log_dir, search_config(simulator_url), env) as (url, _):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(gateway: str) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=gateway + "/v1", api_key=CLIENT_KEY, max_retries=0) as c:
+        yield c
+
+
+def cited_in(text: str, annotations: list[Any]) -> list[str]:
+    """The stretches of ``text`` the ``url_citation`` annotations cite."""
+    assert all(a.type == "url_citation" and a.url == RESULT_URL for a in annotations)
+    assert all(a.title == "Simulated result" for a in annotations)
+    return [text[a.start_index : a.end_index] for a in annotations]
+
+
+def test_claude_searches_for_a_responses_client(client: openai.OpenAI, simulator_url: str) -> None:
+    asked = question("what is new on the web")
+    tool: Any = {
+        "type": "web_search",
+        "filters": {"allowed_domains": ["example.com"]},
+        "user_location": {"type": "approximate", "city": "Paris", "country": "FR"},
+        "search_context_size": "medium",
+    }
+    raw = client.responses.with_raw_response.create(model="claude", input=asked, tools=[tool])
+    response = raw.parse()
+    search, message = response.output
+    assert search.type == "web_search_call" and search.status == "completed"
+    assert search.action.type == "search" and search.action.query == asked
+    assert message.type == "message" and message.content[0].type == "output_text"
+    text = message.content[0].text
+    assert text.startswith(f"Simulated reply to: {asked}")
+    assert cited_in(text, message.content[0].annotations) == [SEARCH_CITED]
+    # Sent as Claude's own search tool, the filters and location mapped.
+    [call] = received(simulator_url, asked)
+    assert call["path"] == "/v1/messages"
+    [sent] = call["json"]["tools"]
+    assert sent["type"] == "web_search_20250305" and sent["name"] == "web_search"
+    assert sent["allowed_domains"] == ["example.com"]
+    assert sent["user_location"] == {"type": "approximate", "city": "Paris", "country": "FR"}
+    # The search's results are among the input tokens, and the search itself is charged.
+    usage = response.usage
+    assert usage is not None and usage.input_tokens > 200
+    cost = usage.input_tokens * 1000 + usage.output_tokens * 4000 + 10_000
+    assert micros(raw.headers["x-tollway-cost-usd"]) == cost
+
+
+def test_max_tool_calls_bounds_claudes_searches(client: openai.OpenAI, simulator_url: str) -> None:
+    asked = question("search thrice")
+    raw = client.responses.with_raw_response.create(
+        model="claude",
+        input=asked,
+        tools=[{"type": "web_search_preview"}],
+        max_tool_calls=2,
+        extra_headers={"x-sim-searches": "3"},
+    )
+    response = raw.parse()
+    kinds = [item.type for item in response.output]
+    assert kinds == ["web_search_call", "web_search_call", "message"]
+    [call] = received(simulator_url, asked)
+    assert call["json"]["tools"][0]["max_uses"] == 2
+    usage = response.usage
+    assert usage is not None
+    # Claude's search, at its web_search fee, whichever of OpenAI's tools asked for it.
+    cost = usage.input_tokens * 1000 + usage.output_tokens * 4000 + 2 * 10_000
+    assert micros(raw.headers["x-tollway-cost-usd"]) == cost
+
+
+def test_claudes_search_streams_as_openai_streams_one(
+    client: openai.OpenAI, simulator_url: str
+) -> None:
+    asked = question("stream what is new")
+    with client.responses.stream(
+        model="claude", input=asked, tools=[{"type": "web_search"}]
+    ) as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    kinds = [event.type for event in events]
+    searching = [
+        "response.output_item.added",
+        "response.web_search_call.in_progress",
+        "response.web_search_call.searching",
+        "response.web_search_call.completed",
+        "response.output_item.done",
+    ]
+    start = kinds.index("response.web_search_call.in_progress") - 1
+    assert kinds[start : start + 5] == searching
+    assert kinds.index("response.output_text.annotation.added") < kinds.index(
+        "response.output_text.done"
+    )
+    search, message = final.output
+    assert search.type == "web_search_call" and search.status == "completed"
+    assert search.action.type == "search" and search.action.query == asked
+    text = message.content[0].text
+    assert text == final.output_text and text.startswith(f"Simulated reply to: {asked}")
+    assert cited_in(text, message.content[0].annotations) == [SEARCH_CITED]
+    [added] = [e for e in events if e.type == "response.output_text.annotation.added"]
+    assert added.annotation_index == 0 and added.content_index == 0
+    assert added.item_id == message.id and added.output_index == 1
+    assert added.annotation is not None
+    assert added.annotation.model_dump() == message.content[0].annotations[0].model_dump()
+    # Streamed, the search is charged too (the usage of Anthropic's message_delta).
+    assert final.usage is not None and final.usage.input_tokens > 200
+    assert [c["path"] for c in received(simulator_url, asked)] == ["/v1/messages"]
+
+
+def test_a_searched_conversation_continues_on_claude(
+    client: openai.OpenAI, simulator_url: str
+) -> None:
+    asked = question("first search")
+    first = client.responses.create(model="claude", input=asked, tools=[{"type": "web_search"}])
+    history: Any = [
+        {"role": "user", "content": asked},
+        *(item.model_dump(exclude_none=True) for item in first.output),
+        {"role": "user", "content": "and then?"},
+    ]
+    then = client.responses.create(model="claude", input=history, tools=[{"type": "web_search"}])
+    assert then.output[-1].type == "message"
+    second = received(simulator_url, asked)[-1]["json"]["messages"]
+    # The earlier search is left out: its answer's text says what it found.
+    assert [m["role"] for m in second] == ["user", "assistant", "user"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_what_only_openai_searches_with_is_still_a_400_naming_it(
+    client: openai.OpenAI, simulator_url: str, stream: bool
+) -> None:
+    asked = question(f"search deeply, stream {stream}")
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(
+            model="claude",
+            input=asked,
+            tools=[{"type": "web_search", "search_context_size": "high"}],
+            stream=stream,
+        )
+    assert caught.value.param == "tools[0].search_context_size"
+    assert "no deployment that speaks OpenAI's Responses API" in caught.value.message
+    assert received(simulator_url, asked) == []
+
+
+def test_a_family_that_does_not_translate_the_search_is_a_400_naming_it(
+    client: openai.OpenAI, simulator_url: str
+) -> None:
+    asked = question("search on gemini")
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model="gemini", input=asked, tools=[{"type": "web_search"}])
+    assert caught.value.param == "tools[0].type"
+    message = caught.value.message
+    assert "Model 'gemini' has no deployment that speaks OpenAI's Responses API" in message
+    assert "or of provider 'anthropic'" in message
+    assert received(simulator_url, asked) == []
+
+
+def test_a_budget_reserves_claudes_whole_window_for_what_its_searches_read(
+    gateway: str, simulator_url: str
+) -> None:
+    key_id, key = new_key(gateway)
+    set_budget(gateway, key_id, 100.0)
+    budgeted = openai.OpenAI(base_url=gateway + "/v1", api_key=key, max_retries=0)
+    asked = question("search on a budget")
+    with budgeted.responses.with_streaming_response.create(
+        model="claude-windowed",
+        input=asked,
+        tools=[{"type": "web_search"}],
+        max_output_tokens=20,
+        stream=True,
+    ) as response:
+        held = 100.0 - float(response.headers["x-tollway-budget-remaining-usd"])
+        response.read()
+    # The search results are input the gateway cannot count: the whole window is reserved,
+    # with the output and every search the default bound allows.
+    worst = (WINDOW * 1000 + 20 * 4000) / 1e6 + DEFAULT_CALLS * SEARCH_FEE / 1000
+    assert held == pytest.approx(worst, abs=1e-6)
+    # The catalog's window of sim-chat (128,000 tokens, $128 at this price) is more than the
+    # budget has: refused before Claude reads anything, though the prompt itself is cheap.
+    with pytest.raises(openai.RateLimitError) as caught:
+        budgeted.responses.create(model="claude", input=asked, tools=[{"type": "web_search"}])
+    assert caught.value.code == "budget_exceeded"
+    assert len(received(simulator_url, asked)) == 1  # the first request's alone
+    # Where no window is known, the cost has no bound: refused rather than let through.
+    with pytest.raises(openai.BadRequestError) as caught:
+        budgeted.responses.create(
+            model="claude-unbounded", input=asked, tools=[{"type": "web_search"}]
+        )
+    assert caught.value.code == "cost_unbounded" and caught.value.param == "tools[0].type"
+    assert len(received(simulator_url, asked)) == 1
