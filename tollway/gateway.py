@@ -45,8 +45,9 @@ from tollway.dialects.client_address import TrustedProxies
 from tollway.dialects.http import HeaderForwarder, RequestIds
 from tollway.fleet import Fleet, first_line
 from tollway.limits.backend import LimiterUnavailable, make_limiter
+from tollway.limits.refusals import limiter_down
 from tollway.limits.service import LimitService, reason
-from tollway.limits.stage import Admission, limiter_down
+from tollway.limits.stage import Admission
 from tollway.pricing.catalog import PriceCatalog
 from tollway.pricing.metering import Metering
 from tollway.pricing.tokens import TokenCounter

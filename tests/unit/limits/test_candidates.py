@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tollway.config import validate_settings
-from tollway.limits.stage import candidates_of
+from tollway.limits.candidates import candidates_of
 from tollway.routing.table import build_routing_table
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tollway.limits.stage import _usd
+from tollway.limits.headers import usd
 
 
 @pytest.mark.parametrize(
@@ -20,9 +20,9 @@ from tollway.limits.stage import _usd
     ],
 )
 def test_usd_is_exact(micros: int, text: str) -> None:
-    assert _usd(micros) == text
+    assert usd(micros) == text
 
 
 def test_usd_matches_six_decimal_dollars_where_floats_are_exact() -> None:
     for micros in (7, 123_456, 4_999_999, 1_000_000_000, 987_654_321_012):
-        assert _usd(micros) == f"{micros / 1_000_000:.6f}"
+        assert usd(micros) == f"{micros / 1_000_000:.6f}"
