@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from contextvars import ContextVar
 from typing import Literal, Protocol
 
@@ -95,6 +96,7 @@ class Deadline:
     """The time limits of one upstream call, as loop times."""
 
     __slots__ = (
+        "__weakref__",  # SENDING holds the deadline weakly (below)
         "begun",
         "caller",
         "client_held",
@@ -179,9 +181,14 @@ class Deadline:
         return self.task.uncancel() == 0
 
 
-SENDING: ContextVar[Deadline | None] = ContextVar("tollway_sending", default=None)
+SENDING: ContextVar[weakref.ref[Deadline] | None] = ContextVar("tollway_sending", default=None)
 """The deadline of the upstream call the current task makes (set by ``Deadlines.watch``): the
-request's body writer, a task of aiohttp's that inherits the context, marks it ``sent``."""
+request's body writer, a task of aiohttp's that inherits the context, marks it ``sent``.
+
+Held weakly: the deadline holds its task, and the task (aiohttp runs each request in a task
+of its own) holds this context, so a strong reference made every request a reference cycle
+of task, context and deadline, left to the garbage collector: 5% more CPU a request in
+paired runs (docs/performance.md, "Session 21")."""
 
 
 class Deadlines:
@@ -202,7 +209,7 @@ class Deadlines:
         task = asyncio.current_task(loop)
         assert task is not None, "upstream calls run inside a task"
         deadline = Deadline(task, timeouts, CALLER.get(), loop)
-        SENDING.set(deadline)
+        SENDING.set(weakref.ref(deadline))
         self._watched.add(deadline)
         if self._watchdog is None:
             self._watchdog = loop.create_task(self._watch(), name="tollway-upstream-deadlines")

@@ -43,7 +43,8 @@ class SentRequest(aiohttp.ClientRequest):
     async def write_bytes(self, *args: Any, **kwargs: Any) -> None:
         """Write the body (aiohttp's own), then mark the call's deadline ``sent``."""
         await super().write_bytes(*args, **kwargs)
-        deadline = SENDING.get()
+        held = SENDING.get()
+        deadline = None if held is None else held()
         if deadline is not None:
             deadline.sent = True
 
