@@ -309,13 +309,14 @@ def test_count_tokens_is_the_gateways_estimate_and_calls_no_upstream(
 ) -> None:
     """Converse has no count: ``/v1/messages/count_tokens`` is the gateway's local estimate."""
     raw = claude.messages.with_raw_response.count_tokens(
-        model="test-bedrock", system="be brief", messages=user("count me on bedrock " * 20)
+        model="test-bedrock", system="be brief", messages=user("tally on bedrock " * 20)
     )
     assert raw.headers["x-tollway-token-count"] == "local"
-    short = claude.messages.count_tokens(model="test-bedrock", messages=user("count me"))
+    short = claude.messages.count_tokens(model="test-bedrock", messages=user("tally on bedrock"))
     assert raw.parse().input_tokens > short.input_tokens > 0
+    # A marker no other test sends: the simulator records every test's requests.
     recorded_requests = httpx.get(simulator_url + "/_sim/requests").json()
-    assert not [r for r in recorded_requests if "count me" in json.dumps(r["json"])]
+    assert not [r for r in recorded_requests if "tally on bedrock" in json.dumps(r["json"])]
 
 
 def test_anthropic_sdk_tools(claude: anthropic.Anthropic) -> None:

@@ -121,10 +121,11 @@ def test_an_azure_deployment_is_sent_the_limit_its_reasoning_models_accept(
     """Azure's o-series and gpt-5 deployments refuse ``max_tokens``; an api-version that knows
     ``max_completion_tokens`` (2024-10-21 here) is sent the limit by that name."""
     marker = f"azure limit {make.__name__}"
-    reply = make(gateway_url, "test-azure").bind(max_tokens=5).invoke(marker)
+    # 16: the least the Responses API takes (its ``max_output_tokens``).
+    reply = make(gateway_url, "test-azure").bind(max_tokens=16).invoke(marker)
     assert reply.text
     body = _upstream_body(simulator_url, marker)
-    assert body.get("max_completion_tokens") == 5 and "max_tokens" not in body
+    assert body.get("max_completion_tokens") == 16 and "max_tokens" not in body
 
 
 @tool
