@@ -9,6 +9,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anthropic
+import openai
 from aiohttp import web
 
 from tests.conftest import UPSTREAM_KEY
@@ -44,6 +46,28 @@ async def serving(app: web.Application) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+def async_openai(gateway: str) -> openai.AsyncOpenAI:
+    """The async openai client of the scripted-upstream tests: their upstream serves on the
+    tests' own event loop, so a sync client would block it. No retries: each attempt counts."""
+    return openai.AsyncOpenAI(
+        base_url=gateway + "/v1", api_key=CLIENT_KEY, max_retries=0, timeout=10
+    )
+
+
+def async_anthropic(gateway: str) -> anthropic.AsyncAnthropic:
+    """``async_openai``'s Anthropic counterpart."""
+    return anthropic.AsyncAnthropic(base_url=gateway, api_key=CLIENT_KEY, max_retries=0, timeout=10)
+
+
+def bad_then_good(bad: dict[str, Any], good: dict[str, Any], prefix: str = "") -> list[Any]:
+    """The model groups of a scripted upstream's tests: ``{prefix}bad``, the misbehaving
+    deployment alone, and ``{prefix}fallback``, it and then a good one."""
+    return [
+        {"name": f"{prefix}bad", "deployments": [bad]},
+        {"name": f"{prefix}fallback", "strategy": "priority", "deployments": [bad, good]},
+    ]
 
 
 @asynccontextmanager

@@ -13,10 +13,10 @@ import openai
 import pytest
 from aiohttp import web
 
-from tests.integration.in_process import serving
+from tests.integration.in_process import async_openai, bad_then_good, serving
 from tests.integration.test_upstream_answers import ERRORS_WITH_200
 from tests.integration.test_upstream_error_bodies import PAGE
-from tests.support import CLIENT_KEY, running_gateway
+from tests.support import running_gateway
 
 RESPONSE = {
     "id": "resp_1", "object": "response", "created_at": 1, "status": "completed",
@@ -76,10 +76,7 @@ def gateway(log_dir: Path, upstream_url: str) -> Iterator[str]:
     config = {
         "routing": {"rate_limit_cooldown": "1ms", "retry_after_max": "1ms"},
         "upstream": {"timeouts": {"first_byte": "5s", "total": "8s"}},
-        "models": [
-            {"name": "bad", "deployments": [bad]},
-            {"name": "fallback", "strategy": "priority", "deployments": [bad, good]},
-        ],
+        "models": bad_then_good(bad, good),
     }
     with running_gateway(log_dir, config) as (url, _process):
         yield url
@@ -87,9 +84,7 @@ def gateway(log_dir: Path, upstream_url: str) -> Iterator[str]:
 
 @pytest.fixture
 async def gpt(gateway: str) -> AsyncIterator[openai.AsyncOpenAI]:
-    async with openai.AsyncOpenAI(
-        base_url=gateway + "/v1", api_key=CLIENT_KEY, max_retries=0, timeout=10
-    ) as client:
+    async with async_openai(gateway) as client:
         yield client
 
 

@@ -12,8 +12,8 @@ import openai
 import pytest
 from aiohttp import web
 
-from tests.integration.in_process import serving
-from tests.support import CLIENT_KEY, running_gateway
+from tests.integration.in_process import async_anthropic, async_openai, bad_then_good, serving
+from tests.support import running_gateway
 
 # Error objects sent with a 200, as OpenRouter and some OpenAI-compatible servers send them.
 ERRORS_WITH_200 = {
@@ -62,10 +62,7 @@ def gateway(log_dir: Path, upstream_url: str) -> Iterator[str]:
         # A 429 rests the deployment: not for longer than a test.
         "routing": {"retry_after_max": "1ms"},
         "upstream": {"timeouts": {"first_byte": "5s", "total": "8s"}},
-        "models": [
-            {"name": "bad", "deployments": [bad]},
-            {"name": "fallback", "strategy": "priority", "deployments": [bad, good]},
-        ],
+        "models": bad_then_good(bad, good),
     }
     with running_gateway(log_dir, config) as (url, _process):
         yield url
@@ -74,17 +71,13 @@ def gateway(log_dir: Path, upstream_url: str) -> Iterator[str]:
 # The SDKs' async clients: the upstream serves on the tests' own event loop.
 @pytest.fixture
 async def gpt(gateway: str) -> AsyncIterator[openai.AsyncOpenAI]:
-    async with openai.AsyncOpenAI(
-        base_url=gateway + "/v1", api_key=CLIENT_KEY, max_retries=0, timeout=10
-    ) as client:
+    async with async_openai(gateway) as client:
         yield client
 
 
 @pytest.fixture
 async def claude(gateway: str) -> AsyncIterator[anthropic.AsyncAnthropic]:
-    async with anthropic.AsyncAnthropic(
-        base_url=gateway, api_key=CLIENT_KEY, max_retries=0, timeout=10
-    ) as client:
+    async with async_anthropic(gateway) as client:
         yield client
 
 

@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 
 from tests.conftest import BEDROCK_MODEL
-from tests.integration.in_process import serving
+from tests.integration.in_process import async_anthropic, async_openai, bad_then_good, serving
 from tests.support import CLIENT_KEY, running_gateway
 
 OVERLOADED = {
@@ -150,9 +150,7 @@ def gateway(log_dir: Path, upstream_url: str) -> Iterator[str]:
     for family, deployment in bad.items():
         deployment = {**deployment, "api_key": "not-checked-at-all", "price": price}
         fallback = {**good, "api_key": "not-checked-at-all", "price": price}
-        models.append({"name": f"{family}-bad", "deployments": [deployment]})
-        models.append({"name": f"{family}-fallback", "strategy": "priority",
-                       "deployments": [deployment, fallback]})  # fmt: skip
+        models += bad_then_good(deployment, fallback, prefix=f"{family}-")
     # Its own group: the wait it says rests it for the tests that follow.
     models.append({"name": "gpt-reset", "deployments": models[0]["deployments"]})
     config = {
@@ -168,17 +166,13 @@ def gateway(log_dir: Path, upstream_url: str) -> Iterator[str]:
 
 @pytest.fixture
 async def gpt(gateway: str) -> AsyncIterator[openai.AsyncOpenAI]:
-    async with openai.AsyncOpenAI(
-        base_url=gateway + "/v1", api_key=CLIENT_KEY, max_retries=0, timeout=10
-    ) as client:
+    async with async_openai(gateway) as client:
         yield client
 
 
 @pytest.fixture
 async def claude(gateway: str) -> AsyncIterator[anthropic.AsyncAnthropic]:
-    async with anthropic.AsyncAnthropic(
-        base_url=gateway, api_key=CLIENT_KEY, max_retries=0, timeout=10
-    ) as client:
+    async with async_anthropic(gateway) as client:
         yield client
 
 
