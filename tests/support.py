@@ -193,6 +193,23 @@ def sim_departure(sim: str, tag: str, until: float) -> dict[str, Any] | None:
         time.sleep(0.05)
 
 
+def admin_request(url: str, method: str, path: str, body: Any = None) -> Any:
+    """An admin API call with the tests' admin key (``CLIENT_KEY``): its JSON, asserted 2xx."""
+    response = httpx.request(
+        method, url + path, json=body, headers={"Authorization": f"Bearer {CLIENT_KEY}"}, timeout=10
+    )
+    assert response.status_code < 300, response.text
+    return response.json()
+
+
+def budgeted_key(url: str, name: str) -> tuple[str, str]:
+    """A new virtual key (id, key) named ``name-...`` under a $50 daily budget of its own."""
+    created = admin_request(url, "POST", "/admin/keys", {"name": f"{name}-{uuid.uuid4().hex[:6]}"})
+    budget = {"scope": "key", "scope_id": created["id"], "period": "day", "limit_usd": 50.0}
+    admin_request(url, "PUT", "/admin/budgets", budget)
+    return created["id"], created["key"]
+
+
 def logged_row(url: str, request_id: str, admin: dict[str, str]) -> dict[str, Any]:
     """The request log's row of ``request_id``, once written (within 10 s)."""
 

@@ -23,12 +23,19 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
-import httpx
 import openai
 import orjson
 import pytest
 
-from tests.support import CLIENT_KEY, logged_row, running_gateway, running_simulator, sim_departure
+from tests.support import (
+    CLIENT_KEY,
+    admin_request,
+    budgeted_key,
+    logged_row,
+    running_gateway,
+    running_simulator,
+    sim_departure,
+)
 from tollway.core.types import ChatRequest, EmbeddingRequest, Message
 from tollway.pricing.tokens import TokenCounter
 
@@ -94,27 +101,14 @@ def gateway(log_dir: Path, sim: str, unaccepting: str) -> Iterator[str]:
         yield url
 
 
-def _admin(url: str, method: str, path: str, body: Any = None) -> Any:
-    response = httpx.request(method, url + path, json=body, headers=ADMIN, timeout=10)
-    assert response.status_code < 300, response.text
-    return response.json()
-
-
-def _budgeted_key(url: str) -> tuple[str, str]:
-    created = _admin(url, "POST", "/admin/keys", {"name": f"leaver-{uuid.uuid4().hex[:6]}"})
-    budget = {"scope": "key", "scope_id": created["id"], "period": "day", "limit_usd": 50.0}
-    _admin(url, "PUT", "/admin/budgets", budget)
-    return created["id"], created["key"]
-
-
 def _budget(url: str, key_id: str) -> dict[str, Any]:
-    (row,) = _admin(url, "GET", f"/admin/budgets?scope=key&scope_id={key_id}")["data"]
+    (row,) = admin_request(url, "GET", f"/admin/budgets?scope=key&scope_id={key_id}")["data"]
     return dict(row)
 
 
 def _plain_key(url: str) -> tuple[str, str]:
     """A key without a budget or limit: admission counts nothing before routing."""
-    created = _admin(url, "POST", "/admin/keys", {"name": f"leaver-{uuid.uuid4().hex[:6]}"})
+    created = admin_request(url, "POST", "/admin/keys", {"name": f"leaver-{uuid.uuid4().hex[:6]}"})
     return created["id"], created["key"]
 
 
@@ -159,7 +153,7 @@ def _ask(
 def test_a_client_that_leaves_during_a_long_first_token_stops_the_upstream_call(
     gateway: str, sim: str, family: str, stream: bool, budgeted: bool
 ) -> None:
-    key_id, key = _budgeted_key(gateway) if budgeted else _plain_key(gateway)
+    key_id, key = budgeted_key(gateway, "leaver") if budgeted else _plain_key(gateway)
     tag = uuid.uuid4().hex
     request_id = f"t-leaver-{tag[:12]}"
     headers = {
@@ -190,7 +184,7 @@ def test_a_client_that_leaves_during_a_long_first_token_stops_the_upstream_call(
         assert (row["reserved_usd"], round(row["spent_usd"] * 1e6)) == (0, prompt)
 
     # Hanging up is the client's doing, not the deployment's.
-    rows = _admin(gateway, "GET", "/admin/deployments")["data"]
+    rows = admin_request(gateway, "GET", "/admin/deployments")["data"]
     health = {row["id"]: row for row in rows}[f"slow-{family.replace('anthropic', 'claude')}"]
     assert health["failures"] == 0
     assert health["circuit"] == "closed"
@@ -202,7 +196,7 @@ def test_an_embeddings_client_that_leaves_after_sending_pays_for_its_input(
 ) -> None:
     # Embeddings bill their input only, read as the request arrives: charged nothing, a
     # client that hung up while the upstream worked had its input embedded for free.
-    key_id, key = _budgeted_key(gateway) if budgeted else _plain_key(gateway)
+    key_id, key = budgeted_key(gateway, "leaver") if budgeted else _plain_key(gateway)
     tag = uuid.uuid4().hex
     request_id = f"t-embed-leaver-{tag[:12]}"
     headers = {
@@ -238,7 +232,7 @@ def test_a_client_that_leaves_while_its_upstream_is_still_connecting_pays_nothin
     gateway: str, stream: bool
 ) -> None:
     # The connection to the upstream never completed: no provider read the prompt.
-    key_id, key = _budgeted_key(gateway)
+    key_id, key = budgeted_key(gateway, "leaver")
     request_id = f"t-unreached-{uuid.uuid4().hex[:12]}"
     _ask(gateway, "openai", stream, key, {"x-request-id": request_id}, model="unreached")
     record = logged_row(gateway, request_id, ADMIN)
@@ -255,7 +249,7 @@ def test_a_client_that_leaves_during_a_silence_mid_stream_stops_the_upstream_cal
     # A reasoning phase after the first token: the upstream is silent for 5 s. The client
     # reads the first chunk and hangs up; the gateway would only have noticed at the next
     # chunk it wrote, 5 s later.
-    key_id, key = _budgeted_key(gateway)
+    key_id, key = budgeted_key(gateway, "leaver")
     tag = uuid.uuid4().hex
     request_id = f"t-leaver-{tag[:12]}"
     headers = {
@@ -315,6 +309,6 @@ def test_a_client_that_leaves_as_its_stream_begins_leaves_nothing_behind(gateway
     for early_ms in range(50, -15, -5):
         asyncio.run(leave(early_ms))
     time.sleep(first_byte_ms / 1000 + 0.2)
-    rows = _admin(gateway, "GET", "/admin/deployments")["data"]
+    rows = admin_request(gateway, "GET", "/admin/deployments")["data"]
     (row,) = [row for row in rows if row["id"] == "slow-openai"]
     assert row["in_flight"] == 0

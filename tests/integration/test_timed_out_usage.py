@@ -18,14 +18,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import openai
 import pytest
 
 from tests.conftest import UPSTREAM_KEY
-from tests.support import CLIENT_KEY, logged_row, running_gateway
+from tests.support import CLIENT_KEY, admin_request, budgeted_key, logged_row, running_gateway
 from tollway.core.types import ChatRequest, Message
 from tollway.pricing.tokens import TokenCounter
 
@@ -58,24 +56,11 @@ def gateway(log_dir: Path, simulator_url: str) -> Iterator[str]:
         yield url
 
 
-def _admin(url: str, method: str, path: str, body: Any = None) -> Any:
-    response = httpx.request(method, url + path, json=body, headers=ADMIN, timeout=10)
-    assert response.status_code < 300, response.text
-    return response.json()
-
-
-def _budgeted_key(url: str) -> tuple[str, str]:
-    created = _admin(url, "POST", "/admin/keys", {"name": f"cut-{uuid.uuid4().hex[:6]}"})
-    budget = {"scope": "key", "scope_id": created["id"], "period": "day", "limit_usd": 50.0}
-    _admin(url, "PUT", "/admin/budgets", budget)
-    return created["id"], created["key"]
-
-
 def _charged(url: str, key_id: str, micros: int) -> None:
     """The key's budget was charged ``micros`` and holds no reservation."""
     deadline = time.monotonic() + 10
     while True:
-        (row,) = _admin(url, "GET", f"/admin/budgets?scope=key&scope_id={key_id}")["data"]
+        (row,) = admin_request(url, "GET", f"/admin/budgets?scope=key&scope_id={key_id}")["data"]
         spent = round(row["spent_usd"] * 1e6)
         if spent == micros or time.monotonic() > deadline:
             break
@@ -99,7 +84,7 @@ def test_a_call_a_time_limit_cut_after_sending_is_charged_its_prompt(
 ) -> None:
     # Charged nothing, a client could have every prompt read for free by asking for answers
     # that take longer than the gateway waits.
-    key_id, key = _budgeted_key(gateway)
+    key_id, key = budgeted_key(gateway, "cut")
     request_id = f"t-cut-{uuid.uuid4().hex[:12]}"
     with pytest.raises(openai.APIStatusError) as failed:
         _client(gateway, key).chat.completions.create(
@@ -125,7 +110,7 @@ def test_a_call_cut_after_sending_then_failed_over_is_charged_with_the_answer(
 ) -> None:
     # Without a limit nothing counted the prompt before routing: it is counted off the event
     # loop while the next candidate answers.
-    key_id, key = _budgeted_key(gateway) if budgeted else ("", CLIENT_KEY)
+    key_id, key = budgeted_key(gateway, "cut") if budgeted else ("", CLIENT_KEY)
     request_id = f"t-cut-over-{uuid.uuid4().hex[:12]}"
     answer = _client(gateway, key).chat.completions.with_raw_response.create(
         model=model, messages=[{"role": "user", "content": PROMPT}], max_tokens=20,
