@@ -7,7 +7,9 @@ the first signal asks for a stop, which waits for start-up to finish; later ones
 
 A stop can begin with a drain delay (``server.drain_delay``): the gateway listens and serves
 on while its readiness fails, so a load balancer takes it out of rotation before connections
-are refused; a second signal cuts the delay short.
+are refused; a second signal cuts the delay short. Every answer from the stop on says
+``Connection: close`` and closes its connection, so that clients and proxies holding one in
+a pool open their next elsewhere rather than on a listener about to close.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import socket
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 log = logging.getLogger("tollway")
 
@@ -35,6 +37,8 @@ class StopRequest:
     def __init__(self, on_stop: Callable[[], None], drain_delay: float = 0.0) -> None:
         self.asked = asyncio.Event()
         self.serving = False
+        # ``asked`` as a plain flag, for the one check every answer makes during a drain delay.
+        self.stopping = False
         self._on_stop = on_stop
         self._drain_delay = drain_delay
         # From the first signal (not once the loop resumes the runner) so that a second one
@@ -56,8 +60,17 @@ class StopRequest:
         else:  # a migration cut half-way can leave a store no later start can use
             log.info("%s while starting: stopping once started", name)
         self._draining = self.serving and self._drain_delay > 0
+        self.stopping = True
         self.asked.set()
         self._on_stop()  # now, not once the loop gets round to the cleanup
+
+    async def close_connections(self, _: web.Request, response: web.StreamResponse) -> None:
+        """``on_response_prepare``: once a stop is asked for, ``response`` closes its
+        connection and says so (a stream already under way has its headers sent: it finishes
+        as it began, and the next answer on its connection closes it)."""
+        if self.stopping:
+            response.force_close()
+            response.headers[hdrs.CONNECTION] = "close"  # aiohttp has written it already
 
     async def drained(self) -> None:
         """Once a stop is asked for while serving: the drain delay, serving on, or until a
@@ -87,12 +100,16 @@ async def serve(
     **handler_args: Any,
 ) -> None:
     """Serve ``app`` on the bound ``sockets`` until SIGTERM or SIGINT; then serve on for
-    ``drain_delay`` (if it served at all), stop taking connections, let requests in flight
-    finish (up to ``shutdown_timeout``) and run the application's cleanup. ``on_stop`` is
-    called from the first signal's handler itself; ``handler_args`` go to aiohttp's request
-    handler (access log)."""
+    ``drain_delay`` (if it served at all; each answer closing its connection), stop taking
+    connections, let requests in flight finish (up to ``shutdown_timeout``) and run the
+    application's cleanup. ``on_stop`` is called from the first signal's handler itself;
+    ``handler_args`` go to aiohttp's request handler (access log)."""
     loop = asyncio.get_running_loop()
     stop = StopRequest(on_stop, drain_delay)
+    if drain_delay > 0:
+        # Without a delay the listener closes at once and aiohttp closes each connection
+        # after its request in flight: no handler then, so the hot path is unchanged.
+        app.on_response_prepare.append(stop.close_connections)
     for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, stop, signum)
     try:

@@ -8,7 +8,10 @@ Real ``tollway serve`` processes on the simulator, real signals, the store read 
 from __future__ import annotations
 
 import asyncio
+import http.client
+import json
 import signal
+import socket
 import sqlite3
 import time
 import uuid
@@ -287,3 +290,91 @@ def test_a_second_signal_skips_the_rest_of_the_drain_delay(
     assert "SIGTERM ignored: the gateway is already stopping" in output
     assert "Traceback" not in output
     assert len(_logged(tmp_path / "tollway.db")[0]) == 6
+
+
+# One request of each kind the gateway answers: (method, path, body), all with the admin key,
+# which is a virtual key as well. The Anthropic one is streamed: its answer is SSE.
+_CHAT = [{"role": "user", "content": "hello"}]
+ROUTES_WHILE_DRAINING: list[tuple[str, str, dict[str, Any] | None]] = [
+    ("POST", "/v1/chat/completions", {"model": "priced-chat", "messages": _CHAT}),
+    ("POST", "/v1/messages",
+     {"model": "priced-chat", "max_tokens": 16, "stream": True, "messages": _CHAT}),
+    ("POST", "/v1/responses", {"model": "priced-chat", "input": "hello"}),
+    ("GET", "/admin/keys", None),
+    ("GET", "/health/ready", None),
+    ("GET", "/no-such-route", None),
+]  # fmt: skip
+
+
+def test_while_draining_every_answer_closes_its_connection(
+    log_dir: Path, simulator_url: str, tmp_path: Path
+) -> None:
+    # During the drain delay the answers on kept-alive connections said nothing of the stop:
+    # clients and proxies with the connection pooled sent their next requests to the stopping
+    # replica until its listener closed and one of them failed.
+    store_url = f"sqlite+aiosqlite:///{tmp_path}/tollway.db"
+    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TOLLWAY_STORE_URL": store_url}
+    # Long, so that an open connection is told apart from one the listener's close ended;
+    # a second signal skips the rest of it.
+    config = {**stop_config(simulator_url, store_url), "server": {"drain_delay": "30s"}}
+    with running_gateway(log_dir, config, env) as (url, process):
+        port = int(url.rsplit(":", 1)[1])
+        pooled = [_connect(port) for _ in ROUTES_WHILE_DRAINING]
+        for sock in pooled:  # kept alive before the stop
+            status, headers, _ = _exchange(sock, "GET", "/health/live", None)
+            assert status == 200 and headers.get("connection", "") != "close"
+            assert _open(sock)
+        process.proc.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        fresh = _connect(port)  # a new connection during the delay: served, then closed
+        status, headers, body = _exchange(fresh, "GET", "/health/ready", None)
+        while status == 200:  # until the gateway has the signal
+            assert time.monotonic() - signalled < 10, "readiness never failed"
+            fresh.close()
+            fresh = _connect(port)
+            status, headers, body = _exchange(fresh, "GET", "/health/ready", None)
+        assert (status, headers.get("connection")) == (503, "close"), (status, headers)
+        assert b"draining" in body and not _open(fresh)
+        for sock, (method, path, payload) in zip(pooled, ROUTES_WHILE_DRAINING, strict=True):
+            status, headers, body = _exchange(sock, method, path, payload)
+            assert status == {"/health/ready": 503, "/no-such-route": 404}.get(path, 200), body
+            assert headers.get("connection") == "close", (path, headers)
+            assert not _open(sock), f"{path}: the connection stayed open"
+            assert b"message_stop" in body or path != "/v1/messages", body
+        assert time.monotonic() - signalled < 20, "the checks came after the delay"
+        process.proc.send_signal(signal.SIGINT)  # the rest of the delay is skipped
+        assert process.proc.wait(30) == 0
+        assert "Traceback" not in process.output()
+
+
+def _connect(port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=10)
+
+
+def _exchange(
+    sock: socket.socket, method: str, path: str, payload: dict[str, Any] | None
+) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 request on ``sock`` (kept alive unless the server says otherwise): the
+    answer's status, headers (lower-case names) and whole body."""
+    body = b"" if payload is None else json.dumps(payload).encode()
+    head = (f"{method} {path} HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer {CLIENT_KEY}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")  # fmt: skip
+    sock.sendall(head.encode() + body)
+    response = http.client.HTTPResponse(sock)
+    response.begin()
+    content = response.read()  # to the end of the body, chunked or not; the socket stays open
+    return response.status, {k.lower(): v for k, v in response.getheaders()}, content
+
+
+def _open(sock: socket.socket) -> bool:
+    """Whether the server keeps ``sock`` open (nothing more is expected on it): no end of
+    stream within half a second."""
+    sock.settimeout(0.5)
+    try:
+        return sock.recv(1) != b""
+    except TimeoutError:
+        return True
+    except ConnectionResetError:
+        return False
+    finally:
+        sock.settimeout(10)
