@@ -33,7 +33,14 @@ def search_config(simulator_url: str) -> dict[str, Any]:
         "provider": "anthropic", "model": "sim-chat", "api_base": simulator_url, "api_key": key,
         "price": price,
     }  # fmt: skip
-    gemini = {"provider": "gemini", "model": "sim-chat", "api_base": simulator_url, "api_key": key}
+    gemini = {
+        "provider": "gemini", "model": "sim-chat", "api_base": simulator_url, "api_key": key,
+        "price": {**price, "tool_requests": {"web_search": 0}},
+    }  # fmt: skip
+    mistral = {
+        "provider": "mistral", "model": "sim-chat", "api_base": f"{simulator_url}/mistral/v1",
+        "api_key": key,
+    }  # fmt: skip
     return {
         "upstream": {
             "timeouts": {"connect": "2s", "first_byte": "5s", "total": "20s"},
@@ -43,6 +50,7 @@ def search_config(simulator_url: str) -> dict[str, Any]:
         "models": [
             {"name": "claude", "deployments": [claude]},
             {"name": "gemini", "deployments": [gemini]},
+            {"name": "mistral", "deployments": [mistral]},
             {"name": "claude-windowed", "deployments": [{**claude, "context_window": WINDOW}]},
             # A model no catalog knows: no context window bounds what its searches read.
             {"name": "claude-unbounded", "deployments": [{**claude, "model": "sim-unlisted"}]},
@@ -197,13 +205,13 @@ def test_what_only_openai_searches_with_is_still_a_400_naming_it(
 def test_a_family_that_does_not_translate_the_search_is_a_400_naming_it(
     client: openai.OpenAI, simulator_url: str
 ) -> None:
-    asked = question("search on gemini")
+    asked = question("search on mistral")
     with pytest.raises(openai.BadRequestError) as caught:
-        client.responses.create(model="gemini", input=asked, tools=[{"type": "web_search"}])
+        client.responses.create(model="mistral", input=asked, tools=[{"type": "web_search"}])
     assert caught.value.param == "tools[0].type"
     message = caught.value.message
-    assert "Model 'gemini' has no deployment that speaks OpenAI's Responses API" in message
-    assert "or of provider 'anthropic'" in message
+    assert "Model 'mistral' has no deployment that speaks OpenAI's Responses API" in message
+    assert "or of provider 'anthropic'" in message and "or of provider 'gemini'" in message
     assert received(simulator_url, asked) == []
 
 
@@ -240,3 +248,128 @@ def test_a_budget_reserves_claudes_whole_window_for_what_its_searches_read(
         )
     assert caught.value.code == "cost_unbounded" and caught.value.param == "tools[0].type"
     assert len(received(simulator_url, asked)) == 1
+
+
+def grounded_in(text: str, annotations: list[Any]) -> list[str]:
+    """The stretches of ``text`` Gemini's grounding cites (the simulator's one source)."""
+    assert all(a.type == "url_citation" and a.url == RESULT_URL for a in annotations)
+    assert all(a.title == "example.com" for a in annotations)
+    return [text[a.start_index : a.end_index] for a in annotations]
+
+
+def test_gemini_grounds_a_responses_clients_search(
+    client: openai.OpenAI, simulator_url: str
+) -> None:
+    asked = question("what is new with Gemini")
+    raw = client.responses.with_raw_response.create(
+        model="gemini",
+        input=asked,
+        tools=[{"type": "web_search_preview", "search_context_size": "medium"}],
+        extra_headers={"x-sim-searches": "2"},
+    )
+    response = raw.parse()
+    first, second, message = response.output
+    for search in (first, second):
+        assert search.type == "web_search_call" and search.status == "completed"
+        assert search.action.type == "search" and search.action.query == asked
+    assert message.type == "message" and message.content[0].type == "output_text"
+    text = message.content[0].text
+    assert text.startswith(f"Simulated reply to: {asked}")
+    # The simulator grounds the answer's last word on its one source.
+    assert grounded_in(text, message.content[0].annotations) == [text.rsplit(" ", 1)[1]]
+    # Sent as Gemini's own Google Search tool.
+    [call] = received(simulator_url, asked)
+    assert call["path"].endswith(":generateContent")
+    assert call["json"]["tools"] == [{"googleSearch": {}}]
+    # Each query at the web_search fee (the price names no fee per grounded prompt).
+    usage = response.usage
+    assert usage is not None
+    cost = usage.input_tokens * 1000 + usage.output_tokens * 4000 + 2 * 10_000
+    assert micros(raw.headers["x-tollway-cost-usd"]) == cost
+
+
+def test_geminis_search_streams_as_openai_streams_one(
+    client: openai.OpenAI, simulator_url: str
+) -> None:
+    asked = question("stream what is new with Gemini")
+    with client.responses.stream(
+        model="gemini", input=asked, tools=[{"type": "web_search"}]
+    ) as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    kinds = [event.type for event in events]
+    searching = [
+        "response.output_item.added",
+        "response.web_search_call.in_progress",
+        "response.web_search_call.searching",
+        "response.web_search_call.completed",
+        "response.output_item.done",
+    ]
+    start = kinds.index("response.web_search_call.in_progress") - 1
+    assert kinds[start : start + 5] == searching
+    assert kinds.index("response.output_text.annotation.added") < kinds.index(
+        "response.output_text.done"
+    )
+    [message] = [item for item in final.output if item.type == "message"]
+    [search] = [item for item in final.output if item.type == "web_search_call"]
+    assert search.status == "completed" and search.action.type == "search"
+    assert search.action.query == asked
+    text = message.content[0].text
+    assert text == final.output_text and text.startswith(f"Simulated reply to: {asked}")
+    assert grounded_in(text, message.content[0].annotations) == [text.rsplit(" ", 1)[1]]
+    [added] = [e for e in events if e.type == "response.output_text.annotation.added"]
+    assert added.item_id == message.id and added.annotation_index == 0
+    assert added.annotation is not None
+    assert added.annotation.model_dump() == message.content[0].annotations[0].model_dump()
+    [call] = received(simulator_url, asked)
+    assert call["path"].endswith(":streamGenerateContent")
+    assert call["json"]["tools"] == [{"googleSearch": {}}]
+
+
+def test_a_searched_conversation_continues_on_gemini(
+    client: openai.OpenAI, simulator_url: str
+) -> None:
+    asked = question("first search on Gemini")
+    first = client.responses.create(model="gemini", input=asked, tools=[{"type": "web_search"}])
+    history: Any = [
+        {"role": "user", "content": asked},
+        *(item.model_dump(exclude_none=True) for item in first.output),
+        {"role": "user", "content": "and then?"},
+    ]
+    then = client.responses.create(model="gemini", input=history, tools=[{"type": "web_search"}])
+    assert then.output[-1].type == "message"
+    second = received(simulator_url, asked)[-1]["json"]["contents"]
+    # The earlier search is left out: its answer's text says what it found.
+    assert [c["role"] for c in second] == ["user", "model", "user"]
+
+
+def test_no_search_allowed_offers_gemini_no_search(
+    client: openai.OpenAI, simulator_url: str
+) -> None:
+    asked = question("do not search on Gemini")
+    response = client.responses.create(
+        model="gemini", input=asked, tools=[{"type": "web_search"}], max_tool_calls=0
+    )
+    assert [item.type for item in response.output] == ["message"]
+    [call] = received(simulator_url, asked)
+    assert "tools" not in call["json"]
+
+
+@pytest.mark.parametrize(
+    ("setting", "param"),
+    [
+        ({"user_location": {"type": "approximate", "city": "Paris"}}, "tools[0].user_location"),
+        ({"filters": {"allowed_domains": ["example.com"]}}, "tools[0].filters.allowed_domains"),
+        ({"search_context_size": "low"}, "tools[0].search_context_size"),
+    ],
+)
+def test_what_geminis_search_cannot_honour_is_a_400_naming_it(
+    client: openai.OpenAI, simulator_url: str, setting: dict[str, Any], param: str
+) -> None:
+    asked = question(f"search on Gemini with {param}")
+    tool: Any = {"type": "web_search", **setting}
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model="gemini", input=asked, tools=[tool])
+    assert caught.value.param == param
+    assert "Model 'gemini' has no deployment that speaks" in caught.value.message
+    assert received(simulator_url, asked) == []

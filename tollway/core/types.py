@@ -450,8 +450,10 @@ class ChunkChoice:
     citations: list[DocumentCitation] | None = None
     """The document passages ``content`` quotes, whole with its text (a provider's citations
     read by its codec, as ``TextPart.citations``), for the formats that say them."""
-    web_search: str | None = None
-    """The query of a web search the provider ran (as ``Message.web_searches``)."""
+    web_searches: list[str] | None = None
+    """The queries of web searches the provider ran (as ``Message.web_searches``): before
+    ``content`` when no answer text came before them, else after it (Gemini's grounding,
+    told with or after the text it grounds)."""
     url_citations: list[UrlCitation] | None = None
     """Web sources the answer's text streamed so far cites, once the cited stretch is whole
     (as ``Message.citations``, counted in characters of the whole answer's text)."""

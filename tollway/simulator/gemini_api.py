@@ -23,8 +23,9 @@ argument fragments still count as its tokens), then a last object with an empty 
 object carries ``usageMetadata`` with the tokens so far. Without ``alt=sse`` the same objects
 come as one JSON array, as the real API sends them. A request offering Google Search
 (``googleSearch``) whose last turn is the user's is answered grounded: each candidate carries
-``groundingMetadata`` with ``x-sim-searches`` queries (streamed: on the last object); a whole
-answer's also cites the source for its last word (``groundingSupports``). Log probabilities
+``groundingMetadata`` with ``x-sim-searches`` queries (streamed: on the last object) and cites
+the source for the answer's last word (``groundingSupports``: UTF-8 byte offsets in its text
+part; streamed, in the whole text streamed, as Google counts a stream's). Log probabilities
 (``responseLogprobs``, ``logprobs``): ``gemini_logprobs``.
 Thinking (``thinkingConfig``, thought parts and signatures) is in ``gemini_thinking``.
 """
@@ -437,8 +438,10 @@ def _events(
         for index, completion in enumerate(completions)
     ]
     if grounding is not None:
-        for candidate in last:
-            candidate["groundingMetadata"] = grounding
+        for candidate, completion in zip(last, completions, strict=True):
+            # The whole answer's supports, counted in the text streamed (as one part).
+            whole = {"content": {"parts": [{"text": "".join(completion.pieces)}]}}
+            candidate["groundingMetadata"] = {**grounding, "groundingSupports": _supports(whole)}
     parts.append((event(last), False))
     return parts
 

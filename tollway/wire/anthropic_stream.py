@@ -172,7 +172,11 @@ class StreamReader:
             query, cited = self._searches.block_stopped(int(event["index"]))
             if query is not None or cited:
                 # Said apart, for the formats that have words for them (Responses' items).
-                said = ChunkChoice(index=0, web_search=query, url_citations=cited or None)
+                said = ChunkChoice(
+                    index=0,
+                    web_searches=None if query is None else [query],
+                    url_citations=cited or None,
+                )
                 return self._chunk(said)
             return self._block_stop(int(event["index"]))
         return None  # event types newer than this code

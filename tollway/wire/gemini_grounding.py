@@ -9,11 +9,21 @@ with a URL is a ``UrlCitation`` counted in characters of the answer's text (its 
 joined, as the answer's content is), which is how OpenAI's ``url_citation`` counts. A segment
 whose offsets do not hold its own ``text`` is looked for by that text; one found nowhere is
 left out rather than cited at the wrong place. Other chunks (``retrievedContext``) and a
-segment without sources cite nothing.
+segment without sources cite nothing. The queries grounding ran (``webSearchQueries``) are
+the answer's web searches.
+
+A stream (``GroundingTracker``) tells the metadata on some of its objects, the last one at
+least, not always whole (Google has sent the queries early and the sources later, and resent
+what it had told): each object's supports are read against the candidate's text streamed so
+far, counted as one part (Google counts a streamed answer's offsets in its whole text; a
+segment found elsewhere is looked for by its text, as above), and each query and citation is
+told once.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 from tollway.core.types import UrlCitation
@@ -91,3 +101,36 @@ def _source(chunks: list[Any], index: Any) -> tuple[str, str] | None:
         if isinstance(source, dict) and isinstance(source.get("uri"), str):
             return source["uri"], str(source.get("title") or "")
     return None
+
+
+def search_queries(metadata: Any) -> list[str] | None:
+    """The Google Search queries a ``groundingMetadata`` says grounding ran (``None``: none)."""
+    queries = metadata.get("webSearchQueries") if isinstance(metadata, dict) else None
+    if not isinstance(queries, list):
+        return None
+    return [query for query in queries if isinstance(query, str)] or None
+
+
+@dataclass(slots=True)
+class GroundingTracker:
+    """What one streamed candidate's grounding has told so far, to tell each query and each
+    citation once."""
+
+    _queries: Counter[str] = field(default_factory=Counter)
+    """Each query told, as many times as it ran (a query may run twice)."""
+    _cited: set[tuple[str, str, int, int]] = field(default_factory=set)
+
+    def grounded(self, metadata: Any, text: str) -> tuple[list[str], list[UrlCitation]]:
+        """The queries and citations ``metadata`` tells that were not told before (``text``:
+        the candidate's answer text streamed so far, thoughts left out)."""
+        queries: list[str] = []
+        for query, times in Counter(search_queries(metadata) or ()).items():
+            queries += [query] * max(0, times - self._queries[query])
+            self._queries[query] = max(times, self._queries[query])
+        cited: list[UrlCitation] = []
+        for citation in citations_from_grounding(metadata, [{"text": text}]) or ():
+            key = (citation.url, citation.title, citation.start, citation.end)
+            if key not in self._cited:
+                self._cited.add(key)
+                cited.append(citation)
+        return queries, cited

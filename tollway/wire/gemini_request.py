@@ -32,6 +32,8 @@ Where Gemini's shape differs from the canonical one:
 - An OpenAI-format client's ``web_search_options`` is the ``googleSearch`` tool (grounding
   with Google Search); its ``user_location`` and a ``search_context_size`` other than the
   default have no counterpart: a 400 naming them.
+- A Responses client's ``web_search`` tool (``ChatRequest.web_search``) is the ``googleSearch``
+  tool too (``responses_web_search``; none when ``max_tool_calls`` is 0).
 - An OpenAI-format client's ``logprobs`` and ``top_logprobs`` are ``responseLogprobs`` and
   ``logprobs`` (``gemini_logprobs``).
 - No counterpart, dropped: ``user``, a tool's ``strict``, an image's ``detail`` and a
@@ -71,6 +73,7 @@ from tollway.wire.gemini_content import (
 from tollway.wire.gemini_logprobs import LOGPROBS, take_logprobs
 from tollway.wire.gemini_schema import gemini_schema
 from tollway.wire.gemini_thinking import thinking_config
+from tollway.wire.responses_web_search import web_search_to_gemini
 from tollway.wire.thought_signatures import signatures_from_calls
 
 WIRE_FORMAT = "gemini"
@@ -143,6 +146,9 @@ def request_to_wire(
     request = request_for(request, WIRE_FORMAT)
     if searches:  # a tool of Gemini's own, which a foreign request may not bring
         request = replace(request, tools=[*(request.tools or ()), _google_search()])
+    grounding = None if request.web_search is None else web_search_to_gemini(request.web_search)
+    if grounding is not None and not searches:
+        request = replace(request, tools=[*(request.tools or ()), grounding])
     body: dict[str, Any] = dict(request.extra)
     generation = dict(body.pop("generationConfig", None) or {})
     if thinking is not None:

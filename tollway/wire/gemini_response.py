@@ -19,7 +19,8 @@ then holds no call, often nothing at all) are not finish reasons but failures
 (``InvalidModelOutput``, see ``unusable``), as Bedrock's ``malformed_tool_use`` is: read as
 ``stop``, they were an empty answer that said it was finished.
 A grounded candidate's sources and the stretches of text they support (``groundingMetadata``)
-are the message's ``citations`` (``gemini_grounding``); the metadata itself stays in the
+are the message's ``citations``, and the queries it ran its ``web_searches`` (a Responses
+client's ``web_search_call`` items; ``gemini_grounding``); the metadata itself stays in the
 choice's ``extra`` for a Gemini client.
 Thought summaries (``thought: true`` parts) and thought signatures are reasoning parts
 before the answer (``gemini_content``); a Gemini client is given them back as they came.
@@ -48,7 +49,7 @@ from tollway.wire.gemini_content import (
     assistant_parts,
     parts_from_wire,
 )
-from tollway.wire.gemini_grounding import citations_from_grounding
+from tollway.wire.gemini_grounding import citations_from_grounding, search_queries
 from tollway.wire.gemini_logprobs import logprobs_from_wire
 
 WIRE_FORMAT = "gemini"
@@ -177,6 +178,7 @@ def candidate_from_wire(raw: Any, position: int, answer: str = "") -> Choice:
             content=None if calls and not said else said,
             tool_calls=calls or None,
             citations=None if grounding is None else citations_from_grounding(grounding, parts),
+            web_searches=search_queries(grounding),
         ),
         finish_reason=finish,
         extra=extra,

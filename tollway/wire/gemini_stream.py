@@ -13,7 +13,9 @@ candidate's calls; ``finishReason`` gives the finish chunk, unless it says the o
 latest is kept (and told on each chunk as ``usage_so_far``, for a stream cut before its end)
 and, once the body ends, ``last`` gives the usage-only chunk; the Google Search queries a
 candidate's ``groundingMetadata`` says it ran are that usage's ``web_search`` calls from the
-event that says so on. A stream whose body ends before every candidate finished was cut short
+event that says so on, and the queries and the web sources it cites are told on the chunk of
+the event that tells them (``gemini_grounding.GroundingTracker``, which is why each
+candidate's text is kept). A stream whose body ends before every candidate finished was cut short
 (``done`` is false) and is a failure. A candidate's finish is told once, however many of its
 events repeat ``finishReason``.
 
@@ -37,6 +39,7 @@ from tollway.core.types import (
     ReasoningDelta,
     Role,
     ToolCallDelta,
+    UrlCitation,
     Usage,
 )
 from tollway.pricing.tools import WEB_SEARCH, grounding_queries
@@ -48,6 +51,7 @@ from tollway.wire.gemini_content import (
     parts_from_wire,
     signature_from_wire,
 )
+from tollway.wire.gemini_grounding import GroundingTracker
 from tollway.wire.gemini_logprobs import logprobs_from_wire
 from tollway.wire.gemini_response import (
     WIRE_FORMAT,
@@ -75,6 +79,8 @@ class StreamReader:
         self._started: set[int] = set()
         self._finished: set[int] = set()
         self._searches: dict[int, int] | None = None  # Google Search queries, by candidate
+        self._grounding: dict[int, GroundingTracker] = {}  # each candidate's, once grounded
+        self._texts: dict[int, list[str]] = {}  # each candidate's answer text so far
 
     def _key(self, candidate: int) -> str:
         """The key of the answer's ``candidate``, from the stream's ``responseId`` (made once:
@@ -141,7 +147,8 @@ class StreamReader:
         if failure is not None:
             raise failure
         index = int(raw.get("index") or 0)
-        if "groundingMetadata" in raw:
+        grounding = raw.get("groundingMetadata")
+        if grounding is not None:
             self._grounded(index, grounding_queries(raw))
         param = f"candidates[{position}].content.parts"
         parts = parts_from_wire((raw.get("content") or {}).get("parts") or [], param)
@@ -163,6 +170,14 @@ class StreamReader:
                 thoughts.append(part["text"])
             elif isinstance(part.get("text"), str):
                 texts.append(part["text"])
+        self._texts.setdefault(index, []).extend(texts)
+        queries: list[str] = []
+        cited: list[UrlCitation] = []
+        if grounding is not None:
+            tracker = self._grounding.setdefault(index, GroundingTracker())
+            whole = "".join(self._texts[index])
+            self._texts[index] = [whole]
+            queries, cited = tracker.grounded(grounding, whole)
         reasoning = None
         if thoughts or signature is not None:
             reasoning = ReasoningDelta("".join(thoughts), signature=signature)
@@ -177,7 +192,8 @@ class StreamReader:
         role: Role | None = None if index in self._started else "assistant"
         self._started.add(index)
         content = "".join(texts) or None
-        if role is None and content is None and not calls and finish is None and not reasoning:
+        told = bool(queries or cited or calls or reasoning)
+        if role is None and content is None and finish is None and not told:
             return None
         return ChunkChoice(
             index=index,
@@ -188,6 +204,8 @@ class StreamReader:
             extra=extra,
             reasoning=reasoning,
             logprobs=logprobs_from_wire(raw.get("logprobsResult")),
+            web_searches=queries or None,
+            url_citations=cited or None,
         )
 
     def _grounded(self, index: int, queries: int) -> None:

@@ -184,9 +184,10 @@ def request_from_wire(body: dict[str, Any]) -> ResponsesRequest:
 
 
 def _narrowest(*found: ResponsesOnly | None) -> ResponsesOnly | None:
-    """The first field no other family translates, else the first found (``None``: none)."""
+    """The first field that the fewest other families translate (none: a Responses upstream
+    alone), which narrows the candidates most (``None``: none found)."""
     given = [only for only in found if only is not None]
-    return next((only for only in given if not only.translated_for), given[0] if given else None)
+    return min(given, key=lambda only: len(only.translated_for), default=None)
 
 
 def _bounded(body: dict[str, Any], name: str, bounds: tuple[float, float]) -> float | None:

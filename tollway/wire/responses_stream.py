@@ -21,10 +21,13 @@ per output item, one at a time as the real API sends them:
   ``response.reasoning_summary_text.done``, ``response.reasoning_summary_part.done``,
   ``response.output_item.done`` (one ``summary_text`` part, ``summary_index`` 0); Claude's
   signed thinking is the done item's ``encrypted_content`` (``responses_reasoning``);
-- a web search another family ran (Claude's): ``response.output_item.added`` (a
-  ``web_search_call``), ``response.web_search_call.in_progress``, ``.searching``,
+- a web search another family ran (Claude's, Gemini's grounding): ``response.output_item.added``
+  (a ``web_search_call``), ``response.web_search_call.in_progress``, ``.searching``,
   ``.completed``, ``response.output_item.done``; a web source the text cites is
-  ``response.output_text.annotation.added`` (a ``url_citation``) once the cited text is sent;
+  ``response.output_text.annotation.added`` (a ``url_citation``) once the cited text is sent.
+  Claude tells its searches before the text; Gemini tells its queries when the text has
+  streamed, often on its last object: those searches are items after the message (closed
+  once its citations are told), as the stream cannot go back;
 - each tool call: ``response.output_item.added`` (a ``function_call``),
   ``response.function_call_arguments.delta``..., ``response.function_call_arguments.done``,
   ``response.output_item.done``; calls an OpenAI-format upstream interleaves are sent one
@@ -187,13 +190,19 @@ class StreamWriter:
             signs = signed_delta(choice, chunk.wire_format)
             if signs is not None:
                 self._sign(signs, out)
-            if choice.web_search is not None:
-                self._web_search(choice.web_search, out)
+            # A search before the answer's text, or told with or after it (Gemini's grounding):
+            # then after the text and its citations, which need the message still open.
+            searches = choice.web_searches or ()
+            texting = self._open is not None and self._open.part == _TEXT
+            for query in () if texting else searches:
+                self._web_search(query, out)
             if choice.content:
                 logprobs = logprobs_of(choice.choice_extra, chunk.wire_format, choice.logprobs)
                 self._text(choice.content, _TEXT, out, logprobs)
             for citation in choice.url_citations or ():
                 self._annotate(url_citation(citation), out)
+            for query in searches if texting else ():
+                self._web_search(query, out)
             refusal = refusal_of(choice.extra, chunk.wire_format)
             if refusal is not None:
                 self._text(refusal, _REFUSAL, out)
@@ -273,7 +282,7 @@ class StreamWriter:
         out.append(self._event(events.delta, fields))
 
     def _web_search(self, query: str, out: list[bytes]) -> None:
-        """A search another family ran (Claude's, whose results only it reads): a whole
+        """A search another family ran (Claude's, Gemini's: results only it reads): a whole
         ``web_search_call`` item, its stages one after the other, as OpenAI streams one."""
         self._close(out, "completed")
         opened = self._open_item(web_search_item(new_id("ws"), query, "in_progress"), out)

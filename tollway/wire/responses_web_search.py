@@ -2,25 +2,33 @@
 
 OpenAI's ``web_search`` and ``web_search_preview`` tools (and their dated names) run on
 OpenAI's side; Anthropic's API has a web search server tool of its own
-(``web_search_20250305``), so a request offering one can go to an Anthropic deployment too
-(``TRANSLATED_FOR``): ``filters.allowed_domains`` is its ``allowed_domains``, an
-``approximate`` ``user_location`` its ``user_location`` (the same fields), and the request's
-``max_tool_calls`` its ``max_uses``. ``search_context_size`` (how much of the results the model
-reads) has no counterpart: ``medium``, OpenAI's default, is what any search does and passes;
-``low`` or ``high`` asks for what only OpenAI does, so the request stays one for a Responses
-upstream (refused by that field's name where the model has none). So does any field this
-module does not know: it may ask for something the translation would silently drop.
+(``web_search_20250305``), and Gemini grounding with Google Search (the ``googleSearch``
+tool, on the Gemini API and Vertex AI alike), so a request offering one can go to a deployment
+of those families too (``TRANSLATED_FOR``). For Claude, ``filters.allowed_domains`` is its
+``allowed_domains``, an ``approximate`` ``user_location`` its ``user_location`` (the same
+fields), and the request's ``max_tool_calls`` its ``max_uses``. Google Search takes no domains,
+no location and no bound: a tool with domains or a location can go to Claude alone
+(``CLAUDE_ONLY``; refused by that field's name where the model has neither a Responses upstream
+nor Claude), and ``max_tool_calls`` only bounds what a budget reserves for Gemini's queries
+(``max_tool_calls: 0`` offers no search at all, as for Claude). ``search_context_size`` (how
+much of the results the model reads) has no counterpart: ``medium``, OpenAI's default, is what
+any search does and passes; ``low`` or ``high`` asks for what only OpenAI does, so the request
+stays one for a Responses upstream (refused by that field's name where the model has none).
+So does any field this module does not know: it may ask for something the translation would
+silently drop.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from tollway.core.types import JSON, ResponsesOnly, WebSearch
+from tollway.core.types import JSON, ResponsesOnly, Tool, WebSearch
 from tollway.wire.fields import optional
 
-TRANSLATED_FOR = frozenset({"anthropic"})
+TRANSLATED_FOR = frozenset({"anthropic", "gemini", "vertex_ai"})
 """The provider families whose codecs write a ``WebSearch``."""
+CLAUDE_ONLY = frozenset({"anthropic"})
+"""The families whose search takes allowed domains and a location: Claude's."""
 _KINDS = frozenset(
     {"web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11"}
 )
@@ -52,6 +60,12 @@ def web_search_from_wire(
         user_location=_location(location),
         max_uses=bound,
     )
+    if search.user_location:
+        why = f"'{param}.user_location' is a setting Google Search does not take"
+        return search, ResponsesOnly(f"{param}.user_location", why, CLAUDE_ONLY)
+    if search.allowed_domains:
+        why = f"'{param}.filters.allowed_domains' is a filter Google Search does not take"
+        return search, ResponsesOnly(f"{param}.filters.allowed_domains", why, CLAUDE_ONLY)
     return search, ResponsesOnly(f"{param}.type", why, TRANSLATED_FOR)
 
 
@@ -96,3 +110,10 @@ def web_search_to_anthropic(search: WebSearch) -> JSON:
     if search.user_location:
         tool["user_location"] = {"type": "approximate", **search.user_location}
     return tool
+
+
+def web_search_to_gemini(search: WebSearch) -> Tool | None:
+    """Gemini's Google Search tool for ``search`` (``None``: no search allowed)."""
+    if search.max_uses == 0:
+        return None
+    return Tool(name="googleSearch", extra={"type": "googleSearch", "config": {}})

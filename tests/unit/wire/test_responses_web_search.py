@@ -1,4 +1,5 @@
-"""A Responses ``web_search`` tool as Claude's search, and Claude's searches and citations back."""
+"""A Responses ``web_search`` tool as Claude's search or Gemini's Google Search, and their
+searches and citations back."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from tollway.core.types import WebSearch
 from tollway.wire.anthropic_request import request_to_wire
 from tollway.wire.anthropic_response import response_from_wire
 from tollway.wire.anthropic_stream import StreamReader
+from tollway.wire.gemini_request import request_to_wire as gemini_request_to_wire
+from tollway.wire.gemini_stream import StreamReader as GeminiStreamReader
 from tollway.wire.responses_request import request_from_wire
 
 LOCATION = {"type": "approximate", "city": "Paris", "region": "", "country": "FR"}
@@ -29,7 +32,8 @@ def parsed(*tools: Any, **body: Any) -> Any:
 def test_a_web_search_is_claudes_search_with_its_filters_and_location() -> None:
     tool = {"type": "web_search", "filters": {"allowed_domains": ["a.com"]}}
     chat = parsed({**tool, "user_location": LOCATION}, max_tool_calls=3)
-    assert chat.responses_only.param == "tools[0].type"
+    # Google Search takes no location: Claude alone may serve it, refused naming it elsewhere.
+    assert chat.responses_only.param == "tools[0].user_location"
     assert chat.responses_only.translated_for == frozenset({"anthropic"})
     assert chat.web_search == WebSearch(["a.com"], {"city": "Paris", "country": "FR"}, 3)
     [sent] = request_to_wire(chat, "claude")["tools"]
@@ -113,6 +117,51 @@ def test_a_stream_says_the_query_once_whole_and_a_citation_once_its_text_is() ->
         {"type": "content_block_delta", "index": 2, "delta": {"type": "text_delta", "text": "cd"}},
         {"type": "content_block_stop", "index": 2},
     )
-    assert [c.web_search for c in choices if c.web_search] == ["tides"]
+    assert [c.web_searches for c in choices if c.web_searches] == [["tides"]]
     cited = [citation for c in choices for citation in c.url_citations or ()]
     assert [(c.start, c.end) for c in cited] == [(2, 4)]
+
+
+def test_a_web_search_is_geminis_google_search_unless_none_is_allowed() -> None:
+    chat = parsed({"type": "web_search_preview"})
+    assert chat.responses_only.translated_for == frozenset({"anthropic", "gemini", "vertex_ai"})
+    assert gemini_request_to_wire(chat, "gemini-2.5-flash")["tools"] == [{"googleSearch": {}}]
+    chat = parsed({"type": "web_search", "filters": {"allowed_domains": ["a.com"]}})
+    assert chat.responses_only.param == "tools[0].filters.allowed_domains"
+    assert chat.responses_only.translated_for == frozenset({"anthropic"})
+    assert "tools" not in gemini_request_to_wire(parsed({"type": "web_search"}, max_tool_calls=0))
+
+
+GROUNDING = {
+    "webSearchQueries": ["tides", "tides"],
+    "groundingChunks": [{"web": {"uri": "https://example.com/a", "title": "A"}}],
+    # Bytes of the whole text streamed: "Héllo " is 7 bytes.
+    "groundingSupports": [
+        {
+            "segment": {"startIndex": 7, "endIndex": 12, "text": "cited"},
+            "groundingChunkIndices": [0],
+        }
+    ],
+}
+
+
+def test_geminis_grounding_in_a_stream_is_told_once_in_characters_of_the_whole_text() -> None:
+    reader = GeminiStreamReader()
+
+    def said(event: Any) -> list[Any]:
+        chunk = reader.feed(orjson.dumps(event))
+        return chunk.choices if chunk else []
+
+    def candidate(text: str, **more: Any) -> Any:
+        content = {"role": "model", "parts": [{"text": text}]}
+        return {"candidates": [{"content": content, "index": 0, **more}], "responseId": "r"}
+
+    said(candidate("Héllo "))
+    [grounded] = said(candidate("cited", groundingMetadata=GROUNDING))
+    assert grounded.content == "cited" and grounded.web_searches == ["tides", "tides"]
+    [cited] = grounded.url_citations or []
+    assert "Héllo cited"[cited.start : cited.end] == "cited"
+    assert (cited.url, cited.title) == ("https://example.com/a", "A")
+    # Resent with the finish, as Google does at times: nothing told twice.
+    [last] = said(candidate("", groundingMetadata=GROUNDING, finishReason="STOP"))
+    assert last.web_searches is None and last.url_citations is None
