@@ -779,6 +779,26 @@ async def test_anthropic_protocol_errors(sim: Simulator, claude: anthropic.Async
     assert status == 400 and json.loads(payload)["error"]["type"] == "invalid_request_error"
 
 
+async def test_anthropic_reads_a_pdf_by_url_and_refuses_a_url_it_cannot_fetch(
+    claude: anthropic.AsyncAnthropic,
+) -> None:
+    def turn(source: Any) -> Any:
+        document = {"type": "document", "source": source}
+        return [{"role": "user", "content": [{"type": "text", "text": "read"}, document]}]
+
+    fetched = {"type": "url", "url": "https://example.com/tolls.pdf"}
+    answer = await claude.messages.create(model="c", messages=turn(fetched), max_tokens=5)
+    assert answer.usage.input_tokens > 0
+    for source, words in [
+        ({"type": "url"}, "messages.0.content.1.document.source.url.url: Field required"),
+        ({"type": "url", "url": "ftp://example.com/t.pdf"}, "must be an http or https URL"),
+        ({"type": "web", "url": "https://example.com/t.pdf"}, "does not match any of"),
+    ]:
+        with pytest.raises(anthropic.BadRequestError) as caught:
+            await claude.messages.create(model="c", messages=turn(source), max_tokens=5)
+        assert words in error_of(caught.value)["message"]
+
+
 async def test_anthropic_tool_results_must_answer_the_calls_before_them(
     claude: anthropic.AsyncAnthropic,
 ) -> None:

@@ -301,7 +301,7 @@ def test_a_documents_citations_are_a_400_for_another_family(
     with pytest.raises(anthropic.BadRequestError) as caught:
         claude.messages.create(model="test-gemini", max_tokens=50, messages=turn)
     assert "'citations'" in caught.value.message
-    # A file the gateway cannot read (stored at OpenAI) stays a 400 naming its type.
+    # A document by URL, which Chat Completions cannot fetch, is a 400 saying so.
     url = {"type": "url", "url": "https://example.com/a.pdf"}
     with pytest.raises(anthropic.BadRequestError) as caught:
         claude.messages.create(
@@ -309,4 +309,4 @@ def test_a_documents_citations_are_a_400_for_another_family(
             max_tokens=50,
             messages=[{"role": "user", "content": [{"type": "document", "source": url}]}],
         )
-    assert "'document'" in caught.value.message
+    assert "a document by URL" in caught.value.message

@@ -65,15 +65,18 @@ PLAIN_TEXT = "text/plain"
 @dataclass(slots=True)
 class DocumentPart:
     """A document for the model to read: a PDF as base64 ``data`` (``media_type``
-    ``application/pdf``), or plain ``text`` (``text/plain``), with the name or title the
-    client gave it. Anthropic's ``document`` block, OpenAI's ``file`` part with
-    ``file_data``."""
+    ``application/pdf``) or by ``url``, or plain ``text`` (``text/plain``), with the name or
+    title the client gave it. Anthropic's ``document`` block, OpenAI's ``file`` part with
+    ``file_data``, a Responses ``input_file`` with ``file_url``."""
 
     media_type: str
     data: str | None = None
     text: str | None = None
     name: str | None = None
     extra: JSON = field(default_factory=dict)
+    url: str | None = None
+    """A PDF the provider fetches (Anthropic's ``url`` source): only Claude on Anthropic's API
+    and OpenAI's Responses API fetch files, so other families refuse it (``crossing.py``)."""
 
 
 @dataclass(slots=True)

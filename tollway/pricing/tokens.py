@@ -20,7 +20,8 @@ costs), earlier turns' reasoning where the provider is sent it back (Claude's, s
 encrypted reasoning by its size). Anthropic's ``document`` blocks (kept as they came, as
 ``OpaquePart``) count by what they hold: title, context and text, or their content blocks; a
 PDF by its pages (``pdf_pages.py``) at the most a page costs there (``document_tokens.py``),
-or, where they cannot be counted (by URL, by file id), as the most pages the family takes."""
+or, where they cannot be counted (by URL, a Responses ``file_url`` too; by file id), as the
+most pages the family takes."""
 
 from __future__ import annotations
 
@@ -274,6 +275,8 @@ class TokenCounter:
             tokens += self._count(encoding, context)
         if part.text is not None:
             return tokens + self._count(encoding, part.text)
+        if part.url is not None:  # its pages unknown until the provider fetches it
+            return tokens + self._pdf(provider, model, None)
         return tokens + self._pdf(provider, model, part.data or "")
 
     def _document(self, encoding: str, block: dict[str, Any], provider: str, model: str) -> int:

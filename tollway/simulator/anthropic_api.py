@@ -35,6 +35,11 @@ unanswered, are Claude's 400s, in its words.
 Empty text blocks (``{"type": "text", "text": ""}``, in a message, a tool result or the
 system prompt) are Claude's 400, ``messages: text content blocks must be non-empty``.
 
+Documents: a ``document``'s ``source`` is one of Anthropic's kinds (``base64``, ``text``,
+``content``, ``url``, ``file``), else a 400 naming the tags it takes; a ``url`` source needs its
+``url``, which the simulator takes (and does not fetch) when it is an http or https URL, the
+only kinds Anthropic can download (a 400 otherwise). A document counts as an image does.
+
 Sampling, checked as Claude checks it: a stop sequence of nothing but whitespace is a 400
 (``stop_sequences: each stop sequence must contain non-whitespace``), and a model named as a
 Claude of generation 4.1 or later (``claude-sonnet-4-5``, ``claude-opus-4-1-20250805``, ...)
@@ -61,6 +66,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from aiohttp import web
@@ -139,6 +145,41 @@ def _check_call_ids(content: Any, index: int) -> None:
         if isinstance(value, str) and not _CALL_ID.fullmatch(value):
             param = f"messages.{index}.content.{number}.{block['type']}.{field}"
             raise InvalidRequest(f"{param}: String should match pattern '^[a-zA-Z0-9_-]+$'", param)
+
+
+_DOCUMENT_SOURCES = ("base64", "text", "content", "url", "file")
+
+
+def _check_documents(content: Any, where: str) -> None:
+    """Each ``document`` block's source (in a tool result's content too), as Claude checks
+    it, in its words; ``where`` is the content's path (``messages.0.content``)."""
+    for number, block in enumerate(content if isinstance(content, list) else ()):
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "tool_result":
+            _check_documents(block.get("content"), f"{where}.{number}.tool_result.content")
+        if kind != "document":
+            continue
+        param = f"{where}.{number}.document.source"
+        source = block.get("source")
+        tag = source.get("type") if isinstance(source, dict) else None
+        if tag not in _DOCUMENT_SOURCES:
+            tags = ", ".join(f"'{name}'" for name in _DOCUMENT_SOURCES)
+            raise InvalidRequest(
+                f"{param}: Input tag {tag!r} found using 'type' does not match any of the "
+                f"expected tags: {tags}",
+                param,
+            )
+        if tag != "url":
+            continue
+        assert isinstance(source, dict)
+        url = source.get("url")
+        if not isinstance(url, str):
+            raise InvalidRequest(f"{param}.url.url: Field required", f"{param}.url.url")
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise InvalidRequest(
+                f"{param}.url.url: the document's URL must be an http or https URL",
+                f"{param}.url.url",
+            )
 
 
 def _tool_ids(message: Any, kind: str, field: str) -> list[tuple[int, str]]:
@@ -249,6 +290,7 @@ def read_prompt(body: dict[str, Any], target_tokens: int) -> tuple[Prompt, int]:
         if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
             raise InvalidRequest("messages: each message needs role user or assistant", "messages")
         _check_call_ids(message.get("content"), index)
+        _check_documents(message.get("content"), f"messages.{index}.content")
         text, tool_result, tokens = _blocks_text(message.get("content"))
         input_tokens += MESSAGE_OVERHEAD + tokens
         if message["role"] == "user" and tool_result is None:

@@ -2,8 +2,9 @@
 
 Shared by requests (every turn) and responses (the assistant's turn). ``thinking`` and
 ``redacted_thinking`` blocks are ``ReasoningPart``s; a ``document`` holding a base64 PDF or
-plain text is a ``DocumentPart``; blocks the gateway does not model (documents by URL, file
-id or content blocks, server tool results, ...) are kept as ``OpaquePart``.
+plain text, or a PDF by URL, is a ``DocumentPart``; blocks the gateway does not model
+(documents by file id or content blocks, server tool results, ...) are kept as
+``OpaquePart``.
 """
 
 from __future__ import annotations
@@ -162,16 +163,19 @@ def _image_type(source: dict[str, Any], param: str) -> str:
 
 
 def _document_from_wire(block: dict[str, Any], source: dict[str, Any]) -> DocumentPart | None:
-    """A PDF (base64) or plain-text ``document`` as a part; ``None`` for other sources (a
-    URL, a file id, content blocks), kept as sent."""
+    """A PDF (base64 or by URL) or plain-text ``document`` as a part; ``None`` for other
+    sources (a file id, content blocks), kept as sent."""
     kind, media_type, data = source.get("type"), source.get("media_type"), source.get("data")
-    if set(source) != {"type", "media_type", "data"} or not isinstance(data, str):
-        return None
     title = block.get("title")
     name = title if isinstance(title, str) else None
     # A title that is no text (null) stays in the extras, so the block goes back as it came.
     read = ("type", "source", "title") if name is not None else ("type", "source")
     extra = {k: v for k, v in block.items() if k not in read}
+    url = source.get("url")
+    if kind == "url" and set(source) == {"type", "url"} and isinstance(url, str):
+        return DocumentPart(PDF, url=url, name=name, extra=extra)  # Claude fetches only PDFs
+    if set(source) != {"type", "media_type", "data"} or not isinstance(data, str):
+        return None
     if kind == "base64" and media_type == PDF:
         return DocumentPart(PDF, data=data, name=name, extra=extra)
     if kind == "text" and media_type == PLAIN_TEXT:
@@ -284,8 +288,10 @@ def _part_to_wire(part: ContentPart) -> dict[str, Any]:
 
 
 def document_to_wire(part: DocumentPart) -> dict[str, Any]:
-    """A ``document`` block: a PDF as base64, anything else as plain text."""
-    if part.data is not None and part.media_type == PDF:
+    """A ``document`` block: a PDF by URL or as base64, anything else as plain text."""
+    if part.url is not None:
+        source: dict[str, Any] = {"type": "url", "url": part.url}
+    elif part.data is not None and part.media_type == PDF:
         source = {"type": "base64", "media_type": PDF, "data": part.data}
     else:
         source = {"type": "text", "media_type": PLAIN_TEXT, "data": part.text or ""}

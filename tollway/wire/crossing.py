@@ -39,6 +39,8 @@ that came from another format passes it through here first:
 - a tool call's id (and its result's) that the target's API would refuse (``CALL_IDS``: a
   character Anthropic or Bedrock does not take, more than OpenAI's 40 or Bedrock's 64) is
   rewritten to one it takes, the same for the call and its result (``call_id_for``);
+- a document by URL is a 400 for the families that fetch no file (``FETCHES_DOCUMENTS``:
+  only Anthropic's API does), saying what they take instead;
 - a document's Anthropic settings (``citations``, ``context``) are a 400 for the others,
   but ``citations`` is kept for Bedrock, whose Converse cites documents too
   (``CITES_DOCUMENTS``); a document in a tool result is a 400 for OpenAI, which takes only
@@ -130,6 +132,16 @@ CACHE_HINT = "cache_control"
 CITES_DOCUMENTS = frozenset({"bedrock"})
 """Families besides Anthropic whose codec sends a document's ``citations`` (in Anthropic's
 words, kept in the document's extras) and reads the answer's citations: Bedrock's Converse."""
+FETCHES_DOCUMENTS = frozenset({"anthropic"})
+"""Formats whose providers fetch a document by URL (a ``DocumentPart``'s ``url``)."""
+_NO_DOCUMENT_URLS: Mapping[str, str] = MappingProxyType(
+    {
+        "bedrock": "Bedrock reads documents only as bytes or from S3",
+        "gemini": "Gemini fetches files only from its Files API or Cloud Storage",
+        "openai": "Chat Completions takes files only inline ('file_data') or by 'file_id'",
+    }
+)
+"""Per format that fetches no document, what it takes instead (the 400's words)."""
 ERROR_STATUS: Mapping[str, JSON] = MappingProxyType({"bedrock": {"status": "error"}})
 """Per format, the tool result fields that say a call failed (Anthropic's ``is_error``): the
 others are told in the result's text."""
@@ -501,6 +513,13 @@ def _plain_part(part: ContentPart, target: str, hints: bool, param: str) -> Cont
     if isinstance(part, OpaquePart):
         raise InvalidRequest(
             f"content of type '{part.type}' cannot be translated for {_a(target)} deployment",
+            param=param,
+        )
+    if isinstance(part, DocumentPart) and part.url is not None and target not in FETCHES_DOCUMENTS:
+        instead = _NO_DOCUMENT_URLS.get(target, "it fetches no file by URL")
+        raise InvalidRequest(
+            f"'{param}' is a document by URL, which cannot be translated for {_a(target)} "
+            f"deployment: {instead}; send the PDF inline as base64 data",
             param=param,
         )
     if not part.extra:

@@ -11,9 +11,12 @@ built-in tool's ``web_search_call``, ``mcp_call``, ...; an ``item_reference`` to
 upstream stored; any type newer than this parser) has no canonical form: it is named
 (``ResponsesOnly``) for the router instead; a ``web_search_call`` also lets through the
 families that search themselves, which are sent the conversation without it.
-Images and files stored on OpenAI (``file_id``) and files by ``file_url`` are read by OpenAI
-alone (no family is sent a file it would have to fetch from OpenAI's storage): the first such
-part is named (``ResponsesOnly``) as such an item is.
+Images and files stored on OpenAI (``file_id``) are read by OpenAI alone (no family is sent a
+file it would have to fetch from OpenAI's storage): the first such part is named
+(``ResponsesOnly``) as such an item is. A file by ``file_url`` is a document by URL
+(``DocumentPart.url``), which OpenAI's Responses API and Claude on Anthropic's API fetch
+(``FETCHES_FILES``: Claude reads PDFs so); it is named too, for the router to send it to
+those alone (Bedrock, Gemini and Chat Completions fetch no file by URL).
 Where each message came from is noted (``Origins``), so that an error a later step words in
 Chat Completions terms (``messages[2].content``) can name the client's own field
 (``wire/responses_paths.py``).
@@ -49,11 +52,14 @@ KEEPS_NONE = (
 """Why a field or item that continues state stored at the upstream needs a Responses upstream."""
 _ROLES = frozenset({"user", "assistant", "system", "developer"})
 _TEXT_PARTS = frozenset({"input_text", "output_text"})
-_READ_BY_OPENAI = {
-    "file_id": "stored on OpenAI, which only OpenAI reads",
-    "file_url": "by 'file_url', which OpenAI's Responses API fetches and Chat Completions cannot",
-}
-"""An ``input_file`` part's fields naming content only OpenAI's Responses API reads."""
+FETCHES_FILES = frozenset({"anthropic"})
+"""The provider families besides OpenAI's Responses API that fetch a file by URL: Anthropic's
+API (a PDF, as a ``document`` with a ``url`` source)."""
+_BY_URL = (
+    "by 'file_url', which OpenAI's Responses API and Claude on Anthropic's API fetch (a PDF) "
+    "and Chat Completions, bedrock and gemini deployments cannot (there, send it inline as "
+    "'file_data')"
+)
 
 
 @dataclass(slots=True)
@@ -110,8 +116,16 @@ def messages_from_input(
         own = _add_item(messages, fields, param, origins)
         if called is not None:
             called = _check_answers(called, fields, param, own)
-        first = first or own
+        first = narrowest(first, own)
     return messages, first
+
+
+def narrowest(*found: ResponsesOnly | None) -> ResponsesOnly | None:
+    """The first field that the fewest other families translate (none: a Responses upstream
+    alone), which leaves the fewest deployments able to serve the request (``None``: none
+    found)."""
+    given = [only for only in found if only is not None]
+    return min(given, key=lambda only: len(only.translated_for), default=None)
 
 
 def _check_answers(
@@ -122,7 +136,7 @@ def _check_answers(
     Bedrock deployments were sent it, and one answered as if no call were missing). After an
     item the upstream reads alone (an ``item_reference``), the calls are no longer all known:
     ``None``."""
-    if own is not None:
+    if own is not None and not own.translated_for:
         return None
     kind = item.get("type")
     if kind == "function_call":
@@ -219,16 +233,21 @@ def _message_from_wire(item: JSON, param: str) -> tuple[Message, ResponsesOnly |
 
 
 def _parts_from_wire(raw: list[Any], param: str) -> tuple[list[ContentPart], ResponsesOnly | None]:
-    """Content parts, without those only a Responses upstream can read (the first named):
-    such a request goes to no other deployment, so its canonical form only needs the rest."""
+    """Content parts, without those only a Responses upstream can read (the narrowest named):
+    such a request goes to no other deployment, so its canonical form only needs the rest. A
+    file by URL is both: a part for Claude, named for the router."""
     parts: list[ContentPart] = []
     first: ResponsesOnly | None = None
     for index, raw_part in enumerate(raw):
-        part = _part_from_wire(raw_part, f"{param}[{index}]")
+        part_param = f"{param}[{index}]"
+        part = _part_from_wire(raw_part, part_param)
         if isinstance(part, ResponsesOnly):
-            first = first or part
-        else:
-            parts.append(part)
+            first = narrowest(first, part)
+            continue
+        if isinstance(part, DocumentPart) and part.url is not None:
+            why = f"'{part_param}' is a file {_BY_URL}"
+            first = narrowest(first, ResponsesOnly(part_param, why, FETCHES_FILES))
+        parts.append(part)
     return parts, first
 
 
@@ -267,17 +286,22 @@ def _image_from_wire(part: JSON, param: str) -> ImagePart | ResponsesOnly:
 
 def _file_from_wire(part: JSON, param: str) -> DocumentPart | OpaquePart | ResponsesOnly:
     data = optional(part, "file_data", str, f"{param}.file_data")
+    filename = optional(part, "filename", str, f"{param}.filename")
     if data is None:
-        for key, what in _READ_BY_OPENAI.items():
-            if part.get(key) is not None:
-                why = f"'{param}' is a file {what} (elsewhere, send it inline as 'file_data')"
-                return ResponsesOnly(param, why)
+        if part.get("file_id") is not None:
+            why = (
+                f"'{param}' is a file stored on OpenAI, which only OpenAI reads (elsewhere, "
+                "send it inline as 'file_data')"
+            )
+            return ResponsesOnly(param, why)
+        url = optional(part, "file_url", str, f"{param}.file_url")
+        if url is not None:  # a PDF as far as Claude goes: it fetches no other kind of file
+            return DocumentPart(PDF, url=url, name=filename)
         raise InvalidRequest(
             f"'{param}' is a file without its content: send it as 'file_data', 'file_id' or "
             "'file_url'",
             param=param,
         )
-    filename = optional(part, "filename", str, f"{param}.filename")
     pdf = "data:" + PDF + ";base64,"
     if data.startswith(pdf):  # a PDF: any family reads it (a document)
         return DocumentPart(PDF, data=data[len(pdf) :], name=filename)

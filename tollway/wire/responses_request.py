@@ -59,7 +59,7 @@ from tollway.core.types import (
 from tollway.wire.crossing import CACHE_HINT
 from tollway.wire.fields import check_bounds, json_object, number, optional, required
 from tollway.wire.openai_request import TEMPERATURE, TOP_P, WIRE_FORMAT
-from tollway.wire.responses_input import KEEPS_NONE, Origins, messages_from_input
+from tollway.wire.responses_input import KEEPS_NONE, Origins, messages_from_input, narrowest
 from tollway.wire.responses_web_search import is_web_search, web_search_from_wire
 
 _MODELLED = frozenset(
@@ -174,20 +174,13 @@ def request_from_wire(body: dict[str, Any]) -> ResponsesRequest:
         wire_format=WIRE_FORMAT,
         limit_named_by_client=False,  # max_output_tokens has no Chat Completions name
         reasoning_summary=summary,
-        responses_only=_narrowest(stored, own_tool, own_choice, own_item),
+        responses_only=narrowest(stored, own_tool, own_choice, own_item),
         truncation=_truncation_from_wire(body),
     )
     if chat.responses_only is not None and chat.responses_only.translated_for:
         chat.web_search = search  # what the other families that can serve it are sent
     _check_limits(chat, offered=bool(offered))
     return ResponsesRequest(chat, _echo(body, chat, text), origins, places)
-
-
-def _narrowest(*found: ResponsesOnly | None) -> ResponsesOnly | None:
-    """The first field that the fewest other families translate (none: a Responses upstream
-    alone), which narrows the candidates most (``None``: none found)."""
-    given = [only for only in found if only is not None]
-    return min(given, key=lambda only: len(only.translated_for), default=None)
 
 
 def _bounded(body: dict[str, Any], name: str, bounds: tuple[float, float]) -> float | None:
@@ -378,7 +371,7 @@ def _tools_from_wire(
             else:
                 why = f"'{param}.type' {kind!r} is a tool of OpenAI's Responses API"
                 only = ResponsesOnly(f"{param}.type", f"{why}, not a 'function' tool")
-            first = _narrowest(first, only)
+            first = narrowest(first, only)
             continue
         if "name" not in tool and isinstance(tool.get("function"), dict):
             raise InvalidRequest(

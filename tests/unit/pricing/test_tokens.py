@@ -23,6 +23,7 @@ from tollway.pricing.tokens import (
 from tollway.routing.table import build_routing_table
 from tollway.wire import anthropic_request
 from tollway.wire.openai_request import request_from_wire
+from tollway.wire.responses_request import request_from_wire as responses_request_from_wire
 
 COUNTER = TokenCounter()
 SONNET = "claude-sonnet-4-5"
@@ -245,6 +246,19 @@ def test_a_pdf_whose_pages_are_unknown_counts_as_the_most_the_family_takes() -> 
         {"type": "url", "url": "https://example.com/t.pdf"}, "gemini", "gemini-2.5-pro"
     )
     assert on_gemini >= 1_000 * 258
+
+
+def test_a_responses_file_url_counts_as_the_most_the_family_takes() -> None:
+    # Its pages cannot be counted before Claude fetches it: as a PDF by URL in a document.
+    url = "https://example.com/tolls.pdf"
+    caption = {"type": "input_text", "text": "read"}
+    by_url = {"type": "input_file", "file_url": url}
+
+    def counted(*parts: Any) -> int:
+        body = {"model": "m", "input": [{"role": "user", "content": list(parts)}]}
+        return COUNTER.chat(responses_request_from_wire(body).chat, "anthropic", SONNET)
+
+    assert counted(caption, by_url) - counted(caption) == _pdf_tokens({"type": "url", "url": url})
 
 
 def test_an_openai_pdf_file_part_counts_by_its_pages() -> None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from tollway.core.errors import InvalidRequest
 from tollway.core.types import DocumentPart
 from tollway.wire.anthropic_request import request_from_wire as anthropic_request
 from tollway.wire.anthropic_request import request_to_wire as anthropic_body
@@ -32,9 +35,24 @@ def test_anthropic_documents_go_back_to_anthropic_as_they_came() -> None:
     assert anthropic_body(request, "m")["messages"] == body["messages"]
 
 
-def test_documents_by_url_or_file_stay_anthropics_own() -> None:
-    url = {"type": "document", "source": {"type": "url", "url": "https://x/a.pdf"}}
-    request = anthropic_request(anthropic_turn(url))
+def test_a_document_by_url_goes_back_to_anthropic_as_it_came_and_no_further() -> None:
+    url = {"type": "document", "source": {"type": "url", "url": "https://x/a.pdf"}, "title": "t"}
+    body = anthropic_turn({"type": "text", "text": "read"}, url)
+    request = anthropic_request(body)
+    parts = request.messages[0].content
+    assert isinstance(parts, list)
+    assert parts[1] == DocumentPart("application/pdf", url="https://x/a.pdf", name="t")
+    assert anthropic_body(request, "m")["messages"] == body["messages"]
+    # Chat Completions fetches no file by URL: a 400 naming the part, never a blank document.
+    with pytest.raises(InvalidRequest) as refused:
+        openai_body(request, "m")
+    assert refused.value.param == "messages[0].content[1]"
+    assert "by URL" in str(refused.value) and "file_data" in str(refused.value)
+
+
+def test_documents_by_file_stay_anthropics_own() -> None:
+    stored = {"type": "document", "source": {"type": "file", "file_id": "file_011"}}
+    request = anthropic_request(anthropic_turn(stored))
     assert not isinstance((request.messages[0].content or [None])[0], DocumentPart)
 
 

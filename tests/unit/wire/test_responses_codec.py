@@ -468,6 +468,26 @@ def test_what_only_the_responses_api_serves_is_parsed_and_named(
     assert words in chat.responses_only.why
 
 
+def test_a_file_url_is_a_document_claude_fetches_and_openai_alone_else() -> None:
+    url = "https://example.com/tolls.pdf"
+    part = {"type": "input_file", "file_url": url, "filename": "tolls.pdf", "detail": "high"}
+    chat = parse(input=[{"role": "user", "content": [part]}]).chat
+    assert chat.messages[0].content == [DocumentPart(PDF, url=url, name="tolls.pdf")]
+    only = chat.responses_only
+    assert only is not None and only.param == "input[0].content[0]"
+    assert only.translated_for == frozenset({"anthropic"}) and "file_url" in only.why
+
+
+def test_a_file_url_does_not_hide_a_later_field_only_openai_serves() -> None:
+    by_url = {"type": "input_file", "file_url": "https://example.com/a.pdf"}
+    items = [
+        {"role": "user", "content": [by_url]},
+        {"type": "item_reference", "id": "msg_1"},
+    ]
+    only = parse(input=items).chat.responses_only
+    assert only is not None and only.param == "input[1]" and not only.translated_for
+
+
 def test_built_in_tools_stay_out_of_the_canonical_request_but_are_echoed() -> None:
     tools = [{"type": "web_search"}, WEATHER]
     parsed = parse(tools=tools, tool_choice="required", previous_response_id="resp_1")
