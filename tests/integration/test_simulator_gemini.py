@@ -369,3 +369,24 @@ async def test_vertex_ai_refuses_what_only_the_gemini_api_takes(
     assert (
         response.status_code == 400 and 'Unknown name "id"' in response.json()["error"]["message"]
     )
+
+
+@pytest.mark.parametrize("path", [GEMINI, VERTEX])
+@pytest.mark.parametrize("count", [1, 2])
+async def test_a_prompt_the_content_filter_catches_is_blocked_without_candidates(
+    client: httpx.AsyncClient, path: str, count: int
+) -> None:
+    # As Google answers a blocked prompt: promptFeedback with a blockReason, no candidates
+    # however many were asked for, the prompt's tokens in the usage; streamed, that one object.
+    body = {**HELLO, "generationConfig": {"candidateCount": count}}
+    headers = {"x-sim-content-filter": "prompt"}
+    if path == VERTEX:
+        headers["authorization"] = "Bearer " + KEY
+    answer = (await client.post(path + ":generateContent", json=body, headers=headers)).json()
+    stream = await client.post(path + ":streamGenerateContent?alt=sse", json=body, headers=headers)
+    for blocked in [answer, *sse_objects(stream.text)]:
+        assert "candidates" not in blocked
+        assert blocked["promptFeedback"]["blockReason"] == "SAFETY"
+        assert blocked["usageMetadata"]["promptTokenCount"] > 0
+        assert "candidatesTokenCount" not in blocked["usageMetadata"]
+    assert len(sse_objects(stream.text)) == 1

@@ -169,7 +169,7 @@ class GeminiProvider:
         """One complete answer."""
         body = self._body(request, deployment)
         raw = await self._post(deployment, "generateContent", body, request.upstream_headers)
-        response = response_from_wire(raw)
+        response = response_from_wire(raw, request.n or 1)
         # Gemini has no switch for parallel calls: a client that turned them off gets one.
         return first_call_only(response) if wants_one_call(request) else response
 

@@ -90,6 +90,7 @@ from tollway.simulator.exchange import SSE_HEADERS, Call, StreamParts, delay, se
 from tollway.simulator.prompt_cache import NO_CACHE, PromptCache, prompt_cache
 from tollway.simulator.responses_tools import SEARCH_TOKENS
 from tollway.simulator.state import SimulatorState
+from tollway.simulator.tool_names import check_anthropic
 
 _STOP_REASON = {
     "stop": "end_turn",
@@ -234,6 +235,9 @@ def _require(body: dict[str, Any], name: str) -> Any:
 def _tools(body: dict[str, Any]) -> list[ToolSpec]:
     specs: list[ToolSpec] = []
     for index, tool in enumerate(body.get("tools") or ()):
+        custom = isinstance(tool, dict) and tool.get("type") in (None, "custom")
+        if custom and isinstance(tool.get("name"), str):
+            check_anthropic(tool["name"], index)
         # Server tools (web search, code execution, ...) have no input_schema; they are skipped.
         if isinstance(tool, dict) and isinstance(tool.get("name"), str) and "input_schema" in tool:
             schema = tool["input_schema"]

@@ -76,6 +76,7 @@ from tollway.simulator.errors import Dialect, json_response, request_id_header
 from tollway.simulator.exchange import Call, StreamParts, delay, send_stream
 from tollway.simulator.prompt_cache import PromptCache, prompt_cache
 from tollway.simulator.state import SimulatorState
+from tollway.simulator.tool_names import check_bedrock
 
 STREAM_HEADERS = {"Content-Type": eventstream.CONTENT_TYPE}
 _STOP_REASON = {
@@ -204,6 +205,7 @@ def _tools(body: dict[str, Any]) -> tuple[list[ToolSpec], Any]:
     for index, tool in enumerate(config.get("tools") or ()):
         spec = tool.get("toolSpec") if isinstance(tool, dict) else None
         if isinstance(spec, dict) and isinstance(spec.get("name"), str):
+            check_bedrock(spec["name"], index)
             schema = (spec.get("inputSchema") or {}).get("json")
             if isinstance(schema, dict) and schema.get("type") != "object":
                 param = f"toolConfig.tools.{index}.toolSpec.inputSchema.json.type"

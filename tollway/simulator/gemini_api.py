@@ -28,6 +28,9 @@ the source for the answer's last word (``groundingSupports``: UTF-8 byte offsets
 part; streamed, in the whole text streamed, as Google counts a stream's). Log probabilities
 (``responseLogprobs``, ``logprobs``): ``gemini_logprobs``.
 Thinking (``thinkingConfig``, thought parts and signatures) is in ``gemini_thinking``.
+With ``x-sim-content-filter: prompt`` the prompt is blocked, as Google's safety filters block
+one: ``promptFeedback`` with a ``blockReason`` and no candidates (streamed: that one object).
+A function's name Google refuses is its 400 (``tool_names``).
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ from tollway.simulator.google_oauth import issued_token_is_valid
 from tollway.simulator.prompt_cache import prompt_cache
 from tollway.simulator.settings import SimulatorSettings
 from tollway.simulator.state import SimulatorState
+from tollway.simulator.tool_names import check_gemini
 
 GEMINI_MODELS_PATH = "/v1beta/models"
 VERTEX_MODELS_PATH = "/v1/projects/{project}/locations/{location}/publishers/google/models"
@@ -156,11 +160,12 @@ def _content_tokens(content: Any, param: str, vertex: bool = False) -> tuple[str
 
 def _tools(body: dict[str, Any]) -> list[ToolSpec]:
     specs: list[ToolSpec] = []
-    for entry in body.get("tools") or ():
+    for place, entry in enumerate(body.get("tools") or ()):
         declarations = entry.get("functionDeclarations") if isinstance(entry, dict) else None
-        for declaration in declarations or ():
+        for number, declaration in enumerate(declarations or ()):
             if not isinstance(declaration, dict) or not isinstance(declaration.get("name"), str):
                 continue
+            check_gemini(declaration["name"], place, number)
             schema = declaration.get("parametersJsonSchema") or declaration.get("parameters")
             specs.append(
                 ToolSpec(declaration["name"], schema if isinstance(schema, dict) else None)
@@ -315,11 +320,20 @@ async def handle_gemini(
     top = requested_logprobs(call.body.get("generationConfig"))
     prompt.reasoning, show = thinking(call.body.get("generationConfig"), model)
     check_history(call.body["contents"], prompt.reasoning)
+    response_id = state.new_id("sim-")
+    if request.headers.get("x-sim-content-filter") == "prompt":
+        blocked = _blocked(model, response_id, input_tokens)
+        if method == "generateContent" or request.query.get("alt") != "sse":
+            await delay(call, 0)
+            answer = blocked if method == "generateContent" else [blocked]
+            return json_response(answer, call.request_id, dialect)
+        event = b"data: " + orjson.dumps(blocked) + b"\r\n\r\n"
+        headers = {**SSE_HEADERS, "x-request-id": call.request_id}
+        return await send_stream(request, call, [(event, False)], headers)
     completions = [complete(prompt, i, lambda: "") for i in range(count)]
     ending = call.finish_reason
     if ending is not None:
         completions = [_ending(completion, ending) for completion in completions]
-    response_id = state.new_id("sim-")
     grounding = _grounding(call.body, prompt, call.searches)
     if method == "generateContent":
         return await _answer(
@@ -336,6 +350,26 @@ async def handle_gemini(
     return await send_stream(
         request, call, events, {**SSE_HEADERS, "x-request-id": call.request_id}
     )
+
+
+_BLOCKED_RATINGS = [
+    {"category": "HARM_CATEGORY_HATE_SPEECH", "probability": "NEGLIGIBLE"},
+    {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True},
+    {"category": "HARM_CATEGORY_HARASSMENT", "probability": "NEGLIGIBLE"},
+    {"category": "HARM_CATEGORY_SEXUALLY_EXPLICIT", "probability": "NEGLIGIBLE"},
+]
+
+
+def _blocked(model: str, response_id: str, input_tokens: int) -> dict[str, Any]:
+    """Google's answer to a prompt its safety filters block (``x-sim-content-filter:
+    prompt``): ``promptFeedback`` with a ``blockReason`` and no candidates, however many
+    were asked for; the usage counts only the prompt."""
+    return {
+        "promptFeedback": {"blockReason": "SAFETY", "safetyRatings": _BLOCKED_RATINGS},
+        "usageMetadata": {"promptTokenCount": input_tokens, "totalTokenCount": input_tokens},
+        "modelVersion": model,
+        "responseId": response_id,
+    }
 
 
 async def _answer(

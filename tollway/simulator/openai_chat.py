@@ -62,6 +62,7 @@ from tollway.simulator.errors import Dialect, json_response, request_id_header
 from tollway.simulator.exchange import SSE_HEADERS, Call, StreamParts, delay, send_stream
 from tollway.simulator.prompt_cache import NO_CACHE, PromptCache, prompt_cache
 from tollway.simulator.state import SimulatorState
+from tollway.simulator.tool_names import check_openai
 
 SYSTEM_FINGERPRINT = "fp_tollway_sim"
 _FINISH = {
@@ -172,6 +173,7 @@ def _tools(body: dict[str, Any]) -> list[ToolSpec]:
     for index, tool in enumerate(body.get("tools") or ()):
         function = tool.get("function") if isinstance(tool, dict) else None
         if isinstance(function, dict) and isinstance(function.get("name"), str):
+            check_openai(function["name"], f"tools[{index}].function.name")
             parameters = function.get("parameters")
             if function.get("strict") is True:
                 subject = f"function {function['name']!r}"

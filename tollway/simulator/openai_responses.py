@@ -61,6 +61,7 @@ from tollway.simulator.responses_tools import (
     searches,
 )
 from tollway.simulator.state import SimulatorState
+from tollway.simulator.tool_names import check_openai
 
 _REASONING_MODEL = re.compile(r"^(o\d|gpt-5)", re.IGNORECASE)
 _KNOWN = frozenset(
@@ -158,12 +159,13 @@ def read_prompt(body: JSON, call: Call) -> tuple[Prompt, int]:
 
 def _tools(body: JSON) -> list[ToolSpec]:
     specs = []
-    for tool in body.get("tools") or ():
+    for index, tool in enumerate(body.get("tools") or ()):
         if isinstance(tool, dict) and tool.get("type") == "function":
             parameters = tool.get("parameters")
             name = tool.get("name")
             if not isinstance(name, str):
                 raise InvalidRequest("Missing required parameter: 'tools[0].name'.", "tools")
+            check_openai(name, f"tools[{index}].name")
             specs.append(ToolSpec(name, parameters if isinstance(parameters, dict) else None))
     return specs
 

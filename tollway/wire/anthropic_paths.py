@@ -4,15 +4,19 @@ What refuses an Anthropic client's request after the parse (a provider's codec: 
 refusing a schema keyword, ``claude_schema``) names the canonical request's fields, which are
 Chat Completions': ``response_format.json_schema.schema``. ``client_param`` gives the Messages
 request's path for such a name: ``output_config.format.schema``, or ``output_format.schema``
-when the client used the structured output beta's top-level field.
+when the client used the structured output beta's top-level field; a tool's ``function`` field
+(``tools[1].function.name``, a name another family refuses: ``tool_names``) is the tool's own
+(``tools[1].name``; a Messages request's tools are the canonical ones, in the same order).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 _FORMAT = "response_format"
 _SCHEMA = "response_format.json_schema.schema"
+_TOOL = re.compile(r"(tools\[\d+\])\.function\.(name|description)")
 
 
 def format_field(body: dict[str, Any]) -> str:
@@ -36,4 +40,7 @@ def client_param(param: str, body: dict[str, Any]) -> str:
         if param.startswith(_SCHEMA):
             return f"{field}.schema{param[len(_SCHEMA) :]}"
         return field
+    tool = _TOOL.fullmatch(param)
+    if tool is not None:
+        return f"{tool[1]}.{tool[2]}"
     return param

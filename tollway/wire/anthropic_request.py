@@ -78,6 +78,7 @@ from tollway.wire.claude_schema import claude_schema
 from tollway.wire.crossing import request_for, without_empty_text
 from tollway.wire.fields import json_object, number, optional, refuse_credential_fields, required
 from tollway.wire.responses_web_search import web_search_to_anthropic
+from tollway.wire.tool_names import ANTHROPIC, ANTHROPIC_PATTERN, check_names
 
 WIRE_FORMAT = "anthropic"
 JSON_OBJECT_INSTRUCTION = (
@@ -352,6 +353,8 @@ def request_to_wire(request: ChatRequest, model: str) -> dict[str, Any]:
     if request.user is not None:
         body["metadata"] = {**(body.get("metadata") or {}), "user_id": request.user}
     if request.tools is not None:
+        if not own:  # an Anthropic client's names were checked as it sent them
+            check_names(request.tools, ANTHROPIC, _is_function)
         body["tools"] = [_tool_to_wire(tool, own) for tool in request.tools]
     search = request.web_search
     if search is not None and search.max_uses != 0:  # no search allowed: no tool to offer
@@ -482,6 +485,13 @@ def _tools_from_wire(raw: list[Any] | None) -> list[Tool] | None:
         # A toolset (computer_toolset_..., mcp_toolset, ...) declares a family of server
         # tools and names none of them: kept with no name, and sent without one.
         name = required(tool, "name", str, f"{param}.name") if custom or "name" in tool else ""
+        if custom and not ANTHROPIC.takes(name):
+            # As Anthropic answers it, whichever family serves (another's may take it).
+            raise InvalidRequest(
+                f"'{param}.name': String should match pattern '{ANTHROPIC_PATTERN}' "
+                f"({name!r} does not)",
+                param=f"{param}.name",
+            )
         tools.append(
             Tool(
                 name=name,
@@ -585,6 +595,11 @@ def _messages_to_wire(messages: list[Message], translated: bool) -> list[dict[st
 
 
 _NO_ARGUMENTS = {"type": "object", "properties": {}}
+
+
+def _is_function(tool: Tool) -> bool:
+    """Whether ``tool`` is one the client defined (a server tool's name is Anthropic's)."""
+    return tool.extra.get("type") in (None, "custom")
 
 
 def _tool_to_wire(tool: Tool, own: bool = True) -> dict[str, Any]:

@@ -88,6 +88,7 @@ from tollway.wire.claude_schema import claude_schema
 from tollway.wire.crossing import request_for, without_parts
 from tollway.wire.effort import EFFORT
 from tollway.wire.fields import json_object, number, optional, required
+from tollway.wire.tool_names import BEDROCK, check_names
 
 WIRE_FORMAT = "bedrock"
 STOP_SEQUENCE_PATH = "/stop_sequence"
@@ -390,6 +391,7 @@ def _tool_config_to_wire(request: ChatRequest, foreign: bool) -> dict[str, Any]:
     choice = request.tool_choice
     if not request.tools or (choice is not None and choice.mode == "none"):
         return {}  # no tools offered: the surest way to get none called
+    check_names(request.tools, BEDROCK, _is_tool_spec)
     tools = [block for tool in request.tools for block in _tool_to_wire(tool, foreign)]
     out: dict[str, Any] = {"tools": tools}
     if choice is not None and choice.mode == "function":
@@ -412,10 +414,16 @@ def _one_call_at_a_time(tool_config: dict[str, Any] | None) -> dict[str, Any]:
     return {"tool_choice": {"type": "auto", "disable_parallel_tool_use": True}}
 
 
+def _is_tool_spec(tool: Tool) -> bool:
+    """Whether ``tool`` is sent as a ``toolSpec`` (not a cache point or system tool)."""
+    kind = tool.extra.get("type")
+    return kind is None or kind not in tool.extra
+
+
 def _tool_to_wire(tool: Tool, foreign: bool = False) -> list[dict[str, Any]]:
     """The tool's entry, and a cache point after it when a cache hint marks it."""
-    kind = tool.extra.get("type")
-    if kind is not None and kind in tool.extra:  # a cache point or system tool, as it came
+    if not _is_tool_spec(tool):  # a cache point or system tool, as it came
+        kind = tool.extra["type"]
         return [{kind: tool.extra[kind]}]
     spec: dict[str, Any] = {k: v for k, v in without_hint(tool.extra).items() if k != "type"}
     spec["name"] = tool.name

@@ -75,6 +75,7 @@ from tollway.wire.gemini_schema import gemini_schema
 from tollway.wire.gemini_thinking import thinking_config
 from tollway.wire.responses_web_search import web_search_to_gemini
 from tollway.wire.thought_signatures import signatures_from_calls
+from tollway.wire.tool_names import GEMINI, check_names
 
 WIRE_FORMAT = "gemini"
 OPENAI_FORMAT = "openai"
@@ -159,6 +160,7 @@ def request_to_wire(
         body["systemInstruction"] = system
     body["contents"] = _contents_to_wire(request.messages, foreign, result_uris)
     if request.tools:
+        check_names(request.tools, GEMINI, _is_function)
         body["tools"] = _tools_to_wire(request.tools)
     tool_config = _tool_config_to_wire(request, body.pop("toolConfig", None))
     if tool_config:
@@ -398,13 +400,18 @@ def _holds_results(content: dict[str, Any]) -> bool:
     return content["role"] == "user" and bool(parts) and "functionResponse" in parts[0]
 
 
+def _is_function(tool: Tool) -> bool:
+    """Whether ``tool`` is a function declaration (not a built-in tool: ``googleSearch``)."""
+    return tool.extra.get("type") in (None, "function")
+
+
 def _tools_to_wire(tools: list[Tool]) -> list[dict[str, Any]]:
     """One ``functionDeclarations`` entry for every function, then each built-in tool."""
     declarations: list[dict[str, Any]] = []
     built_in: list[dict[str, Any]] = []
     for tool in tools:
-        kind = tool.extra.get("type")
-        if kind not in (None, "function"):
+        if not _is_function(tool):
+            kind = tool.extra["type"]
             built_in.append({str(kind): tool.extra.get("config", {})})
             continue
         declaration = {k: v for k, v in tool.extra.items() if k != "type"}

@@ -186,8 +186,9 @@ def candidate_from_wire(raw: Any, position: int, answer: str = "") -> Choice:
     )
 
 
-def response_from_wire(raw: Any) -> ChatResponse:
-    """Canonical response from an upstream ``GenerateContentResponse``."""
+def response_from_wire(raw: Any, asked: int = 1) -> ChatResponse:
+    """Canonical response from an upstream ``GenerateContentResponse``; ``asked``: how many
+    candidates the request asked for (a blocked prompt gets that many empty choices)."""
     if not isinstance(raw, dict):
         raise UpstreamProtocolError("upstream answer is not a JSON object")
     if "error" in raw and "candidates" not in raw:
@@ -208,7 +209,7 @@ def response_from_wire(raw: Any) -> ChatResponse:
     except (TypeError, ValueError, AttributeError) as exc:
         raise UpstreamProtocolError(f"upstream answer is malformed: {exc}") from None
     if not choices:
-        choices = [blocked_choice(raw)]
+        choices = blocked_choices(raw, asked)
     return ChatResponse(
         id=str(raw.get("responseId") or ""),
         model=str(raw.get("modelVersion") or ""),
@@ -228,13 +229,20 @@ def prompt_blocked(raw: dict[str, Any]) -> bool:
     return isinstance(feedback, dict) and bool(feedback.get("blockReason"))
 
 
-def blocked_choice(raw: dict[str, Any]) -> Choice:
-    """The empty choice of an answer without candidates: the prompt itself was blocked."""
+def blocked_choices(raw: dict[str, Any], asked: int) -> list[Choice]:
+    """The empty choices of an answer without candidates, the prompt itself blocked: each of
+    the ``asked`` ones ends with ``content_filter``, as one does (a client that asked for
+    ``n`` reads ``n`` choices)."""
     if not isinstance(raw.get("promptFeedback"), dict):
         raise UpstreamProtocolError("upstream answered without candidates")
-    return Choice(
-        index=0, message=Message(role="assistant", content=""), finish_reason="content_filter"
-    )
+    return [
+        Choice(
+            index=index,
+            message=Message(role="assistant", content=""),
+            finish_reason="content_filter",
+        )
+        for index in range(max(asked, 1))
+    ]
 
 
 def response_to_wire(response: ChatResponse) -> dict[str, Any]:

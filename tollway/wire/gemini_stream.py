@@ -130,11 +130,15 @@ class StreamReader:
                 usage.tool_calls = {WEB_SEARCH: sum(self._searches.values())}
         choices = [self._candidate(c, i) for i, c in enumerate(candidates)]
         if not candidates and prompt_blocked(event):
-            # The prompt itself was blocked: no candidate will ever come. (Feedback without a
-            # ``blockReason``, beside the usage of an event that closes a finished answer, is
-            # only the prompt's safety ratings.)
+            # The prompt itself was blocked: no candidate will ever come, and each one asked
+            # for ends with content_filter. (Feedback without a ``blockReason``, beside the
+            # usage of an event that closes a finished answer, is only the prompt's safety
+            # ratings.)
             self._finished.update(range(self._expected))
-            choices = [ChunkChoice(index=0, role="assistant", finish_reason="content_filter")]
+            choices = [
+                ChunkChoice(index=index, role="assistant", finish_reason="content_filter")
+                for index in range(self._expected)
+            ]
         kept = [choice for choice in choices if choice is not None]
         if not kept:
             return None

@@ -31,3 +31,9 @@ def test_a_schema_is_named_where_the_client_put_it(body: dict[str, Any], named: 
 def test_other_fields_keep_their_names() -> None:
     assert client_param("messages[1].content[0]", {}) == "messages[1].content[0]"
     assert client_param("response_formats", {}) == "response_formats"
+
+
+def test_a_tools_function_name_is_the_tools_own() -> None:
+    # A Messages request's tools are the canonical ones, in the same order.
+    assert client_param("tools[2].function.name", {}) == "tools[2].name"
+    assert client_param("tools[2].function.parameters", {}) == "tools[2].function.parameters"

@@ -555,6 +555,22 @@ def test_a_blocked_prompt_is_an_empty_content_filter_answer() -> None:
         response_from_wire([])
 
 
+@pytest.mark.parametrize("asked", [2, 3])
+def test_a_blocked_prompt_ends_every_candidate_asked_for(asked: int) -> None:
+    # One choice was answered to a client that asked for n: it read n - 1 choices missing.
+    raw = {"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": {"promptTokenCount": 3}}
+    choices = response_from_wire(raw, asked).choices
+    assert [(c.index, c.message.content, c.finish_reason) for c in choices] == [
+        (index, "", "content_filter") for index in range(asked)
+    ]
+    reader = StreamReader(asked)
+    chunk = reader.feed(orjson.dumps(raw))
+    assert chunk is not None and reader.done
+    assert [(c.index, c.finish_reason) for c in chunk.choices] == [
+        (index, "content_filter") for index in range(asked)
+    ]
+
+
 def test_error_bodies_and_stream_errors() -> None:
     body = {"error": {"code": 429, "message": "Resource exhausted", "status": "RESOURCE_EXHAUSTED"}}
     assert error_from_wire(body) == UpstreamErrorBody(

@@ -1,0 +1,139 @@
+"""Tool names another family refuses: a 400 in the client's own terms naming the tool and the
+rule, before any upstream call (so nothing is charged), through the real ``openai`` and
+``anthropic`` SDKs against the session's gateway and the simulator, which refuses such names
+in each provider's words as the real ones do.
+
+Anthropic takes ``^[a-zA-Z0-9_-]{1,128}$``, Bedrock's Converse ``[a-zA-Z0-9_-]+`` of 1 to 64,
+Gemini a letter or underscore, then letters, digits, ``_ . : -``, 64 at most."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from tests.integration.sdk import WEATHER, user
+
+
+def marker(words: str) -> str:
+    """Words no other test sends, to find this test's request in the simulator's log."""
+    return f"{words} {uuid.uuid4().hex[:10]}"
+
+
+def received(simulator_url: str, words: str) -> bool:
+    """Whether the simulator was sent a request mentioning ``words``."""
+    requests = httpx.get(simulator_url + "/_sim/requests").json()
+    return any(words in str(request["json"]) for request in requests)
+
+
+def function(name: str) -> Any:
+    return {"type": "function", "function": {"name": name, "parameters": {"type": "object"}}}
+
+
+REFUSED = [
+    ("test-claude", "tools/search", "Anthropic"),
+    ("test-claude", "my.tool", "Anthropic"),
+    ("test-claude", "x" * 129, "Anthropic"),
+    ("test-bedrock", "my.tool", "Bedrock"),
+    ("test-bedrock", "x" * 65, "Bedrock"),
+    ("test-gemini", "tools/search", "Gemini"),
+    ("test-gemini", "1st_tool", "Gemini"),
+    ("test-gemini", "x" * 65, "Gemini"),
+    ("test-vertex", "tools/search", "Gemini"),
+]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize(("model", "name", "family"), REFUSED, ids=lambda v: str(v)[:16])
+def test_an_openai_clients_tool_name_the_family_refuses_is_a_400_naming_it(
+    gpt: openai.OpenAI, simulator_url: str, model: str, name: str, family: str, stream: bool
+) -> None:
+    asked = marker("use the tool")
+    with pytest.raises(openai.BadRequestError) as caught:
+        gpt.chat.completions.create(
+            model=model, messages=user(asked), tools=[WEATHER, function(name)], stream=stream
+        )
+    error: Any = caught.value.body
+    assert error["param"] == "tools[1].function.name"
+    assert "'tools[1].function.name'" in error["message"]
+    assert repr(name) in error["message"] and family in error["message"]
+    assert error["type"] == "invalid_request_error"
+    assert not received(simulator_url, asked)
+
+
+@pytest.mark.parametrize(
+    ("model", "name"),
+    [
+        ("test-gemini", "my.tool"),
+        ("test-gemini", "ns:tool-1"),
+        ("test-claude", "x" * 128),
+        ("test-bedrock", "get-weather_2"),
+    ],
+)
+def test_a_tool_name_the_family_takes_is_called(gpt: openai.OpenAI, model: str, name: str) -> None:
+    answer = gpt.chat.completions.create(
+        model=model, messages=user(marker("use the tool")), tools=[function(name)]
+    )
+    calls: Any = answer.choices[0].message.tool_calls
+    assert [call.function.name for call in calls] == [name]
+
+
+@pytest.mark.parametrize("model", ["test-claude", "test-chat", "test-gemini", "test-bedrock"])
+@pytest.mark.parametrize("name", ["my.tool", "tools/search", "x" * 129, ""], ids=len)
+def test_an_anthropic_clients_tool_name_anthropic_refuses_is_refused_whoever_serves(
+    claude: anthropic.Anthropic, simulator_url: str, model: str, name: str
+) -> None:
+    asked = marker("use the tool")
+    tools: Any = [{"name": "get_weather", "input_schema": {"type": "object"}}]
+    tools.append({"name": name, "input_schema": {"type": "object"}})
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        claude.messages.create(model=model, max_tokens=100, messages=user(asked), tools=tools)
+    error: Any = caught.value.body
+    assert error["error"]["type"] == "invalid_request_error"
+    message = error["error"]["message"]
+    # Anthropic's words (its own 400 says ``tools.1.custom.name: String should match ...``).
+    assert message.startswith("'tools[1].name': String should match pattern")
+    assert "'^[a-zA-Z0-9_-]{1,128}$'" in message and repr(name) in message
+    assert not received(simulator_url, asked)
+
+
+def test_count_tokens_refuses_a_tool_name_anthropic_refuses(claude: anthropic.Anthropic) -> None:
+    tools: Any = [{"name": "my.tool", "input_schema": {"type": "object"}}]
+    with pytest.raises(anthropic.BadRequestError, match=r"'tools\[0\]\.name'"):
+        claude.messages.count_tokens(model="test-gemini", messages=user("count"), tools=tools)
+
+
+@pytest.mark.parametrize(
+    ("model", "name"), [("test-gemini", "1st_tool"), ("test-bedrock", "x" * 65)], ids=str
+)
+def test_an_anthropic_clients_tool_name_another_family_refuses_names_its_own_field(
+    claude: anthropic.Anthropic, simulator_url: str, model: str, name: str
+) -> None:
+    asked = marker("use the tool")
+    tools: Any = [{"name": "get_weather", "input_schema": {"type": "object"}}]
+    tools.append({"name": name, "input_schema": {"type": "object"}})
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        claude.messages.create(model=model, max_tokens=100, messages=user(asked), tools=tools)
+    message = caught.value.body["error"]["message"]  # type: ignore[index]
+    assert message.startswith("'tools[1].name'") and repr(name) in message
+    assert not received(simulator_url, asked)
+
+
+def test_a_responses_clients_tool_name_names_its_place_in_tools(
+    gpt: openai.OpenAI, simulator_url: str
+) -> None:
+    asked = marker("use the tool")
+    tools: Any = [
+        {"type": "function", "name": "get_weather", "parameters": {"type": "object"}},
+        {"type": "function", "name": "tools/search", "parameters": {"type": "object"}},
+    ]
+    with pytest.raises(openai.BadRequestError) as caught:
+        gpt.responses.create(model="test-claude", input=asked, tools=tools)
+    error: Any = caught.value.body
+    assert error["param"] == "tools[1].name"
+    assert "'tools[1].name'" in error["message"] and "'tools/search'" in error["message"]
+    assert not received(simulator_url, asked)
