@@ -225,8 +225,24 @@ def config_check(
         lines = [f"{file}: {len(missing)} problem(s):", *(f"  {file}: {m}" for m in missing)]
         typer.echo("\n".join(lines), err=True)
         raise typer.Exit(2)
+    for warning in _unpriced_warnings(settings):
+        typer.echo(f"{file}: warning: {warning}", err=True)
     deployments = sum(len(group.deployments) for group in settings.models)
     typer.echo(f"{file}: OK ({len(settings.models)} models, {deployments} deployments)")
+
+
+def _unpriced_warnings(settings: Settings) -> list[str]:
+    """What start-up warns of under ``limits.unpriced: refuse``: the models no priced
+    deployment serves (priced as the gateway prices them: config, then the catalog)."""
+    if settings.limits.unpriced != "refuse":
+        return []
+    from tollway.limits.candidates import unpriced_warnings
+    from tollway.pricing.catalog import PriceCatalog
+    from tollway.routing.table import build_routing_table
+
+    # Any address stands for the embedded simulator: nothing is called.
+    table = build_routing_table(settings, "http://127.0.0.1:0", PriceCatalog.load())
+    return unpriced_warnings(table)
 
 
 @app.command("mock-provider")

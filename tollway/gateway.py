@@ -45,6 +45,7 @@ from tollway.dialects.client_address import TrustedProxies
 from tollway.dialects.http import HeaderForwarder, RequestIds
 from tollway.fleet import Fleet, first_line
 from tollway.limits.backend import LimiterUnavailable, make_limiter
+from tollway.limits.candidates import unpriced_warnings
 from tollway.limits.refusals import limiter_down
 from tollway.limits.service import LimitService, reason
 from tollway.limits.stage import Admission
@@ -321,6 +322,9 @@ class Gateway:
                         "price (0 for a model that really is free, e.g. self-hosted)",
                         deployment.id, deployment.provider, deployment.model, self.prices.version,
                     )  # fmt: skip
+        if settings.limits.unpriced == "refuse":
+            for warning in unpriced_warnings(table):
+                log.warning("%s", warning)
         router = Router(table, self.health, counter=self.metering.counter, config=settings.routing)
 
         # Telemetry first: its on_complete runs last, after the others have settled.

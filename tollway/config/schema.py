@@ -627,6 +627,10 @@ class LimitsConfig(Strict):
     """How often budget spend is written to the store."""
     alert_thresholds: list[float] = Field(default_factory=lambda: [0.5, 0.8, 1.0])
     """Shares of a budget whose crossing is an event (log line, metric, alert)."""
+    unpriced: Literal["allow", "refuse"] = "allow"
+    """A request under a budget and a deployment with no price (none in config or the
+    catalog), which a budget cannot bound: ``allow`` it (at $0), or ``refuse``: skip it for a
+    priced candidate, and refuse the request (403) when none is left."""
     keys: dict[str, RateLimitConfig] = Field(default_factory=dict)
     users: dict[str, RateLimitConfig] = Field(default_factory=dict)
     teams: dict[str, RateLimitConfig] = Field(default_factory=dict)

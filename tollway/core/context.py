@@ -99,6 +99,9 @@ class RequestContext:
     """What admission took from limits and budgets, until settlement (limits/stage.py)."""
     budgets: tuple[Budget, ...] = ()
     """The budgets charged for this request."""
+    priced_only: bool = False
+    """Only priced deployments may serve it (``limits.unpriced: refuse`` under a budget, with
+    an unpriced candidate): set by admission, read by the router."""
     deployment_tickets: list[Ticket] | None = None
     """Per-deployment limits taken by ``on_attempt``, until settlement."""
     cache_status: str | None = None

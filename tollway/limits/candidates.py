@@ -54,6 +54,9 @@ class Candidates:
     most_output: int | None = None
     """The largest max output among the candidates; ``None`` when one states none (what
     bounds a request that takes no output limit: a compaction)."""
+    unpriced: bool = False
+    """Some candidate has no price (``limits.unpriced: refuse`` then skips it under a budget,
+    and refuses the request when ``priced`` is empty)."""
 
 
 def candidates_of(table: RoutingTable) -> dict[str, Candidates]:
@@ -106,7 +109,20 @@ def group_candidates(
         per_image=any(price.per_image for price, _ in prices),
         tool_fees=any(price.tool_fees for price, _ in prices),
         fallbacks=tuple(fallbacks),
+        unpriced=len(priced) < len(deployments),
     )
+
+
+def unpriced_warnings(table: RoutingTable) -> list[str]:
+    """Under ``limits.unpriced: refuse``, one line for each model name that no priced
+    deployment serves, its fallbacks' included: nothing under a budget can use it."""
+    return [
+        f"model '{name}' has only unpriced deployments (no price in config or the catalog, "
+        "its fallbacks' included): with limits.unpriced: refuse, every request to it under a "
+        "budget is refused; give its deployments a price (0 for a model that really is free)"
+        for name, candidates in candidates_of(table).items()
+        if not candidates.priced
+    ]
 
 
 def choices(ctx: RequestContext) -> int:

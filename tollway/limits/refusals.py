@@ -1,11 +1,12 @@
 """The errors admission raises: a limit or budget that refuses (429), a limiter that cannot
-be reached (503), and a request whose cost a budget cannot bound (400)."""
+be reached (503), a request whose cost a budget cannot bound (400), and one under a budget
+that only unpriced deployments could serve (403, ``limits.unpriced: refuse``)."""
 
 from __future__ import annotations
 
 import math
 
-from tollway.core.errors import InvalidRequest, LimiterDown, RateLimited
+from tollway.core.errors import InvalidRequest, LimiterDown, PermissionDenied, RateLimited
 from tollway.core.types import Deployment
 from tollway.limits.backend import Refusal
 
@@ -62,5 +63,20 @@ def unbounded_output(model: str) -> InvalidRequest:
         "this request's cost has no bound and it is refused. Ask an admin to set the "
         "deployment's max_output.",
         code="cost_unbounded",
+        param="model",
+    )
+
+
+def unpriced_model(model: str) -> PermissionDenied:
+    """The 403 of a request under a budget for a model only unpriced deployments serve, where
+    ``limits.unpriced`` is ``refuse``: what they cost is not known, so no budget bounds it.
+    A 403, as for a model the caller's key may not use: the request is sound, this caller
+    may not have it served, and asking again (a 429's promise) changes nothing."""
+    return PermissionDenied(
+        f"Model '{model}' has no price (none in config or the price catalog) and a budget is "
+        "in force for this request: its cost could not be counted against the budget, so the "
+        "gateway refuses it (limits.unpriced: refuse). Use a priced model, or ask an admin to "
+        "set the deployment's price (0 for a model that really is free).",
+        code="model_unpriced",
         param="model",
     )

@@ -16,6 +16,10 @@ reservation with the actual cost: for a complete answer (chat or embeddings) onc
 costed, before it is sent (so ``x-tollway-budget-remaining-usd`` is exact), else in
 ``on_complete``, which runs whatever ended the request.
 
+With ``limits.unpriced: refuse``, a request under a budget is served by priced deployments
+only: the router skips the unpriced candidates (``ctx.priced_only``), and a model only
+unpriced ones serve is refused (403) before anything is taken.
+
 Beside it: what a request may cost on its candidates (``candidates.py``), what a budget's
 policy does instead of refusing (``budget_policy.py``: shrink, downgrade), a deployment's
 own limits per attempt (``deployment_limits.py``), the headers admission adds
@@ -52,7 +56,7 @@ from tollway.limits.candidates import (
 )
 from tollway.limits.deployment_limits import attempt_tokens, hold_deployment_ticket, ticket_tokens
 from tollway.limits.headers import budget_remaining_header, limit_headers
-from tollway.limits.refusals import limiter_down, refused, unbounded_output
+from tollway.limits.refusals import limiter_down, refused, unbounded_output, unpriced_model
 from tollway.limits.service import LimitService
 from tollway.pricing.metering import image_count
 from tollway.pricing.tools import bound_tool_calls, tool_uses
@@ -93,6 +97,8 @@ class Admission(Stage):
         budgets = book.budgets_for(principal)
         if budgets:
             downgrade(ctx, budgets, self._candidates, service)
+            if service.config.unpriced == "refuse":
+                self._priced_only(ctx)
         scopes = book.scopes(principal, ctx.model)
         if not scopes and not budgets:
             return None
@@ -202,6 +208,17 @@ class Admission(Stage):
             return await self._service.admit(claim)
         except LimiterUnavailable:
             raise limiter_down() from None
+
+    def _priced_only(self, ctx: RequestContext) -> None:
+        """Under a budget with ``limits.unpriced: refuse``: leave the unpriced candidates to
+        the router to skip, or refuse (403) when only unpriced ones could serve. Before the
+        claim, so a refused request takes nothing from any limit or budget."""
+        candidates = self._candidates_for(ctx)
+        if candidates is None or not candidates.unpriced:
+            return  # an unknown model is routing's to refuse
+        if not candidates.priced:
+            raise unpriced_model(ctx.model)
+        ctx.priced_only = True
 
     def _candidates_for(self, ctx: RequestContext) -> Candidates | None:
         """The candidates that may serve the request: the router passes over the fallbacks

@@ -3,9 +3,10 @@
 ``plan`` turns the requested model into candidates: the group's deployments ordered by its
 strategy, then those of its fallback chain (``RoutingTable.fallback_chain``: its
 ``fallbacks`` followed transitively, through the groups the caller may use), without
-deployments whose context window cannot hold the request, and, for a Responses request that
-only OpenAI's Responses API can serve (a built-in tool, ``previous_response_id``: see
-``ChatRequest.responses_only``), without the deployments that do not speak it. A Responses
+deployments whose context window cannot hold the request, without unpriced deployments
+where admission says only priced ones may serve (``ctx.priced_only``), and, for a Responses
+request that only OpenAI's Responses API can serve (a built-in tool, ``previous_response_id``:
+see ``ChatRequest.responses_only``), without the deployments that do not speak it. A Responses
 request with ``truncation: "auto"`` that no candidate's window holds loses its oldest turns
 until the largest holds it (``routing/truncation.py``). Whether a candidate is available right
 now (circuit, 429 rest) is asked by the pipeline just before it tries one, so a half-open
@@ -23,6 +24,7 @@ from tollway.config.schema import RoutingConfig
 from tollway.core.context import RequestContext
 from tollway.core.errors import InvalidRequest
 from tollway.core.types import ChatRequest, Deployment, Message, ResponsesOnly, TextPart
+from tollway.limits.refusals import unpriced_model
 from tollway.pricing.tokens import TokenCounter
 from tollway.routing.health import DeploymentHealth, HealthBook
 from tollway.routing.strategies import STRATEGIES, Candidate
@@ -99,7 +101,8 @@ class Router:
         """The candidates for ``ctx.model``; raises for unknown models and impossible fits."""
         group = self.table.group(ctx.model, kind)
         only = ctx.chat.responses_only if ctx.chat is not None else None
-        if not group.fallbacks and only is None:
+        priced_only = ctx.priced_only
+        if not group.fallbacks and only is None and not priced_only:
             smallest = self._smallest.get(group.name)
             if smallest is None or ctx.chat is None or _surely_fits(ctx.chat, smallest):
                 fixed = self._fixed.get(group.name)
@@ -118,6 +121,8 @@ class Router:
             more = [c for c in self._ordered(fallback, streaming) if c[0].id not in seen]
             seen.update(deployment.id for deployment, _ in more)
             candidates += more
+        if priced_only:
+            candidates = _priced(ctx.model, candidates)
         if only is not None:
             candidates = _speaking_responses(ctx.model, candidates, only)
         if group.name in self._windowed:
@@ -221,6 +226,15 @@ class Router:
 def _fitting(candidates: list[Candidate], needed: int) -> list[Candidate]:
     """The candidates whose context window holds ``needed`` tokens (or is not known)."""
     return [c for c in candidates if c[0].context_window is None or c[0].context_window >= needed]
+
+
+def _priced(model: str, candidates: list[Candidate]) -> list[Candidate]:
+    """The candidates with a price (``limits.unpriced: refuse`` under a budget); admission
+    refused the request already when none has one, so the 403 here is only a safeguard."""
+    priced = [c for c in candidates if c[0].price is not None]
+    if not priced:
+        raise unpriced_model(model)
+    return priced
 
 
 def _streams(ctx: RequestContext) -> bool:
