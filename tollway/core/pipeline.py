@@ -353,8 +353,10 @@ class Pipeline:
     ) -> AsyncIterator[ChatChunk]:
         ctx.first_token_at = time.perf_counter()
         outcome: GatewayError | Literal["abandoned"] | None = "abandoned"
+        passed = 0  # of the chunks in hand (a few, once a request: no cost to each chunk)
         try:
             for chunk in in_hand:
+                passed += 1
                 outgoing = self._outgoing(ctx, chunk)
                 if outgoing is not None:
                     yield outgoing
@@ -369,19 +371,38 @@ class Pipeline:
                 _blame(exc, ctx.tries[-1].deployment)
             raise
         finally:
-            await rest.aclose()  # type: ignore[attr-defined]
-            # Whatever ended the stream, what was generated is accounted for.
-            self.metering.settle(ctx)
-            if len(ctx.tries) > 1:
-                # And what the failed attempts before it were billed (their tool calls, a
-                # prompt a time limit cut after sending).
-                await spent_counted(ctx)
-                self.metering.add_spent(ctx)
-            if health is not None:
-                await self._close_stream_attempt(ctx, health, outcome)
+            try:
+                if outcome == "abandoned" and health is not None:
+                    # Its consumer stopped (its client left as the stream began, or mid-way):
+                    # what the upstream had sent by then was generated, and is billed.
+                    await self._count_unsent(ctx, in_hand[passed:], rest)
+            finally:  # a cancellation (the server stopping) met there settles all the same
+                await self._end_stream(ctx, rest, health, outcome)
 
-    def _outgoing(self, ctx: RequestContext, chunk: ChatChunk) -> ChatChunk | None:
-        """``chunk`` counted and passed through the chunk stages (``None``: a stage dropped it)."""
+    async def _end_stream(
+        self,
+        ctx: RequestContext,
+        rest: AsyncIterator[ChatChunk],
+        health: DeploymentHealth | None,
+        outcome: GatewayError | Literal["abandoned"] | None,
+    ) -> None:
+        """Close the upstream stream, settle what it generated, end its attempt."""
+        await rest.aclose()  # type: ignore[attr-defined]
+        # Whatever ended the stream, what was generated is accounted for.
+        self.metering.settle(ctx)
+        if len(ctx.tries) > 1:
+            # And what the failed attempts before it were billed (their tool calls, a
+            # prompt a time limit cut after sending).
+            await spent_counted(ctx)
+            self.metering.add_spent(ctx)
+        if health is not None:
+            await self._close_stream_attempt(ctx, health, outcome)
+
+    def _outgoing(
+        self, ctx: RequestContext, chunk: ChatChunk, unsent: bool = False
+    ) -> ChatChunk | None:
+        """``chunk`` counted and passed through the chunk stages (``None``: a stage dropped
+        it). ``unsent``: a chunk its client will never have (it left), counted only."""
         if chunk.usage is not None:
             ctx.usage = chunk.usage
         for choice in chunk.choices:
@@ -400,12 +421,38 @@ class Pipeline:
                 # A report of tokens covers the output so far; one of tool calls only (a
                 # Responses stream's search done) does not.
                 ctx.output_chars_so_far = ctx.output_chars
+        if unsent:
+            return None
         for stage in self._chunk_stages:
             changed = stage.on_chunk(ctx, chunk)
             if changed is None:
                 return None
             chunk = changed
         return chunk
+
+    async def _count_unsent(
+        self, ctx: RequestContext, held: list[ChatChunk], rest: AsyncIterator[ChatChunk]
+    ) -> None:
+        """Count what a stream's upstream sent that its consumer will never take: the chunks
+        still held (its first content, when the client left before the response head could
+        be written) and those already received, read without waiting for more (the rest of
+        the network read the last chunk came in, what the connection has buffered since).
+
+        A wait cuts the reading: ``asyncio.timeout(0)`` fires at the first await that does
+        not complete at once, so nothing is read that had not arrived. Not while the task is
+        being cancelled (the server stopping): that cancellation must go on.
+        """
+        for chunk in held:
+            self._outgoing(ctx, chunk, unsent=True)
+        task = asyncio.current_task()
+        if task is None or task.cancelling():
+            return
+        try:
+            async with asyncio.timeout(0):
+                async for chunk in rest:
+                    self._outgoing(ctx, chunk, unsent=True)
+        except (TimeoutError, GatewayError):
+            pass  # what had arrived is counted; the stream is closed next, either way
 
     async def _close_stream_attempt(
         self,
@@ -879,7 +926,8 @@ async def discard(chunks: AsyncIterator[ChatChunk]) -> None:
     client left before the response head could be written).
 
     Its ending (the upstream call closed, the deployment's in-flight count released, what
-    was generated settled, the attempt's end told to the stages) is the ``finally`` of a
+    was generated settled, the chunks its client never had included, the attempt's end told
+    to the stages) is the ``finally`` of a
     generator, which ``aclose`` runs only once the generator has started: so it is started
     first. Its first chunk is in hand (``Pipeline.stream`` gives a stream only then), so this
     waits on nothing.

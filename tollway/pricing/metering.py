@@ -8,7 +8,9 @@ reported before it was cut (``ChatChunk.usage_so_far``: Anthropic's ``message_st
 exact, output is at least what was reported. What is not reported is counted: the input
 with the local tokenizer as the deployment that served counts it (a fallback of another
 family counts otherwise than the first candidate), the output from the characters generated
-after the last report (reasoning, text and tool calls; about four a token, never more than
+after the last report (reasoning, text and tool calls; a stream's as the upstream sent them,
+written to its client or not: one that left has them counted by ``Pipeline._count_unsent``;
+about four a token, never more than
 the request's ``max_tokens`` for each of its choices: the provider stops there, and
 admission reserved no more), the reasoning among it counted as reasoning tokens (billed at a
 price's reasoning rate where it has one). Server-side tool calls (web search...) are charged
