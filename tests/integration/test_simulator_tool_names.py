@@ -138,3 +138,108 @@ async def test_names_each_provider_takes_are_answered(
 ) -> None:
     response = await http.post(path, json=body)
     assert response.status_code == 200, response.text
+
+
+def anthropic_history(name: str) -> Any:
+    """An Anthropic body whose earlier turn called ``name`` (its second block)."""
+    body = anthropic_body("ok2")
+    call = {"type": "tool_use", "id": "toolu_1", "name": name, "input": {}}
+    result = {"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"}
+    body["messages"] += [
+        {"role": "assistant", "content": [{"type": "text", "text": "let me see"}, call]},
+        {"role": "user", "content": [result]},
+    ]
+    return body
+
+
+def bedrock_history(name: str) -> Any:
+    """A Converse body whose earlier turn called ``name`` (its second block)."""
+    body = bedrock_body("ok2")
+    call = {"toolUse": {"toolUseId": "call_1", "name": name, "input": {}}}
+    result = {"toolResult": {"toolUseId": "call_1", "content": [{"text": "sunny"}]}}
+    body["messages"] += [
+        {"role": "assistant", "content": [{"text": "let me see"}, call]},
+        {"role": "user", "content": [result]},
+    ]
+    return body
+
+
+def gemini_history(call: str, answered: str | None = None) -> Any:
+    """A Gemini body whose earlier turn called ``call``, answered as ``answered`` (the same
+    name unless said)."""
+    body = gemini_body("ok2")
+    response = {"name": answered or call, "response": {"output": "sunny"}}
+    body["contents"] += [
+        {"role": "model", "parts": [{"text": "let me see"}, {"functionCall": {"name": call}}]},
+        {"role": "user", "parts": [{"functionResponse": response}]},
+    ]
+    return body
+
+
+@pytest.mark.parametrize("name", ["my.tool", "x" * 129, ""])
+async def test_anthropic_refuses_an_earlier_calls_name_outside_its_pattern(
+    http: httpx.AsyncClient, name: str
+) -> None:
+    response = await http.post(ANTHROPIC, json=anthropic_history(name))
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == (
+        "messages.1.content.1.tool_use.name: String should match pattern '^[a-zA-Z0-9_-]{1,128}$'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "constraint"),
+    [
+        ("my.tool", "Member must satisfy regular expression pattern: [a-zA-Z0-9_-]+"),
+        ("x" * 65, "Member must have length less than or equal to 64"),
+    ],
+)
+async def test_bedrock_refuses_an_earlier_tool_use_name_outside_its_pattern(
+    http: httpx.AsyncClient, name: str, constraint: str
+) -> None:
+    response = await http.post(BEDROCK, json=bedrock_history(name))
+    assert response.status_code == 400
+    assert response.headers["x-amzn-errortype"].startswith("ValidationException")
+    assert response.json()["message"] == (
+        f"1 validation error detected: Value '{name}' at 'messages.2.member.content.2.member"
+        f".toolUse.name' failed to satisfy constraint: {constraint}"
+    )
+
+
+@pytest.mark.parametrize("path", [GEMINI, VERTEX])
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        (gemini_history("1st_tool"), "contents[1].parts[1].function_call"),
+        (gemini_history("x" * 65), "contents[1].parts[1].function_call"),
+        (gemini_history("ok", "tools/search"), "contents[2].parts[0].function_response"),
+    ],
+    ids=["first-digit", "too-long", "response"],
+)
+async def test_gemini_refuses_an_earlier_function_name_outside_its_rule(
+    http: httpx.AsyncClient, path: str, body: Any, where: str
+) -> None:
+    response = await http.post(path, json=body)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["status"] == "INVALID_ARGUMENT"
+    assert error["message"].startswith(
+        f"* GenerateContentRequest.{where}.name: Invalid function name."
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (ANTHROPIC, anthropic_history("x" * 128)),
+        (BEDROCK, bedrock_history("get-weather_2")),
+        (GEMINI, gemini_history("my.tool")),
+        (VERTEX, gemini_history("_ns:tool.v1")),
+    ],
+    ids=["anthropic", "bedrock", "gemini", "vertex"],
+)
+async def test_earlier_calls_names_each_provider_takes_are_answered(
+    http: httpx.AsyncClient, path: str, body: Any
+) -> None:
+    response = await http.post(path, json=body)
+    assert response.status_code == 200, response.text

@@ -137,3 +137,97 @@ def test_a_responses_clients_tool_name_names_its_place_in_tools(
     assert error["param"] == "tools[1].name"
     assert "'tools[1].name'" in error["message"] and "'tools/search'" in error["message"]
     assert not received(simulator_url, asked)
+
+
+def called(name: str, asked: str) -> Any:
+    """Chat Completions messages whose earlier assistant turn called ``name``."""
+    call = {"id": "call_1", "type": "function", "function": {"name": name, "arguments": "{}"}}
+    return [
+        {"role": "user", "content": "what is the weather?"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+        {"role": "user", "content": asked},
+    ]
+
+
+HISTORY_REFUSED = [
+    ("test-claude", "my.tool", "Anthropic"),
+    ("test-bedrock", "my.tool", "Bedrock"),
+    ("test-bedrock", "x" * 65, "Bedrock"),
+    ("test-gemini", "1st_tool", "Gemini"),
+    ("test-gemini", "tools/search", "Gemini"),
+    ("test-vertex", "1st_tool", "Gemini"),
+]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize(("model", "name", "family"), HISTORY_REFUSED, ids=lambda v: str(v)[:16])
+def test_an_earlier_calls_name_the_family_refuses_is_a_400_naming_the_call(
+    gpt: openai.OpenAI, simulator_url: str, model: str, name: str, family: str, stream: bool
+) -> None:
+    asked = marker("and tomorrow?")
+    with pytest.raises(openai.BadRequestError) as caught:
+        gpt.chat.completions.create(
+            model=model, messages=called(name, asked), tools=[WEATHER], stream=stream
+        )
+    error: Any = caught.value.body
+    param = "messages[1].tool_calls[0].function.name"
+    assert error["param"] == param and f"'{param}'" in error["message"]
+    assert repr(name) in error["message"] and family in error["message"]
+    assert not received(simulator_url, asked)
+
+
+@pytest.mark.parametrize(
+    ("model", "name"),
+    [("test-gemini", "my.tool"), ("test-claude", "get-weather_2"), ("test-bedrock", "x" * 64)],
+)
+def test_an_earlier_calls_name_the_family_takes_is_answered(
+    gpt: openai.OpenAI, model: str, name: str
+) -> None:
+    messages = called(name, marker("and tomorrow?"))
+    answer = gpt.chat.completions.create(model=model, messages=messages, tools=[WEATHER])
+    assert answer.choices[0].message is not None
+
+
+def test_a_responses_clients_earlier_call_is_named_as_its_item(
+    gpt: openai.OpenAI, simulator_url: str
+) -> None:
+    asked = marker("and tomorrow?")
+    items: Any = [
+        {"role": "user", "content": "what is the weather?"},
+        {"type": "message", "role": "assistant", "content": "let me look"},
+        {"type": "function_call", "call_id": "call_1", "name": "my.tool", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "call_1", "output": "sunny"},
+        {"role": "user", "content": asked},
+    ]
+    tools: Any = [{"type": "function", "name": "get_weather", "parameters": {"type": "object"}}]
+    with pytest.raises(openai.BadRequestError) as caught:
+        gpt.responses.create(model="test-claude", input=items, tools=tools)
+    error: Any = caught.value.body
+    assert error["param"] == "input[2].name"
+    assert "'input[2].name'" in error["message"] and "'my.tool'" in error["message"]
+    assert not received(simulator_url, asked)
+
+
+@pytest.mark.parametrize(
+    ("model", "name"), [("test-gemini", "1st_tool"), ("test-bedrock", "x" * 65)], ids=str
+)
+def test_an_anthropic_clients_earlier_tool_use_name_names_its_block(
+    claude: anthropic.Anthropic, simulator_url: str, model: str, name: str
+) -> None:
+    asked = marker("and tomorrow?")
+    use = {"type": "tool_use", "id": "toolu_1", "name": name, "input": {}}
+    result = {"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"}
+    messages: Any = [
+        {"role": "user", "content": "what is the weather?"},
+        {"role": "assistant", "content": [{"type": "text", "text": "let me look"}, use]},
+        {"role": "user", "content": [result, {"type": "text", "text": asked}]},
+    ]
+    tools: Any = [{"name": "get_weather", "input_schema": {"type": "object"}}]
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        claude.messages.create(
+            model=model, max_tokens=100, system="be brief", messages=messages, tools=tools
+        )
+    message = caught.value.body["error"]["message"]  # type: ignore[index]
+    assert message.startswith("'messages[1].content[1].name'") and repr(name) in message
+    assert not received(simulator_url, asked)

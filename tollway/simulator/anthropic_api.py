@@ -90,7 +90,7 @@ from tollway.simulator.exchange import SSE_HEADERS, Call, StreamParts, delay, se
 from tollway.simulator.prompt_cache import NO_CACHE, PromptCache, prompt_cache
 from tollway.simulator.responses_tools import SEARCH_TOKENS
 from tollway.simulator.state import SimulatorState
-from tollway.simulator.tool_names import check_anthropic
+from tollway.simulator.tool_names import check_anthropic, check_anthropic_use
 
 _STOP_REASON = {
     "stop": "end_turn",
@@ -138,7 +138,8 @@ _CALL_ID_FIELDS = {"tool_use": "id", "tool_result": "tool_use_id"}
 
 
 def _check_call_ids(content: Any, index: int) -> None:
-    """Anthropic's pattern for a ``tool_use`` id and a result's ``tool_use_id``, in its words."""
+    """Anthropic's pattern for a ``tool_use`` id and a result's ``tool_use_id``, and for a
+    ``tool_use`` block's name (``tool_names``), in its words."""
     for number, block in enumerate(content if isinstance(content, list) else ()):
         kind = block.get("type") if isinstance(block, dict) else None
         field = _CALL_ID_FIELDS.get(kind) if isinstance(kind, str) else None
@@ -146,6 +147,8 @@ def _check_call_ids(content: Any, index: int) -> None:
         if isinstance(value, str) and not _CALL_ID.fullmatch(value):
             param = f"messages.{index}.content.{number}.{block['type']}.{field}"
             raise InvalidRequest(f"{param}: String should match pattern '^[a-zA-Z0-9_-]+$'", param)
+        if kind == "tool_use" and isinstance(block.get("name"), str):
+            check_anthropic_use(block["name"], index, number)
 
 
 _DOCUMENT_SOURCES = ("base64", "text", "content", "url", "file")

@@ -76,7 +76,7 @@ from tollway.simulator.errors import Dialect, json_response, request_id_header
 from tollway.simulator.exchange import Call, StreamParts, delay, send_stream
 from tollway.simulator.prompt_cache import PromptCache, prompt_cache
 from tollway.simulator.state import SimulatorState
-from tollway.simulator.tool_names import check_bedrock
+from tollway.simulator.tool_names import check_bedrock, check_bedrock_use
 
 STREAM_HEADERS = {"Content-Type": eventstream.CONTENT_TYPE}
 _STOP_REASON = {
@@ -269,6 +269,10 @@ def read_prompt(body: dict[str, Any], target_tokens: int) -> tuple[Prompt, int]:
         text, tool_result, tokens, uses = _blocks_text(
             message.get("content"), f"messages.{index}.content"
         )
+        for number, block in enumerate(message.get("content") or ()):
+            use = block.get("toolUse")
+            if isinstance(use, dict) and isinstance(use.get("name"), str):
+                check_bedrock_use(use["name"], index, number)
         input_tokens += MESSAGE_OVERHEAD + tokens
         uses_tools = uses_tools or uses
         if message["role"] == "user" and tool_result is None:

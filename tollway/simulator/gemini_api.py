@@ -76,7 +76,7 @@ from tollway.simulator.google_oauth import issued_token_is_valid
 from tollway.simulator.prompt_cache import prompt_cache
 from tollway.simulator.settings import SimulatorSettings
 from tollway.simulator.state import SimulatorState
-from tollway.simulator.tool_names import check_gemini
+from tollway.simulator.tool_names import check_gemini, check_gemini_part
 
 GEMINI_MODELS_PATH = "/v1beta/models"
 VERTEX_MODELS_PATH = "/v1/projects/{project}/locations/{location}/publishers/google/models"
@@ -218,6 +218,19 @@ def _count_parts(content: Any, kind: str) -> int:
     )
 
 
+def _check_function_names(parts: list[Any], content: int) -> None:
+    """The name of each ``functionCall`` and ``functionResponse`` part, as Google checks a
+    function's (``tool_names``)."""
+    for index, part in enumerate(parts):
+        for key, kind in (
+            ("functionCall", "function_call"),
+            ("functionResponse", "function_response"),
+        ):
+            value = part.get(key) if isinstance(part, dict) else None
+            if isinstance(value, dict) and isinstance(value.get("name"), str):
+                check_gemini_part(value["name"], content, index, kind)
+
+
 def _check_function_turns(contents: list[Any]) -> None:
     """Google's pairing of a model turn's function calls with the function responses of the
     turn after it, in its words: one response per call, and responses only after calls."""
@@ -258,6 +271,7 @@ def read_prompt(
             message = f"* GenerateContentRequest.contents[{index}].role: must be user or model"
             raise InvalidRequest(message, "contents")
         text, result, tokens = _content_tokens(content, f"contents[{index}]", vertex)
+        _check_function_names(content["parts"], index)
         input_tokens += MESSAGE_OVERHEAD + tokens
         if role == "user" and result is None:
             last_user = text

@@ -11,6 +11,11 @@
 - Gemini API and Vertex AI: a letter or an underscore, then letters, digits, underscores,
   dots, colons or dashes, 64 at most (``* GenerateContentRequest.tools[0]
   .function_declarations[1].name: Invalid function name. ...``).
+
+A call of an earlier turn names its function too (Anthropic's ``tool_use.name``, Converse's
+``toolUse.name``, Gemini's ``functionCall.name`` and ``functionResponse.name``), under the same
+rule: Converse's ``ToolUseBlock.name`` is documented with the tool's constraints, and a name
+the model could not have been offered is one it could not have called.
 """
 
 from __future__ import annotations
@@ -58,8 +63,27 @@ def check_anthropic(name: str, index: int) -> None:
         raise InvalidRequest(f"{param}: String should match pattern '{ANTHROPIC_PATTERN}'", param)
 
 
+def check_anthropic_use(name: str, message: int, block: int) -> None:
+    """Anthropic's 400 for the name of ``tool_use`` block ``block`` of ``messages[message]``."""
+    if _ANTHROPIC.fullmatch(name) is None:
+        param = f"messages.{message}.content.{block}.tool_use.name"
+        raise InvalidRequest(f"{param}: String should match pattern '{ANTHROPIC_PATTERN}'", param)
+
+
 def check_bedrock(name: str, index: int) -> None:
     """Bedrock's ``ValidationException`` for the name of ``toolConfig.tools[index]``."""
+    _check_bedrock_name(name, f"toolConfig.tools.{index + 1}.member.toolSpec.name")
+
+
+def check_bedrock_use(name: str, message: int, block: int) -> None:
+    """Bedrock's ``ValidationException`` for the name of the ``toolUse`` block ``block`` of
+    ``messages[message]``."""
+    where = f"messages.{message + 1}.member.content.{block + 1}.member.toolUse.name"
+    _check_bedrock_name(name, where)
+
+
+def _check_bedrock_name(name: str, where: str) -> None:
+    """Converse's constraint on a name at ``where`` (its lists counted from 1), in its words."""
     if re.fullmatch(_BEDROCK, name) is not None and len(name) <= _BEDROCK_LONGEST:
         return
     if not name:
@@ -68,7 +92,6 @@ def check_bedrock(name: str, index: int) -> None:
         constraint = f"Member must have length less than or equal to {_BEDROCK_LONGEST}"
     else:
         constraint = f"Member must satisfy regular expression pattern: {_BEDROCK}"
-    where = f"toolConfig.tools.{index + 1}.member.toolSpec.name"
     raise InvalidRequest(
         f"1 validation error detected: Value '{name}' at '{where}' failed to satisfy "
         f"constraint: {constraint}",
@@ -80,4 +103,12 @@ def check_gemini(name: str, tool: int, declaration: int) -> None:
     """Google's 400 for the name of ``tools[tool].functionDeclarations[declaration]``."""
     if _GEMINI.fullmatch(name) is None:
         where = f"tools[{tool}].function_declarations[{declaration}].name"
+        raise InvalidRequest(f"* GenerateContentRequest.{where}: {_GEMINI_RULE}", where)
+
+
+def check_gemini_part(name: str, content: int, part: int, kind: str) -> None:
+    """Google's 400 for the name of ``contents[content].parts[part]``'s ``kind``
+    (``function_call`` or ``function_response``)."""
+    if _GEMINI.fullmatch(name) is None:
+        where = f"contents[{content}].parts[{part}].{kind}.name"
         raise InvalidRequest(f"* GenerateContentRequest.{where}: {_GEMINI_RULE}", where)

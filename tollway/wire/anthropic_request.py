@@ -78,7 +78,7 @@ from tollway.wire.claude_schema import claude_schema
 from tollway.wire.crossing import request_for, without_empty_text
 from tollway.wire.fields import json_object, number, optional, refuse_credential_fields, required
 from tollway.wire.responses_web_search import web_search_to_anthropic
-from tollway.wire.tool_names import ANTHROPIC, ANTHROPIC_PATTERN, check_names
+from tollway.wire.tool_names import ANTHROPIC, ANTHROPIC_PATTERN, check_history, check_names
 
 WIRE_FORMAT = "anthropic"
 JSON_OBJECT_INSTRUCTION = (
@@ -332,6 +332,8 @@ def request_to_wire(request: ChatRequest, model: str) -> dict[str, Any]:
         body["system"] = system
     # A native request is sent as the client wrote it; a translated one loses its turns
     # with nothing in them, which Anthropic refuses (kept until now for the errors' numbering).
+    if not own:  # an Anthropic client's turns go as it wrote them, for Anthropic to judge
+        check_history(request.messages, ANTHROPIC)
     body["messages"] = _messages_to_wire(request.messages, not own)
     if request.stream:
         body["stream"] = True

@@ -88,7 +88,7 @@ from tollway.wire.claude_schema import claude_schema
 from tollway.wire.crossing import request_for, without_parts
 from tollway.wire.effort import EFFORT
 from tollway.wire.fields import json_object, number, optional, required
-from tollway.wire.tool_names import BEDROCK, check_names
+from tollway.wire.tool_names import BEDROCK, check_history, check_names
 
 WIRE_FORMAT = "bedrock"
 STOP_SEQUENCE_PATH = "/stop_sequence"
@@ -177,6 +177,8 @@ def request_to_wire(
         # toolConfig, and has no choice "none": with no tool offered, the calls and results
         # of the conversation are said in words (the surest way to get no call).
         turns = [{**turn, "content": tool_blocks_as_text(turn["content"])} for turn in turns]
+    else:  # the calls go as toolUse blocks, whose names Converse checks as a tool's
+        check_history(request.messages, BEDROCK)
     body["messages"] = turns
     _merge(body, "inferenceConfig", _inference_to_wire(request))
     _merge(body, "toolConfig", tool_config)

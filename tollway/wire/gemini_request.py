@@ -75,7 +75,7 @@ from tollway.wire.gemini_schema import gemini_schema
 from tollway.wire.gemini_thinking import thinking_config
 from tollway.wire.responses_web_search import web_search_to_gemini
 from tollway.wire.thought_signatures import signatures_from_calls
-from tollway.wire.tool_names import GEMINI, check_names
+from tollway.wire.tool_names import GEMINI, check_history, check_names
 
 WIRE_FORMAT = "gemini"
 OPENAI_FORMAT = "openai"
@@ -158,6 +158,7 @@ def request_to_wire(
     system = _system_to_wire(request.messages)
     if system is not None:
         body["systemInstruction"] = system
+    check_history(request.messages, GEMINI)  # a functionCall's name, and its functionResponse's
     body["contents"] = _contents_to_wire(request.messages, foreign, result_uris)
     if request.tools:
         check_names(request.tools, GEMINI, _is_function)

@@ -5,7 +5,12 @@ A client's API allows names another family refuses: OpenAI's and Gemini's client
 Bedrock and Gemini stop at 64, and only Gemini wants a letter or an underscore first. Sent as
 it came, such a name fails upstream, in the provider's words and after a call; ``check_names``
 makes it a 400 before any, naming the tool (``tools[1].function.name``, which each dialect
-writes as its client's field) and the rule. The rules, as each provider states them:
+writes as its client's field) and the rule. The calls of the conversation's earlier turns are
+sent too (Anthropic's ``tool_use.name``, Bedrock's ``toolUse.name``, Gemini's ``functionCall``
+and the ``functionResponse`` that answers it), and a client of another API may have made them
+with a name the family refuses; ``check_history`` makes that a 400 naming the call
+(``messages[2].tool_calls[0].function.name``: ``input[3].name`` to a Responses client,
+``messages[1].content[0].name`` to an Anthropic one). The rules, as each provider states them:
 
 - Anthropic: ``^[a-zA-Z0-9_-]{1,128}$`` (its 400: ``tools.0.custom.name: String should match
   pattern ...``);
@@ -21,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from tollway.core.errors import InvalidRequest
-from tollway.core.types import Tool
+from tollway.core.types import Message, Tool
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,3 +78,18 @@ def check_names(
                 code="invalid_value",  # OpenAI's, for a name outside its own pattern
                 param=param,
             )
+
+
+def check_history(messages: Sequence[Message], rule: NameRule) -> None:
+    """A 400 naming the first call of the conversation's assistant turns whose function name
+    ``rule`` refuses (a tool result names its call's function, so the call is the one named)."""
+    for index, message in enumerate(messages):
+        for number, call in enumerate(message.tool_calls or ()):
+            if not rule.takes(call.name):
+                param = f"messages[{index}].tool_calls[{number}].function.name"
+                raise InvalidRequest(
+                    f"'{param}': {call.name!r} is not a function name {rule.family} models "
+                    f"take: a name is {rule.words}",
+                    code="invalid_value",
+                    param=param,
+                )

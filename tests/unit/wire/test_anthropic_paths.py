@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from tollway.wire.anthropic_paths import client_param
+from tollway.wire.anthropic_request import request_from_wire
 
 FORMAT = {"type": "json_schema", "schema": {"type": "object"}}
 
@@ -37,3 +38,35 @@ def test_a_tools_function_name_is_the_tools_own() -> None:
     # A Messages request's tools are the canonical ones, in the same order.
     assert client_param("tools[2].function.name", {}) == "tools[2].name"
     assert client_param("tools[2].function.parameters", {}) == "tools[2].function.parameters"
+
+
+def _use(name: str, place: int) -> dict[str, Any]:
+    return {"type": "tool_use", "id": f"toolu_{place}", "name": name, "input": {}}
+
+
+def _result(place: int) -> dict[str, Any]:
+    return {"type": "tool_result", "tool_use_id": f"toolu_{place}", "content": "ok"}
+
+
+@pytest.mark.parametrize("system", [None, "be brief"])
+def test_an_earlier_calls_name_is_its_tool_use_blocks(system: str | None) -> None:
+    # Whatever the turns before it made of the canonical messages, the call found by its
+    # canonical place is named where the client wrote it.
+    messages: list[Any] = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": [_use("a", 0), _use("b", 1)]},
+        {"role": "user", "content": [_result(0), _result(1)]},
+        {"role": "assistant", "content": [{"type": "text", "text": "so"}, _use("c", 2)]},
+        {"role": "user", "content": [_result(2), {"type": "text", "text": "and?"}]},
+        {"role": "assistant", "content": [_use("d", 3)]},
+    ]
+    body: dict[str, Any] = {"model": "m", "max_tokens": 9, "messages": messages}
+    if system is not None:
+        body["system"] = system
+    canonical = request_from_wire(body).messages
+    places = {"a": "1].content[0", "b": "1].content[1", "c": "3].content[1", "d": "5].content[0"}
+    for index, message in enumerate(canonical):
+        for number, call in enumerate(message.tool_calls or ()):
+            param = f"messages[{index}].tool_calls[{number}].function.name"
+            assert client_param(param, body) == f"messages[{places[call.name]}].name"
+    assert sum(len(m.tool_calls or ()) for m in canonical) == 4
