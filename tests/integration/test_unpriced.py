@@ -217,3 +217,48 @@ def test_config_check_warns_of_models_only_unpriced_deployments_serve(
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 0 and "limits.unpriced" not in result.stderr
+
+
+def estimate(url: str, key: str, body: dict[str, Any]) -> httpx.Response:
+    headers = {"authorization": f"Bearer {key}"}
+    return httpx.post(url + "/v1/estimate", json=body, headers=headers, timeout=10)
+
+
+CHAT = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
+
+
+@pytest.mark.parametrize(
+    "body", [{"model": "local", **CHAT}, {"model": "local-embed", "input": "hi"}], ids=str
+)
+def test_the_estimate_under_a_budget_is_the_403_the_request_would_get(
+    refusing: str, body: dict[str, Any]
+) -> None:
+    key_id, key = budgeted_key(refusing, "unpriced")
+    answer = estimate(refusing, key, body)
+    assert answer.status_code == 403, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "model_unpriced" and error["type"] == "permission_error"
+    assert f"'{body['model']}'" in error["message"]
+    assert spent_and_held(refusing, key_id) == (0, 0)
+
+
+def test_the_estimate_under_a_budget_leaves_out_the_unpriced_candidates(refusing: str) -> None:
+    _, key = budgeted_key(refusing, "unpriced")
+    answer = estimate(refusing, key, {"model": "mixed", **CHAT})
+    assert answer.status_code == 200, answer.text
+    quoted = answer.json()
+    assert [row["deployment"] for row in quoted["deployments"]] == ["priced-dep"]
+    assert quoted["cost_usd"]["min"] > 0  # the unpriced candidate's $0 is not what it costs
+
+
+def test_the_estimate_quotes_unpriced_candidates_where_they_may_serve(
+    refusing: str, allowing: str
+) -> None:
+    # Without a budget (refuse asks nothing of such a caller), and under ``allow``.
+    _, key = budgeted_key(allowing, "unpriced")
+    for url, caller in ((refusing, CLIENT_KEY), (allowing, key)):
+        for model in ("local", "mixed"):
+            answer = estimate(url, caller, {"model": model, **CHAT})
+            assert answer.status_code == 200, answer.text
+            rows = answer.json()["deployments"]
+            assert any(not row["priced"] for row in rows)

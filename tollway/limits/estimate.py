@@ -6,7 +6,11 @@ that may serve the model (its group's and its fallback chain's), the max output 
 produce, and the cost range: at least the cheapest candidate's price for the input alone,
 at most the dearest candidate's worst case (the figure admission reserves from budgets: the
 fees of the server-side tools it may call included, ``pricing/tools.py``), plus what the
-caller's tightest budget has left. Nothing is reserved or spent.
+caller's tightest budget has left. Nothing is reserved or spent. What admission would refuse
+before any of that is refused alike: a model the key may not use (403 ``model_not_allowed``)
+and, under ``limits.unpriced: refuse``, a model only unpriced deployments serve, for a caller
+under a budget (403 ``model_unpriced``); when some are priced, the unpriced candidates, which
+such a request skips, are left out of the answer.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from tollway.dialects.http import (
 )
 from tollway.dialects.openai import error_response
 from tollway.limits.backend import MICRO
+from tollway.limits.refusals import unpriced_model
 from tollway.pricing.cost import cost_usd, worst_case_usd
 from tollway.pricing.metering import image_count
 from tollway.pricing.tokens import COUNT_AHEAD_CHARS
@@ -51,6 +56,15 @@ def _candidates(gateway: Gateway, ctx: RequestContext) -> list[Deployment]:
     for fallback in table.fallback_chain(group.name, may_use):
         deployments += [d for d in fallback.deployments if d not in deployments]
     return deployments
+
+
+def _priced_only(candidates: list[Deployment], model: str) -> list[Deployment]:
+    """The candidates a request under a budget may reach with ``limits.unpriced: refuse``
+    (the limits stage's ``_priced_only``): the priced ones, or its 403 when there are none."""
+    priced = [deployment for deployment in candidates if deployment.price is not None]
+    if not priced:
+        raise unpriced_model(model)
+    return priced
 
 
 async def estimate(gateway: Gateway, request: web.Request) -> dict[str, Any]:
@@ -78,6 +92,9 @@ async def estimate(gateway: Gateway, request: web.Request) -> dict[str, Any]:
         await gateway.pipeline.count_ahead(ctx, always=True)
     limits = gateway.limits
     candidates = _candidates(gateway, ctx)
+    budgets = limits.book.budgets_for(principal)
+    if budgets and limits.config.unpriced == "refuse":
+        candidates = _priced_only(candidates, ctx.model)
     max_output = 0
     if ctx.chat is not None:
         asked = ctx.chat.max_tokens
@@ -132,7 +149,6 @@ async def estimate(gateway: Gateway, request: web.Request) -> dict[str, Any]:
         "cost_usd": {"min": low or 0.0, "max": high or 0.0},
         "deployments": rows,
     }
-    budgets = limits.book.budgets_for(principal)
     if budgets:
         accounts = [limits.account(budget) for budget in budgets]
         states = await limits.accounts(accounts)
