@@ -84,6 +84,33 @@ def test_responses_parse_answers_in_the_pydantic_model(gpt: openai.OpenAI, model
     assert final.output_parsed == response.output_parsed
 
 
+class City(BaseModel):
+    name: str
+
+
+@pytest.mark.parametrize("model", ["test-chat", "test-claude"])
+def test_a_declined_structured_output_is_the_sdks_refusal_whichever_family_declined(
+    gpt: openai.OpenAI, model: str
+) -> None:
+    # OpenAI says a structured output its model declined as a refusal, never as content that
+    # is not the schema's JSON; Claude's refusal (stop_reason "refusal", its words as text)
+    # to such a request is the same event. As content, responses.parse failed validating the
+    # words as the model's JSON, and a client checking message.refusal first never saw it.
+    declined: Any = {"x-sim-refusal": "I cannot help with that"}
+    ask: Any = {"model": model, "messages": user("a declined city"), "response_format": City}
+    choice = gpt.chat.completions.parse(**ask, extra_headers=declined).choices[0]
+    assert choice.finish_reason == "stop"
+    assert (choice.message.refusal, choice.message.content) == ("I cannot help with that", None)
+    assert choice.message.parsed is None
+    response = gpt.responses.parse(
+        model=model, input="a declined city", text_format=City, extra_headers=declined
+    )
+    assert response.status == "completed" and response.output_parsed is None
+    assert [item.type for item in response.output] == ["message"]
+    parts = [part.model_dump() for part in getattr(response.output[0], "content", [])]
+    assert parts == [{"type": "refusal", "refusal": "I cannot help with that"}]
+
+
 @pytest.mark.parametrize("model", CLAUDES)
 def test_a_strict_bound_claude_cannot_enforce_is_a_400_naming_it(
     gpt: openai.OpenAI, model: str

@@ -25,6 +25,7 @@ from tollway.dialects.http import (
     routing_headers,
     stream_events,
 )
+from tollway.wire.declined_output import as_declined_output
 from tollway.wire.openai_embeddings import (
     embedding_request_from_wire,
     embedding_response_to_wire,
@@ -109,7 +110,7 @@ class OpenAIDialect:
         if response.raw is not None and response.wire_format == WIRE_FORMAT:
             # From an OpenAI-format upstream, unchanged: sent as it came.
             return web.Response(body=response.raw, headers=routing_headers(ctx, _JSON))
-        return _json(response_to_wire(response), ctx)
+        return _json(response_to_wire(as_declined_output(response, ctx.chat)), ctx)
 
     async def embeddings(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/embeddings``."""

@@ -33,6 +33,7 @@ from tollway.dialects.http import (
     stream_events,
 )
 from tollway.dialects.openai import error_response, failure
+from tollway.wire.declined_output import as_declined_output
 from tollway.wire.responses_input import Origins
 from tollway.wire.responses_paths import client_param
 from tollway.wire.responses_relay import EventRelay
@@ -180,7 +181,7 @@ class ResponsesDialect:
                 # gave none (as metered: ``usage_estimated`` in the request log).
                 response.usage = ctx.usage
             return web.Response(
-                body=orjson.dumps(response_to_wire(response, echo)),
+                body=orjson.dumps(response_to_wire(as_declined_output(response, ctx.chat), echo)),
                 content_type=_JSON,
                 headers=routing_headers(ctx),
             )

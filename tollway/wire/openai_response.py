@@ -330,11 +330,14 @@ def _scored_to_wire(token: TokenLogprob) -> dict[str, Any]:
 
 
 def _content_to_wire(message: Message) -> str | None:
-    """The message's text as OpenAI writes it: an answer that only calls tools has none
-    (``null``), also when reasoning (Claude's thinking, Gemini's thoughts) came before."""
+    """The message's text as OpenAI writes it: an answer that only calls tools, or only
+    refuses, has none (``null``), also when reasoning (Claude's thinking, Gemini's thoughts)
+    came before."""
     if not isinstance(message.content, list):
         return message.content
-    if message.tool_calls and not any(isinstance(part, TextPart) for part in message.content):
+    if (message.tool_calls or message.extra.get("refusal")) and not any(
+        isinstance(part, TextPart) for part in message.content
+    ):
         return None
     return message.text()
 
