@@ -98,6 +98,10 @@ async def upstream(request: web.Request) -> web.StreamResponse:
     if fault == "500":
         error = {"type": "error", "error": {"type": "api_error", "message": "Internal error"}}
         return web.json_response(error, status=500)
+    if fault == "401 unless good key" and request.headers["authorization"] != "Bearer sk-good":
+        error = {"message": "Incorrect API key provided", "type": "invalid_request_error",
+                 "code": "invalid_api_key"}  # fmt: skip
+        return web.json_response({"error": error}, status=401)
     if fault == "context-400":  # this deployment's window is too small for the request
         return web.json_response({"error": CONTEXT_ERROR}, status=400)
     if fault == "claude-too-long":  # Anthropic's words for the same
@@ -385,6 +389,46 @@ async def test_a_failure_of_a_request_on_a_deployments_old_address_leaves_the_ne
         [row] = (await client.get("/admin/deployments")).json()["data"]
         assert row["circuit"] == "closed"  # the deployment at its new address
         assert _circuit_gauge((await client.get("/metrics")).text, "moved") == 0
+
+
+async def test_a_deployment_given_another_key_by_a_reload_is_not_kept_out_by_the_old_ones_circuit(
+    tmp_path: Path, upstream_url: str
+) -> None:
+    # The provider refused the deployment's key, and its circuit opened. The operator fixed
+    # the key and reloaded: the deployment stayed out of rotation for the whole cooldown (and
+    # a probe), its circuit the one the wrong key had opened, though nothing of it had been
+    # tried with the key it has now.
+    rekeyed = _deployment(upstream_url, "rekeyed", "401 unless good key", api_key="sk-wrong")
+    config: dict[str, Any] = {
+        "store": {"url": f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}"},
+        "server": {"reload_interval": None},
+        "routing": {"failure_threshold": 1, "cooldown": "60s"},
+        "models": [{"name": "rekeyed", "deployments": [
+            rekeyed, _deployment(upstream_url, "rekeyed-backup")]}],
+    }  # fmt: skip
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    async with (
+        gateway_in_process(config, config_path=path) as (url, _),
+        httpx.AsyncClient(base_url=url, headers=ADMIN, timeout=15) as client,
+    ):
+        body = {"model": "rekeyed", "messages": HI}
+        answer = await client.post("/v1/chat/completions", json=body)
+        assert answer.headers["x-tollway-deployment"] == "rekeyed-backup"
+        rows = {row["id"]: row for row in (await client.get("/admin/deployments")).json()["data"]}
+        assert rows["rekeyed"]["circuit"] == "open"
+        rekeyed["api_key"] = "sk-good"
+        path.write_text(yaml.safe_dump(config))
+        assert (await client.post("/admin/reload")).status_code == 200
+        rows = {row["id"]: row for row in (await client.get("/admin/deployments")).json()["data"]}
+        assert rows["rekeyed"]["circuit"] == "closed"
+        answer = await client.post("/v1/chat/completions", json=body)
+        assert answer.headers["x-tollway-deployment"] == "rekeyed"
+        # The same key again (an unrelated edit) keeps what was learned of it.
+        path.write_text(yaml.safe_dump({**config, "routing": {"failure_threshold": 2}}))
+        assert (await client.post("/admin/reload")).status_code == 200
+        rows = {row["id"]: row for row in (await client.get("/admin/deployments")).json()["data"]}
+        assert rows["rekeyed"]["requests"] == 1
 
 
 async def test_a_retry_waits_for_a_rest_another_request_started_meanwhile(
