@@ -51,6 +51,13 @@ CONTEXT_ERROR = {
     "param": "messages",
     "code": "context_length_exceeded",
 }
+CLAUDE_TOO_LONG = {
+    "type": "error",
+    "error": {
+        "type": "invalid_request_error",
+        "message": "prompt is too long: 208310 tokens > 200000 maximum",
+    },
+}
 
 GEMINI_OVERLOAD = {
     "error": {
@@ -91,6 +98,14 @@ async def upstream(request: web.Request) -> web.StreamResponse:
     if fault == "500":
         error = {"type": "error", "error": {"type": "api_error", "message": "Internal error"}}
         return web.json_response(error, status=500)
+    if fault == "401 unless good key" and request.headers["authorization"] != "Bearer sk-good":
+        error = {"message": "Incorrect API key provided", "type": "invalid_request_error",
+                 "code": "invalid_api_key"}  # fmt: skip
+        return web.json_response({"error": error}, status=401)
+    if fault == "context-400":  # this deployment's window is too small for the request
+        return web.json_response({"error": CONTEXT_ERROR}, status=400)
+    if fault == "claude-too-long":  # Anthropic's words for the same
+        return web.json_response(CLAUDE_TOO_LONG, status=400)
     if fault == "split-400":
         return await _in_pieces(request, 400, json.dumps({"error": CONTEXT_ERROR}).encode())
     if fault == "split-503":  # Gemini's overload, asking for a wait of 30 s in its body
@@ -155,6 +170,19 @@ async def served(
         "models": [
             {"name": "split-400", "deployments": [
                 _deployment(upstream_url, "split-400-a", "split-400")]},
+            {"name": "overflow", "deployments": [
+                _deployment(upstream_url, "overflow-small", "context-400"),
+                _deployment(upstream_url, "overflow-large")]},
+            {"name": "overflow-claude", "fallbacks": ["overflow-larger"], "deployments": [
+                _claude(upstream_url, "overflow-claude-a", "claude-too-long")]},
+            {"name": "overflow-larger", "deployments": [
+                _deployment(upstream_url, "overflow-larger-a")]},
+            {"name": "overflow-windows", "deployments": [
+                _deployment(upstream_url, "overflow-windows-100k", "context-400",
+                            context_window=100_000),
+                _deployment(upstream_url, "overflow-windows-also-100k", "context-400",
+                            context_window=100_000),
+                _deployment(upstream_url, "overflow-windows-200k", context_window=200_000)]},
             {"name": "split-503", "retries": 1, "deployments": [
                 {"provider": "gemini", "model": "gemini-2.5-flash", "api_base": upstream_url,
                  "api_key": "test-gemini-key", "id": "split-503-gemini",
@@ -207,6 +235,32 @@ async def test_an_error_body_that_comes_in_pieces_reaches_the_client_whole(
     assert caught.value.param == "messages"
     assert isinstance(caught.value.body, dict)
     assert caught.value.body["message"] == CONTEXT_ERROR["message"]
+
+
+async def test_a_context_length_error_fails_over_to_a_candidate_with_a_larger_window(
+    served: tuple[str, Gateway],
+) -> None:
+    # A provider's 400 for a request longer than its deployment's context window is no
+    # fault of the request another deployment (a larger model) would refuse too: it went to
+    # the client at once, while a candidate that could hold it was never tried.
+    url, _ = served
+    raw = await _gpt(url).chat.completions.with_raw_response.create(model="overflow", messages=HI)
+    assert raw.headers["x-tollway-deployment"] == "overflow-large"
+    assert raw.headers["x-tollway-attempts"] == "2"
+    small = (await _health(url))["overflow-small"]
+    assert small["consecutive_failures"] == 0 and small["circuit"] == "closed"
+    # Anthropic's words for it, and a fallback group.
+    answer = await _claude_sdk(url).messages.with_raw_response.create(
+        model="overflow-claude", max_tokens=16, messages=HI
+    )
+    assert answer.headers["x-tollway-deployment"] == "overflow-larger-a"
+    # A candidate whose window is no larger than the one that refused is not asked.
+    raw = await _gpt(url).chat.completions.with_raw_response.create(
+        model="overflow-windows", messages=HI
+    )
+    assert raw.headers["x-tollway-deployment"] == "overflow-windows-200k"
+    assert raw.headers["x-tollway-attempts"] == "2"
+    assert (await _health(url))["overflow-windows-also-100k"]["requests"] == 0
 
 
 async def test_a_wait_asked_for_in_an_error_body_that_comes_in_pieces_rests_the_deployment(
@@ -335,6 +389,46 @@ async def test_a_failure_of_a_request_on_a_deployments_old_address_leaves_the_ne
         [row] = (await client.get("/admin/deployments")).json()["data"]
         assert row["circuit"] == "closed"  # the deployment at its new address
         assert _circuit_gauge((await client.get("/metrics")).text, "moved") == 0
+
+
+async def test_a_deployment_given_another_key_by_a_reload_is_not_kept_out_by_the_old_ones_circuit(
+    tmp_path: Path, upstream_url: str
+) -> None:
+    # The provider refused the deployment's key, and its circuit opened. The operator fixed
+    # the key and reloaded: the deployment stayed out of rotation for the whole cooldown (and
+    # a probe), its circuit the one the wrong key had opened, though nothing of it had been
+    # tried with the key it has now.
+    rekeyed = _deployment(upstream_url, "rekeyed", "401 unless good key", api_key="sk-wrong")
+    config: dict[str, Any] = {
+        "store": {"url": f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}"},
+        "server": {"reload_interval": None},
+        "routing": {"failure_threshold": 1, "cooldown": "60s"},
+        "models": [{"name": "rekeyed", "deployments": [
+            rekeyed, _deployment(upstream_url, "rekeyed-backup")]}],
+    }  # fmt: skip
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    async with (
+        gateway_in_process(config, config_path=path) as (url, _),
+        httpx.AsyncClient(base_url=url, headers=ADMIN, timeout=15) as client,
+    ):
+        body = {"model": "rekeyed", "messages": HI}
+        answer = await client.post("/v1/chat/completions", json=body)
+        assert answer.headers["x-tollway-deployment"] == "rekeyed-backup"
+        rows = {row["id"]: row for row in (await client.get("/admin/deployments")).json()["data"]}
+        assert rows["rekeyed"]["circuit"] == "open"
+        rekeyed["api_key"] = "sk-good"
+        path.write_text(yaml.safe_dump(config))
+        assert (await client.post("/admin/reload")).status_code == 200
+        rows = {row["id"]: row for row in (await client.get("/admin/deployments")).json()["data"]}
+        assert rows["rekeyed"]["circuit"] == "closed"
+        answer = await client.post("/v1/chat/completions", json=body)
+        assert answer.headers["x-tollway-deployment"] == "rekeyed"
+        # The same key again (an unrelated edit) keeps what was learned of it.
+        path.write_text(yaml.safe_dump({**config, "routing": {"failure_threshold": 2}}))
+        assert (await client.post("/admin/reload")).status_code == 200
+        rows = {row["id"]: row for row in (await client.get("/admin/deployments")).json()["data"]}
+        assert rows["rekeyed"]["requests"] == 1
 
 
 async def test_a_retry_waits_for_a_rest_another_request_started_meanwhile(

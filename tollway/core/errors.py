@@ -351,6 +351,15 @@ class UpstreamStatusError(UpstreamError):
         status = self.upstream_status
         return status == 429 or (status in _OVERLOADS and self.retry_after is not None)
 
+    @property
+    def overflows_context(self) -> bool:
+        """Whether the provider refused the request as longer than the deployment's context
+        window: the request's fault on this deployment only, which one with a larger window
+        may still serve (the router fails over to it; the circuit is not blamed)."""
+        if self.upstream_status not in (400, 413):
+            return False
+        return self.code == "context_length_exceeded" or bool(_OVERFLOW.search(self.message))
+
 
 class UpstreamTimeout(UpstreamError):
     """The provider did not answer in time (``phase``: connect, first_byte or total)."""
@@ -412,6 +421,15 @@ _DEPENDENCY_FAILURES = frozenset({424})
 _DEPLOYMENT_FAULTS = frozenset({401, 402, 403, 404, 408, 409, 429, *_DEPENDENCY_FAILURES})
 
 _OVERLOADS = frozenset({503, 529})
+_OVERFLOW = re.compile(
+    # OpenAI, vLLM, Mistral ("maximum context length"); Anthropic and Claude on Bedrock
+    # ("prompt is too long", "input length and `max_tokens` exceed context limit"); Bedrock
+    # ("Input is too long for requested model", "too many input tokens"); Gemini ("The input
+    # token count (N) exceeds the maximum number of tokens allowed"); others ("context window").
+    r"context (?:length|window|limit)|prompt is too long|input is too long"
+    r"|too many input tokens|input token count.{0,40}exceeds",
+    re.IGNORECASE,
+)
 _OPENAI_CODES = {
     429: "rate_limit_exceeded",
     503: "server_is_overloaded",

@@ -507,10 +507,13 @@ class Pipeline:
         soonest: tuple[float, str] | None = None
         resting = None  # the best candidate set aside by its circuit
         cooling: list[DeploymentHealth] = []  # set aside because the provider asked to wait
+        outgrown: int | None = None  # the largest window a provider said the request overflows
         for index, (deployment, health) in enumerate(candidates):
             now = time.monotonic()
             if until is not None and _clock() >= until:
                 break  # before ``available``, which may claim a half-open circuit's probe
+            if outgrown is not None and (deployment.context_window or _UNKNOWN) <= outgrown:
+                continue  # no larger than one that could not hold it
             if not health.available(now):
                 if now < health.resting_until:
                     cooling.append(health)
@@ -529,7 +532,13 @@ class Pipeline:
                     ctx, deployment, health, once, retries, streaming, until, probe
                 )
             except GatewayError as exc:
-                if not exc.retryable:
+                if isinstance(exc, UpstreamStatusError) and exc.overflows_context:
+                    # Too long for this deployment's window, not for every candidate's: one
+                    # with a larger window (or one not known) may hold it.
+                    window = deployment.context_window
+                    if window is not None:
+                        outgrown = max(outgrown or 0, window)
+                elif not exc.retryable:
                     raise
                 last_error = exc
                 if exc.status == 429 or exc.anthropic_status == 529:
@@ -840,6 +849,10 @@ def _cut_short(error: GatewayError, until: float | None) -> bool:
     ``within`` cut end there, and the deployment's own limits end before it). A deployment's
     own limit (a connect or first-byte limit the deadline left as it was) is its failure."""
     return until is not None and isinstance(error, UpstreamTimeout) and _clock() >= until
+
+
+_UNKNOWN = 1 << 62
+"""A context window not known: larger than any known one."""
 
 
 def _clock() -> float:

@@ -15,16 +15,19 @@ weighted moving averages, each fed by its own kind of request; the error rate is
 over outcomes (1 = failure). Everything here is plain attribute arithmetic on the event
 loop: no locks, no awaits, nothing allocated per request.
 
-A record belongs to a deployment by its id and by where it points (provider, address,
-model): a deployment without an ``id`` of its own is named by its place in its group
-(``chat#0``), so after a reload that removes or inserts one, another deployment may carry
-the name, and must not inherit the circuit, rest and averages of the one that had it.
+A record belongs to a deployment by its id, by where it points (provider, address, model)
+and by the credentials config names for it (a circuit a refused key opened does not keep out
+the key a reload put in its place): a deployment without an ``id`` of its own is named by
+its place in its group (``chat#0``), so after a reload that removes or inserts one, another
+deployment may carry the name, and must not inherit the circuit, rest and averages of the
+one that had it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import hashlib
 import time
 from collections.abc import Callable, Iterable
 from typing import Literal
@@ -37,8 +40,9 @@ CircuitState = Literal["closed", "open", "half_open"]
 Waited = Literal["first_token", "answer"] | None
 """What a failed attempt had been waiting for when it failed: a stream's first content, a
 whole answer, or nothing (a stream that had begun)."""
-Target = tuple[str, str, str, str, str | None, str | None]
-"""A record's key: the deployment's id, provider, address, model, Azure deployment, region."""
+Target = tuple[str, str, str, str, str | None, str | None, str]
+"""A record's key: the deployment's id, provider, address, model, Azure deployment, region,
+and a fingerprint of the credentials config names for it."""
 _ERROR_ALPHA = 0.1  # weight of the newest outcome in the error-rate average
 
 
@@ -297,7 +301,7 @@ class HealthBook:
 
 def _target(deployment: Deployment | str) -> Target:
     if isinstance(deployment, str):
-        return (deployment, "", "", "", None, None)
+        return (deployment, "", "", "", None, None, "")
     return (
         deployment.id,
         deployment.provider,
@@ -305,7 +309,20 @@ def _target(deployment: Deployment | str) -> Target:
         deployment.model,
         deployment.azure_deployment,
         deployment.region,
+        _credentials(deployment),
     )
+
+
+def _credentials(deployment: Deployment) -> str:
+    """A fingerprint of the credential references config gives ``deployment`` (a literal key
+    is hashed, never kept here): another key may be another account, with its own quota and
+    permissions, so a circuit a refused key opened does not keep out the key that replaced it."""
+    refs = [deployment.api_key, deployment.google_service_account]
+    aws = deployment.aws_credentials
+    if aws is not None:
+        refs += [aws.access_key_id, aws.secret_access_key, aws.session_token]
+    said = "\0".join("" if ref is None else f"{ref.kind}:{ref.target}" for ref in refs)
+    return hashlib.sha256(f"{deployment.bearer_key}\0{said}".encode()).hexdigest()[:16]
 
 
 def _ewma(current: float | None, sample: float, alpha: float) -> float:
