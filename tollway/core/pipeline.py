@@ -50,6 +50,7 @@ from tollway.core.types import (
 from tollway.pricing.metering import (
     Metering,
     format_cost,
+    read_at_most,
     reasoning_chars,
     streamed_reasoning_chars,
 )
@@ -681,7 +682,7 @@ class Pipeline:
         attempt.spent_estimated = True
         known = ctx.input_tokens_estimate
         if known is not None:
-            attempt.spent = Usage(input_tokens=known)
+            attempt.spent = Usage(input_tokens=read_at_most(known, attempt.deployment))
             return
         count = asyncio.to_thread(self.metering.prompt_spent, ctx, attempt.deployment)
         attempt.counting = asyncio.ensure_future(count)

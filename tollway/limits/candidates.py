@@ -57,6 +57,10 @@ class Candidates:
     unpriced: bool = False
     """Some candidate has no price (``limits.unpriced: refuse`` then skips it under a budget,
     and refuses the request when ``priced`` is empty)."""
+    largest_window: int | None = None
+    """The largest context window among the candidates: the most input any of them can
+    read, and so be billed for (a request over a window is refused, and costs nothing);
+    ``None`` when some candidate's window is not known (nothing bounds the input)."""
 
 
 def candidates_of(table: RoutingTable) -> dict[str, Candidates]:
@@ -97,6 +101,8 @@ def group_candidates(
             speaks_responses.append(deployment if deployment.responses_api else None)
             priced.append(deployment)
     outputs = [d.max_output for d in deployments if d.max_output]
+    windows_known = [d.context_window for d in deployments if d.context_window]
+    every_window = len(windows_known) == len(deployments) and bool(windows_known)
     every_output = len(outputs) == len(deployments) and bool(outputs)
     return Candidates(
         counters=tuple(counters),
@@ -110,7 +116,17 @@ def group_candidates(
         tool_fees=any(price.tool_fees for price, _ in prices),
         fallbacks=tuple(fallbacks),
         unpriced=len(priced) < len(deployments),
+        largest_window=max(windows_known) if every_window else None,
     )
+
+
+def held_input(tokens: int, candidates: Candidates | None) -> int:
+    """The input tokens held for a request counted at ``tokens``: no more than the largest
+    context window of its candidates (``Candidates.largest_window``), where every one is
+    known. A count can be far above what any candidate reads: a PDF by URL counts as the
+    most pages its family takes (pricing/document_tokens.py), millions of tokens."""
+    window = None if candidates is None else candidates.largest_window
+    return tokens if window is None else min(tokens, window)
 
 
 def unpriced_warnings(table: RoutingTable) -> list[str]:
@@ -141,18 +157,19 @@ def reserved_inputs(
 ) -> list[int]:
     """The input reserved for each of the candidates' ways of counting: its count, plus
     ``estimate_margin`` (``limits.estimate_margin``) where the count is an estimate, not the
-    exact encoding."""
+    exact encoding; never more than ``held_input`` (the largest window)."""
     margin = 1.0 + estimate_margin
     counters = candidates.counters
     if len(counters) == 1:  # the usual group: every candidate counts as the first
-        return [estimate if counters[0].tokenizer is not None else math.ceil(estimate * margin)]
+        exact = counters[0].tokenizer is not None
+        return [held_input(estimate if exact else math.ceil(estimate * margin), candidates)]
     inputs = []
     for way, deployment in enumerate(counters):
         # The first way's count is the estimate; another costs one more count, with the
         # request's repeated texts remembered by the counter.
         tokens = estimate if way == 0 else count(ctx, deployment)
         exact = deployment.tokenizer is not None
-        inputs.append(tokens if exact else math.ceil(tokens * margin))
+        inputs.append(held_input(tokens if exact else math.ceil(tokens * margin), candidates))
     return inputs
 
 

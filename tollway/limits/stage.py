@@ -51,6 +51,7 @@ from tollway.limits.candidates import (
     chain_names,
     choices,
     group_candidates,
+    held_input,
     priced_inputs,
     worst_case_micros,
 )
@@ -125,7 +126,8 @@ class Admission(Stage):
             # 0 (a cache warm-up: nothing generated) is a limit like any other, not unset.
             max_output = config.default_max_output if chat.max_tokens is None else chat.max_tokens
         if not budgets:
-            tokens = estimate + max_output * choices(ctx)
+            held = held_input(estimate, self._candidates.get(ctx.model))
+            tokens = held + max_output * choices(ctx)
             return Claim(ctx.request_id, scopes, tokens, hold_s=config.hold)
         candidates = self._candidates_for(ctx)
         if chat is not None and chat.responses_route == _COMPACTION:
@@ -277,7 +279,8 @@ class Admission(Stage):
             reserve = worst_case_micros(prices, inputs, output, images, uses)
         account = service.account
         accounts = [BudgetClaim(account(b), b.limit_micros) for b in budgets]
-        return Claim(ctx.request_id, scopes, estimate + output, accounts, reserve, config.hold)
+        tokens = held_input(estimate, candidates) + output
+        return Claim(ctx.request_id, scopes, tokens, accounts, reserve, config.hold)
 
     # --- per-deployment limits ----------------------------------------------------------
 
@@ -291,6 +294,9 @@ class Admission(Stage):
         if spec is None:
             return None
         tokens = self._estimate(ctx)
+        window = deployment.context_window
+        if window is not None:  # all it can read: over it, refused, and nothing used
+            tokens = min(tokens, window)
         if ctx.chat is not None:
             most = ctx.chat.max_tokens
             most = self._service.config.default_max_output if most is None else most

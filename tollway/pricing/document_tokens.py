@@ -17,6 +17,12 @@ must never be overshot, so a PDF counts at no less than the provider will charge
 A PDF whose pages cannot be counted (by URL, by file id, or data that cannot be read surely)
 counts as the most pages the family accepts, and never as fewer than one page per
 ``PDF_BYTES_PER_PAGE`` of its size, where that is known.
+
+The context-window check needs the opposite bound (a request is refused, or a deployment
+skipped, only when it surely does not fit): such a PDF counts there at the least it can cost,
+``least_pdf_tokens``: one page, and that page without text, only its image at the least an
+image costs (Gemini: its fixed 258 tokens a page, under Gemini 3's least resolution too).
+Small against any context window: the provider, which fetches the file, has the last word.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from __future__ import annotations
 import math
 import re
 
-from tollway.pricing.image_tokens import image_tokens
+from tollway.pricing.image_tokens import image_tokens, least_image_tokens
 
 PDF_BYTES_PER_PAGE = 50_000
 """The size guess's page (a PDF of text); a PDF not counted is never below it."""
@@ -57,3 +63,10 @@ def pdf_tokens(provider: str, model: str, pages: int | None, size: int | None = 
         if size is not None:
             pages = max(pages, math.ceil(size / PDF_BYTES_PER_PAGE))
     return max(1, pages) * page_tokens(provider, model)
+
+
+def least_pdf_tokens(provider: str, model: str) -> int:
+    """The least one PDF whose pages are not counted can cost on ``model`` of ``provider``."""
+    if provider in ("gemini", "vertex_ai"):
+        return _GEMINI_PAGE
+    return least_image_tokens(provider, model, None)

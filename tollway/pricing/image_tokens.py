@@ -17,7 +17,9 @@ must never be overshot, so an image counts at no less than the provider will cha
   default ``media_resolution``, high).
 
 An image whose size is unknown (a URL, or data whose header cannot be read) counts as the
-most the family charges for one image at the detail asked for.
+most the family charges for one image at the detail asked for. The context-window check wants
+the opposite bound for an image by URL (``least_image_tokens``): the least one image costs
+there, a 1x1 image's (Gemini: 258, under Gemini 3's least resolution too).
 """
 
 from __future__ import annotations
@@ -77,6 +79,15 @@ def image_tokens(provider: str, model: str, data: str | None, detail: str | None
     if provider in ("gemini", "vertex_ai"):
         return _gemini(model, size)
     return _openai(model, size, detail)
+
+
+def least_image_tokens(provider: str, model: str, detail: str | None) -> int:
+    """The least one image of unknown size can cost on ``model`` of ``provider``."""
+    if provider in ("anthropic", "bedrock"):
+        return _claude(model, (1, 1))
+    if provider in ("gemini", "vertex_ai"):
+        return _GEMINI_IMAGE
+    return _openai(model, (1, 1), detail)
 
 
 def _scaled_within(width: int, height: int, box: int) -> tuple[float, float]:

@@ -100,7 +100,7 @@ class Metering:
         counted = ctx.input_tokens_estimate
         if counted is None:
             counted = self.input_tokens(ctx, deployment)
-        return Usage(input_tokens=counted)
+        return Usage(input_tokens=read_at_most(counted, deployment))
 
     def input_tokens(self, ctx: RequestContext, deployment: Deployment | None) -> int:
         """The request's input tokens as ``deployment`` would count them (locally); ``None``,
@@ -269,3 +269,11 @@ def format_cost(cost: float) -> str:
     if not cost:
         return "0"  # unpriced deployments, failed requests: no float formatting
     return f"{cost:.10f}".rstrip("0").rstrip(".") or "0"
+
+
+def read_at_most(tokens: int, deployment: Deployment) -> int:
+    """Of a prompt counted at ``tokens``, what ``deployment`` can have read: no more than its
+    context window (a count holds a PDF by URL at the most pages its family takes, millions
+    of tokens; a provider reads no more than its window, and refuses a larger prompt)."""
+    window = deployment.context_window
+    return tokens if window is None else min(tokens, window)

@@ -21,7 +21,13 @@ encrypted reasoning by its size). Anthropic's ``document`` blocks (kept as they 
 ``OpaquePart``) count by what they hold: title, context and text, or their content blocks; a
 PDF by its pages (``pdf_pages.py``) at the most a page costs there (``document_tokens.py``),
 or, where they cannot be counted (by URL, a Responses ``file_url`` too; by file id), as the
-most pages the family takes."""
+most pages the family takes.
+
+That is an upper bound, which budgets need (never overshot). The context-window check needs a
+lower one (refuse only what surely does not fit): ``chat(..., least=True)`` counts the parts
+the provider fetches or reads itself (``uncounted_parts``: a document or file by URL or file
+id, an Office file, an image by URL) at the least each can cost (``least_pdf_tokens``,
+``least_image_tokens``). The router asks for it only when such a part is there."""
 
 from __future__ import annotations
 
@@ -54,8 +60,8 @@ from tollway.core.types import (
     ReasoningPart,
     TextPart,
 )
-from tollway.pricing.document_tokens import pdf_tokens
-from tollway.pricing.image_tokens import image_tokens
+from tollway.pricing.document_tokens import least_pdf_tokens, pdf_tokens
+from tollway.pricing.image_tokens import image_tokens, least_image_tokens
 from tollway.pricing.pdf_pages import pdf_pages
 from tollway.wire.crossing import REPLAYS_REASONING
 
@@ -198,9 +204,17 @@ class TokenCounter:
         return _scaled(self._count(tokenizer or _encoding_for(provider, model), text), provider)
 
     def chat(
-        self, request: ChatRequest, provider: str, model: str, tokenizer: str | None = None
+        self,
+        request: ChatRequest,
+        provider: str,
+        model: str,
+        tokenizer: str | None = None,
+        *,
+        least: bool = False,
     ) -> int:
-        """Input tokens of a chat request: messages with their framing, tools, images."""
+        """Input tokens of a chat request: messages with their framing, tools, images. Parts
+        the provider fetches or reads itself (``uncounted_parts``) count at the most they can
+        cost, or with ``least`` at the least (the context-window check's bound)."""
         encoding = tokenizer or _encoding_for(provider, model)
         count = self._count
         # Earlier turns' reasoning reaches only the providers that take it back, signed
@@ -219,13 +233,16 @@ class TokenCounter:
                     if isinstance(part, TextPart):
                         tokens += count(encoding, part.text)
                     elif isinstance(part, ImagePart):
-                        tokens += image_tokens(provider, model, part.data, part.detail)
+                        if least and part.data is None:  # by URL: its size unknown
+                            tokens += least_image_tokens(provider, model, part.detail)
+                        else:
+                            tokens += image_tokens(provider, model, part.data, part.detail)
                     elif isinstance(part, DocumentPart):
-                        tokens += self._document_part(encoding, part, provider, model)
+                        tokens += self._document_part(encoding, part, provider, model, least)
                     elif isinstance(part, OpaquePart) and part.type == "document":
-                        tokens += self._document(encoding, part.data, provider, model)
+                        tokens += self._document(encoding, part.data, provider, model, least)
                     elif isinstance(part, OpaquePart) and part.type == "file":
-                        tokens += self._file(encoding, part.data, provider, model)
+                        tokens += self._file(encoding, part.data, provider, model, least)
                     elif isinstance(part, ReasoningPart) and replays and part.signed:
                         tokens += count(encoding, part.text)
                         if part.redacted:  # its decoded size, as characters of text
@@ -241,13 +258,16 @@ class TokenCounter:
             tokens += _TOKENS_PER_TOOL + count(encoding, orjson.dumps(definition).decode())
         return _scaled(tokens, provider)
 
-    def _pdf(self, provider: str, model: str, data: str | None, start: int = 0) -> int:
+    def _pdf(
+        self, provider: str, model: str, data: str | None, start: int = 0, least: bool = False
+    ) -> int:
         """A PDF: by its pages when ``data`` (base64 from ``start``) holds it, else the most
-        the family takes."""
-        if data is None:
-            return pdf_tokens(provider, model, None)
-        size = (len(data) - start) * 3 // 4
-        return pdf_tokens(provider, model, self._pages_of(data, start), size)
+        the family takes (with ``least``: the least one PDF costs)."""
+        pages = None if data is None else self._pages_of(data, start)
+        if pages is None and least:
+            return least_pdf_tokens(provider, model)
+        size = None if data is None else (len(data) - start) * 3 // 4
+        return pdf_tokens(provider, model, pages, size)
 
     def _pages_of(self, data: str, start: int = 0) -> int | None:
         """The pages of the base64 PDF in ``data`` from ``start`` (``pdf_pages``), kept for
@@ -267,7 +287,9 @@ class TokenCounter:
                     self._pages.popitem(last=False)
         return pages
 
-    def _document_part(self, encoding: str, part: DocumentPart, provider: str, model: str) -> int:
+    def _document_part(
+        self, encoding: str, part: DocumentPart, provider: str, model: str, least: bool
+    ) -> int:
         """A document: its name and context, then its text or a PDF's pages."""
         tokens = self._count(encoding, part.name) if part.name else 0
         context = part.extra.get("context")
@@ -276,10 +298,12 @@ class TokenCounter:
         if part.text is not None:
             return tokens + self._count(encoding, part.text)
         if part.url is not None:  # its pages unknown until the provider fetches it
-            return tokens + self._pdf(provider, model, None)
-        return tokens + self._pdf(provider, model, part.data or "")
+            return tokens + self._pdf(provider, model, None, least=least)
+        return tokens + self._pdf(provider, model, part.data or "", least=least)
 
-    def _document(self, encoding: str, block: dict[str, Any], provider: str, model: str) -> int:
+    def _document(
+        self, encoding: str, block: dict[str, Any], provider: str, model: str, least: bool
+    ) -> int:
         """An Anthropic ``document`` block: its title and context, then its source's text,
         its content blocks, or a PDF's pages (nothing for a shape Anthropic would refuse)."""
         count = self._count
@@ -308,27 +332,33 @@ class TokenCounter:
                         tokens += _block_image_tokens(item, provider, model)
         elif kind == "base64":
             data = source.get("data")
-            tokens += self._pdf(provider, model, data if isinstance(data, str) else "")
+            tokens += self._pdf(provider, model, data if isinstance(data, str) else "", least=least)
         elif kind in ("url", "file"):  # its pages unknown: the most the family takes
-            tokens += self._pdf(provider, model, None)
+            tokens += self._pdf(provider, model, None, least=least)
         return tokens
 
-    def _file(self, encoding: str, part: dict[str, Any], provider: str, model: str) -> int:
+    def _file(
+        self, encoding: str, part: dict[str, Any], provider: str, model: str, least: bool
+    ) -> int:
         """An OpenAI ``file`` part kept as sent: inline, a PDF's pages or a text file's
         (CSV, plain text...) tokens; any other file, or one by file id, unseen, as the most
         a PDF may cost."""
         file = part.get("file")
         data = file.get("file_data") if isinstance(file, dict) else None
         if not isinstance(data, str) or not data.startswith("data:") or ";base64," not in data:
-            return self._pdf(provider, model, None)
+            return self._pdf(provider, model, None, least=least)
         media_type, _, encoded = data[5:].partition(";base64,")
         if media_type == PDF:
-            return self._pdf(provider, model, data, len(data) - len(encoded))
+            return self._pdf(provider, model, data, len(data) - len(encoded), least)
         size = len(encoded) * 3 // 4
         if not media_type.startswith(_TEXT_TYPES):
             # A Word or Excel file's text, which the provider extracts, is not bounded by
             # its (compressed) size: counted as the largest document.
-            return pdf_tokens(provider, model, None, size)
+            return (
+                least_pdf_tokens(provider, model)
+                if least
+                else pdf_tokens(provider, model, None, size)
+            )
         if size > _COUNTED_FILE_BYTES:
             return size  # no token is shorter than a byte: a bound, without encoding it all
         try:
@@ -425,6 +455,46 @@ def inline_pdfs(request: ChatRequest | EmbeddingRequest) -> list[tuple[str, int]
 
 
 _PDF_DATA_URL = f"data:{PDF};base64,"
+
+
+def uncounted_parts(request: ChatRequest) -> bool:
+    """Whether ``request`` holds a part whose size the provider alone learns (it fetches or
+    reads it): an image by URL, a document by URL or file id, a file by id or URL, an inline
+    file other than a PDF or text. ``TokenCounter.chat`` counts these at the most they can
+    cost, or with ``least`` at the least; without such parts the two counts are one. (An
+    inline PDF whose pages cannot be read is not among them: its data must be read to know.)"""
+    for message in request.messages:
+        content = message.content
+        if isinstance(content, str) or not content:
+            continue
+        for part in content:
+            if isinstance(part, TextPart):
+                continue
+            if isinstance(part, ImagePart):
+                if part.data is None:
+                    return True
+            elif isinstance(part, DocumentPart):
+                if part.text is None and part.url is not None:
+                    return True
+            elif isinstance(part, OpaquePart) and isinstance(part.data, dict):
+                if part.type == "document":
+                    source = part.data.get("source")
+                    if isinstance(source, dict) and source.get("type") in ("url", "file"):
+                        return True
+                elif part.type == "file" and _file_uncounted(part.data):
+                    return True
+    return False
+
+
+def _file_uncounted(part: dict[str, Any]) -> bool:
+    """An OpenAI ``file`` part the count cannot read: by id, or inline but neither a PDF
+    nor text (``TokenCounter._file``)."""
+    file = part.get("file")
+    data = file.get("file_data") if isinstance(file, dict) else None
+    if not isinstance(data, str) or not data.startswith("data:") or ";base64," not in data:
+        return True
+    media_type = data[5:].partition(";base64,")[0]
+    return media_type != PDF and not media_type.startswith(_TEXT_TYPES)
 
 
 def _segments(text: str) -> Iterator[str]:

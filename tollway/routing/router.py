@@ -8,7 +8,10 @@ where admission says only priced ones may serve (``ctx.priced_only``), and, for 
 request that only OpenAI's Responses API can serve (a built-in tool, ``previous_response_id``:
 see ``ChatRequest.responses_only``), without the deployments that do not speak it. A Responses
 request with ``truncation: "auto"`` that no candidate's window holds loses its oldest turns
-until the largest holds it (``routing/truncation.py``). Whether a candidate is available right
+until the largest holds it (``routing/truncation.py``). The window check refuses or skips only
+what surely does not fit: a part the provider alone can size (a PDF by URL, an image by URL:
+``uncounted_parts``) counts there at the least it can cost, though admission reserves the most
+(pricing/tokens.py). Whether a candidate is available right
 now (circuit, 429 rest) is asked by the pipeline just before it tries one, so a half-open
 circuit's single probe is claimed only by a request that really sends it.
 """
@@ -25,7 +28,7 @@ from tollway.core.context import RequestContext
 from tollway.core.errors import InvalidRequest
 from tollway.core.types import ChatRequest, Deployment, Message, ResponsesOnly, TextPart
 from tollway.limits.refusals import unpriced_model
-from tollway.pricing.tokens import TokenCounter
+from tollway.pricing.tokens import TokenCounter, uncounted_parts
 from tollway.routing.health import DeploymentHealth, HealthBook
 from tollway.routing.strategies import STRATEGIES, Candidate
 from tollway.routing.table import ModelGroup, RoutingTable
@@ -163,49 +166,66 @@ class Router:
         smallest = min(c[0].context_window or _UNBOUNDED for c in candidates)
         if _surely_fits(ctx.chat, smallest):
             return candidates  # no tokenizing for the common short request
-        needed = self._input_tokens(ctx, candidates[0][0]) + (ctx.chat.max_tokens or 0)
+        first = candidates[0][0]
+        output = ctx.chat.max_tokens or 0
+        needed = self._input_tokens(ctx, first) + output
         fitting = _fitting(candidates, needed)
+        # The count holds parts the provider alone can size at the most they cost (what a
+        # budget reserves): a window refuses only what surely does not fit, the least.
+        least = (
+            len(fitting) < len(candidates)
+            and self._counter is not None
+            and uncounted_parts(ctx.chat)
+        )
+        if least:
+            needed = self._count(ctx.chat, first, least=True) + output
+            fitting = _fitting(candidates, needed)
         if fitting:
             return fitting
         largest = max(c[0].context_window or 0 for c in candidates)
         why = ""
         if ctx.chat.truncation == "auto":
-            if self._truncate(ctx, candidates[0][0], largest):
+            counted = self._truncate(ctx, first, largest, least)
+            if counted is not None:
                 # The largest window holds it now, as the same count says.
-                needed = ctx.input_tokens_estimate or 0
-                return _fitting(candidates, needed + (ctx.chat.max_tokens or 0))
+                return _fitting(candidates, counted + (ctx.chat.max_tokens or 0))
             why = (
                 ", and its instructions and latest turn alone do not fit either (truncation "
                 "'auto' drops only earlier turns)"
             )
+        about = "at least" if least else "about"
         raise InvalidRequest(
-            f"This request needs about {needed} tokens (input plus max_tokens), more than the "
+            f"This request needs {about} {needed} tokens (input plus max_tokens), more than the "
             f"largest context window of model '{ctx.model}' ({largest} tokens){why}. Shorten "
             "the messages or lower max_tokens.",
             code="context_length_exceeded",
             param="messages",
         )
 
-    def _truncate(self, ctx: RequestContext, first: Deployment, window: int) -> bool:
+    def _truncate(
+        self, ctx: RequestContext, first: Deployment, window: int, least: bool
+    ) -> int | None:
         """Drops the oldest turns of ``ctx.chat`` (``truncation: "auto"``) until it fits
-        ``window`` as ``first`` counts it (the count every candidate is checked with); ``False``,
-        and nothing dropped, when even the instructions and the latest turn do not fit."""
+        ``window`` as ``first`` counts it (the count every candidate is checked with: with
+        ``least``, parts the provider alone can size at their least); the input tokens it
+        now counts, or ``None``, and nothing dropped, when even the instructions and the
+        latest turn do not fit."""
         chat = ctx.chat
         assert chat is not None
         room = window - (chat.max_tokens or 0)
 
         def fits(messages: list[Message]) -> bool:
-            return self._count(replace(chat, messages=messages), first) <= room
+            return self._count(replace(chat, messages=messages), first, least=least) <= room
 
         truncated = oldest_dropped(chat.messages, fits)
         if truncated is None:
-            return False
+            return None
         chat.messages, kept = truncated
         before = chat.kept_messages
         chat.kept_messages = kept if before is None else [before[i] for i in kept]
         chat.wire_body = None  # the client's body holds the dropped turns
         ctx.input_tokens_estimate = self._count(chat, first)
-        return True
+        return self._count(chat, first, least=True) if least else ctx.input_tokens_estimate
 
     def _input_tokens(self, ctx: RequestContext, first: Deployment) -> int:
         """``ctx.input_tokens_estimate`` when counted already, else counted now (and kept)."""
@@ -214,12 +234,13 @@ class Router:
             ctx.input_tokens_estimate = self._count(ctx.chat, first)
         return ctx.input_tokens_estimate
 
-    def _count(self, request: ChatRequest, deployment: Deployment) -> int:
-        """The input tokens of ``request`` on ``deployment``: the counter's, else by characters."""
+    def _count(self, request: ChatRequest, deployment: Deployment, *, least: bool = False) -> int:
+        """The input tokens of ``request`` on ``deployment``: the counter's (``least``: parts
+        the provider alone can size at their least), else by characters."""
         if self._counter is None:
             return _character_estimate(request)
         return self._counter.chat(
-            request, deployment.provider, deployment.model, deployment.tokenizer
+            request, deployment.provider, deployment.model, deployment.tokenizer, least=least
         )
 
 

@@ -215,6 +215,48 @@ def test_a_mixed_group_reserves_the_worst_case_over_its_candidates(gpt_input_pri
     assert ctx.ticket.claim.reserve_micros == worst
 
 
+def _file_by_id() -> RequestContext:
+    """A request with a file by id: counted (for budgets) as the most pages it may hold."""
+    content = [{"type": "text", "text": "read it"}, {"type": "file", "file": {"file_id": "f"}}]
+    body = {"model": "chat", "max_tokens": 100, "messages": [{"role": "user", "content": content}]}
+    return RequestContext("req_1", "chat", "chat", {}, principal=KEY, chat=request_from_wire(body))
+
+
+PLENTY = {"budgets": [{"scope": "org", "id": "*", "period": "month", "limit_usd": 1000.0}]}
+HOUSE = {"provider": "openai", "model": "house-model", "api_base": "http://127.0.0.1:8000/v1",
+         "price": PRICE}  # fmt: skip
+
+
+def test_a_request_holds_no_more_input_than_its_candidates_largest_window() -> None:
+    windows = [{**HOUSE, "id": "small", "context_window": 100_000},
+               {**HOUSE, "id": "large", "context_window": 200_000}]  # fmt: skip
+    stage, _, _, _ = _stage({**PLENTY, "models": {"chat": {"tpm": 100_000_000}}}, windows)
+    ctx = _file_by_id()
+    assert stage.on_request(ctx) is None
+    assert ctx.ticket is not None and ctx.input_tokens_estimate is not None
+    assert ctx.input_tokens_estimate > 200_000  # the most a file may hold
+    # Over the largest window every provider refuses it, and bills nothing.
+    assert ctx.ticket.claim.reserve_micros == _micros(200_000, PRICE)
+    assert ctx.ticket.claim.tokens == 200_000 + 100
+    # Rate limits alone (no budget) hold no more either.
+    stage, _, _, _ = _stage({"models": {"chat": {"tpm": 100_000_000}}}, windows)
+    ctx = _file_by_id()
+    assert stage.on_request(ctx) is None
+    assert ctx.ticket is not None and ctx.ticket.claim.tokens == 200_000 + 100
+
+
+def test_a_candidate_of_unknown_window_leaves_the_input_held_uncapped() -> None:
+    deployments = [{**HOUSE, "id": "windowed", "context_window": 200_000},
+                   {**HOUSE, "id": "unknown"}]  # fmt: skip
+    stage, _, _, _ = _stage(PLENTY, deployments)
+    ctx = _file_by_id()
+    assert stage.on_request(ctx) is None
+    assert ctx.ticket is not None and ctx.input_tokens_estimate is not None
+    held = math.ceil(ctx.input_tokens_estimate * 1.25)  # the margin: an estimate
+    assert held > 200_000
+    assert ctx.ticket.claim.reserve_micros == _micros(held, PRICE)
+
+
 async def _wait(pending: Any) -> None:
     await pending
 

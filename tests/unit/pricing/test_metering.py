@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -49,3 +50,16 @@ def test_estimated_reasoning_never_passes_the_output_it_is_part_of() -> None:
     Metering(TokenCounter()).settle(ctx)
     assert ctx.usage is not None
     assert (ctx.usage.output_tokens, ctx.usage.reasoning_tokens) == (8, 8)
+
+
+def test_a_cut_call_is_charged_no_more_prompt_than_its_deployments_window() -> None:
+    # A file by id counts as the most pages it may hold: far over what a provider reads.
+    ctx = _context()
+    assert ctx.deployment is not None
+    ctx.input_tokens_estimate = 2_700_000
+    metering = Metering(TokenCounter())
+    assert metering.prompt_spent(ctx, ctx.deployment).input_tokens == 2_700_000  # no window
+    windowed = replace(ctx.deployment, context_window=128_000)
+    assert metering.prompt_spent(ctx, windowed).input_tokens == 128_000
+    ctx.input_tokens_estimate = 900
+    assert metering.prompt_spent(ctx, windowed).input_tokens == 900

@@ -11,7 +11,8 @@ import pytest
 from tests.support import pdf
 from tollway.config.schema import Settings
 from tollway.core.types import ChatRequest, Deployment
-from tollway.pricing.document_tokens import max_pages, page_tokens
+from tollway.pricing.document_tokens import least_pdf_tokens, max_pages, page_tokens
+from tollway.pricing.image_tokens import least_image_tokens
 from tollway.pricing.tokens import (
     LONG_REMEMBERED,
     REMEMBERED_CHARS,
@@ -19,6 +20,7 @@ from tollway.pricing.tokens import (
     TokenCounter,
     inline_pdfs,
     long_texts,
+    uncounted_parts,
 )
 from tollway.routing.table import build_routing_table
 from tollway.wire import anthropic_request
@@ -246,6 +248,33 @@ def test_a_pdf_whose_pages_are_unknown_counts_as_the_most_the_family_takes() -> 
         {"type": "url", "url": "https://example.com/t.pdf"}, "gemini", "gemini-2.5-pro"
     )
     assert on_gemini >= 1_000 * 258
+
+
+def test_what_the_provider_alone_can_size_counts_at_its_least_for_the_window_check() -> None:
+    caption = {"type": "text", "text": "read"}
+    url = {"type": "document", "source": {"type": "url", "url": "https://example.com/t.pdf"}}
+    uploaded = {"type": "document", "source": {"type": "file", "file_id": "file_011"}}
+    image = {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}
+    inline = {"type": "document", "source": _base64_pdf(pdf(3))}
+    for provider, model in (("anthropic", SONNET), ("gemini", "gemini-3-pro"), ("openai", "m")):
+        alone = COUNTER.chat(_anthropic_turn(caption), provider, model, least=True)
+        for block, least in (
+            (url, least_pdf_tokens(provider, model)),
+            (uploaded, least_pdf_tokens(provider, model)),
+            (image, least_image_tokens(provider, model, None)),
+        ):
+            request = _anthropic_turn(caption, block)
+            assert uncounted_parts(request)
+            most = COUNTER.chat(request, provider, model)
+            counted = COUNTER.chat(request, provider, model, least=True)
+            assert 0 < least <= counted - alone < most - alone
+            assert counted - alone <= least * 1.15 + 1  # the family factor
+        known = _anthropic_turn(caption, inline)
+        assert not uncounted_parts(known)  # nothing to split: one count
+        assert COUNTER.chat(known, provider, model, least=True) == COUNTER.chat(
+            known, provider, model
+        )
+    assert least_pdf_tokens("anthropic", SONNET) < page_tokens("anthropic", SONNET)
 
 
 def test_a_responses_file_url_counts_as_the_most_the_family_takes() -> None:

@@ -12,9 +12,11 @@ from tollway.config.schema import RoutingConfig
 from tollway.core.context import RequestContext
 from tollway.core.errors import InvalidRequest
 from tollway.core.types import ChatRequest, Message, ResponsesOnly
+from tollway.pricing.tokens import TokenCounter
 from tollway.routing.health import HealthBook
 from tollway.routing.router import Router
 from tollway.routing.table import build_routing_table
+from tollway.wire import anthropic_request
 
 _CLAUDE: dict[str, Any] = {"provider": "anthropic", "model": "claude-sonnet-4-5", "api_key": "k"}
 _NATIVE: dict[str, Any] = {"provider": "openai", "model": "gpt-4o", "api_key": "k"}
@@ -146,3 +148,40 @@ def test_a_window_deep_in_the_chain_is_checked() -> None:
     assert long.chat is not None
     long.chat.messages = [Message("user", "word " * 200)]
     assert _planned(router, long) == ["a", "b"]
+
+
+def _with_url_document(text: str) -> RequestContext:
+    """A Claude request of ``text`` and a PDF by URL (its pages unknown until fetched)."""
+    document = {"type": "document", "source": {"type": "url", "url": "https://example.com/t.pdf"}}
+    content = [document, {"type": "text", "text": text}]
+    body = {
+        "model": "claude",
+        "max_tokens": 100,
+        "messages": [{"role": "user", "content": content}],
+    }
+    chat = anthropic_request.request_from_wire(body)
+    return RequestContext("req-1", "messages", "claude", {}, chat=chat)
+
+
+def test_a_window_skips_or_refuses_a_url_document_only_when_it_surely_does_not_fit() -> None:
+    group = {
+        "name": "claude",
+        "deployments": [
+            {**_CLAUDE, "id": "small", "context_window": 8_000},
+            {**_CLAUDE, "id": "large", "context_window": 20_000},
+        ],
+        "strategy": "priority",
+    }
+    settings = validate_settings({"models": [group]}, source="test")
+    table = build_routing_table(settings, None)
+    router = Router(table, HealthBook(RoutingConfig()), seed=1, counter=TokenCounter())
+    text = " ".join(f"toll road {i} is open." for i in range(2_000))  # ~12k tokens
+    # At the most its PDF costs (600 pages) no window holds it; at the least, the large one.
+    ctx = _with_url_document(text)
+    assert _planned(router, ctx) == ["large"]
+    assert ctx.input_tokens_estimate is not None and ctx.input_tokens_estimate > 1_000_000
+    # Its text alone is over every window: refused, saying it needs at least that.
+    with pytest.raises(InvalidRequest) as caught:
+        router.plan(_with_url_document(text * 2), "chat")
+    assert caught.value.code == "context_length_exceeded"
+    assert "at least" in caught.value.message
