@@ -354,3 +354,28 @@ def test_adaptive_thinking_reaches_gemini_3_as_its_default_dynamic_thinking(
     assert [block.type for block in message.content] == ["thinking", "text"]
     sent = sent_upstream(simulator_url, marker)["generationConfig"]["thinkingConfig"]
     assert sent == {"includeThoughts": True}  # no budget: Gemini 3 picks its own level
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_thinking_display_omitted_asks_gemini_for_no_thoughts(
+    claude: anthropic.Anthropic, simulator_url: str, stream: bool
+) -> None:
+    """``display: "omitted"`` is Claude's thinking without its text, signed: Gemini is not
+    asked to show its thoughts, and its signature still comes back as a thinking block."""
+    marker = f"gemini omitted thinking {stream}"
+    request: Any = {
+        "model": "test-gemini",
+        "max_tokens": 4096,
+        "thinking": {**THINKING, "display": "omitted"},
+        "messages": user(marker),
+    }
+    if stream:
+        with claude.messages.stream(**request) as events:
+            message = events.get_final_message()
+    else:
+        message = claude.messages.create(**request)
+    sent = sent_upstream(simulator_url, marker)["generationConfig"]["thinkingConfig"]
+    assert sent == {"thinkingBudget": 2048}
+    thinking = [block for block in message.content if block.type == "thinking"]
+    assert thinking and all(block.thinking == "" for block in thinking)
+    assert all(block.signature.startswith("gemini:") for block in thinking)

@@ -160,3 +160,29 @@ def test_an_openai_format_deployment_gets_them_as_the_client_sent_them(
     turns = tool_turns(marker, IMAGE, FILE)
     gpt.chat.completions.create(model=model, messages=turns, tools=[SNAP])
     assert sent_upstream(simulator_url, marker)["messages"][-1] == turns[-1]
+
+
+@BOTH
+def test_a_tool_results_text_blocks_reach_gemini_apart(
+    claude: anthropic.Anthropic, simulator_url: str, model: str
+) -> None:
+    """Gemini takes a function's result as one string: a result of several text blocks (an
+    MCP tool's usual answer) is their texts one per line, not run together into one word."""
+    marker = f"two text blocks to {model}"
+    result: Any = {
+        "type": "tool_result",
+        "tool_use_id": "toolu_1",
+        "content": [{"type": "text", "text": marker}, {"type": "text", "text": '{"shots": 2}'}],
+    }
+    messages: Any = [
+        *user("take a picture"),
+        {
+            "role": "assistant",
+            "content": [{"type": "tool_use", "id": "toolu_1", "name": "snap", "input": {}}],
+        },
+        {"role": "user", "content": [result]},
+    ]
+    tool: Any = {"name": "snap", "input_schema": {"type": "object"}}
+    claude.messages.create(model=model, max_tokens=50, messages=messages, tools=[tool])
+    sent = function_response(simulator_url, marker)
+    assert sent["response"] == {"output": f'{marker}\n{{"shots": 2}}'}

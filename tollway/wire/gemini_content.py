@@ -392,7 +392,8 @@ def _result_content(
     ``fileData``, which only Vertex AI's ``FunctionResponsePart`` has (the Gemini API's holds
     inline data only, so there a URL is a 400 naming the part). A part's other fields (a
     client's hints) have no place in a ``FunctionResponsePart``, which takes nothing else;
-    a part of any other kind is a 400 naming it."""
+    a part of any other kind is a 400 naming it. Gemini takes the result as one string:
+    several text parts are one a line, not run together (``["a", "b"]`` is not ``"ab"``)."""
     texts: list[str] = []
     media: list[dict[str, Any]] = []
     for index, part in enumerate(content):
@@ -419,7 +420,7 @@ def _result_content(
                 "the model from a vertex_ai deployment, which takes image URLs there",
                 param=at,
             )
-    return "".join(texts), media
+    return "\n".join(texts), media
 
 
 def arguments_object(text: str, param: str) -> dict[str, Any]:

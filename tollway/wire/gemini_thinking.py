@@ -8,7 +8,8 @@ kind a deployment's model is, is read from its name (``thinks_in_levels``: ``gem
 ``gemini-3.1-...`` and later, with or without a ``models/`` path); any other name (Gemini 2.5,
 an alias such as ``gemini-flash-latest``) gets a budget, which every Gemini model takes.
 
-- An Anthropic client's ``thinking`` asks to see the thoughts (``includeThoughts``) and names
+- An Anthropic client's ``thinking`` asks to see the thoughts (``includeThoughts``; not with
+  ``display: "omitted"``, Claude's thinking shown only as its signature) and names
   a budget: ``enabled`` with ``budget_tokens`` N is ``thinkingBudget: N`` for every model (the
   client's own number, which Gemini 3 takes too; a level would round it); ``adaptive`` is
   Gemini's dynamic thinking, ``thinkingBudget: -1`` on a budget model and no level on a level
@@ -68,13 +69,12 @@ def thinking_config(request: ChatRequest, model: str) -> tuple[ChatRequest, dict
     if asks_for_thinking(request):
         thinking = request.thinking or {}
         kind, budget = thinking.get("type"), thinking.get("budget_tokens")
+        # ``display: "omitted"``: Claude's thinking without its text, only the signature.
+        shown = {} if thinking.get("display") == "omitted" else {"includeThoughts": True}
         if kind == "adaptive":
-            return request, {"includeThoughts": True} if levels else {
-                "thinkingBudget": -1,
-                "includeThoughts": True,
-            }
+            return request, (shown or None) if levels else {"thinkingBudget": -1, **shown}
         if kind == "enabled" and isinstance(budget, int) and not isinstance(budget, bool):
-            return request, {"thinkingBudget": budget, "includeThoughts": True}
+            return request, {"thinkingBudget": budget, **shown}
         raise InvalidRequest(
             f"'thinking' of type {kind!r} cannot be translated for {_TARGET}", param="thinking"
         )

@@ -44,10 +44,10 @@ def image(url: str) -> dict[str, Any]:
 
 
 def test_images_and_pdfs_are_parts_beside_the_texts_response() -> None:
-    parts = (text("a "), image(PNG_URL), text("cat"), PDF_FILE)
+    parts = (text("a"), image(PNG_URL), text("cat"), PDF_FILE)
     assert function_response(*parts) == {
         "name": "snap",
-        "response": {"output": "a cat"},
+        "response": {"output": "a\ncat"},  # two text parts, one a line: never "acat"
         "parts": [
             {"inlineData": {"mimeType": "image/png", "data": PNG}},
             {"inlineData": {"mimeType": "application/pdf", "data": PDF}},
