@@ -307,6 +307,13 @@ def asks_for_thinking(request: ChatRequest) -> bool:
     return thinking is not None and thinking.get("type", "disabled") != "disabled"
 
 
+def omits_thinking(request: ChatRequest) -> bool:
+    """Whether the client asked for thinking without its text (``display: "omitted"``: Claude's
+    thinking blocks then hold only a signature)."""
+    thinking = request.thinking
+    return asks_for_thinking(request) and (thinking or {}).get("display") == "omitted"
+
+
 def _displayed(thinking: JSON, summary: str | None) -> JSON:
     """``thinking`` asking for Claude's summarized thinking when a summary was asked for and
     thinking is on (Opus 4.7 and later omit the text unless asked)."""
