@@ -126,20 +126,6 @@ def test_an_unknown_output_effort_is_a_400_naming_it(claude: anthropic.Anthropic
     assert "output_config.effort" in caught.value.message
 
 
-def test_output_effort_on_a_family_without_one_is_a_400_naming_it(
-    claude: anthropic.Anthropic,
-) -> None:
-    # Mistral's chat models take no reasoning_effort beside effort's levels: its schema.
-    with pytest.raises(anthropic.BadRequestError) as caught:
-        claude.messages.create(
-            model="test-mistral",
-            max_tokens=256,
-            messages=user("effort on mistral"),
-            output_config={"effort": "low"},  # type: ignore[typeddict-item]
-        )
-    assert "output_config.effort" in caught.value.message
-
-
 # stop_sequences beyond a family's limit
 
 

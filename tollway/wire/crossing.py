@@ -282,6 +282,9 @@ def request_for(request: ChatRequest, target: str) -> ChatRequest:
             param=state,
         )
     for key, value in request.extra.items():
+        if key == "output_config" and isinstance(value, dict) and "effort" in value:
+            key = "output_config.effort"  # Claude's; a family with an equivalent took it out
+            value = value["effort"]
         if key not in droppable and not asks_nothing(value, key):
             raise InvalidRequest(
                 f"'{key}' cannot be translated for {_a(target)} deployment", param=key
