@@ -337,3 +337,18 @@ def test_tool_choice_none_after_tool_calls_gets_a_text_answer(
             {"text": "[result of call call_1]"},
             {"text": asked},
         ]
+
+
+@pytest.mark.parametrize("model", ["bedrock-nova", "bedrock-llama"])
+def test_output_effort_is_a_400_naming_it_for_models_other_than_claude(
+    claude: anthropic.Anthropic, model: str
+) -> None:
+    """Claude's ``output_config.effort`` has no equivalent among these models' fields."""
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        claude.messages.create(
+            model=model,
+            max_tokens=64,
+            messages=user(f"effort on {model}"),
+            output_config={"effort": "low"},  # type: ignore[typeddict-item]
+        )
+    assert "'output_config.effort'" in caught.value.message

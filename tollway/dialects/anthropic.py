@@ -34,7 +34,7 @@ from tollway.dialects.http import (
 )
 from tollway.dialects.route_miss import route_miss
 from tollway.wire.anthropic_paths import client_param
-from tollway.wire.anthropic_request import asks_for_thinking, request_from_wire
+from tollway.wire.anthropic_request import asks_for_thinking, omits_thinking, request_from_wire
 from tollway.wire.anthropic_response import WIRE_FORMAT, response_to_wire
 from tollway.wire.anthropic_stream import StreamWriter, event
 
@@ -178,7 +178,8 @@ class AnthropicDialect:
             # Anthropic's answers always state usage: the gateway's own count when the
             # upstream gave none (as metered: ``usage_estimated`` in the request log).
             response.usage = ctx.usage
-        return _json(response_to_wire(response, asks_for_thinking(ctx.chat)), ctx)
+        thinking, omitted = asks_for_thinking(ctx.chat), omits_thinking(ctx.chat)
+        return _json(response_to_wire(response, thinking, omitted=omitted), ctx)
 
     async def count_tokens(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/messages/count_tokens``: the provider's count, or a local estimate."""
@@ -245,7 +246,11 @@ class _Encoder(StreamWriter):
             # it (the counts of admission and routing are kept: a lookup when they counted).
             return metering.input_tokens(ctx, ctx.deployment)
 
-        super().__init__(thinking=asks_for_thinking(ctx.chat), input_estimate=input_estimate)
+        super().__init__(
+            thinking=asks_for_thinking(ctx.chat),
+            input_estimate=input_estimate,
+            omitted=omits_thinking(ctx.chat),
+        )
         self._ctx = ctx
 
     def finish(self, counted: Usage | None = None) -> bytes:

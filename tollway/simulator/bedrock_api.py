@@ -87,6 +87,8 @@ _STOP_REASON = {
 }
 _PADDING = "abcdefghijklmnopqrstuvwxyzABCDEFGH"
 _MEDIA_BLOCKS = ("image", "document", "video")
+_MOST_STOPS = 2500
+"""The most ``inferenceConfig.stopSequences`` Converse takes (more: its ValidationException)."""
 REDACTED_THINKING = base64.b64encode(b"tollway simulated redacted thinking").decode()
 """The ``redactedContent`` the simulator gives (the base64 text its JSON carries)."""
 _REDACTED = re.compile(r"\bredacted\b", re.IGNORECASE)
@@ -306,6 +308,12 @@ def read_prompt(body: dict[str, Any], target_tokens: int) -> tuple[Prompt, int]:
     prompt.reasoning = _thinking(body, max_tokens)
     _check_reasoning(messages, prompt.reasoning)
     stops = inference.get("stopSequences")
+    if isinstance(stops, list) and len(stops) > _MOST_STOPS:
+        raise InvalidRequest(
+            "1 validation error detected: Value at 'inferenceConfig.stopSequences' failed to "
+            f"satisfy constraint: Member must have length less than or equal to {_MOST_STOPS}",
+            "stopSequences",
+        )
     prompt.stop = [s for s in stops if isinstance(s, str)] if isinstance(stops, list) else []
     return prompt, input_tokens
 

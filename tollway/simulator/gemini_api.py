@@ -189,6 +189,10 @@ def _apply_tool_config(prompt: Prompt, config: Any) -> None:
         prompt.tools = [tool for tool in prompt.tools if tool.name in allowed]
 
 
+_MOST_STOPS = 5
+"""The most ``stopSequences`` Gemini takes (more: its 400)."""
+
+
 def _apply_generation(prompt: Prompt, config: Any) -> int:
     """Length, stops and JSON output from ``generationConfig``; returns the candidate count."""
     if config is None:
@@ -200,6 +204,12 @@ def _apply_generation(prompt: Prompt, config: Any) -> int:
         raise InvalidRequest("maxOutputTokens must be a positive integer", "maxOutputTokens")
     prompt.max_tokens = limit
     stops = config.get("stopSequences")
+    if isinstance(stops, list) and len(stops) > _MOST_STOPS:
+        raise InvalidRequest(
+            f"Invalid value at 'generation_config.stop_sequences': at most {_MOST_STOPS} stop "
+            f"sequences are allowed, got {len(stops)}",
+            "stopSequences",
+        )
     prompt.stop = [s for s in stops if isinstance(s, str)] if isinstance(stops, list) else []
     if config.get("responseMimeType") == "application/json":
         prompt.json_mode = True

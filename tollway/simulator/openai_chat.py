@@ -256,8 +256,19 @@ def read_prompt(body: dict[str, Any], call: Call) -> tuple[Prompt, int]:
     _apply_tool_choice(prompt, body.get("tool_choice"))
     _apply_response_format(prompt, body.get("response_format"))
     stop = body.get("stop")
+    if isinstance(stop, list) and len(stop) > MOST_STOPS:
+        raise InvalidRequest(
+            f"Invalid 'stop': array too long. Expected an array with maximum length {MOST_STOPS}, "
+            f"but got an array with length {len(stop)} instead.",
+            "stop",
+            "array_above_max_length",
+        )
     prompt.stop = [stop] if isinstance(stop, str) else [s for s in stop or () if isinstance(s, str)]
     return prompt, prompt_tokens
+
+
+MOST_STOPS = 4
+"""The most ``stop`` sequences Chat Completions takes (more: OpenAI's 400)."""
 
 
 class _AwaitedResults:

@@ -11,7 +11,8 @@ call of an earlier turn (``messages[3].tool_calls[0].function.name``) is its ``t
 (``messages[1].content[0].name``): the parse makes one canonical message of each assistant
 turn, a ``system`` message first when there is one, and of a user turn one ``tool`` message
 per ``tool_result`` block and a user message for the rest (none when there is no rest), so
-the canonical index says which turn it was.
+the canonical index says which turn it was. The stop sequences (``stop``) are its
+``stop_sequences``.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ def client_param(param: str, body: dict[str, Any]) -> str:
         if param.startswith(_SCHEMA):
             return f"{field}.schema{param[len(_SCHEMA) :]}"
         return field
+    if param == "stop" or param.startswith("stop["):
+        return "stop_sequences" + param[len("stop") :]
     tool = _TOOL.fullmatch(param)
     if tool is not None:
         return f"{tool[1]}.{tool[2]}"

@@ -76,6 +76,7 @@ from tollway.wire.anthropic_content import (
 from tollway.wire.claude_effort import DEFAULT_MAX_TOKENS, thinking_for_effort
 from tollway.wire.claude_schema import claude_schema
 from tollway.wire.crossing import request_for, without_empty_text
+from tollway.wire.effort import OUTPUT_EFFORT, OUTPUT_EFFORTS
 from tollway.wire.fields import json_object, number, optional, refuse_credential_fields, required
 from tollway.wire.responses_web_search import web_search_to_anthropic
 from tollway.wire.tool_names import ANTHROPIC, ANTHROPIC_PATTERN, check_history, check_names
@@ -307,6 +308,13 @@ def asks_for_thinking(request: ChatRequest) -> bool:
     return thinking is not None and thinking.get("type", "disabled") != "disabled"
 
 
+def omits_thinking(request: ChatRequest) -> bool:
+    """Whether the client asked for thinking without its text (``display: "omitted"``: Claude's
+    thinking blocks then hold only a signature)."""
+    thinking = request.thinking
+    return asks_for_thinking(request) and (thinking or {}).get("display") == "omitted"
+
+
 def _displayed(thinking: JSON, summary: str | None) -> JSON:
     """``thinking`` asking for Claude's summarized thinking when a summary was asked for and
     thinking is on (Opus 4.7 and later omit the text unless asked)."""
@@ -407,6 +415,14 @@ def _output_config_from_wire(body: dict[str, Any], extra: dict[str, Any]) -> Res
     not its best effort.
     """
     config = optional(body, "output_config", dict)
+    effort = None if config is None else config.get("effort")
+    if effort is not None and effort not in OUTPUT_EFFORTS:
+        # As Anthropic answers it, whichever family serves.
+        raise InvalidRequest(
+            f"'{OUTPUT_EFFORT}' must be one of {', '.join(map(repr, OUTPUT_EFFORTS))}, "
+            f"not {effort!r}",
+            param=OUTPUT_EFFORT,
+        )
     fmt = None if config is None else optional(config, "format", dict, "output_config.format")
     structured = fmt is not None and fmt.get("type") == "json_schema"
     if config is not None and not structured:

@@ -25,7 +25,7 @@ from tollway.core.errors import (
     UpstreamProtocolError,
     UpstreamStatusError,
 )
-from tollway.core.types import ChatResponse, Choice, FinishReason, Message, Usage
+from tollway.core.types import ChatResponse, Choice, FinishReason, Message, ReasoningPart, Usage
 from tollway.pricing.tools import anthropic_calls
 from tollway.wire.anthropic_content import assistant_blocks, assistant_from_wire
 from tollway.wire.anthropic_search import with_searches
@@ -239,13 +239,17 @@ def response_from_wire(raw: Any) -> ChatResponse:
     )
 
 
-def response_to_wire(response: ChatResponse, thinking: bool = False) -> dict[str, Any]:
+def response_to_wire(
+    response: ChatResponse, thinking: bool = False, *, omitted: bool = False
+) -> dict[str, Any]:
     """A Messages body for the client, from the first choice of ``response``.
 
     Reasoning another format's answer holds is a ``thinking`` block (``redacted_thinking``
     when encrypted) only for a client that asked for ``thinking``: Anthropic shows none
     otherwise. Reasoning no provider signed (an OpenAI-compatible server's) has an empty
-    ``signature``, and is not sent back to any provider when the client replays it."""
+    ``signature``, and is not sent back to any provider when the client replays it; with
+    ``omitted`` (the client's ``display: "omitted"``) its text is left out too, an empty
+    block as Claude's omitted thinking is (signed providers were asked to omit it)."""
     foreign = response.wire_format != WIRE_FORMAT
     given = response.choices[0].extra if response.choices else {}
     shared = anthropic_stop_reason_of(given, response.wire_format)  # before extras go
@@ -254,6 +258,8 @@ def response_to_wire(response: ChatResponse, thinking: bool = False) -> dict[str
     message = choice.message if choice is not None else Message(role="assistant", content=None)
     if foreign and not thinking:
         message = without_parts(message, lambda part: False)
+    elif foreign and omitted:
+        message = _unsigned_text_omitted(message)
     if choice is not None and choice.finish_reason == "length" and message.tool_calls:
         message = _cut_calls_closed(message)
     try:
@@ -281,6 +287,18 @@ def response_to_wire(response: ChatResponse, thinking: bool = False) -> dict[str
         "usage": usage_to_wire(response.usage or Usage()),
         **response.extra,
     }
+
+
+def _unsigned_text_omitted(message: Message) -> Message:
+    """``message`` with the text of its unsigned reasoning left out (the block kept)."""
+    content = message.content
+    if not isinstance(content, list):
+        return message
+    omitted = [
+        replace(part, text="") if isinstance(part, ReasoningPart) and part.signer is None else part
+        for part in content
+    ]
+    return replace(message, content=omitted)
 
 
 def _cut_calls_closed(message: Message) -> Message:

@@ -244,13 +244,20 @@ def event(name: str, payload: dict[str, Any]) -> bytes:
 class StreamWriter:
     """Turns canonical chunks from any upstream into Anthropic's event sequence;
     ``thinking``: the client asked for thinking, so another format's reasoning is shown;
+    ``omitted``: with its text left out (``display: "omitted"``: an OpenAI-compatible
+    server's reasoning is one empty, unsigned thinking block, as Claude omits its own);
     ``input_estimate``: the request's input tokens as the gateway counts them, asked only
     for another family's stream that has not said them by its first chunk."""
 
     def __init__(
-        self, thinking: bool = False, input_estimate: Callable[[], int] | None = None
+        self,
+        thinking: bool = False,
+        input_estimate: Callable[[], int] | None = None,
+        *,
+        omitted: bool = False,
     ) -> None:
         self._thinking = thinking
+        self._omitted = thinking and omitted
         self._input_estimate = input_estimate
         self._pinged = False
         """The ``ping`` Anthropic sends after the first ``content_block_start`` is sent."""
@@ -368,19 +375,28 @@ class StreamWriter:
         """An OpenAI-format delta's reasoning and refusal (in its extras), said as Anthropic
         says them."""
         reasoning = reasoning_of(extra, _OPENAI)
-        if reasoning is not None:
+        if reasoning is not None and self._omitted:
+            # Shown as Claude's omitted thinking: the block, without its text (and unsigned).
+            self._thinking_block(out)
+            self._keep_alive(out)
+        elif reasoning is not None:
             self._reasoning(ReasoningDelta(reasoning), out)
         refusal = refusal_of(extra, _OPENAI)
         if refusal is not None:
             self._refused = True
             self._text(refusal, out)
 
+    def _keep_alive(self, out: list[bytes]) -> None:
+        """A ``ping`` while reasoning the client is not shown goes on (at most one every
+        ``KEEPALIVE_SECONDS``)."""
+        now = time.monotonic()
+        if now - self._last_ping >= KEEPALIVE_SECONDS:
+            self._last_ping = now
+            out.append(_PING)
+
     def _reasoning(self, delta: ReasoningDelta, out: list[bytes]) -> None:
         if not self._thinking:
-            now = time.monotonic()
-            if now - self._last_ping >= KEEPALIVE_SECONDS:
-                self._last_ping = now
-                out.append(_PING)
+            self._keep_alive(out)
             return
         if delta.redacted is not None:
             block = {"type": "redacted_thinking", "data": delta.redacted}

@@ -39,6 +39,9 @@ The model is not in the body (it is the ``{modelId}`` of the URL), and a body is
   field, so it goes as it is in ``additionalModelRequestFields.thinking`` (an OpenAI client's
   ``reasoning_effort`` too, as ``claude_effort`` makes it one); reasoning in an
   assistant turn is a ``reasoningContent`` block, sent back only when signed.
+- An Anthropic client's ``output_config.effort`` is Claude's own
+  ``additionalModelRequestFields.output_config.effort``; other models have none (a 400 naming
+  it, ``crossing.request_for``).
 - ``parallel_tool_calls: false`` (Anthropic's ``disable_parallel_tool_use``) is Claude's own
   ``additionalModelRequestFields.tool_choice.disable_parallel_tool_use`` (``claude``: the
   provider knows the model); other models have no such switch, and their answers are cut to
@@ -86,7 +89,7 @@ from tollway.wire.bedrock_models import CLAUDE, UNKNOWN, BedrockFamily, fitted
 from tollway.wire.claude_effort import thinking_for_effort
 from tollway.wire.claude_schema import claude_schema
 from tollway.wire.crossing import request_for, without_parts
-from tollway.wire.effort import EFFORT
+from tollway.wire.effort import EFFORT, take_output_effort
 from tollway.wire.fields import json_object, number, optional, required
 from tollway.wire.tool_names import BEDROCK, check_history, check_names
 
@@ -160,11 +163,17 @@ def request_to_wire(
     loosable = request.wire_format != ANTHROPIC_FORMAT
     if (foreign or not family.claude_fields) and not asks_for_thinking(request):
         thinking = None
+    if family.claude_fields:  # Claude's own output_config.effort (others: request_for's 400)
+        request, output_effort = take_output_effort(request)
+    else:
+        output_effort = None
     request = request_for(request, WIRE_FORMAT)
     if request.n is not None and request.n > 1:
         raise InvalidRequest("'n' greater than 1 is not supported by Bedrock models", param="n")
     check_temperature(request)
     model_fields = _model_fields(request, family, thinking, betas, effort_asked)
+    if output_effort is not None:
+        model_fields["output_config"] = {"effort": output_effort}
     body: dict[str, Any] = dict(request.extra)
     fmt = request.response_format
     system = _system_to_wire(request.messages, fmt is not None and fmt.type == "json_object")

@@ -21,6 +21,10 @@ that came from another format passes it through here first:
   cannot continue one, and so is an image in a tool result;
 - an OpenAI client's own ``stream_options`` (vLLM's ``continuous_usage_stats``) are a 400
   naming them in a stream unless they ask for nothing;
+- more stop sequences than the target's API takes (``MOST_STOP_SEQUENCES``: Chat Completions'
+  4, Gemini's 5, Converse's 2500) are a 400 naming ``stop`` (an Anthropic client's
+  ``stop_sequences``: ``anthropic_paths``) before any call, not cut short: the answer would
+  go on past a sequence the client asked it to stop at;
 - ``top_k`` (Anthropic's, canonical) is a 400 for a family that has no such setting
   (``TAKES_TOP_K``: Chat Completions has none);
 - Anthropic's ``max_tokens: 0`` (warm the prompt cache, generate nothing) is a 400 for other
@@ -120,6 +124,12 @@ another format cannot honour."""
 TAKES_TOP_K = frozenset({"anthropic", "bedrock", "gemini"})
 """Formats whose codecs write ``ChatRequest.top_k`` (Gemini's ``topK``, Claude's ``top_k`` on
 Bedrock); for the others it is a 400 naming it."""
+MOST_STOP_SEQUENCES: Mapping[str, int] = MappingProxyType(
+    {"openai": 4, "gemini": 5, "bedrock": 2500}
+)
+"""Per format, the most stop sequences its API takes: Chat Completions' ``stop`` (OpenAI's
+API; Mistral's the same), Gemini's ``generationConfig.stopSequences``, Converse's
+``inferenceConfig.stopSequences`` (a model may take fewer, and says so in its own 400)."""
 GIVES_CACHE_HINTS = frozenset({"anthropic", "openai"})
 """Formats whose clients mark where a prompt may be cached with Anthropic's ``cache_control``:
 Anthropic's own, and OpenAI-format clients that use Anthropic's (LangChain, LiteLLM and
@@ -272,6 +282,9 @@ def request_for(request: ChatRequest, target: str) -> ChatRequest:
             param=state,
         )
     for key, value in request.extra.items():
+        if key == "output_config" and isinstance(value, dict) and "effort" in value:
+            key = "output_config.effort"  # Claude's; a family with an equivalent took it out
+            value = value["effort"]
         if key not in droppable and not asks_nothing(value, key):
             raise InvalidRequest(
                 f"'{key}' cannot be translated for {_a(target)} deployment", param=key
@@ -283,6 +296,13 @@ def request_for(request: ChatRequest, target: str) -> ChatRequest:
             raise InvalidRequest(
                 f"'{param}' cannot be translated for {_a(target)} deployment", param=param
             )
+    most = MOST_STOP_SEQUENCES.get(target)
+    if request.stop and most is not None and len(request.stop) > most:
+        raise InvalidRequest(
+            f"'stop' holds {len(request.stop)} sequences, and {_a(target)} deployment takes at "
+            f"most {most}: send {most} or fewer",
+            param="stop",
+        )
     if request.top_k is not None and target not in TAKES_TOP_K:
         raise InvalidRequest(
             f"'top_k' cannot be translated for {_a(target)} deployment", param="top_k"

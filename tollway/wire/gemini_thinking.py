@@ -24,6 +24,10 @@ an alias such as ``gemini-flash-latest``) gets a budget, which every Gemini mode
   512 for a name that does not say, which every 2.5 model takes) and ``none`` 0, but on a Pro
   model, which cannot stop thinking (0 is its 400), its smallest budget. Other levels are a
   400 naming the field.
+- An Anthropic client's ``output_config.effort`` is the OpenAI level of its name (``xhigh``
+  and ``max``: ``high``, Gemini's most), as above, without thoughts shown unless ``thinking``
+  asks for them; beside ``adaptive`` thinking it says how much, beside ``enabled`` thinking
+  the client's ``budget_tokens`` does.
 - A Responses client's ``reasoning.summary`` (``ChatRequest.reasoning_summary``) asks to see a
   summary of the reasoning, which Gemini's thought summaries are: ``includeThoughts: true``,
   beside the effort's level or budget, or alone (the model thinks as it does by default).
@@ -39,7 +43,7 @@ from typing import Any
 from tollway.core.errors import InvalidRequest
 from tollway.core.types import ChatRequest
 from tollway.wire.anthropic_request import asks_for_thinking
-from tollway.wire.effort import EFFORT_BUDGETS, take_effort
+from tollway.wire.effort import EFFORT_BUDGETS, take_effort, take_output_effort
 
 _GENERATION = re.compile(r"(?:^|/)gemini-(\d+)(?:[.-]|$)")
 _FIRST_LEVEL_GENERATION = 3
@@ -53,6 +57,11 @@ _PRO_BUDGETS = MappingProxyType({**EFFORT_BUDGETS, "none": _PRO_FLOOR, "minimal"
 _FLASH_BUDGETS = MappingProxyType({**EFFORT_BUDGETS, "minimal": _FLASH_FLOOR})
 _ANY_BUDGETS = MappingProxyType({**EFFORT_BUDGETS, "minimal": _ANY_FLOOR})
 _TARGET = "a gemini deployment"
+_OUTPUT_LEVELS = MappingProxyType(
+    {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
+)
+"""The OpenAI level per Anthropic ``output_config.effort`` (``xhigh`` and ``max``: Gemini's
+most, ``high``)."""
 
 
 def thinks_in_levels(model: str) -> bool:
@@ -66,18 +75,24 @@ def thinking_config(request: ChatRequest, model: str) -> tuple[ChatRequest, dict
     """The ``thinkingConfig`` for a client's ``thinking`` or ``reasoning_effort`` (see above)
     on ``model``, and the request without the effort (which ``request_for`` would refuse)."""
     levels = thinks_in_levels(model)
+    request, effort = take_output_effort(request)
+    asked = None if effort is None else _OUTPUT_LEVELS[effort]
     if asks_for_thinking(request):
         thinking = request.thinking or {}
         kind, budget = thinking.get("type"), thinking.get("budget_tokens")
         # ``display: "omitted"``: Claude's thinking without its text, only the signature.
         shown = {} if thinking.get("display") == "omitted" else {"includeThoughts": True}
+        if kind == "adaptive" and asked is not None:  # the effort says how much
+            return request, {**_effort_config(model, levels, asked), **shown}
         if kind == "adaptive":
             return request, (shown or None) if levels else {"thinkingBudget": -1, **shown}
         if kind == "enabled" and isinstance(budget, int) and not isinstance(budget, bool):
-            return request, {"thinkingBudget": budget, **shown}
+            return request, {"thinkingBudget": budget, **shown}  # the budget says how much
         raise InvalidRequest(
             f"'thinking' of type {kind!r} cannot be translated for {_TARGET}", param="thinking"
         )
+    if asked is not None:
+        return request, _effort_config(model, levels, asked)
     config: dict[str, Any] = {}
     if levels:
         named = _PRO_LEVELS if _is_pro(model) else EFFORT_LEVELS
@@ -91,6 +106,13 @@ def thinking_config(request: ChatRequest, model: str) -> tuple[ChatRequest, dict
     if request.reasoning_summary is not None and config.get("thinkingBudget") != 0:
         config["includeThoughts"] = True
     return plain, config or None
+
+
+def _effort_config(model: str, levels: bool, effort: str) -> dict[str, Any]:
+    """The ``thinkingConfig`` for an OpenAI ``reasoning_effort`` level on ``model``."""
+    if levels:
+        return {"thinkingLevel": (_PRO_LEVELS if _is_pro(model) else EFFORT_LEVELS)[effort]}
+    return {"thinkingBudget": _effort_budgets(model)[effort]}
 
 
 def _is_pro(model: str) -> bool:

@@ -24,6 +24,7 @@ from tollway.core.types import (
     ToolChoice,
 )
 from tollway.wire.crossing import asks_nothing, is_foreign, request_for
+from tollway.wire.effort import REASONING_EFFORTS, take_output_effort
 from tollway.wire.fields import (
     check_bounds,
     json_object,
@@ -232,6 +233,7 @@ def request_to_wire(
     ``max_tokens``), else ``max_tokens``, which every compatible server knows.
     """
     foreign = is_foreign(request.wire_format, WIRE_FORMAT)  # read before request_for drops it
+    request, effort = take_output_effort(request)
     request = request_for(request, WIRE_FORMAT)
     if request.responses_body is not None:
         _check_tool_results(request.messages)
@@ -281,6 +283,8 @@ def request_to_wire(
         body["tool_choice"] = _tool_choice_to_wire(request.tool_choice)
     if request.response_format is not None:
         body["response_format"] = _response_format_to_wire(request.response_format, foreign)
+    if effort is not None:  # an Anthropic client's output_config.effort
+        body["reasoning_effort"] = REASONING_EFFORTS[effort]
     return body
 
 
