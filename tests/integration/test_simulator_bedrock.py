@@ -242,6 +242,51 @@ async def test_schemas_bedrock_refuses_are_validation_errors(
     assert error["Code"] == "ValidationException" and fragment in error["Message"]
 
 
+def _document(name: str, document_format: str = "pdf") -> dict[str, Any]:
+    return {"document": {"format": document_format, "name": name, "source": {"bytes": b"%PDF"}}}
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        ([_document("report.pdf")], "The document file name can only contain alphanumeric"),
+        ([_document("two  spaces")], "more than one consecutive whitespace character"),
+        ([_document("a" * 201)], "length between 1 and 200"),
+        ([_document("notes", "rtf")], "enum value set: [pdf, csv, doc, docx"),
+        ([_document("same"), _document("same")], "can't contain duplicate document names"),
+        (
+            [{"image": {"format": "bmp", "source": {"bytes": b"BM"}}}],
+            "enum value set: [png, jpeg, gif, webp]",
+        ),
+    ],
+)
+async def test_images_and_documents_bedrock_refuses_are_validation_errors(
+    sim: Simulator, content: list[Any], fragment: str
+) -> None:
+    messages = [{"role": "user", "content": [*content, {"text": "read it"}]}]
+    with pytest.raises(ClientError) as caught:
+        await call(client(sim).converse, modelId=MODEL, messages=messages)
+    error = caught.value.response["Error"]
+    assert error["Code"] == "ValidationException" and fragment in error["Message"]
+    # Names Converse takes, underscores too (which its reference leaves out), pass.
+    named = [_document("Q3 report (final) [v2]"), _document("q3_report-v2", "txt")]
+    ok = [{"role": "user", "content": [*named, {"text": "read them"}]}]
+    answer = await call(client(sim).converse, modelId=MODEL, messages=ok)
+    assert answer["stopReason"] == "end_turn"
+
+
+async def test_a_system_block_other_than_text_is_a_validation_error(sim: Simulator) -> None:
+    # (botocore refuses to send it; a gateway speaking HTTP could.)
+    document = {"document": {"format": "txt", "name": "rules", "source": {"bytes": "cnVsZXM="}}}
+    body = {"messages": user("x"), "system": [{"text": "be brief"}, document]}
+    url = f"{sim.url}/model/{MODEL}/converse"
+    async with aiohttp.ClientSession() as session:
+        headers = {"Authorization": "Bearer bk-1"}
+        async with session.post(url, json=body, headers=headers) as response:
+            assert response.status == 400
+            assert "not document" in (await response.json())["message"]
+
+
 async def test_faults_are_bedrock_exceptions(sim: Simulator) -> None:
     throttled = client(sim, headers={"x-sim-fault": "status:429"})
     with pytest.raises(ClientError) as caught:

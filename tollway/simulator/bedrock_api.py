@@ -8,7 +8,9 @@ only; text blocks have none) / ``contentBlockDelta``s / ``contentBlockStop``, th
 (``x-sim-events`` reorders or leaves out the last two).
 Requests are validated as Bedrock does the common mistakes: a first turn that is not the
 user's, turns that do not alternate, blank text, tool blocks without ``toolConfig``, tool
-calls and results that do not pair up (``bedrock_tool_pairs``), a tool whose
+calls and results that do not pair up (``bedrock_tool_pairs``), images and documents Bedrock
+refuses, two documents of one name among them, a system block other than text
+(``bedrock_media``), a tool whose
 ``inputSchema.json`` does not say ``"type": "object"``, a structured output schema with an
 object that does not say ``"additionalProperties": false``.
 
@@ -59,6 +61,7 @@ from aiohttp import web
 
 from tollway.simulator import eventstream
 from tollway.simulator.bedrock_citations import block_deltas, cited_blocks
+from tollway.simulator.bedrock_media import check_media, check_system
 from tollway.simulator.bedrock_tool_pairs import check_tool_pairs
 from tollway.simulator.content import (
     IMAGE_TOKENS,
@@ -265,6 +268,8 @@ def _output_schema(body: dict[str, Any]) -> dict[str, Any] | None:
 def read_prompt(body: dict[str, Any], target_tokens: int) -> tuple[Prompt, int]:
     """Pull the generator's inputs and the input token count out of a Converse request."""
     messages = _check_turns(body.get("messages"))
+    check_media(messages)
+    check_system(body.get("system"))
     input_tokens = _system_tokens(body.get("system"))
     last_user, tool_result, uses_tools = "", None, False
     for index, message in enumerate(messages):

@@ -6,7 +6,8 @@ A Converse block is a union: an object with one key naming its kind (``text``, `
 base64 text its JSON carries) is a ``ReasoningPart``; reasoning no provider signed is not sent
 back (Claude would refuse it). Kinds the gateway does not model are kept as ``OpaquePart``
 named by that key. A document (a PDF, or plain text as a ``txt`` file) is a ``document`` block
-whose ``name`` Converse requires and restricts (``_document_name``); with citations on (an
+whose ``name`` Converse requires and restricts (``_document_name``), no two of a request
+alike (``named_apart``); with citations on (an
 Anthropic client's document ``citations``, which ``crossing`` keeps) it says
 ``citations: {"enabled": true}``, and the answer's ``citationsContent`` blocks are text parts
 with their ``citations`` (``bedrock_citations``). Images travel as base64 ``bytes`` with a
@@ -254,12 +255,44 @@ def _document_to_wire(part: DocumentPart) -> dict[str, Any]:
 def _document_name(name: str | None, data: str) -> str:
     """A document's name as Converse takes it (required; letters, digits, single spaces,
     hyphens, parentheses and square brackets: ``report.pdf`` is ``report pdf``); an unnamed
-    one is named by a hash of its data, so two documents do not share a name."""
+    one is named by a hash of its data, so documents of other data do not share a name (one
+    sent twice does: ``named_apart``)."""
     if name is not None:
         kept = " ".join(_NOT_NAME_CHARACTERS.sub(" ", name).split())[:_LONGEST_NAME]
         if kept:
             return kept
     return "document-" + hashlib.sha256(data.encode()).hexdigest()[:8]
+
+
+def named_apart(turns: list[dict[str, Any]]) -> None:
+    """Each document of ``turns`` (a tool result's too) given a name no other has, in place:
+    Converse refuses a request whose messages hold two documents of one name ("Messages can't
+    contain duplicate document names"), and clients name theirs freely (two versions of
+    ``report.pdf``, ``a.pdf`` and ``a pdf``, the same PDF sent again in a later turn). The
+    first keeps its name, the next is ``report pdf (2)``, and so on; names are compared
+    regardless of case, which costs nothing where Bedrock would tell them apart."""
+    taken: set[str] = set()
+    for holder in _document_holders(turns):
+        name = str(holder["document"]["name"])
+        number = 1
+        while name.casefold() in taken:
+            number += 1
+            suffix = f" ({number})"
+            name = holder["document"]["name"][: _LONGEST_NAME - len(suffix)] + suffix
+        if number > 1:
+            holder["document"] = {**holder["document"], "name": name}
+        taken.add(name.casefold())
+
+
+def _document_holders(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The blocks of ``turns`` holding a ``document``, in order, tool results' own too."""
+    holders = []
+    for turn in turns:
+        for block in turn["content"]:
+            result = block.get("toolResult")
+            inner = result.get("content", ()) if isinstance(result, dict) else (block,)
+            holders += [item for item in inner if isinstance(item.get("document"), dict)]
+    return holders
 
 
 def tool_result_to_wire(message: Message, param: str) -> dict[str, Any]:

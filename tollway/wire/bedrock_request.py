@@ -60,6 +60,7 @@ import orjson
 from tollway.core.errors import InvalidRequest
 from tollway.core.types import (
     ChatRequest,
+    DocumentPart,
     ImagePart,
     Message,
     ResponseFormat,
@@ -79,6 +80,7 @@ from tollway.wire.bedrock_content import (
     cache_point,
     content_blocks,
     kind_of,
+    named_apart,
     part_from_wire,
     tool_blocks_as_text,
     tool_result_to_wire,
@@ -188,6 +190,8 @@ def request_to_wire(
         turns = [{**turn, "content": tool_blocks_as_text(turn["content"])} for turn in turns]
     else:  # the calls go as toolUse blocks, whose names Converse checks as a tool's
         check_history(request.messages, BEDROCK)
+    if foreign:  # (a Converse client's documents are named as it named them)
+        named_apart(turns)
     body["messages"] = turns
     _merge(body, "inferenceConfig", _inference_to_wire(request))
     _merge(body, "toolConfig", tool_config)
@@ -350,7 +354,11 @@ def _system_to_wire(messages: list[Message], json_object: bool) -> list[dict[str
         if message.role not in ("system", "developer"):
             continue
         content = message.content
-        if isinstance(content, list) and any(isinstance(p, ImagePart) for p in content):
+        # Converse's system blocks are text (a Converse client's guard content and cache
+        # points are its own, kept as sent): no image, no document.
+        if isinstance(content, list) and any(
+            isinstance(p, (ImagePart, DocumentPart)) for p in content
+        ):
             raise InvalidRequest(
                 "system messages can only hold text for Bedrock models",
                 param=f"messages[{index}].content",
