@@ -90,6 +90,9 @@ async def upstream(request: web.Request) -> web.StreamResponse:
         prompt = body["messages"][-1]["content"]
         if prompt == "busy":
             return web.json_response(RATE_LIMITED, status=429, headers={"retry-after": "30"})
+        if prompt == "fail":
+            error = {"message": "The server had an error", "type": "server_error", "code": None}
+            return web.json_response({"error": error}, status=500)
         if prompt == "slow 500" and prompt not in SEEN:
             SEEN.add(prompt)  # once: a retry of it is answered
             await asyncio.sleep(0.5)
@@ -120,6 +123,14 @@ async def upstream(request: web.Request) -> web.StreamResponse:
                 break
             await asyncio.sleep(0.1)
         return response
+    if fault.startswith("429 retry-after-ms "):  # OpenAI's finer wait, alone
+        wait = fault.removeprefix("429 retry-after-ms ")
+        return web.json_response(RATE_LIMITED, status=429, headers={"retry-after-ms": wait})
+    if fault.startswith("503 retry-after "):  # an overload that says how long, in seconds
+        error = {"message": "The server is overloaded", "type": "server_error",
+                 "code": "server_is_overloaded"}  # fmt: skip
+        wait = fault.removeprefix("503 retry-after ")
+        return web.json_response({"error": error}, status=503, headers={"retry-after": wait})
     if fault.startswith("429 retry-after "):  # a rate limit asking for an unreadable wait
         wait = fault.removeprefix("429 retry-after ")
         return web.json_response(RATE_LIMITED, status=429, headers={"retry-after": wait})
@@ -200,6 +211,27 @@ async def served(
             {"name": "retried", "retries": 1, "deployments": [
                 _deployment(upstream_url, "retried-a", "by-prompt"),
                 _deployment(upstream_url, "retried-backup")]},
+            {"name": "spread", "strategy": "least-busy", "deployments": [
+                _deployment(upstream_url, f"spread-{letter}") for letter in "abc"]},
+            {"name": "overflow-open", "deployments": [
+                _deployment(upstream_url, "overflow-open-small", "context-400",
+                            context_window=100_000),
+                _deployment(upstream_url, "overflow-open-large", "by-prompt",
+                            context_window=200_000)]},
+            {"name": "overflow-open-same", "deployments": [
+                _deployment(upstream_url, "overflow-open-same-b", "by-prompt",
+                            context_window=100_000),
+                _deployment(upstream_url, "overflow-open-same-a", "context-400",
+                            context_window=100_000)]},
+            {"name": "wait-ms", "deployments": [
+                _deployment(upstream_url, "wait-ms-a", "429 retry-after-ms 1500")]},
+            {"name": "wait-ms-claude", "deployments": [
+                _deployment(upstream_url, "wait-ms-claude-a", "429 retry-after-ms 1500")]},
+            {"name": "wait-overload", "deployments": [
+                _deployment(upstream_url, "wait-overload-a", "503 retry-after 3")]},
+            {"name": "wait-soonest", "deployments": [
+                _deployment(upstream_url, "wait-soonest-a", "429 retry-after 3"),
+                _deployment(upstream_url, "wait-soonest-b", "429 retry-after-ms 1500")]},
             *({"name": f"only-wait-{name}", "deployments": [
                 _deployment(upstream_url, f"only-wait-{name}-a", f"429 retry-after {wait}")]}
               for name, wait in UNREADABLE_WAITS.items()),
@@ -453,3 +485,78 @@ async def test_a_retry_waits_for_a_rest_another_request_started_meanwhile(
     raw = await slow
     assert raw.headers["x-tollway-deployment"] == "retried-backup"  # not the resting one
     assert raw.headers["x-tollway-attempts"] == "2"
+
+
+async def test_least_busy_spreads_sequential_requests_over_idle_deployments(
+    served: tuple[str, Gateway],
+) -> None:
+    # With no request in flight every deployment ties, and ties went to config order: light
+    # sequential traffic all reached the first deployment.
+    url, _ = served
+    gpt = _gpt(url)
+    served_by: dict[str, int] = {}
+    for _ in range(90):
+        raw = await gpt.chat.completions.with_raw_response.create(model="spread", messages=HI)
+        deployment = raw.headers["x-tollway-deployment"]
+        served_by[deployment] = served_by.get(deployment, 0) + 1
+    assert sorted(served_by) == ["spread-a", "spread-b", "spread-c"]
+    assert all(count >= 15 for count in served_by.values()), served_by
+
+
+async def test_a_context_length_error_tries_a_larger_deployment_whose_circuit_is_open_last(
+    served: tuple[str, Gateway],
+) -> None:
+    # The only deployment that could hold the request had its circuit open: the client got
+    # the smaller one's 400 and the larger one was never tried, though a group whose every
+    # candidate is set aside by its circuit tries the best of them as a last resort.
+    url, _ = served
+    gpt = _gpt(url)
+    fail = [{"role": "user", "content": "fail"}]
+    for _ in range(3):  # the larger one fails three times in a row: its circuit opens
+        with pytest.raises(openai.InternalServerError):
+            await gpt.chat.completions.create(model="overflow-open", messages=fail)
+    assert (await _health(url))["overflow-open-large"]["circuit"] == "open"
+    raw = await gpt.chat.completions.with_raw_response.create(model="overflow-open", messages=HI)
+    assert raw.headers["x-tollway-deployment"] == "overflow-open-large"
+    # One no larger than the window that refused is not a last resort: the client gets the 400.
+    for _ in range(3):
+        with pytest.raises(openai.BadRequestError):
+            await gpt.chat.completions.create(model="overflow-open-same", messages=fail)
+    assert (await _health(url))["overflow-open-same-b"]["circuit"] == "open"
+    CALLS.clear()
+    with pytest.raises(openai.BadRequestError) as caught:
+        await gpt.chat.completions.create(model="overflow-open-same", messages=HI)
+    assert caught.value.code == "context_length_exceeded"
+    assert CALLS == [("/v1/chat/completions", "context-400")]
+
+
+async def test_a_wait_known_to_the_millisecond_reaches_both_sdks_as_retry_after_ms(
+    served: tuple[str, Gateway],
+) -> None:
+    # An upstream's retry-after-ms: 1500 reached the client only as retry-after: 2, though
+    # both SDKs read retry-after-ms first (and would have waited 1.5 s, not 2).
+    url, _ = served
+    with pytest.raises(openai.RateLimitError) as limited:
+        await _gpt(url).chat.completions.create(model="wait-ms", messages=HI)
+    headers = limited.value.response.headers
+    assert headers["retry-after"] == "2" and headers["retry-after-ms"] == "1500"
+    # Every candidate resting: the wait left, to the millisecond.
+    with pytest.raises(openai.RateLimitError) as resting:
+        await _gpt(url).chat.completions.create(model="wait-ms", messages=HI)
+    headers = resting.value.response.headers
+    assert headers["retry-after"] in ("1", "2") and 0 < int(headers["retry-after-ms"]) <= 1500
+    with pytest.raises(anthropic.RateLimitError) as claude:
+        await _claude_sdk(url).messages.create(model="wait-ms-claude", max_tokens=5, messages=HI)
+    headers = claude.value.response.headers
+    assert headers["retry-after"] == "2" and headers["retry-after-ms"] == "1500"
+    # A wait in whole seconds is known to the millisecond too; an overload says it as well.
+    with pytest.raises(openai.InternalServerError) as overloaded:
+        await _gpt(url).chat.completions.create(model="wait-overload", messages=HI)
+    assert overloaded.value.status_code == 503
+    headers = overloaded.value.response.headers
+    assert headers["retry-after"] == "3" and headers["retry-after-ms"] == "3000"
+    # Every candidate busy: the soonest wait, to the millisecond, not rounded before comparing.
+    with pytest.raises(openai.RateLimitError) as soonest:
+        await _gpt(url).chat.completions.create(model="wait-soonest", messages=HI)
+    headers = soonest.value.response.headers
+    assert headers["retry-after"] == "2" and headers["retry-after-ms"] == "1500"

@@ -311,7 +311,7 @@ class UpstreamStatusError(UpstreamError):
         own_type: bool = False,
         details: Mapping[str, Any] | None = None,
     ) -> None:
-        headers = {"retry-after": _whole_seconds(retry_after)} if retry_after else None
+        headers = wait_headers(retry_after) if retry_after else None
         refusal = _CREDENTIAL_REFUSALS.get(upstream_status)
         if refusal is not None:
             # The provider refused the gateway's own key for this deployment: the client's key
@@ -472,16 +472,23 @@ _ANTHROPIC_TYPES = {
 }
 
 
-def _whole_seconds(retry_after: str) -> str:
-    """``retry_after`` as a client reads it: delta-seconds are whole (RFC 9110), so a
-    fraction (from a ``retry-after-ms``) is rounded up; an HTTP date is left as it is."""
+def wait_headers(retry_after: str) -> dict[str, str]:
+    """The headers that tell a client to wait ``retry_after`` (delta-seconds or an HTTP
+    date): ``retry-after`` in whole seconds (RFC 9110), a fraction rounded up, an HTTP date
+    as it is; and, for delta-seconds, ``retry-after-ms``, which the ``openai`` and
+    ``anthropic`` SDKs read first (a wait of 1.5 s is 1,500 ms there, not 2 s)."""
     try:
         seconds = float(retry_after)
     except ValueError:
-        return retry_after
+        return {"retry-after": retry_after}
     if seconds.is_integer() and "." not in retry_after:
-        return retry_after
-    return str(max(0, math.ceil(seconds)))
+        whole = retry_after
+    else:
+        whole = str(max(0, math.ceil(seconds)))
+    millis = seconds * 1000
+    if not math.isfinite(millis):  # a wait too long to say in milliseconds
+        return {"retry-after": whole}
+    return {"retry-after": whole, "retry-after-ms": str(max(0, math.ceil(millis)))}
 
 
 def without_address(text: str, api_base: str) -> str:

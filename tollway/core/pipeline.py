@@ -36,6 +36,7 @@ from tollway.core.errors import (
     UpstreamProtocolError,
     UpstreamStatusError,
     UpstreamTimeout,
+    wait_headers,
 )
 from tollway.core.types import (
     ChatChunk,
@@ -60,6 +61,7 @@ from tollway.providers.base import TokenCounter as ProviderTokenCounter
 from tollway.providers.deadlines import OPENING
 from tollway.routing.health import DeploymentHealth, Waited, retry_after_seconds
 from tollway.routing.router import Router
+from tollway.routing.strategies import Candidate
 from tollway.routing.table import RoutingTable, within
 from tollway.wire.crossing import ANSWER_FIELDS_STREAM
 from tollway.wire.stream_head import HELD_AT_MOST, opens_only
@@ -506,7 +508,7 @@ class Pipeline:
         until = None if deadline is None else _clock() + deadline
         last_error: GatewayError | None = None
         soonest: tuple[float, str] | None = None
-        resting = None  # the best candidate set aside by its circuit
+        resting: list[Candidate] | None = None  # set aside by their circuit, best first
         cooling: list[DeploymentHealth] = []  # set aside because the provider asked to wait
         outgrown: int | None = None  # the largest window a provider said the request overflows
         for index, (deployment, health) in enumerate(candidates):
@@ -519,7 +521,8 @@ class Pipeline:
                 if now < health.resting_until:
                     cooling.append(health)
                 else:
-                    resting = resting or (deployment, health)
+                    resting = resting or []
+                    resting.append((deployment, health))
                 continue
             if deployment.hurried and not any(
                 h.could_answer(now) for _, h in candidates[index + 1 :]
@@ -543,14 +546,16 @@ class Pipeline:
                     raise
                 last_error = exc
                 if exc.status == 429 or exc.anthropic_status == 529:
-                    soonest = _sooner(soonest, exc.headers.get("retry-after"))
+                    soonest = _sooner(soonest, _asked_wait(exc))
         if until is not None and _clock() >= until:
             assert deadline is not None
             raise _overdue(ctx, deadline, last_error)
-        if last_error is None and resting is not None:
-            # Every candidate is set aside, some only by its circuit: try the best of those
-            # rather than none (one that asked to wait is not called before its time).
-            deployment, health = resting
+        last_resort = _last_resort(resting, last_error, outgrown)
+        if last_resort is not None:
+            # Every candidate that could serve is set aside, some only by its circuit: try the
+            # best of those rather than none (one that asked to wait is not called before its
+            # time).
+            deployment, health = last_resort
             if deployment.hurried:
                 deployment = self.router.table.unhurried(deployment)
             return await self._try(ctx, deployment, health, once, 0, streaming, until)
@@ -562,9 +567,10 @@ class Pipeline:
             # Every candidate is busy: the client may come back when the first of them may
             # serve again, not when the last one tried asked.
             for health in cooling:
-                soonest = _sooner(soonest, _wait_header(health.resting_until - time.monotonic()))
+                soonest = _sooner(soonest, _wait_value(health.resting_until - time.monotonic()))
             assert soonest is not None
-            last_error.headers = {**last_error.headers, "retry-after": soonest[1]}
+            headers = {k: v for k, v in last_error.headers.items() if not k.startswith("retry-")}
+            last_error.headers = {**headers, **wait_headers(soonest[1])}
         raise last_error
 
     async def _try(
@@ -693,12 +699,12 @@ class Pipeline:
         """Count a large request's long texts in a worker thread, with the encodings of every
         deployment that could serve it, before anything counts them on the event loop
         (routing, admission, metering then find the counts kept: pricing/tokens.py). Unless
-        ``always``, only where something will count them: a stage (admission) or the context
-        windows of the model's group."""
+        ``always``, only where something will count them: a stage (admission), the context
+        windows of the model's group, or a ``cost`` group's long-context tier."""
         request = ctx.chat if ctx.chat is not None else ctx.embedding
         if request is None:
             return
-        if not (always or self._counts_input or self.router.windowed(ctx.model)):
+        if not (always or self._counts_input or self.router.counts_input(ctx.model)):
             return  # metering counts only an answer without usage: not worth it ahead
         texts, pdfs = long_texts(request), inline_pdfs(request)
         if (
@@ -881,9 +887,41 @@ def _retriable(health: DeploymentHealth) -> bool:
     return health.state == "closed" and time.monotonic() >= health.resting_until
 
 
+def _last_resort(
+    resting: list[Candidate] | None, failure: GatewayError | None, outgrown: int | None
+) -> Candidate | None:
+    """The candidate to try though its circuit set it aside: the best of ``resting`` when
+    none was tried, or when those tried only found the request too long for their windows
+    (``outgrown``, the largest), the best whose window is larger (or not known)."""
+    if not resting:
+        return None
+    if failure is None:
+        return resting[0]
+    if not (isinstance(failure, UpstreamStatusError) and failure.overflows_context):
+        return None
+    for deployment, health in resting:
+        if outgrown is None or (deployment.context_window or _UNKNOWN) > outgrown:
+            return deployment, health
+    return None
+
+
 def _wait_header(seconds: float) -> str:
     """A ``retry-after`` value for a wait of ``seconds``: whole seconds, rounded up."""
     return str(max(1, math.ceil(seconds)))
+
+
+def _wait_value(seconds: float) -> str:
+    """A wait of ``seconds`` as delta-seconds to the millisecond, at least one (the client's
+    headers round it: ``wait_headers``)."""
+    return f"{max(0.001, math.ceil(seconds * 1000) / 1000):.3f}".rstrip("0").rstrip(".")
+
+
+def _asked_wait(error: GatewayError) -> str | None:
+    """The wait ``error`` asks for, as precisely as known: a provider's own (to the
+    millisecond, where it said so), else the client's ``retry-after``."""
+    if isinstance(error, UpstreamStatusError) and error.retry_after:
+        return error.retry_after
+    return error.headers.get("retry-after")
 
 
 def _cooling_down(model: str, cooling: Sequence[DeploymentHealth]) -> UpstreamStatusError:
@@ -891,13 +929,13 @@ def _cooling_down(model: str, cooling: Sequence[DeploymentHealth]) -> UpstreamSt
     (a 429, an overload with ``retry-after``): none is called before its time, and the client
     is told when the first may serve again, in the words of the soonest one's status."""
     first = min(cooling, key=lambda health: health.resting_until)
-    wait = _wait_header(first.resting_until - time.monotonic())
+    left = first.resting_until - time.monotonic()
     what = "rate limited" if first.rest_status == 429 else "overloaded"
     return UpstreamStatusError(
         first.rest_status,
         f"Every deployment of model '{model}' is {what} and asked the gateway to wait; "
-        f"none is called before its time. Retry after {wait}s.",
-        retry_after=wait,
+        f"none is called before its time. Retry after {_wait_header(left)}s.",
+        retry_after=_wait_value(left),
     )
 
 

@@ -636,6 +636,14 @@ class Price:
         """One number to rank by: input and output weighted alike."""
         return self.input + self.output
 
+    def blended_at(self, input_tokens: int) -> float:
+        """``blended`` for a request of ``input_tokens``: the rates of the highest tier it is
+        above (a long-context tier bills the whole request at its rates), else the base's."""
+        for tier in reversed(self.tiers):
+            if input_tokens > tier.above_input_tokens:
+                return tier.input + tier.output
+        return self.input + self.output
+
 
 @dataclass(frozen=True, slots=True)
 class Deployment:

@@ -17,7 +17,7 @@ from aiohttp import hdrs, web
 from tollway.config.schema import CorsConfig
 
 _EXPOSED_PREFIXES = ("x-tollway-", "x-ratelimit-")
-_EXPOSED_NAMES = frozenset({"x-request-id", "retry-after"})
+_EXPOSED_NAMES = frozenset({"x-request-id", "retry-after", "retry-after-ms"})
 _NO_CORS_PREFIXES = ("/metrics", "/health/")
 
 

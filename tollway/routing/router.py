@@ -11,7 +11,9 @@ request with ``truncation: "auto"`` that no candidate's window holds loses its o
 until the largest holds it (``routing/truncation.py``). The window check refuses or skips only
 what surely does not fit: a part the provider alone can size (a PDF by URL, an image by URL:
 ``uncounted_parts``) counts there at the least it can cost, though admission reserves the most
-(pricing/tokens.py). Whether a candidate is available right
+(pricing/tokens.py). A ``cost`` group with a long-context tier ranks a request that may be
+above a tier's threshold by the rates it will pay (its input counted only then:
+``strategies.cost_at``). Whether a candidate is available right
 now (circuit, 429 rest) is asked by the pipeline just before it tries one, so a half-open
 circuit's single probe is claimed only by a request that really sends it.
 """
@@ -30,7 +32,7 @@ from tollway.core.types import ChatRequest, Deployment, Message, ResponsesOnly, 
 from tollway.limits.refusals import unpriced_model
 from tollway.pricing.tokens import TokenCounter, uncounted_parts
 from tollway.routing.health import DeploymentHealth, HealthBook
-from tollway.routing.strategies import STRATEGIES, Candidate
+from tollway.routing.strategies import STRATEGIES, Candidate, cost_at
 from tollway.routing.table import ModelGroup, RoutingTable
 from tollway.routing.truncation import oldest_dropped
 
@@ -92,6 +94,27 @@ class Router:
             for group in table.groups
             if group.name in self._windowed and not group.fallbacks
         }
+        # ``cost`` groups with a long-context tier: the lowest threshold of their tiers (a
+        # request surely below it ranks by the base prices, without counting its input).
+        self._tiered = {
+            group.name: min(
+                tier.above_input_tokens
+                for d in group.deployments
+                if d.price is not None
+                for tier in d.price.tiers
+            )
+            for group in table.groups
+            if group.strategy == "cost"
+            and any(d.price is not None and d.price.tiers for d in group.deployments)
+        }
+        # Groups whose routing may count the input: a context window, or a tier to rank by.
+        self._counting = self._windowed | {
+            group.name
+            for group in table.groups
+            if any(
+                member.name in self._tiered for member in (group, *table.fallback_chain(group.name))
+            )
+        }
         # Groups whose order never changes (``priority``, no latency threshold): their
         # candidates as one tuple, made once.
         self._fixed: dict[str, tuple[Candidate, ...]] = {
@@ -111,9 +134,10 @@ class Router:
                 fixed = self._fixed.get(group.name)
                 if fixed is not None:
                     return fixed, group.retries, group.deadline
-                return self._ordered(group, _streams(ctx)), group.retries, group.deadline
+                ordered = self._ordered(group, _streams(ctx), ctx, group)
+                return ordered, group.retries, group.deadline
         streaming = _streams(ctx)
-        candidates = self._ordered(group, streaming)
+        candidates = self._ordered(group, streaming, ctx, group)
         principal = ctx.principal
         may_use = None
         if principal is not None and principal.allowed_models is not None:
@@ -121,7 +145,8 @@ class Router:
         chain = self.table.fallback_chain(group.name, may_use)
         seen = {deployment.id for deployment, _ in candidates}
         for fallback in chain:
-            more = [c for c in self._ordered(fallback, streaming) if c[0].id not in seen]
+            ordered = self._ordered(fallback, streaming, ctx, group)
+            more = [c for c in ordered if c[0].id not in seen]
             seen.update(deployment.id for deployment, _ in more)
             candidates += more
         if priced_only:
@@ -132,9 +157,19 @@ class Router:
             candidates = self._that_fit(ctx, candidates)
         return candidates, group.retries, group.deadline
 
-    def _ordered(self, group: ModelGroup, streaming: bool) -> list[Candidate]:
+    def _ordered(
+        self, group: ModelGroup, streaming: bool, ctx: RequestContext, requested: ModelGroup
+    ) -> list[Candidate]:
+        """``group``'s candidates in its strategy's order, for a request for ``requested``."""
         records = self._records[group.name]
-        ordered = STRATEGIES[group.strategy](records, self._rng, self._explore, streaming)
+        floor = self._tiered.get(group.name)
+        chat = ctx.chat
+        if floor is not None and chat is not None and not _surely_within(chat, floor):
+            # It may pay a long-context tier's rates: rank by what it will pay. Counted as
+            # the requested group's first deployment counts it (admission's count, kept).
+            ordered = cost_at(records, self._input_tokens(ctx, requested.deployments[0]))
+        else:
+            ordered = STRATEGIES[group.strategy](records, self._rng, self._explore, streaming)
         if group.hurried:
             # Every candidate gives up early on a slow first byte, but the pipeline waits in
             # full for the last one that can answer (which only health at the time tells).
@@ -145,6 +180,12 @@ class Router:
         """Whether a deployment of ``model``'s group has a context window (a request that
         may not fit it is counted before routing)."""
         return model in self._windowed
+
+    def counts_input(self, model: str) -> bool:
+        """Whether routing a request for ``model`` may count its input: a context window to
+        check, or a ``cost`` group's long-context tier to rank by (a large request's long
+        texts are counted ahead, in a worker thread)."""
+        return model in self._counting
 
     def first(self, model: str, kind: Kind) -> Deployment:
         """The deployment that would be tried first, ignoring health (for token counts)."""
@@ -291,7 +332,13 @@ _FRAMING_ALLOWANCE = 16
 
 def _surely_fits(request: ChatRequest, window: int) -> bool:
     """Whether ``request`` fits ``window`` by a cheap upper bound, without tokenizing."""
-    budget = window - (request.max_tokens or 0) - _FRAMING_ALLOWANCE * (len(request.messages) + 1)
+    return _surely_within(request, window - (request.max_tokens or 0))
+
+
+def _surely_within(request: ChatRequest, tokens: int) -> bool:
+    """Whether ``request``'s input is at most ``tokens`` by a cheap upper bound, without
+    tokenizing."""
+    budget = tokens - _FRAMING_ALLOWANCE * (len(request.messages) + 1)
     for message in request.messages:
         content = message.content
         if isinstance(content, str):

@@ -17,8 +17,11 @@ first matters as the fallback chain.
   is measured by one request, not sent every request until its first answer ends), and a
   share of requests (``routing.exploration``) starts at a random candidate, so one that
   recovered from a slow spell is noticed.
-- ``cost``: cheapest (``price``, input + output per 1M tokens) first; unpriced ones last.
-- ``least-busy``: fewest requests in flight first.
+- ``cost``: cheapest (``price``, input + output per 1M tokens) first; unpriced ones last. A
+  request above a long-context tier's threshold ranks by the tier's rates (``cost_at``: the
+  router counts its input only where a deployment of the group has a tier).
+- ``least-busy``: fewest requests in flight first, ties in random order (under light traffic
+  every deployment has none in flight: config order would send it all to the first).
 """
 
 from __future__ import annotations
@@ -92,11 +95,26 @@ def cost(
     return sorted(candidates, key=_price)
 
 
+def cost_at(candidates: Candidates, input_tokens: int) -> list[Candidate]:
+    """Cheapest first for a request of ``input_tokens``: at the rates of the long-context tier
+    it falls in, where a price has one; unpriced ones last, in config order."""
+
+    def price(candidate: Candidate) -> float:
+        price = candidate[0].price
+        return _UNPRICED if price is None else price.blended_at(input_tokens)
+
+    return sorted(candidates, key=price)
+
+
 def least_busy(
     candidates: Candidates, rng: random.Random, explore: float, streaming: bool
 ) -> list[Candidate]:
-    """Fewest requests in flight first."""
-    return sorted(candidates, key=_in_flight)
+    """Fewest requests in flight first; ties at random."""
+    if len(candidates) == 1:
+        return list(candidates)
+    draw = rng.random
+    # A fraction below 1 added to a whole count orders only within a tie.
+    return sorted(candidates, key=lambda candidate: candidate[1].in_flight + draw())
 
 
 def _ttft(candidate: Candidate) -> float:
@@ -119,10 +137,6 @@ def _unmeasured(health: DeploymentHealth) -> float:
 def _price(candidate: Candidate) -> float:
     price = candidate[0].price
     return _UNPRICED if price is None else price.blended
-
-
-def _in_flight(candidate: Candidate) -> int:
-    return candidate[1].in_flight
 
 
 STRATEGIES: dict[str, Order] = {

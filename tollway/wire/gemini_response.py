@@ -325,8 +325,9 @@ def _unpaid(error: dict[str, Any]) -> int | None:
 
 
 def _retry_delay(details: Any) -> str | None:
-    """The wait a ``google.rpc.RetryInfo`` detail asks for (``"23s"``, ``"0.5s"``), as whole
-    delta-seconds (rounded up): Google says it there, never in a ``retry-after`` header."""
+    """The wait a ``google.rpc.RetryInfo`` detail asks for (``"23s"``, ``"0.5s"``), as
+    delta-seconds to the millisecond (clients get it whole, rounded up, and in
+    ``retry-after-ms``): Google says it there, never in a ``retry-after`` header."""
     if not isinstance(details, list):
         return None
     for detail in details:
@@ -339,7 +340,7 @@ def _retry_delay(details: Any) -> str | None:
             except ValueError:
                 return None
             if math.isfinite(seconds) and seconds >= 0:
-                return str(math.ceil(seconds))
+                return f"{math.ceil(seconds * 1000) / 1000:.3f}".rstrip("0").rstrip(".")
     return None
 
 

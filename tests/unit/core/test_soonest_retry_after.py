@@ -5,6 +5,7 @@ from __future__ import annotations
 import email.utils
 import time
 
+from tollway.core.errors import wait_headers
 from tollway.core.pipeline import _sooner
 
 
@@ -21,3 +22,12 @@ def test_the_soonest_of_delta_seconds_and_http_dates_wins() -> None:
 def test_a_header_that_is_no_time_is_passed_over() -> None:
     assert _sooner(None, "soon") is None
     assert _sooner((3.0, "3"), "") == (3.0, "3")
+
+
+def test_a_wait_known_to_the_millisecond_is_told_in_both_headers() -> None:
+    assert wait_headers("1.5") == {"retry-after": "2", "retry-after-ms": "1500"}
+    assert wait_headers("30") == {"retry-after": "30", "retry-after-ms": "30000"}
+    assert wait_headers("0.0004") == {"retry-after": "1", "retry-after-ms": "1"}
+    in_a_minute = email.utils.formatdate(time.time() + 60, usegmt=True)
+    assert wait_headers(in_a_minute) == {"retry-after": in_a_minute}  # no millisecond in it
+    assert wait_headers("1e306") == {"retry-after": "1e306"}  # too long to say in ms

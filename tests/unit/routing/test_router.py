@@ -185,3 +185,32 @@ def test_a_window_skips_or_refuses_a_url_document_only_when_it_surely_does_not_f
         router.plan(_with_url_document(text * 2), "chat")
     assert caught.value.code == "context_length_exceeded"
     assert "at least" in caught.value.message
+
+
+def _priced(ident: str, rates: tuple[float, float], tier: tuple[float, float] | None = None) -> Any:
+    price: dict[str, Any] = {"input": rates[0], "output": rates[1]}
+    if tier is not None:
+        price["tiers"] = [{"above_input_tokens": 1_000, "input": tier[0], "output": tier[1]}]
+    return {**_NATIVE, "id": ident, "price": price}
+
+
+def _prompt(model: str, characters: int) -> RequestContext:
+    chat = ChatRequest(model=model, messages=[Message("user", "x" * characters)])
+    return RequestContext("req-1", "chat", model, {}, chat=chat)
+
+
+def test_cost_ranks_a_long_request_by_the_long_context_tier_it_will_pay() -> None:
+    # The cost strategy ranked by the base price whatever the request's length: a request
+    # above a long-context tier's threshold went first to the deployment whose tier made it
+    # the dearest.
+    tiered = _priced("tiered", (1.0, 2.0), (10.0, 20.0))
+    flat = _priced("flat", (2.0, 4.0))
+    router = _router(
+        {"name": "cheap", "strategy": "cost", "deployments": [flat, tiered]},
+        {"name": "front", "deployments": [{**_CLAUDE, "id": "front"}], "fallbacks": ["cheap"]},
+    )
+    assert _planned(router, _prompt("cheap", 400)) == ["tiered", "flat"]  # ~100 tokens
+    assert _planned(router, _prompt("cheap", 8_000)) == ["flat", "tiered"]  # ~2,000 tokens
+    # A fallback group with a tier ranks by it too.
+    assert _planned(router, _prompt("front", 8_000)) == ["front", "flat", "tiered"]
+    assert _planned(router, _prompt("front", 400)) == ["front", "tiered", "flat"]

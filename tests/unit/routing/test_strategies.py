@@ -147,3 +147,21 @@ def test_least_busy_goes_to_the_fewest_in_flight() -> None:
         "c",
         "a",
     ]
+
+
+def test_least_busy_spreads_ties_over_the_idle_deployments() -> None:
+    # Ties went to config order: light sequential traffic (in flight always 0) all reached
+    # the first deployment, and least-busy spread no load at all.
+    book = HealthBook(RoutingConfig())
+    candidates = _candidates(book, a={}, b={}, c={})
+    rng = random.Random(7)
+    firsts = Counter(
+        STRATEGIES["least-busy"](candidates, rng, 0.0, False)[0][0].id for _ in range(3_000)
+    )
+    assert all(900 < firsts[ident] < 1_100 for ident in "abc"), firsts
+    # A tie among the least busy only: the busier one is never first, and stays last.
+    book.of("a").in_flight = 1
+    orders = [_ids(STRATEGIES["least-busy"](candidates, rng, 0.0, False)) for _ in range(2_000)]
+    assert all(order[-1] == "a" for order in orders)
+    firsts = Counter(order[0] for order in orders)
+    assert 900 < firsts["b"] < 1_100 and firsts["b"] + firsts["c"] == 2_000

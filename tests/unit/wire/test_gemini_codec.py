@@ -596,9 +596,10 @@ def test_a_retry_delay_in_the_error_details_is_the_retry_after() -> None:
     ]
     body = {"error": {"code": 429, "message": "Quota", "status": "RESOURCE_EXHAUSTED"}}
     body["error"]["details"] = details
-    assert error_from_wire(body).retry_after == "23"
+    assert error_from_wire(body).retry_after == "22.5"  # to the millisecond
     error = stream_error(body)
-    assert isinstance(error, UpstreamStatusError) and error.headers == {"retry-after": "23"}
+    assert isinstance(error, UpstreamStatusError)
+    assert error.headers == {"retry-after": "23", "retry-after-ms": "22500"}
     for delay in ("soon", "-1s", "nans", 5):
         details[1]["retryDelay"] = delay
         assert error_from_wire(body).retry_after is None
