@@ -381,17 +381,12 @@ def test_thinking_display_omitted_asks_gemini_for_no_thoughts(
     assert all(block.signature.startswith("gemini:") for block in thinking)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: a Responses client's reasoning item carries only Claude's signed thinking "
-    "(wire/responses_reasoning.py), so Gemini's thought signature is lost and its replayed call "
-    "gets Google's placeholder",
-)
 def test_a_responses_clients_tool_call_gives_gemini_its_signature_back(
     gpt: openai.OpenAI, simulator_url: str
 ) -> None:
     # The Responses API's place for reasoning a client sends back unread is the reasoning
-    # item's encrypted_content, asked for with include; Claude's signed thinking rides there.
+    # item's encrypted_content, asked for with include: Gemini's signatures ride there, as
+    # Claude's signed thinking does (more in test_gemini_responses_signatures).
     tool: Any = {"type": "function", "name": "get_weather"}
     tool["parameters"] = WEATHER["input_schema"]
     question = "responses gemini weather in Oslo?"
@@ -405,6 +400,8 @@ def test_a_responses_clients_tool_call_gives_gemini_its_signature_back(
         *[item.model_dump(exclude_none=True) for item in first.output],
         {"type": "function_call_output", "call_id": call.call_id, "output": marker},
     ]
-    gpt.responses.create(input=replay, **ask)
+    second = gpt.responses.create(input=replay, **ask)
+    assert second.status == "completed"  # the simulator took the signature as its own
     replayed = sent_upstream(simulator_url, marker)["contents"][1]["parts"]
     assert [part["thoughtSignature"] for part in replayed] != [PLACEHOLDER]
+    assert [part["functionCall"]["name"] for part in replayed] == ["get_weather"]

@@ -44,7 +44,7 @@ from tollway.wire.openai_response import (
     usage_from_answer_bytes,
 )
 from tollway.wire.openai_stream_errors import is_error_event, stream_error
-from tollway.wire.responses_upstream import EventReader
+from tollway.wire.responses_upstream import EventReader, sendable
 from tollway.wire.responses_upstream import response_from_wire as responses_from_wire
 
 if TYPE_CHECKING:
@@ -426,9 +426,13 @@ class OpenAIProvider:
 
     def _responses_body(self, request: ChatRequest, deployment: Deployment) -> dict[str, Any]:
         """The client's Responses body with the deployment's model and the output limit the
-        gateway holds (a budget may have lowered it)."""
+        gateway holds (a budget may have lowered it), without the reasoning the gateway sealed
+        for another family (``sendable``)."""
         assert request.responses_body is not None
-        body = {**request.responses_body, "model": self._flavor.responses_model(deployment)}
+        body = {
+            **sendable(request.responses_body),
+            "model": self._flavor.responses_model(deployment),
+        }
         if request.max_tokens is not None and not request.responses_route:  # compaction has none
             body["max_output_tokens"] = request.max_tokens
         return body

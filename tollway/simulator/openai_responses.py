@@ -1,19 +1,20 @@
 """OpenAI's Responses API (``POST /v1/responses``): ``Response`` objects and the typed event stream.
 
-Shapes follow the openai-python types under ``openai/types/responses``. ``input`` (a string,
-or message, ``function_call`` and ``function_call_output`` items; reasoning items are passed
-over) and ``instructions`` are the prompt, counted as chat messages are; flat ``function``
-tools, ``tool_choice``, ``text.format`` and ``max_output_tokens`` steer the answer as their Chat
-Completions counterparts do. A reasoning model (a name starting with ``o`` and a digit, or
-``gpt-5``) always reasons, counted in ``output_tokens_details.reasoning_tokens``: its
-``reasoning`` item shows a summary only when ``reasoning.summary`` asks (``summary_text``), and
-carries ``encrypted_content`` only when ``include`` asks (``reasoning.encrypted_content``);
-another model refuses ``reasoning.effort`` and ``reasoning.summary`` as OpenAI does (400
-``unsupported_parameter``). A top-level field the API does not know is its 400
-``unknown_parameter``. ``x-sim-refusal`` answers a ``refusal`` part; ``x-sim-usage: omit``
-answers ``usage: null``. A web search tool is answered with a ``web_search_call`` item
-before the answer, and ``previous_response_id`` continues a response stored here
-(``simulator/responses_tools.py``). A ``compaction`` item in ``input`` (made by
+Shapes follow the openai-python types under ``openai/types/responses``. ``input`` (a string, or
+message, ``function_call`` and ``function_call_output`` items; reasoning items are passed over,
+but one whose ``encrypted_content`` the simulator did not seal is refused as OpenAI refuses it:
+``simulator/responses_reasoning.py``) and ``instructions`` are the prompt, counted as chat
+messages are; flat ``function`` tools, ``tool_choice``, ``text.format`` and
+``max_output_tokens`` steer the answer as their Chat Completions counterparts do. A reasoning
+model (a name starting with ``o`` and a digit, or ``gpt-5``) always reasons, counted in
+``output_tokens_details.reasoning_tokens``: its ``reasoning`` item shows a summary only when
+``reasoning.summary`` asks (``summary_text``), and carries ``encrypted_content`` only when
+``include`` asks (``reasoning.encrypted_content``); another model refuses ``reasoning.effort``
+and ``reasoning.summary`` as OpenAI does (400 ``unsupported_parameter``). A top-level field the
+API does not know is its 400 ``unknown_parameter``. ``x-sim-refusal`` answers a ``refusal``
+part; ``x-sim-usage: omit`` answers ``usage: null``. A web search tool is answered with a
+``web_search_call`` item before the answer, and ``previous_response_id`` continues a response
+stored here (``simulator/responses_tools.py``). A ``compaction`` item in ``input`` (made by
 ``/v1/responses/compact``, ``simulator/responses_compact.py``) counts ``COMPACTED_TOKENS``.
 
 Streamed, the events come in OpenAI's order, each with its ``sequence_number``:
@@ -28,7 +29,6 @@ it names), numbered in turn; ``x-sim-fail-after-items: N`` ends it so right afte
 
 from __future__ import annotations
 
-import base64
 import re
 import time
 from typing import Any
@@ -52,6 +52,8 @@ from tollway.simulator.content import (
 from tollway.simulator.errors import Dialect, json_response, request_id_header
 from tollway.simulator.exchange import SSE_HEADERS, Call, StreamParts, delay, send_stream
 from tollway.simulator.prompt_cache import PromptCache, prompt_cache
+from tollway.simulator.responses_reasoning import check as check_reasoning
+from tollway.simulator.responses_reasoning import seal as seal_reasoning
 from tollway.simulator.responses_tools import (
     SEARCH_TOKENS,
     continued_tokens,
@@ -127,6 +129,7 @@ def read_prompt(body: JSON, call: Call) -> tuple[Prompt, int]:
         elif kind == "function_call_output":
             text, counted = _text_of(item.get("output"))
         elif kind == "reasoning":
+            check_reasoning(item)  # OpenAI's own, or its 400
             continue
         elif kind == "web_search_call":
             counted = 0  # an earlier search, sent back: its results are not repeated
@@ -283,7 +286,7 @@ def _output(
         if _summary(body):
             item["summary"] = [{"type": "summary_text", "text": reasoning}]
         if _ENCRYPTED in (body.get("include") or ()):
-            item["encrypted_content"] = base64.b64encode(reasoning.encode()).decode()
+            item["encrypted_content"] = seal_reasoning(reasoning)
         output.append(item)
     output.extend(found)
     status = "incomplete" if completion.finish == "length" else "completed"

@@ -5,10 +5,13 @@ as ``file_data``) become messages, ``function_call`` items join the assistant tu
 as tool calls, ``function_call_output`` items become tool messages (their ``output`` text, or
 text, image and file parts: Claude reads them all, an OpenAI chat deployment's codec refuses
 what is not text); a reasoning item that carries Claude's signed thinking
-(``wire/responses_reasoning.py``) starts the assistant turn after it, other reasoning items
-are dropped. An item only a Responses upstream can read (a
-built-in tool's ``web_search_call``, ``mcp_call``, ...; an ``item_reference`` to an item the
-upstream stored; any type newer than this parser) has no canonical form: it is named
+(``wire/responses_reasoning.py``) starts the assistant turn after it, one that carries
+Gemini's thought signatures (``wire/responses_thought_signatures.py``) joins the assistant
+turn it follows or starts the one after it, each signature put before the part it was on once
+the turn is read, and other reasoning items are dropped. An item only a Responses upstream
+can read (a built-in tool's ``web_search_call``, ``mcp_call``, ...; an ``item_reference``
+to an item the upstream stored; any type newer than this parser) has no canonical form: it is
+named
 (``ResponsesOnly``) for the router instead; a ``web_search_call`` also lets through the
 families that search themselves, which are sent the conversation without it.
 Images and files stored on OpenAI (``file_id``) are read by OpenAI alone (no family is sent a
@@ -44,6 +47,8 @@ from tollway.core.types import (
 )
 from tollway.wire.fields import json_object, optional, required
 from tollway.wire.responses_reasoning import unseal
+from tollway.wire.responses_thought_signatures import marked, placed
+from tollway.wire.responses_thought_signatures import unseal as unseal_signatures
 from tollway.wire.responses_web_search import TRANSLATED_FOR
 
 KEEPS_NONE = (
@@ -117,6 +122,7 @@ def messages_from_input(
         if called is not None:
             called = _check_answers(called, fields, param, own)
         first = narrowest(first, own)
+    messages[:] = [placed(message) for message in messages]
     return messages, first
 
 
@@ -334,17 +340,30 @@ def _add_function_call(messages: list[Message], item: JSON, param: str, origins:
 
 def _add_reasoning(messages: list[Message], item: JSON, param: str, origins: Origins) -> None:
     """Claude's signed thinking a reasoning item carries, at the start of the assistant turn
-    it precedes; any other reasoning is dropped (no provider could verify it)."""
-    parts = unseal(item.get("encrypted_content"), f"{param}.encrypted_content")
+    it precedes; Gemini's signatures, in the assistant turn it follows (streamed, a text's
+    signature comes after it) or the one it starts; any other reasoning is dropped (no
+    provider could verify it)."""
+    sealed, where = item.get("encrypted_content"), f"{param}.encrypted_content"
+    signed = unseal_signatures(sealed, where)
+    last = messages[-1] if messages else None
+    if signed and last is not None and last.role == "assistant":
+        content = last.content
+        kept = list(content) if isinstance(content, list) else [TextPart(content or "")]
+        last.content = [part for part in kept if not _empty(part)] + [marked(s) for s in signed]
+        return
+    parts = [marked(each) for each in signed] or unseal(sealed, where)
     if not parts:
         return
-    last = messages[-1] if messages else None
     if last is not None and _only_reasoning(last):
         assert isinstance(last.content, list)
         last.content.extend(parts)
     else:
         messages.append(Message(role="assistant", content=list[ContentPart](parts)))
         origins.append(Origin(param))
+
+
+def _empty(part: ContentPart) -> bool:
+    return isinstance(part, TextPart) and not part.text
 
 
 def _only_reasoning(message: Message) -> bool:

@@ -8,6 +8,8 @@ has a field for reasoning a client cannot read but sends back: ``encrypted_conte
 the same item in a later ``input`` gives them back to the assistant turn it precedes
 (``unseal``). Reasoning no provider signed is not carried (no provider is sent it back), nor
 is a Responses upstream's own ``encrypted_content`` read (it is OpenAI's, sealed for OpenAI).
+Gemini's thought signatures have a seal of their own (``responses_thought_signatures``): a
+block here that holds one is refused, as a seal the gateway did not write.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 import orjson
 
 from tollway.core.errors import InvalidRequest
-from tollway.core.types import ChunkChoice, ReasoningDelta, ReasoningPart
+from tollway.core.types import GEMINI_SIGNATURE_PREFIX, ChunkChoice, ReasoningDelta, ReasoningPart
 
 PREFIX = "tollway.reasoning:"
 """Starts the ``encrypted_content`` the gateway writes; OpenAI's own never does."""
@@ -83,7 +85,10 @@ def unseal(value: Any, param: str) -> list[ReasoningPart]:
 def _part(block: dict[str, Any]) -> ReasoningPart:
     if "redacted" in block:
         return ReasoningPart(redacted=_text(block["redacted"]))
-    return ReasoningPart(text=_text(block["text"]), signature=_text(block["signature"]))
+    signature = _text(block["signature"])
+    if signature.startswith(GEMINI_SIGNATURE_PREFIX):
+        raise TypeError(signature)  # never sealed here: Gemini's have a seal of their own
+    return ReasoningPart(text=_text(block["text"]), signature=signature)
 
 
 def _text(value: Any) -> str:

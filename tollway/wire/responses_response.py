@@ -17,7 +17,9 @@ when the client asked for a summary (``reasoning.summary``), its text is the ``s
 instead (``summary_text`` parts, one per block of reasoning) and the item has no ``content``,
 as OpenAI's reasoning models answer, so a client is not shown it twice. Claude's signed thinking
 is also the item's ``encrypted_content``, for the client to send back
-(``wire/responses_reasoning.py``); other encrypted reasoning is not rendered. Other extras
+(``wire/responses_reasoning.py``), and so are Gemini's thought signatures, each with the part
+it was on (``wire/responses_thought_signatures.py``); other encrypted reasoning is not
+rendered. Other extras
 of the upstream's wire format (fingerprints, annotations) are not rendered, but an
 OpenAI-format choice's log probabilities (asked with ``include``) are the ``output_text`` part's
 ``logprobs``.
@@ -42,6 +44,8 @@ from tollway.core.types import (
 from tollway.wire.crossing import reasoning_of, refusal_of
 from tollway.wire.openai_response import logprobs_to_wire
 from tollway.wire.responses_reasoning import carried, seal
+from tollway.wire.responses_thought_signatures import seal as seal_signatures
+from tollway.wire.responses_thought_signatures import signatures_of
 
 _OPENAI = "openai"
 _INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
@@ -268,11 +272,14 @@ def _reasoning(message: Message, wire_format: str | None) -> list[str]:
 
 
 def _sealed(message: Message) -> str | None:
-    """Claude's signed thinking, for the client to send back (``wire/responses_reasoning.py``)."""
+    """Claude's signed thinking (``wire/responses_reasoning.py``) or Gemini's thought
+    signatures (``wire/responses_thought_signatures.py``), for the client to send back: an
+    answer is one family's."""
     content = message.content
     if not isinstance(content, list):
         return None
-    return seal(carried([p for p in content if isinstance(p, ReasoningPart)]))
+    claudes = seal(carried([p for p in content if isinstance(p, ReasoningPart)]))
+    return claudes or seal_signatures(signatures_of(message))
 
 
 def _content(

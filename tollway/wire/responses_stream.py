@@ -21,6 +21,11 @@ per output item, one at a time as the real API sends them:
   ``response.reasoning_summary_text.done``, ``response.reasoning_summary_part.done``,
   ``response.output_item.done`` (one ``summary_text`` part, ``summary_index`` 0); Claude's
   signed thinking is the done item's ``encrypted_content`` (``responses_reasoning``);
+- Gemini's thought signatures (``responses_thought_signatures``): one that signs the part
+  that follows (a call, the text) is sealed in the reasoning item open before that part, or,
+  none being open, in a reasoning item of its own (``response.output_item.added``,
+  ``response.output_item.done``) just before the part; the text's, which comes once the text
+  has streamed, in one just after the message; one left at the end, in one at the end;
 - a web search another family ran (Claude's, Gemini's grounding): ``response.output_item.added``
   (a ``web_search_call``), ``response.web_search_call.in_progress``, ``.searching``,
   ``.completed``, ``response.output_item.done``; a web source the text cites is
@@ -77,6 +82,8 @@ from tollway.wire.responses_response import (
     url_citation,
     web_search_item,
 )
+from tollway.wire.responses_thought_signatures import CALL, END, TEXT, Signed, is_geminis
+from tollway.wire.responses_thought_signatures import seal as seal_signatures
 
 _TEXT, _REFUSAL, _REASONING = "output_text", "refusal", "reasoning_text"
 _SUMMARY = "reasoning_summary_text"
@@ -133,6 +140,8 @@ class _OpenItem:
     """A reasoning item's blocks of Claude's signed thinking, to seal in it."""
     signed_upto: int = 0
     """How many of ``pieces`` the blocks in ``signed`` hold."""
+    gemini: list[Signed] = field(default_factory=list)
+    """A reasoning item's Gemini signatures, to seal in it."""
     logprobs: list[JSON] = field(default_factory=list)
     """An ``output_text`` part's log probabilities so far (when asked)."""
     annotations: list[JSON] = field(default_factory=list)
@@ -159,6 +168,10 @@ class StreamWriter:
         self._usage: Usage | None = None
         self._answered = False
         """A message or function call item was opened (reasoning alone is no answer)."""
+        self._unplaced: list[str] = []
+        """Gemini signatures of the part that follows, which has not begun."""
+        self._text_signed: list[str] = []
+        """Gemini signatures of the open message's text, for an item after it."""
 
     @property
     def usage_seen(self) -> bool:
@@ -189,7 +202,7 @@ class StreamWriter:
                 self._text(reasoning, self._reasoning_part, out)
             signs = signed_delta(choice, chunk.wire_format)
             if signs is not None:
-                self._sign(signs, out)
+                self._sign(signs, out, calls=bool(choice.tool_calls))
             # A search before the answer's text, or told with or after it (Gemini's grounding):
             # then after the text and its citations, which need the message still open.
             searches = choice.web_searches or ()
@@ -218,10 +231,15 @@ class StreamWriter:
         if not self._started:
             self._start("", 0, out)
         if not self._answered:
+            self._place(TEXT, None, out)
             self._close(out, "completed")  # the reasoning, if any, before it
             self._open_message(_TEXT, out)  # an empty answer is still one (empty) message
         status, incomplete = status_for(self._finish)
         self._close(out, status)
+        if self._unplaced:  # signed after the answer's last part
+            signed = [Signed(signature, END) for signature in self._unplaced]
+            self._unplaced = []
+            self._signatures_item(signed, out)
         snapshot = self._snapshot(status, self._output, incomplete)
         out.append(self._event(f"response.{status}", {"response": snapshot}))
         return b"".join(out)
@@ -270,6 +288,8 @@ class StreamWriter:
         """A piece of the answer's text or of its refusal, each a message's one part, or of
         its reasoning, a reasoning item's."""
         if self._open is None or self._open.part != part:
+            if part == _TEXT:
+                self._place(TEXT, None, out)
             self._close(out, "completed")
             self._open_message(part, out)
         assert self._open is not None
@@ -310,9 +330,16 @@ class StreamWriter:
         opened.annotations.append(annotation)
         out.append(self._event("response.output_text.annotation.added", fields))
 
-    def _sign(self, delta: ReasoningDelta, out: list[bytes]) -> None:
+    def _sign(self, delta: ReasoningDelta, out: list[bytes], *, calls: bool) -> None:
         """Claude's signature on the reasoning text so far, or its encrypted thinking: a
-        block the reasoning item carries back (``wire/responses_reasoning.py``)."""
+        block the reasoning item carries back (``wire/responses_reasoning.py``); Gemini's
+        signature of a part of its answer (``calls``: the chunk brings calls, the first of
+        which it signs; else, the message open, its text; else the part that follows)."""
+        if is_geminis(delta.signature):
+            assert delta.signature is not None
+            texting = not calls and self._open is not None and self._open.part == _TEXT
+            (self._text_signed if texting else self._unplaced).append(delta.signature)
+            return
         block = ReasoningPart(signature=delta.signature, redacted=delta.redacted)
         if not carried([block]):
             return
@@ -328,6 +355,33 @@ class StreamWriter:
             block.text = "".join(opened.pieces[opened.signed_upto :])
             opened.signed_upto = len(opened.pieces)
         opened.signed.append(block)
+
+    def _place(self, part: str, call_id: str | None, out: list[bytes]) -> None:
+        """The Gemini signatures waiting for the part about to begin (``part``: a call, with
+        its id, or the text), sealed in the reasoning item open before it, else in an item of
+        their own."""
+        if not self._unplaced:
+            return
+        signed = [Signed(signature, part, call_id) for signature in self._unplaced]
+        self._unplaced = []
+        opened = self._open
+        if opened is not None and opened.part in _OF_REASONING:
+            opened.gemini += signed
+            return
+        self._close(out, "completed")
+        self._signatures_item(signed, out)
+
+    def _signatures_item(self, signed: list[Signed], out: list[bytes]) -> None:
+        """A whole reasoning item that carries ``signed`` alone: no text to stream."""
+        item_id = new_id("rs")
+        added = reasoning_item(item_id, [], "in_progress", summarised=True)
+        opened = self._open_item(added, out)
+        self._open = None
+        done = reasoning_item(item_id, [], "completed", summarised=True)
+        done["encrypted_content"] = seal_signatures(signed)
+        self._output.append(done)
+        item_done = {"output_index": opened.output_index, "item": done}
+        out.append(self._event("response.output_item.done", item_done))
 
     def _open_message(self, part: str, out: list[bytes]) -> None:
         if part in _OF_REASONING:
@@ -351,8 +405,10 @@ class StreamWriter:
                 # Another call is being streamed and may not be complete: this one waits.
                 hold(self._held, call)
                 return
+            call_id = call.id or new_id("call")
+            self._place(CALL, call_id, out)
             self._close(out, "completed")
-            self._open_call(call.index, call.id, call.name, out)
+            self._open_call(call.index, call_id, call.name, out)
         elif self._open is None or self._open.output_index != index:
             # Its item was done when other content followed it, and items cannot reopen.
             raise UpstreamProtocolError("upstream sent more of a tool call after other content")
@@ -419,7 +475,7 @@ class StreamWriter:
             if opened.part in _OF_REASONING:
                 summarised = opened.part == _SUMMARY
                 done = reasoning_item(item["id"], [text], status, summarised=summarised)
-                sealed = seal(opened.signed)
+                sealed = seal(opened.signed) or seal_signatures(opened.gemini)
                 if sealed is not None:
                     done["encrypted_content"] = sealed
             else:
@@ -431,6 +487,10 @@ class StreamWriter:
         self._output.append(done)
         item_done = {"output_index": opened.output_index, "item": done}
         out.append(self._event("response.output_item.done", item_done))
+        if opened.part == _TEXT and self._text_signed:  # the text's, after it
+            signed = [Signed(signature, TEXT) for signature in self._text_signed]
+            self._text_signed = []
+            self._signatures_item(signed, out)
         if self._held:  # the open call has ended, so the calls held behind it can go
             self._release_held(out, last_status)
 

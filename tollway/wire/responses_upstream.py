@@ -18,6 +18,14 @@ Completions stream is (a rate limit a 429, an overload a 503:
 ``wire/openai_stream_errors.py``); an answer that is no
 ``Response`` object, or a stream that ends before ``response.completed`` (``.incomplete``), is
 a protocol error (502).
+
+The client's body goes as it came but for the ``reasoning`` items the gateway sealed
+(``sendable``): Claude's signed thinking (``responses_reasoning``) and Gemini's thought
+signatures (``responses_thought_signatures``), given to the client by another family earlier
+in the conversation (a client that switched model, a failover from Claude). OpenAI cannot read
+them and refuses a request that holds one (400 ``invalid_encrypted_content``), nor would take
+their summary as reasoning without its own ``encrypted_content``: they are left out, as the
+other families leave out OpenAI's.
 """
 
 from __future__ import annotations
@@ -46,7 +54,9 @@ from tollway.core.types import (
 )
 from tollway.pricing.tools import calls_in_output, responses_item_kind
 from tollway.wire.openai_stream_errors import is_error_event, stream_error
+from tollway.wire.responses_reasoning import PREFIX as CLAUDES_SEAL
 from tollway.wire.responses_response import message_item, new_id, output_text, usage_to_wire
+from tollway.wire.responses_thought_signatures import PREFIX as GEMINIS_SEAL
 
 WIRE_FORMAT = "openai_responses"
 """What an answer or chunk read from a Responses upstream is tagged with: only a Responses
@@ -75,6 +85,28 @@ _INCOMPLETE: dict[str, FinishReason] = {
     "max_output_tokens": "length",
     "content_filter": "content_filter",
 }
+
+
+_SEALS = (CLAUDES_SEAL, GEMINIS_SEAL)
+"""How the ``encrypted_content`` the gateway writes starts, whichever family signed it."""
+
+
+def sendable(body: JSON) -> JSON:
+    """A Responses client's ``body`` as a Responses upstream is sent it: without the reasoning
+    items the gateway sealed, which only the family that signed them can take back; ``body``
+    itself when it holds none."""
+    items = body.get("input")
+    if not isinstance(items, list) or not any(_sealed_here(item) for item in items):
+        return body
+    return {**body, "input": [item for item in items if not _sealed_here(item)]}
+
+
+def _sealed_here(item: Any) -> bool:
+    """Whether ``item`` is a reasoning item whose ``encrypted_content`` the gateway sealed."""
+    if not isinstance(item, dict) or item.get("type") != "reasoning":
+        return False
+    sealed = item.get("encrypted_content")
+    return isinstance(sealed, str) and sealed.startswith(_SEALS)
 
 
 def usage_from_wire(raw: Any) -> Usage | None:

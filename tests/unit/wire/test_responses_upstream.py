@@ -9,11 +9,15 @@ import pytest
 
 from tollway.core.errors import RateLimited, UpstreamProtocolError, UpstreamStatusError
 from tollway.core.types import ReasoningPart
+from tollway.wire.responses_reasoning import seal as seal_thinking
 from tollway.wire.responses_relay import EventRelay
+from tollway.wire.responses_thought_signatures import END, Signed
+from tollway.wire.responses_thought_signatures import seal as seal_signatures
 from tollway.wire.responses_upstream import (
     WIRE_FORMAT,
     EventReader,
     response_from_wire,
+    sendable,
     usage_from_wire,
 )
 
@@ -174,3 +178,30 @@ def test_the_relay_sends_closing_events_as_they_came_when_nothing_changed() -> N
     assert (
         relay.feed(reader.chunk(raw)) == b"event: response.output_text.done\ndata: " + raw + b"\n\n"
     )
+
+
+def test_the_reasoning_the_gateway_sealed_is_not_sent_to_a_responses_upstream() -> None:
+    claudes = seal_thinking([ReasoningPart("thought", signature="c2lnbmVk")])
+    geminis = seal_signatures([Signed("gemini:c2lnbmVk", END)])
+    user = {"role": "user", "content": "hi"}
+    said = {"type": "message", "role": "assistant", "content": "hello"}
+    openais = {"id": "rs_3", "type": "reasoning", "summary": [], "encrypted_content": "gAAAAAx"}
+    body = {
+        "model": "o4-mini",
+        "input": [
+            user,
+            {"id": "rs_1", "type": "reasoning", "summary": [], "encrypted_content": claudes},
+            {"id": "rs_2", "type": "reasoning", "summary": [], "encrypted_content": geminis},
+            said,
+            openais,
+        ],
+        "store": False,
+    }
+    assert sendable(body) == {**body, "input": [user, said, openais]}
+
+
+def test_a_body_without_the_gateways_seals_is_sent_as_it_came() -> None:
+    quoted = {"role": "user", "content": "tollway.reasoning: is what it says"}
+    body: dict[str, Any] = {"model": "o4-mini", "input": [quoted]}
+    assert sendable(body) is body
+    assert sendable({"model": "o4-mini", "input": "hi"}) == {"model": "o4-mini", "input": "hi"}

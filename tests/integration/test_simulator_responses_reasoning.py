@@ -1,0 +1,75 @@
+"""The simulator's encrypted reasoning on its Responses API, read by the real ``openai`` SDK:
+what it sealed goes back in ``input``; what it did not (another provider's, a gateway's, one
+altered) is OpenAI's 400 ``invalid_encrypted_content``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import openai
+import pytest
+
+from tollway.simulator import Simulator
+
+REASON = "Reason: Encrypted content could not be decrypted or parsed."
+
+
+@pytest.fixture
+async def oai() -> AsyncIterator[openai.AsyncOpenAI]:
+    simulator = Simulator()
+    await simulator.start()
+    client = openai.AsyncOpenAI(base_url=simulator.url + "/v1", api_key="sk-test", max_retries=0)
+    yield client
+    await client.close()
+    await simulator.stop()
+
+
+async def first_turn(oai: openai.AsyncOpenAI) -> list[Any]:
+    """A reasoning model's answer with its encrypted reasoning, as the input of the next."""
+    first = await oai.responses.create(
+        model="o4-mini", input="think first", include=["reasoning.encrypted_content"], store=False
+    )
+    reasoning = first.output[0]
+    assert reasoning.type == "reasoning" and reasoning.encrypted_content
+    assert reasoning.encrypted_content.startswith("gAAAAA")  # the look of OpenAI's own
+    return [{"role": "user", "content": "think first"}] + [
+        item.model_dump(exclude_none=True) for item in first.output
+    ]
+
+
+async def test_its_own_encrypted_reasoning_goes_back(oai: openai.AsyncOpenAI) -> None:
+    history = await first_turn(oai)
+    history.append({"role": "user", "content": "and again"})
+    second = await oai.responses.create(model="o4-mini", input=history, store=False)
+    assert second.status == "completed"
+
+
+@pytest.mark.parametrize(
+    "foreign",
+    ["tollway.reasoning:W10=", "tollway.gemini-signatures.v1:e30=", "gAAAAAnot-ours", "altered"],
+)
+async def test_encrypted_reasoning_it_did_not_seal_is_openais_400(
+    oai: openai.AsyncOpenAI, foreign: str
+) -> None:
+    history = await first_turn(oai)
+    reasoning = history[1]
+    if foreign == "altered":
+        foreign = reasoning["encrypted_content"][:-8] + "AAAAAAA="
+    reasoning["encrypted_content"] = foreign
+    with pytest.raises(openai.BadRequestError) as caught:
+        await oai.responses.create(model="o4-mini", input=history, store=False)
+    error: Any = caught.value.body
+    assert error["type"] == "invalid_request_error"
+    assert error["code"] == "invalid_encrypted_content" and error["param"] is None
+    assert error["message"] == (
+        f"The encrypted content for item {reasoning['id']} could not be verified. {REASON}"
+    )
+
+
+async def test_without_an_id_the_error_names_the_contents_ends(oai: openai.AsyncOpenAI) -> None:
+    item = {"type": "reasoning", "summary": [], "encrypted_content": "tollway.reasoning:W10="}
+    with pytest.raises(openai.BadRequestError) as caught:
+        await oai.responses.create(model="o4-mini", input=[item, {"role": "user", "content": "x"}])
+    error: Any = caught.value.body
+    assert error["message"] == f"The encrypted content toll...W10= could not be verified. {REASON}"
