@@ -491,6 +491,13 @@ def wait_headers(retry_after: str) -> dict[str, str]:
     return {"retry-after": whole, "retry-after-ms": str(max(0, math.ceil(millis)))}
 
 
+def wait_value(seconds: float) -> str:
+    """A wait of ``seconds`` the gateway measured (a token bucket's refill, a deployment's
+    rest) as delta-seconds to the millisecond, rounded up and at least one: ``wait_headers``
+    of it are ``retry-after`` of at least 1 and the exact ``retry-after-ms``."""
+    return f"{max(0.001, math.ceil(round(seconds * 1000, 6)) / 1000):.3f}".rstrip("0").rstrip(".")
+
+
 def without_address(text: str, api_base: str) -> str:
     """``text`` with the host of ``api_base`` (and any scheme, user and port with it) masked.
 

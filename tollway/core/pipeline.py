@@ -37,6 +37,7 @@ from tollway.core.errors import (
     UpstreamStatusError,
     UpstreamTimeout,
     wait_headers,
+    wait_value,
 )
 from tollway.core.types import (
     ChatChunk,
@@ -567,7 +568,7 @@ class Pipeline:
             # Every candidate is busy: the client may come back when the first of them may
             # serve again, not when the last one tried asked.
             for health in cooling:
-                soonest = _sooner(soonest, _wait_value(health.resting_until - time.monotonic()))
+                soonest = _sooner(soonest, wait_value(health.resting_until - time.monotonic()))
             assert soonest is not None
             headers = {k: v for k, v in last_error.headers.items() if not k.startswith("retry-")}
             last_error.headers = {**headers, **wait_headers(soonest[1])}
@@ -910,17 +911,15 @@ def _wait_header(seconds: float) -> str:
     return str(max(1, math.ceil(seconds)))
 
 
-def _wait_value(seconds: float) -> str:
-    """A wait of ``seconds`` as delta-seconds to the millisecond, at least one (the client's
-    headers round it: ``wait_headers``)."""
-    return f"{max(0.001, math.ceil(seconds * 1000) / 1000):.3f}".rstrip("0").rstrip(".")
-
-
 def _asked_wait(error: GatewayError) -> str | None:
     """The wait ``error`` asks for, as precisely as known: a provider's own (to the
-    millisecond, where it said so), else the client's ``retry-after``."""
+    millisecond, where it said so), else the client's: a refusal of the gateway's own (a
+    deployment at its own rate limit) says it to the millisecond in ``retry-after-ms``."""
     if isinstance(error, UpstreamStatusError) and error.retry_after:
         return error.retry_after
+    millis = error.headers.get("retry-after-ms")
+    if millis is not None and millis.isdigit():
+        return wait_value(int(millis) / 1000)
     return error.headers.get("retry-after")
 
 
@@ -935,7 +934,7 @@ def _cooling_down(model: str, cooling: Sequence[DeploymentHealth]) -> UpstreamSt
         first.rest_status,
         f"Every deployment of model '{model}' is {what} and asked the gateway to wait; "
         f"none is called before its time. Retry after {_wait_header(left)}s.",
-        retry_after=_wait_value(left),
+        retry_after=wait_value(left),
     )
 
 

@@ -4,9 +4,14 @@ that only unpriced deployments could serve (403, ``limits.unpriced: refuse``).""
 
 from __future__ import annotations
 
-import math
-
-from tollway.core.errors import InvalidRequest, LimiterDown, PermissionDenied, RateLimited
+from tollway.core.errors import (
+    InvalidRequest,
+    LimiterDown,
+    PermissionDenied,
+    RateLimited,
+    wait_headers,
+    wait_value,
+)
 from tollway.core.types import Deployment
 from tollway.limits.backend import Refusal
 
@@ -22,9 +27,13 @@ def limiter_down() -> LimiterDown:
 
 def refused(refusal: Refusal) -> RateLimited:
     """The 429 of the backend's ``refusal``: a budget's or a rate limit's."""
-    headers = {}
-    if refusal.retry_after_s is not None:
-        headers["retry-after"] = str(max(1, math.ceil(refusal.retry_after_s)))
+    # A bucket's refill is known to the millisecond: retry-after-ms lets the openai and
+    # anthropic SDKs (which read it first) come back then, not at the next whole second.
+    # A budget's refusal and a concurrency cap's have no wait: none is known (in-flight
+    # requests may free either at any moment; a budget's period end is no promise, and
+    # days of it would hold the anthropic SDK asleep, which caps a wait only at ~50 days).
+    wait = refusal.retry_after_s
+    headers = {} if wait is None else wait_headers(wait_value(wait))
     if refusal.code == "budget_exceeded":
         scope = refusal.scope.split(":", 1)[0]
         return RateLimited(

@@ -7,6 +7,7 @@ from collections import Counter
 
 from tollway.config.schema import RoutingConfig
 from tollway.core.types import Deployment, Price, UpstreamTimeouts
+from tollway.pricing.catalog import PriceCatalog
 from tollway.routing.health import HealthBook
 from tollway.routing.strategies import STRATEGIES, Candidate
 
@@ -165,3 +166,14 @@ def test_least_busy_spreads_ties_over_the_idle_deployments() -> None:
     assert all(order[-1] == "a" for order in orders)
     firsts = Counter(order[0] for order in orders)
     assert 900 < firsts["b"] < 1_100 and firsts["b"] + firsts["c"] == 2_000
+
+
+def test_no_embedding_model_in_the_catalog_has_a_long_context_tier() -> None:
+    # ``cost`` ranks embeddings requests by base price (docs/routing.md): right while no
+    # embedding model is priced by a long-context tier. One that gets a tier needs the
+    # router to rank embeddings by it as it ranks chat requests.
+    entries = PriceCatalog.load().entries()
+    assert any(entry.price.tiers for entry in entries)  # chat models have them
+    embeddings = [e for e in entries if "embed" in e.model or e.price.output == 0]
+    assert len(embeddings) >= 5
+    assert [entry.model for entry in embeddings if entry.price.tiers] == []
