@@ -13,7 +13,11 @@ Two requests are sent without thinking, since Claude would refuse them with it: 
 forces a tool call (``tool_choice`` ``required`` or a named function), and one that answers the
 tool calls of a turn that does not start with Claude's signed thinking (an OpenAI client never
 keeps it; with thinking on, Claude requires it back in that turn). The tool loop then goes on
-without extended thinking, and the next question thinks again.
+without extended thinking, and the next question thinks again. The second holds for a client's
+own ``thinking`` too (an Anthropic or Converse client's): a turn whose calls another family
+made, in a fallback or a model group of several families, holds no thinking Claude signed
+(Gemini's signature goes back to Gemini only, an OpenAI-compatible model's reasoning is
+unsigned), which the client cannot mend.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ def thinking_for_effort(request: ChatRequest) -> ChatRequest:
     """``request`` with an OpenAI client's ``reasoning_effort`` as Claude's ``thinking`` (and
     the ``max_tokens`` it needs), the field itself taken out; others unchanged."""
     plain, budget = take_effort(request, CLAUDE_BUDGETS, "a Claude deployment")
+    if _thinks(plain) and _answers_unthought_calls(plain.messages):
+        return replace(plain, thinking=None)  # the client's own thinking (the docstring)
     if not budget or _forces_a_call(request) or _answers_unthought_calls(request.messages):
         return plain  # none asked, "none", or a request Claude would refuse with thinking
     if request.max_tokens is None:
@@ -53,6 +59,11 @@ def thinking_for_effort(request: ChatRequest) -> ChatRequest:
         )
     thinking = {"type": "enabled", "budget_tokens": budget}
     return replace(plain, thinking=thinking, max_tokens=max_tokens)
+
+
+def _thinks(request: ChatRequest) -> bool:
+    thinking = request.thinking
+    return thinking is not None and thinking.get("type", "disabled") != "disabled"
 
 
 def _forces_a_call(request: ChatRequest) -> bool:

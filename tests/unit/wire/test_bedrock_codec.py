@@ -154,7 +154,23 @@ def test_request_round_trip_is_identity(messages: list[Any], fields: dict[str, A
         body["toolConfig"] = {"tools": [{"toolSpec": {"name": "f", "inputSchema": {"json": {}}}}]}
     request = request_from_wire(orjson.loads(orjson.dumps(body)), "anthropic.claude-v1:0")
     assert request.model == "anthropic.claude-v1:0" and request.wire_format == "bedrock"
-    assert request_to_wire(request) == body
+    assert request_to_wire(request) == _as_claude_takes_it(body)
+
+
+def _as_claude_takes_it(body: dict[str, Any]) -> dict[str, Any]:
+    """``body``, but without thinking when it answers the calls of a turn that does not start
+    with reasoning, which Claude refuses with thinking on (``claude_effort``)."""
+    fields = body.get("additionalModelRequestFields", {})
+    *_, turn, answers = [{}, *body["messages"]]
+    calls = [block for block in turn.get("content", []) if "toolUse" in block]
+    unthought = calls and "reasoningContent" not in turn["content"][0]
+    if fields.get("thinking", {}).get("type") != "enabled" or not unthought:
+        return body
+    if not all("toolResult" in block for block in answers["content"]):
+        return body
+    rest = {key: value for key, value in fields.items() if key != "thinking"}
+    trimmed = {key: value for key, value in body.items() if key != "additionalModelRequestFields"}
+    return {**trimmed, "additionalModelRequestFields": rest} if rest else trimmed
 
 
 def test_request_becomes_canonical_turns() -> None:
