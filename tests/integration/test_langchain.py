@@ -211,3 +211,29 @@ def test_openai_embeddings_token_arrays_reach_a_gemini_deployment_as_text(
     assert len(from_ids) == len(from_texts) == 2
     for by_ids, by_text in zip(from_ids, from_texts, strict=True):
         assert by_ids == pytest.approx(by_text)
+
+
+@pytest.mark.parametrize("started_on", ["test-gemini-3", "test-chat"])
+@pytest.mark.parametrize("finished_on", ["test-claude", "test-bedrock"])
+def test_a_thinking_tool_loop_moves_to_claude_mid_way(
+    gateway_url: str, started_on: str, finished_on: str
+) -> None:
+    """A ChatAnthropic agent with thinking on whose calls another family made (a fallback,
+    or a model group of several families) has them answered by Claude: the turn holds no
+    thinking Claude signed (Gemini's signature goes back to Gemini only, an OpenAI model shows
+    none), which Claude, thinking, refuses; that one request goes without thinking, as an
+    OpenAI client's does."""
+
+    def chat(model: str) -> Any:
+        return anthropic_chat(gateway_url, model).bind_tools([get_weather, get_time])
+
+    thinking = {"thinking": {"type": "enabled", "budget_tokens": 1024}, "max_tokens": 2048}
+    question = HumanMessage("weather and time in parallel please")
+    first = chat(started_on).bind(**thinking).invoke([question])
+    assert [call["name"] for call in first.tool_calls] == ["get_weather", "get_time"]
+    results = [ToolMessage("done", tool_call_id=call["id"]) for call in first.tool_calls]
+    answer = chat(finished_on).bind(**thinking).invoke([question, first, *results])
+    assert "Simulated reply to tool result" in answer.text
+    conversation = [question, first, *results, answer, HumanMessage("and tomorrow?")]
+    thought = chat(finished_on).bind(**thinking).invoke(conversation)
+    assert thought.content[0]["type"] == "thinking"  # the next question thinks again

@@ -26,10 +26,12 @@ Where Anthropic's shape differs from the canonical one:
   description when not (``claude_schema``); ``json_object`` (any
   JSON object, no schema) has no Anthropic equivalent and becomes ``JSON_OBJECT_INSTRUCTION``
   at the end of the system prompt.
-- ``thinking`` is the canonical ``ChatRequest.thinking``, as sent; ``thinking`` and
-  ``redacted_thinking`` blocks are ``ReasoningPart``s, and those no provider signed (the
-  gateway's, from an OpenAI-compatible server's reasoning) are not sent: Anthropic would
-  refuse them, and it ignores the thinking of earlier turns anyway.
+- ``thinking`` is the canonical ``ChatRequest.thinking``, as sent (not on a request answering
+  the calls of a turn that another family made, without Claude's signed thinking:
+  ``claude_effort``);
+  ``thinking`` and ``redacted_thinking`` blocks are ``ReasoningPart``s, and those no provider
+  signed (the gateway's, from an OpenAI-compatible server's reasoning) are not sent: Anthropic
+  would refuse them, and it ignores the thinking of earlier turns anyway.
 - ``temperature`` is 0 to 1 (OpenAI's and Gemini's 0 to 2): a value outside it is a 400
   naming the field and Claude's range before any call (``check_temperature``), not clamped,
   since 1.5 asks for more variety than Claude has to give; Bedrock's Claude alike.

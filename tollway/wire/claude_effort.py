@@ -13,7 +13,11 @@ Two requests are sent without thinking, since Claude would refuse them with it: 
 forces a tool call (``tool_choice`` ``required`` or a named function), and one that answers the
 tool calls of a turn that does not start with Claude's signed thinking (an OpenAI client never
 keeps it; with thinking on, Claude requires it back in that turn). The tool loop then goes on
-without extended thinking, and the next question thinks again.
+without extended thinking, and the next question thinks again. The second holds for a client's
+own ``thinking`` too (an Anthropic or Converse client's): a turn whose calls another family
+made, in a fallback or a model group of several families, holds no thinking Claude signed
+(Gemini's signature goes back to Gemini only, an OpenAI-compatible model's reasoning is
+unsigned), which the client cannot mend.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ def thinking_for_effort(request: ChatRequest) -> ChatRequest:
     """``request`` with an OpenAI client's ``reasoning_effort`` as Claude's ``thinking`` (and
     the ``max_tokens`` it needs), the field itself taken out; others unchanged."""
     plain, budget = take_effort(request, CLAUDE_BUDGETS, "a Claude deployment")
+    if _thinks(plain) and _answers_unthought_calls(plain.messages, others_only=True):
+        return replace(plain, thinking=None)  # the client's own thinking (the docstring)
     if not budget or _forces_a_call(request) or _answers_unthought_calls(request.messages):
         return plain  # none asked, "none", or a request Claude would refuse with thinking
     if request.max_tokens is None:
@@ -55,18 +61,31 @@ def thinking_for_effort(request: ChatRequest) -> ChatRequest:
     return replace(plain, thinking=thinking, max_tokens=max_tokens)
 
 
+def _thinks(request: ChatRequest) -> bool:
+    thinking = request.thinking
+    return thinking is not None and thinking.get("type", "disabled") != "disabled"
+
+
 def _forces_a_call(request: ChatRequest) -> bool:
     choice = request.tool_choice
     return bool(request.tools) and choice is not None and choice.mode in ("required", "function")
 
 
-def _answers_unthought_calls(messages: list[Message]) -> bool:
+CLAUDE_CALL_IDS = ("toolu_", "tooluse_")
+"""How the ids of the tool calls Claude makes begin: on Anthropic's API, and on Bedrock."""
+
+
+def _answers_unthought_calls(messages: list[Message], others_only: bool = False) -> bool:
     """Whether the request answers the tool calls of a turn that does not start with
-    Claude's signed thinking."""
+    Claude's signed thinking; ``others_only``: and that Claude did not make (ids of its own:
+    a turn of Claude's without its thinking is the client's to mend, and Claude's to judge,
+    as it would directly)."""
     if not messages or messages[-1].role != "tool":
         return False
     turn = next((m for m in reversed(messages) if m.role == "assistant"), None)
     if turn is None or not turn.tool_calls:
+        return False
+    if others_only and all(call.id.startswith(CLAUDE_CALL_IDS) for call in turn.tool_calls):
         return False
     content = turn.content
     first = content[0] if isinstance(content, list) and content else None

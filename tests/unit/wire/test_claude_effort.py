@@ -81,3 +81,33 @@ def test_answering_calls_thinks_only_when_the_turn_kept_claudes_thinking() -> No
     assert thinking_for_effort(request(messages=answering(gemini))).thinking is None
     signed = [ReasoningPart("mine", signature="c2ln")]
     assert thinking_for_effort(request(messages=answering(signed))).thinking is not None
+
+
+def _own_thinking(call_id: str) -> ChatRequest:
+    """An Anthropic client's request with its own ``thinking``, answering a turn of calls
+    without thinking."""
+    turn = Message(role="assistant", content=None, tool_calls=[ToolCall(call_id, "w", "{}")])
+    messages = [
+        Message(role="user", content="hi"),
+        turn,
+        Message(role="tool", content="sun", tool_call_id=call_id),
+    ]
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+    return ChatRequest(
+        model="c", messages=messages, thinking=thinking, wire_format="anthropic", max_tokens=2048
+    )
+
+
+@pytest.mark.parametrize("call_id", ["call_abc", "t1"])
+def test_a_clients_thinking_is_left_out_answering_calls_another_family_made(call_id: str) -> None:
+    assert thinking_for_effort(_own_thinking(call_id)).thinking is None
+
+
+@pytest.mark.parametrize("call_id", ["toolu_01A", "tooluse_x1"])
+def test_a_clients_thinking_stays_on_claudes_own_calls_for_claude_to_judge(call_id: str) -> None:
+    # Claude made these calls: a turn of its without its thinking is the client's to mend,
+    # as it would be calling Claude directly; the gateway sends the request as it came.
+    assert thinking_for_effort(_own_thinking(call_id)).thinking == {
+        "type": "enabled",
+        "budget_tokens": 1024,
+    }
