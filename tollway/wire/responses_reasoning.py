@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import orjson
 
 from tollway.core.errors import InvalidRequest
 from tollway.core.types import GEMINI_SIGNATURE_PREFIX, ChunkChoice, ReasoningDelta, ReasoningPart
+
+T = TypeVar("T")
 
 PREFIX = "tollway.reasoning:"
 """Starts the ``encrypted_content`` the gateway writes; OpenAI's own never does."""
@@ -69,12 +72,18 @@ def seal(parts: list[ReasoningPart]) -> str | None:
 def unseal(value: Any, param: str) -> list[ReasoningPart]:
     """The parts an ``encrypted_content`` at ``param`` carries: none when it is not the
     gateway's; a 400 naming it when it is but cannot be read."""
-    if not isinstance(value, str) or not value.startswith(PREFIX):
+    return read_seal(value, PREFIX, param, lambda blocks: [_part(block) for block in blocks])
+
+
+def read_seal(value: Any, prefix: str, param: str, read: Callable[[Any], list[T]]) -> list[T]:
+    """What a seal of the gateway's beginning ``prefix`` at ``param`` carries, as ``read``
+    makes it of the sealed JSON: none when ``value`` is no such seal; a 400 naming it when it
+    is but cannot be read (``read`` raising any of the errors a wrong shape raises)."""
+    if not isinstance(value, str) or not value.startswith(prefix):
         return []
     try:
-        blocks = orjson.loads(base64.b64decode(value[len(PREFIX) :], validate=True))
-        return [_part(block) for block in blocks]
-    except (binascii.Error, orjson.JSONDecodeError, TypeError, KeyError, AttributeError):
+        return read(orjson.loads(base64.b64decode(value[len(prefix) :], validate=True)))
+    except (binascii.Error, ValueError, TypeError, KeyError, AttributeError):
         raise InvalidRequest(
             f"'{param}' is not reasoning the gateway wrote; send the reasoning item back as "
             "it came",

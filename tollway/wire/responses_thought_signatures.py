@@ -28,13 +28,11 @@ that says it is but cannot be read is a 400 naming it.
 from __future__ import annotations
 
 import base64
-import binascii
 from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
 
-from tollway.core.errors import InvalidRequest
 from tollway.core.types import (
     GEMINI_SIGNATURE_PREFIX,
     ContentPart,
@@ -43,6 +41,7 @@ from tollway.core.types import (
     TextPart,
     ToolCall,
 )
+from tollway.wire.responses_reasoning import read_seal
 
 PREFIX = "tollway.gemini-signatures.v1:"
 """Starts the ``encrypted_content`` that carries Gemini's signatures; OpenAI's never does,
@@ -123,19 +122,13 @@ def seal(signed: list[Signed]) -> str | None:
 def unseal(value: Any, param: str) -> list[Signed]:
     """The signatures an ``encrypted_content`` at ``param`` carries: none when it is not this
     seal; a 400 naming it when it is but cannot be read."""
-    if not isinstance(value, str) or not value.startswith(PREFIX):
-        return []
-    try:
-        sealed = orjson.loads(base64.b64decode(value[len(PREFIX) :], validate=True))
-        if sealed["family"] != _FAMILY:
-            raise ValueError(sealed["family"])
-        return [_signed(entry) for entry in sealed["signatures"]]
-    except (binascii.Error, orjson.JSONDecodeError, TypeError, KeyError, ValueError):
-        raise InvalidRequest(
-            f"'{param}' is not reasoning the gateway wrote; send the reasoning item back as "
-            "it came",
-            param=param,
-        ) from None
+    return read_seal(value, PREFIX, param, _signatures)
+
+
+def _signatures(sealed: dict[str, Any]) -> list[Signed]:
+    if sealed["family"] != _FAMILY:
+        raise ValueError(sealed["family"])
+    return [_signed(entry) for entry in sealed["signatures"]]
 
 
 def _signed(entry: dict[str, Any]) -> Signed:
