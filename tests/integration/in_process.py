@@ -1,11 +1,14 @@
 """A gateway in the test's own process (``create_app``) on a real port, for the tests that add
 a stage to its pipelines or read its state; and any aiohttp application so served (``serving``:
-the scripted upstreams of the tests that need one to misbehave in a way the simulator does not)."""
+the scripted upstreams of the tests that need one to misbehave in a way the simulator does not;
+``serving_in_thread`` for the tests whose blocking SDK clients would stall the test's loop)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +49,31 @@ async def serving(app: web.Application) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+@contextmanager
+def serving_in_thread(app: web.Application, handler_cancellation: bool = False) -> Iterator[str]:
+    """``app`` on a free port of 127.0.0.1, served by an event loop in a thread of its own (the
+    test's blocking clients would stall one shared with them): its base URL, until the block
+    ends. ``handler_cancellation``: a handler is cancelled when its client hangs up."""
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(app, handler_cancellation=handler_cancellation)
+    port = free_port()
+
+    async def start() -> None:
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(start(), loop).result(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
 
 
 def async_openai(gateway: str) -> openai.AsyncOpenAI:

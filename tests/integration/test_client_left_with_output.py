@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,11 +24,11 @@ import orjson
 import pytest
 from aiohttp import web
 
+from tests.integration.in_process import serving_in_thread
 from tests.support import (
     CLIENT_KEY,
     admin_request,
     budgeted_key,
-    free_port,
     logged_row,
     running_gateway,
 )
@@ -115,25 +114,11 @@ def leavers() -> dict[str, socket.socket]:
 def upstream(leavers: dict[str, socket.socket]) -> Iterator[str]:
     """The upstream on a real port, served from a thread of its own (the test's client
     blocks)."""
-    loop = asyncio.new_event_loop()
     app = web.Application()
     app[LEAVERS] = leavers
     app.router.add_post("/{path:.*}", _answer)
-    runner = web.AppRunner(app, handler_cancellation=True)
-    port = free_port()
-
-    async def start() -> None:
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(start(), loop).result(10)
-    yield f"http://127.0.0.1:{port}"
-    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
-    loop.close()
+    with serving_in_thread(app, handler_cancellation=True) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -17,21 +17,12 @@ import openai
 import pytest
 
 from tests.conftest import UPSTREAM_KEY
+from tests.integration.test_responses_upstream import FAULT, WEATHER_TOOL
 from tests.support import CLIENT_KEY, running_gateway
 from tollway.wire.responses_reasoning import PREFIX as CLAUDES
 from tollway.wire.responses_thought_signatures import PREFIX as GEMINIS
 
-TOOL: Any = {
-    "type": "function",
-    "name": "get_weather",
-    "parameters": {
-        "type": "object",
-        "properties": {"city": {"type": "string"}},
-        "required": ["city"],
-    },
-    "strict": False,
-}
-FAULT = {"x-sim-fault": "status:503"}
+TOOL: Any = WEATHER_TOOL
 ASK: Any = {"tools": [TOOL], "reasoning": {"effort": "low"}, "store": False}
 
 

@@ -77,11 +77,88 @@ def client(gateway: str) -> Iterator[openai.OpenAI]:
         yield c
 
 
-def cited_in(text: str, annotations: list[Any]) -> list[str]:
-    """The stretches of ``text`` the ``url_citation`` annotations cite."""
+def cited_in(text: str, annotations: list[Any], title: str = "Simulated result") -> list[str]:
+    """The stretches of ``text`` the ``url_citation`` annotations cite (the simulator's one
+    source, under ``title``: Claude's search result's, or Gemini's grounding's domain)."""
     assert all(a.type == "url_citation" and a.url == RESULT_URL for a in annotations)
-    assert all(a.title == "Simulated result" for a in annotations)
+    assert all(a.title == title for a in annotations)
     return [text[a.start_index : a.end_index] for a in annotations]
+
+
+def grounded_in(text: str, annotations: list[Any]) -> list[str]:
+    """The stretches of ``text`` Gemini's grounding cites (the simulator's one source)."""
+    return cited_in(text, annotations, title="example.com")
+
+
+def answer_after_searches(output: list[Any], asked: str, searches: int) -> tuple[Any, str]:
+    """The message ending ``output`` and its text, after checking that ``searches`` completed
+    searches for ``asked`` come before it and that it answers ``asked``."""
+    *calls, message = output
+    assert len(calls) == searches
+    for search in calls:
+        assert search.type == "web_search_call" and search.status == "completed"
+        assert search.action.type == "search" and search.action.query == asked
+    assert message.type == "message" and message.content[0].type == "output_text"
+    text = message.content[0].text
+    assert text.startswith(f"Simulated reply to: {asked}")
+    return message, text
+
+
+SEARCHING = [
+    "response.output_item.added",
+    "response.web_search_call.in_progress",
+    "response.web_search_call.searching",
+    "response.web_search_call.completed",
+    "response.output_item.done",
+]
+"""A search's events in an OpenAI stream, in their order."""
+
+
+def stream_search(
+    client: openai.OpenAI, model: str, asked: str, **more: Any
+) -> tuple[list[Any], Any]:
+    """The events and final response of ``model``'s streamed answer to ``asked`` with the
+    ``web_search`` tool, after checking that an annotation is added before its text is done."""
+    with client.responses.stream(
+        model=model, input=asked, tools=[{"type": "web_search"}], **more
+    ) as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    kinds = [event.type for event in events]
+    assert kinds.index("response.output_text.annotation.added") < kinds.index(
+        "response.output_text.done"
+    )
+    return events, final
+
+
+def assert_searched_in_order(events: list[Any]) -> None:
+    """The first search's events in ``events`` are ``SEARCHING``, in its order."""
+    kinds = [event.type for event in events]
+    start = kinds.index("response.web_search_call.in_progress") - 1
+    assert kinds[start : start + 5] == SEARCHING
+
+
+def annotation_added(events: list[Any], message: Any) -> Any:
+    """The one ``annotation.added`` event of ``events``, after checking it adds ``message``'s
+    first annotation, as the final response has it."""
+    [added] = [e for e in events if e.type == "response.output_text.annotation.added"]
+    assert added.item_id == message.id and added.annotation_index == 0
+    assert added.annotation is not None
+    assert added.annotation.model_dump() == message.content[0].annotations[0].model_dump()
+    return added
+
+
+def continue_searched_conversation(client: openai.OpenAI, model: str, asked: str) -> None:
+    """Ask ``model`` ``asked`` with the search tool, then follow its answer (search items and
+    all) with another question, which it answers."""
+    first = client.responses.create(model=model, input=asked, tools=[{"type": "web_search"}])
+    history: Any = [
+        {"role": "user", "content": asked},
+        *(item.model_dump(exclude_none=True) for item in first.output),
+        {"role": "user", "content": "and then?"},
+    ]
+    then = client.responses.create(model=model, input=history, tools=[{"type": "web_search"}])
+    assert then.output[-1].type == "message"
 
 
 def test_claude_searches_for_a_responses_client(client: openai.OpenAI, simulator_url: str) -> None:
@@ -94,12 +171,7 @@ def test_claude_searches_for_a_responses_client(client: openai.OpenAI, simulator
     }
     raw = client.responses.with_raw_response.create(model="claude", input=asked, tools=[tool])
     response = raw.parse()
-    search, message = response.output
-    assert search.type == "web_search_call" and search.status == "completed"
-    assert search.action.type == "search" and search.action.query == asked
-    assert message.type == "message" and message.content[0].type == "output_text"
-    text = message.content[0].text
-    assert text.startswith(f"Simulated reply to: {asked}")
+    message, text = answer_after_searches(response.output, asked, searches=1)
     assert cited_in(text, message.content[0].annotations) == [SEARCH_CITED]
     # Sent as Claude's own search tool, the filters and location mapped.
     [call] = received(simulator_url, asked)
@@ -140,35 +212,13 @@ def test_claudes_search_streams_as_openai_streams_one(
     client: openai.OpenAI, simulator_url: str
 ) -> None:
     asked = question("stream what is new")
-    with client.responses.stream(
-        model="claude", input=asked, tools=[{"type": "web_search"}]
-    ) as stream:
-        events = list(stream)
-        final = stream.get_final_response()
-    kinds = [event.type for event in events]
-    searching = [
-        "response.output_item.added",
-        "response.web_search_call.in_progress",
-        "response.web_search_call.searching",
-        "response.web_search_call.completed",
-        "response.output_item.done",
-    ]
-    start = kinds.index("response.web_search_call.in_progress") - 1
-    assert kinds[start : start + 5] == searching
-    assert kinds.index("response.output_text.annotation.added") < kinds.index(
-        "response.output_text.done"
-    )
-    search, message = final.output
-    assert search.type == "web_search_call" and search.status == "completed"
-    assert search.action.type == "search" and search.action.query == asked
-    text = message.content[0].text
-    assert text == final.output_text and text.startswith(f"Simulated reply to: {asked}")
+    events, final = stream_search(client, "claude", asked)
+    assert_searched_in_order(events)
+    message, text = answer_after_searches(final.output, asked, searches=1)
+    assert text == final.output_text
     assert cited_in(text, message.content[0].annotations) == [SEARCH_CITED]
-    [added] = [e for e in events if e.type == "response.output_text.annotation.added"]
-    assert added.annotation_index == 0 and added.content_index == 0
-    assert added.item_id == message.id and added.output_index == 1
-    assert added.annotation is not None
-    assert added.annotation.model_dump() == message.content[0].annotations[0].model_dump()
+    added = annotation_added(events, message)
+    assert added.content_index == 0 and added.output_index == 1
     # Streamed, the search is charged too (the usage of Anthropic's message_delta).
     assert final.usage is not None and final.usage.input_tokens > 200
     assert [c["path"] for c in received(simulator_url, asked)] == ["/v1/messages"]
@@ -178,14 +228,7 @@ def test_a_searched_conversation_continues_on_claude(
     client: openai.OpenAI, simulator_url: str
 ) -> None:
     asked = question("first search")
-    first = client.responses.create(model="claude", input=asked, tools=[{"type": "web_search"}])
-    history: Any = [
-        {"role": "user", "content": asked},
-        *(item.model_dump(exclude_none=True) for item in first.output),
-        {"role": "user", "content": "and then?"},
-    ]
-    then = client.responses.create(model="claude", input=history, tools=[{"type": "web_search"}])
-    assert then.output[-1].type == "message"
+    continue_searched_conversation(client, "claude", asked)
     second = received(simulator_url, asked)[-1]["json"]["messages"]
     # The earlier search is left out: its answer's text says what it found.
     assert [m["role"] for m in second] == ["user", "assistant", "user"]
@@ -256,13 +299,6 @@ def test_a_budget_reserves_claudes_whole_window_for_what_its_searches_read(
     assert len(received(simulator_url, asked)) == 1
 
 
-def grounded_in(text: str, annotations: list[Any]) -> list[str]:
-    """The stretches of ``text`` Gemini's grounding cites (the simulator's one source)."""
-    assert all(a.type == "url_citation" and a.url == RESULT_URL for a in annotations)
-    assert all(a.title == "example.com" for a in annotations)
-    return [text[a.start_index : a.end_index] for a in annotations]
-
-
 def test_gemini_grounds_a_responses_clients_search(
     client: openai.OpenAI, simulator_url: str
 ) -> None:
@@ -274,13 +310,7 @@ def test_gemini_grounds_a_responses_clients_search(
         extra_headers={"x-sim-searches": "2"},
     )
     response = raw.parse()
-    first, second, message = response.output
-    for search in (first, second):
-        assert search.type == "web_search_call" and search.status == "completed"
-        assert search.action.type == "search" and search.action.query == asked
-    assert message.type == "message" and message.content[0].type == "output_text"
-    text = message.content[0].text
-    assert text.startswith(f"Simulated reply to: {asked}")
+    message, text = answer_after_searches(response.output, asked, searches=2)
     # The simulator grounds the answer's last word on its one source.
     assert grounded_in(text, message.content[0].annotations) == [text.rsplit(" ", 1)[1]]
     # Sent as Gemini's own Google Search tool.
@@ -298,24 +328,8 @@ def test_geminis_search_streams_as_openai_streams_one(
     client: openai.OpenAI, simulator_url: str
 ) -> None:
     asked = question("stream what is new with Gemini")
-    with client.responses.stream(
-        model="gemini", input=asked, tools=[{"type": "web_search"}]
-    ) as stream:
-        events = list(stream)
-        final = stream.get_final_response()
-    kinds = [event.type for event in events]
-    searching = [
-        "response.output_item.added",
-        "response.web_search_call.in_progress",
-        "response.web_search_call.searching",
-        "response.web_search_call.completed",
-        "response.output_item.done",
-    ]
-    start = kinds.index("response.web_search_call.in_progress") - 1
-    assert kinds[start : start + 5] == searching
-    assert kinds.index("response.output_text.annotation.added") < kinds.index(
-        "response.output_text.done"
-    )
+    events, final = stream_search(client, "gemini", asked)
+    assert_searched_in_order(events)
     [message] = [item for item in final.output if item.type == "message"]
     [search] = [item for item in final.output if item.type == "web_search_call"]
     assert search.status == "completed" and search.action.type == "search"
@@ -323,10 +337,7 @@ def test_geminis_search_streams_as_openai_streams_one(
     text = message.content[0].text
     assert text == final.output_text and text.startswith(f"Simulated reply to: {asked}")
     assert grounded_in(text, message.content[0].annotations) == [text.rsplit(" ", 1)[1]]
-    [added] = [e for e in events if e.type == "response.output_text.annotation.added"]
-    assert added.item_id == message.id and added.annotation_index == 0
-    assert added.annotation is not None
-    assert added.annotation.model_dump() == message.content[0].annotations[0].model_dump()
+    annotation_added(events, message)
     [call] = received(simulator_url, asked)
     assert call["path"].endswith(":streamGenerateContent")
     assert call["json"]["tools"] == [{"googleSearch": {}}]
@@ -344,13 +355,7 @@ def test_vertex_ai_grounds_a_responses_clients_search(
     response = client.responses.create(
         model="vertex", input=asked, tools=[{"type": "web_search"}], extra_headers=SEARCHES
     )
-    first, second, message = response.output
-    for search in (first, second):
-        assert search.type == "web_search_call" and search.status == "completed"
-        assert search.action.type == "search" and search.action.query == asked
-    assert message.type == "message" and message.content[0].type == "output_text"
-    text = message.content[0].text
-    assert text.startswith(f"Simulated reply to: {asked}")
+    message, text = answer_after_searches(response.output, asked, searches=2)
     assert grounded_in(text, message.content[0].annotations) == [text.rsplit(" ", 1)[1]]
     [call] = received(simulator_url, asked)
     assert call["path"] == VERTEX_PATH + ":generateContent"
@@ -361,16 +366,9 @@ def test_vertex_ais_search_streams_as_openai_streams_one(
     client: openai.OpenAI, simulator_url: str
 ) -> None:
     asked = question("stream what is new on Vertex")
-    with client.responses.stream(
-        model="vertex", input=asked, tools=[{"type": "web_search"}], extra_headers=SEARCHES
-    ) as stream:
-        events = list(stream)
-        final = stream.get_final_response()
+    events, final = stream_search(client, "vertex", asked, extra_headers=SEARCHES)
     kinds = [event.type for event in events]
     assert kinds.count("response.web_search_call.completed") == 2
-    assert kinds.index("response.output_text.annotation.added") < kinds.index(
-        "response.output_text.done"
-    )
     [message] = [item for item in final.output if item.type == "message"]
     searches = [item for item in final.output if item.type == "web_search_call"]
     assert [search.action.query for search in searches] == [asked, asked]
@@ -386,14 +384,7 @@ def test_a_searched_conversation_continues_on_gemini(
     client: openai.OpenAI, simulator_url: str
 ) -> None:
     asked = question("first search on Gemini")
-    first = client.responses.create(model="gemini", input=asked, tools=[{"type": "web_search"}])
-    history: Any = [
-        {"role": "user", "content": asked},
-        *(item.model_dump(exclude_none=True) for item in first.output),
-        {"role": "user", "content": "and then?"},
-    ]
-    then = client.responses.create(model="gemini", input=history, tools=[{"type": "web_search"}])
-    assert then.output[-1].type == "message"
+    continue_searched_conversation(client, "gemini", asked)
     second = received(simulator_url, asked)[-1]["json"]["contents"]
     # The earlier search is left out: its answer's text says what it found.
     assert [c["role"] for c in second] == ["user", "model", "user"]

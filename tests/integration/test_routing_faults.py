@@ -247,6 +247,13 @@ async def _health(url: str) -> dict[str, dict[str, Any]]:
     return {row["id"]: row for row in rows}
 
 
+async def _answered_by(url: str, model: str) -> tuple[str, str]:
+    """The deployment that answered a chat completion of ``HI`` asked of ``model``, and the
+    attempts it took (the gateway's ``x-tollway-deployment`` and ``x-tollway-attempts``)."""
+    raw = await _gpt(url).chat.completions.with_raw_response.create(model=model, messages=HI)
+    return raw.headers["x-tollway-deployment"], raw.headers["x-tollway-attempts"]
+
+
 def _gpt(url: str) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=url + "/v1", api_key=CLIENT_KEY, max_retries=0)
 
@@ -276,9 +283,7 @@ async def test_a_context_length_error_fails_over_to_a_candidate_with_a_larger_wi
     # fault of the request another deployment (a larger model) would refuse too: it went to
     # the client at once, while a candidate that could hold it was never tried.
     url, _ = served
-    raw = await _gpt(url).chat.completions.with_raw_response.create(model="overflow", messages=HI)
-    assert raw.headers["x-tollway-deployment"] == "overflow-large"
-    assert raw.headers["x-tollway-attempts"] == "2"
+    assert await _answered_by(url, "overflow") == ("overflow-large", "2")
     small = (await _health(url))["overflow-small"]
     assert small["consecutive_failures"] == 0 and small["circuit"] == "closed"
     # Anthropic's words for it, and a fallback group.
@@ -287,11 +292,7 @@ async def test_a_context_length_error_fails_over_to_a_candidate_with_a_larger_wi
     )
     assert answer.headers["x-tollway-deployment"] == "overflow-larger-a"
     # A candidate whose window is no larger than the one that refused is not asked.
-    raw = await _gpt(url).chat.completions.with_raw_response.create(
-        model="overflow-windows", messages=HI
-    )
-    assert raw.headers["x-tollway-deployment"] == "overflow-windows-200k"
-    assert raw.headers["x-tollway-attempts"] == "2"
+    assert await _answered_by(url, "overflow-windows") == ("overflow-windows-200k", "2")
     assert (await _health(url))["overflow-windows-also-100k"]["requests"] == 0
 
 
@@ -302,9 +303,8 @@ async def test_a_wait_asked_for_in_an_error_body_that_comes_in_pieces_rests_the_
     # read, the body said nothing, so the overload was retried at once on the deployment that
     # asked for 30 s and counted against its circuit.
     url, _ = served
-    raw = await _gpt(url).chat.completions.with_raw_response.create(model="split-503", messages=HI)
-    assert raw.headers["x-tollway-deployment"] == "split-503-backup"
-    assert raw.headers["x-tollway-attempts"] == "2"  # no retry of the one that asked to wait
+    # Two attempts: no retry of the one that asked to wait.
+    assert await _answered_by(url, "split-503") == ("split-503-backup", "2")
     gemini = (await _health(url))["split-503-gemini"]
     assert 25 < gemini["rate_limited_for_s"] <= 30
     assert gemini["consecutive_failures"] == 0 and gemini["circuit"] == "closed"

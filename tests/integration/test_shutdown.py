@@ -15,6 +15,8 @@ import socket
 import sqlite3
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,21 @@ def stop_config(simulator_url: str, store_url: str) -> dict[str, Any]:
     config = log_config(simulator_url, store_url, flush_interval="60s", batch_size=1000)
     config["limits"] = {"backend": "memory", "spend_flush_interval": "60s", "budgets": [BUDGET]}
     return config
+
+
+@contextmanager
+def _stopping_gateway(
+    log_dir: Path, simulator_url: str, tmp_path: Path, drain_delay: str | None = None
+) -> Iterator[tuple[str, Process]]:
+    """A gateway of ``stop_config`` whose store is ``tmp_path``'s ``tollway.db`` (read after
+    the stop by ``_logged``), with ``server.drain_delay`` when given: its URL and process."""
+    store_url = f"sqlite+aiosqlite:///{tmp_path}/tollway.db"
+    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TOLLWAY_STORE_URL": store_url}
+    config = stop_config(simulator_url, store_url)
+    if drain_delay is not None:
+        config = {**config, "server": {"drain_delay": drain_delay}}
+    with running_gateway(log_dir, config, env) as running:
+        yield running
 
 
 async def _send(
@@ -101,9 +118,7 @@ def test_a_second_signal_while_stopping_loses_nothing(
     # A second SIGTERM / SIGINT (Ctrl-C twice, a supervisor that repeats itself) while the
     # gateway waited for requests in flight cancelled the whole shutdown: requests cut, a
     # traceback, and neither the request log's queue nor the budget spend ever written.
-    store_url = f"sqlite+aiosqlite:///{tmp_path}/tollway.db"
-    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TOLLWAY_STORE_URL": store_url}
-    with running_gateway(log_dir, stop_config(simulator_url, store_url), env) as (url, process):
+    with _stopping_gateway(log_dir, simulator_url, tmp_path) as (url, process):
         first = signal.SIGINT if again == signal.SIGINT else signal.SIGTERM
         answered = asyncio.run(_slow_requests_then(url, simulator_url, process, [first, again]))
         assert process.proc.wait(30) == 0
@@ -121,9 +136,7 @@ def test_sighup_while_stopping_reloads_nothing(
 ) -> None:
     # SIGHUP is meant to be ignored once stopping, but the gateway counted as stopping only
     # after the requests in flight were done: a SIGHUP meanwhile reloaded the config.
-    store_url = f"sqlite+aiosqlite:///{tmp_path}/tollway.db"
-    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TOLLWAY_STORE_URL": store_url}
-    with running_gateway(log_dir, stop_config(simulator_url, store_url), env) as (url, process):
+    with _stopping_gateway(log_dir, simulator_url, tmp_path) as (url, process):
         stops = [signal.SIGTERM, signal.SIGHUP]
         answered = asyncio.run(_slow_requests_then(url, simulator_url, process, stops))
         assert process.proc.wait(30) == 0
@@ -176,10 +189,7 @@ def test_a_drain_delay_serves_new_connections_while_readiness_fails(
     # Kubernetes takes a pod out of its Service while the pod already has SIGTERM: the
     # gateway closed its listener at once, so connections sent meanwhile were refused and
     # /health/ready never got to answer 503 (a preStop sleep was the only way round it).
-    store_url = f"sqlite+aiosqlite:///{tmp_path}/tollway.db"
-    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TOLLWAY_STORE_URL": store_url}
-    config = {**stop_config(simulator_url, store_url), "server": {"drain_delay": "1.5s"}}
-    with running_gateway(log_dir, config, env) as (url, process):
+    with _stopping_gateway(log_dir, simulator_url, tmp_path, "1.5s") as (url, process):
         seen = asyncio.run(_while_draining(url, simulator_url, process))
         assert process.proc.wait(30) == 0
         output = process.output()
@@ -237,9 +247,7 @@ def test_without_a_drain_delay_the_listener_closes_at_once(
 ) -> None:
     # drain_delay 0s (the default) stops as before: new connections refused from SIGTERM on,
     # the requests in flight finished.
-    store_url = f"sqlite+aiosqlite:///{tmp_path}/tollway.db"
-    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TOLLWAY_STORE_URL": store_url}
-    with running_gateway(log_dir, stop_config(simulator_url, store_url), env) as (url, process):
+    with _stopping_gateway(log_dir, simulator_url, tmp_path) as (url, process):
         answered, refused = asyncio.run(_refused_after_sigterm(url, simulator_url, process))
         assert process.proc.wait(30) == 0
     assert refused and answered
@@ -274,10 +282,7 @@ def test_a_second_signal_skips_the_rest_of_the_drain_delay(
 ) -> None:
     # Ctrl-C twice, or a supervisor in a hurry: the second signal ends the delay (the
     # requests in flight still finish and are written), a third is ignored as before.
-    store_url = f"sqlite+aiosqlite:///{tmp_path}/tollway.db"
-    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TOLLWAY_STORE_URL": store_url}
-    config = {**stop_config(simulator_url, store_url), "server": {"drain_delay": "60s"}}
-    with running_gateway(log_dir, config, env) as (url, process):
+    with _stopping_gateway(log_dir, simulator_url, tmp_path, "60s") as (url, process):
         started = time.monotonic()
         stops = [signal.SIGTERM, signal.SIGINT, signal.SIGTERM]
         answered = asyncio.run(_slow_requests_then(url, simulator_url, process, stops))
@@ -312,12 +317,9 @@ def test_while_draining_every_answer_closes_its_connection(
     # During the drain delay the answers on kept-alive connections said nothing of the stop:
     # clients and proxies with the connection pooled sent their next requests to the stopping
     # replica until its listener closed and one of them failed.
-    store_url = f"sqlite+aiosqlite:///{tmp_path}/tollway.db"
-    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TOLLWAY_STORE_URL": store_url}
     # Long, so that an open connection is told apart from one the listener's close ended;
     # a second signal skips the rest of it.
-    config = {**stop_config(simulator_url, store_url), "server": {"drain_delay": "30s"}}
-    with running_gateway(log_dir, config, env) as (url, process):
+    with _stopping_gateway(log_dir, simulator_url, tmp_path, "30s") as (url, process):
         port = int(url.rsplit(":", 1)[1])
         pooled = [_connect(port) for _ in ROUTES_WHILE_DRAINING]
         for sock in pooled:  # kept alive before the stop

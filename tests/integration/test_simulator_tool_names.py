@@ -57,6 +57,31 @@ ANTHROPIC = "/v1/messages"
 BEDROCK = "/model/anthropic.claude-sim-v1:0/converse"
 GEMINI = "/v1beta/models/sim-chat:generateContent"
 VERTEX = "/v1/projects/p1/locations/us-east5/publishers/google/models/sim-chat:generateContent"
+BEDROCK_REFUSED = [
+    ("my.tool", "Member must satisfy regular expression pattern: [a-zA-Z0-9_-]+"),
+    ("x" * 65, "Member must have length less than or equal to 64"),
+]
+"""Names Bedrock refuses, with the constraint its message says each fails."""
+
+
+def assert_bedrock_refused(response: httpx.Response, name: str, at: str, constraint: str) -> None:
+    """``response`` is Bedrock's 400 for ``name``, at the member path ``at``, failing
+    ``constraint``."""
+    assert response.status_code == 400
+    assert response.headers["x-amzn-errortype"].startswith("ValidationException")
+    assert response.json()["message"] == (
+        f"1 validation error detected: Value '{name}' at '{at}' failed to satisfy constraint:"
+        f" {constraint}"
+    )
+
+
+def gemini_refusal(response: httpx.Response) -> str:
+    """The message of ``response``, after checking it is Gemini's 400 ``INVALID_ARGUMENT``."""
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["status"] == "INVALID_ARGUMENT"
+    message: str = error["message"]
+    return message
 
 
 @pytest.mark.parametrize(
@@ -88,23 +113,13 @@ async def test_anthropic_refuses_a_tool_name_outside_its_pattern(
     }
 
 
-@pytest.mark.parametrize(
-    ("name", "constraint"),
-    [
-        ("my.tool", "Member must satisfy regular expression pattern: [a-zA-Z0-9_-]+"),
-        ("x" * 65, "Member must have length less than or equal to 64"),
-    ],
-)
+@pytest.mark.parametrize(("name", "constraint"), BEDROCK_REFUSED)
 async def test_bedrock_refuses_a_tool_spec_name_outside_its_pattern(
     http: httpx.AsyncClient, name: str, constraint: str
 ) -> None:
     response = await http.post(BEDROCK, json=bedrock_body(name))
-    assert response.status_code == 400
-    assert response.headers["x-amzn-errortype"].startswith("ValidationException")
-    assert response.json()["message"] == (
-        f"1 validation error detected: Value '{name}' at 'toolConfig.tools.2.member.toolSpec"
-        f".name' failed to satisfy constraint: {constraint}"
-    )
+    at = "toolConfig.tools.2.member.toolSpec.name"
+    assert_bedrock_refused(response, name, at, constraint)
 
 
 @pytest.mark.parametrize("path", [GEMINI, VERTEX])
@@ -113,10 +128,7 @@ async def test_gemini_refuses_a_function_name_outside_its_rule(
     http: httpx.AsyncClient, path: str, name: str
 ) -> None:
     response = await http.post(path, json=gemini_body(name))
-    assert response.status_code == 400
-    error = response.json()["error"]
-    assert error["status"] == "INVALID_ARGUMENT"
-    assert error["message"].startswith(
+    assert gemini_refusal(response).startswith(
         "* GenerateContentRequest.tools[0].function_declarations[1].name: Invalid function name."
         " Must start with a letter or an underscore."
     )
@@ -187,23 +199,13 @@ async def test_anthropic_refuses_an_earlier_calls_name_outside_its_pattern(
     )
 
 
-@pytest.mark.parametrize(
-    ("name", "constraint"),
-    [
-        ("my.tool", "Member must satisfy regular expression pattern: [a-zA-Z0-9_-]+"),
-        ("x" * 65, "Member must have length less than or equal to 64"),
-    ],
-)
+@pytest.mark.parametrize(("name", "constraint"), BEDROCK_REFUSED)
 async def test_bedrock_refuses_an_earlier_tool_use_name_outside_its_pattern(
     http: httpx.AsyncClient, name: str, constraint: str
 ) -> None:
     response = await http.post(BEDROCK, json=bedrock_history(name))
-    assert response.status_code == 400
-    assert response.headers["x-amzn-errortype"].startswith("ValidationException")
-    assert response.json()["message"] == (
-        f"1 validation error detected: Value '{name}' at 'messages.2.member.content.2.member"
-        f".toolUse.name' failed to satisfy constraint: {constraint}"
-    )
+    at = "messages.2.member.content.2.member.toolUse.name"
+    assert_bedrock_refused(response, name, at, constraint)
 
 
 @pytest.mark.parametrize("path", [GEMINI, VERTEX])
@@ -220,10 +222,7 @@ async def test_gemini_refuses_an_earlier_function_name_outside_its_rule(
     http: httpx.AsyncClient, path: str, body: Any, where: str
 ) -> None:
     response = await http.post(path, json=body)
-    assert response.status_code == 400
-    error = response.json()["error"]
-    assert error["status"] == "INVALID_ARGUMENT"
-    assert error["message"].startswith(
+    assert gemini_refusal(response).startswith(
         f"* GenerateContentRequest.{where}.name: Invalid function name."
     )
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,8 @@ import openai
 import pytest
 from aiohttp import web
 
-from tests.support import CLIENT_KEY, free_port, running_gateway, running_simulator
+from tests.integration.in_process import serving_in_thread
+from tests.support import CLIENT_KEY, running_gateway, running_simulator
 
 FRAMINGS = [
     "plain", "crlf", "cr", "comments", "fields", "multiline", "nospace", "bytewise", "after-end",
@@ -119,25 +119,11 @@ def sim(log_dir: Path) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def relay(sim: str) -> Iterator[str]:
     """The relay on a real port, served from a thread of its own (the tests' SDKs block)."""
-    loop = asyncio.new_event_loop()
     app = web.Application()
     app[SIM] = sim
     app.router.add_post("/{path:.*}", _relay)
-    runner = web.AppRunner(app)
-    port = free_port()
-
-    async def start() -> None:
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(start(), loop).result(10)
-    yield f"http://127.0.0.1:{port}"
-    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
-    loop.close()
+    with serving_in_thread(app) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,15 @@ def received(simulator_url: str, words: str) -> bool:
     return any(words in str(request["json"]) for request in requests)
 
 
+def refusal(caught: pytest.ExceptionInfo[openai.BadRequestError], param: str, name: str) -> Any:
+    """The body of the gateway's 400 in ``caught``, after checking that its ``param`` is
+    ``param`` and its message names ``param`` and the refused ``name``."""
+    error: Any = caught.value.body
+    assert error["param"] == param
+    assert f"'{param}'" in error["message"] and repr(name) in error["message"]
+    return error
+
+
 def function(name: str) -> Any:
     return {"type": "function", "function": {"name": name, "parameters": {"type": "object"}}}
 
@@ -57,10 +66,8 @@ def test_an_openai_clients_tool_name_the_family_refuses_is_a_400_naming_it(
         gpt.chat.completions.create(
             model=model, messages=user(asked), tools=[WEATHER, function(name)], stream=stream
         )
-    error: Any = caught.value.body
-    assert error["param"] == "tools[1].function.name"
-    assert "'tools[1].function.name'" in error["message"]
-    assert repr(name) in error["message"] and family in error["message"]
+    error = refusal(caught, "tools[1].function.name", name)
+    assert family in error["message"]
     assert error["type"] == "invalid_request_error"
     assert not received(simulator_url, asked)
 
@@ -133,9 +140,7 @@ def test_a_responses_clients_tool_name_names_its_place_in_tools(
     ]
     with pytest.raises(openai.BadRequestError) as caught:
         gpt.responses.create(model="test-claude", input=asked, tools=tools)
-    error: Any = caught.value.body
-    assert error["param"] == "tools[1].name"
-    assert "'tools[1].name'" in error["message"] and "'tools/search'" in error["message"]
+    refusal(caught, "tools[1].name", "tools/search")
     assert not received(simulator_url, asked)
 
 
@@ -170,10 +175,8 @@ def test_an_earlier_calls_name_the_family_refuses_is_a_400_naming_the_call(
         gpt.chat.completions.create(
             model=model, messages=called(name, asked), tools=[WEATHER], stream=stream
         )
-    error: Any = caught.value.body
-    param = "messages[1].tool_calls[0].function.name"
-    assert error["param"] == param and f"'{param}'" in error["message"]
-    assert repr(name) in error["message"] and family in error["message"]
+    error = refusal(caught, "messages[1].tool_calls[0].function.name", name)
+    assert family in error["message"]
     assert not received(simulator_url, asked)
 
 
@@ -203,9 +206,7 @@ def test_a_responses_clients_earlier_call_is_named_as_its_item(
     tools: Any = [{"type": "function", "name": "get_weather", "parameters": {"type": "object"}}]
     with pytest.raises(openai.BadRequestError) as caught:
         gpt.responses.create(model="test-claude", input=items, tools=tools)
-    error: Any = caught.value.body
-    assert error["param"] == "input[2].name"
-    assert "'input[2].name'" in error["message"] and "'my.tool'" in error["message"]
+    refusal(caught, "input[2].name", "my.tool")
     assert not received(simulator_url, asked)
 
 

@@ -44,15 +44,9 @@ def gateway(log_dir: Path, simulator_url: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def claude(gateway: str) -> Iterator[anthropic.Anthropic]:
-    with anthropic.Anthropic(base_url=gateway, api_key=CLIENT_KEY, max_retries=0) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def gpt(gateway: str) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=gateway + "/v1", api_key=CLIENT_KEY, max_retries=0) as c:
-        yield c
+def gateway_url(gateway: str) -> str:
+    """This module's gateway, for the ``gpt`` and ``claude`` SDK fixtures (conftest.py's)."""
+    return gateway
 
 
 def prose(characters: int) -> str:
