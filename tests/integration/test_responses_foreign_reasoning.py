@@ -3,7 +3,11 @@ and the simulator): the ``reasoning`` items the gateway sealed for Claude's sign
 Gemini's thought signatures are not sent to OpenAI's Responses API, which cannot read them
 (its 400 ``invalid_encrypted_content``, as the simulator answers), when the client switches
 to an OpenAI model or the gateway falls over to one; the rest of the history goes as the
-client sent it. OpenAI's own encrypted reasoning sent on to Claude or Gemini is left out."""
+client sent it. OpenAI's own encrypted reasoning sent on to Claude or Gemini is left out. So
+are the reasoning items the gateway made up without a seal (a Gemini thought summary,
+Magistral's thinking, an OpenAI-compatible server's ``reasoning_content``): OpenAI would look
+their ids up among the items it stored, and answer 400 "Item with id ... not found" (as the
+simulator does)."""
 
 from __future__ import annotations
 
@@ -20,10 +24,14 @@ from tests.conftest import UPSTREAM_KEY
 from tests.integration.test_responses_upstream import FAULT, WEATHER_TOOL
 from tests.support import CLIENT_KEY, running_gateway
 from tollway.wire.responses_reasoning import PREFIX as CLAUDES
+from tollway.wire.responses_response import GATEWAY_REASONING
 from tollway.wire.responses_thought_signatures import PREFIX as GEMINIS
 
 TOOL: Any = WEATHER_TOOL
 ASK: Any = {"tools": [TOOL], "reasoning": {"effort": "low"}, "store": False}
+SUMMARY: Any = {"reasoning": {"summary": "auto"}, "store": False}
+DEEPSEEK = {"x-sim-reasoning": "reasoning_content"}
+"""An OpenAI-compatible server (DeepSeek, vLLM) saying its reasoning as ``reasoning_content``."""
 
 
 def config(simulator_url: str) -> dict[str, Any]:
@@ -34,6 +42,11 @@ def config(simulator_url: str) -> dict[str, Any]:
     }  # fmt: skip
     claude = {"provider": "anthropic", "model": "sim-chat", "api_base": simulator_url}
     gemini = {"provider": "gemini", "model": "gemini-3-flash-preview", "api_base": simulator_url}
+    magistral = {
+        "provider": "mistral", "model": "magistral-medium-latest",
+        "api_base": f"{simulator_url}/mistral/v1",
+    }  # fmt: skip
+    compatible = {"provider": "openai", "model": "sim-chat", "api_base": f"{simulator_url}/v1"}
     return {
         "upstream": {
             "timeouts": {"connect": "2s", "first_byte": "5s", "total": "20s"},
@@ -43,6 +56,9 @@ def config(simulator_url: str) -> dict[str, Any]:
         "models": [
             {"name": "claude", "deployments": [{**claude, "api_key": key}]},
             {"name": "gemini", "deployments": [{**gemini, "api_key": key}]},
+            {"name": "magistral", "deployments": [{**magistral, "api_key": key}]},
+            {"name": "compatible", "deployments": [
+                {**compatible, "api_key": key, "headers": DEEPSEEK}]},
             {"name": "native-o4", "deployments": [{**native, "id": "o4"}]},
             {"name": "claude-to-native", "deployments": [
                 {**claude, "api_key": key, "id": "broken-claude", "headers": FAULT},
@@ -146,3 +162,57 @@ def test_openais_encrypted_reasoning_is_not_sent_to_another_family(
     assert second.status == "completed"
     sent = received(simulator_url, f"sleet {marker}")[-1]
     assert reasoning.encrypted_content not in json.dumps(sent["json"])
+
+
+def unsealed(item: Any) -> bool:
+    """Whether ``item`` is a reasoning item with no encrypted content: one OpenAI looks up."""
+    return item.get("type") == "reasoning" and not item.get("encrypted_content")
+
+
+@pytest.mark.parametrize("begun", ["gemini", "magistral", "compatible"])
+def test_reasoning_the_gateway_made_up_is_not_sent_to_openai(
+    gpt: openai.OpenAI, simulator_url: str, begun: str
+) -> None:
+    marker = f"unsealed from {begun}"
+    question = f"tell me about Oslo {marker}"
+    with gpt.responses.stream(model=begun, input=question, **SUMMARY) as events:
+        first = events.get_final_response()
+    assert first.status == "completed" and first.output_text
+    history: list[Any] = [
+        {"role": "user", "content": question},
+        *(item.model_dump(exclude_none=True) for item in first.output),
+        {"role": "user", "content": f"and tomorrow? {marker}"},
+    ]
+    made_up = [item for item in history if unsealed(item)]
+    assert made_up
+    for stream in (False, True):
+        second = respond(gpt, stream, model="native-o4", input=history, **SUMMARY)
+        assert second.status == "completed" and second.output_text
+        sent = received(simulator_url, f"and tomorrow? {marker}")[-1]
+        assert sent["path"] == "/v1/responses"
+        kept = [item for item in history if not (sealed(item) or unsealed(item))]
+        assert sent["json"]["input"] == kept
+        assert GATEWAY_REASONING not in json.dumps(sent["json"])
+    # Told apart by their ids: OpenAI's are hexadecimal after ``rs_``.
+    assert all(item["id"].startswith(GATEWAY_REASONING) for item in made_up)
+
+
+def test_openais_own_reasoning_sent_back_by_id_goes_to_openai(
+    gpt: openai.OpenAI, simulator_url: str
+) -> None:
+    """A stored answer's reasoning item, sent back without encrypted content, is OpenAI's
+    own: it goes on (the simulator looks it up)."""
+    marker = "openai stored reasoning"
+    question = f"tell me about Oslo {marker}"
+    first = gpt.responses.create(model="native-o4", input=question, store=True)
+    reasoning = first.output[0]
+    assert reasoning.type == "reasoning" and not reasoning.encrypted_content
+    history: list[Any] = [
+        {"role": "user", "content": question},
+        *(item.model_dump(exclude_none=True) for item in first.output),
+        {"role": "user", "content": f"and tomorrow? {marker}"},
+    ]
+    second = gpt.responses.create(model="native-o4", input=history, store=True)
+    assert second.status == "completed"
+    sent = received(simulator_url, f"and tomorrow? {marker}")[-1]
+    assert sent["json"]["input"] == history

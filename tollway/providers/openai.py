@@ -426,8 +426,8 @@ class OpenAIProvider:
 
     def _responses_body(self, request: ChatRequest, deployment: Deployment) -> dict[str, Any]:
         """The client's Responses body with the deployment's model and the output limit the
-        gateway holds (a budget may have lowered it), without the reasoning the gateway sealed
-        for another family (``sendable``)."""
+        gateway holds (a budget may have lowered it), without the reasoning the gateway wrote
+        for another family, sealed or not (``sendable``)."""
         assert request.responses_body is not None
         body = {
             **sendable(request.responses_body),

@@ -2,7 +2,8 @@
 
 Shapes follow the openai-python types under ``openai/types/responses``. ``input`` (a string, or
 message, ``function_call`` and ``function_call_output`` items; reasoning items are passed over,
-but one whose ``encrypted_content`` the simulator did not seal is refused as OpenAI refuses it:
+but one whose ``encrypted_content`` the simulator did not seal, or one without any whose
+``id`` is of no item a stored response answered, is refused as OpenAI refuses it:
 ``simulator/responses_reasoning.py``) and ``instructions`` are the prompt, counted as chat
 messages are; flat ``function`` tools, ``tool_choice``, ``text.format`` and
 ``max_output_tokens`` steer the answer as their Chat Completions counterparts do. A reasoning
@@ -111,8 +112,9 @@ def _items(body: JSON) -> list[JSON]:
     return raw
 
 
-def read_prompt(body: JSON, call: Call) -> tuple[Prompt, int]:
-    """The generator's inputs and the input token count of a Responses request."""
+def read_prompt(body: JSON, call: Call, state: SimulatorState) -> tuple[Prompt, int]:
+    """The generator's inputs and the input token count of a Responses request (``state``:
+    the items stored earlier, that a reasoning item sent back by id alone must be)."""
     tokens = 0
     instructions = body.get("instructions")
     if isinstance(instructions, str):
@@ -129,7 +131,7 @@ def read_prompt(body: JSON, call: Call) -> tuple[Prompt, int]:
         elif kind == "function_call_output":
             text, counted = _text_of(item.get("output"))
         elif kind == "reasoning":
-            check_reasoning(item)  # OpenAI's own, or its 400
+            check_reasoning(item, state.stored_item)  # OpenAI's own, or its 400
             continue
         elif kind == "web_search_call":
             counted = 0  # an earlier search, sent back: its results are not repeated
@@ -223,7 +225,7 @@ async def handle_responses(
 ) -> web.StreamResponse:
     """Answer an admitted Responses request (raises InvalidRequest on a bad body)."""
     body = call.body
-    prompt, input_tokens = read_prompt(body, call)
+    prompt, input_tokens = read_prompt(body, call, state)
     prompt.reasoning = _check(body, model)
     input_tokens += continued_tokens(body, state)
     completion = complete(prompt, 0, lambda: state.new_id("call_"))
@@ -239,6 +241,7 @@ async def handle_responses(
     final = _response(body, state.new_id("resp_"), model, status, output, usage)
     if body.get("store") is not False:
         state.store_response(final["id"], input_tokens + completion.output_tokens)
+        state.store_items([item["id"] for item in output if isinstance(item.get("id"), str)])
     if status == "incomplete":
         final["incomplete_details"] = {"reason": "max_output_tokens"}
     if body.get("stream") is not True:

@@ -44,7 +44,7 @@ async def handle_compact(
         if key not in _KNOWN:
             raise InvalidRequest(f"Unknown parameter: '{key}'.", key, "unknown_parameter")
     given = body.get("input")
-    _, input_tokens = read_prompt({**body, "input": [] if given is None else given}, call)
+    _, input_tokens = read_prompt({**body, "input": [] if given is None else given}, call, state)
     input_tokens += continued_tokens(body, state)
     users = [_user_message(item, state) for item in _items(given) if item.get("role") == "user"]
     sealed = base64.b64encode(f"compacted:{model}:{input_tokens}".encode()).decode()

@@ -18,6 +18,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+from collections.abc import Callable
 
 from tollway.simulator.content import JSON, InvalidRequest
 
@@ -34,11 +35,14 @@ def seal(reasoning: str) -> str:
     return _LOOK + base64.b64encode(_mac(text) + text).decode()
 
 
-def check(item: JSON) -> None:
-    """Refuse a reasoning ``item`` whose ``encrypted_content`` (if any) is not the
-    simulator's, in OpenAI's words."""
+def check(item: JSON, stored: Callable[[str], bool]) -> None:
+    """Refuse a reasoning ``item`` whose ``encrypted_content`` is not the simulator's, or,
+    without one, whose ``id`` is of no item ``stored``, in OpenAI's words."""
     sealed = item.get("encrypted_content")
-    if sealed is None or _readable(sealed):
+    if sealed is None:
+        _check_stored(item.get("id"), stored)
+        return
+    if _readable(sealed):
         return
     named = item.get("id")
     if isinstance(named, str) and named:
@@ -48,6 +52,17 @@ def check(item: JSON) -> None:
         what = f"{text[:4]}...{text[-4:]}"
     message = f"The encrypted content {what} could not be verified. {_REASON}"
     raise InvalidRequest(message, None, "invalid_encrypted_content")
+
+
+def _check_stored(item_id: object, stored: Callable[[str], bool]) -> None:
+    """Refuse an item sent back by ``item_id`` alone that was never stored."""
+    if not isinstance(item_id, str) or stored(item_id):
+        return
+    message = (
+        f"Item with id '{item_id}' not found. Items are not persisted when `store` is set to "
+        "false. Try again with `store` set to true, or remove this item from your input."
+    )
+    raise InvalidRequest(message, "input")
 
 
 def _readable(sealed: object) -> bool:

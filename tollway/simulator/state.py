@@ -24,6 +24,7 @@ from tollway.simulator.settings import RecordedRequest, SimulatorSettings
 
 MAX_RECORDED = 200
 MAX_STORED_RESPONSES = 1000
+MAX_STORED_ITEMS = 4000
 
 _RawRecord = tuple[str, str, Mapping[str, str], Mapping[str, str], Any]
 
@@ -46,6 +47,9 @@ class SimulatorState:
         # Responses API ids a later request may continue (``previous_response_id``), with the
         # tokens of their whole context; the oldest are forgotten first.
         self._responses: OrderedDict[str, int] = OrderedDict()
+        # Output item ids of stored responses: a later request may send the items back by id
+        # alone (a reasoning item without its ``encrypted_content``); the oldest are forgotten.
+        self._items: OrderedDict[str, None] = OrderedDict()
 
     @property
     def settings(self) -> SimulatorSettings:
@@ -76,6 +80,17 @@ class SimulatorState:
     def stored_response(self, response_id: str) -> int | None:
         """The context tokens (its input and output) of a stored response; ``None``: unknown."""
         return self._responses.get(response_id)
+
+    def store_items(self, item_ids: list[str]) -> None:
+        """Keep the output item ids of a stored Responses API response."""
+        for item_id in item_ids:
+            self._items[item_id] = None
+        while len(self._items) > MAX_STORED_ITEMS:
+            self._items.popitem(last=False)
+
+    def stored_item(self, item_id: str) -> bool:
+        """Whether an output item of a stored response has ``item_id``."""
+        return item_id in self._items
 
     def pick_fault(self, header: str | None) -> Fault | None:
         """The fault for this request: the header's, else the server-wide one by fault_rate."""

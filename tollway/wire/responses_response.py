@@ -15,7 +15,9 @@ thought summaries, Bedrock's reasoning text) is a ``reasoning`` item before it, 
 ``summary``;
 when the client asked for a summary (``reasoning.summary``), its text is the ``summary``
 instead (``summary_text`` parts, one per block of reasoning) and the item has no ``content``,
-as OpenAI's reasoning models answer, so a client is not shown it twice. Claude's signed thinking
+as OpenAI's reasoning models answer, so a client is not shown it twice. The item's id is
+the gateway's (``rs_tw`` and hexadecimal, ``reasoning_id``), so that one sent back is not
+taken for an item OpenAI stored (``wire/responses_upstream.py``). Claude's signed thinking
 is also the item's ``encrypted_content``, for the client to send back
 (``wire/responses_reasoning.py``), and so are Gemini's thought signatures, each with the part
 it was on (``wire/responses_thought_signatures.py``); other encrypted reasoning is not
@@ -51,9 +53,20 @@ _OPENAI = "openai"
 _INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
 
+GATEWAY_REASONING = "rs_tw"
+"""How the ids of the reasoning items the gateway writes start: OpenAI's are ``rs_`` and
+hexadecimal, so an item sent back with one is known to be no item OpenAI stored."""
+
+
 def new_id(prefix: str) -> str:
     """A fresh identifier in OpenAI's style: ``resp_...``, ``msg_...``, ``fc_...``."""
     return f"{prefix}_{secrets.token_hex(24)}"
+
+
+def reasoning_id() -> str:
+    """A fresh ``reasoning`` item id, OpenAI's look with the gateway's mark:
+    ``rs_tw`` and hexadecimal."""
+    return f"{GATEWAY_REASONING}{secrets.token_hex(24)}"
 
 
 def usage_to_wire(usage: Usage) -> JSON:
@@ -232,7 +245,7 @@ def response_to_wire(response: ChatResponse, echo: JSON) -> dict[str, Any]:
         sealed = _sealed(message)
         if reasoning or sealed:
             summarised = asks_summary(echo)
-            item = reasoning_item(new_id("rs"), reasoning, "completed", summarised=summarised)
+            item = reasoning_item(reasoning_id(), reasoning, "completed", summarised=summarised)
             if sealed is not None:
                 item["encrypted_content"] = sealed
             output.append(item)

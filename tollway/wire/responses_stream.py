@@ -73,6 +73,7 @@ from tollway.wire.responses_response import (
     message_item,
     new_id,
     output_text,
+    reasoning_id,
     reasoning_item,
     reasoning_text,
     refusal_part,
@@ -373,7 +374,7 @@ class StreamWriter:
 
     def _signatures_item(self, signed: list[Signed], out: list[bytes]) -> None:
         """A whole reasoning item that carries ``signed`` alone: no text to stream."""
-        item_id = new_id("rs")
+        item_id = reasoning_id()
         added = reasoning_item(item_id, [], "in_progress", summarised=True)
         opened = self._open_item(added, out)
         self._open = None
@@ -386,7 +387,7 @@ class StreamWriter:
     def _open_message(self, part: str, out: list[bytes]) -> None:
         if part in _OF_REASONING:
             summarised = part == _SUMMARY
-            empty = reasoning_item(new_id("rs"), [], "in_progress", summarised=summarised)
+            empty = reasoning_item(reasoning_id(), [], "in_progress", summarised=summarised)
             opened = self._open_item(empty, out)
         else:
             self._answered = True

@@ -25,7 +25,12 @@ signatures (``responses_thought_signatures``), given to the client by another fa
 in the conversation (a client that switched model, a failover from Claude). OpenAI cannot read
 them and refuses a request that holds one (400 ``invalid_encrypted_content``), nor would take
 their summary as reasoning without its own ``encrypted_content``: they are left out, as the
-other families leave out OpenAI's.
+other families leave out OpenAI's. So are the reasoning items the gateway wrote with no seal (a
+Gemini thought summary without a signature, Magistral's thinking, an OpenAI-compatible server's
+``reasoning_content``): sent back without ``encrypted_content``, a reasoning item stands for
+one OpenAI stored, looked up by its id, and the gateway's ids (``GATEWAY_REASONING``) are none
+of OpenAI's (its 400 "Item with id 'rs_…' not found. Items are not persisted when `store` is
+set to false...").
 """
 
 from __future__ import annotations
@@ -55,7 +60,13 @@ from tollway.core.types import (
 from tollway.pricing.tools import calls_in_output, responses_item_kind
 from tollway.wire.openai_stream_errors import is_error_event, stream_error
 from tollway.wire.responses_reasoning import PREFIX as CLAUDES_SEAL
-from tollway.wire.responses_response import message_item, new_id, output_text, usage_to_wire
+from tollway.wire.responses_response import (
+    GATEWAY_REASONING,
+    message_item,
+    new_id,
+    output_text,
+    usage_to_wire,
+)
 from tollway.wire.responses_thought_signatures import PREFIX as GEMINIS_SEAL
 
 WIRE_FORMAT = "openai_responses"
@@ -93,20 +104,24 @@ _SEALS = (CLAUDES_SEAL, GEMINIS_SEAL)
 
 def sendable(body: JSON) -> JSON:
     """A Responses client's ``body`` as a Responses upstream is sent it: without the reasoning
-    items the gateway sealed, which only the family that signed them can take back; ``body``
-    itself when it holds none."""
+    items the gateway wrote, sealed (only the family that signed them can take them back) or
+    not (OpenAI never stored them); ``body`` itself when it holds none."""
     items = body.get("input")
-    if not isinstance(items, list) or not any(_sealed_here(item) for item in items):
+    if not isinstance(items, list) or not any(_written_here(item) for item in items):
         return body
-    return {**body, "input": [item for item in items if not _sealed_here(item)]}
+    return {**body, "input": [item for item in items if not _written_here(item)]}
 
 
-def _sealed_here(item: Any) -> bool:
-    """Whether ``item`` is a reasoning item whose ``encrypted_content`` the gateway sealed."""
+def _written_here(item: Any) -> bool:
+    """Whether ``item`` is a reasoning item the gateway wrote: its ``encrypted_content``
+    sealed here, or none and an id of the gateway's."""
     if not isinstance(item, dict) or item.get("type") != "reasoning":
         return False
     sealed = item.get("encrypted_content")
-    return isinstance(sealed, str) and sealed.startswith(_SEALS)
+    if isinstance(sealed, str) and sealed:
+        return sealed.startswith(_SEALS)
+    item_id = item.get("id")
+    return isinstance(item_id, str) and item_id.startswith(GATEWAY_REASONING)
 
 
 def usage_from_wire(raw: Any) -> Usage | None:

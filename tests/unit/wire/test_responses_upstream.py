@@ -11,6 +11,7 @@ from tollway.core.errors import RateLimited, UpstreamProtocolError, UpstreamStat
 from tollway.core.types import ReasoningPart
 from tollway.wire.responses_reasoning import seal as seal_thinking
 from tollway.wire.responses_relay import EventRelay
+from tollway.wire.responses_response import reasoning_id
 from tollway.wire.responses_thought_signatures import END, Signed
 from tollway.wire.responses_thought_signatures import seal as seal_signatures
 from tollway.wire.responses_upstream import (
@@ -198,6 +199,17 @@ def test_the_reasoning_the_gateway_sealed_is_not_sent_to_a_responses_upstream() 
         "store": False,
     }
     assert sendable(body) == {**body, "input": [user, said, openais]}
+
+
+def test_the_reasoning_the_gateway_made_up_unsealed_is_not_sent_to_a_responses_upstream() -> None:
+    made_up = reasoning_id()
+    assert made_up.startswith("rs_tw") and int(made_up.removeprefix("rs_tw"), 16) >= 0
+    user = {"role": "user", "content": "hi"}
+    ours = {"id": made_up, "type": "reasoning", "summary": [{"type": "summary_text", "text": "h"}]}
+    stored = {"id": "rs_0ddf444cf00eca25", "type": "reasoning", "summary": []}  # OpenAI's
+    theirs = {"id": "rs_tw1", "type": "reasoning", "summary": [], "encrypted_content": "gAAAAAx"}
+    body = {"model": "o4-mini", "input": [user, ours, stored, theirs], "store": False}
+    assert sendable(body) == {**body, "input": [user, stored, theirs]}
 
 
 def test_a_body_without_the_gateways_seals_is_sent_as_it_came() -> None:
