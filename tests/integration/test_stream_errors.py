@@ -80,6 +80,10 @@ OPENAI_ERRORS = {
     "tgi-overloaded": ("service_unavailable_error", "server_is_overloaded"),
 }
 KEY = "env:TEST_UPSTREAM_KEY"
+# Bedrock refusing the request after its answer began (a model's own check of the input).
+REFUSED_MID_STREAM = orjson.dumps(
+    {"exception": "validationException", "message": "The model refused the input"}
+).decode()
 
 
 def deployment(family: str, simulator_url: str, headers: dict[str, str]) -> dict[str, Any]:
@@ -124,6 +128,9 @@ def gateway(log_dir: Path, simulator_url: str) -> Iterator[str]:
             for when, fault in (("after-content", "error-after:2"), ("first", "error-after:0")):
                 headers = _shape_headers(shape, fault)
                 groups.append(_group(f"{shape}-{when}-{client}", "openai", simulator_url, headers))
+    for client in CLIENTS:
+        headers = {"x-sim-fault": "error-after:2", "x-sim-stream-error": REFUSED_MID_STREAM}
+        groups.append(_group(f"refused-bedrock-{client}", "bedrock", simulator_url, headers))
     config = {
         "upstream": {"timeouts": {"connect": "2s", "first_byte": f"{SILENCE}s", "total": "20s"}},
         "models": groups,
@@ -228,6 +235,37 @@ def test_a_responses_stream_failing_after_content_ends_with_error_then_response_
     failed = events[-1].response  # type: ignore[union-attr]
     assert failed.status == "failed" and failed.error is not None
     assert time.monotonic() - started < SILENCE + 4
+
+
+# A refusal of the request (Bedrock's validationException) after content is the request's
+# fault: each client API's invalid-request error, as the same refusal before any byte would be.
+
+
+def test_a_chat_stream_refused_after_content_is_an_invalid_request(gpt: openai.OpenAI) -> None:
+    text, error = chat_failure(gpt, "refused-bedrock-chat")
+    assert text.startswith("Simulated reply")
+    assert error.type == "invalid_request_error"
+    assert "The model refused the input" in error.message
+
+
+def test_a_messages_stream_refused_after_content_is_an_invalid_request(
+    claude: anthropic.Anthropic,
+) -> None:
+    text, error = messages_failure(claude, "refused-bedrock-messages")
+    assert text.startswith("Simulated reply")
+    assert error["type"] == "invalid_request_error"
+
+
+def test_a_responses_stream_refused_after_content_fails_as_an_invalid_prompt(
+    gpt: openai.OpenAI,
+) -> None:
+    events = list(gpt.responses.create(model="refused-bedrock-responses", input="hi", stream=True))
+    assert [event.type for event in events][-2:] == ["error", "response.failed"]
+    assert events[-2].code == "invalid_request_error"  # type: ignore[union-attr]
+    failed = events[-1].response  # type: ignore[union-attr]
+    # ResponseError's codes are OpenAI's own: the request's fault is invalid_prompt.
+    assert failed.error is not None and failed.error.code == "invalid_prompt"
+    assert "The model refused the input" in failed.error.message
 
 
 # --- OpenAI-format error events, classified by what they say ------------------------------------

@@ -14,6 +14,7 @@ sends ``anthropic-version`` (as they all do) is answered here, in Anthropic's sh
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -150,11 +151,13 @@ class AnthropicDialect:
 
     async def messages(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/messages``, streaming or not."""
-        sent: list[dict[str, Any]] = []
+        sent = _Sent()
 
         def parse(body: dict[str, Any]) -> ChatRequest:
-            sent.append(body)
-            return request_from_wire(body)
+            sent.body = body
+            parsed = request_from_wire(body)
+            sent.parsed = True
+            return parsed
 
         fail = _failure(sent)
         return await exchange(
@@ -184,11 +187,13 @@ class AnthropicDialect:
     async def count_tokens(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/messages/count_tokens``: the provider's count, or a local estimate."""
 
-        sent: list[dict[str, Any]] = []
+        sent = _Sent()
 
         def parse(body: dict[str, Any]) -> ChatRequest:
-            sent.append(body)
-            return request_from_wire(body, counting=True)
+            sent.body = body
+            parsed = request_from_wire(body, counting=True)
+            sent.parsed = True
+            return parsed
 
         return await exchange(request, self._gateway, parse, self._count, _failure(sent))
 
@@ -216,13 +221,23 @@ def _headers(ctx: RequestContext) -> dict[str, str]:
     return {**routing_headers(ctx), "request-id": ctx.request_id}
 
 
-def _failure(sent: list[dict[str, Any]]) -> Failure:
+@dataclass(slots=True)
+class _Sent:
+    """The request's body once read, and whether it was parsed: the parse's own errors name
+    the client's fields already (``messages[2].content[1]`` is the block it sent), a later
+    step's the canonical request's."""
+
+    body: dict[str, Any] | None = None
+    parsed: bool = False
+
+
+def _failure(sent: _Sent) -> Failure:
     """Errors in Anthropic's shape that name the fields as the client sent them (``sent``: the
     body, once read): a later step names the canonical request's, Chat Completions' fields."""
 
     def fail(exc: GatewayError, rid: str, headers: dict[str, str]) -> web.Response:
-        if exc.param and sent:
-            name = client_param(exc.param, sent[0])
+        if exc.param and sent.body is not None:
+            name = client_param(exc.param, sent.body, canonical=sent.parsed)
             if name != exc.param:
                 exc.message = exc.message.replace(f"'{exc.param}'", f"'{name}'")
                 exc.param = name

@@ -12,8 +12,9 @@ Anthropic client's document ``citations``, which ``crossing`` keeps) it says
 ``citations: {"enabled": true}``, and the answer's ``citationsContent`` blocks are text parts
 with their ``citations`` (``bedrock_citations``). Images travel as base64 ``bytes`` with a
 ``format`` (``png``, ``jpeg``, ``gif``, ``webp``); Bedrock cannot fetch an image by URL, so
-an image URL is a 400. A ``json`` block in a tool result is a ``TextPart`` holding the JSON
-text (what other formats get) with the value in its ``extra``.
+an image URL is a 400 naming the part's ``image_url`` and asking for base64 data. A ``json``
+block in a tool result is a ``TextPart`` holding the JSON text (what other formats get) with
+the value in its ``extra``.
 
 An Anthropic client's cache hint (``cache_control``, which ``crossing`` keeps in the extras of
 what it marks) is a ``cachePoint`` block right after that block, tool result, call or tool:
@@ -193,9 +194,9 @@ def content_blocks(content: str | list[ContentPart] | None, param: str) -> list[
     if content is None or isinstance(content, str):
         return [{"text": content}] if content and not content.isspace() else []
     out: list[dict[str, Any]] = []
-    for part in content:
+    for index, part in enumerate(content):
         if not _blank(part):
-            out += [_part_to_wire(part, param), *_cache_point_after(part)]
+            out += [_part_to_wire(part, f"{param}[{index}]"), *_cache_point_after(part)]
     return out
 
 
@@ -206,7 +207,8 @@ def _blank(part: ContentPart) -> bool:
 
 
 def _part_to_wire(part: ContentPart, param: str) -> dict[str, Any]:
-    """One block; an image's ``detail`` has no Bedrock counterpart and is dropped."""
+    """One block (``param``: the part's path, which a 400 names); an image's ``detail`` has no
+    Bedrock counterpart and is dropped."""
     if isinstance(part, TextPart):
         return {"json": part.extra["json"]} if "json" in part.extra else {"text": part.text}
     if isinstance(part, OpaquePart):
@@ -221,9 +223,12 @@ def _part_to_wire(part: ContentPart, param: str) -> dict[str, Any]:
     if isinstance(part, DocumentPart):
         return _document_to_wire(part)
     if part.url is not None or part.data is None:
+        at = f"{param}.image_url"
         raise InvalidRequest(
-            "Bedrock cannot fetch images by URL; send the image as base64 data (a data: URL)",
-            param=param,
+            f"'{at}' is an image by URL, which cannot be translated for a bedrock deployment: "
+            "Converse takes an image only as its bytes, not a URL to fetch; send the image "
+            "inline as base64 data",
+            param=at,
         )
     media_type = part.media_type or ""
     image_format = _IMAGE_FORMATS.get(media_type.removeprefix("image/"))
@@ -304,7 +309,7 @@ def tool_result_to_wire(message: Message, param: str) -> dict[str, Any]:
     result = {
         **without_hint(message.extra),
         "toolUseId": message.tool_call_id,
-        "content": content_blocks(message.content, param),
+        "content": content_blocks(message.content, f"{param}.content"),
     }
     return {"toolResult": result}
 
@@ -314,10 +319,9 @@ def assistant_blocks(message: Message, param: str) -> list[dict[str, Any]]:
     stood in the turn it was parsed from (``ToolCall.position``: an Anthropic or Bedrock turn
     such as [text, toolUse, text] keeps its order), else at the end; blank text is no block."""
     content = message.content
-    if isinstance(content, list):
-        placed: list[ContentPart | tuple[int, ToolCall]] = list(content)
-    else:
-        placed = [TextPart(content)] if content else []
+    parts = content if isinstance(content, list) else [TextPart(content)] if content else []
+    # Each with its index: a call's in the turn's calls, a part's in its content.
+    placed: list[tuple[int, ContentPart | ToolCall]] = list(enumerate(parts))
     for index, call in enumerate(message.tool_calls or ()):
         if call.position is None:
             placed.append((index, call))
@@ -325,14 +329,13 @@ def assistant_blocks(message: Message, param: str) -> list[dict[str, Any]]:
             # Its parts before it, and the calls before it (placed already), come first.
             placed.insert(min(call.position + index, len(placed)), (index, call))
     out: list[dict[str, Any]] = []
-    for item in placed:
-        if isinstance(item, tuple):
-            index, call = item
-            arguments = _arguments(call.arguments, f"{param}.tool_calls[{index}]")
-            use = {**without_hint(call.extra), "toolUseId": call.id, "name": call.name}
-            out += [{"toolUse": {**use, "input": arguments}}, *cache_point(call.extra)]
+    for index, item in placed:
+        if isinstance(item, ToolCall):
+            arguments = _arguments(item.arguments, f"{param}.tool_calls[{index}]")
+            use = {**without_hint(item.extra), "toolUseId": item.id, "name": item.name}
+            out += [{"toolUse": {**use, "input": arguments}}, *cache_point(item.extra)]
         elif not _blank(item):
-            out += [_part_to_wire(item, param), *_cache_point_after(item)]
+            out += [_part_to_wire(item, f"{param}.content[{index}]"), *_cache_point_after(item)]
     return out
 
 

@@ -511,16 +511,20 @@ def _tool_result(
     """A tool result's content for a family without its origin's details: a failed call
     (Anthropic's ``is_error``) says so in its text, since only the words reach the model,
     unless the family has a field for it (``ERROR_STATUS``)."""
-    media = (
-        [p for p in content if isinstance(p, (ImagePart, DocumentPart))]
-        if isinstance(content, list)
-        else []
-    )
-    if target == "openai" and media:  # OpenAI takes only text in a tool message
-        kind = "an image" if isinstance(media[0], ImagePart) else "a document"
+    media = [
+        (index, part)
+        for index, part in enumerate(content if isinstance(content, list) else ())
+        if isinstance(part, (ImagePart, DocumentPart))
+    ]
+    if target == "openai" and media:  # Chat Completions takes only text in a tool message
+        index, part = media[0]
+        at = f"{param}.content[{index}]"
+        kind = "an image" if isinstance(part, ImagePart) else "a document"
         raise InvalidRequest(
-            f"{kind} in a tool result cannot be translated for an openai deployment",
-            param=f"{param}.content",
+            f"'{at}' is {kind} in a tool result, which cannot be translated for an openai "
+            "deployment: Chat Completions takes only text parts in a tool message; send it in "
+            "a user message after the result",
+            param=at,
         )
     if message.extra.get("is_error") is True and target not in ERROR_STATUS:
         if isinstance(content, list):

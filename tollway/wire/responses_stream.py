@@ -256,9 +256,7 @@ class StreamWriter:
         out.append(self._event("error", {"code": code, "message": exc.message, "param": exc.param}))
         # Only the items that were complete: the one cut off is not closed as if it were.
         snapshot = self._snapshot("failed", self._output, None)
-        # The response's error code is one of the API's own (the event above has ours).
-        failed = "rate_limit_exceeded" if exc.status == 429 else "server_error"
-        snapshot["error"] = {"code": failed, "message": exc.message}
+        snapshot["error"] = {"code": _failed_code(exc.status), "message": exc.message}
         out.append(self._event("response.failed", {"response": snapshot}))
         return b"".join(out)
 
@@ -503,6 +501,17 @@ class StreamWriter:
         payload = {"type": kind, "sequence_number": self._sequence, **fields}
         self._sequence += 1
         return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+
+def _failed_code(status: int) -> str:
+    """The code of a failed response's ``error`` for a failure of ``status``: one of the API's
+    own (``ResponseError.code``; the ``error`` event before it has the gateway's): a rate limit
+    is ``rate_limit_exceeded``, another 4xx the request's fault (a provider's refusal of its
+    input after the answer began: Bedrock's ``validationException``) ``invalid_prompt``, as
+    OpenAI says of a request it cannot serve, and the rest ``server_error``."""
+    if status == 429:
+        return "rate_limit_exceeded"
+    return "invalid_prompt" if 400 <= status < 500 else "server_error"
 
 
 def _part(kind: str, text: str) -> JSON:

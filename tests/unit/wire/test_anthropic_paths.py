@@ -70,3 +70,45 @@ def test_an_earlier_calls_name_is_its_tool_use_blocks(system: str | None) -> Non
             param = f"messages[{index}].tool_calls[{number}].function.name"
             assert client_param(param, body) == f"messages[{places[call.name]}].name"
     assert sum(len(m.tool_calls or ()) for m in canonical) == 4
+
+
+@pytest.mark.parametrize("system", [None, "be brief"])
+def test_a_content_part_is_named_by_its_block(system: str | None) -> None:
+    # Each canonical part, found by its canonical place, is the block the client wrote:
+    # tool_use blocks are calls and tool_result blocks messages of their own.
+    image = {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}
+    messages: list[Any] = [
+        {"role": "user", "content": [{"type": "text", "text": "look"}, image]},
+        {"role": "assistant", "content": [_use("a", 0), {"type": "text", "text": "so"}]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "here"},
+                {"type": "tool_result", "tool_use_id": "toolu_0", "content": [image]},
+                image,
+            ],
+        },
+    ]
+    body: dict[str, Any] = {"model": "m", "max_tokens": 9, "messages": messages}
+    if system is not None:
+        body["system"] = system
+    canonical = request_from_wire(body).messages
+    first = 0 if system is None else 1
+    named = {
+        f"messages[{first}].content[1].image_url": "messages[0].content[1].source",
+        f"messages[{first + 1}].content[0].text": "messages[1].content[1].text",
+        f"messages[{first + 2}].content[0].image_url.url": (
+            "messages[2].content[1].content[0].source"
+        ),
+        f"messages[{first + 2}].tool_call_id": "messages[2].content[1].tool_use_id",
+        f"messages[{first + 3}].content[1]": "messages[2].content[2]",
+        f"messages[{first + 3}].content": "messages[2].content",
+    }
+    assert [m.role for m in canonical[first:]] == ["user", "assistant", "tool", "user"]
+    for param, path in named.items():
+        assert client_param(param, body) == path
+    if system is not None:
+        assert client_param("messages[0].content", body) == "system"
+    # The parse's own errors name the client's turns already.
+    param = f"messages[{first + 3}].content[1]"
+    assert client_param(param, body, canonical=False) == param

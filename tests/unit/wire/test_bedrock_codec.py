@@ -304,11 +304,17 @@ def test_images_travel_as_bytes_and_urls_are_refused() -> None:
     body = openai({"messages": [{"role": "user", "content": [data_url]}]})
     image = {"image": {"format": "jpeg", "source": {"bytes": "/9j/4AAQ"}}}
     assert body["messages"][0]["content"] == [image]
-    for url in ("https://example.com/cat.png", "data:image/tiff;base64,AAAA"):
+    # Each refusal names the part (its URL, for an image by URL).
+    for url, named in (
+        ("https://example.com/cat.png", "messages[0].content[1].image_url"),
+        ("data:image/tiff;base64,AAAA", "messages[0].content[1]"),
+    ):
         part = {"type": "image_url", "image_url": {"url": url}}
+        content = [{"type": "text", "text": "what is it"}, part]
         with pytest.raises(InvalidRequest) as caught:
-            openai({"messages": [{"role": "user", "content": [part]}]})
-        assert caught.value.param == "messages[0].content"
+            openai({"messages": [{"role": "user", "content": content}]})
+        assert caught.value.param == named
+        assert f"'{named}'" in caught.value.message or "tiff" in caught.value.message
 
 
 def test_json_output_becomes_text_format_or_an_instruction() -> None:
