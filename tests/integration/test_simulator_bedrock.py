@@ -486,3 +486,51 @@ async def test_paired_tool_results_are_answered_in_any_order(sim: Simulator) -> 
     assert answer["stopReason"] == "end_turn"
     prefilled = [*user("time?"), _uses("t1")]
     await call(client(sim).converse, modelId=MODEL, messages=prefilled, toolConfig=config)
+
+
+NOVA_2 = "us.amazon.nova-2-lite-v1:0"
+
+
+async def test_nova_2_reasons_when_its_reasoning_config_asks(sim: Simulator) -> None:
+    # Nova 2's reasoning comes as a reasoningContent block, unsigned (Nova does not sign it).
+    thinking = {"reasoningConfig": {"type": "enabled", "maxReasoningEffort": "medium"}}
+    answer = await call(
+        client(sim).converse,
+        modelId=NOVA_2,
+        messages=user("nova thinks"),
+        additionalModelRequestFields=thinking,
+    )
+    first, *rest = answer["output"]["message"]["content"]
+    assert first["reasoningContent"]["reasoningText"]["text"]
+    assert "signature" not in first["reasoningContent"]["reasoningText"]
+    assert any("text" in block for block in rest)
+    plain = await call(
+        client(sim).converse,
+        modelId=NOVA_2,
+        messages=user("nova does not think"),
+        additionalModelRequestFields={"reasoningConfig": {"type": "disabled"}},
+    )
+    assert all("reasoningContent" not in b for b in plain["output"]["message"]["content"])
+
+
+@pytest.mark.parametrize(
+    ("model", "config", "fragment"),
+    [
+        (NOVA_2, {"type": "enabled", "maxReasoningEffort": "xhigh"}, "maxReasoningEffort"),
+        (NOVA_2, {"type": "on", "maxReasoningEffort": "low"}, "reasoningConfig.type"),
+        (NOVA_2, {"type": "enabled", "budgetTokens": 2048}, "budgetTokens"),
+        ("amazon.nova-lite-v1:0", {"type": "enabled", "maxReasoningEffort": "low"}, "extraneous"),
+    ],
+)
+async def test_a_reasoning_config_nova_does_not_take_is_a_validation_error(
+    sim: Simulator, model: str, config: dict[str, Any], fragment: str
+) -> None:
+    with pytest.raises(ClientError) as caught:
+        await call(
+            client(sim).converse,
+            modelId=model,
+            messages=user("nova reasoning config"),
+            additionalModelRequestFields={"reasoningConfig": config},
+        )
+    error = caught.value.response["Error"]
+    assert error["Code"] == "ValidationException" and fragment in error["Message"]

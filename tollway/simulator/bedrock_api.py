@@ -47,6 +47,8 @@ data whole), each block closed by its ``contentBlockStop``. Reasoning sent back 
 assistant turn must be as it was given (a signature that does not match its text, or redacted
 data the simulator did not give, is Claude's 400), and with thinking on, the assistant turn
 whose tool calls the request answers must start with its reasoning, as Claude requires.
+Nova 2's ``reasoningConfig`` (``bedrock_nova``) makes the answer open with an unsigned
+``reasoningContent`` block (no signature delta in a stream), and holds it to no such rule.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ from aiohttp import web
 from tollway.simulator import eventstream
 from tollway.simulator.bedrock_citations import block_deltas, cited_blocks
 from tollway.simulator.bedrock_media import check_media, check_system
+from tollway.simulator.bedrock_nova import REASONING_CONFIG, nova_reasoning, reasons_by_level
 from tollway.simulator.bedrock_tool_pairs import check_tool_pairs
 from tollway.simulator.content import (
     IMAGE_TOKENS,
@@ -391,13 +394,18 @@ def _check_reasoning_block(reasoning: dict[str, Any], where: str) -> None:
         raise InvalidRequest(f"{where}: Invalid signature in thinking block", "messages")
 
 
-def _reasoning_blocks(completion: Completion, redacted: bool) -> list[dict[str, Any]]:
+def _reasoning_blocks(
+    completion: Completion, redacted: bool, signed: bool = True
+) -> list[dict[str, Any]]:
+    """The answer's reasoning blocks; ``signed``: Claude's (Nova signs none)."""
     if not completion.reasoning:
         return []
     text = "".join(completion.reasoning)
-    signed = {"reasoningText": {"text": text, "signature": thinking_signature(text)}}
-    blocks: list[dict[str, Any]] = [{"reasoningContent": signed}]
-    if redacted:
+    reasoning: dict[str, Any] = {"text": text}
+    if signed:
+        reasoning["signature"] = thinking_signature(text)
+    blocks: list[dict[str, Any]] = [{"reasoningContent": {"reasoningText": reasoning}}]
+    if redacted and signed:
         blocks.append({"reasoningContent": {"redactedContent": REDACTED_THINKING}})
     return blocks
 
@@ -417,13 +425,16 @@ def _family(model: str) -> str:
     return "other"
 
 
-def check_model_fields(body: dict[str, Any], model: str) -> None:
+def check_model_fields(body: dict[str, Any], model: str) -> bool:
     """What only some models take, refused as those that do not take it refuse it: the
     model's own fields (Claude's ``thinking``, ``top_k``, ``anthropic_beta``; Nova's
-    ``inferenceConfig``), cache points (Claude and Nova) and a tool result's ``status``."""
+    ``inferenceConfig``, Nova 2's ``reasoningConfig``), cache points (Claude and Nova) and a
+    tool result's ``status``. Whether Nova 2's ``reasoningConfig`` turns reasoning on."""
     family = _family(model)
     fields = body.get("additionalModelRequestFields")
     known = _MODEL_FIELDS[family]
+    if family == "nova" and not reasons_by_level(model):
+        known = known - {REASONING_CONFIG}  # Nova's first models do not reason
     for key in fields if isinstance(fields, dict) else ():
         if key not in known:
             raise InvalidRequest(
@@ -449,6 +460,7 @@ def check_model_fields(body: dict[str, Any], model: str) -> None:
             "and try again.",
             "toolResult.status",
         )
+    return family == "nova" and isinstance(fields, dict) and nova_reasoning(fields)
 
 
 def _states_results(messages: Any) -> bool:
@@ -505,9 +517,9 @@ def _usage(
 
 
 def _content(
-    completion: Completion, redacted: bool, cited: list[dict[str, Any]] | None
+    completion: Completion, redacted: bool, cited: list[dict[str, Any]] | None, signed: bool
 ) -> list[dict[str, Any]]:
-    blocks = _reasoning_blocks(completion, redacted)
+    blocks = _reasoning_blocks(completion, redacted, signed)
     if cited is not None:
         blocks.extend(cited)
     elif completion.pieces:
@@ -521,10 +533,12 @@ async def handle_converse(
     request: web.Request, call: Call, state: SimulatorState, stream: bool
 ) -> web.StreamResponse:
     """Answer an admitted Converse (``stream``: ConverseStream) request."""
-    check_model_fields(call.body, request.match_info["model_id"])
+    nova_reasons = check_model_fields(call.body, request.match_info["model_id"])
     prompt, input_tokens = read_prompt(call.body, call.output_tokens)
+    prompt.reasoning = prompt.reasoning or nova_reasons
     completion = complete(prompt, 0, lambda: state.new_id("tooluse_"))
     redacted = bool(_REDACTED.search(prompt.last_user_text))
+    signed = not nova_reasons
     ttl = caches(call.body)
     cache = prompt_cache(call, input_tokens, ttl)
     usage = _usage(input_tokens, completion.output_tokens, cache, ttl)
@@ -534,12 +548,12 @@ async def handle_converse(
     if stream:
         headers = {**STREAM_HEADERS, request_id_header(Dialect.BEDROCK): call.request_id}
         parts = stream_parts(
-            completion, usage, latency, call.finish_reason, redacted, fields, cited
+            completion, usage, latency, call.finish_reason, redacted, fields, cited, signed
         )
         parts = _reordered(parts, call.events)
         return await send_stream(request, call, parts, headers)
     await delay(call, completion.output_tokens)
-    content = _content(completion, redacted, cited)
+    content = _content(completion, redacted, cited, signed)
     answer = {
         "output": {"message": {"role": "assistant", "content": content}},
         "stopReason": call.finish_reason or _STOP_REASON[completion.finish],
@@ -581,22 +595,25 @@ def stream_parts(
     redacted: bool = False,
     fields: dict[str, Any] | None = None,
     cited: list[dict[str, Any]] | None = None,
+    signed: bool = True,
 ) -> StreamParts:
     """Every message of a ConverseStream answer; content deltas are the token parts.
     ``stop_reason``: what ``messageStop`` says instead of the completion's own reason;
     ``redacted``: a redacted reasoning block follows the reasoning (if there is any);
     ``fields``: what ``messageStop`` adds (``additionalModelResponseFields``); ``cited``: the
-    blocks of a cited answer, said instead of the completion's text."""
+    blocks of a cited answer, said instead of the completion's text; ``signed``: the reasoning
+    ends with its signature (Claude's; Nova signs none)."""
     parts: StreamParts = [(_event("messageStart", {"role": "assistant"}), False)]
     index = 0
-    for block in _reasoning_blocks(completion, redacted):
+    for block in _reasoning_blocks(completion, redacted, signed):
         reasoning = block["reasoningContent"]
         if "redactedContent" in reasoning:
             deltas = [(reasoning, False)]
         else:
-            signed = reasoning["reasoningText"]
+            said = reasoning["reasoningText"]
             deltas = [({"text": piece}, True) for piece in completion.reasoning]
-            deltas.append(({"signature": signed["signature"]}, False))
+            if "signature" in said:
+                deltas.append(({"signature": said["signature"]}, False))
         for delta, is_token in deltas:
             event = {"contentBlockIndex": index, "delta": {"reasoningContent": delta}}
             parts.append((_event("contentBlockDelta", event), is_token))

@@ -14,6 +14,8 @@ request is sent as the client asked, and the model's own 400 says what it does n
   ``stop_sequence`` response field) are Claude's alone; another family refuses them, so a
   client asking for thinking, a beta or ``top_k`` gets a 400 naming it before any call
   (Nova takes ``top_k`` as its own ``inferenceConfig.topK``).
+- Extended thinking by level (``reasoningConfig``) is Nova 2's (``amazon.nova-2-...``,
+  ``NOVA_2``): a client's effort becomes it (``nova_effort``); Nova's first models have none.
 - Cache points (prompt caching) are Claude's and Nova's: for other families a client's cache
   hint is left out, as it is for the families outside Anthropic and Bedrock (``crossing``).
 - A tool result's ``status`` (a failed call) is Claude's and Nova's (AWS's
@@ -51,10 +53,17 @@ class BedrockFamily:
     """Takes ``cachePoint`` blocks (prompt caching)."""
     tool_status: bool
     """Takes a tool result's ``status``."""
+    reasoning_levels: bool = False
+    """Reasons at a level (Nova 2's ``reasoningConfig``, ``nova_effort``)."""
 
 
 CLAUDE = BedrockFamily("Claude", True, _claude_top_k, cache_points=True, tool_status=True)
 NOVA = BedrockFamily("Amazon Nova", False, _nova_top_k, cache_points=True, tool_status=True)
+NOVA_2 = BedrockFamily(
+    "Amazon Nova 2", False, _nova_top_k, cache_points=True, tool_status=True,
+    reasoning_levels=True,
+)  # fmt: skip
+"""Nova's second generation (``amazon.nova-2-...``): Nova's fields, and reasoning by level."""
 UNKNOWN = BedrockFamily("unknown", True, _claude_top_k, cache_points=True, tool_status=True)
 """A model id that names no model: everything is sent as asked, the model judges."""
 OTHER = BedrockFamily("non-Claude, non-Nova", False, None, cache_points=False, tool_status=False)
@@ -76,8 +85,10 @@ _PROVIDER_NAMES = {
 
 
 def deployment_family(model: str, declared: str | None) -> BedrockFamily:
-    """The family a deployment declares (``bedrock_family``), else the one its id names."""
-    return family_of(model) if declared is None else DECLARED[declared]
+    """The family a deployment's id names, else the one it declares (``bedrock_family``,
+    which must agree with a named one: ``declared_family_conflict``)."""
+    named = family_of(model)
+    return DECLARED[declared] if named is UNKNOWN and declared is not None else named
 
 
 def declared_family_conflict(model: str, declared: str) -> str | None:
@@ -85,6 +96,7 @@ def declared_family_conflict(model: str, declared: str) -> str | None:
     named = family_of(model)
     if named is UNKNOWN:
         return None
+    named = NOVA if named is NOVA_2 else named
     if declared == "other":
         agrees = named is not CLAUDE and named is not NOVA
     else:
@@ -105,7 +117,7 @@ def family_of(model: str) -> BedrockFamily:
     if provider == "anthropic":
         return CLAUDE
     if provider == "amazon" and rest[0].startswith("nova"):
-        return NOVA
+        return NOVA_2 if rest[0].startswith("nova-2-") else NOVA
     name = _PROVIDER_NAMES.get(provider, provider)
     return BedrockFamily(f"{name}", False, None, cache_points=False, tool_status=False)
 

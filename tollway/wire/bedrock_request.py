@@ -40,8 +40,9 @@ The model is not in the body (it is the ``{modelId}`` of the URL), and a body is
   ``reasoning_effort`` too, as ``claude_effort`` makes it one); reasoning in an
   assistant turn is a ``reasoningContent`` block, sent back only when signed.
 - An Anthropic client's ``output_config.effort`` is Claude's own
-  ``additionalModelRequestFields.output_config.effort``; other models have none (a 400 naming
-  it, ``crossing.request_for``).
+  ``additionalModelRequestFields.output_config.effort``; for Nova 2 it and an OpenAI client's
+  ``reasoning_effort`` are Nova's ``reasoningConfig`` (``nova_effort``); other models have
+  none (a 400 naming it, ``crossing.request_for``).
 - ``parallel_tool_calls: false`` (Anthropic's ``disable_parallel_tool_use``) is Claude's own
   ``additionalModelRequestFields.tool_choice.disable_parallel_tool_use`` (``claude``: the
   provider knows the model); other models have no such switch, and their answers are cut to
@@ -93,6 +94,7 @@ from tollway.wire.claude_schema import claude_schema
 from tollway.wire.crossing import request_for, without_parts
 from tollway.wire.effort import EFFORT, take_output_effort
 from tollway.wire.fields import json_object, number, optional, required
+from tollway.wire.nova_effort import reasoning_config_for_effort
 from tollway.wire.tool_names import BEDROCK, check_history, check_names
 
 WIRE_FORMAT = "bedrock"
@@ -158,6 +160,9 @@ def request_to_wire(
     the URL); ``betas``: the Anthropic betas the client asked for (``anthropic-beta``)."""
     # Thinking turned off crosses as absent: only Claude knows the field.
     effort_asked = request.extra.get(EFFORT) not in (None, "none")
+    reasoning_config = None
+    if family.reasoning_levels:  # Nova 2's own reasoningConfig, for either client's effort
+        request, reasoning_config = reasoning_config_for_effort(request)
     request = thinking_for_effort(request)
     thinking = request.thinking
     foreign = request.wire_format != WIRE_FORMAT
@@ -176,6 +181,8 @@ def request_to_wire(
     model_fields = _model_fields(request, family, thinking, betas, effort_asked)
     if output_effort is not None:
         model_fields["output_config"] = {"effort": output_effort}
+    if reasoning_config is not None:
+        model_fields["reasoningConfig"] = reasoning_config
     body: dict[str, Any] = dict(request.extra)
     fmt = request.response_format
     system = _system_to_wire(request.messages, fmt is not None and fmt.type == "json_object")
