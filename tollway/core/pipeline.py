@@ -57,6 +57,7 @@ from tollway.pricing.metering import (
     streamed_reasoning_chars,
 )
 from tollway.pricing.tokens import COUNT_AHEAD_CHARS, TokenCounter, inline_pdfs, long_texts
+from tollway.providers import retry_waits
 from tollway.providers.base import ChatProvider, EmbeddingProvider, RequestChecker
 from tollway.providers.base import TokenCounter as ProviderTokenCounter
 from tollway.providers.deadlines import OPENING
@@ -917,10 +918,7 @@ def _asked_wait(error: GatewayError) -> str | None:
     deployment at its own rate limit) says it to the millisecond in ``retry-after-ms``."""
     if isinstance(error, UpstreamStatusError) and error.retry_after:
         return error.retry_after
-    millis = error.headers.get("retry-after-ms")
-    if millis is not None and millis.isdigit():
-        return wait_value(int(millis) / 1000)
-    return error.headers.get("retry-after")
+    return retry_waits.retry_after(error.headers)  # read as an upstream's are
 
 
 def _cooling_down(model: str, cooling: Sequence[DeploymentHealth]) -> UpstreamStatusError:
