@@ -18,21 +18,11 @@ import pytest
 
 from tests.conftest import UPSTREAM_KEY, gateway_config
 from tests.integration.sdk import sent_upstream, user
+from tests.integration.test_bedrock_families import deployment
 from tests.support import running_gateway
 
 NOVA_2 = "us.amazon.nova-2-lite-v1:0"  # an inference profile's id
 NOVA_1 = "amazon.nova-lite-v1:0"
-
-
-def deployment(simulator_url: str, model: str) -> dict[str, Any]:
-    """A Bedrock deployment of ``model`` on the simulator."""
-    return {
-        "provider": "bedrock",
-        "model": model,
-        "region": "us-east-1",
-        "api_base": simulator_url,
-        "api_key": "env:TEST_UPSTREAM_KEY",
-    }
 
 
 @pytest.fixture(scope="module")
