@@ -18,10 +18,11 @@ chosen with ``run.py``.
 A variant is ``gateway`` (the benchmark's gateway), ``gateway:YAML`` (the same with YAML
 appended to its config file), ``tree:PATH`` (the gateway of another checkout of this
 repository, e.g. a git worktree at another commit; ``tree:PATH:YAML`` too) or
-``passthrough``. A gateway variant written ``...@anthropic`` is loaded with Anthropic
-Messages requests served by the Anthropic deployment (``run.py``'s scenario d), so
-``gateway gateway@anthropic`` compares the two paths. The first variant is the reference of
-the ratios.
+``passthrough`` (``passthrough:STACK``: another of ``passthrough.py``'s stacks, e.g.
+``passthrough:aiohttp-http1``, the gateway's own upstream client). A gateway variant
+written ``...@anthropic`` is loaded with Anthropic Messages requests served by the Anthropic
+deployment (``run.py``'s scenario d), so ``gateway gateway@anthropic`` compares the two paths.
+The first variant is the reference of the ratios.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class Variant:
     root: Path  # the checkout whose code runs
     extra_yaml: str = ""
     dialect: str = "openai"  # the requests the load sends (run.Target.dialect)
+    stack: str = "aiohttp-aiohttp"  # a pass-through's server and client (passthrough.py)
 
     @property
     def target(self) -> run.Target:
@@ -61,8 +63,11 @@ def parse_variant(text: str) -> Variant:
         variant = parse_variant(text.removesuffix("@anthropic"))
         variant.label, variant.dialect = text, "anthropic"
         return variant
-    if text == "passthrough":
-        return Variant(text, "passthrough", run.ROOT)
+    if text == "passthrough" or text.startswith("passthrough:"):
+        stack = text.partition(":")[2] or "aiohttp-aiohttp"
+        if stack not in run.STACKS:
+            raise run.BenchError(f"unknown pass-through stack {stack!r}: {', '.join(run.STACKS)}")
+        return Variant(text, "passthrough", run.ROOT, stack=stack)
     if text == "gateway" or text.startswith("gateway:"):
         return Variant(text, "gateway", run.ROOT, text.partition(":")[2])
     if text.startswith("tree:"):
@@ -71,7 +76,9 @@ def parse_variant(text: str) -> Variant:
         if not (root / "tollway" / "__init__.py").exists():
             raise run.BenchError(f"{root} is not a checkout of this repository")
         return Variant(text, "gateway", root, extra)
-    raise run.BenchError(f"unknown variant {text!r}: gateway[:YAML], tree:PATH[:YAML], passthrough")
+    raise run.BenchError(
+        f"unknown variant {text!r}: gateway[:YAML], tree:PATH[:YAML], passthrough[:STACK]"
+    )
 
 
 def start(procs: run.Processes, variant: Variant, index: int, sim: run.Server) -> run.Server:
@@ -79,7 +86,7 @@ def start(procs: run.Processes, variant: Variant, index: int, sim: run.Server) -
     port = run.free_port()
     name = f"variant-{index}"
     if variant.kind == "passthrough":
-        cmd = [run.PYTHON, str(run.BENCH / "passthrough.py"), "--stack", "aiohttp-aiohttp"]
+        cmd = [run.PYTHON, str(run.BENCH / "passthrough.py"), "--stack", variant.stack]
         cmd += ["--host", run.HOST, "--port", str(port), "--upstream", sim.url]
         server = run.Server(name, procs.start(name, cmd, run.TARGET_CORE), port)
         run.wait_ready(procs, server, "/health", variant.target.model)

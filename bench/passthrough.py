@@ -15,7 +15,13 @@ import importlib.util
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-STACKS = ("aiohttp-aiohttp", "starlette-aiohttp", "starlette-httpx", "aiohttp-httpx")
+STACKS = (
+    "aiohttp-aiohttp",
+    "starlette-aiohttp",
+    "starlette-httpx",
+    "aiohttp-httpx",
+    "aiohttp-http1",
+)
 FORWARDED = ("content-type", "authorization")
 DEFAULT_TYPE = "application/json"
 SSE_TYPE = "text/event-stream"
@@ -116,15 +122,59 @@ class HttpxUpstream:
             await response.aclose()
 
 
-def _upstream(client: str, base: str) -> AiohttpUpstream | HttpxUpstream:
+class Http1Upstream:
+    """Upstream calls through the gateway's own HTTP/1.1 client (``tollway.providers.http1``),
+    so the floor can also be measured on the client the gateway runs on."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.client: Any = None
+
+    async def start(self) -> None:
+        """Open the connection pool."""
+        from tollway.providers.http1 import HTTP1Client
+
+        self.client = HTTP1Client(max_connections=POOL_SIZE)
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self.client.close()
+
+    async def send(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, str, Any]:
+        """Send the request; return status, content type and the body (bytes or iterator)."""
+        response = await self.client.post(self.base + path, body, headers, None)
+        ctype = response.headers.get("content-type", DEFAULT_TYPE)
+        if not _is_sse(ctype):
+            try:
+                return response.status, ctype, await response.read()
+            finally:
+                response.release()
+        return response.status, ctype, self._chunks(response)
+
+    @staticmethod
+    async def _chunks(response: Any) -> AsyncIterator[bytes]:
+        """The SSE body as it arrives, releasing the connection at the end."""
+        try:
+            async for chunk in response.content.iter_any():
+                yield chunk
+        finally:
+            response.release()
+
+
+Upstream = AiohttpUpstream | HttpxUpstream | Http1Upstream
+
+
+def _upstream(client: str, base: str) -> Upstream:
     """The upstream client named by the second half of a stack name."""
+    if client == "http1":
+        return Http1Upstream(base)
     return AiohttpUpstream(base) if client == "aiohttp" else HttpxUpstream(base)
 
 
 # --- servers --------------------------------------------------------------------------------
 
 
-def serve_aiohttp(upstream: AiohttpUpstream | HttpxUpstream, host: str, port: int) -> None:
+def serve_aiohttp(upstream: Upstream, host: str, port: int) -> None:
     """Serve with aiohttp.web on uvloop."""
     import uvloop
     from aiohttp import web
@@ -157,7 +207,7 @@ def serve_aiohttp(upstream: AiohttpUpstream | HttpxUpstream, host: str, port: in
     web.run_app(app, host=host, port=port, access_log=None, print=None, shutdown_timeout=1)
 
 
-def serve_starlette(upstream: AiohttpUpstream | HttpxUpstream, host: str, port: int) -> None:
+def serve_starlette(upstream: Upstream, host: str, port: int) -> None:
     """Serve with Starlette on uvicorn (uvloop, and httptools when installed)."""
     import contextlib
 

@@ -54,7 +54,13 @@ STREAM_TOKENS = 32
 FAST_SIM = {"ttft_ms": 0.0, "tpot_ms": 0.0, "output_tokens": SMALL_MAX_TOKENS}
 STREAM_SIM = {"ttft_ms": 0.0, "tpot_ms": 3.0, "output_tokens": STREAM_TOKENS}
 PROMPT = "Say hello to the toll booth."
-STACKS = ("aiohttp-aiohttp", "starlette-aiohttp", "starlette-httpx", "aiohttp-httpx")
+STACKS = (
+    "aiohttp-aiohttp",
+    "starlette-aiohttp",
+    "starlette-httpx",
+    "aiohttp-httpx",
+    "aiohttp-http1",  # the gateway's own upstream client (tollway/providers/http1.py)
+)
 READY_TIMEOUT_S = 60.0
 ADMIN_KEY_ENV = "BENCH_ADMIN_KEY"
 ADMIN_KEY = secrets.token_urlsafe(24)  # the gateway's bootstrap admin key, for this run only

@@ -53,7 +53,8 @@ from tollway.pricing.catalog import PriceCatalog
 from tollway.pricing.metering import Metering
 from tollway.pricing.tokens import TokenCounter
 from tollway.providers import BUILTIN_PROVIDERS, ChatProvider, EmbeddingProvider, ProviderResources
-from tollway.providers.http import SentRequest, UpstreamClient
+from tollway.providers.http import UpstreamClient
+from tollway.providers.http1 import HTTP1Client
 from tollway.routing.health import HealthBook
 from tollway.routing.router import Router
 from tollway.routing.table import build_routing_table
@@ -261,23 +262,19 @@ class Gateway:
             self.simulator = Simulator(self.settings.simulator.settings)
             simulator_url = await self.simulator.start("127.0.0.1", 0)
         upstream = self.settings.upstream
-        connector = aiohttp.TCPConnector(
-            limit=upstream.max_connections,
-            limit_per_host=upstream.max_connections_per_host,
-            keepalive_timeout=upstream.keepalive,
-            enable_cleanup_closed=True,
+        self._upstream = UpstreamClient(
+            HTTP1Client(
+                max_connections=upstream.max_connections,
+                max_connections_per_host=upstream.max_connections_per_host,
+                keepalive=upstream.keepalive,
+            )
         )
-        # No client-wide timeout: every call passes the timeouts of its deployment. No cookie
-        # jar: upstream cookies must never carry state from one client's request to another's.
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=aiohttp.ClientTimeout(total=None),
-            cookie_jar=aiohttp.DummyCookieJar(),
-            auto_decompress=True,
-            request_class=SentRequest,  # tells a call whether its request went out
-        )
-        self._upstream = UpstreamClient(self._session)
         if self.settings.auth.oidc:
+            # The identity provider's own calls (discovery, keys). No client-wide timeout:
+            # each call passes its own. No cookie jar: no state is carried between calls.
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=None), cookie_jar=aiohttp.DummyCookieJar()
+            )
             self.authenticator.tokens = OIDCAuthenticator(
                 self.settings.auth.oidc, self._session, provisioner=Provisioner(self.identity)
             )

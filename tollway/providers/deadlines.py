@@ -1,11 +1,11 @@
 """Upstream time limits enforced by one coarse watchdog instead of a timer per request.
 
-aiohttp's own read and total timeouts arm and re-arm event-loop timers for every request
-and every chunk; under load that bookkeeping cost about 20 µs per request on our benchmark
-(docs/performance.md). Here a request registers its deadlines in a set (a few attribute
-writes), and one task wakes every ``resolution`` seconds and cancels the calls whose
-deadline has passed. A limit therefore fires up to ``resolution`` late, which is far below
-any sensible timeout.
+Timers for each read and for each call's total (as aiohttp's client arms them) would be
+armed and re-armed for every request and every chunk; under load that bookkeeping cost about
+20 µs per request on our benchmark (docs/performance.md). Here a request registers its
+deadlines in a set (a few attribute writes), and one task wakes every ``resolution`` seconds
+and cancels the calls whose deadline has passed. A limit therefore fires up to
+``resolution`` late, which is far below any sensible timeout.
 
 A stream's first-byte limit bounds the wait for its first content, not its first event: until
 the attempt it is read for (``OPENING``) has content, the events of its head (and SSE
@@ -32,8 +32,8 @@ keeps its socket open: once the total limit has passed, a stream whose consumer 
 for a whole gap limit (a write waiting that long: its client took nothing meanwhile) has its
 client's connection closed by the watchdog, which ends the write and the stream.
 
-A call also notes whether its request went out whole (``Deadline.sent``, set by the session's
-``SentRequest`` once the body is written, or by the answer's head): a call cut before that
+A call also notes whether its request went out whole (``Deadline.sent``, set by the client
+once the body is written, or by the answer's head): a call cut before that
 (its client left while it connected) reached no provider, which bills nothing for it.
 """
 
@@ -42,7 +42,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import weakref
 from contextvars import ContextVar
 from typing import Literal, Protocol
 
@@ -96,7 +95,6 @@ class Deadline:
     """The time limits of one upstream call, as loop times."""
 
     __slots__ = (
-        "__weakref__",  # SENDING holds the deadline weakly (below)
         "begun",
         "caller",
         "client_held",
@@ -144,6 +142,10 @@ class Deadline:
         self.sent = False
         """The request went out whole: the provider has the prompt (and bills its reading)."""
 
+    def mark_sent(self) -> None:
+        """The request was written whole (the client calls it): the provider has the prompt."""
+        self.sent = True
+
     def received(self) -> None:
         """The answer's head arrived: the wait for its first content starts now (still under
         the first-byte limit, through the stream's own head and keep-alives; the gap limit
@@ -181,16 +183,6 @@ class Deadline:
         return self.task.uncancel() == 0
 
 
-SENDING: ContextVar[weakref.ref[Deadline] | None] = ContextVar("tollway_sending", default=None)
-"""The deadline of the upstream call the current task makes (set by ``Deadlines.watch``): the
-request's body writer, a task of aiohttp's that inherits the context, marks it ``sent``.
-
-Held weakly: the deadline holds its task, and the task (aiohttp runs each request in a task
-of its own) holds this context, so a strong reference made every request a reference cycle
-of task, context and deadline, left to the garbage collector: 5% more CPU a request in
-paired runs (docs/performance.md, "Session 21")."""
-
-
 class Deadlines:
     """Watches the deadlines of every upstream call in flight."""
 
@@ -209,7 +201,6 @@ class Deadlines:
         task = asyncio.current_task(loop)
         assert task is not None, "upstream calls run inside a task"
         deadline = Deadline(task, timeouts, CALLER.get(), loop)
-        SENDING.set(weakref.ref(deadline))
         self._watched.add(deadline)
         if self._watchdog is None:
             self._watchdog = loop.create_task(self._watch(), name="tollway-upstream-deadlines")

@@ -1,10 +1,10 @@
-"""The shared upstream HTTP client: one pooled session, timeouts, and the answer as JSON,
-server-sent events or raw stream pieces.
+"""The provider calls: a JSON body POSTed over the pooled HTTP/1.1 client (``http1.py``),
+time limits, and the answer as JSON, server-sent events or raw stream pieces.
 
 What its failures become is in ``upstream_errors.py`` (what the upstream answered instead)
 and ``transport_errors.py`` (the connection, a deadline); events are read by ``sse.py``.
-aiohttp was chosen for the upstream client by measurement (docs/performance.md): on this
-kind of machine it costs a tenth of httpx per request under load.
+Why the gateway has a client of its own, not aiohttp's or httpx's: docs/performance.md
+("The upstream client", measured on the benchmark).
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ import functools
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, TypeVar
 
-import aiohttp
 import orjson
 from yarl import URL
 
 from tollway.core.errors import InvalidRequest, UpstreamError
 from tollway.core.types import UpstreamTimeouts
-from tollway.providers.deadlines import OPENING, SENDING, Deadlines
+from tollway.providers.deadlines import OPENING, Deadlines
+from tollway.providers.http1 import Body, HTTP1Client
 from tollway.providers.masking import Secrets
 from tollway.providers.sse import SSEvent, read_events
 from tollway.providers.transport_errors import deadline_error, transport_error
@@ -32,49 +32,24 @@ from tollway.providers.upstream_errors import (
     whole_body_error,
 )
 
-_REMEMBERED_CONNECT_LIMITS = 64  # distinct connect limits whose aiohttp timeout is reused
 _Item = TypeVar("_Item")
 
 
-class SentRequest(aiohttp.ClientRequest):
-    """aiohttp's request, telling the upstream call it is made for (``SENDING``) once its
-    body is written: a call its client cut before then reached no provider."""
-
-    async def write_bytes(self, *args: Any, **kwargs: Any) -> None:
-        """Write the body (aiohttp's own), then mark the call's deadline ``sent``."""
-        await super().write_bytes(*args, **kwargs)
-        held = SENDING.get()
-        deadline = None if held is None else held()
-        if deadline is not None:
-            deadline.sent = True
-
-
 class UpstreamClient:
-    """Sends provider requests over one pooled aiohttp session.
+    """Sends provider requests over the pooled HTTP/1.1 client (``http1.py``).
 
-    aiohttp enforces only the connect timeout (it applies to new connections alone and costs
-    nothing on a pooled one); the first-byte / gap and total limits are kept by ``Deadlines``,
-    which is much cheaper per request than aiohttp's per-read timers.
+    The first-byte / gap and total limits are kept by ``Deadlines``, which is much cheaper
+    per request than a timer per read; the connect limit is the client's own.
     """
 
-    def __init__(self, session: aiohttp.ClientSession, deadlines: Deadlines | None = None) -> None:
-        self._session = session
+    def __init__(self, http: HTTP1Client, deadlines: Deadlines | None = None) -> None:
+        self._http = http
         self._deadlines = deadlines or Deadlines()
-        self._connect_timeouts: dict[float, aiohttp.ClientTimeout] = {}
-
-    def _client_timeout(self, timeouts: UpstreamTimeouts) -> aiohttp.ClientTimeout:
-        client_timeout = self._connect_timeouts.get(timeouts.connect)
-        if client_timeout is None:
-            client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect)
-            # The configured limits are few; a model group's deadline cuts the limit to the
-            # time left, a new value nearly every request, which must not be kept for ever.
-            if len(self._connect_timeouts) < _REMEMBERED_CONNECT_LIMITS:
-                self._connect_timeouts[timeouts.connect] = client_timeout
-        return client_timeout
 
     async def close(self) -> None:
-        """Stop watching deadlines (the session belongs to the caller)."""
+        """Stop watching deadlines and close the connections."""
         await self._deadlines.close()
+        await self._http.close()
 
     async def post_json(
         self,
@@ -107,12 +82,8 @@ class UpstreamClient:
         data = encoded(body)
         deadline = self._deadlines.watch(timeouts)
         try:
-            response = await self._session.post(
-                url,
-                data=data,
-                headers=headers,
-                timeout=self._client_timeout(timeouts),
-                allow_redirects=False,  # see upstream_errors.status_error
+            response = await self._http.post(
+                url, data, headers, timeouts.connect, deadline.mark_sent
             )
             try:
                 if response.status >= 300:
@@ -186,19 +157,15 @@ class UpstreamClient:
         timeouts: UpstreamTimeouts,
         parse_error: ErrorParser,
         secret: Secrets,
-        read: Callable[[aiohttp.StreamReader, Secrets, bool], AsyncIterator[_Item]],
+        read: Callable[[Body, Secrets, bool], AsyncIterator[_Item]],
         stream_types: tuple[str, ...],
     ) -> AsyncIterator[_Item]:
         data = encoded(body)
         deadline = self._deadlines.watch(timeouts)
         deadline.opening = OPENING.get()
         try:
-            response = await self._session.post(
-                url,
-                data=data,
-                headers=headers,
-                timeout=self._client_timeout(timeouts),
-                allow_redirects=False,  # see upstream_errors.status_error
+            response = await self._http.post(
+                url, data, headers, timeouts.connect, deadline.mark_sent
             )
             try:
                 if response.status >= 300:
@@ -229,7 +196,7 @@ class UpstreamClient:
             self._deadlines.forget(deadline)
 
 
-# What labels a stream (aiohttp says application/octet-stream for an answer without a type).
+# What labels a stream (an answer without a type is application/octet-stream).
 _SSE_TYPES = ("text/event-stream", "application/octet-stream")
 _RAW_TYPES = ("application/vnd.amazon.eventstream", "application/octet-stream")
 
@@ -249,7 +216,7 @@ def encoded(body: Any) -> bytes:
 
 
 async def _read_raw(
-    content: aiohttp.StreamReader,
+    content: Body,
     secret: Secrets,
     unlabelled: bool = False,
     *,

@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import orjson
 
 from tollway.core.errors import UpstreamProtocolError
+from tollway.providers.http1 import Body
 from tollway.providers.masking import WHOLE_KEY, Secrets, scrub
 from tollway.providers.upstream_errors import BOM, body_words, error_body
 
@@ -42,7 +42,7 @@ def one_line(data: bytes) -> bytes:
 
 
 async def read_events(
-    content: aiohttp.StreamReader, secret: Secrets = None, unlabelled: bool = False
+    content: Body, secret: Secrets = None, unlabelled: bool = False
 ) -> AsyncIterator[SSEvent]:
     """Server-sent events as they arrive: one wait per network read, not one per line.
 
@@ -110,7 +110,7 @@ async def read_events(
 
 
 async def _whole_answer(
-    content: aiohttp.StreamReader, first: bytes, parts: tuple[str, ...]
+    content: Body, first: bytes, parts: tuple[str, ...]
 ) -> AsyncIterator[SSEvent]:
     """A stream request answered by one whole body: an error object (a 200 carrying
     ``{"error": ...}``, as OpenRouter and proxies send it) as the one event it stands for, so

@@ -1,13 +1,10 @@
 """A call that failed on its way rather than in the upstream's words, as the gateway's
-error: the connection (refused, closed mid-answer, an answer aiohttp cannot read or decode)
-or a deadline (``deadlines.py``) that cut it, the client's leaving included."""
+error: the connection (refused, closed mid-answer, an answer the client cannot read or
+decode: ``http1.py``) or a deadline (``deadlines.py``) that cut it, the client's leaving
+included."""
 
 from __future__ import annotations
 
-import re
-
-import aiohttp
-from aiohttp.http_exceptions import ContentEncodingError
 from yarl import URL
 
 from tollway.core.errors import (
@@ -20,6 +17,13 @@ from tollway.core.errors import (
 )
 from tollway.core.types import UpstreamTimeouts
 from tollway.providers.deadlines import Deadline, Phase
+from tollway.providers.http1 import (
+    BadAnswer,
+    ConnectTimeout,
+    Disconnected,
+    HTTPFailure,
+    UndecodableBody,
+)
 from tollway.providers.upstream_errors import upstream_host
 
 
@@ -73,49 +77,23 @@ def transport_error(exc: Exception, url: str | URL) -> UpstreamError:
     """The failure ``exc`` means, in words that do not name the upstream (``detail`` does)."""
     host = upstream_host(url)
     detail = f"{host}: {type(exc).__name__}: {str(exc).replace(str(url), host)}"
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+    if isinstance(exc, ConnectTimeout):
         return UpstreamTimeout(
             "timed out connecting to the upstream", phase="connect", detail=detail
         )
-    if isinstance(exc, aiohttp.SocketTimeoutError):
-        message = "upstream sent nothing within the first-byte timeout"
-        return UpstreamTimeout(message, phase="first_byte", detail=detail)
     if isinstance(exc, TimeoutError):
         return UpstreamTimeout("upstream exceeded the total timeout", phase="total", detail=detail)
-    encoding = _undecodable(exc)
-    if encoding is not None:
-        # The upstream answered, so not "cannot reach" (aiohttp reports a head it cannot read
-        # as a ClientResponseError) nor "closed the connection" (a body, as a payload error).
-        named = f" ({encoding})" if encoding else ""
+    if isinstance(exc, UndecodableBody):
+        # The upstream answered, so not "cannot reach" nor "closed the connection".
         return UpstreamProtocolError(
-            f"upstream answered in a Content-Encoding the gateway cannot read{named}",
+            f"upstream answered in a Content-Encoding the gateway cannot read ({exc.encoding})",
             detail=detail,
         )
-    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
+    if isinstance(exc, Disconnected):
         return UpstreamUnavailable("upstream closed the connection mid-answer", detail=detail)
-    if isinstance(exc, aiohttp.ClientResponseError):
-        # aiohttp's parser refused the answer's head: it came, but is not HTTP it reads.
+    if isinstance(exc, BadAnswer):
+        # The answer came, but is not HTTP the client reads.
         return UpstreamProtocolError("upstream answered with an unreadable response", detail=detail)
-    if isinstance(exc, aiohttp.ClientError | OSError):
+    if isinstance(exc, HTTPFailure | OSError):
         return UpstreamUnavailable("cannot reach the upstream", detail=detail)
     return UpstreamProtocolError("the call to the upstream failed", detail=detail)
-
-
-_ENCODING_NAMED = re.compile(r"content-encoding: (?:[\w-]+ \(([\w-]+)\)|([\w-]+))", re.I)
-
-
-def _undecodable(exc: BaseException) -> str | None:
-    """The Content-Encoding of an answer ``exc`` says could not be decoded (``""`` when it
-    does not name it: aiohttp's words), or None for any other failure. aiohttp raises it for
-    an encoding it was not built to read (brotli, zstd without their packages: it offers
-    only what it reads, but an upstream may answer in another) and for a body that is not
-    the encoding it claims, wrapped in the error of the step that read it."""
-    cause: BaseException | None = exc
-    for _ in range(3):  # the payload's or the response's error, the parser's, the decoder's
-        if cause is None:
-            return None
-        if isinstance(cause, ContentEncodingError):
-            named = _ENCODING_NAMED.search(str(cause.message))
-            return (named.group(1) or named.group(2)) if named else ""
-        cause = cause.__cause__
-    return None

@@ -12,7 +12,6 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 import orjson
 from yarl import URL
 
@@ -22,6 +21,7 @@ from tollway.core.errors import (
     UpstreamProtocolError,
     UpstreamStatusError,
 )
+from tollway.providers.http1 import Body, Response
 from tollway.providers.masking import Secrets, scrub
 from tollway.providers.retry_waits import reset_wait, retry_after
 
@@ -34,16 +34,16 @@ a reader ignores it there (JSON readers such as orjson refuse it)."""
 
 
 async def status_error(
-    response: aiohttp.ClientResponse,
+    response: Response,
     parse_error: ErrorParser,
     secret: Secrets,
     url: str | URL,
 ) -> Exception:
     """The error an answer of status 300 or more stands for (a redirect is never followed)."""
     if response.status < 400:
-        # A redirect is never followed: the client would send the provider key to wherever it
-        # points (aiohttp drops only Authorization when it leaves the origin, not x-api-key,
-        # api-key or x-goog-api-key), and the request body with it.
+        # A redirect is never followed: the gateway would send the provider key to wherever
+        # it points (an Authorization, x-api-key, api-key or x-goog-api-key header), and the
+        # request body with it.
         return UpstreamProtocolError(
             f"upstream answered with a redirect ({response.status}), which is not followed",
             detail=f"{upstream_host(url)} answered {response.status}: a redirect, not followed",
@@ -108,7 +108,7 @@ _STATUS_FIELDS = ("status_code", "code", "status")
 
 
 async def whole_body_error(
-    content: aiohttp.StreamReader, first: bytes, secret: Secrets, parse_error: ErrorParser
+    content: Body, first: bytes, secret: Secrets, parse_error: ErrorParser
 ) -> UpstreamError:
     """A binary stream request answered by one whole body: an error object (a proxy's, a 200
     carrying ``{"error": ...}``) is that error, with the status it names (else 502), any other
@@ -181,7 +181,7 @@ def body_words(text: str) -> str:
     return _page_words(text) if _HTML_START.match(text) else text[:_MAX_PAGE_WORDS]
 
 
-async def error_body(content: aiohttp.StreamReader) -> bytes:
+async def error_body(content: Body) -> bytes:
     """An error answer's body up to its end, or its first ``_MAX_ERROR_BODY`` bytes.
 
     ``read(n)`` gives what one network read brought, not ``n`` bytes: a body that comes in
