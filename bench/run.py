@@ -1011,8 +1011,13 @@ def markdown(report: dict[str, Any]) -> str:
         f"{cfg['duration_s']} s per run):\n",
         throughput_table(report["throughput"]),
         *side_by_side_text(report.get("side_by_side")),
-        f"\n**Latency at a fixed rate** of {f(cfg['fixed_rate'], 0)} req/s (half the "
-        f"gateway's max throughput), {PACED_CONNECTIONS} connections:\n",
+        f"\n**Latency at a fixed rate** of {f(cfg['fixed_rate'], 0)} req/s ("
+        + (
+            "given with --fixed-rate"
+            if cfg.get("fixed_rate_given")
+            else "half the gateway's max throughput"
+        )
+        + f"), {PACED_CONNECTIONS} connections:\n",
         fixed_rate_table(report["fixed_rate"]),
         f"\n**Streaming time to first token** ({STREAM_TOKENS} tokens, "
         f"{STREAM_SIM['tpot_ms']:g} ms per token, {TTFT_CONCURRENCY} concurrent, "
@@ -1080,8 +1085,10 @@ def run_all(
     anthropic_path: bool = False,
     limits_path: bool = False,
     telemetry_path: bool = False,
+    fixed_rate: float | None = None,
 ) -> dict[str, Any]:
-    """Every scenario, every target, in one run; ``setup`` names the gateway's config."""
+    """Every scenario, every target, in one run; ``setup`` names the gateway's config;
+    ``fixed_rate``: scenario b's rate (and e's, f's), else half the gateway's max throughput."""
     results: dict[str, Any] = {}
     fast = start_simulator(procs, "sim-fast", FAST_SIM)
     core = (DIRECT, PASSTHROUGH, Target("gateway", "gateway", setup=setup))
@@ -1113,7 +1120,7 @@ def run_all(
             "anthropic path",
             lambda server, t: measure_throughput(procs, server, fast, t, profile),
         )
-    rate = max(1.0, round(med(results["throughput"], "gateway", "rps") / 2))
+    rate = fixed_rate or max(1.0, round(med(results["throughput"], "gateway", "rps") / 2))
     if limits_path:
         log(f"scenario e: admission and settlement (limits and a budget) at {rate:.0f} req/s")
         paths = (
@@ -1164,6 +1171,7 @@ def run_all(
     )
     procs.stop(stream_sim.proc)
     results["fixed_rate_rps"] = rate
+    results["fixed_rate_given"] = fixed_rate is not None
     return results
 
 
@@ -1199,6 +1207,7 @@ def report_for(
 ) -> dict[str, Any]:
     """The results with when, what (the code as at the start) and where they were measured."""
     rate = results.pop("fixed_rate_rps")
+    given = results.pop("fixed_rate_given", False)
     summarize(results)
     return {
         "date": datetime.date.today().isoformat(),
@@ -1211,6 +1220,7 @@ def report_for(
             "duration_s": profile.duration_s,
             "ttft_requests": profile.ttft_requests,
             "fixed_rate": rate,
+            "fixed_rate_given": given,
             "cores": {"target": TARGET_CORE, "simulator_and_load": SIDE_CORE},
             "fast_simulator": FAST_SIM,
             "stream_simulator": STREAM_SIM,
@@ -1245,6 +1255,13 @@ def parse_args() -> argparse.Namespace:
         "--telemetry-path",
         action="store_true",
         help="also compare fixed-rate latency with and without metrics and the request log",
+    )
+    parser.add_argument(
+        "--fixed-rate",
+        type=float,
+        metavar="RPS",
+        help="scenario b's rate (and e's and f's): requests a second, instead of half the "
+        "gateway's max throughput (to compare runs at one load)",
     )
     parser.add_argument(
         "--anthropic-path",
@@ -1329,6 +1346,7 @@ def main() -> int:
             args.anthropic_path,
             args.limits_path,
             args.telemetry_path,
+            args.fixed_rate,
         )
     except BenchError as exc:
         keep_logs = True
