@@ -122,27 +122,20 @@ class HttpxUpstream:
             await response.aclose()
 
 
-class Http1Upstream:
+class Http1Upstream(AiohttpUpstream):
     """Upstream calls through the gateway's own HTTP/1.1 client (``tollway.providers.http1``),
-    so the floor can also be measured on the client the gateway runs on."""
-
-    def __init__(self, base: str) -> None:
-        self.base = base
-        self.client: Any = None
+    so the floor can also be measured on the client the gateway runs on. Its answers read as
+    aiohttp's do (``content.iter_any``, ``release``)."""
 
     async def start(self) -> None:
         """Open the connection pool."""
         from tollway.providers.http1 import HTTP1Client
 
-        self.client = HTTP1Client(max_connections=POOL_SIZE)
-
-    async def close(self) -> None:
-        """Close the connection pool."""
-        await self.client.close()
+        self.session = HTTP1Client(max_connections=POOL_SIZE)
 
     async def send(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, str, Any]:
         """Send the request; return status, content type and the body (bytes or iterator)."""
-        response = await self.client.post(self.base + path, body, headers, None)
+        response = await self.session.post(self.base + path, body, headers, None)
         ctype = response.headers.get("content-type", DEFAULT_TYPE)
         if not _is_sse(ctype):
             try:
@@ -150,15 +143,6 @@ class Http1Upstream:
             finally:
                 response.release()
         return response.status, ctype, self._chunks(response)
-
-    @staticmethod
-    async def _chunks(response: Any) -> AsyncIterator[bytes]:
-        """The SSE body as it arrives, releasing the connection at the end."""
-        try:
-            async for chunk in response.content.iter_any():
-                yield chunk
-        finally:
-            response.release()
 
 
 Upstream = AiohttpUpstream | HttpxUpstream | Http1Upstream
