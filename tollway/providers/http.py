@@ -89,7 +89,9 @@ class UpstreamClient:
                 if response.status >= 300:
                     raise await status_error(response, parse_error, secret, url)
                 deadline.received()
-                payload = await response.read()
+                payload = response.content.arrived()  # mostly whole by now: no wait
+                if payload is None:
+                    payload = await response.content.read()
             finally:
                 response.release()
         except UpstreamError:

@@ -144,6 +144,13 @@ class Body:
             self._conn.resume()
         return data
 
+    def arrived(self) -> bytes | None:
+        """The whole body when all of it has arrived (``None`` until then): read without a
+        wait, as a short answer mostly is (it comes in the read that brought its head)."""
+        if not self.done or self._error is not None:
+            return None
+        return self._take(-1) if self._pieces else b""
+
     async def readany(self) -> bytes:
         """What has arrived and was not read yet (waiting for some); ``b""`` at the end."""
         return await self.read(-1, whole=False)
@@ -198,7 +205,9 @@ class Response:
 
     async def read(self) -> bytes:
         """The whole body."""
-        return await self.content.read()
+        content = self.content
+        whole = content.arrived()
+        return whole if whole is not None else await content.read()
 
     def release(self) -> None:
         """Done with the answer: its connection goes back to the pool if the answer was read
@@ -214,6 +223,7 @@ class Connection(asyncio.Protocol):
 
     def __init__(self, pool: Pool, key: tuple[str, str, int]) -> None:
         self._pool = pool
+        self._loop = asyncio.get_running_loop()
         self.key = key
         self.transport: asyncio.Transport | None = None
         self._parser = parser = httptools.HttpResponseParser(self)
@@ -405,8 +415,14 @@ class Connection(asyncio.Protocol):
             self._head.set_exception(error)
         self.close()
 
-    async def send(self, start: str, headers: Mapping[str, str], body: bytes) -> None:
-        """Write a request: its start (request line and Host), ``headers`` and ``body``."""
+    def send(
+        self, start: str, headers: Mapping[str, str], body: bytes
+    ) -> tuple[asyncio.Future[Response], asyncio.Future[None] | None]:
+        """Write a request: its start (request line and Host), ``headers`` and ``body``.
+
+        Returns the answer's head to come, and what to await before the request counts as
+        written when the connection's buffer is full (a large body to a slow reader), else
+        ``None``: a plain call makes no coroutine for the write."""
         transport = self.transport
         if transport is None or transport.is_closing():
             raise Disconnected("the upstream closed the connection before the request")
@@ -429,7 +445,8 @@ class Connection(asyncio.Protocol):
         # One line a header and none within a value (no header a caller did not mean).
         if head.count("\n") != count or head.count("\r") != count:
             raise ValueError("a request header holds a line break")
-        self._head = asyncio.get_running_loop().create_future()
+        loop = self._loop
+        answer = self._head = loop.create_future()
         self._response = None
         self._head_bytes = 0
         self.keep = False
@@ -437,14 +454,9 @@ class Connection(asyncio.Protocol):
         if len(body) >= 65536:
             transport.write(body)
         if self._write_paused:
-            self._drained = asyncio.get_running_loop().create_future()
-            await self._drained
-
-    async def answer(self) -> Response:
-        """The answer's head (its body follows in ``Response.content``)."""
-        head = self._head
-        assert head is not None, "send first"
-        return await head
+            drained = self._drained = loop.create_future()
+            return answer, drained
+        return answer, None
 
     def pause(self) -> None:
         if not self._paused and self.transport is not None:
@@ -669,10 +681,12 @@ class HTTP1Client:
         target = self.target(url)
         conn = await self._connection(target, connect_timeout)
         try:
-            await conn.send(target.start, headers, body)
+            answer, drained = conn.send(target.start, headers, body)
+            if drained is not None:
+                await drained
             if sent is not None:
                 sent()
-            return await conn.answer()
+            return await answer
         except BaseException:
             conn.close()
             raise
