@@ -18,6 +18,7 @@ each means to a client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 import zlib
@@ -553,6 +554,7 @@ class Pool:
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._swept = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._sweeper: asyncio.Task[None] | None = None
 
     def take(self, key: tuple[str, str, int], now: float) -> Connection | None:
         """An idle connection to ``key`` still fit for use, if any."""
@@ -610,7 +612,17 @@ class Pool:
         self._idle.setdefault(conn.key, []).append(conn)
         if now - self._swept > STALE_SWEEP:
             self._sweep(now)
+        if self._sweeper is None:
+            self._sweeper = loop.create_task(self._sweeping(), name="tollway-upstream-idle")
         self._wake()
+
+    async def _sweeping(self) -> None:
+        """Close idle connections past their keep-alive while no call comes to look at them
+        (within one and a half ``keepalive``): one wake-up a half-period, not a timer a call."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(max(self._keepalive / 2, 0.05))
+            self._sweep(loop.time())
 
     def _sweep(self, now: float) -> None:
         self._swept = now
@@ -638,7 +650,12 @@ class Pool:
                 self._wake()  # pass the turn on
             raise
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
         for conn in list(self._members):
             conn.close()
         self._idle.clear()
@@ -747,4 +764,4 @@ class HTTP1Client:
 
     async def close(self) -> None:
         """Close every connection."""
-        self._pool.close()
+        await self._pool.close()

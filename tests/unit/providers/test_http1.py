@@ -321,6 +321,21 @@ def test_an_idle_connection_older_than_keepalive_is_not_reused() -> None:
     run(check, keepalive=0.1)
 
 
+def test_an_idle_connection_past_keepalive_is_closed_though_no_call_comes() -> None:
+    # No later call looks at the pool: the client's own sweep closes the connection, as the
+    # keep-alive option says, instead of holding it until the provider gives up on it.
+    async def check(client: HTTP1Client) -> None:
+        async with raw_server(numbered()) as server:
+            assert await call(client, server.url) == (200, b"answer-1")
+            await asyncio.sleep(0.05)
+            assert server.ended == 0  # still young: kept for the next call
+            started = time.monotonic()
+            await until(lambda: server.ended == 1)
+            assert time.monotonic() - started < 0.5
+
+    run(check, keepalive=0.2)
+
+
 # --- 4. calls abandoned mid-answer -------------------------------------------------------
 
 
