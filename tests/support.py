@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import socket
 import struct
@@ -109,11 +110,36 @@ def unique_prefix(name: str = "t") -> str:
     return f"tollway-test:{name}:{uuid.uuid4().hex[:10]}:"
 
 
+_PORTS = (10_000, 32_000)
+"""Where test servers' ports are picked: below the kernel's ephemeral range (32768 and up on
+Linux), from which it hands out the ports of outgoing connections and of binds to port 0."""
+_HANDED: set[int] = set()
+
+
 def free_port() -> int:
-    """A port that was free a moment ago on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port free on 127.0.0.1 for a server a test is about to start.
+
+    Asking the kernel for one (a bind to port 0, then closing it) let two test workers be
+    given the same port a moment apart: a gateway then failed to bind, and its test talked to
+    another worker's gateway. Each pytest-xdist worker picks from a slice of its own of a
+    range the kernel never hands out, never the same port twice, and only one it can bind."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    index = int(worker) if worker.isdigit() else 0
+    span = (_PORTS[1] - _PORTS[0]) // max(workers, 1)
+    low = _PORTS[0] + span * (index % max(workers, 1))
+    for _ in range(200):
+        port = random.randrange(low, low + span)
+        if port in _HANDED:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use, or a closed connection's port still waiting
+        _HANDED.add(port)
+        return port
+    raise RuntimeError(f"no free port in {low}..{low + span}")
 
 
 def wait_http(url: str, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None) -> None:

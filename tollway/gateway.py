@@ -239,12 +239,14 @@ class Gateway:
             raise
 
     async def _release_failed_start(self) -> None:
-        # aiohttp runs no cleanup for a start that raised: left open, the upstream session
+        # aiohttp runs no cleanup for a start that raised: left open, an HTTP session
         # was reported unclosed ("Unclosed client session", an error in the log) under the
         # one line saying why the gateway did not start, and the store kept its connections.
         await self.fleet.close()
         if self.request_log is not None:
             await self.request_log.close()
+        if self._upstream is not None:
+            await self._upstream.close()
         if self._session is not None:
             await self._session.close()
         if self.simulator is not None:
