@@ -5,25 +5,12 @@ content whose id no stored response gave is OpenAI's 400 "Item with id ... not f
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import openai
 import pytest
 
-from tollway.simulator import Simulator
-
 REASON = "Reason: Encrypted content could not be decrypted or parsed."
-
-
-@pytest.fixture
-async def oai() -> AsyncIterator[openai.AsyncOpenAI]:
-    simulator = Simulator()
-    await simulator.start()
-    client = openai.AsyncOpenAI(base_url=simulator.url + "/v1", api_key="sk-test", max_retries=0)
-    yield client
-    await client.close()
-    await simulator.stop()
 
 
 async def first_turn(oai: openai.AsyncOpenAI) -> list[Any]:

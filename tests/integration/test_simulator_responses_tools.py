@@ -3,23 +3,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import openai
 import pytest
 
-from tollway.simulator import Simulator
 from tollway.simulator.responses_tools import SEARCH_TOKENS
-
-
-@pytest.fixture
-async def oai() -> AsyncIterator[openai.AsyncOpenAI]:
-    simulator = Simulator()
-    await simulator.start()
-    client = openai.AsyncOpenAI(base_url=simulator.url + "/v1", api_key="sk-test", max_retries=0)
-    yield client
-    await client.close()
-    await simulator.stop()
 
 
 async def test_a_web_search_tool_is_a_search_call_before_the_message(

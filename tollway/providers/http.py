@@ -4,7 +4,7 @@ time limits, and the answer as JSON, server-sent events or raw stream pieces.
 What its failures become is in ``upstream_errors.py`` (what the upstream answered instead)
 and ``transport_errors.py`` (the connection, a deadline); events are read by ``sse.py``.
 Why the gateway has a client of its own, not aiohttp's or httpx's: docs/performance.md
-("The upstream client", measured on the benchmark).
+("Session 23", measured on the benchmark).
 """
 
 from __future__ import annotations

@@ -34,8 +34,6 @@ HIGH_WATER = 256 * 1024
 """Bytes of an answer held unread before the connection stops reading (a slow consumer)."""
 MAX_HEAD = 64 * 1024
 """The most an answer's head (status line and headers) may take."""
-STALE_SWEEP = 1.0
-"""At most how often, in seconds, idle connections past their keep-alive are closed."""
 _URL_MEMORY = 512
 """Distinct upstream URLs whose parsed form is kept (a deployment's URL repeats)."""
 _SAFE_ENCODINGS = ("", "identity")
@@ -151,10 +149,6 @@ class Body:
         if not self.done or self._error is not None:
             return None
         return self._take(-1) if self._pieces else b""
-
-    async def readany(self) -> bytes:
-        """What has arrived and was not read yet (waiting for some); ``b""`` at the end."""
-        return await self.read(-1, whole=False)
 
     async def read(self, limit: int = -1, *, whole: bool | None = None) -> bytes:
         """Up to ``limit`` bytes of what has arrived (``b""`` at the end); ``-1``: the rest of
@@ -451,8 +445,10 @@ class Connection(asyncio.Protocol):
         self._response = None
         self._head_bytes = 0
         self.keep = False
-        transport.write(head.encode() + body if len(body) < 65536 else head.encode())
-        if len(body) >= 65536:
+        if len(body) < 65536:
+            transport.write(head.encode() + body)  # one write, one segment
+        else:
+            transport.write(head.encode())  # not copied into one: a large body goes as it is
             transport.write(body)
         if self._write_paused:
             drained = self._drained = loop.create_future()
@@ -499,10 +495,9 @@ class _Decoder:
     """gzip or deflate, decoded as the body arrives. "deflate" is zlib-wrapped as the standard
     says, or raw as some servers send it: its first two bytes tell which."""
 
-    __slots__ = ("_gzip", "_held", "_inner", "started")
+    __slots__ = ("_held", "_inner", "started")
 
     def __init__(self, gzip: bool) -> None:
-        self._gzip = gzip
         self._inner: Any = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzip else None
         self._held = b""
         self.started = False  # some of the body came (an empty body is no encoded body)
@@ -552,7 +547,6 @@ class Pool:
         self._open_by_host: dict[tuple[str, str, int], int] = {}
         self._members: set[Connection] = set()
         self._waiters: deque[asyncio.Future[None]] = deque()
-        self._swept = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -610,8 +604,6 @@ class Pool:
         now = loop.time()
         conn.idle_since = now
         self._idle.setdefault(conn.key, []).append(conn)
-        if now - self._swept > STALE_SWEEP:
-            self._sweep(now)
         if self._sweeper is None:
             self._sweeper = loop.create_task(self._sweeping(), name="tollway-upstream-idle")
         self._wake()
@@ -625,7 +617,6 @@ class Pool:
             self._sweep(loop.time())
 
     def _sweep(self, now: float) -> None:
-        self._swept = now
         for idle in self._idle.values():
             stale = [c for c in idle if c.closed or now - c.idle_since >= self._keepalive]
             for conn in stale:
@@ -741,19 +732,16 @@ class HTTP1Client:
                 except BaseException:
                     sock.close()
                     raise
-        except TimeoutError:
+        except BaseException as exc:
             pool.lost(conn)
             conn.close()
-            raise ConnectTimeout(
-                f"no connection to {target.host}:{target.port} within {connect_timeout:g}s"
-            ) from None
-        except OSError as exc:
-            pool.lost(conn)
-            conn.close()
-            raise ConnectFailed(f"cannot connect to {target.host}:{target.port}: {exc}") from None
-        except BaseException:
-            pool.lost(conn)
-            conn.close()
+            where = f"{target.host}:{target.port}"
+            if isinstance(exc, TimeoutError):  # before OSError, of which it is one
+                raise ConnectTimeout(
+                    f"no connection to {where} within {connect_timeout:g}s"
+                ) from None
+            if isinstance(exc, OSError):
+                raise ConnectFailed(f"cannot connect to {where}: {exc}") from None
             raise
         return conn
 

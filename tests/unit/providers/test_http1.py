@@ -596,6 +596,19 @@ def test_a_reason_phrase_cut_across_reads_arrives_whole_and_is_not_kept_for_the_
 # --- 7. what is sent -----------------------------------------------------------------------
 
 
+def test_the_parsed_urls_kept_are_bounded_however_many_distinct_urls_are_called() -> None:
+    # A deployment's URL repeats, so its parsed form is kept; one whose query differs every
+    # call (a signed URL, a key rotated often) must not make the memory grow for ever.
+    async def check(client: HTTP1Client) -> None:
+        async with raw_server(numbered()) as server:
+            for index in range(600):
+                status, _ = await call(client, f"{server.url}?n={index}")
+                assert status == 200
+            assert 0 < len(client._targets) <= 512
+
+    run(check)
+
+
 def _head_lines(request: bytes) -> list[str]:
     head, _, _ = request.partition(b"\r\n\r\n")
     return head.decode().split("\r\n")
